@@ -1,0 +1,25 @@
+//go:build unix
+
+package safetensors
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// mapFile maps f read-only and returns the mapping and its release func.
+// A zero-length file gives an empty slice (mmap refuses length 0).
+func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
+	if size == 0 {
+		return []byte{}, func() error { return nil }, nil
+	}
+	if int64(int(size)) != size {
+		return nil, nil, fmt.Errorf("%s: %d bytes do not fit in the address space", f.Name(), size)
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mmap %s: %w", f.Name(), err)
+	}
+	return b, func() error { return syscall.Munmap(b) }, nil
+}

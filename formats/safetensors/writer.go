@@ -1,0 +1,410 @@
+package safetensors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+)
+
+// WriterOptions configures Create.
+type WriterOptions struct {
+	// BaseName is the file name stem: "model" (the default) writes
+	// model.safetensors or model-00001-of-00002.safetensors and
+	// model.safetensors.index.json.
+	BaseName string
+	// MaxShardBytes caps the tensor data bytes of one shard, as
+	// transformers' max_shard_size does (headers are not counted). A tensor
+	// larger than the cap gets a shard of its own. 0 never shards.
+	MaxShardBytes int64
+	// Metadata goes into every file's __metadata__; "format":"pt" is always
+	// set, as transformers requires.
+	Metadata map[string]string
+}
+
+// Writer streams a checkpoint to disk: the tensors are declared to Create,
+// then their data is passed to Write one tensor at a time in declaration
+// order. Nothing is visible under the final names until Close succeeds.
+// A Writer is not safe for concurrent use.
+type Writer struct {
+	dir      string
+	opts     WriterOptions
+	tensors  []TensorInfo
+	sizes    []int64
+	shardOf  []int // tensor index -> shard index
+	shards   []*shard
+	next     int // index of the next tensor to write
+	err      error
+	finished bool
+}
+
+// shard is one output file being written under a temporary name.
+type shard struct {
+	final   string // file name (no dir)
+	first   int    // first tensor index
+	last    int    // one past the last tensor index
+	header  []byte // 8-byte length + padded JSON
+	tmp     *os.File
+	buf     *bufio.Writer
+	written int64
+}
+
+// Create validates the declared tensors, plans the shards and returns a
+// Writer for dir (which must exist). Names must be unique and non-empty,
+// dtypes recognised, shapes non-negative.
+func Create(dir string, tensors []TensorInfo, opts WriterOptions) (*Writer, error) {
+	if opts.BaseName == "" {
+		opts.BaseName = "model"
+	}
+	if opts.BaseName != filepath.Base(opts.BaseName) || opts.BaseName == "." || opts.BaseName == ".." {
+		return nil, fmt.Errorf("safetensors writer: base name %q is not a plain file name", opts.BaseName)
+	}
+	if opts.MaxShardBytes < 0 {
+		return nil, fmt.Errorf("safetensors writer: negative MaxShardBytes %d", opts.MaxShardBytes)
+	}
+	meta := map[string]string{}
+	maps.Copy(meta, opts.Metadata)
+	meta["format"] = "pt"
+	opts.Metadata = meta
+	if st, err := os.Stat(dir); err != nil {
+		return nil, err
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("%s: not a directory", dir)
+	}
+	w := &Writer{dir: dir, opts: opts}
+	seen := map[string]bool{}
+	for _, t := range tensors {
+		if t.Name == "" || t.Name == MetadataKey {
+			return nil, fmt.Errorf("safetensors writer: invalid tensor name %q", t.Name)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("safetensors writer: tensor %q declared twice", t.Name)
+		}
+		seen[t.Name] = true
+		n := int64(1)
+		for _, d := range t.Shape {
+			if d < 0 || (d > 0 && n > maxInt64/int64(d)) {
+				return nil, fmt.Errorf("safetensors writer: tensor %q: invalid shape %v", t.Name, t.Shape)
+			}
+			n *= int64(d)
+		}
+		size, err := byteSize(t.DType, n)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors writer: tensor %q: %w", t.Name, err)
+		}
+		w.tensors = append(w.tensors, TensorInfo{Name: t.Name, DType: t.DType, Shape: slices.Clone(t.Shape)})
+		w.sizes = append(w.sizes, size)
+	}
+	w.planShards()
+	for _, s := range w.shards {
+		h, err := encodeHeader(w.tensors[s.first:s.last], w.sizes[s.first:s.last], meta)
+		if err != nil {
+			return nil, err
+		}
+		s.header = h
+	}
+	return w, nil
+}
+
+// planShards splits the tensors greedily in declaration order, starting a
+// new shard when the next tensor would push the current one past the cap.
+func (w *Writer) planShards() {
+	w.shardOf = make([]int, len(w.tensors))
+	cur := &shard{}
+	var curBytes int64
+	for i, size := range w.sizes {
+		if w.opts.MaxShardBytes > 0 && cur.last > cur.first && curBytes+size > w.opts.MaxShardBytes {
+			w.shards = append(w.shards, cur)
+			cur = &shard{first: i, last: i}
+			curBytes = 0
+		}
+		cur.last = i + 1
+		curBytes += size
+		w.shardOf[i] = len(w.shards)
+	}
+	w.shards = append(w.shards, cur)
+	if len(w.shards) == 1 {
+		w.shards[0].final = w.opts.BaseName + ".safetensors"
+		return
+	}
+	for i, s := range w.shards {
+		s.final = ShardName(w.opts.BaseName, i+1, len(w.shards))
+	}
+}
+
+// ShardName returns the file name transformers gives shard i (1-based) of
+// n: ShardName("model", 1, 3) is "model-00001-of-00003.safetensors".
+func ShardName(base string, i, n int) string {
+	return fmt.Sprintf("%s-%05d-of-%05d.safetensors", base, i, n)
+}
+
+// Shards returns the final file names the writer will produce, in order.
+func (w *Writer) Shards() []string {
+	out := make([]string, len(w.shards))
+	for i, s := range w.shards {
+		out[i] = s.final
+	}
+	return out
+}
+
+// encodeHeader returns the 8-byte length and the JSON header, padded with
+// spaces so the data section starts at a multiple of 8. Tensors are laid out
+// contiguously in the given order.
+func encodeHeader(tensors []TensorInfo, sizes []int64, meta map[string]string) ([]byte, error) {
+	var js bytes.Buffer
+	js.WriteByte('{')
+	mb, err := json.Marshal(meta)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors writer: metadata: %w", err)
+	}
+	js.WriteString(`"` + MetadataKey + `":`)
+	js.Write(mb)
+	var off int64
+	for i, t := range tensors {
+		nb, err := json.Marshal(t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors writer: tensor %q: %w", t.Name, err)
+		}
+		shape := t.Shape
+		if shape == nil {
+			shape = []int{}
+		}
+		sb, _ := json.Marshal(shape)
+		db, _ := json.Marshal(string(t.DType))
+		js.WriteByte(',')
+		js.Write(nb)
+		fmt.Fprintf(&js, `:{"dtype":%s,"shape":%s,"data_offsets":[%d,%d]}`, db, sb, off, off+sizes[i])
+		off += sizes[i]
+	}
+	js.WriteByte('}')
+	for js.Len()%8 != 0 {
+		js.WriteByte(' ')
+	}
+	if js.Len() > MaxHeaderSize {
+		return nil, fmt.Errorf("safetensors writer: header of %d bytes exceeds the %d-byte limit", js.Len(), MaxHeaderSize)
+	}
+	out := make([]byte, 8, 8+js.Len())
+	binary.LittleEndian.PutUint64(out, uint64(js.Len()))
+	return append(out, js.Bytes()...), nil
+}
+
+// Write writes the data of the next declared tensor, which must be name,
+// little-endian and exactly its byte size. After an error the Writer is
+// spent: Close reports the error and removes the temporary files.
+func (w *Writer) Write(name string, data []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.finished {
+		return fmt.Errorf("safetensors writer: tensor %q: write after Close", name)
+	}
+	if w.next >= len(w.tensors) {
+		return w.fail(fmt.Errorf("safetensors writer: tensor %q: all %d declared tensors already written", name, len(w.tensors)))
+	}
+	t := w.tensors[w.next]
+	if name != t.Name {
+		return w.fail(fmt.Errorf("safetensors writer: tensor %q written, want %q next (declaration order)", name, t.Name))
+	}
+	if int64(len(data)) != w.sizes[w.next] {
+		return w.fail(fmt.Errorf("safetensors writer: tensor %q: %d bytes, shape %v %s needs %d", name, len(data), t.Shape, t.DType, w.sizes[w.next]))
+	}
+	s := w.shards[w.shardOf[w.next]]
+	if s.tmp == nil {
+		if err := w.openShard(s); err != nil {
+			return w.fail(err)
+		}
+	}
+	if _, err := s.buf.Write(data); err != nil {
+		return w.fail(fmt.Errorf("%s: tensor %q: %w", s.tmp.Name(), name, err))
+	}
+	s.written += int64(len(data))
+	w.next++
+	return nil
+}
+
+func (w *Writer) openShard(s *shard) error {
+	f, err := os.CreateTemp(w.dir, "."+s.final+".*.tmp")
+	if err != nil {
+		return err
+	}
+	s.tmp = f
+	s.buf = bufio.NewWriterSize(f, 1<<20)
+	if _, err := s.buf.Write(s.header); err != nil {
+		return fmt.Errorf("%s: header: %w", f.Name(), err)
+	}
+	return nil
+}
+
+func (w *Writer) fail(err error) error {
+	w.err = err
+	return err
+}
+
+// Close finishes the checkpoint: if every declared tensor was written it
+// flushes and fsyncs each shard, renames the temporary files to their final
+// names and, when sharded, writes <base>.safetensors.index.json
+// ({"metadata":{"total_size":N},"weight_map":{name:file}}) the same way.
+// Otherwise, or on any failure, it removes the temporary files and returns
+// an error.
+func (w *Writer) Close() error {
+	if w.finished {
+		return w.err
+	}
+	w.finished = true
+	if w.err == nil && w.next < len(w.tensors) {
+		w.err = fmt.Errorf("safetensors writer: closed after %d of %d tensors, tensor %q not written", w.next, len(w.tensors), w.tensors[w.next].Name)
+	}
+	if w.err != nil {
+		w.cleanup()
+		return w.err
+	}
+	for _, s := range w.shards {
+		if s.tmp == nil { // a shard of empty tensors only, or no tensors at all
+			if err := w.openShard(s); err != nil {
+				w.err = err
+				w.cleanup()
+				return err
+			}
+		}
+		if err := s.buf.Flush(); err != nil {
+			w.err = fmt.Errorf("%s: %w", s.tmp.Name(), err)
+		} else if err := s.tmp.Sync(); err != nil {
+			w.err = fmt.Errorf("%s: fsync: %w", s.tmp.Name(), err)
+		} else if err := s.tmp.Close(); err != nil {
+			w.err = fmt.Errorf("%s: %w", s.tmp.Name(), err)
+		}
+		if w.err != nil {
+			w.cleanup()
+			return w.err
+		}
+	}
+	var index string
+	if len(w.shards) > 1 {
+		var err error
+		if index, err = w.writeIndexTemp(); err != nil {
+			w.err = err
+			w.cleanup()
+			return err
+		}
+	}
+	for _, s := range w.shards {
+		if err := os.Rename(s.tmp.Name(), filepath.Join(w.dir, s.final)); err != nil {
+			w.err = err
+			w.cleanup()
+			if index != "" {
+				os.Remove(index)
+			}
+			return err
+		}
+		s.tmp = nil
+	}
+	// The index goes last: its presence means every shard is in place.
+	if index != "" {
+		if err := os.Rename(index, filepath.Join(w.dir, w.opts.BaseName+IndexSuffix)); err != nil {
+			os.Remove(index)
+			w.err = err
+			return err
+		}
+	}
+	syncDir(w.dir)
+	return nil
+}
+
+func (w *Writer) writeIndexTemp() (string, error) {
+	var total int64
+	wm := make(map[string]string, len(w.tensors))
+	for i, t := range w.tensors {
+		total += w.sizes[i]
+		wm[t.Name] = w.shards[w.shardOf[i]].final
+	}
+	b, err := json.MarshalIndent(struct {
+		Metadata  map[string]int64  `json:"metadata"`
+		WeightMap map[string]string `json:"weight_map"`
+	}{map[string]int64{"total_size": total}, wm}, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("safetensors writer: index: %w", err)
+	}
+	return writeTemp(w.dir, w.opts.BaseName+IndexSuffix, append(b, '\n'))
+}
+
+// writeTemp writes b to a synced temporary file next to final and returns
+// its path.
+func writeTemp(dir, final string, b []byte) (string, error) {
+	f, err := os.CreateTemp(dir, "."+final+".*.tmp")
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	return f.Name(), nil
+}
+
+// Abort removes the temporary files; the Writer cannot be used afterwards.
+// Aborting after a successful Close does nothing.
+func (w *Writer) Abort() {
+	if w.finished {
+		return
+	}
+	w.finished = true
+	if w.err == nil {
+		w.err = errors.New("safetensors writer: aborted")
+	}
+	w.cleanup()
+}
+
+func (w *Writer) cleanup() {
+	for _, s := range w.shards {
+		if s.tmp != nil {
+			s.tmp.Close()
+			os.Remove(s.tmp.Name())
+			s.tmp = nil
+		}
+	}
+}
+
+// syncDir makes the renames durable where the platform allows it; failure
+// only weakens crash safety, so it is not reported.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// WriteFile writes tensors, in the given order, to a single safetensors file
+// at path with metadata (plus "format":"pt"), via a temporary file renamed
+// when complete. It is meant for small files such as test vectors.
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	infos := make([]TensorInfo, len(tensors))
+	for i, t := range tensors {
+		infos[i] = t.TensorInfo
+	}
+	base := filepath.Base(path)
+	w, err := Create(filepath.Dir(path), infos, WriterOptions{BaseName: base, Metadata: metadata})
+	if err != nil {
+		return err
+	}
+	w.shards[0].final = base // the exact name, not base+".safetensors"
+	for _, t := range tensors {
+		if err := w.Write(t.Name, t.Data); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Close()
+}
