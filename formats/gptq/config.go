@@ -1,0 +1,345 @@
+package gptq
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+)
+
+// ErrNotQuantized is wrapped by ReadQuantizeConfig when a directory has no
+// GPTQ configuration at all (a floating-point checkpoint).
+var ErrNotQuantized = errors.New("no GPTQ quantization config")
+
+// QuantizeConfig is the GPTQ configuration of a checkpoint: the keys of
+// AutoGPTQ's quantize_config.json (spec §2.1).
+type QuantizeConfig struct {
+	Bits              int
+	GroupSize         int // -1: one group over all of K
+	DampPercent       float64
+	DescAct           bool
+	StaticGroups      bool
+	Sym               bool
+	TrueSequential    bool
+	ModelNameOrPath   *string
+	ModelFileBaseName *string
+	QuantMethod       string // "gptq"
+	CheckpointFormat  string // "gptq" (v1) or "gptq_v2"
+	// LMHead reports a GPTQModel checkpoint whose lm_head is quantized too
+	// (GPTQModel's lm_head key). Read only; not written by MarshalQuantizeConfig.
+	LMHead bool
+}
+
+// DefaultQuantizeConfig returns AutoGPTQ's BaseQuantizeConfig defaults
+// (spec §2.1): 4 bits, group_size -1, damp_percent 0.01, desc_act true,
+// static_groups false, sym true, true_sequential true, quant_method "gptq",
+// checkpoint_format "gptq".
+func DefaultQuantizeConfig() QuantizeConfig {
+	return QuantizeConfig{
+		Bits:             4,
+		GroupSize:        -1,
+		DampPercent:      0.01,
+		DescAct:          true,
+		StaticGroups:     false,
+		Sym:              true,
+		TrueSequential:   true,
+		QuantMethod:      "gptq",
+		CheckpointFormat: string(FormatV1),
+	}
+}
+
+// Format returns the checkpoint format as a Format ("" reads as FormatV1).
+func (c QuantizeConfig) Format() Format {
+	if c.CheckpointFormat == "" {
+		return FormatV1
+	}
+	return Format(c.CheckpointFormat)
+}
+
+// Validate checks the values AutoGPTQ checks, plus the method and format this
+// package can read.
+func (c QuantizeConfig) Validate() error {
+	if err := CheckBits(c.Bits); err != nil {
+		return fmt.Errorf("quantize config: %w", err)
+	}
+	if c.GroupSize != -1 && c.GroupSize <= 0 {
+		return fmt.Errorf("quantize config: group_size %d: want -1 or a positive integer", c.GroupSize)
+	}
+	if !(c.DampPercent > 0 && c.DampPercent < 1) {
+		return fmt.Errorf("quantize config: damp_percent %g: want a value in (0, 1)", c.DampPercent)
+	}
+	if c.QuantMethod != "gptq" {
+		return fmt.Errorf("quantize config: quant_method %q: only \"gptq\" is supported", c.QuantMethod)
+	}
+	if f := c.Format(); f != FormatV1 && f != FormatV2 {
+		return fmt.Errorf("quantize config: checkpoint_format %q: want %q or %q", c.CheckpointFormat, FormatV1, FormatV2)
+	}
+	return nil
+}
+
+// quantizeConfigJSON fixes the key order of AutoGPTQ's to_dict (spec §2.1).
+type quantizeConfigJSON struct {
+	Bits              int     `json:"bits"`
+	GroupSize         int     `json:"group_size"`
+	DampPercent       float64 `json:"damp_percent"`
+	DescAct           bool    `json:"desc_act"`
+	StaticGroups      bool    `json:"static_groups"`
+	Sym               bool    `json:"sym"`
+	TrueSequential    bool    `json:"true_sequential"`
+	ModelNameOrPath   *string `json:"model_name_or_path"`
+	ModelFileBaseName *string `json:"model_file_base_name"`
+	QuantMethod       string  `json:"quant_method"`
+	CheckpointFormat  string  `json:"checkpoint_format"`
+}
+
+// MarshalQuantizeConfig renders quantize_config.json with every AutoGPTQ key
+// in AutoGPTQ's order and a 2-space indent (spec §2.1). An empty QuantMethod
+// or CheckpointFormat is written as "gptq".
+func (c QuantizeConfig) MarshalQuantizeConfig() ([]byte, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	v := quantizeConfigJSON{
+		Bits: c.Bits, GroupSize: c.GroupSize, DampPercent: c.DampPercent,
+		DescAct: c.DescAct, StaticGroups: c.StaticGroups, Sym: c.Sym, TrueSequential: c.TrueSequential,
+		ModelNameOrPath: c.ModelNameOrPath, ModelFileBaseName: c.ModelFileBaseName,
+		QuantMethod: c.QuantMethod, CheckpointFormat: string(c.Format()),
+	}
+	return marshalIndent(v)
+}
+
+func marshalIndent(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ConfigBlock is config.json's quantization_config block as we write it
+// (spec §2.4 item 1); json.Marshal renders its keys in this order.
+type ConfigBlock struct {
+	QuantMethod      string  `json:"quant_method"`
+	Bits             int     `json:"bits"`
+	GroupSize        int     `json:"group_size"`
+	DescAct          bool    `json:"desc_act"`
+	Sym              bool    `json:"sym"`
+	DampPercent      float64 `json:"damp_percent"`
+	TrueSequential   bool    `json:"true_sequential"`
+	StaticGroups     bool    `json:"static_groups"`
+	CheckpointFormat string  `json:"checkpoint_format"`
+}
+
+// ConfigJSONBlock returns the config.json quantization_config block (spec
+// §2.4 item 1) as a ConfigBlock. meta is omitted on purpose: GPTQModel reads
+// meta.quantizer to recognise its own checkpoints.
+func (c QuantizeConfig) ConfigJSONBlock() any {
+	qm := c.QuantMethod
+	if qm == "" {
+		qm = "gptq"
+	}
+	return ConfigBlock{
+		QuantMethod: qm, Bits: c.Bits, GroupSize: c.GroupSize, DescAct: c.DescAct, Sym: c.Sym,
+		DampPercent: c.DampPercent, TrueSequential: c.TrueSequential, StaticGroups: c.StaticGroups,
+		CheckpointFormat: string(c.Format()),
+	}
+}
+
+// ReadQuantizeConfig reads the GPTQ configuration of a checkpoint directory
+// the way AutoGPTQ does: quantize_config.json, else quant_config.json, else
+// config.json's quantization_config block. It returns the config and the path
+// of the file it came from. With none of them it returns an error wrapping
+// ErrNotQuantized. See ParseQuantizeConfig for the keys and defaults.
+func ReadQuantizeConfig(dir string) (*QuantizeConfig, string, error) {
+	for _, name := range []string{"quantize_config.json", "quant_config.json"} {
+		file := filepath.Join(dir, name)
+		data, err := os.ReadFile(file)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, file, fmt.Errorf("gptq: %w", err)
+		}
+		c, err := ParseQuantizeConfig(data, file)
+		return c, file, err
+	}
+	file := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("gptq: %s: no quantize_config.json, quant_config.json or config.json: %w", dir, ErrNotQuantized)
+	}
+	if err != nil {
+		return nil, file, fmt.Errorf("gptq: %w", err)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, file, fmt.Errorf("gptq: %s: invalid JSON: %w", file, err)
+	}
+	block, ok := doc["quantization_config"]
+	if !ok || string(bytes.TrimSpace(block)) == "null" {
+		return nil, file, fmt.Errorf("gptq: %s: no quantization_config, and no quantize_config.json or quant_config.json: %w", file, ErrNotQuantized)
+	}
+	c, err := ParseQuantizeConfig(block, file+": quantization_config")
+	return c, file, err
+}
+
+// ParseQuantizeConfig parses one GPTQ config object: quantize_config.json,
+// quant_config.json or config.json's quantization_config block; file names it
+// in errors. Accepted keys and defaults (AutoGPTQ's, spec §2.1):
+//
+//	bits (alias w_bit)              required
+//	group_size (alias q_group_size) -1
+//	damp_percent                    0.01 (GPTQModel's meta.damp_percent also read)
+//	desc_act                        true
+//	static_groups                   false (also meta.static_groups)
+//	sym                             true when absent, as AutoGPTQ (TGI assumes false)
+//	true_sequential                 true (also meta.true_sequential)
+//	model_name_or_path, model_file_base_name  null
+//	quant_method                    "gptq"; anything else is an error
+//	checkpoint_format (alias format) "gptq"; "gptq_v2" accepted
+//	pack_dtype (GPTQModel)          must be "int32" when present
+//	lm_head (GPTQModel)             false
+//
+// Unknown keys (Transformers' tokenizer, dataset, use_exllama, ...) are ignored.
+// The result is validated.
+func ParseQuantizeConfig(data []byte, file string) (*QuantizeConfig, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("gptq: %s: invalid JSON: %w", file, err)
+	}
+	if doc == nil {
+		return nil, fmt.Errorf("gptq: %s: got null, want a JSON object", file)
+	}
+	var meta map[string]json.RawMessage
+	if m, ok := doc["meta"]; ok && !isNull(m) {
+		if err := json.Unmarshal(m, &meta); err != nil {
+			return nil, fmt.Errorf("gptq: %s: meta: want an object: %w", file, err)
+		}
+	}
+	p := parser{doc: doc, meta: meta, file: file}
+	c := DefaultQuantizeConfig()
+	c.Bits = 0
+	if !p.int(&c.Bits, "bits", "w_bit") {
+		p.fail(fmt.Errorf("missing required key \"bits\""))
+	}
+	p.int(&c.GroupSize, "group_size", "q_group_size")
+	p.float(&c.DampPercent, "damp_percent")
+	p.bool(&c.DescAct, "desc_act")
+	p.bool(&c.StaticGroups, "static_groups")
+	p.bool(&c.Sym, "sym")
+	p.bool(&c.TrueSequential, "true_sequential")
+	p.bool(&c.LMHead, "lm_head")
+	c.ModelNameOrPath = p.nullableString("model_name_or_path")
+	c.ModelFileBaseName = p.nullableString("model_file_base_name")
+	p.string(&c.QuantMethod, "quant_method")
+	p.string(&c.CheckpointFormat, "checkpoint_format", "format")
+	packDType := "int32"
+	p.string(&packDType, "pack_dtype")
+	if p.err != nil {
+		return nil, p.err
+	}
+	c.CheckpointFormat = string(c.Format()) // "" reads as "gptq"
+	if c.QuantMethod != "gptq" {
+		return nil, fmt.Errorf("gptq: %s: quant_method %q: only \"gptq\" checkpoints are supported", file, c.QuantMethod)
+	}
+	if packDType != "int32" {
+		return nil, fmt.Errorf("gptq: %s: pack_dtype %q: only int32 packing is supported", file, packDType)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("gptq: %s: %w", file, err)
+	}
+	return &c, nil
+}
+
+func isNull(m json.RawMessage) bool { return string(bytes.TrimSpace(m)) == "null" }
+
+// parser reads typed keys from a config object (falling back to GPTQModel's
+// meta object), keeping the first error.
+type parser struct {
+	doc, meta map[string]json.RawMessage
+	file      string
+	err       error
+}
+
+func (p *parser) fail(err error) {
+	if p.err == nil {
+		p.err = fmt.Errorf("gptq: %s: %w", p.file, err)
+	}
+}
+
+// lookup returns the first non-null value among keys (top level first, then
+// meta) and the key it was found under.
+func (p *parser) lookup(keys ...string) (json.RawMessage, string, bool) {
+	for _, src := range []map[string]json.RawMessage{p.doc, p.meta} {
+		for _, k := range keys {
+			if v, ok := src[k]; ok && !isNull(v) {
+				return v, k, true
+			}
+		}
+	}
+	return nil, "", false
+}
+
+func (p *parser) int(dst *int, keys ...string) bool {
+	v, k, ok := p.lookup(keys...)
+	if !ok {
+		return false
+	}
+	var f float64
+	if err := json.Unmarshal(v, &f); err != nil || f != math.Trunc(f) || math.Abs(f) > math.MaxInt32 {
+		p.fail(fmt.Errorf("%s: got %s, want an integer", k, v))
+		return true
+	}
+	*dst = int(f)
+	return true
+}
+
+func (p *parser) float(dst *float64, keys ...string) {
+	v, k, ok := p.lookup(keys...)
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		p.fail(fmt.Errorf("%s: got %s, want a number", k, v))
+	}
+}
+
+func (p *parser) bool(dst *bool, keys ...string) {
+	v, k, ok := p.lookup(keys...)
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		p.fail(fmt.Errorf("%s: got %s, want true or false", k, v))
+	}
+}
+
+func (p *parser) string(dst *string, keys ...string) {
+	v, k, ok := p.lookup(keys...)
+	if !ok {
+		return
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		p.fail(fmt.Errorf("%s: got %s, want a string", k, v))
+	}
+}
+
+func (p *parser) nullableString(key string) *string {
+	var s string
+	v, _, ok := p.lookup(key)
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(v, &s); err != nil {
+		p.fail(fmt.Errorf("%s: got %s, want a string or null", key, v))
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,165 @@
+package gptq
+
+import (
+	"fmt"
+	"strings"
+)
+
+// LinearShape names one quantized Linear and its shape (K in, N out), for
+// Loaders' per-tensor checks.
+type LinearShape struct {
+	Name string
+	K, N int
+}
+
+// LoaderSupport says whether one loader can run a checkpoint. Reason is short
+// and concrete: why not, or a caveat (kernel chosen, dtype) when OK.
+type LoaderSupport struct {
+	Loader string
+	OK     bool
+	Reason string
+}
+
+// LoaderNames lists the loaders Loaders reports on, in its order (spec §3).
+var LoaderNames = []string{
+	"transformers/optimum", "AutoGPTQ", "GPTQModel", "ExLlama v1", "ExLlamaV2",
+	"vLLM gptq", "vLLM gptq_marlin", "TGI",
+}
+
+// Loaders evaluates the loader table of spec §3 for a config and the shapes
+// of its quantized Linears (single GPU: no tensor-parallel partitioning).
+// It returns one entry per name in LoaderNames, in that order.
+func Loaders(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
+	v2 := c.Format() == FormatV2
+	bits := c.Bits
+	gs := c.GroupSize
+	inSet := func(v int, set ...int) bool {
+		for _, s := range set {
+			if v == s {
+				return true
+			}
+		}
+		return false
+	}
+	// firstShape returns the first shape failing ok, formatted for a reason.
+	firstShape := func(ok func(s LinearShape) bool) (string, bool) {
+		for _, s := range shapes {
+			if !ok(s) {
+				return fmt.Sprintf("%s [K=%d, N=%d]", s.Name, s.K, s.N), false
+			}
+		}
+		return "", true
+	}
+	groupsDivideK := func(s LinearShape) bool { return gs == -1 || s.K%gs == 0 }
+
+	var out []LoaderSupport
+	add := func(name string, ok bool, reason string) {
+		out = append(out, LoaderSupport{Loader: name, OK: ok, Reason: reason})
+	}
+	if err := c.Validate(); err != nil {
+		for _, n := range LoaderNames {
+			add(n, false, err.Error())
+		}
+		return out
+	}
+
+	// transformers/optimum: runs on AutoGPTQ's or GPTQModel's kernels.
+	switch {
+	case bits == 4:
+		add(LoaderNames[0], true, "exllama kernel")
+	default:
+		add(LoaderNames[0], true, fmt.Sprintf("%d-bit: no exllama kernel, slower cuda/torch kernel", bits))
+	}
+
+	// AutoGPTQ: cuda kernels take 2/3/4/8; exllama 4-bit; marlin needs sym, !desc_act.
+	switch {
+	case !c.Sym && !v2:
+		add(LoaderNames[1], true, "asym v1: zero points of 0 are corrupted by the zero-1 storage")
+	case bits == 4:
+		add(LoaderNames[1], true, "exllama kernel")
+	default:
+		add(LoaderNames[1], true, fmt.Sprintf("%d-bit: cuda kernel", bits))
+	}
+
+	// GPTQModel v2.2.0: torch kernel takes 2/3/4/8; group size limited.
+	if !inSet(gs, -1, 16, 32, 64, 128) {
+		add(LoaderNames[2], false, fmt.Sprintf("group size %d: GPTQModel kernels take -1, 16, 32, 64, 128", gs))
+	} else if bits == 4 {
+		add(LoaderNames[2], true, "exllama kernel")
+	} else {
+		add(LoaderNames[2], true, fmt.Sprintf("%d-bit: torch kernel", bits))
+	}
+
+	// ExLlama v1 and v2: 4-bit only.
+	exReason := func(name string) (bool, string) {
+		if bits != 4 {
+			return false, fmt.Sprintf("%d-bit: %s loads 4-bit only", bits, name)
+		}
+		if where, ok := firstShape(groupsDivideK); !ok {
+			return false, fmt.Sprintf("%s: group size %d does not divide K, so the inferred group size is wrong", where, gs)
+		}
+		return true, ""
+	}
+	ok, why := exReason("ExLlama")
+	if ok && v2 {
+		ok, why = false, "gptq_v2: ExLlama v1 reads qzeros as v1 (zero-1)"
+	}
+	add(LoaderNames[3], ok, why)
+	ok, why = exReason("ExLlamaV2")
+	if ok && gs != -1 && gs&(gs-1) != 0 {
+		ok, why = false, fmt.Sprintf("group size %d: ExLlamaV2 infers a power-of-two group size", gs)
+	}
+	if ok {
+		if where, fits := firstShape(func(s LinearShape) bool { return s.K <= 1<<15 }); !fits {
+			ok, why = false, where+": K over 32768 overflows ExLlamaV2's int16 q_perm"
+		}
+	}
+	add(LoaderNames[4], ok, why)
+
+	// vLLM gptq: 2/3/4/8 bits, K % group size, fp16 activations only.
+	if where, fits := firstShape(groupsDivideK); !fits {
+		add(LoaderNames[5], false, fmt.Sprintf("%s: group size %d does not divide K", where, gs))
+	} else {
+		add(LoaderNames[5], true, "fp16 activations only")
+	}
+
+	// vLLM gptq_marlin: 4/8 bits, sym, gs in {-1,32,64,128}, N%64, K%128, K%gs.
+	marlin := func() (bool, string) {
+		if !inSet(bits, 4, 8) {
+			return false, fmt.Sprintf("%d-bit: marlin takes 4 or 8 bits", bits)
+		}
+		if !c.Sym {
+			return false, "marlin needs sym (it ignores qzeros)"
+		}
+		if !inSet(gs, -1, 32, 64, 128) {
+			return false, fmt.Sprintf("group size %d: marlin takes -1, 32, 64, 128", gs)
+		}
+		if where, fits := firstShape(func(s LinearShape) bool { return s.N%64 == 0 && s.K%128 == 0 && groupsDivideK(s) }); !fits {
+			return false, where + ": marlin needs N%64 == 0, K%128 == 0 and K%group size == 0"
+		}
+		return true, ""
+	}
+	mOK, mWhy := marlin()
+	if mOK {
+		add(LoaderNames[6], true, "SM >= 7.5")
+	} else {
+		add(LoaderNames[6], false, mWhy)
+	}
+
+	// TGI: marlin when possible (SM >= 8.0), else exllama for 4-bit without
+	// desc_act, else triton (2, 4, 8 bits).
+	switch {
+	case mOK:
+		add(LoaderNames[7], true, "marlin kernel, SM >= 8.0")
+	case bits == 4 && !c.DescAct:
+		add(LoaderNames[7], true, "exllama kernel; "+mWhy)
+	case inSet(bits, 2, 4, 8):
+		add(LoaderNames[7], true, "triton kernel; "+mWhy)
+	default:
+		add(LoaderNames[7], false, fmt.Sprintf("%d-bit: %s; TGI's triton kernel takes 2, 4, 8 bits", bits, mWhy))
+	}
+	for i := range out {
+		out[i].Reason = strings.TrimSpace(out[i].Reason)
+	}
+	return out
+}

@@ -1,0 +1,586 @@
+package hfconfig
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"unicode/utf8"
+)
+
+// SupportedModelTypes lists the config.json model_type values this package
+// accepts, in the order error messages list them.
+var SupportedModelTypes = []string{"mistral", "llama"}
+
+// ErrUnsupported is wrapped by errors for configurations that parse but that
+// the project does not implement (model_type, activation, RoPE scaling, dtype).
+var ErrUnsupported = errors.New("unsupported")
+
+// Config is the subset of a Mistral/Llama config.json the project uses, with
+// defaults applied (see the package documentation), plus the raw document.
+type Config struct {
+	ModelType             string
+	Architectures         []string
+	HiddenSize            int
+	IntermediateSize      int
+	NumHiddenLayers       int
+	NumAttentionHeads     int
+	NumKeyValueHeads      int
+	HeadDim               int
+	VocabSize             int
+	MaxPositionEmbeddings int
+	RMSNormEps            float64
+	RopeTheta             float64
+	// SlidingWindow is the attention window in tokens; 0 means none (null,
+	// or absent in a llama config). An absent key in a mistral config is
+	// MistralConfig's default, 4096.
+	SlidingWindow     int
+	TieWordEmbeddings bool
+	// DType is "float16", "bfloat16" or "float32", from torch_dtype (4.x) or dtype (5.x).
+	DType     string
+	HiddenAct string
+	// BOSTokenID and EOSTokenID are -1 when absent. EOSTokenID is the first of
+	// EOSTokenIDs when eos_token_id is a list.
+	BOSTokenID  int
+	EOSTokenID  int
+	EOSTokenIDs []int
+	// QuantizationConfig is the raw quantization_config block, nil if absent or null.
+	QuantizationConfig json.RawMessage
+	// Raw is the whole parsed document; numbers are json.Number.
+	Raw map[string]any
+	// File is the path the config was read from, used in errors.
+	File string
+}
+
+// Load reads and parses dir/config.json.
+func Load(dir string) (*Config, error) {
+	file := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("hfconfig: %w", err)
+	}
+	return Parse(data, file)
+}
+
+// Parse parses and validates a config.json document. file names the source in
+// errors.
+func Parse(data []byte, file string) (*Config, error) {
+	raw, err := decodeObject(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	r := reader{m: raw, file: file}
+	c := &Config{Raw: raw, File: file}
+
+	c.ModelType = r.requiredString("model_type")
+	if r.err == nil && !isSupported(c.ModelType) {
+		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "))
+	}
+	c.Architectures = r.stringList("architectures")
+	c.HiddenSize = r.requiredInt("hidden_size")
+	c.IntermediateSize = r.requiredInt("intermediate_size")
+	c.NumHiddenLayers = r.requiredInt("num_hidden_layers")
+	c.NumAttentionHeads = r.requiredInt("num_attention_heads")
+	c.VocabSize = r.requiredInt("vocab_size")
+	if r.err != nil {
+		return nil, r.err
+	}
+
+	mistral := c.ModelType == "mistral"
+	kvDefault, maxPosDefault, swDefault := c.NumAttentionHeads, 2048, 0
+	if mistral {
+		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
+	}
+	c.NumKeyValueHeads = r.optionalInt("num_key_value_heads", kvDefault)
+	headDimGiven := r.present("head_dim")
+	c.HeadDim = r.optionalInt("head_dim", 0)
+	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
+	c.RMSNormEps = r.optionalFloat("rms_norm_eps", 1e-6)
+	c.RopeTheta = r.optionalFloat("rope_theta", 10000)
+	if _, ok := raw["sliding_window"]; ok {
+		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
+	} else {
+		c.SlidingWindow = swDefault
+	}
+	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", false)
+	c.HiddenAct = r.optionalString("hidden_act", "silu")
+	c.DType = r.optionalString("torch_dtype", "")
+	if d := r.optionalString("dtype", ""); d != "" {
+		c.DType = d
+	}
+	if c.DType == "" {
+		c.DType = "float32"
+	}
+	c.BOSTokenID = r.optionalInt("bos_token_id", -1)
+	c.EOSTokenIDs = r.tokenIDs("eos_token_id")
+	c.EOSTokenID = -1
+	if len(c.EOSTokenIDs) > 0 {
+		c.EOSTokenID = c.EOSTokenIDs[0]
+	}
+	r.rope(c)
+	if q, ok := raw["quantization_config"]; ok && q != nil {
+		if _, isObj := q.(map[string]any); !isObj {
+			r.fail("quantization_config: got %s, want an object", jsonKind(q))
+		} else {
+			b, err := json.Marshal(q)
+			if err != nil {
+				r.fail("quantization_config: %v", err)
+			}
+			c.QuantizationConfig = b
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := c.validate(headDimGiven); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Config) validate(headDimGiven bool) error {
+	dims := []struct {
+		key string
+		v   int
+	}{
+		{"hidden_size", c.HiddenSize},
+		{"intermediate_size", c.IntermediateSize},
+		{"num_hidden_layers", c.NumHiddenLayers},
+		{"num_attention_heads", c.NumAttentionHeads},
+		{"num_key_value_heads", c.NumKeyValueHeads},
+		{"vocab_size", c.VocabSize},
+		{"max_position_embeddings", c.MaxPositionEmbeddings},
+	}
+	for _, d := range dims {
+		if d.v <= 0 {
+			return fmt.Errorf("%s: %s: got %d, want a positive integer", c.File, d.key, d.v)
+		}
+	}
+	if headDimGiven {
+		if c.HeadDim <= 0 {
+			return fmt.Errorf("%s: head_dim: got %d, want a positive integer", c.File, c.HeadDim)
+		}
+	} else {
+		if c.HiddenSize%c.NumAttentionHeads != 0 {
+			return fmt.Errorf("%s: hidden_size %d is not divisible by num_attention_heads %d (and head_dim is not given)", c.File, c.HiddenSize, c.NumAttentionHeads)
+		}
+		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
+	}
+	if c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
+		return fmt.Errorf("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", c.File, c.NumAttentionHeads, c.NumKeyValueHeads)
+	}
+	if c.SlidingWindow < 0 {
+		return fmt.Errorf("%s: sliding_window: got %d, want a positive integer or null", c.File, c.SlidingWindow)
+	}
+	if !(c.RMSNormEps > 0) {
+		return fmt.Errorf("%s: rms_norm_eps: got %g, want a positive number", c.File, c.RMSNormEps)
+	}
+	if !(c.RopeTheta > 0) {
+		return fmt.Errorf("%s: rope_theta: got %g, want a positive number", c.File, c.RopeTheta)
+	}
+	if c.HiddenAct != "silu" {
+		return fmt.Errorf("%s: hidden_act %q: %w (supported: silu)", c.File, c.HiddenAct, ErrUnsupported)
+	}
+	switch c.DType {
+	case "float16", "bfloat16", "float32":
+	default:
+		return fmt.Errorf("%s: dtype %q: %w (supported: float16, bfloat16, float32)", c.File, c.DType, ErrUnsupported)
+	}
+	return nil
+}
+
+func isSupported(modelType string) bool {
+	for _, s := range SupportedModelTypes {
+		if s == modelType {
+			return true
+		}
+	}
+	return false
+}
+
+// NumParameters returns the parameter count implied by the shapes: token
+// embedding, per layer q/k/v/o projections, gate/up/down projections and the
+// two RMSNorm weights, the final norm, and lm_head unless tied to the embedding.
+// Mistral and Llama have no biases.
+func (c *Config) NumParameters() int64 {
+	h := int64(c.HiddenSize)
+	qDim := int64(c.NumAttentionHeads) * int64(c.HeadDim)
+	kvDim := int64(c.NumKeyValueHeads) * int64(c.HeadDim)
+	embed := int64(c.VocabSize) * h
+	attn := h*qDim + 2*h*kvDim + qDim*h
+	mlp := 3 * h * int64(c.IntermediateSize)
+	layer := attn + mlp + 2*h
+	n := embed + int64(c.NumHiddenLayers)*layer + h
+	if !c.TieWordEmbeddings {
+		n += embed
+	}
+	return n
+}
+
+// MarshalWith renders config.json: the original keys of Raw plus extra (which
+// override keys of the same name), like transformers' to_json_string: keys
+// sorted at every level (extra values included), 2-space indent, non-ASCII
+// escaped, trailing newline. A nil value in extra writes null.
+func (c *Config) MarshalWith(extra map[string]any) ([]byte, error) {
+	doc := make(map[string]any, len(c.Raw)+len(extra))
+	for k, v := range c.Raw {
+		doc[k] = v
+	}
+	for k, v := range extra {
+		// Round-trip through JSON so that ordered types (structs, MarshalJSON
+		// values) are sorted like the rest of the document.
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: marshal key %q: %w", c.File, k, err)
+		}
+		norm, err := decodeAny(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: marshal key %q: %w", c.File, k, err)
+		}
+		doc[k] = norm
+	}
+	return marshalSorted(doc)
+}
+
+// marshalSorted writes v as json.dumps(v, indent=2, sort_keys=True) does.
+func marshalSorted(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return escapeNonASCII(buf.Bytes()), nil
+}
+
+// escapeNonASCII replaces every non-ASCII rune with \uXXXX (a surrogate pair
+// above U+FFFF), as Python's json.dumps does with ensure_ascii=True. Non-ASCII
+// bytes only occur inside JSON strings, so this is safe on encoder output.
+func escapeNonASCII(b []byte) []byte {
+	ascii := true
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		b = b[size:]
+		switch {
+		case r < utf8.RuneSelf:
+			out = append(out, byte(r))
+		case r > 0xFFFF:
+			r -= 0x10000
+			out = fmt.Appendf(out, `\u%04x\u%04x`, 0xD800+(r>>10), 0xDC00+(r&0x3FF))
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+	}
+	return out
+}
+
+// decodeObject decodes a JSON object with numbers kept as json.Number and
+// rejects trailing data.
+func decodeObject(data []byte) (map[string]any, error) {
+	v, err := decodeAny(data)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("got a JSON %s, want an object", jsonKind(v))
+	}
+	return m, nil
+}
+
+func decodeAny(data []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, errors.New("invalid JSON: trailing data after the top-level value")
+	}
+	return v, nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case json.Number:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// reader extracts typed values from a decoded document, recording the first
+// error (which names the key and the file).
+type reader struct {
+	m    map[string]any
+	file string
+	err  error
+}
+
+func (r *reader) fail(format string, args ...any) {
+	if r.err == nil {
+		r.err = fmt.Errorf("%s: "+format, append([]any{r.file}, args...)...)
+	}
+}
+
+// present reports whether key exists with a non-null value.
+func (r *reader) present(key string) bool {
+	v, ok := r.m[key]
+	return ok && v != nil
+}
+
+func (r *reader) requiredString(key string) string {
+	if !r.present(key) {
+		r.fail("missing required key %q", key)
+		return ""
+	}
+	return r.optionalString(key, "")
+}
+
+func (r *reader) optionalString(key, def string) string {
+	if !r.present(key) {
+		return def
+	}
+	s, ok := r.m[key].(string)
+	if !ok {
+		r.fail("%s: got %s, want a string", key, jsonKind(r.m[key]))
+		return def
+	}
+	return s
+}
+
+func (r *reader) stringList(key string) []string {
+	if !r.present(key) {
+		return nil
+	}
+	list, ok := r.m[key].([]any)
+	if !ok {
+		r.fail("%s: got %s, want an array of strings", key, jsonKind(r.m[key]))
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			r.fail("%s[%d]: got %s, want a string", key, i, jsonKind(v))
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (r *reader) requiredInt(key string) int {
+	if !r.present(key) {
+		r.fail("missing required key %q", key)
+		return 0
+	}
+	return r.optionalInt(key, 0)
+}
+
+func (r *reader) optionalInt(key string, def int) int {
+	if !r.present(key) {
+		return def
+	}
+	n, err := toInt(r.m[key])
+	if err != nil {
+		r.fail("%s: %v", key, err)
+		return def
+	}
+	return n
+}
+
+// toInt accepts a JSON number with an integral value in the int32 range
+// (every dimension and token id fits).
+func toInt(v any) (int, error) {
+	num, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("got %s, want an integer", jsonKind(v))
+	}
+	if i, err := num.Int64(); err == nil {
+		if i < math.MinInt32 || i > math.MaxInt32 {
+			return 0, fmt.Errorf("%d out of range", i)
+		}
+		return int(i), nil
+	}
+	f, err := num.Float64()
+	if err != nil || f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+		return 0, fmt.Errorf("got %s, want an integer", num)
+	}
+	return int(f), nil
+}
+
+func (r *reader) optionalFloat(key string, def float64) float64 {
+	if !r.present(key) {
+		return def
+	}
+	f, err := toFloat(r.m[key])
+	if err != nil {
+		r.fail("%s: %v", key, err)
+		return def
+	}
+	return f
+}
+
+func toFloat(v any) (float64, error) {
+	num, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("got %s, want a number", jsonKind(v))
+	}
+	f, err := num.Float64()
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, fmt.Errorf("got %s, want a finite number", num)
+	}
+	return f, nil
+}
+
+func (r *reader) optionalBool(key string, def bool) bool {
+	if !r.present(key) {
+		return def
+	}
+	b, ok := r.m[key].(bool)
+	if !ok {
+		r.fail("%s: got %s, want a boolean", key, jsonKind(r.m[key]))
+		return def
+	}
+	return b
+}
+
+// tokenIDs reads an id or a list of ids; absent or null gives nil.
+func (r *reader) tokenIDs(key string) []int {
+	if !r.present(key) {
+		return nil
+	}
+	if list, ok := r.m[key].([]any); ok {
+		out := make([]int, 0, len(list))
+		for i, v := range list {
+			n, err := toInt(v)
+			if err != nil {
+				r.fail("%s[%d]: %v", key, i, err)
+				return nil
+			}
+			out = append(out, n)
+		}
+		return out
+	}
+	n, err := toInt(r.m[key])
+	if err != nil {
+		r.fail("%s: %v (or a list of integers)", key, err)
+		return nil
+	}
+	return []int{n}
+}
+
+// rope reads the 4.x rope_scaling and the 5.x rope_parameters; only plain
+// RoPE ("default") is supported. rope_parameters.rope_theta overrides a
+// top-level rope_theta.
+func (r *reader) rope(c *Config) {
+	for _, key := range []string{"rope_scaling", "rope_parameters"} {
+		if !r.present(key) {
+			continue
+		}
+		m, ok := r.m[key].(map[string]any)
+		if !ok {
+			r.fail("%s: got %s, want an object or null", key, jsonKind(r.m[key]))
+			return
+		}
+		sub := reader{m: m, file: r.file}
+		typ := sub.optionalString("rope_type", "")
+		if typ == "" {
+			typ = sub.optionalString("type", "default")
+		}
+		if sub.err != nil {
+			r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+			return
+		}
+		if typ != "default" {
+			r.fail("%s: rope type %q: %w (only plain RoPE, \"default\", is implemented)", key, typ, ErrUnsupported)
+			return
+		}
+		if key == "rope_parameters" && sub.present("rope_theta") {
+			f, err := toFloat(m["rope_theta"])
+			if err != nil {
+				r.fail("%s.rope_theta: %v", key, err)
+				return
+			}
+			c.RopeTheta = f
+		}
+	}
+}
+
+// GenerationConfig holds generation_config.json with transformers'
+// GenerationConfig defaults for absent keys: temperature 1.0, top_p 1.0,
+// top_k 50, do_sample false, max_length 20; token ids -1 when absent.
+type GenerationConfig struct {
+	BOSTokenID  int
+	EOSTokenIDs []int
+	PadTokenID  int
+	Temperature float64
+	TopP        float64
+	TopK        int
+	DoSample    bool
+	MaxLength   int
+	// Raw is the whole parsed document; numbers are json.Number.
+	Raw map[string]any
+}
+
+// LoadGeneration reads dir/generation_config.json. A missing file gives an
+// error wrapping fs.ErrNotExist.
+func LoadGeneration(dir string) (*GenerationConfig, error) {
+	file := filepath.Join(dir, "generation_config.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("hfconfig: %w", err)
+	}
+	return ParseGeneration(data, file)
+}
+
+// ParseGeneration parses a generation_config.json document; file names the
+// source in errors.
+func ParseGeneration(data []byte, file string) (*GenerationConfig, error) {
+	raw, err := decodeObject(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	r := reader{m: raw, file: file}
+	g := &GenerationConfig{
+		BOSTokenID:  r.optionalInt("bos_token_id", -1),
+		EOSTokenIDs: r.tokenIDs("eos_token_id"),
+		PadTokenID:  r.optionalInt("pad_token_id", -1),
+		Temperature: r.optionalFloat("temperature", 1.0),
+		TopP:        r.optionalFloat("top_p", 1.0),
+		TopK:        r.optionalInt("top_k", 50),
+		DoSample:    r.optionalBool("do_sample", false),
+		MaxLength:   r.optionalInt("max_length", 20),
+		Raw:         raw,
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return g, nil
+}

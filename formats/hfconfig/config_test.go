@@ -1,0 +1,413 @@
+package hfconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const fixtures = "../../../shared/fixtures"
+
+func fixtureDir(t *testing.T, rel string) string {
+	t.Helper()
+	dir := filepath.Join(fixtures, rel)
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("fixture %s missing: %v", dir, err)
+	}
+	return dir
+}
+
+// want lists the derived fields a test checks; Raw, File and
+// QuantizationConfig are checked separately.
+type want struct {
+	ModelType                                                     string
+	Hidden, Inter, Layers, Heads, KVHeads, HeadDim, Vocab, MaxPos int
+	Eps, Theta                                                    float64
+	Window                                                        int
+	Tie                                                           bool
+	DType                                                         string
+	BOS, EOS                                                      int
+	EOSs                                                          []int
+	Params                                                        int64
+}
+
+func got(c *Config) want {
+	return want{c.ModelType, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.NumKeyValueHeads,
+		c.HeadDim, c.VocabSize, c.MaxPositionEmbeddings, c.RMSNormEps, c.RopeTheta, c.SlidingWindow, c.TieWordEmbeddings,
+		c.DType, c.BOSTokenID, c.EOSTokenID, c.EOSTokenIDs, c.NumParameters()}
+}
+
+func TestLoadFixtures(t *testing.T) {
+	tests := []struct {
+		dir  string
+		want want
+	}{
+		{
+			// Parameters, hand count: embed 32002*256 = 8,192,512; per layer
+			// q 256*256 + k,v 2*256*128 + o 256*256 = 196,608, mlp 3*256*896 = 688,128,
+			// norms 512 -> 885,248; x6 = 5,311,488; final norm 256; head tied.
+			// 8,192,512 + 5,311,488 + 256 = 13,504,256.
+			dir: "models/openchat-tiny",
+			want: want{"mistral", 256, 896, 6, 2, 1, 128, 32002, 4096, 1e-5, 10000, 4096, true, "float16", 1, 32000, []int{32000},
+				13_504_256},
+		},
+		{
+			// head_dim 8 explicit (= 64/8 anyway). Hand count: embed 512*64 = 32,768;
+			// per layer q 64*64 + k,v 2*64*32 + o 64*64 = 12,288, mlp 3*64*172 = 33,024,
+			// norms 128 -> 45,440; x5 = 227,200; norm 64; untied head 32,768. Total 292,800.
+			dir: "models/stories260K-hf-mistral",
+			want: want{"mistral", 64, 172, 5, 8, 4, 8, 512, 512, 1e-5, 10000, 4096, false, "float32", 1, 2, []int{2},
+				292_800},
+		},
+		{
+			// Mistral-7B with vocab 32002. Hand count: embed 32002*4096 = 131,080,192;
+			// per layer q 4096*4096 = 16,777,216, k,v 2*4096*1024 = 8,388,608,
+			// o 16,777,216, mlp 3*4096*14336 = 176,160,768, norms 8,192 -> 218,112,000;
+			// x32 = 6,979,584,000; final norm 4,096; untied lm_head 131,080,192.
+			// 2*131,080,192 + 6,979,584,000 + 4,096 = 7,241,748,480.
+			dir: "configs/openchat-3.5-1210",
+			want: want{"mistral", 4096, 14336, 32, 32, 8, 128, 32002, 8192, 1e-5, 10000, 4096, false, "bfloat16", 1, 32000, []int{32000},
+				7_241_748_480},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			dir := fixtureDir(t, tt.dir)
+			c, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := got(c); !reflect.DeepEqual(g, tt.want) {
+				t.Fatalf("got  %+v\nwant %+v", g, tt.want)
+			}
+			if c.File != filepath.Join(dir, "config.json") {
+				t.Errorf("File = %q", c.File)
+			}
+			if c.QuantizationConfig != nil {
+				t.Errorf("QuantizationConfig = %s, want nil", c.QuantizationConfig)
+			}
+			if !slices.Equal(c.Architectures, []string{"MistralForCausalLM"}) {
+				t.Errorf("Architectures = %v", c.Architectures)
+			}
+			if c.HiddenAct != "silu" {
+				t.Errorf("HiddenAct = %q", c.HiddenAct)
+			}
+		})
+	}
+}
+
+func TestParseTestdata(t *testing.T) {
+	tests := []struct {
+		file string
+		want want
+	}{
+		{
+			// 5.x spelling: rope_parameters, dtype, eos list.
+			file: "config-5x.json",
+			want: want{"llama", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 1e-5, 500000, 0, false, "bfloat16", 1, 2, []int{2, 32000},
+				// TinyLlama-1.1B's shape; its published count is 1,100,048,384. By hand: embed 65,536,000 x2;
+				// layer 2*2048*2048 + 2*2048*256 + 3*2048*5632 + 4096 = 44,044,288; x22 = 968,974,336; + 2048.
+				1_100_048_384},
+		},
+		{
+			// sliding_window null: no window.
+			file: "mistral-v02.json",
+			want: want{"mistral", 4096, 14336, 32, 32, 8, 128, 32000, 32768, 1e-5, 1e6, 0, false, "bfloat16", 1, 2, []int{2},
+				// Mistral-7B's published 7,241,732,096: openchat's count minus 2 tokens x 4096 x 2.
+				7_241_732_096},
+		},
+		{
+			// MistralConfig defaults: kv heads 8, max pos 131072, window 4096, eps 1e-6, theta 1e4, float32.
+			file: "minimal-mistral.json",
+			want: want{"mistral", 64, 128, 2, 8, 8, 8, 100, 131072, 1e-6, 10000, 4096, false, "float32", -1, -1, nil,
+				// embed 6400 x2; layer 64*64*4 + 3*64*128 + 128 = 41,088; x2; + 64
+				12800 + 82176 + 64},
+		},
+		{
+			// LlamaConfig defaults: kv heads = heads, max pos 2048, no window; head_dim null derives.
+			file: "minimal-llama.json",
+			want: want{"llama", 64, 128, 2, 4, 4, 16, 100, 2048, 1e-6, 10000, 0, false, "float32", -1, -1, nil,
+				12800 + 82176 + 64},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse(data, tt.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := got(c); !reflect.DeepEqual(g, tt.want) {
+				t.Fatalf("got  %+v\nwant %+v", g, tt.want)
+			}
+		})
+	}
+}
+
+func TestQuantizationConfigBlock(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "minimal-llama.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data, "minimal-llama.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block map[string]any
+	if err := json.Unmarshal(c.QuantizationConfig, &block); err != nil {
+		t.Fatal(err)
+	}
+	if block["quant_method"] != "gptq" || block["bits"] != 4.0 {
+		t.Fatalf("quantization_config = %s", c.QuantizationConfig)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	base := map[string]any{"model_type": "mistral", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 8, "vocab_size": 100}
+	with := func(k string, v any) []byte {
+		m := map[string]any{}
+		for bk, bv := range base {
+			m[bk] = bv
+		}
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests := []struct {
+		name    string
+		data    []byte
+		errSubs []string
+		unsup   bool
+	}{
+		{"missing hidden_size", with("hidden_size", nil), []string{`missing required key "hidden_size"`, "cfg.json"}, false},
+		{"missing model_type", with("model_type", nil), []string{`missing required key "model_type"`}, false},
+		{"bad model_type", with("model_type", "qwen2"), []string{`model_type "qwen2"`, "supported: mistral, llama"}, true},
+		{"bad json", []byte(`{"model_type": "mistral",`), []string{"cfg.json", "invalid JSON"}, false},
+		{"not an object", []byte(`[1]`), []string{"want an object"}, false},
+		{"trailing data", []byte(`{} {}`), []string{"trailing data"}, false},
+		{"hidden_size string", with("hidden_size", "64"), []string{"hidden_size: got string, want an integer"}, false},
+		{"hidden_size fraction", with("hidden_size", 64.5), []string{"hidden_size: got 64.5"}, false},
+		{"tie string", with("tie_word_embeddings", "false"), []string{"tie_word_embeddings: got string, want a boolean"}, false},
+		{"eps string", with("rms_norm_eps", "1e-5"), []string{"rms_norm_eps: got string"}, false},
+		{"negative layers", with("num_hidden_layers", -1), []string{"num_hidden_layers: got -1"}, false},
+		{"zero vocab", with("vocab_size", 0), []string{"vocab_size: got 0"}, false},
+		{"heads do not divide", with("num_attention_heads", 7), []string{"not divisible by num_attention_heads 7"}, false},
+		{"kv heads do not divide", with("num_key_value_heads", 3), []string{"not divisible by num_key_value_heads 3"}, false},
+		{"head_dim zero", with("head_dim", 0), []string{"head_dim: got 0"}, false},
+		{"gelu", with("hidden_act", "gelu"), []string{`hidden_act "gelu"`}, true},
+		{"rope linear", with("rope_scaling", map[string]any{"type": "linear", "factor": 2}), []string{`rope_scaling: rope type "linear"`}, true},
+		{"rope llama3", with("rope_parameters", map[string]any{"rope_type": "llama3", "rope_theta": 500000}), []string{`rope type "llama3"`}, true},
+		{"rope not object", with("rope_scaling", 2), []string{"rope_scaling: got number"}, false},
+		{"dtype int8", with("torch_dtype", "int8"), []string{`dtype "int8"`}, true},
+		{"eos list of strings", with("eos_token_id", []string{"a"}), []string{"eos_token_id[0]"}, false},
+		{"architectures string", with("architectures", "X"), []string{"architectures: got string"}, false},
+		{"quantization_config array", with("quantization_config", []int{1}), []string{"quantization_config: got array"}, false},
+		{"huge int", with("hidden_size", 1e12), []string{"hidden_size"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.data, "cfg.json")
+			if err == nil {
+				t.Fatal("got nil error")
+			}
+			for _, s := range tt.errSubs {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("err = %v, want it to contain %q", err, s)
+				}
+			}
+			if got := errors.Is(err, ErrUnsupported); got != tt.unsup {
+				t.Errorf("errors.Is(err, ErrUnsupported) = %v, want %v", got, tt.unsup)
+			}
+		})
+	}
+}
+
+func TestLoadMissing(t *testing.T) {
+	_, err := Load(t.TempDir())
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestMarshalWith(t *testing.T) {
+	data := []byte(`{"vocab_size": 100, "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+		"name": "caf\u00e9 <b>", "eos_token_id": [2, 3], "rope_scaling": null, "nested": {"b": 1, "a": 2}}`)
+	c, err := Parse(data, "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type block struct {
+		QuantMethod string  `json:"quant_method"`
+		Bits        int     `json:"bits"`
+		Damp        float64 `json:"damp_percent"`
+	}
+	out, err := c.MarshalWith(map[string]any{"quantization_config": block{"gptq", 4, 0.1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// json.dumps(d, indent=2, sort_keys=True) + "\n": numbers kept verbatim,
+	// keys sorted at every level, non-ASCII escaped, < > not escaped.
+	want := `{
+  "eos_token_id": [
+    2,
+    3
+  ],
+  "hidden_size": 64,
+  "intermediate_size": 128,
+  "model_type": "llama",
+  "name": "caf\u00e9 <b>",
+  "nested": {
+    "a": 2,
+    "b": 1
+  },
+  "num_attention_heads": 4,
+  "num_hidden_layers": 2,
+  "quantization_config": {
+    "bits": 4,
+    "damp_percent": 0.1,
+    "quant_method": "gptq"
+  },
+  "rms_norm_eps": 1e-05,
+  "rope_scaling": null,
+  "rope_theta": 10000.0,
+  "vocab_size": 100
+}
+`
+	if string(out) != want {
+		t.Fatalf("got\n%s\nwant\n%s", out, want)
+	}
+	back, err := Parse(out, "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got(back), got(c)) {
+		t.Fatalf("reparsed %+v, want %+v", got(back), got(c))
+	}
+	if back.Raw["name"] != "café <b>" {
+		t.Errorf("name = %q", back.Raw["name"])
+	}
+}
+
+func TestMarshalWithFixtureKeepsKeys(t *testing.T) {
+	dir := fixtureDir(t, "configs/openchat-3.5-1210")
+	c, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.MarshalWith(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fixture is already sorted with a 2-space indent, so it must come back byte for byte.
+	orig, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != strings.TrimSpace(string(orig)) {
+		t.Fatalf("got\n%s\nwant\n%s", out, orig)
+	}
+}
+
+func TestLoadGeneration(t *testing.T) {
+	tests := []struct {
+		dir  string
+		want GenerationConfig
+	}{
+		{"configs/openchat-3.5-1210", GenerationConfig{BOSTokenID: 1, EOSTokenIDs: []int{32000}, PadTokenID: -1,
+			Temperature: 1, TopP: 1, TopK: 50, DoSample: false, MaxLength: 20}},
+		{"models/openchat-tiny", GenerationConfig{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dir, func(t *testing.T) {
+			dir := fixtureDir(t, tt.dir)
+			g, err := LoadGeneration(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.want.MaxLength == 0 {
+				return // only checks that it parses
+			}
+			g.Raw = nil
+			if !reflect.DeepEqual(*g, tt.want) {
+				t.Fatalf("got %+v, want %+v", *g, tt.want)
+			}
+		})
+	}
+	t.Run("values", func(t *testing.T) {
+		g, err := ParseGeneration([]byte(`{"bos_token_id":1,"eos_token_id":[32000,2],"pad_token_id":0,"temperature":0.7,"top_p":0.9,"top_k":40,"do_sample":true,"max_length":4096}`), "g.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.Raw = nil
+		want := GenerationConfig{BOSTokenID: 1, EOSTokenIDs: []int{32000, 2}, PadTokenID: 0, Temperature: 0.7, TopP: 0.9, TopK: 40, DoSample: true, MaxLength: 4096}
+		if !reflect.DeepEqual(*g, want) {
+			t.Fatalf("got %+v, want %+v", *g, want)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		_, err := LoadGeneration(t.TempDir())
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("err = %v, want fs.ErrNotExist", err)
+		}
+	})
+	t.Run("bad type", func(t *testing.T) {
+		_, err := ParseGeneration([]byte(`{"do_sample":"yes"}`), "g.json")
+		if err == nil || !strings.Contains(err.Error(), "do_sample") {
+			t.Fatalf("err = %v, want one naming do_sample", err)
+		}
+	})
+}
+
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "*.json"))
+	for _, rel := range []string{"models/openchat-tiny/config.json", "models/stories260K-hf-mistral/config.json", "configs/openchat-3.5-1210/config.json"} {
+		seeds = append(seeds, filepath.Join(fixtures, rel))
+	}
+	for _, s := range seeds {
+		if data, err := os.ReadFile(s); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.json")
+		if err != nil {
+			return
+		}
+		if c.HeadDim <= 0 || c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
+			t.Fatalf("accepted invalid dims: %+v", got(c))
+		}
+		_ = c.NumParameters()
+		out, err := c.MarshalWith(nil)
+		if err != nil {
+			t.Fatalf("marshal: %v", err)
+		}
+		back, err := Parse(out, "fuzz.json")
+		if err != nil {
+			t.Fatalf("reparse: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(got(back), got(c)) {
+			t.Fatalf("round trip %+v, want %+v", got(back), got(c))
+		}
+		if _, err := ParseGeneration(data, "fuzz.json"); err != nil {
+			return
+		}
+	})
+}

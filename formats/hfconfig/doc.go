@@ -1,0 +1,39 @@
+// Package hfconfig reads the Hugging Face config.json and generation_config.json
+// of Mistral- and Llama-family causal language models, and writes config.json
+// back with every original key preserved.
+//
+// Both transformers spellings are accepted:
+//
+//	4.x: "rope_theta": 10000.0, "torch_dtype": "bfloat16", "rope_scaling": null
+//	5.x: "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}, "dtype": "bfloat16"
+//
+// Required keys (a missing one is an error naming the key and the file):
+// model_type, hidden_size, intermediate_size, num_hidden_layers,
+// num_attention_heads, vocab_size.
+//
+// Optional keys and their defaults, following transformers' MistralConfig and
+// LlamaConfig (a null value counts as absent unless noted):
+//
+//	num_key_value_heads      mistral: 8; llama: num_attention_heads
+//	head_dim                 hidden_size / num_attention_heads (must divide evenly)
+//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048
+//	rms_norm_eps             1e-6
+//	rope_theta               10000 (4.x key, or rope_parameters.rope_theta in 5.x)
+//	sliding_window           mistral: 4096 when the key is absent, 0 (none) when null;
+//	                         llama: 0 (Llama has no sliding window)
+//	tie_word_embeddings      false
+//	torch_dtype / dtype      "float32" (torch's default dtype)
+//	hidden_act               "silu" (the only activation supported)
+//	bos_token_id             -1 when absent or null
+//	eos_token_id             -1 when absent or null; a list sets EOSTokenIDs, and
+//	                         EOSTokenID is its first element
+//
+// rope_scaling (4.x) or a rope_parameters.rope_type (5.x) other than null or
+// "default" is rejected as unsupported, because the runtime implements plain
+// RoPE only.
+//
+// Config.Raw holds the whole parsed document with numbers kept as json.Number,
+// so MarshalWith reproduces every original value exactly. MarshalWith writes
+// like transformers' PretrainedConfig.to_json_string: keys sorted at every
+// level, 2-space indent, non-ASCII escaped as \uXXXX, a trailing newline.
+package hfconfig
