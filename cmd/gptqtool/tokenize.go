@@ -1,0 +1,204 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newTokenizeCmd) }
+
+// tokenizeOptions holds the flags of the tokenize command.
+type tokenizeOptions struct {
+	model       string
+	chat        string
+	noBOS       bool
+	decode      bool
+	special     bool
+	json        bool
+	template    string
+	system      bool
+	noGenPrompt bool
+}
+
+func newTokenizeCmd() *cobra.Command {
+	var o tokenizeOptions
+	cmd := &cobra.Command{
+		Use:   "tokenize --model DIR [--chat messages.json] [--no-bos] [--decode] TEXT|-",
+		Short: "Print the token ids of a text or chat (or the text of ids with --decode)",
+		Long: `tokenize loads the tokenizer of a model directory (tokenizer.json, else
+tokenizer.model + added_tokens.json, with tokenizer_config.json) and prints the
+ids of TEXT on one line, space separated; "-" reads standard input.
+
+With --chat FILE ("-" for standard input) it renders a JSON list of
+{"role","content"} messages (or {"messages": [...]}) with the chat template
+and prints the ids, BOS as the template puts it. With --decode, TEXT is a list
+of ids (spaces or commas) and the text is printed.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if o.model == "" {
+				return usageError{errors.New("tokenize: --model DIR is required")}
+			}
+			if o.chat != "" {
+				if len(args) != 0 {
+					return usageError{errors.New("tokenize: --chat takes no TEXT argument")}
+				}
+				return nil
+			}
+			if len(args) != 1 {
+				return usageError{fmt.Errorf("tokenize: want exactly one TEXT argument (or - for standard input), got %d", len(args))}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runTokenize(cmd, o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.model, "model", "", "model or tokenizer directory (required)")
+	f.StringVar(&o.chat, "chat", "", "JSON file of chat messages to render with the chat template (- for standard input)")
+	f.BoolVar(&o.noBOS, "no-bos", false, "do not put BOS in front of plain text")
+	f.BoolVar(&o.decode, "decode", false, "TEXT is a list of ids: print their text")
+	f.BoolVar(&o.special, "special", false, "recognise added tokens such as <|end_of_turn|> in plain text")
+	f.BoolVar(&o.json, "json", false, `print one JSON document: {"ids": [...]} or {"text": "..."}`)
+	f.StringVar(&o.template, "template", "", "chat template: openchat or openchat-math (default: tokenizer_config.json's)")
+	f.BoolVar(&o.system, "system-messages", false, "keep system messages in chats (openchat drops them by default)")
+	f.BoolVar(&o.noGenPrompt, "no-generation-prompt", false, "do not end a chat with the assistant prompt")
+	return cmd
+}
+
+func runTokenize(cmd *cobra.Command, o tokenizeOptions, args []string) error {
+	if o.chat != "" && o.decode {
+		return usageError{errors.New("tokenize: --chat and --decode exclude each other")}
+	}
+	var input string
+	if o.chat == "" {
+		s, err := readArg(cmd.InOrStdin(), args[0])
+		if err != nil {
+			return err
+		}
+		input = s
+	}
+	tok, err := tokenizer.Load(o.model)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if o.decode {
+		ids, err := parseIDs(input)
+		if err != nil {
+			return usageError{err}
+		}
+		text, err := tok.Decode(ids)
+		if err != nil {
+			return err
+		}
+		if o.json {
+			enc := json.NewEncoder(out)
+			enc.SetEscapeHTML(false)
+			return enc.Encode(map[string]string{"text": text})
+		}
+		_, err = fmt.Fprintln(out, text)
+		return err
+	}
+	var ids []int
+	switch {
+	case o.chat != "":
+		msgs, err := readMessages(cmd.InOrStdin(), o.chat)
+		if err != nil {
+			return err
+		}
+		ids, err = tok.EncodeChat(msgs, tokenizer.ChatOptions{
+			Template:            o.template,
+			AddGenerationPrompt: !o.noGenPrompt,
+			SystemMessages:      o.system,
+		})
+		if err != nil {
+			return err
+		}
+	case o.special:
+		ids, err = tok.EncodeSpecial(input)
+		if err == nil && tok.AddBOS() && !o.noBOS && tok.BOS() >= 0 {
+			ids = append([]int{tok.BOS()}, ids...)
+		}
+	default:
+		ids, err = tok.Encode(input)
+		if err == nil && tok.AddBOS() && !o.noBOS && tok.BOS() >= 0 {
+			ids = append([]int{tok.BOS()}, ids...)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if o.json {
+		if ids == nil {
+			ids = []int{}
+		}
+		return json.NewEncoder(out).Encode(map[string][]int{"ids": ids})
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = strconv.Itoa(id)
+	}
+	_, err = fmt.Fprintln(out, strings.Join(strs, " "))
+	return err
+}
+
+// readArg returns arg, or standard input when arg is "-".
+func readArg(stdin io.Reader, arg string) (string, error) {
+	if arg != "-" {
+		return arg, nil
+	}
+	b, err := io.ReadAll(stdin)
+	if err != nil {
+		return "", fmt.Errorf("tokenize: reading standard input: %w", err)
+	}
+	return string(b), nil
+}
+
+// readMessages reads a JSON list of messages or {"messages": [...]}.
+func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tokenize: --chat: %w", err)
+	}
+	var msgs []tokenizer.Message
+	if err := json.Unmarshal(data, &msgs); err != nil {
+		var doc struct {
+			Messages []tokenizer.Message `json:"messages"`
+		}
+		if err2 := json.Unmarshal(data, &doc); err2 != nil || doc.Messages == nil {
+			return nil, usageError{fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)}
+		}
+		msgs = doc.Messages
+	}
+	return msgs, nil
+}
+
+// parseIDs parses ids separated by spaces, commas or brackets ("[1, 2]" works).
+func parseIDs(s string) ([]int, error) {
+	fields := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == '[' || r == ']' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+	ids := make([]int, 0, len(fields))
+	for _, f := range fields {
+		id, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, fmt.Errorf("tokenize: --decode: %q is not an integer id", f)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const openchatTokDir = "../../../shared/fixtures/tokenizers/openchat-3.5-1210"
+
+// runRoot runs the root command with args and stdin, returning stdout.
+func runRoot(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&bytes.Buffer{})
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestTokenizeCmd(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(openchatTokDir, "tokenizer.json")); err != nil {
+		t.Skipf("fixture %s missing: %v", openchatTokDir, err)
+	}
+	chat := filepath.Join(t.TempDir(), "chat.json")
+	msgs := `[{"role":"user","content":"Hello"}]`
+	if err := os.WriteFile(chat, []byte(msgs), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Ids from openchat's model card (fixtures expected_chat_ids.json) and the issue.
+	tests := []struct {
+		name  string
+		stdin string
+		args  []string
+		want  string
+	}{
+		{"text with bos", "", []string{"Hello world!"}, "1 22557 1526 28808\n"},
+		{"stdin no bos", "x  y", []string{"--no-bos", "-"}, "1318 28705 337\n"},
+		{"json", "", []string{"--json", "--no-bos", "Hello"}, `{"ids":[22557]}` + "\n"},
+		{"special", "", []string{"--special", "--no-bos", "Hello<|end_of_turn|>"}, "22557 32000\n"},
+		{"chat file", "", []string{"--chat", chat}, "1 420 6316 28781 3198 3123 1247 28747 22557 32000 420 6316 28781 3198 3123 21631 28747\n"},
+		{"chat stdin", msgs, []string{"--chat", "-", "--no-generation-prompt"}, "1 420 6316 28781 3198 3123 1247 28747 22557 32000\n"},
+		{"decode", "", []string{"--decode", "1 22557 1526 28808"}, "Hello world!\n"},
+		{"decode json", "", []string{"--decode", "--json", "[22557, 32000]"}, `{"text":"Hello<|end_of_turn|>"}` + "\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"tokenize", "--model", openchatTokDir}, tc.args...)
+			got, err := runRoot(t, tc.stdin, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("output %q, want %q", got, tc.want)
+			}
+		})
+	}
+	usage := [][]string{
+		{"tokenize", "x"},
+		{"tokenize", "--model", openchatTokDir},
+		{"tokenize", "--model", openchatTokDir, "a", "b"},
+		{"tokenize", "--model", openchatTokDir, "--decode", "1 x"},
+		{"tokenize", "--model", openchatTokDir, "--bogus", "x"},
+	}
+	for _, args := range usage {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, err := runRoot(t, "", args...)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("error %v, want a usage error", err)
+			}
+		})
+	}
+	if _, err := runRoot(t, "", "tokenize", "--model", openchatTokDir, "--decode", "99999"); err == nil {
+		t.Error("--decode 99999: no error")
+	}
+}

@@ -1,0 +1,141 @@
+package tokenizer
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrUnknownTemplate is returned (wrapped) when the chat template in
+// tokenizer_config.json is not one this package recognises.
+var ErrUnknownTemplate = errors.New("chat template not recognised")
+
+// Message is one chat turn.
+type Message struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ChatOptions selects and parameterises a chat template.
+type ChatOptions struct {
+	// Template is "" (recognise tokenizer_config.json's chat_template),
+	// "openchat" (GPT4 Correct) or "openchat-math" (Math Correct).
+	Template string
+	// AddGenerationPrompt appends the assistant prefix for the reply.
+	AddGenerationPrompt bool
+	// SystemMessages keeps system messages, rendered as the openchat
+	// template renders any role ("GPT4 Correct System: …<|end_of_turn|>");
+	// by default they are dropped, as openchat's own server does.
+	SystemMessages bool
+}
+
+// openchatTemplate is openchat-3.5's chat_template (tokenizer_config.json).
+const openchatTemplate = `{{ bos_token }}{% for message in messages %}{{ 'GPT4 Correct ' + message['role'].title() + ': ' + message['content'] + '<|end_of_turn|>'}}{% endfor %}{% if add_generation_prompt %}{{ 'GPT4 Correct Assistant:' }}{% endif %}`
+
+// openchatEOT ends every openchat turn.
+const openchatEOT = "<|end_of_turn|>"
+
+// knownTemplates maps chat_template texts (whitespace removed) to names.
+var knownTemplates = map[string]string{
+	squeeze(openchatTemplate): "openchat",
+	squeeze(strings.ReplaceAll(openchatTemplate, "GPT4 Correct", "Math Correct")): "openchat-math",
+}
+
+func squeeze(s string) string {
+	return strings.Join(strings.Fields(s), "")
+}
+
+// TemplateName returns the name of the chat template opts select: opts.Template,
+// or the recognised name of tokenizer_config.json's chat_template.
+func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
+	switch opts.Template {
+	case "openchat", "openchat-math":
+		return opts.Template, nil
+	case "":
+	default:
+		return "", fmt.Errorf("tokenizer: chat template %q: %w (known: openchat, openchat-math)", opts.Template, ErrUnknownTemplate)
+	}
+	if t.chatTemplate == "" {
+		return "", fmt.Errorf("tokenizer: tokenizer_config.json has no chat_template: set the template (openchat, openchat-math)")
+	}
+	name, ok := knownTemplates[squeeze(t.chatTemplate)]
+	if !ok {
+		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w (known: openchat, openchat-math; set the template explicitly)", ErrUnknownTemplate)
+	}
+	return name, nil
+}
+
+// chatSegments renders msgs as template text and message content.
+func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, error) {
+	name, err := t.TemplateName(opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := t.TokenID(openchatEOT); !ok {
+		return nil, fmt.Errorf("tokenizer: chat template %s: %q is not in the vocabulary", name, openchatEOT)
+	}
+	prefix := "GPT4 Correct "
+	if name == "openchat-math" {
+		prefix = "Math Correct "
+	}
+	var segs []segment
+	if t.bos >= 0 {
+		segs = append(segs, segment{text: t.pieces[t.bos], template: true})
+	}
+	for i, m := range msgs {
+		var role string
+		switch m.Role {
+		case "user":
+			role = "User"
+		case "assistant":
+			role = "Assistant"
+		case "system":
+			if !opts.SystemMessages {
+				continue
+			}
+			role = "System"
+		default:
+			return nil, fmt.Errorf("tokenizer: messages[%d]: role %q, want user, assistant or system", i, m.Role)
+		}
+		if !utf8.ValidString(m.Content) {
+			return nil, fmt.Errorf("tokenizer: messages[%d]: content: %w", i, ErrInvalidUTF8)
+		}
+		segs = append(segs,
+			segment{text: prefix + role + ": ", template: true},
+			segment{text: m.Content},
+			segment{text: openchatEOT, template: true})
+	}
+	if opts.AddGenerationPrompt {
+		segs = append(segs, segment{text: prefix + "Assistant:", template: true})
+	}
+	return segs, nil
+}
+
+// RenderChat returns the text of msgs under the chat template, BOS spelled
+// as its piece ("<s>GPT4 Correct User: Hello<|end_of_turn|>…").
+func (t *Tokenizer) RenderChat(msgs []Message, opts ChatOptions) (string, error) {
+	segs, err := t.chatSegments(msgs, opts)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteString(s.text)
+	}
+	return b.String(), nil
+}
+
+// EncodeChat returns the ids of msgs under the chat template, BOS included
+// where the template puts it. Added tokens are recognised in template text
+// only: a message containing "<|end_of_turn|>" spells it with ordinary
+// pieces. Each maximal run of text between added tokens (template text and
+// content together) is encoded as one piece of text, with "▁" prepended as
+// the normalizer does after an added token.
+func (t *Tokenizer) EncodeChat(msgs []Message, opts ChatOptions) ([]int, error) {
+	segs, err := t.chatSegments(msgs, opts)
+	if err != nil {
+		return nil, err
+	}
+	return t.encodeSegments(nil, segs), nil
+}

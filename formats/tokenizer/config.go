@@ -1,0 +1,159 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// tokenField is a special token in tokenizer_config.json or
+// special_tokens_map.json: a string or {"content": ...}; null means none.
+type tokenField struct {
+	set     bool
+	null    bool
+	content string
+}
+
+func (f *tokenField) UnmarshalJSON(b []byte) error {
+	f.set = true
+	if string(b) == "null" {
+		f.null = true
+		return nil
+	}
+	if err := json.Unmarshal(b, &f.content); err == nil {
+		return nil
+	}
+	var obj struct {
+		Content string `json:"content"`
+	}
+	if err := json.Unmarshal(b, &obj); err != nil {
+		return fmt.Errorf("want a string or {\"content\": ...}: %w", err)
+	}
+	f.content = obj.Content
+	return nil
+}
+
+type specialTokensMap struct {
+	BOS tokenField `json:"bos_token"`
+	EOS tokenField `json:"eos_token"`
+	UNK tokenField `json:"unk_token"`
+}
+
+type tokenizerConfig struct {
+	specialTokensMap
+	AddBOS       *bool           `json:"add_bos_token"`
+	AddEOS       *bool           `json:"add_eos_token"`
+	ChatTemplate json.RawMessage `json:"chat_template"`
+	AddedDecoder map[string]struct {
+		Content    string `json:"content"`
+		LStrip     bool   `json:"lstrip"`
+		RStrip     bool   `json:"rstrip"`
+		SingleWord bool   `json:"single_word"`
+		Special    bool   `json:"special"`
+	} `json:"added_tokens_decoder"`
+}
+
+// loadConfigs applies special_tokens_map.json and then tokenizer_config.json
+// from dir; both are optional.
+func (t *Tokenizer) loadConfigs(dir string) error {
+	var sm specialTokensMap
+	smPath := filepath.Join(dir, "special_tokens_map.json")
+	if ok, err := readJSON(smPath, &sm); err != nil {
+		return err
+	} else if ok {
+		if err := t.applySpecial(smPath, sm); err != nil {
+			return err
+		}
+	}
+	var cfg tokenizerConfig
+	cfgPath := filepath.Join(dir, "tokenizer_config.json")
+	ok, err := readJSON(cfgPath, &cfg)
+	if err != nil || !ok {
+		return err
+	}
+	for key, a := range cfg.AddedDecoder {
+		id, err := strconv.Atoi(key)
+		if err != nil {
+			return fmt.Errorf("tokenizer: %s: added_tokens_decoder key %q: want an integer id", cfgPath, key)
+		}
+		if err := t.addToken(addedToken{content: a.Content, id: id, special: a.Special, lstrip: a.LStrip, rstrip: a.RStrip, single: a.SingleWord}); err != nil {
+			return fmt.Errorf("tokenizer: %s: added_tokens_decoder: %w", cfgPath, err)
+		}
+	}
+	t.finish()
+	if err := t.applySpecial(cfgPath, cfg.specialTokensMap); err != nil {
+		return err
+	}
+	if cfg.AddBOS != nil {
+		t.addBOS = *cfg.AddBOS
+	}
+	if cfg.AddEOS != nil {
+		t.addEOS = *cfg.AddEOS
+	}
+	if !isNull(cfg.ChatTemplate) {
+		if err := json.Unmarshal(cfg.ChatTemplate, &t.chatTemplate); err != nil {
+			// A list of named templates: take "default".
+			var named []struct {
+				Name     string `json:"name"`
+				Template string `json:"template"`
+			}
+			if err2 := json.Unmarshal(cfg.ChatTemplate, &named); err2 != nil {
+				return fmt.Errorf("tokenizer: %s: chat_template: want a string or a list of {name, template}", cfgPath)
+			}
+			for _, n := range named {
+				if n.Name == "default" {
+					t.chatTemplate = n.Template
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// readJSON decodes path into v; a missing file gives ok=false and no error.
+func readJSON(path string, v any) (bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("tokenizer: %w", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("tokenizer: %s: %w", path, err)
+	}
+	return true, nil
+}
+
+func (t *Tokenizer) applySpecial(path string, sm specialTokensMap) error {
+	resolve := func(name string, f tokenField, dst *int) error {
+		if !f.set {
+			return nil
+		}
+		if f.null {
+			*dst = -1
+			return nil
+		}
+		id, ok := t.TokenID(f.content)
+		if !ok {
+			return fmt.Errorf("tokenizer: %s: %s %q: not in the vocabulary", path, name, f.content)
+		}
+		*dst = id
+		return nil
+	}
+	if err := resolve("bos_token", sm.BOS, &t.bos); err != nil {
+		return err
+	}
+	if err := resolve("eos_token", sm.EOS, &t.eos); err != nil {
+		return err
+	}
+	unk := int(t.unk)
+	if err := resolve("unk_token", sm.UNK, &unk); err != nil {
+		return err
+	}
+	t.unk = int32(unk)
+	return nil
+}

@@ -1,0 +1,61 @@
+// Package tokenizer loads Llama/Mistral-family BPE tokenizers and turns text
+// into token ids and back, exactly as the models were trained: the ids of
+// openchat-3.5 (Mistral-7B v0.1 SentencePiece vocabulary plus
+// <|end_of_turn|>=32000 and <|pad_0|>=32001) for calibration, perplexity
+// and serving.
+//
+// # Loaders
+//
+// Two loaders give identical ids:
+//
+//   - LoadJSON reads HF tokenizer.json: a BPE model with byte_fallback whose
+//     merges ("a b" or ["a","b"]) apply by rank, the legacy normalizer
+//     (Prepend "▁", Replace " "→"▁") or the Metaspace pre-tokenizer, and
+//     added_tokens with their special/lstrip/rstrip/single_word flags.
+//   - LoadSentencePiece reads tokenizer.model (the SentencePiece ModelProto,
+//     parsed with protowire: pieces=1 {piece=1, score=2, type=3},
+//     trainer_spec=2 {model_type=3, byte_fallback=35, unk/bos/eos_id=40..42},
+//     normalizer_spec=3 {add_dummy_prefix=3, remove_extra_whitespaces=4,
+//     escape_whitespaces=5}) and merges as SentencePiece's bpe_model.cc does:
+//     the adjacent pair whose concatenation is the highest-scoring piece
+//     first, leftmost on ties.
+//
+// Load picks tokenizer.json when present, else tokenizer.model plus
+// added_tokens.json, and applies special_tokens_map.json and
+// tokenizer_config.json (add_bos_token, add_eos_token, bos/eos/unk tokens,
+// added_tokens_decoder, chat_template).
+//
+// # Encoding
+//
+// Text is normalized per segment (the text between two added tokens): "▁" is
+// put in front (dummy prefix; after every added token too, as the legacy
+// Llama tokenizer and the openchat model card do) and spaces become "▁".
+// Whitespace runs are kept as SentencePiece keeps them. Both merge orders
+// reduce to one algorithm over a table of (left id, right id) → (priority,
+// merged id); characters without a piece become <0xNN> byte pieces.
+//
+// Speed: BPE runs per word, a word being cut before every "▁" that follows
+// another character. This is exact, not a heuristic: at load the vocabulary
+// is checked to hold no piece with "▁" after another character, so no
+// symbol can ever span such a cut, and merges on different sides never
+// interact. Words are memoised per call; a whole-corpus test vector checks it.
+//
+// Encode never recognises added tokens; EncodeSpecial does; EncodeChat
+// recognises them only in template text, never in message content.
+//
+// # Decoding
+//
+// Decode and the streaming Decoder share one state machine, so the pieces a
+// Decoder returns concatenate to Decode's result and never split a UTF-8
+// character. See Decode for how BOS, EOS and added tokens render.
+//
+// # Chat templates
+//
+// Templates are recognised natively, not evaluated: tokenizer_config.json's
+// chat_template is compared (whitespace-insensitive) with the known openchat
+// templates, and anything else is an error wrapping ErrUnknownTemplate unless
+// ChatOptions.Template names one.
+//
+// A Tokenizer is immutable after loading and safe for concurrent use; a
+// Decoder is not.
+package tokenizer
