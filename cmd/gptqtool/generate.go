@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/sample"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newGenerateCmd) }
+
+// generateOptions holds the flags of the generate command.
+type generateOptions struct {
+	model       string
+	prompt      string
+	maxTokens   int
+	temperature float64
+	topP        float64
+	topK        int
+	seed        uint64
+	chat        bool
+	json        bool
+	ids         bool
+	device      string
+	threads     int
+}
+
+func newGenerateCmd() *cobra.Command {
+	var o generateOptions
+	cmd := &cobra.Command{
+		Use:   "generate --model DIR --prompt TEXT|- [--max-tokens N] [--temperature T]",
+		Short: "Generate text from a prompt with the gptqtool runtime",
+		Long: `generate loads a floating-point or GPTQ checkpoint and its tokenizer, encodes
+the prompt (BOS in front when the tokenizer adds it; with --chat, as one user
+turn of the model's chat template followed by the assistant prompt) and
+samples up to --max-tokens tokens, stopping at an EOS id of config.json or
+generation_config.json. Temperature 0 is greedy (argmax, lowest id on ties).
+
+The text streams to standard output as it is generated; speed goes to
+standard error. --ids prints the prompt and generated ids instead, --json one
+JSON document with both and the text.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runGenerate(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.model, "model", "", "model directory (required)")
+	f.StringVar(&o.prompt, "prompt", "", "prompt text, - for standard input (required)")
+	f.IntVar(&o.maxTokens, "max-tokens", 128, "most tokens to generate")
+	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
+	f.Float64Var(&o.topP, "top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability")
+	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 = all)")
+	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling")
+	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
+	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
+	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
+	f.StringVar(&o.device, "device", "cpu", "cpu or cuda")
+	f.IntVar(&o.threads, "threads", 0, "CPU threads (0 = all cores)")
+	_ = cmd.MarkFlagRequired("model")
+	_ = cmd.MarkFlagRequired("prompt")
+	return cmd
+}
+
+// generateJSON is the --json document.
+type generateJSON struct {
+	Model           string  `json:"model"`
+	PromptIDs       []int   `json:"prompt_ids"`
+	IDs             []int   `json:"ids"`
+	Text            string  `json:"text"`
+	StopReason      string  `json:"stop_reason"`
+	PromptTokens    int     `json:"prompt_tokens"`
+	GeneratedTokens int     `json:"generated_tokens"`
+	PrefillTokPerS  float64 `json:"prefill_tokens_per_second"`
+	DecodeTokPerS   float64 `json:"decode_tokens_per_second"`
+	Device          string  `json:"device"`
+}
+
+func runGenerate(cmd *cobra.Command, o generateOptions) error {
+	switch {
+	case o.maxTokens <= 0:
+		return usageError{fmt.Errorf("generate: --max-tokens %d: want > 0", o.maxTokens)}
+	case o.temperature < 0:
+		return usageError{fmt.Errorf("generate: --temperature %v: want >= 0", o.temperature)}
+	case o.topK < 0:
+		return usageError{fmt.Errorf("generate: --top-k %d: want >= 0", o.topK)}
+	case o.topP <= 0 || o.topP > 1:
+		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
+	case o.json && o.ids:
+		return usageError{errors.New("generate: --json and --ids exclude each other")}
+	}
+	prompt := o.prompt
+	if prompt == "-" {
+		b, err := io.ReadAll(cmd.InOrStdin())
+		if err != nil {
+			return fmt.Errorf("generate: reading standard input: %w", err)
+		}
+		prompt = string(b)
+	}
+	tok, err := tokenizer.Load(o.model)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	var promptIDs []int
+	if o.chat {
+		promptIDs, err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: prompt}},
+			tokenizer.ChatOptions{AddGenerationPrompt: true})
+	} else {
+		promptIDs, err = tok.Encode(prompt)
+		if err == nil && tok.AddBOS() && tok.BOS() >= 0 {
+			promptIDs = append([]int{tok.BOS()}, promptIDs...)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	if len(promptIDs) == 0 {
+		return usageError{errors.New("generate: the prompt encodes to no tokens")}
+	}
+	b, err := newBackend(o.device, o.threads)
+	if err != nil {
+		return err
+	}
+	stderr := cmd.ErrOrStderr()
+	loadStart := time.Now()
+	m, err := model.Load(o.model, b)
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	defer m.Close()
+	fmt.Fprintf(stderr, "loaded %s on %s in %.2fs\n", o.model, b.Name(), time.Since(loadStart).Seconds())
+
+	stop := slices.Clone(m.EOSTokenIDs)
+	if e := tok.EOS(); e >= 0 && !slices.Contains(stop, e) {
+		stop = append(stop, e)
+	}
+	out := cmd.OutOrStdout()
+	dec := tok.NewDecoder()
+	var text strings.Builder
+	stream := !o.json && !o.ids
+	res, err := sample.Generate(m, promptIDs, sample.GenerateOptions{
+		MaxTokens: o.maxTokens,
+		StopIDs:   stop,
+		Sampling:  sample.Options{Temperature: o.temperature, TopK: o.topK, TopP: o.topP, Seed: o.seed},
+	}, func(id int) error {
+		s, err := dec.Add(id)
+		if err != nil {
+			return fmt.Errorf("generate: decode id %d: %w", id, err)
+		}
+		text.WriteString(s)
+		if stream {
+			if _, err := io.WriteString(out, s); err != nil {
+				return fmt.Errorf("generate: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	tail := dec.Flush()
+	text.WriteString(tail)
+
+	prefill := float64(len(promptIDs)) / max(res.Prefill.Seconds(), 1e-9)
+	decodeSteps := max(len(res.IDs)-1, 0)
+	if res.Stopped {
+		decodeSteps = len(res.IDs)
+	}
+	decode := 0.0
+	if decodeSteps > 0 {
+		decode = float64(decodeSteps) / max(res.Decode.Seconds(), 1e-9)
+	}
+	reason := "length"
+	if res.Stopped {
+		reason = "eos"
+	}
+	switch {
+	case o.json:
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", " ")
+		if err := enc.Encode(generateJSON{
+			Model: o.model, PromptIDs: promptIDs, IDs: res.IDs, Text: text.String(), StopReason: reason,
+			PromptTokens: len(promptIDs), GeneratedTokens: len(res.IDs),
+			PrefillTokPerS: prefill, DecodeTokPerS: decode, Device: b.Name(),
+		}); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+	case o.ids:
+		all := append(slices.Clone(promptIDs), res.IDs...)
+		strs := make([]string, len(all))
+		for i, id := range all {
+			strs[i] = strconv.Itoa(id)
+		}
+		if _, err := fmt.Fprintln(out, strings.Join(strs, " ")); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+	default:
+		if _, err := fmt.Fprintln(out, tail); err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+	}
+	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s\n",
+		len(promptIDs), prefill, len(res.IDs), reason, decode)
+	return nil
+}

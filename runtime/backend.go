@@ -1,0 +1,163 @@
+package runtime
+
+import "fmt"
+
+// DType is the element type of a backend tensor.
+type DType uint8
+
+// Element types. Host data always crosses the interface as fp32; a backend
+// converts on Upload and Download.
+const (
+	F32 DType = iota
+	F16
+	BF16
+)
+
+// String returns the safetensors spelling of the dtype.
+func (d DType) String() string {
+	switch d {
+	case F32:
+		return "F32"
+	case F16:
+		return "F16"
+	case BF16:
+		return "BF16"
+	}
+	return fmt.Sprintf("DType(%d)", uint8(d))
+}
+
+// Tensor is a dense row-major array owned by a Backend. Its methods only
+// describe it; data moves through Backend.Upload and Backend.Download.
+type Tensor interface {
+	// DType is the element type.
+	DType() DType
+	// Shape is the size of each dimension, PyTorch order. Callers must not
+	// modify the returned slice.
+	Shape() []int
+	// Len is the number of elements.
+	Len() int
+}
+
+// Rows returns the product of all dimensions but the last.
+func Rows(t Tensor) int {
+	s := t.Shape()
+	if len(s) == 0 {
+		return 1
+	}
+	return t.Len() / max(s[len(s)-1], 1)
+}
+
+// Cols returns the last dimension.
+func Cols(t Tensor) int {
+	s := t.Shape()
+	if len(s) == 0 {
+		return 1
+	}
+	return s[len(s)-1]
+}
+
+// AttentionParams describes one causal attention call.
+type AttentionParams struct {
+	// HeadDim is the size of one head; the numbers of query and KV heads
+	// follow from the column counts of q and k.
+	HeadDim int
+	// Pos0 is the position of the first query row; query row t sits at
+	// position Pos0+t and keys are cache rows 0..Pos0+T-1.
+	Pos0 int
+	// Window is the sliding window (0 = none): a query at position i sees
+	// keys j with i-Window < j <= i, i.e. the last Window positions
+	// including itself, as transformers' Mistral masks j <= i-Window.
+	Window int
+	// Scale multiplies q·k before the softmax, normally 1/sqrt(HeadDim).
+	Scale float32
+}
+
+// Backend owns memory and runs the ops of a Mistral/Llama forward pass.
+//
+// Memory and transfer methods return errors (a device can run out of
+// memory); ops do not: arguments were validated when the model was bound,
+// and an inconsistent call panics.
+type Backend interface {
+	// Name identifies the backend and its configuration, e.g. "cpu(2)".
+	Name() string
+
+	// Alloc returns a zeroed tensor.
+	Alloc(dt DType, shape ...int) (Tensor, error)
+	// Free releases a tensor made by Alloc. Freeing nil is a no-op.
+	Free(t Tensor)
+	// View returns rows [row0, row0+rows) of t's first dimension, sharing
+	// storage with t.
+	View(t Tensor, row0, rows int) Tensor
+	// Upload copies host fp32 values into t (converting to t's dtype);
+	// len(src) must equal t.Len().
+	Upload(t Tensor, src []float32) error
+	// Download copies t into host fp32 values; len(dst) must equal t.Len().
+	// It waits for all ops issued before it.
+	Download(dst []float32, t Tensor) error
+	// Sync waits for all issued ops and reports a deferred device error.
+	Sync() error
+
+	// Copy sets dst = src (same shape).
+	Copy(dst, src Tensor)
+	// Embedding sets dst[t,:] = table[ids[t],:]; dst [T,H], table [V,H].
+	Embedding(dst, table Tensor, ids []int)
+	// RMSNorm sets dst[r,:] = x[r,:] / sqrt(mean(x[r,:]²)+eps) * weight,
+	// the mean in fp32 or wider (transformers MistralRMSNorm); dst may be x;
+	// weight [Cols].
+	RMSNorm(dst, x, weight Tensor, eps float32)
+	// MatMul sets dst[M,N] = x[M,K] · w[N,K]ᵀ (torch linear, no bias).
+	// dst must not alias x or w.
+	MatMul(dst, x, w Tensor)
+	// Add sets dst = a + b elementwise; dst may alias a or b.
+	Add(dst, a, b Tensor)
+	// Mul sets dst = a * b elementwise; dst may alias a or b.
+	Mul(dst, a, b Tensor)
+	// SiLU sets dst = x * sigmoid(x) elementwise; dst may alias x.
+	SiLU(dst, x Tensor)
+	// RoPE rotates x [T, heads*headDim] in place with rotate-half rotary
+	// embeddings (transformers apply_rotary_pos_emb) for positions
+	// pos0..pos0+T-1: with d2 = headDim/2 and for j < d2,
+	// inv = float32(1/theta^(2j/headDim)), a = float32(pos)*inv (fp32
+	// product, as transformers computes it), and
+	// x[j], x[j+d2] = x[j]cos a - x[j+d2] sin a, x[j+d2]cos a + x[j] sin a.
+	RoPE(x Tensor, headDim, pos0 int, theta float64)
+	// Attention computes causal softmax attention with grouped KV heads:
+	// q [T, Hq*D], k and v [S, Hkv*D] with S >= Pos0+T (rows beyond
+	// Pos0+T-1 are ignored), dst [T, Hq*D]; query head h reads KV head
+	// h/(Hq/Hkv). dst must not alias q, k or v.
+	Attention(dst, q, k, v Tensor, p AttentionParams)
+}
+
+// SwiGLUer is a Backend with a fused SwiGLU: dst = silu(gate) * up
+// elementwise (transformers MistralMLP act_fn(gate_proj(x)) * up_proj(x));
+// dst may alias gate or up.
+type SwiGLUer interface {
+	SwiGLU(dst, gate, up Tensor)
+}
+
+// AddRMSNormer is a Backend with a fused residual add and RMSNorm:
+// x += delta, then norm = RMSNorm(x, weight, eps).
+type AddRMSNormer interface {
+	AddRMSNorm(norm, x, delta, weight Tensor, eps float32)
+}
+
+// SwiGLU sets dst = silu(gate) * up, fused when b implements SwiGLUer.
+func SwiGLU(b Backend, dst, gate, up Tensor) {
+	if f, ok := b.(SwiGLUer); ok {
+		f.SwiGLU(dst, gate, up)
+		return
+	}
+	b.SiLU(dst, gate)
+	b.Mul(dst, dst, up)
+}
+
+// AddRMSNorm sets x += delta and norm = RMSNorm(x, weight, eps), fused when
+// b implements AddRMSNormer.
+func AddRMSNorm(b Backend, norm, x, delta, weight Tensor, eps float32) {
+	if f, ok := b.(AddRMSNormer); ok {
+		f.AddRMSNorm(norm, x, delta, weight, eps)
+		return
+	}
+	b.Add(x, x, delta)
+	b.RMSNorm(norm, x, weight, eps)
+}

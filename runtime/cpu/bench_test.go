@@ -1,0 +1,131 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// openchat-3.5 (Mistral-7B) shape.
+const (
+	benchHidden = 4096
+	benchInter  = 14336
+	benchHeads  = 32
+	benchKV     = 8
+	benchHD     = 128
+)
+
+func randTensor(b *testing.B, be *Backend, shape ...int) runtime.Tensor {
+	b.Helper()
+	t, err := be.Alloc(runtime.F32, shape...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, uint64(len(shape))))
+	d := tensorOf(t).data
+	for i := range d {
+		d[i] = float32(r.NormFloat64())
+	}
+	return t
+}
+
+var matmulShapes = []struct {
+	name    string
+	m, n, k int
+}{
+	{"decode_q_proj_1x4096x4096", 1, benchHidden, benchHidden},
+	{"decode_gate_proj_1x14336x4096", 1, benchInter, benchHidden},
+	{"prefill_q_proj_128x4096x4096", 128, benchHidden, benchHidden},
+	{"prefill_down_proj_128x4096x14336", 128, benchHidden, benchInter},
+	{"tiny_gate_1024x896x256", 1024, 896, 256},
+	{"tiny_head_1024x32002x256", 1024, 32002, 256},
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	be := New(0)
+	for _, s := range matmulShapes {
+		b.Run(s.name, func(b *testing.B) {
+			x, w := randTensor(b, be, s.m, s.k), randTensor(b, be, s.n, s.k)
+			dst := randTensor(b, be, s.m, s.n)
+			for b.Loop() {
+				be.MatMul(dst, x, w)
+			}
+			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkGonumSgemm is the alternative considered for MatMul: gonum's
+// pure-Go blas32.Gemm with B transposed, on the same shapes.
+func BenchmarkGonumSgemm(b *testing.B) {
+	be := New(0)
+	for _, s := range matmulShapes {
+		if s.m*s.n*s.k > 1<<31 {
+			continue
+		}
+		b.Run(s.name, func(b *testing.B) {
+			x, w := randTensor(b, be, s.m, s.k), randTensor(b, be, s.n, s.k)
+			dst := randTensor(b, be, s.m, s.n)
+			A := blas32.General{Rows: s.m, Cols: s.k, Stride: s.k, Data: tensorOf(x).data}
+			B := blas32.General{Rows: s.n, Cols: s.k, Stride: s.k, Data: tensorOf(w).data}
+			C := blas32.General{Rows: s.m, Cols: s.n, Stride: s.n, Data: tensorOf(dst).data}
+			for b.Loop() {
+				blas32.Gemm(blas.NoTrans, blas.Trans, 1, A, B, 0, C)
+			}
+			b.ReportMetric(2*float64(s.m*s.n*s.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkAttention(b *testing.B) {
+	be := New(0)
+	for _, s := range []struct {
+		name    string
+		t, pos0 int
+	}{{"decode_pos1023", 1, 1023}, {"decode_pos4095", 1, 4095}, {"prefill_512", 512, 0}} {
+		b.Run(s.name, func(b *testing.B) {
+			q := randTensor(b, be, s.t, benchHeads*benchHD)
+			k := randTensor(b, be, s.pos0+s.t, benchKV*benchHD)
+			v := randTensor(b, be, s.pos0+s.t, benchKV*benchHD)
+			dst := randTensor(b, be, s.t, benchHeads*benchHD)
+			p := runtime.AttentionParams{HeadDim: benchHD, Pos0: s.pos0, Scale: float32(1 / math.Sqrt(benchHD))}
+			for b.Loop() {
+				be.Attention(dst, q, k, v, p)
+			}
+		})
+	}
+}
+
+func BenchmarkElementwise(b *testing.B) {
+	be := New(0)
+	for _, rows := range []int{1, 128} {
+		x := randTensor(b, be, rows, benchHidden)
+		w := randTensor(b, be, benchHidden)
+		g := randTensor(b, be, rows, benchInter)
+		u := randTensor(b, be, rows, benchInter)
+		q := randTensor(b, be, rows, benchHeads*benchHD)
+		for _, op := range []struct {
+			name  string
+			bytes int
+			run   func()
+		}{
+			{"RMSNorm", 8 * rows * benchHidden, func() { be.RMSNorm(x, x, w, 1e-5) }},
+			{"AddRMSNorm", 16 * rows * benchHidden, func() { be.AddRMSNorm(x, x, x, w, 1e-5) }},
+			{"SwiGLU", 12 * rows * benchInter, func() { be.SwiGLU(g, g, u) }},
+			{"RoPE", 8 * rows * benchHeads * benchHD, func() { be.RoPE(q, benchHD, 1000, 10000) }},
+		} {
+			b.Run(fmt.Sprintf("%s_%dx", op.name, rows), func(b *testing.B) {
+				b.SetBytes(int64(op.bytes))
+				for b.Loop() {
+					op.run()
+				}
+			})
+		}
+	}
+}

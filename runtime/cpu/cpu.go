@@ -1,0 +1,178 @@
+package cpu
+
+import (
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// Backend is the fp32 CPU backend. Create it with New.
+type Backend struct {
+	threads int
+	kern    kernels
+}
+
+// New returns a CPU backend running ops on threads goroutines
+// (0 = runtime.NumCPU()).
+func New(threads int) *Backend {
+	if threads <= 0 {
+		threads = goruntime.NumCPU()
+	}
+	return &Backend{threads: threads, kern: bestKernels()}
+}
+
+// NewPortable is New without the assembly kernels: every op in portable Go.
+// Tests use it to check the assembly against plain loops.
+func NewPortable(threads int) *Backend {
+	b := New(threads)
+	b.kern = goKernels
+	return b
+}
+
+// Threads reports the number of worker goroutines.
+func (b *Backend) Threads() int { return b.threads }
+
+// Name implements runtime.Backend.
+func (b *Backend) Name() string { return fmt.Sprintf("cpu(%d,%s)", b.threads, b.kern.name) }
+
+// Tensor is a CPU tensor: fp32 data in row-major order.
+type Tensor struct {
+	shape []int
+	data  []float32
+}
+
+// DType implements runtime.Tensor; CPU tensors are always runtime.F32.
+func (t *Tensor) DType() runtime.DType { return runtime.F32 }
+
+// Shape implements runtime.Tensor.
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Len implements runtime.Tensor.
+func (t *Tensor) Len() int { return len(t.data) }
+
+// Data returns the tensor's storage (no copy).
+func (t *Tensor) Data() []float32 { return t.data }
+
+func (t *Tensor) rows() int { return runtime.Rows(t) }
+func (t *Tensor) cols() int { return runtime.Cols(t) }
+
+func tensorOf(t runtime.Tensor) *Tensor {
+	ct, ok := t.(*Tensor)
+	if !ok {
+		panic(fmt.Sprintf("cpu: tensor of type %T is not a cpu tensor", t))
+	}
+	return ct
+}
+
+// Alloc implements runtime.Backend; only runtime.F32 is supported.
+func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
+	if dt != runtime.F32 {
+		return nil, fmt.Errorf("cpu: alloc %v %v: only F32 tensors are supported", dt, shape)
+	}
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return nil, fmt.Errorf("cpu: alloc %v: negative dimension", shape)
+		}
+		n *= d
+	}
+	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n)}, nil
+}
+
+// Free implements runtime.Backend. Memory is garbage collected; Free drops
+// the storage so that a use after free panics instead of reading stale data.
+func (b *Backend) Free(t runtime.Tensor) {
+	if t == nil {
+		return
+	}
+	ct := tensorOf(t)
+	ct.data = nil
+	ct.shape = []int{0}
+}
+
+// View implements runtime.Backend.
+func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
+	ct := tensorOf(t)
+	if len(ct.shape) == 0 || row0 < 0 || rows < 0 || row0+rows > ct.shape[0] {
+		panic(fmt.Sprintf("cpu: view rows [%d,%d) of shape %v", row0, row0+rows, ct.shape))
+	}
+	stride := 1
+	for _, d := range ct.shape[1:] {
+		stride *= d
+	}
+	shape := append([]int{rows}, ct.shape[1:]...)
+	return &Tensor{shape: shape, data: ct.data[row0*stride : (row0+rows)*stride : (row0+rows)*stride]}
+}
+
+// Upload implements runtime.Backend.
+func (b *Backend) Upload(t runtime.Tensor, src []float32) error {
+	ct := tensorOf(t)
+	if len(src) != len(ct.data) {
+		return fmt.Errorf("cpu: upload %d values into tensor %v", len(src), ct.shape)
+	}
+	copy(ct.data, src)
+	return nil
+}
+
+// Download implements runtime.Backend.
+func (b *Backend) Download(dst []float32, t runtime.Tensor) error {
+	ct := tensorOf(t)
+	if len(dst) != len(ct.data) {
+		return fmt.Errorf("cpu: download tensor %v into %d values", ct.shape, len(dst))
+	}
+	copy(dst, ct.data)
+	return nil
+}
+
+// Sync implements runtime.Backend; CPU ops complete before they return.
+func (b *Backend) Sync() error { return nil }
+
+// parallel runs fn(task) for task in [0, n) on up to b.threads goroutines.
+func (b *Backend) parallel(n int, fn func(task int)) {
+	workers := min(b.threads, n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// parallelRange splits [0, n) into contiguous chunks of at least minChunk
+// items and runs fn on each.
+func (b *Backend) parallelRange(n, minChunk int, fn func(lo, hi int)) {
+	chunks := min(b.threads*4, (n+minChunk-1)/max(minChunk, 1))
+	if chunks <= 1 {
+		fn(0, n)
+		return
+	}
+	size := (n + chunks - 1) / chunks
+	b.parallel(chunks, func(c int) {
+		lo := c * size
+		hi := min(lo+size, n)
+		if lo < hi {
+			fn(lo, hi)
+		}
+	})
+}
+
+var _ runtime.Backend = (*Backend)(nil)
+var _ runtime.SwiGLUer = (*Backend)(nil)
+var _ runtime.AddRMSNormer = (*Backend)(nil)

@@ -1,0 +1,56 @@
+package cpu
+
+// kernels are the inner loops of MatMul and Attention. Every
+// implementation computes the same sums; the order of additions inside a
+// sum may differ between implementations (8-wide partial sums in the
+// assembly), never between calls of one implementation.
+type kernels struct {
+	name string
+	// dot3x4 sets c[4*i+j] = Σ_{p<k} a[i*lda+p] * b[j*ldb+p] for i<3, j<4.
+	dot3x4 func(k int, a []float32, lda int, b []float32, ldb int, c *[12]float32)
+	// dot1x4 sets c[j] = Σ_{p<k} a[p] * b[j*ldb+p] for j<4.
+	dot1x4 func(k int, a []float32, b []float32, ldb int, c *[4]float32)
+	// axpy sets y[p] += alpha * x[p] for p < len(y).
+	axpy func(alpha float32, x, y []float32)
+}
+
+// goKernels are the portable kernels.
+var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo}
+
+func dot1x4Go(k int, a []float32, b []float32, ldb int, c *[4]float32) {
+	a = a[:k]
+	b0, b1, b2, b3 := b[:k], b[ldb:ldb+k], b[2*ldb:2*ldb+k], b[3*ldb:3*ldb+k]
+	var s0, s1, s2, s3 float32
+	for p, av := range a {
+		s0 += av * b0[p]
+		s1 += av * b1[p]
+		s2 += av * b2[p]
+		s3 += av * b3[p]
+	}
+	c[0], c[1], c[2], c[3] = s0, s1, s2, s3
+}
+
+func dot3x4Go(k int, a []float32, lda int, b []float32, ldb int, c *[12]float32) {
+	var r [4]float32
+	for i := range 3 {
+		dot1x4Go(k, a[i*lda:], b, ldb, &r)
+		copy(c[4*i:4*i+4], r[:])
+	}
+}
+
+func axpyGo(alpha float32, x, y []float32) {
+	x = x[:len(y)]
+	for p := range y {
+		y[p] += alpha * x[p]
+	}
+}
+
+// dotGo returns Σ a[p]*b[p] over len(a).
+func dotGo(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s float32
+	for p := range a {
+		s += a[p] * b[p]
+	}
+	return s
+}

@@ -1,0 +1,72 @@
+package cpu
+
+import "golang.org/x/sys/cpu"
+
+// The assembly kernels need k a positive multiple of 8; the wrappers add
+// the tail in Go.
+
+//go:noescape
+func dot3x4AVX(k int, a *float32, lda int, b *float32, ldb int, c *[12]float32)
+
+//go:noescape
+func dot1x4AVX(k int, a *float32, b *float32, ldb int, c *[4]float32)
+
+//go:noescape
+func axpyAVX(n int, alpha float32, x *float32, y *float32)
+
+var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm}
+
+func bestKernels() kernels {
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		return avxKernels
+	}
+	return goKernels
+}
+
+func dot3x4Asm(k int, a []float32, lda int, b []float32, ldb int, c *[12]float32) {
+	k8 := k &^ 7
+	if k8 == 0 {
+		dot3x4Go(k, a, lda, b, ldb, c)
+		return
+	}
+	_ = a[2*lda+k-1]
+	_ = b[3*ldb+k-1]
+	dot3x4AVX(k8, &a[0], lda, &b[0], ldb, c)
+	for p := k8; p < k; p++ {
+		for i := range 3 {
+			av := a[i*lda+p]
+			for j := range 4 {
+				c[4*i+j] += av * b[j*ldb+p]
+			}
+		}
+	}
+}
+
+func dot1x4Asm(k int, a []float32, b []float32, ldb int, c *[4]float32) {
+	k8 := k &^ 7
+	if k8 == 0 {
+		dot1x4Go(k, a, b, ldb, c)
+		return
+	}
+	_ = a[k-1]
+	_ = b[3*ldb+k-1]
+	dot1x4AVX(k8, &a[0], &b[0], ldb, c)
+	for p := k8; p < k; p++ {
+		av := a[p]
+		for j := range 4 {
+			c[j] += av * b[j*ldb+p]
+		}
+	}
+}
+
+func axpyAsm(alpha float32, x, y []float32) {
+	n := len(y)
+	n8 := n &^ 7
+	if n8 > 0 {
+		_ = x[n-1]
+		axpyAVX(n8, alpha, &x[0], &y[0])
+	}
+	for p := n8; p < n; p++ {
+		y[p] += alpha * x[p]
+	}
+}

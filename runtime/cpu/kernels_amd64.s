@@ -1,0 +1,164 @@
+#include "textflag.h"
+
+// HSUM reduces the 8 lanes of Y (X is its low half) into one float32 and
+// stores it at off(DI). Clobbers X12.
+#define HSUM(Y, X, off) \
+	VEXTRACTF128 $1, Y, X12 \
+	VADDPS       X12, X, X \
+	VHADDPS      X, X, X \
+	VHADDPS      X, X, X \
+	VMOVSS       X, off(DI)
+
+// func dot3x4AVX(k int, a *float32, lda int, b *float32, ldb int, c *[12]float32)
+// c[4*i+j] = sum_{p<k} a[i*lda+p]*b[j*ldb+p]; k a positive multiple of 8.
+// Accumulator Y(4*i+j) holds 8 partial sums of c[4*i+j].
+TEXT ·dot3x4AVX(SB), NOSPLIT, $0-48
+	MOVQ k+0(FP), R11
+	SHLQ $2, R11
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R12
+	SHLQ $2, R12
+	LEAQ (SI)(R12*1), R8
+	LEAQ (R8)(R12*1), R9
+	MOVQ b+24(FP), BX
+	MOVQ ldb+32(FP), R13
+	SHLQ $2, R13
+	LEAQ (BX)(R13*1), CX
+	LEAQ (CX)(R13*1), DX
+	LEAQ (DX)(R13*1), R10
+	MOVQ c+40(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	XORQ AX, AX
+
+loop3x4:
+	VMOVUPS     (SI)(AX*1), Y12
+	VMOVUPS     (R8)(AX*1), Y13
+	VMOVUPS     (R9)(AX*1), Y14
+	VMOVUPS     (BX)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y8
+	VMOVUPS     (CX)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VFMADD231PS Y15, Y13, Y5
+	VFMADD231PS Y15, Y14, Y9
+	VMOVUPS     (DX)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y6
+	VFMADD231PS Y15, Y14, Y10
+	VMOVUPS     (R10)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ        $32, AX
+	CMPQ        AX, R11
+	JLT         loop3x4
+
+	HSUM(Y0, X0, 0)
+	HSUM(Y1, X1, 4)
+	HSUM(Y2, X2, 8)
+	HSUM(Y3, X3, 12)
+	HSUM(Y4, X4, 16)
+	HSUM(Y5, X5, 20)
+	HSUM(Y6, X6, 24)
+	HSUM(Y7, X7, 28)
+	HSUM(Y8, X8, 32)
+	HSUM(Y9, X9, 36)
+	HSUM(Y10, X10, 40)
+	HSUM(Y11, X11, 44)
+	VZEROUPPER
+	RET
+
+// func dot1x4AVX(k int, a *float32, b *float32, ldb int, c *[4]float32)
+// c[j] = sum_{p<k} a[p]*b[j*ldb+p]; k a positive multiple of 8.
+// Two accumulators per output (Y0-3 even steps, Y4-7 odd) hide FMA latency.
+TEXT ·dot1x4AVX(SB), NOSPLIT, $0-40
+	MOVQ k+0(FP), R11
+	SHLQ $2, R11
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), BX
+	MOVQ ldb+24(FP), R13
+	SHLQ $2, R13
+	LEAQ (BX)(R13*1), CX
+	LEAQ (CX)(R13*1), DX
+	LEAQ (DX)(R13*1), R10
+	MOVQ c+32(FP), DI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ AX, AX
+	MOVQ R11, R12
+	ANDQ $-64, R12
+	JZ   tail1x4
+
+loop1x4:
+	VMOVUPS     (SI)(AX*1), Y12
+	VMOVUPS     32(SI)(AX*1), Y13
+	VFMADD231PS (BX)(AX*1), Y12, Y0
+	VFMADD231PS (CX)(AX*1), Y12, Y1
+	VFMADD231PS (DX)(AX*1), Y12, Y2
+	VFMADD231PS (R10)(AX*1), Y12, Y3
+	VFMADD231PS 32(BX)(AX*1), Y13, Y4
+	VFMADD231PS 32(CX)(AX*1), Y13, Y5
+	VFMADD231PS 32(DX)(AX*1), Y13, Y6
+	VFMADD231PS 32(R10)(AX*1), Y13, Y7
+	ADDQ        $64, AX
+	CMPQ        AX, R12
+	JLT         loop1x4
+
+tail1x4:
+	CMPQ        AX, R11
+	JGE         done1x4
+	VMOVUPS     (SI)(AX*1), Y12
+	VFMADD231PS (BX)(AX*1), Y12, Y0
+	VFMADD231PS (CX)(AX*1), Y12, Y1
+	VFMADD231PS (DX)(AX*1), Y12, Y2
+	VFMADD231PS (R10)(AX*1), Y12, Y3
+
+done1x4:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
+	HSUM(Y0, X0, 0)
+	HSUM(Y1, X1, 4)
+	HSUM(Y2, X2, 8)
+	HSUM(Y3, X3, 12)
+	VZEROUPPER
+	RET
+
+// func axpyAVX(n int, alpha float32, x *float32, y *float32)
+// y[p] += alpha*x[p] for p < n; n a positive multiple of 8.
+TEXT ·axpyAVX(SB), NOSPLIT, $0-32
+	MOVQ         n+0(FP), R11
+	SHLQ         $2, R11
+	VBROADCASTSS alpha+8(FP), Y0
+	MOVQ         x+16(FP), SI
+	MOVQ         y+24(FP), DI
+	XORQ         AX, AX
+
+loopaxpy:
+	VMOVUPS     (DI)(AX*1), Y1
+	VFMADD231PS (SI)(AX*1), Y0, Y1
+	VMOVUPS     Y1, (DI)(AX*1)
+	ADDQ        $32, AX
+	CMPQ        AX, R11
+	JLT         loopaxpy
+	VZEROUPPER
+	RET

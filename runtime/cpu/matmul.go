@@ -1,0 +1,89 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// Blocking of MatMul: a task owns an [mc, nc] tile of dst and walks K in
+// slices of kc, so that the 4 weight rows of the inner loop stay in L1 and
+// the mc activation rows in L2.
+const (
+	mc = 48 // multiple of 3, the rows of dot3x4
+	nc = 64 // multiple of 4, the columns of dot3x4
+	kc = 1024
+)
+
+// MatMul implements runtime.Backend: dst[M,N] = x[M,K] · w[N,K]ᵀ.
+func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
+	d, xt, wt := tensorOf(dst), tensorOf(x), tensorOf(w)
+	m, k, n := xt.rows(), xt.cols(), wt.rows()
+	if wt.cols() != k || d.rows() != m || d.cols() != n {
+		panic(fmt.Sprintf("cpu: matmul dst %v = x %v · w %vᵀ: shape mismatch", d.shape, xt.shape, wt.shape))
+	}
+	b.matmul(d.data, xt.data, wt.data, m, n, k)
+}
+
+// matmul sets c[m,n] = a[m,k] · w[n,k]ᵀ with all matrices dense row-major.
+func (b *Backend) matmul(c, a, w []float32, m, n, k int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	if k == 0 {
+		clear(c[:m*n])
+		return
+	}
+	nb := nc
+	if m <= 3 {
+		// Decode: one row; split N finer so every thread has work.
+		nb = 16
+	}
+	mt := (m + mc - 1) / mc
+	nt := (n + nb - 1) / nb
+	kern := b.kern
+	b.parallel(mt*nt, func(task int) {
+		i0 := (task % mt) * mc
+		j0 := (task / mt) * nb
+		i1 := min(i0+mc, m)
+		j1 := min(j0+nb, n)
+		var acc12 [12]float32
+		var acc4 [4]float32
+		for k0 := 0; k0 < k; k0 += kc {
+			kk := min(kc, k-k0)
+			first := k0 == 0
+			put := func(i, j int, v float32) {
+				if first {
+					c[i*n+j] = v
+				} else {
+					c[i*n+j] += v
+				}
+			}
+			j := j0
+			for ; j+4 <= j1; j += 4 {
+				wj := w[j*k+k0:]
+				i := i0
+				for ; i+3 <= i1; i += 3 {
+					kern.dot3x4(kk, a[i*k+k0:], k, wj, k, &acc12)
+					for r := range 3 {
+						for q := range 4 {
+							put(i+r, j+q, acc12[4*r+q])
+						}
+					}
+				}
+				for ; i < i1; i++ {
+					kern.dot1x4(kk, a[i*k+k0:], wj, k, &acc4)
+					for q := range 4 {
+						put(i, j+q, acc4[q])
+					}
+				}
+			}
+			for ; j < j1; j++ {
+				wj := w[j*k+k0 : j*k+k0+kk]
+				for i := i0; i < i1; i++ {
+					put(i, j, dotGo(a[i*k+k0:i*k+k0+kk], wj))
+				}
+			}
+		}
+	})
+}

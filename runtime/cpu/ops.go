@@ -1,0 +1,178 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// elementwise chunks: below this many elements an op runs on one thread.
+const minChunk = 1 << 14
+
+func sameLen(op string, ts ...*Tensor) {
+	for _, t := range ts[1:] {
+		if t.Len() != ts[0].Len() {
+			panic(fmt.Sprintf("cpu: %s: tensors %v and %v differ in size", op, ts[0].shape, t.shape))
+		}
+	}
+}
+
+// Copy implements runtime.Backend.
+func (b *Backend) Copy(dst, src runtime.Tensor) {
+	d, s := tensorOf(dst), tensorOf(src)
+	sameLen("copy", d, s)
+	copy(d.data, s.data)
+}
+
+// Embedding implements runtime.Backend.
+func (b *Backend) Embedding(dst, table runtime.Tensor, ids []int) {
+	d, tb := tensorOf(dst), tensorOf(table)
+	h, v := tb.cols(), tb.rows()
+	if d.cols() != h || d.rows() != len(ids) {
+		panic(fmt.Sprintf("cpu: embedding dst %v of %d ids from table %v", d.shape, len(ids), tb.shape))
+	}
+	for t, id := range ids {
+		if id < 0 || id >= v {
+			panic(fmt.Sprintf("cpu: embedding id %d outside vocab %d", id, v))
+		}
+		copy(d.data[t*h:(t+1)*h], tb.data[id*h:(id+1)*h])
+	}
+}
+
+// RMSNorm implements runtime.Backend. The sum of squares is accumulated in
+// float64.
+func (b *Backend) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	d, xt, wt := tensorOf(dst), tensorOf(x), tensorOf(weight)
+	sameLen("rmsnorm", d, xt)
+	h := xt.cols()
+	if wt.Len() != h {
+		panic(fmt.Sprintf("cpu: rmsnorm weight %v for rows of %d", wt.shape, h))
+	}
+	rows := xt.rows()
+	b.parallelRange(rows, max(1, minChunk/max(h, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			rmsRow(d.data[r*h:(r+1)*h], xt.data[r*h:(r+1)*h], wt.data, eps)
+		}
+	})
+}
+
+func rmsRow(dst, x, w []float32, eps float32) {
+	var ss float64
+	for _, v := range x {
+		ss += float64(v) * float64(v)
+	}
+	// transformers: x * rsqrt(mean + eps) in fp32, then weight * that.
+	inv := float32(1 / math.Sqrt(float64(float32(ss/float64(len(x)))+eps)))
+	for i, v := range x {
+		dst[i] = w[i] * (v * inv)
+	}
+}
+
+// AddRMSNorm implements runtime.AddRMSNormer: x += delta, norm = RMSNorm(x).
+func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32) {
+	n, xt, dt, wt := tensorOf(norm), tensorOf(x), tensorOf(delta), tensorOf(weight)
+	sameLen("addrmsnorm", n, xt, dt)
+	h := xt.cols()
+	if wt.Len() != h {
+		panic(fmt.Sprintf("cpu: addrmsnorm weight %v for rows of %d", wt.shape, h))
+	}
+	b.parallelRange(xt.rows(), max(1, minChunk/max(h, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr := xt.data[r*h : (r+1)*h]
+			for i, v := range dt.data[r*h : (r+1)*h] {
+				xr[i] += v
+			}
+			rmsRow(n.data[r*h:(r+1)*h], xr, wt.data, eps)
+		}
+	})
+}
+
+func (b *Backend) elementwise(op string, dst runtime.Tensor, fn func(d []float32, lo, hi int), ins ...runtime.Tensor) {
+	d := tensorOf(dst)
+	ts := []*Tensor{d}
+	for _, t := range ins {
+		ts = append(ts, tensorOf(t))
+	}
+	sameLen(op, ts...)
+	b.parallelRange(d.Len(), minChunk, func(lo, hi int) { fn(d.data, lo, hi) })
+}
+
+// Add implements runtime.Backend.
+func (b *Backend) Add(dst, a, c runtime.Tensor) {
+	at, ct := tensorOf(a), tensorOf(c)
+	b.elementwise("add", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = at.data[i] + ct.data[i]
+		}
+	}, a, c)
+}
+
+// Mul implements runtime.Backend.
+func (b *Backend) Mul(dst, a, c runtime.Tensor) {
+	at, ct := tensorOf(a), tensorOf(c)
+	b.elementwise("mul", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = at.data[i] * ct.data[i]
+		}
+	}, a, c)
+}
+
+func silu(v float32) float32 {
+	return v / (1 + float32(math.Exp(float64(-v))))
+}
+
+// SiLU implements runtime.Backend.
+func (b *Backend) SiLU(dst, x runtime.Tensor) {
+	xt := tensorOf(x)
+	b.elementwise("silu", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = silu(xt.data[i])
+		}
+	}, x)
+}
+
+// SwiGLU implements runtime.SwiGLUer: dst = silu(gate) * up.
+func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) {
+	gt, ut := tensorOf(gate), tensorOf(up)
+	b.elementwise("swiglu", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = silu(gt.data[i]) * ut.data[i]
+		}
+	}, gate, up)
+}
+
+// RoPE implements runtime.Backend.
+func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
+	xt := tensorOf(x)
+	cols := xt.cols()
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 {
+		panic(fmt.Sprintf("cpu: rope head dim %d for rows of %d", headDim, cols))
+	}
+	d2 := headDim / 2
+	inv := make([]float32, d2)
+	for j := range inv {
+		inv[j] = float32(1 / math.Pow(theta, float64(2*j)/float64(headDim)))
+	}
+	rows := xt.rows()
+	b.parallelRange(rows, max(1, minChunk/cols), func(lo, hi int) {
+		cos := make([]float32, d2)
+		sin := make([]float32, d2)
+		for t := lo; t < hi; t++ {
+			pos := float32(pos0 + t)
+			for j := range d2 {
+				s, c := math.Sincos(float64(pos * inv[j]))
+				cos[j], sin[j] = float32(c), float32(s)
+			}
+			row := xt.data[t*cols : (t+1)*cols]
+			for h0 := 0; h0 < cols; h0 += headDim {
+				lo, hi := row[h0:h0+d2], row[h0+d2:h0+headDim]
+				for j := range d2 {
+					x1, x2 := lo[j], hi[j]
+					lo[j] = x1*cos[j] - x2*sin[j]
+					hi[j] = x2*cos[j] + x1*sin[j]
+				}
+			}
+		}
+	})
+}

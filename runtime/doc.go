@@ -1,0 +1,35 @@
+// Package runtime defines the small interface through which the model runs:
+// a Backend owns device memory and implements the handful of ops a
+// Mistral/Llama forward pass needs; the model (package runtime/model) is
+// written once over it, and every backend (runtime/cpu now, CUDA later)
+// implements the same ops with the same names, arguments and layouts.
+//
+// # Layouts
+//
+// Tensors are dense, row-major, in PyTorch dim order. Ops view every tensor
+// as a matrix [Rows, Cols], where Cols is the last dimension and Rows the
+// product of the others. Linear weights keep the Hugging Face layout
+// [out, in] = [N, K]; MatMul computes dst[M,N] = x[M,K] · wᵀ like
+// torch.nn.functional.linear. Attention activations are [T, heads*headDim]
+// with head h in columns [h*headDim, (h+1)*headDim); KV caches are
+// [capacity, kvHeads*headDim] with position p in row p.
+//
+// # Invariants
+//
+//   - Ops trust their arguments: shapes are checked by the model at load
+//     time, and a mismatch between our own ops is a programmer error that
+//     panics.
+//   - Ops may alias dst with an input only where documented (elementwise
+//     ops, RMSNorm, SwiGLU).
+//   - View shares storage with its parent: writes through either are seen by
+//     both. Free the parent, never a view.
+//   - Ops are ordered: an op sees the results of every op issued before it on
+//     the same backend. Download (and Sync) wait for them.
+//
+// # Optional ops
+//
+// Fused ops a backend may provide are one-method interfaces found by type
+// assertion (SwiGLUer, AddRMSNormer). The package-level functions SwiGLU and
+// AddRMSNorm use the fused op when present and compose it from core ops
+// otherwise, so a backend need only implement Backend.
+package runtime

@@ -1,0 +1,46 @@
+// Package model runs Mistral/Llama-family decoder models (transformers
+// MistralForCausalLM / LlamaForCausalLM) on a runtime.Backend. The forward
+// pass is written once, here, in terms of the backend's ops; backends know
+// nothing of checkpoints or GPTQ.
+//
+// # Data
+//
+// Config (immutable, *hfconfig.Config), weights (immutable backend tensors
+// bound at load time by Hugging Face name) and state (scratch buffers and the
+// KV cache, allocated once and grown only when a longer input arrives) are
+// kept apart. Load validates every tensor (present, dtype F32/F16/BF16 or
+// GPTQ I32/F16, shape from the config) and converts it to the backend's fp32;
+// after that nothing is checked per call.
+//
+// GPTQ checkpoints (detected by quantize_config.json or a
+// quantization_config block) are dequantized at load with formats/gptq into
+// [N, K] fp32 weights, so the backend sees an ordinary Linear.
+//
+// # Layouts
+//
+// Activations are [T, hidden] row-major, one row per token. Logits returned
+// by Forward are host []float32 [len(ids), vocab] row-major. Linear weights
+// are [N, K] (HF nn.Linear). The KV cache holds, per layer, K and V of shape
+// [capacity, kvHeads*headDim] with position p in row p; K is stored after
+// RoPE.
+//
+// # Hooks
+//
+// A Hook sees named intermediates as host copies, [rows, cols] row-major:
+//
+//	model.embed                           [T, hidden]
+//	model.layers.<i>.attn_norm            [T, hidden]    input of q/k/v_proj
+//	model.layers.<i>.attn_q               [T, heads*headDim]   after RoPE
+//	model.layers.<i>.attn_k, .attn_v      [T, kvHeads*headDim] K after RoPE
+//	model.layers.<i>.attn_out             [T, heads*headDim]   input of o_proj
+//	model.layers.<i>.ffn_norm             [T, hidden]    input of gate/up_proj
+//	model.layers.<i>.ffn_act              [T, intermediate]    input of down_proj
+//	model.layers.<i>.out                  [T, hidden]    layer output
+//	model.norm                            [T, hidden]
+//	logits                                [rows, vocab]
+//
+// A nil hook costs nothing: no downloads happen. The slice passed to a hook
+// is valid only during the call.
+//
+// A Model, a Layer and a Cache are for one goroutine at a time.
+package model

@@ -1,0 +1,199 @@
+package model
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"slices"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// Weights gives tensors by Hugging Face name; *safetensors.Set satisfies it.
+// A missing tensor is an error (wrapping fs.ErrNotExist for a Set).
+type Weights interface {
+	Tensor(name string) (safetensors.Tensor, error)
+}
+
+// binder loads tensors by name into backend tensors, validating dtype and
+// shape, and remembers them so that a failed load frees what it made.
+type binder struct {
+	w     Weights
+	b     runtime.Backend
+	quant *gptq.QuantizeConfig // nil: floating-point checkpoint
+	made  []runtime.Tensor
+}
+
+func (bd *binder) free() {
+	for _, t := range bd.made {
+		bd.b.Free(t)
+	}
+	bd.made = nil
+}
+
+func (bd *binder) upload(name string, vals []float32, shape ...int) (runtime.Tensor, error) {
+	t, err := bd.b.Alloc(runtime.F32, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("model: tensor %q: %w", name, err)
+	}
+	bd.made = append(bd.made, t)
+	if err := bd.b.Upload(t, vals); err != nil {
+		return nil, fmt.Errorf("model: tensor %q: %w", name, err)
+	}
+	return t, nil
+}
+
+// float reads a floating-point tensor of the given shape as host fp32.
+func float(w Weights, name string, shape ...int) ([]float32, error) {
+	t, err := w.Tensor(name)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	switch t.DType {
+	case safetensors.F32, safetensors.F16, safetensors.BF16:
+	default:
+		return nil, fmt.Errorf("model: %s: tensor %q: dtype %s, want F32, F16 or BF16", t.File, name, t.DType)
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return nil, fmt.Errorf("model: %s: tensor %q: shape %v, want %v", t.File, name, t.Shape, shape)
+	}
+	v, err := t.Float32()
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	return v, nil
+}
+
+// fp binds a floating-point tensor.
+func (bd *binder) fp(name string, shape ...int) (runtime.Tensor, error) {
+	v, err := float(bd.w, name, shape...)
+	if err != nil {
+		return nil, err
+	}
+	return bd.upload(name, v, shape...)
+}
+
+// linear binds module's [n, k] weight: module.weight in a floating-point
+// checkpoint, or the GPTQ tensors module.qweight/qzeros/scales/g_idx
+// dequantized (spec §1.1) in a quantized one. A quantized checkpoint may
+// leave some modules unquantized; then module.weight is used.
+func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
+	if bd.quant != nil {
+		_, err := bd.w.Tensor(module + ".qweight")
+		switch {
+		case err == nil:
+			v, err := dequantize(bd.w, module, n, k, bd.quant)
+			if err != nil {
+				return nil, err
+			}
+			return bd.upload(module+".qweight", v, n, k)
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	return bd.fp(module+".weight", n, k)
+}
+
+// dequantize reads a GPTQ Linear and returns its [n, k] fp32 weight.
+func dequantize(w Weights, module string, n, k int, q *gptq.QuantizeConfig) ([]float32, error) {
+	qw, qz, sc, gi, err := gptq.ShapesFor(k, n, q.Bits, q.GroupSize)
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", module, err)
+	}
+	ints := func(suffix string, shape [2]int) ([]int32, error) {
+		name := module + suffix
+		t, err := w.Tensor(name)
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		want := []int{shape[0], shape[1]}
+		if shape[1] == 0 {
+			want = want[:1]
+		}
+		if t.DType != safetensors.I32 || !slices.Equal(t.Shape, want) {
+			return nil, fmt.Errorf("model: %s: tensor %q: %s %v, want I32 %v", t.File, name, t.DType, t.Shape, want)
+		}
+		v, err := t.Int32()
+		if err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		return v, nil
+	}
+	l := gptq.Linear{K: k, N: n, Bits: q.Bits, GroupSize: q.GroupSize, Format: q.Format()}
+	if l.QWeight, err = ints(".qweight", qw); err != nil {
+		return nil, err
+	}
+	if l.QZeros, err = ints(".qzeros", qz); err != nil {
+		return nil, err
+	}
+	if l.GIdx, err = ints(".g_idx", gi); err != nil {
+		return nil, err
+	}
+	st, err := w.Tensor(module + ".scales")
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	if st.DType != safetensors.F16 || !slices.Equal(st.Shape, []int{sc[0], sc[1]}) || len(st.Data) != 2*sc[0]*sc[1] {
+		return nil, fmt.Errorf("model: %s: tensor %q: %s %v, want F16 %v", st.File, module+".scales", st.DType, st.Shape, sc)
+	}
+	l.Scales = make([]uint16, sc[0]*sc[1])
+	for i := range l.Scales {
+		l.Scales[i] = binary.LittleEndian.Uint16(st.Data[2*i:])
+	}
+	if err := l.Validate(module); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	v, err := l.Dequantize()
+	if err != nil {
+		return nil, fmt.Errorf("model: %s: %w", module, err)
+	}
+	return v, nil
+}
+
+// Embed returns the embeddings of ids, [len(ids), hidden] host fp32,
+// converting only the rows it needs from model.embed_tokens.weight.
+func Embed(w Weights, cfg *hfconfig.Config, ids []int) ([]float32, error) {
+	const name = "model.embed_tokens.weight"
+	t, err := w.Tensor(name)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	h, v := cfg.HiddenSize, cfg.VocabSize
+	if !slices.Equal(t.Shape, []int{v, h}) {
+		return nil, fmt.Errorf("model: %s: tensor %q: shape %v, want [%d %d]", t.File, name, t.Shape, v, h)
+	}
+	size := t.DType.Size()
+	switch t.DType {
+	case safetensors.F32, safetensors.F16, safetensors.BF16:
+	default:
+		return nil, fmt.Errorf("model: %s: tensor %q: dtype %s, want F32, F16 or BF16", t.File, name, t.DType)
+	}
+	if len(t.Data) != v*h*size {
+		return nil, fmt.Errorf("model: %s: tensor %q: %d data bytes, want %d", t.File, name, len(t.Data), v*h*size)
+	}
+	out := make([]float32, len(ids)*h)
+	for r, id := range ids {
+		if id < 0 || id >= v {
+			return nil, fmt.Errorf("model: embed: token id %d outside vocab [0, %d)", id, v)
+		}
+		src := t.Data[id*h*size : (id+1)*h*size]
+		dst := out[r*h : (r+1)*h]
+		switch t.DType {
+		case safetensors.F32:
+			for i := range dst {
+				dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+			}
+		case safetensors.F16:
+			half.F16BytesToF32(dst, src)
+		case safetensors.BF16:
+			half.BF16BytesToF32(dst, src)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,82 @@
+package sample
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// GenerateOptions configures Generate.
+type GenerateOptions struct {
+	// MaxTokens is the most tokens to generate (> 0).
+	MaxTokens int
+	// StopIDs end generation when sampled (for example the model's
+	// EOSTokenIDs); the stop id is not passed to the callback.
+	StopIDs []int
+	// Sampling selects the sampling rule.
+	Sampling Options
+}
+
+// Result describes one generation.
+type Result struct {
+	// IDs are the generated ids, the stop id excluded.
+	IDs []int
+	// Stopped reports that a stop id ended generation (else MaxTokens).
+	Stopped bool
+	// Prefill is the time of the prompt's forward pass, Decode that of the
+	// following steps.
+	Prefill, Decode time.Duration
+}
+
+// ErrStop may be returned by a Generate callback to end generation early
+// without an error.
+var ErrStop = errors.New("sample: stop")
+
+// Generate runs prompt through m and then samples up to opts.MaxTokens
+// tokens, one forward step each, with a KV cache sized for prompt plus
+// MaxTokens. fn, if not nil, is called with each generated id as soon as
+// it is sampled; an error from fn ends generation (ErrStop without error).
+func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int) error) (*Result, error) {
+	if len(prompt) == 0 {
+		return nil, errors.New("sample: generate: empty prompt")
+	}
+	if opts.MaxTokens <= 0 {
+		return nil, fmt.Errorf("sample: generate: max tokens %d, want > 0", opts.MaxTokens)
+	}
+	cache := m.NewCache(len(prompt) + opts.MaxTokens)
+	defer cache.Free()
+	s := New(opts.Sampling)
+	res := &Result{}
+	next := prompt
+	for len(res.IDs) < opts.MaxTokens {
+		start := time.Now()
+		logits, err := m.ForwardLast(next, cache, nil)
+		if err != nil {
+			return res, fmt.Errorf("sample: generate: %w", err)
+		}
+		id := s.Sample(logits)
+		if len(res.IDs) == 0 && len(next) == len(prompt) {
+			res.Prefill += time.Since(start)
+		} else {
+			res.Decode += time.Since(start)
+		}
+		if slices.Contains(opts.StopIDs, id) {
+			res.Stopped = true
+			break
+		}
+		res.IDs = append(res.IDs, id)
+		if fn != nil {
+			if err := fn(id); err != nil {
+				if errors.Is(err, ErrStop) {
+					break
+				}
+				return res, err
+			}
+		}
+		next = []int{id}
+	}
+	return res, nil
+}
