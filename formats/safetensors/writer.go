@@ -228,12 +228,19 @@ func (w *Writer) Write(name string, data []byte) error {
 	return nil
 }
 
+// filePerm is the mode of the files the Writer creates.
+const filePerm = 0o644
+
 func (w *Writer) openShard(s *shard) error {
 	f, err := os.CreateTemp(w.dir, "."+s.final+".*.tmp")
 	if err != nil {
 		return err
 	}
 	s.tmp = f
+	// CreateTemp makes the file 0600; a checkpoint is read by others.
+	if err := f.Chmod(filePerm); err != nil {
+		return err
+	}
 	s.buf = bufio.NewWriterSize(f, 1<<20)
 	if _, err := s.buf.Write(s.header); err != nil {
 		return fmt.Errorf("%s: header: %w", f.Name(), err)
@@ -340,7 +347,10 @@ func writeTemp(dir, final string, b []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	_, err = f.Write(b)
+	err = f.Chmod(filePerm)
+	if err == nil {
+		_, err = f.Write(b)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
