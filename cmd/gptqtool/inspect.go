@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+func init() { subcommands = append(subcommands, newInspectCmd) }
+
+func newInspectCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect DIR",
+		Short: "Describe a checkpoint: architecture, tensors, size, GPTQ parameters and loaders",
+		Long: `inspect reads a Hugging Face checkpoint directory (config.json and safetensors weights,
+single file or sharded) and reports its architecture and shape, tensor dtypes, parameter
+count and size on disk; for GPTQ checkpoints also bits, group size, act order, sym,
+checkpoint format and which loaders accept it.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := verify.Inspect(args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r)
+			}
+			printReport(cmd.OutOrStdout(), r)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	return cmd
+}
+
+func printReport(w io.Writer, r *verify.Report) {
+	fmt.Fprintf(w, "%s\n", r.Dir)
+	fmt.Fprintf(w, "  architecture   %s (%s)\n", strings.Join(r.Architectures, ","), r.ModelType)
+	fmt.Fprintf(w, "  layers         %d, hidden %d, intermediate %d\n", r.NumHiddenLayers, r.HiddenSize, r.IntermediateSize)
+	fmt.Fprintf(w, "  attention      %d heads, %d kv heads, head_dim %d\n", r.NumAttentionHeads, r.NumKeyValueHeads, r.HeadDim)
+	sw := "none"
+	if r.SlidingWindow > 0 {
+		sw = fmt.Sprint(r.SlidingWindow)
+	}
+	fmt.Fprintf(w, "  context        %d positions, rope_theta %g, sliding window %s\n", r.MaxPositionEmbeddings, r.RopeTheta, sw)
+	head := "untied lm_head"
+	if r.TieWordEmbeddings {
+		head = "tied to embed_tokens"
+	}
+	fmt.Fprintf(w, "  vocab          %d, head %s\n", r.VocabSize, head)
+	fmt.Fprintf(w, "  parameters     %d (%s)\n", r.NumParameters, humanCount(r.NumParameters))
+	var dts []string
+	for d, n := range r.DTypes {
+		dts = append(dts, fmt.Sprintf("%s×%d", d, n))
+	}
+	sort.Strings(dts)
+	fmt.Fprintf(w, "  tensors        %d (%s), torch_dtype %s\n", r.NumTensors, strings.Join(dts, " "), r.TorchDType)
+	fmt.Fprintf(w, "  size on disk   %s in %d file(s)\n", quantize.FormatSize(r.SizeBytes), len(r.Files))
+	q := r.Quantization
+	if q == nil {
+		fmt.Fprintf(w, "  quantization   none\n")
+		return
+	}
+	gs := "none (per channel)"
+	if q.GroupSize > 0 {
+		gs = fmt.Sprint(q.GroupSize)
+	}
+	fmt.Fprintf(w, "  quantization   GPTQ %d-bit, group %s, act order %v, static groups %v, sym %v, damp %g, format %s (%s)\n",
+		q.Bits, gs, q.DescAct, q.StaticGroups, q.Sym, q.DampPercent, q.CheckpointFormat, q.Source)
+	fmt.Fprintf(w, "  quantized      %d modules\n", q.QuantizedModules)
+	fmt.Fprintf(w, "  loaders\n")
+	for _, l := range q.Loaders {
+		mark := "yes"
+		if !l.OK {
+			mark = "no "
+		}
+		reason := ""
+		if l.Reason != "" {
+			reason = "  " + l.Reason
+		}
+		fmt.Fprintf(w, "    %s %s%s\n", mark, l.Loader, reason)
+	}
+}
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.1fK", float64(n)/1e3)
+	}
+	return fmt.Sprint(n)
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// exactArgs is cobra.ExactArgs with the error marked as a usage error (exit 2).
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/calibrate"
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/quantize"
+)
+
+func init() { subcommands = append(subcommands, newQuantizeCmd) }
+
+type quantizeFlags struct {
+	model, out, device, branches, format string
+	bits, group, threads                 int
+	damp                                 float64
+	actOrder, staticGroups, sym, trueSeq bool
+	mse, rtn, force, asJSON              bool
+	maxShard                             string
+	cal                                  calibrationFlags
+}
+
+func newQuantizeCmd() *cobra.Command {
+	var f quantizeFlags
+	cmd := &cobra.Command{
+		Use:   "quantize --model DIR --dataset FILE --out DIR [--bits 4 --group 128 --act-order --damp 0.1 | --branches LIST]",
+		Short: "Quantize a checkpoint with GPTQ (one recipe, or a whole branch table in one run)",
+		Long: `quantize runs GPTQ (IST-DASLab/AutoGPTQ algorithm, layer by layer, true-sequential)
+over a Mistral/Llama checkpoint with calibration samples from --dataset, and writes a
+checkpoint that AutoGPTQ, GPTQModel, transformers/optimum, ExLlama, vLLM and TGI load:
+model.safetensors (sharded past --max-shard-size), config.json with quantization_config,
+quantize_config.json, the tokenizer and generation files, and a model card.
+
+With --branches (names of the published branch table such as main,gptq-4bit-32g-actorder_True,
+"all" for the whole table, or a JSON file of custom rows) every branch is written to
+OUT/<branch>/ in one run, sharing the model load, the calibration samples and the
+layer-0 capture, plus OUT/README.md with the whole table.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error { return runQuantize(cmd, f) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.model, "model", "", "the unquantized checkpoint directory (config.json, safetensors, tokenizer)")
+	fs.StringVar(&f.out, "out", "", "output directory (refused if it exists, unless --force)")
+	fs.IntVar(&f.bits, "bits", 4, "bits per weight: 2, 3, 4 or 8")
+	fs.IntVar(&f.group, "group", 128, "group size: -1 (per channel), 32, 64, 128, ...")
+	fs.BoolVar(&f.actOrder, "act-order", false, "quantize columns in order of decreasing Hessian diagonal (desc_act)")
+	fs.BoolVar(&f.staticGroups, "static-groups", false, "fix group parameters before act-order permutation (trivial g_idx)")
+	fs.Float64Var(&f.damp, "damp", 0.01, "dampening, as a fraction of the mean Hessian diagonal (AutoGPTQ damp_percent)")
+	fs.BoolVar(&f.sym, "sym", true, "symmetric quantization (zero point 2^(bits-1)); --sym=false writes gptq_v2 zeros")
+	fs.BoolVar(&f.trueSeq, "true-sequential", true, "quantize attention and MLP module groups in sequence within each layer")
+	fs.BoolVar(&f.mse, "mse", false, "search a clipped scale per group minimizing |q-w|^2.4 (GPTQ's mse option)")
+	fs.BoolVar(&f.rtn, "rtn", false, "plain round-to-nearest instead of GPTQ (the baseline GPTQ is measured against; same format)")
+	fs.StringVar(&f.branches, "branches", "", `write several branches to OUT/<branch>/: names from the published table, "all", or a .json file`)
+	fs.StringVar(&f.format, "checkpoint-format", "", "gptq (v1, default for sym) or gptq_v2 (default for --sym=false)")
+	fs.StringVar(&f.maxShard, "max-shard-size", "4GB", "split model.safetensors into shards of at most this size (0 = never)")
+	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists")
+	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
+	addCalibrationFlags(fs, &f.cal)
+	return cmd
+}
+
+func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
+	if f.model == "" {
+		return usageError{errors.New("--model is required")}
+	}
+	if f.out == "" {
+		return usageError{errors.New("--out is required")}
+	}
+	maxShard, err := parseSize(f.maxShard)
+	if err != nil {
+		return usageError{fmt.Errorf("--max-shard-size: %w", err)}
+	}
+	format := gptq.FormatV1
+	switch {
+	case f.format != "":
+		format = gptq.Format(f.format)
+		if format != gptq.FormatV1 && format != gptq.FormatV2 {
+			return usageError{fmt.Errorf("--checkpoint-format %q: want gptq or gptq_v2", f.format)}
+		}
+	case !f.sym:
+		// v1 stores zero-1 and cannot hold an asymmetric zero of 0 (spec §1.4).
+		format = gptq.FormatV2
+	}
+	var branches []quantize.Branch
+	table := f.branches != ""
+	if table {
+		if cmd.Flags().Changed("bits") || cmd.Flags().Changed("group") || cmd.Flags().Changed("act-order") || cmd.Flags().Changed("damp") {
+			return usageError{errors.New("--branches sets bits, group, act order and damp per branch: drop --bits/--group/--act-order/--damp")}
+		}
+		if branches, err = quantize.ParseBranches(f.branches); err != nil {
+			return usageError{err}
+		}
+	} else {
+		b := quantize.Branch{Name: filepath.Base(filepath.Clean(f.out)), Bits: f.bits, GroupSize: f.group, DescAct: f.actOrder, Damp: f.damp, StaticGroups: f.staticGroups}
+		b.Description = fmt.Sprintf("%d-bit, group size %d, act order %v", f.bits, f.group, f.actOrder)
+		branches = []quantize.Branch{b}
+	}
+	for i := range branches {
+		branches[i].StaticGroups = branches[i].StaticGroups || f.staticGroups
+		if err := (quantize.Options{Bits: branches[i].Bits, GroupSize: branches[i].GroupSize, Damp: branches[i].Damp}).Validate(1); err != nil {
+			return usageError{fmt.Errorf("branch %s: %w", branches[i].Name, err)}
+		}
+	}
+	backend, err := newBackend(f.device, f.threads)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(f.out); err == nil && !f.force {
+		return fmt.Errorf("output directory %s exists (use --force to replace it)", f.out)
+	}
+	log := cmd.ErrOrStderr()
+	ds := &calibrate.Dataset{}
+	if !f.rtn || len(f.cal.datasets) > 0 { // round to nearest needs no data
+		copts, err := f.cal.options(f.model, log)
+		if err != nil {
+			return err
+		}
+		if ds, err = calibrate.Load(copts); err != nil {
+			return err
+		}
+	}
+	samples := make([]quantize.Sample, len(ds.Samples))
+	for i, s := range ds.Samples {
+		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	defer stop()
+	bar := newProgress(log, "quantize", 1)
+	sum, err := quantize.Quantize(ctx, quantize.RunOptions{
+		ModelDir: f.model, Out: f.out, Branches: branches, Table: table,
+		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, Format: format,
+		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
+		MaxShardBytes: maxShard, Force: f.force, Backend: backend,
+		Log: progressLog{bar, log},
+		Progress: func(job string, done, total int) {
+			bar.describe(job)
+			bar.set(done, total)
+		},
+		Command: "gptqtool " + strings.Join(os.Args[1:], " "), Version: version,
+	})
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted: nothing was left in %s", f.out)
+		}
+		return err
+	}
+	w := cmd.OutOrStdout()
+	if f.asJSON {
+		return writeJSON(w, map[string]any{"calibration": ds.Stats, "summary": sum})
+	}
+	for _, b := range sum.Branches {
+		fmt.Fprintf(w, "%s\t%s\t%d-bit g%d act_order=%v damp=%g\t%s\t%.1fs\n", b.Name, b.Dir, b.Bits, b.GroupSize, b.DescAct, b.Damp, quantize.FormatSize(b.SizeBytes), b.Seconds)
+	}
+	fmt.Fprintf(w, "done in %.1fs\n", sum.Seconds)
+	return nil
+}
+
+// progressLog writes log lines above the progress bar.
+type progressLog struct {
+	bar *progress
+	w   io.Writer
+}
+
+func (p progressLog) Write(b []byte) (int, error) {
+	if p.bar.bar != nil {
+		p.bar.bar.Clear()
+	}
+	return p.w.Write(b)
+}
+
+// datasetName names the calibration data in the model card.
+func datasetName(paths []string) string {
+	names := make([]string, len(paths))
+	for i, p := range paths {
+		names[i] = filepath.Base(p)
+	}
+	return strings.Join(names, ", ")
+}
+
+// parseSize reads sizes like 4GB, 500MB, 2GiB or a plain byte count.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"GIB", 1 << 30}, {"MIB", 1 << 20}, {"KIB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("%q: want a size such as 4GB, 500MB or 0", s)
+	}
+	return int64(v * float64(mult)), nil
+}

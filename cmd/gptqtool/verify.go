@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+func init() { subcommands = append(subcommands, newVerifyCmd) }
+
+func newVerifyCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Measure a checkpoint: perplexity, KL against a baseline, GPTQ format conformance",
+	}
+	cmd.AddCommand(newPerplexityCmd(), newKLCmd(), newFormatCmd())
+	return cmd
+}
+
+// evalFlags are the flags perplexity and kl share.
+type evalFlags struct {
+	model, text, device string
+	ctx, maxWindows     int
+	threads             int
+	asJSON              bool
+}
+
+func (f *evalFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ)")
+	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
+	fs.IntVar(&f.ctx, "ctx", 2048, "window length in tokens")
+	fs.IntVar(&f.maxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
+	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.BoolVar(&f.asJSON, "json", false, "print one JSON document")
+	cmd.MarkFlagRequired("model")
+	cmd.MarkFlagRequired("text")
+}
+
+// loadText tokenizes a text file the way the perplexity convention asks: the
+// whole file in one piece, BOS prepended once.
+func loadText(modelDir, path string) ([]int, error) {
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := tok.Encode(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return append([]int{tok.BOS()}, ids...), nil
+}
+
+func loadModel(dir string, b runtime.Backend) (*model.Model, error) {
+	m, err := model.Load(dir, b)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func newPerplexityCmd() *cobra.Command {
+	var f evalFlags
+	var baseline string
+	cmd := &cobra.Command{
+		Use:   "perplexity --model DIR --text FILE [--ctx N] [--max-windows N] [--baseline DIR]",
+		Short: "Perplexity on a text in non-overlapping windows (GPTQ paper convention)",
+		Long: `perplexity tokenizes the text once with the model's tokenizer, prepends BOS once, cuts the
+ids into non-overlapping windows of --ctx tokens (the tail is dropped) and reports
+exp(mean over windows of the mean cross-entropy of each window's tokens after the first).
+With --baseline, the baseline model is evaluated on the same windows and the delta printed.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			b, err := newBackend(f.device, f.threads)
+			if err != nil {
+				return err
+			}
+			ids, err := loadText(f.model, f.text)
+			if err != nil {
+				return err
+			}
+			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, b, ids, f)
+			if err != nil {
+				return err
+			}
+			out := map[string]any{"model": f.model, "text": f.text, "ctx": f.ctx, "result": res}
+			var base *verify.PerplexityResult
+			if baseline != "" {
+				baseIDs, err := loadText(baseline, f.text)
+				if err != nil {
+					return err
+				}
+				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, b, baseIDs, f); err != nil {
+					return err
+				}
+				out["baseline"] = baseline
+				out["baseline_result"] = base
+				out["delta"] = res.PPL - base.PPL
+				out["ratio"] = res.PPL / base.PPL
+			}
+			w := cmd.OutOrStdout()
+			if f.asJSON {
+				return writeJSON(w, out)
+			}
+			fmt.Fprintf(w, "ppl %.4f\n", res.PPL)
+			fmt.Fprintf(w, "tokens %d windows %d ctx %d  %.1f tokens/s  %.1fs\n", res.Tokens, res.Windows, f.ctx, res.TokensPerSec, res.Seconds)
+			if base != nil {
+				fmt.Fprintf(w, "baseline ppl %.4f (%s)\n", base.PPL, baseline)
+				fmt.Fprintf(w, "delta %+.4f (%+.3f%%)\n", res.PPL-base.PPL, 100*(res.PPL/base.PPL-1))
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&baseline, "baseline", "", "also evaluate this checkpoint (e.g. the FP16 model) and print the delta")
+	return cmd
+}
+
+func evalPerplexity(ctx context.Context, log io.Writer, dir string, b runtime.Backend, ids []int, f evalFlags) (*verify.PerplexityResult, error) {
+	m, err := loadModel(dir, b)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	bar := newProgress(log, "perplexity "+dir, verify.Windows(len(ids), f.ctx, f.maxWindows))
+	defer bar.finish()
+	return verify.Perplexity(ctx, m, ids, verify.PerplexityOptions{Ctx: f.ctx, MaxWindows: f.maxWindows, Progress: bar.set})
+}
+
+func newKLCmd() *cobra.Command {
+	var f evalFlags
+	var baseline string
+	cmd := &cobra.Command{
+		Use:   "kl --model DIR --baseline DIR --text FILE [--ctx N] [--max-windows N]",
+		Short: "KL divergence of a model's next-token distributions from a baseline's (e.g. GPTQ vs FP16)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			b, err := newBackend(f.device, f.threads)
+			if err != nil {
+				return err
+			}
+			ids, err := loadText(f.model, f.text)
+			if err != nil {
+				return err
+			}
+			m, err := loadModel(f.model, b)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			base, err := loadModel(baseline, b)
+			if err != nil {
+				return err
+			}
+			defer base.Close()
+			bar := newProgress(cmd.ErrOrStderr(), "kl", verify.Windows(len(ids), f.ctx, f.maxWindows))
+			res, err := verify.KL(ctx, m, base, ids, verify.PerplexityOptions{Ctx: f.ctx, MaxWindows: f.maxWindows, Progress: bar.set})
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if f.asJSON {
+				return writeJSON(w, map[string]any{"model": f.model, "baseline": baseline, "text": f.text, "ctx": f.ctx, "result": res})
+			}
+			fmt.Fprintf(w, "kl %.6f nats/token (max %.4f)\n", res.MeanKL, res.MaxKL)
+			fmt.Fprintf(w, "top-1 agreement %.2f%%\n", 100*res.Top1Agree)
+			fmt.Fprintf(w, "ppl %.4f, baseline %.4f\n", res.PPL, res.BaselinePPL)
+			fmt.Fprintf(w, "tokens %d windows %d ctx %d  %.1f tokens/s\n", res.Tokens, res.Windows, f.ctx, res.TokensPerSec)
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&baseline, "baseline", "", "the reference checkpoint (e.g. the FP16 model)")
+	cmd.MarkFlagRequired("baseline")
+	return cmd
+}
+
+func newFormatCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "format DIR",
+		Short: "Check a GPTQ checkpoint against the on-disk format loaders expect",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			r, err := verify.CheckFormat(args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				if err := writeJSON(w, r); err != nil {
+					return err
+				}
+			} else {
+				for _, c := range r.Checks {
+					mark := "ok  "
+					if !c.OK {
+						mark = "FAIL"
+					}
+					fmt.Fprintf(w, "%s %s", mark, c.Name)
+					if c.Detail != "" {
+						fmt.Fprintf(w, ": %s", c.Detail)
+					}
+					fmt.Fprintln(w)
+				}
+				fmt.Fprintln(w, "loaders:")
+				for _, l := range r.Loaders {
+					mark := "yes"
+					if !l.OK {
+						mark = "no "
+					}
+					fmt.Fprintf(w, "  %s %s  %s\n", mark, l.Loader, l.Reason)
+				}
+			}
+			if !r.OK {
+				return fmt.Errorf("%s: format check failed", args[0])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
+	return cmd
+}

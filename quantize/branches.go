@@ -1,0 +1,142 @@
+package quantize
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Branch is one row of a GPTQ branch table (docs: ../shared/docs/branches.md):
+// a named set of quantization parameters, written to OUT/<Name>/.
+type Branch struct {
+	Name         string  `json:"name"`
+	Bits         int     `json:"bits"`
+	GroupSize    int     `json:"group_size"`
+	DescAct      bool    `json:"desc_act"`
+	Damp         float64 `json:"damp_percent"`
+	StaticGroups bool    `json:"static_groups,omitempty"`
+	Description  string  `json:"description,omitempty"`
+}
+
+// PublishedBranches is the openchat-3.5-1210 GPTQ branch table as published,
+// in its published order.
+var PublishedBranches = []Branch{
+	{"main", 4, 128, true, 0.1, false, "4-bit, with Act Order and group size 128g. Uses even less VRAM than 64g, but with slightly lower accuracy."},
+	{"gptq-4bit-32g-actorder_True", 4, 32, true, 0.1, false, "4-bit, with Act Order and group size 32g. Gives highest possible inference quality, with maximum VRAM usage."},
+	{"gptq-8bit--1g-actorder_True", 8, -1, true, 0.1, false, "8-bit, with Act Order. No group size, to lower VRAM requirements."},
+	{"gptq-8bit-128g-actorder_True", 8, 128, true, 0.1, false, "8-bit, with group size 128g for higher inference quality and with Act Order for even higher accuracy."},
+	{"gptq-8bit-32g-actorder_True", 8, 32, true, 0.1, false, "8-bit, with group size 32g and Act Order for maximum inference quality."},
+	{"gptq-4bit-64g-actorder_True", 4, 64, true, 0.1, false, "4-bit, with Act Order and group size 64g. Uses less VRAM than 32g, but with slightly lower accuracy."},
+}
+
+// branchName matches the Hub naming scheme gptq-<bits>bit-<gs>g-actorder_<True|False>.
+var branchName = regexp.MustCompile(`^gptq-([2348])bit-(-1|[1-9][0-9]*)g-actorder_(True|False)$`)
+
+// ParseBranch resolves a branch name: a name of the published table, or any
+// name of the form gptq-<bits>bit-<gs>g-actorder_<True|False> (damp 0.1, as
+// the published table).
+func ParseBranch(name string) (Branch, error) {
+	for _, b := range PublishedBranches {
+		if b.Name == name {
+			return b, nil
+		}
+	}
+	m := branchName.FindStringSubmatch(name)
+	if m == nil {
+		known := make([]string, len(PublishedBranches))
+		for i, b := range PublishedBranches {
+			known[i] = b.Name
+		}
+		return Branch{}, fmt.Errorf("unknown branch %q: use one of %s, a name like gptq-4bit-128g-actorder_False, or a branches file", name, strings.Join(known, ", "))
+	}
+	bits, _ := strconv.Atoi(m[1])
+	gs, _ := strconv.Atoi(m[2])
+	b := Branch{Name: name, Bits: bits, GroupSize: gs, DescAct: m[3] == "True", Damp: 0.1}
+	b.Description = b.describe()
+	return b, nil
+}
+
+func (b Branch) describe() string {
+	gs := "no group size"
+	if b.GroupSize > 0 {
+		gs = fmt.Sprintf("group size %dg", b.GroupSize)
+	}
+	act := "without Act Order"
+	if b.DescAct {
+		act = "with Act Order"
+	}
+	return fmt.Sprintf("%d-bit, %s, %s.", b.Bits, act, gs)
+}
+
+// ParseBranches resolves a --branches value: a comma-separated list of names
+// where "all" stands for the whole published table, or the path of a JSON file holding an array
+// of Branch objects (custom sets).
+func ParseBranches(spec string) ([]Branch, error) {
+	if strings.HasSuffix(spec, ".json") {
+		data, err := os.ReadFile(spec)
+		if err != nil {
+			return nil, fmt.Errorf("branches file: %w", err)
+		}
+		var bs []Branch
+		if err := json.Unmarshal(data, &bs); err != nil {
+			return nil, fmt.Errorf("branches file %s: %w", spec, err)
+		}
+		if len(bs) == 0 {
+			return nil, fmt.Errorf("branches file %s: no branches", spec)
+		}
+		seen := map[string]bool{}
+		for i := range bs {
+			b := &bs[i]
+			if b.Name == "" || strings.ContainsAny(b.Name, `/\`) || b.Name == "." || b.Name == ".." {
+				return nil, fmt.Errorf("branches file %s: branch %d: name %q is not a valid directory name", spec, i, b.Name)
+			}
+			if seen[b.Name] {
+				return nil, fmt.Errorf("branches file %s: branch %q appears twice", spec, b.Name)
+			}
+			seen[b.Name] = true
+			if b.Damp == 0 {
+				b.Damp = 0.01
+			}
+			if b.GroupSize == 0 {
+				return nil, fmt.Errorf("branches file %s: branch %q: group_size must be -1 or positive", spec, b.Name)
+			}
+			if b.Description == "" {
+				b.Description = b.describe()
+			}
+		}
+		return bs, nil
+	}
+	var bs []Branch
+	seen := map[string]bool{}
+	for _, name := range strings.Split(spec, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		names := []string{name}
+		if name == "all" {
+			names = names[:0]
+			for _, b := range PublishedBranches {
+				names = append(names, b.Name)
+			}
+		}
+		for _, name := range names {
+			if seen[name] {
+				return nil, fmt.Errorf("branch %q given twice", name)
+			}
+			seen[name] = true
+			b, err := ParseBranch(name)
+			if err != nil {
+				return nil, err
+			}
+			bs = append(bs, b)
+		}
+	}
+	if len(bs) == 0 {
+		return nil, fmt.Errorf("no branches in %q", spec)
+	}
+	return bs, nil
+}

@@ -1,0 +1,69 @@
+package quantize
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CardRow is one branch of a model card's table.
+type CardRow struct {
+	Branch  Branch
+	Dataset string
+	SeqLen  int
+	Bytes   int64 // size of the branch's files, measured
+	ExLlama bool
+}
+
+// CardInfo describes what the card is about.
+type CardInfo struct {
+	BaseModel string // name of the source model (its directory name)
+	Rows      []CardRow
+	Command   string // the command line that made the checkpoints
+	Version   string
+}
+
+// ModelCard renders a README.md in the form of the published GPTQ model cards:
+// the branch table with Bits, GS, Act Order, Damp %, dataset, Seq Len, Size,
+// ExLlama compatibility and a description.
+func ModelCard(info CardInfo) []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "---\nbase_model: %s\nquantized_by: gptqtool %s\ntags:\n- gptq\n---\n\n", info.BaseModel, info.Version)
+	fmt.Fprintf(&b, "# %s — GPTQ\n\n", info.BaseModel)
+	fmt.Fprintf(&b, "GPTQ quantizations of %s made with gptqtool %s. Each branch is a complete checkpoint in the\n", info.BaseModel, info.Version)
+	b.WriteString("AutoGPTQ format (`quantize_config.json` and `config.json` `quantization_config`, sym, GPTQ v1 zeros):\n")
+	b.WriteString("loaders read the parameters from those files; nothing needs to be set by hand.\n\n")
+	b.WriteString("| Branch | Bits | GS | Act Order | Damp % | GPTQ dataset | Seq Len | Size | ExLlama | Description |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range info.Rows {
+		gs := "None"
+		if r.Branch.GroupSize > 0 {
+			gs = fmt.Sprint(r.Branch.GroupSize)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %g | %s | %d | %s | %s | %s |\n",
+			r.Branch.Name, r.Branch.Bits, gs, yesNo(r.Branch.DescAct), r.Branch.Damp, r.Dataset, r.SeqLen,
+			FormatSize(r.Bytes), yesNo(r.ExLlama), r.Branch.Description)
+	}
+	b.WriteString("\n- GS None means per-channel (`group_size: -1`). Act Order is `desc_act`.\n")
+	b.WriteString("- Seq Len is the calibration sequence length; it does not limit the model's context.\n")
+	b.WriteString("- Size is the size of the branch's weight files (GB = 10^9 bytes).\n")
+	if info.Command != "" {
+		fmt.Fprintf(&b, "\nMade with:\n\n```\n%s\n```\n", info.Command)
+	}
+	return []byte(b.String())
+}
+
+// FormatSize renders bytes as the model cards do: GB (10^9) with two
+// decimals, MB below a gigabyte.
+func FormatSize(n int64) string {
+	if n >= 1e9 {
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	}
+	return fmt.Sprintf("%.2f MB", float64(n)/1e6)
+}
+
+func yesNo(v bool) string {
+	if v {
+		return "Yes"
+	}
+	return "No"
+}

@@ -1,0 +1,318 @@
+package quantize_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/calibrate"
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+const fixtures = "../../shared/fixtures"
+
+func fixture(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join(fixtures, rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("fixture %s not found: %v", p, err)
+	}
+	return p
+}
+
+// calibration loads nsamples × seqLen samples of the alpaca demo set in the
+// openchat template, as the reference recipe (reference.json) does.
+func calibration(t *testing.T, modelDir string, nsamples, seqLen int) []quantize.Sample {
+	t.Helper()
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := calibrate.Load(calibrate.Options{
+		Paths: []string{fixture(t, "datasets/instruct/alpaca_en_demo.parquet")}, NSamples: nsamples, SeqLen: seqLen,
+		MaxPositions: 4096, Tokenizer: tok,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]quantize.Sample, len(ds.Samples))
+	for i, s := range ds.Samples {
+		out[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
+	}
+	return out
+}
+
+// wikiIDs returns [BOS] + the fixture's token ids of wiki.test.raw.
+func wikiIDs(t *testing.T) []int {
+	t.Helper()
+	raw, err := os.ReadFile(fixture(t, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []int{1}
+	for i := 0; i+1 < len(raw); i += 2 {
+		ids = append(ids, int(raw[i])|int(raw[i+1])<<8)
+	}
+	return ids
+}
+
+func perplexity(t *testing.T, dir string, ids []int, windows int) float64 {
+	t.Helper()
+	m, err := model.Load(dir, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	r, err := verify.Perplexity(context.Background(), m, ids, verify.PerplexityOptions{Ctx: 512, MaxWindows: windows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.PPL
+}
+
+var mainBranch = quantize.Branch{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}
+
+// TestPipelineOpenchatTiny runs the whole CPU pipeline at small settings:
+// calibrate, GPTQ (main branch recipe) and RTN, write, check the format, and
+// measure perplexity: GPTQ must beat RTN and stay close to fp16.
+func TestPipelineOpenchatTiny(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	samples := calibration(t, modelDir, 32, 256)
+	out := t.TempDir()
+	run := func(name string, rtn bool) string {
+		dir := filepath.Join(out, name)
+		_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+			ModelDir: modelDir, Out: dir, Branches: []quantize.Branch{mainBranch},
+			Sym: true, TrueSequential: true, RTN: rtn, Samples: samples, SeqLen: 256, Backend: cpu.New(0),
+		})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return dir
+	}
+	gptqDir, rtnDir := run("gptq", false), run("rtn", true)
+
+	rep, err := verify.CheckFormat(gptqDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			t.Errorf("format check %q failed: %s", c.Name, c.Detail)
+		}
+	}
+	for _, f := range []string{"config.json", "quantize_config.json", "tokenizer.json", "tokenizer_config.json", "README.md", "model.safetensors"} {
+		if _, err := os.Stat(filepath.Join(gptqDir, f)); err != nil {
+			t.Errorf("checkpoint lacks %s: %v", f, err)
+		}
+	}
+	// No temporary directory is left beside the outputs.
+	entries, _ := os.ReadDir(out)
+	if len(entries) != 2 {
+		t.Errorf("output parent holds %d entries, want the 2 checkpoints", len(entries))
+	}
+
+	ids := wikiIDs(t)
+	const windows = 8
+	fp := perplexity(t, modelDir, ids, windows)
+	g := perplexity(t, gptqDir, ids, windows)
+	r := perplexity(t, rtnDir, ids, windows)
+	t.Logf("ppl on %d windows of 512: fp16 %.4f, gptq %.4f, rtn %.4f", windows, fp, g, r)
+	if !(g < r) {
+		t.Errorf("GPTQ ppl %.4f not below RTN %.4f", g, r)
+	}
+	if g > fp*1.06 {
+		t.Errorf("GPTQ ppl %.4f more than 6%% above fp16 %.4f", g, fp)
+	}
+}
+
+// TestCheckpointDequantizesToQuantizerWeights checks that what is written
+// dequantizes exactly to the weights the quantizer chose (the scales are
+// rounded to fp16 as they are chosen, so there is no further rounding).
+func TestCheckpointDequantizesToQuantizerWeights(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	cfg, err := hfconfig.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := safetensors.OpenDir(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	for _, br := range []quantize.Branch{
+		{Name: "4bit-act", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1},
+		{Name: "3bit-static", Bits: 3, GroupSize: 64, DescAct: true, StaticGroups: true, Damp: 0.1},
+		{Name: "8bit-channel", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1},
+		{Name: "2bit-noact", Bits: 2, GroupSize: 32, Damp: 0.01},
+	} {
+		t.Run(br.Name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), br.Name)
+			qc := gptq.DefaultQuantizeConfig()
+			qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups, qc.DampPercent = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups, br.Damp
+			cp, err := quantize.NewCheckpoint(dir, modelDir, set, cfg, qc, quantize.CheckpointOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chosen := map[string]quantize.ModuleResult{}
+			job := quantize.Job{
+				Name: br.Name, TrueSequential: true,
+				GPTQ: quantize.Options{Bits: br.Bits, GroupSize: br.GroupSize, Sym: true, ActOrder: br.DescAct, StaticGroups: br.StaticGroups, Damp: br.Damp, Fp16Scales: true},
+				Layer: func(li int, mods []quantize.ModuleResult) error {
+					for _, m := range mods {
+						chosen[m.Name()] = m
+					}
+					return cp.Layer(li, mods)
+				},
+				Done: func(float64) error {
+					_, err := cp.Commit(func(int64) []byte { return nil })
+					return err
+				},
+			}
+			samples := calibration(t, modelDir, 4, 128)
+			if err := quantize.Run(context.Background(), set, cfg, cpu.New(0), samples, []quantize.Job{job}, quantize.DriverOptions{}); err != nil {
+				cp.Abort()
+				t.Fatal(err)
+			}
+			q, err := safetensors.OpenDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Close()
+			if len(chosen) != cfg.NumHiddenLayers*7 {
+				t.Fatalf("got %d quantized modules, want %d", len(chosen), cfg.NumHiddenLayers*7)
+			}
+			for name, m := range chosen {
+				want := m.W
+				K, N := quantize.LinearShape(cfg, m.Module)
+				lin := readLinear(t, q, name, K, N, qc)
+				got, err := lin.Dequantize()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if got[i] != want[i] {
+						t.Fatalf("%s: dequantized[%d] = %g, quantizer chose %g", name, i, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+func readLinear(t *testing.T, s *safetensors.Set, name string, K, N int, qc gptq.QuantizeConfig) *gptq.Linear {
+	t.Helper()
+	get := func(suffix string) safetensors.Tensor {
+		tt, err := s.Tensor(name + suffix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tt
+	}
+	lin := &gptq.Linear{K: K, N: N, Bits: qc.Bits, GroupSize: qc.GroupSize, Format: qc.Format()}
+	var err error
+	if lin.QWeight, err = get(".qweight").Int32(); err != nil {
+		t.Fatal(err)
+	}
+	if lin.QZeros, err = get(".qzeros").Int32(); err != nil {
+		t.Fatal(err)
+	}
+	if lin.GIdx, err = get(".g_idx").Int32(); err != nil {
+		t.Fatal(err)
+	}
+	sc := get(".scales")
+	lin.Scales = make([]uint16, len(sc.Data)/2)
+	for i := range lin.Scales {
+		lin.Scales[i] = uint16(sc.Data[2*i]) | uint16(sc.Data[2*i+1])<<8
+	}
+	if err := lin.Validate(name); err != nil {
+		t.Fatal(err)
+	}
+	return lin
+}
+
+// TestQuantizeRefusesBadInput covers the errors users meet.
+func TestQuantizeRefusesBadInput(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	stories := fixture(t, "models/stories260K-hf-mistral")
+	samples := []quantize.Sample{{IDs: []int{1, 2, 3, 4, 5, 6, 7, 8}}}
+	empty := t.TempDir()
+	badArch := t.TempDir()
+	cfg, _ := os.ReadFile(filepath.Join(modelDir, "config.json"))
+	var raw map[string]any
+	json.Unmarshal(cfg, &raw)
+	raw["model_type"] = "gpt2"
+	b, _ := json.Marshal(raw)
+	os.WriteFile(filepath.Join(badArch, "config.json"), b, 0o644)
+	exists := t.TempDir()
+
+	for _, tc := range []struct {
+		name, model, out string
+		samples          []quantize.Sample
+		want             []string
+	}{
+		{"no config", empty, "", samples, []string{"config.json"}},
+		{"unsupported architecture", badArch, "", samples, []string{"gpt2", "mistral", "llama"}},
+		{"dimension does not allow bits", stories, "", samples, []string{"model.layers.0.mlp.gate_proj", "172", "4 bits"}},
+		{"output exists", modelDir, exists, samples, []string{exists, "--force"}},
+		{"no samples", modelDir, "", nil, []string{"calibration samples"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := tc.out
+			if out == "" {
+				out = filepath.Join(t.TempDir(), "q")
+			}
+			_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+				ModelDir: tc.model, Out: out, Branches: []quantize.Branch{mainBranch},
+				Sym: true, TrueSequential: true, Samples: tc.samples, Backend: cpu.New(1),
+			})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			if tc.out == "" {
+				if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("output %s left behind after the error", out)
+				}
+				if left, _ := filepath.Glob(filepath.Join(filepath.Dir(out), ".*")); len(left) > 0 {
+					t.Errorf("temporary files left behind: %v", left)
+				}
+			}
+		})
+	}
+}
+
+// TestQuantizeInterrupted checks that a cancelled run leaves nothing that
+// looks like a checkpoint.
+func TestQuantizeInterrupted(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	parent := t.TempDir()
+	out := filepath.Join(parent, "q")
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := quantize.Quantize(ctx, quantize.RunOptions{
+		ModelDir: modelDir, Out: out, Branches: []quantize.Branch{mainBranch}, Sym: true, TrueSequential: true,
+		Samples: []quantize.Sample{{IDs: make([]int, 64)}}, Backend: cpu.New(1),
+		Progress: func(string, int, int) { cancel() }, // interrupt after the first module
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+		t.Errorf("interrupted run left %d entries in %s", len(entries), parent)
+	}
+}

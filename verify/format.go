@@ -1,0 +1,340 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// Check is one conformance check of a GPTQ checkpoint.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"` // what was wrong, or a count of what was checked
+}
+
+// FormatReport is the outcome of CheckFormat.
+type FormatReport struct {
+	Dir     string               `json:"dir"`
+	OK      bool                 `json:"ok"`
+	Checks  []Check              `json:"checks"`
+	Loaders []gptq.LoaderSupport `json:"loaders"`
+}
+
+// maxProblems bounds how many offending tensors a check lists.
+const maxProblems = 5
+
+// CheckFormat checks a GPTQ checkpoint against the on-disk format of spec
+// §1–2: configs present and consistent, every Linear of every layer stored as
+// qweight/qzeros/scales/g_idx with the right dtypes and shapes, the plain
+// tensors in fp16, sym zero points at 2^(bits-1), g_idx consistent with the
+// group size and act order, scales finite and positive, "format":"pt"
+// metadata. It reports every check rather than stopping at the first failure.
+func CheckFormat(dir string) (*FormatReport, error) {
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	qc, src, err := gptq.ReadQuantizeConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	r := &FormatReport{Dir: dir}
+	add := func(name string, problems []string, detail string) {
+		c := Check{Name: name, OK: len(problems) == 0, Detail: detail}
+		if !c.OK {
+			c.Detail = summarize(problems)
+		}
+		r.Checks = append(r.Checks, c)
+	}
+
+	add("quantization config", configProblems(dir, qc, src, cfg), fmt.Sprintf("from %s", filepath.Base(src)))
+	add("safetensors metadata format=pt", metadataProblems(set), "")
+
+	var shapeP, zeroP, gidxP, scaleP, leftP []string
+	var shapes []gptq.LinearShape
+	format := qc.Format()
+	for li := 0; li < cfg.NumHiddenLayers; li++ {
+		for _, m := range linearModules {
+			name := fmt.Sprintf("model.layers.%d.%s", li, m)
+			K, N := linearShape(cfg, m)
+			shapes = append(shapes, gptq.LinearShape{Name: name, K: K, N: N})
+			if set.Has(name + ".weight") {
+				leftP = append(leftP, fmt.Sprintf("%s.weight is stored unquantized", name))
+			}
+			lin, err := readLinear(set, name, K, N, qc)
+			if err != nil {
+				shapeP = append(shapeP, err.Error())
+				continue
+			}
+			if qc.Sym {
+				if p := symZeroProblem(name, lin, format); p != "" {
+					zeroP = append(zeroP, p)
+				}
+			}
+			if p := gIdxProblem(name, lin.GIdx, K, qc); p != "" {
+				gidxP = append(gidxP, p)
+			}
+			for i, s := range lin.Scales {
+				f := float64(half.F16ToF32(s))
+				if !(f > 0) || math.IsInf(f, 0) {
+					scaleP = append(scaleP, fmt.Sprintf("%s.scales[%d] = %g, want finite and > 0", name, i, f))
+					break
+				}
+			}
+		}
+	}
+	nMod := fmt.Sprintf("%d modules", len(shapes))
+	add("quantized tensors: dtypes and shapes", shapeP, nMod)
+	add("no unquantized Linear weights left", leftP, nMod)
+	if qc.Sym {
+		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), zeroP, nMod)
+	}
+	add("g_idx consistent with group size and act order", gidxP, nMod)
+	add("scales finite and positive", scaleP, nMod)
+	add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
+	r.Loaders = gptq.Loaders(*qc, shapes)
+	r.OK = true
+	for _, c := range r.Checks {
+		r.OK = r.OK && c.OK
+	}
+	return r, nil
+}
+
+var linearModules = []string{
+	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+	"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
+}
+
+func linearShape(cfg *hfconfig.Config, module string) (K, N int) {
+	h, q, kv, ffn := cfg.HiddenSize, cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim, cfg.IntermediateSize
+	switch module {
+	case "self_attn.q_proj":
+		return h, q
+	case "self_attn.k_proj", "self_attn.v_proj":
+		return h, kv
+	case "self_attn.o_proj":
+		return q, h
+	case "mlp.gate_proj", "mlp.up_proj":
+		return h, ffn
+	default: // mlp.down_proj
+		return ffn, h
+	}
+}
+
+// readLinear binds the four tensors of a quantized Linear, checking dtypes and
+// shapes against spec §1.1.
+func readLinear(set *safetensors.Set, name string, K, N int, qc *gptq.QuantizeConfig) (*gptq.Linear, error) {
+	qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	want := []struct {
+		suffix string
+		dtype  safetensors.DType
+		shape  []int
+	}{
+		{".qweight", safetensors.I32, qw[:]},
+		{".qzeros", safetensors.I32, qz[:]},
+		{".scales", safetensors.F16, sc[:]},
+		{".g_idx", safetensors.I32, []int{K}},
+	}
+	ts := make([]safetensors.Tensor, len(want))
+	for i, w := range want {
+		t, err := set.Tensor(name + w.suffix)
+		if err != nil {
+			return nil, err
+		}
+		if t.DType != w.dtype || !slices.Equal(t.Shape, w.shape) {
+			return nil, fmt.Errorf("tensor %q: %s %v, want %s %v", name+w.suffix, t.DType, t.Shape, w.dtype, w.shape)
+		}
+		ts[i] = t
+	}
+	lin := &gptq.Linear{K: K, N: N, Bits: qc.Bits, GroupSize: qc.GroupSize, Format: qc.Format()}
+	if lin.QWeight, err = ts[0].Int32(); err != nil {
+		return nil, err
+	}
+	if lin.QZeros, err = ts[1].Int32(); err != nil {
+		return nil, err
+	}
+	lin.Scales = make([]uint16, len(ts[2].Data)/2)
+	for i := range lin.Scales {
+		lin.Scales[i] = uint16(ts[2].Data[2*i]) | uint16(ts[2].Data[2*i+1])<<8
+	}
+	if lin.GIdx, err = ts[3].Int32(); err != nil {
+		return nil, err
+	}
+	return lin, lin.Validate(name)
+}
+
+// symZeroProblem checks that every zero point of a sym checkpoint is
+// 2^(bits-1): the Marlin kernels ignore qzeros and assume it (spec §1.4).
+func symZeroProblem(name string, lin *gptq.Linear, format gptq.Format) string {
+	G := gptq.Groups(lin.K, lin.GroupSize)
+	z, err := gptq.UnpackQZeros(lin.QZeros, G, lin.N, lin.Bits, format)
+	if err != nil {
+		return fmt.Sprintf("%s.qzeros: %v", name, err)
+	}
+	want := uint8(1 << (lin.Bits - 1))
+	for i, v := range z {
+		if v != want {
+			return fmt.Sprintf("%s.qzeros: zero point %d at group %d column %d, want %d", name, v, i/lin.N, i%lin.N, want)
+		}
+	}
+	return ""
+}
+
+// gIdxProblem checks g_idx against spec §1.5: k/gs without act order (and
+// with static groups); with act order every group but the last holds exactly
+// gs columns.
+func gIdxProblem(name string, g []int32, K int, qc *gptq.QuantizeConfig) string {
+	gs := qc.GroupSize
+	if gs <= 0 {
+		gs = K
+	}
+	G := (K + gs - 1) / gs
+	if !qc.DescAct || qc.StaticGroups {
+		for k, v := range g {
+			if int(v) != k/gs {
+				return fmt.Sprintf("%s.g_idx[%d] = %d, want %d (k/group_size)", name, k, v, k/gs)
+			}
+		}
+		return ""
+	}
+	count := make([]int, G)
+	for k, v := range g {
+		if v < 0 || int(v) >= G {
+			return fmt.Sprintf("%s.g_idx[%d] = %d, outside [0,%d)", name, k, v, G)
+		}
+		count[v]++
+	}
+	for i, c := range count {
+		want := gs
+		if i == G-1 {
+			want = K - gs*(G-1)
+		}
+		if c != want {
+			return fmt.Sprintf("%s.g_idx: group %d holds %d columns, want %d", name, i, c, want)
+		}
+	}
+	return ""
+}
+
+func plainProblems(set *safetensors.Set, cfg *hfconfig.Config) []string {
+	type want struct {
+		name  string
+		shape []int
+	}
+	ws := []want{{"model.embed_tokens.weight", []int{cfg.VocabSize, cfg.HiddenSize}}, {"model.norm.weight", []int{cfg.HiddenSize}}}
+	if !cfg.TieWordEmbeddings {
+		ws = append(ws, want{"lm_head.weight", []int{cfg.VocabSize, cfg.HiddenSize}})
+	}
+	for li := 0; li < cfg.NumHiddenLayers; li++ {
+		for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
+			ws = append(ws, want{fmt.Sprintf("model.layers.%d.%s", li, n), []int{cfg.HiddenSize}})
+		}
+	}
+	var ps []string
+	for _, w := range ws {
+		t, err := set.Tensor(w.name)
+		if err != nil {
+			ps = append(ps, err.Error())
+			continue
+		}
+		if t.DType != safetensors.F16 || !slices.Equal(t.Shape, w.shape) {
+			ps = append(ps, fmt.Sprintf("tensor %q: %s %v, want F16 %v", w.name, t.DType, t.Shape, w.shape))
+		}
+	}
+	return ps
+}
+
+func metadataProblems(set *safetensors.Set) []string {
+	var ps []string
+	for _, f := range set.Files() {
+		file, err := safetensors.Open(f)
+		if err != nil {
+			ps = append(ps, err.Error())
+			continue
+		}
+		if got := file.Metadata()["format"]; got != "pt" {
+			ps = append(ps, fmt.Sprintf("%s: __metadata__ format %q, want \"pt\"", filepath.Base(f), got))
+		}
+		file.Close()
+	}
+	return ps
+}
+
+// configProblems checks that config.json carries a quantization_config (vLLM
+// and TGI read it first, spec §2.4) and that quantize_config.json, when
+// present, agrees with it.
+func configProblems(dir string, qc *gptq.QuantizeConfig, src string, cfg *hfconfig.Config) []string {
+	var ps []string
+	if qc.QuantMethod != "" && qc.QuantMethod != "gptq" {
+		ps = append(ps, fmt.Sprintf("%s: quant_method %q, want \"gptq\"", filepath.Base(src), qc.QuantMethod))
+	}
+	if len(cfg.QuantizationConfig) == 0 {
+		ps = append(ps, "config.json: no quantization_config block (vLLM and TGI read it first)")
+	} else {
+		fromCfg, err := gptq.ParseQuantizeConfig(cfg.QuantizationConfig, filepath.Join(dir, "config.json"))
+		if err != nil {
+			ps = append(ps, err.Error())
+		} else if d := differences(qc, fromCfg); d != "" {
+			ps = append(ps, fmt.Sprintf("config.json quantization_config disagrees with %s: %s", filepath.Base(src), d))
+		}
+		var raw map[string]json.RawMessage
+		if json.Unmarshal(cfg.QuantizationConfig, &raw) == nil {
+			if _, ok := raw["sym"]; !ok {
+				ps = append(ps, "config.json quantization_config: no \"sym\" key (TGI then assumes sym=false)")
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "quantize_config.json")); err != nil {
+		ps = append(ps, "no quantize_config.json (AutoGPTQ and ExLlama read it)")
+	}
+	return ps
+}
+
+func differences(a, b *gptq.QuantizeConfig) string {
+	var buf bytes.Buffer
+	diff := func(key string, x, y any) {
+		if x != y {
+			fmt.Fprintf(&buf, "%s %v vs %v; ", key, x, y)
+		}
+	}
+	diff("bits", a.Bits, b.Bits)
+	diff("group_size", a.GroupSize, b.GroupSize)
+	diff("desc_act", a.DescAct, b.DescAct)
+	diff("sym", a.Sym, b.Sym)
+	diff("static_groups", a.StaticGroups, b.StaticGroups)
+	diff("checkpoint_format", a.Format(), b.Format())
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("; ")))
+}
+
+func summarize(problems []string) string {
+	var buf bytes.Buffer
+	for i, p := range problems {
+		if i == maxProblems {
+			fmt.Fprintf(&buf, "; and %d more", len(problems)-maxProblems)
+			break
+		}
+		if i > 0 {
+			buf.WriteString("; ")
+		}
+		buf.WriteString(p)
+	}
+	return buf.String()
+}

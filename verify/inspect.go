@@ -1,0 +1,123 @@
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// Report describes a checkpoint directory: its architecture and shape (with
+// config.json's key names), what its weight files hold, and for GPTQ
+// checkpoints the quantization and which loaders accept it.
+type Report struct {
+	Dir                   string   `json:"dir"`
+	ModelType             string   `json:"model_type"`
+	Architectures         []string `json:"architectures"`
+	HiddenSize            int      `json:"hidden_size"`
+	IntermediateSize      int      `json:"intermediate_size"`
+	NumHiddenLayers       int      `json:"num_hidden_layers"`
+	NumAttentionHeads     int      `json:"num_attention_heads"`
+	NumKeyValueHeads      int      `json:"num_key_value_heads"`
+	HeadDim               int      `json:"head_dim"`
+	VocabSize             int      `json:"vocab_size"`
+	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
+	RopeTheta             float64  `json:"rope_theta"`
+	SlidingWindow         int      `json:"sliding_window"` // 0: none
+	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
+	TorchDType            string   `json:"torch_dtype"`
+	// NumParameters is the parameter count of the (unquantized) architecture.
+	NumParameters int64 `json:"num_parameters"`
+	// TensorElements is the sum of the stored tensors' element counts; equal
+	// to NumParameters for an unquantized checkpoint.
+	TensorElements int64          `json:"tensor_elements"`
+	NumTensors     int            `json:"num_tensors"`
+	DTypes         map[string]int `json:"dtypes"` // tensors per dtype
+	Files          []string       `json:"files"`
+	SizeBytes      int64          `json:"size_bytes"` // weight files on disk
+	Quantization   *Quantization  `json:"quantization_config,omitempty"`
+}
+
+// Quantization is the GPTQ part of a Report.
+type Quantization struct {
+	Source           string               `json:"source"` // the file the parameters came from
+	Bits             int                  `json:"bits"`
+	GroupSize        int                  `json:"group_size"`
+	DescAct          bool                 `json:"desc_act"`
+	StaticGroups     bool                 `json:"static_groups"`
+	Sym              bool                 `json:"sym"`
+	DampPercent      float64              `json:"damp_percent"`
+	TrueSequential   bool                 `json:"true_sequential"`
+	CheckpointFormat string               `json:"checkpoint_format"`
+	QuantizedModules int                  `json:"quantized_modules"`
+	Loaders          []gptq.LoaderSupport `json:"loaders"`
+}
+
+// Inspect reads a checkpoint directory's config.json, weight headers and
+// quantization config. Only headers are read (the files are mapped).
+func Inspect(dir string) (*Report, error) {
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	r := &Report{
+		Dir: dir, ModelType: cfg.ModelType, Architectures: cfg.Architectures,
+		HiddenSize: cfg.HiddenSize, IntermediateSize: cfg.IntermediateSize, NumHiddenLayers: cfg.NumHiddenLayers,
+		NumAttentionHeads: cfg.NumAttentionHeads, NumKeyValueHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
+		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta,
+		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
+		NumParameters: cfg.NumParameters(), DTypes: map[string]int{},
+	}
+	var shapes []gptq.LinearShape
+	for _, name := range set.Names() {
+		t, err := set.Tensor(name)
+		if err != nil {
+			return nil, err
+		}
+		r.NumTensors++
+		r.DTypes[string(t.DType)]++
+		r.TensorElements += int64(t.NumElements())
+		if strings.HasSuffix(name, ".qweight") {
+			mod := strings.TrimSuffix(name, ".qweight")
+			if g, err := set.Tensor(mod + ".g_idx"); err == nil && len(t.Shape) == 2 && len(g.Shape) == 1 {
+				shapes = append(shapes, gptq.LinearShape{Name: mod, K: g.Shape[0], N: t.Shape[1]})
+			}
+		}
+	}
+	for _, f := range set.Files() {
+		r.Files = append(r.Files, filepath.Base(f))
+		st, err := os.Stat(f)
+		if err != nil {
+			return nil, err
+		}
+		r.SizeBytes += st.Size()
+	}
+	sort.Strings(r.Files)
+	qc, src, err := gptq.ReadQuantizeConfig(dir)
+	switch {
+	case errors.Is(err, gptq.ErrNotQuantized):
+		if len(shapes) > 0 {
+			return nil, fmt.Errorf("%s: holds GPTQ tensors (%s.qweight) but no quantize_config.json, quant_config.json or config.json quantization_config", dir, shapes[0].Name)
+		}
+	case err != nil:
+		return nil, err
+	default:
+		r.Quantization = &Quantization{
+			Source: filepath.Base(src), Bits: qc.Bits, GroupSize: qc.GroupSize, DescAct: qc.DescAct,
+			StaticGroups: qc.StaticGroups, Sym: qc.Sym, DampPercent: qc.DampPercent, TrueSequential: qc.TrueSequential,
+			CheckpointFormat: qc.CheckpointFormat, QuantizedModules: len(shapes), Loaders: gptq.Loaders(*qc, shapes),
+		}
+	}
+	return r, nil
+}

@@ -1,0 +1,113 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// KLResult compares a model's next-token distributions with a baseline's on
+// the same windows.
+type KLResult struct {
+	MeanKL       float64 `json:"mean_kl"`        // mean over scored tokens of KL(baseline || model), nats
+	MaxKL        float64 `json:"max_kl"`         // largest per-token KL
+	Top1Agree    float64 `json:"top1_agreement"` // fraction of tokens where both argmaxes agree
+	PPL          float64 `json:"ppl"`            // the model's perplexity on the same windows
+	BaselinePPL  float64 `json:"baseline_ppl"`
+	Tokens       int     `json:"tokens"`
+	Windows      int     `json:"windows"`
+	Seconds      float64 `json:"seconds"`
+	TokensPerSec float64 `json:"tokens_per_second"`
+}
+
+// KL evaluates KL(baseline || m) token by token over the windows Perplexity
+// would use (every position of each window, including the last, is scored).
+func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts PerplexityOptions) (*KLResult, error) {
+	if m.Config.VocabSize != baseline.Config.VocabSize {
+		return nil, fmt.Errorf("kl: vocab sizes differ: model %d, baseline %d", m.Config.VocabSize, baseline.Config.VocabSize)
+	}
+	if opts.Ctx < 2 {
+		return nil, fmt.Errorf("kl: ctx %d: need at least 2 tokens per window", opts.Ctx)
+	}
+	nw := Windows(len(ids), opts.Ctx, opts.MaxWindows)
+	if nw == 0 {
+		return nil, fmt.Errorf("kl: the text has %d tokens, fewer than one window of %d", len(ids), opts.Ctx)
+	}
+	start := time.Now()
+	vocab := m.Config.VocabSize
+	var klSum, maxKL, nllM, nllB float64
+	var agree, n int
+	p := make([]float64, vocab)
+	for w := 0; w < nw; w++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		win := ids[w*opts.Ctx : (w+1)*opts.Ctx]
+		lm, err := m.Forward(win, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("kl: window %d: %w", w, err)
+		}
+		lb, err := baseline.Forward(win, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("kl: baseline window %d: %w", w, err)
+		}
+		var wm, wb float64
+		for t := range win {
+			rm, rb := lm[t*vocab:(t+1)*vocab], lb[t*vocab:(t+1)*vocab]
+			k := klRow(rb, rm, p)
+			klSum += k
+			maxKL = math.Max(maxKL, k)
+			if argmax(rm) == argmax(rb) {
+				agree++
+			}
+			n++
+			if t+1 < len(win) {
+				wm += CrossEntropy(rm, win[t+1])
+				wb += CrossEntropy(rb, win[t+1])
+			}
+		}
+		nllM += wm / float64(len(win)-1)
+		nllB += wb / float64(len(win)-1)
+		if opts.Progress != nil {
+			opts.Progress(w+1, nw)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	r := &KLResult{
+		MeanKL: klSum / float64(n), MaxKL: maxKL, Top1Agree: float64(agree) / float64(n),
+		PPL: math.Exp(nllM / float64(nw)), BaselinePPL: math.Exp(nllB / float64(nw)),
+		Tokens: n, Windows: nw, Seconds: secs,
+	}
+	if secs > 0 {
+		r.TokensPerSec = float64(n) / secs
+	}
+	return r, nil
+}
+
+// klRow is KL(P||Q) for P = softmax(lp), Q = softmax(lq); p is scratch.
+func klRow(lp, lq []float32, p []float64) float64 {
+	lseP, lseQ := logSumExp(lp), logSumExp(lq)
+	var kl float64
+	for i := range lp {
+		logP := float64(lp[i]) - lseP
+		p[i] = math.Exp(logP)
+		kl += p[i] * (logP - (float64(lq[i]) - lseQ))
+	}
+	if kl < 0 { // rounding when the distributions are equal
+		kl = 0
+	}
+	return kl
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}

@@ -1,0 +1,106 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// PerplexityOptions configure Perplexity.
+type PerplexityOptions struct {
+	Ctx        int // window length in tokens
+	MaxWindows int // 0 = every whole window
+	// Progress is called after each window. May be nil.
+	Progress func(done, total int)
+}
+
+// PerplexityResult is what Perplexity measured.
+type PerplexityResult struct {
+	PPL          float64 `json:"ppl"`
+	MeanNLL      float64 `json:"mean_nll"`
+	Tokens       int     `json:"tokens"`  // tokens in the evaluated windows
+	Scored       int     `json:"scored"`  // tokens whose probability was scored (ctx-1 per window)
+	Windows      int     `json:"windows"` // windows evaluated
+	Seconds      float64 `json:"seconds"`
+	TokensPerSec float64 `json:"tokens_per_second"`
+}
+
+// Windows returns how many whole windows of ctx tokens ids holds, capped at
+// maxWindows when it is positive.
+func Windows(n, ctx, maxWindows int) int {
+	w := n / ctx
+	if maxWindows > 0 && w > maxWindows {
+		w = maxWindows
+	}
+	return w
+}
+
+// Perplexity evaluates m on ids (BOS already prepended) in non-overlapping
+// windows of opts.Ctx tokens.
+func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityOptions) (*PerplexityResult, error) {
+	if opts.Ctx < 2 {
+		return nil, fmt.Errorf("perplexity: ctx %d: need at least 2 tokens per window", opts.Ctx)
+	}
+	if max := m.Config.MaxPositionEmbeddings; max > 0 && opts.Ctx > max {
+		return nil, fmt.Errorf("perplexity: ctx %d exceeds the model's max_position_embeddings %d", opts.Ctx, max)
+	}
+	nw := Windows(len(ids), opts.Ctx, opts.MaxWindows)
+	if nw == 0 {
+		return nil, fmt.Errorf("perplexity: the text has %d tokens, fewer than one window of %d", len(ids), opts.Ctx)
+	}
+	start := time.Now()
+	vocab := m.Config.VocabSize
+	var sum float64
+	for w := 0; w < nw; w++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		win := ids[w*opts.Ctx : (w+1)*opts.Ctx]
+		logits, err := m.Forward(win, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("perplexity: window %d: %w", w, err)
+		}
+		var nll float64
+		for t := 0; t+1 < len(win); t++ {
+			nll += CrossEntropy(logits[t*vocab:(t+1)*vocab], win[t+1])
+		}
+		sum += nll / float64(len(win)-1)
+		if opts.Progress != nil {
+			opts.Progress(w+1, nw)
+		}
+	}
+	secs := time.Since(start).Seconds()
+	mean := sum / float64(nw)
+	r := &PerplexityResult{
+		PPL: math.Exp(mean), MeanNLL: mean, Tokens: nw * opts.Ctx, Scored: nw * (opts.Ctx - 1),
+		Windows: nw, Seconds: secs,
+	}
+	if secs > 0 {
+		r.TokensPerSec = float64(r.Tokens) / secs
+	}
+	return r, nil
+}
+
+// CrossEntropy is -log softmax(logits)[target], computed in float64 with the
+// max subtracted.
+func CrossEntropy(logits []float32, target int) float64 {
+	lse := logSumExp(logits)
+	return lse - float64(logits[target])
+}
+
+func logSumExp(logits []float32) float64 {
+	max := math.Inf(-1)
+	for _, v := range logits {
+		if float64(v) > max {
+			max = float64(v)
+		}
+	}
+	var s float64
+	for _, v := range logits {
+		s += math.Exp(float64(v) - max)
+	}
+	return max + math.Log(s)
+}
