@@ -100,7 +100,7 @@ func (c *Checkpoint) plan() ([]safetensors.TensorInfo, error) {
 			infos = append(infos, safetensors.TensorInfo{Name: p + n, DType: safetensors.F16, Shape: []int{cfg.HiddenSize}})
 		}
 		for _, m := range model.LinearModules {
-			K, N := LinearShape(cfg, m)
+			K, N, _ := model.LinearShape(cfg, m)
 			qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s%s.weight [%d %d]: %d-bit, group %d: %w", p, m, N, K, qc.Bits, qc.GroupSize, err)

@@ -297,31 +297,12 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// LinearShape gives the in (K) and out (N) features of a Linear module of a
-// Mistral/Llama layer.
-func LinearShape(cfg *hfconfig.Config, module string) (K, N int) {
-	h, q, kv, ffn := cfg.HiddenSize, cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim, cfg.IntermediateSize
-	switch module {
-	case "self_attn.q_proj":
-		return h, q
-	case "self_attn.k_proj", "self_attn.v_proj":
-		return h, kv
-	case "self_attn.o_proj":
-		return q, h
-	case "mlp.gate_proj", "mlp.up_proj":
-		return h, ffn
-	case "mlp.down_proj":
-		return ffn, h
-	}
-	panic("quantize: unknown module " + module)
-}
-
 // quantizeGroupRTN rounds each module of a group to nearest.
 func quantizeGroupRTN(layer *model.Layer, cfg *hfconfig.Config, li int, group []string, j Job, results map[string]ModuleResult, log io.Writer) error {
 	for _, m := range group {
 		start := time.Now()
 		wt := layer.Weight(m)
-		K, N := LinearShape(cfg, m)
+		K, N, _ := model.LinearShape(cfg, m)
 		name := fmt.Sprintf("model.layers.%d.%s", li, m)
 		res, err := RTN(wt, N, K, j.GPTQ)
 		if err != nil {

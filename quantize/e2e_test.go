@@ -195,7 +195,7 @@ func TestCheckpointDequantizesToQuantizerWeights(t *testing.T) {
 			}
 			for name, m := range chosen {
 				want := m.W
-				K, N := quantize.LinearShape(cfg, m.Module)
+				K, N, _ := model.LinearShape(cfg, m.Module)
 				lin := readLinear(t, q, name, K, N, qc)
 				got, err := lin.Dequantize()
 				if err != nil {

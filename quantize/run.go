@@ -210,7 +210,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 func exllamaOK(qc gptq.QuantizeConfig, cfg *hfconfig.Config) bool {
 	var shapes []gptq.LinearShape
 	for _, m := range model.LinearModules {
-		K, N := LinearShape(cfg, m)
+		K, N, _ := model.LinearShape(cfg, m)
 		shapes = append(shapes, gptq.LinearShape{Name: m, K: K, N: N})
 	}
 	for _, l := range gptq.Loaders(qc, shapes) {

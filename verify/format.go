@@ -13,6 +13,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // Check is one conformance check of a GPTQ checkpoint.
@@ -69,9 +70,9 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	var shapes []gptq.LinearShape
 	format := qc.Format()
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
-		for _, m := range linearModules {
+		for _, m := range model.LinearModules {
 			name := fmt.Sprintf("model.layers.%d.%s", li, m)
-			K, N := linearShape(cfg, m)
+			K, N, _ := model.LinearShape(cfg, m)
 			shapes = append(shapes, gptq.LinearShape{Name: name, K: K, N: N})
 			if set.Has(name + ".weight") {
 				leftP = append(leftP, fmt.Sprintf("%s.weight is stored unquantized", name))
@@ -113,27 +114,6 @@ func CheckFormat(dir string) (*FormatReport, error) {
 		r.OK = r.OK && c.OK
 	}
 	return r, nil
-}
-
-var linearModules = []string{
-	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-	"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-}
-
-func linearShape(cfg *hfconfig.Config, module string) (K, N int) {
-	h, q, kv, ffn := cfg.HiddenSize, cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim, cfg.IntermediateSize
-	switch module {
-	case "self_attn.q_proj":
-		return h, q
-	case "self_attn.k_proj", "self_attn.v_proj":
-		return h, kv
-	case "self_attn.o_proj":
-		return q, h
-	case "mlp.gate_proj", "mlp.up_proj":
-		return h, ffn
-	default: // mlp.down_proj
-		return ffn, h
-	}
 }
 
 // readLinear binds the four tensors of a quantized Linear, checking dtypes and

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -55,4 +56,14 @@ func emit(b runtime.Backend, hook Hook, name string, t runtime.Tensor) error {
 	}
 	hook(name, x, runtime.Rows(t), runtime.Cols(t))
 	return nil
+}
+
+// LinearShape returns the in (K) and out (N) features of a Linear module
+// ("self_attn.q_proj" … "mlp.down_proj") of a layer of cfg; ok is false for a
+// module that is not one of LinearModules.
+func LinearShape(cfg *hfconfig.Config, module string) (K, N int, ok bool) {
+	d := dims{hidden: cfg.HiddenSize, inter: cfg.IntermediateSize, heads: cfg.NumAttentionHeads,
+		kvHeads: cfg.NumKeyValueHeads, headDim: cfg.HeadDim}
+	n, k, ok := d.linearShape(module)
+	return k, n, ok
 }
