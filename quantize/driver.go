@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -114,107 +115,22 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 
 func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int)) error {
 	start := time.Now()
-	xs := make([][]float32, len(embedded))
-	for s := range embedded {
-		xs[s] = append([]float32(nil), embedded[s]...)
+	var xs [][]float32
+	if !j.RTN { // round to nearest needs no activations
+		xs = make([][]float32, len(embedded))
+		for s := range embedded {
+			xs[s] = append([]float32(nil), embedded[s]...)
+		}
 	}
-	groups := moduleGroups(j.TrueSequential)
-	total := cfg.NumHiddenLayers * len(model.LinearModules)
-	done := 0
+	st := &jobState{job: j, log: log, progress: progress, shared: shared,
+		total: cfg.NumHiddenLayers * len(model.LinearModules)}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
-		layer, err := model.LoadLayer(w, cfg, li, b)
+		mods, err := st.layer(ctx, w, cfg, b, li, xs, samples)
 		if err != nil {
 			return err
 		}
-		results := map[string]ModuleResult{}
-		for gi, group := range groups {
-			if err := ctx.Err(); err != nil {
-				layer.Free()
-				return err
-			}
-			inputs := map[string]*Hessian{}
-			for _, m := range group {
-				inputs[model.LinearInput(m)] = nil
-			}
-			// Only layer 0's first group sees inputs that no job has changed yet.
-			cacheable := li == 0 && gi == 0
-			missing := false
-			if j.RTN {
-				if err := quantizeGroupRTN(layer, cfg, li, group, j, results, log); err != nil {
-					layer.Free()
-					return err
-				}
-				done += len(group)
-				if progress != nil {
-					progress(j.Name, done, total)
-				}
-				continue
-			}
-			for name := range inputs {
-				if h, ok := shared[name]; cacheable && ok {
-					inputs[name] = h
-				} else {
-					missing = true
-				}
-			}
-			if missing {
-				hs, err := collectHessians(ctx, layer, li, xs, samples, inputs, cfg)
-				if err != nil {
-					layer.Free()
-					return err
-				}
-				for name, h := range hs {
-					inputs[name] = h
-					if cacheable {
-						shared[name] = h
-					}
-				}
-			}
-			for _, m := range group {
-				start := time.Now()
-				wt := layer.Weight(m)
-				h := inputs[model.LinearInput(m)]
-				K := h.K
-				N := len(wt) / K
-				name := fmt.Sprintf("model.layers.%d.%s", li, m)
-				res, err := GPTQ(wt, N, K, h, j.GPTQ, prefixWriter{log, name})
-				if err != nil {
-					layer.Free()
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				if err := layer.SetWeight(m, res.W); err != nil {
-					layer.Free()
-					return fmt.Errorf("%s: %w", name, err)
-				}
-				secs := time.Since(start).Seconds()
-				fmt.Fprintf(log, "%s %s: loss %.6g damp %.3g %.2fs\n", j.Name, name, res.Loss, res.Damp, secs)
-				results[m] = ModuleResult{Layer: li, Module: m, Result: res, Seconds: secs}
-				done++
-				if progress != nil {
-					progress(j.Name, done, total)
-				}
-			}
-		}
-		// Re-run the quantized layer: its outputs are the next layer's inputs.
-		// Round to nearest needs no activations.
-		for s := range xs {
-			if j.RTN {
-				break
-			}
-			out, err := layer.Forward(xs[s], nil)
-			if err != nil {
-				layer.Free()
-				return fmt.Errorf("layer %d: %w", li, err)
-			}
-			xs[s] = out
-		}
-		layer.Free()
-		ordered := make([]ModuleResult, 0, len(model.LinearModules))
-		for _, m := range model.LinearModules {
-			ordered = append(ordered, results[m])
-		}
 		if j.Layer != nil {
-			if err := j.Layer(li, ordered); err != nil {
+			if err := j.Layer(li, mods); err != nil {
 				return err
 			}
 		}
@@ -225,30 +141,197 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 	return nil
 }
 
-// collectHessians runs every sample through the layer and accumulates, for
-// each intermediate named in want, the Hessian of that Linear input.
-func collectHessians(ctx context.Context, layer *model.Layer, li int, xs [][]float32, samples []Sample, want map[string]*Hessian, cfg *hfconfig.Config) (map[string]*Hessian, error) {
-	hs := map[string]*Hessian{}
-	prefix := fmt.Sprintf("model.layers.%d.", li)
-	var mask []bool
-	hook := func(name string, x []float32, rows, cols int) {
-		if len(name) <= len(prefix) || name[:len(prefix)] != prefix {
-			return
+// jobState is what one job carries from layer to layer.
+type jobState struct {
+	job      Job
+	log      io.Writer
+	progress func(string, int, int)
+	shared   map[string]*Hessian // Hessians every job shares (layer 0's first group)
+	done     int
+	total    int
+}
+
+// layer quantizes layer li group by group and replaces xs with the
+// quantized layer's outputs. It returns the modules in LinearModules order.
+func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32, samples []Sample) ([]ModuleResult, error) {
+	j := st.job
+	layer, err := model.LoadLayer(w, cfg, li, b)
+	if err != nil {
+		return nil, err
+	}
+	defer layer.Free()
+	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs))}
+	results := map[string]ModuleResult{}
+	for gi, group := range moduleGroups(j.TrueSequential) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		inter := name[len(prefix):]
-		if _, ok := want[inter]; !ok {
-			return
+		var hs map[string]*Hessian
+		if !j.RTN {
+			// Only layer 0's first group sees inputs that no job has changed.
+			if hs, err = st.hessians(ctx, b, pass, li, gi == 0 && li == 0, group, xs, samples); err != nil {
+				return nil, err
+			}
 		}
-		h := hs[inter]
-		if h == nil {
-			h = NewHessian(cols)
-			hs[inter] = h
+		for _, m := range group {
+			r, err := st.module(layer, cfg, li, m, hs)
+			if err != nil {
+				return nil, err
+			}
+			results[m] = r
 		}
-		if mask != nil {
-			h.AddMasked(x, rows, mask)
+		pass.attFinal = hasAll(results, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+	}
+	// Re-run the quantized layer: its outputs are the next layer's inputs.
+	for s := range xs {
+		out, err := pass.run(s, xs[s], "", nil)
+		if err != nil {
+			return nil, fmt.Errorf("layer %d: %w", li, err)
+		}
+		xs[s] = out
+	}
+	ordered := make([]ModuleResult, 0, len(model.LinearModules))
+	for _, m := range model.LinearModules {
+		ordered = append(ordered, results[m])
+	}
+	return ordered, nil
+}
+
+// hessians returns the Hessians of the inputs of a module group, from the
+// shared cache when cacheable.
+func (st *jobState) hessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, cacheable bool, group []string, xs [][]float32, samples []Sample) (map[string]*Hessian, error) {
+	want := map[string]*Hessian{}
+	missing := false
+	for _, m := range group {
+		name := model.LinearInput(m)
+		h, ok := st.shared[name]
+		if cacheable && ok {
+			want[name] = h
 		} else {
-			h.Add(x, rows)
+			want[name] = nil
+			missing = true
 		}
+	}
+	if !missing {
+		return want, nil
+	}
+	hs, err := collectHessians(ctx, b, pass, li, xs, samples, want)
+	if err != nil {
+		return nil, err
+	}
+	if cacheable {
+		for name, h := range hs {
+			st.shared[name] = h
+		}
+	}
+	return hs, nil
+}
+
+// module quantizes one Linear (GPTQ with its input's Hessian, or round to
+// nearest) and puts the quantized weight in the layer.
+func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m string, hs map[string]*Hessian) (ModuleResult, error) {
+	j := st.job
+	start := time.Now()
+	name := fmt.Sprintf("%s.%s", model.LayerPrefix(li), m)
+	K, N, _ := model.LinearShape(cfg, m)
+	var res *Result
+	var err error
+	if j.RTN {
+		res, err = RTN(layer.Weight(m), N, K, j.GPTQ)
+	} else {
+		res, err = GPTQ(layer.Weight(m), N, K, hs[model.LinearInput(m)], j.GPTQ, prefixWriter{st.log, name})
+	}
+	if err != nil {
+		return ModuleResult{}, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := layer.SetWeight(m, res.W); err != nil {
+		return ModuleResult{}, fmt.Errorf("%s: %w", name, err)
+	}
+	secs := time.Since(start).Seconds()
+	if j.RTN {
+		fmt.Fprintf(st.log, "%s %s: round to nearest %.2fs\n", j.Name, name, secs)
+	} else {
+		fmt.Fprintf(st.log, "%s %s: loss %.6g damp %.3g %.2fs\n", j.Name, name, res.Loss, res.Damp, secs)
+	}
+	st.done++
+	if st.progress != nil {
+		st.progress(j.Name, st.done, st.total)
+	}
+	return ModuleResult{Layer: li, Module: m, Result: res, Seconds: secs}, nil
+}
+
+func hasAll(results map[string]ModuleResult, modules ...string) bool {
+	for _, m := range modules {
+		if _, ok := results[m]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// layerPass runs calibration samples through one layer. Once the layer's
+// q/k/v projections are quantized (attFinal) the attention outputs no
+// longer change: the first pass after that records each sample's, and later
+// passes resume from it instead of recomputing attention. It costs one
+// attention output per sample in memory.
+type layerPass struct {
+	layer    *model.Layer
+	attFinal bool
+	atts     [][]float32 // per sample, once recorded
+}
+
+func (p *layerPass) run(s int, x []float32, stop string, hook model.Hook) ([]float32, error) {
+	switch {
+	case p.attFinal && p.atts[s] != nil:
+		return p.layer.ForwardFromAttention(x, p.atts[s], stop, hook)
+	case p.attFinal:
+		prefix := model.LayerPrefix(p.layer.Index) + "."
+		record := func(name string, v []float32, rows, cols int) {
+			if name == prefix+"attn_out" {
+				p.atts[s] = append([]float32(nil), v...)
+			}
+			if hook != nil {
+				hook(name, v, rows, cols)
+			}
+		}
+		return p.layer.ForwardUntil(x, stop, record)
+	}
+	return p.layer.ForwardUntil(x, stop, hook)
+}
+
+// collectHessians runs every sample through the layer (up to the last
+// intermediate it needs) and accumulates, for each intermediate named in
+// want, the Hessian of that Linear input, with the backend's GEMM.
+func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, error) {
+	hs := map[string]*Hessian{}
+	grams := map[string]*gram{}
+	defer func() {
+		for _, g := range grams {
+			g.free()
+		}
+	}()
+	prefix := model.LayerPrefix(li) + "."
+	var mask []bool
+	var hookErr error
+	hook := func(name string, x []float32, rows, cols int) {
+		inter, ok := strings.CutPrefix(name, prefix)
+		if _, wanted := want[inter]; !ok || !wanted || hookErr != nil {
+			return
+		}
+		g := grams[inter]
+		if g == nil || g.rows != rows {
+			if g != nil {
+				g.free()
+			}
+			if g, hookErr = newGram(b, cols, rows); hookErr != nil {
+				return
+			}
+			grams[inter] = g
+		}
+		if hs[inter] == nil {
+			hs[inter] = NewHessian(cols)
+		}
+		hookErr = g.add(hs[inter], x, mask)
 	}
 	stop := lastIntermediate(want)
 	for s := range xs {
@@ -256,8 +339,11 @@ func collectHessians(ctx context.Context, layer *model.Layer, li int, xs [][]flo
 			return nil, err
 		}
 		mask = samples[s].Mask
-		if _, err := layer.ForwardUntil(xs[s], stop, hook); err != nil {
+		if _, err := pass.run(s, xs[s], stop, hook); err != nil {
 			return nil, fmt.Errorf("layer %d: %w", li, err)
+		}
+		if hookErr != nil {
+			return nil, fmt.Errorf("layer %d: %w", li, hookErr)
 		}
 	}
 	for inter := range want {
@@ -265,7 +351,6 @@ func collectHessians(ctx context.Context, layer *model.Layer, li int, xs [][]flo
 			return nil, fmt.Errorf("layer %d: the model never produced intermediate %q", li, inter)
 		}
 	}
-	_ = cfg
 	return hs, nil
 }
 
@@ -295,25 +380,4 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
-}
-
-// quantizeGroupRTN rounds each module of a group to nearest.
-func quantizeGroupRTN(layer *model.Layer, cfg *hfconfig.Config, li int, group []string, j Job, results map[string]ModuleResult, log io.Writer) error {
-	for _, m := range group {
-		start := time.Now()
-		wt := layer.Weight(m)
-		K, N, _ := model.LinearShape(cfg, m)
-		name := fmt.Sprintf("model.layers.%d.%s", li, m)
-		res, err := RTN(wt, N, K, j.GPTQ)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if err := layer.SetWeight(m, res.W); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		secs := time.Since(start).Seconds()
-		fmt.Fprintf(log, "%s %s: round to nearest %.2fs\n", j.Name, name, secs)
-		results[m] = ModuleResult{Layer: li, Module: m, Result: res, Seconds: secs}
-	}
-	return nil
 }

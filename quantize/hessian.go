@@ -139,3 +139,23 @@ func mirrorUpper(c []float64, K int) {
 	}
 	wg.Wait()
 }
+
+// AddGram folds one sequence's product g = XᵀX ([K,K], formed elsewhere,
+// e.g. by a backend's GEMM) into H with REF's running mean: H *= n/(n+1);
+// n += 1; H += (2/n)·g. It panics if len(g) != K*K.
+func (h *Hessian) AddGram(g []float32) {
+	K := h.K
+	if len(g) != K*K {
+		panic(fmt.Sprintf("quantize: Hessian.AddGram: len(g)=%d, want K*K=%d", len(g), K*K))
+	}
+	f := float64(h.N) / float64(h.N+1)
+	h.N++
+	alpha := 2 / float64(h.N)
+	// A GEMM need not give a bit-symmetric product; H must be symmetric.
+	for i := range K {
+		for j := range K {
+			v := 0.5 * (float64(g[i*K+j]) + float64(g[j*K+i]))
+			h.H[i*K+j] = h.H[i*K+j]*f + alpha*v
+		}
+	}
+}

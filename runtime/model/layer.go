@@ -139,7 +139,11 @@ var errStopped = errors.New("model: stopped")
 // the new tokens into rows pos0.. of kc and vc [capacity, kvDim]. With stop
 // set to one of Intermediates it returns errStopped right after producing
 // (and hooking) that intermediate.
-func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, kc, vc runtime.Tensor, pos0 int, prefix string, hook Hook, stop string) error {
+//
+// With resume set, s.att already holds the attention output for x (the
+// intermediate attn_out of an earlier pass with the same attention weights)
+// and the pass starts at o_proj.
+func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, kc, vc runtime.Tensor, pos0 int, prefix string, hook Hook, stop string, resume bool) error {
 	T := runtime.Rows(x)
 	view := func(t runtime.Tensor) runtime.Tensor { return b.View(t, 0, T) }
 	xn, q, att, o, gate, up := view(s.xn), view(s.q), view(s.att), view(s.o), view(s.gate), view(s.up)
@@ -155,6 +159,32 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	}
 
 	// h = x + o_proj(attn(input_layernorm(x)))
+	if !resume {
+		if err := lw.attention(b, d, x, xn, q, k, v, att, kc, vc, pos0, T, emitAs); err != nil {
+			return err
+		}
+	}
+	b.MatMul(o, att, lw.lin[oProj])
+	runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
+	if err := emitAs("ffn_norm", xn); err != nil {
+		return err
+	}
+
+	// out = h + down_proj(silu(gate_proj(n)) * up_proj(n)), n = post_attention_layernorm(h)
+	b.MatMul(gate, xn, lw.lin[gateProj])
+	b.MatMul(up, xn, lw.lin[upProj])
+	runtime.SwiGLU(b, gate, gate, up)
+	if err := emitAs("ffn_act", gate); err != nil {
+		return err
+	}
+	b.MatMul(o, gate, lw.lin[downProj])
+	b.Add(x, x, o)
+	return emitAs("out", x)
+}
+
+// attention computes the self-attention output of a layer before o_proj:
+// att = attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)), n = input_layernorm(x).
+func (lw *layerWeights) attention(b runtime.Backend, d dims, x, xn, q, k, v, att, kc, vc runtime.Tensor, pos0, T int, emitAs func(string, runtime.Tensor) error) error {
 	b.RMSNorm(xn, x, lw.attnNorm, d.eps)
 	if err := emitAs("attn_norm", xn); err != nil {
 		return err
@@ -175,25 +205,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	b.Attention(att, q, b.View(kc, 0, pos0+T), b.View(vc, 0, pos0+T), runtime.AttentionParams{
 		HeadDim: d.headDim, Pos0: pos0, Window: d.window, Scale: d.scale,
 	})
-	if err := emitAs("attn_out", att); err != nil {
-		return err
-	}
-	b.MatMul(o, att, lw.lin[oProj])
-	runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
-	if err := emitAs("ffn_norm", xn); err != nil {
-		return err
-	}
-
-	// out = h + down_proj(silu(gate_proj(n)) * up_proj(n)), n = post_attention_layernorm(h)
-	b.MatMul(gate, xn, lw.lin[gateProj])
-	b.MatMul(up, xn, lw.lin[upProj])
-	runtime.SwiGLU(b, gate, gate, up)
-	if err := emitAs("ffn_act", gate); err != nil {
-		return err
-	}
-	b.MatMul(o, gate, lw.lin[downProj])
-	b.Add(x, x, o)
-	return emitAs("out", x)
+	return emitAs("attn_out", att)
 }
 
 // Layer is one decoder layer loaded on its own, for the layer-wise GPTQ
@@ -241,6 +253,26 @@ func (l *Layer) Forward(x []float32, hook Hook) ([]float32, error) {
 // nil output. The GPTQ driver uses it to collect Linear inputs without
 // running the rest of the layer. stop "" or "out" runs the whole layer.
 func (l *Layer) ForwardUntil(x []float32, stop string, hook Hook) ([]float32, error) {
+	return l.run(x, nil, stop, hook)
+}
+
+// ForwardFromAttention is ForwardUntil resuming after self-attention: att
+// [T, heads*head_dim] is the intermediate attn_out that an earlier pass over
+// the same x produced with the same q/k/v weights. The GPTQ driver uses it
+// once a layer's attention modules are quantized, so the later module groups
+// and the final pass do not recompute attention. stop must come after
+// attn_out.
+func (l *Layer) ForwardFromAttention(x, att []float32, stop string, hook Hook) ([]float32, error) {
+	if i := slices.Index(Intermediates, stop); stop != "" && i >= 0 && i <= slices.Index(Intermediates, "attn_out") {
+		return nil, fmt.Errorf("model: layer %d: cannot resume after attn_out and stop at %q", l.Index, stop)
+	}
+	if att == nil {
+		return nil, fmt.Errorf("model: layer %d: no attention output to resume from", l.Index)
+	}
+	return l.run(x, att, stop, hook)
+}
+
+func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error) {
 	if stop != "" && !slices.Contains(Intermediates, stop) {
 		return nil, fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, Intermediates)
 	}
@@ -269,7 +301,15 @@ func (l *Layer) ForwardUntil(x []float32, stop string, hook Hook) ([]float32, er
 	if err := l.b.Upload(xt, x); err != nil {
 		return nil, fmt.Errorf("model: layer %d: %w", l.Index, err)
 	}
-	err := l.w.forward(l.b, l.d, &l.s, xt, l.kv[0], l.kv[1], 0, LayerPrefix(l.Index)+".", hook, stop)
+	if att != nil {
+		if len(att) != T*l.d.qDim() {
+			return nil, fmt.Errorf("model: layer %d: attention output of %d values is not [%d, %d]", l.Index, len(att), T, l.d.qDim())
+		}
+		if err := l.b.Upload(l.b.View(l.s.att, 0, T), att); err != nil {
+			return nil, fmt.Errorf("model: layer %d: %w", l.Index, err)
+		}
+	}
+	err := l.w.forward(l.b, l.d, &l.s, xt, l.kv[0], l.kv[1], 0, LayerPrefix(l.Index)+".", hook, stop, att != nil)
 	if errors.Is(err, errStopped) && stop != "out" {
 		return nil, nil
 	}

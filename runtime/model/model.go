@@ -260,7 +260,7 @@ func (m *Model) forward(ids []int, cache *Cache, hook Hook, lastOnly bool) ([]fl
 		return nil, err
 	}
 	for i := range m.layers {
-		if err := m.layers[i].forward(b, m.d, &m.s, x, cache.k[i], cache.v[i], pos0, LayerPrefix(i)+".", hook, ""); err != nil {
+		if err := m.layers[i].forward(b, m.d, &m.s, x, cache.k[i], cache.v[i], pos0, LayerPrefix(i)+".", hook, "", false); err != nil {
 			return nil, err
 		}
 	}

@@ -387,3 +387,56 @@ func TestForwardUntil(t *testing.T) {
 		t.Errorf("ForwardUntil(nope): no error")
 	}
 }
+
+// TestForwardFromAttention: resuming from a recorded attention output gives
+// the layer output bit for bit, and hooks exactly the intermediates after it.
+func TestForwardFromAttention(t *testing.T) {
+	dir := fixture(t, "models/stories260K-hf-mistral")
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := LoadLayer(set, cfg, 2, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	x, err := Embed(set, cfg, []int{1, 403, 407, 261, 378, 432, 383})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var att []float32
+	want, err := l.Forward(x, func(name string, v []float32, _, _ int) {
+		if name == "model.layers.2.attn_out" {
+			att = append([]float32(nil), v...)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	got, err := l.ForwardFromAttention(x, att, "", func(name string, _ []float32, _, _ int) {
+		seen = append(seen, strings.TrimPrefix(name, "model.layers.2."))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("resumed output differs from the full forward")
+	}
+	after := Intermediates[slices.Index(Intermediates, "attn_out")+1:]
+	if !slices.Equal(seen, after) {
+		t.Errorf("hooked %v, want %v", seen, after)
+	}
+	if _, err := l.ForwardFromAttention(x, att, "attn_q", nil); err == nil {
+		t.Errorf("stop before attn_out: no error")
+	}
+	if _, err := l.ForwardFromAttention(x, att[:len(att)-1], "", nil); err == nil {
+		t.Errorf("short attention output: no error")
+	}
+}
