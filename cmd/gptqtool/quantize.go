@@ -15,6 +15,7 @@ import (
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 func init() { subcommands = append(subcommands, newQuantizeCmd) }
@@ -144,7 +145,8 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 		MaxShardBytes: maxShard, Force: f.force, Backend: backend,
 		Log: progressLog{bar, log},
 		Progress: func(job string, done, total int) {
-			bar.describe(job)
+			per := len(model.LinearModules)
+			bar.describe(fmt.Sprintf("%s layer %d/%d", job, min(done/per+1, total/per), total/per))
 			bar.set(done, total)
 		},
 		Command: "gptqtool " + strings.Join(os.Args[1:], " "), Version: version,

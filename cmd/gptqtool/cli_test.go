@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const fixtureDir = "../../../shared/fixtures"
+
+func fixturePath(t *testing.T, rel string) string {
+	t.Helper()
+	p := filepath.Join(fixtureDir, rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("fixture %s missing: %v", p, err)
+	}
+	return p
+}
+
+// run runs the root command, returning stdout, stderr and the error.
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errb bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), errb.String(), err
+}
+
+func TestVersion(t *testing.T) {
+	out, _, err := run(t, "--version")
+	if err != nil || !strings.Contains(out, version) {
+		t.Fatalf("--version: %q, %v", out, err)
+	}
+}
+
+func TestInspectCmd(t *testing.T) {
+	for _, tc := range []struct {
+		dir    string
+		params int64
+		layers int
+		text   []string
+	}{
+		{"models/openchat-tiny", 13504256, 6, []string{"MistralForCausalLM", "13504256", "F16×56", "tied to embed_tokens", "quantization   none"}},
+		{"models/stories260K-hf-mistral", 292800, 5, []string{"292800", "F32×48", "untied lm_head", "8 heads, 4 kv heads, head_dim 8"}},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			dir := fixturePath(t, tc.dir)
+			out, _, err := run(t, "inspect", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.text {
+				if !strings.Contains(out, w) {
+					t.Errorf("inspect output lacks %q:\n%s", w, out)
+				}
+			}
+			out, _, err = run(t, "inspect", "--json", dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc map[string]any
+			dec := json.NewDecoder(strings.NewReader(out))
+			dec.UseNumber()
+			if err := dec.Decode(&doc); err != nil {
+				t.Fatal(err)
+			}
+			// HF key names, and the parameter count as a plain integer.
+			if got := doc["num_parameters"].(json.Number).String(); got != jsonInt(tc.params) {
+				t.Errorf("num_parameters = %s, want %d", got, tc.params)
+			}
+			if got := doc["num_hidden_layers"].(json.Number).String(); got != jsonInt(int64(tc.layers)) {
+				t.Errorf("num_hidden_layers = %s, want %d", got, tc.layers)
+			}
+		})
+	}
+}
+
+func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
+
+func TestInspectRefusesTruncated(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	cfg, _ := os.ReadFile(filepath.Join(src, "config.json"))
+	weights, _ := os.ReadFile(filepath.Join(src, "model.safetensors"))
+	os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(dir, "model.safetensors"), weights[:len(weights)-100], 0o644)
+	_, _, err := run(t, "inspect", dir)
+	var ue usageError
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "model.safetensors") {
+		t.Fatalf("err = %v, want a (non-usage) error naming model.safetensors", err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	for _, args := range [][]string{
+		{"inspect"},
+		{"inspect", "a", "b"},
+		{"inspect", "--no-such-flag", "x"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--branches", "main", "--bits", "8"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--bits", "5"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--branches", "gptq-5bit-7g-nope"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--max-shard-size", "4XB"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--device", "tpu"},
+		{"quantize", "--model", model, "--dataset", "d.json"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, _, err := run(t, args...)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("err = %v, want a usage error (exit 2)", err)
+			}
+		})
+	}
+}
+
+// TestQuantizeVerifyCmd runs quantize (round to nearest: instant), the
+// format check and perplexity through the commands, and the refusals of an
+// existing output and of a GPTQ checkpoint as input.
+func TestQuantizeVerifyCmd(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	wiki := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
+	out := filepath.Join(t.TempDir(), "rtn")
+	stdout, _, err := run(t, "quantize", "--model", model, "--rtn", "--bits", "8", "--group", "-1", "--out", out, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, `"size_bytes"`) {
+		t.Errorf("--json summary lacks size_bytes: %s", stdout)
+	}
+	stdout, _, err = run(t, "verify", "format", out)
+	if err != nil || strings.Contains(stdout, "FAIL") {
+		t.Fatalf("verify format: %v\n%s", err, stdout)
+	}
+	stdout, _, err = run(t, "inspect", out)
+	if err != nil || !strings.Contains(stdout, "GPTQ 8-bit, group none (per channel)") || !strings.Contains(stdout, "no  ExLlama v1") {
+		t.Fatalf("inspect of the quantized checkpoint: %v\n%s", err, stdout)
+	}
+	stdout, _, err = run(t, "verify", "perplexity", "--model", out, "--text", wiki, "--ctx", "256", "--max-windows", "2", "--baseline", model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"ppl ", "tokens 512 windows 2 ctx 256", "baseline ppl", "delta"} {
+		if !strings.Contains(stdout, w) {
+			t.Errorf("perplexity output lacks %q:\n%s", w, stdout)
+		}
+	}
+	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--out", out); err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("existing output: err = %v, want a refusal naming --force", err)
+	}
+	if _, _, err := run(t, "quantize", "--model", out, "--rtn", "--out", out+"2"); err == nil || !strings.Contains(err.Error(), "already a GPTQ checkpoint") {
+		t.Errorf("GPTQ input: err = %v", err)
+	}
+}
+
+// TestQuantizeSmallDataset: a dataset smaller than nsamples × seq-len is
+// used with a warning, not refused.
+func TestQuantizeSmallDataset(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := filepath.Join(t.TempDir(), "small.json")
+	os.WriteFile(data, []byte(`[{"instruction":"Name a color.","input":"","output":"Blue."},{"instruction":"Add 2 and 3.","input":"","output":"5"}]`), 0o644)
+	out := filepath.Join(t.TempDir(), "q")
+	_, stderr, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "64", "--out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "warning") {
+		t.Errorf("no warning about the small dataset:\n%s", stderr)
+	}
+	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err != nil {
+		t.Error(err)
+	}
+}
