@@ -62,7 +62,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		return nil, err
 	}
 	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir}
-	infos, err := c.plan()
+	infos, err := Plan(cfg, qc)
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
@@ -88,11 +88,11 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	return c, nil
 }
 
-// plan declares every tensor of the checkpoint in the order they are written:
-// the embedding, then per layer its norms and the packed modules, then the
-// final norm and (untied) head.
-func (c *Checkpoint) plan() ([]safetensors.TensorInfo, error) {
-	cfg, qc := c.cfg, c.qc
+// Plan lists every tensor of the GPTQ checkpoint of a model quantized with
+// qc, in the order the Checkpoint writes them: the embedding, then per layer
+// its norms and the packed modules, then the final norm and (untied) head.
+// The error names the tensor whose shape the bits/group size do not allow.
+func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInfo, error) {
 	infos := []safetensors.TensorInfo{{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}}}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		p := fmt.Sprintf("model.layers.%d.", li)
