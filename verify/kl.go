@@ -32,6 +32,9 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 	if opts.Ctx < 2 {
 		return nil, fmt.Errorf("kl: ctx %d: need at least 2 tokens per window", opts.Ctx)
 	}
+	if opts.Batch < 0 {
+		return nil, fmt.Errorf("kl: batch %d: want 0 (one window per call) or more", opts.Batch)
+	}
 	nw := Windows(len(ids), opts.Ctx, opts.MaxWindows)
 	if nw == 0 {
 		return nil, fmt.Errorf("kl: the text has %d tokens, fewer than one window of %d", len(ids), opts.Ctx)
@@ -41,39 +44,43 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 	var klSum, maxKL, nllM, nllB float64
 	var agree, n int
 	p := make([]float64, vocab)
-	for w := 0; w < nw; w++ {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		win := ids[w*opts.Ctx : (w+1)*opts.Ctx]
-		lm, err := m.Forward(win, nil, nil)
+	err := windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
+		last := w0 + len(wins) - 1
+		lms, err := m.ForwardBatch(wins, nil, nil)
 		if err != nil {
-			return nil, fmt.Errorf("kl: window %d: %w", w, err)
+			return fmt.Errorf("kl: windows %d-%d: %w", w0, last, err)
 		}
-		lb, err := baseline.Forward(win, nil, nil)
+		lbs, err := baseline.ForwardBatch(wins, nil, nil)
 		if err != nil {
-			return nil, fmt.Errorf("kl: baseline window %d: %w", w, err)
+			return fmt.Errorf("kl: baseline windows %d-%d: %w", w0, last, err)
 		}
-		var wm, wb float64
-		for t := range win {
-			rm, rb := lm[t*vocab:(t+1)*vocab], lb[t*vocab:(t+1)*vocab]
-			k := klRow(rb, rm, p)
-			klSum += k
-			maxKL = math.Max(maxKL, k)
-			if argmax(rm) == argmax(rb) {
-				agree++
+		for i, win := range wins {
+			lm, lb := lms[i], lbs[i]
+			var wm, wb float64
+			for t := range win {
+				rm, rb := lm[t*vocab:(t+1)*vocab], lb[t*vocab:(t+1)*vocab]
+				k := klRow(rb, rm, p)
+				klSum += k
+				maxKL = math.Max(maxKL, k)
+				if argmax(rm) == argmax(rb) {
+					agree++
+				}
+				n++
+				if t+1 < len(win) {
+					wm += CrossEntropy(rm, win[t+1])
+					wb += CrossEntropy(rb, win[t+1])
+				}
 			}
-			n++
-			if t+1 < len(win) {
-				wm += CrossEntropy(rm, win[t+1])
-				wb += CrossEntropy(rb, win[t+1])
+			nllM += wm / float64(len(win)-1)
+			nllB += wb / float64(len(win)-1)
+			if opts.Progress != nil {
+				opts.Progress(w0+i+1, nw)
 			}
 		}
-		nllM += wm / float64(len(win)-1)
-		nllB += wb / float64(len(win)-1)
-		if opts.Progress != nil {
-			opts.Progress(w+1, nw)
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	secs := time.Since(start).Seconds()
 	r := &KLResult{

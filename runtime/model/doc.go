@@ -18,13 +18,26 @@
 //
 // # Layouts
 //
-// Activations are [T, hidden] row-major, one row per token. Logits returned
-// by Forward are host []float32 [len(ids), vocab] row-major. Linear weights
+// Activations are [T, hidden] row-major, one row per token (the stacked
+// rows of all sequences of a batch). Logits returned by Forward are host
+// []float32 [len(ids), vocab] row-major, by ForwardBatch one such slice per
+// sequence. Linear weights
 // are [N, K] (HF nn.Linear). The KV cache holds, per layer, K and V of shape
 // [capacity, kvHeads*headDim] with position p in row p; K is stored after
 // RoPE.
 //
 // # Hooks
+//
+// # Batches
+//
+// ForwardBatch stacks the rows of several sequences, each with its own
+// positions and KV cache (or none), into one [ΣT, hidden] activation: the
+// embedding, norms, MatMuls, SwiGLU and residual adds run once over all
+// rows, RoPE and attention once per sequence on views. Forward is the
+// batch of one sequence. Scratch is sized for the largest ΣT seen; the
+// head runs on runs of whole sequences of up to 1024 rows (one longer
+// sequence alone), so its logits buffer does not grow with the batch.
+// Hooks see the stacked rows.
 //
 // A Hook sees named intermediates as host copies, [rows, cols] row-major:
 //

@@ -91,14 +91,17 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 }
 
 // scratch is the mutable per-forward state of a decoder layer, sized for
-// up to rows tokens and reused; views of the first T rows are used.
+// up to rows stacked tokens and reused; views of the first rows are used.
+// k and v hold the new tokens' keys (after RoPE) and values of the layer
+// being run: a sequence with a cache copies its rows there, a fresh one
+// attends over them directly.
 type scratch struct {
-	rows                       int
-	xn, q, att, o, gate, up, x runtime.Tensor
+	rows                             int
+	xn, q, k, v, att, o, gate, up, x runtime.Tensor
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.att, s.o, s.gate, s.up, s.x} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x} {
 		b.Free(t)
 	}
 	*s = scratch{}
@@ -121,6 +124,7 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 	}
 	s.x, s.xn, s.o = alloc(d.hidden), alloc(d.hidden), alloc(d.hidden)
 	s.q, s.att = alloc(d.qDim()), alloc(d.qDim())
+	s.k, s.v = alloc(d.kvDim()), alloc(d.kvDim())
 	s.gate, s.up = alloc(d.inter), alloc(d.inter)
 	if err != nil {
 		s.free(b)
@@ -130,24 +134,35 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 	return nil
 }
 
+// span is one sequence of a stacked batch: rows [row0, row0+rows) of the
+// activations, at positions pos0..pos0+rows-1. With a cache, the layer's K
+// and V rows go to cache rows pos0.. and attention reads cache rows
+// 0..pos0+rows-1; without one (pos0 is then 0) attention reads the
+// sequence's own rows of the scratch k and v.
+type span struct {
+	row0, rows, pos0 int
+	cache            *Cache
+}
+
 // errStopped ends a forward pass early once the stop intermediate has been
 // produced; forward returns it and its callers treat it as success.
 var errStopped = errors.New("model: stopped")
 
-// forward runs one decoder layer (transformers MistralDecoderLayer) on
-// x [T, hidden] in place, for positions pos0..pos0+T-1, writing K and V of
-// the new tokens into rows pos0.. of kc and vc [capacity, kvDim]. With stop
-// set to one of Intermediates it returns errStopped right after producing
-// (and hooking) that intermediate.
+// forward runs decoder layer li (transformers MistralDecoderLayer) on the
+// stacked rows x [ΣT, hidden] in place. Row-wise ops (norms, projections,
+// SwiGLU, residual adds) run once over all rows; RoPE and attention run
+// per span, each with its own positions and KV cache. With stop set to one
+// of Intermediates it returns errStopped right after producing (and
+// hooking) that intermediate; hooks see the stacked rows.
 //
 // With resume set, s.att already holds the attention output for x (the
 // intermediate attn_out of an earlier pass with the same attention weights)
 // and the pass starts at o_proj.
-func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, kc, vc runtime.Tensor, pos0 int, prefix string, hook Hook, stop string, resume bool) error {
+func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, spans []span, li int, hook Hook, stop string, resume bool) error {
 	T := runtime.Rows(x)
 	view := func(t runtime.Tensor) runtime.Tensor { return b.View(t, 0, T) }
-	xn, q, att, o, gate, up := view(s.xn), view(s.q), view(s.att), view(s.o), view(s.gate), view(s.up)
-	k, v := b.View(kc, pos0, T), b.View(vc, pos0, T)
+	xn, att, o, gate, up := view(s.xn), view(s.att), view(s.o), view(s.gate), view(s.up)
+	prefix := LayerPrefix(li) + "."
 	emitAs := func(name string, t runtime.Tensor) error {
 		if err := emit(b, hook, prefix+name, t); err != nil {
 			return err
@@ -160,7 +175,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 
 	// h = x + o_proj(attn(input_layernorm(x)))
 	if !resume {
-		if err := lw.attention(b, d, x, xn, q, k, v, att, kc, vc, pos0, T, emitAs); err != nil {
+		if err := lw.attention(b, d, s, x, spans, li, emitAs); err != nil {
 			return err
 		}
 	}
@@ -182,9 +197,12 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	return emitAs("out", x)
 }
 
-// attention computes the self-attention output of a layer before o_proj:
-// att = attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)), n = input_layernorm(x).
-func (lw *layerWeights) attention(b runtime.Backend, d dims, x, xn, q, k, v, att, kc, vc runtime.Tensor, pos0, T int, emitAs func(string, runtime.Tensor) error) error {
+// attention computes the self-attention output of layer li before o_proj
+// into s.att: att = attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)),
+// n = input_layernorm(x), appending each cached span's K and V to its cache.
+func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, spans []span, li int, emitAs func(string, runtime.Tensor) error) error {
+	T := runtime.Rows(x)
+	xn, q, k, v, att := b.View(s.xn, 0, T), b.View(s.q, 0, T), b.View(s.k, 0, T), b.View(s.v, 0, T), b.View(s.att, 0, T)
 	b.RMSNorm(xn, x, lw.attnNorm, d.eps)
 	if err := emitAs("attn_norm", xn); err != nil {
 		return err
@@ -192,8 +210,10 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, x, xn, q, k, v, att
 	b.MatMul(q, xn, lw.lin[qProj])
 	b.MatMul(k, xn, lw.lin[kProj])
 	b.MatMul(v, xn, lw.lin[vProj])
-	b.RoPE(q, d.headDim, pos0, d.theta)
-	b.RoPE(k, d.headDim, pos0, d.theta)
+	for _, sp := range spans {
+		b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+		b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+	}
 	for _, e := range []struct {
 		name string
 		t    runtime.Tensor
@@ -202,9 +222,17 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, x, xn, q, k, v, att
 			return err
 		}
 	}
-	b.Attention(att, q, b.View(kc, 0, pos0+T), b.View(vc, 0, pos0+T), runtime.AttentionParams{
-		HeadDim: d.headDim, Pos0: pos0, Window: d.window, Scale: d.scale,
-	})
+	for _, sp := range spans {
+		sk, sv := b.View(k, sp.row0, sp.rows), b.View(v, sp.row0, sp.rows)
+		if c := sp.cache; c != nil {
+			b.Copy(b.View(c.k[li], sp.pos0, sp.rows), sk)
+			b.Copy(b.View(c.v[li], sp.pos0, sp.rows), sv)
+			sk, sv = b.View(c.k[li], 0, sp.pos0+sp.rows), b.View(c.v[li], 0, sp.pos0+sp.rows)
+		}
+		b.Attention(b.View(att, sp.row0, sp.rows), b.View(q, sp.row0, sp.rows), sk, sv, runtime.AttentionParams{
+			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.window, Scale: d.scale,
+		})
+	}
 	return emitAs("attn_out", att)
 }
 
@@ -219,8 +247,6 @@ type Layer struct {
 	w     layerWeights
 	bd    binder
 	s     scratch
-	kv    [2]runtime.Tensor
-	kvCap int
 }
 
 // LoadLayer binds layer i's weights from w (floating-point tensors;
@@ -284,19 +310,6 @@ func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error)
 	if err := l.s.ensure(l.b, l.d, T); err != nil {
 		return nil, err
 	}
-	if T > l.kvCap {
-		l.b.Free(l.kv[0])
-		l.b.Free(l.kv[1])
-		l.kv, l.kvCap = [2]runtime.Tensor{}, 0
-		for j := range l.kv {
-			t, err := l.b.Alloc(runtime.F32, T, l.d.kvDim())
-			if err != nil {
-				return nil, fmt.Errorf("model: layer %d: kv buffer: %w", l.Index, err)
-			}
-			l.kv[j] = t
-		}
-		l.kvCap = T
-	}
 	xt := l.b.View(l.s.x, 0, T)
 	if err := l.b.Upload(xt, x); err != nil {
 		return nil, fmt.Errorf("model: layer %d: %w", l.Index, err)
@@ -309,7 +322,7 @@ func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error)
 			return nil, fmt.Errorf("model: layer %d: %w", l.Index, err)
 		}
 	}
-	err := l.w.forward(l.b, l.d, &l.s, xt, l.kv[0], l.kv[1], 0, LayerPrefix(l.Index)+".", hook, stop, att != nil)
+	err := l.w.forward(l.b, l.d, &l.s, xt, []span{{rows: T}}, l.Index, hook, stop, att != nil)
 	if errors.Is(err, errStopped) && stop != "out" {
 		return nil, nil
 	}
@@ -367,7 +380,4 @@ func (l *Layer) SetWeight(module string, w []float32) error {
 func (l *Layer) Free() {
 	l.bd.free()
 	l.s.free(l.b)
-	l.b.Free(l.kv[0])
-	l.b.Free(l.kv[1])
-	l.kv, l.kvCap = [2]runtime.Tensor{}, 0
 }

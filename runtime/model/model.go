@@ -33,8 +33,7 @@ type Model struct {
 	layers []layerWeights
 
 	s      scratch
-	logits runtime.Tensor // [s.rows, vocab]
-	tmp    *Cache         // the cache of Forward calls given none
+	logits runtime.Tensor // [rows, vocab], rows of the largest head MatMul so far
 }
 
 // Load reads a checkpoint directory (config.json, *.safetensors, and for
@@ -131,16 +130,12 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() runtime.Backend { return m.b }
 
-// Close frees the model's weights, scratch and internal cache.
+// Close frees the model's weights and scratch.
 func (m *Model) Close() {
 	m.bd.free()
 	m.s.free(m.b)
 	m.b.Free(m.logits)
 	m.logits = nil
-	if m.tmp != nil {
-		m.tmp.Free()
-		m.tmp = nil
-	}
 }
 
 // Cache is a KV cache: per layer, K (after RoPE) and V of shape
@@ -150,7 +145,7 @@ type Cache struct {
 	k, v []runtime.Tensor
 	n    int
 	cap  int
-	err  error // allocation failure, reported by the first Forward
+	err  error // allocation failure or use after Free, reported (wrapped) by the next forward
 }
 
 // NewCache returns an empty cache for up to maxTokens positions. An
@@ -158,7 +153,7 @@ type Cache struct {
 func (m *Model) NewCache(maxTokens int) *Cache {
 	c := &Cache{b: m.b, cap: maxTokens}
 	if maxTokens <= 0 {
-		c.err = fmt.Errorf("model: cache of %d tokens", maxTokens)
+		c.err = fmt.Errorf("cache of %d tokens", maxTokens)
 		return c
 	}
 	for range m.layers {
@@ -166,7 +161,7 @@ func (m *Model) NewCache(maxTokens int) *Cache {
 			t, err := m.b.Alloc(runtime.F32, maxTokens, m.d.kvDim())
 			if err != nil {
 				c.Free()
-				c.err = fmt.Errorf("model: kv cache of %d tokens: %w", maxTokens, err)
+				c.err = fmt.Errorf("kv cache of %d tokens: %w", maxTokens, err)
 				return c
 			}
 			*dst = append(*dst, t)
@@ -202,96 +197,197 @@ func (c *Cache) Free() {
 	}
 	c.k, c.v, c.n, c.cap = nil, nil, 0, 0
 	if c.err == nil {
-		c.err = errors.New("model: cache used after Free")
+		c.err = errors.New("cache used after Free")
 	}
 }
 
 // Forward runs ids as the continuation of the sequence in cache (positions
 // cache.Len()...; a nil cache starts a fresh sequence at position 0) and
 // returns the logits [len(ids), vocab], host row-major. The new positions'
-// K and V are appended to cache.
+// K and V are appended to cache. It is ForwardBatch of one sequence.
 func (m *Model) Forward(ids []int, cache *Cache, hook Hook) ([]float32, error) {
-	return m.forward(ids, cache, hook, false)
+	out, err := m.forward([][]int{ids}, []*Cache{cache}, hook, false)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
 }
 
 // ForwardLast is Forward returning only the last token's logits [vocab];
 // it skips the head for the other tokens (prompt prefill in generation).
 func (m *Model) ForwardLast(ids []int, cache *Cache, hook Hook) ([]float32, error) {
-	return m.forward(ids, cache, hook, true)
+	out, err := m.forward([][]int{ids}, []*Cache{cache}, hook, true)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
 }
 
-func (m *Model) forward(ids []int, cache *Cache, hook Hook, lastOnly bool) ([]float32, error) {
-	T := len(ids)
-	if T == 0 {
-		return nil, errors.New("model: forward of no tokens")
+// ForwardBatch runs several sequences in one pass: seqs[i] continues the
+// sequence in caches[i] (positions caches[i].Len()...), or starts a fresh
+// one at position 0 when caches is nil or caches[i] is nil; lengths may
+// differ. It returns each sequence's logits [len(seqs[i]), vocab], host
+// row-major, and appends each sequence's K and V to its cache.
+//
+// The rows of all sequences are stacked, so the embedding, norms, every
+// MatMul, SwiGLU and the residual adds run once on [ΣT, ...]; RoPE and
+// attention run per sequence. A sequence's logits equal those of Forward
+// up to the order of additions inside the backend's MatMul, which may
+// depend on a row's place in the stacked matrix (see TestForwardBatch).
+// Hooks see the stacked rows [ΣT, cols], sequences in order.
+//
+// Nothing is run, and no cache changes, when an argument is invalid: no
+// sequence, an empty sequence, len(caches) other than 0 or len(seqs), one
+// cache given twice, or a sequence that does not fit its cache.
+func (m *Model) ForwardBatch(seqs [][]int, caches []*Cache, hook Hook) ([][]float32, error) {
+	return m.forward(seqs, caches, hook, false)
+}
+
+// ForwardBatchLast is ForwardBatch returning only each sequence's last
+// token's logits [vocab] (batched decoding); the head runs on those rows
+// alone.
+func (m *Model) ForwardBatchLast(seqs [][]int, caches []*Cache, hook Hook) ([][]float32, error) {
+	return m.forward(seqs, caches, hook, true)
+}
+
+// headRows bounds the rows of one head MatMul when several sequences are
+// stacked, so that the logits buffer of a large batch stays near the size
+// of one long sequence's; a single sequence always runs in one MatMul.
+const headRows = 1024
+
+// spans validates a batch and lays its sequences out as consecutive rows.
+func (m *Model) spans(seqs [][]int, caches []*Cache) ([]span, error) {
+	if len(seqs) == 0 {
+		return nil, errors.New("model: forward of no sequences")
 	}
-	for _, id := range ids {
-		if id < 0 || id >= m.d.vocab {
-			return nil, fmt.Errorf("model: token id %d outside vocab [0, %d)", id, m.d.vocab)
+	if len(caches) != 0 && len(caches) != len(seqs) {
+		return nil, fmt.Errorf("model: %d caches for %d sequences", len(caches), len(seqs))
+	}
+	spans := make([]span, len(seqs))
+	rows := 0
+	for i, ids := range seqs {
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("model: sequence %d: forward of no tokens", i)
 		}
-	}
-	if cache == nil {
-		if m.tmp == nil || m.tmp.cap < T {
-			if m.tmp != nil {
-				m.tmp.Free()
+		for _, id := range ids {
+			if id < 0 || id >= m.d.vocab {
+				return nil, fmt.Errorf("model: sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
 			}
-			m.tmp = m.NewCache(T)
 		}
-		m.tmp.Reset()
-		cache = m.tmp
+		sp := span{row0: rows, rows: len(ids)}
+		if len(caches) != 0 && caches[i] != nil {
+			c := caches[i]
+			if c.err != nil {
+				return nil, fmt.Errorf("model: sequence %d: %w", i, c.err)
+			}
+			if len(c.k) != len(m.layers) {
+				return nil, fmt.Errorf("model: sequence %d: cache has %d layers, model %d", i, len(c.k), len(m.layers))
+			}
+			if slices.Contains(caches[:i], c) {
+				return nil, fmt.Errorf("model: sequence %d: cache already used by sequence %d", i, slices.Index(caches, c))
+			}
+			if c.n+len(ids) > c.cap {
+				return nil, fmt.Errorf("model: sequence %d: cache holds %d of %d positions; %d more do not fit", i, c.n, c.cap, len(ids))
+			}
+			sp.pos0, sp.cache = c.n, c
+		}
+		spans[i] = sp
+		rows += len(ids)
 	}
-	if cache.err != nil {
-		return nil, cache.err
+	return spans, nil
+}
+
+func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool) ([][]float32, error) {
+	spans, err := m.spans(seqs, caches)
+	if err != nil {
+		return nil, err
 	}
-	if len(cache.k) != len(m.layers) {
-		return nil, fmt.Errorf("model: cache has %d layers, model %d", len(cache.k), len(m.layers))
-	}
-	pos0 := cache.n
-	if pos0+T > cache.cap {
-		return nil, fmt.Errorf("model: cache holds %d of %d positions; %d more do not fit", pos0, cache.cap, T)
-	}
+	last := spans[len(spans)-1]
+	T := last.row0 + last.rows
 	if err := m.s.ensure(m.b, m.d, T); err != nil {
 		return nil, err
 	}
 	b := m.b
 	x := b.View(m.s.x, 0, T)
-	b.Embedding(x, m.embed, ids)
+	b.Embedding(x, m.embed, slices.Concat(seqs...))
 	if err := emit(b, hook, "model.embed", x); err != nil {
 		return nil, err
 	}
 	for i := range m.layers {
-		if err := m.layers[i].forward(b, m.d, &m.s, x, cache.k[i], cache.v[i], pos0, LayerPrefix(i)+".", hook, "", false); err != nil {
+		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, hook, "", false); err != nil {
 			return nil, err
 		}
 	}
-	cache.n = pos0 + T
+	for _, sp := range spans {
+		if sp.cache != nil {
+			sp.cache.n = sp.pos0 + sp.rows
+		}
+	}
 
+	// The head's input rows: all rows, or each sequence's last row gathered
+	// into rows 0..len(seqs)-1 of the norm output.
 	rows := T
 	if lastOnly {
-		x, rows = b.View(x, T-1, 1), 1
+		rows = len(spans)
+		for i, sp := range spans {
+			b.RMSNorm(b.View(m.s.xn, i, 1), b.View(x, sp.row0+sp.rows-1, 1), m.norm, m.d.eps)
+		}
+	} else {
+		b.RMSNorm(b.View(m.s.xn, 0, T), x, m.norm, m.d.eps)
 	}
 	xn := b.View(m.s.xn, 0, rows)
-	b.RMSNorm(xn, x, m.norm, m.d.eps)
 	if err := emit(b, hook, "model.norm", xn); err != nil {
 		return nil, err
 	}
+	out := make([]float32, rows*m.d.vocab)
+	logits := make([][]float32, len(spans))
+	if lastOnly {
+		if err := m.logitsOf(xn, out); err != nil {
+			return nil, err
+		}
+		for i := range logits {
+			logits[i] = out[i*m.d.vocab : (i+1)*m.d.vocab : (i+1)*m.d.vocab]
+		}
+	} else {
+		// Runs of whole sequences of at most headRows rows (or one longer
+		// sequence) share a head MatMul.
+		for i := 0; i < len(spans); {
+			r0, r1 := spans[i].row0, spans[i].row0+spans[i].rows
+			for i++; i < len(spans) && r1+spans[i].rows-r0 <= headRows; i++ {
+				r1 += spans[i].rows
+			}
+			if err := m.logitsOf(b.View(xn, r0, r1-r0), out[r0*m.d.vocab:r1*m.d.vocab]); err != nil {
+				return nil, err
+			}
+		}
+		for i, sp := range spans {
+			lo, hi := sp.row0*m.d.vocab, (sp.row0+sp.rows)*m.d.vocab
+			logits[i] = out[lo:hi:hi]
+		}
+	}
+	if hook != nil {
+		hook("logits", out, rows, m.d.vocab)
+	}
+	return logits, nil
+}
+
+// logitsOf sets dst (host, [Rows(xn), vocab]) to the logits of the normed rows
+// xn, through the model's logits buffer.
+func (m *Model) logitsOf(xn runtime.Tensor, dst []float32) error {
+	b, rows := m.b, runtime.Rows(xn)
 	if m.logits == nil || runtime.Rows(m.logits) < rows {
 		b.Free(m.logits)
 		m.logits = nil
 		t, err := b.Alloc(runtime.F32, rows, m.d.vocab)
 		if err != nil {
-			return nil, fmt.Errorf("model: logits for %d tokens: %w", rows, err)
+			return fmt.Errorf("model: logits for %d tokens: %w", rows, err)
 		}
 		m.logits = t
 	}
 	lg := b.View(m.logits, 0, rows)
 	b.MatMul(lg, xn, m.head)
-	out := make([]float32, rows*m.d.vocab)
-	if err := b.Download(out, lg); err != nil {
-		return nil, fmt.Errorf("model: logits: %w", err)
+	if err := b.Download(dst, lg); err != nil {
+		return fmt.Errorf("model: logits: %w", err)
 	}
-	if hook != nil {
-		hook("logits", out, rows, m.d.vocab)
-	}
-	return out, nil
+	return nil
 }
