@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -176,5 +177,39 @@ func TestQuantizeSmallDataset(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(out, "model.safetensors")); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestGenerateStoriesGreedy: greedy generation reproduces the fixture's
+// independently produced continuation exactly.
+func TestGenerateStoriesGreedy(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	raw, err := os.ReadFile(filepath.Join(dir, "expected_greedy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct {
+		Prompt    string `json:"prompt"`
+		GreedyIDs []int  `json:"greedy_ids"`
+		Prefix    string `json:"greedy_text_prefix"`
+	}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	n := fmt.Sprint(len(want.GreedyIDs) - 5) // the prompt is 5 ids with BOS
+	out, _, err := run(t, "generate", "--model", dir, "--prompt", want.Prompt, "--max-tokens", n, "--ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(out); strings.Join(got, " ") != strings.Trim(fmt.Sprint(want.GreedyIDs), "[]") {
+		t.Errorf("generate --ids:\n got %v\nwant %v", got, want.GreedyIDs)
+	}
+	text, _, err := run(t, "generate", "--model", dir, "--prompt", want.Prompt, "--max-tokens", n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// generate prints the continuation after the prompt.
+	if !strings.HasPrefix(want.Prompt+text, want.Prefix) {
+		t.Errorf("prompt + generated text %q does not start with %q", want.Prompt+text, want.Prefix)
 	}
 }
