@@ -45,6 +45,13 @@ type Options struct {
 	// rounds scales to fp32 (the reference computes in fp32 and rounds to
 	// fp16 only when packing).
 	Fp16Scales bool
+	// StaleGroupParams reproduces a quirk of REF/AutoGPTQ/GPTQModel (spec
+	// §4.2 step 7): the params of a group that starts inside a block are found
+	// on the block-level W, which lacks the updates of the block's earlier
+	// columns. Off (our default), they are found on the updated weights, as
+	// the unblocked algorithm of the GPTQ paper does; the two agree when the
+	// group size is a multiple of the block size.
+	StaleGroupParams bool
 }
 
 // DefaultOptions returns 4-bit, group 128, symmetric, damp 0.01, no act
@@ -371,6 +378,7 @@ type state struct {
 	zero    []int     // [G, N]
 	codes   []uint8   // [N, K] in processing order
 	workers int
+	stale   bool // Options.StaleGroupParams
 }
 
 func newState(W []float64, N, K int, o Options) *state {
@@ -378,7 +386,7 @@ func newState(W []float64, N, K int, o Options) *state {
 	return &state{
 		W: W, N: N, K: K, gs: gs, G: G, bs: o.BlockSize, qz: o.Quantizer(),
 		scale: make([]float64, G*N), zero: make([]int, G*N), codes: make([]uint8, N*K),
-		workers: max(1, min(runtime.GOMAXPROCS(0), N/8)),
+		workers: max(1, min(runtime.GOMAXPROCS(0), N/8)), stale: o.StaleGroupParams,
 	}
 }
 
@@ -454,6 +462,7 @@ func (s *state) run(U []float64, groupOf func(int) int, findGroups bool) float64
 func (s *state) block(U []float64, i1, i2, lo, hi int, err1 []float64, groupOf func(int) int, findGroups bool) float64 {
 	K, N, B := s.K, s.N, i2-i1
 	w1 := make([]float64, B)
+	var group []float64 // a group straddling the block end: w1's part, then W's
 	var loss float64
 	for n := lo; n < hi; n++ {
 		row := s.W[n*K : (n+1)*K]
@@ -466,10 +475,19 @@ func (s *state) block(U []float64, i1, i2, lo, hi int, err1 []float64, groupOf f
 		for i := range B {
 			j := i1 + i
 			if findGroups && j%s.gs == 0 {
-				// Reads the block-level W, not w1: REF's quirk (spec
-				// §4.2 step 7), the in-block updates are not seen.
-				gg := j / s.gs
-				s.scale[gg*N+n], s.zero[gg*N+n] = s.qz.FindParams(row[j:min(j+s.gs, K)])
+				gg, end := j/s.gs, min(j+s.gs, K)
+				x := row[j:end] // REF's quirk: the block-level W
+				if !s.stale {
+					if end <= i2 {
+						x = w1[i : end-i1]
+					} else {
+						// Columns past the block get this block's updates only
+						// in the batch update after it, as in REF.
+						group = append(append(group[:0], w1[i:]...), row[i2:end]...)
+						x = group
+					}
+				}
+				s.scale[gg*N+n], s.zero[gg*N+n] = s.qz.FindParams(x)
 			}
 			if gg := groupOf(j); gg != g {
 				g = gg

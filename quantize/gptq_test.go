@@ -525,8 +525,8 @@ func BenchmarkGPTQ(b *testing.B) {
 // naiveGPTQ is the unblocked algorithm written from spec §4.2 with REF's
 // route to U (cholesky → inverse → cholesky upper, via gonum/mat): every
 // column's error is applied to all later columns at once, no lazy batches.
-// Per-channel params only (no group quirk involved). It returns the codes
-// [N, K] in original column order.
+// Groups (non-static) take their params from the updated weights at their
+// first column. It returns the codes [N, K] in original column order.
 func naiveGPTQ(t *testing.T, w []float32, N, K int, H []float64, o Options) []int {
 	t.Helper()
 	q := o.Quantizer()
@@ -583,6 +583,11 @@ func naiveGPTQ(t *testing.T, w []float32, N, K int, H []float64, o Options) []in
 			row[j] = W[n*K+c]
 		}
 		for i := range K {
+			if o.GroupSize > 0 && i%o.GroupSize == 0 {
+				// The paper's algorithm: a group's params from its current
+				// (error-updated) weights.
+				scale[n], zero[n] = q.FindParams(row[i:min(i+o.GroupSize, K)])
+			}
 			c := q.Code(row[i], scale[n], zero[n])
 			codes[n*K+perm[i]] = c
 			e := (row[i] - scale[n]*float64(c-zero[n])) / U.At(i, i)
@@ -620,6 +625,48 @@ func TestGPTQMatchesUnblocked(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// With groups smaller than the block, the blocked GPTQ equals the unblocked
+// algorithm (group params from the updated weights) whatever the block size;
+// StaleGroupParams (REF's quirk) does not, unless groups start at block starts.
+func TestGPTQGroupsMatchUnblocked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	const N, K, rows = 12, 192, 400
+	w := randWeights(rng, N, K)
+	h := NewHessian(K)
+	h.Add(correlatedInputs(rng, rows, K), rows)
+	for _, act := range []bool{false, true} {
+		for _, gs := range []int{16, 32} {
+			for _, bs := range []int{32, 64, 128} {
+				t.Run(fmt.Sprintf("act%v_g%d_bs%d", act, gs, bs), func(t *testing.T) {
+					o := opts(3, gs, true, act, false, true)
+					o.BlockSize = bs
+					want := naiveGPTQ(t, w, N, K, h.H, o)
+					r, err := GPTQ(w, N, K, h, o, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for n := range N {
+						for k := range K {
+							if got := int(r.Q[k*N+n]); got != want[n*K+k] {
+								t.Fatalf("code[%d,%d] = %d, want %d (unblocked reference)", n, k, got, want[n*K+k])
+							}
+						}
+					}
+					o.StaleGroupParams = true
+					stale, err := GPTQ(w, N, K, h, o, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					// Groups starting at a block start see no stale weights.
+					if same := slices.Equal(stale.Q, r.Q); same != (gs == bs) {
+						t.Errorf("StaleGroupParams gives the same codes: %v, want %v", same, gs == bs)
+					}
+				})
+			}
 		}
 	}
 }
