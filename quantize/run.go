@@ -29,9 +29,12 @@ type RunOptions struct {
 	Sym            bool
 	TrueSequential bool
 	MSE            bool
-	RTN            bool        // round to nearest instead of GPTQ (a baseline)
-	Format         gptq.Format // FormatV1 unless asymmetric zeros need v2
-	BlockSize      int         // 0: 128
+	RTN            bool // round to nearest instead of GPTQ (a baseline)
+	// ReferenceGroups finds group params on the block-level weights as
+	// REF/AutoGPTQ do (Options.StaleGroupParams), for comparisons.
+	ReferenceGroups bool
+	Format          gptq.Format // FormatV1 unless asymmetric zeros need v2
+	BlockSize       int         // 0: 128
 
 	Samples     []Sample
 	DatasetName string // for the model card
@@ -150,7 +153,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		bs.ExLlama = exllamaOK(qc, cfg)
 		opts := Options{
 			Bits: br.Bits, GroupSize: br.GroupSize, Sym: o.Sym, ActOrder: br.DescAct, StaticGroups: br.StaticGroups,
-			Damp: br.Damp, BlockSize: o.BlockSize, MSE: o.MSE, Fp16Scales: true,
+			Damp: br.Damp, BlockSize: o.BlockSize, MSE: o.MSE, Fp16Scales: true, StaleGroupParams: o.ReferenceGroups,
 		}
 		if o.MSE {
 			d := DefaultOptions()

@@ -3,7 +3,8 @@
 # quantizes the published branch table (plus the reference's extra
 # 4bit-128g-noact and 3bit-128g-act rows) with the reference.json recipe
 # (alpaca_en_demo in the openchat template, 128 x 1024, seed 0) and measures
-# every branch's perplexity on the whole wiki.test.raw at ctx 1024.
+# every branch's perplexity, and that of round-to-nearest 4-bit g128, on the
+# whole wiki.test.raw at ctx 1024.
 # Usage: scripts/acceptance.sh [OUTDIR]   (needs ../shared/fixtures beside the checkout)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,9 @@ start=$(date +%s)
   --branches all,gptq-4bit-128g-actorder_False,gptq-3bit-128g-actorder_True \
   --out "$out/branches" --force --json >"$out/quantize.json" 2>"$out/quantize.log"
 echo "quantize: $(( $(date +%s) - start ))s" | tee -a "$log"
-for dir in "$model" "$out"/branches/*/; do
+# The round-to-nearest baseline of reference.json (4-bit, group 128).
+"$bin" quantize --model "$model" --rtn --bits 4 --group 128 --out "$out/rtn/rtn-4bit-128g" --force 2>/dev/null >/dev/null
+for dir in "$model" "$out"/branches/*/ "$out"/rtn/*/; do
   name=$(basename "$dir")
   "$bin" verify perplexity --model "$dir" --text "$wiki" --ctx 1024 --json >"$out/ppl-$name.json"
   ppl=$(grep -o '"ppl": [0-9.]*' "$out/ppl-$name.json" | head -1 | awk '{print $2}')

@@ -25,7 +25,7 @@ type quantizeFlags struct {
 	bits, group, threads                 int
 	damp                                 float64
 	actOrder, staticGroups, sym, trueSeq bool
-	mse, rtn, force, asJSON              bool
+	mse, rtn, refGroups, force, asJSON   bool
 	maxShard                             string
 	cal                                  calibrationFlags
 }
@@ -59,6 +59,7 @@ layer-0 capture, plus OUT/README.md with the whole table.`,
 	fs.BoolVar(&f.sym, "sym", true, "symmetric quantization (zero point 2^(bits-1)); --sym=false writes gptq_v2 zeros")
 	fs.BoolVar(&f.trueSeq, "true-sequential", true, "quantize attention and MLP module groups in sequence within each layer")
 	fs.BoolVar(&f.mse, "mse", false, "search a clipped scale per group minimizing |q-w|^2.4 (GPTQ's mse option)")
+	fs.BoolVar(&f.refGroups, "reference-groups", false, "find the params of groups smaller than the 128-column block on the block-level weights, exactly as IST-DASLab GPTQ and AutoGPTQ do (default: on the error-updated weights, as the GPTQ paper's algorithm)")
 	fs.BoolVar(&f.rtn, "rtn", false, "plain round-to-nearest instead of GPTQ (the baseline GPTQ is measured against; same format)")
 	fs.StringVar(&f.branches, "branches", "", `write several branches to OUT/<branch>/: names from the published table, "all", or a .json file`)
 	fs.StringVar(&f.format, "checkpoint-format", "", "gptq (v1, default for sym) or gptq_v2 (default for --sym=false)")
@@ -140,7 +141,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 	bar := newProgress(log, "quantize", 1)
 	sum, err := quantize.Quantize(ctx, quantize.RunOptions{
 		ModelDir: f.model, Out: f.out, Branches: branches, Table: table,
-		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, Format: format,
+		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
 		MaxShardBytes: maxShard, Force: f.force, Backend: backend,
 		Log: progressLog{bar, log},
