@@ -43,7 +43,6 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 	vocab := m.Config.VocabSize
 	var klSum, maxKL, nllM, nllB float64
 	var agree, n int
-	p := make([]float64, vocab)
 	err := windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
 		last := w0 + len(wins) - 1
 		lms, err := m.ForwardBatch(wins, nil, nil)
@@ -56,23 +55,23 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 		}
 		for i, win := range wins {
 			lm, lb := lms[i], lbs[i]
-			var wm, wb float64
-			for t := range win {
+			kls := make([]float64, len(win))
+			same := make([]bool, len(win))
+			forRows(len(win), func(t int) {
 				rm, rb := lm[t*vocab:(t+1)*vocab], lb[t*vocab:(t+1)*vocab]
-				k := klRow(rb, rm, p)
+				kls[t] = klRow(rb, rm)
+				same[t] = argmax(rm) == argmax(rb)
+			})
+			for t, k := range kls {
 				klSum += k
 				maxKL = math.Max(maxKL, k)
-				if argmax(rm) == argmax(rb) {
+				if same[t] {
 					agree++
 				}
-				n++
-				if t+1 < len(win) {
-					wm += CrossEntropy(rm, win[t+1])
-					wb += CrossEntropy(rb, win[t+1])
-				}
 			}
-			nllM += wm / float64(len(win)-1)
-			nllB += wb / float64(len(win)-1)
+			n += len(win)
+			nllM += meanNLL(lm, win, vocab)
+			nllB += meanNLL(lb, win, vocab)
 			if opts.Progress != nil {
 				opts.Progress(w0+i+1, nw)
 			}
@@ -94,14 +93,13 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 	return r, nil
 }
 
-// klRow is KL(P||Q) for P = softmax(lp), Q = softmax(lq); p is scratch.
-func klRow(lp, lq []float32, p []float64) float64 {
+// klRow is KL(P||Q) for P = softmax(lp), Q = softmax(lq).
+func klRow(lp, lq []float32) float64 {
 	lseP, lseQ := logSumExp(lp), logSumExp(lq)
 	var kl float64
 	for i := range lp {
 		logP := float64(lp[i]) - lseP
-		p[i] = math.Exp(logP)
-		kl += p[i] * (logP - (float64(lq[i]) - lseQ))
+		kl += math.Exp(logP) * (logP - (float64(lq[i]) - lseQ))
 	}
 	if kl < 0 { // rounding when the distributions are equal
 		kl = 0

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	goruntime "runtime"
+	"sync"
 	"time"
 
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -94,11 +96,7 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 			return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)
 		}
 		for i, win := range wins {
-			var nll float64
-			for t := 0; t+1 < len(win); t++ {
-				nll += CrossEntropy(logits[i][t*vocab:(t+1)*vocab], win[t+1])
-			}
-			sum += nll / float64(len(win)-1)
+			sum += meanNLL(logits[i], win, vocab)
 			if opts.Progress != nil {
 				opts.Progress(w0+i+1, nw)
 			}
@@ -118,6 +116,38 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 		r.TokensPerSec = float64(r.Tokens) / secs
 	}
 	return r, nil
+}
+
+// meanNLL is the mean cross-entropy of win[1:] given logits [len(win),
+// vocab] of win. The rows are scored in parallel (a softmax over the vocab
+// per token costs about as much as the forward pass of a small model) and
+// summed in order, so the result does not depend on the core count.
+func meanNLL(logits []float32, win []int, vocab int) float64 {
+	nll := make([]float64, len(win)-1)
+	forRows(len(nll), func(t int) {
+		nll[t] = CrossEntropy(logits[t*vocab:(t+1)*vocab], win[t+1])
+	})
+	var sum float64
+	for _, v := range nll {
+		sum += v
+	}
+	return sum / float64(len(nll))
+}
+
+// forRows calls fn(t) for t in [0, n), spread over the cores.
+func forRows(n int, fn func(t int)) {
+	workers := min(goruntime.GOMAXPROCS(0), n)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := w; t < n; t += workers {
+				fn(t)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // CrossEntropy is -log softmax(logits)[target], computed in float64 with the
