@@ -47,6 +47,16 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 	cmd.MarkFlagRequired("text")
 }
 
+// setup makes the backend and tokenizes the text with the model's tokenizer.
+func (f *evalFlags) setup() (runtime.Backend, []int, error) {
+	b, err := newBackend(f.device, f.threads)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := loadText(f.model, f.text)
+	return b, ids, err
+}
+
 // loadText tokenizes a text file the way the perplexity convention asks: the
 // whole file in one piece, BOS prepended once.
 func loadText(modelDir, path string) ([]int, error) {
@@ -65,14 +75,6 @@ func loadText(modelDir, path string) ([]int, error) {
 	return append([]int{tok.BOS()}, ids...), nil
 }
 
-func loadModel(dir string, b runtime.Backend) (*model.Model, error) {
-	m, err := model.Load(dir, b)
-	if err != nil {
-		return nil, err
-	}
-	return m, nil
-}
-
 func newPerplexityCmd() *cobra.Command {
 	var f evalFlags
 	var baseline string
@@ -87,11 +89,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, err := newBackend(f.device, f.threads)
-			if err != nil {
-				return err
-			}
-			ids, err := loadText(f.model, f.text)
+			b, ids, err := f.setup()
 			if err != nil {
 				return err
 			}
@@ -133,7 +131,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 }
 
 func evalPerplexity(ctx context.Context, log io.Writer, dir string, b runtime.Backend, ids []int, f evalFlags) (*verify.PerplexityResult, error) {
-	m, err := loadModel(dir, b)
+	m, err := model.Load(dir, b)
 	if err != nil {
 		return nil, err
 	}
@@ -153,20 +151,16 @@ func newKLCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, err := newBackend(f.device, f.threads)
+			b, ids, err := f.setup()
 			if err != nil {
 				return err
 			}
-			ids, err := loadText(f.model, f.text)
-			if err != nil {
-				return err
-			}
-			m, err := loadModel(f.model, b)
+			m, err := model.Load(f.model, b)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			base, err := loadModel(baseline, b)
+			base, err := model.Load(baseline, b)
 			if err != nil {
 				return err
 			}
