@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -47,8 +48,8 @@ type CheckpointOptions struct {
 // model in modelDir (weights src, config cfg) quantized with qc. The data is
 // written under dir's temporary sibling until Commit.
 func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config, qc gptq.QuantizeConfig, opts CheckpointOptions) (*Checkpoint, error) {
-	if _, err := os.Stat(dir); err == nil && !opts.Force {
-		return nil, fmt.Errorf("output directory %s exists (use --force to replace it)", dir)
+	if err := CheckOut(dir, modelDir, opts.Force); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
 		return nil, err
@@ -88,6 +89,33 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	return c, nil
 }
 
+// CheckOut checks that out may receive a checkpoint quantized from modelDir:
+// it must not exist unless force, and must never be modelDir, hold it, or
+// lie inside it (replacing out would delete the model being read).
+func CheckOut(out, modelDir string, force bool) error {
+	abs := func(p string) string {
+		a, err := filepath.Abs(p)
+		if err != nil {
+			return filepath.Clean(p)
+		}
+		if r, err := filepath.EvalSymlinks(a); err == nil {
+			return r
+		}
+		return a
+	}
+	o, m := abs(out), abs(modelDir)
+	if rel, err := filepath.Rel(o, m); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+		return fmt.Errorf("output directory %s holds the model %s: choose another --out", out, modelDir)
+	}
+	if rel, err := filepath.Rel(m, o); err == nil && !strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("output directory %s lies inside the model directory %s: choose another --out", out, modelDir)
+	}
+	if _, err := os.Stat(out); err == nil && !force {
+		return fmt.Errorf("output directory %s exists (use --force to replace it)", out)
+	}
+	return nil
+}
+
 // Plan lists every tensor of the GPTQ checkpoint of a model quantized with
 // qc, in the order the Checkpoint writes them: the embedding, then per layer
 // its norms and the packed modules, then the final norm and (untied) head.
@@ -95,7 +123,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInfo, error) {
 	infos := []safetensors.TensorInfo{{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}}}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
-		p := fmt.Sprintf("model.layers.%d.", li)
+		p := model.LayerPrefix(li) + "."
 		for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
 			infos = append(infos, safetensors.TensorInfo{Name: p + n, DType: safetensors.F16, Shape: []int{cfg.HiddenSize}})
 		}
@@ -142,7 +170,7 @@ func (c *Checkpoint) copyPlain(name string) error {
 
 // Layer packs and writes one quantized layer (driver Job.Layer).
 func (c *Checkpoint) Layer(li int, modules []ModuleResult) error {
-	p := fmt.Sprintf("model.layers.%d.", li)
+	p := model.LayerPrefix(li) + "."
 	for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
 		if err := c.copyPlain(p + n); err != nil {
 			return err
@@ -207,31 +235,32 @@ func Pack(r *Result, bits, groupSize int, format gptq.Format) (*gptq.Linear, err
 // size of the weight files, and renames the directory into place. It returns
 // that size.
 func (c *Checkpoint) Commit(card func(weightBytes int64) []byte) (int64, error) {
-	if err := c.commit(card); err != nil {
+	size, err := c.commit(card)
+	if err != nil {
 		c.Abort()
 		return 0, err
 	}
-	return weightBytes(c.dir)
+	return size, nil
 }
 
-func (c *Checkpoint) commit(card func(int64) []byte) error {
+func (c *Checkpoint) commit(card func(int64) []byte) (int64, error) {
 	if err := c.w.Close(); err != nil {
-		return err
+		return 0, err
 	}
 	size, err := weightBytes(c.tmp)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	cfgJSON, err := c.cfg.MarshalWith(map[string]any{
 		"quantization_config": c.qc.ConfigJSONBlock(),
 		"torch_dtype":         "float16",
 	})
 	if err != nil {
-		return err
+		return 0, err
 	}
 	qcJSON, err := c.qc.MarshalQuantizeConfig()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	files := map[string][]byte{"config.json": cfgJSON, "quantize_config.json": qcJSON}
 	if md := card(size); md != nil {
@@ -239,19 +268,19 @@ func (c *Checkpoint) commit(card func(int64) []byte) error {
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(c.tmp, name), data, 0o644); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	for _, name := range copiedFiles {
 		err := copyFile(filepath.Join(c.modelDir, name), filepath.Join(c.tmp, name))
 		if err != nil && !os.IsNotExist(err) {
-			return err
+			return 0, err
 		}
 	}
 	if err := os.RemoveAll(c.dir); err != nil {
-		return err
+		return 0, err
 	}
-	return os.Rename(c.tmp, c.dir)
+	return size, os.Rename(c.tmp, c.dir)
 }
 
 // Abort removes everything written so far.

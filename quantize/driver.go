@@ -46,7 +46,7 @@ type ModuleResult struct {
 }
 
 // Name is the HF module name, e.g. "model.layers.3.self_attn.q_proj".
-func (m ModuleResult) Name() string { return fmt.Sprintf("model.layers.%d.%s", m.Layer, m.Module) }
+func (m ModuleResult) Name() string { return model.LayerPrefix(m.Layer) + "." + m.Module }
 
 // Job is one quantization recipe run by the driver: the GPTQ options, the
 // module grouping and where the quantized layers go.
@@ -80,7 +80,9 @@ type DriverOptions struct {
 // each module group's inputs while running the samples through it, quantizes
 // the group, and continues with the quantized weights so that later groups
 // and the next layer see the quantized layer's outputs. Memory holds one
-// layer plus the calibration activations.
+// layer, the calibration activations (twice while more than one job
+// remains: the shared layer-0 inputs and the job's own) and, per layer, one
+// attention output per sample (reused once q/k/v are quantized).
 func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, jobs []Job, opts DriverOptions) error {
 	log := opts.Log
 	if log == nil {
@@ -105,18 +107,24 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 	}
 	// The Hessian of layer 0's first group is the same for every job too.
 	shared := map[string]*Hessian{}
-	for _, j := range jobs {
-		if err := runJob(ctx, w, cfg, b, samples, embedded, j, shared, log, opts.Progress); err != nil {
+	for i, j := range jobs {
+		if err := runJob(ctx, w, cfg, b, samples, embedded, i == len(jobs)-1, j, shared, log, opts.Progress); err != nil {
 			return fmt.Errorf("quantize: %s: %w", j.Name, err)
 		}
 	}
 	return nil
 }
 
-func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int)) error {
+// runJob quantizes every layer for one job. The last job works on embedded
+// itself; earlier ones on a copy.
+func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, last bool, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int)) error {
 	start := time.Now()
 	var xs [][]float32
-	if !j.RTN { // round to nearest needs no activations
+	switch {
+	case j.RTN: // round to nearest needs no activations
+	case last:
+		xs = embedded
+	default:
 		xs = make([][]float32, len(embedded))
 		for s := range embedded {
 			xs[s] = append([]float32(nil), embedded[s]...)
@@ -232,14 +240,17 @@ func (st *jobState) hessians(ctx context.Context, b runtime.Backend, pass *layer
 func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m string, hs map[string]*Hessian) (ModuleResult, error) {
 	j := st.job
 	start := time.Now()
-	name := fmt.Sprintf("%s.%s", model.LayerPrefix(li), m)
+	name := model.LayerPrefix(li) + "." + m
 	K, N, _ := model.LinearShape(cfg, m)
+	w, err := layer.Weight(m)
+	if err != nil {
+		return ModuleResult{}, err
+	}
 	var res *Result
-	var err error
 	if j.RTN {
-		res, err = RTN(layer.Weight(m), N, K, j.GPTQ)
+		res, err = RTN(w, N, K, j.GPTQ)
 	} else {
-		res, err = GPTQ(layer.Weight(m), N, K, hs[model.LinearInput(m)], j.GPTQ, prefixWriter{st.log, name})
+		res, err = GPTQ(w, N, K, hs[model.LinearInput(m)], j.GPTQ, prefixWriter{st.log, name})
 	}
 	if err != nil {
 		return ModuleResult{}, fmt.Errorf("%s: %w", name, err)

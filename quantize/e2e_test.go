@@ -299,6 +299,51 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 	}
 }
 
+// TestQuantizeProtectsTheModel: --out may not be the model, hold it or lie
+// inside it, even with --force (replacing it would delete the model).
+func TestQuantizeProtectsTheModel(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	parent := t.TempDir()
+	modelDir := filepath.Join(parent, "m")
+	os.Mkdir(modelDir, 0o755)
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(modelDir, f), data, 0o644)
+	}
+	br := []quantize.Branch{{Name: "b", Bits: 8, GroupSize: -1, Damp: 0.01}}
+	for _, out := range []string{modelDir, parent, filepath.Join(modelDir, "q"), modelDir + "/."} {
+		_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+			ModelDir: modelDir, Out: out, Branches: br, RTN: true, Sym: true, Force: true, Backend: cpu.New(1),
+		})
+		if err == nil || !strings.Contains(err.Error(), "choose another --out") {
+			t.Errorf("--out %s: err = %v, want a refusal", out, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(modelDir, "model.safetensors")); err != nil {
+		t.Fatalf("the model was damaged: %v", err)
+	}
+}
+
+// TestTableFailureLeavesNothing: a branch table that fails before any
+// branch is complete leaves no directory, so the same command can be rerun.
+func TestTableFailureLeavesNothing(t *testing.T) {
+	stories := fixture(t, "models/stories260K-hf-mistral")
+	out := filepath.Join(t.TempDir(), "table")
+	_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+		ModelDir: stories, Out: out, Table: true, RTN: true, Sym: true, Backend: cpu.New(1),
+		Branches: []quantize.Branch{{Name: "8bit", Bits: 8, GroupSize: -1, Damp: 0.01}, mainBranch}, // 4-bit cannot pack K=172
+	})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed table run left %s behind", out)
+	}
+}
+
 // TestQuantizeInterrupted checks that a cancelled run leaves nothing that
 // looks like a checkpoint.
 func TestQuantizeInterrupted(t *testing.T) {

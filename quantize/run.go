@@ -51,19 +51,18 @@ type RunOptions struct {
 
 // BranchSummary is what Quantize reports per branch.
 type BranchSummary struct {
-	Name       string  `json:"name"`
-	Dir        string  `json:"dir"`
-	Bits       int     `json:"bits"`
-	GroupSize  int     `json:"group_size"`
-	DescAct    bool    `json:"desc_act"`
-	Damp       float64 `json:"damp_percent"`
-	SizeBytes  int64   `json:"size_bytes"`
-	Modules    int     `json:"modules"`
-	TotalLoss  float64 `json:"total_loss"`
-	MaxDamp    float64 `json:"max_damp_used"`
-	Seconds    float64 `json:"seconds"`
-	ExLlama    bool    `json:"exllama"`
-	SourceTime float64 `json:"-"`
+	Name      string  `json:"name"`
+	Dir       string  `json:"dir"`
+	Bits      int     `json:"bits"`
+	GroupSize int     `json:"group_size"`
+	DescAct   bool    `json:"desc_act"`
+	Damp      float64 `json:"damp_percent"`
+	SizeBytes int64   `json:"size_bytes"`
+	Modules   int     `json:"modules"`
+	TotalLoss float64 `json:"total_loss"`
+	MaxDamp   float64 `json:"max_damp_used"`
+	Seconds   float64 `json:"seconds"`
+	ExLlama   bool    `json:"exllama"`
 }
 
 // Summary is what Quantize reports.
@@ -82,6 +81,7 @@ type Summary struct {
 // all branches.
 func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	start := time.Now()
+	sum := &Summary{}
 	if len(o.Branches) == 0 {
 		return nil, fmt.Errorf("quantize: no branch to write")
 	}
@@ -104,12 +104,22 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		return nil, err
 	}
 	defer set.Close()
+	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
+		return nil, err
+	}
 	if o.Table {
-		if _, err := os.Stat(o.Out); err == nil && !o.Force {
-			return nil, fmt.Errorf("output directory %s exists (use --force to replace it)", o.Out)
-		}
+		// The table's directory holds the branches; a run that fails before
+		// any branch is complete leaves no empty directory behind.
+		_, statErr := os.Stat(o.Out)
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, err
+		}
+		if os.IsNotExist(statErr) {
+			defer func() {
+				if len(sum.Branches) == 0 {
+					os.Remove(o.Out) // only if empty
+				}
+			}()
 		}
 	}
 	format := o.Format
@@ -119,7 +129,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if o.RTN {
 		o.DatasetName = "none (round to nearest)"
 	}
-	sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
+	sum = &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
 	var jobs []Job
 	var cps []*Checkpoint
 	abort := func() {
@@ -173,9 +183,6 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 			Done: func(seconds float64) error {
 				card := func(size int64) []byte {
-					if o.Table {
-						return nil
-					}
 					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: o.Command, Version: o.Version,
 						Rows: []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}}})
 				}

@@ -29,21 +29,18 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 	if m.Config.VocabSize != baseline.Config.VocabSize {
 		return nil, fmt.Errorf("kl: vocab sizes differ: model %d, baseline %d", m.Config.VocabSize, baseline.Config.VocabSize)
 	}
-	if opts.Ctx < 2 {
-		return nil, fmt.Errorf("kl: ctx %d: need at least 2 tokens per window", opts.Ctx)
+	nw, err := opts.windows(m, len(ids))
+	if err == nil {
+		_, err = opts.windows(baseline, len(ids))
 	}
-	if opts.Batch < 0 {
-		return nil, fmt.Errorf("kl: batch %d: want 0 (one window per call) or more", opts.Batch)
-	}
-	nw := Windows(len(ids), opts.Ctx, opts.MaxWindows)
-	if nw == 0 {
-		return nil, fmt.Errorf("kl: the text has %d tokens, fewer than one window of %d", len(ids), opts.Ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kl: %w", err)
 	}
 	start := time.Now()
 	vocab := m.Config.VocabSize
 	var klSum, maxKL, nllM, nllB float64
 	var agree, n int
-	err := windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
+	err = windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
 		last := w0 + len(wins) - 1
 		lms, err := m.ForwardBatch(wins, nil, nil)
 		if err != nil {

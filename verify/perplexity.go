@@ -61,6 +61,26 @@ type PerplexityResult struct {
 	TokensPerSec float64 `json:"tokens_per_second"`
 }
 
+// windows validates the options for m and a text of n tokens and returns
+// the number of windows to evaluate.
+func (o PerplexityOptions) windows(m *model.Model, n int) (int, error) {
+	switch max := m.Config.MaxPositionEmbeddings; {
+	case o.Ctx < 2:
+		return 0, fmt.Errorf("ctx %d: need at least 2 tokens per window", o.Ctx)
+	case max > 0 && o.Ctx > max:
+		return 0, fmt.Errorf("ctx %d exceeds the model's max_position_embeddings %d", o.Ctx, max)
+	case o.Batch < 0:
+		return 0, fmt.Errorf("batch %d: want 0 (one window per call) or more", o.Batch)
+	case o.MaxWindows < 0:
+		return 0, fmt.Errorf("max windows %d: want 0 (all) or more", o.MaxWindows)
+	}
+	nw := Windows(n, o.Ctx, o.MaxWindows)
+	if nw == 0 {
+		return 0, fmt.Errorf("the text has %d tokens, fewer than one window of %d", n, o.Ctx)
+	}
+	return nw, nil
+}
+
 // Windows returns how many whole windows of ctx tokens ids holds, capped at
 // maxWindows when it is positive.
 func Windows(n, ctx, maxWindows int) int {
@@ -74,23 +94,14 @@ func Windows(n, ctx, maxWindows int) int {
 // Perplexity evaluates m on ids (BOS already prepended) in non-overlapping
 // windows of opts.Ctx tokens.
 func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityOptions) (*PerplexityResult, error) {
-	if opts.Ctx < 2 {
-		return nil, fmt.Errorf("perplexity: ctx %d: need at least 2 tokens per window", opts.Ctx)
-	}
-	if max := m.Config.MaxPositionEmbeddings; max > 0 && opts.Ctx > max {
-		return nil, fmt.Errorf("perplexity: ctx %d exceeds the model's max_position_embeddings %d", opts.Ctx, max)
-	}
-	if opts.Batch < 0 {
-		return nil, fmt.Errorf("perplexity: batch %d: want 0 (one window per call) or more", opts.Batch)
-	}
-	nw := Windows(len(ids), opts.Ctx, opts.MaxWindows)
-	if nw == 0 {
-		return nil, fmt.Errorf("perplexity: the text has %d tokens, fewer than one window of %d", len(ids), opts.Ctx)
+	nw, err := opts.windows(m, len(ids))
+	if err != nil {
+		return nil, fmt.Errorf("perplexity: %w", err)
 	}
 	start := time.Now()
 	vocab := m.Config.VocabSize
 	var sum float64
-	err := windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
+	err = windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
 		logits, err := m.ForwardBatch(wins, nil, nil)
 		if err != nil {
 			return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)

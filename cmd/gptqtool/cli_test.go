@@ -111,6 +111,11 @@ func TestUsageErrors(t *testing.T) {
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--max-shard-size", "4XB"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--device", "tpu"},
 		{"quantize", "--model", model, "--dataset", "d.json"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--max-shard-size", "nan"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--sym=false", "--checkpoint-format", "gptq"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--threads", "-1"},
+		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "1"},
+		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--max-windows", "-3"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)

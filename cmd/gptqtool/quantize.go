@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -90,6 +91,10 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 		if format != gptq.FormatV1 && format != gptq.FormatV2 {
 			return usageError{fmt.Errorf("--checkpoint-format %q: want gptq or gptq_v2", f.format)}
 		}
+		if !f.sym && format == gptq.FormatV1 {
+			// v1 stores zero-1: an asymmetric zero of 0 cannot be written (spec §1.4).
+			return usageError{errors.New("--sym=false needs --checkpoint-format gptq_v2: the gptq (v1) format cannot store a zero point of 0")}
+		}
 	case !f.sym:
 		// v1 stores zero-1 and cannot hold an asymmetric zero of 0 (spec §1.4).
 		format = gptq.FormatV2
@@ -155,7 +160,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 	bar.finish()
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted: nothing was left in %s", f.out)
+			return fmt.Errorf("interrupted: no partial checkpoint was left in %s (branches completed before the interrupt are kept)", f.out)
 		}
 		return err
 	}
@@ -207,7 +212,7 @@ func parseSize(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(s, 64)
-	if err != nil || v < 0 {
+	if err != nil || !(v >= 0) || math.IsInf(v, 0) || v*float64(mult) > math.MaxInt64/2 {
 		return 0, fmt.Errorf("%q: want a size such as 4GB, 500MB or 0", s)
 	}
 	return int64(v * float64(mult)), nil

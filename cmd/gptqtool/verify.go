@@ -49,6 +49,12 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 
 // setup makes the backend and tokenizes the text with the model's tokenizer.
 func (f *evalFlags) setup() (runtime.Backend, []int, error) {
+	switch {
+	case f.ctx < 2:
+		return nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
+	case f.maxWindows < 0:
+		return nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
+	}
 	b, err := newBackend(f.device, f.threads)
 	if err != nil {
 		return nil, nil, err

@@ -346,17 +346,17 @@ func (l *Layer) module(module string) (int, int, int) {
 }
 
 // Weight returns a host copy of a Linear module's weight, [N, K] row-major;
-// module is one of LinearModules. It panics on an unknown module name.
-func (l *Layer) Weight(module string) []float32 {
+// module is one of LinearModules.
+func (l *Layer) Weight(module string) ([]float32, error) {
 	j, n, k := l.module(module)
 	if j < 0 {
-		panic(fmt.Sprintf("model: layer %d: unknown linear module %q", l.Index, module))
+		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, LinearModules)
 	}
 	out := make([]float32, n*k)
 	if err := l.b.Download(out, l.w.lin[j]); err != nil {
-		panic(fmt.Sprintf("model: layer %d: download %s: %v", l.Index, module, err))
+		return nil, fmt.Errorf("model: layer %d: %s: %w", l.Index, module, err)
 	}
-	return out
+	return out, nil
 }
 
 // SetWeight replaces a Linear module's weight with w [N, K] row-major

@@ -269,7 +269,10 @@ func TestLayerSetWeight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := l.Weight("mlp.down_proj")
+	w, err := l.Weight("mlp.down_proj")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if !slices.Equal(w, want) {
 		t.Fatalf("Weight(mlp.down_proj) differs from the checkpoint tensor")
 	}

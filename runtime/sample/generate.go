@@ -36,8 +36,8 @@ type Result struct {
 var ErrStop = errors.New("sample: stop")
 
 // Generate runs prompt through m and then samples up to opts.MaxTokens
-// tokens, one forward step each, with a KV cache sized for prompt plus
-// MaxTokens. fn, if not nil, is called with each generated id as soon as
+// tokens (fewer where the model's max_position_embeddings ends first), one
+// forward step each, with a KV cache sized for prompt plus MaxTokens. fn, if not nil, is called with each generated id as soon as
 // it is sampled; an error from fn ends generation (ErrStop without error).
 func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int) error) (*Result, error) {
 	if len(prompt) == 0 {
@@ -45,6 +45,13 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	}
 	if opts.MaxTokens <= 0 {
 		return nil, fmt.Errorf("sample: generate: max tokens %d, want > 0", opts.MaxTokens)
+	}
+	// Never past the model's context: the cache is allocated up front.
+	if ctx := m.Config.MaxPositionEmbeddings; ctx > 0 {
+		if len(prompt) >= ctx {
+			return nil, fmt.Errorf("sample: generate: the prompt has %d tokens, the model's context (max_position_embeddings) %d", len(prompt), ctx)
+		}
+		opts.MaxTokens = min(opts.MaxTokens, ctx-len(prompt))
 	}
 	cache := m.NewCache(len(prompt) + opts.MaxTokens)
 	defer cache.Free()
