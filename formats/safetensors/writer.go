@@ -53,6 +53,7 @@ type shard struct {
 	tmp     *os.File
 	buf     *bufio.Writer
 	written int64
+	done    bool // flushed, synced and closed (tmp keeps the name)
 }
 
 // Create validates the declared tensors, plans the shards and returns a
@@ -225,6 +226,31 @@ func (w *Writer) Write(name string, data []byte) error {
 	}
 	s.written += int64(len(data))
 	w.next++
+	// A shard is finished with its last tensor: close it now, so that a
+	// checkpoint of many shards holds one open file and one buffer at a time.
+	if w.next == s.last {
+		if err := s.finish(); err != nil {
+			return w.fail(err)
+		}
+	}
+	return nil
+}
+
+// finish flushes, fsyncs and closes a shard's temporary file.
+func (s *shard) finish() error {
+	if s.done {
+		return nil
+	}
+	if err := s.buf.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", s.tmp.Name(), err)
+	}
+	if err := s.tmp.Sync(); err != nil {
+		return fmt.Errorf("%s: fsync: %w", s.tmp.Name(), err)
+	}
+	if err := s.tmp.Close(); err != nil {
+		return fmt.Errorf("%s: %w", s.tmp.Name(), err)
+	}
+	s.done, s.buf = true, nil
 	return nil
 }
 
@@ -279,12 +305,8 @@ func (w *Writer) Close() error {
 				return err
 			}
 		}
-		if err := s.buf.Flush(); err != nil {
-			w.err = fmt.Errorf("%s: %w", s.tmp.Name(), err)
-		} else if err := s.tmp.Sync(); err != nil {
-			w.err = fmt.Errorf("%s: fsync: %w", s.tmp.Name(), err)
-		} else if err := s.tmp.Close(); err != nil {
-			w.err = fmt.Errorf("%s: %w", s.tmp.Name(), err)
+		if err := s.finish(); err != nil {
+			w.err = err
 		}
 		if w.err != nil {
 			w.cleanup()
@@ -380,7 +402,9 @@ func (w *Writer) Abort() {
 func (w *Writer) cleanup() {
 	for _, s := range w.shards {
 		if s.tmp != nil {
-			s.tmp.Close()
+			if !s.done {
+				s.tmp.Close()
+			}
 			os.Remove(s.tmp.Name())
 			s.tmp = nil
 		}
