@@ -41,7 +41,10 @@ const hessStrip = 512
 // sequence's tokens as the Linear sees them). With n the sequences seen so
 // far, REF does H *= n/(n+1); n += 1; H += (2/n)·xᵀx, and so does Add: every
 // call counts as one sequence. Products are formed and accumulated in
-// float64. It panics if len(x) < rows*K (a caller bug).
+// float64, in pure Go: the reference the layer driver's faster path (the
+// backend's fp32 GEMM folded in with AddGram, gram.go) is tested against,
+// and the way to build a Hessian without a backend. It panics if
+// len(x) < rows*K (a caller bug).
 func (h *Hessian) Add(x []float32, rows int) {
 	h.AddMasked(x, rows, nil)
 }
