@@ -16,22 +16,14 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
-const fixtures = "../../shared/fixtures"
-
-func fixture(t *testing.T, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtures, rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not found: %v", p, err)
-	}
-	return p
-}
+func fixture(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
 // calibration loads nsamples × seqLen samples of the alpaca demo set in the
 // openchat template, as the reference recipe (reference.json) does.
@@ -53,20 +45,6 @@ func calibration(t *testing.T, modelDir string, nsamples, seqLen int) []quantize
 		out[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
 	}
 	return out
-}
-
-// wikiIDs returns [BOS] + the fixture's token ids of wiki.test.raw.
-func wikiIDs(t *testing.T) []int {
-	t.Helper()
-	raw, err := os.ReadFile(fixture(t, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := []int{1}
-	for i := 0; i+1 < len(raw); i += 2 {
-		ids = append(ids, int(raw[i])|int(raw[i+1])<<8)
-	}
-	return ids
 }
 
 func perplexity(t *testing.T, dir string, ids []int, windows int) float64 {
@@ -125,7 +103,7 @@ func TestPipelineOpenchatTiny(t *testing.T) {
 		t.Errorf("output parent holds %d entries, want the 2 checkpoints", len(entries))
 	}
 
-	ids := wikiIDs(t)
+	ids := fixtures.WikiIDs(t)
 	const windows = 8
 	fp := perplexity(t, modelDir, ids, windows)
 	g := perplexity(t, gptqDir, ids, windows)

@@ -5,12 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
@@ -189,21 +188,12 @@ func TestBatchNegative(t *testing.T) {
 // BenchmarkPerplexityBatch measures openchat-tiny perplexity at ctx 1024
 // over 4 windows, one window per forward call against 2 and 4.
 func BenchmarkPerplexityBatch(b *testing.B) {
-	dir := filepath.Join(fixtures, "models/openchat-tiny")
-	idsPath := filepath.Join(fixtures, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin")
-	raw, err := os.ReadFile(idsPath)
+	m, err := model.Load(fixtures.Path(b, "models/openchat-tiny"), cpu.New(0))
 	if err != nil {
-		b.Skipf("fixture %s not found: %v", idsPath, err)
-	}
-	m, err := model.Load(dir, cpu.New(0))
-	if err != nil {
-		b.Skipf("fixture %s: %v", dir, err)
+		b.Fatal(err)
 	}
 	defer m.Close()
-	ids := []int{1}
-	for i := 0; i+1 < len(raw) && len(ids) < 4*1024; i += 2 {
-		ids = append(ids, int(binary.LittleEndian.Uint16(raw[i:])))
-	}
+	ids := fixtures.WikiIDs(b)[:4*1024] // 4 windows
 	for _, batch := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("ctx1024x4/batch%d", batch), func(b *testing.B) {
 			var tokens int

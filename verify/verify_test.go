@@ -10,22 +10,14 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
-const fixtures = "../../shared/fixtures"
-
-func fixture(t *testing.T, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtures, rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s not found: %v", p, err)
-	}
-	return p
-}
+func fixture(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
 func TestCrossEntropy(t *testing.T) {
 	for _, tc := range []struct {
@@ -59,19 +51,6 @@ func TestWindows(t *testing.T) {
 	}
 }
 
-func wikiIDs(t *testing.T) []int {
-	t.Helper()
-	raw, err := os.ReadFile(fixture(t, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := []int{1}
-	for i := 0; i+1 < len(raw); i += 2 {
-		ids = append(ids, int(binary.LittleEndian.Uint16(raw[i:])))
-	}
-	return ids
-}
-
 // TestPerplexityReference reproduces reference.json's transformers fp32
 // figure on the first 16 windows of 1024 tokens (130.0166) within 0.05%.
 func TestPerplexityReference(t *testing.T) {
@@ -83,7 +62,7 @@ func TestPerplexityReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	r, err := verify.Perplexity(context.Background(), m, wikiIDs(t), verify.PerplexityOptions{Ctx: 1024, MaxWindows: 16})
+	r, err := verify.Perplexity(context.Background(), m, fixtures.WikiIDs(t), verify.PerplexityOptions{Ctx: 1024, MaxWindows: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,18 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
 
-const fixtureDir = "../../../shared/fixtures"
-
-func fixturePath(t *testing.T, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtureDir, rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s missing: %v", p, err)
-	}
-	return p
-}
+func fixturePath(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
 // run runs the root command, returning stdout, stderr and the error.
 func run(t *testing.T, args ...string) (string, string, error) {

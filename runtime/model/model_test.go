@@ -14,19 +14,11 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
-const fixtures = "../../../shared/fixtures"
-
-func fixture(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtures, rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("fixture %s missing: %v", p, err)
-	}
-	return p
-}
+func fixture(t testing.TB, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
 func readJSON(t testing.TB, path string, v any) {
 	t.Helper()
