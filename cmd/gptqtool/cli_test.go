@@ -109,11 +109,13 @@ func TestUsageErrors(t *testing.T) {
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--threads", "-1"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "1"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--max-windows", "-3"},
+		{"verify", "perplexity"},
+		{"no-such-command"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)
 			var ue usageError
-			if !errors.As(err, &ue) {
+			if !errors.As(err, &ue) && !cobraUsage(err) {
 				t.Errorf("err = %v, want a usage error (exit 2)", err)
 			}
 		})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
@@ -13,9 +14,16 @@ func main() {
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gptqtool:", err)
 		var ue usageError
-		if errors.As(err, &ue) {
+		if errors.As(err, &ue) || cobraUsage(err) {
 			os.Exit(2)
 		}
 		os.Exit(1)
 	}
+}
+
+// cobraUsage recognises the usage errors cobra makes itself (it has no
+// error types for them): missing required flags, unknown commands.
+func cobraUsage(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "required flag(s)") || strings.HasPrefix(msg, "unknown command")
 }
