@@ -81,7 +81,6 @@ type Summary struct {
 // all branches.
 func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	start := time.Now()
-	sum := &Summary{}
 	if len(o.Branches) == 0 {
 		return nil, fmt.Errorf("quantize: no branch to write")
 	}
@@ -107,6 +106,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
 		return nil, err
 	}
+	sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
 	if o.Table {
 		// The table's directory holds the branches; a run that fails before
 		// any branch is complete leaves no empty directory behind.
@@ -129,7 +129,6 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if o.RTN {
 		o.DatasetName = "none (round to nearest)"
 	}
-	sum = &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
 	var jobs []Job
 	var cps []*Checkpoint
 	abort := func() {
