@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -444,4 +445,50 @@ func greedy(t *testing.T, dir string, prompt []int, n int) []int {
 		ids = append(ids, best)
 	}
 	return ids[len(prompt):]
+}
+
+// TestGitRepo writes a branch table and its git repository: one git branch
+// per table branch holding exactly that checkpoint's files, HEAD on the
+// first branch when there is no "main".
+func TestGitRepo(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skipf("git not installed: %v", err)
+	}
+	stories := fixture(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	out, repo := filepath.Join(dir, "table"), filepath.Join(dir, "repo.git")
+	branches := []quantize.Branch{
+		{Name: "gptq-8bit-128g-actorder_True", Bits: 8, GroupSize: 128, DescAct: true, Damp: 0.1},
+		{Name: "gptq-8bit--1g-actorder_True", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1},
+	}
+	_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+		ModelDir: stories, Out: out, Table: true, GitRepo: repo, RTN: true, Sym: true, Backend: cpu.New(1), Branches: branches,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	git := func(args ...string) string {
+		t.Helper()
+		b, err := exec.Command("git", append([]string{"--git-dir", repo}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("git %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if head := git("symbolic-ref", "HEAD"); head != "refs/heads/"+branches[0].Name {
+		t.Errorf("HEAD = %s", head)
+	}
+	for _, b := range branches {
+		want, err := os.ReadFile(filepath.Join(out, b.Name, "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := git("show", b.Name+":model.safetensors"); got != strings.TrimSpace(string(want)) {
+			t.Errorf("branch %s: model.safetensors differs from %s", b.Name, filepath.Join(out, b.Name))
+		}
+		files := strings.Fields(git("ls-tree", "--name-only", b.Name))
+		if !slices.Contains(files, "quantize_config.json") || !slices.Contains(files, ".gitattributes") {
+			t.Errorf("branch %s holds %v", b.Name, files)
+		}
+	}
 }

@@ -25,6 +25,9 @@ type RunOptions struct {
 	// README with the whole table.
 	Branches []Branch
 	Table    bool
+	// GitRepo, when set, is a bare git repository to create with each branch
+	// as a git branch (GitRepo).
+	GitRepo string
 
 	Sym            bool
 	TrueSequential bool
@@ -105,6 +108,11 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	defer set.Close()
 	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
 		return nil, err
+	}
+	if o.GitRepo != "" {
+		if err := CheckOut(o.GitRepo, o.ModelDir, o.Force); err != nil {
+			return nil, fmt.Errorf("--git-repo: %w", err)
+		}
 	}
 	sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
 	if o.Table {
@@ -208,6 +216,11 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		}
 		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: o.Command, Version: o.Version})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
+			return nil, err
+		}
+	}
+	if o.GitRepo != "" {
+		if err := GitRepo(ctx, o.GitRepo, sum.Branches, o.Force); err != nil {
 			return nil, err
 		}
 	}

@@ -23,6 +23,7 @@ func init() { subcommands = append(subcommands, newQuantizeCmd) }
 
 type quantizeFlags struct {
 	model, out, device, branches, format string
+	gitRepo                              string
 	bits, group, threads                 int
 	damp                                 float64
 	actOrder, staticGroups, sym, trueSeq bool
@@ -63,6 +64,7 @@ layer-0 capture, plus OUT/README.md with the whole table.`,
 	fs.BoolVar(&f.refGroups, "reference-groups", false, "find the params of groups smaller than the 128-column block on the block-level weights, exactly as IST-DASLab GPTQ and AutoGPTQ do (default: on the error-updated weights, as the GPTQ paper's algorithm)")
 	fs.BoolVar(&f.rtn, "rtn", false, "plain round-to-nearest instead of GPTQ (the baseline GPTQ is measured against; same format)")
 	fs.StringVar(&f.branches, "branches", "", `write several branches to OUT/<branch>/: names from the published table, "all", or a .json file`)
+	fs.StringVar(&f.gitRepo, "git-repo", "", "also write a bare git repository with each branch as a git branch of that name, as on the Hub (needs git)")
 	fs.StringVar(&f.format, "checkpoint-format", "", "gptq (v1, default for sym) or gptq_v2 (default for --sym=false)")
 	fs.StringVar(&f.maxShard, "max-shard-size", "4GB", "split model.safetensors into shards of at most this size (0 = never)")
 	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda")
@@ -145,7 +147,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 	defer stop()
 	bar := newProgress(log, "quantize", 1)
 	sum, err := quantize.Quantize(ctx, quantize.RunOptions{
-		ModelDir: f.model, Out: f.out, Branches: branches, Table: table,
+		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
 		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
 		MaxShardBytes: maxShard, Force: f.force, Backend: backend,
