@@ -7,7 +7,6 @@ import (
 	"math"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -84,15 +83,7 @@ func testBatchedWindows(t *testing.T, backend func() *cpu.Backend, pplTol, kTol 
 	defer m.Close()
 	// The baseline of KL: the same model with the final norm's weight
 	// scaled, so that the two distributions differ everywhere.
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	base, err := model.FromWeights(scaled{set, "model.norm.weight", 0.7}, cfg, nil, backend())
 	if err != nil {
 		t.Fatal(err)

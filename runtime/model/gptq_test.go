@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -10,7 +11,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
-	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
@@ -60,15 +60,7 @@ func f32Bytes(v []float32) []byte {
 // computed here by hand.
 func TestGPTQLoad(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	d, err := dimsOf(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -235,15 +234,7 @@ func TestLayers(t *testing.T) {
 
 func TestLayerSetWeight(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	l, err := LoadLayer(set, cfg, 2, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
@@ -315,15 +306,7 @@ func (m missing) Tensor(name string) (safetensors.Tensor, error) {
 
 func TestMissingTensor(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	for _, name := range []string{"model.layers.3.self_attn.k_proj.weight", "lm_head.weight", "model.norm.weight"} {
 		t.Run(name, func(t *testing.T) {
 			_, err := FromWeights(missing{set, name}, cfg, nil, cpu.New(1))
@@ -335,7 +318,7 @@ func TestMissingTensor(t *testing.T) {
 	// A wrong shape names the tensor and both shapes.
 	bad := *cfg
 	bad.IntermediateSize = 100
-	_, err = FromWeights(set, &bad, nil, cpu.New(1))
+	_, err := FromWeights(set, &bad, nil, cpu.New(1))
 	if err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.gate_proj.weight") || !strings.Contains(err.Error(), "[100 64]") {
 		t.Errorf("err = %v, want one naming gate_proj and shape [100 64]", err)
 	}
@@ -343,15 +326,7 @@ func TestMissingTensor(t *testing.T) {
 
 func TestForwardUntil(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	l, err := LoadLayer(set, cfg, 1, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
@@ -387,15 +362,7 @@ func TestForwardUntil(t *testing.T) {
 // the layer output bit for bit, and hooks exactly the intermediates after it.
 func TestForwardFromAttention(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	l, err := LoadLayer(set, cfg, 2, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
