@@ -128,7 +128,10 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 			infos = append(infos, safetensors.TensorInfo{Name: p + n, DType: safetensors.F16, Shape: []int{cfg.HiddenSize}})
 		}
 		for _, m := range model.LinearModules {
-			K, N, _ := model.LinearShape(cfg, m)
+			K, N, ok := model.LinearShape(cfg, m)
+			if !ok {
+				return nil, fmt.Errorf("%s: %s%s: sizes the model cannot run (hidden %d, heads %d/%d, head_dim %d)", cfg.File, p, m, cfg.HiddenSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim)
+			}
 			qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
 			if err != nil {
 				return nil, fmt.Errorf("tensor %s%s.weight [%d %d]: %d-bit, group %d: %w", p, m, N, K, qc.Bits, qc.GroupSize, err)

@@ -60,10 +60,12 @@ func emit(b runtime.Backend, hook Hook, name string, t runtime.Tensor) error {
 
 // LinearShape returns the in (K) and out (N) features of a Linear module
 // ("self_attn.q_proj" … "mlp.down_proj") of a layer of cfg; ok is false for a
-// module that is not one of LinearModules.
+// module that is not one of LinearModules or sizes the model cannot run.
 func LinearShape(cfg *hfconfig.Config, module string) (K, N int, ok bool) {
-	d := dims{hidden: cfg.HiddenSize, inter: cfg.IntermediateSize, heads: cfg.NumAttentionHeads,
-		kvHeads: cfg.NumKeyValueHeads, headDim: cfg.HeadDim}
+	d, err := dimsOf(cfg)
+	if err != nil {
+		return 0, 0, false
+	}
 	n, k, ok := d.linearShape(module)
 	return k, n, ok
 }
