@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"math"
 	"path/filepath"
 	"slices"
@@ -214,14 +215,13 @@ func TestForwardBatchErrors(t *testing.T) {
 // one decode step of 4 sequences at position 256 batched and separate.
 func BenchmarkForwardBatch(b *testing.B) {
 	dir := fixture(b, "models/openchat-tiny")
-	idsPath := fixture(b, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin")
 	m, err := Load(dir, cpu.New(0))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
 	const n, T = 4, 256
-	text := readIDs(b, idsPath)
+	text := fixtures.WikiIDs(b)[1:] // without BOS
 	seqs := make([][]int, n)
 	for i := range seqs {
 		seqs[i] = append([]int{1}, text[i*T:(i+1)*T-1]...)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"math"
 	"testing"
 
@@ -12,13 +13,12 @@ import (
 // position 512 with the KV cache.
 func BenchmarkForward(b *testing.B) {
 	dir := fixture(b, "models/openchat-tiny")
-	idsPath := fixture(b, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin")
 	m, err := Load(dir, cpu.New(0))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	ids := append([]int{1}, readIDs(b, idsPath)[:1023]...)
+	ids := fixtures.WikiIDs(b)[:1024]
 	b.Run("prefill_T1024", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := m.Forward(ids, nil, nil); err != nil {
@@ -48,13 +48,12 @@ func BenchmarkForward(b *testing.B) {
 // transformers fp32 gives 170.2816). Run it with -benchtime 1x.
 func BenchmarkPerplexityWikitext(b *testing.B) {
 	dir := fixture(b, "models/openchat-tiny")
-	idsPath := fixture(b, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin")
 	m, err := Load(dir, cpu.New(0))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	tokens := append([]int{1}, readIDs(b, idsPath)...)
+	tokens := fixtures.WikiIDs(b)
 	const ctx = 1024
 	windows := len(tokens) / ctx
 	var ppl float64

@@ -1,7 +1,6 @@
 package model
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -118,20 +117,6 @@ func TestOpenchatTinyGreedy(t *testing.T) {
 	}
 }
 
-// readIDs reads a uint16 little-endian token file.
-func readIDs(t testing.TB, path string) []int {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := make([]int, len(data)/2)
-	for i := range ids {
-		ids[i] = int(binary.LittleEndian.Uint16(data[2*i:]))
-	}
-	return ids
-}
-
 // windowNLL returns the summed cross entropy of tokens[1:] given their
 // prefixes, in float64, and the count.
 func windowNLL(t testing.TB, m *Model, window []int) (float64, int) {
@@ -159,13 +144,12 @@ func TestOpenchatTinyPerplexityFirst16(t *testing.T) {
 		t.Skip("16 forward passes of 1024 tokens")
 	}
 	dir := fixture(t, "models/openchat-tiny")
-	idsPath := fixture(t, "datasets/wikitext-2-raw/wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin")
 	var ref struct {
 		PPL float64 `json:"fp32_ppl_first16_windows"`
 	}
 	readJSON(t, filepath.Join(dir, "reference.json"), &ref)
 	m := loadModel(t, dir)
-	tokens := append([]int{1}, readIDs(t, idsPath)...)
+	tokens := fixtures.WikiIDs(t)
 	const ctx, windows = 1024, 16
 	var mean float64
 	for w := range windows {
