@@ -5,13 +5,26 @@ import "fmt"
 // DType is the element type of a backend tensor.
 type DType uint8
 
-// Element types. Host data always crosses the interface as fp32; a backend
-// converts on Upload and Download.
+// Element types. Host data crosses the interface as fp32 (Upload,
+// Download) or as raw little-endian bytes of any of these types (UploadRaw,
+// DownloadRaw); a backend converts between the host type and the tensor's.
 const (
 	F32 DType = iota
 	F16
 	BF16
+	I32
 )
+
+// Size is the number of bytes of one element.
+func (d DType) Size() int {
+	switch d {
+	case F16, BF16:
+		return 2
+	case F32, I32:
+		return 4
+	}
+	panic(fmt.Sprintf("runtime: size of %v", d))
+}
 
 // String returns the safetensors spelling of the dtype.
 func (d DType) String() string {
@@ -22,6 +35,8 @@ func (d DType) String() string {
 		return "F16"
 	case BF16:
 		return "BF16"
+	case I32:
+		return "I32"
 	}
 	return fmt.Sprintf("DType(%d)", uint8(d))
 }
@@ -94,8 +109,16 @@ type Backend interface {
 	// Download copies t into host fp32 values; len(dst) must equal t.Len().
 	// It waits for all ops issued before it.
 	Download(dst []float32, t Tensor) error
+	// UploadRaw copies src, t.Len() little-endian values of type dt, into t,
+	// converting to t's dtype (I32 only into I32 tensors).
+	UploadRaw(t Tensor, src []byte, dt DType) error
+	// DownloadRaw copies t into dst as t.Len() little-endian values of type
+	// dt, converting from t's dtype; it waits like Download.
+	DownloadRaw(dst []byte, dt DType, t Tensor) error
 	// Sync waits for all issued ops and reports a deferred device error.
 	Sync() error
+	// DTypes lists the floating-point dtypes Alloc accepts, F32 first.
+	DTypes() []DType
 
 	// Copy sets dst = src (same shape).
 	Copy(dst, src Tensor)
@@ -126,6 +149,24 @@ type Backend interface {
 	// Pos0+T-1 are ignored), dst [T, Hq*D]; query head h reads KV head
 	// h/(Hq/Hkv). dst must not alias q, k or v.
 	Attention(dst, q, k, v Tensor, p AttentionParams)
+	// Gram accumulates the Gram matrix of the rows of x [rows, K] into dst
+	// [K, K] F32: dst[i][j] += Σ_r mask[r]·x[r][i]·x[r][j] for j >= i, with
+	// fp32 (or wider) products and sums (x's products are exact in fp32 for
+	// F16/BF16 x). mask is nil (every row counts) or an F32 [rows] tensor
+	// holding 1 for a row to keep and 0 for one to drop (padding). Entries below
+	// the diagonal are unspecified: read the upper triangle. This is the
+	// Hessian product of GPTQ (spec §4.1) kept on the device.
+	Gram(dst, x, mask Tensor)
+}
+
+// Supports reports whether b allocates floating-point tensors of dtype dt.
+func Supports(b Backend, dt DType) bool {
+	for _, d := range b.DTypes() {
+		if d == dt {
+			return true
+		}
+	}
+	return false
 }
 
 // SwiGLUer is a Backend with a fused SwiGLU: dst = silu(gate) * up

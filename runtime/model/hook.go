@@ -12,6 +12,12 @@ import (
 // valid only during the call.
 type Hook func(name string, x []float32, rows, cols int)
 
+// Tap observes a named intermediate where it lives: t is the backend tensor
+// [rows, cols] itself, valid only during the call, so that calibration
+// activations need not leave the device (the GPTQ driver folds them into
+// Hessians with Backend.Gram). An error ends the pass.
+type Tap func(name string, t runtime.Tensor) error
+
 // LinearModules are the Linear modules of a decoder layer, in execution
 // order, named as in the checkpoint under model.layers.<i>.
 var LinearModules = []string{

@@ -97,6 +97,7 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 // attends over them directly.
 type scratch struct {
 	rows                             int
+	dt                               runtime.DType // activation dtype; the zero value is F32
 	xn, q, k, v, att, o, gate, up, x runtime.Tensor
 }
 
@@ -104,7 +105,7 @@ func (s *scratch) free(b runtime.Backend) {
 	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x} {
 		b.Free(t)
 	}
-	*s = scratch{}
+	*s = scratch{dt: s.dt}
 }
 
 // ensure grows the scratch to hold at least rows tokens.
@@ -119,7 +120,7 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 			return nil
 		}
 		var t runtime.Tensor
-		t, err = b.Alloc(runtime.F32, rows, cols)
+		t, err = b.Alloc(s.dt, rows, cols)
 		return t
 	}
 	s.x, s.xn, s.o = alloc(d.hidden), alloc(d.hidden), alloc(d.hidden)
@@ -148,23 +149,57 @@ type span struct {
 // produced; forward returns it and its callers treat it as success.
 var errStopped = errors.New("model: stopped")
 
+// Stage is where a layer pass starts.
+type Stage int
+
+const (
+	// FromInput starts at the layer input x.
+	FromInput Stage = iota
+	// FromAttention starts at o_proj: x is the layer input and the attention
+	// output (intermediate attn_out) of an earlier pass over the same x with
+	// the same q/k/v weights is given.
+	FromAttention
+	// FromResidual starts at post_attention_layernorm: x already holds
+	// h = input + o_proj(attention), as a pass that went past ffn_norm left it.
+	FromResidual
+)
+
+// observer passes intermediates to a host hook (a downloaded copy) and a
+// device tap (the backend tensor itself); either may be nil.
+type observer struct {
+	hook Hook
+	tap  Tap
+}
+
+func (o observer) emit(b runtime.Backend, name string, t runtime.Tensor) error {
+	if o.tap != nil {
+		if err := o.tap(name, t); err != nil {
+			return fmt.Errorf("model: tap %s: %w", name, err)
+		}
+	}
+	return emit(b, o.hook, name, t)
+}
+
 // forward runs decoder layer li (transformers MistralDecoderLayer) on the
 // stacked rows x [ΣT, hidden] in place. Row-wise ops (norms, projections,
 // SwiGLU, residual adds) run once over all rows; RoPE and attention run
 // per span, each with its own positions and KV cache. With stop set to one
 // of Intermediates it returns errStopped right after producing (and
-// hooking) that intermediate; hooks see the stacked rows.
+// observing) that intermediate; observers see the stacked rows.
 //
-// With resume set, s.att already holds the attention output for x (the
-// intermediate attn_out of an earlier pass with the same attention weights)
-// and the pass starts at o_proj.
-func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, spans []span, li int, hook Hook, stop string, resume bool) error {
+// from says where the pass starts (Stage). att [ΣT, heads*head_dim] receives
+// the attention output when from is FromInput and holds it when from is
+// FromAttention; nil means the scratch's own buffer.
+func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, spans []span, li int, obs observer, stop string, from Stage, att runtime.Tensor) error {
 	T := runtime.Rows(x)
 	view := func(t runtime.Tensor) runtime.Tensor { return b.View(t, 0, T) }
-	xn, att, o, gate, up := view(s.xn), view(s.att), view(s.o), view(s.gate), view(s.up)
+	xn, o, gate, up := view(s.xn), view(s.o), view(s.gate), view(s.up)
+	if att == nil {
+		att = view(s.att)
+	}
 	prefix := LayerPrefix(li) + "."
 	emitAs := func(name string, t runtime.Tensor) error {
-		if err := emit(b, hook, prefix+name, t); err != nil {
+		if err := obs.emit(b, prefix+name, t); err != nil {
 			return err
 		}
 		if name == stop {
@@ -174,13 +209,18 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	}
 
 	// h = x + o_proj(attn(input_layernorm(x)))
-	if !resume {
-		if err := lw.attention(b, d, s, x, spans, li, emitAs); err != nil {
+	switch from {
+	case FromInput:
+		if err := lw.attention(b, d, s, x, att, spans, li, emitAs); err != nil {
 			return err
 		}
+		fallthrough
+	case FromAttention:
+		b.MatMul(o, att, lw.lin[oProj])
+		runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
+	case FromResidual:
+		b.RMSNorm(xn, x, lw.ffnNorm, d.eps)
 	}
-	b.MatMul(o, att, lw.lin[oProj])
-	runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
 	if err := emitAs("ffn_norm", xn); err != nil {
 		return err
 	}
@@ -198,11 +238,11 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 }
 
 // attention computes the self-attention output of layer li before o_proj
-// into s.att: att = attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)),
+// into att: att = attn(rope(q_proj(n)), rope(k_proj(n)), v_proj(n)),
 // n = input_layernorm(x), appending each cached span's K and V to its cache.
-func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x runtime.Tensor, spans []span, li int, emitAs func(string, runtime.Tensor) error) error {
+func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att runtime.Tensor, spans []span, li int, emitAs func(string, runtime.Tensor) error) error {
 	T := runtime.Rows(x)
-	xn, q, k, v, att := b.View(s.xn, 0, T), b.View(s.q, 0, T), b.View(s.k, 0, T), b.View(s.v, 0, T), b.View(s.att, 0, T)
+	xn, q, k, v := b.View(s.xn, 0, T), b.View(s.q, 0, T), b.View(s.k, 0, T), b.View(s.v, 0, T)
 	b.RMSNorm(xn, x, lw.attnNorm, d.eps)
 	if err := emitAs("attn_norm", xn); err != nil {
 		return err
@@ -250,8 +290,16 @@ type Layer struct {
 }
 
 // LoadLayer binds layer i's weights from w (floating-point tensors;
-// model.layers.<i>.* by HF name, shapes from cfg).
+// model.layers.<i>.* by HF name, shapes from cfg) as fp32 tensors.
 func LoadLayer(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend) (*Layer, error) {
+	return LoadLayerAs(w, cfg, i, b, runtime.F32)
+}
+
+// LoadLayerAs is LoadLayer with weights and activations in dtype dt (F32,
+// or F16/BF16 where the backend supports it: the checkpoint's own dtype for
+// the GPU calibration forward). Host-side methods (Forward, Weight,
+// SetWeight) convert to and from fp32.
+func LoadLayerAs(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, dt runtime.DType) (*Layer, error) {
 	d, err := dimsOf(cfg)
 	if err != nil {
 		return nil, err
@@ -259,12 +307,71 @@ func LoadLayer(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend) (*Laye
 	if i < 0 || i >= cfg.NumHiddenLayers {
 		return nil, fmt.Errorf("model: layer %d outside [0, %d)", i, cfg.NumHiddenLayers)
 	}
-	l := &Layer{Index: i, b: b, d: d, bd: binder{w: w, b: b}}
+	if !runtime.Supports(b, dt) {
+		return nil, fmt.Errorf("model: backend %s has no %v tensors", b.Name(), dt)
+	}
+	l := &Layer{Index: i, b: b, d: d, bd: binder{w: w, b: b, dt: dt}, s: scratch{dt: dt}}
 	if l.w, err = bindLayer(&l.bd, d, i); err != nil {
 		l.bd.free()
 		return nil, err
 	}
 	return l, nil
+}
+
+// DType is the dtype of the layer's weights and activations.
+func (l *Layer) DType() runtime.DType { return l.s.dt }
+
+// Run runs the layer on a calibration chunk that stays on the backend: x
+// [rows, hidden] (the layer's dtype) holds rows/seqLen sequences of seqLen
+// tokens each, stacked, every one at positions 0..seqLen-1. It works in
+// place like Forward: past attn_out, x becomes h = x + o_proj(attention);
+// at "out" it is the layer's output. from is the Stage the pass starts at;
+// att [rows, heads*head_dim], when not nil, receives the attention output
+// (from FromInput) or supplies it (FromAttention, where it is required).
+// stop is one of Intermediates ("" runs to "out"); tap sees every
+// intermediate produced, as a backend tensor valid during the call.
+func (l *Layer) Run(x runtime.Tensor, seqLen int, from Stage, att runtime.Tensor, stop string, tap Tap) error {
+	if stop != "" && !slices.Contains(Intermediates, stop) {
+		return fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, Intermediates)
+	}
+	rows := runtime.Rows(x)
+	if runtime.Cols(x) != l.d.hidden || x.DType() != l.s.dt || seqLen <= 0 || rows == 0 || rows%seqLen != 0 {
+		return fmt.Errorf("model: layer %d: run on %v %v with sequences of %d, want %v [n*%d, %d]", l.Index, x.DType(), x.Shape(), seqLen, l.s.dt, seqLen, l.d.hidden)
+	}
+	if att != nil && (runtime.Rows(att) != rows || runtime.Cols(att) != l.d.qDim()) {
+		return fmt.Errorf("model: layer %d: attention store %v for %d rows, want [%d %d]", l.Index, att.Shape(), rows, rows, l.d.qDim())
+	}
+	if from == FromAttention && att == nil {
+		return fmt.Errorf("model: layer %d: no attention output to resume from", l.Index)
+	}
+	if from != FromInput {
+		if i := slices.Index(Intermediates, stop); stop != "" && i <= slices.Index(Intermediates, "attn_out") {
+			return fmt.Errorf("model: layer %d: a pass from stage %d cannot stop at %q", l.Index, from, stop)
+		}
+	}
+	if err := l.s.ensure(l.b, l.d, rows); err != nil {
+		return err
+	}
+	spans := make([]span, rows/seqLen)
+	for i := range spans {
+		spans[i] = span{row0: i * seqLen, rows: seqLen}
+	}
+	err := l.w.forward(l.b, l.d, &l.s, x, spans, l.Index, observer{tap: tap}, stop, from, att)
+	if err != nil && !errors.Is(err, errStopped) {
+		return err
+	}
+	return nil
+}
+
+// WeightTensor returns the backend tensor of a Linear module's weight, [N,
+// K] in the layer's dtype; module is one of LinearModules. A GPU solver
+// overwrites it in place with the quantized weights.
+func (l *Layer) WeightTensor(module string) (runtime.Tensor, error) {
+	j, _, _ := l.module(module)
+	if j < 0 {
+		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, LinearModules)
+	}
+	return l.w.lin[j], nil
 }
 
 // Forward runs the layer on one sequence x [T, hidden] (host, fp32) at
@@ -322,7 +429,11 @@ func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error)
 			return nil, fmt.Errorf("model: layer %d: %w", l.Index, err)
 		}
 	}
-	err := l.w.forward(l.b, l.d, &l.s, xt, []span{{rows: T}}, l.Index, hook, stop, att != nil)
+	from := FromInput
+	if att != nil {
+		from = FromAttention
+	}
+	err := l.w.forward(l.b, l.d, &l.s, xt, []span{{rows: T}}, l.Index, observer{hook: hook}, stop, from, nil)
 	if errors.Is(err, errStopped) && stop != "out" {
 		return nil, nil
 	}

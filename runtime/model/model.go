@@ -314,7 +314,7 @@ func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool)
 		return nil, err
 	}
 	for i := range m.layers {
-		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, hook, "", false); err != nil {
+		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, observer{hook: hook}, "", FromInput, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -27,6 +27,7 @@ type binder struct {
 	w     Weights
 	b     runtime.Backend
 	quant *gptq.QuantizeConfig // nil: floating-point checkpoint
+	dt    runtime.DType        // dtype of the bound tensors (the zero value is F32)
 	made  []runtime.Tensor
 }
 
@@ -38,7 +39,7 @@ func (bd *binder) free() {
 }
 
 func (bd *binder) upload(name string, vals []float32, shape ...int) (runtime.Tensor, error) {
-	t, err := bd.b.Alloc(runtime.F32, shape...)
+	t, err := bd.b.Alloc(bd.dt, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("model: tensor %q: %w", name, err)
 	}
@@ -70,13 +71,48 @@ func float(w Weights, name string, shape ...int) ([]float32, error) {
 	return v, nil
 }
 
-// fp binds a floating-point tensor.
+// fp binds a floating-point tensor. In a dtype other than F32 the
+// checkpoint's bytes go to the backend as they are (it converts), so a bf16
+// checkpoint reaches a bf16 device without a pass through fp32.
 func (bd *binder) fp(name string, shape ...int) (runtime.Tensor, error) {
+	if bd.dt != runtime.F32 {
+		return bd.raw(name, shape...)
+	}
 	v, err := float(bd.w, name, shape...)
 	if err != nil {
 		return nil, err
 	}
 	return bd.upload(name, v, shape...)
+}
+
+func (bd *binder) raw(name string, shape ...int) (runtime.Tensor, error) {
+	t, err := bd.w.Tensor(name)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var dt runtime.DType
+	switch t.DType {
+	case safetensors.F32:
+		dt = runtime.F32
+	case safetensors.F16:
+		dt = runtime.F16
+	case safetensors.BF16:
+		dt = runtime.BF16
+	default:
+		return nil, fmt.Errorf("model: %s: tensor %q: dtype %s, want F32, F16 or BF16", t.File, name, t.DType)
+	}
+	if !slices.Equal(t.Shape, shape) {
+		return nil, fmt.Errorf("model: %s: tensor %q: shape %v, want %v", t.File, name, t.Shape, shape)
+	}
+	dst, err := bd.b.Alloc(bd.dt, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("model: tensor %q: %w", name, err)
+	}
+	bd.made = append(bd.made, dst)
+	if err := bd.b.UploadRaw(dst, t.Data, dt); err != nil {
+		return nil, fmt.Errorf("model: %s: tensor %q: %w", t.File, name, err)
+	}
+	return dst, nil
 }
 
 // linear binds module's [n, k] weight: module.weight in a floating-point
