@@ -211,8 +211,15 @@ func (c *Checkpoint) Layer(li int, modules []ModuleResult) error {
 	return nil
 }
 
-// Pack turns a GPTQ result into the on-disk tensors of spec §1.
+// Pack turns a GPTQ result into the on-disk tensors of spec §1 (a result
+// packed on the device is checked and returned as it is).
 func Pack(r *Result, bits, groupSize int, format gptq.Format) (*gptq.Linear, error) {
+	if p := r.Packed; p != nil {
+		if p.Bits != bits || p.GroupSize != groupSize || p.Format != format || p.K != r.K || p.N != r.N {
+			return nil, fmt.Errorf("packed result is %d-bit g%d %s [%d %d], want %d-bit g%d %s", p.Bits, p.GroupSize, p.Format, p.K, p.N, bits, groupSize, format)
+		}
+		return p, p.Validate("")
+	}
 	qw, err := gptq.PackQWeight(r.Q, r.K, r.N, bits)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -19,23 +20,9 @@ type Sample struct {
 	Mask []bool
 }
 
-// moduleGroups returns the Linear modules of a Mistral/Llama layer in the
-// order they are quantized (spec §4.5): with true_sequential each group is
-// quantized after the previous ones, seeing their quantized outputs.
-func moduleGroups(trueSequential bool) [][]string {
-	if trueSequential {
-		return [][]string{
-			{"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"},
-			{"self_attn.o_proj"},
-			{"mlp.up_proj", "mlp.gate_proj"},
-			{"mlp.down_proj"},
-		}
-	}
-	return [][]string{{
-		"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj", "self_attn.o_proj",
-		"mlp.up_proj", "mlp.gate_proj", "mlp.down_proj",
-	}}
-}
+// moduleGroups returns the Linear modules of a layer in the order they are
+// quantized (spec §4.5), from the architecture table model.Linears.
+func moduleGroups(trueSequential bool) [][]string { return model.ModuleGroups(trueSequential) }
 
 // ModuleResult is one quantized Linear of one layer.
 type ModuleResult struct {
@@ -64,6 +51,9 @@ type Job struct {
 	// Done is called once the last layer has been handed to Layer, with the
 	// seconds the job took. May be nil.
 	Done func(seconds float64) error
+	// Format is the checkpoint format results are packed for (a device
+	// solver packs on the device); "" means gptq (v1).
+	Format gptq.Format
 }
 
 // DriverOptions configure Run.
@@ -72,6 +62,20 @@ type DriverOptions struct {
 	// Progress is called after each module with the job name, the number of
 	// modules done and the total (for progress bars). May be nil.
 	Progress func(job string, done, total int)
+	// Solver, when set, selects the device driver (runDevice): the
+	// calibration activations stay on the backend in its compute dtype,
+	// Hessians are formed there with Backend.Gram and the Solver quantizes
+	// each module group. Without it Run is the reference driver: host
+	// activations, float64 Hessians folded per sequence, host GPTQ.
+	Solver Solver
+	// ChunkRows bounds the rows of one forward chunk of the device driver
+	// (0: automatic, about 2 GiB of layer scratch).
+	ChunkRows int
+	// Profile synchronises the backend at phase boundaries so that Stats
+	// attribute device time to phases.
+	Profile bool
+	// Stats, when not nil, receives the device driver's timings.
+	Stats *Stats
 }
 
 // Run quantizes every layer of a checkpoint for each job, layer by layer
@@ -95,6 +99,9 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 		if len(samples) == 0 && !j.RTN {
 			return fmt.Errorf("quantize: job %s: GPTQ needs calibration samples", j.Name)
 		}
+	}
+	if opts.Solver != nil {
+		return runDevice(ctx, w, cfg, b, samples, jobs, opts)
 	}
 	// The layer-0 inputs are the same for every job: embed once.
 	embedded := make([][]float32, len(samples))

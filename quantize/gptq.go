@@ -2,7 +2,9 @@ package quantize
 
 import (
 	"errors"
+
 	"fmt"
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"io"
 	"math"
 	"runtime"
@@ -148,6 +150,10 @@ type Result struct {
 	Loss float64
 	// Damp is the damp fraction actually used after retries (0 for RTN).
 	Damp float64
+	// Packed, when not nil, is the result already in the on-disk layout
+	// (spec §1), as a device solver returns it: Q, Scales, Zeros and W are
+	// then nil and only packed tensors ever left the device.
+	Packed *gptq.Linear
 }
 
 // ErrCholesky is wrapped by GPTQ when no damp on the retry schedule makes

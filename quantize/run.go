@@ -46,6 +46,13 @@ type RunOptions struct {
 	MaxShardBytes int64
 	Force         bool
 	Backend       runtime.Backend
+	// Solver selects the device driver (DriverOptions.Solver); nil runs the
+	// reference driver on Backend.
+	Solver Solver
+	// ChunkRows, Profile and Stats pass through to DriverOptions.
+	ChunkRows int
+	Profile   bool
+	Stats     *Stats
 	Log           io.Writer
 	Progress      func(job string, done, total int)
 	Command       string // recorded in the model card
@@ -177,7 +184,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			opts.MSENorm, opts.MSEGrid, opts.MSEMaxShrink = d.MSENorm, d.MSEGrid, d.MSEMaxShrink
 		}
 		jobs = append(jobs, Job{
-			Name: br.Name, GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN,
+			Name: br.Name, GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: format,
 			Layer: func(li int, mods []ModuleResult) error {
 				for _, m := range mods {
 					bs.Modules++
@@ -205,7 +212,8 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 		})
 	}
-	if err := Run(ctx, set, cfg, o.Backend, o.Samples, jobs, DriverOptions{Log: log, Progress: o.Progress}); err != nil {
+	dopts := DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Profile: o.Profile, Stats: o.Stats}
+	if err := Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
 		abort()
 		return nil, err
 	}

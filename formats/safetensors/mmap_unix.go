@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // mapFile maps f read-only and returns the mapping and its release func.
@@ -23,3 +24,23 @@ func mapFile(f *os.File, size int64) ([]byte, func() error, error) {
 	}
 	return b, func() error { return syscall.Munmap(b) }, nil
 }
+
+// adviseRange applies madvise(advice) to the whole pages inside b, a part
+// of a mapping (pages it only partly covers are left alone).
+func adviseRange(b []byte, advice int) {
+	if len(b) == 0 {
+		return
+	}
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	end := start + uintptr(len(b))
+	lo := (start + page - 1) &^ (page - 1)
+	hi := end &^ (page - 1)
+	if hi <= lo {
+		return
+	}
+	syscall.Madvise(b[lo-start:hi-start], advice)
+}
+
+func dropPages(b []byte)     { adviseRange(b, syscall.MADV_DONTNEED) }
+func prefetchPages(b []byte) { adviseRange(b, syscall.MADV_WILLNEED) }

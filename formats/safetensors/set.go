@@ -227,3 +227,26 @@ func baseNames(paths []string) []string {
 	}
 	return out
 }
+
+// Release tells the system that the named tensors' data will not be read
+// again soon: their pages leave this process's resident memory (they are
+// read from the file again if needed). A streaming reader calls it after
+// uploading a layer, so that reading a 15 GB checkpoint does not make a
+// 15 GB process. Unknown names are ignored.
+func (s *Set) Release(names ...string) {
+	for _, n := range names {
+		if t, err := s.Tensor(n); err == nil {
+			dropPages(t.Data)
+		}
+	}
+}
+
+// Prefetch asks the system to start reading the named tensors' data in the
+// background (madvise WILLNEED), ahead of their use.
+func (s *Set) Prefetch(names ...string) {
+	for _, n := range names {
+		if t, err := s.Tensor(n); err == nil {
+			prefetchPages(t.Data)
+		}
+	}
+}

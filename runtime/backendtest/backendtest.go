@@ -118,12 +118,19 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"Elementwise", testElementwise},
 		{"RoPE", testRoPE},
 		{"Attention", testAttention},
+		{"Gram", testGram},
+		{"Raw", testRaw},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.fn(&env{t: t, b: newBackend(), rng: rand.New(rand.NewPCG(uint64(i)+1, 7))})
+			tc.fn(newEnv(t, newBackend(), uint64(i)+1))
 		})
 	}
+	runLowPrecision(t, newBackend)
+}
+
+func newEnv(t *testing.T, b runtime.Backend, seed uint64) *env {
+	return &env{t: t, b: b, rng: rand.New(rand.NewPCG(seed, 7))}
 }
 
 func testTransfers(e *env) {

@@ -18,34 +18,10 @@ type Hook func(name string, x []float32, rows, cols int)
 // Hessians with Backend.Gram). An error ends the pass.
 type Tap func(name string, t runtime.Tensor) error
 
-// LinearModules are the Linear modules of a decoder layer, in execution
-// order, named as in the checkpoint under model.layers.<i>.
-var LinearModules = []string{
-	"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-	"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj",
-}
-
 // Intermediates are the per-layer hook names (after "model.layers.<i>.")
 // in the order a layer produces them.
 var Intermediates = []string{
 	"attn_norm", "attn_q", "attn_k", "attn_v", "attn_out", "ffn_norm", "ffn_act", "out",
-}
-
-// LinearInput returns the intermediate (hook name suffix after
-// "model.layers.<i>.") that feeds the given Linear module, or "" for an
-// unknown module.
-func LinearInput(module string) string {
-	switch module {
-	case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
-		return "attn_norm"
-	case "self_attn.o_proj":
-		return "attn_out"
-	case "mlp.gate_proj", "mlp.up_proj":
-		return "ffn_norm"
-	case "mlp.down_proj":
-		return "ffn_act"
-	}
-	return ""
 }
 
 // LayerPrefix returns "model.layers.<i>".

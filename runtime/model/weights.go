@@ -233,3 +233,26 @@ func Embed(w Weights, cfg *hfconfig.Config, ids []int) ([]float32, error) {
 	}
 	return out, nil
 }
+
+// LoadTensor binds one floating-point tensor of w by name on b in dtype dt,
+// checking its shape (the GPTQ device driver's embedding table).
+func LoadTensor(w Weights, b runtime.Backend, dt runtime.DType, name string, shape ...int) (runtime.Tensor, error) {
+	bd := binder{w: w, b: b, dt: dt}
+	t, err := bd.fp(name, shape...)
+	if err != nil {
+		bd.free()
+		return nil, err
+	}
+	return t, nil
+}
+
+// LayerTensorNames lists the floating-point tensors of decoder layer i as
+// an unquantized checkpoint names them.
+func LayerTensorNames(i int) []string {
+	p := LayerPrefix(i) + "."
+	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
+	for _, m := range LinearModules {
+		names = append(names, p+m+".weight")
+	}
+	return names
+}

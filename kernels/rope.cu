@@ -1,0 +1,32 @@
+// rope.cu: rotate-half rotary embeddings (transformers apply_rotary_pos_emb),
+// in place.
+//
+// rope_T(x [rows, cols], rows, cols, hd, pos0, theta): row t is at position
+// pos0 + t; every head of hd columns is rotated: with d2 = hd/2 and j < d2,
+// inv = fp32(1/theta^(2j/hd)), a = fp32(pos)*inv in fp32 (as transformers),
+// cos and sin of a in double rounded to fp32, and
+// x[j], x[j+d2] = x[j]cos - x[j+d2]sin, x[j+d2]cos + x[j]sin.
+// rope_seq_T: the same for rows/seq sequences of seq rows each, every one
+// starting at position pos0 (a stacked calibration chunk).
+// One thread per (row, head, j); grid-stride.
+
+#define ROPE(N, T)                                                                                        \
+    extern "C" __global__ void rope_seq_##N(T* x, int rows, int cols, int hd, int pos0, int seq, double theta) { \
+        int d2 = hd / 2, heads = cols / hd;                                                               \
+        FOR_N(i, (i64)rows * heads * d2) {                                                                \
+            int j = (int)(i % d2);                                                                        \
+            i64 rh = i / d2;                                                                              \
+            int h = (int)(rh % heads);                                                                    \
+            i64 t = rh / heads;                                                                           \
+            float inv = (float)(1.0 / pow(theta, (double)(2 * j) / (double)hd));                          \
+            float a = (float)(pos0 + (int)(t % seq)) * inv;                                               \
+            double s, c;                                                                                  \
+            sincos((double)a, &s, &c);                                                                    \
+            float cs = (float)c, sn = (float)s;                                                           \
+            T* p = x + t * cols + (i64)h * hd;                                                            \
+            float x1 = to_f32(p[j]), x2 = to_f32(p[j + d2]);                                              \
+            p[j] = from_f32<T>(x1 * cs - x2 * sn);                                                        \
+            p[j + d2] = from_f32<T>(x2 * cs + x1 * sn);                                                   \
+        }                                                                                                 \
+    }
+FOR_DTYPES(ROPE)

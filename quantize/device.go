@@ -1,0 +1,593 @@
+package quantize
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// Stats are the phase and layer timings of a device-driver run, for
+// `gptqtool bench quantize`. With DriverOptions.Profile the backend is
+// synchronised at phase boundaries so that device time lands in the phase
+// that queued it; without, queued work is billed to whichever phase waits.
+type Stats struct {
+	// Phases maps a phase to seconds: load (weights to the device), embed,
+	// forward, hessian (Gram products), solve (GPTQ, packing, download),
+	// write (waiting for the checkpoint writer).
+	Phases map[string]float64 `json:"phases_s"`
+	// Layers holds one entry per job and layer, in order.
+	Layers []LayerStats `json:"layers"`
+	// ChunkRows is the rows of one forward chunk; DType the activations'.
+	ChunkRows int    `json:"chunk_rows"`
+	DType     string `json:"activation_dtype"`
+	// DeviceBytes is the driver's estimate of the device memory it needs.
+	DeviceBytes int64 `json:"device_bytes_estimate"`
+}
+
+// LayerStats is one layer of one job.
+type LayerStats struct {
+	Job     string             `json:"job"`
+	Layer   int                `json:"layer"`
+	Seconds float64            `json:"seconds"`
+	Phases  map[string]float64 `json:"phases_s"`
+}
+
+// MemoryReporter is a backend that knows its free memory (bytes).
+type MemoryReporter interface {
+	Memory() (free, total int64)
+}
+
+// WorkspaceReporter is a solver that can say how much backend memory it
+// needs for an [N, K] module.
+type WorkspaceReporter interface {
+	Workspace(N, K int) int64
+}
+
+// chunkBudget bounds the per-chunk scratch of the device driver.
+const chunkBudget = 2 << 30
+
+// devRun is one device-driver run: the calibration activations of all
+// samples live on the backend in x (and, true-sequential, the attention
+// outputs in att); layers run over them chunk by chunk.
+type devRun struct {
+	ctx     context.Context
+	w       model.Weights
+	cfg     *hfconfig.Config
+	b       runtime.Backend
+	solver  Solver
+	log     io.Writer
+	opts    DriverOptions
+	samples []Sample
+	dt      runtime.DType
+	T, S    int // tokens per sample, samples
+	rows    int // S*T
+	chunk   int // rows per chunk, a multiple of T
+	ids     []int
+	x, att  runtime.Tensor // [rows, hidden], [rows, q]
+	xc      runtime.Tensor // [chunk, hidden] copy for non-true-sequential passes
+	mask    runtime.Tensor // F32 [rows] or nil
+	table   runtime.Tensor // embedding [vocab, hidden]
+	stats   *Stats
+	layer   *LayerStats
+	done    int
+	total   int
+}
+
+func (d *devRun) phase(name string, start time.Time) {
+	if d.opts.Profile {
+		d.b.Sync()
+	}
+	s := time.Since(start).Seconds()
+	if d.stats != nil {
+		d.stats.Phases[name] += s
+	}
+	if d.layer != nil {
+		d.layer.Phases[name] += s
+	}
+}
+
+// activationDType is the checkpoint's dtype when the backend computes in it
+// (bf16 for openchat), else F32.
+func activationDType(w model.Weights, b runtime.Backend) runtime.DType {
+	t, err := w.Tensor(model.LayerPrefix(0) + ".self_attn.q_proj.weight")
+	if err != nil {
+		return runtime.F32
+	}
+	dt := runtime.F32
+	switch t.DType {
+	case safetensors.F16:
+		dt = runtime.F16
+	case safetensors.BF16:
+		dt = runtime.BF16
+	}
+	if !runtime.Supports(b, dt) {
+		return runtime.F32
+	}
+	return dt
+}
+
+// runDevice is Run for a run whose activations stay on the backend: the
+// samples are embedded there once per job; each layer is loaded in the
+// activation dtype and run over the stacked samples in chunks, its Linear
+// inputs folded into Hessians with Backend.Gram (a device tap; nothing is
+// downloaded but the results), and each module group is quantized by the
+// solver, which replaces the weights in place. True-sequential runs pass
+// over the samples five times per layer (spec §4.5): Hessians of the q/k/v
+// input; attention with the quantized q/k/v, kept in att, and o_proj's
+// Hessian; o_proj and the residual, in place, and the MLP input's Hessian;
+// the activation product and down_proj's Hessian; and the quantized MLP,
+// which leaves the next layer's input in x. Finished layers are written by
+// a goroutine while the next layer runs.
+func runDevice(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, jobs []Job, opts DriverOptions) error {
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
+	}
+	d := &devRun{ctx: ctx, w: w, cfg: cfg, b: b, solver: opts.Solver, log: log, opts: opts, samples: samples,
+		total: cfg.NumHiddenLayers * len(model.LinearModules) * len(jobs), stats: opts.Stats}
+	if d.stats != nil {
+		d.stats.Phases = map[string]float64{}
+	}
+	needActs := false
+	for _, j := range jobs {
+		needActs = needActs || !j.RTN
+	}
+	if needActs {
+		if err := d.setup(jobs); err != nil {
+			return err
+		}
+		defer d.free()
+	}
+	for _, j := range jobs {
+		if err := d.job(j); err != nil {
+			return fmt.Errorf("quantize: %s: %w", j.Name, err)
+		}
+	}
+	return nil
+}
+
+func (d *devRun) free() {
+	for _, t := range []runtime.Tensor{d.x, d.att, d.xc, d.mask, d.table} {
+		if t != nil {
+			d.b.Free(t)
+		}
+	}
+}
+
+// setup sizes the run, checks it fits the device, and allocates the
+// activation buffers and the embedding table.
+func (d *devRun) setup(jobs []Job) error {
+	cfg, b := d.cfg, d.b
+	d.S, d.T = len(d.samples), len(d.samples[0].IDs)
+	for i, s := range d.samples {
+		if len(s.IDs) != d.T {
+			return fmt.Errorf("quantize: sample %d has %d tokens, sample 0 %d: the device driver needs samples of one length", i, len(s.IDs), d.T)
+		}
+	}
+	d.rows = d.S * d.T
+	d.dt = activationDType(d.w, b)
+	es := int64(d.dt.Size())
+	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
+	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
+	perSample := rowBytes * int64(d.T)
+	k := max(1, min(int64(d.S), chunkBudget/max(perSample, 1)))
+	if d.opts.ChunkRows > 0 {
+		k = max(1, min(int64(d.S), int64(d.opts.ChunkRows/d.T)))
+	}
+	d.chunk = int(k) * d.T
+	trueSeq, plain := false, false
+	for _, j := range jobs {
+		if !j.RTN {
+			trueSeq = trueSeq || j.TrueSequential
+			plain = plain || !j.TrueSequential
+		}
+	}
+	rows := int64(d.rows)
+	hasMask := slices.ContainsFunc(d.samples, func(s Sample) bool { return s.Mask != nil })
+	parts := []struct {
+		what  string
+		bytes int64
+	}{
+		{"activations", rows * hidden * es},
+		{"chunk scratch", int64(d.chunk) * rowBytes},
+		{"layer weights", (2*hidden + hidden*(q+2*kv) + q*hidden + 3*hidden*inter) * es},
+		{"embedding table", int64(cfg.VocabSize) * hidden * es},
+	}
+	if trueSeq {
+		parts = append(parts, struct {
+			what  string
+			bytes int64
+		}{"attention outputs", rows * q * es})
+	}
+	grams := inter * inter * 4
+	if plain {
+		grams += (2*hidden*hidden + q*q) * 4
+		parts = append(parts, struct {
+			what  string
+			bytes int64
+		}{"input copy", int64(d.chunk) * hidden * es})
+	}
+	parts = append(parts, struct {
+		what  string
+		bytes int64
+	}{"Hessians", grams})
+	if hasMask {
+		parts = append(parts, struct {
+			what  string
+			bytes int64
+		}{"masks", rows*4 + int64(d.chunk)*inter*es})
+	}
+	if wr, ok := d.solver.(WorkspaceReporter); ok {
+		var ws int64
+		for _, m := range model.LinearModules {
+			K, N, _ := model.LinearShape(cfg, m)
+			ws = max(ws, wr.Workspace(N, K))
+		}
+		parts = append(parts, struct {
+			what  string
+			bytes int64
+		}{"solver", ws})
+	}
+	var need int64
+	var desc []string
+	for _, p := range parts {
+		need += p.bytes
+		desc = append(desc, fmt.Sprintf("%s %s", p.what, formatBytes(p.bytes)))
+	}
+	if d.stats != nil {
+		d.stats.ChunkRows, d.stats.DType, d.stats.DeviceBytes = d.chunk, d.dt.String(), need
+	}
+	fmt.Fprintf(d.log, "quantize: %s on %s: %d samples × %d tokens in chunks of %d rows, %v activations; device memory needed ≈ %s (%s)\n",
+		d.solver.Name(), b.Name(), d.S, d.T, d.chunk, d.dt, formatBytes(need), strings.Join(desc, ", "))
+	if mr, ok := b.(MemoryReporter); ok {
+		free, total := mr.Memory()
+		if need > free {
+			return fmt.Errorf("quantize: the calibration needs ≈ %s of device memory (%s) but %s has %s free of %s: lower --nsamples (%d) or --seq-len (%d), or quantize on the CPU",
+				formatBytes(need), strings.Join(desc, ", "), b.Name(), formatBytes(free), formatBytes(total), d.S, d.T)
+		}
+	}
+	alloc := func(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
+		t, err := b.Alloc(dt, shape...)
+		if err != nil {
+			d.free()
+			return nil, fmt.Errorf("quantize: device buffer %v: %w", shape, err)
+		}
+		return t, nil
+	}
+	var err error
+	if d.x, err = alloc(d.dt, d.rows, cfg.HiddenSize); err != nil {
+		return err
+	}
+	if trueSeq {
+		if d.att, err = alloc(d.dt, d.rows, int(q)); err != nil {
+			return err
+		}
+	}
+	if plain {
+		if d.xc, err = alloc(d.dt, d.chunk, cfg.HiddenSize); err != nil {
+			return err
+		}
+	}
+	if hasMask {
+		if d.mask, err = alloc(runtime.F32, d.rows); err != nil {
+			return err
+		}
+		m := make([]float32, d.rows)
+		for s, smp := range d.samples {
+			for t := range d.T {
+				if smp.Mask == nil || smp.Mask[t] {
+					m[s*d.T+t] = 1
+				}
+			}
+		}
+		if err := b.Upload(d.mask, m); err != nil {
+			d.free()
+			return err
+		}
+	}
+	start := time.Now()
+	if d.table, err = model.LoadTensor(d.w, b, d.dt, "model.embed_tokens.weight", cfg.VocabSize, cfg.HiddenSize); err != nil {
+		d.free()
+		return err
+	}
+	d.phase("load", start)
+	d.ids = make([]int, 0, d.rows)
+	for _, s := range d.samples {
+		d.ids = append(d.ids, s.IDs...)
+	}
+	return nil
+}
+
+// embed fills x with the samples' embeddings (layer 0's input).
+func (d *devRun) embed() {
+	start := time.Now()
+	for r0 := 0; r0 < d.rows; r0 += d.chunk {
+		n := min(d.chunk, d.rows-r0)
+		d.b.Embedding(d.b.View(d.x, r0, n), d.table, d.ids[r0:r0+n])
+	}
+	d.phase("embed", start)
+}
+
+func (d *devRun) job(j Job) error {
+	start := time.Now()
+	if !j.RTN {
+		d.embed()
+	}
+	wr := &asyncWriter{}
+	for li := 0; li < d.cfg.NumHiddenLayers; li++ {
+		if err := d.ctx.Err(); err != nil {
+			wr.wait()
+			return err
+		}
+		ls := LayerStats{Job: j.Name, Layer: li, Phases: map[string]float64{}}
+		d.layer = &ls
+		ls0 := time.Now()
+		mods, err := d.layerOf(j, li)
+		if err != nil {
+			wr.wait()
+			return err
+		}
+		if j.Layer != nil {
+			t := time.Now()
+			if err := wr.submit(func() error { return j.Layer(li, mods) }); err != nil {
+				return err
+			}
+			d.phase("write", t)
+		}
+		ls.Seconds = time.Since(ls0).Seconds()
+		if d.stats != nil {
+			d.stats.Layers = append(d.stats.Layers, ls)
+		}
+		d.layer = nil
+	}
+	t := time.Now()
+	if err := wr.wait(); err != nil {
+		return err
+	}
+	d.phase("write", t)
+	if j.Done != nil {
+		return j.Done(time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// layerOf quantizes layer li for job j and leaves its output in x.
+func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
+	start := time.Now()
+	layer, err := model.LoadLayerAs(d.w, d.cfg, li, d.b, d.dt)
+	if err != nil {
+		return nil, err
+	}
+	defer layer.Free()
+	if r, ok := d.w.(interface{ Release(...string) }); ok {
+		r.Release(model.LayerTensorNames(li)...)
+	}
+	if p, ok := d.w.(interface{ Prefetch(...string) }); ok && li+1 < d.cfg.NumHiddenLayers {
+		p.Prefetch(model.LayerTensorNames(li + 1)...)
+	}
+	d.phase("load", start)
+	results := map[string]ModuleResult{}
+	solve := func(mods []string, g runtime.Tensor) error {
+		t := time.Now()
+		ws := make([]runtime.Tensor, len(mods))
+		for i, m := range mods {
+			if ws[i], err = layer.WeightTensor(m); err != nil {
+				return err
+			}
+		}
+		solver := d.solver
+		if j.RTN {
+			solver = HostSolver{RTN: true}
+		}
+		res, err := solver.Solve(d.ctx, SolveRequest{Backend: d.b, Layer: li, Modules: mods, Weights: ws, Gram: g,
+			Samples: d.S, Options: j.GPTQ, Format: j.Format, Log: prefixWriter{d.log, model.LayerPrefix(li)}})
+		if err != nil {
+			var names []string
+			for _, m := range mods {
+				names = append(names, model.LayerPrefix(li)+"."+m)
+			}
+			return fmt.Errorf("%s: %w", strings.Join(names, ", "), err)
+		}
+		d.phase("solve", t)
+		secs := time.Since(t).Seconds() / float64(len(mods))
+		for i, m := range mods {
+			mr := ModuleResult{Layer: li, Module: m, Result: res[i], Seconds: secs}
+			results[m] = mr
+			if j.RTN {
+				fmt.Fprintf(d.log, "%s %s: round to nearest %.2fs\n", j.Name, mr.Name(), secs)
+			} else {
+				fmt.Fprintf(d.log, "%s %s: loss %.6g damp %.3g %.2fs\n", j.Name, mr.Name(), res[i].Loss, res[i].Damp, secs)
+			}
+			d.done++
+			if d.opts.Progress != nil {
+				d.opts.Progress(j.Name, d.done, d.total)
+			}
+		}
+		return nil
+	}
+	switch {
+	case j.RTN:
+		for _, g := range model.ModuleGroups(true) {
+			if err := solve(g, nil); err != nil {
+				return nil, err
+			}
+		}
+	case j.TrueSequential:
+		steps := []struct {
+			from model.Stage
+			stop string
+			att  bool
+		}{
+			{model.FromInput, "attn_norm", false},
+			{model.FromInput, "attn_out", true},
+			{model.FromAttention, "ffn_norm", true},
+			{model.FromResidual, "ffn_act", false},
+		}
+		for gi, mods := range model.ModuleGroups(true) {
+			s := steps[gi]
+			in := model.LinearInput(mods[0])
+			gs, err := d.pass(layer, s.from, s.stop, s.att, false, []string{in})
+			if err != nil {
+				return nil, err
+			}
+			err = solve(mods, gs[in])
+			d.b.Free(gs[in])
+			if err != nil {
+				return nil, err
+			}
+		}
+		if _, err := d.pass(layer, model.FromResidual, "out", false, false, nil); err != nil {
+			return nil, err
+		}
+	default:
+		// One pass with the layer's own weights for all four inputs (on a
+		// copy: x must stay the layer input), then every module.
+		inputs := []string{"attn_norm", "attn_out", "ffn_norm", "ffn_act"}
+		gs, err := d.pass(layer, model.FromInput, "ffn_act", false, true, inputs)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range inputs {
+			var mods []string
+			for _, m := range model.ModuleGroups(false)[0] {
+				if model.LinearInput(m) == in {
+					mods = append(mods, m)
+				}
+			}
+			if err := solve(mods, gs[in]); err != nil {
+				for _, g := range gs {
+					d.b.Free(g)
+				}
+				return nil, err
+			}
+		}
+		for _, g := range gs {
+			d.b.Free(g)
+		}
+		if _, err := d.pass(layer, model.FromInput, "out", false, false, nil); err != nil {
+			return nil, err
+		}
+	}
+	ordered := make([]ModuleResult, 0, len(model.LinearModules))
+	for _, m := range model.LinearModules {
+		ordered = append(ordered, results[m])
+	}
+	return ordered, nil
+}
+
+// pass runs the layer over every chunk of x from stage from to stop and
+// returns the Gram matrices of the named intermediates. With att the
+// attention outputs go to (or come from) d.att; with copyIn the layer runs
+// on a copy of each chunk, leaving x unchanged.
+func (d *devRun) pass(layer *model.Layer, from model.Stage, stop string, att, copyIn bool, taps []string) (map[string]runtime.Tensor, error) {
+	b := d.b
+	grams := map[string]runtime.Tensor{}
+	fail := func(err error) (map[string]runtime.Tensor, error) {
+		for _, g := range grams {
+			b.Free(g)
+		}
+		return nil, err
+	}
+	for _, in := range taps {
+		K := d.inputWidth(in)
+		g, err := b.Alloc(runtime.F32, K, K)
+		if err != nil {
+			return fail(fmt.Errorf("hessian of %s: %w", in, err))
+		}
+		grams[in] = g
+	}
+	prefix := model.LayerPrefix(layer.Index) + "."
+	for r0 := 0; r0 < d.rows; r0 += d.chunk {
+		if err := d.ctx.Err(); err != nil {
+			return fail(err)
+		}
+		n := min(d.chunk, d.rows-r0)
+		x := b.View(d.x, r0, n)
+		if copyIn {
+			xc := b.View(d.xc, 0, n)
+			b.Copy(xc, x)
+			x = xc
+		}
+		var a, mask runtime.Tensor
+		if att {
+			a = b.View(d.att, r0, n)
+		}
+		if d.mask != nil {
+			mask = b.View(d.mask, r0, n)
+		}
+		t0 := time.Now()
+		tap := func(name string, act runtime.Tensor) error {
+			g := grams[strings.TrimPrefix(name, prefix)]
+			if g == nil {
+				return nil
+			}
+			d.phase("forward", t0)
+			t1 := time.Now()
+			b.Gram(g, act, mask)
+			d.phase("hessian", t1)
+			t0 = time.Now()
+			return nil
+		}
+		if err := layer.Run(x, d.T, from, a, stop, tap); err != nil {
+			return fail(err)
+		}
+		d.phase("forward", t0)
+	}
+	if err := b.Sync(); err != nil {
+		return fail(err)
+	}
+	return grams, nil
+}
+
+// inputWidth is the column count of a Linear input intermediate.
+func (d *devRun) inputWidth(in string) int {
+	for _, l := range model.Linears {
+		if l.Input == in {
+			K, _, _ := model.LinearShape(d.cfg, l.Name)
+			return K
+		}
+	}
+	panic("quantize: unknown linear input " + in)
+}
+
+// asyncWriter runs one layer write at a time in the background.
+type asyncWriter struct {
+	done chan error
+}
+
+// submit waits for the previous write and starts fn.
+func (a *asyncWriter) submit(fn func() error) error {
+	if err := a.wait(); err != nil {
+		return err
+	}
+	a.done = make(chan error, 1)
+	go func() { a.done <- fn() }()
+	return nil
+}
+
+func (a *asyncWriter) wait() error {
+	if a.done == nil {
+		return nil
+	}
+	err := <-a.done
+	a.done = nil
+	return err
+}
+
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d KiB", (n+1023)/1024)
+}

@@ -1,0 +1,598 @@
+package cuda
+
+import (
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/gptqtool/gptqtool/kernels"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// Options configure New.
+type Options struct {
+	// Device is the CUDA device ordinal.
+	Device int
+	// CacheDir holds compiled kernels; "" means $GPTQTOOL_KERNEL_CACHE or
+	// the user cache folder, "-" disables the cache.
+	CacheDir string
+	// MemoryLimit caps the device memory the backend reserves (0: none).
+	MemoryLimit int64
+}
+
+// Backend is the CUDA backend: one device, its primary context, one
+// stream, cuBLAS and (on first use) cuSOLVER handles, a caching allocator
+// and the kernels of package kernels compiled with NVRTC. It is safe for
+// use by several goroutines; calls are serialised.
+type Backend struct {
+	mu       sync.Mutex
+	dev      int32
+	ctx      uintptr
+	stream   uintptr
+	name     string
+	arch     int
+	sms      int
+	shared   int // max dynamic shared memory per block (opt-in)
+	driver   int
+	cacheDir string
+
+	alloc  allocator
+	mods   map[string]uintptr
+	fns    map[string]*function
+	blas   uintptr
+	blasWS uint64
+	solver uintptr
+	err    error // first error of an op (ops return none); reported by Sync
+
+	ids    *Buffer // scratch for Embedding ids
+	tmp    *Buffer // scratch for conversions and masked Gram rows
+	closed bool
+}
+
+type function struct {
+	fn     uintptr
+	shared int // dynamic shared memory limit set so far
+}
+
+// New opens device o.Device. Errors that mean CUDA is absent here (no
+// driver, no device, a library missing) wrap ErrNotAvailable.
+func New(o Options) (*Backend, error) {
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	if err := loadDriver(); err != nil {
+		return nil, err
+	}
+	if r := drv.cuInit(0); r != 0 {
+		err := cuErr("cuInit", r)
+		return nil, fmt.Errorf("%w: %v (driver %s)", ErrNotAvailable, err, drvPath)
+	}
+	var count int32
+	if err := cuErr("cuDeviceGetCount", drv.cuDeviceGetCount(&count)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotAvailable, err)
+	}
+	if o.Device < 0 || int(count) <= o.Device {
+		return nil, fmt.Errorf("%w: device %d requested, %d present", ErrNotAvailable, o.Device, count)
+	}
+	b := &Backend{mods: map[string]uintptr{}, fns: map[string]*function{}, cacheDir: o.CacheDir}
+	b.alloc.free = map[uint64][]uint64{}
+	b.alloc.limit = o.MemoryLimit
+	switch b.cacheDir {
+	case "":
+		b.cacheDir = defaultCacheDir()
+	case "-":
+		b.cacheDir = ""
+	}
+	if err := cuErr("cuDeviceGet", drv.cuDeviceGet(&b.dev, int32(o.Device))); err != nil {
+		return nil, err
+	}
+	var nameBuf [256]byte
+	drv.cuDeviceGetName(&nameBuf[0], int32(len(nameBuf)), b.dev)
+	b.name = strings.TrimRight(string(nameBuf[:]), "\x00")
+	attr := func(a int32) int {
+		var v int32
+		drv.cuDeviceGetAttribute(&v, a, b.dev)
+		return int(v)
+	}
+	b.arch = attr(attrComputeMajor)*10 + attr(attrComputeMinor)
+	b.sms = attr(attrMultiprocessorCount)
+	b.shared = attr(attrMaxSharedPerBlockOptin)
+	var dv int32
+	drv.cuDriverGetVersion(&dv)
+	b.driver = int(dv)
+	if b.arch < 80 {
+		return nil, fmt.Errorf("%w: %s is sm_%d; the kernels need sm_80 or newer (bf16 tensor cores)", ErrNotAvailable, b.name, b.arch)
+	}
+	if err := cuErr("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&b.ctx, b.dev)); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Backend, error) {
+		b.closeLocked()
+		return nil, err
+	}
+	if err := cuErr("cuCtxSetCurrent", drv.cuCtxSetCurrent(b.ctx)); err != nil {
+		return fail(err)
+	}
+	const nonBlocking = 1
+	if err := cuErr("cuStreamCreate", drv.cuStreamCreate(&b.stream, nonBlocking)); err != nil {
+		return fail(err)
+	}
+	if err := loadNVRTC(); err != nil {
+		return fail(err)
+	}
+	if err := loadCUBLAS(); err != nil {
+		return fail(err)
+	}
+	if err := blasErr("cublasCreate", bl.cublasCreate(&b.blas)); err != nil {
+		return fail(err)
+	}
+	if err := blasErr("cublasSetStream", bl.cublasSetStream(b.blas, b.stream)); err != nil {
+		return fail(err)
+	}
+	// Our own workspace, so that cuBLAS memory is accounted for and never
+	// allocated behind the allocator's back.
+	const wsBytes = 32 << 20
+	ws, _, err := b.alloc.alloc(wsBytes)
+	if err != nil {
+		return fail(err)
+	}
+	b.blasWS = ws
+	if err := blasErr("cublasSetWorkspace", bl.cublasSetWorkspace(b.blas, ws, wsBytes)); err != nil {
+		return fail(err)
+	}
+	return b, nil
+}
+
+// Name implements runtime.Backend.
+func (b *Backend) Name() string { return fmt.Sprintf("cuda(%s, sm_%d)", b.name, b.arch) }
+
+// Device describes the device: name, architecture, multiprocessors, driver.
+func (b *Backend) Device() string {
+	return fmt.Sprintf("%s, sm_%d, %d SMs, driver %d.%d, NVRTC %s", b.name, b.arch, b.sms, b.driver/1000, b.driver%1000/10, nvVer)
+}
+
+// enter makes the context current on a locked OS thread; exit undoes it.
+func (b *Backend) enter() {
+	b.mu.Lock()
+	goruntime.LockOSThread()
+	if b.closed {
+		goruntime.UnlockOSThread()
+		b.mu.Unlock()
+		panic("cuda: backend used after Close")
+	}
+	if r := drv.cuCtxSetCurrent(b.ctx); r != 0 {
+		b.fail(cuErr("cuCtxSetCurrent", r))
+	}
+}
+
+func (b *Backend) exit() {
+	goruntime.UnlockOSThread()
+	b.mu.Unlock()
+}
+
+// fail records the first error of an op.
+func (b *Backend) fail(err error) {
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// Close releases every resource; the backend is unusable afterwards.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	goruntime.LockOSThread()
+	defer goruntime.UnlockOSThread()
+	b.closeLocked()
+}
+
+func (b *Backend) closeLocked() {
+	if b.closed {
+		return
+	}
+	b.closed = true
+	if b.ctx == 0 {
+		return
+	}
+	drv.cuCtxSetCurrent(b.ctx)
+	if b.stream != 0 {
+		drv.cuStreamSynchronize(b.stream)
+	}
+	if b.blas != 0 {
+		bl.cublasDestroy(b.blas)
+	}
+	b.alloc.trim()
+	drv.cuDevicePrimaryCtxRelease(b.dev)
+}
+
+// MemStats is the allocator's accounting and the device's view of memory.
+type MemStats struct {
+	InUse, PeakInUse       int64 // bytes held by tensors and buffers
+	Reserved, PeakReserved int64 // bytes obtained from the device
+	Free, Total            uint64
+}
+
+// MemStats reports memory use.
+func (b *Backend) MemStats() MemStats {
+	b.enter()
+	defer b.exit()
+	s := MemStats{InUse: b.alloc.inUse, PeakInUse: b.alloc.peakUse, Reserved: b.alloc.reserved, PeakReserved: b.alloc.peakRes}
+	drv.cuMemGetInfo(&s.Free, &s.Total)
+	return s
+}
+
+// ResetPeak sets the peaks to the current use.
+func (b *Backend) ResetPeak() {
+	b.enter()
+	defer b.exit()
+	b.alloc.peakUse, b.alloc.peakRes = b.alloc.inUse, b.alloc.reserved
+}
+
+// Trim returns cached device memory to the device.
+func (b *Backend) Trim() {
+	b.enter()
+	defer b.exit()
+	drv.cuStreamSynchronize(b.stream)
+	b.alloc.trim()
+}
+
+// Tensor is a device tensor. Views share their parent's memory and own none.
+type Tensor struct {
+	dt    runtime.DType
+	shape []int
+	n     int
+	ptr   uint64
+	cls   uint64 // allocation class; 0 for a view
+	freed bool
+}
+
+// DType implements runtime.Tensor.
+func (t *Tensor) DType() runtime.DType { return t.dt }
+
+// Shape implements runtime.Tensor.
+func (t *Tensor) Shape() []int { return t.shape }
+
+// Len implements runtime.Tensor.
+func (t *Tensor) Len() int { return t.n }
+
+// Bytes is the size of the tensor's data.
+func (t *Tensor) Bytes() int64 { return int64(t.n) * int64(t.dt.Size()) }
+
+func (b *Backend) tensor(t runtime.Tensor) *Tensor {
+	ct, ok := t.(*Tensor)
+	if !ok {
+		panic(fmt.Sprintf("cuda: tensor of type %T is not a cuda tensor", t))
+	}
+	if ct.freed {
+		panic(fmt.Sprintf("cuda: tensor %v used after Free", ct.shape))
+	}
+	return ct
+}
+
+// Ptr returns the device address of t's first element.
+func (b *Backend) Ptr(t runtime.Tensor) uint64 { return b.tensor(t).ptr }
+
+// DTypes implements runtime.Backend.
+func (b *Backend) DTypes() []runtime.DType {
+	return []runtime.DType{runtime.F32, runtime.F16, runtime.BF16}
+}
+
+// Alloc implements runtime.Backend.
+func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
+	switch dt {
+	case runtime.F32, runtime.F16, runtime.BF16, runtime.I32:
+	default:
+		return nil, fmt.Errorf("cuda: alloc %v %v: unsupported dtype", dt, shape)
+	}
+	n := 1
+	for _, d := range shape {
+		if d < 0 {
+			return nil, fmt.Errorf("cuda: alloc %v: negative dimension", shape)
+		}
+		n *= d
+	}
+	b.enter()
+	defer b.exit()
+	bytes := int64(n) * int64(dt.Size())
+	p, c, err := b.alloc.alloc(bytes)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: alloc %v %v (%s): %w", dt, shape, FormatBytes(bytes), err)
+	}
+	if err := cuErr("cuMemsetD8Async", drv.cuMemsetD8Async(p, 0, uint64(bytes), b.stream)); err != nil {
+		b.alloc.release(p, c)
+		return nil, err
+	}
+	return &Tensor{dt: dt, shape: append([]int(nil), shape...), n: n, ptr: p, cls: c}, nil
+}
+
+// Free implements runtime.Backend; freeing a view does nothing.
+func (b *Backend) Free(t runtime.Tensor) {
+	if t == nil {
+		return
+	}
+	ct, ok := t.(*Tensor)
+	if !ok || ct == nil || ct.freed || ct.cls == 0 {
+		return
+	}
+	b.enter()
+	defer b.exit()
+	// The memory may still be read by queued work; the allocator hands it
+	// out again only to later work on the same stream, which runs after.
+	b.alloc.release(ct.ptr, ct.cls)
+	ct.freed = true
+}
+
+// View implements runtime.Backend.
+func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
+	ct := b.tensor(t)
+	if len(ct.shape) == 0 || row0 < 0 || rows < 0 || row0+rows > ct.shape[0] {
+		panic(fmt.Sprintf("cuda: view rows [%d,%d) of shape %v", row0, row0+rows, ct.shape))
+	}
+	stride := 1
+	for _, d := range ct.shape[1:] {
+		stride *= d
+	}
+	shape := append([]int{rows}, ct.shape[1:]...)
+	return &Tensor{dt: ct.dt, shape: shape, n: rows * stride, ptr: ct.ptr + uint64(row0*stride*ct.dt.Size())}
+}
+
+// Sync implements runtime.Backend.
+func (b *Backend) Sync() error {
+	b.enter()
+	defer b.exit()
+	return b.syncLocked()
+}
+
+func (b *Backend) syncLocked() error {
+	b.fail(cuErr("cuStreamSynchronize", drv.cuStreamSynchronize(b.stream)))
+	return b.err
+}
+
+// Err returns the first error an op recorded, without waiting.
+func (b *Backend) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
+// Buffer is raw device memory for callers that manage their own layouts
+// (the GPTQ solver's float64 matrices); it counts in MemStats.
+type Buffer struct {
+	Ptr  uint64
+	Size int64
+	cls  uint64
+}
+
+// AllocBuffer returns n bytes of zeroed device memory.
+func (b *Backend) AllocBuffer(n int64) (*Buffer, error) {
+	b.enter()
+	defer b.exit()
+	return b.allocBufferLocked(n)
+}
+
+func (b *Backend) allocBufferLocked(n int64) (*Buffer, error) {
+	p, c, err := b.alloc.alloc(n)
+	if err != nil {
+		return nil, fmt.Errorf("cuda: buffer of %s: %w", FormatBytes(n), err)
+	}
+	if err := cuErr("cuMemsetD8Async", drv.cuMemsetD8Async(p, 0, uint64(n), b.stream)); err != nil {
+		b.alloc.release(p, c)
+		return nil, err
+	}
+	return &Buffer{Ptr: p, Size: n, cls: c}, nil
+}
+
+// FreeBuffer releases a Buffer; nil is a no-op.
+func (b *Backend) FreeBuffer(buf *Buffer) {
+	if buf == nil || buf.cls == 0 {
+		return
+	}
+	b.enter()
+	defer b.exit()
+	b.alloc.release(buf.Ptr, buf.cls)
+	buf.cls = 0
+}
+
+// scratch returns *slot grown to at least n bytes.
+func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) {
+	if *slot != nil && (*slot).Size >= n {
+		return *slot, nil
+	}
+	if *slot != nil {
+		b.alloc.release((*slot).Ptr, (*slot).cls)
+		*slot = nil
+	}
+	buf, err := b.allocBufferLocked(n)
+	if err != nil {
+		return nil, err
+	}
+	*slot = buf
+	return buf, nil
+}
+
+// Memset zeroes n bytes at p.
+func (b *Backend) Memset(p uint64, n int64) error {
+	b.enter()
+	defer b.exit()
+	return cuErr("cuMemsetD8Async", drv.cuMemsetD8Async(p, 0, uint64(n), b.stream))
+}
+
+// CopyToDevice copies host bytes to p (in stream order).
+func (b *Backend) CopyToDevice(p uint64, src []byte) error {
+	if len(src) == 0 {
+		return nil
+	}
+	b.enter()
+	defer b.exit()
+	return b.htod(p, src)
+}
+
+func (b *Backend) htod(p uint64, src []byte) error {
+	return cuErr("cuMemcpyHtoDAsync", drv.cuMemcpyHtoDAsync(p, unsafe.Pointer(&src[0]), uint64(len(src)), b.stream))
+}
+
+// CopyToHost waits for queued work and copies device bytes at p to dst.
+func (b *Backend) CopyToHost(dst []byte, p uint64) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	b.enter()
+	defer b.exit()
+	return b.dtoh(dst, p)
+}
+
+func (b *Backend) dtoh(dst []byte, p uint64) error {
+	if err := cuErr("cuMemcpyDtoHAsync", drv.cuMemcpyDtoHAsync(unsafe.Pointer(&dst[0]), p, uint64(len(dst)), b.stream)); err != nil {
+		return err
+	}
+	return b.syncLocked()
+}
+
+// CopyDevice copies n bytes between device addresses (in stream order).
+func (b *Backend) CopyDevice(dst, src uint64, n int64) error {
+	b.enter()
+	defer b.exit()
+	return cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(dst, src, uint64(n), b.stream))
+}
+
+// function returns a kernel of package kernels, compiling its source file
+// on first use.
+func (b *Backend) function(src, name string) (*function, error) {
+	key := src + ":" + name
+	if f := b.fns[key]; f != nil {
+		return f, nil
+	}
+	mod, ok := b.mods[src]
+	if !ok {
+		text, err := kernels.Source(src)
+		if err != nil {
+			return nil, err
+		}
+		cubin, err := compile(src, text, b.arch, b.driver, b.cacheDir)
+		if err != nil {
+			return nil, err
+		}
+		if err := cuErr("cuModuleLoadData("+src+")", drv.cuModuleLoadData(&mod, unsafe.Pointer(&cubin[0]))); err != nil {
+			return nil, err
+		}
+		b.mods[src] = mod
+	}
+	var fn uintptr
+	if err := cuErr("cuModuleGetFunction("+name+")", drv.cuModuleGetFunction(&fn, mod, name)); err != nil {
+		return nil, fmt.Errorf("%w (kernel %s in %s)", err, name, src)
+	}
+	f := &function{fn: fn}
+	b.fns[key] = f
+	return f, nil
+}
+
+// Dim is a grid or block size.
+type Dim struct{ X, Y, Z int }
+
+// launch runs kernel name of source file src on the stream. Arguments are
+// uint64 (device pointers), int32, uint32, int64, float32 or float64, in
+// the kernel's parameter order.
+func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...any) error {
+	f, err := b.function(src, name)
+	if err != nil {
+		return err
+	}
+	if shared > 48<<10 && shared > f.shared {
+		if shared > b.shared {
+			return fmt.Errorf("cuda: kernel %s needs %d bytes of shared memory, the device allows %d", name, shared, b.shared)
+		}
+		if err := cuErr("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f.fn, funcAttrMaxDynamicShared, int32(shared))); err != nil {
+			return err
+		}
+		f.shared = shared
+	}
+	grid, block = dims(grid), dims(block)
+	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
+		return nil // nothing to do
+	}
+	var pin goruntime.Pinner
+	defer pin.Unpin()
+	params := make([]unsafe.Pointer, len(args))
+	for i, a := range args {
+		var p unsafe.Pointer
+		switch v := a.(type) {
+		case uint64:
+			x := new(uint64)
+			*x = v
+			p = unsafe.Pointer(x)
+		case int32:
+			x := new(int32)
+			*x = v
+			p = unsafe.Pointer(x)
+		case uint32:
+			x := new(uint32)
+			*x = v
+			p = unsafe.Pointer(x)
+		case int64:
+			x := new(int64)
+			*x = v
+			p = unsafe.Pointer(x)
+		case float32:
+			x := new(float32)
+			*x = v
+			p = unsafe.Pointer(x)
+		case float64:
+			x := new(float64)
+			*x = v
+			p = unsafe.Pointer(x)
+		default:
+			panic(fmt.Sprintf("cuda: kernel %s: argument %d of type %T", name, i, a))
+		}
+		pin.Pin(p)
+		params[i] = p
+	}
+	var pp unsafe.Pointer
+	if len(params) > 0 {
+		pin.Pin(&params[0])
+		pp = unsafe.Pointer(&params[0])
+	}
+	r := drv.cuLaunchKernel(f.fn, uint32(grid.X), uint32(grid.Y), uint32(grid.Z), uint32(block.X), uint32(block.Y), uint32(block.Z), uint32(shared), b.stream, pp, nil)
+	return cuErr("cuLaunchKernel("+name+")", r)
+}
+
+func dims(d Dim) Dim {
+	if d.Y == 0 {
+		d.Y = 1
+	}
+	if d.Z == 0 {
+		d.Z = 1
+	}
+	return d
+}
+
+// Launch runs a kernel of package kernels (see launch) and returns the
+// launch error; errors of the kernel itself appear at the next Sync.
+func (b *Backend) Launch(src, name string, grid, block Dim, shared int, args ...any) error {
+	b.enter()
+	defer b.exit()
+	return b.launch(src, name, grid, block, shared, args...)
+}
+
+// run is launch for ops, which record their error instead of returning it.
+func (b *Backend) run(src, name string, grid, block Dim, shared int, args ...any) {
+	b.fail(b.launch(src, name, grid, block, shared, args...))
+}
+
+// FormatBytes prints a byte count in binary units.
+func FormatBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+var errClosed = errors.New("cuda: backend closed")
+
+var _ runtime.Backend = (*Backend)(nil)

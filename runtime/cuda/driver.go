@@ -1,0 +1,169 @@
+package cuda
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+// cuResult is CUresult; 0 is CUDA_SUCCESS.
+type cuResult int32
+
+// Driver API entry points (cuda.h), by the versioned names that CUDA 13's
+// macros resolve to (go-deps.md rule 1). CUdeviceptr is uint64; handles are
+// uintptr.
+var drv struct {
+	cuInit                    func(flags uint32) cuResult
+	cuDriverGetVersion        func(v *int32) cuResult
+	cuDeviceGetCount          func(n *int32) cuResult
+	cuDeviceGet               func(dev *int32, ordinal int32) cuResult
+	cuDeviceGetName           func(name *byte, n int32, dev int32) cuResult
+	cuDeviceGetAttribute      func(v *int32, attr int32, dev int32) cuResult
+	cuDeviceTotalMem          func(bytes *uint64, dev int32) cuResult
+	cuDevicePrimaryCtxRetain  func(ctx *uintptr, dev int32) cuResult
+	cuDevicePrimaryCtxRelease func(dev int32) cuResult
+	cuCtxSetCurrent           func(ctx uintptr) cuResult
+	cuMemAlloc                func(p *uint64, bytes uint64) cuResult
+	cuMemFree                 func(p uint64) cuResult
+	cuMemGetInfo              func(free, total *uint64) cuResult
+	cuMemHostAlloc            func(p *uintptr, bytes uint64, flags uint32) cuResult
+	cuMemFreeHost             func(p uintptr) cuResult
+	cuMemcpyHtoDAsync         func(dst uint64, src unsafe.Pointer, bytes uint64, stream uintptr) cuResult
+	cuMemcpyDtoHAsync         func(dst unsafe.Pointer, src uint64, bytes uint64, stream uintptr) cuResult
+	cuMemcpyDtoDAsync         func(dst, src uint64, bytes uint64, stream uintptr) cuResult
+	cuMemsetD8Async           func(dst uint64, v uint8, n uint64, stream uintptr) cuResult
+	cuStreamCreate            func(s *uintptr, flags uint32) cuResult
+	cuStreamSynchronize       func(s uintptr) cuResult
+	cuStreamDestroy           func(s uintptr) cuResult
+	cuEventCreate             func(e *uintptr, flags uint32) cuResult
+	cuEventRecord             func(e, s uintptr) cuResult
+	cuEventSynchronize        func(e uintptr) cuResult
+	cuEventElapsedTime        func(ms *float32, start, end uintptr) cuResult
+	cuEventDestroy            func(e uintptr) cuResult
+	cuModuleLoadData          func(mod *uintptr, image unsafe.Pointer) cuResult
+	cuModuleGetFunction       func(fn *uintptr, mod uintptr, name string) cuResult
+	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) cuResult
+	cuLaunchKernel            func(fn uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
+	cuGetErrorName            func(r cuResult, s **byte) cuResult
+}
+
+// Device attributes (CUdevice_attribute).
+const (
+	attrMaxSharedPerBlockOptin = 97
+	attrMultiprocessorCount    = 16
+	attrComputeMajor           = 75
+	attrComputeMinor           = 76
+	attrL2CacheSize            = 38
+)
+
+// funcAttrMaxDynamicShared is CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES.
+const funcAttrMaxDynamicShared = 8
+
+var (
+	drvOnce sync.Once
+	drvErr  error
+	drvPath string
+)
+
+// loadDriver dlopens libcuda and binds the driver API once.
+func loadDriver() error {
+	drvOnce.Do(func() {
+		lib, path, err := openLib("the CUDA driver", libCUDA)
+		if err != nil {
+			drvErr = err
+			return
+		}
+		drvPath = path
+		drvErr = register(lib, path, map[string]any{
+			"cuInit":                       &drv.cuInit,
+			"cuDriverGetVersion":           &drv.cuDriverGetVersion,
+			"cuDeviceGetCount":             &drv.cuDeviceGetCount,
+			"cuDeviceGet":                  &drv.cuDeviceGet,
+			"cuDeviceGetName":              &drv.cuDeviceGetName,
+			"cuDeviceGetAttribute":         &drv.cuDeviceGetAttribute,
+			"cuDeviceTotalMem_v2":          &drv.cuDeviceTotalMem,
+			"cuDevicePrimaryCtxRetain":     &drv.cuDevicePrimaryCtxRetain,
+			"cuDevicePrimaryCtxRelease_v2": &drv.cuDevicePrimaryCtxRelease,
+			"cuCtxSetCurrent":              &drv.cuCtxSetCurrent,
+			"cuMemAlloc_v2":                &drv.cuMemAlloc,
+			"cuMemFree_v2":                 &drv.cuMemFree,
+			"cuMemGetInfo_v2":              &drv.cuMemGetInfo,
+			"cuMemHostAlloc":               &drv.cuMemHostAlloc,
+			"cuMemFreeHost":                &drv.cuMemFreeHost,
+			"cuMemcpyHtoDAsync_v2":         &drv.cuMemcpyHtoDAsync,
+			"cuMemcpyDtoHAsync_v2":         &drv.cuMemcpyDtoHAsync,
+			"cuMemcpyDtoDAsync_v2":         &drv.cuMemcpyDtoDAsync,
+			"cuMemsetD8Async":              &drv.cuMemsetD8Async,
+			"cuStreamCreate":               &drv.cuStreamCreate,
+			"cuStreamSynchronize":          &drv.cuStreamSynchronize,
+			"cuStreamDestroy_v2":           &drv.cuStreamDestroy,
+			"cuEventCreate":                &drv.cuEventCreate,
+			"cuEventRecord":                &drv.cuEventRecord,
+			"cuEventSynchronize":           &drv.cuEventSynchronize,
+			"cuEventElapsedTime_v2":        &drv.cuEventElapsedTime,
+			"cuEventDestroy_v2":            &drv.cuEventDestroy,
+			"cuModuleLoadData":             &drv.cuModuleLoadData,
+			"cuModuleGetFunction":          &drv.cuModuleGetFunction,
+			"cuFuncSetAttribute":           &drv.cuFuncSetAttribute,
+			"cuLaunchKernel":               &drv.cuLaunchKernel,
+			"cuGetErrorName":               &drv.cuGetErrorName,
+		})
+	})
+	return drvErr
+}
+
+// cuErr turns a CUresult into an error carrying the call and the CUDA
+// error name (CUDA_ERROR_OUT_OF_MEMORY, ...), or nil on success.
+func cuErr(call string, r cuResult) error {
+	if r == 0 {
+		return nil
+	}
+	name := fmt.Sprintf("CUresult %d", int32(r))
+	var s *byte
+	if drv.cuGetErrorName != nil && drv.cuGetErrorName(r, &s) == 0 && s != nil {
+		name = cString(s)
+	}
+	if r == cuErrorOutOfMemory {
+		return &Error{Call: call, Name: name, Code: int32(r), oom: true}
+	}
+	return &Error{Call: call, Name: name, Code: int32(r)}
+}
+
+const cuErrorOutOfMemory cuResult = 2
+
+// Error is a failed CUDA call: the call and the library's error name.
+type Error struct {
+	Call string
+	Name string
+	Code int32
+	oom  bool
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("cuda: %s: %s", e.Call, e.Name) }
+
+// OutOfMemory reports whether err is (or wraps) a device out-of-memory error.
+func OutOfMemory(err error) bool {
+	for err != nil {
+		if e, ok := err.(*Error); ok {
+			return e.oom
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		err = u.Unwrap()
+	}
+	return false
+}
+
+// cString copies a NUL-terminated C string.
+func cString(p *byte) string {
+	if p == nil {
+		return ""
+	}
+	var n int
+	for *(*byte)(unsafe.Add(unsafe.Pointer(p), n)) != 0 {
+		n++
+	}
+	return string(unsafe.Slice(p, n))
+}

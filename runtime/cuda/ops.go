@@ -1,0 +1,387 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"unsafe"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+const threads = 256
+
+// suffix is the dtype part of kernel names.
+func suffix(dt runtime.DType) string {
+	switch dt {
+	case runtime.F32:
+		return "f32"
+	case runtime.F16:
+		return "f16"
+	case runtime.BF16:
+		return "bf16"
+	}
+	panic(fmt.Sprintf("cuda: no kernels for %v", dt))
+}
+
+// grid1 is a 1-D grid for n elements, capped (the kernels loop).
+func grid1(n int64) Dim {
+	b := (n + threads - 1) / threads
+	return Dim{X: int(max(1, min(b, 65535*8)))}
+}
+
+func sameShape(op string, ts ...*Tensor) {
+	for _, t := range ts[1:] {
+		if t.n != ts[0].n || t.dt != ts[0].dt {
+			panic(fmt.Sprintf("cuda: %s: tensors %v %v and %v %v differ", op, ts[0].dt, ts[0].shape, t.dt, t.shape))
+		}
+	}
+}
+
+// Upload implements runtime.Backend.
+func (b *Backend) Upload(t runtime.Tensor, src []float32) error {
+	ct := b.tensor(t)
+	if len(src) != ct.n {
+		return fmt.Errorf("cuda: upload %d values into tensor %v", len(src), ct.shape)
+	}
+	if ct.n == 0 {
+		return nil
+	}
+	var raw []byte
+	switch ct.dt {
+	case runtime.F32:
+		raw = unsafe.Slice((*byte)(unsafe.Pointer(&src[0])), 4*len(src))
+	case runtime.F16:
+		raw = make([]byte, 2*len(src))
+		half.F32ToF16Bytes(raw, src)
+	case runtime.BF16:
+		raw = make([]byte, 2*len(src))
+		half.F32ToBF16Bytes(raw, src)
+	default:
+		return fmt.Errorf("cuda: upload fp32 values into %v tensor %v", ct.dt, ct.shape)
+	}
+	b.enter()
+	defer b.exit()
+	return b.htod(ct.ptr, raw)
+}
+
+// Download implements runtime.Backend.
+func (b *Backend) Download(dst []float32, t runtime.Tensor) error {
+	ct := b.tensor(t)
+	if len(dst) != ct.n {
+		return fmt.Errorf("cuda: download tensor %v into %d values", ct.shape, len(dst))
+	}
+	if ct.n == 0 {
+		return b.Sync()
+	}
+	b.enter()
+	defer b.exit()
+	switch ct.dt {
+	case runtime.F32:
+		return b.dtoh(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*len(dst)), ct.ptr)
+	case runtime.F16, runtime.BF16:
+		raw := make([]byte, 2*len(dst))
+		if err := b.dtoh(raw, ct.ptr); err != nil {
+			return err
+		}
+		if ct.dt == runtime.F16 {
+			half.F16BytesToF32(dst, raw)
+		} else {
+			half.BF16BytesToF32(dst, raw)
+		}
+		return nil
+	}
+	return fmt.Errorf("cuda: download %v tensor %v as fp32", ct.dt, ct.shape)
+}
+
+// UploadRaw implements runtime.Backend: bytes of the tensor's own dtype are
+// copied as they are; other float dtypes go through a device conversion.
+func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) error {
+	ct := b.tensor(t)
+	if len(src) != ct.n*dt.Size() {
+		return fmt.Errorf("cuda: upload %d bytes of %v into tensor %v (want %d)", len(src), dt, ct.shape, ct.n*dt.Size())
+	}
+	if ct.n == 0 {
+		return nil
+	}
+	if (dt == runtime.I32) != (ct.dt == runtime.I32) {
+		return fmt.Errorf("cuda: upload %v into %v tensor %v", dt, ct.dt, ct.shape)
+	}
+	b.enter()
+	defer b.exit()
+	if dt == ct.dt {
+		return b.htod(ct.ptr, src)
+	}
+	tmp, err := b.scratch(&b.tmp, int64(len(src)))
+	if err != nil {
+		return err
+	}
+	if err := b.htod(tmp.Ptr, src); err != nil {
+		return err
+	}
+	return b.launch("elementwise.cu", "convert_"+suffix(dt)+"_"+suffix(ct.dt), grid1(int64(ct.n)), Dim{X: threads}, 0, ct.ptr, tmp.Ptr, int64(ct.n))
+}
+
+// DownloadRaw implements runtime.Backend.
+func (b *Backend) DownloadRaw(dst []byte, dt runtime.DType, t runtime.Tensor) error {
+	ct := b.tensor(t)
+	if len(dst) != ct.n*dt.Size() {
+		return fmt.Errorf("cuda: download tensor %v into %d bytes of %v (want %d)", ct.shape, len(dst), dt, ct.n*dt.Size())
+	}
+	if ct.n == 0 {
+		return b.Sync()
+	}
+	if (dt == runtime.I32) != (ct.dt == runtime.I32) {
+		return fmt.Errorf("cuda: download %v tensor %v as %v", ct.dt, ct.shape, dt)
+	}
+	b.enter()
+	defer b.exit()
+	if dt == ct.dt {
+		return b.dtoh(dst, ct.ptr)
+	}
+	tmp, err := b.scratch(&b.tmp, int64(len(dst)))
+	if err != nil {
+		return err
+	}
+	if err := b.launch("elementwise.cu", "convert_"+suffix(ct.dt)+"_"+suffix(dt), grid1(int64(ct.n)), Dim{X: threads}, 0, tmp.Ptr, ct.ptr, int64(ct.n)); err != nil {
+		return err
+	}
+	return b.dtoh(dst, tmp.Ptr)
+}
+
+// Copy implements runtime.Backend.
+func (b *Backend) Copy(dst, src runtime.Tensor) {
+	d, s := b.tensor(dst), b.tensor(src)
+	if d.n != s.n {
+		panic(fmt.Sprintf("cuda: copy %v into %v", s.shape, d.shape))
+	}
+	b.enter()
+	defer b.exit()
+	if d.dt == s.dt {
+		b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, s.ptr, uint64(d.Bytes()), b.stream)))
+		return
+	}
+	b.run("elementwise.cu", "convert_"+suffix(s.dt)+"_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, s.ptr, int64(d.n))
+}
+
+// Embedding implements runtime.Backend.
+func (b *Backend) Embedding(dst, table runtime.Tensor, ids []int) {
+	d, tb := b.tensor(dst), b.tensor(table)
+	h, v := runtime.Cols(tb), runtime.Rows(tb)
+	if runtime.Cols(d) != h || runtime.Rows(d) != len(ids) || d.dt != tb.dt {
+		panic(fmt.Sprintf("cuda: embedding dst %v of %d ids from table %v", d.shape, len(ids), tb.shape))
+	}
+	if len(ids) == 0 {
+		return
+	}
+	raw := make([]byte, 4*len(ids))
+	for i, id := range ids {
+		if id < 0 || id >= v {
+			panic(fmt.Sprintf("cuda: embedding id %d outside vocab %d", id, v))
+		}
+		binary.LittleEndian.PutUint32(raw[4*i:], uint32(id))
+	}
+	b.enter()
+	defer b.exit()
+	buf, err := b.scratch(&b.ids, int64(len(raw)))
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	if err := b.htod(buf.Ptr, raw); err != nil {
+		b.fail(err)
+		return
+	}
+	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, buf.Ptr, int32(len(ids)), int32(h))
+}
+
+// RMSNorm implements runtime.Backend.
+func (b *Backend) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	d, xt, w := b.tensor(dst), b.tensor(x), b.tensor(weight)
+	sameShape("rmsnorm", d, xt)
+	h := runtime.Cols(xt)
+	if w.n != h || w.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: rmsnorm weight %v %v for rows of %d %v", w.dt, w.shape, h, xt.dt))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("norm.cu", "rmsnorm_"+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps)
+}
+
+// AddRMSNorm implements runtime.AddRMSNormer.
+func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32) {
+	n, xt, dl, w := b.tensor(norm), b.tensor(x), b.tensor(delta), b.tensor(weight)
+	sameShape("addrmsnorm", n, xt, dl)
+	h := runtime.Cols(xt)
+	if w.n != h || w.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: addrmsnorm weight %v %v for rows of %d %v", w.dt, w.shape, h, xt.dt))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("norm.cu", "add_rmsnorm_"+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps)
+}
+
+func cudaType(dt runtime.DType) int32 {
+	switch dt {
+	case runtime.F32:
+		return dtF32
+	case runtime.F16:
+		return dtF16
+	case runtime.BF16:
+		return dtBF16
+	}
+	panic(fmt.Sprintf("cuda: no cuBLAS type for %v", dt))
+}
+
+// gemm runs C = alpha·op(A)·op(B) + beta·C through cublasGemmEx with fp32
+// compute (no TF32: cuBLAS's default math mode), column-major.
+func (b *Backend) gemm(ta, tb int32, m, n, k int, alpha float32, A uint64, at runtime.DType, lda int, B uint64, bt runtime.DType, ldb int, beta float32, C uint64, ct runtime.DType, ldc int) error {
+	if m == 0 || n == 0 {
+		return nil
+	}
+	al, be := alpha, beta
+	return blasErr(fmt.Sprintf("cublasGemmEx(%d,%d,%d)", m, n, k), bl.cublasGemmEx(b.blas, ta, tb, int32(m), int32(n), int32(k),
+		unsafe.Pointer(&al), A, cudaType(at), int32(lda), B, cudaType(bt), int32(ldb),
+		unsafe.Pointer(&be), C, cudaType(ct), int32(ldc), computeF32, gemmDefault))
+}
+
+// MatMul implements runtime.Backend: dst[M,N] = x[M,K]·w[N,K]ᵀ. Row-major
+// dst is column-major dstᵀ [N,M] = w·xᵀ, so the call is gemm(T, N) with w
+// first.
+func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
+	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
+	m, k, n := runtime.Rows(xt), runtime.Cols(xt), runtime.Rows(wt)
+	if runtime.Cols(wt) != k || runtime.Rows(d) != m || runtime.Cols(d) != n {
+		panic(fmt.Sprintf("cuda: matmul dst %v = x %v · w %vᵀ: shape mismatch", d.shape, xt.shape, wt.shape))
+	}
+	b.enter()
+	defer b.exit()
+	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 0, d.ptr, d.dt, n))
+}
+
+func (b *Backend) elementwise(op string, dst runtime.Tensor, ins ...runtime.Tensor) {
+	d := b.tensor(dst)
+	ts := []*Tensor{d}
+	args := []any{d.ptr}
+	for _, t := range ins {
+		ct := b.tensor(t)
+		ts = append(ts, ct)
+		args = append(args, ct.ptr)
+	}
+	sameShape(op, ts...)
+	args = append(args, int64(d.n))
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", op+"_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, args...)
+}
+
+// Add implements runtime.Backend.
+func (b *Backend) Add(dst, a, c runtime.Tensor) { b.elementwise("add", dst, a, c) }
+
+// Mul implements runtime.Backend.
+func (b *Backend) Mul(dst, a, c runtime.Tensor) { b.elementwise("mul", dst, a, c) }
+
+// SiLU implements runtime.Backend.
+func (b *Backend) SiLU(dst, x runtime.Tensor) { b.elementwise("silu", dst, x) }
+
+// SwiGLU implements runtime.SwiGLUer.
+func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) { b.elementwise("swiglu", dst, gate, up) }
+
+// RoPE implements runtime.Backend.
+func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
+	b.RoPESeq(x, headDim, pos0, runtime.Rows(x), theta)
+}
+
+// RoPESeq is RoPE on rows/seq stacked sequences of seq rows each, every one
+// starting at position pos0.
+func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, theta float64) {
+	xt := b.tensor(x)
+	cols, rows := runtime.Cols(xt), runtime.Rows(xt)
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || seq <= 0 || rows%seq != 0 {
+		panic(fmt.Sprintf("cuda: rope head dim %d, sequences of %d, for %v", headDim, seq, xt.shape))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("rope.cu", "rope_seq_"+suffix(xt.dt), grid1(int64(rows*cols/2)), Dim{X: threads}, 0,
+		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(pos0), int32(seq), theta)
+}
+
+// Attention implements runtime.Backend: the tensor-core flash kernel for
+// f16/bf16 with head sizes 64 and 128, the generic kernel otherwise.
+func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionParams) {
+	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(k), b.tensor(v)
+	hd := p.HeadDim
+	T := runtime.Rows(qt)
+	if hd <= 0 || runtime.Cols(qt)%hd != 0 || runtime.Cols(kt)%hd != 0 || d.n != qt.n || kt.n != vt.n ||
+		runtime.Rows(kt) < p.Pos0+T || d.dt != qt.dt || kt.dt != qt.dt || vt.dt != qt.dt {
+		panic(fmt.Sprintf("cuda: attention dst %v q %v k %v v %v head dim %d pos0 %d", d.shape, qt.shape, kt.shape, vt.shape, hd, p.Pos0))
+	}
+	hq, hkv := runtime.Cols(qt)/hd, runtime.Cols(kt)/hd
+	if hkv == 0 || hq%hkv != 0 || hd > 512 {
+		panic(fmt.Sprintf("cuda: attention with %d query and %d kv heads of %d", hq, hkv, hd))
+	}
+	b.enter()
+	defer b.exit()
+	if qt.dt != runtime.F32 && (hd == 128 || hd == 64) {
+		const bm = 128
+		shared := 2 * 64 * (hd + 8) * 2
+		b.run("attention.cu", fmt.Sprintf("flash_%s_d%d", suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
+			d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(p.Pos0), int32(p.Window), p.Scale*float32(math.Log2E))
+		return
+	}
+	warps := int64(T) * int64(hq)
+	b.run("attention.cu", "attn_generic_"+suffix(qt.dt), Dim{X: int((warps*32 + threads - 1) / threads)}, Dim{X: threads}, 0,
+		d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(hd), int32(p.Pos0), int32(p.Window), p.Scale)
+}
+
+// gramPanel is the column-panel width of Gram: the upper triangle is formed
+// panel by panel, about half the products of the full matrix.
+const gramPanel = 2048
+
+// Gram implements runtime.Backend with cuBLAS on tensor cores (f16/bf16
+// products accumulated in fp32). Row-major x [rows, K] is column-major
+// X' = xᵀ [K, rows]; the panel of columns [p0, p1) of the upper triangle of
+// row-major dst is the column-major block dst'[p0:K, p0:p1] =
+// X'[p0:K,:]·X'[p0:p1,:]ᵀ. Masked rows are zeroed in a scratch copy first.
+func (b *Backend) Gram(dst, x, mask runtime.Tensor) {
+	d, xt := b.tensor(dst), b.tensor(x)
+	rows, K := runtime.Rows(xt), runtime.Cols(xt)
+	if d.dt != runtime.F32 || runtime.Rows(d) != K || runtime.Cols(d) != K {
+		panic(fmt.Sprintf("cuda: gram dst %v %v for x %v", d.dt, d.shape, xt.shape))
+	}
+	var mt *Tensor
+	if mask != nil {
+		mt = b.tensor(mask)
+		if mt.n != rows || mt.dt != runtime.F32 {
+			panic(fmt.Sprintf("cuda: gram mask %v %v for x %v", mt.dt, mt.shape, xt.shape))
+		}
+	}
+	b.enter()
+	defer b.exit()
+	src := xt.ptr
+	if mt != nil {
+		tmp, err := b.scratch(&b.tmp, xt.Bytes())
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if err := b.launch("elementwise.cu", "mask_rows_"+suffix(xt.dt), grid1(int64(xt.n)), Dim{X: threads}, 0, tmp.Ptr, xt.ptr, mt.ptr, int32(rows), int32(K)); err != nil {
+			b.fail(err)
+			return
+		}
+		src = tmp.Ptr
+	}
+	es := uint64(xt.dt.Size())
+	for p0 := 0; p0 < K; p0 += gramPanel {
+		p1 := min(p0+gramPanel, K)
+		if err := b.gemm(opN, opT, K-p0, p1-p0, rows, 1, src+uint64(p0)*es, xt.dt, K, src+uint64(p0)*es, xt.dt, K,
+			1, d.ptr+uint64(p0+p0*K)*4, runtime.F32, K); err != nil {
+			b.fail(err)
+			return
+		}
+	}
+}
+
+var _ runtime.SwiGLUer = (*Backend)(nil)
+var _ runtime.AddRMSNormer = (*Backend)(nil)

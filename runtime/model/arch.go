@@ -1,0 +1,85 @@
+package model
+
+// Linear describes one Linear module of a Mistral/Llama decoder layer: the
+// one table the model, the GPTQ driver, the checkpoint writer and the
+// format check read (shapes come from the config through LinearShape).
+type Linear struct {
+	// Name is the module name under model.layers.<i>, e.g. "self_attn.q_proj".
+	Name string
+	// Input is the intermediate (see Intermediates) that feeds the module.
+	Input string
+	// Group is the true-sequential group (spec §4.5): GPTQ quantizes the
+	// groups in order, each seeing the quantized outputs of the earlier ones;
+	// the modules of a group share one input and so one Hessian.
+	Group int
+	// Order is the module's place inside its group in the reference's
+	// quantization order (REF llama.py: k, v, q; up, gate).
+	Order int
+}
+
+// Linears lists the Linear modules in execution order (LinearModules).
+var Linears = []Linear{
+	{Name: "self_attn.q_proj", Input: "attn_norm", Group: 0, Order: 2},
+	{Name: "self_attn.k_proj", Input: "attn_norm", Group: 0, Order: 0},
+	{Name: "self_attn.v_proj", Input: "attn_norm", Group: 0, Order: 1},
+	{Name: "self_attn.o_proj", Input: "attn_out", Group: 1, Order: 0},
+	{Name: "mlp.gate_proj", Input: "ffn_norm", Group: 2, Order: 1},
+	{Name: "mlp.up_proj", Input: "ffn_norm", Group: 2, Order: 0},
+	{Name: "mlp.down_proj", Input: "ffn_act", Group: 3, Order: 0},
+}
+
+// LinearModules are the Linear modules of a decoder layer, in execution
+// order, named as in the checkpoint under model.layers.<i>.
+var LinearModules = func() []string {
+	out := make([]string, len(Linears))
+	for i, l := range Linears {
+		out[i] = l.Name
+	}
+	return out
+}()
+
+// LinearInput returns the intermediate (hook name suffix after
+// "model.layers.<i>.") that feeds the given Linear module, or "" for an
+// unknown module.
+func LinearInput(module string) string {
+	for _, l := range Linears {
+		if l.Name == module {
+			return l.Input
+		}
+	}
+	return ""
+}
+
+// ModuleGroups returns the Linear modules in the order GPTQ quantizes them
+// (spec §4.5), grouped: with trueSequential one group per Linear.Group, each
+// quantized after the previous ones; without, one group of all seven in
+// the reference's order.
+func ModuleGroups(trueSequential bool) [][]string {
+	var groups [][]string
+	for _, l := range Linears {
+		for len(groups) <= l.Group {
+			groups = append(groups, nil)
+		}
+	}
+	for g := range groups {
+		var mods []Linear
+		for _, l := range Linears {
+			if l.Group == g {
+				mods = append(mods, l)
+			}
+		}
+		ordered := make([]string, len(mods))
+		for _, l := range mods {
+			ordered[l.Order] = l.Name
+		}
+		groups[g] = ordered
+	}
+	if trueSequential {
+		return groups
+	}
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	return [][]string{all}
+}
