@@ -2,6 +2,7 @@
 // or CUDA headers: the few types and helpers the kernels need are here.
 #line 3 "common.cuh"
 
+typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
 typedef unsigned long long u64;

@@ -53,10 +53,10 @@ type RunOptions struct {
 	ChunkRows int
 	Profile   bool
 	Stats     *Stats
-	Log           io.Writer
-	Progress      func(job string, done, total int)
-	Command       string // recorded in the model card
-	Version       string
+	Log       io.Writer
+	Progress  func(job string, done, total int)
+	Command   string // recorded in the model card
+	Version   string
 }
 
 // BranchSummary is what Quantize reports per branch.

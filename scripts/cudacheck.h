@@ -41,3 +41,6 @@ __device__ unsigned atomicAdd(unsigned*, unsigned);
 __device__ int atomicAdd(int*, int);
 __device__ int atomicMax(int*, int);
 __device__ void __threadfence();
+__device__ double frexp(double, int*);
+__device__ double ldexp(double, int);
+__device__ double __longlong_as_double(long long);

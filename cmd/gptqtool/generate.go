@@ -64,7 +64,7 @@ JSON document with both and the text.`,
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
-	f.StringVar(&o.device, "device", "cpu", "cpu or cuda")
+	f.StringVar(&o.device, "device", "auto", deviceHelp)
 	f.IntVar(&o.threads, "threads", 0, "CPU threads (0 = all cores)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("prompt")
@@ -126,7 +126,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	if len(promptIDs) == 0 {
 		return usageError{errors.New("generate: the prompt encodes to no tokens")}
 	}
-	b, err := newBackend(o.device, o.threads)
+	b, err := newBackend(o.device, o.threads, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}

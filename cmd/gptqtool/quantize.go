@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -29,12 +31,14 @@ type quantizeFlags struct {
 	actOrder, staticGroups, sym, trueSeq bool
 	mse, rtn, refGroups, force, asJSON   bool
 	maxShard                             string
+	chunkRows                            int
 	cal                                  calibrationFlags
 }
 
 func newQuantizeCmd() *cobra.Command {
 	var f quantizeFlags
 	cmd := &cobra.Command{
+		RunE:  func(cmd *cobra.Command, args []string) error { return runQuantize(cmd, f, nil) },
 		Use:   "quantize --model DIR --dataset FILE --out DIR [--bits 4 --group 128 --act-order --damp 0.1 | --branches LIST]",
 		Short: "Quantize a checkpoint with GPTQ (one recipe, or a whole branch table in one run)",
 		Long: `quantize runs GPTQ (IST-DASLab/AutoGPTQ algorithm, layer by layer, true-sequential)
@@ -48,8 +52,13 @@ With --branches (names of the published branch table such as main,gptq-4bit-32g-
 OUT/<branch>/ in one run, sharing the model load, the calibration samples and the
 layer-0 capture, plus OUT/README.md with the whole table.`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, args []string) error { return runQuantize(cmd, f) },
 	}
+	addQuantizeFlags(cmd, &f)
+	return cmd
+}
+
+// addQuantizeFlags declares the flags of quantize (shared with bench quantize).
+func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.model, "model", "", "the unquantized checkpoint directory (config.json, safetensors, tokenizer)")
 	fs.StringVar(&f.out, "out", "", "output directory (refused if it exists, unless --force)")
@@ -67,15 +76,27 @@ layer-0 capture, plus OUT/README.md with the whole table.`,
 	fs.StringVar(&f.gitRepo, "git-repo", "", "also write a bare git repository with each branch as a git branch of that name, as on the Hub (needs git)")
 	fs.StringVar(&f.format, "checkpoint-format", "", "gptq (v1, default for sym) or gptq_v2 (default for --sym=false)")
 	fs.StringVar(&f.maxShard, "max-shard-size", "4GB", "split model.safetensors into shards of at most this size (0 = never)")
-	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda")
+	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
+	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU: rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
 	addCalibrationFlags(fs, &f.cal)
-	return cmd
 }
 
-func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
+// quantizeRun is what bench quantize learns from a run.
+type quantizeRun struct {
+	summary     *quantize.Summary
+	stats       quantize.Stats
+	calibrateS  float64
+	backend     runtime.Backend
+	calibration calibrate.Stats
+}
+
+// runQuantize runs the quantize command; with bench set it profiles the
+// run (phases synchronised) and returns what it measured instead of
+// printing the summary.
+func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error {
 	if f.model == "" {
 		return usageError{errors.New("--model is required")}
 	}
@@ -121,7 +142,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 			return usageError{fmt.Errorf("branch %s: %w", branches[i].Name, err)}
 		}
 	}
-	backend, err := newBackend(f.device, f.threads)
+	backend, err := newBackend(f.device, f.threads, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -129,6 +150,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 		return fmt.Errorf("output directory %s exists (use --force to replace it)", f.out)
 	}
 	log := cmd.ErrOrStderr()
+	calStart := time.Now()
 	ds := &calibrate.Dataset{}
 	if !f.rtn || len(f.cal.datasets) > 0 { // round to nearest needs no data
 		copts, err := f.cal.options(f.model, log)
@@ -143,14 +165,20 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 	for i, s := range ds.Samples {
 		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
 	}
+	calSeconds := time.Since(calStart).Seconds()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
 	bar := newProgress(log, "quantize", 1)
+	var stats *quantize.Stats
+	if bench != nil {
+		stats = &bench.stats
+	}
 	sum, err := quantize.Quantize(ctx, quantize.RunOptions{
 		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
 		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
-		MaxShardBytes: maxShard, Force: f.force, Backend: backend,
+		MaxShardBytes: maxShard, Force: f.force, Backend: backend, Solver: solverFor(backend),
+		ChunkRows: f.chunkRows, Profile: bench != nil, Stats: stats,
 		Log: progressLog{bar, log},
 		Progress: func(job string, done, total int) {
 			per := len(model.LinearModules)
@@ -165,6 +193,10 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags) error {
 			return fmt.Errorf("interrupted: no partial checkpoint was left in %s (branches completed before the interrupt are kept)", f.out)
 		}
 		return err
+	}
+	if bench != nil {
+		bench.summary, bench.calibrateS, bench.backend, bench.calibration = sum, calSeconds, backend, ds.Stats
+		return nil
 	}
 	w := cmd.OutOrStdout()
 	if f.asJSON {

@@ -40,7 +40,7 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
 	fs.IntVar(&f.ctx, "ctx", 2048, "window length in tokens")
 	fs.IntVar(&f.maxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
-	fs.StringVar(&f.device, "device", "cpu", "cpu or cuda")
+	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON document")
 	cmd.MarkFlagRequired("model")
@@ -48,14 +48,14 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 }
 
 // setup makes the backend and tokenizes the text with the model's tokenizer.
-func (f *evalFlags) setup() (runtime.Backend, []int, error) {
+func (f *evalFlags) setup(log io.Writer) (runtime.Backend, []int, error) {
 	switch {
 	case f.ctx < 2:
 		return nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
 	case f.maxWindows < 0:
 		return nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
 	}
-	b, err := newBackend(f.device, f.threads)
+	b, err := newBackend(f.device, f.threads, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -95,7 +95,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, ids, err := f.setup()
+			b, ids, err := f.setup(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
@@ -157,7 +157,7 @@ func newKLCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, ids, err := f.setup()
+			b, ids, err := f.setup(cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

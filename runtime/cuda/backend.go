@@ -596,3 +596,10 @@ func FormatBytes(n int64) string {
 var errClosed = errors.New("cuda: backend closed")
 
 var _ runtime.Backend = (*Backend)(nil)
+
+// Memory reports the bytes a new allocation can still get (the device's
+// free memory plus what the allocator holds cached) and the device total.
+func (b *Backend) Memory() (free, total int64) {
+	s := b.MemStats()
+	return int64(s.Free) + (s.Reserved - s.InUse), int64(s.Total)
+}

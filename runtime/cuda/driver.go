@@ -26,8 +26,6 @@ var drv struct {
 	cuMemAlloc                func(p *uint64, bytes uint64) cuResult
 	cuMemFree                 func(p uint64) cuResult
 	cuMemGetInfo              func(free, total *uint64) cuResult
-	cuMemHostAlloc            func(p *uintptr, bytes uint64, flags uint32) cuResult
-	cuMemFreeHost             func(p uintptr) cuResult
 	cuMemcpyHtoDAsync         func(dst uint64, src unsafe.Pointer, bytes uint64, stream uintptr) cuResult
 	cuMemcpyDtoHAsync         func(dst unsafe.Pointer, src uint64, bytes uint64, stream uintptr) cuResult
 	cuMemcpyDtoDAsync         func(dst, src uint64, bytes uint64, stream uintptr) cuResult
@@ -35,11 +33,6 @@ var drv struct {
 	cuStreamCreate            func(s *uintptr, flags uint32) cuResult
 	cuStreamSynchronize       func(s uintptr) cuResult
 	cuStreamDestroy           func(s uintptr) cuResult
-	cuEventCreate             func(e *uintptr, flags uint32) cuResult
-	cuEventRecord             func(e, s uintptr) cuResult
-	cuEventSynchronize        func(e uintptr) cuResult
-	cuEventElapsedTime        func(ms *float32, start, end uintptr) cuResult
-	cuEventDestroy            func(e uintptr) cuResult
 	cuModuleLoadData          func(mod *uintptr, image unsafe.Pointer) cuResult
 	cuModuleGetFunction       func(fn *uintptr, mod uintptr, name string) cuResult
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) cuResult
@@ -88,8 +81,6 @@ func loadDriver() error {
 			"cuMemAlloc_v2":                &drv.cuMemAlloc,
 			"cuMemFree_v2":                 &drv.cuMemFree,
 			"cuMemGetInfo_v2":              &drv.cuMemGetInfo,
-			"cuMemHostAlloc":               &drv.cuMemHostAlloc,
-			"cuMemFreeHost":                &drv.cuMemFreeHost,
 			"cuMemcpyHtoDAsync_v2":         &drv.cuMemcpyHtoDAsync,
 			"cuMemcpyDtoHAsync_v2":         &drv.cuMemcpyDtoHAsync,
 			"cuMemcpyDtoDAsync_v2":         &drv.cuMemcpyDtoDAsync,
@@ -97,11 +88,6 @@ func loadDriver() error {
 			"cuStreamCreate":               &drv.cuStreamCreate,
 			"cuStreamSynchronize":          &drv.cuStreamSynchronize,
 			"cuStreamDestroy_v2":           &drv.cuStreamDestroy,
-			"cuEventCreate":                &drv.cuEventCreate,
-			"cuEventRecord":                &drv.cuEventRecord,
-			"cuEventSynchronize":           &drv.cuEventSynchronize,
-			"cuEventElapsedTime_v2":        &drv.cuEventElapsedTime,
-			"cuEventDestroy_v2":            &drv.cuEventDestroy,
 			"cuModuleLoadData":             &drv.cuModuleLoadData,
 			"cuModuleGetFunction":          &drv.cuModuleGetFunction,
 			"cuFuncSetAttribute":           &drv.cuFuncSetAttribute,

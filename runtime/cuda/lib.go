@@ -86,7 +86,7 @@ func openLib(what string, names []string) (uintptr, string, error) {
 			tried = append(tried, err.Error())
 		}
 	}
-	return 0, "", fmt.Errorf("%w: %s (%s) not loadable; tried the loader path, the CUDA folders and pip's nvidia/*/lib: %s",
+	return 0, "", fmt.Errorf("%w: %s (%s) not loadable from the loader path, the CUDA folders or pip's nvidia/*/lib: %s",
 		ErrNotAvailable, what, names[0], strings.Join(dedupe(tried), "; "))
 }
 
@@ -99,8 +99,8 @@ func dedupe(s []string) []string {
 			out = append(out, v)
 		}
 	}
-	if len(out) > 4 {
-		out = append(out[:4], fmt.Sprintf("and %d more", len(out)-4))
+	if len(out) > 2 {
+		out = append(out[:2], fmt.Sprintf("and %d more", len(out)-2))
 	}
 	return out
 }

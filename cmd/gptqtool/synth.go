@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/formats/synth"
+)
+
+func init() { subcommands = append(subcommands, newSynthCmd) }
+
+func newSynthCmd() *cobra.Command {
+	var o synth.Options
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "synth --config DIR --tokenizer DIR --out DIR [--layers N] [--dtype bf16] [--seed S]",
+		Short: "Write a random-weight checkpoint of a real model's shape (for benchmarks)",
+		Long: `synth writes a checkpoint with the config of --config (config.json, generation_config.json),
+the tokenizer files of --tokenizer and random weights of that shape, sharded like the Hugging Face
+repository (three safetensors shards and an index by default), at disk speed. Weights are drawn with
+statistics close to a trained model's (Linear std 0.9/sqrt(in), mildly heavy tails, norms near 1),
+so GPTQ has real work to do; speed and memory do not depend on the values.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.ConfigDir == "" || o.Out == "" {
+				return usageError{errors.New("--config and --out are required")}
+			}
+			if o.Layers < 0 || o.Shards < 0 {
+				return usageError{fmt.Errorf("--layers %d, --shards %d: want 0 (as the config) or more", o.Layers, o.Shards)}
+			}
+			start := time.Now()
+			sum, err := synth.Write(o)
+			if err != nil {
+				return err
+			}
+			secs := time.Since(start).Seconds()
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(w, map[string]any{"summary": sum, "seconds": secs, "bytes_per_second": float64(sum.Bytes) / secs})
+			}
+			fmt.Fprintf(w, "%s: %d tensors, %d parameters, %d shards, %.2f GB in %.1fs (%.2f GB/s)\n",
+				sum.Out, sum.Tensors, sum.Parameters, sum.Shards, float64(sum.Bytes)/1e9, secs, float64(sum.Bytes)/1e9/secs)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.ConfigDir, "config", "", "directory with the model's config.json (e.g. ../shared/fixtures/configs/openchat-3.5-1210)")
+	fs.StringVar(&o.TokenizerDir, "tokenizer", "", "directory with the tokenizer files to copy")
+	fs.StringVar(&o.Out, "out", "", "output checkpoint directory (must not exist)")
+	fs.IntVar(&o.Layers, "layers", 0, "number of decoder layers (0 = the config's)")
+	fs.StringVar(&o.DType, "dtype", "bf16", "weight dtype: bf16, f16 or f32")
+	fs.Uint64Var(&o.Seed, "seed", 0, "random seed (the same seed gives the same bytes)")
+	fs.IntVar(&o.Shards, "shards", 3, "number of safetensors shards")
+	fs.IntVar(&o.Threads, "threads", 0, "generator threads (0 = all cores)")
+	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	return cmd
+}

@@ -1,0 +1,295 @@
+// Package synth writes random-weight checkpoints of a real model's shape,
+// for benchmarks that need the real sizes but not the real values (speed
+// and memory do not depend on them): the config of the real model, its
+// tokenizer files, and weights laid out as the Hugging Face repository
+// lays them out (sharded safetensors with an index).
+//
+// The weights are drawn so that GPTQ is not degenerate on them: Linear
+// weights are zero-mean with standard deviation 0.9/√K and mildly heavy
+// tails (a 2% share of values 2.5× wider: kurtosis ≈ 4, as measured on the
+// trained openchat-tiny fixture, 3.0-3.9), the embedding and head likewise,
+// norm weights near the trained fixture's (0.7, 0.8 and 2.0 with small
+// spreads). The same seed gives the same bytes whatever the thread count.
+package synth
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"sync"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// Options configure Write.
+type Options struct {
+	// ConfigDir holds config.json (and optionally generation_config.json).
+	ConfigDir string
+	// TokenizerDir holds the tokenizer files to copy; "" copies none.
+	TokenizerDir string
+	// Out is the checkpoint directory to create; it must not exist.
+	Out string
+	// Layers overrides num_hidden_layers when > 0.
+	Layers int
+	// DType is "bf16" (default), "f16" or "f32".
+	DType string
+	// Seed selects the random stream.
+	Seed uint64
+	// Shards is the number of safetensors files (0: 3, as openchat-3.5-1210).
+	Shards int
+	// Threads bounds the generators (0: all cores).
+	Threads int
+}
+
+// Summary is what Write reports.
+type Summary struct {
+	Out        string `json:"out"`
+	Tensors    int    `json:"tensors"`
+	Parameters int64  `json:"parameters"`
+	Bytes      int64  `json:"bytes"`
+	Shards     int    `json:"shards"`
+}
+
+// tokenizerFiles are copied from TokenizerDir when present.
+var tokenizerFiles = []string{
+	"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+}
+
+// dist is how one tensor's values are drawn.
+type dist struct {
+	mean, std float64
+	tail      bool // 2% of values 2.5x wider
+}
+
+// Write creates the checkpoint. The directory is built under a temporary
+// name and renamed when complete.
+func Write(o Options) (*Summary, error) {
+	cfgPath := filepath.Join(o.ConfigDir, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("synth: %w", err)
+	}
+	cfg, err := hfconfig.Parse(raw, cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("synth: %w", err)
+	}
+	if o.Layers > 0 {
+		cfg.NumHiddenLayers = o.Layers
+	}
+	var sdt safetensors.DType
+	var torchDType string
+	switch o.DType {
+	case "", "bf16":
+		sdt, torchDType = safetensors.BF16, "bfloat16"
+	case "f16":
+		sdt, torchDType = safetensors.F16, "float16"
+	case "f32":
+		sdt, torchDType = safetensors.F32, "float32"
+	default:
+		return nil, fmt.Errorf("synth: dtype %q: want bf16, f16 or f32", o.DType)
+	}
+	if _, err := os.Stat(o.Out); err == nil {
+		return nil, fmt.Errorf("synth: output directory %s exists", o.Out)
+	}
+	infos, dists := plan(cfg, sdt)
+	var total, largest int64
+	for _, ti := range infos {
+		n := int64(numel(ti.Shape)) * int64(sdt.Size())
+		total += n
+		largest = max(largest, n)
+	}
+	shards := o.Shards
+	if shards <= 0 {
+		shards = 3
+	}
+	// A shard closes before the tensor that would overflow it: leave room
+	// for one tensor so that the count comes out as asked.
+	maxShard := (total+int64(shards)-1)/int64(shards) + largest
+	if shards == 1 {
+		maxShard = 0
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(o.Out)), 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(o.Out)), "."+filepath.Base(o.Out)+".partial-")
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	os.Chmod(tmp, 0o755)
+	w, err := safetensors.Create(tmp, infos, safetensors.WriterOptions{MaxShardBytes: maxShard, Metadata: map[string]string{"format": "pt"}})
+	if err != nil {
+		return nil, err
+	}
+	threads := o.Threads
+	if threads <= 0 {
+		threads = goruntime.NumCPU()
+	}
+	// Generate the next tensor while the current one is written.
+	type gen struct {
+		data []byte
+	}
+	next := make(chan gen, 1)
+	go func() {
+		for i, ti := range infos {
+			next <- gen{data: fill(ti, dists[i], sdt, o.Seed, uint64(i), threads)}
+		}
+		close(next)
+	}()
+	for _, ti := range infos {
+		g := <-next
+		if err := w.Write(ti.Name, g.data); err != nil {
+			w.Abort()
+			for range next {
+			}
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	cfgJSON, err := cfg.MarshalWith(map[string]any{"num_hidden_layers": cfg.NumHiddenLayers, "torch_dtype": torchDType})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfgJSON, 0o644); err != nil {
+		return nil, err
+	}
+	copies := []string{filepath.Join(o.ConfigDir, "generation_config.json")}
+	if o.TokenizerDir != "" {
+		for _, f := range tokenizerFiles {
+			copies = append(copies, filepath.Join(o.TokenizerDir, f))
+		}
+	}
+	for _, src := range copies {
+		data, err := os.ReadFile(src)
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, filepath.Base(src)), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Rename(tmp, o.Out); err != nil {
+		return nil, err
+	}
+	ok = true
+	files, _ := filepath.Glob(filepath.Join(o.Out, "*.safetensors"))
+	var size int64
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			size += st.Size()
+		}
+	}
+	var params int64
+	for _, ti := range infos {
+		params += int64(numel(ti.Shape))
+	}
+	return &Summary{Out: o.Out, Tensors: len(infos), Parameters: params, Bytes: size, Shards: len(files)}, nil
+}
+
+func numel(shape []int) int {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	return n
+}
+
+// plan lists the tensors in the Hugging Face order (embedding, layers,
+// final norm, head) with their distributions.
+func plan(cfg *hfconfig.Config, dt safetensors.DType) ([]safetensors.TensorInfo, []dist) {
+	h, inter := cfg.HiddenSize, cfg.IntermediateSize
+	q, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
+	var infos []safetensors.TensorInfo
+	var dists []dist
+	add := func(name string, d dist, shape ...int) {
+		infos = append(infos, safetensors.TensorInfo{Name: name, DType: dt, Shape: shape})
+		dists = append(dists, d)
+	}
+	lin := func(K int) dist { return dist{std: 0.9 / math.Sqrt(float64(K)), tail: true} }
+	add("model.embed_tokens.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
+	for i := 0; i < cfg.NumHiddenLayers; i++ {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		add(p+"input_layernorm.weight", dist{mean: 0.7, std: 0.04}, h)
+		add(p+"mlp.down_proj.weight", lin(inter), h, inter)
+		add(p+"mlp.gate_proj.weight", lin(h), inter, h)
+		add(p+"mlp.up_proj.weight", lin(h), inter, h)
+		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
+		add(p+"self_attn.k_proj.weight", lin(h), kv, h)
+		add(p+"self_attn.o_proj.weight", lin(q), h, q)
+		add(p+"self_attn.q_proj.weight", lin(h), q, h)
+		add(p+"self_attn.v_proj.weight", lin(h), kv, h)
+	}
+	add("model.norm.weight", dist{mean: 2.0, std: 0.1}, h)
+	if !cfg.TieWordEmbeddings {
+		add("lm_head.weight", lin(h), cfg.VocabSize, h)
+	}
+	return infos, dists
+}
+
+// chunk is the values per generator stream; each chunk's stream is seeded
+// by (seed, tensor, chunk), so the output does not depend on threads.
+const chunk = 1 << 20
+
+// fill draws one tensor's values and encodes them.
+func fill(ti safetensors.TensorInfo, d dist, dt safetensors.DType, seed, tensor uint64, threads int) []byte {
+	n := numel(ti.Shape)
+	out := make([]byte, n*dt.Size())
+	chunks := (n + chunk - 1) / chunk
+	var wg sync.WaitGroup
+	work := make(chan int, chunks)
+	for c := range chunks {
+		work <- c
+	}
+	close(work)
+	// The tail mixture's variance is 0.98 + 0.02·2.5² = 1.105.
+	norm := 1.0
+	if d.tail {
+		norm = 1 / math.Sqrt(1.105)
+	}
+	for range min(threads, chunks) {
+		wg.Go(func() {
+			vals := make([]float32, chunk)
+			for c := range work {
+				lo, hi := c*chunk, min((c+1)*chunk, n)
+				r := rand.New(rand.NewPCG(seed^0x9e3779b97f4a7c15, tensor<<32|uint64(c)))
+				v := vals[:hi-lo]
+				for i := range v {
+					x := r.NormFloat64()
+					if d.tail && r.Uint32()%50 == 0 {
+						x *= 2.5
+					}
+					v[i] = float32(d.mean + d.std*norm*x)
+				}
+				dst := out[lo*dt.Size() : hi*dt.Size()]
+				switch dt {
+				case safetensors.BF16:
+					half.F32ToBF16Bytes(dst, v)
+				case safetensors.F16:
+					half.F32ToF16Bytes(dst, v)
+				default:
+					for i, f := range v {
+						binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(f))
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return out
+}

@@ -1,0 +1,114 @@
+package gpu_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gptqtool/gptqtool/calibrate"
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/quantize/gpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+// cpuQuantized are the whole-file wiki.test.raw perplexities (ctx 1024) of
+// each branch of the table quantized on the CPU (the reference driver and
+// solver) with the reference.json recipe: docs/benchmarks.md, made by
+// scripts/acceptance.sh.
+var cpuQuantized = map[string]float64{
+	"main":                         174.8235,
+	"gptq-4bit-32g-actorder_True":  172.8160,
+	"gptq-8bit--1g-actorder_True":  170.2736,
+	"gptq-8bit-128g-actorder_True": 170.3300,
+	"gptq-8bit-32g-actorder_True":  170.3473,
+	"gptq-4bit-64g-actorder_True":  173.6282,
+}
+
+// referenceGPTQ are reference.json's IST-DASLab figures for the same rows.
+var referenceGPTQ = map[string]float64{
+	"main":                         174.8918,
+	"gptq-4bit-32g-actorder_True":  173.1472,
+	"gptq-8bit--1g-actorder_True":  170.2205,
+	"gptq-8bit-128g-actorder_True": 170.3569,
+	"gptq-8bit-32g-actorder_True":  170.3109,
+	"gptq-4bit-64g-actorder_True":  173.5715,
+}
+
+// TestOpenchatTinyBranches is the end-to-end acceptance on the GPU: the
+// whole published branch table of openchat-tiny quantized with the
+// reference recipe (alpaca demo in the openchat template, 128 × 1024,
+// seed 0), forward and Hessians on the device in the checkpoint's dtype
+// (fp16) and GPTQ on the device; each branch's whole-file perplexity,
+// measured on the device too, within 0.3% of the CPU-quantized branch's and
+// at most the reference's × 1.005.
+func TestOpenchatTinyBranches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes six branches (-short)")
+	}
+	b := gputest.Backend(t)
+	modelDir := fixtures.Path(t, "models/openchat-tiny")
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := calibrate.Load(calibrate.Options{
+		Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")}, NSamples: 128, SeqLen: 1024,
+		MaxPositions: 4096, Tokenizer: tok,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := make([]quantize.Sample, len(ds.Samples))
+	for i, s := range ds.Samples {
+		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
+	}
+	branches, err := quantize.ParseBranches("all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	start := time.Now()
+	var stats quantize.Stats
+	sum, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+		ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
+		Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b), Stats: &stats,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("6 branches quantized on %s in %.1fs (%v activations)", b.Name(), time.Since(start).Seconds(), stats.DType)
+	ids := fixtures.WikiIDs(t)
+	ppl := func(dir string) float64 {
+		m, err := model.Load(dir, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		r, err := verify.Perplexity(context.Background(), m, ids, verify.PerplexityOptions{Ctx: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.PPL
+	}
+	// The runtime on the device against reference.json's fp32 figure.
+	if fp := ppl(modelDir); fp < 170.2816*(1-1e-4) || fp > 170.2816*(1+1e-4) {
+		t.Errorf("fp16 model ppl %.4f on the device, reference.json 170.2816", fp)
+	}
+	for _, br := range sum.Branches {
+		got := ppl(filepath.Join(out, br.Name))
+		cpu, ref := cpuQuantized[br.Name], referenceGPTQ[br.Name]
+		t.Logf("%s: ppl %.4f (CPU-quantized %.4f, %+.3f%%; reference %.4f), %.1fs", br.Name, got, cpu, 100*(got/cpu-1), ref, br.Seconds)
+		if got > cpu*1.003 || got < cpu*0.997 {
+			t.Errorf("%s: ppl %.4f not within 0.3%% of the CPU-quantized %.4f", br.Name, got, cpu)
+		}
+		if got > ref*1.005 {
+			t.Errorf("%s: ppl %.4f above the reference %.4f × 1.005", br.Name, got, ref)
+		}
+	}
+}

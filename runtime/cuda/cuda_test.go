@@ -1,0 +1,118 @@
+package cuda_test
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/kernels"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
+)
+
+// TestConformance runs the backend conformance suite (fp32 against float64
+// references, then f16 and bf16) on the device.
+func TestConformance(t *testing.T) {
+	b := gputest.Backend(t)
+	backendtest.Run(t, func() runtime.Backend { return b })
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKernelsCompile compiles every kernel source with NVRTC for the
+// device (a compile error carries NVRTC's log).
+func TestKernelsCompile(t *testing.T) {
+	b := gputest.Backend(t)
+	names := map[string]string{
+		"elementwise.cu": "add_bf16", "norm.cu": "rmsnorm_bf16", "rope.cu": "rope_seq_bf16",
+		"attention.cu": "flash_bf16_d128", "gptq.cu": "gptq_block",
+	}
+	for _, src := range kernels.Names() {
+		k, ok := names[src]
+		if !ok {
+			t.Errorf("%s: no kernel named for this test", src)
+			continue
+		}
+		if err := b.Launch(src, k, cuda.Dim{}, cuda.Dim{X: 1}, 0); err != nil {
+			t.Errorf("%s: %v", src, err)
+		}
+	}
+}
+
+// TestRoPESeq checks the stacked-sequence RoPE against per-sequence calls.
+func TestRoPESeq(t *testing.T) {
+	b := gputest.Backend(t)
+	const seqs, seq, cols, hd = 3, 17, 256, 128
+	r := rand.New(rand.NewPCG(1, 2))
+	x := make([]float32, seqs*seq*cols)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	a, _ := b.Alloc(runtime.BF16, seqs*seq, cols)
+	c, _ := b.Alloc(runtime.BF16, seqs*seq, cols)
+	b.Upload(a, x)
+	b.Upload(c, x)
+	b.RoPESeq(a, hd, 5, seq, 10000)
+	for s := range seqs {
+		b.RoPE(b.View(c, s*seq, seq), hd, 5, 10000)
+	}
+	ga, gc := make([]float32, len(x)), make([]float32, len(x))
+	b.Download(ga, a)
+	b.Download(gc, c)
+	for i := range ga {
+		if ga[i] != gc[i] {
+			t.Fatalf("element %d: stacked %v, per sequence %v", i, ga[i], gc[i])
+		}
+	}
+}
+
+// TestAllocatorAccounting checks that every byte is accounted for, that
+// freed memory is reused, and that a memory limit turns into an error
+// naming the request.
+func TestAllocatorAccounting(t *testing.T) {
+	b := gputest.Backend(t)
+	before := b.MemStats()
+	x, err := b.Alloc(runtime.F32, 1<<20) // 4 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid := b.MemStats()
+	if got := mid.InUse - before.InUse; got != 4<<20 {
+		t.Errorf("in use grew by %d, want %d", got, 4<<20)
+	}
+	if mid.PeakInUse < mid.InUse {
+		t.Errorf("peak %d below in use %d", mid.PeakInUse, mid.InUse)
+	}
+	b.Free(x)
+	after := b.MemStats()
+	if after.InUse != before.InUse {
+		t.Errorf("in use %d after free, want %d", after.InUse, before.InUse)
+	}
+	y, err := b.Alloc(runtime.F32, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.MemStats().Reserved != after.Reserved {
+		t.Errorf("a freed block of the same size was not reused")
+	}
+	b.Free(y)
+	huge := int64(math.MaxInt32) * 1024
+	if _, err := b.AllocBuffer(huge); err == nil || !cuda.OutOfMemory(err) || !strings.Contains(err.Error(), "TiB") && !strings.Contains(err.Error(), "GiB") {
+		t.Errorf("alloc of %d bytes: %v, want an out-of-memory error naming the size", huge, err)
+	}
+}
+
+// TestNotAvailableIsTyped checks that a backend for a device that does not
+// exist is refused with ErrNotAvailable (what --device auto falls back on).
+func TestNotAvailableIsTyped(t *testing.T) {
+	gputest.Backend(t)
+	_, err := cuda.New(cuda.Options{Device: 1000})
+	if !errors.Is(err, cuda.ErrNotAvailable) {
+		t.Errorf("device 1000: %v, want ErrNotAvailable", err)
+	}
+}

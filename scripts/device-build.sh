@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds what scripts/gpu.sh runs on the GPU machine (which has no Go): the
+# gptqtool binary and the GPU test binaries, gzipped, plus the fixtures they
+# read, into .device/ (git-ignored; pass it to the device tool's carry).
+# openchat-tiny itself travels in testdata/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fx=../shared/fixtures
+rm -rf .device
+mkdir -p .device/bin .device/fixtures/datasets/instruct .device/fixtures/datasets/wikitext-2-raw .device/fixtures/tokenizers .device/fixtures/configs
+export CGO_ENABLED=0
+go build -ldflags="-s -w" -o .device/bin/gptqtool ./cmd/gptqtool
+go test -c -ldflags="-s -w" -o .device/bin/cuda.test ./runtime/cuda
+go test -c -ldflags="-s -w" -o .device/bin/gpu.test ./quantize/gpu
+gzip -9 .device/bin/*
+cp "$fx"/datasets/instruct/alpaca_en_demo.json .device/fixtures/datasets/instruct/
+cp "$fx"/datasets/wikitext-2-raw/* .device/fixtures/datasets/wikitext-2-raw/
+cp -r "$fx"/tokenizers/openchat-3.5-1210 .device/fixtures/tokenizers/
+cp -r "$fx"/configs/openchat-3.5-1210 .device/fixtures/configs/
+du -sh .device

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs every GPU test and benchmark on the device machine in one call and
+# prints a JSON summary last; full logs and JSON go to $OUT. Build first with
+# scripts/device-build.sh and carry .device. Usage:
+#   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench]   (default: tests e2e bench7b)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+steps=${*:-tests e2e bench7b}
+bin=/tmp/gptqtool-bin
+mkdir -p "$bin"
+for f in .device/bin/*.gz; do gunzip -c "$f" >"$bin/$(basename "${f%.gz}")"; done
+chmod +x "$bin"/*
+export GPTQTOOL_FIXTURES=$PWD/.device/fixtures
+export GPTQTOOL_KERNEL_CACHE=/tmp/gptqtool-kernels
+mkdir -p "$GPTQTOOL_FIXTURES/models"
+ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
+summary="$OUT/summary.txt"
+: >"$summary"
+note() { echo "$*" | tee -a "$summary"; }
+note "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader 2>&1 | head -1); $(nproc) cores"
+run() { # name timeout cmd...
+  local name=$1 t=$2
+  shift 2
+  local s=$(date +%s.%N)
+  timeout "$t" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  local e=$(date +%s.%N)
+  note "$name: rc=$rc $(awk -v a="$s" -v b="$e" 'BEGIN{printf "%.1fs", b-a}')"
+  grep -E -- '^(--- FAIL|FAIL|ok|PASS|panic)|_test.go:[0-9]+:' "$OUT/$name.log" | grep -v -- '--- PASS' | head -60 | tee -a "$summary"
+  return $rc
+}
+for step in $steps; do
+  case $step in
+  tests)
+    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
+    run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite'
+    ;;
+  solvebench)
+    run solver-bench 300 "$bin/gpu.test" -test.run '^$' -test.bench Solve -test.benchtime 3x
+    ;;
+  e2e)
+    run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches
+    ;;
+  bench7b)
+    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    cat "$OUT/synth7b.log" 2>/dev/null | tail -3
+    run bench7b 420 sh -c "'$bin/gptqtool' bench quantize --device cuda --model /tmp/oc7b \
+      --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --bits 4 --group 128 --act-order --damp 0.1 \
+      --seq-len 4096 --nsamples 128 --out /tmp/oc7b-gptq --force >'$OUT/bench7b.json' 2>'$OUT/bench7b.stderr'"
+    tail -5 "$OUT/bench7b.stderr"
+    head -c 1500 "$OUT/bench7b.json"; echo
+    ;;
+  table7b)
+    run table7b 600 sh -c "'$bin/gptqtool' bench quantize --device cuda --model /tmp/oc7b \
+      --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --branches all \
+      --seq-len 4096 --nsamples 128 --out /tmp/oc7b-table --force >'$OUT/table7b.json' 2>'$OUT/table7b.stderr'"
+    tail -5 "$OUT/table7b.stderr"
+    ;;
+  esac
+done
+echo "=== summary"
+cat "$summary"
