@@ -72,7 +72,7 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := t.TempDir()
+	out := filepath.Join(t.TempDir(), "branches")
 	start := time.Now()
 	var stats quantize.Stats
 	sum, err := quantize.Quantize(context.Background(), quantize.RunOptions{

@@ -153,7 +153,7 @@ func int32Bytes(v []int32) []byte {
 }
 
 // factor computes U for the request's Hessian: spec §4.2 steps 2, 4, 5, 6.
-func (s *Solver) factor(r quantize.SolveRequest, log io.Writer) (f *factor, err error) {
+func (s *Solver) factor(r quantize.SolveRequest, log io.Writer) (_ *factor, err error) {
 	b := s.b
 	K := runtime.Cols(r.Gram)
 	if r.Samples <= 0 {
@@ -161,7 +161,7 @@ func (s *Solver) factor(r quantize.SolveRequest, log io.Writer) (f *factor, err 
 	}
 	scale := 2 / float64(r.Samples)
 	G := b.Ptr(r.Gram)
-	f = &factor{K: K}
+	f := &factor{K: K}
 	defer func() {
 		if err != nil {
 			f.free(b)
