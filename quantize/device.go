@@ -162,97 +162,131 @@ func (d *devRun) free() {
 	}
 }
 
-// setup sizes the run, checks it fits the device, and allocates the
-// activation buffers and the embedding table.
-func (d *devRun) setup(jobs []Job) error {
-	cfg, b := d.cfg, d.b
-	d.S, d.T = len(d.samples), len(d.samples[0].IDs)
-	for i, s := range d.samples {
-		if len(s.IDs) != d.T {
-			return fmt.Errorf("quantize: sample %d has %d tokens, sample 0 %d: the device driver needs samples of one length", i, len(s.IDs), d.T)
-		}
+// DevicePlan is how the device driver will run a job list: the activation
+// dtype, the chunking and the device memory it needs, part by part.
+type DevicePlan struct {
+	DType      runtime.DType
+	T, S, Rows int // tokens per sample, samples, S·T
+	Chunk      int // rows per chunk, a multiple of T
+	TrueSeq    bool
+	Plain      bool // some job is not true-sequential
+	HasMask    bool
+	Parts      []PlanPart
+	Need       int64
+}
+
+// PlanPart is one item of the device memory estimate.
+type PlanPart struct {
+	What  string
+	Bytes int64
+}
+
+func (p *DevicePlan) String() string {
+	var desc []string
+	for _, q := range p.Parts {
+		desc = append(desc, fmt.Sprintf("%s %s", q.What, formatBytes(q.Bytes)))
 	}
-	d.rows = d.S * d.T
-	d.dt = activationDType(d.w, b)
-	es := int64(d.dt.Size())
-	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
-	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
-	perSample := rowBytes * int64(d.T)
-	k := max(1, min(int64(d.S), chunkBudget/max(perSample, 1)))
-	if d.opts.ChunkRows > 0 {
-		k = max(1, min(int64(d.S), int64(d.opts.ChunkRows/d.T)))
-	}
-	d.chunk = int(k) * d.T
-	trueSeq, plain := false, false
+	return fmt.Sprintf("≈ %s (%s)", formatBytes(p.Need), strings.Join(desc, ", "))
+}
+
+// PlanDevice sizes a device-driver run without allocating anything.
+func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver Solver, samples []Sample, jobs []Job, chunkRows int) (*DevicePlan, error) {
+	p := &DevicePlan{}
 	for _, j := range jobs {
 		if !j.RTN {
-			trueSeq = trueSeq || j.TrueSequential
-			plain = plain || !j.TrueSequential
+			p.TrueSeq = p.TrueSeq || j.TrueSequential
+			p.Plain = p.Plain || !j.TrueSequential
 		}
 	}
-	rows := int64(d.rows)
-	hasMask := slices.ContainsFunc(d.samples, func(s Sample) bool { return s.Mask != nil })
-	parts := []struct {
-		what  string
-		bytes int64
-	}{
-		{"activations", rows * hidden * es},
-		{"chunk scratch", int64(d.chunk) * rowBytes},
-		{"layer weights", (2*hidden + hidden*(q+2*kv) + q*hidden + 3*hidden*inter) * es},
-		{"embedding table", int64(cfg.VocabSize) * hidden * es},
+	if !p.TrueSeq && !p.Plain {
+		return p, nil // round to nearest only: no activations
 	}
-	if trueSeq {
-		parts = append(parts, struct {
-			what  string
-			bytes int64
-		}{"attention outputs", rows * q * es})
+	if len(samples) == 0 {
+		return nil, fmt.Errorf("quantize: GPTQ needs calibration samples")
+	}
+	p.S, p.T = len(samples), len(samples[0].IDs)
+	for i, s := range samples {
+		if len(s.IDs) != p.T {
+			return nil, fmt.Errorf("quantize: sample %d has %d tokens, sample 0 %d: the device driver needs samples of one length", i, len(s.IDs), p.T)
+		}
+	}
+	p.Rows = p.S * p.T
+	p.DType = activationDType(w, b)
+	es := int64(p.DType.Size())
+	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
+	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
+	perSample := rowBytes * int64(p.T)
+	k := max(1, min(int64(p.S), chunkBudget/max(perSample, 1)))
+	if chunkRows > 0 {
+		k = max(1, min(int64(p.S), int64(chunkRows/p.T)))
+	}
+	p.Chunk = int(k) * p.T
+	rows := int64(p.Rows)
+	p.HasMask = slices.ContainsFunc(samples, func(s Sample) bool { return s.Mask != nil })
+	add := func(what string, n int64) { p.Parts = append(p.Parts, PlanPart{what, n}) }
+	add("activations", rows*hidden*es)
+	add("chunk scratch", int64(p.Chunk)*rowBytes)
+	add("layer weights", (2*hidden+hidden*(q+2*kv)+q*hidden+3*hidden*inter)*es)
+	add("embedding table", int64(cfg.VocabSize)*hidden*es)
+	if p.TrueSeq {
+		add("attention outputs", rows*q*es)
 	}
 	grams := inter * inter * 4
-	if plain {
+	if p.Plain {
 		grams += (2*hidden*hidden + q*q) * 4
-		parts = append(parts, struct {
-			what  string
-			bytes int64
-		}{"input copy", int64(d.chunk) * hidden * es})
+		add("input copy", int64(p.Chunk)*hidden*es)
 	}
-	parts = append(parts, struct {
-		what  string
-		bytes int64
-	}{"Hessians", grams})
-	if hasMask {
-		parts = append(parts, struct {
-			what  string
-			bytes int64
-		}{"masks", rows*4 + int64(d.chunk)*inter*es})
+	add("Hessians", grams)
+	if p.HasMask {
+		add("masks", rows*4+int64(p.Chunk)*inter*es)
 	}
-	if wr, ok := d.solver.(WorkspaceReporter); ok {
+	if wr, ok := solver.(WorkspaceReporter); ok {
 		var ws int64
 		for _, m := range model.LinearModules {
 			K, N, _ := model.LinearShape(cfg, m)
 			ws = max(ws, wr.Workspace(N, K))
 		}
-		parts = append(parts, struct {
-			what  string
-			bytes int64
-		}{"solver", ws})
+		add("solver", ws)
 	}
-	var need int64
-	var desc []string
-	for _, p := range parts {
-		need += p.bytes
-		desc = append(desc, fmt.Sprintf("%s %s", p.what, formatBytes(p.bytes)))
+	for _, part := range p.Parts {
+		p.Need += part.Bytes
 	}
+	return p, nil
+}
+
+// Check refuses a plan that does not fit the backend's free memory (where
+// the backend reports it), with the estimate and what to change.
+func (p *DevicePlan) Check(b runtime.Backend) error {
+	mr, ok := b.(MemoryReporter)
+	if !ok || p.Need == 0 {
+		return nil
+	}
+	free, total := mr.Memory()
+	if p.Need > free {
+		return fmt.Errorf("quantize: the calibration needs %s of device memory but %s has %s free of %s: lower --nsamples (%d) or --seq-len (%d), or quantize on the CPU",
+			p, b.Name(), formatBytes(free), formatBytes(total), p.S, p.T)
+	}
+	return nil
+}
+
+// setup sizes the run, checks it fits the device, and allocates the
+// activation buffers and the embedding table.
+func (d *devRun) setup(jobs []Job) error {
+	cfg, b := d.cfg, d.b
+	p, err := PlanDevice(d.w, cfg, b, d.solver, d.samples, jobs, d.opts.ChunkRows)
+	if err != nil {
+		return err
+	}
+	d.S, d.T, d.rows, d.chunk, d.dt = p.S, p.T, p.Rows, p.Chunk, p.DType
+	trueSeq, plain, hasMask := p.TrueSeq, p.Plain, p.HasMask
+	q := int64(cfg.NumAttentionHeads * cfg.HeadDim)
 	if d.stats != nil {
-		d.stats.ChunkRows, d.stats.DType, d.stats.DeviceBytes = d.chunk, d.dt.String(), need
+		d.stats.ChunkRows, d.stats.DType, d.stats.DeviceBytes = d.chunk, d.dt.String(), p.Need
 	}
-	fmt.Fprintf(d.log, "quantize: %s on %s: %d samples × %d tokens in chunks of %d rows, %v activations; device memory needed ≈ %s (%s)\n",
-		d.solver.Name(), b.Name(), d.S, d.T, d.chunk, d.dt, formatBytes(need), strings.Join(desc, ", "))
-	if mr, ok := b.(MemoryReporter); ok {
-		free, total := mr.Memory()
-		if need > free {
-			return fmt.Errorf("quantize: the calibration needs ≈ %s of device memory (%s) but %s has %s free of %s: lower --nsamples (%d) or --seq-len (%d), or quantize on the CPU",
-				formatBytes(need), strings.Join(desc, ", "), b.Name(), formatBytes(free), formatBytes(total), d.S, d.T)
-		}
+	fmt.Fprintf(d.log, "quantize: %s on %s: %d samples × %d tokens in chunks of %d rows, %v activations; device memory needed %s\n",
+		d.solver.Name(), b.Name(), d.S, d.T, d.chunk, d.dt, p)
+	if err := p.Check(b); err != nil {
+		return err
 	}
 	alloc := func(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
 		t, err := b.Alloc(dt, shape...)
@@ -262,7 +296,6 @@ func (d *devRun) setup(jobs []Job) error {
 		}
 		return t, nil
 	}
-	var err error
 	if d.x, err = alloc(d.dt, d.rows, cfg.HiddenSize); err != nil {
 		return err
 	}

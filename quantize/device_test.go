@@ -3,6 +3,7 @@ package quantize_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -95,5 +96,47 @@ func TestDeviceDriverMatchesReference(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// smallDevice is a CPU backend that reports little free memory.
+type smallDevice struct {
+	*cpu.Backend
+	free int64
+}
+
+func (s smallDevice) Memory() (free, total int64) { return s.free, s.free }
+
+// TestPlanDeviceRefuses checks the device memory estimate and the refusal
+// of a job that does not fit, with the numbers and what to change.
+func TestPlanDeviceRefuses(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	set, cfg := fixtures.OpenCheckpoint(t, modelDir)
+	samples := make([]quantize.Sample, 128)
+	for i := range samples {
+		samples[i].IDs = make([]int, 1024)
+	}
+	jobs := []quantize.Job{{Name: "main", TrueSequential: true}}
+	p, err := quantize.PlanDevice(set, cfg, cpu.New(1), quantize.HostSolver{}, samples, jobs, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// F32 on the CPU: 128×1024 rows of 256 activations and 256 attention outputs.
+	if want := int64(128 * 1024 * 256 * 4); p.Parts[0].Bytes != want {
+		t.Errorf("activations %d bytes, want %d", p.Parts[0].Bytes, want)
+	}
+	if p.Chunk%1024 != 0 || p.Chunk == 0 {
+		t.Errorf("chunk of %d rows is not whole samples of 1024", p.Chunk)
+	}
+	if err := p.Check(smallDevice{cpu.New(1), p.Need + 1}); err != nil {
+		t.Errorf("a device with room refused: %v", err)
+	}
+	err = p.Check(smallDevice{cpu.New(1), p.Need / 2})
+	if err == nil || !strings.Contains(err.Error(), "--nsamples (128)") || !strings.Contains(err.Error(), "activations") {
+		t.Errorf("err = %v, want a refusal naming the parts and --nsamples", err)
+	}
+	samples[3].IDs = samples[3].IDs[:10]
+	if _, err := quantize.PlanDevice(set, cfg, cpu.New(1), nil, samples, jobs, 0); err == nil {
+		t.Errorf("samples of two lengths were accepted")
 	}
 }

@@ -116,6 +116,20 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
 		return nil, err
 	}
+	if o.Solver != nil {
+		// Refuse a job that cannot fit the device before any work.
+		var jobs []Job
+		for _, br := range o.Branches {
+			jobs = append(jobs, Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
+		}
+		p, err := PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows)
+		if err != nil {
+			return nil, err
+		}
+		if err := p.Check(o.Backend); err != nil {
+			return nil, err
+		}
+	}
 	if o.GitRepo != "" {
 		if err := CheckOut(o.GitRepo, o.ModelDir, o.Force); err != nil {
 			return nil, fmt.Errorf("--git-repo: %w", err)

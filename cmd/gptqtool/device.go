@@ -20,6 +20,12 @@ const deviceHelp = "cpu, cuda, or auto (cuda where a CUDA driver and device load
 // also bounds the Go scheduler, so the work outside the backend (GPTQ,
 // tokenizing, scoring) keeps to the same cores.
 func newBackend(device string, threads int, log io.Writer) (runtime.Backend, error) {
+	return newBackendLimit(device, threads, 0, log)
+}
+
+// newBackendLimit is newBackend with a cap on the device memory the CUDA
+// backend may take (0: none), to run as on a smaller card.
+func newBackendLimit(device string, threads int, gpuLimit int64, log io.Writer) (runtime.Backend, error) {
 	if threads < 0 {
 		return nil, usageError{fmt.Errorf("--threads %d: want 0 (all cores) or more", threads)}
 	}
@@ -30,7 +36,7 @@ func newBackend(device string, threads int, log io.Writer) (runtime.Backend, err
 	case "cpu":
 		return cpu.New(threads), nil
 	case "cuda", "auto":
-		b, err := cuda.New(cuda.Options{})
+		b, err := cuda.New(cuda.Options{MemoryLimit: gpuLimit})
 		switch {
 		case err == nil:
 			if device == "auto" {
@@ -49,9 +55,12 @@ func newBackend(device string, threads int, log io.Writer) (runtime.Backend, err
 
 // solverFor is the GPTQ solver that goes with a backend: the device solver
 // (and so the device driver) on CUDA, nil (the reference driver) on the CPU.
-func solverFor(b runtime.Backend) quantize.Solver {
+// profile makes the device solver time its phases.
+func solverFor(b runtime.Backend, profile bool) quantize.Solver {
 	if cb, ok := b.(*cuda.Backend); ok {
-		return gpu.New(cb)
+		s := gpu.New(cb)
+		s.Profile = profile
+		return s
 	}
 	return nil
 }

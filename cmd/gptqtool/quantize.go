@@ -17,6 +17,7 @@ import (
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -32,6 +33,7 @@ type quantizeFlags struct {
 	mse, rtn, refGroups, force, asJSON   bool
 	maxShard                             string
 	chunkRows                            int
+	gpuMemory                            string
 	cal                                  calibrationFlags
 }
 
@@ -80,6 +82,7 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
+	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
 	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU: rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
 	addCalibrationFlags(fs, &f.cal)
 }
@@ -91,6 +94,8 @@ type quantizeRun struct {
 	calibrateS  float64
 	backend     runtime.Backend
 	calibration calibrate.Stats
+	// solverPhases are the device solver's own phases (its share of solve).
+	solverPhases map[string]float64
 }
 
 // runQuantize runs the quantize command; with bench set it profiles the
@@ -142,10 +147,17 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 			return usageError{fmt.Errorf("branch %s: %w", branches[i].Name, err)}
 		}
 	}
-	backend, err := newBackend(f.device, f.threads, cmd.ErrOrStderr())
+	var gpuLimit int64
+	if f.gpuMemory != "" {
+		if gpuLimit, err = parseSize(f.gpuMemory); err != nil || gpuLimit <= 0 {
+			return usageError{fmt.Errorf("--gpu-memory %q: want a size such as 16GiB", f.gpuMemory)}
+		}
+	}
+	backend, err := newBackendLimit(f.device, f.threads, gpuLimit, cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
+	solver := solverFor(backend, bench != nil)
 	if _, err := os.Stat(f.out); err == nil && !f.force {
 		return fmt.Errorf("output directory %s exists (use --force to replace it)", f.out)
 	}
@@ -177,7 +189,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
 		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
-		MaxShardBytes: maxShard, Force: f.force, Backend: backend, Solver: solverFor(backend),
+		MaxShardBytes: maxShard, Force: f.force, Backend: backend, Solver: solver,
 		ChunkRows: f.chunkRows, Profile: bench != nil, Stats: stats,
 		Log: progressLog{bar, log},
 		Progress: func(job string, done, total int) {
@@ -196,6 +208,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	if bench != nil {
 		bench.summary, bench.calibrateS, bench.backend, bench.calibration = sum, calSeconds, backend, ds.Stats
+		if gs, ok := solver.(*gpu.Solver); ok {
+			bench.solverPhases = gs.Phases
+		}
 		return nil
 	}
 	w := cmd.OutOrStdout()

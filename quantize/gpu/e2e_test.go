@@ -2,7 +2,9 @@ package gpu_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
@@ -111,4 +114,37 @@ func TestOpenchatTinyBranches(t *testing.T) {
 			t.Errorf("%s: ppl %.4f above the reference %.4f × 1.005", br.Name, got, ref)
 		}
 	}
+}
+
+// TestPreflightRefuses checks that a job that cannot fit the device memory
+// is refused before any work, with the estimate and what to change, and
+// leaves nothing behind.
+func TestPreflightRefuses(t *testing.T) {
+	gputest.Backend(t)
+	b, err := cuda.New(cuda.Options{MemoryLimit: 48 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	modelDir := fixtures.Path(t, "models/openchat-tiny")
+	samples := make([]quantize.Sample, 64)
+	for i := range samples {
+		samples[i].IDs = make([]int, 1024)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	_, err = quantize.Quantize(context.Background(), quantize.RunOptions{
+		ModelDir: modelDir, Out: out, Branches: []quantize.Branch{{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}},
+		Sym: true, TrueSequential: true, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b),
+	})
+	if err == nil || !strings.Contains(err.Error(), "--nsamples") || !strings.Contains(err.Error(), "device memory") {
+		t.Fatalf("err = %v, want a refusal with the estimate and advice", err)
+	}
+	if _, serr := os.Stat(out); serr == nil {
+		t.Errorf("%s was left behind", out)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(out))
+	if len(entries) != 0 {
+		t.Errorf("debris beside the output: %v", entries)
+	}
+	t.Log(err)
 }

@@ -25,6 +25,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/quantize"
@@ -41,10 +42,28 @@ const blockSize = 128
 type Solver struct {
 	b      *cuda.Backend
 	warned map[string]bool
+	// Profile synchronises the device between the solver's phases and adds
+	// their seconds to Phases: factor (Hessian to U), columns (the blocked
+	// column loop) and pack (dequantize, pack, download).
+	Profile bool
+	Phases  map[string]float64
 }
 
 // New returns a solver on b.
-func New(b *cuda.Backend) *Solver { return &Solver{b: b, warned: map[string]bool{}} }
+func New(b *cuda.Backend) *Solver {
+	return &Solver{b: b, warned: map[string]bool{}, Phases: map[string]float64{}}
+}
+
+// mark ends a profiled phase started at t and returns the time now.
+func (s *Solver) mark(name string, t time.Time) time.Time {
+	if !s.Profile {
+		return t
+	}
+	s.b.Sync()
+	now := time.Now()
+	s.Phases[name] += now.Sub(t).Seconds()
+	return now
+}
 
 // Name implements quantize.Solver.
 func (s *Solver) Name() string { return "GPTQ on " + s.b.Name() }
@@ -93,10 +112,12 @@ func (s *Solver) Solve(ctx context.Context, r quantize.SolveRequest) ([]*quantiz
 			return quantize.HostSolver{}.Solve(ctx, r)
 		}
 	}
+	t := time.Now()
 	f, err := s.factor(r, log)
 	if err != nil {
 		return nil, err
 	}
+	s.mark("factor", t)
 	defer f.free(s.b)
 	out := make([]*quantize.Result, len(r.Modules))
 	for i, m := range r.Modules {
@@ -300,6 +321,7 @@ func dtypeName(dt runtime.DType) string {
 // module quantizes one weight with the group's factor (spec §4.2 steps 1,
 // 3, 7, 8, 9, §1 packing).
 func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*quantize.Result, error) {
+	t0 := time.Now()
 	b, o := s.b, r.Options
 	K, N := f.K, runtime.Rows(w)
 	if runtime.Cols(w) != K {
@@ -399,6 +421,7 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 		}
 	}
 	// Step 7, block by block.
+	t := s.mark("prepare", t0)
 	for i1 := 0; i1 < K; i1 += blockSize {
 		B := min(blockSize, K-i1)
 		i2 := i1 + B
@@ -424,6 +447,8 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 		}
 	}
 	// Steps 8 and 9: the quantized weight for the next passes, and packing.
+	t = s.mark("columns", t)
+	defer s.mark("pack", t)
 	v1 := b2i(r.Format != gptq.FormatV2)
 	if err := launch("gptq_dequant_"+dtypeName(w.DType()), n64*k64, 0, b.Ptr(w), codes.Ptr, scale.Ptr, zero.Ptr, dInv, dGidx, int32(N), int32(K), flags.Ptr+8); err != nil {
 		return nil, err

@@ -601,5 +601,9 @@ var _ runtime.Backend = (*Backend)(nil)
 // free memory plus what the allocator holds cached) and the device total.
 func (b *Backend) Memory() (free, total int64) {
 	s := b.MemStats()
-	return int64(s.Free) + (s.Reserved - s.InUse), int64(s.Total)
+	free, total = int64(s.Free)+(s.Reserved-s.InUse), int64(s.Total)
+	if l := b.alloc.limit; l > 0 {
+		free, total = min(free, l-s.InUse), l
+	}
+	return free, total
 }
