@@ -6,12 +6,38 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/calibrate"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
+
+func fixture(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
+
+// calibration loads nsamples × seqLen samples of the alpaca demo set in the
+// openchat template, as the reference recipe (reference.json) does.
+func calibration(t *testing.T, modelDir string, nsamples, seqLen int) []quantize.Sample {
+	t.Helper()
+	tok, err := tokenizer.Load(modelDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := calibrate.Load(calibrate.Options{
+		Paths: []string{fixture(t, "datasets/instruct/alpaca_en_demo.parquet")}, NSamples: nsamples, SeqLen: seqLen,
+		MaxPositions: 4096, Tokenizer: tok,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]quantize.Sample, len(ds.Samples))
+	for i, s := range ds.Samples {
+		out[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
+	}
+	return out
+}
 
 // collect runs the driver for one job and returns the results by module name.
 func collect(t *testing.T, b runtime.Backend, solver quantize.Solver, modelDir string, samples []quantize.Sample, opts quantize.Options, trueSeq bool, chunkRows int) map[string]*quantize.Result {

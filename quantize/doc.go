@@ -1,6 +1,7 @@
 // Package quantize implements GPTQ for one Linear at a time, as spec §4
 // (docs/gptq-spec.md) describes the reference (REF = IST-DASLab/gptq
-// gptq.py/quant.py; AutoGPTQ is identical), plus the layer driver built on it.
+// gptq.py/quant.py; AutoGPTQ is identical), and the layer drivers built on
+// it. Writing checkpoints, model cards and branch tables is package publish.
 //
 // # Pieces
 //
@@ -13,6 +14,15 @@
 //   - GPTQ: fasterquant of spec §4.2 with block size, act order (desc_act),
 //     static groups, damping and Cholesky retries.
 //   - RTN: round-to-nearest with the same quantizer and Result layout.
+//   - Run, the layer driver, in two forms. The reference driver keeps the
+//     calibration activations on the host per sequence and folds each
+//     Hessian in float64 (what the CPU runs, unchanged output). The device
+//     driver (DriverOptions.Solver set) keeps them on the backend in the
+//     checkpoint's dtype, runs every layer over all samples in chunks with
+//     passes that resume at the attention output or the residual, forms
+//     Hessians there with Backend.Gram (a device tap), and hands each module
+//     group to a Solver: HostSolver (this package's GPTQ) or a device
+//     solver (package quantize/gpu), which returns packed tensors.
 //
 // # Layouts
 //
@@ -39,10 +49,11 @@
 //     them. Scales are never 0 (tiny ones are raised to the smallest
 //     positive value of the type); GPTQ returns an error rather than a
 //     non-finite scale, weight, Hessian or loss.
-//   - Non-static groups call find_params on the block-level W (not the
-//     in-block updated copy), replicating REF/AG/GM (spec §4.2 step 7).
-//     Per-channel params are found on the full row before dead columns
-//     are zeroed (REF step 1 precedes step 2).
+//   - Non-static groups call find_params on the error-updated weights, as
+//     the GPTQ paper's algorithm does; Options.StaleGroupParams replicates
+//     REF/AG/GM, which use the block-level W for a group that starts inside
+//     a block (spec §4.2 step 7). Per-channel params are found on the full
+//     row before dead columns are zeroed (REF step 1 precedes step 2).
 //   - Cholesky failure (REF and AG give up) retries with the damp fraction
 //     doubled each time, capped at 1.0, logging each retry; Result.Damp is
 //     the fraction used.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
-	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
@@ -178,9 +178,9 @@ func TestInspectRefusesTruncated(t *testing.T) {
 func TestCheckFormatCatchesCorruption(t *testing.T) {
 	modelDir := fixture(t, "models/openchat-tiny")
 	dir := filepath.Join(t.TempDir(), "q")
-	_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: modelDir, Out: dir, RTN: true, Sym: true, TrueSequential: true, Backend: cpu.New(1),
-		Branches: []quantize.Branch{{Name: "q", Bits: 4, GroupSize: 128, Damp: 0.01}},
+		Branches: []publish.Branch{{Name: "q", Bits: 4, GroupSize: 128, Damp: 0.01}},
 	})
 	if err != nil {
 		t.Fatal(err)

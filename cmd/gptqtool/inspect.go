@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
@@ -63,7 +63,7 @@ func printReport(w io.Writer, r *verify.Report) {
 	}
 	sort.Strings(dts)
 	fmt.Fprintf(w, "  tensors        %d (%s), torch_dtype %s\n", r.NumTensors, strings.Join(dts, " "), r.TorchDType)
-	fmt.Fprintf(w, "  size on disk   %s in %d file(s)\n", quantize.FormatSize(r.SizeBytes), len(r.Files))
+	fmt.Fprintf(w, "  size on disk   %s in %d file(s)\n", publish.FormatSize(r.SizeBytes), len(r.Files))
 	q := r.Quantization
 	if q == nil {
 		fmt.Fprintf(w, "  quantization   none\n")

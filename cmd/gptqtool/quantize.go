@@ -16,6 +16,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -89,7 +90,7 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 
 // quantizeRun is what bench quantize learns from a run.
 type quantizeRun struct {
-	summary     *quantize.Summary
+	summary     *publish.Summary
 	stats       quantize.Stats
 	calibrateS  float64
 	backend     runtime.Backend
@@ -127,19 +128,19 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		// v1 stores zero-1 and cannot hold an asymmetric zero of 0 (spec §1.4).
 		format = gptq.FormatV2
 	}
-	var branches []quantize.Branch
+	var branches []publish.Branch
 	table := f.branches != ""
 	if table {
 		if cmd.Flags().Changed("bits") || cmd.Flags().Changed("group") || cmd.Flags().Changed("act-order") || cmd.Flags().Changed("damp") {
 			return usageError{errors.New("--branches sets bits, group, act order and damp per branch: drop --bits/--group/--act-order/--damp")}
 		}
-		if branches, err = quantize.ParseBranches(f.branches); err != nil {
+		if branches, err = publish.ParseBranches(f.branches); err != nil {
 			return usageError{err}
 		}
 	} else {
-		b := quantize.Branch{Name: filepath.Base(filepath.Clean(f.out)), Bits: f.bits, GroupSize: f.group, DescAct: f.actOrder, Damp: f.damp, StaticGroups: f.staticGroups}
+		b := publish.Branch{Name: filepath.Base(filepath.Clean(f.out)), Bits: f.bits, GroupSize: f.group, DescAct: f.actOrder, Damp: f.damp, StaticGroups: f.staticGroups}
 		b.Description = fmt.Sprintf("%d-bit, group size %d, act order %v", f.bits, f.group, f.actOrder)
-		branches = []quantize.Branch{b}
+		branches = []publish.Branch{b}
 	}
 	for i := range branches {
 		branches[i].StaticGroups = branches[i].StaticGroups || f.staticGroups
@@ -185,7 +186,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if bench != nil {
 		stats = &bench.stats
 	}
-	sum, err := quantize.Quantize(ctx, quantize.RunOptions{
+	sum, err := publish.Quantize(ctx, publish.RunOptions{
 		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
 		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
@@ -218,7 +219,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		return writeJSON(w, map[string]any{"calibration": ds.Stats, "summary": sum})
 	}
 	for _, b := range sum.Branches {
-		fmt.Fprintf(w, "%s\t%s\t%d-bit g%d act_order=%v damp=%g\t%s\t%.1fs\n", b.Name, b.Dir, b.Bits, b.GroupSize, b.DescAct, b.Damp, quantize.FormatSize(b.SizeBytes), b.Seconds)
+		fmt.Fprintf(w, "%s\t%s\t%d-bit g%d act_order=%v damp=%g\t%s\t%.1fs\n", b.Name, b.Dir, b.Bits, b.GroupSize, b.DescAct, b.Damp, publish.FormatSize(b.SizeBytes), b.Seconds)
 	}
 	fmt.Fprintf(w, "done in %.1fs\n", sum.Seconds)
 	return nil

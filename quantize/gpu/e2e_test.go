@@ -13,6 +13,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
@@ -71,14 +72,14 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	for i, s := range ds.Samples {
 		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
 	}
-	branches, err := quantize.ParseBranches("all")
+	branches, err := publish.ParseBranches("all")
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "branches")
 	start := time.Now()
 	var stats quantize.Stats
-	sum, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+	sum, err := publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
 		Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b), Stats: &stats,
 	})
@@ -132,8 +133,8 @@ func TestPreflightRefuses(t *testing.T) {
 		samples[i].IDs = make([]int, 1024)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	_, err = quantize.Quantize(context.Background(), quantize.RunOptions{
-		ModelDir: modelDir, Out: out, Branches: []quantize.Branch{{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}},
+	_, err = publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: modelDir, Out: out, Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}},
 		Sym: true, TrueSequential: true, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b),
 	})
 	if err == nil || !strings.Contains(err.Error(), "--nsamples") || !strings.Contains(err.Error(), "device memory") {

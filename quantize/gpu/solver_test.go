@@ -10,6 +10,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -216,7 +217,7 @@ func TestSolverMatchesHost(t *testing.T) {
 					scales[i] = half.F16ToF32(h)
 				}
 				// What the host would write: its results packed on the host.
-				hp, err := quantize.Pack(host, tc.o.Bits, tc.o.GroupSize, tc.format)
+				hp, err := publish.Pack(host, tc.o.Bits, tc.o.GroupSize, tc.format)
 				if err != nil {
 					t.Fatal(err)
 				}

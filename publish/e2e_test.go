@@ -1,4 +1,4 @@
-package quantize_test
+package publish_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -62,7 +63,7 @@ func perplexity(t *testing.T, dir string, ids []int, windows int) float64 {
 	return r.PPL
 }
 
-var mainBranch = quantize.Branch{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}
+var mainBranch = publish.Branch{Name: "main", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1}
 
 // TestPipelineOpenchatTiny runs the whole CPU pipeline at small settings:
 // calibrate, GPTQ (main branch recipe) and RTN, write, check the format, and
@@ -73,8 +74,8 @@ func TestPipelineOpenchatTiny(t *testing.T) {
 	out := t.TempDir()
 	run := func(name string, rtn bool) string {
 		dir := filepath.Join(out, name)
-		_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
-			ModelDir: modelDir, Out: dir, Branches: []quantize.Branch{mainBranch},
+		_, err := publish.Quantize(context.Background(), publish.RunOptions{
+			ModelDir: modelDir, Out: dir, Branches: []publish.Branch{mainBranch},
 			Sym: true, TrueSequential: true, RTN: rtn, Samples: samples, SeqLen: 256, Backend: cpu.New(0),
 		})
 		if err != nil {
@@ -132,7 +133,7 @@ func TestCheckpointDequantizesToQuantizerWeights(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer set.Close()
-	for _, br := range []quantize.Branch{
+	for _, br := range []publish.Branch{
 		{Name: "4bit-act", Bits: 4, GroupSize: 128, DescAct: true, Damp: 0.1},
 		{Name: "3bit-static", Bits: 3, GroupSize: 64, DescAct: true, StaticGroups: true, Damp: 0.1},
 		{Name: "8bit-channel", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1},
@@ -142,7 +143,7 @@ func TestCheckpointDequantizesToQuantizerWeights(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), br.Name)
 			qc := gptq.DefaultQuantizeConfig()
 			qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups, qc.DampPercent = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups, br.Damp
-			cp, err := quantize.NewCheckpoint(dir, modelDir, set, cfg, qc, quantize.CheckpointOptions{})
+			cp, err := publish.NewCheckpoint(dir, modelDir, set, cfg, qc, publish.CheckpointOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -254,8 +255,8 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 			if out == "" {
 				out = filepath.Join(t.TempDir(), "q")
 			}
-			_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
-				ModelDir: tc.model, Out: out, Branches: []quantize.Branch{mainBranch},
+			_, err := publish.Quantize(context.Background(), publish.RunOptions{
+				ModelDir: tc.model, Out: out, Branches: []publish.Branch{mainBranch},
 				Sym: true, TrueSequential: true, Samples: tc.samples, Backend: cpu.New(1),
 			})
 			if err == nil {
@@ -292,9 +293,9 @@ func TestQuantizeProtectsTheModel(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(modelDir, f), data, 0o644)
 	}
-	br := []quantize.Branch{{Name: "b", Bits: 8, GroupSize: -1, Damp: 0.01}}
+	br := []publish.Branch{{Name: "b", Bits: 8, GroupSize: -1, Damp: 0.01}}
 	for _, out := range []string{modelDir, parent, filepath.Join(modelDir, "q"), modelDir + "/."} {
-		_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+		_, err := publish.Quantize(context.Background(), publish.RunOptions{
 			ModelDir: modelDir, Out: out, Branches: br, RTN: true, Sym: true, Force: true, Backend: cpu.New(1),
 		})
 		if err == nil || !strings.Contains(err.Error(), "choose another --out") {
@@ -311,9 +312,9 @@ func TestQuantizeProtectsTheModel(t *testing.T) {
 func TestTableFailureLeavesNothing(t *testing.T) {
 	stories := fixture(t, "models/stories260K-hf-mistral")
 	out := filepath.Join(t.TempDir(), "table")
-	_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: stories, Out: out, Table: true, RTN: true, Sym: true, Backend: cpu.New(1),
-		Branches: []quantize.Branch{{Name: "8bit", Bits: 8, GroupSize: -1, Damp: 0.01}, mainBranch}, // 4-bit cannot pack K=172
+		Branches: []publish.Branch{{Name: "8bit", Bits: 8, GroupSize: -1, Damp: 0.01}, mainBranch}, // 4-bit cannot pack K=172
 	})
 	if err == nil {
 		t.Fatal("no error")
@@ -330,8 +331,8 @@ func TestQuantizeInterrupted(t *testing.T) {
 	parent := t.TempDir()
 	out := filepath.Join(parent, "q")
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := quantize.Quantize(ctx, quantize.RunOptions{
-		ModelDir: modelDir, Out: out, Branches: []quantize.Branch{mainBranch}, Sym: true, TrueSequential: true,
+	_, err := publish.Quantize(ctx, publish.RunOptions{
+		ModelDir: modelDir, Out: out, Branches: []publish.Branch{mainBranch}, Sym: true, TrueSequential: true,
 		Samples: []quantize.Sample{{IDs: make([]int, 64)}}, Backend: cpu.New(1),
 		Progress: func(string, int, int) { cancel() }, // interrupt after the first module
 	})
@@ -396,8 +397,8 @@ func TestShardedBF16Input(t *testing.T) {
 		samples[i] = quantize.Sample{IDs: ids}
 	}
 	out := filepath.Join(t.TempDir(), "q")
-	_, err = quantize.Quantize(context.Background(), quantize.RunOptions{
-		ModelDir: dir, Out: out, Branches: []quantize.Branch{{Name: "8bit", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1}},
+	_, err = publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: dir, Out: out, Branches: []publish.Branch{{Name: "8bit", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1}},
 		Sym: true, TrueSequential: true, Samples: samples, Backend: cpu.New(0), MaxShardBytes: 100_000,
 	})
 	if err != nil {
@@ -457,11 +458,11 @@ func TestGitRepo(t *testing.T) {
 	stories := fixture(t, "models/stories260K-hf-mistral")
 	dir := t.TempDir()
 	out, repo := filepath.Join(dir, "table"), filepath.Join(dir, "repo.git")
-	branches := []quantize.Branch{
+	branches := []publish.Branch{
 		{Name: "gptq-8bit-128g-actorder_True", Bits: 8, GroupSize: 128, DescAct: true, Damp: 0.1},
 		{Name: "gptq-8bit--1g-actorder_True", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1},
 	}
-	_, err := quantize.Quantize(context.Background(), quantize.RunOptions{
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: stories, Out: out, Table: true, GitRepo: repo, RTN: true, Sym: true, Backend: cpu.New(1), Branches: branches,
 	})
 	if err != nil {

@@ -1,4 +1,4 @@
-package quantize
+package publish
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -39,7 +40,7 @@ type RunOptions struct {
 	Format          gptq.Format // FormatV1 unless asymmetric zeros need v2
 	BlockSize       int         // 0: 128
 
-	Samples     []Sample
+	Samples     []quantize.Sample
 	DatasetName string // for the model card
 	SeqLen      int
 
@@ -48,11 +49,11 @@ type RunOptions struct {
 	Backend       runtime.Backend
 	// Solver selects the device driver (DriverOptions.Solver); nil runs the
 	// reference driver on Backend.
-	Solver Solver
+	Solver quantize.Solver
 	// ChunkRows, Profile and Stats pass through to DriverOptions.
 	ChunkRows int
 	Profile   bool
-	Stats     *Stats
+	Stats     *quantize.Stats
 	Log       io.Writer
 	Progress  func(job string, done, total int)
 	Command   string // recorded in the model card
@@ -118,11 +119,11 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	}
 	if o.Solver != nil {
 		// Refuse a job that cannot fit the device before any work.
-		var jobs []Job
+		var jobs []quantize.Job
 		for _, br := range o.Branches {
-			jobs = append(jobs, Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
+			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
 		}
-		p, err := PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows)
+		p, err := quantize.PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +159,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if o.RTN {
 		o.DatasetName = "none (round to nearest)"
 	}
-	var jobs []Job
+	var jobs []quantize.Job
 	var cps []*Checkpoint
 	abort := func() {
 		for _, c := range cps {
@@ -189,17 +190,17 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		cps = append(cps, cp)
 		bs := &BranchSummary{Name: br.Name, Dir: dir, Bits: br.Bits, GroupSize: br.GroupSize, DescAct: br.DescAct, Damp: br.Damp}
 		bs.ExLlama = exllamaOK(qc, cfg)
-		opts := Options{
+		opts := quantize.Options{
 			Bits: br.Bits, GroupSize: br.GroupSize, Sym: o.Sym, ActOrder: br.DescAct, StaticGroups: br.StaticGroups,
 			Damp: br.Damp, BlockSize: o.BlockSize, MSE: o.MSE, Fp16Scales: true, StaleGroupParams: o.ReferenceGroups,
 		}
 		if o.MSE {
-			d := DefaultOptions()
+			d := quantize.DefaultOptions()
 			opts.MSENorm, opts.MSEGrid, opts.MSEMaxShrink = d.MSENorm, d.MSEGrid, d.MSEMaxShrink
 		}
-		jobs = append(jobs, Job{
+		jobs = append(jobs, quantize.Job{
 			Name: br.Name, GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: format,
-			Layer: func(li int, mods []ModuleResult) error {
+			Layer: func(li int, mods []quantize.ModuleResult) error {
 				for _, m := range mods {
 					bs.Modules++
 					bs.TotalLoss += m.Loss
@@ -226,8 +227,8 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 		})
 	}
-	dopts := DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Profile: o.Profile, Stats: o.Stats}
-	if err := Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
+	dopts := quantize.DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Profile: o.Profile, Stats: o.Stats}
+	if err := quantize.Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
 		abort()
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package quantize
+package publish
 
 import (
 	"encoding/binary"
@@ -13,6 +13,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -172,7 +173,7 @@ func (c *Checkpoint) copyPlain(name string) error {
 }
 
 // Layer packs and writes one quantized layer (driver Job.Layer).
-func (c *Checkpoint) Layer(li int, modules []ModuleResult) error {
+func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 	p := model.LayerPrefix(li) + "."
 	for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
 		if err := c.copyPlain(p + n); err != nil {
@@ -213,7 +214,7 @@ func (c *Checkpoint) Layer(li int, modules []ModuleResult) error {
 
 // Pack turns a GPTQ result into the on-disk tensors of spec §1 (a result
 // packed on the device is checked and returned as it is).
-func Pack(r *Result, bits, groupSize int, format gptq.Format) (*gptq.Linear, error) {
+func Pack(r *quantize.Result, bits, groupSize int, format gptq.Format) (*gptq.Linear, error) {
 	if p := r.Packed; p != nil {
 		if p.Bits != bits || p.GroupSize != groupSize || p.Format != format || p.K != r.K || p.N != r.N {
 			return nil, fmt.Errorf("packed result is %d-bit g%d %s [%d %d], want %d-bit g%d %s", p.Bits, p.GroupSize, p.Format, p.K, p.N, bits, groupSize, format)

@@ -1,4 +1,4 @@
-package quantize_test
+package publish_test
 
 import (
 	"math"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
-	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/publish"
 )
 
 // TestPublishedBranchSizes checks the planned checkpoint of the real
@@ -22,11 +22,11 @@ func TestPublishedBranchSizes(t *testing.T) {
 		"main": 4.16, "gptq-4bit-32g-actorder_True": 4.57, "gptq-8bit--1g-actorder_True": 7.52,
 		"gptq-8bit-128g-actorder_True": 7.68, "gptq-8bit-32g-actorder_True": 8.17, "gptq-4bit-64g-actorder_True": 4.30,
 	}
-	for _, b := range quantize.PublishedBranches {
+	for _, b := range publish.PublishedBranches {
 		t.Run(b.Name, func(t *testing.T) {
 			qc := gptq.DefaultQuantizeConfig()
 			qc.Bits, qc.GroupSize, qc.DescAct, qc.DampPercent = b.Bits, b.GroupSize, b.DescAct, b.Damp
-			infos, err := quantize.Plan(cfg, qc)
+			infos, err := publish.Plan(cfg, qc)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package quantize
+package publish
 
 import (
 	"encoding/json"
