@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/calibrate"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -17,26 +15,10 @@ import (
 
 func fixture(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
-// calibration loads nsamples × seqLen samples of the alpaca demo set in the
-// openchat template, as the reference recipe (reference.json) does.
+// calibration is the reference recipe's samples (internal/fixtures).
 func calibration(t *testing.T, modelDir string, nsamples, seqLen int) []quantize.Sample {
 	t.Helper()
-	tok, err := tokenizer.Load(modelDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := calibrate.Load(calibrate.Options{
-		Paths: []string{fixture(t, "datasets/instruct/alpaca_en_demo.parquet")}, NSamples: nsamples, SeqLen: seqLen,
-		MaxPositions: 4096, Tokenizer: tok,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]quantize.Sample, len(ds.Samples))
-	for i, s := range ds.Samples {
-		out[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
-	}
-	return out
+	return quantize.SamplesOf(fixtures.Calibration(t, modelDir, nsamples, seqLen))
 }
 
 // collect runs the driver for one job and returns the results by module name.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -398,4 +399,14 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	return len(b), nil
+}
+
+// SamplesOf converts calibration samples to driver samples (no copy of
+// the ids or masks).
+func SamplesOf(cal []calibrate.Sample) []Sample {
+	out := make([]Sample, len(cal))
+	for i, s := range cal {
+		out[i] = Sample{IDs: s.IDs, Mask: s.Mask}
+	}
+	return out
 }

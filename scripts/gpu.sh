@@ -35,10 +35,15 @@ for step in $steps; do
   case $step in
   tests)
     run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
-    run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite'
+    run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
+    ;;
+  opbench)
+    run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x
+    grep -E '^Benchmark' "$OUT/op-bench.log"
     ;;
   solvebench)
     run solver-bench 300 "$bin/gpu.test" -test.run '^$' -test.bench Solve -test.benchtime 3x
+    grep -E '^Benchmark' "$OUT/solver-bench.log"
     ;;
   e2e)
     run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches

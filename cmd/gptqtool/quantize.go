@@ -174,10 +174,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 			return err
 		}
 	}
-	samples := make([]quantize.Sample, len(ds.Samples))
-	for i, s := range ds.Samples {
-		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
-	}
+	samples := quantize.SamplesOf(ds.Samples)
 	calSeconds := time.Since(calStart).Seconds()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()

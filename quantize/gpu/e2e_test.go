@@ -8,9 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/publish"
@@ -57,21 +55,7 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	}
 	b := gputest.Backend(t)
 	modelDir := fixtures.Path(t, "models/openchat-tiny")
-	tok, err := tokenizer.Load(modelDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds, err := calibrate.Load(calibrate.Options{
-		Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")}, NSamples: 128, SeqLen: 1024,
-		MaxPositions: 4096, Tokenizer: tok,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	samples := make([]quantize.Sample, len(ds.Samples))
-	for i, s := range ds.Samples {
-		samples[i] = quantize.Sample{IDs: s.IDs, Mask: s.Mask}
-	}
+	samples := quantize.SamplesOf(fixtures.Calibration(t, modelDir, 128, 1024))
 	branches, err := publish.ParseBranches("all")
 	if err != nil {
 		t.Fatal(err)
