@@ -84,3 +84,31 @@ struct alignas(16) u32x4 { u32 a, b, c, d; };
 
 // Instantiate a templated kernel body for each activation dtype.
 #define FOR_DTYPES(M) M(f32, float) M(f16, f16) M(bf16, bf16)
+
+// Eight 16-bit floats in one 16-byte vector, as fp32 values.
+template <typename T> __device__ __forceinline__ void unpack8(u32x4 v, float* f);
+template <> __device__ __forceinline__ void unpack8<bf16>(u32x4 v, float* f) {
+    u32 w[4] = {v.a, v.b, v.c, v.d};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+template <> __device__ __forceinline__ void unpack8<f16>(u32x4 v, float* f) {
+    u32 w[4] = {v.a, v.b, v.c, v.d};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        f16 lo = {(u16)(w[i] & 0xffffu)}, hi = {(u16)(w[i] >> 16)};
+        f[2 * i] = to_f32(lo);
+        f[2 * i + 1] = to_f32(hi);
+    }
+}
+template <typename T> __device__ __forceinline__ u32x4 pack8(const float* f) {
+    u32x4 v;
+    v.a = pack2<T>(f[0], f[1]);
+    v.b = pack2<T>(f[2], f[3]);
+    v.c = pack2<T>(f[4], f[5]);
+    v.d = pack2<T>(f[6], f[7]);
+    return v;
+}

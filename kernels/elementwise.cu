@@ -44,3 +44,71 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
         FOR_N(i, (i64)rows * cols) dst[i] = from_f32<T>(to_f32(x[i]) * mask[i / cols]);           \
     }
 FOR_DTYPES(ELEMENTWISE)
+
+// The same ops on 16-bit tensors, 8 elements per thread in 16-byte vectors
+// (n8 = n/8; every pointer 16-byte aligned): add_v8_T, mul_v8_T,
+// swiglu_v8_T. The launcher picks them when n and the addresses allow.
+#define ELEMENTWISE_V8(N, T)                                                                     \
+    extern "C" __global__ void add_v8_##N(T* d, const T* a, const T* b, i64 n8) {                \
+        FOR_N(i, n8) {                                                                           \
+            float x[8], y[8];                                                                    \
+            unpack8<T>(((const u32x4*)a)[i], x);                                                 \
+            unpack8<T>(((const u32x4*)b)[i], y);                                                 \
+            _Pragma("unroll") for (int j = 0; j < 8; j++) x[j] += y[j];                          \
+            ((u32x4*)d)[i] = pack8<T>(x);                                                        \
+        }                                                                                        \
+    }                                                                                            \
+    extern "C" __global__ void mul_v8_##N(T* d, const T* a, const T* b, i64 n8) {                \
+        FOR_N(i, n8) {                                                                           \
+            float x[8], y[8];                                                                    \
+            unpack8<T>(((const u32x4*)a)[i], x);                                                 \
+            unpack8<T>(((const u32x4*)b)[i], y);                                                 \
+            _Pragma("unroll") for (int j = 0; j < 8; j++) x[j] *= y[j];                          \
+            ((u32x4*)d)[i] = pack8<T>(x);                                                        \
+        }                                                                                        \
+    }                                                                                            \
+    extern "C" __global__ void swiglu_v8_##N(T* d, const T* gate, const T* up, i64 n8) {         \
+        FOR_N(i, n8) {                                                                           \
+            float x[8], y[8];                                                                    \
+            unpack8<T>(((const u32x4*)gate)[i], x);                                              \
+            unpack8<T>(((const u32x4*)up)[i], y);                                                \
+            _Pragma("unroll") for (int j = 0; j < 8; j++) x[j] = silu(x[j]) * y[j];              \
+            ((u32x4*)d)[i] = pack8<T>(x);                                                        \
+        }                                                                                        \
+    }
+ELEMENTWISE_V8(f16, f16)
+ELEMENTWISE_V8(bf16, bf16)
+
+// nll_f32(out [rows] double, logits [rows, V], targets int32 [rows], V):
+// out[r] = log Σ exp(logits[r] - max) + max - logits[r][targets[r]], the sum
+// in double (verify.CrossEntropy). One 256-thread block per row.
+__device__ __forceinline__ double block_sum_d(double v, double* red) {
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    __syncthreads();
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    double s = lane < nw ? red[lane] : 0.0;
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) s += __shfl_xor_sync(0xffffffffu, s, m);
+    return s;
+}
+
+extern "C" __global__ void nll_f32(double* out, const float* logits, const int* targets, int V) {
+    __shared__ double red[32];
+    __shared__ float redf[32];
+    const float* x = logits + (i64)blockIdx.x * V;
+    float m = NEG_INF;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = warp_max(m);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) redf[threadIdx.x >> 5] = m;
+    __syncthreads();
+    m = (int)(threadIdx.x & 31) < (int)(blockDim.x >> 5) ? redf[threadIdx.x & 31] : NEG_INF;
+    m = warp_max(m);
+    double s = 0.0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp((double)x[i] - (double)m);
+    s = block_sum_d(s, red);
+    if (threadIdx.x == 0) out[blockIdx.x] = (double)m + log(s) - (double)x[targets[blockIdx.x]];
+}

@@ -36,3 +36,53 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
         rms_row<T>(norm + r * h, xr, w, h, eps, red);                                                  \
     }
 FOR_DTYPES(NORM)
+
+// rmsnorm_v8_T, add_rmsnorm_v8_T: the same for 16-bit rows with h a multiple
+// of 8 and 16-byte aligned rows, 8 elements per access.
+template <typename T>
+__device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h, float eps, float* red) {
+    const u32x4* xv = (const u32x4*)x;
+    const u32x4* wv = (const u32x4*)w;
+    int h8 = h / 8;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < h8; i += blockDim.x) {
+        float f[8];
+        unpack8<T>(xv[i], f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+    }
+    ss = block_sum(ss, red);
+    float inv = 1.0f / sqrtf(ss / (float)h + eps);
+    for (int i = threadIdx.x; i < h8; i += blockDim.x) {
+        float f[8], g[8];
+        unpack8<T>(xv[i], f);
+        unpack8<T>(wv[i], g);
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
+        ((u32x4*)dst)[i] = pack8<T>(f);
+    }
+}
+
+#define NORM_V8(N, T)                                                                                     \
+    extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps) {          \
+        __shared__ float red[32];                                                                         \
+        i64 r = blockIdx.x;                                                                               \
+        rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red);                                            \
+    }                                                                                                     \
+    extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps) { \
+        __shared__ float red[32];                                                                         \
+        i64 r = blockIdx.x;                                                                               \
+        u32x4* xr = (u32x4*)(x + r * h);                                                                  \
+        const u32x4* dr = (const u32x4*)(delta + r * h);                                                  \
+        for (int i = threadIdx.x; i < h / 8; i += blockDim.x) {                                           \
+            float a[8], b[8];                                                                             \
+            unpack8<T>(xr[i], a);                                                                         \
+            unpack8<T>(dr[i], b);                                                                         \
+            _Pragma("unroll") for (int j = 0; j < 8; j++) a[j] += b[j];                                   \
+            xr[i] = pack8<T>(a);                                                                          \
+        }                                                                                                 \
+        __syncthreads();                                                                                  \
+        rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red);                                           \
+    }
+NORM_V8(f16, f16)
+NORM_V8(bf16, bf16)

@@ -51,13 +51,14 @@ type RunOptions struct {
 	// reference driver on Backend.
 	Solver quantize.Solver
 	// ChunkRows, Profile and Stats pass through to DriverOptions.
-	ChunkRows int
-	Profile   bool
-	Stats     *quantize.Stats
-	Log       io.Writer
-	Progress  func(job string, done, total int)
-	Command   string // recorded in the model card
-	Version   string
+	ChunkRows   int
+	Activations string
+	Profile     bool
+	Stats       *quantize.Stats
+	Log         io.Writer
+	Progress    func(job string, done, total int)
+	Command     string // recorded in the model card
+	Version     string
 }
 
 // BranchSummary is what Quantize reports per branch.
@@ -123,7 +124,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		for _, br := range o.Branches {
 			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
 		}
-		p, err := quantize.PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows)
+		p, err := quantize.PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows, o.Activations)
 		if err != nil {
 			return nil, err
 		}
@@ -227,7 +228,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 		})
 	}
-	dopts := quantize.DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Profile: o.Profile, Stats: o.Stats}
+	dopts := quantize.DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Activations: o.Activations, Profile: o.Profile, Stats: o.Stats}
 	if err := quantize.Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
 		abort()
 		return nil, err

@@ -189,8 +189,9 @@ func (p *DevicePlan) String() string {
 	return fmt.Sprintf("≈ %s (%s)", formatBytes(p.Need), strings.Join(desc, ", "))
 }
 
-// PlanDevice sizes a device-driver run without allocating anything.
-func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver Solver, samples []Sample, jobs []Job, chunkRows int) (*DevicePlan, error) {
+// PlanDevice sizes a device-driver run without allocating anything;
+// activations is DriverOptions.Activations.
+func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver Solver, samples []Sample, jobs []Job, chunkRows int, activations string) (*DevicePlan, error) {
 	p := &DevicePlan{}
 	for _, j := range jobs {
 		if !j.RTN {
@@ -211,7 +212,21 @@ func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver
 		}
 	}
 	p.Rows = p.S * p.T
-	p.DType = activationDType(w, b)
+	switch activations {
+	case "", "auto":
+		p.DType = activationDType(w, b)
+	case "f32":
+		p.DType = runtime.F32
+	case "f16":
+		p.DType = runtime.F16
+	case "bf16":
+		p.DType = runtime.BF16
+	default:
+		return nil, fmt.Errorf("quantize: activations %q: want auto, f32, f16 or bf16", activations)
+	}
+	if !runtime.Supports(b, p.DType) {
+		return nil, fmt.Errorf("quantize: backend %s has no %v activations", b.Name(), p.DType)
+	}
 	es := int64(p.DType.Size())
 	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
 	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
@@ -273,7 +288,7 @@ func (p *DevicePlan) Check(b runtime.Backend) error {
 // activation buffers and the embedding table.
 func (d *devRun) setup(jobs []Job) error {
 	cfg, b := d.cfg, d.b
-	p, err := PlanDevice(d.w, cfg, b, d.solver, d.samples, jobs, d.opts.ChunkRows)
+	p, err := PlanDevice(d.w, cfg, b, d.solver, d.samples, jobs, d.opts.ChunkRows, d.opts.Activations)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func TestPlanDeviceRefuses(t *testing.T) {
 		samples[i].IDs = make([]int, 1024)
 	}
 	jobs := []quantize.Job{{Name: "main", TrueSequential: true}}
-	p, err := quantize.PlanDevice(set, cfg, cpu.New(1), quantize.HostSolver{}, samples, jobs, 0)
+	p, err := quantize.PlanDevice(set, cfg, cpu.New(1), quantize.HostSolver{}, samples, jobs, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestPlanDeviceRefuses(t *testing.T) {
 		t.Errorf("err = %v, want a refusal naming the parts and --nsamples", err)
 	}
 	samples[3].IDs = samples[3].IDs[:10]
-	if _, err := quantize.PlanDevice(set, cfg, cpu.New(1), nil, samples, jobs, 0); err == nil {
+	if _, err := quantize.PlanDevice(set, cfg, cpu.New(1), nil, samples, jobs, 0, ""); err == nil {
 		t.Errorf("samples of two lengths were accepted")
 	}
 }

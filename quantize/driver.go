@@ -72,6 +72,10 @@ type DriverOptions struct {
 	// ChunkRows bounds the rows of one forward chunk of the device driver
 	// (0: automatic, about 2 GiB of layer scratch).
 	ChunkRows int
+	// Activations is the device driver's activation dtype: "" or "auto" for
+	// the checkpoint's (bf16 for openchat) where the backend has it, or
+	// "f32", "f16", "bf16".
+	Activations string
 	// Profile synchronises the backend at phase boundaries so that Stats
 	// attribute device time to phases.
 	Profile bool

@@ -202,3 +202,12 @@ func AddRMSNorm(b Backend, norm, x, delta, weight Tensor, eps float32) {
 	b.Add(x, x, delta)
 	b.RMSNorm(norm, x, weight, eps)
 }
+
+// CrossEntropyer is a Backend that scores rows of logits where they are:
+// nll[r] = -log softmax(logits[r])[targets[r]] for logits [rows, vocab]
+// F32, with the max subtracted and the sum in float64 (as the host
+// reference verify.CrossEntropy), so that perplexity downloads rows values
+// instead of rows×vocab.
+type CrossEntropyer interface {
+	CrossEntropy(logits Tensor, targets []int) ([]float64, error)
+}

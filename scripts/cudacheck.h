@@ -44,3 +44,5 @@ __device__ void __threadfence();
 __device__ double frexp(double, int*);
 __device__ double ldexp(double, int);
 __device__ double __longlong_as_double(long long);
+__device__ double exp(double);
+__device__ double log(double);

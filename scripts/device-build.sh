@@ -17,4 +17,5 @@ cp "$fx"/datasets/instruct/alpaca_en_demo.json .device/fixtures/datasets/instruc
 cp "$fx"/datasets/wikitext-2-raw/* .device/fixtures/datasets/wikitext-2-raw/
 cp -r "$fx"/tokenizers/openchat-3.5-1210 .device/fixtures/tokenizers/
 cp -r "$fx"/configs/openchat-3.5-1210 .device/fixtures/configs/
+mkdir -p .device/fixtures/models && cp -r "$fx"/models/stories260K-hf-mistral .device/fixtures/models/
 du -sh .device

@@ -102,6 +102,20 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 	vocab := m.Config.VocabSize
 	var sum float64
 	err = windowBatches(ctx, ids, nw, opts, func(w0 int, wins [][]int) error {
+		if m.Scorer() {
+			// The backend scores where the logits are; only the scores come back.
+			nlls, err := m.ScoreBatch(wins)
+			if err != nil {
+				return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)
+			}
+			for i, nll := range nlls {
+				sum += mean(nll)
+				if opts.Progress != nil {
+					opts.Progress(w0+i+1, nw)
+				}
+			}
+			return nil
+		}
 		logits, err := m.ForwardBatch(wins, nil, nil)
 		if err != nil {
 			return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)
@@ -138,11 +152,17 @@ func meanNLL(logits []float32, win []int, vocab int) float64 {
 	forRows(len(nll), func(t int) {
 		nll[t] = CrossEntropy(logits[t*vocab:(t+1)*vocab], win[t+1])
 	})
+	return mean(nll)
+}
+
+// mean sums in order, so that the result does not depend on who computed
+// the values.
+func mean(v []float64) float64 {
 	var sum float64
-	for _, v := range nll {
-		sum += v
+	for _, x := range v {
+		sum += x
 	}
-	return sum / float64(len(nll))
+	return sum / float64(len(v))
 }
 
 // forRows calls fn(t) for t in [0, n), spread over the cores.

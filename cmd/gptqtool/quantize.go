@@ -34,7 +34,7 @@ type quantizeFlags struct {
 	mse, rtn, refGroups, force, asJSON   bool
 	maxShard                             string
 	chunkRows                            int
-	gpuMemory                            string
+	gpuMemory, activations               string
 	cal                                  calibrationFlags
 }
 
@@ -84,6 +84,7 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
 	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
+	fs.StringVar(&f.activations, "activations", "auto", "GPU: calibration activation dtype: auto (the checkpoint's, bf16 for openchat), f32, f16 or bf16")
 	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU: rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
 	addCalibrationFlags(fs, &f.cal)
 }
@@ -188,7 +189,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
 		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
 		MaxShardBytes: maxShard, Force: f.force, Backend: backend, Solver: solver,
-		ChunkRows: f.chunkRows, Profile: bench != nil, Stats: stats,
+		ChunkRows: f.chunkRows, Activations: f.activations, Profile: bench != nil, Stats: stats,
 		Log: progressLog{bar, log},
 		Progress: func(job string, done, total int) {
 			per := len(model.LinearModules)

@@ -45,13 +45,14 @@ var referenceGPTQ = map[string]float64{
 // TestOpenchatTinyBranches is the end-to-end acceptance on the GPU: the
 // whole published branch table of openchat-tiny quantized with the
 // reference recipe (alpaca demo in the openchat template, 128 × 1024,
-// seed 0), forward and Hessians on the device in the checkpoint's dtype
-// (fp16) and GPTQ on the device; each branch's whole-file perplexity,
-// measured on the device too, within 0.3% of the CPU-quantized branch's and
-// at most the reference's × 1.005.
+// seed 0), forward, Hessians and GPTQ on the device, and each branch's
+// whole-file perplexity measured on the device too. In the checkpoint's
+// dtype (fp16, as AutoGPTQ calibrates) every branch must stay at most the
+// reference's × 1.005 and within 1% of the CPU-quantized branch; with fp32
+// activations, the CPU run's precision, within 0.3% of it.
 func TestOpenchatTinyBranches(t *testing.T) {
 	if testing.Short() {
-		t.Skip("quantizes six branches (-short)")
+		t.Skip("quantizes six branches twice (-short)")
 	}
 	b := gputest.Backend(t)
 	modelDir := fixtures.Path(t, "models/openchat-tiny")
@@ -60,17 +61,6 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "branches")
-	start := time.Now()
-	var stats quantize.Stats
-	sum, err := publish.Quantize(context.Background(), publish.RunOptions{
-		ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
-		Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b), Stats: &stats,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("6 branches quantized on %s in %.1fs (%v activations)", b.Name(), time.Since(start).Seconds(), stats.DType)
 	ids := fixtures.WikiIDs(t)
 	ppl := func(dir string) float64 {
 		m, err := model.Load(dir, b)
@@ -88,16 +78,35 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	if fp := ppl(modelDir); fp < 170.2816*(1-1e-4) || fp > 170.2816*(1+1e-4) {
 		t.Errorf("fp16 model ppl %.4f on the device, reference.json 170.2816", fp)
 	}
-	for _, br := range sum.Branches {
-		got := ppl(filepath.Join(out, br.Name))
-		cpu, ref := cpuQuantized[br.Name], referenceGPTQ[br.Name]
-		t.Logf("%s: ppl %.4f (CPU-quantized %.4f, %+.3f%%; reference %.4f), %.1fs", br.Name, got, cpu, 100*(got/cpu-1), ref, br.Seconds)
-		if got > cpu*1.003 || got < cpu*0.997 {
-			t.Errorf("%s: ppl %.4f not within 0.3%% of the CPU-quantized %.4f", br.Name, got, cpu)
-		}
-		if got > ref*1.005 {
-			t.Errorf("%s: ppl %.4f above the reference %.4f × 1.005", br.Name, got, ref)
-		}
+	for _, mode := range []struct {
+		activations string
+		band        float64
+	}{{"auto", 0.01}, {"f32", 0.003}} {
+		t.Run(mode.activations, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "branches")
+			start := time.Now()
+			var stats quantize.Stats
+			sum, err := publish.Quantize(context.Background(), publish.RunOptions{
+				ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
+				Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: b, Solver: gpu.New(b), Stats: &stats,
+				Activations: mode.activations,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("6 branches quantized on %s in %.1fs (%v activations)", b.Name(), time.Since(start).Seconds(), stats.DType)
+			for _, br := range sum.Branches {
+				got := ppl(filepath.Join(out, br.Name))
+				cpu, ref := cpuQuantized[br.Name], referenceGPTQ[br.Name]
+				t.Logf("%s: ppl %.4f (CPU-quantized %.4f, %+.3f%%; reference %.4f, %+.3f%%)", br.Name, got, cpu, 100*(got/cpu-1), ref, 100*(got/ref-1))
+				if got > cpu*(1+mode.band) || got < cpu*(1-mode.band) {
+					t.Errorf("%s: ppl %.4f not within %.1f%% of the CPU-quantized %.4f", br.Name, got, 100*mode.band, cpu)
+				}
+				if got > ref*1.005 {
+					t.Errorf("%s: ppl %.4f above the reference %.4f × 1.005", br.Name, got, ref)
+				}
+			}
+		})
 	}
 }
 

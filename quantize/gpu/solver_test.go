@@ -330,12 +330,21 @@ func BenchmarkSolve(b *testing.B) {
 			}
 			o := quantize.Options{Bits: 4, GroupSize: 128, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
 			s := gpu.New(be)
-			for b.Loop() {
+			solve := func() {
 				be.Upload(wt, w)
 				if _, err := s.Solve(context.Background(), quantize.SolveRequest{Backend: be, Modules: []string{"m"},
 					Weights: []runtime.Tensor{wt}, Gram: gt, Samples: 1, Options: o, Format: gptq.FormatV1}); err != nil {
 					b.Fatal(err)
 				}
+			}
+			solve() // warm up: cuSOLVER and the kernels load on first use
+			s.Profile = true
+			clear(s.Phases)
+			for b.Loop() {
+				solve()
+			}
+			for k, v := range s.Phases {
+				b.ReportMetric(v/float64(b.N)*1e3, k+"-ms")
 			}
 		})
 	}

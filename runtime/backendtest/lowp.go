@@ -84,7 +84,13 @@ func lowRMSNorm(e *lowEnv) {
 }
 
 func lowAddRMSNorm(e *lowEnv) {
-	const rows, h = 7, 256
+	for _, h := range []int{37, 256} {
+		lowAddRMSNormH(e, h)
+	}
+}
+
+func lowAddRMSNormH(e *lowEnv, h int) {
+	const rows = 7
 	x, xv := e.upload(e.randn(rows*h), rows, h)
 	d, dv := e.upload(e.randn(rows*h), rows, h)
 	w, wv := e.upload(e.randn(h), h)
@@ -119,7 +125,13 @@ func lowMatMul(e *lowEnv) {
 }
 
 func lowElementwise(e *lowEnv) {
-	const n = 3*(1<<14) + 5
+	// An odd length takes the scalar kernels, a multiple of 8 the vector ones.
+	for _, n := range []int{3*(1<<14) + 5, 1 << 15} {
+		lowElementwiseN(e, n)
+	}
+}
+
+func lowElementwiseN(e *lowEnv, n int) {
 	a, av := e.upload(e.randn(n), n)
 	c, cv := e.upload(e.randn(n), n)
 	silu := func(v float64) float64 { return v / (1 + math.Exp(-v)) }

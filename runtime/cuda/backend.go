@@ -47,7 +47,8 @@ type Backend struct {
 	solver uintptr
 	err    error // first error of an op (ops return none); reported by Sync
 
-	ids    *Buffer // scratch for Embedding ids
+	ids    *Buffer // scratch for Embedding ids and CrossEntropy targets
+	nll    *Buffer // scratch for CrossEntropy results
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
 }

@@ -206,7 +206,11 @@ func (b *Backend) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
 	}
 	b.enter()
 	defer b.exit()
-	b.run("norm.cu", "rmsnorm_"+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps)
+	name := "rmsnorm_"
+	if vec8(h, d, xt, w) {
+		name = "rmsnorm_v8_"
+	}
+	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps)
 }
 
 // AddRMSNorm implements runtime.AddRMSNormer.
@@ -219,7 +223,11 @@ func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32)
 	}
 	b.enter()
 	defer b.exit()
-	b.run("norm.cu", "add_rmsnorm_"+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps)
+	name := "add_rmsnorm_"
+	if vec8(h, n, xt, dl, w) {
+		name = "add_rmsnorm_v8_"
+	}
+	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps)
 }
 
 func cudaType(dt runtime.DType) int32 {
@@ -260,6 +268,20 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 0, d.ptr, d.dt, n))
 }
 
+// vec8 reports whether 16-bit tensors can take the 8-wide kernels: n
+// elements a multiple of 8 and every address 16-byte aligned.
+func vec8(n int, ts ...*Tensor) bool {
+	if n%8 != 0 {
+		return false
+	}
+	for _, t := range ts {
+		if t.dt == runtime.F32 || t.ptr%16 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func (b *Backend) elementwise(op string, dst runtime.Tensor, ins ...runtime.Tensor) {
 	d := b.tensor(dst)
 	ts := []*Tensor{d}
@@ -270,9 +292,14 @@ func (b *Backend) elementwise(op string, dst runtime.Tensor, ins ...runtime.Tens
 		args = append(args, ct.ptr)
 	}
 	sameShape(op, ts...)
-	args = append(args, int64(d.n))
 	b.enter()
 	defer b.exit()
+	if op != "silu" && vec8(d.n, ts...) {
+		args = append(args, int64(d.n/8))
+		b.run("elementwise.cu", op+"_v8_"+suffix(d.dt), grid1(int64(d.n/8)), Dim{X: threads}, 0, args...)
+		return
+	}
+	args = append(args, int64(d.n))
 	b.run("elementwise.cu", op+"_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, args...)
 }
 
@@ -383,5 +410,50 @@ func (b *Backend) Gram(dst, x, mask runtime.Tensor) {
 	}
 }
 
+// CrossEntropy implements runtime.CrossEntropyer.
+func (b *Backend) CrossEntropy(logits runtime.Tensor, targets []int) ([]float64, error) {
+	lt := b.tensor(logits)
+	rows, V := runtime.Rows(lt), runtime.Cols(lt)
+	if lt.dt != runtime.F32 || len(targets) != rows {
+		return nil, fmt.Errorf("cuda: cross entropy of %v %v with %d targets", lt.dt, lt.shape, len(targets))
+	}
+	if rows == 0 {
+		return nil, nil
+	}
+	raw := make([]byte, 4*rows)
+	for i, t := range targets {
+		if t < 0 || t >= V {
+			return nil, fmt.Errorf("cuda: cross entropy target %d outside vocab %d", t, V)
+		}
+		binary.LittleEndian.PutUint32(raw[4*i:], uint32(t))
+	}
+	b.enter()
+	defer b.exit()
+	ids, err := b.scratch(&b.ids, int64(len(raw)))
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.scratch(&b.nll, int64(8*rows))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.htod(ids.Ptr, raw); err != nil {
+		return nil, err
+	}
+	if err := b.launch("elementwise.cu", "nll_f32", Dim{X: rows}, Dim{X: threads}, 0, out.Ptr, lt.ptr, ids.Ptr, int32(V)); err != nil {
+		return nil, err
+	}
+	res := make([]byte, 8*rows)
+	if err := b.dtoh(res, out.Ptr); err != nil {
+		return nil, err
+	}
+	nll := make([]float64, rows)
+	for i := range nll {
+		nll[i] = math.Float64frombits(binary.LittleEndian.Uint64(res[8*i:]))
+	}
+	return nll, nil
+}
+
+var _ runtime.CrossEntropyer = (*Backend)(nil)
 var _ runtime.SwiGLUer = (*Backend)(nil)
 var _ runtime.AddRMSNormer = (*Backend)(nil)

@@ -297,25 +297,27 @@ func (m *Model) spans(seqs [][]int, caches []*Cache) ([]span, error) {
 	return spans, nil
 }
 
-func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool) ([][]float32, error) {
+// body runs the embedding and every layer over the stacked sequences and
+// advances the caches; x holds the last layer's output rows.
+func (m *Model) body(seqs [][]int, caches []*Cache, hook Hook) ([]span, runtime.Tensor, error) {
 	spans, err := m.spans(seqs, caches)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	last := spans[len(spans)-1]
 	T := last.row0 + last.rows
 	if err := m.s.ensure(m.b, m.d, T); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b := m.b
 	x := b.View(m.s.x, 0, T)
 	b.Embedding(x, m.embed, slices.Concat(seqs...))
 	if err := emit(b, hook, "model.embed", x); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for i := range m.layers {
 		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, observer{hook: hook}, "", FromInput, nil); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	for _, sp := range spans {
@@ -323,6 +325,17 @@ func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool)
 			sp.cache.n = sp.pos0 + sp.rows
 		}
 	}
+	return spans, x, nil
+}
+
+func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool) ([][]float32, error) {
+	spans, x, err := m.body(seqs, caches, hook)
+	if err != nil {
+		return nil, err
+	}
+	b := m.b
+	last := spans[len(spans)-1]
+	T := last.row0 + last.rows
 
 	// The head's input rows: all rows, or each sequence's last row gathered
 	// into rows 0..len(seqs)-1 of the norm output.
@@ -351,14 +364,11 @@ func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool)
 	} else {
 		// Runs of whole sequences of at most headRows rows (or one longer
 		// sequence) share a head MatMul.
-		for i := 0; i < len(spans); {
-			r0, r1 := spans[i].row0, spans[i].row0+spans[i].rows
-			for i++; i < len(spans) && r1+spans[i].rows-r0 <= headRows; i++ {
-				r1 += spans[i].rows
-			}
-			if err := m.logitsOf(b.View(xn, r0, r1-r0), out[r0*m.d.vocab:r1*m.d.vocab]); err != nil {
-				return nil, err
-			}
+		err := headRuns(spans, func(r0, r1, _, _ int) error {
+			return m.logitsOf(b.View(xn, r0, r1-r0), out[r0*m.d.vocab:r1*m.d.vocab])
+		})
+		if err != nil {
+			return nil, err
 		}
 		for i, sp := range spans {
 			lo, hi := sp.row0*m.d.vocab, (sp.row0+sp.rows)*m.d.vocab
@@ -375,19 +385,104 @@ func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool)
 // xn, through the model's logits buffer.
 func (m *Model) logitsOf(xn runtime.Tensor, dst []float32) error {
 	b, rows := m.b, runtime.Rows(xn)
-	if m.logits == nil || runtime.Rows(m.logits) < rows {
-		b.Free(m.logits)
-		m.logits = nil
-		t, err := b.Alloc(runtime.F32, rows, m.d.vocab)
-		if err != nil {
-			return fmt.Errorf("model: logits for %d tokens: %w", rows, err)
-		}
-		m.logits = t
+	if err := m.ensureLogits(rows); err != nil {
+		return err
 	}
 	lg := b.View(m.logits, 0, rows)
 	b.MatMul(lg, xn, m.head)
 	if err := b.Download(dst, lg); err != nil {
 		return fmt.Errorf("model: logits: %w", err)
 	}
+	return nil
+}
+
+// headRun calls fn for runs of whole sequences of at most headRows rows (or
+// one longer sequence): rows [r0, r1) and the sequences [i0, i1).
+func headRuns(spans []span, fn func(r0, r1, i0, i1 int) error) error {
+	for i := 0; i < len(spans); {
+		i0 := i
+		r0, r1 := spans[i].row0, spans[i].row0+spans[i].rows
+		for i++; i < len(spans) && r1+spans[i].rows-r0 <= headRows; i++ {
+			r1 += spans[i].rows
+		}
+		if err := fn(r0, r1, i0, i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Scorer reports whether the backend scores logits where they are
+// (runtime.CrossEntropyer), so that ScoreBatch downloads no logits.
+func (m *Model) Scorer() bool {
+	_, ok := m.b.(runtime.CrossEntropyer)
+	return ok
+}
+
+// ScoreBatch runs fresh sequences (no cache) and returns, per sequence, the
+// cross-entropy of each token after the first given the ones before it:
+// -log softmax(logits[t])[seq[t+1]] for t < len(seq)-1, in float64 with the
+// max subtracted (verify.CrossEntropy). On a backend that implements
+// runtime.CrossEntropyer the logits never leave the device.
+func (m *Model) ScoreBatch(seqs [][]int) ([][]float64, error) {
+	ce, ok := m.b.(runtime.CrossEntropyer)
+	if !ok {
+		return nil, fmt.Errorf("model: backend %s does not score on the device", m.b.Name())
+	}
+	for i, s := range seqs {
+		if len(s) < 2 {
+			return nil, fmt.Errorf("model: sequence %d: %d tokens, want at least 2 to score", i, len(s))
+		}
+	}
+	spans, x, err := m.body(seqs, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := m.b
+	last := spans[len(spans)-1]
+	T := last.row0 + last.rows
+	b.RMSNorm(b.View(m.s.xn, 0, T), x, m.norm, m.d.eps)
+	xn := b.View(m.s.xn, 0, T)
+	out := make([][]float64, len(seqs))
+	err = headRuns(spans, func(r0, r1, i0, i1 int) error {
+		rows := r1 - r0
+		if err := m.ensureLogits(rows); err != nil {
+			return err
+		}
+		lg := b.View(m.logits, 0, rows)
+		b.MatMul(lg, b.View(xn, r0, rows), m.head)
+		targets := make([]int, 0, rows)
+		for i := i0; i < i1; i++ {
+			// The last token of a sequence predicts nothing scored: target 0.
+			targets = append(append(targets, seqs[i][1:]...), 0)
+		}
+		nll, err := ce.CrossEntropy(lg, targets)
+		if err != nil {
+			return fmt.Errorf("model: scores: %w", err)
+		}
+		for i := i0; i < i1; i++ {
+			o := spans[i].row0 - r0
+			out[i] = nll[o : o+spans[i].rows-1 : o+spans[i].rows-1]
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ensureLogits grows the logits buffer to at least rows rows.
+func (m *Model) ensureLogits(rows int) error {
+	if m.logits != nil && runtime.Rows(m.logits) >= rows {
+		return nil
+	}
+	m.b.Free(m.logits)
+	m.logits = nil
+	t, err := m.b.Alloc(runtime.F32, rows, m.d.vocab)
+	if err != nil {
+		return fmt.Errorf("model: logits for %d tokens: %w", rows, err)
+	}
+	m.logits = t
 	return nil
 }
