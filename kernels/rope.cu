@@ -1,24 +1,24 @@
 // rope.cu: rotate-half rotary embeddings (transformers apply_rotary_pos_emb),
 // in place.
 //
-// rope_T(x [rows, cols], rows, cols, hd, pos0, theta): row t is at position
-// pos0 + t; every head of hd columns is rotated: with d2 = hd/2 and j < d2,
-// inv = fp32(1/theta^(2j/hd)), a = fp32(pos)*inv in fp32 (as transformers),
-// cos and sin of a in double rounded to fp32, and
+// rope_seq_T(x [rows, cols], rows, cols, hd, pos0, seq, inv [hd/2]): rows/seq
+// stacked sequences of seq rows, row t at position pos0 + t%seq; every head
+// of hd columns is rotated: with d2 = hd/2 and j < d2, inv[j] =
+// fp32(1/theta^(2j/hd)) (computed on the host, as the CPU backend does),
+// a = fp32(pos)*inv[j] in fp32 (as transformers), cos and sin of a in
+// double rounded to fp32, and
 // x[j], x[j+d2] = x[j]cos - x[j+d2]sin, x[j+d2]cos + x[j]sin.
-// rope_seq_T: the same for rows/seq sequences of seq rows each, every one
-// starting at position pos0 (a stacked calibration chunk).
 // One thread per (row, head, j); grid-stride.
 
 #define ROPE(N, T)                                                                                        \
-    extern "C" __global__ void rope_seq_##N(T* x, int rows, int cols, int hd, int pos0, int seq, double theta) { \
+    extern "C" __global__ void rope_seq_##N(T* x, int rows, int cols, int hd, int pos0, int seq, const float* invf) { \
         int d2 = hd / 2, heads = cols / hd;                                                               \
         FOR_N(i, (i64)rows * heads * d2) {                                                                \
             int j = (int)(i % d2);                                                                        \
             i64 rh = i / d2;                                                                              \
             int h = (int)(rh % heads);                                                                    \
             i64 t = rh / heads;                                                                           \
-            float inv = (float)(1.0 / pow(theta, (double)(2 * j) / (double)hd));                          \
+            float inv = invf[j];                                                                          \
             float a = (float)(pos0 + (int)(t % seq)) * inv;                                               \
             double s, c;                                                                                  \
             sincos((double)a, &s, &c);                                                                    \

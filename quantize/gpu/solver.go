@@ -26,6 +26,7 @@ import (
 	"math"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/quantize"
@@ -43,8 +44,10 @@ type Solver struct {
 	b      *cuda.Backend
 	warned map[string]bool
 	// Profile synchronises the device between the solver's phases and adds
-	// their seconds to Phases: factor (Hessian to U), columns (the blocked
-	// column loop) and pack (dequantize, pack, download).
+	// their seconds to Phases: factor (Hessian to U; of which factor.potrf
+	// and factor.trtri are cuSOLVER's), prepare (the weight loaded and
+	// permuted), columns (the blocked column loop) and pack (dequantize,
+	// pack, download).
 	Profile bool
 	Phases  map[string]float64
 }
@@ -273,15 +276,18 @@ func (s *Solver) factor(r quantize.SolveRequest, log io.Writer) (_ *factor, err 
 		} else if bad {
 			return nil, fmt.Errorf("gpu: the Hessian holds non-finite values")
 		}
+		t := time.Now() // the flag read above drained the stream
 		info, err := b.Dpotrf(f.R.Ptr, K)
 		if err != nil {
 			return nil, err
 		}
+		t = s.mark("factor.potrf", t)
 		ok := info == 0
 		if ok {
 			if info, err = b.Dtrtri(f.R.Ptr, K); err != nil {
 				return nil, err
 			}
+			s.mark("factor.trtri", t)
 			ok = info == 0
 		}
 		if ok {
@@ -488,26 +494,19 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 	if math.IsNaN(total) || math.IsInf(total, 0) {
 		return nil, fmt.Errorf("loss is %g", total)
 	}
-	lin := &gptq.Linear{K: K, N: N, Bits: o.Bits, GroupSize: o.GroupSize, GIdx: gidx, Format: r.Format}
+	lin := &gptq.Linear{K: K, N: N, Bits: o.Bits, GroupSize: o.GroupSize, GIdx: gidx, Format: r.Format,
+		QWeight: make([]int32, qw.Size/4), QZeros: make([]int32, qz.Size/4), Scales: make([]uint16, sc16.Size/2)}
 	if lin.Format == "" {
 		lin.Format = gptq.FormatV1
 	}
-	qwRaw := make([]byte, qw.Size)
-	qzRaw := make([]byte, qz.Size)
-	scRaw := make([]byte, sc16.Size)
+	// Straight into the slices: the device and the host are little endian.
 	for _, c := range []struct {
 		dst []byte
 		src *cuda.Buffer
-	}{{qwRaw, qw}, {qzRaw, qz}, {scRaw, sc16}} {
+	}{{asBytes(lin.QWeight), qw}, {asBytes(lin.QZeros), qz}, {asBytes(lin.Scales), sc16}} {
 		if err := b.CopyToHost(c.dst, c.src.Ptr); err != nil {
 			return nil, err
 		}
-	}
-	lin.QWeight = bytesInt32(qwRaw)
-	lin.QZeros = bytesInt32(qzRaw)
-	lin.Scales = make([]uint16, len(scRaw)/2)
-	for i := range lin.Scales {
-		lin.Scales[i] = binary.LittleEndian.Uint16(scRaw[2*i:])
 	}
 	res := &quantize.Result{K: K, N: N, G: G, GIdx: gidx, Loss: total, Damp: f.damp, Packed: lin}
 	if o.ActOrder {
@@ -516,12 +515,12 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 	return res, nil
 }
 
-func bytesInt32(raw []byte) []int32 {
-	out := make([]int32, len(raw)/4)
-	for i := range out {
-		out[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+// asBytes views a slice of fixed-size integers as its bytes.
+func asBytes[T int32 | uint16](v []T) []byte {
+	if len(v) == 0 {
+		return nil
 	}
-	return out
+	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*int(unsafe.Sizeof(v[0])))
 }
 
 func b2i(v bool) int32 {

@@ -49,6 +49,7 @@ type Backend struct {
 
 	ids    *Buffer // scratch for Embedding ids and CrossEntropy targets
 	nll    *Buffer // scratch for CrossEntropy results
+	rope   map[ropeKey]*Buffer
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
+	"github.com/gptqtool/gptqtool/verify"
 )
 
 // TestConformance runs the backend conformance suite (fp32 against float64
@@ -114,5 +115,37 @@ func TestNotAvailableIsTyped(t *testing.T) {
 	_, err := cuda.New(cuda.Options{Device: 1000})
 	if !errors.Is(err, cuda.ErrNotAvailable) {
 		t.Errorf("device 1000: %v, want ErrNotAvailable", err)
+	}
+}
+
+// TestCrossEntropy checks the device scores of given logits against the
+// host reference verify.CrossEntropy on the same values.
+func TestCrossEntropy(t *testing.T) {
+	b := gputest.Backend(t)
+	const rows, V = 37, 32002
+	r := rand.New(rand.NewPCG(5, 5))
+	x := make([]float32, rows*V)
+	for i := range x {
+		x[i] = float32(3 * r.NormFloat64())
+	}
+	targets := make([]int, rows)
+	for i := range targets {
+		targets[i] = r.IntN(V)
+	}
+	lt, _ := b.Alloc(runtime.F32, rows, V)
+	defer b.Free(lt)
+	b.Upload(lt, x)
+	got, err := b.CrossEntropy(lt, targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range got {
+		want := verify.CrossEntropy(x[i*V:(i+1)*V], targets[i])
+		if d := (g - want) / want; d > 1e-12 || d < -1e-12 {
+			t.Errorf("row %d: %.15g, host %.15g", i, g, want)
+		}
+	}
+	if _, err := b.CrossEntropy(lt, targets[:3]); err == nil {
+		t.Errorf("3 targets for %d rows accepted", rows)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
 	"unsafe"
 
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -330,8 +331,44 @@ func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, theta float6
 	}
 	b.enter()
 	defer b.exit()
+	inv, err := b.ropeFreqs(headDim, theta)
+	if err != nil {
+		b.fail(err)
+		return
+	}
 	b.run("rope.cu", "rope_seq_"+suffix(xt.dt), grid1(int64(rows*cols/2)), Dim{X: threads}, 0,
-		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(pos0), int32(seq), theta)
+		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(pos0), int32(seq), inv)
+}
+
+// ropeFreqs returns the device table of inverse frequencies
+// fp32(1/theta^(2j/headDim)), j < headDim/2, computed once per (headDim,
+// theta) on the host exactly as the CPU backend computes them.
+func (b *Backend) ropeFreqs(headDim int, theta float64) (uint64, error) {
+	key := ropeKey{headDim, theta}
+	if p, ok := b.rope[key]; ok {
+		return p.Ptr, nil
+	}
+	raw := make([]byte, 4*(headDim/2))
+	for j := range headDim / 2 {
+		binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(float32(1/math.Pow(theta, float64(2*j)/float64(headDim)))))
+	}
+	buf, err := b.allocBufferLocked(int64(len(raw)))
+	if err != nil {
+		return 0, err
+	}
+	if err := b.htod(buf.Ptr, raw); err != nil {
+		return 0, err
+	}
+	if b.rope == nil {
+		b.rope = map[ropeKey]*Buffer{}
+	}
+	b.rope[key] = buf
+	return buf.Ptr, nil
+}
+
+type ropeKey struct {
+	headDim int
+	theta   float64
 }
 
 // Attention implements runtime.Backend: the tensor-core flash kernel for
@@ -352,8 +389,12 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	defer b.exit()
 	if qt.dt != runtime.F32 && (hd == 128 || hd == 64) {
 		const bm = 128
-		shared := 2 * 64 * (hd + 8) * 2
-		b.run("attention.cu", fmt.Sprintf("flash_%s_d%d", suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
+		name, stages := "flash_", 2
+		if flashV1 {
+			name, stages = "flash_v1_", 1
+		}
+		shared := stages * 2 * 64 * (hd + 8) * 2
+		b.run("attention.cu", fmt.Sprintf("%s%s_d%d", name, suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
 			d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(p.Pos0), int32(p.Window), p.Scale*float32(math.Log2E))
 		return
 	}
@@ -361,6 +402,10 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	b.run("attention.cu", "attn_generic_"+suffix(qt.dt), Dim{X: int((warps*32 + threads - 1) / threads)}, Dim{X: threads}, 0,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(hd), int32(p.Pos0), int32(p.Window), p.Scale)
 }
+
+// flashV1 selects the first flash attention kernel (GPTQTOOL_FLASH=v1),
+// for comparisons.
+var flashV1 = os.Getenv("GPTQTOOL_FLASH") == "v1"
 
 // gramPanel is the column-panel width of Gram: the upper triangle is formed
 // panel by panel, about half the products of the full matrix.
