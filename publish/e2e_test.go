@@ -310,19 +310,22 @@ func TestTableFailureLeavesNothing(t *testing.T) {
 // looks like a checkpoint.
 func TestQuantizeInterrupted(t *testing.T) {
 	modelDir := fixture(t, "models/openchat-tiny")
-	parent := t.TempDir()
-	out := filepath.Join(parent, "q")
-	ctx, cancel := context.WithCancel(context.Background())
-	_, err := publish.Quantize(ctx, publish.RunOptions{
-		ModelDir: modelDir, Out: out, Branches: []publish.Branch{mainBranch}, Sym: true, TrueSequential: true,
-		Samples: []quantize.Sample{{IDs: make([]int, 64)}}, Backend: cpu.New(1),
-		Progress: func(string, int, int) { cancel() }, // interrupt after the first module
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if entries, _ := os.ReadDir(parent); len(entries) != 0 {
-		t.Errorf("interrupted run left %d entries in %s", len(entries), parent)
+	// The reference driver, and the device driver (here on the CPU).
+	for _, solver := range []quantize.Solver{nil, quantize.HostSolver{}} {
+		parent := t.TempDir()
+		out := filepath.Join(parent, "q")
+		ctx, cancel := context.WithCancel(context.Background())
+		_, err := publish.Quantize(ctx, publish.RunOptions{
+			ModelDir: modelDir, Out: out, Branches: []publish.Branch{mainBranch}, Sym: true, TrueSequential: true,
+			Samples: []quantize.Sample{{IDs: make([]int, 64)}}, Backend: cpu.New(1), Solver: solver,
+			Progress: func(string, int, int) { cancel() }, // interrupt after the first module
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("solver %v: err = %v, want context.Canceled", solver, err)
+		}
+		if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+			t.Errorf("solver %v: interrupted run left %d entries in %s", solver, len(entries), parent)
+		}
 	}
 }
 

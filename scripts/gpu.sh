@@ -56,6 +56,10 @@ for step in $steps; do
     ;;
   e2e)
     run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches
+    grep -E 'ppl|quantized on' "$LOGS/e2e-tiny.log" | tee -a "$summary"
+    run ppl-tiny 120 sh -c "'$bin/gptqtool' verify perplexity --device cuda --model testdata/models/openchat-tiny \
+      --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 1024 --json >'$LOGS/ppl-tiny.json'"
+    cat "$LOGS/ppl-tiny.json" | tee -a "$summary"
     ;;
   bench7b)
     [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
@@ -65,7 +69,7 @@ for step in $steps; do
       --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --bits 4 --group 128 --act-order --damp 0.1 \
       --seq-len 4096 --nsamples 128 --out /tmp/oc7b-gptq --force >'$LOGS/bench7b.json' 2>'$LOGS/bench7b.stderr'"
     tail -3 "$LOGS/bench7b.stderr"
-    grep -E '"(wall_s|quantize_s|peak_gpu_reserved_bytes|peak_rss_bytes)"' "$LOGS/bench7b.json" | tee -a "$summary"
+    grep -E '"(wall_s|quantize_s|peak_gpu_reserved_bytes|peak_gpu_device_used_bytes|peak_rss_bytes)"' "$LOGS/bench7b.json" | tee -a "$summary"
     ;;
   table7b)
     run table7b 600 sh -c "'$bin/gptqtool' bench quantize --device cuda --model /tmp/oc7b \

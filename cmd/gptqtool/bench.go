@@ -61,6 +61,7 @@ and held, and the peak resident host memory (VmHWM).`,
 				out["peak_gpu_reserved_bytes"] = m.PeakReserved
 				out["peak_gpu_in_use_bytes"] = m.PeakInUse
 				out["gpu_total_bytes"] = m.Total
+				out["peak_gpu_device_used_bytes"] = m.PeakDeviceUsed
 			}
 			return writeJSON(cmd.OutOrStdout(), out)
 		},

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 func fixturePath(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
@@ -211,5 +212,40 @@ func TestGenerateStoriesGreedy(t *testing.T) {
 	// generate prints the continuation after the prompt.
 	if !strings.HasPrefix(want.Prompt+text, want.Prefix) {
 		t.Errorf("prompt + generated text %q does not start with %q", want.Prompt+text, want.Prefix)
+	}
+}
+
+// cudaHere reports whether this machine opens a CUDA device (then the
+// no-GPU behaviour cannot be observed).
+func cudaHere() bool {
+	b, err := cuda.New(cuda.Options{})
+	if err == nil {
+		b.Close()
+		return true
+	}
+	return false
+}
+
+// TestDeviceWithoutCUDA checks the device flag where no CUDA loads: cuda is
+// an error naming the missing driver; auto falls back to the CPU and says
+// so on one line.
+func TestDeviceWithoutCUDA(t *testing.T) {
+	if cudaHere() {
+		t.Skip("a CUDA device is present")
+	}
+	model := fixturePath(t, "models/openchat-tiny")
+	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	_, _, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "64",
+		"--out", filepath.Join(t.TempDir(), "q"), "--device", "cuda")
+	if err == nil || !strings.Contains(err.Error(), "libcuda.so.1") || !errors.Is(err, cuda.ErrNotAvailable) {
+		t.Errorf("--device cuda without a driver: %v, want an error naming libcuda.so.1", err)
+	}
+	_, stderr, err := run(t, "verify", "perplexity", "--model", model, "--text",
+		fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw"), "--ctx", "64", "--max-windows", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "device: cpu") || !strings.Contains(stderr, "libcuda.so.1") {
+		t.Errorf("auto did not say it fell back to the CPU and why:\n%s", stderr)
 	}
 }

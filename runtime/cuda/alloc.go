@@ -16,6 +16,10 @@ type allocator struct {
 	peakUse  int64
 	peakRes  int64
 	limit    int64 // 0: none; else reserved bytes may not exceed it (tests, --gpu-memory)
+	// peakDevice is the most device memory seen in use by anyone (total
+	// minus free, sampled after each new reservation): our blocks plus the
+	// CUDA context, module images and the libraries' own allocations.
+	peakDevice int64
 }
 
 // class rounds a request up to its size class: 256-byte steps below 1 MiB
@@ -64,6 +68,10 @@ func (a *allocator) alloc(n int64) (uint64, uint64, error) {
 	a.reserved += int64(c)
 	a.peakRes = max(a.peakRes, a.reserved)
 	a.use(int64(c))
+	var free, total uint64
+	if drv.cuMemGetInfo(&free, &total) == 0 {
+		a.peakDevice = max(a.peakDevice, int64(total-free))
+	}
 	return p, c, nil
 }
 

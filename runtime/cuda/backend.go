@@ -214,13 +214,17 @@ type MemStats struct {
 	InUse, PeakInUse       int64 // bytes held by tensors and buffers
 	Reserved, PeakReserved int64 // bytes obtained from the device
 	Free, Total            uint64
+	// PeakDeviceUsed is the most device memory seen in use (total - free)
+	// when the allocator grew: with one process on the device, its whole
+	// footprint (context and libraries included).
+	PeakDeviceUsed int64
 }
 
 // MemStats reports memory use.
 func (b *Backend) MemStats() MemStats {
 	b.enter()
 	defer b.exit()
-	s := MemStats{InUse: b.alloc.inUse, PeakInUse: b.alloc.peakUse, Reserved: b.alloc.reserved, PeakReserved: b.alloc.peakRes}
+	s := MemStats{InUse: b.alloc.inUse, PeakInUse: b.alloc.peakUse, Reserved: b.alloc.reserved, PeakReserved: b.alloc.peakRes, PeakDeviceUsed: b.alloc.peakDevice}
 	drv.cuMemGetInfo(&s.Free, &s.Total)
 	return s
 }
