@@ -98,22 +98,15 @@ func Write(o Options) (*Summary, error) {
 		return nil, fmt.Errorf("synth: output directory %s exists", o.Out)
 	}
 	infos, dists := plan(cfg, sdt)
-	var total, largest int64
-	for _, ti := range infos {
-		n := int64(numel(ti.Shape)) * int64(sdt.Size())
-		total += n
-		largest = max(largest, n)
+	sizes := make([]int64, len(infos))
+	for i, ti := range infos {
+		sizes[i] = int64(numel(ti.Shape)) * int64(sdt.Size())
 	}
 	shards := o.Shards
 	if shards <= 0 {
 		shards = 3
 	}
-	// A shard closes before the tensor that would overflow it: leave room
-	// for one tensor so that the count comes out as asked.
-	maxShard := (total+int64(shards)-1)/int64(shards) + largest
-	if shards == 1 {
-		maxShard = 0
-	}
+	maxShard := shardCap(sizes, shards)
 	if err := os.MkdirAll(filepath.Dir(filepath.Clean(o.Out)), 0o755); err != nil {
 		return nil, err
 	}
@@ -200,6 +193,40 @@ func Write(o Options) (*Summary, error) {
 		params += int64(numel(ti.Shape))
 	}
 	return &Summary{Out: o.Out, Tensors: len(infos), Parameters: params, Bytes: size, Shards: len(files)}, nil
+}
+
+// shardCap is the smallest MaxShardBytes for which the safetensors writer's
+// greedy plan (a shard closes before the tensor that would overflow it)
+// makes at most n shards, so that the shards come out as even as the
+// tensor order allows; 0 (one file) for n <= 1.
+func shardCap(sizes []int64, n int) int64 {
+	if n <= 1 {
+		return 0
+	}
+	count := func(limit int64) int {
+		k, cur := 1, int64(0)
+		for _, s := range sizes {
+			if cur > 0 && cur+s > limit {
+				k++
+				cur = 0
+			}
+			cur += s
+		}
+		return k
+	}
+	var lo, hi int64 = 1, 0
+	for _, s := range sizes {
+		hi += s
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if count(mid) <= n {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
 }
 
 func numel(shape []int) int {

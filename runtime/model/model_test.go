@@ -386,3 +386,29 @@ func TestForwardFromAttention(t *testing.T) {
 		t.Errorf("short attention output: no error")
 	}
 }
+
+func TestModuleGroups(t *testing.T) {
+	seq := ModuleGroups(true)
+	want := [][]string{
+		{"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"},
+		{"self_attn.o_proj"},
+		{"mlp.up_proj", "mlp.gate_proj"},
+		{"mlp.down_proj"},
+	}
+	if len(seq) != len(want) {
+		t.Fatalf("true-sequential groups %v, want %v", seq, want)
+	}
+	for i := range want {
+		if !slices.Equal(seq[i], want[i]) {
+			t.Errorf("group %d = %v, want %v", i, seq[i], want[i])
+		}
+		for _, m := range seq[i] {
+			if LinearInput(m) != LinearInput(seq[i][0]) {
+				t.Errorf("group %d mixes inputs: %s reads %s", i, m, LinearInput(m))
+			}
+		}
+	}
+	if all := ModuleGroups(false); len(all) != 1 || len(all[0]) != len(LinearModules) {
+		t.Errorf("plain groups %v, want one group of all %d modules", all, len(LinearModules))
+	}
+}
