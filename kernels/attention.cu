@@ -19,8 +19,8 @@
 // (.trans for V). S = QKᵀ and O += PV run from registers, P is rounded to
 // T for the second product. Scores are kept in the log2 domain
 // (scale_log2 = scale·log2 e). Nothing of size nq×nq is ever materialised.
-// flash_v1_T_d<HD> is the first version (one tile, synchronous loads,
-// scalar V reads), kept for comparison (GPTQTOOL_FLASH=v1).
+// (A first version with one stage, synchronous loads and scalar V reads ran
+// at 113 TFLOP/s against this one's 158 on an H200: docs/benchmarks.md.)
 
 #define ATTN_GENERIC(N, T)                                                                                \
     extern "C" __global__ void attn_generic_##N(T* out, const T* q, const T* k, const T* v, int nq, int hq, \
@@ -78,147 +78,6 @@ template <> __device__ __forceinline__ void mma16816<f16>(float* d, const u32* a
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-template <typename T, int HD>
-__device__ __forceinline__ void flash_fwd(T* out, const T* q, const T* k, const T* v, int nq, int hq, int hkv,
-                                          int pos0, int window, float scale_log2) {
-    constexpr int BM = 128, BN = 64, LD = HD + 8;
-    extern __shared__ u32x4 smem_flash[];
-    T* Ks = (T*)smem_flash;
-    T* Vs = Ks + BN * LD;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-    const int h = blockIdx.y, kh = h / (hq / hkv);
-    const int q0 = blockIdx.x * BM;
-    const i64 ldq = (i64)hq * HD, ldk = (i64)hkv * HD;
-    const int r0 = q0 + warp * 16 + g, r1 = r0 + 8;
-
-    // Q fragments (A operand) for this warp's 16 rows, all HD columns.
-    u32 qf[HD / 16][4];
-#pragma unroll
-    for (int ks = 0; ks < HD / 16; ks++) {
-        const int c = h * HD + ks * 16 + 2 * tq;
-        qf[ks][0] = r0 < nq ? *(const u32*)(q + r0 * ldq + c) : 0u;
-        qf[ks][1] = r1 < nq ? *(const u32*)(q + r1 * ldq + c) : 0u;
-        qf[ks][2] = r0 < nq ? *(const u32*)(q + r0 * ldq + c + 8) : 0u;
-        qf[ks][3] = r1 < nq ? *(const u32*)(q + r1 * ldq + c + 8) : 0u;
-    }
-    float o[HD / 8][4];
-#pragma unroll
-    for (int dt = 0; dt < HD / 8; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
-    float m0 = NEG_INF, m1 = NEG_INF, l0 = 0.0f, l1 = 0.0f;
-
-    const int nkeys = pos0 + nq;                       // keys 0..nkeys-1 exist
-    const int hi = imin(pos0 + q0 + BM, nkeys);         // past the CTA's last position
-    const int lo = window > 0 ? imax(0, pos0 + q0 - window + 1) : 0;
-    const int p0 = pos0 + r0, p1 = pos0 + r1;          // positions of this thread's rows
-
-    for (int j0 = lo / BN * BN; j0 < hi; j0 += BN) {
-        __syncthreads();  // the previous tile is no longer read
-        for (int idx = tid; idx < BN * HD / 8; idx += blockDim.x) {
-            const int r = idx / (HD / 8), c = (idx % (HD / 8)) * 8, j = j0 + r;
-            u32x4 kv = {0u, 0u, 0u, 0u}, vv = {0u, 0u, 0u, 0u};
-            if (j < nkeys) {
-                kv = *(const u32x4*)(k + j * ldk + kh * HD + c);
-                vv = *(const u32x4*)(v + j * ldk + kh * HD + c);
-            }
-            *(u32x4*)(Ks + r * LD + c) = kv;
-            *(u32x4*)(Vs + r * LD + c) = vv;
-        }
-        __syncthreads();
-
-        float s[BN / 8][4];
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-#pragma unroll
-            for (int ks = 0; ks < HD / 16; ks++) {
-                const T* kp = Ks + (nt * 8 + g) * LD + ks * 16 + 2 * tq;
-                mma16816<T>(s[nt], qf[ks], *(const u32*)kp, *(const u32*)(kp + 8));
-            }
-        }
-        // Scale into the log2 domain and mask.
-        float mx0 = m0, mx1 = m1;
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int j = j0 + nt * 8 + 2 * tq + (e & 1);
-                const int p = e < 2 ? p0 : p1;
-                const bool ok = j <= p && (window <= 0 || j > p - window);
-                s[nt][e] = ok ? s[nt][e] * scale_log2 : NEG_INF;
-            }
-            mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
-            mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
-        }
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-        // A row with nothing visible yet keeps max -inf; use 0 as its base
-        // so that exp2 never sees -inf - -inf.
-        const float b0 = mx0 == NEG_INF ? 0.0f : mx0, b1 = mx1 == NEG_INF ? 0.0f : mx1;
-        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-        m0 = mx0;
-        m1 = mx1;
-        l0 *= c0;
-        l1 *= c1;
-#pragma unroll
-        for (int dt = 0; dt < HD / 8; dt++) {
-            o[dt][0] *= c0;
-            o[dt][1] *= c0;
-            o[dt][2] *= c1;
-            o[dt][3] *= c1;
-        }
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-            s[nt][0] = exp2f(s[nt][0] - b0);
-            s[nt][1] = exp2f(s[nt][1] - b0);
-            s[nt][2] = exp2f(s[nt][2] - b1);
-            s[nt][3] = exp2f(s[nt][3] - b1);
-            l0 += s[nt][0] + s[nt][1];
-            l1 += s[nt][2] + s[nt][3];
-        }
-        // O += P·V, P from the S accumulators (FlashAttention-2's register reuse).
-        const u16* vs = (const u16*)Vs;
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; kk++) {
-            u32 pa[4];
-            pa[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-            pa[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-            pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-#pragma unroll
-            for (int dt = 0; dt < HD / 8; dt++) {
-                const u16* vp = vs + (kk * 16 + 2 * tq) * LD + dt * 8 + g;
-                const u32 vb0 = (u32)vp[0] | ((u32)vp[LD] << 16);
-                const u32 vb1 = (u32)vp[8 * LD] | ((u32)vp[9 * LD] << 16);
-                mma16816<T>(o[dt], pa, vb0, vb1);
-            }
-        }
-    }
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-    const float i0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, i1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
-#pragma unroll
-    for (int dt = 0; dt < HD / 8; dt++) {
-        const int c = h * HD + dt * 8 + 2 * tq;
-        if (r0 < nq) *(u32*)(out + r0 * ldq + c) = pack2<T>(o[dt][0] * i0, o[dt][1] * i0);
-        if (r1 < nq) *(u32*)(out + r1 * ldq + c) = pack2<T>(o[dt][2] * i1, o[dt][3] * i1);
-    }
-}
-
-#define FLASH(N, T, HD)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256) flash_v1_##N##_d##HD(T* out, const T* q, const T* k, const T* v, \
-                                                                       int nq, int hq, int hkv, int pos0,  \
-                                                                       int window, float scale_log2) {     \
-        flash_fwd<T, HD>(out, q, k, v, nq, hq, hkv, pos0, window, scale_log2);                            \
-    }
-FLASH(bf16, bf16, 128)
-FLASH(f16, f16, 128)
-FLASH(bf16, bf16, 64)
-FLASH(f16, f16, 64)
-
 __device__ __forceinline__ u32 smem_addr(const void* p) {
     u32 a;
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
@@ -242,11 +101,11 @@ __device__ __forceinline__ void cp16(u32 dst, const void* src, bool valid) {
 }
 
 template <typename T, int HD>
-__device__ __forceinline__ void flash2_fwd(T* out, const T* q, const T* k, const T* v, int nq, int hq, int hkv,
+__device__ __forceinline__ void flash_fwd(T* out, const T* q, const T* k, const T* v, int nq, int hq, int hkv,
                                            int pos0, int window, float scale_log2) {
     constexpr int BM = 128, BN = 64, LD = HD + 8;
-    extern __shared__ u32x4 smem_flash2[];
-    T* base = (T*)smem_flash2;  // [2 stages][K, V][BN][LD]
+    extern __shared__ u32x4 smem_flash[];
+    T* base = (T*)smem_flash;  // [2 stages][K, V][BN][LD]
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, tq = lane & 3;
     const int h = blockIdx.y, kh = h / (hq / hkv);
     const int q0 = blockIdx.x * BM;
@@ -382,13 +241,13 @@ __device__ __forceinline__ void flash2_fwd(T* out, const T* q, const T* k, const
     }
 }
 
-#define FLASH2(N, T, HD)                                                                                  \
+#define FLASH(N, T, HD)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) flash_##N##_d##HD(T* out, const T* q, const T* k, const T* v, \
                                                                        int nq, int hq, int hkv, int pos0,  \
                                                                        int window, float scale_log2) {     \
-        flash2_fwd<T, HD>(out, q, k, v, nq, hq, hkv, pos0, window, scale_log2);                           \
+        flash_fwd<T, HD>(out, q, k, v, nq, hq, hkv, pos0, window, scale_log2);                           \
     }
-FLASH2(bf16, bf16, 128)
-FLASH2(f16, f16, 128)
-FLASH2(bf16, bf16, 64)
-FLASH2(f16, f16, 64)
+FLASH(bf16, bf16, 128)
+FLASH(f16, f16, 128)
+FLASH(bf16, bf16, 64)
+FLASH(f16, f16, 64)

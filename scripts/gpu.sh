@@ -39,16 +39,11 @@ for step in $steps; do
   case $step in
   tests)
     run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
-    if grep -q -- '--- FAIL: TestConformance/.*Attention' "$LOGS/cuda-tests.log"; then
-      note "flash attention failed its conformance: the benchmarks use GPTQTOOL_FLASH=v1"
-      export GPTQTOOL_FLASH=v1
-    fi
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
   opbench)
     run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x
-    GPTQTOOL_FLASH=v1 "$bin/cuda.test" -test.run '^$' -test.bench Attention -test.benchtime 5x 2>&1 | sed 's/^Benchmark/v1:Benchmark/' >>"$LOGS/op-bench.log"
-    grep -E '^(v1:)?Benchmark' "$LOGS/op-bench.log" | tee -a "$summary"
+    grep -E '^Benchmark' "$LOGS/op-bench.log" | tee -a "$summary"
     ;;
   solvebench)
     run solver-bench 300 "$bin/gpu.test" -test.run '^$' -test.bench Solve -test.benchtime 3x

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"os"
 	"unsafe"
 
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -389,12 +388,8 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	defer b.exit()
 	if qt.dt != runtime.F32 && (hd == 128 || hd == 64) {
 		const bm = 128
-		name, stages := "flash_", 2
-		if flashV1 {
-			name, stages = "flash_v1_", 1
-		}
-		shared := stages * 2 * 64 * (hd + 8) * 2
-		b.run("attention.cu", fmt.Sprintf("%s%s_d%d", name, suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
+		shared := 2 * 2 * 64 * (hd + 8) * 2 // two stages of K and V tiles
+		b.run("attention.cu", fmt.Sprintf("flash_%s_d%d", suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
 			d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(p.Pos0), int32(p.Window), p.Scale*float32(math.Log2E))
 		return
 	}
@@ -402,10 +397,6 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	b.run("attention.cu", "attn_generic_"+suffix(qt.dt), Dim{X: int((warps*32 + threads - 1) / threads)}, Dim{X: threads}, 0,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(hd), int32(p.Pos0), int32(p.Window), p.Scale)
 }
-
-// flashV1 selects the first flash attention kernel (GPTQTOOL_FLASH=v1),
-// for comparisons.
-var flashV1 = os.Getenv("GPTQTOOL_FLASH") == "v1"
 
 // gramPanel is the column-panel width of Gram: the upper triangle is formed
 // panel by panel, about half the products of the full matrix.
