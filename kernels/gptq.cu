@@ -170,10 +170,11 @@ extern "C" __global__ void gptq_params_static(float* scale, u8* zero, const doub
 }
 
 // gptq_block: spec §4.2 step 7 for the columns [i1, i1+B) of every channel.
-// Grid ceil(N/128) blocks of 128 threads, thread = channel n. Dynamic
-// shared memory: the block's U as a packed upper triangle (B(B+1)/2
-// doubles; row i at off(i) = i·B - i(i-1)/2) and the channels' B working
-// weights, k-major (ws[i·128 + t]) so a warp's accesses are consecutive.
+// Grid ceil(N/CH) blocks of CH threads (CH = 128, or 64/32 where a block may
+// not have that much shared memory), thread = channel n. Dynamic shared
+// memory: the block's U as a packed upper triangle (B(B+1)/2 doubles; row i
+// at off(i) = i·B - i(i-1)/2) and the channels' B working weights, k-major
+// (ws[i·CH + t]) so a warp's accesses are consecutive.
 // For groups that divide the block (gsin > 0) the params are found here:
 // on the updated weights at each group start, or with stale on the weights
 // as they were at the block start (REF's quirk); otherwise they were found
@@ -185,13 +186,14 @@ extern "C" __global__ void __launch_bounds__(128) gptq_block(double* Wk, const d
     extern __shared__ double sm_gptq[];
     double* Us = sm_gptq;
     double* ws = sm_gptq + B * (B + 1) / 2;
-    const int t = threadIdx.x, n = blockIdx.x * 128 + t;
+    const int CH = blockDim.x;
+    const int t = threadIdx.x, n = blockIdx.x * CH + t;
     for (int idx = t; idx < B * B; idx += blockDim.x) {
         int k = idx / B, i = idx % B;
         if (k >= i) Us[i * B - i * (i - 1) / 2 + (k - i)] = R[(i64)(i1 + i) + (i64)(i1 + k) * K];
     }
     const bool active = n < N;
-    for (int i = 0; i < B; i++) ws[i * 128 + t] = active ? Wk[(i64)(i1 + i) * N + n] : 0.0;
+    for (int i = 0; i < B; i++) ws[i * CH + t] = active ? Wk[(i64)(i1 + i) * N + n] : 0.0;
     __syncthreads();
     if (!active) return;
     const double maxq = (double)((1 << bits) - 1);
@@ -199,7 +201,7 @@ extern "C" __global__ void __launch_bounds__(128) gptq_block(double* Wk, const d
         for (int g0 = 0; g0 < B; g0 += gsin) {
             int g = (i1 + g0) / gsin;
             int cnt = g0 + gsin < B ? gsin : B - g0;
-            find_params(ws + g0 * 128 + t, 128, cnt, bits, sym, fp16, scale + (i64)g * N + n, zero + (i64)g * N + n);
+            find_params(ws + g0 * CH + t, CH, cnt, bits, sym, fp16, scale + (i64)g * N + n, zero + (i64)g * N + n);
         }
     }
     int gcur = -1;
@@ -209,7 +211,7 @@ extern "C" __global__ void __launch_bounds__(128) gptq_block(double* Wk, const d
         if (gsin > 0 && !stale && i % gsin == 0) {
             int g = j / gsin;
             int cnt = i + gsin < B ? gsin : B - i;
-            find_params(ws + i * 128 + t, 128, cnt, bits, sym, fp16, scale + (i64)g * N + n, zero + (i64)g * N + n);
+            find_params(ws + i * CH + t, CH, cnt, bits, sym, fp16, scale + (i64)g * N + n, zero + (i64)g * N + n);
             gcur = -1;
         }
         const int g = gmap[j];
@@ -218,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(128) gptq_block(double* Wk, const d
             sc = (double)scale[(i64)g * N + n];
             z = (double)zero[(i64)g * N + n];
         }
-        const double x = ws[i * 128 + t];
+        const double x = ws[i * CH + t];
         double q = rint(x / sc) + z;
         q = fmin(fmax(q, 0.0), maxq);
         codes[(i64)j * N + n] = (u8)q;
@@ -226,7 +228,7 @@ extern "C" __global__ void __launch_bounds__(128) gptq_block(double* Wk, const d
         const double e = (x - sc * (q - z)) / ur[0];
         err[(i64)i * N + n] = e;
         lacc += e * e;
-        for (int k = i + 1; k < B; k++) ws[k * 128 + t] -= e * ur[k - i];
+        for (int k = i + 1; k < B; k++) ws[k * CH + t] -= e * ur[k - i];
     }
     loss[n] += lacc;
 }

@@ -277,7 +277,7 @@ func (p *DevicePlan) Check(b runtime.Backend) error {
 		return nil
 	}
 	free, total := mr.Memory()
-	if p.Need > free {
+	if total > 0 && p.Need > free {
 		return fmt.Errorf("quantize: the calibration needs %s of device memory but %s has %s free of %s: lower --nsamples (%d) or --seq-len (%d), or quantize on the CPU",
 			p, b.Name(), formatBytes(free), formatBytes(total), p.S, p.T)
 	}

@@ -41,8 +41,9 @@ const blockSize = 128
 
 // Solver quantizes module groups on a CUDA backend.
 type Solver struct {
-	b      *cuda.Backend
-	warned map[string]bool
+	b        *cuda.Backend
+	warned   map[string]bool
+	channels int // output channels per block of the column kernel; 0: none fit
 	// Profile synchronises the device between the solver's phases and adds
 	// their seconds to Phases: factor (Hessian to U; of which factor.potrf
 	// and factor.trtri are cuSOLVER's), prepare (the weight loaded and
@@ -54,7 +55,17 @@ type Solver struct {
 
 // New returns a solver on b.
 func New(b *cuda.Backend) *Solver {
-	return &Solver{b: b, warned: map[string]bool{}, Phases: map[string]float64{}}
+	s := &Solver{b: b, warned: map[string]bool{}, Phases: map[string]float64{}}
+	// The block kernel keeps U's 128×128 triangle and each channel's 128
+	// working weights in shared memory: 128 channels a block where the
+	// device allows 193 KiB (Hopper), else 64 (A100: 128.5 KiB) or 32 (97 KiB).
+	for _, ch := range []int{128, 64, 32} {
+		if (blockSize*(blockSize+1)/2+ch*blockSize)*8 <= b.SharedMemory() {
+			s.channels = ch
+			break
+		}
+	}
+	return s
 }
 
 // mark ends a profiled phase started at t and returns the time now.
@@ -76,14 +87,22 @@ func (s *Solver) Name() string { return "GPTQ on " + s.b.Name() }
 // codes, the block errors and the packed outputs).
 func (s *Solver) Workspace(N, K int) int64 {
 	k, n := int64(K), int64(N)
-	return k*k*8 + k*n*8 + k*n + blockSize*n*8 + k*n/2 + 8*n + 64*k + (8 << 20)
+	return k*k*8 + // the factor U, float64
+		k*n*8 + // the working weight, float64
+		k*n + // codes
+		k*n + // packed qweight (8 bits at most)
+		7*(k/32+1)*n + // scales, zeros, fp16 scales (groups of 32 at least)
+		blockSize*n*8 + 8*n + 64*k + // block errors, losses, index maps
+		(32 << 20) // cuSOLVER's workspaces and the allocator's 2 MiB rounding of a dozen buffers
 }
 
 // unsupported says why the device solve cannot run o on an [N, K] module,
 // or "" when it can.
-func unsupported(o quantize.Options, N, K int) string {
+func (s *Solver) unsupported(o quantize.Options, N, K int) string {
 	gs := o.GroupSize
 	switch {
+	case s.channels == 0:
+		return fmt.Sprintf("a device with %d bytes of shared memory a block (the column kernel needs 98816)", s.b.SharedMemory())
 	case o.MSE:
 		return "the MSE scale search"
 	case o.BlockSize != 0 && o.BlockSize != blockSize:
@@ -106,8 +125,11 @@ func (s *Solver) Solve(ctx context.Context, r quantize.SolveRequest) ([]*quantiz
 		log = io.Discard
 	}
 	K := runtime.Cols(r.Gram)
+	if err := r.Options.Validate(K); err != nil {
+		return nil, fmt.Errorf("gpu: %w", err)
+	}
 	for _, w := range r.Weights {
-		if why := unsupported(r.Options, runtime.Rows(w), K); why != "" {
+		if why := s.unsupported(r.Options, runtime.Rows(w), K); why != "" {
 			if !s.warned[why] {
 				s.warned[why] = true
 				fmt.Fprintf(log, "gpu: %s runs on the host solver\n", why)
@@ -438,8 +460,9 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 				return nil, err
 			}
 		}
-		shared := (B*(B+1)/2 + 128*B) * 8
-		if err := b.Launch(src, "gptq_block", cuda.Dim{X: (N + 127) / 128}, cuda.Dim{X: 128}, shared,
+		ch := s.channels
+		shared := (B*(B+1)/2 + ch*B) * 8
+		if err := b.Launch(src, "gptq_block", cuda.Dim{X: (N + ch - 1) / ch}, cuda.Dim{X: ch}, shared,
 			wk.Ptr, f.R.Ptr, codes.Ptr, scale.Ptr, zero.Ptr, dGmap, errb.Ptr, loss.Ptr,
 			int32(N), int32(K), int32(i1), int32(B), bits, sym, fp16, int32(gsIn), b2i(o.StaleGroupParams)); err != nil {
 			return nil, err

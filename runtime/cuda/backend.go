@@ -93,14 +93,20 @@ func New(o Options) (*Backend, error) {
 	var nameBuf [256]byte
 	drv.cuDeviceGetName(&nameBuf[0], int32(len(nameBuf)), b.dev)
 	b.name = strings.TrimRight(string(nameBuf[:]), "\x00")
+	var attrErr error
 	attr := func(a int32) int {
 		var v int32
-		drv.cuDeviceGetAttribute(&v, a, b.dev)
+		if err := cuErr(fmt.Sprintf("cuDeviceGetAttribute(%d)", a), drv.cuDeviceGetAttribute(&v, a, b.dev)); err != nil && attrErr == nil {
+			attrErr = err
+		}
 		return int(v)
 	}
 	b.arch = attr(attrComputeMajor)*10 + attr(attrComputeMinor)
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
+	if attrErr != nil {
+		return nil, attrErr
+	}
 	var dv int32
 	drv.cuDriverGetVersion(&dv)
 	b.driver = int(dv)
@@ -127,6 +133,11 @@ func New(o Options) (*Backend, error) {
 	if err := loadCUBLAS(); err != nil {
 		return fail(err)
 	}
+	// cuSOLVER is first used by the GPTQ solve; load it now so that a missing
+	// library is found before any work (and --device auto falls back).
+	if err := loadCUSOLVER(); err != nil {
+		return fail(err)
+	}
 	if err := blasErr("cublasCreate", bl.cublasCreate(&b.blas)); err != nil {
 		return fail(err)
 	}
@@ -146,6 +157,9 @@ func New(o Options) (*Backend, error) {
 	}
 	return b, nil
 }
+
+// SharedMemory is the most dynamic shared memory a block may use (opt-in).
+func (b *Backend) SharedMemory() int { return b.shared }
 
 // Name implements runtime.Backend.
 func (b *Backend) Name() string { return fmt.Sprintf("cuda(%s, sm_%d)", b.name, b.arch) }
@@ -205,7 +219,27 @@ func (b *Backend) closeLocked() {
 	if b.blas != 0 {
 		bl.cublasDestroy(b.blas)
 	}
+	if b.solver != 0 {
+		bl.cusolverDnDestroy(b.solver)
+	}
+	if b.blasWS != 0 {
+		b.alloc.release(b.blasWS, class(32<<20))
+	}
+	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp} {
+		if buf != nil {
+			b.alloc.release(buf.Ptr, buf.cls)
+		}
+	}
+	for _, buf := range b.rope {
+		b.alloc.release(buf.Ptr, buf.cls)
+	}
 	b.alloc.trim()
+	for _, m := range b.mods {
+		drv.cuModuleUnload(m)
+	}
+	if b.stream != 0 {
+		drv.cuStreamDestroy(b.stream)
+	}
 	drv.cuDevicePrimaryCtxRelease(b.dev)
 }
 
@@ -225,7 +259,8 @@ func (b *Backend) MemStats() MemStats {
 	b.enter()
 	defer b.exit()
 	s := MemStats{InUse: b.alloc.inUse, PeakInUse: b.alloc.peakUse, Reserved: b.alloc.reserved, PeakReserved: b.alloc.peakRes, PeakDeviceUsed: b.alloc.peakDevice}
-	drv.cuMemGetInfo(&s.Free, &s.Total)
+	// On failure Free and Total stay 0, which Memory reports as unknown.
+	b.fail(cuErr("cuMemGetInfo", drv.cuMemGetInfo(&s.Free, &s.Total)))
 	return s
 }
 
@@ -319,11 +354,14 @@ func (b *Backend) Free(t runtime.Tensor) {
 		return
 	}
 	ct, ok := t.(*Tensor)
-	if !ok || ct == nil || ct.freed || ct.cls == 0 {
+	if !ok || ct == nil || ct.cls == 0 {
 		return
 	}
 	b.enter()
 	defer b.exit()
+	if ct.freed {
+		return
+	}
 	// The memory may still be read by queued work; the allocator hands it
 	// out again only to later work on the same stream, which runs after.
 	b.alloc.release(ct.ptr, ct.cls)
@@ -352,6 +390,9 @@ func (b *Backend) Sync() error {
 }
 
 func (b *Backend) syncLocked() error {
+	if b.err != nil {
+		return fmt.Errorf("cuda: the backend is in error since an earlier operation: %w", b.err)
+	}
 	b.fail(cuErr("cuStreamSynchronize", drv.cuStreamSynchronize(b.stream)))
 	return b.err
 }
@@ -604,9 +645,13 @@ var errClosed = errors.New("cuda: backend closed")
 var _ runtime.Backend = (*Backend)(nil)
 
 // Memory reports the bytes a new allocation can still get (the device's
-// free memory plus what the allocator holds cached) and the device total.
+// free memory plus what the allocator holds cached) and the device total;
+// total is 0 when the driver could not say.
 func (b *Backend) Memory() (free, total int64) {
 	s := b.MemStats()
+	if s.Total == 0 {
+		return 0, 0
+	}
 	free, total = int64(s.Free)+(s.Reserved-s.InUse), int64(s.Total)
 	if l := b.alloc.limit; l > 0 {
 		free, total = min(free, l-s.InUse), l

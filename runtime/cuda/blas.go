@@ -20,6 +20,7 @@ var bl struct {
 	cublasDgemm         func(h uintptr, ta, tb int32, m, n, k int32, alpha *float64, A uint64, lda int32, B uint64, ldb int32, beta *float64, C uint64, ldc int32) cublasStatus
 
 	cusolverDnCreate           func(h *uintptr) cublasStatus
+	cusolverDnDestroy          func(h uintptr) cublasStatus
 	cusolverDnSetStream        func(h uintptr, s uintptr) cublasStatus
 	cusolverDnDpotrfBufferSize func(h uintptr, uplo int32, n int32, A uint64, lda int32, lwork *int32) cublasStatus
 	cusolverDnDpotrf           func(h uintptr, uplo int32, n int32, A uint64, lda int32, ws uint64, lwork int32, info uint64) cublasStatus
@@ -90,6 +91,7 @@ func loadCUSOLVER() error {
 		}
 		solErr = register(lib, path, map[string]any{
 			"cusolverDnCreate":            &bl.cusolverDnCreate,
+			"cusolverDnDestroy":           &bl.cusolverDnDestroy,
 			"cusolverDnSetStream":         &bl.cusolverDnSetStream,
 			"cusolverDnDpotrf_bufferSize": &bl.cusolverDnDpotrfBufferSize,
 			"cusolverDnDpotrf":            &bl.cusolverDnDpotrf,

@@ -34,6 +34,7 @@ var drv struct {
 	cuStreamSynchronize       func(s uintptr) cuResult
 	cuStreamDestroy           func(s uintptr) cuResult
 	cuModuleLoadData          func(mod *uintptr, image unsafe.Pointer) cuResult
+	cuModuleUnload            func(mod uintptr) cuResult
 	cuModuleGetFunction       func(fn *uintptr, mod uintptr, name string) cuResult
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) cuResult
 	cuLaunchKernel            func(fn uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
@@ -89,6 +90,7 @@ func loadDriver() error {
 			"cuStreamSynchronize":          &drv.cuStreamSynchronize,
 			"cuStreamDestroy_v2":           &drv.cuStreamDestroy,
 			"cuModuleLoadData":             &drv.cuModuleLoadData,
+			"cuModuleUnload":               &drv.cuModuleUnload,
 			"cuModuleGetFunction":          &drv.cuModuleGetFunction,
 			"cuFuncSetAttribute":           &drv.cuFuncSetAttribute,
 			"cuLaunchKernel":               &drv.cuLaunchKernel,

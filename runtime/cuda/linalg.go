@@ -40,6 +40,7 @@ func (b *Backend) solverHandle() (uintptr, error) {
 		return 0, err
 	}
 	if err := solverErr("cusolverDnSetStream", bl.cusolverDnSetStream(h, b.stream)); err != nil {
+		bl.cusolverDnDestroy(h)
 		return 0, err
 	}
 	b.solver = h
@@ -78,7 +79,11 @@ func (b *Backend) Dpotrf(A uint64, n int) (info int, err error) {
 	if err := solverErr(fmt.Sprintf("cusolverDnDpotrf(%d)", n), bl.cusolverDnDpotrf(h, fillLower, int32(n), A, int32(n), ws.Ptr, lwork, dinfo)); err != nil {
 		return 0, err
 	}
-	return b.info(dinfo)
+	info, err = b.info(dinfo)
+	if err == nil && info < 0 {
+		err = fmt.Errorf("cuda: cusolverDnDpotrf(%d): argument %d is invalid", n, -info)
+	}
+	return info, err
 }
 
 // Dtrtri inverts the lower triangular n×n matrix A (non-unit diagonal) in
@@ -107,5 +112,8 @@ func (b *Backend) Dtrtri(A uint64, n int) (info int, err error) {
 	}
 	info, err = b.info(dinfo)
 	goruntime.KeepAlive(host)
+	if err == nil && info < 0 {
+		err = fmt.Errorf("cuda: cusolverDnXtrtri(%d): argument %d is invalid", n, -info)
+	}
 	return info, err
 }

@@ -117,10 +117,20 @@ func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) erro
 	if err != nil {
 		return err
 	}
+	defer b.shrinkTmp()
 	if err := b.htod(tmp.Ptr, src); err != nil {
 		return err
 	}
 	return b.launch("elementwise.cu", "convert_"+suffix(dt)+"_"+suffix(ct.dt), grid1(int64(ct.n)), Dim{X: threads}, 0, ct.ptr, tmp.Ptr, int64(ct.n))
+}
+
+// shrinkTmp gives a large conversion scratch back, so that one big upload
+// (an embedding table in another dtype) does not hold its size for good.
+func (b *Backend) shrinkTmp() {
+	if b.tmp != nil && b.tmp.Size > 64<<20 {
+		b.alloc.release(b.tmp.Ptr, b.tmp.cls)
+		b.tmp = nil
+	}
 }
 
 // DownloadRaw implements runtime.Backend.
@@ -144,6 +154,7 @@ func (b *Backend) DownloadRaw(dst []byte, dt runtime.DType, t runtime.Tensor) er
 	if err != nil {
 		return err
 	}
+	defer b.shrinkTmp()
 	if err := b.launch("elementwise.cu", "convert_"+suffix(ct.dt)+"_"+suffix(dt), grid1(int64(ct.n)), Dim{X: threads}, 0, tmp.Ptr, ct.ptr, int64(ct.n)); err != nil {
 		return err
 	}
@@ -356,6 +367,7 @@ func (b *Backend) ropeFreqs(headDim int, theta float64) (uint64, error) {
 		return 0, err
 	}
 	if err := b.htod(buf.Ptr, raw); err != nil {
+		b.alloc.release(buf.Ptr, buf.cls)
 		return 0, err
 	}
 	if b.rope == nil {

@@ -341,6 +341,9 @@ func (l *Layer) Run(x runtime.Tensor, seqLen int, from Stage, att runtime.Tensor
 	if att != nil && (runtime.Rows(att) != rows || runtime.Cols(att) != l.d.qDim()) {
 		return fmt.Errorf("model: layer %d: attention store %v for %d rows, want [%d %d]", l.Index, att.Shape(), rows, rows, l.d.qDim())
 	}
+	if from < FromInput || from > FromResidual {
+		return fmt.Errorf("model: layer %d: unknown stage %d", l.Index, from)
+	}
 	if from == FromAttention && att == nil {
 		return fmt.Errorf("model: layer %d: no attention output to resume from", l.Index)
 	}
