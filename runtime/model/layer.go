@@ -8,6 +8,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
 )
 
 // dims are the sizes and constants of the forward pass, from the config.
@@ -143,6 +144,9 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 type span struct {
 	row0, rows, pos0 int
 	cache            *Cache
+	// paged, with seq, keeps the span's K and V in a paged cache instead.
+	paged *PagedCache
+	seq   *kvcache.Seq
 }
 
 // errStopped ends a forward pass early once the stop intermediate has been
@@ -264,10 +268,15 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 	}
 	for _, sp := range spans {
 		sk, sv := b.View(k, sp.row0, sp.rows), b.View(v, sp.row0, sp.rows)
-		if c := sp.cache; c != nil {
+		switch {
+		case sp.cache != nil:
+			c := sp.cache
 			b.Copy(b.View(c.k[li], sp.pos0, sp.rows), sk)
 			b.Copy(b.View(c.v[li], sp.pos0, sp.rows), sv)
 			sk, sv = b.View(c.k[li], 0, sp.pos0+sp.rows), b.View(c.v[li], 0, sp.pos0+sp.rows)
+		case sp.paged != nil:
+			sp.paged.write(b, li, sp.seq, sp.pos0, sk, sv)
+			sk, sv = sp.paged.gather(b, li, sp.seq, sp.pos0+sp.rows)
 		}
 		b.Attention(b.View(att, sp.row0, sp.rows), b.View(q, sp.row0, sp.rows), sk, sv, runtime.AttentionParams{
 			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.window, Scale: d.scale,

@@ -304,28 +304,38 @@ func (m *Model) body(seqs [][]int, caches []*Cache, hook Hook) ([]span, runtime.
 	if err != nil {
 		return nil, nil, err
 	}
+	x, err := m.run(spans, slices.Concat(seqs...), hook)
+	return spans, x, err
+}
+
+// run embeds ids (the stacked rows of spans) and runs every layer; caches
+// advance; x holds the last layer's output rows.
+func (m *Model) run(spans []span, ids []int, hook Hook) (runtime.Tensor, error) {
 	last := spans[len(spans)-1]
 	T := last.row0 + last.rows
 	if err := m.s.ensure(m.b, m.d, T); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b := m.b
 	x := b.View(m.s.x, 0, T)
-	b.Embedding(x, m.embed, slices.Concat(seqs...))
+	b.Embedding(x, m.embed, ids)
 	if err := emit(b, hook, "model.embed", x); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for i := range m.layers {
 		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, observer{hook: hook}, "", FromInput, nil); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	for _, sp := range spans {
-		if sp.cache != nil {
+		switch {
+		case sp.cache != nil:
 			sp.cache.n = sp.pos0 + sp.rows
+		case sp.seq != nil:
+			sp.seq.Len = sp.pos0 + sp.rows
 		}
 	}
-	return spans, x, nil
+	return x, nil
 }
 
 func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool) ([][]float32, error) {
@@ -486,3 +496,7 @@ func (m *Model) ensureLogits(rows int) error {
 	m.logits = t
 	return nil
 }
+
+// dtype is the dtype of the model's activations and KV cache (fp32 today;
+// a serving model in the checkpoint's dtype is issue 9's).
+func (m *Model) dtype() runtime.DType { return runtime.F32 }

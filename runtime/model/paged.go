@@ -1,0 +1,180 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
+)
+
+// PagedCache is a model's KV cache in blocks of positions (package
+// kvcache keeps the block tables): per layer, K and V pools [blocks ·
+// blockSize, kvHeads·headDim] allocated once on the backend. Sequences of
+// any length share it without fragmenting it; a sequence's rows are
+// written at its slots and gathered in position order for attention.
+type PagedCache struct {
+	// Pool hands out the blocks; the engine reserves a sequence's blocks
+	// before a Step writes them.
+	Pool   *kvcache.Pool
+	b      runtime.Backend
+	k, v   []runtime.Tensor
+	gk, gv runtime.Tensor // [maxLen, kvDim] gather scratch
+	maxLen int
+}
+
+// NewPagedCache allocates a paged cache of blocks blocks of blockSize
+// positions for sequences of at most maxLen positions.
+func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error) {
+	pool, err := kvcache.NewPool(blocks, blockSize)
+	if err != nil {
+		return nil, err
+	}
+	if maxLen <= 0 {
+		return nil, fmt.Errorf("model: paged cache for sequences of %d positions", maxLen)
+	}
+	c := &PagedCache{Pool: pool, b: m.b, maxLen: maxLen}
+	alloc := func(rows int) (runtime.Tensor, error) {
+		t, err := m.b.Alloc(m.dtype(), rows, m.d.kvDim())
+		if err != nil {
+			c.Free()
+			return nil, fmt.Errorf("model: kv cache of %d blocks of %d: %w", blocks, blockSize, err)
+		}
+		return t, nil
+	}
+	for range m.layers {
+		for _, dst := range []*[]runtime.Tensor{&c.k, &c.v} {
+			t, err := alloc(blocks * blockSize)
+			if err != nil {
+				return nil, err
+			}
+			*dst = append(*dst, t)
+		}
+	}
+	if c.gk, err = alloc(maxLen); err != nil {
+		return nil, err
+	}
+	if c.gv, err = alloc(maxLen); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// KVBytesPerPosition is the memory one position takes in every layer's K
+// and V.
+func (m *Model) KVBytesPerPosition() int64 {
+	return int64(len(m.layers)) * 2 * int64(m.d.kvDim()) * int64(m.dtype().Size())
+}
+
+// Free releases the cache's memory.
+func (c *PagedCache) Free() {
+	for _, t := range slices.Concat(c.k, c.v, []runtime.Tensor{c.gk, c.gv}) {
+		if t != nil {
+			c.b.Free(t)
+		}
+	}
+	c.k, c.v, c.gk, c.gv = nil, nil, nil, nil
+}
+
+// write copies rows of new keys and values, at positions pos0..., into the
+// sequence's slots of layer li, one copy per run of slots in a block.
+func (c *PagedCache) write(b runtime.Backend, li int, seq *kvcache.Seq, pos0 int, k, v runtime.Tensor) {
+	bs := c.Pool.BlockSize()
+	rows := runtime.Rows(k)
+	for r := 0; r < rows; {
+		p := pos0 + r
+		n := min(bs-p%bs, rows-r)
+		slot := seq.Slot(p, bs)
+		b.Copy(b.View(c.k[li], slot, n), b.View(k, r, n))
+		b.Copy(b.View(c.v[li], slot, n), b.View(v, r, n))
+		r += n
+	}
+}
+
+// gather copies positions 0..n-1 of the sequence in layer li into the
+// scratch and returns views of them, [n, kvDim] each.
+func (c *PagedCache) gather(b runtime.Backend, li int, seq *kvcache.Seq, n int) (runtime.Tensor, runtime.Tensor) {
+	bs := c.Pool.BlockSize()
+	for p := 0; p < n; p += bs {
+		m := min(bs, n-p)
+		slot := seq.Slot(p, bs)
+		b.Copy(b.View(c.gk, p, m), b.View(c.k[li], slot, m))
+		b.Copy(b.View(c.gv, p, m), b.View(c.v[li], slot, m))
+	}
+	return b.View(c.gk, 0, n), b.View(c.gv, 0, n)
+}
+
+// StepSeq is one sequence's part of a Step.
+type StepSeq struct {
+	// Seq is the sequence's block table; Tokens go to positions Seq.Len...,
+	// which its blocks must already hold (Pool.Reserve).
+	Seq *kvcache.Seq
+	// Tokens are the new tokens: a prompt or a chunk of it, or the last
+	// sampled token.
+	Tokens []int
+	// Logits asks for the last token's logits.
+	Logits bool
+}
+
+// Step runs one step of continuous batching: every sequence's new tokens,
+// at their own positions, stacked into one pass over the layers (row-wise
+// ops and MatMuls once over all rows, attention per sequence over its
+// paged K and V). It returns, per sequence, the last token's logits
+// [vocab] when asked (else nil), and advances each Seq.Len. Nothing runs
+// when an argument is invalid.
+func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
+	if len(seqs) == 0 {
+		return nil, errors.New("model: step of no sequences")
+	}
+	bs := c.Pool.BlockSize()
+	spans := make([]span, len(seqs))
+	var ids []int
+	rows := 0
+	for i, s := range seqs {
+		if s.Seq == nil || len(s.Tokens) == 0 {
+			return nil, fmt.Errorf("model: step sequence %d: no sequence or no tokens", i)
+		}
+		end := s.Seq.Len + len(s.Tokens)
+		if end > s.Seq.Cap(bs) || end > c.maxLen {
+			return nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
+		}
+		for j := range seqs[:i] {
+			if seqs[j].Seq == s.Seq {
+				return nil, fmt.Errorf("model: step sequence %d repeats sequence %d", i, j)
+			}
+		}
+		for _, id := range s.Tokens {
+			if id < 0 || id >= m.d.vocab {
+				return nil, fmt.Errorf("model: step sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
+			}
+		}
+		spans[i] = span{row0: rows, rows: len(s.Tokens), pos0: s.Seq.Len, paged: c, seq: s.Seq}
+		ids = append(ids, s.Tokens...)
+		rows += len(s.Tokens)
+	}
+	x, err := m.run(spans, ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := m.b
+	var want []int
+	for i, s := range seqs {
+		if s.Logits {
+			b.RMSNorm(b.View(m.s.xn, len(want), 1), b.View(x, spans[i].row0+spans[i].rows-1, 1), m.norm, m.d.eps)
+			want = append(want, i)
+		}
+	}
+	out := make([][]float32, len(seqs))
+	if len(want) == 0 {
+		return out, b.Sync()
+	}
+	flat := make([]float32, len(want)*m.d.vocab)
+	if err := m.logitsOf(b.View(m.s.xn, 0, len(want)), flat); err != nil {
+		return nil, err
+	}
+	for j, i := range want {
+		out[i] = flat[j*m.d.vocab : (j+1)*m.d.vocab : (j+1)*m.d.vocab]
+	}
+	return out, nil
+}
