@@ -1,0 +1,493 @@
+// Package engine serves generation requests with continuous batching over
+// a model (package runtime/model) and a paged KV cache: requests wait in a
+// bounded queue, are admitted when the cache has blocks for their prompt
+// and their whole token budget (so a running request never runs out of
+// memory and nothing is preempted), and join the running batch between
+// steps. A step decodes one token for every generating sequence and spends
+// what is left of a token budget on prompt chunks (chunked prefill), so a
+// long prompt never stalls the others. Sampling is per request (seeded),
+// with presence, frequency and repetition penalties and log-probabilities.
+// A cancelled request (its context done: the client went away, a timeout)
+// leaves at the next step and its blocks are free at once. The engine
+// knows nothing of HTTP; package runtime/server puts the API on it.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/sample"
+)
+
+// Errors of Submit.
+var (
+	ErrQueueFull = errors.New("engine: the queue is full")
+	ErrClosed    = errors.New("engine: closed")
+	ErrTooLong   = errors.New("engine: prompt too long")
+)
+
+// Params are one request's generation settings.
+type Params struct {
+	// MaxTokens bounds the generated tokens (≥ 1).
+	MaxTokens int
+	// Temperature (0: greedy), TopP, TopK as package sample.
+	Temperature, TopP float64
+	TopK              int
+	// Seed seeds the sampler; without SeedSet the engine draws one.
+	Seed    uint64
+	SeedSet bool
+	// PresencePenalty and FrequencyPenalty (OpenAI): logit -= presence·[count>0]
+	// + frequency·count over the tokens generated so far.
+	PresencePenalty, FrequencyPenalty float64
+	// RepetitionPenalty (transformers, 1 = off): a logit of a token seen in the
+	// prompt or the output is divided by it when positive, multiplied when not.
+	RepetitionPenalty float64
+	// StopTokens end the generation with finish reason "stop" and are not
+	// emitted.
+	StopTokens []int
+	// Logprobs asks for each token's log-probability and TopLogprobs (≤ 20)
+	// alternatives, from the model's distribution before penalties.
+	Logprobs    bool
+	TopLogprobs int
+}
+
+// Request is a prompt to continue.
+type Request struct {
+	Prompt []int
+	Params Params
+}
+
+// TokenLogprob is a token and its log-probability.
+type TokenLogprob struct {
+	Token   int
+	Logprob float64
+}
+
+// Event is one generated token, or the end of the request (Done).
+type Event struct {
+	Token   int
+	Logprob float64
+	Top     []TokenLogprob
+	// Done ends the stream: FinishReason is "stop", "length", "cancelled"
+	// or "error" (with Err); the token counts are final.
+	Done             bool
+	FinishReason     string
+	Err              error
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// Observer receives timings (the server's metrics). Methods are called
+// from the engine's goroutine.
+type Observer interface {
+	// FirstToken: from Submit to the first generated token.
+	FirstToken(d time.Duration)
+	// InterToken: between two tokens of a request.
+	InterToken(d time.Duration)
+	// Finished: a request ended, with its token counts.
+	Finished(reason string, prompt, generated int)
+}
+
+// Options configure New.
+type Options struct {
+	Model *model.Model
+	// Blocks and BlockSize size the paged KV cache (BlockSize 0: 16).
+	Blocks, BlockSize int
+	// MaxLen bounds prompt + generated tokens (the model's context).
+	MaxLen int
+	// MaxQueue bounds the waiting requests (0: 64).
+	MaxQueue int
+	// MaxRunning bounds the sequences in a batch (0: 64).
+	MaxRunning int
+	// StepTokens is the token budget of a step: decoding takes one per
+	// sequence, prompt chunks the rest (0: 512).
+	StepTokens int
+	Observer   Observer
+}
+
+// Stats is a snapshot for metrics.
+type Stats struct {
+	Queued, Running         int
+	BlocksUsed, BlocksTotal int
+	PromptTokens, Generated int64
+	Steps                   int64
+}
+
+type seq struct {
+	req       Request
+	ctx       context.Context
+	out       *mailbox
+	kv        kvcache.Seq
+	tokens    []int // prompt then generated
+	fed       int   // tokens already in the cache
+	gen       int   // generated tokens
+	counts    map[int]int
+	sampler   *sample.Sampler
+	submit    time.Time
+	last      time.Time
+	logits    []float32 // scratch for penalties
+	cancelled bool      // by Close
+}
+
+// Engine runs requests on one model. Its methods are safe for concurrent
+// use.
+type Engine struct {
+	o      Options
+	m      *model.Model
+	cache  *model.PagedCache
+	mu     sync.Mutex
+	wake   chan struct{}
+	queue  []*seq
+	run    []*seq
+	closed bool
+	done   chan struct{}
+	rng    *rand.Rand
+	stats  Stats
+}
+
+// New starts an engine: it allocates the KV cache and the step loop.
+func New(o Options) (*Engine, error) {
+	if o.Model == nil || o.MaxLen <= 0 || o.Blocks <= 0 {
+		return nil, fmt.Errorf("engine: need a model, a context length and KV blocks")
+	}
+	if o.BlockSize <= 0 {
+		o.BlockSize = 16
+	}
+	if o.MaxQueue <= 0 {
+		o.MaxQueue = 64
+	}
+	if o.MaxRunning <= 0 {
+		o.MaxRunning = 64
+	}
+	if o.StepTokens <= 0 {
+		o.StepTokens = 512
+	}
+	c, err := o.Model.NewPagedCache(o.Blocks, o.BlockSize, o.MaxLen)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{o: o, m: o.Model, cache: c, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
+	go e.loop()
+	return e, nil
+}
+
+// MaxLen is the longest prompt + completion the engine runs.
+func (e *Engine) MaxLen() int { return e.o.MaxLen }
+
+// Submit queues a request; its events arrive on the returned channel, the
+// last with Done set, then the channel closes. Cancelling ctx ends the
+// request at the next step; events not yet read are then dropped and the
+// channel closes (possibly without a Done event).
+// Errors: ErrQueueFull (retry later), ErrTooLong (the prompt leaves no room
+// or can never fit the cache), ErrClosed.
+func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
+	p := r.Params
+	if len(r.Prompt) == 0 {
+		return nil, errors.New("engine: empty prompt")
+	}
+	if p.MaxTokens <= 0 {
+		return nil, fmt.Errorf("engine: max tokens %d, want at least 1", p.MaxTokens)
+	}
+	need := len(r.Prompt) + p.MaxTokens
+	if len(r.Prompt) >= e.o.MaxLen {
+		return nil, fmt.Errorf("%w: %d tokens, the context holds %d", ErrTooLong, len(r.Prompt), e.o.MaxLen)
+	}
+	if need > e.o.MaxLen {
+		return nil, fmt.Errorf("%w: %d prompt + %d new tokens exceed the context of %d", ErrTooLong, len(r.Prompt), p.MaxTokens, e.o.MaxLen)
+	}
+	if e.cache.Pool.BlocksFor(need) > e.cache.Pool.Blocks() {
+		return nil, fmt.Errorf("%w: %d positions need more than the whole KV cache (%d blocks of %d)", ErrTooLong, need, e.cache.Pool.Blocks(), e.o.BlockSize)
+	}
+	if p.TopLogprobs < 0 || p.TopLogprobs > 20 {
+		return nil, fmt.Errorf("engine: top logprobs %d, want 0 to 20", p.TopLogprobs)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, ErrClosed
+	}
+	if len(e.queue) >= e.o.MaxQueue {
+		return nil, ErrQueueFull
+	}
+	seed := p.Seed
+	if !p.SeedSet {
+		seed = e.rng.Uint64()
+	}
+	s := &seq{req: r, ctx: ctx, out: newMailbox(ctx), tokens: slices.Clone(r.Prompt), counts: map[int]int{},
+		sampler: sample.New(sample.Options{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: seed}),
+		submit:  time.Now()}
+	e.queue = append(e.queue, s)
+	e.signal()
+	return s.out.ch, nil
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns a snapshot.
+func (e *Engine) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.Queued, s.Running = len(e.queue), len(e.run)
+	s.BlocksTotal = e.cache.Pool.Blocks()
+	s.BlocksUsed = s.BlocksTotal - e.cache.Pool.Free()
+	return s
+}
+
+// Close stops accepting requests and waits for the running and queued ones
+// to finish until ctx is done; then it cancels what is left and frees the
+// cache. It returns ctx's error if requests had to be cancelled.
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.signal()
+	var err error
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		e.mu.Lock()
+		for _, s := range slices.Concat(e.queue, e.run) {
+			s.cancelled = true
+		}
+		e.mu.Unlock()
+		e.signal()
+		<-e.done
+	}
+	e.cache.Free()
+	return err
+}
+
+// loop runs steps while there is work; it ends once closed and idle.
+func (e *Engine) loop() {
+	defer close(e.done)
+	for {
+		e.mu.Lock()
+		e.reap()
+		e.admit()
+		if len(e.run) == 0 {
+			idle := len(e.queue) == 0
+			closed := e.closed
+			e.mu.Unlock()
+			if closed && idle {
+				return
+			}
+			<-e.wake
+			continue
+		}
+		steps, order := e.plan()
+		e.mu.Unlock()
+		out, err := e.m.Step(e.cache, steps)
+		e.mu.Lock()
+		e.stats.Steps++
+		if err != nil {
+			for _, s := range order {
+				e.finish(s, "error", err)
+			}
+			e.mu.Unlock()
+			continue
+		}
+		for i, s := range order {
+			s.fed += len(steps[i].Tokens)
+			if out[i] != nil {
+				e.emit(s, out[i])
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// reap ends the requests whose context is done.
+func (e *Engine) reap() {
+	keep := e.queue[:0]
+	for _, s := range e.queue {
+		if s.cancelled || s.ctx.Err() != nil {
+			e.finish(s, "cancelled", nil)
+			continue
+		}
+		keep = append(keep, s)
+	}
+	e.queue = keep
+	run := e.run[:0]
+	for _, s := range e.run {
+		if s.cancelled || s.ctx.Err() != nil {
+			e.finish(s, "cancelled", nil)
+			continue
+		}
+		run = append(run, s)
+	}
+	e.run = run
+}
+
+// admit moves queued requests, in order, into the batch while the cache
+// has blocks for their whole budget.
+func (e *Engine) admit() {
+	for len(e.queue) > 0 && len(e.run) < e.o.MaxRunning {
+		s := e.queue[0]
+		if err := e.cache.Pool.Reserve(&s.kv, len(s.req.Prompt)+s.req.Params.MaxTokens); err != nil {
+			return // wait for blocks
+		}
+		e.queue = e.queue[1:]
+		e.run = append(e.run, s)
+	}
+}
+
+// plan makes a step: one token for every generating sequence, then prompt
+// chunks in admission order while the token budget lasts.
+func (e *Engine) plan() ([]model.StepSeq, []*seq) {
+	budget := e.o.StepTokens
+	var steps []model.StepSeq
+	var order []*seq
+	for _, s := range e.run {
+		if s.fed >= len(s.req.Prompt) { // generating: feed the last token
+			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: true})
+			order = append(order, s)
+			budget -= len(s.tokens) - s.fed
+		}
+	}
+	for _, s := range e.run {
+		if s.fed < len(s.req.Prompt) && budget > 0 {
+			n := min(len(s.req.Prompt)-s.fed, budget)
+			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n], Logits: s.fed+n == len(s.req.Prompt)})
+			order = append(order, s)
+			budget -= n
+		}
+	}
+	return steps, order
+}
+
+// emit samples the next token of s from logits and sends it, or ends s.
+func (e *Engine) emit(s *seq, logits []float32) {
+	p := s.req.Params
+	var ev Event
+	if p.Logprobs {
+		ev.Top = topLogprobs(logits, max(p.TopLogprobs, 1))
+	}
+	src := logits
+	if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || (p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1) {
+		s.logits = append(s.logits[:0], logits...)
+		src = s.logits
+		if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
+			seen := map[int]bool{}
+			for _, t := range s.tokens {
+				if !seen[t] {
+					seen[t] = true
+					if src[t] > 0 {
+						src[t] /= float32(rp)
+					} else {
+						src[t] *= float32(rp)
+					}
+				}
+			}
+		}
+		for t, c := range s.counts {
+			src[t] -= float32(p.PresencePenalty + p.FrequencyPenalty*float64(c))
+		}
+	}
+	tok := s.sampler.Sample(src)
+	now := time.Now()
+	if obs := e.o.Observer; obs != nil {
+		if s.gen == 0 {
+			obs.FirstToken(now.Sub(s.submit))
+		} else {
+			obs.InterToken(now.Sub(s.last))
+		}
+	}
+	s.last = now
+	if slices.Contains(p.StopTokens, tok) {
+		e.finish(s, "stop", nil)
+		e.drop(s)
+		return
+	}
+	s.gen++
+	s.counts[tok]++
+	s.tokens = append(s.tokens, tok)
+	ev.Token = tok
+	if p.Logprobs {
+		ev.Logprob = logprob(logits, tok)
+		if p.TopLogprobs == 0 {
+			ev.Top = nil
+		}
+	}
+	s.out.send(ev)
+	if s.gen >= p.MaxTokens || len(s.tokens) >= e.o.MaxLen {
+		e.finish(s, "length", nil)
+		e.drop(s)
+	}
+}
+
+// drop removes a finished sequence from the batch.
+func (e *Engine) drop(s *seq) {
+	if i := slices.Index(e.run, s); i >= 0 {
+		e.run = slices.Delete(e.run, i, i+1)
+	}
+}
+
+// finish ends s: its blocks go back, the last event goes out.
+func (e *Engine) finish(s *seq, reason string, err error) {
+	e.cache.Pool.Release(&s.kv)
+	prompt := len(s.req.Prompt)
+	e.stats.PromptTokens += int64(prompt)
+	e.stats.Generated += int64(s.gen)
+	if obs := e.o.Observer; obs != nil {
+		obs.Finished(reason, prompt, s.gen)
+	}
+	s.out.send(Event{Done: true, FinishReason: reason, Err: err, PromptTokens: prompt, CompletionTokens: s.gen})
+	s.out.close()
+	if reason == "error" {
+		e.drop(s)
+	}
+}
+
+// logprob is log softmax(logits)[tok] in float64.
+func logprob(logits []float32, tok int) float64 {
+	return float64(logits[tok]) - logSumExp(logits)
+}
+
+func logSumExp(logits []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = math.Max(mx, float64(v))
+	}
+	var s float64
+	for _, v := range logits {
+		s += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(s)
+}
+
+// topLogprobs returns the k most likely tokens and their log-probabilities.
+func topLogprobs(logits []float32, k int) []TokenLogprob {
+	lse := logSumExp(logits)
+	top := make([]TokenLogprob, 0, k+1)
+	for id, v := range logits {
+		lp := float64(v) - lse
+		if len(top) == k && lp <= top[k-1].Logprob {
+			continue
+		}
+		i := len(top)
+		for i > 0 && top[i-1].Logprob < lp {
+			i--
+		}
+		top = slices.Insert(top, i, TokenLogprob{Token: id, Logprob: lp})
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	return top
+}

@@ -1,0 +1,286 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// stories loads stories260K on the portable CPU backend, whose batched
+// rows are bit-identical to single ones, and its greedy reference.
+func stories(t *testing.T) (*model.Model, []int, []int) {
+	t.Helper()
+	dir := fixtures.Path(t, "models/stories260K-hf-mistral")
+	m, err := model.Load(dir, cpu.NewPortable(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	var ref struct {
+		Prompt []int `json:"prompt_ids_with_bos"`
+		Greedy []int `json:"greedy_ids"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "expected_greedy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return m, ref.Prompt, ref.Greedy
+}
+
+func newEngine(t *testing.T, m *model.Model, o Options) *Engine {
+	t.Helper()
+	o.Model = m
+	if o.MaxLen == 0 {
+		o.MaxLen = 256
+	}
+	if o.Blocks == 0 {
+		o.Blocks = 256
+	}
+	e, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(context.Background()) })
+	return e
+}
+
+// collect reads a request's events to the end.
+func collect(t *testing.T, ch <-chan Event) ([]int, Event) {
+	t.Helper()
+	var toks []int
+	for ev := range ch {
+		if ev.Done {
+			return toks, ev
+		}
+		toks = append(toks, ev.Token)
+	}
+	return toks, Event{FinishReason: "closed"}
+}
+
+// TestGreedyMatchesReference: llama2.c's greedy continuation of
+// stories260K, with the prompt fed in chunks of 2 tokens.
+func TestGreedyMatchesReference(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	e := newEngine(t, m, Options{StepTokens: 2, BlockSize: 4})
+	ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: len(greedy) - len(prompt)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, done := collect(t, ch)
+	if got := append(slices.Clone(prompt), toks...); !slices.Equal(got, greedy) {
+		t.Errorf("greedy\n got %v\nwant %v", got, greedy)
+	}
+	if done.FinishReason != "length" || done.CompletionTokens != len(toks) || done.PromptTokens != len(prompt) {
+		t.Errorf("done %+v", done)
+	}
+	if st := e.Stats(); st.BlocksUsed != 0 {
+		t.Errorf("%d blocks still used after the request", st.BlocksUsed)
+	}
+}
+
+// TestConcurrentRequestsMatchSolo: requests that run together in one batch
+// (different prompts, lengths and arrival) give exactly what each gives
+// alone.
+func TestConcurrentRequestsMatchSolo(t *testing.T) {
+	m, prompt, _ := stories(t)
+	prompts := [][]int{prompt, prompt[:3], {1, 403, 407, 261, 378, 432, 383}, {1, 261}, {1, 378, 400, 500, 290}}
+	solo := make([][]int, len(prompts))
+	e1 := newEngine(t, m, Options{})
+	for i, p := range prompts {
+		ch, err := e1.Submit(context.Background(), Request{Prompt: p, Params: Params{MaxTokens: 20 + i}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		solo[i], _ = collect(t, ch)
+	}
+	e := newEngine(t, m, Options{StepTokens: 5, BlockSize: 8})
+	var wg sync.WaitGroup
+	got := make([][]int, len(prompts))
+	for i, p := range prompts {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * time.Millisecond)
+			ch, err := e.Submit(context.Background(), Request{Prompt: p, Params: Params{MaxTokens: 20 + i}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i], _ = collect(t, ch)
+		})
+	}
+	wg.Wait()
+	for i := range prompts {
+		if !slices.Equal(got[i], solo[i]) {
+			t.Errorf("request %d batched %v, alone %v", i, got[i], solo[i])
+		}
+	}
+}
+
+// TestAdmissionWaitsForBlocks: a cache with room for one request runs two
+// one after the other; a request that can never fit is refused.
+func TestAdmissionWaitsForBlocks(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e := newEngine(t, m, Options{Blocks: 4, BlockSize: 8}) // 32 positions
+	var chs []<-chan Event
+	for range 2 {
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chs = append(chs, ch)
+	}
+	if st := e.Stats(); st.Running > 1 {
+		t.Errorf("%d running with blocks for one", st.Running)
+	}
+	for _, ch := range chs {
+		if toks, done := collect(t, ch); len(toks) != 20 || done.FinishReason != "length" {
+			t.Errorf("%d tokens, %+v", len(toks), done)
+		}
+	}
+	if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 40}}); !errors.Is(err, ErrTooLong) {
+		t.Errorf("a request larger than the cache: %v, want ErrTooLong", err)
+	}
+}
+
+func TestQueueFullAndTooLong(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e := newEngine(t, m, Options{MaxQueue: 1, MaxRunning: 1, MaxLen: 64})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		_, err = e.Submit(ctx, Request{Prompt: prompt, Params: Params{MaxTokens: 50}})
+	}
+	if !errors.Is(err, ErrQueueFull) {
+		t.Errorf("submitting past the queue: %v, want ErrQueueFull", err)
+	}
+	if _, err := e.Submit(ctx, Request{Prompt: make([]int, 64), Params: Params{MaxTokens: 1}}); !errors.Is(err, ErrTooLong) {
+		t.Errorf("a prompt of the whole context: %v, want ErrTooLong", err)
+	}
+	if _, err := e.Submit(ctx, Request{Prompt: prompt, Params: Params{MaxTokens: 60}}); !errors.Is(err, ErrTooLong) {
+		t.Errorf("prompt + max tokens past the context: %v, want ErrTooLong", err)
+	}
+}
+
+// TestCancelFreesBlocks: a cancelled request ends and its blocks are free.
+func TestCancelFreesBlocks(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e := newEngine(t, m, Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := e.Submit(ctx, Request{Prompt: prompt, Params: Params{MaxTokens: 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-ch // the first token
+	if st := e.Stats(); st.BlocksUsed == 0 || st.Running != 1 {
+		t.Fatalf("running %d with %d blocks", st.Running, st.BlocksUsed)
+	}
+	cancel()
+	for range ch {
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.Stats().BlocksUsed != 0 || e.Stats().Running != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("blocks still used after cancel: %+v", e.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSampling: seeds reproduce, stop tokens stop, penalties change the
+// choice, log-probabilities are consistent.
+func TestSampling(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	e := newEngine(t, m, Options{})
+	run := func(p Params) ([]int, Event, []Event) {
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []Event
+		var toks []int
+		for ev := range ch {
+			if ev.Done {
+				return toks, ev, evs
+			}
+			toks = append(toks, ev.Token)
+			evs = append(evs, ev)
+		}
+		t.Fatal("no done event")
+		return nil, Event{}, nil
+	}
+	a, _, _ := run(Params{MaxTokens: 30, Temperature: 1, Seed: 7, SeedSet: true})
+	b, _, _ := run(Params{MaxTokens: 30, Temperature: 1, Seed: 7, SeedSet: true})
+	c, _, _ := run(Params{MaxTokens: 30, Temperature: 1, Seed: 8, SeedSet: true})
+	if !slices.Equal(a, b) || slices.Equal(a, c) {
+		t.Errorf("seed 7 twice: %v / %v; seed 8: %v", a, b, c)
+	}
+	stopAt := greedy[len(prompt)+3]
+	toks, done, _ := run(Params{MaxTokens: 30, StopTokens: []int{stopAt}})
+	if done.FinishReason != "stop" || slices.Contains(toks, stopAt) || !slices.Equal(toks, greedy[len(prompt):len(prompt)+3]) {
+		t.Errorf("stop at %d: %v, %+v", stopAt, toks, done)
+	}
+	toks, _, _ = run(Params{MaxTokens: 25, PresencePenalty: 100})
+	seen := map[int]bool{}
+	for _, tk := range toks {
+		if seen[tk] {
+			t.Errorf("token %d repeated under a presence penalty of 100: %v", tk, toks)
+			break
+		}
+		seen[tk] = true
+	}
+	_, _, evs := run(Params{MaxTokens: 5, Logprobs: true, TopLogprobs: 3})
+	for _, ev := range evs {
+		if len(ev.Top) != 3 || ev.Top[0].Token != ev.Token || ev.Top[0].Logprob != ev.Logprob ||
+			ev.Top[1].Logprob > ev.Top[0].Logprob || ev.Logprob > 0 {
+			t.Errorf("greedy logprobs inconsistent: %+v", ev)
+		}
+	}
+}
+
+// TestClose: closing waits for running requests; with an expired context
+// it cancels them.
+func TestClose(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e, err := New(Options{Model: m, MaxLen: 512, Blocks: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 10}})
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if toks, done := collect(t, ch); len(toks) != 10 || done.FinishReason != "length" {
+		t.Errorf("a request running at Close: %d tokens, %+v", len(toks), done)
+	}
+	if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 1}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("submit after Close: %v", err)
+	}
+	e2, err := New(Options{Model: m, MaxLen: 512, Blocks: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, _ = e2.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 400}})
+	<-ch
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := e2.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("close with a deadline: %v", err)
+	}
+	_, done := collect(t, ch)
+	if done.FinishReason != "cancelled" {
+		t.Errorf("a request cut by Close: %+v", done)
+	}
+}
