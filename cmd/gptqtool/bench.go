@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gptqtool/gptqtool/runtime/cuda"
+	"github.com/gptqtool/gptqtool/verify"
 )
 
 func init() { subcommands = append(subcommands, newBenchCmd) }
@@ -20,7 +22,44 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure speed and memory (JSON on stdout)",
 		Args:  exactArgs(0),
 	}
-	cmd.AddCommand(newBenchQuantizeCmd())
+	cmd.AddCommand(newBenchQuantizeCmd(), newBenchServeCmd())
+	return cmd
+}
+
+func newBenchServeCmd() *cobra.Command {
+	var o verify.LoadOptions
+	cmd := &cobra.Command{
+		Use:   "serve --url URL [--concurrency 64] [--requests N] [--max-tokens 256]",
+		Short: "Load an OpenAI-compatible server with concurrent streams; report tok/s, TTFT and inter-token latency",
+		Long: `bench serve sends --requests streamed completions (default: one per stream) to a running
+gptqtool serve (or any OpenAI-compatible server), --concurrency at a time, and prints one JSON
+document: the aggregate generated tokens per second over the wall time, and the time to first
+token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.URL == "" {
+				return usageError{errors.New("--url is required")}
+			}
+			if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.Requests < 0 {
+				return usageError{errors.New("--concurrency and --max-tokens must be positive, --requests 0 or more")}
+			}
+			r, err := verify.LoadTest(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), map[string]any{"command": "gptqtool " + strings.Join(os.Args[1:], " "), "result": r})
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.URL, "url", "", "the server's base URL, e.g. http://127.0.0.1:18888")
+	fs.StringVar(&o.APIKey, "api-key", "", "sent as Authorization: Bearer KEY")
+	fs.StringVar(&o.Model, "model-name", "", "the model field of the requests (default: none)")
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "streams in flight")
+	fs.IntVar(&o.Requests, "requests", 0, "requests in all (0: one per stream)")
+	fs.IntVar(&o.MaxTokens, "max-tokens", 256, "tokens each request generates (fewer if the model stops)")
+	fs.StringVar(&o.Prompt, "prompt", "Write a long story about a lighthouse keeper.", "the prompt of every request")
+	fs.BoolVar(&o.Chat, "chat", false, "use /v1/chat/completions with the prompt as a user message")
+	fs.Float64Var(&o.Temperature, "temperature", 1, "sampling temperature")
 	return cmd
 }
 

@@ -2,13 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
@@ -247,5 +253,76 @@ func TestDeviceWithoutCUDA(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "device: cpu") || !strings.Contains(stderr, "libcuda.so.1") {
 		t.Errorf("auto did not say it fell back to the CPU and why:\n%s", stderr)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServeCommand runs `serve` on a free port: /health answers, a
+// completion is served and logged, and cancelling the command's context
+// (what SIGTERM does) stops it cleanly.
+func TestServeCommand(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	root := newRootCmd()
+	var errb syncBuffer
+	root.SetOut(io.Discard)
+	root.SetErr(&errb)
+	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "16MiB", "--api-keys", "secret"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	addr := regexp.MustCompile(`ready on (http://[0-9.:]+)`)
+	var url string
+	deadline := time.Now().Add(30 * time.Second)
+	for url == "" {
+		if m := addr.FindStringSubmatch(errb.String()); m != nil {
+			url = m[1]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never became ready:\n%s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("POST", url+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 5, "temperature": 0}`))
+	req.Header.Set("Authorization", "Bearer secret")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"completion_tokens":5`) {
+		t.Errorf("completion: %d %s", resp.StatusCode, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve ended with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	logs := errb.String()
+	if !strings.Contains(logs, `"path":"/v1/completions"`) || !strings.Contains(logs, `"status":200`) || !strings.Contains(logs, "serve: stopped") {
+		t.Errorf("no access log record or stop line:\n%s", logs)
 	}
 }

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/server"
+)
+
+func init() { subcommands = append(subcommands, newServeCmd) }
+
+type serveFlags struct {
+	model, host, modelName, device, kvCache, maxBody, chatTemplate, logFormat string
+	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
+	apiKeys                                                                   []string
+	requestTimeout, shutdownTimeout                                           time.Duration
+	systemMessages                                                            bool
+}
+
+func newServeCmd() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve --model DIR [--port 18888] [--api-keys K ...]",
+		Short: "Serve a model over an OpenAI-compatible HTTP API, with continuous batching and a chat page",
+		Long: `serve loads a checkpoint (floating point or GPTQ) and answers OpenAI's API on
+127.0.0.1:18888 by default, as openchat's own server does:
+
+  POST /v1/chat/completions  POST /v1/completions   (stream: true gives server-sent events)
+  GET  /v1/models  GET /health  GET /metrics (Prometheus)  POST /tokenize  POST /detokenize
+  GET  /  a chat page
+
+Requests are batched continuously over a paged KV cache; a full queue answers 429 with
+Retry-After. openchat models are also served as "openchat_3.5" and accept openchat's
+condition field ("GPT4 Correct", "Math Correct"); generation stops at <|end_of_turn|> and the
+model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
+--shutdown-timeout.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.model, "model", "", "the checkpoint directory to serve")
+	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
+	fs.IntVar(&f.port, "port", 18888, "port to listen on (0 picks a free one)")
+	fs.StringVar(&f.modelName, "model-name", "", "model id in the API (default: the directory's name)")
+	fs.StringSliceVar(&f.apiKeys, "api-keys", nil, "require one of these keys as Authorization: Bearer KEY (space or comma separated)")
+	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.IntVar(&f.maxLen, "max-len", 0, "longest prompt + completion in tokens (default: the model's max_position_embeddings)")
+	fs.StringVar(&f.kvCache, "kv-cache", "1GiB", "memory of the paged KV cache")
+	fs.IntVar(&f.blockSize, "block-size", 16, "positions per KV cache block")
+	fs.IntVar(&f.maxQueue, "max-queue", 256, "requests waiting for admission before 429")
+	fs.IntVar(&f.maxRunning, "max-batch", 64, "sequences decoded together")
+	fs.IntVar(&f.stepTokens, "step-tokens", 512, "tokens one step processes (decoding one per sequence, prompt chunks the rest)")
+	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
+	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")
+	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: recognised from tokenizer_config.json)")
+	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them)")
+	fs.StringVar(&f.logFormat, "log-format", "json", "access log format on stderr: json or text")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, f serveFlags) error {
+	if f.model == "" {
+		return usageError{errors.New("--model is required")}
+	}
+	kvBytes, err := parseSize(f.kvCache)
+	if err != nil || kvBytes <= 0 {
+		return usageError{fmt.Errorf("--kv-cache %q: want a size such as 1GiB", f.kvCache)}
+	}
+	maxBody, err := parseSize(f.maxBody)
+	if err != nil || maxBody <= 0 {
+		return usageError{fmt.Errorf("--max-body %q: want a size such as 1MiB", f.maxBody)}
+	}
+	switch {
+	case f.port < 0 || f.port > 65535:
+		return usageError{fmt.Errorf("--port %d: want 0 to 65535", f.port)}
+	case f.blockSize <= 0 || f.maxQueue <= 0 || f.maxRunning <= 0 || f.stepTokens <= 0 || f.maxLen < 0:
+		return usageError{errors.New("--block-size, --max-queue, --max-batch and --step-tokens must be positive, --max-len 0 or more")}
+	case f.logFormat != "json" && f.logFormat != "text":
+		return usageError{fmt.Errorf("--log-format %q: want json or text", f.logFormat)}
+	}
+	stderr := cmd.ErrOrStderr()
+	var handler slog.Handler = slog.NewJSONHandler(stderr, nil)
+	if f.logFormat == "text" {
+		handler = slog.NewTextHandler(stderr, nil)
+	}
+	log := slog.New(handler)
+	cfg, err := hfconfig.Load(f.model)
+	if err != nil {
+		return err
+	}
+	tok, err := tokenizer.Load(f.model)
+	if err != nil {
+		return err
+	}
+	chat := tokenizer.ChatOptions{Template: f.chatTemplate, SystemMessages: f.systemMessages}
+	name := f.modelName
+	if name == "" {
+		name = filepath.Base(filepath.Clean(f.model))
+	}
+	var aliases []string
+	if t, err := tok.TemplateName(chat); err == nil && (t == "openchat" || t == "openchat-math") && name != "openchat_3.5" {
+		aliases = append(aliases, "openchat_3.5")
+	}
+	srv := server.New(server.Options{ModelName: name, Aliases: aliases, APIKeys: f.apiKeys, MaxBodyBytes: maxBody,
+		RequestTimeout: f.requestTimeout, Log: log})
+	ln, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// The listener answers (503 on /health) while the model loads.
+	var eng atomic.Pointer[engine.Engine]
+	loaded := make(chan error, 1)
+	go func() {
+		e, err := loadServing(f, cfg, tok, chat, srv, kvBytes, stderr)
+		if err == nil {
+			eng.Store(e)
+		}
+		loaded <- err
+	}()
+	fmt.Fprintf(stderr, "serve: http://%s, model %q loading from %s\n", ln.Addr(), name, f.model)
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, ln, srv, eng.Load, f.shutdownTimeout) }()
+	select {
+	case err := <-loaded:
+		if err != nil {
+			stop()
+			<-done
+			return err
+		}
+		fmt.Fprintf(stderr, "serve: ready on http://%s\n", ln.Addr())
+	case err := <-done:
+		return err
+	}
+	err = <-done
+	fmt.Fprintln(stderr, "serve: stopped")
+	return err
+}
+
+// loadServing loads the model and starts the engine behind srv.
+func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions, srv *server.Server, kvBytes int64, log interface{ Write([]byte) (int, error) }) (*engine.Engine, error) {
+	b, err := newBackend(f.device, f.threads, log)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.Load(f.model, b)
+	if err != nil {
+		return nil, err
+	}
+	maxLen := f.maxLen
+	if maxLen == 0 {
+		maxLen = cfg.MaxPositionEmbeddings
+	}
+	if maxLen <= 0 {
+		return nil, fmt.Errorf("%s: no max_position_embeddings: set --max-len", cfg.File)
+	}
+	blocks := int(kvBytes / (m.KVBytesPerPosition() * int64(f.blockSize)))
+	if blocks < 1 {
+		return nil, fmt.Errorf("--kv-cache %s holds no block of %d positions (%d bytes each)", f.kvCache, f.blockSize, m.KVBytesPerPosition())
+	}
+	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
+		MaxRunning: f.maxRunning, StepTokens: f.stepTokens, Observer: srv.Observer()})
+	if err != nil {
+		return nil, err
+	}
+	stops := append([]int(nil), m.EOSTokenIDs...)
+	if id, ok := tok.TokenID("<|end_of_turn|>"); ok && !slices.Contains(stops, id) {
+		stops = append(stops, id)
+	}
+	be := &server.Backend{Engine: e, Tokenizer: tok, Chat: chat, StopTokens: stops, Temperature: 1, TopP: 1}
+	if gen, err := hfconfig.LoadGeneration(f.model); err == nil {
+		// Only what generation_config.json sets overrides OpenAI's defaults.
+		if _, ok := gen.Raw["temperature"]; ok {
+			be.Temperature = gen.Temperature
+		}
+		if _, ok := gen.Raw["top_p"]; ok {
+			be.TopP = gen.TopP
+		}
+		if _, ok := gen.Raw["top_k"]; ok {
+			be.TopK = gen.TopK
+		}
+	}
+	srv.SetBackend(be)
+	fmt.Fprintf(log, "serve: %s on %s, context %d, KV cache %d blocks of %d positions\n", f.model, b.Name(), maxLen, blocks, f.blockSize)
+	return e, nil
+}

@@ -1,0 +1,418 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
+)
+
+func (s *Server) chat(w http.ResponseWriter, r *http.Request)        { s.generate(w, r, true) }
+func (s *Server) completions(w http.ResponseWriter, r *http.Request) { s.generate(w, r, false) }
+
+// generate serves both completion routes: parse, encode, submit n engine
+// requests, and answer at once or as a stream.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	req, err := openai.Parse(body, chat)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	if !s.checkModel(w, req.Model) {
+		return
+	}
+	b := s.ready(w)
+	if b == nil {
+		return
+	}
+	var prompt []int
+	if chat {
+		prompt, err = s.chatIDs(b, req)
+	} else {
+		prompt, err = promptIDs(b, req)
+	}
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	maxLen := b.Engine.MaxLen()
+	field := "prompt"
+	if chat {
+		field = "messages"
+	}
+	if len(prompt) >= maxLen {
+		writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("the prompt has %d tokens; this model's context holds %d", len(prompt), maxLen),
+			"invalid_request_error", field, "context_length_exceeded"))
+		return
+	}
+	maxTokens := maxLen - len(prompt)
+	if req.MaxTokens != nil {
+		if *req.MaxTokens > maxTokens {
+			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("max_tokens %d with a prompt of %d tokens exceeds the context of %d", *req.MaxTokens, len(prompt), maxLen),
+				"invalid_request_error", "max_tokens", "context_length_exceeded"))
+			return
+		}
+		maxTokens = *req.MaxTokens
+	}
+	p := engine.Params{MaxTokens: maxTokens, Temperature: b.Temperature, TopP: b.TopP, TopK: b.TopK,
+		PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty, StopTokens: b.StopTokens,
+		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs}
+	if req.Temperature != nil {
+		p.Temperature = *req.Temperature
+	}
+	if req.TopP != nil {
+		p.TopP = *req.TopP
+	}
+	if req.TopK != nil {
+		p.TopK = *req.TopK
+	}
+	if req.RepetitionPenalty != nil {
+		p.RepetitionPenalty = *req.RepetitionPenalty
+	}
+	ctx := r.Context()
+	if s.o.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.o.RequestTimeout)
+		defer cancel()
+	}
+	choices := make([]*choice, 0, req.N)
+	defer func() {
+		for _, c := range choices {
+			c.cancel()
+		}
+	}()
+	for i := range req.N {
+		cp := p
+		if req.Seed != nil {
+			cp.Seed, cp.SeedSet = uint64(*req.Seed)+uint64(i), true
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		ch, err := b.Engine.Submit(cctx, engine.Request{Prompt: prompt, Params: cp})
+		if err != nil {
+			cancel()
+			switch {
+			case errors.Is(err, engine.ErrQueueFull):
+				w.Header().Set("Retry-After", "1")
+				writeError(w, http.StatusTooManyRequests, openai.NewError("the server is busy: the request queue is full; retry later", "rate_limit_error", "", "queue_full"))
+			case errors.Is(err, engine.ErrClosed):
+				writeError(w, http.StatusServiceUnavailable, openai.NewError("the server is shutting down", "server_error", "", "shutting_down"))
+			case errors.Is(err, engine.ErrTooLong):
+				writeError(w, http.StatusBadRequest, openai.NewError(err.Error(), "invalid_request_error", "max_tokens", "context_length_exceeded"))
+			default:
+				badRequest(w, err)
+			}
+			return
+		}
+		choices = append(choices, &choice{index: i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
+			stop: stopper{stops: req.Stop}, logprobs: req.Logprobs, top: req.TopLogprobs})
+	}
+	id, model := newID("chatcmpl-"), s.o.ModelName
+	if !chat {
+		id = newID("cmpl-")
+	}
+	if req.Model != "" {
+		model = req.Model
+	}
+	if !chat && req.Echo {
+		if text, err := b.Tokenizer.Decode(prompt); err == nil {
+			for _, c := range choices {
+				c.text.WriteString(text)
+				c.emitted = len(text)
+			}
+		}
+	}
+	ups := merge(choices)
+	if req.Stream {
+		s.stream(w, req, chat, id, model, len(prompt), choices, ups)
+		return
+	}
+	for u := range ups {
+		u.c.text.WriteString(u.text)
+	}
+	if r.Context().Err() != nil {
+		return // the client is gone
+	}
+	usage := openai.Usage{PromptTokens: len(prompt)}
+	for _, c := range choices {
+		usage.CompletionTokens += c.tokens
+	}
+	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	if chat {
+		resp := openai.ChatCompletion{ID: id, Object: "chat.completion", Created: now(), Model: model, Usage: usage}
+		for _, c := range choices {
+			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: c.text.String()}, FinishReason: c.finish}
+			if req.Logprobs {
+				ch.Logprobs = &openai.ChatLogprobs{Content: c.chatLP}
+				if ch.Logprobs.Content == nil {
+					ch.Logprobs.Content = []openai.LogprobContent{}
+				}
+			}
+			resp.Choices = append(resp.Choices, ch)
+		}
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	resp := openai.TextCompletion{ID: id, Object: "text_completion", Created: now(), Model: model, Usage: &usage}
+	for _, c := range choices {
+		finish := c.finish
+		tc := openai.TextChoice{Index: c.index, Text: c.text.String(), FinishReason: &finish}
+		if req.Logprobs {
+			lp := c.textLP
+			tc.Logprobs = &lp
+		}
+		resp.Choices = append(resp.Choices, tc)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// choice is one of a request's n generations.
+type choice struct {
+	index    int
+	events   <-chan engine.Event
+	cancel   context.CancelFunc
+	tok      *tokenizer.Tokenizer
+	dec      *tokenizer.Decoder
+	stop     stopper
+	text     strings.Builder // the whole text (non-streamed responses)
+	emitted  int             // bytes of text emitted so far
+	finish   string          // "" while running
+	tokens   int
+	top      int // top_logprobs asked
+	logprobs bool
+	chatLP   []openai.LogprobContent
+	textLP   openai.TextLogprobs
+	stopSeen bool // a stop string ended it; its engine request was cancelled
+}
+
+// update is what one engine event of choice c contributes to the response.
+type update struct {
+	c      *choice
+	text   string
+	chatLP []openai.LogprobContent
+	textLP *openai.TextLogprobs
+	final  bool
+}
+
+// merge fans the choices' engine events into one channel of updates,
+// turning tokens into text on the way (decoder, stop strings); it closes
+// once every choice has finished.
+func merge(choices []*choice) <-chan update {
+	type ev struct {
+		c  *choice
+		e  engine.Event
+		ok bool
+	}
+	raw := make(chan ev)
+	for _, c := range choices {
+		go func() {
+			for e := range c.events {
+				raw <- ev{c, e, true}
+			}
+			raw <- ev{c: c}
+		}()
+	}
+	out := make(chan update)
+	go func() {
+		defer close(out)
+		for left := len(choices); left > 0; {
+			x := <-raw
+			switch {
+			case !x.ok:
+				left--
+				if x.c.finish == "" { // ended without a Done event: cancelled
+					x.c.finish = "abort"
+					if x.c.stopSeen {
+						x.c.finish = "stop"
+					}
+					out <- update{c: x.c, final: true}
+				}
+			case x.c.finish != "":
+				// After a stop string: drain what the engine still sends.
+			default:
+				out <- x.c.step(x.e)
+			}
+		}
+	}()
+	return out
+}
+
+// step turns one engine event of c into an update.
+func (c *choice) step(e engine.Event) update {
+	u := update{c: c}
+	if e.Done {
+		u.text = c.stop.push(c.dec.Flush()) + c.stop.flush()
+		switch e.FinishReason {
+		case "stop", "length":
+			c.finish = e.FinishReason
+		case "error":
+			c.finish = "error"
+		default: // cancelled: a timeout or the server's shutdown
+			c.finish = "abort"
+		}
+		if c.stopSeen {
+			c.finish = "stop"
+		}
+		u.final = true
+		c.emitted += len(u.text)
+		return u
+	}
+	c.tokens++
+	piece, err := c.dec.Add(e.Token)
+	if err != nil {
+		piece = ""
+	}
+	u.text = c.stop.push(piece)
+	if c.logprobs {
+		tokText := pieceText(c.tok, e.Token)
+		lc := openai.LogprobContent{Token: validUTF8(tokText), Logprob: e.Logprob, Bytes: bytesOf(tokText), TopLogprobs: []openai.TopLogprob{}}
+		var top map[string]float64
+		if c.top > 0 {
+			top = map[string]float64{}
+		}
+		for _, alt := range e.Top {
+			at := pieceText(c.tok, alt.Token)
+			lc.TopLogprobs = append(lc.TopLogprobs, openai.TopLogprob{Token: validUTF8(at), Logprob: alt.Logprob, Bytes: bytesOf(at)})
+			if top != nil {
+				top[validUTF8(at)] = alt.Logprob
+			}
+		}
+		u.chatLP = []openai.LogprobContent{lc}
+		u.textLP = &openai.TextLogprobs{Tokens: []string{validUTF8(tokText)}, TokenLogprobs: []float64{e.Logprob},
+			TopLogprobs: []map[string]float64{top}, TextOffset: []int{c.emitted}}
+		c.chatLP = append(c.chatLP, lc)
+		c.textLP.Tokens = append(c.textLP.Tokens, u.textLP.Tokens...)
+		c.textLP.TokenLogprobs = append(c.textLP.TokenLogprobs, e.Logprob)
+		c.textLP.TopLogprobs = append(c.textLP.TopLogprobs, top)
+		c.textLP.TextOffset = append(c.textLP.TextOffset, c.emitted)
+	}
+	c.emitted += len(u.text)
+	if c.stop.stopped {
+		c.stopSeen = true
+		c.finish = "stop"
+		c.cancel()
+		u.final = true
+	}
+	return u
+}
+
+// stream writes the updates as server-sent events: OpenAI's chunk format,
+// a role chunk first (chat), a finish chunk per choice, with
+// stream_options.include_usage a last chunk with the usage and no
+// choices, then [DONE].
+func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	created := now()
+	var usageNull json.RawMessage
+	if req.StreamOptions.IncludeUsage {
+		usageNull = json.RawMessage("null")
+	}
+	send := func(v any) {
+		data, _ := json.Marshal(v)
+		fmt.Fprintf(w, "data: %s\n\n", data)
+		rc.Flush()
+	}
+	type chatChunk struct {
+		openai.ChatChunk
+		Usage json.RawMessage `json:"usage,omitempty"`
+	}
+	type textChunk struct {
+		openai.TextCompletion
+		Usage json.RawMessage `json:"usage,omitempty"`
+	}
+	chatOf := func(cs ...openai.ChunkChoice) chatChunk {
+		return chatChunk{ChatChunk: openai.ChatChunk{ID: id, Object: "chat.completion.chunk", Created: created, Model: model, Choices: cs}, Usage: usageNull}
+	}
+	textOf := func(cs ...openai.TextChoice) textChunk {
+		return textChunk{TextCompletion: openai.TextCompletion{ID: id, Object: "text_completion", Created: created, Model: model, Choices: cs}, Usage: usageNull}
+	}
+	if chat {
+		for _, c := range choices {
+			empty := ""
+			send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Role: "assistant", Content: &empty}}))
+		}
+	}
+	for u := range ups {
+		c := u.c
+		if u.text != "" || u.chatLP != nil {
+			if chat {
+				text := u.text
+				cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Content: &text}}
+				if u.chatLP != nil {
+					cc.Logprobs = &openai.ChatLogprobs{Content: u.chatLP}
+				}
+				send(chatOf(cc))
+			} else {
+				send(textOf(openai.TextChoice{Index: c.index, Text: u.text, Logprobs: u.textLP}))
+			}
+		}
+		if u.final {
+			finish := c.finish
+			if chat {
+				send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{}, FinishReason: &finish}))
+			} else {
+				send(textOf(openai.TextChoice{Index: c.index, Text: "", FinishReason: &finish}))
+			}
+		}
+	}
+	if req.StreamOptions.IncludeUsage {
+		usage := openai.Usage{PromptTokens: promptLen}
+		for _, c := range choices {
+			usage.CompletionTokens += c.tokens
+		}
+		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+		raw, _ := json.Marshal(usage)
+		if chat {
+			ch := chatOf()
+			ch.Choices, ch.Usage = []openai.ChunkChoice{}, raw
+			send(ch)
+		} else {
+			tc := textOf()
+			tc.Choices, tc.Usage = []openai.TextChoice{}, raw
+			send(tc)
+		}
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	rc.Flush()
+}
+
+func now() int64 { return time.Now().Unix() }
+
+// pieceText is a token's text for log-probabilities: its piece with "▁" as
+// a space, a byte piece as that byte.
+func pieceText(t *tokenizer.Tokenizer, id int) string {
+	p := t.Piece(id)
+	if len(p) == 6 && strings.HasPrefix(p, "<0x") && strings.HasSuffix(p, ">") {
+		if v, err := strconv.ParseUint(p[3:5], 16, 8); err == nil {
+			return string([]byte{byte(v)})
+		}
+	}
+	return strings.ReplaceAll(p, "▁", " ")
+}
+
+func bytesOf(s string) []int {
+	out := make([]int, len(s))
+	for i := range len(s) {
+		out[i] = int(s[i])
+	}
+	return out
+}
+
+func validUTF8(s string) string { return strings.ToValidUTF8(s, "�") }

@@ -1,0 +1,124 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// testServer is a server over a real engine and model on the CPU backend,
+// listening on loopback.
+type testServer struct {
+	URL    string
+	Server *Server
+	Engine *engine.Engine
+	Tok    *tokenizer.Tokenizer
+	stop   context.CancelFunc
+	done   chan error
+}
+
+// serverConfig tunes startServer.
+type serverConfig struct {
+	Model      string // fixture path, default models/openchat-tiny
+	Options    Options
+	Engine     engine.Options // Model is filled in
+	NotLoaded  bool           // start without a backend (503 until SetBackend)
+	Grace      time.Duration  // shutdown grace (default 5s)
+}
+
+// startServer runs a server for the test on a free loopback port and stops
+// it (gracefully) when the test ends. Model weights run on the portable
+// CPU backend, so batched and single requests give identical tokens.
+func startServer(t testing.TB, c serverConfig) *testServer {
+	t.Helper()
+	if c.Model == "" {
+		c.Model = "models/openchat-tiny"
+	}
+	dir := fixtures.Path(t, c.Model)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(dir, cpu.NewPortable(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Options.ModelName == "" {
+		c.Options.ModelName = filepath.Base(dir)
+	}
+	s := New(c.Options)
+	eo := c.Engine
+	eo.Model = m
+	if eo.MaxLen == 0 {
+		eo.MaxLen = 1024
+	}
+	if eo.Blocks == 0 {
+		eo.Blocks = 1024
+	}
+	if eo.MaxQueue == 0 {
+		eo.MaxQueue = 256
+	}
+	eo.Observer = s.Observer()
+	e, err := engine.New(eo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stops := slices.Clone(m.EOSTokenIDs)
+	if id, ok := tok.TokenID("<|end_of_turn|>"); ok && !slices.Contains(stops, id) {
+		stops = append(stops, id)
+	}
+	b := &Backend{Engine: e, Tokenizer: tok, StopTokens: stops, Temperature: 1, TopP: 1}
+	if !c.NotLoaded {
+		s.SetBackend(b)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ts := &testServer{URL: "http://" + ln.Addr().String(), Server: s, Engine: e, Tok: tok, stop: cancel, done: make(chan error, 1)}
+	grace := c.Grace
+	if grace == 0 {
+		grace = 5 * time.Second
+	}
+	go func() { ts.done <- Run(ctx, ln, s, func() *engine.Engine { return e }, grace) }()
+	t.Cleanup(func() {
+		ts.Stop()
+		m.Close()
+	})
+	// Wait until it answers.
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get(ts.URL + "/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ts
+}
+
+// Backend returns the backend the server would have been given, for tests
+// that start it unloaded.
+func (ts *testServer) backend() *Backend {
+	return &Backend{Engine: ts.Engine, Tokenizer: ts.Tok, Temperature: 1, TopP: 1}
+}
+
+// Stop shuts the server down gracefully and waits (idempotent).
+func (ts *testServer) Stop() error {
+	if ts.stop == nil {
+		return nil
+	}
+	ts.stop()
+	ts.stop = nil
+	return <-ts.done
+}

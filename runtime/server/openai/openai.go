@@ -1,0 +1,493 @@
+// Package openai is the wire format of the OpenAI-compatible API that
+// package runtime/server serves: request documents decoded field by field
+// (a wrong type is an error naming the field; unknown fields are ignored,
+// as OpenAI's and vLLM's servers ignore them), and the response and
+// stream-chunk documents. Pure data and conversions: no HTTP, no engine.
+package openai
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+)
+
+// FieldError is a request field with a wrong type or value.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("'%s': %s", e.Field, e.Msg) }
+
+// Message is one chat message; Content is a string or a list of text parts.
+type Message struct {
+	Role    string
+	Content string
+}
+
+// StreamOptions is stream_options.
+type StreamOptions struct {
+	IncludeUsage bool
+}
+
+// Request is a chat or text completion request: the fields both share,
+// plus Messages (chat) or Prompt/PromptIDs (completions).
+type Request struct {
+	Model    string
+	Messages []Message // chat
+	// Condition is openchat's field: "GPT4 Correct" (default) or "Math Correct".
+	Condition string
+	Prompt    string // completions: a string prompt ...
+	PromptIDs []int  // ... or token ids
+	Echo      bool   // completions: prepend the prompt to the text
+
+	Temperature, TopP                 *float64
+	TopK                              *int
+	MaxTokens                         *int // max_tokens or max_completion_tokens
+	Stop                              []string
+	Seed                              *int64
+	N                                 int
+	PresencePenalty, FrequencyPenalty float64
+	RepetitionPenalty                 *float64
+	Logprobs                          bool
+	TopLogprobs                       int
+	Stream                            bool
+	StreamOptions                     StreamOptions
+}
+
+type fields map[string]json.RawMessage
+
+func (f fields) has(k string) bool {
+	v, ok := f[k]
+	return ok && !bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+}
+
+func (f fields) number(k string) (*float64, error) {
+	if !f.has(k) {
+		return nil, nil
+	}
+	var v float64
+	if err := json.Unmarshal(f[k], &v); err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil, &FieldError{k, "must be a number"}
+	}
+	return &v, nil
+}
+
+func (f fields) integer(k string) (*int64, error) {
+	if !f.has(k) {
+		return nil, nil
+	}
+	var v float64
+	if err := json.Unmarshal(f[k], &v); err != nil || v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+		return nil, &FieldError{k, "must be an integer"}
+	}
+	i := int64(v)
+	return &i, nil
+}
+
+func (f fields) boolean(k string) (bool, error) {
+	if !f.has(k) {
+		return false, nil
+	}
+	var v bool
+	if err := json.Unmarshal(f[k], &v); err != nil {
+		return false, &FieldError{k, "must be a boolean"}
+	}
+	return v, nil
+}
+
+func (f fields) str(k string) (string, error) {
+	if !f.has(k) {
+		return "", nil
+	}
+	var v string
+	if err := json.Unmarshal(f[k], &v); err != nil {
+		return "", &FieldError{k, "must be a string"}
+	}
+	return v, nil
+}
+
+// Parse decodes a request body; chat selects the chat completions fields
+// (messages) over the text ones (prompt). Ranges are checked here; limits
+// that depend on the model (context length) are the server's.
+func Parse(body []byte, chat bool) (*Request, error) {
+	var f fields
+	if err := json.Unmarshal(body, &f); err != nil {
+		return nil, fmt.Errorf("the body is not a JSON object: %w", err)
+	}
+	r := &Request{N: 1}
+	var err error
+	if r.Model, err = f.str("model"); err != nil {
+		return nil, err
+	}
+	if chat {
+		if r.Messages, err = parseMessages(f); err != nil {
+			return nil, err
+		}
+		if r.Condition, err = f.str("condition"); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := parsePrompt(f, r); err != nil {
+			return nil, err
+		}
+		if r.Echo, err = f.boolean("echo"); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []struct {
+		k   string
+		dst **float64
+	}{{"temperature", &r.Temperature}, {"top_p", &r.TopP}, {"repetition_penalty", &r.RepetitionPenalty}} {
+		if *p.dst, err = f.number(p.k); err != nil {
+			return nil, err
+		}
+	}
+	if r.Temperature != nil && (*r.Temperature < 0 || *r.Temperature > 2) {
+		return nil, &FieldError{"temperature", "must be between 0 and 2"}
+	}
+	if r.TopP != nil && (*r.TopP <= 0 || *r.TopP > 1) {
+		return nil, &FieldError{"top_p", "must be in (0, 1]"}
+	}
+	if r.RepetitionPenalty != nil && *r.RepetitionPenalty <= 0 {
+		return nil, &FieldError{"repetition_penalty", "must be positive"}
+	}
+	for _, k := range []string{"presence_penalty", "frequency_penalty"} {
+		v, err := f.number(k)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			if *v < -2 || *v > 2 {
+				return nil, &FieldError{k, "must be between -2 and 2"}
+			}
+			if k == "presence_penalty" {
+				r.PresencePenalty = *v
+			} else {
+				r.FrequencyPenalty = *v
+			}
+		}
+	}
+	if v, err := f.integer("top_k"); err != nil {
+		return nil, err
+	} else if v != nil {
+		if *v < -1 {
+			return nil, &FieldError{"top_k", "must be -1 (all) or more"}
+		}
+		k := int(max(*v, 0))
+		r.TopK = &k
+	}
+	for _, k := range []string{"max_completion_tokens", "max_tokens"} {
+		v, err := f.integer(k)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil && r.MaxTokens == nil {
+			if *v < 1 {
+				return nil, &FieldError{k, "must be at least 1"}
+			}
+			n := int(min(*v, math.MaxInt32))
+			r.MaxTokens = &n
+		}
+	}
+	if r.Seed, err = f.integer("seed"); err != nil {
+		return nil, err
+	}
+	if v, err := f.integer("n"); err != nil {
+		return nil, err
+	} else if v != nil {
+		if *v < 1 || *v > 16 {
+			return nil, &FieldError{"n", "must be between 1 and 16"}
+		}
+		r.N = int(*v)
+	}
+	if r.Stop, err = parseStop(f); err != nil {
+		return nil, err
+	}
+	if err := parseLogprobs(f, r, chat); err != nil {
+		return nil, err
+	}
+	if r.Stream, err = f.boolean("stream"); err != nil {
+		return nil, err
+	}
+	if f.has("stream_options") {
+		var so map[string]json.RawMessage
+		if err := json.Unmarshal(f["stream_options"], &so); err != nil {
+			return nil, &FieldError{"stream_options", "must be an object"}
+		}
+		if r.StreamOptions.IncludeUsage, err = fields(so).boolean("include_usage"); err != nil {
+			return nil, &FieldError{"stream_options.include_usage", "must be a boolean"}
+		}
+	}
+	return r, nil
+}
+
+func parseMessages(f fields) ([]Message, error) {
+	if !f.has("messages") {
+		return nil, &FieldError{"messages", "is required"}
+	}
+	var raw []map[string]json.RawMessage
+	if err := json.Unmarshal(f["messages"], &raw); err != nil {
+		return nil, &FieldError{"messages", "must be an array of objects"}
+	}
+	if len(raw) == 0 {
+		return nil, &FieldError{"messages", "must not be empty"}
+	}
+	out := make([]Message, len(raw))
+	for i, m := range raw {
+		mf := fields(m)
+		role, err := mf.str("role")
+		if err != nil || role == "" {
+			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), "must be a string"}
+		}
+		out[i].Role = role
+		if !mf.has("content") {
+			continue
+		}
+		var s string
+		if err := json.Unmarshal(mf["content"], &s); err == nil {
+			out[i].Content = s
+			continue
+		}
+		var parts []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		}
+		if err := json.Unmarshal(mf["content"], &parts); err != nil {
+			return nil, &FieldError{fmt.Sprintf("messages[%d].content", i), "must be a string or an array of text parts"}
+		}
+		for j, p := range parts {
+			if p.Type != "text" {
+				return nil, &FieldError{fmt.Sprintf("messages[%d].content[%d].type", i, j), fmt.Sprintf("%q is not supported (text only)", p.Type)}
+			}
+			out[i].Content += p.Text
+		}
+	}
+	return out, nil
+}
+
+func parsePrompt(f fields, r *Request) error {
+	if !f.has("prompt") {
+		return &FieldError{"prompt", "is required"}
+	}
+	if err := json.Unmarshal(f["prompt"], &r.Prompt); err == nil {
+		return nil
+	}
+	var ids []int
+	if err := json.Unmarshal(f["prompt"], &ids); err == nil && len(ids) > 0 {
+		r.PromptIDs = ids
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(f["prompt"], &list); err == nil && len(list) == 1 {
+		r.Prompt = list[0]
+		return nil
+	}
+	return &FieldError{"prompt", "must be a string, a list of one string, or a list of token ids"}
+}
+
+func parseStop(f fields) ([]string, error) {
+	if !f.has("stop") {
+		return nil, nil
+	}
+	var one string
+	if err := json.Unmarshal(f["stop"], &one); err == nil {
+		if one == "" {
+			return nil, nil
+		}
+		return []string{one}, nil
+	}
+	var list []string
+	if err := json.Unmarshal(f["stop"], &list); err != nil {
+		return nil, &FieldError{"stop", "must be a string or an array of strings"}
+	}
+	if len(list) > 8 {
+		return nil, &FieldError{"stop", "must hold at most 8 strings"}
+	}
+	var out []string
+	for _, s := range list {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// parseLogprobs reads logprobs: a boolean with top_logprobs in chat, an
+// integer (the alternatives) in text completions.
+func parseLogprobs(f fields, r *Request, chat bool) error {
+	if chat {
+		var err error
+		if r.Logprobs, err = f.boolean("logprobs"); err != nil {
+			return err
+		}
+		v, err := f.integer("top_logprobs")
+		if err != nil {
+			return err
+		}
+		if v != nil {
+			if *v < 0 || *v > 20 {
+				return &FieldError{"top_logprobs", "must be between 0 and 20"}
+			}
+			if !r.Logprobs && *v > 0 {
+				return &FieldError{"top_logprobs", "needs logprobs: true"}
+			}
+			r.TopLogprobs = int(*v)
+		}
+		return nil
+	}
+	v, err := f.integer("logprobs")
+	if err != nil {
+		return err
+	}
+	if v != nil {
+		if *v < 0 || *v > 5 {
+			return &FieldError{"logprobs", "must be between 0 and 5"}
+		}
+		r.Logprobs, r.TopLogprobs = true, int(*v)
+	}
+	return nil
+}
+
+// Usage is the token accounting of a response.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// TopLogprob is one alternative of a chat logprobs entry.
+type TopLogprob struct {
+	Token   string  `json:"token"`
+	Logprob float64 `json:"logprob"`
+	Bytes   []int   `json:"bytes"`
+}
+
+// LogprobContent is one token of chat logprobs.
+type LogprobContent struct {
+	Token       string       `json:"token"`
+	Logprob     float64      `json:"logprob"`
+	Bytes       []int        `json:"bytes"`
+	TopLogprobs []TopLogprob `json:"top_logprobs"`
+}
+
+// ChatLogprobs is a choice's logprobs in chat completions.
+type ChatLogprobs struct {
+	Content []LogprobContent `json:"content"`
+}
+
+// TextLogprobs is a choice's logprobs in text completions.
+type TextLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+// ChatMessage is the assistant message of a chat choice.
+type ChatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// ChatChoice is one choice of a chat completion.
+type ChatChoice struct {
+	Index        int           `json:"index"`
+	Message      ChatMessage   `json:"message"`
+	Logprobs     *ChatLogprobs `json:"logprobs"`
+	FinishReason string        `json:"finish_reason"`
+}
+
+// ChatCompletion is the response of POST /v1/chat/completions.
+type ChatCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []ChatChoice `json:"choices"`
+	Usage   Usage        `json:"usage"`
+}
+
+// Delta is the change a chat chunk carries.
+type Delta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+// ChunkChoice is one choice of a chat stream chunk.
+type ChunkChoice struct {
+	Index        int           `json:"index"`
+	Delta        Delta         `json:"delta"`
+	Logprobs     *ChatLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
+}
+
+// ChatChunk is one event of a streamed chat completion. Usage is present
+// (null until the last chunk) only when stream_options.include_usage.
+type ChatChunk struct {
+	ID      string        `json:"id"`
+	Object  string        `json:"object"`
+	Created int64         `json:"created"`
+	Model   string        `json:"model"`
+	Choices []ChunkChoice `json:"choices"`
+	Usage   *Usage        `json:"usage,omitempty"`
+}
+
+// TextChoice is one choice of a text completion (or of a stream chunk).
+type TextChoice struct {
+	Index        int           `json:"index"`
+	Text         string        `json:"text"`
+	Logprobs     *TextLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
+}
+
+// TextCompletion is the response of POST /v1/completions and its chunks.
+type TextCompletion struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []TextChoice `json:"choices"`
+	Usage   *Usage       `json:"usage,omitempty"`
+}
+
+// Model is an entry of GET /v1/models.
+type Model struct {
+	ID          string `json:"id"`
+	Object      string `json:"object"`
+	Created     int64  `json:"created"`
+	OwnedBy     string `json:"owned_by"`
+	MaxModelLen int    `json:"max_model_len"`
+}
+
+// ModelList is the response of GET /v1/models.
+type ModelList struct {
+	Object string  `json:"object"`
+	Data   []Model `json:"data"`
+}
+
+// ErrorBody is every error response: {"error": {...}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is OpenAI's error object.
+type ErrorDetail struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// NewError builds an error body; param and code may be "".
+func NewError(msg, typ, param, code string) ErrorBody {
+	e := ErrorBody{Error: ErrorDetail{Message: msg, Type: typ}}
+	if param != "" {
+		e.Error.Param = &param
+	}
+	if code != "" {
+		e.Error.Code = &code
+	}
+	return e
+}

@@ -1,0 +1,55 @@
+package openai
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	r, err := Parse([]byte(`{"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+		"temperature": 0.5, "top_p": 1, "top_k": -1, "max_completion_tokens": 7, "max_tokens": 9, "stop": "x", "seed": 3, "n": 2,
+		"presence_penalty": 0.1, "logprobs": true, "top_logprobs": 4, "stream": true, "stream_options": {"include_usage": true},
+		"condition": "Math Correct", "unknown": [1, 2]}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Messages[0].Content != "ab" || *r.Temperature != 0.5 || *r.TopK != 0 || *r.MaxTokens != 7 || r.Stop[0] != "x" ||
+		*r.Seed != 3 || r.N != 2 || r.PresencePenalty != 0.1 || !r.Logprobs || r.TopLogprobs != 4 || !r.Stream ||
+		!r.StreamOptions.IncludeUsage || r.Condition != "Math Correct" || r.Model != "m" {
+		t.Errorf("parsed %+v", r)
+	}
+	r, err = Parse([]byte(`{"prompt": [1, 2, 3], "logprobs": 2, "echo": true}`), false)
+	if err != nil || len(r.PromptIDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 {
+		t.Errorf("text request %+v, %v", r, err)
+	}
+	for _, c := range []struct {
+		body  string
+		chat  bool
+		field string
+	}{
+		{`{"messages": []}`, true, "messages"},
+		{`{"messages": [{"content": "x"}]}`, true, "messages[0].role"},
+		{`{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}`, true, "messages[0].content[0].type"},
+		{`{"messages": [{"role": "user", "content": 5}]}`, true, "messages[0].content"},
+		{`{"prompt": "x", "temperature": 3}`, false, "temperature"},
+		{`{"prompt": "x", "top_p": 0}`, false, "top_p"},
+		{`{"prompt": "x", "max_tokens": 0}`, false, "max_tokens"},
+		{`{"prompt": "x", "n": 0}`, false, "n"},
+		{`{"prompt": "x", "stop": ["a", 1]}`, false, "stop"},
+		{`{"prompt": "x", "logprobs": 9}`, false, "logprobs"},
+		{`{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}`, true, "top_logprobs"},
+		{`{"prompt": "x", "stream": "yes"}`, false, "stream"},
+		{`{"prompt": "x", "stream_options": {"include_usage": 1}}`, false, "stream_options.include_usage"},
+		{`{"prompt": {"a": 1}}`, false, "prompt"},
+		{`{"prompt": "x", "seed": 1.5}`, false, "seed"},
+	} {
+		_, err := Parse([]byte(c.body), c.chat)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field {
+			t.Errorf("%s: %v, want an error naming %s", c.body, err, c.field)
+		}
+	}
+	if _, err := Parse([]byte(`[1]`), false); err == nil {
+		t.Error("a JSON array body was accepted")
+	}
+}

@@ -1,0 +1,437 @@
+// Package server puts an OpenAI-compatible HTTP API on a generation engine
+// (package runtime/engine), with openchat's contract (port 18888, model
+// alias openchat_3.5, the condition field, Bearer API keys, generation
+// ending at <|end_of_turn|>):
+//
+//	POST /v1/chat/completions, /v1/completions  (streamed as SSE, or not)
+//	GET  /v1/models, /health, /metrics (Prometheus), /  (a chat page)
+//	POST /tokenize, /detokenize
+//
+// Requests are decoded field by field (package openai): unknown fields
+// are ignored, a wrong type is a 400 naming the field, a prompt longer than
+// the context is a 400. Stop strings are honoured across token boundaries
+// and never emitted. A full queue is a 429 with Retry-After; a client that
+// goes away cancels its generation at the next step. The server answers
+// /health with 503 until SetBackend (the model loads behind a live
+// listener) and after Drain (shutdown).
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
+)
+
+//go:embed page.html
+var page embed.FS
+
+// Options configure New.
+type Options struct {
+	// ModelName is the id in /v1/models and responses; Aliases are also
+	// accepted (openchat_3.5 for openchat models).
+	ModelName string
+	Aliases   []string
+	// APIKeys, when any, are required as "Authorization: Bearer KEY" on the
+	// API (not on /health, /metrics and the page).
+	APIKeys []string
+	// MaxBodyBytes bounds a request body (0: 1 MiB).
+	MaxBodyBytes int64
+	// RequestTimeout bounds a generation (0: none).
+	RequestTimeout time.Duration
+	// Log receives one access-log record per request; nil discards.
+	Log *slog.Logger
+}
+
+// Backend is what the server serves once the model is loaded.
+type Backend struct {
+	Engine    *engine.Engine
+	Tokenizer *tokenizer.Tokenizer
+	// Chat is the chat template options (template name, system messages).
+	Chat tokenizer.ChatOptions
+	// StopTokens end generation (the model's EOS ids, <|end_of_turn|>).
+	StopTokens []int
+	// Temperature, TopP, TopK are the defaults (generation_config.json).
+	Temperature, TopP float64
+	TopK              int
+}
+
+// Server is the HTTP API. It is an http.Handler.
+type Server struct {
+	o       Options
+	backend atomic.Pointer[Backend]
+	drain   atomic.Bool
+	m       *metrics
+	mux     *http.ServeMux
+	created int64
+}
+
+// New returns a server that answers 503 until SetBackend.
+func New(o Options) *Server {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux()}
+	s.m = newMetrics(func() (engine.Stats, bool) {
+		if b := s.backend.Load(); b != nil {
+			return b.Engine.Stats(), true
+		}
+		return engine.Stats{}, false
+	})
+	s.route("POST /v1/chat/completions", true, s.chat)
+	s.route("POST /v1/completions", true, s.completions)
+	s.route("GET /v1/models", true, s.models)
+	s.route("POST /tokenize", true, s.tokenize)
+	s.route("POST /detokenize", true, s.detokenize)
+	s.route("GET /health", false, s.health)
+	s.route("GET /metrics", false, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}).ServeHTTP)
+	s.route("GET /{$}", false, s.page)
+	s.route("/", false, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, openai.NewError(fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "invalid_request_error", "", "not_found"))
+	})
+	return s
+}
+
+// Observer is the engine observer that feeds the server's metrics; pass it
+// in engine.Options.
+func (s *Server) Observer() engine.Observer { return s.m }
+
+// SetBackend makes the server ready.
+func (s *Server) SetBackend(b *Backend) { s.backend.Store(b) }
+
+// Drain makes /health answer 503 and new generations 503, for a graceful
+// shutdown; requests in flight continue.
+func (s *Server) Drain() { s.drain.Store(true) }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// route registers a handler with access logging, metrics, the body limit
+// and, for the API, the key check.
+func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
+	name := pattern
+	if i := strings.IndexByte(name, ' '); i >= 0 {
+		name = name[i+1:]
+	}
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		r.Body = http.MaxBytesReader(sw, r.Body, s.o.MaxBodyBytes)
+		if auth && !s.authorized(r) {
+			writeError(sw, http.StatusUnauthorized, openai.NewError("invalid or missing API key: send Authorization: Bearer KEY", "invalid_request_error", "", "invalid_api_key"))
+		} else {
+			h(sw, r)
+		}
+		d := time.Since(start)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		s.m.observe(name, sw.status, d)
+		s.o.Log.Info("request", "method", r.Method, "path", r.URL.Path, "route", name, "status", sw.status,
+			"bytes", sw.bytes, "duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
+	})
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	if len(s.o.APIKeys) == 0 {
+		return true
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return false
+	}
+	for _, k := range s.o.APIKeys {
+		if subtle.ConstantTimeCompare([]byte(key), []byte(k)) == 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, e openai.ErrorBody) {
+	writeJSON(w, status, e)
+}
+
+func badRequest(w http.ResponseWriter, err error) {
+	var fe *openai.FieldError
+	if errors.As(err, &fe) {
+		writeError(w, http.StatusBadRequest, openai.NewError(fe.Error(), "invalid_request_error", fe.Field, ""))
+		return
+	}
+	writeError(w, http.StatusBadRequest, openai.NewError(err.Error(), "invalid_request_error", "", ""))
+}
+
+// readBody reads a request body within the limit; false means the error
+// response is written.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, openai.NewError(fmt.Sprintf("the request body exceeds %d bytes", mbe.Limit), "invalid_request_error", "", "request_too_large"))
+		return nil, false
+	case err != nil:
+		badRequest(w, fmt.Errorf("reading the body: %w", err))
+		return nil, false
+	}
+	return body, true
+}
+
+// ready returns the backend, or writes 503.
+func (s *Server) ready(w http.ResponseWriter) *Backend {
+	b := s.backend.Load()
+	switch {
+	case s.drain.Load():
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server is shutting down", "server_error", "", "shutting_down"))
+		return nil
+	case b == nil:
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, openai.NewError("the model is loading", "server_error", "", "loading"))
+		return nil
+	}
+	return b
+}
+
+func (s *Server) names() []string { return append([]string{s.o.ModelName}, s.o.Aliases...) }
+
+// checkModel writes 404 for a model the server does not serve.
+func (s *Server) checkModel(w http.ResponseWriter, model string) bool {
+	if model == "" || slices.Contains(s.names(), model) {
+		return true
+	}
+	writeError(w, http.StatusNotFound, openai.NewError(fmt.Sprintf("the model %q does not exist; this server serves %s", model, strings.Join(s.names(), ", ")),
+		"invalid_request_error", "model", "model_not_found"))
+	return false
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case s.drain.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+	case s.backend.Load() == nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "loading"})
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+func (s *Server) models(w http.ResponseWriter, r *http.Request) {
+	b := s.backend.Load()
+	maxLen := 0
+	if b != nil {
+		maxLen = b.Engine.MaxLen()
+	}
+	list := openai.ModelList{Object: "list"}
+	for _, n := range s.names() {
+		list.Data = append(list.Data, openai.Model{ID: n, Object: "model", Created: s.created, OwnedBy: "gptqtool", MaxModelLen: maxLen})
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	data, _ := page.ReadFile("page.html")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write(data)
+}
+
+// tokenize: {"prompt": "..."} or {"messages": [...]} → {"tokens", "count", "max_model_len"}.
+func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	b := s.ready(w)
+	if b == nil {
+		return
+	}
+	var probe map[string]json.RawMessage
+	if err := json.Unmarshal(body, &probe); err != nil {
+		badRequest(w, fmt.Errorf("the body is not a JSON object: %w", err))
+		return
+	}
+	var ids []int
+	if _, chat := probe["messages"]; chat {
+		req, err := openai.Parse(body, true)
+		if err != nil {
+			badRequest(w, err)
+			return
+		}
+		if ids, err = s.chatIDs(b, req); err != nil {
+			badRequest(w, err)
+			return
+		}
+	} else {
+		req, err := openai.Parse(body, false)
+		if err != nil {
+			badRequest(w, err)
+			return
+		}
+		if ids, err = promptIDs(b, req); err != nil {
+			badRequest(w, err)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": ids, "count": len(ids), "max_model_len": b.Engine.MaxLen()})
+}
+
+// detokenize: {"tokens": [...]} → {"prompt": "..."}.
+func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	b := s.ready(w)
+	if b == nil {
+		return
+	}
+	var req struct {
+		Tokens []int `json:"tokens"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		badRequest(w, &openai.FieldError{Field: "tokens", Msg: "must be an array of token ids"})
+		return
+	}
+	text, err := b.Tokenizer.Decode(req.Tokens)
+	if err != nil {
+		badRequest(w, &openai.FieldError{Field: "tokens", Msg: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"prompt": text})
+}
+
+// chatIDs renders a chat request's messages under the template its
+// condition selects.
+func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
+	opts := b.Chat
+	opts.AddGenerationPrompt = true
+	switch req.Condition {
+	case "":
+	case "GPT4 Correct":
+		opts.Template = "openchat"
+	case "Math Correct":
+		opts.Template = "openchat-math"
+	default:
+		return nil, &openai.FieldError{Field: "condition", Msg: fmt.Sprintf("%q: want \"GPT4 Correct\" or \"Math Correct\"", req.Condition)}
+	}
+	msgs := make([]tokenizer.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
+	}
+	ids, err := b.Tokenizer.EncodeChat(msgs, opts)
+	if err != nil {
+		return nil, &openai.FieldError{Field: "messages", Msg: err.Error()}
+	}
+	return ids, nil
+}
+
+// promptIDs encodes a text completion's prompt (BOS as the tokenizer adds
+// it) or checks its token ids.
+func promptIDs(b *Backend, req *openai.Request) ([]int, error) {
+	if req.PromptIDs != nil {
+		for i, id := range req.PromptIDs {
+			if id < 0 || id >= b.Tokenizer.VocabSize() {
+				return nil, &openai.FieldError{Field: fmt.Sprintf("prompt[%d]", i), Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, b.Tokenizer.VocabSize())}
+			}
+		}
+		return req.PromptIDs, nil
+	}
+	ids, err := b.Tokenizer.EncodePrompt(req.Prompt)
+	if err != nil {
+		return nil, &openai.FieldError{Field: "prompt", Msg: err.Error()}
+	}
+	if len(ids) == 0 {
+		return nil, &openai.FieldError{Field: "prompt", Msg: "encodes to no tokens"}
+	}
+	return ids, nil
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Run serves on ln until ctx is done, then shuts down gracefully: /health
+// turns 503, the listener closes, and the requests in flight get until
+// grace to finish; after that the engine cancels what is left (streams end
+// with finish_reason "abort"). It returns when every handler has returned.
+func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Engine, grace time.Duration) error {
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	if e := eng(); e != nil {
+		wg.Go(func() { e.Close(sctx) })
+	}
+	err := hs.Shutdown(context.Background()) // handlers end once the engine has
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,622 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+)
+
+// call posts body to path and returns the status, headers and body.
+func call(t *testing.T, method, url, key, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, data
+}
+
+func post(t *testing.T, ts *testServer, path, body string) (int, []byte) {
+	t.Helper()
+	code, _, data := call(t, "POST", ts.URL+path, "", body)
+	return code, data
+}
+
+// completion is the subset of a response the tests read.
+type completion struct {
+	Choices []struct {
+		Index        int     `json:"index"`
+		Text         string  `json:"text"`
+		FinishReason *string `json:"finish_reason"`
+		Message      struct {
+			Role    string `json:"role"`
+			Content string `json:"content"`
+		} `json:"message"`
+		Delta struct {
+			Role    *string `json:"role"`
+			Content *string `json:"content"`
+		} `json:"delta"`
+		Logprobs json.RawMessage `json:"logprobs"`
+	} `json:"choices"`
+	Usage *struct {
+		Prompt     int `json:"prompt_tokens"`
+		Completion int `json:"completion_tokens"`
+		Total      int `json:"total_tokens"`
+	} `json:"usage"`
+	Error *struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    *string `json:"code"`
+	} `json:"error"`
+}
+
+func decode(t *testing.T, data []byte) completion {
+	t.Helper()
+	var c completion
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatalf("response %q: %v", data, err)
+	}
+	return c
+}
+
+// events splits an SSE body into its data payloads.
+func events(t *testing.T, body []byte) []string {
+	t.Helper()
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// streamText concatenates the content (chat) or text deltas of a stream
+// per choice, and returns the parsed chunks.
+func streamText(t *testing.T, body []byte, chat bool) (map[int]string, []completion) {
+	t.Helper()
+	evs := events(t, body)
+	if len(evs) == 0 || evs[len(evs)-1] != "[DONE]" {
+		t.Fatalf("the stream does not end with [DONE]: %q", body)
+	}
+	texts := map[int]string{}
+	var chunks []completion
+	for _, e := range evs[:len(evs)-1] {
+		c := decode(t, []byte(e))
+		chunks = append(chunks, c)
+		for _, ch := range c.Choices {
+			if chat && ch.Delta.Content != nil {
+				texts[ch.Index] += *ch.Delta.Content
+			} else if !chat {
+				texts[ch.Index] += ch.Text
+			}
+		}
+	}
+	return texts, chunks
+}
+
+// storiesGreedy is the llama2.c greedy continuation of "Once upon a time".
+func storiesGreedy(t *testing.T, tok *tokenizer.Tokenizer) (prompt []int, text string, n int) {
+	t.Helper()
+	var ref struct {
+		Prompt []int `json:"prompt_ids_with_bos"`
+		Greedy []int `json:"greedy_ids"`
+	}
+	raw, err := os.ReadFile(filepath.Join(fixtures.Path(t, "models/stories260K-hf-mistral"), "expected_greedy.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	d := tok.NewDecoder()
+	var b strings.Builder
+	for _, id := range ref.Greedy[len(ref.Prompt):] {
+		s, err := d.Add(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(s)
+	}
+	b.WriteString(d.Flush())
+	return ref.Prompt, b.String(), len(ref.Greedy) - len(ref.Prompt)
+}
+
+// TestCompletionsGreedy: the text API reproduces llama2.c's greedy
+// continuation, streamed and not, with correct usage.
+func TestCompletionsGreedy(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	prompt, want, n := storiesGreedy(t, ts.Tok)
+	ids, _ := json.Marshal(prompt)
+	code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": %s, "max_tokens": %d, "temperature": 0}`, ids, n))
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, data)
+	}
+	c := decode(t, data)
+	if got := c.Choices[0].Text; got != want {
+		t.Errorf("greedy text\n got %q\nwant %q", got, want)
+	}
+	if c.Usage.Prompt != len(prompt) || c.Usage.Completion != n || c.Usage.Total != len(prompt)+n || *c.Choices[0].FinishReason != "length" {
+		t.Errorf("usage %+v, finish %v", c.Usage, *c.Choices[0].FinishReason)
+	}
+	// The same as a string prompt (BOS added by the tokenizer) and streamed.
+	code, data = post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": %d, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}}`, n))
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, data)
+	}
+	texts, chunks := streamText(t, data, false)
+	if texts[0] != want {
+		t.Errorf("streamed text\n got %q\nwant %q", texts[0], want)
+	}
+	last := chunks[len(chunks)-1]
+	if last.Usage == nil || len(last.Choices) != 0 || last.Usage.Completion != n {
+		t.Errorf("last chunk is not the usage chunk: %+v", last)
+	}
+}
+
+// TestChatPrompt: a chat request's prompt is exactly the tokenizer's
+// openchat rendering, and the condition field switches the template.
+func TestChatPrompt(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	msgs := []tokenizer.Message{{Role: "user", Content: "What is the capital of France?"}, {Role: "assistant", Content: "Paris."}, {Role: "user", Content: "And of Italy?"}}
+	body, _ := json.Marshal(map[string]any{"messages": msgs})
+	for _, cond := range []struct{ field, template string }{{"", "openchat"}, {"GPT4 Correct", "openchat"}, {"Math Correct", "openchat-math"}} {
+		var req map[string]any
+		json.Unmarshal(body, &req)
+		if cond.field != "" {
+			req["condition"] = cond.field
+		}
+		b, _ := json.Marshal(req)
+		code, data := post(t, ts, "/tokenize", string(b))
+		if code != 200 {
+			t.Fatalf("tokenize: %d %s", code, data)
+		}
+		var got struct{ Tokens []int }
+		json.Unmarshal(data, &got)
+		want, err := ts.Tok.EncodeChat(msgs, tokenizer.ChatOptions{Template: cond.template, AddGenerationPrompt: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(got.Tokens) != fmt.Sprint(want) {
+			t.Errorf("condition %q: prompt ids\n got %v\nwant %v", cond.field, got.Tokens, want)
+		}
+		// The completion reports the same prompt length.
+		req["max_tokens"], req["temperature"] = 3, 0
+		b, _ = json.Marshal(req)
+		code, data = post(t, ts, "/v1/chat/completions", string(b))
+		if c := decode(t, data); code != 200 || c.Usage.Prompt != len(want) || c.Choices[0].Message.Role != "assistant" {
+			t.Errorf("condition %q: %d %s", cond.field, code, data)
+		}
+	}
+	code, data := post(t, ts, "/v1/chat/completions", `{"messages": [{"role": "user", "content": "hi"}], "condition": "Poetic"}`)
+	if c := decode(t, data); code != 400 || c.Error == nil || c.Error.Param == nil || *c.Error.Param != "condition" {
+		t.Errorf("an unknown condition: %d %s", code, data)
+	}
+	// Detokenize inverts the rendering.
+	ids, _ := ts.Tok.EncodeChat(msgs, tokenizer.ChatOptions{})
+	b, _ := json.Marshal(map[string]any{"tokens": ids})
+	code, data = post(t, ts, "/detokenize", string(b))
+	text, _ := ts.Tok.Decode(ids)
+	var dt struct{ Prompt string }
+	json.Unmarshal(data, &dt)
+	if code != 200 || dt.Prompt != text {
+		t.Errorf("detokenize: %d %q, want %q", code, dt.Prompt, text)
+	}
+}
+
+// TestChatStream: a role chunk first, deltas equal to the plain response,
+// a finish chunk, the usage chunk only when asked, [DONE].
+func TestChatStream(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	req := `{"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 16, "temperature": 0%s}`
+	code, data := post(t, ts, "/v1/chat/completions", fmt.Sprintf(req, ""))
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	plain := decode(t, data).Choices[0].Message.Content
+	if !strings.HasPrefix(plain, "The capital of France is") {
+		t.Errorf("greedy answer %q (reference.json: \"The capital of France is a major of the world's population, ...\")", plain)
+	}
+	for _, usage := range []bool{false, true} {
+		extra := `, "stream": true`
+		if usage {
+			extra += `, "stream_options": {"include_usage": true}`
+		}
+		code, data = post(t, ts, "/v1/chat/completions", fmt.Sprintf(req, extra))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		texts, chunks := streamText(t, data, true)
+		if texts[0] != plain {
+			t.Errorf("streamed %q, plain %q", texts[0], plain)
+		}
+		if r := chunks[0].Choices[0].Delta.Role; r == nil || *r != "assistant" {
+			t.Errorf("first chunk %+v has no role", chunks[0])
+		}
+		var finishes, usages int
+		for _, c := range chunks {
+			for _, ch := range c.Choices {
+				if ch.FinishReason != nil {
+					finishes++
+					if *ch.FinishReason != "length" {
+						t.Errorf("finish %q", *ch.FinishReason)
+					}
+				}
+			}
+			if c.Usage != nil {
+				usages++
+				if len(c.Choices) != 0 || c.Usage.Completion != 16 {
+					t.Errorf("usage chunk %+v", c)
+				}
+			}
+		}
+		if finishes != 1 || (usage && usages != 1) || (!usage && usages != 0) {
+			t.Errorf("include_usage %v: %d finish chunks, %d usage chunks", usage, finishes, usages)
+		}
+		if usage && !strings.Contains(events(t, data)[1], `"usage":null`) {
+			t.Errorf("with include_usage every chunk carries usage: null")
+		}
+	}
+}
+
+// TestStopStrings: a stop string spanning tokens ends the text before it,
+// with finish_reason stop, streamed and not.
+func TestStopStrings(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	_, want, _ := storiesGreedy(t, ts.Tok)
+	// A stop string that starts inside one token and ends in another.
+	stop := want[13:21]
+	for _, stream := range []bool{false, true} {
+		body := fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0, "stop": [%q, "zzzz"], "stream": %v}`, stop, stream)
+		code, data := post(t, ts, "/v1/completions", body)
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		var text, finish string
+		if stream {
+			texts, chunks := streamText(t, data, false)
+			text = texts[0]
+			for _, c := range chunks {
+				if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
+					finish = *c.Choices[0].FinishReason
+				}
+			}
+		} else {
+			c := decode(t, data)
+			text, finish = c.Choices[0].Text, *c.Choices[0].FinishReason
+		}
+		if text != want[:13] || finish != "stop" {
+			t.Errorf("stream %v: %q (%s), want %q (stop)", stream, text, finish, want[:13])
+		}
+	}
+}
+
+// TestSeedAndN: the same seed gives the same text; n choices, each its own.
+func TestSeedAndN(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	get := func(seed int, n int) []string {
+		code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 30, "temperature": 1, "seed": %d, "n": %d}`, seed, n))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		c := decode(t, data)
+		out := make([]string, len(c.Choices))
+		for _, ch := range c.Choices {
+			out[ch.Index] = ch.Text
+		}
+		return out
+	}
+	a, b, c := get(11, 1), get(11, 1), get(12, 1)
+	if a[0] != b[0] || a[0] == c[0] {
+		t.Errorf("seed 11 twice: %q / %q; seed 12: %q", a[0], b[0], c[0])
+	}
+	many := get(11, 3)
+	if len(many) != 3 || many[0] != a[0] || many[1] == many[0] {
+		t.Errorf("n=3 with seed 11: %q (choice 0 should equal seed 11 alone)", many)
+	}
+}
+
+// TestLogprobs: chat logprobs and top_logprobs are consistent with greedy.
+func TestLogprobs(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	code, data := post(t, ts, "/v1/chat/completions", `{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4, "temperature": 0, "logprobs": true, "top_logprobs": 2}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	var lp struct {
+		Content []struct {
+			Token   string  `json:"token"`
+			Logprob float64 `json:"logprob"`
+			Top     []struct {
+				Token   string  `json:"token"`
+				Logprob float64 `json:"logprob"`
+			} `json:"top_logprobs"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(decode(t, data).Choices[0].Logprobs, &lp); err != nil || len(lp.Content) != 4 {
+		t.Fatalf("logprobs %s: %v", data, err)
+	}
+	for _, c := range lp.Content {
+		if len(c.Top) != 2 || c.Top[0].Token != c.Token || c.Top[0].Logprob != c.Logprob || c.Top[1].Logprob > c.Logprob || c.Logprob > 0 {
+			t.Errorf("greedy token %+v", c)
+		}
+	}
+}
+
+// TestBadRequests: every malformed request gets an OpenAI error body with
+// the right status and, for a field, its name.
+func TestBadRequests(t *testing.T) {
+	ts := startServer(t, serverConfig{Options: Options{MaxBodyBytes: 4096}, Engine: engine.Options{MaxLen: 64}})
+	long := strings.Repeat("word ", 100)
+	for _, c := range []struct {
+		name, path, body string
+		status           int
+		param            string
+	}{
+		{"not json", "/v1/chat/completions", `{"messages": [`, 400, ""},
+		{"no messages", "/v1/chat/completions", `{}`, 400, "messages"},
+		{"string temperature", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}`, 400, "temperature"},
+		{"bool max_tokens", "/v1/completions", `{"prompt": "x", "max_tokens": true}`, 400, "max_tokens"},
+		{"fractional n", "/v1/completions", `{"prompt": "x", "n": 1.5}`, 400, "n"},
+		{"stop number", "/v1/completions", `{"prompt": "x", "stop": 3}`, 400, "stop"},
+		{"bad role", "/v1/chat/completions", `{"messages": [{"role": "wizard", "content": "x"}]}`, 400, "messages"},
+		{"prompt over the context", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, long), 400, "prompt"},
+		{"max_tokens over the context", "/v1/completions", `{"prompt": "x", "max_tokens": 1000}`, 400, "max_tokens"},
+		{"token id out of range", "/v1/completions", `{"prompt": [1, 99999]}`, 400, "prompt[1]"},
+		{"unknown model", "/v1/completions", `{"prompt": "x", "model": "gpt-4"}`, 404, "model"},
+		{"body too large", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, strings.Repeat("a", 5000)), 413, ""},
+		{"unknown route", "/v1/embeddings", `{}`, 404, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, data := post(t, ts, c.path, c.body)
+			r := decode(t, data)
+			if code != c.status || r.Error == nil || r.Error.Message == "" {
+				t.Fatalf("status %d %s, want %d with an error body", code, data, c.status)
+			}
+			if c.param != "" && (r.Error.Param == nil || *r.Error.Param != c.param) {
+				t.Errorf("param %v, want %q (%s)", r.Error.Param, c.param, r.Error.Message)
+			}
+		})
+	}
+	// Unknown fields are ignored; "user" too.
+	code, data := post(t, ts, "/v1/completions", `{"prompt": "x", "max_tokens": 2, "user": "u1", "frobnicate": {"a": 1}}`)
+	if code != 200 {
+		t.Errorf("unknown fields: %d %s", code, data)
+	}
+}
+
+// TestAPIKeys: Bearer keys guard the API; health, metrics and the page
+// stay open.
+func TestAPIKeys(t *testing.T) {
+	ts := startServer(t, serverConfig{Options: Options{APIKeys: []string{"k1", "k2"}}})
+	body := `{"prompt": "x", "max_tokens": 1}`
+	for _, key := range []string{"", "wrong"} {
+		code, _, data := call(t, "POST", ts.URL+"/v1/completions", key, body)
+		r := decode(t, data)
+		if code != 401 || r.Error == nil || r.Error.Code == nil || *r.Error.Code != "invalid_api_key" {
+			t.Errorf("key %q: %d %s", key, code, data)
+		}
+	}
+	for _, key := range []string{"k1", "k2"} {
+		if code, _, data := call(t, "POST", ts.URL+"/v1/completions", key, body); code != 200 {
+			t.Errorf("key %q: %d %s", key, code, data)
+		}
+	}
+	for _, path := range []string{"/health", "/metrics", "/"} {
+		if code, _, _ := call(t, "GET", ts.URL+path, "", ""); code != 200 {
+			t.Errorf("%s without a key: %d", path, code)
+		}
+	}
+	if code, _, _ := call(t, "GET", ts.URL+"/v1/models", "", ""); code != 401 {
+		t.Errorf("/v1/models without a key: %d", code)
+	}
+}
+
+// TestHealthWhileLoading: 503 until the backend is set; generation too.
+func TestHealthWhileLoading(t *testing.T) {
+	ts := startServer(t, serverConfig{NotLoaded: true})
+	if code, _, data := call(t, "GET", ts.URL+"/health", "", ""); code != 503 || !strings.Contains(string(data), "loading") {
+		t.Errorf("health while loading: %d %s", code, data)
+	}
+	if code, h, _ := call(t, "POST", ts.URL+"/v1/completions", "", `{"prompt": "x"}`); code != 503 || h.Get("Retry-After") == "" {
+		t.Errorf("a completion while loading: %d", code)
+	}
+	ts.Server.SetBackend(ts.backend())
+	if code, _, _ := call(t, "GET", ts.URL+"/health", "", ""); code != 200 {
+		t.Errorf("health once loaded: %d", code)
+	}
+}
+
+// metric reads one series of /metrics.
+func metric(t *testing.T, ts *testServer, name string) float64 {
+	t.Helper()
+	_, _, data := call(t, "GET", ts.URL+"/metrics", "", "")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("no series %s in /metrics", name)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// TestConcurrentRequests: 200 concurrent requests all complete, batched;
+// the metrics count them.
+func TestConcurrentRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("200 requests (-short)")
+	}
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512, MaxQueue: 256}})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range 200 {
+		wg.Go(func() {
+			stream := i%2 == 0
+			code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0.8, "seed": %d, "stream": %v}`, i, stream))
+			mu.Lock()
+			statuses[code]++
+			mu.Unlock()
+			if code == 200 && stream && !strings.HasSuffix(strings.TrimSpace(string(data)), "data: [DONE]") {
+				t.Errorf("request %d: stream not finished", i)
+			}
+		})
+	}
+	wg.Wait()
+	if statuses[200] != 200 {
+		t.Errorf("statuses %v, want 200 × 200", statuses)
+	}
+	if got := metric(t, ts, `gptqtool_requests_finished_total{reason="length"}`); got != 200 {
+		t.Errorf("finished requests metric %v", got)
+	}
+	if got := metric(t, ts, "gptqtool_generation_tokens_total"); got != 200*12 {
+		t.Errorf("generated tokens metric %v", got)
+	}
+}
+
+// TestQueueFull: past the queue the server answers 429 with Retry-After.
+func TestQueueFull(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048, MaxQueue: 1, MaxRunning: 1}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Hold the batch, then the queue, with long streams (seconds each on the
+	// CPU), one after the other.
+	for i := range 2 {
+		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true}`))
+		go func() {
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}()
+		deadline := time.Now().Add(5 * time.Second)
+		for st := ts.Engine.Stats(); st.Running+st.Queued < i+1; st = ts.Engine.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream %d never started: %+v", i, st)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", `{"prompt": "x", "max_tokens": 1}`)
+	if code != 429 || h.Get("Retry-After") == "" || decode(t, data).Error == nil {
+		t.Errorf("a request past the queue: %d, Retry-After %q, %s", code, h.Get("Retry-After"), data)
+	}
+}
+
+// TestCancelFreesSlot: a client that goes away mid-stream frees its KV
+// blocks and its place in the batch, as /metrics shows.
+func TestCancelFreesSlot(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(resp.Body)
+	br.ReadString('\n') // the stream has started
+	if metric(t, ts, "gptqtool_running_sequences") != 1 || metric(t, ts, "gptqtool_kv_cache_blocks_used") == 0 {
+		t.Fatalf("no running sequence while streaming")
+	}
+	cancel()
+	resp.Body.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for metric(t, ts, "gptqtool_running_sequences") != 0 || metric(t, ts, "gptqtool_kv_cache_blocks_used") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the cancelled request still holds its slot")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if metric(t, ts, `gptqtool_requests_finished_total{reason="cancelled"}`) != 1 {
+		t.Errorf("the cancellation is not counted")
+	}
+}
+
+// TestGracefulShutdown: on shutdown, requests in flight finish, new ones
+// are refused, and the server stops.
+func TestGracefulShutdown(t *testing.T) {
+	ts := startServer(t, serverConfig{Grace: 2 * time.Minute})
+	type result struct {
+		code int
+		data []byte
+	}
+	res := make(chan result, 3)
+	for range 3 {
+		go func() {
+			code, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}`)
+			res <- result{code, data}
+		}()
+	}
+	for metric(t, ts, "gptqtool_running_sequences") < 3 {
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.Stop() }()
+	for range 3 {
+		r := <-res
+		c := decode(t, r.data)
+		if r.code != 200 || *c.Choices[0].FinishReason != "length" || c.Usage.Completion != 200 {
+			t.Errorf("a request in flight at shutdown: %d %s", r.code, r.data)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if _, err := http.Post(ts.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "x"}`)); err == nil {
+		t.Errorf("the server still accepts connections after shutdown")
+	}
+}
+
+// TestShutdownDeadline: what is still running when the grace period ends
+// is cut, and the stream says so (finish_reason abort) before [DONE].
+func TestShutdownDeadline(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}, Grace: 100 * time.Millisecond})
+	done := make(chan []byte, 1)
+	go func() {
+		_, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true, "temperature": 0}`)
+		done <- data
+	}()
+	for metric(t, ts, "gptqtool_running_sequences") < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := ts.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	data := <-done
+	_, chunks := streamText(t, data, false)
+	last := chunks[len(chunks)-1].Choices[0]
+	if last.FinishReason == nil || *last.FinishReason != "abort" {
+		t.Errorf("a stream cut at shutdown ends with %v", last.FinishReason)
+	}
+}

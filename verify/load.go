@@ -1,0 +1,209 @@
+package verify
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LoadOptions configure LoadTest.
+type LoadOptions struct {
+	// URL is the server's base URL ("http://127.0.0.1:18888").
+	URL, APIKey, Model string
+	// Concurrency streams run at once; Requests in all (0: Concurrency).
+	Concurrency, Requests int
+	// MaxTokens per request; every request is asked to generate exactly
+	// that many (ignore_eos is not in the API, so a stop ends a request
+	// early and counts what it made).
+	MaxTokens int
+	// Prompt is the text of every request (a chat user message with Chat).
+	Prompt      string
+	Chat        bool
+	Temperature float64
+}
+
+// Latency summarises durations in seconds.
+type Latency struct {
+	Mean float64 `json:"mean_s"`
+	P50  float64 `json:"p50_s"`
+	P90  float64 `json:"p90_s"`
+	P99  float64 `json:"p99_s"`
+	Max  float64 `json:"max_s"`
+}
+
+// LoadResult is what LoadTest measured.
+type LoadResult struct {
+	Requests         int     `json:"requests"`
+	Errors           int     `json:"errors"`
+	FirstError       string  `json:"first_error,omitempty"`
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	Seconds          float64 `json:"seconds"`
+	// TokensPerSecond is the completion tokens of all requests over the wall time.
+	TokensPerSecond float64 `json:"tokens_per_second"`
+	TTFT            Latency `json:"time_to_first_token"`
+	ITL             Latency `json:"inter_token_latency"`
+}
+
+func summarise(d []float64) Latency {
+	if len(d) == 0 {
+		return Latency{}
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 { return d[min(len(d)-1, int(math.Ceil(p*float64(len(d))))-1)] }
+	var sum float64
+	for _, v := range d {
+		sum += v
+	}
+	return Latency{Mean: sum / float64(len(d)), P50: q(0.5), P90: q(0.9), P99: q(0.99), Max: d[len(d)-1]}
+}
+
+// LoadTest runs streamed completions against an OpenAI-compatible server
+// (gptqtool serve, vLLM, ...) with Concurrency requests in flight, and
+// measures the aggregate generation rate, the time to first token and the
+// time between tokens (between content chunks) as a client sees them.
+func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
+	if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.URL == "" {
+		return nil, fmt.Errorf("load: want a URL, a positive concurrency and max tokens")
+	}
+	if o.Requests <= 0 {
+		o.Requests = o.Concurrency
+	}
+	path, body := "/v1/completions", map[string]any{"prompt": o.Prompt}
+	if o.Chat {
+		path, body = "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": o.Prompt}}}
+	}
+	body["max_tokens"], body["temperature"], body["stream"] = o.MaxTokens, o.Temperature, true
+	body["stream_options"] = map[string]bool{"include_usage": true}
+	if o.Model != "" {
+		body["model"] = o.Model
+	}
+	payload, _ := json.Marshal(body)
+	res := &LoadResult{Requests: o.Requests}
+	var mu sync.Mutex
+	var ttft, itl []float64
+	next := make(chan int, o.Requests)
+	for i := range o.Requests {
+		next <- i
+	}
+	close(next)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Concurrency, MaxConnsPerHost: 0}}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range o.Concurrency {
+		wg.Go(func() {
+			for range next {
+				r, err := stream(ctx, client, o, path, payload)
+				mu.Lock()
+				if err != nil {
+					res.Errors++
+					if res.FirstError == "" {
+						res.FirstError = err.Error()
+					}
+				} else {
+					res.PromptTokens += r.prompt
+					res.CompletionTokens += r.completion
+					ttft = append(ttft, r.ttft)
+					itl = append(itl, r.gaps...)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	res.Seconds = time.Since(start).Seconds()
+	if res.Seconds > 0 {
+		res.TokensPerSecond = float64(res.CompletionTokens) / res.Seconds
+	}
+	res.TTFT, res.ITL = summarise(ttft), summarise(itl)
+	return res, ctx.Err()
+}
+
+type streamResult struct {
+	prompt, completion int
+	ttft               float64
+	gaps               []float64
+}
+
+// stream runs one streamed request and times its content chunks.
+func stream(ctx context.Context, client *http.Client, o LoadOptions, path string, payload []byte) (*streamResult, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.URL, "/")+path, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	}
+	t0 := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var b bytes.Buffer
+		b.ReadFrom(resp.Body)
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(b.String()))
+	}
+	r := &streamResult{}
+	var last time.Time
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	done := false
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		if data == "[DONE]" {
+			done = true
+			break
+		}
+		var chunk struct {
+			Choices []struct {
+				Text  string `json:"text"`
+				Delta struct {
+					Content string `json:"content"`
+				} `json:"delta"`
+			} `json:"choices"`
+			Usage *struct {
+				Prompt     int `json:"prompt_tokens"`
+				Completion int `json:"completion_tokens"`
+			} `json:"usage"`
+		}
+		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
+			return nil, fmt.Errorf("chunk %q: %w", data, err)
+		}
+		if chunk.Usage != nil {
+			r.prompt, r.completion = chunk.Usage.Prompt, chunk.Usage.Completion
+		}
+		for _, c := range chunk.Choices {
+			if c.Text == "" && c.Delta.Content == "" {
+				continue
+			}
+			now := time.Now()
+			if last.IsZero() {
+				r.ttft = now.Sub(t0).Seconds()
+			} else {
+				r.gaps = append(r.gaps, now.Sub(last).Seconds())
+			}
+			last = now
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if !done {
+		return nil, fmt.Errorf("the stream ended without [DONE]")
+	}
+	return r, nil
+}

@@ -1,0 +1,61 @@
+package verify_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/server"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+// TestLoadTest runs the load generator against a real server on loopback.
+func TestLoadTest(t *testing.T) {
+	dir := fixtures.Path(t, "models/stories260K-hf-mistral")
+	m, err := model.Load(dir, cpu.New(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := server.New(server.Options{ModelName: "stories", APIKeys: []string{"k"}})
+	e, err := engine.New(engine.Options{Model: m, Blocks: 256, MaxLen: 512, Observer: s.Observer()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetBackend(&server.Backend{Engine: e, Tokenizer: tok, Temperature: 1, TopP: 1})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- server.Run(ctx, ln, s, func() *engine.Engine { return e }, time.Second) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	r, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String(), APIKey: "k",
+		Concurrency: 8, Requests: 16, MaxTokens: 20, Prompt: "Once upon a time", Temperature: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 0 || r.CompletionTokens != 16*20 || r.PromptTokens != 16*5 || r.TokensPerSecond <= 0 ||
+		!(r.TTFT.P50 > 0) || r.TTFT.P99 < r.TTFT.P50 || !(r.ITL.Mean > 0) {
+		t.Errorf("load result %+v", r)
+	}
+	bad, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String(), APIKey: "wrong",
+		Concurrency: 2, MaxTokens: 5, Prompt: "x"})
+	if err != nil || bad.Errors != 2 || bad.FirstError == "" {
+		t.Errorf("with a wrong key: %+v, %v", bad, err)
+	}
+}
