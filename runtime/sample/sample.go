@@ -58,6 +58,9 @@ func (s *Sampler) Sample(logits []float32) int {
 	if o.Temperature <= 0 || o.TopK == 1 {
 		return Greedy(logits)
 	}
+	if o.TopK == 0 && (o.TopP <= 0 || o.TopP >= 1) {
+		return s.sampleAll(logits)
+	}
 	c := s.cands[:0]
 	for id, v := range logits {
 		if v == v {
@@ -108,4 +111,38 @@ func (s *Sampler) Sample(logits []float32) int {
 		}
 	}
 	return c[len(c)-1].id
+}
+
+// sampleAll draws from the whole softmax(logits/T) without sorting (no top-k
+// or top-p to apply): one pass for the max, one for the sum, one to draw.
+func (s *Sampler) sampleAll(logits []float32) int {
+	t := s.opts.Temperature
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		if v == v {
+			mx = math.Max(mx, float64(v)/t)
+		}
+	}
+	if math.IsInf(mx, -1) {
+		return 0
+	}
+	var sum float64
+	for _, v := range logits {
+		if v == v {
+			sum += math.Exp(float64(v)/t - mx)
+		}
+	}
+	r := s.rng.Float64() * sum
+	last := 0
+	for id, v := range logits {
+		if v != v {
+			continue
+		}
+		last = id
+		r -= math.Exp(float64(v)/t - mx)
+		if r < 0 {
+			return id
+		}
+	}
+	return last
 }
