@@ -115,6 +115,9 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		return nil, err
 	}
 	defer set.Close()
+	if err := model.CheckWeights(set, cfg, nil); err != nil {
+		return nil, err
+	}
 	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package verify
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -108,6 +109,11 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	add("g_idx consistent with group size and act order", gidxP, nMod)
 	add("scales finite and positive", scaleP, nMod)
 	add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
+	var extraP []string
+	for _, n := range model.Unexplained(set.Names(), cfg, qc) {
+		extraP = append(extraP, fmt.Sprintf("%s: not explained by %s (num_hidden_layers %d)", n, filepath.Base(cfg.File), cfg.NumHiddenLayers))
+	}
+	add("every tensor explained by config.json", extraP, fmt.Sprintf("%d tensors", len(set.Names())))
 	r.Loaders = gptq.Loaders(*qc, shapes)
 	r.OK = true
 	for _, c := range r.Checks {
@@ -158,7 +164,10 @@ func readLinear(set *safetensors.Set, name string, K, N int, qc *gptq.QuantizeCo
 	if lin.GIdx, err = ts[3].Int32(); err != nil {
 		return nil, err
 	}
-	return lin, lin.Validate(name)
+	if err := lin.Validate(name); err != nil && !errors.Is(err, gptq.ErrBadScale) {
+		return nil, err
+	}
+	return lin, nil // damaged scales are the scale check's to report
 }
 
 // symZeroProblem checks that every zero point of a sym checkpoint is

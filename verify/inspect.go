@@ -11,6 +11,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // Report describes a checkpoint directory: its architecture and shape (with
@@ -32,8 +33,12 @@ type Report struct {
 	SlidingWindow         int      `json:"sliding_window"` // 0: none
 	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
 	TorchDType            string   `json:"torch_dtype"`
-	// NumParameters is the parameter count of the (unquantized) architecture.
+	// NumParameters counts the parameters the weight files hold (a
+	// quantized Linear counts K·N, as unquantized).
 	NumParameters int64 `json:"num_parameters"`
+	// ConfigParameters is the count config.json implies; it differs from
+	// NumParameters when the two disagree (see Problems).
+	ConfigParameters int64 `json:"config_parameters"`
 	// TensorElements is the sum of the stored tensors' element counts; equal
 	// to NumParameters for an unquantized checkpoint.
 	TensorElements int64          `json:"tensor_elements"`
@@ -42,6 +47,9 @@ type Report struct {
 	Files          []string       `json:"files"`
 	SizeBytes      int64          `json:"size_bytes"` // weight files on disk
 	Quantization   *Quantization  `json:"quantization_config,omitempty"`
+	// Problems are disagreements between config.json and the weight files
+	// (tensors the config does not explain, parameter counts that differ).
+	Problems []string `json:"problems,omitempty"`
 }
 
 // Quantization is the GPTQ part of a Report.
@@ -77,7 +85,7 @@ func Inspect(dir string) (*Report, error) {
 		NumAttentionHeads: cfg.NumAttentionHeads, NumKeyValueHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
 		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta,
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
-		NumParameters: cfg.NumParameters(), DTypes: map[string]int{},
+		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
 	}
 	var shapes []gptq.LinearShape
 	for _, name := range set.Names() {
@@ -88,11 +96,18 @@ func Inspect(dir string) (*Report, error) {
 		r.NumTensors++
 		r.DTypes[string(t.DType)]++
 		r.TensorElements += int64(t.NumElements())
-		if strings.HasSuffix(name, ".qweight") {
+		switch {
+		case strings.HasSuffix(name, ".qweight"):
 			mod := strings.TrimSuffix(name, ".qweight")
 			if g, err := set.Tensor(mod + ".g_idx"); err == nil && len(t.Shape) == 2 && len(g.Shape) == 1 {
 				shapes = append(shapes, gptq.LinearShape{Name: mod, K: g.Shape[0], N: t.Shape[1]})
+				r.NumParameters += int64(g.Shape[0]) * int64(t.Shape[1])
 			}
+		case strings.HasSuffix(name, ".qzeros"), strings.HasSuffix(name, ".scales"), strings.HasSuffix(name, ".g_idx"),
+			strings.HasSuffix(name, ".rotary_emb.inv_freq"), name == "lm_head.weight" && cfg.TieWordEmbeddings:
+			// quantization parameters, buffers and a duplicate of tied weights
+		default:
+			r.NumParameters += int64(t.NumElements())
 		}
 	}
 	for _, f := range set.Files() {
@@ -105,6 +120,14 @@ func Inspect(dir string) (*Report, error) {
 	}
 	sort.Strings(r.Files)
 	qc, src, err := gptq.ReadQuantizeConfig(dir)
+	if err == nil || errors.Is(err, gptq.ErrNotQuantized) {
+		if err := model.CheckWeights(set, cfg, qc); err != nil {
+			r.Problems = append(r.Problems, err.Error())
+		}
+	}
+	if r.NumParameters != r.ConfigParameters {
+		r.Problems = append(r.Problems, fmt.Sprintf("the weight files hold %d parameters, %s implies %d", r.NumParameters, cfg.File, r.ConfigParameters))
+	}
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):
 		if len(shapes) > 0 {

@@ -67,8 +67,18 @@ func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts Perplexit
 				}
 			}
 			n += len(win)
-			nllM += meanNLL(lm, win, vocab)
-			nllB += meanNLL(lb, win, vocab)
+			m, b := meanNLL(lm, win, vocab), meanNLL(lb, win, vocab)
+			if err := finite("kl", w0+i, "mean NLL", m); err != nil {
+				return err
+			}
+			if err := finite("kl", w0+i, "the baseline's mean NLL", b); err != nil {
+				return err
+			}
+			if err := finite("kl", w0+i, "KL", klSum); err != nil {
+				return err
+			}
+			nllM += m
+			nllB += b
 			if opts.Progress != nil {
 				opts.Progress(w0+i+1, nw)
 			}

@@ -2,6 +2,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	goruntime "runtime"
@@ -109,6 +110,9 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 				return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)
 			}
 			for i, nll := range nlls {
+				if err := finite("perplexity", w0+i, "mean NLL", mean(nll)); err != nil {
+					return err
+				}
 				sum += mean(nll)
 				if opts.Progress != nil {
 					opts.Progress(w0+i+1, nw)
@@ -121,7 +125,11 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 			return fmt.Errorf("perplexity: windows %d-%d: %w", w0, w0+len(wins)-1, err)
 		}
 		for i, win := range wins {
-			sum += meanNLL(logits[i], win, vocab)
+			nll := meanNLL(logits[i], win, vocab)
+			if err := finite("perplexity", w0+i, "mean NLL", nll); err != nil {
+				return err
+			}
+			sum += nll
 			if opts.Progress != nil {
 				opts.Progress(w0+i+1, nw)
 			}
@@ -141,6 +149,19 @@ func Perplexity(ctx context.Context, m *model.Model, ids []int, opts PerplexityO
 		r.TokensPerSec = float64(r.Tokens) / secs
 	}
 	return r, nil
+}
+
+// ErrNonFinite is wrapped by errors about a NaN or infinite score: the
+// model produced NaN or infinite logits, which no perplexity or KL can be
+// reported for.
+var ErrNonFinite = errors.New("non-finite result")
+
+// finite returns an error naming the window unless v is finite.
+func finite(op string, window int, what string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Errorf("%s: window %d: %w: %s is %v (the model's logits hold NaN or Inf: a damaged checkpoint?)", op, window, ErrNonFinite, what, v)
+	}
+	return nil
 }
 
 // meanNLL is the mean cross-entropy of win[1:] given logits [len(win),

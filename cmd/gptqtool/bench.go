@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -42,6 +44,9 @@ token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
 			}
 			if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.Requests < 0 {
 				return usageError{errors.New("--concurrency and --max-tokens must be positive, --requests 0 or more")}
+			}
+			if !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0) {
+				return usageError{fmt.Errorf("--temperature %v: want a finite value >= 0", o.Temperature)}
 			}
 			r, err := verify.LoadTest(cmd.Context(), o)
 			if err != nil {

@@ -118,6 +118,11 @@ func TestUsageErrors(t *testing.T) {
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--max-windows", "-3"},
 		{"verify", "perplexity"},
 		{"no-such-command"},
+		// NaN fails every comparison: refused explicitly (issue 11, finding 7).
+		{"generate", "--model", model, "--prompt", "x", "--temperature", "NaN"},
+		{"generate", "--model", model, "--prompt", "x", "--temperature", "+Inf"},
+		{"generate", "--model", model, "--prompt", "x", "--top-p", "NaN"},
+		{"bench", "serve", "--url", "http://127.0.0.1:1", "--temperature", "NaN"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ type generateOptions struct {
 	topK        int
 	seed        uint64
 	chat        bool
+	template    string
 	json        bool
 	ids         bool
 	device      string
@@ -62,6 +64,7 @@ JSON document with both and the text.`,
 	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 = all)")
 	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling")
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
+	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: recognised from tokenizer_config.json; setting it implies --chat)")
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)
@@ -89,11 +92,11 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	switch {
 	case o.maxTokens <= 0:
 		return usageError{fmt.Errorf("generate: --max-tokens %d: want > 0", o.maxTokens)}
-	case o.temperature < 0:
-		return usageError{fmt.Errorf("generate: --temperature %v: want >= 0", o.temperature)}
+	case !(o.temperature >= 0) || math.IsInf(o.temperature, 0): // NaN fails every comparison
+		return usageError{fmt.Errorf("generate: --temperature %v: want a finite value >= 0 (0 is greedy)", o.temperature)}
 	case o.topK < 0:
 		return usageError{fmt.Errorf("generate: --top-k %d: want >= 0", o.topK)}
-	case o.topP <= 0 || o.topP > 1:
+	case !(o.topP > 0 && o.topP <= 1):
 		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
 	case o.json && o.ids:
 		return usageError{errors.New("generate: --json and --ids exclude each other")}
@@ -111,9 +114,9 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return fmt.Errorf("generate: %w", err)
 	}
 	var promptIDs []int
-	if o.chat {
+	if o.chat || o.template != "" {
 		promptIDs, err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: prompt}},
-			tokenizer.ChatOptions{AddGenerationPrompt: true})
+			tokenizer.ChatOptions{Template: o.template, AddGenerationPrompt: true})
 	} else {
 		promptIDs, err = tok.Encode(prompt)
 		if err == nil && tok.AddBOS() && tok.BOS() >= 0 {

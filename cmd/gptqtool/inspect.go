@@ -57,6 +57,9 @@ func printReport(w io.Writer, r *verify.Report) {
 	}
 	fmt.Fprintf(w, "  vocab          %d, head %s\n", r.VocabSize, head)
 	fmt.Fprintf(w, "  parameters     %d (%s)\n", r.NumParameters, humanCount(r.NumParameters))
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  PROBLEM        %s\n", p)
+	}
 	var dts []string
 	for d, n := range r.DTypes {
 		dts = append(dts, fmt.Sprintf("%s×%d", d, n))

@@ -160,6 +160,21 @@ func (l *Linear) Validate(name string) error {
 			return fmt.Errorf("%s.g_idx: g_idx[%d]=%d out of range [0, %d)", name, k, g, G)
 		}
 	}
+	return checkScales(name, l.Scales, l.N)
+}
+
+// checkScales refuses scales that no quantizer writes and that would turn
+// every weight of their group into NaN, Inf or 0: a damaged checkpoint.
+// scales [G, N] float16 bits.
+func checkScales(name string, scales []uint16, N int) error {
+	for i, h := range scales {
+		switch f := float16.Frombits(h); {
+		case f.IsNaN(), f.IsInf(0):
+			return fmt.Errorf("%s.scales: %w: scales[%d][%d] is %v, want a finite non-zero value", name, ErrBadScale, i/N, i%N, f.Float32())
+		case f.Float32() == 0:
+			return fmt.Errorf("%s.scales: %w: scales[%d][%d] is 0, want a finite non-zero value", name, ErrBadScale, i/N, i%N)
+		}
+	}
 	return nil
 }
 

@@ -251,6 +251,12 @@ func TestValidate(t *testing.T) {
 		{"negative g_idx", func(l *Linear) { l.GIdx[0] = -1 }, "g_idx[0]=-1"},
 		{"bad format", func(l *Linear) { l.Format = "marlin" }, "checkpoint format"},
 		{"bad bits", func(l *Linear) { l.Bits = 5 }, "bits 5"},
+		// fp16 bit patterns: NaN 0x7e00, +Inf 0x7c00, -Inf 0xfc00, +0, -0.
+		{"NaN scale", func(l *Linear) { l.Scales[3] = 0x7e00 }, "layers.0.q_proj.scales: damaged scale: scales[0][3] is NaN"},
+		{"Inf scale", func(l *Linear) { l.Scales[9] = 0x7c00 }, "scales[1][1] is +Inf"},
+		{"-Inf scale", func(l *Linear) { l.Scales[0] = 0xfc00 }, "scales[0][0] is -Inf"},
+		{"zero scale", func(l *Linear) { l.Scales[15] = 0 }, "scales[1][7] is 0"},
+		{"negative zero scale", func(l *Linear) { l.Scales[2] = 0x8000 }, "scales[0][2] is 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,6 +21,10 @@ const (
 // the packed layout.
 var ErrShape = errors.New("invalid shape")
 
+// ErrBadScale is wrapped by errors about scales that are NaN, infinite or
+// zero: no quantizer writes them, and they make their group's weights NaN or 0.
+var ErrBadScale = errors.New("damaged scale")
+
 // maxElems bounds K*N so that index arithmetic cannot overflow and a corrupt
 // header cannot ask for an absurd allocation (2^34 codes = 16 GiB).
 const maxElems = 1 << 34

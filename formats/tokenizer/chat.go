@@ -57,11 +57,11 @@ func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
 		return "", fmt.Errorf("tokenizer: chat template %q: %w (known: openchat, openchat-math)", opts.Template, ErrUnknownTemplate)
 	}
 	if t.chatTemplate == "" {
-		return "", fmt.Errorf("tokenizer: tokenizer_config.json has no chat_template: set the template (openchat, openchat-math)")
+		return "", fmt.Errorf("tokenizer: tokenizer_config.json has no chat_template: name one with --chat-template (openchat, openchat-math)")
 	}
 	name, ok := knownTemplates[squeeze(t.chatTemplate)]
 	if !ok {
-		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w (known: openchat, openchat-math; set the template explicitly)", ErrUnknownTemplate)
+		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w (known: openchat, openchat-math; name one with --chat-template)", ErrUnknownTemplate)
 	}
 	return name, nil
 }

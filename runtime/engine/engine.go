@@ -374,6 +374,10 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 // emit samples the next token of s from logits and sends it, or ends s.
 func (e *Engine) emit(s *seq, logits []float32) {
 	p := s.req.Params
+	if i := sample.NonFinite(logits); i >= 0 {
+		e.finish(s, "error", fmt.Errorf("engine: %w: logit %d after %d tokens is %v", sample.ErrNonFinite, i, s.gen, logits[i]))
+		return
+	}
 	var ev Event
 	if p.Logprobs {
 		ev.Top = topLogprobs(logits, max(p.TopLogprobs, 1))

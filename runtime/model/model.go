@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -98,6 +100,9 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckWeights(w, cfg, quant); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	m := &Model{Config: cfg, Quant: quant, b: b, d: d, bd: binder{w: w, b: b, quant: quant}}
 	fail := func(err error) (*Model, error) {
 		m.bd.free()
@@ -125,6 +130,24 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		return fail(err)
 	}
 	return m, nil
+}
+
+// CheckWeights refuses weights holding tensors cfg does not explain, where
+// w can list its tensors (a safetensors.Set can).
+func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
+	lister, ok := w.(interface{ Names() []string })
+	if !ok {
+		return nil
+	}
+	where := "weights"
+	if f, ok := w.(interface{ Files() []string }); ok {
+		if files := f.Files(); len(files) == 1 {
+			where = files[0]
+		} else if len(files) > 1 {
+			where = filepath.Dir(files[0]) + " (" + strconv.Itoa(len(files)) + " files)"
+		}
+	}
+	return CheckExplained(where, lister.Names(), cfg, quant)
 }
 
 // Backend returns the backend the model runs on.

@@ -183,6 +183,9 @@ func dequantize(w Weights, module string, n, k int, q *gptq.QuantizeConfig) ([]f
 		l.Scales[i] = binary.LittleEndian.Uint16(st.Data[2*i:])
 	}
 	if err := l.Validate(module); err != nil {
+		if errors.Is(err, gptq.ErrBadScale) {
+			return nil, fmt.Errorf("model: %s: %w", st.File, err)
+		}
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	v, err := l.Dequantize()

@@ -35,6 +35,20 @@ type Result struct {
 // without an error.
 var ErrStop = errors.New("sample: stop")
 
+// ErrNonFinite is wrapped by errors about NaN or infinite logits: no token
+// can be sampled from them.
+var ErrNonFinite = errors.New("non-finite logits")
+
+// NonFinite returns the index of the first NaN or infinite value of v, or -1.
+func NonFinite(v []float32) int {
+	for i, x := range v {
+		if x-x != 0 { // NaN or ±Inf
+			return i
+		}
+	}
+	return -1
+}
+
 // Generate runs prompt through m and then samples up to opts.MaxTokens
 // tokens (fewer where the model's max_position_embeddings ends first), one
 // forward step each, with a KV cache sized for prompt plus MaxTokens. fn, if not nil, is called with each generated id as soon as
@@ -63,6 +77,9 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 		logits, err := m.ForwardLast(next, cache, nil)
 		if err != nil {
 			return res, fmt.Errorf("sample: generate: %w", err)
+		}
+		if i := NonFinite(logits); i >= 0 {
+			return res, fmt.Errorf("sample: generate: %w: logit %d of step %d is %v (a damaged checkpoint?)", ErrNonFinite, i, len(res.IDs), logits[i])
 		}
 		id := s.Sample(logits)
 		if len(res.IDs) == 0 && len(next) == len(prompt) {

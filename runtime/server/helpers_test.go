@@ -29,11 +29,11 @@ type testServer struct {
 
 // serverConfig tunes startServer.
 type serverConfig struct {
-	Model      string // fixture path, default models/openchat-tiny
-	Options    Options
-	Engine     engine.Options // Model is filled in
-	NotLoaded  bool           // start without a backend (503 until SetBackend)
-	Grace      time.Duration  // shutdown grace (default 5s)
+	Model     string // fixture path, default models/openchat-tiny
+	Options   Options
+	Engine    engine.Options // Model is filled in
+	NotLoaded bool           // start without a backend (503 until SetBackend)
+	Grace     time.Duration  // shutdown grace (default 5s)
 }
 
 // startServer runs a server for the test on a free loopback port and stops

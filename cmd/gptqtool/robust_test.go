@@ -1,0 +1,254 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// quantizedTiny writes a 4-bit g128 round-to-nearest checkpoint of
+// openchat-tiny (instant) into a fresh directory.
+func quantizedTiny(t *testing.T) (model, out string) {
+	t.Helper()
+	model = fixturePath(t, "models/openchat-tiny")
+	out = filepath.Join(t.TempDir(), "q")
+	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--bits", "4", "--group", "128", "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	return model, out
+}
+
+// rewriteTensor rewrites dir/model.safetensors with fn applied to the
+// bytes of one tensor.
+func rewriteTensor(t *testing.T, dir, name string, fn func(data []byte)) {
+	t.Helper()
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensors []safetensors.Tensor
+	found := false
+	for _, n := range set.Names() {
+		tt, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.Data = append([]byte(nil), tt.Data...)
+		if n == name {
+			fn(tt.Data)
+			found = true
+		}
+		tensors = append(tensors, tt)
+	}
+	set.Close()
+	if !found {
+		t.Fatalf("no tensor %s in %s", name, dir)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestDamagedScalesRefused: a GPTQ checkpoint whose scales hold NaN, Inf
+// or 0 is refused at load by every command that runs it, naming the
+// tensor, and the format check fails on it (issue 11, finding 1).
+func TestDamagedScalesRefused(t *testing.T) {
+	base, clean := quantizedTiny(t)
+	wiki := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
+	const tensor = "model.layers.1.mlp.down_proj.scales"
+	for _, tc := range []struct {
+		name string
+		bits uint16
+		want string
+	}{
+		{"NaN", 0x7e00, "is NaN"},
+		{"Inf", 0x7c00, "is +Inf"},
+		{"zero", 0x0000, "is 0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "q")
+			copyDir(t, clean, dir)
+			rewriteTensor(t, dir, tensor, func(d []byte) { binary.LittleEndian.PutUint16(d[2*37:], tc.bits) })
+			for _, args := range [][]string{
+				{"verify", "perplexity", "--model", dir, "--text", wiki, "--ctx", "128", "--max-windows", "1", "--json"},
+				{"verify", "kl", "--model", dir, "--baseline", base, "--text", wiki, "--ctx", "128", "--max-windows", "1"},
+				{"generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "4"},
+			} {
+				stdout, _, err := run(t, args...)
+				var ue usageError
+				if err == nil || errors.As(err, &ue) {
+					t.Fatalf("%s: err = %v (stdout %q), want a load error", args[0]+" "+args[1], err, stdout)
+				}
+				for _, w := range []string{tensor, "scales[0][37]", tc.want, "model.safetensors"} {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("%s: error %q lacks %q", args[0], err, w)
+					}
+				}
+				if strings.Contains(stdout, "NaN") {
+					t.Errorf("%s printed NaN: %s", args[0], stdout)
+				}
+			}
+			stdout, _, err := run(t, "verify", "format", dir)
+			if err == nil || !strings.Contains(stdout, "FAIL scales finite and positive: "+tensor) {
+				t.Errorf("verify format: err %v\n%s", err, stdout)
+			}
+		})
+	}
+}
+
+// copyDir copies the files of src (no subdirectories) into a new dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestNonFiniteResultIsAnError: a floating-point checkpoint whose weights
+// hold a NaN (nothing to refuse at load: any value is a valid float) gives
+// an error from perplexity, kl and generate, never a printed NaN with exit 0
+// (issue 11, finding 1).
+func TestNonFiniteResultIsAnError(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	dir := filepath.Join(t.TempDir(), "nan")
+	copyDir(t, src, dir)
+	rewriteTensor(t, dir, "model.norm.weight", func(d []byte) { binary.LittleEndian.PutUint32(d[4*5:], 0x7fc00000) })
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("Once upon a time there was a little girl. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"verify", "perplexity", "--model", dir, "--text", text, "--ctx", "64", "--json"},
+		{"verify", "kl", "--model", dir, "--baseline", src, "--text", text, "--ctx", "64", "--json"},
+		{"generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "4", "--json"},
+	} {
+		stdout, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "non-finite") || !strings.Contains(err.Error(), "NaN") {
+			t.Errorf("%s: err = %v, want a non-finite error", strings.Join(args[:2], " "), err)
+		}
+		if stdout != "" {
+			t.Errorf("%s printed a result: %s", strings.Join(args[:2], " "), stdout)
+		}
+	}
+}
+
+// withLayers copies a checkpoint and rewrites its config.json to claim n
+// layers.
+func withLayers(t *testing.T, src string, n int) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "cfg")
+	copyDir(t, src, dir)
+	path := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["num_hidden_layers"] = n
+	raw, _ = json.Marshal(doc)
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestConfigFewerLayersThanWeights: config.json claiming fewer layers than
+// the weights hold is refused by generate, perplexity and quantize (which
+// leaves nothing behind), flagged by inspect (which counts the parameters
+// the files hold) and by the format check (issue 11, finding 2).
+func TestConfigFewerLayersThanWeights(t *testing.T) {
+	dir := withLayers(t, fixturePath(t, "models/stories260K-hf-mistral"), 3)
+	text := filepath.Join(t.TempDir(), "t.txt")
+	os.WriteFile(text, []byte(strings.Repeat("Once upon a time there was a cat. ", 30)), 0o644)
+	out := filepath.Join(t.TempDir(), "q")
+	for _, args := range [][]string{
+		{"generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "3"},
+		{"verify", "perplexity", "--model", dir, "--text", text, "--ctx", "32"},
+		{"quantize", "--model", dir, "--rtn", "--bits", "8", "--group", "-1", "--out", out},
+	} {
+		_, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "model.layers.3.") || !strings.Contains(err.Error(), "hold 5 layers") || !strings.Contains(err.Error(), "num_hidden_layers 3") {
+			t.Errorf("%s: err = %v, want a refusal naming the layers the config leaves out", args[0], err)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("quantize left %v behind", entries)
+	}
+	stdout, _, err := run(t, "inspect", "--json", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		NumParameters    int64    `json:"num_parameters"`
+		ConfigParameters int64    `json:"config_parameters"`
+		Problems         []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.NumParameters != 292800 || rep.ConfigParameters != 201920 || len(rep.Problems) != 2 {
+		t.Errorf("inspect: %+v, want 292800 parameters held, 201920 implied and 2 problems", rep)
+	}
+	stdout, _, _ = run(t, "inspect", dir)
+	if !strings.Contains(stdout, "PROBLEM") || !strings.Contains(stdout, "292800") {
+		t.Errorf("inspect text does not flag the disagreement:\n%s", stdout)
+	}
+
+	// A quantized checkpoint whose config was cut afterwards fails the
+	// format check.
+	_, q := quantizedTiny(t)
+	cut := withLayers(t, q, 5)
+	stdout, _, err = run(t, "verify", "format", cut)
+	if err == nil || !strings.Contains(stdout, "FAIL every tensor explained by config.json: model.layers.5.") {
+		t.Errorf("verify format of a cut config: err %v\n%s", err, stdout)
+	}
+}
+
+// TestGenerateChatTemplate: generate takes --chat-template like tokenize,
+// calibrate and serve, and renders the prompt with it (issue 11, finding 8).
+func TestGenerateChatTemplate(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	msgs := filepath.Join(t.TempDir(), "m.json")
+	os.WriteFile(msgs, []byte(`[{"role":"user","content":"Hello"}]`), 0o644)
+	for _, tmpl := range []string{"openchat", "openchat-math"} {
+		want, _, err := run(t, "tokenize", "--model", model, "--chat", msgs, "--chat-template", tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := run(t, "generate", "--model", model, "--prompt", "Hello", "--chat-template", tmpl, "--max-tokens", "1", "--ids")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(got, strings.TrimSpace(want)+" ") {
+			t.Errorf("%s: generate ids %q do not start with the rendered prompt %q", tmpl, got, want)
+		}
+	}
+	if _, _, err := run(t, "generate", "--model", model, "--prompt", "x", "--chat-template", "llama3"); err == nil || !strings.Contains(err.Error(), "llama3") {
+		t.Errorf("unknown template: err = %v", err)
+	}
+}

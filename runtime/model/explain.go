@@ -1,0 +1,103 @@
+package model
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+)
+
+// ErrUnexplained is wrapped by CheckExplained's error.
+var ErrUnexplained = fmt.Errorf("tensors that the config does not explain")
+
+// Unexplained returns the tensor names that a checkpoint of cfg (GPTQ with
+// quant, nil for floating point) has no place for, in the order given: a
+// layer past num_hidden_layers, a module the architecture does not have, a
+// stray tensor. Buffers that older transformers saved
+// (self_attn.rotary_emb.inv_freq) and an lm_head.weight kept beside tied
+// embeddings are tolerated: loaders ignore them.
+func Unexplained(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []string {
+	var out []string
+	for _, n := range names {
+		if !explained(n, cfg, quant) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bool {
+	switch name {
+	case "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight":
+		return true
+	}
+	if rest, ok := strings.CutPrefix(name, "lm_head."); ok {
+		return quant != nil && quant.LMHead && gptqTensor(rest)
+	}
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return false
+	}
+	idx, rest, ok := strings.Cut(rest, ".")
+	li, err := strconv.Atoi(idx)
+	if !ok || err != nil || li < 0 || li >= cfg.NumHiddenLayers || strconv.Itoa(li) != idx {
+		return false
+	}
+	switch rest {
+	case "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.rotary_emb.inv_freq":
+		return true
+	}
+	for _, m := range LinearModules {
+		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
+			return suffix == "weight" || suffix == "bias" || (quant != nil && gptqTensor(suffix))
+		}
+	}
+	return false
+}
+
+func gptqTensor(suffix string) bool {
+	switch suffix {
+	case "qweight", "qzeros", "scales", "g_idx", "bias":
+		return true
+	}
+	return false
+}
+
+// CheckExplained returns an error naming the tensors of names (from file,
+// for the message) that cfg does not explain, or nil. A checkpoint whose
+// config.json gives fewer layers than its weights hold would otherwise run,
+// or be quantized, as a truncated model.
+func CheckExplained(file string, names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
+	extra := Unexplained(names, cfg, quant)
+	if len(extra) == 0 {
+		return nil
+	}
+	shown := extra[:min(len(extra), 4)]
+	more := ""
+	if len(extra) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(extra)-len(shown))
+	}
+	hint := ""
+	if maxLayer := layersHeld(extra); maxLayer >= cfg.NumHiddenLayers {
+		hint = fmt.Sprintf(": the weights hold %d layers, %s says num_hidden_layers %d", maxLayer+1, cfg.File, cfg.NumHiddenLayers)
+	}
+	return fmt.Errorf("%s: %d %w (%s%s)%s", file, len(extra), ErrUnexplained, strings.Join(shown, ", "), more, hint)
+}
+
+// layersHeld is the largest layer index among names, -1 if none.
+func layersHeld(names []string) int {
+	most := -1
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, "model.layers.")
+		if !ok {
+			continue
+		}
+		idx, _, _ := strings.Cut(rest, ".")
+		if li, err := strconv.Atoi(idx); err == nil && li > most {
+			most = li
+		}
+	}
+	return most
+}
