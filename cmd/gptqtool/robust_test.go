@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -250,5 +251,66 @@ func TestGenerateChatTemplate(t *testing.T) {
 	}
 	if _, _, err := run(t, "generate", "--model", model, "--prompt", "x", "--chat-template", "llama3"); err == nil || !strings.Contains(err.Error(), "llama3") {
 		t.Errorf("unknown template: err = %v", err)
+	}
+}
+
+// TestJSONKeysSnakeCase: every key of inspect's and verify format's JSON
+// documents is snake_case, the loader entries included (issue 11, finding
+// 8). The dtypes map is keyed by safetensors dtype names.
+func TestJSONKeysSnakeCase(t *testing.T) {
+	_, q := quantizedTiny(t)
+	snake := regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, c := range v {
+				if !snake.MatchString(k) {
+					t.Errorf("%s: key %q is not snake_case", path, k)
+				}
+				if k != "dtypes" {
+					walk(path+"."+k, c)
+				}
+			}
+		case []any:
+			for _, c := range v {
+				walk(path+"[]", c)
+			}
+		}
+	}
+	for _, args := range [][]string{{"inspect", "--json", q}, {"verify", "format", "--json", q}} {
+		stdout, _, err := run(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc any
+		if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+			t.Fatal(err)
+		}
+		walk(args[0], doc)
+		if !strings.Contains(stdout, `"loader": "ExLlamaV2"`) {
+			t.Errorf("%s: no loader entries:\n%s", args[0], stdout)
+		}
+	}
+}
+
+// TestGoVersionAgrees: the README's "Go X or later" is the go line of
+// go.mod, so that the Go it names builds the module without fetching a
+// newer toolchain (issue 11, finding 8).
+func TestGoVersionAgrees(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^go (\d+\.\d+)(\.0)?$`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatalf("go.mod: no go line of the form 1.N or 1.N.0 (a patch release would make Go 1.N fetch a toolchain)")
+	}
+	if want := "Go " + string(m[1]) + " or later"; !strings.Contains(string(readme), want) {
+		t.Errorf("README.md does not say %q (go.mod: go %s%s)", want, m[1], m[2])
 	}
 }

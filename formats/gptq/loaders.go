@@ -15,9 +15,9 @@ type LinearShape struct {
 // LoaderSupport says whether one loader can run a checkpoint. Reason is short
 // and concrete: why not, or a caveat (kernel chosen, dtype) when OK.
 type LoaderSupport struct {
-	Loader string
-	OK     bool
-	Reason string
+	Loader string `json:"loader"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason"`
 }
 
 // LoaderNames lists the loaders Loaders reports on, in its order (spec §3).
