@@ -378,6 +378,14 @@ func (d *devRun) job(j Job) error {
 		ls := LayerStats{Job: j.Name, Layer: li, Phases: map[string]float64{}}
 		d.layer = &ls
 		ls0 := time.Now()
+		if li < j.Start {
+			if err := d.replay(j, li); err != nil {
+				wr.wait()
+				return err
+			}
+			d.layer = nil
+			continue
+		}
 		mods, err := d.layerOf(j, li)
 		if err != nil {
 			wr.wait()
@@ -404,6 +412,51 @@ func (d *devRun) job(j Job) error {
 	if j.Done != nil {
 		return j.Done(time.Since(start).Seconds())
 	}
+	return nil
+}
+
+// replay runs layer li, quantized by an interrupted run, over x with the
+// passes layerOf makes (no Hessians, no solves), leaving in x bit for bit
+// the output the uninterrupted run computed.
+func (d *devRun) replay(j Job, li int) error {
+	d.done += len(model.LinearModules)
+	if d.opts.Progress != nil {
+		d.opts.Progress(j.Name, d.done, d.total)
+	}
+	if j.RTN {
+		return nil
+	}
+	start := time.Now()
+	layer, err := model.LoadLayerAs(d.w, d.cfg, li, d.b, d.dt)
+	if err != nil {
+		return err
+	}
+	defer layer.Free()
+	if err := j.replayWeights(layer, li); err != nil {
+		return err
+	}
+	d.phase("load", start)
+	type step struct {
+		from model.Stage
+		stop string
+		att  bool
+	}
+	steps := []step{{model.FromInput, "out", false}}
+	if j.TrueSequential {
+		steps = []step{
+			{model.FromInput, "attn_norm", false},
+			{model.FromInput, "attn_out", true},
+			{model.FromAttention, "ffn_norm", true},
+			{model.FromResidual, "ffn_act", false},
+			{model.FromResidual, "out", false},
+		}
+	}
+	for _, s := range steps {
+		if _, err := d.pass(layer, s.from, s.stop, s.att, false, nil); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(d.log, "%s layer %d: replayed (quantized by the interrupted run)\n", j.Name, li)
 	return nil
 }
 

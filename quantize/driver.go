@@ -55,6 +55,36 @@ type Job struct {
 	// Format is the checkpoint format results are packed for (a device
 	// solver packs on the device); "" means gptq (v1).
 	Format gptq.Format
+	// Start, when > 0, resumes an interrupted job: the layers before Start
+	// were quantized by an earlier run, and Replay returns the quantized
+	// weights of one of them ([N, K] per module, as Result.W). The driver
+	// only runs those layers forward, with the passes the uninterrupted run
+	// made, so that the next layer's inputs are bit for bit what that run
+	// computed; Layer is not called for them.
+	Start  int
+	Replay func(layer int) (map[string][]float32, error)
+}
+
+// replayWeights loads layer li's quantized weights from j.Replay into
+// layer.
+func (j Job) replayWeights(layer *model.Layer, li int) error {
+	if j.Replay == nil {
+		return fmt.Errorf("layer %d: resumed at layer %d without the earlier layers' weights", li, j.Start)
+	}
+	ws, err := j.Replay(li)
+	if err != nil {
+		return fmt.Errorf("layer %d: %w", li, err)
+	}
+	for _, m := range model.LinearModules {
+		w, ok := ws[m]
+		if !ok {
+			return fmt.Errorf("layer %d: no replayed weight for %s", li, m)
+		}
+		if err := layer.SetWeight(m, w); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DriverOptions configure Run.
@@ -101,6 +131,9 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 		if err := j.GPTQ.Validate(cfg.HiddenSize); err != nil {
 			return fmt.Errorf("quantize: job %s: %w", j.Name, err)
 		}
+		if j.Start < 0 || j.Start > cfg.NumHiddenLayers {
+			return fmt.Errorf("quantize: job %s: start layer %d of %d", j.Name, j.Start, cfg.NumHiddenLayers)
+		}
 		if len(samples) == 0 && !j.RTN {
 			return fmt.Errorf("quantize: job %s: GPTQ needs calibration samples", j.Name)
 		}
@@ -145,6 +178,12 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 	st := &jobState{job: j, log: log, progress: progress, shared: shared,
 		total: cfg.NumHiddenLayers * len(model.LinearModules)}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
+		if li < j.Start {
+			if err := st.replay(ctx, w, cfg, b, li, xs); err != nil {
+				return err
+			}
+			continue
+		}
 		mods, err := st.layer(ctx, w, cfg, b, li, xs, samples)
 		if err != nil {
 			return err
@@ -169,6 +208,48 @@ type jobState struct {
 	shared   map[string]*Hessian // Hessians every job shares (layer 0's first group)
 	done     int
 	total    int
+}
+
+// replay runs layer li, quantized by an earlier run, over xs with the
+// passes layer makes that shape its output (the attention outputs
+// recorded once q/k/v are quantized, then the output pass), so that xs
+// becomes bit for bit what the uninterrupted run computed.
+func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32) error {
+	j := st.job
+	st.done += len(model.LinearModules)
+	if st.progress != nil {
+		st.progress(j.Name, st.done, st.total)
+	}
+	if j.RTN {
+		return nil // no activations to rebuild
+	}
+	layer, err := model.LoadLayer(w, cfg, li, b)
+	if err != nil {
+		return err
+	}
+	defer layer.Free()
+	if err := j.replayWeights(layer, li); err != nil {
+		return err
+	}
+	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs)), attFinal: true}
+	for s := range xs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if j.TrueSequential {
+			// The o_proj group's Hessian pass recorded the attention output.
+			if _, err := pass.run(s, xs[s], "attn_out", nil); err != nil {
+				return fmt.Errorf("layer %d: %w", li, err)
+			}
+		}
+		out, err := pass.run(s, xs[s], "", nil)
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", li, err)
+		}
+		xs[s] = out
+	}
+	fmt.Fprintf(st.log, "%s layer %d: replayed (quantized by the interrupted run)\n", j.Name, li)
+	return nil
 }
 
 // layer quantizes layer li group by group and replaces xs with the

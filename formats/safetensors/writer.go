@@ -26,6 +26,20 @@ type WriterOptions struct {
 	// Metadata goes into every file's __metadata__; "format":"pt" is always
 	// set, as transformers requires.
 	Metadata map[string]string
+	// Resumable names the temporary shard files after their final names
+	// (".<final>.partial") instead of random ones, so that State and Resume
+	// can continue an interrupted write. dir must then be private to the
+	// writer (a run's own partial directory).
+	Resumable bool
+}
+
+// WriterState is how far a Writer got: every tensor before Next is
+// written, and Written[i] bytes of shard i's data follow its header. A
+// state taken by State after a Sync survives the process (SIGKILL, power
+// loss): Resume continues from it.
+type WriterState struct {
+	Next    int     `json:"next"`
+	Written []int64 `json:"written"`
 }
 
 // Writer streams a checkpoint to disk: the tensors are declared to Create,
@@ -257,8 +271,17 @@ func (s *shard) finish() error {
 // filePerm is the mode of the files the Writer creates.
 const filePerm = 0o644
 
+// partialName is the temporary name of a resumable shard.
+func partialName(final string) string { return "." + final + ".partial" }
+
 func (w *Writer) openShard(s *shard) error {
-	f, err := os.CreateTemp(w.dir, "."+s.final+".*.tmp")
+	var f *os.File
+	var err error
+	if w.opts.Resumable {
+		f, err = os.OpenFile(filepath.Join(w.dir, partialName(s.final)), os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
+	} else {
+		f, err = os.CreateTemp(w.dir, "."+s.final+".*.tmp")
+	}
 	if err != nil {
 		return err
 	}
@@ -272,6 +295,139 @@ func (w *Writer) openShard(s *shard) error {
 		return fmt.Errorf("%s: header: %w", f.Name(), err)
 	}
 	return nil
+}
+
+// Sync makes everything written so far durable (flush and fsync of the
+// shard being written) and returns the state Resume continues from.
+func (w *Writer) Sync() (WriterState, error) {
+	if w.err != nil {
+		return WriterState{}, w.err
+	}
+	if !w.opts.Resumable {
+		return WriterState{}, errors.New("safetensors writer: Sync needs a resumable writer")
+	}
+	st := WriterState{Next: w.next, Written: make([]int64, len(w.shards))}
+	for i, s := range w.shards {
+		st.Written[i] = s.written
+		if s.tmp == nil || s.done {
+			continue
+		}
+		if err := s.buf.Flush(); err != nil {
+			return WriterState{}, w.fail(fmt.Errorf("%s: %w", s.tmp.Name(), err))
+		}
+		if err := s.tmp.Sync(); err != nil {
+			return WriterState{}, w.fail(fmt.Errorf("%s: fsync: %w", s.tmp.Name(), err))
+		}
+	}
+	syncDir(w.dir)
+	return st, nil
+}
+
+// Resume is Create for a resumable write interrupted after state st: the
+// shard files in dir must hold the headers Create would write and at least
+// the data st records; anything past it (a tensor half written when the
+// process died) is cut off, and writing continues with tensor st.Next.
+func Resume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState) (*Writer, error) {
+	opts.Resumable = true
+	w, err := Create(dir, tensors, opts)
+	if err != nil {
+		return nil, err
+	}
+	if st.Next < 0 || st.Next > len(w.tensors) || len(st.Written) != len(w.shards) {
+		return nil, fmt.Errorf("safetensors writer: resume state (tensor %d, %d shards) does not fit %d tensors in %d shards", st.Next, len(st.Written), len(w.tensors), len(w.shards))
+	}
+	for i, s := range w.shards {
+		// The data the state says each shard holds: whole tensors only.
+		var want int64
+		for t := s.first; t < min(s.last, st.Next); t++ {
+			want += w.sizes[t]
+		}
+		if st.Written[i] != want {
+			return nil, fmt.Errorf("safetensors writer: resume state: shard %s holds %d bytes, tensors before %d need %d", s.final, st.Written[i], st.Next, want)
+		}
+		if s.first >= st.Next {
+			continue // not started: opened (and truncated) when reached
+		}
+		path := filepath.Join(dir, partialName(s.final))
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			w.cleanupFiles()
+			return nil, fmt.Errorf("safetensors writer: resume: %w", err)
+		}
+		s.tmp = f
+		head := make([]byte, len(s.header))
+		if _, err := f.ReadAt(head, 0); err != nil || !bytes.Equal(head, s.header) {
+			w.cleanupFiles()
+			return nil, fmt.Errorf("safetensors writer: resume: %s: the header differs from the planned one (written by another plan)", path)
+		}
+		end := int64(len(s.header)) + want
+		if fi, err := f.Stat(); err != nil || fi.Size() < end {
+			w.cleanupFiles()
+			return nil, fmt.Errorf("safetensors writer: resume: %s: shorter than the %d bytes recorded as written", path, end)
+		}
+		if err := f.Truncate(end); err != nil {
+			w.cleanupFiles()
+			return nil, fmt.Errorf("safetensors writer: resume: %s: %w", path, err)
+		}
+		if _, err := f.Seek(end, 0); err != nil {
+			w.cleanupFiles()
+			return nil, fmt.Errorf("safetensors writer: resume: %s: %w", path, err)
+		}
+		s.written = want
+		if st.Next >= s.last {
+			if err := f.Close(); err != nil {
+				w.cleanupFiles()
+				return nil, err
+			}
+			s.done = true
+		} else {
+			s.buf = bufio.NewWriterSize(f, 1<<20)
+		}
+	}
+	w.next = st.Next
+	return w, nil
+}
+
+// ReadBack returns the data of a tensor this writer has already written
+// (resumable writers only), read from its shard file.
+func (w *Writer) ReadBack(name string) ([]byte, error) {
+	i := slices.IndexFunc(w.tensors, func(t TensorInfo) bool { return t.Name == name })
+	if i < 0 || i >= w.next {
+		return nil, fmt.Errorf("safetensors writer: tensor %q: not written yet", name)
+	}
+	s := w.shards[w.shardOf[i]]
+	if s.buf != nil {
+		if err := s.buf.Flush(); err != nil {
+			return nil, w.fail(err)
+		}
+	}
+	off := int64(len(s.header))
+	for t := s.first; t < i; t++ {
+		off += w.sizes[t]
+	}
+	f, err := os.Open(filepath.Join(w.dir, partialName(s.final)))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data := make([]byte, w.sizes[i])
+	if _, err := f.ReadAt(data, off); err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.Name(), name, err)
+	}
+	return data, nil
+}
+
+// cleanupFiles closes the files Resume opened without removing them: a
+// failed resume leaves the partial output as it found it.
+func (w *Writer) cleanupFiles() {
+	for _, s := range w.shards {
+		if s.tmp != nil && !s.done {
+			s.tmp.Close()
+		}
+		s.tmp = nil
+	}
+	w.finished = true
+	w.err = errors.New("safetensors writer: resume failed")
 }
 
 func (w *Writer) fail(err error) error {
