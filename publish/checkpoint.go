@@ -2,12 +2,14 @@ package publish
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -28,7 +30,9 @@ var copiedFiles = []string{
 // Checkpoint writes one GPTQ checkpoint (spec §1–2) as the driver produces
 // it: the plain tensors are copied as fp16, the quantized modules of each
 // layer are packed and streamed when the layer is done, and the directory is
-// built under a temporary name and renamed into place by Commit.
+// built as a partial output (PartialDir) renamed into place by Commit. Each
+// complete layer is synced and recorded, so that a killed run resumes from
+// its last complete layer (CheckpointOptions.Resume).
 type Checkpoint struct {
 	dir, tmp string
 	src      model.Weights
@@ -37,17 +41,30 @@ type Checkpoint struct {
 	w        *safetensors.Writer
 	format   gptq.Format
 	modelDir string
+	lock     *os.File
+	progress Progress
+	done     bool // committed
+	// Start is the number of layers an interrupted run already wrote
+	// (0 for a fresh checkpoint): the driver's Job.Start.
+	Start int
 }
 
 // CheckpointOptions configure NewCheckpoint.
 type CheckpointOptions struct {
 	MaxShardBytes int64 // 0: one model.safetensors
-	Force         bool  // replace an existing output directory
+	Force         bool  // replace an existing output directory, discard a partial one
+	// Resume continues the partial output of an interrupted run when its
+	// fingerprint matches Record's (else the run is refused).
+	Resume bool
+	// Record describes the run (Command, Version, Branch, Fingerprint) for
+	// the progress record; pid, host and times are filled in.
+	Record Progress
+	Log    io.Writer // what was found and resumed; nil: discard
 }
 
 // NewCheckpoint prepares the output directory dir for a checkpoint of the
 // model in modelDir (weights src, config cfg) quantized with qc. The data is
-// written under dir's temporary sibling until Commit.
+// written to dir's partial output until Commit.
 func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config, qc gptq.QuantizeConfig, opts CheckpointOptions) (*Checkpoint, error) {
 	if err := CheckOut(dir, modelDir, opts.Force); err != nil {
 		return nil, err
@@ -55,18 +72,12 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	if err := os.MkdirAll(filepath.Dir(filepath.Clean(dir)), 0o755); err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(dir)+".partial-")
-	if err != nil {
-		return nil, err
+	log := opts.Log
+	if log == nil {
+		log = io.Discard
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		os.RemoveAll(tmp)
-		return nil, err
-	}
-	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir}
 	infos, err := Plan(cfg, qc)
 	if err != nil {
-		os.RemoveAll(tmp)
 		return nil, err
 	}
 	meta := map[string]string{
@@ -77,9 +88,33 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		"gptq_checkpoint_format": qc.CheckpointFormat,
 		"gptq_quant_method":      "gptq",
 	}
-	c.w, err = safetensors.Create(tmp, infos, safetensors.WriterOptions{MaxShardBytes: opts.MaxShardBytes, Metadata: meta})
+	wopts := safetensors.WriterOptions{MaxShardBytes: opts.MaxShardBytes, Metadata: meta, Resumable: true}
+	tmp := PartialDir(dir)
+	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir}
+	prev, err := c.claim(opts, log)
 	if err != nil {
-		os.RemoveAll(tmp)
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	if prev != nil {
+		if c.w, err = safetensors.Resume(tmp, infos, wopts, prev.Writer); err != nil {
+			c.unlock()
+			return nil, fmt.Errorf("%s: %w (--force discards it)", tmp, err)
+		}
+		// The record keeps the first run's start and command (the model
+		// card shows the command that made the checkpoint).
+		c.progress = *prev
+		c.progress.PID, c.progress.Host = os.Getpid(), host
+		c.Start = prev.LayersDone
+		fmt.Fprintf(log, "%s: resuming after layer %d of %d\n", dir, prev.LayersDone, prev.Layers)
+		return c, nil
+	}
+	c.progress = opts.Record
+	c.progress.Format, c.progress.PID, c.progress.Host = progressMagic, os.Getpid(), host
+	c.progress.Started = time.Now().UTC().Truncate(time.Second)
+	c.progress.Layers = cfg.NumHiddenLayers
+	if c.w, err = safetensors.Create(tmp, infos, wopts); err != nil {
+		c.Abort()
 		return nil, err
 	}
 	// The embedding comes first in the file; stream it now.
@@ -87,12 +122,181 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		c.Abort()
 		return nil, err
 	}
+	if err := c.record(0); err != nil {
+		c.Abort()
+		return nil, err
+	}
 	return c, nil
+}
+
+// claim makes c's partial output its own: a fresh directory, or (with
+// opts.Resume) the matching one an interrupted run left, whose record it
+// returns. A partial output another process is writing, one that
+// does not match, or one left without --resume or --force, is refused.
+func (c *Checkpoint) claim(opts CheckpointOptions, log io.Writer) (*Progress, error) {
+	tmp := c.tmp
+	if _, err := os.Lstat(tmp); err == nil {
+		lock, err := lockDir(filepath.Join(tmp, lockFile))
+		prev, perr := readProgress(tmp)
+		switch {
+		case errors.Is(err, errBusy):
+			who := "another process"
+			if perr == nil {
+				who = fmt.Sprintf("pid %d on %s (started %s)", prev.PID, prev.Host, prev.Started.Local().Format("2006-01-02 15:04:05"))
+			}
+			return nil, fmt.Errorf("%s is being written by %s: wait for it, or choose another --out", tmp, who)
+		case err != nil:
+			return nil, fmt.Errorf("%s: %w", tmp, err)
+		}
+		c.lock = lock
+		if perr == nil && opts.Resume {
+			if diff := prev.Fingerprint.diff(opts.Record.Fingerprint); len(diff) > 0 {
+				c.unlock()
+				return nil, fmt.Errorf("cannot resume %s (%s): %s changed since: rerun with what it was made from, or --force to discard it", tmp, prev.describe(), strings.Join(diff, ", "))
+			}
+			if prev.Layers != c.cfg.NumHiddenLayers || prev.Branch != opts.Record.Branch {
+				c.unlock()
+				return nil, fmt.Errorf("cannot resume %s (%s): it is not this branch of this model (--force discards it)", tmp, prev.describe())
+			}
+			return prev, nil
+		}
+		if !opts.Force {
+			c.unlock()
+			if perr != nil {
+				return nil, fmt.Errorf("%s exists and is not a gptqtool partial output (%v): remove it, or choose another --out", tmp, perr)
+			}
+			return nil, fmt.Errorf("%s holds an interrupted run (%s): --resume continues it, --force discards it", tmp, prev.describe())
+		}
+		if perr != nil {
+			if ours, what := IsOurs(tmp); !ours && !onlyPartialFiles(tmp) {
+				c.unlock()
+				return nil, fmt.Errorf("--force would delete %s, which is not a gptqtool partial output: %s; remove it yourself", tmp, what)
+			}
+		}
+		fmt.Fprintf(log, "%s: discarding the partial output of an earlier run (--force)\n", tmp)
+		c.unlock()
+		if err := os.RemoveAll(tmp); err != nil {
+			return nil, err
+		}
+	} else if opts.Resume {
+		fmt.Fprintf(log, "%s: no interrupted run to resume: starting from the first layer\n", c.dir)
+	}
+	for _, d := range staleDebris(c.dir) {
+		if opts.Force {
+			fmt.Fprintf(log, "removing %s, left by a run of an earlier version that was killed (--force)\n", d)
+			os.RemoveAll(d)
+		} else {
+			fmt.Fprintf(log, "warning: %s was left by a run of an earlier version that was killed: remove it (or run with --force)\n", d)
+		}
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(filepath.Join(tmp, lockFile))
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	c.lock = lock
+	return nil, nil
+}
+
+// onlyPartialFiles reports whether dir holds nothing but what a partial
+// output starts with (the lock, shard files being written): a run killed
+// before its first record.
+func onlyPartialFiles(dir string) bool {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if n != lockFile && !(strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".safetensors.partial")) {
+			return false
+		}
+	}
+	return true
+}
+
+// errBusy is lockDir's answer for a lock another process holds.
+var errBusy = errors.New("locked by another process")
+
+func (c *Checkpoint) unlock() {
+	if c.lock != nil {
+		c.lock.Close()
+		c.lock = nil
+	}
+}
+
+// record syncs what was written and records that layers layers are done.
+func (c *Checkpoint) record(layers int) error {
+	st, err := c.w.Sync()
+	if err != nil {
+		return err
+	}
+	c.progress.LayersDone, c.progress.Writer = layers, st
+	return writeProgress(c.tmp, &c.progress)
+}
+
+// LayersDone is the number of complete layers written so far.
+func (c *Checkpoint) LayersDone() int { return c.progress.LayersDone }
+
+// Command is the command line recorded for the model card: the first
+// run's when resumed.
+func (c *Checkpoint) Command() string { return c.progress.Command }
+
+// Replay returns the dequantized weights of a layer already written (the
+// driver's Job.Replay): [N, K] float32 per module, as the quantizer's
+// Result.W holds them.
+func (c *Checkpoint) Replay(li int) (map[string][]float32, error) {
+	out := map[string][]float32{}
+	for _, m := range model.LinearModules {
+		name := model.LayerPrefix(li) + "." + m
+		K, N, _ := model.LinearShape(c.cfg, m)
+		l := gptq.Linear{K: K, N: N, Bits: c.qc.Bits, GroupSize: c.qc.GroupSize, Format: c.format}
+		read := func(suffix string) ([]byte, error) { return c.w.ReadBack(name + suffix) }
+		b, err := read(".qweight")
+		if err != nil {
+			return nil, err
+		}
+		l.QWeight = bytesInt32(b)
+		if b, err = read(".qzeros"); err != nil {
+			return nil, err
+		}
+		l.QZeros = bytesInt32(b)
+		if b, err = read(".g_idx"); err != nil {
+			return nil, err
+		}
+		l.GIdx = bytesInt32(b)
+		if b, err = read(".scales"); err != nil {
+			return nil, err
+		}
+		l.Scales = make([]uint16, len(b)/2)
+		for i := range l.Scales {
+			l.Scales[i] = binary.LittleEndian.Uint16(b[2*i:])
+		}
+		w, err := l.Dequantize()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", c.tmp, name, err)
+		}
+		out[m] = w
+	}
+	return out, nil
+}
+
+func bytesInt32(b []byte) []int32 {
+	v := make([]int32, len(b)/4)
+	for i := range v {
+		v[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
 }
 
 // CheckOut checks that out may receive a checkpoint quantized from modelDir:
 // it must not exist unless force, and must never be modelDir, hold it, or
-// lie inside it (replacing out would delete the model being read).
+// lie inside it (replacing out would delete the model being read). With
+// force, an existing out must be something gptqtool wrote (IsOurs), and
+// neither the working directory (or one above it) nor a mount point.
 func CheckOut(out, modelDir string, force bool) error {
 	abs := func(p string) string {
 		a, err := filepath.Abs(p)
@@ -111,8 +315,26 @@ func CheckOut(out, modelDir string, force bool) error {
 	if rel, err := filepath.Rel(m, o); err == nil && !strings.HasPrefix(rel, "..") {
 		return fmt.Errorf("output directory %s lies inside the model directory %s: choose another --out", out, modelDir)
 	}
-	if _, err := os.Stat(out); err == nil && !force {
+	fi, err := os.Stat(out)
+	if err != nil {
+		return nil
+	}
+	if !force {
 		return fmt.Errorf("output directory %s exists (use --force to replace it)", out)
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(o, abs(wd)); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+			return fmt.Errorf("--force cannot replace %s: it is (or holds) the working directory: choose another --out", out)
+		}
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--force would replace %s, which is a file, not a gptqtool output: remove it yourself or choose another --out", out)
+	}
+	if pfi, err := os.Stat(filepath.Dir(o)); err == nil && !sameDevice(fi, pfi) {
+		return fmt.Errorf("--force cannot replace %s: it is a mount point: choose a directory inside it as --out", out)
+	}
+	if ours, what := IsOurs(out); !ours {
+		return fmt.Errorf("--force would delete %s, which is not a gptqtool output: %s; remove it yourself or choose another --out", out, what)
 	}
 	return nil
 }
@@ -209,7 +431,7 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 			}
 		}
 	}
-	return nil
+	return c.record(li + 1)
 }
 
 // Pack turns a GPTQ result into the on-disk tensors of spec §1 (a result
@@ -251,6 +473,7 @@ func (c *Checkpoint) Commit(card func(weightBytes int64) []byte) (int64, error) 
 		c.Abort()
 		return 0, err
 	}
+	c.done = true
 	return size, nil
 }
 
@@ -288,18 +511,59 @@ func (c *Checkpoint) commit(card func(int64) []byte) (int64, error) {
 			return 0, err
 		}
 	}
+	// The bookkeeping goes last: until the rename, a kill leaves a
+	// partial output that resumes at the end.
+	if err := os.Remove(filepath.Join(c.tmp, progressFile)); err != nil {
+		return 0, err
+	}
+	os.Remove(filepath.Join(c.tmp, lockFile))
+	c.unlock()
 	if err := os.RemoveAll(c.dir); err != nil {
 		return 0, err
 	}
-	return size, os.Rename(c.tmp, c.dir)
+	if err := os.Rename(c.tmp, c.dir); err != nil {
+		return 0, err
+	}
+	syncParent(c.dir)
+	return size, nil
 }
 
-// Abort removes everything written so far.
+// syncParent makes a rename in dir's parent durable where the platform
+// allows it.
+func syncParent(dir string) {
+	if d, err := os.Open(filepath.Dir(filepath.Clean(dir))); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// Abort removes the partial output.
 func (c *Checkpoint) Abort() {
+	if c.done {
+		return
+	}
 	if c.w != nil {
 		c.w.Abort()
 	}
+	c.unlock()
 	os.RemoveAll(c.tmp)
+}
+
+// Suspend ends the run without finishing the checkpoint, keeping the
+// partial output for --resume, with the layers recorded as done. A
+// checkpoint with no complete layer is removed instead (nothing to keep).
+// It reports whether the partial output was kept.
+func (c *Checkpoint) Suspend() bool {
+	if c.done {
+		return false
+	}
+	if c.progress.LayersDone == 0 || c.w == nil {
+		c.Abort()
+		return false
+	}
+	c.w.Suspend() // the record already says how far the data is good
+	c.unlock()
+	return true
 }
 
 func copyFile(src, dst string) error {

@@ -15,6 +15,10 @@ import (
 // git-lfs is set up there.
 const gitAttributes = "*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
+// gitDescription starts the description file of the repositories GitRepo
+// makes: IsOurs recognises them by it.
+const gitDescription = "gptqtool: GPTQ branches"
+
 // GitRepo makes a bare git repository at repo holding each branch of a
 // written table as a git branch of the same name, its checkpoint files at
 // the root, as the Hub lays out GPTQ branches; HEAD is "main" when there is
@@ -27,21 +31,24 @@ func GitRepo(ctx context.Context, repo string, branches []BranchSummary, force b
 	if _, err := exec.LookPath("git"); err != nil {
 		return fmt.Errorf("git repository %s: %w (install git, or drop --git-repo)", repo, err)
 	}
-	if _, err := os.Stat(repo); err == nil {
-		if !force {
-			return fmt.Errorf("git repository %s exists (use --force to replace it)", repo)
-		}
-		if err := os.RemoveAll(repo); err != nil {
-			return err
-		}
+	if _, err := os.Stat(repo); err == nil && !force {
+		return fmt.Errorf("git repository %s exists (use --force to replace it)", repo)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(repo)), "."+filepath.Base(repo)+".partial-")
-	if err != nil {
+	// Built beside its place and renamed; the repository is derived from
+	// the branch directories, so one left by a killed run is discarded.
+	tmp := PartialDir(repo)
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
 	g := gitRunner{ctx: ctx, gitDir: tmp}
 	if _, err := g.run(nil, "init", "--quiet", "--bare", tmp); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "description"), []byte(gitDescription+" ("+filepath.Base(filepath.Clean(repo))+")\n"), 0o644); err != nil {
 		return err
 	}
 	attrs, err := g.run([]byte(gitAttributes), "hash-object", "-w", "--stdin")
@@ -78,6 +85,9 @@ func GitRepo(ctx context.Context, repo string, branches []BranchSummary, force b
 		os.Remove(index)
 	}
 	if _, err := g.run(nil, "symbolic-ref", "HEAD", "refs/heads/"+head); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(repo); err != nil { // force, checked by the caller (CheckOut)
 		return err
 	}
 	return os.Rename(tmp, repo)

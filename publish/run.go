@@ -2,10 +2,12 @@ package publish
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,7 +48,11 @@ type RunOptions struct {
 
 	MaxShardBytes int64
 	Force         bool
-	Backend       runtime.Backend
+	// Resume continues the partial outputs an interrupted run left (and,
+	// for a table, skips the branches it completed) when model, samples and
+	// options match; the result is byte-identical to an uninterrupted run.
+	Resume  bool
+	Backend runtime.Backend
 	// Solver selects the device driver (DriverOptions.Solver); nil runs the
 	// reference driver on Backend.
 	Solver quantize.Solver
@@ -75,6 +81,61 @@ type BranchSummary struct {
 	MaxDamp   float64 `json:"max_damp_used"`
 	Seconds   float64 `json:"seconds"`
 	ExLlama   bool    `json:"exllama"`
+	// Reused marks a branch an interrupted run completed (resumed tables).
+	Reused bool `json:"reused,omitempty"`
+}
+
+// SuspendedError is a failed or interrupted run that kept partial outputs
+// with complete layers: rerunning with Resume continues them.
+type SuspendedError struct {
+	Err  error
+	Kept []string // partial directories, with how far each got
+}
+
+func (e *SuspendedError) Error() string {
+	return fmt.Sprintf("%v; kept for --resume: %s", e.Err, strings.Join(e.Kept, ", "))
+}
+
+func (e *SuspendedError) Unwrap() error { return e.Err }
+
+// tableFile is a table run's record in its directory, removed when the
+// table is complete.
+const (
+	tableFile  = "gptqtool-table.json"
+	tableMagic = "gptqtool-table/1"
+)
+
+// tableRecord says which branches of an interrupted table run are complete.
+type tableRecord struct {
+	Format      string      `json:"format"`
+	Started     time.Time   `json:"started"`
+	Command     string      `json:"command"`
+	Fingerprint Fingerprint `json:"fingerprint"`
+	Done        []string    `json:"done"`
+}
+
+func readTableRecord(dir string) (*tableRecord, error) {
+	b, err := os.ReadFile(filepath.Join(dir, tableFile))
+	if err != nil {
+		return nil, err
+	}
+	var r tableRecord
+	if err := json.Unmarshal(b, &r); err != nil || r.Format != tableMagic {
+		return nil, fmt.Errorf("%s: not a gptqtool table record", filepath.Join(dir, tableFile))
+	}
+	return &r, nil
+}
+
+func (r *tableRecord) write(dir string) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, tableFile), append(b, '\n'))
+}
+
+func (r *tableRecord) describe() string {
+	return fmt.Sprintf("%d branches complete (%s), started %s", len(r.Done), strings.Join(r.Done, ", "), r.Started.Local().Format("2006-01-02 15:04:05"))
 }
 
 // Summary is what Quantize reports.
@@ -118,8 +179,68 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err := model.CheckWeights(set, cfg, nil); err != nil {
 		return nil, err
 	}
-	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
-		return nil, err
+	format := o.Format
+	if format == "" {
+		format = gptq.FormatV1
+	}
+	if o.RTN {
+		o.DatasetName = "none (round to nearest)"
+	}
+	// What a resumed run must match: the model files, the samples and,
+	// per branch, everything else that decides its bytes.
+	modelFP, err := ModelFingerprint(o.ModelDir)
+	if err != nil {
+		return nil, fmt.Errorf("quantize: %w", err)
+	}
+	samplesFP := SamplesFingerprint(o.Samples)
+	solverName := ""
+	if o.Solver != nil {
+		solverName = o.Solver.Name()
+	}
+	fingerprint := func(br Branch) Fingerprint {
+		opt := struct {
+			Version                                 string
+			Branch                                  Branch
+			Sym, TrueSeq, MSE, RTN, RefGroups       bool
+			Format                                  gptq.Format
+			BlockSize, ChunkRows, SeqLen            int
+			MaxShard                                int64
+			Solver, Activations, Dataset, BaseModel string
+		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, format, o.BlockSize, o.ChunkRows, o.SeqLen,
+			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir))}
+		if o.Solver == nil {
+			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
+		}
+		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt)}
+	}
+	var tableFP Fingerprint
+	if o.Table {
+		var fps []Fingerprint
+		for _, br := range o.Branches {
+			fps = append(fps, fingerprint(br))
+		}
+		tableFP = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps)}
+	}
+	// A table resumes in its own directory; everything else must be new or
+	// replaceable.
+	var table *tableRecord
+	if o.Table {
+		if rec, err := readTableRecord(o.Out); err == nil {
+			switch {
+			case !o.Resume && !o.Force:
+				return nil, fmt.Errorf("%s holds an interrupted table run (%s): --resume continues it, --force discards it", o.Out, rec.describe())
+			case o.Resume:
+				if diff := rec.Fingerprint.diff(tableFP); len(diff) > 0 {
+					return nil, fmt.Errorf("cannot resume the table in %s (%s): %s changed since: rerun with what it was made from, or --force to discard it", o.Out, rec.describe(), strings.Join(diff, ", "))
+				}
+				table = rec
+			}
+		}
+	}
+	if table == nil {
+		if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
+			return nil, err
+		}
 	}
 	if o.Solver != nil {
 		// Refuse a job that cannot fit the device before any work.
@@ -141,34 +262,46 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		}
 	}
 	sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
+	command := o.Command
 	if o.Table {
-		// The table's directory holds the branches; a run that fails before
-		// any branch is complete leaves no empty directory behind.
+		// The table's directory holds the branches and, until the table is
+		// complete, its record; a run that fails before any branch is
+		// complete leaves no directory of its own behind.
 		_, statErr := os.Stat(o.Out)
 		if err := os.MkdirAll(o.Out, 0o755); err != nil {
 			return nil, err
 		}
+		if table == nil {
+			table = &tableRecord{Format: tableMagic, Fingerprint: tableFP, Command: o.Command, Started: time.Now().UTC().Truncate(time.Second)}
+			if err := table.write(o.Out); err != nil {
+				return nil, err
+			}
+		}
+		command = table.Command
 		if os.IsNotExist(statErr) {
 			defer func() {
 				if len(sum.Branches) == 0 {
+					os.Remove(filepath.Join(o.Out, tableFile))
 					os.Remove(o.Out) // only if empty
 				}
 			}()
 		}
 	}
-	format := o.Format
-	if format == "" {
-		format = gptq.FormatV1
-	}
-	if o.RTN {
-		o.DatasetName = "none (round to nearest)"
-	}
 	var jobs []quantize.Job
 	var cps []*Checkpoint
-	abort := func() {
+	// On failure or interrupt the partial outputs with complete layers
+	// stay for --resume; the others go.
+	fail := func(err error) (*Summary, error) {
+		var kept []string
 		for _, c := range cps {
-			c.Abort()
+			if c.Suspend() {
+				kept = append(kept, fmt.Sprintf("%s (%d of %d layers)", c.tmp, c.LayersDone(), cfg.NumHiddenLayers))
+			}
 		}
+		if len(kept) > 0 {
+			return nil, &SuspendedError{Err: err, Kept: kept}
+		}
+		return nil, err
 	}
 	for i := range o.Branches {
 		br := o.Branches[i]
@@ -179,21 +312,33 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		base := "model"
 		qc.ModelFileBaseName = &base
 		if err := qc.Validate(); err != nil {
-			abort()
-			return nil, fmt.Errorf("branch %s: %w", br.Name, err)
+			return fail(fmt.Errorf("branch %s: %w", br.Name, err))
 		}
 		dir := o.Out
 		if o.Table {
 			dir = filepath.Join(o.Out, br.Name)
 		}
-		cp, err := NewCheckpoint(dir, o.ModelDir, set, cfg, qc, CheckpointOptions{MaxShardBytes: o.MaxShardBytes, Force: o.Force})
-		if err != nil {
-			abort()
-			return nil, fmt.Errorf("branch %s: %w", br.Name, err)
-		}
-		cps = append(cps, cp)
 		bs := &BranchSummary{Name: br.Name, Dir: dir, Bits: br.Bits, GroupSize: br.GroupSize, DescAct: br.DescAct, Damp: br.Damp}
 		bs.ExLlama = exllamaOK(qc, cfg)
+		if table != nil && slices.Contains(table.Done, br.Name) {
+			// Completed by the interrupted run.
+			size, err := weightBytes(dir)
+			if err != nil || size == 0 {
+				return fail(fmt.Errorf("branch %s: the table record says it is complete, but %s holds no weights (%v): --force starts the table again", br.Name, dir, err))
+			}
+			bs.SizeBytes, bs.Reused = size, true
+			sum.Branches = append(sum.Branches, *bs)
+			fmt.Fprintf(log, "%s: complete from the interrupted run (%s)\n", br.Name, dir)
+			continue
+		}
+		cp, err := NewCheckpoint(dir, o.ModelDir, set, cfg, qc, CheckpointOptions{
+			MaxShardBytes: o.MaxShardBytes, Force: o.Force, Resume: o.Resume, Log: log,
+			Record: Progress{Command: command, Version: o.Version, Branch: br.Name, Fingerprint: fingerprint(br)},
+		})
+		if err != nil {
+			return fail(fmt.Errorf("branch %s: %w", br.Name, err))
+		}
+		cps = append(cps, cp)
 		opts := quantize.Options{
 			Bits: br.Bits, GroupSize: br.GroupSize, Sym: o.Sym, ActOrder: br.DescAct, StaticGroups: br.StaticGroups,
 			Damp: br.Damp, BlockSize: o.BlockSize, MSE: o.MSE, Fp16Scales: true, StaleGroupParams: o.ReferenceGroups,
@@ -202,8 +347,9 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			d := quantize.DefaultOptions()
 			opts.MSENorm, opts.MSEGrid, opts.MSEMaxShrink = d.MSENorm, d.MSEGrid, d.MSEMaxShrink
 		}
-		jobs = append(jobs, quantize.Job{
+		job := quantize.Job{
 			Name: br.Name, GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: format,
+			Start: cp.Start,
 			Layer: func(li int, mods []quantize.ModuleResult) error {
 				for _, m := range mods {
 					bs.Modules++
@@ -216,7 +362,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 			Done: func(seconds float64) error {
 				card := func(size int64) []byte {
-					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: o.Command, Version: o.Version,
+					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: cp.Command(), Version: o.Version,
 						Rows: []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}}})
 				}
 				size, err := cp.Commit(card)
@@ -226,23 +372,37 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 				bs.SizeBytes = size
 				bs.Seconds = seconds
 				sum.Branches = append(sum.Branches, *bs)
+				if table != nil {
+					table.Done = append(table.Done, br.Name)
+					if err := table.write(o.Out); err != nil {
+						return err
+					}
+				}
 				fmt.Fprintf(log, "%s: wrote %s (%s) in %.1fs\n", br.Name, dir, FormatSize(size), bs.Seconds)
 				return nil
 			},
-		})
+		}
+		if cp.Start > 0 {
+			job.Replay = cp.Replay
+		}
+		jobs = append(jobs, job)
 	}
 	dopts := quantize.DriverOptions{Log: log, Progress: o.Progress, Solver: o.Solver, ChunkRows: o.ChunkRows, Activations: o.Activations, Profile: o.Profile, Stats: o.Stats}
-	if err := quantize.Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
-		abort()
-		return nil, err
+	if len(jobs) > 0 {
+		if err := quantize.Run(ctx, set, cfg, o.Backend, o.Samples, jobs, dopts); err != nil {
+			return fail(err)
+		}
 	}
 	if o.Table {
 		rows := make([]CardRow, len(sum.Branches))
 		for i, b := range sum.Branches {
 			rows[i] = CardRow{Branch: o.Branches[i], Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: b.SizeBytes, ExLlama: b.ExLlama}
 		}
-		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: o.Command, Version: o.Version})
+		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: command, Version: o.Version})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
+			return nil, err
+		}
+		if err := os.Remove(filepath.Join(o.Out, tableFile)); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
 	}

@@ -40,6 +40,30 @@ type LayerStats struct {
 	Phases  map[string]float64 `json:"phases_s"`
 }
 
+// breakdown renders the layer's time and where it went, in the order of
+// the work, so that the log's layer lines add up to the run.
+func (ls *LayerStats) breakdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%.2fs =", ls.Seconds)
+	sum := 0.0
+	for i, p := range []string{"load", "embed", "forward", "hessian", "solve", "write"} {
+		v, ok := ls.Phases[p]
+		if !ok {
+			continue
+		}
+		sep := " +"
+		if i == 0 || sum == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "%s %s %.2fs", sep, p, v)
+		sum += v
+	}
+	if other := ls.Seconds - sum; other >= 0.005 {
+		fmt.Fprintf(&b, " + other %.2fs", other)
+	}
+	return b.String()
+}
+
 // MemoryReporter is a backend that knows its free memory (bytes).
 type MemoryReporter interface {
 	Memory() (free, total int64)
@@ -192,6 +216,22 @@ func (p *DevicePlan) String() string {
 // PlanDevice sizes a device-driver run without allocating anything;
 // activations is DriverOptions.Activations.
 func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver Solver, samples []Sample, jobs []Job, chunkRows int, activations string) (*DevicePlan, error) {
+	S, T := len(samples), 0
+	if S > 0 {
+		T = len(samples[0].IDs)
+		for i, s := range samples {
+			if len(s.IDs) != T {
+				return nil, fmt.Errorf("quantize: sample %d has %d tokens, sample 0 %d: the device driver needs samples of one length", i, len(s.IDs), T)
+			}
+		}
+	}
+	masked := slices.ContainsFunc(samples, func(s Sample) bool { return s.Mask != nil })
+	return PlanDeviceShape(w, cfg, b, solver, S, T, masked, jobs, chunkRows, activations)
+}
+
+// PlanDeviceShape is PlanDevice for S samples of T tokens (masked: some
+// with padding), before the samples exist.
+func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver Solver, S, T int, masked bool, jobs []Job, chunkRows int, activations string) (*DevicePlan, error) {
 	p := &DevicePlan{}
 	for _, j := range jobs {
 		if !j.RTN {
@@ -202,15 +242,10 @@ func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver
 	if !p.TrueSeq && !p.Plain {
 		return p, nil // round to nearest only: no activations
 	}
-	if len(samples) == 0 {
+	if S == 0 || T == 0 {
 		return nil, fmt.Errorf("quantize: GPTQ needs calibration samples")
 	}
-	p.S, p.T = len(samples), len(samples[0].IDs)
-	for i, s := range samples {
-		if len(s.IDs) != p.T {
-			return nil, fmt.Errorf("quantize: sample %d has %d tokens, sample 0 %d: the device driver needs samples of one length", i, len(s.IDs), p.T)
-		}
-	}
+	p.S, p.T = S, T
 	p.Rows = p.S * p.T
 	switch activations {
 	case "", "auto":
@@ -237,7 +272,7 @@ func PlanDevice(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, solver
 	}
 	p.Chunk = int(k) * p.T
 	rows := int64(p.Rows)
-	p.HasMask = slices.ContainsFunc(samples, func(s Sample) bool { return s.Mask != nil })
+	p.HasMask = masked
 	add := func(what string, n int64) { p.Parts = append(p.Parts, PlanPart{what, n}) }
 	add("activations", rows*hidden*es)
 	add("chunk scratch", int64(p.Chunk)*rowBytes)
@@ -402,6 +437,7 @@ func (d *devRun) job(j Job) error {
 		if d.stats != nil {
 			d.stats.Layers = append(d.stats.Layers, ls)
 		}
+		fmt.Fprintf(d.log, "%s layer %d: %s\n", j.Name, li, ls.breakdown())
 		d.layer = nil
 	}
 	t := time.Now()
@@ -505,7 +541,7 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 			if j.RTN {
 				fmt.Fprintf(d.log, "%s %s: round to nearest %.2fs\n", j.Name, mr.Name(), secs)
 			} else {
-				fmt.Fprintf(d.log, "%s %s: loss %.6g damp %.3g %.2fs\n", j.Name, mr.Name(), res[i].Loss, res[i].Damp, secs)
+				fmt.Fprintf(d.log, "%s %s: loss %.6g damp %.3g solve %.2fs\n", j.Name, mr.Name(), res[i].Loss, res[i].Damp, secs)
 			}
 			d.done++
 			if d.opts.Progress != nil {

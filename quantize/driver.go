@@ -141,7 +141,11 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 	if opts.Solver != nil {
 		return runDevice(ctx, w, cfg, b, samples, jobs, opts)
 	}
+	if opts.Stats != nil {
+		opts.Stats.Phases = map[string]float64{}
+	}
 	// The layer-0 inputs are the same for every job: embed once.
+	t0 := time.Now()
 	embedded := make([][]float32, len(samples))
 	for s, smp := range samples {
 		x, err := model.Embed(w, cfg, smp.IDs)
@@ -150,10 +154,13 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 		}
 		embedded[s] = x
 	}
+	if opts.Stats != nil {
+		opts.Stats.Phases["embed"] += time.Since(t0).Seconds()
+	}
 	// The Hessian of layer 0's first group is the same for every job too.
 	shared := map[string]*Hessian{}
 	for i, j := range jobs {
-		if err := runJob(ctx, w, cfg, b, samples, embedded, i == len(jobs)-1, j, shared, log, opts.Progress); err != nil {
+		if err := runJob(ctx, w, cfg, b, samples, embedded, i == len(jobs)-1, j, shared, log, opts.Progress, opts.Stats); err != nil {
 			return fmt.Errorf("quantize: %s: %w", j.Name, err)
 		}
 	}
@@ -162,7 +169,7 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 
 // runJob quantizes every layer for one job. The last job works on embedded
 // itself; earlier ones on a copy.
-func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, last bool, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int)) error {
+func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, last bool, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int), stats *Stats) error {
 	start := time.Now()
 	var xs [][]float32
 	switch {
@@ -175,9 +182,12 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 			xs[s] = append([]float32(nil), embedded[s]...)
 		}
 	}
-	st := &jobState{job: j, log: log, progress: progress, shared: shared,
+	st := &jobState{job: j, log: log, progress: progress, shared: shared, stats: stats,
 		total: cfg.NumHiddenLayers * len(model.LinearModules)}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
+		ls := &LayerStats{Job: j.Name, Layer: li, Phases: map[string]float64{}}
+		st.ls = ls
+		t0 := time.Now()
 		if li < j.Start {
 			if err := st.replay(ctx, w, cfg, b, li, xs); err != nil {
 				return err
@@ -189,10 +199,17 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 			return err
 		}
 		if j.Layer != nil {
+			t := time.Now()
 			if err := j.Layer(li, mods); err != nil {
 				return err
 			}
+			st.phase("write", t)
 		}
+		ls.Seconds = time.Since(t0).Seconds()
+		if stats != nil {
+			stats.Layers = append(stats.Layers, *ls)
+		}
+		fmt.Fprintf(log, "%s layer %d: %s\n", j.Name, li, ls.breakdown())
 	}
 	if j.Done != nil {
 		return j.Done(time.Since(start).Seconds())
@@ -208,6 +225,22 @@ type jobState struct {
 	shared   map[string]*Hessian // Hessians every job shares (layer 0's first group)
 	done     int
 	total    int
+	stats    *Stats      // run totals, nil if not wanted
+	ls       *LayerStats // the current layer's phases
+}
+
+// phase adds the time since start to phase name of the layer and the run.
+func (st *jobState) phase(name string, start time.Time) {
+	st.add(name, time.Since(start).Seconds())
+}
+
+func (st *jobState) add(name string, s float64) {
+	if st.ls != nil {
+		st.ls.Phases[name] += s
+	}
+	if st.stats != nil {
+		st.stats.Phases[name] += s
+	}
 }
 
 // replay runs layer li, quantized by an earlier run, over xs with the
@@ -256,11 +289,13 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 // quantized layer's outputs. It returns the modules in LinearModules order.
 func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32, samples []Sample) ([]ModuleResult, error) {
 	j := st.job
+	t0 := time.Now()
 	layer, err := model.LoadLayer(w, cfg, li, b)
 	if err != nil {
 		return nil, err
 	}
 	defer layer.Free()
+	st.phase("load", t0)
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs))}
 	results := map[string]ModuleResult{}
 	for gi, group := range moduleGroups(j.TrueSequential) {
@@ -284,6 +319,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		pass.attFinal = hasAll(results, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 	}
 	// Re-run the quantized layer: its outputs are the next layer's inputs.
+	defer st.phase("forward", time.Now())
 	for s := range xs {
 		out, err := pass.run(s, xs[s], "", nil)
 		if err != nil {
@@ -316,7 +352,10 @@ func (st *jobState) hessians(ctx context.Context, b runtime.Backend, pass *layer
 	if !missing {
 		return want, nil
 	}
-	hs, err := collectHessians(ctx, b, pass, li, xs, samples, want)
+	t0 := time.Now()
+	hs, hessSecs, err := collectHessians(ctx, b, pass, li, xs, samples, want)
+	st.add("hessian", hessSecs)
+	st.add("forward", time.Since(t0).Seconds()-hessSecs)
 	if err != nil {
 		return nil, err
 	}
@@ -352,10 +391,11 @@ func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m s
 		return ModuleResult{}, fmt.Errorf("%s: %w", name, err)
 	}
 	secs := time.Since(start).Seconds()
+	st.add("solve", secs)
 	if j.RTN {
 		fmt.Fprintf(st.log, "%s %s: round to nearest %.2fs\n", j.Name, name, secs)
 	} else {
-		fmt.Fprintf(st.log, "%s %s: loss %.6g damp %.3g %.2fs\n", j.Name, name, res.Loss, res.Damp, secs)
+		fmt.Fprintf(st.log, "%s %s: loss %.6g damp %.3g solve %.2fs\n", j.Name, name, res.Loss, res.Damp, secs)
 	}
 	st.done++
 	if st.progress != nil {
@@ -406,8 +446,9 @@ func (p *layerPass) run(s int, x []float32, stop string, hook model.Hook) ([]flo
 // collectHessians runs every sample through the layer (up to the last
 // intermediate it needs) and accumulates, for each intermediate named in
 // want, the Hessian of that Linear input, with the backend's GEMM.
-func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, error) {
+func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, float64, error) {
 	hs := map[string]*Hessian{}
+	var hessSecs float64
 	grams := map[string]*gram{}
 	defer func() {
 		for _, g := range grams {
@@ -435,27 +476,29 @@ func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li
 		if hs[inter] == nil {
 			hs[inter] = NewHessian(cols)
 		}
+		t := time.Now()
 		hookErr = g.add(hs[inter], x, mask)
+		hessSecs += time.Since(t).Seconds()
 	}
 	stop := lastIntermediate(want)
 	for s := range xs {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		mask = samples[s].Mask
 		if _, err := pass.run(s, xs[s], stop, hook); err != nil {
-			return nil, fmt.Errorf("layer %d: %w", li, err)
+			return nil, 0, fmt.Errorf("layer %d: %w", li, err)
 		}
 		if hookErr != nil {
-			return nil, fmt.Errorf("layer %d: %w", li, hookErr)
+			return nil, 0, fmt.Errorf("layer %d: %w", li, hookErr)
 		}
 	}
 	for inter := range want {
 		if hs[inter] == nil {
-			return nil, fmt.Errorf("layer %d: the model never produced intermediate %q", li, inter)
+			return nil, 0, fmt.Errorf("layer %d: the model never produced intermediate %q", li, inter)
 		}
 	}
-	return hs, nil
+	return hs, hessSecs, nil
 }
 
 // lastIntermediate is the latest (in forward order) of the intermediates in

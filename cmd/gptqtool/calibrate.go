@@ -30,10 +30,12 @@ type calibrationFlags struct {
 	template       string
 	chatTemplate   string
 	systemMessages bool
+	flags          *pflag.FlagSet // to tell a flag given as 0 from its default
 }
 
 // addCalibrationFlags registers the calibration-data flags on fs.
 func addCalibrationFlags(fs *pflag.FlagSet, o *calibrationFlags) {
+	o.flags = fs
 	fs.StringSliceVar(&o.datasets, "dataset", nil, "calibration data: parquet, JSON, JSONL or text files, directories or globs (repeat or comma-separate); read as one dataset")
 	fs.StringVar(&o.format, "dataset-format", "", "force the format of every dataset file: parquet, json, jsonl, text (whole file one record) or paragraphs (split on blank lines); default by extension")
 	fs.IntVar(&o.nsamples, "nsamples", calibrate.DefaultNSamples, "number of calibration samples")
@@ -58,8 +60,8 @@ func (o *calibrationFlags) options(modelDir string, log io.Writer) (calibrate.Op
 	switch {
 	case o.nsamples <= 0:
 		return calibrate.Options{}, usageError{fmt.Errorf("--nsamples %d: want a positive number", o.nsamples)}
-	case o.seqLen < 0:
-		return calibrate.Options{}, usageError{fmt.Errorf("--seq-len %d: want a positive number", o.seqLen)}
+	case o.seqLen < 0 || o.seqLen == 0 && o.flags != nil && o.flags.Changed("seq-len"):
+		return calibrate.Options{}, usageError{fmt.Errorf("--seq-len %d: want a positive number (leave it out for the default, min(4096, max_position_embeddings))", o.seqLen)}
 	case o.mode != calibrate.ModeRandom && o.mode != calibrate.ModeRecord:
 		return calibrate.Options{}, usageError{fmt.Errorf("--mode %q: want random or record", o.mode)}
 	}

@@ -115,6 +115,11 @@ func TestUsageErrors(t *testing.T) {
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--sym=false", "--checkpoint-format", "gptq"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--threads", "-1"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "1"},
+		// Both ends of --ctx are usage errors (issue 11, finding 7).
+		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "5000"},
+		{"verify", "kl", "--model", model, "--baseline", model, "--text", "t.txt", "--ctx", "99999"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--seq-len", "0"},
+		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--resume", "--force"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--max-windows", "-3"},
 		{"verify", "perplexity"},
 		{"no-such-command"},

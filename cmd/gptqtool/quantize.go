@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,8 @@ type quantizeFlags struct {
 	damp                                 float64
 	actOrder, staticGroups, sym, trueSeq bool
 	mse, rtn, refGroups, force, asJSON   bool
+	resume, dryRun, allowUnportable      bool
+	estimate                             bool
 	maxShard                             string
 	chunkRows                            int
 	gpuMemory, activations               string
@@ -81,7 +84,11 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.StringVar(&f.maxShard, "max-shard-size", "4GB", "split model.safetensors into shards of at most this size (0 = never)")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
-	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists")
+	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists (only what gptqtool wrote), discard an interrupted run's partial output")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "check and plan the run (sizes, memory against what is free, disk, estimated time), print the plan and stop")
+	fs.BoolVar(&f.estimate, "estimate", true, "time one layer on this machine before the run to estimate its time (false skips it)")
+	fs.BoolVar(&f.allowUnportable, "allow-unportable", false, "write group sizes that some loaders cannot load (they are named in a warning instead of refusing the run)")
+	fs.BoolVar(&f.resume, "resume", false, "continue an interrupted run from its last complete layer (same model, dataset and options; the result is byte-identical)")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
 	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
 	fs.StringVar(&f.activations, "activations", "auto", "GPU: calibration activation dtype: auto (the checkpoint's, bf16 for openchat), f32, f16 or bf16")
@@ -109,6 +116,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	if f.out == "" {
 		return usageError{errors.New("--out is required")}
+	}
+	if f.resume && f.force {
+		return usageError{errors.New("--resume continues an interrupted run, --force discards it: choose one")}
 	}
 	maxShard, err := parseSize(f.maxShard)
 	if err != nil {
@@ -160,48 +170,99 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		return err
 	}
 	solver := solverFor(backend, bench != nil)
-	if _, err := os.Stat(f.out); err == nil && !f.force {
-		return fmt.Errorf("output directory %s exists (use --force to replace it)", f.out)
-	}
+
 	log := cmd.ErrOrStderr()
-	calStart := time.Now()
-	ds := &calibrate.Dataset{}
-	if !f.rtn || len(f.cal.datasets) > 0 { // round to nearest needs no data
-		copts, err := f.cal.options(f.model, log)
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+	defer stop()
+	ro := publish.RunOptions{
+		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
+		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
+		DatasetName:   datasetName(f.cal.datasets),
+		MaxShardBytes: maxShard, Force: f.force, Resume: f.resume, Backend: backend, Solver: solver,
+		ChunkRows: f.chunkRows, Activations: f.activations, Profile: bench != nil,
+		Command: "gptqtool " + strings.Join(os.Args[1:], " "), Version: version,
+	}
+	// Everything that can be checked is checked before the dataset is read.
+	needData := !f.rtn || len(f.cal.datasets) > 0 // round to nearest needs no data
+	var copts calibrate.Options
+	pre := publish.PreflightOptions{RunOptions: ro, AllowUnportable: f.allowUnportable, Estimate: f.estimate && bench == nil}
+	if needData {
+		if copts, err = f.cal.options(f.model, log); err != nil {
+			return err
+		}
+		pre.NSamples, pre.SeqLen, pre.Masked = copts.NSamples, copts.SeqLen, copts.Mode == calibrate.ModeRecord
+		if pre.SeqLen == 0 {
+			pre.SeqLen = calibrate.DefaultSeqLen
+			if copts.MaxPositions > 0 {
+				pre.SeqLen = min(pre.SeqLen, copts.MaxPositions)
+			}
+		}
+		files, err := calibrate.ResolvePaths(copts.Paths)
 		if err != nil {
 			return err
 		}
+		for _, file := range files {
+			if st, err := os.Stat(file); err == nil {
+				pre.DatasetBytes += st.Size()
+			}
+		}
+	}
+	if pre.Estimate {
+		fmt.Fprintf(log, "preflight: timing one layer on %s...\n", backend.Name())
+	}
+	report, err := publish.Preflight(ctx, pre)
+	if err != nil {
+		return err
+	}
+	if f.dryRun {
+		if f.asJSON {
+			if err := writeJSON(cmd.OutOrStdout(), report); err != nil {
+				return err
+			}
+		} else {
+			report.Print(cmd.OutOrStdout())
+		}
+		return report.Err()
+	}
+	report.Print(log)
+	if err := report.Err(); err != nil {
+		return err
+	}
+	if report.MemoryLimit > 0 {
+		// The job fits only if the collector keeps the heap near its live
+		// size.
+		debug.SetMemoryLimit(report.MemoryLimit)
+	}
+	calStart := time.Now()
+	ds := &calibrate.Dataset{}
+	if needData {
 		if ds, err = calibrate.Load(copts); err != nil {
 			return err
 		}
 	}
-	samples := quantize.SamplesOf(ds.Samples)
+	ro.Samples, ro.SeqLen = quantize.SamplesOf(ds.Samples), ds.SeqLen
 	calSeconds := time.Since(calStart).Seconds()
-	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
-	defer stop()
 	bar := newProgress(log, "quantize", 1)
-	var stats *quantize.Stats
 	if bench != nil {
-		stats = &bench.stats
+		ro.Stats = &bench.stats
 	}
-	sum, err := publish.Quantize(ctx, publish.RunOptions{
-		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
-		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
-		Samples: samples, DatasetName: datasetName(f.cal.datasets), SeqLen: ds.SeqLen,
-		MaxShardBytes: maxShard, Force: f.force, Backend: backend, Solver: solver,
-		ChunkRows: f.chunkRows, Activations: f.activations, Profile: bench != nil, Stats: stats,
-		Log: progressLog{bar, log},
-		Progress: func(job string, done, total int) {
-			per := len(model.LinearModules)
-			bar.describe(fmt.Sprintf("%s layer %d/%d", job, min(done/per+1, total/per), total/per))
-			bar.set(done, total)
-		},
-		Command: "gptqtool " + strings.Join(os.Args[1:], " "), Version: version,
-	})
+	ro.Log = progressLog{bar, log}
+	ro.Progress = func(job string, done, total int) {
+		per := len(model.LinearModules)
+		bar.describe(fmt.Sprintf("%s layer %d/%d", job, min(done/per+1, total/per), total/per))
+		bar.set(done, total)
+	}
+	sum, err := publish.Quantize(ctx, ro)
 	bar.finish()
 	if err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("interrupted: no partial checkpoint was left in %s (branches completed before the interrupt are kept)", f.out)
+		var se *publish.SuspendedError
+		switch {
+		case ctx.Err() != nil && errors.As(err, &se):
+			return fmt.Errorf("interrupted; kept for --resume: %s (rerun the same command with --resume to continue)", strings.Join(se.Kept, ", "))
+		case ctx.Err() != nil:
+			return fmt.Errorf("interrupted before any layer was complete: nothing was left in %s", f.out)
+		case errors.As(err, &se):
+			return fmt.Errorf("%w (rerun the same command with --resume to continue)", err)
 		}
 		return err
 	}

@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -312,5 +315,197 @@ func TestGoVersionAgrees(t *testing.T) {
 	}
 	if want := "Go " + string(m[1]) + " or later"; !strings.Contains(string(readme), want) {
 		t.Errorf("README.md does not say %q (go.mod: go %s%s)", want, m[1], m[2])
+	}
+}
+
+// badDataset is a dataset file that fails to parse: a check that reports
+// its own problem instead ran before the dataset was read.
+func badDataset(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(p, []byte(`[{"instruction": not json`), 0o644)
+	return p
+}
+
+// TestPreflightRefusesOversized: a job that cannot fit in memory is refused
+// before the dataset is read, with the estimate, the limit and what to
+// change; under prlimit (address space, data segment) the limit is named
+// (issue 11, finding 5 and the preflight).
+func TestPreflightRefusesOversized(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := badDataset(t)
+	out := filepath.Join(t.TempDir(), "q")
+	args := []string{"quantize", "--model", model, "--dataset", data, "--nsamples", "1000000", "--seq-len", "1024", "--out", out}
+	_, _, err := run(t, args...)
+	var ue usageError
+	if err == nil || errors.As(err, &ue) {
+		t.Fatalf("err = %v, want a refusal (exit 1)", err)
+	}
+	for _, w := range []string{"refused before any work", "needs about", "activations 1048.58 GB", "--nsamples (1000000)", "--seq-len (1024)"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("refusal %q lacks %q", err, w)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("the refused run left %s", out)
+	}
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Skip("prlimit not installed")
+	}
+	for _, tc := range []struct{ limit, want string }{
+		{"--as=3000000000", "address-space limit"},
+		{"--data=2000000000", "data-segment limit"},
+	} {
+		c := gptqtool(t, t.TempDir(), []string{"prlimit", tc.limit}, "quantize", "--model", model, "--dataset", data,
+			"--nsamples", "100000", "--seq-len", "1024", "--out", "q")
+		outb, err := c.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("prlimit %s: %v (want exit 1)\n%s", tc.limit, err, outb)
+		}
+		for _, w := range []string{"refused before any work", tc.want, "activations 104.86 GB", "lower --nsamples (100000)"} {
+			if !strings.Contains(string(outb), w) {
+				t.Errorf("prlimit %s: output lacks %q:\n%s", tc.limit, w, outb)
+			}
+		}
+		if strings.Contains(string(outb), "invalid character") {
+			t.Errorf("prlimit %s: the dataset was read before the refusal:\n%s", tc.limit, outb)
+		}
+	}
+}
+
+// TestDryRun: --dry-run plans without writing anything: per branch the
+// planned checkpoint size (within 0.1% of what a run writes), memory
+// against what is free, disk, and an estimated time.
+func TestDryRun(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data, _ := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	out := filepath.Join(t.TempDir(), "q")
+	stdout, _, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "8", "--seq-len", "128",
+		"--bits", "4", "--group", "32", "--out", out, "--dry-run", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Branches []struct {
+			PlannedSizeBytes int64  `json:"planned_size_bytes"`
+			State            string `json:"state"`
+		} `json:"branches"`
+		HostNeed  int64   `json:"host_bytes_needed"`
+		HostAvail int64   `json:"host_bytes_available"`
+		DiskNeed  int64   `json:"disk_bytes_needed"`
+		Seconds   float64 `json:"estimated_seconds"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if len(rep.Branches) != 1 || rep.Branches[0].State != "new" || rep.HostNeed <= 0 || rep.HostAvail <= 0 || rep.Seconds <= 0 || rep.DiskNeed != rep.Branches[0].PlannedSizeBytes {
+		t.Errorf("dry run report: %+v", rep)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Fatalf("--dry-run wrote %v", entries)
+	}
+	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--bits", "4", "--group", "32", "--out", out); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(out, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, plan := st.Size(), rep.Branches[0].PlannedSizeBytes; got < plan || float64(got-plan) > 0.001*float64(plan) {
+		t.Errorf("model.safetensors is %d bytes, planned %d", got, plan)
+	}
+	stdout, _, err = run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "8", "--seq-len", "128", "--out", out, "--dry-run", "--estimate=false")
+	if err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("dry run onto an existing output: %v\n%s", err, stdout)
+	}
+}
+
+// TestChecksBeforeWork: problems with the output, the weights or the
+// group size are reported before the dataset is read (which would fail
+// here), and --force refuses to delete what gptqtool did not write
+// (issue 11, findings 6 and 7).
+func TestChecksBeforeWork(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := badDataset(t)
+	truncated := filepath.Join(t.TempDir(), "m")
+	copyDir(t, model, truncated)
+	w, _ := os.ReadFile(filepath.Join(truncated, "model.safetensors"))
+	os.WriteFile(filepath.Join(truncated, "model.safetensors"), w[:len(w)/2], 0o644)
+	foreign := t.TempDir()
+	os.WriteFile(filepath.Join(foreign, "notes.txt"), []byte("mine"), 0o644)
+	cwd := t.TempDir()
+	base := []string{"quantize", "--dataset", data, "--nsamples", "4", "--seq-len", "64"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"out inside the model", []string{"--model", model, "--out", filepath.Join(model, "q")}, []string{"lies inside the model directory"}},
+		{"out is the model", []string{"--model", model, "--out", model, "--force"}, []string{"holds the model"}},
+		{"truncated weights", []string{"--model", truncated, "--out", filepath.Join(t.TempDir(), "q")}, []string{"model.safetensors"}},
+		{"force on a foreign directory", []string{"--model", model, "--out", foreign, "--force"}, []string{"not a gptqtool output", "notes.txt"}},
+		{"force on the working directory", []string{"--model", model, "--out", cwd, "--force"}, []string{"working directory"}},
+		{"group 7", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "7"}, []string{"group size 7", "GPTQModel", "ExLlamaV2", "vLLM gptq_marlin", "--allow-unportable"}},
+		{"group 1024", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "1024"}, []string{"group size 1024", "ExLlama v1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := gptqtool(t, cwd, nil, append(append(base, tc.args...), "--estimate=false")...)
+			out, err := c.CombinedOutput()
+			if err == nil {
+				t.Fatalf("accepted:\n%s", out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(string(out), "invalid character") {
+				t.Errorf("the dataset was read before the check:\n%s", out)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(foreign, "notes.txt")); err != nil {
+		t.Errorf("--force deleted a foreign directory: %v", err)
+	}
+	// With the explicit flag the group size is a warning naming the loaders.
+	stdout, _, err := run(t, "quantize", "--model", model, "--rtn", "--group", "7", "--allow-unportable", "--out", filepath.Join(t.TempDir(), "q"), "--dry-run")
+	if err != nil || !strings.Contains(stdout, "warning      branch q: group size 7: GPTQModel, ExLlama v1") {
+		t.Errorf("--allow-unportable: %v\n%s", err, stdout)
+	}
+}
+
+// TestLogAddsUp: each layer's log line is the sum of its phases, and the
+// layers add up to the branch's time (issue 11, finding 8).
+func TestLogAddsUp(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data, _ := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	_, stderr, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "8", "--seq-len", "128",
+		"--out", filepath.Join(t.TempDir(), "q"), "--estimate=false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^q layer \d+: ([0-9.]+)s = (.*)$`)
+	phase := regexp.MustCompile(`[a-z]+ ([0-9.]+)s`)
+	var layers float64
+	for _, m := range line.FindAllStringSubmatch(stderr, -1) {
+		total, _ := strconv.ParseFloat(m[1], 64)
+		var sum float64
+		for _, p := range phase.FindAllStringSubmatch(m[2], -1) {
+			v, _ := strconv.ParseFloat(p[1], 64)
+			sum += v
+		}
+		if math.Abs(sum-total) > 0.02+0.01*total {
+			t.Errorf("layer line %q: phases add to %.2fs", m[0], sum)
+		}
+		layers += total
+	}
+	branch := regexp.MustCompile(`(?m)^q: wrote .* in ([0-9.]+)s$`).FindStringSubmatch(stderr)
+	if branch == nil || len(line.FindAllString(stderr, -1)) != 6 {
+		t.Fatalf("log lacks the layer or branch lines:\n%s", stderr)
+	}
+	total, _ := strconv.ParseFloat(branch[1], 64)
+	if layers > total+0.05 || layers < 0.9*total-0.05 {
+		t.Errorf("layers add to %.2fs, the branch took %.2fs", layers, total)
 	}
 }

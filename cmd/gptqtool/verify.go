@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -54,6 +55,11 @@ func (f *evalFlags) setup(log io.Writer) (runtime.Backend, []int, error) {
 		return nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
 	case f.maxWindows < 0:
 		return nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
+	}
+	// A window longer than the model's context is a usage error like one
+	// shorter than 2 tokens: both are about the flag, not the model.
+	if cfg, err := hfconfig.Load(f.model); err == nil && cfg.MaxPositionEmbeddings > 0 && f.ctx > cfg.MaxPositionEmbeddings {
+		return nil, nil, usageError{fmt.Errorf("--ctx %d exceeds the model's context of %d positions (max_position_embeddings in %s)", f.ctx, cfg.MaxPositionEmbeddings, cfg.File)}
 	}
 	b, err := newBackend(f.device, f.threads, log)
 	if err != nil {

@@ -417,6 +417,25 @@ func (w *Writer) ReadBack(name string) ([]byte, error) {
 	return data, nil
 }
 
+// Suspend ends a resumable write without finishing it: what was written
+// is flushed and synced, the files are closed and left in place for
+// Resume, and the returned state says how far the write got. The Writer
+// cannot be used afterwards.
+func (w *Writer) Suspend() (WriterState, error) {
+	st, err := w.Sync()
+	for _, s := range w.shards {
+		if s.tmp != nil && !s.done {
+			s.tmp.Close()
+		}
+		s.tmp = nil
+	}
+	w.finished = true
+	if w.err == nil {
+		w.err = errors.New("safetensors writer: suspended")
+	}
+	return st, err
+}
+
 // cleanupFiles closes the files Resume opened without removing them: a
 // failed resume leaves the partial output as it found it.
 func (w *Writer) cleanupFiles() {

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// treeBytes reads every file under dir, by path relative to dir.
+func treeBytes(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = b
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTree(t *testing.T, got, want map[string][]byte, what string) {
+	t.Helper()
+	for name, b := range want {
+		if g, ok := got[name]; !ok {
+			t.Errorf("%s: %s missing", what, name)
+		} else if !bytes.Equal(g, b) {
+			t.Errorf("%s: %s differs from the uninterrupted run (%d vs %d bytes)", what, name, len(g), len(b))
+		}
+	}
+	for name := range got {
+		if _, ok := want[name]; !ok {
+			t.Errorf("%s: extra file %s", what, name)
+		}
+	}
+}
+
+// layersDone reads a partial output's progress record (-1 if none yet).
+func layersDone(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	var p struct {
+		LayersDone int `json:"layers_done"`
+	}
+	if json.Unmarshal(b, &p) != nil {
+		return -1
+	}
+	return p.LayersDone
+}
+
+// killAt starts cmd and SIGKILLs it once the progress record at record
+// says at least layers layers are done (0: once the record exists). It
+// reports the layers the record held when the process died.
+func killAt(t *testing.T, cmd interface {
+	Start() error
+	Wait() error
+}, pid func() int, record string, layers int) int {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for layersDone(record) < layers && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	syscall.Kill(pid(), syscall.SIGKILL)
+	err := cmd.Wait()
+	if err == nil {
+		t.Fatalf("the run finished before it was killed at layer %d", layers)
+	}
+	return layersDone(record)
+}
+
+// TestResumeAfterSIGKILL kills real quantize runs (this test binary as
+// gptqtool) with SIGKILL at several points, resumes each with --resume
+// (killing one resume again), and checks that the result is byte-identical
+// to an uninterrupted run; then the same for a branch table killed in its
+// second branch. A changed dataset or option is refused.
+func TestResumeAfterSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs quantize a dozen times")
+	}
+	model := fixturePath(t, "models/openchat-tiny")
+	data, err := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"quantize", "--model", model, "--dataset", data, "--nsamples", "12", "--seq-len", "256",
+		"--bits", "4", "--group", "128", "--act-order", "--damp", "0.1", "--out", "q", "--estimate=false"}
+	ref := t.TempDir()
+	if out, err := gptqtool(t, ref, nil, args...).CombinedOutput(); err != nil {
+		t.Fatalf("uninterrupted run: %v\n%s", err, out)
+	}
+	want := treeBytes(t, filepath.Join(ref, "q"))
+
+	for _, tc := range []struct {
+		name  string
+		kills []int // layers recorded done at each kill
+	}{
+		{"before layer 0", []int{0}},
+		{"after layer 1", []int{1}},
+		{"after layer 3, again after 5", []int{3, 5}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			record := filepath.Join(dir, "q.partial", "gptqtool-progress.json")
+			for i, k := range tc.kills {
+				a := args
+				if i > 0 {
+					a = append(append([]string(nil), args...), "--resume")
+				}
+				c := gptqtool(t, dir, nil, a...)
+				got := killAt(t, c, func() int { return c.Process.Pid }, record, k)
+				if got < k {
+					t.Fatalf("killed with %d layers recorded, want >= %d", got, k)
+				}
+			}
+			// Without --resume the interrupted run is pointed out, not lost.
+			out, err := gptqtool(t, dir, nil, args...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "--resume continues it") {
+				t.Fatalf("rerun without --resume: %v\n%s", err, out)
+			}
+			out, err = gptqtool(t, dir, nil, append(args, "--resume")...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("resume: %v\n%s", err, out)
+			}
+			if last := tc.kills[len(tc.kills)-1]; last > 0 && !strings.Contains(string(out), "resuming after layer") {
+				t.Errorf("the resumed run did not resume:\n%s", out)
+			}
+			sameTree(t, treeBytes(t, filepath.Join(dir, "q")), want, tc.name)
+			if _, err := os.Stat(filepath.Join(dir, "q.partial")); !os.IsNotExist(err) {
+				t.Errorf("the partial output is still there: %v", err)
+			}
+		})
+	}
+
+	t.Run("refuses changes", func(t *testing.T) {
+		dir := t.TempDir()
+		c := gptqtool(t, dir, nil, args...)
+		killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "q.partial", "gptqtool-progress.json"), 2)
+		for what, change := range map[string][]string{
+			"the calibration samples":  {"--seed", "7"},
+			"the quantization options": {"--damp", "0.05"},
+		} {
+			a := append(append([]string(nil), args...), "--resume")
+			a = append(a, change...)
+			out, err := gptqtool(t, dir, nil, a...).CombinedOutput()
+			if err == nil || !strings.Contains(string(out), what) || !strings.Contains(string(out), "changed") {
+				t.Errorf("resume with %v: %v\n%s", change, err, out)
+			}
+		}
+	})
+
+	t.Run("table", func(t *testing.T) {
+		branches := filepath.Join(t.TempDir(), "branches.json")
+		os.WriteFile(branches, []byte(`[
+			{"name": "a", "bits": 4, "group_size": 128, "desc_act": true, "damp_percent": 0.1},
+			{"name": "b", "bits": 8, "group_size": 64, "desc_act": false, "damp_percent": 0.1},
+			{"name": "c", "bits": 3, "group_size": 128, "desc_act": true, "damp_percent": 0.1}]`), 0o644)
+		targs := []string{"quantize", "--model", model, "--dataset", data, "--nsamples", "12", "--seq-len", "256",
+			"--branches", branches, "--out", "t", "--estimate=false"}
+		ref := t.TempDir()
+		if out, err := gptqtool(t, ref, nil, targs...).CombinedOutput(); err != nil {
+			t.Fatalf("uninterrupted table: %v\n%s", err, out)
+		}
+		want := treeBytes(t, filepath.Join(ref, "t"))
+		dir := t.TempDir()
+		c := gptqtool(t, dir, nil, targs...)
+		if got := killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "t", "b.partial", "gptqtool-progress.json"), 2); got < 2 {
+			t.Fatalf("killed with %d layers of branch b", got)
+		}
+		out, err := gptqtool(t, dir, nil, append(targs, "--resume")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("resume: %v\n%s", err, out)
+		}
+		for _, w := range []string{"a: complete from the interrupted run", "t/b: resuming after layer"} {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("resumed table output lacks %q:\n%s", w, out)
+			}
+		}
+		sameTree(t, treeBytes(t, filepath.Join(dir, "t")), want, "table")
+	})
+}
+
+// TestPartialOutputs: a partial output another run holds is refused; one
+// left by a killed run names its owner and start; debris of earlier
+// versions is pointed out and removed by --force (issue 11, finding 3).
+func TestPartialOutputs(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	debris := filepath.Join(dir, ".q.partial-123456")
+	os.MkdirAll(debris, 0o755)
+	os.WriteFile(filepath.Join(debris, ".model.safetensors.1.tmp"), []byte("x"), 0o644)
+	args := []string{"quantize", "--model", model, "--rtn", "--bits", "8", "--group", "-1", "--out", filepath.Join(dir, "q"), "--estimate=false"}
+	_, stderr, err := run(t, args...)
+	if err != nil || !strings.Contains(stderr, debris) {
+		t.Fatalf("debris not pointed out: %v\n%s", err, stderr)
+	}
+	_, stderr, err = run(t, append(args, "--force")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(debris); !os.IsNotExist(err) {
+		t.Errorf("--force left %s: %v\n%s", debris, err, stderr)
+	}
+
+	// A killed run's partial output: who and when, and what to do.
+	os.RemoveAll(filepath.Join(dir, "q"))
+	partial := filepath.Join(dir, "q.partial")
+	os.MkdirAll(partial, 0o755)
+	rec := fmt.Sprintf(`{"format":"gptqtool-partial/1","pid":4242,"host":"h","started":"2026-11-30T10:00:00Z","branch":"q","num_hidden_layers":6,"layers_done":2}`)
+	os.WriteFile(filepath.Join(partial, "gptqtool-progress.json"), []byte(rec), 0o644)
+	_, _, err = run(t, args...)
+	if err == nil || !strings.Contains(err.Error(), "pid 4242") || !strings.Contains(err.Error(), "2 of 6 layers") || !strings.Contains(err.Error(), "--resume") {
+		t.Errorf("interrupted run: err = %v", err)
+	}
+	// Held by a live run (this process holds the lock).
+	lock, err := os.OpenFile(filepath.Join(partial, "gptqtool.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	c := gptqtool(t, dir, nil, append(args, "--force")...)
+	out, err := c.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "being written by") {
+		t.Errorf("partial output in use: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,249 @@
+package publish
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/quantize"
+)
+
+// A partial output is the directory a checkpoint is built in,
+// "<out>.partial" beside its final place, renamed into place when
+// complete. It holds, besides the checkpoint files written so far:
+//
+//	gptqtool-progress.json  who writes it (pid, host, start), the command,
+//	                        the fingerprint of model, samples and options,
+//	                        and how far it got (layers done, writer state)
+//	gptqtool.lock           locked (flock) while a run writes it
+//
+// The progress record is rewritten (atomically, after an fsync of the
+// data) each time a layer is complete, so that a run killed at any point
+// can be resumed from its last complete layer.
+const (
+	progressFile  = "gptqtool-progress.json"
+	lockFile      = "gptqtool.lock"
+	progressMagic = "gptqtool-partial/1"
+)
+
+// PartialDir is where the checkpoint for dir is built.
+func PartialDir(dir string) string { return filepath.Clean(dir) + ".partial" }
+
+// Progress is the record of a partial output.
+type Progress struct {
+	Format      string                  `json:"format"`
+	PID         int                     `json:"pid"`
+	Host        string                  `json:"host"`
+	Started     time.Time               `json:"started"`
+	Updated     time.Time               `json:"updated"`
+	Command     string                  `json:"command"`
+	Version     string                  `json:"version"`
+	Branch      string                  `json:"branch"`
+	Fingerprint Fingerprint             `json:"fingerprint"`
+	Layers      int                     `json:"num_hidden_layers"`
+	LayersDone  int                     `json:"layers_done"`
+	Writer      safetensors.WriterState `json:"writer"`
+}
+
+// Fingerprint identifies what a run quantizes: a resumed run must match
+// the interrupted one in all three.
+type Fingerprint struct {
+	Model   string `json:"model"`
+	Samples string `json:"samples"`
+	Options string `json:"options"`
+}
+
+// diff names the parts of f that differ from g.
+func (f Fingerprint) diff(g Fingerprint) []string {
+	var out []string
+	if f.Model != g.Model {
+		out = append(out, "the model files")
+	}
+	if f.Samples != g.Samples {
+		out = append(out, "the calibration samples (dataset, --nsamples, --seq-len, --seed, --mode or rendering)")
+	}
+	if f.Options != g.Options {
+		out = append(out, "the quantization options")
+	}
+	return out
+}
+
+// describe says who wrote a partial output and how far it got.
+func (p *Progress) describe() string {
+	return fmt.Sprintf("branch %s, %d of %d layers done, started %s by pid %d on %s",
+		p.Branch, p.LayersDone, p.Layers, p.Started.Local().Format("2006-01-02 15:04:05"), p.PID, p.Host)
+}
+
+// readProgress reads a partial output's record; a directory without one
+// is not a partial output of ours.
+func readProgress(dir string) (*Progress, error) {
+	b, err := os.ReadFile(filepath.Join(dir, progressFile))
+	if err != nil {
+		return nil, err
+	}
+	var p Progress
+	if err := json.Unmarshal(b, &p); err != nil || p.Format != progressMagic {
+		return nil, fmt.Errorf("%s: not a gptqtool progress record", filepath.Join(dir, progressFile))
+	}
+	return &p, nil
+}
+
+// writeProgress replaces the record atomically.
+func writeProgress(dir string, p *Progress) error {
+	p.Updated = time.Now().UTC().Truncate(time.Second)
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, progressFile), append(b, '\n'))
+}
+
+// ModelFingerprint identifies a model directory's files without reading
+// all of them: for each file its name, size and modification time; the
+// small files (configs, tokenizer) whole; for weight files their header and
+// 64 KiB every 256 MiB plus the last 64 KiB. A replaced or rewritten file
+// changes it.
+func ModelFingerprint(dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		if err := hashSampled(h, filepath.Join(dir, e.Name()), fi.Size()); err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func hashSampled(h io.Writer, path string, size int64) error {
+	const whole, block, stride = 64 << 20, 64 << 10, 256 << 20
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if size <= whole {
+		_, err := io.Copy(h, f)
+		return err
+	}
+	buf := make([]byte, block)
+	read := func(off int64) error {
+		n, err := f.ReadAt(buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		h.Write(buf[:n])
+		return nil
+	}
+	// The safetensors header (tensor names, shapes, offsets) whole.
+	var n [8]byte
+	if _, err := f.ReadAt(n[:], 0); err == nil {
+		if hl := int64(binary.LittleEndian.Uint64(n[:])); hl > 0 && hl < min(size, safetensors.MaxHeaderSize) {
+			if _, err := io.Copy(h, io.NewSectionReader(f, 0, 8+hl)); err != nil {
+				return err
+			}
+		}
+	}
+	for off := int64(0); off < size; off += stride {
+		if err := read(off); err != nil {
+			return err
+		}
+	}
+	return read(max(0, size-block))
+}
+
+// SamplesFingerprint identifies calibration samples (ids and masks).
+func SamplesFingerprint(samples []quantize.Sample) string {
+	h := sha256.New()
+	var b [8]byte
+	for _, s := range samples {
+		binary.LittleEndian.PutUint64(b[:], uint64(len(s.IDs)))
+		h.Write(b[:])
+		for _, id := range s.IDs {
+			binary.LittleEndian.PutUint32(b[:4], uint32(id))
+			h.Write(b[:4])
+		}
+		for _, m := range s.Mask {
+			if m {
+				h.Write([]byte{1})
+			} else {
+				h.Write([]byte{0})
+			}
+		}
+		h.Write([]byte{0xff})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// optionsFingerprint identifies everything besides model and samples that
+// decides the bytes of a branch.
+func optionsFingerprint(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // plain structs of our own
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// IsOurs reports whether dir is something a gptqtool run wrote and --force
+// may replace: a checkpoint or table (README.md says "quantized_by:
+// gptqtool"), a git repository of branches made by GitRepo, a partial
+// output, or an empty directory. what describes a directory that is not.
+func IsOurs(dir string) (ours bool, what string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err.Error()
+	}
+	if len(entries) == 0 {
+		return true, ""
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil && strings.Contains(string(b), "\nquantized_by: gptqtool") {
+		return true, ""
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "description")); err == nil && strings.HasPrefix(string(b), gitDescription) {
+		return true, ""
+	}
+	if _, err := readProgress(dir); err == nil {
+		return true, ""
+	}
+	var names []string
+	for _, e := range entries[:min(len(entries), 5)] {
+		names = append(names, e.Name())
+	}
+	more := ""
+	if len(entries) > 5 {
+		more = fmt.Sprintf(" and %d more", len(entries)-5)
+	}
+	return false, fmt.Sprintf("it holds %s%s and no gptqtool model card", strings.Join(names, ", "), more)
+}
+
+// staleDebris lists the temporary directories that earlier versions left
+// beside dir (".<name>.partial-<random>") when killed.
+func staleDebris(dir string) []string {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(filepath.Clean(dir)), "."+filepath.Base(filepath.Clean(dir))+".partial-*"))
+	return slices.DeleteFunc(matches, func(m string) bool {
+		fi, err := os.Stat(m)
+		return err != nil || !fi.IsDir()
+	})
+}

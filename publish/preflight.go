@@ -1,0 +1,544 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// PreflightOptions describe a run before its dataset is read: RunOptions
+// without samples, plus their number and length.
+type PreflightOptions struct {
+	RunOptions
+	NSamples, SeqLen int
+	// Masked: the samples may hold padding (record mode).
+	Masked bool
+	// DatasetBytes is the size of the dataset files (read later), for the
+	// memory their tokens take.
+	DatasetBytes int64
+	// AllowUnportable accepts group sizes that some loaders reject (they
+	// are named in a warning instead of refusing the run).
+	AllowUnportable bool
+	// Estimate times a one-layer run on this machine to estimate the
+	// run's time (Estimate in the report).
+	Estimate bool
+}
+
+// PreflightReport is what a run will do and whether it can: the checks
+// that refuse it are in Problems, each with the numbers and what to change.
+type PreflightReport struct {
+	Model       string          `json:"model"`
+	Params      int64           `json:"num_parameters"`
+	Layers      int             `json:"num_hidden_layers"`
+	Device      string          `json:"device"`
+	Solver      string          `json:"solver,omitempty"`
+	NSamples    int             `json:"nsamples"`
+	SeqLen      int             `json:"seq_len"`
+	Branches    []PlannedBranch `json:"branches"`
+	HostNeed    int64           `json:"host_bytes_needed"`
+	HostPeak    int64           `json:"host_bytes_peak_unlimited"`
+	HostParts   []planPart      `json:"host_bytes_by_item"`
+	HostFree    int64           `json:"host_bytes_available,omitempty"`
+	HostLimit   string          `json:"host_limit,omitempty"`
+	DeviceNeed  int64           `json:"device_bytes_needed,omitempty"`
+	DeviceParts []planPart      `json:"device_bytes_by_item,omitempty"`
+	DeviceFree  int64           `json:"device_bytes_free,omitempty"`
+	DiskNeed    int64           `json:"disk_bytes_needed"`
+	DiskFree    int64           `json:"disk_bytes_free,omitempty"`
+	Seconds     float64         `json:"estimated_seconds,omitempty"`
+	Basis       string          `json:"estimate_basis,omitempty"`
+	Warnings    []string        `json:"warnings,omitempty"`
+	Problems    []string        `json:"problems,omitempty"`
+	// MemoryLimit, when set, is the heap limit the run should run under
+	// (runtime/debug.SetMemoryLimit): the job fits in what is free only
+	// if the collector is held to it.
+	MemoryLimit int64 `json:"memory_limit,omitempty"`
+}
+
+type planPart struct {
+	What  string `json:"item"`
+	Bytes int64  `json:"bytes"`
+}
+
+// PlannedBranch is one branch of a PreflightReport.
+type PlannedBranch struct {
+	Branch
+	Dir       string   `json:"dir"`
+	SizeBytes int64    `json:"planned_size_bytes"`
+	Rejected  []string `json:"loaders_rejecting,omitempty"`
+	State     string   `json:"state"` // new, replace, resume after layer N, complete (resumed table)
+}
+
+// ErrPreflight is wrapped by the error of a run the preflight refuses.
+var ErrPreflight = errors.New("refused before any work")
+
+// Err returns the refusal, or nil when the run can go ahead.
+func (r *PreflightReport) Err() error {
+	if len(r.Problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrPreflight, strings.Join(r.Problems, "; "))
+}
+
+// Preflight checks everything about a run that can be checked before its
+// dataset is read or its first layer quantized: the model (config,
+// readable weights that the config explains), the output directory (new,
+// replaceable, or an interrupted run to resume), the group sizes against
+// the loaders, host and device memory against what is free, disk space;
+// and with Estimate it times one layer on this machine. It returns the
+// report; report.Err says whether the run is refused.
+func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error) {
+	cfg, err := hfconfig.Load(o.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := gptq.ReadQuantizeConfig(o.ModelDir); err == nil {
+		return nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", o.ModelDir)
+	}
+	set, err := safetensors.OpenDir(o.ModelDir)
+	if err != nil {
+		return nil, err
+	}
+	defer set.Close()
+	if err := model.CheckWeights(set, cfg, nil); err != nil {
+		return nil, err
+	}
+	// Every tensor the run reads: a missing or unusable one is found now,
+	// not after an hour of GPTQ.
+	if err := checkReadable(set, cfg); err != nil {
+		return nil, err
+	}
+	r := &PreflightReport{Model: o.ModelDir, Params: cfg.NumParameters(), Layers: cfg.NumHiddenLayers, NSamples: o.NSamples, SeqLen: o.SeqLen}
+	if o.Backend != nil {
+		r.Device = o.Backend.Name()
+	}
+	if o.Solver != nil {
+		r.Solver = o.Solver.Name()
+	}
+	format := o.Format
+	if format == "" {
+		format = gptq.FormatV1
+	}
+	var shapes []gptq.LinearShape
+	for li := 0; li < min(cfg.NumHiddenLayers, 1); li++ {
+		for _, m := range model.LinearModules {
+			K, N, _ := model.LinearShape(cfg, m)
+			shapes = append(shapes, gptq.LinearShape{Name: model.LayerPrefix(li) + "." + m, K: K, N: N})
+		}
+	}
+	if err := r.checkOut(o.RunOptions); err != nil {
+		return nil, err
+	}
+	var jobs []quantize.Job
+	for _, br := range o.Branches {
+		qc := gptq.DefaultQuantizeConfig()
+		qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups
+		qc.DampPercent, qc.Sym, qc.CheckpointFormat = br.Damp, o.Sym, string(format)
+		infos, err := Plan(cfg, qc)
+		if err != nil {
+			return nil, fmt.Errorf("branch %s: %w", br.Name, err)
+		}
+		pb := PlannedBranch{Branch: br, Dir: o.Out}
+		if o.Table {
+			pb.Dir = filepath.Join(o.Out, br.Name)
+		}
+		for _, t := range infos {
+			pb.SizeBytes += int64(t.ByteSize())
+		}
+		pb.Rejected, pb.State = lostLoaders(qc, shapes), branchState(pb.Dir, o.RunOptions)
+		if len(pb.Rejected) > 0 {
+			msg := fmt.Sprintf("branch %s: group size %d: %s cannot load the result", br.Name, br.GroupSize, strings.Join(pb.Rejected, ", "))
+			if o.AllowUnportable {
+				r.Warnings = append(r.Warnings, msg)
+			} else {
+				r.Problems = append(r.Problems, msg+" (use a group size of 32, 64 or 128 or -1, or --allow-unportable to write it anyway)")
+			}
+		}
+		if pb.State != "complete" {
+			r.DiskNeed += pb.SizeBytes
+			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
+		}
+		r.Branches = append(r.Branches, pb)
+	}
+	if o.GitRepo != "" {
+		for _, b := range r.Branches {
+			r.DiskNeed += b.SizeBytes // the repository holds each branch's files again
+		}
+	}
+	S, T := o.NSamples, o.SeqLen
+	if o.RTN {
+		S, T = 0, 0
+	}
+	r.memory(cfg, set, o, S, T, jobs)
+	if free, ok := diskFree(o.Out); ok {
+		r.DiskFree = free
+		if r.DiskNeed > free {
+			r.Problems = append(r.Problems, fmt.Sprintf("the checkpoints need %s on disk but %s has %s free: free space or choose another --out",
+				FormatSize(r.DiskNeed), existingParent(o.Out), FormatSize(free)))
+		}
+	}
+	if o.Estimate && len(r.Problems) == 0 && len(jobs) > 0 {
+		if err := r.estimate(ctx, set, cfg, o, jobs); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// checkReadable finds every floating-point tensor the run reads and checks
+// its dtype (bind checks the shapes per layer).
+func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
+	names := []string{"model.embed_tokens.weight", "model.norm.weight"}
+	if !cfg.TieWordEmbeddings {
+		names = append(names, "lm_head.weight")
+	}
+	for li := range cfg.NumHiddenLayers {
+		names = append(names, model.LayerTensorNames(li)...)
+	}
+	for _, n := range names {
+		t, err := set.Tensor(n)
+		if err != nil {
+			return fmt.Errorf("quantize: %w", err)
+		}
+		switch t.DType {
+		case safetensors.F32, safetensors.F16, safetensors.BF16:
+		default:
+			return fmt.Errorf("quantize: %s: tensor %q is %s, want F32, F16 or BF16", t.File, n, t.DType)
+		}
+	}
+	return nil
+}
+
+// lostLoaders names the loaders that would load the branch with group
+// size 128 but not with its own: what the group size costs.
+func lostLoaders(qc gptq.QuantizeConfig, shapes []gptq.LinearShape) []string {
+	if qc.GroupSize == 128 || qc.GroupSize == -1 {
+		return nil
+	}
+	ref := qc
+	ref.GroupSize = 128
+	base := gptq.Loaders(ref, shapes)
+	var out []string
+	for i, l := range gptq.Loaders(qc, shapes) {
+		if !l.OK && base[i].OK {
+			out = append(out, l.Loader)
+		}
+	}
+	return out
+}
+
+// branchState says what a run will do with a branch's directory.
+func branchState(dir string, o RunOptions) string {
+	if p, err := readProgress(PartialDir(dir)); err == nil && o.Resume {
+		return fmt.Sprintf("resume after layer %d", p.LayersDone)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		if o.Table && o.Resume {
+			if rec, err := readTableRecord(filepath.Dir(dir)); err == nil && slices.Contains(rec.Done, filepath.Base(dir)) {
+				return "complete"
+			}
+		}
+		return "replace"
+	}
+	return "new"
+}
+
+// checkOut applies Quantize's checks of the output directories (and of a
+// partial output left by an interrupted run) without writing anything.
+func (r *PreflightReport) checkOut(o RunOptions) error {
+	if o.Table {
+		if rec, err := readTableRecord(o.Out); err == nil {
+			if !o.Resume && !o.Force {
+				return fmt.Errorf("%s holds an interrupted table run (%s): --resume continues it, --force discards it", o.Out, rec.describe())
+			}
+			if o.Resume {
+				return nil // fingerprints are compared once the samples exist
+			}
+		}
+	}
+	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
+		return err
+	}
+	dirs := []string{o.Out}
+	if o.Table {
+		dirs = dirs[:0]
+		for _, br := range o.Branches {
+			dirs = append(dirs, filepath.Join(o.Out, br.Name))
+		}
+	}
+	for _, d := range dirs {
+		tmp := PartialDir(d)
+		if _, err := os.Lstat(tmp); err != nil {
+			continue
+		}
+		prev, err := readProgress(tmp)
+		switch {
+		case err != nil && !o.Force:
+			return fmt.Errorf("%s exists and is not a gptqtool partial output (%v): remove it, or choose another --out", tmp, err)
+		case err == nil && !o.Resume && !o.Force:
+			return fmt.Errorf("%s holds an interrupted run (%s): --resume continues it, --force discards it", tmp, prev.describe())
+		}
+		if lock, err := lockDir(filepath.Join(tmp, lockFile)); errors.Is(err, errBusy) {
+			return fmt.Errorf("%s is being written by another gptqtool run: wait for it, or choose another --out", tmp)
+		} else if err == nil {
+			lock.Close()
+		}
+	}
+	if o.GitRepo != "" {
+		if err := CheckOut(o.GitRepo, o.ModelDir, o.Force); err != nil {
+			return fmt.Errorf("--git-repo: %w", err)
+		}
+	}
+	return nil
+}
+
+// memory sizes host and device memory and compares them with what is free.
+func (r *PreflightReport) memory(cfg *hfconfig.Config, set *safetensors.Set, o PreflightOptions, S, T int, jobs []quantize.Job) {
+	device := o.Solver != nil
+	extra := []quantize.PlanPart{{What: "dataset (from its file sizes)", Bytes: 12 * o.DatasetBytes}}
+	if o.RTN {
+		extra = nil
+	}
+	hp := quantize.PlanHost(cfg, S, T, jobs, device, extra)
+	r.HostNeed, r.HostPeak = hp.Need, hp.Peak // what the run uses (reported)
+	for _, p := range hp.Parts {
+		r.HostParts = append(r.HostParts, planPart{p.What, p.Bytes})
+	}
+	// The tightest limit decides. Go's heap takes more address space than
+	// memory (arena reservations, stacks, fragmentation): measured on
+	// openchat-tiny, a run needs about 1.5× its memory plus 256 MB of
+	// address space, so an address-space limit is compared with that.
+	lim := hostLimits()
+	need, peak, avail, limit := hp.Need, hp.Peak, lim.Available, lim.Binding
+	what := fmt.Sprintf("%s of host memory (%s)", FormatSize(need), describeParts(hp.Parts))
+	asNeed := func(n int64) int64 { return n + n/2 + 256<<20 }
+	if lim.AddressSpace > 0 && (limit == "" || lim.AddressSpace-asNeed(need)+need < avail) {
+		need, peak, avail, limit = asNeed(need), asNeed(peak), lim.AddressSpace, lim.AddressLimit
+		what = fmt.Sprintf("%s of address space (1.5× its %s of memory plus 256 MB; %s)", FormatSize(need), FormatSize(hp.Need), describeParts(hp.Parts))
+	}
+	if limit != "" {
+		r.HostFree, r.HostLimit = avail, limit
+		switch {
+		case need > avail:
+			r.Problems = append(r.Problems, fmt.Sprintf("the run needs about %s but %s leaves %s: %s",
+				what, limit, FormatSize(avail), memoryHint(o, S, T, device)))
+		case peak > avail:
+			// Fits only if the collector holds the heap near its live size.
+			r.MemoryLimit = hp.Need + (avail-need)*hp.Need/need
+		}
+	}
+	if !device || S == 0 {
+		return
+	}
+	dp, err := quantize.PlanDeviceShape(set, cfg, o.Backend, o.Solver, S, T, o.Masked, jobs, o.ChunkRows, o.Activations)
+	if err != nil {
+		r.Problems = append(r.Problems, err.Error())
+		return
+	}
+	r.DeviceNeed = dp.Need
+	for _, p := range dp.Parts {
+		r.DeviceParts = append(r.DeviceParts, planPart{p.What, p.Bytes})
+	}
+	if mr, ok := o.Backend.(quantize.MemoryReporter); ok {
+		free, total := mr.Memory()
+		if total > 0 {
+			r.DeviceFree = free
+		}
+	}
+	if err := dp.Check(o.Backend); err != nil {
+		r.Problems = append(r.Problems, err.Error())
+	}
+}
+
+func describeParts(parts []quantize.PlanPart) string {
+	sorted := slices.Clone(parts)
+	slices.SortStableFunc(sorted, func(a, b quantize.PlanPart) int { return int((b.Bytes - a.Bytes) >> 20) })
+	var out []string
+	for _, p := range sorted[:min(len(sorted), 4)] {
+		out = append(out, fmt.Sprintf("%s %s", p.What, FormatSize(p.Bytes)))
+	}
+	return strings.Join(out, ", ")
+}
+
+func memoryHint(o PreflightOptions, S, T int, device bool) string {
+	if S == 0 {
+		return "free memory, or raise the limit"
+	}
+	hint := fmt.Sprintf("lower --nsamples (%d) or --seq-len (%d)", S, T)
+	if !device {
+		hint += ", use a GPU"
+	}
+	if o.Table && len(o.Branches) > 1 {
+		hint += ", quantize fewer branches per run"
+	}
+	return hint + ", or raise the limit"
+}
+
+// estimate times a one-layer run of the first job's recipe on a few random
+// samples and scales it: per layer and job, the solves, plus the forward
+// and Hessian work per token (attention grows with the sequence, the rest
+// does not).
+func (r *PreflightReport) estimate(ctx context.Context, set *safetensors.Set, cfg *hfconfig.Config, o PreflightOptions, jobs []quantize.Job) error {
+	start := time.Now()
+	one := *cfg
+	one.NumHiddenLayers = 1
+	S, T := o.NSamples, o.SeqLen
+	Tc := min(T, 512)
+	Sc := max(1, min(S, 2048/max(Tc, 1)))
+	if o.RTN {
+		S, T, Tc, Sc = 0, 0, 0, 0
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	samples := make([]quantize.Sample, Sc)
+	for i := range samples {
+		ids := make([]int, Tc)
+		for t := range ids {
+			ids[t] = rng.IntN(cfg.VocabSize)
+		}
+		samples[i] = quantize.Sample{IDs: ids}
+	}
+	br := o.Branches[0]
+	opts := quantize.Options{Bits: br.Bits, GroupSize: br.GroupSize, Sym: o.Sym, ActOrder: br.DescAct, StaticGroups: br.StaticGroups,
+		Damp: br.Damp, Fp16Scales: true, MSE: o.MSE, StaleGroupParams: o.ReferenceGroups}
+	if o.MSE {
+		d := quantize.DefaultOptions()
+		opts.MSENorm, opts.MSEGrid, opts.MSEMaxShrink = d.MSENorm, d.MSEGrid, d.MSEMaxShrink
+	}
+	var stats quantize.Stats
+	job := quantize.Job{Name: "calibration", GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: o.Format}
+	err := quantize.Run(ctx, set, &one, o.Backend, samples, []quantize.Job{job}, quantize.DriverOptions{
+		Solver: o.Solver, ChunkRows: o.ChunkRows, Activations: o.Activations, Profile: true, Stats: &stats})
+	if err != nil {
+		return fmt.Errorf("timing one layer on this machine: %w", err)
+	}
+	if len(stats.Layers) != 1 {
+		return fmt.Errorf("timing one layer on this machine: the driver reported %d layers", len(stats.Layers))
+	}
+	ph := stats.Layers[0].Phases
+	perLayer := ph["load"] + ph["solve"] + ph["write"]
+	if Sc > 0 {
+		h, q := float64(cfg.HiddenSize), float64(cfg.NumAttentionHeads*cfg.HeadDim)
+		kv, I := float64(cfg.NumKeyValueHeads*cfg.HeadDim), float64(cfg.IntermediateSize)
+		lin := 2 * (h*(q+2*kv) + q*h + 3*h*I)
+		grow := (lin + 2*float64(T)*q) / (lin + 2*float64(Tc)*q)
+		tokens := float64(S) * float64(T) / (float64(Sc) * float64(Tc))
+		perLayer += (ph["forward"]*grow + ph["hessian"]) * tokens
+	}
+	r.Seconds = perLayer * float64(cfg.NumHiddenLayers) * float64(len(jobs))
+	if Sc > 0 {
+		r.Seconds += stats.Phases["embed"] * float64(S) * float64(T) / (float64(Sc) * float64(Tc))
+	}
+	r.Basis = fmt.Sprintf("layer 0 timed on %d random samples × %d tokens here (%.1fs), scaled to %d layers × %d branches × %d×%d tokens; reading the dataset not included",
+		Sc, Tc, time.Since(start).Seconds(), cfg.NumHiddenLayers, len(jobs), S, T)
+	return nil
+}
+
+// Print renders the report for a terminal.
+func (r *PreflightReport) Print(w io.Writer) {
+	fmt.Fprintf(w, "plan: %s (%s parameters, %d layers) on %s", r.Model, humanCount(r.Params), r.Layers, r.Device)
+	if r.Solver != "" {
+		fmt.Fprintf(w, " (%s solver)", r.Solver)
+	}
+	fmt.Fprintln(w)
+	if r.NSamples > 0 {
+		fmt.Fprintf(w, "  calibration  %d samples × %d tokens\n", r.NSamples, r.SeqLen)
+	}
+	for _, b := range r.Branches {
+		gs := fmt.Sprint(b.GroupSize)
+		if b.GroupSize == -1 {
+			gs = "none"
+		}
+		fmt.Fprintf(w, "  branch %-28s %d-bit g%s act_order=%v damp=%g  %s  → %s (%s)\n", b.Name, b.Bits, gs, b.DescAct, b.Damp, FormatSize(b.SizeBytes), b.Dir, b.State)
+	}
+	avail := ""
+	if r.HostLimit != "" {
+		avail = fmt.Sprintf("; available %s (%s)", FormatSize(r.HostFree), r.HostLimit)
+	}
+	fmt.Fprintf(w, "  host memory  needs %s (%s)%s\n", FormatSize(r.HostNeed), describeParts(toParts(r.HostParts)), avail)
+	if r.MemoryLimit > 0 {
+		fmt.Fprintf(w, "               the run will hold its heap under %s (without a limit it would grow to %s)\n", FormatSize(r.MemoryLimit), FormatSize(r.HostPeak))
+	}
+	if r.DeviceNeed > 0 {
+		free := ""
+		if r.DeviceFree > 0 {
+			free = fmt.Sprintf("; free %s", FormatSize(r.DeviceFree))
+		}
+		fmt.Fprintf(w, "  device       needs %s (%s)%s\n", FormatSize(r.DeviceNeed), describeParts(toParts(r.DeviceParts)), free)
+	}
+	disk := ""
+	if r.DiskFree > 0 {
+		disk = fmt.Sprintf("; free %s", FormatSize(r.DiskFree))
+	}
+	fmt.Fprintf(w, "  disk         needs %s%s\n", FormatSize(r.DiskNeed), disk)
+	if r.Seconds > 0 {
+		fmt.Fprintf(w, "  time         about %s (%s)\n", formatDuration(r.Seconds), r.Basis)
+	}
+	for _, m := range r.Warnings {
+		fmt.Fprintf(w, "  warning      %s\n", m)
+	}
+	for _, m := range r.Problems {
+		fmt.Fprintf(w, "  REFUSED      %s\n", m)
+	}
+}
+
+func toParts(ps []planPart) []quantize.PlanPart {
+	out := make([]quantize.PlanPart, len(ps))
+	for i, p := range ps {
+		out[i] = quantize.PlanPart{What: p.What, Bytes: p.Bytes}
+	}
+	return out
+}
+
+func formatDuration(s float64) string {
+	switch {
+	case s < 90:
+		return fmt.Sprintf("%.0fs", s)
+	case s < 5400:
+		return fmt.Sprintf("%.0f min", s/60)
+	}
+	return fmt.Sprintf("%.1f h", s/3600)
+}
+
+func humanCount(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	}
+	return fmt.Sprint(n)
+}
+
+// parentDir is filepath.Dir that stops at the root.
+func parentDir(p string) string { return filepath.Dir(filepath.Clean(p)) }
+
+// existingParent is the nearest existing directory at or above p.
+func existingParent(p string) string {
+	for {
+		if _, err := os.Stat(p); err == nil || parentDir(p) == p {
+			return p
+		}
+		p = parentDir(p)
+	}
+}
+
+// memLimits is what hostLimits found.
+type memLimits struct {
+	Available    int64  // bytes this process may still use, tightest limit
+	Binding      string // that limit, described
+	AddressSpace int64  // bytes of address space left under RLIMIT_AS, 0 if unlimited
+	AddressLimit string
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package publish
+
+// hostLimits knows no limits on this platform: the preflight reports the
+// memory a run needs without comparing it.
+func hostLimits() memLimits { return memLimits{} }
+
+// diskFree is unknown on this platform.
+func diskFree(path string) (int64, bool) { return 0, false }

@@ -1,0 +1,86 @@
+package quantize
+
+import (
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// HostPlan is the host memory a run needs: the bytes the driver keeps
+// live at its peak, by item. Go's collector lets the heap grow to about
+// twice the live bytes unless a memory limit holds it down (Peak), so
+// Need, the live bytes with some slack, is what must be free.
+type HostPlan struct {
+	Parts []PlanPart
+	Live  int64 // sum of Parts
+	Need  int64 // what a run under a memory limit needs
+	Peak  int64 // what a run grows to without one
+}
+
+// hostBase is the runtime, the binary, the tokenizer and what else a run
+// holds regardless of the model: measured on openchat-tiny (about 60 MB),
+// rounded up.
+const hostBase = 96 << 20
+
+// PlanHost sizes the host memory of a run over cfg with S samples of T
+// tokens for jobs: the reference driver's activations, attention outputs,
+// layer, Hessians and solver state, or (device) the device driver's host
+// side. extra is what the caller holds besides (dataset, writers).
+func PlanHost(cfg *hfconfig.Config, S, T int, jobs []Job, device bool, extra []PlanPart) *HostPlan {
+	p := &HostPlan{}
+	add := func(what string, n int64) {
+		if n > 0 {
+			p.Parts = append(p.Parts, PlanPart{what, n})
+		}
+	}
+	h, q, kv, I := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
+	V := int64(cfg.VocabSize)
+	layerParams := h*(q+2*kv) + q*h + 3*h*I + 2*h
+	rows := int64(S) * int64(T)
+	gptqJobs := 0
+	for _, j := range jobs {
+		if !j.RTN {
+			gptqJobs++
+		}
+	}
+	add("runtime", hostBase)
+	add("sample ids", rows*9)
+	// Converting the embedding for the checkpoint (f32 then f16).
+	embedConv := V * h * 6
+	if device {
+		// Layers are staged through host fp32 on their way to the device;
+		// activations and Hessians live on the device.
+		add("layer staging", layerParams*4*2)
+		add("embedding conversion", embedConv)
+	} else {
+		if gptqJobs > 0 {
+			acts := rows * h * 4
+			if gptqJobs > 1 {
+				acts *= 2 // the shared layer-0 inputs and the job's own copy
+			}
+			add("activations", acts)
+			add("attention outputs", rows*q*4)
+			// The widest Hessian in float64, the Gram products in fp32
+			// (host and backend), layer 0's shared Hessian.
+			add("Hessians", I*I*8+2*(I*int64(T)*4+I*I*4)+h*h*8)
+			// One sample's forward scratch.
+			add("forward scratch", int64(T)*(6*h+2*q+4*kv+3*I)*4)
+		}
+		// The layer in fp32 and its quantized results (codes and weights).
+		add("layer", layerParams*4+layerParams*5)
+		// The largest solve: weights in float64, codes, H and its inverse.
+		var solve int64
+		for _, m := range model.LinearModules {
+			K, N, _ := model.LinearShape(cfg, m)
+			solve = max(solve, int64(N)*int64(K)*14+2*int64(K)*int64(K)*8)
+		}
+		add("GPTQ solve", solve)
+		add("embedding conversion", max(0, embedConv-rows*h*4)) // before the activations exist
+	}
+	p.Parts = append(p.Parts, extra...)
+	for _, part := range p.Parts {
+		p.Live += part.Bytes
+	}
+	p.Need = p.Live + p.Live/8
+	p.Peak = 2*(p.Live-hostBase) + hostBase
+	return p
+}
