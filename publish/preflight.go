@@ -312,7 +312,11 @@ func (r *PreflightReport) memory(cfg *hfconfig.Config, set *safetensors.Set, o P
 	if o.RTN {
 		extra = nil
 	}
-	hp := quantize.PlanHost(cfg, S, T, jobs, device, extra)
+	workers := 1
+	if th, ok := o.Backend.(interface{ Threads() int }); ok {
+		workers = th.Threads()
+	}
+	hp := quantize.PlanHost(cfg, S, T, workers, jobs, device, extra)
 	r.HostNeed, r.HostPeak = hp.Need, hp.Peak // what the run uses (reported)
 	for _, p := range hp.Parts {
 		r.HostParts = append(r.HostParts, planPart{p.What, p.Bytes})

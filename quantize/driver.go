@@ -2,9 +2,12 @@ package quantize
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gptqtool/gptqtool/calibrate"
@@ -147,12 +150,16 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 	// The layer-0 inputs are the same for every job: embed once.
 	t0 := time.Now()
 	embedded := make([][]float32, len(samples))
-	for s, smp := range samples {
-		x, err := model.Embed(w, cfg, smp.IDs)
+	errs := make([]error, len(samples))
+	forRanges(len(samples), 1, func(lo, hi int) {
+		for s := lo; s < hi; s++ {
+			embedded[s], errs[s] = model.Embed(w, cfg, samples[s].IDs)
+		}
+	})
+	for s, err := range errs {
 		if err != nil {
 			return fmt.Errorf("quantize: embedding sample %d: %w", s, err)
 		}
-		embedded[s] = x
 	}
 	if opts.Stats != nil {
 		opts.Stats.Phases["embed"] += time.Since(t0).Seconds()
@@ -265,21 +272,21 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 		return err
 	}
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs)), attFinal: true}
-	for s := range xs {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if j.TrueSequential {
-			// The o_proj group's Hessian pass recorded the attention output.
-			if _, err := pass.run(s, xs[s], "attn_out", nil); err != nil {
+	defer pass.free()
+	if j.TrueSequential {
+		// The o_proj group's Hessian pass recorded the attention outputs.
+		err := pass.forEach(ctx, len(xs), func(l *model.Layer, s int) error {
+			if _, err := pass.run(l, s, xs[s], "attn_out", nil); err != nil {
 				return fmt.Errorf("layer %d: %w", li, err)
 			}
-		}
-		out, err := pass.run(s, xs[s], "", nil)
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("layer %d: %w", li, err)
+			return err
 		}
-		xs[s] = out
+	}
+	if err := pass.output(ctx, li, xs); err != nil {
+		return err
 	}
 	fmt.Fprintf(st.log, "%s layer %d: replayed (quantized by the interrupted run)\n", j.Name, li)
 	return nil
@@ -297,6 +304,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 	defer layer.Free()
 	st.phase("load", t0)
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs))}
+	defer pass.free()
 	results := map[string]ModuleResult{}
 	for gi, group := range moduleGroups(j.TrueSequential) {
 		if err := ctx.Err(); err != nil {
@@ -319,14 +327,11 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		pass.attFinal = hasAll(results, "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 	}
 	// Re-run the quantized layer: its outputs are the next layer's inputs.
-	defer st.phase("forward", time.Now())
-	for s := range xs {
-		out, err := pass.run(s, xs[s], "", nil)
-		if err != nil {
-			return nil, fmt.Errorf("layer %d: %w", li, err)
-		}
-		xs[s] = out
+	t1 := time.Now()
+	if err := pass.output(ctx, li, xs); err != nil {
+		return nil, err
 	}
+	st.phase("forward", t1)
 	ordered := make([]ModuleResult, 0, len(model.LinearModules))
 	for _, m := range model.LinearModules {
 		ordered = append(ordered, results[m])
@@ -418,37 +423,132 @@ func hasAll(results map[string]ModuleResult, modules ...string) bool {
 // longer change: the first pass after that records each sample's, and later
 // passes resume from it instead of recomputing attention. It costs one
 // attention output per sample in memory.
+//
+// Samples run on several workers at once (forEach), each with its own fork
+// of the layer and a share of the backend's threads: one sequence's ops are
+// too small to keep many cores busy. Every sample's result is the same
+// whichever worker runs it (the backend's results do not depend on its
+// thread count), and what is summed over samples is summed in sample order,
+// so the output does not depend on the number of workers.
 type layerPass struct {
 	layer    *model.Layer
 	attFinal bool
 	atts     [][]float32 // per sample, once recorded
+	forks    []*model.Layer
 }
 
-func (p *layerPass) run(s int, x []float32, stop string, hook model.Hook) ([]float32, error) {
+// splitter is a backend that can give a worker a share of its threads
+// (cpu.Backend).
+type splitter interface {
+	Threads() int
+	WithThreads(n int) runtime.Backend
+}
+
+// workers is the number of samples run at once: one per thread, at most
+// one per sample, one where the backend cannot share out its threads.
+func (p *layerPass) workers(n int) int {
+	sp, ok := p.layer.Backend().(splitter)
+	if !ok {
+		return 1
+	}
+	return max(1, min(sp.Threads(), n))
+}
+
+// forEach calls fn for every sample index in [0, n), in increasing order of
+// start, on p.workers(n) goroutines, each with its own fork of the layer.
+func (p *layerPass) forEach(ctx context.Context, n int, fn func(l *model.Layer, s int) error) error {
+	w := p.workers(n)
+	if w <= 1 {
+		for s := range n {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := fn(p.layer, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sp := p.layer.Backend().(splitter)
+	for len(p.forks) < w {
+		p.forks = append(p.forks, p.layer.Fork(sp.WithThreads(max(1, sp.Threads()/w))))
+	}
+	var next atomic.Int64
+	var failed atomic.Bool
+	errs := make([]error, w)
+	var wg sync.WaitGroup
+	for i := range w {
+		wg.Go(func() {
+			for !failed.Load() {
+				s := int(next.Add(1) - 1)
+				if s >= n {
+					return
+				}
+				err := ctx.Err()
+				if err == nil {
+					err = fn(p.forks[i], s)
+				}
+				if err != nil {
+					errs[i] = err
+					failed.Store(true)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// free releases the forks' scratch.
+func (p *layerPass) free() {
+	for _, f := range p.forks {
+		f.Free()
+	}
+	p.forks = nil
+}
+
+func (p *layerPass) run(l *model.Layer, s int, x []float32, stop string, hook model.Hook) ([]float32, error) {
 	switch {
 	case p.attFinal && p.atts[s] != nil:
-		return p.layer.ForwardFromAttention(x, p.atts[s], stop, hook)
+		return l.ForwardFromAttention(x, p.atts[s], stop, hook)
 	case p.attFinal:
-		prefix := model.LayerPrefix(p.layer.Index) + "."
+		prefix := model.LayerPrefix(l.Index) + "."
 		record := func(name string, v []float32, rows, cols int) {
 			if name == prefix+"attn_out" {
-				p.atts[s] = append([]float32(nil), v...)
+				p.atts[s] = v // emit hands each hook a copy of its own
 			}
 			if hook != nil {
 				hook(name, v, rows, cols)
 			}
 		}
-		return p.layer.ForwardUntil(x, stop, record)
+		return l.ForwardUntil(x, stop, record)
 	}
-	return p.layer.ForwardUntil(x, stop, hook)
+	return l.ForwardUntil(x, stop, hook)
+}
+
+// output replaces every xs[s] with the layer's output for it (the next
+// layer's input).
+func (p *layerPass) output(ctx context.Context, li int, xs [][]float32) error {
+	return p.forEach(ctx, len(xs), func(l *model.Layer, s int) error {
+		out, err := p.run(l, s, xs[s], "", nil)
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", li, err)
+		}
+		xs[s] = out
+		return nil
+	})
 }
 
 // collectHessians runs every sample through the layer (up to the last
 // intermediate it needs) and accumulates, for each intermediate named in
-// want, the Hessian of that Linear input, with the backend's GEMM.
+// want, the Hessian of that Linear input, with the backend's GEMM. The
+// samples' forwards run on several workers; their intermediates are folded
+// into the Hessians in sample order (a float64 running mean depends on the
+// order), by one folder with all of the backend's threads, while the
+// workers run ahead by at most a few samples each.
 func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, float64, error) {
 	hs := map[string]*Hessian{}
-	var hessSecs float64
 	grams := map[string]*gram{}
 	defer func() {
 		for _, g := range grams {
@@ -456,42 +556,101 @@ func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li
 		}
 	}()
 	prefix := model.LayerPrefix(li) + "."
-	var mask []bool
-	var hookErr error
-	hook := func(name string, x []float32, rows, cols int) {
-		inter, ok := strings.CutPrefix(name, prefix)
-		if _, wanted := want[inter]; !ok || !wanted || hookErr != nil {
-			return
+	stop := lastIntermediate(want)
+	var names []string // the fold order of one sample's intermediates
+	for _, n := range model.Intermediates {
+		if _, ok := want[n]; ok {
+			names = append(names, n)
 		}
-		g := grams[inter]
-		if g == nil || g.rows != rows {
-			if g != nil {
-				g.free()
-			}
-			if g, hookErr = newGram(b, cols, rows); hookErr != nil {
+	}
+	type captured struct {
+		x          []float32
+		rows, cols int
+	}
+	var (
+		mu       sync.Mutex
+		cond     = sync.NewCond(&mu)
+		pending  = map[int]map[string]captured{}
+		next     int // the next sample to fold
+		foldErr  error
+		hessSecs float64
+	)
+	ahead := 2 * pass.workers(len(xs)) // samples a worker may run ahead of the fold
+	// fold folds every complete sample from next on, in order; mu is held.
+	fold := func() {
+		for foldErr == nil {
+			inter, ok := pending[next]
+			if !ok {
 				return
 			}
-			grams[inter] = g
+			delete(pending, next)
+			mask := samples[next].Mask
+			mu.Unlock()
+			t := time.Now()
+			var err error
+			for _, name := range names {
+				c, ok := inter[name]
+				if !ok {
+					err = fmt.Errorf("layer %d: sample %d never produced intermediate %q", li, next, name)
+					break
+				}
+				g := grams[name]
+				if g == nil || g.rows != c.rows {
+					if g != nil {
+						g.free()
+					}
+					if g, err = newGram(b, c.cols, c.rows); err != nil {
+						break
+					}
+					grams[name] = g
+				}
+				if hs[name] == nil {
+					hs[name] = NewHessian(c.cols)
+				}
+				if err = g.add(hs[name], c.x, mask); err != nil {
+					break
+				}
+			}
+			secs := time.Since(t).Seconds()
+			mu.Lock()
+			hessSecs += secs
+			foldErr = err
+			next++
+			cond.Broadcast()
 		}
-		if hs[inter] == nil {
-			hs[inter] = NewHessian(cols)
-		}
-		t := time.Now()
-		hookErr = g.add(hs[inter], x, mask)
-		hessSecs += time.Since(t).Seconds()
 	}
-	stop := lastIntermediate(want)
-	for s := range xs {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+	err := pass.forEach(ctx, len(xs), func(l *model.Layer, s int) error {
+		mu.Lock()
+		for s >= next+ahead && foldErr == nil {
+			cond.Wait()
 		}
-		mask = samples[s].Mask
-		if _, err := pass.run(s, xs[s], stop, hook); err != nil {
-			return nil, 0, fmt.Errorf("layer %d: %w", li, err)
+		mu.Unlock()
+		inter := map[string]captured{}
+		hook := func(name string, x []float32, rows, cols int) {
+			if n, ok := strings.CutPrefix(name, prefix); ok {
+				if _, wanted := want[n]; wanted {
+					inter[n] = captured{x, rows, cols}
+				}
+			}
 		}
-		if hookErr != nil {
-			return nil, 0, fmt.Errorf("layer %d: %w", li, hookErr)
+		if _, err := pass.run(l, s, xs[s], stop, hook); err != nil {
+			return fmt.Errorf("layer %d: %w", li, err)
 		}
+		mu.Lock()
+		defer mu.Unlock()
+		pending[s] = inter
+		// Whoever completes the sample the fold waits for folds; the
+		// others go on with their next sample.
+		if s == next {
+			fold()
+		}
+		return foldErr
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if foldErr != nil {
+		return nil, 0, foldErr
 	}
 	for inter := range want {
 		if hs[inter] == nil {

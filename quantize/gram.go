@@ -35,17 +35,19 @@ func newGram(b runtime.Backend, K, rows int) (*gram, error) {
 // (padding) contribute nothing.
 func (g *gram) add(h *Hessian, x []float32, mask []bool) error {
 	K, rows := g.K, g.rows
-	for r := 0; r < rows; r++ {
-		keep := mask == nil || mask[r]
-		row := x[r*K : (r+1)*K]
-		for k := range K {
-			v := row[k]
-			if !keep {
-				v = 0
+	forRanges(K, 64, func(k0, k1 int) {
+		for r := 0; r < rows; r++ {
+			keep := mask == nil || mask[r]
+			row := x[r*K : (r+1)*K]
+			for k := k0; k < k1; k++ {
+				v := row[k]
+				if !keep {
+					v = 0
+				}
+				g.host[k*rows+r] = v
 			}
-			g.host[k*rows+r] = v
 		}
-	}
+	})
 	if err := g.b.Upload(g.xt, g.host); err != nil {
 		return err
 	}

@@ -155,10 +155,30 @@ func (h *Hessian) AddGram(g []float32) {
 	h.N++
 	alpha := 2 / float64(h.N)
 	// A GEMM need not give a bit-symmetric product; H must be symmetric.
-	for i := range K {
-		for j := range K {
-			v := 0.5 * (float64(g[i*K+j]) + float64(g[j*K+i]))
-			h.H[i*K+j] = h.H[i*K+j]*f + alpha*v
+	// Rows are independent: split over the cores (same result whatever
+	// the split).
+	forRanges(K, 64, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			for j := range K {
+				v := 0.5 * (float64(g[i*K+j]) + float64(g[j*K+i]))
+				h.H[i*K+j] = h.H[i*K+j]*f + alpha*v
+			}
 		}
+	})
+}
+
+// forRanges calls fn on consecutive ranges of [0, n) of at least minChunk
+// items, spread over GOMAXPROCS goroutines.
+func forRanges(n, minChunk int, fn func(lo, hi int)) {
+	chunks := min(runtime.GOMAXPROCS(0)*2, (n+minChunk-1)/minChunk)
+	if chunks <= 1 {
+		fn(0, n)
+		return
 	}
+	size := (n + chunks - 1) / chunks
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += size {
+		wg.Go(func() { fn(lo, min(lo+size, n)) })
+	}
+	wg.Wait()
 }

@@ -25,7 +25,11 @@ const hostBase = 96 << 20
 // tokens for jobs: the reference driver's activations, attention outputs,
 // layer, Hessians and solver state, or (device) the device driver's host
 // side. extra is what the caller holds besides (dataset, writers).
-func PlanHost(cfg *hfconfig.Config, S, T int, jobs []Job, device bool, extra []PlanPart) *HostPlan {
+//
+// workers is the number of samples the reference driver runs at once (the
+// CPU backend's threads): each has its own forward scratch and may hold a
+// sample's intermediates while they wait to be folded.
+func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, extra []PlanPart) *HostPlan {
 	p := &HostPlan{}
 	add := func(what string, n int64) {
 		if n > 0 {
@@ -62,8 +66,11 @@ func PlanHost(cfg *hfconfig.Config, S, T int, jobs []Job, device bool, extra []P
 			// The widest Hessian in float64, the Gram products in fp32
 			// (host and backend), layer 0's shared Hessian.
 			add("Hessians", I*I*8+2*(I*int64(T)*4+I*I*4)+h*h*8)
-			// One sample's forward scratch.
-			add("forward scratch", int64(T)*(6*h+2*q+4*kv+3*I)*4)
+			// Each worker's forward scratch, and the intermediates of up to
+			// two samples per worker waiting for the fold.
+			w := int64(max(1, min(workers, S)))
+			add("forward scratch", w*int64(T)*(6*h+2*q+4*kv+3*I)*4)
+			add("intermediates awaiting the fold", 2*w*int64(T)*(2*h+q+I)*4)
 		}
 		// The layer in fp32 and its quantized results (codes and weights).
 		add("layer", layerParams*4+layerParams*5)

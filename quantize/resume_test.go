@@ -91,3 +91,28 @@ func TestResumeReplay(t *testing.T) {
 		})
 	}
 }
+
+// TestThreadsSameResult: the reference driver runs samples on as many
+// workers as the backend has threads; codes, scales, zeros and losses are
+// bit for bit the same with 1, 3 or 8 threads (and so are checkpoints).
+func TestThreadsSameResult(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	samples := calibration(t, modelDir, 7, 96)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	refs := map[bool]map[string]*quantize.Result{}
+	for _, threads := range []int{1, 3, 8} {
+		for _, trueSeq := range []bool{true, false} {
+			got := collect(t, cpu.New(threads), nil, modelDir, samples, opts, trueSeq, 0)
+			if threads == 1 {
+				refs[trueSeq] = got
+				continue
+			}
+			for name, r := range refs[trueSeq] {
+				g := got[name]
+				if !slices.Equal(g.Q, r.Q) || !slices.Equal(g.Scales, r.Scales) || !slices.Equal(g.Zeros, r.Zeros) || g.Loss != r.Loss {
+					t.Errorf("%d threads, true sequential %v: %s differs from 1 thread (loss %g vs %g)", threads, trueSeq, name, g.Loss, r.Loss)
+				}
+			}
+		}
+	}
+}

@@ -32,6 +32,14 @@ func NewPortable(threads int) *Backend {
 	return b
 }
 
+// WithThreads returns a backend like b with n worker goroutines per op
+// (tensors of either may be used with the other). Callers that run
+// several independent computations at once give each a share of the
+// threads.
+func (b *Backend) WithThreads(n int) runtime.Backend {
+	return &Backend{threads: max(n, 1), kern: b.kern}
+}
+
 // Threads reports the number of worker goroutines.
 func (b *Backend) Threads() int { return b.threads }
 

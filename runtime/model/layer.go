@@ -327,6 +327,22 @@ func LoadLayerAs(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, dt r
 	return l, nil
 }
 
+// Fork returns a layer that shares l's weights (a SetWeight on l is seen
+// by the fork) with a scratch of its own, running its ops on b (nil: l's
+// backend, or one of the same kind with fewer threads), so that several
+// sequences can run through one layer at once from different goroutines,
+// one per fork. Free on a fork releases only its scratch; forks must be
+// freed before l.
+func (l *Layer) Fork(b runtime.Backend) *Layer {
+	if b == nil {
+		b = l.b
+	}
+	return &Layer{Index: l.Index, b: b, d: l.d, w: l.w, bd: binder{b: b, dt: l.bd.dt}, s: scratch{dt: l.s.dt}}
+}
+
+// Backend is the backend the layer runs its ops on.
+func (l *Layer) Backend() runtime.Backend { return l.b }
+
 // DType is the dtype of the layer's weights and activations.
 func (l *Layer) DType() runtime.DType { return l.s.dt }
 
