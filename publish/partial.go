@@ -227,6 +227,9 @@ func IsOurs(dir string) (ours bool, what string) {
 	if _, err := readProgress(dir); err == nil {
 		return true, ""
 	}
+	if _, err := readTableRecord(dir); err == nil {
+		return true, "" // an interrupted table
+	}
 	var names []string
 	for _, e := range entries[:min(len(entries), 5)] {
 		names = append(names, e.Name())

@@ -194,6 +194,22 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 			}
 		}
 		sameTree(t, treeBytes(t, filepath.Join(dir, "t")), want, "table")
+
+		// An interrupted table discarded with --force: a fresh run.
+		dir = t.TempDir()
+		c = gptqtool(t, dir, nil, targs...)
+		killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "t", "a.partial", "gptqtool-progress.json"), 3)
+		if out, err := gptqtool(t, dir, nil, append(targs, "--force")...).CombinedOutput(); err != nil {
+			t.Fatalf("--force over an interrupted table: %v\n%s", err, out)
+		}
+		// The model cards show the command, which now ends in --force.
+		got := treeBytes(t, filepath.Join(dir, "t"))
+		for name, b := range got {
+			if filepath.Base(name) == "README.md" {
+				got[name] = bytes.ReplaceAll(b, []byte(" --force"), nil)
+			}
+		}
+		sameTree(t, got, want, "table after --force")
 	})
 }
 
