@@ -128,6 +128,10 @@ func TestUsageErrors(t *testing.T) {
 		{"generate", "--model", model, "--prompt", "x", "--temperature", "+Inf"},
 		{"generate", "--model", model, "--prompt", "x", "--top-p", "NaN"},
 		{"bench", "serve", "--url", "http://127.0.0.1:1", "--temperature", "NaN"},
+		{"convert", "--out", "x"},
+		{"convert", "--in", model, "--out", "x", "--dtype", "fp8"},
+		{"convert", "--in", model, "--out", "x", "--checkpoint-format", "marlin"},
+		{"convert", "--in", model, "--out", "x", "--max-shard-size", "lots"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)

@@ -221,16 +221,26 @@ func (c *Config) NumParameters() int64 {
 	return n
 }
 
+// Remove, as a value of MarshalWith's extra, drops the key from the output.
+var Remove = removeKey{}
+
+type removeKey struct{}
+
 // MarshalWith renders config.json: the original keys of Raw plus extra (which
 // override keys of the same name), like transformers' to_json_string: keys
 // sorted at every level (extra values included), 2-space indent, non-ASCII
-// escaped, trailing newline. A nil value in extra writes null.
+// escaped, trailing newline. A nil value in extra writes null; Remove drops
+// the key.
 func (c *Config) MarshalWith(extra map[string]any) ([]byte, error) {
 	doc := make(map[string]any, len(c.Raw)+len(extra))
 	for k, v := range c.Raw {
 		doc[k] = v
 	}
 	for k, v := range extra {
+		if v == Remove {
+			delete(doc, k)
+			continue
+		}
 		// Round-trip through JSON so that ordered types (structs, MarshalJSON
 		// values) are sorted like the rest of the document.
 		b, err := json.Marshal(v)

@@ -304,6 +304,14 @@ func TestMarshalWith(t *testing.T) {
 	if back.Raw["name"] != "café <b>" {
 		t.Errorf("name = %q", back.Raw["name"])
 	}
+	// Remove drops a key (a dequantized checkpoint loses quantization_config).
+	out, err = back.MarshalWith(map[string]any{"quantization_config": Remove, "nested": Remove})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "quantization_config") || strings.Contains(string(out), "nested") || !strings.Contains(string(out), `"rope_scaling": null`) {
+		t.Errorf("with Remove:\n%s", out)
+	}
 }
 
 func TestMarshalWithFixtureKeepsKeys(t *testing.T) {

@@ -184,6 +184,19 @@ func (s *Set) Tensor(name string) (Tensor, error) {
 	return t, nil
 }
 
+// FileOrder returns the tensor names as they lie on disk: file by file (in
+// Files order), each in data-offset order. Rewriting a checkpoint in this
+// order keeps its layout.
+func (s *Set) FileOrder() []string {
+	var out []string
+	for _, f := range s.files {
+		for _, e := range f.hdr.entries {
+			out = append(out, e.Name)
+		}
+	}
+	return out
+}
+
 // Files returns the paths of the set's files, sorted.
 func (s *Set) Files() []string {
 	out := make([]string, len(s.files))

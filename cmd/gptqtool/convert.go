@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/publish"
+)
+
+func init() { subcommands = append(subcommands, newConvertCmd) }
+
+// convertOpeners are the readers of non-safetensors weights (PyTorch .bin).
+var convertOpeners []publish.Opener
+
+func newConvertCmd() *cobra.Command {
+	var (
+		o                publish.ConvertOptions
+		maxShard, format string
+		asJSON           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "convert --in DIR --out DIR [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2]",
+		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16",
+		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
+tensor) into --out, built under a temporary name and renamed when complete:
+
+  PyTorch .bin (pytorch_model.bin, or shards with pytorch_model.bin.index.json; read without
+  executing anything) or safetensors in; safetensors out ("format":"pt"), sharded past
+  --max-shard-size with model.safetensors.index.json (0: one file).
+  --dtype f32|f16|bf16 converts the floating-point tensors (round to nearest even); values
+  beyond fp16's range are reported by tensor and refused unless --allow-overflow (clamped).
+  --checkpoint-format gptq|gptq_v2 rewrites a GPTQ checkpoint's zero points for the other
+  format (v1 stores zero-1; a zero point of 0 cannot be stored in v1 and is refused, naming
+  the tensor).
+  --dequantize writes a GPTQ checkpoint back as fp16 (or --dtype) weights, exactly as the
+  runtime dequantizes them, with a config without quantization_config.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.In == "" || o.Out == "" {
+				return usageError{errors.New("--in and --out are required")}
+			}
+			var err error
+			if o.MaxShardBytes, err = parseSize(maxShard); err != nil {
+				return usageError{fmt.Errorf("--max-shard-size: %w", err)}
+			}
+			if o.Format = gptq.Format(format); format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2 {
+				return usageError{fmt.Errorf("--checkpoint-format %q: want gptq or gptq_v2", format)}
+			}
+			switch o.DType {
+			case "", "f32", "f16", "bf16":
+			default:
+				return usageError{fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)}
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			log := cmd.ErrOrStderr()
+			bar := newProgress(log, "convert", 1)
+			o.Log, o.Progress = progressLog{bar, log}, bar.set
+			sum, err := publish.Convert(ctx, o, convertOpeners...)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(w, sum)
+			}
+			fmt.Fprintf(w, "%s: %d tensors in %d file(s), %s, from %s (%s) in %.1fs\n", sum.Out, sum.Tensors, len(sum.Files), publish.FormatSize(sum.SizeBytes), sum.In, sum.Source, sum.Seconds)
+			for n, c := range sum.Overflows {
+				fmt.Fprintf(w, "clamped %d values of %s to fp16's range\n", c, n)
+			}
+			for _, d := range sum.Dropped {
+				fmt.Fprintf(w, "dropped %s\n", d)
+			}
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.In, "in", "", "the checkpoint directory to convert")
+	fs.StringVar(&o.Out, "out", "", "output directory (refused if it exists, unless --force)")
+	fs.StringVar(&o.DType, "dtype", "", "floating-point tensors in f32, f16 or bf16 (default: as they are; f16 with --dequantize)")
+	fs.StringVar(&maxShard, "max-shard-size", "4GB", "split the weights into shards of at most this size (0 = one file)")
+	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
+	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
+	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing")
+	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
+	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	return cmd
+}

@@ -1,0 +1,551 @@
+package publish
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// ConvertOptions configure Convert.
+type ConvertOptions struct {
+	In, Out string
+	// DType converts the floating-point tensors: "f32", "f16", "bf16", or
+	// "" to keep each tensor's own.
+	DType string
+	// MaxShardBytes shards the output as transformers does (0: one file).
+	MaxShardBytes int64
+	// Dequantize writes a GPTQ checkpoint's Linears back as floating-point
+	// weights (DType, default f16), with a config without
+	// quantization_config.
+	Dequantize bool
+	// Format rewrites a GPTQ checkpoint's zero points for another
+	// checkpoint format (gptq = v1, gptq_v2); "" keeps it.
+	Format gptq.Format
+	// AllowOverflow converts to f16 even where values exceed its range
+	// (they are clamped to ±65504); otherwise such tensors are refused.
+	AllowOverflow bool
+	Force         bool
+	Log           io.Writer
+	// Progress is called after each tensor with the count done and the total.
+	Progress func(done, total int)
+}
+
+// ConvertSummary is what Convert did.
+type ConvertSummary struct {
+	In        string         `json:"in"`
+	Out       string         `json:"out"`
+	Source    string         `json:"source_format"`
+	Tensors   int            `json:"tensors"`
+	Files     []string       `json:"files"`
+	SizeBytes int64          `json:"size_bytes"`
+	Overflows map[string]int `json:"fp16_overflows,omitempty"` // values clamped, by tensor
+	Dropped   []string       `json:"dropped,omitempty"`
+	Seconds   float64        `json:"seconds"`
+}
+
+// Source is a checkpoint's weights as Convert reads them: safetensors (a
+// safetensors.Set) or PyTorch files.
+type Source interface {
+	Names() []string
+	Tensor(name string) (safetensors.Tensor, error)
+	Close() error
+}
+
+// Opener opens the weights of a checkpoint directory that has no
+// safetensors files (the PyTorch reader); it reports os.ErrNotExist when the
+// directory holds none of its files either.
+type Opener func(dir string) (Source, string, error)
+
+// openSource opens dir's weights: safetensors first, else the openers'.
+func openSource(dir string, openers []Opener) (Source, string, error) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	if len(files) > 0 {
+		set, err := safetensors.OpenDir(dir)
+		return set, "safetensors", err
+	}
+	for _, open := range openers {
+		src, kind, err := open(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		return src, kind, err
+	}
+	return nil, "", fmt.Errorf("%s: no weights (*.safetensors or pytorch_model*.bin)", dir)
+}
+
+// dtypeOf maps the --dtype names to safetensors dtypes.
+func dtypeOf(name string) (safetensors.DType, string, error) {
+	switch name {
+	case "f32", "fp32", "float32":
+		return safetensors.F32, "float32", nil
+	case "f16", "fp16", "float16":
+		return safetensors.F16, "float16", nil
+	case "bf16", "bfloat16":
+		return safetensors.BF16, "bfloat16", nil
+	}
+	return "", "", fmt.Errorf("dtype %q: want f32, f16 or bf16", name)
+}
+
+func isFloat(dt safetensors.DType) bool {
+	return dt == safetensors.F32 || dt == safetensors.F16 || dt == safetensors.BF16
+}
+
+// outTensor is one tensor of the output and how to make it.
+type outTensor struct {
+	info safetensors.TensorInfo
+	make func() ([]byte, error)
+}
+
+// Convert rewrites the checkpoint in o.In to o.Out, tensor by tensor (memory
+// stays near one tensor): PyTorch .bin (through openers) or safetensors in,
+// safetensors out ("format":"pt", sharded with an index past
+// MaxShardBytes), floating-point tensors in another dtype, GPTQ zero points
+// in another checkpoint format, or GPTQ Linears dequantized. The output is
+// built in Out's partial directory and renamed into place when complete.
+func Convert(ctx context.Context, o ConvertOptions, openers ...Opener) (*ConvertSummary, error) {
+	start := time.Now()
+	log := o.Log
+	if log == nil {
+		log = io.Discard
+	}
+	cfg, err := hfconfig.Load(o.In)
+	if err != nil {
+		return nil, err
+	}
+	qc, _, err := gptq.ReadQuantizeConfig(o.In)
+	switch {
+	case errors.Is(err, gptq.ErrNotQuantized):
+		qc = nil
+	case err != nil:
+		return nil, err
+	}
+	var target safetensors.DType
+	torchDType := ""
+	if o.DType != "" {
+		if target, torchDType, err = dtypeOf(o.DType); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case o.Dequantize && qc == nil:
+		return nil, fmt.Errorf("convert: %s is not a GPTQ checkpoint: nothing to dequantize", o.In)
+	case o.Format != "" && qc == nil:
+		return nil, fmt.Errorf("convert: %s is not a GPTQ checkpoint: it has no checkpoint format to change", o.In)
+	case o.Format != "" && o.Dequantize:
+		return nil, errors.New("convert: a dequantized checkpoint has no GPTQ checkpoint format")
+	case o.Format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2:
+		return nil, fmt.Errorf("convert: checkpoint format %q: want %q or %q", o.Format, gptq.FormatV1, gptq.FormatV2)
+	case qc != nil && !o.Dequantize && o.DType != "":
+		return nil, errors.New("convert: the plain tensors of a GPTQ checkpoint stay fp16 (what its loaders expect): --dtype needs --dequantize")
+	}
+	if o.Dequantize && target == "" {
+		target, torchDType = safetensors.F16, "float16"
+	}
+	src, kind, err := openSource(o.In, openers)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	if err := CheckOut(o.Out, o.In, o.Force); err != nil {
+		return nil, err
+	}
+	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, Overflows: map[string]int{}}
+	// Safetensors keep their layout (tensor order, metadata); other sources
+	// are written in state-dict order.
+	names := slices.SortedFunc(slices.Values(src.Names()), compareNames)
+	meta := map[string]string{}
+	if set, ok := src.(*safetensors.Set); ok {
+		names = set.FileOrder()
+		meta = set.Metadata()
+		if _, ok := meta["gptq_checkpoint_format"]; ok && o.Format != "" {
+			meta["gptq_checkpoint_format"] = string(o.Format)
+		}
+		if o.Dequantize {
+			for k := range meta {
+				if strings.HasPrefix(k, "gptq_") {
+					delete(meta, k)
+				}
+			}
+		}
+	}
+	var plan []outTensor
+	quantized := map[string]bool{} // module names of GPTQ Linears
+	if qc != nil {
+		for _, n := range names {
+			if m, ok := strings.CutSuffix(n, ".qweight"); ok {
+				quantized[m] = true
+			}
+		}
+	}
+	for _, n := range names {
+		t, err := src.Tensor(n)
+		if err != nil {
+			return nil, err
+		}
+		module, suffix := splitModule(n)
+		switch {
+		case quantized[module] && o.Dequantize:
+			if suffix != "qweight" {
+				continue // qzeros, scales and g_idx go into the weight
+			}
+			mod, lin := module, gptq.Linear{Bits: qc.Bits, GroupSize: qc.GroupSize, Format: qc.Format()}
+			// qweight [K*bits/32, N]; g_idx [K] gives K.
+			g, err := src.Tensor(mod + ".g_idx")
+			if err != nil {
+				return nil, err
+			}
+			if len(t.Shape) != 2 || len(g.Shape) != 1 {
+				return nil, fmt.Errorf("%s: tensor %q %v or %q %v: want 2-D qweight and 1-D g_idx", t.File, n, t.Shape, mod+".g_idx", g.Shape)
+			}
+			lin.K, lin.N = g.Shape[0], t.Shape[1]
+			dt := target
+			plan = append(plan, outTensor{
+				info: safetensors.TensorInfo{Name: mod + ".weight", DType: dt, Shape: []int{lin.N, lin.K}},
+				make: func() ([]byte, error) {
+					w, err := readLinear(src, mod, lin)
+					if err != nil {
+						return nil, err
+					}
+					return encodeFloats(w, dt, mod+".weight", o.AllowOverflow, sum.Overflows)
+				},
+			})
+		case quantized[module] && suffix == "qzeros" && o.Format != "" && o.Format != qc.Format():
+			name, from, to := n, qc.Format(), o.Format
+			G, cols := t.Shape[0], 0
+			if len(t.Shape) == 2 {
+				cols = t.Shape[1]
+			}
+			N := cols * 32 / qc.Bits
+			plan = append(plan, outTensor{info: t.TensorInfo, make: func() ([]byte, error) {
+				return convertZeros(src, name, G, N, qc.Bits, from, to)
+			}})
+		case isFloat(t.DType) && target != "" && !(qc != nil && quantized[module]):
+			name, dt := n, target
+			info := t.TensorInfo
+			info.DType = dt
+			plan = append(plan, outTensor{info: info, make: func() ([]byte, error) {
+				t, err := src.Tensor(name)
+				if err != nil {
+					return nil, err
+				}
+				if t.DType == dt {
+					return t.Data, nil
+				}
+				f, err := t.Float32()
+				if err != nil {
+					return nil, err
+				}
+				return encodeFloats(f, dt, name, o.AllowOverflow, sum.Overflows)
+			}})
+		default:
+			name := n
+			plan = append(plan, outTensor{info: t.TensorInfo, make: func() ([]byte, error) {
+				t, err := src.Tensor(name)
+				return t.Data, err
+			}})
+		}
+	}
+	// PyTorch checkpoints store tied weights twice (one storage, two names);
+	// safetensors keeps one and transformers ties the other at load.
+	if cfg.TieWordEmbeddings && kind != "safetensors" {
+		if i := slices.IndexFunc(plan, func(p outTensor) bool { return p.info.Name == "lm_head.weight" }); i >= 0 {
+			plan = slices.Delete(plan, i, i+1)
+			sum.Dropped = append(sum.Dropped, "lm_head.weight (tied to model.embed_tokens.weight)")
+		}
+	}
+	tmp := PartialDir(o.Out)
+	if _, err := os.Lstat(tmp); err == nil {
+		if !o.Force {
+			return nil, fmt.Errorf("%s exists (left by an interrupted convert?): remove it or use --force", tmp)
+		}
+		if err := os.RemoveAll(tmp); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			os.RemoveAll(tmp)
+		}
+	}()
+	infos := make([]safetensors.TensorInfo, len(plan))
+	for i, p := range plan {
+		infos[i] = p.info
+	}
+	w, err := safetensors.Create(tmp, infos, safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta})
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range plan {
+		if err := ctx.Err(); err != nil {
+			w.Abort()
+			return nil, err
+		}
+		data, err := p.make()
+		if err == nil {
+			err = w.Write(p.info.Name, data)
+		}
+		if err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+		if o.Progress != nil {
+			o.Progress(i+1, len(plan))
+		}
+	}
+	if len(sum.Overflows) > 0 && !o.AllowOverflow {
+		w.Abort()
+		var parts []string
+		for _, n := range slices.Sorted(maps.Keys(sum.Overflows)) {
+			parts = append(parts, fmt.Sprintf("%s (%d)", n, sum.Overflows[n]))
+		}
+		return nil, fmt.Errorf("convert: values beyond fp16's range (±65504) in %s: use bf16 or f32, or --allow-overflow to clamp them", strings.Join(parts, ", "))
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	sum.Files = w.Shards()
+	if len(sum.Files) > 1 {
+		sum.Files = append(sum.Files, "model"+safetensors.IndexSuffix)
+	}
+	// Configs and the files that go along unchanged.
+	extra := map[string]any{}
+	if torchDType != "" {
+		extra["torch_dtype"] = torchDType
+	}
+	var qcOut *gptq.QuantizeConfig
+	if qc != nil && !o.Dequantize {
+		c := *qc
+		if o.Format != "" {
+			c.CheckpointFormat = string(o.Format)
+		}
+		if c.ModelFileBaseName == nil || *c.ModelFileBaseName != "model" {
+			base := "model"
+			c.ModelFileBaseName = &base
+		}
+		qcOut = &c
+		extra["quantization_config"] = c.ConfigJSONBlock()
+	}
+	if o.Dequantize {
+		extra["quantization_config"] = hfconfig.Remove
+	}
+	cfgJSON, err := cfg.MarshalWith(extra)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "config.json"), cfgJSON, 0o644); err != nil {
+		return nil, err
+	}
+	if qcOut != nil {
+		b, err := qcOut.MarshalQuantizeConfig()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "quantize_config.json"), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	entries, err := os.ReadDir(o.In)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || skipOnConvert(n) {
+			continue
+		}
+		if err := copyFile(filepath.Join(o.In, n), filepath.Join(tmp, n)); err != nil {
+			return nil, err
+		}
+	}
+	if sum.SizeBytes, err = weightBytes(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(o.Out); err != nil { // --force, checked by CheckOut
+		return nil, err
+	}
+	if err := os.Rename(tmp, o.Out); err != nil {
+		return nil, err
+	}
+	done = true
+	syncParent(o.Out)
+	sum.Tensors = len(plan)
+	if len(sum.Overflows) == 0 {
+		sum.Overflows = nil
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, %s\n", o.In, kind, o.Out, sum.Tensors, FormatSize(sum.SizeBytes))
+	return sum, nil
+}
+
+// skipOnConvert names the files of the input that Convert writes itself or
+// drops: weights, their indexes, configs it rewrites, and the model card
+// (which describes the input).
+func skipOnConvert(name string) bool {
+	switch name {
+	case "config.json", "quantize_config.json", "quant_config.json", "README.md", progressFile, lockFile:
+		return true
+	}
+	for _, suffix := range []string{".safetensors", ".bin", ".index.json", ".pt", ".pth", ".gguf"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitModule splits "model.layers.0.self_attn.q_proj.qweight" into the
+// module and the last name component.
+func splitModule(name string) (string, string) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return "", name
+	}
+	return name[:i], name[i+1:]
+}
+
+// compareNames orders tensor names with their numbers compared as numbers
+// (model.layers.2 before model.layers.10), as a state dict lists them.
+func compareNames(a, b string) int {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range min(len(pa), len(pb)) {
+		if pa[i] == pb[i] {
+			continue
+		}
+		na, ea := strconv.Atoi(pa[i])
+		nb, eb := strconv.Atoi(pb[i])
+		if ea == nil && eb == nil {
+			return cmp.Compare(na, nb)
+		}
+		return strings.Compare(pa[i], pb[i])
+	}
+	return cmp.Compare(len(pa), len(pb))
+}
+
+// readLinear reads and dequantizes one GPTQ Linear (spec §1.1) to [N, K]
+// float32, exactly as the runtime does.
+func readLinear(src Source, module string, l gptq.Linear) ([]float32, error) {
+	ints := func(suffix string) ([]int32, error) {
+		t, err := src.Tensor(module + suffix)
+		if err != nil {
+			return nil, err
+		}
+		if t.DType != safetensors.I32 {
+			return nil, fmt.Errorf("%s: tensor %q is %s, want I32", t.File, module+suffix, t.DType)
+		}
+		return t.Int32()
+	}
+	var err error
+	if l.QWeight, err = ints(".qweight"); err != nil {
+		return nil, err
+	}
+	if l.QZeros, err = ints(".qzeros"); err != nil {
+		return nil, err
+	}
+	if l.GIdx, err = ints(".g_idx"); err != nil {
+		return nil, err
+	}
+	st, err := src.Tensor(module + ".scales")
+	if err != nil {
+		return nil, err
+	}
+	if st.DType != safetensors.F16 {
+		return nil, fmt.Errorf("%s: tensor %q is %s, want F16", st.File, module+".scales", st.DType)
+	}
+	l.Scales = make([]uint16, len(st.Data)/2)
+	for i := range l.Scales {
+		l.Scales[i] = binary.LittleEndian.Uint16(st.Data[2*i:])
+	}
+	if err := l.Validate(module); err != nil {
+		return nil, fmt.Errorf("%s: %w", st.File, err)
+	}
+	return l.Dequantize()
+}
+
+// convertZeros rewrites one qzeros tensor from one checkpoint format to
+// the other (spec §1.4: v1 stores zero-1, v2 the zero itself).
+func convertZeros(src Source, name string, G, N, bits int, from, to gptq.Format) ([]byte, error) {
+	t, err := src.Tensor(name)
+	if err != nil {
+		return nil, err
+	}
+	words, err := t.Int32()
+	if err != nil {
+		return nil, err
+	}
+	z, err := gptq.UnpackQZeros(words, G, N, bits, from)
+	if err == nil {
+		for i, v := range z {
+			if int(v) >= 1<<bits && to == gptq.FormatV2 {
+				err = fmt.Errorf("zero point %d at [%d, %d] does not fit %d bits in format %q", v, i/N, i%N, bits, to)
+				break
+			}
+		}
+	}
+	var out []int32
+	if err == nil {
+		out, err = gptq.PackQZeros(z, G, N, bits, to)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", t.File, name, err)
+	}
+	b := make([]byte, 4*len(out))
+	for i, v := range out {
+		binary.LittleEndian.PutUint32(b[4*i:], uint32(v))
+	}
+	return b, nil
+}
+
+// encodeFloats writes f in dtype dt. For f16, values past its range are
+// counted in overflows[name] and clamped to ±65504 (the caller refuses the
+// conversion unless allowed).
+func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, overflows map[string]int) ([]byte, error) {
+	switch dt {
+	case safetensors.F32:
+		b := make([]byte, 4*len(f))
+		for i, v := range f {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		return b, nil
+	case safetensors.BF16:
+		b := make([]byte, 2*len(f))
+		half.F32ToBF16Bytes(b, f)
+		return b, nil
+	case safetensors.F16:
+		const maxF16 = 65504
+		n := 0
+		for i, v := range f {
+			// Values that round to ±Inf (|v| >= 65520) overflow.
+			if math.Abs(float64(v)) >= 65520 && !math.IsInf(float64(v), 0) {
+				n++
+				f[i] = float32(math.Copysign(maxF16, float64(v)))
+			}
+		}
+		if n > 0 {
+			overflows[name] += n
+		}
+		b := make([]byte, 2*len(f))
+		half.F32ToF16Bytes(b, f)
+		return b, nil
+	}
+	return nil, fmt.Errorf("tensor %q: cannot write dtype %s", name, dt)
+}

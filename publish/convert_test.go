@@ -1,0 +1,299 @@
+package publish_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/publish"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+func convert(t *testing.T, o publish.ConvertOptions) *publish.ConvertSummary {
+	t.Helper()
+	sum, err := publish.Convert(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// tensors reads every tensor of a checkpoint directory (a copy).
+func tensors(t *testing.T, dir string) map[string]safetensors.Tensor {
+	t.Helper()
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	out := map[string]safetensors.Tensor{}
+	for _, n := range set.Names() {
+		tt, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.Data = bytes.Clone(tt.Data)
+		out[n] = tt
+	}
+	return out
+}
+
+// rtnCheckpoint quantizes openchat-tiny by round to nearest (instant).
+func rtnCheckpoint(t *testing.T, bits, group int, sym bool) string {
+	t.Helper()
+	format := gptq.FormatV1
+	if !sym {
+		format = gptq.FormatV2 // v1 cannot store a zero point of 0
+	}
+	dir := filepath.Join(t.TempDir(), "q")
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: fixture(t, "models/openchat-tiny"), Out: dir, RTN: true, Sym: sym, TrueSequential: true, Backend: cpu.New(0),
+		Format: format,
+		Branches: []publish.Branch{{Name: "q", Bits: bits, GroupSize: group, Damp: 0.01}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestConvertDTypes: fp16 → fp32 → fp16 and bf16 → fp32 → bf16 are byte
+// exact; fp32 → bf16 rounds to nearest even; sharding and merging keep
+// every tensor, and the sharded checkpoint runs with the same logits.
+func TestConvertDTypes(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	tmp := t.TempDir()
+	orig := tensors(t, src)
+	f32 := filepath.Join(tmp, "f32")
+	convert(t, publish.ConvertOptions{In: src, Out: f32, DType: "f32"})
+	back := filepath.Join(tmp, "f16")
+	convert(t, publish.ConvertOptions{In: f32, Out: back, DType: "f16"})
+	for n, want := range orig {
+		if got := tensors(t, back)[n]; !bytes.Equal(got.Data, want.Data) || got.DType != want.DType {
+			t.Fatalf("fp16 → fp32 → fp16: %s differs", n)
+		}
+	}
+	bf := filepath.Join(tmp, "bf16")
+	convert(t, publish.ConvertOptions{In: f32, Out: bf, DType: "bf16", MaxShardBytes: 5 << 20})
+	shards, _ := filepath.Glob(filepath.Join(bf, "model-*-of-*.safetensors"))
+	if len(shards) < 3 {
+		t.Fatalf("5 MB shards: %v", shards)
+	}
+	f32s := tensors(t, f32)
+	bfs := tensors(t, bf)
+	for n, want := range f32s {
+		got := bfs[n]
+		f, _ := want.Float32()
+		for i, v := range f {
+			if h := binary.LittleEndian.Uint16(got.Data[2*i:]); h != half.F32ToBF16(v) {
+				t.Fatalf("%s[%d]: bf16 %#04x, want round-to-nearest-even %#04x of %g", n, i, h, half.F32ToBF16(v), v)
+			}
+		}
+	}
+	f32b := filepath.Join(tmp, "f32b")
+	convert(t, publish.ConvertOptions{In: bf, Out: f32b, DType: "f32"})
+	bfb := filepath.Join(tmp, "bf16b")
+	sum := convert(t, publish.ConvertOptions{In: f32b, Out: bfb, DType: "bf16"}) // merged: one file
+	if len(sum.Files) != 1 {
+		t.Errorf("merged into %v", sum.Files)
+	}
+	for n, want := range bfs {
+		if got := tensors(t, bfb)[n]; !bytes.Equal(got.Data, want.Data) {
+			t.Fatalf("bf16 → fp32 → bf16: %s differs", n)
+		}
+	}
+	// The sharded bf16 checkpoint and the merged one give the same logits.
+	logits := func(dir string) []float32 {
+		m, err := model.Load(dir, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		out, err := m.ForwardLast([]int{1, 415, 2936, 9060}, m.NewCache(4), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if !slices.Equal(logits(bf), logits(bfb)) {
+		t.Error("sharded and merged checkpoints give different logits")
+	}
+}
+
+// TestConvertFP16Overflow: values beyond fp16's range are counted by
+// tensor and refused, or clamped with AllowOverflow; nothing is left
+// behind by the refusal.
+func TestConvertFP16Overflow(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral") // fp32
+	dir := filepath.Join(t.TempDir(), "big")
+	copyTree(t, src, dir)
+	rewrite(t, dir, "model.norm.weight", func(d []byte) {
+		binary.LittleEndian.PutUint32(d[0:], math.Float32bits(1e5))
+		binary.LittleEndian.PutUint32(d[4:], math.Float32bits(-7e4))
+		binary.LittleEndian.PutUint32(d[8:], math.Float32bits(65519)) // rounds to 65504
+	})
+	out := filepath.Join(t.TempDir(), "f16")
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out, DType: "f16"})
+	if err == nil || !strings.Contains(err.Error(), "model.norm.weight (2)") {
+		t.Fatalf("err = %v, want a refusal naming model.norm.weight and 2 values", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Fatalf("refusal left %v", entries)
+	}
+	sum := convert(t, publish.ConvertOptions{In: dir, Out: out, DType: "f16", AllowOverflow: true})
+	if sum.Overflows["model.norm.weight"] != 2 {
+		t.Errorf("overflows %v", sum.Overflows)
+	}
+	n := tensors(t, out)["model.norm.weight"]
+	for i, want := range []float32{65504, -65504, 65504} {
+		if got := half.F16ToF32(binary.LittleEndian.Uint16(n.Data[2*i:])); got != want {
+			t.Errorf("value %d: %g, want %g", i, got, want)
+		}
+	}
+}
+
+// TestConvertGPTQFormat: v1 → v2 → v1 is byte-exact for every bit width
+// (3 bits included), v2 holds the real zero points, and v2 → v1 refuses a
+// zero point of 0 naming the tensor.
+func TestConvertGPTQFormat(t *testing.T) {
+	for _, bits := range []int{2, 3, 4, 8} {
+		q := rtnCheckpoint(t, bits, 128, true)
+		tmp := t.TempDir()
+		v2 := filepath.Join(tmp, "v2")
+		convert(t, publish.ConvertOptions{In: q, Out: v2, Format: gptq.FormatV2})
+		qc, _, err := gptq.ReadQuantizeConfig(v2)
+		if err != nil || qc.Format() != gptq.FormatV2 {
+			t.Fatalf("%d bits: v2 config %+v, %v", bits, qc, err)
+		}
+		z := tensors(t, v2)["model.layers.0.self_attn.q_proj.qzeros"]
+		words, _ := z.Int32()
+		zs, err := gptq.UnpackQZeros(words, z.Shape[0], z.Shape[1]*32/bits, bits, gptq.FormatV2)
+		if err != nil || zs[0] != uint8(1<<(bits-1)) {
+			t.Fatalf("%d bits: v2 zero point %v, want %d (%v)", bits, zs[:1], 1<<(bits-1), err)
+		}
+		v1 := filepath.Join(tmp, "v1")
+		convert(t, publish.ConvertOptions{In: v2, Out: v1, Format: gptq.FormatV1})
+		for _, f := range []string{"model.safetensors", "config.json", "quantize_config.json", "tokenizer.json"} {
+			a, _ := os.ReadFile(filepath.Join(q, f))
+			b, _ := os.ReadFile(filepath.Join(v1, f))
+			if !bytes.Equal(a, b) {
+				t.Errorf("%d bits: v1 → v2 → v1: %s differs", bits, f)
+			}
+		}
+	}
+	asym := rtnCheckpoint(t, 4, 128, false) // gptq_v2
+	// Give one group of one column a zero point of 0 (v2 stores it as is).
+	rewrite(t, asym, "model.layers.1.mlp.up_proj.qzeros", func(d []byte) {
+		binary.LittleEndian.PutUint32(d, binary.LittleEndian.Uint32(d)&^0xf)
+	})
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: asym, Out: filepath.Join(t.TempDir(), "v1"), Format: gptq.FormatV1})
+	if err == nil || !strings.Contains(err.Error(), "model.layers.1.mlp.up_proj.qzeros") || !strings.Contains(err.Error(), "zero point 0") {
+		t.Fatalf("v2 → v1 with zero points of 0: err = %v", err)
+	}
+}
+
+// TestConvertDequantize: GPTQ → fp32 gives the runtime's logits bit for
+// bit (the same dequantization); GPTQ → fp16 holds exactly the fp16
+// rounding of those weights, and the config loses quantization_config.
+func TestConvertDequantize(t *testing.T) {
+	q := rtnCheckpoint(t, 4, 32, true)
+	tmp := t.TempDir()
+	f32 := filepath.Join(tmp, "f32")
+	convert(t, publish.ConvertOptions{In: q, Out: f32, Dequantize: true, DType: "f32"})
+	if _, _, err := gptq.ReadQuantizeConfig(f32); err == nil {
+		t.Fatal("the dequantized checkpoint still has a quantization config")
+	}
+	if _, err := os.Stat(filepath.Join(f32, "quantize_config.json")); !os.IsNotExist(err) {
+		t.Errorf("quantize_config.json copied: %v", err)
+	}
+	ids := []int{1, 415, 2936, 9060, 285}
+	logits := func(dir string) []float32 {
+		m, err := model.Load(dir, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		out, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if !slices.Equal(logits(f32), logits(q)) {
+		t.Error("the fp32 dequantized checkpoint's logits differ from the GPTQ checkpoint's")
+	}
+	f16 := filepath.Join(tmp, "f16")
+	convert(t, publish.ConvertOptions{In: q, Out: f16, Dequantize: true})
+	w32, w16 := tensors(t, f32), tensors(t, f16)
+	for n, a := range w32 {
+		b := w16[n]
+		if a.DType != safetensors.F32 || b.DType != safetensors.F16 {
+			t.Fatalf("%s: %s and %s", n, a.DType, b.DType)
+		}
+		f, _ := a.Float32()
+		for i, v := range f {
+			if h := binary.LittleEndian.Uint16(b.Data[2*i:]); h != half.F32ToF16(v) {
+				t.Fatalf("%s[%d]: %#04x, want fp16(%g) = %#04x", n, i, h, v, half.F32ToF16(v))
+			}
+		}
+	}
+	if _, ok := w16["model.layers.0.mlp.down_proj.weight"]; !ok || len(w16) != 56 {
+		t.Errorf("dequantized checkpoint holds %d tensors", len(w16))
+	}
+	// Refusals.
+	for _, o := range []publish.ConvertOptions{
+		{In: fixture(t, "models/openchat-tiny"), Out: filepath.Join(tmp, "x"), Dequantize: true},
+		{In: q, Out: filepath.Join(tmp, "y"), DType: "bf16"},
+		{In: q, Out: f16},
+	} {
+		if _, err := publish.Convert(context.Background(), o); err == nil {
+			t.Errorf("%+v: accepted", o)
+		}
+	}
+}
+
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	os.MkdirAll(dst, 0o755)
+	entries, _ := os.ReadDir(src)
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dst, e.Name()), b, 0o644)
+	}
+}
+
+// rewrite changes one tensor of dir/model.safetensors.
+func rewrite(t *testing.T, dir, name string, fn func([]byte)) {
+	t.Helper()
+	all := tensors(t, dir)
+	set, _ := safetensors.OpenDir(dir)
+	order := set.FileOrder()
+	set.Close()
+	var list []safetensors.Tensor
+	for _, n := range order {
+		tt := all[n]
+		if n == name {
+			fn(tt.Data)
+		}
+		list = append(list, tt)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), list, nil); err != nil {
+		t.Fatal(err)
+	}
+}
