@@ -58,7 +58,7 @@ func rtnCheckpoint(t *testing.T, bits, group int, sym bool) string {
 	dir := filepath.Join(t.TempDir(), "q")
 	_, err := publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: fixture(t, "models/openchat-tiny"), Out: dir, RTN: true, Sym: sym, TrueSequential: true, Backend: cpu.New(0),
-		Format: format,
+		Format:   format,
 		Branches: []publish.Branch{{Name: "q", Bits: bits, GroupSize: group, Damp: 0.01}},
 	})
 	if err != nil {
