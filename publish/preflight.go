@@ -400,8 +400,15 @@ func (r *PreflightReport) estimate(ctx context.Context, set *safetensors.Set, cf
 	one := *cfg
 	one.NumHiddenLayers = 1
 	S, T := o.NSamples, o.SeqLen
+	// The CPU's cost per token is the same at 2K tokens as at 500K; a GPU
+	// needs a real chunk of work (64K tokens, at full length) before its
+	// per-token time stops falling.
 	Tc := min(T, 512)
 	Sc := max(1, min(S, 2048/max(Tc, 1)))
+	if o.Solver != nil {
+		Tc = T
+		Sc = max(1, min(S, 65536/max(Tc, 1)))
+	}
 	if o.RTN {
 		S, T, Tc, Sc = 0, 0, 0, 0
 	}
