@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/parquet-go/parquet-go"
 )
 
 // Sampling modes of Options.Mode.
@@ -121,10 +122,14 @@ func Load(opts Options) (*Dataset, error) {
 		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	var recs []Record
+	schemas := map[string]*parquet.Schema{}
 	for _, f := range files {
-		r, err := ReadFile(f, opts.Format)
+		r, schema, err := readFile(f, opts.Format)
 		if err != nil {
 			return nil, fmt.Errorf("calibrate: %w", err)
+		}
+		if schema != nil {
+			schemas[f] = schema
 		}
 		recs = append(recs, r...)
 	}
@@ -138,6 +143,19 @@ func Load(opts Options) (*Dataset, error) {
 	rd, err := newRenderer(opts, Columns(recs))
 	if err != nil {
 		return nil, fmt.Errorf("calibrate: %s: %w", where, err)
+	}
+	for _, f := range files {
+		if s := schemas[f]; s != nil {
+			if err := checkParquetText(f, s, rd.cols); err != nil {
+				return nil, fmt.Errorf("calibrate: %w", err)
+			}
+		}
+	}
+	if err := checkText(recs, rd); err != nil {
+		if errors.Is(err, ErrEmptyDataset) {
+			return nil, fmt.Errorf("calibrate: %s: %w", where, err)
+		}
+		return nil, fmt.Errorf("calibrate: %w", err)
 	}
 	ds := &Dataset{SeqLen: opts.SeqLen, Mode: opts.Mode, Seed: opts.Seed, Rendering: rd.kind}
 	ds.Stats.Files, ds.Stats.Records = len(files), len(recs)
@@ -192,6 +210,26 @@ func resolve(o *Options) error {
 		return fmt.Errorf("calibrate: seq-len %d: want a positive number", o.SeqLen)
 	case o.MaxPositions > 0 && o.SeqLen > o.MaxPositions:
 		return fmt.Errorf("calibrate: seq-len %d exceeds the model's context of %d positions (max_position_embeddings)", o.SeqLen, o.MaxPositions)
+	}
+	return nil
+}
+
+// checkText renders every record before any is encoded, so that a value
+// that is not text is an error whichever records the sampling would reach,
+// and a dataset with no text but whitespace is an error wrapping
+// ErrEmptyDataset rather than calibration on whitespace. Records that are
+// empty or whitespace only among others with text stay as they are.
+func checkText(recs []Record, rd renderer) error {
+	hasText := false
+	for _, r := range recs {
+		out, skip, err := rd.fn(r)
+		if err != nil {
+			return err
+		}
+		hasText = hasText || (!skip && !out.blank)
+	}
+	if !hasText {
+		return fmt.Errorf("no text: %d records, none with text other than whitespace: %w", len(recs), ErrEmptyDataset)
 	}
 	return nil
 }

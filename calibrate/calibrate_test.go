@@ -269,7 +269,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad mode", Options{Paths: []string{alpacaPQ}, Mode: "windows"}, []string{`mode "windows"`}, nil},
 		{"bad template", Options{Paths: []string{alpacaPQ}, Template: "{instruction"}, []string{"unclosed {"}, nil},
 		{"struct column", Options{Paths: []string{writeFile(t, "s.jsonl", `{"meta": {"x": "y"}}`)}, TextColumn: "meta"},
-			[]string{"record 0", "struct with fields x", "dotted path"}, nil},
+			[]string{`s.jsonl: record 0 (0-based), line 1, column "meta": object with fields x, want a string`, "dotted path"}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,4 +300,159 @@ func TestSeqLenDefault(t *testing.T) {
 			t.Errorf("max positions %d: seq-len %d nsamples %d mode %q, want seq-len %d", tc.maxPos, o.SeqLen, o.NSamples, o.Mode, tc.want)
 		}
 	}
+}
+
+// TestTextTypeErrors: a value that is not text in a column read as text is
+// an error naming the file, the record, the column, what was found and
+// what was wanted, whichever records the sampling would reach (record mode
+// with one sample here).
+func TestTextTypeErrors(t *testing.T) {
+	tok := loadTokenizer(t)
+	type intText struct {
+		Text int64 `parquet:"text"`
+	}
+	type listInts struct {
+		Text string  `parquet:"text"`
+		Tags []int64 `parquet:"tags,list"`
+	}
+	type floatCol struct {
+		Q     string  `parquet:"q"`
+		Score float64 `parquet:"score,optional"`
+	}
+	type numTurn struct {
+		From  string `parquet:"from"`
+		Value int32  `parquet:"value"`
+	}
+	type numChat struct {
+		Conversations []numTurn `parquet:"conversations,list"`
+	}
+	pq := func(name string, b []byte) string { return writeFile(t, name, string(b)) }
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"alpaca number instruction", Options{Paths: []string{writeFile(t, "alpaca.json",
+			`[{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "output": "d"},
+			  {"instruction": "e", "input": null, "output": "f"}, {"instruction": 123, "input": "", "output": "g"}]`)}},
+			`alpaca.json: record 3 (0-based), column "instruction": number 123, want a string`},
+		{"jsonl float text", Options{Paths: []string{writeFile(t, "t.jsonl", "{\"text\": \"ok\"}\n\n{\"text\": 4.5}\n")}},
+			`t.jsonl: record 1 (0-based), line 3, column "text": number 4.5, want a string`},
+		{"boolean output", Options{Paths: []string{writeFile(t, "b.json", `[{"instruction": "a", "output": true}]`)}},
+			`b.json: record 0 (0-based), column "output": boolean true, want a string`},
+		{"number input", Options{Paths: []string{writeFile(t, "i.json", `[{"instruction": "a", "input": 7, "output": "b"}]`)}},
+			`i.json: record 0 (0-based), column "input": number 7, want a string`},
+		{"number system", Options{Paths: []string{writeFile(t, "s.json", `[{"instruction": "a", "output": "b", "system": 1}]`)}},
+			`s.json: record 0 (0-based), column "system": number 1, want a string`},
+		{"object text", Options{Paths: []string{writeFile(t, "o.jsonl", `{"text": {"a": 1, "b": "x"}}`)}},
+			`o.jsonl: record 0 (0-based), line 1, column "text": object with fields a, b, want a string (address one field with a dotted path)`},
+		{"array of numbers", Options{Paths: []string{writeFile(t, "a.jsonl", `{"text": ["one", 2]}`)}},
+			`a.jsonl: record 0 (0-based), line 1, column "text": element 1: number 2, want a string`},
+		{"chat content number", Options{Paths: []string{writeFile(t, "c.jsonl",
+			`{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 5}]}`)}},
+			`c.jsonl: record 0 (0-based), line 1, column "messages": turn 1: content: number 5, want a string`},
+		{"template number", Options{Paths: []string{writeFile(t, "q.jsonl", `{"q": "why", "n": 3}`)}, Template: "{q} {n}"},
+			`q.jsonl: record 0 (0-based), line 1, template column "n": number 3, want a string`},
+		{"late record in record mode", Options{Paths: []string{writeFile(t, "late.jsonl",
+			"{\"text\": \"a\"}\n{\"text\": \"b\"}\n{\"text\": \"c\"}\n{\"text\": false}\n")}, Mode: ModeRecord, NSamples: 1},
+			`late.jsonl: record 3 (0-based), line 4, column "text": boolean false, want a string`},
+		{"parquet int text column", Options{Paths: []string{pq("int.parquet", parquetBytes(t, []intText{{1}, {2}}))}},
+			`int.parquet: column "text": parquet INT64 (INT(64,true)), want a string (BYTE_ARRAY, STRING)`},
+		{"parquet list of ints", Options{Paths: []string{pq("tags.parquet", parquetBytes(t, []listInts{{"x", []int64{1}}}))}, TextColumn: "tags"},
+			`tags.parquet: column "tags": parquet INT64 (INT(64,true)), want a string (BYTE_ARRAY, STRING)`},
+		{"parquet double in template", Options{Paths: []string{pq("f.parquet", parquetBytes(t, []floatCol{{"q", 0.5}}))}, Template: "{q}: {score}"},
+			`f.parquet: column "score": parquet DOUBLE, want a string (BYTE_ARRAY, STRING)`},
+		{"parquet number in chat turns", Options{Paths: []string{pq("chat.parquet", parquetBytes(t, []numChat{{[]numTurn{{"human", 7}}}}))}},
+			`chat.parquet: record 0 (0-based), column "conversations": turn 0: content: number 7, want a string`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Tokenizer = tok
+			tc.opts.SeqLen = 16
+			_, err := Load(tc.opts)
+			if err == nil {
+				t.Fatalf("no error, want one ending %q", tc.want)
+			}
+			if got := err.Error(); !strings.HasSuffix(got, tc.want) {
+				t.Errorf("error = %q, want one ending %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestOptionalColumns: null, missing and empty optional columns render as
+// before, and columns not read as text may hold any type.
+func TestOptionalColumns(t *testing.T) {
+	tok := loadTokenizer(t)
+	load := func(t *testing.T, name, body string) []Sample {
+		t.Helper()
+		ds, err := Load(Options{Paths: []string{writeFile(t, name, body)}, Tokenizer: tok, Mode: ModeRecord, NSamples: 2, SeqLen: 48})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds.Samples
+	}
+	want := load(t, "want.json", `[{"instruction": "Hello", "input": "", "output": "Hi"}, {"instruction": "Translate", "input": "chat", "output": "cat"}]`)
+	tests := []struct{ name, file, body string }{
+		{"null input", "a.json", `[{"instruction": "Hello", "input": null, "output": "Hi"}, {"instruction": "Translate", "input": "chat", "output": "cat"}]`},
+		{"missing input", "b.json", `[{"instruction": "Hello", "output": "Hi"}, {"instruction": "Translate", "input": "chat", "output": "cat"}]`},
+		{"null system", "c.json", `[{"instruction": "Hello", "input": "", "output": "Hi", "system": null}, {"instruction": "Translate", "input": "chat", "output": "cat", "system": ""}]`},
+		{"other columns any type", "d.jsonl", `{"instruction": "Hello", "output": "Hi", "id": 1, "score": 0.5, "ok": true, "meta": {"a": [1]}}` + "\n" +
+			`{"instruction": "Translate", "input": "chat", "output": "cat", "id": null}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := load(t, tc.file, tc.body); !reflect.DeepEqual(got, want) {
+				t.Errorf("samples = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestNoText: a dataset whose records are all empty or whitespace only is
+// an error naming the file, not a calibration on whitespace; blank records
+// among records with text are encoded as before.
+func TestNoText(t *testing.T) {
+	tok := loadTokenizer(t)
+	tests := []struct {
+		name string
+		opts Options
+		want string
+	}{
+		{"whitespace text file", Options{Paths: []string{writeFile(t, "w.txt", " \n\t\r\n  \n")}}, "w.txt: no text"},
+		{"whitespace records", Options{Paths: []string{writeFile(t, "w.jsonl", "{\"text\": \" \"}\n{\"text\": \"\\n\"}\n{\"text\": null}\n")}}, "w.jsonl: no text"},
+		{"whitespace instructions", Options{Paths: []string{writeFile(t, "w.json", `[{"instruction": " ", "input": "", "output": "\t"}]`)}}, "w.json: no text"},
+		{"whitespace turns", Options{Paths: []string{writeFile(t, "c.jsonl", `{"messages": [{"role": "user", "content": " "}, {"role": "assistant", "content": ""}]}`)}}, "c.jsonl: no text"},
+		{"whitespace under a template", Options{Paths: []string{writeFile(t, "q.jsonl", `{"q": "  "}`)}, Template: "Question: {q}"}, "q.jsonl: no text"},
+		{"record mode", Options{Paths: []string{writeFile(t, "r.txt", "\u00a0\n")}, Mode: ModeRecord}, "r.txt: no text"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.Tokenizer = tok
+			_, err := Load(tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, ErrEmptyDataset) {
+				t.Fatalf("error = %v, want one containing %q wrapping ErrEmptyDataset", err, tc.want)
+			}
+		})
+	}
+	t.Run("blank records among text", func(t *testing.T) {
+		ds, err := Load(Options{Paths: []string{writeFile(t, "m.jsonl", "{\"text\": \" \"}\n{\"text\": \"words\"}\n")}, Tokenizer: tok, Mode: ModeRecord, NSamples: 2, SeqLen: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ds.Stats.Skipped, 0; got != want {
+			t.Errorf("skipped = %d, want %d (a blank record is still encoded)", got, want)
+		}
+	})
+	t.Run("blank file among files", func(t *testing.T) {
+		dir := t.TempDir()
+		for name, body := range map[string]string{"a.txt": "  \n", "b.txt": "some text"} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := Load(Options{Paths: []string{dir}, Tokenizer: tok, NSamples: 1, SeqLen: 4}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

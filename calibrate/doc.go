@@ -12,7 +12,14 @@
 //     parquet-go reads: zstd, snappy, gzip, …; nested structs become
 //     map[string]any, LIST columns []any), JSON arrays, JSONL, and text (a
 //     whole file, or "paragraphs": documents split on blank lines). Text must
-//     be valid UTF-8.
+//     be valid UTF-8. Parquet footers and page headers are checked before
+//     parquet-go trusts them: they must lie inside the file, and the rows,
+//     values and uncompressed bytes they claim are bounded in proportion to
+//     the file's size, so that a small damaged file cannot make the reader
+//     allocate gigabytes; every page is decoded once first to check that it
+//     holds the values its levels count and that each column chunk holds
+//     its row group's rows, so that a damaged file reads the same every
+//     time.
 //   - Rendering: a row template, a text column (a dotted path such as
 //     meta.text or conversations.value; parquet LIST levels list/element are
 //     skipped), or by default: a conversations/messages list of {from,value}
@@ -23,6 +30,17 @@
 //     renderings carry BOS as the template puts it; text and template
 //     renderings get BOS per record when the tokenizer adds one. Template
 //     text is encoded with special tokens recognised, column text without.
+//   - Types: every column read as text (text column, template placeholder,
+//     instruction/input/output/system, turn role and content) must hold
+//     strings. Null, and an optional column that is missing, are empty text;
+//     a list of strings is its elements joined with newlines. A number,
+//     boolean, object or other value is an error naming the file, the record
+//     (0-based; JSONL also gives the line), the column, what was found and
+//     that a string was wanted, e.g. `alpaca.json: record 3 (0-based), column
+//     "instruction": number 123, want a string`. A parquet column read as
+//     text must be a string column (BYTE_ARRAY, STRING or ENUM; a column of
+//     the null type passes). Every record is checked before sampling, so the
+//     error does not depend on which records the sampling would reach.
 //   - Sampling (Load): ModeRandom (default) concatenates all records into
 //     one token stream and takes windows at the offsets IST-DASLab gptq
 //     datautils draws (random.seed(seed); randint(0, len-seqlen-1)), through
@@ -39,5 +57,8 @@
 // NSamples×SeqLen tokens (or fewer than NSamples records in record mode)
 // samples share tokens, Stats.Repeated is set and a warning is logged; a
 // stream shorter than one window is repeated whole. A dataset without a
-// single record of text is an error wrapping ErrEmptyDataset.
+// single record of text, one whose records are all null, empty or
+// whitespace only included ("no text: …", naming the files), is an error
+// wrapping ErrEmptyDataset; blank records among records with text are
+// encoded as before.
 package calibrate

@@ -22,14 +22,24 @@ type Record struct {
 	// Index is the record's 0-based position in Source (row, array element,
 	// non-blank line, or document).
 	Index int
-	// Fields maps column names to values: string, json.Number, int64,
-	// float64, bool, nil (null), []any (lists) and map[string]any (structs,
-	// JSON objects).
+	// Line is the 1-based line of a JSONL record in Source; 0 in other
+	// formats.
+	Line int
+	// Fields maps column names to values: string, json.Number (JSON
+	// numbers), bool, nil (null), []any (lists) and map[string]any (structs,
+	// JSON objects); parquet also gives int32, int64, float32, float64 and
+	// []byte (fixed-length binary).
 	Fields map[string]any
 }
 
-// where names the record in errors: file and record index.
-func (r Record) where() string { return fmt.Sprintf("%s: record %d", r.Source, r.Index) }
+// where names the record in errors: file, 0-based record index and, for
+// JSONL, the 1-based line.
+func (r Record) where() string {
+	if r.Line > 0 {
+		return fmt.Sprintf("%s: record %d (0-based), line %d", r.Source, r.Index, r.Line)
+	}
+	return fmt.Sprintf("%s: record %d (0-based)", r.Source, r.Index)
+}
 
 // ReadRecords reads the records of the given files, directories and globs
 // (see ResolvePaths) in order, each file in format, or by its extension when
@@ -53,17 +63,40 @@ func ReadRecords(paths []string, format string) ([]Record, error) {
 
 // ReadFile reads the records of one file in format ("" = by extension).
 func ReadFile(path, format string) ([]Record, error) {
+	recs, _, err := readFile(path, format)
+	return recs, err
+}
+
+// readFile reads the records of one file and, for parquet, its schema (nil
+// for other formats).
+func readFile(path, format string) ([]Record, *parquet.Schema, error) {
 	fm, err := formatOf(path, format)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if fm == FormatParquet {
-		return readParquet(path)
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dataset: %w", err)
+		}
+		defer fh.Close()
+		st, err := fh.Stat()
+		if err != nil {
+			return nil, nil, fmt.Errorf("dataset: %w", err)
+		}
+		return readParquet(path, fh, st.Size())
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
+		return nil, nil, fmt.Errorf("dataset: %w", err)
 	}
+	recs, err := decodeText(path, fm, data)
+	return recs, nil, err
+}
+
+// decodeText decodes the records of a JSON, JSONL or text file image: a
+// leading UTF-8 byte order mark is dropped, the rest must be valid UTF-8.
+func decodeText(path, fm string, data []byte) ([]Record, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !utf8.Valid(data) {
 		return nil, fmt.Errorf("dataset %s: invalid UTF-8 at byte %d", path, invalidUTF8At(data))
@@ -115,6 +148,9 @@ func readJSON(path string, data []byte) ([]Record, error) {
 		}
 		return nil, fmt.Errorf("dataset %s: %w", path, err)
 	}
+	if rows == nil {
+		return nil, fmt.Errorf("dataset %s: want a JSON array of objects, got a JSON null", path)
+	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("dataset %s: data after the JSON array (for one object per line use .jsonl or format jsonl)", path)
 	}
@@ -155,7 +191,7 @@ func readJSONL(path string, data []byte) ([]Record, error) {
 		if !ok {
 			return nil, fmt.Errorf("dataset %s: line %d: want a JSON object or string, got %s", path, line, jsonKind(v))
 		}
-		recs = append(recs, Record{Source: path, Index: len(recs), Fields: f})
+		recs = append(recs, Record{Source: path, Index: len(recs), Line: line, Fields: f})
 	}
 	return recs, nil
 }
@@ -194,51 +230,6 @@ func readParagraphs(path string, data []byte) []Record {
 	}
 	flush()
 	return recs
-}
-
-// readParquet reads every row group of a parquet file into records through
-// the file's own schema. Nested groups become map[string]any, LIST columns
-// []any.
-func readParquet(path string) (recs []Record, err error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
-	}
-	// parquet-go trusts offsets and lengths from the footer and page headers;
-	// a damaged file can make it index out of range. Report that as the
-	// corrupt-file error it is.
-	defer func() {
-		if p := recover(); p != nil {
-			recs, err = nil, fmt.Errorf("dataset %s: corrupt parquet file: %v", path, p)
-		}
-	}()
-	f, err := parquet.OpenFile(fh, st.Size(), parquet.SkipBloomFilters(true), parquet.SkipPageIndex(true))
-	if err != nil {
-		return nil, fmt.Errorf("dataset %s: not a readable parquet file: %w", path, err)
-	}
-	r := parquet.NewReader(f, f.Schema())
-	defer r.Close()
-	n := f.NumRows()
-	recs = make([]Record, 0, n)
-	for i := int64(0); i < n; i++ {
-		m := map[string]any{}
-		if err := r.Read(&m); err != nil {
-			if err == io.EOF {
-				return nil, fmt.Errorf("dataset %s: corrupt parquet file: %d rows, want %d from the footer", path, i, n)
-			}
-			return nil, fmt.Errorf("dataset %s: row %d: %w", path, i, err)
-		}
-		if col, bad := invalidUTF8Path(m); bad {
-			return nil, fmt.Errorf("dataset %s: row %d: column %q: invalid UTF-8", path, i, col)
-		}
-		recs = append(recs, Record{Source: path, Index: int(i), Fields: m})
-	}
-	return recs, nil
 }
 
 // invalidUTF8Path reports whether v holds a string that is not valid UTF-8,

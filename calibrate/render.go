@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
@@ -15,14 +16,22 @@ type rendered struct {
 	msgs    []tokenizer.Message
 	text    string
 	special bool
+	// blank is set when every value the record contributed is empty or
+	// whitespace only (template literals and chat roles do not count).
+	blank bool
 }
 
 // renderer turns records into rendered items; skip reports a record with
 // nothing to encode (null or empty text).
 type renderer struct {
 	kind string // describes the rendering in logs, e.g. "chat template over instruction/input/output"
+	// cols are the column paths read as text, for the parquet schema check.
+	cols []string
 	fn   func(r Record) (out rendered, skip bool, err error)
 }
+
+// isBlank reports whether s is empty or whitespace only.
+func isBlank(s string) bool { return strings.TrimSpace(s) == "" }
 
 // Column names recognised for instruction rows, in order of preference.
 var (
@@ -48,9 +57,15 @@ func newRenderer(opts Options, cols []string) (renderer, error) {
 				return renderer{}, fmt.Errorf("template: column %q not found (columns: %s)", p.path, strings.Join(cols, ", "))
 			}
 		}
-		return renderer{kind: "row template", fn: func(r Record) (rendered, bool, error) {
-			s, err := renderTemplate(parts, r)
-			return rendered{text: s, special: true}, s == "", err
+		var cols []string
+		for _, p := range parts {
+			if p.path != "" {
+				cols = append(cols, p.path)
+			}
+		}
+		return renderer{kind: "row template", cols: cols, fn: func(r Record) (rendered, bool, error) {
+			s, blank, err := renderTemplate(parts, r)
+			return rendered{text: s, special: true, blank: blank}, s == "", err
 		}}, nil
 	}
 	if c := opts.TextColumn; c != "" {
@@ -92,7 +107,14 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 		kind += "/input"
 	}
 	kind += "/" + asst
-	return renderer{kind: kind, fn: func(r Record) (rendered, bool, error) {
+	cols := []string{user, asst}
+	if withInput {
+		cols = append(cols, "input")
+	}
+	if withSystem {
+		cols = append(cols, "system")
+	}
+	return renderer{kind: kind, cols: cols, fn: func(r Record) (rendered, bool, error) {
 		get := func(col string) (string, error) {
 			v, ok := lookup(r.Fields, col)
 			if !ok {
@@ -100,7 +122,7 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 			}
 			s, err := valueText(v)
 			if err != nil {
-				return "", fmt.Errorf("%s: column %q: %w", r.where(), col, err)
+				return "", fmt.Errorf("%s, column %q: %w", r.where(), col, err)
 			}
 			return s, nil
 		}
@@ -128,6 +150,7 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 			return rendered{}, true, nil
 		}
 		var msgs []tokenizer.Message
+		blank := isBlank(u) && isBlank(a)
 		if withSystem {
 			s, err := get("system")
 			if err != nil {
@@ -135,13 +158,14 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 			}
 			if s != "" {
 				msgs = append(msgs, tokenizer.Message{Role: "system", Content: s})
+				blank = blank && isBlank(s)
 			}
 		}
 		msgs = append(msgs, tokenizer.Message{Role: "user", Content: u})
 		if a != "" {
 			msgs = append(msgs, tokenizer.Message{Role: "assistant", Content: a})
 		}
-		return rendered{msgs: msgs}, false, nil
+		return rendered{msgs: msgs, blank: blank}, false, nil
 	}}
 }
 
@@ -149,22 +173,26 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 // ({from, value} or {role, content}) through the chat template, anything
 // else as plain text.
 func columnRenderer(col string) renderer {
-	return renderer{kind: "column " + col, fn: func(r Record) (rendered, bool, error) {
+	return renderer{kind: "column " + col, cols: []string{col}, fn: func(r Record) (rendered, bool, error) {
 		v, ok := lookup(r.Fields, col)
 		if !ok {
-			return rendered{}, false, fmt.Errorf("%s: column %q not found (columns: %s)", r.where(), col, strings.Join(sortedKeys(r.Fields), ", "))
+			return rendered{}, false, fmt.Errorf("%s, column %q not found (columns: %s)", r.where(), col, strings.Join(sortedKeys(r.Fields), ", "))
 		}
 		if msgs, isChat, err := turns(v); isChat {
 			if err != nil {
-				return rendered{}, false, fmt.Errorf("%s: column %q: %w", r.where(), col, err)
+				return rendered{}, false, fmt.Errorf("%s, column %q: %w", r.where(), col, err)
 			}
-			return rendered{msgs: msgs}, len(msgs) == 0, nil
+			blank := true
+			for _, m := range msgs {
+				blank = blank && isBlank(m.Content)
+			}
+			return rendered{msgs: msgs, blank: blank}, len(msgs) == 0, nil
 		}
 		s, err := valueText(v)
 		if err != nil {
-			return rendered{}, false, fmt.Errorf("%s: column %q: %w", r.where(), col, err)
+			return rendered{}, false, fmt.Errorf("%s, column %q: %w", r.where(), col, err)
 		}
-		return rendered{text: s}, s == "", nil
+		return rendered{text: s, blank: isBlank(s)}, s == "", nil
 	}}
 }
 
@@ -271,33 +299,23 @@ func lookupIn(v any, path string) (any, bool) {
 	return nil, false
 }
 
-// valueText renders a scalar or list value as text: null is empty, numbers
-// keep their JSON or decimal spelling, lists of scalars are joined with
-// newlines (empty elements dropped). Structs are an error.
+// valueText returns the text of a value read from a column used as text: a
+// string as is, null as empty, a list of those (nested lists too) joined
+// with newlines, empty elements dropped. Anything else is not text and is
+// an error that says what was found: a number, boolean, object (struct),
+// binary value or other type.
 func valueText(v any) (string, error) {
 	switch v := v.(type) {
 	case nil:
 		return "", nil
 	case string:
 		return v, nil
-	case []byte:
-		return string(v), nil
-	case json.Number:
-		return v.String(), nil
-	case bool:
-		return strconv.FormatBool(v), nil
-	case float32:
-		return strconv.FormatFloat(float64(v), 'g', -1, 32), nil
-	case float64:
-		return strconv.FormatFloat(v, 'g', -1, 64), nil
-	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
-		return fmt.Sprint(v), nil
 	case []any:
 		var parts []string
-		for _, e := range v {
+		for i, e := range v {
 			s, err := valueText(e)
 			if err != nil {
-				return "", err
+				return "", fmt.Errorf("element %d: %w", i, err)
 			}
 			if s != "" {
 				parts = append(parts, s)
@@ -305,9 +323,42 @@ func valueText(v any) (string, error) {
 		}
 		return strings.Join(parts, "\n"), nil
 	case map[string]any:
-		return "", fmt.Errorf("a struct with fields %s, not text: address one field with a dotted path", strings.Join(sortedKeys(v), ", "))
+		return "", fmt.Errorf("object with fields %s, want a string (address one field with a dotted path)", clip(strings.Join(sortedKeys(v), ", ")))
 	}
-	return "", fmt.Errorf("unsupported value of type %T", v)
+	return "", fmt.Errorf("%s, want a string", describe(v))
+}
+
+// describe names a non-text value for errors: its kind and, for scalars,
+// its value.
+func describe(v any) string {
+	switch v := v.(type) {
+	case json.Number:
+		return "number " + clip(v.String())
+	case bool:
+		return "boolean " + strconv.FormatBool(v)
+	case float32:
+		return "number " + strconv.FormatFloat(float64(v), 'g', -1, 32)
+	case float64:
+		return "number " + strconv.FormatFloat(v, 'g', -1, 64)
+	case int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64:
+		return fmt.Sprint("number ", v)
+	case []byte:
+		return fmt.Sprintf("binary value of %d bytes", len(v))
+	}
+	return fmt.Sprintf("value of type %T", v)
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	const limit = 40
+	if len(s) <= limit {
+		return s
+	}
+	i := limit
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // tmplPart is a literal or a placeholder of a row template.
@@ -375,9 +426,10 @@ func parseTemplate(s string) ([]tmplPart, error) {
 
 // renderTemplate renders a record; the result is empty when every
 // placeholder is empty (a record with no data), whatever the literals.
-func renderTemplate(parts []tmplPart, r Record) (string, error) {
+// blank reports that every placeholder is empty or whitespace only.
+func renderTemplate(parts []tmplPart, r Record) (s string, blank bool, err error) {
 	var b strings.Builder
-	empty := true
+	empty, blank := true, true
 	for _, p := range parts {
 		if p.path == "" {
 			b.WriteString(p.lit)
@@ -385,17 +437,18 @@ func renderTemplate(parts []tmplPart, r Record) (string, error) {
 		}
 		v, ok := lookup(r.Fields, p.path)
 		if !ok && !p.optional {
-			return "", fmt.Errorf("%s: template column %q not found (columns: %s)", r.where(), p.path, strings.Join(sortedKeys(r.Fields), ", "))
+			return "", false, fmt.Errorf("%s, template column %q not found (columns: %s)", r.where(), p.path, strings.Join(sortedKeys(r.Fields), ", "))
 		}
 		s, err := valueText(v)
 		if err != nil {
-			return "", fmt.Errorf("%s: template column %q: %w", r.where(), p.path, err)
+			return "", false, fmt.Errorf("%s, template column %q: %w", r.where(), p.path, err)
 		}
 		empty = empty && s == ""
+		blank = blank && isBlank(s)
 		b.WriteString(s)
 	}
 	if empty {
-		return "", nil
+		return "", true, nil
 	}
-	return b.String(), nil
+	return b.String(), blank, nil
 }
