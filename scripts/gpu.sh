@@ -2,7 +2,8 @@
 # Runs every GPU test and benchmark on the device machine in one call and
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
-#   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench]   (default: tests e2e bench7b)
+#   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
+#   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
@@ -78,6 +79,37 @@ for step in $steps; do
       --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --branches all \
       --seq-len 1024 --nsamples 16 --out /tmp/oc7b-sizes --force >'$LOGS/tablesizes.json' 2>'$LOGS/tablesizes.stderr'"
     grep -E 'wrote' "$LOGS/tablesizes.stderr" | tee -a "$summary"
+    ;;
+  resume)
+    # Issue 11 on the GPU: a run killed after layer 2 and resumed equals an
+    # uninterrupted one byte for byte.
+    q="quantize --device cuda --model testdata/models/openchat-tiny --dataset $GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json --seq-len 1024 --nsamples 128 --bits 4 --group 128 --act-order --damp 0.1 --out q --estimate=false"
+    rm -rf /tmp/rs-ref /tmp/rs-kill && mkdir -p /tmp/rs-ref /tmp/rs-kill
+    run resume-ref 200 sh -c "cd /tmp/rs-ref && '$bin/gptqtool' $q"
+    run resume-kill 200 sh -c "cd /tmp/rs-kill && ('$bin/gptqtool' $q & p=\$!; \
+      while ! grep -qs '\"layers_done\": [2-9]' q.partial/gptqtool-progress.json; do sleep 0.01; done; kill -9 \$p; wait \$p; \
+      grep layers_done q.partial/gptqtool-progress.json; '$bin/gptqtool' $q --resume && diff -r /tmp/rs-ref/q q && echo RESUMED-IDENTICAL)"
+    grep -E 'layers_done|RESUMED-IDENTICAL|differ' "$LOGS/resume-kill.log" | tee -a "$summary"
+    ;;
+  preflight)
+    # The plan and estimate on the 7B shape, then the measured run (bench7b's figure).
+    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    run preflight7b 200 sh -c "'$bin/gptqtool' quantize --device cuda --model /tmp/oc7b --dry-run --json \
+      --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --bits 4 --group 128 --act-order --damp 0.1 \
+      --seq-len 4096 --nsamples 128 --out /tmp/oc7b-plan >'$LOGS/preflight7b.json'"
+    grep -E '"(estimated_seconds|host_bytes_needed|device_bytes_needed|device_bytes_free)"' "$LOGS/preflight7b.json" | tee -a "$summary"
+    ;;
+  cpuscale)
+    # Issue 11: the CPU path on this machine's cores, 2 threads against 16, same bytes.
+    for th in 2 16; do
+      rm -rf /tmp/cs$th && mkdir -p /tmp/cs$th
+      run cpu-threads-$th 500 sh -c "cd /tmp/cs$th && /usr/bin/time -f 'wall %e s user %U s maxrss %M KB' '$bin/gptqtool' quantize \
+        --device cpu --threads $th --model $PWD/testdata/models/openchat-tiny --dataset $PWD/testdata/datasets/alpaca_en_demo.parquet \
+        --seq-len 1024 --nsamples 128 --bits 4 --group 128 --act-order --damp 0.1 --out q"
+      grep -E 'wall|time  ' "$LOGS/cpu-threads-$th.log" | tee -a "$summary"
+    done
+    cmp /tmp/cs2/q/model.safetensors /tmp/cs16/q/model.safetensors && note "cpuscale: 2 and 16 threads wrote the same bytes"
     ;;
   esac
 done
