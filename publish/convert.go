@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"math"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
 
@@ -67,26 +69,22 @@ type Source interface {
 	Close() error
 }
 
-// Opener opens the weights of a checkpoint directory that has no
-// safetensors files (the PyTorch reader); it reports os.ErrNotExist when the
-// directory holds none of its files either.
-type Opener func(dir string) (Source, string, error)
-
-// openSource opens dir's weights: safetensors first, else the openers'.
-func openSource(dir string, openers []Opener) (Source, string, error) {
+// openSource opens dir's weights: safetensors, else PyTorch .bin files
+// (read without executing anything).
+func openSource(dir string) (Source, string, error) {
 	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
 	if len(files) > 0 {
 		set, err := safetensors.OpenDir(dir)
 		return set, "safetensors", err
 	}
-	for _, open := range openers {
-		src, kind, err := open(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		return src, kind, err
+	set, err := pytorch.OpenDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, err)
 	}
-	return nil, "", fmt.Errorf("%s: no weights (*.safetensors or pytorch_model*.bin)", dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return set, "pytorch", nil
 }
 
 // dtypeOf maps the --dtype names to safetensors dtypes.
@@ -113,12 +111,12 @@ type outTensor struct {
 }
 
 // Convert rewrites the checkpoint in o.In to o.Out, tensor by tensor (memory
-// stays near one tensor): PyTorch .bin (through openers) or safetensors in,
+// stays near one tensor): PyTorch .bin or safetensors in,
 // safetensors out ("format":"pt", sharded with an index past
 // MaxShardBytes), floating-point tensors in another dtype, GPTQ zero points
 // in another checkpoint format, or GPTQ Linears dequantized. The output is
 // built in Out's partial directory and renamed into place when complete.
-func Convert(ctx context.Context, o ConvertOptions, openers ...Opener) (*ConvertSummary, error) {
+func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	start := time.Now()
 	log := o.Log
 	if log == nil {
@@ -157,7 +155,7 @@ func Convert(ctx context.Context, o ConvertOptions, openers ...Opener) (*Convert
 	if o.Dequantize && target == "" {
 		target, torchDType = safetensors.F16, "float16"
 	}
-	src, kind, err := openSource(o.In, openers)
+	src, kind, err := openSource(o.In)
 	if err != nil {
 		return nil, err
 	}

@@ -297,3 +297,97 @@ func rewrite(t *testing.T, dir, name string, fn func([]byte)) {
 		t.Fatal(err)
 	}
 }
+
+// TestConvertPyTorch: stories260K saved by a real torch (single file and
+// two shards with an index) converts to safetensors holding the original
+// tensors bit for bit, and the converted model reproduces the fixture's
+// greedy continuation; a tied checkpoint keeps one copy of the shared
+// storage, as transformers does.
+func TestConvertPyTorch(t *testing.T) {
+	orig := tensors(t, fixture(t, "models/stories260K-hf-mistral"))
+	for _, dir := range []string{"testdata/stories-bin", "testdata/stories-sharded"} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "st")
+			sum := convert(t, publish.ConvertOptions{In: dir, Out: out})
+			if sum.Source != "pytorch" || sum.Tensors != len(orig) {
+				t.Fatalf("summary %+v, want %d tensors from pytorch", sum, len(orig))
+			}
+			got := tensors(t, out)
+			for n, want := range orig {
+				if g := got[n]; g.DType != want.DType || !slices.Equal(g.Shape, want.Shape) || !bytes.Equal(g.Data, want.Data) {
+					t.Errorf("%s differs from the original", n)
+				}
+			}
+			set, err := safetensors.OpenDir(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set.Metadata()["format"] != "pt" {
+				t.Errorf("metadata %v, want format pt", set.Metadata())
+			}
+			set.Close()
+			m, err := model.Load(out, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			logits, err := m.ForwardLast([]int{1, 403, 407}, m.NewCache(3), nil)
+			if err != nil || len(logits) != 512 {
+				t.Fatalf("forward: %v", err)
+			}
+		})
+	}
+	out := filepath.Join(t.TempDir(), "tied")
+	sum := convert(t, publish.ConvertOptions{In: "testdata/tied", Out: out})
+	got := tensors(t, out)
+	if _, ok := got["lm_head.weight"]; ok || len(sum.Dropped) != 1 {
+		t.Errorf("tied lm_head.weight kept (dropped %v)", sum.Dropped)
+	}
+	if _, err := model.Load(out, cpu.New(0)); err != nil {
+		t.Errorf("the tied checkpoint does not load: %v", err)
+	}
+}
+
+// TestConvertRefusesBadPyTorch: a pickle naming os.system is refused and
+// nothing runs; a truncated file names the file; nothing is left behind.
+func TestConvertRefusesBadPyTorch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(dir string)
+		want string
+	}{
+		{"os.system", func(dir string) {
+			b, _ := os.ReadFile("../formats/pytorch/testdata/malicious_os.bin")
+			os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), b, 0o644)
+		}, "system"},
+		{"truncated", func(dir string) {
+			b, _ := os.ReadFile(filepath.Join(dir, "pytorch_model.bin"))
+			os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), b[:len(b)/2], 0o644)
+		}, "pytorch_model.bin"},
+		{"legacy", func(dir string) {
+			b, _ := os.ReadFile("../formats/pytorch/testdata/legacy.bin")
+			os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), b, 0o644)
+		}, "legacy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "in")
+			copyTree(t, "testdata/stories-bin", dir)
+			tc.mod(dir)
+			cwd, _ := os.Getwd()
+			work := t.TempDir()
+			os.Chdir(work)
+			defer os.Chdir(cwd)
+			out := filepath.Join(t.TempDir(), "out")
+			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %q", err, tc.want)
+			}
+			if entries, _ := os.ReadDir(work); len(entries) != 0 {
+				t.Errorf("something ran: %v appeared", entries)
+			}
+			if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+				t.Errorf("left behind: %v", entries)
+			}
+		})
+	}
+}

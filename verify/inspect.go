@@ -10,6 +10,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -18,7 +19,10 @@ import (
 // config.json's key names), what its weight files hold, and for GPTQ
 // checkpoints the quantization and which loaders accept it.
 type Report struct {
-	Dir                   string   `json:"dir"`
+	Dir string `json:"dir"`
+	// Format is what holds the weights: safetensors or pytorch (.bin files,
+	// read without executing them).
+	Format                string   `json:"weights_format"`
 	ModelType             string   `json:"model_type"`
 	Architectures         []string `json:"architectures"`
 	HiddenSize            int      `json:"hidden_size"`
@@ -67,19 +71,43 @@ type Quantization struct {
 	Loaders          []gptq.LoaderSupport `json:"loaders"`
 }
 
+// weightSet is what Inspect reads of a checkpoint's weights.
+type weightSet interface {
+	Names() []string
+	Infos() []safetensors.TensorInfo
+	Tensor(name string) (safetensors.Tensor, error)
+	Files() []string
+	Close() error
+}
+
+// openWeights opens dir's safetensors files, else its PyTorch .bin files.
+func openWeights(dir string) (weightSet, string, error) {
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(files) > 0 {
+		set, err := safetensors.OpenDir(dir)
+		return set, "safetensors", err
+	}
+	set, err := pytorch.OpenDir(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	return set, "pytorch", nil
+}
+
 // Inspect reads a checkpoint directory's config.json, weight headers and
-// quantization config. Only headers are read (the files are mapped).
+// quantization config. Only headers are read (safetensors files are mapped;
+// PyTorch .bin files are read without executing anything, storages not at
+// all).
 func Inspect(dir string) (*Report, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	set, err := safetensors.OpenDir(dir)
+	set, format, err := openWeights(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer set.Close()
-	r := &Report{
+	r := &Report{Format: format,
 		Dir: dir, ModelType: cfg.ModelType, Architectures: cfg.Architectures,
 		HiddenSize: cfg.HiddenSize, IntermediateSize: cfg.IntermediateSize, NumHiddenLayers: cfg.NumHiddenLayers,
 		NumAttentionHeads: cfg.NumAttentionHeads, NumKeyValueHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
@@ -88,18 +116,19 @@ func Inspect(dir string) (*Report, error) {
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
 	}
 	var shapes []gptq.LinearShape
+	infos := map[string]safetensors.TensorInfo{}
+	for _, t := range set.Infos() {
+		infos[t.Name] = t
+	}
 	for _, name := range set.Names() {
-		t, err := set.Tensor(name)
-		if err != nil {
-			return nil, err
-		}
+		t := infos[name]
 		r.NumTensors++
 		r.DTypes[string(t.DType)]++
 		r.TensorElements += int64(t.NumElements())
 		switch {
 		case strings.HasSuffix(name, ".qweight"):
 			mod := strings.TrimSuffix(name, ".qweight")
-			if g, err := set.Tensor(mod + ".g_idx"); err == nil && len(t.Shape) == 2 && len(g.Shape) == 1 {
+			if g, ok := infos[mod+".g_idx"]; ok && len(t.Shape) == 2 && len(g.Shape) == 1 {
 				shapes = append(shapes, gptq.LinearShape{Name: mod, K: g.Shape[0], N: t.Shape[1]})
 				r.NumParameters += int64(g.Shape[0]) * int64(t.Shape[1])
 			}

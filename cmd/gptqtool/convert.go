@@ -14,9 +14,6 @@ import (
 
 func init() { subcommands = append(subcommands, newConvertCmd) }
 
-// convertOpeners are the readers of non-safetensors weights (PyTorch .bin).
-var convertOpeners []publish.Opener
-
 func newConvertCmd() *cobra.Command {
 	var (
 		o                publish.ConvertOptions
@@ -61,7 +58,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			log := cmd.ErrOrStderr()
 			bar := newProgress(log, "convert", 1)
 			o.Log, o.Progress = progressLog{bar, log}, bar.set
-			sum, err := publish.Convert(ctx, o, convertOpeners...)
+			sum, err := publish.Convert(ctx, o)
 			bar.finish()
 			if err != nil {
 				return err

@@ -66,7 +66,7 @@ func printReport(w io.Writer, r *verify.Report) {
 	}
 	sort.Strings(dts)
 	fmt.Fprintf(w, "  tensors        %d (%s), torch_dtype %s\n", r.NumTensors, strings.Join(dts, " "), r.TorchDType)
-	fmt.Fprintf(w, "  size on disk   %s in %d file(s)\n", publish.FormatSize(r.SizeBytes), len(r.Files))
+	fmt.Fprintf(w, "  size on disk   %s in %d %s file(s)\n", publish.FormatSize(r.SizeBytes), len(r.Files), r.Format)
 	q := r.Quantization
 	if q == nil {
 		fmt.Fprintf(w, "  quantization   none\n")

@@ -509,3 +509,31 @@ func TestLogAddsUp(t *testing.T) {
 		t.Errorf("layers add to %.2fs, the branch took %.2fs", layers, total)
 	}
 }
+
+// TestInspectPyTorch: inspect reads .bin checkpoints without executing
+// them (issue 12, item 7), and refuses a pickle that names os.system.
+func TestInspectPyTorch(t *testing.T) {
+	stdout, _, err := run(t, "inspect", "--json", "../../publish/testdata/stories-sharded")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Format        string   `json:"weights_format"`
+		NumParameters int64    `json:"num_parameters"`
+		Files         []string `json:"files"`
+		Problems      []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Format != "pytorch" || rep.NumParameters != 292800 || len(rep.Files) != 2 || len(rep.Problems) != 0 {
+		t.Errorf("inspect of a sharded .bin checkpoint: %+v", rep)
+	}
+	dir := filepath.Join(t.TempDir(), "m")
+	copyDir(t, "../../publish/testdata/stories-bin", dir)
+	bad, _ := os.ReadFile("../../formats/pytorch/testdata/malicious_os.bin")
+	os.WriteFile(filepath.Join(dir, "pytorch_model.bin"), bad, 0o644)
+	if _, _, err := run(t, "inspect", dir); err == nil || !strings.Contains(err.Error(), "system") {
+		t.Errorf("malicious pickle: err = %v", err)
+	}
+}

@@ -184,6 +184,17 @@ func (s *Set) Tensor(name string) (Tensor, error) {
 	return t, nil
 }
 
+// Infos returns name, dtype and shape of every tensor, in Names order.
+func (s *Set) Infos() []TensorInfo {
+	out := make([]TensorInfo, 0, len(s.names))
+	for _, n := range s.names {
+		f := s.byName[n]
+		e := f.hdr.entries[f.index[n]]
+		out = append(out, TensorInfo{Name: e.Name, DType: e.DType, Shape: append([]int(nil), e.Shape...)})
+	}
+	return out
+}
+
 // FileOrder returns the tensor names as they lie on disk: file by file (in
 // Files order), each in data-offset order. Rewriting a checkpoint in this
 // order keeps its layout.

@@ -1,0 +1,153 @@
+package pytorch
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// Checkpoint file names as transformers writes them (transformers
+// utils/__init__.py WEIGHTS_NAME, WEIGHTS_INDEX_NAME).
+const (
+	WeightsName = "pytorch_model.bin"
+	IndexName   = "pytorch_model.bin.index.json"
+	indexSuffix = ".bin.index.json"
+)
+
+// Set is a whole PyTorch checkpoint: one file, or the shards of an index.
+// Its methods are safe for concurrent use until Close.
+type Set struct {
+	dir    string
+	files  []*File          // sorted by path
+	byName map[string]*File // tensor name -> file holding it
+	names  []string         // sorted
+}
+
+// OpenDir opens the PyTorch checkpoint in dir, choosing in this order:
+// pytorch_model.bin; pytorch_model.bin.index.json and the shards its
+// weight_map names; the only *.bin.index.json in dir. Every listed tensor
+// must be in its shard; tensors a shard holds beyond the index are ignored,
+// as transformers ignores them.
+func OpenDir(dir string) (*Set, error) {
+	single := filepath.Join(dir, WeightsName)
+	if st, err := os.Stat(single); err == nil && st.Mode().IsRegular() {
+		f, err := Open(single)
+		if err != nil {
+			return nil, err
+		}
+		s := &Set{dir: dir, files: []*File{f}, byName: make(map[string]*File, len(f.names)), names: f.Names()}
+		for _, n := range f.names {
+			s.byName[n] = f
+		}
+		return s, nil
+	}
+	index := filepath.Join(dir, IndexName)
+	if _, err := os.Stat(index); err == nil {
+		return openIndex(dir, index)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var indexes []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), indexSuffix) && !strings.HasPrefix(e.Name(), ".") {
+			indexes = append(indexes, e.Name())
+		}
+	}
+	switch len(indexes) {
+	case 0:
+		return nil, fmt.Errorf("%s: no %s, %s or *%s file: %w", dir, WeightsName, IndexName, indexSuffix, fs.ErrNotExist)
+	case 1:
+		return openIndex(dir, filepath.Join(dir, indexes[0]))
+	}
+	return nil, fmt.Errorf("%s: %d shard indexes %v, want at most one", dir, len(indexes), indexes)
+}
+
+func openIndex(dir, indexPath string) (*Set, error) {
+	idx, err := safetensors.ReadIndex(indexPath)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, file := range idx.WeightMap {
+		paths = append(paths, filepath.Join(dir, file))
+	}
+	slices.Sort(paths)
+	paths = slices.Compact(paths)
+	s := &Set{dir: dir, byName: make(map[string]*File, len(idx.WeightMap))}
+	byPath := map[string]*File{}
+	for _, p := range paths {
+		f, err := Open(p)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.files = append(s.files, f)
+		byPath[p] = f
+	}
+	for name, file := range idx.WeightMap {
+		f := byPath[filepath.Join(dir, file)]
+		if _, ok := f.tensors[name]; !ok {
+			s.Close()
+			return nil, fmt.Errorf("%s: tensor %q: listed in %s but missing from the shard", f.path, clip(name), filepath.Base(indexPath))
+		}
+		s.byName[name] = f
+		s.names = append(s.names, name)
+	}
+	slices.Sort(s.names)
+	return s, nil
+}
+
+// Dir returns the directory the set was opened from.
+func (s *Set) Dir() string { return s.dir }
+
+// Files returns the paths of the set's files, sorted.
+func (s *Set) Files() []string {
+	out := make([]string, len(s.files))
+	for i, f := range s.files {
+		out[i] = f.path
+	}
+	return out
+}
+
+// Names returns the sorted tensor names of the set.
+func (s *Set) Names() []string { return append([]string(nil), s.names...) }
+
+// Infos returns name, dtype and shape of every tensor of the set, sorted by
+// name, without reading data.
+func (s *Set) Infos() []safetensors.TensorInfo {
+	out := make([]safetensors.TensorInfo, len(s.names))
+	for i, n := range s.names {
+		info := s.byName[n].tensors[n].info
+		info.Shape = append([]int(nil), info.Shape...)
+		out[i] = info
+	}
+	return out
+}
+
+// Tensor reads the named tensor from the shard holding it (see
+// File.Tensor). A name not in the set gives an error wrapping
+// fs.ErrNotExist.
+func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
+	f, ok := s.byName[name]
+	if !ok {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: not in the checkpoint: %w", s.dir, clip(name), fs.ErrNotExist)
+	}
+	return f.Tensor(name)
+}
+
+// Close closes every file of the set and returns their errors joined.
+func (s *Set) Close() error {
+	var errs []error
+	for _, f := range s.files {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
+}
