@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,11 +18,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // ConvertOptions configure Convert.
@@ -42,8 +45,12 @@ type ConvertOptions struct {
 	// AllowOverflow converts to f16 even where values exceed its range
 	// (they are clamped to ±65504); otherwise such tensors are refused.
 	AllowOverflow bool
-	Force         bool
-	Log           io.Writer
+	// GGUF writes a GGUF file at Out for llama.cpp instead: the 2-D weights
+	// in this type (f32, f16, bf16, q8_0, q4_k), GPTQ weights dequantized
+	// first.
+	GGUF  string
+	Force bool
+	Log   io.Writer
 	// Progress is called after each tensor with the count done and the total.
 	Progress func(done, total int)
 }
@@ -58,7 +65,12 @@ type ConvertSummary struct {
 	SizeBytes int64          `json:"size_bytes"`
 	Overflows map[string]int `json:"fp16_overflows,omitempty"` // values clamped, by tensor
 	Dropped   []string       `json:"dropped,omitempty"`
-	Seconds   float64        `json:"seconds"`
+	// Fallbacks are GGUF weights written in another type than asked (rows
+	// that are not a whole number of blocks), Warnings what llama.cpp will
+	// not reproduce.
+	Fallbacks []string `json:"gguf_fallbacks,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
+	Seconds   float64  `json:"seconds"`
 }
 
 // Source is a checkpoint's weights as Convert reads them: safetensors (a
@@ -160,6 +172,12 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	if o.GGUF != "" {
+		if o.DType != "" || o.Format != "" || o.Dequantize {
+			return nil, errors.New("convert: a GGUF output takes its type from --gguf (GPTQ weights are dequantized): drop --dtype, --checkpoint-format and --dequantize")
+		}
+		return convertGGUF(ctx, o, cfg, qc, src, kind, start, log)
+	}
 	if err := CheckOut(o.Out, o.In, o.Force); err != nil {
 		return nil, err
 	}
@@ -546,4 +564,77 @@ func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, ov
 		return b, nil
 	}
 	return nil, fmt.Errorf("tensor %q: cannot write dtype %s", name, dt)
+}
+
+// convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
+func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
+	typ, err := gguf.ParseTensorType(o.GGUF)
+	if err != nil {
+		return nil, fmt.Errorf("convert: --gguf: %w (want f32, f16, bf16, q8_0 or q4_k)", err)
+	}
+	if fi, err := os.Stat(o.Out); err == nil {
+		switch {
+		case !o.Force:
+			return nil, fmt.Errorf("%s exists (use --force to replace it)", o.Out)
+		case !fi.Mode().IsRegular() || !strings.HasSuffix(o.Out, ".gguf"):
+			return nil, fmt.Errorf("--force would replace %s, which is not a .gguf file: choose another --out", o.Out)
+		}
+	}
+	tok, err := tokenizer.Load(o.In)
+	if err != nil {
+		return nil, fmt.Errorf("convert: the GGUF file carries the tokenizer: %w", err)
+	}
+	plain := gguf.FromWeights(src)
+	get := func(name string) ([]float32, []int, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, nil, err
+		}
+		module, ok := strings.CutSuffix(name, ".weight")
+		if qc == nil || !ok {
+			return plain(name)
+		}
+		qw, err := src.Tensor(module + ".qweight")
+		if errors.Is(err, fs.ErrNotExist) {
+			return plain(name) // a module left unquantized
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		g, err := src.Tensor(module + ".g_idx")
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(qw.Shape) != 2 || len(g.Shape) != 1 {
+			return nil, nil, fmt.Errorf("%s: tensor %q %v or g_idx %v: want 2-D qweight and 1-D g_idx", qw.File, module+".qweight", qw.Shape, g.Shape)
+		}
+		l := gptq.Linear{K: g.Shape[0], N: qw.Shape[1], Bits: qc.Bits, GroupSize: qc.GroupSize, Format: qc.Format()}
+		w, err := readLinear(src, module, l)
+		return w, []int{l.N, l.K}, err
+	}
+	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In))}
+	if v, ok := cfg.Raw["pad_token_id"].(json.Number); ok {
+		if id, err := strconv.Atoi(v.String()); err == nil && id >= 0 && id < cfg.VocabSize {
+			opts.PadTokenID = &id
+		}
+	}
+	if o.Progress != nil {
+		opts.Progress = func(i, n int, _ string) { o.Progress(i, n) }
+	}
+	res, err := gguf.Convert(o.Out, get, cfg, tok, opts)
+	if err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, Tensors: len(res.Tensors), Files: []string{filepath.Base(o.Out)}, Warnings: res.Warnings}
+	for _, f := range res.Fallbacks {
+		sum.Fallbacks = append(sum.Fallbacks, fmt.Sprintf("%s: %s instead of %s (%s)", f.Tensor, f.Got, f.Want, f.Reason))
+	}
+	if fi, err := os.Stat(o.Out); err == nil {
+		sum.SizeBytes = fi.Size()
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, GGUF %s, %s\n", o.In, kind, o.Out, sum.Tensors, typ, FormatSize(sum.SizeBytes))
+	for _, w := range res.Warnings {
+		fmt.Fprintf(log, "warning: %s\n", w)
+	}
+	return sum, nil
 }

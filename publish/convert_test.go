@@ -11,8 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -389,5 +391,56 @@ func TestConvertRefusesBadPyTorch(t *testing.T) {
 				t.Errorf("left behind: %v", entries)
 			}
 		})
+	}
+}
+
+// TestConvertGPTQToGGUF: a GPTQ checkpoint converted to GGUF F32 holds
+// exactly the weights the runtime dequantizes (q/k rows in llama.cpp's
+// order, undone here); llama.cpp reading such files is checked in
+// formats/gguf.
+func TestConvertGPTQToGGUF(t *testing.T) {
+	q := rtnCheckpoint(t, 4, 128, true)
+	dq := filepath.Join(t.TempDir(), "f32")
+	convert(t, publish.ConvertOptions{In: q, Out: dq, Dequantize: true, DType: "f32"})
+	want := tensors(t, dq)
+	path := filepath.Join(t.TempDir(), "q.gguf")
+	sum := convert(t, publish.ConvertOptions{In: q, Out: path, GGUF: "f32"})
+	if sum.Tensors != 56 {
+		t.Fatalf("%d tensors", sum.Tensors)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, _ := hfconfig.Load(q)
+	for _, c := range []struct {
+		gguf, hf string
+		heads    int
+	}{
+		{"blk.3.attn_q.weight", "model.layers.3.self_attn.q_proj.weight", cfg.NumAttentionHeads},
+		{"blk.3.attn_k.weight", "model.layers.3.self_attn.k_proj.weight", cfg.NumKeyValueHeads},
+		{"blk.3.attn_v.weight", "model.layers.3.self_attn.v_proj.weight", 0},
+		{"blk.5.ffn_down.weight", "model.layers.5.mlp.down_proj.weight", 0},
+	} {
+		got, err := f.Float32(c.gguf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want[c.hf]
+		ref, _ := w.Float32()
+		if c.heads > 0 {
+			un := make([]float32, len(got))
+			if err := gguf.UnpermuteQK(un, got, w.Shape[0], w.Shape[1], c.heads); err != nil {
+				t.Fatal(err)
+			}
+			got = un
+		}
+		if !slices.Equal(got, ref) {
+			t.Errorf("%s differs from the runtime's dequantization of %s", c.gguf, c.hf)
+		}
+	}
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: path, GGUF: "q4_k"}); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("existing GGUF without --force: %v", err)
 	}
 }

@@ -21,8 +21,8 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2]",
-		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE]",
+		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
 
@@ -35,7 +35,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
   format (v1 stores zero-1; a zero point of 0 cannot be stored in v1 and is refused, naming
   the tensor).
   --dequantize writes a GPTQ checkpoint back as fp16 (or --dtype) weights, exactly as the
-  runtime dequantizes them, with a config without quantization_config.`,
+  runtime dequantizes them, with a config without quantization_config.
+  --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
+  llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
+  types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0 or q4_k (rows
+  that are not whole blocks fall back, and are listed); GPTQ weights are dequantized first.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -74,6 +78,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			for _, d := range sum.Dropped {
 				fmt.Fprintf(w, "dropped %s\n", d)
 			}
+			for _, f := range sum.Fallbacks {
+				fmt.Fprintf(w, "fallback %s\n", f)
+			}
 			return nil
 		},
 	}
@@ -85,6 +92,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing")
+	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0 or q4_k (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 
@@ -18,14 +19,27 @@ func init() { subcommands = append(subcommands, newInspectCmd) }
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect DIR",
+		Use:   "inspect DIR|FILE.gguf",
 		Short: "Describe a checkpoint: architecture, tensors, size, GPTQ parameters and loaders",
 		Long: `inspect reads a Hugging Face checkpoint directory (config.json and safetensors weights,
 single file or sharded) and reports its architecture and shape, tensor dtypes, parameter
 count and size on disk; for GPTQ checkpoints also bits, group size, act order, sym,
-checkpoint format and which loaders accept it.`,
+checkpoint format and which loaders accept it. PyTorch .bin checkpoints are read without
+executing anything. A .gguf file is described from its header: architecture, hyperparameters,
+tokenizer, tensor types, size.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if st, err := os.Stat(args[0]); err == nil && st.Mode().IsRegular() && strings.HasSuffix(args[0], ".gguf") {
+				r, err := verify.InspectGGUF(args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), r)
+				}
+				printGGUF(cmd.OutOrStdout(), r)
+				return nil
+			}
 			r, err := verify.Inspect(args[0])
 			if err != nil {
 				return err
@@ -91,6 +105,27 @@ func printReport(w io.Writer, r *verify.Report) {
 		}
 		fmt.Fprintf(w, "    %s %s%s\n", mark, l.Loader, reason)
 	}
+}
+
+func printGGUF(w io.Writer, r *verify.GGUFReport) {
+	fmt.Fprintf(w, "%s\n", r.Path)
+	fmt.Fprintf(w, "  architecture   %s (%s), file type %d\n", r.Architecture, r.Name, r.FileType)
+	var keys []string
+	for k := range r.Hyperparams {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-38s %v\n", k, r.Hyperparams[k])
+	}
+	fmt.Fprintf(w, "  tokenizer      %s, %d tokens, chat template %v\n", r.TokenizerModel, r.VocabSize, r.ChatTemplate)
+	var types []string
+	for t, n := range r.Types {
+		types = append(types, fmt.Sprintf("%s×%d", t, n))
+	}
+	sort.Strings(types)
+	fmt.Fprintf(w, "  tensors        %d (%s), %d parameters (%s)\n", r.NumTensors, strings.Join(types, " "), r.NumParameters, humanCount(r.NumParameters))
+	fmt.Fprintf(w, "  size           %s, %d metadata keys\n", publish.FormatSize(r.SizeBytes), r.Metadata)
 }
 
 func humanCount(n int64) string {

@@ -537,3 +537,40 @@ func TestInspectPyTorch(t *testing.T) {
 		t.Errorf("malicious pickle: err = %v", err)
 	}
 }
+
+// TestConvertCommand runs convert end to end: PyTorch .bin → safetensors
+// → GGUF, and inspect of the GGUF file (issue 12).
+func TestConvertCommand(t *testing.T) {
+	tmp := t.TempDir()
+	st := filepath.Join(tmp, "st")
+	stdout, _, err := run(t, "convert", "--in", "../../publish/testdata/stories-bin", "--out", st, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, `"source_format": "pytorch"`) {
+		t.Errorf("convert summary: %s", stdout)
+	}
+	g := filepath.Join(tmp, "stories.gguf")
+	if _, _, err := run(t, "convert", "--in", st, "--out", g, "--gguf", "q8_0"); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err = run(t, "inspect", "--json", g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Architecture  string         `json:"architecture"`
+		VocabSize     int            `json:"vocab_size"`
+		NumParameters int64          `json:"num_parameters"`
+		Types         map[string]int `json:"tensor_types"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Architecture != "llama" || rep.VocabSize != 512 || rep.NumParameters != 292800 || rep.Types["Q8_0"] == 0 {
+		t.Errorf("inspect of the GGUF: %+v", rep)
+	}
+	if _, _, err := run(t, "convert", "--in", st, "--out", g, "--gguf", "q5_x"); err == nil || !strings.Contains(err.Error(), "q5_x") {
+		t.Errorf("unknown GGUF type: %v", err)
+	}
+}

@@ -1,0 +1,377 @@
+package gguf
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+)
+
+// ErrUnsupportedModel is wrapped by conversion errors for checkpoints
+// outside the Llama/Mistral family that llama.cpp's "llama" architecture
+// runs (another model_type or architectures entry, biases).
+var ErrUnsupportedModel = errors.New("unsupported model")
+
+// SupportedArchitectures lists the config.json architectures entries the
+// converter accepts.
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM"}
+
+// QuantizationVersion is general.quantization_version: the version of
+// ggml's quantized block formats (GGML_QNT_VERSION).
+const QuantizationVersion = 2
+
+// Weights gives checkpoint tensors by Hugging Face name;
+// *safetensors.Set satisfies it.
+type Weights interface {
+	Tensor(name string) (safetensors.Tensor, error)
+}
+
+// TensorFunc returns a checkpoint tensor by Hugging Face name as float32
+// values, row-major, with its shape ([out, in] for a linear weight). A GPTQ
+// checkpoint is converted through a TensorFunc that dequantizes each
+// linear weight.
+type TensorFunc func(name string) (data []float32, shape []int, err error)
+
+// FromWeights returns a TensorFunc reading F32, F16 and BF16 tensors from
+// w, converted exactly to float32.
+func FromWeights(w Weights) TensorFunc {
+	return func(name string) ([]float32, []int, error) {
+		t, err := w.Tensor(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err := t.Float32()
+		if err != nil {
+			return nil, nil, err
+		}
+		return v, t.Shape, nil
+	}
+}
+
+// ConvertOptions configures a conversion.
+type ConvertOptions struct {
+	// Type is the tensor type of the 2-D weights: TypeF32 (the zero
+	// value), TypeF16, TypeBF16, TypeQ8_0 or TypeQ4_K. 1-D tensors (the RMSNorm weights)
+	// are always F32. A weight whose rows (the input dimension) are not a
+	// multiple of the type's block size falls back, as llama.cpp's
+	// quantizer does: Q4_K to Q8_0, and Q8_0 (or Q4_K when Q8_0 does not
+	// fit either) to F16; ConvertResult.Fallbacks lists them.
+	Type TensorType
+	// Name is general.name. Default: the base name of the directory holding
+	// the config.json (cfg.File), or "model" when cfg.File is empty.
+	Name string
+	// PadTokenID sets tokenizer.ggml.padding_token_id; nil writes no pad
+	// token.
+	PadTokenID *int
+	// Progress, when set, is called before each tensor is read, with its
+	// index, the tensor count and its GGUF name.
+	Progress func(i, n int, name string)
+}
+
+// ConvertedTensor describes one tensor of the output.
+type ConvertedTensor struct {
+	Name   string     // GGUF name, "blk.0.attn_q.weight"
+	Source string     // Hugging Face name, "model.layers.0.self_attn.q_proj.weight"
+	Shape  []int      // row-major, as TensorInfo.Shape
+	Type   TensorType // type written
+}
+
+// Fallback records a weight written in another type than requested.
+type Fallback struct {
+	Tensor string // GGUF name
+	Want   TensorType
+	Got    TensorType
+	Reason string
+}
+
+// ConvertResult reports what a conversion wrote.
+type ConvertResult struct {
+	Path      string
+	FileType  uint32            // general.file_type
+	Tensors   []ConvertedTensor // in file order
+	Fallbacks []Fallback
+	// Warnings notes behaviour llama.cpp will not reproduce (a Mistral
+	// sliding window shorter than the context).
+	Warnings []string
+}
+
+// FromCheckpoint converts a floating-point Hugging Face checkpoint (F32,
+// F16 or BF16 tensors) to a GGUF file at path; see Convert.
+func FromCheckpoint(path string, w Weights, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, error) {
+	return Convert(path, FromWeights(w), cfg, tok, opts)
+}
+
+// Convert writes a Llama/Mistral-family model to a GGUF file at path that
+// llama.cpp loads as general.architecture "llama": hyperparameters from
+// cfg, the vocabulary of tok as a "llama" (SentencePiece-style) tokenizer,
+// and the tensors given by get under llama.cpp's names, q_proj and k_proj
+// rows permuted for llama.cpp's RoPE (PermuteQK). Tensors are read, encoded
+// and written one at a time; the file appears at path only when complete.
+func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, error) {
+	if cfg == nil || tok == nil || get == nil {
+		return nil, errors.New("gguf convert: config, tokenizer and tensor source are required")
+	}
+	if err := checkModel(cfg); err != nil {
+		return nil, err
+	}
+	fileType, ok := fileTypes[opts.Type]
+	if !ok {
+		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0 or Q4_K", opts.Type)
+	}
+	res := &ConvertResult{Path: path, FileType: fileType}
+	specs := tensorSpecs(cfg)
+	infos := make([]TensorInfo, len(specs))
+	for i, s := range specs {
+		typ := TypeF32
+		if len(s.shape) == 2 {
+			var fb *Fallback
+			typ, fb = weightType(opts.Type, s)
+			if fb != nil {
+				res.Fallbacks = append(res.Fallbacks, *fb)
+			}
+		}
+		infos[i] = TensorInfo{Name: s.name, Shape: s.shape, Type: typ}
+		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ})
+	}
+	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
+	}
+	kvs, err := modelKVs(cfg, tok, opts, fileType)
+	if err != nil {
+		return nil, err
+	}
+	w, err := Create(path, kvs, infos)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range specs {
+		if opts.Progress != nil {
+			opts.Progress(i, len(specs), s.name)
+		}
+		vals, err := readTensor(get, s, cfg)
+		if err != nil {
+			w.Abort()
+			return nil, err
+		}
+		if err := w.WriteFloat32(s.name, vals); err != nil {
+			w.Abort()
+			return nil, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// fileTypes maps the requested type to general.file_type (llama.h
+// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_K_S (uniform
+// Q4_K, as opposed to Q4_K_M's Q6_K mix), MOSTLY_BF16.
+var fileTypes = map[TensorType]uint32{
+	TypeF32:  0,
+	TypeF16:  1,
+	TypeQ8_0: 7,
+	TypeQ4_K: 14,
+	TypeBF16: 32,
+}
+
+func checkModel(cfg *hfconfig.Config) error {
+	if !slices.Contains(hfconfig.SupportedModelTypes, cfg.ModelType) {
+		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	}
+	for i, a := range cfg.Architectures {
+		if !slices.Contains(SupportedArchitectures, a) {
+			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
+		}
+	}
+	for _, key := range []string{"attention_bias", "mlp_bias"} {
+		if b, _ := cfg.Raw[key].(bool); b {
+			return fmt.Errorf("%s: %s true: %w (llama.cpp's llama conversion has no biases)", cfg.File, key, ErrUnsupportedModel)
+		}
+	}
+	if cfg.HeadDim%2 != 0 {
+		return fmt.Errorf("%s: head_dim %d: %w (RoPE needs an even head size)", cfg.File, cfg.HeadDim, ErrUnsupportedModel)
+	}
+	return nil
+}
+
+// tensorSpec is one output tensor: its GGUF name, its Hugging Face source,
+// the shape the config implies, and for q/k the head count to permute by.
+type tensorSpec struct {
+	name, source string
+	shape        []int
+	permuteHeads int
+}
+
+// tensorSpecs lists the output tensors in file order with llama.cpp's names
+// (llama-arch.cpp LLM_TENSOR_NAMES for LLM_ARCH_LLAMA).
+func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
+	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
+	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
+	specs := []tensorSpec{{name: "token_embd.weight", source: "model.embed_tokens.weight", shape: []int{v, h}}}
+	for i := range cfg.NumHiddenLayers {
+		blk, hf := "blk."+strconv.Itoa(i)+".", "model.layers."+strconv.Itoa(i)+"."
+		specs = append(specs,
+			tensorSpec{name: blk + "attn_norm.weight", source: hf + "input_layernorm.weight", shape: []int{h}},
+			tensorSpec{name: blk + "attn_q.weight", source: hf + "self_attn.q_proj.weight", shape: []int{q, h}, permuteHeads: cfg.NumAttentionHeads},
+			tensorSpec{name: blk + "attn_k.weight", source: hf + "self_attn.k_proj.weight", shape: []int{kv, h}, permuteHeads: cfg.NumKeyValueHeads},
+			tensorSpec{name: blk + "attn_v.weight", source: hf + "self_attn.v_proj.weight", shape: []int{kv, h}},
+			tensorSpec{name: blk + "attn_output.weight", source: hf + "self_attn.o_proj.weight", shape: []int{h, q}},
+			tensorSpec{name: blk + "ffn_norm.weight", source: hf + "post_attention_layernorm.weight", shape: []int{h}},
+			tensorSpec{name: blk + "ffn_gate.weight", source: hf + "mlp.gate_proj.weight", shape: []int{ff, h}},
+			tensorSpec{name: blk + "ffn_up.weight", source: hf + "mlp.up_proj.weight", shape: []int{ff, h}},
+			tensorSpec{name: blk + "ffn_down.weight", source: hf + "mlp.down_proj.weight", shape: []int{h, ff}},
+		)
+	}
+	specs = append(specs, tensorSpec{name: "output_norm.weight", source: "model.norm.weight", shape: []int{h}})
+	if !cfg.TieWordEmbeddings {
+		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
+	}
+	return specs
+}
+
+// weightType picks the type of a 2-D weight, falling back when its rows
+// do not split into whole blocks.
+func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
+	row := s.shape[1]
+	if row%want.BlockSize() == 0 {
+		return want, nil
+	}
+	got := TypeF16
+	if want == TypeQ4_K && row%QK8_0 == 0 {
+		got = TypeQ8_0
+	}
+	return got, &Fallback{
+		Tensor: s.name, Want: want, Got: got,
+		Reason: fmt.Sprintf("row length %d is not a multiple of the %s block size %d", row, want, want.BlockSize()),
+	}
+}
+
+func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, error) {
+	vals, shape, err := get(s.source)
+	if err != nil {
+		return nil, fmt.Errorf("gguf convert: tensor %q: %w", s.source, err)
+	}
+	if !slices.Equal(shape, s.shape) {
+		return nil, fmt.Errorf("gguf convert: tensor %q: shape %v, %s implies %v", s.source, shape, cfg.File, s.shape)
+	}
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if len(vals) != n {
+		return nil, fmt.Errorf("gguf convert: tensor %q: %d values for shape %v", s.source, len(vals), shape)
+	}
+	if s.permuteHeads == 0 {
+		return vals, nil
+	}
+	out := make([]float32, len(vals))
+	if err := PermuteQK(out, vals, s.shape[0], s.shape[1], s.permuteHeads); err != nil {
+		return nil, fmt.Errorf("gguf convert: tensor %q: %w", s.source, err)
+	}
+	return out, nil
+}
+
+// modelKVs builds the metadata: general.*, the llama hyperparameters and
+// the tokenizer (the keys convert_hf_to_gguf.py writes for LlamaModel, with
+// the types llama.cpp's loader checks).
+func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions, fileType uint32) ([]KV, error) {
+	name := opts.Name
+	if name == "" {
+		name = "model"
+		if cfg.File != "" {
+			name = filepath.Base(filepath.Dir(cfg.File))
+		}
+	}
+	kvs := []KV{
+		{"general.architecture", "llama"},
+		{"general.type", "model"},
+		{"general.name", name},
+		{"general.file_type", fileType},
+		{"general.quantization_version", uint32(QuantizationVersion)},
+		{"llama.vocab_size", uint32(cfg.VocabSize)},
+		{"llama.context_length", uint32(cfg.MaxPositionEmbeddings)},
+		{"llama.embedding_length", uint32(cfg.HiddenSize)},
+		{"llama.block_count", uint32(cfg.NumHiddenLayers)},
+		{"llama.feed_forward_length", uint32(cfg.IntermediateSize)},
+		{"llama.attention.head_count", uint32(cfg.NumAttentionHeads)},
+		{"llama.attention.head_count_kv", uint32(cfg.NumKeyValueHeads)},
+		{"llama.attention.key_length", uint32(cfg.HeadDim)},
+		{"llama.attention.value_length", uint32(cfg.HeadDim)},
+		{"llama.rope.dimension_count", uint32(cfg.HeadDim)},
+		{"llama.rope.freq_base", float32(cfg.RopeTheta)},
+		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+	}
+	vocab, err := tokenizerKVs(cfg, tok, opts)
+	if err != nil {
+		return nil, err
+	}
+	return append(kvs, vocab...), nil
+}
+
+func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
+	entries := tok.VocabEntries()
+	n := cfg.VocabSize
+	if len(entries) > n {
+		return nil, fmt.Errorf("gguf convert: tokenizer has %d ids, %s vocab_size is %d", len(entries), cfg.File, n)
+	}
+	tokens := make([]string, n)
+	scores := make([]float32, n)
+	types := make([]int32, n)
+	for id := range n {
+		// Ids the tokenizer lacks (vocab_size padding) become unused
+		// [PADn] pieces, as convert_hf_to_gguf.py writes them.
+		e := tokenizer.VocabEntry{Type: tokenizer.TokenTypeUnused}
+		if id < len(entries) {
+			e = entries[id]
+		}
+		if e.Piece == "" {
+			e.Piece = "[PAD" + strconv.Itoa(id) + "]"
+			e.Type = tokenizer.TokenTypeUnused
+		}
+		tokens[id], scores[id], types[id] = e.Piece, e.Score, int32(e.Type)
+	}
+	kvs := []KV{
+		{"tokenizer.ggml.model", "llama"},
+		{"tokenizer.ggml.tokens", tokens},
+		{"tokenizer.ggml.scores", scores},
+		{"tokenizer.ggml.token_type", types},
+	}
+	ids := []struct {
+		key string
+		id  int
+	}{
+		{"tokenizer.ggml.bos_token_id", tok.BOS()},
+		{"tokenizer.ggml.eos_token_id", tok.EOS()},
+		{"tokenizer.ggml.unknown_token_id", tok.UnknownID()},
+	}
+	if opts.PadTokenID != nil {
+		ids = append(ids, struct {
+			key string
+			id  int
+		}{"tokenizer.ggml.padding_token_id", *opts.PadTokenID})
+	}
+	for _, x := range ids {
+		if x.id < 0 {
+			continue // the tokenizer has none
+		}
+		if x.id >= n {
+			return nil, fmt.Errorf("gguf convert: %s %d outside the vocabulary of %d", x.key, x.id, n)
+		}
+		kvs = append(kvs, KV{x.key, uint32(x.id)})
+	}
+	kvs = append(kvs,
+		KV{"tokenizer.ggml.add_bos_token", tok.AddBOS()},
+		KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()},
+		KV{"tokenizer.ggml.add_space_prefix", tok.AddsSpacePrefix()},
+	)
+	if tmpl := tok.ChatTemplate(); tmpl != "" {
+		kvs = append(kvs, KV{"tokenizer.chat_template", tmpl})
+	}
+	return kvs, nil
+}

@@ -1,0 +1,605 @@
+package gguf_test
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+var allTypes = []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_K}
+
+// fixtureSpec is what a fixture's conversions are checked against.
+type fixtureSpec struct {
+	rel string
+	// meta holds metadata values read by hand from config.json and the
+	// tokenizer files; general.file_type is checked per type.
+	meta map[string]any
+	// fallbacks maps a requested type to the expected fallback of each
+	// GGUF tensor name suffix (row lengths from config.json).
+	fallbacks map[gguf.TensorType]map[string]gguf.TensorType
+	// weightNMSE bounds the per-tensor NMSE of the dequantized weights.
+	weightNMSE map[gguf.TensorType]float64
+	// runtime bounds the runtime's next-token log-probabilities on the
+	// GGUF's dequantized weights against the original checkpoint.
+	runtime map[gguf.TensorType]tolerance
+	prompts [][]int
+	texts   []string
+}
+
+func TestStories260K(t *testing.T) {
+	var ref struct {
+		Prompt []int `json:"prompt_ids_with_bos"`
+		Greedy []int `json:"greedy_ids"`
+	}
+	readJSON(t, filepath.Join(fixture(t, "models/stories260K-hf-mistral"), "expected_greedy.json"), &ref)
+	spec := fixtureSpec{
+		rel: "models/stories260K-hf-mistral",
+		meta: map[string]any{
+			"general.architecture": "llama", "general.name": "stories260K-hf-mistral", "general.quantization_version": uint32(2),
+			"llama.context_length": uint32(512), "llama.embedding_length": uint32(64), "llama.block_count": uint32(5),
+			"llama.feed_forward_length": uint32(172), "llama.attention.head_count": uint32(8), "llama.attention.head_count_kv": uint32(4),
+			"llama.rope.dimension_count": uint32(8), "llama.attention.key_length": uint32(8), "llama.rope.freq_base": float32(10000),
+			"llama.attention.layer_norm_rms_epsilon": float32(1e-5), "llama.vocab_size": uint32(512),
+			"tokenizer.ggml.model": "llama", "tokenizer.ggml.bos_token_id": uint32(1), "tokenizer.ggml.eos_token_id": uint32(2),
+			"tokenizer.ggml.unknown_token_id": uint32(0), "tokenizer.ggml.add_bos_token": true, "tokenizer.ggml.add_eos_token": false,
+		},
+		// hidden 64 and intermediate 172: no row splits into Q4_K
+		// super-blocks; ffn_down's rows (172) not even into Q8_0 blocks.
+		fallbacks: map[gguf.TensorType]map[string]gguf.TensorType{
+			gguf.TypeQ8_0: {"ffn_down.weight": gguf.TypeF16},
+			gguf.TypeQ4_K: {"ffn_down.weight": gguf.TypeF16, "token_embd.weight": gguf.TypeQ8_0, "output.weight": gguf.TypeQ8_0,
+				"attn_q.weight": gguf.TypeQ8_0, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0, "attn_output.weight": gguf.TypeQ8_0,
+				"ffn_gate.weight": gguf.TypeQ8_0, "ffn_up.weight": gguf.TypeQ8_0},
+		},
+		// Measured worst tensor: F16 4.4e-8, BF16 3.9e-6, Q8_0 3.8e-5,
+		// Q4_K the same (every tensor fell back). Bounds: about 2× (the
+		// computation is deterministic) and below the next coarser
+		// format's level.
+		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 1e-7, gguf.TypeBF16: 8e-6, gguf.TypeQ8_0: 8e-5, gguf.TypeQ4_K: 8e-5},
+		// Measured (worst prompt) max|Δlogp| / NMSE / KL: F16 7.6e-3 /
+		// 6.6e-7 / 3.3e-7, BF16 7.7e-2 / 4.5e-5 / 8.6e-6, Q8_0 0.27 /
+		// 6.9e-4 / 1.7e-5 (Q4_K: the same file). Bounds: about 3×, room
+		// for other float orderings, still far below what a misplaced
+		// row or block would cost (NMSE ~1).
+		runtime: map[gguf.TensorType]tolerance{
+			gguf.TypeF32:  {0, 0, 0}, // the same fp32 weights: identical logits
+			gguf.TypeF16:  {2e-2, 2e-6, 1e-6},
+			gguf.TypeBF16: {0.2, 1.5e-4, 3e-5},
+			gguf.TypeQ8_0: {0.8, 2e-3, 6e-5},
+			gguf.TypeQ4_K: {0.8, 2e-3, 6e-5},
+		},
+		prompts: [][]int{ref.Prompt, ref.Greedy[:24], ref.Greedy[:60], {1}},
+		texts:   []string{"Once upon a time", `Lily's mom said, "Let's go to the park."`, "  two  spaces\nand a line", "zebra café"},
+	}
+	checkFixture(t, spec, func(t *testing.T, ck *checkpoint, convs []*converted) {
+		checkLlamaCpp(t, ck, convs, spec, &greedyRef{prompt: ref.Prompt, want: ref.Greedy})
+	})
+}
+
+func TestOpenchatTiny(t *testing.T) {
+	var ref struct {
+		Greedy struct {
+			Prompt []int `json:"prompt_ids"`
+			IDs    []int `json:"ids"`
+		} `json:"greedy_fp32"`
+	}
+	dir := fixture(t, "models/openchat-tiny")
+	readJSON(t, filepath.Join(dir, "reference.json"), &ref)
+	var tokCfg struct {
+		ChatTemplate string `json:"chat_template"`
+	}
+	readJSON(t, filepath.Join(dir, "tokenizer_config.json"), &tokCfg)
+	spec := fixtureSpec{
+		rel: "models/openchat-tiny",
+		meta: map[string]any{
+			"general.architecture": "llama", "general.name": "openchat-tiny",
+			"llama.context_length": uint32(4096), "llama.embedding_length": uint32(256), "llama.block_count": uint32(6),
+			"llama.feed_forward_length": uint32(896), "llama.attention.head_count": uint32(2), "llama.attention.head_count_kv": uint32(1),
+			"llama.rope.dimension_count": uint32(128), "llama.rope.freq_base": float32(10000),
+			"llama.attention.layer_norm_rms_epsilon": float32(1e-5), "llama.vocab_size": uint32(32002),
+			"tokenizer.ggml.bos_token_id": uint32(1), "tokenizer.ggml.eos_token_id": uint32(32000), "tokenizer.ggml.unknown_token_id": uint32(0),
+			"tokenizer.ggml.add_bos_token": true, "tokenizer.chat_template": tokCfg.ChatTemplate,
+		},
+		// intermediate 896 = 3.5 × 256: ffn_down's rows fall back to Q8_0.
+		fallbacks: map[gguf.TensorType]map[string]gguf.TensorType{
+			gguf.TypeQ4_K: {"ffn_down.weight": gguf.TypeQ8_0},
+		},
+		// Measured worst tensor: F16 0 (the checkpoint is fp16), BF16
+		// 2.9e-6, Q8_0 3.5e-5, Q4_K 5.4e-3 (token_embd; Gaussian data
+		// gives 5.8e-3, TestQ4_KRoundTrip). Bounds: about 2×.
+		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 0, gguf.TypeBF16: 6e-6, gguf.TypeQ8_0: 7e-5, gguf.TypeQ4_K: 1e-2},
+		// Measured (worst prompt) max|Δlogp| / NMSE / KL: BF16 5.8e-2 /
+		// 4.4e-5 / 2.5e-5, Q8_0 0.17 / 2.3e-4 / 3.2e-4, Q4_K 1.9 / 2.8e-2 /
+		// 7.5e-2. Q4_K moves a 13M-parameter model's distribution
+		// visibly (the max comes from tokens of log p ≈ −20) but keeps
+		// every argmax. Bounds: about 3×.
+		runtime: map[gguf.TensorType]tolerance{
+			// The checkpoint is fp16: F32 and F16 hold its exact values.
+			gguf.TypeF32:  {0, 0, 0},
+			gguf.TypeF16:  {0, 0, 0},
+			gguf.TypeBF16: {0.15, 1.5e-4, 8e-5},
+			gguf.TypeQ8_0: {0.5, 7e-4, 1e-3},
+			gguf.TypeQ4_K: {5, 8e-2, 0.2},
+		},
+		prompts: [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}},
+		texts: []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
+			"naïve café 東京 😀", "func main() {\n\tfmt.Println(42)\n}", "The  capital   of France"},
+	}
+	checkFixture(t, spec, func(t *testing.T, ck *checkpoint, convs []*converted) {
+		checkLlamaCpp(t, ck, convs, spec, &greedyRef{prompt: ref.Greedy.Prompt, want: ref.Greedy.IDs})
+	})
+}
+
+// checkFixture converts the fixture to every type, checks each file with
+// our reader and runtime, then hands the files to more checks.
+func checkFixture(t *testing.T, spec fixtureSpec, more func(t *testing.T, ck *checkpoint, convs []*converted)) {
+	ck := openCheckpoint(t, spec.rel)
+	orig := loadRuntime(t, ck.set, ck.cfg)
+	want := nextLogProbs(t, orig, spec.prompts)
+	var convs []*converted
+	for _, typ := range allTypes {
+		c := convert(t, ck, typ)
+		convs = append(convs, c)
+		t.Run(typ.String(), func(t *testing.T) {
+			t.Run("layout", func(t *testing.T) { checkLayout(t, ck, c, spec) })
+			t.Run("metadata", func(t *testing.T) { checkMetadata(t, ck, c, spec) })
+			t.Run("vocab", func(t *testing.T) { checkVocab(t, ck, c) })
+			t.Run("weights", func(t *testing.T) { checkWeights(t, ck, c, spec.weightNMSE[typ]) })
+			t.Run("runtime", func(t *testing.T) {
+				m := loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg)
+				got := nextLogProbs(t, m, spec.prompts)
+				var ds []diff
+				for i := range got {
+					ds = append(ds, compare(got[i], want[i]))
+				}
+				d := worst(ds)
+				t.Logf("runtime on the %s file vs the checkpoint: %v", typ, d)
+				spec.runtime[typ].check(t, "runtime on the "+typ.String()+" file vs the checkpoint", d)
+			})
+		})
+	}
+	t.Run("llama.cpp", func(t *testing.T) { more(t, ck, convs) })
+}
+
+// checkLayout checks names, shapes, types and fallbacks against the
+// config, independently of the converter's tables.
+func checkLayout(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
+	cfg := ck.cfg
+	h, q, kv, ff, v := cfg.HiddenSize, cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
+	want := map[string][]int{"token_embd.weight": {v, h}, "output_norm.weight": {h}}
+	if !cfg.TieWordEmbeddings {
+		want["output.weight"] = []int{v, h}
+	}
+	for i := range cfg.NumHiddenLayers {
+		p := fmt.Sprintf("blk.%d.", i)
+		for name, shape := range map[string][]int{
+			"attn_norm.weight": {h}, "attn_q.weight": {q, h}, "attn_k.weight": {kv, h}, "attn_v.weight": {kv, h},
+			"attn_output.weight": {h, q}, "ffn_norm.weight": {h}, "ffn_gate.weight": {ff, h}, "ffn_up.weight": {ff, h},
+			"ffn_down.weight": {h, ff},
+		} {
+			want[p+name] = shape
+		}
+	}
+	tensors := c.file.Tensors()
+	if len(tensors) != len(want) {
+		t.Errorf("%d tensors, want %d", len(tensors), len(want))
+	}
+	fallbacks := map[string]gguf.Fallback{}
+	for _, fb := range c.res.Fallbacks {
+		fallbacks[fb.Tensor] = fb
+	}
+	for _, ti := range tensors {
+		shape, ok := want[ti.Name]
+		if !ok {
+			t.Errorf("unexpected tensor %q", ti.Name)
+			continue
+		}
+		if !slices.Equal(ti.Shape, shape) {
+			t.Errorf("tensor %q: shape %v, want %v", ti.Name, ti.Shape, shape)
+		}
+		wantType := c.typ
+		if len(shape) == 1 {
+			wantType = gguf.TypeF32
+		} else {
+			for suffix, fb := range spec.fallbacks[c.typ] {
+				if strings.HasSuffix(ti.Name, suffix) {
+					wantType = fb
+				}
+			}
+		}
+		if ti.Type != wantType {
+			t.Errorf("tensor %q: type %s, want %s", ti.Name, ti.Type, wantType)
+		}
+		fb, fell := fallbacks[ti.Name]
+		if fell != (wantType != c.typ && len(shape) == 2) || (fell && (fb.Got != wantType || fb.Want != c.typ || fb.Reason == "")) {
+			t.Errorf("tensor %q: fallback %+v (reported %v), want type %s", ti.Name, fb, fell, wantType)
+		}
+	}
+	if len(fallbacks) != len(c.res.Fallbacks) {
+		t.Errorf("fallbacks name a tensor twice: %v", c.res.Fallbacks)
+	}
+}
+
+func checkMetadata(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
+	fileTypes := map[gguf.TensorType]uint32{gguf.TypeF32: 0, gguf.TypeF16: 1, gguf.TypeQ8_0: 7, gguf.TypeQ4_K: 14, gguf.TypeBF16: 32}
+	want := map[string]any{"general.file_type": fileTypes[c.typ]}
+	for k, v := range spec.meta {
+		want[k] = v
+	}
+	for key, w := range want {
+		got, ok := c.file.Get(key)
+		if !ok {
+			t.Errorf("missing key %q", key)
+			continue
+		}
+		if got != w {
+			t.Errorf("%s = %v (%T), want %v (%T)", key, got, got, w, w)
+		}
+	}
+	if _, ok := c.file.Get("tokenizer.ggml.padding_token_id"); ok {
+		t.Error("padding_token_id written without ConvertOptions.PadTokenID")
+	}
+}
+
+// checkVocab compares the token arrays with the tokenizer.json the
+// fixture ships, read here independently of formats/tokenizer.
+func checkVocab(t *testing.T, ck *checkpoint, c *converted) {
+	var tj struct {
+		AddedTokens []struct {
+			ID      int    `json:"id"`
+			Content string `json:"content"`
+			Special bool   `json:"special"`
+		} `json:"added_tokens"`
+		Model struct {
+			Vocab  map[string]int `json:"vocab"`
+			Merges []string       `json:"merges"`
+		} `json:"model"`
+	}
+	readJSON(t, filepath.Join(ck.dir, "tokenizer.json"), &tj)
+	n := ck.cfg.VocabSize
+	tokens, err := gguf.Value[[]string](c.file, "tokenizer.ggml.tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := gguf.Value[[]float32](c.file, "tokenizer.ggml.scores")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := gguf.Value[[]int32](c.file, "tokenizer.ggml.token_type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != n || len(scores) != n || len(types) != n {
+		t.Fatalf("%d tokens, %d scores, %d types; want %d each", len(tokens), len(scores), len(types), n)
+	}
+	wantPiece := make([]string, n)
+	wantType := make([]int32, n)
+	for p, id := range tj.Model.Vocab {
+		wantPiece[id] = p
+		wantType[id] = 1 // normal
+		if len(p) == 6 && strings.HasPrefix(p, "<0x") && strings.HasSuffix(p, ">") {
+			wantType[id] = 6 // byte
+		}
+	}
+	for _, a := range tj.AddedTokens {
+		wantPiece[a.ID] = a.Content
+		wantType[a.ID] = 4 // user defined
+		if a.Special {
+			wantType[a.ID] = 3 // control
+		}
+	}
+	wantType[0] = 2 // <unk>
+	// A merged piece scores minus the rank of its first merge.
+	wantScore := make([]float32, n)
+	seen := map[string]bool{}
+	for rank, m := range tj.Model.Merges {
+		piece := strings.Replace(m, " ", "", 1)
+		if !seen[piece] {
+			seen[piece] = true
+			wantScore[tj.Model.Vocab[piece]] = -float32(rank)
+		}
+	}
+	for id := range n {
+		if tokens[id] != wantPiece[id] || types[id] != wantType[id] || scores[id] != wantScore[id] {
+			t.Errorf("id %d: (%q, type %d, score %g), want (%q, type %d, score %g)", id, tokens[id], types[id], scores[id], wantPiece[id], wantType[id], wantScore[id])
+		}
+	}
+}
+
+func checkWeights(t *testing.T, ck *checkpoint, c *converted, bound float64) {
+	w := newGGUFWeights(c, ck.cfg)
+	var worstName string
+	var worstNMSE float64
+	for _, ct := range c.res.Tensors {
+		orig, err := ck.set.Tensor(ct.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := orig.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _, err := w.float32(ct.Source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch ct.Type {
+		case gguf.TypeF32:
+			if !slices.Equal(got, want) {
+				t.Errorf("tensor %q (from %q): F32 values differ from the checkpoint", ct.Name, ct.Source)
+			}
+			continue
+		case gguf.TypeF16, gguf.TypeBF16:
+			// Exactly the round-to-nearest-even conversion of each value.
+			for i := range want {
+				r := half.F16ToF32(half.F32ToF16(want[i]))
+				if ct.Type == gguf.TypeBF16 {
+					r = half.BF16ToF32(half.F32ToBF16(want[i]))
+				}
+				if got[i] != r {
+					t.Fatalf("tensor %q value %d: %g, want %g rounded to %s = %g", ct.Name, i, got[i], want[i], ct.Type, r)
+				}
+			}
+		}
+		var num, den float64
+		for i := range want {
+			d := float64(got[i]) - float64(want[i])
+			num += d * d
+			den += float64(want[i]) * float64(want[i])
+		}
+		if e := num / den; e > worstNMSE || worstName == "" {
+			worstName, worstNMSE = ct.Name, e
+		}
+	}
+	t.Logf("%s: worst tensor NMSE %.3g (%s)", c.typ, worstNMSE, worstName)
+	if worstNMSE > bound {
+		t.Errorf("tensor %q: NMSE %.3g against the checkpoint, want ≤ %.3g", worstName, worstNMSE, bound)
+	}
+}
+
+// TestPermuteQK checks the row order by hand: heads of 4 rows [a0 a1 b0
+// b1] (halves a, b as transformers rotates them) become [a0 b0 a1 b1].
+func TestPermuteQK(t *testing.T) {
+	src := make([]float32, 8*2) // 2 heads × 4 rows, 2 columns; row r holds r, r+0.5
+	for r := range 8 {
+		src[2*r], src[2*r+1] = float32(r), float32(r)+0.5
+	}
+	got := make([]float32, len(src))
+	if err := gguf.PermuteQK(got, src, 8, 2, 2); err != nil {
+		t.Fatal(err)
+	}
+	wantRows := []float32{0, 2, 1, 3, 4, 6, 5, 7}
+	for r, w := range wantRows {
+		if got[2*r] != w || got[2*r+1] != w+0.5 {
+			t.Errorf("row %d = [%g %g], want source row %g", r, got[2*r], got[2*r+1], w)
+		}
+	}
+	back := make([]float32, len(src))
+	if err := gguf.UnpermuteQK(back, got, 8, 2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(back, src) {
+		t.Errorf("UnpermuteQK(PermuteQK(x)) = %v, want %v", back, src)
+	}
+	for _, bad := range []struct{ rows, heads int }{{8, 3}, {6, 2}, {8, 0}} {
+		if err := gguf.PermuteQK(make([]float32, bad.rows*2), make([]float32, bad.rows*2), bad.rows, 2, bad.heads); err == nil {
+			t.Errorf("PermuteQK of %d rows in %d heads succeeded", bad.rows, bad.heads)
+		}
+	}
+}
+
+// TestPermuteRoPE checks why the permutation exists: RoPE on adjacent
+// pairs (llama.cpp, GPT-J style) of the permuted projections gives the
+// attention scores of RoPE on halves (transformers rotate_half) of the
+// original ones, for every pair of positions.
+func TestPermuteRoPE(t *testing.T) {
+	const heads, hd, in = 2, 8, 5
+	wq, wk, x := gaussianMat(1, heads*hd*in), gaussianMat(2, heads*hd*in), gaussianMat(3, 2*in)
+	pq, pk := make([]float32, len(wq)), make([]float32, len(wk))
+	if err := gguf.PermuteQK(pq, wq, heads*hd, in, heads); err != nil {
+		t.Fatal(err)
+	}
+	if err := gguf.PermuteQK(pk, wk, heads*hd, in, heads); err != nil {
+		t.Fatal(err)
+	}
+	project := func(w, x []float32) []float64 {
+		out := make([]float64, heads*hd)
+		for r := range out {
+			for c := range in {
+				out[r] += float64(w[r*in+c]) * float64(x[c])
+			}
+		}
+		return out
+	}
+	theta := func(i int) float64 { return math.Pow(10000, -2*float64(i)/hd) }
+	// rotate_half: dimension i pairs with i + hd/2, angle pos·θ_i.
+	ropeHalves := func(v []float64, pos int) []float64 {
+		out := slices.Clone(v)
+		for h := range heads {
+			for i := range hd / 2 {
+				a, b := v[h*hd+i], v[h*hd+i+hd/2]
+				s, c := math.Sincos(float64(pos) * theta(i))
+				out[h*hd+i], out[h*hd+i+hd/2] = a*c-b*s, b*c+a*s
+			}
+		}
+		return out
+	}
+	// llama.cpp's rope (mode 0): dimensions 2i and 2i+1 pair, angle pos·θ_i.
+	ropePairs := func(v []float64, pos int) []float64 {
+		out := slices.Clone(v)
+		for h := range heads {
+			for i := range hd / 2 {
+				a, b := v[h*hd+2*i], v[h*hd+2*i+1]
+				s, c := math.Sincos(float64(pos) * theta(i))
+				out[h*hd+2*i], out[h*hd+2*i+1] = a*c-b*s, b*c+a*s
+			}
+		}
+		return out
+	}
+	dot := func(a, b []float64, h int) float64 {
+		var s float64
+		for i := h * hd; i < (h+1)*hd; i++ {
+			s += a[i] * b[i]
+		}
+		return s
+	}
+	for _, pos := range [][2]int{{0, 0}, {3, 1}, {17, 5}, {100, 99}} {
+		qh, kh := ropeHalves(project(wq, x[:in]), pos[0]), ropeHalves(project(wk, x[in:]), pos[1])
+		qp, kp := ropePairs(project(pq, x[:in]), pos[0]), ropePairs(project(pk, x[in:]), pos[1])
+		for h := range heads {
+			if a, b := dot(qh, kh, h), dot(qp, kp, h); math.Abs(a-b) > 1e-9*(1+math.Abs(a)) {
+				t.Errorf("positions %v head %d: score %g with rotate_half, %g after permuting for adjacent pairs", pos, h, a, b)
+			}
+		}
+	}
+}
+
+func gaussianMat(seed uint64, n int) []float32 {
+	out := make([]float32, n)
+	s := seed*0x9E3779B97F4A7C15 + 1
+	for i := range out {
+		s ^= s << 13
+		s ^= s >> 7
+		s ^= s << 17
+		out[i] = float32(s%2001)/1000 - 1
+	}
+	return out
+}
+
+// missingTensor hides one tensor of a checkpoint.
+type missingTensor struct {
+	w    gguf.Weights
+	name string
+}
+
+func (m missingTensor) Tensor(name string) (safetensors.Tensor, error) {
+	if name == m.name {
+		return safetensors.Tensor{}, fmt.Errorf("tensor %q: %w", name, os.ErrNotExist)
+	}
+	return m.w.Tensor(name)
+}
+
+func TestConvertErrors(t *testing.T) {
+	ck := openCheckpoint(t, "models/stories260K-hf-mistral")
+	parse := func(t *testing.T, edit func(map[string]string)) *hfconfig.Config {
+		t.Helper()
+		fields := map[string]string{
+			"model_type": `"mistral"`, "architectures": `["MistralForCausalLM"]`, "hidden_size": "64", "intermediate_size": "172",
+			"num_hidden_layers": "5", "num_attention_heads": "8", "num_key_value_heads": "4", "head_dim": "8", "vocab_size": "512",
+			"max_position_embeddings": "512", "rms_norm_eps": "1e-5", "tie_word_embeddings": "false",
+		}
+		edit(fields)
+		var b strings.Builder
+		b.WriteString("{")
+		first := true
+		for k, v := range fields {
+			if !first {
+				b.WriteString(",")
+			}
+			first = false
+			fmt.Fprintf(&b, "%q:%s", k, v)
+		}
+		b.WriteString("}")
+		cfg, err := hfconfig.Parse([]byte(b.String()), "cfg/config.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	tests := []struct {
+		name string
+		edit func(map[string]string)
+		w    gguf.Weights
+		opts gguf.ConvertOptions
+		want string
+		is   error
+	}{
+		{"classifier", func(f map[string]string) { f["architectures"] = `["MistralForSequenceClassification"]` }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF16},
+			`cfg/config.json: architectures[0] "MistralForSequenceClassification": unsupported model`, gguf.ErrUnsupportedModel},
+		{"attention bias", func(f map[string]string) { f["attention_bias"] = "true" }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF16},
+			"cfg/config.json: attention_bias true: unsupported model", gguf.ErrUnsupportedModel},
+		{"tensor type", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeQ6_K}, "tensor type Q6_K: want F32, F16, BF16, Q8_0 or Q4_K", nil},
+		{"missing tensor", func(map[string]string) {}, missingTensor{ck.set, "model.layers.3.mlp.up_proj.weight"}, gguf.ConvertOptions{Type: gguf.TypeQ8_0},
+			`tensor "model.layers.3.mlp.up_proj.weight"`, os.ErrNotExist},
+		{"shape", func(f map[string]string) { f["intermediate_size"] = "176" }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF32},
+			`tensor "model.layers.0.mlp.gate_proj.weight": shape [172 64], cfg/config.json implies [176 64]`, nil},
+		{"vocab", func(f map[string]string) { f["vocab_size"] = "500" }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF32},
+			"tokenizer has 512 ids, cfg/config.json vocab_size is 500", nil},
+		{"pad id", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeF32, PadTokenID: new(int(600))},
+			"tokenizer.ggml.padding_token_id 600 outside the vocabulary of 512", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := parse(t, tt.edit)
+			dir := t.TempDir()
+			path := filepath.Join(dir, "out.gguf")
+			_, err := gguf.FromCheckpoint(path, tt.w, cfg, ck.tok, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want one containing %q", err, tt.want)
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %v does not wrap %v", err, tt.is)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				t.Errorf("left behind: %s", e.Name())
+			}
+		})
+	}
+	t.Run("model_type", func(t *testing.T) {
+		// hfconfig refuses other families first, naming the key.
+		_, err := hfconfig.Parse([]byte(`{"model_type":"gemma","hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":1,"vocab_size":8}`), "g/config.json")
+		if err == nil || !strings.Contains(err.Error(), `g/config.json: model_type "gemma"`) {
+			t.Errorf("error %v", err)
+		}
+		cfg := parse(t, func(map[string]string) {})
+		cfg.ModelType = "gemma"
+		_, err = gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
+		if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), `model_type "gemma"`) {
+			t.Errorf("error %v, want one naming model_type and wrapping ErrUnsupportedModel", err)
+		}
+	})
+	t.Run("sliding window", func(t *testing.T) {
+		cfg := parse(t, func(f map[string]string) { f["sliding_window"] = "128" })
+		res, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "sliding_window 128 < max_position_embeddings 512") {
+			t.Errorf("warnings %q, want one about sliding_window", res.Warnings)
+		}
+	})
+	t.Run("pad and name", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "x.gguf")
+		var seen []string
+		_, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32, PadTokenID: new(int(0)), Name: "tiny",
+			Progress: func(i, n int, name string) { seen = append(seen, fmt.Sprintf("%d/%d %s", i, n, name)) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := gguf.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if v, _ := f.Get("tokenizer.ggml.padding_token_id"); v != uint32(0) {
+			t.Errorf("padding_token_id = %v, want uint32 0", v)
+		}
+		if v, _ := f.Get("general.name"); v != "tiny" {
+			t.Errorf("general.name = %v, want tiny", v)
+		}
+		if len(seen) != len(f.Tensors()) || seen[0] != "0/48 token_embd.weight" {
+			t.Errorf("progress calls %v", seen)
+		}
+	})
+}

@@ -1,0 +1,100 @@
+// Package gguf reads and writes GGUF v3 files, the model format of
+// llama.cpp and ggml (spec: ggml docs/gguf.md), and converts Llama/Mistral
+// Hugging Face checkpoints to it for `gptqtool convert --to gguf`; the
+// reader serves `gptqtool inspect`.
+//
+// # File layout
+//
+// Little endian throughout; strings are a uint64 byte length and UTF-8
+// bytes without a terminator.
+//
+//	magic "GGUF", uint32 version (3), uint64 tensor_count, uint64 kv_count
+//	kv_count × { string key, uint32 value_type, value }
+//	    value: a scalar (u8 i8 u16 i16 u32 i32 f32 bool u64 i64 f64), a
+//	    string, or an array: uint32 element type, uint64 length, elements
+//	tensor_count × { string name, uint32 n_dims, uint64 dims[n_dims],
+//	    uint32 ggml type, uint64 offset }
+//	zero padding to a multiple of the alignment (general.alignment, default 32)
+//	data section: each tensor at its offset (relative to the section start,
+//	    a multiple of the alignment), zero padded to the alignment
+//
+// Dimensions are stored innermost first (ggml's ne[0], ne[1], …), the
+// reverse of PyTorch order. TensorInfo.Shape is always in PyTorch order, so a
+// linear weight [out, in] is stored as dims [in, out]; TensorInfo.Dims gives
+// the file's order. The bytes of a tensor are the same in both views: rows
+// of the innermost dimension, one after another.
+//
+// # Tensor types
+//
+// Every ggml type can be read and copied as bytes (the type table gives
+// block sizes for validation); F32, F16, BF16, Q8_0 and Q4_K convert to and
+// from float32. Quantized types cut each row into blocks (ggml-common.h):
+//
+//	Q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; x = d·q
+//	Q4_K, 256 values in 144 bytes: fp16 d, fp16 dmin, 12 bytes of eight
+//	    6-bit (scale, min) pairs for the sub-blocks of 32, 128 bytes of
+//	    4-bit quants; x = d·scale_j·q − dmin·min_j (layout at DequantizeQ4_K)
+//
+// so a row's length must be a multiple of 32 (Q8_0) or 256 (Q4_K). The
+// quantizers follow ggml's reference quantizers (quantize_row_q8_0_ref,
+// quantize_row_q4_K_ref, without an importance matrix), so llama.cpp decodes
+// the blocks exactly as DequantizeQ8_0 and DequantizeQ4_K do.
+//
+// # Reading
+//
+// Open (or NewFile on any io.ReaderAt) parses and validates the whole header
+// before returning: magic, version 2 or 3, every count checked against the
+// bytes left in the file before anything is allocated (a hostile header
+// cannot make the reader allocate much more than the file's size), string
+// lengths, value types, bool bytes, unique keys and tensor names, name
+// lengths, at most 4 dimensions, known tensor types whose block size divides
+// the row, a general.alignment that is a uint32 power of two, tensor offsets
+// aligned and inside the file, no two tensors overlapping. Errors name the
+// file and the key or tensor at fault and wrap ErrFormat. After that,
+// TensorData reads a tensor's bytes and Float32 dequantizes it; neither
+// keeps the data.
+//
+// # Writing
+//
+// Create takes the metadata and every tensor info up front, computes the
+// offsets and writes the header; WriteTensor (bytes) or WriteFloat32
+// (encoded with Encode) then appends the tensors one at a time in
+// declaration order, so memory stays at one tensor. The file is written
+// under a hidden temporary name in the target directory, fsynced and renamed
+// by a successful Close; an error, Abort or a missing tensor leaves nothing
+// under the final name. Tensor names must be shorter than 64 bytes (llama.cpp
+// keeps them in a 64-byte buffer).
+//
+// # Conversion
+//
+// Convert (FromCheckpoint for a safetensors checkpoint) writes a
+// Mistral/Llama model as llama.cpp's "llama" architecture, as
+// convert_hf_to_gguf.py does:
+//
+//	model.embed_tokens.weight               token_embd.weight
+//	model.layers.N.input_layernorm.weight   blk.N.attn_norm.weight
+//	model.layers.N.self_attn.{q,k,v,o}_proj blk.N.attn_{q,k,v,output}.weight
+//	model.layers.N.post_attention_layernorm blk.N.ffn_norm.weight
+//	model.layers.N.mlp.{gate,up,down}_proj  blk.N.ffn_{gate,up,down}.weight
+//	model.norm.weight                       output_norm.weight
+//	lm_head.weight                          output.weight (absent when tied)
+//
+// q_proj and k_proj rows are permuted per head (PermuteQK; k with the
+// key-value head count) because transformers rotates the two halves of a
+// head and llama.cpp adjacent pairs. Norms are F32; 2-D weights take the
+// requested type, with rows that do not split into whole blocks falling
+// back (Q4_K to Q8_0, else F16), listed in ConvertResult.Fallbacks.
+// Metadata: general.* (architecture, name, file_type,
+// quantization_version 2), llama.* hyperparameters with the value types
+// llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),
+// and the tokenizer as tokenizer.ggml.model "llama": tokens, scores and
+// token types (tokenizer.TokenType numbering) for every id up to vocab_size,
+// bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
+// add_space_prefix and tokenizer.chat_template.
+//
+// The tests check the output with llama.cpp itself (node-llama-cpp 3.21.1's
+// prebuilt CPU build, testdata/js): it loads every converted fixture, its
+// greedy continuation of stories260K equals the llama2.c reference, and its
+// next-token logits match the project's runtime within the tolerances of
+// each tensor type.
+package gguf

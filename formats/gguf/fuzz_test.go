@@ -1,0 +1,87 @@
+package gguf
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// FuzzNewFile feeds arbitrary file images to the reader: it must never
+// panic, every accepted tensor must lie inside the file and decode, and an
+// accepted file that the writer also accepts must survive a write and
+// re-read with the same metadata, tensor infos and bytes.
+func FuzzNewFile(f *testing.F) {
+	paths, _ := filepath.Glob(filepath.Join("testdata", "*.gguf"))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add(handFile())
+	f.Add(header(0, 1).str(KeyAlignment).u32(4).u32(64).b)
+	f.Add(header(1, 1).str("k").u32(9).u32(9).u64(1).u32(8).u64(1).str("s").
+		str("t").u32(2).u64(256).u64(1).u32(uint32(TypeQ4_K)).u64(0).pad(32).raw(make([]byte, 144)...).pad(32).b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := NewFile(bytes.NewReader(data), int64(len(data)), "fuzz.gguf")
+		if err != nil {
+			return
+		}
+		infos := file.Tensors()
+		raws := make([][]byte, len(infos))
+		for i, ti := range infos {
+			size, err := ti.Size()
+			if err != nil {
+				t.Fatalf("tensor %q accepted with an invalid size: %v", ti.Name, err)
+			}
+			if file.DataOffset+ti.Offset+size > int64(len(data)) && size > 0 {
+				t.Fatalf("tensor %q: [%d, %d) beyond the %d-byte file", ti.Name, file.DataOffset+ti.Offset, file.DataOffset+ti.Offset+size, len(data))
+			}
+			if raws[i], err = file.TensorData(ti.Name); err != nil {
+				t.Fatalf("TensorData(%q): %v", ti.Name, err)
+			}
+			if ti.Type.Convertible() && ti.NumElements() <= 1<<20 {
+				if _, err := file.Float32(ti.Name); err != nil {
+					t.Fatalf("Float32(%q): %v", ti.Name, err)
+				}
+			}
+		}
+		path := filepath.Join(t.TempDir(), "again.gguf")
+		w, err := Create(path, file.KVs(), infos)
+		if err != nil {
+			return // the writer is stricter: alignment ≥ 8, names < 64 bytes, UTF-8 keys
+		}
+		for i, ti := range infos {
+			if err := w.WriteTensor(ti.Name, raws[i]); err != nil {
+				t.Fatalf("rewriting tensor %q: %v", ti.Name, err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatalf("rewriting: %v", err)
+		}
+		again, err := Open(path)
+		if err != nil {
+			t.Fatalf("re-reading a written file: %v", err)
+		}
+		defer again.Close()
+		if !kvsEqual(again.KVs(), file.KVs()) {
+			t.Fatalf("metadata changed in a round trip")
+		}
+		got := again.Tensors()
+		if len(got) != len(infos) {
+			t.Fatalf("%d tensors after a round trip, want %d", len(got), len(infos))
+		}
+		for i, ti := range got {
+			if ti.Name != infos[i].Name || ti.Type != infos[i].Type || !slices.Equal(ti.Shape, infos[i].Shape) {
+				t.Fatalf("tensor %d: %+v after a round trip, want %+v", i, ti, infos[i])
+			}
+			b, err := again.TensorData(ti.Name)
+			if err != nil || !bytes.Equal(b, raws[i]) {
+				t.Fatalf("tensor %q: data changed in a round trip (%v)", ti.Name, err)
+			}
+		}
+	})
+}

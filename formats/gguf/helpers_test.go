@@ -1,0 +1,298 @@
+package gguf_test
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// fixture returns a shared fixture ($GPTQTOOL_FIXTURES, else
+// ../shared/fixtures beside the checkout), skipping the test naming the
+// missing path.
+func fixture(t testing.TB, rel string) string {
+	t.Helper()
+	dir := os.Getenv("GPTQTOOL_FIXTURES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
+	}
+	p := filepath.Join(dir, rel)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("fixture %s missing: %v", p, err)
+	}
+	return p
+}
+
+func readJSON(t testing.TB, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+// checkpoint is an opened Hugging Face checkpoint directory.
+type checkpoint struct {
+	dir string
+	set *safetensors.Set
+	cfg *hfconfig.Config
+	tok *tokenizer.Tokenizer
+}
+
+func openCheckpoint(t testing.TB, rel string) *checkpoint {
+	t.Helper()
+	dir := fixture(t, rel)
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { set.Close() })
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &checkpoint{dir: dir, set: set, cfg: cfg, tok: tok}
+}
+
+// converted is a checkpoint written to GGUF in one type.
+type converted struct {
+	typ  gguf.TensorType
+	path string
+	res  *gguf.ConvertResult
+	file *gguf.File
+}
+
+func convert(t testing.TB, ck *checkpoint, typ gguf.TensorType) *converted {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), filepath.Base(ck.dir)+"-"+typ.String()+".gguf")
+	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: typ})
+	if err != nil {
+		t.Fatalf("convert %s to %s: %v", ck.dir, typ, err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatalf("reading back %s: %v", path, err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &converted{typ: typ, path: path, res: res, file: f}
+}
+
+// ggufWeights serves a converted file to the runtime under Hugging Face
+// names: each tensor dequantized to F32 and, for q_proj/k_proj, the
+// head permutation undone. Running the runtime on it shows what the GGUF
+// file holds, independently of llama.cpp.
+type ggufWeights struct {
+	c       *converted
+	cfg     *hfconfig.Config
+	sources map[string]gguf.ConvertedTensor
+}
+
+func newGGUFWeights(c *converted, cfg *hfconfig.Config) *ggufWeights {
+	w := &ggufWeights{c: c, cfg: cfg, sources: map[string]gguf.ConvertedTensor{}}
+	for _, ct := range c.res.Tensors {
+		w.sources[ct.Source] = ct
+	}
+	return w
+}
+
+func (w *ggufWeights) float32(name string) ([]float32, []int, error) {
+	ct, ok := w.sources[name]
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: no tensor converted from %q", w.c.path, name)
+	}
+	vals, err := w.c.file.Float32(ct.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	heads := 0
+	switch {
+	case strings.HasSuffix(name, ".q_proj.weight"):
+		heads = w.cfg.NumAttentionHeads
+	case strings.HasSuffix(name, ".k_proj.weight"):
+		heads = w.cfg.NumKeyValueHeads
+	}
+	if heads > 0 {
+		out := make([]float32, len(vals))
+		if err := gguf.UnpermuteQK(out, vals, ct.Shape[0], ct.Shape[1], heads); err != nil {
+			return nil, nil, err
+		}
+		vals = out
+	}
+	return vals, ct.Shape, nil
+}
+
+func (w *ggufWeights) Tensor(name string) (safetensors.Tensor, error) {
+	vals, shape, err := w.float32(name)
+	if err != nil {
+		return safetensors.Tensor{}, err
+	}
+	data := make([]byte, 4*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
+	}
+	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: shape}, Data: data, File: w.c.path}, nil
+}
+
+func loadRuntime(t testing.TB, w model.Weights, cfg *hfconfig.Config) *model.Model {
+	t.Helper()
+	m, err := model.FromWeights(w, cfg, nil, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
+}
+
+// logSoftmax returns log-probabilities in float64.
+func logSoftmax(logits []float32) []float64 {
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		mx = math.Max(mx, float64(v))
+	}
+	var sum float64
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - mx)
+	}
+	lse := mx + math.Log(sum)
+	out := make([]float64, len(logits))
+	for i, v := range logits {
+		out[i] = float64(v) - lse
+	}
+	return out
+}
+
+// nextLogProbs returns the runtime's log-probabilities of the token after
+// each prompt.
+func nextLogProbs(t testing.TB, m *model.Model, prompts [][]int) [][]float64 {
+	t.Helper()
+	var out [][]float64
+	for _, p := range prompts {
+		c := m.NewCache(len(p))
+		lg, err := m.ForwardLast(p, c, nil)
+		c.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, logSoftmax(lg))
+	}
+	return out
+}
+
+// greedy continues prompt with the runtime until total ids.
+func greedy(t testing.TB, m *model.Model, prompt []int, total int) []int {
+	t.Helper()
+	c := m.NewCache(total)
+	defer c.Free()
+	ids := slices.Clone(prompt)
+	next := prompt
+	for len(ids) < total {
+		lg, err := m.ForwardLast(next, c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := argmax(lg)
+		ids = append(ids, id)
+		next = []int{id}
+	}
+	return ids
+}
+
+func argmax[T float32 | float64](x []T) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// diff compares two distributions over the vocabulary given as
+// log-probabilities (got may hold NaN where the reader reported nothing).
+type diff struct {
+	maxAbs  float64 // max |Δ log p| over all tokens, rare ones included
+	nmse    float64 // Σ(Δ log p)² / Σ(log p − mean)²: the error relative to the spread of the logits
+	kl      float64 // KL(want ‖ got) in nats, llama-perplexity's measure of a quantization
+	argmax  bool    // same most likely token
+	missing int     // tokens got lacks
+}
+
+func compare(got, want []float64) diff {
+	var d diff
+	var mean float64
+	for _, v := range want {
+		mean += v
+	}
+	mean /= float64(len(want))
+	var num, den float64
+	for i, w := range want {
+		den += (w - mean) * (w - mean)
+		if math.IsNaN(got[i]) {
+			d.missing++
+			continue
+		}
+		e := got[i] - w
+		num += e * e
+		d.maxAbs = math.Max(d.maxAbs, math.Abs(e))
+		d.kl -= math.Exp(w) * e
+	}
+	d.nmse = num / den
+	gotArg := 0
+	for i, v := range got {
+		if !math.IsNaN(v) && (math.IsNaN(got[gotArg]) || v > got[gotArg]) {
+			gotArg = i
+		}
+	}
+	d.argmax = gotArg == argmax(want)
+	return d
+}
+
+// worst merges the diffs of several prompts.
+func worst(ds []diff) diff {
+	var w diff
+	w.argmax = true
+	for _, d := range ds {
+		w.maxAbs = math.Max(w.maxAbs, d.maxAbs)
+		w.nmse = math.Max(w.nmse, d.nmse)
+		w.kl = math.Max(w.kl, d.kl)
+		w.argmax = w.argmax && d.argmax
+		w.missing += d.missing
+	}
+	return w
+}
+
+func (d diff) String() string {
+	return fmt.Sprintf("max|Δlogp| %.3g, NMSE %.3g, KL %.3g, argmax agrees %v, missing %d", d.maxAbs, d.nmse, d.kl, d.argmax, d.missing)
+}
+
+// tolerance bounds a diff; argmax must always agree and nothing be
+// missing.
+type tolerance struct {
+	maxAbs, nmse, kl float64
+}
+
+func (tol tolerance) check(t testing.TB, what string, d diff) {
+	t.Helper()
+	if d.maxAbs > tol.maxAbs || d.nmse > tol.nmse || d.kl > tol.kl || !d.argmax || d.missing > 0 {
+		t.Errorf("%s: %v; want max|Δlogp| ≤ %.3g, NMSE ≤ %.3g, KL ≤ %.3g, argmax agreeing, none missing", what, d, tol.maxAbs, tol.nmse, tol.kl)
+	}
+}

@@ -1,0 +1,389 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+)
+
+// Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
+// (round to nearest even) element by element, Q8_0 and Q4_K block by block
+// with QuantizeQ8_0 and QuantizeQ4_K. len(src) must be a multiple of the
+// type's block size; since blocks never straddle rows, a whole tensor can
+// be encoded in one call. Large inputs are split across GOMAXPROCS
+// goroutines; the result does not depend on the split.
+func Encode(t TensorType, src []float32) ([]byte, error) {
+	if !t.Convertible() {
+		return nil, fmt.Errorf("encode %s: %w", t, ErrUnsupportedType)
+	}
+	size, err := t.RowBytes(int64(len(src)))
+	if err != nil {
+		return nil, fmt.Errorf("encode %d values: %w", len(src), err)
+	}
+	dst := make([]byte, size)
+	bs, bb := t.BlockSize(), t.BlockBytes()
+	blocks := len(src) / bs
+	parallelBlocks(blocks, grainFor(t), func(lo, hi int) {
+		s, d := src[lo*bs:hi*bs], dst[lo*bb:hi*bb]
+		switch t {
+		case TypeF32:
+			for i, v := range s {
+				binary.LittleEndian.PutUint32(d[4*i:], math.Float32bits(v))
+			}
+		case TypeF16:
+			half.F32ToF16Bytes(d, s)
+		case TypeBF16:
+			half.F32ToBF16Bytes(d, s)
+		case TypeQ8_0:
+			QuantizeQ8_0(d, s)
+		case TypeQ4_K:
+			QuantizeQ4_K(d, s)
+		}
+	})
+	return dst, nil
+}
+
+// Decode converts the bytes of n elements of type t (F32, F16, BF16, Q8_0,
+// Q4_K) to float32. Other types give an error wrapping ErrUnsupportedType.
+func Decode(t TensorType, src []byte, n int) ([]float32, error) {
+	if !t.Convertible() {
+		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
+	}
+	size, err := t.RowBytes(int64(n))
+	if err != nil {
+		return nil, fmt.Errorf("decode %d values: %w", n, err)
+	}
+	if int64(len(src)) != size {
+		return nil, fmt.Errorf("decode %d %s values: %d bytes, want %d", n, t, len(src), size)
+	}
+	dst := make([]float32, n)
+	bs, bb := t.BlockSize(), t.BlockBytes()
+	parallelBlocks(n/bs, 1<<16/bs, func(lo, hi int) {
+		s, d := src[lo*bb:hi*bb], dst[lo*bs:hi*bs]
+		switch t {
+		case TypeF32:
+			for i := range d {
+				d[i] = math.Float32frombits(binary.LittleEndian.Uint32(s[4*i:]))
+			}
+		case TypeF16:
+			half.F16BytesToF32(d, s)
+		case TypeBF16:
+			half.BF16BytesToF32(d, s)
+		case TypeQ8_0:
+			DequantizeQ8_0(d, s)
+		case TypeQ4_K:
+			DequantizeQ4_K(d, s)
+		}
+	})
+	return dst, nil
+}
+
+// grainFor is the number of blocks below which splitting is not worth a
+// goroutine: Q4_K's scale search costs about a microsecond per block.
+func grainFor(t TensorType) int {
+	switch t {
+	case TypeQ4_K:
+		return 64
+	case TypeQ8_0:
+		return 1 << 11
+	}
+	return 1 << 16
+}
+
+// parallelBlocks calls fn on disjoint ranges covering [0, n), in parallel
+// when n is at least two grains.
+func parallelBlocks(n, grain int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), n/max(grain, 1))
+	if workers <= 1 {
+		if n > 0 {
+			fn(0, n)
+		}
+		return
+	}
+	per := (n + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += per {
+		hi := min(lo+per, n)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(lo, hi)
+		}()
+	}
+	wg.Wait()
+}
+
+// QuantizeQ8_0 quantizes src (a multiple of 32 values) into Q8_0 blocks in
+// dst (34 bytes per 32 values), as ggml's quantize_row_q8_0_ref does:
+//
+//	block_q8_0 { fp16 d; int8 qs[32]; }   x[i] ≈ d·qs[i]
+//
+// d = max|x|/127 stored as fp16 (round to nearest even), qs[i] =
+// round(x[i]/d) half away from zero, computed with the unrounded d. It
+// panics if the lengths do not match (a programmer error).
+func QuantizeQ8_0(dst []byte, src []float32) {
+	if len(src)%QK8_0 != 0 || len(dst) != len(src)/QK8_0*BlockBytesQ8_0 {
+		panic(fmt.Sprintf("gguf: QuantizeQ8_0: %d values into %d bytes", len(src), len(dst)))
+	}
+	for b := 0; b < len(src)/QK8_0; b++ {
+		x := src[b*QK8_0 : (b+1)*QK8_0]
+		y := dst[b*BlockBytesQ8_0 : (b+1)*BlockBytesQ8_0]
+		var amax float32
+		for _, v := range x {
+			amax = max(amax, abs32(v))
+		}
+		d := amax / 127
+		var id float32
+		if d != 0 {
+			id = 1 / d
+		}
+		binary.LittleEndian.PutUint16(y, half.F32ToF16(d))
+		for j, v := range x {
+			y[2+j] = byte(int8(math.Round(float64(v * id))))
+		}
+	}
+}
+
+// DequantizeQ8_0 expands Q8_0 blocks: dst[i] = d·qs[i] (ggml
+// dequantize_row_q8_0). It panics if the lengths do not match.
+func DequantizeQ8_0(dst []float32, src []byte) {
+	if len(dst)%QK8_0 != 0 || len(src) != len(dst)/QK8_0*BlockBytesQ8_0 {
+		panic(fmt.Sprintf("gguf: DequantizeQ8_0: %d bytes into %d values", len(src), len(dst)))
+	}
+	for b := 0; b < len(dst)/QK8_0; b++ {
+		y := src[b*BlockBytesQ8_0 : (b+1)*BlockBytesQ8_0]
+		d := half.F16ToF32(binary.LittleEndian.Uint16(y))
+		for j := range QK8_0 {
+			dst[b*QK8_0+j] = float32(int8(y[2+j])) * d
+		}
+	}
+}
+
+// Q4_K block layout (ggml-common.h block_q4_K), 144 bytes per 256 values:
+//
+//	bytes [0, 2)     d     fp16, super-block scale of the sub-block scales
+//	bytes [2, 4)     dmin  fp16, super-block scale of the sub-block mins
+//	bytes [4, 16)    scales: 8 pairs (sc, m) of 6-bit values; for sub-block
+//	                 j < 4: sc = s[j]&63, m = s[j+4]&63; for j >= 4:
+//	                 sc = s[j+4]&15 | (s[j-4]>>6)<<4,
+//	                 m  = s[j+4]>>4 | (s[j]>>6)<<4
+//	bytes [16, 144)  qs: 4-bit quants; values 64c .. 64c+31 are the low
+//	                 nibbles of qs[32c .. 32c+31], values 64c+32 .. 64c+63
+//	                 the high nibbles (c = 0..3)
+//
+// Sub-block j holds values 32j .. 32j+31 and decodes as
+// x = d·sc_j·q − dmin·m_j.
+const (
+	q4kScales = 4
+	q4kQS     = 16
+)
+
+// scaleMinK4 unpacks the 6-bit scale and min of sub-block j (ggml
+// get_scale_min_k4).
+func scaleMinK4(j int, s []byte) (sc, m uint8) {
+	if j < 4 {
+		return s[j] & 63, s[j+4] & 63
+	}
+	return s[j+4]&0xF | (s[j-4]>>6)<<4, s[j+4]>>4 | (s[j]>>6)<<4
+}
+
+// DequantizeQ4_K expands Q4_K super-blocks (ggml dequantize_row_q4_K). It
+// panics if the lengths do not match.
+func DequantizeQ4_K(dst []float32, src []byte) {
+	if len(dst)%QK_K != 0 || len(src) != len(dst)/QK_K*BlockBytesQ4_K {
+		panic(fmt.Sprintf("gguf: DequantizeQ4_K: %d bytes into %d values", len(src), len(dst)))
+	}
+	for b := 0; b < len(dst)/QK_K; b++ {
+		blk := src[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
+		y := dst[b*QK_K : (b+1)*QK_K]
+		d := half.F16ToF32(binary.LittleEndian.Uint16(blk[0:]))
+		dmin := half.F16ToF32(binary.LittleEndian.Uint16(blk[2:]))
+		scales := blk[q4kScales:q4kQS]
+		qs := blk[q4kQS:]
+		for c := range 4 {
+			sc1, m1 := scaleMinK4(2*c, scales)
+			sc2, m2 := scaleMinK4(2*c+1, scales)
+			d1, min1 := d*float32(sc1), dmin*float32(m1)
+			d2, min2 := d*float32(sc2), dmin*float32(m2)
+			q := qs[32*c : 32*c+32]
+			for l := range 32 {
+				y[64*c+l] = float32(d1*float32(q[l]&0xF)) - min1
+				y[64*c+32+l] = float32(d2*float32(q[l]>>4)) - min2
+			}
+		}
+	}
+}
+
+// QuantizeQ4_K quantizes src (a multiple of 256 values) into Q4_K
+// super-blocks in dst (144 bytes per 256 values), following ggml's
+// reference quantizer quantize_row_q4_K_ref (what llama-quantize uses
+// without an importance matrix):
+//
+//  1. For each sub-block of 32 values, weights w = rms(x) + |x| and a
+//     search (makeQKX2Quants: 4-bit levels, 21 candidate scales around
+//     15/(max−min)) for the scale s and min m minimising Σ w·(s·q − m − x)².
+//  2. The 8 scales and 8 mins are quantized to 6 bits against the
+//     super-block d = max s/63 and dmin = max m/63 (both stored as fp16).
+//  3. Every value is requantized against its sub-block's decoded scale and
+//     min: q = clamp(round((x + dmin·m_j)/(d·sc_j)), 0, 15).
+//
+// Rounding is to nearest, ties to even, as ggml's nearest_int. It panics
+// if the lengths do not match.
+func QuantizeQ4_K(dst []byte, src []float32) {
+	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesQ4_K {
+		panic(fmt.Sprintf("gguf: QuantizeQ4_K: %d values into %d bytes", len(src), len(dst)))
+	}
+	var (
+		L       [QK_K]uint8
+		laux    [32]uint8
+		weights [32]float32
+		mins    [QK_K / 32]float32
+		scales  [QK_K / 32]float32
+	)
+	for b := 0; b < len(src)/QK_K; b++ {
+		x := src[b*QK_K : (b+1)*QK_K]
+		y := dst[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
+		clear(y)
+		var maxScale, maxMin float32
+		for j := range QK_K / 32 {
+			xs := x[32*j : 32*j+32]
+			var sumX2 float32
+			for _, v := range xs {
+				sumX2 += float32(v * v)
+			}
+			avX := float32(math.Sqrt(float64(sumX2 / 32)))
+			for l, v := range xs {
+				weights[l] = avX + abs32(v)
+			}
+			scales[j], mins[j] = makeQKX2Quants(15, xs, weights[:], L[32*j:32*j+32], laux[:], -1, 0.1, 20)
+			maxScale = max(maxScale, scales[j])
+			maxMin = max(maxMin, mins[j])
+		}
+		var invScale, invMin float32
+		if maxScale > 0 {
+			invScale = 63 / maxScale
+		}
+		if maxMin > 0 {
+			invMin = 63 / maxMin
+		}
+		s := y[q4kScales:q4kQS]
+		for j := range QK_K / 32 {
+			// uint8 of a negative int wraps, then min clamps: as the C
+			// reference's uint8_t assignment followed by MIN(63, ·).
+			ls := min(uint8(nearestInt(invScale*scales[j])), 63)
+			lm := min(uint8(nearestInt(invMin*mins[j])), 63)
+			if j < 4 {
+				s[j] = ls
+				s[j+4] = lm
+			} else {
+				s[j+4] = ls&0xF | (lm&0xF)<<4
+				s[j-4] |= (ls >> 4) << 6
+				s[j] |= (lm >> 4) << 6
+			}
+		}
+		dBits, dminBits := half.F32ToF16(maxScale/63), half.F32ToF16(maxMin/63)
+		binary.LittleEndian.PutUint16(y[0:], dBits)
+		binary.LittleEndian.PutUint16(y[2:], dminBits)
+		d, dmin := half.F16ToF32(dBits), half.F16ToF32(dminBits)
+		for j := range QK_K / 32 {
+			sc, m := scaleMinK4(j, s)
+			dj := d * float32(sc)
+			if dj == 0 {
+				continue // keep the search's levels, as the reference does
+			}
+			dm := dmin * float32(m)
+			for i := range 32 {
+				L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dj), 0, 15))
+			}
+		}
+		qs := y[q4kQS:]
+		for c := range 4 {
+			for l := range 32 {
+				qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
+			}
+		}
+	}
+}
+
+// makeQKX2Quants fits x ≈ scale·L − min with L in [0, nmax] by weighted
+// least squares over nstep+1 candidate inverse scales (ggml
+// make_qkx2_quants with use_mad = false). It returns the scale and min (min
+// ≥ 0: the offset subtracted) and leaves the levels in L.
+func makeQKX2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+	n := len(x)
+	lo, hi := x[0], x[0]
+	sumW := w[0]
+	sumX := float32(sumW * x[0])
+	for i := 1; i < n; i++ {
+		lo = min(lo, x[i])
+		hi = max(hi, x[i])
+		sumW += w[i]
+		sumX += float32(w[i] * x[i])
+	}
+	lo = min(lo, 0)
+	if hi == lo {
+		clear(L[:n])
+		return 0, -lo
+	}
+	fmax := float32(nmax)
+	iscale := fmax / (hi - lo)
+	scale = 1 / iscale
+	var bestErr float32
+	for i := range n {
+		l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
+		L[i] = uint8(l)
+		diff := float32(scale*float32(l)) + lo - x[i]
+		bestErr += float32(w[i] * float32(diff*diff))
+	}
+	for is := 0; is <= nstep; is++ {
+		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - lo)
+		var sumL, sumL2, sumXL float32
+		for i := range n {
+			l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
+			laux[i] = uint8(l)
+			fl := float32(l)
+			sumL += float32(w[i] * fl)
+			sumL2 += float32(float32(w[i]*fl) * fl)
+			sumXL += float32(float32(w[i]*fl) * x[i])
+		}
+		D := float32(sumW*sumL2) - float32(sumL*sumL)
+		if D <= 0 {
+			continue
+		}
+		thisScale := (float32(sumW*sumXL) - float32(sumX*sumL)) / D
+		thisMin := (float32(sumL2*sumX) - float32(sumL*sumXL)) / D
+		if thisMin > 0 {
+			thisMin = 0
+			thisScale = sumXL / sumL2
+		}
+		var curErr float32
+		for i := range n {
+			diff := float32(thisScale*float32(laux[i])) + thisMin - x[i]
+			curErr += float32(w[i] * float32(diff*diff))
+		}
+		if curErr < bestErr {
+			copy(L[:n], laux[:n])
+			bestErr = curErr
+			scale = thisScale
+			lo = thisMin
+		}
+	}
+	return scale, -lo
+}
+
+// nearestInt rounds to the nearest integer, ties to even, exactly as
+// ggml's nearest_int: adding 1.5·2^23 in float32 leaves the rounded value
+// in the low mantissa bits. Valid for |f| < 2^22; larger values, Inf and
+// NaN give an integer in [-2^22, 2^22) that callers clamp, as in ggml.
+func nearestInt(f float32) int {
+	v := f + 12582912
+	return int(math.Float32bits(v)&0x7fffff) - 0x400000
+}
+
+func clampInt(v, lo, hi int) int { return max(lo, min(hi, v)) }
+
+func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

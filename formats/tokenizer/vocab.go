@@ -1,0 +1,90 @@
+package tokenizer
+
+// TokenType is the type of a vocabulary entry, numbered as SentencePiece's
+// ModelProto.SentencePiece.Type, which llama.cpp's llama_token_type and
+// GGUF's tokenizer.ggml.token_type reuse.
+type TokenType int32
+
+// The token types (sentencepiece_model.proto; llama.h LLAMA_TOKEN_TYPE_*).
+const (
+	TokenTypeNormal      TokenType = 1 // a BPE piece
+	TokenTypeUnknown     TokenType = 2 // <unk>
+	TokenTypeControl     TokenType = 3 // <s>, </s>, special added tokens: decode to nothing
+	TokenTypeUserDefined TokenType = 4 // non-special added tokens: matched whole, decode to their text
+	TokenTypeUnused      TokenType = 5 // holes in the id space, SentencePiece UNUSED pieces
+	TokenTypeByte        TokenType = 6 // <0xNN> byte-fallback pieces
+)
+
+// VocabEntry is one id of the vocabulary as a SentencePiece model (and a
+// GGUF tokenizer.ggml.* array) describes it.
+type VocabEntry struct {
+	// Piece is the stored text ("▁Hello", "<0x0A>", "<s>",
+	// "<|end_of_turn|>"), "" for a hole in the id space.
+	Piece string
+	// Score orders merges: a piece built by merging two symbols is merged
+	// before pieces of lower score. It is the piece's SentencePiece score
+	// for tokenizer.model, minus the rank of the first merge producing the
+	// piece for tokenizer.json, and 0 for pieces no merge produces (single
+	// characters, bytes, control and added tokens), whose score no BPE
+	// tokenizer consults.
+	Score float32
+	Type  TokenType
+}
+
+// VocabEntries returns one entry per id, 0 to VocabSize()-1. Types: the
+// unknown piece is TokenTypeUnknown; <0xNN> pieces TokenTypeByte; control
+// pieces and special added tokens TokenTypeControl; other added tokens and
+// SentencePiece user-defined pieces TokenTypeUserDefined; SentencePiece
+// unused pieces and holes TokenTypeUnused; the rest TokenTypeNormal.
+func (t *Tokenizer) VocabEntries() []VocabEntry {
+	out := make([]VocabEntry, len(t.pieces))
+	scored := make([]bool, len(t.pieces))
+	for _, m := range t.merges {
+		id := int(m.id)
+		if id < 0 || id >= len(out) {
+			continue
+		}
+		if s := float32(m.prio); !scored[id] || s > out[id].Score {
+			out[id].Score = s
+			scored[id] = true
+		}
+	}
+	special := make(map[int]bool, len(t.added))
+	for _, a := range t.added {
+		special[a.id] = a.special
+	}
+	for id := range out {
+		e := &out[id]
+		e.Piece = t.pieces[id]
+		isSpecial, added := special[id]
+		_, unused := t.revMerge[int32(id)]
+		switch {
+		case int32(id) == t.unk:
+			e.Type = TokenTypeUnknown
+		case t.kinds[id] == kindByte:
+			e.Type = TokenTypeByte
+		case t.kinds[id] == kindControl:
+			e.Type = TokenTypeControl
+		case t.kinds[id] == kindUnused || unused:
+			e.Type = TokenTypeUnused
+		case added && isSpecial:
+			e.Type = TokenTypeControl
+		case added:
+			e.Type = TokenTypeUserDefined
+		default:
+			e.Type = TokenTypeNormal
+		}
+		if e.Type == TokenTypeUnknown || e.Type == TokenTypeByte || e.Type == TokenTypeControl {
+			e.Score = 0 // never the product of a merge
+		}
+	}
+	return out
+}
+
+// UnknownID returns the id of the unknown piece, -1 when there is none.
+func (t *Tokenizer) UnknownID() int { return int(t.unk) }
+
+// AddsSpacePrefix reports whether a "▁" is put in front of the text before
+// BPE (SentencePiece add_dummy_prefix, the Prepend normalizer or a
+// Metaspace pre-tokenizer that prepends).
+func (t *Tokenizer) AddsSpacePrefix() bool { return t.prepend != prependNever }
