@@ -50,7 +50,9 @@ type ConvertOptions struct {
 	// first.
 	GGUF  string
 	Force bool
-	Log   io.Writer
+	// Version is gptqtool's, recorded in the model card (converted_by).
+	Version string
+	Log     io.Writer
 	// Progress is called after each tensor with the count done and the total.
 	Progress func(done, total int)
 }
@@ -324,6 +326,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			w.Abort()
 			return nil, fmt.Errorf("convert: %w", err)
 		}
+		release(src, p.info.Name)
 		if o.Progress != nil {
 			o.Progress(i+1, len(plan))
 		}
@@ -380,6 +383,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, err
 		}
 	}
+	if err := os.WriteFile(filepath.Join(tmp, "README.md"), convertCard(o, qc, kind, torchDType), 0o644); err != nil {
+		return nil, err
+	}
 	entries, err := os.ReadDir(o.In)
 	if err != nil {
 		return nil, err
@@ -411,6 +417,48 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	sum.Seconds = time.Since(start).Seconds()
 	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, %s\n", o.In, kind, o.Out, sum.Tensors, FormatSize(sum.SizeBytes))
 	return sum, nil
+}
+
+// convertCard is the output's README.md: the input's model card (license,
+// usage) with "converted_by: gptqtool" added to its front matter, or for
+// a dequantized checkpoint (whose card described the quantization) a short
+// card saying where it came from. The key also marks the directory as one
+// --force may replace.
+func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) []byte {
+	mark := "converted_by: gptqtool " + o.Version + "\n"
+	in, err := os.ReadFile(filepath.Join(o.In, "README.md"))
+	if err == nil && !o.Dequantize {
+		card := string(in)
+		if rest, ok := strings.CutPrefix(card, "---\n"); ok {
+			return []byte("---\n" + mark + rest)
+		}
+		return []byte("---\n" + mark + "---\n\n" + card)
+	}
+	name := filepath.Base(filepath.Clean(o.In))
+	what := fmt.Sprintf("Converted from %s (%s weights)", name, kind)
+	if qc != nil && o.Dequantize {
+		gs := fmt.Sprint(qc.GroupSize)
+		if qc.GroupSize == -1 {
+			gs = "none"
+		}
+		what = fmt.Sprintf("Dequantized from %s (GPTQ %d-bit, group size %s, act order %v) to %s, exactly as gptqtool's runtime dequantizes it", name, qc.Bits, gs, qc.DescAct, dtype)
+	}
+	return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s by gptqtool %s.\n", name, mark, name, what, o.Version))
+}
+
+// release drops the pages of the source tensors behind an output tensor
+// from resident memory (mapped safetensors; others hold nothing), so that
+// converting a 15 GB checkpoint does not make a 15 GB process.
+func release(src Source, name string) {
+	r, ok := src.(interface{ Release(...string) })
+	if !ok {
+		return
+	}
+	names := []string{name}
+	if module, ok := strings.CutSuffix(name, ".weight"); ok {
+		names = append(names, module+".qweight", module+".qzeros", module+".scales", module+".g_idx")
+	}
+	r.Release(names...)
 }
 
 // skipOnConvert names the files of the input that Convert writes itself or
@@ -584,7 +632,12 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	if err != nil {
 		return nil, fmt.Errorf("convert: the GGUF file carries the tokenizer: %w", err)
 	}
-	plain := gguf.FromWeights(src)
+	fromWeights := gguf.FromWeights(src)
+	plain := func(name string) ([]float32, []int, error) {
+		v, shape, err := fromWeights(name)
+		release(src, name)
+		return v, shape, err
+	}
 	get := func(name string) ([]float32, []int, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, nil, err
@@ -609,6 +662,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		}
 		l := gptq.Linear{K: g.Shape[0], N: qw.Shape[1], Bits: qc.Bits, GroupSize: qc.GroupSize, Format: qc.Format()}
 		w, err := readLinear(src, module, l)
+		release(src, name)
 		return w, []int{l.N, l.K}, err
 	}
 	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In))}

@@ -218,7 +218,7 @@ func IsOurs(dir string) (ours bool, what string) {
 	if len(entries) == 0 {
 		return true, ""
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil && strings.Contains(string(b), "\nquantized_by: gptqtool") {
+	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil && (strings.Contains(string(b), "\nquantized_by: gptqtool") || strings.Contains(string(b), "\nconverted_by: gptqtool")) {
 		return true, ""
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "description")); err == nil && strings.HasPrefix(string(b), gitDescription) {

@@ -61,7 +61,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			defer stop()
 			log := cmd.ErrOrStderr()
 			bar := newProgress(log, "convert", 1)
-			o.Log, o.Progress = progressLog{bar, log}, bar.set
+			o.Log, o.Progress, o.Version = progressLog{bar, log}, bar.set, version
 			sum, err := publish.Convert(ctx, o)
 			bar.finish()
 			if err != nil {
