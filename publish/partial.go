@@ -87,15 +87,21 @@ func (p *Progress) describe() string {
 // readProgress reads a partial output's record; a directory without one
 // is not a partial output of ours.
 func readProgress(dir string) (*Progress, error) {
-	b, err := os.ReadFile(filepath.Join(dir, progressFile))
-	if err != nil {
-		return nil, err
-	}
 	var p Progress
-	if err := json.Unmarshal(b, &p); err != nil || p.Format != progressMagic {
-		return nil, fmt.Errorf("%s: not a gptqtool progress record", filepath.Join(dir, progressFile))
+	return &p, readRecord(filepath.Join(dir, progressFile), &p, func() bool { return p.Format == progressMagic })
+}
+
+// readRecord reads one of our JSON records into v; ours says whether what
+// was read carries the record's format marker.
+func readRecord(path string, v any, ours func() bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
 	}
-	return &p, nil
+	if err := json.Unmarshal(b, v); err != nil || !ours() {
+		return fmt.Errorf("%s: not a gptqtool record", path)
+	}
+	return nil
 }
 
 // writeProgress replaces the record atomically.

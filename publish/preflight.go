@@ -101,21 +101,11 @@ func (r *PreflightReport) Err() error {
 // and with Estimate it times one layer on this machine. It returns the
 // report; report.Err says whether the run is refused.
 func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error) {
-	cfg, err := hfconfig.Load(o.ModelDir)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := gptq.ReadQuantizeConfig(o.ModelDir); err == nil {
-		return nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", o.ModelDir)
-	}
-	set, err := safetensors.OpenDir(o.ModelDir)
+	cfg, set, err := openModel(o.ModelDir)
 	if err != nil {
 		return nil, err
 	}
 	defer set.Close()
-	if err := model.CheckWeights(set, cfg, nil); err != nil {
-		return nil, err
-	}
 	// Every tensor the run reads: a missing or unusable one is found now,
 	// not after an hour of GPTQ.
 	if err := checkReadable(set, cfg); err != nil {

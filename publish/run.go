@@ -115,15 +115,29 @@ type tableRecord struct {
 }
 
 func readTableRecord(dir string) (*tableRecord, error) {
-	b, err := os.ReadFile(filepath.Join(dir, tableFile))
-	if err != nil {
-		return nil, err
-	}
 	var r tableRecord
-	if err := json.Unmarshal(b, &r); err != nil || r.Format != tableMagic {
-		return nil, fmt.Errorf("%s: not a gptqtool table record", filepath.Join(dir, tableFile))
+	return &r, readRecord(filepath.Join(dir, tableFile), &r, func() bool { return r.Format == tableMagic })
+}
+
+// openModel opens the unquantized checkpoint a run quantizes: its config,
+// and its weights when they are what the config explains.
+func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		return nil, nil, err
 	}
-	return &r, nil
+	if _, _, err := gptq.ReadQuantizeConfig(dir); err == nil {
+		return nil, nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", dir)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := model.CheckWeights(set, cfg, nil); err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	return cfg, set, nil
 }
 
 func (r *tableRecord) write(dir string) error {
@@ -164,21 +178,11 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	cfg, err := hfconfig.Load(o.ModelDir)
-	if err != nil {
-		return nil, err
-	}
-	if _, _, err := gptq.ReadQuantizeConfig(o.ModelDir); err == nil {
-		return nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", o.ModelDir)
-	}
-	set, err := safetensors.OpenDir(o.ModelDir)
+	cfg, set, err := openModel(o.ModelDir)
 	if err != nil {
 		return nil, err
 	}
 	defer set.Close()
-	if err := model.CheckWeights(set, cfg, nil); err != nil {
-		return nil, err
-	}
 	format := o.Format
 	if format == "" {
 		format = gptq.FormatV1
