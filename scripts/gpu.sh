@@ -83,7 +83,7 @@ for step in $steps; do
   resume)
     # Issue 11 on the GPU: a run killed after layer 2 and resumed equals an
     # uninterrupted one byte for byte.
-    q="quantize --device cuda --model testdata/models/openchat-tiny --dataset $GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json --seq-len 1024 --nsamples 128 --bits 4 --group 128 --act-order --damp 0.1 --out q --estimate=false"
+    q="quantize --device cuda --model $PWD/testdata/models/openchat-tiny --dataset $GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json --seq-len 1024 --nsamples 128 --bits 4 --group 128 --act-order --damp 0.1 --out q --estimate=false"
     rm -rf /tmp/rs-ref /tmp/rs-kill && mkdir -p /tmp/rs-ref /tmp/rs-kill
     run resume-ref 200 sh -c "cd /tmp/rs-ref && '$bin/gptqtool' $q"
     run resume-kill 200 sh -c "cd /tmp/rs-kill && ('$bin/gptqtool' $q & p=\$!; \

@@ -178,6 +178,12 @@ func checkScales(name string, scales []uint16, N int) error {
 	return nil
 }
 
+// ZeroPoints returns the real zero points [G, N] (stored+1 in FormatV1),
+// as int32 so that the v1 value 2^bits survives for 8 bits.
+func (l *Linear) ZeroPoints() ([]int32, error) {
+	return unpackZeros(l.QZeros, Groups(l.K, l.GroupSize), l.N, l.Bits, l.format())
+}
+
 // Dequantize returns W [N, K] float32 in the HF nn.Linear layout (spec §1.1):
 //
 //	W[n,k] = scales[g_idx[k], n] * (q[k,n] - zero[g_idx[k], n])

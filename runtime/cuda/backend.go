@@ -52,6 +52,11 @@ type Backend struct {
 	rope   map[ropeKey]*Buffer
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
+
+	deq         *Buffer // a dequantized weight for products of many rows
+	qpart       *Buffer // fp32 partial sums of split GEMV blocks
+	qcount      *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
+	dequantGEMM bool    // products with quantized weights go through deq
 }
 
 type function struct {
@@ -225,7 +230,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp} {
+	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp, b.deq, b.qpart, b.qcount} {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -287,6 +292,7 @@ type Tensor struct {
 	ptr   uint64
 	cls   uint64 // allocation class; 0 for a view
 	freed bool
+	q     *quant // a quantized weight (LoadQuant); its memory is qw
 }
 
 // DType implements runtime.Tensor.
@@ -362,10 +368,14 @@ func (b *Backend) Free(t runtime.Tensor) {
 	if ct.freed {
 		return
 	}
+	ct.freed = true
+	if ct.q != nil {
+		b.releaseQuant(ct)
+		return
+	}
 	// The memory may still be read by queued work; the allocator hands it
 	// out again only to later work on the same stream, which runs after.
 	b.alloc.release(ct.ptr, ct.cls)
-	ct.freed = true
 }
 
 // View implements runtime.Backend.

@@ -268,15 +268,25 @@ func (b *Backend) gemm(ta, tb int32, m, n, k int, alpha float32, A uint64, at ru
 // MatMul implements runtime.Backend: dst[M,N] = x[M,K]·w[N,K]ᵀ. Row-major
 // dst is column-major dstᵀ [N,M] = w·xᵀ, so the call is gemm(T, N) with w
 // first.
+// A quantized w (LoadQuant) goes to its own kernels.
 func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
-	m, k, n := runtime.Rows(xt), runtime.Cols(xt), runtime.Rows(wt)
-	if runtime.Cols(wt) != k || runtime.Rows(d) != m || runtime.Cols(d) != n {
-		panic(fmt.Sprintf("cuda: matmul dst %v = x %v · w %vᵀ: shape mismatch", d.shape, xt.shape, wt.shape))
-	}
 	b.enter()
 	defer b.exit()
+	if wt.q != nil {
+		b.qmatmul(d, xt, wt, nil)
+		return
+	}
+	m, k, n := checkMatMul(d, xt, wt)
 	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 0, d.ptr, d.dt, n))
+}
+
+func checkMatMul(d, xt, wt *Tensor) (m, k, n int) {
+	m, k, n = runtime.Rows(xt), runtime.Cols(xt), runtime.Rows(wt)
+	if runtime.Cols(wt) != k || runtime.Rows(d) != m || runtime.Cols(d) != n || wt.dt == runtime.I32 {
+		panic(fmt.Sprintf("cuda: matmul dst %v = x %v · w %v %vᵀ: shape mismatch", d.shape, xt.shape, wt.dt, wt.shape))
+	}
+	return m, k, n
 }
 
 // vec8 reports whether 16-bit tensors can take the 8-wide kernels: n

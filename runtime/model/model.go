@@ -38,11 +38,29 @@ type Model struct {
 	logits runtime.Tensor // [rows, vocab], rows of the largest head MatMul so far
 }
 
+// Options configure LoadWith.
+type Options struct {
+	// DType is the dtype of the activations, the KV cache and the bound
+	// floating-point weights: F32 (the zero value), or F16/BF16 where the
+	// backend has them. Logits are F32 whatever it is.
+	DType runtime.DType
+	// Dequantize binds GPTQ weights dequantized even on a backend that
+	// multiplies by them quantized (runtime.QuantLoader): the reference
+	// path. In F32 they are always dequantized.
+	Dequantize bool
+}
+
 // Load reads a checkpoint directory (config.json, *.safetensors, and for
 // GPTQ quantize_config.json or config.json quantization_config) and binds
-// every tensor on b. Floating-point tensors may be F32, F16 or BF16; GPTQ
-// Linear modules are dequantized to fp32.
+// every tensor on b in fp32. Floating-point tensors may be F32, F16 or
+// BF16; GPTQ Linear modules are dequantized to fp32.
 func Load(dir string, b runtime.Backend) (*Model, error) {
+	return LoadWith(dir, b, Options{})
+}
+
+// LoadWith is Load with the model's dtype and the handling of GPTQ weights
+// given by o.
+func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
@@ -59,7 +77,7 @@ func Load(dir string, b runtime.Backend) (*Model, error) {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	defer set.Close()
-	m, err := bind(set, cfg, quant, b)
+	m, err := bind(set, cfg, quant, b, o)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +105,7 @@ func appendNew(dst []int, ids ...int) []int {
 // FromWeights binds a model from already opened weights; quant is nil for a
 // floating-point checkpoint. The weights may be closed once it returns.
 func FromWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend) (*Model, error) {
-	m, err := bind(w, cfg, quant, b)
+	m, err := bind(w, cfg, quant, b, Options{})
 	if err != nil {
 		return nil, err
 	}
@@ -95,15 +113,18 @@ func FromWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b 
 	return m, nil
 }
 
-func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend) (*Model, error) {
+func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend, o Options) (*Model, error) {
 	d, err := dimsOf(cfg)
 	if err != nil {
 		return nil, err
 	}
+	if !runtime.Supports(b, o.DType) || o.DType == runtime.I32 {
+		return nil, fmt.Errorf("model: backend %s has no %v activations", b.Name(), o.DType)
+	}
 	if err := CheckWeights(w, cfg, quant); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	m := &Model{Config: cfg, Quant: quant, b: b, d: d, bd: binder{w: w, b: b, quant: quant}}
+	m := &Model{Config: cfg, Quant: quant, b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize}, s: scratch{dt: o.DType}}
 	fail := func(err error) (*Model, error) {
 		m.bd.free()
 		return nil, err
@@ -181,7 +202,7 @@ func (m *Model) NewCache(maxTokens int) *Cache {
 	}
 	for range m.layers {
 		for _, dst := range []*[]runtime.Tensor{&c.k, &c.v} {
-			t, err := m.b.Alloc(runtime.F32, maxTokens, m.d.kvDim())
+			t, err := m.b.Alloc(m.dtype(), maxTokens, m.d.kvDim())
 			if err != nil {
 				c.Free()
 				c.err = fmt.Errorf("kv cache of %d tokens: %w", maxTokens, err)
@@ -520,6 +541,8 @@ func (m *Model) ensureLogits(rows int) error {
 	return nil
 }
 
-// dtype is the dtype of the model's activations and KV cache (fp32 today;
-// a serving model in the checkpoint's dtype is issue 9's).
-func (m *Model) dtype() runtime.DType { return runtime.F32 }
+// dtype is the dtype of the model's activations and KV cache.
+func (m *Model) dtype() runtime.DType { return m.s.dt }
+
+// DType is the dtype of the model's activations and KV cache.
+func (m *Model) DType() runtime.DType { return m.s.dt }

@@ -28,6 +28,9 @@ type binder struct {
 	b     runtime.Backend
 	quant *gptq.QuantizeConfig // nil: floating-point checkpoint
 	dt    runtime.DType        // dtype of the bound tensors (the zero value is F32)
+	// dequant binds GPTQ weights dequantized even where the backend could
+	// keep them quantized (the reference path).
+	dequant bool
 	made  []runtime.Tensor
 }
 
@@ -116,17 +119,26 @@ func (bd *binder) raw(name string, shape ...int) (runtime.Tensor, error) {
 }
 
 // linear binds module's [n, k] weight: module.weight in a floating-point
-// checkpoint, or the GPTQ tensors module.qweight/qzeros/scales/g_idx
-// dequantized (spec §1.1) in a quantized one. A quantized checkpoint may
+// checkpoint, or the GPTQ tensors module.qweight/qzeros/scales/g_idx in a
+// quantized one: kept quantized (act order made sequential) on a backend
+// that multiplies by them (runtime.QuantLoader) when the model runs in
+// 16-bit, dequantized (spec §1.1) otherwise. A quantized checkpoint may
 // leave some modules unquantized; then module.weight is used.
 func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
 	if bd.quant != nil {
 		_, err := bd.w.Tensor(module + ".qweight")
 		switch {
 		case err == nil:
-			v, err := dequantize(bd.w, module, n, k, bd.quant)
+			l, err := readLinear(bd.w, module, n, k, bd.quant)
 			if err != nil {
 				return nil, err
+			}
+			if t, ok, err := bd.quantized(module, l); ok || err != nil {
+				return t, err
+			}
+			v, err := l.Dequantize()
+			if err != nil {
+				return nil, fmt.Errorf("model: %s: %w", module, err)
 			}
 			return bd.upload(module+".qweight", v, n, k)
 		case !errors.Is(err, fs.ErrNotExist):
@@ -136,8 +148,85 @@ func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
 	return bd.fp(module+".weight", n, k)
 }
 
-// dequantize reads a GPTQ Linear and returns its [n, k] fp32 weight.
-func dequantize(w Weights, module string, n, k int, q *gptq.QuantizeConfig) ([]float32, error) {
+// quantized binds l as a backend quantized weight where the backend and
+// the model's dtype allow it; ok false means: dequantize instead.
+func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool, error) {
+	ql, isQ := bd.b.(runtime.QuantLoader)
+	if !isQ || bd.dt == runtime.F32 || bd.dequant {
+		return nil, false, nil
+	}
+	qw, err := Sequential(l)
+	if err != nil {
+		return nil, false, fmt.Errorf("model: %s: %w", module, err)
+	}
+	if qw == nil {
+		return nil, false, nil
+	}
+	t, err := ql.LoadQuant(qw)
+	switch {
+	case errors.Is(err, runtime.ErrQuantUnsupported):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("model: tensor %q: %w", module+".qweight", err)
+	}
+	bd.made = append(bd.made, t)
+	return t, true, nil
+}
+
+// Sequential returns l in the runtime's neutral quantized layout with act
+// order made sequential: inputs sorted by group (stable), so that each
+// group is a contiguous run of GroupSize inputs, and Perm mapping them back
+// (nil when g_idx is already in order). It returns nil, without error, when
+// the groups are not runs of equal size once sorted (a g_idx no GPTQ tool
+// writes, which the dequantized path still handles).
+func Sequential(l *gptq.Linear) (*runtime.QuantWeight, error) {
+	K, N := l.K, l.N
+	G := gptq.Groups(K, l.GroupSize)
+	gs := l.GroupSize
+	if gs == -1 {
+		gs = K
+	}
+	perm := make([]int32, K)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortStableFunc(perm, func(a, b int32) int { return int(l.GIdx[a]) - int(l.GIdx[b]) })
+	ordered := true
+	for k, p := range perm {
+		if int(l.GIdx[p]) != k/gs {
+			return nil, nil
+		}
+		ordered = ordered && int(p) == k
+	}
+	codes, err := gptq.UnpackQWeight(l.QWeight, K, N, l.Bits)
+	if err != nil {
+		return nil, err
+	}
+	zeros, err := l.ZeroPoints()
+	if err != nil {
+		return nil, err
+	}
+	q := &runtime.QuantWeight{Bits: l.Bits, K: K, N: N, GroupSize: gs, Scales: l.Scales, Zeros: make([]uint16, G*N)}
+	for i, z := range zeros {
+		q.Zeros[i] = uint16(z)
+	}
+	if ordered {
+		q.Codes = codes
+	} else {
+		q.Perm = perm
+		q.Codes = make([]uint8, K*N)
+		for k, p := range perm {
+			copy(q.Codes[k*N:(k+1)*N], codes[int(p)*N:(int(p)+1)*N])
+		}
+	}
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// readLinear reads and validates module's GPTQ tensors.
+func readLinear(w Weights, module string, n, k int, q *gptq.QuantizeConfig) (*gptq.Linear, error) {
 	qw, qz, sc, gi, err := gptq.ShapesFor(k, n, q.Bits, q.GroupSize)
 	if err != nil {
 		return nil, fmt.Errorf("model: %s: %w", module, err)
@@ -161,7 +250,7 @@ func dequantize(w Weights, module string, n, k int, q *gptq.QuantizeConfig) ([]f
 		}
 		return v, nil
 	}
-	l := gptq.Linear{K: k, N: n, Bits: q.Bits, GroupSize: q.GroupSize, Format: q.Format()}
+	l := &gptq.Linear{K: k, N: n, Bits: q.Bits, GroupSize: q.GroupSize, Format: q.Format()}
 	if l.QWeight, err = ints(".qweight", qw); err != nil {
 		return nil, err
 	}
@@ -188,11 +277,7 @@ func dequantize(w Weights, module string, n, k int, q *gptq.QuantizeConfig) ([]f
 		}
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	v, err := l.Dequantize()
-	if err != nil {
-		return nil, fmt.Errorf("model: %s: %w", module, err)
-	}
-	return v, nil
+	return l, nil
 }
 
 // Embed returns the embeddings of ids, [len(ids), hidden] host fp32,

@@ -1,0 +1,202 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// quant is the device form of a runtime.QuantWeight (kernels/qgemv.cu): the
+// tensor's own memory holds qw [K*bits/32, N] u32; sz [G, N] u32 holds the
+// fp16 pairs (scale, 1024 + zero); perm [K] i32 is nil without act order.
+type quant struct {
+	bits, k, n, gs int
+	sz, perm       *Buffer
+}
+
+// qgemvRows is the most activation rows the GEMV kernels take; more rows
+// dequantize the weight into a scratch and multiply with cuBLAS.
+const qgemvRows = 8
+
+// LoadQuant implements runtime.QuantLoader for 4- and 8-bit weights whose
+// groups are whole words (GroupSize a multiple of 32/Bits) and whose N is a
+// multiple of 4; other weights get runtime.ErrQuantUnsupported.
+func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
+	if err := q.Validate(); err != nil {
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	if q.Bits != 4 && q.Bits != 8 {
+		return nil, fmt.Errorf("cuda: %w: %d bits", runtime.ErrQuantUnsupported, q.Bits)
+	}
+	kp := 32 / q.Bits
+	if q.K%kp != 0 || q.GroupSize%kp != 0 || q.N%4 != 0 {
+		return nil, fmt.Errorf("cuda: %w: K %d, N %d, group size %d with %d bits", runtime.ErrQuantUnsupported, q.K, q.N, q.GroupSize, q.Bits)
+	}
+	R, N := q.K/kp, q.N
+	qw := make([]byte, 4*R*N)
+	for r := range R {
+		for n := range N {
+			var w uint32
+			for j := range kp {
+				w |= uint32(q.Codes[(r*kp+j)*N+n]) << (q.Bits * j)
+			}
+			binary.LittleEndian.PutUint32(qw[4*(r*N+n):], w)
+		}
+	}
+	sz := make([]byte, 4*len(q.Scales))
+	for i, s := range q.Scales {
+		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
+		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+	}
+	var perm []byte
+	if q.Perm != nil {
+		perm = make([]byte, 4*q.K)
+		for k, p := range q.Perm {
+			binary.LittleEndian.PutUint32(perm[4*k:], uint32(p))
+		}
+	}
+
+	b.enter()
+	defer b.exit()
+	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: R * N, q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize}}
+	var err error
+	up := func(raw []byte) (*Buffer, error) {
+		buf, err := b.allocBufferLocked(int64(len(raw)))
+		if err != nil {
+			return nil, err
+		}
+		return buf, b.htod(buf.Ptr, raw)
+	}
+	var w *Buffer
+	if w, err = up(qw); err == nil {
+		t.ptr, t.cls = w.Ptr, w.cls
+		if t.q.sz, err = up(sz); err == nil && perm != nil {
+			t.q.perm, err = up(perm)
+		}
+	}
+	if err != nil {
+		b.releaseQuant(t)
+		return nil, fmt.Errorf("cuda: quantized weight [%d %d]: %w", N, q.K, err)
+	}
+	return t, nil
+}
+
+// releaseQuant gives back a quantized tensor's buffers.
+func (b *Backend) releaseQuant(t *Tensor) {
+	for _, buf := range []*Buffer{t.q.sz, t.q.perm} {
+		if buf != nil && buf.cls != 0 {
+			b.alloc.release(buf.Ptr, buf.cls)
+			buf.cls = 0
+		}
+	}
+	if t.cls != 0 {
+		b.alloc.release(t.ptr, t.cls)
+	}
+}
+
+// SetDequantGEMM makes every product with a quantized weight dequantize it
+// and multiply with cuBLAS (the reference the GEMV kernels are checked
+// against), or restores the kernels.
+func (b *Backend) SetDequantGEMM(on bool) {
+	b.enter()
+	defer b.exit()
+	b.dequantGEMM = on
+}
+
+// MatMulAdd implements runtime.ResidualMatMuler.
+func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
+	d, xt, wt, at := b.tensor(dst), b.tensor(x), b.tensor(w), b.tensor(add)
+	if at.n != d.n || at.dt != d.dt {
+		panic(fmt.Sprintf("cuda: matmul-add dst %v %v, add %v %v", d.dt, d.shape, at.dt, at.shape))
+	}
+	b.enter()
+	defer b.exit()
+	if wt.q != nil {
+		b.qmatmul(d, xt, wt, at)
+		return
+	}
+	m, k, n := checkMatMul(d, xt, wt)
+	if at.ptr != d.ptr {
+		b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, at.ptr, uint64(d.Bytes()), b.stream)))
+	}
+	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 1, d.ptr, d.dt, n))
+}
+
+// qmatmul sets d = (res or 0) + x·wᵀ for a quantized w: the GEMV kernels for
+// up to qgemvRows rows, else (or when forced) the dequantized weight in x's
+// dtype through cuBLAS. res is nil or has d's shape (it may be d).
+func (b *Backend) qmatmul(d, x, w, res *Tensor) {
+	q := w.q
+	M := runtime.Rows(x)
+	if runtime.Cols(x) != q.k || runtime.Rows(d) != M || runtime.Cols(d) != q.n || d.dt != x.dt {
+		panic(fmt.Sprintf("cuda: matmul dst %v %v = x %v %v · quantized w [%d %d]ᵀ: shape mismatch", d.dt, d.shape, x.dt, x.shape, q.n, q.k))
+	}
+	if M == 0 {
+		return
+	}
+	var perm, resPtr uint64
+	if q.perm != nil {
+		perm = q.perm.Ptr
+	}
+	if res != nil {
+		resPtr = res.ptr
+	}
+	if M > qgemvRows || b.dequantGEMM {
+		es := int64(x.dt.Size())
+		wb, err := b.scratch(&b.deq, int64(q.n)*int64(q.k)*es)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if err := b.launch("qgemv.cu", fmt.Sprintf("qdequant%d_%s", q.bits, suffix(x.dt)), grid1(int64(q.k)*int64(q.n)*int64(q.bits)/32), Dim{X: threads}, 0,
+			wb.Ptr, w.ptr, q.sz.Ptr, perm, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
+			b.fail(err)
+			return
+		}
+		beta := float32(0)
+		if res != nil {
+			beta = 1
+			if res.ptr != d.ptr {
+				b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
+			}
+		}
+		b.fail(b.gemm(opT, opN, q.n, M, q.k, 1, wb.Ptr, x.dt, q.k, x.ptr, x.dt, q.k, beta, d.ptr, d.dt, q.n))
+		return
+	}
+	kp := 32 / q.bits
+	R := q.k / kp
+	nb := (q.n + 127) / 128
+	S := max(1, min((2*b.sms+nb-1)/nb, R/64))
+	rps := (R + S - 1) / S
+	shared := func() int { return M*rps*(kp/2)*4 + 8*M*128*4 }
+	for shared() > b.shared && rps > 1 {
+		S++
+		rps = (R + S - 1) / S
+	}
+	S = (R + rps - 1) / rps
+	if S > 1 {
+		if _, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4); err != nil {
+			b.fail(err)
+			return
+		}
+		if b.qcount == nil || b.qcount.Size < int64(4*nb) {
+			// Counters must start at zero; the kernel leaves them there.
+			if _, err := b.scratch(&b.qcount, int64(4*max(nb, 1024))); err != nil {
+				b.fail(err)
+				return
+			}
+		}
+	}
+	var part, count uint64
+	if b.qpart != nil {
+		part, count = b.qpart.Ptr, b.qcount.Ptr
+	}
+	b.run("qgemv.cu", fmt.Sprintf("qgemv%d_m%d_%s", q.bits, M, suffix(x.dt)), Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
+		d.ptr, resPtr, x.ptr, int32(q.k), w.ptr, q.sz.Ptr, perm, part, count, int32(q.k), int32(q.n), int32(q.gs), int32(rps))
+}
+
+var (
+	_ runtime.QuantLoader      = (*Backend)(nil)
+	_ runtime.ResidualMatMuler = (*Backend)(nil)
+)

@@ -1,0 +1,159 @@
+package cuda_test
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
+)
+
+// randomQuant is a quantized weight with random codes, zeros in
+// [0, 2^bits] and positive scales, act order (a random Perm) when perm.
+func randomQuant(r *rand.Rand, K, N, bits, groupSize int, perm bool) *runtime.QuantWeight {
+	G := (K + groupSize - 1) / groupSize
+	q := &runtime.QuantWeight{Bits: bits, K: K, N: N, GroupSize: groupSize,
+		Codes: make([]uint8, K*N), Scales: make([]uint16, G*N), Zeros: make([]uint16, G*N)}
+	for i := range q.Codes {
+		q.Codes[i] = uint8(r.IntN(1 << bits))
+	}
+	for i := range q.Scales {
+		q.Scales[i] = half.F32ToF16(float32(0.002 + 0.02*r.Float64()))
+		q.Zeros[i] = uint16(r.IntN(1<<bits + 1))
+	}
+	if perm {
+		q.Perm = make([]int32, K)
+		for i, p := range r.Perm(K) {
+			q.Perm[i] = int32(p)
+		}
+	}
+	return q
+}
+
+// upload puts host values on the device in dtype dt and returns the tensor
+// and the values as the device holds them (rounded to dt).
+func upload(t *testing.T, b *cuda.Backend, dt runtime.DType, v []float32, rows, cols int) (runtime.Tensor, []float32) {
+	t.Helper()
+	x, err := b.Alloc(dt, rows, cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Free(x) })
+	if err := b.Upload(x, v); err != nil {
+		t.Fatal(err)
+	}
+	back := make([]float32, len(v))
+	if err := b.Download(back, x); err != nil {
+		t.Fatal(err)
+	}
+	return x, back
+}
+
+// TestQuantMatMul checks the GEMV kernels (up to 8 rows, split or not) and
+// the dequantize + cuBLAS path (more rows, or forced) against float64
+// products with the host dequantization, with and without act order and
+// residual, in every activation dtype.
+func TestQuantMatMul(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(5, 6))
+	type tc struct {
+		K, N, bits, gs, M int
+		perm, res         bool
+		dt                runtime.DType
+	}
+	var cases []tc
+	for _, bits := range []int{4, 8} {
+		for _, gs := range []int{32, 128, 1024} {
+			for _, perm := range []bool{false, true} {
+				for _, M := range []int{1, 3, 8, 16} {
+					cases = append(cases, tc{1024, 388, bits, gs, M, perm, M == 3, runtime.F16})
+				}
+			}
+		}
+		cases = append(cases, tc{512, 256, bits, 128, 2, true, true, runtime.BF16}, tc{512, 256, bits, 64, 5, false, false, runtime.F32})
+	}
+	// The shapes of a Mistral-7B decode step: q_proj and down_proj.
+	cases = append(cases, tc{4096, 4096, 4, 128, 1, true, false, runtime.F16}, tc{14336, 4096, 4, 128, 8, true, true, runtime.F16},
+		tc{4096, 14336, 8, 128, 4, false, false, runtime.F16})
+	for _, c := range cases {
+		name := fmt.Sprintf("%dbit-g%d-K%d-N%d-M%d-perm=%v-res=%v-%v", c.bits, c.gs, c.K, c.N, c.M, c.perm, c.res, c.dt)
+		t.Run(name, func(t *testing.T) {
+			q := randomQuant(r, c.K, c.N, c.bits, c.gs, c.perm)
+			w, err := b.LoadQuant(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(w)
+			xv := make([]float32, c.M*c.K)
+			for i := range xv {
+				xv[i] = float32(r.NormFloat64())
+			}
+			x, xr := upload(t, b, c.dt, xv, c.M, c.K)
+			rv := make([]float32, c.M*c.N)
+			for i := range rv {
+				rv[i] = float32(r.NormFloat64())
+			}
+			dst, resr := upload(t, b, c.dt, rv, c.M, c.N)
+			W := q.Dequantize()
+			want := make([]float64, c.M*c.N)
+			for m := range c.M {
+				for n := range c.N {
+					var s float64
+					for k := range c.K {
+						s += float64(xr[m*c.K+k]) * float64(W[n*c.K+k])
+					}
+					if c.res {
+						s += float64(resr[m*c.N+n])
+					}
+					want[m*c.N+n] = s
+				}
+			}
+			tol := map[runtime.DType]float64{runtime.F16: 2e-6, runtime.BF16: 3e-5, runtime.F32: 2e-6}[c.dt]
+			for _, forced := range []bool{false, true} {
+				b.SetDequantGEMM(forced)
+				if c.res {
+					if err := b.Upload(dst, rv); err != nil {
+						t.Fatal(err)
+					}
+					b.MatMulAdd(dst, x, w, dst)
+				} else {
+					b.MatMul(dst, x, w)
+				}
+				got := make([]float32, c.M*c.N)
+				if err := b.Download(got, dst); err != nil {
+					t.Fatal(err)
+				}
+				if nmse := backendtest.NMSE(got, want); !(nmse < tol) {
+					t.Errorf("dequantize+GEMM %v: nmse %.3g against float64, want < %.1g", forced, nmse, tol)
+				}
+			}
+			b.SetDequantGEMM(false)
+		})
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoadQuantRefuses: widths and group sizes the kernels do not take are
+// runtime.ErrQuantUnsupported (the model dequantizes those); a damaged
+// layout is an error.
+func TestLoadQuantRefuses(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, q := range []*runtime.QuantWeight{randomQuant(r, 96, 32, 3, 32, false), randomQuant(r, 128, 32, 4, 4, false), randomQuant(r, 128, 30, 4, 32, false)} {
+		if _, err := b.LoadQuant(q); !errors.Is(err, runtime.ErrQuantUnsupported) {
+			t.Errorf("%d bits group %d N %d: err = %v, want ErrQuantUnsupported", q.Bits, q.GroupSize, q.N, err)
+		}
+	}
+	q := randomQuant(r, 128, 32, 4, 32, true)
+	q.Perm[3] = q.Perm[4]
+	if _, err := b.LoadQuant(q); !errors.Is(err, runtime.ErrQuantLayout) {
+		t.Errorf("repeated perm entry: err = %v, want ErrQuantLayout", err)
+	}
+}

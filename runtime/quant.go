@@ -1,0 +1,141 @@
+package runtime
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+)
+
+// QuantWeight is a group-quantized Linear weight W [N, K] in the runtime's
+// neutral layout, with act order already made sequential: the model builds
+// it once at load from a checkpoint's format (GPTQ v1 or v2, any tool) and
+// a backend repacks it as its kernels want.
+//
+// Sequential input k (0 <= k < K) is input feature Perm[k] of the original
+// weight (Perm nil: k itself), and belongs to group k/GroupSize:
+//
+//	W[n, Perm[k]] = Scales[k/GroupSize][n] * (q[k][n] - Zeros[k/GroupSize][n])
+//
+// so that x·Wᵀ = Σ_k x[Perm[k]]·(...): the activation is read through Perm
+// and the groups are contiguous runs of inputs.
+type QuantWeight struct {
+	// Bits is the code width: 2, 3, 4 or 8.
+	Bits int
+	// K and N are the input and output sizes.
+	K, N int
+	// GroupSize is the number of sequential inputs per group (the last
+	// group may be shorter); K for one group over all inputs. There are
+	// G = ceil(K/GroupSize) groups.
+	GroupSize int
+	// Codes [K, N] holds q[k][n] in [0, 2^Bits), row k = sequential input k.
+	Codes []uint8
+	// Scales [G, N] are fp16 bit patterns: finite and non-zero.
+	Scales []uint16
+	// Zeros [G, N] are the real zero points, in [0, 2^Bits].
+	Zeros []uint16
+	// Perm [K], or nil: sequential input k is original input Perm[k]; a
+	// permutation of 0..K-1.
+	Perm []int32
+}
+
+// Groups is the number of groups, ceil(K/GroupSize).
+func (q *QuantWeight) Groups() int { return (q.K + q.GroupSize - 1) / q.GroupSize }
+
+// ErrQuantUnsupported is returned by QuantLoader.LoadQuant for a weight its
+// kernels do not take (a bit width or group size); the model then binds the
+// dequantized weight instead.
+var ErrQuantUnsupported = errors.New("quantized weight not supported by this backend")
+
+// ErrQuantLayout reports a QuantWeight whose fields disagree.
+var ErrQuantLayout = errors.New("quantized weight layout")
+
+// Validate checks the sizes, code and zero ranges, scales and Perm.
+func (q *QuantWeight) Validate() error {
+	switch q.Bits {
+	case 2, 3, 4, 8:
+	default:
+		return fmt.Errorf("%w: %d bits, want 2, 3, 4 or 8", ErrQuantLayout, q.Bits)
+	}
+	if q.K <= 0 || q.N <= 0 || q.GroupSize <= 0 || q.GroupSize > q.K {
+		return fmt.Errorf("%w: K %d N %d group size %d", ErrQuantLayout, q.K, q.N, q.GroupSize)
+	}
+	G := q.Groups()
+	if len(q.Codes) != q.K*q.N || len(q.Scales) != G*q.N || len(q.Zeros) != G*q.N {
+		return fmt.Errorf("%w: %d codes, %d scales, %d zeros for K %d N %d in %d groups", ErrQuantLayout, len(q.Codes), len(q.Scales), len(q.Zeros), q.K, q.N, G)
+	}
+	top := uint8(1<<q.Bits - 1)
+	for i, c := range q.Codes {
+		if c > top {
+			return fmt.Errorf("%w: code %d at [%d %d] exceeds %d bits", ErrQuantLayout, c, i/q.N, i%q.N, q.Bits)
+		}
+	}
+	for i, z := range q.Zeros {
+		if int(z) > 1<<q.Bits {
+			return fmt.Errorf("%w: zero point %d at [%d %d] exceeds 2^%d", ErrQuantLayout, z, i/q.N, i%q.N, q.Bits)
+		}
+	}
+	for i, s := range q.Scales {
+		if s&0x7c00 == 0x7c00 || s&0x7fff == 0 {
+			return fmt.Errorf("%w: scale %#04x at [%d %d] is not finite and non-zero", ErrQuantLayout, s, i/q.N, i%q.N)
+		}
+	}
+	if q.Perm != nil {
+		if len(q.Perm) != q.K {
+			return fmt.Errorf("%w: permutation of %d inputs, want %d", ErrQuantLayout, len(q.Perm), q.K)
+		}
+		seen := make([]bool, q.K)
+		for k, p := range q.Perm {
+			if p < 0 || int(p) >= q.K || seen[p] {
+				return fmt.Errorf("%w: permutation entry %d = %d is out of range or repeated", ErrQuantLayout, k, p)
+			}
+			seen[p] = true
+		}
+	}
+	return nil
+}
+
+// QuantLoader is a Backend that keeps group-quantized weights as they are
+// and multiplies by them directly: LoadQuant returns a tensor of shape
+// [N, K] that MatMul accepts as its w (and nothing else accepts); Free
+// releases it. A backend without it gets dequantized weights instead.
+type QuantLoader interface {
+	LoadQuant(q *QuantWeight) (Tensor, error)
+}
+
+// ResidualMatMuler is a Backend with a MatMul that adds into its output:
+// dst = add + x·wᵀ, add [M, N] may be dst itself (the residual stream).
+type ResidualMatMuler interface {
+	MatMulAdd(dst, x, w, add Tensor)
+}
+
+// MatMulAdd sets dst = add + x·wᵀ, fused when b implements
+// ResidualMatMuler; tmp [M, N] is scratch for the composed form (it may be
+// nil when b fuses).
+func MatMulAdd(b Backend, dst, x, w, add, tmp Tensor) {
+	if f, ok := b.(ResidualMatMuler); ok {
+		f.MatMulAdd(dst, x, w, add)
+		return
+	}
+	b.MatMul(tmp, x, w)
+	b.Add(dst, add, tmp)
+}
+
+// Dequantize returns W [N, K] in fp32, inputs in their original order: the
+// host reference of the products with q (scale·(code − zero) in fp32, as
+// GPTQ's dequantization computes it).
+func (q *QuantWeight) Dequantize() []float32 {
+	K, N := q.K, q.N
+	w := make([]float32, N*K)
+	for k := range K {
+		g, col := k/q.GroupSize, k
+		if q.Perm != nil {
+			col = int(q.Perm[k])
+		}
+		for n := range N {
+			s := half.F16ToF32(q.Scales[g*N+n])
+			w[n*K+col] = s * float32(int(q.Codes[k*N+n])-int(q.Zeros[g*N+n]))
+		}
+	}
+	return w
+}
