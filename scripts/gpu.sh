@@ -3,13 +3,15 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
+#                  [quantppl] [decode]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 # At most 8 files come back from $OUT: logs stay in $LOGS, and only the
-# summary, the benchmark JSON and one file of all logs are copied there.
+# summary, one file of all benchmark JSON and one file of all logs are
+# copied there.
 LOGS=/tmp/gpu-logs
 mkdir -p "$LOGS"
 steps=${*:-tests e2e bench7b}
@@ -111,10 +113,53 @@ for step in $steps; do
     done
     cmp /tmp/cs2/q/model.safetensors /tmp/cs16/q/model.safetensors && note "cpuscale: 2 and 16 threads wrote the same bytes"
     ;;
+  quantppl)
+    # Issue 9: a GPTQ checkpoint of openchat-tiny scored by the fp16 runtime
+    # (quantized weights, GEMV and dequantize+cuBLAS) and by the CPU
+    # reference (fp32, dequantized at load).
+    rm -rf /tmp/qp && mkdir -p /tmp/qp
+    for br in "main --bits 4 --group 128 --act-order" "g32 --bits 4 --group 32" "b8 --bits 8 --group 128 --act-order"; do
+      set -- $br
+      n=$1
+      shift
+      run quant-$n 200 "$bin/gptqtool" quantize --device cuda --model "$PWD/testdata/models/openchat-tiny" \
+        --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 1024 --nsamples 128 --damp 0.1 "$@" \
+        --out /tmp/qp/$n --estimate=false
+      for dev in cuda cpu; do
+        run ppl-$n-$dev 300 sh -c "'$bin/gptqtool' verify perplexity --device $dev --model /tmp/qp/$n \
+          --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 1024 --max-windows 60 --json >'$LOGS/ppl-$n-$dev.json'"
+        grep -E '"(ppl|tokens_per_second|windows)"' "$LOGS/ppl-$n-$dev.json" | tr -d '\n' | tee -a "$summary"
+        echo | tee -a "$summary"
+      done
+    done
+    ;;
+  decode)
+    # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
+    # without act order, and 8-bit; a short calibration (speed does not
+    # depend on it).
+    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    for v in "q4act --bits 4 --group 128 --act-order" "q4 --bits 4 --group 128" "q8act --bits 8 --group 128 --act-order"; do
+      set -- $v
+      n=$1
+      shift
+      [ -d /tmp/oc7b-$n ] || run quant7b-$n 200 "$bin/gptqtool" quantize --device cuda --model /tmp/oc7b \
+        --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
+        --out /tmp/oc7b-$n --estimate=false
+      batches=1,8
+      [ $n = q4act ] && batches=1,8,32
+      run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
+      grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
+    done
+    run prefill-q4act 300 sh -c "'$bin/gptqtool' bench prefill --device cuda --model /tmp/oc7b-q4act --prompts 128,2048,4096 >'$LOGS/prefill-q4act.json'"
+    grep -E '"(prompt_tokens|ttft_ms|tok_per_s|peak_gpu_in_use_bytes)"' "$LOGS/prefill-q4act.json" | tr -d '\n' | tee -a "$summary"
+    echo | tee -a "$summary"
+    ;;
   esac
 done
 cp "$summary" "$OUT/"
-for j in "$LOGS"/*.json; do [ -f "$j" ] && cp "$j" "$OUT/"; done
+for j in "$LOGS"/*.json; do [ -f "$j" ] && { echo "=== $j"; cat "$j"; }; done >"$OUT/json.txt"
 for l in "$LOGS"/*.log "$LOGS"/*.stderr; do [ -f "$l" ] && { echo "=== $l"; tail -c 300000 "$l"; }; done >"$OUT/logs.txt"
 echo "=== summary"
 cat "$summary"

@@ -24,7 +24,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure speed and memory (JSON on stdout)",
 		Args:  exactArgs(0),
 	}
-	cmd.AddCommand(newBenchQuantizeCmd(), newBenchServeCmd())
+	cmd.AddCommand(newBenchQuantizeCmd(), newBenchServeCmd(), newBenchDecodeCmd(), newBenchPrefillCmd())
 	return cmd
 }
 

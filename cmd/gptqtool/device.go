@@ -6,11 +6,14 @@ import (
 	"io"
 	goruntime "runtime"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 const deviceHelp = "cpu, cuda, or auto (cuda where a CUDA driver and device load, else cpu)"
@@ -63,4 +66,44 @@ func solverFor(b runtime.Backend, profile bool) quantize.Solver {
 		return s
 	}
 	return nil
+}
+
+const dtypeHelp = "activation and KV cache dtype: auto (f16 for GPTQ checkpoints and the checkpoint's own dtype otherwise on cuda, f32 on the cpu), f32, f16 or bf16"
+
+// loadModel loads a checkpoint on b in the dtype a --dtype flag names;
+// "auto" keeps GPTQ weights quantized in fp16 and fp checkpoints in their
+// own dtype where the backend has 16-bit tensors, fp32 elsewhere.
+func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error) {
+	var dt runtime.DType
+	switch dtype {
+	case "f32":
+		dt = runtime.F32
+	case "f16":
+		dt = runtime.F16
+	case "bf16":
+		dt = runtime.BF16
+	case "auto":
+		dt = runtime.F32
+		if runtime.Supports(b, runtime.F16) {
+			cfg, err := hfconfig.Load(dir)
+			if err != nil {
+				return nil, err
+			}
+			_, _, qerr := gptq.ReadQuantizeConfig(dir)
+			switch {
+			case qerr == nil:
+				dt = runtime.F16
+			case cfg.DType == "float16":
+				dt = runtime.F16
+			case cfg.DType == "bfloat16":
+				dt = runtime.BF16
+			}
+		}
+	default:
+		return nil, usageError{fmt.Errorf("--dtype %q: want auto, f32, f16 or bf16", dtype)}
+	}
+	if !runtime.Supports(b, dt) {
+		return nil, usageError{fmt.Errorf("--dtype %s: backend %s has %v tensors only", dtype, b.Name(), b.DTypes())}
+	}
+	return model.LoadWith(dir, b, model.Options{DType: dt})
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
-	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/runtime/sample"
 	"github.com/spf13/cobra"
 )
@@ -33,6 +32,7 @@ type generateOptions struct {
 	json        bool
 	ids         bool
 	device      string
+	dtype       string
 	threads     int
 }
 
@@ -68,6 +68,7 @@ JSON document with both and the text.`,
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)
+	f.StringVar(&o.dtype, "dtype", "auto", dtypeHelp)
 	f.IntVar(&o.threads, "threads", 0, "CPU threads (0 = all cores)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("prompt")
@@ -135,7 +136,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	}
 	stderr := cmd.ErrOrStderr()
 	loadStart := time.Now()
-	m, err := model.Load(o.model, b)
+	m, err := loadModel(o.model, b, o.dtype)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/engine"
-	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/runtime/server"
 )
 
@@ -27,6 +26,7 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
 	model, host, modelName, device, kvCache, maxBody, chatTemplate, logFormat string
+	dtype                                                                     string
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
 	apiKeys                                                                   []string
 	requestTimeout, shutdownTimeout                                           time.Duration
@@ -60,6 +60,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.StringVar(&f.modelName, "model-name", "", "model id in the API (default: the directory's name)")
 	fs.StringSliceVar(&f.apiKeys, "api-keys", nil, "require one of these keys as Authorization: Bearer KEY (space or comma separated)")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.IntVar(&f.maxLen, "max-len", 0, "longest prompt + completion in tokens (default: the model's max_position_embeddings)")
 	fs.StringVar(&f.kvCache, "kv-cache", "1GiB", "memory of the paged KV cache")
@@ -162,7 +163,7 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	if err != nil {
 		return nil, err
 	}
-	m, err := model.Load(f.model, b)
+	m, err := loadModel(f.model, b, f.dtype)
 	if err != nil {
 		return nil, err
 	}

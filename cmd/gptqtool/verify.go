@@ -12,7 +12,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime"
-	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
@@ -30,6 +29,7 @@ func newVerifyCmd() *cobra.Command {
 // evalFlags are the flags perplexity and kl share.
 type evalFlags struct {
 	model, text, device string
+	dtype               string
 	ctx, maxWindows     int
 	threads             int
 	asJSON              bool
@@ -42,6 +42,7 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.ctx, "ctx", 2048, "window length in tokens")
 	fs.IntVar(&f.maxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON document")
 	cmd.MarkFlagRequired("model")
@@ -143,7 +144,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 }
 
 func evalPerplexity(ctx context.Context, log io.Writer, dir string, b runtime.Backend, ids []int, f evalFlags) (*verify.PerplexityResult, error) {
-	m, err := model.Load(dir, b)
+	m, err := loadModel(dir, b, f.dtype)
 	if err != nil {
 		return nil, err
 	}
@@ -167,12 +168,12 @@ func newKLCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := model.Load(f.model, b)
+			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			base, err := model.Load(baseline, b)
+			base, err := loadModel(baseline, b, f.dtype)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,8 @@ package cuda
 import (
 	"encoding/binary"
 	"fmt"
+	goruntime "runtime"
+	"sync"
 
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -35,15 +37,17 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	}
 	R, N := q.K/kp, q.N
 	qw := make([]byte, 4*R*N)
-	for r := range R {
-		for n := range N {
-			var w uint32
-			for j := range kp {
-				w |= uint32(q.Codes[(r*kp+j)*N+n]) << (q.Bits * j)
+	parallelRows(R, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			for n := range N {
+				var w uint32
+				for j := range kp {
+					w |= uint32(q.Codes[(r*kp+j)*N+n]) << (q.Bits * j)
+				}
+				binary.LittleEndian.PutUint32(qw[4*(r*N+n):], w)
 			}
-			binary.LittleEndian.PutUint32(qw[4*(r*N+n):], w)
 		}
-	}
+	})
 	sz := make([]byte, 4*len(q.Scales))
 	for i, s := range q.Scales {
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
@@ -80,6 +84,21 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 		return nil, fmt.Errorf("cuda: quantized weight [%d %d]: %w", N, q.K, err)
 	}
 	return t, nil
+}
+
+// parallelRows calls fn on row ranges covering [0, rows) from one
+// goroutine per CPU.
+func parallelRows(rows int, fn func(r0, r1 int)) {
+	workers := min(goruntime.GOMAXPROCS(0), max(rows/64, 1))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(rows*w/workers, rows*(w+1)/workers)
+		}()
+	}
+	wg.Wait()
 }
 
 // releaseQuant gives back a quantized tensor's buffers.
@@ -200,3 +219,16 @@ var (
 	_ runtime.QuantLoader      = (*Backend)(nil)
 	_ runtime.ResidualMatMuler = (*Backend)(nil)
 )
+
+// DeviceBytes is the device memory the tensor's data takes: for a quantized
+// weight its codes, scales, zeros and permutation.
+func (t *Tensor) DeviceBytes() int64 {
+	if t.q == nil {
+		return t.Bytes()
+	}
+	n := t.Bytes() + t.q.sz.Size
+	if t.q.perm != nil {
+		n += t.q.perm.Size
+	}
+	return n
+}

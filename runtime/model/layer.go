@@ -236,8 +236,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	if err := emitAs("ffn_act", gate); err != nil {
 		return err
 	}
-	b.MatMul(o, gate, lw.lin[downProj])
-	b.Add(x, x, o)
+	runtime.MatMulAdd(b, x, gate, lw.lin[downProj], x, o)
 	return emitAs("out", x)
 }
 

@@ -546,3 +546,24 @@ func (m *Model) dtype() runtime.DType { return m.s.dt }
 
 // DType is the dtype of the model's activations and KV cache.
 func (m *Model) DType() runtime.DType { return m.s.dt }
+
+// StepBytes is the weight memory one decode step reads: every layer's
+// weights, the final norm and the head (the embedding table is read a row a
+// token). Over the device's bandwidth it bounds the tokens per second of a
+// batch-1 decode.
+func (m *Model) StepBytes() int64 {
+	size := func(t runtime.Tensor) int64 {
+		if d, ok := t.(interface{ DeviceBytes() int64 }); ok {
+			return d.DeviceBytes()
+		}
+		return int64(t.Len()) * int64(t.DType().Size())
+	}
+	n := size(m.norm) + size(m.head)
+	for _, l := range m.layers {
+		n += size(l.attnNorm) + size(l.ffnNorm)
+		for _, t := range l.lin {
+			n += size(t)
+		}
+	}
+	return n
+}

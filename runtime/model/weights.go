@@ -31,7 +31,7 @@ type binder struct {
 	// dequant binds GPTQ weights dequantized even where the backend could
 	// keep them quantized (the reference path).
 	dequant bool
-	made  []runtime.Tensor
+	made    []runtime.Tensor
 }
 
 func (bd *binder) free() {

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gptqtool/gptqtool/runtime/cuda"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/verify"
+)
+
+// speedFlags are the flags bench decode and bench prefill share.
+type speedFlags struct {
+	model, device, dtype string
+	threads              int
+	ceiling              float64
+}
+
+func (f *speedFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ)")
+	fs.StringVar(&f.device, "device", "auto", deviceHelp)
+	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
+	fs.Float64Var(&f.ceiling, "ceiling", 4.24e12, "the device's memory bandwidth in bytes/s, for the ratio to the ceiling (4.24e12: this project's H200, measured copy)")
+	cmd.MarkFlagRequired("model")
+}
+
+// load opens the backend and the model and returns the fields every
+// speed report starts with.
+func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, error) {
+	b, err := newBackend(f.device, f.threads, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := loadModel(f.model, b, f.dtype)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := map[string]any{
+		"command":           "gptqtool " + strings.Join(os.Args[1:], " "),
+		"model":             f.model,
+		"backend":           b.Name(),
+		"dtype":             m.DType().String(),
+		"step_weight_bytes": m.StepBytes(),
+	}
+	if cb, ok := b.(*cuda.Backend); ok {
+		out["device"] = cb.Device()
+	}
+	return m, out, nil
+}
+
+// memory adds the device's peaks to a report.
+func memory(m *model.Model, out map[string]any) {
+	if cb, ok := m.Backend().(*cuda.Backend); ok {
+		s := cb.MemStats()
+		out["peak_gpu_in_use_bytes"] = s.PeakInUse
+		out["peak_gpu_reserved_bytes"] = s.PeakReserved
+		out["peak_gpu_device_used_bytes"] = s.PeakDeviceUsed
+	}
+}
+
+func newBenchDecodeCmd() *cobra.Command {
+	var f speedFlags
+	var o verify.DecodeOptions
+	cmd := &cobra.Command{
+		Use:   "decode --model DIR [--batch 1,8,32,64] [--prompt 128] [--new 256]",
+		Short: "Greedy decode speed at several batch sizes: tok/s, step time, the ratio to the bandwidth ceiling",
+		Long: `bench decode loads the model, prefills --batch random prompts of --prompt tokens and decodes
+--new tokens for each, one step for the whole batch at a time, and prints one JSON document: per batch
+size the decode tokens per second (all sequences), the step time, and the weight bytes a step reads over
+the step time as a fraction of --ceiling; with the peak device memory.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, out, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			o.Ceiling = f.ceiling
+			runs, err := verify.DecodeBench(m, o)
+			if err != nil {
+				return err
+			}
+			out["runs"] = runs
+			memory(m, out)
+			return writeJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	f.register(cmd)
+	fs := cmd.Flags()
+	fs.IntSliceVar(&o.Batch, "batch", []int{1, 8}, "batch sizes")
+	fs.IntVar(&o.Prompt, "prompt", 128, "prompt tokens per sequence")
+	fs.IntVar(&o.New, "new", 256, "tokens generated per sequence")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the random prompts")
+	return cmd
+}
+
+func newBenchPrefillCmd() *cobra.Command {
+	var f speedFlags
+	var lengths []int
+	var repeat int
+	cmd := &cobra.Command{
+		Use:   "prefill --model DIR [--prompts 128,512,2048,4096] [--repeat 3]",
+		Short: "Prefill speed and time to first token for prompts of several lengths",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, out, err := f.load(cmd)
+			if err != nil {
+				return err
+			}
+			defer m.Close()
+			runs, err := verify.PrefillBench(m, lengths, repeat, 0)
+			if err != nil {
+				return err
+			}
+			out["runs"] = runs
+			memory(m, out)
+			return writeJSON(cmd.OutOrStdout(), out)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().IntSliceVar(&lengths, "prompts", []int{128, 512, 2048, 4096}, "prompt lengths in tokens")
+	cmd.Flags().IntVar(&repeat, "repeat", 3, "timed runs per length (the median is reported)")
+	return cmd
+}

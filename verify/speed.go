@@ -1,0 +1,161 @@
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// DecodeOptions configure DecodeBench.
+type DecodeOptions struct {
+	// Batch lists the numbers of sequences decoded together.
+	Batch []int
+	// Prompt is the prompt length of every sequence, New the tokens each
+	// generates (greedy).
+	Prompt, New int
+	// Ceiling is the device's memory bandwidth in bytes/s (0: no ratio).
+	Ceiling float64
+	// Seed draws the prompt ids.
+	Seed uint64
+}
+
+// DecodeRun is one batch size's measurement.
+type DecodeRun struct {
+	Batch        int     `json:"batch"`
+	PromptTokens int     `json:"prompt_tokens"`
+	NewTokens    int     `json:"new_tokens"`
+	PrefillS     float64 `json:"prefill_s"`
+	DecodeS      float64 `json:"decode_s"`
+	StepMS       float64 `json:"step_ms"`
+	// TokPerS counts every sequence's tokens: Batch·NewTokens / DecodeS.
+	TokPerS float64 `json:"tok_per_s"`
+	// CeilingTokPerS is the batch-1 bound: Ceiling over the weight bytes a
+	// step reads; BandwidthFraction is those bytes over the step time,
+	// over Ceiling (the weights are read once a step for the whole batch).
+	CeilingTokPerS    float64 `json:"ceiling_tok_per_s,omitempty"`
+	BandwidthFraction float64 `json:"bandwidth_fraction,omitempty"`
+}
+
+// DecodeBench prefills Batch random prompts of Prompt tokens, then decodes
+// New tokens for each, greedily, one step for the whole batch at a time
+// (the logits of every step come back to the host), after a short warm-up
+// run of the same shape.
+func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
+	if o.Prompt < 1 || o.New < 1 || len(o.Batch) == 0 {
+		return nil, errors.New("verify: decode bench needs a prompt, new tokens and a batch size")
+	}
+	r := rand.New(rand.NewPCG(o.Seed, 1))
+	vocab := m.Config.VocabSize
+	bytes := m.StepBytes()
+	var out []DecodeRun
+	for _, B := range o.Batch {
+		if B < 1 {
+			return nil, fmt.Errorf("verify: decode bench batch %d", B)
+		}
+		caches := make([]*model.Cache, B)
+		for i := range caches {
+			caches[i] = m.NewCache(o.Prompt + o.New)
+		}
+		prompts := make([][]int, B)
+		for i := range prompts {
+			prompts[i] = make([]int, o.Prompt)
+			for j := range prompts[i] {
+				prompts[i][j] = r.IntN(vocab)
+			}
+		}
+		run := func(steps int) (prefill, decode time.Duration, err error) {
+			for _, c := range caches {
+				c.Reset()
+			}
+			start := time.Now()
+			lg, err := m.ForwardBatchLast(prompts, caches, nil)
+			if err != nil {
+				return 0, 0, err
+			}
+			prefill = time.Since(start)
+			start = time.Now()
+			next := make([][]int, B)
+			for range steps {
+				for i, l := range lg {
+					next[i] = []int{argmax(l)}
+				}
+				if lg, err = m.ForwardBatchLast(next, caches, nil); err != nil {
+					return 0, 0, err
+				}
+			}
+			return prefill, time.Since(start), nil
+		}
+		_, _, err := run(min(4, o.New))
+		if err == nil {
+			var pre, dec time.Duration
+			if pre, dec, err = run(o.New); err == nil {
+				d := DecodeRun{Batch: B, PromptTokens: o.Prompt, NewTokens: o.New, PrefillS: pre.Seconds(), DecodeS: dec.Seconds(),
+					StepMS: 1e3 * dec.Seconds() / float64(o.New), TokPerS: float64(B*o.New) / dec.Seconds()}
+				if o.Ceiling > 0 && bytes > 0 {
+					d.CeilingTokPerS = o.Ceiling / float64(bytes)
+					d.BandwidthFraction = float64(bytes) / (dec.Seconds() / float64(o.New)) / o.Ceiling
+				}
+				out = append(out, d)
+			}
+		}
+		for _, c := range caches {
+			c.Free()
+		}
+		if err != nil {
+			return out, fmt.Errorf("verify: decode bench at batch %d: %w", B, err)
+		}
+	}
+	return out, nil
+}
+
+// PrefillRun is one prompt length's measurement.
+type PrefillRun struct {
+	PromptTokens int `json:"prompt_tokens"`
+	// TTFTms is the time from the call to the first token's logits on the
+	// host (median of the repeats); TokPerS is PromptTokens over it.
+	TTFTms  float64   `json:"ttft_ms"`
+	TokPerS float64   `json:"tok_per_s"`
+	AllMS   []float64 `json:"all_ms"`
+}
+
+// PrefillBench times the prefill of fresh prompts of each length (random
+// ids), repeat times after a warm-up, with the KV cache written as in
+// generation and only the last token's logits computed.
+func PrefillBench(m *model.Model, lengths []int, repeat int, seed uint64) ([]PrefillRun, error) {
+	r := rand.New(rand.NewPCG(seed, 2))
+	var out []PrefillRun
+	for _, L := range lengths {
+		if L < 1 {
+			return nil, fmt.Errorf("verify: prefill bench of %d tokens", L)
+		}
+		ids := make([]int, L)
+		for i := range ids {
+			ids[i] = r.IntN(m.Config.VocabSize)
+		}
+		c := m.NewCache(L)
+		var ms []float64
+		var err error
+		for i := range max(repeat, 1) + 1 {
+			c.Reset()
+			start := time.Now()
+			if _, err = m.ForwardLast(ids, c, nil); err != nil {
+				break
+			}
+			if i > 0 {
+				ms = append(ms, 1e3*time.Since(start).Seconds())
+			}
+		}
+		c.Free()
+		if err != nil {
+			return out, fmt.Errorf("verify: prefill bench of %d tokens: %w", L, err)
+		}
+		sorted := slices.Sorted(slices.Values(ms))
+		med := sorted[len(sorted)/2]
+		out = append(out, PrefillRun{PromptTokens: L, TTFTms: med, TokPerS: float64(L) / (med / 1e3), AllMS: ms})
+	}
+	return out, nil
+}
