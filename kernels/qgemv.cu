@@ -25,9 +25,12 @@
 // part [S, M, N] and the last one to finish (a counter per slab in count,
 // left at zero again) adds them up and writes out.
 //
-// qdequant<BITS, T>: w [N, K] T, w[n, perm[k]] = scale·(code − zero) for the
-// prefill path (dequantize, then cuBLAS) and the forced reference. One thread
-// a word, threads along the word rows of a column (coalesced writes).
+// qdequant<BITS, T>: w [N, K] T, w[n, k] = scale·(code − zero) in sequential
+// input order, for the prefill path (dequantize, then cuBLAS) and the forced
+// reference; gather_cols<T> gives that product its input, xp[m, k] =
+// x[m, perm[k]]. qdequant: grid (ceil(N/32), ceil(R/32)), block (32, 8); a
+// 32×32 tile of words goes through shared memory so that both the reads (along
+// n) and the writes (along k) are coalesced.
 
 #define QCOLS 128
 #define QWARPS 8
@@ -201,24 +204,35 @@ __device__ void qgemv(T* __restrict__ out, const T* res, const T* __restrict__ x
 }
 
 template <int BITS, typename T>
-__device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u32* __restrict__ sz,
-                         const int* __restrict__ perm, int K, int N, int gs) {
+__device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u32* __restrict__ sz, int K, int N, int gs) {
     constexpr int KP = 32 / BITS;
     constexpr u32 CODE = (1u << BITS) - 1;
-    const i64 R = K / KP;
-    for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < R * N; t += (i64)gridDim.x * blockDim.x) {
-        int n = (int)(t / R), r = (int)(t % R);
-        u32 word = qw[(i64)r * N + n];
-        int g = r * KP / gs;
-        u32 p = sz[(i64)g * N + n];
+    __shared__ u32 tile[32][33];
+    const int R = K / KP;
+    const int n0 = blockIdx.x * 32, r0 = blockIdx.y * 32, tx = threadIdx.x, ty = threadIdx.y;
+    for (int rr = ty; rr < 32; rr += 8) {
+        int r = r0 + rr, n = n0 + tx;
+        tile[rr][tx] = r < R && n < N ? qw[(i64)r * N + n] : 0u;
+    }
+    __syncthreads();
+    const int r = r0 + tx;
+    if (r >= R) return;
+    const int g = r * KP / gs;
+    for (int nn = ty; nn < 32 && n0 + nn < N; nn += 8) {
+        int n = n0 + nn;
+        u32 word = tile[tx][nn], p = sz[(i64)g * N + n];
         float s = h_lo(p), z = h_lo(p >> 16) - 1024.0f;
+        T* dst = w + (i64)n * K + r * KP;
 #pragma unroll
-        for (int j = 0; j < KP; j++) {
-            int k = r * KP + j;
-            if (perm) k = perm[k];
-            float q = (float)((word >> (BITS * j)) & CODE);
-            w[(i64)n * K + k] = from_f32<T>(s * (q - z));
-        }
+        for (int j = 0; j < KP; j++) dst[j] = from_f32<T>(s * ((float)((word >> (BITS * j)) & CODE) - z));
+    }
+}
+
+template <typename T>
+__device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const int* __restrict__ perm, int M, int K) {
+    for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < (i64)M * K; t += (i64)gridDim.x * blockDim.x) {
+        i64 m = t / K;
+        dst[t] = x[m * K + perm[t % K]];
     }
 }
 
@@ -246,10 +260,9 @@ QGEMV_M(8, f16, f16)
 QGEMV_M(8, bf16, bf16)
 QGEMV_M(8, float, f32)
 
-#define QDEQUANT(BITS, T, NAME)                                                                                  \
-    extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, const int* perm, int K, \
-                                                       int N, int gs) {                                          \
-        qdequant<BITS, T>(w, qw, sz, perm, K, N, gs);                                                            \
+#define QDEQUANT(BITS, T, NAME)                                                                             \
+    extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, int K, int N, int gs) { \
+        qdequant<BITS, T>(w, qw, sz, K, N, gs);                                                                   \
     }
 
 QDEQUANT(4, f16, f16)
@@ -258,3 +271,12 @@ QDEQUANT(4, float, f32)
 QDEQUANT(8, f16, f16)
 QDEQUANT(8, bf16, bf16)
 QDEQUANT(8, float, f32)
+
+#define GATHER(T, NAME)                                                                                   \
+    extern "C" __global__ void gather_cols_##NAME(T* dst, const T* x, const int* perm, int M, int K) { \
+        gather_cols<T>(dst, x, perm, M, K);                                                            \
+    }
+
+GATHER(f16, f16)
+GATHER(bf16, bf16)
+GATHER(float, f32)

@@ -44,6 +44,9 @@ for step in $steps; do
     run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
+  cudatests)
+    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
+    ;;
   opbench)
     run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x
     grep -E '^Benchmark' "$LOGS/op-bench.log" | tee -a "$summary"

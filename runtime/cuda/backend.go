@@ -3,6 +3,7 @@ package cuda
 import (
 	"errors"
 	"fmt"
+	"math"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -41,7 +42,9 @@ type Backend struct {
 
 	alloc  allocator
 	mods   map[string]uintptr
-	fns    map[string]*function
+	fns    map[fnKey]*function
+	args   *launchArgs // pinned (pin) for the backend's life
+	pin    goruntime.Pinner
 	blas   uintptr
 	blasWS uint64
 	solver uintptr
@@ -54,9 +57,21 @@ type Backend struct {
 	closed bool
 
 	deq         *Buffer // a dequantized weight for products of many rows
+	xperm       *Buffer // their input in sequential (act order) column order
 	qpart       *Buffer // fp32 partial sums of split GEMV blocks
 	qcount      *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	dequantGEMM bool    // products with quantized weights go through deq
+}
+
+type fnKey struct{ src, name string }
+
+// launchArgs holds a launch's argument values and the pointers to them
+// that cuLaunchKernel reads; one per backend, used under its lock and
+// allocated off the Go heap's moving concerns by being pinned for the
+// backend's life.
+type launchArgs struct {
+	vals [24]uint64
+	ptrs [24]unsafe.Pointer
 }
 
 type function struct {
@@ -83,7 +98,7 @@ func New(o Options) (*Backend, error) {
 	if o.Device < 0 || int(count) <= o.Device {
 		return nil, fmt.Errorf("%w: device %d requested, %d present", ErrNotAvailable, o.Device, count)
 	}
-	b := &Backend{mods: map[string]uintptr{}, fns: map[string]*function{}, cacheDir: o.CacheDir}
+	b := &Backend{args: new(launchArgs), mods: map[string]uintptr{}, fns: map[fnKey]*function{}, cacheDir: o.CacheDir}
 	b.alloc.free = map[uint64][]uint64{}
 	b.alloc.limit = o.MemoryLimit
 	switch b.cacheDir {
@@ -121,6 +136,7 @@ func New(o Options) (*Backend, error) {
 	if err := cuErr("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&b.ctx, b.dev)); err != nil {
 		return nil, err
 	}
+	b.pin.Pin(b.args) // released by closeLocked
 	fail := func(err error) (*Backend, error) {
 		b.closeLocked()
 		return nil, err
@@ -214,6 +230,7 @@ func (b *Backend) closeLocked() {
 		return
 	}
 	b.closed = true
+	defer b.pin.Unpin()
 	if b.ctx == 0 {
 		return
 	}
@@ -230,7 +247,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp, b.deq, b.qpart, b.qcount} {
+	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount} {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -517,7 +534,7 @@ func (b *Backend) CopyDevice(dst, src uint64, n int64) error {
 // function returns a kernel of package kernels, compiling its source file
 // on first use.
 func (b *Backend) function(src, name string) (*function, error) {
-	key := src + ":" + name
+	key := fnKey{src, name}
 	if f := b.fns[key]; f != nil {
 		return f, nil
 	}
@@ -569,46 +586,34 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
 		return nil // nothing to do
 	}
-	var pin goruntime.Pinner
-	defer pin.Unpin()
-	params := make([]unsafe.Pointer, len(args))
-	for i, a := range args {
-		var p unsafe.Pointer
-		switch v := a.(type) {
+	a := b.args
+	if len(args) > len(a.vals) {
+		panic(fmt.Sprintf("cuda: kernel %s: %d arguments", name, len(args)))
+	}
+	for i, arg := range args {
+		var v uint64
+		switch x := arg.(type) {
 		case uint64:
-			x := new(uint64)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = x
 		case int32:
-			x := new(int32)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = uint64(uint32(x))
 		case uint32:
-			x := new(uint32)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = uint64(x)
 		case int64:
-			x := new(int64)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = uint64(x)
 		case float32:
-			x := new(float32)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = uint64(math.Float32bits(x))
 		case float64:
-			x := new(float64)
-			*x = v
-			p = unsafe.Pointer(x)
+			v = math.Float64bits(x)
 		default:
-			panic(fmt.Sprintf("cuda: kernel %s: argument %d of type %T", name, i, a))
+			panic(fmt.Sprintf("cuda: kernel %s: argument %d of type %T", name, i, arg))
 		}
-		pin.Pin(p)
-		params[i] = p
+		a.vals[i] = v
+		a.ptrs[i] = unsafe.Pointer(&a.vals[i])
 	}
 	var pp unsafe.Pointer
-	if len(params) > 0 {
-		pin.Pin(&params[0])
-		pp = unsafe.Pointer(&params[0])
+	if len(args) > 0 {
+		pp = unsafe.Pointer(&a.ptrs[0])
 	}
 	r := drv.cuLaunchKernel(f.fn, uint32(grid.X), uint32(grid.Y), uint32(grid.Z), uint32(block.X), uint32(block.Y), uint32(block.Z), uint32(shared), b.stream, pp, nil)
 	return cuErr("cuLaunchKernel("+name+")", r)

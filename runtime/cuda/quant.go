@@ -17,6 +17,30 @@ type quant struct {
 	sz, perm       *Buffer
 }
 
+// qnames are the kernel names of qgemv.cu by bits/8 (0: 4 bits, 1: 8 bits),
+// rows and dtype, made once so that a decode step formats no strings.
+var qnames = func() (n struct {
+	gemv    [2][qgemvRows + 1]map[runtime.DType]string
+	dequant [2]map[runtime.DType]string
+	gather  map[runtime.DType]string
+}) {
+	n.gather = map[runtime.DType]string{}
+	for i, bits := range []int{4, 8} {
+		n.dequant[i] = map[runtime.DType]string{}
+		for m := 1; m <= qgemvRows; m++ {
+			n.gemv[i][m] = map[runtime.DType]string{}
+		}
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
+			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
+			n.gather[dt] = "gather_cols_" + suffix(dt)
+			for m := 1; m <= qgemvRows; m++ {
+				n.gemv[i][m][dt] = fmt.Sprintf("qgemv%d_m%d_%s", bits, m, suffix(dt))
+			}
+		}
+	}
+	return n
+}()
+
 // qgemvRows is the most activation rows the GEMV kernels take; more rows
 // dequantize the weight into a scratch and multiply with cuBLAS.
 const qgemvRows = 8
@@ -162,16 +186,32 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 		resPtr = res.ptr
 	}
 	if M > qgemvRows || b.dequantGEMM {
+		// Dequantize in sequential input order (coalesced) and permute the
+		// activation instead.
 		es := int64(x.dt.Size())
 		wb, err := b.scratch(&b.deq, int64(q.n)*int64(q.k)*es)
 		if err != nil {
 			b.fail(err)
 			return
 		}
-		if err := b.launch("qgemv.cu", fmt.Sprintf("qdequant%d_%s", q.bits, suffix(x.dt)), grid1(int64(q.k)*int64(q.n)*int64(q.bits)/32), Dim{X: threads}, 0,
-			wb.Ptr, w.ptr, q.sz.Ptr, perm, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
+		R := q.k * q.bits / 32
+		if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: (q.n + 31) / 32, Y: (R + 31) / 32}, Dim{X: 32, Y: 8}, 0,
+			wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
 			b.fail(err)
 			return
+		}
+		xp := x.ptr
+		if perm != 0 {
+			xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*es)
+			if err != nil {
+				b.fail(err)
+				return
+			}
+			if err := b.launch("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, perm, int32(M), int32(q.k)); err != nil {
+				b.fail(err)
+				return
+			}
+			xp = xb.Ptr
 		}
 		beta := float32(0)
 		if res != nil {
@@ -180,7 +220,7 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 				b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
 			}
 		}
-		b.fail(b.gemm(opT, opN, q.n, M, q.k, 1, wb.Ptr, x.dt, q.k, x.ptr, x.dt, q.k, beta, d.ptr, d.dt, q.n))
+		b.fail(b.gemm(opT, opN, q.n, M, q.k, 1, wb.Ptr, x.dt, q.k, xp, x.dt, q.k, beta, d.ptr, d.dt, q.n))
 		return
 	}
 	kp := 32 / q.bits
@@ -211,7 +251,7 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 	if b.qpart != nil {
 		part, count = b.qpart.Ptr, b.qcount.Ptr
 	}
-	b.run("qgemv.cu", fmt.Sprintf("qgemv%d_m%d_%s", q.bits, M, suffix(x.dt)), Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
+	b.run("qgemv.cu", qnames.gemv[q.bits/8][M][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
 		d.ptr, resPtr, x.ptr, int32(q.k), w.ptr, q.sz.Ptr, perm, part, count, int32(q.k), int32(q.n), int32(q.gs), int32(rps))
 }
 
