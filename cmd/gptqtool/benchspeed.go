@@ -52,14 +52,26 @@ func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, err
 	return m, out, nil
 }
 
-// memory adds the device's peaks to a report.
-func memory(m *model.Model, out map[string]any) {
+// run loads the model, measures it and prints the report: the fields of
+// load, the measure's runs and the device's memory peaks.
+func (f *speedFlags) run(cmd *cobra.Command, measure func(*model.Model) (any, error)) error {
+	m, out, err := f.load(cmd)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	runs, err := measure(m)
+	if err != nil {
+		return err
+	}
+	out["runs"] = runs
 	if cb, ok := m.Backend().(*cuda.Backend); ok {
 		s := cb.MemStats()
 		out["peak_gpu_in_use_bytes"] = s.PeakInUse
 		out["peak_gpu_reserved_bytes"] = s.PeakReserved
 		out["peak_gpu_device_used_bytes"] = s.PeakDeviceUsed
 	}
+	return writeJSON(cmd.OutOrStdout(), out)
 }
 
 func newBenchDecodeCmd() *cobra.Command {
@@ -74,19 +86,8 @@ size the decode tokens per second (all sequences), the step time, and the weight
 the step time as a fraction of --ceiling; with the peak device memory.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, out, err := f.load(cmd)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
 			o.Ceiling = f.ceiling
-			runs, err := verify.DecodeBench(m, o)
-			if err != nil {
-				return err
-			}
-			out["runs"] = runs
-			memory(m, out)
-			return writeJSON(cmd.OutOrStdout(), out)
+			return f.run(cmd, func(m *model.Model) (any, error) { return verify.DecodeBench(m, o) })
 		},
 	}
 	f.register(cmd)
@@ -107,18 +108,7 @@ func newBenchPrefillCmd() *cobra.Command {
 		Short: "Prefill speed and time to first token for prompts of several lengths",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, out, err := f.load(cmd)
-			if err != nil {
-				return err
-			}
-			defer m.Close()
-			runs, err := verify.PrefillBench(m, lengths, repeat, 0)
-			if err != nil {
-				return err
-			}
-			out["runs"] = runs
-			memory(m, out)
-			return writeJSON(cmd.OutOrStdout(), out)
+			return f.run(cmd, func(m *model.Model) (any, error) { return verify.PrefillBench(m, lengths, repeat, 0) })
 		},
 	}
 	f.register(cmd)

@@ -273,12 +273,25 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
 	b.enter()
 	defer b.exit()
+	b.matmul(d, xt, wt, nil)
+}
+
+// matmul sets d = (res or 0) + x·wᵀ; res is nil or has d's shape (it may
+// be d).
+func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 	if wt.q != nil {
-		b.qmatmul(d, xt, wt, nil)
+		b.qmatmul(d, xt, wt, res)
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
-	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 0, d.ptr, d.dt, n))
+	beta := float32(0)
+	if res != nil {
+		beta = 1
+		if res.ptr != d.ptr {
+			b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
+		}
+	}
+	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, beta, d.ptr, d.dt, n))
 }
 
 func checkMatMul(d, xt, wt *Tensor) (m, k, n int) {

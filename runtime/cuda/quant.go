@@ -155,15 +155,7 @@ func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
 	}
 	b.enter()
 	defer b.exit()
-	if wt.q != nil {
-		b.qmatmul(d, xt, wt, at)
-		return
-	}
-	m, k, n := checkMatMul(d, xt, wt)
-	if at.ptr != d.ptr {
-		b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, at.ptr, uint64(d.Bytes()), b.stream)))
-	}
-	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, 1, d.ptr, d.dt, n))
+	b.matmul(d, xt, wt, at)
 }
 
 // qmatmul sets d = (res or 0) + x·wᵀ for a quantized w: the GEMV kernels for
