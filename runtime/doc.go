@@ -31,5 +31,9 @@
 // Fused ops a backend may provide are one-method interfaces found by type
 // assertion (SwiGLUer, AddRMSNormer). The package-level functions SwiGLU and
 // AddRMSNorm use the fused op when present and compose it from core ops
-// otherwise, so a backend need only implement Backend.
+// otherwise, so a backend need only implement Backend. QuantLoader keeps
+// group-quantized weights (QuantWeight, act order already sequential) on the
+// backend for MatMul to multiply by directly; without it the model binds
+// dequantized weights. ResidualMatMuler (MatMulAdd) adds a product into the
+// residual stream.
 package runtime
