@@ -243,6 +243,21 @@ func testAddRMSNorm(e *env) {
 	e.check("addrmsnorm norm", e.download(norm), refRMSNorm(sum, w, h, 1e-6), tolNorm)
 }
 
+// RefMatMul is the float64 reference of MatMul: x[m,k]·w[n,k]ᵀ, [m, n].
+func RefMatMul(x, w []float32, m, n, k int) []float64 {
+	out := make([]float64, m*n)
+	for i := range m {
+		for j := range n {
+			var acc float64
+			for p := range k {
+				acc += float64(x[i*k+p]) * float64(w[j*k+p])
+			}
+			out[i*n+j] = acc
+		}
+	}
+	return out
+}
+
 func testMatMul(e *env) {
 	for _, s := range []struct{ m, n, k int }{
 		{1, 1, 1}, {1, 17, 64}, {2, 33, 100}, {3, 4, 8}, {7, 9, 13}, {50, 70, 172},
@@ -254,17 +269,7 @@ func testMatMul(e *env) {
 			xt, wt := e.upload(x, s.m, s.k), e.upload(w, s.n, s.k)
 			dst := e.alloc(s.m, s.n)
 			e.b.MatMul(dst, xt, wt)
-			want := make([]float64, s.m*s.n)
-			for i := range s.m {
-				for j := range s.n {
-					var acc float64
-					for p := range s.k {
-						acc += float64(x[i*s.k+p]) * float64(w[j*s.k+p])
-					}
-					want[i*s.n+j] = acc
-				}
-			}
-			e.check("matmul", e.download(dst), want, tolMM)
+			e.check("matmul", e.download(dst), RefMatMul(x, w, s.m, s.n, s.k), tolMM)
 		})
 	}
 }

@@ -110,17 +110,7 @@ func lowMatMul(e *lowEnv) {
 		w, wv := e.upload(e.randn(s.n*s.k), s.n, s.k)
 		dst := e.alloc(s.m, s.n)
 		e.b.MatMul(dst, x, w)
-		want := make([]float64, s.m*s.n)
-		for i := range s.m {
-			for j := range s.n {
-				var acc float64
-				for p := range s.k {
-					acc += float64(xv[i*s.k+p]) * float64(wv[j*s.k+p])
-				}
-				want[i*s.n+j] = acc
-			}
-		}
-		e.check(fmt.Sprintf("matmul %dx%dx%d", s.m, s.n, s.k), e.download(dst), want, tolLow[e.dt])
+		e.check(fmt.Sprintf("matmul %dx%dx%d", s.m, s.n, s.k), e.download(dst), RefMatMul(xv, wv, s.m, s.n, s.k), tolLow[e.dt])
 	}
 }
 

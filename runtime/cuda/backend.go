@@ -66,9 +66,8 @@ type Backend struct {
 type fnKey struct{ src, name string }
 
 // launchArgs holds a launch's argument values and the pointers to them
-// that cuLaunchKernel reads; one per backend, used under its lock and
-// allocated off the Go heap's moving concerns by being pinned for the
-// backend's life.
+// that cuLaunchKernel reads: one per backend, used under its lock, pinned
+// for the backend's life so that no launch allocates.
 type launchArgs struct {
 	vals [24]uint64
 	ptrs [24]unsafe.Pointer

@@ -265,10 +265,8 @@ func (b *Backend) gemm(ta, tb int32, m, n, k int, alpha float32, A uint64, at ru
 		unsafe.Pointer(&be), C, cudaType(ct), int32(ldc), computeF32, gemmDefault))
 }
 
-// MatMul implements runtime.Backend: dst[M,N] = x[M,K]·w[N,K]ᵀ. Row-major
-// dst is column-major dstᵀ [N,M] = w·xᵀ, so the call is gemm(T, N) with w
-// first.
-// A quantized w (LoadQuant) goes to its own kernels.
+// MatMul implements runtime.Backend: dst[M,N] = x[M,K]·w[N,K]ᵀ through
+// cuBLAS (linear), or a quantized w's own kernels (LoadQuant).
 func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
 	b.enter()
@@ -284,6 +282,13 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
+	b.linear(d, res, m, n, k, xt.ptr, xt.dt, wt.ptr, wt.dt)
+}
+
+// linear sets d [m, n] = (res or 0) + x[m, k]·w[n, k]ᵀ with cuBLAS: res is
+// copied into d (unless it is d) and added by the GEMM's beta. Row-major d
+// is column-major dᵀ [n, m] = w·xᵀ, so the call is gemm(T, N) with w first.
+func (b *Backend) linear(d, res *Tensor, m, n, k int, x uint64, xdt runtime.DType, w uint64, wdt runtime.DType) {
 	beta := float32(0)
 	if res != nil {
 		beta = 1
@@ -291,7 +296,7 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 			b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
 		}
 	}
-	b.fail(b.gemm(opT, opN, n, m, k, 1, wt.ptr, wt.dt, k, xt.ptr, xt.dt, k, beta, d.ptr, d.dt, n))
+	b.fail(b.gemm(opT, opN, n, m, k, 1, w, wdt, k, x, xdt, k, beta, d.ptr, d.dt, n))
 }
 
 func checkMatMul(d, xt, wt *Tensor) (m, k, n int) {

@@ -205,14 +205,7 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 			}
 			xp = xb.Ptr
 		}
-		beta := float32(0)
-		if res != nil {
-			beta = 1
-			if res.ptr != d.ptr {
-				b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
-			}
-		}
-		b.fail(b.gemm(opT, opN, q.n, M, q.k, 1, wb.Ptr, x.dt, q.k, xp, x.dt, q.k, beta, d.ptr, d.dt, q.n))
+		b.linear(d, res, M, q.n, q.k, xp, x.dt, wb.Ptr, x.dt)
 		return
 	}
 	kp := 32 / q.bits

@@ -99,18 +99,10 @@ func TestQuantMatMul(t *testing.T) {
 				rv[i] = float32(r.NormFloat64())
 			}
 			dst, resr := upload(t, b, c.dt, rv, c.M, c.N)
-			W := q.Dequantize()
-			want := make([]float64, c.M*c.N)
-			for m := range c.M {
-				for n := range c.N {
-					var s float64
-					for k := range c.K {
-						s += float64(xr[m*c.K+k]) * float64(W[n*c.K+k])
-					}
-					if c.res {
-						s += float64(resr[m*c.N+n])
-					}
-					want[m*c.N+n] = s
+			want := backendtest.RefMatMul(xr, q.Dequantize(), c.M, c.N, c.K)
+			if c.res {
+				for i, v := range resr {
+					want[i] += float64(v)
 				}
 			}
 			tol := map[runtime.DType]float64{runtime.F16: 2e-6, runtime.BF16: 3e-5, runtime.F32: 2e-6}[c.dt]
