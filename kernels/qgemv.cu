@@ -25,6 +25,15 @@
 // part [S, M, N] and the last one to finish (a counter per slab in count,
 // left at zero again) adds them up and writes out.
 //
+// Fused weights (LoadQuantSplit, LoadQuantGLU) run through the same kernel:
+// split output columns go to up to three tensors, [0, seg1) to out0 [M, seg1],
+// [seg1, seg2) to out1 [M, seg2-seg1], [seg2, N) to out2 [M, N-seg2] (one
+// tensor: seg1 = seg2 = N); with glu, the columns are gate and up interleaved
+// in runs of 64 (a block's 128 columns are gate and up of the same 64
+// outputs) and out0 [M, N/2] = silu(gate)·up, from the fp32 sums.
+// glu_rows<T> is that epilogue for the dequantize + cuBLAS path: dst [M, N/2]
+// from the product src [M, N] in the interleaved order.
+//
 // qdequant<BITS, T>: w [N, K] T, w[n, k] = scale·(code − zero) in sequential
 // input order, for the prefill path (dequantize, then cuBLAS) and the forced
 // reference; gather_cols<T> gives that product its input, xp[m, k] =
@@ -81,10 +90,45 @@ __device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
     return i == 0 ? v.a : i == 1 ? v.b : i == 2 ? v.c : v.d;
 }
 
+__device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
+
+// qout writes the finished sums of a block's columns, tot [M][QCOLS] in
+// shared memory, to their outputs (see the header: split or glu).
+template <int M, typename T>
+__device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
+                                     int glu, int col0, int N) {
+    if (glu) {
+        const int No = N / 2;
+        for (int e = threadIdx.x; e < M * (QCOLS / 2); e += blockDim.x) {
+            const int m = e / (QCOLS / 2), j = e % (QCOLS / 2);
+            if (col0 + j >= N) continue;
+            const float g = tot[m * QCOLS + j], u = tot[m * QCOLS + QCOLS / 2 + j];
+            out0[(i64)m * No + col0 / 2 + j] = from_f32<T>(silu_f(g) * u);
+        }
+        return;
+    }
+    for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
+        const int m = e / QCOLS, n = col0 + e % QCOLS;
+        if (n >= N) continue;
+        T* o;
+        int w, c;
+        if (n < seg1) {
+            o = out0, w = seg1, c = n;
+        } else if (n < seg2) {
+            o = out1, w = seg2 - seg1, c = n - seg1;
+        } else {
+            o = out2, w = N - seg2, c = n - seg2;
+        }
+        float v = tot[e];
+        if (res) v += to_f32(res[(i64)m * w + c]);
+        o[(i64)m * w + c] = from_f32<T>(v);
+    }
+}
+
 template <int BITS, int M, typename T>
-__device__ void qgemv(T* __restrict__ out, const T* res, const T* __restrict__ x, int ldx, const u32* __restrict__ qw,
-                      const u32* __restrict__ sz, const int* __restrict__ perm, float* part, u32* count, int K, int N,
-                      int gs, int rps) {
+__device__ void qgemv(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
+                      const T* __restrict__ x, int ldx, const u32* __restrict__ qw, const u32* __restrict__ sz,
+                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int gs, int rps) {
     constexpr int KP = 32 / BITS;      // inputs a word
     constexpr int P = KP / 2;          // fp16 pairs a word
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -170,37 +214,40 @@ __device__ void qgemv(T* __restrict__ out, const T* res, const T* __restrict__ x
         for (int j = 0; j < 4; j++) red[(warp * M + m) * QCOLS + lane * 4 + j] = acc[m][j];
     __syncthreads();
 
+    // Each thread owns columns e of every warp's sums, so the total can go
+    // in place of warp 0's (tot = red).
     const int S = gridDim.y;
+    float* tot = red;
     for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
         int m = e / QCOLS, n = col0 + e % QCOLS;
         float v = 0.0f;
 #pragma unroll
         for (int wp = 0; wp < QWARPS; wp++) v += red[(wp * M + m) * QCOLS + e % QCOLS];
-        if (n >= N) continue;
         if (S == 1) {
-            if (res) v += to_f32(res[(i64)m * N + n]);
-            out[(i64)m * N + n] = from_f32<T>(v);
-        } else {
+            tot[e] = v;
+        } else if (n < N) {
             part[((i64)blockIdx.y * M + m) * N + n] = v;
         }
     }
-    if (S == 1) return;
-    __threadfence();
-    __syncthreads();
-    __shared__ int last;
-    if (threadIdx.x == 0) last = atomicAdd(count + blockIdx.x, 1u) == (u32)(S - 1);
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
-        int m = e / QCOLS, n = col0 + e % QCOLS;
-        if (n >= N) continue;
-        float v = 0.0f;
-        for (int y = 0; y < S; y++) v += ldcg_f32(part + ((i64)y * M + m) * N + n);
-        if (res) v += to_f32(res[(i64)m * N + n]);
-        out[(i64)m * N + n] = from_f32<T>(v);
+    if (S > 1) {
+        __threadfence();
+        __syncthreads();
+        __shared__ int last;
+        if (threadIdx.x == 0) last = atomicAdd(count + blockIdx.x, 1u) == (u32)(S - 1);
+        __syncthreads();
+        if (!last) return;
+        __threadfence();
+        for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
+            int m = e / QCOLS, n = col0 + e % QCOLS;
+            float v = 0.0f;
+            if (n < N)
+                for (int y = 0; y < S; y++) v += ldcg_f32(part + ((i64)y * M + m) * N + n);
+            tot[e] = v;
+        }
+        if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
-    if (threadIdx.x == 0) count[blockIdx.x] = 0;
+    __syncthreads();
+    qout<M, T>(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N);
 }
 
 template <int BITS, typename T>
@@ -229,6 +276,16 @@ __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u3
 }
 
 template <typename T>
+__device__ void glu_rows(T* __restrict__ dst, const T* __restrict__ src, int M, int N) {
+    const int No = N / 2;
+    for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < (i64)M * No; t += (i64)gridDim.x * blockDim.x) {
+        const i64 m = t / No;
+        const int j = (int)(t % No), c = (j / (QCOLS / 2)) * QCOLS + j % (QCOLS / 2);
+        dst[t] = from_f32<T>(silu_f(to_f32(src[m * N + c])) * to_f32(src[m * N + c + QCOLS / 2]));
+    }
+}
+
+template <typename T>
 __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const int* __restrict__ perm, int M, int K) {
     for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < (i64)M * K; t += (i64)gridDim.x * blockDim.x) {
         i64 m = t / K;
@@ -236,11 +293,12 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     }
 }
 
-#define QGEMV(BITS, M, T, NAME)                                                                               \
-    extern "C" __global__ void __launch_bounds__(256) qgemv##BITS##_m##M##_##NAME(                             \
-        T* out, const T* res, const T* x, int ldx, const u32* qw, const u32* sz, const int* perm, float* part, \
-        u32* count, int K, int N, int gs, int rps) {                                                          \
-        qgemv<BITS, M, T>(out, res, x, ldx, qw, sz, perm, part, count, K, N, gs, rps);                        \
+#define QGEMV(BITS, M, T, NAME)                                                                                \
+    extern "C" __global__ void __launch_bounds__(256) qgemv##BITS##_m##M##_##NAME(                              \
+        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, int ldx, const u32* qw, \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int gs, int rps) {                 \
+        qgemv<BITS, M, T>(out0, out1, out2, seg1, seg2, glu, res, x, ldx, qw, sz, perm, part, count, K, N, gs,    \
+                          rps);                                                                                  \
     }
 
 #define QGEMV_M(BITS, T, NAME) \
@@ -276,6 +334,15 @@ QDEQUANT(8, float, f32)
     extern "C" __global__ void gather_cols_##NAME(T* dst, const T* x, const int* perm, int M, int K) { \
         gather_cols<T>(dst, x, perm, M, K);                                                            \
     }
+
+#define GLU_ROWS(T, NAME)                                                                   \
+    extern "C" __global__ void glu_rows_##NAME(T* dst, const T* src, int M, int N) { \
+        glu_rows<T>(dst, src, M, N);                                                     \
+    }
+
+GLU_ROWS(f16, f16)
+GLU_ROWS(bf16, bf16)
+GLU_ROWS(float, f32)
 
 GATHER(f16, f16)
 GATHER(bf16, bf16)

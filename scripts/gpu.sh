@@ -150,7 +150,7 @@ for step in $steps; do
         --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
         --out /tmp/oc7b-$n --estimate=false
       batches=1,8
-      [ $n = q4act ] && batches=1,8,32
+      [ $n = q4act ] && batches=1,8,32,64
       run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -38,12 +39,16 @@ type DecodeRun struct {
 	// over Ceiling (the weights are read once a step for the whole batch).
 	CeilingTokPerS    float64 `json:"ceiling_tok_per_s,omitempty"`
 	BandwidthFraction float64 `json:"bandwidth_fraction,omitempty"`
+	// GraphErr says why the decode steps ran op by op on a backend that
+	// records graphs; empty when they were replayed (or cannot be).
+	GraphErr string `json:"graph_error,omitempty"`
 }
 
 // DecodeBench prefills Batch random prompts of Prompt tokens, then decodes
 // New tokens for each, greedily, one step for the whole batch at a time
 // (the logits of every step come back to the host), after a short warm-up
-// run of the same shape.
+// run of the same shape. It runs the serving path: a paged KV cache and
+// model.Step, as the engine does.
 func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 	if o.Prompt < 1 || o.New < 1 || len(o.Batch) == 0 {
 		return nil, errors.New("verify: decode bench needs a prompt, new tokens and a batch size")
@@ -56,9 +61,11 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 		if B < 1 {
 			return nil, fmt.Errorf("verify: decode bench batch %d", B)
 		}
-		caches := make([]*model.Cache, B)
-		for i := range caches {
-			caches[i] = m.NewCache(o.Prompt + o.New)
+		const blockSize = 16
+		L := o.Prompt + o.New
+		c, err := m.NewPagedCache(B*((L+blockSize-1)/blockSize), blockSize, L)
+		if err != nil {
+			return out, fmt.Errorf("verify: decode bench at batch %d: %w", B, err)
 		}
 		prompts := make([][]int, B)
 		for i := range prompts {
@@ -67,29 +74,34 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 				prompts[i][j] = r.IntN(vocab)
 			}
 		}
-		run := func(steps int) (prefill, decode time.Duration, err error) {
-			for _, c := range caches {
-				c.Reset()
+		seqs := make([]kvcache.Seq, B)
+		steps := make([]model.StepSeq, B)
+		run := func(n int) (prefill, decode time.Duration, err error) {
+			for i := range seqs {
+				c.Pool.Release(&seqs[i])
+				if err := c.Pool.Reserve(&seqs[i], L); err != nil {
+					return 0, 0, err
+				}
+				steps[i] = model.StepSeq{Seq: &seqs[i], Tokens: prompts[i], Logits: true}
 			}
 			start := time.Now()
-			lg, err := m.ForwardBatchLast(prompts, caches, nil)
+			lg, err := m.Step(c, steps)
 			if err != nil {
 				return 0, 0, err
 			}
 			prefill = time.Since(start)
 			start = time.Now()
-			next := make([][]int, B)
-			for range steps {
+			for range n {
 				for i, l := range lg {
-					next[i] = []int{argmax(l)}
+					steps[i].Tokens = []int{argmax(l)}
 				}
-				if lg, err = m.ForwardBatchLast(next, caches, nil); err != nil {
+				if lg, err = m.Step(c, steps); err != nil {
 					return 0, 0, err
 				}
 			}
 			return prefill, time.Since(start), nil
 		}
-		_, _, err := run(min(4, o.New))
+		_, _, err = run(min(4, o.New))
 		if err == nil {
 			var pre, dec time.Duration
 			if pre, dec, err = run(o.New); err == nil {
@@ -99,12 +111,13 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 					d.CeilingTokPerS = o.Ceiling / float64(bytes)
 					d.BandwidthFraction = float64(bytes) / (dec.Seconds() / float64(o.New)) / o.Ceiling
 				}
+				if e := c.GraphErr(); e != nil {
+					d.GraphErr = e.Error()
+				}
 				out = append(out, d)
 			}
 		}
-		for _, c := range caches {
-			c.Free()
-		}
+		c.Free()
 		if err != nil {
 			return out, fmt.Errorf("verify: decode bench at batch %d: %w", B, err)
 		}

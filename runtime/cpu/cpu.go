@@ -46,20 +46,33 @@ func (b *Backend) Threads() int { return b.threads }
 // Name implements runtime.Backend.
 func (b *Backend) Name() string { return fmt.Sprintf("cpu(%d,%s)", b.threads, b.kern.name) }
 
-// Tensor is a CPU tensor: fp32 data in row-major order.
+// Tensor is a CPU tensor: fp32 data in row-major order, or for I32
+// tensors (the per-token indices of runtime.PagedDecoder) int32 data.
 type Tensor struct {
 	shape []int
 	data  []float32
+	ints  []int32
+	i32   bool
 }
 
-// DType implements runtime.Tensor; CPU tensors are always runtime.F32.
-func (t *Tensor) DType() runtime.DType { return runtime.F32 }
+// DType implements runtime.Tensor: F32, or I32 for index tensors.
+func (t *Tensor) DType() runtime.DType {
+	if t.i32 {
+		return runtime.I32
+	}
+	return runtime.F32
+}
 
 // Shape implements runtime.Tensor.
 func (t *Tensor) Shape() []int { return t.shape }
 
 // Len implements runtime.Tensor.
-func (t *Tensor) Len() int { return len(t.data) }
+func (t *Tensor) Len() int {
+	if t.i32 {
+		return len(t.ints)
+	}
+	return len(t.data)
+}
 
 // Data returns the tensor's storage (no copy).
 func (t *Tensor) Data() []float32 { return t.data }
@@ -75,10 +88,11 @@ func tensorOf(t runtime.Tensor) *Tensor {
 	return ct
 }
 
-// Alloc implements runtime.Backend; only runtime.F32 is supported.
+// Alloc implements runtime.Backend; F32 tensors compute, I32 tensors hold
+// indices.
 func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
-	if dt != runtime.F32 {
-		return nil, fmt.Errorf("cpu: alloc %v %v: only F32 tensors are supported", dt, shape)
+	if dt != runtime.F32 && dt != runtime.I32 {
+		return nil, fmt.Errorf("cpu: alloc %v %v: only F32 (and I32 index) tensors are supported", dt, shape)
 	}
 	n := 1
 	for _, d := range shape {
@@ -86,6 +100,9 @@ func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) 
 			return nil, fmt.Errorf("cpu: alloc %v: negative dimension", shape)
 		}
 		n *= d
+	}
+	if dt == runtime.I32 {
+		return &Tensor{shape: append([]int(nil), shape...), ints: make([]int32, n), i32: true}, nil
 	}
 	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n)}, nil
 }
@@ -97,7 +114,7 @@ func (b *Backend) Free(t runtime.Tensor) {
 		return
 	}
 	ct := tensorOf(t)
-	ct.data = nil
+	ct.data, ct.ints = nil, nil
 	ct.shape = []int{0}
 }
 
@@ -112,7 +129,11 @@ func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
 		stride *= d
 	}
 	shape := append([]int{rows}, ct.shape[1:]...)
-	return &Tensor{shape: shape, data: ct.data[row0*stride : (row0+rows)*stride : (row0+rows)*stride]}
+	lo, hi := row0*stride, (row0+rows)*stride
+	if ct.i32 {
+		return &Tensor{shape: shape, ints: ct.ints[lo:hi:hi], i32: true}
+	}
+	return &Tensor{shape: shape, data: ct.data[lo:hi:hi]}
 }
 
 // Upload implements runtime.Backend.

@@ -144,7 +144,11 @@ func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) {
 
 // RoPE implements runtime.Backend.
 func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
-	xt := tensorOf(x)
+	b.rope(tensorOf(x), headDim, theta, func(t int) int { return pos0 + t })
+}
+
+// rope rotates every head of each row t of xt at position pos(t).
+func (b *Backend) rope(xt *Tensor, headDim int, theta float64, pos func(t int) int) {
 	cols := xt.cols()
 	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 {
 		panic(fmt.Sprintf("cpu: rope head dim %d for rows of %d", headDim, cols))
@@ -159,7 +163,7 @@ func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
 		cos := make([]float32, d2)
 		sin := make([]float32, d2)
 		for t := lo; t < hi; t++ {
-			pos := float32(pos0 + t)
+			pos := float32(pos(t))
 			for j := range d2 {
 				s, c := math.Sincos(float64(pos * inv[j]))
 				cos[j], sin[j] = float32(c), float32(s)

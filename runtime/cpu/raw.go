@@ -15,8 +15,17 @@ func (b *Backend) DTypes() []runtime.DType { return []runtime.DType{runtime.F32}
 // UploadRaw implements runtime.Backend, converting F16/BF16 bytes to fp32.
 func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) error {
 	ct := tensorOf(t)
-	if dt == runtime.I32 {
-		return fmt.Errorf("cpu: upload raw I32 into an F32 tensor %v", ct.shape)
+	if (dt == runtime.I32) != ct.i32 {
+		return fmt.Errorf("cpu: upload raw %v into %v tensor %v", dt, ct.DType(), ct.shape)
+	}
+	if ct.i32 {
+		if len(src) != 4*len(ct.ints) {
+			return fmt.Errorf("cpu: upload %d bytes of I32 into tensor %v (want %d)", len(src), ct.shape, 4*len(ct.ints))
+		}
+		for i := range ct.ints {
+			ct.ints[i] = int32(binary.LittleEndian.Uint32(src[4*i:]))
+		}
+		return nil
 	}
 	if len(src) != len(ct.data)*dt.Size() {
 		return fmt.Errorf("cpu: upload %d bytes of %v into tensor %v (want %d)", len(src), dt, ct.shape, len(ct.data)*dt.Size())
@@ -38,8 +47,17 @@ func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) erro
 // F16/BF16.
 func (b *Backend) DownloadRaw(dst []byte, dt runtime.DType, t runtime.Tensor) error {
 	ct := tensorOf(t)
-	if dt == runtime.I32 {
-		return fmt.Errorf("cpu: download F32 tensor %v as I32", ct.shape)
+	if (dt == runtime.I32) != ct.i32 {
+		return fmt.Errorf("cpu: download %v tensor %v as %v", ct.DType(), ct.shape, dt)
+	}
+	if ct.i32 {
+		if len(dst) != 4*len(ct.ints) {
+			return fmt.Errorf("cpu: download tensor %v into %d bytes of I32 (want %d)", ct.shape, len(dst), 4*len(ct.ints))
+		}
+		for i, v := range ct.ints {
+			binary.LittleEndian.PutUint32(dst[4*i:], uint32(v))
+		}
+		return nil
 	}
 	if len(dst) != len(ct.data)*dt.Size() {
 		return fmt.Errorf("cpu: download tensor %v into %d bytes of %v (want %d)", ct.shape, len(dst), dt, len(ct.data)*dt.Size())

@@ -56,11 +56,18 @@ type Backend struct {
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
 
-	deq         *Buffer // a dequantized weight for products of many rows
-	xperm       *Buffer // their input in sequential (act order) column order
-	qpart       *Buffer // fp32 partial sums of split GEMV blocks
-	qcount      *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	dequantGEMM bool    // products with quantized weights go through deq
+	deq    *Buffer // a dequantized weight for products of many rows
+	xperm  *Buffer // their input in sequential (act order) column order
+	qpart  *Buffer // fp32 partial sums of split GEMV blocks
+	qcount *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
+	glu    *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
+	apart  *Buffer // fp32 partial results of split paged attention
+	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
+
+	capturing   bool      // a graph is being recorded: no allocation may happen
+	graphs      int       // live graphs: scratch they use is retired, not reused
+	retired     []*Buffer // scratch replaced while graphs were alive
+	dequantGEMM bool      // products with quantized weights go through deq
 }
 
 type fnKey struct{ src, name string }
@@ -246,7 +253,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range []*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount} {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount, b.glu, b.apart, b.acount}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -358,6 +365,9 @@ func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) 
 	}
 	b.enter()
 	defer b.exit()
+	if b.capturing {
+		return nil, fmt.Errorf("cuda: alloc %v %v while recording a graph", dt, shape)
+	}
 	bytes := int64(n) * int64(dt.Size())
 	p, c, err := b.alloc.alloc(bytes)
 	if err != nil {
@@ -446,6 +456,9 @@ func (b *Backend) AllocBuffer(n int64) (*Buffer, error) {
 }
 
 func (b *Backend) allocBufferLocked(n int64) (*Buffer, error) {
+	if b.capturing {
+		return nil, fmt.Errorf("cuda: buffer of %s allocated while recording a graph", FormatBytes(n))
+	}
 	p, c, err := b.alloc.alloc(n)
 	if err != nil {
 		return nil, fmt.Errorf("cuda: buffer of %s: %w", FormatBytes(n), err)
@@ -469,12 +482,21 @@ func (b *Backend) FreeBuffer(buf *Buffer) {
 }
 
 // scratch returns *slot grown to at least n bytes.
+// While graphs are alive the old buffer is kept (a graph may use it) until
+// the last graph is freed.
 func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) {
 	if *slot != nil && (*slot).Size >= n {
 		return *slot, nil
 	}
+	if b.capturing {
+		return nil, fmt.Errorf("cuda: scratch of %s needed while recording a graph (run the ops once before capturing)", FormatBytes(n))
+	}
 	if *slot != nil {
-		b.alloc.release((*slot).Ptr, (*slot).cls)
+		if b.graphs > 0 {
+			b.retired = append(b.retired, *slot)
+		} else {
+			b.alloc.release((*slot).Ptr, (*slot).cls)
+		}
 		*slot = nil
 	}
 	buf, err := b.allocBufferLocked(n)

@@ -39,6 +39,12 @@ var drv struct {
 	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) cuResult
 	cuLaunchKernel            func(fn uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 	cuGetErrorName            func(r cuResult, s **byte) cuResult
+	cuStreamBeginCapture      func(s uintptr, mode int32) cuResult
+	cuStreamEndCapture        func(s uintptr, graph *uintptr) cuResult
+	cuGraphInstantiate        func(exec *uintptr, graph uintptr, flags uint64) cuResult
+	cuGraphLaunch             func(exec uintptr, s uintptr) cuResult
+	cuGraphExecDestroy        func(exec uintptr) cuResult
+	cuGraphDestroy            func(graph uintptr) cuResult
 }
 
 // Device attributes (CUdevice_attribute).
@@ -95,6 +101,12 @@ func loadDriver() error {
 			"cuFuncSetAttribute":           &drv.cuFuncSetAttribute,
 			"cuLaunchKernel":               &drv.cuLaunchKernel,
 			"cuGetErrorName":               &drv.cuGetErrorName,
+			"cuStreamBeginCapture_v2":      &drv.cuStreamBeginCapture,
+			"cuStreamEndCapture":           &drv.cuStreamEndCapture,
+			"cuGraphInstantiateWithFlags":  &drv.cuGraphInstantiate,
+			"cuGraphLaunch":                &drv.cuGraphLaunch,
+			"cuGraphExecDestroy":           &drv.cuGraphExecDestroy,
+			"cuGraphDestroy":               &drv.cuGraphDestroy,
 		})
 	})
 	return drvErr

@@ -128,7 +128,11 @@ func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) erro
 // (an embedding table in another dtype) does not hold its size for good.
 func (b *Backend) shrinkTmp() {
 	if b.tmp != nil && b.tmp.Size > 64<<20 {
-		b.alloc.release(b.tmp.Ptr, b.tmp.cls)
+		if b.graphs > 0 {
+			b.retired = append(b.retired, b.tmp)
+		} else {
+			b.alloc.release(b.tmp.Ptr, b.tmp.cls)
+		}
 		b.tmp = nil
 	}
 }
@@ -278,7 +282,10 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 // be d).
 func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 	if wt.q != nil {
-		b.qmatmul(d, xt, wt, res)
+		if wt.q.glu || len(wt.q.segments()) > 1 {
+			panic("cuda: matmul with a fused weight (use MatMulSplit or MatMulGLU)")
+		}
+		b.qmatmul([3]*Tensor{d}, xt, wt, res)
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)

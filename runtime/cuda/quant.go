@@ -15,6 +15,26 @@ import (
 type quant struct {
 	bits, k, n, gs int
 	sz, perm       *Buffer
+	// A fused weight (LoadQuantSplit): output columns [0, seg1), [seg1,
+	// seg2) and [seg2, n) go to separate tensors; seg1 = seg2 = n for one.
+	// glu (LoadQuantGLU): gate and up interleaved in runs of 64 columns.
+	seg1, seg2 int
+	glu        bool
+}
+
+// segments returns the fused weight's output widths.
+func (q *quant) segments() []int {
+	if q.glu {
+		return []int{q.n / 2}
+	}
+	w := []int{q.seg1}
+	if q.seg2 > q.seg1 {
+		w = append(w, q.seg2-q.seg1)
+	}
+	if q.n > q.seg2 {
+		w = append(w, q.n-q.seg2)
+	}
+	return w
 }
 
 // qnames are the kernel names of qgemv.cu by bits/8 (0: 4 bits, 1: 8 bits),
@@ -23,8 +43,10 @@ var qnames = func() (n struct {
 	gemv    [2][qgemvRows + 1]map[runtime.DType]string
 	dequant [2]map[runtime.DType]string
 	gather  map[runtime.DType]string
+	glu     map[runtime.DType]string
 }) {
 	n.gather = map[runtime.DType]string{}
+	n.glu = map[runtime.DType]string{}
 	for i, bits := range []int{4, 8} {
 		n.dequant[i] = map[runtime.DType]string{}
 		for m := 1; m <= qgemvRows; m++ {
@@ -33,6 +55,7 @@ var qnames = func() (n struct {
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
+			n.glu[dt] = "glu_rows_" + suffix(dt)
 			for m := 1; m <= qgemvRows; m++ {
 				n.gemv[i][m][dt] = fmt.Sprintf("qgemv%d_m%d_%s", bits, m, suffix(dt))
 			}
@@ -52,6 +75,85 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("cuda: %w", err)
 	}
+	return b.loadQuant(q, quant{seg1: q.N, seg2: q.N})
+}
+
+// LoadQuantSplit implements runtime.FusedQuantLoader for two or three
+// weights LoadQuant takes that share K, bits, group size and permutation:
+// their columns side by side.
+func (b *Backend) LoadQuantSplit(ws []*runtime.QuantWeight) (runtime.Tensor, error) {
+	if len(ws) < 2 || len(ws) > 3 || !runtime.SamePermutation(ws...) {
+		return nil, fmt.Errorf("cuda: %w: %d weights to fuse, or different layouts", runtime.ErrQuantUnsupported, len(ws))
+	}
+	var idx [][2]int // fused column -> (weight, column)
+	for i, w := range ws {
+		if err := w.Validate(); err != nil {
+			return nil, fmt.Errorf("cuda: %w", err)
+		}
+		for n := range w.N {
+			idx = append(idx, [2]int{i, n})
+		}
+	}
+	f := fuseColumns(ws, idx)
+	lay := quant{seg1: ws[0].N, seg2: f.N}
+	if len(ws) == 3 {
+		lay.seg2 = ws[0].N + ws[1].N
+	}
+	return b.loadQuant(f, lay)
+}
+
+// LoadQuantGLU implements runtime.FusedQuantLoader: gate and up columns
+// interleaved in runs of 64 (N a multiple of 64).
+func (b *Backend) LoadQuantGLU(gate, up *runtime.QuantWeight) (runtime.Tensor, error) {
+	if gate.N != up.N || gate.N%(qcolsGLU) != 0 || !runtime.SamePermutation(gate, up) {
+		return nil, fmt.Errorf("cuda: %w: gate [%d %d] and up [%d %d] do not fuse", runtime.ErrQuantUnsupported, gate.N, gate.K, up.N, up.K)
+	}
+	for _, w := range []*runtime.QuantWeight{gate, up} {
+		if err := w.Validate(); err != nil {
+			return nil, fmt.Errorf("cuda: %w", err)
+		}
+	}
+	idx := make([][2]int, 2*gate.N)
+	for c := range idx {
+		run, j := c/(2*qcolsGLU), c%(2*qcolsGLU)
+		idx[c] = [2]int{j / qcolsGLU, run*qcolsGLU + j%qcolsGLU}
+	}
+	f := fuseColumns([]*runtime.QuantWeight{gate, up}, idx)
+	return b.loadQuant(f, quant{seg1: f.N, seg2: f.N, glu: true})
+}
+
+// qcolsGLU is the run of gate (then up) columns in a GLU weight: half the
+// GEMV block's 128 columns (QCOLS in qgemv.cu).
+const qcolsGLU = 64
+
+// fuseColumns builds the weight whose column c is column idx[c][1] of
+// ws[idx[c][0]] (the same K, group size and permutation).
+func fuseColumns(ws []*runtime.QuantWeight, idx [][2]int) *runtime.QuantWeight {
+	w0 := ws[0]
+	N, G := len(idx), w0.Groups()
+	f := &runtime.QuantWeight{Bits: w0.Bits, K: w0.K, N: N, GroupSize: w0.GroupSize, Perm: w0.Perm,
+		Codes: make([]uint8, w0.K*N), Scales: make([]uint16, G*N), Zeros: make([]uint16, G*N)}
+	parallelRows(w0.K, func(k0, k1 int) {
+		for k := k0; k < k1; k++ {
+			for c, wn := range idx {
+				w := ws[wn[0]]
+				f.Codes[k*N+c] = w.Codes[k*w.N+wn[1]]
+			}
+		}
+	})
+	for g := range G {
+		for c, wn := range idx {
+			w := ws[wn[0]]
+			f.Scales[g*N+c] = w.Scales[g*w.N+wn[1]]
+			f.Zeros[g*N+c] = w.Zeros[g*w.N+wn[1]]
+		}
+	}
+	return f
+}
+
+// loadQuant uploads a validated q with the fused layout of lay (seg1, seg2,
+// glu).
+func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, error) {
 	if q.Bits != 4 && q.Bits != 8 {
 		return nil, fmt.Errorf("cuda: %w: %d bits", runtime.ErrQuantUnsupported, q.Bits)
 	}
@@ -87,7 +189,8 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 
 	b.enter()
 	defer b.exit()
-	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: R * N, q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize}}
+	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: R * N,
+		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu}}
 	var err error
 	up := func(raw []byte) (*Buffer, error) {
 		buf, err := b.allocBufferLocked(int64(len(raw)))
@@ -158,14 +261,46 @@ func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
 	b.matmul(d, xt, wt, at)
 }
 
-// qmatmul sets d = (res or 0) + x·wᵀ for a quantized w: the GEMV kernels for
-// up to qgemvRows rows, else (or when forced) the dequantized weight in x's
-// dtype through cuBLAS. res is nil or has d's shape (it may be d).
-func (b *Backend) qmatmul(d, x, w, res *Tensor) {
+// MatMulSplit implements runtime.FusedQuantLoader.
+func (b *Backend) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
+	xt, wt := b.tensor(x), b.tensor(w)
+	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
+		panic(fmt.Sprintf("cuda: split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
+	}
+	var outs [3]*Tensor
+	for i, d := range dsts {
+		outs[i] = b.tensor(d)
+	}
+	b.enter()
+	defer b.exit()
+	b.qmatmul(outs, xt, wt, nil)
+}
+
+// MatMulGLU implements runtime.FusedQuantLoader.
+func (b *Backend) MatMulGLU(dst, x, w runtime.Tensor) {
+	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
+	if wt.q == nil || !wt.q.glu {
+		panic("cuda: glu matmul with a weight that is not a GLU fusion")
+	}
+	b.enter()
+	defer b.exit()
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil)
+}
+
+// qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
+// x·wᵀ for a plain weight (res nil or of outs[0]'s shape, possibly outs[0]),
+// one output per segment of a split fusion, silu(gate)·up for a GLU one. The
+// GEMV kernels take up to qgemvRows rows; more rows (or the forced
+// reference) dequantize the weight in x's dtype and multiply with cuBLAS.
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	q := w.q
 	M := runtime.Rows(x)
-	if runtime.Cols(x) != q.k || runtime.Rows(d) != M || runtime.Cols(d) != q.n || d.dt != x.dt {
-		panic(fmt.Sprintf("cuda: matmul dst %v %v = x %v %v · quantized w [%d %d]ᵀ: shape mismatch", d.dt, d.shape, x.dt, x.shape, q.n, q.k))
+	widths := q.segments()
+	for i, wd := range widths {
+		d := outs[i]
+		if d == nil || runtime.Cols(x) != q.k || runtime.Rows(d) != M || runtime.Cols(d) != wd || d.dt != x.dt {
+			panic(fmt.Sprintf("cuda: matmul output %d of %d = x %v %v · quantized w [%d %d]ᵀ: want [%d %d] %v", i, len(widths), x.dt, x.shape, q.n, q.k, M, wd, x.dt))
+		}
 	}
 	if M == 0 {
 		return
@@ -178,34 +313,7 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 		resPtr = res.ptr
 	}
 	if M > qgemvRows || b.dequantGEMM {
-		// Dequantize in sequential input order (coalesced) and permute the
-		// activation instead.
-		es := int64(x.dt.Size())
-		wb, err := b.scratch(&b.deq, int64(q.n)*int64(q.k)*es)
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		R := q.k * q.bits / 32
-		if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: (q.n + 31) / 32, Y: (R + 31) / 32}, Dim{X: 32, Y: 8}, 0,
-			wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
-			b.fail(err)
-			return
-		}
-		xp := x.ptr
-		if perm != 0 {
-			xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*es)
-			if err != nil {
-				b.fail(err)
-				return
-			}
-			if err := b.launch("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, perm, int32(M), int32(q.k)); err != nil {
-				b.fail(err)
-				return
-			}
-			xp = xb.Ptr
-		}
-		b.linear(d, res, M, q.n, q.k, xp, x.dt, wb.Ptr, x.dt)
+		b.qdequantGEMM(outs, x, w, res)
 		return
 	}
 	kp := 32 / q.bits
@@ -236,11 +344,74 @@ func (b *Backend) qmatmul(d, x, w, res *Tensor) {
 	if b.qpart != nil {
 		part, count = b.qpart.Ptr, b.qcount.Ptr
 	}
+	var o [3]uint64
+	for i := range widths {
+		o[i] = outs[i].ptr
+	}
+	glu := int32(0)
+	if q.glu {
+		glu = 1
+	}
 	b.run("qgemv.cu", qnames.gemv[q.bits/8][M][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
-		d.ptr, resPtr, x.ptr, int32(q.k), w.ptr, q.sz.Ptr, perm, part, count, int32(q.k), int32(q.n), int32(q.gs), int32(rps))
+		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, x.ptr, int32(q.k), w.ptr, q.sz.Ptr, perm, part, count,
+		int32(q.k), int32(q.n), int32(q.gs), int32(rps))
+}
+
+// qdequantGEMM is qmatmul through the weight dequantized in sequential input
+// order (coalesced) and the activation permuted instead.
+func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor) {
+	q := w.q
+	M := runtime.Rows(x)
+	es := int64(x.dt.Size())
+	wb, err := b.scratch(&b.deq, int64(q.n)*int64(q.k)*es)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	R := q.k * q.bits / 32
+	if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: (q.n + 31) / 32, Y: (R + 31) / 32}, Dim{X: 32, Y: 8}, 0,
+		wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
+		b.fail(err)
+		return
+	}
+	xp := x.ptr
+	if q.perm != nil {
+		xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*es)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if err := b.launch("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, q.perm.Ptr, int32(M), int32(q.k)); err != nil {
+			b.fail(err)
+			return
+		}
+		xp = xb.Ptr
+	}
+	switch {
+	case q.glu:
+		gb, err := b.scratch(&b.glu, int64(M)*int64(q.n)*es)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		full := &Tensor{dt: x.dt, shape: []int{M, q.n}, n: M * q.n, ptr: gb.Ptr}
+		b.linear(full, nil, M, q.n, q.k, xp, x.dt, wb.Ptr, x.dt)
+		b.run("qgemv.cu", qnames.glu[x.dt], grid1(int64(M)*int64(q.n/2)), Dim{X: threads}, 0, outs[0].ptr, gb.Ptr, int32(M), int32(q.n))
+	default:
+		n0 := 0
+		for i, wd := range q.segments() {
+			r := res
+			if i > 0 {
+				r = nil
+			}
+			b.linear(outs[i], r, M, wd, q.k, xp, x.dt, wb.Ptr+uint64(int64(n0)*int64(q.k)*es), x.dt)
+			n0 += wd
+		}
+	}
 }
 
 var (
+	_ runtime.FusedQuantLoader = (*Backend)(nil)
 	_ runtime.QuantLoader      = (*Backend)(nil)
 	_ runtime.ResidualMatMuler = (*Backend)(nil)
 )

@@ -66,10 +66,46 @@ const (
 	downProj
 )
 
-// layerWeights are one decoder layer's immutable weights.
+// layerWeights are one decoder layer's immutable weights. On a backend
+// that fuses quantized weights (runtime.FusedQuantLoader), qkv holds q/k/v
+// and gateUp gate/up as one tensor each, and their lin entries are nil.
 type layerWeights struct {
 	attnNorm, ffnNorm runtime.Tensor // [hidden]
 	lin               [7]runtime.Tensor
+	qkv, gateUp       runtime.Tensor
+}
+
+// project sets q, k, v to the q/k/v projections of the normed rows xn.
+func (lw *layerWeights) project(b runtime.Backend, xn, q, k, v runtime.Tensor) {
+	if lw.qkv != nil {
+		b.(runtime.FusedQuantLoader).MatMulSplit([]runtime.Tensor{q, k, v}, xn, lw.qkv)
+		return
+	}
+	b.MatMul(q, xn, lw.lin[qProj])
+	b.MatMul(k, xn, lw.lin[kProj])
+	b.MatMul(v, xn, lw.lin[vProj])
+}
+
+// act sets gate to silu(gate_proj(xn)) * up_proj(xn); up is scratch.
+func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
+	if lw.gateUp != nil {
+		b.(runtime.FusedQuantLoader).MatMulGLU(gate, xn, lw.gateUp)
+		return
+	}
+	b.MatMul(gate, xn, lw.lin[gateProj])
+	b.MatMul(up, xn, lw.lin[upProj])
+	runtime.SwiGLU(b, gate, gate, up)
+}
+
+// tensors lists the layer's bound weight tensors.
+func (lw *layerWeights) tensors() []runtime.Tensor {
+	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
+	for _, t := range append(lw.lin[:], lw.qkv, lw.gateUp) {
+		if t != nil {
+			ts = append(ts, t)
+		}
+	}
+	return ts
 }
 
 func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
@@ -82,7 +118,16 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
 		return lw, err
 	}
+	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false); err != nil {
+		return lw, err
+	}
+	if lw.gateUp, err = bd.fused(p, d, []int{gateProj, upProj}, true); err != nil {
+		return lw, err
+	}
 	for j, m := range LinearModules {
+		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) {
+			continue
+		}
 		n, k, _ := d.linearShape(m)
 		if lw.lin[j], err = bd.linear(p+m, n, k); err != nil {
 			return lw, err
@@ -230,9 +275,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	}
 
 	// out = h + down_proj(silu(gate_proj(n)) * up_proj(n)), n = post_attention_layernorm(h)
-	b.MatMul(gate, xn, lw.lin[gateProj])
-	b.MatMul(up, xn, lw.lin[upProj])
-	runtime.SwiGLU(b, gate, gate, up)
+	lw.act(b, xn, gate, up)
 	if err := emitAs("ffn_act", gate); err != nil {
 		return err
 	}
@@ -250,9 +293,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 	if err := emitAs("attn_norm", xn); err != nil {
 		return err
 	}
-	b.MatMul(q, xn, lw.lin[qProj])
-	b.MatMul(k, xn, lw.lin[kProj])
-	b.MatMul(v, xn, lw.lin[vProj])
+	lw.project(b, xn, q, k, v)
 	for _, sp := range spans {
 		b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
 		b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)

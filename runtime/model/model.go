@@ -560,8 +560,7 @@ func (m *Model) StepBytes() int64 {
 	}
 	n := size(m.norm) + size(m.head)
 	for _, l := range m.layers {
-		n += size(l.attnNorm) + size(l.ffnNorm)
-		for _, t := range l.lin {
+		for _, t := range l.tensors() {
 			n += size(t)
 		}
 	}

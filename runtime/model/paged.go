@@ -22,10 +22,23 @@ type PagedCache struct {
 	k, v   []runtime.Tensor
 	gk, gv runtime.Tensor // [maxLen, kvDim] gather scratch
 	maxLen int
+	width  int // block table entries a sequence of maxLen positions needs
+
+	// NoGraphs makes decode steps run their ops one by one even on a
+	// backend that records graphs (runtime.Grapher): the reference the
+	// replayed steps are checked against.
+	NoGraphs bool
+	dec      map[int]*decodeState // by row count
+	graphErr error                // why recording failed; steps then run op by op
 }
 
+// GraphErr reports why decode steps could not be recorded as graphs (nil
+// when they are, or when the backend does not record).
+func (c *PagedCache) GraphErr() error { return c.graphErr }
+
 // NewPagedCache allocates a paged cache of blocks blocks of blockSize
-// positions for sequences of at most maxLen positions.
+// positions for sequences of at most maxLen positions, plus one block that
+// the padding rows of a replayed decode step write to.
 func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error) {
 	pool, err := kvcache.NewPool(blocks, blockSize)
 	if err != nil {
@@ -34,7 +47,7 @@ func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("model: paged cache for sequences of %d positions", maxLen)
 	}
-	c := &PagedCache{Pool: pool, b: m.b, maxLen: maxLen}
+	c := &PagedCache{Pool: pool, b: m.b, maxLen: maxLen, width: pool.BlocksFor(maxLen)}
 	alloc := func(rows int) (runtime.Tensor, error) {
 		t, err := m.b.Alloc(m.dtype(), rows, m.d.kvDim())
 		if err != nil {
@@ -45,7 +58,7 @@ func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error
 	}
 	for range m.layers {
 		for _, dst := range []*[]runtime.Tensor{&c.k, &c.v} {
-			t, err := alloc(blocks * blockSize)
+			t, err := alloc((blocks + 1) * blockSize)
 			if err != nil {
 				return nil, err
 			}
@@ -67,8 +80,12 @@ func (m *Model) KVBytesPerPosition() int64 {
 	return int64(len(m.layers)) * 2 * int64(m.d.kvDim()) * int64(m.dtype().Size())
 }
 
-// Free releases the cache's memory.
+// Free releases the cache's memory and its decode graphs.
 func (c *PagedCache) Free() {
+	for _, ds := range c.dec {
+		ds.free(c.b)
+	}
+	c.dec = nil
 	for _, t := range slices.Concat(c.k, c.v, []runtime.Tensor{c.gk, c.gv}) {
 		if t != nil {
 			c.b.Free(t)
@@ -152,6 +169,9 @@ func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 		spans[i] = span{row0: rows, rows: len(s.Tokens), pos0: s.Seq.Len, paged: c, seq: s.Seq}
 		ids = append(ids, s.Tokens...)
 		rows += len(s.Tokens)
+	}
+	if m.canDecode(seqs) {
+		return m.decode(c, seqs)
 	}
 	x, err := m.run(spans, ids, nil)
 	if err != nil {

@@ -173,6 +173,56 @@ func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool
 	return t, true, nil
 }
 
+// fused binds the Linear modules js of the layer with prefix p (indices
+// into LinearModules) as one tensor where the backend fuses quantized
+// weights (runtime.FusedQuantLoader) and all of them are GPTQ weights it
+// keeps quantized with one layout: split outputs, or with glu the gate/up
+// product. It returns nil, without error, where they are bound one by one.
+func (bd *binder) fused(p string, d dims, js []int, glu bool) (runtime.Tensor, error) {
+	fl, ok := bd.b.(runtime.FusedQuantLoader)
+	if !ok || bd.quant == nil || bd.dt == runtime.F32 || bd.dequant {
+		return nil, nil
+	}
+	var ws []*runtime.QuantWeight
+	for _, j := range js {
+		module := p + LinearModules[j]
+		if _, err := bd.w.Tensor(module + ".qweight"); err != nil {
+			return nil, nil // unquantized, or missing: the one-by-one path says which
+		}
+		n, k, _ := d.linearShape(LinearModules[j])
+		l, err := readLinear(bd.w, module, n, k, bd.quant)
+		if err != nil {
+			return nil, err
+		}
+		qw, err := Sequential(l)
+		if err != nil {
+			return nil, fmt.Errorf("model: %s: %w", module, err)
+		}
+		if qw == nil {
+			return nil, nil
+		}
+		ws = append(ws, qw)
+	}
+	if !runtime.SamePermutation(ws...) {
+		return nil, nil
+	}
+	var t runtime.Tensor
+	var err error
+	if glu {
+		t, err = fl.LoadQuantGLU(ws[0], ws[1])
+	} else {
+		t, err = fl.LoadQuantSplit(ws)
+	}
+	switch {
+	case errors.Is(err, runtime.ErrQuantUnsupported):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("model: layer %s fused %v: %w", p, js, err)
+	}
+	bd.made = append(bd.made, t)
+	return t, nil
+}
+
 // Sequential returns l in the runtime's neutral quantized layout with act
 // order made sequential: inputs sorted by group (stable), so that each
 // group is a contiguous run of GroupSize inputs, and Perm mapping them back

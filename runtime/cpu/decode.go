@@ -1,0 +1,108 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+func indexOf(op string, t runtime.Tensor, n int) []int32 {
+	it := tensorOf(t)
+	if !it.i32 || len(it.ints) < n {
+		panic(fmt.Sprintf("cpu: %s: index tensor %v %v, want I32 of at least %d", op, it.DType(), it.shape, n))
+	}
+	return it.ints
+}
+
+// EmbeddingAt implements runtime.PagedDecoder.
+func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
+	d := tensorOf(dst)
+	idx := indexOf("embedding", ids, d.rows())
+	rows := make([]int, d.rows())
+	for i := range rows {
+		rows[i] = int(idx[i])
+	}
+	b.Embedding(dst, table, rows)
+}
+
+// RoPEStore implements runtime.PagedDecoder.
+func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	qt, kt, vt, kct, vct := tensorOf(q), tensorOf(k), tensorOf(v), tensorOf(kc), tensorOf(vc)
+	rows, kvc := qt.rows(), kt.cols()
+	if kt.rows() != rows || vt.rows() != rows || vt.cols() != kvc || kct.cols() != kvc || vct.cols() != kvc || kct.rows() != vct.rows() {
+		panic(fmt.Sprintf("cpu: rope-store q %v k %v v %v into %v %v", qt.shape, kt.shape, vt.shape, kct.shape, vct.shape))
+	}
+	p, s := indexOf("rope-store", pos, rows), indexOf("rope-store", slot, rows)
+	at := func(t int) int { return int(p[t]) }
+	b.rope(qt, headDim, theta, at)
+	b.rope(kt, headDim, theta, at)
+	for r := range rows {
+		sl := int(s[r])
+		if sl < 0 || sl >= kct.rows() {
+			panic(fmt.Sprintf("cpu: rope-store slot %d outside the cache's %d rows", sl, kct.rows()))
+		}
+		copy(kct.data[sl*kvc:(sl+1)*kvc], kt.data[r*kvc:(r+1)*kvc])
+		copy(vct.data[sl*kvc:(sl+1)*kvc], vt.data[r*kvc:(r+1)*kvc])
+	}
+}
+
+// PagedAttention implements runtime.PagedDecoder: Attention's arithmetic
+// (fp32 scores, the max subtracted, the sum in float64) over keys found
+// through the block table.
+func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
+	d, qt, kt, vt := tensorOf(dst), tensorOf(q), tensorOf(kc), tensorOf(vc)
+	hd := p.HeadDim
+	rows, qc, kvc := qt.rows(), qt.cols(), kt.cols()
+	if hd <= 0 || qc%hd != 0 || kvc%hd != 0 || vt.cols() != kvc || d.rows() != rows || d.cols() != qc || blockSize <= 0 || rows == 0 {
+		panic(fmt.Sprintf("cpu: paged attention dst %v q %v kc %v vc %v params %+v: shape mismatch", d.shape, qt.shape, kt.shape, vt.shape, p))
+	}
+	hq, hkv := qc/hd, kvc/hd
+	if hq%hkv != 0 {
+		panic(fmt.Sprintf("cpu: paged attention %d query heads over %d kv heads", hq, hkv))
+	}
+	ps := indexOf("paged attention", pos, rows)
+	tab := tensorOf(tables)
+	width := tab.Len() / rows
+	tb := indexOf("paged attention", tables, rows*width)
+	group := hq / hkv
+	b.parallel(rows*hq, func(task int) {
+		r, h := task/hq, task%hq
+		i := int(ps[r])
+		j0 := 0
+		if p.Window > 0 {
+			j0 = max(0, i-p.Window+1)
+		}
+		row := func(j int) int {
+			blk := j / blockSize
+			if blk >= width {
+				panic(fmt.Sprintf("cpu: paged attention position %d past a block table of %d blocks", j, width))
+			}
+			return int(tb[r*width+blk])*blockSize + j%blockSize
+		}
+		qr := qt.data[r*qc+h*hd : r*qc+(h+1)*hd]
+		kh := (h / group) * hd
+		sc := make([]float32, i-j0+1)
+		mx := float32(math.Inf(-1))
+		for j := range sc {
+			o := row(j0+j)*kvc + kh
+			sc[j] = dotGo(qr, kt.data[o:o+hd]) * p.Scale
+			mx = max(mx, sc[j])
+		}
+		var sum float64
+		for j, s := range sc {
+			e := float32(math.Exp(float64(s - mx)))
+			sc[j] = e
+			sum += float64(e)
+		}
+		inv := float32(1 / sum)
+		out := d.data[r*qc+h*hd : r*qc+(h+1)*hd]
+		clear(out)
+		for j, s := range sc {
+			o := row(j0+j)*kvc + kh
+			b.kern.axpy(s*inv, vt.data[o:o+hd], out)
+		}
+	})
+}
+
+var _ runtime.PagedDecoder = (*Backend)(nil)

@@ -1,0 +1,203 @@
+package cuda
+
+import (
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// index returns an I32 tensor of at least n elements.
+func (b *Backend) index(op string, t runtime.Tensor, n int) *Tensor {
+	it := b.tensor(t)
+	if it.dt != runtime.I32 || it.n < n {
+		panic(fmt.Sprintf("cuda: %s: index tensor %v %v, want I32 of at least %d", op, it.dt, it.shape, n))
+	}
+	return it
+}
+
+// EmbeddingAt implements runtime.PagedDecoder.
+func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
+	d, tb := b.tensor(dst), b.tensor(table)
+	h := runtime.Cols(tb)
+	rows := runtime.Rows(d)
+	it := b.index("embedding", ids, rows)
+	if runtime.Cols(d) != h || d.dt != tb.dt {
+		panic(fmt.Sprintf("cuda: embedding dst %v %v from table %v %v", d.dt, d.shape, tb.dt, tb.shape))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, it.ptr, int32(rows), int32(h))
+}
+
+// RoPEStore implements runtime.PagedDecoder.
+func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	qt, kt, vt, kct, vct := b.tensor(q), b.tensor(k), b.tensor(v), b.tensor(kc), b.tensor(vc)
+	rows, kvc := runtime.Rows(qt), runtime.Cols(kt)
+	if headDim <= 0 || headDim%2 != 0 || runtime.Cols(qt)%headDim != 0 || kvc%headDim != 0 || runtime.Rows(kt) != rows ||
+		vt.n != kt.n || runtime.Cols(kct) != kvc || kct.n != vct.n || kt.dt != qt.dt || vt.dt != qt.dt || kct.dt != qt.dt || vct.dt != qt.dt {
+		panic(fmt.Sprintf("cuda: rope-store q %v k %v v %v into %v %v, head dim %d", qt.shape, kt.shape, vt.shape, kct.shape, vct.shape, headDim))
+	}
+	pt, st := b.index("rope-store", pos, rows), b.index("rope-store", slot, rows)
+	b.enter()
+	defer b.exit()
+	inv, err := b.ropeFreqs(headDim, theta)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	hq, hkv := runtime.Cols(qt)/headDim, kvc/headDim
+	n := int64(rows)*int64(hq+hkv)*int64(headDim/2) + int64(rows)*int64(kvc)
+	b.run("decode.cu", "rope_store_"+suffix(qt.dt), grid1(n), Dim{X: threads}, 0,
+		qt.ptr, kt.ptr, vt.ptr, kct.ptr, vct.ptr, pt.ptr, st.ptr, inv, int32(rows), int32(hq), int32(hkv), int32(headDim))
+}
+
+// pagedSplits is how many blocks share one query head's positions in
+// PagedAttention: enough blocks for two waves over the SMs, at most 32.
+func (b *Backend) pagedSplits(rows, groups int) int {
+	return max(1, min(32, (2*b.sms+rows*groups-1)/(rows*groups)))
+}
+
+// PagedAttention implements runtime.PagedDecoder for head sizes up to 256.
+func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
+	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
+	hd := p.HeadDim
+	rows := runtime.Rows(qt)
+	if hd <= 0 || hd > 256 || runtime.Cols(qt)%hd != 0 || runtime.Cols(kt)%hd != 0 || d.n != qt.n || kt.n != vt.n || blockSize <= 0 || rows == 0 ||
+		d.dt != qt.dt || kt.dt != qt.dt || vt.dt != qt.dt {
+		panic(fmt.Sprintf("cuda: paged attention dst %v q %v kc %v vc %v head dim %d block %d", d.shape, qt.shape, kt.shape, vt.shape, hd, blockSize))
+	}
+	hq, hkv := runtime.Cols(qt)/hd, runtime.Cols(kt)/hd
+	if hq%hkv != 0 {
+		panic(fmt.Sprintf("cuda: paged attention with %d query and %d kv heads", hq, hkv))
+	}
+	tt := b.tensor(tables)
+	width := tt.n / rows
+	tt = b.index("paged attention", tables, rows*width)
+	pt := b.index("paged attention", pos, rows)
+	b.enter()
+	defer b.exit()
+	groups := (hq + 3) / 4
+	S := b.pagedSplits(rows, groups)
+	var part, cnt uint64
+	if S > 1 {
+		pb, err := b.scratch(&b.apart, int64(rows)*int64(hq)*int64(S)*int64(hd+2)*4)
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if b.acount == nil || b.acount.Size < int64(4*rows*groups) {
+			// Counters start at zero; the kernel leaves them there.
+			if _, err := b.scratch(&b.acount, int64(4*max(rows*groups, 4096))); err != nil {
+				b.fail(err)
+				return
+			}
+		}
+		part, cnt = pb.Ptr, b.acount.Ptr
+	}
+	b.run("decode.cu", "paged_attn_"+suffix(qt.dt), Dim{X: groups, Y: S, Z: rows}, Dim{X: 128}, 0,
+		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
+		int32(p.Window), p.Scale, part, cnt)
+}
+
+// Graph is a recorded CUDA graph (runtime.Graph).
+type Graph struct {
+	b    *Backend
+	exec uintptr
+}
+
+// captureRelaxed is CU_STREAM_CAPTURE_MODE_RELAXED: other threads may make
+// calls that are unsafe during capture (the allocator's cuMemGetInfo).
+const captureRelaxed = 2
+
+// Capture implements runtime.Grapher: the stream's work issued by fn is
+// recorded, instantiated and returned as a Graph. An op that would allocate
+// fails the capture with an error instead.
+func (b *Backend) Capture(fn func() error) (runtime.Graph, error) {
+	b.enter()
+	if b.err != nil {
+		b.exit()
+		return nil, fmt.Errorf("cuda: capture: the backend is in error since an earlier operation: %w", b.err)
+	}
+	if err := cuErr("cuStreamBeginCapture", drv.cuStreamBeginCapture(b.stream, captureRelaxed)); err != nil {
+		b.exit()
+		return nil, err
+	}
+	b.capturing = true
+	b.exit()
+
+	ferr := fn()
+
+	b.enter()
+	defer b.exit()
+	b.capturing = false
+	var g uintptr
+	eerr := cuErr("cuStreamEndCapture", drv.cuStreamEndCapture(b.stream, &g))
+	if g != 0 {
+		defer drv.cuGraphDestroy(g)
+	}
+	switch {
+	case ferr != nil:
+		return nil, ferr
+	case b.err != nil:
+		// An op failed while recording; the capture is void, the backend
+		// usable again.
+		err := b.err
+		b.err = nil
+		return nil, fmt.Errorf("cuda: capture: %w", err)
+	case eerr != nil:
+		return nil, eerr
+	}
+	var exec uintptr
+	if err := cuErr("cuGraphInstantiateWithFlags", drv.cuGraphInstantiate(&exec, g, 0)); err != nil {
+		return nil, err
+	}
+	b.graphs++
+	return &Graph{b: b, exec: exec}, nil
+}
+
+// Launch implements runtime.Graph.
+func (g *Graph) Launch() error {
+	b := g.b
+	b.enter()
+	defer b.exit()
+	if g.exec == 0 {
+		return fmt.Errorf("cuda: launch of a freed graph")
+	}
+	if b.err != nil {
+		return fmt.Errorf("cuda: the backend is in error since an earlier operation: %w", b.err)
+	}
+	return cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream))
+}
+
+// Free implements runtime.Graph. Scratch retired while graphs were alive is
+// released with the last one.
+func (g *Graph) Free() {
+	if g == nil || g.exec == 0 {
+		return
+	}
+	b := g.b
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		g.exec = 0 // went with the context
+		return
+	}
+	b.enter()
+	defer b.exit()
+	drv.cuStreamSynchronize(b.stream)
+	drv.cuGraphExecDestroy(g.exec)
+	g.exec = 0
+	b.graphs--
+	if b.graphs == 0 {
+		for _, buf := range b.retired {
+			b.alloc.release(buf.Ptr, buf.cls)
+		}
+		b.retired = nil
+	}
+}
+
+var (
+	_ runtime.PagedDecoder = (*Backend)(nil)
+	_ runtime.Grapher      = (*Backend)(nil)
+)

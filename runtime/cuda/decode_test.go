@@ -1,0 +1,294 @@
+package cuda_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// TestFusedQuant checks the fused q/k/v (split outputs) and gate/up (GLU)
+// products, GEMV and dequantize + cuBLAS paths, against float64 products of
+// the separate weights.
+func TestFusedQuant(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(9, 10))
+	const K = 512
+	for _, M := range []int{1, 4, 8, 13} {
+		for _, perm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("M%d-perm=%v", M, perm), func(t *testing.T) {
+				base := randomQuant(r, K, 256, 4, 128, perm)
+				like := func(N int) *runtime.QuantWeight {
+					q := randomQuant(r, K, N, 4, 128, false)
+					q.Perm = base.Perm
+					return q
+				}
+				ws := []*runtime.QuantWeight{base, like(128), like(64)}
+				xv := make([]float32, M*K)
+				for i := range xv {
+					xv[i] = float32(r.NormFloat64())
+				}
+				x, xr := upload(t, b, runtime.F16, xv, M, K)
+
+				split, err := b.LoadQuantSplit(ws)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(split)
+				var dsts []runtime.Tensor
+				for _, w := range ws {
+					d, _ := upload(t, b, runtime.F16, make([]float32, M*w.N), M, w.N)
+					dsts = append(dsts, d)
+				}
+				gate, up := like(192), like(192)
+				glu, err := b.LoadQuantGLU(gate, up)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(glu)
+				act, _ := upload(t, b, runtime.F16, make([]float32, M*192), M, 192)
+				g := backendtest.RefMatMul(xr, gate.Dequantize(), M, 192, K)
+				u := backendtest.RefMatMul(xr, up.Dequantize(), M, 192, K)
+				wantAct := make([]float64, len(g))
+				for i := range g {
+					wantAct[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+				}
+				for _, forced := range []bool{false, true} {
+					b.SetDequantGEMM(forced)
+					b.MatMulSplit(dsts, x, split)
+					for i, w := range ws {
+						got := make([]float32, M*w.N)
+						if err := b.Download(got, dsts[i]); err != nil {
+							t.Fatal(err)
+						}
+						if nmse := backendtest.NMSE(got, backendtest.RefMatMul(xr, w.Dequantize(), M, w.N, K)); !(nmse < 2e-6) {
+							t.Errorf("forced %v: split output %d: nmse %.3g", forced, i, nmse)
+						}
+					}
+					b.MatMulGLU(act, x, glu)
+					got := make([]float32, M*192)
+					if err := b.Download(got, act); err != nil {
+						t.Fatal(err)
+					}
+					if nmse := backendtest.NMSE(got, wantAct); !(nmse < 1e-5) {
+						t.Errorf("forced %v: glu nmse %.3g", forced, nmse)
+					}
+				}
+				b.SetDequantGEMM(false)
+			})
+		}
+	}
+	// Different permutations do not fuse.
+	a, c := randomQuant(r, K, 64, 4, 128, true), randomQuant(r, K, 64, 4, 128, true)
+	if _, err := b.LoadQuantSplit([]*runtime.QuantWeight{a, c}); err == nil {
+		t.Error("weights with different permutations were fused")
+	}
+}
+
+func i32s(v []int32) []byte {
+	out := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(x))
+	}
+	return out
+}
+
+// TestPagedDecoderOps runs EmbeddingAt, RoPEStore and PagedAttention on the
+// device and on the CPU reference with the same scattered block tables,
+// positions (long enough for split attention) and a sliding window.
+func TestPagedDecoderOps(t *testing.T) {
+	b := gputest.Backend(t)
+	c := cpu.New(0)
+	r := rand.New(rand.NewPCG(11, 12))
+	const hd, hq, hkv, bs, blocks, width = 128, 8, 2, 16, 64, 24
+	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
+		for _, window := range []int{0, 100} {
+			t.Run(fmt.Sprintf("%v-window%d", dt, window), func(t *testing.T) {
+				rows := 5
+				pos := []int32{0, 17, 140, 300, 383}
+				slots := make([]int32, rows)
+				tables := make([]int32, rows*width)
+				perm := r.Perm(blocks)
+				for i := range rows {
+					for j := range width {
+						tables[i*width+j] = int32(perm[(i*7+j)%blocks])
+					}
+					slots[i] = tables[i*width+int(pos[i])/bs]*bs + pos[i]%bs
+				}
+				ids := []int32{3, 1, 4, 1, 5}
+				rand32 := func(n int) []float32 {
+					v := make([]float32, n)
+					for i := range v {
+						v[i] = float32(r.NormFloat64())
+					}
+					return v
+				}
+				qv, kv, vv := rand32(rows*hq*hd), rand32(rows*hkv*hd), rand32(rows*hkv*hd)
+				kcv, vcv := rand32(blocks*bs*hkv*hd), rand32(blocks*bs*hkv*hd)
+				table := rand32(10 * hd * hq)
+				type side struct {
+					b                                         runtime.Backend
+					q, k, v, kc, vc, pos, slot, tab, ids, emb runtime.Tensor
+					out, x                                    runtime.Tensor
+				}
+				mk := func(be runtime.Backend, dt runtime.DType) *side {
+					s := &side{b: be}
+					ft := func(v []float32, rows, cols int) runtime.Tensor {
+						x, err := be.Alloc(dt, rows, cols)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := be.Upload(x, v); err != nil {
+							t.Fatal(err)
+						}
+						return x
+					}
+					it := func(v []int32) runtime.Tensor {
+						x, err := be.Alloc(runtime.I32, len(v))
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := be.UploadRaw(x, i32s(v), runtime.I32); err != nil {
+							t.Fatal(err)
+						}
+						return x
+					}
+					s.q, s.k, s.v = ft(qv, rows, hq*hd), ft(kv, rows, hkv*hd), ft(vv, rows, hkv*hd)
+					s.kc, s.vc = ft(kcv, blocks*bs, hkv*hd), ft(vcv, blocks*bs, hkv*hd)
+					s.emb, s.x = ft(table, 10, hq*hd), ft(make([]float32, rows*hq*hd), rows, hq*hd)
+					s.out = ft(make([]float32, rows*hq*hd), rows, hq*hd)
+					s.pos, s.slot, s.tab, s.ids = it(pos), it(slots), it(tables), it(ids)
+					return s
+				}
+				// The reference starts from the device's rounded inputs.
+				g := mk(b, dt)
+				round := func(x runtime.Tensor) []float32 {
+					v := make([]float32, x.Len())
+					if err := b.Download(v, x); err != nil {
+						t.Fatal(err)
+					}
+					return v
+				}
+				qv, kv, vv, kcv, vcv, table = round(g.q), round(g.k), round(g.v), round(g.kc), round(g.vc), round(g.emb)
+				h := mk(c, runtime.F32)
+				p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(hd))}
+				for _, s := range []*side{g, h} {
+					pd := s.b.(runtime.PagedDecoder)
+					pd.EmbeddingAt(s.x, s.emb, s.ids)
+					pd.RoPEStore(s.q, s.k, s.v, s.kc, s.vc, s.pos, s.slot, hd, 10000)
+					pd.PagedAttention(s.out, s.q, s.kc, s.vc, s.tab, s.pos, bs, p)
+				}
+				tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4, runtime.F32: 1e-10}[dt]
+				for _, e := range []struct {
+					name string
+					g, h runtime.Tensor
+				}{{"embedding", g.x, h.x}, {"q", g.q, h.q}, {"kc", g.kc, h.kc}, {"vc", g.vc, h.vc}, {"attention", g.out, h.out}} {
+					want := make([]float32, e.h.Len())
+					if err := c.Download(want, e.h); err != nil {
+						t.Fatal(err)
+					}
+					w64 := make([]float64, len(want))
+					for i, v := range want {
+						w64[i] = float64(v)
+					}
+					if nmse := backendtest.NMSE(round(e.g), w64); !(nmse < tol) {
+						t.Errorf("%s: nmse %.3g against the CPU, want < %.1g", e.name, nmse, tol)
+					}
+				}
+				for _, x := range []runtime.Tensor{g.q, g.k, g.v, g.kc, g.vc, g.pos, g.slot, g.tab, g.ids, g.emb, g.out, g.x} {
+					b.Free(x)
+				}
+			})
+		}
+	}
+}
+
+// TestPagedDecodeGraphs decodes three sequences of openchat-tiny in fp16
+// with the paged cache: steps replayed from CUDA graphs (rows padded to a
+// bucket of 4) must give exactly the logits of the same steps run op by
+// op, and both must match the CPU reference of each sequence alone.
+func TestPagedDecodeGraphs(t *testing.T) {
+	b := gputest.Backend(t)
+	dir := fixtures.Path(t, "models/openchat-tiny")
+	mc := load(t, dir, cpu.New(0))
+	mg, err := model.LoadWith(dir, b, model.Options{DType: runtime.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mg.Close()
+	ids := fixtures.WikiIDs(t)[:200]
+	prompts := [][]int{ids[:37], ids[40:45], ids[50:150]}
+	logits := map[bool][][][]float32{}
+	for _, graphs := range []bool{true, false} {
+		c, err := mg.NewPagedCache(64, 16, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.NoGraphs = !graphs
+		seqs := make([]kvcache.Seq, len(prompts))
+		var steps []model.StepSeq
+		for i, p := range prompts {
+			if err := c.Pool.Reserve(&seqs[i], len(p)+8); err != nil {
+				t.Fatal(err)
+			}
+			steps = append(steps, model.StepSeq{Seq: &seqs[i], Tokens: p, Logits: true})
+		}
+		out, err := mg.Step(c, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var all [][][]float32
+		for step := range 6 {
+			all = append(all, out)
+			for i := range steps {
+				steps[i].Tokens = []int{ids[160+step*3+i]}
+			}
+			if out, err = mg.Step(c, steps); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all = append(all, out)
+		if graphs && c.GraphErr() != nil {
+			t.Fatalf("decode steps were not recorded: %v", c.GraphErr())
+		}
+		logits[graphs] = all
+		c.Free()
+	}
+	for step := range logits[true] {
+		for i := range prompts {
+			g, e := logits[true][step][i], logits[false][step][i]
+			for j := range g {
+				if g[j] != e[j] {
+					t.Fatalf("step %d sequence %d: replayed logit %d = %v, op by op %v", step, i, j, g[j], e[j])
+				}
+			}
+		}
+	}
+	// The CPU reference of the last step, each sequence alone.
+	for i, p := range prompts {
+		seq := append([]int(nil), p...)
+		for step := range 6 {
+			seq = append(seq, ids[160+step*3+i])
+		}
+		want, err := mc.ForwardLast(seq, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w64 := make([]float64, len(want))
+		for j, v := range want {
+			w64[j] = float64(v)
+		}
+		if nmse := backendtest.NMSE(logits[true][6][i], w64); !(nmse < 1e-4) {
+			t.Errorf("sequence %d: fp16 decode logits nmse %.3g against the fp32 CPU", i, nmse)
+		}
+	}
+}

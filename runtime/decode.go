@@ -1,0 +1,75 @@
+package runtime
+
+// PagedDecoder is a Backend whose decode-step ops read their per-token
+// positions, cache slots, ids and block tables from I32 tensors on the
+// backend, so that a step issues no host transfer between its first op and
+// its logits and can be recorded once as a Graph and replayed.
+//
+// The paged KV cache of one layer is a pair of tensors kc, vc [slots,
+// kvHeads*headDim]; a sequence's position p lives in row
+// tables[r, p/blockSize]*blockSize + p%blockSize.
+type PagedDecoder interface {
+	// EmbeddingAt sets dst[r,:] = table[ids[r],:] for ids I32 [rows]
+	// (in range: the caller checks them on the host).
+	EmbeddingAt(dst, table, ids Tensor)
+	// RoPEStore rotates rows r of q [rows, Hq*D] and k [rows, Hkv*D] in
+	// place as RoPE does, each at its own position pos[r] (I32 [rows]), then
+	// copies row r of k and of v into row slot[r] of kc and vc.
+	RoPEStore(q, k, v, kc, vc, pos, slot Tensor, headDim int, theta float64)
+	// PagedAttention sets dst row r to the attention of query row r of q (at
+	// position pos[r]) over positions 0..pos[r] of its sequence, whose block
+	// table is row r of tables (I32 [rows, width]), under p's head size,
+	// window and scale (p.Pos0 is unused). dst must not alias q.
+	PagedAttention(dst, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams)
+}
+
+// Graph is a recorded sequence of a backend's ops, replayed by Launch with
+// the tensors it was recorded with (their current contents).
+type Graph interface {
+	// Launch replays the ops; like the ops, it does not wait for them.
+	Launch() error
+	// Free releases the graph.
+	Free()
+}
+
+// Grapher is a Backend that records ops as a Graph: Capture calls fn, whose
+// ops are recorded instead of run. fn must not transfer data, wait, or
+// allocate (run it once uncaptured first, so that every scratch buffer
+// exists); tensors it uses must outlive the graph.
+type Grapher interface {
+	Capture(fn func() error) (Graph, error)
+}
+
+// FusedQuantLoader is a QuantLoader that loads quantized weights sharing
+// one input (the same K, bits, group size and permutation: q/k/v, or
+// gate/up) as one tensor, multiplied in one pass over the input. It returns
+// ErrQuantUnsupported for weights it does not fuse; the model then loads
+// them one by one.
+type FusedQuantLoader interface {
+	// LoadQuantSplit loads ws as one weight for MatMulSplit.
+	LoadQuantSplit(ws []*QuantWeight) (Tensor, error)
+	// MatMulSplit sets dsts[i] = x·ws[i]ᵀ for w = LoadQuantSplit(ws).
+	MatMulSplit(dsts []Tensor, x, w Tensor)
+	// LoadQuantGLU loads gate and up (the same shape) as one weight for
+	// MatMulGLU.
+	LoadQuantGLU(gate, up *QuantWeight) (Tensor, error)
+	// MatMulGLU sets dst = silu(x·gateᵀ) * (x·upᵀ) for w = LoadQuantGLU(gate,
+	// up) (transformers MistralMLP's act_fn(gate_proj(x)) * up_proj(x)).
+	MatMulGLU(dst, x, w Tensor)
+}
+
+// SamePermutation reports whether the weights can be fused: equal bits, K,
+// group size and permutation.
+func SamePermutation(ws ...*QuantWeight) bool {
+	for _, w := range ws[1:] {
+		if w.Bits != ws[0].Bits || w.K != ws[0].K || w.GroupSize != ws[0].GroupSize || len(w.Perm) != len(ws[0].Perm) {
+			return false
+		}
+		for i, p := range w.Perm {
+			if ws[0].Perm[i] != p {
+				return false
+			}
+		}
+	}
+	return true
+}

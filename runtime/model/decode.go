@@ -1,0 +1,196 @@
+package model
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// maxDecodeRows is the largest step of one-token sequences that takes the
+// decode path (runtime.PagedDecoder); larger ones take the general one.
+const maxDecodeRows = 256
+
+// decodeBucket is the number of rows a decode of n sequences runs with when
+// it is replayed from graphs: one graph per bucket, the rows past n padding.
+func decodeBucket(n int) int {
+	if n <= 8 {
+		r := 1
+		for r < n {
+			r *= 2
+		}
+		return r
+	}
+	return (n + 7) / 8 * 8
+}
+
+// decodeState is what a decode step of a given row count owns, fixed so
+// that the step can be recorded once as a graph and replayed: activations,
+// logits, and the I32 inputs (ids, positions, slots, block tables) that
+// the host refreshes before each step.
+type decodeState struct {
+	rows                   int
+	s                      scratch
+	logits                 runtime.Tensor // [rows, vocab] F32
+	idx                    runtime.Tensor // I32 [rows*(3+width)]: ids, pos, slot, tables
+	ids, pos, slot, tables runtime.Tensor
+	host                   []byte
+	graph                  runtime.Graph
+	runs                   int
+}
+
+func (ds *decodeState) free(b runtime.Backend) {
+	if ds.graph != nil {
+		ds.graph.Free()
+		ds.graph = nil
+	}
+	ds.s.free(b)
+	b.Free(ds.logits)
+	b.Free(ds.idx)
+}
+
+// decodeState returns the cache's state for steps of rows rows, made on
+// first use.
+func (c *PagedCache) decodeState(m *Model, rows int) (*decodeState, error) {
+	if ds := c.dec[rows]; ds != nil {
+		return ds, nil
+	}
+	b := m.b
+	ds := &decodeState{rows: rows, s: scratch{dt: m.dtype()}}
+	fail := func(err error) (*decodeState, error) {
+		ds.free(b)
+		return nil, fmt.Errorf("model: decode state for %d rows: %w", rows, err)
+	}
+	if err := ds.s.ensure(b, m.d, rows); err != nil {
+		return fail(err)
+	}
+	var err error
+	if ds.logits, err = b.Alloc(runtime.F32, rows, m.d.vocab); err != nil {
+		return fail(err)
+	}
+	n := rows * (3 + c.width)
+	if ds.idx, err = b.Alloc(runtime.I32, n); err != nil {
+		return fail(err)
+	}
+	ds.ids, ds.pos, ds.slot = b.View(ds.idx, 0, rows), b.View(ds.idx, rows, rows), b.View(ds.idx, 2*rows, rows)
+	ds.tables = b.View(ds.idx, 3*rows, rows*c.width)
+	ds.host = make([]byte, 4*n)
+	if c.dec == nil {
+		c.dec = map[int]*decodeState{}
+	}
+	c.dec[rows] = ds
+	return ds, nil
+}
+
+// canDecode reports whether a step of seqs can take the decode path.
+func (m *Model) canDecode(seqs []StepSeq) bool {
+	if _, ok := m.b.(runtime.PagedDecoder); !ok || len(seqs) > maxDecodeRows || m.d.headDim > 256 {
+		return false
+	}
+	for _, s := range seqs {
+		if len(s.Tokens) != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// decode runs a step of one token per sequence (validated by Step) through
+// the backend's PagedDecoder ops: the inputs go to the device in one
+// transfer, the layers run (replayed from a graph where the backend records
+// them), and the logits of every sequence come back in one transfer.
+func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
+	b := m.b
+	g, grapher := b.(runtime.Grapher)
+	graphs := grapher && !c.NoGraphs && c.graphErr == nil
+	rows := len(seqs)
+	if grapher {
+		// Padded whether or not this cache records, so that the op-by-op
+		// reference runs the very same shapes.
+		rows = decodeBucket(rows)
+	}
+	ds, err := c.decodeState(m, rows)
+	if err != nil {
+		return nil, err
+	}
+	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
+	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }
+	for r := range rows {
+		id, pos, slot := int32(0), int32(0), trash*int32(bs)
+		var blocks []int32
+		if r < len(seqs) {
+			s := seqs[r].Seq
+			id, pos, slot, blocks = int32(seqs[r].Tokens[0]), int32(s.Len), int32(s.Slot(s.Len, bs)), s.Blocks
+		}
+		put(r, id)
+		put(rows+r, pos)
+		put(2*rows+r, slot)
+		for j := range width {
+			v := trash
+			if j < len(blocks) {
+				v = blocks[j]
+			}
+			put(3*rows+r*width+j, v)
+		}
+	}
+	if err := b.UploadRaw(ds.idx, ds.host, runtime.I32); err != nil {
+		return nil, fmt.Errorf("model: decode inputs: %w", err)
+	}
+	switch {
+	case ds.graph != nil:
+		if err := ds.graph.Launch(); err != nil {
+			return nil, fmt.Errorf("model: decode step: %w", err)
+		}
+	case graphs && ds.runs > 0:
+		// The first run made every scratch buffer the ops need; record the
+		// second. A backend that cannot record runs the ops from now on.
+		gr, err := g.Capture(func() error { m.decodeOps(c, ds); return nil })
+		if err != nil {
+			c.graphErr = err
+			m.decodeOps(c, ds)
+			break
+		}
+		ds.graph = gr
+		if err := gr.Launch(); err != nil {
+			return nil, fmt.Errorf("model: decode step: %w", err)
+		}
+	default:
+		m.decodeOps(c, ds)
+	}
+	ds.runs++
+	flat := make([]float32, len(seqs)*m.d.vocab)
+	if err := b.Download(flat, b.View(ds.logits, 0, len(seqs))); err != nil {
+		return nil, fmt.Errorf("model: logits: %w", err)
+	}
+	out := make([][]float32, len(seqs))
+	for i, s := range seqs {
+		s.Seq.Len++
+		if s.Logits {
+			out[i] = flat[i*m.d.vocab : (i+1)*m.d.vocab : (i+1)*m.d.vocab]
+		}
+	}
+	return out, nil
+}
+
+// decodeOps issues the ops of a decode step over ds's rows: no transfer,
+// no allocation, so that they can be recorded.
+func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
+	b, d, s := m.b, m.d, &ds.s
+	pd := b.(runtime.PagedDecoder)
+	x := s.x
+	pd.EmbeddingAt(x, m.embed, ds.ids)
+	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale}
+	for li := range m.layers {
+		lw := &m.layers[li]
+		b.RMSNorm(s.xn, x, lw.attnNorm, d.eps)
+		lw.project(b, s.xn, s.q, s.k, s.v)
+		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+		pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
+		b.MatMul(s.o, s.att, lw.lin[oProj])
+		runtime.AddRMSNorm(b, s.xn, x, s.o, lw.ffnNorm, d.eps)
+		lw.act(b, s.xn, s.gate, s.up)
+		runtime.MatMulAdd(b, x, s.gate, lw.lin[downProj], x, s.o)
+	}
+	b.RMSNorm(s.xn, x, m.norm, d.eps)
+	b.MatMul(ds.logits, s.xn, m.head)
+}
