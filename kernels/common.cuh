@@ -112,3 +112,12 @@ template <typename T> __device__ __forceinline__ u32x4 pack8(const float* f) {
     v.d = pack2<T>(f[6], f[7]);
     return v;
 }
+
+// load8: eight consecutive elements as fp32 (16-byte aligned for 16-bit T).
+template <typename T> __device__ __forceinline__ void load8(const T* p, float* f) {
+    unpack8<T>(*(const u32x4*)p, f);
+}
+template <> __device__ __forceinline__ void load8<float>(const float* p, float* f) {
+    float4 a = ((const float4*)p)[0], b = ((const float4*)p)[1];
+    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}

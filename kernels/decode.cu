@@ -9,19 +9,21 @@
 // of kc and vc. One thread per (row, head, j) rotation pair, then one per v
 // element; grid-stride.
 //
-// paged_attn_T(out, q, kc, vc, tables [rows, width], width, pos, bs, hq, hkv,
-// hd, window, scale, part, cnt): query row r (position pos[r]) attends over
-// positions lo..pos[r] of its sequence (lo = pos[r]-window+1 with a window),
-// position p in cache row tables[r, p/bs]*bs + p%bs; fp32 math. Grid
-// (ceil(hq/4), S, rows), 128 threads: warp w is query head 4*blockIdx.x + w,
-// and the S blocks of a (row, head group) split the positions into S even
-// chunks (flash-decoding), so that a batch of one still fills the GPU. A
-// warp takes 32 keys at a time, a key a lane: the lane's score is a dot
-// product over the head (q staged in shared memory, pre-scaled), then an
-// online softmax over the tile and P·V with a lane per 32nd dimension. With
-// S > 1 each block writes (max, sum, unnormalised output) per head to part
-// [rows, hq, S, hd+2] and the last of the S blocks to finish (a counter per
-// (row, head group) in cnt, left at zero again) combines them. hd <= 256.
+// paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
+// hq, hkv, hd, window, scale, part, cnt), hd <= 32*C, hq/hkv <= G: query row
+// r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
+// = pos[r]-window+1 with a window), position p in cache row tables[r,
+// p/bs]*bs + p%bs; fp32 math. Grid (hkv, S, rows), 128 threads: a block is
+// one kv head of one row and its query heads (each K and V row is read
+// once for all of them; see paged_attn below), and the S blocks of a (row,
+// kv head) split the positions into S even chunks (flash-decoding), so that
+// a batch of one still spreads over the GPU. With S > 1 each block writes
+// (max, sum, unnormalised output) per head to part [rows, hq, S, hd+2] and
+// the last of the S blocks to finish (a counter per (row, kv head) in cnt,
+// left at zero again) combines them. S is the grid's split count or fewer,
+// at least 32 positions a split, decided per row from its position (the
+// grid is fixed when a step is replayed); the blocks past it return at once.
+// Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
 
 #define ROPE_STORE(N, T)                                                                                      \
     extern "C" __global__ void rope_store_##N(T* q, T* k, const T* v, T* kc, T* vc, const int* pos,              \
@@ -59,148 +61,198 @@ FOR_DTYPES(ROPE_STORE)
 
 #define PA_HDMAX 256
 
-// load8: eight consecutive elements as fp32 (16-byte aligned for 16-bit T).
-template <typename T> __device__ __forceinline__ void load8(const T* p, float* f) {
-    unpack8<T>(*(const u32x4*)p, f);
-}
-template <> __device__ __forceinline__ void load8<float>(const float* p, float* f) {
-    float4 a = ((const float4*)p)[0], b = ((const float4*)p)[1];
-    f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
-}
+#define PA_TILE 128
 
-__device__ __forceinline__ float ldcg_f(const float* p) {
-    float v;
-    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
-    return v;
-}
-
-template <typename T>
+// paged_attn<T, C, G>: one block per (kv head, split, row), 128 threads; the
+// G = hq/hkv query heads of the kv head share every K and V row it loads.
+// A tile of 128 positions at a time: a thread takes one position, finds its
+// cache row, loads its K row (scores for the G heads into shared memory)
+// and its V row (into shared memory); the block updates each head's running
+// max and sum; then warp w and lane l accumulate, for dimensions l + 32c,
+// the probability-weighted V rows of positions w, w+4, ... of the tile.
+// The four warps' sums are added in shared memory at the end.
+template <typename T, int C, int G>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
                            float* part, u32* cnt) {
-    constexpr int C = PA_HDMAX / 32;
-    __shared__ float qs[4][PA_HDMAX];
+    constexpr int D = 32 * C;
+    __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
+    __shared__ float sc[G][PA_TILE];         // scores, then probabilities
+    __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
     __shared__ int last;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int r = blockIdx.z, h = blockIdx.x * 4 + warp, S = gridDim.y, s = blockIdx.y;
+    // Dynamic: the tile's V rows [PA_TILE][D] T, then (after the last tile)
+    // the warps' sums [4][G][D] fp32 in the same memory.
+    extern __shared__ u32x4 smem_pa[];
+    T(*vs)[D] = (T(*)[D])smem_pa;
+    float(*red)[G][D] = (float(*)[G][D])smem_pa;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    // Gr query heads share a kv head; G (a power of two) is at least Gr.
+    const int Gr = hq / hkv;
+    const int kh = blockIdx.x, r = blockIdx.z, s = blockIdx.y, h0 = kh * Gr;
     const int i = pos[r];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
+    // Splits of fewer than 32 positions cost more to combine than they save:
+    // only the first S of the grid's splits take part.
+    const int S = imin(gridDim.y, (i - lo + 32) / 32);
+    if (s >= S) return;
     const int chunk = (i - lo + 1 + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
     const i64 kvc = (i64)hkv * hd;
     const bool vec = (hd & 7) == 0;
-    float m = NEG_INF, l = 0.0f, acc[C];
+    for (int e = tid; e < G * D; e += blockDim.x) {
+        const int g = e / D, d = e % D;
+        ((float*)qs4[g])[d] = d < hd && g < Gr ? to_f32(q[((i64)r * hq + h0 + g) * hd + d]) * scale : 0.0f;
+    }
+    if (tid < G) mh[tid] = NEG_INF, lh[tid] = 0.0f;
+    float acc[G][C];
 #pragma unroll
-    for (int c = 0; c < C; c++) acc[c] = 0.0f;
-    if (h < hq) {
-        const int kh = h / (hq / hkv);
-        for (int d = lane; d < hd; d += 32) qs[warp][d] = to_f32(q[((i64)r * hq + h) * hd + d]) * scale;
-        __syncwarp();
-        const int* tab = tables + (i64)r * width;
-        const T* kb = kc + (i64)kh * hd;
-        const T* vb = vc + (i64)kh * hd;
-        for (int jt = j0; jt < j1; jt += 32) {
-            const int j = jt + lane;
-            const bool ok = j < j1;
-            const i64 row = ok ? (i64)tab[j / bs] * bs + j % bs : 0;
-            float sc = NEG_INF;
-            if (ok) {
-                const T* kr = kb + row * kvc;
-                float dot = 0.0f;
-                if (vec) {
-                    for (int d = 0; d < hd; d += 8) {
-                        float f[8];
-                        load8<T>(kr + d, f);
+    for (int g = 0; g < G; g++)
 #pragma unroll
-                        for (int e = 0; e < 8; e++) dot += qs[warp][d + e] * f[e];
-                    }
-                } else {
-                    for (int d = 0; d < hd; d++) dot += qs[warp][d] * to_f32(kr[d]);
-                }
-                sc = dot;
-            }
-            const float mn = fmaxf(m, warp_max(sc));
-            const float corr = expf(m - mn);
-            const float p = ok ? expf(sc - mn) : 0.0f;
-            l = l * corr + warp_sum(p);
-            m = mn;
+        for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
+    const int* tab = tables + (i64)r * width;
+    const T* kb = kc + (i64)kh * hd;
+    const T* vb = vc + (i64)kh * hd;
+    __syncthreads();
+    for (int jt = j0; jt < j1; jt += PA_TILE) {
+        const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
+        if (j < j1) {
+            const i64 row = (i64)tab[j / bs] * bs + j % bs;
+            const T* kr = kb + row * kvc;
+            const T* vr = vb + row * kvc;
+            float dot[G];
 #pragma unroll
-            for (int c = 0; c < C; c++) acc[c] *= corr;
-            const int nk = imin(32, j1 - jt);
-            for (int jj = 0; jj < nk; jj++) {
-                const float pj = __shfl_sync(0xffffffffu, p, jj);
-                const i64 rj = __shfl_sync(0xffffffffu, row, jj);
-                const T* vr = vb + rj * kvc;
+            for (int g = 0; g < G; g++) dot[g] = 0.0f;
+            if (vec) {
 #pragma unroll
                 for (int c = 0; c < C; c++) {
-                    const int d = lane + 32 * c;
-                    if (d < hd) acc[c] += pj * to_f32(vr[d]);
+                    if (c * 32 < hd) {
+                        float f[32];
+                        u32x4 vv[4];
+#pragma unroll
+                        for (int u = 0; u < 4; u++)
+                            if (c * 32 + u * 8 < hd) {
+                                load8<T>(kr + c * 32 + u * 8, f + u * 8);
+                                if (sizeof(T) == 2) vv[u] = *(const u32x4*)(vr + c * 32 + u * 8);
+                            }
+#pragma unroll
+                        for (int u = 0; u < 4; u++)
+                            if (c * 32 + u * 8 < hd) {
+                                if (sizeof(T) == 2) {
+                                    *(u32x4*)&vs[tid][c * 32 + u * 8] = vv[u];
+                                } else {
+#pragma unroll
+                                    for (int e = 0; e < 8; e++) vs[tid][c * 32 + u * 8 + e] = vr[c * 32 + u * 8 + e];
+                                }
+#pragma unroll
+                                for (int g = 0; g < G; g++) {
+                                    const float4 qa = qs4[g][c * 8 + 2 * u], qb = qs4[g][c * 8 + 2 * u + 1];
+                                    const float* e = f + u * 8;
+                                    dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] +
+                                              qb.y * e[5] + qb.z * e[6] + qb.w * e[7];
+                                }
+                            }
+                    }
+                }
+            } else {
+                for (int d = 0; d < hd; d++) {
+                    const float kv = to_f32(kr[d]);
+                    vs[tid][d] = vr[d];
+#pragma unroll
+                    for (int g = 0; g < G; g++) dot[g] += ((const float*)qs4[g])[d] * kv;
                 }
             }
+#pragma unroll
+            for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
         }
-    }
-    if (S == 1) {
-        if (h < hq) {
+        __syncthreads();
+        // Warp w updates heads w, w+4: the tile's max, the probabilities, the sum.
+        for (int g = warp; g < G; g += 4) {
+            float mx = NEG_INF;
+            for (int e = lane; e < nk; e += 32) mx = fmaxf(mx, sc[g][e]);
+            mx = warp_max(mx);
+            const float mo = mh[g], mn = fmaxf(mo, mx);
+            float sum = 0.0f;
+            for (int e = lane; e < nk; e += 32) {
+                const float p = expf(sc[g][e] - mn);
+                sc[g][e] = p;
+                sum += p;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                const float corr = expf(mo - mn);
+                ch[g] = corr;
+                mh[g] = mn;
+                lh[g] = lh[g] * corr + sum;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            const float corr = ch[g];
+#pragma unroll
+            for (int c = 0; c < C; c++) acc[g][c] *= corr;
+        }
+        for (int e = warp; e < nk; e += 4) {
 #pragma unroll
             for (int c = 0; c < C; c++) {
                 const int d = lane + 32 * c;
-                if (d < hd) out[((i64)r * hq + h) * hd + d] = from_f32<T>(acc[c] / l);
+                const float v = d < hd ? to_f32(vs[e][d]) : 0.0f;
+#pragma unroll
+                for (int g = 0; g < G; g++) acc[g][c] += sc[g][e] * v;
             }
+        }
+        __syncthreads();  // sc and vs are refilled by the next tile
+    }
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
+    __syncthreads();
+    const int nh = Gr;
+    if (S == 1) {
+        for (int e = tid; e < nh * hd; e += blockDim.x) {
+            const int g = e / hd, d = e % hd;
+            const float v = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
+            out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(v / lh[g]);
         }
         return;
     }
-    if (h < hq) {
-        float* pp = part + (((i64)r * hq + h) * S + s) * (hd + 2);
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int d = lane + 32 * c;
-            if (d < hd) pp[2 + d] = acc[c];
-        }
-        if (lane == 0) {
-            pp[0] = m;
-            pp[1] = l;
-        }
+    for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
+        const int g = e / (hd + 2), d = e % (hd + 2);
+        float* pp = part + (((i64)r * hq + h0 + g) * S + s) * (hd + 2);
+        pp[d] = d == 0 ? mh[g] : d == 1 ? lh[g] : red[0][g][d - 2] + red[1][g][d - 2] + red[2][g][d - 2] + red[3][g][d - 2];
     }
     __threadfence();
     __syncthreads();
     u32* ctr = cnt + (i64)r * gridDim.x + blockIdx.x;
-    if (threadIdx.x == 0) last = atomicAdd(ctr, 1u) == (u32)(S - 1);
+    if (tid == 0) last = atomicAdd(ctr, 1u) == (u32)(S - 1);
     __syncthreads();
     if (!last) return;
     __threadfence();
-    if (h < hq) {
-        const float* pp = part + ((i64)r * hq + h) * S * (hd + 2);
+    for (int e = tid; e < nh * hd; e += blockDim.x) {
+        const int g = e / hd, d = e % hd;
+        const float* pp = part + ((i64)r * hq + h0 + g) * S * (hd + 2);
         float M = NEG_INF;
-        for (int y = 0; y < S; y++) M = fmaxf(M, ldcg_f(pp + y * (hd + 2)));
-        float L = 0.0f, o[C];
-#pragma unroll
-        for (int c = 0; c < C; c++) o[c] = 0.0f;
+        for (int y = 0; y < S; y++) M = fmaxf(M, __ldcg(pp + y * (hd + 2)));
+        float L = 0.0f, o = 0.0f;
         for (int y = 0; y < S; y++) {
             const float* py = pp + y * (hd + 2);
-            const float my = ldcg_f(py);
-            if (my == NEG_INF) continue;
-            const float w = expf(my - M);
-            L += w * ldcg_f(py + 1);
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                const int d = lane + 32 * c;
-                if (d < hd) o[c] += w * ldcg_f(py + 2 + d);
-            }
+            const float w = expf(__ldcg(py) - M);
+            L += w * __ldcg(py + 1);
+            o += w * __ldcg(py + 2 + d);
         }
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int d = lane + 32 * c;
-            if (d < hd) out[((i64)r * hq + h) * hd + d] = from_f32<T>(o[c] / L);
-        }
+        out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(o / L);
     }
-    if (threadIdx.x == 0) *ctr = 0;
+    if (tid == 0) *ctr = 0;
 }
 
-#define PAGED_ATTN(N, T)                                                                                       \
-    extern "C" __global__ void __launch_bounds__(128) paged_attn_##N(                                             \
+#define PAGED_ATTN_CG(N, T, C, G)                                                                              \
+    extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##_##N(                               \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt) {                                        \
-        paged_attn<T>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt);             \
+        paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt);       \
     }
+#define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
+#define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)
 FOR_DTYPES(PAGED_ATTN)

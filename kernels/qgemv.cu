@@ -1,29 +1,40 @@
 // qgemv.cu: matrix products with group-quantized weights (runtime/cuda
-// quant.go), 4 and 8 bits.
+// quant.go), 4 and 8 bits, on tensor cores.
 //
 // Weight layout, made once at load from runtime.QuantWeight (act order
-// already sequential):
-//   qw   u32 [R, N], R = K/KP, KP = 32/BITS inputs a word: word (r, n) holds
-//        the codes of sequential inputs k = r*KP + j at bits j*BITS, LSB
-//        first (GPTQ's qweight packing);
+// already sequential), tiled for mma.sync.m16n8k16 with the weight as the A
+// operand (16 output columns × 16 inputs) so that a warp's 16-byte loads
+// are its A fragments:
+//   qw   u32x4 [N/16][K/KB][32 lanes]: chunk (tile nt, kc) holds inputs
+//        kc*KB.. of columns nt*16..nt*16+15, KB = 64 (4 bits) or 32 (8
+//        bits); lane (g = lane/4, t = lane%4) holds, for each 16-input step
+//        kk, the codes of A[r][c] = code(input kk+c, column nt*16+r) at
+//        (r, c) = (g, 2t|2t+1), (g+8, 2t|2t+1), (g, 2t+8|2t+9), (g+8,
+//        2t+8|2t+9): 4 bits: one u32 a step, pair i at bits 4i (first input)
+//        and 4i+16 (second); 8 bits: two u32 a step, pairs 0 and 1 of the
+//        first at bytes 0/2 and 1/3, pairs 2 and 3 likewise in the second;
 //   sz   u32 [G, N]: the fp16 pair (scale, 1024 + zero) of group g, column n,
 //        the scale in the low half;
 //   perm i32 [K] or null: sequential input k reads x column perm[k];
-//   group of sequential input k: k / gs (gs a multiple of KP).
+//   group of sequential input k: k / gs (gs a multiple of 16).
+// A code c becomes fp16 exactly as (c | 0x6400) = 1024 + c, minus (1024 +
+// zero) exactly: the mma multiplies code − zero by x and sums in fp32, and
+// each group's sum is multiplied by its scale in fp32.
 //
-// qgemv<BITS, M, T>: out[m, n] = (res ? res[m, n] : 0) + Σ_k x[m, perm[k]] · w[k, n]
-// for M <= 8 rows, the memory-bound decode product. x [M, ldx] T, out and res
-// [M, N] T (res may be out). Grid (ceil(N/128), S), 256 threads: a block owns
-// 128 columns (4 a lane, one 16-byte load per word row) and word rows
-// [y*rps, (y+1)*rps); its 8 warps take every 8th row. The block first stages
-// its slice of x, gathered through perm and scaled by 2^-XS, as fp16 pairs in
-// shared memory. Codes become fp16 exactly ((c | 0x6400) is 1024 + c), minus
-// (1024 + zero) exactly, so that one fma.f16x2 multiplies two codes by two
-// inputs; each word's 4 (8-bit: 2) products a half are summed in fp16 (the
-// 2^-XS scale keeps them far from overflow) and added to an fp32 sum with the
-// scale. With S > 1 the blocks of a column slab write fp32 partial sums to
-// part [S, M, N] and the last one to finish (a counter per slab in count,
-// left at zero again) adds them up and writes out.
+// qmma<BITS, MT, T>: out[m, n] = (res ? res[m, n] : 0) + Σ_k x[m, perm[k]] · w[k, n]
+// for M <= 8*MT rows (the batch is the mma's N dimension, tiles of 8 rows).
+// Grid (ceil(N/128), S), 256 threads: a block owns 128 columns (a warp an
+// n tile of 16) and the chunks [y*cps, (y+1)*cps) of the inputs. Each warp
+// starts QST chunk copies into its ring in shared memory (cp.async), the
+// block stages its slice of x (gathered through perm, as fp16, times 2^-8
+// for bf16/f32 inputs so that their range fits; 16-byte aligned rows when
+// there is no perm) in shared memory, and the warps then stream their
+// chunks QST deep, decode in registers and multiply with fp32
+// accumulation. With S > 1 the blocks of a column slab write fp32 partial
+// sums to part [S, M, N] and the last one to finish (a counter per slab in
+// count, left at zero again) adds them up; the block's sums then go out
+// through qout. Rows of x past M are never read (their mma columns are
+// discarded).
 //
 // Fused weights (LoadQuantSplit, LoadQuantGLU) run through the same kernel:
 // split output columns go to up to three tensors, [0, seg1) to out0 [M, seg1],
@@ -37,29 +48,16 @@
 // qdequant<BITS, T>: w [N, K] T, w[n, k] = scale·(code − zero) in sequential
 // input order, for the prefill path (dequantize, then cuBLAS) and the forced
 // reference; gather_cols<T> gives that product its input, xp[m, k] =
-// x[m, perm[k]]. qdequant: grid (ceil(N/32), ceil(R/32)), block (32, 8); a
-// 32×32 tile of words goes through shared memory so that both the reads (along
-// n) and the writes (along k) are coalesced.
+// x[m, perm[k]]. qdequant: grid (N/16, ceil(K/(8*KB))), 256 threads; a warp
+// decodes one chunk into a shared-memory tile of 16 rows, which the block
+// writes out row by row (coalesced).
 
 #define QCOLS 128
-#define QWARPS 8
 
 __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     u32 d;
     asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
     return d;
-}
-
-__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
-    u32 d;
-    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-    return d;
-}
-
-__device__ __forceinline__ float h2sum(u32 a) {
-    float lo, hi;
-    asm("{.reg .f16 l, h; mov.b32 {l, h}, %2; cvt.f32.f16 %0, l; cvt.f32.f16 %1, h;}" : "=f"(lo), "=f"(hi) : "r"(a));
-    return lo + hi;
 }
 
 __device__ __forceinline__ float h_lo(u32 a) {
@@ -68,21 +66,9 @@ __device__ __forceinline__ float h_lo(u32 a) {
     return to_f32(h);
 }
 
-__device__ __forceinline__ u32 ldg_u32(const u32* p) {
-    u32 v;
-    asm volatile("ld.global.nc.u32 %0, [%1];" : "=r"(v) : "l"(p));
-    return v;
-}
-
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
     asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "l"(p));
-    return v;
-}
-
-__device__ __forceinline__ float ldcg_f32(const float* p) {
-    float v;
-    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p));
     return v;
 }
 
@@ -94,9 +80,9 @@ __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v));
 
 // qout writes the finished sums of a block's columns, tot [M][QCOLS] in
 // shared memory, to their outputs (see the header: split or glu).
-template <int M, typename T>
+template <typename T>
 __device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N) {
+                                     int glu, int col0, int N, int M) {
     if (glu) {
         const int No = N / 2;
         for (int e = threadIdx.x; e < M * (QCOLS / 2); e += blockDim.x) {
@@ -125,111 +111,214 @@ __device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2
     }
 }
 
-template <int BITS, int M, typename T>
-__device__ void qgemv(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
-                      const T* __restrict__ x, int ldx, const u32* __restrict__ qw, const u32* __restrict__ sz,
-                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int gs, int rps) {
-    constexpr int KP = 32 / BITS;      // inputs a word
-    constexpr int P = KP / 2;          // fp16 pairs a word
-    constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
-    constexpr float XS = BITS == 4 ? 1.0f / 128.0f : 1.0f / 1024.0f;
-    extern __shared__ u32x4 smem_q[];
-    u32* smem = (u32*)smem_q;
-    const int R = K / KP;
-    const int r0 = blockIdx.y * rps, r1 = imin(R, r0 + rps), nr = r1 - r0;
-    const int col0 = blockIdx.x * QCOLS;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    u32* xs = smem;                                 // [M][rps*P] fp16 pairs
-    float* red = (float*)(smem + M * rps * P);      // [QWARPS][M][QCOLS]
+template <typename T> struct xscale { static constexpr float v = 1.0f / 256.0f; };
+template <> struct xscale<f16> { static constexpr float v = 1.0f; };
 
-    // Stage x: pair i of row r is (x[k], x[k + P]), k = r*KP + i.
-    for (int e = threadIdx.x; e < M * nr * P; e += blockDim.x) {
-        int m = e / (nr * P), rem = e % (nr * P), r = r0 + rem / P, i = rem % P;
-        int ka = r * KP + i, kb = ka + P;
+// dq: two codes as the exact fp16 values code − zero (zz holds 1024 + zero
+// twice).
+__device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & mask) | 0x64006400u, zz); }
+
+__device__ __forceinline__ void mma_f16(float* d, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Chunks in flight per warp: a ring of QST chunk slots in shared memory,
+// filled with cp.async (no registers held by loads in flight).
+#define QST 8
+
+__device__ __forceinline__ u32 smem_u32(const void* p) {
+    u32 a;
+    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+    return a;
+}
+
+__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
+}
+
+// Shared-memory order of a staged chunk of KB inputs of one row of x: the
+// input at k = 16s + 8h + 2t + e (step s, half h, e in {0, 1}) goes to
+// t*4*SPC + 4s + 2h + e, so that the B fragments of all the chunk's steps of
+// the lanes with t are one contiguous run (16 or 32 bytes).
+template <int SPC> __device__ __forceinline__ int xslot(int kl) {
+    return ((kl >> 1) & 3) * 4 * SPC + (kl >> 4) * 4 + ((kl >> 3) & 1) * 2 + (kl & 1);
+}
+
+__device__ __forceinline__ u32x4 lds128(u32 addr) {
+    u32x4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "r"(addr) : "memory");
+    return v;
+}
+
+// AL: gs is a multiple of the chunk (KB), so groups change between chunks
+// only; otherwise they are checked at every step of 16 inputs.
+template <int BITS, int MT, typename T, bool AL>
+__device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
+                     const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
+                     const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps) {
+    constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
+    constexpr int KB = 16 * SPC;
+    constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
+    constexpr float XS = xscale<T>::v;
+    extern __shared__ u32x4 smem_q[];
+    const int CK = K / KB;
+    const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
+    const int kbase = c0 * KB, kn = nc * KB, LDX = kn + 8;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int col0 = blockIdx.x * QCOLS, nt = blockIdx.x * 8 + warp;
+    const bool active = nt * 16 < N;
+    const u32 ring0 = smem_u32(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
+    u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, chunks in xslot order
+    float* tot = (float*)(xs + (i64)M * LDX);                              // [M][QCOLS]
+
+    const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < QST; i++) {
+        if (active && i < nc) cp_async16(ring0 + i * 512, src + i * 32);
+        asm volatile("cp.async.commit_group;");
+    }
+    src += QST * 32;
+
+    // Stage x, eight inputs (one step half) a thread at a time: through perm
+    // with every row's loads in flight together, or 16-byte loads.
+    for (int k8 = threadIdx.x * 8; k8 < kn; k8 += blockDim.x * 8) {
+        int sk[8];
         if (perm) {
-            ka = perm[ka];
-            kb = perm[kb];
+            const int4 p0 = __ldg((const int4*)(perm + kbase + k8)), p1 = __ldg((const int4*)(perm + kbase + k8 + 4));
+            sk[0] = p0.x, sk[1] = p0.y, sk[2] = p0.z, sk[3] = p0.w, sk[4] = p1.x, sk[5] = p1.y, sk[6] = p1.z, sk[7] = p1.w;
         }
-        float a = to_f32(x[(i64)m * ldx + ka]) * XS, b = to_f32(x[(i64)m * ldx + kb]) * XS;
-        xs[m * (rps * P) + rem] = pack2<f16>(a, b);
+        u16* dst = xs + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
+        for (int m = 0; m < M; m++) {
+            const T* xr = x + (i64)m * K;
+            float v[8];
+            if (perm) {
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[j] = to_f32(xr[sk[j]]);
+            } else {
+                load8<T>(xr + kbase + k8, v);
+            }
+            // The pairs of t = 0..3 sit 4*SPC apart.
+#pragma unroll
+            for (int j = 0; j < 4; j++) *(u32*)(dst + m * LDX + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+        }
     }
     __syncthreads();
 
-    const int c = col0 + lane * 4;
-    float acc[M][4];
+    // tmp sums the exact (code − zero)·x products of one group in fp32; at
+    // the end of the group acc += scale·tmp.
+    float acc[MT][4], tmp[MT][4];
 #pragma unroll
-    for (int m = 0; m < M; m++)
+    for (int bt = 0; bt < MT; bt++)
 #pragma unroll
-        for (int j = 0; j < 4; j++) acc[m][j] = 0.0f;
-    if (c < N) {
-        int gcur = -1;
-        float s[4];
-        u32 zz[4];
-        constexpr int U = 4;
-        for (int rb = r0 + warp; rb < r1; rb += QWARPS * U) {
-            u32x4 w[U];
+        for (int e = 0; e < 4; e++) acc[bt][e] = tmp[bt][e] = 0.0f;
+    if (active) {
+        const u32* szc = sz + nt * 16 + g;
+        u32 xb[MT];
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int r = rb + u * QWARPS;
-                if (r < r1) w[u] = ldg_u32x4(qw + (i64)r * N + c);
+        for (int bt = 0; bt < MT; bt++) xb[bt] = smem_u32(xs + imin(bt * 8 + g, M - 1) * LDX + t * 4 * SPC);
+        // The group of the first input, and how many chunks (AL) or steps
+        // of it are left.
+        int grp = kbase / gs;
+        int left = AL ? (grp + 1) * (gs / KB) - c0 : (grp + 1) * (gs / 16) - c0 * SPC;
+        const int glen = AL ? gs / KB : gs / 16;
+        float s0, s1;
+        u32 zz0, zz1;
+        auto load = [&]() {
+            const u32 p0 = __ldg(szc + (i64)grp * N), p1 = __ldg(szc + (i64)grp * N + 8);
+            s0 = h_lo(p0), s1 = h_lo(p1);
+            zz0 = (p0 >> 16) * 0x10001u;
+            zz1 = (p1 >> 16) * 0x10001u;
+        };
+        auto next = [&]() {
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++) {
+                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+                tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
+            }
+            grp++;
+            left = glen;
+            load();
+        };
+        load();
+        for (int i = 0; i < nc; i++) {
+            // Refill the slot read last iteration (its data is in registers
+            // by now) with chunk i-1+QST; chunk i has landed once at most
+            // QST-1 later groups are pending.
+            if (i > 0) {
+                if (i - 1 + QST < nc) cp_async16(ring0 + ((i - 1) & (QST - 1)) * 512, src);
+                src += 32;
+            }
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+            const u32x4 w = lds128(ring0 + (i & (QST - 1)) * 512);
+            u32x4 bf[MT][SPC / 2];
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                for (int q = 0; q < SPC / 2; q++) bf[bt][q] = lds128(xb[bt] + i * KB * 2 + 16 * q);
+            if (AL) {
+                if (left == 0) next();
+                left--;
             }
 #pragma unroll
-            for (int u = 0; u < U; u++) {
-                int r = rb + u * QWARPS;
-                if (r < r1) {
-                    int g = r * KP / gs;
-                    if (g != gcur) {
-                        gcur = g;
-                        u32x4 p = ldg_u32x4(sz + (i64)g * N + c);
+            for (int s = 0; s < SPC; s++) {
+                if (!AL) {
+                    if (left == 0) next();
+                    left--;
+                }
+                u32 a[4];
+                if (BITS == 4) {
+                    const u32 wd = word_of(w, s);
+                    a[0] = dq(wd, MASK, zz0);
+                    a[1] = dq(wd >> 4, MASK, zz1);
+                    a[2] = dq(wd >> 8, MASK, zz0);
+                    a[3] = dq(wd >> 12, MASK, zz1);
+                } else {
+                    const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+                    a[0] = dq(w0, MASK, zz0);
+                    a[1] = dq(w0 >> 8, MASK, zz1);
+                    a[2] = dq(w1, MASK, zz0);
+                    a[3] = dq(w1 >> 8, MASK, zz1);
+                }
 #pragma unroll
-                        for (int j = 0; j < 4; j++) {
-                            u32 v = word_of(p, j);
-                            s[j] = h_lo(v) / XS;
-                            zz[j] = (v >> 16) | (v & 0xffff0000u);
-                        }
-                    }
-                    const u32* xr = xs + (r - r0) * P;
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        u32 word = word_of(w[u], j);
-                        u32 h[M];
-#pragma unroll
-                        for (int m = 0; m < M; m++) h[m] = 0;
-#pragma unroll
-                        for (int i = 0; i < P; i++) {
-                            u32 d = hsub2(((word >> (BITS * i)) & MASK) | 0x64006400u, zz[j]);
-#pragma unroll
-                            for (int m = 0; m < M; m++) h[m] = hfma2(d, xr[m * (rps * P) + i], h[m]);
-                        }
-#pragma unroll
-                        for (int m = 0; m < M; m++) acc[m][j] += s[j] * h2sum(h[m]);
-                    }
+                for (int bt = 0; bt < MT; bt++) {
+                    const u32x4 v = bf[bt][s / 2];
+                    mma_f16(tmp[bt], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
                 }
             }
         }
-    }
 #pragma unroll
-    for (int m = 0; m < M; m++)
-#pragma unroll
-        for (int j = 0; j < 4; j++) red[(warp * M + m) * QCOLS + lane * 4 + j] = acc[m][j];
-    __syncthreads();
-
-    // Each thread owns columns e of every warp's sums, so the total can go
-    // in place of warp 0's (tot = red).
-    const int S = gridDim.y;
-    float* tot = red;
-    for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
-        int m = e / QCOLS, n = col0 + e % QCOLS;
-        float v = 0.0f;
-#pragma unroll
-        for (int wp = 0; wp < QWARPS; wp++) v += red[(wp * M + m) * QCOLS + e % QCOLS];
-        if (S == 1) {
-            tot[e] = v;
-        } else if (n < N) {
-            part[((i64)blockIdx.y * M + m) * N + n] = v;
+        for (int bt = 0; bt < MT; bt++) {
+            acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+            acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
         }
     }
-    if (S > 1) {
+    asm volatile("cp.async.wait_group 0;");
+
+    // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
+    // row m = bt*8 + 2t (+1 for odd e).
+    const int S = gridDim.y;
+    if (S == 1) {
+        if (active)
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int m = bt * 8 + 2 * t + (e & 1);
+                    if (m < M) tot[m * QCOLS + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
+                }
+    } else {
+        if (active)
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int m = bt * 8 + 2 * t + (e & 1), n = nt * 16 + g + (e >> 1) * 8;
+                    if (m < M) part[((i64)blockIdx.y * M + m) * N + n] = acc[bt][e] / XS;
+                }
         __threadfence();
         __syncthreads();
         __shared__ int last;
@@ -238,40 +327,50 @@ __device__ void qgemv(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2
         if (!last) return;
         __threadfence();
         for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
-            int m = e / QCOLS, n = col0 + e % QCOLS;
+            const int m = e / QCOLS, n = col0 + e % QCOLS;
             float v = 0.0f;
             if (n < N)
-                for (int y = 0; y < S; y++) v += ldcg_f32(part + ((i64)y * M + m) * N + n);
+                for (int y = 0; y < S; y++) v += __ldcg(part + ((i64)y * M + m) * N + n);
             tot[e] = v;
         }
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<M, T>(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N);
+    qout(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N, M);
 }
 
 template <int BITS, typename T>
 __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u32* __restrict__ sz, int K, int N, int gs) {
-    constexpr int KP = 32 / BITS;
+    constexpr int SPC = BITS == 4 ? 4 : 2, KB = 16 * SPC, TK = 8 * KB;
     constexpr u32 CODE = (1u << BITS) - 1;
-    __shared__ u32 tile[32][33];
-    const int R = K / KP;
-    const int n0 = blockIdx.x * 32, r0 = blockIdx.y * 32, tx = threadIdx.x, ty = threadIdx.y;
-    for (int rr = ty; rr < 32; rr += 8) {
-        int r = r0 + rr, n = n0 + tx;
-        tile[rr][tx] = r < R && n < N ? qw[(i64)r * N + n] : 0u;
+    __shared__ T tile[16][TK + 8];
+    const int CK = K / KB, nt = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int kc = blockIdx.y * 8 + warp, kbase = blockIdx.y * TK, kn = imin(TK, K - kbase);
+    if (kc < CK) {
+        const u32x4 v = ldg_u32x4(qw + (((i64)nt * CK + kc) * 32 + lane) * 4);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const u32 wd = word_of(v, j);
+            const int s = BITS == 4 ? j : j / 2;
+#pragma unroll
+            for (int i = 0; i < (BITS == 4 ? 4 : 2); i++) {
+                // 4 bits: pair i at bits 4i / 4i+16; 8 bits: pair i of this
+                // word at bytes i / i+2, pairs (0,1) or (2,3) of the step.
+                const int pi = BITS == 4 ? i : (j & 1) * 2 + i;
+                const int r = g + 8 * (pi & 1), c = warp * KB + s * 16 + 2 * t + 8 * (pi >> 1);
+                const int n = nt * 16 + r, grp = (kbase + c) / gs;
+                const u32 p = sz[(i64)grp * N + n];
+                const float sc = h_lo(p), z = h_lo(p >> 16) - 1024.0f;
+                const int sh = BITS * i;
+                tile[r][c] = from_f32<T>(sc * ((float)((wd >> sh) & CODE) - z));
+                tile[r][c + 1] = from_f32<T>(sc * ((float)((wd >> (sh + 16)) & CODE) - z));
+            }
+        }
     }
     __syncthreads();
-    const int r = r0 + tx;
-    if (r >= R) return;
-    const int g = r * KP / gs;
-    for (int nn = ty; nn < 32 && n0 + nn < N; nn += 8) {
-        int n = n0 + nn;
-        u32 word = tile[tx][nn], p = sz[(i64)g * N + n];
-        float s = h_lo(p), z = h_lo(p >> 16) - 1024.0f;
-        T* dst = w + (i64)n * K + r * KP;
-#pragma unroll
-        for (int j = 0; j < KP; j++) dst[j] = from_f32<T>(s * ((float)((word >> (BITS * j)) & CODE) - z));
+    for (int e = threadIdx.x; e < 16 * kn; e += blockDim.x) {
+        const int r = e / kn, c = e % kn;
+        w[(i64)(nt * 16 + r) * K + kbase + c] = tile[r][c];
     }
 }
 
@@ -293,30 +392,22 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     }
 }
 
-#define QGEMV(BITS, M, T, NAME)                                                                                \
-    extern "C" __global__ void __launch_bounds__(256) qgemv##BITS##_m##M##_##NAME(                              \
-        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, int ldx, const u32* qw, \
-        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int gs, int rps) {                 \
-        qgemv<BITS, M, T>(out0, out1, out2, seg1, seg2, glu, res, x, ldx, qw, sz, perm, part, count, K, N, gs,    \
-                          rps);                                                                                  \
+#define QMMA(BITS, MT, T, NAME, AL, SUF)                                                                           \
+    extern "C" __global__ void __launch_bounds__(256) qmma##BITS##_t##MT##SUF##_##NAME(                            \
+        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps) {               \
+        qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps); \
     }
 
-#define QGEMV_M(BITS, T, NAME) \
-    QGEMV(BITS, 1, T, NAME)    \
-    QGEMV(BITS, 2, T, NAME)    \
-    QGEMV(BITS, 3, T, NAME)    \
-    QGEMV(BITS, 4, T, NAME)    \
-    QGEMV(BITS, 5, T, NAME)    \
-    QGEMV(BITS, 6, T, NAME)    \
-    QGEMV(BITS, 7, T, NAME)    \
-    QGEMV(BITS, 8, T, NAME)
+#define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)
+#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME) QMMA_A(BITS, 8, T, NAME)
 
-QGEMV_M(4, f16, f16)
-QGEMV_M(4, bf16, bf16)
-QGEMV_M(4, float, f32)
-QGEMV_M(8, f16, f16)
-QGEMV_M(8, bf16, bf16)
-QGEMV_M(8, float, f32)
+QMMA_T(4, f16, f16)
+QMMA_T(4, bf16, bf16)
+QMMA_T(4, float, f32)
+QMMA_T(8, f16, f16)
+QMMA_T(8, bf16, bf16)
+QMMA_T(8, float, f32)
 
 #define QDEQUANT(BITS, T, NAME)                                                                             \
     extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, int K, int N, int gs) { \

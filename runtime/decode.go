@@ -19,7 +19,8 @@ type PagedDecoder interface {
 	// PagedAttention sets dst row r to the attention of query row r of q (at
 	// position pos[r]) over positions 0..pos[r] of its sequence, whose block
 	// table is row r of tables (I32 [rows, width]), under p's head size,
-	// window and scale (p.Pos0 is unused). dst must not alias q.
+	// window and scale (p.Pos0 is unused). dst must not alias q. Head sizes
+	// up to 256 and up to 8 query heads a kv head are supported.
 	PagedAttention(dst, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams)
 }
 

@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode]
+#                  [quantppl] [decode] [decodeops]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,19 @@ for step in $steps; do
     ;;
   cudatests)
     run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
+    ;;
+  decodeops)
+    run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
+    grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
+    ;;
+  ncu)
+    # Nsight Compute on the decode kernels of the 7B shape (where the device
+    # allows profiling): NCU_BENCH picks the benchmarks, NCU_KERNEL the kernels.
+    run ncu 300 /usr/local/cuda/bin/ncu --kernel-name "regex:${NCU_KERNEL:-qmma}" --launch-count ${NCU_COUNT:-2} \
+      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+      --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
+      "$bin/cuda.test" -test.run '^$' -test.bench "${NCU_BENCH:-DecodeOps/M1/gate_up}" -test.benchtime 1x
+    grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----' "$LOGS/ncu.log" | cut -c1-150 | head -${NCU_LINES:-150} | tee -a "$summary"
     ;;
   opbench)
     run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x

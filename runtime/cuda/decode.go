@@ -51,13 +51,38 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 		qt.ptr, kt.ptr, vt.ptr, kct.ptr, vct.ptr, pt.ptr, st.ptr, inv, int32(rows), int32(hq), int32(hkv), int32(headDim))
 }
 
-// pagedSplits is how many blocks share one query head's positions in
-// PagedAttention: enough blocks for two waves over the SMs, at most 32.
-func (b *Backend) pagedSplits(rows, groups int) int {
-	return max(1, min(32, (2*b.sms+rows*groups-1)/(rows*groups)))
+// pagedNames are the paged attention kernels by dimensions a lane (hd <=
+// 32·C), query heads a kv head (at most G) and dtype.
+var pagedNames = func() map[[2]int]map[runtime.DType]string {
+	n := map[[2]int]map[runtime.DType]string{}
+	for _, c := range []int{1, 2, 4, 8} {
+		for _, g := range []int{1, 2, 4, 8} {
+			n[[2]int{c, g}] = map[runtime.DType]string{}
+			for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
+				n[[2]int{c, g}][dt] = fmt.Sprintf("paged_attn_c%d_g%d_%s", c, g, suffix(dt))
+			}
+		}
+	}
+	return n
+}()
+
+// pow2 is the least power of two >= n (n >= 1).
+func pow2(n int) int {
+	p := 1
+	for p < n {
+		p *= 2
+	}
+	return p
 }
 
-// PagedAttention implements runtime.PagedDecoder for head sizes up to 256.
+// pagedSplits is how many blocks share one kv head's positions in
+// PagedAttention: enough blocks for two waves over the SMs, at most 32.
+func (b *Backend) pagedSplits(rows, kvHeads int) int {
+	return max(1, min(32, (2*b.sms+rows*kvHeads-1)/(rows*kvHeads)))
+}
+
+// PagedAttention implements runtime.PagedDecoder for head sizes up to 256
+// and up to 8 query heads a kv head.
 func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
 	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
 	hd := p.HeadDim
@@ -67,7 +92,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		panic(fmt.Sprintf("cuda: paged attention dst %v q %v kc %v vc %v head dim %d block %d", d.shape, qt.shape, kt.shape, vt.shape, hd, blockSize))
 	}
 	hq, hkv := runtime.Cols(qt)/hd, runtime.Cols(kt)/hd
-	if hq%hkv != 0 {
+	if hq%hkv != 0 || hq/hkv > 8 {
 		panic(fmt.Sprintf("cuda: paged attention with %d query and %d kv heads", hq, hkv))
 	}
 	tt := b.tensor(tables)
@@ -76,8 +101,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	pt := b.index("paged attention", pos, rows)
 	b.enter()
 	defer b.exit()
-	groups := (hq + 3) / 4
-	S := b.pagedSplits(rows, groups)
+	S := b.pagedSplits(rows, hkv)
 	var part, cnt uint64
 	if S > 1 {
 		pb, err := b.scratch(&b.apart, int64(rows)*int64(hq)*int64(S)*int64(hd+2)*4)
@@ -85,16 +109,18 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 			b.fail(err)
 			return
 		}
-		if b.acount == nil || b.acount.Size < int64(4*rows*groups) {
+		if b.acount == nil || b.acount.Size < int64(4*rows*hkv) {
 			// Counters start at zero; the kernel leaves them there.
-			if _, err := b.scratch(&b.acount, int64(4*max(rows*groups, 4096))); err != nil {
+			if _, err := b.scratch(&b.acount, int64(4*max(rows*hkv, 4096))); err != nil {
 				b.fail(err)
 				return
 			}
 		}
 		part, cnt = pb.Ptr, b.acount.Ptr
 	}
-	b.run("decode.cu", "paged_attn_"+suffix(qt.dt), Dim{X: groups, Y: S, Z: rows}, Dim{X: 128}, 0,
+	c, g := pow2((hd+31)/32), pow2(hq/hkv)
+	shared := max(128*32*c*qt.dt.Size(), 4*g*32*c*4)
+	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: 128}, shared,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
 		int32(p.Window), p.Scale, part, cnt)
 }

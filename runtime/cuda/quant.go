@@ -38,9 +38,10 @@ func (q *quant) segments() []int {
 }
 
 // qnames are the kernel names of qgemv.cu by bits/8 (0: 4 bits, 1: 8 bits),
-// rows and dtype, made once so that a decode step formats no strings.
+// batch tiles (qmmaTiles) and dtype, made once so that a decode step formats
+// no strings.
 var qnames = func() (n struct {
-	gemv    [2][qgemvRows + 1]map[runtime.DType]string
+	gemv    [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
 	dequant [2]map[runtime.DType]string
 	gather  map[runtime.DType]string
 	glu     map[runtime.DType]string
@@ -49,28 +50,41 @@ var qnames = func() (n struct {
 	n.glu = map[runtime.DType]string{}
 	for i, bits := range []int{4, 8} {
 		n.dequant[i] = map[runtime.DType]string{}
-		for m := 1; m <= qgemvRows; m++ {
-			n.gemv[i][m] = map[runtime.DType]string{}
+		for j := range qmmaTiles {
+			n.gemv[i][0][j] = map[runtime.DType]string{}
+			n.gemv[i][1][j] = map[runtime.DType]string{}
 		}
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
 			n.glu[dt] = "glu_rows_" + suffix(dt)
-			for m := 1; m <= qgemvRows; m++ {
-				n.gemv[i][m][dt] = fmt.Sprintf("qgemv%d_m%d_%s", bits, m, suffix(dt))
+			for j, mt := range qmmaTiles {
+				n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
+				n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
 			}
 		}
 	}
 	return n
 }()
 
-// qgemvRows is the most activation rows the GEMV kernels take; more rows
-// dequantize the weight into a scratch and multiply with cuBLAS.
-const qgemvRows = 8
+// qmmaTiles are the batch tiles of 8 rows the qmma kernels are built for;
+// qgemvRows, the most rows they take: more rows dequantize the weight into
+// a scratch and multiply with cuBLAS.
+var qmmaTiles = [...]int{1, 2, 4, 8}
+
+const qgemvRows = 64
+
+// qmmaShared caps a qmma block's shared memory so that several blocks share
+// an SM; qst is the chunks in flight per warp (QST in qgemv.cu).
+const (
+	qmmaShared = 100 << 10
+	qst        = 8
+)
 
 // LoadQuant implements runtime.QuantLoader for 4- and 8-bit weights whose
-// groups are whole words (GroupSize a multiple of 32/Bits) and whose N is a
-// multiple of 4; other weights get runtime.ErrQuantUnsupported.
+// K is a multiple of 64 (4 bits) or 32 (8 bits), groups a multiple of 16
+// inputs and N a multiple of 16; other weights get
+// runtime.ErrQuantUnsupported.
 func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("cuda: %w", err)
@@ -157,23 +171,12 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 	if q.Bits != 4 && q.Bits != 8 {
 		return nil, fmt.Errorf("cuda: %w: %d bits", runtime.ErrQuantUnsupported, q.Bits)
 	}
-	kp := 32 / q.Bits
-	if q.K%kp != 0 || q.GroupSize%kp != 0 || q.N%4 != 0 {
+	kb := chunkInputs(q.Bits)
+	if q.K%kb != 0 || q.GroupSize%16 != 0 || q.N%16 != 0 {
 		return nil, fmt.Errorf("cuda: %w: K %d, N %d, group size %d with %d bits", runtime.ErrQuantUnsupported, q.K, q.N, q.GroupSize, q.Bits)
 	}
-	R, N := q.K/kp, q.N
-	qw := make([]byte, 4*R*N)
-	parallelRows(R, func(r0, r1 int) {
-		for r := r0; r < r1; r++ {
-			for n := range N {
-				var w uint32
-				for j := range kp {
-					w |= uint32(q.Codes[(r*kp+j)*N+n]) << (q.Bits * j)
-				}
-				binary.LittleEndian.PutUint32(qw[4*(r*N+n):], w)
-			}
-		}
-	})
+	N := q.N
+	qw := tileCodes(q)
 	sz := make([]byte, 4*len(q.Scales))
 	for i, s := range q.Scales {
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
@@ -189,7 +192,7 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 
 	b.enter()
 	defer b.exit()
-	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: R * N,
+	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: len(qw) / 4,
 		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu}}
 	var err error
 	up := func(raw []byte) (*Buffer, error) {
@@ -211,6 +214,62 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 		return nil, fmt.Errorf("cuda: quantized weight [%d %d]: %w", N, q.K, err)
 	}
 	return t, nil
+}
+
+// chunkInputs is the inputs of one 16-byte lane chunk of the tiled layout:
+// four mma steps of 16 at 4 bits, two at 8.
+func chunkInputs(bits int) int {
+	if bits == 4 {
+		return 64
+	}
+	return 32
+}
+
+// tileCodes packs q's codes in qgemv.cu's tiled layout: per 16-column tile
+// and chunk of inputs, 32 lanes of 4 words holding each lane's A fragments.
+func tileCodes(q *runtime.QuantWeight) []byte {
+	K, N, bits := q.K, q.N, q.Bits
+	kb := chunkInputs(bits)
+	CK := K / kb
+	out := make([]byte, K*N*bits/8)
+	code := func(k, n int) uint32 { return uint32(q.Codes[k*N+n]) }
+	parallelRows(N/16, func(t0, t1 int) {
+		for nt := t0; nt < t1; nt++ {
+			for kc := range CK {
+				for lane := range 32 {
+					g, t := lane/4, lane%4
+					// pair i of a step at k0: rows g + 8(i&1), inputs 2t + 8(i>>1) and +1.
+					pair := func(k0, i int) (lo, hi uint32) {
+						n, k := nt*16+g+8*(i&1), k0+2*t+8*(i>>1)
+						return code(k, n), code(k+1, n)
+					}
+					var words [4]uint32
+					if bits == 4 {
+						for j := range 4 {
+							k0 := kc*kb + 16*j
+							for i := range 4 {
+								lo, hi := pair(k0, i)
+								words[j] |= lo<<(4*i) | hi<<(4*i+16)
+							}
+						}
+					} else {
+						for j := range 4 {
+							k0 := kc*kb + 16*(j/2)
+							for i := range 2 {
+								lo, hi := pair(k0, (j&1)*2+i)
+								words[j] |= lo<<(8*i) | hi<<(8*i+16)
+							}
+						}
+					}
+					off := ((nt*CK+kc)*32 + lane) * 16
+					for j, w := range words {
+						binary.LittleEndian.PutUint32(out[off+4*j:], w)
+					}
+				}
+			}
+		}
+	})
+	return out
 }
 
 // parallelRows calls fn on row ranges covering [0, rows) from one
@@ -316,17 +375,24 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 		b.qdequantGEMM(outs, x, w, res)
 		return
 	}
-	kp := 32 / q.bits
-	R := q.k / kp
-	nb := (q.n + 127) / 128
-	S := max(1, min((2*b.sms+nb-1)/nb, R/64))
-	rps := (R + S - 1) / S
-	shared := func() int { return M*rps*(kp/2)*4 + 8*M*128*4 }
-	for shared() > b.shared && rps > 1 {
-		S++
-		rps = (R + S - 1) / S
+	tile := 0
+	for qmmaTiles[tile]*8 < M {
+		tile++
 	}
-	S = (R + rps - 1) / rps
+	kb := chunkInputs(q.bits)
+	CK := q.k / kb
+	nb := (q.n + 127) / 128
+	// Split the inputs so that the blocks fill the SMs twice, and further
+	// while the staged slice of x does not fit in shared memory.
+	S := max(1, min((2*b.sms+nb-1)/nb, CK))
+	cps := (CK + S - 1) / S
+	// The weight ring, x staged in fp16 and the block's sums.
+	shared := func() int { return 8*qst*512 + M*(cps*kb+8)*2 + M*128*4 }
+	for shared() > min(b.shared, qmmaShared) && cps > 1 {
+		S++
+		cps = (CK + S - 1) / S
+	}
+	S = (CK + cps - 1) / cps
 	if S > 1 {
 		if _, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4); err != nil {
 			b.fail(err)
@@ -344,6 +410,23 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	if b.qpart != nil {
 		part, count = b.qpart.Ptr, b.qcount.Ptr
 	}
+	// More rows than a tile gather x through the permutation once, for all
+	// blocks, which then stage it with 16-byte loads (as they do x itself
+	// when it is aligned and there is no permutation).
+	xp := x.ptr
+	if (perm != 0 && M > 8) || (perm == 0 && xp%16 != 0) {
+		xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*int64(x.dt.Size()))
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if perm != 0 {
+			b.run("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, perm, int32(M), int32(q.k))
+		} else {
+			b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(xb.Ptr, x.ptr, uint64(x.Bytes()), b.stream)))
+		}
+		xp, perm = xb.Ptr, 0
+	}
 	var o [3]uint64
 	for i := range widths {
 		o[i] = outs[i].ptr
@@ -352,9 +435,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	if q.glu {
 		glu = 1
 	}
-	b.run("qgemv.cu", qnames.gemv[q.bits/8][M][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
-		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, x.ptr, int32(q.k), w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(q.gs), int32(rps))
+	sg := 0
+	if q.gs%kb != 0 {
+		sg = 1
+	}
+	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
+		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps))
 }
 
 // qdequantGEMM is qmatmul through the weight dequantized in sequential input
@@ -368,8 +455,8 @@ func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor) {
 		b.fail(err)
 		return
 	}
-	R := q.k * q.bits / 32
-	if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: (q.n + 31) / 32, Y: (R + 31) / 32}, Dim{X: 32, Y: 8}, 0,
+	tk := 8 * chunkInputs(q.bits)
+	if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: q.n / 16, Y: (q.k + tk - 1) / tk}, Dim{X: 256}, 0,
 		wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
 		b.fail(err)
 		return

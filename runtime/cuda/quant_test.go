@@ -54,8 +54,9 @@ func upload(t *testing.T, b *cuda.Backend, dt runtime.DType, v []float32, rows, 
 	return x, back
 }
 
-// TestQuantMatMul checks the GEMV kernels (up to 8 rows, split or not) and
-// the dequantize + cuBLAS path (more rows, or forced) against float64
+// TestQuantMatMul checks the tensor-core kernels (up to 64 rows in tiles of
+// 8, split or not, a partial last block of columns) and the dequantize +
+// cuBLAS path (more rows, or forced) against float64
 // products with the host dequantization, with and without act order and
 // residual, in every activation dtype.
 func TestQuantMatMul(t *testing.T) {
@@ -70,8 +71,8 @@ func TestQuantMatMul(t *testing.T) {
 	for _, bits := range []int{4, 8} {
 		for _, gs := range []int{32, 128, 1024} {
 			for _, perm := range []bool{false, true} {
-				for _, M := range []int{1, 3, 8, 16} {
-					cases = append(cases, tc{1024, 388, bits, gs, M, perm, M == 3, runtime.F16})
+				for _, M := range []int{1, 3, 8, 16, 37, 64, 65} {
+					cases = append(cases, tc{1024, 400, bits, gs, M, perm, M == 3 || M == 37, runtime.F16})
 				}
 			}
 		}

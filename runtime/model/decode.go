@@ -84,7 +84,7 @@ func (c *PagedCache) decodeState(m *Model, rows int) (*decodeState, error) {
 
 // canDecode reports whether a step of seqs can take the decode path.
 func (m *Model) canDecode(seqs []StepSeq) bool {
-	if _, ok := m.b.(runtime.PagedDecoder); !ok || len(seqs) > maxDecodeRows || m.d.headDim > 256 {
+	if _, ok := m.b.(runtime.PagedDecoder); !ok || len(seqs) > maxDecodeRows || m.d.headDim > 256 || m.d.heads/m.d.kvHeads > 8 {
 		return false
 	}
 	for _, s := range seqs {

@@ -1,0 +1,139 @@
+package cuda_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
+)
+
+// inGraph times op as a decode step runs it: recorded 100 times in one CUDA
+// graph, so that a launch costs what it costs inside a replayed step.
+func inGraph(b *testing.B, be *cuda.Backend, op func()) {
+	b.Helper()
+	op() // scratch buffers are made outside the recording
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	const reps = 100
+	g, err := be.Capture(func() error {
+		for range reps {
+			op()
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Free()
+	g.Launch()
+	be.Sync()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := g.Launch(); err != nil {
+			b.Fatal(err)
+		}
+		if err := be.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/reps*1e6, "µs/op")
+}
+
+func reportBW(b *testing.B, bytes float64) {
+	b.ReportMetric(bytes/(b.Elapsed().Seconds()/float64(b.N)/100)/1e9, "GB/s")
+}
+
+// BenchmarkDecodeOps times each op of a Mistral-7B decode step (4-bit g128
+// act order weights, fp16 activations) inside a graph, at 1, 8 and 32 rows.
+func BenchmarkDecodeOps(b *testing.B) {
+	be := gputest.Backend(b)
+	r := rand.New(rand.NewPCG(1, 2))
+	const H, I, hq, hkv, hd, V = 4096, 14336, 32, 8, 128, 32002
+	q4 := func(K, N int, perm []int32) *runtime.QuantWeight {
+		w := randomQuant(r, K, N, 4, 128, false)
+		w.Perm = perm
+		return w
+	}
+	permOf := func(K int) []int32 {
+		p := make([]int32, K)
+		for i, v := range r.Perm(K) {
+			p[i] = int32(v)
+		}
+		return p
+	}
+	ph, pi := permOf(H), permOf(I)
+	must := func(t runtime.Tensor, err error) runtime.Tensor {
+		if err != nil {
+			b.Fatal(err)
+		}
+		return t
+	}
+	qkv := must(be.LoadQuantSplit([]*runtime.QuantWeight{q4(H, hq*hd, ph), q4(H, hkv*hd, ph), q4(H, hkv*hd, ph)}))
+	o := must(be.LoadQuant(q4(hq*hd, H, permOf(H))))
+	gu := must(be.LoadQuantGLU(q4(H, I, ph), q4(H, I, ph)))
+	down := must(be.LoadQuant(q4(I, H, pi)))
+	head := randTensor(b, be, runtime.F16, V, H)
+	norm := randTensor(b, be, runtime.F16, H)
+	const bs, blocks, ctx = 16, 2048, 256
+	kc, vc := randTensor(b, be, runtime.F16, blocks*bs, hkv*hd), randTensor(b, be, runtime.F16, blocks*bs, hkv*hd)
+	defer func() {
+		for _, t := range []runtime.Tensor{qkv, o, gu, down, head, norm, kc, vc} {
+			be.Free(t)
+		}
+	}()
+	wbytes := func(K, N int) float64 { return float64(K)*float64(N)/2 + float64(K/128)*float64(N)*4 + 4*float64(K) }
+	for _, M := range []int{1, 8, 32} {
+		x, xn := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
+		q, k, v := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, hkv*hd), randTensor(b, be, runtime.F16, M, hkv*hd)
+		att, act := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, I)
+		logits, _ := be.Alloc(runtime.F32, M, V)
+		idx := func(v []int32) runtime.Tensor {
+			t := must(be.Alloc(runtime.I32, len(v)))
+			if err := be.UploadRaw(t, i32s(v), runtime.I32); err != nil {
+				b.Fatal(err)
+			}
+			return t
+		}
+		pos, slot, tab := make([]int32, M), make([]int32, M), make([]int32, M*(ctx/bs))
+		for i := range M {
+			pos[i] = ctx - 1
+			for j := range ctx / bs {
+				tab[i*(ctx/bs)+j] = int32(r.IntN(blocks))
+			}
+			slot[i] = tab[i*(ctx/bs)+(ctx-1)/bs]*bs + (ctx-1)%bs
+		}
+		pt, st, tt := idx(pos), idx(slot), idx(tab)
+		p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd))}
+		ops := []struct {
+			name  string
+			bytes float64
+			op    func()
+		}{
+			{"rmsnorm", 0, func() { be.RMSNorm(xn, x, norm, 1e-5) }},
+			{"add_rmsnorm", 0, func() { be.AddRMSNorm(xn, x, xn, norm, 1e-5) }},
+			{"qkv", wbytes(H, (hq+2*hkv)*hd), func() { be.MatMulSplit([]runtime.Tensor{q, k, v}, xn, qkv) }},
+			{"rope_store", 0, func() { be.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000) }},
+			{"paged_attn_256", float64(M) * ctx * 2 * hkv * hd * 2, func() { be.PagedAttention(att, q, kc, vc, tt, pt, bs, p) }},
+			{"o_proj_res", wbytes(hq*hd, H), func() { be.MatMulAdd(x, att, o, x) }},
+			{"gate_up_glu", wbytes(H, 2*I), func() { be.MatMulGLU(act, xn, gu) }},
+			{"down_res", wbytes(I, H), func() { be.MatMulAdd(x, act, down, x) }},
+			{"head_f16", float64(V) * H * 2, func() { be.MatMul(logits, xn, head) }},
+		}
+		for _, o := range ops {
+			b.Run(fmt.Sprintf("M%d/%s", M, o.name), func(b *testing.B) {
+				inGraph(b, be, o.op)
+				if o.bytes > 0 {
+					reportBW(b, o.bytes)
+				}
+			})
+		}
+		for _, t := range []runtime.Tensor{x, xn, q, k, v, att, act, logits, pt, st, tt} {
+			be.Free(t)
+		}
+	}
+}
