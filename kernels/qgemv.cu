@@ -138,6 +138,26 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
 
+// cp_async16_if: cp_async16 when on, as one predicated instruction.
+__device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global [%0], [%1], 16; }" ::"r"(dst), "l"(src),
+                 "r"((int)on));
+}
+
+// codes: (w & MASK) | magic in one LOP3 (magic in a register): two codes
+// as fp16 1024 + c (or 1024 + 16c for the nibbles at bits 4..7).
+template <u32 MASK> __device__ __forceinline__ u32 codes(u32 w, u32 magic) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(w), "n"(MASK), "r"(magic));
+    return d;
+}
+
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
 // Shared-memory order of a staged chunk of KB inputs of one row of x: the
 // input at k = 16s + 8h + 2t + e (step s, half h, e in {0, 1}) goes to
 // t*4*SPC + 4s + 2h + e, so that the B fragments of all the chunk's steps of
@@ -223,13 +243,17 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         int grp = kbase / gs;
         int left = AL ? (grp + 1) * (gs / KB) - c0 : (grp + 1) * (gs / 16) - c0 * SPC;
         const int glen = AL ? gs / KB : gs / 16;
+        const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u;  // fp16 1/16, twice
+        // Rows g and g+8 of the tile: their scales (fp32), 1024 + zero (fp16
+        // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
-        u32 zz0, zz1;
+        u32 zz0, zz1, nz1;
         auto load = [&]() {
             const u32 p0 = __ldg(szc + (i64)grp * N), p1 = __ldg(szc + (i64)grp * N + 8);
             s0 = h_lo(p0), s1 = h_lo(p1);
             zz0 = (p0 >> 16) * 0x10001u;
             zz1 = (p1 >> 16) * 0x10001u;
+            nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
         };
         auto next = [&]() {
 #pragma unroll
@@ -243,17 +267,21 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             load();
         };
         load();
-        for (int i = 0; i < nc; i++) {
-            // Refill the slot read last iteration (its data is in registers
-            // by now) with chunk i-1+QST; chunk i has landed once at most
-            // QST-1 later groups are pending.
-            if (i > 0) {
-                if (i - 1 + QST < nc) cp_async16(ring0 + ((i - 1) & (QST - 1)) * 512, src);
-                src += 32;
-            }
+        // At iteration i, refill the slot read in iteration i-1 (its data is
+        // in registers by now) with chunk i-1+QST; chunk i has landed once at
+        // most QST-1 later groups are pending.
+        // Unrolled QST deep so that the slots are constant offsets.
+        const u32x4* refill = src - 32;
+        for (int i0 = 0; i0 < nc; i0 += QST)
+#pragma unroll
+        for (int u = 0; u < QST; u++) {
+            const int i = i0 + u;
+            if (i >= nc) break;
+            refill += 32;
+            cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc);
             asm volatile("cp.async.commit_group;");
             asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-            const u32x4 w = lds128(ring0 + (i & (QST - 1)) * 512);
+            const u32x4 w = lds128(ring0 + u * 512);
             u32x4 bf[MT][SPC / 2];
 #pragma unroll
             for (int bt = 0; bt < MT; bt++)
@@ -271,17 +299,19 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
                 u32 a[4];
                 if (BITS == 4) {
-                    const u32 wd = word_of(w, s);
-                    a[0] = dq(wd, MASK, zz0);
-                    a[1] = dq(wd >> 4, MASK, zz1);
-                    a[2] = dq(wd >> 8, MASK, zz0);
-                    a[3] = dq(wd >> 12, MASK, zz1);
+                    // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
+                    // 1024 + 16c: times 1/16 minus (64 + z), exact.
+                    const u32 wd = word_of(w, s), wh = wd >> 8;
+                    a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
+                    a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
+                    a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
+                    a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
                 } else {
                     const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                    a[0] = dq(w0, MASK, zz0);
-                    a[1] = dq(w0 >> 8, MASK, zz1);
-                    a[2] = dq(w1, MASK, zz0);
-                    a[3] = dq(w1 >> 8, MASK, zz1);
+                    a[0] = hsub2(codes<MASK>(w0, magic), zz0);
+                    a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
+                    a[2] = hsub2(codes<MASK>(w1, magic), zz0);
+                    a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
                 }
 #pragma unroll
                 for (int bt = 0; bt < MT; bt++) {

@@ -45,7 +45,7 @@ for step in $steps; do
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
   cudatests)
-    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
+    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
     ;;
   decodeops)
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
@@ -155,10 +155,13 @@ for step in $steps; do
     # depend on it).
     [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    # DECODE_VARIANTS narrows the checkpoints (e.g. "q4act q8act"), DECODE_PREFILL=0
+    # skips the prefill bench: a short device call.
     for v in "q4act --bits 4 --group 128 --act-order" "q4 --bits 4 --group 128" "q8act --bits 8 --group 128 --act-order"; do
       set -- $v
       n=$1
       shift
+      case " ${DECODE_VARIANTS:-q4act q4 q8act} " in *" $n "*) ;; *) continue ;; esac
       [ -d /tmp/oc7b-$n ] || run quant7b-$n 200 "$bin/gptqtool" quantize --device cuda --model /tmp/oc7b \
         --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
         --out /tmp/oc7b-$n --estimate=false
@@ -168,6 +171,7 @@ for step in $steps; do
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
+    [ "${DECODE_PREFILL:-1}" = 0 ] && continue
     run prefill-q4act 300 sh -c "'$bin/gptqtool' bench prefill --device cuda --model /tmp/oc7b-q4act --prompts 128,2048,4096 >'$LOGS/prefill-q4act.json'"
     grep -E '"(prompt_tokens|ttft_ms|tok_per_s|peak_gpu_in_use_bytes)"' "$LOGS/prefill-q4act.json" | tr -d '\n' | tee -a "$summary"
     echo | tee -a "$summary"
