@@ -271,7 +271,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // in registers by now) with chunk i-1+QST; chunk i has landed once at
         // most QST-1 later groups are pending.
         // Unrolled QST deep so that the slots are constant offsets.
-        const u32x4* refill = src - 32;
+        const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         for (int i0 = 0; i0 < nc; i0 += QST)
 #pragma unroll
         for (int u = 0; u < QST; u++) {
