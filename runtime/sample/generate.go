@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -51,8 +52,10 @@ func NonFinite(v []float32) int {
 
 // Generate runs prompt through m and then samples up to opts.MaxTokens
 // tokens (fewer where the model's max_position_embeddings ends first), one
-// forward step each, with a KV cache sized for prompt plus MaxTokens. fn, if not nil, is called with each generated id as soon as
-// it is sampled; an error from fn ends generation (ErrStop without error).
+// forward step each, with a paged KV cache sized for prompt plus MaxTokens
+// (model.Step, as the server runs). fn, if not nil, is called with each
+// generated id as soon as it is sampled; an error from fn ends generation
+// (ErrStop without error).
 func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int) error) (*Result, error) {
 	if len(prompt) == 0 {
 		return nil, errors.New("sample: generate: empty prompt")
@@ -67,17 +70,29 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 		}
 		opts.MaxTokens = min(opts.MaxTokens, ctx-len(prompt))
 	}
-	cache := m.NewCache(len(prompt) + opts.MaxTokens)
+	// The serving path: a paged cache and model.Step, whose decode steps a
+	// GPU backend replays from graphs.
+	const blockSize = 16
+	L := len(prompt) + opts.MaxTokens
+	cache, err := m.NewPagedCache((L+blockSize-1)/blockSize, blockSize, L)
+	if err != nil {
+		return nil, fmt.Errorf("sample: generate: %w", err)
+	}
 	defer cache.Free()
+	var kv kvcache.Seq
+	if err := cache.Pool.Reserve(&kv, L); err != nil {
+		return nil, fmt.Errorf("sample: generate: %w", err)
+	}
 	s := New(opts.Sampling)
 	res := &Result{}
 	next := prompt
 	for len(res.IDs) < opts.MaxTokens {
 		start := time.Now()
-		logits, err := m.ForwardLast(next, cache, nil)
+		out, err := m.Step(cache, []model.StepSeq{{Seq: &kv, Tokens: next, Logits: true}})
 		if err != nil {
 			return res, fmt.Errorf("sample: generate: %w", err)
 		}
+		logits := out[0]
 		if i := NonFinite(logits); i >= 0 {
 			return res, fmt.Errorf("sample: generate: %w: logit %d of step %d is %v (a damaged checkpoint?)", ErrNonFinite, i, len(res.IDs), logits[i])
 		}
