@@ -1,0 +1,99 @@
+package model
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/kvcache"
+)
+
+// replayCPU is the CPU backend with a runtime.Grapher whose graphs run the
+// recorded function again at each Launch: on a machine without a GPU it
+// exercises what the model does for graph replay (padded rows, inputs
+// re-read from the device buffer at every step, one recording a bucket).
+type replayCPU struct {
+	*cpu.Backend
+	captures int
+}
+
+type replayGraph struct{ fn func() error }
+
+func (g replayGraph) Launch() error { return g.fn() }
+func (g replayGraph) Free()         {}
+
+func (r *replayCPU) Capture(fn func() error) (runtime.Graph, error) {
+	r.captures++
+	return replayGraph{fn}, nil
+}
+
+func TestDecodeBucket(t *testing.T) {
+	for n, want := range map[int]int{1: 1, 2: 2, 3: 4, 5: 8, 8: 8, 9: 16, 17: 24, 64: 64, 65: 72} {
+		if got := decodeBucket(n); got != want {
+			t.Errorf("decodeBucket(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
+// TestDecodeReplay decodes three sequences (one padding row in a bucket of
+// 4) through replayed steps and checks every step's logits against the
+// same sequences on the plain CPU backend, which neither pads nor records.
+func TestDecodeReplay(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	rb := &replayCPU{Backend: cpu.New(0)}
+	mr, err := Load(dir, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close()
+	mp := loadModel(t, dir)
+	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	run := func(m *Model) [][][]float32 {
+		c, err := m.NewPagedCache(32, 4, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Free()
+		seqs := make([]kvcache.Seq, len(prompts))
+		steps := make([]StepSeq, len(prompts))
+		for i, p := range prompts {
+			if err := c.Pool.Reserve(&seqs[i], 16); err != nil {
+				t.Fatal(err)
+			}
+			steps[i] = StepSeq{Seq: &seqs[i], Tokens: p, Logits: true}
+		}
+		var all [][][]float32
+		for step := range 5 {
+			out, err := m.Step(c, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out)
+			for i := range steps {
+				steps[i].Tokens = []int{100 + 7*step + i}
+			}
+		}
+		for i, s := range seqs {
+			if s.Len != len(prompts[i])+4 {
+				t.Errorf("sequence %d at %d positions, want %d", i, s.Len, len(prompts[i])+4)
+			}
+		}
+		return all
+	}
+	got, want := run(mr), run(mp)
+	if rb.captures != 1 {
+		t.Errorf("%d recordings for 4 decode steps of one bucket, want 1", rb.captures)
+	}
+	for step := range want {
+		for i := range prompts {
+			var worst float64
+			for j, v := range want[step][i] {
+				worst = max(worst, math.Abs(float64(got[step][i][j]-v)))
+			}
+			if worst > 1e-3 {
+				t.Errorf("step %d sequence %d: replayed logits differ by %.3g", step, i, worst)
+			}
+		}
+	}
+}
