@@ -56,18 +56,7 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 			r := (j0 + j) * kvc
 			sc[j] = dotGo(qr, kbase[r:r+hd])
 		}
-		mx := float32(math.Inf(-1))
-		for j := range sc {
-			sc[j] *= p.Scale
-			mx = max(mx, sc[j])
-		}
-		var sum float64
-		for j, s := range sc {
-			e := float32(math.Exp(float64(s - mx)))
-			sc[j] = e
-			sum += float64(e)
-		}
-		inv := float32(1 / sum)
+		inv := softmax(sc, p.Scale)
 		out := d.data[t*qc+h*hd : t*qc+(h+1)*hd]
 		clear(out)
 		vbase := vt.data[kh:]
@@ -76,6 +65,24 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 			kern.axpy(s*inv, vbase[r:r+hd], out)
 		}
 	})
+}
+
+// softmax scales the scores sc, replaces them by exp(score − max) and
+// returns 1/Σ, the sum in float64 (the normalisation is left to the caller,
+// folded into the weights of the value rows).
+func softmax(sc []float32, scale float32) float32 {
+	mx := float32(math.Inf(-1))
+	for j := range sc {
+		sc[j] *= scale
+		mx = max(mx, sc[j])
+	}
+	var sum float64
+	for j, s := range sc {
+		e := float32(math.Exp(float64(s - mx)))
+		sc[j] = e
+		sum += float64(e)
+	}
+	return float32(1 / sum)
 }
 
 // blockedMinRows is the query count from which Attention transposes V and

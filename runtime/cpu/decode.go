@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -83,19 +82,11 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		qr := qt.data[r*qc+h*hd : r*qc+(h+1)*hd]
 		kh := (h / group) * hd
 		sc := make([]float32, i-j0+1)
-		mx := float32(math.Inf(-1))
 		for j := range sc {
 			o := row(j0+j)*kvc + kh
-			sc[j] = dotGo(qr, kt.data[o:o+hd]) * p.Scale
-			mx = max(mx, sc[j])
+			sc[j] = dotGo(qr, kt.data[o:o+hd])
 		}
-		var sum float64
-		for j, s := range sc {
-			e := float32(math.Exp(float64(s - mx)))
-			sc[j] = e
-			sum += float64(e)
-		}
-		inv := float32(1 / sum)
+		inv := softmax(sc, p.Scale)
 		out := d.data[r*qc+h*hd : r*qc+(h+1)*hd]
 		clear(out)
 		for j, s := range sc {
