@@ -35,5 +35,15 @@
 // group-quantized weights (QuantWeight, act order already sequential) on the
 // backend for MatMul to multiply by directly; without it the model binds
 // dequantized weights. ResidualMatMuler (MatMulAdd) adds a product into the
-// residual stream.
+// residual stream. FusedQuantLoader loads q/k/v and gate/up as one weight
+// each (split outputs; SwiGLU in the product).
+//
+// # Decode steps
+//
+// PagedDecoder's ops (EmbeddingAt, RoPEStore, PagedAttention) read a step's
+// per-token ids, positions, cache slots and block tables from I32 tensors,
+// so that nothing crosses to the host between a step's first op and its
+// logits; a Grapher records such a step once (Capture) and replays it
+// (Graph.Launch) with the inputs refreshed in place. The CPU backend has
+// the ops (the reference); the CUDA backend has both.
 package runtime

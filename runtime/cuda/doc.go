@@ -23,7 +23,11 @@
 // Tensors are F32, F16, BF16 or I32, row-major; MatMul and Gram call
 // cublasGemmEx with fp32 compute (no TF32); attention in f16/bf16 with head
 // size 64 or 128 runs a FlashAttention-2 style tensor-core kernel, other
-// cases a generic fp32 kernel. Beyond runtime.Backend the package offers
+// cases a generic fp32 kernel. GPTQ weights (LoadQuant, fused by
+// LoadQuantSplit/LoadQuantGLU) are tiled at load for tensor-core products
+// of 1–64 rows (kernels/qgemv.cu), dequantized into a scratch for cuBLAS
+// above that; decode steps use the PagedDecoder ops (kernels/decode.cu) and
+// are recorded as CUDA graphs (Capture). Beyond runtime.Backend the package offers
 // what the GPTQ solver needs: raw device buffers, kernel launches, DGEMM,
 // Cholesky factorisation and triangular inverse (float64).
 package cuda

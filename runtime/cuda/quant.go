@@ -301,7 +301,7 @@ func (b *Backend) releaseQuant(t *Tensor) {
 }
 
 // SetDequantGEMM makes every product with a quantized weight dequantize it
-// and multiply with cuBLAS (the reference the GEMV kernels are checked
+// and multiply with cuBLAS (the reference the qmma kernels are checked
 // against), or restores the kernels.
 func (b *Backend) SetDequantGEMM(on bool) {
 	b.enter()
@@ -349,7 +349,7 @@ func (b *Backend) MatMulGLU(dst, x, w runtime.Tensor) {
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
 // x·wᵀ for a plain weight (res nil or of outs[0]'s shape, possibly outs[0]),
 // one output per segment of a split fusion, silu(gate)·up for a GLU one. The
-// GEMV kernels take up to qgemvRows rows; more rows (or the forced
+// qmma kernels take up to qgemvRows rows; more rows (or the forced
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
 func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	q := w.q
