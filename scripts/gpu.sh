@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode] [decodeops]
+#                  [quantppl] [decode] [decodeops] [serve7b] [ncu]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +50,25 @@ for step in $steps; do
   decodeops)
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
+    ;;
+  serve7b)
+    # Issue 10: 64 concurrent streams of 256 tokens against the server on the
+    # 7B shape at 4 bits (the checkpoint of the decode step), next to the
+    # runtime's own batch-64 decode figure in decode-q4act.json.
+    if [ ! -d /tmp/oc7b-q4act ]; then note "serve7b: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
+    "$bin/gptqtool" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
+      --max-batch 64 >"$LOGS/serve7b-server.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 1 180); do
+      (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
+      sleep 1
+    done
+    run serve7b 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
+      --max-tokens 256 >'$LOGS/serve7b.json'"
+    kill -TERM $spid
+    wait $spid
+    grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b.json" | tr -d '\n' | tee -a "$summary"
+    echo | tee -a "$summary"
     ;;
   ncu)
     # Nsight Compute on the decode kernels of the 7B shape (where the device
