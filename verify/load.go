@@ -111,7 +111,11 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 				} else {
 					res.PromptTokens += r.prompt
 					res.CompletionTokens += r.completion
-					ttft = append(ttft, r.ttft)
+					if r.content {
+						// A request that ended before any text (a stop
+						// token first) has no first token to time.
+						ttft = append(ttft, r.ttft)
+					}
 					itl = append(itl, r.gaps...)
 				}
 				mu.Unlock()
@@ -129,6 +133,7 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 
 type streamResult struct {
 	prompt, completion int
+	content            bool // a chunk with text arrived
 	ttft               float64
 	gaps               []float64
 }
@@ -192,7 +197,7 @@ func stream(ctx context.Context, client *http.Client, o LoadOptions, path string
 			}
 			now := time.Now()
 			if last.IsZero() {
-				r.ttft = now.Sub(t0).Seconds()
+				r.ttft, r.content = now.Sub(t0).Seconds(), true
 			} else {
 				r.gaps = append(r.gaps, now.Sub(last).Seconds())
 			}

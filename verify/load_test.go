@@ -2,7 +2,11 @@ package verify_test
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,5 +61,30 @@ func TestLoadTest(t *testing.T) {
 		Concurrency: 2, MaxTokens: 5, Prompt: "x"})
 	if err != nil || bad.Errors != 2 || bad.FirstError == "" {
 		t.Errorf("with a wrong key: %+v, %v", bad, err)
+	}
+}
+
+// TestLoadTestEmptyStreams: requests that end before any text (a stop token
+// first) count their tokens but have no time to first token.
+func TestLoadTestEmptyStreams(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		if n.Add(1) <= 2 {
+			fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n")
+			fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":0}}\n\ndata: [DONE]\n\n")
+			return
+		}
+		time.Sleep(30 * time.Millisecond)
+		fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"hi\",\"finish_reason\":null}]}\n\n")
+		fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	r, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: srv.URL, Concurrency: 1, Requests: 3, MaxTokens: 4, Prompt: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 0 || r.CompletionTokens != 1 || !(r.TTFT.P50 >= 0.03) || !(r.TTFT.Mean >= 0.03) {
+		t.Errorf("load result %+v: the empty streams' time to first token was counted", r)
 	}
 }
