@@ -42,6 +42,14 @@ func hostLimits() memLimits {
 	return l
 }
 
+// HostAvailable is how much more memory this process may use (the
+// tightest of MemAvailable, the cgroup limit and RLIMIT_DATA) and what binds
+// it; 0 and "" where none of them can be read.
+func HostAvailable() (int64, string) {
+	l := hostLimits()
+	return l.Available, l.Binding
+}
+
 // meminfo reads one /proc/meminfo field in bytes.
 func meminfo(key string) (int64, bool) {
 	f, err := os.Open("/proc/meminfo")

@@ -8,3 +8,6 @@ func hostLimits() memLimits { return memLimits{} }
 
 // diskFree is unknown on this platform.
 func diskFree(path string) (int64, bool) { return 0, false }
+
+// HostAvailable reports nothing on this system (see the Linux version).
+func HostAvailable() (int64, string) { return 0, "" }

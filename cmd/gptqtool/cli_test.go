@@ -128,6 +128,9 @@ func TestUsageErrors(t *testing.T) {
 		{"generate", "--model", model, "--prompt", "x", "--temperature", "+Inf"},
 		{"generate", "--model", model, "--prompt", "x", "--top-p", "NaN"},
 		{"bench", "serve", "--url", "http://127.0.0.1:1", "--temperature", "NaN"},
+		{"serve", "--model", model, "--kv-cache", "0%"},
+		{"serve", "--model", model, "--kv-cache", "150%"},
+		{"serve", "--model", model, "--kv-cache", "lots"},
 		{"convert", "--out", "x"},
 		{"convert", "--in", model, "--out", "x", "--dtype", "fp8"},
 		{"convert", "--in", model, "--out", "x", "--checkpoint-format", "marlin"},
@@ -288,6 +291,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+func TestParseKVCache(t *testing.T) {
+	for in, want := range map[string]kvSize{"1GiB": {bytes: 1 << 30}, "90%": {fraction: 0.9}, " 100 % ": {fraction: 1}, "0.5%": {fraction: 0.005}} {
+		got, err := parseKVCache(in)
+		if err != nil || got != want {
+			t.Errorf("parseKVCache(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0%", "-5%", "101%", "NaN%", "%", "0", "lots"} {
+		if _, err := parseKVCache(in); err == nil {
+			t.Errorf("parseKVCache(%q) accepted", in)
+		}
+	}
+}
+
 // TestServeCommand runs `serve` on a free port: /health answers, a
 // completion is served and logged, and cancelling the command's context
 // (what SIGTERM does) stops it cleanly.
@@ -297,7 +314,8 @@ func TestServeCommand(t *testing.T) {
 	var errb syncBuffer
 	root.SetOut(io.Discard)
 	root.SetErr(&errb)
-	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "16MiB", "--api-keys", "secret"})
+	// The KV cache as a share of the memory free after loading.
+	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "0.05%", "--api-keys", "secret"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -338,5 +356,8 @@ func TestServeCommand(t *testing.T) {
 	logs := errb.String()
 	if !strings.Contains(logs, `"path":"/v1/completions"`) || !strings.Contains(logs, `"status":200`) || !strings.Contains(logs, "serve: stopped") {
 		t.Errorf("no access log record or stop line:\n%s", logs)
+	}
+	if !regexp.MustCompile(`kv cache: [0-9.]+ [KMG]?B of [0-9.]+ [KMG]?B \(`).MatchString(logs) {
+		t.Errorf("no line sizing the KV cache from the free memory:\n%s", logs)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/server"
 )
@@ -63,7 +65,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.IntVar(&f.maxLen, "max-len", 0, "longest prompt + completion in tokens (default: the model's max_position_embeddings)")
-	fs.StringVar(&f.kvCache, "kv-cache", "1GiB", "memory of the paged KV cache")
+	fs.StringVar(&f.kvCache, "kv-cache", "1GiB", "memory of the paged KV cache: a size, or a percentage of the memory free once the model is loaded (90%)")
 	fs.IntVar(&f.blockSize, "block-size", 16, "positions per KV cache block")
 	fs.IntVar(&f.maxQueue, "max-queue", 256, "requests waiting for admission before 429")
 	fs.IntVar(&f.maxRunning, "max-batch", 64, "sequences decoded together")
@@ -81,9 +83,9 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	if f.model == "" {
 		return usageError{errors.New("--model is required")}
 	}
-	kvBytes, err := parseSize(f.kvCache)
-	if err != nil || kvBytes <= 0 {
-		return usageError{fmt.Errorf("--kv-cache %q: want a size such as 1GiB", f.kvCache)}
+	kv, err := parseKVCache(f.kvCache)
+	if err != nil {
+		return usageError{err}
 	}
 	maxBody, err := parseSize(f.maxBody)
 	if err != nil || maxBody <= 0 {
@@ -132,7 +134,7 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	var eng atomic.Pointer[engine.Engine]
 	loaded := make(chan error, 1)
 	go func() {
-		e, err := loadServing(f, cfg, tok, chat, srv, kvBytes, stderr)
+		e, err := loadServing(f, cfg, tok, chat, srv, kv, stderr)
 		if err == nil {
 			eng.Store(e)
 		}
@@ -157,8 +159,31 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	return err
 }
 
+// kvSize is --kv-cache: bytes, or a fraction of the memory free once the
+// model is loaded.
+type kvSize struct {
+	bytes    int64
+	fraction float64
+}
+
+// parseKVCache reads --kv-cache: a size (1GiB) or a percentage (90%).
+func parseKVCache(s string) (kvSize, error) {
+	if p, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil || !(v > 0 && v <= 100) {
+			return kvSize{}, fmt.Errorf("--kv-cache %q: want a percentage above 0 and at most 100", s)
+		}
+		return kvSize{fraction: v / 100}, nil
+	}
+	n, err := parseSize(s)
+	if err != nil || n <= 0 {
+		return kvSize{}, fmt.Errorf("--kv-cache %q: want a size such as 1GiB or a percentage such as 90%%", s)
+	}
+	return kvSize{bytes: n}, nil
+}
+
 // loadServing loads the model and starts the engine behind srv.
-func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions, srv *server.Server, kvBytes int64, log interface{ Write([]byte) (int, error) }) (*engine.Engine, error) {
+func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions, srv *server.Server, kv kvSize, log interface{ Write([]byte) (int, error) }) (*engine.Engine, error) {
 	b, err := newBackend(f.device, f.threads, log)
 	if err != nil {
 		return nil, err
@@ -173,6 +198,23 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	}
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("%s: no max_position_embeddings: set --max-len", cfg.File)
+	}
+	kvBytes := kv.bytes
+	if kv.fraction > 0 {
+		// Of what is free now that the weights are in: the device's memory
+		// (with what its allocator holds cached), else the host's.
+		free, where := int64(0), ""
+		if mr, ok := b.(interface{ Memory() (free, total int64) }); ok {
+			free, _ = mr.Memory()
+			where = "free device memory"
+		} else {
+			free, where = publish.HostAvailable()
+		}
+		if free <= 0 {
+			return nil, fmt.Errorf("--kv-cache %s: the free memory of %s cannot be read; give a size", f.kvCache, b.Name())
+		}
+		kvBytes = int64(kv.fraction * float64(free))
+		fmt.Fprintf(log, "kv cache: %s of %s (%s)\n", publish.FormatSize(kvBytes), publish.FormatSize(free), where)
 	}
 	blocks := int(kvBytes / (m.KVBytesPerPosition() * int64(f.blockSize)))
 	if blocks < 1 {
