@@ -120,6 +120,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"Attention", testAttention},
 		{"Gram", testGram},
 		{"Raw", testRaw},
+		{"PagedDecoder", testPagedDecoder},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
