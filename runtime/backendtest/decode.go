@@ -124,4 +124,3 @@ func testPagedDecoder(e *env) {
 		})
 	}
 }
-
