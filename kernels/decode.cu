@@ -59,8 +59,6 @@
     }
 FOR_DTYPES(ROPE_STORE)
 
-#define PA_HDMAX 256
-
 #define PA_TILE 128
 
 // paged_attn<T, C, G>: one block per (kv head, split, row), 128 threads; the

@@ -6,7 +6,9 @@
 // Each .cu file is one op family and starts with a comment giving its
 // kernels' shapes, layouts and launch grids. common.cuh is prepended to
 // every file (NVRTC is given no headers, so no CUDA toolkit is needed on
-// the machine): the 16-bit float types, conversions and warp reductions.
+// the machine): the 16-bit float types, conversions, warp reductions, vector
+// loads and the mma.sync and shared-address helpers the tensor-core kernels
+// share.
 // Kernels have C linkage and carry their dtype in the name (rmsnorm_bf16).
 package kernels
 

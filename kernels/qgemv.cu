@@ -118,21 +118,9 @@ template <> struct xscale<f16> { static constexpr float v = 1.0f; };
 // twice).
 __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & mask) | 0x64006400u, zz); }
 
-__device__ __forceinline__ void mma_f16(float* d, const u32* a, u32 b0, u32 b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
-
-__device__ __forceinline__ u32 smem_u32(const void* p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
 
 __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
@@ -189,7 +177,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int col0 = blockIdx.x * QCOLS, nt = blockIdx.x * 8 + warp;
     const bool active = nt * 16 < N;
-    const u32 ring0 = smem_u32(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
+    const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, chunks in xslot order
     float* tot = (float*)(xs + (i64)M * LDX);                              // [M][QCOLS]
 
@@ -237,7 +225,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         const u32* szc = sz + nt * 16 + g;
         u32 xb[MT];
 #pragma unroll
-        for (int bt = 0; bt < MT; bt++) xb[bt] = smem_u32(xs + imin(bt * 8 + g, M - 1) * LDX + t * 4 * SPC);
+        for (int bt = 0; bt < MT; bt++) xb[bt] = smem_addr(xs + imin(bt * 8 + g, M - 1) * LDX + t * 4 * SPC);
         // The group of the first input, and how many chunks (AL) or steps
         // of it are left.
         int grp = kbase / gs;
@@ -316,7 +304,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int bt = 0; bt < MT; bt++) {
                     const u32x4 v = bf[bt][s / 2];
-                    mma_f16(tmp[bt], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
+                    mma16816<f16>(tmp[bt], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
                 }
             }
         }
