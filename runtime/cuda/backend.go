@@ -507,6 +507,18 @@ func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) {
 	return buf, nil
 }
 
+// counters returns the address of at least n u32 counters in *slot for a
+// kernel whose last block of a group counts the others in (split-K, split
+// attention): new memory is zeroed and the kernels leave it at zero, so the
+// buffer only ever grows.
+func (b *Backend) counters(slot **Buffer, n int) (uint64, error) {
+	buf, err := b.scratch(slot, int64(4*max(n, 1024)))
+	if err != nil {
+		return 0, err
+	}
+	return buf.Ptr, nil
+}
+
 // Memset zeroes n bytes at p.
 func (b *Backend) Memset(p uint64, n int64) error {
 	b.enter()

@@ -109,14 +109,11 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 			b.fail(err)
 			return
 		}
-		if b.acount == nil || b.acount.Size < int64(4*rows*hkv) {
-			// Counters start at zero; the kernel leaves them there.
-			if _, err := b.scratch(&b.acount, int64(4*max(rows*hkv, 4096))); err != nil {
-				b.fail(err)
-				return
-			}
+		if cnt, err = b.counters(&b.acount, rows*hkv); err != nil {
+			b.fail(err)
+			return
 		}
-		part, cnt = pb.Ptr, b.acount.Ptr
+		part = pb.Ptr
 	}
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(128*32*c*qt.dt.Size(), 4*g*32*c*4)

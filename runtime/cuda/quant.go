@@ -364,16 +364,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	if M == 0 {
 		return
 	}
-	var perm, resPtr uint64
-	if q.perm != nil {
-		perm = q.perm.Ptr
-	}
-	if res != nil {
-		resPtr = res.ptr
-	}
 	if M > qgemvRows || b.dequantGEMM {
 		b.qdequantGEMM(outs, x, w, res)
 		return
+	}
+	var resPtr uint64
+	if res != nil {
+		resPtr = res.ptr
 	}
 	tile := 0
 	for qmmaTiles[tile]*8 < M {
@@ -393,39 +390,32 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 		cps = (CK + S - 1) / S
 	}
 	S = (CK + cps - 1) / cps
-	if S > 1 {
-		if _, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4); err != nil {
-			b.fail(err)
-			return
-		}
-		if b.qcount == nil || b.qcount.Size < int64(4*nb) {
-			// Counters must start at zero; the kernel leaves them there.
-			if _, err := b.scratch(&b.qcount, int64(4*max(nb, 1024))); err != nil {
-				b.fail(err)
-				return
-			}
-		}
-	}
 	var part, count uint64
-	if b.qpart != nil {
-		part, count = b.qpart.Ptr, b.qcount.Ptr
-	}
-	// More rows than a tile gather x through the permutation once, for all
-	// blocks, which then stage it with 16-byte loads (as they do x itself
-	// when it is aligned and there is no permutation).
-	xp := x.ptr
-	if (perm != 0 && M > 8) || (perm == 0 && xp%16 != 0) {
-		xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*int64(x.dt.Size()))
+	if S > 1 {
+		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
 		if err != nil {
 			b.fail(err)
 			return
 		}
-		if perm != 0 {
-			b.run("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, perm, int32(M), int32(q.k))
-		} else {
-			b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(xb.Ptr, x.ptr, uint64(x.Bytes()), b.stream)))
+		if count, err = b.counters(&b.qcount, nb); err != nil {
+			b.fail(err)
+			return
 		}
-		xp, perm = xb.Ptr, 0
+		part = pb.Ptr
+	}
+	// More rows than a tile gather x through the permutation once, for all
+	// blocks, which then stage it with 16-byte loads (as they do x itself
+	// when it is aligned and there is no permutation); a tile or fewer rows
+	// are gathered while staged.
+	xp, perm := x.ptr, uint64(0)
+	if q.perm != nil && M <= 8 {
+		perm = q.perm.Ptr
+	} else if q.perm != nil || xp%16 != 0 {
+		var err error
+		if xp, err = b.sequentialX(x, q); err != nil {
+			b.fail(err)
+			return
+		}
 	}
 	var o [3]uint64
 	for i := range widths {
@@ -442,6 +432,21 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps))
+}
+
+// sequentialX copies x [M, K] into the xperm scratch in q's sequential input
+// order (x[m, perm[k]]; a plain copy without a permutation, which aligns it)
+// and returns the copy's address.
+func (b *Backend) sequentialX(x *Tensor, q *quant) (uint64, error) {
+	M := runtime.Rows(x)
+	xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*int64(x.dt.Size()))
+	if err != nil {
+		return 0, err
+	}
+	if q.perm == nil {
+		return xb.Ptr, cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(xb.Ptr, x.ptr, uint64(x.Bytes()), b.stream))
+	}
+	return xb.Ptr, b.launch("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, q.perm.Ptr, int32(M), int32(q.k))
 }
 
 // qdequantGEMM is qmatmul through the weight dequantized in sequential input
@@ -463,16 +468,10 @@ func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor) {
 	}
 	xp := x.ptr
 	if q.perm != nil {
-		xb, err := b.scratch(&b.xperm, int64(M)*int64(q.k)*es)
-		if err != nil {
+		if xp, err = b.sequentialX(x, q); err != nil {
 			b.fail(err)
 			return
 		}
-		if err := b.launch("qgemv.cu", qnames.gather[x.dt], grid1(int64(M)*int64(q.k)), Dim{X: threads}, 0, xb.Ptr, x.ptr, q.perm.Ptr, int32(M), int32(q.k)); err != nil {
-			b.fail(err)
-			return
-		}
-		xp = xb.Ptr
 	}
 	switch {
 	case q.glu:
