@@ -75,15 +75,9 @@ func openIndex(dir, indexPath string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	var paths []string
-	for _, file := range idx.WeightMap {
-		paths = append(paths, filepath.Join(dir, file))
-	}
-	slices.Sort(paths)
-	paths = slices.Compact(paths)
 	s := &Set{dir: dir, byName: make(map[string]*File, len(idx.WeightMap))}
 	byPath := map[string]*File{}
-	for _, p := range paths {
+	for _, p := range idx.Shards(dir) {
 		f, err := Open(p)
 		if err != nil {
 			s.Close()

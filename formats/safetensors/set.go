@@ -94,18 +94,23 @@ func ReadIndex(path string) (*Index, error) {
 	return &idx, nil
 }
 
-func openIndex(dir, indexPath string) (*Set, error) {
-	idx, err := ReadIndex(indexPath)
-	if err != nil {
-		return nil, err
-	}
+// Shards returns the paths in dir of the files the index names, sorted,
+// each once.
+func (idx *Index) Shards(dir string) []string {
 	var paths []string
 	for _, file := range idx.WeightMap {
 		paths = append(paths, filepath.Join(dir, file))
 	}
 	slices.Sort(paths)
-	paths = slices.Compact(paths)
-	s, err := openAll(dir, paths)
+	return slices.Compact(paths)
+}
+
+func openIndex(dir, indexPath string) (*Set, error) {
+	idx, err := ReadIndex(indexPath)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openAll(dir, idx.Shards(dir))
 	if err != nil {
 		return nil, err
 	}
