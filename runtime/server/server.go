@@ -306,27 +306,21 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, fmt.Errorf("the body is not a JSON object: %w", err))
 		return
 	}
+	_, chat := probe["messages"]
+	req, err := openai.Parse(body, chat)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
 	var ids []int
-	if _, chat := probe["messages"]; chat {
-		req, err := openai.Parse(body, true)
-		if err != nil {
-			badRequest(w, err)
-			return
-		}
-		if ids, err = s.chatIDs(b, req); err != nil {
-			badRequest(w, err)
-			return
-		}
+	if chat {
+		ids, err = s.chatIDs(b, req)
 	} else {
-		req, err := openai.Parse(body, false)
-		if err != nil {
-			badRequest(w, err)
-			return
-		}
-		if ids, err = promptIDs(b, req); err != nil {
-			badRequest(w, err)
-			return
-		}
+		ids, err = promptIDs(b, req)
+	}
+	if err != nil {
+		badRequest(w, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": ids, "count": len(ids), "max_model_len": b.Engine.MaxLen()})
 }
