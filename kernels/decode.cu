@@ -18,7 +18,8 @@
 // once for all of them; see paged_attn below), and the S blocks of a (row,
 // kv head) split the positions into S even chunks (flash-decoding), so that
 // a batch of one still spreads over the GPU. With S > 1 each block writes
-// (max, sum, unnormalised output) per head to part [rows, hq, S, hd+2] and
+// (max, sum, unnormalised output) per head to part [rows, hq, gridDim.y,
+// hd+2] (a row's own S may be fewer: the stride is the grid's) and
 // the last of the S blocks to finish (a counter per (row, kv head) in cnt,
 // left at zero again) combines them. S is the grid's split count or fewer,
 // at least 32 positions a split, decided per row from its position (the
@@ -218,7 +219,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     }
     for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
         const int g = e / (hd + 2), d = e % (hd + 2);
-        float* pp = part + (((i64)r * hq + h0 + g) * S + s) * (hd + 2);
+        float* pp = part + (((i64)r * hq + h0 + g) * gridDim.y + s) * (hd + 2);
         pp[d] = d == 0 ? mh[g] : d == 1 ? lh[g] : red[0][g][d - 2] + red[1][g][d - 2] + red[2][g][d - 2] + red[3][g][d - 2];
     }
     __threadfence();
@@ -230,7 +231,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     __threadfence();
     for (int e = tid; e < nh * hd; e += blockDim.x) {
         const int g = e / hd, d = e % hd;
-        const float* pp = part + ((i64)r * hq + h0 + g) * S * (hd + 2);
+        const float* pp = part + ((i64)r * hq + h0 + g) * gridDim.y * (hd + 2);
         float M = NEG_INF;
         for (int y = 0; y < S; y++) M = fmaxf(M, __ldcg(pp + y * (hd + 2)));
         float L = 0.0f, o = 0.0f;
