@@ -26,15 +26,20 @@
 // Grid (ceil(N/128), S), 256 threads: a block owns 128 columns (a warp an
 // n tile of 16) and the chunks [y*cps, (y+1)*cps) of the inputs. Each warp
 // starts QST chunk copies into its ring in shared memory (cp.async), the
-// block stages its slice of x (gathered through perm, as fp16, times 2^-8
-// for bf16/f32 inputs so that their range fits; 16-byte aligned rows when
-// there is no perm) in shared memory, and the warps then stream their
-// chunks QST deep, decode in registers and multiply with fp32
-// accumulation. With S > 1 the blocks of a column slab write fp32 partial
+// block stages x for the first P chunks of its slice (gathered through
+// perm, as fp16, times 2^-8 for bf16/f32 inputs so that their range fits;
+// 16-byte aligned rows when there is no perm) in shared memory, and the
+// warps then stream their chunks QST deep, decode in registers and multiply
+// with fp32 accumulation; every P chunks (a multiple of QST, or the whole
+// slice) the block stages the next phase of x between two barriers, so that
+// many rows need not split K further to fit. With S > 1 the blocks of a column slab write fp32 partial
 // sums to part [S, M, N] and the last one to finish (a counter per slab in
 // count, left at zero again) adds them up; the block's sums then go out
 // through qout. Rows of x past M are never read (their mma columns are
-// discarded).
+// discarded). The warps of a last block past N repeat warp 0's work and
+// write nothing, so that every warp takes part in the phases' barriers.
+// Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
+// space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
 // Fused weights (LoadQuantSplit, LoadQuantGLU) run through the same kernel:
 // split output columns go to up to three tensors, [0, seg1) to out0 [M, seg1],
@@ -165,7 +170,8 @@ __device__ __forceinline__ u32x4 lds128(u32 addr) {
 template <int BITS, int MT, typename T, bool AL>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
-                     const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps) {
+                     const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
+                     int P) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -173,45 +179,51 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     extern __shared__ u32x4 smem_q[];
     const int CK = K / KB;
     const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
-    const int kbase = c0 * KB, kn = nc * KB, LDX = kn + 8;
+    const int kbase = c0 * KB, LDX = P * KB + 8;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int col0 = blockIdx.x * QCOLS, nt = blockIdx.x * 8 + warp;
-    const bool active = nt * 16 < N;
+    const int col0 = blockIdx.x * QCOLS;
+    const bool active = (blockIdx.x * 8 + warp) * 16 < N;
+    const int nt = active ? blockIdx.x * 8 + warp : blockIdx.x * 8;
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, chunks in xslot order
-    float* tot = (float*)(xs + (i64)M * LDX);                              // [M][QCOLS]
+    float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
 #pragma unroll
     for (int i = 0; i < QST; i++) {
-        if (active && i < nc) cp_async16(ring0 + i * 512, src + i * 32);
+        if (i < nc) cp_async16(ring0 + i * 512, src + i * 32);
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
 
-    // Stage x, eight inputs (one step half) a thread at a time: through perm
-    // with every row's loads in flight together, or 16-byte loads.
-    for (int k8 = threadIdx.x * 8; k8 < kn; k8 += blockDim.x * 8) {
-        int sk[8];
-        if (perm) {
-            const int4 p0 = __ldg((const int4*)(perm + kbase + k8)), p1 = __ldg((const int4*)(perm + kbase + k8 + 4));
-            sk[0] = p0.x, sk[1] = p0.y, sk[2] = p0.z, sk[3] = p0.w, sk[4] = p1.x, sk[5] = p1.y, sk[6] = p1.z, sk[7] = p1.w;
-        }
-        u16* dst = xs + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
-        for (int m = 0; m < M; m++) {
-            const T* xr = x + (i64)m * K;
-            float v[8];
+    // Stage x for the chunks [ci, ci+P) of the slice, eight inputs (one step
+    // half) a thread at a time: through perm with every row's loads in
+    // flight together, or 16-byte loads.
+    auto stage = [&](int ci) {
+        const int kb0 = kbase + ci * KB, kn = imin(P, nc - ci) * KB;
+        for (int k8 = threadIdx.x * 8; k8 < kn; k8 += blockDim.x * 8) {
+            int sk[8];
             if (perm) {
-#pragma unroll
-                for (int j = 0; j < 8; j++) v[j] = to_f32(xr[sk[j]]);
-            } else {
-                load8<T>(xr + kbase + k8, v);
+                const int4 p0 = __ldg((const int4*)(perm + kb0 + k8)), p1 = __ldg((const int4*)(perm + kb0 + k8 + 4));
+                sk[0] = p0.x, sk[1] = p0.y, sk[2] = p0.z, sk[3] = p0.w, sk[4] = p1.x, sk[5] = p1.y, sk[6] = p1.z, sk[7] = p1.w;
             }
-            // The pairs of t = 0..3 sit 4*SPC apart.
+            u16* dst = xs + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
+            for (int m = 0; m < M; m++) {
+                const T* xr = x + (i64)m * K;
+                float v[8];
+                if (perm) {
 #pragma unroll
-            for (int j = 0; j < 4; j++) *(u32*)(dst + m * LDX + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+                    for (int j = 0; j < 8; j++) v[j] = to_f32(xr[sk[j]]);
+                } else {
+                    load8<T>(xr + kb0 + k8, v);
+                }
+                // The pairs of t = 0..3 sit 4*SPC apart.
+#pragma unroll
+                for (int j = 0; j < 4; j++) *(u32*)(dst + m * LDX + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+            }
         }
-    }
+    };
+    stage(0);
     __syncthreads();
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
@@ -221,7 +233,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     for (int bt = 0; bt < MT; bt++)
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[bt][e] = tmp[bt][e] = 0.0f;
-    if (active) {
+    {
         const u32* szc = sz + nt * 16 + g;
         u32 xb[MT];
 #pragma unroll
@@ -260,51 +272,61 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // most QST-1 later groups are pending.
         // Unrolled QST deep so that the slots are constant offsets.
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
-        for (int i0 = 0; i0 < nc; i0 += QST)
-#pragma unroll
-        for (int u = 0; u < QST; u++) {
-            const int i = i0 + u;
-            if (i >= nc) break;
-            refill += 32;
-            cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc);
-            asm volatile("cp.async.commit_group;");
-            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-            const u32x4 w = lds128(ring0 + u * 512);
-            u32x4 bf[MT][SPC / 2];
-#pragma unroll
-            for (int bt = 0; bt < MT; bt++)
-#pragma unroll
-                for (int q = 0; q < SPC / 2; q++) bf[bt][q] = lds128(xb[bt] + i * KB * 2 + 16 * q);
-            if (AL) {
-                if (left == 0) next();
-                left--;
+        int pleft = P;                    // chunks left in this phase of x
+        u32 xoff = 0;                     // their offset in xs
+        for (int i0 = 0; i0 < nc; i0 += QST) {
+            if (pleft == 0) {  // the next phase of x (P is a multiple of QST)
+                __syncthreads();
+                stage(i0);
+                __syncthreads();
+                pleft = P, xoff = 0;
             }
 #pragma unroll
-            for (int s = 0; s < SPC; s++) {
-                if (!AL) {
+            for (int u = 0; u < QST; u++) {
+                const int i = i0 + u;
+                if (i >= nc) break;
+                refill += 32;
+                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc);
+                asm volatile("cp.async.commit_group;");
+                asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+                const u32x4 w = lds128(ring0 + u * 512);
+                u32x4 bf[MT][SPC / 2];
+#pragma unroll
+                for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                    for (int q = 0; q < SPC / 2; q++) bf[bt][q] = lds128(xb[bt] + xoff + 16 * q);
+                pleft--, xoff += KB * 2;
+                if (AL) {
                     if (left == 0) next();
                     left--;
                 }
-                u32 a[4];
-                if (BITS == 4) {
-                    // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
-                    // 1024 + 16c: times 1/16 minus (64 + z), exact.
-                    const u32 wd = word_of(w, s), wh = wd >> 8;
-                    a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                    a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                    a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                    a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                } else {
-                    const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                    a[0] = hsub2(codes<MASK>(w0, magic), zz0);
-                    a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                    a[2] = hsub2(codes<MASK>(w1, magic), zz0);
-                    a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                }
 #pragma unroll
-                for (int bt = 0; bt < MT; bt++) {
-                    const u32x4 v = bf[bt][s / 2];
-                    mma16816<f16>(tmp[bt], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
+                for (int s = 0; s < SPC; s++) {
+                    if (!AL) {
+                        if (left == 0) next();
+                        left--;
+                    }
+                    u32 a[4];
+                    if (BITS == 4) {
+                        // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
+                        // 1024 + 16c: times 1/16 minus (64 + z), exact.
+                        const u32 wd = word_of(w, s), wh = wd >> 8;
+                        a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
+                        a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
+                        a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
+                        a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
+                    } else {
+                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+                        a[0] = hsub2(codes<MASK>(w0, magic), zz0);
+                        a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
+                        a[2] = hsub2(codes<MASK>(w1, magic), zz0);
+                        a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
+                    }
+#pragma unroll
+                    for (int bt = 0; bt < MT; bt++) {
+                        const u32x4 v = bf[bt][s / 2];
+                        mma16816<f16>(tmp[bt], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
+                    }
                 }
             }
         }
@@ -315,6 +337,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
     }
     asm volatile("cp.async.wait_group 0;");
+    __syncthreads();  // tot reuses x's space
 
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
@@ -413,8 +436,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA(BITS, MT, T, NAME, AL, SUF)                                                                           \
     extern "C" __global__ void __launch_bounds__(256) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
-        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps) {               \
-        qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps); \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P) {        \
+        qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
+                              P);                                                                                  \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)

@@ -379,17 +379,25 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	kb := chunkInputs(q.bits)
 	CK := q.k / kb
 	nb := (q.n + 127) / 128
-	// Split the inputs so that the blocks fill the SMs twice, and further
-	// while the staged slice of x does not fit in shared memory.
+	// Split the inputs so that the blocks fill the SMs twice. A block
+	// stages x for P of its cps chunks at a time: all of them where they
+	// fit in shared memory, else a multiple of the ring's depth (qst), and
+	// the inputs are split further only while qst chunks do not fit.
 	S := max(1, min((2*b.sms+nb-1)/nb, CK))
 	cps := (CK + S - 1) / S
-	// The weight ring, x staged in fp16 and the block's sums.
-	shared := func() int { return 8*qst*512 + M*(cps*kb+8)*2 + M*128*4 }
-	for shared() > min(b.shared, qmmaShared) && cps > 1 {
+	// The weight ring, then x staged in fp16, whose space the block's sums
+	// take after the loop.
+	shared := func(P int) int { return 8*qst*512 + max(M*(P*kb+8)*2, M*128*4) }
+	limit := min(b.shared, qmmaShared)
+	for shared(min(cps, qst)) > limit && cps > 1 {
 		S++
 		cps = (CK + S - 1) / S
 	}
 	S = (CK + cps - 1) / cps
+	P := cps
+	if shared(P) > limit {
+		P = max(((limit-8*qst*512)/(2*M)-8)/kb/qst*qst, qst)
+	}
 	var part, count uint64
 	if S > 1 {
 		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
@@ -429,9 +437,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	if q.gs%kb != 0 {
 		sg = 1
 	}
-	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(),
+	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P),
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps))
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P))
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input

@@ -80,7 +80,10 @@ func TestQuantMatMul(t *testing.T) {
 	}
 	// The shapes of a Mistral-7B decode step: q_proj and down_proj.
 	cases = append(cases, tc{4096, 4096, 4, 128, 1, true, false, runtime.F16}, tc{14336, 4096, 4, 128, 8, true, true, runtime.F16},
-		tc{4096, 14336, 8, 128, 4, false, false, runtime.F16})
+		tc{4096, 14336, 8, 128, 4, false, false, runtime.F16},
+		// Batches whose x is staged in phases (more chunks a block than fit).
+		tc{4096, 8192, 4, 128, 64, true, false, runtime.F16}, tc{4096, 8192, 4, 128, 37, false, true, runtime.F16},
+		tc{4096, 8192, 8, 128, 64, true, true, runtime.F16}, tc{14336, 4096, 4, 128, 48, true, true, runtime.BF16})
 	for _, c := range cases {
 		name := fmt.Sprintf("%dbit-g%d-K%d-N%d-M%d-perm=%v-res=%v-%v", c.bits, c.gs, c.K, c.N, c.M, c.perm, c.res, c.dt)
 		t.Run(name, func(t *testing.T) {
