@@ -46,4 +46,10 @@
 // logits; a Grapher records such a step once (Capture) and replays it
 // (Graph.Launch) with the inputs refreshed in place. The CPU backend has
 // the ops (the reference); the CUDA backend has both.
+//
+// A TokenSampler draws the next tokens where the logits are, so that a
+// step returns token ids rather than [rows, vocab] logits: DrawToken is the
+// rule (penalties, greedy, temperature, top-k, top-p, one uniform number a
+// draw) and the CPU backend's implementation; the CUDA backend follows it
+// up to rounding (kernels/sample.cu).
 package runtime

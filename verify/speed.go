@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -82,20 +83,21 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 				if err := c.Pool.Reserve(&seqs[i], L); err != nil {
 					return 0, 0, err
 				}
-				steps[i] = model.StepSeq{Seq: &seqs[i], Tokens: prompts[i], Logits: true}
+				// Greedy, drawn where the logits are (as the server does).
+				steps[i] = model.StepSeq{Seq: &seqs[i], Tokens: prompts[i], Sample: &runtime.SampleParams{}}
 			}
 			start := time.Now()
-			lg, err := m.Step(c, steps)
+			_, toks, err := m.StepSample(c, steps)
 			if err != nil {
 				return 0, 0, err
 			}
 			prefill = time.Since(start)
 			start = time.Now()
 			for range n {
-				for i, l := range lg {
-					steps[i].Tokens = []int{argmax(l)}
+				for i, t := range toks {
+					steps[i].Tokens = []int{max(t, 0)}
 				}
-				if lg, err = m.Step(c, steps); err != nil {
+				if _, toks, err = m.StepSample(c, steps); err != nil {
 					return 0, 0, err
 				}
 			}

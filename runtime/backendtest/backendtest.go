@@ -121,6 +121,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"Gram", testGram},
 		{"Raw", testRaw},
 		{"PagedDecoder", testPagedDecoder},
+		{"TokenSampler", testTokenSampler},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,3 +97,29 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 }
 
 var _ runtime.PagedDecoder = (*Backend)(nil)
+
+// SampleTokens implements runtime.TokenSampler with runtime.DrawToken (the
+// reference rule), the rows in parallel.
+func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p []runtime.SampleParams) error {
+	ct := tensorOf(logits)
+	if len(ct.shape) != 2 || ct.i32 || len(dst) != len(rows) || len(p) != len(rows) {
+		return fmt.Errorf("cpu: sample %d tokens from logits %v %v with %d rules", len(dst), ct.DType(), ct.shape, len(p))
+	}
+	n, V := ct.shape[0], ct.shape[1]
+	for _, r := range rows {
+		if r < 0 || r >= n {
+			return fmt.Errorf("cpu: sample from row %d of logits %v", r, ct.shape)
+		}
+	}
+	b.parallel(len(rows), func(i int) {
+		row := ct.data[rows[i]*V : (rows[i]+1)*V]
+		if j := runtime.FirstNonFinite(row); j >= 0 {
+			dst[i] = int32(-1 - j)
+			return
+		}
+		dst[i] = int32(runtime.DrawToken(row, p[i]))
+	})
+	return nil
+}
+
+var _ runtime.TokenSampler = (*Backend)(nil)

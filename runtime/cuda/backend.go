@@ -63,6 +63,9 @@ type Backend struct {
 	glu    *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
 	apart  *Buffer // fp32 partial results of split paged attention
 	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
+	srules *Buffer // SampleTokens: the rows' rules and penalties
+	swork  *Buffer // SampleTokens: penalised copies of logits rows
+	stoks  *Buffer // SampleTokens: the drawn tokens
 
 	capturing   bool      // a graph is being recorded: no allocation may happen
 	graphs      int       // live graphs: scratch they use is retired, not reused
@@ -253,7 +256,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount, b.glu, b.apart, b.acount}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

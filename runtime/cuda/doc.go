@@ -27,7 +27,8 @@
 // LoadQuantSplit/LoadQuantGLU) are tiled at load for tensor-core products
 // of 1–64 rows (kernels/qgemv.cu), dequantized into a scratch for cuBLAS
 // above that; decode steps use the PagedDecoder ops (kernels/decode.cu) and
-// are recorded as CUDA graphs (Capture). Beyond runtime.Backend the package
+// are recorded as CUDA graphs (Capture), and their tokens drawn on the
+// device (SampleTokens, kernels/sample.cu). Beyond runtime.Backend the package
 // offers what the GPTQ solver needs: raw device buffers, kernel launches,
 // DGEMM, Cholesky factorisation and triangular inverse (float64).
 package cuda

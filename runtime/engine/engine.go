@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/runtime/sample"
@@ -129,12 +130,13 @@ type seq struct {
 	tokens    []int // prompt then generated
 	fed       int   // tokens already in the cache
 	gen       int   // generated tokens
-	counts    map[int]int
+	counts    map[int]int  // generated tokens
+	seen      map[int]bool // prompt and generated tokens, under a repetition penalty
+	adjust    []runtime.LogitAdjust
 	sampler   *sample.Sampler
 	submit    time.Time
 	last      time.Time
-	logits    []float32 // scratch for penalties
-	cancelled bool      // by Close
+	cancelled bool // by Close
 }
 
 // Engine runs requests on one model. Its methods are safe for concurrent
@@ -225,6 +227,12 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	s := &seq{req: r, ctx: ctx, out: newMailbox(ctx), tokens: slices.Clone(r.Prompt), counts: map[int]int{},
 		sampler: sample.New(sample.Options{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: seed}),
 		submit:  time.Now()}
+	if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
+		s.seen = map[int]bool{}
+		for _, t := range r.Prompt {
+			s.seen[t] = true
+		}
+	}
 	e.queue = append(e.queue, s)
 	e.signal()
 	return s.out.ch, nil
@@ -292,7 +300,7 @@ func (e *Engine) loop() {
 		}
 		steps, order := e.plan()
 		e.mu.Unlock()
-		out, err := e.m.Step(e.cache, steps)
+		out, tokens, err := e.m.StepSample(e.cache, steps)
 		e.mu.Lock()
 		e.stats.Steps++
 		if err != nil {
@@ -304,8 +312,8 @@ func (e *Engine) loop() {
 		}
 		for i, s := range order {
 			s.fed += len(steps[i].Tokens)
-			if out[i] != nil {
-				e.emit(s, out[i])
+			if steps[i].Sample != nil {
+				e.emit(s, out[i], tokens[i])
 			}
 		}
 		e.mu.Unlock()
@@ -348,14 +356,16 @@ func (e *Engine) admit() {
 }
 
 // plan makes a step: one token for every generating sequence, then prompt
-// chunks in admission order while the token budget lasts.
+// chunks in admission order while the token budget lasts. A sequence whose
+// last fed token is in the step draws its next token (on the backend where
+// it can); its logits come back only for log-probabilities.
 func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	budget := e.o.StepTokens
 	var steps []model.StepSeq
 	var order []*seq
 	for _, s := range e.run {
 		if s.fed >= len(s.req.Prompt) { // generating: feed the last token
-			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: true})
+			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()})
 			order = append(order, s)
 			budget -= len(s.tokens) - s.fed
 		}
@@ -363,7 +373,11 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	for _, s := range e.run {
 		if s.fed < len(s.req.Prompt) && budget > 0 {
 			n := min(len(s.req.Prompt)-s.fed, budget)
-			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n], Logits: s.fed+n == len(s.req.Prompt)})
+			st := model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n]}
+			if s.fed+n == len(s.req.Prompt) {
+				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
+			}
+			steps = append(steps, st)
 			order = append(order, s)
 			budget -= n
 		}
@@ -371,39 +385,45 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	return steps, order
 }
 
-// emit samples the next token of s from logits and sends it, or ends s.
-func (e *Engine) emit(s *seq, logits []float32) {
+// rule is the sampling rule of s's next token: the sampler's next draw and
+// the penalties (OpenAI's presence and frequency penalties over the tokens
+// generated so far, transformers' repetition penalty over the prompt's and
+// those).
+func (s *seq) rule() *runtime.SampleParams {
 	p := s.req.Params
-	if i := sample.NonFinite(logits); i >= 0 {
-		e.finish(s, "error", fmt.Errorf("engine: %w: logit %d after %d tokens is %v", sample.ErrNonFinite, i, s.gen, logits[i]))
+	r := s.sampler.Next()
+	sub := func(t int) float32 {
+		if c := s.counts[t]; c > 0 {
+			return float32(p.PresencePenalty + p.FrequencyPenalty*float64(c))
+		}
+		return 0
+	}
+	adj := s.adjust[:0]
+	if s.seen != nil {
+		for t := range s.seen {
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: float32(p.RepetitionPenalty), Sub: sub(t)})
+		}
+	} else if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 {
+		for t := range s.counts {
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: sub(t)})
+		}
+	}
+	s.adjust, r.Adjust = adj, adj
+	return &r
+}
+
+// emit sends s's drawn token tok (or ends s): logits are its row's, for
+// log-probabilities. A negative tok -1-j says logit j was not finite.
+func (e *Engine) emit(s *seq, logits []float32, tok int) {
+	p := s.req.Params
+	if tok < 0 {
+		e.finish(s, "error", fmt.Errorf("engine: %w: logit %d after %d tokens", sample.ErrNonFinite, -1-tok, s.gen))
 		return
 	}
 	var ev Event
 	if p.Logprobs {
 		ev.Top = topLogprobs(logits, max(p.TopLogprobs, 1))
 	}
-	src := logits
-	if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || (p.RepetitionPenalty != 0 && p.RepetitionPenalty != 1) {
-		s.logits = append(s.logits[:0], logits...)
-		src = s.logits
-		if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
-			seen := map[int]bool{}
-			for _, t := range s.tokens {
-				if !seen[t] {
-					seen[t] = true
-					if src[t] > 0 {
-						src[t] /= float32(rp)
-					} else {
-						src[t] *= float32(rp)
-					}
-				}
-			}
-		}
-		for t, c := range s.counts {
-			src[t] -= float32(p.PresencePenalty + p.FrequencyPenalty*float64(c))
-		}
-	}
-	tok := s.sampler.Sample(src)
 	now := time.Now()
 	if obs := e.o.Observer; obs != nil {
 		if s.gen == 0 {
@@ -420,6 +440,9 @@ func (e *Engine) emit(s *seq, logits []float32) {
 	}
 	s.gen++
 	s.counts[tok]++
+	if s.seen != nil {
+		s.seen[tok] = true
+	}
 	s.tokens = append(s.tokens, tok)
 	ev.Token = tok
 	if p.Logprobs {

@@ -98,8 +98,9 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 // decode runs a step of one token per sequence (validated by Step) through
 // the backend's PagedDecoder ops: the inputs go to the device in one
 // transfer, the layers run (replayed from a graph where the backend records
-// them), and the logits of every sequence come back in one transfer.
-func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
+// them), and the tokens drawn on the backend (where it is a
+// runtime.TokenSampler) and the logits asked for come back.
+func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error) {
 	b := m.b
 	g, grapher := b.(runtime.Grapher)
 	graphs := grapher && !c.NoGraphs && c.graphErr == nil
@@ -111,7 +112,7 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 	}
 	ds, err := c.decodeState(m, rows)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }
@@ -134,12 +135,12 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 		}
 	}
 	if err := b.UploadRaw(ds.idx, ds.host, runtime.I32); err != nil {
-		return nil, fmt.Errorf("model: decode inputs: %w", err)
+		return nil, nil, fmt.Errorf("model: decode inputs: %w", err)
 	}
 	switch {
 	case ds.graph != nil:
 		if err := ds.graph.Launch(); err != nil {
-			return nil, fmt.Errorf("model: decode step: %w", err)
+			return nil, nil, fmt.Errorf("model: decode step: %w", err)
 		}
 	case graphs && ds.runs > 0:
 		// The first run made every scratch buffer the ops need; record the
@@ -152,24 +153,59 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 		}
 		ds.graph = gr
 		if err := gr.Launch(); err != nil {
-			return nil, fmt.Errorf("model: decode step: %w", err)
+			return nil, nil, fmt.Errorf("model: decode step: %w", err)
 		}
 	default:
 		m.decodeOps(c, ds)
 	}
 	ds.runs++
-	flat := make([]float32, len(seqs)*m.d.vocab)
-	if err := b.Download(flat, b.View(ds.logits, 0, len(seqs))); err != nil {
-		return nil, fmt.Errorf("model: logits: %w", err)
+	for _, s := range seqs {
+		s.Seq.Len++
+	}
+	ts, onDevice := b.(runtime.TokenSampler)
+	var drawRows []int
+	var rules []runtime.SampleParams
+	host := false // some row's logits come back
+	for i, s := range seqs {
+		host = host || s.Logits || (s.Sample != nil && !onDevice)
+		if s.Sample != nil {
+			drawRows, rules = append(drawRows, i), append(rules, *s.Sample)
+		}
 	}
 	out := make([][]float32, len(seqs))
-	for i, s := range seqs {
-		s.Seq.Len++
-		if s.Logits {
+	if host {
+		flat := make([]float32, len(seqs)*m.d.vocab)
+		if err := b.Download(flat, b.View(ds.logits, 0, len(seqs))); err != nil {
+			return nil, nil, fmt.Errorf("model: logits: %w", err)
+		}
+		for i := range seqs {
 			out[i] = flat[i*m.d.vocab : (i+1)*m.d.vocab : (i+1)*m.d.vocab]
 		}
 	}
-	return out, nil
+	var tokens []int
+	if onDevice && len(drawRows) > 0 {
+		drawn := make([]int32, len(drawRows))
+		if err := ts.SampleTokens(drawn, b.View(ds.logits, 0, len(seqs)), drawRows, rules); err != nil {
+			return nil, nil, fmt.Errorf("model: sampling: %w", err)
+		}
+		tokens = make([]int, len(seqs))
+		for j, i := range drawRows {
+			tokens[i] = int(drawn[j])
+		}
+	} else {
+		tokens = drawHost(seqs, out)
+	}
+	if !host {
+		if err := b.Sync(); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i, s := range seqs {
+		if !s.Logits {
+			out[i] = nil
+		}
+	}
+	return out, tokens, nil
 }
 
 // decodeOps issues the ops of a decode step over ds's rows: no transfer,

@@ -132,6 +132,10 @@ type StepSeq struct {
 	Tokens []int
 	// Logits asks for the last token's logits.
 	Logits bool
+	// Sample draws the sequence's next token from the last token's logits
+	// under this rule (StepSample), on the backend where it is a
+	// runtime.TokenSampler.
+	Sample *runtime.SampleParams
 }
 
 // Step runs one step of continuous batching: every sequence's new tokens,
@@ -141,8 +145,18 @@ type StepSeq struct {
 // [vocab] when asked (else nil), and advances each Seq.Len. Nothing runs
 // when an argument is invalid.
 func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
+	logits, _, err := m.StepSample(c, seqs)
+	return logits, err
+}
+
+// StepSample is Step that also draws the next token of every sequence with
+// a Sample rule: tokens[i] is that token, or -1-j when logit j of its row is
+// not finite (then no token is drawn); tokens of other sequences are 0. A
+// decode step on a runtime.TokenSampler draws on the backend and brings
+// back only the tokens (and the logits asked for).
+func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, tokens []int, err error) {
 	if len(seqs) == 0 {
-		return nil, errors.New("model: step of no sequences")
+		return nil, nil, errors.New("model: step of no sequences")
 	}
 	bs := c.Pool.BlockSize()
 	spans := make([]span, len(seqs))
@@ -150,20 +164,20 @@ func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 	rows := 0
 	for i, s := range seqs {
 		if s.Seq == nil || len(s.Tokens) == 0 {
-			return nil, fmt.Errorf("model: step sequence %d: no sequence or no tokens", i)
+			return nil, nil, fmt.Errorf("model: step sequence %d: no sequence or no tokens", i)
 		}
 		end := s.Seq.Len + len(s.Tokens)
 		if end > s.Seq.Cap(bs) || end > c.maxLen {
-			return nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
+			return nil, nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
 		}
 		for j := range seqs[:i] {
 			if seqs[j].Seq == s.Seq {
-				return nil, fmt.Errorf("model: step sequence %d repeats sequence %d", i, j)
+				return nil, nil, fmt.Errorf("model: step sequence %d repeats sequence %d", i, j)
 			}
 		}
 		for _, id := range s.Tokens {
 			if id < 0 || id >= m.d.vocab {
-				return nil, fmt.Errorf("model: step sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
+				return nil, nil, fmt.Errorf("model: step sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
 			}
 		}
 		spans[i] = span{row0: rows, rows: len(s.Tokens), pos0: s.Seq.Len, paged: c, seq: s.Seq}
@@ -175,26 +189,50 @@ func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 	}
 	x, err := m.run(spans, ids, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	b := m.b
 	var want []int
 	for i, s := range seqs {
-		if s.Logits {
+		if s.Logits || s.Sample != nil {
 			b.RMSNorm(b.View(m.s.xn, len(want), 1), b.View(x, spans[i].row0+spans[i].rows-1, 1), m.norm, m.d.eps)
 			want = append(want, i)
 		}
 	}
 	out := make([][]float32, len(seqs))
 	if len(want) == 0 {
-		return out, b.Sync()
+		return out, make([]int, len(seqs)), b.Sync()
 	}
 	flat := make([]float32, len(want)*m.d.vocab)
 	if err := m.logitsOf(b.View(m.s.xn, 0, len(want)), flat); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for j, i := range want {
 		out[i] = flat[j*m.d.vocab : (j+1)*m.d.vocab : (j+1)*m.d.vocab]
 	}
-	return out, nil
+	// Prompt steps draw on the host (one row a sequence at most).
+	tokens = drawHost(seqs, out)
+	for i, s := range seqs {
+		if !s.Logits {
+			out[i] = nil
+		}
+	}
+	return out, tokens, nil
+}
+
+// drawHost draws the tokens of the sequences with a Sample rule from their
+// logits rows (runtime.DrawToken, the reference rule).
+func drawHost(seqs []StepSeq, logits [][]float32) []int {
+	tokens := make([]int, len(seqs))
+	for i, s := range seqs {
+		if s.Sample == nil {
+			continue
+		}
+		if j := runtime.FirstNonFinite(logits[i]); j >= 0 {
+			tokens[i] = -1 - j
+		} else {
+			tokens[i] = runtime.DrawToken(logits[i], *s.Sample)
+		}
+	}
+	return tokens
 }

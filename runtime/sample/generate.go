@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -41,14 +42,7 @@ var ErrStop = errors.New("sample: stop")
 var ErrNonFinite = errors.New("non-finite logits")
 
 // NonFinite returns the index of the first NaN or infinite value of v, or -1.
-func NonFinite(v []float32) int {
-	for i, x := range v {
-		if x-x != 0 { // NaN or ±Inf
-			return i
-		}
-	}
-	return -1
-}
+func NonFinite(v []float32) int { return runtime.FirstNonFinite(v) }
 
 // Generate runs prompt through m and then samples up to opts.MaxTokens
 // tokens (fewer where the model's max_position_embeddings ends first), one
@@ -88,15 +82,15 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	next := prompt
 	for len(res.IDs) < opts.MaxTokens {
 		start := time.Now()
-		out, err := m.Step(cache, []model.StepSeq{{Seq: &kv, Tokens: next, Logits: true}})
+		rule := s.Next()
+		_, toks, err := m.StepSample(cache, []model.StepSeq{{Seq: &kv, Tokens: next, Sample: &rule}})
 		if err != nil {
 			return res, fmt.Errorf("sample: generate: %w", err)
 		}
-		logits := out[0]
-		if i := NonFinite(logits); i >= 0 {
-			return res, fmt.Errorf("sample: generate: %w: logit %d of step %d is %v (a damaged checkpoint?)", ErrNonFinite, i, len(res.IDs), logits[i])
+		id := toks[0]
+		if id < 0 {
+			return res, fmt.Errorf("sample: generate: %w: logit %d of step %d is NaN or infinite (a damaged checkpoint?)", ErrNonFinite, -1-id, len(res.IDs))
 		}
-		id := s.Sample(logits)
 		if len(res.IDs) == 0 && len(next) == len(prompt) {
 			res.Prefill += time.Since(start)
 		} else {

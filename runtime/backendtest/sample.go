@@ -1,0 +1,115 @@
+package backendtest
+
+import (
+	"math"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// testTokenSampler checks a runtime.TokenSampler against runtime.DrawToken
+// on the same logits: greedy with ties, temperatures, top-k and top-p that
+// cut inside classes of equal logits, penalties, a vocabulary of one, and
+// rows with NaN or ±Inf. A draw may differ from the reference only where
+// its uniform number lies within 1e-6 of a boundary (the backend's sums
+// round differently).
+func testTokenSampler(e *env) {
+	ts, ok := e.b.(runtime.TokenSampler)
+	if !ok {
+		e.t.Skipf("%s draws no tokens", e.b.Name())
+	}
+	scaled := func(s float64) func(int) []float32 {
+		return func(V int) []float32 {
+			x := e.randn(V)
+			for i := range x {
+				x[i] *= float32(s)
+			}
+			return x
+		}
+	}
+	// Logits in steps of 0.5: classes of equal logits.
+	classes := func(V int) []float32 {
+		x := e.randn(V)
+		for i := range x {
+			x[i] = float32(math.Round(float64(x[i])*4) / 2)
+		}
+		return x
+	}
+	for _, c := range []struct {
+		name   string
+		V      int
+		logits func(int) []float32
+		rule   runtime.SampleParams
+	}{
+		{"greedy", 32002, classes, runtime.SampleParams{}},
+		{"top-k 1", 1000, scaled(3), runtime.SampleParams{Temperature: 0.8, TopK: 1}},
+		{"temperature", 32002, scaled(3), runtime.SampleParams{Temperature: 0.7}},
+		{"temperature flat", 32002, scaled(0.1), runtime.SampleParams{Temperature: 1}},
+		{"top-k", 1000, scaled(3), runtime.SampleParams{Temperature: 1, TopK: 50}},
+		{"top-k classes", 1000, classes, runtime.SampleParams{Temperature: 1.3, TopK: 37}},
+		{"top-p", 32002, scaled(3), runtime.SampleParams{Temperature: 1, TopP: 0.73}},
+		{"top-p classes", 1000, classes, runtime.SampleParams{Temperature: 1, TopP: 0.61}},
+		{"top-k top-p classes", 1000, classes, runtime.SampleParams{Temperature: 0.9, TopK: 120, TopP: 0.47}},
+		{"one token", 1, scaled(1), runtime.SampleParams{Temperature: 1, TopP: 0.5}},
+		{"seven", 7, scaled(2), runtime.SampleParams{Temperature: 1, TopK: 3}},
+	} {
+		e.t.Run(c.name, func(t *testing.T) {
+			e := &env{t: t, b: e.b, rng: e.rng}
+			const rows = 12
+			x := make([]float32, 0, rows*c.V)
+			for range rows {
+				x = append(x, c.logits(c.V)...)
+			}
+			// Penalties on the odd rows: distinct tokens.
+			var draw []int
+			var rules []runtime.SampleParams
+			for r := range rows {
+				if r%4 == 3 {
+					continue // rows not drawn from
+				}
+				p := c.rule
+				p.U = e.rng.Float64()
+				if r%2 == 1 {
+					for _, tok := range e.rng.Perm(c.V)[:min(c.V, 30)] {
+						p.Adjust = append(p.Adjust, runtime.LogitAdjust{Token: tok, Rep: 1 + float32(e.rng.Float64()), Sub: float32(e.rng.Float64())})
+					}
+				}
+				draw, rules = append(draw, r), append(rules, p)
+			}
+			lt := e.upload(x, rows, c.V)
+			defer e.b.Free(lt)
+			got := make([]int32, len(draw))
+			if err := ts.SampleTokens(got, lt, draw, rules); err != nil {
+				t.Fatal(err)
+			}
+			for j, r := range draw {
+				row, p := x[r*c.V:(r+1)*c.V], rules[j]
+				want := runtime.DrawToken(row, p)
+				if int(got[j]) == want {
+					continue
+				}
+				lo, hi := p, p
+				lo.U, hi.U = max(p.U-1e-6, 0), min(p.U+1e-6, 0x1.fffffffffffffp-1)
+				if int(got[j]) != runtime.DrawToken(row, lo) && int(got[j]) != runtime.DrawToken(row, hi) {
+					t.Errorf("row %d (u %.9f): token %d, DrawToken gives %d", r, p.U, got[j], want)
+				}
+			}
+		})
+	}
+	e.t.Run("non-finite", func(t *testing.T) {
+		e := &env{t: t, b: e.b, rng: e.rng}
+		const V = 300
+		x := e.randn(3 * V)
+		x[17], x[40] = float32(math.NaN()), float32(math.Inf(1))
+		x[V+5] = float32(math.Inf(-1))
+		lt := e.upload(x, 3, V)
+		defer e.b.Free(lt)
+		got := make([]int32, 3)
+		if err := ts.SampleTokens(got, lt, []int{0, 1, 2}, []runtime.SampleParams{{}, {Temperature: 1, U: 0.5}, {Temperature: 1, U: 0.5}}); err != nil {
+			t.Fatal(err)
+		}
+		if got[0] != -18 || got[1] != -6 || got[2] < 0 || got[2] >= V {
+			t.Errorf("tokens %v, want -18 (NaN at 17), -6 (-Inf at 5), a token", got)
+		}
+	})
+}

@@ -1,0 +1,170 @@
+package runtime
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// SampleParams is the rule of one token draw (DrawToken, TokenSampler).
+type SampleParams struct {
+	// Temperature divides the logits; 0 (or less) means greedy.
+	Temperature float64
+	// TopK keeps the K most likely tokens (the lower id first among equal
+	// logits); 0 keeps all.
+	TopK int
+	// TopP keeps the smallest set of most likely tokens (after TopK) whose
+	// probability reaches TopP; 0 or >= 1 keeps all.
+	TopP float64
+	// U is the draw's uniform number in [0, 1).
+	U float64
+	// Adjust changes logits before everything else (penalties); at most one
+	// entry a token.
+	Adjust []LogitAdjust
+}
+
+// LogitAdjust changes one token's logit: divided by Rep when positive,
+// multiplied by it otherwise (transformers' repetition penalty; 1 leaves
+// it), then Sub subtracted (OpenAI's presence and frequency penalties).
+type LogitAdjust struct {
+	Token    int
+	Rep, Sub float32
+}
+
+// Apply returns v adjusted by a.
+func (a LogitAdjust) Apply(v float32) float32 {
+	if a.Rep != 1 && a.Rep != 0 {
+		if v > 0 {
+			v /= a.Rep
+		} else {
+			v *= a.Rep
+		}
+	}
+	return v - a.Sub
+}
+
+// TokenSampler is a Backend that draws tokens from logits where they are,
+// so that a step's logits need not come back to the host.
+type TokenSampler interface {
+	// SampleTokens sets dst[i] to the token DrawToken draws from row rows[i]
+	// of logits (F32 [rows, vocab]) under p[i], or to -1-j when that row's
+	// logit j is the first that is not finite (no token drawn). It waits
+	// for the result.
+	SampleTokens(dst []int32, logits Tensor, rows []int, p []SampleParams) error
+}
+
+// DrawToken is the reference rule of a draw from logits [vocab]: after
+// p.Adjust, greedy (the largest logit, the lowest id among equals) at
+// temperature 0 or with TopK 1; otherwise softmax(logits/T) restricted to
+// the TopK most likely tokens, renormalised, then to the smallest set of
+// most likely tokens whose probability reaches TopP, renormalised; the
+// token is the first, in id order, whose cumulative probability within
+// the kept set exceeds p.U. NaN logits are never drawn (unless all are:
+// then 0). Backends' TokenSamplers follow this rule up to rounding.
+func DrawToken(logits []float32, p SampleParams) int {
+	if len(p.Adjust) > 0 {
+		logits = slices.Clone(logits)
+		for _, a := range p.Adjust {
+			if a.Token >= 0 && a.Token < len(logits) {
+				logits[a.Token] = a.Apply(logits[a.Token])
+			}
+		}
+	}
+	if p.Temperature <= 0 || p.TopK == 1 {
+		return greedy(logits)
+	}
+	mx := math.Inf(-1)
+	for _, v := range logits {
+		if v == v {
+			mx = math.Max(mx, float64(v)/p.Temperature)
+		}
+	}
+	if math.IsInf(mx, -1) {
+		return 0
+	}
+	weight := func(v float32) float64 { return math.Exp(float64(v)/p.Temperature - mx) }
+	topK := p.TopK > 0 && p.TopK < len(logits)
+	topP := p.TopP > 0 && p.TopP < 1
+	var kept []bool // nil: every token that is not NaN
+	if topK || topP {
+		// Most likely first, the lower id first among equals.
+		order := make([]int, 0, len(logits))
+		for id, v := range logits {
+			if v == v {
+				order = append(order, id)
+			}
+		}
+		slices.SortFunc(order, func(a, b int) int {
+			if r := cmp.Compare(logits[b], logits[a]); r != 0 {
+				return r
+			}
+			return a - b
+		})
+		if topK && p.TopK < len(order) {
+			order = order[:p.TopK]
+		}
+		if topP {
+			var sum float64
+			for _, id := range order {
+				sum += weight(logits[id])
+			}
+			var acc float64
+			for i, id := range order {
+				acc += weight(logits[id]) / sum
+				if acc >= p.TopP {
+					order = order[:i+1]
+					break
+				}
+			}
+		}
+		kept = make([]bool, len(logits))
+		for _, id := range order {
+			kept[id] = true
+		}
+	}
+	in := func(id int) bool { return logits[id] == logits[id] && (kept == nil || kept[id]) }
+	var sum float64
+	for id, v := range logits {
+		if in(id) {
+			sum += weight(v)
+		}
+	}
+	r := p.U * sum
+	last := 0
+	for id, v := range logits {
+		if !in(id) {
+			continue
+		}
+		last = id
+		r -= weight(v)
+		if r < 0 {
+			return id
+		}
+	}
+	return last
+}
+
+// greedy returns the index of the largest logit, the lowest on ties; NaN
+// logits are never chosen unless all are NaN (then 0).
+func greedy(logits []float32) int {
+	best := -1
+	for i, v := range logits {
+		if v != v {
+			continue
+		}
+		if best < 0 || v > logits[best] {
+			best = i
+		}
+	}
+	return max(best, 0)
+}
+
+// FirstNonFinite returns the index of the first NaN or ±Inf in v, or -1.
+func FirstNonFinite(v []float32) int {
+	for i, x := range v {
+		if x-x != 0 {
+			return i
+		}
+	}
+	return -1
+}
