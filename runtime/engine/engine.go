@@ -127,9 +127,9 @@ type seq struct {
 	ctx       context.Context
 	out       *mailbox
 	kv        kvcache.Seq
-	tokens    []int // prompt then generated
-	fed       int   // tokens already in the cache
-	gen       int   // generated tokens
+	tokens    []int        // prompt then generated
+	fed       int          // tokens already in the cache
+	gen       int          // generated tokens
 	counts    map[int]int  // generated tokens
 	seen      map[int]bool // prompt and generated tokens, under a repetition penalty
 	adjust    []runtime.LogitAdjust
