@@ -87,7 +87,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 		}
 	}()
 	wbytes := func(K, N int) float64 { return float64(K)*float64(N)/2 + float64(K/128)*float64(N)*4 + 4*float64(K) }
-	for _, M := range []int{1, 8, 32} {
+	for _, M := range []int{1, 8, 32, 64} {
 		x, xn := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
 		q, k, v := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, hkv*hd), randTensor(b, be, runtime.F16, M, hkv*hd)
 		att, act := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, I)
