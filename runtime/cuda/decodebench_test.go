@@ -132,6 +132,31 @@ func BenchmarkDecodeOps(b *testing.B) {
 				}
 			})
 		}
+		// Token draws from the step's logits, transfers and wait included
+		// (not in a graph).
+		be.MatMul(logits, xn, head)
+		rows := make([]int, M)
+		for i := range rows {
+			rows[i] = i
+		}
+		for _, d := range []struct {
+			name string
+			rule runtime.SampleParams
+		}{{"sample_greedy", runtime.SampleParams{}}, {"sample_t1", runtime.SampleParams{Temperature: 1, U: 0.5}},
+			{"sample_topp", runtime.SampleParams{Temperature: 0.7, TopP: 0.9, TopK: 50, U: 0.5}}} {
+			b.Run(fmt.Sprintf("M%d/%s", M, d.name), func(b *testing.B) {
+				rules, toks := make([]runtime.SampleParams, M), make([]int32, M)
+				for i := range rules {
+					rules[i] = d.rule
+				}
+				for range b.N {
+					if err := be.SampleTokens(toks, logits, rows, rules); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/op")
+			})
+		}
 		for _, t := range []runtime.Tensor{x, xn, q, k, v, att, act, logits, pt, st, tt} {
 			be.Free(t)
 		}
