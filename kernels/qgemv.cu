@@ -32,7 +32,8 @@
 // warps then stream their chunks QST deep, decode in registers and multiply
 // with fp32 accumulation; every P chunks (a multiple of QST, or the whole
 // slice) the block stages the next phase of x between two barriers, so that
-// many rows need not split K further to fit. With S > 1 the blocks of a column slab write fp32 partial
+// many rows need not split K further to fit (kernels of one tile, MT = 1,
+// always take the whole slice at once and split K instead). With S > 1 the blocks of a column slab write fp32 partial
 // sums to part [S, M, N] and the last one to finish (a counter per slab in
 // count, left at zero again) adds them up; the block's sums then go out
 // through qout. Rows of x past M are never read (their mma columns are
@@ -196,30 +197,37 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     src += QST * 32;
 
-    // Stage x for the chunks [ci, ci+P) of the slice, eight inputs (one step
-    // half) a thread at a time: through perm with every row's loads in
-    // flight together, or 16-byte loads.
+    // Stage x for the chunks [ci, ci+P) of the slice: (row, eight inputs)
+    // items spread over the block, IT a thread in flight, each gathered
+    // through perm or one 16-byte load, stored as four pairs 4*SPC apart
+    // (xslot order).
     auto stage = [&](int ci) {
-        const int kb0 = kbase + ci * KB, kn = imin(P, nc - ci) * KB;
-        for (int k8 = threadIdx.x * 8; k8 < kn; k8 += blockDim.x * 8) {
-            int sk[8];
-            if (perm) {
-                const int4 p0 = __ldg((const int4*)(perm + kb0 + k8)), p1 = __ldg((const int4*)(perm + kb0 + k8 + 4));
-                sk[0] = p0.x, sk[1] = p0.y, sk[2] = p0.z, sk[3] = p0.w, sk[4] = p1.x, sk[5] = p1.y, sk[6] = p1.z, sk[7] = p1.w;
-            }
-            u16* dst = xs + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
-            for (int m = 0; m < M; m++) {
+        const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8), items = M * n8;
+        constexpr int IT = MT == 1 ? 1 : MT == 8 ? 2 : 4;  // registers: one item is 8
+        for (int e0 = threadIdx.x; e0 < items; e0 += IT * blockDim.x) {
+            float v[IT][8];
+#pragma unroll
+            for (int u = 0; u < IT; u++) {
+                const int e = e0 + u * blockDim.x;
+                if (e >= items) break;
+                const int m = e / n8, k = kb0 + (e - m * n8) * 8;
                 const T* xr = x + (i64)m * K;
-                float v[8];
                 if (perm) {
-#pragma unroll
-                    for (int j = 0; j < 8; j++) v[j] = to_f32(xr[sk[j]]);
+                    const int4 p0 = __ldg((const int4*)(perm + k)), p1 = __ldg((const int4*)(perm + k + 4));
+                    v[u][0] = to_f32(xr[p0.x]), v[u][1] = to_f32(xr[p0.y]), v[u][2] = to_f32(xr[p0.z]), v[u][3] = to_f32(xr[p0.w]);
+                    v[u][4] = to_f32(xr[p1.x]), v[u][5] = to_f32(xr[p1.y]), v[u][6] = to_f32(xr[p1.z]), v[u][7] = to_f32(xr[p1.w]);
                 } else {
-                    load8<T>(xr + kb0 + k8, v);
+                    load8<T>(xr + k, v[u]);
                 }
-                // The pairs of t = 0..3 sit 4*SPC apart.
+            }
 #pragma unroll
-                for (int j = 0; j < 4; j++) *(u32*)(dst + m * LDX + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+            for (int u = 0; u < IT; u++) {
+                const int e = e0 + u * blockDim.x;
+                if (e >= items) break;
+                const int m = e / n8, k8 = (e - m * n8) * 8;
+                u16* dst = xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
+#pragma unroll
+                for (int j = 0; j < 4; j++) *(u32*)(dst + j * 4 * SPC) = pack2<f16>(v[u][2 * j] * XS, v[u][2 * j + 1] * XS);
             }
         }
     };
@@ -275,7 +283,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
         for (int i0 = 0; i0 < nc; i0 += QST) {
-            if (pleft == 0) {  // the next phase of x (P is a multiple of QST)
+            if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
                 __syncthreads();

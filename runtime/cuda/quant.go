@@ -382,14 +382,19 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	// Split the inputs so that the blocks fill the SMs twice. A block
 	// stages x for P of its cps chunks at a time: all of them where they
 	// fit in shared memory, else a multiple of the ring's depth (qst), and
-	// the inputs are split further only while qst chunks do not fit.
+	// the inputs are split further only while qst chunks do not fit (the
+	// kernels of one tile stage once: their inputs split until all fit).
 	S := max(1, min((2*b.sms+nb-1)/nb, CK))
 	cps := (CK + S - 1) / S
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
 	shared := func(P int) int { return 8*qst*512 + max(M*(P*kb+8)*2, M*128*4) }
 	limit := min(b.shared, qmmaShared)
-	for shared(min(cps, qst)) > limit && cps > 1 {
+	phase := qst
+	if tile == 0 {
+		phase = CK
+	}
+	for shared(min(cps, phase)) > limit && cps > 1 {
 		S++
 		cps = (CK + S - 1) / S
 	}
