@@ -76,6 +76,24 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 
 #define NEG_INF __int_as_float(0xff800000)
 
+// Programmatic dependent launch (sm_90). A kernel launched with it may
+// start while the stream's previous kernel is still running: pdl_wait()
+// returns once that kernel has ended and its writes are visible, so a
+// kernel reads nothing another kernel writes, and writes nothing, before
+// it; pdl_launch() lets the stream's next kernel start early. Kernels that
+// call pdl_wait first thing are the ones the backend launches this way
+// (runtime/cuda pdlKernel); without the attribute both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
 // 16 bytes, for vector loads and stores (addresses must be 16-aligned).
 struct alignas(16) u32x4 { u32 a, b, c, d; };
 

@@ -30,6 +30,8 @@
     extern "C" __global__ void rope_store_##N(T* q, T* k, const T* v, T* kc, T* vc, const int* pos,              \
                                               const int* slot, const float* invf, int rows, int hq, int hkv,     \
                                               int hd) {                                                          \
+        pdl_launch();                                                                                           \
+        pdl_wait();                                                                                             \
         const int d2 = hd / 2, heads = hq + hkv;                                                                \
         const i64 kvc = (i64)hkv * hd, nrot = (i64)rows * heads * d2, nv = (i64)rows * kvc;                      \
         FOR_N(i, nrot + nv) {                                                                                   \
@@ -86,6 +88,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     T(*vs)[D] = (T(*)[D])smem_pa;
     float(*red)[G][D] = (float(*)[G][D])smem_pa;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    pdl_launch();
+    pdl_wait();
     // Gr query heads share a kv head; G (a power of two) is at least Gr.
     const int Gr = hq / hkv;
     const int kh = blockIdx.x, r = blockIdx.z, s = blockIdx.y, h0 = kh * Gr;

@@ -34,6 +34,8 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
     }                                                                                            \
     /* embedding_T: dst [n, h] = table[ids[t], :]; ids int32 [n] */                               \
     extern "C" __global__ void embedding_##N(T* dst, const T* table, const int* ids, int n, int h) { \
+        pdl_launch();                                                                              \
+        pdl_wait();                                                                                \
         FOR_N(i, (i64)n * h) {                                                                   \
             i64 t = i / h, c = i % h;                                                            \
             dst[i] = table[(i64)ids[t] * h + c];                                                 \

@@ -196,6 +196,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
+    // The weights are the model's: only now wait for the previous kernel.
+    pdl_launch();
+    pdl_wait();
 
     // Stage x for the chunks [ci, ci+P) of the slice: (row, eight inputs)
     // items spread over the block, IT a thread in flight, each gathered
@@ -435,6 +438,8 @@ __device__ void glu_rows(T* __restrict__ dst, const T* __restrict__ src, int M, 
 
 template <typename T>
 __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const int* __restrict__ perm, int M, int K) {
+    pdl_launch();
+    pdl_wait();
     for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < (i64)M * K; t += (i64)gridDim.x * blockDim.x) {
         i64 m = t / K;
         dst[t] = x[m * K + perm[t % K]];

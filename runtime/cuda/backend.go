@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ type Backend struct {
 	graphs      int       // live graphs: scratch they use is retired, not reused
 	retired     []*Buffer // scratch replaced while graphs were alive
 	dequantGEMM bool      // products with quantized weights go through deq
+	pdl         bool      // launch pdlKernels with programmatic stream serialization
 }
 
 type fnKey struct{ src, name string }
@@ -81,6 +83,8 @@ type fnKey struct{ src, name string }
 type launchArgs struct {
 	vals [24]uint64
 	ptrs [24]unsafe.Pointer
+	cfg  launchConfig // cuLaunchKernelEx's, with attr
+	attr launchAttr
 }
 
 type function struct {
@@ -131,6 +135,9 @@ func New(o Options) (*Backend, error) {
 		return int(v)
 	}
 	b.arch = attr(attrComputeMajor)*10 + attr(attrComputeMinor)
+	// Programmatic dependent launch: sm_90 and a CUDA 12 driver;
+	// GPTQTOOL_PDL=0 turns it off.
+	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	if attrErr != nil {
@@ -651,8 +658,31 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 	if len(args) > 0 {
 		pp = unsafe.Pointer(&a.ptrs[0])
 	}
+	if b.pdl && pdlKernel(name) {
+		a.cfg = launchConfig{gx: uint32(grid.X), gy: uint32(grid.Y), gz: uint32(grid.Z), bx: uint32(block.X), by: uint32(block.Y), bz: uint32(block.Z),
+			shared: uint32(shared), stream: b.stream, attrs: unsafe.Pointer(&a.attr), numAttrs: 1}
+		a.attr = launchAttr{id: launchAttrProgrammaticSerialization}
+		a.attr.val[0] = 1
+		return cuErr("cuLaunchKernelEx("+name+")", drv.cuLaunchKernelEx(unsafe.Pointer(&a.cfg), f.fn, pp, nil))
+	}
 	r := drv.cuLaunchKernel(f.fn, uint32(grid.X), uint32(grid.Y), uint32(grid.Z), uint32(block.X), uint32(block.Y), uint32(block.Z), uint32(shared), b.stream, pp, nil)
 	return cuErr("cuLaunchKernel("+name+")", r)
+}
+
+// pdlKernels are the name prefixes of the kernels that wait for the
+// previous kernel themselves (pdl_wait in kernels/common.cuh) before they
+// read or write anything it may touch: the backend launches them with
+// programmatic stream serialization, so that they start while it ends
+// (the products stream their first weights meanwhile).
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows"}
+
+func pdlKernel(name string) bool {
+	for _, p := range pdlKernels {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func dims(d Dim) Dim {

@@ -45,7 +45,28 @@ var drv struct {
 	cuGraphLaunch             func(exec uintptr, s uintptr) cuResult
 	cuGraphExecDestroy        func(exec uintptr) cuResult
 	cuGraphDestroy            func(graph uintptr) cuResult
+	// Optional (CUDA 12+): nil where the driver lacks it.
+	cuLaunchKernelEx func(cfg unsafe.Pointer, fn uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 }
+
+// launchConfig is CUlaunchConfig, launchAttr CUlaunchAttribute (an id and
+// a 64-byte value, 8-aligned).
+type launchConfig struct {
+	gx, gy, gz, bx, by, bz, shared uint32
+	stream                         uintptr
+	attrs                          unsafe.Pointer
+	numAttrs                       uint32
+}
+
+type launchAttr struct {
+	id  uint32
+	_   uint32
+	val [64]byte
+}
+
+// launchAttrProgrammaticSerialization is
+// CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION.
+const launchAttrProgrammaticSerialization = 6
 
 // Device attributes (CUdevice_attribute).
 const (
@@ -108,6 +129,11 @@ func loadDriver() error {
 			"cuGraphExecDestroy":           &drv.cuGraphExecDestroy,
 			"cuGraphDestroy":               &drv.cuGraphDestroy,
 		})
+		if drvErr == nil {
+			if register(lib, path, map[string]any{"cuLaunchKernelEx": &drv.cuLaunchKernelEx}) != nil {
+				drv.cuLaunchKernelEx = nil
+			}
+		}
 	})
 	return drvErr
 }
