@@ -88,7 +88,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     T(*vs)[D] = (T(*)[D])smem_pa;
     float(*red)[G][D] = (float(*)[G][D])smem_pa;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    pdl_launch();
     pdl_wait();
     // Gr query heads share a kv head; G (a power of two) is at least Gr.
     const int Gr = hq / hkv;
@@ -207,6 +206,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         __syncthreads();  // sc and vs are refilled by the next tile
     }
+    pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)
 #pragma unroll

@@ -197,7 +197,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     src += QST * 32;
     // The weights are the model's: only now wait for the previous kernel.
-    pdl_launch();
     pdl_wait();
 
     // Stage x for the chunks [ci, ci+P) of the slice: (row, eight inputs)
@@ -206,7 +205,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (xslot order).
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8), items = M * n8;
-        constexpr int IT = MT == 1 ? 1 : MT == 8 ? 2 : 4;  // registers: one item is 8
+        constexpr int IT = MT == 1 || MT == 8 ? 2 : 4;  // registers: one item is 8
         for (int e0 = threadIdx.x; e0 < items; e0 += IT * blockDim.x) {
             float v[IT][8];
 #pragma unroll
@@ -348,6 +347,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
     }
     asm volatile("cp.async.wait_group 0;");
+    pdl_launch();     // the next kernel may start its prologue now
     __syncthreads();  // tot reuses x's space
 
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
