@@ -205,7 +205,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (xslot order).
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8), items = M * n8;
-        constexpr int IT = MT == 1 || MT == 8 ? 2 : 4;  // registers: one item is 8
+        constexpr int IT = MT == 1 ? 2 : 4;  // registers: one item is 8
         for (int e0 = threadIdx.x; e0 < items; e0 += IT * blockDim.x) {
             float v[IT][8];
 #pragma unroll
@@ -455,7 +455,7 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)
-#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME) QMMA_A(BITS, 8, T, NAME)
+#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 
 QMMA_T(4, f16, f16)
 QMMA_T(4, bf16, bf16)
