@@ -616,7 +616,10 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 	if err != nil {
 		return err
 	}
-	if shared > 48<<10 && shared > f.shared {
+	// Past 48 KiB of shared memory a block (static included) a kernel
+	// must opt in: raise its dynamic limit whenever a launch needs more
+	// than the last one set.
+	if shared > f.shared {
 		if shared > b.shared {
 			return fmt.Errorf("cuda: kernel %s needs %d bytes of shared memory, the device allows %d", name, shared, b.shared)
 		}
