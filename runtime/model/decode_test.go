@@ -97,3 +97,74 @@ func TestDecodeReplay(t *testing.T) {
 		}
 	}
 }
+
+// TestStepSample: tokens drawn by StepSample (on the backend, prompt and
+// decode steps) are runtime.DrawToken's on the logits Step returns for the
+// same steps, and only the logits asked for come back.
+func TestStepSample(t *testing.T) {
+	m := loadModel(t, fixture(t, "models/openchat-tiny"))
+	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	rules := []runtime.SampleParams{{}, {Temperature: 0.8, TopP: 0.9, U: 0.3},
+		{Temperature: 1.2, TopK: 20, U: 0.7, Adjust: []runtime.LogitAdjust{{Token: 28705, Rep: 1.3, Sub: 0.4}, {Token: 13, Rep: 1, Sub: 2}}}}
+	// run feeds each sequence the token it drew: from StepSample, or by
+	// DrawToken from Step's logits.
+	run := func(sampled bool) [][]int {
+		c, err := m.NewPagedCache(32, 4, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Free()
+		seqs := make([]kvcache.Seq, len(prompts))
+		steps := make([]StepSeq, len(prompts))
+		for i, p := range prompts {
+			if err := c.Pool.Reserve(&seqs[i], 16); err != nil {
+				t.Fatal(err)
+			}
+			steps[i] = StepSeq{Seq: &seqs[i], Tokens: p}
+		}
+		drawn := make([][]int, len(prompts))
+		for range 4 {
+			var toks []int
+			if sampled {
+				for i := range steps {
+					steps[i].Sample, steps[i].Logits = &rules[i], i == 1
+				}
+				out, tk, err := m.StepSample(c, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range out {
+					if (out[i] != nil) != (i == 1) {
+						t.Fatalf("sequence %d: logits %v, asked for only sequence 1's", i, out[i] != nil)
+					}
+				}
+				toks = tk
+			} else {
+				for i := range steps {
+					steps[i].Logits = true
+				}
+				out, err := m.Step(c, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range out {
+					toks = append(toks, runtime.DrawToken(out[i], rules[i]))
+				}
+			}
+			for i, tk := range toks {
+				drawn[i] = append(drawn[i], tk)
+				steps[i].Tokens = []int{tk}
+			}
+		}
+		return drawn
+	}
+	got, want := run(true), run(false)
+	for i := range want {
+		for j := range want[i] {
+			if got[i][j] != want[i][j] {
+				t.Errorf("sequence %d: StepSample drew %v, DrawToken on Step's logits %v", i, got[i], want[i])
+				break
+			}
+		}
+	}
+}
