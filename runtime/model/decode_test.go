@@ -28,6 +28,25 @@ func (r *replayCPU) Capture(fn func() error) (runtime.Graph, error) {
 	return replayGraph{fn}, nil
 }
 
+// pagedPrompts makes a paged cache of 32 blocks of 4 positions and a first
+// step feeding each prompt to a sequence of up to 16 positions.
+func pagedPrompts(t *testing.T, m *Model, prompts [][]int) (*PagedCache, []kvcache.Seq, []StepSeq) {
+	t.Helper()
+	c, err := m.NewPagedCache(32, 4, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := make([]kvcache.Seq, len(prompts))
+	steps := make([]StepSeq, len(prompts))
+	for i, p := range prompts {
+		if err := c.Pool.Reserve(&seqs[i], 16); err != nil {
+			t.Fatal(err)
+		}
+		steps[i] = StepSeq{Seq: &seqs[i], Tokens: p}
+	}
+	return c, seqs, steps
+}
+
 func TestDecodeBucket(t *testing.T) {
 	for n, want := range map[int]int{1: 1, 2: 2, 3: 4, 5: 8, 8: 8, 9: 16, 17: 24, 64: 64, 65: 72} {
 		if got := decodeBucket(n); got != want {
@@ -50,18 +69,10 @@ func TestDecodeReplay(t *testing.T) {
 	mp := loadModel(t, dir)
 	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
 	run := func(m *Model) [][][]float32 {
-		c, err := m.NewPagedCache(32, 4, 32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, seqs, steps := pagedPrompts(t, m, prompts)
 		defer c.Free()
-		seqs := make([]kvcache.Seq, len(prompts))
-		steps := make([]StepSeq, len(prompts))
-		for i, p := range prompts {
-			if err := c.Pool.Reserve(&seqs[i], 16); err != nil {
-				t.Fatal(err)
-			}
-			steps[i] = StepSeq{Seq: &seqs[i], Tokens: p, Logits: true}
+		for i := range steps {
+			steps[i].Logits = true
 		}
 		var all [][][]float32
 		for step := range 5 {
@@ -109,19 +120,8 @@ func TestStepSample(t *testing.T) {
 	// run feeds each sequence the token it drew: from StepSample, or by
 	// DrawToken from Step's logits.
 	run := func(sampled bool) [][]int {
-		c, err := m.NewPagedCache(32, 4, 32)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _, steps := pagedPrompts(t, m, prompts)
 		defer c.Free()
-		seqs := make([]kvcache.Seq, len(prompts))
-		steps := make([]StepSeq, len(prompts))
-		for i, p := range prompts {
-			if err := c.Pool.Reserve(&seqs[i], 16); err != nil {
-				t.Fatal(err)
-			}
-			steps[i] = StepSeq{Seq: &seqs[i], Tokens: p}
-		}
 		drawn := make([][]int, len(prompts))
 		for range 4 {
 			var toks []int
