@@ -517,6 +517,30 @@ func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) {
 	return buf, nil
 }
 
+// transient is scratch for an op that waits for its own result (nothing
+// queued or recorded uses it afterwards): outgrown buffers are released at
+// once, never retired, and it grows at least twofold so that slowly growing
+// requests (a penalty list a token longer each step) reallocate rarely.
+func (b *Backend) transient(slot **Buffer, n int64) (*Buffer, error) {
+	if *slot != nil && (*slot).Size >= n {
+		return *slot, nil
+	}
+	if b.capturing {
+		return nil, fmt.Errorf("cuda: scratch of %s needed while recording a graph", FormatBytes(n))
+	}
+	if *slot != nil {
+		n = max(n, 2*(*slot).Size)
+		b.alloc.release((*slot).Ptr, (*slot).cls)
+		*slot = nil
+	}
+	buf, err := b.allocBufferLocked(n)
+	if err != nil {
+		return nil, err
+	}
+	*slot = buf
+	return buf, nil
+}
+
 // counters returns the address of at least n u32 counters in *slot for a
 // kernel whose last block of a group counts the others in (split-K, split
 // attention): new memory is zeroed and the kernels leave it at zero, so the

@@ -39,9 +39,18 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 		q := p[i]
 		o := raw[sampleRowBytes*i:]
 		le.PutUint32(o[0:], uint32(r))
-		le.PutUint32(o[4:], math.Float32bits(float32(q.Temperature)))
+		// In float32 a tiny temperature must stay above 0 and a top-p just
+		// under 1 below it, or the rule would change.
+		temp, topP := float32(q.Temperature), float32(q.TopP)
+		if q.Temperature > 0 && temp == 0 {
+			temp = math.SmallestNonzeroFloat32
+		}
+		if q.TopP < 1 && topP >= 1 {
+			topP = math.Nextafter32(1, 0)
+		}
+		le.PutUint32(o[4:], math.Float32bits(temp))
 		le.PutUint32(o[8:], uint32(int32(min(q.TopK, math.MaxInt32))))
-		le.PutUint32(o[12:], math.Float32bits(float32(q.TopP)))
+		le.PutUint32(o[12:], math.Float32bits(topP))
 		le.PutUint64(o[16:], uint64(math.Ldexp(min(max(q.U, 0), 0x1.fffffffffffffp-1), 53))<<11)
 		le.PutUint32(o[24:], uint32(a))
 		le.PutUint32(o[28:], uint32(len(q.Adjust)))
@@ -57,17 +66,17 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 	if b.err != nil {
 		return b.err
 	}
-	in, err := b.scratch(&b.srules, int64(len(raw)))
+	in, err := b.transient(&b.srules, int64(len(raw)))
 	if err != nil {
 		return err
 	}
-	out, err := b.scratch(&b.stoks, int64(4*len(rows)))
+	out, err := b.transient(&b.stoks, int64(4*len(rows)))
 	if err != nil {
 		return err
 	}
 	var work uint64
 	if nadj > 0 {
-		wb, err := b.scratch(&b.swork, int64(len(rows))*int64(V)*4)
+		wb, err := b.transient(&b.swork, int64(len(rows))*int64(V)*4)
 		if err != nil {
 			return err
 		}

@@ -159,45 +159,69 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error
 		m.decodeOps(c, ds)
 	}
 	ds.runs++
+	at := make([]int, len(seqs))
+	for i := range at {
+		at[i] = i
+	}
+	out, tokens, err := m.readOut(b.View(ds.logits, 0, len(seqs)), seqs, at)
+	if err != nil {
+		return nil, nil, err
+	}
 	for _, s := range seqs {
 		s.Seq.Len++
 	}
+	return out, tokens, nil
+}
+
+// readOut brings back what a step's sequences ask of their rows of logits
+// lg (F32 [n, vocab] on the backend; rows[i] is sequence i's, or -1): the
+// tokens of those with a Sample rule, drawn on the backend where it is a
+// runtime.TokenSampler (else on the host), and the logits of those with
+// Logits set (nil for the others). It waits for the step.
+func (m *Model) readOut(lg runtime.Tensor, seqs []StepSeq, rows []int) ([][]float32, []int, error) {
+	b, V := m.b, m.d.vocab
 	ts, onDevice := b.(runtime.TokenSampler)
-	var drawRows []int
+	var drawRows, drawSeqs []int
 	var rules []runtime.SampleParams
 	host := false // some row's logits come back
 	for i, s := range seqs {
+		if rows[i] < 0 {
+			continue
+		}
 		host = host || s.Logits || (s.Sample != nil && !onDevice)
 		if s.Sample != nil {
-			drawRows, rules = append(drawRows, i), append(rules, *s.Sample)
+			drawRows, drawSeqs, rules = append(drawRows, rows[i]), append(drawSeqs, i), append(rules, *s.Sample)
 		}
 	}
 	out := make([][]float32, len(seqs))
 	if host {
-		flat := make([]float32, len(seqs)*m.d.vocab)
-		if err := b.Download(flat, b.View(ds.logits, 0, len(seqs))); err != nil {
+		flat := make([]float32, runtime.Rows(lg)*V)
+		if err := b.Download(flat, lg); err != nil {
 			return nil, nil, fmt.Errorf("model: logits: %w", err)
 		}
-		for i := range seqs {
-			out[i] = flat[i*m.d.vocab : (i+1)*m.d.vocab : (i+1)*m.d.vocab]
+		for i, r := range rows {
+			if r >= 0 {
+				out[i] = flat[r*V : (r+1)*V : (r+1)*V]
+			}
 		}
 	}
 	var tokens []int
-	if onDevice && len(drawRows) > 0 {
+	switch {
+	case onDevice && len(drawRows) > 0:
 		drawn := make([]int32, len(drawRows))
-		if err := ts.SampleTokens(drawn, b.View(ds.logits, 0, len(seqs)), drawRows, rules); err != nil {
+		if err := ts.SampleTokens(drawn, lg, drawRows, rules); err != nil {
 			return nil, nil, fmt.Errorf("model: sampling: %w", err)
 		}
 		tokens = make([]int, len(seqs))
-		for j, i := range drawRows {
+		for j, i := range drawSeqs {
 			tokens[i] = int(drawn[j])
 		}
-	} else {
+	default:
 		tokens = drawHost(seqs, out)
-	}
-	if !host {
-		if err := b.Sync(); err != nil {
-			return nil, nil, err
+		if !host {
+			if err := b.Sync(); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	for i, s := range seqs {

@@ -199,25 +199,22 @@ func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, t
 			want = append(want, i)
 		}
 	}
-	out := make([][]float32, len(seqs))
 	if len(want) == 0 {
-		return out, make([]int, len(seqs)), b.Sync()
+		return make([][]float32, len(seqs)), make([]int, len(seqs)), b.Sync()
 	}
-	flat := make([]float32, len(want)*m.d.vocab)
-	if err := m.logitsOf(b.View(m.s.xn, 0, len(want)), flat); err != nil {
+	if err := m.ensureLogits(len(want)); err != nil {
 		return nil, nil, err
 	}
+	lg := b.View(m.logits, 0, len(want))
+	b.MatMul(lg, b.View(m.s.xn, 0, len(want)), m.head)
+	at := make([]int, len(seqs))
+	for i := range at {
+		at[i] = -1
+	}
 	for j, i := range want {
-		out[i] = flat[j*m.d.vocab : (j+1)*m.d.vocab : (j+1)*m.d.vocab]
+		at[i] = j
 	}
-	// Prompt steps draw on the host (one row a sequence at most).
-	tokens = drawHost(seqs, out)
-	for i, s := range seqs {
-		if !s.Logits {
-			out[i] = nil
-		}
-	}
-	return out, tokens, nil
+	return m.readOut(lg, seqs, at)
 }
 
 // drawHost draws the tokens of the sequences with a Sample rule from their

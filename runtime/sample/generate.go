@@ -47,9 +47,9 @@ func NonFinite(v []float32) int { return runtime.FirstNonFinite(v) }
 // Generate runs prompt through m and then samples up to opts.MaxTokens
 // tokens (fewer where the model's max_position_embeddings ends first), one
 // forward step each, with a paged KV cache sized for prompt plus MaxTokens
-// (model.Step, as the server runs). fn, if not nil, is called with each
-// generated id as soon as it is sampled; an error from fn ends generation
-// (ErrStop without error).
+// (model.StepSample, as the server runs: tokens drawn on the backend). fn,
+// if not nil, is called with each generated id as soon as it is sampled;
+// an error from fn ends generation (ErrStop without error).
 func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int) error) (*Result, error) {
 	if len(prompt) == 0 {
 		return nil, errors.New("sample: generate: empty prompt")
