@@ -494,43 +494,30 @@ func (b *Backend) FreeBuffer(buf *Buffer) {
 // scratch returns *slot grown to at least n bytes.
 // While graphs are alive the old buffer is kept (a graph may use it) until
 // the last graph is freed.
-func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) {
+func (b *Backend) scratch(slot **Buffer, n int64) (*Buffer, error) { return b.grow(slot, n, false) }
+
+// transient is scratch for an op that waits for its own result (nothing
+// queued or recorded uses it afterwards): outgrown buffers are released at
+// once, never retired, and it grows at least twofold so that slowly growing
+// requests (a penalty list a token longer each step) reallocate rarely.
+func (b *Backend) transient(slot **Buffer, n int64) (*Buffer, error) { return b.grow(slot, n, true) }
+
+func (b *Backend) grow(slot **Buffer, n int64, transient bool) (*Buffer, error) {
 	if *slot != nil && (*slot).Size >= n {
 		return *slot, nil
 	}
 	if b.capturing {
 		return nil, fmt.Errorf("cuda: scratch of %s needed while recording a graph (run the ops once before capturing)", FormatBytes(n))
 	}
-	if *slot != nil {
-		if b.graphs > 0 {
-			b.retired = append(b.retired, *slot)
-		} else {
-			b.alloc.release((*slot).Ptr, (*slot).cls)
+	if old := *slot; old != nil {
+		if transient {
+			n = max(n, 2*old.Size)
 		}
-		*slot = nil
-	}
-	buf, err := b.allocBufferLocked(n)
-	if err != nil {
-		return nil, err
-	}
-	*slot = buf
-	return buf, nil
-}
-
-// transient is scratch for an op that waits for its own result (nothing
-// queued or recorded uses it afterwards): outgrown buffers are released at
-// once, never retired, and it grows at least twofold so that slowly growing
-// requests (a penalty list a token longer each step) reallocate rarely.
-func (b *Backend) transient(slot **Buffer, n int64) (*Buffer, error) {
-	if *slot != nil && (*slot).Size >= n {
-		return *slot, nil
-	}
-	if b.capturing {
-		return nil, fmt.Errorf("cuda: scratch of %s needed while recording a graph", FormatBytes(n))
-	}
-	if *slot != nil {
-		n = max(n, 2*(*slot).Size)
-		b.alloc.release((*slot).Ptr, (*slot).cls)
+		if b.graphs > 0 && !transient {
+			b.retired = append(b.retired, old)
+		} else {
+			b.alloc.release(old.Ptr, old.cls)
+		}
 		*slot = nil
 	}
 	buf, err := b.allocBufferLocked(n)
