@@ -220,6 +220,7 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	if blocks < 1 {
 		return nil, fmt.Errorf("--kv-cache %s holds no block of %d positions (%d bytes each)", f.kvCache, f.blockSize, m.KVBytesPerPosition())
 	}
+	start := time.Now()
 	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
 		MaxRunning: f.maxRunning, StepTokens: f.stepTokens, Observer: srv.Observer()})
 	if err != nil {
@@ -243,6 +244,7 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 		}
 	}
 	srv.SetBackend(be)
-	fmt.Fprintf(log, "serve: %s on %s, context %d, KV cache %d blocks of %d positions\n", f.model, b.Name(), maxLen, blocks, f.blockSize)
+	fmt.Fprintf(log, "serve: %s on %s, context %d, KV cache %d blocks of %d positions; engine ready in %.1fs (decode steps of up to %d sequences recorded where the device replays them)\n",
+		f.model, b.Name(), maxLen, blocks, f.blockSize, time.Since(start).Seconds(), f.maxRunning)
 	return e, nil
 }

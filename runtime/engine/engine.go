@@ -176,6 +176,12 @@ func New(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every batch size's decode step is recorded now, not when a request
+	// first needs it.
+	if err := o.Model.WarmDecode(c, o.MaxRunning); err != nil {
+		c.Free()
+		return nil, fmt.Errorf("engine: readying the decode steps: %w", err)
+	}
 	e := &Engine{o: o, m: o.Model, cache: c, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))}
 	go e.loop()

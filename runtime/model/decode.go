@@ -102,10 +102,8 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 // runtime.TokenSampler) and the logits asked for come back.
 func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error) {
 	b := m.b
-	g, grapher := b.(runtime.Grapher)
-	graphs := grapher && !c.NoGraphs && c.graphErr == nil
 	rows := len(seqs)
-	if grapher {
+	if _, ok := b.(runtime.Grapher); ok {
 		// Padded whether or not this cache records, so that the op-by-op
 		// reference runs the very same shapes.
 		rows = decodeBucket(rows)
@@ -114,6 +112,32 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := m.runDecode(c, ds, seqs); err != nil {
+		return nil, nil, err
+	}
+	at := make([]int, len(seqs))
+	for i := range at {
+		at[i] = i
+	}
+	out, tokens, err := m.readOut(b.View(ds.logits, 0, len(seqs)), seqs, at)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, s := range seqs {
+		s.Seq.Len++
+	}
+	return out, tokens, nil
+}
+
+// runDecode uploads the inputs of seqs (rows past them are padding: token
+// 0 at position 0 of the trash block) and issues ds's step: op by op on its
+// first run, recorded on its second where the backend records and the
+// cache allows, replayed after. It does not wait.
+func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq) error {
+	b := m.b
+	g, grapher := b.(runtime.Grapher)
+	graphs := grapher && !c.NoGraphs && c.graphErr == nil
+	rows := ds.rows
 	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }
 	for r := range rows {
@@ -135,12 +159,12 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error
 		}
 	}
 	if err := b.UploadRaw(ds.idx, ds.host, runtime.I32); err != nil {
-		return nil, nil, fmt.Errorf("model: decode inputs: %w", err)
+		return fmt.Errorf("model: decode inputs: %w", err)
 	}
 	switch {
 	case ds.graph != nil:
 		if err := ds.graph.Launch(); err != nil {
-			return nil, nil, fmt.Errorf("model: decode step: %w", err)
+			return fmt.Errorf("model: decode step: %w", err)
 		}
 	case graphs && ds.runs > 0:
 		// The first run made every scratch buffer the ops need; record the
@@ -153,24 +177,41 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error
 		}
 		ds.graph = gr
 		if err := gr.Launch(); err != nil {
-			return nil, nil, fmt.Errorf("model: decode step: %w", err)
+			return fmt.Errorf("model: decode step: %w", err)
 		}
 	default:
 		m.decodeOps(c, ds)
 	}
 	ds.runs++
-	at := make([]int, len(seqs))
-	for i := range at {
-		at[i] = i
+	return nil
+}
+
+// WarmDecode readies the decode steps of every batch size up to maxRows
+// (each bucket of decodeBucket) before they are needed, where the backend
+// records graphs: each bucket's step runs once op by op and once recorded,
+// all its rows padding (the trash block), so that no request of a server
+// waits for a first run or a recording. Other backends have nothing to
+// ready.
+func (m *Model) WarmDecode(c *PagedCache, maxRows int) error {
+	if _, ok := m.b.(runtime.Grapher); !ok || c.NoGraphs || !m.canDecode(nil) || maxRows < 1 {
+		return nil
 	}
-	out, tokens, err := m.readOut(b.View(ds.logits, 0, len(seqs)), seqs, at)
-	if err != nil {
-		return nil, nil, err
+	last := decodeBucket(min(maxRows, maxDecodeRows))
+	for n := 1; n <= last; n = decodeBucket(n) + 1 {
+		ds, err := c.decodeState(m, decodeBucket(n))
+		if err != nil {
+			return err
+		}
+		for ds.runs < 2 {
+			if err := m.runDecode(c, ds, nil); err != nil {
+				return err
+			}
+		}
+		if c.graphErr != nil {
+			break // steps run op by op (GraphErr says why): nothing to record
+		}
 	}
-	for _, s := range seqs {
-		s.Seq.Len++
-	}
-	return out, tokens, nil
+	return m.b.Sync()
 }
 
 // readOut brings back what a step's sequences ask of their rows of logits

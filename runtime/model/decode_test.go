@@ -168,3 +168,62 @@ func TestStepSample(t *testing.T) {
 		}
 	}
 }
+
+// TestWarmDecode: WarmDecode, called between the prompt step and the
+// decode steps, records one graph for each batch bucket up to its bound and
+// nothing more; the decode steps then replay those graphs without
+// recording, and their logits equal those of the plain CPU backend (the
+// warm-up wrote only to the trash block).
+func TestWarmDecode(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	rb := &replayCPU{Backend: cpu.New(0)}
+	mr, err := Load(dir, rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close()
+	mp := loadModel(t, dir)
+	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	run := func(m *Model, warm bool) [][]float32 {
+		c, _, steps := pagedPrompts(t, m, prompts)
+		defer c.Free()
+		var last [][]float32
+		for step := range 4 {
+			if warm && step == 1 {
+				// Mid-stream: the sequences' cache must come out untouched.
+				if err := m.WarmDecode(c, 10); err != nil {
+					t.Fatal(err)
+				}
+				// Buckets 1, 2, 4, 8 and 16.
+				if rb.captures != 5 {
+					t.Fatalf("%d recordings warming up to 10 rows, want 5", rb.captures)
+				}
+			}
+			for i := range steps {
+				steps[i].Logits = true
+			}
+			out, err := m.Step(c, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = out
+			for i := range steps {
+				steps[i].Tokens = []int{200 + 3*step + i}
+			}
+		}
+		return last
+	}
+	got, want := run(mr, true), run(mp, false)
+	if rb.captures != 5 {
+		t.Errorf("%d recordings after the warm-up and three decode steps, want 5 (no more)", rb.captures)
+	}
+	for i := range want {
+		var worst float64
+		for j, v := range want[i] {
+			worst = max(worst, math.Abs(float64(got[i][j]-v)))
+		}
+		if worst > 1e-3 {
+			t.Errorf("sequence %d: logits after a warm-up differ by %.3g", i, worst)
+		}
+	}
+}
