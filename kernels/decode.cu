@@ -10,7 +10,7 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt), hd <= 32*C, hq/hkv <= G: query row
+// hq, hkv, hd, window, scale, part, cnt, minsplit), hd <= 32*C, hq/hkv <= G: query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
 // = pos[r]-window+1 with a window), position p in cache row tables[r,
 // p/bs]*bs + p%bs; fp32 math. Grid (hkv, S, rows), 128 threads: a block is
@@ -22,8 +22,9 @@
 // hd+2] (a row's own S may be fewer: the stride is the grid's) and
 // the last of the S blocks to finish (a counter per (row, kv head) in cnt,
 // left at zero again) combines them. S is the grid's split count or fewer,
-// at least 32 positions a split, decided per row from its position (the
-// grid is fixed when a step is replayed); the blocks past it return at once.
+// at least minsplit positions a split (32 unless a benchmark sets it),
+// decided per row from its position (the grid is fixed when a step is
+// replayed); the blocks past it return at once.
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
 
 #define ROPE_STORE(N, T)                                                                                      \
@@ -76,7 +77,7 @@ template <typename T, int C, int G>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt) {
+                           float* part, u32* cnt, int minsplit) {
     constexpr int D = 32 * C;
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
@@ -94,9 +95,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const int kh = blockIdx.x, r = blockIdx.z, s = blockIdx.y, h0 = kh * Gr;
     const int i = pos[r];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
-    // Splits of fewer than 32 positions cost more to combine than they save:
-    // only the first S of the grid's splits take part.
-    const int S = imin(gridDim.y, (i - lo + 32) / 32);
+    // Splits of fewer than minsplit positions cost more to combine than they
+    // save: only the first S of the grid's splits take part.
+    const int S = imin(gridDim.y, (i - lo + minsplit) / minsplit);
     if (s >= S) return;
     const int chunk = (i - lo + 1 + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
@@ -253,8 +254,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #define PAGED_ATTN_CG(N, T, C, G)                                                                              \
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##_##N(                               \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
-        int hkv, int hd, int window, float scale, float* part, u32* cnt) {                                        \
-        paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt);       \
+        int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit) {                          \
+        paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,       \
+                            minsplit);                                                                         \
     }
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)

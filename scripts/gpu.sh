@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode] [decodeops] [serve7b] [ncu]
+#                  [quantppl] [decode] [decodeops] [attnbench] [serve7b] [ncu]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +50,12 @@ for step in $steps; do
   decodeops)
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
+    ;;
+  attnbench)
+    # Decode attention of a 7B layer for contexts of 256-4096 positions and
+    # the fewest positions a split block takes (SetAttentionSplit).
+    run attn-bench 300 "$bin/cuda.test" -test.run '^$' -test.bench PagedAttention -test.benchtime 20x
+    grep -E '^Benchmark' "$LOGS/attn-bench.log" | tee -a "$summary"
     ;;
   serve7b)
     # Issue 10: 64 concurrent streams of 256 tokens against the server on the

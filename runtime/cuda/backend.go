@@ -73,6 +73,7 @@ type Backend struct {
 	retired     []*Buffer // scratch replaced while graphs were alive
 	dequantGEMM bool      // products with quantized weights go through deq
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
+	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
 
 type fnKey struct{ src, name string }
@@ -138,6 +139,7 @@ func New(o Options) (*Backend, error) {
 	// Programmatic dependent launch: sm_90 and a CUDA 12 driver;
 	// GPTQTOOL_PDL=0 turns it off.
 	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
+	b.attnSplit = defaultAttnSplit
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	if attrErr != nil {

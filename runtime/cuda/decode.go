@@ -75,6 +75,21 @@ func pow2(n int) int {
 	return p
 }
 
+// SetAttentionSplit sets the fewest positions a block of split paged
+// attention takes (0: the default, 32), for benchmarks that tune it.
+func (b *Backend) SetAttentionSplit(positions int) {
+	b.enter()
+	defer b.exit()
+	if positions <= 0 {
+		positions = defaultAttnSplit
+	}
+	b.attnSplit = positions
+}
+
+// defaultAttnSplit is the fewest positions a block of split paged
+// attention takes.
+const defaultAttnSplit = 32
+
 // pagedSplits is how many blocks share one kv head's positions in
 // PagedAttention: enough blocks for two waves over the SMs, at most 32.
 func (b *Backend) pagedSplits(rows, kvHeads int) int {
@@ -119,7 +134,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	shared := max(128*32*c*qt.dt.Size(), 4*g*32*c*4)
 	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: 128}, shared,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit))
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).

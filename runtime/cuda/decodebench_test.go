@@ -92,13 +92,6 @@ func BenchmarkDecodeOps(b *testing.B) {
 		q, k, v := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, hkv*hd), randTensor(b, be, runtime.F16, M, hkv*hd)
 		att, act := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, I)
 		logits, _ := be.Alloc(runtime.F32, M, V)
-		idx := func(v []int32) runtime.Tensor {
-			t := must(be.Alloc(runtime.I32, len(v)))
-			if err := be.UploadRaw(t, i32s(v), runtime.I32); err != nil {
-				b.Fatal(err)
-			}
-			return t
-		}
 		pos, slot, tab := make([]int32, M), make([]int32, M), make([]int32, M*(ctx/bs))
 		for i := range M {
 			pos[i] = ctx - 1
@@ -107,7 +100,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 			}
 			slot[i] = tab[i*(ctx/bs)+(ctx-1)/bs]*bs + (ctx-1)%bs
 		}
-		pt, st, tt := idx(pos), idx(slot), idx(tab)
+		pt, st, tt := i32Tensor(b, be, pos), i32Tensor(b, be, slot), i32Tensor(b, be, tab)
 		p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd))}
 		ops := []struct {
 			name  string
@@ -161,4 +154,54 @@ func BenchmarkDecodeOps(b *testing.B) {
 			be.Free(t)
 		}
 	}
+}
+
+// BenchmarkPagedAttention times a 7B layer's decode attention (32 query and
+// 8 kv heads of 128, fp16) in a graph for contexts of 256 to 4096 positions
+// and several fewest positions a split block takes (SetAttentionSplit).
+func BenchmarkPagedAttention(b *testing.B) {
+	be := gputest.Backend(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	const hq, hkv, hd, bs, blocks = 32, 8, 128, 16, 4096
+	kc, vc := randTensor(b, be, runtime.F16, blocks*bs, hkv*hd), randTensor(b, be, runtime.F16, blocks*bs, hkv*hd)
+	defer be.Free(kc)
+	defer be.Free(vc)
+	defer be.SetAttentionSplit(0)
+	for _, M := range []int{1, 8, 32} {
+		for _, ctx := range []int{256, 1024, 4096} {
+			q, att := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, hq*hd)
+			width := ctx / bs
+			pos, tab := make([]int32, M), make([]int32, M*width)
+			for i := range M {
+				pos[i] = int32(ctx - 1)
+				for j := range width {
+					tab[i*width+j] = int32(r.IntN(blocks))
+				}
+			}
+			pt, tt := i32Tensor(b, be, pos), i32Tensor(b, be, tab)
+			p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd))}
+			for _, split := range []int{32, 128, 512} {
+				b.Run(fmt.Sprintf("M%d/ctx%d/split%d", M, ctx, split), func(b *testing.B) {
+					be.SetAttentionSplit(split)
+					inGraph(b, be, func() { be.PagedAttention(att, q, kc, vc, tt, pt, bs, p) })
+					reportBW(b, float64(M)*float64(ctx)*2*hkv*hd*2)
+				})
+			}
+			for _, t := range []runtime.Tensor{q, att, pt, tt} {
+				be.Free(t)
+			}
+		}
+	}
+}
+
+// i32Tensor uploads v as an I32 tensor.
+func i32Tensor(b *testing.B, be *cuda.Backend, v []int32) runtime.Tensor {
+	t, err := be.Alloc(runtime.I32, len(v))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := be.UploadRaw(t, i32s(v), runtime.I32); err != nil {
+		b.Fatal(err)
+	}
+	return t
 }
