@@ -152,16 +152,7 @@ func TestPagedDecoderOps(t *testing.T) {
 						}
 						return x
 					}
-					it := func(v []int32) runtime.Tensor {
-						x, err := be.Alloc(runtime.I32, len(v))
-						if err != nil {
-							t.Fatal(err)
-						}
-						if err := be.UploadRaw(x, i32s(v), runtime.I32); err != nil {
-							t.Fatal(err)
-						}
-						return x
-					}
+					it := func(v []int32) runtime.Tensor { return i32Tensor(t, be, v) }
 					s.q, s.k, s.v = ft(qv, rows, hq*hd), ft(kv, rows, hkv*hd), ft(vv, rows, hkv*hd)
 					s.kc, s.vc = ft(kcv, blocks*bs, hkv*hd), ft(vcv, blocks*bs, hkv*hd)
 					s.emb, s.x = ft(table, 10, hq*hd), ft(make([]float32, rows*hq*hd), rows, hq*hd)

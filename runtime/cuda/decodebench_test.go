@@ -195,13 +195,13 @@ func BenchmarkPagedAttention(b *testing.B) {
 }
 
 // i32Tensor uploads v as an I32 tensor.
-func i32Tensor(b *testing.B, be *cuda.Backend, v []int32) runtime.Tensor {
+func i32Tensor(tb testing.TB, be runtime.Backend, v []int32) runtime.Tensor {
 	t, err := be.Alloc(runtime.I32, len(v))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := be.UploadRaw(t, i32s(v), runtime.I32); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return t
 }

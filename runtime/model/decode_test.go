@@ -55,19 +55,28 @@ func TestDecodeBucket(t *testing.T) {
 	}
 }
 
-// TestDecodeReplay decodes three sequences (one padding row in a bucket of
-// 4) through replayed steps and checks every step's logits against the
-// same sequences on the plain CPU backend, which neither pads nor records.
-func TestDecodeReplay(t *testing.T) {
+// replayModels loads openchat-tiny on a recording CPU backend and on the
+// plain one.
+func replayModels(t *testing.T) (*replayCPU, *Model, *Model) {
 	dir := fixture(t, "models/openchat-tiny")
 	rb := &replayCPU{Backend: cpu.New(0)}
 	mr, err := Load(dir, rb)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rb, mr, loadModel(t, dir)
+}
+
+// decodePrompts are three prompts of different lengths.
+var decodePrompts = [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+
+// TestDecodeReplay decodes three sequences (one padding row in a bucket of
+// 4) through replayed steps and checks every step's logits against the
+// same sequences on the plain CPU backend, which neither pads nor records.
+func TestDecodeReplay(t *testing.T) {
+	rb, mr, mp := replayModels(t)
 	defer mr.Close()
-	mp := loadModel(t, dir)
-	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	prompts := decodePrompts
 	run := func(m *Model) [][][]float32 {
 		c, seqs, steps := pagedPrompts(t, m, prompts)
 		defer c.Free()
@@ -114,7 +123,7 @@ func TestDecodeReplay(t *testing.T) {
 // same steps, and only the logits asked for come back.
 func TestStepSample(t *testing.T) {
 	m := loadModel(t, fixture(t, "models/openchat-tiny"))
-	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	prompts := decodePrompts
 	rules := []runtime.SampleParams{{}, {Temperature: 0.8, TopP: 0.9, U: 0.3},
 		{Temperature: 1.2, TopK: 20, U: 0.7, Adjust: []runtime.LogitAdjust{{Token: 28705, Rep: 1.3, Sub: 0.4}, {Token: 13, Rep: 1, Sub: 2}}}}
 	// run feeds each sequence the token it drew: from StepSample, or by
@@ -175,15 +184,9 @@ func TestStepSample(t *testing.T) {
 // recording, and their logits equal those of the plain CPU backend (the
 // warm-up wrote only to the trash block).
 func TestWarmDecode(t *testing.T) {
-	dir := fixture(t, "models/openchat-tiny")
-	rb := &replayCPU{Backend: cpu.New(0)}
-	mr, err := Load(dir, rb)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rb, mr, mp := replayModels(t)
 	defer mr.Close()
-	mp := loadModel(t, dir)
-	prompts := [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
+	prompts := decodePrompts
 	run := func(m *Model, warm bool) [][]float32 {
 		c, _, steps := pagedPrompts(t, m, prompts)
 		defer c.Free()
