@@ -46,10 +46,10 @@ func (a LogitAdjust) Apply(v float32) float32 {
 // TokenSampler is a Backend that draws tokens from logits where they are,
 // so that a step's logits need not come back to the host.
 type TokenSampler interface {
-	// SampleTokens sets dst[i] to the token DrawToken draws from row rows[i]
-	// of logits (F32 [rows, vocab]) under p[i], or to -1-j when that row's
-	// logit j is the first that is not finite (no token drawn). It waits
-	// for the result.
+	// SampleTokens sets dst[i] to DrawFinite of row rows[i] of logits (F32
+	// [rows, vocab]) under p[i]: the token DrawToken draws, or -1-j when
+	// that row's logit j is the first that is not finite. It waits for the
+	// result.
 	SampleTokens(dst []int32, logits Tensor, rows []int, p []SampleParams) error
 }
 
@@ -157,6 +157,15 @@ func greedy(logits []float32) int {
 		}
 	}
 	return max(best, 0)
+}
+
+// DrawFinite is one row of a TokenSampler: DrawToken's token, or -1-j when
+// logit j is the first that is not finite (no token drawn).
+func DrawFinite(logits []float32, p SampleParams) int {
+	if j := FirstNonFinite(logits); j >= 0 {
+		return -1 - j
+	}
+	return DrawToken(logits, p)
 }
 
 // FirstNonFinite returns the index of the first NaN or ±Inf in v, or -1.

@@ -98,7 +98,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 
 var _ runtime.PagedDecoder = (*Backend)(nil)
 
-// SampleTokens implements runtime.TokenSampler with runtime.DrawToken (the
+// SampleTokens implements runtime.TokenSampler with runtime.DrawFinite (the
 // reference rule), the rows in parallel.
 func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p []runtime.SampleParams) error {
 	ct := tensorOf(logits)
@@ -112,12 +112,7 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 		}
 	}
 	b.parallel(len(rows), func(i int) {
-		row := ct.data[rows[i]*V : (rows[i]+1)*V]
-		if j := runtime.FirstNonFinite(row); j >= 0 {
-			dst[i] = int32(-1 - j)
-			return
-		}
-		dst[i] = int32(runtime.DrawToken(row, p[i]))
+		dst[i] = int32(runtime.DrawFinite(ct.data[rows[i]*V:(rows[i]+1)*V], p[i]))
 	})
 	return nil
 }

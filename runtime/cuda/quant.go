@@ -411,7 +411,8 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	cps := (CK + S - 1) / S
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
-	shared := func(P int) int { return 8*qst*512 + max(M*(P*kb+8)*2, M*128*4) }
+	const ring = 8 * qst * 512 // eight warps' rings of qst 512-byte chunks
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	limit := min(b.shared, qmmaShared)
 	phase := qst
 	if tile == 0 {
@@ -424,7 +425,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	S = (CK + cps - 1) / cps
 	P := cps
 	if shared(P) > limit {
-		P = max(((limit-8*qst*512)/(2*M)-8)/kb/qst*qst, qst)
+		P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
 	}
 	var part, count uint64
 	if S > 1 {

@@ -218,18 +218,14 @@ func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, t
 }
 
 // drawHost draws the tokens of the sequences with a Sample rule from their
-// logits rows (runtime.DrawToken, the reference rule).
+// logits rows (runtime.DrawFinite, the reference rule).
 func drawHost(seqs []StepSeq, logits [][]float32) []int {
 	tokens := make([]int, len(seqs))
 	for i, s := range seqs {
 		if s.Sample == nil {
 			continue
 		}
-		if j := runtime.FirstNonFinite(logits[i]); j >= 0 {
-			tokens[i] = -1 - j
-		} else {
-			tokens[i] = runtime.DrawToken(logits[i], *s.Sample)
-		}
+		tokens[i] = runtime.DrawFinite(logits[i], *s.Sample)
 	}
 	return tokens
 }

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -40,9 +39,6 @@ var ErrStop = errors.New("sample: stop")
 // ErrNonFinite is wrapped by errors about NaN or infinite logits: no token
 // can be sampled from them.
 var ErrNonFinite = errors.New("non-finite logits")
-
-// NonFinite returns the index of the first NaN or infinite value of v, or -1.
-func NonFinite(v []float32) int { return runtime.FirstNonFinite(v) }
 
 // Generate runs prompt through m and then samples up to opts.MaxTokens
 // tokens (fewer where the model's max_position_embeddings ends first), one
