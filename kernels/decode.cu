@@ -21,10 +21,11 @@
 // (max, sum, unnormalised output) per head to part [rows, hq, gridDim.y,
 // hd+2] (a row's own S may be fewer: the stride is the grid's) and
 // the last of the S blocks to finish (a counter per (row, kv head) in cnt,
-// left at zero again) combines them. S is the grid's split count or fewer,
-// at least minsplit positions a split (32 unless a benchmark sets it),
-// decided per row from its position (the grid is fixed when a step is
-// replayed); the blocks past it return at once.
+// left at zero again) combines them. S is the grid's split count (at most
+// PA_SPLITS) or fewer: splits of a tile of positions, or, where that makes
+// fewer than eight, up to eight splits of at least minsplit positions (32
+// unless a benchmark sets it); decided per row from its position (the grid
+// is fixed when a step is replayed); the blocks past it return at once.
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
 
 #define ROPE_STORE(N, T)                                                                                      \
@@ -64,6 +65,7 @@
 FOR_DTYPES(ROPE_STORE)
 
 #define PA_TILE 128
+#define PA_SPLITS 32  // the most blocks that split one (row, kv head): pagedSplits
 
 // paged_attn<T, C, G>: one block per (kv head, split, row), 128 threads; the
 // G = hq/hkv query heads of the kv head share every K and V row it loads.
@@ -89,18 +91,27 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     T(*vs)[D] = (T(*)[D])smem_pa;
     float(*red)[G][D] = (float(*)[G][D])smem_pa;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    pdl_wait();
     // Gr query heads share a kv head; G (a power of two) is at least Gr.
     const int Gr = hq / hkv;
     const int kh = blockIdx.x, r = blockIdx.z, s = blockIdx.y, h0 = kh * Gr;
+    // Positions and block tables are the step's inputs, written before the
+    // step's first kernel: they are read before waiting for the previous
+    // kernel (which writes q and this position's K and V).
     const int i = pos[r];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
-    // Splits of fewer than minsplit positions cost more to combine than they
-    // save: only the first S of the grid's splits take part.
-    const int S = imin(gridDim.y, (i - lo + minsplit) / minsplit);
+    // Splits of PA_TILE positions, or at least eight splits of minsplit or
+    // more positions where that leaves fewer than eight: short contexts
+    // still spread over the GPU, long ones keep every thread busy. Only the
+    // first S of the grid's splits take part.
+    const int len = i - lo + 1;
+    const int S = imin(gridDim.y, imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
     if (s >= S) return;
-    const int chunk = (i - lo + 1 + S - 1) / S;
+    const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
+    const int* tab = tables + (i64)r * width;
+    // The cache row of this thread's position in the first tile.
+    i64 row0 = j0 + tid < j1 ? (i64)tab[(j0 + tid) / bs] * bs + (j0 + tid) % bs : 0;
+    pdl_wait();
     const i64 kvc = (i64)hkv * hd;
     const bool vec = (hd & 7) == 0;
     for (int e = tid; e < G * D; e += blockDim.x) {
@@ -113,20 +124,41 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     for (int g = 0; g < G; g++)
 #pragma unroll
         for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
-    const int* tab = tables + (i64)r * width;
     const T* kb = kc + (i64)kh * hd;
     const T* vb = vc + (i64)kh * hd;
     __syncthreads();
     for (int jt = j0; jt < j1; jt += PA_TILE) {
         const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
         if (j < j1) {
-            const i64 row = (i64)tab[j / bs] * bs + j % bs;
+            const i64 row = jt == j0 ? row0 : (i64)tab[j / bs] * bs + j % bs;
             const T* kr = kb + row * kvc;
             const T* vr = vb + row * kvc;
             float dot[G];
 #pragma unroll
             for (int g = 0; g < G; g++) dot[g] = 0.0f;
-            if (vec) {
+            // Whole 16-bit rows of up to 128 elements: the K row's loads
+            // all in flight at once, the V row copied to shared memory
+            // without registers.
+            bool whole = false;
+            if constexpr (sizeof(T) == 2 && C <= 4) whole = hd == D;
+            if (whole) {
+                u32x4 kw[D / 8];
+#pragma unroll
+                for (int u = 0; u < D / 8; u++) kw[u] = *(const u32x4*)(kr + u * 8);
+#pragma unroll
+                for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
+#pragma unroll
+                for (int u = 0; u < D / 8; u++) {
+                    float e[8];
+                    if constexpr (sizeof(T) == 2) unpack8<T>(kw[u], e);
+#pragma unroll
+                    for (int g = 0; g < G; g++) {
+                        const float4 qa = qs4[g][2 * u], qb = qs4[g][2 * u + 1];
+                        dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] + qb.y * e[5] +
+                                  qb.z * e[6] + qb.w * e[7];
+                    }
+                }
+            } else if (vec) {
 #pragma unroll
                 for (int c = 0; c < C; c++) {
                     if (c * 32 < hd) {
@@ -168,6 +200,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
             for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
         }
+        asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
         __syncthreads();
         // Warp w updates heads w, w+4: the tile's max, the probabilities, the sum.
         for (int g = warp; g < G; g += 4) {
@@ -234,19 +267,46 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     __syncthreads();
     if (!last) return;
     __threadfence();
-    for (int e = tid; e < nh * hd; e += blockDim.x) {
-        const int g = e / hd, d = e % hd;
-        const float* pp = part + ((i64)r * hq + h0 + g) * gridDim.y * (hd + 2);
-        float M = NEG_INF;
-        for (int y = 0; y < S; y++) M = fmaxf(M, __ldcg(pp + y * (hd + 2)));
-        float L = 0.0f, o = 0.0f;
+    // Each head's weights for the splits, exp(max_y - max) / sum, from
+    // their (max, sum) pairs; then every output element is the weighted sum
+    // of the splits' partial outputs, EPT elements a thread with their
+    // loads in flight together.
+    __shared__ float wy[G][PA_SPLITS];
+    for (int e = tid; e < nh * S; e += blockDim.x) {
+        const int g = e / S, y = e % S;
+        const float* py = part + (((i64)r * hq + h0 + g) * gridDim.y + y) * (hd + 2);
+        wy[g][y] = __ldcg(py);
+        sc[g][y] = __ldcg(py + 1);  // the tiles' scores are done with
+    }
+    __syncthreads();
+    if (tid < nh) {
+        float M = NEG_INF, L = 0.0f;
+        for (int y = 0; y < S; y++) M = fmaxf(M, wy[tid][y]);
         for (int y = 0; y < S; y++) {
-            const float* py = pp + y * (hd + 2);
-            const float w = expf(__ldcg(py) - M);
-            L += w * __ldcg(py + 1);
-            o += w * __ldcg(py + 2 + d);
+            const float w = expf(wy[tid][y] - M);
+            wy[tid][y] = w;
+            L += w * sc[tid][y];
         }
-        out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(o / L);
+        for (int y = 0; y < S; y++) wy[tid][y] /= L;
+    }
+    __syncthreads();
+    constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
+    float o[EPT];
+#pragma unroll
+    for (int u = 0; u < EPT; u++) o[u] = 0.0f;
+    const float* pr = part + ((i64)r * hq + h0) * gridDim.y * (hd + 2) + 2;
+#pragma unroll 4
+    for (int y = 0; y < S; y++) {
+#pragma unroll
+        for (int u = 0; u < EPT; u++) {
+            const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+            if (g < nh) o[u] += wy[g][y] * __ldcg(pr + ((i64)g * gridDim.y + y) * (hd + 2) + d);
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < EPT; u++) {
+        const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+        if (g < nh) out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(o[u]);
     }
     if (tid == 0) *ctr = 0;
 }

@@ -28,12 +28,16 @@
 // starts QST chunk copies into its ring in shared memory (cp.async), the
 // block stages x for the first P chunks of its slice (gathered through
 // perm, as fp16, times 2^-8 for bf16/f32 inputs so that their range fits;
-// 16-byte aligned rows when there is no perm) in shared memory, and the
-// warps then stream their chunks QST deep, decode in registers and multiply
-// with fp32 accumulation; every P chunks (a multiple of QST, or the whole
-// slice) the block stages the next phase of x between two barriers, so that
-// many rows need not split K further to fit (kernels of one tile, MT = 1,
-// always take the whole slice at once and split K instead). With S > 1 the blocks of a column slab write fp32 partial
+// 16-byte aligned rows when there is no perm; only kernels of one tile,
+// MT = 1, gather, the caller permutes more rows once) in shared memory, and
+// the warps then stream their chunks QST deep, decode in registers and
+// multiply with fp32 accumulation; every P chunks (a multiple of QST, or the
+// whole slice) the block stages the next phase of x between two barriers,
+// so that many rows need not split K further to fit (kernels of one tile
+// always take the whole slice at once and split K instead). Each group's
+// scale pairs are loaded a group ahead; the first group's, like the weights
+// and a one-tile kernel's permutation, before waiting for the previous
+// kernel (PDL). With S > 1 the blocks of a column slab write fp32 partial
 // sums to part [S, M, N] and the last one to finish (a counter per slab in
 // count, left at zero again) adds them up; the block's sums then go out
 // through qout. Rows of x past M are never read (their mma columns are
@@ -128,10 +132,6 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
 
-__device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
-}
-
 // cp_async16_if: cp_async16 when on, as one predicated instruction.
 __device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on) {
     asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global [%0], [%1], 16; }" ::"r"(dst), "l"(src),
@@ -196,16 +196,81 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
+    // The scales, zeros and permutation are the model's too: the first
+    // group's scale pairs and the permutation of this thread's first items
+    // of x are in flight before the wait, and each group's scales are
+    // fetched a group ahead (a load at the group's start would stall the
+    // warp for a round trip to L2 at every group).
+    const u32* szc = sz + nt * 16 + g;
+    const int ngrp = (K + gs - 1) / gs;
+    u32 q0, q1;  // the next group's (scale, 1024 + zero) pairs of rows g and g+8
+    auto fetch = [&](int gi) {
+        gi = imin(gi, ngrp - 1);
+        q0 = __ldg(szc + (i64)gi * N), q1 = __ldg(szc + (i64)gi * N + 8);
+    };
+    fetch(kbase / gs);
+    constexpr int IT = MT == 1 ? 2 : 4;  // x items a thread in flight; registers: one item is 8
+    // Only kernels of one tile gather x through perm (more rows are
+    // gathered once by a kernel of their own): the permutation of this
+    // thread's first item is loaded now.
+    int4 pre0, pre1;
+    if (MT == 1 && perm && threadIdx.x < imin(P, nc) * (KB / 8)) {
+        pre0 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8));
+        pre1 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8 + 4));
+    }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
 
-    // Stage x for the chunks [ci, ci+P) of the slice: (row, eight inputs)
-    // items spread over the block, IT a thread in flight, each gathered
-    // through perm or one 16-byte load, stored as four pairs 4*SPC apart
-    // (xslot order).
+    // Stage x for the chunks [ci, ci+P) of the slice in shared memory, each
+    // eight inputs stored as four pairs 4*SPC apart (xslot order). Without
+    // perm: (row, eight inputs) items spread over the block, IT a thread in
+    // flight, one 16-byte load each. With perm: items of eight inputs for
+    // all rows, whose permutation is loaded once (for the first phase,
+    // before the wait) and whose rows are gathered IT items at a time.
+    auto put = [&](int m, int k8, const float* v) {
+        u16* dst = xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
+#pragma unroll
+        for (int j = 0; j < 4; j++) *(u32*)(dst + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+    };
     auto stage = [&](int ci) {
-        const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8), items = M * n8;
-        constexpr int IT = MT == 1 ? 2 : 4;  // registers: one item is 8
+        const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
+        if (MT == 1 && perm) {
+            for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
+                int4 p[IT][2];
+#pragma unroll
+                for (int u = 0; u < IT; u++) {
+                    const int e = e0 + u * blockDim.x;
+                    if (e >= n8) break;
+                    if (ci == 0 && e0 == threadIdx.x && u == 0) {
+                        p[u][0] = pre0, p[u][1] = pre1;
+                    } else {
+                        p[u][0] = __ldg((const int4*)(perm + kb0 + e * 8));
+                        p[u][1] = __ldg((const int4*)(perm + kb0 + e * 8 + 4));
+                    }
+                }
+#pragma unroll 2
+                for (int m = 0; m < M; m++) {
+                    const T* xr = x + (i64)m * K;
+                    float v[IT][8];
+#pragma unroll
+                    for (int u = 0; u < IT; u++) {
+                        if (e0 + u * blockDim.x >= n8) break;
+                        v[u][0] = to_f32(xr[p[u][0].x]), v[u][1] = to_f32(xr[p[u][0].y]);
+                        v[u][2] = to_f32(xr[p[u][0].z]), v[u][3] = to_f32(xr[p[u][0].w]);
+                        v[u][4] = to_f32(xr[p[u][1].x]), v[u][5] = to_f32(xr[p[u][1].y]);
+                        v[u][6] = to_f32(xr[p[u][1].z]), v[u][7] = to_f32(xr[p[u][1].w]);
+                    }
+#pragma unroll
+                    for (int u = 0; u < IT; u++) {
+                        const int e = e0 + u * blockDim.x;
+                        if (e >= n8) break;
+                        put(m, e * 8, v[u]);
+                    }
+                }
+            }
+            return;
+        }
+        const int items = M * n8;
         for (int e0 = threadIdx.x; e0 < items; e0 += IT * blockDim.x) {
             float v[IT][8];
 #pragma unroll
@@ -213,23 +278,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
                 const int m = e / n8, k = kb0 + (e - m * n8) * 8;
-                const T* xr = x + (i64)m * K;
-                if (perm) {
-                    const int4 p0 = __ldg((const int4*)(perm + k)), p1 = __ldg((const int4*)(perm + k + 4));
-                    v[u][0] = to_f32(xr[p0.x]), v[u][1] = to_f32(xr[p0.y]), v[u][2] = to_f32(xr[p0.z]), v[u][3] = to_f32(xr[p0.w]);
-                    v[u][4] = to_f32(xr[p1.x]), v[u][5] = to_f32(xr[p1.y]), v[u][6] = to_f32(xr[p1.z]), v[u][7] = to_f32(xr[p1.w]);
-                } else {
-                    load8<T>(xr + k, v[u]);
-                }
+                load8<T>(x + (i64)m * K + k, v[u]);
             }
 #pragma unroll
             for (int u = 0; u < IT; u++) {
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
-                const int m = e / n8, k8 = (e - m * n8) * 8;
-                u16* dst = xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
-#pragma unroll
-                for (int j = 0; j < 4; j++) *(u32*)(dst + j * 4 * SPC) = pack2<f16>(v[u][2 * j] * XS, v[u][2 * j + 1] * XS);
+                const int m = e / n8;
+                put(m, (e - m * n8) * 8, v[u]);
             }
         }
     };
@@ -244,7 +300,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
         for (int e = 0; e < 4; e++) acc[bt][e] = tmp[bt][e] = 0.0f;
     {
-        const u32* szc = sz + nt * 16 + g;
         u32 xb[MT];
 #pragma unroll
         for (int bt = 0; bt < MT; bt++) xb[bt] = smem_addr(xs + imin(bt * 8 + g, M - 1) * LDX + t * 4 * SPC);
@@ -258,12 +313,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
         u32 zz0, zz1, nz1;
-        auto load = [&]() {
-            const u32 p0 = __ldg(szc + (i64)grp * N), p1 = __ldg(szc + (i64)grp * N + 8);
-            s0 = h_lo(p0), s1 = h_lo(p1);
-            zz0 = (p0 >> 16) * 0x10001u;
-            zz1 = (p1 >> 16) * 0x10001u;
+        auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
+            s0 = h_lo(q0), s1 = h_lo(q1);
+            zz0 = (q0 >> 16) * 0x10001u;
+            zz1 = (q1 >> 16) * 0x10001u;
             nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+            fetch(grp + 1);
         };
         auto next = [&]() {
 #pragma unroll
@@ -446,8 +501,11 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     }
 }
 
+// Registers: a kernel of one tile keeps to 64 (four blocks an SM, so that a
+// gate/up product's blocks fit in one wave), the others to 128 (two blocks
+// an SM: one more register than 128 halves their occupancy).
 #define QMMA(BITS, MT, T, NAME, AL, SUF)                                                                           \
-    extern "C" __global__ void __launch_bounds__(256) qmma##BITS##_t##MT##SUF##_##NAME(                            \
+    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P) {        \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \

@@ -23,7 +23,7 @@ export GPTQTOOL_FIXTURES=$PWD/.device/fixtures
 export GPTQTOOL_KERNEL_CACHE=/tmp/gptqtool-kernels
 mkdir -p "$GPTQTOOL_FIXTURES/models"
 ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
-summary="$LOGS/summary.txt"
+summary="$OUT/summary.txt" # written as it goes: a call cut short still brings it back
 : >"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 note "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader 2>&1 | head -1); $(nproc) cores"
@@ -78,12 +78,17 @@ for step in $steps; do
     ;;
   ncu)
     # Nsight Compute on the decode kernels of the 7B shape (where the device
-    # allows profiling): NCU_BENCH picks the benchmarks, NCU_KERNEL the kernels.
-    run ncu 300 /usr/local/cuda/bin/ncu --kernel-name "regex:${NCU_KERNEL:-qmma}" --launch-count ${NCU_COUNT:-2} \
-      --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
-      --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
-      "$bin/cuda.test" -test.run '^$' -test.bench "${NCU_BENCH:-DecodeOps/M1/gate_up}" -test.benchtime 1x
-    grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----' "$LOGS/ncu.log" | cut -c1-150 | head -${NCU_LINES:-150} | tee -a "$summary"
+    # allows profiling): NCU_RUNS lists "benchmark|kernel regex" pairs, each
+    # profiled at its first launch (default: batch 1's gate/up product).
+    for r in ${NCU_RUNS:-"DecodeOps/M1/gate_up_glu|qmma"}; do
+      nb=${r%%|*} nk=${r#*|}
+      tag=$(echo "$nb" | tr -c 'A-Za-z0-9\n' '_')
+      run ncu-$tag 300 /usr/local/cuda/bin/ncu --kernel-name "regex:$nk" --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats --section SchedulerStats \
+        --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
+        "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
+      grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
+    done
     ;;
   opbench)
     run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x
@@ -192,10 +197,19 @@ for step in $steps; do
         --out /tmp/oc7b-$n --estimate=false
       batches=1,8
       [ $n = q4act ] && batches=1,8,32,64
+      [ $n = q4 ] && batches=1,8,32
       run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
+    # DECODE_ENV="VAR=value ..." decodes the act-order checkpoint once more
+    # with those settings (e.g. GPTQTOOL_PERM_ROWS=32), to compare.
+    if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-q4act ]; then
+      run decode-q4act-env 300 sh -c "env $DECODE_ENV '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch 1,8,32 --prompt 128 --new 128 >'$LOGS/decode-q4act-env.json'"
+      note "with $DECODE_ENV:"
+      grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
+    fi
     [ "${DECODE_PREFILL:-1}" = 0 ] && continue
     run prefill-q4act 300 sh -c "'$bin/gptqtool' bench prefill --device cuda --model /tmp/oc7b-q4act --prompts 128,2048,4096 >'$LOGS/prefill-q4act.json'"
     grep -E '"(prompt_tokens|ttft_ms|tok_per_s|peak_gpu_in_use_bytes)"' "$LOGS/prefill-q4act.json" | tr -d '\n' | tee -a "$summary"
@@ -203,7 +217,6 @@ for step in $steps; do
     ;;
   esac
 done
-cp "$summary" "$OUT/"
 for j in "$LOGS"/*.json; do [ -f "$j" ] && { echo "=== $j"; cat "$j"; }; done >"$OUT/json.txt"
 for l in "$LOGS"/*.log "$LOGS"/*.stderr; do [ -f "$l" ] && { echo "=== $l"; tail -c 300000 "$l"; }; done >"$OUT/logs.txt"
 echo "=== summary"

@@ -76,7 +76,8 @@ func pow2(n int) int {
 }
 
 // SetAttentionSplit sets the fewest positions a block of split paged
-// attention takes (0: the default, 32), for benchmarks that tune it.
+// attention takes where a context too short for eight splits of 128 is
+// split into up to eight (0: the default, 32), for benchmarks that tune it.
 func (b *Backend) SetAttentionSplit(positions int) {
 	b.enter()
 	defer b.exit()

@@ -445,7 +445,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	// when it is aligned and there is no permutation); a tile or fewer rows
 	// are gathered while staged.
 	xp, perm := x.ptr, uint64(0)
-	if q.perm != nil && M <= 8 {
+	if q.perm != nil && tile == 0 {
 		perm = q.perm.Ptr
 	} else if q.perm != nil || xp%16 != 0 {
 		var err error
