@@ -64,8 +64,11 @@
     }
 FOR_DTYPES(ROPE_STORE)
 
+// PA_TILE positions a tile, one a thread: also the block's thread count
+// (pagedThreads in runtime/cuda). PA_SPLITS: the most blocks that split one
+// (row, kv head) (pagedMaxSplits; the kernel clamps to it as well).
 #define PA_TILE 128
-#define PA_SPLITS 32  // the most blocks that split one (row, kv head): pagedSplits
+#define PA_SPLITS 32
 
 // paged_attn<T, C, G>: one block per (kv head, split, row), 128 threads; the
 // G = hq/hkv query heads of the kv head share every K and V row it loads.
@@ -104,7 +107,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // still spread over the GPU, long ones keep every thread busy. Only the
     // first S of the grid's splits take part.
     const int len = i - lo + 1;
-    const int S = imin(gridDim.y, imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
+    const int S = imin(imin(gridDim.y, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
     if (s >= S) return;
     const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);

@@ -22,6 +22,9 @@ type PagedDecoder interface {
 	// window and scale (p.Pos0 is unused). dst must not alias q. Head sizes
 	// up to 256 and up to 8 query heads a kv head are supported.
 	PagedAttention(dst, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams)
+	// The index tensors (ids, pos, slot, tables) are a step's inputs,
+	// written by transfers from the host before the step, never by an op:
+	// a backend may read them before the ops ahead of their reader finish.
 }
 
 // Graph is a recorded sequence of a backend's ops, replayed by Launch with

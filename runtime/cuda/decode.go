@@ -94,8 +94,16 @@ const defaultAttnSplit = 32
 // pagedSplits is how many blocks share one kv head's positions in
 // PagedAttention: enough blocks for two waves over the SMs, at most 32.
 func (b *Backend) pagedSplits(rows, kvHeads int) int {
-	return max(1, min(32, (2*b.sms+rows*kvHeads-1)/(rows*kvHeads)))
+	return max(1, min(pagedMaxSplits, (2*b.sms+rows*kvHeads-1)/(rows*kvHeads)))
 }
+
+// pagedMaxSplits is PA_SPLITS and pagedThreads PA_TILE of decode.cu: the
+// most blocks that split one (row, kv head), whose combine keeps a weight a
+// split in shared memory, and a block's threads (one position each).
+const (
+	pagedMaxSplits = 32
+	pagedThreads   = 128
+)
 
 // PagedAttention implements runtime.PagedDecoder for head sizes up to 256
 // and up to 8 query heads a kv head.
@@ -132,8 +140,8 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		part = pb.Ptr
 	}
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
-	shared := max(128*32*c*qt.dt.Size(), 4*g*32*c*4)
-	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: 128}, shared,
+	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
+	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
 		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit))
 }

@@ -444,6 +444,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	// blocks, which then stage it with 16-byte loads (as they do x itself
 	// when it is aligned and there is no permutation); a tile or fewer rows
 	// are gathered while staged.
+	// (Kernels of more than one tile ignore perm: their x must be gathered.)
 	xp, perm := x.ptr, uint64(0)
 	if q.perm != nil && tile == 0 {
 		perm = q.perm.Ptr
