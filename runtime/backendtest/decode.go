@@ -29,7 +29,7 @@ func (e *env) indices(v []int32) runtime.Tensor {
 // against float64 references: rows at their own positions, block tables
 // that scatter the positions over the cache, GQA groups of 1 to 8, head
 // sizes that are and are not multiples of 8, windows, and contexts long
-// enough for a backend to split them.
+// enough for a backend to split them, up to 5,120 positions.
 func testPagedDecoder(e *env) {
 	pd, ok := e.b.(runtime.PagedDecoder)
 	if !ok {
@@ -43,6 +43,11 @@ func testPagedDecoder(e *env) {
 		{2, 4, 4, 6, 4, 0},
 		{3, 8, 2, 128, 16, 0},
 		{2, 4, 1, 256, 16, 100},
+		// Contexts of 1,280 to 5,120 positions: a backend splitting them in
+		// tiles of 128 takes 10 to 32 splits (and its cap at the longest).
+		{2, 8, 2, 32, 32, 0},
+		{3, 4, 2, 64, 64, 300},
+		{1, 4, 1, 64, 128, 0},
 	} {
 		e.t.Run(fmt.Sprintf("rows%d_hq%d_hkv%d_d%d_bs%d_w%d", s.rows, s.hq, s.hkv, s.hd, s.bs, s.window), func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
