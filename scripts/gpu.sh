@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode] [decodeops] [attnbench] [serve7b] [ncu]
+#                  [quantppl] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [ncu]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -178,6 +178,20 @@ for step in $steps; do
         echo | tee -a "$summary"
       done
     done
+    ;;
+  ppl7b)
+    # Issue 9: the whole wiki.test.raw scored on the 7B shape at 4 bits (the
+    # decode step's checkpoint), and its KL divergence from the bf16 model
+    # over the first 32 windows.
+    if [ ! -d /tmp/oc7b-q4act ]; then note "ppl7b: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
+    run ppl7b 300 sh -c "'$bin/gptqtool' verify perplexity --device cuda --model /tmp/oc7b-q4act \
+      --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 2048 --json >'$LOGS/ppl7b.json'"
+    grep -E '"(ppl|tokens|windows|seconds|tokens_per_second)"' "$LOGS/ppl7b.json" | tr -d '\n' | tee -a "$summary"
+    echo | tee -a "$summary"
+    run kl7b 300 sh -c "'$bin/gptqtool' verify kl --device cuda --model /tmp/oc7b-q4act --baseline /tmp/oc7b \
+      --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 2048 --max-windows 32 --json >'$LOGS/kl7b.json'"
+    grep -E '"(mean_kl|max_kl|top1_agreement|ppl|baseline_ppl|windows|seconds|tokens_per_second)"' "$LOGS/kl7b.json" | tr -d '\n' | tee -a "$summary"
+    echo | tee -a "$summary"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
