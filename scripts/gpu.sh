@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [ncu]
+#                  [quantppl] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +75,33 @@ for step in $steps; do
     wait $spid
     grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b.json" | tr -d '\n' | tee -a "$summary"
     echo | tee -a "$summary"
+    ;;
+  nsys)
+    # Nsight Systems trace of the decode bench on the 7B shape (NSYS_BATCH,
+    # default 1): each kernel of the real, replayed step (the op bench runs
+    # every op alone, with small weights left in L2) and how long the device
+    # idles between kernels, within and between steps.
+    if [ ! -d /tmp/oc7b-q4act ]; then note "nsys: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
+    NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+    if [ -z "$NSYS" ]; then note "nsys: Nsight Systems is not installed here"; continue; fi
+    run nsys 300 "$NSYS" profile -o /tmp/dec --force-overwrite true --trace cuda --cuda-graph-trace node \
+      "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-q4act --batch "${NSYS_BATCH:-1}" --prompt 128 --new 64
+    run nsys-stats 200 "$NSYS" stats --report cuda_gpu_trace --format csv --output /tmp/dec /tmp/dec.nsys-rep
+    tr=$(ls /tmp/dec*cuda_gpu_trace*.csv 2>/dev/null | head -1)
+    if [ -n "$tr" ]; then
+      # Kernels only (rows with a grid), in start order: time per kernel
+      # name, and the idle gaps between kernels (the whole bench: prompt
+      # steps included).
+      sed 's/"//g' "$tr" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i ~ /^Start/) s = i; if ($i ~ /^Duration/) d = i; if ($i == "Name") n = i; if ($i ~ /^GrdX/) g = i }; next }
+        $g != "" { st = $s + 0; du = $d + 0; if (pe > 0) { gap = st - pe; if (gap > 0) { idle += gap; if (gap > 20000) big += gap } }; pe = st + du; busy += du;
+          nm = $n; sub(/\(.*/, "", nm); t[nm] += du; c[nm]++ }
+        END { printf "nsys: kernels busy %.3f ms, idle between kernels %.3f ms (gaps over 20 us: %.3f ms)\n", busy / 1e6, idle / 1e6, big / 1e6;
+          for (k in t) printf "%9.3f ms %7d launches %9.1f us each  %s\n", t[k] / 1e6, c[k], t[k] / c[k] / 1e3, k }' >/tmp/dec-kernels.txt
+      grep '^nsys' /tmp/dec-kernels.txt | tee -a "$summary"
+      grep -v '^nsys' /tmp/dec-kernels.txt | sort -rn | head -30 | tee -a "$summary"
+    else
+      note "nsys: no trace CSV"; ls /tmp/dec* | tee -a "$summary"
+    fi
     ;;
   ncu)
     # Nsight Compute on the decode kernels of the 7B shape (where the device
