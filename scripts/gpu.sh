@@ -243,13 +243,19 @@ for step in $steps; do
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
-    # DECODE_ENV="VAR=value ..." decodes the act-order checkpoint once more
-    # with those settings (e.g. GPTQTOOL_PERM_ROWS=32), to compare.
+    # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
+    # checkpoint once more under each ';'-separated setting (e.g.
+    # GPTQTOOL_PDL=0), to compare.
     if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-q4act ]; then
-      run decode-q4act-env 300 sh -c "env $DECODE_ENV '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch 1,8,32 --prompt 128 --new 128 >'$LOGS/decode-q4act-env.json'"
-      note "with $DECODE_ENV:"
-      grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env.json" | tr -d '\n' | tee -a "$summary"
-      echo | tee -a "$summary"
+      i=0
+      echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
+        [ -n "$e" ] || continue
+        i=$((i + 1))
+        run decode-q4act-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch 1,8,32 --prompt 128 --new 128 >'$LOGS/decode-q4act-env$i.json'"
+        note "with $e:"
+        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env$i.json" | tr -d '\n' | tee -a "$summary"
+        echo | tee -a "$summary"
+      done
     fi
     [ "${DECODE_PREFILL:-1}" = 0 ] && continue
     run prefill-q4act 300 sh -c "'$bin/gptqtool' bench prefill --device cuda --model /tmp/oc7b-q4act --prompts 128,2048,4096 >'$LOGS/prefill-q4act.json'"
