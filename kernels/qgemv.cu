@@ -515,24 +515,20 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)
 #define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 
-QMMA_T(4, f16, f16)
-QMMA_T(4, bf16, bf16)
-QMMA_T(4, float, f32)
-QMMA_T(8, f16, f16)
-QMMA_T(8, bf16, bf16)
-QMMA_T(8, float, f32)
+#define QMMA_4(NAME, T) QMMA_T(4, T, NAME)
+#define QMMA_8(NAME, T) QMMA_T(8, T, NAME)
+FOR_DTYPES(QMMA_4)
+FOR_DTYPES(QMMA_8)
 
 #define QDEQUANT(BITS, T, NAME)                                                                             \
     extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, int K, int N, int gs) { \
         qdequant<BITS, T>(w, qw, sz, K, N, gs);                                                                   \
     }
 
-QDEQUANT(4, f16, f16)
-QDEQUANT(4, bf16, bf16)
-QDEQUANT(4, float, f32)
-QDEQUANT(8, f16, f16)
-QDEQUANT(8, bf16, bf16)
-QDEQUANT(8, float, f32)
+#define QDEQUANT_4(NAME, T) QDEQUANT(4, T, NAME)
+#define QDEQUANT_8(NAME, T) QDEQUANT(8, T, NAME)
+FOR_DTYPES(QDEQUANT_4)
+FOR_DTYPES(QDEQUANT_8)
 
 #define GATHER(T, NAME)                                                                                   \
     extern "C" __global__ void gather_cols_##NAME(T* dst, const T* x, const int* perm, int M, int K) { \
@@ -544,10 +540,8 @@ QDEQUANT(8, float, f32)
         glu_rows<T>(dst, src, M, N);                                                     \
     }
 
-GLU_ROWS(f16, f16)
-GLU_ROWS(bf16, bf16)
-GLU_ROWS(float, f32)
+#define GLU_ROWS_N(NAME, T) GLU_ROWS(T, NAME)
+FOR_DTYPES(GLU_ROWS_N)
 
-GATHER(f16, f16)
-GATHER(bf16, bf16)
-GATHER(float, f32)
+#define GATHER_N(NAME, T) GATHER(T, NAME)
+FOR_DTYPES(GATHER_N)
