@@ -10,7 +10,9 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit), hd <= 32*C, hq/hkv <= G: query row
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots), hd <= 32*C,
+// hq/hkv <= G (output column c of a row goes to column oslots[c] when
+// oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
 // = pos[r]-window+1 with a window), position p in cache row tables[r,
 // p/bs]*bs + p%bs; fp32 math. Grid (hkv, S, rows), 128 threads: a block is
@@ -82,7 +84,7 @@ template <typename T, int C, int G>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots) {
     constexpr int D = 32 * C;
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
@@ -254,7 +256,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         for (int e = tid; e < nh * hd; e += blockDim.x) {
             const int g = e / hd, d = e % hd;
             const float v = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
-            out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(v / lh[g]);
+            const int col = (h0 + g) * hd + d;
+            out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(v / lh[g]);
         }
         return;
     }
@@ -309,7 +312,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
     for (int u = 0; u < EPT; u++) {
         const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
-        if (g < nh) out[((i64)r * hq + h0 + g) * hd + d] = from_f32<T>(o[u]);
+        const int col = (h0 + g) * hd + d;
+        if (g < nh) out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o[u]);
     }
     if (tid == 0) *ctr = 0;
 }
@@ -317,9 +321,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #define PAGED_ATTN_CG(N, T, C, G)                                                                              \
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##_##N(                               \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
-        int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit) {                          \
+        int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots) {       \
         paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,       \
-                            minsplit);                                                                         \
+                            minsplit, oslots);                                                                 \
     }
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)

@@ -1,15 +1,18 @@
 // norm.cu: RMSNorm (transformers MistralRMSNorm) and the fused residual add
 // + RMSNorm of a decoder layer.
 //
-// rmsnorm_T(dst [rows, h], x [rows, h], w [h], h, eps): one block of 256
-// threads per row (grid = rows); the mean of squares is accumulated in
-// fp32, inv = 1/sqrt(mean + eps), dst = w * (x * inv) rounded once. dst
-// may alias x.
-// add_rmsnorm_T(norm, x, delta, w, h, eps): x += delta (rounded to T), then
-// norm = rmsnorm(x). Same grid.
+// rmsnorm_T(dst [rows, h], x [rows, h], w [h], h, eps, slots): one block of
+// 256 threads per row (grid = rows); the mean of squares is accumulated in
+// fp32, inv = 1/sqrt(mean + eps), dst = w * (x * inv) rounded once, column
+// i written to column slots[i] when slots (I32 [h], a permutation) is not
+// null: the input order of the quantized product that reads it. dst may
+// alias x only without slots.
+// add_rmsnorm_T(norm, x, delta, w, h, eps, slots): x += delta (rounded to
+// T), then norm = rmsnorm(x). Same grid.
 
 template <typename T>
-__device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, float eps, float* red) {
+__device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, float eps, float* red,
+                                        const int* __restrict__ slots) {
     float ss = 0.0f;
     for (int i = threadIdx.x; i < h; i += blockDim.x) {
         float v = to_f32(x[i]);
@@ -17,18 +20,19 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
     }
     ss = block_sum(ss, red);
     float inv = 1.0f / sqrtf(ss / (float)h + eps);
-    for (int i = threadIdx.x; i < h; i += blockDim.x) dst[i] = from_f32<T>(to_f32(w[i]) * (to_f32(x[i]) * inv));
+    for (int i = threadIdx.x; i < h; i += blockDim.x) dst[slots ? slots[i] : i] = from_f32<T>(to_f32(w[i]) * (to_f32(x[i]) * inv));
 }
 
 #define NORM(N, T)                                                                                     \
-    extern "C" __global__ void rmsnorm_##N(T* dst, const T* x, const T* w, int h, float eps) {          \
+    extern "C" __global__ void rmsnorm_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                      \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
         i64 r = blockIdx.x;                                                                            \
-        rms_row<T>(dst + r * h, x + r * h, w, h, eps, red);                                            \
+        rms_row<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                  \
-    extern "C" __global__ void add_rmsnorm_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps) { \
+    extern "C" __global__ void add_rmsnorm_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
+                                               const int* slots) {                                     \
         __shared__ float red[32];                                                                      \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
@@ -37,14 +41,15 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
         const T* dr = delta + r * h;                                                                   \
         for (int i = threadIdx.x; i < h; i += blockDim.x) xr[i] = from_f32<T>(to_f32(xr[i]) + to_f32(dr[i])); \
         __syncthreads();                                                                               \
-        rms_row<T>(norm + r * h, xr, w, h, eps, red);                                                  \
+        rms_row<T>(norm + r * h, xr, w, h, eps, red, slots);                                           \
     }
 FOR_DTYPES(NORM)
 
 // rmsnorm_v8_T, add_rmsnorm_v8_T: the same for 16-bit rows with h a multiple
 // of 8 and 16-byte aligned rows, 8 elements per access.
 template <typename T>
-__device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h, float eps, float* red) {
+__device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h, float eps, float* red,
+                                           const int* __restrict__ slots) {
     const u32x4* xv = (const u32x4*)x;
     const u32x4* wv = (const u32x4*)w;
     int h8 = h / 8;
@@ -63,19 +68,26 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
         unpack8<T>(wv[i], g);
 #pragma unroll
         for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
-        ((u32x4*)dst)[i] = pack8<T>(f);
+        if (slots) {
+            const int4 a = ((const int4*)slots)[2 * i], b = ((const int4*)slots)[2 * i + 1];
+            dst[a.x] = from_f32<T>(f[0]), dst[a.y] = from_f32<T>(f[1]), dst[a.z] = from_f32<T>(f[2]), dst[a.w] = from_f32<T>(f[3]);
+            dst[b.x] = from_f32<T>(f[4]), dst[b.y] = from_f32<T>(f[5]), dst[b.z] = from_f32<T>(f[6]), dst[b.w] = from_f32<T>(f[7]);
+        } else {
+            ((u32x4*)dst)[i] = pack8<T>(f);
+        }
     }
 }
 
 #define NORM_V8(N, T)                                                                                     \
-    extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps) {          \
+    extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                         \
         pdl_launch();                                                                                     \
         pdl_wait();                                                                                       \
         i64 r = blockIdx.x;                                                                               \
-        rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red);                                            \
+        rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                     \
-    extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps) { \
+    extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
+                                                  const int* slots) {                                     \
         __shared__ float red[32];                                                                         \
         pdl_launch();                                                                                     \
         pdl_wait();                                                                                       \
@@ -90,7 +102,7 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
             xr[i] = pack8<T>(a);                                                                          \
         }                                                                                                 \
         __syncthreads();                                                                                  \
-        rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red);                                           \
+        rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red, slots);                                    \
     }
 NORM_V8(f16, f16)
 NORM_V8(bf16, bf16)

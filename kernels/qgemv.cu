@@ -51,9 +51,11 @@
 // [seg1, seg2) to out1 [M, seg2-seg1], [seg2, N) to out2 [M, N-seg2] (one
 // tensor: seg1 = seg2 = N); with glu, the columns are gate and up interleaved
 // in runs of 64 (a block's 128 columns are gate and up of the same 64
-// outputs) and out0 [M, N/2] = silu(gate)·up, from the fp32 sums.
-// glu_rows<T> is that epilogue for the dequantize + cuBLAS path: dst [M, N/2]
-// from the product src [M, N] in the interleaved order.
+// outputs) and out0 [M, N/2] = silu(gate)·up, from the fp32 sums, output c
+// at column oslots[c] when oslots is not null (the input order of the
+// product that reads it). glu_rows<T> is that epilogue for the dequantize +
+// cuBLAS path: dst [M, N/2] from the product src [M, N] in the interleaved
+// order.
 //
 // qdequant<BITS, T>: w [N, K] T, w[n, k] = scale·(code − zero) in sequential
 // input order, for the prefill path (dequantize, then cuBLAS) and the forced
@@ -92,14 +94,15 @@ __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v));
 // shared memory, to their outputs (see the header: split or glu).
 template <typename T>
 __device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, int M) {
+                                     int glu, int col0, int N, int M, const int* oslots) {
     if (glu) {
         const int No = N / 2;
         for (int e = threadIdx.x; e < M * (QCOLS / 2); e += blockDim.x) {
             const int m = e / (QCOLS / 2), j = e % (QCOLS / 2);
             if (col0 + j >= N) continue;
             const float g = tot[m * QCOLS + j], u = tot[m * QCOLS + QCOLS / 2 + j];
-            out0[(i64)m * No + col0 / 2 + j] = from_f32<T>(silu_f(g) * u);
+            const int c = col0 / 2 + j;
+            out0[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(silu_f(g) * u);
         }
         return;
     }
@@ -172,7 +175,7 @@ template <int BITS, int MT, typename T, bool AL>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
-                     int P) {
+                     int P, const int* __restrict__ oslots) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -443,7 +446,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N, M);
+    qout(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N, M, oslots);
 }
 
 template <int BITS, typename T>
@@ -482,12 +485,12 @@ __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u3
 }
 
 template <typename T>
-__device__ void glu_rows(T* __restrict__ dst, const T* __restrict__ src, int M, int N) {
+__device__ void glu_rows(T* __restrict__ dst, const T* __restrict__ src, int M, int N, const int* __restrict__ oslots) {
     const int No = N / 2;
     for (i64 t = blockIdx.x * (i64)blockDim.x + threadIdx.x; t < (i64)M * No; t += (i64)gridDim.x * blockDim.x) {
         const i64 m = t / No;
         const int j = (int)(t % No), c = (j / (QCOLS / 2)) * QCOLS + j % (QCOLS / 2);
-        dst[t] = from_f32<T>(silu_f(to_f32(src[m * N + c])) * to_f32(src[m * N + c + QCOLS / 2]));
+        dst[m * No + (oslots ? oslots[j] : j)] = from_f32<T>(silu_f(to_f32(src[m * N + c])) * to_f32(src[m * N + c + QCOLS / 2]));
     }
 }
 
@@ -507,9 +510,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA(BITS, MT, T, NAME, AL, SUF)                                                                           \
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
-        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P) {        \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
+        const int* oslots) {                                                                                      \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P);                                                                                  \
+                              P, oslots);                                                                          \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)
@@ -536,8 +540,8 @@ FOR_DTYPES(QDEQUANT_8)
     }
 
 #define GLU_ROWS(T, NAME)                                                                   \
-    extern "C" __global__ void glu_rows_##NAME(T* dst, const T* src, int M, int N) { \
-        glu_rows<T>(dst, src, M, N);                                                     \
+    extern "C" __global__ void glu_rows_##NAME(T* dst, const T* src, int M, int N, const int* oslots) { \
+        glu_rows<T>(dst, src, M, N, oslots);                                                                \
     }
 
 #define GLU_ROWS_N(NAME, T) GLU_ROWS(T, NAME)

@@ -44,6 +44,30 @@ type Grapher interface {
 	Capture(fn func() error) (Graph, error)
 }
 
+// InputOrderer is a backend whose quantized weights read their input
+// columns in an order of their own (act order made sequential at load), so
+// that every product with them gathers its input first. A decode step can
+// instead have each input's producer write it in that order once (the
+// activation permuted once per distinct input) and multiply with weights
+// that read it as it is.
+type InputOrderer interface {
+	// InputSlots is nil when w reads its input as it is, else an I32 tensor
+	// [K] (the backend's, valid while w is): input column c is the
+	// slots[c]-th that w reads. Weights reading their input in the same
+	// order return the same tensor.
+	InputSlots(w Tensor) Tensor
+	// InOrder is w reading input column slots[c] as its column c (w itself
+	// when InputSlots(w) is nil); a view of w, valid while w is.
+	InOrder(w Tensor) Tensor
+	// RMSNormTo, AddRMSNormTo, PagedAttentionTo and MatMulGLUTo are
+	// RMSNorm, AddRMSNorm, PagedAttention and MatMulGLU writing column c of
+	// each output row to column slots[c] (slots nil: as they do).
+	RMSNormTo(dst, x, weight, slots Tensor, eps float32)
+	AddRMSNormTo(norm, x, delta, weight, slots Tensor, eps float32)
+	PagedAttentionTo(dst, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, slots Tensor)
+	MatMulGLUTo(dst, x, w, slots Tensor)
+}
+
 // FusedQuantLoader is a QuantLoader that loads quantized weights sharing
 // one input (the same K, bits, group size and permutation: q/k/v, or
 // gate/up) as one tensor, multiplied in one pass over the input. It returns

@@ -108,6 +108,11 @@ const (
 // PagedAttention implements runtime.PagedDecoder for head sizes up to 256
 // and up to 8 query heads a kv head.
 func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
+	b.PagedAttentionTo(dst, q, kc, vc, tables, pos, blockSize, p, nil)
+}
+
+// PagedAttentionTo implements runtime.InputOrderer.
+func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor) {
 	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
 	hd := p.HeadDim
 	rows := runtime.Rows(qt)
@@ -123,6 +128,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	width := tt.n / rows
 	tt = b.index("paged attention", tables, rows*width)
 	pt := b.index("paged attention", pos, rows)
+	sp := b.slotsPtr("paged attention", slots, runtime.Cols(qt), d, qt)
 	b.enter()
 	defer b.exit()
 	S := b.pagedSplits(rows, hkv)
@@ -143,7 +149,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
 	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit))
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp)
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).

@@ -213,36 +213,61 @@ func (b *Backend) Embedding(dst, table runtime.Tensor, ids []int) {
 
 // RMSNorm implements runtime.Backend.
 func (b *Backend) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	b.RMSNormTo(dst, x, weight, nil, eps)
+}
+
+// RMSNormTo implements runtime.InputOrderer.
+func (b *Backend) RMSNormTo(dst, x, weight, slots runtime.Tensor, eps float32) {
 	d, xt, w := b.tensor(dst), b.tensor(x), b.tensor(weight)
 	sameShape("rmsnorm", d, xt)
 	h := runtime.Cols(xt)
 	if w.n != h || w.dt != xt.dt {
 		panic(fmt.Sprintf("cuda: rmsnorm weight %v %v for rows of %d %v", w.dt, w.shape, h, xt.dt))
 	}
+	sp := b.slotsPtr("rmsnorm", slots, h, d, xt)
 	b.enter()
 	defer b.exit()
 	name := "rmsnorm_"
 	if vec8(h, d, xt, w) {
 		name = "rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps)
+	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // AddRMSNorm implements runtime.AddRMSNormer.
 func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32) {
+	b.AddRMSNormTo(norm, x, delta, weight, nil, eps)
+}
+
+// AddRMSNormTo implements runtime.InputOrderer.
+func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps float32) {
 	n, xt, dl, w := b.tensor(norm), b.tensor(x), b.tensor(delta), b.tensor(weight)
 	sameShape("addrmsnorm", n, xt, dl)
 	h := runtime.Cols(xt)
 	if w.n != h || w.dt != xt.dt {
 		panic(fmt.Sprintf("cuda: addrmsnorm weight %v %v for rows of %d %v", w.dt, w.shape, h, xt.dt))
 	}
+	sp := b.slotsPtr("addrmsnorm", slots, h, n, xt)
 	b.enter()
 	defer b.exit()
 	name := "add_rmsnorm_"
 	if vec8(h, n, xt, dl, w) {
 		name = "add_rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps)
+	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
+}
+
+// slotsPtr checks an op's output slots (nil, or I32 of at least cols
+// elements; the output must not alias the input it is computed from) and
+// returns their address (0 for nil).
+func (b *Backend) slotsPtr(op string, slots runtime.Tensor, cols int, dst, src *Tensor) uint64 {
+	if slots == nil {
+		return 0
+	}
+	if dst.ptr == src.ptr {
+		panic(fmt.Sprintf("cuda: %s with output slots in place", op))
+	}
+	return b.index(op+" slots", slots, cols).ptr
 }
 
 func cudaType(dt runtime.DType) int32 {
@@ -285,7 +310,7 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		if wt.q.glu || len(wt.q.segments()) > 1 {
 			panic("cuda: matmul with a fused weight (use MatMulSplit or MatMulGLU)")
 		}
-		b.qmatmul([3]*Tensor{d}, xt, wt, res)
+		b.qmatmul([3]*Tensor{d}, xt, wt, res, 0)
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
@@ -540,3 +565,4 @@ func (b *Backend) CrossEntropy(logits runtime.Tensor, targets []int) ([]float64,
 var _ runtime.CrossEntropyer = (*Backend)(nil)
 var _ runtime.SwiGLUer = (*Backend)(nil)
 var _ runtime.AddRMSNormer = (*Backend)(nil)
+var _ runtime.InputOrderer = (*Backend)(nil)

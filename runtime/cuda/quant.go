@@ -15,6 +15,10 @@ import (
 type quant struct {
 	bits, k, n, gs int
 	sz, perm       *Buffer
+	// slots, the inverse of perm (input column c is the slots[c]-th read),
+	// and the views InputSlots and InOrder return, made at load.
+	slots         *Buffer
+	slotsT, inSeq *Tensor
 	// A fused weight (LoadQuantSplit): output columns [0, seg1), [seg1,
 	// seg2) and [seg2, n) go to separate tensors; seg1 = seg2 = n for one.
 	// glu (LoadQuantGLU): gate and up interleaved in runs of 64 columns.
@@ -188,11 +192,12 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
 		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
 	}
-	var perm []byte
+	var perm, slots []byte
 	if q.Perm != nil {
-		perm = make([]byte, 4*q.K)
+		perm, slots = make([]byte, 4*q.K), make([]byte, 4*q.K)
 		for k, p := range q.Perm {
 			binary.LittleEndian.PutUint32(perm[4*k:], uint32(p))
+			binary.LittleEndian.PutUint32(slots[4*p:], uint32(k))
 		}
 	}
 
@@ -212,14 +217,40 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 	if w, err = up(qw); err == nil {
 		t.ptr, t.cls = w.Ptr, w.cls
 		if t.q.sz, err = up(sz); err == nil && perm != nil {
-			t.q.perm, err = up(perm)
+			if t.q.perm, err = up(perm); err == nil {
+				t.q.slots, err = up(slots)
+			}
 		}
 	}
 	if err != nil {
 		b.releaseQuant(t)
 		return nil, fmt.Errorf("cuda: quantized weight [%d %d]: %w", N, q.K, err)
 	}
+	if t.q.perm != nil {
+		t.q.slotsT = &Tensor{dt: runtime.I32, shape: []int{q.K}, n: q.K, ptr: t.q.slots.Ptr}
+		seq := *t.q
+		seq.perm, seq.slots, seq.slotsT = nil, nil, nil
+		t.q.inSeq = &Tensor{dt: t.dt, shape: t.shape, n: t.n, ptr: t.ptr, q: &seq}
+	}
 	return t, nil
+}
+
+// InputSlots implements runtime.InputOrderer: the inverse of the act-order
+// permutation a quantized weight was loaded with.
+func (b *Backend) InputSlots(w runtime.Tensor) runtime.Tensor {
+	if wt := b.tensor(w); wt.q != nil && wt.q.slotsT != nil {
+		return wt.q.slotsT
+	}
+	return nil
+}
+
+// InOrder implements runtime.InputOrderer: the weight without its
+// permutation (the same codes and scales), whose products read x as it is.
+func (b *Backend) InOrder(w runtime.Tensor) runtime.Tensor {
+	if wt := b.tensor(w); wt.q != nil && wt.q.inSeq != nil {
+		return wt.q.inSeq
+	}
+	return w
 }
 
 // chunkInputs is the inputs of one 16-byte lane chunk of the tiled layout:
@@ -295,7 +326,7 @@ func parallelRows(rows int, fn func(r0, r1 int)) {
 
 // releaseQuant gives back a quantized tensor's buffers.
 func (b *Backend) releaseQuant(t *Tensor) {
-	for _, buf := range []*Buffer{t.q.sz, t.q.perm} {
+	for _, buf := range []*Buffer{t.q.sz, t.q.perm, t.q.slots} {
 		if buf != nil && buf.cls != 0 {
 			b.alloc.release(buf.Ptr, buf.cls)
 			buf.cls = 0
@@ -338,26 +369,34 @@ func (b *Backend) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil)
+	b.qmatmul(outs, xt, wt, nil, 0)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
 func (b *Backend) MatMulGLU(dst, x, w runtime.Tensor) {
+	b.MatMulGLUTo(dst, x, w, nil)
+}
+
+// MatMulGLUTo implements runtime.InputOrderer.
+func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
 	if wt.q == nil || !wt.q.glu {
 		panic("cuda: glu matmul with a weight that is not a GLU fusion")
 	}
+	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp)
 }
 
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
 // x·wᵀ for a plain weight (res nil or of outs[0]'s shape, possibly outs[0]),
-// one output per segment of a split fusion, silu(gate)·up for a GLU one. The
+// one output per segment of a split fusion, silu(gate)·up for a GLU one
+// (its column c at column slots[c] when slots, a device I32 address, is not
+// 0). The
 // qmma kernels take up to qgemvRows rows; more rows (or the forced
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
-func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
@@ -371,7 +410,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 		return
 	}
 	if M > qgemvRows || b.dequantGEMM {
-		b.qdequantGEMM(outs, x, w, res)
+		b.qdequantGEMM(outs, x, w, res, slots)
 		return
 	}
 	if M > qmmaPass {
@@ -387,7 +426,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 			for i := range widths {
 				o[i] = rows(outs[i], r0, n)
 			}
-			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n))
+			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots)
 		}
 		return
 	}
@@ -469,7 +508,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor) {
 	}
 	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P),
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P))
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input
@@ -489,7 +528,7 @@ func (b *Backend) sequentialX(x *Tensor, q *quant) (uint64, error) {
 
 // qdequantGEMM is qmatmul through the weight dequantized in sequential input
 // order (coalesced) and the activation permuted instead.
-func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor) {
+func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	q := w.q
 	M := runtime.Rows(x)
 	es := int64(x.dt.Size())
@@ -520,7 +559,7 @@ func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor) {
 		}
 		full := &Tensor{dt: x.dt, shape: []int{M, q.n}, n: M * q.n, ptr: gb.Ptr}
 		b.linear(full, nil, M, q.n, q.k, xp, x.dt, wb.Ptr, x.dt)
-		b.run("qgemv.cu", qnames.glu[x.dt], grid1(int64(M)*int64(q.n/2)), Dim{X: threads}, 0, outs[0].ptr, gb.Ptr, int32(M), int32(q.n))
+		b.run("qgemv.cu", qnames.glu[x.dt], grid1(int64(M)*int64(q.n/2)), Dim{X: threads}, 0, outs[0].ptr, gb.Ptr, int32(M), int32(q.n), slots)
 	default:
 		n0 := 0
 		for i, wd := range q.segments() {

@@ -281,17 +281,53 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	x := s.x
 	pd.EmbeddingAt(x, m.embed, ds.ids)
 	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale}
+	io, ok := b.(runtime.InputOrderer)
+	if !ok {
+		io = inPlace{b, pd}
+	}
 	for li := range m.layers {
+		// Each product input written in the order its weights read it,
+		// where the backend has such weights (lw.order).
 		lw := &m.layers[li]
-		b.RMSNorm(s.xn, x, lw.attnNorm, d.eps)
-		lw.project(b, s.xn, s.q, s.k, s.v)
+		w, sl := lw, inputSlots{}
+		if lw.order != nil {
+			w, sl = &lw.order.w, lw.order.slots
+		}
+		io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
+		w.project(b, s.xn, s.q, s.k, s.v)
 		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
-		pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
-		b.MatMul(s.o, s.att, lw.lin[oProj])
-		runtime.AddRMSNorm(b, s.xn, x, s.o, lw.ffnNorm, d.eps)
-		lw.act(b, s.xn, s.gate, s.up)
-		runtime.MatMulAdd(b, x, s.gate, lw.lin[downProj], x, s.o)
+		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
+		b.MatMul(s.o, s.att, w.lin[oProj])
+		io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
+		if w.gateUp != nil {
+			io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
+		} else {
+			w.act(b, s.xn, s.gate, s.up)
+		}
+		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
 	b.RMSNorm(s.xn, x, m.norm, d.eps)
 	b.MatMul(ds.logits, s.xn, m.head)
+}
+
+// inPlace is runtime.InputOrderer for a backend whose weights read their
+// inputs as they are: every slots argument is nil.
+type inPlace struct {
+	b  runtime.Backend
+	pd runtime.PagedDecoder
+}
+
+func (p inPlace) InputSlots(runtime.Tensor) runtime.Tensor { return nil }
+func (p inPlace) InOrder(w runtime.Tensor) runtime.Tensor  { return w }
+func (p inPlace) RMSNormTo(dst, x, weight, _ runtime.Tensor, eps float32) {
+	p.b.RMSNorm(dst, x, weight, eps)
+}
+func (p inPlace) AddRMSNormTo(norm, x, delta, weight, _ runtime.Tensor, eps float32) {
+	runtime.AddRMSNorm(p.b, norm, x, delta, weight, eps)
+}
+func (p inPlace) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, ap runtime.AttentionParams, _ runtime.Tensor) {
+	p.pd.PagedAttention(dst, q, kc, vc, tables, pos, blockSize, ap)
+}
+func (p inPlace) MatMulGLUTo(dst, x, w, _ runtime.Tensor) {
+	p.b.(runtime.FusedQuantLoader).MatMulGLU(dst, x, w)
 }

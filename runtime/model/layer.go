@@ -73,6 +73,68 @@ type layerWeights struct {
 	attnNorm, ffnNorm runtime.Tensor // [hidden]
 	lin               [7]runtime.Tensor
 	qkv, gateUp       runtime.Tensor
+	// order is the layer's decode step on a backend whose quantized
+	// weights read their inputs in an order of their own; nil elsewhere.
+	order *decodeOrder
+}
+
+// decodeOrder has a decode step write each input of the layer's products
+// in the order the product reads it (runtime.InputOrderer: act order made
+// sequential at load), once, instead of every product gathering it.
+type decodeOrder struct {
+	slots inputSlots   // where each input column goes; nil: as it is
+	w     layerWeights // the weights that read their inputs so placed
+}
+
+// inputSlots are the output slots of the producers of a layer's product
+// inputs: input_layernorm (q/k/v), attention (o_proj),
+// post_attention_layernorm (gate/up) and the GLU product (down_proj).
+type inputSlots struct {
+	attn, o, ffn, down runtime.Tensor
+}
+
+// orderLayer returns lw's decode order on io, or nil when no weight of lw
+// reads its input in an order of its own. Weights sharing an input are
+// ordered only when they read it in the same order (one fused weight, or
+// the same slots); down_proj only when gate/up are one GLU weight, whose
+// product writes the input of down_proj.
+func orderLayer(io runtime.InputOrderer, lw *layerWeights) *decodeOrder {
+	od := &decodeOrder{w: *lw}
+	od.w.order = nil
+	// group orders the weights at lin indices js (or the fused f) that read
+	// one input, returning the slots they share.
+	group := func(f *runtime.Tensor, js ...int) runtime.Tensor {
+		if *f != nil {
+			s := io.InputSlots(*f)
+			if s != nil {
+				*f = io.InOrder(*f)
+			}
+			return s
+		}
+		s := io.InputSlots(od.w.lin[js[0]])
+		for _, j := range js[1:] {
+			if io.InputSlots(od.w.lin[j]) != s {
+				return nil
+			}
+		}
+		if s != nil {
+			for _, j := range js {
+				od.w.lin[j] = io.InOrder(od.w.lin[j])
+			}
+		}
+		return s
+	}
+	var none runtime.Tensor
+	od.slots.attn = group(&od.w.qkv, qProj, kProj, vProj)
+	od.slots.o = group(&none, oProj)
+	od.slots.ffn = group(&od.w.gateUp, gateProj, upProj)
+	if od.w.gateUp != nil {
+		od.slots.down = group(&none, downProj)
+	}
+	if od.slots == (inputSlots{}) {
+		return nil
+	}
+	return od
 }
 
 // project sets q, k, v to the q/k/v projections of the normed rows xn.

@@ -133,9 +133,13 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		return fail(err)
 	}
 	m.layers = make([]layerWeights, cfg.NumHiddenLayers)
+	io, _ := b.(runtime.InputOrderer)
 	for i := range m.layers {
 		if m.layers[i], err = bindLayer(&m.bd, d, i); err != nil {
 			return fail(err)
+		}
+		if io != nil {
+			m.layers[i].order = orderLayer(io, &m.layers[i])
 		}
 	}
 	if m.norm, err = m.bd.fp("model.norm.weight", d.hidden); err != nil {

@@ -1,0 +1,188 @@
+package cuda_test
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
+)
+
+// moved returns rows of v [rows, cols] with column c at column slots[c].
+func moved(v []float32, rows, cols int, slots []int32) []float32 {
+	out := make([]float32, len(v))
+	for r := range rows {
+		for c, s := range slots {
+			out[r*cols+int(s)] = v[r*cols+c]
+		}
+	}
+	return out
+}
+
+func randomSlots(r *rand.Rand, n int) []int32 {
+	s := make([]int32, n)
+	for c, v := range r.Perm(n) {
+		s[c] = int32(v)
+	}
+	return s
+}
+
+func download(t *testing.T, b *cuda.Backend, x runtime.Tensor) []float32 {
+	t.Helper()
+	v := make([]float32, x.Len())
+	if err := b.Download(v, x); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// sameBits fails unless got and want are equal element for element.
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Errorf("%s: element %d is %v, want %v", what, i, got[i], want[i])
+			return
+		}
+	}
+}
+
+// TestInputOrder checks runtime.InputOrderer on the device: InputSlots is
+// the inverse of an act-order weight's permutation; the product of InOrder(w)
+// with an input moved to those slots is the product of w with the input as
+// it is, bit for bit, on every path (a one-tile kernel gathering while it
+// stages, the gather kernel, dequantize + cuBLAS); and each *To op is its
+// plain op with the output moved, bit for bit.
+func TestInputOrder(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(21, 22))
+	const K, N = 512, 256
+	rand32 := func(n int) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64())
+		}
+		return v
+	}
+
+	q := randomQuant(r, K, N, 4, 128, true)
+	w, err := b.LoadQuant(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free(w)
+	st := b.InputSlots(w)
+	if st == nil {
+		t.Fatal("no input slots for an act-order weight")
+	}
+	raw := make([]byte, 4*K)
+	if err := b.DownloadRaw(raw, runtime.I32, st); err != nil {
+		t.Fatal(err)
+	}
+	slots := make([]int32, K)
+	for c := range slots {
+		slots[c] = int32(binary.LittleEndian.Uint32(raw[4*c:]))
+	}
+	for k, p := range q.Perm {
+		if slots[p] != int32(k) {
+			t.Fatalf("slots[%d] = %d, want %d (perm[%d] = %d)", p, slots[p], k, k, p)
+		}
+	}
+	plain, err := b.LoadQuant(randomQuant(r, K, N, 4, 128, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free(plain)
+	if b.InputSlots(plain) != nil || b.InOrder(plain) != plain {
+		t.Error("a weight without act order has input slots or another order")
+	}
+	seq := b.InOrder(w)
+	for _, M := range []int{1, 8, 13, 80} {
+		t.Run(fmt.Sprintf("matmul-M%d", M), func(t *testing.T) {
+			xv := rand32(M * K)
+			x, xr := upload(t, b, runtime.F16, xv, M, K)
+			xs, _ := upload(t, b, runtime.F16, moved(xr, M, K, slots), M, K)
+			y1, _ := upload(t, b, runtime.F16, make([]float32, M*N), M, N)
+			y2, _ := upload(t, b, runtime.F16, make([]float32, M*N), M, N)
+			b.MatMul(y1, x, w)
+			b.MatMul(y2, xs, seq)
+			sameBits(t, "in order", download(t, b, y2), download(t, b, y1))
+		})
+	}
+
+	const H = 256
+	hs := randomSlots(r, H)
+	hst := i32Tensor(t, b, hs)
+	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
+		t.Run(fmt.Sprintf("norms-%v", dt), func(t *testing.T) {
+			const M = 3
+			x1, xr := upload(t, b, dt, rand32(M*H), M, H)
+			x2, _ := upload(t, b, dt, xr, M, H)
+			delta, _ := upload(t, b, dt, rand32(M*H), M, H)
+			n1, _ := upload(t, b, dt, make([]float32, M*H), M, H)
+			n2, _ := upload(t, b, dt, make([]float32, M*H), M, H)
+			wv, err := b.Alloc(dt, H)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(wv)
+			if err := b.Upload(wv, rand32(H)); err != nil {
+				t.Fatal(err)
+			}
+			b.RMSNormTo(n1, x1, wv, hst, 1e-5)
+			b.RMSNorm(n2, x1, wv, 1e-5)
+			sameBits(t, "rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
+			b.AddRMSNormTo(n1, x1, delta, wv, hst, 1e-5)
+			b.AddRMSNorm(n2, x2, delta, wv, 1e-5)
+			sameBits(t, "add+rmsnorm residual", download(t, b, x1), download(t, b, x2))
+			sameBits(t, "add+rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
+		})
+	}
+
+	t.Run("paged-attention", func(t *testing.T) {
+		const hd, hq, hkv, bs, blocks, width, rows = 64, 4, 2, 4, 32, 24, 3
+		pos := []int32{5, 90, 40}
+		tables := make([]int32, rows*width)
+		perm := r.Perm(blocks)
+		for i := range rows {
+			for j := range width {
+				tables[i*width+j] = int32(perm[(i*5+j)%blocks])
+			}
+		}
+		qt, _ := upload(t, b, runtime.F16, rand32(rows*hq*hd), rows, hq*hd)
+		kc, _ := upload(t, b, runtime.F16, rand32(blocks*bs*hkv*hd), blocks*bs, hkv*hd)
+		vc, _ := upload(t, b, runtime.F16, rand32(blocks*bs*hkv*hd), blocks*bs, hkv*hd)
+		a1, _ := upload(t, b, runtime.F16, make([]float32, rows*hq*hd), rows, hq*hd)
+		a2, _ := upload(t, b, runtime.F16, make([]float32, rows*hq*hd), rows, hq*hd)
+		as := randomSlots(r, hq*hd)
+		p := runtime.AttentionParams{HeadDim: hd, Scale: 0.125}
+		pt, tt, ast := i32Tensor(t, b, pos), i32Tensor(t, b, tables), i32Tensor(t, b, as)
+		b.PagedAttentionTo(a1, qt, kc, vc, tt, pt, bs, p, ast)
+		b.PagedAttention(a2, qt, kc, vc, tt, pt, bs, p)
+		sameBits(t, "attention to slots", download(t, b, a1), moved(download(t, b, a2), rows, hq*hd, as))
+	})
+
+	for _, M := range []int{1, 8, 13, 80} {
+		t.Run(fmt.Sprintf("glu-M%d", M), func(t *testing.T) {
+			gate := randomQuant(r, K, 192, 4, 128, true)
+			up := randomQuant(r, K, 192, 4, 128, false)
+			up.Perm = gate.Perm
+			glu, err := b.LoadQuantGLU(gate, up)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(glu)
+			gs := randomSlots(r, 192)
+			x, _ := upload(t, b, runtime.F16, rand32(M*K), M, K)
+			o1, _ := upload(t, b, runtime.F16, make([]float32, M*192), M, 192)
+			o2, _ := upload(t, b, runtime.F16, make([]float32, M*192), M, 192)
+			b.MatMulGLUTo(o1, x, glu, i32Tensor(t, b, gs))
+			b.MatMulGLU(o2, x, glu)
+			sameBits(t, "glu to slots", download(t, b, o1), moved(download(t, b, o2), M, 192, gs))
+		})
+	}
+}
