@@ -41,7 +41,10 @@
 // sums to part [S, M, N] and the last one to finish (a counter per slab in
 // count, left at zero again) adds them up; the block's sums then go out
 // through qout. Rows of x past M are never read (their mma columns are
-// discarded). The warps of a last block past N repeat warp 0's work and
+// discarded). With cl (the launch makes the S blocks of a slab one thread
+// block cluster, S <= 8) the partial sums stay in each block's shared memory
+// instead, and each block adds up and writes its share of the slab's
+// outputs from the cluster's shared memory. The warps of a last block past N repeat warp 0's work and
 // write nothing, so that every warp takes part in the phases' barriers.
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
@@ -90,23 +93,24 @@ __device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
-// qout writes the finished sums of a block's columns, tot [M][QCOLS] in
-// shared memory, to their outputs (see the header: split or glu).
-template <typename T>
-__device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, int M, const int* oslots) {
+// qout writes the outputs of a block's columns, items [lo, hi) of M ×
+// QCOLS/2 outputs (glu) or M × QCOLS, from their sums v(e) for elements e of
+// tot [M][QCOLS] (see the header: split or glu).
+template <typename T, typename V>
+__device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
+                                     int glu, int col0, int N, const int* oslots) {
     if (glu) {
         const int No = N / 2;
-        for (int e = threadIdx.x; e < M * (QCOLS / 2); e += blockDim.x) {
-            const int m = e / (QCOLS / 2), j = e % (QCOLS / 2);
+        for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+            const int m = i / (QCOLS / 2), j = i % (QCOLS / 2);
             if (col0 + j >= N) continue;
-            const float g = tot[m * QCOLS + j], u = tot[m * QCOLS + QCOLS / 2 + j];
+            const float g = v(m * QCOLS + j), u = v(m * QCOLS + QCOLS / 2 + j);
             const int c = col0 / 2 + j;
             out0[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(silu_f(g) * u);
         }
         return;
     }
-    for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
+    for (int e = lo + threadIdx.x; e < hi; e += blockDim.x) {
         const int m = e / QCOLS, n = col0 + e % QCOLS;
         if (n >= N) continue;
         T* o;
@@ -118,10 +122,29 @@ __device__ __forceinline__ void qout(const float* tot, T* out0, T* out1, T* out2
         } else {
             o = out2, w = N - seg2, c = n - seg2;
         }
-        float v = tot[e];
-        if (res) v += to_f32(res[(i64)m * w + c]);
-        o[(i64)m * w + c] = from_f32<T>(v);
+        float x = v(e);
+        if (res) x += to_f32(res[(i64)m * w + c]);
+        o[(i64)m * w + c] = from_f32<T>(x);
     }
+}
+
+// Thread-block clusters (sm_90): the blocks of a cluster read each other's
+// shared memory.
+__device__ __forceinline__ void cluster_sync() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+// ld_cluster: the float at p in the shared memory of the cluster's block rank.
+__device__ __forceinline__ float ld_cluster(const float* p, u32 rank) {
+    u32 a;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(smem_addr(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(a) : "memory");
+    return v;
 }
 
 template <typename T> struct xscale { static constexpr float v = 1.0f / 256.0f; };
@@ -175,7 +198,7 @@ template <int BITS, int MT, typename T, bool AL>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
-                     int P, const int* __restrict__ oslots) {
+                     int P, const int* __restrict__ oslots, int cl) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -411,7 +434,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
     const int S = gridDim.y;
-    if (S == 1) {
+    const int items = glu ? M * (QCOLS / 2) : M * QCOLS;
+    if (S == 1 || cl) {
         if (active)
 #pragma unroll
             for (int bt = 0; bt < MT; bt++)
@@ -420,6 +444,22 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     const int m = bt * 8 + 2 * t + (e & 1);
                     if (m < M) tot[m * QCOLS + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
                 }
+        if (S > 1) {
+            // The S blocks of the slab are one cluster: each adds up its
+            // share of the outputs from all of their sums, in rank order.
+            cluster_sync();
+            const u32 rank = cluster_rank();
+            qout<T>(
+                [&](int e) {
+                    float v = 0.0f;
+#pragma unroll 8
+                    for (int r = 0; r < S; r++) v += ld_cluster(tot + e, r);
+                    return v;
+                },
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
+            cluster_sync();  // the others may still read this block's sums
+            return;
+        }
     } else {
         if (active)
 #pragma unroll
@@ -446,7 +486,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout(tot, out0, out1, out2, res, seg1, seg2, glu, col0, N, M, oslots);
+    qout<T>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
 }
 
 template <int BITS, typename T>
@@ -511,9 +551,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots) {                                                                                      \
+        const int* oslots, int cl) {                                                                              \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P, oslots);                                                                          \
+                              P, oslots, cl);                                                                      \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)

@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -73,6 +74,7 @@ type Backend struct {
 	retired     []*Buffer // scratch replaced while graphs were alive
 	dequantGEMM bool      // products with quantized weights go through deq
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
+	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
 
@@ -84,8 +86,8 @@ type fnKey struct{ src, name string }
 type launchArgs struct {
 	vals [24]uint64
 	ptrs [24]unsafe.Pointer
-	cfg  launchConfig // cuLaunchKernelEx's, with attr
-	attr launchAttr
+	cfg  launchConfig // cuLaunchKernelEx's, with attrs
+	attr [2]launchAttr
 }
 
 type function struct {
@@ -140,6 +142,10 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_PDL=0 turns it off.
 	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
 	b.attnSplit = defaultAttnSplit
+	// Thread-block clusters: sm_90 and cuLaunchKernelEx;
+	// GPTQTOOL_CLUSTER=0 turns them off (split products then reduce
+	// through global memory).
+	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	if attrErr != nil {
@@ -625,6 +631,12 @@ type Dim struct{ X, Y, Z int }
 // uint64 (device pointers), int32, uint32, int64, float32 or float64, in
 // the kernel's parameter order.
 func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...any) error {
+	return b.launchCluster(src, name, grid, block, shared, 0, args...)
+}
+
+// launchCluster is launch with the blocks of each clusterY rows of the
+// grid's y dimension made one thread-block cluster (0: none).
+func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) error {
 	f, err := b.function(src, name)
 	if err != nil {
 		return err
@@ -674,11 +686,23 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 	if len(args) > 0 {
 		pp = unsafe.Pointer(&a.ptrs[0])
 	}
-	if b.pdl && pdlKernel(name) {
+	pdl := b.pdl && pdlKernel(name)
+	if pdl || clusterY > 1 {
+		n := 0
+		if pdl {
+			a.attr[n] = launchAttr{id: launchAttrProgrammaticSerialization}
+			a.attr[n].val[0] = 1
+			n++
+		}
+		if clusterY > 1 {
+			a.attr[n] = launchAttr{id: launchAttrClusterDimension}
+			binary.LittleEndian.PutUint32(a.attr[n].val[0:], 1)
+			binary.LittleEndian.PutUint32(a.attr[n].val[4:], uint32(clusterY))
+			binary.LittleEndian.PutUint32(a.attr[n].val[8:], 1)
+			n++
+		}
 		a.cfg = launchConfig{gx: uint32(grid.X), gy: uint32(grid.Y), gz: uint32(grid.Z), bx: uint32(block.X), by: uint32(block.Y), bz: uint32(block.Z),
-			shared: uint32(shared), stream: b.stream, attrs: unsafe.Pointer(&a.attr), numAttrs: 1}
-		a.attr = launchAttr{id: launchAttrProgrammaticSerialization}
-		a.attr.val[0] = 1
+			shared: uint32(shared), stream: b.stream, attrs: unsafe.Pointer(&a.attr[0]), numAttrs: uint32(n)}
 		return cuErr("cuLaunchKernelEx("+name+")", drv.cuLaunchKernelEx(unsafe.Pointer(&a.cfg), f.fn, pp, nil))
 	}
 	r := drv.cuLaunchKernel(f.fn, uint32(grid.X), uint32(grid.Y), uint32(grid.Z), uint32(block.X), uint32(block.Y), uint32(block.Z), uint32(shared), b.stream, pp, nil)
@@ -722,6 +746,11 @@ func (b *Backend) Launch(src, name string, grid, block Dim, shared int, args ...
 // run is launch for ops, which record their error instead of returning it.
 func (b *Backend) run(src, name string, grid, block Dim, shared int, args ...any) {
 	b.fail(b.launch(src, name, grid, block, shared, args...))
+}
+
+// runCluster is run through launchCluster.
+func (b *Backend) runCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) {
+	b.fail(b.launchCluster(src, name, grid, block, shared, clusterY, args...))
 }
 
 // FormatBytes prints a byte count in binary units.

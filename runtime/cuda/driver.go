@@ -68,6 +68,10 @@ type launchAttr struct {
 // CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION.
 const launchAttrProgrammaticSerialization = 6
 
+// launchAttrClusterDimension is CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION (the
+// value: x, y, z as three uint32).
+const launchAttrClusterDimension = 4
+
 // Device attributes (CUdevice_attribute).
 const (
 	attrMaxSharedPerBlockOptin = 97

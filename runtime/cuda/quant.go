@@ -84,6 +84,10 @@ const (
 	qmmaPass  = 32
 )
 
+// maxClusterBlocks is the largest portable thread-block cluster: the most
+// blocks of a split product that reduce in shared memory.
+const maxClusterBlocks = 8
+
 // qmmaShared caps a qmma block's shared memory so that several blocks share
 // an SM; qst is the chunks in flight per warp (QST in qgemv.cu).
 const (
@@ -462,12 +466,28 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 		cps = (CK + S - 1) / S
 	}
 	S = (CK + cps - 1) / cps
+	// On sm_90 the S blocks of a column slab form one thread-block
+	// cluster and add up their sums in shared memory (at most
+	// maxClusterBlocks: fewer, longer slices where a one-tile kernel's x
+	// still fits).
+	cluster := b.clusters && S > 1
+	if cluster && S > maxClusterBlocks {
+		if c := (CK + maxClusterBlocks - 1) / maxClusterBlocks; tile != 0 || shared(c) <= limit {
+			cps = c
+			S = (CK + cps - 1) / cps
+		} else {
+			cluster = false
+		}
+	}
 	P := cps
 	if shared(P) > limit {
 		P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
 	}
 	var part, count uint64
-	if S > 1 {
+	clusterY := 0
+	if cluster {
+		clusterY = S
+	} else if S > 1 {
 		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
 		if err != nil {
 			b.fail(err)
@@ -506,9 +526,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	if q.gs%kb != 0 {
 		sg = 1
 	}
-	b.run("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P),
+	cl := int32(0)
+	if clusterY > 0 {
+		cl = 1
+	}
+	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P), clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input
