@@ -128,22 +128,33 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
     }
 }
 
-// Thread-block clusters (sm_90): the blocks of a cluster read each other's
-// shared memory.
+// Thread-block clusters (sm_90; the backend clusters no launch before it):
+// the blocks of a cluster read each other's shared memory.
 __device__ __forceinline__ void cluster_sync() {
+#if __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
 }
 __device__ __forceinline__ u32 cluster_rank() {
-    u32 r;
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
     return r;
 }
-// ld_cluster: the float at p in the shared memory of the cluster's block rank.
-__device__ __forceinline__ float ld_cluster(const float* p, u32 rank) {
-    u32 a;
-    float v;
+// cluster_addr: the shared-memory address p has in the cluster's block rank.
+__device__ __forceinline__ u32 cluster_addr(const void* p, u32 rank) {
+    u32 a = 0;
+#if __CUDA_ARCH__ >= 900
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(smem_addr(p)), "r"(rank));
-    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(a) : "memory");
+#endif
+    return a;
+}
+__device__ __forceinline__ float ld_cluster(u32 addr) {
+    float v = 0.0f;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+#endif
     return v;
 }
 
@@ -449,11 +460,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // share of the outputs from all of their sums, in rank order.
             cluster_sync();
             const u32 rank = cluster_rank();
+            u32 base[8];  // tot in each block of the cluster (S <= 8)
+#pragma unroll
+            for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
             qout<T>(
                 [&](int e) {
                     float v = 0.0f;
-#pragma unroll 8
-                    for (int r = 0; r < S; r++) v += ld_cluster(tot + e, r);
+#pragma unroll
+                    for (int r = 0; r < 8; r++)
+                        if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);

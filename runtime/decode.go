@@ -53,8 +53,8 @@ type Grapher interface {
 type InputOrderer interface {
 	// InputSlots is nil when w reads its input as it is, else an I32 tensor
 	// [K] (the backend's, valid while w is): input column c is the
-	// slots[c]-th that w reads. Weights reading their input in the same
-	// order return the same tensor.
+	// slots[c]-th that w reads. Weights that share an input are ordered
+	// together only when they return the same tensor (a fused weight).
 	InputSlots(w Tensor) Tensor
 	// InOrder is w reading input column slots[c] as its column c (w itself
 	// when InputSlots(w) is nil); a view of w, valid while w is.

@@ -3,7 +3,7 @@
 # prints a JSON summary last; full logs and JSON go to $OUT. Build first with
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
-#                  [quantppl] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
+#                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -219,6 +219,24 @@ for step in $steps; do
       --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 2048 --max-windows 32 --json >'$LOGS/kl7b.json'"
     grep -E '"(mean_kl|max_kl|top1_agreement|ppl|baseline_ppl|windows|seconds|tokens_per_second)"' "$LOGS/kl7b.json" | tr -d '\n' | tee -a "$summary"
     echo | tee -a "$summary"
+    ;;
+  ordercheck)
+    # Act order without gathers (runtime.InputOrderer): greedy decoding of the
+    # act-order checkpoint quantppl made, with the producers writing each
+    # product's input in its weights' order and with GPTQTOOL_INPUT_ORDER=0
+    # (each product gathering): the same ids, since every op gives the same
+    # bits either way.
+    if [ ! -d /tmp/qp/main ]; then note "ordercheck: needs /tmp/qp/main (run quantppl first)"; continue; fi
+    for v in 1 0; do
+      run order-$v 120 sh -c "GPTQTOOL_INPUT_ORDER=$v '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
+        --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-$v.txt'"
+    done
+    if cmp -s "$LOGS/order-1.txt" "$LOGS/order-0.txt" && [ -s "$LOGS/order-1.txt" ]; then
+      note "ordercheck: the same ids with and without input orders ($(wc -w <"$LOGS/order-1.txt") ids)"
+    else
+      note "ordercheck: DIFFERENT ids with and without input orders"
+      head -c 600 "$LOGS/order-1.txt" "$LOGS/order-0.txt" | tee -a "$summary"
+    fi
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

@@ -75,6 +75,7 @@ type Backend struct {
 	dequantGEMM bool      // products with quantized weights go through deq
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
 
@@ -146,6 +147,7 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_CLUSTER=0 turns them off (split products then reduce
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
+	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	if attrErr != nil {

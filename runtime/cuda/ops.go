@@ -264,10 +264,14 @@ func (b *Backend) slotsPtr(op string, slots runtime.Tensor, cols int, dst, src *
 	if slots == nil {
 		return 0
 	}
-	if dst.ptr == src.ptr {
-		panic(fmt.Sprintf("cuda: %s with output slots in place", op))
+	st := b.tensor(slots)
+	if st.dt != runtime.I32 || st.n < cols || st.ptr%16 != 0 {
+		panic(fmt.Sprintf("cuda: %s: output slots %v %v, want I32 of at least %d, 16-byte aligned", op, st.dt, st.shape, cols))
 	}
-	return b.index(op+" slots", slots, cols).ptr
+	if dst.ptr < src.ptr+uint64(src.Bytes()) && src.ptr < dst.ptr+uint64(dst.Bytes()) {
+		panic(fmt.Sprintf("cuda: %s with output slots over its input", op))
+	}
+	return st.ptr
 }
 
 func cudaType(dt runtime.DType) int32 {

@@ -240,9 +240,11 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 }
 
 // InputSlots implements runtime.InputOrderer: the inverse of the act-order
-// permutation a quantized weight was loaded with.
+// permutation a quantized weight was loaded with (one tensor a weight; a
+// fused weight's parts share theirs). GPTQTOOL_INPUT_ORDER=0 reports none,
+// for comparisons.
 func (b *Backend) InputSlots(w runtime.Tensor) runtime.Tensor {
-	if wt := b.tensor(w); wt.q != nil && wt.q.slotsT != nil {
+	if wt := b.tensor(w); wt.q != nil && wt.q.slotsT != nil && b.inputOrder {
 		return wt.q.slotsT
 	}
 	return nil
@@ -604,14 +606,14 @@ var (
 )
 
 // DeviceBytes is the device memory the tensor's data takes: for a quantized
-// weight its codes, scales, zeros and permutation.
+// weight its codes, scales, zeros, permutation and its inverse.
 func (t *Tensor) DeviceBytes() int64 {
 	if t.q == nil {
 		return t.Bytes()
 	}
 	n := t.Bytes() + t.q.sz.Size
 	if t.q.perm != nil {
-		n += t.q.perm.Size
+		n += t.q.perm.Size + t.q.slots.Size
 	}
 	return n
 }
