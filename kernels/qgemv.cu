@@ -128,11 +128,12 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
     }
 }
 
-// Thread-block clusters (sm_90; the backend clusters no launch before it):
+// Thread-block clusters (sm_90; the backend clusters no launch before it;
+// arrive releases and wait acquires by default, which PTX 7.8 requires):
 // the blocks of a cluster read each other's shared memory.
 __device__ __forceinline__ void cluster_sync() {
 #if __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
 #endif
 }
 __device__ __forceinline__ u32 cluster_rank() {
