@@ -70,52 +70,64 @@ func replayModels(t *testing.T) (*replayCPU, *Model, *Model) {
 // decodePrompts are three prompts of different lengths.
 var decodePrompts = [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28747, 1824, 349, 272}}
 
+// stepAll feeds decodePrompts to m in one step and then runs n-1 decode
+// steps (token 100 + 7*step + i for sequence i), returning every step's
+// logits and the sequences as they end.
+func stepAll(t *testing.T, m *Model, n int) ([][][]float32, []kvcache.Seq) {
+	t.Helper()
+	c, seqs, steps := pagedPrompts(t, m, decodePrompts)
+	defer c.Free()
+	for i := range steps {
+		steps[i].Logits = true
+	}
+	var all [][][]float32
+	for step := range n {
+		out, err := m.Step(c, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, out)
+		for i := range steps {
+			steps[i].Tokens = []int{100 + 7*step + i}
+		}
+	}
+	return all, seqs
+}
+
+// sameSteps fails where a step's logits of a sequence differ from want's by
+// more than 1e-3.
+func sameSteps(t *testing.T, what string, got, want [][][]float32) {
+	t.Helper()
+	for step := range want {
+		for i := range want[step] {
+			var worst float64
+			for j, v := range want[step][i] {
+				worst = max(worst, math.Abs(float64(got[step][i][j]-v)))
+			}
+			if worst > 1e-3 {
+				t.Errorf("step %d sequence %d: %s logits differ by %.3g", step, i, what, worst)
+			}
+		}
+	}
+}
+
 // TestDecodeReplay decodes three sequences (one padding row in a bucket of
 // 4) through replayed steps and checks every step's logits against the
 // same sequences on the plain CPU backend, which neither pads nor records.
 func TestDecodeReplay(t *testing.T) {
 	rb, mr, mp := replayModels(t)
 	defer mr.Close()
-	prompts := decodePrompts
-	run := func(m *Model) [][][]float32 {
-		c, seqs, steps := pagedPrompts(t, m, prompts)
-		defer c.Free()
-		for i := range steps {
-			steps[i].Logits = true
+	got, seqs := stepAll(t, mr, 5)
+	for i, s := range seqs {
+		if s.Len != len(decodePrompts[i])+4 {
+			t.Errorf("sequence %d at %d positions, want %d", i, s.Len, len(decodePrompts[i])+4)
 		}
-		var all [][][]float32
-		for step := range 5 {
-			out, err := m.Step(c, steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, out)
-			for i := range steps {
-				steps[i].Tokens = []int{100 + 7*step + i}
-			}
-		}
-		for i, s := range seqs {
-			if s.Len != len(prompts[i])+4 {
-				t.Errorf("sequence %d at %d positions, want %d", i, s.Len, len(prompts[i])+4)
-			}
-		}
-		return all
 	}
-	got, want := run(mr), run(mp)
+	want, _ := stepAll(t, mp, 5)
 	if rb.captures != 1 {
 		t.Errorf("%d recordings for 4 decode steps of one bucket, want 1", rb.captures)
 	}
-	for step := range want {
-		for i := range prompts {
-			var worst float64
-			for j, v := range want[step][i] {
-				worst = max(worst, math.Abs(float64(got[step][i][j]-v)))
-			}
-			if worst > 1e-3 {
-				t.Errorf("step %d sequence %d: replayed logits differ by %.3g", step, i, worst)
-			}
-		}
-	}
+	sameSteps(t, "replayed", got, want)
 }
 
 // TestStepSample: tokens drawn by StepSample (on the backend, prompt and

@@ -2,7 +2,6 @@ package model
 
 import (
 	"encoding/binary"
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -154,40 +153,11 @@ func TestDecodeInputOrder(t *testing.T) {
 			t.Errorf("layer %d: down_proj's input ordered without a GLU weight to write it", i)
 		}
 	}
-	mp := loadModel(t, dir)
-	run := func(m *Model) [][][]float32 {
-		c, _, steps := pagedPrompts(t, m, decodePrompts)
-		defer c.Free()
-		for i := range steps {
-			steps[i].Logits = true
-		}
-		var all [][][]float32
-		for step := range 4 {
-			out, err := m.Step(c, steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			all = append(all, out)
-			for i := range steps {
-				steps[i].Tokens = []int{200 + 5*step + i}
-			}
-		}
-		return all
-	}
-	got, want := run(mo), run(mp)
+	got, _ := stepAll(t, mo, 4)
+	want, _ := stepAll(t, loadModel(t, dir), 4)
 	// Three decode steps, three outputs a layer written to slots in each.
 	if min := 3 * 3 * len(mo.layers); ob.placed < min {
 		t.Errorf("%d outputs written to slots, want at least %d", ob.placed, min)
 	}
-	for step := range want {
-		for i := range want[step] {
-			var worst float64
-			for j, v := range want[step][i] {
-				worst = max(worst, math.Abs(float64(got[step][i][j]-v)))
-			}
-			if worst > 1e-3 {
-				t.Errorf("step %d sequence %d: logits differ by %.3g with inputs in order", step, i, worst)
-			}
-		}
-	}
+	sameSteps(t, "in-order", got, want)
 }
