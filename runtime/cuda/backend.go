@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -76,6 +77,7 @@ type Backend struct {
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	qfill       int       // a quantized product's blocks fill the SMs this many times (K split to reach it)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
 
@@ -148,6 +150,10 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
+	b.qfill = 2
+	if v, err := strconv.Atoi(os.Getenv("GPTQTOOL_QMMA_FILL")); err == nil && v > 0 {
+		b.qfill = v
+	}
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	if attrErr != nil {

@@ -447,12 +447,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	kb := chunkInputs(q.bits)
 	CK := q.k / kb
 	nb := (q.n + 127) / 128
-	// Split the inputs so that the blocks fill the SMs twice. A block
+	// Split the inputs so that the blocks fill the SMs qfill times (twice
+	// unless GPTQTOOL_QMMA_FILL says otherwise, for measurements). A block
 	// stages x for P of its cps chunks at a time: all of them where they
 	// fit in shared memory, else a multiple of the ring's depth (qst), and
 	// the inputs are split further only while qst chunks do not fit (the
 	// kernels of one tile stage once: their inputs split until all fit).
-	S := max(1, min((2*b.sms+nb-1)/nb, CK))
+	S := max(1, min((b.qfill*b.sms+nb-1)/nb, CK))
 	cps := (CK + S - 1) / S
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
