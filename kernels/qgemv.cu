@@ -210,7 +210,7 @@ template <int BITS, int MT, typename T, bool AL>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
-                     int P, const int* __restrict__ oslots, int cl) {
+                     int P, const int* __restrict__ oslots, int cl, int xasync) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -309,6 +309,22 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             return;
         }
         const int items = M * n8;
+        if constexpr (XS == 1.0f) {
+            if (xasync) {
+                // fp16 x goes to shared memory as it is: four 4-byte
+                // copies an item (its pairs' xslot places), all in flight
+                // at once and held in no register.
+                for (int e = threadIdx.x; e < items; e += blockDim.x) {
+                    const int m = e / n8, k8 = (e - m * n8) * 8;
+                    const T* src = x + (i64)m * K + kb0 + k8;
+                    const u32 dst = smem_addr(xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB));
+#pragma unroll
+                    for (int j = 0; j < 4; j++) cp_async4(dst + j * 8 * SPC, src + 2 * j);
+                }
+                asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
+                return;
+            }
+        }
         for (int e0 = threadIdx.x; e0 < items; e0 += IT * blockDim.x) {
             float v[IT][8];
 #pragma unroll
@@ -567,9 +583,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl) {                                                                              \
+        const int* oslots, int cl, int xasync) {                                                                  \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P, oslots, cl);                                                                      \
+                              P, oslots, cl, xasync);                                                              \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)

@@ -78,6 +78,7 @@ type Backend struct {
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	qfill       int       // a quantized product's blocks fill the SMs this many times (K split to reach it)
+	xasync      int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
 
@@ -150,6 +151,10 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
+	b.xasync = 1
+	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
+		b.xasync = 0
+	}
 	b.qfill = 2
 	if v, err := strconv.Atoi(os.Getenv("GPTQTOOL_QMMA_FILL")); err == nil && v > 0 {
 		b.qfill = v
