@@ -170,3 +170,34 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
 __device__ __forceinline__ void cp_async4(u32 dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
 }
+
+// Thread-block clusters (sm_90; the backend clusters no launch before it;
+// arrive releases and wait acquires by default, which PTX 7.8 requires):
+// the blocks of a cluster read each other's shared memory.
+__device__ __forceinline__ void cluster_sync() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ u32 cluster_rank() {
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+#endif
+    return r;
+}
+// cluster_addr: the shared-memory address p has in the cluster's block rank.
+__device__ __forceinline__ u32 cluster_addr(const void* p, u32 rank) {
+    u32 a = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(smem_addr(p)), "r"(rank));
+#endif
+    return a;
+}
+__device__ __forceinline__ float ld_cluster(u32 addr) {
+    float v = 0.0f;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(addr) : "memory");
+#endif
+    return v;
+}

@@ -10,7 +10,7 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots), hd <= 32*C,
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu), hd <= 32*C,
 // hq/hkv <= G (output column c of a row goes to column oslots[c] when
 // oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
@@ -23,7 +23,10 @@
 // (max, sum, unnormalised output) per head to part [rows, hq, gridDim.y,
 // hd+2] (a row's own S may be fewer: the stride is the grid's) and
 // the last of the S blocks to finish (a counter per (row, kv head) in cnt,
-// left at zero again) combines them. S is the grid's split count (at most
+// left at zero again) combines them; launched in clusters of clu > 0 blocks
+// along the splits (clu dividing the grid's split count), a row of at most
+// clu splits is combined from the first cluster's shared memory instead,
+// each of its blocks writing a share of the outputs. S is the grid's split count (at most
 // PA_SPLITS) or fewer: splits of a tile of positions, or, where that makes
 // fewer than eight, up to eight splits of at least minsplit positions (32
 // unless a benchmark sets it); decided per row from its position (the grid
@@ -84,12 +87,13 @@ template <typename T, int C, int G>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
     __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
     __shared__ int last;
+    __shared__ float wy[G][PA_SPLITS];       // the combine's weights of the splits
     // Dynamic: the tile's V rows [PA_TILE][D] T, then (after the last tile)
     // the warps' sums [4][G][D] fp32 in the same memory.
     extern __shared__ u32x4 smem_pa[];
@@ -110,7 +114,17 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // first S of the grid's splits take part.
     const int len = i - lo + 1;
     const int S = imin(imin(gridDim.y, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
-    if (s >= S) return;
+    // With clusters of clu blocks along the splits (clu > 0), a row of at
+    // most clu splits combines them in the first cluster's shared memory;
+    // that cluster's blocks past S take part in its two barriers only.
+    const bool cm = clu > 0 && S <= clu;
+    if (s >= S) {
+        if (cm && s < clu) {
+            cluster_sync();
+            cluster_sync();
+        }
+        return;
+    }
     const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
     const int* tab = tables + (i64)r * width;
@@ -252,6 +266,48 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
     __syncthreads();
     const int nh = Gr;
+    if (cm) {
+        // This block's partial output (the warps' sums) in red[0]; then each
+        // block of the cluster writes its share of the outputs from every
+        // split's (max, sum) and partial output, read across the cluster.
+        for (int e = tid; e < nh * hd; e += blockDim.x) {
+            const int g = e / hd, d = e % hd;
+            red[0][g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
+        }
+        cluster_sync();
+        for (int e = tid; e < nh * S; e += blockDim.x) {
+            const int g = e / S, y = e % S;
+            wy[g][y] = ld_cluster(cluster_addr(&mh[g], y));
+            sc[g][y] = ld_cluster(cluster_addr(&lh[g], y));  // the tiles' scores are done with
+        }
+        __syncthreads();
+        if (tid < nh) {
+            float M = NEG_INF, L = 0.0f;
+            for (int y = 0; y < S; y++) M = fmaxf(M, wy[tid][y]);
+            for (int y = 0; y < S; y++) {
+                const float w = expf(wy[tid][y] - M);
+                wy[tid][y] = w;
+                L += w * sc[tid][y];
+            }
+            for (int y = 0; y < S; y++) wy[tid][y] /= L;
+        }
+        __syncthreads();
+        u32 base[8];  // red in each block of the cluster (clu <= 8)
+#pragma unroll
+        for (int y = 0; y < 8; y++) base[y] = y < S ? cluster_addr(&red[0][0][0], y) : 0;
+        const int tot = nh * hd;
+        for (int e = s * tot / S + tid; e < (s + 1) * tot / S; e += blockDim.x) {
+            const int g = e / hd, d = e % hd;
+            float o = 0.0f;
+#pragma unroll
+            for (int y = 0; y < 8; y++)
+                if (y < S) o += wy[g][y] * ld_cluster(base[y] + 4 * (g * D + d));
+            const int col = (h0 + g) * hd + d;
+            out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o);
+        }
+        cluster_sync();  // the others may still read this block's sums
+        return;
+    }
     if (S == 1) {
         for (int e = tid; e < nh * hd; e += blockDim.x) {
             const int g = e / hd, d = e % hd;
@@ -277,7 +333,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // their (max, sum) pairs; then every output element is the weighted sum
     // of the splits' partial outputs, EPT elements a thread with their
     // loads in flight together.
-    __shared__ float wy[G][PA_SPLITS];
     for (int e = tid; e < nh * S; e += blockDim.x) {
         const int g = e / S, y = e % S;
         const float* py = part + (((i64)r * hq + h0 + g) * gridDim.y + y) * (hd + 2);
@@ -321,9 +376,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #define PAGED_ATTN_CG(N, T, C, G)                                                                              \
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##_##N(                               \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
-        int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots) {       \
+        int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
+        int clu) {                                                                                             \
         paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,       \
-                            minsplit, oslots);                                                                 \
+                            minsplit, oslots, clu);                                                            \
     }
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)

@@ -132,6 +132,16 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	b.enter()
 	defer b.exit()
 	S := b.pagedSplits(rows, hkv)
+	// On sm_90 the splits run in clusters of up to maxClusterBlocks, which
+	// combine a row of that many splits or fewer in shared memory (the grid's
+	// split count then a multiple of the cluster's).
+	clu := 0
+	if b.clusters && S > 1 {
+		if S > maxClusterBlocks {
+			S = S / maxClusterBlocks * maxClusterBlocks
+		}
+		clu = min(S, maxClusterBlocks)
+	}
 	var part, cnt uint64
 	if S > 1 {
 		pb, err := b.scratch(&b.apart, int64(rows)*int64(hq)*int64(S)*int64(hd+2)*4)
@@ -147,9 +157,9 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	}
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
-	b.run("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared,
+	b.runCluster("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu))
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).
