@@ -24,13 +24,14 @@
 // hd+2] (a row's own S may be fewer: the stride is the grid's) and
 // the last of the S blocks to finish (a counter per (row, kv head) in cnt,
 // left at zero again) combines them; launched in clusters of clu > 0 blocks
-// along the splits (clu dividing the grid's split count), a row of at most
-// clu splits is combined from the first cluster's shared memory instead,
+// along the splits (clu dividing the grid's split count), a row of 2 to clu
+// splits is combined from the first cluster's shared memory instead,
 // each of its blocks writing a share of the outputs. S is the grid's split count (at most
 // PA_SPLITS) or fewer: splits of a tile of positions, or, where that makes
 // fewer than eight, up to eight splits of at least minsplit positions (32
 // unless a benchmark sets it); decided per row from its position (the grid
-// is fixed when a step is replayed); the blocks past it return at once.
+// is fixed when a step is replayed); the blocks past it return at once
+// (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
 
 #define ROPE_STORE(N, T)                                                                                      \
@@ -114,11 +115,12 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // first S of the grid's splits take part.
     const int len = i - lo + 1;
     const int S = imin(imin(gridDim.y, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
-    // With clusters of clu blocks along the splits (clu > 0), a row of at
-    // most clu splits combines them in the first cluster's shared memory;
-    // that cluster's blocks past S take part in its two barriers only.
-    const bool cm = clu > 0 && S <= clu;
+    // With clusters of clu blocks along the splits (clu > 0), a row of 2 to
+    // clu splits combines them in the first cluster's shared memory; that
+    // cluster's blocks past S take part in its two barriers only.
+    const bool cm = clu > 0 && S > 1 && S <= clu;
     if (s >= S) {
+        pdl_launch();  // touches nothing: the next kernel need not wait for it
         if (cm && s < clu) {
             cluster_sync();
             cluster_sync();

@@ -134,11 +134,11 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	S := b.pagedSplits(rows, hkv)
 	// On sm_90 the splits run in clusters of up to maxClusterBlocks, which
 	// combine a row of that many splits or fewer in shared memory (the grid's
-	// split count then a multiple of the cluster's).
+	// split count then rounded up to a multiple of the cluster's).
 	clu := 0
 	if b.clusters && S > 1 {
 		if S > maxClusterBlocks {
-			S = S / maxClusterBlocks * maxClusterBlocks
+			S = min(pagedMaxSplits, (S+maxClusterBlocks-1)/maxClusterBlocks*maxClusterBlocks)
 		}
 		clu = min(S, maxClusterBlocks)
 	}
