@@ -4,6 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
+#                  [kerneltimes]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -78,30 +79,33 @@ for step in $steps; do
     ;;
   nsys)
     # Nsight Systems trace of the decode bench on the 7B shape (NSYS_BATCH,
-    # default 1): each kernel of the real, replayed step (the op bench runs
-    # every op alone, with small weights left in L2) and how long the device
-    # idles between kernels, within and between steps.
-    if [ ! -d /tmp/oc7b-q4act ]; then note "nsys: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
+    # default 1; NSYS_MODELS, default q4act, any checkpoints the decode step
+    # made): each kernel of the real, replayed step (the op bench runs every
+    # op alone, with small weights left in L2) and how long the device idles
+    # between kernels, within and between steps.
     NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys /usr/local/cuda/nsight-systems*/bin/nsys 2>/dev/null | head -1)
     if [ -z "$NSYS" ]; then note "nsys: Nsight Systems is not installed here"; continue; fi
-    run nsys 300 "$NSYS" profile -o /tmp/dec --force-overwrite true --trace cuda --cuda-graph-trace node \
-      "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-q4act --batch "${NSYS_BATCH:-1}" --prompt 128 --new 64
-    run nsys-stats 200 "$NSYS" stats --report cuda_gpu_trace --format csv --output /tmp/dec /tmp/dec.nsys-rep
-    tr=$(ls /tmp/dec*cuda_gpu_trace*.csv 2>/dev/null | head -1)
-    if [ -n "$tr" ]; then
+    for m in ${NSYS_MODELS:-q4act}; do
+      if [ ! -d /tmp/oc7b-$m ]; then note "nsys: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
+      run nsys-$m 300 "$NSYS" profile -o /tmp/dec-$m --force-overwrite true --trace cuda --cuda-graph-trace node \
+        "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${NSYS_BATCH:-1}" --prompt 128 --new 64
+      run nsys-stats-$m 200 "$NSYS" stats --report cuda_gpu_trace --format csv --output /tmp/dec-$m /tmp/dec-$m.nsys-rep
+      tr=$(ls /tmp/dec-$m*cuda_gpu_trace*.csv 2>/dev/null | head -1)
+      if [ -z "$tr" ]; then
+        note "nsys $m: no trace CSV"
+        continue
+      fi
       # Kernels only (rows with a grid), in start order: time per kernel
       # name, and the idle gaps between kernels (the whole bench: prompt
       # steps included).
-      sed 's/"//g' "$tr" | awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i ~ /^Start/) s = i; if ($i ~ /^Duration/) d = i; if ($i == "Name") n = i; if ($i ~ /^GrdX/) g = i }; next }
+      sed 's/"//g' "$tr" | awk -F, -v m="$m" 'NR == 1 { for (i = 1; i <= NF; i++) { if ($i ~ /^Start/) s = i; if ($i ~ /^Duration/) d = i; if ($i == "Name") n = i; if ($i ~ /^GrdX/) g = i; if ($i ~ /^GrdY/) gy = i }; next }
         $g != "" { st = $s + 0; du = $d + 0; if (pe > 0) { gap = st - pe; if (gap > 0) { idle += gap; if (gap > 20000) big += gap } }; pe = st + du; busy += du;
-          nm = $n; sub(/\(.*/, "", nm); t[nm] += du; c[nm]++ }
-        END { printf "nsys: kernels busy %.3f ms, idle between kernels %.3f ms (gaps over 20 us: %.3f ms)\n", busy / 1e6, idle / 1e6, big / 1e6;
-          for (k in t) printf "%9.3f ms %7d launches %9.1f us each  %s\n", t[k] / 1e6, c[k], t[k] / c[k] / 1e3, k }' >/tmp/dec-kernels.txt
-      grep '^nsys' /tmp/dec-kernels.txt | tee -a "$summary"
-      grep -v '^nsys' /tmp/dec-kernels.txt | sort -rn | head -30 | tee -a "$summary"
-    else
-      note "nsys: no trace CSV"; ls /tmp/dec* | tee -a "$summary"
-    fi
+          nm = $n; sub(/\(.*/, "", nm); nm = nm " [" $g "x" $gy "]"; t[nm] += du; c[nm]++ }
+        END { printf "nsys %s: kernels busy %.3f ms, idle between kernels %.3f ms (gaps over 20 us: %.3f ms)\n", m, busy / 1e6, idle / 1e6, big / 1e6;
+          for (k in t) printf "%9.3f ms %7d launches %9.1f us each  %s\n", t[k] / 1e6, c[k], t[k] / c[k] / 1e3, k }' >/tmp/dec-$m-kernels.txt
+      grep '^nsys' /tmp/dec-$m-kernels.txt | tee -a "$summary"
+      grep -v '^nsys' /tmp/dec-$m-kernels.txt | sort -rn | head -${NSYS_TOP:-30} | tee -a "$summary"
+    done
     ;;
   ncu)
     # Nsight Compute on the decode kernels of the 7B shape (where the device
@@ -115,6 +119,29 @@ for step in $steps; do
         --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
         "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
       grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
+    done
+    ;;
+  kerneltimes)
+    # Nsight Compute's duration of every kernel of KT_COUNT launches (about
+    # one batch-KT_BATCH decode step, default 1) of the decode step's
+    # kernels (KT_KERNELS) after KT_SKIP of them in the decode bench on each
+    # of KT_MODELS (checkpoints the decode step made), summed by kernel and
+    # grid: where two checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
+    # the figures compare with each other, not with the bench's.
+    for m in ${KT_MODELS:-q4act q4}; do
+      if [ ! -d /tmp/oc7b-$m ]; then note "kerneltimes: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
+      run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum \
+        --kernel-name "regex:${KT_KERNELS:-qmma|paged_attn|rope_store|norm|gemv|sample|glu_rows|gather}" \
+        --launch-skip "${KT_SKIP:-3000}" --launch-count "${KT_COUNT:-300}" \
+        "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
+      # Rows: "ID","Process ID",...,"Kernel Name",...,"Grid Size",...,metric.
+      grep -E '^"(ID|[0-9])' "$LOGS/kt-$m.log" | sed 's/^"//; s/"$//; s/","/\t/g' | awk -F'\t' -v m="$m" '
+        $1 == "ID" { for (i = 1; i <= NF; i++) { if ($i == "Kernel Name") kn = i; if ($i == "Grid Size") gs = i; if ($i == "gpu__time_duration.sum") d = i }; next }
+        kn && d { v = $d; gsub(/,/, "", v); k = $kn " " $gs; t[k] += v; c[k]++; tot += v; n++ }
+        END { printf "kerneltimes %s: %d kernels, %.1f us\n", m, n, tot / 1e3;
+          for (k in t) printf "%9.1f us %4d x %7.2f us  %s\n", t[k] / 1e3, c[k], t[k] / c[k] / 1e3, k }' >/tmp/kt-$m.txt
+      grep '^kerneltimes' /tmp/kt-$m.txt | tee -a "$summary"
+      grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
     done
     ;;
   opbench)
@@ -255,7 +282,7 @@ for step in $steps; do
         --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
         --out /tmp/oc7b-$n --estimate=false
       batches=1,8
-      [ $n = q4act ] && batches=1,8,32,64
+      [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32
       run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
@@ -263,13 +290,13 @@ for step in $steps; do
     done
     # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
     # checkpoint once more under each ';'-separated setting (e.g.
-    # GPTQTOOL_PDL=0), to compare.
+    # GPTQTOOL_PDL=0), to compare, at DECODE_ENV_BATCH (default 1,8,32).
     if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-q4act ]; then
       i=0
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-q4act-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch 1,8,32 --prompt 128 --new 128 >'$LOGS/decode-q4act-env$i.json'"
+        run decode-q4act-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-q4act-env$i.json'"
         note "with $e:"
         grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"

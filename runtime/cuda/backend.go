@@ -7,7 +7,6 @@ import (
 	"math"
 	"os"
 	goruntime "runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -77,7 +76,7 @@ type Backend struct {
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	qfill       int       // a quantized product's blocks fill the SMs this many times (K split to reach it)
+	qfill       [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync      int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
 }
@@ -155,9 +154,9 @@ func New(o Options) (*Backend, error) {
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
 	}
-	b.qfill = 2
-	if v, err := strconv.Atoi(os.Getenv("GPTQTOOL_QMMA_FILL")); err == nil && v > 0 {
-		b.qfill = v
+	var err error
+	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
+		return nil, err
 	}
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	goruntime "runtime"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gptqtool/gptqtool/runtime"
@@ -83,6 +85,50 @@ const (
 	qgemvRows = 64
 	qmmaPass  = 32
 )
+
+// defaultFill is how many times a quantized product's blocks fill the SMs
+// (the inputs split to reach it) by qfillClass, measured on the H200 with
+// the 7B shape's decode (docs/benchmarks.md, "K split"): one-tile products
+// of 1-4 rows are latency-bound and gain from twice the SMs' blocks, 5-8
+// rows from four times, and the two- and four-tile kernels (two blocks an
+// SM) from one block an SM, which halves the split and its reduction.
+var defaultFill = [4]int{2, 4, 1, 1}
+
+// qfillClass is the class of a product of M rows (at most qmmaPass) for
+// defaultFill: 1-4, 5-8, 9-16 and 17-32 rows.
+func qfillClass(M int) int {
+	switch {
+	case M <= 4:
+		return 0
+	case M <= 8:
+		return 1
+	case M <= 16:
+		return 2
+	}
+	return 3
+}
+
+// parseFill reads GPTQTOOL_QMMA_FILL: empty (defaultFill), one count for
+// every class, or four comma-separated counts by qfillClass; 0 does not
+// split the inputs beyond what shared memory needs.
+func parseFill(v string) ([4]int, error) {
+	f := defaultFill
+	if v == "" {
+		return f, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) != 1 && len(parts) != len(f) {
+		return f, fmt.Errorf("cuda: GPTQTOOL_QMMA_FILL=%q: want one count or %d comma-separated counts", v, len(f))
+	}
+	for i := range f {
+		n, err := strconv.Atoi(strings.TrimSpace(parts[min(i, len(parts)-1)]))
+		if err != nil || n < 0 || n > 64 {
+			return f, fmt.Errorf("cuda: GPTQTOOL_QMMA_FILL=%q: counts are integers 0-64", v)
+		}
+		f[i] = n
+	}
+	return f, nil
+}
 
 // maxClusterBlocks is the largest portable thread-block cluster: the most
 // blocks of a split product that reduce in shared memory.
@@ -447,13 +493,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	kb := chunkInputs(q.bits)
 	CK := q.k / kb
 	nb := (q.n + 127) / 128
-	// Split the inputs so that the blocks fill the SMs qfill times (twice
-	// unless GPTQTOOL_QMMA_FILL says otherwise, for measurements). A block
+	// Split the inputs so that the blocks fill the SMs qfill times (by the
+	// rows' class: defaultFill unless GPTQTOOL_QMMA_FILL says otherwise). A block
 	// stages x for P of its cps chunks at a time: all of them where they
 	// fit in shared memory, else a multiple of the ring's depth (qst), and
 	// the inputs are split further only while qst chunks do not fit (the
 	// kernels of one tile stage once: their inputs split until all fit).
-	S := max(1, min((b.qfill*b.sms+nb-1)/nb, CK))
+	S := max(1, min((b.qfill[qfillClass(M)]*b.sms+nb-1)/nb, CK))
 	cps := (CK + S - 1) / S
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.

@@ -1,0 +1,35 @@
+package cuda
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseFill checks GPTQTOOL_QMMA_FILL's forms and refusals, and the
+// row classes the counts apply to.
+func TestParseFill(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want [4]int
+	}{
+		{"", defaultFill},
+		{"3", [4]int{3, 3, 3, 3}},
+		{"0", [4]int{0, 0, 0, 0}},
+		{"1, 2,3,4", [4]int{1, 2, 3, 4}},
+	} {
+		got, err := parseFill(c.v)
+		if err != nil || got != c.want {
+			t.Errorf("parseFill(%q) = %v, %v; want %v", c.v, got, err, c.want)
+		}
+	}
+	for _, v := range []string{"x", "-1", "1,2", "1,2,3,4,5", "65", "2,,2,2"} {
+		if _, err := parseFill(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_FILL") {
+			t.Errorf("parseFill(%q): err %v, want one naming GPTQTOOL_QMMA_FILL", v, err)
+		}
+	}
+	for M, want := range map[int]int{1: 0, 4: 0, 5: 1, 8: 1, 9: 2, 16: 2, 17: 3, 32: 3} {
+		if got := qfillClass(M); got != want {
+			t.Errorf("qfillClass(%d) = %d, want %d", M, got, want)
+		}
+	}
+}
