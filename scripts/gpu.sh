@@ -126,20 +126,21 @@ for step in $steps; do
     # one batch-KT_BATCH decode step, default 1) of the decode step's
     # kernels (KT_KERNELS) after KT_SKIP of them in the decode bench on each
     # of KT_MODELS (checkpoints the decode step made), summed by kernel and
-    # grid: where two checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
+    # grid, with the bytes each read from DRAM and their rate: where two
+    # checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
     # the figures compare with each other, not with the bench's.
     for m in ${KT_MODELS:-q4act q4}; do
       if [ ! -d /tmp/oc7b-$m ]; then note "kerneltimes: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
-      run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum \
+      run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum \
         --kernel-name "regex:${KT_KERNELS:-qmma|paged_attn|rope_store|norm|gemv|sample|glu_rows|gather}" \
         --launch-skip "${KT_SKIP:-3000}" --launch-count "${KT_COUNT:-300}" \
         "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
       # Rows: "ID","Process ID",...,"Kernel Name",...,"Grid Size",...,metric.
       grep -E '^"(ID|[0-9])' "$LOGS/kt-$m.log" | sed 's/^"//; s/"$//; s/","/\t/g' | awk -F'\t' -v m="$m" '
-        $1 == "ID" { for (i = 1; i <= NF; i++) { if ($i == "Kernel Name") kn = i; if ($i == "Grid Size") gs = i; if ($i == "gpu__time_duration.sum") d = i }; next }
-        kn && d { v = $d; gsub(/,/, "", v); k = $kn " " $gs; t[k] += v; c[k]++; tot += v; n++ }
-        END { printf "kerneltimes %s: %d kernels, %.1f us\n", m, n, tot / 1e3;
-          for (k in t) printf "%9.1f us %4d x %7.2f us  %s\n", t[k] / 1e3, c[k], t[k] / c[k] / 1e3, k }' >/tmp/kt-$m.txt
+        $1 == "ID" { for (i = 1; i <= NF; i++) { if ($i == "Kernel Name") kn = i; if ($i == "Grid Size") gs = i; if ($i == "gpu__time_duration.sum") d = i; if ($i == "dram__bytes_read.sum") rb = i }; next }
+        kn && d { v = $d; gsub(/,/, "", v); r = rb ? $rb : 0; gsub(/,/, "", r); k = $kn " " $gs; t[k] += v; by[k] += r; c[k]++; tot += v; totb += r; n++ }
+        END { printf "kerneltimes %s: %d kernels, %.1f us, %.1f MB read from DRAM (%.2f TB/s)\n", m, n, tot / 1e3, totb / 1e6, tot ? totb / tot / 1e3 : 0;
+          for (k in t) printf "%9.1f us %4d x %7.2f us %8.2f MB %5.2f TB/s  %s\n", t[k] / 1e3, c[k], t[k] / c[k] / 1e3, by[k] / c[k] / 1e6, by[k] / t[k] / 1e3, k }' >/tmp/kt-$m.txt
       grep '^kerneltimes' /tmp/kt-$m.txt | tee -a "$summary"
       grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
     done
