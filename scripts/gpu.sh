@@ -269,8 +269,10 @@ for step in $steps; do
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
     # without act order, and 8-bit; a short calibration (speed does not
-    # depend on it).
-    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+    # depend on it). DECODE_SOURCE=synth writes the GPTQ checkpoints with
+    # `gptqtool synth --bits` instead (random codes, no float checkpoint,
+    # no quantization: about a minute less a call).
+    [ "${DECODE_SOURCE:-quant}" = synth ] || [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
     # DECODE_VARIANTS narrows the checkpoints (e.g. "q4act q8act"), DECODE_PREFILL=0
     # skips the prefill bench: a short device call.
@@ -279,9 +281,14 @@ for step in $steps; do
       n=$1
       shift
       case " ${DECODE_VARIANTS:-q4act q4 q8act} " in *" $n "*) ;; *) continue ;; esac
-      [ -d /tmp/oc7b-$n ] || run quant7b-$n 200 "$bin/gptqtool" quantize --device cuda --model /tmp/oc7b \
-        --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
-        --out /tmp/oc7b-$n --estimate=false
+      if [ "${DECODE_SOURCE:-quant}" = synth ]; then
+        [ -d /tmp/oc7b-$n ] || run synthq7b-$n 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+          --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$n "$@" --json
+      else
+        [ -d /tmp/oc7b-$n ] || run quant7b-$n 200 "$bin/gptqtool" quantize --device cuda --model /tmp/oc7b \
+          --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
+          --out /tmp/oc7b-$n --estimate=false
+      fi
       batches=1,8
       [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/synth"
 )
 
@@ -14,15 +15,21 @@ func init() { subcommands = append(subcommands, newSynthCmd) }
 
 func newSynthCmd() *cobra.Command {
 	var o synth.Options
-	var asJSON bool
+	var asJSON, actOrder bool
+	var bits, group int
 	cmd := &cobra.Command{
-		Use:   "synth --config DIR --tokenizer DIR --out DIR [--layers N] [--dtype bf16] [--seed S]",
+		Use:   "synth --config DIR --tokenizer DIR --out DIR [--layers N] [--dtype bf16] [--seed S] [--bits 4 --group 128 --act-order]",
 		Short: "Write a random-weight checkpoint of a real model's shape (for benchmarks)",
 		Long: `synth writes a checkpoint with the config of --config (config.json, generation_config.json),
 the tokenizer files of --tokenizer and random weights of that shape, sharded like the Hugging Face
 repository (three safetensors shards and an index by default), at disk speed. Weights are drawn with
 statistics close to a trained model's (Linear std 0.9/sqrt(in), mildly heavy tails, norms near 1),
-so GPTQ has real work to do; speed and memory do not depend on the values.`,
+so GPTQ has real work to do; speed and memory do not depend on the values.
+
+With --bits the Linear modules are written already quantized: a GPTQ checkpoint (v1, sym, --group,
+--act-order with one random processing order per input, as GPTQ's Hessians give) of random codes
+whose dequantized weights have the float synth's spread, the other tensors in f16; for runtime
+benchmarks that need no float checkpoint and no calibration.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.ConfigDir == "" || o.Out == "" {
@@ -30,6 +37,19 @@ so GPTQ has real work to do; speed and memory do not depend on the values.`,
 			}
 			if o.Layers < 0 || o.Shards < 0 {
 				return usageError{fmt.Errorf("--layers %d, --shards %d: want 0 (as the config) or more", o.Layers, o.Shards)}
+			}
+			if bits != 0 {
+				q := gptq.DefaultQuantizeConfig()
+				q.Bits, q.GroupSize, q.DescAct = bits, group, actOrder
+				if err := q.Validate(); err != nil {
+					return usageError{err}
+				}
+				if cmd.Flags().Changed("dtype") && o.DType != "f16" {
+					return usageError{fmt.Errorf("--dtype %s with --bits: a GPTQ checkpoint's other tensors are f16", o.DType)}
+				}
+				o.DType, o.GPTQ = "f16", &q
+			} else if cmd.Flags().Changed("group") || actOrder {
+				return usageError{errors.New("--group and --act-order describe a GPTQ checkpoint: give --bits too")}
 			}
 			start := time.Now()
 			sum, err := synth.Write(o)
@@ -56,5 +76,8 @@ so GPTQ has real work to do; speed and memory do not depend on the values.`,
 	fs.IntVar(&o.Shards, "shards", 3, "number of safetensors shards")
 	fs.IntVar(&o.Threads, "threads", 0, "generator threads (0 = all cores)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
+	fs.IntVar(&bits, "bits", 0, "write a GPTQ checkpoint of this many bits (2, 3, 4 or 8; 0: floating point)")
+	fs.IntVar(&group, "group", 128, "GPTQ group size (-1: one group), with --bits")
+	fs.BoolVar(&actOrder, "act-order", false, "GPTQ desc_act (a random processing order per input), with --bits")
 	return cmd
 }

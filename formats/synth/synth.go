@@ -10,6 +10,14 @@
 // trained openchat-tiny fixture, 3.0-3.9), the embedding and head likewise,
 // norm weights near the trained fixture's (0.7, 0.8 and 2.0 with small
 // spreads). The same seed gives the same bytes whatever the thread count.
+//
+// With Options.GPTQ the Linear modules are written already quantized, as a
+// GPTQ checkpoint (v1, symmetric) in the layout every loader reads: random
+// codes, zero points at the middle of the range, fp16 scales giving the
+// float synth's spread, and with desc_act a g_idx of a random processing
+// order shared by the modules that read one input (q/k/v, gate/up), as
+// GPTQ's one Hessian per input gives; the other tensors in fp16. Decode and
+// load benchmarks then need neither the float checkpoint nor a calibration.
 package synth
 
 import (
@@ -22,6 +30,7 @@ import (
 	goruntime "runtime"
 	"sync"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
@@ -45,6 +54,10 @@ type Options struct {
 	Shards int
 	// Threads bounds the generators (0: all cores).
 	Threads int
+	// GPTQ, when not nil, writes the Linear modules quantized with its
+	// bits, group size and desc_act (sym, v1); DType must then be "" or
+	// "f16".
+	GPTQ *gptq.QuantizeConfig
 }
 
 // Summary is what Write reports.
@@ -63,9 +76,27 @@ var tokenizerFiles = []string{
 
 // dist is how one tensor's values are drawn.
 type dist struct {
+	kind      kind
 	mean, std float64
 	tail      bool // 2% of values 2.5x wider
+	// GPTQ tensors: the module's K, N and bits, its group size, and for
+	// g_idx with act order the key of its input's processing order.
+	k, n, bits, gs int
+	permKey        uint64
+	// params is the model parameters the tensor holds (a qweight: K·N).
+	params int64
 }
+
+// kind is what a tensor holds.
+type kind int
+
+const (
+	floats  kind = iota // drawn values in the checkpoint dtype
+	codes               // a qweight: uniformly random packed codes
+	zeros               // a qzeros: every zero point 2^(bits-1)
+	scales              // fp16 scales around the float synth's spread
+	groupOf             // g_idx
+)
 
 // Write creates the checkpoint. The directory is built under a temporary
 // name and renamed when complete.
@@ -84,6 +115,15 @@ func Write(o Options) (*Summary, error) {
 	}
 	var sdt safetensors.DType
 	var torchDType string
+	if o.GPTQ != nil {
+		if o.DType != "" && o.DType != "f16" {
+			return nil, fmt.Errorf("synth: dtype %q with GPTQ: the other tensors of a GPTQ checkpoint are f16", o.DType)
+		}
+		if err := o.GPTQ.Validate(); err != nil {
+			return nil, fmt.Errorf("synth: %w", err)
+		}
+		o.DType = "f16"
+	}
 	switch o.DType {
 	case "", "bf16":
 		sdt, torchDType = safetensors.BF16, "bfloat16"
@@ -97,10 +137,13 @@ func Write(o Options) (*Summary, error) {
 	if _, err := os.Stat(o.Out); err == nil {
 		return nil, fmt.Errorf("synth: output directory %s exists", o.Out)
 	}
-	infos, dists := plan(cfg, sdt)
+	infos, dists, err := plan(cfg, sdt, o.GPTQ)
+	if err != nil {
+		return nil, err
+	}
 	sizes := make([]int64, len(infos))
 	for i, ti := range infos {
-		sizes[i] = int64(numel(ti.Shape)) * int64(sdt.Size())
+		sizes[i] = int64(numel(ti.Shape)) * int64(ti.DType.Size())
 	}
 	shards := o.Shards
 	if shards <= 0 {
@@ -136,7 +179,7 @@ func Write(o Options) (*Summary, error) {
 	next := make(chan gen, 1)
 	go func() {
 		for i, ti := range infos {
-			next <- gen{data: fill(ti, dists[i], sdt, o.Seed, uint64(i), threads)}
+			next <- gen{data: fill(ti, dists[i], o.Seed, uint64(i), threads)}
 		}
 		close(next)
 	}()
@@ -152,7 +195,18 @@ func Write(o Options) (*Summary, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	cfgJSON, err := cfg.MarshalWith(map[string]any{"num_hidden_layers": cfg.NumHiddenLayers, "torch_dtype": torchDType})
+	extra := map[string]any{"num_hidden_layers": cfg.NumHiddenLayers, "torch_dtype": torchDType}
+	if o.GPTQ != nil {
+		extra["quantization_config"] = o.GPTQ.ConfigJSONBlock()
+		qc, err := o.GPTQ.MarshalQuantizeConfig()
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "quantize_config.json"), qc, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	cfgJSON, err := cfg.MarshalWith(extra)
 	if err != nil {
 		return nil, err
 	}
@@ -189,8 +243,8 @@ func Write(o Options) (*Summary, error) {
 		}
 	}
 	var params int64
-	for _, ti := range infos {
-		params += int64(numel(ti.Shape))
+	for _, d := range dists {
+		params += d.params
 	}
 	return &Summary{Out: o.Out, Tensors: len(infos), Parameters: params, Bytes: size, Shards: len(files)}, nil
 }
@@ -238,35 +292,75 @@ func numel(shape []int) int {
 }
 
 // plan lists the tensors in the Hugging Face order (embedding, layers,
-// final norm, head) with their distributions.
-func plan(cfg *hfconfig.Config, dt safetensors.DType) ([]safetensors.TensorInfo, []dist) {
+// final norm, head) with their distributions; with q the Linear modules
+// as GPTQ tensors (qweight, qzeros, scales, g_idx).
+func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
 	h, inter := cfg.HiddenSize, cfg.IntermediateSize
-	q, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
+	qd, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
 	var infos []safetensors.TensorInfo
 	var dists []dist
 	add := func(name string, d dist, shape ...int) {
 		infos = append(infos, safetensors.TensorInfo{Name: name, DType: dt, Shape: shape})
+		d.params = int64(numel(shape))
 		dists = append(dists, d)
 	}
-	lin := func(K int) dist { return dist{std: 0.9 / math.Sqrt(float64(K)), tail: true} }
+	var err error
+	// lin adds module's weight [N, K], or its GPTQ tensors reading the
+	// input of processing order key.
+	lin := func(module string, N, K int, key uint64) {
+		d := dist{std: 0.9 / math.Sqrt(float64(K)), tail: true}
+		if q == nil {
+			add(module+".weight", d, N, K)
+			return
+		}
+		qs, zs, ss, gs, e := gptq.ShapesFor(K, N, q.Bits, q.GroupSize)
+		if e != nil {
+			err = fmt.Errorf("synth: %s [%d %d] at %d bits: %w", module, N, K, q.Bits, e)
+			return
+		}
+		g := dist{k: K, n: N, bits: q.Bits, gs: q.GroupSize, std: d.std}
+		for _, t := range []struct {
+			suffix string
+			kind   kind
+			dt     safetensors.DType
+			shape  [2]int
+		}{{".qweight", codes, safetensors.I32, qs}, {".qzeros", zeros, safetensors.I32, zs}, {".scales", scales, safetensors.F16, ss}, {".g_idx", groupOf, safetensors.I32, gs}} {
+			shape := []int{t.shape[0], t.shape[1]}
+			if t.kind == groupOf {
+				shape = []int{t.shape[0]}
+			}
+			infos = append(infos, safetensors.TensorInfo{Name: module + t.suffix, DType: t.dt, Shape: shape})
+			gd := g
+			gd.kind = t.kind
+			if t.kind == codes {
+				gd.params = int64(K) * int64(N)
+			}
+			if t.kind == groupOf && q.DescAct {
+				gd.permKey = key
+			}
+			dists = append(dists, gd)
+		}
+	}
 	add("model.embed_tokens.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
+		// One processing order per input: q/k/v share theirs, as do gate/up.
+		key := func(input uint64) uint64 { return uint64(i)<<8 | input }
 		add(p+"input_layernorm.weight", dist{mean: 0.7, std: 0.04}, h)
-		add(p+"mlp.down_proj.weight", lin(inter), h, inter)
-		add(p+"mlp.gate_proj.weight", lin(h), inter, h)
-		add(p+"mlp.up_proj.weight", lin(h), inter, h)
+		lin(p+"mlp.down_proj", h, inter, key(4))
+		lin(p+"mlp.gate_proj", inter, h, key(3))
+		lin(p+"mlp.up_proj", inter, h, key(3))
 		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
-		add(p+"self_attn.k_proj.weight", lin(h), kv, h)
-		add(p+"self_attn.o_proj.weight", lin(q), h, q)
-		add(p+"self_attn.q_proj.weight", lin(h), q, h)
-		add(p+"self_attn.v_proj.weight", lin(h), kv, h)
+		lin(p+"self_attn.k_proj", kv, h, key(1))
+		lin(p+"self_attn.o_proj", h, qd, key(2))
+		lin(p+"self_attn.q_proj", qd, h, key(1))
+		lin(p+"self_attn.v_proj", kv, h, key(1))
 	}
 	add("model.norm.weight", dist{mean: 2.0, std: 0.1}, h)
 	if !cfg.TieWordEmbeddings {
-		add("lm_head.weight", lin(h), cfg.VocabSize, h)
+		add("lm_head.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
 	}
-	return infos, dists
+	return infos, dists, err
 }
 
 // chunk is the values per generator stream; each chunk's stream is seeded
@@ -274,7 +368,12 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType) ([]safetensors.TensorInfo,
 const chunk = 1 << 20
 
 // fill draws one tensor's values and encodes them.
-func fill(ti safetensors.TensorInfo, d dist, dt safetensors.DType, seed, tensor uint64, threads int) []byte {
+func fill(ti safetensors.TensorInfo, d dist, seed, tensor uint64, threads int) []byte {
+	dt := ti.DType
+	switch d.kind {
+	case zeros, groupOf:
+		return fillGPTQ(d, seed)
+	}
 	n := numel(ti.Shape)
 	out := make([]byte, n*dt.Size())
 	chunks := (n + chunk - 1) / chunk
@@ -295,6 +394,27 @@ func fill(ti safetensors.TensorInfo, d dist, dt safetensors.DType, seed, tensor 
 			for c := range work {
 				lo, hi := c*chunk, min((c+1)*chunk, n)
 				r := rand.New(rand.NewPCG(seed^0x9e3779b97f4a7c15, tensor<<32|uint64(c)))
+				switch d.kind {
+				case codes:
+					// Every bit pattern is a valid code at any width.
+					dst := out[lo*4 : hi*4]
+					for i := 0; i < len(dst); i += 8 {
+						if i+8 > len(dst) {
+							binary.LittleEndian.PutUint32(dst[i:], r.Uint32())
+							break
+						}
+						binary.LittleEndian.PutUint64(dst[i:], r.Uint64())
+					}
+					continue
+				case scales:
+					// Codes uniform over 2^bits values around the zero point
+					// have a spread of 2^bits/sqrt(12) steps.
+					s0 := d.std * math.Sqrt(12) / float64(int(1)<<d.bits)
+					for i := range hi - lo {
+						binary.LittleEndian.PutUint16(out[2*(lo+i):], half.F32ToF16(float32(s0*(0.8+0.4*r.Float64()))))
+					}
+					continue
+				}
 				v := vals[:hi-lo]
 				for i := range v {
 					x := r.NormFloat64()
@@ -318,5 +438,34 @@ func fill(ti safetensors.TensorInfo, d dist, dt safetensors.DType, seed, tensor 
 		})
 	}
 	wg.Wait()
+	return out
+}
+
+// fillGPTQ encodes a module's qzeros (every zero point 2^(bits-1)) or
+// g_idx (groups of the input order permKey's random permutation, or in
+// order).
+func fillGPTQ(d dist, seed uint64) []byte {
+	G := gptq.Groups(d.k, d.gs)
+	var words []int32
+	if d.kind == zeros {
+		z := make([]uint8, G*d.n)
+		for i := range z {
+			z[i] = uint8(1 << (d.bits - 1))
+		}
+		var err error
+		if words, err = gptq.PackQZeros(z, G, d.n, d.bits, gptq.FormatV1); err != nil {
+			panic("synth: " + err.Error()) // the shapes were checked by plan
+		}
+	} else {
+		var perm []int
+		if d.permKey != 0 {
+			perm = rand.New(rand.NewPCG(seed^0x51ed270b27a3f1c3, d.permKey)).Perm(d.k)
+		}
+		words = gptq.GIdx(d.k, d.gs, perm, false)
+	}
+	out := make([]byte, 4*len(words))
+	for i, w := range words {
+		binary.LittleEndian.PutUint32(out[4*i:], uint32(w))
+	}
 	return out
 }

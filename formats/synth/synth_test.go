@@ -1,11 +1,14 @@
 package synth
 
 import (
+	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
@@ -74,5 +77,111 @@ func TestWrite(t *testing.T) {
 	}
 	if _, err := Write(Options{ConfigDir: cfgDir, Out: a}); err == nil {
 		t.Errorf("an existing output directory was overwritten")
+	}
+}
+
+// TestWriteGPTQ writes openchat-tiny's shape as a 4-bit act-order GPTQ
+// checkpoint: the GPTQ tensors of every Linear module with their shapes,
+// zero points of 8, one processing order for q/k/v and one for gate/up
+// (another for o_proj), scales whose dequantized weights have the float
+// synth's spread, the configs a loader reads, the same bytes for any
+// thread count.
+func TestWriteGPTQ(t *testing.T) {
+	cfgDir := fixture(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	q := gptq.DefaultQuantizeConfig()
+	q.Bits, q.GroupSize, q.DescAct = 4, 128, true
+	write := func(name string, threads int) string {
+		out := filepath.Join(dir, name)
+		sum, err := Write(Options{ConfigDir: cfgDir, TokenizerDir: cfgDir, Out: out, Layers: 2, Seed: 3, Threads: threads, GPTQ: &q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Embedding, 2 norms + 7 modules × 4 tensors a layer, final norm.
+		if sum.Tensors != 1+2*(2+7*4)+1 {
+			t.Errorf("%d tensors, want %d", sum.Tensors, 1+2*(2+7*4)+1)
+		}
+		return out
+	}
+	a, b := write("a", 1), write("b", 4)
+	for _, f := range []string{"model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors", "config.json", "quantize_config.json"} {
+		x, err1 := os.ReadFile(filepath.Join(a, f))
+		y, err2 := os.ReadFile(filepath.Join(b, f))
+		if err1 != nil || err2 != nil || string(x) != string(y) {
+			t.Errorf("%s differs between thread counts (%v, %v)", f, err1, err2)
+		}
+	}
+	rq, _, err := gptq.ReadQuantizeConfig(a)
+	if err != nil || rq.Bits != 4 || rq.GroupSize != 128 || !rq.DescAct || !rq.Sym {
+		t.Fatalf("quantize config %+v, %v", rq, err)
+	}
+	cfg, err := hfconfig.Load(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Raw["torch_dtype"] != "float16" || cfg.Raw["quantization_config"] == nil {
+		t.Errorf("config.json: torch_dtype %v, quantization_config %v", cfg.Raw["torch_dtype"], cfg.Raw["quantization_config"])
+	}
+	set, err := safetensors.OpenDir(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	i32s := func(name string) []int32 {
+		t.Helper()
+		x, err := set.Tensor(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]int32, len(x.Data)/4)
+		for i := range v {
+			v[i] = int32(binary.LittleEndian.Uint32(x.Data[4*i:]))
+		}
+		return v
+	}
+	p := "model.layers.1."
+	gq, gk, gv, go_, gg, gu := i32s(p+"self_attn.q_proj.g_idx"), i32s(p+"self_attn.k_proj.g_idx"), i32s(p+"self_attn.v_proj.g_idx"),
+		i32s(p+"self_attn.o_proj.g_idx"), i32s(p+"mlp.gate_proj.g_idx"), i32s(p+"mlp.up_proj.g_idx")
+	if !slices.Equal(gq, gk) || !slices.Equal(gq, gv) || !slices.Equal(gg, gu) {
+		t.Error("modules reading one input have different g_idx")
+	}
+	if slices.Equal(gq, go_) || slices.IsSorted(gq) {
+		t.Error("g_idx of q_proj is in order or equals o_proj's: no act order")
+	}
+	K, N := cfg.HiddenSize, cfg.IntermediateSize
+	l := &gptq.Linear{K: K, N: N, Bits: 4, GroupSize: 128, QWeight: i32s(p + "mlp.gate_proj.qweight"), QZeros: i32s(p + "mlp.gate_proj.qzeros"), GIdx: gg}
+	sc, err := set.Tensor(p + "mlp.gate_proj.scales")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Scales = make([]uint16, len(sc.Data)/2)
+	for i := range l.Scales {
+		l.Scales[i] = binary.LittleEndian.Uint16(sc.Data[2*i:])
+	}
+	if err := l.Validate(p + "mlp.gate_proj"); err != nil {
+		t.Fatal(err)
+	}
+	z, err := l.ZeroPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range z {
+		if v != 8 {
+			t.Fatalf("zero point %d is %d, want 8", i, v)
+		}
+	}
+	w, err := l.Dequantize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ss float64
+	for _, x := range w {
+		ss += float64(x) * float64(x)
+	}
+	if std, want := math.Sqrt(ss/float64(len(w))), 0.9/math.Sqrt(float64(K)); math.Abs(std/want-1) > 0.05 {
+		t.Errorf("gate_proj dequantized std %.5f, want %.5f", std, want)
+	}
+	if _, err := Write(Options{ConfigDir: cfgDir, Out: filepath.Join(dir, "c"), GPTQ: &q, DType: "bf16"}); err == nil {
+		t.Error("a GPTQ synth in bf16 was not refused")
 	}
 }
