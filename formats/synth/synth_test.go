@@ -22,6 +22,19 @@ func fixture(t *testing.T, rel string) string {
 	return p
 }
 
+// sameFiles fails unless files are byte for byte the same in directories a
+// and b (written with different thread counts).
+func sameFiles(t *testing.T, a, b string, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		x, err1 := os.ReadFile(filepath.Join(a, f))
+		y, err2 := os.ReadFile(filepath.Join(b, f))
+		if err1 != nil || err2 != nil || string(x) != string(y) {
+			t.Errorf("%s differs between thread counts (%v, %v)", f, err1, err2)
+		}
+	}
+}
+
 // TestWrite writes a synthetic openchat-tiny shape twice with different
 // thread counts: the same bytes, the declared shards, the config's layer
 // override, and Linear weights with the documented spread.
@@ -40,13 +53,7 @@ func TestWrite(t *testing.T) {
 		return out
 	}
 	a, b := write("a", 1), write("b", 3)
-	for _, f := range []string{"model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors", "config.json", "tokenizer.json"} {
-		x, err1 := os.ReadFile(filepath.Join(a, f))
-		y, err2 := os.ReadFile(filepath.Join(b, f))
-		if err1 != nil || err2 != nil || string(x) != string(y) {
-			t.Errorf("%s differs between thread counts (%v, %v)", f, err1, err2)
-		}
-	}
+	sameFiles(t, a, b, "model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors", "config.json", "tokenizer.json")
 	cfg, err := hfconfig.Load(a)
 	if err != nil {
 		t.Fatal(err)
@@ -104,13 +111,7 @@ func TestWriteGPTQ(t *testing.T) {
 		return out
 	}
 	a, b := write("a", 1), write("b", 4)
-	for _, f := range []string{"model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors", "config.json", "quantize_config.json"} {
-		x, err1 := os.ReadFile(filepath.Join(a, f))
-		y, err2 := os.ReadFile(filepath.Join(b, f))
-		if err1 != nil || err2 != nil || string(x) != string(y) {
-			t.Errorf("%s differs between thread counts (%v, %v)", f, err1, err2)
-		}
-	}
+	sameFiles(t, a, b, "model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors", "config.json", "quantize_config.json")
 	rq, _, err := gptq.ReadQuantizeConfig(a)
 	if err != nil || rq.Bits != 4 || rq.GroupSize != 128 || !rq.DescAct || !rq.Sym {
 		t.Fatalf("quantize config %+v, %v", rq, err)
