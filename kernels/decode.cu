@@ -76,6 +76,19 @@ FOR_DTYPES(ROPE_STORE)
 #define PA_TILE 128
 #define PA_SPLITS 32
 
+// split_weights turns a head's splits' (max, sum) pairs, wy[y] and l[y],
+// into the weights of their partial outputs: exp(max_y - max) / sum.
+__device__ __forceinline__ void split_weights(float* wy, const float* l, int S) {
+    float M = NEG_INF, L = 0.0f;
+    for (int y = 0; y < S; y++) M = fmaxf(M, wy[y]);
+    for (int y = 0; y < S; y++) {
+        const float w = expf(wy[y] - M);
+        wy[y] = w;
+        L += w * l[y];
+    }
+    for (int y = 0; y < S; y++) wy[y] /= L;
+}
+
 // paged_attn<T, C, G>: one block per (kv head, split, row), 128 threads; the
 // G = hq/hkv query heads of the kv head share every K and V row it loads.
 // A tile of 128 positions at a time: a thread takes one position, finds its
@@ -283,16 +296,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             sc[g][y] = ld_cluster(cluster_addr(&lh[g], y));  // the tiles' scores are done with
         }
         __syncthreads();
-        if (tid < nh) {
-            float M = NEG_INF, L = 0.0f;
-            for (int y = 0; y < S; y++) M = fmaxf(M, wy[tid][y]);
-            for (int y = 0; y < S; y++) {
-                const float w = expf(wy[tid][y] - M);
-                wy[tid][y] = w;
-                L += w * sc[tid][y];
-            }
-            for (int y = 0; y < S; y++) wy[tid][y] /= L;
-        }
+        if (tid < nh) split_weights(wy[tid], sc[tid], S);
         __syncthreads();
         u32 base[8];  // red in each block of the cluster (clu <= 8)
 #pragma unroll
@@ -342,16 +346,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         sc[g][y] = __ldcg(py + 1);  // the tiles' scores are done with
     }
     __syncthreads();
-    if (tid < nh) {
-        float M = NEG_INF, L = 0.0f;
-        for (int y = 0; y < S; y++) M = fmaxf(M, wy[tid][y]);
-        for (int y = 0; y < S; y++) {
-            const float w = expf(wy[tid][y] - M);
-            wy[tid][y] = w;
-            L += w * sc[tid][y];
-        }
-        for (int y = 0; y < S; y++) wy[tid][y] /= L;
-    }
+    if (tid < nh) split_weights(wy[tid], sc[tid], S);
     __syncthreads();
     constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
     float o[EPT];
