@@ -71,6 +71,13 @@ __device__ __forceinline__ float block_sum(float v, float* red) {
     return warp_sum(s);
 }
 
+// dynamic_smem_bytes: the dynamic shared memory the launch gave the block.
+__device__ __forceinline__ unsigned dynamic_smem_bytes() {
+    unsigned r;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+    return r;
+}
+
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 

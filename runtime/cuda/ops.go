@@ -231,7 +231,7 @@ func (b *Backend) RMSNormTo(dst, x, weight, slots runtime.Tensor, eps float32) {
 	if vec8(h, d, xt, w) {
 		name = "rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
+	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // AddRMSNorm implements runtime.AddRMSNormer.
@@ -254,7 +254,18 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	if vec8(h, n, xt, dl, w) {
 		name = "add_rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, 0, n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
+	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
+}
+
+// normStage is the dynamic shared memory of a norm writing to output
+// slots: a row of h elements, where it is placed before one coalesced
+// store (kernels/norm.cu), up to the 48 KiB a block gets without opting in;
+// 0 without slots (a wider row scatters its stores).
+func normStage(slots uint64, h int, dt runtime.DType) int {
+	if n := h * dt.Size(); slots != 0 && n <= 48<<10 {
+		return n
+	}
+	return 0
 }
 
 // slotsPtr checks an op's output slots (nil, or I32 of at least cols

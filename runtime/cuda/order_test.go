@@ -114,33 +114,37 @@ func TestInputOrder(t *testing.T) {
 		})
 	}
 
-	const H = 256
-	hs := randomSlots(r, H)
-	hst := i32Tensor(t, b, hs)
-	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
-		t.Run(fmt.Sprintf("norms-%v", dt), func(t *testing.T) {
-			const M = 3
-			x1, xr := upload(t, b, dt, rand32(M*H), M, H)
-			x2, _ := upload(t, b, dt, xr, M, H)
-			delta, _ := upload(t, b, dt, rand32(M*H), M, H)
-			n1, _ := upload(t, b, dt, make([]float32, M*H), M, H)
-			n2, _ := upload(t, b, dt, make([]float32, M*H), M, H)
-			wv, err := b.Alloc(dt, H)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Free(wv)
-			if err := b.Upload(wv, rand32(H)); err != nil {
-				t.Fatal(err)
-			}
-			b.RMSNormTo(n1, x1, wv, hst, 1e-5)
-			b.RMSNorm(n2, x1, wv, 1e-5)
-			sameBits(t, "rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
-			b.AddRMSNormTo(n1, x1, delta, wv, hst, 1e-5)
-			b.AddRMSNorm(n2, x2, delta, wv, 1e-5)
-			sameBits(t, "add+rmsnorm residual", download(t, b, x1), download(t, b, x2))
-			sameBits(t, "add+rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
-		})
+	// Widths: 8-element vectors (256), scalar rows (260), and 12800, whose
+	// f32 row is over the 48 KiB a norm stages its slotted row in (its
+	// stores scatter) while its 16-bit rows are staged.
+	for _, H := range []int{256, 260, 12800} {
+		hs := randomSlots(r, H)
+		hst := i32Tensor(t, b, hs)
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
+			t.Run(fmt.Sprintf("norms-%d-%v", H, dt), func(t *testing.T) {
+				const M = 3
+				x1, xr := upload(t, b, dt, rand32(M*H), M, H)
+				x2, _ := upload(t, b, dt, xr, M, H)
+				delta, _ := upload(t, b, dt, rand32(M*H), M, H)
+				n1, _ := upload(t, b, dt, make([]float32, M*H), M, H)
+				n2, _ := upload(t, b, dt, make([]float32, M*H), M, H)
+				wv, err := b.Alloc(dt, H)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(wv)
+				if err := b.Upload(wv, rand32(H)); err != nil {
+					t.Fatal(err)
+				}
+				b.RMSNormTo(n1, x1, wv, hst, 1e-5)
+				b.RMSNorm(n2, x1, wv, 1e-5)
+				sameBits(t, "rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
+				b.AddRMSNormTo(n1, x1, delta, wv, hst, 1e-5)
+				b.AddRMSNorm(n2, x2, delta, wv, 1e-5)
+				sameBits(t, "add+rmsnorm residual", download(t, b, x1), download(t, b, x2))
+				sameBits(t, "add+rmsnorm to slots", download(t, b, n1), moved(download(t, b, n2), M, H, hs))
+			})
+		}
 	}
 
 	t.Run("paged-attention", func(t *testing.T) {
