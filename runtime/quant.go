@@ -3,6 +3,8 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	goruntime "runtime"
+	"sync"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
@@ -138,4 +140,54 @@ func (q *QuantWeight) Dequantize() []float32 {
 		}
 	}
 	return w
+}
+
+// PermuteOutputs returns q with its output columns reordered: column j of
+// the result is column order[j] of q (order a permutation of 0..N-1). The
+// inputs, groups and Perm are q's.
+//
+// A model uses it to fold one weight's act order into the weights that
+// produce its input: with gate_proj and up_proj permuted by down_proj's
+// Perm, their product writes down_proj's input in the order down_proj
+// reads it, and down_proj then needs no Perm.
+func (q *QuantWeight) PermuteOutputs(order []int32) (*QuantWeight, error) {
+	N, G := q.N, q.Groups()
+	if len(order) != N {
+		return nil, fmt.Errorf("%w: output order of %d columns for N %d", ErrQuantLayout, len(order), N)
+	}
+	seen := make([]bool, N)
+	for j, c := range order {
+		if c < 0 || int(c) >= N || seen[c] {
+			return nil, fmt.Errorf("%w: output order entry %d = %d is out of range or repeated", ErrQuantLayout, j, c)
+		}
+		seen[c] = true
+	}
+	p := &QuantWeight{Bits: q.Bits, K: q.K, N: N, GroupSize: q.GroupSize, Perm: q.Perm,
+		Codes: make([]uint8, len(q.Codes)), Scales: make([]uint16, len(q.Scales)), Zeros: make([]uint16, len(q.Zeros))}
+	rows := func(k0, k1 int) {
+		for k := k0; k < k1; k++ {
+			src, dst := q.Codes[k*N:(k+1)*N], p.Codes[k*N:(k+1)*N]
+			for j, c := range order {
+				dst[j] = src[c]
+			}
+		}
+	}
+	// The codes are most of the work (K·N bytes): rows in parallel.
+	var wg sync.WaitGroup
+	step := max(64, (q.K+goruntime.GOMAXPROCS(0)-1)/goruntime.GOMAXPROCS(0))
+	for k0 := 0; k0 < q.K; k0 += step {
+		wg.Add(1)
+		go func(k0 int) {
+			defer wg.Done()
+			rows(k0, min(k0+step, q.K))
+		}(k0)
+	}
+	for g := range G {
+		for j, c := range order {
+			p.Scales[g*N+j] = q.Scales[g*N+int(c)]
+			p.Zeros[g*N+j] = q.Zeros[g*N+int(c)]
+		}
+	}
+	wg.Wait()
+	return p, nil
 }

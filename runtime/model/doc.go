@@ -53,7 +53,10 @@
 //	logits                                [rows, vocab]
 //
 // A nil hook costs nothing: no downloads happen. The slice passed to a hook
-// is valid only during the call.
+// is valid only during the call. Where a backend keeps act-order GPTQ
+// weights quantized and fuses gate/up, ffn_act's columns are in the order
+// down_proj reads them (its act order folded into gate/up's outputs at
+// load), not the intermediate's own.
 //
 // A Model, a Layer and a Cache are for one goroutine at a time.
 package model

@@ -180,14 +180,14 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
 		return lw, err
 	}
-	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false); err != nil {
+	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false, nil); err != nil {
 		return lw, err
 	}
-	if lw.gateUp, err = bd.fused(p, d, []int{gateProj, upProj}, true); err != nil {
+	if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
 		return lw, err
 	}
 	for j, m := range LinearModules {
-		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) {
+		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) || lw.lin[j] != nil {
 			continue
 		}
 		n, k, _ := d.linearShape(m)

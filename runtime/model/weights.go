@@ -151,8 +151,7 @@ func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
 // quantized binds l as a backend quantized weight where the backend and
 // the model's dtype allow it; ok false means: dequantize instead.
 func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool, error) {
-	ql, isQ := bd.b.(runtime.QuantLoader)
-	if !isQ || bd.dt == runtime.F32 || bd.dequant {
+	if !bd.keepsQuant() {
 		return nil, false, nil
 	}
 	qw, err := Sequential(l)
@@ -162,7 +161,20 @@ func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool
 	if qw == nil {
 		return nil, false, nil
 	}
-	t, err := ql.LoadQuant(qw)
+	return bd.loadQuant(module, qw)
+}
+
+// keepsQuant reports whether GPTQ weights stay quantized on the backend:
+// it multiplies by them (runtime.QuantLoader) and the model runs in 16-bit.
+func (bd *binder) keepsQuant() bool {
+	_, isQ := bd.b.(runtime.QuantLoader)
+	return isQ && bd.quant != nil && bd.dt != runtime.F32 && !bd.dequant
+}
+
+// loadQuant loads qw, module's weight, on the backend; ok false (no
+// error) where its kernels do not take it.
+func (bd *binder) loadQuant(module string, qw *runtime.QuantWeight) (runtime.Tensor, bool, error) {
+	t, err := bd.b.(runtime.QuantLoader).LoadQuant(qw)
 	switch {
 	case errors.Is(err, runtime.ErrQuantUnsupported):
 		return nil, false, nil
@@ -173,14 +185,60 @@ func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool
 	return t, true, nil
 }
 
+// mlp binds a layer's gate/up as one GLU weight (fused) and, where
+// down_proj has act order, folds its input order into gate/up's output
+// columns (runtime.QuantWeight.PermuteOutputs): the GLU product then
+// writes down_proj's input in the order down_proj reads it, and down_proj
+// is bound without its permutation, so that no pass gathers its input
+// (the layer's "ffn_act" intermediate is then in that order too). A nil
+// tensor, without error, is left to the one-by-one path.
+func (bd *binder) mlp(p string, d dims) (gateUp, down runtime.Tensor, err error) {
+	var dq *runtime.QuantWeight
+	module := p + LinearModules[downProj]
+	if _, fuses := bd.b.(runtime.FusedQuantLoader); fuses && bd.keepsQuant() {
+		if _, err := bd.w.Tensor(module + ".qweight"); err == nil {
+			n, k, _ := d.linearShape(LinearModules[downProj])
+			l, err := readLinear(bd.w, module, n, k, bd.quant)
+			if err != nil {
+				return nil, nil, err
+			}
+			if dq, err = Sequential(l); err != nil {
+				return nil, nil, fmt.Errorf("model: %s: %w", module, err)
+			}
+		}
+	}
+	var cols []int32
+	if dq != nil {
+		cols = dq.Perm
+	}
+	if gateUp, err = bd.fused(p, d, []int{gateProj, upProj}, true, cols); err != nil || dq == nil {
+		return gateUp, nil, err
+	}
+	if gateUp == nil || cols == nil {
+		// down_proj as it is (where the backend does not take it, the
+		// one-by-one path dequantizes it).
+		down, _, err = bd.loadQuant(module, dq)
+		return gateUp, down, err
+	}
+	seq := *dq
+	seq.Perm = nil
+	if down, ok, err := bd.loadQuant(module, &seq); ok || err != nil {
+		return gateUp, down, err
+	}
+	down, err = bd.upload(module+".qweight", seq.Dequantize(), seq.N, seq.K)
+	return gateUp, down, err
+}
+
 // fused binds the Linear modules js of the layer with prefix p (indices
 // into LinearModules) as one tensor where the backend fuses quantized
 // weights (runtime.FusedQuantLoader) and all of them are GPTQ weights it
 // keeps quantized with one layout: split outputs, or with glu the gate/up
-// product. It returns nil, without error, where they are bound one by one.
-func (bd *binder) fused(p string, d dims, js []int, glu bool) (runtime.Tensor, error) {
+// product. cols, when not nil, reorders the weights' output columns
+// (runtime.QuantWeight.PermuteOutputs). It returns nil, without error,
+// where they are bound one by one.
+func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (runtime.Tensor, error) {
 	fl, ok := bd.b.(runtime.FusedQuantLoader)
-	if !ok || bd.quant == nil || bd.dt == runtime.F32 || bd.dequant {
+	if !ok || !bd.keepsQuant() {
 		return nil, nil
 	}
 	var ws []*runtime.QuantWeight
@@ -205,6 +263,14 @@ func (bd *binder) fused(p string, d dims, js []int, glu bool) (runtime.Tensor, e
 	}
 	if !runtime.SamePermutation(ws...) {
 		return nil, nil
+	}
+	if cols != nil {
+		for i, w := range ws {
+			var err error
+			if ws[i], err = w.PermuteOutputs(cols); err != nil {
+				return nil, fmt.Errorf("model: layer %s %s: %w", p, LinearModules[js[i]], err)
+			}
+		}
 	}
 	var t runtime.Tensor
 	var err error

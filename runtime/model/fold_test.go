@@ -1,0 +1,236 @@
+package model
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+)
+
+// quantCPU emulates on the CPU backend a backend that keeps GPTQ weights
+// quantized and fuses them (runtime.QuantLoader, runtime.FusedQuantLoader):
+// each weight it loads is its host dequantization (QuantWeight.Dequantize),
+// BF16 activations are fp32, the fused products run as plain ones with
+// the outputs split (or gated) on the host. It records the weights given.
+type quantCPU struct {
+	*cpu.Backend
+	t      *testing.T
+	loaded []*runtime.QuantWeight    // LoadQuant's
+	glus   [][2]*runtime.QuantWeight // LoadQuantGLU's
+	widths map[runtime.Tensor][]int  // a split weight's output widths
+}
+
+func (q *quantCPU) DTypes() []runtime.DType { return []runtime.DType{runtime.F32, runtime.BF16} }
+
+func (q *quantCPU) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
+	if dt == runtime.BF16 {
+		dt = runtime.F32
+	}
+	return q.Backend.Alloc(dt, shape...)
+}
+
+// dense uploads ws dequantized one under another: [ΣN, K].
+func (q *quantCPU) dense(ws ...*runtime.QuantWeight) (runtime.Tensor, error) {
+	var v []float32
+	N := 0
+	for _, w := range ws {
+		if err := w.Validate(); err != nil {
+			return nil, err
+		}
+		v = append(v, w.Dequantize()...)
+		N += w.N
+	}
+	t, err := q.Backend.Alloc(runtime.F32, N, ws[0].K)
+	if err == nil {
+		err = q.Upload(t, v)
+	}
+	return t, err
+}
+
+func (q *quantCPU) LoadQuant(w *runtime.QuantWeight) (runtime.Tensor, error) {
+	q.loaded = append(q.loaded, w)
+	return q.dense(w)
+}
+
+func (q *quantCPU) LoadQuantSplit(ws []*runtime.QuantWeight) (runtime.Tensor, error) {
+	t, err := q.dense(ws...)
+	if err == nil {
+		for _, w := range ws {
+			q.widths[t] = append(q.widths[t], w.N)
+		}
+	}
+	return t, err
+}
+
+func (q *quantCPU) LoadQuantGLU(gate, up *runtime.QuantWeight) (runtime.Tensor, error) {
+	q.glus = append(q.glus, [2]*runtime.QuantWeight{gate, up})
+	return q.dense(gate, up)
+}
+
+// product returns x·wᵀ on the host, [M, N].
+func (q *quantCPU) product(x, w runtime.Tensor) ([]float32, int, int) {
+	M, N := runtime.Rows(x), runtime.Rows(w)
+	y, err := q.Backend.Alloc(runtime.F32, M, N)
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	defer q.Free(y)
+	q.MatMul(y, x, w)
+	v := make([]float32, M*N)
+	if err := q.Download(v, y); err != nil {
+		q.t.Fatal(err)
+	}
+	return v, M, N
+}
+
+func (q *quantCPU) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
+	v, M, N := q.product(x, w)
+	c0 := 0
+	for i, n := range q.widths[w] {
+		out := make([]float32, M*n)
+		for m := range M {
+			copy(out[m*n:(m+1)*n], v[m*N+c0:m*N+c0+n])
+		}
+		if err := q.Upload(dsts[i], out); err != nil {
+			q.t.Fatal(err)
+		}
+		c0 += n
+	}
+}
+
+func (q *quantCPU) MatMulGLU(dst, x, w runtime.Tensor) {
+	v, M, N := q.product(x, w)
+	n := N / 2
+	out := make([]float32, M*n)
+	for m := range M {
+		for c := range n {
+			g, u := float64(v[m*N+c]), float64(v[m*N+n+c])
+			out[m*n+c] = float32(g / (1 + math.Exp(-g)) * u)
+		}
+	}
+	if err := q.Upload(dst, out); err != nil {
+		q.t.Fatal(err)
+	}
+}
+
+// TestFoldDownOrder checks that a layer's down_proj act order folds into
+// gate/up's output columns on a backend that fuses quantized weights: an
+// 8-bit act-order GPTQ checkpoint of stories260K (every module quantized,
+// g_idx as desc_act writes it) loaded on quantCPU binds down_proj without
+// its permutation and gives the logits of the same checkpoint dequantized
+// (the reference path); without the fold the GLU output would reach
+// down_proj in the wrong order.
+func TestFoldDownOrder(t *testing.T) {
+	dir := fixture(t, "models/stories260K-hf-mistral")
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	d, err := dimsOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bits, gs = 8, 32
+	qcfg := gptq.DefaultQuantizeConfig()
+	qcfg.Bits, qcfg.GroupSize, qcfg.DescAct = bits, gs, true
+	r := rand.New(rand.NewPCG(5, 6))
+	qw := overlay{base: set, over: map[string]safetensors.Tensor{}, drop: map[string]bool{}}
+	for i := range cfg.NumHiddenLayers {
+		// Modules reading one input share its Hessian, so its order.
+		shared := map[string][]int32{}
+		for j, mod := range LinearModules {
+			name := LayerPrefix(i) + "." + mod
+			N, K, _ := d.linearShape(mod)
+			G := (K + gs - 1) / gs
+			q := make([]uint8, K*N)
+			for j := range q {
+				q[j] = uint8(r.IntN(256))
+			}
+			z := make([]uint8, G*N)
+			for j := range z {
+				z[j] = uint8(100 + r.IntN(56))
+			}
+			scBytes := make([]byte, 2*G*N)
+			for j := range G * N {
+				binary.LittleEndian.PutUint16(scBytes[2*j:], half.F32ToF16(float32(0.0005+0.002*r.Float64())))
+			}
+			// desc_act: the i-th input by the Hessian's order is in group i/gs.
+			input := map[int]string{qProj: "attn", kProj: "attn", vProj: "attn", gateProj: "ffn", upProj: "ffn"}[j]
+			gidx := shared[input]
+			if gidx == nil {
+				gidx = make([]int32, K)
+				for i, k := range r.Perm(K) {
+					gidx[k] = int32(i / gs)
+				}
+				if input != "" {
+					shared[input] = gidx
+				}
+			}
+			packedQ, err := gptq.PackQWeight(q, K, N, bits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			packedZ, err := gptq.PackQZeros(z, G, N, bits, gptq.FormatV1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			qw.drop[name+".weight"] = true
+			qw.over[name+".qweight"] = tensorBytes(name+".qweight", safetensors.I32, []int{K * bits / 32, N}, i32Bytes(packedQ))
+			qw.over[name+".qzeros"] = tensorBytes(name+".qzeros", safetensors.I32, []int{G, N * bits / 32}, i32Bytes(packedZ))
+			qw.over[name+".scales"] = tensorBytes(name+".scales", safetensors.F16, []int{G, N}, scBytes)
+			qw.over[name+".g_idx"] = tensorBytes(name+".g_idx", safetensors.I32, []int{K}, i32Bytes(gidx))
+		}
+	}
+	b := &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}
+	folded, err := bind(qw, cfg, &qcfg, b, Options{DType: runtime.BF16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer folded.Close()
+	ref, err := bind(qw, cfg, &qcfg, b, Options{DType: runtime.BF16, Dequantize: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+
+	// Every layer: gate/up fused with their columns in down_proj's order,
+	// down_proj loaded without a permutation.
+	if len(b.glus) != cfg.NumHiddenLayers {
+		t.Fatalf("%d GLU weights loaded, want %d", len(b.glus), cfg.NumHiddenLayers)
+	}
+	downs := 0
+	for _, w := range b.loaded {
+		if w.K == d.inter {
+			downs++
+			if w.Perm != nil {
+				t.Error("down_proj loaded with its permutation: not folded into gate/up")
+			}
+		}
+	}
+	if downs != cfg.NumHiddenLayers {
+		t.Errorf("%d down_proj weights loaded quantized, want %d", downs, cfg.NumHiddenLayers)
+	}
+
+	ids := []int{1, 403, 407, 261, 378, 432, 290, 31}
+	got, err := folded.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var diff, scale float64
+	for i := range want {
+		diff = max(diff, math.Abs(float64(got[i]-want[i])))
+		scale = max(scale, math.Abs(float64(want[i])))
+	}
+	// The products add the same terms in another order (fp32).
+	if diff > 1e-4*scale || scale == 0 {
+		t.Errorf("folded logits differ from the dequantized reference by %.3g (largest logit %.3g)", diff, scale)
+	}
+}
