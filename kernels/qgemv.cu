@@ -49,6 +49,13 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
+// With nw (kernels of one tile only; null otherwise), x is the input of an
+// RMSNorm whose weight, in sequential input order, is nw: the block
+// normalizes the rows it stages (eps, and nv8 saying whether norm.cu would
+// take its 8-element form), bit for bit as the norm kernel would have
+// written them, so that a decode step needs no norm kernel before its
+// q/k/v and gate/up products.
+//
 // Fused weights (LoadQuantSplit, LoadQuantGLU) run through the same kernel:
 // split output columns go to up to three tensors, [0, seg1) to out0 [M, seg1],
 // [seg1, seg2) to out1 [M, seg2-seg1], [seg2, N) to out2 [M, N-seg2] (one
@@ -179,7 +186,8 @@ template <int BITS, int MT, typename T, bool AL>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
-                     int P, const int* __restrict__ oslots, int cl, int xasync) {
+                     int P, const int* __restrict__ oslots, int cl, int xasync, const T* __restrict__ nw, float eps,
+                     int nv8) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -228,6 +236,44 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
 
+    // With nw (kernels of one tile): x's rows are RMS-normalized as they are
+    // staged, nw[k] the norm weight of sequential input k. Warp m sums row
+    // m's squares as norm.cu's block of 256 threads does (nv8: its
+    // 8-element form), term for term, so that the staged values are the
+    // bits the norm kernel would have written.
+    __shared__ float inv_rms[8];
+    if (MT == 1 && nw) {
+        if (warp < M) {
+            const T* xr = x + (i64)warp * K;
+            float tot8 = 0.0f;
+#pragma unroll
+            for (int vw = 0; vw < 8; vw++) {
+                const int th = vw * 32 + lane;
+                float ss = 0.0f;
+                if (nv8) {
+                    for (int i = th; i < K / 8; i += 256) {
+                        float f[8];
+                        load8<T>(xr + i * 8, f);
+#pragma unroll
+                        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+                    }
+                } else {
+                    for (int i = th; i < K; i += 256) {
+                        const float v = to_f32(xr[i]);
+                        ss += v * v;
+                    }
+                }
+                ss = warp_sum(ss);
+                if (lane == vw) tot8 = ss;
+            }
+            tot8 = warp_sum(tot8);
+            if (lane == 0) inv_rms[warp] = 1.0f / sqrtf(tot8 / (float)K + eps);
+        }
+        __syncthreads();
+    }
+    // normed: x[m, k] as the norm kernel would have written it (rounded to T).
+    auto normed = [&](int m, int k, float v) { return to_f32(from_f32<T>(to_f32(nw[k]) * (v * inv_rms[m]))); };
+
     // Stage x for the chunks [ci, ci+P) of the slice in shared memory, each
     // eight inputs stored as four pairs 4*SPC apart (xslot order). Without
     // perm: (row, eight inputs) items spread over the block, IT a thread in
@@ -271,6 +317,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     for (int u = 0; u < IT; u++) {
                         const int e = e0 + u * blockDim.x;
                         if (e >= n8) break;
+                        if (nw)
+#pragma unroll
+                            for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + e * 8 + j, v[u][j]);
                         put(m, e * 8, v[u]);
                     }
                 }
@@ -279,7 +328,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         const int items = M * n8;
         if constexpr (XS == 1.0f) {
-            if (xasync) {
+            if (xasync && !nw) {
                 // fp16 x goes to shared memory as it is: four 4-byte
                 // copies an item (its pairs' xslot places), all in flight
                 // at once and held in no register.
@@ -308,6 +357,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
                 const int m = e / n8;
+                if (MT == 1 && nw)
+#pragma unroll
+                    for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + (e - m * n8) * 8 + j, v[u][j]);
                 put(m, (e - m * n8) * 8, v[u]);
             }
         }
@@ -552,9 +604,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int xasync) {                                                                  \
+        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8) {                                  \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P, oslots, cl, xasync);                                                              \
+                              P, oslots, cl, xasync, nw, eps, nv8);                                                \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)

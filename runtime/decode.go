@@ -86,6 +86,24 @@ type FusedQuantLoader interface {
 	MatMulGLU(dst, x, w Tensor)
 }
 
+// NormFuser is a FusedQuantLoader whose fused products can apply the
+// RMSNorm of their input themselves: MatMulSplitNorm(dsts, x, nw, eps, w)
+// is MatMulSplit(dsts, RMSNorm(x, weight, eps), w), and MatMulGLUNorm
+// likewise MatMulGLU, without the normed rows being written first (a decode
+// step then runs no norm kernel before its q/k/v and gate/up products).
+type NormFuser interface {
+	// FuseNorm returns weight, an RMSNorm weight [K], prepared for the
+	// products by w (of LoadQuantSplit or LoadQuantGLU), or nil (no error)
+	// where they do not normalize; Free releases it.
+	FuseNorm(weight, w Tensor) (Tensor, error)
+	// NormFusedRows is the most rows whose products normalize as they go;
+	// with more, the methods run the norm first (a caller that has the
+	// normed rows written in order anyway may prefer its own path there).
+	NormFusedRows() int
+	MatMulSplitNorm(dsts []Tensor, x, nw Tensor, eps float32, w Tensor)
+	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
+}
+
 // SamePermutation reports whether the weights can be fused: equal bits, K,
 // group size and permutation.
 func SamePermutation(ws ...*QuantWeight) bool {

@@ -60,6 +60,7 @@ type Backend struct {
 
 	deq    *Buffer // a dequantized weight for products of many rows
 	xperm  *Buffer // their input in sequential (act order) column order
+	xnorm  *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart  *Buffer // fp32 partial sums of split GEMV blocks
 	qcount *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	glu    *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -76,6 +77,7 @@ type Backend struct {
 	pdl         bool      // launch pdlKernels with programmatic stream serialization
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	normFuse    bool      // FuseNorm prepares norm weights (runtime.NormFuser)
 	qfill       [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync      int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
@@ -150,6 +152,7 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
+	b.normFuse = os.Getenv("GPTQTOOL_NORM_FUSE") != "0"
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
@@ -283,7 +286,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -346,6 +349,9 @@ type Tensor struct {
 	cls   uint64 // allocation class; 0 for a view
 	freed bool
 	q     *quant // a quantized weight (LoadQuant); its memory is qw
+	// nat is, for a norm weight prepared by FuseNorm (held here in its
+	// product's sequential input order), the weight as the model gave it.
+	nat *Tensor
 }
 
 // DType implements runtime.Tensor.

@@ -227,6 +227,12 @@ func (b *Backend) RMSNormTo(dst, x, weight, slots runtime.Tensor, eps float32) {
 	sp := b.slotsPtr("rmsnorm", slots, h, d, xt)
 	b.enter()
 	defer b.exit()
+	b.normRows(d, xt, w, eps, sp)
+}
+
+// normRows launches the RMSNorm of x's rows into d (checked by the caller).
+func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
+	h := runtime.Cols(xt)
 	name := "rmsnorm_"
 	if vec8(h, d, xt, w) {
 		name = "rmsnorm_v8_"
@@ -325,7 +331,7 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		if wt.q.glu || len(wt.q.segments()) > 1 {
 			panic("cuda: matmul with a fused weight (use MatMulSplit or MatMulGLU)")
 		}
-		b.qmatmul([3]*Tensor{d}, xt, wt, res, 0)
+		b.qmatmul([3]*Tensor{d}, xt, wt, res, 0, nil)
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
@@ -581,3 +587,4 @@ var _ runtime.CrossEntropyer = (*Backend)(nil)
 var _ runtime.SwiGLUer = (*Backend)(nil)
 var _ runtime.AddRMSNormer = (*Backend)(nil)
 var _ runtime.InputOrderer = (*Backend)(nil)
+var _ runtime.NormFuser = (*Backend)(nil)

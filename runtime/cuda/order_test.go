@@ -190,3 +190,90 @@ func TestInputOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestNormFuse checks runtime.NormFuser on the device: a split and a GLU
+// product that normalize their input as they stage it (one-tile kernels,
+// up to 8 rows; the norm kernel first for more) give, bit for bit, the
+// product of the rows the norm kernel writes, with and without act order,
+// in f16 and bf16, at the 7B shape's width and a narrow one.
+func TestNormFuse(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(31, 32))
+	rand32 := func(n int, scale float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(scale * r.NormFloat64())
+		}
+		return v
+	}
+	for _, K := range []int{512, 4096} {
+		for _, perm := range []bool{false, true} {
+			qa, qb := randomQuant(r, K, 128, 4, 128, perm), randomQuant(r, K, 64, 4, 128, false)
+			g, u := randomQuant(r, K, 128, 4, 128, false), randomQuant(r, K, 128, 4, 128, false)
+			qb.Perm, g.Perm, u.Perm = qa.Perm, qa.Perm, qa.Perm
+			split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, qb})
+			if err != nil {
+				t.Fatal(err)
+			}
+			glu, err := b.LoadQuantGLU(g, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+				nw, _ := upload(t, b, dt, rand32(K, 0.5), 1, K)
+				fs, err := b.FuseNorm(nw, split)
+				if err != nil || fs == nil {
+					t.Fatalf("FuseNorm: %v, %v", fs, err)
+				}
+				fg, err := b.FuseNorm(nw, glu)
+				if err != nil || fg == nil {
+					t.Fatalf("FuseNorm: %v, %v", fg, err)
+				}
+				for _, M := range []int{1, 5, 8, 13} {
+					t.Run(fmt.Sprintf("K%d-perm%v-%v-M%d", K, perm, dt, M), func(t *testing.T) {
+						x, _ := upload(t, b, dt, rand32(M*K, 3), M, K)
+						xn, _ := upload(t, b, dt, make([]float32, M*K), M, K)
+						b.RMSNorm(xn, x, nw, 1e-5)
+						outs := func() []runtime.Tensor {
+							a, _ := upload(t, b, dt, make([]float32, M*128), M, 128)
+							c, _ := upload(t, b, dt, make([]float32, M*64), M, 64)
+							return []runtime.Tensor{a, c}
+						}
+						o1, o2 := outs(), outs()
+						b.MatMulSplitNorm(o1, x, fs, 1e-5, split)
+						b.MatMulSplit(o2, xn, split)
+						for i := range o1 {
+							sameBits(t, fmt.Sprintf("split output %d", i), download(t, b, o1[i]), download(t, b, o2[i]))
+						}
+						g1, _ := upload(t, b, dt, make([]float32, M*128), M, 128)
+						g2, _ := upload(t, b, dt, make([]float32, M*128), M, 128)
+						b.MatMulGLUNorm(g1, x, fg, 1e-5, glu)
+						b.MatMulGLU(g2, xn, glu)
+						sameBits(t, "glu", download(t, b, g1), download(t, b, g2))
+					})
+				}
+				b.Free(fs)
+				b.Free(fg)
+			}
+			b.Free(split)
+			b.Free(glu)
+		}
+	}
+	// A norm weight FuseNorm did not make is refused.
+	defer func() {
+		if recover() == nil {
+			t.Error("a product with a plain norm weight did not panic")
+		}
+	}()
+	q := randomQuant(r, 512, 128, 4, 128, false)
+	w, err := b.LoadQuantSplit([]*runtime.QuantWeight{q, q})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free(w)
+	x, _ := upload(t, b, runtime.F16, rand32(512, 1), 1, 512)
+	o, _ := upload(t, b, runtime.F16, make([]float32, 128), 1, 128)
+	o2, _ := upload(t, b, runtime.F16, make([]float32, 128), 1, 128)
+	nw, _ := upload(t, b, runtime.F16, rand32(512, 1), 1, 512)
+	b.MatMulSplitNorm([]runtime.Tensor{o, o2}, x, nw, 1e-5, w)
+}

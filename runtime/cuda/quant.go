@@ -421,7 +421,7 @@ func (b *Backend) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0)
+	b.qmatmul(outs, xt, wt, nil, 0, nil)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
@@ -438,7 +438,82 @@ func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil)
+}
+
+// normArg is a product's RMSNorm of its input (runtime.NormFuser): w from
+// FuseNorm, eps.
+type normArg struct {
+	w   *Tensor
+	eps float32
+}
+
+// FuseNorm implements runtime.NormFuser: the norm weight in w's sequential
+// input order (gathered through its act-order permutation), for the
+// products by w whose one-tile kernels normalize x as they stage it.
+// GPTQTOOL_NORM_FUSE=0 fuses none, for comparisons.
+func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
+	nt, wt := b.tensor(weight), b.tensor(w)
+	if !b.normFuse || wt.q == nil || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
+		return nil, nil
+	}
+	b.enter()
+	defer b.exit()
+	buf, err := b.allocBufferLocked(int64(nt.Bytes()))
+	if err != nil {
+		return nil, fmt.Errorf("cuda: fused norm weight: %w", err)
+	}
+	t := &Tensor{dt: nt.dt, shape: []int{nt.n}, n: nt.n, ptr: buf.Ptr, cls: buf.cls, nat: nt}
+	if wt.q.perm == nil {
+		err = cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(t.ptr, nt.ptr, uint64(nt.Bytes()), b.stream))
+	} else {
+		err = b.launch("qgemv.cu", qnames.gather[nt.dt], grid1(int64(nt.n)), Dim{X: threads}, 0, t.ptr, nt.ptr, wt.q.perm.Ptr, int32(1), int32(nt.n))
+	}
+	if err != nil {
+		b.alloc.release(t.ptr, t.cls)
+		return nil, fmt.Errorf("cuda: fused norm weight: %w", err)
+	}
+	return t, nil
+}
+
+// NormFusedRows implements runtime.NormFuser: the one-tile kernels' rows.
+func (b *Backend) NormFusedRows() int { return 8 * qmmaTiles[0] }
+
+// normOf checks a FuseNorm weight for w.
+func (b *Backend) normOf(nw runtime.Tensor, eps float32, w *Tensor, x *Tensor) *normArg {
+	n := b.tensor(nw)
+	if n.nat == nil || n.n != w.q.k || n.dt != x.dt {
+		panic(fmt.Sprintf("cuda: norm-fused product with norm weight %v %v, want one FuseNorm made for a weight of %d inputs, %v", n.dt, n.shape, w.q.k, x.dt))
+	}
+	return &normArg{w: n, eps: eps}
+}
+
+// MatMulSplitNorm implements runtime.NormFuser.
+func (b *Backend) MatMulSplitNorm(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
+	xt, wt := b.tensor(x), b.tensor(w)
+	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
+		panic(fmt.Sprintf("cuda: split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
+	}
+	nrm := b.normOf(nw, eps, wt, xt)
+	var outs [3]*Tensor
+	for i, d := range dsts {
+		outs[i] = b.tensor(d)
+	}
+	b.enter()
+	defer b.exit()
+	b.qmatmul(outs, xt, wt, nil, 0, nrm)
+}
+
+// MatMulGLUNorm implements runtime.NormFuser.
+func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
+	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
+	if wt.q == nil || !wt.q.glu {
+		panic("cuda: glu matmul with a weight that is not a GLU fusion")
+	}
+	nrm := b.normOf(nw, eps, wt, xt)
+	b.enter()
+	defer b.exit()
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm)
 }
 
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
@@ -448,7 +523,7 @@ func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 // 0). The
 // qmma kernels take up to qgemvRows rows; more rows (or the forced
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
-func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
@@ -460,6 +535,18 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	}
 	if M == 0 {
 		return
+	}
+	if nrm != nil && (M > 8*qmmaTiles[0] || b.dequantGEMM) {
+		// Only the kernels of one tile normalize while staging: the norm
+		// kernel writes the rows to a scratch first.
+		xb, err := b.scratch(&b.xnorm, int64(x.Bytes()))
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		xn := &Tensor{dt: x.dt, shape: x.shape, n: x.n, ptr: xb.Ptr}
+		b.normRows(xn, x, nrm.w.nat, nrm.eps, 0)
+		x, nrm = xn, nil
 	}
 	if M > qgemvRows || b.dequantGEMM {
 		b.qdequantGEMM(outs, x, w, res, slots)
@@ -478,7 +565,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 			for i := range widths {
 				o[i] = rows(outs[i], r0, n)
 			}
-			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots)
+			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil)
 		}
 		return
 	}
@@ -579,9 +666,18 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64) {
 	if clusterY > 0 {
 		cl = 1
 	}
+	var nw uint64
+	var eps float32
+	nv8 := int32(0)
+	if nrm != nil {
+		nw, eps = nrm.w.ptr, nrm.eps
+		if vec8(q.k, x, nrm.w.nat) && xp == x.ptr {
+			nv8 = 1
+		}
+	}
 	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P), clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input

@@ -285,6 +285,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	if !ok {
 		io = inPlace{b, pd}
 	}
+	// Products that normalize their own input (lw.normed), for as many
+	// rows as the backend's kernels do that.
+	nf, _ := b.(runtime.NormFuser)
+	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -293,16 +297,26 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		if lw.order != nil {
 			w, sl = &lw.order.w, lw.order.slots
 		}
-		io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
-		w.project(b, s.xn, s.q, s.k, s.v)
+		if fuse && lw.normed.attn != nil {
+			nf.MatMulSplitNorm([]runtime.Tensor{s.q, s.k, s.v}, x, lw.normed.attn, d.eps, lw.qkv)
+		} else {
+			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
+			w.project(b, s.xn, s.q, s.k, s.v)
+		}
 		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
 		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
-		b.MatMul(s.o, s.att, w.lin[oProj])
-		io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
-		if w.gateUp != nil {
-			io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
-		} else {
-			w.act(b, s.xn, s.gate, s.up)
+		switch {
+		case fuse && lw.normed.ffn != nil:
+			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
+		default:
+			b.MatMul(s.o, s.att, w.lin[oProj])
+			io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
+			if w.gateUp != nil {
+				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
+			} else {
+				w.act(b, s.xn, s.gate, s.up)
+			}
 		}
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -120,15 +121,12 @@ func (q *quantCPU) MatMulGLU(dst, x, w runtime.Tensor) {
 	}
 }
 
-// TestFoldDownOrder checks that a layer's down_proj act order folds into
-// gate/up's output columns on a backend that fuses quantized weights: an
-// 8-bit act-order GPTQ checkpoint of stories260K (every module quantized,
-// g_idx as desc_act writes it) loaded on quantCPU binds down_proj without
-// its permutation and gives the logits of the same checkpoint dequantized
-// (the reference path); without the fold the GLU output would reach
-// down_proj in the wrong order.
-func TestFoldDownOrder(t *testing.T) {
-	dir := fixture(t, "models/stories260K-hf-mistral")
+// actOrderGPTQ is the checkpoint of the fixture model rel with every linear
+// module replaced by random 8-bit GPTQ tensors (group size 32) with act
+// order: g_idx as desc_act writes it, one order per input (q/k/v share
+// theirs, as do gate/up).
+func actOrderGPTQ(t *testing.T, rel string) (Weights, *hfconfig.Config, *gptq.QuantizeConfig, dims) {
+	dir := fixture(t, rel)
 	set, cfg := fixtures.OpenCheckpoint(t, dir)
 	d, err := dimsOf(cfg)
 	if err != nil {
@@ -185,13 +183,25 @@ func TestFoldDownOrder(t *testing.T) {
 			qw.over[name+".g_idx"] = tensorBytes(name+".g_idx", safetensors.I32, []int{K}, i32Bytes(gidx))
 		}
 	}
+	return qw, cfg, &qcfg, d
+}
+
+// TestFoldDownOrder checks that a layer's down_proj act order folds into
+// gate/up's output columns on a backend that fuses quantized weights: an
+// 8-bit act-order GPTQ checkpoint of stories260K (every module quantized,
+// g_idx as desc_act writes it) loaded on quantCPU binds down_proj without
+// its permutation and gives the logits of the same checkpoint dequantized
+// (the reference path); without the fold the GLU output would reach
+// down_proj in the wrong order.
+func TestFoldDownOrder(t *testing.T) {
+	qw, cfg, qcfg, d := actOrderGPTQ(t, "models/stories260K-hf-mistral")
 	b := &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}
-	folded, err := bind(qw, cfg, &qcfg, b, Options{DType: runtime.BF16})
+	folded, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer folded.Close()
-	ref, err := bind(qw, cfg, &qcfg, b, Options{DType: runtime.BF16, Dequantize: true})
+	ref, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16, Dequantize: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,4 +243,83 @@ func TestFoldDownOrder(t *testing.T) {
 	if diff > 1e-4*scale || scale == 0 {
 		t.Errorf("folded logits differ from the dequantized reference by %.3g (largest logit %.3g)", diff, scale)
 	}
+}
+
+// normCPU is quantCPU with products that normalize their own input
+// (runtime.NormFuser), emulated: the norm into a scratch, then the
+// product; it counts the fused calls.
+type normCPU struct {
+	*quantCPU
+	fused int
+}
+
+func (n *normCPU) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
+	v := make([]float32, weight.Len())
+	if err := n.Download(v, weight); err != nil {
+		return nil, err
+	}
+	t, err := n.Backend.Alloc(runtime.F32, len(v))
+	if err == nil {
+		err = n.Upload(t, v)
+	}
+	return t, err
+}
+
+func (n *normCPU) NormFusedRows() int { return 8 }
+
+func (n *normCPU) normed(x, nw runtime.Tensor, eps float32) runtime.Tensor {
+	xn, err := n.Backend.Alloc(runtime.F32, x.Shape()...)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.RMSNorm(xn, x, nw, eps)
+	n.fused++
+	return xn
+}
+
+func (n *normCPU) MatMulSplitNorm(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
+	xn := n.normed(x, nw, eps)
+	defer n.Free(xn)
+	n.MatMulSplit(dsts, xn, w)
+}
+
+func (n *normCPU) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
+	xn := n.normed(x, nw, eps)
+	defer n.Free(xn)
+	n.MatMulGLU(dst, xn, w)
+}
+
+// TestDecodeNormFuse checks the decode step with products that normalize
+// their own input (runtime.NormFuser): an act-order GPTQ checkpoint of
+// openchat-tiny on an emulated fusing backend decodes to the logits of the
+// same backend without the fusion (o_proj then adds the residual itself and
+// gate/up normalize the updated stream), every layer's q/k/v and gate/up
+// products normalizing in every decode step.
+func TestDecodeNormFuse(t *testing.T) {
+	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
+	open := func(b runtime.Backend) *Model {
+		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	nb := &normCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
+	mf := open(nb)
+	defer mf.Close()
+	for i, lw := range mf.layers {
+		if lw.normed.attn == nil || lw.normed.ffn == nil {
+			t.Fatalf("layer %d: norm weights for the products %+v, want both", i, lw.normed)
+		}
+	}
+	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
+	defer mp.Close()
+	got, _ := stepAll(t, mf, 4)
+	want, _ := stepAll(t, mp, 4)
+	// The first step feeds the prompts (a forward); three decode steps,
+	// two fused products a layer in each.
+	if min := 3 * 2 * len(mf.layers); nb.fused < min {
+		t.Errorf("%d products normalized their input, want at least %d", nb.fused, min)
+	}
+	sameSteps(t, "norm-fused", got, want)
 }

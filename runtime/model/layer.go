@@ -76,6 +76,10 @@ type layerWeights struct {
 	// order is the layer's decode step on a backend whose quantized
 	// weights read their inputs in an order of their own; nil elsewhere.
 	order *decodeOrder
+	// normed are the input and post-attention norm weights prepared for
+	// qkv's and gateUp's products to apply themselves in decode steps
+	// (runtime.NormFuser); nil where they do not.
+	normed struct{ attn, ffn runtime.Tensor }
 }
 
 // decodeOrder has a decode step write each input of the layer's products

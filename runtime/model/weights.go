@@ -289,6 +289,37 @@ func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (run
 	return t, nil
 }
 
+// fuseNorms prepares lw's norm weights for its fused products to apply in
+// decode steps (runtime.NormFuser), where the backend has them: the input
+// norm for q/k/v, and the post-attention norm for gate/up where its product
+// writes down_proj's input as it is (no output slots: down_proj's order
+// folded into gate/up, or no act order).
+func (bd *binder) fuseNorms(lw *layerWeights) error {
+	nf, ok := bd.b.(runtime.NormFuser)
+	if !ok {
+		return nil
+	}
+	fuse := func(dst *runtime.Tensor, weight, w runtime.Tensor) error {
+		if w == nil {
+			return nil
+		}
+		t, err := nf.FuseNorm(weight, w)
+		if err != nil || t == nil {
+			return err
+		}
+		bd.made = append(bd.made, t)
+		*dst = t
+		return nil
+	}
+	if err := fuse(&lw.normed.attn, lw.attnNorm, lw.qkv); err != nil {
+		return err
+	}
+	if lw.order != nil && lw.order.slots.down != nil {
+		return nil
+	}
+	return fuse(&lw.normed.ffn, lw.ffnNorm, lw.gateUp)
+}
+
 // Sequential returns l in the runtime's neutral quantized layout with act
 // order made sequential: inputs sorted by group (stable), so that each
 // group is a contiguous run of GroupSize inputs, and Perm mapping them back
