@@ -79,6 +79,10 @@ func BenchmarkDecodeOps(b *testing.B) {
 	down := must(be.LoadQuant(q4(I, H, pi)))
 	head := randTensor(b, be, runtime.F16, V, H)
 	norm := randTensor(b, be, runtime.F16, H)
+	// The norm weight for products that normalize their input (NormFuser).
+	qkvNorm, guNorm := must(be.FuseNorm(norm, qkv)), must(be.FuseNorm(norm, gu))
+	defer be.Free(qkvNorm)
+	defer be.Free(guNorm)
 	const bs, blocks, ctx = 16, 2048, 256
 	kc, vc := randTensor(b, be, runtime.F16, blocks*bs, hkv*hd), randTensor(b, be, runtime.F16, blocks*bs, hkv*hd)
 	defer func() {
@@ -114,6 +118,8 @@ func BenchmarkDecodeOps(b *testing.B) {
 			{"paged_attn_256", float64(M) * ctx * 2 * hkv * hd * 2, func() { be.PagedAttention(att, q, kc, vc, tt, pt, bs, p) }},
 			{"o_proj_res", wbytes(hq*hd, H), func() { be.MatMulAdd(x, att, o, x) }},
 			{"gate_up_glu", wbytes(H, 2*I), func() { be.MatMulGLU(act, xn, gu) }},
+			{"qkv_norm", wbytes(H, (hq+2*hkv)*hd), func() { be.MatMulSplitNorm([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv) }},
+			{"gate_up_glu_norm", wbytes(H, 2*I), func() { be.MatMulGLUNorm(act, x, guNorm, 1e-5, gu) }},
 			{"down_res", wbytes(I, H), func() { be.MatMulAdd(x, act, down, x) }},
 			{"head_f16", float64(V) * H * 2, func() { be.MatMul(logits, xn, head) }},
 		}
