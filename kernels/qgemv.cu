@@ -49,6 +49,10 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
+// Before the wait, each warp also asks pfc chunks of its slice past the
+// ring's QST into L2 (prefetch.global.L2), so that they stream while the
+// previous kernel finishes.
+//
 // With nw (kernels of one tile only; null otherwise), x is the input of an
 // RMSNorm whose weight, in sequential input order, is nw: the block
 // normalizes the rows it stages (eps, and nv8 saying whether norm.cu would
@@ -187,7 +191,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int xasync, const T* __restrict__ nw, float eps,
-                     int nv8) {
+                     int nv8, int pfc) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -211,6 +215,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
+    // pfc more chunks of this warp's slice are asked into L2 now: the
+    // previous kernel has finished reading (it lets this one start after
+    // its main loop), so they stream while it reduces and writes.
+    {
+        const char* pb = (const char*)(src - lane);  // chunk QST of the warp's contiguous slice
+        const int lines = imin(pfc, nc - QST) * 4;  // 128-byte lines, four a chunk
+        for (int j = lane; j < lines; j += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(pb + (i64)j * 128));
+    }
     // The scales, zeros and permutation are the model's too: the first
     // group's scale pairs and the permutation of this thread's first items
     // of x are in flight before the wait, and each group's scales are
@@ -604,9 +616,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8) {                                  \
+        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8, int pfc) {                         \
         qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P, oslots, cl, xasync, nw, eps, nv8);                                                \
+                              P, oslots, cl, xasync, nw, eps, nv8, pfc);                                           \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -78,6 +79,7 @@ type Backend struct {
 	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuse    bool      // FuseNorm prepares norm weights (runtime.NormFuser)
+	l2pf        int       // bytes of a quantized product's weights asked into L2 before its PDL wait
 	qfill       [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync      int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit   int       // the fewest positions a block of split paged attention takes
@@ -153,6 +155,14 @@ func New(o Options) (*Backend, error) {
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	b.normFuse = os.Getenv("GPTQTOOL_NORM_FUSE") != "0"
+	b.l2pf = defaultL2Prefetch
+	if v := os.Getenv("GPTQTOOL_L2PF"); v != "" {
+		mib, err := strconv.Atoi(v)
+		if err != nil || mib < 0 || mib > 1<<10 {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_L2PF=%q: want MiB, 0-1024", v)
+		}
+		b.l2pf = mib << 20
+	}
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0

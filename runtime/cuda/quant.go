@@ -130,6 +130,11 @@ func parseFill(v string) ([4]int, error) {
 	return f, nil
 }
 
+// defaultL2Prefetch is how many bytes of a quantized product's weights its
+// blocks ask into L2 before waiting for the previous kernel (about half
+// the H200's 50 MB L2; GPTQTOOL_L2PF=MiB sets it, 0 turns it off).
+const defaultL2Prefetch = 24 << 20
+
 // maxClusterBlocks is the largest portable thread-block cluster: the most
 // blocks of a split product that reduce in shared memory.
 const maxClusterBlocks = 8
@@ -675,9 +680,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			nv8 = 1
 		}
 	}
+	// Chunks a warp asks into L2 before waiting for the previous kernel:
+	// the product's share of the L2 budget, at most its slice past the ring.
+	pfc := int32(min(b.l2pf/(nb*S*8*512), max(cps-qst, 0)))
 	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P), clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8, pfc)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input
