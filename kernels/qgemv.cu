@@ -249,37 +249,60 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     pdl_wait();
 
     // With nw (kernels of one tile): x's rows are RMS-normalized as they are
-    // staged, nw[k] the norm weight of sequential input k. Warp m sums row
-    // m's squares as norm.cu's block of 256 threads does (nv8: its
-    // 8-element form), term for term, so that the staged values are the
-    // bits the norm kernel would have written.
-    __shared__ float inv_rms[8];
+    // staged, nw[k] the norm weight of sequential input k. The block sums
+    // each row's squares as norm.cu's block of 256 threads does (nv8: its
+    // 8-element form) - thread t adds items t, t+256, ... of the row, each
+    // warp adds up its threads, then the warps' sums - term for term, so
+    // that the staged values are the bits the norm kernel would have
+    // written. Every thread walks the same M*cnt items (past the row's end
+    // adding 0), four loads in flight.
+    __shared__ float inv_rms[8], rms_red[8][8];
     if (MT == 1 && nw) {
-        if (warp < M) {
-            const T* xr = x + (i64)warp * K;
-            float tot8 = 0.0f;
+        const int nper = nv8 ? K / 8 : K, cnt = (nper + 255) / 256, total = M * cnt;
+        float acc = 0.0f;
+        for (int b0 = 0; b0 < total; b0 += 4) {
+            u32x4 raw[4];
 #pragma unroll
-            for (int vw = 0; vw < 8; vw++) {
-                const int th = vw * 32 + lane;
-                float ss = 0.0f;
-                if (nv8) {
-                    for (int i = th; i < K / 8; i += 256) {
-                        float f[8];
-                        load8<T>(xr + i * 8, f);
-#pragma unroll
-                        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
-                    }
-                } else {
-                    for (int i = th; i < K; i += 256) {
-                        const float v = to_f32(xr[i]);
-                        ss += v * v;
+            for (int u = 0; u < 4; u++) {
+                const int it = b0 + u, m = it / cnt, i = threadIdx.x + 256 * (it - m * cnt);
+                raw[u] = u32x4{0u, 0u, 0u, 0u};
+                if (it < total && i < nper) {
+                    if (sizeof(T) == 2 && nv8) {
+                        raw[u] = *(const u32x4*)(x + (i64)m * K + (i64)i * 8);
+                    } else {
+                        raw[u].a = __float_as_uint(to_f32(x[(i64)m * K + i]));
                     }
                 }
-                ss = warp_sum(ss);
-                if (lane == vw) tot8 = ss;
             }
-            tot8 = warp_sum(tot8);
-            if (lane == 0) inv_rms[warp] = 1.0f / sqrtf(tot8 / (float)K + eps);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int it = b0 + u;
+                if (it >= total) break;
+                if constexpr (sizeof(T) == 2) {
+                    if (nv8) {
+                        float f[8];
+                        unpack8<T>(raw[u], f);
+#pragma unroll
+                        for (int j = 0; j < 8; j++) acc += f[j] * f[j];
+                    } else {
+                        const float v = __uint_as_float(raw[u].a);
+                        acc += v * v;
+                    }
+                } else {
+                    const float v = __uint_as_float(raw[u].a);
+                    acc += v * v;
+                }
+                if ((it + 1) % cnt == 0) {
+                    const float w = warp_sum(acc);
+                    if (lane == 0) rms_red[it / cnt][warp] = w;
+                    acc = 0.0f;
+                }
+            }
+        }
+        __syncthreads();
+        if (warp < M) {
+            const float w = warp_sum(lane < 8 ? rms_red[warp][lane] : 0.0f);
+            if (lane == 0) inv_rms[warp] = 1.0f / sqrtf(w / (float)K + eps);
         }
         __syncthreads();
     }

@@ -71,28 +71,32 @@ type Backend struct {
 	swork  *Buffer // SampleTokens: penalised copies of logits rows
 	stoks  *Buffer // SampleTokens: the drawn tokens
 
-	capturing   bool      // a graph is being recorded: no allocation may happen
-	graphs      int       // live graphs: scratch they use is retired, not reused
-	retired     []*Buffer // scratch replaced while graphs were alive
-	dequantGEMM bool      // products with quantized weights go through deq
-	pdl         bool      // launch pdlKernels with programmatic stream serialization
-	clusters    bool      // split products reduce in thread-block clusters (qmma's cl)
-	inputOrder  bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	normFuse    bool      // FuseNorm prepares norm weights (runtime.NormFuser)
-	l2pf        int       // bytes of a quantized product's weights asked into L2 before its PDL wait
-	qfill       [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
-	xasync      int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	attnSplit   int       // the fewest positions a block of split paged attention takes
+	capturing    bool      // a graph is being recorded: no allocation may happen
+	graphs       int       // live graphs: scratch they use is retired, not reused
+	retired      []*Buffer // scratch replaced while graphs were alive
+	dequantGEMM  bool      // products with quantized weights go through deq
+	pdl          bool      // launch pdlKernels with programmatic stream serialization
+	clusters     bool      // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder   bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	normFuseRows int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
+	l2pf         int       // bytes of a quantized product's weights asked into L2 before its PDL wait
+	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
+	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	attnSplit    int       // the fewest positions a block of split paged attention takes
 }
 
 type fnKey struct{ src, name string }
+
+// maxKernelArgs is the most parameters a kernel of kernels/ may take
+// (TestKernelArgs counts them).
+const maxKernelArgs = 32
 
 // launchArgs holds a launch's argument values and the pointers to them
 // that cuLaunchKernel reads: one per backend, used under its lock, pinned
 // for the backend's life so that no launch allocates.
 type launchArgs struct {
-	vals [24]uint64
-	ptrs [24]unsafe.Pointer
+	vals [maxKernelArgs]uint64
+	ptrs [maxKernelArgs]unsafe.Pointer
 	cfg  launchConfig // cuLaunchKernelEx's, with attrs
 	attr [2]launchAttr
 }
@@ -154,7 +158,14 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
-	b.normFuse = os.Getenv("GPTQTOOL_NORM_FUSE") != "0"
+	b.normFuseRows = 8 * qmmaTiles[0]
+	if v := os.Getenv("GPTQTOOL_NORM_FUSE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 8*qmmaTiles[0] {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_FUSE=%q: want the most rows, 0-%d", v, 8*qmmaTiles[0])
+		}
+		b.normFuseRows = n
+	}
 	b.l2pf = defaultL2Prefetch
 	if v := os.Getenv("GPTQTOOL_L2PF"); v != "" {
 		mib, err := strconv.Atoi(v)
@@ -360,8 +371,10 @@ type Tensor struct {
 	freed bool
 	q     *quant // a quantized weight (LoadQuant); its memory is qw
 	// nat is, for a norm weight prepared by FuseNorm (held here in its
-	// product's sequential input order), the weight as the model gave it.
-	nat *Tensor
+	// product's sequential input order), the weight as the model gave it;
+	// normq the quantized weight it was prepared for.
+	nat   *Tensor
+	normq *quant
 }
 
 // DType implements runtime.Tensor.

@@ -456,10 +456,11 @@ type normArg struct {
 // FuseNorm implements runtime.NormFuser: the norm weight in w's sequential
 // input order (gathered through its act-order permutation), for the
 // products by w whose one-tile kernels normalize x as they stage it.
-// GPTQTOOL_NORM_FUSE=0 fuses none, for comparisons.
+// GPTQTOOL_NORM_FUSE=N sets the most rows that do (default 8; 0: none,
+// FuseNorm then returns nil).
 func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	nt, wt := b.tensor(weight), b.tensor(w)
-	if !b.normFuse || wt.q == nil || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
+	if b.normFuseRows == 0 || wt.q == nil || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
 		return nil, nil
 	}
 	b.enter()
@@ -468,7 +469,7 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cuda: fused norm weight: %w", err)
 	}
-	t := &Tensor{dt: nt.dt, shape: []int{nt.n}, n: nt.n, ptr: buf.Ptr, cls: buf.cls, nat: nt}
+	t := &Tensor{dt: nt.dt, shape: []int{nt.n}, n: nt.n, ptr: buf.Ptr, cls: buf.cls, nat: nt, normq: wt.q}
 	if wt.q.perm == nil {
 		err = cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(t.ptr, nt.ptr, uint64(nt.Bytes()), b.stream))
 	} else {
@@ -481,14 +482,15 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	return t, nil
 }
 
-// NormFusedRows implements runtime.NormFuser: the one-tile kernels' rows.
-func (b *Backend) NormFusedRows() int { return 8 * qmmaTiles[0] }
+// NormFusedRows implements runtime.NormFuser: up to the one-tile
+// kernels' 8 rows (GPTQTOOL_NORM_FUSE).
+func (b *Backend) NormFusedRows() int { return b.normFuseRows }
 
 // normOf checks a FuseNorm weight for w.
 func (b *Backend) normOf(nw runtime.Tensor, eps float32, w *Tensor, x *Tensor) *normArg {
 	n := b.tensor(nw)
-	if n.nat == nil || n.n != w.q.k || n.dt != x.dt {
-		panic(fmt.Sprintf("cuda: norm-fused product with norm weight %v %v, want one FuseNorm made for a weight of %d inputs, %v", n.dt, n.shape, w.q.k, x.dt))
+	if n.nat == nil || n.normq != w.q || n.dt != x.dt {
+		panic(fmt.Sprintf("cuda: norm-fused product with norm weight %v %v, want one FuseNorm made for this weight of %d inputs, %v", n.dt, n.shape, w.q.k, x.dt))
 	}
 	return &normArg{w: n, eps: eps}
 }
@@ -541,9 +543,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if M == 0 {
 		return
 	}
-	if nrm != nil && (M > 8*qmmaTiles[0] || b.dequantGEMM) {
-		// Only the kernels of one tile normalize while staging: the norm
-		// kernel writes the rows to a scratch first.
+	if nrm != nil && (M > b.normFuseRows || b.dequantGEMM) {
+		// Only the kernels of one tile normalize while staging (up to
+		// normFuseRows rows): the norm kernel writes the rows to a scratch
+		// first. (Its first use allocates the scratch: a decode step that
+		// takes this path must run once before it is recorded in a graph,
+		// as model.WarmDecode does.)
 		xb, err := b.scratch(&b.xnorm, int64(x.Bytes()))
 		if err != nil {
 			b.fail(err)

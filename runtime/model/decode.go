@@ -286,7 +286,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		io = inPlace{b, pd}
 	}
 	// Products that normalize their own input (lw.normed), for as many
-	// rows as the backend's kernels do that.
+	// rows as the backend's kernels do that. o_proj then adds the residual
+	// in its epilogue: x + o rounded once to the activation dtype, where
+	// the unfused step (and prefill) round o first, so such steps are not
+	// bit-identical to steps of more rows or GPTQTOOL_NORM_FUSE=0.
 	nf, _ := b.(runtime.NormFuser)
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	for li := range m.layers {

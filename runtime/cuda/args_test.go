@@ -1,0 +1,44 @@
+package cuda
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/kernels"
+)
+
+// TestKernelArgs checks that every kernel of kernels/ takes at most the
+// parameters a launch can pass (launchArgs): a launch with more panics, and
+// only on a GPU, where the CPU tests do not run.
+func TestKernelArgs(t *testing.T) {
+	sig := regexp.MustCompile(`extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?([A-Za-z0-9_#]+)\s*\(([^)]*)\)`)
+	seen := 0
+	for _, name := range kernels.Names() {
+		src, err := kernels.Source(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src = strings.ReplaceAll(src, "\\\n", " ") // macro continuation lines
+		for _, m := range sig.FindAllStringSubmatch(src, -1) {
+			seen++
+			n := strings.Count(m[2], ",") + 1
+			if strings.TrimSpace(m[2]) == "" {
+				n = 0
+			}
+			if n > maxKernelArgs {
+				t.Errorf("%s: kernel %s takes %d parameters, a launch passes at most %d", name, m[1], n, maxKernelArgs)
+			}
+			if strings.Contains(m[1], "qmma") && n < 20 {
+				t.Errorf("%s: kernel %s: %d parameters read, the pattern misses some", name, m[1], n)
+			}
+		}
+	}
+	if seen < 20 {
+		t.Fatalf("%d kernel signatures found, want the kernels of every file", seen)
+	}
+	var a launchArgs
+	if len(a.vals) != maxKernelArgs || len(a.ptrs) != maxKernelArgs {
+		t.Errorf("launchArgs holds %d values, %d pointers; want %d", len(a.vals), len(a.ptrs), maxKernelArgs)
+	}
+}
