@@ -215,12 +215,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
-    // pfc more chunks of this warp's slice are asked into L2 now: the
-    // previous kernel has finished reading (it lets this one start after
-    // its main loop), so they stream while it reduces and writes.
+    // pfc more chunks of this warp's slice are asked into L2 now, to stream
+    // while the previous kernel finishes: a previous product has finished
+    // its reads (it lets this one start after its main loop); a norm or
+    // attention lets it start earlier, and then shares the bandwidth.
     {
         const char* pb = (const char*)(src - lane);  // chunk QST of the warp's contiguous slice
-        const int lines = imin(pfc, nc - QST) * 4;  // 128-byte lines, four a chunk
+        const int lines = active ? imin(pfc, nc - QST) * 4 : 0;  // 128-byte lines, four a chunk
         for (int j = lane; j < lines; j += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(pb + (i64)j * 128));
     }
     // The scales, zeros and permutation are the model's too: the first

@@ -686,8 +686,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		}
 	}
 	// Chunks a warp asks into L2 before waiting for the previous kernel:
-	// the product's share of the L2 budget, at most its slice past the ring.
+	// the product's share of the L2 budget, at most its slice past the ring
+	// (none without PDL: nothing would overlap).
 	pfc := int32(min(b.l2pf/(nb*S*8*512), max(cps-qst, 0)))
+	if !b.pdl {
+		pfc = 0
+	}
 	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P), clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8, pfc)
