@@ -80,6 +80,8 @@ type Backend struct {
 	inputOrder   bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuseRows int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
 	l2pf         int       // bytes of a quantized product's weights asked into L2 before its PDL wait
+	smemSM       int       // shared memory of an SM
+	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
@@ -184,6 +186,10 @@ func New(o Options) (*Backend, error) {
 	}
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
+	b.smemSM = attr(attrMaxSharedPerSM)
+	// GPTQTOOL_QMMA_WAVE=0: quantized products may split into more blocks
+	// than one wave (for comparisons).
+	b.waveCap = os.Getenv("GPTQTOOL_QMMA_WAVE") != "0"
 	if attrErr != nil {
 		return nil, attrErr
 	}

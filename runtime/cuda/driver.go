@@ -75,6 +75,7 @@ const launchAttrClusterDimension = 4
 // Device attributes (CUdevice_attribute).
 const (
 	attrMaxSharedPerBlockOptin = 97
+	attrMaxSharedPerSM         = 81
 	attrMultiprocessorCount    = 16
 	attrComputeMajor           = 75
 	attrComputeMinor           = 76

@@ -135,6 +135,20 @@ func parseFill(v string) ([4]int, error) {
 // the H200's 50 MB L2; GPTQTOOL_L2PF=MiB sets it, 0 turns it off).
 const defaultL2Prefetch = 24 << 20
 
+// qmmaBlocksPerSM is how many blocks of a qmma kernel of tile index tile
+// an SM holds by their registers (the kernels' launch bounds); shared
+// memory may allow fewer.
+func qmmaBlocksPerSM(tile int) int {
+	if tile == 0 {
+		return 4
+	}
+	return 2
+}
+
+// qmmaSharedReserve is shared memory a qmma block takes beyond its dynamic
+// share: its static arrays and the 1 KiB the driver reserves a block.
+const qmmaSharedReserve = 3 << 10
+
 // maxClusterBlocks is the largest portable thread-block cluster: the most
 // blocks of a split product that reduce in shared memory.
 const maxClusterBlocks = 8
@@ -523,6 +537,82 @@ func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm)
 }
 
+// qmmaPlan is how a qmma product of M rows is split: S blocks along K for
+// each column slab, cps chunks each, x staged P chunks at a time, the S
+// blocks one cluster or not, and the block's shared memory.
+type qmmaPlan struct {
+	S, cps, P int
+	cluster   bool
+	shared    int
+}
+
+// qmmaSplit plans a product of M rows (at most qmmaPass) by a weight of K
+// inputs, N outputs and bits-bit codes on this device.
+func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
+	tile := 0
+	for qmmaTiles[tile]*8 < M {
+		tile++
+	}
+	kb := chunkInputs(bits)
+	CK := K / kb
+	nb := (N + 127) / 128
+	// Split the inputs so that the blocks fill the SMs qfill times (by the
+	// rows' class: defaultFill unless GPTQTOOL_QMMA_FILL says otherwise),
+	// in one wave. A block stages x for P of its cps chunks at a time: all
+	// of them where they fit in shared memory, else a multiple of the
+	// ring's depth (qst), and the inputs are split further only while qst
+	// chunks do not fit (the kernels of one tile stage once: their inputs
+	// split until all fit).
+	// The weight ring, then x staged in fp16, whose space the block's sums
+	// take after the loop.
+	const ring = 8 * qst * 512 // eight warps' rings of qst 512-byte chunks
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
+	limit := min(b.shared, qmmaShared)
+	phase := qst
+	if tile == 0 {
+		phase = CK
+	}
+	S := max(1, min((b.qfill[qfillClass(M)]*b.sms+nb-1)/nb, CK))
+	if b.waveCap && tile > 0 {
+		// Kernels of more than one tile: no more blocks than the SMs hold
+		// at once (one wave; a gate/up product of 224 column blocks split
+		// in two at 2 blocks an SM would run 1.7 waves). (One-tile kernels
+		// are latency-bound and were measured faster with more blocks than
+		// a wave: batch 8 at fill 4, 1.7 waves of gate/up, beat fill 2.)
+		for S > 1 {
+			bps := min(qmmaBlocksPerSM(tile), b.smemSM/(shared(min((CK+S-1)/S, phase))+qmmaSharedReserve))
+			if nb*S <= bps*b.sms {
+				break
+			}
+			S = max(1, min(S-1, bps*b.sms/nb))
+		}
+	}
+	cps := (CK + S - 1) / S
+	for shared(min(cps, phase)) > limit && cps > 1 {
+		S++
+		cps = (CK + S - 1) / S
+	}
+	S = (CK + cps - 1) / cps
+	// On sm_90 the S blocks of a column slab form one thread-block
+	// cluster and add up their sums in shared memory (at most
+	// maxClusterBlocks: fewer, longer slices where a one-tile kernel's x
+	// still fits).
+	cluster := b.clusters && S > 1
+	if cluster && S > maxClusterBlocks {
+		if c := (CK + maxClusterBlocks - 1) / maxClusterBlocks; tile != 0 || shared(c) <= limit {
+			cps = c
+			S = (CK + cps - 1) / cps
+		} else {
+			cluster = false
+		}
+	}
+	P := cps
+	if shared(P) > limit {
+		P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
+	}
+	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
+}
+
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
 // x·wᵀ for a plain weight (res nil or of outs[0]'s shape, possibly outs[0]),
 // one output per segment of a split fusion, silu(gate)·up for a GLU one
@@ -588,47 +678,10 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		tile++
 	}
 	kb := chunkInputs(q.bits)
-	CK := q.k / kb
 	nb := (q.n + 127) / 128
-	// Split the inputs so that the blocks fill the SMs qfill times (by the
-	// rows' class: defaultFill unless GPTQTOOL_QMMA_FILL says otherwise). A block
-	// stages x for P of its cps chunks at a time: all of them where they
-	// fit in shared memory, else a multiple of the ring's depth (qst), and
-	// the inputs are split further only while qst chunks do not fit (the
-	// kernels of one tile stage once: their inputs split until all fit).
-	S := max(1, min((b.qfill[qfillClass(M)]*b.sms+nb-1)/nb, CK))
-	cps := (CK + S - 1) / S
-	// The weight ring, then x staged in fp16, whose space the block's sums
-	// take after the loop.
-	const ring = 8 * qst * 512 // eight warps' rings of qst 512-byte chunks
-	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
-	limit := min(b.shared, qmmaShared)
-	phase := qst
-	if tile == 0 {
-		phase = CK
-	}
-	for shared(min(cps, phase)) > limit && cps > 1 {
-		S++
-		cps = (CK + S - 1) / S
-	}
-	S = (CK + cps - 1) / cps
-	// On sm_90 the S blocks of a column slab form one thread-block
-	// cluster and add up their sums in shared memory (at most
-	// maxClusterBlocks: fewer, longer slices where a one-tile kernel's x
-	// still fits).
-	cluster := b.clusters && S > 1
-	if cluster && S > maxClusterBlocks {
-		if c := (CK + maxClusterBlocks - 1) / maxClusterBlocks; tile != 0 || shared(c) <= limit {
-			cps = c
-			S = (CK + cps - 1) / cps
-		} else {
-			cluster = false
-		}
-	}
-	P := cps
-	if shared(P) > limit {
-		P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
-	}
+	sp := b.qmmaSplit(M, q.k, q.n, q.bits)
+	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
+	shared := sp.shared
 	var part, count uint64
 	clusterY := 0
 	if cluster {
@@ -692,7 +745,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if !b.pdl {
 		pfc = 0
 	}
-	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared(P), clusterY,
+	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8, pfc)
 }

@@ -1,0 +1,51 @@
+package cuda
+
+import "testing"
+
+// TestQmmaSplit checks the K split of quantized products on an H200's
+// figures (132 SMs, 227 KiB of shared memory a block, 228 KiB an SM) for
+// the 7B shape's products, worked out by hand: the blocks fill the SMs
+// qfill times, one-tile kernels stage their whole slice, clusters hold at
+// most 8 blocks, and kernels of more tiles stay within one wave.
+func TestQmmaSplit(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, waveCap: true, qfill: defaultFill}
+	for _, c := range []struct {
+		name          string
+		fill          [4]int
+		M, K, N, bits int
+		S, cps, P     int
+		cluster       bool
+	}{
+		// 48 column blocks; twice 132 blocks: 6 splits of 11 chunks.
+		{"qkv M1", defaultFill, 1, 4096, 6144, 4, 6, 11, 11, true},
+		// 224 column blocks: 2 splits of 32 chunks.
+		{"gate/up M1", defaultFill, 1, 4096, 28672, 4, 2, 32, 32, true},
+		// 32 column blocks, 224 chunks: 9 splits wanted, 8 in a cluster.
+		{"down M1", defaultFill, 1, 14336, 4096, 4, 8, 28, 28, true},
+		// Four times 132 blocks at 8 rows: 3 splits (no wave cap for one tile).
+		{"gate/up M8", defaultFill, 8, 4096, 28672, 4, 3, 22, 22, true},
+		// Once 132 blocks at 32 rows: one split, x staged 16 chunks at a time
+		// ((100 KiB - 32 KiB of ring) / (32 rows × 2 bytes) - 8 = 1080 inputs).
+		{"gate/up M32", defaultFill, 32, 4096, 28672, 4, 1, 64, 16, false},
+		// Fill 2 at 32 rows would be 448 blocks, 1.7 waves: capped to one.
+		{"gate/up M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 28672, 4, 1, 64, 16, false},
+		// o_proj at 32 rows, fill 2: 9 splits wanted, 8 (256 blocks) fit a wave.
+		{"o M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 4096, 4, 8, 8, 8, true},
+		// 8-bit chunks are 32 inputs: 128 chunks, 6 splits of 22.
+		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 6, 22, 22, true},
+	} {
+		b.qfill = c.fill
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits)
+		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.cluster != c.cluster {
+			t.Errorf("%s: S %d cps %d P %d cluster %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.cluster, c.S, c.cps, c.P, c.cluster)
+		}
+		if p.shared > qmmaShared {
+			t.Errorf("%s: %d bytes of shared memory, over %d", c.name, p.shared, qmmaShared)
+		}
+	}
+	// Without the cap, fill 2 at 32 rows splits gate/up in two.
+	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
+	if p := b.qmmaSplit(32, 4096, 28672, 4); p.S != 2 {
+		t.Errorf("gate/up M32 fill 2 without the wave cap: %d splits, want 2", p.S)
+	}
+}
