@@ -557,8 +557,8 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	CK := K / kb
 	nb := (N + 127) / 128
 	// Split the inputs so that the blocks fill the SMs qfill times (by the
-	// rows' class: defaultFill unless GPTQTOOL_QMMA_FILL says otherwise),
-	// in one wave. A block stages x for P of its cps chunks at a time: all
+	// rows' class: defaultFill unless GPTQTOOL_QMMA_FILL says otherwise;
+	// kernels of more than one tile in one wave). A block stages x for P of its cps chunks at a time: all
 	// of them where they fit in shared memory, else a multiple of the
 	// ring's depth (qst), and the inputs are split further only while qst
 	// chunks do not fit (the kernels of one tile stage once: their inputs
