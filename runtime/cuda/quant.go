@@ -430,9 +430,19 @@ func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
 
 // MatMulSplit implements runtime.FusedQuantLoader.
 func (b *Backend) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
+	b.matmulSplit(dsts, x, w, nil, 0)
+}
+
+// matmulSplit is MatMulSplit, of the RMSNorm of x by nw (a FuseNorm
+// weight) when nw is not nil.
+func (b *Backend) matmulSplit(dsts []runtime.Tensor, x, w, nw runtime.Tensor, eps float32) {
 	xt, wt := b.tensor(x), b.tensor(w)
 	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
 		panic(fmt.Sprintf("cuda: split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
+	}
+	var nrm *normArg
+	if nw != nil {
+		nrm = b.normOf(nw, eps, wt, xt)
 	}
 	var outs [3]*Tensor
 	for i, d := range dsts {
@@ -440,7 +450,7 @@ func (b *Backend) MatMulSplit(dsts []runtime.Tensor, x, w runtime.Tensor) {
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0, nil)
+	b.qmatmul(outs, xt, wt, nil, 0, nrm)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
@@ -511,18 +521,10 @@ func (b *Backend) normOf(nw runtime.Tensor, eps float32, w *Tensor, x *Tensor) *
 
 // MatMulSplitNorm implements runtime.NormFuser.
 func (b *Backend) MatMulSplitNorm(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
-	xt, wt := b.tensor(x), b.tensor(w)
-	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
-		panic(fmt.Sprintf("cuda: split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
+	if nw == nil {
+		panic("cuda: norm-fused split matmul without a norm weight")
 	}
-	nrm := b.normOf(nw, eps, wt, xt)
-	var outs [3]*Tensor
-	for i, d := range dsts {
-		outs[i] = b.tensor(d)
-	}
-	b.enter()
-	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0, nrm)
+	b.matmulSplit(dsts, x, w, nw, eps)
 }
 
 // MatMulGLUNorm implements runtime.NormFuser.

@@ -168,19 +168,7 @@ func actOrderGPTQ(t *testing.T, rel string) (Weights, *hfconfig.Config, *gptq.Qu
 					shared[input] = gidx
 				}
 			}
-			packedQ, err := gptq.PackQWeight(q, K, N, bits)
-			if err != nil {
-				t.Fatal(err)
-			}
-			packedZ, err := gptq.PackQZeros(z, G, N, bits, gptq.FormatV1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			qw.drop[name+".weight"] = true
-			qw.over[name+".qweight"] = tensorBytes(name+".qweight", safetensors.I32, []int{K * bits / 32, N}, i32Bytes(packedQ))
-			qw.over[name+".qzeros"] = tensorBytes(name+".qzeros", safetensors.I32, []int{G, N * bits / 32}, i32Bytes(packedZ))
-			qw.over[name+".scales"] = tensorBytes(name+".scales", safetensors.F16, []int{G, N}, scBytes)
-			qw.over[name+".g_idx"] = tensorBytes(name+".g_idx", safetensors.I32, []int{K}, i32Bytes(gidx))
+			putGPTQ(t, qw, name, q, z, scBytes, gidx, K, N, bits)
 		}
 	}
 	return qw, cfg, &qcfg, d

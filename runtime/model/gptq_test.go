@@ -52,6 +52,27 @@ func f32Bytes(v []float32) []byte {
 	return b
 }
 
+// putGPTQ puts module name's GPTQ tensors (v1) in o in place of its
+// weight: codes q [K, N] and zero points z [G, N] packed at bits, the fp16
+// scales' bytes [G, N] and g_idx [K].
+func putGPTQ(t *testing.T, o overlay, name string, q, z []uint8, scBytes []byte, gidx []int32, K, N, bits int) {
+	t.Helper()
+	G := len(z) / N
+	packedQ, err := gptq.PackQWeight(q, K, N, bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packedZ, err := gptq.PackQZeros(z, G, N, bits, gptq.FormatV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.drop[name+".weight"] = true
+	o.over[name+".qweight"] = tensorBytes(name+".qweight", safetensors.I32, []int{K * bits / 32, N}, i32Bytes(packedQ))
+	o.over[name+".qzeros"] = tensorBytes(name+".qzeros", safetensors.I32, []int{G, N * bits / 32}, i32Bytes(packedZ))
+	o.over[name+".scales"] = tensorBytes(name+".scales", safetensors.F16, []int{G, N}, scBytes)
+	o.over[name+".g_idx"] = tensorBytes(name+".g_idx", safetensors.I32, []int{K}, i32Bytes(gidx))
+}
+
 // TestGPTQLoad builds a GPTQ checkpoint of stories260K from random codes
 // (4 bits, group size 32, scrambled g_idx as desc_act writes it,
 // the MLP left unquantized because 172 does not pack at 4 bits), and checks that
@@ -94,19 +115,7 @@ func TestGPTQLoad(t *testing.T) {
 			for k := range gidx {
 				gidx[k] = int32((k * 7) % G)
 			}
-			packedQ, err := gptq.PackQWeight(q, K, N, bits)
-			if err != nil {
-				t.Fatal(err)
-			}
-			packedZ, err := gptq.PackQZeros(z, G, N, bits, gptq.FormatV1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			qw.drop[name+".weight"] = true
-			qw.over[name+".qweight"] = tensorBytes(name+".qweight", safetensors.I32, []int{K * bits / 32, N}, i32Bytes(packedQ))
-			qw.over[name+".qzeros"] = tensorBytes(name+".qzeros", safetensors.I32, []int{G, N * bits / 32}, i32Bytes(packedZ))
-			qw.over[name+".scales"] = tensorBytes(name+".scales", safetensors.F16, []int{G, N}, scBytes)
-			qw.over[name+".g_idx"] = tensorBytes(name+".g_idx", safetensors.I32, []int{K}, i32Bytes(gidx))
+			putGPTQ(t, qw, name, q, z, scBytes, gidx, K, N, bits)
 			w := make([]float32, N*K)
 			for n := range N {
 				for k := range K {
