@@ -43,6 +43,17 @@ type DecodeRun struct {
 	// GraphErr says why the decode steps ran op by op on a backend that
 	// records graphs; empty when they were replayed (or cannot be).
 	GraphErr string `json:"graph_error,omitempty"`
+	// GraphMS is the device time of a replayed step (where the backend
+	// times graphs), HostMS the rest of StepMS: preparing the step,
+	// launching it and taking its tokens back.
+	GraphMS float64 `json:"graph_ms,omitempty"`
+	HostMS  float64 `json:"host_ms,omitempty"`
+}
+
+// graphTimer is a backend that times its graph replays (cuda.Backend).
+type graphTimer interface {
+	TimeGraphs(on bool) bool
+	GraphTime() (int, float64, error)
 }
 
 // DecodeBench prefills Batch random prompts of Prompt tokens, then decodes
@@ -106,7 +117,20 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 		_, _, err = run(min(4, o.New))
 		if err == nil {
 			var pre, dec time.Duration
-			if pre, dec, err = run(o.New); err == nil {
+			gt, _ := m.Backend().(graphTimer)
+			timed := gt != nil && gt.TimeGraphs(true)
+			pre, dec, err = run(o.New)
+			var replays int
+			var graphS float64
+			if timed {
+				var terr error
+				replays, graphS, terr = gt.GraphTime()
+				gt.TimeGraphs(false)
+				if err == nil {
+					err = terr
+				}
+			}
+			if err == nil {
 				d := DecodeRun{Batch: B, PromptTokens: o.Prompt, NewTokens: o.New, PrefillS: pre.Seconds(), DecodeS: dec.Seconds(),
 					StepMS: 1e3 * dec.Seconds() / float64(o.New), TokPerS: float64(B*o.New) / dec.Seconds()}
 				if o.Ceiling > 0 && bytes > 0 {
@@ -115,6 +139,10 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 				}
 				if e := c.GraphErr(); e != nil {
 					d.GraphErr = e.Error()
+				}
+				if replays > 0 {
+					d.GraphMS = 1e3 * graphS / float64(replays)
+					d.HostMS = d.StepMS - d.GraphMS
 				}
 				out = append(out, d)
 			}

@@ -85,6 +85,7 @@ type Backend struct {
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
+	gt           graphTimes
 }
 
 type fnKey struct{ src, name string }
@@ -303,6 +304,11 @@ func (b *Backend) closeLocked() {
 	drv.cuCtxSetCurrent(b.ctx)
 	if b.stream != 0 {
 		drv.cuStreamSynchronize(b.stream)
+	}
+	for _, ev := range []uintptr{b.gt.start, b.gt.end} {
+		if ev != 0 {
+			drv.cuEventDestroy(ev)
+		}
 	}
 	if b.blas != 0 {
 		bl.cublasDestroy(b.blas)

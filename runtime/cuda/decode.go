@@ -229,7 +229,84 @@ func (g *Graph) Launch() error {
 	if b.err != nil {
 		return fmt.Errorf("cuda: the backend is in error since an earlier operation: %w", b.err)
 	}
-	return cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream))
+	if !b.gt.on {
+		return cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream))
+	}
+	if err := b.collectGraphTime(); err != nil {
+		return err
+	}
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.start, b.stream)); err != nil {
+		return err
+	}
+	if err := cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream)); err != nil {
+		return err
+	}
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.end, b.stream)); err != nil {
+		return err
+	}
+	b.gt.pending = true
+	return nil
+}
+
+// graphTimes times graph replays for benchmarks (TimeGraphs): events
+// recorded around each launch, their interval added up at the next launch
+// or when asked.
+type graphTimes struct {
+	on, pending bool
+	start, end  uintptr // events, made on first use
+	n           int
+	seconds     float64
+}
+
+// TimeGraphs turns the timing of graph replays on (with the totals at
+// zero) or off (GraphTime still has them), and reports whether this driver
+// can time them: the device
+// time of each replay (bench decode's graph_ms against its step_ms, the
+// difference being the host's share of a step).
+func (b *Backend) TimeGraphs(on bool) bool {
+	b.enter()
+	defer b.exit()
+	if drv.cuEventCreate == nil {
+		return false
+	}
+	if on && b.gt.start == 0 {
+		if cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.start, 0)) != nil || cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.end, 0)) != nil {
+			return false
+		}
+	}
+	if on {
+		b.collectGraphTime()
+		b.gt.n, b.gt.seconds = 0, 0
+	}
+	b.gt.on = on
+	return true
+}
+
+// GraphTime returns the replays timed since TimeGraphs(true) and their
+// device time in seconds.
+func (b *Backend) GraphTime() (int, float64, error) {
+	b.enter()
+	defer b.exit()
+	err := b.collectGraphTime()
+	return b.gt.n, b.gt.seconds, err
+}
+
+// collectGraphTime adds the last timed replay's interval, once it is done.
+func (b *Backend) collectGraphTime() error {
+	if !b.gt.pending {
+		return nil
+	}
+	b.gt.pending = false
+	if err := cuErr("cuEventSynchronize", drv.cuEventSynchronize(b.gt.end)); err != nil {
+		return err
+	}
+	var ms float32
+	if err := cuErr("cuEventElapsedTime", drv.cuEventElapsedTime(&ms, b.gt.start, b.gt.end)); err != nil {
+		return err
+	}
+	b.gt.n++
+	b.gt.seconds += float64(ms) / 1e3
+	return nil
 }
 
 // Free implements runtime.Graph. Scratch retired while graphs were alive is

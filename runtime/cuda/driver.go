@@ -47,6 +47,13 @@ var drv struct {
 	cuGraphDestroy            func(graph uintptr) cuResult
 	// Optional (CUDA 12+): nil where the driver lacks it.
 	cuLaunchKernelEx func(cfg unsafe.Pointer, fn uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
+	// Optional, for timing graph replays (Backend.TimeGraphs): all nil
+	// where one is missing.
+	cuEventCreate      func(ev *uintptr, flags uint32) cuResult
+	cuEventRecord      func(ev, s uintptr) cuResult
+	cuEventSynchronize func(ev uintptr) cuResult
+	cuEventElapsedTime func(ms *float32, start, end uintptr) cuResult
+	cuEventDestroy     func(ev uintptr) cuResult
 }
 
 // launchConfig is CUlaunchConfig, launchAttr CUlaunchAttribute (an id and
@@ -137,6 +144,13 @@ func loadDriver() error {
 		if drvErr == nil {
 			if register(lib, path, map[string]any{"cuLaunchKernelEx": &drv.cuLaunchKernelEx}) != nil {
 				drv.cuLaunchKernelEx = nil
+			}
+			// CUDA 13's cuda.h maps cuEventElapsedTime and cuEventDestroy to
+			// these versioned symbols.
+			if register(lib, path, map[string]any{"cuEventCreate": &drv.cuEventCreate, "cuEventRecord": &drv.cuEventRecord,
+				"cuEventSynchronize": &drv.cuEventSynchronize, "cuEventElapsedTime_v2": &drv.cuEventElapsedTime,
+				"cuEventDestroy_v2": &drv.cuEventDestroy}) != nil {
+				drv.cuEventCreate, drv.cuEventRecord, drv.cuEventSynchronize, drv.cuEventElapsedTime, drv.cuEventDestroy = nil, nil, nil, nil, nil
 			}
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -276,4 +277,54 @@ func TestNormFuse(t *testing.T) {
 	o2, _ := upload(t, b, runtime.F16, make([]float32, 128), 1, 128)
 	nw, _ := upload(t, b, runtime.F16, rand32(512, 1), 1, 512)
 	b.MatMulSplitNorm([]runtime.Tensor{o, o2}, x, nw, 1e-5, w)
+}
+
+// TestTimeGraphs times replays of a recorded graph of 50 products: every
+// replay counted once, device time positive and below the wall time of
+// the replays, nothing counted once timing is off.
+func TestTimeGraphs(t *testing.T) {
+	b := gputest.Backend(t)
+	r := rand.New(rand.NewPCG(41, 42))
+	w, err := b.LoadQuant(randomQuant(r, 4096, 4096, 4, 128, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Free(w)
+	x, _ := upload(t, b, runtime.F16, make([]float32, 4096), 1, 4096)
+	y, _ := upload(t, b, runtime.F16, make([]float32, 4096), 1, 4096)
+	b.MatMul(y, x, w) // scratch made outside the recording
+	g, err := b.Capture(func() error {
+		for range 50 {
+			b.MatMul(y, x, w)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Free()
+	if !b.TimeGraphs(true) {
+		t.Skip("this driver has no events to time graphs with")
+	}
+	start := time.Now()
+	for range 5 {
+		if err := g.Launch(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	wall := time.Since(start).Seconds()
+	n, secs, err := b.GraphTime()
+	if err != nil || n != 5 || secs <= 0 || secs > wall {
+		t.Errorf("%d replays timed, %.6f s (wall %.6f s), %v; want 5, positive, at most the wall time", n, secs, wall, err)
+	}
+	b.TimeGraphs(false)
+	if err := g.Launch(); err != nil {
+		t.Fatal(err)
+	}
+	if n2, _, _ := b.GraphTime(); n2 != 5 {
+		t.Errorf("%d replays counted after timing was turned off, want 5", n2)
+	}
 }
