@@ -161,7 +161,7 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
-	b.normFuseRows = 8 * qmmaTiles[0]
+	b.normFuseRows = defaultNormFuse
 	if v := os.Getenv("GPTQTOOL_NORM_FUSE"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 8*qmmaTiles[0] {
@@ -169,7 +169,6 @@ func New(o Options) (*Backend, error) {
 		}
 		b.normFuseRows = n
 	}
-	b.l2pf = defaultL2Prefetch
 	if v := os.Getenv("GPTQTOOL_L2PF"); v != "" {
 		mib, err := strconv.Atoi(v)
 		if err != nil || mib < 0 || mib > 1<<10 {

@@ -79,7 +79,11 @@ func BenchmarkDecodeOps(b *testing.B) {
 	down := must(be.LoadQuant(q4(I, H, pi)))
 	head := randTensor(b, be, runtime.F16, V, H)
 	norm := randTensor(b, be, runtime.F16, H)
-	// The norm weight for products that normalize their input (NormFuser).
+	// The norm weight for products that normalize their input (NormFuser,
+	// off by default).
+	prevFuse := be.NormFusedRows()
+	be.SetNormFuse(8)
+	defer be.SetNormFuse(prevFuse)
 	qkvNorm, guNorm := must(be.FuseNorm(norm, qkv)), must(be.FuseNorm(norm, gu))
 	defer be.Free(qkvNorm)
 	defer be.Free(guNorm)

@@ -199,6 +199,9 @@ func TestInputOrder(t *testing.T) {
 // in f16 and bf16, at the 7B shape's width and a narrow one.
 func TestNormFuse(t *testing.T) {
 	b := gputest.Backend(t)
+	prev := b.NormFusedRows()
+	b.SetNormFuse(8)
+	defer b.SetNormFuse(prev)
 	r := rand.New(rand.NewPCG(31, 32))
 	rand32 := func(n int, scale float64) []float32 {
 		v := make([]float32, n)

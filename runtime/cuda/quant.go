@@ -130,10 +130,11 @@ func parseFill(v string) ([4]int, error) {
 	return f, nil
 }
 
-// defaultL2Prefetch is how many bytes of a quantized product's weights its
-// blocks ask into L2 before waiting for the previous kernel (about half
-// the H200's 50 MB L2; GPTQTOOL_L2PF=MiB sets it, 0 turns it off).
-const defaultL2Prefetch = 24 << 20
+// A quantized product's blocks may ask part of their weights into L2 before
+// waiting for the previous kernel (GPTQTOOL_L2PF=MiB over the product's
+// blocks). Off by default: on the H200 at 24 MiB, decode lost 6% at batch 1
+// (333 against 354 tok/s) and 4% at batch 32, the prefetch competing with
+// the running kernel's own reads (docs/benchmarks.md).
 
 // qmmaBlocksPerSM is how many blocks of a qmma kernel of tile index tile
 // an SM holds by their registers (the kernels' launch bounds); shared
@@ -480,8 +481,8 @@ type normArg struct {
 // FuseNorm implements runtime.NormFuser: the norm weight in w's sequential
 // input order (gathered through its act-order permutation), for the
 // products by w whose one-tile kernels normalize x as they stage it.
-// GPTQTOOL_NORM_FUSE=N sets the most rows that do (default 8; 0: none,
-// FuseNorm then returns nil).
+// GPTQTOOL_NORM_FUSE=N sets the most rows that do (defaultNormFuse; 0:
+// none, FuseNorm then returns nil).
 func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	nt, wt := b.tensor(weight), b.tensor(w)
 	if b.normFuseRows == 0 || wt.q == nil || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
@@ -506,9 +507,24 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	return t, nil
 }
 
+// defaultNormFuse is the most rows whose products normalize their input:
+// on the H200 (7B shape, 4-bit) batch 1 gained 2.5% (342 to 351 tok/s),
+// while at 8 rows decode lost 30%, each of a product's blocks summing the
+// squares of all eight rows (docs/benchmarks.md).
+const defaultNormFuse = 1
+
 // NormFusedRows implements runtime.NormFuser: up to the one-tile
 // kernels' 8 rows (GPTQTOOL_NORM_FUSE).
 func (b *Backend) NormFusedRows() int { return b.normFuseRows }
+
+// SetNormFuse sets the most rows whose products normalize their input
+// (as GPTQTOOL_NORM_FUSE does; 0: none), for tests and benchmarks; norm
+// weights are made by FuseNorm after it.
+func (b *Backend) SetNormFuse(rows int) {
+	b.enter()
+	defer b.exit()
+	b.normFuseRows = max(0, min(rows, 8*qmmaTiles[0]))
+}
 
 // normOf checks a FuseNorm weight for w.
 func (b *Backend) normOf(nw runtime.Tensor, eps float32, w *Tensor, x *Tensor) *normArg {
