@@ -81,6 +81,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if req.RepetitionPenalty != nil {
 		p.RepetitionPenalty = *req.RepetitionPenalty
 	}
+	if req.IgnoreEOS {
+		p.StopTokens = nil
+	}
 	ctx := r.Context()
 	if s.o.RequestTimeout > 0 {
 		var cancel context.CancelFunc

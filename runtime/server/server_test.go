@@ -513,7 +513,7 @@ func TestQueueFull(t *testing.T) {
 	// Hold the batch, then the queue, with long streams (seconds each on the
 	// CPU), one after the other.
 	for i := range 2 {
-		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true}`))
+		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true, "ignore_eos": true}`))
 		go func() {
 			if resp, err := http.DefaultClient.Do(req); err == nil {
 				io.Copy(io.Discard, resp.Body)
@@ -536,10 +536,12 @@ func TestQueueFull(t *testing.T) {
 
 // TestCancelFreesSlot: a client that goes away mid-stream frees its KV
 // blocks and its place in the batch, as /metrics shows.
+// (ignore_eos: a sampled end of sequence would finish the request before
+// the cancellation when the machine is loaded.)
 func TestCancelFreesSlot(t *testing.T) {
 	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}})
 	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true}`))
+	req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true, "ignore_eos": true}`))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -618,5 +620,25 @@ func TestShutdownDeadline(t *testing.T) {
 	last := chunks[len(chunks)-1].Choices[0]
 	if last.FinishReason == nil || *last.FinishReason != "abort" {
 		t.Errorf("a stream cut at shutdown ends with %v", last.FinishReason)
+	}
+}
+
+// TestIgnoreEOS: a greedy completion that ends at the model's end of
+// sequence runs to max_tokens with ignore_eos, the same tokens first.
+func TestIgnoreEOS(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	const body = `{"prompt": "Once upon a time, in a small village by the sea,", "max_tokens": 300, "temperature": 0`
+	code, data := post(t, ts, "/v1/completions", body+`}`)
+	c := decode(t, data)
+	if code != 200 || *c.Choices[0].FinishReason != "stop" || c.Usage.Completion >= 300 {
+		t.Fatalf("without ignore_eos: %d %s, want a stop before 300 tokens", code, data)
+	}
+	code, data = post(t, ts, "/v1/completions", body+`, "ignore_eos": true}`)
+	e := decode(t, data)
+	if code != 200 || *e.Choices[0].FinishReason != "length" || e.Usage.Completion != 300 {
+		t.Fatalf("with ignore_eos: %d %s, want 300 tokens and length", code, data)
+	}
+	if !strings.HasPrefix(e.Choices[0].Text, c.Choices[0].Text) {
+		t.Errorf("with ignore_eos the text does not begin with the stopped one:\n%q\n%q", e.Choices[0].Text, c.Choices[0].Text)
 	}
 }

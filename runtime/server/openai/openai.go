@@ -52,8 +52,12 @@ type Request struct {
 	RepetitionPenalty                 *float64
 	Logprobs                          bool
 	TopLogprobs                       int
-	Stream                            bool
-	StreamOptions                     StreamOptions
+	// IgnoreEOS (vLLM's ignore_eos): the model's end-of-sequence tokens do
+	// not end the generation, which then runs to max_tokens or a stop
+	// string (fixed lengths for benchmarks and tests).
+	IgnoreEOS     bool
+	Stream        bool
+	StreamOptions StreamOptions
 }
 
 type fields map[string]json.RawMessage
@@ -190,6 +194,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 			n := int(min(*v, math.MaxInt32))
 			r.MaxTokens = &n
 		}
+	}
+	if r.IgnoreEOS, err = f.boolean("ignore_eos"); err != nil {
+		return nil, err
 	}
 	if r.Seed, err = f.integer("seed"); err != nil {
 		return nil, err

@@ -18,8 +18,8 @@ func TestParse(t *testing.T) {
 		!r.StreamOptions.IncludeUsage || r.Condition != "Math Correct" || r.Model != "m" {
 		t.Errorf("parsed %+v", r)
 	}
-	r, err = Parse([]byte(`{"prompt": [1, 2, 3], "logprobs": 2, "echo": true}`), false)
-	if err != nil || len(r.PromptIDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 {
+	r, err = Parse([]byte(`{"prompt": [1, 2, 3], "logprobs": 2, "echo": true, "ignore_eos": true}`), false)
+	if err != nil || len(r.PromptIDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
 		t.Errorf("text request %+v, %v", r, err)
 	}
 	for _, c := range []struct {
@@ -35,6 +35,7 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "top_p": 0}`, false, "top_p"},
 		{`{"prompt": "x", "max_tokens": 0}`, false, "max_tokens"},
 		{`{"prompt": "x", "n": 0}`, false, "n"},
+		{`{"prompt": "x", "ignore_eos": 1}`, false, "ignore_eos"},
 		{`{"prompt": "x", "stop": ["a", 1]}`, false, "stop"},
 		{`{"prompt": "x", "logprobs": 9}`, false, "logprobs"},
 		{`{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}`, true, "top_logprobs"},
