@@ -71,7 +71,7 @@ for step in $steps; do
       sleep 1
     done
     run serve7b 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
-      --max-tokens 256 >'$LOGS/serve7b.json'"
+      --max-tokens 256 --ignore-eos >'$LOGS/serve7b.json'"
     kill -TERM $spid
     wait $spid
     grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b.json" | tr -d '\n' | tee -a "$summary"

@@ -20,10 +20,11 @@ type LoadOptions struct {
 	URL, APIKey, Model string
 	// Concurrency streams run at once; Requests in all (0: Concurrency).
 	Concurrency, Requests int
-	// MaxTokens per request; every request is asked to generate exactly
-	// that many (ignore_eos is not in the API, so a stop ends a request
-	// early and counts what it made).
+	// MaxTokens per request; a stop ends a request early and counts what
+	// it made, unless IgnoreEOS asks the server (gptqtool serve, vLLM) to
+	// run every request to MaxTokens.
 	MaxTokens int
+	IgnoreEOS bool
 	// Prompt is the text of every request (a chat user message with Chat).
 	Prompt      string
 	Chat        bool
@@ -82,6 +83,9 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		path, body = "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": o.Prompt}}}
 	}
 	body["max_tokens"], body["temperature"], body["stream"] = o.MaxTokens, o.Temperature, true
+	if o.IgnoreEOS {
+		body["ignore_eos"] = true
+	}
 	body["stream_options"] = map[string]bool{"include_usage": true}
 	if o.Model != "" {
 		body["model"] = o.Model

@@ -2,10 +2,12 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +88,40 @@ func TestLoadTestEmptyStreams(t *testing.T) {
 	}
 	if r.Errors != 0 || r.CompletionTokens != 1 || !(r.TTFT.P50 >= 0.03) || !(r.TTFT.Mean >= 0.03) {
 		t.Errorf("load result %+v: the empty streams' time to first token was counted", r)
+	}
+}
+
+// TestLoadTestIgnoreEOS: --ignore-eos sends ignore_eos with every request,
+// and nothing of the kind without it.
+func TestLoadTestIgnoreEOS(t *testing.T) {
+	var got []map[string]any
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, body)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"hi\",\"finish_reason\":\"length\"}]}\n\n")
+		fmt.Fprint(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	for _, ignore := range []bool{true, false} {
+		got = nil
+		if _, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: srv.URL, Concurrency: 2, Requests: 3, MaxTokens: 1,
+			Prompt: "x", IgnoreEOS: ignore}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 {
+			t.Fatalf("%d requests, want 3", len(got))
+		}
+		for _, b := range got {
+			if v, ok := b["ignore_eos"]; ok != ignore || (ignore && v != true) {
+				t.Errorf("IgnoreEOS %v: request body %v", ignore, b)
+			}
+		}
 	}
 }

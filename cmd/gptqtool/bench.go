@@ -31,7 +31,7 @@ func newBenchCmd() *cobra.Command {
 func newBenchServeCmd() *cobra.Command {
 	var o verify.LoadOptions
 	cmd := &cobra.Command{
-		Use:   "serve --url URL [--concurrency 64] [--requests N] [--max-tokens 256]",
+		Use:   "serve --url URL [--concurrency 64] [--requests N] [--max-tokens 256] [--ignore-eos]",
 		Short: "Load an OpenAI-compatible server with concurrent streams; report tok/s, TTFT and inter-token latency",
 		Long: `bench serve sends --requests streamed completions (default: one per stream) to a running
 gptqtool serve (or any OpenAI-compatible server), --concurrency at a time, and prints one JSON
@@ -62,6 +62,7 @@ token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "streams in flight")
 	fs.IntVar(&o.Requests, "requests", 0, "requests in all (0: one per stream)")
 	fs.IntVar(&o.MaxTokens, "max-tokens", 256, "tokens each request generates (fewer if the model stops)")
+	fs.BoolVar(&o.IgnoreEOS, "ignore-eos", false, "ask the server to run every request to --max-tokens (ignore_eos: gptqtool serve, vLLM)")
 	fs.StringVar(&o.Prompt, "prompt", "Write a long story about a lighthouse keeper.", "the prompt of every request")
 	fs.BoolVar(&o.Chat, "chat", false, "use /v1/chat/completions with the prompt as a user message")
 	fs.Float64Var(&o.Temperature, "temperature", 1, "sampling temperature")
