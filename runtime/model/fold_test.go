@@ -1,13 +1,11 @@
 package model
 
 import (
-	"encoding/binary"
 	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
-	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -144,18 +142,7 @@ func actOrderGPTQ(t *testing.T, rel string) (Weights, *hfconfig.Config, *gptq.Qu
 			name := LayerPrefix(i) + "." + mod
 			N, K, _ := d.linearShape(mod)
 			G := (K + gs - 1) / gs
-			q := make([]uint8, K*N)
-			for j := range q {
-				q[j] = uint8(r.IntN(256))
-			}
-			z := make([]uint8, G*N)
-			for j := range z {
-				z[j] = uint8(100 + r.IntN(56))
-			}
-			scBytes := make([]byte, 2*G*N)
-			for j := range G * N {
-				binary.LittleEndian.PutUint16(scBytes[2*j:], half.F32ToF16(float32(0.0005+0.002*r.Float64())))
-			}
+			q, z, _, scBytes := randomModule(r, K, N, G, bits, 100, 56, 0.0005, 0.002)
 			// desc_act: the i-th input by the Hessian's order is in group i/gs.
 			input := map[int]string{qProj: "attn", kProj: "attn", vProj: "attn", gateProj: "ffn", upProj: "ffn"}[j]
 			gidx := shared[input]

@@ -52,6 +52,27 @@ func f32Bytes(v []float32) []byte {
 	return b
 }
 
+// randomModule draws a module's GPTQ values from r, in this order: codes
+// [K, N] below 2^bits, zero points [G, N] in [zlo, zlo+zn), fp16 scales
+// [G, N] in [slo, slo+sspan) (also as little-endian bytes).
+func randomModule(r *rand.Rand, K, N, G, bits, zlo, zn int, slo, sspan float64) (q, z []uint8, sc []uint16, scBytes []byte) {
+	q = make([]uint8, K*N)
+	for j := range q {
+		q[j] = uint8(r.IntN(1 << bits))
+	}
+	z = make([]uint8, G*N)
+	for j := range z {
+		z[j] = uint8(zlo + r.IntN(zn))
+	}
+	sc = make([]uint16, G*N)
+	scBytes = make([]byte, 2*G*N)
+	for j := range sc {
+		sc[j] = half.F32ToF16(float32(slo + sspan*r.Float64()))
+		binary.LittleEndian.PutUint16(scBytes[2*j:], sc[j])
+	}
+	return q, z, sc, scBytes
+}
+
 // putGPTQ puts module name's GPTQ tensors (v1) in o in place of its
 // weight: codes q [K, N] and zero points z [G, N] packed at bits, the fp16
 // scales' bytes [G, N] and g_idx [K].
@@ -97,20 +118,7 @@ func TestGPTQLoad(t *testing.T) {
 			name := LayerPrefix(i) + "." + mod
 			N, K, _ := d.linearShape(mod)
 			G := (K + gs - 1) / gs
-			q := make([]uint8, K*N)
-			for j := range q {
-				q[j] = uint8(r.IntN(16))
-			}
-			z := make([]uint8, G*N)
-			for j := range z {
-				z[j] = uint8(1 + r.IntN(15))
-			}
-			sc := make([]uint16, G*N)
-			scBytes := make([]byte, 2*G*N)
-			for j := range sc {
-				sc[j] = half.F32ToF16(float32(0.005 + 0.02*r.Float64()))
-				binary.LittleEndian.PutUint16(scBytes[2*j:], sc[j])
-			}
+			q, z, sc, scBytes := randomModule(r, K, N, G, bits, 1, 15, 0.005, 0.02)
 			gidx := make([]int32, K)
 			for k := range gidx {
 				gidx[k] = int32((k * 7) % G)
