@@ -48,6 +48,7 @@ func (q *quant) segments() []int {
 // no strings.
 var qnames = func() (n struct {
 	gemv    [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
+	norm    [2][2]map[runtime.DType]string                 // one tile, normalizing x (NormFuser)
 	dequant [2]map[runtime.DType]string
 	gather  map[runtime.DType]string
 	glu     map[runtime.DType]string
@@ -60,6 +61,7 @@ var qnames = func() (n struct {
 			n.gemv[i][0][j] = map[runtime.DType]string{}
 			n.gemv[i][1][j] = map[runtime.DType]string{}
 		}
+		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
@@ -68,6 +70,8 @@ var qnames = func() (n struct {
 				n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
 				n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
 			}
+			n.norm[i][0][dt] = fmt.Sprintf("qmma%d_t1_n_%s", bits, suffix(dt))
+			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
 		}
 	}
 	return n
@@ -129,12 +133,6 @@ func parseFill(v string) ([4]int, error) {
 	}
 	return f, nil
 }
-
-// A quantized product's blocks may ask part of their weights into L2 before
-// waiting for the previous kernel (GPTQTOOL_L2PF=MiB over the product's
-// blocks). Off by default: on the H200 at 24 MiB, decode lost 6% at batch 1
-// (333 against 354 tok/s) and 4% at batch 32, the prefetch competing with
-// the running kernel's own reads (docs/benchmarks.md).
 
 // qmmaBlocksPerSM is how many blocks of a qmma kernel of tile index tile
 // an SM holds by their registers (the kernels' launch bounds); shared
@@ -756,16 +754,13 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			nv8 = 1
 		}
 	}
-	// Chunks a warp asks into L2 before waiting for the previous kernel:
-	// the product's share of the L2 budget, at most its slice past the ring
-	// (none without PDL: nothing would overlap).
-	pfc := int32(min(b.l2pf/(nb*S*8*512), max(cps-qst, 0)))
-	if !b.pdl {
-		pfc = 0
+	name := qnames.gemv[q.bits/8][sg][tile][x.dt]
+	if nrm != nil { // tile 0: at most normFuseRows <= 8 rows
+		name = qnames.norm[q.bits/8][sg][x.dt]
 	}
-	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8, pfc)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input
