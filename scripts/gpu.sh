@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes]
+#                  [kerneltimes] [decodebase]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -143,6 +143,19 @@ for step in $steps; do
           for (k in t) printf "%9.1f us %4d x %7.2f us %8.2f MB %5.2f TB/s  %s\n", t[k] / 1e3, c[k], t[k] / c[k] / 1e3, by[k] / c[k] / 1e6, by[k] / t[k] / 1e3, k }' >/tmp/kt-$m.txt
       grep '^kerneltimes' /tmp/kt-$m.txt | tee -a "$summary"
       grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
+    done
+    ;;
+  decodebase)
+    # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
+    # the checkpoints the decode step made (DECODE_VARIANTS) at
+    # DECODE_ENV_BATCH, next to this build's figures from the same machine.
+    if [ ! -x "$bin/gptqtool-base" ]; then note "decodebase: no gptqtool-base (build with DEVICE_BASE=REV)"; continue; fi
+    for n in ${DECODE_VARIANTS:-q4act q4}; do
+      [ -d /tmp/oc7b-$n ] || { note "decodebase: needs /tmp/oc7b-$n (run the decode step first)"; continue; }
+      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decodebase-$n.json'"
+      note "base build, $n:"
+      grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decodebase-$n.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
     done
     ;;
   opbench)
