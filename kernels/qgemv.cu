@@ -100,12 +100,50 @@ __device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
+// QRope: a q/k/v product's RoPE and cache store (kc not null): row m is
+// at position pos[m] and goes to cache row slot[m]; invf [QCOLS/2] the
+// rotary frequencies of a head of QCOLS dimensions.
+template <typename T> struct QRope {
+    const int* pos;
+    const int* slot;
+    const float* invf;
+    T* kc;
+    T* vc;
+};
+
 // qout writes the outputs of a block's columns, items [lo, hi) of M ×
 // QCOLS/2 outputs (glu) or M × QCOLS, from their sums v(e) for elements e of
-// tot [M][QCOLS] (see the header: split or glu).
+// tot [M][QCOLS] (see the header: split or glu). With rp.kc (split, every
+// head QCOLS columns, so that a block's columns are one head): items of M ×
+// QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
+// to T, rotated as rope_store does and written rotated, a k head's also to
+// row slot[m] of kc, a v head's pair to its output and to vc.
 template <typename T, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, const int* oslots) {
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
+    if (rp.kc) {
+        constexpr int D2 = QCOLS / 2;
+        if (col0 >= N) return;
+        const bool isq = col0 < seg1, isv = col0 >= seg2;
+        T* o = isq ? out0 : isv ? out2 : out1;
+        const int w = isq ? seg1 : isv ? N - seg2 : seg2 - seg1, c = col0 - (isq ? 0 : isv ? seg2 : seg1);
+        for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+            const int m = i / D2, j = i % D2;
+            T y1 = from_f32<T>(v(m * QCOLS + j)), y2 = from_f32<T>(v(m * QCOLS + D2 + j));
+            if (!isv) {
+                float cs, sn;
+                rope_angle(rp.pos[m], rp.invf[j], cs, sn);
+                rope_rot<T>(to_f32(y1), to_f32(y2), cs, sn, y1, y2);
+            }
+            T* dst = o + (i64)m * w + c;
+            dst[j] = y1, dst[j + D2] = y2;
+            if (!isq) {
+                T* cache = (isv ? rp.vc : rp.kc) + (i64)rp.slot[m] * w + c;
+                cache[j] = y1, cache[j + D2] = y2;
+            }
+        }
+        return;
+    }
     if (glu) {
         const int No = N / 2;
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
@@ -187,7 +225,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int xasync, const T* __restrict__ nw, float eps,
-                     int nv8) {
+                     int nv8, const QRope<T> rp) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -506,7 +544,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
     const int S = gridDim.y;
-    const int items = glu ? M * (QCOLS / 2) : M * QCOLS;
+    const int items = glu || rp.kc ? M * (QCOLS / 2) : M * QCOLS;
     if (S == 1 || cl) {
         if (active)
 #pragma unroll
@@ -532,7 +570,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
-                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync();  // the others may still read this block's sums
             return;
         }
@@ -562,7 +600,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
+    qout<T>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>
@@ -623,19 +661,27 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // Registers: a kernel of one tile keeps to 64 (four blocks an SM, so that a
 // gate/up product's blocks fit in one wave), the others to 128 (two blocks
 // an SM: one more register than 128 halves their occupancy). Kernels of one
-// tile also come normalizing x (_n: NRM, nw not null), as a kernel of its
-// own so that the plain ones compile as if the norm did not exist.
-#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM)                                                                      \
+// tile also come normalizing x (_n: NRM, nw not null), and kernels whose
+// groups are whole chunks also with the q/k/v epilogue's RoPE and cache
+// store (_r: ROPE), each a kernel of its own so that the plain ones compile
+// as if neither existed.
+#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE)                                                                \
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8) {                                  \
+        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8, const int* pos, const int* slot,     \
+        const float* invf, T* kc, T* vc) {                                                                          \
         qmma<BITS, MT, T, AL, NRM>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, \
-                                   cps, P, oslots, cl, xasync, nw, eps, nv8);                                       \
+                                   cps, P, oslots, cl, xasync, nw, eps, nv8,                                        \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
     }
 
-#define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, , false) QMMA(BITS, MT, T, NAME, false, _sg, false)
-#define QMMA_N(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _n, true) QMMA(BITS, 1, T, NAME, false, _sg_n, true)
+#define QMMA_A(BITS, MT, T, NAME) \
+    QMMA(BITS, MT, T, NAME, true, , false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false) \
+    QMMA(BITS, MT, T, NAME, true, _r, false, true)
+#define QMMA_N(BITS, T, NAME) \
+    QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
+    QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
 #define QMMA_T(BITS, T, NAME) \
     QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 

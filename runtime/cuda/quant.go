@@ -47,11 +47,13 @@ func (q *quant) segments() []int {
 // batch tiles (qmmaTiles) and dtype, made once so that a decode step formats
 // no strings.
 var qnames = func() (n struct {
-	gemv    [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
-	norm    [2][2]map[runtime.DType]string                 // one tile, normalizing x (NormFuser)
-	dequant [2]map[runtime.DType]string
-	gather  map[runtime.DType]string
-	glu     map[runtime.DType]string
+	gemv     [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
+	norm     [2][2]map[runtime.DType]string                 // one tile, normalizing x (NormFuser)
+	rope     [2][len(qmmaTiles)]map[runtime.DType]string    // with the q/k/v epilogue's RoPE (RoPEFuser)
+	normRoPE [2]map[runtime.DType]string                    // both
+	dequant  [2]map[runtime.DType]string
+	gather   map[runtime.DType]string
+	glu      map[runtime.DType]string
 }) {
 	n.gather = map[runtime.DType]string{}
 	n.glu = map[runtime.DType]string{}
@@ -62,6 +64,10 @@ var qnames = func() (n struct {
 			n.gemv[i][1][j] = map[runtime.DType]string{}
 		}
 		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
+		n.normRoPE[i] = map[runtime.DType]string{}
+		for j := range qmmaTiles {
+			n.rope[i][j] = map[runtime.DType]string{}
+		}
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
@@ -72,6 +78,10 @@ var qnames = func() (n struct {
 			}
 			n.norm[i][0][dt] = fmt.Sprintf("qmma%d_t1_n_%s", bits, suffix(dt))
 			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
+			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
+			for j, mt := range qmmaTiles {
+				n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
+			}
 		}
 	}
 	return n
@@ -449,7 +459,7 @@ func (b *Backend) matmulSplit(dsts []runtime.Tensor, x, w, nw runtime.Tensor, ep
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0, nrm)
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, nil)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
@@ -466,7 +476,7 @@ func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil, nil)
 }
 
 // normArg is a product's RMSNorm of its input (runtime.NormFuser): w from
@@ -550,7 +560,7 @@ func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	nrm := b.normOf(nw, eps, wt, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm, nil)
 }
 
 // qmmaPlan is how a qmma product of M rows is split: S blocks along K for
@@ -636,7 +646,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 // 0). The
 // qmma kernels take up to qgemvRows rows; more rows (or the forced
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
-func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg) {
+// With rp (a split q/k/v fusion that ropeFits), the kernels also rotate q
+// and k and store k and v in the paged cache (runtime.RoPEFuser).
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
@@ -665,6 +677,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		x, nrm = xn, nil
 	}
 	if M > qgemvRows || b.dequantGEMM {
+		if rp != nil {
+			panic("cuda: rope-fused matmul on the dequantize + cuBLAS path")
+		}
 		b.qdequantGEMM(outs, x, w, res, slots)
 		return
 	}
@@ -681,7 +696,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			for i := range widths {
 				o[i] = rows(outs[i], r0, n)
 			}
-			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil)
+			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil, rp.rows(r0))
 		}
 		return
 	}
@@ -755,12 +770,22 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		}
 	}
 	name := qnames.gemv[q.bits/8][sg][tile][x.dt]
-	if nrm != nil { // tile 0: at most normFuseRows <= 8 rows
+	switch {
+	case nrm != nil && rp != nil: // tile 0 (at most normFuseRows <= 8 rows), sg 0 (ropeFits)
+		name = qnames.normRoPE[q.bits/8][x.dt]
+	case nrm != nil:
 		name = qnames.norm[q.bits/8][sg][x.dt]
+	case rp != nil:
+		name = qnames.rope[q.bits/8][tile][x.dt]
+	}
+	var r ropeArg
+	if rp != nil {
+		r = *rp
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8,
+		r.pos, r.slot, r.inv, r.kc, r.vc)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input
