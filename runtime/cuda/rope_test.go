@@ -19,17 +19,9 @@ import (
 // gives the same.
 func TestRoPEFuse(t *testing.T) {
 	b := gputest.Backend(t)
-	prev := b.NormFusedRows()
-	b.SetNormFuse(8)
-	defer b.SetNormFuse(prev)
+	withNormFuse(t, b, 8)
 	r := rand.New(rand.NewPCG(41, 42))
-	rand32 := func(n int, scale float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(scale * r.NormFloat64())
-		}
-		return v
-	}
+	rand32 := normals(r)
 	const hd, hq, hkv, slots = 128, 4, 2, 64
 	for _, c := range []struct {
 		K, gs int

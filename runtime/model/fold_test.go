@@ -264,6 +264,19 @@ func (n *normCPU) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	n.MatMulGLU(dst, xn, w)
 }
 
+// actOrderBF16 binds an act-order GPTQ checkpoint of openchat-tiny with
+// bf16 activations to a backend.
+func actOrderBF16(t *testing.T) func(runtime.Backend) *Model {
+	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
+	return func(b runtime.Backend) *Model {
+		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+}
+
 // TestDecodeNormFuse checks the decode step with products that normalize
 // their own input (runtime.NormFuser): an act-order GPTQ checkpoint of
 // openchat-tiny on an emulated fusing backend decodes to the logits of the
@@ -271,14 +284,7 @@ func (n *normCPU) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 // gate/up normalize the updated stream), every layer's q/k/v and gate/up
 // products normalizing in every decode step.
 func TestDecodeNormFuse(t *testing.T) {
-	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
-	open := func(b runtime.Backend) *Model {
-		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	open := actOrderBF16(t)
 	nb := &normCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
 	mf := open(nb)
 	defer mf.Close()
@@ -343,14 +349,7 @@ func (r *ropeNorm) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, 
 // of the same backend without the fusion, every layer's q/k/v product
 // rotating in every step.
 func TestDecodeRoPEFuse(t *testing.T) {
-	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
-	open := func(b runtime.Backend) *Model {
-		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	open := actOrderBF16(t)
 	quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
 	mp := open(quant())
 	defer mp.Close()
