@@ -75,6 +75,19 @@ func pow2(n int) int {
 	return p
 }
 
+// SetClusters turns thread-block clusters off (split products and
+// attention then reduce through global memory, as GPTQTOOL_CLUSTER=0 does)
+// or back on where the device has them, for tests of both paths.
+func (b *Backend) SetClusters(on bool) {
+	b.enter()
+	defer b.exit()
+	b.clusters = on && b.arch >= 90 && drv.cuLaunchKernelEx != nil
+}
+
+// Clusters reports whether split products and attention reduce in
+// thread-block clusters.
+func (b *Backend) Clusters() bool { return b.clusters }
+
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
 // split into up to eight (0: the default, 32), for benchmarks that tune it.
@@ -340,6 +353,7 @@ func (g *Graph) Free() {
 var (
 	_ runtime.PagedDecoder = (*Backend)(nil)
 	_ runtime.Grapher      = (*Backend)(nil)
+	_ runtime.RoPEFuser    = (*Backend)(nil)
 )
 
 // ropeArg is a q/k/v product's RoPE and cache store in its epilogue
@@ -414,5 +428,5 @@ func (b *Backend) ropeFits(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, h
 	kw := q.seg2 - q.seg1
 	kct, vct := b.tensor(kc), b.tensor(vc)
 	return q.seg1%headDim == 0 && kw%headDim == 0 && q.n-q.seg2 == kw && runtime.Cols(kct) == kw &&
-		runtime.Cols(vct) == kw && kct.dt == xt.dt && vct.dt == xt.dt
+		kct.n == vct.n && kct.dt == xt.dt && vct.dt == xt.dt
 }

@@ -780,6 +780,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	var r ropeArg
 	if rp != nil {
+		if sg != 0 {
+			panic("cuda: rope-fused matmul with groups that are not whole chunks (no such kernel)")
+		}
 		r = *rp
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,

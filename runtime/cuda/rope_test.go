@@ -14,7 +14,8 @@ import (
 // epilogue gives, bit for bit, the outputs and caches of the product
 // followed by RoPEStore, for rows at scattered positions and cache slots,
 // with and without act order and a fused norm, in f16 and bf16, on every
-// kernel (one, two and four tiles, two passes of 32 rows, split K). A
+// kernel (one, two and four tiles, two passes of 32 rows, 4 and 8 bits,
+// split K in clusters and through global memory). A
 // weight whose groups are not whole chunks takes the unfused path, and
 // gives the same.
 func TestRoPEFuse(t *testing.T) {
@@ -23,12 +24,21 @@ func TestRoPEFuse(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
 	rand32 := normals(r)
 	const hd, hq, hkv, slots = 128, 4, 2, 64
+	prevCl := b.Clusters()
+	defer b.SetClusters(prevCl)
 	for _, c := range []struct {
-		K, gs int
-		perm  bool
-	}{{512, 128, false}, {4096, 128, true}, {4096, 128, false}, {512, 32, true}} {
-		qa := randomQuant(r, c.K, hq*hd, 4, c.gs, c.perm)
-		kb, vb := randomQuant(r, c.K, hkv*hd, 4, c.gs, false), randomQuant(r, c.K, hkv*hd, 4, c.gs, false)
+		K, bits, gs int
+		perm        bool
+		clusters    bool
+	}{
+		{512, 4, 128, false, true}, {4096, 4, 128, true, true}, {4096, 4, 128, false, true}, {512, 4, 32, true, true},
+		{4096, 8, 128, true, true},
+		// Split K through global memory: the last block's epilogue.
+		{4096, 4, 128, true, false}, {4096, 8, 128, false, false},
+	} {
+		b.SetClusters(c.clusters)
+		qa := randomQuant(r, c.K, hq*hd, c.bits, c.gs, c.perm)
+		kb, vb := randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false), randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false)
 		kb.Perm, vb.Perm = qa.Perm, qa.Perm
 		split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, kb, vb})
 		if err != nil {
@@ -42,7 +52,8 @@ func TestRoPEFuse(t *testing.T) {
 			}
 			for _, M := range []int{1, 5, 8, 13, 32, 40} {
 				for _, norm := range []bool{false, true} {
-					t.Run(fmt.Sprintf("K%d-g%d-perm%v-%v-M%d-norm%v", c.K, c.gs, c.perm, dt, M, norm), func(t *testing.T) {
+					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, dt, M, norm)
+					t.Run(name, func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*c.K, 3), M, c.K)
 						pos, slot := make([]int32, M), make([]int32, M)
 						for i, s := range r.Perm(slots)[:M] {
@@ -62,7 +73,7 @@ func TestRoPEFuse(t *testing.T) {
 						}
 						o1, kc1, vc1 := outs()
 						o2, kc2, vc2 := outs()
-						if want := c.gs%64 == 0; b.FusesRoPE(o1, x, split, kc1, vc1, hd) != want {
+						if want := c.gs%(256/c.bits) == 0; b.FusesRoPE(o1, x, split, kc1, vc1, hd) != want {
 							t.Fatalf("FusesRoPE = %v, want %v", !want, want)
 						}
 						var nw runtime.Tensor
