@@ -278,6 +278,17 @@ for step in $steps; do
       note "ordercheck: DIFFERENT ids with and without input orders"
       head -c 600 "$LOGS/order-1.txt" "$LOGS/order-0.txt" | tee -a "$summary"
     fi
+    # The same for RoPE and the cache store in the q/k/v product's epilogue
+    # (openchat-tiny's heads are 128 wide, so its decode steps fuse them):
+    # bit for bit rope_store's, so the same ids.
+    run order-rope0 120 sh -c "GPTQTOOL_ROPE_FUSE=0 '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
+      --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-rope0.txt'"
+    if cmp -s "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" && [ -s "$LOGS/order-1.txt" ]; then
+      note "ordercheck: the same ids with and without the fused RoPE"
+    else
+      note "ordercheck: DIFFERENT ids with and without the fused RoPE"
+      head -c 600 "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" | tee -a "$summary"
+    fi
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
