@@ -128,10 +128,12 @@ for step in $steps; do
     # of KT_MODELS (checkpoints the decode step made), summed by kernel and
     # grid, with the bytes each read from DRAM and their rate: where two
     # checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
-    # the figures compare with each other, not with the bench's.
+    # the figures compare with each other, not with the bench's (KT_CLOCK=none: the clocks the
+    # bench runs at, still one kernel at a time).
     for m in ${KT_MODELS:-q4act q4}; do
       if [ ! -d /tmp/oc7b-$m ]; then note "kerneltimes: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
       run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+        --clock-control "${KT_CLOCK:-base}" \
         --kernel-name "regex:${KT_KERNELS:-qmma|paged_attn|rope_store|norm|gemv|sample|glu_rows|gather}" \
         --launch-skip "${KT_SKIP:-3000}" --launch-count "${KT_COUNT:-300}" \
         "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
