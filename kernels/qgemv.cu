@@ -332,8 +332,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         __syncthreads();
     }
-    // normed: x[m, k] as the norm kernel would have written it (rounded to T).
-    auto normed = [&](int m, int k, float v) { return to_f32(from_f32<T>(to_f32(nw[k]) * (v * inv_rms[m]))); };
+    // normed8: x[m, k0..k0+7] (v) as the norm kernel would have written
+    // them (rounded to T); one 16-byte load of the weights (k0 a multiple
+    // of 8).
+    auto normed8 = [&](int m, int k0, float* v) {
+        float wv[8];
+        load8<T>(nw + k0, wv);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv_rms[m])));
+    };
 
     // Stage x for the chunks [ci, ci+P) of the slice in shared memory, each
     // eight inputs stored as four pairs 4*SPC apart (xslot order). Without
@@ -378,9 +385,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     for (int u = 0; u < IT; u++) {
                         const int e = e0 + u * blockDim.x;
                         if (e >= n8) break;
-                        if constexpr (NRM)
-#pragma unroll
-                            for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + e * 8 + j, v[u][j]);
+                        if constexpr (NRM) normed8(m, kb0 + e * 8, v[u]);
                         put(m, e * 8, v[u]);
                     }
                 }
@@ -418,9 +423,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
                 const int m = e / n8;
-                if constexpr (NRM)
-#pragma unroll
-                    for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + (e - m * n8) * 8 + j, v[u][j]);
+                if constexpr (NRM) normed8(m, kb0 + (e - m * n8) * 8, v[u]);
                 put(m, (e - m * n8) * 8, v[u]);
             }
         }
