@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase]
+#                  [kerneltimes] [decodebase] [seedspread]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -167,6 +167,13 @@ for step in $steps; do
   solvebench)
     run solver-bench 300 "$bin/gpu.test" -test.run '^$' -test.bench Solve -test.benchtime 3x
     grep -E '^Benchmark' "$LOGS/solver-bench.log" | tee -a "$summary"
+    ;;
+  seedspread)
+    # Issue 8: the 4-bit branches of openchat-tiny quantized on the GPU in
+    # fp16 and on the CPU (reference, fp32) with the calibration of seeds
+    # 1..SPREAD_SEEDS: how far half-precision calibration alone moves them.
+    run seed-spread 540 env GPTQTOOL_SEED_SPREAD="${SPREAD_SEEDS:-2}" "$bin/gpu.test" -test.v -test.count=1 -test.run SeedSpread
+    grep -E 'seed [0-9]+ ' "$LOGS/seed-spread.log" | tee -a "$summary"
     ;;
   e2e)
     run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches
