@@ -17,8 +17,6 @@ import (
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
-	"github.com/gptqtool/gptqtool/verify"
 )
 
 // TestSeedSpread measures, for the calibration draws of seeds 1..N
@@ -45,19 +43,7 @@ func TestSeedSpread(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := fixtures.WikiIDs(t)
-	ppl := func(dir string) float64 {
-		m, err := model.Load(dir, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		r, err := verify.Perplexity(context.Background(), m, ids, verify.PerplexityOptions{Ctx: 1024})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.PPL
-	}
+	ppl := wikiPPL(t, b)
 	for seed := 1; seed <= n; seed++ {
 		ds, err := calibrate.Load(calibrate.Options{Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")},
 			NSamples: 128, SeqLen: 1024, MaxPositions: 4096, Tokenizer: tok, Seed: int64(seed)})
