@@ -130,13 +130,14 @@ for step in $steps; do
     # checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
     # the figures compare with each other, not with the bench's (KT_CLOCK=none: the clocks the
     # bench runs at, still one kernel at a time).
+    # KT_BIN=gptqtool-base profiles the DEVICE_BASE build instead.
     for m in ${KT_MODELS:-q4act q4}; do
       if [ ! -d /tmp/oc7b-$m ]; then note "kerneltimes: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
       run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum \
         --clock-control "${KT_CLOCK:-base}" \
         --kernel-name "regex:${KT_KERNELS:-qmma|paged_attn|rope_store|norm|gemv|sample|glu_rows|gather}" \
         --launch-skip "${KT_SKIP:-3000}" --launch-count "${KT_COUNT:-300}" \
-        "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
+        "$bin/${KT_BIN:-gptqtool}" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
       # Rows: "ID","Process ID",...,"Kernel Name",...,"Grid Size",...,metric.
       grep -E '^"(ID|[0-9])' "$LOGS/kt-$m.log" | sed 's/^"//; s/"$//; s/","/\t/g' | awk -F'\t' -v m="$m" '
         $1 == "ID" { for (i = 1; i <= NF; i++) { if ($i == "Kernel Name") kn = i; if ($i == "Grid Size") gs = i; if ($i == "gpu__time_duration.sum") d = i; if ($i == "dram__bytes_read.sum") rb = i }; next }
@@ -172,7 +173,7 @@ for step in $steps; do
     # Issue 8: the 4-bit branches of openchat-tiny quantized on the GPU in
     # fp16 and on the CPU (reference, fp32) with the calibration of seeds
     # 1..SPREAD_SEEDS: how far half-precision calibration alone moves them.
-    run seed-spread 540 env GPTQTOOL_SEED_SPREAD="${SPREAD_SEEDS:-2}" "$bin/gpu.test" -test.v -test.count=1 -test.run SeedSpread
+    run seed-spread "${SPREAD_TIMEOUT:-540}" env GPTQTOOL_SEED_SPREAD="${SPREAD_SEEDS:-2}" "$bin/gpu.test" -test.v -test.count=1 -test.run SeedSpread
     grep -E 'seed [0-9]+ ' "$LOGS/seed-spread.log" | tee -a "$summary"
     ;;
   e2e)
@@ -332,14 +333,16 @@ for step in $steps; do
     # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
     # checkpoint once more under each ';'-separated setting (e.g.
     # GPTQTOOL_PDL=0), to compare, at DECODE_ENV_BATCH (default 1,8,32).
-    if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-q4act ]; then
+    # DECODE_ENV_MODEL picks another of the checkpoints (e.g. q4).
+    em=${DECODE_ENV_MODEL:-q4act}
+    if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-$em ]; then
       i=0
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-q4act-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-q4act-env$i.json'"
-        note "with $e:"
-        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env$i.json" | tr -d '\n' | tee -a "$summary"
+        run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-$em-env$i.json'"
+        note "$em with $e:"
+        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
       done
     fi
