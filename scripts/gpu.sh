@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread]
+#                  [kerneltimes] [decodebase] [seedspread] [ncusrc]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -119,6 +119,21 @@ for step in $steps; do
         --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
         "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
       grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
+    done
+    ;;
+  ncusrc)
+    # Nsight Compute's per-instruction stall samples of the NCU_RUNS pairs
+    # (as ncu), the source page as CSV (SASS), gzipped into $OUT.
+    for r in ${NCU_RUNS:-"DecodeOps/M1/gate_up_glu|qmma"}; do
+      nb=${r%%|*} nk=${r#*|}
+      tag=$(echo "$nb" | tr -c 'A-Za-z0-9\n' '_')
+      run ncusrc-$tag 300 /usr/local/cuda/bin/ncu --kernel-name "regex:$nk" --launch-count 1 --import-source no \
+        --section SourceCounters --section WarpStateStats --section SpeedOfLight -f -o /tmp/ncusrc-$tag \
+        "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
+      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page source --csv --print-source sass >"$LOGS/ncusrc-$tag.csv" 2>"$LOGS/ncusrc-$tag.stderr"
+      note "ncusrc $tag: $(wc -l <"$LOGS/ncusrc-$tag.csv") lines; $(head -c 300 "$LOGS/ncusrc-$tag.stderr")"
+      gzip -c "$LOGS/ncusrc-$tag.csv" >"$OUT/ncusrc-$tag.csv.gz"
+      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page details 2>&1 | grep -vE '^ +(OPT|WRN|INF) |^          |----' | cut -c1-110 | head -60 | tee -a "$summary"
     done
     ;;
   kerneltimes)
