@@ -516,10 +516,15 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 }
 
 // defaultNormFuse is the most rows whose products normalize their input:
-// on the H200 (7B shape, 4-bit) batch 1 gained 2.5% (342 to 351 tok/s),
-// while at 8 rows decode lost 30%, each of a product's blocks summing the
-// squares of all eight rows (docs/benchmarks.md).
-const defaultNormFuse = 1
+// none. On the H200 (7B shape, 4-bit, the fifth session's build, where the
+// normalizing kernels are kernels of their own) norm fusing made batch 1
+// slower: 350.0 against 368.4 tok/s with act order, 363.2 against 372.4
+// without; a separate norm kernel runs while the product's blocks, already
+// launched (PDL), fetch their first weights, whereas a normalizing block
+// sums the squares of x on its critical path (Nsight Compute: 31.9 µs for
+// gate/up against 27.3 + 4.3 for the product and the norm). At 8 rows it
+// lost 30% (docs/benchmarks.md).
+const defaultNormFuse = 0
 
 // NormFusedRows implements runtime.NormFuser: up to the one-tile
 // kernels' 8 rows (GPTQTOOL_NORM_FUSE).
