@@ -208,3 +208,21 @@ __device__ __forceinline__ float ld_cluster(u32 addr) {
 #endif
     return v;
 }
+
+// rope_rot rotates the pair (x1, x2) by the angle whose cosine and sine are
+// cs and sn, rounding to T: the one expression of every decode-time RoPE
+// (rope_store, the q/k/v product's epilogue), so that both give the same bits.
+template <typename T> __device__ __forceinline__ void rope_rot(float x1, float x2, float cs, float sn, T& y1, T& y2) {
+    y1 = from_f32<T>(x1 * cs - x2 * sn);
+    y2 = from_f32<T>(x2 * cs + x1 * sn);
+}
+
+// rope_angle: cos and sin of pos·invf as rope_seq computes them (fp32 angle,
+// sincos in double).
+__device__ __forceinline__ void rope_angle(int pos, float invf, float& cs, float& sn) {
+    const float a = (float)pos * invf;
+    double s, c;
+    sincos((double)a, &s, &c);
+    cs = (float)c, sn = (float)s;
+}
+

@@ -48,13 +48,11 @@
                 i64 rh = i / d2;                                                                                \
                 int h = (int)(rh % heads);                                                                      \
                 i64 t = rh / heads;                                                                             \
-                float a = (float)pos[t] * invf[j];                                                              \
-                double s, c;                                                                                    \
-                sincos((double)a, &s, &c);                                                                      \
-                float cs = (float)c, sn = (float)s;                                                             \
+                float cs, sn;                                                                                   \
+                rope_angle(pos[t], invf[j], cs, sn);                                                            \
                 T* p = h < hq ? q + t * hq * hd + (i64)h * hd : k + t * kvc + (i64)(h - hq) * hd;               \
-                float x1 = to_f32(p[j]), x2 = to_f32(p[j + d2]);                                                \
-                T y1 = from_f32<T>(x1 * cs - x2 * sn), y2 = from_f32<T>(x2 * cs + x1 * sn);                     \
+                T y1, y2;                                                                                       \
+                rope_rot<T>(to_f32(p[j]), to_f32(p[j + d2]), cs, sn, y1, y2);                                   \
                 p[j] = y1;                                                                                      \
                 p[j + d2] = y2;                                                                                 \
                 if (h >= hq) {                                                                                  \

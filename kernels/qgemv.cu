@@ -49,12 +49,8 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
-// Before the wait, each warp also asks pfc chunks of its slice past the
-// ring's QST into L2 (prefetch.global.L2), so that they stream while the
-// previous kernel finishes.
-//
-// With nw (kernels of one tile only; null otherwise), x is the input of an
-// RMSNorm whose weight, in sequential input order, is nw: the block
+// The _n kernels (one tile, NRM) take x as the input of an RMSNorm whose
+// weight, in sequential input order, is nw (null for the others): the block
 // normalizes the rows it stages (eps, and nv8 saying whether norm.cu would
 // take its 8-element form), bit for bit as the norm kernel would have
 // written them, so that a decode step needs no norm kernel before its
@@ -104,12 +100,50 @@ __device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
+// QRope: a q/k/v product's RoPE and cache store (kc not null): row m is
+// at position pos[m] and goes to cache row slot[m]; invf [QCOLS/2] the
+// rotary frequencies of a head of QCOLS dimensions.
+template <typename T> struct QRope {
+    const int* pos;
+    const int* slot;
+    const float* invf;
+    T* kc;
+    T* vc;
+};
+
 // qout writes the outputs of a block's columns, items [lo, hi) of M ×
 // QCOLS/2 outputs (glu) or M × QCOLS, from their sums v(e) for elements e of
-// tot [M][QCOLS] (see the header: split or glu).
+// tot [M][QCOLS] (see the header: split or glu). With rp.kc (split, every
+// head QCOLS columns, so that a block's columns are one head): items of M ×
+// QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
+// to T, rotated as rope_store does and written rotated, a k head's also to
+// row slot[m] of kc, a v head's pair to its output and to vc.
 template <typename T, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, const int* oslots) {
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
+    if (rp.kc) {
+        constexpr int D2 = QCOLS / 2;
+        if (col0 >= N) return;
+        const bool isq = col0 < seg1, isv = col0 >= seg2;
+        T* o = isq ? out0 : isv ? out2 : out1;
+        const int w = isq ? seg1 : isv ? N - seg2 : seg2 - seg1, c = col0 - (isq ? 0 : isv ? seg2 : seg1);
+        for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+            const int m = i / D2, j = i % D2;
+            T y1 = from_f32<T>(v(m * QCOLS + j)), y2 = from_f32<T>(v(m * QCOLS + D2 + j));
+            if (!isv) {
+                float cs, sn;
+                rope_angle(rp.pos[m], rp.invf[j], cs, sn);
+                rope_rot<T>(to_f32(y1), to_f32(y2), cs, sn, y1, y2);
+            }
+            T* dst = o + (i64)m * w + c;
+            dst[j] = y1, dst[j + D2] = y2;
+            if (!isq) {
+                T* cache = (isv ? rp.vc : rp.kc) + (i64)rp.slot[m] * w + c;
+                cache[j] = y1, cache[j + D2] = y2;
+            }
+        }
+        return;
+    }
     if (glu) {
         const int No = N / 2;
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
@@ -186,12 +220,12 @@ __device__ __forceinline__ u32x4 lds128(u32 addr) {
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
-template <int BITS, int MT, typename T, bool AL>
+template <int BITS, int MT, typename T, bool AL, bool NRM>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int xasync, const T* __restrict__ nw, float eps,
-                     int nv8, int pfc) {
+                     int nv8, const QRope<T> rp) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -215,15 +249,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
-    // pfc more chunks of this warp's slice are asked into L2 now, to stream
-    // while the previous kernel finishes: a previous product has finished
-    // its reads (it lets this one start after its main loop); a norm or
-    // attention lets it start earlier, and then shares the bandwidth.
-    {
-        const char* pb = (const char*)(src - lane);  // chunk QST of the warp's contiguous slice
-        const int lines = active ? imin(pfc, nc - QST) * 4 : 0;  // 128-byte lines, four a chunk
-        for (int j = lane; j < lines; j += 32) asm volatile("prefetch.global.L2 [%0];" ::"l"(pb + (i64)j * 128));
-    }
     // The scales, zeros and permutation are the model's too: the first
     // group's scale pairs and the permutation of this thread's first items
     // of x are in flight before the wait, and each group's scales are
@@ -249,7 +274,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
 
-    // With nw (kernels of one tile): x's rows are RMS-normalized as they are
+    // NRM (kernels of one tile): x's rows are RMS-normalized as they are
     // staged, nw[k] the norm weight of sequential input k. The block sums
     // each row's squares as norm.cu's block of 256 threads does (nv8: its
     // 8-element form) - thread t adds items t, t+256, ... of the row, each
@@ -258,7 +283,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // written. Every thread walks the same M*cnt items (past the row's end
     // adding 0), four loads in flight.
     __shared__ float inv_rms[8], rms_red[8][8];
-    if (MT == 1 && nw) {
+    if constexpr (NRM) {
         const int nper = nv8 ? K / 8 : K, cnt = (nper + 255) / 256, total = M * cnt;
         float acc = 0.0f;
         for (int b0 = 0; b0 < total; b0 += 4) {
@@ -307,8 +332,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         __syncthreads();
     }
-    // normed: x[m, k] as the norm kernel would have written it (rounded to T).
-    auto normed = [&](int m, int k, float v) { return to_f32(from_f32<T>(to_f32(nw[k]) * (v * inv_rms[m]))); };
+    // normed8: x[m, k0..k0+7] (v) as the norm kernel would have written
+    // them (rounded to T); one 16-byte load of the weights (k0 a multiple
+    // of 8).
+    auto normed8 = [&](int m, int k0, float* v) {
+        float wv[8];
+        load8<T>(nw + k0, wv);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv_rms[m])));
+    };
 
     // Stage x for the chunks [ci, ci+P) of the slice in shared memory, each
     // eight inputs stored as four pairs 4*SPC apart (xslot order). Without
@@ -353,9 +385,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     for (int u = 0; u < IT; u++) {
                         const int e = e0 + u * blockDim.x;
                         if (e >= n8) break;
-                        if (nw)
-#pragma unroll
-                            for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + e * 8 + j, v[u][j]);
+                        if constexpr (NRM) normed8(m, kb0 + e * 8, v[u]);
                         put(m, e * 8, v[u]);
                     }
                 }
@@ -364,7 +394,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         const int items = M * n8;
         if constexpr (XS == 1.0f) {
-            if (xasync && !nw) {
+            if (xasync && !NRM) {
                 // fp16 x goes to shared memory as it is: four 4-byte
                 // copies an item (its pairs' xslot places), all in flight
                 // at once and held in no register.
@@ -393,9 +423,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
                 const int m = e / n8;
-                if (MT == 1 && nw)
-#pragma unroll
-                    for (int j = 0; j < 8; j++) v[u][j] = normed(m, kb0 + (e - m * n8) * 8 + j, v[u][j]);
+                if constexpr (NRM) normed8(m, kb0 + (e - m * n8) * 8, v[u]);
                 put(m, (e - m * n8) * 8, v[u]);
             }
         }
@@ -519,7 +547,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
     const int S = gridDim.y;
-    const int items = glu ? M * (QCOLS / 2) : M * QCOLS;
+    const int items = glu || rp.kc ? M * (QCOLS / 2) : M * QCOLS;
     if (S == 1 || cl) {
         if (active)
 #pragma unroll
@@ -545,7 +573,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
-                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync();  // the others may still read this block's sums
             return;
         }
@@ -575,7 +603,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots);
+    qout<T>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>
@@ -635,18 +663,30 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 
 // Registers: a kernel of one tile keeps to 64 (four blocks an SM, so that a
 // gate/up product's blocks fit in one wave), the others to 128 (two blocks
-// an SM: one more register than 128 halves their occupancy).
-#define QMMA(BITS, MT, T, NAME, AL, SUF)                                                                           \
-    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(                            \
+// an SM: one more register than 128 halves their occupancy). Kernels of one
+// tile also come normalizing x (_n: NRM, nw not null), and kernels whose
+// groups are whole chunks also with the q/k/v epilogue's RoPE and cache
+// store (_r: ROPE), each a kernel of its own so that the plain ones compile
+// as if neither existed.
+#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE)                                                                \
+    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8, int pfc) {                         \
-        qmma<BITS, MT, T, AL>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, cps,  \
-                              P, oslots, cl, xasync, nw, eps, nv8, pfc);                                           \
+        const int* oslots, int cl, int xasync, const T* nw, float eps, int nv8, const int* pos, const int* slot,     \
+        const float* invf, T* kc, T* vc) {                                                                          \
+        qmma<BITS, MT, T, AL, NRM>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M, gs, \
+                                   cps, P, oslots, cl, xasync, nw, eps, nv8,                                        \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
     }
 
-#define QMMA_A(BITS, MT, T, NAME) QMMA(BITS, MT, T, NAME, true, ) QMMA(BITS, MT, T, NAME, false, _sg)
-#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#define QMMA_A(BITS, MT, T, NAME) \
+    QMMA(BITS, MT, T, NAME, true, , false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false) \
+    QMMA(BITS, MT, T, NAME, true, _r, false, true)
+#define QMMA_N(BITS, T, NAME) \
+    QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
+    QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
+#define QMMA_T(BITS, T, NAME) \
+    QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)
 #define QMMA_8(NAME, T) QMMA_T(8, T, NAME)

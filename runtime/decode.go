@@ -104,6 +104,16 @@ type NormFuser interface {
 	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
 }
 
+// RoPEFuser is a FusedQuantLoader whose q/k/v products can apply RoPE and
+// the KV-cache store of a decode step in their epilogue:
+// MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, theta) is
+// MatMulSplit(dsts, x, w) (MatMulSplitNorm with nw, a NormFuser's FuseNorm
+// weight, when nw is not nil) followed by RoPEStore(dsts[0], dsts[1],
+// dsts[2], kc, vc, pos, slot, headDim, theta), with the same results.
+type RoPEFuser interface {
+	MatMulSplitRoPE(dsts []Tensor, x, nw Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, theta float64)
+}
+
 // SamePermutation reports whether the weights can be fused: equal bits, K,
 // group size and permutation.
 func SamePermutation(ws ...*QuantWeight) bool {

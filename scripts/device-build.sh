@@ -12,6 +12,14 @@ export CGO_ENABLED=0
 go build -ldflags="-s -w" -o .device/bin/gptqtool ./cmd/gptqtool
 go test -c -ldflags="-s -w" -o .device/bin/cuda.test ./runtime/cuda
 go test -c -ldflags="-s -w" -o .device/bin/gpu.test ./quantize/gpu
+# DEVICE_BASE=REV also builds REV's gptqtool as gptqtool-base, so that one
+# device call decodes with both builds on the same machine (gpu.sh decodebase).
+if [ -n "${DEVICE_BASE:-}" ]; then
+  wt=$(mktemp -d)
+  git archive "$DEVICE_BASE" | tar -x -C "$wt"
+  (cd "$wt" && go build -ldflags="-s -w" -o "$OLDPWD/.device/bin/gptqtool-base" ./cmd/gptqtool)
+  rm -rf "$wt"
+fi
 gzip -9 .device/bin/*
 cp "$fx"/datasets/instruct/alpaca_en_demo.json .device/fixtures/datasets/instruct/
 cp "$fx"/datasets/wikitext-2-raw/* .device/fixtures/datasets/wikitext-2-raw/

@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes]
+#                  [kerneltimes] [decodebase] [seedspread] [ncusrc]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -121,6 +121,21 @@ for step in $steps; do
       grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
     done
     ;;
+  ncusrc)
+    # Nsight Compute's per-instruction stall samples of the NCU_RUNS pairs
+    # (as ncu), the source page as CSV (SASS), gzipped into $OUT.
+    for r in ${NCU_RUNS:-"DecodeOps/M1/gate_up_glu|qmma"}; do
+      nb=${r%%|*} nk=${r#*|}
+      tag=$(echo "$nb" | tr -c 'A-Za-z0-9\n' '_')
+      run ncusrc-$tag 300 /usr/local/cuda/bin/ncu --kernel-name "regex:$nk" --launch-count 1 --import-source no \
+        --section SourceCounters --section WarpStateStats --section SpeedOfLight -f -o /tmp/ncusrc-$tag \
+        "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
+      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page source --csv --print-source sass >"$LOGS/ncusrc-$tag.csv" 2>"$LOGS/ncusrc-$tag.stderr"
+      note "ncusrc $tag: $(wc -l <"$LOGS/ncusrc-$tag.csv") lines; $(head -c 300 "$LOGS/ncusrc-$tag.stderr")"
+      gzip -c "$LOGS/ncusrc-$tag.csv" >"$OUT/ncusrc-$tag.csv.gz"
+      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page details 2>&1 | grep -vE '^ +(OPT|WRN|INF) |^          |----' | cut -c1-110 | head -60 | tee -a "$summary"
+    done
+    ;;
   kerneltimes)
     # Nsight Compute's duration of every kernel of KT_COUNT launches (about
     # one batch-KT_BATCH decode step, default 1) of the decode step's
@@ -128,13 +143,16 @@ for step in $steps; do
     # of KT_MODELS (checkpoints the decode step made), summed by kernel and
     # grid, with the bytes each read from DRAM and their rate: where two
     # checkpoints' steps differ (act order against none). ncu serialises kernels at base clocks, so
-    # the figures compare with each other, not with the bench's.
+    # the figures compare with each other, not with the bench's (KT_CLOCK=none: the clocks the
+    # bench runs at, still one kernel at a time).
+    # KT_BIN=gptqtool-base profiles the DEVICE_BASE build instead.
     for m in ${KT_MODELS:-q4act q4}; do
       if [ ! -d /tmp/oc7b-$m ]; then note "kerneltimes: needs /tmp/oc7b-$m (run the decode step first)"; continue; fi
       run kt-$m 300 /usr/local/cuda/bin/ncu --csv --page raw --print-units base --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+        --clock-control "${KT_CLOCK:-base}" \
         --kernel-name "regex:${KT_KERNELS:-qmma|paged_attn|rope_store|norm|gemv|sample|glu_rows|gather}" \
         --launch-skip "${KT_SKIP:-3000}" --launch-count "${KT_COUNT:-300}" \
-        "$bin/gptqtool" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
+        "$bin/${KT_BIN:-gptqtool}" bench decode --device cuda --model /tmp/oc7b-$m --batch "${KT_BATCH:-1}" --prompt 128 --new 64
       # Rows: "ID","Process ID",...,"Kernel Name",...,"Grid Size",...,metric.
       grep -E '^"(ID|[0-9])' "$LOGS/kt-$m.log" | sed 's/^"//; s/"$//; s/","/\t/g' | awk -F'\t' -v m="$m" '
         $1 == "ID" { for (i = 1; i <= NF; i++) { if ($i == "Kernel Name") kn = i; if ($i == "Grid Size") gs = i; if ($i == "gpu__time_duration.sum") d = i; if ($i == "dram__bytes_read.sum") rb = i }; next }
@@ -145,6 +163,19 @@ for step in $steps; do
       grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
     done
     ;;
+  decodebase)
+    # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
+    # the checkpoints the decode step made (DECODE_VARIANTS) at
+    # DECODE_ENV_BATCH, next to this build's figures from the same machine.
+    if [ ! -x "$bin/gptqtool-base" ]; then note "decodebase: no gptqtool-base (build with DEVICE_BASE=REV)"; continue; fi
+    for n in ${DECODE_VARIANTS:-q4act q4}; do
+      [ -d /tmp/oc7b-$n ] || { note "decodebase: needs /tmp/oc7b-$n (run the decode step first)"; continue; }
+      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decodebase-$n.json'"
+      note "base build, $n:"
+      grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decodebase-$n.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
+    done
+    ;;
   opbench)
     run op-bench 200 "$bin/cuda.test" -test.run '^$' -test.bench . -test.benchtime 5x
     grep -E '^Benchmark' "$LOGS/op-bench.log" | tee -a "$summary"
@@ -152,6 +183,13 @@ for step in $steps; do
   solvebench)
     run solver-bench 300 "$bin/gpu.test" -test.run '^$' -test.bench Solve -test.benchtime 3x
     grep -E '^Benchmark' "$LOGS/solver-bench.log" | tee -a "$summary"
+    ;;
+  seedspread)
+    # Issue 8: the 4-bit branches of openchat-tiny quantized on the GPU in
+    # fp16 and on the CPU (reference, fp32) with the calibration of seeds
+    # 1..SPREAD_SEEDS: how far half-precision calibration alone moves them.
+    run seed-spread "${SPREAD_TIMEOUT:-540}" env GPTQTOOL_SEED_SPREAD="${SPREAD_SEEDS:-2}" "$bin/gpu.test" -test.v -test.count=1 -test.run SeedSpread
+    grep -E 'seed [0-9]+ ' "$LOGS/seed-spread.log" | tee -a "$summary"
     ;;
   e2e)
     run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches
@@ -265,6 +303,17 @@ for step in $steps; do
       note "ordercheck: DIFFERENT ids with and without input orders"
       head -c 600 "$LOGS/order-1.txt" "$LOGS/order-0.txt" | tee -a "$summary"
     fi
+    # The same for RoPE and the cache store in the q/k/v product's epilogue
+    # (openchat-tiny's heads are 128 wide, so its decode steps fuse them):
+    # bit for bit rope_store's, so the same ids.
+    run order-rope0 120 sh -c "GPTQTOOL_ROPE_FUSE=0 '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
+      --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-rope0.txt'"
+    if cmp -s "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" && [ -s "$LOGS/order-1.txt" ]; then
+      note "ordercheck: the same ids with and without the fused RoPE"
+    else
+      note "ordercheck: DIFFERENT ids with and without the fused RoPE"
+      head -c 600 "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" | tee -a "$summary"
+    fi
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
@@ -299,14 +348,16 @@ for step in $steps; do
     # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
     # checkpoint once more under each ';'-separated setting (e.g.
     # GPTQTOOL_PDL=0), to compare, at DECODE_ENV_BATCH (default 1,8,32).
-    if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-q4act ]; then
+    # DECODE_ENV_MODEL picks another of the checkpoints (e.g. q4).
+    em=${DECODE_ENV_MODEL:-q4act}
+    if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-$em ]; then
       i=0
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-q4act-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-q4act --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-q4act-env$i.json'"
-        note "with $e:"
-        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-q4act-env$i.json" | tr -d '\n' | tee -a "$summary"
+        run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-$em-env$i.json'"
+        note "$em with $e:"
+        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
       done
     fi

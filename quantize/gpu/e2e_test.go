@@ -42,6 +42,24 @@ var referenceGPTQ = map[string]float64{
 	"gptq-4bit-64g-actorder_True":  173.5715,
 }
 
+// wikiPPL scores a checkpoint on the whole wiki.test.raw at ctx 1024 on
+// the device.
+func wikiPPL(t *testing.T, b *cuda.Backend) func(dir string) float64 {
+	ids := fixtures.WikiIDs(t)
+	return func(dir string) float64 {
+		m, err := model.Load(dir, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		r, err := verify.Perplexity(context.Background(), m, ids, verify.PerplexityOptions{Ctx: 1024})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.PPL
+	}
+}
+
 // TestOpenchatTinyBranches is the end-to-end acceptance on the GPU: the
 // whole published branch table of openchat-tiny quantized with the
 // reference recipe (alpaca demo in the openchat template, 128 × 1024,
@@ -61,19 +79,7 @@ func TestOpenchatTinyBranches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := fixtures.WikiIDs(t)
-	ppl := func(dir string) float64 {
-		m, err := model.Load(dir, b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		r, err := verify.Perplexity(context.Background(), m, ids, verify.PerplexityOptions{Ctx: 1024})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.PPL
-	}
+	ppl := wikiPPL(t, b)
 	// The runtime on the device against reference.json's fp32 figure.
 	if fp := ppl(modelDir); fp < 170.2816*(1-1e-4) || fp > 170.2816*(1+1e-4) {
 		t.Errorf("fp16 model ppl %.4f on the device, reference.json 170.2816", fp)

@@ -79,7 +79,7 @@ type Backend struct {
 	clusters     bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder   bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuseRows int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	l2pf         int       // bytes of a quantized product's weights asked into L2 before its PDL wait
+	ropeFuse     bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	smemSM       int       // shared memory of an SM
 	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
@@ -169,13 +169,9 @@ func New(o Options) (*Backend, error) {
 		}
 		b.normFuseRows = n
 	}
-	if v := os.Getenv("GPTQTOOL_L2PF"); v != "" {
-		mib, err := strconv.Atoi(v)
-		if err != nil || mib < 0 || mib > 1<<10 {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_L2PF=%q: want MiB, 0-1024", v)
-		}
-		b.l2pf = mib << 20
-	}
+	// The q/k/v product's epilogue rotates and stores in the KV cache
+	// (runtime.RoPEFuser); GPTQTOOL_ROPE_FUSE=0 runs rope_store after it.
+	b.ropeFuse = os.Getenv("GPTQTOOL_ROPE_FUSE") != "0"
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0

@@ -75,6 +75,19 @@ func pow2(n int) int {
 	return p
 }
 
+// SetClusters turns thread-block clusters off (split products and
+// attention then reduce through global memory, as GPTQTOOL_CLUSTER=0 does)
+// or back on where the device has them, for tests of both paths.
+func (b *Backend) SetClusters(on bool) {
+	b.enter()
+	defer b.exit()
+	b.clusters = on && b.arch >= 90 && drv.cuLaunchKernelEx != nil
+}
+
+// Clusters reports whether split products and attention reduce in
+// thread-block clusters.
+func (b *Backend) Clusters() bool { return b.clusters }
+
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
 // split into up to eight (0: the default, 32), for benchmarks that tune it.
@@ -340,4 +353,80 @@ func (g *Graph) Free() {
 var (
 	_ runtime.PagedDecoder = (*Backend)(nil)
 	_ runtime.Grapher      = (*Backend)(nil)
+	_ runtime.RoPEFuser    = (*Backend)(nil)
 )
+
+// ropeArg is a q/k/v product's RoPE and cache store in its epilogue
+// (qgemv.cu QRope): device addresses of the rows' positions and cache
+// slots (I32), the rotary frequencies and the two caches.
+type ropeArg struct {
+	pos, slot, inv, kc, vc uint64
+}
+
+// rows is r for the rows from r0 on (a pass of a longer product); nil
+// stays nil.
+func (r *ropeArg) rows(r0 int) *ropeArg {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.pos += 4 * uint64(r0)
+	c.slot += 4 * uint64(r0)
+	return &c
+}
+
+// MatMulSplitRoPE implements runtime.RoPEFuser: where ropeFits, the q/k/v
+// product's kernel rotates q and k and stores k and v in the caches as it
+// writes them (one kernel fewer a layer, the rotation bit for bit
+// rope_store's); otherwise the product, then RoPEStore.
+func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
+	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	if !b.ropeFits(dsts, x, w, kc, vc, headDim) {
+		b.matmulSplit(dsts, x, w, nw, eps)
+		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
+		return
+	}
+	xt, wt := b.tensor(x), b.tensor(w)
+	var nrm *normArg
+	if nw != nil {
+		nrm = b.normOf(nw, eps, wt, xt)
+	}
+	rows := runtime.Rows(xt)
+	pt, st := b.index("rope-fused matmul", pos, rows), b.index("rope-fused matmul", slot, rows)
+	var outs [3]*Tensor
+	for i, d := range dsts {
+		outs[i] = b.tensor(d)
+	}
+	b.enter()
+	defer b.exit()
+	inv, err := b.ropeFreqs(headDim, theta)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr})
+}
+
+// FusesRoPE reports whether MatMulSplitRoPE with these tensors runs as
+// one kernel (ropeFits), for tests.
+func (b *Backend) FusesRoPE(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, headDim int) bool {
+	return b.ropeFits(dsts, x, w, kc, vc, headDim)
+}
+
+// ropeFits reports whether a q/k/v product can rotate and store in its
+// epilogue: the switch on (GPTQTOOL_ROPE_FUSE), the qmma kernels (not the
+// dequantize + cuBLAS path), groups of whole chunks (the kernels with the
+// epilogue), heads of the kernels' 128 columns a block, so that a block's
+// columns are one head, and caches of k's width and dtype.
+func (b *Backend) ropeFits(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, headDim int) bool {
+	wt, xt := b.tensor(w), b.tensor(x)
+	q := wt.q
+	if !b.ropeFuse || b.dequantGEMM || q == nil || q.glu || len(dsts) != 3 || len(q.segments()) != 3 ||
+		runtime.Rows(xt) > qgemvRows || headDim != 128 || q.gs%chunkInputs(q.bits) != 0 {
+		return false
+	}
+	kw := q.seg2 - q.seg1
+	kct, vct := b.tensor(kc), b.tensor(vc)
+	return q.seg1%headDim == 0 && kw%headDim == 0 && q.n-q.seg2 == kw && runtime.Cols(kct) == kw &&
+		kct.n == vct.n && kct.dt == xt.dt && vct.dt == xt.dt
+}

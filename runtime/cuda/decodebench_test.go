@@ -123,6 +123,12 @@ func BenchmarkDecodeOps(b *testing.B) {
 			{"o_proj_res", wbytes(hq*hd, H), func() { be.MatMulAdd(x, att, o, x) }},
 			{"gate_up_glu", wbytes(H, 2*I), func() { be.MatMulGLU(act, xn, gu) }},
 			{"qkv_norm", wbytes(H, (hq+2*hkv)*hd), func() { be.MatMulSplitNorm([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv) }},
+			{"qkv_rope", wbytes(H, (hq+2*hkv)*hd), func() {
+				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, xn, nil, 1e-5, qkv, kc, vc, pt, st, hd, 10000)
+			}},
+			{"qkv_norm_rope", wbytes(H, (hq+2*hkv)*hd), func() {
+				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv, kc, vc, pt, st, hd, 10000)
+			}},
 			{"gate_up_glu_norm", wbytes(H, 2*I), func() { be.MatMulGLUNorm(act, x, guNorm, 1e-5, gu) }},
 			{"down_res", wbytes(I, H), func() { be.MatMulAdd(x, act, down, x) }},
 			{"head_f16", float64(V) * H * 2, func() { be.MatMul(logits, xn, head) }},

@@ -192,6 +192,25 @@ func TestInputOrder(t *testing.T) {
 	}
 }
 
+// withNormFuse has products of up to rows rows normalize their input until
+// the test ends.
+func withNormFuse(t *testing.T, b *cuda.Backend, rows int) {
+	prev := b.NormFusedRows()
+	b.SetNormFuse(rows)
+	t.Cleanup(func() { b.SetNormFuse(prev) })
+}
+
+// normals returns a source of n values scale·N(0, 1) drawn from r.
+func normals(r *rand.Rand) func(n int, scale float64) []float32 {
+	return func(n int, scale float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(scale * r.NormFloat64())
+		}
+		return v
+	}
+}
+
 // TestNormFuse checks runtime.NormFuser on the device: a split and a GLU
 // product that normalize their input as they stage it (one-tile kernels,
 // up to 8 rows; the norm kernel first for more) give, bit for bit, the
@@ -199,17 +218,9 @@ func TestInputOrder(t *testing.T) {
 // in f16 and bf16, at the 7B shape's width and a narrow one.
 func TestNormFuse(t *testing.T) {
 	b := gputest.Backend(t)
-	prev := b.NormFusedRows()
-	b.SetNormFuse(8)
-	defer b.SetNormFuse(prev)
+	withNormFuse(t, b, 8)
 	r := rand.New(rand.NewPCG(31, 32))
-	rand32 := func(n int, scale float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(scale * r.NormFloat64())
-		}
-		return v
-	}
+	rand32 := normals(r)
 	for _, K := range []int{512, 4096} {
 		for _, perm := range []bool{false, true} {
 			qa, qb := randomQuant(r, K, 128, 4, 128, perm), randomQuant(r, K, 64, 4, 128, false)

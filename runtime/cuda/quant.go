@@ -47,10 +47,13 @@ func (q *quant) segments() []int {
 // batch tiles (qmmaTiles) and dtype, made once so that a decode step formats
 // no strings.
 var qnames = func() (n struct {
-	gemv    [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
-	dequant [2]map[runtime.DType]string
-	gather  map[runtime.DType]string
-	glu     map[runtime.DType]string
+	gemv     [2][2][len(qmmaTiles)]map[runtime.DType]string // [bits/8][groups not whole chunks][tile]
+	norm     [2][2]map[runtime.DType]string                 // one tile, normalizing x (NormFuser)
+	rope     [2][len(qmmaTiles)]map[runtime.DType]string    // with the q/k/v epilogue's RoPE (RoPEFuser)
+	normRoPE [2]map[runtime.DType]string                    // both
+	dequant  [2]map[runtime.DType]string
+	gather   map[runtime.DType]string
+	glu      map[runtime.DType]string
 }) {
 	n.gather = map[runtime.DType]string{}
 	n.glu = map[runtime.DType]string{}
@@ -60,6 +63,11 @@ var qnames = func() (n struct {
 			n.gemv[i][0][j] = map[runtime.DType]string{}
 			n.gemv[i][1][j] = map[runtime.DType]string{}
 		}
+		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
+		n.normRoPE[i] = map[runtime.DType]string{}
+		for j := range qmmaTiles {
+			n.rope[i][j] = map[runtime.DType]string{}
+		}
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
@@ -67,6 +75,12 @@ var qnames = func() (n struct {
 			for j, mt := range qmmaTiles {
 				n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
 				n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
+			}
+			n.norm[i][0][dt] = fmt.Sprintf("qmma%d_t1_n_%s", bits, suffix(dt))
+			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
+			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
+			for j, mt := range qmmaTiles {
+				n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
 			}
 		}
 	}
@@ -129,12 +143,6 @@ func parseFill(v string) ([4]int, error) {
 	}
 	return f, nil
 }
-
-// A quantized product's blocks may ask part of their weights into L2 before
-// waiting for the previous kernel (GPTQTOOL_L2PF=MiB over the product's
-// blocks). Off by default: on the H200 at 24 MiB, decode lost 6% at batch 1
-// (333 against 354 tok/s) and 4% at batch 32, the prefetch competing with
-// the running kernel's own reads (docs/benchmarks.md).
 
 // qmmaBlocksPerSM is how many blocks of a qmma kernel of tile index tile
 // an SM holds by their registers (the kernels' launch bounds); shared
@@ -451,7 +459,7 @@ func (b *Backend) matmulSplit(dsts []runtime.Tensor, x, w, nw runtime.Tensor, ep
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0, nrm)
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, nil)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
@@ -468,7 +476,7 @@ func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil, nil)
 }
 
 // normArg is a product's RMSNorm of its input (runtime.NormFuser): w from
@@ -508,10 +516,15 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 }
 
 // defaultNormFuse is the most rows whose products normalize their input:
-// on the H200 (7B shape, 4-bit) batch 1 gained 2.5% (342 to 351 tok/s),
-// while at 8 rows decode lost 30%, each of a product's blocks summing the
-// squares of all eight rows (docs/benchmarks.md).
-const defaultNormFuse = 1
+// none. On the H200 (7B shape, 4-bit, the fifth session's build, where the
+// normalizing kernels are kernels of their own) norm fusing made batch 1
+// slower: 350.0 against 368.4 tok/s with act order, 363.2 against 372.4
+// without; a separate norm kernel runs while the product's blocks, already
+// launched (PDL), fetch their first weights, whereas a normalizing block
+// sums the squares of x on its critical path (Nsight Compute: 31.9 µs for
+// gate/up against 27.3 + 4.3 for the product and the norm). At 8 rows it
+// lost 30% (docs/benchmarks.md).
+const defaultNormFuse = 0
 
 // NormFusedRows implements runtime.NormFuser: up to the one-tile
 // kernels' 8 rows (GPTQTOOL_NORM_FUSE).
@@ -552,7 +565,7 @@ func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	nrm := b.normOf(nw, eps, wt, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm, nil)
 }
 
 // qmmaPlan is how a qmma product of M rows is split: S blocks along K for
@@ -638,7 +651,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 // 0). The
 // qmma kernels take up to qgemvRows rows; more rows (or the forced
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
-func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg) {
+// With rp (a split q/k/v fusion that ropeFits), the kernels also rotate q
+// and k and store k and v in the paged cache (runtime.RoPEFuser).
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
@@ -667,6 +682,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		x, nrm = xn, nil
 	}
 	if M > qgemvRows || b.dequantGEMM {
+		if rp != nil {
+			panic("cuda: rope-fused matmul on the dequantize + cuBLAS path")
+		}
 		b.qdequantGEMM(outs, x, w, res, slots)
 		return
 	}
@@ -683,7 +701,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			for i := range widths {
 				o[i] = rows(outs[i], r0, n)
 			}
-			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil)
+			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil, rp.rows(r0))
 		}
 		return
 	}
@@ -756,16 +774,26 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			nv8 = 1
 		}
 	}
-	// Chunks a warp asks into L2 before waiting for the previous kernel:
-	// the product's share of the L2 budget, at most its slice past the ring
-	// (none without PDL: nothing would overlap).
-	pfc := int32(min(b.l2pf/(nb*S*8*512), max(cps-qst, 0)))
-	if !b.pdl {
-		pfc = 0
+	name := qnames.gemv[q.bits/8][sg][tile][x.dt]
+	switch {
+	case nrm != nil && rp != nil: // tile 0 (at most normFuseRows <= 8 rows), sg 0 (ropeFits)
+		name = qnames.normRoPE[q.bits/8][x.dt]
+	case nrm != nil:
+		name = qnames.norm[q.bits/8][sg][x.dt]
+	case rp != nil:
+		name = qnames.rope[q.bits/8][tile][x.dt]
 	}
-	b.runCluster("qgemv.cu", qnames.gemv[q.bits/8][sg][tile][x.dt], Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
+	var r ropeArg
+	if rp != nil {
+		if sg != 0 {
+			panic("cuda: rope-fused matmul with groups that are not whole chunks (no such kernel)")
+		}
+		r = *rp
+	}
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8, pfc)
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync, nw, eps, nv8,
+		r.pos, r.slot, r.inv, r.kc, r.vc)
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input

@@ -292,6 +292,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	// bit-identical to steps of more rows or GPTQTOOL_NORM_FUSE=0.
 	nf, _ := b.(runtime.NormFuser)
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
+	rf, _ := b.(runtime.RoPEFuser)
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -300,13 +301,25 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		if lw.order != nil {
 			w, sl = &lw.order.w, lw.order.slots
 		}
-		if fuse && lw.normed.attn != nil {
-			nf.MatMulSplitNorm([]runtime.Tensor{s.q, s.k, s.v}, x, lw.normed.attn, d.eps, lw.qkv)
-		} else {
+		// q/k/v: normalized by the product (lw.normed) or by a norm kernel
+		// first; rotated and stored in the cache by the product where the
+		// backend's kernels do that (rf), by RoPEStore otherwise.
+		qkv := []runtime.Tensor{s.q, s.k, s.v}
+		xin, nw, wq := x, lw.normed.attn, lw.qkv
+		if !fuse || nw == nil {
 			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
-			w.project(b, s.xn, s.q, s.k, s.v)
+			xin, nw, wq = s.xn, nil, w.qkv
 		}
-		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+		switch {
+		case rf != nil && wq != nil:
+			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+		case nw != nil:
+			nf.MatMulSplitNorm(qkv, xin, nw, d.eps, wq)
+			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+		default:
+			w.project(b, xin, s.q, s.k, s.v)
+			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+		}
 		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
 		switch {
 		case fuse && lw.normed.ffn != nil:

@@ -264,6 +264,19 @@ func (n *normCPU) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	n.MatMulGLU(dst, xn, w)
 }
 
+// actOrderBF16 binds an act-order GPTQ checkpoint of openchat-tiny with
+// bf16 activations to a backend.
+func actOrderBF16(t *testing.T) func(runtime.Backend) *Model {
+	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
+	return func(b runtime.Backend) *Model {
+		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+}
+
 // TestDecodeNormFuse checks the decode step with products that normalize
 // their own input (runtime.NormFuser): an act-order GPTQ checkpoint of
 // openchat-tiny on an emulated fusing backend decodes to the logits of the
@@ -271,14 +284,7 @@ func (n *normCPU) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 // gate/up normalize the updated stream), every layer's q/k/v and gate/up
 // products normalizing in every decode step.
 func TestDecodeNormFuse(t *testing.T) {
-	qw, cfg, qcfg, _ := actOrderGPTQ(t, "models/openchat-tiny")
-	open := func(b runtime.Backend) *Model {
-		m, err := bind(qw, cfg, qcfg, b, Options{DType: runtime.BF16})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m
-	}
+	open := actOrderBF16(t)
 	nb := &normCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
 	mf := open(nb)
 	defer mf.Close()
@@ -297,4 +303,73 @@ func TestDecodeNormFuse(t *testing.T) {
 		t.Errorf("%d products normalized their input, want at least %d", nb.fused, min)
 	}
 	sameSteps(t, "norm-fused", got, want)
+}
+
+// ropeQuant and ropeNorm add runtime.RoPEFuser to the emulated backends
+// (ropeThen: the q/k/v product, normalizing its input when nw is not nil,
+// then RoPEStore); they count the calls.
+type ropeQuant struct {
+	*quantCPU
+	fused int
+}
+
+type ropeNorm struct {
+	*normCPU
+	fused int
+}
+
+func ropeThen(b runtime.PagedDecoder, split func(), dsts []runtime.Tensor, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	split()
+	b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
+}
+
+func (r *ropeQuant) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
+	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	if nw != nil {
+		r.t.Fatal("a norm weight for a backend that does not fuse norms")
+	}
+	ropeThen(r, func() { r.MatMulSplit(dsts, x, w) }, dsts, kc, vc, pos, slot, headDim, theta)
+	r.fused++
+}
+
+func (r *ropeNorm) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
+	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	split := func() { r.MatMulSplit(dsts, x, w) }
+	if nw != nil {
+		split = func() { r.MatMulSplitNorm(dsts, x, nw, eps, w) }
+	}
+	ropeThen(r, split, dsts, kc, vc, pos, slot, headDim, theta)
+	r.fused++
+}
+
+// TestDecodeRoPEFuse checks the decode step with q/k/v products that apply
+// RoPE and the cache store themselves (runtime.RoPEFuser), with and
+// without products that normalize their input: an act-order GPTQ
+// checkpoint of openchat-tiny on an emulated backend decodes to the logits
+// of the same backend without the fusion, every layer's q/k/v product
+// rotating in every step.
+func TestDecodeRoPEFuse(t *testing.T) {
+	open := actOrderBF16(t)
+	quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
+	mp := open(quant())
+	defer mp.Close()
+	want, _ := stepAll(t, mp, 4)
+	plain := &ropeQuant{quantCPU: quant()}
+	normed := &ropeNorm{normCPU: &normCPU{quantCPU: quant()}}
+	for _, c := range []struct {
+		name  string
+		b     runtime.Backend
+		fused *int
+	}{{"plain", plain, &plain.fused}, {"norm-fused", normed, &normed.fused}} {
+		t.Run(c.name, func(t *testing.T) {
+			m := open(c.b)
+			defer m.Close()
+			got, _ := stepAll(t, m, 4)
+			// Three decode steps after the prompts' forward.
+			if min := 3 * len(m.layers); *c.fused < min {
+				t.Errorf("%d q/k/v products rotated, want at least %d", *c.fused, min)
+			}
+			sameSteps(t, "rope-fused", got, want)
+		})
+	}
 }
