@@ -107,8 +107,18 @@ struct alignas(16) u32x4 { u32 a, b, c, d; };
 // Grid-stride loop over n elements.
 #define FOR_N(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
-// Instantiate a templated kernel body for each activation dtype.
+// Instantiate a templated kernel body for each activation dtype; a module
+// compiled with KDT=0, 1 or 2 holds f32's, f16's or bf16's only (see
+// kernels.Module).
+#if !defined(KDT)
 #define FOR_DTYPES(M) M(f32, float) M(f16, f16) M(bf16, bf16)
+#elif KDT == 0
+#define FOR_DTYPES(M) M(f32, float)
+#elif KDT == 1
+#define FOR_DTYPES(M) M(f16, f16)
+#else
+#define FOR_DTYPES(M) M(bf16, bf16)
+#endif
 
 // Eight 16-bit floats in one 16-byte vector, as fp32 values.
 template <typename T> __device__ __forceinline__ void unpack8(u32x4 v, float* f);

@@ -685,13 +685,20 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_N(BITS, T, NAME) \
     QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
     QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
+// Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
+// width and dtype's products and qdequant, QG_NRM=1 its products that
+// normalize x; QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything.
+#if !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME) \
     QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#elif QG_NRM
+#define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
+#else
+#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)
 #define QMMA_8(NAME, T) QMMA_T(8, T, NAME)
-FOR_DTYPES(QMMA_4)
-FOR_DTYPES(QMMA_8)
 
 #define QDEQUANT(BITS, T, NAME)                                                                             \
     extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, int K, int N, int gs) { \
@@ -700,8 +707,19 @@ FOR_DTYPES(QMMA_8)
 
 #define QDEQUANT_4(NAME, T) QDEQUANT(4, T, NAME)
 #define QDEQUANT_8(NAME, T) QDEQUANT(8, T, NAME)
+
+#if !defined(QG_BITS) || QG_BITS == 4
+FOR_DTYPES(QMMA_4)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_4)
+#endif
+#endif
+#if !defined(QG_BITS) || QG_BITS == 8
+FOR_DTYPES(QMMA_8)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_8)
+#endif
+#endif
 
 #define GATHER(T, NAME)                                                                                   \
     extern "C" __global__ void gather_cols_##NAME(T* dst, const T* x, const int* perm, int M, int K) { \
@@ -714,7 +732,8 @@ FOR_DTYPES(QDEQUANT_8)
     }
 
 #define GLU_ROWS_N(NAME, T) GLU_ROWS(T, NAME)
-FOR_DTYPES(GLU_ROWS_N)
-
 #define GATHER_N(NAME, T) GATHER(T, NAME)
+#if !defined(QG_BITS) || QG_BITS == 0
+FOR_DTYPES(GLU_ROWS_N)
 FOR_DTYPES(GATHER_N)
+#endif
