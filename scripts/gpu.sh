@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [ncusrc]
+#                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -119,6 +119,23 @@ for step in $steps; do
         --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
         "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
       grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
+    done
+    ;;
+  coldstart)
+    # Time to a first token on a machine with no kernel cache: bench decode
+    # (batch 1, 8 new tokens) with an empty cache, then again with the cache
+    # it filled, for this build and (DEVICE_BASE) the base build, on the
+    # decode step's checkpoint (COLD_MODEL, default q4act); the builds log
+    # each module they compile.
+    cm=${COLD_MODEL:-q4act}
+    [ -d /tmp/oc7b-$cm ] || { note "coldstart: needs /tmp/oc7b-$cm (run the decode step first)"; continue; }
+    for bn in gptqtool gptqtool-base; do
+      [ -x "$bin/$bn" ] || continue
+      for pass in cold warm; do
+        [ $pass = cold ] && rm -rf /tmp/kc-$bn
+        run cold-$bn-$pass 400 env GPTQTOOL_KERNEL_CACHE=/tmp/kc-$bn "$bin/$bn" bench decode --device cuda --model /tmp/oc7b-$cm --batch 1 --prompt 16 --new 8
+        grep -E '^cuda: compiled' "$LOGS/cold-$bn-$pass.log" | tee -a "$summary"
+      done
     done
     ;;
   ncusrc)
