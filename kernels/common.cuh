@@ -196,6 +196,20 @@ __device__ __forceinline__ void cluster_sync() {
     asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
 #endif
 }
+// cluster_sync_relaxed: the same barrier, ordering no memory (PTX 8.0,
+// NVRTC 12 and later; before, cluster_sync): for the last barrier of a
+// cluster whose blocks read each other's shared memory, so that none exits
+// while the others still read it. Their reads are done (their values used)
+// before they arrive, so the release fence (a MEMBAR) is not needed.
+__device__ __forceinline__ void cluster_sync_relaxed() {
+#if __CUDA_ARCH__ >= 900
+#if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#else
+    cluster_sync();
+#endif
+#endif
+}
 __device__ __forceinline__ u32 cluster_rank() {
     u32 r = 0;
 #if __CUDA_ARCH__ >= 900

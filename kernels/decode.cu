@@ -136,7 +136,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         pdl_launch();  // touches nothing: the next kernel need not wait for it
         if (cm && s < clu) {
             cluster_sync();
-            cluster_sync();
+            cluster_sync_relaxed();
         }
         return;
     }
@@ -311,7 +311,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             const int col = (h0 + g) * hd + d;
             out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o);
         }
-        cluster_sync();  // the others may still read this block's sums
+        cluster_sync_relaxed();  // the others may still read this block's sums
         return;
     }
     if (S == 1) {

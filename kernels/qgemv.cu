@@ -583,7 +583,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     return v;
                 },
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
-            cluster_sync();  // the others may still read this block's sums
+            cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
     } else {
