@@ -667,7 +667,7 @@ func (b *Backend) function(src, name string) (*function, error) {
 			return nil, err
 		}
 		b.mods[m.Key()] = mod
-		b.compiles.forget(m)
+		b.compiles.loaded(m)
 	}
 	var fn uintptr
 	if err := cuErr("cuModuleGetFunction("+name+")", drv.cuModuleGetFunction(&fn, mod, name)); err != nil {

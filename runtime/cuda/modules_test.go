@@ -3,6 +3,7 @@ package cuda
 import (
 	"bytes"
 	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"os"
 	goruntime "runtime"
@@ -155,7 +156,14 @@ func TestModuleParts(t *testing.T) {
 
 // kernelSymbols lists a CUBIN's kernels: its global function symbols.
 func kernelSymbols(cubin []byte) ([]string, error) {
-	f, err := elf.NewFile(bytes.NewReader(cubin))
+	// NVRTC writes its version into the header's e_version (118 for 11.8),
+	// which debug/elf rejects unless it is 1 (EV_CURRENT).
+	c := append([]byte(nil), cubin...)
+	if len(c) < 24 {
+		return nil, fmt.Errorf("cubin: %d bytes, not an ELF file", len(c))
+	}
+	binary.LittleEndian.PutUint32(c[20:], 1)
+	f, err := elf.NewFile(bytes.NewReader(c))
 	if err != nil {
 		return nil, fmt.Errorf("cubin: %w", err)
 	}
@@ -170,4 +178,60 @@ func kernelSymbols(cubin []byte) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// TestPrepareCompilesOnce checks Prepare where NVRTC loads (no GPU needed):
+// the modules a 4-bit fp16 model of 128-wide heads (32 query, 8 kv heads)
+// runs are compiled once each, in the background, and hold the kernels its
+// decode launches; a launch's request waits for the compile under way; a
+// second Prepare compiles nothing.
+func TestPrepareCompilesOnce(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		t.Skipf("%v", err)
+	}
+	var log bytes.Buffer
+	b := &Backend{arch: 90, log: &log}
+	spec := runtime.ModelSpec{DType: runtime.F16, Bits: []int{4}, HeadDim: 128, QueryHeads: 32, KVHeads: 8}
+	b.Prepare(spec)
+	want := map[string]string{
+		"qgemv.cu": qnames.gemv[0][0][0][runtime.F16], "decode.cu": pagedNames[[2]int{4, 4}][runtime.F16],
+	}
+	others := [][2]string{{"qgemv.cu", qnames.rope[0][2][runtime.F16]}, {"qgemv.cu", qnames.glu[runtime.F16]},
+		{"qgemv.cu", qnames.gather[runtime.F16]}, {"decode.cu", "rope_store_f16"}}
+	for file, name := range want {
+		others = append(others, [2]string{file, name})
+	}
+	for _, fn := range others {
+		m := kernels.ModuleOf(fn[0], fn[1])
+		cubin, err := b.cubin(m)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Key(), err)
+		}
+		syms, err := kernelSymbols(cubin)
+		if err != nil || !slices.Contains(syms, fn[1]) {
+			t.Errorf("%s: kernel %s missing (%v)", m.Key(), fn[1], err)
+		}
+	}
+	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
+		if _, err := b.cubin(kernels.ModuleOf(f, "")); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	// 4-bit f16 products, glu/gather, one paged attention kernel,
+	// rope_store and five whole files: nine compiles, one each.
+	count := func() int {
+		b.compiles.logMu.Lock()
+		defer b.compiles.logMu.Unlock()
+		return strings.Count(log.String(), "cuda: compiled ")
+	}
+	if n := count(); n != 9 {
+		t.Errorf("%d compiles logged, want 9:\n%s", n, log.String())
+	}
+	b.Prepare(spec)
+	for _, j := range b.compiles.jobs {
+		<-j.done
+	}
+	if n := count(); n != 9 {
+		t.Errorf("a second Prepare compiled again: %d compiles logged", n)
+	}
 }
