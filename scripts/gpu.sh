@@ -22,6 +22,13 @@ for f in .device/bin/*.gz; do gunzip -c "$f" >"$bin/$(basename "${f%.gz}")"; don
 chmod +x "$bin"/*
 export GPTQTOOL_FIXTURES=$PWD/.device/fixtures
 export GPTQTOOL_KERNEL_CACHE=/tmp/gptqtool-kernels
+mkdir -p "$GPTQTOOL_KERNEL_CACHE"
+# A kernel cache brought back by an earlier call (device-build.sh with
+# DEVICE_KERNEL_CACHE=FILE puts it in .device): its entries whose source,
+# options, NVRTC and driver are unchanged are not compiled again. The cache
+# this call used goes back in $OUT (kernel-cache.tgz) at the end.
+[ -f .device/kernel-cache.tgz ] && tar -xzf .device/kernel-cache.tgz -C "$GPTQTOOL_KERNEL_CACHE"
+touch /tmp/kernel-cache-mark
 mkdir -p "$GPTQTOOL_FIXTURES/models"
 ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
 summary="$OUT/summary.txt" # written as it goes: a call cut short still brings it back
@@ -385,6 +392,10 @@ for step in $steps; do
     ;;
   esac
 done
+# The cache entries this call compiled or used (a hit refreshes an entry's
+# time), when they fit the way back (16 MiB a file).
+(cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark -print0 | tar -czf /tmp/kernel-cache.tgz --null -T -) &&
+  [ "$(stat -c %s /tmp/kernel-cache.tgz)" -lt 16000000 ] && cp /tmp/kernel-cache.tgz "$OUT/kernel-cache.tgz"
 for j in "$LOGS"/*.json; do [ -f "$j" ] && { echo "=== $j"; cat "$j"; }; done >"$OUT/json.txt"
 for l in "$LOGS"/*.log "$LOGS"/*.stderr; do [ -f "$l" ] && { echo "=== $l"; tail -c 300000 "$l"; }; done >"$OUT/logs.txt"
 echo "=== summary"

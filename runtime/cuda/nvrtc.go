@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -103,6 +104,10 @@ func compile(name, src string, arch, driver int, cacheDir string, defines ...str
 		}
 		path = filepath.Join(cacheDir, base+"-sm"+fmt.Sprint(arch)+"-"+key+".cubin")
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			// A hit's time is its last use, so that entries no build
+			// uses any more can be found (and pruned) by age.
+			now := time.Now()
+			os.Chtimes(path, now, now)
 			return b, false, nil
 		}
 	}
