@@ -279,6 +279,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
+    // The residual this thread adds to its first output in the epilogue
+    // (qout's plain path: one output tensor, res in its shape) goes to L1
+    // now, so that the epilogue does not wait a round trip to L2 for it.
+    if (res && !glu && !rp.kc) {
+        const int S = gridDim.y, items = M * QCOLS;
+        const int rk = S > 1 && cl ? (int)cluster_rank() : 0, ns = S > 1 && cl ? S : 1;
+        const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
+        if (e < (rk + 1) * items / ns && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
+    }
 
     // NRM (kernels of one tile): x's rows are RMS-normalized as they are
     // staged, nw[k] the norm weight of sequential input k. The block sums
