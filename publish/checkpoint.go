@@ -303,10 +303,19 @@ func CheckOut(out, modelDir string, force bool) error {
 		if err != nil {
 			return filepath.Clean(p)
 		}
-		if r, err := filepath.EvalSymlinks(a); err == nil {
-			return r
+		// Resolve links through the deepest folder that exists: an out
+		// that does not exist yet, reached through a link to the model's
+		// folder, still lies inside the model.
+		rest := ""
+		for d := a; ; d = filepath.Dir(d) {
+			if r, err := filepath.EvalSymlinks(d); err == nil {
+				return filepath.Join(r, rest)
+			}
+			if filepath.Dir(d) == d {
+				return a
+			}
+			rest = filepath.Join(filepath.Base(d), rest)
 		}
-		return a
 	}
 	o, m := abs(out), abs(modelDir)
 	if rel, err := filepath.Rel(o, m); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {

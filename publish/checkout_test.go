@@ -1,0 +1,48 @@
+package publish_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/publish"
+)
+
+// TestCheckOutThroughLinks checks that an output folder inside the model's
+// folder is refused however either path reaches it: through a link to the
+// model's folder or to a folder above it, also when the output does not
+// exist yet (it cannot be resolved itself then).
+func TestCheckOutThroughLinks(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "real")
+	model := filepath.Join(real, "model")
+	if err := os.MkdirAll(model, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	up, link := filepath.Join(dir, "up"), filepath.Join(dir, "link")
+	if err := os.Symlink(real, up); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(model, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ out, model, want string }{
+		{filepath.Join(up, "model", "q"), filepath.Join(up, "model"), "lies inside"},
+		{filepath.Join(up, "model", "q", "deeper"), model, "lies inside"},
+		{filepath.Join(model, "q"), filepath.Join(up, "model"), "lies inside"},
+		{filepath.Join(link, "q"), model, "lies inside"},
+		{filepath.Join(link, "q"), link, "lies inside"},
+		{up, filepath.Join(link), "holds the model"},
+		{filepath.Join(dir, "link"), model, "holds the model"},
+	} {
+		err := publish.CheckOut(c.out, c.model, false)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CheckOut(%s, %s) = %v, want an error saying %q", c.out, c.model, err, c.want)
+		}
+	}
+	// A sibling of the model reached through the link above it is fine.
+	if err := publish.CheckOut(filepath.Join(up, "q"), model, false); err != nil {
+		t.Errorf("a sibling folder of the model was refused: %v", err)
+	}
+}
