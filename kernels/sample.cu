@@ -208,8 +208,14 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
 
     // 4. Weights, then the kept set: every token, or those with keys above
     // thr and the first mthr (in id order) of key thr.
+    // The largest logit: without penalties the first pass found each
+    // thread's.
     float mx = NEG_INF;
-    for (int i = tid; i < V; i += SB) mx = fmaxf(mx, src[i]);
+    if (R.nadj > 0) {
+        for (int i = tid; i < V; i += SB) mx = fmaxf(mx, src[i]);
+    } else {
+        mx = bv;
+    }
     mx = block_max(mx, redf);
     const float invT = 1.0f / R.temp;
     auto weight = [&](float v) -> u64 { return (u64)(expf((v - mx) * invT) * SFIX); };
