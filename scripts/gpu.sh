@@ -317,27 +317,28 @@ for step in $steps; do
     # (each product gathering): the same ids, since every op gives the same
     # bits either way.
     if [ ! -d /tmp/qp/main ]; then note "ordercheck: needs /tmp/qp/main (run quantppl first)"; continue; fi
-    for v in 1 0; do
-      run order-$v 120 sh -c "GPTQTOOL_INPUT_ORDER=$v '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
-        --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-$v.txt'"
-    done
-    if cmp -s "$LOGS/order-1.txt" "$LOGS/order-0.txt" && [ -s "$LOGS/order-1.txt" ]; then
-      note "ordercheck: the same ids with and without input orders ($(wc -w <"$LOGS/order-1.txt") ids)"
-    else
-      note "ordercheck: DIFFERENT ids with and without input orders"
-      head -c 600 "$LOGS/order-1.txt" "$LOGS/order-0.txt" | tee -a "$summary"
-    fi
+    # greedy_ids NAME ENV: the greedy ids under the setting ENV in order-NAME.txt.
+    greedy_ids() {
+      run order-$1 120 sh -c "$2 '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
+        --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-$1.txt'"
+    }
+    # same_ids NAME WHAT [MORE]: order-NAME.txt against order-1.txt (the defaults).
+    same_ids() {
+      if cmp -s "$LOGS/order-1.txt" "$LOGS/order-$1.txt" && [ -s "$LOGS/order-1.txt" ]; then
+        note "ordercheck: the same ids with and without $2${3:-}"
+      else
+        note "ordercheck: DIFFERENT ids with and without $2"
+        head -c 600 "$LOGS/order-1.txt" "$LOGS/order-$1.txt" | tee -a "$summary"
+      fi
+    }
+    greedy_ids 1 GPTQTOOL_INPUT_ORDER=1
+    greedy_ids 0 GPTQTOOL_INPUT_ORDER=0
+    same_ids 0 "input orders" " ($(wc -w <"$LOGS/order-1.txt") ids)"
     # The same for RoPE and the cache store in the q/k/v product's epilogue
     # (openchat-tiny's heads are 128 wide, so its decode steps fuse them):
     # bit for bit rope_store's, so the same ids.
-    run order-rope0 120 sh -c "GPTQTOOL_ROPE_FUSE=0 '$bin/gptqtool' generate --device cuda --model /tmp/qp/main \
-      --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/order-rope0.txt'"
-    if cmp -s "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" && [ -s "$LOGS/order-1.txt" ]; then
-      note "ordercheck: the same ids with and without the fused RoPE"
-    else
-      note "ordercheck: DIFFERENT ids with and without the fused RoPE"
-      head -c 600 "$LOGS/order-1.txt" "$LOGS/order-rope0.txt" | tee -a "$summary"
-    fi
+    greedy_ids rope0 GPTQTOOL_ROPE_FUSE=0
+    same_ids rope0 "the fused RoPE"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
