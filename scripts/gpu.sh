@@ -24,9 +24,9 @@ export GPTQTOOL_FIXTURES=$PWD/.device/fixtures
 export GPTQTOOL_KERNEL_CACHE=/tmp/gptqtool-kernels
 mkdir -p "$GPTQTOOL_KERNEL_CACHE"
 # A kernel cache brought back by an earlier call (device-build.sh with
-# DEVICE_KERNEL_CACHE=FILE puts it in .device): its entries whose source,
+# DEVICE_KERNEL_CACHE=DIR puts it in .device): its entries whose source,
 # options, NVRTC and driver are unchanged are not compiled again. The cache
-# this call used goes back in $OUT (kernel-cache.tgz) at the end.
+# this call used goes back in $OUT (kernel-cache.tgz.NN) at the end.
 [ -f .device/kernel-cache.tgz ] && tar -xzf .device/kernel-cache.tgz -C "$GPTQTOOL_KERNEL_CACHE"
 touch /tmp/kernel-cache-mark
 mkdir -p "$GPTQTOOL_FIXTURES/models"
@@ -394,9 +394,17 @@ for step in $steps; do
   esac
 done
 # The cache entries this call compiled or used (a hit refreshes an entry's
-# time), when they fit the way back (16 MiB a file).
-(cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark -print0 | tar -czf /tmp/kernel-cache.tgz --null -T -) &&
-  [ "$(stat -c %s /tmp/kernel-cache.tgz)" -lt 16000000 ] && cp /tmp/kernel-cache.tgz "$OUT/kernel-cache.tgz"
+# time), in parts of 15 MB (a file coming back holds at most 16 MiB), three
+# at most: kernel-cache.tgz.00, .01, ... device-build.sh joins them again.
+if (cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark -print0 | tar -czf /tmp/kernel-cache.tgz --null -T -); then
+  size=$(stat -c %s /tmp/kernel-cache.tgz)
+  if [ "$size" -le 45000000 ]; then
+    split -b 15000000 -d /tmp/kernel-cache.tgz "$OUT/kernel-cache.tgz."
+    echo "kernel cache: $size bytes back in $(ls "$OUT"/kernel-cache.tgz.* | wc -l) part(s)" | tee -a "$summary"
+  else
+    echo "kernel cache: $size bytes, too large to bring back" | tee -a "$summary"
+  fi
+fi
 for j in "$LOGS"/*.json; do [ -f "$j" ] && { echo "=== $j"; cat "$j"; }; done >"$OUT/json.txt"
 for l in "$LOGS"/*.log "$LOGS"/*.stderr; do [ -f "$l" ] && { echo "=== $l"; tail -c 300000 "$l"; }; done >"$OUT/logs.txt"
 echo "=== summary"
