@@ -107,8 +107,18 @@ struct alignas(16) u32x4 { u32 a, b, c, d; };
 // Grid-stride loop over n elements.
 #define FOR_N(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
-// Instantiate a templated kernel body for each activation dtype.
+// Instantiate a templated kernel body for each activation dtype; a module
+// compiled with KDT=0, 1 or 2 holds f32's, f16's or bf16's only (see
+// kernels.Module).
+#if !defined(KDT)
 #define FOR_DTYPES(M) M(f32, float) M(f16, f16) M(bf16, bf16)
+#elif KDT == 0
+#define FOR_DTYPES(M) M(f32, float)
+#elif KDT == 1
+#define FOR_DTYPES(M) M(f16, f16)
+#else
+#define FOR_DTYPES(M) M(bf16, bf16)
+#endif
 
 // Eight 16-bit floats in one 16-byte vector, as fp32 values.
 template <typename T> __device__ __forceinline__ void unpack8(u32x4 v, float* f);
@@ -173,6 +183,9 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
 
+// prefetch_l1: the line holding p into L1 (no register, no wait).
+__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
+
 // cp_async4: 4 bytes from global to shared memory through L1.
 __device__ __forceinline__ void cp_async4(u32 dst, const void* src) {
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(dst), "l"(src));
@@ -184,6 +197,20 @@ __device__ __forceinline__ void cp_async4(u32 dst, const void* src) {
 __device__ __forceinline__ void cluster_sync() {
 #if __CUDA_ARCH__ >= 900
     asm volatile("barrier.cluster.arrive.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
+// cluster_sync_relaxed: the same barrier, ordering no memory (PTX 8.0,
+// NVRTC 12 and later; before, cluster_sync): for the last barrier of a
+// cluster whose blocks read each other's shared memory, so that none exits
+// while the others still read it. Their reads are done (their values used)
+// before they arrive, so the release fence (a MEMBAR) is not needed.
+__device__ __forceinline__ void cluster_sync_relaxed() {
+#if __CUDA_ARCH__ >= 900
+#if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n\tbarrier.cluster.wait.aligned;" ::: "memory");
+#else
+    cluster_sync();
+#endif
 #endif
 }
 __device__ __forceinline__ u32 cluster_rank() {

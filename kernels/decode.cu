@@ -66,7 +66,9 @@
             }                                                                                                   \
         }                                                                                                       \
     }
+#if !defined(PA_C) || PA_C == 0
 FOR_DTYPES(ROPE_STORE)
+#endif
 
 // PA_TILE positions a tile, one a thread: also the block's thread count
 // (pagedThreads in runtime/cuda). PA_SPLITS: the most blocks that split one
@@ -134,7 +136,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         pdl_launch();  // touches nothing: the next kernel need not wait for it
         if (cm && s < clu) {
             cluster_sync();
-            cluster_sync();
+            cluster_sync_relaxed();
         }
         return;
     }
@@ -309,7 +311,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             const int col = (h0 + g) * hd + d;
             out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o);
         }
-        cluster_sync();  // the others may still read this block's sums
+        cluster_sync_relaxed();  // the others may still read this block's sums
         return;
     }
     if (S == 1) {
@@ -378,4 +380,13 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     }
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)
+// Parts (kernels.Module): PA_C, PA_G and KDT one paged_attn kernel, PA_C=0
+// the rope_store kernels; no PA_C, everything. (PAGED_ATTN_X expands PA_C
+// and PA_G before PAGED_ATTN_CG pastes them into the name.)
+#define PAGED_ATTN_X(N, T, C, G) PAGED_ATTN_CG(N, T, C, G)
+#define PAGED_ATTN_ONE(N, T) PAGED_ATTN_X(N, T, PA_C, PA_G)
+#if !defined(PA_C)
 FOR_DTYPES(PAGED_ATTN)
+#elif PA_C > 0
+FOR_DTYPES(PAGED_ATTN_ONE)
+#endif

@@ -204,17 +204,23 @@ __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
     return d;
 }
 
-// Shared-memory order of a staged chunk of KB inputs of one row of x: the
-// input at k = 16s + 8h + 2t + e (step s, half h, e in {0, 1}) goes to
-// t*4*SPC + 4s + 2h + e, so that the B fragments of all the chunk's steps of
-// the lanes with t are one contiguous run (16 or 32 bytes).
-template <int SPC> __device__ __forceinline__ int xslot(int kl) {
-    return ((kl >> 1) & 3) * 4 * SPC + (kl >> 4) * 4 + ((kl >> 3) & 1) * 2 + (kl & 1);
-}
-
 __device__ __forceinline__ u32x4 lds128(u32 addr) {
     u32x4 v;
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "r"(addr) : "memory");
+    return v;
+}
+
+// ldsm4: four 8×8 fp16 matrices from shared memory (ldmatrix), lane L
+// giving the address of row L%8 of matrix L/8; register i holds, for lane
+// (g, t), elements (g, 2t) and (g, 2t+1) of matrix i. With x staged in its
+// natural order, matrices at inputs k0, k0+8, k0+16 and k0+24 of rows
+// bt*8.. are the mma's B fragments (b0, b1) of the steps at k0 and k0+16.
+__device__ __forceinline__ u32x4 ldsm4(u32 addr) {
+    u32x4 v;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d)
+                 : "r"(addr)
+                 : "memory");
     return v;
 }
 
@@ -239,7 +245,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const bool active = (blockIdx.x * 8 + warp) * 16 < N;
     const int nt = active ? blockIdx.x * 8 + warp : blockIdx.x * 8;
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
-    u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, chunks in xslot order
+    u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
@@ -273,6 +279,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
+    // The residual this thread adds to its first output in the epilogue
+    // (qout's plain path: one output tensor, res in its shape) goes to L1
+    // now, so that the epilogue does not wait a round trip to L2 for it.
+    if (res && !glu && !rp.kc) {
+        const int S = gridDim.y, items = M * QCOLS;
+        const int rk = S > 1 && cl ? (int)cluster_rank() : 0, ns = S > 1 && cl ? S : 1;
+        const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
+        if (e < (rk + 1) * items / ns && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
+    }
 
     // NRM (kernels of one tile): x's rows are RMS-normalized as they are
     // staged, nw[k] the norm weight of sequential input k. The block sums
@@ -342,16 +357,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv_rms[m])));
     };
 
-    // Stage x for the chunks [ci, ci+P) of the slice in shared memory, each
-    // eight inputs stored as four pairs 4*SPC apart (xslot order). Without
-    // perm: (row, eight inputs) items spread over the block, IT a thread in
-    // flight, one 16-byte load each. With perm: items of eight inputs for
-    // all rows, whose permutation is loaded once (for the first phase,
-    // before the wait) and whose rows are gathered IT items at a time.
+    // Stage x for the chunks [ci, ci+P) of the slice in shared memory, in
+    // input order (the main loop reads the B fragments with ldmatrix).
+    // Without perm: (row, eight inputs) items spread over the block, IT a
+    // thread in flight, one 16-byte load each. With perm: items of eight
+    // inputs for all rows, whose permutation is loaded once (for the first
+    // phase, before the wait) and whose rows are gathered IT items at a time.
     auto put = [&](int m, int k8, const float* v) {
-        u16* dst = xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB);
-#pragma unroll
-        for (int j = 0; j < 4; j++) *(u32*)(dst + j * 4 * SPC) = pack2<f16>(v[2 * j] * XS, v[2 * j + 1] * XS);
+        *(u32x4*)(xs + m * LDX + k8) = u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS),
+                                             pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
@@ -395,15 +409,19 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         const int items = M * n8;
         if constexpr (XS == 1.0f) {
             if (xasync && !NRM) {
-                // fp16 x goes to shared memory as it is: four 4-byte
-                // copies an item (its pairs' xslot places), all in flight
-                // at once and held in no register.
+                // fp16 x goes to shared memory as it is, one 16-byte copy
+                // an item, all in flight at once and held in no register;
+                // the item's row and column step without a division.
+                const int m0 = threadIdx.x / n8, dm = blockDim.x / n8, dr = blockDim.x - dm * n8;
+                int r = threadIdx.x - m0 * n8;
+                const T* src = x + (i64)m0 * K + kb0 + r * 8;
+                u32 dst = smem_addr(xs + m0 * LDX + r * 8);
+                const i64 step = (i64)dm * K + dr * 8, wrap = K - n8 * 8;
+                const u32 sstep = (dm * LDX + dr * 8) * 2, swrap = (LDX - n8 * 8) * 2;
                 for (int e = threadIdx.x; e < items; e += blockDim.x) {
-                    const int m = e / n8, k8 = (e - m * n8) * 8;
-                    const T* src = x + (i64)m * K + kb0 + k8;
-                    const u32 dst = smem_addr(xs + m * LDX + (k8 / KB) * KB + xslot<SPC>(k8 % KB));
-#pragma unroll
-                    for (int j = 0; j < 4; j++) cp_async4(dst + j * 8 * SPC, src + 2 * j);
+                    cp_async16(dst, src);
+                    src += step, dst += sstep, r += dr;
+                    if (r >= n8) r -= n8, src += wrap, dst += swrap;
                 }
                 asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
                 return;
@@ -441,7 +459,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     {
         u32 xb[MT];
 #pragma unroll
-        for (int bt = 0; bt < MT; bt++) xb[bt] = smem_addr(xs + imin(bt * 8 + g, M - 1) * LDX + t * 4 * SPC);
+        for (int bt = 0; bt < MT; bt++) xb[bt] = smem_addr(xs + imin(bt * 8 + (lane & 7), M - 1) * LDX + (lane >> 3) * 8);
         // The group of the first input, and how many chunks (AL) or steps
         // of it are left.
         int grp = kbase / gs;
@@ -498,7 +516,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int bt = 0; bt < MT; bt++)
 #pragma unroll
-                    for (int q = 0; q < SPC / 2; q++) bf[bt][q] = lds128(xb[bt] + xoff + 16 * q);
+                    for (int q = 0; q < SPC / 2; q++) bf[bt][q] = ldsm4(xb[bt] + xoff + 64 * q);
                 pleft--, xoff += KB * 2;
                 if (AL) {
                     if (left == 0) next();
@@ -574,7 +592,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     return v;
                 },
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
-            cluster_sync();  // the others may still read this block's sums
+            cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
     } else {
@@ -685,13 +703,20 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_N(BITS, T, NAME) \
     QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
     QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
+// Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
+// width and dtype's products and qdequant, QG_NRM=1 its products that
+// normalize x; QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything.
+#if !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME) \
     QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#elif QG_NRM
+#define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
+#else
+#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)
 #define QMMA_8(NAME, T) QMMA_T(8, T, NAME)
-FOR_DTYPES(QMMA_4)
-FOR_DTYPES(QMMA_8)
 
 #define QDEQUANT(BITS, T, NAME)                                                                             \
     extern "C" __global__ void qdequant##BITS##_##NAME(T* w, const u32* qw, const u32* sz, int K, int N, int gs) { \
@@ -700,8 +725,19 @@ FOR_DTYPES(QMMA_8)
 
 #define QDEQUANT_4(NAME, T) QDEQUANT(4, T, NAME)
 #define QDEQUANT_8(NAME, T) QDEQUANT(8, T, NAME)
+
+#if !defined(QG_BITS) || QG_BITS == 4
+FOR_DTYPES(QMMA_4)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_4)
+#endif
+#endif
+#if !defined(QG_BITS) || QG_BITS == 8
+FOR_DTYPES(QMMA_8)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_8)
+#endif
+#endif
 
 #define GATHER(T, NAME)                                                                                   \
     extern "C" __global__ void gather_cols_##NAME(T* dst, const T* x, const int* perm, int M, int K) { \
@@ -714,7 +750,8 @@ FOR_DTYPES(QDEQUANT_8)
     }
 
 #define GLU_ROWS_N(NAME, T) GLU_ROWS(T, NAME)
-FOR_DTYPES(GLU_ROWS_N)
-
 #define GATHER_N(NAME, T) GATHER(T, NAME)
+#if !defined(QG_BITS) || QG_BITS == 0
+FOR_DTYPES(GLU_ROWS_N)
 FOR_DTYPES(GATHER_N)
+#endif

@@ -129,16 +129,34 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const float* src = logits + (i64)R.row * V;
 
-    // 1. The first non-finite logit.
+    // 1. The first non-finite logit and, for a greedy draw without
+    // penalties, the largest, in one pass with UR loads of a thread in
+    // flight at once (one at a time, the row's 63 loads a thread were as
+    // many round trips). A thread visits its indices in ascending order: its
+    // first non-finite one is its least, and with a strict > the first of
+    // equal logits stays.
+    const bool greedy = R.temp <= 0.0f || R.topk == 1, fast = greedy && R.nadj <= 0;
     if (tid == 0) bad = 0x7fffffff, found = -1;
     __syncthreads();
-    for (int i = tid; i < V; i += SB) {
-        const float v = src[i];
-        if (v - v != 0.0f) {
-            atomicMin(&bad, i);
-            break;
+    float bv = NEG_INF;
+    int bi = 0x7fffffff, nb = 0x7fffffff;
+    constexpr int UR = 8;
+    for (int i0 = tid; i0 < V; i0 += UR * SB) {
+        float v[UR];
+#pragma unroll
+        for (int u = 0; u < UR; u++) v[u] = i0 + u * SB < V ? src[i0 + u * SB] : 0.0f;
+#pragma unroll
+        for (int u = 0; u < UR; u++) {
+            const int i = i0 + u * SB;
+            if (i >= V) break;
+            if (v[u] - v[u] != 0.0f) {
+                nb = imin(nb, i);
+            } else if (v[u] > bv) {
+                bv = v[u], bi = i;
+            }
         }
     }
+    if (nb != 0x7fffffff) atomicMin(&bad, nb);
     __syncthreads();
     if (bad != 0x7fffffff) {
         if (tid == 0) out[blockIdx.x] = -1 - bad;
@@ -162,13 +180,15 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
         src = w;
     }
 
-    // 3. Greedy.
-    if (R.temp <= 0.0f || R.topk == 1) {
-        float bv = NEG_INF;
-        int bi = 0x7fffffff;
-        for (int i = tid; i < V; i += SB) {
-            const float v = src[i];
-            if (v > bv) bv = v, bi = i;  // ascending: the first of equals stays
+    // 3. Greedy (without penalties the pass above found each thread's
+    // largest).
+    if (greedy) {
+        if (!fast) {
+            bv = NEG_INF, bi = 0x7fffffff;
+            for (int i = tid; i < V; i += SB) {
+                const float v = src[i];
+                if (v > bv) bv = v, bi = i;  // ascending: the first of equals stays
+            }
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
@@ -188,8 +208,14 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
 
     // 4. Weights, then the kept set: every token, or those with keys above
     // thr and the first mthr (in id order) of key thr.
+    // The largest logit: without penalties the first pass found each
+    // thread's.
     float mx = NEG_INF;
-    for (int i = tid; i < V; i += SB) mx = fmaxf(mx, src[i]);
+    if (R.nadj > 0) {
+        for (int i = tid; i < V; i += SB) mx = fmaxf(mx, src[i]);
+    } else {
+        mx = bv;
+    }
     mx = block_max(mx, redf);
     const float invT = 1.0f / R.temp;
     auto weight = [&](float v) -> u64 { return (u64)(expf((v - mx) * invT) * SFIX); };

@@ -211,3 +211,21 @@ func AddRMSNorm(b Backend, norm, x, delta, weight Tensor, eps float32) {
 type CrossEntropyer interface {
 	CrossEntropy(logits Tensor, targets []int) ([]float64, error)
 }
+
+// ModelSpec is what a Preparer needs to know of a model before its first
+// op: the activation dtype, the bit widths of its GPTQ weights (none for a
+// floating-point model) and its attention heads.
+type ModelSpec struct {
+	DType      DType
+	Bits       []int
+	HeadDim    int
+	QueryHeads int
+	KVHeads    int
+}
+
+// Preparer is a backend that can ready ahead of use what running a model
+// needs (the CUDA backend compiles its kernels, several at once, while the
+// weights upload). Prepare returns at once; the ops wait for what they need.
+type Preparer interface {
+	Prepare(ModelSpec)
+}

@@ -21,6 +21,14 @@ if [ -n "${DEVICE_BASE:-}" ]; then
   rm -rf "$wt"
 fi
 gzip -9 .device/bin/*
+# DEVICE_KERNEL_CACHE=DIR: the files folder of an earlier gpu.sh call, whose
+# kernel-cache.tgz.NN parts are joined here; gpu.sh unpacks the cache, so that
+# unchanged kernels are not compiled again on the device.
+if [ -n "${DEVICE_KERNEL_CACHE:-}" ]; then
+  parts=("$DEVICE_KERNEL_CACHE"/kernel-cache.tgz.*)
+  [ -f "${parts[0]}" ] || { echo "device-build: no kernel-cache.tgz.NN in $DEVICE_KERNEL_CACHE" >&2; exit 1; }
+  cat "${parts[@]}" >.device/kernel-cache.tgz
+fi
 cp "$fx"/datasets/instruct/alpaca_en_demo.json .device/fixtures/datasets/instruct/
 cp "$fx"/datasets/wikitext-2-raw/* .device/fixtures/datasets/wikitext-2-raw/
 cp -r "$fx"/tokenizers/openchat-3.5-1210 .device/fixtures/tokenizers/

@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [ncusrc]
+#                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,13 @@ for f in .device/bin/*.gz; do gunzip -c "$f" >"$bin/$(basename "${f%.gz}")"; don
 chmod +x "$bin"/*
 export GPTQTOOL_FIXTURES=$PWD/.device/fixtures
 export GPTQTOOL_KERNEL_CACHE=/tmp/gptqtool-kernels
+mkdir -p "$GPTQTOOL_KERNEL_CACHE"
+# A kernel cache brought back by an earlier call (device-build.sh with
+# DEVICE_KERNEL_CACHE=DIR puts it in .device): its entries whose source,
+# options, NVRTC and driver are unchanged are not compiled again. The cache
+# this call used goes back in $OUT (kernel-cache.tgz.NN) at the end.
+[ -f .device/kernel-cache.tgz ] && tar -xzf .device/kernel-cache.tgz -C "$GPTQTOOL_KERNEL_CACHE"
+touch /tmp/kernel-cache-mark
 mkdir -p "$GPTQTOOL_FIXTURES/models"
 ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
 summary="$OUT/summary.txt" # written as it goes: a call cut short still brings it back
@@ -119,6 +126,23 @@ for step in $steps; do
         --section MemoryWorkloadAnalysis ${NCU_EXTRA:-} \
         "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
       grep -vE '^(Benchmark|==PROF|PASS|goos|goarch|pkg|cpu)|^ *$|----|^ +(OPT|WRN|INF) |^          ' "$LOGS/ncu-$tag.log" | cut -c1-110 | head -${NCU_LINES:-80} | tee -a "$summary"
+    done
+    ;;
+  coldstart)
+    # Time to a first token on a machine with no kernel cache: bench decode
+    # (batch 1, 8 new tokens) with an empty cache, then again with the cache
+    # it filled, for this build and (DEVICE_BASE) the base build, on the
+    # decode step's checkpoint (COLD_MODEL, default q4act); the builds log
+    # each module they compile.
+    cm=${COLD_MODEL:-q4act}
+    [ -d /tmp/oc7b-$cm ] || { note "coldstart: needs /tmp/oc7b-$cm (run the decode step first)"; continue; }
+    for bn in gptqtool gptqtool-base; do
+      [ -x "$bin/$bn" ] || continue
+      for pass in cold warm; do
+        [ $pass = cold ] && rm -rf /tmp/kc-$bn
+        run cold-$bn-$pass 400 env GPTQTOOL_KERNEL_CACHE=/tmp/kc-$bn "$bin/$bn" bench decode --device cuda --model /tmp/oc7b-$cm --batch 1 --prompt 16 --new 8
+        grep -E '^cuda: compiled' "$LOGS/cold-$bn-$pass.log" | tee -a "$summary"
+      done
     done
     ;;
   ncusrc)
@@ -369,6 +393,18 @@ for step in $steps; do
     ;;
   esac
 done
+# The cache entries this call compiled or used (a hit refreshes an entry's
+# time), in parts of 15 MB (a file coming back holds at most 16 MiB), three
+# at most: kernel-cache.tgz.00, .01, ... device-build.sh joins them again.
+if (cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark -print0 | tar -czf /tmp/kernel-cache.tgz --null -T -); then
+  size=$(stat -c %s /tmp/kernel-cache.tgz)
+  if [ "$size" -le 45000000 ]; then
+    split -b 15000000 -d /tmp/kernel-cache.tgz "$OUT/kernel-cache.tgz."
+    echo "kernel cache: $size bytes back in $(ls "$OUT"/kernel-cache.tgz.* | wc -l) part(s)" | tee -a "$summary"
+  else
+    echo "kernel cache: $size bytes, too large to bring back" | tee -a "$summary"
+  fi
+fi
 for j in "$LOGS"/*.json; do [ -f "$j" ] && { echo "=== $j"; cat "$j"; }; done >"$OUT/json.txt"
 for l in "$LOGS"/*.log "$LOGS"/*.stderr; do [ -f "$l" ] && { echo "=== $l"; tail -c 300000 "$l"; }; done >"$OUT/logs.txt"
 echo "=== summary"

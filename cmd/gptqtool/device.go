@@ -39,7 +39,7 @@ func newBackendLimit(device string, threads int, gpuLimit int64, log io.Writer) 
 	case "cpu":
 		return cpu.New(threads), nil
 	case "cuda", "auto":
-		b, err := cuda.New(cuda.Options{MemoryLimit: gpuLimit})
+		b, err := cuda.New(cuda.Options{MemoryLimit: gpuLimit, Log: log})
 		switch {
 		case err == nil:
 			if device == "auto" {

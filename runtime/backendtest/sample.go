@@ -50,6 +50,9 @@ func testTokenSampler(e *env) {
 		{"top-p", 32002, scaled(3), runtime.SampleParams{Temperature: 1, TopP: 0.73}},
 		{"top-p classes", 1000, classes, runtime.SampleParams{Temperature: 1, TopP: 0.61}},
 		{"top-k top-p classes", 1000, classes, runtime.SampleParams{Temperature: 0.9, TopK: 120, TopP: 0.47}},
+		{"greedy one token", 1, scaled(1), runtime.SampleParams{}},
+		{"greedy seven classes", 7, classes, runtime.SampleParams{}},
+		{"greedy 5000 classes", 5000, classes, runtime.SampleParams{}},
 		{"one token", 1, scaled(1), runtime.SampleParams{Temperature: 1, TopP: 0.5}},
 		{"seven", 7, scaled(2), runtime.SampleParams{Temperature: 1, TopK: 3}},
 	} {
@@ -110,6 +113,27 @@ func testTokenSampler(e *env) {
 		}
 		if got[0] != -18 || got[1] != -6 || got[2] < 0 || got[2] >= V {
 			t.Errorf("tokens %v, want -18 (NaN at 17), -6 (-Inf at 5), a token", got)
+		}
+	})
+	// Rows longer than a block of threads: the least non-finite index
+	// wherever it falls (another thread, a later load of a thread, a later
+	// pass), greedy or not.
+	e.t.Run("non-finite long rows", func(t *testing.T) {
+		e := &env{t: t, b: e.b, rng: e.rng}
+		const V = 32002
+		x := e.randn(4 * V)
+		x[600], x[100] = float32(math.NaN()), float32(math.Inf(1))         // row 0: 100
+		x[V+4100], x[V+31999] = float32(math.Inf(-1)), float32(math.NaN()) // row 1: 4100
+		x[2*V+9000] = float32(math.NaN())                                  // row 2: 9000
+		lt := e.upload(x, 4, V)
+		defer e.b.Free(lt)
+		got := make([]int32, 4)
+		rules := []runtime.SampleParams{{}, {}, {Temperature: 1, U: 0.25}, {}}
+		if err := ts.SampleTokens(got, lt, []int{0, 1, 2, 3}, rules); err != nil {
+			t.Fatal(err)
+		}
+		if want := runtime.DrawToken(x[3*V:], rules[3]); got[0] != -101 || got[1] != -4101 || got[2] != -9001 || int(got[3]) != want {
+			t.Errorf("tokens %v, want -101, -4101, -9001 and %d", got, want)
 		}
 	})
 }

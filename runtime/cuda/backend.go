@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	goruntime "runtime"
@@ -25,6 +26,9 @@ type Options struct {
 	CacheDir string
 	// MemoryLimit caps the device memory the backend reserves (0: none).
 	MemoryLimit int64
+	// Log, when not nil, gets a line for each kernel module compiled (a
+	// first run on a machine, or after an upgrade; then they are cached).
+	Log io.Writer
 }
 
 // Backend is the CUDA backend: one device, its primary context, one
@@ -42,16 +46,18 @@ type Backend struct {
 	shared   int // max dynamic shared memory per block (opt-in)
 	driver   int
 	cacheDir string
+	log      io.Writer // Options.Log
 
-	alloc  allocator
-	mods   map[string]uintptr
-	fns    map[fnKey]*function
-	args   *launchArgs // pinned (pin) for the backend's life
-	pin    goruntime.Pinner
-	blas   uintptr
-	blasWS uint64
-	solver uintptr
-	err    error // first error of an op (ops return none); reported by Sync
+	alloc    allocator
+	compiles compileJobs        // module compiles, started by Prepare or a first launch
+	mods     map[string]uintptr // loaded modules by kernels.Module.Key
+	fns      map[fnKey]*function
+	args     *launchArgs // pinned (pin) for the backend's life
+	pin      goruntime.Pinner
+	blas     uintptr
+	blasWS   uint64
+	solver   uintptr
+	err      error // first error of an op (ops return none); reported by Sync
 
 	ids    *Buffer // scratch for Embedding ids and CrossEntropy targets
 	nll    *Buffer // scratch for CrossEntropy results
@@ -128,7 +134,7 @@ func New(o Options) (*Backend, error) {
 	if o.Device < 0 || int(count) <= o.Device {
 		return nil, fmt.Errorf("%w: device %d requested, %d present", ErrNotAvailable, o.Device, count)
 	}
-	b := &Backend{args: new(launchArgs), mods: map[string]uintptr{}, fns: map[fnKey]*function{}, cacheDir: o.CacheDir}
+	b := &Backend{args: new(launchArgs), mods: map[string]uintptr{}, fns: map[fnKey]*function{}, cacheDir: o.CacheDir, log: o.Log}
 	b.alloc.free = map[uint64][]uint64{}
 	b.alloc.limit = o.MemoryLimit
 	switch b.cacheDir {
@@ -641,31 +647,31 @@ func (b *Backend) CopyDevice(dst, src uint64, n int64) error {
 	return cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(dst, src, uint64(n), b.stream))
 }
 
-// function returns a kernel of package kernels, compiling its source file
-// on first use.
+// function returns a kernel of package kernels, loading the module that
+// holds it (kernels.ModuleOf: its source file, or the part of the file
+// that holds it) on first use: compiled then, or by a compile Prepare
+// started.
 func (b *Backend) function(src, name string) (*function, error) {
 	key := fnKey{src, name}
 	if f := b.fns[key]; f != nil {
 		return f, nil
 	}
-	mod, ok := b.mods[src]
+	m := kernels.ModuleOf(src, name)
+	mod, ok := b.mods[m.Key()]
 	if !ok {
-		text, err := kernels.Source(src)
+		cubin, err := b.cubin(m)
 		if err != nil {
+			return nil, moduleError(err, m, name)
+		}
+		if err := cuErr("cuModuleLoadData("+m.Key()+")", drv.cuModuleLoadData(&mod, unsafe.Pointer(&cubin[0]))); err != nil {
 			return nil, err
 		}
-		cubin, err := compile(src, text, b.arch, b.driver, b.cacheDir)
-		if err != nil {
-			return nil, err
-		}
-		if err := cuErr("cuModuleLoadData("+src+")", drv.cuModuleLoadData(&mod, unsafe.Pointer(&cubin[0]))); err != nil {
-			return nil, err
-		}
-		b.mods[src] = mod
+		b.mods[m.Key()] = mod
+		b.compiles.loaded(m)
 	}
 	var fn uintptr
 	if err := cuErr("cuModuleGetFunction("+name+")", drv.cuModuleGetFunction(&fn, mod, name)); err != nil {
-		return nil, fmt.Errorf("%w (kernel %s in %s)", err, name, src)
+		return nil, fmt.Errorf("%w (kernel %s in %s)", err, name, m.Key())
 	}
 	f := &function{fn: fn}
 	b.fns[key] = f

@@ -25,8 +25,10 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// TestKernelsCompile compiles every kernel source with NVRTC for the
-// device (a compile error carries NVRTC's log).
+// TestKernelsCompile launches a kernel of every kernel source, compiled
+// with NVRTC for the device (a compile error carries NVRTC's log); of
+// qgemv.cu and decode.cu that compiles one part each (TestModuleParts
+// compiles them all).
 func TestKernelsCompile(t *testing.T) {
 	b := gputest.Backend(t)
 	names := map[string]string{

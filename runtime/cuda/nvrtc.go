@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 )
 
@@ -75,32 +76,44 @@ func (e *CompileError) Error() string {
 	return fmt.Sprintf("cuda: nvrtc: compiling %s failed:\n%s", e.Source, strings.TrimSpace(e.Log))
 }
 
-// compile turns CUDA C source into a CUBIN for sm_<arch> with NVRTC, or
-// reads it from the on-disk cache, keyed by the source, the options, the
-// architecture, the NVRTC version and the driver version.
-func compile(name, src string, arch, driver int, cacheDir string) ([]byte, error) {
+// compile turns CUDA C source into a CUBIN for sm_<arch> with NVRTC
+// (compiled true), or reads it from the on-disk cache, keyed by the source, the options (with
+// defines, -DNAME=VALUE options that select a part of the file), the
+// architecture, the NVRTC version and the driver version. NVRTC compiles
+// separate programs concurrently, so compile may run on several goroutines.
+func compile(name, src string, arch, driver int, cacheDir string, defines ...string) (cubin []byte, compiled bool, err error) {
 	if err := loadNVRTC(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	opts := []string{
 		fmt.Sprintf("--gpu-architecture=sm_%d", arch),
 		"--std=c++17", "-default-device",
 		"-lineinfo",
 	}
+	opts = append(opts, defines...)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00sm_%d\x00nvrtc %s\x00driver %d\x00", name, strings.Join(opts, " "), arch, nvVer, driver)
 	h.Write([]byte(src))
 	key := hex.EncodeToString(h.Sum(nil))[:32]
 	var path string
 	if cacheDir != "" {
-		path = filepath.Join(cacheDir, strings.TrimSuffix(name, ".cu")+"-sm"+fmt.Sprint(arch)+"-"+key+".cubin")
+		// qgemv-QG_BITS_4-KDT_1-QG_NRM_0-sm90-<key>.cubin for a part.
+		base := strings.TrimSuffix(name, ".cu")
+		for _, d := range defines {
+			base += "-" + strings.NewReplacer("-D", "", "=", "_").Replace(d)
+		}
+		path = filepath.Join(cacheDir, base+"-sm"+fmt.Sprint(arch)+"-"+key+".cubin")
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return b, nil
+			// A hit's time is its last use, so that entries no build
+			// uses any more can be found (and pruned) by age.
+			now := time.Now()
+			os.Chtimes(path, now, now)
+			return b, false, nil
 		}
 	}
 	var prog uintptr
 	if err := nvrtcErr("nvrtcCreateProgram", nv.nvrtcCreateProgram(&prog, src, name, 0, nil, nil)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer nv.nvrtcDestroyProgram(&prog)
 	cOpts := make([]*byte, len(opts))
@@ -122,20 +135,20 @@ func compile(name, src string, arch, driver int, cacheDir string) ([]byte, error
 		if log == "" {
 			log = nv.nvrtcGetErrorString(r)
 		}
-		return nil, &CompileError{Source: name, Log: log}
+		return nil, false, &CompileError{Source: name, Log: log}
 	}
 	var n uint64
 	if err := nvrtcErr("nvrtcGetCUBINSize", nv.nvrtcGetCUBINSize(prog, &n)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	cubin := make([]byte, n)
+	cubin = make([]byte, n)
 	if err := nvrtcErr("nvrtcGetCUBIN", nv.nvrtcGetCUBIN(prog, &cubin[0])); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if path != "" {
 		writeCache(path, cubin) // a cache that cannot be written is not an error
 	}
-	return cubin, nil
+	return cubin, true, nil
 }
 
 func writeCache(path string, data []byte) {

@@ -124,6 +124,14 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if err := CheckWeights(w, cfg, quant); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
+	if p, ok := b.(runtime.Preparer); ok {
+		// The backend readies its kernels while the weights upload.
+		spec := runtime.ModelSpec{DType: o.DType, HeadDim: d.headDim, QueryHeads: d.heads, KVHeads: d.kvHeads}
+		if quant != nil && o.DType != runtime.F32 && !o.Dequantize {
+			spec.Bits = []int{quant.Bits}
+		}
+		p.Prepare(spec)
+	}
 	m := &Model{Config: cfg, Quant: quant, b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize}, s: scratch{dt: o.DType}}
 	fail := func(err error) (*Model, error) {
 		m.bd.free()

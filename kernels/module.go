@@ -1,0 +1,105 @@
+package kernels
+
+import (
+	"strconv"
+	"strings"
+)
+
+// A Module is what the backend compiles as one CUDA module: a source file,
+// whole, or the part of it that a few preprocessor defines select. NVRTC
+// compiles a program on one thread, and qgemv.cu (72 kernels) and decode.cu
+// (51) took most of a first run's compile; a model runs one bit width and
+// one activation dtype of them, so those two files are compiled in parts:
+//
+//   - qgemv.cu: QG_BITS=4|8 with KDT (0 f32, 1 f16, 2 bf16) and QG_NRM=0
+//     (the product kernels of one bit width and dtype and its qdequant) or
+//     QG_NRM=1 (its products that normalize x); QG_BITS=0 glu_rows and
+//     gather_cols of every dtype;
+//   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel; PA_C=0 the
+//     rope_store kernels of every dtype.
+//
+// KDT narrows FOR_DTYPES (common.cuh) to one dtype. Without defines a file
+// compiles whole, every kernel in it.
+type Module struct {
+	File    string
+	Defines []string // NAME=VALUE, passed to NVRTC as -D options
+}
+
+// Key names the module uniquely: the file, then its defines.
+func (m Module) Key() string {
+	if len(m.Defines) == 0 {
+		return m.File
+	}
+	return m.File + "[" + strings.Join(m.Defines, ",") + "]"
+}
+
+// Options are the NVRTC options that select the module's part of its file.
+func (m Module) Options() []string {
+	out := make([]string, len(m.Defines))
+	for i, d := range m.Defines {
+		out[i] = "-D" + d
+	}
+	return out
+}
+
+// dtypeIndex is KDT's value for a kernel name's dtype suffix.
+func dtypeIndex(suffix string) (int, bool) {
+	switch suffix {
+	case "f32":
+		return 0, true
+	case "f16":
+		return 1, true
+	case "bf16":
+		return 2, true
+	}
+	return 0, false
+}
+
+// ModuleOf is the module of file that holds kernel name; a name outside the
+// parts' naming compiles with the whole file.
+func ModuleOf(file, name string) Module {
+	whole := Module{File: file}
+	dt, ok := dtypeIndex(name[strings.LastIndexByte(name, '_')+1:])
+	switch file {
+	case "qgemv.cu":
+		if strings.HasPrefix(name, "glu_rows_") || strings.HasPrefix(name, "gather_cols_") {
+			return Module{File: file, Defines: []string{"QG_BITS=0"}}
+		}
+		var bits string
+		nrm := "0"
+		switch {
+		case strings.HasPrefix(name, "qmma") && len(name) > 4:
+			bits = name[4:5]
+			if strings.Contains(name, "_n_") {
+				nrm = "1"
+			}
+		case strings.HasPrefix(name, "qdequant") && len(name) > 8:
+			bits = name[8:9]
+		}
+		if !ok || (bits != "4" && bits != "8") {
+			return whole
+		}
+		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
+	case "decode.cu":
+		if strings.HasPrefix(name, "rope_store_") {
+			return Module{File: file, Defines: []string{"PA_C=0"}}
+		}
+		// paged_attn_c<C>_g<G>_<dtype>
+		var c, g int
+		if !ok || !strings.HasPrefix(name, "paged_attn_c") {
+			return whole
+		}
+		parts := strings.Split(strings.TrimPrefix(name, "paged_attn_c"), "_")
+		if len(parts) != 3 || !strings.HasPrefix(parts[1], "g") {
+			return whole
+		}
+		var err1, err2 error
+		c, err1 = strconv.Atoi(parts[0])
+		g, err2 = strconv.Atoi(parts[1][1:])
+		if err1 != nil || err2 != nil || c <= 0 || g <= 0 {
+			return whole
+		}
+		return Module{File: file, Defines: []string{"PA_C=" + strconv.Itoa(c), "PA_G=" + strconv.Itoa(g), "KDT=" + strconv.Itoa(dt)}}
+	}
+	return whole
+}

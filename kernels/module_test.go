@@ -1,0 +1,50 @@
+package kernels
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestModuleOf checks the parts that kernel names map to, hand-derived
+// from the naming in qgemv.cu and decode.cu, and that other names and files
+// compile whole.
+func TestModuleOf(t *testing.T) {
+	cases := []struct {
+		file, name string
+		key        string
+		opts       []string
+	}{
+		{"qgemv.cu", "qmma4_t1_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_NRM=0"}},
+		{"qgemv.cu", "qmma4_t4_sg_bf16", "qgemv.cu[QG_BITS=4,KDT=2,QG_NRM=0]", nil},
+		{"qgemv.cu", "qmma8_t2_r_f32", "qgemv.cu[QG_BITS=8,KDT=0,QG_NRM=0]", nil},
+		{"qgemv.cu", "qmma4_t1_n_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
+		{"qgemv.cu", "qmma8_t1_sg_n_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1]", nil},
+		{"qgemv.cu", "qmma4_t1_n_r_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
+		{"qgemv.cu", "qdequant8_f16", "qgemv.cu[QG_BITS=8,KDT=1,QG_NRM=0]", nil},
+		{"qgemv.cu", "glu_rows_bf16", "qgemv.cu[QG_BITS=0]", []string{"-DQG_BITS=0"}},
+		{"qgemv.cu", "gather_cols_f32", "qgemv.cu[QG_BITS=0]", nil},
+		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},
+		{"decode.cu", "paged_attn_c8_g1_f32", "decode.cu[PA_C=8,PA_G=1,KDT=0]", nil},
+		{"decode.cu", "rope_store_bf16", "decode.cu[PA_C=0]", nil},
+		// Outside the parts' naming: the whole file.
+		{"qgemv.cu", "qmma3_t1_f16", "qgemv.cu", nil},
+		{"qgemv.cu", "qmma4_t1_f64", "qgemv.cu", nil},
+		{"qgemv.cu", "something_else", "qgemv.cu", nil},
+		{"decode.cu", "paged_attn_cx_g4_f16", "decode.cu", nil},
+		{"decode.cu", "paged_attn_c4_f16", "decode.cu", nil},
+		{"norm.cu", "rmsnorm_f16", "norm.cu", nil},
+		{"attention.cu", "", "attention.cu", nil},
+	}
+	for _, c := range cases {
+		m := ModuleOf(c.file, c.name)
+		if m.File != c.file || m.Key() != c.key {
+			t.Errorf("ModuleOf(%q, %q) = %q, want %q", c.file, c.name, m.Key(), c.key)
+		}
+		if c.opts != nil && !slices.Equal(m.Options(), c.opts) {
+			t.Errorf("ModuleOf(%q, %q).Options() = %q, want %q", c.file, c.name, m.Options(), c.opts)
+		}
+		if c.key == c.file && len(m.Options()) != 0 {
+			t.Errorf("ModuleOf(%q, %q): a whole file has no options, got %q", c.file, c.name, m.Options())
+		}
+	}
+}

@@ -1,0 +1,176 @@
+package cuda
+
+import (
+	"fmt"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gptqtool/gptqtool/kernels"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// maxCompileJobs bounds the modules compiled at once: a running NVRTC
+// program holds a few hundred MB of host memory.
+const maxCompileJobs = 8
+
+// compileJob is one module's compile (kernels.Module): claimed by whoever
+// needs it first (a Prepare worker ahead of use, or the first launch of one
+// of its kernels) and waited for by the others.
+type compileJob struct {
+	m       kernels.Module
+	started atomic.Bool
+	done    chan struct{}
+	cubin   []byte
+	err     error
+}
+
+// compileJobs are the backend's module compiles by kernels.Module.Key.
+type compileJobs struct {
+	mu    sync.Mutex
+	jobs  map[string]*compileJob
+	logMu sync.Mutex // the log's writes (compiles end on several goroutines)
+}
+
+// job returns module m's compile, made now if there is none.
+func (c *compileJobs) job(m kernels.Module) *compileJob {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jobs == nil {
+		c.jobs = map[string]*compileJob{}
+	}
+	if j := c.jobs[m.Key()]; j != nil {
+		return j
+	}
+	j := &compileJob{m: m, done: make(chan struct{})}
+	c.jobs[m.Key()] = j
+	return j
+}
+
+// loaded drops module m's CUBIN once the module is loaded (the job stays,
+// so that a later Prepare does not compile it again).
+func (c *compileJobs) loaded(m kernels.Module) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.jobs[m.Key()]; j != nil {
+		j.cubin = nil
+	}
+}
+
+// failed forgets j, a failed compile, so that a later launch tries again.
+func (c *compileJobs) failed(j *compileJob) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.jobs[j.m.Key()] == j {
+		delete(c.jobs, j.m.Key())
+	}
+}
+
+// claim runs j on this goroutine unless someone else started it, and
+// reports whether it did.
+func (j *compileJob) claim(b *Backend) bool {
+	if !j.started.CompareAndSwap(false, true) {
+		return false
+	}
+	j.run(b)
+	return true
+}
+
+// run compiles j's module (or reads it from the kernel cache) and marks j
+// done.
+func (j *compileJob) run(b *Backend) {
+	defer close(j.done)
+	text, err := kernels.Source(j.m.File)
+	if err != nil {
+		j.err = err
+		return
+	}
+	start := time.Now()
+	var compiled bool
+	j.cubin, compiled, j.err = compile(j.m.File, text, b.arch, b.driver, b.cacheDir, j.m.Options()...)
+	if compiled && b.log != nil {
+		where := "not cached"
+		if b.cacheDir != "" {
+			where = "cached in " + b.cacheDir
+		}
+		b.compiles.logMu.Lock()
+		fmt.Fprintf(b.log, "cuda: compiled %s for sm_%d in %.1f s (%s)\n", j.m.Key(), b.arch, time.Since(start).Seconds(), where)
+		b.compiles.logMu.Unlock()
+	}
+}
+
+// cubin returns module m's CUBIN: compiled now, or the result of a compile
+// under way (Prepare). A failed compile is forgotten once reported.
+func (b *Backend) cubin(m kernels.Module) ([]byte, error) {
+	j := b.compiles.job(m)
+	j.claim(b)
+	<-j.done
+	if j.err != nil {
+		b.compiles.failed(j)
+	}
+	return j.cubin, j.err
+}
+
+// Prepare implements runtime.Preparer: it starts compiling (or reading from
+// the kernel cache) the modules a model of spec s runs, up to
+// maxCompileJobs at once, and returns at once; a launch that needs one
+// of them waits for it. NVRTC compiles a program on one thread, so a first
+// run on a machine waits about as long as the longest module instead of
+// their sum, and the compiles overlap the weights' upload.
+func (b *Backend) Prepare(s runtime.ModelSpec) {
+	var mods []kernels.Module
+	add := func(file, name string) {
+		mods = append(mods, kernels.ModuleOf(file, name))
+	}
+	dt := s.DType
+	if dt != runtime.F32 && dt != runtime.F16 && dt != runtime.BF16 {
+		return
+	}
+	b.mu.Lock()
+	normFuse := b.normFuseRows > 0
+	b.mu.Unlock()
+	// The largest first: they bound the wait.
+	for _, bits := range s.Bits {
+		if bits != 4 && bits != 8 {
+			continue
+		}
+		add("qgemv.cu", qnames.gemv[bits/8][0][0][dt])
+		if normFuse {
+			add("qgemv.cu", qnames.norm[bits/8][0][dt])
+		}
+	}
+	if len(s.Bits) > 0 {
+		add("qgemv.cu", qnames.glu[dt])
+	}
+	if s.HeadDim > 0 && s.KVHeads > 0 && s.QueryHeads >= s.KVHeads {
+		if n := pagedNames[[2]int{pow2((s.HeadDim + 31) / 32), pow2(s.QueryHeads / s.KVHeads)}][dt]; n != "" {
+			add("decode.cu", n)
+		}
+	}
+	add("decode.cu", "rope_store_"+suffix(dt))
+	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
+		add(f, "")
+	}
+	// Workers take the jobs in this order; a launch that needs a job no
+	// worker has started runs it itself.
+	var jobs []*compileJob
+	for _, m := range mods {
+		if j := b.compiles.job(m); !j.started.Load() {
+			jobs = append(jobs, j)
+		}
+	}
+	var next atomic.Int32
+	for range min(len(jobs), maxCompileJobs, max(1, goruntime.NumCPU())) {
+		go func() {
+			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
+				jobs[i].claim(b)
+			}
+		}()
+	}
+}
+
+// moduleError names the kernel a failed module was compiled for.
+func moduleError(err error, m kernels.Module, name string) error {
+	return fmt.Errorf("%w (kernel %s, module %s)", err, name, m.Key())
+}

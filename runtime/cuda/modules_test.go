@@ -1,0 +1,237 @@
+package cuda
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"fmt"
+	"os"
+	goruntime "runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/kernels"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// launchedKernels lists, by source file, every kernel of qgemv.cu and
+// decode.cu that the backend launches, from the name tables it launches
+// them by.
+func launchedKernels() map[string][]string {
+	out := map[string][]string{}
+	add := func(file string, m map[runtime.DType]string) {
+		for _, n := range m {
+			out[file] = append(out[file], n)
+		}
+	}
+	for i := range 2 {
+		for sg := range 2 {
+			for j := range qmmaTiles {
+				add("qgemv.cu", qnames.gemv[i][sg][j])
+			}
+			add("qgemv.cu", qnames.norm[i][sg])
+		}
+		for j := range qmmaTiles {
+			add("qgemv.cu", qnames.rope[i][j])
+		}
+		add("qgemv.cu", qnames.normRoPE[i])
+		add("qgemv.cu", qnames.dequant[i])
+	}
+	add("qgemv.cu", qnames.gather)
+	add("qgemv.cu", qnames.glu)
+	for _, m := range pagedNames {
+		add("decode.cu", m)
+	}
+	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
+		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
+	}
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out
+}
+
+// TestModuleOfLaunchedKernels checks that every kernel the backend
+// launches from qgemv.cu and decode.cu is in a part of its file, not the
+// whole file, and that a model of one bit width and dtype needs few parts:
+// those of 4-bit f16 decoding are the plain products, the GLU and gather
+// kernels, one paged attention kernel and rope_store.
+func TestModuleOfLaunchedKernels(t *testing.T) {
+	parts := map[string]int{}
+	for file, names := range launchedKernels() {
+		for _, n := range names {
+			m := kernels.ModuleOf(file, n)
+			if len(m.Defines) == 0 {
+				t.Errorf("%s: kernel %s compiles with the whole file", file, n)
+			}
+			parts[m.Key()]++
+		}
+	}
+	// 2 bit widths × 3 dtypes × (plain, normalizing) + glu/gather; 16
+	// paged attention kernels × 3 dtypes + rope_store.
+	if len(parts) != 13+49 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 13+49, parts)
+	}
+	want := map[string]int{
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 1, // t1/t2/t4 × plain, _sg, _r; qdequant
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
+		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes
+		"decode.cu[PA_C=4,PA_G=4,KDT=1]":     1,
+		"decode.cu[PA_C=0]":                  3,
+	}
+	for k, n := range want {
+		if parts[k] != n {
+			t.Errorf("part %s holds %d launched kernels, want %d", k, parts[k], n)
+		}
+	}
+}
+
+// TestModuleParts compiles every part of qgemv.cu and decode.cu with NVRTC
+// for sm_90 (where NVRTC loads; no GPU needed) and checks that each
+// launched kernel is in its part's CUBIN and that each part holds only
+// kernels that map to it: a kernel missing from its part would fail at its
+// first launch, one compiled into two parts would cost compile time.
+func TestModuleParts(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		t.Skipf("%v", err)
+	}
+	type result struct {
+		syms []string
+		err  error
+	}
+	mods := map[string]kernels.Module{}
+	for file, names := range launchedKernels() {
+		for _, n := range names {
+			m := kernels.ModuleOf(file, n)
+			mods[m.Key()] = m
+		}
+	}
+	res := map[string]*result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, min(maxCompileJobs, goruntime.NumCPU()))
+	for key, m := range mods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r := &result{}
+			src, err := kernels.Source(m.File)
+			if err == nil {
+				var cubin []byte
+				if cubin, _, err = compile(m.File, src, 90, 0, os.Getenv("GPTQTOOL_KERNEL_CACHE"), m.Options()...); err == nil {
+					r.syms, err = kernelSymbols(cubin)
+				}
+			}
+			r.err = err
+			mu.Lock()
+			res[key] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for key, r := range res {
+		if r.err != nil {
+			t.Errorf("%s: %v", key, r.err)
+			continue
+		}
+		for _, s := range r.syms {
+			if k := kernels.ModuleOf(mods[key].File, s).Key(); k != key {
+				t.Errorf("%s holds kernel %s, which maps to %s", key, s, k)
+			}
+		}
+	}
+	for file, names := range launchedKernels() {
+		for _, n := range names {
+			m := kernels.ModuleOf(file, n)
+			if r := res[m.Key()]; r != nil && r.err == nil && !slices.Contains(r.syms, n) {
+				t.Errorf("kernel %s is not in its part %s (which holds %d kernels)", n, m.Key(), len(r.syms))
+			}
+		}
+	}
+}
+
+// kernelSymbols lists a CUBIN's kernels: its global function symbols.
+func kernelSymbols(cubin []byte) ([]string, error) {
+	// NVRTC writes its version into the header's e_version (118 for 11.8),
+	// which debug/elf rejects unless it is 1 (EV_CURRENT).
+	c := append([]byte(nil), cubin...)
+	if len(c) < 24 {
+		return nil, fmt.Errorf("cubin: %d bytes, not an ELF file", len(c))
+	}
+	binary.LittleEndian.PutUint32(c[20:], 1)
+	f, err := elf.NewFile(bytes.NewReader(c))
+	if err != nil {
+		return nil, fmt.Errorf("cubin: %w", err)
+	}
+	syms, err := f.Symbols()
+	if err != nil {
+		return nil, fmt.Errorf("cubin symbols: %w", err)
+	}
+	var out []string
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && elf.ST_BIND(s.Info) == elf.STB_GLOBAL && !strings.HasPrefix(s.Name, "$") {
+			out = append(out, s.Name)
+		}
+	}
+	return out, nil
+}
+
+// TestPrepareCompilesOnce checks Prepare where NVRTC loads (no GPU needed):
+// the modules a 4-bit fp16 model of 128-wide heads (32 query, 8 kv heads)
+// runs are compiled once each, in the background, and hold the kernels its
+// decode launches; a launch's request waits for the compile under way; a
+// second Prepare compiles nothing.
+func TestPrepareCompilesOnce(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		t.Skipf("%v", err)
+	}
+	var log bytes.Buffer
+	b := &Backend{arch: 90, log: &log}
+	spec := runtime.ModelSpec{DType: runtime.F16, Bits: []int{4}, HeadDim: 128, QueryHeads: 32, KVHeads: 8}
+	b.Prepare(spec)
+	want := map[string]string{
+		"qgemv.cu": qnames.gemv[0][0][0][runtime.F16], "decode.cu": pagedNames[[2]int{4, 4}][runtime.F16],
+	}
+	others := [][2]string{{"qgemv.cu", qnames.rope[0][2][runtime.F16]}, {"qgemv.cu", qnames.glu[runtime.F16]},
+		{"qgemv.cu", qnames.gather[runtime.F16]}, {"decode.cu", "rope_store_f16"}}
+	for file, name := range want {
+		others = append(others, [2]string{file, name})
+	}
+	for _, fn := range others {
+		m := kernels.ModuleOf(fn[0], fn[1])
+		cubin, err := b.cubin(m)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Key(), err)
+		}
+		syms, err := kernelSymbols(cubin)
+		if err != nil || !slices.Contains(syms, fn[1]) {
+			t.Errorf("%s: kernel %s missing (%v)", m.Key(), fn[1], err)
+		}
+	}
+	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
+		if _, err := b.cubin(kernels.ModuleOf(f, "")); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	// 4-bit f16 products, glu/gather, one paged attention kernel,
+	// rope_store and five whole files: nine compiles, one each.
+	count := func() int {
+		b.compiles.logMu.Lock()
+		defer b.compiles.logMu.Unlock()
+		return strings.Count(log.String(), "cuda: compiled ")
+	}
+	if n := count(); n != 9 {
+		t.Errorf("%d compiles logged, want 9:\n%s", n, log.String())
+	}
+	b.Prepare(spec)
+	for _, j := range b.compiles.jobs {
+		<-j.done
+	}
+	if n := count(); n != 9 {
+		t.Errorf("a second Prepare compiled again: %d compiles logged", n)
+	}
+}
