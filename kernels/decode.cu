@@ -103,6 +103,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
                            float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
+    TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
     __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
@@ -146,6 +147,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // The cache row of this thread's position in the first tile.
     i64 row0 = j0 + tid < j1 ? (i64)tab[(j0 + tid) / bs] * bs + (j0 + tid) % bs : 0;
     pdl_wait();
+    TRACE_MARK(1);
     const i64 kvc = (i64)hkv * hd;
     const bool vec = (hd & 7) == 0;
     for (int e = tid; e < G * D; e += blockDim.x) {
@@ -274,6 +276,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         __syncthreads();  // sc and vs are refilled by the next tile
     }
+    TRACE_MARK(3);
     pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)

@@ -46,16 +46,20 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
 #define NORM(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                      \
+        TRACE_BEGIN(3);                                                                                \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
+        TRACE_MARK(1);                                                                                 \
         i64 r = blockIdx.x;                                                                            \
         rms_row<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                  \
     extern "C" __global__ void add_rmsnorm_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
                                                const int* slots) {                                     \
         __shared__ float red[32];                                                                      \
+        TRACE_BEGIN(4);                                                                                \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
+        TRACE_MARK(1);                                                                                 \
         i64 r = blockIdx.x;                                                                            \
         T* xr = x + r * h;                                                                             \
         const T* dr = delta + r * h;                                                                   \
@@ -107,16 +111,20 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
 #define NORM_V8(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                         \
+        TRACE_BEGIN(3);                                                                                   \
         pdl_launch();                                                                                     \
         pdl_wait();                                                                                       \
+        TRACE_MARK(1);                                                                                    \
         i64 r = blockIdx.x;                                                                               \
         rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                     \
     extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
                                                   const int* slots) {                                     \
         __shared__ float red[32];                                                                         \
+        TRACE_BEGIN(4);                                                                                   \
         pdl_launch();                                                                                     \
         pdl_wait();                                                                                       \
+        TRACE_MARK(1);                                                                                    \
         i64 r = blockIdx.x;                                                                               \
         u32x4* xr = (u32x4*)(x + r * h);                                                                  \
         const u32x4* dr = (const u32x4*)(delta + r * h);                                                  \

@@ -237,6 +237,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
     extern __shared__ u32x4 smem_q[];
+    TRACE_BEGIN(1);
     const int CK = K / KB;
     const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
     const int kbase = c0 * KB, LDX = P * KB + 8;
@@ -279,6 +280,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
+    TRACE_MARK(1);
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.
@@ -448,6 +450,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     };
     stage(0);
     __syncthreads();
+    TRACE_MARK(2);
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
     // the end of the group acc += scale·tmp.
@@ -558,6 +561,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
         }
     }
+    TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
     pdl_launch();     // the next kernel may start its prologue now
     __syncthreads();  // tot reuses x's space

@@ -187,6 +187,20 @@ for step in $steps; do
       grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
     done
     ;;
+  trace)
+    # The kernel timeline of decode steps (GPTQTOOL_TRACE, runtime/cuda
+    # trace.go) on the decode step's checkpoint (TRACE_MODEL, default
+    # q4act) at each of TRACE_BATCHES (default 1 and 32), gzipped into $OUT;
+    # scripts/trace-summary.py reads it.
+    tm=${TRACE_MODEL:-q4act}
+    [ -d /tmp/oc7b-$tm ] || { note "trace: needs /tmp/oc7b-$tm (run the decode step first)"; continue; }
+    for tb in ${TRACE_BATCHES:-1 32}; do
+      run trace-$tm-b$tb 300 env GPTQTOOL_TRACE="$LOGS/trace-$tm-b$tb.json" "$bin/gptqtool" bench decode --device cuda \
+        --model /tmp/oc7b-$tm --batch $tb --prompt 128 --new 24
+      [ -f "$LOGS/trace-$tm-b$tb.json" ] && gzip -c "$LOGS/trace-$tm-b$tb.json" >"$OUT/trace-$tm-b$tb.json.gz" &&
+        note "trace $tm batch $tb: $(grep -c '"kind"' "$LOGS/trace-$tm-b$tb.json") launches"
+    done
+    ;;
   decodebase)
     # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
     # the checkpoints the decode step made (DECODE_VARIANTS) at

@@ -90,6 +90,8 @@ type Backend struct {
 	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap     int       // records a module holds
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
 }
@@ -181,6 +183,9 @@ func New(o Options) (*Backend, error) {
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
+	}
+	if err := b.traceSetup(); err != nil {
+		return nil, err
 	}
 	var err error
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
