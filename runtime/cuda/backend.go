@@ -164,6 +164,15 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_PDL=0 turns it off.
 	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
 	b.attnSplit = defaultAttnSplit
+	if v := os.Getenv("GPTQTOOL_ATTN_MINSPLIT"); v != "" {
+		// The fewest positions a split of paged attention takes where a
+		// context is too short for eight splits of 128 (for comparisons).
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > pagedThreads {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_ATTN_MINSPLIT=%q: want 1-%d positions", v, pagedThreads)
+		}
+		b.attnSplit = n
+	}
 	// Thread-block clusters: sm_90 and cuLaunchKernelEx;
 	// GPTQTOOL_CLUSTER=0 turns them off (split products then reduce
 	// through global memory).
