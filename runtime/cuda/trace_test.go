@@ -1,8 +1,13 @@
 package cuda
 
 import (
+	"bytes"
+	"debug/elf"
 	"encoding/binary"
+	"strconv"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/kernels"
 )
 
 // TestTraceSummary checks the kernel timeline's host side on hand-made
@@ -69,5 +74,46 @@ func TestTraceSummary(t *testing.T) {
 	// block is the first.
 	if want := []uint32{100, 100, 100, 100}; len(q.Cycles) != 4 || q.Cycles[0] != want[0] || q.Cycles[3] != want[3] {
 		t.Errorf("qmma cycles %v, want %v", q.Cycles, want)
+	}
+}
+
+// TestTraceCompiles compiles, where NVRTC loads (no GPU needed), the parts
+// that hold the traced kernels with -DGPTQTOOL_TRACE=64, and checks that
+// each holds g_trace_n and a g_trace of 64 records of traceRecBytes: the
+// host's reading of kernels/common.cuh's TraceRec.
+func TestTraceCompiles(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		t.Skipf("%v", err)
+	}
+	const n = 64
+	for _, k := range []struct{ file, kernel string }{
+		{"qgemv.cu", "qmma4_t1_f16"}, {"decode.cu", "paged_attn_c4_g4_f16"}, {"norm.cu", "rmsnorm_v8_f16"}, {"sample.cu", "sample_rows"},
+	} {
+		m := kernels.ModuleOf(k.file, k.kernel)
+		src, err := kernels.Source(m.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cubin, _, err := compile(m.File, src, 90, 0, "", append(m.Options(), "-DGPTQTOOL_TRACE="+strconv.Itoa(n))...)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Key(), err)
+		}
+		c := append([]byte(nil), cubin...)
+		binary.LittleEndian.PutUint32(c[20:], 1) // e_version, as kernelSymbols does
+		f, err := elf.NewFile(bytes.NewReader(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		syms, err := f.Symbols()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes := map[string]uint64{}
+		for _, s := range syms {
+			sizes[s.Name] = s.Size
+		}
+		if sizes["g_trace"] != n*traceRecBytes || sizes["g_trace_n"] != 4 {
+			t.Errorf("%s: g_trace %d bytes, g_trace_n %d; want %d and 4", m.Key(), sizes["g_trace"], sizes["g_trace_n"], n*traceRecBytes)
+		}
 	}
 }
