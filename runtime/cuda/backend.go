@@ -91,6 +91,7 @@ type Backend struct {
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
 	traceCap     int       // records a module holds
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
@@ -196,6 +197,7 @@ func New(o Options) (*Backend, error) {
 	if err := b.traceSetup(); err != nil {
 		return nil, err
 	}
+	b.gemv = os.Getenv("GPTQTOOL_GEMV") == "1"
 	var err error
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
 		return nil, err
@@ -782,7 +784,7 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "gemv_rows_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

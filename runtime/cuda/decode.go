@@ -88,6 +88,17 @@ func (b *Backend) SetClusters(on bool) {
 // thread-block clusters.
 func (b *Backend) Clusters() bool { return b.clusters }
 
+// SetGEMV chooses gemv.cu (on, as GPTQTOOL_GEMV=1 does) or cuBLAS (off)
+// for products of a few rows of 16-bit x and w into fp32, for tests of both.
+func (b *Backend) SetGEMV(on bool) {
+	b.enter()
+	defer b.exit()
+	b.gemv = on
+}
+
+// GEMV reports SetGEMV's setting.
+func (b *Backend) GEMV() bool { return b.gemv }
+
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
 // split into up to eight (0: the default, 32), for benchmarks that tune it.

@@ -14,7 +14,7 @@ import (
 // The kernel timeline: with GPTQTOOL_TRACE=FILE every module is compiled
 // with -DGPTQTOOL_TRACE=N (GPTQTOOL_TRACE_RECORDS, default traceRecords),
 // which makes thread 0 of each block of the decode step's kernels (qmma,
-// paged attention, the norms, sample_rows) record the global timer and its
+// paged attention, the norms, sample_rows, gemv_rows) record the global timer and its
 // SM's clock at the marks of kernels/common.cuh into the module's g_trace,
 // the first N blocks of the module's kernels. WriteTrace (called by
 // `gptqtool bench decode|prefill`) sums them up by launch into FILE: where
@@ -74,7 +74,7 @@ type TraceSummary struct {
 	Launches []TraceLaunch     `json:"launches"`
 }
 
-var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows"}
+var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows"}
 
 // traceSetup reads GPTQTOOL_TRACE and GPTQTOOL_TRACE_RECORDS.
 func (b *Backend) traceSetup() error {

@@ -88,6 +88,7 @@ func TestTraceCompiles(t *testing.T) {
 	const n = 64
 	for _, k := range []struct{ file, kernel string }{
 		{"qgemv.cu", "qmma4_t1_f16"}, {"decode.cu", "paged_attn_c4_g4_f16"}, {"norm.cu", "rmsnorm_v8_f16"}, {"sample.cu", "sample_rows"},
+		{"gemv.cu", "gemv_rows_m1_f16"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
