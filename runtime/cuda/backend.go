@@ -91,8 +91,8 @@ type Backend struct {
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
-	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
 	traceCap     int       // records a module holds
+	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
 }
