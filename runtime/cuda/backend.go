@@ -93,6 +93,7 @@ type Backend struct {
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap     int       // records a module holds
 	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
+	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
 }
@@ -198,6 +199,13 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") == "1"
+	if v := os.Getenv("GPTQTOOL_QMMA_IB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > qibPlain|qibSplit|qibGLU {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_IB=%q: want 0-7 (1: plain weights, 2: split ones, 4: GLU ones)", v)
+		}
+		b.qib = n
+	}
 	var err error
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
 		return nil, err

@@ -99,6 +99,21 @@ func (b *Backend) SetGEMV(on bool) {
 // GEMV reports SetGEMV's setting.
 func (b *Backend) GEMV() bool { return b.gemv }
 
+// SetQMMAInBlock turns the in-block split of products of up to two rows
+// on for every kind of weight (as GPTQTOOL_QMMA_IB=7 does) or off (they
+// split across the blocks of a cluster, the default), for tests of both.
+func (b *Backend) SetQMMAInBlock(on bool) {
+	b.enter()
+	defer b.exit()
+	b.qib = 0
+	if on {
+		b.qib = qibPlain | qibSplit | qibGLU
+	}
+}
+
+// QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
+func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
+
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
 // split into up to eight (0: the default, 32), for benchmarks that tune it.
