@@ -12,8 +12,9 @@ import (
 )
 
 // TestQMMAInBlock checks products of one and two rows whose blocks split
-// the inputs among their warps (the default) and across a cluster's blocks
-// (SetQMMAInBlock(false)) against float64 products of the host
+// the inputs among their warps (SetQMMAInBlock(true): every kind of
+// weight) and across a cluster's blocks (the default) against float64
+// products of the host
 // dequantization: plain weights with a residual (a partial last slab of
 // columns; K = 448 in seven chunks, so that one warp's slice is empty; 8
 // bits), a q/k/v split, and gate/up with SwiGLU at two tiles a block and,
