@@ -93,6 +93,7 @@ type Backend struct {
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap     int       // records a module holds
 	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
+	attnPrefetch bool      // GPTQTOOL_ATTN_PREFETCH=1: paged attention loads a settled cache's rows before its wait
 	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
@@ -199,6 +200,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") == "1"
+	b.attnPrefetch = os.Getenv("GPTQTOOL_ATTN_PREFETCH") == "1"
 	if v := os.Getenv("GPTQTOOL_QMMA_IB"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > qibPlain|qibSplit|qibGLU {

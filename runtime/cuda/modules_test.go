@@ -52,6 +52,9 @@ func launchedKernels() map[string][]string {
 	for _, m := range pagedNames {
 		add("decode.cu", m)
 	}
+	for _, m := range pagedPreNames {
+		add("decode.cu", m)
+	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
 	}
@@ -78,9 +81,10 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 		}
 	}
 	// 2 bit widths × 3 dtypes × (plain, normalizing, in-block split) +
-	// glu/gather; 16 paged attention kernels × 3 dtypes + rope_store.
-	if len(parts) != 19+49 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 19+49, parts)
+	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
+	// rope_store.
+	if len(parts) != 19+97 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 19+97, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 1, // t1/t2/t4 × plain, _sg, _r; qdequant
