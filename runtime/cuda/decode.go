@@ -114,6 +114,9 @@ func (b *Backend) SetQMMAInBlock(on bool) {
 	}
 }
 
+// QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
+func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
+
 // SetAttentionPrefetch chooses whether paged attention loads the rows of a
 // settled cache (AttentionParams.CacheSettled) before its wait for the
 // kernel ahead (as GPTQTOOL_ATTN_PREFETCH=1 does), for tests of both.
@@ -125,9 +128,6 @@ func (b *Backend) SetAttentionPrefetch(on bool) {
 
 // AttentionPrefetch reports SetAttentionPrefetch's setting.
 func (b *Backend) AttentionPrefetch() bool { return b.attnPrefetch }
-
-// QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
-func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
 
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is

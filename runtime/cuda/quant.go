@@ -653,9 +653,8 @@ const qibRows = 2
 // GPTQTOOL_QMMA_IB's bits (default none): the kinds of weights whose
 // products of up to qibRows rows split their inputs inside blocks
 // (qmma<bits>_i1 kernels). All three at once measured 5% slower at batch 1
-// on the H200 (docs/benchmarks.md, the day's sixth session), with an
-// epilogue since made as fast as the others'; one kind at a time is the
-// next measurement.
+// on the H200 (docs/benchmarks.md, the day's sixth session); one kind at a
+// time is the next measurement.
 const (
 	qibPlain = 1
 	qibSplit = 2
