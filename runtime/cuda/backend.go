@@ -166,28 +166,19 @@ func New(o Options) (*Backend, error) {
 	// Programmatic dependent launch: sm_90 and a CUDA 12 driver;
 	// GPTQTOOL_PDL=0 turns it off.
 	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
-	b.attnSplit = defaultAttnSplit
-	if v := os.Getenv("GPTQTOOL_ATTN_MINSPLIT"); v != "" {
-		// The fewest positions a split of paged attention takes where a
-		// context is too short for eight splits of 128 (for comparisons).
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > pagedThreads {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_ATTN_MINSPLIT=%q: want 1-%d positions", v, pagedThreads)
-		}
-		b.attnSplit = n
+	// The fewest positions a split of paged attention takes where a
+	// context is too short for eight splits of 128 (for comparisons).
+	var err error
+	if b.attnSplit, err = envInt("GPTQTOOL_ATTN_MINSPLIT", defaultAttnSplit, 1, pagedThreads, fmt.Sprintf("1-%d positions", pagedThreads)); err != nil {
+		return nil, err
 	}
 	// Thread-block clusters: sm_90 and cuLaunchKernelEx;
 	// GPTQTOOL_CLUSTER=0 turns them off (split products then reduce
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
-	b.normFuseRows = defaultNormFuse
-	if v := os.Getenv("GPTQTOOL_NORM_FUSE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 8*qmmaTiles[0] {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_FUSE=%q: want the most rows, 0-%d", v, 8*qmmaTiles[0])
-		}
-		b.normFuseRows = n
+	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+		return nil, err
 	}
 	// The q/k/v product's epilogue rotates and stores in the KV cache
 	// (runtime.RoPEFuser); GPTQTOOL_ROPE_FUSE=0 runs rope_store after it.
@@ -201,14 +192,9 @@ func New(o Options) (*Backend, error) {
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") == "1"
 	b.attnPrefetch = os.Getenv("GPTQTOOL_ATTN_PREFETCH") == "1"
-	if v := os.Getenv("GPTQTOOL_QMMA_IB"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > qibPlain|qibSplit|qibGLU {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_IB=%q: want 0-7 (1: plain weights, 2: split ones, 4: GLU ones)", v)
-		}
-		b.qib = n
+	if b.qib, err = envInt("GPTQTOOL_QMMA_IB", 0, 0, qibPlain|qibSplit|qibGLU, "0-7 (1: plain weights, 2: split ones, 4: GLU ones)"); err != nil {
+		return nil, err
 	}
-	var err error
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
 		return nil, err
 	}
@@ -787,6 +773,20 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 	}
 	r := drv.cuLaunchKernel(f.fn, uint32(grid.X), uint32(grid.Y), uint32(grid.Z), uint32(block.X), uint32(block.Y), uint32(block.Z), uint32(shared), b.stream, pp, nil)
 	return cuErr("cuLaunchKernel("+name+")", r)
+}
+
+// envInt reads the integer setting name from the environment: def where it
+// is unset, else a value from lo to hi (want says which, in the error).
+func envInt(name string, def, lo, hi int, want string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return def, fmt.Errorf("cuda: %s=%q: want %s", name, v, want)
+	}
+	return n, nil
 }
 
 // pdlKernels are the name prefixes of the kernels that wait for the

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"unsafe"
 )
 
 // The kernel timeline: with GPTQTOOL_TRACE=FILE every module is compiled
@@ -82,13 +81,9 @@ func (b *Backend) traceSetup() error {
 	if b.tracePath == "" {
 		return nil
 	}
-	b.traceCap = traceRecords
-	if v := os.Getenv("GPTQTOOL_TRACE_RECORDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1<<24 {
-			return fmt.Errorf("cuda: GPTQTOOL_TRACE_RECORDS=%q: want 1 to %d records a module", v, 1<<24)
-		}
-		b.traceCap = n
+	var err error
+	if b.traceCap, err = envInt("GPTQTOOL_TRACE_RECORDS", traceRecords, 1, 1<<24, fmt.Sprintf("1 to %d records a module", 1<<24)); err != nil {
+		return err
 	}
 	if drv.cuModuleGetGlobal == nil {
 		return fmt.Errorf("cuda: GPTQTOOL_TRACE: the driver has no cuModuleGetGlobal")
@@ -125,24 +120,19 @@ func (b *Backend) WriteTrace() error {
 		if recBytes != uint64(b.traceCap)*traceRecBytes {
 			return fmt.Errorf("cuda: trace of %s: g_trace is %d bytes, want %d records of %d", key, recBytes, b.traceCap, traceRecBytes)
 		}
-		var n uint32
-		if err := cuErr("cuMemcpyDtoHAsync(g_trace_n)", drv.cuMemcpyDtoHAsync(unsafe.Pointer(&n), nPtr, 4, b.stream)); err != nil {
-			return err
+		var nb [4]byte
+		if err := b.dtoh(nb[:], nPtr); err != nil {
+			return fmt.Errorf("cuda: trace of %s: %w", key, err)
 		}
-		if err := b.syncLocked(); err != nil {
-			return err
-		}
+		n := binary.LittleEndian.Uint32(nb[:])
 		records[key] = [2]int{int(n), b.traceCap}
 		kept := min(int(n), b.traceCap)
 		if kept == 0 {
 			continue
 		}
 		raw := make([]byte, kept*traceRecBytes)
-		if err := cuErr("cuMemcpyDtoHAsync(g_trace)", drv.cuMemcpyDtoHAsync(unsafe.Pointer(&raw[0]), recPtr, uint64(len(raw)), b.stream)); err != nil {
-			return err
-		}
-		if err := b.syncLocked(); err != nil {
-			return err
+		if err := b.dtoh(raw, recPtr); err != nil {
+			return fmt.Errorf("cuda: trace of %s: %w", key, err)
 		}
 		for i := range kept {
 			recs[key] = append(recs[key], parseTraceRec(raw[i*traceRecBytes:]))
