@@ -147,15 +147,19 @@ func (b *Backend) WriteTrace() error {
 	return os.WriteFile(b.tracePath, append(out, '\n'), 0o644)
 }
 
-// summarizeTrace groups the modules' block records by launch (module and
-// grid) and sums each launch up, in the order the launches started; a
-// record whose block had not ended (no end mark) is left out.
+// summarizeTrace groups the modules' block records by launch and sums each
+// launch up, in the order the launches started; a record whose block had
+// not ended (no end mark) is left out. A launch is a module and a grid id,
+// except that every replay of a CUDA graph's kernel node has the node's
+// grid id: one key's records, in the order their blocks started, begin a
+// new launch where a block index repeats (a replay's blocks all start
+// before the next replay's, which the stream orders after it).
 func summarizeTrace(recs map[string][]traceRec) TraceSummary {
 	type launchKey struct {
 		mod  string
 		grid uint64
 	}
-	byLaunch := map[launchKey][]traceRec{}
+	byKey := map[launchKey][]traceRec{}
 	var t0 uint64
 	for key, rs := range recs {
 		for _, r := range rs {
@@ -163,16 +167,36 @@ func summarizeTrace(recs map[string][]traceRec) TraceSummary {
 				continue
 			}
 			k := launchKey{key, r.grid}
-			byLaunch[k] = append(byLaunch[k], r)
+			byKey[k] = append(byKey[k], r)
 			if t0 == 0 || r.g[0] < t0 {
 				t0 = r.g[0]
 			}
 		}
 	}
+	type launch struct {
+		mod string
+		rs  []traceRec
+	}
+	var launches []launch
+	for k, rs := range byKey {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].g[0] < rs[j].g[0] })
+		seen := map[uint32]bool{}
+		first := 0
+		for i, r := range rs {
+			if seen[r.block] {
+				launches = append(launches, launch{k.mod, rs[first:i]})
+				clear(seen)
+				first = i
+			}
+			seen[r.block] = true
+		}
+		launches = append(launches, launch{k.mod, rs[first:]})
+	}
 	us := func(g uint64) float64 { return float64(g-t0) / 1e3 }
 	var sum TraceSummary
-	for k, rs := range byLaunch {
-		l := TraceLaunch{Module: k.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
+	for _, ln := range launches {
+		rs := ln.rs
+		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
 		sms := map[uint32]bool{}
 		l.Start, l.End = us(rs[0].g[0]), us(rs[0].g[4])
 		for _, r := range rs {

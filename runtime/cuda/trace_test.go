@@ -41,6 +41,8 @@ func TestTraceSummary(t *testing.T) {
 		rec(5, 3, 0, 9, 1, 1, [5]uint64{base, base + 1000, 0, 0, base + 1800}, [5]uint32{10, 20, 0, 0, 50}),
 		// A block that never ended: left out.
 		rec(5, 3, 1, 9, 1, 1, [5]uint64{base + 10, 0, 0, 0, 0}, [5]uint32{}),
+		// The norm's graph node replayed: the same grid id, block 0 again.
+		rec(5, 3, 0, 2, 1, 1, [5]uint64{base + 20000, base + 20500, 0, 0, base + 21000}, [5]uint32{10, 20, 0, 0, 50}),
 	}
 	recs := map[string][]traceRec{}
 	for i, b := range raw {
@@ -54,10 +56,13 @@ func TestTraceSummary(t *testing.T) {
 		t.Fatalf("parsed %+v", r)
 	}
 	s := summarizeTrace(recs)
-	if len(s.Launches) != 2 {
-		t.Fatalf("%d launches, want 2: %+v", len(s.Launches), s.Launches)
+	if len(s.Launches) != 3 {
+		t.Fatalf("%d launches, want 3: %+v", len(s.Launches), s.Launches)
 	}
 	n, q := s.Launches[0], s.Launches[1]
+	if r := s.Launches[2]; r.Kind != "rmsnorm" || r.Blocks != 1 || r.Start != 20 || r.End != 21 || r.SMs != 1 {
+		t.Errorf("replayed norm launch %+v", r)
+	}
 	if n.Kind != "rmsnorm" || n.Blocks != 1 || n.Start != 0 || n.End != 1.8 || n.Mark[0] != [3]float64{1, 1, 1} || n.Mark[1] != [3]float64{} {
 		t.Errorf("norm launch %+v", n)
 	}
