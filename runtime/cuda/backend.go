@@ -90,10 +90,11 @@ type Backend struct {
 	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	xdbl         int32     // 1: qmma double-buffers x staged in phases (GPTQTOOL_XDBL=0: one buffer)
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap     int       // records a module holds
-	gemv         bool      // GPTQTOOL_GEMV=1: products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS
-	attnPrefetch bool      // GPTQTOOL_ATTN_PREFETCH=1: paged attention loads a settled cache's rows before its wait
+	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
@@ -187,11 +188,17 @@ func New(o Options) (*Backend, error) {
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
 	}
+	b.xdbl = 1
+	if os.Getenv("GPTQTOOL_XDBL") == "0" {
+		b.xdbl = 0
+	}
 	if err := b.traceSetup(); err != nil {
 		return nil, err
 	}
-	b.gemv = os.Getenv("GPTQTOOL_GEMV") == "1"
-	b.attnPrefetch = os.Getenv("GPTQTOOL_ATTN_PREFETCH") == "1"
+	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
+	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
+		return nil, err
+	}
 	if b.qib, err = envInt("GPTQTOOL_QMMA_IB", 0, 0, qibPlain|qibSplit|qibGLU, "0-7 (1: plain weights, 2: split ones, 4: GLU ones)"); err != nil {
 		return nil, err
 	}

@@ -91,8 +91,9 @@ func (b *Backend) SetClusters(on bool) {
 // thread-block clusters.
 func (b *Backend) Clusters() bool { return b.clusters }
 
-// SetGEMV chooses gemv.cu (on, as GPTQTOOL_GEMV=1 does) or cuBLAS (off)
-// for products of a few rows of 16-bit x and w into fp32, for tests of both.
+// SetGEMV chooses gemv.cu (on, the default) or cuBLAS (off, as
+// GPTQTOOL_GEMV=0 does) for products of a few rows of 16-bit x and w into
+// fp32, for tests of both.
 func (b *Backend) SetGEMV(on bool) {
 	b.enter()
 	defer b.exit()
@@ -117,17 +118,23 @@ func (b *Backend) SetQMMAInBlock(on bool) {
 // QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
 func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
 
-// SetAttentionPrefetch chooses whether paged attention loads the rows of a
-// settled cache (AttentionParams.CacheSettled) before its wait for the
-// kernel ahead (as GPTQTOOL_ATTN_PREFETCH=1 does), for tests of both.
-func (b *Backend) SetAttentionPrefetch(on bool) {
+// defaultAttnPrefetch is the most rows whose paged attention prefetches
+// (GPTQTOOL_ATTN_PREFETCH=N overrides it). Measured on the H200 (7B shape,
+// 4-bit, docs/benchmarks.md, the day's seventh session): +2.5% at batch 1,
+// +1.6% at batch 8, -7.6% at batch 32.
+const defaultAttnPrefetch = 8
+
+// SetAttentionPrefetch sets the most rows whose paged attention loads the
+// rows of a settled cache (AttentionParams.CacheSettled) before its wait
+// for the kernel ahead (0: none), for tests of both kernels.
+func (b *Backend) SetAttentionPrefetch(rows int) {
 	b.enter()
 	defer b.exit()
-	b.attnPrefetch = on
+	b.attnPrefetch = rows
 }
 
-// AttentionPrefetch reports SetAttentionPrefetch's setting.
-func (b *Backend) AttentionPrefetch() bool { return b.attnPrefetch }
+// AttentionPrefetch reports the most rows whose paged attention prefetches.
+func (b *Backend) AttentionPrefetch() int { return b.attnPrefetch }
 
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
@@ -212,7 +219,7 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
 	names := pagedNames
-	if p.CacheSettled && b.attnPrefetch {
+	if p.CacheSettled && rows <= b.attnPrefetch {
 		names = pagedPreNames
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,

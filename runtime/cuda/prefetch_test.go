@@ -43,8 +43,8 @@ func TestAttentionPrefetch(t *testing.T) {
 		for _, window := range []int{0, 100} {
 			t.Run(fmt.Sprintf("%v-window%d", dt, window), func(t *testing.T) {
 				p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
-				run := func(pre bool) []float32 {
-					b.SetAttentionPrefetch(pre)
+				run := func(preRows int) []float32 {
+					b.SetAttentionPrefetch(preRows)
 					q, _ := upload(t, b, dt, q0, rows, hq*hd)
 					k, _ := upload(t, b, dt, k0, rows, hkv*hd)
 					v, _ := upload(t, b, dt, v0, rows, hkv*hd)
@@ -55,7 +55,9 @@ func TestAttentionPrefetch(t *testing.T) {
 					b.PagedAttention(out, q, kc, vc, tt, pt, bs, p)
 					return download(t, b, out)
 				}
-				sameBits(t, "attention", run(true), run(false))
+				// Four rows: prefetching (the default's most rows or
+				// more), and not (fewer than the rows).
+				sameBits(t, "attention", run(rows), run(rows-1))
 			})
 		}
 	}
