@@ -77,11 +77,9 @@
 #define QCOLS 128
 
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_TPB times the
-// tiles per block (1, 2 or 4; 0: none) of the in-block split below;
-// QF_XDBL double-buffers x where a slice takes more than one phase of it.
+// tiles per block (1, 2 or 4; 0: none) of the in-block split below.
 #define QF_XASYNC 1
 #define QF_TPB 2
-#define QF_XDBL 256
 
 __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     u32 d;
@@ -262,7 +260,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (columns j and j + QCOLS/2: a glu output's gate and up, a RoPE pair);
     // 4: o, o+1, o+4 and o+5. Its outputs (qout's window): jlo = 16o, W =
     // 16 (tpb 1, 2) or 32.
-    const int tpb = IB && MT == 1 ? (flags & (QF_XDBL - 1)) / QF_TPB : 0, ks = tpb ? 8 / tpb : 1;
+    const int tpb = IB && MT == 1 ? flags / QF_TPB : 0, ks = tpb ? 8 / tpb : 1;
     const int kslice = tpb ? warp % ks : 0, tslot = tpb ? warp / ks : warp;
     const int spb = tpb ? 8 / tpb : 1;  // blocks a slab
     const int slab = blockIdx.x / spb, o = tpb == 4 ? (blockIdx.x % spb) * 2 : blockIdx.x % spb;
@@ -401,25 +399,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         *(u32x4*)(xs + m * LDX + k8) = u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS),
                                              pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
     };
-    // x_async: fp16 x of chunks [ci, ci+nch) to xs from column xcol on,
-    // one 16-byte copy an item, all in flight at once and held in no
-    // register (the item's row and column step without a division); one
-    // cp.async group, not waited for.
-    auto x_async = [&](int ci, int nch, int xcol) {
-        const int kb0 = xkbase + ci * KB, n8 = nch * (KB / 8), items = M * n8;
-        const int m0 = threadIdx.x / n8, dm = blockDim.x / n8, dr = blockDim.x - dm * n8;
-        int r = threadIdx.x - m0 * n8;
-        const T* src = x + (i64)m0 * K + kb0 + r * 8;
-        u32 dst = smem_addr(xs + m0 * LDX + xcol + r * 8);
-        const i64 step = (i64)dm * K + dr * 8, wrap = K - n8 * 8;
-        const u32 sstep = (dm * LDX + dr * 8) * 2, swrap = (LDX - n8 * 8) * 2;
-        for (int e = threadIdx.x; e < items; e += blockDim.x) {
-            cp_async16(dst, src);
-            src += step, dst += sstep, r += dr;
-            if (r >= n8) r -= n8, src += wrap, dst += swrap;
-        }
-        asm volatile("cp.async.commit_group;" ::: "memory");
-    };
     auto stage = [&](int ci) {
         const int kb0 = xkbase + ci * KB, n8 = imin(P, xnc - ci) * (KB / 8);
         if (MT == 1 && perm) {
@@ -462,8 +441,21 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         const int items = M * n8;
         if constexpr (XS == 1.0f) {
             if ((flags & QF_XASYNC) && !NRM) {
-                x_async(ci, n8 / (KB / 8), 0);
-                asm volatile("cp.async.wait_all;" ::: "memory");
+                // fp16 x goes to shared memory as it is, one 16-byte copy
+                // an item, all in flight at once and held in no register;
+                // the item's row and column step without a division.
+                const int m0 = threadIdx.x / n8, dm = blockDim.x / n8, dr = blockDim.x - dm * n8;
+                int r = threadIdx.x - m0 * n8;
+                const T* src = x + (i64)m0 * K + kb0 + r * 8;
+                u32 dst = smem_addr(xs + m0 * LDX + r * 8);
+                const i64 step = (i64)dm * K + dr * 8, wrap = K - n8 * 8;
+                const u32 sstep = (dm * LDX + dr * 8) * 2, swrap = (LDX - n8 * 8) * 2;
+                for (int e = threadIdx.x; e < items; e += blockDim.x) {
+                    cp_async16(dst, src);
+                    src += step, dst += sstep, r += dr;
+                    if (r >= n8) r -= n8, src += wrap, dst += swrap;
+                }
+                asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
                 return;
             }
         }
@@ -486,21 +478,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
         }
     };
-    // Double-buffered x (kernels of more than one tile whose slice takes
-    // more than one phase, fp16 x copied as it is): the buffer's halves
-    // take H chunks each, and phase p+1's copies are in flight while the
-    // warps multiply phase p's, so that a phase costs one barrier and no
-    // wait for L2. H is a multiple of QST: the QST chunk groups the ring
-    // commits during a phase complete the group of the next phase's x.
-    const int H = P / (2 * QST) * QST;
-    const bool dbl = MT > 1 && XS == 1.0f && !NRM && (flags & QF_XASYNC) && (flags & QF_XDBL) && H >= QST && P < xnc;
-    if (dbl) {
-        x_async(0, H, 0);
-        x_async(H, imin(H, xnc - H), H * KB);
-        asm volatile("cp.async.wait_group 1;" ::: "memory");
-    } else {
-        stage(0);
-    }
+    stage(0);
     __syncthreads();
     TRACE_MARK(2);
 
@@ -549,19 +527,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // most QST-1 later groups are pending.
         // Unrolled QST deep so that the slots are constant offsets.
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
-        int pleft = dbl ? H : P;          // chunks left in this phase of x
+        int pleft = P;                    // chunks left in this phase of x
         u32 xoff = tpb ? c0 * KB * 2 : 0;  // their offset in xs (in-block split: this warp's slice)
         for (int i0 = 0; i0 < nc; i0 += QST) {
-            if (MT > 1 && pleft == 0 && dbl) {
-                // Phase ph's x has landed (each thread's own copies by the
-                // ring's waits, the others' past the barrier), and every
-                // warp is done with phase ph-1's half, which now takes
-                // phase ph+1's.
-                __syncthreads();
-                const int ph = i0 / H;
-                if ((ph + 1) * H < nc) x_async((ph + 1) * H, imin(H, nc - (ph + 1) * H), ((ph + 1) & 1) * H * KB);
-                pleft = H, xoff = (ph & 1) * H * KB * 2;
-            } else if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
+            if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
                 __syncthreads();

@@ -90,7 +90,6 @@ type Backend struct {
 	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	xdbl         int32     // 1: qmma double-buffers x staged in phases (GPTQTOOL_XDBL=0: one buffer)
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap     int       // records a module holds
 	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
@@ -187,10 +186,6 @@ func New(o Options) (*Backend, error) {
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
-	}
-	b.xdbl = 1
-	if os.Getenv("GPTQTOOL_XDBL") == "0" {
-		b.xdbl = 0
 	}
 	if err := b.traceSetup(); err != nil {
 		return nil, err

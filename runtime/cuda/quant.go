@@ -700,7 +700,7 @@ func inBlockPlan(M, K, bits, tpb int) qmmaPlan {
 
 // qmmaFlags are qgemv.cu's QF_ flags for a launch under plan sp.
 func (b *Backend) qmmaFlags(sp qmmaPlan) int32 {
-	return b.xasync | int32(sp.tpb)*2 | b.xdbl*256 // QF_XASYNC, QF_TPB, QF_XDBL
+	return b.xasync | int32(sp.tpb)*2 // QF_XASYNC, QF_TPB
 }
 
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +

@@ -84,10 +84,9 @@ func TestQuantMatMul(t *testing.T) {
 		// Batches whose x is staged in phases (more chunks a block than fit).
 		tc{4096, 8192, 4, 128, 64, true, false, runtime.F16}, tc{4096, 8192, 4, 128, 37, false, true, runtime.F16},
 		tc{4096, 8192, 8, 128, 64, true, true, runtime.F16}, tc{14336, 4096, 4, 128, 48, true, true, runtime.BF16},
-		// Double-buffered phases of x (fp16, 17-32 rows; plans in
-		// TestQmmaSplit): 22 chunks a block in halves of 8 (the last
-		// phase short), 64 in halves of 8 of a buffer of 24, 8-bit 64 in
-		// halves of 16.
+		// More phases of x at 17-32 rows (plans in TestQmmaSplit): 22
+		// chunks a block 16 at a time (the last phase short), 64 chunks
+		// 24 at a time, 8-bit 64 chunks 32 at a time.
 		tc{4096, 8192, 4, 128, 32, false, true, runtime.F16}, tc{4096, 28672, 4, 128, 17, true, false, runtime.F16},
 		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16})
 	for _, c := range cases {

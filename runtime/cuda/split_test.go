@@ -31,10 +31,8 @@ func TestQmmaSplit(t *testing.T) {
 		{"gate/up M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 28672, 4, 1, 64, 16, false},
 		// o_proj at 32 rows, fill 2: 9 splits wanted, 8 (256 blocks) fit a wave.
 		{"o M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 4096, 4, 8, 8, 8, true},
-		// The double-buffered x of TestQuantMatMul (qgemv.cu: halves of
-		// P/16*8 chunks where that is at least 8 and P < cps): 17 rows
-		// stage 24 chunks at a time (halves of 8), 8-bit 32 rows 32 of 64
-		// (halves of 16), 3 splits of 22 chunks 16 (halves of 8).
+		// TestQuantMatMul's phased shapes: 17 rows stage 24 chunks at a
+		// time, 8-bit 32 rows 32 of 64, 3 splits of 22 chunks 16.
 		{"gate/up M17", defaultFill, 17, 4096, 28672, 4, 1, 64, 24, false},
 		{"8-bit M32", defaultFill, 32, 4096, 14336, 8, 2, 64, 32, true},
 		{"N 8192 M32", defaultFill, 32, 4096, 8192, 4, 3, 22, 16, true},
