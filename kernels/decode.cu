@@ -183,6 +183,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
         for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
     __syncthreads();
+    TRACE_MARK(2);
     for (int jt = j0; jt < j1; jt += PA_TILE) {
         const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
         if (j < j1) {

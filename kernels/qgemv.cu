@@ -125,7 +125,7 @@ template <typename T> struct QRope {
 // QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
 // to T, rotated as rope_store does and written rotated, a k head's also to
 // row slot[m] of kc, a v head's pair to its output and to vc.
-template <typename T, bool WIN, typename V>
+template <typename T, bool WIN, int QO, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool paired, T* out0, T* out1, T* out2,
                                      const T* res, int seg1, int seg2, int glu, int col0, int N, const int* oslots,
                                      const QRope<T>& rp) {
@@ -166,22 +166,37 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool p
         }
         return;
     }
-    for (int e = lo + threadIdx.x; e < hi; e += blockDim.x) {
-        const int w_ = WIN ? W : QCOLS, Wp = paired ? 2 * w_ : w_, m = e / Wp, r = e % Wp;
-        const int cb = r < w_ ? jlo + r : QCOLS / 2 + jlo + r - w_, n = col0 + cb;  // the block's column cb
-        if (n >= N) continue;
-        T* o;
-        int w, c;
-        if (n < seg1) {
-            o = out0, w = seg1, c = n;
-        } else if (n < seg2) {
-            o = out1, w = seg2 - seg1, c = n - seg1;
-        } else {
-            o = out2, w = N - seg2, c = n - seg2;
+    // QO items a thread at a time (4 in kernels of more tiles, whose
+    // threads take several): their sums and residuals are all read before
+    // any is stored (res may be out0 itself, so a store would otherwise
+    // keep the next item's loads waiting behind it).
+    for (int e0 = lo + threadIdx.x; e0 < hi; e0 += QO * blockDim.x) {
+        float xv[QO];
+        T* dst[QO];
+#pragma unroll
+        for (int u = 0; u < QO; u++) {
+            const int e = e0 + u * blockDim.x;
+            dst[u] = nullptr;
+            if (e >= hi) continue;
+            const int w_ = WIN ? W : QCOLS, Wp = paired ? 2 * w_ : w_, m = e / Wp, r = e % Wp;
+            const int cb = r < w_ ? jlo + r : QCOLS / 2 + jlo + r - w_, n = col0 + cb;  // the block's column cb
+            if (n >= N) continue;
+            T* o;
+            int w, c;
+            if (n < seg1) {
+                o = out0, w = seg1, c = n;
+            } else if (n < seg2) {
+                o = out1, w = seg2 - seg1, c = n - seg1;
+            } else {
+                o = out2, w = N - seg2, c = n - seg2;
+            }
+            float x = v(m * QCOLS + cb);
+            if (res) x += to_f32(res[(i64)m * w + c]);
+            xv[u] = x, dst[u] = o + (i64)m * w + c;
         }
-        float x = v(m * QCOLS + cb);
-        if (res) x += to_f32(res[(i64)m * w + c]);
-        o[(i64)m * w + c] = from_f32<T>(x);
+#pragma unroll
+        for (int u = 0; u < QO; u++)
+            if (dst[u]) *dst[u] = from_f32<T>(xv[u]);
     }
 }
 
@@ -614,7 +629,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         __syncthreads();
         const int wb = tpb == 4 ? 32 : 16;  // outputs j (glu, RoPE) or columns c of a block, QCOLS/2 apart for tpb > 1
         const bool pairs = glu || rp.kc;
-        qout<T, true>(
+        qout<T, true, 1>(
             [&](int e) {
                 float v = 0.0f;
                 for (int sl = 0; sl < ks; sl++) v += red[sl * M * QCOLS + e];
@@ -641,7 +656,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             u32 base[8];  // tot in each block of the cluster (S <= 8)
 #pragma unroll
             for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
-            qout<T, false>(
+            qout<T, false, MT == 1 ? 1 : 4>(
                 [&](int e) {
                     float v = 0.0f;
 #pragma unroll
@@ -679,7 +694,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, false>([&](int e) { return tot[e]; }, 0, items, 0, W, false, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+    qout<T, false, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, 0, W, false, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>

@@ -217,8 +217,13 @@ func summarizeTrace(recs map[string][]traceRec) TraceSummary {
 			}
 		}
 		// Cycles between the marks the median block (by its whole span)
-		// reached; the SM clock wraps at 32 bits, the differences do not.
+		// reached, of the blocks that waited for the kernel ahead where
+		// some did (attention's blocks past a row's splits return before
+		// it); the SM clock wraps at 32 bits, the differences do not.
 		sort.Slice(rs, func(i, j int) bool { return rs[i].c[4]-rs[i].c[0] < rs[j].c[4]-rs[j].c[0] })
+		if waited := slices.DeleteFunc(slices.Clone(rs), func(r traceRec) bool { return r.g[1] == 0 }); len(waited) > 0 {
+			rs = waited
+		}
 		r := rs[len(rs)/2]
 		prev := r.c[0]
 		for m := 1; m <= 4; m++ {

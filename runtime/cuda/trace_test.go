@@ -39,6 +39,9 @@ func TestTraceSummary(t *testing.T) {
 		rec(7, 1, 2, 3, 32, 8, [5]uint64{base + 2200, base + 5100, base + 6200, base + 9100, base + 10500}, [5]uint32{1000, 1100, 1300, 1600, 2000}),
 		// A norm launch before it: no marks 2 and 3.
 		rec(5, 3, 0, 9, 1, 1, [5]uint64{base, base + 1000, 0, 0, base + 1800}, [5]uint32{10, 20, 0, 0, 50}),
+		// A block of the norm that returned before its wait: not the
+		// median block of the cycles.
+		rec(5, 3, 2, 9, 1, 1, [5]uint64{base + 5, 0, 0, 0, base + 1700}, [5]uint32{10, 0, 0, 0, 5000}),
 		// A block that never ended: left out.
 		rec(5, 3, 1, 9, 1, 1, [5]uint64{base + 10, 0, 0, 0, 0}, [5]uint32{}),
 		// The norm's graph node replayed: the same grid id, block 0 again.
@@ -63,7 +66,7 @@ func TestTraceSummary(t *testing.T) {
 	if r := s.Launches[2]; r.Kind != "rmsnorm" || r.Blocks != 1 || r.Start != 20 || r.End != 21 || r.SMs != 1 {
 		t.Errorf("replayed norm launch %+v", r)
 	}
-	if n.Kind != "rmsnorm" || n.Blocks != 1 || n.Start != 0 || n.End != 1.8 || n.Mark[0] != [3]float64{1, 1, 1} || n.Mark[1] != [3]float64{} {
+	if n.Kind != "rmsnorm" || n.Blocks != 2 || n.Start != 0 || n.End != 1.8 || n.Mark[0] != [3]float64{1, 1, 1} || n.Mark[1] != [3]float64{} {
 		t.Errorf("norm launch %+v", n)
 	}
 	if len(n.Cycles) != 2 || n.Cycles[0] != 10 || n.Cycles[1] != 30 {
