@@ -96,6 +96,7 @@ type Backend struct {
 	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
+	attnLate     int32     // 1: paged attention lets the next kernel start only as its blocks exit (GPTQTOOL_ATTN_LATE=1)
 	gt           graphTimes
 }
 
@@ -191,6 +192,9 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
+	if os.Getenv("GPTQTOOL_ATTN_LATE") == "1" {
+		b.attnLate = 1
+	}
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}
