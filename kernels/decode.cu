@@ -10,7 +10,7 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late), hd <= 32*C,
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu), hd <= 32*C,
 // hq/hkv <= G (output column c of a row goes to column oslots[c] when
 // oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
@@ -31,9 +31,7 @@
 // fewer than eight, up to eight splits of at least minsplit positions (32
 // unless a benchmark sets it); decided per row from its position (the grid
 // is fixed when a step is replayed); the blocks past it return at once
-// (those of a combining cluster after its two barriers). With late, a
-// block lets the next kernel start (PDL) only as it exits, not after its
-// loop.
+// (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
 // paged_attn_cC_gG_pre_T, the same for a settled cache (every row a query
 // reads but its own position's written before the step): a thread's first
@@ -106,8 +104,7 @@ template <typename T, int C, int G, bool PRE>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu,
-                           int late) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
@@ -310,10 +307,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         __syncthreads();  // sc and vs are refilled by the next tile
     }
     TRACE_MARK(3);
-    // The next kernel may start its prologue now; with late, only as the
-    // blocks exit (its prologue's weight loads do not contend with the
-    // combine).
-    if (!late) pdl_launch();
+    pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)
 #pragma unroll
@@ -413,9 +407,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu, int late) {                                                                                   \
+        int clu) {                                                                                             \
         paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
-                                 minsplit, oslots, clu, late);                                                 \
+                                 minsplit, oslots, clu);                                                       \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
 // PA_PRE, the plain one.

@@ -53,7 +53,7 @@ type Backend struct {
 	mods     map[string]uintptr // loaded modules by kernels.Module.Key
 	fns      map[fnKey]*function
 	args     *launchArgs // pinned (pin) for the backend's life
-	pin      goruntime.Pinner
+	pin      *goruntime.Pinner
 	blas     uintptr
 	blasWS   uint64
 	solver   uintptr
@@ -96,7 +96,6 @@ type Backend struct {
 	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
-	attnLate     int32     // 1: paged attention lets the next kernel start only as its blocks exit (GPTQTOOL_ATTN_LATE=1)
 	gt           graphTimes
 }
 
@@ -192,9 +191,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
-	if os.Getenv("GPTQTOOL_ATTN_LATE") == "1" {
-		b.attnLate = 1
-	}
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}
@@ -222,7 +218,12 @@ func New(o Options) (*Backend, error) {
 	if err := cuErr("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&b.ctx, b.dev)); err != nil {
 		return nil, err
 	}
-	b.pin.Pin(b.args) // released by closeLocked
+	// The launch arguments stay pinned until closeLocked, or, for a
+	// backend dropped without Close, until it is collected: a Pinner
+	// collected while it pins panics.
+	b.pin = new(goruntime.Pinner)
+	b.pin.Pin(b.args)
+	goruntime.AddCleanup(b, func(p *goruntime.Pinner) { p.Unpin() }, b.pin)
 	fail := func(err error) (*Backend, error) {
 		b.closeLocked()
 		return nil, err

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/kernels"
@@ -150,5 +152,26 @@ func TestCrossEntropy(t *testing.T) {
 	}
 	if _, err := b.CrossEntropy(lt, targets[:3]); err == nil {
 		t.Errorf("3 targets for %d rows accepted", rows)
+	}
+}
+
+// TestDroppedBackend checks that a backend dropped without Close is
+// collected without the panic of a Pinner collected while it pins (its
+// launch arguments): verify perplexity on the H200 once died so after
+// printing its result, the command having not closed its backend.
+func TestDroppedBackend(t *testing.T) {
+	gputest.Backend(t) // skips where no device loads
+	for range 3 {
+		b, err := cuda.New(cuda.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		goruntime.GC()
+		time.Sleep(10 * time.Millisecond) // the cleanups and finalizers run in their own goroutine
 	}
 }
