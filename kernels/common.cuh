@@ -101,6 +101,66 @@ __device__ __forceinline__ void pdl_launch() {
 #endif
 }
 
+// Kernel timeline (runtime/cuda trace.go; compiled in only with
+// -DGPTQTOOL_TRACE=N, N records a module): thread 0 of every block of a
+// traced kernel records its grid, block and SM, and the global timer (ns)
+// and the SM's clock at marks 0 (start), 1-3 (the kernel's own: after its
+// wait for the previous kernel, after staging, after its main loop) and 4
+// (end, when the block returns) into the module's g_trace. The record's
+// slot is claimed as the block starts and first used at mark 1, so that
+// thread 0 does not wait for the atomic before its prologue.
+#ifdef GPTQTOOL_TRACE
+struct TraceRec {
+    u64 grid;
+    u32 kind, block, smid, gxy;  // gxy: gridDim.x << 16 | gridDim.y
+    u64 g[5];
+    u32 c[5], pad;
+};
+__device__ TraceRec g_trace[GPTQTOOL_TRACE];
+__device__ u32 g_trace_n;
+__device__ __forceinline__ u64 trace_gtimer() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ u32 trace_clock() {
+    u32 c;
+    asm volatile("mov.u32 %0, %%clock;" : "=r"(c));
+    return c;
+}
+struct Tracer {
+    u64 g0;
+    u32 c0, i, kind;
+    __device__ explicit Tracer(u32 k) : g0(0), c0(0), i(0xffffffffu), kind(k) {
+        if (threadIdx.x == 0) {
+            g0 = trace_gtimer(), c0 = trace_clock();
+            i = atomicAdd(&g_trace_n, 1u);
+        }
+    }
+    __device__ void mark(int k) {
+        if (threadIdx.x == 0 && i < GPTQTOOL_TRACE) g_trace[i].g[k] = trace_gtimer(), g_trace[i].c[k] = trace_clock();
+    }
+    __device__ ~Tracer() {
+        if (threadIdx.x != 0 || i >= GPTQTOOL_TRACE) return;
+        const u64 g4 = trace_gtimer();
+        const u32 c4 = trace_clock();
+        TraceRec& r = g_trace[i];
+        u64 grid;
+        u32 sm;
+        asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        r.grid = grid, r.kind = kind, r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+        r.smid = sm, r.gxy = gridDim.x << 16 | gridDim.y;
+        r.g[0] = g0, r.c[0] = c0, r.g[4] = g4, r.c[4] = c4;
+    }
+};
+#define TRACE_BEGIN(kind) Tracer trace_(kind)
+#define TRACE_MARK(k) trace_.mark(k)
+#else
+#define TRACE_BEGIN(kind)
+#define TRACE_MARK(k)
+#endif
+
 // 16 bytes, for vector loads and stores (addresses must be 16-aligned).
 struct alignas(16) u32x4 { u32 a, b, c, d; };
 

@@ -33,6 +33,9 @@
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
+// paged_attn_cC_gG_pre_T, the same for a settled cache (every row a query
+// reads but its own position's written before the step): a thread's first
+// K and V rows but the query's own are fetched before the wait.
 
 #define ROPE_STORE(N, T)                                                                                      \
     extern "C" __global__ void rope_store_##N(T* q, T* k, const T* v, T* kc, T* vc, const int* pos,              \
@@ -97,12 +100,13 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // max and sum; then warp w and lane l accumulate, for dimensions l + 32c,
 // the probability-weighted V rows of positions w, w+4, ... of the tile.
 // The four warps' sums are added in shared memory at the end.
-template <typename T, int C, int G>
+template <typename T, int C, int G, bool PRE>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
                            float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
+    TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
     __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
@@ -140,13 +144,40 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         return;
     }
+    // The output slot of this thread's first output in a combining
+    // cluster (the model's, loaded before the wait).
+    int oslot0 = 0;
+    if (cm && oslots) {
+        const int tot = Gr * hd, e = s * tot / S + tid;
+        if (e < (s + 1) * tot / S) oslot0 = oslots[(h0 + e / hd) * hd + e % hd];
+    }
     const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
     const int* tab = tables + (i64)r * width;
     // The cache row of this thread's position in the first tile.
     i64 row0 = j0 + tid < j1 ? (i64)tab[(j0 + tid) / bs] * bs + (j0 + tid) % bs : 0;
-    pdl_wait();
     const i64 kvc = (i64)hkv * hd;
+    const T* kb = kc + (i64)kh * hd;
+    const T* vb = vc + (i64)kh * hd;
+    // PRE (the _pre kernels, for a settled cache: runtime.AttentionParams.CacheSettled):
+    // the rows of this thread's first position, unless it is the query's
+    // own (which the kernel ahead writes), are fetched before the wait, V
+    // into shared memory, K into L1 (prefetched: registers held across the
+    // wait would cost the kernel its occupancy).
+    bool early = false;
+    if constexpr (PRE && sizeof(T) == 2 && C <= 4) {
+        if (hd == D && j0 + tid < j1 && j0 + tid != i) {
+            const T* kr = kb + row0 * kvc;
+            const T* vr = vb + row0 * kvc;
+#pragma unroll
+            for (int u = 0; u < D * (int)sizeof(T) / 128; u++) prefetch_l1(kr + u * (128 / sizeof(T)));
+#pragma unroll
+            for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
+            early = true;
+        }
+    }
+    pdl_wait();
+    TRACE_MARK(1);
     const bool vec = (hd & 7) == 0;
     for (int e = tid; e < G * D; e += blockDim.x) {
         const int g = e / D, d = e % D;
@@ -158,9 +189,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     for (int g = 0; g < G; g++)
 #pragma unroll
         for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
-    const T* kb = kc + (i64)kh * hd;
-    const T* vb = vc + (i64)kh * hd;
     __syncthreads();
+    TRACE_MARK(2);
     for (int jt = j0; jt < j1; jt += PA_TILE) {
         const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
         if (j < j1) {
@@ -179,8 +209,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 u32x4 kw[D / 8];
 #pragma unroll
                 for (int u = 0; u < D / 8; u++) kw[u] = *(const u32x4*)(kr + u * 8);
+                if (jt != j0 || !early) {
 #pragma unroll
-                for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
+                    for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
+                }
 #pragma unroll
                 for (int u = 0; u < D / 8; u++) {
                     float e[8];
@@ -274,6 +306,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         __syncthreads();  // sc and vs are refilled by the next tile
     }
+    TRACE_MARK(3);
     pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)
@@ -309,7 +342,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             for (int y = 0; y < 8; y++)
                 if (y < S) o += wy[g][y] * ld_cluster(base[y] + 4 * (g * D + d));
             const int col = (h0 + g) * hd + d;
-            out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o);
+            out[(i64)r * hq * hd + (oslots ? (e == s * tot / S + tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
         }
         cluster_sync_relaxed();  // the others may still read this block's sums
         return;
@@ -370,14 +403,21 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid == 0) *ctr = 0;
 }
 
-#define PAGED_ATTN_CG(N, T, C, G)                                                                              \
-    extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##_##N(                               \
+#define PAGED_ATTN_K(N, T, C, G, SUF, PRE)                                                                     \
+    extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
         int clu) {                                                                                             \
-        paged_attn<T, C, G>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,       \
-                            minsplit, oslots, clu);                                                            \
+        paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
+                                 minsplit, oslots, clu);                                                       \
     }
+// PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
+// PA_PRE, the plain one.
+#if defined(PA_PRE) && PA_PRE
+#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, _pre, true)
+#else
+#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, , false)
+#endif
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)
 // Parts (kernels.Module): PA_C, PA_G and KDT one paged_attn kernel, PA_C=0

@@ -79,17 +79,25 @@ func ModuleOf(file, name string) Module {
 		if !ok || (bits != "4" && bits != "8") {
 			return whole
 		}
+		if strings.HasPrefix(name[5:], "_i1") {
+			// The in-block split's products, all variants in one part.
+			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_IB=1"}}
+		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
 	case "decode.cu":
 		if strings.HasPrefix(name, "rope_store_") {
 			return Module{File: file, Defines: []string{"PA_C=0"}}
 		}
-		// paged_attn_c<C>_g<G>_<dtype>
+		// paged_attn_c<C>_g<G>[_pre]_<dtype>
 		var c, g int
 		if !ok || !strings.HasPrefix(name, "paged_attn_c") {
 			return whole
 		}
 		parts := strings.Split(strings.TrimPrefix(name, "paged_attn_c"), "_")
+		pre := len(parts) == 4 && parts[2] == "pre"
+		if pre {
+			parts = append(parts[:2], parts[3])
+		}
 		if len(parts) != 3 || !strings.HasPrefix(parts[1], "g") {
 			return whole
 		}
@@ -99,7 +107,11 @@ func ModuleOf(file, name string) Module {
 		if err1 != nil || err2 != nil || c <= 0 || g <= 0 {
 			return whole
 		}
-		return Module{File: file, Defines: []string{"PA_C=" + strconv.Itoa(c), "PA_G=" + strconv.Itoa(g), "KDT=" + strconv.Itoa(dt)}}
+		defs := []string{"PA_C=" + strconv.Itoa(c), "PA_G=" + strconv.Itoa(g), "KDT=" + strconv.Itoa(dt)}
+		if pre {
+			defs = append(defs, "PA_PRE=1")
+		}
+		return Module{File: file, Defines: defs}
 	}
 	return whole
 }

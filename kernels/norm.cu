@@ -46,16 +46,20 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
 #define NORM(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                      \
+        TRACE_BEGIN(3);                                                                                \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
+        TRACE_MARK(1);                                                                                 \
         i64 r = blockIdx.x;                                                                            \
         rms_row<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                  \
     extern "C" __global__ void add_rmsnorm_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
                                                const int* slots) {                                     \
         __shared__ float red[32];                                                                      \
+        TRACE_BEGIN(4);                                                                                \
         pdl_launch();                                                                                  \
         pdl_wait();                                                                                    \
+        TRACE_MARK(1);                                                                                 \
         i64 r = blockIdx.x;                                                                            \
         T* xr = x + r * h;                                                                             \
         const T* dr = delta + r * h;                                                                   \
@@ -104,20 +108,128 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
     }
 }
 
+// NORM_NI: the items of 8 elements a thread of the v8 kernels holds in
+// registers; rows of up to NORM_NI·256·8 elements (8,192: a 7B's 4,096)
+// take norm_v8_regs, longer ones the loops of rms_row_v8.
+#define NORM_NI 4
+
+// norm_v8_regs: the v8 kernels' body for a row whose items fit the block's
+// registers (ADD: x += delta first, written back). The weights and output
+// slots are the model's, loaded before wait() (the kernel's wait for the
+// one ahead); x (and delta) are then read once, and squared, normalized and
+// stored from registers: one round trip to L2 after the wait instead of
+// three. Same items a thread and the same order of sums as rms_row_v8, so
+// the same bits.
+template <typename T, bool ADD, typename W>
+__device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
+                                             const int* __restrict__ slots, W wait) {
+    const int h8 = h / 8;
+    u32x4 wr[NORM_NI], xr[NORM_NI];
+    int4 sa[NORM_NI], sb[NORM_NI];
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i < h8) {
+            wr[u] = ((const u32x4*)w)[i];
+            if (slots) sa[u] = ((const int4*)slots)[2 * i], sb[u] = ((const int4*)slots)[2 * i + 1];
+        }
+    }
+    wait();
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i < h8) xr[u] = ((const u32x4*)x)[i];
+    }
+    if constexpr (ADD) {
+        u32x4 dr[NORM_NI];
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < h8) dr[u] = ((const u32x4*)delta)[i];
+        }
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < h8) {
+                float a[8], b[8];
+                unpack8<T>(xr[u], a);
+                unpack8<T>(dr[u], b);
+#pragma unroll
+                for (int j = 0; j < 8; j++) a[j] += b[j];
+                xr[u] = pack8<T>(a);
+                ((u32x4*)x)[i] = xr[u];
+            }
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        if (threadIdx.x + u * blockDim.x < h8) {
+            float f[8];
+            unpack8<T>(xr[u], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+        }
+    }
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / (float)h + eps);
+    T* stage = norm_stage<T>(slots, h);
+    T* out = stage ? stage : dst;
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i >= h8) continue;
+        float f[8], g[8];
+        unpack8<T>(xr[u], f);
+        unpack8<T>(wr[u], g);
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
+        if (slots) {
+            const int4 a = sa[u], b = sb[u];
+            out[a.x] = from_f32<T>(f[0]), out[a.y] = from_f32<T>(f[1]), out[a.z] = from_f32<T>(f[2]), out[a.w] = from_f32<T>(f[3]);
+            out[b.x] = from_f32<T>(f[4]), out[b.y] = from_f32<T>(f[5]), out[b.z] = from_f32<T>(f[6]), out[b.w] = from_f32<T>(f[7]);
+        } else {
+            ((u32x4*)dst)[i] = pack8<T>(f);
+        }
+    }
+    if (stage) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < h8; i += blockDim.x) ((u32x4*)dst)[i] = ((const u32x4*)stage)[i];
+    }
+}
+
 #define NORM_V8(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                         \
+        TRACE_BEGIN(3);                                                                                   \
         pdl_launch();                                                                                     \
-        pdl_wait();                                                                                       \
         i64 r = blockIdx.x;                                                                               \
+        auto wait = [&]() {                                                                               \
+            pdl_wait();                                                                                   \
+            TRACE_MARK(1);                                                                                \
+        };                                                                                                \
+        if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
+            norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait);     \
+            return;                                                                                       \
+        }                                                                                                 \
+        wait();                                                                                           \
         rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                     \
     extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
                                                   const int* slots) {                                     \
         __shared__ float red[32];                                                                         \
+        TRACE_BEGIN(4);                                                                                   \
         pdl_launch();                                                                                     \
-        pdl_wait();                                                                                       \
         i64 r = blockIdx.x;                                                                               \
+        auto wait = [&]() {                                                                               \
+            pdl_wait();                                                                                   \
+            TRACE_MARK(1);                                                                                \
+        };                                                                                                \
+        if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
+            norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait);   \
+            return;                                                                                       \
+        }                                                                                                 \
+        wait();                                                                                           \
         u32x4* xr = (u32x4*)(x + r * h);                                                                  \
         const u32x4* dr = (const u32x4*)(delta + r * h);                                                  \
         for (int i = threadIdx.x; i < h / 8; i += blockDim.x) {                                           \

@@ -123,8 +123,10 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     __shared__ u32 s_prefix;
     __shared__ int s_need;
     __shared__ u64 s_above;
+    TRACE_BEGIN(5);
     pdl_launch();
     pdl_wait();
+    TRACE_MARK(1);
     const SampleRow R = rows[blockIdx.x];
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const float* src = logits + (i64)R.row * V;

@@ -85,6 +85,12 @@ type AttentionParams struct {
 	Window int
 	// Scale multiplies q·k before the softmax, normally 1/sqrt(HeadDim).
 	Scale float32
+	// CacheSettled (PagedAttention) says that every cache row a query row
+	// reads, other than its own position's, was written before the step's
+	// first op (a decode step: one token a sequence, sequences in blocks of
+	// their own), so that a backend may read those rows before the op
+	// ahead of the attention ends.
+	CacheSettled bool
 }
 
 // Backend owns memory and runs the ops of a Mistral/Llama forward pass.

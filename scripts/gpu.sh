@@ -187,6 +187,24 @@ for step in $steps; do
       grep -v '^kerneltimes' /tmp/kt-$m.txt | sort -rn | head -25 | tee -a "$summary"
     done
     ;;
+  trace)
+    # The kernel timeline of decode steps (GPTQTOOL_TRACE, runtime/cuda
+    # trace.go) on the decode step's checkpoint (TRACE_MODEL, default
+    # q4act) at each of TRACE_BATCHES (default 1 and 32), gzipped into $OUT;
+    # scripts/trace-summary.py reads it.
+    tm=${TRACE_MODEL:-q4act}
+    [ -d /tmp/oc7b-$tm ] || { note "trace: needs /tmp/oc7b-$tm (run the decode step first)"; continue; }
+    for tb in ${TRACE_BATCHES:-1 32}; do
+      # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
+      # records a module holds at batch 1.) The traced run's own tok/s says
+      # how much the records slow the step.
+      run trace-$tm-b$tb 300 sh -c "GPTQTOOL_TRACE='$LOGS/trace-$tm-b$tb.trace' '$bin/gptqtool' bench decode --device cuda \
+        --model /tmp/oc7b-$tm --batch $tb --prompt 128 --new 16 >'$LOGS/trace-$tm-b$tb.bench.json'"
+      note "trace $tm batch $tb, traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/trace-$tm-b$tb.bench.json" | tr -d '\n ')"
+      [ -f "$LOGS/trace-$tm-b$tb.trace" ] && gzip -c "$LOGS/trace-$tm-b$tb.trace" >"$OUT/trace-$tm-b$tb.json.gz" &&
+        note "trace $tm batch $tb: $(grep -c '"kind"' "$LOGS/trace-$tm-b$tb.trace") launches"
+    done
+    ;;
   decodebase)
     # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
     # the checkpoints the decode step made (DECODE_VARIANTS) at

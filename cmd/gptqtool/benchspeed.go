@@ -66,6 +66,10 @@ func (f *speedFlags) run(cmd *cobra.Command, measure func(*model.Model) (any, er
 	}
 	out["runs"] = runs
 	if cb, ok := m.Backend().(*cuda.Backend); ok {
+		// GPTQTOOL_TRACE: the kernel timeline of the runs.
+		if err := cb.WriteTrace(); err != nil {
+			return err
+		}
 		s := cb.MemStats()
 		out["peak_gpu_in_use_bytes"] = s.PeakInUse
 		out["peak_gpu_reserved_bytes"] = s.PeakReserved

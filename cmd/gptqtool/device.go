@@ -56,6 +56,14 @@ func newBackendLimit(device string, threads int, gpuLimit int64, log io.Writer) 
 	return nil, usageError{fmt.Errorf("--device %q: want cpu, cuda or auto", device)}
 }
 
+// closeBackend releases a backend newBackend returned: the CUDA one's
+// context, memory and pinned launch arguments (the CPU one holds none).
+func closeBackend(b runtime.Backend) {
+	if c, ok := b.(interface{ Close() }); ok {
+		c.Close()
+	}
+}
+
 // solverFor is the GPTQ solver that goes with a backend: the device solver
 // (and so the device driver) on CUDA, nil (the reference driver) on the CPU.
 // profile makes the device solver time its phases.

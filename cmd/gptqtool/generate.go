@@ -134,6 +134,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	if err != nil {
 		return err
 	}
+	defer closeBackend(b)
 	stderr := cmd.ErrOrStderr()
 	loadStart := time.Now()
 	m, err := loadModel(o.model, b, o.dtype)

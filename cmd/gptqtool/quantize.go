@@ -169,6 +169,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if err != nil {
 		return err
 	}
+	defer closeBackend(backend)
 	solver := solverFor(backend, bench != nil)
 
 	log := cmd.ErrOrStderr()

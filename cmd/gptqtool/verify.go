@@ -67,7 +67,11 @@ func (f *evalFlags) setup(log io.Writer) (runtime.Backend, []int, error) {
 		return nil, nil, err
 	}
 	ids, err := loadText(f.model, f.text)
-	return b, ids, err
+	if err != nil {
+		closeBackend(b)
+		return nil, nil, err
+	}
+	return b, ids, nil
 }
 
 // loadText tokenizes a text file the way the perplexity convention asks: the
@@ -106,6 +110,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 			if err != nil {
 				return err
 			}
+			defer closeBackend(b)
 			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, b, ids, f)
 			if err != nil {
 				return err
@@ -168,6 +173,7 @@ func newKLCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer closeBackend(b)
 			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
 				return err

@@ -53,7 +53,7 @@ type Backend struct {
 	mods     map[string]uintptr // loaded modules by kernels.Module.Key
 	fns      map[fnKey]*function
 	args     *launchArgs // pinned (pin) for the backend's life
-	pin      goruntime.Pinner
+	pin      *goruntime.Pinner
 	blas     uintptr
 	blasWS   uint64
 	solver   uintptr
@@ -90,6 +90,11 @@ type Backend struct {
 	waveCap      bool      // quantized products split into no more blocks than one wave
 	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap     int       // records a module holds
+	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
+	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
 }
@@ -161,19 +166,19 @@ func New(o Options) (*Backend, error) {
 	// Programmatic dependent launch: sm_90 and a CUDA 12 driver;
 	// GPTQTOOL_PDL=0 turns it off.
 	b.pdl = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_PDL") != "0"
-	b.attnSplit = defaultAttnSplit
+	// The fewest positions a split of paged attention takes where a
+	// context is too short for eight splits of 128 (for comparisons).
+	var err error
+	if b.attnSplit, err = envInt("GPTQTOOL_ATTN_MINSPLIT", defaultAttnSplit, 1, pagedThreads, fmt.Sprintf("1-%d positions", pagedThreads)); err != nil {
+		return nil, err
+	}
 	// Thread-block clusters: sm_90 and cuLaunchKernelEx;
 	// GPTQTOOL_CLUSTER=0 turns them off (split products then reduce
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
-	b.normFuseRows = defaultNormFuse
-	if v := os.Getenv("GPTQTOOL_NORM_FUSE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 8*qmmaTiles[0] {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_FUSE=%q: want the most rows, 0-%d", v, 8*qmmaTiles[0])
-		}
-		b.normFuseRows = n
+	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+		return nil, err
 	}
 	// The q/k/v product's epilogue rotates and stores in the KV cache
 	// (runtime.RoPEFuser); GPTQTOOL_ROPE_FUSE=0 runs rope_store after it.
@@ -182,7 +187,16 @@ func New(o Options) (*Backend, error) {
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
 	}
-	var err error
+	if err := b.traceSetup(); err != nil {
+		return nil, err
+	}
+	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
+	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
+		return nil, err
+	}
+	if b.qib, err = envInt("GPTQTOOL_QMMA_IB", 0, 0, qibPlain|qibSplit|qibGLU, "0-7 (1: plain weights, 2: split ones, 4: GLU ones)"); err != nil {
+		return nil, err
+	}
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
 		return nil, err
 	}
@@ -204,7 +218,12 @@ func New(o Options) (*Backend, error) {
 	if err := cuErr("cuDevicePrimaryCtxRetain", drv.cuDevicePrimaryCtxRetain(&b.ctx, b.dev)); err != nil {
 		return nil, err
 	}
-	b.pin.Pin(b.args) // released by closeLocked
+	// The launch arguments stay pinned until closeLocked, or, for a
+	// backend dropped without Close, until it is collected: a Pinner
+	// collected while it pins panics.
+	b.pin = new(goruntime.Pinner)
+	b.pin.Pin(b.args)
+	goruntime.AddCleanup(b, func(p *goruntime.Pinner) { p.Unpin() }, b.pin)
 	fail := func(err error) (*Backend, error) {
 		b.closeLocked()
 		return nil, err
@@ -763,12 +782,26 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 	return cuErr("cuLaunchKernel("+name+")", r)
 }
 
+// envInt reads the integer setting name from the environment: def where it
+// is unset, else a value from lo to hi (want says which, in the error).
+func envInt(name string, def, lo, hi int, want string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return def, fmt.Errorf("cuda: %s=%q: want %s", name, v, want)
+	}
+	return n, nil
+}
+
 // pdlKernels are the name prefixes of the kernels that wait for the
 // previous kernel themselves (pdl_wait in kernels/common.cuh) before they
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "gemv_rows_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

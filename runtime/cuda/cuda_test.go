@@ -4,8 +4,10 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/kernels"
@@ -34,7 +36,7 @@ func TestKernelsCompile(t *testing.T) {
 	names := map[string]string{
 		"elementwise.cu": "add_bf16", "norm.cu": "rmsnorm_bf16", "rope.cu": "rope_seq_bf16",
 		"attention.cu": "flash_bf16_d128", "gptq.cu": "gptq_block", "qgemv.cu": "qmma4_t1_f16",
-		"decode.cu": "paged_attn_c4_g4_f16", "sample.cu": "sample_rows",
+		"decode.cu": "paged_attn_c4_g4_f16", "sample.cu": "sample_rows", "gemv.cu": "gemv_rows_m1_f16",
 	}
 	for _, src := range kernels.Names() {
 		k, ok := names[src]
@@ -150,5 +152,26 @@ func TestCrossEntropy(t *testing.T) {
 	}
 	if _, err := b.CrossEntropy(lt, targets[:3]); err == nil {
 		t.Errorf("3 targets for %d rows accepted", rows)
+	}
+}
+
+// TestDroppedBackend checks that a backend dropped without Close is
+// collected without the panic of a Pinner collected while it pins (its
+// launch arguments): verify perplexity on the H200 once died so after
+// printing its result, the command having not closed its backend.
+func TestDroppedBackend(t *testing.T) {
+	gputest.Backend(t) // skips where no device loads
+	for range 3 {
+		b, err := cuda.New(cuda.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		goruntime.GC()
+		time.Sleep(10 * time.Millisecond) // the cleanups and finalizers run in their own goroutine
 	}
 }

@@ -52,19 +52,22 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 }
 
 // pagedNames are the paged attention kernels by dimensions a lane (hd <=
-// 32·C), query heads a kv head (at most G) and dtype.
-var pagedNames = func() map[[2]int]map[runtime.DType]string {
+// 32·C), query heads a kv head (at most G) and dtype; pagedPreNames their
+// _pre kernels (a settled cache's rows fetched before the wait).
+var pagedNames, pagedPreNames = pagedKernelNames(""), pagedKernelNames("_pre")
+
+func pagedKernelNames(suf string) map[[2]int]map[runtime.DType]string {
 	n := map[[2]int]map[runtime.DType]string{}
 	for _, c := range []int{1, 2, 4, 8} {
 		for _, g := range []int{1, 2, 4, 8} {
 			n[[2]int{c, g}] = map[runtime.DType]string{}
 			for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
-				n[[2]int{c, g}][dt] = fmt.Sprintf("paged_attn_c%d_g%d_%s", c, g, suffix(dt))
+				n[[2]int{c, g}][dt] = fmt.Sprintf("paged_attn_c%d_g%d%s_%s", c, g, suf, suffix(dt))
 			}
 		}
 	}
 	return n
-}()
+}
 
 // pow2 is the least power of two >= n (n >= 1).
 func pow2(n int) int {
@@ -87,6 +90,51 @@ func (b *Backend) SetClusters(on bool) {
 // Clusters reports whether split products and attention reduce in
 // thread-block clusters.
 func (b *Backend) Clusters() bool { return b.clusters }
+
+// SetGEMV chooses gemv.cu (on, the default) or cuBLAS (off, as
+// GPTQTOOL_GEMV=0 does) for products of a few rows of 16-bit x and w into
+// fp32, for tests of both.
+func (b *Backend) SetGEMV(on bool) {
+	b.enter()
+	defer b.exit()
+	b.gemv = on
+}
+
+// GEMV reports SetGEMV's setting.
+func (b *Backend) GEMV() bool { return b.gemv }
+
+// SetQMMAInBlock turns the in-block split of products of up to two rows
+// on for every kind of weight (as GPTQTOOL_QMMA_IB=7 does) or off (they
+// split across the blocks of a cluster, the default), for tests of both.
+func (b *Backend) SetQMMAInBlock(on bool) {
+	b.enter()
+	defer b.exit()
+	b.qib = 0
+	if on {
+		b.qib = qibPlain | qibSplit | qibGLU
+	}
+}
+
+// QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
+func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
+
+// defaultAttnPrefetch is the most rows whose paged attention prefetches
+// (GPTQTOOL_ATTN_PREFETCH=N overrides it). Measured on the H200 (7B shape,
+// 4-bit, docs/benchmarks.md, the day's seventh session): +2.5% at batch 1,
+// +1.6% at batch 8, -7.6% at batch 32.
+const defaultAttnPrefetch = 8
+
+// SetAttentionPrefetch sets the most rows whose paged attention loads the
+// rows of a settled cache (AttentionParams.CacheSettled) before its wait
+// for the kernel ahead (0: none), for tests of both kernels.
+func (b *Backend) SetAttentionPrefetch(rows int) {
+	b.enter()
+	defer b.exit()
+	b.attnPrefetch = rows
+}
+
+// AttentionPrefetch reports the most rows whose paged attention prefetches.
+func (b *Backend) AttentionPrefetch() int { return b.attnPrefetch }
 
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
@@ -170,7 +218,11 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	}
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
-	b.runCluster("decode.cu", pagedNames[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
+	names := pagedNames
+	if p.CacheSettled && rows <= b.attnPrefetch {
+		names = pagedPreNames
+	}
+	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
 		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu))
 }

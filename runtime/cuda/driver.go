@@ -36,15 +36,18 @@ var drv struct {
 	cuModuleLoadData          func(mod *uintptr, image unsafe.Pointer) cuResult
 	cuModuleUnload            func(mod uintptr) cuResult
 	cuModuleGetFunction       func(fn *uintptr, mod uintptr, name string) cuResult
-	cuFuncSetAttribute        func(fn uintptr, attr int32, v int32) cuResult
-	cuLaunchKernel            func(fn uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
-	cuGetErrorName            func(r cuResult, s **byte) cuResult
-	cuStreamBeginCapture      func(s uintptr, mode int32) cuResult
-	cuStreamEndCapture        func(s uintptr, graph *uintptr) cuResult
-	cuGraphInstantiate        func(exec *uintptr, graph uintptr, flags uint64) cuResult
-	cuGraphLaunch             func(exec uintptr, s uintptr) cuResult
-	cuGraphExecDestroy        func(exec uintptr) cuResult
-	cuGraphDestroy            func(graph uintptr) cuResult
+	// Optional: nil where the driver lacks it (only the kernel timeline
+	// reads a module's globals).
+	cuModuleGetGlobal    func(dptr *uint64, bytes *uint64, mod uintptr, name string) cuResult
+	cuFuncSetAttribute   func(fn uintptr, attr int32, v int32) cuResult
+	cuLaunchKernel       func(fn uintptr, gx, gy, gz, bx, by, bz, shmem uint32, stream uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
+	cuGetErrorName       func(r cuResult, s **byte) cuResult
+	cuStreamBeginCapture func(s uintptr, mode int32) cuResult
+	cuStreamEndCapture   func(s uintptr, graph *uintptr) cuResult
+	cuGraphInstantiate   func(exec *uintptr, graph uintptr, flags uint64) cuResult
+	cuGraphLaunch        func(exec uintptr, s uintptr) cuResult
+	cuGraphExecDestroy   func(exec uintptr) cuResult
+	cuGraphDestroy       func(graph uintptr) cuResult
 	// Optional (CUDA 12+): nil where the driver lacks it.
 	cuLaunchKernelEx func(cfg unsafe.Pointer, fn uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
 	// Optional, for timing graph replays (Backend.TimeGraphs): all nil
@@ -144,6 +147,9 @@ func loadDriver() error {
 		if drvErr == nil {
 			if register(lib, path, map[string]any{"cuLaunchKernelEx": &drv.cuLaunchKernelEx}) != nil {
 				drv.cuLaunchKernelEx = nil
+			}
+			if register(lib, path, map[string]any{"cuModuleGetGlobal_v2": &drv.cuModuleGetGlobal}) != nil {
+				drv.cuModuleGetGlobal = nil
 			}
 			// CUDA 13's cuda.h maps cuEventElapsedTime and cuEventDestroy to
 			// these versioned symbols.

@@ -33,3 +33,28 @@ func TestParseFill(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvInt checks the integer settings' reading: the default where the
+// variable is unset, the value within its bounds, and an error naming the
+// variable, its value and what it wants for a value out of bounds or not a
+// number.
+func TestEnvInt(t *testing.T) {
+	const name = "GPTQTOOL_TEST_ENVINT"
+	t.Setenv(name, "")
+	if n, err := envInt(name, 7, 1, 9, "1-9"); n != 7 || err != nil {
+		t.Errorf("unset: %d, %v; want 7, nil", n, err)
+	}
+	for v, want := range map[string]int{"1": 1, "9": 9, "4": 4} {
+		t.Setenv(name, v)
+		if n, err := envInt(name, 7, 1, 9, "1-9"); n != want || err != nil {
+			t.Errorf("%s: %d, %v; want %d, nil", v, n, err, want)
+		}
+	}
+	for _, v := range []string{"0", "10", "x", "-1"} {
+		t.Setenv(name, v)
+		_, err := envInt(name, 7, 1, 9, "1-9 things")
+		if err == nil || err.Error() != `cuda: GPTQTOOL_TEST_ENVINT="`+v+`": want 1-9 things` {
+			t.Errorf("%s: error %v", v, err)
+		}
+	}
+}

@@ -88,7 +88,7 @@ func (j *compileJob) run(b *Backend) {
 	}
 	start := time.Now()
 	var compiled bool
-	j.cubin, compiled, j.err = compile(j.m.File, text, b.arch, b.driver, b.cacheDir, j.m.Options()...)
+	j.cubin, compiled, j.err = compile(j.m.File, text, b.arch, b.driver, b.cacheDir, append(j.m.Options(), b.traceDefines()...)...)
 	if compiled && b.log != nil {
 		where := "not cached"
 		if b.cacheDir != "" {

@@ -335,7 +335,26 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
+	if res == nil && b.gemvRows(d, xt, wt, m, n, k) {
+		return
+	}
 	b.linear(d, res, m, n, k, xt.ptr, xt.dt, wt.ptr, wt.dt)
+}
+
+// gemvMaxRows is the most rows gemv.cu's kernels take.
+const gemvMaxRows = 4
+
+// gemvRows sets d [m, n] fp32 = x·wᵀ with gemv.cu for a few rows of 16-bit
+// x and w (the head's logits in a decode step) where GPTQTOOL_GEMV=1 asks
+// for it, and reports whether it did; otherwise cuBLAS does.
+func (b *Backend) gemvRows(d, xt, wt *Tensor, m, n, k int) bool {
+	if !b.gemv || m > gemvMaxRows || d.dt != runtime.F32 || xt.dt != wt.dt || (xt.dt != runtime.F16 && xt.dt != runtime.BF16) ||
+		k%8 != 0 || xt.ptr%16 != 0 || wt.ptr%16 != 0 || n >= 1<<31/16 {
+		return false
+	}
+	name := fmt.Sprintf("gemv_rows_m%d_%s", m, suffix(xt.dt))
+	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 15) / 16}, Dim{X: 256}, 0, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k)))
+	return true
 }
 
 // linear sets d [m, n] = (res or 0) + x[m, k]·w[n, k]ᵀ with cuBLAS: res is

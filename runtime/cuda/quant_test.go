@@ -83,7 +83,12 @@ func TestQuantMatMul(t *testing.T) {
 		tc{4096, 14336, 8, 128, 4, false, false, runtime.F16},
 		// Batches whose x is staged in phases (more chunks a block than fit).
 		tc{4096, 8192, 4, 128, 64, true, false, runtime.F16}, tc{4096, 8192, 4, 128, 37, false, true, runtime.F16},
-		tc{4096, 8192, 8, 128, 64, true, true, runtime.F16}, tc{14336, 4096, 4, 128, 48, true, true, runtime.BF16})
+		tc{4096, 8192, 8, 128, 64, true, true, runtime.F16}, tc{14336, 4096, 4, 128, 48, true, true, runtime.BF16},
+		// More phases of x at 17-32 rows (plans in TestQmmaSplit): 22
+		// chunks a block 16 at a time (the last phase short), 64 chunks
+		// 24 at a time, 8-bit 64 chunks 32 at a time.
+		tc{4096, 8192, 4, 128, 32, false, true, runtime.F16}, tc{4096, 28672, 4, 128, 17, true, false, runtime.F16},
+		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16})
 	for _, c := range cases {
 		name := fmt.Sprintf("%dbit-g%d-K%d-N%d-M%d-perm=%v-res=%v-%v", c.bits, c.gs, c.K, c.N, c.M, c.perm, c.res, c.dt)
 		t.Run(name, func(t *testing.T) {

@@ -280,7 +280,9 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	pd := b.(runtime.PagedDecoder)
 	x := s.x
 	pd.EmbeddingAt(x, m.embed, ds.ids)
-	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale}
+	// One token a sequence (Step checks it), each in blocks of its own: the
+	// kernel ahead of attention writes only each row's own position.
+	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, CacheSettled: true}
 	io, ok := b.(runtime.InputOrderer)
 	if !ok {
 		io = inPlace{b, pd}

@@ -1,0 +1,239 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+)
+
+// The kernel timeline: with GPTQTOOL_TRACE=FILE every module is compiled
+// with -DGPTQTOOL_TRACE=N (GPTQTOOL_TRACE_RECORDS, default traceRecords),
+// which makes thread 0 of each block of the decode step's kernels (qmma,
+// paged attention, the norms, sample_rows, gemv_rows) record the global timer and its
+// SM's clock at the marks of kernels/common.cuh into the module's g_trace,
+// the first N blocks of the module's kernels. WriteTrace (called by
+// `gptqtool bench decode|prefill`) sums them up by launch into FILE: where
+// a replayed step's time goes, kernel by kernel, that Nsight Compute
+// (kernels one at a time) cannot show.
+
+// traceRecords is the default of GPTQTOOL_TRACE_RECORDS: about 25 decode
+// steps of the 7B shape's products at batch 1 (40,000 blocks a step).
+const traceRecords = 1 << 20
+
+// traceRecBytes is sizeof(TraceRec) in kernels/common.cuh.
+const traceRecBytes = 88
+
+// traceRec is one block's record.
+type traceRec struct {
+	grid                 uint64
+	kind, block, sm, gxy uint32
+	g                    [5]uint64 // global timer (ns) at marks 0-4; 0: not reached
+	c                    [5]uint32 // SM clock at marks 0-4
+}
+
+func parseTraceRec(b []byte) traceRec {
+	le := binary.LittleEndian
+	r := traceRec{grid: le.Uint64(b), kind: le.Uint32(b[8:]), block: le.Uint32(b[12:]), sm: le.Uint32(b[16:]), gxy: le.Uint32(b[20:])}
+	for k := range 5 {
+		r.g[k] = le.Uint64(b[24+8*k:])
+		r.c[k] = le.Uint32(b[64+4*k:])
+	}
+	return r
+}
+
+// TraceLaunch sums up one launch (one grid) of a traced kernel: times in
+// µs from the trace's first block start, cycles of the SM clock.
+type TraceLaunch struct {
+	Module string `json:"module"`
+	Kind   string `json:"kind"`
+	Grid   [2]int `json:"grid"`
+	Blocks int    `json:"blocks"`
+	SMs    int    `json:"sms"`
+	// Start is the first block's start, End the last block's end.
+	Start float64 `json:"start_us"`
+	End   float64 `json:"end_us"`
+	// Marks 1-3 (the kernel's wait returned, x staged, main loop done):
+	// the earliest, the median and the latest block's, 0 where the
+	// kernel has no such mark.
+	Mark [3][3]float64 `json:"marks_us"`
+	// Cycles are the median block's SM clock cycles from each mark to the
+	// next one it reached (start → 1 → 2 → 3 → end).
+	Cycles []uint32 `json:"cycles"`
+}
+
+// TraceSummary is WriteTrace's file.
+type TraceSummary struct {
+	// Records are the blocks each module recorded and the most it holds
+	// (past it, blocks are not recorded).
+	Records  map[string][2]int `json:"records"`
+	Launches []TraceLaunch     `json:"launches"`
+}
+
+var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows"}
+
+// traceSetup reads GPTQTOOL_TRACE and GPTQTOOL_TRACE_RECORDS.
+func (b *Backend) traceSetup() error {
+	b.tracePath = os.Getenv("GPTQTOOL_TRACE")
+	if b.tracePath == "" {
+		return nil
+	}
+	var err error
+	if b.traceCap, err = envInt("GPTQTOOL_TRACE_RECORDS", traceRecords, 1, 1<<24, fmt.Sprintf("1 to %d records a module", 1<<24)); err != nil {
+		return err
+	}
+	if drv.cuModuleGetGlobal == nil {
+		return fmt.Errorf("cuda: GPTQTOOL_TRACE: the driver has no cuModuleGetGlobal")
+	}
+	return nil
+}
+
+// traceDefines are the NVRTC defines tracing adds to every module.
+func (b *Backend) traceDefines() []string {
+	if b.tracePath == "" {
+		return nil
+	}
+	return []string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}
+}
+
+// WriteTrace sums up the kernel timeline into GPTQTOOL_TRACE's file; it
+// does nothing without GPTQTOOL_TRACE.
+func (b *Backend) WriteTrace() error {
+	if b.tracePath == "" {
+		return nil
+	}
+	b.enter()
+	defer b.exit()
+	if err := b.syncLocked(); err != nil {
+		return err
+	}
+	records := map[string][2]int{}
+	recs := map[string][]traceRec{}
+	for key, mod := range b.mods {
+		var nPtr, recPtr, nBytes, recBytes uint64
+		if drv.cuModuleGetGlobal(&nPtr, &nBytes, mod, "g_trace_n") != 0 || drv.cuModuleGetGlobal(&recPtr, &recBytes, mod, "g_trace") != 0 {
+			continue // a module without traced kernels' globals
+		}
+		if recBytes != uint64(b.traceCap)*traceRecBytes {
+			return fmt.Errorf("cuda: trace of %s: g_trace is %d bytes, want %d records of %d", key, recBytes, b.traceCap, traceRecBytes)
+		}
+		var nb [4]byte
+		if err := b.dtoh(nb[:], nPtr); err != nil {
+			return fmt.Errorf("cuda: trace of %s: %w", key, err)
+		}
+		n := binary.LittleEndian.Uint32(nb[:])
+		records[key] = [2]int{int(n), b.traceCap}
+		kept := min(int(n), b.traceCap)
+		if kept == 0 {
+			continue
+		}
+		raw := make([]byte, kept*traceRecBytes)
+		if err := b.dtoh(raw, recPtr); err != nil {
+			return fmt.Errorf("cuda: trace of %s: %w", key, err)
+		}
+		for i := range kept {
+			recs[key] = append(recs[key], parseTraceRec(raw[i*traceRecBytes:]))
+		}
+	}
+	sum := summarizeTrace(recs)
+	sum.Records = records
+	out, err := json.MarshalIndent(sum, "", " ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(b.tracePath, append(out, '\n'), 0o644)
+}
+
+// summarizeTrace groups the modules' block records by launch and sums each
+// launch up, in the order the launches started; a record whose block had
+// not ended (no end mark) is left out. A launch is a module and a grid id,
+// except that every replay of a CUDA graph's kernel node has the node's
+// grid id: one key's records, in the order their blocks started, begin a
+// new launch where a block index repeats (a replay's blocks all start
+// before the next replay's, which the stream orders after it).
+func summarizeTrace(recs map[string][]traceRec) TraceSummary {
+	type launchKey struct {
+		mod  string
+		grid uint64
+	}
+	byKey := map[launchKey][]traceRec{}
+	var t0 uint64
+	for key, rs := range recs {
+		for _, r := range rs {
+			if r.g[0] == 0 || r.g[4] == 0 {
+				continue
+			}
+			k := launchKey{key, r.grid}
+			byKey[k] = append(byKey[k], r)
+			if t0 == 0 || r.g[0] < t0 {
+				t0 = r.g[0]
+			}
+		}
+	}
+	type launch struct {
+		mod string
+		rs  []traceRec
+	}
+	var launches []launch
+	for k, rs := range byKey {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].g[0] < rs[j].g[0] })
+		seen := map[uint32]bool{}
+		first := 0
+		for i, r := range rs {
+			if seen[r.block] {
+				launches = append(launches, launch{k.mod, rs[first:i]})
+				clear(seen)
+				first = i
+			}
+			seen[r.block] = true
+		}
+		launches = append(launches, launch{k.mod, rs[first:]})
+	}
+	us := func(g uint64) float64 { return float64(g-t0) / 1e3 }
+	var sum TraceSummary
+	for _, ln := range launches {
+		rs := ln.rs
+		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
+		sms := map[uint32]bool{}
+		l.Start, l.End = us(rs[0].g[0]), us(rs[0].g[4])
+		for _, r := range rs {
+			sms[r.sm] = true
+			l.Start, l.End = min(l.Start, us(r.g[0])), max(l.End, us(r.g[4]))
+		}
+		l.SMs = len(sms)
+		for m := 1; m <= 3; m++ {
+			var ts []float64
+			for _, r := range rs {
+				if r.g[m] != 0 {
+					ts = append(ts, us(r.g[m]))
+				}
+			}
+			if len(ts) > 0 {
+				slices.Sort(ts)
+				l.Mark[m-1] = [3]float64{ts[0], ts[len(ts)/2], ts[len(ts)-1]}
+			}
+		}
+		// Cycles between the marks the median block (by its whole span)
+		// reached, of the blocks that waited for the kernel ahead where
+		// some did (attention's blocks past a row's splits return before
+		// it); the SM clock wraps at 32 bits, the differences do not.
+		sort.Slice(rs, func(i, j int) bool { return rs[i].c[4]-rs[i].c[0] < rs[j].c[4]-rs[j].c[0] })
+		if waited := slices.DeleteFunc(slices.Clone(rs), func(r traceRec) bool { return r.g[1] == 0 }); len(waited) > 0 {
+			rs = waited
+		}
+		r := rs[len(rs)/2]
+		prev := r.c[0]
+		for m := 1; m <= 4; m++ {
+			if r.g[m] != 0 {
+				l.Cycles = append(l.Cycles, r.c[m]-prev)
+				prev = r.c[m]
+			}
+		}
+		sum.Launches = append(sum.Launches, l)
+	}
+	sort.Slice(sum.Launches, func(i, j int) bool { return sum.Launches[i].Start < sum.Launches[j].Start })
+	return sum
+}

@@ -1,0 +1,128 @@
+package cuda
+
+import (
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"strconv"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/kernels"
+)
+
+// TestTraceSummary checks the kernel timeline's host side on hand-made
+// records: the byte layout of kernels/common.cuh's TraceRec (88 bytes:
+// grid, kind, block, SM, grid dims, five timer and five clock marks), the
+// grouping by launch, the marks' earliest / median / latest, the median
+// block's cycles between the marks it reached (across the clock's wrap),
+// and the order of launches.
+func TestTraceSummary(t *testing.T) {
+	rec := func(grid uint64, kind, block, sm uint32, gx, gy int, g [5]uint64, c [5]uint32) []byte {
+		b := make([]byte, traceRecBytes)
+		le := binary.LittleEndian
+		le.PutUint64(b, grid)
+		le.PutUint32(b[8:], kind)
+		le.PutUint32(b[12:], block)
+		le.PutUint32(b[16:], sm)
+		le.PutUint32(b[20:], uint32(gx<<16|gy))
+		for k := range 5 {
+			le.PutUint64(b[24+8*k:], g[k])
+			le.PutUint32(b[64+4*k:], c[k])
+		}
+		return b
+	}
+	const base = 1_000_000_000
+	raw := [][]byte{
+		// A qmma launch of three blocks on two SMs (grid 32 × 8).
+		rec(7, 1, 0, 3, 32, 8, [5]uint64{base + 2000, base + 5000, base + 6000, base + 9000, base + 10000}, [5]uint32{100, 200, 300, 400, 500}),
+		rec(7, 1, 1, 4, 32, 8, [5]uint64{base + 2100, base + 5200, base + 6100, base + 9500, base + 11000}, [5]uint32{0xfffffff0, 0x10, 0x30, 0x60, 0x100}),
+		rec(7, 1, 2, 3, 32, 8, [5]uint64{base + 2200, base + 5100, base + 6200, base + 9100, base + 10500}, [5]uint32{1000, 1100, 1300, 1600, 2000}),
+		// A norm launch before it: no marks 2 and 3.
+		rec(5, 3, 0, 9, 1, 1, [5]uint64{base, base + 1000, 0, 0, base + 1800}, [5]uint32{10, 20, 0, 0, 50}),
+		// A block of the norm that returned before its wait: not the
+		// median block of the cycles.
+		rec(5, 3, 2, 9, 1, 1, [5]uint64{base + 5, 0, 0, 0, base + 1700}, [5]uint32{10, 0, 0, 0, 5000}),
+		// A block that never ended: left out.
+		rec(5, 3, 1, 9, 1, 1, [5]uint64{base + 10, 0, 0, 0, 0}, [5]uint32{}),
+		// The norm's graph node replayed: the same grid id, block 0 again.
+		rec(5, 3, 0, 2, 1, 1, [5]uint64{base + 20000, base + 20500, 0, 0, base + 21000}, [5]uint32{10, 20, 0, 0, 50}),
+	}
+	recs := map[string][]traceRec{}
+	for i, b := range raw {
+		mod := "qgemv.cu"
+		if i >= 3 {
+			mod = "norm.cu"
+		}
+		recs[mod] = append(recs[mod], parseTraceRec(b))
+	}
+	if r := recs["qgemv.cu"][1]; r.grid != 7 || r.kind != 1 || r.block != 1 || r.sm != 4 || r.gxy != 32<<16|8 || r.g[3] != base+9500 || r.c[0] != 0xfffffff0 {
+		t.Fatalf("parsed %+v", r)
+	}
+	s := summarizeTrace(recs)
+	if len(s.Launches) != 3 {
+		t.Fatalf("%d launches, want 3: %+v", len(s.Launches), s.Launches)
+	}
+	n, q := s.Launches[0], s.Launches[1]
+	if r := s.Launches[2]; r.Kind != "rmsnorm" || r.Blocks != 1 || r.Start != 20 || r.End != 21 || r.SMs != 1 {
+		t.Errorf("replayed norm launch %+v", r)
+	}
+	if n.Kind != "rmsnorm" || n.Blocks != 2 || n.Start != 0 || n.End != 1.8 || n.Mark[0] != [3]float64{1, 1, 1} || n.Mark[1] != [3]float64{} {
+		t.Errorf("norm launch %+v", n)
+	}
+	if len(n.Cycles) != 2 || n.Cycles[0] != 10 || n.Cycles[1] != 30 {
+		t.Errorf("norm cycles %v, want [10 30]", n.Cycles)
+	}
+	if q.Kind != "qmma" || q.Grid != [2]int{32, 8} || q.Blocks != 3 || q.SMs != 2 || q.Start != 2 || q.End != 11 {
+		t.Errorf("qmma launch %+v", q)
+	}
+	if q.Mark[0] != [3]float64{5, 5.1, 5.2} || q.Mark[2] != [3]float64{9, 9.1, 9.5} {
+		t.Errorf("qmma marks %v", q.Mark)
+	}
+	// Spans 400, 0x110 = 272 (across the wrap), 1000 cycles: the median
+	// block is the first.
+	if want := []uint32{100, 100, 100, 100}; len(q.Cycles) != 4 || q.Cycles[0] != want[0] || q.Cycles[3] != want[3] {
+		t.Errorf("qmma cycles %v, want %v", q.Cycles, want)
+	}
+}
+
+// TestTraceCompiles compiles, where NVRTC loads (no GPU needed), the parts
+// that hold the traced kernels with -DGPTQTOOL_TRACE=64, and checks that
+// each holds g_trace_n and a g_trace of 64 records of traceRecBytes: the
+// host's reading of kernels/common.cuh's TraceRec.
+func TestTraceCompiles(t *testing.T) {
+	if err := loadNVRTC(); err != nil {
+		t.Skipf("%v", err)
+	}
+	const n = 64
+	for _, k := range []struct{ file, kernel string }{
+		{"qgemv.cu", "qmma4_t1_f16"}, {"decode.cu", "paged_attn_c4_g4_f16"}, {"norm.cu", "rmsnorm_v8_f16"}, {"sample.cu", "sample_rows"},
+		{"gemv.cu", "gemv_rows_m1_f16"},
+	} {
+		m := kernels.ModuleOf(k.file, k.kernel)
+		src, err := kernels.Source(m.File)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cubin, _, err := compile(m.File, src, 90, 0, "", append(m.Options(), "-DGPTQTOOL_TRACE="+strconv.Itoa(n))...)
+		if err != nil {
+			t.Fatalf("%s: %v", m.Key(), err)
+		}
+		c := append([]byte(nil), cubin...)
+		binary.LittleEndian.PutUint32(c[20:], 1) // e_version, as kernelSymbols does
+		f, err := elf.NewFile(bytes.NewReader(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		syms, err := f.Symbols()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes := map[string]uint64{}
+		for _, s := range syms {
+			sizes[s.Name] = s.Size
+		}
+		if sizes["g_trace"] != n*traceRecBytes || sizes["g_trace_n"] != 4 {
+			t.Errorf("%s: g_trace %d bytes, g_trace_n %d; want %d and 4", m.Key(), sizes["g_trace"], sizes["g_trace_n"], n*traceRecBytes)
+		}
+	}
+}

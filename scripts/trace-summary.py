@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Read a kernel timeline (GPTQTOOL_TRACE, `scripts/gpu.sh trace`) and print
+where one decode step's time goes, kernel by kernel.
+
+A step is the launches up to and including a sample_rows launch; the step
+printed is the median (by length) of the steps whose every layer has its
+four products traced (the first steps of a module's records hold them all;
+past GPTQTOOL_TRACE_RECORDS a module records nothing).
+
+For each launch, times in µs from the step's start: when its first block
+started, when the previous kernel ended, when its blocks' wait for it
+returned (earliest / median), when staging and the main loop were done
+(median), when its last block ended; then
+  gap   = median wait return - previous kernel's end (the dependency's cost),
+  body  = end - median wait return (the kernel's own critical path).
+Then the step's totals by kernel: the time from the previous kernel's end
+to this one's end, summed over the step's launches of that kernel.
+
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all]
+"""
+import gzip
+import json
+import sys
+
+
+def load(path):
+    op = gzip.open if path.endswith(".gz") else open
+    with op(path, "rt") as f:
+        return json.load(f)
+
+
+def name(l):
+    g = l["grid"]
+    return f'{l["kind"]}[{g[0]}x{g[1]}]'
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    t = load(sys.argv[1])
+    print("records:", ", ".join(f"{m} {n[0]}/{n[1]}" for m, n in sorted(t["records"].items())))
+    steps, cur = [], []
+    for l in t["launches"]:
+        cur.append(l)
+        if l["kind"] == "sample_rows":
+            steps.append(cur)
+            cur = []
+    full = [s for s in steps if sum(l["kind"] == "qmma" for l in s) == max(sum(l["kind"] == "qmma" for l in x) for x in steps)]
+    if not full:
+        sys.exit("no complete step in the trace")
+    full.sort(key=lambda s: s[-1]["end_us"] - s[0]["start_us"])
+    step = full[len(full) // 2]
+    t0 = step[0]["start_us"]
+    prev_end = None
+    totals = {}
+    print(f"{len(steps)} steps, {len(full)} complete; the median one: {step[-1]['end_us'] - t0:.1f} µs, {len(step)} launches")
+    hdr = f'{"#":>4} {"kernel":24} {"blk":>4} {"start":>8} {"prev end":>8} {"wait":>15} {"staged":>8} {"loop":>8} {"end":>8} {"gap":>6} {"body":>6}  cycles'
+    rows = []
+    for i, l in enumerate(step):
+        m = l["marks_us"]
+        w_min, w_med = (m[0][0] - t0, m[0][1] - t0) if m[0][1] else (None, None)
+        staged = m[1][1] - t0 if m[1][1] else None
+        loop = m[2][1] - t0 if m[2][1] else None
+        end = l["end_us"] - t0
+        gap = w_med - prev_end if (w_med is not None and prev_end is not None) else None
+        body = end - w_med if w_med is not None else None
+        span = end - prev_end if prev_end is not None else end - (l["start_us"] - t0)
+        k = name(l)
+        tot = totals.setdefault(k, [0, 0.0, 0.0, 0.0])
+        tot[0] += 1
+        tot[1] += span
+        tot[2] += gap or 0
+        tot[3] += body or 0
+        f = lambda v: f"{v:8.2f}" if v is not None else f'{"-":>8}'
+        rows.append(f'{i:4d} {k:24} {l["blocks"]:4d} {f(l["start_us"] - t0)} {f(prev_end)} '
+                    f'{(f"{w_min:7.2f}/{w_med:7.2f}" if w_med is not None else "-"):>15} {f(staged)} {f(loop)} {f(end)} '
+                    f'{(f"{gap:6.2f}" if gap is not None else "-"):>6} {(f"{body:6.2f}" if body is not None else "-"):>6}  {l["cycles"]}')
+        prev_end = end
+    if "--all" in sys.argv:
+        print(hdr)
+        print("\n".join(rows))
+    else:
+        print(hdr)
+        print("\n".join(rows[:12]))
+        print("   … (--all for every launch)")
+    print(f'\n{"kernel":24} {"launches":>8} {"µs (prev end → end)":>20} {"gap":>8} {"body":>8}')
+    for k, (n, span, gap, body) in sorted(totals.items(), key=lambda x: -x[1][1]):
+        print(f"{k:24} {n:8d} {span:20.1f} {gap:8.1f} {body:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
