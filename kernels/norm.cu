@@ -69,6 +69,29 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
     }
 FOR_DTYPES(NORM)
 
+// norm_put8: normalized elements 8i..8i+7 of a row (f): to output slots
+// a and b in out (the staged row or dst) with slots, else to dst in one
+// 16-byte store.
+template <typename T>
+__device__ __forceinline__ void norm_put8(T* out, T* dst, int i, const float* f, const int* slots, int4 a, int4 b) {
+    if (slots) {
+        out[a.x] = from_f32<T>(f[0]), out[a.y] = from_f32<T>(f[1]), out[a.z] = from_f32<T>(f[2]), out[a.w] = from_f32<T>(f[3]);
+        out[b.x] = from_f32<T>(f[4]), out[b.y] = from_f32<T>(f[5]), out[b.z] = from_f32<T>(f[6]), out[b.w] = from_f32<T>(f[7]);
+    } else {
+        ((u32x4*)dst)[i] = pack8<T>(f);
+    }
+}
+
+// norm_flush stores a row staged in shared memory (stage not null) to dst
+// whole, h8 16-byte items.
+template <typename T>
+__device__ __forceinline__ void norm_flush(const T* stage, T* dst, int h8) {
+    if (stage) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < h8; i += blockDim.x) ((u32x4*)dst)[i] = ((const u32x4*)stage)[i];
+    }
+}
+
 // rmsnorm_v8_T, add_rmsnorm_v8_T: the same for 16-bit rows with h a multiple
 // of 8 and 16-byte aligned rows, 8 elements per access.
 template <typename T>
@@ -95,17 +118,12 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
 #pragma unroll
         for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
         if (slots) {
-            const int4 a = ((const int4*)slots)[2 * i], b = ((const int4*)slots)[2 * i + 1];
-            out[a.x] = from_f32<T>(f[0]), out[a.y] = from_f32<T>(f[1]), out[a.z] = from_f32<T>(f[2]), out[a.w] = from_f32<T>(f[3]);
-            out[b.x] = from_f32<T>(f[4]), out[b.y] = from_f32<T>(f[5]), out[b.z] = from_f32<T>(f[6]), out[b.w] = from_f32<T>(f[7]);
+            norm_put8<T>(out, dst, i, f, slots, ((const int4*)slots)[2 * i], ((const int4*)slots)[2 * i + 1]);
         } else {
-            ((u32x4*)dst)[i] = pack8<T>(f);
+            norm_put8<T>(out, dst, i, f, slots, int4{}, int4{});
         }
     }
-    if (stage) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < h8; i += blockDim.x) ((u32x4*)dst)[i] = ((const u32x4*)stage)[i];
-    }
+    norm_flush<T>(stage, dst, h8);
 }
 
 // NORM_NI: the items of 8 elements a thread of the v8 kernels holds in
@@ -184,18 +202,9 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         unpack8<T>(wr[u], g);
 #pragma unroll
         for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
-        if (slots) {
-            const int4 a = sa[u], b = sb[u];
-            out[a.x] = from_f32<T>(f[0]), out[a.y] = from_f32<T>(f[1]), out[a.z] = from_f32<T>(f[2]), out[a.w] = from_f32<T>(f[3]);
-            out[b.x] = from_f32<T>(f[4]), out[b.y] = from_f32<T>(f[5]), out[b.z] = from_f32<T>(f[6]), out[b.w] = from_f32<T>(f[7]);
-        } else {
-            ((u32x4*)dst)[i] = pack8<T>(f);
-        }
+        norm_put8<T>(out, dst, i, f, slots, sa[u], sb[u]);
     }
-    if (stage) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < h8; i += blockDim.x) ((u32x4*)dst)[i] = ((const u32x4*)stage)[i];
-    }
+    norm_flush<T>(stage, dst, h8);
 }
 
 #define NORM_V8(N, T)                                                                                     \
