@@ -105,7 +105,8 @@ __device__ __forceinline__ void pdl_launch() {
 // -DGPTQTOOL_TRACE=N, N records a module): thread 0 of every block of a
 // traced kernel records its grid, block and SM, and the global timer (ns)
 // and the SM's clock at marks 0 (start), 1-3 (the kernel's own: after its
-// wait for the previous kernel, after staging, after its main loop) and 4
+// wait for the previous kernel, after staging, after its main loop; paged
+// attention: after its wait, its loop, its combine's barrier) and 4
 // (end, when the block returns) into the module's g_trace. The record's
 // slot is claimed as the block starts and first used at mark 1, so that
 // thread 0 does not wait for the atomic before its prologue.

@@ -190,7 +190,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
         for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
     __syncthreads();
-    TRACE_MARK(2);
     for (int jt = j0; jt < j1; jt += PA_TILE) {
         const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
         if (j < j1) {
@@ -306,7 +305,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         __syncthreads();  // sc and vs are refilled by the next tile
     }
-    TRACE_MARK(3);
+    // Trace marks: 2 as the loop is done, 3 as the combine's barrier is
+    // passed (a combining cluster's first cluster barrier, or the last
+    // block's election among the S; at once with one split).
+    TRACE_MARK(2);
     pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)
@@ -323,6 +325,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             red[0][g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
         }
         cluster_sync();
+        TRACE_MARK(3);
         for (int e = tid; e < nh * S; e += blockDim.x) {
             const int g = e / S, y = e % S;
             wy[g][y] = ld_cluster(cluster_addr(&mh[g], y));
@@ -348,6 +351,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         return;
     }
     if (S == 1) {
+        TRACE_MARK(3);
         for (int e = tid; e < nh * hd; e += blockDim.x) {
             const int g = e / hd, d = e % hd;
             const float v = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
@@ -367,6 +371,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid == 0) last = atomicAdd(ctr, 1u) == (u32)(S - 1);
     __syncthreads();
     if (!last) return;
+    TRACE_MARK(3);
     __threadfence();
     // Each head's weights for the splits, exp(max_y - max) / sum, from
     // their (max, sum) pairs; then every output element is the weighted sum

@@ -10,7 +10,8 @@ past GPTQTOOL_TRACE_RECORDS a module records nothing).
 For each launch, times in µs from the step's start: when its first block
 started, when the previous kernel ended, when its blocks' wait for it
 returned (earliest / median), when staging and the main loop were done
-(median), when its last block ended; then
+(median; paged attention: when its loop was done and when its combine's
+barrier was passed), when its last block ended; then
   gap   = median wait return - previous kernel's end (the dependency's cost),
   body  = end - median wait return (the kernel's own critical path).
 Then the step's totals by kernel: the time from the previous kernel's end

@@ -56,9 +56,10 @@ type TraceLaunch struct {
 	// Start is the first block's start, End the last block's end.
 	Start float64 `json:"start_us"`
 	End   float64 `json:"end_us"`
-	// Marks 1-3 (the kernel's wait returned, x staged, main loop done):
-	// the earliest, the median and the latest block's, 0 where the
-	// kernel has no such mark.
+	// Marks 1-3 (the kernel's wait returned, x staged, main loop done;
+	// paged attention: its wait returned, its loop done, its combine's
+	// barrier passed): the earliest, the median and the latest block's, 0
+	// where the kernel has no such mark.
 	Mark [3][3]float64 `json:"marks_us"`
 	// Cycles are the median block's SM clock cycles from each mark to the
 	// next one it reached (start → 1 → 2 → 3 → end).
