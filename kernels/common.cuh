@@ -102,23 +102,32 @@ __device__ __forceinline__ void pdl_launch() {
 }
 
 // Kernel timeline (runtime/cuda trace.go; compiled in only with
-// -DGPTQTOOL_TRACE=N, N records a module): thread 0 of every block of a
-// traced kernel records its grid, block and SM, and the global timer (ns)
-// and the SM's clock at marks 0 (start), 1-3 (the kernel's own: after its
-// wait for the previous kernel, after staging, after its main loop; paged
-// attention: after its wait, its loop, its combine's barrier) and 4
-// (end, when the block returns) into the module's g_trace. The record's
-// slot is claimed as the block starts and first used at mark 1, so that
-// thread 0 does not wait for the atomic before its prologue.
+// -DGPTQTOOL_TRACE=N, N records a module, a multiple of TRACE_SMS): thread
+// 0 of every block of a traced kernel records its grid, block and SM, and
+// the global timer (ns) and the SM's clock at marks 0 (start), 1-3 (the
+// kernel's own: after its wait for the previous kernel, after staging,
+// after its main loop; paged attention: after its wait, its loop, its
+// combine's barrier) and 4 (end, when the block returns) into the module's
+// g_trace. The marks go to shared memory and the record is written as the
+// block returns, into a slot of its SM's share of g_trace claimed as the
+// block starts (g_trace_n counts each SM's blocks): no mark waits for a
+// store's address, and a launch's blocks do not all contend for one
+// counter (one counter made the first mark after the wait late by up to
+// 2.6 µs in grids of 448 blocks).
 #ifdef GPTQTOOL_TRACE
+#define TRACE_SMS 256
 struct TraceRec {
     u64 grid;
     u32 kind, block, smid, gxy;  // gxy: gridDim.x << 16 | gridDim.y
     u64 g[5];
     u32 c[5], pad;
 };
+struct TraceMarks {
+    u64 g[4];
+    u32 c[4];
+};
 __device__ TraceRec g_trace[GPTQTOOL_TRACE];
-__device__ u32 g_trace_n;
+__device__ u32 g_trace_n[TRACE_SMS];
 __device__ __forceinline__ u64 trace_gtimer() {
     u64 t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -130,32 +139,39 @@ __device__ __forceinline__ u32 trace_clock() {
     return c;
 }
 struct Tracer {
-    u64 g0;
-    u32 c0, i, kind;
-    __device__ explicit Tracer(u32 k) : g0(0), c0(0), i(0xffffffffu), kind(k) {
+    TraceMarks& m;
+    u32 k, sm, kind;  // k: the block's index among its SM's (the claim, first read at the end)
+    __device__ Tracer(u32 kd, TraceMarks& marks) : m(marks), k(0xffffffffu), sm(0), kind(kd) {
         if (threadIdx.x == 0) {
-            g0 = trace_gtimer(), c0 = trace_clock();
-            i = atomicAdd(&g_trace_n, 1u);
+            m.g[0] = trace_gtimer(), m.c[0] = trace_clock();
+#pragma unroll
+            for (int j = 1; j < 4; j++) m.g[j] = 0, m.c[j] = 0;
+            asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+            k = atomicAdd(&g_trace_n[sm % TRACE_SMS], 1u);
         }
     }
-    __device__ void mark(int k) {
-        if (threadIdx.x == 0 && i < GPTQTOOL_TRACE) g_trace[i].g[k] = trace_gtimer(), g_trace[i].c[k] = trace_clock();
+    __device__ void mark(int j) {
+        if (threadIdx.x == 0) m.g[j] = trace_gtimer(), m.c[j] = trace_clock();
     }
     __device__ ~Tracer() {
-        if (threadIdx.x != 0 || i >= GPTQTOOL_TRACE) return;
+        if (threadIdx.x != 0) return;
         const u64 g4 = trace_gtimer();
         const u32 c4 = trace_clock();
-        TraceRec& r = g_trace[i];
+        constexpr u32 per = GPTQTOOL_TRACE / TRACE_SMS;
+        if (k >= per) return;
+        TraceRec& r = g_trace[(sm % TRACE_SMS) * per + k];
         u64 grid;
-        u32 sm;
         asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
-        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
         r.grid = grid, r.kind = kind, r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         r.smid = sm, r.gxy = gridDim.x << 16 | gridDim.y;
-        r.g[0] = g0, r.c[0] = c0, r.g[4] = g4, r.c[4] = c4;
+#pragma unroll
+        for (int j = 0; j < 4; j++) r.g[j] = m.g[j], r.c[j] = m.c[j];
+        r.g[4] = g4, r.c[4] = c4;
     }
 };
-#define TRACE_BEGIN(kind) Tracer trace_(kind)
+#define TRACE_BEGIN(kind)          \
+    __shared__ TraceMarks trace_m_; \
+    Tracer trace_(kind, trace_m_)
 #define TRACE_MARK(k) trace_.mark(k)
 #else
 #define TRACE_BEGIN(kind)

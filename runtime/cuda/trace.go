@@ -14,18 +14,24 @@ import (
 // with -DGPTQTOOL_TRACE=N (GPTQTOOL_TRACE_RECORDS, default traceRecords),
 // which makes thread 0 of each block of the decode step's kernels (qmma,
 // paged attention, the norms, sample_rows, gemv_rows) record the global timer and its
-// SM's clock at the marks of kernels/common.cuh into the module's g_trace,
-// the first N blocks of the module's kernels. WriteTrace (called by
+// SM's clock at the marks of kernels/common.cuh into the module's g_trace:
+// the first N/traceSMs blocks of the module's kernels on each SM. WriteTrace (called by
 // `gptqtool bench decode|prefill`) sums them up by launch into FILE: where
 // a replayed step's time goes, kernel by kernel, that Nsight Compute
 // (kernels one at a time) cannot show.
 
-// traceRecords is the default of GPTQTOOL_TRACE_RECORDS: about 25 decode
-// steps of the 7B shape's products at batch 1 (40,000 blocks a step).
-const traceRecords = 1 << 20
+// traceRecords is the default of GPTQTOOL_TRACE_RECORDS: 8,192 an SM,
+// about 27 decode steps of the 7B shape's products at batch 1 (40,000
+// blocks a step, about 300 an SM; 176 MB of device memory a module).
+const traceRecords = 1 << 21
 
-// traceRecBytes is sizeof(TraceRec) in kernels/common.cuh.
-const traceRecBytes = 88
+// traceRecBytes is sizeof(TraceRec) in kernels/common.cuh, and traceSMs
+// its TRACE_SMS: g_trace is that many equal shares, one an SM, whose used
+// records g_trace_n [traceSMs] counts.
+const (
+	traceRecBytes = 88
+	traceSMs      = 256
+)
 
 // traceRec is one block's record.
 type traceRec struct {
@@ -83,9 +89,10 @@ func (b *Backend) traceSetup() error {
 		return nil
 	}
 	var err error
-	if b.traceCap, err = envInt("GPTQTOOL_TRACE_RECORDS", traceRecords, 1, 1<<24, fmt.Sprintf("1 to %d records a module", 1<<24)); err != nil {
+	if b.traceCap, err = envInt("GPTQTOOL_TRACE_RECORDS", traceRecords, traceSMs, 1<<24, fmt.Sprintf("%d to %d records a module", traceSMs, 1<<24)); err != nil {
 		return err
 	}
+	b.traceCap = b.traceCap / traceSMs * traceSMs // whole shares of the SMs
 	if drv.cuModuleGetGlobal == nil {
 		return fmt.Errorf("cuda: GPTQTOOL_TRACE: the driver has no cuModuleGetGlobal")
 	}
@@ -118,26 +125,31 @@ func (b *Backend) WriteTrace() error {
 		if drv.cuModuleGetGlobal(&nPtr, &nBytes, mod, "g_trace_n") != 0 || drv.cuModuleGetGlobal(&recPtr, &recBytes, mod, "g_trace") != 0 {
 			continue // a module without traced kernels' globals
 		}
-		if recBytes != uint64(b.traceCap)*traceRecBytes {
-			return fmt.Errorf("cuda: trace of %s: g_trace is %d bytes, want %d records of %d", key, recBytes, b.traceCap, traceRecBytes)
+		if recBytes != uint64(b.traceCap)*traceRecBytes || nBytes != 4*traceSMs {
+			return fmt.Errorf("cuda: trace of %s: g_trace is %d bytes and g_trace_n %d, want %d records of %d and %d counts", key, recBytes, nBytes, b.traceCap, traceRecBytes, traceSMs)
 		}
-		var nb [4]byte
-		if err := b.dtoh(nb[:], nPtr); err != nil {
+		counts := make([]byte, nBytes)
+		if err := b.dtoh(counts, nPtr); err != nil {
 			return fmt.Errorf("cuda: trace of %s: %w", key, err)
 		}
-		n := binary.LittleEndian.Uint32(nb[:])
-		records[key] = [2]int{int(n), b.traceCap}
-		kept := min(int(n), b.traceCap)
-		if kept == 0 {
-			continue
+		per := b.traceCap / traceSMs
+		total := 0
+		for sm := range traceSMs {
+			n := int(binary.LittleEndian.Uint32(counts[4*sm:]))
+			total += n
+			kept := min(n, per)
+			if kept == 0 {
+				continue
+			}
+			raw := make([]byte, kept*traceRecBytes)
+			if err := b.dtoh(raw, recPtr+uint64(sm*per*traceRecBytes)); err != nil {
+				return fmt.Errorf("cuda: trace of %s: %w", key, err)
+			}
+			for i := range kept {
+				recs[key] = append(recs[key], parseTraceRec(raw[i*traceRecBytes:]))
+			}
 		}
-		raw := make([]byte, kept*traceRecBytes)
-		if err := b.dtoh(raw, recPtr); err != nil {
-			return fmt.Errorf("cuda: trace of %s: %w", key, err)
-		}
-		for i := range kept {
-			recs[key] = append(recs[key], parseTraceRec(raw[i*traceRecBytes:]))
-		}
+		records[key] = [2]int{total, b.traceCap}
 	}
 	sum := summarizeTrace(recs)
 	sum.Records = records

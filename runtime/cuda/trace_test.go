@@ -86,14 +86,14 @@ func TestTraceSummary(t *testing.T) {
 }
 
 // TestTraceCompiles compiles, where NVRTC loads (no GPU needed), the parts
-// that hold the traced kernels with -DGPTQTOOL_TRACE=64, and checks that
-// each holds g_trace_n and a g_trace of 64 records of traceRecBytes: the
-// host's reading of kernels/common.cuh's TraceRec.
+// that hold the traced kernels with -DGPTQTOOL_TRACE=512, and checks that
+// each holds g_trace_n, traceSMs counts, and a g_trace of 512 records of
+// traceRecBytes: the host's reading of kernels/common.cuh's TraceRec.
 func TestTraceCompiles(t *testing.T) {
 	if err := loadNVRTC(); err != nil {
 		t.Skipf("%v", err)
 	}
-	const n = 64
+	const n = 2 * traceSMs
 	for _, k := range []struct{ file, kernel string }{
 		{"qgemv.cu", "qmma4_t1_f16"}, {"decode.cu", "paged_attn_c4_g4_f16"}, {"norm.cu", "rmsnorm_v8_f16"}, {"sample.cu", "sample_rows"},
 		{"gemv.cu", "gemv_rows_m1_f16"},
@@ -121,8 +121,8 @@ func TestTraceCompiles(t *testing.T) {
 		for _, s := range syms {
 			sizes[s.Name] = s.Size
 		}
-		if sizes["g_trace"] != n*traceRecBytes || sizes["g_trace_n"] != 4 {
-			t.Errorf("%s: g_trace %d bytes, g_trace_n %d; want %d and 4", m.Key(), sizes["g_trace"], sizes["g_trace_n"], n*traceRecBytes)
+		if sizes["g_trace"] != n*traceRecBytes || sizes["g_trace_n"] != 4*traceSMs {
+			t.Errorf("%s: g_trace %d bytes, g_trace_n %d; want %d and %d", m.Key(), sizes["g_trace"], sizes["g_trace_n"], n*traceRecBytes, 4*traceSMs)
 		}
 	}
 }
