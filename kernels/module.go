@@ -79,10 +79,6 @@ func ModuleOf(file, name string) Module {
 		if !ok || (bits != "4" && bits != "8") {
 			return whole
 		}
-		if strings.HasPrefix(name[5:], "_i1") {
-			// The in-block split's products, all variants in one part.
-			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_IB=1"}}
-		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
 	case "decode.cu":
 		if strings.HasPrefix(name, "rope_store_") {

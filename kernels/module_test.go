@@ -21,8 +21,6 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qmma8_t1_sg_n_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1]", nil},
 		{"qgemv.cu", "qmma4_t1_n_r_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
 		{"qgemv.cu", "qdequant8_f16", "qgemv.cu[QG_BITS=8,KDT=1,QG_NRM=0]", nil},
-		{"qgemv.cu", "qmma4_i1_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_IB=1]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_IB=1"}},
-		{"qgemv.cu", "qmma8_i1_sg_n_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_IB=1]", nil},
 		{"qgemv.cu", "glu_rows_bf16", "qgemv.cu[QG_BITS=0]", []string{"-DQG_BITS=0"}},
 		{"qgemv.cu", "gather_cols_f32", "qgemv.cu[QG_BITS=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},

@@ -76,10 +76,8 @@
 
 #define QCOLS 128
 
-// qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_TPB times the
-// tiles per block (1, 2 or 4; 0: none) of the in-block split below.
+// qmma's flags: QF_XASYNC stages fp16 x with cp.async.
 #define QF_XASYNC 1
-#define QF_TPB 2
 
 __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     u32 d;
@@ -116,22 +114,17 @@ template <typename T> struct QRope {
     T* vc;
 };
 
-// qout writes the outputs of a block's columns, items [lo, hi) of M × W
-// outputs j = jlo.. jlo+W-1 of the QCOLS/2 (glu), or of M × W columns c =
-// jlo..jlo+W-1 of the QCOLS (the others; paired: M × 2W, those and the W
-// columns QCOLS/2 later), from their sums v(e) for elements e = m*QCOLS + c
-// of tot [M][QCOLS] (see the header: split or glu). With rp.kc (split, every
+// qout writes the outputs of a block's columns, items [lo, hi) of the M ×
+// QCOLS/2 outputs j (glu) or of the M × QCOLS columns c (the others), from
+// their sums v(e) for elements e = m*QCOLS + c of tot [M][QCOLS] (see the
+// header: split or glu). With rp.kc (split, every
 // head QCOLS columns, so that a block's columns are one head): items of M ×
 // QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
 // to T, rotated as rope_store does and written rotated, a k head's also to
 // row slot[m] of kc, a v head's pair to its output and to vc.
-template <typename T, bool WIN, int QO, typename V>
-__device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool paired, T* out0, T* out1, T* out2,
-                                     const T* res, int seg1, int seg2, int glu, int col0, int N, const int* oslots,
-                                     const QRope<T>& rp) {
-    // Without WIN (a block's whole slab), the window is the slab's: the
-    // widths are constants, so that items split with shifts.
-    if (!WIN) jlo = 0, paired = false;
+template <typename T, int QO, typename V>
+__device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
     if (rp.kc) {
         constexpr int D2 = QCOLS / 2;
         if (col0 >= N) return;
@@ -139,7 +132,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool p
         T* o = isq ? out0 : isv ? out2 : out1;
         const int w = isq ? seg1 : isv ? N - seg2 : seg2 - seg1, c = col0 - (isq ? 0 : isv ? seg2 : seg1);
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-            const int w_ = WIN ? W : D2, m = i / w_, j = jlo + i % w_;
+            const int m = i / D2, j = i % D2;
             T y1 = from_f32<T>(v(m * QCOLS + j)), y2 = from_f32<T>(v(m * QCOLS + D2 + j));
             if (!isv) {
                 float cs, sn;
@@ -158,7 +151,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool p
     if (glu) {
         const int No = N / 2;
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-            const int w_ = WIN ? W : QCOLS / 2, m = i / w_, j = jlo + i % w_;
+            const int m = i / (QCOLS / 2), j = i % (QCOLS / 2);
             if (col0 + j >= N) continue;
             const float g = v(m * QCOLS + j), u = v(m * QCOLS + QCOLS / 2 + j);
             const int c = col0 / 2 + j;
@@ -178,8 +171,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, int jlo, int W, bool p
             const int e = e0 + u * blockDim.x;
             dst[u] = nullptr;
             if (e >= hi) continue;
-            const int w_ = WIN ? W : QCOLS, Wp = paired ? 2 * w_ : w_, m = e / Wp, r = e % Wp;
-            const int cb = r < w_ ? jlo + r : QCOLS / 2 + jlo + r - w_, n = col0 + cb;  // the block's column cb
+            const int m = e / QCOLS, cb = e % QCOLS, n = col0 + cb;  // the block's column cb
             if (n >= N) continue;
             T* o;
             int w, c;
@@ -253,7 +245,7 @@ __device__ __forceinline__ u32x4 ldsm4(u32 addr) {
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
-template <int BITS, int MT, typename T, bool AL, bool NRM, bool IB>
+template <int BITS, int MT, typename T, bool AL, bool NRM>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
@@ -267,26 +259,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     TRACE_BEGIN(1);
     const int CK = K / KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    // In-block split (kernels of one tile, tpb > 0): the block's eight warps
-    // are tpb n tiles of one QCOLS-column slab times ks = 8/tpb slices of
-    // the inputs, cps chunks each; the block stages all of x (P = CK) and
-    // adds up the slices' sums in shared memory, with no split across
-    // blocks. Tiles of a block: tpb 1: tile o of the slab; 2: o and o+4
-    // (columns j and j + QCOLS/2: a glu output's gate and up, a RoPE pair);
-    // 4: o, o+1, o+4 and o+5. Its outputs (qout's window): jlo = 16o, W =
-    // 16 (tpb 1, 2) or 32.
-    const int tpb = IB && MT == 1 ? flags / QF_TPB : 0, ks = tpb ? 8 / tpb : 1;
-    const int kslice = tpb ? warp % ks : 0, tslot = tpb ? warp / ks : warp;
-    const int spb = tpb ? 8 / tpb : 1;  // blocks a slab
-    const int slab = blockIdx.x / spb, o = tpb == 4 ? (blockIdx.x % spb) * 2 : blockIdx.x % spb;
-    const int toff = tpb == 0 ? warp : tpb == 1 ? o : tpb == 2 ? o + 4 * tslot : o + (tslot & 1) + 4 * (tslot >> 1);
-    const int c0 = tpb ? kslice * cps : blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = IB ? imax(0, c1 - c0) : c1 - c0;
+    const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
     const int kbase = c0 * KB, LDX = P * KB + 8;
-    // x staged: chunks [xc0, xc0 + xnc) of the inputs, the block's slice or all.
-    const int xc0 = tpb ? 0 : c0, xnc = tpb ? CK : nc, xkbase = xc0 * KB;
+    const int slab = blockIdx.x;
     const int col0 = slab * QCOLS;
-    const bool active = (slab * 8 + toff) * 16 < N;
-    const int nt = active ? slab * 8 + toff : slab * 8;
+    const bool active = (slab * 8 + warp) * 16 < N;
+    const int nt = active ? slab * 8 + warp : slab * 8;
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
@@ -316,9 +294,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // gathered once by a kernel of their own): the permutation of this
     // thread's first item is loaded now.
     int4 pre0, pre1;
-    if (MT == 1 && perm && threadIdx.x < imin(P, xnc) * (KB / 8)) {
-        pre0 = __ldg((const int4*)(perm + xkbase + threadIdx.x * 8));
-        pre1 = __ldg((const int4*)(perm + xkbase + threadIdx.x * 8 + 4));
+    if (MT == 1 && perm && threadIdx.x < imin(P, nc) * (KB / 8)) {
+        pre0 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8));
+        pre1 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8 + 4));
     }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
@@ -326,10 +304,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.
-    if (res && !glu && !rp.kc && tpb) {
-        const int m = threadIdx.x / (16 * tpb), n = col0 + 16 * o + threadIdx.x % (16 * tpb);
-        if (m < M && n < N && n < seg1) prefetch_l1(res + (i64)m * seg1 + n);
-    } else if (res && !glu && !rp.kc) {
+    if (res && !glu && !rp.kc) {
         const int S = gridDim.y, items = M * QCOLS;
         const int rk = S > 1 && cl ? (int)cluster_rank() : 0, ns = S > 1 && cl ? S : 1;
         const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
@@ -415,7 +390,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                                              pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto stage = [&](int ci) {
-        const int kb0 = xkbase + ci * KB, n8 = imin(P, xnc - ci) * (KB / 8);
+        const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if (MT == 1 && perm) {
             for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
                 int4 p[IT][2];
@@ -543,7 +518,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // Unrolled QST deep so that the slots are constant offsets.
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
-        u32 xoff = tpb ? c0 * KB * 2 : 0;  // their offset in xs (in-block split: this warp's slice)
+        u32 xoff = 0;                     // their offset in xs
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
@@ -615,30 +590,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int S = gridDim.y;
     const int W = glu || rp.kc ? QCOLS / 2 : QCOLS, items = M * W;
     __syncthreads();  // tot reuses x's space
-    if (IB && tpb) {
-        // The slices' sums, red [ks][M][QCOLS] over the weights' ring (at
-        // most 8·8·QCOLS floats: the ring's 8·QST·512 bytes), added up in
-        // slice order.
-        float* red = (float*)smem_q;
-        if (active)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int m = 2 * t + (e & 1);
-                if (m < M) red[(kslice * M + m) * QCOLS + toff * 16 + g + (e >> 1) * 8] = acc[0][e] / XS;
-            }
-        __syncthreads();
-        const int wb = tpb == 4 ? 32 : 16;  // outputs j (glu, RoPE) or columns c of a block, QCOLS/2 apart for tpb > 1
-        const bool pairs = glu || rp.kc;
-        qout<T, true, 1>(
-            [&](int e) {
-                float v = 0.0f;
-                for (int sl = 0; sl < ks; sl++) v += red[sl * M * QCOLS + e];
-                return v;
-            },
-            0, pairs || tpb == 1 ? M * wb : 2 * M * wb, 16 * o, wb, !pairs && tpb > 1, out0, out1, out2, res, seg1, seg2,
-            glu, col0, N, oslots, rp);
-        return;
-    }
     if (S == 1 || cl) {
         if (active)
 #pragma unroll
@@ -656,7 +607,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             u32 base[8];  // tot in each block of the cluster (S <= 8)
 #pragma unroll
             for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
-            qout<T, false, MT == 1 ? 1 : 4>(
+            qout<T, MT == 1 ? 1 : 4>(
                 [&](int e) {
                     float v = 0.0f;
 #pragma unroll
@@ -664,7 +615,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
-                rank * items / S, (rank + 1) * items / S, 0, W, false, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -694,7 +645,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, false, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, 0, W, false, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>
@@ -759,17 +710,16 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // groups are whole chunks also with the q/k/v epilogue's RoPE and cache
 // store (_r: ROPE), each a kernel of its own so that the plain ones compile
 // as if neither existed.
-#define QMMA_K(BITS, TOK, MT, T, NAME, AL, SUF, NRM, ROPE, IB)                                                    \
-    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_##TOK##SUF##_##NAME(          \
+#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE)                                                               \
+    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc) {                                                                          \
-        qmma<BITS, MT, T, AL, NRM, IB>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,  \
-                                       gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                 \
-                                       ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                      \
+        qmma<BITS, MT, T, AL, NRM>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
+                                   gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
     }
-#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE) QMMA_K(BITS, t##MT, MT, T, NAME, AL, SUF, NRM, ROPE, false)
 
 #define QMMA_A(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, , false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false) \
@@ -777,21 +727,12 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_N(BITS, T, NAME) \
     QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
     QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
-// The in-block split's kernels (qmma<bits>_i1...: one tile, IB; QF_TPB
-// gives their tiles a block), each variant of the one-tile kernels.
-#define QMMA_IB(BITS, T, NAME)                                                                                      \
-    QMMA_K(BITS, i1, 1, T, NAME, true, , false, false, true) QMMA_K(BITS, i1, 1, T, NAME, false, _sg, false, false, true) \
-    QMMA_K(BITS, i1, 1, T, NAME, true, _r, false, true, true) QMMA_K(BITS, i1, 1, T, NAME, true, _n, true, false, true) \
-    QMMA_K(BITS, i1, 1, T, NAME, false, _sg_n, true, false, true) QMMA_K(BITS, i1, 1, T, NAME, true, _n_r, true, true, true)
 // Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
 // width and dtype's products and qdequant, QG_NRM=1 its products that
-// normalize x, QG_IB=1 its in-block split's products; QG_BITS=0 glu_rows
-// and gather_cols; no QG_BITS, everything.
-#if defined(QG_IB) && QG_IB
-#define QMMA_T(BITS, T, NAME) QMMA_IB(BITS, T, NAME)
-#elif !defined(QG_NRM)
+// normalize x; QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything.
+#if !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME) \
-    QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME) QMMA_IB(BITS, T, NAME)
+    QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
 #define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
@@ -811,13 +752,13 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 
 #if !defined(QG_BITS) || QG_BITS == 4
 FOR_DTYPES(QMMA_4)
-#if (!defined(QG_NRM) || !QG_NRM) && !(defined(QG_IB) && QG_IB)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_4)
 #endif
 #endif
 #if !defined(QG_BITS) || QG_BITS == 8
 FOR_DTYPES(QMMA_8)
-#if (!defined(QG_NRM) || !QG_NRM) && !(defined(QG_IB) && QG_IB)
+#if !defined(QG_NRM) || !QG_NRM
 FOR_DTYPES(QDEQUANT_8)
 #endif
 #endif

@@ -94,7 +94,6 @@ type Backend struct {
 	traceCap     int       // records a module holds
 	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	qib          int       // qibPlain|qibSplit|qibGLU: which products of up to qibRows rows split their inputs inside blocks (GPTQTOOL_QMMA_IB)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
 	gt           graphTimes
 }
@@ -192,9 +191,6 @@ func New(o Options) (*Backend, error) {
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
-		return nil, err
-	}
-	if b.qib, err = envInt("GPTQTOOL_QMMA_IB", 0, 0, qibPlain|qibSplit|qibGLU, "0-7 (1: plain weights, 2: split ones, 4: GLU ones)"); err != nil {
 		return nil, err
 	}
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {

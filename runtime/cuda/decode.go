@@ -103,21 +103,6 @@ func (b *Backend) SetGEMV(on bool) {
 // GEMV reports SetGEMV's setting.
 func (b *Backend) GEMV() bool { return b.gemv }
 
-// SetQMMAInBlock turns the in-block split of products of up to two rows
-// on for every kind of weight (as GPTQTOOL_QMMA_IB=7 does) or off (they
-// split across the blocks of a cluster, the default), for tests of both.
-func (b *Backend) SetQMMAInBlock(on bool) {
-	b.enter()
-	defer b.exit()
-	b.qib = 0
-	if on {
-		b.qib = qibPlain | qibSplit | qibGLU
-	}
-}
-
-// QMMAInBlock reports whether SetQMMAInBlock's split is on for every kind.
-func (b *Backend) QMMAInBlock() bool { return b.qib == qibPlain|qibSplit|qibGLU }
-
 // defaultAttnPrefetch is the most rows whose paged attention prefetches
 // (GPTQTOOL_ATTN_PREFETCH=N overrides it). Measured on the H200 (7B shape,
 // 4-bit, docs/benchmarks.md, the day's seventh session): +2.5% at batch 1,

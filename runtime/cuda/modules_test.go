@@ -38,14 +38,6 @@ func launchedKernels() map[string][]string {
 		}
 		add("qgemv.cu", qnames.normRoPE[i])
 		add("qgemv.cu", qnames.dequant[i])
-		// The in-block split's kernel of each one-tile variant.
-		for _, m := range []map[runtime.DType]string{qnames.gemv[i][0][0], qnames.gemv[i][1][0], qnames.rope[i][0], qnames.norm[i][0], qnames.norm[i][1], qnames.normRoPE[i]} {
-			ib := map[runtime.DType]string{}
-			for dt, n := range m {
-				ib[dt] = strings.Replace(n, "_t1", "_i1", 1)
-			}
-			add("qgemv.cu", ib)
-		}
 	}
 	add("qgemv.cu", qnames.gather)
 	add("qgemv.cu", qnames.glu)
@@ -80,16 +72,14 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 			parts[m.Key()]++
 		}
 	}
-	// 2 bit widths × 3 dtypes × (plain, normalizing, in-block split) +
-	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
-	// rope_store.
-	if len(parts) != 19+97 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 19+97, parts)
+	// 2 bit widths × 3 dtypes × (plain, normalizing) + glu/gather; 16
+	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store.
+	if len(parts) != 13+97 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 13+97, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 1, // t1/t2/t4 × plain, _sg, _r; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_IB=1]":  6,       // i1 × plain, _sg, _r, _n, _sg_n, _n_r
 		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":     1,
 		"decode.cu[PA_C=0]":                  3,

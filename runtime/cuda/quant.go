@@ -576,7 +576,6 @@ type qmmaPlan struct {
 	S, cps, P int
 	cluster   bool
 	shared    int
-	tpb       int // the in-block split's tiles a block (0: none)
 }
 
 // qmmaSplit plans a product of M rows (at most qmmaPass) by a weight of K
@@ -646,61 +645,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
 }
 
-// qibRows is the most rows a product splits its inputs inside blocks
-// (qmmaTPB) rather than across the blocks of a cluster.
-const qibRows = 2
-
-// GPTQTOOL_QMMA_IB's bits (default none): the kinds of weights whose
-// products of up to qibRows rows split their inputs inside blocks
-// (qmma<bits>_i1 kernels). All three at once measured 5% slower at batch 1
-// on the H200 (docs/benchmarks.md, the day's sixth session); one kind at a
-// time is the next measurement.
-const (
-	qibPlain = 1
-	qibSplit = 2
-	qibGLU   = 4
-)
-
-// qmmaTPB is how many n tiles a block of a one-tile product of M rows
-// takes when its eight warps split the inputs among themselves (qgemv.cu's
-// in-block split: no cluster, the sums added up in the block's shared
-// memory), or 0 where the product splits across blocks instead: more than
-// qibRows rows, all of x not fitting in shared memory, or the weight's kind
-// not in GPTQTOOL_QMMA_IB. One tile a block for plain weights, two or four for
-// GLU and split ones (a glu output's gate and up, a RoPE pair, QCOLS/2
-// columns apart, in one block: the rotating and the plain products of a
-// split weight split alike and so give the same bits), the most that keeps
-// two blocks an SM.
-func (b *Backend) qmmaTPB(q *quant, M int) int {
-	kind, tpb := qibPlain, 1
-	switch {
-	case q.glu:
-		kind, tpb = qibGLU, 2
-	case len(q.segments()) > 1:
-		kind, tpb = qibSplit, 2
-	}
-	if b.qib&kind == 0 || M > qibRows || qmmaRing+max(M*(q.k+8)*2, M*128*4) > min(b.shared, qmmaShared) {
-		return 0
-	}
-	for slabs := (q.n + 127) / 128; tpb < 4 && slabs*8/(2*tpb) >= 2*b.sms; {
-		tpb *= 2
-	}
-	return tpb
-}
-
-// inBlockPlan is the plan of a product split inside its blocks, tpb tiles
-// a block: its 8/tpb warps of a tile take a slice of the chunks each, x is
-// staged whole.
-func inBlockPlan(M, K, bits, tpb int) qmmaPlan {
-	kb := chunkInputs(bits)
-	CK := K / kb
-	ks := 8 / tpb
-	return qmmaPlan{S: 1, cps: (CK + ks - 1) / ks, P: CK, shared: qmmaRing + max(M*(CK*kb+8)*2, M*128*4), tpb: tpb}
-}
-
 // qmmaFlags are qgemv.cu's QF_ flags for a launch under plan sp.
 func (b *Backend) qmmaFlags(sp qmmaPlan) int32 {
-	return b.xasync | int32(sp.tpb)*2 // QF_XASYNC, QF_TPB
+	return b.xasync // QF_XASYNC
 }
 
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
@@ -775,10 +722,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	kb := chunkInputs(q.bits)
 	nb := (q.n + 127) / 128
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits)
-	if tpb := b.qmmaTPB(q, M); tile == 0 && tpb > 0 {
-		sp = inBlockPlan(M, q.k, q.bits, tpb)
-		nb = (q.n + 127) / 128 * (8 / tpb)
-	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
 	var part, count uint64
@@ -845,9 +788,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		name = qnames.norm[q.bits/8][sg][x.dt]
 	case rp != nil:
 		name = qnames.rope[q.bits/8][tile][x.dt]
-	}
-	if sp.tpb > 0 {
-		name = strings.Replace(name, "_t1", "_i1", 1) // the in-block split's kernel of the same variant
 	}
 	var r ropeArg
 	if rp != nil {
