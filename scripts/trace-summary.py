@@ -4,8 +4,9 @@ where one decode step's time goes, kernel by kernel.
 
 A step is the launches up to and including a sample_rows launch; the step
 printed is the median (by length) of the steps whose every layer has its
-four products traced (the first steps of a module's records hold them all;
-past GPTQTOOL_TRACE_RECORDS a module records nothing).
+four products traced, none of their launches partial (each SM holds
+GPTQTOOL_TRACE_RECORDS/256 of a module's blocks; past that, its blocks
+are not recorded and the launches then running are marked partial).
 
 For each launch, times in µs from the step's start: when its first block
 started, when the previous kernel ended, when its blocks' wait for it
@@ -46,7 +47,10 @@ def main():
         if l["kind"] == "sample_rows":
             steps.append(cur)
             cur = []
-    full = [s for s in steps if sum(l["kind"] == "qmma" for l in s) == max(sum(l["kind"] == "qmma" for l in x) for x in steps)]
+    # A step is complete with every product's launch, none of them partial
+    # (an SM's share of the module's records filled while it ran).
+    full = [s for s in steps if sum(l["kind"] == "qmma" for l in s) == max(sum(l["kind"] == "qmma" for l in x) for x in steps)
+            and not any(l.get("partial") for l in s)]
     if not full:
         sys.exit("no complete step in the trace")
     full.sort(key=lambda s: s[-1]["end_us"] - s[0]["start_us"])

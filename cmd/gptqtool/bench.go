@@ -12,7 +12,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
@@ -87,7 +86,7 @@ and held, and the peak resident host memory (VmHWM).`,
 			}
 			out := map[string]any{
 				"command":               "gptqtool " + strings.Join(os.Args[1:], " "),
-				"backend":               r.backend.Name(),
+				"backend":               r.backendName,
 				"wall_s":                time.Since(start).Seconds(),
 				"calibrate_s":           r.calibrateS,
 				"quantize_s":            r.summary.Seconds,
@@ -101,9 +100,9 @@ and held, and the peak resident host memory (VmHWM).`,
 				"summary":               r.summary,
 				"calibration":           r.calibration,
 			}
-			if cb, ok := r.backend.(*cuda.Backend); ok {
-				m := cb.MemStats()
-				out["device"] = cb.Device()
+			if r.gpu != nil {
+				m := r.gpu.mem
+				out["device"] = r.gpu.device
 				out["peak_gpu_reserved_bytes"] = m.PeakReserved
 				out["peak_gpu_in_use_bytes"] = m.PeakInUse
 				out["gpu_total_bytes"] = m.Total

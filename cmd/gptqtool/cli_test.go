@@ -361,3 +361,30 @@ func TestServeCommand(t *testing.T) {
 		t.Errorf("no line sizing the KV cache from the free memory:\n%s", logs)
 	}
 }
+
+// TestBenchQuantize runs bench quantize on the CPU: its JSON names the
+// backend and the phases of a run whose backend is closed before the
+// figures are written (on CUDA the device and memory figures are read
+// before it is closed; reading them after panicked).
+func TestBenchQuantize(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	out := filepath.Join(t.TempDir(), "q")
+	stdout, _, err := run(t, "bench", "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "64",
+		"--device", "cpu", "--out", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Backend string             `json:"backend"`
+		Wall    float64            `json:"wall_s"`
+		Phases  map[string]float64 `json:"phases_s"`
+		Device  *string            `json:"device"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("bench quantize output: %v\n%s", err, stdout)
+	}
+	if !strings.HasPrefix(got.Backend, "cpu") || got.Wall <= 0 || len(got.Phases) == 0 || got.Device != nil {
+		t.Errorf("bench quantize: backend %q, wall %g s, phases %v, device %v", got.Backend, got.Wall, got.Phases, got.Device)
+	}
+}

@@ -20,7 +20,7 @@ import (
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
-	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -96,13 +96,22 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	addCalibrationFlags(fs, &f.cal)
 }
 
+// gpuFigures are a CUDA backend's device and memory statistics.
+type gpuFigures struct {
+	device string
+	mem    cuda.MemStats
+}
+
 // quantizeRun is what bench quantize learns from a run.
 type quantizeRun struct {
 	summary     *publish.Summary
 	stats       quantize.Stats
 	calibrateS  float64
-	backend     runtime.Backend
+	backendName string
 	calibration calibrate.Stats
+	// gpu is the CUDA backend's device and memory figures, read before the
+	// backend is closed (nil on the CPU).
+	gpu *gpuFigures
 	// solverPhases are the device solver's own phases (its share of solve).
 	solverPhases map[string]float64
 }
@@ -268,7 +277,10 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		return err
 	}
 	if bench != nil {
-		bench.summary, bench.calibrateS, bench.backend, bench.calibration = sum, calSeconds, backend, ds.Stats
+		bench.summary, bench.calibrateS, bench.backendName, bench.calibration = sum, calSeconds, backend.Name(), ds.Stats
+		if cb, ok := backend.(*cuda.Backend); ok {
+			bench.gpu = &gpuFigures{device: cb.Device(), mem: cb.MemStats()}
+		}
 		if gs, ok := solver.(*gpu.Solver); ok {
 			bench.solverPhases = gs.Phases
 		}

@@ -24,13 +24,16 @@ func TestGEMVRows(t *testing.T) {
 		const N = 1000
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
 			w, wr := upload(t, b, dt, rand32(N*K, 0.05), N, K)
+			defer b.Free(w)
 			for M := 1; M <= 4; M++ {
 				x, xr := upload(t, b, dt, rand32(M*K, 1), M, K)
+				defer b.Free(x)
 				want := backendtest.RefMatMul(xr, wr, M, N, K)
 				for _, on := range []bool{true, false} {
 					t.Run(fmt.Sprintf("K%d-%v-M%d-gemv=%v", K, dt, M, on), func(t *testing.T) {
 						b.SetGEMV(on)
 						y, _ := upload(t, b, runtime.F32, make([]float32, M*N), M, N)
+						defer b.Free(y)
 						b.MatMul(y, x, w)
 						if nmse := backendtest.NMSE(download(t, b, y), want); !(nmse < 1e-9) {
 							t.Errorf("nmse %.3g", nmse)

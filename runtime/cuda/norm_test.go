@@ -12,17 +12,18 @@ import (
 )
 
 // TestNormRows checks the 16-bit norm kernels against float64 norms of the
-// same rounded inputs, with and without output slots: rows of 4,096
-// elements (held in registers, their weights and slots loaded before the
-// wait) and of 8,200 (past the 8,192 a block holds: the loops of
-// rms_row_v8), RMSNorm and the residual add + RMSNorm (whose x must come
-// back as the rounded sum).
+// same rounded inputs, with and without output slots: rows of 4,096, 5,000
+// (a thread's last item only in some threads) and 8,192 elements (held in
+// registers, their weights and slots loaded before the wait) and of 8,200
+// (past the 8,192 a block holds: the loops of rms_row_v8), RMSNorm (also
+// in place, without slots) and the residual add + RMSNorm (whose x must
+// come back as the rounded sum).
 func TestNormRows(t *testing.T) {
 	b := gputest.Backend(t)
 	r := rand.New(rand.NewPCG(91, 92))
 	rand32 := normals(r)
 	const rows, eps = 3, 1e-5
-	for _, h := range []int{4096, 8200} {
+	for _, h := range []int{4096, 5000, 8192, 8200} {
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
 			for _, slotted := range []bool{false, true} {
 				t.Run(fmt.Sprintf("h%d-%v-slots=%v", h, dt, slotted), func(t *testing.T) {
@@ -84,6 +85,12 @@ func TestNormRows(t *testing.T) {
 					}
 					b.RMSNormTo(out, x, w, slots, eps)
 					check("rmsnorm", download(t, b, out), want(xv))
+					if !slotted {
+						in, _ := upload(t, b, dt, x0, rows, h)
+						defer b.Free(in)
+						b.RMSNormTo(in, in, w, nil, eps)
+						check("rmsnorm in place", download(t, b, in), want(xv))
+					}
 					b.AddRMSNormTo(out, x, d, w, slots, eps)
 					// x comes back as the sum rounded (fp32 sum of the two
 					// rounded inputs, then rounded to dt).

@@ -345,8 +345,8 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 const gemvMaxRows = 4
 
 // gemvRows sets d [m, n] fp32 = x·wᵀ with gemv.cu for a few rows of 16-bit
-// x and w (the head's logits in a decode step) where GPTQTOOL_GEMV=1 asks
-// for it, and reports whether it did; otherwise cuBLAS does.
+// x and w (the head's logits in a decode step) unless GPTQTOOL_GEMV=0 (or
+// SetGEMV) turned it off, and reports whether it did; otherwise cuBLAS does.
 func (b *Backend) gemvRows(d, xt, wt *Tensor, m, n, k int) bool {
 	if !b.gemv || m > gemvMaxRows || d.dt != runtime.F32 || xt.dt != wt.dt || (xt.dt != runtime.F16 && xt.dt != runtime.BF16) ||
 		k%8 != 0 || xt.ptr%16 != 0 || wt.ptr%16 != 0 || n >= 1<<31/16 {

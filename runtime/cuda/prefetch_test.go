@@ -51,6 +51,9 @@ func TestAttentionPrefetch(t *testing.T) {
 					kc, _ := upload(t, b, dt, cache, blocks*bs, hkv*hd)
 					vc, _ := upload(t, b, dt, cache, blocks*bs, hkv*hd)
 					out, _ := upload(t, b, dt, make([]float32, rows*hq*hd), rows, hq*hd)
+					for _, x := range []runtime.Tensor{q, k, v, kc, vc, out} {
+						defer b.Free(x)
+					}
 					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
 					b.PagedAttention(out, q, kc, vc, tt, pt, bs, p)
 					return download(t, b, out)

@@ -70,11 +70,16 @@ type TraceLaunch struct {
 	// Cycles are the median block's SM clock cycles from each mark to the
 	// next one it reached (start → 1 → 2 → 3 → end).
 	Cycles []uint32 `json:"cycles"`
+	// Partial: the launch ended after an SM's share of its module's
+	// records filled, so some of its blocks may be missing.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // TraceSummary is WriteTrace's file.
 type TraceSummary struct {
-	// Records are the blocks each module recorded and the most it holds
+	// Records are the blocks of each module's kernels that ran and the
+	// most it holds (past an SM's share of it, that SM's blocks are not
+	// recorded, and launches still running then are marked Partial).
 	// (past it, blocks are not recorded).
 	Records  map[string][2]int `json:"records"`
 	Launches []TraceLaunch     `json:"launches"`
@@ -120,6 +125,7 @@ func (b *Backend) WriteTrace() error {
 	}
 	records := map[string][2]int{}
 	recs := map[string][]traceRec{}
+	cutoffs := map[string]uint64{} // by module: the earliest start of the last block an SM's full share holds
 	for key, mod := range b.mods {
 		var nPtr, recPtr, nBytes, recBytes uint64
 		if drv.cuModuleGetGlobal(&nPtr, &nBytes, mod, "g_trace_n") != 0 || drv.cuModuleGetGlobal(&recPtr, &recBytes, mod, "g_trace") != 0 {
@@ -148,10 +154,13 @@ func (b *Backend) WriteTrace() error {
 			for i := range kept {
 				recs[key] = append(recs[key], parseTraceRec(raw[i*traceRecBytes:]))
 			}
+			if last := recs[key][len(recs[key])-1].g[0]; n > per && (cutoffs[key] == 0 || last < cutoffs[key]) {
+				cutoffs[key] = last
+			}
 		}
 		records[key] = [2]int{total, b.traceCap}
 	}
-	sum := summarizeTrace(recs)
+	sum := summarizeTrace(recs, cutoffs)
 	sum.Records = records
 	out, err := json.MarshalIndent(sum, "", " ")
 	if err != nil {
@@ -162,12 +171,14 @@ func (b *Backend) WriteTrace() error {
 
 // summarizeTrace groups the modules' block records by launch and sums each
 // launch up, in the order the launches started; a record whose block had
-// not ended (no end mark) is left out. A launch is a module and a grid id,
+// not ended (no end mark) is left out. A launch of a module with a cutoff
+// (the global timer from which one of its SMs recorded no more blocks)
+// that ended after it is Partial. A launch is a module and a grid id,
 // except that every replay of a CUDA graph's kernel node has the node's
 // grid id: one key's records, in the order their blocks started, begin a
 // new launch where a block index repeats (a replay's blocks all start
 // before the next replay's, which the stream orders after it).
-func summarizeTrace(recs map[string][]traceRec) TraceSummary {
+func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) TraceSummary {
 	type launchKey struct {
 		mod  string
 		grid uint64
@@ -215,6 +226,11 @@ func summarizeTrace(recs map[string][]traceRec) TraceSummary {
 		for _, r := range rs {
 			sms[r.sm] = true
 			l.Start, l.End = min(l.Start, us(r.g[0])), max(l.End, us(r.g[4]))
+		}
+		if c := cutoffs[ln.mod]; c != 0 {
+			for _, r := range rs {
+				l.Partial = l.Partial || r.g[4] > c
+			}
 		}
 		l.SMs = len(sms)
 		for m := 1; m <= 3; m++ {

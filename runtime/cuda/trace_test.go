@@ -58,13 +58,16 @@ func TestTraceSummary(t *testing.T) {
 	if r := recs["qgemv.cu"][1]; r.grid != 7 || r.kind != 1 || r.block != 1 || r.sm != 4 || r.gxy != 32<<16|8 || r.g[3] != base+9500 || r.c[0] != 0xfffffff0 {
 		t.Fatalf("parsed %+v", r)
 	}
-	s := summarizeTrace(recs)
+	s := summarizeTrace(recs, map[string]uint64{"norm.cu": base + 20500})
 	if len(s.Launches) != 3 {
 		t.Fatalf("%d launches, want 3: %+v", len(s.Launches), s.Launches)
 	}
 	n, q := s.Launches[0], s.Launches[1]
-	if r := s.Launches[2]; r.Kind != "rmsnorm" || r.Blocks != 1 || r.Start != 20 || r.End != 21 || r.SMs != 1 {
-		t.Errorf("replayed norm launch %+v", r)
+	if r := s.Launches[2]; r.Kind != "rmsnorm" || r.Blocks != 1 || r.Start != 20 || r.End != 21 || r.SMs != 1 || !r.Partial {
+		t.Errorf("replayed norm launch %+v (partial: it ended after the norm module's cutoff)", r)
+	}
+	if s.Launches[0].Partial || s.Launches[1].Partial {
+		t.Errorf("launches that ended before the cutoff (or of a module without one) marked partial: %+v", s.Launches[:2])
 	}
 	if n.Kind != "rmsnorm" || n.Blocks != 2 || n.Start != 0 || n.End != 1.8 || n.Mark[0] != [3]float64{1, 1, 1} || n.Mark[1] != [3]float64{} {
 		t.Errorf("norm launch %+v", n)
