@@ -645,11 +645,6 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
 }
 
-// qmmaFlags are qgemv.cu's QF_ flags for a launch under plan sp.
-func (b *Backend) qmmaFlags(sp qmmaPlan) int32 {
-	return b.xasync // QF_XASYNC
-}
-
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
 // x·wᵀ for a plain weight (res nil or of outs[0]'s shape, possibly outs[0]),
 // one output per segment of a split fusion, silu(gate)·up for a GLU one
@@ -798,7 +793,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.qmmaFlags(sp), nw, eps, nv8,
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync /* qgemv.cu's QF_XASYNC */, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc)
 }
 
