@@ -222,16 +222,14 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 		rs := ln.rs
 		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
 		sms := map[uint32]bool{}
-		l.Start, l.End = us(rs[0].g[0]), us(rs[0].g[4])
+		start, end := rs[0].g[0], rs[0].g[4]
 		for _, r := range rs {
 			sms[r.sm] = true
-			l.Start, l.End = min(l.Start, us(r.g[0])), max(l.End, us(r.g[4]))
+			start, end = min(start, r.g[0]), max(end, r.g[4])
 		}
-		if c := cutoffs[ln.mod]; c != 0 {
-			for _, r := range rs {
-				l.Partial = l.Partial || r.g[4] > c
-			}
-		}
+		l.Start, l.End = us(start), us(end)
+		c := cutoffs[ln.mod]
+		l.Partial = c != 0 && end > c
 		l.SMs = len(sms)
 		for m := 1; m <= 3; m++ {
 			var ts []float64
