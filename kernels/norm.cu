@@ -126,6 +126,17 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
     norm_flush<T>(stage, dst, h8);
 }
 
+// add8: eight 16-bit elements a + b, added in fp32 and rounded once.
+template <typename T>
+__device__ __forceinline__ u32x4 add8(u32x4 a, u32x4 b) {
+    float fa[8], fb[8];
+    unpack8<T>(a, fa);
+    unpack8<T>(b, fb);
+#pragma unroll
+    for (int j = 0; j < 8; j++) fa[j] += fb[j];
+    return pack8<T>(fa);
+}
+
 // NORM_NI: the items of 8 elements a thread of the v8 kernels holds in
 // registers; rows of up to NORM_NI·256·8 elements (8,192: a 7B's 4,096)
 // take norm_v8_regs, longer ones the loops of rms_row_v8.
@@ -169,12 +180,7 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         for (int u = 0; u < NORM_NI; u++) {
             const int i = threadIdx.x + u * blockDim.x;
             if (i < h8) {
-                float a[8], b[8];
-                unpack8<T>(xr[u], a);
-                unpack8<T>(dr[u], b);
-#pragma unroll
-                for (int j = 0; j < 8; j++) a[j] += b[j];
-                xr[u] = pack8<T>(a);
+                xr[u] = add8<T>(xr[u], dr[u]);
                 ((u32x4*)x)[i] = xr[u];
             }
         }
@@ -241,13 +247,7 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         wait();                                                                                           \
         u32x4* xr = (u32x4*)(x + r * h);                                                                  \
         const u32x4* dr = (const u32x4*)(delta + r * h);                                                  \
-        for (int i = threadIdx.x; i < h / 8; i += blockDim.x) {                                           \
-            float a[8], b[8];                                                                             \
-            unpack8<T>(xr[i], a);                                                                         \
-            unpack8<T>(dr[i], b);                                                                         \
-            _Pragma("unroll") for (int j = 0; j < 8; j++) a[j] += b[j];                                   \
-            xr[i] = pack8<T>(a);                                                                          \
-        }                                                                                                 \
+        for (int i = threadIdx.x; i < h / 8; i += blockDim.x) xr[i] = add8<T>(xr[i], dr[i]);              \
         __syncthreads();                                                                                  \
         rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red, slots);                                    \
     }
