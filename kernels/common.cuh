@@ -175,9 +175,20 @@ struct Tracer {
     __shared__ TraceMarks trace_m_; \
     Tracer trace_(kind, trace_m_)
 #define TRACE_MARK(k) trace_.mark(k)
+// TRACE_MARK_AT(at, k): mark k of the placement -DTRACE_AT=at
+// (GPTQTOOL_TRACE_AT), where a kernel has other marks than its default
+// (TRACE_AT 0) for a closer look at one of its parts.
+#ifndef TRACE_AT
+#define TRACE_AT 0
+#endif
+#define TRACE_MARK_AT(at, k)              \
+    do {                                  \
+        if (TRACE_AT == (at)) trace_.mark(k); \
+    } while (0)
 #else
 #define TRACE_BEGIN(kind)
 #define TRACE_MARK(k)
+#define TRACE_MARK_AT(at, k)
 #endif
 
 // 16 bytes, for vector loads and stores (addresses must be 16-aligned).

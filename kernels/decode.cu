@@ -177,7 +177,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
     }
     pdl_wait();
-    TRACE_MARK(1);
+    TRACE_MARK_AT(0, 1);
+    TRACE_MARK_AT(2, 1);
     const bool vec = (hd & 7) == 0;
     for (int e = tid; e < G * D; e += blockDim.x) {
         const int g = e / D, d = e % D;
@@ -190,6 +191,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
         for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
     __syncthreads();
+    TRACE_MARK_AT(2, 2);
     for (int jt = j0; jt < j1; jt += PA_TILE) {
         const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
         if (j < j1) {
@@ -267,6 +269,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
         __syncthreads();
+        if (jt == j0) TRACE_MARK_AT(2, 3);
         // Warp w updates heads w, w+4: the tile's max, the probabilities, the sum.
         for (int g = warp; g < G; g += 4) {
             float mx = NEG_INF;
@@ -305,10 +308,14 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         __syncthreads();  // sc and vs are refilled by the next tile
     }
-    // Trace marks: 2 as the loop is done, 3 as the combine's barrier is
-    // passed (a combining cluster's first cluster barrier, or the last
-    // block's election among the S; at once with one split).
-    TRACE_MARK(2);
+    // Trace marks (TRACE_AT 0): 2 as the loop is done, 3 as the combine's
+    // barrier is passed (a combining cluster's first cluster barrier, or
+    // the last block's election among the S; at once with one split).
+    // TRACE_AT 1, the combine: 1 as its barrier is passed, 2 with the
+    // splits' weights, 3 with the outputs written (before a cluster's last
+    // barrier). TRACE_AT 2, the first tile: 1 after the wait, 2 with the
+    // queries staged, 3 with the tile's scores and V rows in shared memory.
+    TRACE_MARK_AT(0, 2);
     pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
     for (int g = 0; g < G; g++)
@@ -325,7 +332,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             red[0][g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
         }
         cluster_sync();
-        TRACE_MARK(3);
+        TRACE_MARK_AT(0, 3);
+        TRACE_MARK_AT(1, 1);
         for (int e = tid; e < nh * S; e += blockDim.x) {
             const int g = e / S, y = e % S;
             wy[g][y] = ld_cluster(cluster_addr(&mh[g], y));
@@ -334,6 +342,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         __syncthreads();
         if (tid < nh) split_weights(wy[tid], sc[tid], S);
         __syncthreads();
+        TRACE_MARK_AT(1, 2);
         u32 base[8];  // red in each block of the cluster (clu <= 8)
 #pragma unroll
         for (int y = 0; y < 8; y++) base[y] = y < S ? cluster_addr(&red[0][0][0], y) : 0;
@@ -347,11 +356,12 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             const int col = (h0 + g) * hd + d;
             out[(i64)r * hq * hd + (oslots ? (e == s * tot / S + tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
         }
+        TRACE_MARK_AT(1, 3);
         cluster_sync_relaxed();  // the others may still read this block's sums
         return;
     }
     if (S == 1) {
-        TRACE_MARK(3);
+        TRACE_MARK_AT(0, 3);
         for (int e = tid; e < nh * hd; e += blockDim.x) {
             const int g = e / hd, d = e % hd;
             const float v = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
@@ -371,7 +381,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid == 0) last = atomicAdd(ctr, 1u) == (u32)(S - 1);
     __syncthreads();
     if (!last) return;
-    TRACE_MARK(3);
+    TRACE_MARK_AT(0, 3);
+    TRACE_MARK_AT(1, 1);
     __threadfence();
     // Each head's weights for the splits, exp(max_y - max) / sum, from
     // their (max, sum) pairs; then every output element is the weighted sum
@@ -386,6 +397,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     __syncthreads();
     if (tid < nh) split_weights(wy[tid], sc[tid], S);
     __syncthreads();
+    TRACE_MARK_AT(1, 2);
     constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
     float o[EPT];
 #pragma unroll
@@ -405,6 +417,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         const int col = (h0 + g) * hd + d;
         if (g < nh) out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o[u]);
     }
+    TRACE_MARK_AT(1, 3);
     if (tid == 0) *ctr = 0;
 }
 

@@ -192,17 +192,25 @@ for step in $steps; do
     # trace.go) on the decode step's checkpoint (TRACE_MODEL, default
     # q4act) at each of TRACE_BATCHES (default 1 and 32), gzipped into $OUT;
     # scripts/trace-summary.py reads it.
+    # TRACE_ENV="VAR=value ...[;VAR=value ...]" traces each setting too,
+    # as trace-MODEL-bB-eN (N from 1), e.g. GPTQTOOL_TRACE_AT=1 for
+    # attention's combine marks.
     tm=${TRACE_MODEL:-q4act}
     [ -d /tmp/oc7b-$tm ] || { note "trace: needs /tmp/oc7b-$tm (run the decode step first)"; continue; }
+    IFS=';' read -r -a tenvs <<<"${TRACE_ENV:-}"
     for tb in ${TRACE_BATCHES:-1 32}; do
-      # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
-      # records a module holds at batch 1.) The traced run's own tok/s says
-      # how much the records slow the step.
-      run trace-$tm-b$tb 300 sh -c "GPTQTOOL_TRACE='$LOGS/trace-$tm-b$tb.trace' '$bin/gptqtool' bench decode --device cuda \
-        --model /tmp/oc7b-$tm --batch $tb --prompt 128 --new 16 >'$LOGS/trace-$tm-b$tb.bench.json'"
-      note "trace $tm batch $tb, traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/trace-$tm-b$tb.bench.json" | tr -d '\n ')"
-      [ -f "$LOGS/trace-$tm-b$tb.trace" ] && gzip -c "$LOGS/trace-$tm-b$tb.trace" >"$OUT/trace-$tm-b$tb.json.gz" &&
-        note "trace $tm batch $tb: $(grep -c '"kind"' "$LOGS/trace-$tm-b$tb.trace") launches"
+      for ((ti = 0; ti <= ${#tenvs[@]}; ti++)); do
+        tn=trace-$tm-b$tb tv=
+        [ $ti -gt 0 ] && tn=$tn-e$ti tv=${tenvs[ti - 1]}
+        # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
+        # records a module holds at batch 1.) The traced run's own tok/s says
+        # how much the records slow the step.
+        run $tn 300 sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/gptqtool' bench decode --device cuda \
+          --model /tmp/oc7b-$tm --batch $tb --prompt 128 --new 16 >'$LOGS/$tn.bench.json'"
+        note "$tn ($tv), traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/$tn.bench.json" | tr -d '\n ')"
+        [ -f "$LOGS/$tn.trace" ] && gzip -c "$LOGS/$tn.trace" >"$OUT/$tn.json.gz" &&
+          note "$tn: $(grep -c '"kind"' "$LOGS/$tn.trace") launches"
+      done
     done
     ;;
   decodebase)

@@ -92,6 +92,7 @@ type Backend struct {
 	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap     int       // records a module holds
+	traceAt      int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
 	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit    int       // the fewest positions a block of split paged attention takes

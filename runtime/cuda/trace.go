@@ -98,6 +98,12 @@ func (b *Backend) traceSetup() error {
 		return err
 	}
 	b.traceCap = b.traceCap / traceSMs * traceSMs // whole shares of the SMs
+	// GPTQTOOL_TRACE_AT: the kernels' other mark placements (TRACE_MARK_AT
+	// in kernels/common.cuh); paged attention's 1 marks its combine, 2 its
+	// first tile.
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 2, "0 (the default marks), 1 or 2"); err != nil {
+		return err
+	}
 	if drv.cuModuleGetGlobal == nil {
 		return fmt.Errorf("cuda: GPTQTOOL_TRACE: the driver has no cuModuleGetGlobal")
 	}
@@ -109,7 +115,11 @@ func (b *Backend) traceDefines() []string {
 	if b.tracePath == "" {
 		return nil
 	}
-	return []string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}
+	d := []string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}
+	if b.traceAt != 0 {
+		d = append(d, "-DTRACE_AT="+strconv.Itoa(b.traceAt))
+	}
+	return d
 }
 
 // WriteTrace sums up the kernel timeline into GPTQTOOL_TRACE's file; it

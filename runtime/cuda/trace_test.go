@@ -97,18 +97,24 @@ func TestTraceCompiles(t *testing.T) {
 		t.Skipf("%v", err)
 	}
 	const n = 2 * traceSMs
-	for _, k := range []struct{ file, kernel string }{
-		{"qgemv.cu", "qmma4_t1_f16"}, {"decode.cu", "paged_attn_c4_g4_f16"}, {"norm.cu", "rmsnorm_v8_f16"}, {"sample.cu", "sample_rows"},
-		{"gemv.cu", "gemv_rows_m1_f16"},
+	for _, k := range []struct{ file, kernel, at string }{
+		{"qgemv.cu", "qmma4_t1_f16", ""}, {"decode.cu", "paged_attn_c4_g4_f16", ""}, {"norm.cu", "rmsnorm_v8_f16", ""},
+		{"sample.cu", "sample_rows", ""}, {"gemv.cu", "gemv_rows_m1_f16", ""},
+		// Attention's other mark placements (GPTQTOOL_TRACE_AT).
+		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=1"}, {"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=2"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
 		if err != nil {
 			t.Fatal(err)
 		}
-		cubin, _, err := compile(m.File, src, 90, 0, "", append(m.Options(), "-DGPTQTOOL_TRACE="+strconv.Itoa(n))...)
+		opts := append(m.Options(), "-DGPTQTOOL_TRACE="+strconv.Itoa(n))
+		if k.at != "" {
+			opts = append(opts, k.at)
+		}
+		cubin, _, err := compile(m.File, src, 90, 0, "", opts...)
 		if err != nil {
-			t.Fatalf("%s: %v", m.Key(), err)
+			t.Fatalf("%s %s: %v", m.Key(), k.at, err)
 		}
 		c := append([]byte(nil), cubin...)
 		binary.LittleEndian.PutUint32(c[20:], 1) // e_version, as kernelSymbols does
