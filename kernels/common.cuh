@@ -318,6 +318,12 @@ __device__ __forceinline__ u32 cluster_addr(const void* p, u32 rank) {
 #endif
     return a;
 }
+// st_cluster: v to the cluster shared-memory address addr (cluster_addr).
+__device__ __forceinline__ void st_cluster(u32 addr, float v) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory");
+#endif
+}
 __device__ __forceinline__ float ld_cluster(u32 addr) {
     float v = 0.0f;
 #if __CUDA_ARCH__ >= 900

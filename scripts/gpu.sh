@@ -213,6 +213,15 @@ for step in $steps; do
       done
     done
     ;;
+  sass)
+    # SASS of the kernel-cache entries this call compiled or used whose
+    # names match SASS_MATCH (a grep -E pattern, default decode-PA_C_4),
+    # from the device's own cuobjdump (the cubins of NVRTC 13 are not
+    # readable by older ones), gzipped into $OUT/sass.txt.gz.
+    (cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark | grep -E "${SASS_MATCH:-decode-PA_C_4}" | sort |
+      while read -r f; do echo "=== $f"; cuobjdump -sass "$f"; done) | gzip >"$OUT/sass.txt.gz"
+    note "sass: $(zcat "$OUT/sass.txt.gz" | grep -c '^===') cubins"
+    ;;
   decodebase)
     # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
     # the checkpoints the decode step made (DECODE_VARIANTS) at

@@ -96,6 +96,7 @@ type Backend struct {
 	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit    int       // the fewest positions a block of split paged attention takes
+	attnPush     bool      // paged attention's clusters push their partial outputs to the blocks that combine them (GPTQTOOL_ATTN_PUSH=0: those pull)
 	gt           graphTimes
 }
 
@@ -191,6 +192,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
+	b.attnPush = os.Getenv("GPTQTOOL_ATTN_PUSH") != "0"
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}

@@ -283,3 +283,103 @@ func TestPagedDecodeGraphs(t *testing.T) {
 		}
 	}
 }
+
+// TestPagedAttentionPush checks the two cluster combines of split paged
+// attention against each other: splits that push their partial outputs to
+// the blocks that combine them must give the bits of blocks that pull them,
+// for rows of one split, of 2 to 8 (the cluster's combine) and of more
+// (through global memory), with and without the output's column order,
+// and both must match the CPU reference.
+func TestPagedAttentionPush(t *testing.T) {
+	b := gputest.Backend(t)
+	if !b.Clusters() {
+		t.Skip("no thread-block clusters on this device")
+	}
+	defer b.SetAttnPush(b.SetAttnPush(true))
+	c := cpu.New(0)
+	r := rand.New(rand.NewPCG(21, 22))
+	rand32 := normals(r)
+	const bs, blocks, width = 16, 96, 80
+	// Lengths 1, 18, 41, 141, 301, 1101 and 1201: one split, one, two,
+	// five, eight (the cluster combines them) and nine or ten (more than a
+	// cluster: global memory).
+	pos := []int32{0, 17, 40, 140, 300, 1100, 1200}
+	rows := len(pos)
+	for _, sh := range []struct{ hd, hq, hkv int }{{128, 32, 8}, {64, 8, 1}, {128, 8, 8}} {
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+			for _, ordered := range []bool{false, true} {
+				name := fmt.Sprintf("hd%d-hq%d-hkv%d-%v-ordered%v", sh.hd, sh.hq, sh.hkv, dt, ordered)
+				t.Run(name, func(t *testing.T) {
+					hd, hq, hkv := sh.hd, sh.hq, sh.hkv
+					tables := make([]int32, rows*width)
+					for i := range rows {
+						perm := r.Perm(blocks)
+						for j := range width {
+							tables[i*width+j] = int32(perm[j%blocks])
+						}
+					}
+					var slots []int32
+					if ordered {
+						for _, v := range r.Perm(hq * hd) {
+							slots = append(slots, int32(v))
+						}
+					}
+					q, qv := upload(t, b, dt, rand32(rows*hq*hd, 1), rows, hq*hd)
+					kc, kv := upload(t, b, dt, rand32(blocks*bs*hkv*hd, 1), blocks*bs, hkv*hd)
+					vc, vv := upload(t, b, dt, rand32(blocks*bs*hkv*hd, 1), blocks*bs, hkv*hd)
+					pt, tt := i32Tensor(t, b, pos), i32Tensor(t, b, tables)
+					var st runtime.Tensor
+					if ordered {
+						st = i32Tensor(t, b, slots)
+					}
+					p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+					run := func(push bool) []float32 {
+						b.SetAttnPush(push)
+						out, _ := upload(t, b, dt, make([]float32, rows*hq*hd), rows, hq*hd)
+						defer b.Free(out)
+						b.PagedAttentionTo(out, q, kc, vc, tt, pt, bs, p, st)
+						return download(t, b, out)
+					}
+					pushed, pulled := run(true), run(false)
+					sameBits(t, "pushed against pulled", pushed, pulled)
+					// The CPU reference, on the device's rounded inputs, in
+					// the order of the columns.
+					cq, _ := c.Alloc(runtime.F32, rows, hq*hd)
+					ckc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
+					cvc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
+					cout, _ := c.Alloc(runtime.F32, rows, hq*hd)
+					for _, u := range []struct {
+						x runtime.Tensor
+						v []float32
+					}{{cq, qv}, {ckc, kv}, {cvc, vv}} {
+						if err := c.Upload(u.x, u.v); err != nil {
+							t.Fatal(err)
+						}
+					}
+					c.PagedAttention(cout, cq, ckc, cvc, i32Tensor(t, c, tables), i32Tensor(t, c, pos), bs, p)
+					want := make([]float32, rows*hq*hd)
+					if err := c.Download(want, cout); err != nil {
+						t.Fatal(err)
+					}
+					w64 := make([]float64, len(want))
+					for i := range want {
+						col := i % (hq * hd)
+						if ordered {
+							col = int(slots[col])
+						}
+						w64[i/(hq*hd)*hq*hd+col] = float64(want[i])
+					}
+					if nmse := backendtest.NMSE(pushed, w64); !(nmse < 1e-4) {
+						t.Errorf("nmse %.3g against the CPU, want < 1e-4", nmse)
+					}
+					for _, x := range []runtime.Tensor{q, kc, vc, pt, tt} {
+						b.Free(x)
+					}
+					if ordered {
+						b.Free(st)
+					}
+				})
+			}
+		}
+	}
+}
