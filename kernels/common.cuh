@@ -116,6 +116,9 @@ __device__ __forceinline__ void pdl_launch() {
 // needed, that mark came up to 2.6 µs after the previous kernel's end in
 // grids of 448 blocks, against 0.5 µs in smaller ones; the traced step was
 // 4% slower than the plain one.)
+#ifndef TRACE_AT
+#define TRACE_AT 0
+#endif
 #ifdef GPTQTOOL_TRACE
 #define TRACE_SMS 256
 struct TraceRec {
@@ -178,9 +181,6 @@ struct Tracer {
 // TRACE_MARK_AT(at, k): mark k of the placement -DTRACE_AT=at
 // (GPTQTOOL_TRACE_AT), where a kernel has other marks than its default
 // (TRACE_AT 0) for a closer look at one of its parts.
-#ifndef TRACE_AT
-#define TRACE_AT 0
-#endif
 #define TRACE_MARK_AT(at, k)              \
     do {                                  \
         if (TRACE_AT == (at)) trace_.mark(k); \

@@ -356,17 +356,28 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             }
         }
         constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
+        TRACE_MARK_AT(4, 1);
+        // (TRACE_AT 3 and 4 run the combine's last part, or the pushes,
+        // twice from the same code: what the second pass saves is what
+        // fetching the code and the first reads of the data cost.)
+#pragma unroll 1
+        for (int pass = 0; pass < (TRACE_AT == 4 ? 2 : 1); pass++) {
 #pragma unroll
-        for (int u = 0; u < EPT; u++) {
-            const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
-            if (e < tot) {
-                const int y = e / sh;
-                st_cluster(cluster_addr(&rv[s * sh + e - y * sh], y), red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d]);
+            for (int u = 0; u < EPT; u++) {
+                const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+                if (e < tot) {
+                    const int y = e / sh;
+                    st_cluster(cluster_addr(&rv[s * sh + e - y * sh], y), red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d]);
+                }
             }
+            TRACE_MARK_AT(4, 2 + pass);
         }
         cluster_sync();
         TRACE_MARK_AT(0, 3);
         TRACE_MARK_AT(1, 1);
+        TRACE_MARK_AT(3, 1);
+#pragma unroll 1
+        for (int pass = 0; pass < (TRACE_AT == 3 ? 2 : 1); pass++) {
         for (int j = tid; j < sh; j += PA_TILE) {
             const int e = s * sh + j, g = e / hd, d = e % hd;
             if (e >= tot) break;
@@ -385,6 +396,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 if (y < S) o += w[y] / L * rv[y * sh + j];
             const int col = (h0 + g) * hd + d;
             out[(i64)r * hq * hd + (oslots ? (j == tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
+        }
+        TRACE_MARK_AT(3, 2 + pass);
         }
         TRACE_MARK_AT(1, 3);
         return;

@@ -196,7 +196,12 @@ for step in $steps; do
     # as trace-MODEL-bB-eN (N from 1), e.g. GPTQTOOL_TRACE_AT=1 for
     # attention's combine marks.
     tm=${TRACE_MODEL:-q4act}
-    [ -d /tmp/oc7b-$tm ] || { note "trace: needs /tmp/oc7b-$tm (run the decode step first)"; continue; }
+    # Without the decode step's checkpoint, one of random codes (gptqtool
+    # synth --bits, as DECODE_SOURCE=synth) of the same variant.
+    case $tm in q4act) tf="--bits 4 --group 128 --act-order" ;; q4) tf="--bits 4 --group 128" ;; *) tf="--bits 8 --group 128 --act-order" ;; esac
+    [ -d /tmp/oc7b-$tm ] || run synthq7b-$tm 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$tm $tf --json
+    [ -d /tmp/oc7b-$tm ] || { note "trace: no /tmp/oc7b-$tm"; continue; }
     IFS=';' read -r -a tenvs <<<"${TRACE_ENV:-}"
     for tb in ${TRACE_BATCHES:-1 32}; do
       for ((ti = 0; ti <= ${#tenvs[@]}; ti++)); do

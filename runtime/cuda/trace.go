@@ -73,6 +73,10 @@ type TraceLaunch struct {
 	// Partial: the launch ended after an SM's share of its module's
 	// records filled, so some of its blocks may be missing.
 	Partial bool `json:"partial,omitempty"`
+	// SMLoad counts the SMs by how many of the launch's blocks each ran;
+	// LoadEnd is the latest block end on the SMs of each such count.
+	SMLoad  map[int]int     `json:"sm_load"`
+	LoadEnd map[int]float64 `json:"load_end_us"`
 }
 
 // TraceSummary is WriteTrace's file.
@@ -100,8 +104,9 @@ func (b *Backend) traceSetup() error {
 	b.traceCap = b.traceCap / traceSMs * traceSMs // whole shares of the SMs
 	// GPTQTOOL_TRACE_AT: the kernels' other mark placements (TRACE_MARK_AT
 	// in kernels/common.cuh); paged attention's 1 marks its combine, 2 its
-	// first tile.
-	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 2, "0 (the default marks), 1 or 2"); err != nil {
+	// first tile, 3 and 4 run a pushing cluster's last part and its
+	// pushes twice (kernels/decode.cu).
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 4, "0 (the default marks) to 4"); err != nil {
 		return err
 	}
 	if drv.cuModuleGetGlobal == nil {
@@ -233,11 +238,21 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
 		sms := map[uint32]bool{}
 		start, end := rs[0].g[0], rs[0].g[4]
+		perSM := map[uint32]int{}
 		for _, r := range rs {
 			sms[r.sm] = true
+			perSM[r.sm]++
 			start, end = min(start, r.g[0]), max(end, r.g[4])
 		}
 		l.Start, l.End = us(start), us(end)
+		l.SMLoad, l.LoadEnd = map[int]int{}, map[int]float64{}
+		for _, n := range perSM {
+			l.SMLoad[n]++
+		}
+		for _, r := range rs {
+			n := perSM[r.sm]
+			l.LoadEnd[n] = max(l.LoadEnd[n], us(r.g[4]))
+		}
 		c := cutoffs[ln.mod]
 		l.Partial = c != 0 && end > c
 		l.SMs = len(sms)

@@ -15,7 +15,7 @@ import (
 // grid, kind, block, SM, grid dims, five timer and five clock marks), the
 // grouping by launch, the marks' earliest / median / latest, the median
 // block's cycles between the marks it reached (across the clock's wrap),
-// and the order of launches.
+// the SMs by the blocks they ran, and the order of launches.
 func TestTraceSummary(t *testing.T) {
 	rec := func(grid uint64, kind, block, sm uint32, gx, gy int, g [5]uint64, c [5]uint32) []byte {
 		b := make([]byte, traceRecBytes)
@@ -81,6 +81,10 @@ func TestTraceSummary(t *testing.T) {
 	if q.Mark[0] != [3]float64{5, 5.1, 5.2} || q.Mark[2] != [3]float64{9, 9.1, 9.5} {
 		t.Errorf("qmma marks %v", q.Mark)
 	}
+	// SM 3 ran two of its blocks (ending at 10 and 10.5 µs), SM 4 one (11).
+	if len(q.SMLoad) != 2 || q.SMLoad[1] != 1 || q.SMLoad[2] != 1 || q.LoadEnd[1] != 11 || q.LoadEnd[2] != 10.5 {
+		t.Errorf("qmma SM load %v, ends by load %v; want map[1:1 2:1] and map[1:11 2:10.5]", q.SMLoad, q.LoadEnd)
+	}
 	// Spans 400, 0x110 = 272 (across the wrap), 1000 cycles: the median
 	// block is the first.
 	if want := []uint32{100, 100, 100, 100}; len(q.Cycles) != 4 || q.Cycles[0] != want[0] || q.Cycles[3] != want[3] {
@@ -102,6 +106,7 @@ func TestTraceCompiles(t *testing.T) {
 		{"sample.cu", "sample_rows", ""}, {"gemv.cu", "gemv_rows_m1_f16", ""},
 		// Attention's other mark placements (GPTQTOOL_TRACE_AT).
 		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=1"}, {"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=2"},
+		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=3"}, {"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=4"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
