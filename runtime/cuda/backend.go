@@ -77,27 +77,29 @@ type Backend struct {
 	swork  *Buffer // SampleTokens: penalised copies of logits rows
 	stoks  *Buffer // SampleTokens: the drawn tokens
 
-	capturing    bool      // a graph is being recorded: no allocation may happen
-	graphs       int       // live graphs: scratch they use is retired, not reused
-	retired      []*Buffer // scratch replaced while graphs were alive
-	dequantGEMM  bool      // products with quantized weights go through deq
-	pdl          bool      // launch pdlKernels with programmatic stream serialization
-	clusters     bool      // split products reduce in thread-block clusters (qmma's cl)
-	inputOrder   bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	normFuseRows int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	ropeFuse     bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
-	smemSM       int       // shared memory of an SM
-	waveCap      bool      // quantized products split into no more blocks than one wave
-	qfill        [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
-	xasync       int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	tracePath    string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
-	traceCap     int       // records a module holds
-	traceAt      int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
-	gemv         bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
-	attnPrefetch int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	attnSplit    int       // the fewest positions a block of split paged attention takes
-	attnPush     bool      // paged attention's clusters push their partial outputs to the blocks that combine them (GPTQTOOL_ATTN_PUSH=0: those pull)
-	gt           graphTimes
+	capturing     bool      // a graph is being recorded: no allocation may happen
+	graphs        int       // live graphs: scratch they use is retired, not reused
+	retired       []*Buffer // scratch replaced while graphs were alive
+	dequantGEMM   bool      // products with quantized weights go through deq
+	pdl           bool      // launch pdlKernels with programmatic stream serialization
+	clusters      bool      // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder    bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	normFuseRows  int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
+	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
+	smemSM        int       // shared memory of an SM
+	waveCap       bool      // quantized products split into no more blocks than one wave
+	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
+	xasync        int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath     string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap      int       // records a module holds
+	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
+	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
+	attnSplit     int       // the fewest positions a block of split paged attention takes
+	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
+	attnPush      bool      // paged attention's clusters push their partial outputs to the blocks that combine them (GPTQTOOL_ATTN_PUSH=0: those pull)
+	gt            graphTimes
 }
 
 type fnKey struct{ src, name string }
@@ -113,7 +115,7 @@ type launchArgs struct {
 	vals [maxKernelArgs]uint64
 	ptrs [maxKernelArgs]unsafe.Pointer
 	cfg  launchConfig // cuLaunchKernelEx's, with attrs
-	attr [2]launchAttr
+	attr [3]launchAttr
 }
 
 type function struct {
@@ -193,6 +195,10 @@ func New(o Options) (*Backend, error) {
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
 	b.attnPush = os.Getenv("GPTQTOOL_ATTN_PUSH") != "0"
+	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
+		return nil, err
+	}
+	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}
@@ -772,6 +778,11 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 			binary.LittleEndian.PutUint32(a.attr[n].val[4:], uint32(clusterY))
 			binary.LittleEndian.PutUint32(a.attr[n].val[8:], 1)
 			n++
+			if b.clusterPolicy != 0 {
+				a.attr[n] = launchAttr{id: launchAttrClusterPolicy}
+				binary.LittleEndian.PutUint32(a.attr[n].val[0:], uint32(b.clusterPolicy))
+				n++
+			}
 		}
 		a.cfg = launchConfig{gx: uint32(grid.X), gy: uint32(grid.Y), gz: uint32(grid.Z), bx: uint32(block.X), by: uint32(block.Y), bz: uint32(block.Z),
 			shared: uint32(shared), stream: b.stream, attrs: unsafe.Pointer(&a.attr[0]), numAttrs: uint32(n)}

@@ -791,10 +791,34 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		}
 		r = *rp
 	}
+	if b.qmmaSpread {
+		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
+	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync /* qgemv.cu's QF_XASYNC */, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc)
+}
+
+// spreadShared is the dynamic shared memory a qmma block of a grid of
+// blocks asks for so that an SM holds at most its even share of them,
+// ceil(blocks / SMs): where the previous kernel's blocks end unevenly (a
+// launch overlapped with it places blocks wherever room is freed first),
+// no SM is left with more of the grid than the others. At least shared;
+// shared itself where the share is as many as the SM holds anyway (most:
+// the blocks its registers allow).
+func (b *Backend) spreadShared(shared, blocks, most int) int {
+	c := (blocks + b.sms - 1) / b.sms
+	if c >= most {
+		return shared
+	}
+	// One byte past what c+1 blocks could take (with a KiB to spare for
+	// the allocation's granularity), so long as c blocks still fit.
+	want := b.smemSM/(c+1) - qmmaSharedReserve + 1<<10
+	if want <= shared || want > b.shared || c*(want+qmmaSharedReserve) > b.smemSM {
+		return shared
+	}
+	return want
 }
 
 // sequentialX copies x [M, K] into the xperm scratch in q's sequential input

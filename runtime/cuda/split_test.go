@@ -54,3 +54,24 @@ func TestQmmaSplit(t *testing.T) {
 		t.Errorf("gate/up M32 fill 2 without the wave cap: %d splits, want 2", p.S)
 	}
 }
+
+// TestSpreadShared checks GPTQTOOL_QMMA_SPREAD's shared memory on an
+// H200's figures: a grid of 256 blocks (two an SM at most) or 288 (three)
+// asks for more than 1/3 (1/4) of the SM's memory but no more than 1/2
+// (1/3), counting the reserve a block takes besides; a grid of 448 (four
+// an SM, what the registers allow anyway) or one that already takes more
+// is left as it is.
+func TestSpreadShared(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472}
+	for _, c := range []struct{ shared, blocks, most int }{{40 << 10, 256, 2}, {40 << 10, 288, 3}, {40 << 10, 384, 3}, {40 << 10, 132, 1}} {
+		got := b.spreadShared(c.shared, c.blocks, 4)
+		if per := b.smemSM / (got + qmmaSharedReserve); per != c.most {
+			t.Errorf("%d blocks of %d bytes: %d bytes, %d blocks an SM; want %d", c.blocks, c.shared, got, per, c.most)
+		}
+	}
+	for _, c := range []struct{ shared, blocks int }{{40 << 10, 448}, {100 << 10, 256}} {
+		if got := b.spreadShared(c.shared, c.blocks, 4); got != c.shared {
+			t.Errorf("%d blocks of %d bytes: %d bytes, want them unchanged", c.blocks, c.shared, got)
+		}
+	}
+}
