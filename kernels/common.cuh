@@ -273,6 +273,33 @@ __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src));
 }
 
+// L2 policies for streams read once a step (a model's weights): with
+// evict_first their lines are the first to go, so that what a step reads
+// again (the kernels' code, the KV cache, activations, norms) stays in L2;
+// evict_normal is the plain loads' behaviour.
+__device__ __forceinline__ u64 l2_policy(bool evict_first) {
+    u64 p;
+    if (evict_first)
+        asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+    else
+        asm("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+
+// cp_async16_pol: cp_async16 under the L2 policy pol (l2_policy).
+__device__ __forceinline__ void cp_async16_pol(u32 dst, const void* src, u64 pol) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "l"(pol));
+}
+
+// ldg_pol: 16 read-only bytes under the L2 policy pol (l2_policy).
+__device__ __forceinline__ uint4 ldg_pol(const uint4* p, u64 pol) {
+    uint4 v;
+    asm volatile("ld.global.nc.L2::cache_hint.v4.u32 {%0, %1, %2, %3}, [%4], %5;"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p), "l"(pol));
+    return v;
+}
+
 // prefetch_l1: the line holding p into L1 (no register, no wait).
 __device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 
@@ -317,12 +344,6 @@ __device__ __forceinline__ u32 cluster_addr(const void* p, u32 rank) {
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(smem_addr(p)), "r"(rank));
 #endif
     return a;
-}
-// st_cluster: v to the cluster shared-memory address addr (cluster_addr).
-__device__ __forceinline__ void st_cluster(u32 addr, float v) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory");
-#endif
 }
 __device__ __forceinline__ float ld_cluster(u32 addr) {
     float v = 0.0f;

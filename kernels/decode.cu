@@ -78,9 +78,6 @@ FOR_DTYPES(ROPE_STORE)
 // (row, kv head) (pagedMaxSplits; the kernel clamps to it as well).
 #define PA_TILE 128
 #define PA_SPLITS 32
-// PA_RV_OFF: where a pushing cluster's received partial outputs start in
-// the dynamic shared memory (after the V tile and the warps' sums).
-#define PA_RV_OFF(T, G, D) (PA_TILE * (D) * (int)sizeof(T) > 16 * (G) * (D) ? PA_TILE * (D) * (int)sizeof(T) : 16 * (G) * (D))
 
 // split_weights turns a head's splits' (max, sum) pairs, wy[y] and l[y],
 // into the weights of their partial outputs: exp(max_y - max) / sum.
@@ -107,7 +104,7 @@ template <typename T, int C, int G, bool PRE>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu, int push) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
@@ -115,7 +112,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
     __shared__ int last;
     __shared__ float wy[G][PA_SPLITS];       // the combine's weights of the splits
-    __shared__ float rm[8][G], rl[8][G];     // a pushing cluster's splits' (max, sum) pairs
     // Dynamic: the tile's V rows [PA_TILE][D] T, then (after the last tile)
     // the warps' sums [4][G][D] fp32 in the same memory.
     extern __shared__ u32x4 smem_pa[];
@@ -144,7 +140,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         pdl_launch();  // touches nothing: the next kernel need not wait for it
         if (cm && s < clu) {
             cluster_sync();
-            if (!push) cluster_sync_relaxed();
+            cluster_sync_relaxed();
         }
         return;
     }
@@ -152,9 +148,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // cluster (the model's, loaded before the wait).
     int oslot0 = 0;
     if (cm && oslots) {
-        const int tot = Gr * hd, sh = (tot + S - 1) / S;
-        const int e = push ? s * sh + tid : s * tot / S + tid;
-        if (push ? tid < sh && e < tot : e < (s + 1) * tot / S) oslot0 = oslots[(h0 + e / hd) * hd + e % hd];
+        const int tot = Gr * hd, e = s * tot / S + tid;
+        if (e < (s + 1) * tot / S) oslot0 = oslots[(h0 + e / hd) * hd + e % hd];
     }
     const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
@@ -331,6 +326,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // splits' weights, 3 with the outputs written (before a cluster's last
     // barrier). TRACE_AT 2, the first tile: 1 after the wait, 2 with the
     // queries staged, 3 with the tile's scores and V rows in shared memory.
+    // TRACE_AT 3, a combining cluster's last part run twice from the same
+    // code: 1 as the barrier is passed, 2 and 3 after each pass (what the
+    // second saves is what fetching the code costs the first).
     TRACE_MARK_AT(0, 2);
     pdl_launch();  // the next kernel may start its prologue now
 #pragma unroll
@@ -339,69 +337,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
     __syncthreads();
     const int nh = Gr;
-    if (cm && push) {
-        // Pushed: each block stores its (max, sum) pairs, and the slices
-        // of its partial output (the warps' sums) that each block of the
-        // cluster combines, into that block's shared memory; after one
-        // barrier every block combines its slice of sh outputs from its
-        // own shared memory (rv [S][sh] after the dynamic memory's tile),
-        // with the same arithmetic as split_weights and the pulled combine.
-        const int tot = nh * hd, sh = (tot + S - 1) / S;
-        float* rv = (float*)((char*)smem_pa + PA_RV_OFF(T, G, D));
-        if (tid < nh) {
-            const float m0 = mh[tid], l0 = lh[tid];
-            for (int y = 0; y < S; y++) {
-                st_cluster(cluster_addr(&rm[s][tid], y), m0);
-                st_cluster(cluster_addr(&rl[s][tid], y), l0);
-            }
-        }
-        constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
-        TRACE_MARK_AT(4, 1);
-        // (TRACE_AT 3 and 4 run the combine's last part, or the pushes,
-        // twice from the same code: what the second pass saves is what
-        // fetching the code and the first reads of the data cost.)
-#pragma unroll 1
-        for (int pass = 0; pass < (TRACE_AT == 4 ? 2 : 1); pass++) {
-#pragma unroll
-            for (int u = 0; u < EPT; u++) {
-                const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
-                if (e < tot) {
-                    const int y = e / sh;
-                    st_cluster(cluster_addr(&rv[s * sh + e - y * sh], y), red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d]);
-                }
-            }
-            TRACE_MARK_AT(4, 2 + pass);
-        }
-        cluster_sync();
-        TRACE_MARK_AT(0, 3);
-        TRACE_MARK_AT(1, 1);
-        TRACE_MARK_AT(3, 1);
-#pragma unroll 1
-        for (int pass = 0; pass < (TRACE_AT == 3 ? 2 : 1); pass++) {
-        for (int j = tid; j < sh; j += PA_TILE) {
-            const int e = s * sh + j, g = e / hd, d = e % hd;
-            if (e >= tot) break;
-            float w[8], M = NEG_INF, L = 0.0f, o = 0.0f;
-#pragma unroll
-            for (int y = 0; y < 8; y++)
-                if (y < S) M = fmaxf(M, rm[y][g]);
-#pragma unroll
-            for (int y = 0; y < 8; y++)
-                if (y < S) {
-                    w[y] = expf(rm[y][g] - M);
-                    L += w[y] * rl[y][g];
-                }
-#pragma unroll
-            for (int y = 0; y < 8; y++)
-                if (y < S) o += w[y] / L * rv[y * sh + j];
-            const int col = (h0 + g) * hd + d;
-            out[(i64)r * hq * hd + (oslots ? (j == tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
-        }
-        TRACE_MARK_AT(3, 2 + pass);
-        }
-        TRACE_MARK_AT(1, 3);
-        return;
-    }
     if (cm) {
         // This block's partial output (the warps' sums) in red[0]; then each
         // block of the cluster writes its share of the outputs from every
@@ -426,6 +361,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #pragma unroll
         for (int y = 0; y < 8; y++) base[y] = y < S ? cluster_addr(&red[0][0][0], y) : 0;
         const int tot = nh * hd;
+        TRACE_MARK_AT(3, 1);
+#pragma unroll 1
+        for (int pass = 0; pass < (TRACE_AT == 3 ? 2 : 1); pass++) {
         for (int e = s * tot / S + tid; e < (s + 1) * tot / S; e += blockDim.x) {
             const int g = e / hd, d = e % hd;
             float o = 0.0f;
@@ -434,6 +372,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 if (y < S) o += wy[g][y] * ld_cluster(base[y] + 4 * (g * D + d));
             const int col = (h0 + g) * hd + d;
             out[(i64)r * hq * hd + (oslots ? (e == s * tot / S + tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
+        }
+        TRACE_MARK_AT(3, 2 + pass);
         }
         TRACE_MARK_AT(1, 3);
         cluster_sync_relaxed();  // the others may still read this block's sums
@@ -504,9 +444,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu, int push) {                                                                                   \
+        int clu) {                                                                                             \
         paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
-                                 minsplit, oslots, clu, push);                                                 \
+                                 minsplit, oslots, clu);                                                       \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
 // PA_PRE, the plain one.

@@ -3,17 +3,18 @@
 // logits in a decode step, where cuBLAS's GEMV reads the 262 MB of an fp16
 // 7B head at 2.8 TB/s (runtime/cuda linear, GPTQTOOL_GEMV).
 //
-// gemv_rows_mM_T(y, x, w, N, K): 256 threads, eight warps, each warp two
+// gemv_rows_mM_T(y, x, w, N, K, ef): 256 threads, eight warps, each warp two
 // rows of w (two outputs), 16 columns a block, grid ceil(N/16). A lane
 // reads 16-byte pieces k8 = lane, lane+32, ... of its two rows, GV_U of
 // each in flight at once (the first before waiting for the previous
-// kernel: w is the model's), and the same pieces of x (L1), and sums in
-// fp32; the warp adds up its lanes.
+// kernel: w is the model's; with ef, under the L2 policy evict_first),
+// and the same pieces of x (L1), and sums in fp32; the warp adds up its
+// lanes.
 
 #define GV_U 4
 
 template <typename T, int M>
-__device__ void gemv_rows(float* __restrict__ y, const T* __restrict__ x, const T* __restrict__ w, int N, int K) {
+__device__ void gemv_rows(float* __restrict__ y, const T* __restrict__ x, const T* __restrict__ w, int N, int K, int ef) {
     TRACE_BEGIN(6);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int n0 = (blockIdx.x * 8 + warp) * 2, K8 = K / 8;
@@ -23,11 +24,12 @@ __device__ void gemv_rows(float* __restrict__ y, const T* __restrict__ x, const 
 #pragma unroll
     for (int m = 0; m < M; m++) acc[0][m] = acc[1][m] = 0.0f;
     uint4 a[GV_U], b[GV_U];
+    const u64 wpol = l2_policy(ef);
     auto fetch = [&](int k0) {
 #pragma unroll
         for (int u = 0; u < GV_U; u++) {
             const int k8 = k0 + 32 * u;
-            if (k8 < K8) a[u] = __ldg(w0 + k8), b[u] = __ldg(w1 + k8);
+            if (k8 < K8) a[u] = ldg_pol(w0 + k8, wpol), b[u] = ldg_pol(w1 + k8, wpol);
         }
     };
     fetch(lane);
@@ -69,8 +71,8 @@ __device__ void gemv_rows(float* __restrict__ y, const T* __restrict__ x, const 
 
 #define GEMV_M(N, T, M)                                                                                          \
     extern "C" __global__ void __launch_bounds__(256) gemv_rows_m##M##_##N(float* y, const T* x, const T* w, int n, \
-                                                                           int k) {                              \
-        gemv_rows<T, M>(y, x, w, n, k);                                                                          \
+                                                                           int k, int ef) {                      \
+        gemv_rows<T, M>(y, x, w, n, k, ef);                                                                      \
     }
 #define GEMV(N, T) GEMV_M(N, T, 1) GEMV_M(N, T, 2) GEMV_M(N, T, 3) GEMV_M(N, T, 4)
 GEMV(f16, f16)

@@ -76,8 +76,10 @@
 
 #define QCOLS 128
 
-// qmma's flags: QF_XASYNC stages fp16 x with cp.async.
+// qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
+// the weights with the L2 policy evict_first (l2_policy).
 #define QF_XASYNC 1
+#define QF_EVICT 2
 
 __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     u32 d;
@@ -204,9 +206,9 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 #define QST 8
 
 // cp_async16_if: cp_async16 when on, as one predicated instruction.
-__device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on) {
-    asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global [%0], [%1], 16; }" ::"r"(dst), "l"(src),
-                 "r"((int)on));
+__device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on, u64 pol) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %3; }" ::"r"(dst),
+                 "l"(src), "r"((int)on), "l"(pol));
 }
 
 // codes: (w & MASK) | magic in one LOP3 (magic in a register): two codes
@@ -270,9 +272,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
+    const u64 wpol = l2_policy(flags & QF_EVICT);
 #pragma unroll
     for (int i = 0; i < QST; i++) {
-        if (i < nc) cp_async16(ring0 + i * 512, src + i * 32);
+        if (i < nc) cp_async16_pol(ring0 + i * 512, src + i * 32, wpol);
         asm volatile("cp.async.commit_group;");
     }
     src += QST * 32;
@@ -531,7 +534,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int i = i0 + u;
                 if (i >= nc) break;
                 refill += 32;
-                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc);
+                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
                 asm volatile("cp.async.commit_group;");
                 asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
                 const u32x4 w = lds128(ring0 + u * 512);

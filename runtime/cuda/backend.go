@@ -98,7 +98,7 @@ type Backend struct {
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	attnPush      bool      // paged attention's clusters push their partial outputs to the blocks that combine them (GPTQTOOL_ATTN_PUSH=0: those pull)
+	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: plainly)
 	gt            graphTimes
 }
 
@@ -194,7 +194,9 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
-	b.attnPush = os.Getenv("GPTQTOOL_ATTN_PUSH") != "0"
+	// Weights stream through L2 as its first lines to evict, so that what
+	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them plainly.
+	b.evictFirst = os.Getenv("GPTQTOOL_EVICT_FIRST") != "0"
 	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
 		return nil, err
 	}

@@ -91,18 +91,6 @@ func (b *Backend) SetClusters(on bool) {
 // thread-block clusters.
 func (b *Backend) Clusters() bool { return b.clusters }
 
-// SetAttnPush chooses how paged attention's clusters combine their splits:
-// each block pushing its partial outputs to the blocks that combine them
-// (on, the default), or each combining block pulling them from the others
-// (off, as GPTQTOOL_ATTN_PUSH=0 does). It reports the previous setting.
-func (b *Backend) SetAttnPush(on bool) bool {
-	b.enter()
-	defer b.exit()
-	prev := b.attnPush
-	b.attnPush = on
-	return prev
-}
-
 // SetGEMV chooses gemv.cu (on, the default) or cuBLAS (off, as
 // GPTQTOOL_GEMV=0 does) for products of a few rows of 16-bit x and w into
 // fp32, for tests of both.
@@ -215,20 +203,13 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	}
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
-	push := int32(0)
-	if clu > 0 && b.attnPush {
-		// A pushing cluster's received partial outputs: S slices of
-		// ceil(hq/hkv·hd / S) floats, at most g·32c + 7 (decode.cu PA_RV_OFF).
-		push = 1
-		shared += (g*32*c + maxClusterBlocks) * 4
-	}
 	names := pagedNames
 	if p.CacheSettled && rows <= b.attnPrefetch {
 		names = pagedPreNames
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), push)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu))
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).

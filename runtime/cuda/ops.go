@@ -353,7 +353,11 @@ func (b *Backend) gemvRows(d, xt, wt *Tensor, m, n, k int) bool {
 		return false
 	}
 	name := fmt.Sprintf("gemv_rows_m%d_%s", m, suffix(xt.dt))
-	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 15) / 16}, Dim{X: 256}, 0, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k)))
+	ef := int32(0)
+	if b.evictFirst {
+		ef = 1
+	}
+	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 15) / 16}, Dim{X: 256}, 0, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k), ef))
 	return true
 }
 

@@ -796,8 +796,18 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.xasync /* qgemv.cu's QF_XASYNC */, nw, eps, nv8,
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.qmmaFlags(), nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc)
+}
+
+// qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1)
+// and QF_EVICT (2).
+func (b *Backend) qmmaFlags() int32 {
+	f := b.xasync
+	if b.evictFirst {
+		f |= 2
+	}
+	return f
 }
 
 // spreadShared is the dynamic shared memory a qmma block of a grid of

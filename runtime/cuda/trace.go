@@ -104,9 +104,9 @@ func (b *Backend) traceSetup() error {
 	b.traceCap = b.traceCap / traceSMs * traceSMs // whole shares of the SMs
 	// GPTQTOOL_TRACE_AT: the kernels' other mark placements (TRACE_MARK_AT
 	// in kernels/common.cuh); paged attention's 1 marks its combine, 2 its
-	// first tile, 3 and 4 run a pushing cluster's last part and its
-	// pushes twice (kernels/decode.cu).
-	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 4, "0 (the default marks) to 4"); err != nil {
+	// first tile, 3 runs a combining cluster's last part twice
+	// (kernels/decode.cu).
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 3, "0 (the default marks) to 3"); err != nil {
 		return err
 	}
 	if drv.cuModuleGetGlobal == nil {
