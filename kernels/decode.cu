@@ -180,20 +180,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     TRACE_MARK_AT(0, 1);
     TRACE_MARK_AT(2, 1);
     const bool vec = (hd & 7) == 0;
-    {
-        // The heads' queries, all of a thread's loads in flight at once.
-        constexpr int QPT = (G * D + PA_TILE - 1) / PA_TILE;
-        float qv[QPT];
-#pragma unroll
-        for (int u = 0; u < QPT; u++) {
-            const int e = tid + u * PA_TILE, g = e / D, d = e % D;
-            qv[u] = e < G * D && d < hd && g < Gr ? to_f32(q[((i64)r * hq + h0 + g) * hd + d]) * scale : 0.0f;
-        }
-#pragma unroll
-        for (int u = 0; u < QPT; u++) {
-            const int e = tid + u * PA_TILE;
-            if (e < G * D) ((float*)qs4[e / D])[e % D] = qv[u];
-        }
+    for (int e = tid; e < G * D; e += blockDim.x) {
+        const int g = e / D, d = e % D;
+        ((float*)qs4[g])[d] = d < hd && g < Gr ? to_f32(q[((i64)r * hq + h0 + g) * hd + d]) * scale : 0.0f;
     }
     if (tid < G) mh[tid] = NEG_INF, lh[tid] = 0.0f;
     float acc[G][C];
