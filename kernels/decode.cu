@@ -353,16 +353,16 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         TRACE_MARK_AT(3, 1);
 #pragma unroll 1
         for (int pass = 0; pass < (TRACE_AT == 3 ? 2 : 1); pass++) {
-        for (int e = s * tot / S + tid; e < (s + 1) * tot / S; e += blockDim.x) {
-            const int g = e / hd, d = e % hd;
-            float o = 0.0f;
+            for (int e = s * tot / S + tid; e < (s + 1) * tot / S; e += blockDim.x) {
+                const int g = e / hd, d = e % hd;
+                float o = 0.0f;
 #pragma unroll
-            for (int y = 0; y < 8; y++)
-                if (y < S) o += wy[g][y] * ld_cluster(base[y] + 4 * (g * D + d));
-            const int col = (h0 + g) * hd + d;
-            out[(i64)r * hq * hd + (oslots ? (e == s * tot / S + tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
-        }
-        TRACE_MARK_AT(3, 2 + pass);
+                for (int y = 0; y < 8; y++)
+                    if (y < S) o += wy[g][y] * ld_cluster(base[y] + 4 * (g * D + d));
+                const int col = (h0 + g) * hd + d;
+                out[(i64)r * hq * hd + (oslots ? (e == s * tot / S + tid ? oslot0 : oslots[col]) : col)] = from_f32<T>(o);
+            }
+            TRACE_MARK_AT(3, 2 + pass);
         }
         TRACE_MARK_AT(1, 3);
         cluster_sync_relaxed();  // the others may still read this block's sums
