@@ -77,9 +77,12 @@
 #define QCOLS 128
 
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
-// the weights with the L2 policy evict_first (l2_policy).
+// the weights with the L2 policy evict_first (l2_policy); QF_EARLY lets
+// the next kernel launch as this one starts rather than after its main
+// loop (its blocks then take the room this one's leave on each SM).
 #define QF_XASYNC 1
 #define QF_EVICT 2
+#define QF_EARLY 4
 
 __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     u32 d;
@@ -259,6 +262,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr float XS = xscale<T>::v;
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
+    if (flags & QF_EARLY) pdl_launch();
     const int CK = K / KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
@@ -586,7 +590,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
-    pdl_launch();  // the next kernel may start its prologue now
+    if (!(flags & QF_EARLY)) pdl_launch();  // the next kernel may start its prologue now
 
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).

@@ -97,6 +97,7 @@ type Backend struct {
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: plainly)
 	gt            graphTimes
@@ -201,6 +202,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
+	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}

@@ -800,12 +800,15 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		r.pos, r.slot, r.inv, r.kc, r.vc)
 }
 
-// qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1)
-// and QF_EVICT (2).
+// qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
+// QF_EVICT (2) and QF_EARLY (4).
 func (b *Backend) qmmaFlags() int32 {
 	f := b.xasync
 	if b.evictFirst {
 		f |= 2
+	}
+	if b.qmmaEarly {
+		f |= 4
 	}
 	return f
 }
