@@ -208,7 +208,8 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
 
-// cp_async16_if: cp_async16 when on, as one predicated instruction.
+// cp_async16_if: cp_async16_pol (under the L2 policy pol) when on, as one
+// predicated instruction.
 __device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on, u64 pol) {
     asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %3; }" ::"r"(dst),
                  "l"(src), "r"((int)on), "l"(pol));

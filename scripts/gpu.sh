@@ -198,7 +198,12 @@ for step in $steps; do
     tm=${TRACE_MODEL:-q4act}
     # Without the decode step's checkpoint, one of random codes (gptqtool
     # synth --bits, as DECODE_SOURCE=synth) of the same variant.
-    case $tm in q4act) tf="--bits 4 --group 128 --act-order" ;; q4) tf="--bits 4 --group 128" ;; *) tf="--bits 8 --group 128 --act-order" ;; esac
+    case $tm in
+    q4act) tf="--bits 4 --group 128 --act-order" ;;
+    q4) tf="--bits 4 --group 128" ;;
+    q8act) tf="--bits 8 --group 128 --act-order" ;;
+    *) note "trace: TRACE_MODEL=$tm: want q4act, q4 or q8act"; continue ;;
+    esac
     [ -d /tmp/oc7b-$tm ] || run synthq7b-$tm 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$tm $tf --json
     [ -d /tmp/oc7b-$tm ] || { note "trace: no /tmp/oc7b-$tm"; continue; }

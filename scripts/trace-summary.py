@@ -18,7 +18,11 @@ barrier was passed), when its last block ended; then
 Then the step's totals by kernel: the time from the previous kernel's end
 to this one's end, summed over the step's launches of that kernel.
 
-Usage: scripts/trace-summary.py TRACE.json[.gz] [--all]
+--sm adds, under each launch, its SMs counted by how many of its blocks
+each ran and the latest block end on the SMs of each count (µs from the
+launch's first block start).
+
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm]
 """
 import gzip
 import json
@@ -80,6 +84,11 @@ def main():
         rows.append(f'{i:4d} {k:24} {l["blocks"]:4d} {f(l["start_us"] - t0)} {f(prev_end)} '
                     f'{(f"{w_min:7.2f}/{w_med:7.2f}" if w_med is not None else "-"):>15} {f(staged)} {f(loop)} {f(end)} '
                     f'{(f"{gap:6.2f}" if gap is not None else "-"):>6} {(f"{body:6.2f}" if body is not None else "-"):>6}  {l["cycles"]}')
+        if "--sm" in sys.argv and l.get("sm_load"):
+            by = sorted((int(n), c) for n, c in l["sm_load"].items())
+            ends = {int(n): e - l["start_us"] for n, e in l.get("load_end_us", {}).items()}
+            rows.append(f'{"":29}{l["sms"]} SMs; blocks run: SMs (latest end) ' +
+                        ", ".join(f"{n}: {c} ({ends.get(n, 0):.2f})" for n, c in by))
         prev_end = end
     if "--all" in sys.argv:
         print(hdr)

@@ -97,9 +97,10 @@ type Backend struct {
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: plainly)
+	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	gt            graphTimes
 }
 
@@ -196,7 +197,8 @@ func New(o Options) (*Backend, error) {
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
 	// Weights stream through L2 as its first lines to evict, so that what
-	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them plainly.
+	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them under
+	// the evict_normal policy (the same instructions).
 	b.evictFirst = os.Getenv("GPTQTOOL_EVICT_FIRST") != "0"
 	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
 		return nil, err

@@ -696,12 +696,16 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			}
 			return b.View(t, r0, n).(*Tensor)
 		}
+		// Every pass but the last streams the weights under the normal L2
+		// policy, so that the next pass may find them there.
+		defer func() { b.passKeep = false }()
 		for r0 := 0; r0 < M; r0 += qmmaPass {
 			n := min(qmmaPass, M-r0)
 			var o [3]*Tensor
 			for i := range widths {
 				o[i] = rows(outs[i], r0, n)
 			}
+			b.passKeep = r0+n < M
 			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil, rp.rows(r0))
 		}
 		return
@@ -801,10 +805,11 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 }
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
-// QF_EVICT (2) and QF_EARLY (4).
+// QF_EVICT (2; not for a pass whose weights the next pass reads again)
+// and QF_EARLY (4).
 func (b *Backend) qmmaFlags() int32 {
 	f := b.xasync
-	if b.evictFirst {
+	if b.evictFirst && !b.passKeep {
 		f |= 2
 	}
 	if b.qmmaEarly {
@@ -825,9 +830,10 @@ func (b *Backend) spreadShared(shared, blocks, most int) int {
 	if c >= most {
 		return shared
 	}
-	// One byte past what c+1 blocks could take (with a KiB to spare for
-	// the allocation's granularity), so long as c blocks still fit.
-	want := b.smemSM/(c+1) - qmmaSharedReserve + 1<<10
+	// Past what c+1 blocks could take even with no static memory (only
+	// the driver's KiB a block), in whole 128-byte units, so long as c
+	// blocks still fit with qmmaSharedReserve each.
+	want := (b.smemSM/(c+1) - 1<<10 + 128) / 128 * 128
 	if want <= shared || want > b.shared || c*(want+qmmaSharedReserve) > b.smemSM {
 		return shared
 	}

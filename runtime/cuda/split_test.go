@@ -63,10 +63,12 @@ func TestQmmaSplit(t *testing.T) {
 // is left as it is.
 func TestSpreadShared(t *testing.T) {
 	b := &Backend{sms: 132, shared: 232448, smemSM: 233472}
-	for _, c := range []struct{ shared, blocks, most int }{{40 << 10, 256, 2}, {40 << 10, 288, 3}, {40 << 10, 384, 3}, {40 << 10, 132, 1}} {
+	// fits: the blocks an SM holds, counting qmmaSharedReserve a block
+	// and, for the least a block can take besides, the driver's KiB alone.
+	for _, c := range []struct{ shared, blocks, perSM int }{{40 << 10, 256, 2}, {40 << 10, 288, 3}, {40 << 10, 384, 3}, {40 << 10, 132, 1}} {
 		got := b.spreadShared(c.shared, c.blocks, 4)
-		if per := b.smemSM / (got + qmmaSharedReserve); per != c.most {
-			t.Errorf("%d blocks of %d bytes: %d bytes, %d blocks an SM; want %d", c.blocks, c.shared, got, per, c.most)
+		if per, least := b.smemSM/(got+qmmaSharedReserve), b.smemSM/(got+1<<10); per != c.perSM || least != c.perSM {
+			t.Errorf("%d blocks of %d bytes: %d bytes, %d blocks an SM (%d with only the driver's KiB); want %d", c.blocks, c.shared, got, per, least, c.perSM)
 		}
 	}
 	for _, c := range []struct{ shared, blocks int }{{40 << 10, 448}, {100 << 10, 256}} {

@@ -74,7 +74,8 @@ type TraceLaunch struct {
 	// records filled, so some of its blocks may be missing.
 	Partial bool `json:"partial,omitempty"`
 	// SMLoad counts the SMs by how many of the launch's blocks each ran;
-	// LoadEnd is the latest block end on the SMs of each such count.
+	// LoadEnd is the latest block end on the SMs of each such count (µs
+	// from the trace's first block start, as Start and End).
 	SMLoad  map[int]int     `json:"sm_load"`
 	LoadEnd map[int]float64 `json:"load_end_us"`
 }
@@ -91,7 +92,8 @@ type TraceSummary struct {
 
 var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows"}
 
-// traceSetup reads GPTQTOOL_TRACE and GPTQTOOL_TRACE_RECORDS.
+// traceSetup reads GPTQTOOL_TRACE, GPTQTOOL_TRACE_RECORDS and
+// GPTQTOOL_TRACE_AT.
 func (b *Backend) traceSetup() error {
 	b.tracePath = os.Getenv("GPTQTOOL_TRACE")
 	if b.tracePath == "" {
