@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -49,7 +50,26 @@ func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, err
 	if cb, ok := b.(*cuda.Backend); ok {
 		out["device"] = cb.Device()
 	}
+	if s := runtimeSettings(os.Environ()); len(s) > 0 {
+		out["settings"] = s
+	}
 	return m, out, nil
+}
+
+// runtimeSettings are the GPTQTOOL_ variables of env that change how the
+// runtime runs (its switches, README "generate"), as NAME=value, sorted:
+// a report says which build of the step it measured. The kernel cache's
+// folder and the fixtures' are left out.
+func runtimeSettings(env []string) []string {
+	var s []string
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "GPTQTOOL_") && name != "GPTQTOOL_KERNEL_CACHE" && name != "GPTQTOOL_FIXTURES" {
+			s = append(s, kv)
+		}
+	}
+	slices.Sort(s)
+	return s
 }
 
 // run loads the model, measures it and prints the report: the fields of
@@ -87,7 +107,8 @@ func newBenchDecodeCmd() *cobra.Command {
 		Long: `bench decode loads the model, prefills --batch random prompts of --prompt tokens and decodes
 --new tokens for each, one step for the whole batch at a time, and prints one JSON document: per batch
 size the decode tokens per second (all sequences), the step time, and the weight bytes a step reads over
-the step time as a fraction of --ceiling; with the peak device memory.`,
+the step time as a fraction of --ceiling; with the peak device memory and the runtime's GPTQTOOL_
+settings in effect.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Ceiling = f.ceiling

@@ -388,3 +388,29 @@ func TestBenchQuantize(t *testing.T) {
 		t.Errorf("bench quantize: backend %q, wall %g s, phases %v, device %v", got.Backend, got.Wall, got.Phases, got.Device)
 	}
 }
+
+// TestBenchDecodeSettings runs bench decode on the CPU with one runtime
+// switch set: the report lists it (and not the kernel cache's folder) and
+// the batch's figures.
+func TestBenchDecodeSettings(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	t.Setenv("GPTQTOOL_PDL", "0")
+	t.Setenv("GPTQTOOL_KERNEL_CACHE", t.TempDir())
+	stdout, _, err := run(t, "bench", "decode", "--model", model, "--device", "cpu", "--batch", "2", "--prompt", "8", "--new", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Settings []string         `json:"settings"`
+		Runs     []map[string]any `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("bench decode output: %v\n%s", err, stdout)
+	}
+	if len(got.Settings) != 1 || got.Settings[0] != "GPTQTOOL_PDL=0" {
+		t.Errorf("settings %q, want [GPTQTOOL_PDL=0]", got.Settings)
+	}
+	if len(got.Runs) != 1 || got.Runs[0]["batch"] != 2.0 || !(got.Runs[0]["tok_per_s"].(float64) > 0) {
+		t.Errorf("runs %v, want one of batch 2 with its tok/s", got.Runs)
+	}
+}
