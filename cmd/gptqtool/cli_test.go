@@ -394,6 +394,14 @@ func TestBenchQuantize(t *testing.T) {
 // the batch's figures.
 func TestBenchDecodeSettings(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
+	// Only the switch under test: any other GPTQTOOL_ variable of the
+	// environment is unset for the test (t.Setenv restores it after).
+	for _, kv := range os.Environ() {
+		if name, v, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "GPTQTOOL_") && name != "GPTQTOOL_FIXTURES" {
+			t.Setenv(name, v)
+			os.Unsetenv(name)
+		}
+	}
 	t.Setenv("GPTQTOOL_PDL", "0")
 	t.Setenv("GPTQTOOL_KERNEL_CACHE", t.TempDir())
 	stdout, _, err := run(t, "bench", "decode", "--model", model, "--device", "cpu", "--batch", "2", "--prompt", "8", "--new", "4")
