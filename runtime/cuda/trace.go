@@ -238,11 +238,9 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 	for _, ln := range launches {
 		rs := ln.rs
 		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
-		sms := map[uint32]bool{}
 		start, end := rs[0].g[0], rs[0].g[4]
 		perSM := map[uint32]int{}
 		for _, r := range rs {
-			sms[r.sm] = true
 			perSM[r.sm]++
 			start, end = min(start, r.g[0]), max(end, r.g[4])
 		}
@@ -257,7 +255,7 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 		}
 		c := cutoffs[ln.mod]
 		l.Partial = c != 0 && end > c
-		l.SMs = len(sms)
+		l.SMs = len(perSM)
 		for m := 1; m <= 3; m++ {
 			var ts []float64
 			for _, r := range rs {
