@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart] [cudatests] [trace] [sass]
+#                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +64,13 @@ for step in $steps; do
   decodeops)
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
+    ;;
+  streambench)
+    # The device's read bandwidth by each way of loading weights
+    # (kernels/stream.cu, BenchmarkStream): registers, cp.async rings,
+    # the copy engine's bulk copies; blocks an SM; 64 and 512 MiB a launch.
+    run stream-bench 300 "$bin/cuda.test" -test.run '^$' -test.bench Stream -test.benchtime ${STREAM_TIMES:-30}x
+    grep -E '^Benchmark' "$LOGS/stream-bench.log" | tee -a "$summary"
     ;;
   attnbench)
     # Decode attention of a 7B layer for contexts of 256-4096 positions and

@@ -280,6 +280,9 @@ func New(o Options) (*Backend, error) {
 // SharedMemory is the most dynamic shared memory a block may use (opt-in).
 func (b *Backend) SharedMemory() int { return b.shared }
 
+// SMs is the device's multiprocessor count.
+func (b *Backend) SMs() int { return b.sms }
+
 // Name implements runtime.Backend.
 func (b *Backend) Name() string { return fmt.Sprintf("cuda(%s, sm_%d)", b.name, b.arch) }
 
