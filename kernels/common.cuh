@@ -267,6 +267,59 @@ __device__ __forceinline__ u32 smem_addr(const void* p) {
     return a;
 }
 
+// The quantized products' helpers (qgemv.cu; stream.cu's probe of their
+// main loop): fp16x2 arithmetic on raw words, 4/8-bit codes as fp16,
+// shared-memory loads of a chunk and of mma B fragments.
+__device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
+    u32 d;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
+__device__ __forceinline__ float h_lo(u32 a) {
+    f16 h;
+    h.x = (u16)(a & 0xffffu);
+    return to_f32(h);
+}
+
+__device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
+    return i == 0 ? v.a : i == 1 ? v.b : i == 2 ? v.c : v.d;
+}
+
+// codes: (w & MASK) | magic in one LOP3 (magic in a register): two codes
+// as fp16 1024 + c (or 1024 + 16c for the nibbles at bits 4..7).
+template <u32 MASK> __device__ __forceinline__ u32 codes(u32 w, u32 magic) {
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(w), "n"(MASK), "r"(magic));
+    return d;
+}
+
+__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
+    u32 d;
+    asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+    return d;
+}
+
+__device__ __forceinline__ u32x4 lds128(u32 addr) {
+    u32x4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "r"(addr) : "memory");
+    return v;
+}
+
+// ldsm4: four 8×8 fp16 matrices from shared memory (ldmatrix), lane L
+// giving the address of row L%8 of matrix L/8; register i holds, for lane
+// (g, t), elements (g, 2t) and (g, 2t+1) of matrix i. With x staged in its
+// natural order, matrices at inputs k0, k0+8, k0+16 and k0+24 of rows
+// bt*8.. are the mma's B fragments (b0, b1) of the steps at k0 and k0+16.
+__device__ __forceinline__ u32x4 ldsm4(u32 addr) {
+    u32x4 v;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d)
+                 : "r"(addr)
+                 : "memory");
+    return v;
+}
+
 // cp_async16: 16 bytes from global to shared memory without passing
 // through registers (wait with cp.async.wait_group / wait_all).
 __device__ __forceinline__ void cp_async16(u32 dst, const void* src) {
@@ -289,6 +342,13 @@ __device__ __forceinline__ u64 l2_policy(bool evict_first) {
 // cp_async16_pol: cp_async16 under the L2 policy pol (l2_policy).
 __device__ __forceinline__ void cp_async16_pol(u32 dst, const void* src, u64 pol) {
     asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "l"(pol));
+}
+
+// cp_async16_if: cp_async16_pol (under the L2 policy pol) when on, as one
+// predicated instruction.
+__device__ __forceinline__ void cp_async16_if(u32 dst, const void* src, bool on, u64 pol) {
+    asm volatile("{ .reg .pred p; setp.ne.b32 p, %2, 0; @p cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %3; }" ::"r"(dst),
+                 "l"(src), "r"((int)on), "l"(pol));
 }
 
 // ldg_pol: 16 read-only bytes under the L2 policy pol (l2_policy).

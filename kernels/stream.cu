@@ -11,12 +11,15 @@
 //                   thread in flight;
 //   stream_cpa<D>:  the products' way: cp.async of 16 bytes a lane into a
 //                   ring of D chunk slots a warp in shared memory, refilled
-//                   one behind (8·D·512 bytes of dynamic shared memory);
+//                   one behind (D·512 bytes a warp of dynamic shared memory);
 //   stream_bulk<C, S>: the copy engine (cp.async.bulk, sm_90, PTX 8.0):
 //                   one lane of each warp copies C chunks at a time into a
 //                   ring of S stages, each completing on an mbarrier
-//                   (8·S·C·512 bytes). Built only by NVRTC 12 and later.
-// Grid: any number of blocks of 256 threads.
+//                   (S·C·512 bytes a warp). Built only by NVRTC 12 and later.
+//   stream_mma<V>:  stream_cpa<8> with the work of qgemv.cu's one-tile
+//                   main loop on each chunk (below).
+// Grid: any number of blocks of up to 1024 threads (32 warps); dynamic
+// shared memory for each warp's ring (stream_mma: and x after the rings).
 
 __device__ __forceinline__ u32 fold4(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
@@ -78,7 +81,7 @@ template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
 template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     extern __shared__ uint4 smem_s[];
-    __shared__ __align__(8) u64 bar[8][S];
+    __shared__ __align__(8) u64 bar[32][S];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     i64 c0;
     int nc;
@@ -124,7 +127,7 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
     if (acc == 0x9e3779b9u) *sink = acc;
 }
 #define STREAM_BULK(C, S)                                                                                            \
-    extern "C" __global__ void __launch_bounds__(256) stream_bulk_c##C##_s##S(const uint4* src, i64 n, u32* sink,      \
+    extern "C" __global__ void __launch_bounds__(1024) stream_bulk_c##C##_s##S(const uint4* src, i64 n, u32* sink,      \
                                                                               int ef) {                             \
         stream_bulk<C, S>(src, n, sink, ef);                                                                        \
     }
@@ -133,8 +136,99 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
     extern "C" __global__ void stream_bulk_c##C##_s##S(const uint4* src, i64 n, u32* sink, int ef) { __trap(); }
 #endif
 
+// stream_mma<V>: stream_cpa<8> with the one-tile product's work on each
+// chunk (qgemv.cu qmma, one row tile): the B fragments of x from shared
+// memory (ldmatrix, x [8][1024 + 8] fp16 after the rings, cycled through),
+// the 4-bit codes decoded into A fragments, four mma a chunk into a group
+// sum folded into the accumulators every two chunks (groups of 128
+// inputs). V = 0: as qmma (one group sum, each mma waiting for the one
+// before); 1: two group sums, the steps alternating; 2: the decode only
+// (no mma; the A fragments folded into the word); 3: the mma only (the
+// raw words as A).
+template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+    constexpr int D = 8, LDX = 1024 + 8;
+    extern __shared__ uint4 smem_s[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    i64 c0;
+    int nc;
+    stretch(n, c0, nc);
+    const u64 pol = l2_policy(ef);
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+    u16* xs = (u16*)(smem_s + (blockDim.x >> 5) * D * 32);
+    for (int e = threadIdx.x; e < 8 * LDX; e += blockDim.x) xs[e] = (u16)(0x3c00u ^ (e & 0x3ff));  // finite fp16
+    const uint4* p = src + c0 * 32 + lane;
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        if (i < nc) cp_async16_pol(ring0 + i * 512, p + i * 32, pol);
+        asm volatile("cp.async.commit_group;");
+    }
+    __syncthreads();
+    const u32 xb = smem_addr(xs + (lane & 7) * LDX + (lane >> 3) * 8);
+    const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u, zz0 = 0x64086408u, nz1 = 0x5f805f80u;
+    const float s0 = 1.0f, s1 = 0.5f;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    u32 fold = 0;
+    int left = 2;
+    const uint4* refill = p + (D - 2) * 32;
+    for (int i0 = 0; i0 < nc; i0 += D) {
+#pragma unroll
+        for (int u = 0; u < D; u++) {
+            const int i = i0 + u;
+            if (i >= nc) break;
+            refill += 32;
+            cp_async16_if(ring0 + ((u - 1) & (D - 1)) * 512, refill, i > 0 && i - 1 + D < nc, pol);
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+            const u32x4 w = lds128(ring0 + u * 512);
+            const u32 xo = (i & 15) * 128;
+            u32x4 bf[2];
+            if (V != 2) bf[0] = ldsm4(xb + xo), bf[1] = ldsm4(xb + xo + 64);
+            if (left == 0) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    acc[e] += (e < 2 ? s0 : s1) * (tmp[0][e] + (V == 1 ? tmp[1][e] : 0.0f));
+                    tmp[0][e] = tmp[1][e] = 0.0f;
+                }
+                left = 2;
+            }
+            left--;
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                u32 a[4];
+                const u32 wd = word_of(w, s), wh = wd >> 8;
+                if (V == 3) {
+                    a[0] = wd, a[1] = wh, a[2] = wd ^ magic, a[3] = wh ^ magic;
+                } else {
+                    a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
+                    a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
+                    a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
+                    a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
+                }
+                if (V == 2) {
+                    fold ^= a[0] ^ a[1] ^ a[2] ^ a[3];
+                } else {
+                    const u32x4 v = bf[s / 2];
+                    mma16816<f16>(tmp[V == 1 ? (s & 1) : 0], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
+                }
+            }
+        }
+    }
+    asm volatile("cp.async.wait_group 0;");
+#pragma unroll
+    for (int e = 0; e < 4; e++) fold ^= __float_as_uint(acc[e] + tmp[0][e] + tmp[1][e]);
+    if (fold == 0x9e3779b9u) *sink = fold;
+}
+#define STREAM_MMA(V)                                                                                                \
+    extern "C" __global__ void __launch_bounds__(1024) stream_mma##V(const uint4* src, i64 n, u32* sink, int ef) {     \
+        stream_mma<V>(src, n, sink, ef);                                                                            \
+    }
+STREAM_MMA(0)
+STREAM_MMA(1)
+STREAM_MMA(2)
+STREAM_MMA(3)
+
 #define STREAM(KIND, D)                                                                                              \
-    extern "C" __global__ void __launch_bounds__(256) stream_##KIND##D(const uint4* src, i64 n, u32* sink, int ef) { \
+    extern "C" __global__ void __launch_bounds__(1024) stream_##KIND##D(const uint4* src, i64 n, u32* sink, int ef) { \
         stream_##KIND<D>(src, n, sink, ef);                                                                         \
     }
 STREAM(ldg, 4)

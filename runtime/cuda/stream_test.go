@@ -8,13 +8,16 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
-// BenchmarkStream measures how fast a grid streams weights from device
-// memory by each way of loading them (kernels/stream.cu): every warp reads
-// its own contiguous stretch of 512-byte chunks, as a product's warps do,
-// at several blocks an SM, under evict_first. Each launch reads a region
-// of the size of gate/up's weights (64 MiB) or a larger one, the launches
-// cycling through 2 GiB so that nothing is read from L2; GB/s counts the
-// bytes read (launch gaps included: a region of 64 MiB takes about 16 µs).
+// BenchmarkStream measures how fast SMs stream weights from device memory
+// by each way of loading them, and with the one-tile product's work on
+// every chunk (kernels/stream.cu): every warp reads its own contiguous
+// stretch of 512-byte chunks, as a product's warps do, under evict_first.
+// One block an SM (its shared memory padded past half an SM's) of 24 or 32
+// warps, on every SM or on 16 only (what one SM can stream when device
+// memory is not the limit). Each launch reads a region of the size of
+// gate/up's weights (64 MiB, 16 on 16 SMs) or larger, the launches cycling
+// through 2 GiB so that nothing is read from L2; GB/s counts the bytes read
+// (launch gaps included), GB/s/SM the same over the SMs used.
 func BenchmarkStream(b *testing.B) {
 	be := gputest.Backend(b)
 	const total = 2 << 30
@@ -28,34 +31,40 @@ func BenchmarkStream(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer be.FreeBuffer(sink)
-	ring := 8 * 512 // a warp's chunk slots, times 8 warps a block
+	const chunk = 512
+	// Shared memory a warp (the rings) and a block (stream_mma's x).
 	kinds := []struct {
-		name   string
-		shared int
-		bps    []int
+		name        string
+		warp, block int
 	}{
-		{"stream_ldg4", 0, []int{4, 8}},
-		{"stream_ldg8", 0, []int{2, 4, 8}},
-		{"stream_ldg16", 0, []int{2, 4}},
-		{"stream_cpa8", 8 * ring, []int{3, 4, 6}},
-		{"stream_cpa16", 16 * ring, []int{2, 3}},
-		{"stream_bulk_c1_s8", 8 * ring, []int{3, 4, 6}},
-		{"stream_bulk_c2_s4", 8 * ring, []int{3, 4, 6}},
-		{"stream_bulk_c4_s4", 16 * ring, []int{2, 3}},
-		{"stream_bulk_c8_s4", 32 * ring, []int{1}},
+		{"stream_ldg8", 0, 0},
+		{"stream_ldg16", 0, 0},
+		{"stream_cpa8", 8 * chunk, 0},
+		{"stream_cpa16", 16 * chunk, 0},
+		{"stream_bulk_c2_s4", 8 * chunk, 0},
+		{"stream_bulk_c4_s4", 16 * chunk, 0},
+		{"stream_mma0", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma1", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma2", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma3", 8 * chunk, 8 * 1032 * 2},
 	}
-	for _, region := range []int64{64 << 20, 512 << 20} {
+	pad := be.SharedMemory()/2 + 4096 // one block an SM
+	for _, sms := range []int{be.SMs(), 16} {
+		region := int64(64 << 20)
+		if sms < be.SMs() {
+			region = 16 << 20
+		}
 		for _, k := range kinds {
-			for _, bps := range k.bps {
-				if bps*(k.shared+1024) > be.SharedMemory()+1024 && bps > 1 {
+			for _, warps := range []int{24, 32} {
+				shared := max(pad, warps*k.warp+k.block)
+				if shared > be.SharedMemory() {
 					continue
 				}
-				b.Run(fmt.Sprintf("%dMiB/%s/bps%d", region>>20, k.name, bps), func(b *testing.B) {
-					grid := cuda.Dim{X: bps * be.SMs()}
+				b.Run(fmt.Sprintf("sms%d/%s/warps%d", sms, k.name, warps), func(b *testing.B) {
 					launch := func() {
 						for off := int64(0); off+region <= total; off += region {
-							if err := be.Launch("stream.cu", k.name, grid, cuda.Dim{X: 256}, k.shared,
-								buf.Ptr+uint64(off), region/512, sink.Ptr, int32(1)); err != nil {
+							if err := be.Launch("stream.cu", k.name, cuda.Dim{X: sms}, cuda.Dim{X: 32 * warps}, shared,
+								buf.Ptr+uint64(off), region/chunk, sink.Ptr, int32(1)); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -71,7 +80,9 @@ func BenchmarkStream(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					b.ReportMetric(float64(total/region*region)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+					gbs := float64(total/region*region) * float64(b.N) / b.Elapsed().Seconds() / 1e9
+					b.ReportMetric(gbs, "GB/s")
+					b.ReportMetric(gbs/float64(sms), "GB/s/SM")
 				})
 			}
 		}
