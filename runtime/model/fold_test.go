@@ -373,3 +373,50 @@ func TestDecodeRoPEFuse(t *testing.T) {
 		})
 	}
 }
+
+// prefetchCPU is quantCPU with runtime.WeightPrefetcher: it records, for
+// each paged attention, the weights named since the one before.
+type prefetchCPU struct {
+	*quantCPU
+	pending []runtime.Tensor
+	named   bool
+	asked   [][]runtime.Tensor // by attention launch; nil where none were named
+}
+
+func (p *prefetchCPU) PrefetchWeights(ws ...runtime.Tensor) { p.pending, p.named = ws, true }
+
+func (p *prefetchCPU) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, ap runtime.AttentionParams) {
+	var ws []runtime.Tensor
+	if p.named {
+		ws = append([]runtime.Tensor{}, p.pending...)
+	}
+	p.asked = append(p.asked, ws)
+	p.pending, p.named = nil, false
+	p.quantCPU.PagedAttention(dst, q, kc, vc, tables, pos, blockSize, ap)
+}
+
+// TestDecodePrefetchWeights checks that a decode step names, before each
+// layer's paged attention, that layer's o_proj weight and then its gate/up
+// weight (runtime.WeightPrefetcher), the products that follow attention,
+// and that the logits are those of the same backend without it.
+func TestDecodePrefetchWeights(t *testing.T) {
+	open := actOrderBF16(t)
+	mq := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
+	defer mq.Close()
+	want, _ := stepAll(t, mq, 3)
+	p := &prefetchCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
+	m := open(p)
+	defer m.Close()
+	got, _ := stepAll(t, m, 3)
+	sameSteps(t, "prefetching", got, want)
+	// Two decode steps after the prompts' forward.
+	if len(p.asked) < 2*len(m.layers) || len(p.asked)%len(m.layers) != 0 {
+		t.Fatalf("%d paged attention launches, want a multiple of %d layers, at least 2 steps' worth", len(p.asked), len(m.layers))
+	}
+	for i, ws := range p.asked {
+		lw := &m.layers[i%len(m.layers)]
+		if len(ws) != 2 || ws[0] == nil || ws[0] != lw.lin[oProj] || ws[1] != lw.gateUp {
+			t.Fatalf("attention %d (layer %d): named %v, want o_proj %v then gate/up %v", i, i%len(m.layers), ws, lw.lin[oProj], lw.gateUp)
+		}
+	}
+}
