@@ -77,32 +77,32 @@ type Backend struct {
 	swork  *Buffer // SampleTokens: penalised copies of logits rows
 	stoks  *Buffer // SampleTokens: the drawn tokens
 
-	capturing     bool       // a graph is being recorded: no allocation may happen
-	graphs        int        // live graphs: scratch they use is retired, not reused
-	retired       []*Buffer  // scratch replaced while graphs were alive
-	dequantGEMM   bool       // products with quantized weights go through deq
-	pdl           bool       // launch pdlKernels with programmatic stream serialization
-	clusters      bool       // split products reduce in thread-block clusters (qmma's cl)
-	inputOrder    bool       // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	normFuseRows  int        // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	ropeFuse      bool       // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
-	smemSM        int        // shared memory of an SM
-	waveCap       bool       // quantized products split into no more blocks than one wave
-	qfill         [4]int     // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
-	xasync        int32      // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	tracePath     string     // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
-	traceCap      int        // records a module holds
-	traceAt       int        // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
-	gemv          bool       // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
-	attnPrefetch  int        // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	l2pf          int64      // bytes of the weights named by PrefetchWeights that paged attention asks into L2 (GPTQTOOL_ATTN_L2PF, MiB)
+	capturing     bool      // a graph is being recorded: no allocation may happen
+	graphs        int       // live graphs: scratch they use is retired, not reused
+	retired       []*Buffer // scratch replaced while graphs were alive
+	dequantGEMM   bool      // products with quantized weights go through deq
+	pdl           bool      // launch pdlKernels with programmatic stream serialization
+	clusters      bool      // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder    bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	normFuseRows  int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
+	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
+	smemSM        int       // shared memory of an SM
+	waveCap       bool      // quantized products split into no more blocks than one wave
+	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
+	xasync        int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath     string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap      int       // records a module holds
+	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
+	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
+	l2pf          int64     // bytes of the weights named by PrefetchWeights that paged attention asks into L2 (GPTQTOOL_ATTN_L2PF, MiB)
 	pf            [2]pfRange // what the next paged attention launch asks into L2
-	attnSplit     int        // the fewest positions a block of split paged attention takes
-	clusterPolicy int        // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
-	passKeep      bool       // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
-	qmmaEarly     bool       // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
-	qmmaSpread    bool       // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	evictFirst    bool       // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
+	attnSplit     int       // the fewest positions a block of split paged attention takes
+	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
+	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
+	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
+	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	gt            graphTimes
 }
 
