@@ -360,26 +360,6 @@ __device__ __forceinline__ uint4 ldg_pol(const uint4* p, u64 pol) {
     return v;
 }
 
-// l2_prefetch_share: this block's even share of the spans a [an] and b
-// [bn] (bytes, multiples of 16) asked into L2 by its thread 0 through the
-// copy engine (cp.async.bulk.prefetch, PTX 8.0: NVRTC 12 and later;
-// before, nothing), which holds no register and waits for nothing.
-__device__ __forceinline__ void l2_prefetch_share(const char* a, i64 an, const char* b, i64 bn) {
-#if __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
-    const i64 tot = (an + bn) >> 4;
-    if (threadIdx.x != 0 || tot == 0) return;
-    const i64 nb = (i64)gridDim.x * gridDim.y * gridDim.z;
-    const i64 bi = ((i64)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-    i64 lo = (bi * tot / nb) << 4, hi = ((bi + 1) * tot / nb) << 4;  // of the spans a then b
-    auto ask = [](const char* p, i64 n) {
-        for (; n > 0; p += 1 << 20, n -= 1 << 20)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"((u32)(n < (1 << 20) ? n : 1 << 20)) : "memory");
-    };
-    if (lo < an) ask(a + lo, (hi < an ? hi : an) - lo);
-    if (hi > an) ask(b + (lo > an ? lo : an) - an, hi - (lo > an ? lo : an));
-#endif
-}
-
 // prefetch_l1: the line holding p into L1 (no register, no wait).
 __device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];" ::"l"(p)); }
 

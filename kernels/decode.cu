@@ -33,10 +33,6 @@
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
-// pf0 [pf0n] and pf1 [pf1n] (bytes, multiples of 16; n 0 for none): weights
-// the products after attention read first (runtime.WeightPrefetcher),
-// asked into L2 in even shares by the blocks as they start: attention
-// reads no weights, and the device's memory would otherwise idle.
 // paged_attn_cC_gG_pre_T, the same for a settled cache (every row a query
 // reads but its own position's written before the step): a thread's first
 // K and V rows but the query's own are fetched before the wait.
@@ -108,11 +104,9 @@ template <typename T, int C, int G, bool PRE>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu,
-                           const char* pf0, i64 pf0n, const char* pf1, i64 pf1n) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
-    l2_prefetch_share(pf0, pf0n, pf1, pf1n);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
     __shared__ float sc[G][PA_TILE];         // scores, then probabilities
     __shared__ float mh[G], lh[G], ch[G];    // running max, sum; this tile's correction
@@ -439,9 +433,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu, const char* pf0, i64 pf0n, const char* pf1, i64 pf1n) {                                       \
+        int clu) {                                                                                             \
         paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
-                                 minsplit, oslots, clu, pf0, pf0n, pf1, pf1n);                                 \
+                                 minsplit, oslots, clu);                                                       \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
 // PA_PRE, the plain one.

@@ -114,17 +114,6 @@ type RoPEFuser interface {
 	MatMulSplitRoPE(dsts []Tensor, x, nw Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, theta float64)
 }
 
-// WeightPrefetcher is a PagedDecoder that can read weights into its cache
-// while paged attention runs (which reads no weights, so that the device's
-// memory would otherwise idle): PrefetchWeights(ws...) names the weights
-// that the products after the next PagedAttention(To) read, in the order
-// they read them; that attention launch asks for as much of them as the
-// backend's budget allows, and the next one asks for nothing unless named
-// again. A hint: results do not depend on it.
-type WeightPrefetcher interface {
-	PrefetchWeights(ws ...Tensor)
-}
-
 // SamePermutation reports whether the weights can be fused: equal bits, K,
 // group size and permutation.
 func SamePermutation(ws ...*QuantWeight) bool {

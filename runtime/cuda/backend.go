@@ -95,8 +95,6 @@ type Backend struct {
 	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	l2pf          int64     // bytes of the weights named by PrefetchWeights that paged attention asks into L2 (GPTQTOOL_ATTN_L2PF, MiB)
-	pf            [2]pfRange // what the next paged attention launch asks into L2
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
@@ -210,11 +208,6 @@ func New(o Options) (*Backend, error) {
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err
 	}
-	pfMiB, err := envInt("GPTQTOOL_ATTN_L2PF", defaultAttnL2PF, 0, 1<<14, "MiB of weights paged attention asks into L2, 0 for none")
-	if err != nil {
-		return nil, err
-	}
-	b.l2pf = int64(pfMiB) << 20
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
 		return nil, err
 	}

@@ -109,66 +109,6 @@ func (b *Backend) GEMV() bool { return b.gemv }
 // +1.6% at batch 8, -7.6% at batch 32.
 const defaultAttnPrefetch = 8
 
-// defaultAttnL2PF is how many bytes of the weights named by
-// PrefetchWeights a paged attention launch asks into L2
-// (GPTQTOOL_ATTN_L2PF=MiB overrides it, 0 for none).
-const defaultAttnL2PF = 0
-
-// pfRange is a span of device memory that the next paged attention launch
-// asks into L2.
-type pfRange struct {
-	ptr uint64
-	n   int64
-}
-
-// PrefetchWeights implements runtime.WeightPrefetcher: the next paged
-// attention launch asks the first bytes of ws, in order, into L2, up to
-// the budget (SetWeightPrefetch); nil tensors are skipped.
-func (b *Backend) PrefetchWeights(ws ...runtime.Tensor) {
-	b.enter()
-	defer b.exit()
-	b.pf = prefetchRanges(b.l2pf, func(yield func(uint64, int64) bool) {
-		for _, w := range ws {
-			if w == nil {
-				continue
-			}
-			t := b.tensor(w)
-			if !yield(t.ptr, t.bytes()) {
-				return
-			}
-		}
-	})
-}
-
-// prefetchRanges is the first budget bytes of the spans seq yields, in
-// order, at most two, each cut to whole 16-byte units (the copy engine's).
-func prefetchRanges(budget int64, seq func(func(uint64, int64) bool)) [2]pfRange {
-	var out [2]pfRange
-	i := 0
-	seq(func(ptr uint64, n int64) bool {
-		n = min(n, budget) &^ 15
-		if n <= 0 || ptr%16 != 0 {
-			return budget > 0
-		}
-		out[i] = pfRange{ptr, n}
-		budget -= n
-		i++
-		return i < len(out) && budget > 0
-	})
-	return out
-}
-
-// SetWeightPrefetch sets how many bytes of the weights named by
-// PrefetchWeights a paged attention launch asks into L2 (0: none), and
-// reports the previous setting.
-func (b *Backend) SetWeightPrefetch(bytes int64) int64 {
-	b.enter()
-	defer b.exit()
-	prev := b.l2pf
-	b.l2pf = bytes
-	return prev
-}
-
 // SetAttentionPrefetch sets the most rows whose paged attention loads the
 // rows of a settled cache (AttentionParams.CacheSettled) before its wait
 // for the kernel ahead (0: none), for tests of both kernels.
@@ -267,11 +207,9 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	if p.CacheSettled && rows <= b.attnPrefetch {
 		names = pagedPreNames
 	}
-	pf := b.pf
-	b.pf = [2]pfRange{}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), pf[0].ptr, pf[0].n, pf[1].ptr, pf[1].n)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu))
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).

@@ -1,40 +1,67 @@
-package cuda
+package cuda_test
 
-import "testing"
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
 
-// TestPrefetchRanges checks what a paged attention launch asks into L2 of
-// the weights named by PrefetchWeights: their first bytes in order up to
-// the budget, at most two spans, each cut to whole 16-byte units, spans
-// not 16-byte aligned skipped; worked out by hand.
-func TestPrefetchRanges(t *testing.T) {
-	spans := func(s ...pfRange) func(func(uint64, int64) bool) {
-		return func(yield func(uint64, int64) bool) {
-			for _, r := range s {
-				if !yield(r.ptr, r.n) {
-					return
-				}
-			}
-		}
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// TestAttentionPrefetch checks paged attention that loads a settled cache's
+// rows before waiting for the kernel ahead (SetAttentionPrefetch) against
+// the same attention loading them after, bit for bit, right after
+// RoPEStore wrote each row's own position (which must be read after the
+// wait): rows at positions 0 (its own only), 37, 255 and 1,000 in blocks
+// of their own, 7B heads (32 query, 8 kv, 128 wide), fp16 and bf16, with
+// and without a window.
+func TestAttentionPrefetch(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetAttentionPrefetch(b.AttentionPrefetch())
+	r := rand.New(rand.NewPCG(81, 82))
+	rand32 := normals(r)
+	const hq, hkv, hd, bs, width = 32, 8, 128, 16, 64
+	pos := []int32{255, 37, 1000, 0}
+	rows := len(pos)
+	blocks := rows * width
+	tables, slot := make([]int32, rows*width), make([]int32, rows)
+	for i, p := range r.Perm(blocks) {
+		tables[i] = int32(p) // row i/width's blocks: its own
 	}
-	const mib = 1 << 20
-	o, g := pfRange{0x10000, 8 * mib}, pfRange{0x900000, 56 * mib}
-	for _, c := range []struct {
-		name   string
-		budget int64
-		in     []pfRange
-		want   [2]pfRange
-	}{
-		{"off", 0, []pfRange{o, g}, [2]pfRange{}},
-		{"o_proj whole, gate/up's first 24 MiB", 32 * mib, []pfRange{o, g}, [2]pfRange{o, {g.ptr, 24 * mib}}},
-		{"both whole", 100 * mib, []pfRange{o, g}, [2]pfRange{o, g}},
-		{"the first cut", 5 * mib, []pfRange{o, g}, [2]pfRange{{o.ptr, 5 * mib}}},
-		{"whole 16-byte units", 32 * mib, []pfRange{{0x10000, 1000}, {0x20000, 33}}, [2]pfRange{{0x10000, 992}, {0x20000, 32}}},
-		{"a span under 16 bytes skipped", 32 * mib, []pfRange{{0x10000, 15}, g}, [2]pfRange{{g.ptr, 32 * mib}}},
-		{"misaligned skipped", 32 * mib, []pfRange{{0x10008, 4096}, o}, [2]pfRange{o}},
-		{"at most two", 100 * mib, []pfRange{o, o, g}, [2]pfRange{o, o}},
-	} {
-		if got := prefetchRanges(c.budget, spans(c.in...)); got != c.want {
-			t.Errorf("%s: %+v, want %+v", c.name, got, c.want)
+	for i, p := range pos {
+		slot[i] = tables[i*width+int(p)/bs]*bs + p%bs
+	}
+	pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
+	defer b.Free(pt)
+	defer b.Free(st)
+	defer b.Free(tt)
+	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+		cache := rand32(blocks*bs*hkv*hd, 1)
+		q0, k0, v0 := rand32(rows*hq*hd, 1), rand32(rows*hkv*hd, 1), rand32(rows*hkv*hd, 1)
+		for _, window := range []int{0, 100} {
+			t.Run(fmt.Sprintf("%v-window%d", dt, window), func(t *testing.T) {
+				p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
+				run := func(preRows int) []float32 {
+					b.SetAttentionPrefetch(preRows)
+					q, _ := upload(t, b, dt, q0, rows, hq*hd)
+					k, _ := upload(t, b, dt, k0, rows, hkv*hd)
+					v, _ := upload(t, b, dt, v0, rows, hkv*hd)
+					kc, _ := upload(t, b, dt, cache, blocks*bs, hkv*hd)
+					vc, _ := upload(t, b, dt, cache, blocks*bs, hkv*hd)
+					out, _ := upload(t, b, dt, make([]float32, rows*hq*hd), rows, hq*hd)
+					for _, x := range []runtime.Tensor{q, k, v, kc, vc, out} {
+						defer b.Free(x)
+					}
+					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
+					b.PagedAttention(out, q, kc, vc, tt, pt, bs, p)
+					return download(t, b, out)
+				}
+				// Four rows: prefetching (the default's most rows or
+				// more), and not (fewer than the rows).
+				sameBits(t, "attention", run(rows), run(rows-1))
+			})
 		}
 	}
 }

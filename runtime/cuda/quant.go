@@ -906,17 +906,7 @@ var (
 	_ runtime.FusedQuantLoader = (*Backend)(nil)
 	_ runtime.QuantLoader      = (*Backend)(nil)
 	_ runtime.ResidualMatMuler = (*Backend)(nil)
-	_ runtime.WeightPrefetcher = (*Backend)(nil)
 )
-
-// bytes is the span of device memory at t.ptr that a product over t
-// reads: a quantized weight's codes, or the tensor's elements.
-func (t *Tensor) bytes() int64 {
-	if t.q != nil {
-		return int64(t.q.k) * int64(t.q.n) * int64(t.q.bits) / 8
-	}
-	return t.Bytes()
-}
 
 // DeviceBytes is the device memory the tensor's data takes: for a quantized
 // weight its codes, scales, zeros, permutation and its inverse.

@@ -295,7 +295,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	nf, _ := b.(runtime.NormFuser)
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
-	wp, _ := b.(runtime.WeightPrefetcher)
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -322,15 +321,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		default:
 			w.project(b, xin, s.q, s.k, s.v)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
-		}
-		if wp != nil {
-			// o_proj's weights, then gate/up's, read into the cache while
-			// attention runs.
-			wg := w.gateUp
-			if fuse && lw.normed.ffn != nil {
-				wg = lw.gateUp
-			}
-			wp.PrefetchWeights(w.lin[oProj], wg)
 		}
 		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
 		switch {
