@@ -48,20 +48,36 @@ template <int D> __device__ void stream_ldg(const uint4* __restrict__ src, i64 n
     if (acc == 0x9e3779b9u) *sink = acc;
 }
 
-template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+// ring_start: this warp's ring of D chunk slots (stream_cpa, stream_mma):
+// its stretch's first D chunks in flight; ring0 is this lane's slot 0, p
+// its first chunk, nc the stretch's chunks.
+struct Ring {
+    u32 ring0;
+    const uint4* p;
+    int nc;
+    u64 pol;
+};
+template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restrict__ src, i64 n, int ef) {
     extern __shared__ uint4 smem_s[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     i64 c0;
     int nc;
     stretch(n, c0, nc);
-    const u64 pol = l2_policy(ef);
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
-    const uint4* p = src + c0 * 32 + lane;
+    const Ring r{smem_addr(smem_s) + (warp * D * 32 + lane) * 16, src + c0 * 32 + lane, nc, l2_policy(ef)};
 #pragma unroll
     for (int i = 0; i < D; i++) {
-        if (i < nc) cp_async16_pol(ring0 + i * 512, p + i * 32, pol);
+        if (i < nc) cp_async16_pol(r.ring0 + i * 512, r.p + i * 32, r.pol);
         asm volatile("cp.async.commit_group;");
     }
+    return r;
+}
+
+template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+    const Ring rg = ring_start<D>(src, n, ef);
+    const u32 ring0 = rg.ring0;
+    const uint4* p = rg.p;
+    const int nc = rg.nc;
+    const u64 pol = rg.pol;
     u32 acc = 0;
     for (int i = 0; i < nc; i++) {
         const int slot = i & (D - 1);
@@ -148,20 +164,14 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
 template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     constexpr int D = 8, LDX = 1024 + 8;
     extern __shared__ uint4 smem_s[];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    i64 c0;
-    int nc;
-    stretch(n, c0, nc);
-    const u64 pol = l2_policy(ef);
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+    const int lane = threadIdx.x & 31;
+    const Ring rg = ring_start<D>(src, n, ef);
+    const u32 ring0 = rg.ring0;
+    const uint4* p = rg.p;
+    const int nc = rg.nc;
+    const u64 pol = rg.pol;
     u16* xs = (u16*)(smem_s + (blockDim.x >> 5) * D * 32);
     for (int e = threadIdx.x; e < 8 * LDX; e += blockDim.x) xs[e] = (u16)(0x3c00u ^ (e & 0x3ff));  // finite fp16
-    const uint4* p = src + c0 * 32 + lane;
-#pragma unroll
-    for (int i = 0; i < D; i++) {
-        if (i < nc) cp_async16_pol(ring0 + i * 512, p + i * 32, pol);
-        asm volatile("cp.async.commit_group;");
-    }
     __syncthreads();
     const u32 xb = smem_addr(xs + (lane & 7) * LDX + (lane >> 3) * 8);
     const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u, zz0 = 0x64086408u, nz1 = 0x5f805f80u;
