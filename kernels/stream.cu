@@ -17,7 +17,10 @@
 //                   ring of S stages, each completing on an mbarrier
 //                   (S·C·512 bytes a warp). Built only by NVRTC 12 and later.
 //   stream_mma<V>:  stream_cpa<8> with the work of qgemv.cu's one-tile
-//                   main loop on each chunk (below).
+//                   main loop on each chunk (below);
+//   grid_barriers, stream_phases: barriers of the whole grid, alone and
+//                   between four streamed regions (a persistent kernel's
+//                   layer).
 // Grid: any number of blocks of up to 1024 threads (32 warps); dynamic
 // shared memory for each warp's ring (stream_mma: and x after the rings).
 
@@ -72,7 +75,9 @@ template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restr
     return r;
 }
 
-template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+// cpa_stretch: this warp's stretch of the n chunks at src through its
+// ring (stream_cpa; a phase of stream_phases), folded into a word.
+template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restrict__ src, i64 n, int ef) {
     const Ring rg = ring_start<D>(src, n, ef);
     const u32 ring0 = rg.ring0;
     const uint4* p = rg.p;
@@ -90,6 +95,59 @@ template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n
                      : "r"(ring0 + slot * 512)
                      : "memory");
         acc ^= fold4(v);
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    return acc;
+}
+
+template <int D> __device__ void stream_cpa(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+    const u32 acc = cpa_stretch<D>(src, n, ef);
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+// grid_sync: a barrier of all the grid's blocks, which must all be
+// resident at once (no more blocks than the SMs hold). bar[0] counts the
+// blocks arrived (left at 0), bar[1] the barriers passed; both start at 0.
+// Thread 0 of each block reads the generation, arrives (acquire-release),
+// and the last to arrive resets the count and releases the next
+// generation, which the others wait for (acquire).
+__device__ __forceinline__ void grid_sync(u32* bar) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const u32 nb = gridDim.x * gridDim.y * gridDim.z;
+        u32 g, old, cur;
+        asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(g) : "l"(bar + 1) : "memory");
+        asm volatile("atom.acq_rel.gpu.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(bar) : "memory");
+        if (old == nb - 1) {
+            asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(bar) : "memory");
+            asm volatile("red.release.gpu.add.u32 [%0], 1;" ::"l"(bar + 1) : "memory");
+        } else {
+            do {
+                asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(cur) : "l"(bar + 1) : "memory");
+            } while (cur == g);
+        }
+    }
+    __syncthreads();
+}
+
+// grid_barriers: rounds barriers of the whole grid in a row (what one
+// costs a persistent kernel).
+extern "C" __global__ void __launch_bounds__(1024) grid_barriers(u32* bar, int rounds) {
+    for (int r = 0; r < rounds; r++) grid_sync(bar);
+}
+
+// stream_phases: the chunks of four regions one after another at src (n0
+// .. n3 chunks: a decode layer's products), each streamed by the whole
+// grid as stream_cpa<8> streams one, with a grid barrier between phases
+// (a persistent kernel's layer, against a launch a product).
+extern "C" __global__ void __launch_bounds__(1024) stream_phases(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
+                                                                 u32* sink, u32* bar) {
+    const i64 n[4] = {n0, n1, n2, n3};
+    u32 acc = 0;
+    for (int ph = 0; ph < 4; ph++) {
+        if (ph > 0) grid_sync(bar);
+        acc ^= cpa_stretch<8>(src, n[ph], 1);
+        src += n[ph] * 32;
     }
     if (acc == 0x9e3779b9u) *sink = acc;
 }

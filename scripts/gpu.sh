@@ -68,8 +68,11 @@ for step in $steps; do
   streambench)
     # The device's read bandwidth by each way of loading weights
     # (kernels/stream.cu, BenchmarkStream): registers, cp.async rings,
-    # the copy engine's bulk copies; blocks an SM; 64 and 512 MiB a launch.
-    run stream-bench 300 "$bin/cuda.test" -test.run '^$' -test.bench Stream -test.benchtime ${STREAM_TIMES:-30}x
+    # the copy engine's bulk copies, the one-tile product's loop; on every
+    # SM or 16. BenchmarkGridPhases: a grid barrier's cost, and a layer's
+    # weights streamed as four launches, four phases of one, or one.
+    run stream-bench "${STREAM_TIMEOUT:-300}" "$bin/cuda.test" -test.run '^$' -test.bench "${STREAM_BENCH:-Stream|GridPhases}" \
+      -test.benchtime ${STREAM_TIMES:-30}x
     grep -E '^Benchmark' "$LOGS/stream-bench.log" | tee -a "$summary"
     ;;
   attnbench)

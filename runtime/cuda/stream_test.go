@@ -88,3 +88,98 @@ func BenchmarkStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkGridPhases measures what a persistent decode kernel would pay
+// at its phase boundaries (kernels/stream.cu): a barrier of the whole grid
+// (one block an SM of 32 warps, or two of 16), alone; and a layer's four
+// products' weights (the 7B shape at 4 bits: q/k/v 12.6 MB, o_proj 8.4,
+// gate/up 58.7, down 29.4) streamed as four launches of stream_cpa8 in a
+// row, as one launch of four phases with a grid barrier between them, and
+// as one launch of the whole. The layers cycle through 2 GiB, so nothing
+// is read from L2; µs/layer is a layer's time, launches and gaps
+// included.
+func BenchmarkGridPhases(b *testing.B) {
+	be := gputest.Backend(b)
+	const total = 2 << 30
+	buf, err := be.AllocBuffer(total)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.FreeBuffer(buf)
+	scratch, err := be.AllocBuffer(256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.FreeBuffer(scratch)
+	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
+	pad := be.SharedMemory()/2 + 4096
+	for _, c := range []struct{ blocksPerSM, warps int }{{1, 32}, {2, 16}} {
+		b.Run(fmt.Sprintf("barrier/blocks%dx%d", c.blocksPerSM, c.warps), func(b *testing.B) {
+			const rounds = 1000
+			shared := 0
+			if c.blocksPerSM == 1 {
+				shared = pad
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := be.Launch("stream.cu", "grid_barriers", cuda.Dim{X: c.blocksPerSM * be.SMs()}, cuda.Dim{X: 32 * c.warps}, shared, bar, int32(rounds)); err != nil {
+					b.Fatal(err)
+				}
+				if err := be.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/rounds*1e6, "µs/barrier")
+		})
+	}
+	const chunk = 512
+	products := [4]int64{6144 * 4096 / 2, 4096 * 4096 / 2, 28672 * 4096 / 2, 4096 * 14336 / 2}
+	var layer int64
+	for _, p := range products {
+		layer += p
+	}
+	layers := total / layer
+	grid, block := cuda.Dim{X: be.SMs()}, cuda.Dim{X: 1024}
+	for _, how := range []string{"launches", "phases", "whole"} {
+		b.Run("layer/"+how, func(b *testing.B) {
+			run := func() {
+				for l := range layers {
+					base := buf.Ptr + uint64(l*layer)
+					var err error
+					switch how {
+					case "launches":
+						off := uint64(0)
+						for _, p := range products {
+							if err = be.Launch("stream.cu", "stream_cpa8", grid, block, pad, base+off, p/chunk, sink, int32(1)); err != nil {
+								break
+							}
+							off += uint64(p)
+						}
+					case "phases":
+						err = be.Launch("stream.cu", "stream_phases", grid, block, pad, base, products[0]/chunk, products[1]/chunk,
+							products[2]/chunk, products[3]/chunk, sink, bar)
+					default:
+						err = be.Launch("stream.cu", "stream_cpa8", grid, block, pad, base, layer/chunk, sink, int32(1))
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			run()
+			if err := be.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				run()
+				if err := be.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			per := b.Elapsed().Seconds() / float64(b.N) / float64(layers)
+			b.ReportMetric(per*1e6, "µs/layer")
+			b.ReportMetric(float64(layer)/per/1e12, "TB/s")
+		})
+	}
+}
