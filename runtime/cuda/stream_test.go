@@ -139,7 +139,8 @@ func BenchmarkGridPhases(b *testing.B) {
 		layer += p
 	}
 	layers := total / layer
-	grid, block := cuda.Dim{X: be.SMs()}, cuda.Dim{X: 1024}
+	// One block an SM of 32 warps, each with a ring of 8 chunks.
+	grid, block, ring := cuda.Dim{X: be.SMs()}, cuda.Dim{X: 1024}, max(pad, 32*8*chunk)
 	for _, how := range []string{"launches", "phases", "whole"} {
 		b.Run("layer/"+how, func(b *testing.B) {
 			run := func() {
@@ -150,16 +151,16 @@ func BenchmarkGridPhases(b *testing.B) {
 					case "launches":
 						off := uint64(0)
 						for _, p := range products {
-							if err = be.Launch("stream.cu", "stream_cpa8", grid, block, pad, base+off, p/chunk, sink, int32(1)); err != nil {
+							if err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base+off, p/chunk, sink, int32(1)); err != nil {
 								break
 							}
 							off += uint64(p)
 						}
 					case "phases":
-						err = be.Launch("stream.cu", "stream_phases", grid, block, pad, base, products[0]/chunk, products[1]/chunk,
+						err = be.Launch("stream.cu", "stream_phases", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, sink, bar)
 					default:
-						err = be.Launch("stream.cu", "stream_cpa8", grid, block, pad, base, layer/chunk, sink, int32(1))
+						err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base, layer/chunk, sink, int32(1))
 					}
 					if err != nil {
 						b.Fatal(err)
