@@ -8,6 +8,27 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
+// total is the device memory the stream benchmarks cycle through: far
+// more than L2 holds.
+const total = 2 << 30
+
+// streamBuffers returns the backend, total bytes to stream from and 256
+// zeroed bytes (a sink, a barrier's counters), freed as b ends.
+func streamBuffers(b *testing.B) (*cuda.Backend, *cuda.Buffer, *cuda.Buffer) {
+	be := gputest.Backend(b)
+	buf, err := be.AllocBuffer(total)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(buf) })
+	scratch, err := be.AllocBuffer(256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(scratch) })
+	return be, buf, scratch
+}
+
 // BenchmarkStream measures how fast SMs stream weights from device memory
 // by each way of loading them, and with the one-tile product's work on
 // every chunk (kernels/stream.cu): every warp reads its own contiguous
@@ -19,18 +40,8 @@ import (
 // through 2 GiB so that nothing is read from L2; GB/s counts the bytes read
 // (launch gaps included), GB/s/SM the same over the SMs used.
 func BenchmarkStream(b *testing.B) {
-	be := gputest.Backend(b)
-	const total = 2 << 30
-	buf, err := be.AllocBuffer(total)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.FreeBuffer(buf)
-	sink, err := be.AllocBuffer(256)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.FreeBuffer(sink)
+	be, buf, scratch := streamBuffers(b)
+	sink := scratch.Ptr
 	const chunk = 512
 	// Shared memory a warp (the rings) and a block (stream_mma's x).
 	kinds := []struct {
@@ -64,7 +75,7 @@ func BenchmarkStream(b *testing.B) {
 					launch := func() {
 						for off := int64(0); off+region <= total; off += region {
 							if err := be.Launch("stream.cu", k.name, cuda.Dim{X: sms}, cuda.Dim{X: 32 * warps}, shared,
-								buf.Ptr+uint64(off), region/chunk, sink.Ptr, int32(1)); err != nil {
+								buf.Ptr+uint64(off), region/chunk, sink, int32(1)); err != nil {
 								b.Fatal(err)
 							}
 						}
@@ -99,18 +110,7 @@ func BenchmarkStream(b *testing.B) {
 // is read from L2; µs/layer is a layer's time, launches and gaps
 // included.
 func BenchmarkGridPhases(b *testing.B) {
-	be := gputest.Backend(b)
-	const total = 2 << 30
-	buf, err := be.AllocBuffer(total)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.FreeBuffer(buf)
-	scratch, err := be.AllocBuffer(256)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer be.FreeBuffer(scratch)
+	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
 	pad := be.SharedMemory()/2 + 4096
 	for _, c := range []struct{ blocksPerSM, warps int }{{1, 32}, {2, 16}} {
