@@ -18,9 +18,10 @@
 //                   (S·C·512 bytes a warp). Built only by NVRTC 12 and later.
 //   stream_mma<V>:  stream_cpa<8> with the work of qgemv.cu's one-tile
 //                   main loop on each chunk (below);
-//   grid_barriers, stream_phases: barriers of the whole grid, alone and
-//                   between four streamed regions (a persistent kernel's
-//                   layer).
+//   grid_barriers, stream_phases, stream_layer<D>: barriers of the whole
+//                   grid, alone and between four streamed regions (a
+//                   persistent kernel's layer), the rings drained at each
+//                   barrier or running on across them.
 // Grid: any number of blocks of up to 1024 threads (32 warps); dynamic
 // shared memory for each warp's ring (stream_mma: and x after the rings).
 
@@ -136,21 +137,110 @@ extern "C" __global__ void __launch_bounds__(1024) grid_barriers(u32* bar, int r
     for (int r = 0; r < rounds; r++) grid_sync(bar);
 }
 
+// idle_ns: every thread waits ns nanoseconds of the global timer (a
+// stand-in for attention's time between two products).
+__device__ __forceinline__ void idle_ns(long long ns) {
+    if (ns <= 0) return;
+    u64 t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while ((long long)(t - t0) < ns);
+}
+
 // stream_phases: the chunks of four regions one after another at src (n0
 // .. n3 chunks: a decode layer's products), each streamed by the whole
 // grid as stream_cpa<8> streams one, with a grid barrier between phases
-// (a persistent kernel's layer, against a launch a product).
+// and idle ns after the first (a persistent kernel's layer that drains its
+// rings at each barrier, against a launch a product).
 extern "C" __global__ void __launch_bounds__(1024) stream_phases(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
-                                                                 u32* sink, u32* bar) {
+                                                                 long long idle, u32* sink, u32* bar) {
     const i64 n[4] = {n0, n1, n2, n3};
     u32 acc = 0;
     for (int ph = 0; ph < 4; ph++) {
         if (ph > 0) grid_sync(bar);
+        if (ph == 1) idle_ns(idle);
         acc ^= cpa_stretch<8>(src, n[ph], 1);
         src += n[ph] * 32;
     }
     if (acc == 0x9e3779b9u) *sink = acc;
 }
+
+// stream_layer<D>: stream_phases with each warp's ring of D chunks running
+// on across the phases: the warp's stretches of the four regions are one
+// sequence, so the next phase's first chunks are in flight through each
+// barrier and through the idle time (what a persistent kernel that keeps
+// its weights streaming would pay at its phase boundaries).
+template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink,
+                                              u32* bar) {
+    extern __shared__ uint4 smem_s[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const i64 n[4] = {n0, n1, n2, n3};
+    // This warp's stretch of each region (its first chunk, this lane's
+    // part) and the chunks of the sequence before each phase.
+    const uint4* first[4];
+    int cum[5];
+    cum[0] = 0;
+#pragma unroll
+    for (int ph = 0; ph < 4; ph++) {
+        i64 c0;
+        int nc;
+        stretch(n[ph], c0, nc);
+        first[ph] = src + c0 * 32 + lane;
+        cum[ph + 1] = cum[ph] + nc;
+        src += n[ph] * 32;
+    }
+    const u64 pol = l2_policy(1);
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+    // The copy cursor: chunk rj of the sequence (in phase rph, at rp) goes
+    // to slot rj % D next.
+    int rj = 0, rph = 0;
+    const uint4* rp = first[0];
+    // (Phases picked by compare and select: an array indexed at run time
+    // would live in local memory.)
+    int rend = cum[1];  // the sequence index where phase rph ends
+    auto issue = [&]() {
+        if (rj >= cum[4]) return;
+        while (rj == rend) {
+            rph++;
+            rp = rph == 1 ? first[1] : rph == 2 ? first[2] : first[3];
+            rend = rph == 1 ? cum[2] : rph == 2 ? cum[3] : cum[4];
+        }
+        cp_async16_pol(ring0 + (rj & (D - 1)) * 512, rp, pol);
+        rp += 32, rj++;
+    };
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        issue();
+        asm volatile("cp.async.commit_group;");
+    }
+    u32 acc = 0;
+#pragma unroll
+    for (int ph = 0; ph < 4; ph++) {
+        if (ph > 0) grid_sync(bar);  // the next chunks stay in flight
+        if (ph == 1) idle_ns(idle);
+        for (int i = cum[ph]; i < cum[ph + 1]; i++) {
+            if (i > 0) issue();  // chunk i-1+D into the slot read in iteration i-1
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+            uint4 v;
+            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                         : "r"(ring0 + (i & (D - 1)) * 512)
+                         : "memory");
+            acc ^= fold4(v);
+        }
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+#define STREAM_LAYER(D)                                                                                              \
+    extern "C" __global__ void __launch_bounds__(1024) stream_layer##D(const uint4* src, i64 n0, i64 n1, i64 n2,     \
+                                                                       i64 n3, long long idle, u32* sink, u32* bar) { \
+        stream_layer<D>(src, n0, n1, n2, n3, idle, sink, bar);                                                      \
+    }
+STREAM_LAYER(8)
+STREAM_LAYER(16)
 
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
 template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {

@@ -108,7 +108,9 @@ func BenchmarkStream(b *testing.B) {
 // row, as one launch of four phases with a grid barrier between them, and
 // as one launch of the whole. The layers cycle through 2 GiB, so nothing
 // is read from L2; µs/layer is a layer's time, launches and gaps
-// included.
+// included. The same with the rings running on across the barriers
+// (stream_layer: the next phase's first chunks in flight through them), and
+// with 11 µs of waiting after the first barrier, as attention takes.
 func BenchmarkGridPhases(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
@@ -139,15 +141,30 @@ func BenchmarkGridPhases(b *testing.B) {
 		layer += p
 	}
 	layers := total / layer
-	// One block an SM of 32 warps, each with a ring of 8 chunks.
-	grid, block, ring := cuda.Dim{X: be.SMs()}, cuda.Dim{X: 1024}, max(pad, 32*8*chunk)
-	for _, how := range []string{"launches", "phases", "whole"} {
-		b.Run("layer/"+how, func(b *testing.B) {
+	// One block an SM: 32 warps with rings of 8 chunks, or (carry16) 24
+	// with rings of 16. idle: µs of waiting after the first phase's
+	// barrier, as attention takes between q/k/v and o_proj.
+	grid := cuda.Dim{X: be.SMs()}
+	for _, c := range []struct {
+		how   string
+		idle  int
+		warps int
+	}{
+		{"launches", 0, 32}, {"phases", 0, 32}, {"whole", 0, 32}, {"carry8", 0, 32}, {"carry16", 0, 24},
+		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24},
+	} {
+		depth := 8
+		if c.how == "carry16" {
+			depth = 16
+		}
+		block, ring := cuda.Dim{X: 32 * c.warps}, max(pad, c.warps*depth*chunk)
+		idle := int64(c.idle) * 1000
+		b.Run(fmt.Sprintf("layer/%s/idle%dus", c.how, c.idle), func(b *testing.B) {
 			run := func() {
 				for l := range layers {
 					base := buf.Ptr + uint64(l*layer)
 					var err error
-					switch how {
+					switch c.how {
 					case "launches":
 						off := uint64(0)
 						for _, p := range products {
@@ -156,9 +173,10 @@ func BenchmarkGridPhases(b *testing.B) {
 							}
 							off += uint64(p)
 						}
-					case "phases":
-						err = be.Launch("stream.cu", "stream_phases", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
-							products[2]/chunk, products[3]/chunk, sink, bar)
+					case "phases", "carry8", "carry16":
+						name := map[string]string{"phases": "stream_phases", "carry8": "stream_layer8", "carry16": "stream_layer16"}[c.how]
+						err = be.Launch("stream.cu", name, grid, block, ring, base, products[0]/chunk, products[1]/chunk,
+							products[2]/chunk, products[3]/chunk, idle, sink, bar)
 					default:
 						err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base, layer/chunk, sink, int32(1))
 					}
