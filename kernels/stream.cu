@@ -26,6 +26,7 @@
 // shared memory for each warp's ring (stream_mma: and x after the rings).
 
 __device__ __forceinline__ u32 fold4(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
+__device__ __forceinline__ u32 fold4(u32x4 v) { return v.a ^ v.b ^ v.c ^ v.d; }
 
 // The chunks [c0, c1) of n that warp gw of W reads.
 __device__ __forceinline__ void stretch(i64 n, i64& c0, int& nc) {
@@ -90,12 +91,7 @@ template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restr
         if (i > 0 && i - 1 + D < nc) cp_async16_pol(ring0 + ((slot - 1) & (D - 1)) * 512, p + (i64)(i - 1 + D) * 32, pol);
         asm volatile("cp.async.commit_group;");
         asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-        uint4 v;
-        asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                     : "r"(ring0 + slot * 512)
-                     : "memory");
-        acc ^= fold4(v);
+        acc ^= fold4(lds128(ring0 + slot * 512));
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
     return acc;
@@ -223,12 +219,7 @@ template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, 
             if (i > 0) issue();  // chunk i-1+D into the slot read in iteration i-1
             asm volatile("cp.async.commit_group;");
             asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-            uint4 v;
-            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                         : "r"(ring0 + (i & (D - 1)) * 512)
-                         : "memory");
-            acc ^= fold4(v);
+            acc ^= fold4(lds128(ring0 + (i & (D - 1)) * 512));
         }
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -278,12 +269,7 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
             : "memory");
         const int ch = imin(C, nc - j * C);
         for (int c = 0; c < ch; c++) {
-            uint4 v;
-            asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
-                         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                         : "r"(ring + (s * C + c) * 512 + lane * 16)
-                         : "memory");
-            acc ^= fold4(v);
+            acc ^= fold4(lds128(ring + (s * C + c) * 512 + lane * 16));
         }
         __syncwarp();  // every lane's reads of the slot are done before it is refilled
         if (lane == 0 && j + S < nst) issue(j + S);

@@ -29,6 +29,23 @@ func streamBuffers(b *testing.B) (*cuda.Backend, *cuda.Buffer, *cuda.Buffer) {
 	return be, buf, scratch
 }
 
+// timeRuns times run (launches) to completion: once untimed (the
+// kernels' compile and first touch), then b's loop.
+func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
+	sync := func() {
+		if err := be.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run()
+	sync()
+	b.ResetTimer()
+	for b.Loop() {
+		run()
+		sync()
+	}
+}
+
 // BenchmarkStream measures how fast SMs stream weights from device memory
 // by each way of loading them, and with the one-tile product's work on
 // every chunk (kernels/stream.cu): every warp reads its own contiguous
@@ -80,17 +97,7 @@ func BenchmarkStream(b *testing.B) {
 							}
 						}
 					}
-					launch()
-					if err := be.Sync(); err != nil {
-						b.Fatal(err)
-					}
-					b.ResetTimer()
-					for b.Loop() {
-						launch()
-						if err := be.Sync(); err != nil {
-							b.Fatal(err)
-						}
-					}
+					timeRuns(b, be, launch)
 					gbs := float64(total/region*region) * float64(b.N) / b.Elapsed().Seconds() / 1e9
 					b.ReportMetric(gbs, "GB/s")
 					b.ReportMetric(gbs/float64(sms), "GB/s/SM")
@@ -185,17 +192,7 @@ func BenchmarkGridPhases(b *testing.B) {
 					}
 				}
 			}
-			run()
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for b.Loop() {
-				run()
-				if err := be.Sync(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			timeRuns(b, be, run)
 			per := b.Elapsed().Seconds() / float64(b.N) / float64(layers)
 			b.ReportMetric(per*1e6, "µs/layer")
 			b.ReportMetric(float64(layer)/per/1e12, "TB/s")
