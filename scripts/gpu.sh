@@ -53,7 +53,7 @@ for step in $steps; do
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
   cudatests)
-    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
+    run cuda-tests "${CUDA_TIMEOUT:-200}" "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
     # CUDA_ENV="VAR=value ..." runs CUDA_ENV_TESTS (default CUDA_TESTS) once
     # more under that setting (e.g. GPTQTOOL_QMMA_SK=1).
     if [ -n "${CUDA_ENV:-}" ]; then
@@ -62,7 +62,8 @@ for step in $steps; do
     fi
     ;;
   decodeops)
-    run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench DecodeOps -test.benchtime 20x
+    # DECODEOPS_BENCH narrows the ops (e.g. 'DecodeOps/M1/(mlp|down_res)').
+    run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench "${DECODEOPS_BENCH:-DecodeOps}" -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
     ;;
   streambench)
