@@ -21,7 +21,9 @@
 //   grid_barriers, stream_phases, stream_layer<D>: barriers of the whole
 //                   grid, alone and between four streamed regions (a
 //                   persistent kernel's layer), the rings drained at each
-//                   barrier or running on across them.
+//                   barrier or running on across them;
+//   stream_layer_bulk<C, S>: stream_layer with the copy engine's copies
+//                   (stream_bulk's stages; NVRTC 12 and later).
 // Grid: any number of blocks of up to 1024 threads (32 warps); dynamic
 // shared memory for each warp's ring (stream_mma: and x after the rings).
 
@@ -281,9 +283,86 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
                                                                               int ef) {                             \
         stream_bulk<C, S>(src, n, sink, ef);                                                                        \
     }
+
+// stream_layer_bulk<C, S>: stream_layer with stream_bulk's copies: each
+// warp's stretches of the four regions are one sequence of stages of up to
+// C chunks (a stage does not cross regions), S stages in flight, issued by
+// lane 0 with the copy engine, so that what a warp has in flight at a
+// barrier or through the idle time is its whole ring (the engine's queue,
+// not the SM's load slots, holds the copies).
+template <int C, int S>
+__device__ void stream_layer_bulk(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink, u32* gbar) {
+    extern __shared__ uint4 smem_s[];
+    __shared__ __align__(8) u64 bar[32][S];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const i64 n[4] = {n0, n1, n2, n3};
+    const uint4* first[4];
+    int nc[4], cst[5];  // each phase's chunks, and the stages before it
+    cst[0] = 0;
+#pragma unroll
+    for (int ph = 0; ph < 4; ph++) {
+        i64 c0;
+        stretch(n[ph], c0, nc[ph]);
+        first[ph] = src + c0 * 32;
+        cst[ph + 1] = cst[ph] + (nc[ph] + C - 1) / C;
+        src += n[ph] * 32;
+    }
+    const u64 pol = l2_policy(1);
+    const u32 ring = smem_addr(smem_s) + warp * S * C * 512;
+    auto issue = [&](int G) {  // lane 0: stage G of the sequence into its slot
+        const int ph = G < cst[1] ? 0 : G < cst[2] ? 1 : G < cst[3] ? 2 : 3;
+        const int j = G - (ph == 0 ? 0 : ph == 1 ? cst[1] : ph == 2 ? cst[2] : cst[3]);
+        const int ncp = ph == 0 ? nc[0] : ph == 1 ? nc[1] : ph == 2 ? nc[2] : nc[3];
+        const uint4* fp = ph == 0 ? first[0] : ph == 1 ? first[1] : ph == 2 ? first[2] : first[3];
+        const int s = G % S, bytes = imin(C, ncp - j * C) * 512;
+        const u32 b = smem_addr(&bar[warp][s]);
+        asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" ::"r"(b), "r"(bytes) : "memory");
+        asm volatile(
+            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+                ring + s * C * 512),
+            "l"(fp + (i64)j * C * 32), "r"(bytes), "r"(b), "l"(pol)
+            : "memory");
+    };
+    const int total = cst[4];
+    if (lane == 0) {
+        for (int s = 0; s < S; s++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bar[warp][s])));
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        for (int G = 0; G < imin(S, total); G++) issue(G);
+    }
+    __syncwarp();
+    u32 acc = 0;
+    for (int ph = 0; ph < 4; ph++) {
+        if (ph > 0) grid_sync(gbar);  // the next stages stay in flight
+        if (ph == 1) idle_ns(idle);
+        for (int G = cst[ph]; G < cst[ph + 1]; G++) {
+            const int s = G % S;
+            const u32 b = smem_addr(&bar[warp][s]), par = (G / S) & 1;
+            asm volatile(
+                "{ .reg .pred p; W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1; @!p bra W; }" ::"r"(b), "r"(par)
+                : "memory");
+            const int ch = imin(C, nc[ph] - (G - cst[ph]) * C);
+            for (int c = 0; c < ch; c++) acc ^= fold4(lds128(ring + (s * C + c) * 512 + lane * 16));
+            __syncwarp();
+            if (lane == 0 && G + S < total) issue(G + S);
+        }
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+#define STREAM_LAYER_BULK(C, S)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(1024) stream_layer_bulk_c##C##_s##S(                                \
+        const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink, u32* bar) {                     \
+        stream_layer_bulk<C, S>(src, n0, n1, n2, n3, idle, sink, bar);                                              \
+    }
 #else
 #define STREAM_BULK(C, S)                                                                                            \
     extern "C" __global__ void stream_bulk_c##C##_s##S(const uint4* src, i64 n, u32* sink, int ef) { __trap(); }
+#endif
+#if !defined(__CUDACC_VER_MAJOR__) || __CUDACC_VER_MAJOR__ < 12
+#define STREAM_LAYER_BULK(C, S)                                                                                      \
+    extern "C" __global__ void stream_layer_bulk_c##C##_s##S(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,       \
+                                                             long long idle, u32* sink, u32* bar) {                  \
+        __trap();                                                                                                    \
+    }
 #endif
 
 // stream_mma<V>: stream_cpa<8> with the one-tile product's work on each
@@ -384,3 +463,5 @@ STREAM_BULK(1, 8)
 STREAM_BULK(2, 4)
 STREAM_BULK(4, 4)
 STREAM_BULK(8, 4)
+STREAM_LAYER_BULK(2, 4)
+STREAM_LAYER_BULK(2, 6)

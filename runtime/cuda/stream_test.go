@@ -117,7 +117,11 @@ func BenchmarkStream(b *testing.B) {
 // is read from L2; µs/layer is a layer's time, launches and gaps
 // included. The same with the rings running on across the barriers
 // (stream_layer: the next phase's first chunks in flight through them), and
-// with 11 µs of waiting after the first barrier, as attention takes.
+// with 11 µs of waiting after the first barrier, as attention takes; and
+// the same with the copy engine's copies (stream_layer_bulk: bulk4 two
+// chunks a stage, four stages a warp in flight, 128 KiB an SM; bulk6 six
+// stages, 192 KiB), whose copies in flight the SM's load slots do not
+// limit.
 func BenchmarkGridPhases(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
@@ -158,11 +162,12 @@ func BenchmarkGridPhases(b *testing.B) {
 		warps int
 	}{
 		{"launches", 0, 32}, {"phases", 0, 32}, {"whole", 0, 32}, {"carry8", 0, 32}, {"carry16", 0, 24},
-		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24},
+		{"bulk4", 0, 32}, {"bulk6", 0, 32},
+		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24}, {"bulk4", 11, 32}, {"bulk6", 11, 32},
 	} {
-		depth := 8
-		if c.how == "carry16" {
-			depth = 16
+		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
+		if depth == 0 {
+			depth = 8
 		}
 		block, ring := cuda.Dim{X: 32 * c.warps}, max(pad, c.warps*depth*chunk)
 		idle := int64(c.idle) * 1000
@@ -180,8 +185,9 @@ func BenchmarkGridPhases(b *testing.B) {
 							}
 							off += uint64(p)
 						}
-					case "phases", "carry8", "carry16":
-						name := map[string]string{"phases": "stream_phases", "carry8": "stream_layer8", "carry16": "stream_layer16"}[c.how]
+					case "phases", "carry8", "carry16", "bulk4", "bulk6":
+						name := map[string]string{"phases": "stream_phases", "carry8": "stream_layer8", "carry16": "stream_layer16",
+							"bulk4": "stream_layer_bulk_c2_s4", "bulk6": "stream_layer_bulk_c2_s6"}[c.how]
 						err = be.Launch("stream.cu", name, grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, idle, sink, bar)
 					default:
