@@ -79,10 +79,13 @@
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
 // the weights with the L2 policy evict_first (l2_policy); QF_EARLY lets
 // the next kernel launch as this one starts rather than after its main
-// loop (its blocks then take the room this one's leave on each SM).
+// loop (its blocks then take the room this one's leave on each SM);
+// QF_LATE only as this one ends (its epilogue then shares the SMs' memory
+// pipes with no prologue of the next).
 #define QF_XASYNC 1
 #define QF_EVICT 2
 #define QF_EARLY 4
+#define QF_LATE 8
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -534,7 +537,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
-    if (!(flags & QF_EARLY)) pdl_launch();  // the next kernel may start its prologue now
+    if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();  // the next kernel may start its prologue now
 
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
