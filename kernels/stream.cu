@@ -236,6 +236,25 @@ STREAM_LAYER(8)
 STREAM_LAYER(16)
 
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
+// The copy engine's stages (stream_bulk, stream_layer_bulk): bulk_init
+// sets up a warp's S mbarriers (lane 0), bulk_stage copies bytes from src
+// into dst completing on the mbarrier at b, bulk_wait waits for the
+// stage's phase par.
+template <int S> __device__ __forceinline__ void bulk_init(u64* bars) {
+    for (int s = 0; s < S; s++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bars[s])));
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+__device__ __forceinline__ void bulk_stage(u32 dst, const uint4* src, int bytes, u32 b, u64 pol) {
+    asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" ::"r"(b), "r"(bytes) : "memory");
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(dst),
+        "l"(src), "r"(bytes), "r"(b), "l"(pol)
+        : "memory");
+}
+__device__ __forceinline__ void bulk_wait(u32 b, u32 par) {
+    asm volatile("{ .reg .pred p; W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1; @!p bra W; }" ::"r"(b), "r"(par)
+                 : "memory");
+}
 template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     extern __shared__ uint4 smem_s[];
     __shared__ __align__(8) u64 bar[32][S];
@@ -247,28 +266,18 @@ template <int C, int S> __device__ void stream_bulk(const uint4* __restrict__ sr
     const u32 ring = smem_addr(smem_s) + warp * S * C * 512;
     const int nst = (nc + C - 1) / C;  // stages of C chunks, the last maybe shorter
     auto issue = [&](int j) {          // lane 0: stage j into its slot
-        const int s = j % S, bytes = imin(C, nc - j * C) * 512;
-        const u32 b = smem_addr(&bar[warp][s]);
-        asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" ::"r"(b), "r"(bytes) : "memory");
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
-                ring + s * C * 512),
-            "l"(src + (c0 + (i64)j * C) * 32), "r"(bytes), "r"(b), "l"(pol)
-            : "memory");
+        const int s = j % S;
+        bulk_stage(ring + s * C * 512, src + (c0 + (i64)j * C) * 32, imin(C, nc - j * C) * 512, smem_addr(&bar[warp][s]), pol);
     };
     if (lane == 0) {
-        for (int s = 0; s < S; s++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bar[warp][s])));
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        bulk_init<S>(bar[warp]);
         for (int j = 0; j < imin(S, nst); j++) issue(j);
     }
     __syncwarp();
     u32 acc = 0;
     for (int j = 0; j < nst; j++) {
         const int s = j % S;
-        const u32 b = smem_addr(&bar[warp][s]), par = (j / S) & 1;
-        asm volatile(
-            "{ .reg .pred p; W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1; @!p bra W; }" ::"r"(b), "r"(par)
-            : "memory");
+        bulk_wait(smem_addr(&bar[warp][s]), (j / S) & 1);
         const int ch = imin(C, nc - j * C);
         for (int c = 0; c < ch; c++) {
             acc ^= fold4(lds128(ring + (s * C + c) * 512 + lane * 16));
@@ -314,19 +323,12 @@ __device__ void stream_layer_bulk(const uint4* src, i64 n0, i64 n1, i64 n2, i64 
         const int j = G - (ph == 0 ? 0 : ph == 1 ? cst[1] : ph == 2 ? cst[2] : cst[3]);
         const int ncp = ph == 0 ? nc[0] : ph == 1 ? nc[1] : ph == 2 ? nc[2] : nc[3];
         const uint4* fp = ph == 0 ? first[0] : ph == 1 ? first[1] : ph == 2 ? first[2] : first[3];
-        const int s = G % S, bytes = imin(C, ncp - j * C) * 512;
-        const u32 b = smem_addr(&bar[warp][s]);
-        asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }" ::"r"(b), "r"(bytes) : "memory");
-        asm volatile(
-            "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
-                ring + s * C * 512),
-            "l"(fp + (i64)j * C * 32), "r"(bytes), "r"(b), "l"(pol)
-            : "memory");
+        const int s = G % S;
+        bulk_stage(ring + s * C * 512, fp + (i64)j * C * 32, imin(C, ncp - j * C) * 512, smem_addr(&bar[warp][s]), pol);
     };
     const int total = cst[4];
     if (lane == 0) {
-        for (int s = 0; s < S; s++) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_addr(&bar[warp][s])));
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        bulk_init<S>(bar[warp]);
         for (int G = 0; G < imin(S, total); G++) issue(G);
     }
     __syncwarp();
@@ -336,10 +338,7 @@ __device__ void stream_layer_bulk(const uint4* src, i64 n0, i64 n1, i64 n2, i64 
         if (ph == 1) idle_ns(idle);
         for (int G = cst[ph]; G < cst[ph + 1]; G++) {
             const int s = G % S;
-            const u32 b = smem_addr(&bar[warp][s]), par = (G / S) & 1;
-            asm volatile(
-                "{ .reg .pred p; W: mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1; @!p bra W; }" ::"r"(b), "r"(par)
-                : "memory");
+            bulk_wait(smem_addr(&bar[warp][s]), (G / S) & 1);
             const int ch = imin(C, nc[ph] - (G - cst[ph]) * C);
             for (int c = 0; c < ch; c++) acc ^= fold4(lds128(ring + (s * C + c) * 512 + lane * 16));
             __syncwarp();
