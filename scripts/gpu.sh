@@ -62,7 +62,7 @@ for step in $steps; do
     fi
     ;;
   decodeops)
-    # DECODEOPS_BENCH narrows the ops (e.g. 'DecodeOps/M1/(mlp|down_res)').
+    # DECODEOPS_BENCH narrows the ops (e.g. 'DecodeOps/M1/(gate_up_glu|down_res)').
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench "${DECODEOPS_BENCH:-DecodeOps}" -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
     ;;
