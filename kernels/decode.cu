@@ -10,7 +10,7 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu), hd <= 32*C,
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late), hd <= 32*C,
 // hq/hkv <= G (output column c of a row goes to column oslots[c] when
 // oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
@@ -32,7 +32,10 @@
 // unless a benchmark sets it); decided per row from its position (the grid
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
-// Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes.
+// Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes. With
+// late, the next kernel (PDL) launches only as this one ends, not once its
+// loop is done (its prologue then does not share the SMs' memory pipes
+// with the combine).
 // paged_attn_cC_gG_pre_T, the same for a settled cache (every row a query
 // reads but its own position's written before the step): a thread's first
 // K and V rows but the query's own are fetched before the wait.
@@ -104,7 +107,7 @@ template <typename T, int C, int G, bool PRE>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu, int late) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
@@ -319,7 +322,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // code: 1 as the barrier is passed, 2 and 3 after each pass (what the
     // second saves is what fetching the code costs the first).
     TRACE_MARK_AT(0, 2);
-    pdl_launch();  // the next kernel may start its prologue now
+    if (!late) pdl_launch();  // the next kernel may start its prologue now (late: as this one ends)
 #pragma unroll
     for (int g = 0; g < G; g++)
 #pragma unroll
@@ -433,9 +436,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu) {                                                                                             \
+        int clu, int late) {                                                                                   \
         paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
-                                 minsplit, oslots, clu);                                                       \
+                                 minsplit, oslots, clu, late);                                                 \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
 // PA_PRE, the plain one.

@@ -209,7 +209,7 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu))
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), b.attnLate)
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).
