@@ -81,15 +81,11 @@
 // the next kernel launch as this one starts rather than after its main
 // loop (its blocks then take the room this one's leave on each SM);
 // QF_LATE only as this one ends (its epilogue then shares the SMs' memory
-// pipes with no prologue of the next); QF_HALF issues half of the weight
-// ring's first copies before the wait for the previous kernel and half
-// after it (fewer copies in flight ahead of the previous kernel's
-// epilogue on the same SMs).
+// pipes with no prologue of the next).
 #define QF_XASYNC 1
 #define QF_EVICT 2
 #define QF_EARLY 4
 #define QF_LATE 8
-#define QF_HALF 16
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -228,15 +224,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
-    // The ring's first QST chunks (one commit group each), all before the
-    // wait, or with QF_HALF half of them after it.
-    const int before = (flags & QF_HALF) ? QST / 2 : QST;
 #pragma unroll
     for (int i = 0; i < QST; i++) {
-        if (i >= before) break;
         if (i < nc) cp_async16_pol(ring0 + i * 512, src + i * 32, wpol);
         asm volatile("cp.async.commit_group;");
     }
+    src += QST * 32;
     // The scales, zeros and permutation are the model's too: the first
     // group's scale pairs and the permutation of this thread's first items
     // of x are in flight before the wait, and each group's scales are
@@ -262,13 +255,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
     TRACE_MARK(1);
-#pragma unroll
-    for (int i = QST / 2; i < QST; i++) {
-        if (i < before) continue;
-        if (i < nc) cp_async16_pol(ring0 + i * 512, src + i * 32, wpol);
-        asm volatile("cp.async.commit_group;");
-    }
-    src += QST * 32;
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.

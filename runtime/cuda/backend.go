@@ -101,7 +101,6 @@ type Backend struct {
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
-	qmmaHalf      bool      // GPTQTOOL_QMMA_HALF=1: half their rings' first copies before the wait, half after (QF_HALF)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	gt            graphTimes
@@ -209,7 +208,6 @@ func New(o Options) (*Backend, error) {
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
 	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"
-	b.qmmaHalf = os.Getenv("GPTQTOOL_QMMA_HALF") == "1"
 	if os.Getenv("GPTQTOOL_ATTN_LATE") == "1" {
 		b.attnLate = 1
 	}

@@ -806,7 +806,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),
-// QF_EARLY (4), QF_LATE (8) and QF_HALF (16).
+// QF_EARLY (4) and QF_LATE (8).
 func (b *Backend) qmmaFlags() int32 {
 	f := b.xasync
 	if b.evictFirst && !b.passKeep {
@@ -817,9 +817,6 @@ func (b *Backend) qmmaFlags() int32 {
 	}
 	if b.qmmaLate {
 		f |= 8
-	}
-	if b.qmmaHalf {
-		f |= 16
 	}
 	return f
 }
