@@ -429,7 +429,7 @@ for step in $steps; do
       [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32
       run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
-      grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
+      grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|bandwidth_fraction|step_weight_bytes|load_s)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
     # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
@@ -444,7 +444,7 @@ for step in $steps; do
         i=$((i + 1))
         run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-$em-env$i.json'"
         note "$em with $e:"
-        grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
+        grep -E '"(batch|tok_per_s|step_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
       done
     fi

@@ -4,6 +4,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,7 @@ func (f *speedFlags) register(cmd *cobra.Command) {
 // load opens the backend and the model and returns the fields every
 // speed report starts with.
 func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, error) {
+	start := time.Now()
 	b, err := newBackend(f.device, f.threads, cmd.ErrOrStderr())
 	if err != nil {
 		return nil, nil, err
@@ -46,6 +48,8 @@ func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, err
 		"backend":           b.Name(),
 		"dtype":             m.DType().String(),
 		"step_weight_bytes": m.StepBytes(),
+		// The backend and the model ready, weights on the device.
+		"load_s": time.Since(start).Seconds(),
 	}
 	if cb, ok := b.(*cuda.Backend); ok {
 		out["device"] = cb.Device()

@@ -96,7 +96,8 @@ type Backend struct {
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
-	attnLate      int32     // GPTQTOOL_ATTN_LATE=1: paged attention lets the next kernel launch only as it ends (decode.cu late)
+	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
+	attnLate      int32     // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
@@ -208,8 +209,17 @@ func New(o Options) (*Backend, error) {
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
 	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"
-	if os.Getenv("GPTQTOOL_ATTN_LATE") == "1" {
+	// Paged attention lets the next kernel (o_proj) launch only as it
+	// ends: launched once attention's loop was done, o_proj's blocks
+	// stacked up to four an SM on the SMs attention had left and filled
+	// their rings while attention's combine waited behind them
+	// (docs/benchmarks.md, 2026-12-01 fourth session: +2.3% at batch 1).
+	// GPTQTOOL_ATTN_LATE=0 launches it early again.
+	if os.Getenv("GPTQTOOL_ATTN_LATE") != "0" {
 		b.attnLate = 1
+	}
+	if b.attnWaves, err = envInt("GPTQTOOL_ATTN_WAVES", defaultAttnWaves, 1, 16, "1-16 waves"); err != nil {
+		return nil, err
 	}
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {
 		return nil, err

@@ -138,10 +138,15 @@ func (b *Backend) SetAttentionSplit(positions int) {
 const defaultAttnSplit = 32
 
 // pagedSplits is how many blocks share one kv head's positions in
-// PagedAttention: enough blocks for two waves over the SMs, at most 32.
+// PagedAttention: enough blocks for attnWaves (default 2) waves over the
+// SMs, at most 32.
 func (b *Backend) pagedSplits(rows, kvHeads int) int {
-	return max(1, min(pagedMaxSplits, (2*b.sms+rows*kvHeads-1)/(rows*kvHeads)))
+	return max(1, min(pagedMaxSplits, (b.attnWaves*b.sms+rows*kvHeads-1)/(rows*kvHeads)))
 }
+
+// defaultAttnWaves is how many times paged attention's grid fills the SMs
+// (GPTQTOOL_ATTN_WAVES=N overrides it, for comparisons).
+const defaultAttnWaves = 2
 
 // pagedMaxSplits is PA_SPLITS and pagedThreads PA_TILE of decode.cu: the
 // most blocks that split one (row, kv head), whose combine keeps a weight a
