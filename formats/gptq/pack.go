@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	goruntime "runtime"
+	"sync"
 )
 
 // Format is the checkpoint_format of a GPTQ checkpoint: how qzeros is stored.
@@ -283,4 +285,145 @@ func unpackStream(dst []uint8, src []int32, L, C, bits int) {
 			d[c] = uint8(uint32(row[c]) >> off & mask)
 		}
 	}
+}
+
+// UnpackQWeightPermuted is UnpackQWeight with the rows and columns of the
+// result reordered in the same pass: result[k][j] = q[perm[k]][cols[j]],
+// q the codes [K, N] of qweight [K*bits/32, N]. perm (length K) and cols
+// (length N) are permutations, or nil for the identity. It reads qweight
+// once, in order, and writes each result row once, from GOMAXPROCS
+// goroutines.
+func UnpackQWeightPermuted(qweight []int32, K, N, bits int, perm, cols []int32) ([]uint8, error) {
+	rows, err := PackedLen(K, bits)
+	if err != nil {
+		return nil, fmt.Errorf("gptq: unpack qweight: K=%d: %w", K, err)
+	}
+	if err := checkDims(K, N); err != nil {
+		return nil, fmt.Errorf("gptq: unpack qweight: %w", err)
+	}
+	if len(qweight) != rows*N {
+		return nil, fmt.Errorf("gptq: unpack qweight: %w: got %d words, want [%d, %d] = %d", ErrShape, len(qweight), rows, N, rows*N)
+	}
+	// slot[l] is the result row of code row l.
+	slot, err := inverse(perm, K)
+	if err != nil {
+		return nil, fmt.Errorf("gptq: unpack qweight: row order: %w", err)
+	}
+	if _, err := inverse(cols, N); err != nil {
+		return nil, fmt.Errorf("gptq: unpack qweight: column order: %w", err)
+	}
+	out := make([]uint8, K*N)
+	mask := uint32(1)<<bits - 1
+	// Code rows in runs of unit, a whole number of words: one word row
+	// for 2, 4 and 8 bits, read once for its pf code rows.
+	unit := 32 / gcd(bits, 32)
+	parallel(K/unit, func(r0, r1 int) {
+		d := make([][]uint8, unit)
+		var gathered []int32
+		if cols != nil {
+			gathered = make([]int32, N)
+		}
+		for run := r0; run < r1; run++ {
+			l0 := unit * run
+			for i := range d {
+				s := int(slot[l0+i])
+				d[i] = out[s*N : (s+1)*N]
+			}
+			if 32%bits == 0 {
+				src := qweight[run*N : (run+1)*N]
+				if cols != nil {
+					for j, c := range cols {
+						gathered[j] = src[c]
+					}
+					src = gathered
+				}
+				if bits == 4 {
+					spread4(d, src)
+					continue
+				}
+				for i, di := range d {
+					di = di[:len(src)] // lets the compiler drop bounds checks
+					shift := uint(bits * i)
+					for j, v := range src {
+						di[j] = uint8(uint32(v) >> shift & mask)
+					}
+				}
+				continue
+			}
+			for i, di := range d {
+				pos := bits * (l0 + i)
+				w, off := pos>>5, uint(pos&31)
+				src := qweight[w*N : (w+1)*N]
+				var next []int32
+				if int(off)+bits > 32 {
+					next = qweight[(w+1)*N : (w+2)*N]
+				}
+				for j := range N {
+					c := j
+					if cols != nil {
+						c = int(cols[j])
+					}
+					v := uint32(src[c]) >> off
+					if next != nil {
+						v |= uint32(next[c]) << (32 - off)
+					}
+					di[j] = uint8(v & mask)
+				}
+			}
+		}
+	})
+	return out, nil
+}
+
+// spread4 writes the eight 4-bit codes of each word of src to the rows d,
+// lowest bits first: one read of a word for its eight codes.
+func spread4(d [][]uint8, src []int32) {
+	n := len(src)
+	d0, d1, d2, d3 := d[0][:n], d[1][:n], d[2][:n], d[3][:n]
+	d4, d5, d6, d7 := d[4][:n], d[5][:n], d[6][:n], d[7][:n]
+	for j, v := range src {
+		u := uint32(v)
+		d0[j], d1[j], d2[j], d3[j] = uint8(u&15), uint8(u>>4&15), uint8(u>>8&15), uint8(u>>12&15)
+		d4[j], d5[j], d6[j], d7[j] = uint8(u>>16&15), uint8(u>>20&15), uint8(u>>24&15), uint8(u>>28)
+	}
+}
+
+// inverse returns the inverse of the permutation p of 0..n-1 (p nil: the
+// identity), or an error when p is not one.
+func inverse(p []int32, n int) ([]int32, error) {
+	inv := make([]int32, n)
+	if p == nil {
+		for i := range inv {
+			inv[i] = int32(i)
+		}
+		return inv, nil
+	}
+	if len(p) != n {
+		return nil, fmt.Errorf("%w: %d entries, want %d", ErrShape, len(p), n)
+	}
+	for i := range inv {
+		inv[i] = -1
+	}
+	for i, v := range p {
+		if v < 0 || int(v) >= n || inv[v] >= 0 {
+			return nil, fmt.Errorf("entry %d = %d is out of range [0, %d) or repeated", i, v, n)
+		}
+		inv[v] = int32(i)
+	}
+	return inv, nil
+}
+
+// parallel calls fn on ranges covering [0, n) from up to GOMAXPROCS
+// goroutines.
+func parallel(n int, fn func(i0, i1 int)) {
+	workers := min(goruntime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() { fn(n*w/workers, n*(w+1)/workers) })
+	}
+	wg.Wait()
 }

@@ -98,7 +98,8 @@ func benchLayerWeights(d dims, quant *gptq.QuantizeConfig) mapWeights {
 // Mistral-7B decoder layer (4 bits, group 128, act order) for a backend
 // that fuses quantized weights, by stage: reading and validating the GPTQ
 // tensors (readLinear), making act order sequential (Sequential), folding
-// down_proj's order into gate/up (PermuteOutputs), and all of bindLayer
+// down_proj's order into gate/up (PermuteOutputs after Sequential, or
+// sequential_cols: gate and up unpacked in that order), and all of bindLayer
 // (what the backend's loaders then do is BenchmarkLoadQuantHost in
 // runtime/cuda).
 //
@@ -152,6 +153,15 @@ func BenchmarkLoadLayer(b *testing.B) {
 		for b.Loop() {
 			for _, q := range gateUp {
 				if _, err := q.PermuteOutputs(down.Perm); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("sequential_cols", func(b *testing.B) {
+		for b.Loop() {
+			for _, m := range []string{"mlp.gate_proj", "mlp.up_proj"} {
+				if _, err := sequential(ls[m], down.Perm); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -1,12 +1,14 @@
 package model
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/runtime"
 )
 
 // randomLinear is a GPTQ Linear with random codes, zeros and scales and the
@@ -103,5 +105,95 @@ func TestSequential(t *testing.T) {
 				t.Error("sequential layout dequantizes differently from the GPTQ tensors")
 			}
 		})
+	}
+}
+
+// sequentialRef is Sequential the straightforward way (unpack, then copy
+// the rows in sorted order), then PermuteOutputs by cols when not nil: the
+// reference of sequential's one pass.
+func sequentialRef(t *testing.T, l *gptq.Linear, cols []int32) *runtime.QuantWeight {
+	t.Helper()
+	K, N := l.K, l.N
+	gs := l.GroupSize
+	if gs == -1 {
+		gs = K
+	}
+	perm := make([]int32, K)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	slices.SortStableFunc(perm, func(a, b int32) int { return int(l.GIdx[a]) - int(l.GIdx[b]) })
+	codes, err := gptq.UnpackQWeight(l.QWeight, K, N, l.Bits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros, err := l.ZeroPoints()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &runtime.QuantWeight{Bits: l.Bits, K: K, N: N, GroupSize: gs, Scales: l.Scales, Zeros: make([]uint16, len(zeros))}
+	for i, z := range zeros {
+		q.Zeros[i] = uint16(z)
+	}
+	if slices.IsSorted(perm) {
+		q.Codes = codes
+	} else {
+		q.Perm = perm
+		q.Codes = make([]uint8, K*N)
+		for k, p := range perm {
+			copy(q.Codes[k*N:(k+1)*N], codes[int(p)*N:(int(p)+1)*N])
+		}
+	}
+	if cols == nil {
+		return q
+	}
+	p, err := q.PermuteOutputs(cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestSequentialOnePass checks sequential (the row and column orders
+// applied while unpacking) field by field against sequentialRef, for
+// every width, group sizes 32 to one group, act order or not, with and
+// without an output order.
+func TestSequentialOnePass(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, bits := range []int{2, 3, 4, 8} {
+		for _, gs := range []int{32, 64, 128, -1} {
+			for _, gidx := range []string{"act-order", "static"} {
+				for _, withCols := range []bool{false, true} {
+					const K, N = 256, 96
+					t.Run(fmt.Sprintf("%dbit-g%d-%s-cols=%v", bits, gs, gidx, withCols), func(t *testing.T) {
+						l := randomLinear(r, K, N, bits, gs, gptq.FormatV1, gidx)
+						var cols []int32
+						if withCols {
+							cols = make([]int32, N)
+							for j, c := range r.Perm(N) {
+								cols[j] = int32(c)
+							}
+						}
+						got, err := sequential(l, cols)
+						if err != nil {
+							t.Fatal(err)
+						}
+						want := sequentialRef(t, l, cols)
+						if got.Bits != want.Bits || got.K != want.K || got.N != want.N || got.GroupSize != want.GroupSize {
+							t.Fatalf("got %d bits [%d %d] group %d, want %d bits [%d %d] group %d", got.Bits, got.K, got.N, got.GroupSize, want.Bits, want.K, want.N, want.GroupSize)
+						}
+						if !slices.Equal(got.Perm, want.Perm) || (got.Perm == nil) != (want.Perm == nil) {
+							t.Error("Perm differs")
+						}
+						if !slices.Equal(got.Codes, want.Codes) {
+							t.Error("codes differ")
+						}
+						if !slices.Equal(got.Scales, want.Scales) || !slices.Equal(got.Zeros, want.Zeros) {
+							t.Error("scales or zeros differ")
+						}
+					})
+				}
+			}
+		}
 	}
 }

@@ -252,7 +252,8 @@ func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (run
 		if err != nil {
 			return nil, err
 		}
-		qw, err := Sequential(l)
+		// cols reorders the output columns as the codes are unpacked.
+		qw, err := sequential(l, cols)
 		if err != nil {
 			return nil, fmt.Errorf("model: %s: %w", module, err)
 		}
@@ -263,14 +264,6 @@ func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (run
 	}
 	if !runtime.SamePermutation(ws...) {
 		return nil, nil
-	}
-	if cols != nil {
-		for i, w := range ws {
-			var err error
-			if ws[i], err = w.PermuteOutputs(cols); err != nil {
-				return nil, fmt.Errorf("model: layer %s %s: %w", p, LinearModules[js[i]], err)
-			}
-		}
 	}
 	var t runtime.Tensor
 	var err error
@@ -327,6 +320,13 @@ func (bd *binder) fuseNorms(lw *layerWeights) error {
 // the groups are not runs of equal size once sorted (a g_idx no GPTQ tool
 // writes, which the dequantized path still handles).
 func Sequential(l *gptq.Linear) (*runtime.QuantWeight, error) {
+	return sequential(l, nil)
+}
+
+// sequential is Sequential with the output columns in the order cols (nil:
+// as they are), in the same pass over the codes: the result is
+// Sequential(l).PermuteOutputs(cols), without the second copy of the codes.
+func sequential(l *gptq.Linear, cols []int32) (*runtime.QuantWeight, error) {
 	K, N := l.K, l.N
 	G := gptq.Groups(K, l.GroupSize)
 	gs := l.GroupSize
@@ -345,7 +345,13 @@ func Sequential(l *gptq.Linear) (*runtime.QuantWeight, error) {
 		}
 		ordered = ordered && int(p) == k
 	}
-	codes, err := gptq.UnpackQWeight(l.QWeight, K, N, l.Bits)
+	if ordered {
+		perm = nil
+	}
+	if cols != nil && len(cols) != N {
+		return nil, fmt.Errorf("%w: output order of %d columns for N %d", runtime.ErrQuantLayout, len(cols), N)
+	}
+	codes, err := gptq.UnpackQWeightPermuted(l.QWeight, K, N, l.Bits, perm, cols)
 	if err != nil {
 		return nil, err
 	}
@@ -353,17 +359,19 @@ func Sequential(l *gptq.Linear) (*runtime.QuantWeight, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &runtime.QuantWeight{Bits: l.Bits, K: K, N: N, GroupSize: gs, Scales: l.Scales, Zeros: make([]uint16, G*N)}
+	q := &runtime.QuantWeight{Bits: l.Bits, K: K, N: N, GroupSize: gs, Codes: codes, Perm: perm,
+		Scales: l.Scales, Zeros: make([]uint16, G*N)}
 	for i, z := range zeros {
 		q.Zeros[i] = uint16(z)
 	}
-	if ordered {
-		q.Codes = codes
-	} else {
-		q.Perm = perm
-		q.Codes = make([]uint8, K*N)
-		for k, p := range perm {
-			copy(q.Codes[k*N:(k+1)*N], codes[int(p)*N:(int(p)+1)*N])
+	if cols != nil {
+		q.Scales = make([]uint16, G*N)
+		for g := range G {
+			row, zrow := l.Scales[g*N:(g+1)*N], zeros[g*N:(g+1)*N]
+			for j, c := range cols {
+				q.Scales[g*N+j] = row[c]
+				q.Zeros[g*N+j] = uint16(zrow[c])
+			}
 		}
 	}
 	return q, nil
