@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	goruntime "runtime"
@@ -66,11 +67,8 @@ func (q *QuantWeight) Validate() error {
 	if len(q.Codes) != q.K*q.N || len(q.Scales) != G*q.N || len(q.Zeros) != G*q.N {
 		return fmt.Errorf("%w: %d codes, %d scales, %d zeros for K %d N %d in %d groups", ErrQuantLayout, len(q.Codes), len(q.Scales), len(q.Zeros), q.K, q.N, G)
 	}
-	top := uint8(1<<q.Bits - 1)
-	for i, c := range q.Codes {
-		if c > top {
-			return fmt.Errorf("%w: code %d at [%d %d] exceeds %d bits", ErrQuantLayout, c, i/q.N, i%q.N, q.Bits)
-		}
+	if i := firstAbove(q.Codes, uint8(1<<q.Bits-1)); i >= 0 {
+		return fmt.Errorf("%w: code %d at [%d %d] exceeds %d bits", ErrQuantLayout, q.Codes[i], i/q.N, i%q.N, q.Bits)
 	}
 	for i, z := range q.Zeros {
 		if int(z) > 1<<q.Bits {
@@ -95,6 +93,48 @@ func (q *QuantWeight) Validate() error {
 		}
 	}
 	return nil
+}
+
+// firstAbove returns the index of the first code above top, a run of low
+// bits (2^bits - 1), or -1: eight codes a word, from GOMAXPROCS goroutines
+// (the codes are K·N bytes).
+func firstAbove(codes []uint8, top uint8) int {
+	high := 0x0101010101010101 * uint64(^top)
+	const chunk = 1 << 20
+	chunks := (len(codes) + chunk - 1) / chunk
+	first := make([]int, chunks)
+	scan := func(c int) {
+		first[c] = -1
+		part := codes[c*chunk : min((c+1)*chunk, len(codes))]
+		i := 0
+		for ; i+8 <= len(part); i += 8 {
+			if binary.LittleEndian.Uint64(part[i:])&high != 0 {
+				break
+			}
+		}
+		for ; i < len(part); i++ {
+			if part[i] > top {
+				first[c] = c*chunk + i
+				return
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	workers := min(goruntime.GOMAXPROCS(0), chunks)
+	for w := range workers {
+		wg.Go(func() {
+			for c := w; c < chunks; c += workers {
+				scan(c)
+			}
+		})
+	}
+	wg.Wait()
+	for _, i := range first {
+		if i >= 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // QuantLoader is a Backend that keeps group-quantized weights as they are

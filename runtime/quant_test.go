@@ -53,3 +53,42 @@ func TestPermuteOutputs(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstAbove checks the word-wise, parallel scan of Validate against a
+// byte loop: codes above the width planted at the start, the end, across
+// its 1 MiB chunks and in a tail shorter than a word, for every width.
+func TestFirstAbove(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const n = 3<<20 + 13
+	for _, bits := range []int{2, 3, 4, 8} {
+		top := uint8(1<<bits - 1)
+		codes := make([]uint8, n)
+		for i := range codes {
+			codes[i] = uint8(r.IntN(int(top) + 1))
+		}
+		ref := func() int {
+			for i, c := range codes {
+				if c > top {
+					return i
+				}
+			}
+			return -1
+		}
+		if got := firstAbove(codes, top); got != -1 {
+			t.Errorf("%d bits, no bad code: got %d, want -1", bits, got)
+		}
+		if bits == 8 {
+			continue // no code exceeds 8 bits
+		}
+		for _, at := range [][]int{{0}, {n - 1}, {1<<20 - 1, 3 << 20}, {2<<20 + 5, 1<<20 + 3}, {n - 5}, {r.IntN(n), r.IntN(n)}} {
+			saved := slices.Clone(codes)
+			for _, i := range at {
+				codes[i] = top + 1 + uint8(r.IntN(int(255-top)))
+			}
+			if got, want := firstAbove(codes, top), ref(); got != want {
+				t.Errorf("%d bits, bad codes at %v: got %d, want %d", bits, at, got, want)
+			}
+			copy(codes, saved)
+		}
+	}
+}

@@ -70,8 +70,9 @@ func newBenchLayer() *benchLayer {
 // BenchmarkLoadQuantHost measures the host work of the CUDA backend's
 // loaders (LoadQuantSplit for q/k/v, LoadQuant for o_proj and down_proj,
 // LoadQuantGLU for gate/up) for one Mistral-7B decoder layer, by stage,
-// without a GPU: validating the weights, fusing their columns and tiling
-// the codes; "layer" is all of it (what runs before the uploads).
+// without a GPU: validating the weights, fusing their groups (scales and
+// zeros) and tiling the codes (fused as they are read); "layer" is all of
+// it (what runs before the uploads).
 //
 //	go test ./runtime/cuda -run '^$' -bench LoadQuantHost -benchtime 5x
 func BenchmarkLoadQuantHost(b *testing.B) {
@@ -86,17 +87,28 @@ func BenchmarkLoadQuantHost(b *testing.B) {
 			}
 		}
 	})
-	b.Run("fuseColumns", func(b *testing.B) {
+	type load struct {
+		q   *runtime.QuantWeight // its groups; its codes are src's
+		src columnSource
+	}
+	loads := func() []load {
+		return []load{
+			{fuseGroups(l.qkv, l.qkvIdx), columnSource{l.qkv, l.qkvIdx}},
+			{l.o, columnSource{ws: []*runtime.QuantWeight{l.o}}},
+			{fuseGroups(l.gateUp, l.gateIdx), columnSource{l.gateUp, l.gateIdx}},
+			{l.down, columnSource{ws: []*runtime.QuantWeight{l.down}}},
+		}
+	}
+	b.Run("fuseGroups", func(b *testing.B) {
 		for b.Loop() {
-			fuseColumns(l.qkv, l.qkvIdx)
-			fuseColumns(l.gateUp, l.gateIdx)
+			loads()
 		}
 	})
-	qkv, glu := fuseColumns(l.qkv, l.qkvIdx), fuseColumns(l.gateUp, l.gateIdx)
+	ls := loads()
 	b.Run("tileCodes", func(b *testing.B) {
 		for b.Loop() {
-			for _, w := range []*runtime.QuantWeight{qkv, l.o, glu, l.down} {
-				tileCodes(w)
+			for _, w := range ls {
+				tileCodes(w.q.K, w.q.N, w.q.Bits, w.src)
 			}
 		}
 	})
@@ -107,8 +119,17 @@ func BenchmarkLoadQuantHost(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			for _, w := range []*runtime.QuantWeight{fuseColumns(l.qkv, l.qkvIdx), l.o, fuseColumns(l.gateUp, l.gateIdx), l.down} {
-				tileCodes(w)
+			for _, w := range loads() {
+				tileCodes(w.q.K, w.q.N, w.q.Bits, w.src)
+			}
+		}
+	})
+	// The straightforward fuse and tile (the tests' reference), as the
+	// loaders did them before tiling from the weights' own codes.
+	b.Run("fuseColumnsRef+tileCodesRef", func(b *testing.B) {
+		for b.Loop() {
+			for _, w := range []*runtime.QuantWeight{fuseColumnsRef(l.qkv, l.qkvIdx), l.o, fuseColumnsRef(l.gateUp, l.gateIdx), l.down} {
+				tileCodesRef(w)
 			}
 		}
 	})

@@ -178,7 +178,7 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("cuda: %w", err)
 	}
-	return b.loadQuant(q, quant{seg1: q.N, seg2: q.N})
+	return b.loadQuant(q, columnSource{ws: []*runtime.QuantWeight{q}}, quant{seg1: q.N, seg2: q.N})
 }
 
 // LoadQuantSplit implements runtime.FusedQuantLoader for two or three
@@ -197,12 +197,12 @@ func (b *Backend) LoadQuantSplit(ws []*runtime.QuantWeight) (runtime.Tensor, err
 			idx = append(idx, [2]int{i, n})
 		}
 	}
-	f := fuseColumns(ws, idx)
+	f := fuseGroups(ws, idx)
 	lay := quant{seg1: ws[0].N, seg2: f.N}
 	if len(ws) == 3 {
 		lay.seg2 = ws[0].N + ws[1].N
 	}
-	return b.loadQuant(f, lay)
+	return b.loadQuant(f, columnSource{ws, idx}, lay)
 }
 
 // LoadQuantGLU implements runtime.FusedQuantLoader: gate and up columns
@@ -221,29 +221,30 @@ func (b *Backend) LoadQuantGLU(gate, up *runtime.QuantWeight) (runtime.Tensor, e
 		run, j := c/(2*qcolsGLU), c%(2*qcolsGLU)
 		idx[c] = [2]int{j / qcolsGLU, run*qcolsGLU + j%qcolsGLU}
 	}
-	f := fuseColumns([]*runtime.QuantWeight{gate, up}, idx)
-	return b.loadQuant(f, quant{seg1: f.N, seg2: f.N, glu: true})
+	ws := []*runtime.QuantWeight{gate, up}
+	return b.loadQuant(fuseGroups(ws, idx), columnSource{ws, idx}, quant{seg1: len(idx), seg2: len(idx), glu: true})
 }
 
 // qcolsGLU is the run of gate (then up) columns in a GLU weight: half the
 // GEMV block's 128 columns (QCOLS in qgemv.cu).
 const qcolsGLU = 64
 
-// fuseColumns builds the weight whose column c is column idx[c][1] of
-// ws[idx[c][0]] (the same K, group size and permutation).
-func fuseColumns(ws []*runtime.QuantWeight, idx [][2]int) *runtime.QuantWeight {
+// columnSource is where the columns of a weight being loaded come from:
+// column c is column idx[c][1] of ws[idx[c][0]] (the same K, group size
+// and permutation), or with idx nil the columns of ws[0] as they are.
+type columnSource struct {
+	ws  []*runtime.QuantWeight
+	idx [][2]int
+}
+
+// fuseGroups builds the weight whose column c is column idx[c][1] of
+// ws[idx[c][0]], but for its codes (nil): tileCodes reads them from the
+// weights themselves.
+func fuseGroups(ws []*runtime.QuantWeight, idx [][2]int) *runtime.QuantWeight {
 	w0 := ws[0]
 	N, G := len(idx), w0.Groups()
 	f := &runtime.QuantWeight{Bits: w0.Bits, K: w0.K, N: N, GroupSize: w0.GroupSize, Perm: w0.Perm,
-		Codes: make([]uint8, w0.K*N), Scales: make([]uint16, G*N), Zeros: make([]uint16, G*N)}
-	parallelRows(w0.K, func(k0, k1 int) {
-		for k := k0; k < k1; k++ {
-			for c, wn := range idx {
-				w := ws[wn[0]]
-				f.Codes[k*N+c] = w.Codes[k*w.N+wn[1]]
-			}
-		}
-	})
+		Scales: make([]uint16, G*N), Zeros: make([]uint16, G*N)}
 	for g := range G {
 		for c, wn := range idx {
 			w := ws[wn[0]]
@@ -254,9 +255,9 @@ func fuseColumns(ws []*runtime.QuantWeight, idx [][2]int) *runtime.QuantWeight {
 	return f
 }
 
-// loadQuant uploads a validated q with the fused layout of lay (seg1, seg2,
-// glu).
-func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, error) {
+// loadQuant uploads a validated q, its codes those of the columns of src,
+// with the fused layout of lay (seg1, seg2, glu).
+func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant) (runtime.Tensor, error) {
 	if q.Bits != 4 && q.Bits != 8 {
 		return nil, fmt.Errorf("cuda: %w: %d bits", runtime.ErrQuantUnsupported, q.Bits)
 	}
@@ -265,7 +266,7 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, lay quant) (runtime.Tensor, 
 		return nil, fmt.Errorf("cuda: %w: K %d, N %d, group size %d with %d bits", runtime.ErrQuantUnsupported, q.K, q.N, q.GroupSize, q.Bits)
 	}
 	N := q.N
-	qw := tileCodes(q)
+	qw := tileCodes(q.K, N, q.Bits, src)
 	sz := make([]byte, 4*len(q.Scales))
 	for i, s := range q.Scales {
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
@@ -343,51 +344,96 @@ func chunkInputs(bits int) int {
 	return 32
 }
 
-// tileCodes packs q's codes in qgemv.cu's tiled layout: per 16-column tile
-// and chunk of inputs, 32 lanes of 4 words holding each lane's A fragments.
-func tileCodes(q *runtime.QuantWeight) []byte {
-	K, N, bits := q.K, q.N, q.Bits
+// tileCodes packs the codes of the weight [K, N] of bits whose columns
+// come from src in qgemv.cu's tiled layout: per 16-column tile and chunk of
+// inputs, 32 lanes of 4 words holding each lane's A fragments.
+//
+// Work goes by chunks of inputs (rows of the codes) across GOMAXPROCS
+// goroutines; a chunk's tiles, left to right, copy their 16 columns of the
+// chunk's rows into a block first (a tile whose columns are not one run of
+// one weight gathers them one by one), so that the codes are read along
+// their rows.
+func tileCodes(K, N, bits int, src columnSource) []byte {
 	kb := chunkInputs(bits)
-	CK := K / kb
+	CK, NT := K/kb, N/16
 	out := make([]byte, K*N*bits/8)
-	code := func(k, n int) uint32 { return uint32(q.Codes[k*N+n]) }
-	parallelRows(N/16, func(t0, t1 int) {
-		for nt := t0; nt < t1; nt++ {
-			for kc := range CK {
-				for lane := range 32 {
-					g, t := lane/4, lane%4
-					// pair i of a step at k0: rows g + 8(i&1), inputs 2t + 8(i>>1) and +1.
-					pair := func(k0, i int) (lo, hi uint32) {
-						n, k := nt*16+g+8*(i&1), k0+2*t+8*(i>>1)
-						return code(k, n), code(k+1, n)
-					}
-					var words [4]uint32
-					if bits == 4 {
-						for j := range 4 {
-							k0 := kc*kb + 16*j
-							for i := range 4 {
-								lo, hi := pair(k0, i)
-								words[j] |= lo<<(4*i) | hi<<(4*i+16)
-							}
+	// run[nt]: the weight and first column of tile nt's 16 columns, or
+	// weight -1 where they are not one run.
+	type tileRun struct{ w, c int }
+	run := make([]tileRun, NT)
+	for nt := range run {
+		if src.idx == nil {
+			run[nt] = tileRun{0, 16 * nt}
+			continue
+		}
+		cols := src.idx[16*nt : 16*nt+16]
+		run[nt] = tileRun{cols[0][0], cols[0][1]}
+		for i, wc := range cols {
+			if wc[0] != cols[0][0] || wc[1] != cols[0][1]+i {
+				run[nt].w = -1
+				break
+			}
+		}
+	}
+	parallelRows(CK, func(c0, c1 int) {
+		// pairs[p][n]: the codes of column n of a tile at inputs 2p and
+		// 2p+1 of a chunk, in bits 0-7 and 16-23 (as a lane packs them).
+		var pairs [32][16]uint32
+		var row [2][16]uint8
+		for kc := c0; kc < c1; kc++ {
+			for nt, tr := range run {
+				for p := range kb / 2 {
+					for h := range 2 {
+						k := kc*kb + 2*p + h
+						if tr.w >= 0 {
+							w := src.ws[tr.w]
+							copy(row[h][:], w.Codes[k*w.N+tr.c:k*w.N+tr.c+16])
+							continue
 						}
-					} else {
-						for j := range 4 {
-							k0 := kc*kb + 16*(j/2)
-							for i := range 2 {
-								lo, hi := pair(k0, (j&1)*2+i)
-								words[j] |= lo<<(8*i) | hi<<(8*i+16)
-							}
+						for n, wc := range src.idx[16*nt : 16*nt+16] {
+							w := src.ws[wc[0]]
+							row[h][n] = w.Codes[k*w.N+wc[1]]
 						}
 					}
-					off := ((nt*CK+kc)*32 + lane) * 16
-					for j, w := range words {
-						binary.LittleEndian.PutUint32(out[off+4*j:], w)
+					for n := range 16 {
+						pairs[p][n] = uint32(row[0][n]) | uint32(row[1][n])<<16
 					}
 				}
+				base := ((nt*CK + kc) * 32) * 16
+				tileBlock((*[32 * 16]byte)(out[base:base+32*16]), &pairs, bits)
 			}
 		}
 	})
 	return out
+}
+
+// tileBlock writes the 32 lanes' 4 words of one tile and chunk of inputs
+// from its pairs of codes (pairs[p][n]: column n at inputs 2p and 2p+1, in
+// bits 0-7 and 16-23).
+//
+// Lane (g, t) = (lane/4, lane%4) holds, per mma step of 16 inputs at k0,
+// the codes of columns g and g+8 at inputs k0+2t, +1, +8 and +9: pair i
+// (columns g + 8(i&1), inputs k0 + 2t + 8(i>>1) and the next) goes to bits
+// (bits·i, low input) and (bits·i + 16, high input) of its word.
+func tileBlock(out *[32 * 16]byte, pairs *[32][16]uint32, bits int) {
+	for lane := range 32 {
+		g, t := lane/4, lane%4
+		var words [4]uint32
+		if bits == 4 {
+			for j := range 4 {
+				p := 8*j + t // inputs 16j + 2t
+				words[j] = pairs[p][g] | pairs[p][g+8]<<4 | pairs[p+4][g]<<8 | pairs[p+4][g+8]<<12
+			}
+		} else {
+			for j := range 4 {
+				p := 8*(j/2) + t + 4*(j&1) // inputs 16(j/2) + 2t + 8(j&1)
+				words[j] = pairs[p][g] | pairs[p][g+8]<<8
+			}
+		}
+		for j, w := range words {
+			binary.LittleEndian.PutUint32(out[16*lane+4*j:], w)
+		}
+	}
 }
 
 // parallelRows calls fn on row ranges covering [0, rows) from one
