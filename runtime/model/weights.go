@@ -233,8 +233,9 @@ func (bd *binder) mlp(p string, d dims) (gateUp, down runtime.Tensor, err error)
 // into LinearModules) as one tensor where the backend fuses quantized
 // weights (runtime.FusedQuantLoader) and all of them are GPTQ weights it
 // keeps quantized with one layout: split outputs, or with glu the gate/up
-// product. cols, when not nil, reorders the weights' output columns
-// (runtime.QuantWeight.PermuteOutputs). It returns nil, without error,
+// product. cols, when not nil, reorders the weights' output columns as
+// runtime.QuantWeight.PermuteOutputs does, while their codes are unpacked
+// (sequential). It returns nil, without error,
 // where they are bound one by one.
 func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (runtime.Tensor, error) {
 	fl, ok := bd.b.(runtime.FusedQuantLoader)
