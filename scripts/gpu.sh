@@ -350,7 +350,8 @@ for step in $steps; do
       run quant-$n 200 "$bin/gptqtool" quantize --device cuda --model "$PWD/testdata/models/openchat-tiny" \
         --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 1024 --nsamples 128 --damp 0.1 "$@" \
         --out /tmp/qp/$n --estimate=false
-      for dev in cuda cpu; do
+      # QUANTPPL_DEVICES=cuda scores on the GPU only (a short call).
+      for dev in ${QUANTPPL_DEVICES:-cuda cpu}; do
         run ppl-$n-$dev 300 sh -c "'$bin/gptqtool' verify perplexity --device $dev --model /tmp/qp/$n \
           --text '$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw' --ctx 1024 --max-windows 60 --json >'$LOGS/ppl-$n-$dev.json'"
         grep -E '"(ppl|tokens_per_second|windows)"' "$LOGS/ppl-$n-$dev.json" | tr -d '\n' | tee -a "$summary"

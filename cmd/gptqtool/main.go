@@ -6,19 +6,47 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 )
 
 func main() {
+	os.Exit(runMain())
+}
+
+// runMain executes the command line and returns the exit status: 2 for a
+// usage error, 1 for any other. GPTQTOOL_CPUPROFILE=FILE writes a Go CPU
+// profile of the whole command to FILE (go tool pprof reads it), for
+// finding where host time goes, such as a model's load.
+func runMain() int {
+	if path := os.Getenv("GPTQTOOL_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "gptqtool: GPTQTOOL_CPUPROFILE:", err)
+			return 1
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "gptqtool: GPTQTOOL_CPUPROFILE:", err)
+			f.Close()
+			return 1
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				fmt.Fprintln(os.Stderr, "gptqtool: GPTQTOOL_CPUPROFILE:", err)
+			}
+		}()
+	}
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "gptqtool:", err)
 		var ue usageError
 		if errors.As(err, &ue) || cobraUsage(err) {
-			os.Exit(2)
+			return 2
 		}
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 // cobraUsage recognises the usage errors cobra makes itself (it has no
