@@ -375,7 +375,11 @@ func tileCodes(K, N, bits int, src columnSource) []byte {
 			}
 		}
 	}
-	parallelRows(CK, func(c0, c1 int) {
+	// A chunk of every tile is 512 bytes a tile written (N/16 tiles): one
+	// chunk is work enough for a goroutine (a 4096-input weight has only
+	// 64 chunks; the first version took 64 a goroutine and ran on one CPU,
+	// most of a 7B model's 30 s load on the H200 machine).
+	parallelRows(CK, 1, func(c0, c1 int) {
 		// pairs[p][n]: the codes of column n of a tile at inputs 2p and
 		// 2p+1 of a chunk, in bits 0-7 and 16-23 (as a lane packs them).
 		var pairs [32][16]uint32
@@ -437,9 +441,9 @@ func tileBlock(out *[32 * 16]byte, pairs *[32][16]uint32, bits int) {
 }
 
 // parallelRows calls fn on row ranges covering [0, rows) from one
-// goroutine per CPU.
-func parallelRows(rows int, fn func(r0, r1 int)) {
-	workers := min(goruntime.GOMAXPROCS(0), max(rows/64, 1))
+// goroutine per CPU, each range at least grain rows (but one).
+func parallelRows(rows, grain int, fn func(r0, r1 int)) {
+	workers := min(goruntime.GOMAXPROCS(0), max(rows/grain, 1))
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)

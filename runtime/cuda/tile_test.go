@@ -21,7 +21,7 @@ func fuseColumnsRef(ws []*runtime.QuantWeight, idx [][2]int) *runtime.QuantWeigh
 	N, G := len(idx), w0.Groups()
 	f := &runtime.QuantWeight{Bits: w0.Bits, K: w0.K, N: N, GroupSize: w0.GroupSize, Perm: w0.Perm,
 		Codes: make([]uint8, w0.K*N), Scales: make([]uint16, G*N), Zeros: make([]uint16, G*N)}
-	parallelRows(w0.K, func(k0, k1 int) {
+	parallelRows(w0.K, 64, func(k0, k1 int) {
 		for k := k0; k < k1; k++ {
 			for c, wn := range idx {
 				w := ws[wn[0]]
@@ -47,7 +47,7 @@ func tileCodesRef(q *runtime.QuantWeight) []byte {
 	CK := K / kb
 	out := make([]byte, K*N*bits/8)
 	code := func(k, n int) uint32 { return uint32(q.Codes[k*N+n]) }
-	parallelRows(N/16, func(t0, t1 int) {
+	parallelRows(N/16, 64, func(t0, t1 int) {
 		for nt := t0; nt < t1; nt++ {
 			for kc := range CK {
 				for lane := range 32 {
