@@ -99,21 +99,9 @@ func PackQWeight(q []uint8, K, N, bits int) ([]int32, error) {
 }
 
 // UnpackQWeight is the inverse of PackQWeight: qweight [K*bits/32, N] to
-// codes q [K, N].
+// codes q [K, N] (UnpackQWeightPermuted in the identity order).
 func UnpackQWeight(qweight []int32, K, N, bits int) ([]uint8, error) {
-	rows, err := PackedLen(K, bits)
-	if err != nil {
-		return nil, fmt.Errorf("gptq: unpack qweight: K=%d: %w", K, err)
-	}
-	if err := checkDims(K, N); err != nil {
-		return nil, fmt.Errorf("gptq: unpack qweight: %w", err)
-	}
-	if len(qweight) != rows*N {
-		return nil, fmt.Errorf("gptq: unpack qweight: %w: got %d words, want [%d, %d] = %d", ErrShape, len(qweight), rows, N, rows*N)
-	}
-	out := make([]uint8, K*N)
-	unpackStream(out, qweight, K, N, bits)
-	return out, nil
+	return UnpackQWeightPermuted(qweight, K, N, bits, nil, nil)
 }
 
 // PackQZeros packs real zero points z [G, N] along the N axis into qzeros

@@ -8,13 +8,9 @@ import (
 	"testing"
 )
 
-// unpackPermutedRef is UnpackQWeightPermuted the straightforward way:
-// unpack, then gather rows, then columns.
-func unpackPermutedRef(qweight []int32, K, N, bits int, perm, cols []int32) []uint8 {
-	q, err := UnpackQWeight(qweight, K, N, bits)
-	if err != nil {
-		panic(err)
-	}
+// unpackPermutedRef is what UnpackQWeightPermuted must give for the
+// codes q [K, N] that were packed: their rows, then columns, gathered.
+func unpackPermutedRef(q []uint8, K, N int, perm, cols []int32) []uint8 {
 	out := make([]uint8, K*N)
 	for k := range K {
 		src := k
@@ -40,8 +36,8 @@ func randPerm(r *rand.Rand, n int) []int32 {
 	return p
 }
 
-// TestUnpackQWeightPermuted checks the one-pass unpack against unpacking
-// and permuting after, for every width, with and without row and column
+// TestUnpackQWeightPermuted checks the one-pass unpack against the codes
+// that were packed, gathered in the order asked, for every width, with and without row and column
 // orders, on shapes whose K is the fewest rows a width packs.
 func TestUnpackQWeightPermuted(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
@@ -69,8 +65,8 @@ func TestUnpackQWeightPermuted(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						if want := unpackPermutedRef(qw, K, N, bits, perm, cols); !slices.Equal(got, want) {
-							t.Error("codes differ from unpacking then permuting")
+						if want := unpackPermutedRef(codes, K, N, perm, cols); !slices.Equal(got, want) {
+							t.Error("codes differ from the packed codes in the order asked")
 						}
 					})
 				}
