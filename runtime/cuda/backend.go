@@ -210,11 +210,11 @@ func New(o Options) (*Backend, error) {
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
 	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"
 	// Paged attention lets the next kernel (o_proj) launch only as it
-	// ends: launched once attention's loop was done, o_proj's blocks
-	// stacked up to four an SM on the SMs attention had left and filled
-	// their rings while attention's combine waited behind them
-	// (docs/benchmarks.md, 2026-12-01 fourth session: +2.3% at batch 1).
-	// GPTQTOOL_ATTN_LATE=0 launches it early again.
+	// ends: +2.3% / +2.5% at batch 1 / 8 on the H200 (docs/benchmarks.md,
+	// 2026-12-01 fourth session). Launched once attention's loop was
+	// done, o_proj's 256 blocks ran on 78 SMs, four on 46 of them, and
+	// filled their rings during attention's combine; launched at its end,
+	// they run on 124. GPTQTOOL_ATTN_LATE=0 launches it early again.
 	if os.Getenv("GPTQTOOL_ATTN_LATE") != "0" {
 		b.attnLate = 1
 	}
