@@ -342,3 +342,100 @@ func TestTimeGraphs(t *testing.T) {
 		t.Errorf("%d replays counted after timing was turned off, want 5", n2)
 	}
 }
+
+// TestNormUp checks GPTQTOOL_NORM_UP: a product with a residual (x += a·w)
+// leaves its rows' sums of squares, and a normalizing product right after
+// it takes them instead of reading x's rows. x must be the same bits with
+// and without; the normalized product must match the one that sums x's
+// rows itself (the same squares added in another order); a normalizing
+// product that does not come right after the product must not take them
+// (it gives the same bits as without). Clusters on and off: the sums are
+// made by each block of a cluster, or by the block that adds up a slab.
+func TestNormUp(t *testing.T) {
+	b := gputest.Backend(t)
+	withNormFuse(t, b, 8)
+	prevCl := b.Clusters()
+	t.Cleanup(func() { b.SetNormUp(false); b.SetClusters(prevCl) })
+	r := rand.New(rand.NewPCG(51, 52))
+	rand32 := normals(r)
+	const Kp = 2048
+	for _, K := range []int{512, 4096} {
+		wp, err := b.LoadQuant(randomQuant(r, Kp, K, 4, 128, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		qa, qb := randomQuant(r, K, 128, 4, 128, true), randomQuant(r, K, 64, 4, 128, false)
+		g, u := randomQuant(r, K, 128, 4, 128, false), randomQuant(r, K, 128, 4, 128, false)
+		qb.Perm, g.Perm, u.Perm = qa.Perm, qa.Perm, qa.Perm
+		split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, qb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		glu, err := b.LoadQuantGLU(g, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+			nw, _ := upload(t, b, dt, rand32(K, 0.5), 1, K)
+			fs, err := b.FuseNorm(nw, split)
+			if err != nil || fs == nil {
+				t.Fatalf("FuseNorm: %v, %v", fs, err)
+			}
+			fg, err := b.FuseNorm(nw, glu)
+			if err != nil || fg == nil {
+				t.Fatalf("FuseNorm: %v, %v", fg, err)
+			}
+			for _, M := range []int{1, 3, 8} {
+				for _, cl := range []bool{true, false} {
+					t.Run(fmt.Sprintf("K%d-%v-M%d-clusters%v", K, dt, M, cl), func(t *testing.T) {
+						b.SetClusters(cl && prevCl)
+						a, _ := upload(t, b, dt, rand32(M*Kp, 1), M, Kp)
+						x0 := rand32(M*K, 3)
+						run := func(up bool) (x, gl []float32, sp [2][]float32, uses int) {
+							b.SetNormUp(up)
+							xt, _ := upload(t, b, dt, x0, M, K)
+							gt, _ := upload(t, b, dt, make([]float32, M*128), M, 128)
+							s0, _ := upload(t, b, dt, make([]float32, M*128), M, 128)
+							s1, _ := upload(t, b, dt, make([]float32, M*64), M, 64)
+							before := b.NormUpUses()
+							b.MatMulAdd(xt, a, wp, xt)
+							b.MatMulGLUNorm(gt, xt, fg, 1e-5, glu)
+							b.MatMulSplitNorm([]runtime.Tensor{s0, s1}, xt, fs, 1e-5, split)
+							uses = b.NormUpUses() - before
+							x, gl, sp = download(t, b, xt), download(t, b, gt), [2][]float32{download(t, b, s0), download(t, b, s1)}
+							for _, v := range []runtime.Tensor{xt, gt, s0, s1} {
+								b.Free(v)
+							}
+							return
+						}
+						x1, g1, sp1, u1 := run(true)
+						x2, g2, sp2, u2 := run(false)
+						b.Free(a)
+						if u1 != 1 || u2 != 0 {
+							t.Errorf("normalizing products that took the sums: %d with NORM_UP, %d without; want 1 and 0", u1, u2)
+						}
+						sameBits(t, "x", x1, x2)
+						for i := range sp1 {
+							sameBits(t, fmt.Sprintf("split output %d (not right after the product)", i), sp1[i], sp2[i])
+						}
+						var num, den float64
+						for i := range g2 {
+							d := float64(g1[i]) - float64(g2[i])
+							num += d * d
+							den += float64(g2[i]) * float64(g2[i])
+						}
+						if !(num/den < 1e-6) {
+							t.Errorf("glu with the product's sums: nmse %.3g against summing x's rows, want < 1e-6", num/den)
+						}
+					})
+				}
+			}
+			b.Free(fs)
+			b.Free(fg)
+			b.Free(nw)
+		}
+		b.Free(wp)
+		b.Free(split)
+		b.Free(glu)
+	}
+}
