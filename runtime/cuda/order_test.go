@@ -211,6 +211,39 @@ func normals(r *rand.Rand) func(n int, scale float64) []float32 {
 	}
 }
 
+// normedWeights loads the weights of two normalizing products of K inputs
+// with one permutation (act order or none): a split one (128 and 64
+// outputs) and a GLU one (gate and up of 128).
+func normedWeights(t *testing.T, b *cuda.Backend, r *rand.Rand, K int, perm bool) (split, glu runtime.Tensor) {
+	t.Helper()
+	qa, qb := randomQuant(r, K, 128, 4, 128, perm), randomQuant(r, K, 64, 4, 128, false)
+	g, u := randomQuant(r, K, 128, 4, 128, false), randomQuant(r, K, 128, 4, 128, false)
+	qb.Perm, g.Perm, u.Perm = qa.Perm, qa.Perm, qa.Perm
+	split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, qb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if glu, err = b.LoadQuantGLU(g, u); err != nil {
+		t.Fatal(err)
+	}
+	return split, glu
+}
+
+// fusedNorms uploads the norm weight w (dtype dt, as nw) and fuses it to
+// split's and glu's products (FuseNorm).
+func fusedNorms(t *testing.T, b *cuda.Backend, dt runtime.DType, w []float32, split, glu runtime.Tensor) (nw, fs, fg runtime.Tensor) {
+	t.Helper()
+	nw, _ = upload(t, b, dt, w, 1, len(w))
+	fs, err := b.FuseNorm(nw, split)
+	if err != nil || fs == nil {
+		t.Fatalf("FuseNorm: %v, %v", fs, err)
+	}
+	if fg, err = b.FuseNorm(nw, glu); err != nil || fg == nil {
+		t.Fatalf("FuseNorm: %v, %v", fg, err)
+	}
+	return nw, fs, fg
+}
+
 // TestNormFuse checks runtime.NormFuser on the device: a split and a GLU
 // product that normalize their input as they stage it (one-tile kernels,
 // up to 8 rows; the norm kernel first for more) give, bit for bit, the
@@ -223,27 +256,9 @@ func TestNormFuse(t *testing.T) {
 	rand32 := normals(r)
 	for _, K := range []int{512, 4096} {
 		for _, perm := range []bool{false, true} {
-			qa, qb := randomQuant(r, K, 128, 4, 128, perm), randomQuant(r, K, 64, 4, 128, false)
-			g, u := randomQuant(r, K, 128, 4, 128, false), randomQuant(r, K, 128, 4, 128, false)
-			qb.Perm, g.Perm, u.Perm = qa.Perm, qa.Perm, qa.Perm
-			split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, qb})
-			if err != nil {
-				t.Fatal(err)
-			}
-			glu, err := b.LoadQuantGLU(g, u)
-			if err != nil {
-				t.Fatal(err)
-			}
+			split, glu := normedWeights(t, b, r, K, perm)
 			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-				nw, _ := upload(t, b, dt, rand32(K, 0.5), 1, K)
-				fs, err := b.FuseNorm(nw, split)
-				if err != nil || fs == nil {
-					t.Fatalf("FuseNorm: %v, %v", fs, err)
-				}
-				fg, err := b.FuseNorm(nw, glu)
-				if err != nil || fg == nil {
-					t.Fatalf("FuseNorm: %v, %v", fg, err)
-				}
+				nw, fs, fg := fusedNorms(t, b, dt, rand32(K, 0.5), split, glu)
 				for _, M := range []int{1, 5, 8, 13} {
 					t.Run(fmt.Sprintf("K%d-perm%v-%v-M%d", K, perm, dt, M), func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*K, 3), M, K)
@@ -269,6 +284,7 @@ func TestNormFuse(t *testing.T) {
 				}
 				b.Free(fs)
 				b.Free(fg)
+				b.Free(nw)
 			}
 			b.Free(split)
 			b.Free(glu)
@@ -364,27 +380,9 @@ func TestNormUp(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		qa, qb := randomQuant(r, K, 128, 4, 128, true), randomQuant(r, K, 64, 4, 128, false)
-		g, u := randomQuant(r, K, 128, 4, 128, false), randomQuant(r, K, 128, 4, 128, false)
-		qb.Perm, g.Perm, u.Perm = qa.Perm, qa.Perm, qa.Perm
-		split, err := b.LoadQuantSplit([]*runtime.QuantWeight{qa, qb})
-		if err != nil {
-			t.Fatal(err)
-		}
-		glu, err := b.LoadQuantGLU(g, u)
-		if err != nil {
-			t.Fatal(err)
-		}
+		split, glu := normedWeights(t, b, r, K, true)
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-			nw, _ := upload(t, b, dt, rand32(K, 0.5), 1, K)
-			fs, err := b.FuseNorm(nw, split)
-			if err != nil || fs == nil {
-				t.Fatalf("FuseNorm: %v, %v", fs, err)
-			}
-			fg, err := b.FuseNorm(nw, glu)
-			if err != nil || fg == nil {
-				t.Fatalf("FuseNorm: %v, %v", fg, err)
-			}
+			nw, fs, fg := fusedNorms(t, b, dt, rand32(K, 0.5), split, glu)
 			for _, M := range []int{1, 3, 8} {
 				for _, cl := range []bool{true, false} {
 					t.Run(fmt.Sprintf("K%d-%v-M%d-clusters%v", K, dt, M, cl), func(t *testing.T) {
