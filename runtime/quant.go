@@ -186,10 +186,12 @@ func (q *QuantWeight) Dequantize() []float32 {
 // the result is column order[j] of q (order a permutation of 0..N-1). The
 // inputs, groups and Perm are q's.
 //
-// A model uses it to fold one weight's act order into the weights that
-// produce its input: with gate_proj and up_proj permuted by down_proj's
-// Perm, their product writes down_proj's input in the order down_proj
-// reads it, and down_proj then needs no Perm.
+// It folds one weight's act order into the weights that produce its
+// input: with gate_proj and up_proj permuted by down_proj's Perm, their
+// product writes down_proj's input in the order down_proj reads it, and
+// down_proj then needs no Perm. The model's loader does the same while it
+// unpacks the codes (runtime/model's sequential, in the same pass),
+// without this copy.
 func (q *QuantWeight) PermuteOutputs(order []int32) (*QuantWeight, error) {
 	N, G := q.N, q.Groups()
 	if len(order) != N {

@@ -874,14 +874,14 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 
 // normSumsState is what the last product that made sums of squares
 // (GPTQTOOL_NORM_UP) left for the next: the tensor it wrote, its rows, the
-// buffer of its partials [rows][p] and the op (Backend.ops) it ran in.
+// buffer of its partials [rows][p] (0: none) and the op (Backend.ops) it
+// ran in.
 type normSumsState struct {
-	x     uint64
-	rows  int
-	buf   uint64
-	p     int
-	op    uint64
-	valid bool
+	x    uint64
+	rows int
+	buf  uint64
+	p    int
+	op   uint64
 }
 
 // normSums returns the sums of squares buffer and its partials a row for a
@@ -895,7 +895,7 @@ func (b *Backend) normSums(outs [3]*Tensor, x, res *Tensor, M, tile, nb, S int, 
 		return 0, 0
 	}
 	if norm {
-		if st := b.ss; st.valid && st.op == b.ops-1 && st.x == x.ptr && st.rows == M {
+		if st := b.ss; st.buf != 0 && st.op == b.ops-1 && st.x == x.ptr && st.rows == M {
 			b.normUpUses++
 			return st.buf, st.p
 		}
@@ -914,7 +914,7 @@ func (b *Backend) normSums(outs [3]*Tensor, x, res *Tensor, M, tile, nb, S int, 
 		b.fail(err)
 		return 0, 0
 	}
-	b.ss = normSumsState{x: outs[0].ptr, rows: M, buf: buf.Ptr, p: p, op: b.ops, valid: true}
+	b.ss = normSumsState{x: outs[0].ptr, rows: M, buf: buf.Ptr, p: p, op: b.ops}
 	return buf.Ptr, p
 }
 

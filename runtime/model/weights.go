@@ -362,17 +362,18 @@ func sequential(l *gptq.Linear, cols []int32) (*runtime.QuantWeight, error) {
 	}
 	q := &runtime.QuantWeight{Bits: l.Bits, K: K, N: N, GroupSize: gs, Codes: codes, Perm: perm,
 		Scales: l.Scales, Zeros: make([]uint16, G*N)}
-	for i, z := range zeros {
-		q.Zeros[i] = uint16(z)
+	if cols == nil {
+		for i, z := range zeros {
+			q.Zeros[i] = uint16(z)
+		}
+		return q, nil
 	}
-	if cols != nil {
-		q.Scales = make([]uint16, G*N)
-		for g := range G {
-			row, zrow := l.Scales[g*N:(g+1)*N], zeros[g*N:(g+1)*N]
-			for j, c := range cols {
-				q.Scales[g*N+j] = row[c]
-				q.Zeros[g*N+j] = uint16(zrow[c])
-			}
+	q.Scales = make([]uint16, G*N)
+	for g := range G {
+		row, zrow := l.Scales[g*N:(g+1)*N], zeros[g*N:(g+1)*N]
+		for j, c := range cols {
+			q.Scales[g*N+j] = row[c]
+			q.Zeros[g*N+j] = uint16(zrow[c])
 		}
 	}
 	return q, nil
