@@ -49,15 +49,6 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
-// Sums of squares for the next norm (ss, GPTQTOOL_NORM_UP): a plain
-// product of one tile (one output tensor, no glu, no RoPE) given ss
-// [M][ssP] writes, for each row m, the sum of the squares of the outputs
-// its block stored (as rounded to T) to ss[m][slab·S + rank] with
-// clusters, ss[m][slab] without (the block that adds up a slab); an _n
-// kernel given ss takes each row's sum of its ssP partials, in order,
-// instead of reading the whole row of x, so that no norm kernel need run
-// between the two products. Without ss both do as below.
-//
 // The _n kernels (one tile, NRM) take x as the input of an RMSNorm whose
 // weight, in sequential input order, is nw (null for the others): the block
 // normalizes the rows it stages (eps, and nv8 saying whether norm.cu would
@@ -115,26 +106,6 @@ template <typename T> struct QRope {
     T* vc;
 };
 
-// row_partials writes a block's per-row sums of squares, rs[m] in each of
-// its threads (rows 0..7), to ss[m*ssP + sidx] for m < M: each summed over
-// a warp, then over the warps in order (the same bits every run).
-__device__ __forceinline__ void row_partials(const float (&rs)[8], float* ss, int sidx, int ssP, int M) {
-    __shared__ float red[8][8];  // [warp][row]: blocks of 256 threads
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-#pragma unroll
-    for (int r = 0; r < 8; r++) {
-        const float v = warp_sum(rs[r]);
-        if (lane == 0) red[warp][r] = v;
-    }
-    __syncthreads();
-    if ((int)threadIdx.x < M) {
-        float v = 0.0f;
-#pragma unroll
-        for (int w = 0; w < 8; w++) v += red[w][threadIdx.x];
-        ss[(i64)threadIdx.x * ssP + sidx] = v;
-    }
-}
-
 // qout writes the outputs of a block's columns, items [lo, hi) of the M ×
 // QCOLS/2 outputs j (glu) or of the M × QCOLS columns c (the others), from
 // their sums v(e) for elements e = m*QCOLS + c of tot [M][QCOLS] (see the
@@ -145,8 +116,7 @@ __device__ __forceinline__ void row_partials(const float (&rs)[8], float* ss, in
 // row slot[m] of kc, a v head's pair to its output and to vc.
 template <typename T, int QO, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp, float* ss = nullptr,
-                                     int sidx = 0, int ssP = 0, int M = 0) {
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
     if (rp.kc) {
         constexpr int D2 = QCOLS / 2;
         if (col0 >= N) return;
@@ -184,11 +154,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
     // QO items a thread at a time (4 in kernels of more tiles, whose
     // threads take several): their sums and residuals are all read before
     // any is stored (res may be out0 itself, so a store would otherwise
-    // keep the next item's loads waiting behind it). With ss, the squares
-    // of the stored values by row (row_partials).
-    float rs[8];
-#pragma unroll
-    for (int r = 0; r < 8; r++) rs[r] = 0.0f;
+    // keep the next item's loads waiting behind it).
     for (int e0 = lo + threadIdx.x; e0 < hi; e0 += QO * blockDim.x) {
         float xv[QO];
         T* dst[QO];
@@ -214,18 +180,8 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
         }
 #pragma unroll
         for (int u = 0; u < QO; u++)
-            if (dst[u]) {
-                const T y = from_f32<T>(xv[u]);
-                *dst[u] = y;
-                if (ss) {
-                    const int m = (e0 + u * blockDim.x) / QCOLS;
-                    const float f = to_f32(y);
-#pragma unroll
-                    for (int r = 0; r < 8; r++) rs[r] += m == r ? f * f : 0.0f;
-                }
-            }
+            if (dst[u]) *dst[u] = from_f32<T>(xv[u]);
     }
-    if (ss) row_partials(rs, ss, sidx, ssP, M);
 }
 
 template <typename T> struct xscale { static constexpr float v = 1.0f / 256.0f; };
@@ -246,7 +202,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, float* ss, int ssP) {
+                     int nv8, const QRope<T> rp) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -318,17 +274,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // written. Every thread walks the same M*cnt items (past the row's end
     // adding 0), four loads in flight.
     __shared__ float inv_rms[8], rms_red[8][8];
-    if (NRM && ss) {
-        // The rows' sums of squares from the product that wrote x: its
-        // blocks' partials, added in order.
-        if (warp < M) {
-            float w = 0.0f;
-            for (int p = lane; p < ssP; p += 32) w += ss[(i64)warp * ssP + p];
-            w = warp_sum(w);
-            if (lane == 0) inv_rms[warp] = 1.0f / sqrtf(w / (float)K + eps);
-        }
-        __syncthreads();
-    } else if constexpr (NRM) {
+    if constexpr (NRM) {
         const int nper = nv8 ? K / 8 : K, cnt = (nper + 255) / 256, total = M * cnt;
         float acc = 0.0f;
         for (int b0 = 0; b0 < total; b0 += 4) {
@@ -623,8 +569,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
-                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                NRM ? nullptr : ss, slab * S + (int)rank, ssP, M);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -654,8 +599,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                             NRM ? nullptr : ss, slab, ssP, M);
+    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>
@@ -725,10 +669,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc, float* ss, int ssP) {                                                     \
+        const float* invf, T* kc, T* vc) {                                                                          \
         qmma<BITS, MT, T, AL, NRM>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
                                    gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
-                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, ss, ssP);                 \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) \

@@ -65,24 +65,17 @@ type Backend struct {
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
 
-	deq    *Buffer    // a dequantized weight for products of many rows
-	xperm  *Buffer    // their input in sequential (act order) column order
-	xnorm  *Buffer    // normalized rows of a norm-fused product that the kernels do not fuse
-	qpart  *Buffer    // fp32 partial sums of split GEMV blocks
-	qcount *Buffer    // per column slab, blocks of a split GEMV done (kept at 0)
-	glu    *Buffer    // the interleaved gate/up product of a GLU weight on the cuBLAS path
-	apart  *Buffer    // fp32 partial results of split paged attention
-	acount *Buffer    // per (row, head group), blocks of a split paged attention done (kept at 0)
-	srules *Buffer    // SampleTokens: the rows' rules and penalties
-	swork  *Buffer    // SampleTokens: penalised copies of logits rows
-	stoks  *Buffer    // SampleTokens: the drawn tokens
-	ssb    [2]*Buffer // the rows' sums of squares a product leaves for the next norm (GPTQTOOL_NORM_UP), used in turn
-
-	ops        uint64        // ops begun (enter): tells whether a product ran just before another
-	normUp     bool          // GPTQTOOL_NORM_UP=1: products with a residual leave the next norm its sums of squares (qgemv.cu ss)
-	ss         normSumsState // what the last such product left
-	ssNext     int           // the buffer of ssb it used
-	normUpUses int           // normalizing products that took a product's sums (for tests)
+	deq    *Buffer // a dequantized weight for products of many rows
+	xperm  *Buffer // their input in sequential (act order) column order
+	xnorm  *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
+	qpart  *Buffer // fp32 partial sums of split GEMV blocks
+	qcount *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
+	glu    *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
+	apart  *Buffer // fp32 partial results of split paged attention
+	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
+	srules *Buffer // SampleTokens: the rows' rules and penalties
+	swork  *Buffer // SampleTokens: penalised copies of logits rows
+	stoks  *Buffer // SampleTokens: the drawn tokens
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
 	graphs        int       // live graphs: scratch they use is retired, not reused
@@ -192,17 +185,7 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
-	// GPTQTOOL_NORM_UP=1: the products before a norm leave it their rows'
-	// sums of squares, and the products that normalize their input (up to
-	// GPTQTOOL_NORM_FUSE rows, then 8 by default) take them instead of
-	// reading the whole row, so that a decode step runs no norm kernel
-	// (written after a session's device time was spent: not yet measured).
-	b.normUp = os.Getenv("GPTQTOOL_NORM_UP") == "1"
-	fuseDefault := defaultNormFuse
-	if b.normUp {
-		fuseDefault = 8 * qmmaTiles[0]
-	}
-	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", fuseDefault, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
 	// The q/k/v product's epilogue rotates and stores in the KV cache
@@ -327,7 +310,6 @@ func (b *Backend) Device() string {
 // enter makes the context current on a locked OS thread; exit undoes it.
 func (b *Backend) enter() {
 	b.mu.Lock()
-	b.ops++
 	goruntime.LockOSThread()
 	if b.closed {
 		goruntime.UnlockOSThread()
@@ -387,7 +369,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.ssb[0], b.ssb[1]}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

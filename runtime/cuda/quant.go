@@ -577,23 +577,6 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 // lost 30% (docs/benchmarks.md).
 const defaultNormFuse = 0
 
-// SetNormUp turns GPTQTOOL_NORM_UP's sums of squares on or off (for tests
-// of both paths); it leaves the rows that normalize as they are.
-func (b *Backend) SetNormUp(on bool) {
-	b.enter()
-	defer b.exit()
-	b.normUp = on
-	b.ss = normSumsState{}
-}
-
-// NormUpUses reports how many normalizing products have taken the sums of
-// squares of the product before them (GPTQTOOL_NORM_UP).
-func (b *Backend) NormUpUses() int {
-	b.enter()
-	defer b.exit()
-	return b.normUpUses
-}
-
 // NormFusedRows implements runtime.NormFuser: up to the one-tile
 // kernels' 8 rows (GPTQTOOL_NORM_FUSE).
 func (b *Backend) NormFusedRows() int { return b.normFuseRows }
@@ -865,57 +848,10 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if b.qmmaSpread {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
-	ss, ssP := b.normSums(outs, x, res, M, tile, nb, S, cluster, q.glu, nrm != nil, rp != nil)
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY,
 		o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, b.qmmaFlags(), nw, eps, nv8,
-		r.pos, r.slot, r.inv, r.kc, r.vc, ss, int32(ssP))
-}
-
-// normSumsState is what the last product that made sums of squares
-// (GPTQTOOL_NORM_UP) left for the next: the tensor it wrote, its rows, the
-// buffer of its partials [rows][p] (0: none) and the op (Backend.ops) it
-// ran in.
-type normSumsState struct {
-	x    uint64
-	rows int
-	buf  uint64
-	p    int
-	op   uint64
-}
-
-// normSums returns the sums of squares buffer and its partials a row for a
-// qmma launch under GPTQTOOL_NORM_UP (qgemv.cu ss, ssP), or 0: a
-// normalizing product of one tile whose input the op just before wrote
-// (and made sums for) reads them; a plain product of one tile with a
-// residual writes them, in the other of two buffers than the last, and is
-// remembered for the next op.
-func (b *Backend) normSums(outs [3]*Tensor, x, res *Tensor, M, tile, nb, S int, cluster, glu, norm, rope bool) (uint64, int) {
-	if !b.normUp || tile != 0 {
-		return 0, 0
-	}
-	if norm {
-		if st := b.ss; st.buf != 0 && st.op == b.ops-1 && st.x == x.ptr && st.rows == M {
-			b.normUpUses++
-			return st.buf, st.p
-		}
-		return 0, 0
-	}
-	if res == nil || glu || rope || outs[1] != nil {
-		return 0, 0
-	}
-	p := nb
-	if cluster {
-		p = nb * S
-	}
-	b.ssNext ^= 1
-	buf, err := b.scratch(&b.ssb[b.ssNext], int64(M)*int64(p)*4)
-	if err != nil {
-		b.fail(err)
-		return 0, 0
-	}
-	b.ss = normSumsState{x: outs[0].ptr, rows: M, buf: buf.Ptr, p: p, op: b.ops}
-	return buf.Ptr, p
+		r.pos, r.slot, r.inv, r.kc, r.vc)
 }
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
