@@ -11,6 +11,10 @@ device has CUDA 13; codegen differs in detail, not in kind):
 Usage:
   scripts/kernel-sass.py FILE.cu                 # compile only (syntax check, compute_90)
   scripts/kernel-sass.py FILE.cu KERNEL [OUT]    # SASS of KERNEL for sm_90, and its registers
+
+KS_DEFINES="-DQG_BITS=4 -DKDT=1 -DQG_WG=1" selects a part of the file
+(kernels.Module); KS_ARCH=sm_90a (NVRTC 12 or later) compiles for the
+arch-specific target (the _w kernels' wgmma) instead of sm_90 / compute_90.
 """
 import ctypes
 import os
@@ -29,6 +33,7 @@ def compile_cu(name, arch):
     prog = ctypes.c_void_p()
     lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode("utf-8"), name.encode(), 0, None, None)
     opts = [("--gpu-architecture=" + arch).encode(), b"--std=c++17", b"-default-device"]
+    opts += [d.encode() for d in os.environ.get("KS_DEFINES", "").split()]
     rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
     n = ctypes.c_size_t()
     lib.nvrtcGetProgramLogSize(prog, ctypes.byref(n))
@@ -51,13 +56,13 @@ def main():
         sys.exit(__doc__)
     name = sys.argv[1]
     if len(sys.argv) == 2:
-        compile_cu(name, "compute_90")
+        compile_cu(name, os.environ.get("KS_ARCH", "compute_90"))
         print(f"{name}: OK")
         return
     kernel = sys.argv[2]
     out = sys.argv[3] if len(sys.argv) > 3 else "/tmp/" + kernel + ".sass"
     path = "/tmp/" + os.path.splitext(name)[0] + "-sm90.cubin"
-    open(path, "wb").write(compile_cu(name, "sm_90"))
+    open(path, "wb").write(compile_cu(name, os.environ.get("KS_ARCH", "sm_90")))
     sass = subprocess.run([CUOBJDUMP, "-sass", "-fun", kernel, path], capture_output=True, text=True, check=True).stdout
     open(out, "w").write(sass)
     res = subprocess.run([CUOBJDUMP, "-res-usage", path], capture_output=True, text=True, check=True).stdout.splitlines()

@@ -89,10 +89,24 @@ func TestQuantMatMul(t *testing.T) {
 		// 24 at a time, 8-bit 64 chunks 32 at a time.
 		tc{4096, 8192, 4, 128, 32, false, true, runtime.F16}, tc{4096, 28672, 4, 128, 17, true, false, runtime.F16},
 		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16})
-	for _, c := range cases {
+	// Weights whose values overflow fp16 (scales of 5000-6000: up to 96,000
+	// once scaled) in f32 activations: the kernels must not form
+	// scale·(code − zero) in fp16 (a kernel that did, tried in the
+	// 2026-12-01 fifth session, would give Inf here).
+	big := map[int]bool{len(cases): true, len(cases) + 1: true}
+	cases = append(cases, tc{512, 256, 4, 128, 16, false, true, runtime.F32}, tc{512, 256, 8, 128, 37, true, false, runtime.F32})
+	for ci, c := range cases {
 		name := fmt.Sprintf("%dbit-g%d-K%d-N%d-M%d-perm=%v-res=%v-%v", c.bits, c.gs, c.K, c.N, c.M, c.perm, c.res, c.dt)
+		if big[ci] {
+			name += "-big"
+		}
 		t.Run(name, func(t *testing.T) {
 			q := randomQuant(r, c.K, c.N, c.bits, c.gs, c.perm)
+			if big[ci] {
+				for i := range q.Scales {
+					q.Scales[i] = half.F32ToF16(float32(5000 + 1000*r.Float64()))
+				}
+			}
 			w, err := b.LoadQuant(q)
 			if err != nil {
 				t.Fatal(err)
