@@ -12,9 +12,9 @@ Usage:
   scripts/kernel-sass.py FILE.cu                 # compile only (syntax check, compute_90)
   scripts/kernel-sass.py FILE.cu KERNEL [OUT]    # SASS of KERNEL for sm_90, and its registers
 
-KS_DEFINES="-DQG_BITS=4 -DKDT=1 -DQG_WG=1" selects a part of the file
+KS_DEFINES="-DQG_BITS=4 -DKDT=1 -DQG_NRM=0" selects a part of the file
 (kernels.Module); KS_ARCH=sm_90a (NVRTC 12 or later) compiles for the
-arch-specific target (the _w kernels' wgmma) instead of sm_90 / compute_90.
+arch-specific target (what wgmma needs) instead of sm_90 / compute_90.
 """
 import ctypes
 import os

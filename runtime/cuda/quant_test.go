@@ -89,10 +89,10 @@ func TestQuantMatMul(t *testing.T) {
 		// 24 at a time, 8-bit 64 chunks 32 at a time.
 		tc{4096, 8192, 4, 128, 32, false, true, runtime.F16}, tc{4096, 28672, 4, 128, 17, true, false, runtime.F16},
 		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16})
-	// Weights whose values overflow fp16 (scales of 5000-6000: up to 96,000
-	// once scaled) in f32 activations: the kernels must not form
-	// scale·(code − zero) in fp16 (a kernel that did, tried in the
-	// 2026-12-01 fifth session, would give Inf here).
+	// Weights whose values overflow fp16 (scales of 5000-6000, so that
+	// scale·(code − zero) reaches 96,000 at 4 bits and 1.5 million at 8),
+	// in f32 activations: no kernel may form that product in fp16 (one that
+	// did would give Inf here).
 	big := map[int]bool{len(cases): true, len(cases) + 1: true}
 	cases = append(cases, tc{512, 256, 4, 128, 16, false, true, runtime.F32}, tc{512, 256, 8, 128, 37, true, false, runtime.F32})
 	for ci, c := range cases {
