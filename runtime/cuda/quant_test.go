@@ -27,10 +27,7 @@ func randomQuant(r *rand.Rand, K, N, bits, groupSize int, perm bool) *runtime.Qu
 		q.Zeros[i] = uint16(r.IntN(1<<bits + 1))
 	}
 	if perm {
-		q.Perm = make([]int32, K)
-		for i, p := range r.Perm(K) {
-			q.Perm[i] = int32(p)
-		}
+		q.Perm = randomSlots(r, K)
 	}
 	return q
 }
