@@ -221,14 +221,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
-    // OFF (one tile, groups of whole chunks): the codes go to the mma as
-    // 1024 + c (4 bits: rows g+8 as 1024 + 16c) with no zero subtracted, and
-    // each group's sums are corrected by the sum of its x in the fold:
-    // s·Σ(c − z)x = s·(Σ(1024 + c)x − (1024 + z)·Σx). csum [nc][8]: each
-    // staged chunk's sum of x by row (fp32, of the fp16 values the mma
-    // reads), after x; tot may overwrite it after the loop.
-    constexpr bool OFF = AL && MT == 1;
-    float* csum = (float*)(xs + M * LDX);
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -432,26 +424,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     };
     stage(0);
     __syncthreads();
-    if constexpr (OFF) {
-        // The chunk sums: an item of 8 inputs a thread, added up over the
-        // KB/8 lanes of its chunk (items of a chunk are consecutive and
-        // never straddle a warp), in a fixed order.
-        const int n8 = nc * (KB / 8), items = M * n8;
-        for (int e0 = 0; e0 < items; e0 += blockDim.x) {
-            const int e = e0 + threadIdx.x, m = e / n8, j = e - m * n8;
-            float v = 0.0f;
-            if (e < items) {
-                float f[8];
-                unpack8<f16>(*(const u32x4*)(xs + m * LDX + j * 8), f);
-#pragma unroll
-                for (int q = 0; q < 8; q++) v += f[q];
-            }
-#pragma unroll
-            for (int o = 1; o < KB / 8; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (e < items && j % (KB / 8) == 0) csum[j / (KB / 8) * 8 + m] = v;
-        }
-        __syncthreads();
-    }
     TRACE_MARK(2);
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
@@ -475,39 +447,20 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
         u32 zz0, zz1, nz1;
-        // OFF: o0, o1 the offsets of rows g and g+8 (1024 + z; 4 bits: row
-        // g+8 16·(64 + z), its scale divided by 16), sx0, sx1 the group's sum
-        // of x in rows 2t and 2t+1.
-        float o0, o1, sx0 = 0.0f, sx1 = 0.0f;
         auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
             s0 = h_lo(q0), s1 = h_lo(q1);
-            if constexpr (OFF) {
-                o0 = h_lo(q0 >> 16), o1 = h_lo(q1 >> 16);
-                if (BITS == 4) s1 *= 0.0625f, o1 = 16.0f * o1 - 15360.0f;
-            } else {
-                zz0 = (q0 >> 16) * 0x10001u;
-                zz1 = (q1 >> 16) * 0x10001u;
-                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
-            }
+            zz0 = (q0 >> 16) * 0x10001u;
+            zz1 = (q1 >> 16) * 0x10001u;
+            nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
             fetch(grp + 1);
         };
-        auto fold = [&]() {
+        auto next = [&]() {
 #pragma unroll
             for (int bt = 0; bt < MT; bt++) {
-                if constexpr (OFF) {
-                    acc[bt][0] += s0 * (tmp[bt][0] - o0 * sx0), acc[bt][1] += s0 * (tmp[bt][1] - o0 * sx1);
-                    acc[bt][2] += s1 * (tmp[bt][2] - o1 * sx0), acc[bt][3] += s1 * (tmp[bt][3] - o1 * sx1);
-                } else {
-                    acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
-                    acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
-                }
+                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+                tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
             }
-        };
-        auto next = [&]() {
-            fold();
-#pragma unroll
-            for (int bt = 0; bt < MT; bt++) tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
-            sx0 = sx1 = 0.0f;
             grp++;
             left = glen;
             load();
@@ -517,10 +470,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // in registers by now) with chunk i-1+QST; chunk i has landed once at
         // most QST-1 later groups are pending.
         // Unrolled QST deep so that the slots are constant offsets.
-        const u32x4* refill = src - 32;  // chunk i0 - 1 + QST; + u chunks in the unrolled loop
+        const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
-        for (int i0 = 0; i0 < nc; i0 += QST, refill += QST * 32) {
+        for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
@@ -531,7 +484,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int u = 0; u < QST; u++) {
                 const int i = i0 + u;
                 if (i >= nc) break;
-                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill + u * 32, i > 0 && i - 1 + QST < nc, wpol);
+                refill += 32;
+                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
                 asm volatile("cp.async.commit_group;");
                 asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
                 const u32x4 w = lds128(ring0 + u * 512);
@@ -545,10 +499,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     if (left == 0) next();
                     left--;
                 }
-                if constexpr (OFF) {
-                    const float2 cs = *(const float2*)(csum + i * 8 + 2 * t);
-                    sx0 += cs.x, sx1 += cs.y;
-                }
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
                     if (!AL) {
@@ -556,15 +506,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         left--;
                     }
                     u32 a[4];
-                    if (OFF && BITS == 4) {
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        a[0] = codes<0x000F000Fu>(wd, magic), a[1] = codes<0x00F000F0u>(wd, magic);
-                        a[2] = codes<0x000F000Fu>(wh, magic), a[3] = codes<0x00F000F0u>(wh, magic);
-                    } else if (OFF) {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        a[0] = codes<MASK>(w0, magic), a[1] = codes<MASK>(w0 >> 8, magic);
-                        a[2] = codes<MASK>(w1, magic), a[3] = codes<MASK>(w1 >> 8, magic);
-                    } else if (BITS == 4) {
+                    if (BITS == 4) {
                         // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
                         // 1024 + 16c: times 1/16 minus (64 + z), exact.
                         const u32 wd = word_of(w, s), wh = wd >> 8;
@@ -587,7 +529,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
         }
-        fold();
+#pragma unroll
+        for (int bt = 0; bt < MT; bt++) {
+            acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+            acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+        }
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");

@@ -648,15 +648,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
 	const ring = qmmaRing
-	// Kernels of one tile also keep each chunk's sum of x by row ([P][8]
-	// fp32 after x; the sums of the loop's end may overwrite it).
-	shared := func(P int) int {
-		cs := 0
-		if tile == 0 {
-			cs = P * 8 * 4
-		}
-		return ring + max(M*(P*kb+8)*2+cs, M*128*4)
-	}
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	limit := min(b.shared, qmmaShared)
 	phase := qst
 	if tile == 0 {
