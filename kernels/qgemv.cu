@@ -480,9 +480,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
+        u32 rcur = ring0, rprev = ring0 + (QST - 1) * 512;
+        const u32 rend = ring0 + QST * 512;
         for (int i0 = 0; i0 < nc; i0 += QU) {
-            const u32 rb = ring0 + (i0 & (QST - 1)) * 512;                 // chunk i0's slot
-            const u32 rp = ring0 + ((i0 + QST - 1) & (QST - 1)) * 512;    // chunk i0-1's
+            // rb: chunk i0's slot, rp chunk i0-1's (running addresses: with
+            // slot offsets from ring0, ptxas addresses the refills' LDGSTS
+            // through a uniform register it never writes).
+            const u32 rb = rcur, rp = rprev;
+            rprev = rcur + (QU - 1) * 512;
+            rcur = rcur + QU * 512 == rend ? ring0 : rcur + QU * 512;
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
