@@ -194,13 +194,6 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
-// QU: chunks a pass of the main loop unrolls (dividing QST); the ring slots
-// of a pass are offsets from the pass's first. Every line of a kernel's code
-// is fetched cold on an SM's first pass through it, so a longer body costs
-// each launch more (docs/benchmarks.md, 2026-12-01 sixth session).
-#ifndef QU
-#define QU 8
-#endif
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
@@ -476,19 +469,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // At iteration i, refill the slot read in iteration i-1 (its data is
         // in registers by now) with chunk i-1+QST; chunk i has landed once at
         // most QST-1 later groups are pending.
-        // Unrolled QU deep: the slots of a pass are constant offsets from its first.
+        // Unrolled QST deep so that the slots are constant offsets.
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
-        u32 rcur = ring0, rprev = ring0 + (QST - 1) * 512;
-        const u32 rend = ring0 + QST * 512;
-        for (int i0 = 0; i0 < nc; i0 += QU) {
-            // rb: chunk i0's slot, rp chunk i0-1's (running addresses: with
-            // slot offsets from ring0, ptxas addresses the refills' LDGSTS
-            // through a uniform register it never writes).
-            const u32 rb = rcur, rp = rprev;
-            rprev = rcur + (QU - 1) * 512;
-            rcur = rcur + QU * 512 == rend ? ring0 : rcur + QU * 512;
+        for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
@@ -496,15 +481,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 pleft = P, xoff = 0;
             }
 #pragma unroll
-            for (int u = 0; u < QU; u++) {
+            for (int u = 0; u < QST; u++) {
                 const int i = i0 + u;
                 if (i >= nc) break;
                 refill += 32;
-                cp_async16_if(QU == QST ? ring0 + ((u - 1) & (QST - 1)) * 512 : u == 0 ? rp : rb + (u - 1) * 512, refill,
-                              i > 0 && i - 1 + QST < nc, wpol);
+                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
                 asm volatile("cp.async.commit_group;");
                 asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                const u32x4 w = lds128(QU == QST ? ring0 + u * 512 : rb + u * 512);
+                const u32x4 w = lds128(ring0 + u * 512);
                 u32x4 bf[MT][SPC / 2];
 #pragma unroll
                 for (int bt = 0; bt < MT; bt++)

@@ -1,7 +1,6 @@
 package cuda
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
@@ -56,24 +55,6 @@ func TestEnvInt(t *testing.T) {
 		_, err := envInt(name, 7, 1, 9, "1-9 things")
 		if err == nil || err.Error() != `cuda: GPTQTOOL_TEST_ENVINT="`+v+`": want 1-9 things` {
 			t.Errorf("%s: error %v", v, err)
-		}
-	}
-}
-
-// TestParseKernelDefines: GPTQTOOL_KERNEL_DEFINES becomes -D options; a
-// pair that is not NAME=INTEGER is refused with the pair named.
-func TestParseKernelDefines(t *testing.T) {
-	got, err := parseKernelDefines("  QU=2,PA_X9=-1 ")
-	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1"}) {
-		t.Errorf("QU=2,PA_X9=-1: %q, %v", got, err)
-	}
-	if got, err := parseKernelDefines(""); got != nil || err != nil {
-		t.Errorf("empty: %q, %v", got, err)
-	}
-	for _, bad := range []string{"QU", "QU=x", "9A=1", "qu=1", "Q-U=1", "=1", "QU=1 B"} {
-		_, err := parseKernelDefines(bad)
-		if err == nil || !strings.Contains(err.Error(), "is not NAME=INTEGER") {
-			t.Errorf("%q: error %v", bad, err)
 		}
 	}
 }
