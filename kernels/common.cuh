@@ -276,6 +276,12 @@ __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
     return d;
 }
 
+__device__ __forceinline__ u32 hmul2(u32 a, u32 b) {
+    u32 d;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+    return d;
+}
+
 __device__ __forceinline__ float h_lo(u32 a) {
     f16 h;
     h.x = (u16)(a & 0xffffu);

@@ -13,8 +13,9 @@ import (
 //
 //   - qgemv.cu: QG_BITS=4|8 with KDT (0 f32, 1 f16, 2 bf16) and QG_NRM=0
 //     (the product kernels of one bit width and dtype and its qdequant) or
-//     QG_NRM=1 (its products that normalize x); QG_BITS=0 glu_rows and
-//     gather_cols of every dtype;
+//     QG_NRM=1 (its products that normalize x), or QG_WG=1 (its
+//     warpgroup-MMA products, _w: sm_90a only, so ArchSpecific); QG_BITS=0
+//     glu_rows and gather_cols of every dtype;
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel; PA_C=0 the
 //     rope_store kernels of every dtype.
 //
@@ -23,6 +24,9 @@ import (
 type Module struct {
 	File    string
 	Defines []string // NAME=VALUE, passed to NVRTC as -D options
+	// ArchSpecific modules use features of one architecture only (sm_90a's
+	// wgmma): they compile for sm_<arch>a, and only on that architecture.
+	ArchSpecific bool
 }
 
 // Key names the module uniquely: the file, then its defines.
@@ -31,6 +35,15 @@ func (m Module) Key() string {
 		return m.File
 	}
 	return m.File + "[" + strings.Join(m.Defines, ",") + "]"
+}
+
+// Arch is the NVRTC target of the module on a device of compute
+// capability arch (90 for 9.0): "90", or "90a" for an ArchSpecific module.
+func (m Module) Arch(arch int) string {
+	if m.ArchSpecific {
+		return strconv.Itoa(arch) + "a"
+	}
+	return strconv.Itoa(arch)
 }
 
 // Options are the NVRTC options that select the module's part of its file.
@@ -66,18 +79,22 @@ func ModuleOf(file, name string) Module {
 			return Module{File: file, Defines: []string{"QG_BITS=0"}}
 		}
 		var bits string
-		nrm := "0"
+		nrm, wg := "0", false
 		switch {
 		case strings.HasPrefix(name, "qmma") && len(name) > 4:
 			bits = name[4:5]
 			if strings.Contains(name, "_n_") {
 				nrm = "1"
 			}
+			wg = strings.Contains(name, "_w_")
 		case strings.HasPrefix(name, "qdequant") && len(name) > 8:
 			bits = name[8:9]
 		}
 		if !ok || (bits != "4" && bits != "8") {
 			return whole
+		}
+		if wg {
+			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_WG=1"}, ArchSpecific: true}
 		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
 	case "decode.cu":

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -21,6 +22,8 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qmma8_t1_sg_n_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1]", nil},
 		{"qgemv.cu", "qmma4_t1_n_r_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
 		{"qgemv.cu", "qdequant8_f16", "qgemv.cu[QG_BITS=8,KDT=1,QG_NRM=0]", nil},
+		{"qgemv.cu", "qmma4_t4_w_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_WG=1"}},
+		{"qgemv.cu", "qmma8_t2_w_r_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=1]", nil},
 		{"qgemv.cu", "glu_rows_bf16", "qgemv.cu[QG_BITS=0]", []string{"-DQG_BITS=0"}},
 		{"qgemv.cu", "gather_cols_f32", "qgemv.cu[QG_BITS=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},
@@ -47,6 +50,14 @@ func TestModuleOf(t *testing.T) {
 		}
 		if c.key == c.file && len(m.Options()) != 0 {
 			t.Errorf("ModuleOf(%q, %q): a whole file has no options, got %q", c.file, c.name, m.Options())
+		}
+		// Only the warpgroup-MMA part compiles for sm_90a.
+		wantArch := "90"
+		if strings.Contains(c.key, "QG_WG=1") {
+			wantArch = "90a"
+		}
+		if a := m.Arch(90); a != wantArch {
+			t.Errorf("ModuleOf(%q, %q).Arch(90) = %q, want %q", c.file, c.name, a, wantArch)
 		}
 	}
 }

@@ -191,13 +191,59 @@ template <> struct xscale<f16> { static constexpr float v = 1.0f; };
 // twice).
 __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & mask) | 0x64006400u, zz); }
 
+// Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1): templates, so that
+// nothing of them is emitted where no _w kernel is compiled.
+// wg_desc: the shared-memory descriptor of a K-major operand without
+// swizzle at byte address addr, core matrices (8 rows of 16 bytes, 128
+// contiguous bytes) 128 bytes apart along K (LBO) and sbo bytes apart
+// along the rows (SBO).
+// wg_desc_lo is its low word (the start address, LBO), to which an offset
+// in 16-byte units is added (the address field does not overflow: shared
+// memory is under 256 KiB), wg_desc_hi its high word (SBO; no swizzle).
+template <int Z = 0> __device__ __forceinline__ u32 wg_desc_lo(u32 addr) { return ((addr >> 4) & 0x3FFFu) | ((128u >> 4) << 16); }
+template <int Z = 0> __device__ __forceinline__ u32 wg_desc_hi(u32 sbo) { return (sbo >> 4) & 0x3FFFu; }
+template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+// wg_keep: the accumulators stay in their registers across a wgmma
+// fence or wait (the compiler moves no access of them across it).
+template <int MT> __device__ __forceinline__ void wg_keep(float (&d)[MT][4]) {
+#pragma unroll
+    for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[bt][e])::"memory");
+}
+// wg_mma<MT>: d[64 × 8·MT] += a[64 × 16] · b[16 × 8·MT], fp16 in, fp32 sums;
+// a this warp's mma.m16n8k16 A fragment (rows 16·(warp%4)..), b at
+// descriptor desc (K-major, rows of x); d[bt][e] is the mma C fragment of
+// tile bt, so that the epilogue reads it as qmma's.
+template <int MT> __device__ __forceinline__ void wg_mma(float (&d)[MT][4], const u32 (&a)[4], u32 dlo, u32 dhi);
+template <> __device__ __forceinline__ void wg_mma<2>(float (&d)[2][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %14, 0;\nmov.b64 d, {%12, %13};\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %22, 0;\nmov.b64 d, {%20, %21};\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
+        "{%16,%17,%18,%19}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
-template <int BITS, int MT, typename T, bool AL, bool NRM>
+template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
@@ -207,6 +253,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
+    static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two or four tiles, groups of whole chunks");
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
     if (flags & QF_EARLY) pdl_launch();
@@ -345,6 +392,36 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     };
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
+        if constexpr (WG) {
+            // The wgmma's B operand: K-major core matrices (8 rows × 8
+            // inputs, 128 contiguous bytes), those of a row group 128
+            // bytes apart along the inputs, row groups P·KB·16 bytes apart
+            // (wg_desc). Item e: row m%8 first, so that eight threads
+            // store 128 contiguous bytes. Rows past M are not staged (the
+            // wgmma's columns of them are discarded).
+            const u32 xw = smem_addr(xs);
+            const int SB = P * KB * 16, items = ((M + 7) & ~7) * n8;
+            for (int e = threadIdx.x; e < items; e += blockDim.x) {
+                const int mr = e & 7, q = e >> 3, mg = q / n8, j = q - mg * n8, m = mg * 8 + mr;
+                if (m >= M) continue;
+                const u32 dst = xw + mg * SB + j * 128 + mr * 16;
+                const T* src = x + (i64)m * K + kb0 + j * 8;
+                if constexpr (XS == 1.0f) {
+                    cp_async16(dst, src);
+                } else {
+                    float v[8];
+                    load8<T>(src, v);
+                    const u32 w0 = pack2<f16>(v[0] * XS, v[1] * XS), w1 = pack2<f16>(v[2] * XS, v[3] * XS);
+                    const u32 w2 = pack2<f16>(v[4] * XS, v[5] * XS), w3 = pack2<f16>(v[6] * XS, v[7] * XS);
+                    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(w0), "r"(w1), "r"(w2), "r"(w3)
+                                 : "memory");
+                }
+            }
+            asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
+            // The wgmma reads shared memory through the async proxy.
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            return;
+        }
         if (MT == 1 && perm) {
             for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
                 int4 p[IT][2];
@@ -446,9 +523,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // Rows g and g+8 of the tile: their scales (fp32), 1024 + zero (fp16
         // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
-        u32 zz0, zz1, nz1;
+        u32 zz0, zz1, nz1, hs0, hs1;  // hs: the fp16 scales twice (the _w kernels)
         auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
             s0 = h_lo(q0), s1 = h_lo(q1);
+            hs0 = (q0 & 0xffffu) * 0x10001u, hs1 = (q1 & 0xffffu) * 0x10001u;
             zz0 = (q0 >> 16) * 0x10001u;
             zz1 = (q1 >> 16) * 0x10001u;
             nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
@@ -473,6 +551,71 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
+        if constexpr (WG) {
+            // Warpgroup MMA: the four warps of a warpgroup multiply their
+            // column tiles (64 columns) by the staged x, whose fragments
+            // no thread loads. Each chunk's A fragments are decoded with
+            // the group's scale (scale·(code − zero) rounded to fp16, as
+            // qdequant writes the weight), and the chunk's wgmma are done
+            // before the warp decodes the next (wg_wait<0>: with the next
+            // chunk decoded while they run, ptxas serializes every wgmma,
+            // C7513); the other warpgroups of the SM decode meanwhile.
+            const u32 dlo = wg_desc_lo(smem_addr(xs)), dhi = wg_desc_hi(P * KB * 16);
+            u32 xw = 0;  // this phase's chunk in the descriptor's units (16 bytes)
+            u32 a[SPC][4];
+            for (int i0 = 0; i0 < nc; i0 += QST) {
+                if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
+                    wg_wait<0>();
+                    wg_keep<MT>(acc);
+                    __syncthreads();
+                    stage(i0);
+                    __syncthreads();
+                    pleft = P, xw = 0;
+                }
+#pragma unroll
+                for (int u = 0; u < QST; u++) {
+                    const int i = i0 + u;
+                    if (i >= nc) break;
+                    refill += 32;
+                    cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
+                    asm volatile("cp.async.commit_group;");
+                    asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+                    const u32x4 w = lds128(ring0 + u * 512);
+                    pleft--;
+                    if (left == 0) {
+                        grp++;
+                        left = glen;
+                        load();
+                    }
+                    left--;
+#pragma unroll
+                    for (int s = 0; s < SPC; s++) {
+                        u32* f = a[s];
+                        if (BITS == 4) {
+                            const u32 wd = word_of(w, s), wh = wd >> 8;
+                            f[0] = hmul2(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
+                            f[1] = hmul2(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
+                            f[2] = hmul2(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
+                            f[3] = hmul2(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
+                        } else {
+                            const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+                            f[0] = hmul2(hsub2(codes<MASK>(w0, magic), zz0), hs0);
+                            f[1] = hmul2(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
+                            f[2] = hmul2(hsub2(codes<MASK>(w1, magic), zz0), hs0);
+                            f[3] = hmul2(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
+                        }
+                    }
+                    wg_fence();
+#pragma unroll
+                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[s], dlo + xw + s * 16, dhi);
+                    wg_commit();
+                    wg_wait<0>();
+                    xw += KB;  // KB inputs: KB·16 bytes
+                }
+            }
+            wg_wait<0>();
+            wg_keep<MT>(acc);
+        } else
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
@@ -529,11 +672,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
         }
+        if constexpr (!WG)
 #pragma unroll
-        for (int bt = 0; bt < MT; bt++) {
-            acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
-            acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
-        }
+            for (int bt = 0; bt < MT; bt++) {
+                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+            }
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
@@ -664,27 +808,35 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // groups are whole chunks also with the q/k/v epilogue's RoPE and cache
 // store (_r: ROPE), each a kernel of its own so that the plain ones compile
 // as if neither existed.
-#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE)                                                               \
+#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE, WG)                                                           \
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc) {                                                                          \
-        qmma<BITS, MT, T, AL, NRM>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
+        qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
                                    gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
                                    ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
     }
 
 #define QMMA_A(BITS, MT, T, NAME) \
-    QMMA(BITS, MT, T, NAME, true, , false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false) \
-    QMMA(BITS, MT, T, NAME, true, _r, false, true)
+    QMMA(BITS, MT, T, NAME, true, , false, false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false, false) \
+    QMMA(BITS, MT, T, NAME, true, _r, false, true, false)
+// The warpgroup-MMA kernels (_w, _w_r), two and four tiles with groups of
+// whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
+#define QMMA_W(BITS, MT, T, NAME) \
+    QMMA(BITS, MT, T, NAME, true, _w, false, false, true) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true)
 #define QMMA_N(BITS, T, NAME) \
-    QMMA(BITS, 1, T, NAME, true, _n, true, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false) \
-    QMMA(BITS, 1, T, NAME, true, _n_r, true, true)
+    QMMA(BITS, 1, T, NAME, true, _n, true, false, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false, false) \
+    QMMA(BITS, 1, T, NAME, true, _n_r, true, true, false)
 // Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
 // width and dtype's products and qdequant, QG_NRM=1 its products that
-// normalize x; QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything.
-#if !defined(QG_NRM)
+// normalize x; QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels;
+// QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything but the _w
+// kernels.
+#if defined(QG_WG) && QG_WG
+#define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME)
+#elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME) \
     QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
@@ -706,13 +858,13 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 
 #if !defined(QG_BITS) || QG_BITS == 4
 FOR_DTYPES(QMMA_4)
-#if !defined(QG_NRM) || !QG_NRM
+#if (!defined(QG_NRM) || !QG_NRM) && !(defined(QG_WG) && QG_WG)
 FOR_DTYPES(QDEQUANT_4)
 #endif
 #endif
 #if !defined(QG_BITS) || QG_BITS == 8
 FOR_DTYPES(QMMA_8)
-#if !defined(QG_NRM) || !QG_NRM
+#if (!defined(QG_NRM) || !QG_NRM) && !(defined(QG_WG) && QG_WG)
 FOR_DTYPES(QDEQUANT_8)
 #endif
 #endif

@@ -88,14 +88,14 @@ func (j *compileJob) run(b *Backend) {
 	}
 	start := time.Now()
 	var compiled bool
-	j.cubin, compiled, j.err = compile(j.m.File, text, b.arch, b.driver, b.cacheDir, append(j.m.Options(), b.traceDefines()...)...)
+	j.cubin, compiled, j.err = compile(j.m.File, text, j.m.Arch(b.arch), b.driver, b.cacheDir, append(j.m.Options(), b.traceDefines()...)...)
 	if compiled && b.log != nil {
 		where := "not cached"
 		if b.cacheDir != "" {
 			where = "cached in " + b.cacheDir
 		}
 		b.compiles.logMu.Lock()
-		fmt.Fprintf(b.log, "cuda: compiled %s for sm_%d in %.1f s (%s)\n", j.m.Key(), b.arch, time.Since(start).Seconds(), where)
+		fmt.Fprintf(b.log, "cuda: compiled %s for sm_%s in %.1f s (%s)\n", j.m.Key(), j.m.Arch(b.arch), time.Since(start).Seconds(), where)
 		b.compiles.logMu.Unlock()
 	}
 }

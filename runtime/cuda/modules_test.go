@@ -35,6 +35,8 @@ func launchedKernels() map[string][]string {
 		}
 		for j := range qmmaTiles {
 			add("qgemv.cu", qnames.rope[i][j])
+			add("qgemv.cu", qnames.wg[i][j])
+			add("qgemv.cu", qnames.wgRoPE[i][j])
 		}
 		add("qgemv.cu", qnames.normRoPE[i])
 		add("qgemv.cu", qnames.dequant[i])
@@ -72,14 +74,16 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 			parts[m.Key()]++
 		}
 	}
-	// 2 bit widths × 3 dtypes × (plain, normalizing) + glu/gather; 16
-	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store.
-	if len(parts) != 13+97 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 13+97, parts)
+	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA) +
+	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
+	// rope_store.
+	if len(parts) != 19+97 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 19+97, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 1, // t1/t2/t4 × plain, _sg, _r; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  4,       // t2/t4 × _w, _w_r
 		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":     1,
 		"decode.cu[PA_C=0]":                  3,
@@ -125,7 +129,7 @@ func TestModuleParts(t *testing.T) {
 			src, err := kernels.Source(m.File)
 			if err == nil {
 				var cubin []byte
-				if cubin, _, err = compile(m.File, src, 90, 0, os.Getenv("GPTQTOOL_KERNEL_CACHE"), m.Options()...); err == nil {
+				if cubin, _, err = compile(m.File, src, m.Arch(90), 0, os.Getenv("GPTQTOOL_KERNEL_CACHE"), m.Options()...); err == nil {
 					r.syms, err = kernelSymbols(cubin)
 				}
 			}

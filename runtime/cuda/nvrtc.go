@@ -76,23 +76,24 @@ func (e *CompileError) Error() string {
 	return fmt.Sprintf("cuda: nvrtc: compiling %s failed:\n%s", e.Source, strings.TrimSpace(e.Log))
 }
 
-// compile turns CUDA C source into a CUBIN for sm_<arch> with NVRTC
+// compile turns CUDA C source into a CUBIN for sm_<arch> (arch "90", or
+// "90a" for the architecture-specific features) with NVRTC
 // (compiled true), or reads it from the on-disk cache, keyed by the source, the options (with
 // defines, -DNAME=VALUE options that select a part of the file), the
 // architecture, the NVRTC version and the driver version. NVRTC compiles
 // separate programs concurrently, so compile may run on several goroutines.
-func compile(name, src string, arch, driver int, cacheDir string, defines ...string) (cubin []byte, compiled bool, err error) {
+func compile(name, src string, arch string, driver int, cacheDir string, defines ...string) (cubin []byte, compiled bool, err error) {
 	if err := loadNVRTC(); err != nil {
 		return nil, false, err
 	}
 	opts := []string{
-		fmt.Sprintf("--gpu-architecture=sm_%d", arch),
+		"--gpu-architecture=sm_" + arch,
 		"--std=c++17", "-default-device",
 		"-lineinfo",
 	}
 	opts = append(opts, defines...)
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00sm_%d\x00nvrtc %s\x00driver %d\x00", name, strings.Join(opts, " "), arch, nvVer, driver)
+	fmt.Fprintf(h, "%s\x00%s\x00sm_%s\x00nvrtc %s\x00driver %d\x00", name, strings.Join(opts, " "), arch, nvVer, driver)
 	h.Write([]byte(src))
 	key := hex.EncodeToString(h.Sum(nil))[:32]
 	var path string
@@ -102,7 +103,7 @@ func compile(name, src string, arch, driver int, cacheDir string, defines ...str
 		for _, d := range defines {
 			base += "-" + strings.NewReplacer("-D", "", "=", "_").Replace(d)
 		}
-		path = filepath.Join(cacheDir, base+"-sm"+fmt.Sprint(arch)+"-"+key+".cubin")
+		path = filepath.Join(cacheDir, base+"-sm"+arch+"-"+key+".cubin")
 		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
 			// A hit's time is its last use, so that entries no build
 			// uses any more can be found (and pruned) by age.

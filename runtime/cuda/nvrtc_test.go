@@ -12,7 +12,7 @@ func TestCompileErrorCarriesLog(t *testing.T) {
 	if err := loadNVRTC(); err != nil {
 		t.Skipf("%v", err)
 	}
-	_, _, err := compile("broken.cu", `extern "C" __global__ void k() { undefined_function_xyz(); }`, 80, 0, "")
+	_, _, err := compile("broken.cu", `extern "C" __global__ void k() { undefined_function_xyz(); }`, "80", 0, "")
 	var ce *CompileError
 	if !errors.As(err, &ce) {
 		t.Fatalf("err = %v, want a CompileError", err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -26,6 +27,10 @@ type quant struct {
 	// glu (LoadQuantGLU): gate and up interleaved in runs of 64 columns.
 	seg1, seg2 int
 	glu        bool
+	// f16w: every scale·(code − zero) is finite in fp16, so the _w
+	// kernels, which decode the weights with their scales into fp16, may
+	// run this weight.
+	f16w bool
 }
 
 // segments returns the fused weight's output widths.
@@ -51,6 +56,8 @@ var qnames = func() (n struct {
 	norm     [2][2]map[runtime.DType]string                 // one tile, normalizing x (NormFuser)
 	rope     [2][len(qmmaTiles)]map[runtime.DType]string    // with the q/k/v epilogue's RoPE (RoPEFuser)
 	normRoPE [2]map[runtime.DType]string                    // both
+	wg       [2][len(qmmaTiles)]map[runtime.DType]string    // warpgroup MMA (tiles past the first; groups of whole chunks)
+	wgRoPE   [2][len(qmmaTiles)]map[runtime.DType]string    // the same with the q/k/v epilogue's RoPE
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -67,6 +74,9 @@ var qnames = func() (n struct {
 		n.normRoPE[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
+			if j > 0 {
+				n.wg[i][j], n.wgRoPE[i][j] = map[runtime.DType]string{}, map[runtime.DType]string{}
+			}
 		}
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
@@ -81,6 +91,10 @@ var qnames = func() (n struct {
 			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
+				if j > 0 {
+					n.wg[i][j][dt] = fmt.Sprintf("qmma%d_t%d_w_%s", bits, mt, suffix(dt))
+					n.wgRoPE[i][j][dt] = fmt.Sprintf("qmma%d_t%d_w_r_%s", bits, mt, suffix(dt))
+				}
 			}
 		}
 	}
@@ -268,6 +282,13 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	N := q.N
 	qw := tileCodes(q.K, N, q.Bits, src)
 	sz := make([]byte, 4*len(q.Scales))
+	// The largest weight the _w kernels round to fp16 is the largest
+	// scale times 2^bits (a code minus a zero in [0, 2^bits]).
+	var maxScale float32
+	for _, s := range q.Scales {
+		maxScale = max(maxScale, half.F16ToF32(s&0x7fff))
+	}
+	lay.f16w = maxScale*float32(int(1)<<q.Bits) <= 65504
 	for i, s := range q.Scales {
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
 		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
@@ -284,7 +305,7 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	b.enter()
 	defer b.exit()
 	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: len(qw) / 4,
-		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu}}
+		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu, f16w: lay.f16w}}
 	var err error
 	up := func(raw []byte) (*Buffer, error) {
 		buf, err := b.allocBufferLocked(int64(len(raw)))
@@ -468,6 +489,19 @@ func (b *Backend) releaseQuant(t *Tensor) {
 	}
 }
 
+// WarpgroupMMA reports whether the device runs the _w kernels (sm_90:
+// wgmma; GPTQTOOL_QMMA_WG=1 or SetQMMAWG turns them on).
+func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
+
+// SetQMMAWG turns the warpgroup-MMA products (9-32 rows a pass, groups of
+// whole chunks) on or off, as GPTQTOOL_QMMA_WG does; for tests and
+// comparisons. Off where WarpgroupMMA is false, whatever on says.
+func (b *Backend) SetQMMAWG(on bool) {
+	b.enter()
+	defer b.exit()
+	b.qmmaWG = on
+}
+
 // SetDequantGEMM makes every product with a quantized weight dequantize it
 // and multiply with cuBLAS (the reference the qmma kernels are checked
 // against), or restores the kernels.
@@ -629,8 +663,10 @@ type qmmaPlan struct {
 }
 
 // qmmaSplit plans a product of M rows (at most qmmaPass) by a weight of K
-// inputs, N outputs and bits-bit codes on this device.
-func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
+// inputs, N outputs and bits-bit codes on this device, for the _w kernels
+// (warpgroup MMA) when wg: those stage x as whole tiles of 8 rows, without
+// the rows' padding.
+func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	tile := 0
 	for qmmaTiles[tile]*8 < M {
 		tile++
@@ -649,6 +685,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	// take after the loop.
 	const ring = qmmaRing
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
+	if wg {
+		shared = func(P int) int { return ring + max(8*qmmaTiles[tile]*P*kb*2, M*128*4) }
+	}
 	limit := min(b.shared, qmmaShared)
 	phase := qst
 	if tile == 0 {
@@ -690,7 +729,11 @@ func (b *Backend) qmmaSplit(M, K, N, bits int) qmmaPlan {
 	}
 	P := cps
 	if shared(P) > limit {
-		P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
+		if wg {
+			P = max((limit-ring)/(2*8*qmmaTiles[tile])/kb/qst*qst, qst)
+		} else {
+			P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
+		}
 	}
 	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
 }
@@ -770,7 +813,14 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	kb := chunkInputs(q.bits)
 	nb := (q.n + 127) / 128
-	sp := b.qmmaSplit(M, q.k, q.n, q.bits)
+	sg := 0
+	if q.gs%kb != 0 {
+		sg = 1
+	}
+	// Warpgroup MMA (GPTQTOOL_QMMA_WG=1, sm_90 only) for more than a tile
+	// of rows, groups of whole chunks, weights whose decode fits fp16.
+	wg := b.qmmaWG && b.arch == 90 && tile > 0 && sg == 0 && q.f16w
+	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
 	var part, count uint64
@@ -812,10 +862,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if q.glu {
 		glu = 1
 	}
-	sg := 0
-	if q.gs%kb != 0 {
-		sg = 1
-	}
 	cl := int32(0)
 	if clusterY > 0 {
 		cl = 1
@@ -835,8 +881,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		name = qnames.normRoPE[q.bits/8][x.dt]
 	case nrm != nil:
 		name = qnames.norm[q.bits/8][sg][x.dt]
+	case rp != nil && wg:
+		name = qnames.wgRoPE[q.bits/8][tile][x.dt]
 	case rp != nil:
 		name = qnames.rope[q.bits/8][tile][x.dt]
+	case wg:
+		name = qnames.wg[q.bits/8][tile][x.dt]
 	}
 	var r ropeArg
 	if rp != nil {

@@ -126,8 +126,14 @@ func TestQuantMatMul(t *testing.T) {
 				}
 			}
 			tol := map[runtime.DType]float64{runtime.F16: 2e-6, runtime.BF16: 3e-5, runtime.F32: 2e-6}[c.dt]
-			for _, forced := range []bool{false, true} {
-				b.SetDequantGEMM(forced)
+			// The tensor-core kernels, the warpgroup-MMA ones (9-32 rows
+			// a pass, on sm_90), the dequantize + cuBLAS reference.
+			for _, mode := range []string{"kernels", "warpgroup", "dequantize+GEMM"} {
+				if mode == "warpgroup" && !b.WarpgroupMMA() {
+					continue
+				}
+				b.SetQMMAWG(mode == "warpgroup")
+				b.SetDequantGEMM(mode == "dequantize+GEMM")
 				if c.res {
 					if err := b.Upload(dst, rv); err != nil {
 						t.Fatal(err)
@@ -141,10 +147,11 @@ func TestQuantMatMul(t *testing.T) {
 					t.Fatal(err)
 				}
 				if nmse := backendtest.NMSE(got, want); !(nmse < tol) {
-					t.Errorf("dequantize+GEMM %v: nmse %.3g against float64, want < %.1g", forced, nmse, tol)
+					t.Errorf("%s: nmse %.3g against float64, want < %.1g", mode, nmse, tol)
 				}
 			}
 			b.SetDequantGEMM(false)
+			b.SetQMMAWG(false)
 		})
 	}
 	if err := b.Sync(); err != nil {

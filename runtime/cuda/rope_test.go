@@ -15,7 +15,8 @@ import (
 // followed by RoPEStore, for rows at scattered positions and cache slots,
 // with and without act order and a fused norm, in f16 and bf16, on every
 // kernel (one, two and four tiles, two passes of 32 rows, 4 and 8 bits,
-// split K in clusters and through global memory). A
+// split K in clusters and through global memory; the warpgroup-MMA
+// kernels of two and four tiles where the device has them). A
 // weight whose groups are not whole chunks takes the unfused path, and
 // gives the same.
 func TestRoPEFuse(t *testing.T) {
@@ -26,17 +27,25 @@ func TestRoPEFuse(t *testing.T) {
 	const hd, hq, hkv, slots = 128, 4, 2, 64
 	prevCl := b.Clusters()
 	defer b.SetClusters(prevCl)
+	defer b.SetQMMAWG(false)
 	for _, c := range []struct {
 		K, bits, gs int
 		perm        bool
 		clusters    bool
+		wg          bool
 	}{
-		{512, 4, 128, false, true}, {4096, 4, 128, true, true}, {4096, 4, 128, false, true}, {512, 4, 32, true, true},
-		{4096, 8, 128, true, true},
+		{512, 4, 128, false, true, false}, {4096, 4, 128, true, true, false}, {4096, 4, 128, false, true, false}, {512, 4, 32, true, true, false},
+		{4096, 8, 128, true, true, false},
 		// Split K through global memory: the last block's epilogue.
-		{4096, 4, 128, true, false}, {4096, 8, 128, false, false},
+		{4096, 4, 128, true, false, false}, {4096, 8, 128, false, false, false},
+		// Warpgroup MMA (9-32 rows a pass).
+		{4096, 4, 128, true, true, true}, {4096, 8, 128, false, false, true},
 	} {
+		if c.wg && !b.WarpgroupMMA() {
+			continue
+		}
 		b.SetClusters(c.clusters)
+		b.SetQMMAWG(c.wg)
 		qa := randomQuant(r, c.K, hq*hd, c.bits, c.gs, c.perm)
 		kb, vb := randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false), randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false)
 		kb.Perm, vb.Perm = qa.Perm, qa.Perm
@@ -52,7 +61,7 @@ func TestRoPEFuse(t *testing.T) {
 			}
 			for _, M := range []int{1, 5, 8, 13, 32, 40} {
 				for _, norm := range []bool{false, true} {
-					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, dt, M, norm)
+					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm)
 					t.Run(name, func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*c.K, 3), M, c.K)
 						pos, slot := make([]int32, M), make([]int32, M)

@@ -40,7 +40,7 @@ func TestQmmaSplit(t *testing.T) {
 		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 6, 22, 22, true},
 	} {
 		b.qfill = c.fill
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits)
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.cluster != c.cluster {
 			t.Errorf("%s: S %d cps %d P %d cluster %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.cluster, c.S, c.cps, c.P, c.cluster)
 		}
@@ -50,7 +50,7 @@ func TestQmmaSplit(t *testing.T) {
 	}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
 	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
-	if p := b.qmmaSplit(32, 4096, 28672, 4); p.S != 2 {
+	if p := b.qmmaSplit(32, 4096, 28672, 4, false); p.S != 2 {
 		t.Errorf("gate/up M32 fill 2 without the wave cap: %d splits, want 2", p.S)
 	}
 }

@@ -117,7 +117,7 @@ func TestTraceCompiles(t *testing.T) {
 		if k.at != "" {
 			opts = append(opts, k.at)
 		}
-		cubin, _, err := compile(m.File, src, 90, 0, "", opts...)
+		cubin, _, err := compile(m.File, src, m.Arch(90), 0, "", opts...)
 		if err != nil {
 			t.Fatalf("%s %s: %v", m.Key(), k.at, err)
 		}
