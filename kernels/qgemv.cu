@@ -193,15 +193,15 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 
 // Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1): templates, so that
 // nothing of them is emitted where no _w kernel is compiled.
-// wg_desc: the shared-memory descriptor of a K-major operand without
-// swizzle at byte address addr, core matrices (8 rows of 16 bytes, 128
-// contiguous bytes) 128 bytes apart along K (LBO) and sbo bytes apart
-// along the rows (SBO).
-// wg_desc_lo is its low word (the start address, LBO), to which an offset
-// in 16-byte units is added (the address field does not overflow: shared
-// memory is under 256 KiB), wg_desc_hi its high word (SBO; no swizzle).
-template <int Z = 0> __device__ __forceinline__ u32 wg_desc_lo(u32 addr) { return ((addr >> 4) & 0x3FFFu) | ((128u >> 4) << 16); }
-template <int Z = 0> __device__ __forceinline__ u32 wg_desc_hi(u32 sbo) { return (sbo >> 4) & 0x3FFFu; }
+// wg_desc: the low word of the shared-memory descriptor of a K-major
+// operand in the 128-byte swizzle at byte address addr (the start address;
+// LBO 16 bytes, unused by a K-major swizzled operand), WG_DHI its high word:
+// 8-row groups of 128-byte rows 1,024 bytes apart (SBO), the 128-byte
+// swizzle. A row of the operand is 64 fp16 inputs, its 16-byte unit u stored
+// at unit u ^ (row % 8) of the row (the groups 1,024-byte aligned); a k-step
+// of 16 inputs 32 bytes further along the row is addr + 32.
+template <int Z = 0> __device__ __forceinline__ u32 wg_desc(u32 addr) { return ((addr >> 4) & 0x3FFFu) | (1u << 16); }
+#define WG_DHI (64u | (1u << 30))
 template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
@@ -217,7 +217,7 @@ template <int MT> __device__ __forceinline__ void wg_keep(float (&d)[MT][4]) {
 // a this warp's mma.m16n8k16 A fragment (rows 16·(warp%4)..), b at
 // descriptor desc (K-major, rows of x); d[bt][e] is the mma C fragment of
 // tile bt, so that the epilogue reads it as qmma's.
-template <int MT> __device__ __forceinline__ void wg_mma(float (&d)[MT][4], const u32 (&a)[4], u32 dlo, u32 dhi);
+template <int MT> __device__ __forceinline__ void wg_mma(float (&d)[MT][4], const u32 (&a)[4], u32 dlo, u32 dhi = WG_DHI);
 template <> __device__ __forceinline__ void wg_mma<2>(float (&d)[2][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %14, 0;\nmov.b64 d, {%12, %13};\n"
@@ -268,6 +268,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
+    // The _w kernels' x (wg_desc): 1,024-byte aligned, blocks of 64 inputs
+    // for the 8·MT rows of the wgmma's B operand, JB bytes each.
+    constexpr u32 JB = MT * 8 * 128;
+    const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -393,19 +397,16 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
-            // The wgmma's B operand: K-major core matrices (8 rows × 8
-            // inputs, 128 contiguous bytes), those of a row group 128
-            // bytes apart along the inputs, row groups P·KB·16 bytes apart
-            // (wg_desc). Item e: row m%8 first, so that eight threads
-            // store 128 contiguous bytes. Rows past M are not staged (the
-            // wgmma's columns of them are discarded).
-            const u32 xw = smem_addr(xs);
-            const int SB = P * KB * 16, items = ((M + 7) & ~7) * n8;
-            for (int e = threadIdx.x; e < items; e += blockDim.x) {
-                const int mr = e & 7, q = e >> 3, mg = q / n8, j = q - mg * n8, m = mg * 8 + mr;
-                if (m >= M) continue;
-                const u32 dst = xw + mg * SB + j * 128 + mr * 16;
-                const T* src = x + (i64)m * K + kb0 + j * 8;
+            // The wgmma's B operand (wg_desc): blocks of 64 inputs JB
+            // bytes apart, in each the rows' 128 bytes swizzled. Item e
+            // is row m's 16-byte unit u: eight threads copy a row's 128
+            // contiguous bytes and store them to 128 distinct bytes of
+            // shared memory. Rows past M are not staged (the wgmma's
+            // columns of them are discarded).
+            for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
+                const int m = e / n8, u = e - m * n8;
+                const u32 dst = xsw + (u >> 3) * JB + m * 128 + (((u & 7) ^ (m & 7)) << 4);
+                const T* src = x + (i64)m * K + kb0 + u * 8;
                 if constexpr (XS == 1.0f) {
                     cp_async16(dst, src);
                 } else {
@@ -556,13 +557,45 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // column tiles (64 columns) by the staged x, whose fragments
             // no thread loads. Each chunk's A fragments are decoded with
             // the group's scale (scale·(code − zero) rounded to fp16, as
-            // qdequant writes the weight), and the chunk's wgmma are done
-            // before the warp decodes the next (wg_wait<0>: with the next
-            // chunk decoded while they run, ptxas serializes every wgmma,
-            // C7513); the other warpgroups of the SM decode meanwhile.
-            const u32 dlo = wg_desc_lo(smem_addr(xs)), dhi = wg_desc_hi(P * KB * 16);
-            u32 xw = 0;  // this phase's chunk in the descriptor's units (16 bytes)
-            u32 a[SPC][4];
+            // qdequant writes the weight), into one of two register sets:
+            // chunk i+1 is decoded while chunk i's wgmma run (wg_wait<1>
+            // first retires chunk i-1's, which read that set). At
+            // iteration i, slot i (read in iteration i-1) is refilled with
+            // chunk i+QST; chunk i+1 has landed once at most QST-1 later
+            // groups are pending.
+            u32 a[2][SPC][4];
+            auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
+#pragma unroll
+                for (int s = 0; s < SPC; s++) {
+                    if (BITS == 4) {
+                        const u32 wd = word_of(w, s), wh = wd >> 8;
+                        f[s][0] = hmul2(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
+                        f[s][1] = hmul2(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
+                        f[s][2] = hmul2(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
+                        f[s][3] = hmul2(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
+                    } else {
+                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+                        f[s][0] = hmul2(hsub2(codes<MASK>(w0, magic), zz0), hs0);
+                        f[s][1] = hmul2(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
+                        f[s][2] = hmul2(hsub2(codes<MASK>(w1, magic), zz0), hs0);
+                        f[s][3] = hmul2(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
+                    }
+                }
+            };
+            // take: the chunk in slot u, its group's scales current.
+            auto take = [&](int u) {
+                if (left == 0) {
+                    grp++;
+                    left = glen;
+                    load();
+                }
+                left--;
+                return lds128(ring0 + u * 512);
+            };
+            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+            decode(take(0), a[0]);
+            refill = src - 32;  // chunk QST-1: advanced before each use
+            u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
             for (int i0 = 0; i0 < nc; i0 += QST) {
                 if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
                     wg_wait<0>();
@@ -570,47 +603,30 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     __syncthreads();
                     stage(i0);
                     __syncthreads();
-                    pleft = P, xw = 0;
+                    pleft = P, xd = wg_desc(xsw);
                 }
 #pragma unroll
                 for (int u = 0; u < QST; u++) {
                     const int i = i0 + u;
                     if (i >= nc) break;
-                    refill += 32;
-                    cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
-                    asm volatile("cp.async.commit_group;");
-                    asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                    const u32x4 w = lds128(ring0 + u * 512);
-                    pleft--;
-                    if (left == 0) {
-                        grp++;
-                        left = glen;
-                        load();
-                    }
-                    left--;
-#pragma unroll
-                    for (int s = 0; s < SPC; s++) {
-                        u32* f = a[s];
-                        if (BITS == 4) {
-                            const u32 wd = word_of(w, s), wh = wd >> 8;
-                            f[0] = hmul2(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
-                            f[1] = hmul2(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
-                            f[2] = hmul2(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
-                            f[3] = hmul2(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
-                        } else {
-                            const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                            f[0] = hmul2(hsub2(codes<MASK>(w0, magic), zz0), hs0);
-                            f[1] = hmul2(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
-                            f[2] = hmul2(hsub2(codes<MASK>(w1, magic), zz0), hs0);
-                            f[3] = hmul2(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
-                        }
-                    }
                     wg_fence();
 #pragma unroll
-                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[s], dlo + xw + s * 16, dhi);
+                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[u & 1][s], xd + 2 * s);  // 32 bytes a k-step
                     wg_commit();
-                    wg_wait<0>();
-                    xw += KB;  // KB inputs: KB·16 bytes
+                    pleft--;
+                    // The next chunk's inputs: the next block of x (4 bits), or
+                    // the second half of this block's rows, then the next
+                    // block (8 bits: phases start at even u).
+                    xd += BITS == 4 ? JB / 16 : (u & 1) ? (JB - 64) / 16 : 64 / 16;
+                    if (i + 1 < nc) {
+                        refill += 32;
+                        cp_async16_if(ring0 + u * 512, refill, i + QST < nc, wpol);
+                        asm volatile("cp.async.commit_group;");
+                        asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+                        const u32x4 w = take((u + 1) & (QST - 1));
+                        wg_wait<1>();
+                        decode(w, a[(u + 1) & 1]);
+                    }
                 }
             }
             wg_wait<0>();

@@ -686,7 +686,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	const ring = qmmaRing
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
-		shared = func(P int) int { return ring + max(8*qmmaTiles[tile]*P*kb*2, M*128*4) }
+		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand
+		// (128 bytes a row), 1,024-byte aligned (the 128-byte swizzle).
+		shared = func(P int) int { return ring + 1024 + max((P*kb+63)/64*qmmaTiles[tile]*1024, M*128*4) }
 	}
 	limit := min(b.shared, qmmaShared)
 	phase := qst
@@ -730,7 +732,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	P := cps
 	if shared(P) > limit {
 		if wg {
-			P = max((limit-ring)/(2*8*qmmaTiles[tile])/kb/qst*qst, qst)
+			P = max((limit-ring-1024)/(qmmaTiles[tile]*1024)*64/kb/qst*qst, qst)
 		} else {
 			P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
 		}
