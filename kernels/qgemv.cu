@@ -270,10 +270,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
     // The _w kernels' x (wg_desc): 1,024-byte aligned, blocks of 64 inputs
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
-    // With more than one phase, phases alternate between two buffers of PB
-    // bytes.
     constexpr u32 JB = MT * 8 * 128;
-    const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u, PB = (P * KB + 63) / 64 * JB;
+    const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -405,10 +403,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // contiguous bytes and store them to 128 distinct bytes of
             // shared memory. Rows past M are not staged (the wgmma's
             // columns of them are discarded).
-            const u32 xbuf = xsw + ((ci / P) & 1) * PB;  // phases alternate between two buffers
             for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
                 const int m = e / n8, u = e - m * n8;
-                const u32 dst = xbuf + (u >> 3) * JB + m * 128 + (((u & 7) ^ (m & 7)) << 4);
+                const u32 dst = xsw + (u >> 3) * JB + m * 128 + (((u & 7) ^ (m & 7)) << 4);
                 const T* src = x + (i64)m * K + kb0 + u * 8;
                 if constexpr (XS == 1.0f) {
                     cp_async16(dst, src);
@@ -421,13 +418,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                                  : "memory");
                 }
             }
-            // The first phase is waited for here; a later one's copies join
-            // the weights' next cp.async group (see the main loop).
-            if (ci == 0) {
-                asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
-                // The wgmma reads shared memory through the async proxy.
-                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-            }
+            asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
+            // The wgmma reads shared memory through the async proxy.
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             return;
         }
         if (MT == 1 && perm) {
@@ -603,22 +596,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             decode(take(0), a[0]);
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
-            // Phases of x are double-buffered: the copies of phase p+1 are
-            // issued as phase p starts and join the cp.async group of its
-            // first chunk's iteration, which is complete by its last
-            // chunk's wait (P >= QST); at the boundary every thread fences
-            // its copies for the async proxy, every warpgroup's wgmma of
-            // phase p are done, and after the barrier phase p+2 is copied
-            // into phase p's buffer.
-            if (P < nc) stage(P);
             for (int i0 = 0; i0 < nc; i0 += QST) {
-                if (pleft == 0) {
+                if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
                     wg_wait<0>();
                     wg_keep<MT>(acc);
-                    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
                     __syncthreads();
-                    if (i0 + P < nc) stage(i0 + P);
-                    pleft = P, xd = wg_desc(xsw + ((i0 / P) & 1) * PB);
+                    stage(i0);
+                    __syncthreads();
+                    pleft = P, xd = wg_desc(xsw);
                 }
 #pragma unroll
                 for (int u = 0; u < QST; u++) {

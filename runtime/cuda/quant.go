@@ -684,19 +684,11 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
 	const ring = qmmaRing
-	shared := func(P, c int) int { return ring + max(M*(P*kb+8)*2, M*128*4) } // phases of P of c chunks
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand
-		// (128 bytes a row), 1,024-byte aligned (the 128-byte swizzle);
-		// two buffers of P chunks where the slice takes more than one
-		// phase.
-		shared = func(P, c int) int {
-			bufs := 1
-			if P < c {
-				bufs = 2
-			}
-			return ring + 1024 + max(bufs*((P*kb+63)/64*qmmaTiles[tile]*1024), M*128*4)
-		}
+		// (128 bytes a row), 1,024-byte aligned (the 128-byte swizzle).
+		shared = func(P int) int { return ring + 1024 + max((P*kb+63)/64*qmmaTiles[tile]*1024, M*128*4) }
 	}
 	limit := min(b.shared, qmmaShared)
 	phase := qst
@@ -711,7 +703,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 		// are latency-bound and were measured faster with more blocks than
 		// a wave: batch 8 at fill 4, 1.7 waves of gate/up, beat fill 2.)
 		for S > 1 {
-			bps := min(qmmaBlocksPerSM(tile), b.smemSM/(shared(min((CK+S-1)/S, phase), (CK+S-1)/S)+qmmaSharedReserve))
+			bps := min(qmmaBlocksPerSM(tile), b.smemSM/(shared(min((CK+S-1)/S, phase))+qmmaSharedReserve))
 			if nb*S <= bps*b.sms {
 				break
 			}
@@ -719,7 +711,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 		}
 	}
 	cps := (CK + S - 1) / S
-	for shared(min(cps, phase), cps) > limit && cps > 1 {
+	for shared(min(cps, phase)) > limit && cps > 1 {
 		S++
 		cps = (CK + S - 1) / S
 	}
@@ -730,7 +722,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// still fits).
 	cluster := b.clusters && S > 1
 	if cluster && S > maxClusterBlocks {
-		if c := (CK + maxClusterBlocks - 1) / maxClusterBlocks; tile != 0 || shared(c, c) <= limit {
+		if c := (CK + maxClusterBlocks - 1) / maxClusterBlocks; tile != 0 || shared(c) <= limit {
 			cps = c
 			S = (CK + cps - 1) / cps
 		} else {
@@ -738,14 +730,14 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 		}
 	}
 	P := cps
-	if shared(P, cps) > limit {
+	if shared(P) > limit {
 		if wg {
-			P = max((limit-ring-1024)/2/(qmmaTiles[tile]*1024)*64/kb/qst*qst, qst)
+			P = max((limit-ring-1024)/(qmmaTiles[tile]*1024)*64/kb/qst*qst, qst)
 		} else {
 			P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
 		}
 	}
-	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P, cps)}
+	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
 }
 
 // qmatmul sets the outputs of x·wᵀ for a quantized w: outs[0] = (res or 0) +
