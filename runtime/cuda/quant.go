@@ -490,16 +490,30 @@ func (b *Backend) releaseQuant(t *Tensor) {
 }
 
 // WarpgroupMMA reports whether the device runs the _w kernels (sm_90:
-// wgmma; GPTQTOOL_QMMA_WG=1 or SetQMMAWG turns them on).
+// wgmma).
 func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 
-// SetQMMAWG turns the warpgroup-MMA products (9-32 rows a pass, groups of
-// whole chunks) on or off, as GPTQTOOL_QMMA_WG does; for tests and
-// comparisons. Off where WarpgroupMMA is false, whatever on says.
-func (b *Backend) SetQMMAWG(on bool) {
+// defaultQmmaWG is the fewest tiles a pass that the warpgroup-MMA products
+// take by default: the four-tile kernels (17-32 rows), measured faster
+// than mma.sync's at batch 32 and 64 on the H200 and slower with two
+// tiles at batch 16 (docs/benchmarks.md, the seventh session).
+const defaultQmmaWG = 4
+
+// SetQMMAWG sets the fewest tiles of 8 rows a pass (2 or 4) whose products
+// run on warpgroup MMA (groups of whole chunks, weights whose decode fits
+// fp16), or none (0), as GPTQTOOL_QMMA_WG does; for tests and comparisons.
+// None where WarpgroupMMA is false, whatever tiles says.
+func (b *Backend) SetQMMAWG(tiles int) {
 	b.enter()
 	defer b.exit()
-	b.qmmaWG = on
+	b.qmmaWG = tiles
+}
+
+// QMMAWG is the fewest tiles a pass on warpgroup MMA (SetQMMAWG).
+func (b *Backend) QMMAWG() int {
+	b.enter()
+	defer b.exit()
+	return b.qmmaWG
 }
 
 // SetDequantGEMM makes every product with a quantized weight dequantize it
@@ -819,9 +833,10 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if q.gs%kb != 0 {
 		sg = 1
 	}
-	// Warpgroup MMA (GPTQTOOL_QMMA_WG=1, sm_90 only) for more than a tile
-	// of rows, groups of whole chunks, weights whose decode fits fp16.
-	wg := b.qmmaWG && b.arch == 90 && tile > 0 && sg == 0 && q.f16w
+	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
+	// default four: 17-32 rows), groups of whole chunks, weights whose
+	// decode fits fp16.
+	wg := b.qmmaWG > 0 && qmmaTiles[tile] >= b.qmmaWG && b.arch == 90 && sg == 0 && q.f16w
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared

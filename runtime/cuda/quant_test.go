@@ -58,6 +58,7 @@ func upload(t *testing.T, b *cuda.Backend, dt runtime.DType, v []float32, rows, 
 // residual, in every activation dtype.
 func TestQuantMatMul(t *testing.T) {
 	b := gputest.Backend(t)
+	prevWG := b.QMMAWG()
 	r := rand.New(rand.NewPCG(5, 6))
 	type tc struct {
 		K, N, bits, gs, M int
@@ -132,7 +133,11 @@ func TestQuantMatMul(t *testing.T) {
 				if mode == "warpgroup" && !b.WarpgroupMMA() {
 					continue
 				}
-				b.SetQMMAWG(mode == "warpgroup")
+				if mode == "warpgroup" {
+					b.SetQMMAWG(2)
+				} else {
+					b.SetQMMAWG(0)
+				}
 				b.SetDequantGEMM(mode == "dequantize+GEMM")
 				if c.res {
 					if err := b.Upload(dst, rv); err != nil {
@@ -151,7 +156,7 @@ func TestQuantMatMul(t *testing.T) {
 				}
 			}
 			b.SetDequantGEMM(false)
-			b.SetQMMAWG(false)
+			b.SetQMMAWG(prevWG)
 		})
 	}
 	if err := b.Sync(); err != nil {

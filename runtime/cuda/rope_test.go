@@ -27,7 +27,7 @@ func TestRoPEFuse(t *testing.T) {
 	const hd, hq, hkv, slots = 128, 4, 2, 64
 	prevCl := b.Clusters()
 	defer b.SetClusters(prevCl)
-	defer b.SetQMMAWG(false)
+	defer b.SetQMMAWG(b.QMMAWG())
 	for _, c := range []struct {
 		K, bits, gs int
 		perm        bool
@@ -45,7 +45,11 @@ func TestRoPEFuse(t *testing.T) {
 			continue
 		}
 		b.SetClusters(c.clusters)
-		b.SetQMMAWG(c.wg)
+		if c.wg {
+			b.SetQMMAWG(2)
+		} else {
+			b.SetQMMAWG(0)
+		}
 		qa := randomQuant(r, c.K, hq*hd, c.bits, c.gs, c.perm)
 		kb, vb := randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false), randomQuant(r, c.K, hkv*hd, c.bits, c.gs, false)
 		kb.Perm, vb.Perm = qa.Perm, qa.Perm

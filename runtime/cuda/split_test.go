@@ -48,6 +48,26 @@ func TestQmmaSplit(t *testing.T) {
 			t.Errorf("%s: %d bytes of shared memory, over %d", c.name, p.shared, qmmaShared)
 		}
 	}
+	// The warpgroup-MMA kernels stage x in blocks of 64 inputs for 8·MT
+	// rows (4 KiB a 4-bit chunk at 32 rows), 1 KiB-aligned after the ring:
+	// (100 KiB - 33 KiB) / 4 KiB = 16 chunks at 32 rows, 32 at 16 rows and
+	// for 8-bit chunks (32 inputs); o_proj's 5 splits of 13 chunks fit.
+	b.qfill = defaultFill
+	for _, c := range []struct {
+		name                  string
+		M, K, N, bits         int
+		S, cps, P, sharedWant int
+	}{
+		{"wg gate/up M32", 32, 4096, 28672, 4, 1, 64, 16, qmmaRing + 1024 + 16*4096},
+		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 32, qmmaRing + 1024 + 32*2048},
+		{"wg 8-bit M32", 32, 4096, 14336, 8, 2, 64, 32, qmmaRing + 1024 + 16*4096},
+		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, qmmaRing + 1024 + 13*4096},
+	} {
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
+		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
+			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
+		}
+	}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
 	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
 	if p := b.qmmaSplit(32, 4096, 28672, 4, false); p.S != 2 {
