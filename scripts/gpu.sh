@@ -225,18 +225,25 @@ for step in $steps; do
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$tm $tf --json
     [ -d /tmp/oc7b-$tm ] || { note "trace: no /tmp/oc7b-$tm"; continue; }
     IFS=';' read -r -a tenvs <<<"${TRACE_ENV:-}"
+    # TRACE_PROMPT sets the prompt's tokens (default 128); TRACE_BASE=1 also
+    # traces the build device-build.sh made with DEVICE_BASE (as -base).
+    tbins=gptqtool
+    [ "${TRACE_BASE:-0}" = 1 ] && [ -x "$bin/gptqtool-base" ] && tbins="gptqtool gptqtool-base"
     for tb in ${TRACE_BATCHES:-1 32}; do
+      for tbin in $tbins; do
       for ((ti = 0; ti <= ${#tenvs[@]}; ti++)); do
         tn=trace-$tm-b$tb tv=
         [ $ti -gt 0 ] && tn=$tn-e$ti tv=${tenvs[ti - 1]}
+        [ $tbin = gptqtool-base ] && tn=$tn-base
         # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
         # records a module holds at batch 1.) The traced run's own tok/s says
         # how much the records slow the step.
-        run $tn 300 sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/gptqtool' bench decode --device cuda \
-          --model /tmp/oc7b-$tm --batch $tb --prompt 128 --new 16 >'$LOGS/$tn.bench.json'"
+        run $tn 300 sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/$tbin' bench decode --device cuda \
+          --model /tmp/oc7b-$tm --batch $tb --prompt ${TRACE_PROMPT:-128} --new 16 >'$LOGS/$tn.bench.json'"
         note "$tn ($tv), traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/$tn.bench.json" | tr -d '\n ')"
         [ -f "$LOGS/$tn.trace" ] && gzip -c "$LOGS/$tn.trace" >"$OUT/$tn.json.gz" &&
           note "$tn: $(grep -c '"kind"' "$LOGS/$tn.trace") launches"
+      done
       done
     done
     ;;
