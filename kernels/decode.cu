@@ -432,20 +432,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid == 0) *ctr = 0;
 }
 
-// Registers: the plain kernels (more than attnPrefetch rows, grids of up
-// to 512 blocks at batch 32) keep to 96 so that five blocks share an SM
-// (at 114, four: a grid launched while the q/k/v product still holds
-// some SMs then ran a second round of blocks on others); the _pre
-// kernels (a few rows, fewer blocks), and those of heads over 128 (a K row
-// of 256 needs more), as the compiler likes.
-#define PA_BOUNDS_true __launch_bounds__(128)
-#if defined(PA_C) && PA_C > 4
-#define PA_BOUNDS_false __launch_bounds__(128)
-#else
-#define PA_BOUNDS_false __launch_bounds__(128, 5)
-#endif
 #define PAGED_ATTN_K(N, T, C, G, SUF, PRE)                                                                     \
-    extern "C" __global__ void PA_BOUNDS_##PRE paged_attn_c##C##_g##G##SUF##_##N(                                \
+    extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
         int clu, int late) {                                                                                   \
