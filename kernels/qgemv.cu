@@ -237,6 +237,19 @@ template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
+template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %38, 0;\nmov.b64 d, {%36, %37};\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+          "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -838,7 +851,7 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_A(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, , false, false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false, false) \
     QMMA(BITS, MT, T, NAME, true, _r, false, true, false)
-// The warpgroup-MMA kernels (_w, _w_r), two and four tiles with groups of
+// The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of
 // whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, _w, false, false, true) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true)
@@ -851,7 +864,7 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything but the _w
 // kernels.
 #if defined(QG_WG) && QG_WG
-#define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME)
+#define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME) \
     QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)

@@ -25,8 +25,8 @@
 // size 64 or 128 runs a FlashAttention-2 style tensor-core kernel, other
 // cases a generic fp32 kernel. GPTQ weights (LoadQuant, fused by
 // LoadQuantSplit/LoadQuantGLU) are tiled at load for tensor-core products
-// of 1–64 rows (kernels/qgemv.cu, passes of up to 32: mma.sync, and on
-// sm_90 warpgroup MMA for passes of 17–32 rows), dequantized into a scratch
+// of 1–64 rows (kernels/qgemv.cu: mma.sync in passes of up to 32 rows, and
+// on sm_90 warpgroup MMA for 17–64 rows in one pass), dequantized into a scratch
 // for cuBLAS above that; decode steps use the PagedDecoder ops (kernels/decode.cu) and
 // are recorded as CUDA graphs (Capture), and their tokens drawn on the
 // device (SampleTokens, kernels/sample.cu). Beyond runtime.Backend the package

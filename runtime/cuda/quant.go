@@ -70,6 +70,8 @@ var qnames = func() (n struct {
 			n.gemv[i][0][j] = map[runtime.DType]string{}
 			n.gemv[i][1][j] = map[runtime.DType]string{}
 		}
+		// (The eight-tile pass exists on warpgroup MMA only: its other
+		// tables stay empty.)
 		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		n.normRoPE[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
@@ -82,7 +84,7 @@ var qnames = func() (n struct {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
 			n.glu[dt] = "glu_rows_" + suffix(dt)
-			for j, mt := range qmmaTiles {
+			for j, mt := range qmmaTiles[:qmmaSyncTiles] {
 				n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
 				n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
 			}
@@ -90,7 +92,9 @@ var qnames = func() (n struct {
 			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
 			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
-				n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
+				if j < qmmaSyncTiles {
+					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
+				}
 				if j > 0 {
 					n.wg[i][j][dt] = fmt.Sprintf("qmma%d_t%d_w_%s", bits, mt, suffix(dt))
 					n.wgRoPE[i][j][dt] = fmt.Sprintf("qmma%d_t%d_w_r_%s", bits, mt, suffix(dt))
@@ -101,13 +105,19 @@ var qnames = func() (n struct {
 	return n
 }()
 
-// qmmaTiles are the batch tiles of 8 rows the qmma kernels are built for
-// (up to 32 rows a pass); qgemvRows, the most rows they take, in passes of
-// 32 rows: more rows dequantize the weight into a scratch and multiply with
-// cuBLAS. (An eight-tile kernel for 64 rows in one pass needs 182 registers
-// and ~100 KiB of shared memory, one block an SM: on the H200 its gate/up
-// product of a 7B layer took 238 µs against 81 µs for a pass of 32 rows.)
-var qmmaTiles = [...]int{1, 2, 4}
+// qmmaTiles are the batch tiles of 8 rows the qmma kernels are built for;
+// qgemvRows, the most rows they take: more rows dequantize the weight into
+// a scratch and multiply with cuBLAS. The first qmmaSyncTiles have
+// mma.sync kernels, which take up to 32 rows a pass (passes of qmmaPass).
+// (An eight-tile mma.sync kernel for 64 rows in one pass needed 182
+// registers and ~100 KiB of shared memory, one block an SM: on the H200 its
+// gate/up product of a 7B layer took 238 µs against 81 µs for a pass of 32
+// rows.) On sm_90 the warpgroup-MMA kernels also take 33-64 rows in one
+// pass of eight tiles (123 registers, two blocks an SM), so that a batch of
+// 64 reads the weights once.
+var qmmaTiles = [...]int{1, 2, 4, 8}
+
+const qmmaSyncTiles = 3
 
 const (
 	qgemvRows = 64
@@ -798,7 +808,16 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		b.qdequantGEMM(outs, x, w, res, slots)
 		return
 	}
-	if M > qmmaPass {
+	kb := chunkInputs(q.bits)
+	sg := 0
+	if q.gs%kb != 0 {
+		sg = 1
+	}
+	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
+	// default four: 17-32 rows, and 33-64 rows in one pass of eight),
+	// groups of whole chunks, weights whose decode fits fp16.
+	wgOK := b.qmmaWG > 0 && b.arch == 90 && sg == 0 && q.f16w
+	if M > qmmaPass && !(wgOK && b.qmmaWG <= qmmaTiles[len(qmmaTiles)-1]) {
 		rows := func(t *Tensor, r0, n int) *Tensor {
 			if t == nil {
 				return nil
@@ -827,16 +846,8 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	for qmmaTiles[tile]*8 < M {
 		tile++
 	}
-	kb := chunkInputs(q.bits)
 	nb := (q.n + 127) / 128
-	sg := 0
-	if q.gs%kb != 0 {
-		sg = 1
-	}
-	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
-	// default four: 17-32 rows), groups of whole chunks, weights whose
-	// decode fits fp16.
-	wg := b.qmmaWG > 0 && qmmaTiles[tile] >= b.qmmaWG && b.arch == 90 && sg == 0 && q.f16w
+	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared

@@ -62,6 +62,8 @@ func TestQmmaSplit(t *testing.T) {
 		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 32, qmmaRing + 1024 + 32*2048},
 		{"wg 8-bit M32", 32, 4096, 14336, 8, 2, 64, 32, qmmaRing + 1024 + 16*4096},
 		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, qmmaRing + 1024 + 13*4096},
+		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
+		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, qmmaRing + 1024 + 8*8192},
 	} {
 		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
