@@ -263,7 +263,7 @@ for step in $steps; do
     if [ ! -x "$bin/gptqtool-base" ]; then note "decodebase: no gptqtool-base (build with DEVICE_BASE=REV)"; continue; fi
     for n in ${DECODE_VARIANTS:-q4act q4}; do
       [ -d /tmp/oc7b-$n ] || { note "decodebase: needs /tmp/oc7b-$n (run the decode step first)"; continue; }
-      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decodebase-$n.json'"
+      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decodebase-$n.json'"
       note "base build, $n:"
       grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decodebase-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
@@ -415,7 +415,8 @@ for step in $steps; do
     # without act order, and 8-bit; a short calibration (speed does not
     # depend on it). DECODE_SOURCE=synth writes the GPTQ checkpoints with
     # `gptqtool synth --bits` instead (random codes, no float checkpoint,
-    # no quantization: about a minute less a call).
+    # no quantization: about a minute less a call). DECODE_NEW sets the new
+    # tokens a sequence (default 128; issue 9's batch-32 figure is for 256).
     [ "${DECODE_SOURCE:-quant}" = synth ] || [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
     # DECODE_VARIANTS narrows the checkpoints (e.g. "q4act q8act"), DECODE_PREFILL=0
@@ -436,7 +437,7 @@ for step in $steps; do
       batches=1,8
       [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32
-      run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new 128 >'$LOGS/decode-$n.json'"
+      run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|bandwidth_fraction|step_weight_bytes|load_s)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
@@ -450,7 +451,7 @@ for step in $steps; do
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new 128 >'$LOGS/decode-$em-env$i.json'"
+        run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
         note "$em with $e:"
         grep -E '"(batch|tok_per_s|step_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
