@@ -504,15 +504,17 @@ func (b *Backend) releaseQuant(t *Tensor) {
 func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 
 // defaultQmmaWG is the fewest tiles a pass that the warpgroup-MMA products
-// take by default: the four-tile kernels (17-32 rows), measured faster
-// than mma.sync's at batch 32 and 64 on the H200 and slower with two
-// tiles at batch 16 (docs/benchmarks.md, the seventh session).
+// take by default: four (17-32 rows) and eight (33-64 rows in one pass),
+// measured faster than mma.sync's at batch 32 (+3%) and 64 (+34%) on the
+// H200; two tiles were slower at batch 16 (docs/benchmarks.md, the seventh
+// session).
 const defaultQmmaWG = 4
 
-// SetQMMAWG sets the fewest tiles of 8 rows a pass (2 or 4) whose products
-// run on warpgroup MMA (groups of whole chunks, weights whose decode fits
-// fp16), or none (0), as GPTQTOOL_QMMA_WG does; for tests and comparisons.
-// None where WarpgroupMMA is false, whatever tiles says.
+// SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose
+// products run on warpgroup MMA (groups of whole chunks, weights whose
+// decode fits fp16; 33-64 rows then in one pass), or none (0: mma.sync in
+// passes of 32), as GPTQTOOL_QMMA_WG does; for tests and comparisons. None
+// where WarpgroupMMA is false, whatever tiles says.
 func (b *Backend) SetQMMAWG(tiles int) {
 	b.enter()
 	defer b.exit()
