@@ -506,8 +506,8 @@ func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 // defaultQmmaWG is the fewest tiles a pass that the warpgroup-MMA products
 // take by default: four (17-32 rows) and eight (33-64 rows in one pass),
 // measured faster than mma.sync's at batch 32 (+3%) and 64 (+34%) on the
-// H200; two tiles were slower at batch 16 (docs/benchmarks.md, the seventh
-// session).
+// H200; two tiles were slower at batch 16 (docs/benchmarks.md, the
+// 2026-12-01 seventh session).
 const defaultQmmaWG = 4
 
 // SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose

@@ -86,7 +86,9 @@ func TestQuantMatMul(t *testing.T) {
 		// chunks a block 16 at a time (the last phase short), 64 chunks
 		// 24 at a time, 8-bit 64 chunks 32 at a time.
 		tc{4096, 8192, 4, 128, 32, false, true, runtime.F16}, tc{4096, 28672, 4, 128, 17, true, false, runtime.F16},
-		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16})
+		tc{4096, 14336, 8, 32, 32, true, true, runtime.F16},
+		// f32 x at four and eight tiles (x scaled into fp16 as staged).
+		tc{1024, 400, 4, 128, 20, true, true, runtime.F32}, tc{1024, 400, 8, 128, 40, false, false, runtime.F32})
 	// Weights whose values overflow fp16 (scales of 5000-6000, so that
 	// scale·(code − zero) reaches 96,000 at 4 bits and 1.5 million at 8),
 	// in f32 activations: no kernel may form that product in fp16 (one that
