@@ -49,6 +49,15 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
+// The _w kernels (WG, sm_90a; two, four or eight tiles, groups of whole
+// chunks) keep the ring, the split and the epilogue, and multiply on
+// warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
+// each chunk with its group's scale into fp16 A registers (scale·(code −
+// zero) rounded once, as qdequant writes the weight; only weights whose
+// values fit fp16 run here), and x, staged in the 128-byte swizzle, is the
+// B operand (8·MT rows, m64n{8·MT}k16); the next chunk is decoded while
+// this one's MMAs run.
+//
 // The _n kernels (one tile, NRM) take x as the input of an RMSNorm whose
 // weight, in sequential input order, is nw (null for the others): the block
 // normalizes the rows it stages (eps, and nv8 saying whether norm.cu would
@@ -266,7 +275,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
-    static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two or four tiles, groups of whole chunks");
+    static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
     if (flags & QF_EARLY) pdl_launch();

@@ -129,7 +129,7 @@ func TestQuantMatMul(t *testing.T) {
 				}
 			}
 			tol := map[runtime.DType]float64{runtime.F16: 2e-6, runtime.BF16: 3e-5, runtime.F32: 2e-6}[c.dt]
-			// The tensor-core kernels, the warpgroup-MMA ones (9-32 rows
+			// The tensor-core kernels, the warpgroup-MMA ones (9-64 rows
 			// a pass, on sm_90), the dequantize + cuBLAS reference.
 			for _, mode := range []string{"kernels", "warpgroup", "dequantize+GEMM"} {
 				if mode == "warpgroup" && !b.WarpgroupMMA() {

@@ -38,7 +38,7 @@ func TestRoPEFuse(t *testing.T) {
 		{4096, 8, 128, true, true, false},
 		// Split K through global memory: the last block's epilogue.
 		{4096, 4, 128, true, false, false}, {4096, 8, 128, false, false, false},
-		// Warpgroup MMA (9-32 rows a pass).
+		// Warpgroup MMA (9-64 rows in one pass).
 		{4096, 4, 128, true, true, true}, {4096, 8, 128, false, false, true},
 	} {
 		if c.wg && !b.WarpgroupMMA() {
