@@ -132,8 +132,8 @@ const (
 // SM) from one block an SM, which halves the split and its reduction.
 var defaultFill = [4]int{2, 4, 1, 1}
 
-// qfillClass is the class of a product of M rows (at most qmmaPass) for
-// defaultFill: 1-4, 5-8, 9-16 and 17-32 rows.
+// qfillClass is the class of a product of M rows (a pass) for
+// defaultFill: 1-4, 5-8, 9-16 and 17-32 rows (or more, one pass of 33-64).
 func qfillClass(M int) int {
 	switch {
 	case M <= 4:
@@ -688,7 +688,8 @@ type qmmaPlan struct {
 	shared    int
 }
 
-// qmmaSplit plans a product of M rows (at most qmmaPass) by a weight of K
+// qmmaSplit plans a product of M rows (a pass: at most qmmaPass, or
+// qgemvRows on warpgroup MMA) by a weight of K
 // inputs, N outputs and bits-bit codes on this device, for the _w kernels
 // (warpgroup MMA) when wg: those stage x as whole tiles of 8 rows, without
 // the rows' padding.
