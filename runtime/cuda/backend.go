@@ -208,13 +208,8 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
-	switch os.Getenv("GPTQTOOL_QMMA_WG") {
-	case "0":
-		b.qmmaWG = 0
-	case "1":
-		b.qmmaWG = 2
-	default:
-		b.qmmaWG = defaultQmmaWG
+	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
+		return nil, err
 	}
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
 	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"

@@ -27,7 +27,7 @@ func TestParseFill(t *testing.T) {
 			t.Errorf("parseFill(%q): err %v, want one naming GPTQTOOL_QMMA_FILL", v, err)
 		}
 	}
-	for M, want := range map[int]int{1: 0, 4: 0, 5: 1, 8: 1, 9: 2, 16: 2, 17: 3, 32: 3} {
+	for M, want := range map[int]int{1: 0, 4: 0, 5: 1, 8: 1, 9: 2, 16: 2, 17: 3, 32: 3, 64: 3} {
 		if got := qfillClass(M); got != want {
 			t.Errorf("qfillClass(%d) = %d, want %d", M, got, want)
 		}
@@ -55,6 +55,21 @@ func TestEnvInt(t *testing.T) {
 		_, err := envInt(name, 7, 1, 9, "1-9 things")
 		if err == nil || err.Error() != `cuda: GPTQTOOL_TEST_ENVINT="`+v+`": want 1-9 things` {
 			t.Errorf("%s: error %v", v, err)
+		}
+	}
+}
+
+// TestParseQmmaWG checks GPTQTOOL_QMMA_WG: unset the default (four tiles:
+// 17 rows), 0 none, 1 from two tiles, anything else refused by name.
+func TestParseQmmaWG(t *testing.T) {
+	for v, want := range map[string]int{"": 4, "0": 0, "1": 2} {
+		if got, err := parseQmmaWG(v); got != want || err != nil {
+			t.Errorf("parseQmmaWG(%q) = %d, %v; want %d", v, got, err, want)
+		}
+	}
+	for _, v := range []string{"2", "4", "on", " 1"} {
+		if _, err := parseQmmaWG(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_WG") {
+			t.Errorf("parseQmmaWG(%q): err %v, want one naming GPTQTOOL_QMMA_WG", v, err)
 		}
 	}
 }

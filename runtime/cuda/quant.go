@@ -510,6 +510,21 @@ func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 // 2026-12-01 seventh session).
 const defaultQmmaWG = 4
 
+// parseQmmaWG reads GPTQTOOL_QMMA_WG: empty (defaultQmmaWG), 0 (no
+// warpgroup MMA: mma.sync in passes of 32 rows) or 1 (warpgroup MMA from
+// two tiles, 9 rows).
+func parseQmmaWG(v string) (int, error) {
+	switch v {
+	case "":
+		return defaultQmmaWG, nil
+	case "0":
+		return 0, nil
+	case "1":
+		return 2, nil
+	}
+	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only) or 1 (warpgroup MMA from 9 rows); unset, from 17 rows", v)
+}
+
 // SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose
 // products run on warpgroup MMA (groups of whole chunks, weights whose
 // decode fits fp16; 33-64 rows then in one pass), or none (0: mma.sync in
