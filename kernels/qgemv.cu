@@ -412,10 +412,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // thread in flight, one 16-byte load each. With perm: items of eight
     // inputs for all rows, whose permutation is loaded once (for the first
     // phase, before the wait) and whose rows are gathered IT items at a time.
-    auto put = [&](int m, int k8, const float* v) {
-        *(u32x4*)(xs + m * LDX + k8) = u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS),
-                                             pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
+    // packx: eight inputs as staged, fp16 times XS.
+    auto packx = [&](const float* v) {
+        return u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS), pack2<f16>(v[4] * XS, v[5] * XS),
+                     pack2<f16>(v[6] * XS, v[7] * XS)};
     };
+    auto put = [&](int m, int k8, const float* v) { *(u32x4*)(xs + m * LDX + k8) = packx(v); };
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
@@ -434,9 +436,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 } else {
                     float v[8];
                     load8<T>(src, v);
-                    const u32 w0 = pack2<f16>(v[0] * XS, v[1] * XS), w1 = pack2<f16>(v[2] * XS, v[3] * XS);
-                    const u32 w2 = pack2<f16>(v[4] * XS, v[5] * XS), w3 = pack2<f16>(v[6] * XS, v[7] * XS);
-                    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(w0), "r"(w1), "r"(w2), "r"(w3)
+                    const u32x4 w = packx(v);
+                    asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(w.a), "r"(w.b), "r"(w.c), "r"(w.d)
                                  : "memory");
                 }
             }
