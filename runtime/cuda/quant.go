@@ -292,17 +292,15 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	N := q.N
 	qw := tileCodes(q.K, N, q.Bits, src)
 	sz := make([]byte, 4*len(q.Scales))
-	// The largest weight the _w kernels round to fp16 is the largest
-	// scale times 2^bits (a code minus a zero in [0, 2^bits]).
-	var maxScale float32
-	for _, s := range q.Scales {
-		maxScale = max(maxScale, half.F16ToF32(s&0x7fff))
-	}
-	lay.f16w = maxScale*float32(int(1)<<q.Bits) <= 65504
+	var maxScale uint16 // the largest |scale|'s bits (fp16 magnitudes order as their bits)
 	for i, s := range q.Scales {
 		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
 		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+		maxScale = max(maxScale, s&0x7fff)
 	}
+	// The largest weight the _w kernels round to fp16 is the largest
+	// scale times 2^bits (a code minus a zero in [0, 2^bits]).
+	lay.f16w = half.F16ToF32(maxScale)*float32(int(1)<<q.Bits) <= 65504
 	var perm, slots []byte
 	if q.Perm != nil {
 		perm, slots = make([]byte, 4*q.K), make([]byte, 4*q.K)
@@ -834,7 +832,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
 	// default four: 17-32 rows, and 33-64 rows in one pass of eight),
 	// groups of whole chunks, weights whose decode fits fp16.
-	wgOK := b.qmmaWG > 0 && b.arch == 90 && sg == 0 && q.f16w
+	wgOK := b.qmmaWG > 0 && b.WarpgroupMMA() && sg == 0 && q.f16w
 	if M > qmmaPass && !(wgOK && b.qmmaWG <= qmmaTiles[len(qmmaTiles)-1]) {
 		rows := func(t *Tensor, r0, n int) *Tensor {
 			if t == nil {
