@@ -93,6 +93,7 @@ type Backend struct {
 	tracePath     string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
 	traceCap      int       // records a module holds
 	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
+	extraDefines  []string  // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
@@ -229,6 +230,9 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	if b.qfill, err = parseFill(os.Getenv("GPTQTOOL_QMMA_FILL")); err != nil {
+		return nil, err
+	}
+	if b.extraDefines, err = parseKernelDefines(os.Getenv("GPTQTOOL_KERNEL_DEFINES")); err != nil {
 		return nil, err
 	}
 	b.sms = attr(attrMultiprocessorCount)

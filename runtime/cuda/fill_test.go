@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -70,6 +71,24 @@ func TestParseQmmaWG(t *testing.T) {
 	for _, v := range []string{"2", "4", "on", " 1"} {
 		if _, err := parseQmmaWG(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_WG") {
 			t.Errorf("parseQmmaWG(%q): err %v, want one naming GPTQTOOL_QMMA_WG", v, err)
+		}
+	}
+}
+
+// TestParseKernelDefines: GPTQTOOL_KERNEL_DEFINES becomes -D options; a
+// pair that is not NAME=INTEGER is refused with the pair named.
+func TestParseKernelDefines(t *testing.T) {
+	got, err := parseKernelDefines("  QU=2,PA_X9=-1 ")
+	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1"}) {
+		t.Errorf("QU=2,PA_X9=-1: %q, %v", got, err)
+	}
+	if got, err := parseKernelDefines(""); got != nil || err != nil {
+		t.Errorf("empty: %q, %v", got, err)
+	}
+	for _, bad := range []string{"QU", "QU=x", "9A=1", "qu=1", "Q-U=1", "=1", "QU=1 B"} {
+		_, err := parseKernelDefines(bad)
+		if err == nil || !strings.Contains(err.Error(), "is not NAME=INTEGER") {
+			t.Errorf("%q: error %v", bad, err)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // The kernel timeline: with GPTQTOOL_TRACE=FILE every module is compiled
@@ -117,12 +118,13 @@ func (b *Backend) traceSetup() error {
 	return nil
 }
 
-// traceDefines are the NVRTC defines tracing adds to every module.
+// traceDefines are the NVRTC defines tracing and GPTQTOOL_KERNEL_DEFINES
+// add to every module.
 func (b *Backend) traceDefines() []string {
 	if b.tracePath == "" {
-		return nil
+		return b.extraDefines
 	}
-	d := []string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}
+	d := append([]string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}, b.extraDefines...)
 	if b.traceAt != 0 {
 		d = append(d, "-DTRACE_AT="+strconv.Itoa(b.traceAt))
 	}
@@ -288,4 +290,29 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 	}
 	sort.Slice(sum.Launches, func(i, j int) bool { return sum.Launches[i].Start < sum.Launches[j].Start })
 	return sum
+}
+
+// parseKernelDefines reads GPTQTOOL_KERNEL_DEFINES, NAME=INTEGER pairs
+// separated by spaces or commas, that every module is compiled with (kernel variants
+// for measurements, such as qgemv.cu's QU; the kernel cache keys them).
+func parseKernelDefines(v string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Fields(strings.ReplaceAll(v, ",", " ")) {
+		name, val, ok := strings.Cut(f, "=")
+		_, err := strconv.Atoi(val)
+		if !ok || err != nil || !kernelDefineName(name) {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_KERNEL_DEFINES=%q: %q is not NAME=INTEGER (NAME of A-Z, 0-9 and _, not starting with a digit)", v, f)
+		}
+		out = append(out, "-D"+f)
+	}
+	return out, nil
+}
+
+func kernelDefineName(s string) bool {
+	for i, c := range s {
+		if !(c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
