@@ -95,6 +95,11 @@
 #define QF_EVICT 2
 #define QF_EARLY 4
 #define QF_LATE 8
+// QF_TMA (the _w kernels, fp16 x): x is staged by the tensor memory
+// accelerator from the launch's tensor map tmx (runtime/cuda rowsMap: boxes
+// of 64 inputs by the 8·MT rows, in the 128-byte swizzle), one thread
+// issuing a phase's copies and every thread waiting on an mbarrier.
+#define QF_TMA 16
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -211,6 +216,9 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 // of 16 inputs 32 bytes further along the row is addr + 32.
 template <int Z = 0> __device__ __forceinline__ u32 wg_desc(u32 addr) { return ((addr >> 4) & 0x3FFFu) | (1u << 16); }
 #define WG_DHI (64u | (1u << 30))
+#ifndef WG_NACC
+#define WG_NACC 1
+#endif
 template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
@@ -259,6 +267,35 @@ template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
+// TMap is a CUtensorMap (runtime/cuda TensorMap), a __grid_constant__
+// parameter of the _w kernels. tma_x copies the box of x at (input k, row
+// 0) to shared memory at dst (1,024-byte aligned), completing on the
+// mbarrier at bar; bar_init, bar_expect (the bytes a phase's copies bring)
+// and bar_wait (for the phase of parity ph) are that mbarrier's.
+struct __align__(64) TMap {
+    unsigned long long v[16];
+};
+template <int Z = 0> __device__ __forceinline__ void bar_init(u32 bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n\tfence.mbarrier_init.release.cluster;" ::"r"(bar) : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void bar_expect(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void bar_wait(u32 bar, u32 ph) {
+    asm volatile(
+        "{\n.reg .pred p;\nWAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAIT_%=;\n}" ::"r"(bar),
+        "r"(ph)
+        : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* tm, int k, u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+        "l"(tm), "r"(k), "r"(0), "r"(bar)
+        : "memory");
+}
+
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -270,7 +307,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp) {
+                     int nv8, const QRope<T> rp, const TMap* tmx) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -294,6 +331,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
     constexpr u32 JB = MT * 8 * 128;
     const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
+    // QF_TMA: the mbarrier x's copies complete on, and the parity of the
+    // next phase's.
+    __shared__ __align__(8) unsigned long long xbar;
+    const bool tma = WG && (flags & QF_TMA);
+    u32 xph = 0;
+    if (WG && tma && threadIdx.x == 0) bar_init(smem_addr(&xbar));
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -421,6 +464,19 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
+            if (tma) {
+                // One thread copies the phase's blocks of 64 inputs
+                // (whole boxes of 8·MT rows, zeros past M), JB bytes each.
+                const int nb = (n8 * 8 + 63) / 64;
+                const u32 bar = smem_addr(&xbar);
+                if (threadIdx.x == 0) {
+                    bar_expect(bar, nb * JB);
+                    for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
+                }
+                bar_wait(bar, xph);
+                xph ^= 1;
+                return;
+            }
             // The wgmma's B operand (wg_desc): blocks of 64 inputs JB
             // bytes apart, in each the rows' 128 bytes swizzled. Item e
             // is row m's 16-byte unit u: eight threads copy a row's 128
@@ -523,6 +579,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
         }
     };
+    if (tma) __syncthreads();  // xbar initialized
     stage(0);
     __syncthreads();
     TRACE_MARK(2);
@@ -587,6 +644,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // chunk i+QST; chunk i+1 has landed once at most QST-1 later
             // groups are pending.
             u32 a[2][SPC][4];
+            // WG_NACC=2 (a measured variant, four tiles or fewer): the
+            // k-steps alternate between two sets of sums, so that a
+            // chunk's MMAs form two chains instead of one.
+            constexpr bool A2 = WG_NACC == 2 && MT <= 4;
+            float acc2[MT][4];
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc2[bt][e] = 0.0f;
             auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
@@ -623,6 +689,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
                     wg_wait<0>();
                     wg_keep<MT>(acc);
+                    if constexpr (A2) wg_keep<MT>(acc2);
                     __syncthreads();
                     stage(i0);
                     __syncthreads();
@@ -634,7 +701,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     if (i >= nc) break;
                     wg_fence();
 #pragma unroll
-                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[u & 1][s], xd + 2 * s);  // 32 bytes a k-step
+                    for (int s = 0; s < SPC; s++) {  // 32 bytes a k-step
+                        if (A2 && (s & 1))
+                            wg_mma<MT>(acc2, a[u & 1][s], xd + 2 * s);
+                        else
+                            wg_mma<MT>(acc, a[u & 1][s], xd + 2 * s);
+                    }
                     wg_commit();
                     pleft--;
                     // The next chunk's inputs: the next block of x (4 bits), or
@@ -654,6 +726,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             wg_wait<0>();
             wg_keep<MT>(acc);
+            if constexpr (A2) {
+                wg_keep<MT>(acc2);
+#pragma unroll
+                for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) acc[bt][e] += acc2[bt][e];
+            }
         } else
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
@@ -852,11 +931,16 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc) {                                                                          \
+        const float* invf, T* kc, T* vc QMMA_TMAP_##WG) {                                                           \
         qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
                                    gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
-                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{});                          \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG);         \
     }
+// The _w kernels' last parameter: x's tensor map (QF_TMA).
+#define QMMA_TMAP_true , const __grid_constant__ TMap tmx
+#define QMMA_TMAP_false
+#define QMMA_TMARG_true &tmx
+#define QMMA_TMARG_false nullptr
 
 #define QMMA_A(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, , false, false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false, false) \

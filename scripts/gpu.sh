@@ -65,6 +65,16 @@ for step in $steps; do
     # DECODEOPS_BENCH narrows the ops (e.g. 'DecodeOps/M1/(gate_up_glu|down_res)').
     run decode-ops 300 "$bin/cuda.test" -test.run '^$' -test.bench "${DECODEOPS_BENCH:-DecodeOps}" -test.benchtime 20x
     grep -E '^Benchmark' "$LOGS/decode-ops.log" | tee -a "$summary"
+    # DECODEOPS_ENV="VAR=value ...[;VAR=value ...]" times them again under
+    # each ';'-separated setting (e.g. GPTQTOOL_KERNEL_DEFINES=WG_NACC=2).
+    i=0
+    echo "${DECODEOPS_ENV:-}" | tr ';' '\n' | while read -r e; do
+      [ -n "$e" ] || continue
+      i=$((i + 1))
+      run decode-ops-env$i 300 env $e "$bin/cuda.test" -test.run '^$' -test.bench "${DECODEOPS_BENCH:-DecodeOps}" -test.benchtime 20x
+      note "decodeops with $e:"
+      grep -E '^Benchmark' "$LOGS/decode-ops-env$i.log" | tee -a "$summary"
+    done
     ;;
   streambench)
     # The device's read bandwidth by each way of loading weights
@@ -164,17 +174,18 @@ for step in $steps; do
     ;;
   ncusrc)
     # Nsight Compute's per-instruction stall samples of the NCU_RUNS pairs
-    # (as ncu), the source page as CSV (SASS), gzipped into $OUT.
+    # (as ncu), the source page as CSV (SASS), gzipped into $OUT; NCUSRC_EXTRA
+    # adds ncu options (e.g. --section ComputeWorkloadAnalysis).
     for r in ${NCU_RUNS:-"DecodeOps/M1/gate_up_glu|qmma"}; do
       nb=${r%%|*} nk=${r#*|}
       tag=$(echo "$nb" | tr -c 'A-Za-z0-9\n' '_')
       run ncusrc-$tag 300 /usr/local/cuda/bin/ncu --kernel-name "regex:$nk" --launch-count 1 --import-source no \
-        --section SourceCounters --section WarpStateStats --section SpeedOfLight -f -o /tmp/ncusrc-$tag \
+        --section SourceCounters --section WarpStateStats --section SpeedOfLight ${NCUSRC_EXTRA:-} -f -o /tmp/ncusrc-$tag \
         "$bin/cuda.test" -test.run '^$' -test.bench "$nb" -test.benchtime 1x
       /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page source --csv --print-source sass >"$LOGS/ncusrc-$tag.csv" 2>"$LOGS/ncusrc-$tag.stderr"
       note "ncusrc $tag: $(wc -l <"$LOGS/ncusrc-$tag.csv") lines; $(head -c 300 "$LOGS/ncusrc-$tag.stderr")"
       gzip -c "$LOGS/ncusrc-$tag.csv" >"$OUT/ncusrc-$tag.csv.gz"
-      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page details 2>&1 | grep -vE '^ +(OPT|WRN|INF) |^          |----' | cut -c1-110 | head -60 | tee -a "$summary"
+      /usr/local/cuda/bin/ncu -i /tmp/ncusrc-$tag.ncu-rep --page details 2>&1 | grep -vE '^ +(OPT|WRN|INF) |^          |----' | cut -c1-110 | head -${NCU_LINES:-60} | tee -a "$summary"
     done
     ;;
   kerneltimes)

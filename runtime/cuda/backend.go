@@ -53,6 +53,7 @@ type Backend struct {
 	mods     map[string]uintptr // loaded modules by kernels.Module.Key
 	fns      map[fnKey]*function
 	args     *launchArgs // pinned (pin) for the backend's life
+	tmaps    tmapScratch // rowsMap's encoding space
 	pin      *goruntime.Pinner
 	blas     uintptr
 	blasWS   uint64
@@ -103,6 +104,7 @@ type Backend struct {
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
+	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -123,6 +125,7 @@ type launchArgs struct {
 	ptrs [maxKernelArgs]unsafe.Pointer
 	cfg  launchConfig // cuLaunchKernelEx's, with attrs
 	attr [3]launchAttr
+	tmap TensorMap // a launch's TensorMap argument (at most one)
 }
 
 type function struct {
@@ -209,6 +212,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
+	b.qmmaTMA = os.Getenv("GPTQTOOL_QMMA_TMA") != "0"
 	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
 		return nil, err
 	}
@@ -739,8 +743,8 @@ func (b *Backend) function(src, name string) (*function, error) {
 type Dim struct{ X, Y, Z int }
 
 // launch runs kernel name of source file src on the stream. Arguments are
-// uint64 (device pointers), int32, uint32, int64, float32 or float64, in
-// the kernel's parameter order.
+// uint64 (device pointers), int32, uint32, int64, float32, float64 or (at
+// most one) TensorMap, in the kernel's parameter order.
 func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...any) error {
 	return b.launchCluster(src, name, grid, block, shared, 0, args...)
 }
@@ -787,6 +791,10 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 			v = uint64(math.Float32bits(x))
 		case float64:
 			v = math.Float64bits(x)
+		case TensorMap:
+			a.tmap = x
+			a.ptrs[i] = unsafe.Pointer(&a.tmap)
+			continue
 		default:
 			panic(fmt.Sprintf("cuda: kernel %s: argument %d of type %T", name, i, arg))
 		}

@@ -57,6 +57,10 @@ var drv struct {
 	cuEventSynchronize func(ev uintptr) cuResult
 	cuEventElapsedTime func(ms *float32, start, end uintptr) cuResult
 	cuEventDestroy     func(ev uintptr) cuResult
+	// Optional (CUDA 12+, sm_90's tensor memory accelerator): nil where
+	// the driver lacks it.
+	cuTensorMapEncodeTiled func(tm unsafe.Pointer, dtype int32, rank uint32, addr uint64, dims, strides, box, estrides unsafe.Pointer,
+		interleave, swizzle, l2promo, oobFill int32) cuResult
 }
 
 // launchConfig is CUlaunchConfig, launchAttr CUlaunchAttribute (an id and
@@ -152,6 +156,9 @@ func loadDriver() error {
 		if drvErr == nil {
 			if register(lib, path, map[string]any{"cuLaunchKernelEx": &drv.cuLaunchKernelEx}) != nil {
 				drv.cuLaunchKernelEx = nil
+			}
+			if register(lib, path, map[string]any{"cuTensorMapEncodeTiled": &drv.cuTensorMapEncodeTiled}) != nil {
+				drv.cuTensorMapEncodeTiled = nil
 			}
 			if register(lib, path, map[string]any{"cuModuleGetGlobal_v2": &drv.cuModuleGetGlobal}) != nil {
 				drv.cuModuleGetGlobal = nil
