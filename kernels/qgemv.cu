@@ -216,9 +216,6 @@ __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & m
 // of 16 inputs 32 bytes further along the row is addr + 32.
 template <int Z = 0> __device__ __forceinline__ u32 wg_desc(u32 addr) { return ((addr >> 4) & 0x3FFFu) | (1u << 16); }
 #define WG_DHI (64u | (1u << 30))
-#ifndef WG_NACC
-#define WG_NACC 1
-#endif
 template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
@@ -644,15 +641,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // chunk i+QST; chunk i+1 has landed once at most QST-1 later
             // groups are pending.
             u32 a[2][SPC][4];
-            // WG_NACC=2 (a measured variant, four tiles or fewer): the
-            // k-steps alternate between two sets of sums, so that a
-            // chunk's MMAs form two chains instead of one.
-            constexpr bool A2 = WG_NACC == 2 && MT <= 4;
-            float acc2[MT][4];
-#pragma unroll
-            for (int bt = 0; bt < MT; bt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) acc2[bt][e] = 0.0f;
             auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
@@ -689,7 +677,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
                     wg_wait<0>();
                     wg_keep<MT>(acc);
-                    if constexpr (A2) wg_keep<MT>(acc2);
                     __syncthreads();
                     stage(i0);
                     __syncthreads();
@@ -701,12 +688,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     if (i >= nc) break;
                     wg_fence();
 #pragma unroll
-                    for (int s = 0; s < SPC; s++) {  // 32 bytes a k-step
-                        if (A2 && (s & 1))
-                            wg_mma<MT>(acc2, a[u & 1][s], xd + 2 * s);
-                        else
-                            wg_mma<MT>(acc, a[u & 1][s], xd + 2 * s);
-                    }
+                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[u & 1][s], xd + 2 * s);  // 32 bytes a k-step
                     wg_commit();
                     pleft--;
                     // The next chunk's inputs: the next block of x (4 bits), or
@@ -726,13 +708,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             wg_wait<0>();
             wg_keep<MT>(acc);
-            if constexpr (A2) {
-                wg_keep<MT>(acc2);
-#pragma unroll
-                for (int bt = 0; bt < MT; bt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) acc[bt][e] += acc2[bt][e];
-            }
         } else
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
