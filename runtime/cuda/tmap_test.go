@@ -24,12 +24,12 @@ func TestRowsMap(t *testing.T) {
 		t.Errorf("no driver entry: ok %v err %v, want not ok", ok, err)
 	}
 	type call struct {
-		tm                                     uintptr
-		dtype                                  int32
-		rank                                   uint32
-		addr                                   uint64
-		dims, strides                          [2]uint64
-		box, estep                             [2]uint32
+		tm                                    uintptr
+		dtype                                 int32
+		rank                                  uint32
+		addr                                  uint64
+		dims, strides                         [2]uint64
+		box, estep                            [2]uint32
 		interleave, swizzle, l2promo, oobFill int32
 	}
 	var got []call
