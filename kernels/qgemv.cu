@@ -54,9 +54,9 @@
 // warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
 // each chunk with its group's scale into fp16 A registers (scale·(code −
 // zero) rounded once, as qdequant writes the weight; only weights whose
-// values fit fp16 run here), and x, staged in the 128-byte swizzle, is the
-// B operand (8·MT rows, m64n{8·MT}k16); the next chunk is decoded while
-// this one's MMAs run.
+// values fit fp16 run here), and x, staged in the 128-byte swizzle (fp16 x
+// by the tensor memory accelerator, QF_TMA), is the B operand (8·MT rows,
+// m64n{8·MT}k16); the next chunk is decoded while this one's MMAs run.
 //
 // The _n kernels (one tile, NRM) take x as the input of an RMSNorm whose
 // weight, in sequential input order, is nw (null for the others): the block
