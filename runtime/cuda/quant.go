@@ -942,26 +942,25 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	if b.qmmaSpread {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
+	// The _w kernels take x's tensor map last: fp16 x is staged by the
+	// tensor memory accelerator where the driver makes one (QF_TMA), else
+	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
+	var tm TensorMap
+	if wg && x.dt == runtime.F16 && b.qmmaTMA {
+		m, ok, err := b.rowsMap(xp, M, q.k, 8*qmmaTiles[tile])
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		if ok {
+			tm, flags = m, flags|qfTMA
+		}
+	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
 	if wg {
-		// The _w kernels take x's tensor map last: fp16 x is staged by the
-		// tensor memory accelerator where the driver makes one (QF_TMA),
-		// else with cp.async as the others stage it.
-		var tm TensorMap
-		if x.dt == runtime.F16 && b.qmmaTMA {
-			m, ok, err := b.rowsMap(xp, M, q.k, 8*qmmaTiles[tile])
-			if err != nil {
-				b.fail(err)
-				return
-			}
-			if ok {
-				tm, flags = m, flags|qfTMA
-				args[21] = flags
-			}
-		}
 		args = append(args, tm)
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
