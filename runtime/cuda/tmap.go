@@ -21,8 +21,9 @@ const (
 // tmapScratch is where cuTensorMapEncodeTiled writes: 64-byte aligned, as
 // CUtensorMap is.
 type tmapScratch struct {
-	buf                       [24]uint64
-	dims, strides, box, estep [2]uint64
+	buf           [24]uint64
+	dims, strides [2]uint64
+	box, estep    [2]uint32
 }
 
 // rowsMap describes x [rows, cols] fp16 at device address addr (rows
@@ -43,10 +44,8 @@ func (b *Backend) rowsMap(addr uint64, rows, cols, boxRows int) (m TensorMap, ok
 	}
 	s.dims = [2]uint64{uint64(cols), uint64(rows)}
 	s.strides = [2]uint64{uint64(cols) * 2}
-	box := (*[2]uint32)(unsafe.Pointer(&s.box[0]))
-	*box = [2]uint32{64, uint32(boxRows)}
-	estep := (*[2]uint32)(unsafe.Pointer(&s.estep[0]))
-	*estep = [2]uint32{1, 1}
+	s.box = [2]uint32{64, uint32(boxRows)}
+	s.estep = [2]uint32{1, 1}
 	r := drv.cuTensorMapEncodeTiled(p, tmapFloat16, 2, addr, unsafe.Pointer(&s.dims[0]), unsafe.Pointer(&s.strides[0]),
 		unsafe.Pointer(&s.box[0]), unsafe.Pointer(&s.estep[0]), 0, tmapSwizzle128, tmapL2Promo128, 0)
 	if err := cuErr(fmt.Sprintf("cuTensorMapEncodeTiled(x [%d %d] fp16, boxes of 64 × %d)", rows, cols, boxRows), r); err != nil {
