@@ -103,7 +103,193 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // max and sum; then warp w and lane l accumulate, for dimensions l + 32c,
 // the probability-weighted V rows of positions w, w+4, ... of the tile.
 // The four warps' sums are added in shared memory at the end.
-template <typename T, int C, int G, bool PRE>
+// The tensor-core loop (the _tc kernels, PA_TC; 16-bit caches, hd = 32·C
+// of 64 or 128): each warp walks its own tiles of PA_TCT = 16 positions,
+// tiles w, w+4, ... of the block's range, PA_TCS deep in its own part of
+// the dynamic shared memory ([stages][K, V][16][hd + 8] T: rows 16 bytes
+// apart from a bank's view, so that ldmatrix reads without conflicts; 2 to
+// 4 stages, as many as the launch's dynamic shared memory holds),
+// fetched with cp.async through the block table (zeros past the range).
+// S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 with the query heads as the
+// 16 rows (heads past the kv head's, and rows 8..15, are zeros): the query
+// fragments stay in registers, K's come from shared memory with ldmatrix,
+// V's with ldmatrix.trans, and the probabilities, rounded to T, are the A
+// fragments of the second product straight from the first's sums (the
+// sum of the probabilities adds the rounded values, so that the output is
+// their exact weighted mean). Scores in the log2 domain. Each warp keeps
+// its own running max and sum; at the end the warps' partial outputs are
+// scaled to the block's max into red[w], and mh, lh hold the block's
+// (max, in the natural log domain as the plain loop's, and sum), so that
+// everything after the loop is the plain kernel's.
+#define PA_TCT 16
+__device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4n(u32* r, u32 addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+// cp16z: 16 bytes global -> shared, asynchronously; zeros when !on.
+__device__ __forceinline__ void cp16z(u32 dst, const void* src, bool on) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(on ? 16 : 0));
+}
+
+template <typename T, int C, int G>
+__device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __restrict__ kb, const T* __restrict__ vb,
+                                         const int* __restrict__ tab, int bs, i64 kvc, int r, int hq, int h0, int Gr,
+                                         int j0, int j1, float scale, float (*red)[G][32 * C], float* mh, float* lh,
+                                         void* smem) {
+    constexpr int D = 32 * C, LD = D + 8, TP = PA_TCT;
+    constexpr int CPR = D / 8, RPI = 32 / CPR;  // 16-byte pieces a row; rows a pass of the warp
+    constexpr u32 TB = TP * LD * 2;             // bytes of one tile of K (or V)
+    static_assert(C == 2 || C == 4, "the tensor-core loop: head sizes 64 and 128");
+    __shared__ float wm[4][8], wl[4][8];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nst = imax(2, imin(4, (int)(dynamic_smem_bytes() / (4 * 2 * TB))));
+    const u32 st0 = smem_addr(smem) + warp * nst * 2 * TB;
+    // The query fragments of head h0 + g (rows g < Gr; the rows 8..15 of
+    // the A fragments are zeros).
+    u32 qf[D / 16][2];
+    {
+        const T* qr = q + ((i64)r * hq + h0 + imin(g, Gr - 1)) * D + 2 * t;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            qf[ks][0] = g < Gr ? *(const u32*)(qr + ks * 16) : 0u;
+            qf[ks][1] = g < Gr ? *(const u32*)(qr + ks * 16 + 8) : 0u;
+        }
+    }
+    const int ntile = (j1 - j0 + TP - 1) / TP;
+    // fetch: tile n of the block's range (the warp's tiles are warp + 4k)
+    // into stage st; one commit group a call, empty past the range.
+    auto fetch = [&](int n, int st) {
+        if (n < ntile) {
+            const int p0 = j0 + n * TP, p = p0 + (lane & (TP - 1));
+            const int crow = p < j1 ? tab[p / bs] * bs + p % bs : 0;
+            const u32 ks = st0 + st * 2 * TB, vs = ks + TB;
+#pragma unroll
+            for (int u = 0; u < TP / RPI; u++) {
+                const int row = lane / CPR + u * RPI, c = lane % CPR;
+                const int cr = __shfl_sync(0xffffffffu, crow, row);
+                const bool on = p0 + row < j1;
+                const i64 off = (i64)cr * kvc + c * 8;
+                const u32 so = (row * LD + c * 8) * 2;
+                cp16z(ks + so, kb + off, on);
+                cp16z(vs + so, vb + off, on);
+            }
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+    // O transposed (dimensions × heads, so that no row of it is padding):
+    // o[mt] is the C fragment of dimensions mt*16.. and heads 0..7, thread
+    // (g, t) holding dimensions g and g+8 of heads 2t and 2t+1.
+    float o[D / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < D / 16; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
+    float m = NEG_INF, l = 0.0f;
+    const float sl2 = scale * 1.4426950408889634f;
+#pragma unroll
+    for (int k = 0; k < 3; k++)
+        if (k < nst - 1) fetch(warp + 4 * k, k);
+    int st = 0;
+    for (int n = warp; n < ntile; n += 4) {
+        fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1);  // the stage read in the last pass
+        if (nst == 2) {
+            asm volatile("cp.async.wait_group 1;" ::: "memory");
+        } else if (nst == 3) {
+            asm volatile("cp.async.wait_group 2;" ::: "memory");
+        } else {
+            asm volatile("cp.async.wait_group 3;" ::: "memory");
+        }
+        __syncwarp();
+        const u32 ks = st0 + st * 2 * TB, vs = ks + TB;
+        float s[2][4];
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int k2 = 0; k2 < D / 16; k2 += 2) {
+                // Four 8×8 matrices: positions nt*8.., dimensions k2*16 + {0, 8, 16, 24}.
+                u32 kf[4];
+                ldsm4n(kf, ks + ((nt * 8 + (lane & 7)) * LD + k2 * 16 + (lane >> 3) * 8) * 2);
+                const u32 a0[4] = {qf[k2][0], 0u, qf[k2][1], 0u}, a1[4] = {qf[k2 + 1][0], 0u, qf[k2 + 1][1], 0u};
+                mma16816<T>(s[nt], a0, kf[0], kf[1]);
+                mma16816<T>(s[nt], a1, kf[2], kf[3]);
+            }
+        }
+        // Head g's scores at positions p + nt*8 + 2t + e (rows 8.. unused).
+        const int p = j0 + n * TP;
+        float mx = NEG_INF;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const float v = p + nt * 8 + 2 * t + e < j1 ? s[nt][e] * sl2 : NEG_INF;
+                s[nt][e] = v;
+                mx = fmaxf(mx, v);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mn = fmaxf(m, mx);  // finite: a tile's first position is in the range
+        const float corr = exp2f(m - mn);
+        m = mn;
+        u32 pa[4];
+        float ps = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < 2; nt++) {
+            const u32 w = pack2<T>(exp2f(s[nt][0] - mn), exp2f(s[nt][1] - mn));
+            pa[2 * nt] = w, pa[2 * nt + 1] = 0u;
+            T lo_, hi_;
+            lo_.x = (u16)(w & 0xffffu), hi_.x = (u16)(w >> 16);
+            ps += to_f32(lo_) + to_f32(hi_);
+        }
+        l = l * corr + ps;
+        // Heads 2t and 2t+1's corrections (head h's are lane 4h's).
+        const float ca = __shfl_sync(0xffffffffu, corr, 8 * t), cb = __shfl_sync(0xffffffffu, corr, 8 * t + 4);
+#pragma unroll
+        for (int mt = 0; mt < D / 16; mt++) {
+            // Oᵀ += Vᵀ·Pᵀ: the A fragment is four 8×8 matrices of V,
+            // transposed (positions {0, 8}.., dimensions mt*16 + {0, 8}),
+            // the B fragment the probabilities as they are.
+            u32 vf[4];
+            ldsm4t(vf, vs + (((lane & 7) + ((lane >> 4) & 1) * 8) * LD + mt * 16 + ((lane >> 3) & 1) * 8) * 2);
+            o[mt][0] *= ca, o[mt][1] *= cb, o[mt][2] *= ca, o[mt][3] *= cb;
+            mma16816<T>(o[mt], vf, pa[0], pa[2]);
+        }
+        __syncwarp();  // the stage is refilled in the next pass
+        st = st == nst - 1 ? 0 : st + 1;
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    if (t == 0) wm[warp][g] = m, wl[warp][g] = l;
+    __syncthreads();  // every warp's loop is done: red may take the stages' memory
+    float M = NEG_INF;
+#pragma unroll
+    for (int w = 0; w < 4; w++) M = fmaxf(M, wm[w][g]);
+    const float f = m == NEG_INF ? 0.0f : exp2f(m - M);
+    const float fa = __shfl_sync(0xffffffffu, f, 8 * t), fb = __shfl_sync(0xffffffffu, f, 8 * t + 4);
+#pragma unroll
+    for (int mt = 0; mt < D / 16; mt++) {
+        const int d = mt * 16 + g;
+        if (2 * t < G) red[warp][2 * t][d] = o[mt][0] * fa, red[warp][2 * t][d + 8] = o[mt][2] * fa;
+        if (2 * t + 1 < G) red[warp][2 * t + 1][d] = o[mt][1] * fb, red[warp][2 * t + 1][d + 8] = o[mt][3] * fb;
+    }
+    if (g < G) {
+        if (warp == 0 && t == 0) {
+            float L = 0.0f;
+#pragma unroll
+            for (int w = 0; w < 4; w++)
+                if (wm[w][g] != NEG_INF) L += wl[w][g] * exp2f(wm[w][g] - M);
+            mh[g] = M * 0.6931471805599453f;
+            lh[g] = L;
+        }
+    }
+}
+
+template <typename T, int C, int G, bool PRE, bool TC = false>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
@@ -182,151 +368,157 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     pdl_wait();
     TRACE_MARK_AT(0, 1);
     TRACE_MARK_AT(2, 1);
-    const bool vec = (hd & 7) == 0;
-    for (int e = tid; e < G * D; e += blockDim.x) {
-        const int g = e / D, d = e % D;
-        ((float*)qs4[g])[d] = d < hd && g < Gr ? to_f32(q[((i64)r * hq + h0 + g) * hd + d]) * scale : 0.0f;
-    }
-    if (tid < G) mh[tid] = NEG_INF, lh[tid] = 0.0f;
-    float acc[G][C];
-#pragma unroll
-    for (int g = 0; g < G; g++)
-#pragma unroll
-        for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
-    __syncthreads();
-    TRACE_MARK_AT(2, 2);
-    for (int jt = j0; jt < j1; jt += PA_TILE) {
-        const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
-        if (j < j1) {
-            const i64 row = jt == j0 ? row0 : (i64)tab[j / bs] * bs + j % bs;
-            const T* kr = kb + row * kvc;
-            const T* vr = vb + row * kvc;
-            float dot[G];
-#pragma unroll
-            for (int g = 0; g < G; g++) dot[g] = 0.0f;
-            // Whole 16-bit rows of up to 128 elements: the K row's loads
-            // all in flight at once, the V row copied to shared memory
-            // without registers.
-            bool whole = false;
-            if constexpr (sizeof(T) == 2 && C <= 4) whole = hd == D;
-            if (whole) {
-                u32x4 kw[D / 8];
-#pragma unroll
-                for (int u = 0; u < D / 8; u++) kw[u] = *(const u32x4*)(kr + u * 8);
-                if (jt != j0 || !early) {
-#pragma unroll
-                    for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
-                }
-#pragma unroll
-                for (int u = 0; u < D / 8; u++) {
-                    float e[8];
-                    if constexpr (sizeof(T) == 2) unpack8<T>(kw[u], e);
-#pragma unroll
-                    for (int g = 0; g < G; g++) {
-                        const float4 qa = qs4[g][2 * u], qb = qs4[g][2 * u + 1];
-                        dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] + qb.y * e[5] +
-                                  qb.z * e[6] + qb.w * e[7];
+    if constexpr (TC) {
+        paged_tc<T, C, G>(q, kb, vb, tab, bs, kvc, r, hq, h0, Gr, j0, j1, scale, red, mh, lh, smem_pa);
+        TRACE_MARK_AT(0, 2);
+        if (!late) pdl_launch();
+    } else {
+        const bool vec = (hd & 7) == 0;
+        for (int e = tid; e < G * D; e += blockDim.x) {
+            const int g = e / D, d = e % D;
+            ((float*)qs4[g])[d] = d < hd && g < Gr ? to_f32(q[((i64)r * hq + h0 + g) * hd + d]) * scale : 0.0f;
+        }
+        if (tid < G) mh[tid] = NEG_INF, lh[tid] = 0.0f;
+        float acc[G][C];
+    #pragma unroll
+        for (int g = 0; g < G; g++)
+    #pragma unroll
+            for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
+        __syncthreads();
+        TRACE_MARK_AT(2, 2);
+        for (int jt = j0; jt < j1; jt += PA_TILE) {
+            const int j = jt + tid, nk = imin(PA_TILE, j1 - jt);
+            if (j < j1) {
+                const i64 row = jt == j0 ? row0 : (i64)tab[j / bs] * bs + j % bs;
+                const T* kr = kb + row * kvc;
+                const T* vr = vb + row * kvc;
+                float dot[G];
+    #pragma unroll
+                for (int g = 0; g < G; g++) dot[g] = 0.0f;
+                // Whole 16-bit rows of up to 128 elements: the K row's loads
+                // all in flight at once, the V row copied to shared memory
+                // without registers.
+                bool whole = false;
+                if constexpr (sizeof(T) == 2 && C <= 4) whole = hd == D;
+                if (whole) {
+                    u32x4 kw[D / 8];
+    #pragma unroll
+                    for (int u = 0; u < D / 8; u++) kw[u] = *(const u32x4*)(kr + u * 8);
+                    if (jt != j0 || !early) {
+    #pragma unroll
+                        for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
+                    }
+    #pragma unroll
+                    for (int u = 0; u < D / 8; u++) {
+                        float e[8];
+                        if constexpr (sizeof(T) == 2) unpack8<T>(kw[u], e);
+    #pragma unroll
+                        for (int g = 0; g < G; g++) {
+                            const float4 qa = qs4[g][2 * u], qb = qs4[g][2 * u + 1];
+                            dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] + qb.y * e[5] +
+                                      qb.z * e[6] + qb.w * e[7];
+                        }
+                    }
+                } else if (vec) {
+    #pragma unroll
+                    for (int c = 0; c < C; c++) {
+                        if (c * 32 < hd) {
+                            float f[32];
+                            u32x4 vv[4];
+    #pragma unroll
+                            for (int u = 0; u < 4; u++)
+                                if (c * 32 + u * 8 < hd) {
+                                    load8<T>(kr + c * 32 + u * 8, f + u * 8);
+                                    if (sizeof(T) == 2) vv[u] = *(const u32x4*)(vr + c * 32 + u * 8);
+                                }
+    #pragma unroll
+                            for (int u = 0; u < 4; u++)
+                                if (c * 32 + u * 8 < hd) {
+                                    if (sizeof(T) == 2) {
+                                        *(u32x4*)&vs[tid][c * 32 + u * 8] = vv[u];
+                                    } else {
+    #pragma unroll
+                                        for (int e = 0; e < 8; e++) vs[tid][c * 32 + u * 8 + e] = vr[c * 32 + u * 8 + e];
+                                    }
+    #pragma unroll
+                                    for (int g = 0; g < G; g++) {
+                                        const float4 qa = qs4[g][c * 8 + 2 * u], qb = qs4[g][c * 8 + 2 * u + 1];
+                                        const float* e = f + u * 8;
+                                        dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] +
+                                                  qb.y * e[5] + qb.z * e[6] + qb.w * e[7];
+                                    }
+                                }
+                        }
+                    }
+                } else {
+                    for (int d = 0; d < hd; d++) {
+                        const float kv = to_f32(kr[d]);
+                        vs[tid][d] = vr[d];
+    #pragma unroll
+                        for (int g = 0; g < G; g++) dot[g] += ((const float*)qs4[g])[d] * kv;
                     }
                 }
-            } else if (vec) {
-#pragma unroll
+    #pragma unroll
+                for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
+            }
+            asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
+            __syncthreads();
+            if (jt == j0) TRACE_MARK_AT(2, 3);
+            // Warp w updates heads w, w+4: the tile's max, the probabilities, the sum.
+            for (int g = warp; g < G; g += 4) {
+                float mx = NEG_INF;
+                for (int e = lane; e < nk; e += 32) mx = fmaxf(mx, sc[g][e]);
+                mx = warp_max(mx);
+                const float mo = mh[g], mn = fmaxf(mo, mx);
+                float sum = 0.0f;
+                for (int e = lane; e < nk; e += 32) {
+                    const float p = expf(sc[g][e] - mn);
+                    sc[g][e] = p;
+                    sum += p;
+                }
+                sum = warp_sum(sum);
+                if (lane == 0) {
+                    const float corr = expf(mo - mn);
+                    ch[g] = corr;
+                    mh[g] = mn;
+                    lh[g] = lh[g] * corr + sum;
+                }
+            }
+            __syncthreads();
+    #pragma unroll
+            for (int g = 0; g < G; g++) {
+                const float corr = ch[g];
+    #pragma unroll
+                for (int c = 0; c < C; c++) acc[g][c] *= corr;
+            }
+            for (int e = warp; e < nk; e += 4) {
+    #pragma unroll
                 for (int c = 0; c < C; c++) {
-                    if (c * 32 < hd) {
-                        float f[32];
-                        u32x4 vv[4];
-#pragma unroll
-                        for (int u = 0; u < 4; u++)
-                            if (c * 32 + u * 8 < hd) {
-                                load8<T>(kr + c * 32 + u * 8, f + u * 8);
-                                if (sizeof(T) == 2) vv[u] = *(const u32x4*)(vr + c * 32 + u * 8);
-                            }
-#pragma unroll
-                        for (int u = 0; u < 4; u++)
-                            if (c * 32 + u * 8 < hd) {
-                                if (sizeof(T) == 2) {
-                                    *(u32x4*)&vs[tid][c * 32 + u * 8] = vv[u];
-                                } else {
-#pragma unroll
-                                    for (int e = 0; e < 8; e++) vs[tid][c * 32 + u * 8 + e] = vr[c * 32 + u * 8 + e];
-                                }
-#pragma unroll
-                                for (int g = 0; g < G; g++) {
-                                    const float4 qa = qs4[g][c * 8 + 2 * u], qb = qs4[g][c * 8 + 2 * u + 1];
-                                    const float* e = f + u * 8;
-                                    dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] +
-                                              qb.y * e[5] + qb.z * e[6] + qb.w * e[7];
-                                }
-                            }
-                    }
-                }
-            } else {
-                for (int d = 0; d < hd; d++) {
-                    const float kv = to_f32(kr[d]);
-                    vs[tid][d] = vr[d];
-#pragma unroll
-                    for (int g = 0; g < G; g++) dot[g] += ((const float*)qs4[g])[d] * kv;
+                    const int d = lane + 32 * c;
+                    const float v = d < hd ? to_f32(vs[e][d]) : 0.0f;
+    #pragma unroll
+                    for (int g = 0; g < G; g++) acc[g][c] += sc[g][e] * v;
                 }
             }
-#pragma unroll
-            for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
+            __syncthreads();  // sc and vs are refilled by the next tile
         }
-        asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
-        __syncthreads();
-        if (jt == j0) TRACE_MARK_AT(2, 3);
-        // Warp w updates heads w, w+4: the tile's max, the probabilities, the sum.
-        for (int g = warp; g < G; g += 4) {
-            float mx = NEG_INF;
-            for (int e = lane; e < nk; e += 32) mx = fmaxf(mx, sc[g][e]);
-            mx = warp_max(mx);
-            const float mo = mh[g], mn = fmaxf(mo, mx);
-            float sum = 0.0f;
-            for (int e = lane; e < nk; e += 32) {
-                const float p = expf(sc[g][e] - mn);
-                sc[g][e] = p;
-                sum += p;
-            }
-            sum = warp_sum(sum);
-            if (lane == 0) {
-                const float corr = expf(mo - mn);
-                ch[g] = corr;
-                mh[g] = mn;
-                lh[g] = lh[g] * corr + sum;
-            }
-        }
-        __syncthreads();
-#pragma unroll
-        for (int g = 0; g < G; g++) {
-            const float corr = ch[g];
-#pragma unroll
-            for (int c = 0; c < C; c++) acc[g][c] *= corr;
-        }
-        for (int e = warp; e < nk; e += 4) {
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                const int d = lane + 32 * c;
-                const float v = d < hd ? to_f32(vs[e][d]) : 0.0f;
-#pragma unroll
-                for (int g = 0; g < G; g++) acc[g][c] += sc[g][e] * v;
-            }
-        }
-        __syncthreads();  // sc and vs are refilled by the next tile
+        // Trace marks (TRACE_AT 0): 2 as the loop is done, 3 as the combine's
+        // barrier is passed (a combining cluster's first cluster barrier, or
+        // the last block's election among the S; at once with one split).
+        // TRACE_AT 1, the combine: 1 as its barrier is passed, 2 with the
+        // splits' weights, 3 with the outputs written (before a cluster's last
+        // barrier). TRACE_AT 2, the first tile: 1 after the wait, 2 with the
+        // queries staged, 3 with the tile's scores and V rows in shared memory.
+        // TRACE_AT 3, a combining cluster's last part run twice from the same
+        // code: 1 as the barrier is passed, 2 and 3 after each pass (what the
+        // second saves is what fetching the code costs the first).
+        TRACE_MARK_AT(0, 2);
+        if (!late) pdl_launch();  // the next kernel may start its prologue now (late: as this one ends)
+    #pragma unroll
+        for (int g = 0; g < G; g++)
+    #pragma unroll
+            for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
     }
-    // Trace marks (TRACE_AT 0): 2 as the loop is done, 3 as the combine's
-    // barrier is passed (a combining cluster's first cluster barrier, or
-    // the last block's election among the S; at once with one split).
-    // TRACE_AT 1, the combine: 1 as its barrier is passed, 2 with the
-    // splits' weights, 3 with the outputs written (before a cluster's last
-    // barrier). TRACE_AT 2, the first tile: 1 after the wait, 2 with the
-    // queries staged, 3 with the tile's scores and V rows in shared memory.
-    // TRACE_AT 3, a combining cluster's last part run twice from the same
-    // code: 1 as the barrier is passed, 2 and 3 after each pass (what the
-    // second saves is what fetching the code costs the first).
-    TRACE_MARK_AT(0, 2);
-    if (!late) pdl_launch();  // the next kernel may start its prologue now (late: as this one ends)
-#pragma unroll
-    for (int g = 0; g < G; g++)
-#pragma unroll
-        for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
     __syncthreads();
     const int nh = Gr;
     if (cm) {
@@ -432,26 +624,37 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid == 0) *ctr = 0;
 }
 
-#define PAGED_ATTN_K(N, T, C, G, SUF, PRE)                                                                     \
+#define PAGED_ATTN_K(N, T, C, G, SUF, PRE, TC)                                                                 \
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
         int clu, int late) {                                                                                   \
-        paged_attn<T, C, G, PRE>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt,  \
-                                 minsplit, oslots, clu, late);                                                 \
+        paged_attn<T, C, G, PRE, TC>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt, \
+                                     minsplit, oslots, clu, late);                                             \
     }
-// PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; no
-// PA_PRE, the plain one.
+// PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; PA_TC=1
+// parts the _tc kernel (TC: f16 and bf16, C of 2 or 4 only); neither, the
+// plain one.
+#define PA_TC_f32(X)
+#define PA_TC_f16(X) X
+#define PA_TC_bf16(X) X
 #if defined(PA_PRE) && PA_PRE
-#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, _pre, true)
+#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, _pre, true, false)
+#elif defined(PA_TC) && PA_TC
+#define PAGED_ATTN_CG(N, T, C, G) PA_TC_##N(PAGED_ATTN_K(N, T, C, G, _tc, false, true))
 #else
-#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, , false)
+#define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, , false, false)
 #endif
 #define PAGED_ATTN_C(N, T, C) PAGED_ATTN_CG(N, T, C, 1) PAGED_ATTN_CG(N, T, C, 2) PAGED_ATTN_CG(N, T, C, 4) PAGED_ATTN_CG(N, T, C, 8)
+#if defined(PA_TC) && PA_TC
+#define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4)
+#else
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)
+#endif
 // Parts (kernels.Module): PA_C, PA_G and KDT one paged_attn kernel, PA_C=0
-// the rope_store kernels; no PA_C, everything. (PAGED_ATTN_X expands PA_C
-// and PA_G before PAGED_ATTN_CG pastes them into the name.)
+// the rope_store kernels; no PA_C, everything but the _pre and _tc kernels
+// (with PA_PRE or PA_TC, those). (PAGED_ATTN_X expands PA_C and PA_G before
+// PAGED_ATTN_CG pastes them into the name.)
 #define PAGED_ATTN_X(N, T, C, G) PAGED_ATTN_CG(N, T, C, G)
 #define PAGED_ATTN_ONE(N, T) PAGED_ATTN_X(N, T, PA_C, PA_G)
 #if !defined(PA_C)

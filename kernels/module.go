@@ -16,8 +16,9 @@ import (
 //     QG_NRM=1 (its products that normalize x), or QG_WG=1 (its
 //     warpgroup-MMA products, _w: sm_90a only, so ArchSpecific); QG_BITS=0
 //     glu_rows and gather_cols of every dtype;
-//   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel; PA_C=0 the
-//     rope_store kernels of every dtype.
+//   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
+//     its _pre kernel, with PA_TC=1 its _tc kernel); PA_C=0 the rope_store
+//     kernels of every dtype.
 //
 // KDT narrows FOR_DTYPES (common.cuh) to one dtype. Without defines a file
 // compiles whole, every kernel in it.
@@ -101,14 +102,15 @@ func ModuleOf(file, name string) Module {
 		if strings.HasPrefix(name, "rope_store_") {
 			return Module{File: file, Defines: []string{"PA_C=0"}}
 		}
-		// paged_attn_c<C>_g<G>[_pre]_<dtype>
+		// paged_attn_c<C>_g<G>[_pre|_tc]_<dtype>
 		var c, g int
 		if !ok || !strings.HasPrefix(name, "paged_attn_c") {
 			return whole
 		}
 		parts := strings.Split(strings.TrimPrefix(name, "paged_attn_c"), "_")
-		pre := len(parts) == 4 && parts[2] == "pre"
-		if pre {
+		kind := ""
+		if len(parts) == 4 && (parts[2] == "pre" || parts[2] == "tc") {
+			kind = parts[2]
 			parts = append(parts[:2], parts[3])
 		}
 		if len(parts) != 3 || !strings.HasPrefix(parts[1], "g") {
@@ -121,8 +123,11 @@ func ModuleOf(file, name string) Module {
 			return whole
 		}
 		defs := []string{"PA_C=" + strconv.Itoa(c), "PA_G=" + strconv.Itoa(g), "KDT=" + strconv.Itoa(dt)}
-		if pre {
+		switch kind {
+		case "pre":
 			defs = append(defs, "PA_PRE=1")
+		case "tc":
+			defs = append(defs, "PA_TC=1")
 		}
 		return Module{File: file, Defines: defs}
 	}

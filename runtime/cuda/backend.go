@@ -99,6 +99,8 @@ type Backend struct {
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
+	attnTC        int       // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
+	attnTCStages  int       // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
 	attnLate      int32     // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
@@ -228,6 +230,12 @@ func New(o Options) (*Backend, error) {
 		b.attnLate = 1
 	}
 	if b.attnWaves, err = envInt("GPTQTOOL_ATTN_WAVES", defaultAttnWaves, 1, 16, "1-16 waves"); err != nil {
+		return nil, err
+	}
+	if b.attnTC, err = envInt("GPTQTOOL_ATTN_TC", defaultAttnTC, 0, 1<<20, "the fewest rows, 0 for never"); err != nil {
+		return nil, err
+	}
+	if b.attnTCStages, err = envInt("GPTQTOOL_ATTN_TC_STAGES", defaultAttnTCStages, 2, 4, "2-4 stages"); err != nil {
 		return nil, err
 	}
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {

@@ -53,15 +53,21 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 
 // pagedNames are the paged attention kernels by dimensions a lane (hd <=
 // 32·C), query heads a kv head (at most G) and dtype; pagedPreNames their
-// _pre kernels (a settled cache's rows fetched before the wait).
-var pagedNames, pagedPreNames = pagedKernelNames(""), pagedKernelNames("_pre")
+// _pre kernels (a settled cache's rows fetched before the wait);
+// pagedTCNames the _tc kernels (on tensor cores: 16-bit caches, hd = 32·C
+// of 64 or 128 only).
+var (
+	pagedNames, pagedPreNames = pagedKernelNames("", []int{1, 2, 4, 8}, runtime.F32, runtime.F16, runtime.BF16),
+		pagedKernelNames("_pre", []int{1, 2, 4, 8}, runtime.F32, runtime.F16, runtime.BF16)
+	pagedTCNames = pagedKernelNames("_tc", []int{2, 4}, runtime.F16, runtime.BF16)
+)
 
-func pagedKernelNames(suf string) map[[2]int]map[runtime.DType]string {
+func pagedKernelNames(suf string, cs []int, dts ...runtime.DType) map[[2]int]map[runtime.DType]string {
 	n := map[[2]int]map[runtime.DType]string{}
-	for _, c := range []int{1, 2, 4, 8} {
+	for _, c := range cs {
 		for _, g := range []int{1, 2, 4, 8} {
 			n[[2]int{c, g}] = map[runtime.DType]string{}
-			for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
+			for _, dt := range dts {
 				n[[2]int{c, g}][dt] = fmt.Sprintf("paged_attn_c%d_g%d%s_%s", c, g, suf, suffix(dt))
 			}
 		}
@@ -131,6 +137,36 @@ func (b *Backend) SetAttentionSplit(positions int) {
 		positions = defaultAttnSplit
 	}
 	b.attnSplit = positions
+}
+
+// SetAttentionTC sets the fewest rows whose paged attention runs on
+// tensor cores (0: never), for tests and comparisons of both kernels.
+func (b *Backend) SetAttentionTC(rows int) {
+	b.enter()
+	defer b.exit()
+	b.attnTC = rows
+}
+
+// AttentionTC reports SetAttentionTC's setting.
+func (b *Backend) AttentionTC() int { return b.attnTC }
+
+// defaultAttnTC is the fewest rows whose paged attention runs on tensor
+// cores (GPTQTOOL_ATTN_TC=N overrides it; 0: never), and
+// defaultAttnTCStages the tiles of 16 positions a warp of it has in
+// flight (GPTQTOOL_ATTN_TC_STAGES).
+const (
+	defaultAttnTC       = 0
+	defaultAttnTCStages = 3
+)
+
+// pagedTCTile is the bytes of one tile of K (or V) of the tensor-core
+// kernel: 16 positions of hd + 8 elements of 2 bytes (decode.cu paged_tc).
+func pagedTCTile(hd int) int { return 16 * (hd + 8) * 2 }
+
+// attnTCFor reports whether paged attention of rows rows with head size
+// hd and dtype dt runs on tensor cores.
+func (b *Backend) attnTCFor(rows, hd, c int, dt runtime.DType) bool {
+	return b.attnTC > 0 && rows >= b.attnTC && (dt == runtime.F16 || dt == runtime.BF16) && hd == 32*c && (c == 2 || c == 4)
 }
 
 // defaultAttnSplit is the fewest positions a block of split paged
@@ -209,7 +245,13 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
 	names := pagedNames
-	if p.CacheSettled && rows <= b.attnPrefetch {
+	switch {
+	case b.attnTCFor(rows, hd, c, qt.dt):
+		// Four warps, each with its stages of K and V tiles; the warps'
+		// partial outputs reuse the space after the loop.
+		names = pagedTCNames
+		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
+	case p.CacheSettled && rows <= b.attnPrefetch:
 		names = pagedPreNames
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,

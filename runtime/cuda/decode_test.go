@@ -104,101 +104,127 @@ func i32s(v []int32) []byte {
 
 // TestPagedDecoderOps runs EmbeddingAt, RoPEStore and PagedAttention on the
 // device and on the CPU reference with the same scattered block tables,
-// positions (long enough for split attention) and a sliding window.
+// positions (long enough for split attention) and a sliding window, for
+// four shapes of heads (4, 8 and 3 query heads a kv head; 128 and 64
+// wide), with the plain attention kernel and, for 16-bit caches, the
+// tensor-core one (SetAttentionTC), whose splits combine in clusters and,
+// with clusters off, through global memory.
 func TestPagedDecoderOps(t *testing.T) {
 	b := gputest.Backend(t)
+	defer b.SetAttentionTC(b.AttentionTC())
+	defer b.SetClusters(b.Clusters())
+	clusters := b.Clusters()
 	c := cpu.New(0)
 	r := rand.New(rand.NewPCG(11, 12))
-	const hd, hq, hkv, bs, blocks, width = 128, 8, 2, 16, 64, 24
-	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
-		for _, window := range []int{0, 100} {
-			t.Run(fmt.Sprintf("%v-window%d", dt, window), func(t *testing.T) {
-				rows := 5
-				pos := []int32{0, 17, 140, 300, 383}
-				slots := make([]int32, rows)
-				tables := make([]int32, rows*width)
-				perm := r.Perm(blocks)
-				for i := range rows {
-					for j := range width {
-						tables[i*width+j] = int32(perm[(i*7+j)%blocks])
-					}
-					slots[i] = tables[i*width+int(pos[i])/bs]*bs + pos[i]%bs
-				}
-				ids := []int32{3, 1, 4, 1, 5}
-				rand32 := func(n int) []float32 {
-					v := make([]float32, n)
-					for i := range v {
-						v[i] = float32(r.NormFloat64())
-					}
-					return v
-				}
-				qv, kv, vv := rand32(rows*hq*hd), rand32(rows*hkv*hd), rand32(rows*hkv*hd)
-				kcv, vcv := rand32(blocks*bs*hkv*hd), rand32(blocks*bs*hkv*hd)
-				table := rand32(10 * hd * hq)
-				type side struct {
-					b                                         runtime.Backend
-					q, k, v, kc, vc, pos, slot, tab, ids, emb runtime.Tensor
-					out, x                                    runtime.Tensor
-				}
-				mk := func(be runtime.Backend, dt runtime.DType) *side {
-					s := &side{b: be}
-					ft := func(v []float32, rows, cols int) runtime.Tensor {
-						x, err := be.Alloc(dt, rows, cols)
-						if err != nil {
-							t.Fatal(err)
+	const bs, blocks, width = 16, 64, 24
+	type mode struct {
+		name     string
+		tc       bool
+		clusters bool
+	}
+	for _, heads := range [][3]int{{8, 2, 128}, {8, 1, 128}, {6, 2, 128}, {4, 2, 64}} {
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
+			modes := []mode{{"plain", false, clusters}}
+			if dt != runtime.F32 {
+				modes = append(modes, mode{"tc", true, clusters}, mode{"tc-noclusters", true, false})
+			}
+			for _, md := range modes {
+				for _, window := range []int{0, 100} {
+					hq, hkv, hd := heads[0], heads[1], heads[2]
+					t.Run(fmt.Sprintf("heads%dx%dx%d-%v-%s-window%d", hq, hkv, hd, dt, md.name, window), func(t *testing.T) {
+						b.SetAttentionTC(0)
+						if md.tc {
+							b.SetAttentionTC(1)
 						}
-						if err := be.Upload(x, v); err != nil {
-							t.Fatal(err)
+						b.SetClusters(md.clusters)
+						rows := 5
+						pos := []int32{0, 17, 140, 300, 383}
+						slots := make([]int32, rows)
+						tables := make([]int32, rows*width)
+						perm := r.Perm(blocks)
+						for i := range rows {
+							for j := range width {
+								tables[i*width+j] = int32(perm[(i*7+j)%blocks])
+							}
+							slots[i] = tables[i*width+int(pos[i])/bs]*bs + pos[i]%bs
 						}
-						return x
-					}
-					it := func(v []int32) runtime.Tensor { return i32Tensor(t, be, v) }
-					s.q, s.k, s.v = ft(qv, rows, hq*hd), ft(kv, rows, hkv*hd), ft(vv, rows, hkv*hd)
-					s.kc, s.vc = ft(kcv, blocks*bs, hkv*hd), ft(vcv, blocks*bs, hkv*hd)
-					s.emb, s.x = ft(table, 10, hq*hd), ft(make([]float32, rows*hq*hd), rows, hq*hd)
-					s.out = ft(make([]float32, rows*hq*hd), rows, hq*hd)
-					s.pos, s.slot, s.tab, s.ids = it(pos), it(slots), it(tables), it(ids)
-					return s
+						ids := []int32{3, 1, 4, 1, 5}
+						rand32 := func(n int) []float32 {
+							v := make([]float32, n)
+							for i := range v {
+								v[i] = float32(r.NormFloat64())
+							}
+							return v
+						}
+						qv, kv, vv := rand32(rows*hq*hd), rand32(rows*hkv*hd), rand32(rows*hkv*hd)
+						kcv, vcv := rand32(blocks*bs*hkv*hd), rand32(blocks*bs*hkv*hd)
+						table := rand32(10 * hd * hq)
+						type side struct {
+							b                                         runtime.Backend
+							q, k, v, kc, vc, pos, slot, tab, ids, emb runtime.Tensor
+							out, x                                    runtime.Tensor
+						}
+						mk := func(be runtime.Backend, dt runtime.DType) *side {
+							s := &side{b: be}
+							ft := func(v []float32, rows, cols int) runtime.Tensor {
+								x, err := be.Alloc(dt, rows, cols)
+								if err != nil {
+									t.Fatal(err)
+								}
+								if err := be.Upload(x, v); err != nil {
+									t.Fatal(err)
+								}
+								return x
+							}
+							it := func(v []int32) runtime.Tensor { return i32Tensor(t, be, v) }
+							s.q, s.k, s.v = ft(qv, rows, hq*hd), ft(kv, rows, hkv*hd), ft(vv, rows, hkv*hd)
+							s.kc, s.vc = ft(kcv, blocks*bs, hkv*hd), ft(vcv, blocks*bs, hkv*hd)
+							s.emb, s.x = ft(table, 10, hq*hd), ft(make([]float32, rows*hq*hd), rows, hq*hd)
+							s.out = ft(make([]float32, rows*hq*hd), rows, hq*hd)
+							s.pos, s.slot, s.tab, s.ids = it(pos), it(slots), it(tables), it(ids)
+							return s
+						}
+						// The reference starts from the device's rounded inputs.
+						g := mk(b, dt)
+						round := func(x runtime.Tensor) []float32 {
+							v := make([]float32, x.Len())
+							if err := b.Download(v, x); err != nil {
+								t.Fatal(err)
+							}
+							return v
+						}
+						qv, kv, vv, kcv, vcv, table = round(g.q), round(g.k), round(g.v), round(g.kc), round(g.vc), round(g.emb)
+						h := mk(c, runtime.F32)
+						p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(float64(hd)))}
+						for _, s := range []*side{g, h} {
+							pd := s.b.(runtime.PagedDecoder)
+							pd.EmbeddingAt(s.x, s.emb, s.ids)
+							pd.RoPEStore(s.q, s.k, s.v, s.kc, s.vc, s.pos, s.slot, hd, 10000)
+							pd.PagedAttention(s.out, s.q, s.kc, s.vc, s.tab, s.pos, bs, p)
+						}
+						tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4, runtime.F32: 1e-10}[dt]
+						for _, e := range []struct {
+							name string
+							g, h runtime.Tensor
+						}{{"embedding", g.x, h.x}, {"q", g.q, h.q}, {"kc", g.kc, h.kc}, {"vc", g.vc, h.vc}, {"attention", g.out, h.out}} {
+							want := make([]float32, e.h.Len())
+							if err := c.Download(want, e.h); err != nil {
+								t.Fatal(err)
+							}
+							w64 := make([]float64, len(want))
+							for i, v := range want {
+								w64[i] = float64(v)
+							}
+							if nmse := backendtest.NMSE(round(e.g), w64); !(nmse < tol) {
+								t.Errorf("%s: nmse %.3g against the CPU, want < %.1g", e.name, nmse, tol)
+							}
+						}
+						for _, x := range []runtime.Tensor{g.q, g.k, g.v, g.kc, g.vc, g.pos, g.slot, g.tab, g.ids, g.emb, g.out, g.x} {
+							b.Free(x)
+						}
+					})
 				}
-				// The reference starts from the device's rounded inputs.
-				g := mk(b, dt)
-				round := func(x runtime.Tensor) []float32 {
-					v := make([]float32, x.Len())
-					if err := b.Download(v, x); err != nil {
-						t.Fatal(err)
-					}
-					return v
-				}
-				qv, kv, vv, kcv, vcv, table = round(g.q), round(g.k), round(g.v), round(g.kc), round(g.vc), round(g.emb)
-				h := mk(c, runtime.F32)
-				p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(hd))}
-				for _, s := range []*side{g, h} {
-					pd := s.b.(runtime.PagedDecoder)
-					pd.EmbeddingAt(s.x, s.emb, s.ids)
-					pd.RoPEStore(s.q, s.k, s.v, s.kc, s.vc, s.pos, s.slot, hd, 10000)
-					pd.PagedAttention(s.out, s.q, s.kc, s.vc, s.tab, s.pos, bs, p)
-				}
-				tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4, runtime.F32: 1e-10}[dt]
-				for _, e := range []struct {
-					name string
-					g, h runtime.Tensor
-				}{{"embedding", g.x, h.x}, {"q", g.q, h.q}, {"kc", g.kc, h.kc}, {"vc", g.vc, h.vc}, {"attention", g.out, h.out}} {
-					want := make([]float32, e.h.Len())
-					if err := c.Download(want, e.h); err != nil {
-						t.Fatal(err)
-					}
-					w64 := make([]float64, len(want))
-					for i, v := range want {
-						w64[i] = float64(v)
-					}
-					if nmse := backendtest.NMSE(round(e.g), w64); !(nmse < tol) {
-						t.Errorf("%s: nmse %.3g against the CPU, want < %.1g", e.name, nmse, tol)
-					}
-				}
-				for _, x := range []runtime.Tensor{g.q, g.k, g.v, g.kc, g.vc, g.pos, g.slot, g.tab, g.ids, g.emb, g.out, g.x} {
-					b.Free(x)
-				}
-			})
+			}
 		}
 	}
 }

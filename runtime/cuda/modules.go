@@ -144,8 +144,12 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 		add("qgemv.cu", qnames.glu[dt])
 	}
 	if s.HeadDim > 0 && s.KVHeads > 0 && s.QueryHeads >= s.KVHeads {
-		if n := pagedNames[[2]int{pow2((s.HeadDim + 31) / 32), pow2(s.QueryHeads / s.KVHeads)}][dt]; n != "" {
+		cg := [2]int{pow2((s.HeadDim + 31) / 32), pow2(s.QueryHeads / s.KVHeads)}
+		if n := pagedNames[cg][dt]; n != "" {
 			add("decode.cu", n)
+		}
+		if b.attnTC > 0 && b.attnTCFor(b.attnTC, s.HeadDim, cg[0], dt) {
+			add("decode.cu", pagedTCNames[cg][dt])
 		}
 	}
 	add("decode.cu", "rope_store_"+suffix(dt))

@@ -49,6 +49,9 @@ func launchedKernels() map[string][]string {
 	for _, m := range pagedPreNames {
 		add("decode.cu", m)
 	}
+	for _, m := range pagedTCNames {
+		add("decode.cu", m)
+	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
 	}

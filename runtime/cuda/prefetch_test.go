@@ -8,6 +8,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
 )
 
 // TestAttentionPrefetch checks paged attention that loads a settled cache's
@@ -16,10 +17,13 @@ import (
 // RoPEStore wrote each row's own position (which must be read after the
 // wait): rows at positions 0 (its own only), 37, 255 and 1,000 in blocks
 // of their own, 7B heads (32 query, 8 kv, 128 wide), fp16 and bf16, with
-// and without a window.
+// and without a window. The tensor-core kernel (SetAttentionTC), which
+// reads everything after the wait, must match them within its rounding of
+// the probabilities to the cache's dtype.
 func TestAttentionPrefetch(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetAttentionPrefetch(b.AttentionPrefetch())
+	defer b.SetAttentionTC(b.AttentionTC())
 	r := rand.New(rand.NewPCG(81, 82))
 	rand32 := normals(r)
 	const hq, hkv, hd, bs, width = 32, 8, 128, 16, 64
@@ -43,8 +47,9 @@ func TestAttentionPrefetch(t *testing.T) {
 		for _, window := range []int{0, 100} {
 			t.Run(fmt.Sprintf("%v-window%d", dt, window), func(t *testing.T) {
 				p := runtime.AttentionParams{HeadDim: hd, Window: window, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
-				run := func(preRows int) []float32 {
+				run := func(preRows, tcRows int) []float32 {
 					b.SetAttentionPrefetch(preRows)
+					b.SetAttentionTC(tcRows)
 					q, _ := upload(t, b, dt, q0, rows, hq*hd)
 					k, _ := upload(t, b, dt, k0, rows, hkv*hd)
 					v, _ := upload(t, b, dt, v0, rows, hkv*hd)
@@ -60,7 +65,17 @@ func TestAttentionPrefetch(t *testing.T) {
 				}
 				// Four rows: prefetching (the default's most rows or
 				// more), and not (fewer than the rows).
-				sameBits(t, "attention", run(rows), run(rows-1))
+				plain := run(rows-1, 0)
+				sameBits(t, "attention", run(rows, 0), plain)
+				tc := run(0, 1)
+				w64 := make([]float64, len(plain))
+				for i, v := range plain {
+					w64[i] = float64(v)
+				}
+				tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4}[dt]
+				if nmse := backendtest.NMSE(tc, w64); !(nmse < tol) {
+					t.Errorf("tensor-core attention: nmse %.3g against the plain kernel's, want < %.1g", nmse, tol)
+				}
 			})
 		}
 	}
