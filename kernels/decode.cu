@@ -32,7 +32,8 @@
 // unless a benchmark sets it); decided per row from its position (the grid
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
-// Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes. With
+// Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes (the _tc
+// kernels: max(4·stages·2·16·(32C+8)·2, 4·G·32C·4), see paged_tc). With
 // late, the next kernel (PDL) launches only as this one ends, not once its
 // loop is done (its prologue then does not share the SMs' memory pipes
 // with the combine).
@@ -105,7 +106,7 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // The four warps' sums are added in shared memory at the end.
 // The tensor-core loop (the _tc kernels, PA_TC; 16-bit caches, hd = 32·C
 // of 64 or 128): each warp walks its own tiles of PA_TCT = 16 positions,
-// tiles w, w+4, ... of the block's range, PA_TCS deep in its own part of
+// tiles w, w+4, ... of the block's range, several deep in its own part of
 // the dynamic shared memory ([stages][K, V][16][hd + 8] T: rows 16 bytes
 // apart from a bank's view, so that ldmatrix reads without conflicts; 2 to
 // 4 stages, as many as the launch's dynamic shared memory holds),
@@ -120,7 +121,9 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // its own running max and sum; at the end the warps' partial outputs are
 // scaled to the block's max into red[w], and mh, lh hold the block's
 // (max, in the natural log domain as the plain loop's, and sum), so that
-// everything after the loop is the plain kernel's.
+// everything after the loop is the plain kernel's. The caller (runtime/cuda
+// attnTCFor) launches it only where hd is D: the queries' stride, the rows'
+// width and the 16-byte copies assume it.
 #define PA_TCT 16
 __device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"

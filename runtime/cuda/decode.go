@@ -150,6 +150,21 @@ func (b *Backend) SetAttentionTC(rows int) {
 // AttentionTC reports SetAttentionTC's setting.
 func (b *Backend) AttentionTC() int { return b.attnTC }
 
+// SetAttentionTCStages sets the tiles of 16 positions a warp of the
+// tensor-core kernel has in flight, 2 to 4 (0: the default), for tests of
+// each.
+func (b *Backend) SetAttentionTCStages(stages int) {
+	b.enter()
+	defer b.exit()
+	if stages <= 0 {
+		stages = defaultAttnTCStages
+	}
+	b.attnTCStages = min(4, max(2, stages))
+}
+
+// AttentionTCStages reports SetAttentionTCStages's setting.
+func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
+
 // defaultAttnTC is the fewest rows whose paged attention runs on tensor
 // cores (GPTQTOOL_ATTN_TC=N overrides it; 0: never), and
 // defaultAttnTCStages the tiles of 16 positions a warp of it has in

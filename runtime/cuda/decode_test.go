@@ -105,7 +105,7 @@ func i32s(v []int32) []byte {
 // TestPagedDecoderOps runs EmbeddingAt, RoPEStore and PagedAttention on the
 // device and on the CPU reference with the same scattered block tables,
 // positions (long enough for split attention) and a sliding window, for
-// four shapes of heads (4, 8 and 3 query heads a kv head; 128 and 64
+// five shapes of heads (4, 8, 3 and 1 query heads a kv head; 128 and 64
 // wide), with the plain attention kernel and, for 16-bit caches, the
 // tensor-core one (SetAttentionTC), whose splits combine in clusters and,
 // with clusters off, through global memory.
@@ -122,7 +122,7 @@ func TestPagedDecoderOps(t *testing.T) {
 		tc       bool
 		clusters bool
 	}
-	for _, heads := range [][3]int{{8, 2, 128}, {8, 1, 128}, {6, 2, 128}, {4, 2, 64}} {
+	for _, heads := range [][3]int{{8, 2, 128}, {8, 1, 128}, {6, 2, 128}, {4, 2, 64}, {4, 4, 128}} {
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16, runtime.F32} {
 			modes := []mode{{"plain", false, clusters}}
 			if dt != runtime.F32 {

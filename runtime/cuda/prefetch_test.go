@@ -19,11 +19,13 @@ import (
 // of their own, 7B heads (32 query, 8 kv, 128 wide), fp16 and bf16, with
 // and without a window. The tensor-core kernel (SetAttentionTC), which
 // reads everything after the wait, must match them within its rounding of
-// the probabilities to the cache's dtype.
+// the probabilities to the cache's dtype, with 2, 3 and 4 tiles in flight a
+// warp.
 func TestAttentionPrefetch(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetAttentionPrefetch(b.AttentionPrefetch())
 	defer b.SetAttentionTC(b.AttentionTC())
+	defer b.SetAttentionTCStages(b.AttentionTCStages())
 	r := rand.New(rand.NewPCG(81, 82))
 	rand32 := normals(r)
 	const hq, hkv, hd, bs, width = 32, 8, 128, 16, 64
@@ -67,14 +69,16 @@ func TestAttentionPrefetch(t *testing.T) {
 				// more), and not (fewer than the rows).
 				plain := run(rows-1, 0)
 				sameBits(t, "attention", run(rows, 0), plain)
-				tc := run(0, 1)
 				w64 := make([]float64, len(plain))
 				for i, v := range plain {
 					w64[i] = float64(v)
 				}
 				tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4}[dt]
-				if nmse := backendtest.NMSE(tc, w64); !(nmse < tol) {
-					t.Errorf("tensor-core attention: nmse %.3g against the plain kernel's, want < %.1g", nmse, tol)
+				for _, stages := range []int{2, 3, 4} {
+					b.SetAttentionTCStages(stages)
+					if nmse := backendtest.NMSE(run(0, 1), w64); !(nmse < tol) {
+						t.Errorf("tensor-core attention, %d stages: nmse %.3g against the plain kernel's, want < %.1g", stages, nmse, tol)
+					}
 				}
 			})
 		}
