@@ -735,9 +735,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // that is in the slice (u < rn), and chunk i0+u+1 is taken and
             // decoded while chunk u's wgmma run, as in the plain loop; its
             // group's scales are changed after wg_wait<1> rather than
-            // before the load from the ring (registers only: the same
-            // decode), which keeps ptxas from starting the decode before
-            // the wait into a third set of A registers. The change is in a
+            // before the load from the ring (registers and loads of sz
+            // only: the same decode). With the change first, ptxas began
+            // the decode before the wait, into further sets of A registers
+            // (spills in the kernels of four tiles, serialized wgmma in
+            // those of eight). The change is in a
             // while (it runs once: glen >= 1), not an if, because ptxas
             // keeps a loop as a branch where it would predicate the few
             // instructions of an if into every chunk.
