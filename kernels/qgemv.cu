@@ -293,6 +293,18 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
         : "memory");
 }
 
+// WG_FAST (the _w kernels): the main loop in passes specialized by what
+// they know (see qmma), the same products as WG_FAST=0, the plain loop, in
+// fewer instructions a chunk; wg_pass<KD> names a pass's kind.
+#ifndef WG_FAST
+#define WG_FAST 1
+#endif
+#if WG_FAST
+template <int KD> struct wg_pass {
+    static constexpr int value = KD;
+};
+#endif
+
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -673,6 +685,113 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             decode(take(0), a[0]);
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
+#if WG_FAST
+            // The loop runs in passes of QST chunks of three kinds, each an
+            // unrolled copy of its own, so that the steady state checks
+            // nothing per chunk that it knows for the whole pass: kind 0 is
+            // a whole pass whose refills are all in the slice (i0 + 2·QST <=
+            // nc), kind 1 the last whole pass (its refills predicated, and
+            // its last chunk takes no next one where the slice ends with
+            // it), kind 2 the last pass where it is partial (every check of
+            // the plain loop, WG_FAST=0). x's phases change only at pass
+            // starts (P is a multiple of QST, or the whole slice), so pleft
+            // drops by QST a pass (at every pass start it holds what the
+            // plain loop's count of chunks does there), and the descriptor
+            // and the refill pointer advance once a pass, the chunks'
+            // offsets from them constants.
+            // A group change is cheap too. gl is the chunk, counted from the
+            // pass start, that begins the next group, so that a chunk
+            // compares it with a constant (take(0) left the rest of chunk
+            // 0's group in left: the next group begins at chunk left + 1).
+            // soff is the offset from szc of the pairs in q0 and q1,
+            // min(grp + 1, ngrp − 1)·N as fetch clamps it, advanced a group
+            // by adding N and clamped again by a min with the last group's
+            // (a weight's scale pairs are fewer than 2^32, so that u32
+            // offsets hold them); szb is szc through an asm copy, so that
+            // the compiler makes the pairs' address one wide multiply-add
+            // from it instead of redoing the column's index arithmetic.
+            // The halves are doubled by byte permutations instead of
+            // multiplies. The plain loop's grp and left are not used past
+            // here (nor s0 and s1 by the _w kernels).
+            const u32 slast = (u32)(ngrp - 1) * (u32)N;
+            u32 soff = (u32)imin(grp + 1, ngrp - 1) * (u32)N;
+            const u32* szb;
+            asm("mov.b64 %0, %1;" : "=l"(szb) : "l"(szc));
+            int gl = left + 1;
+            // The refill pointer is kept at the middle of the pass's refills
+            // (chunk i0 + QST + QST/2), so that all of them are within the
+            // immediate offsets of one base register.
+            const u32x4* rmid = refill + (QST / 2 + 1) * 32;
+            auto change = [&]() {  // load() for the group that begins at this chunk
+                hs0 = __byte_perm(q0, 0u, 0x1010u), hs1 = __byte_perm(q1, 0u, 0x1010u);
+                zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
+                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+                soff = min(soff + (u32)N, slast);
+                q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
+                gl += glen;
+            };
+            // pass: the chunks from i0, of kind KD (above). At chunk u, slot
+            // u (read at chunk u-1) is refilled with chunk i0+u+QST where
+            // that is in the slice (u < rn), and chunk i0+u+1 is taken and
+            // decoded while chunk u's wgmma run, as in the plain loop; its
+            // group's scales are changed after wg_wait<1> rather than
+            // before the load from the ring (registers and loads of sz
+            // only: the same decode). With the change first, ptxas began
+            // the decode before the wait, into further sets of A registers
+            // (spills in the kernels of four tiles, serialized wgmma in
+            // those of eight). The change is in a
+            // while (it runs once: glen >= 1), not an if, because ptxas
+            // keeps a loop as a branch where it would predicate the few
+            // instructions of an if into every chunk.
+            auto pass = [&](int i0, auto kind) {
+                constexpr int KD = decltype(kind)::value;
+                const int rn = nc - i0 - QST;
+#pragma unroll
+                for (int u = 0; u < QST; u++) {
+                    if (KD == 2 && i0 + u >= nc) break;
+                    wg_fence();
+                    // Chunk u's inputs: block u of x (4 bits), or the half
+                    // u % 2 of block u / 2's rows (8 bits: passes start at
+                    // even chunks, as phases do).
+                    const u32 xu = xd + (BITS == 4 ? u * (JB / 16) : (u >> 1) * (JB / 16) + (u & 1) * (64 / 16));
+#pragma unroll
+                    for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[u & 1][s], xu + 2 * s);  // 32 bytes a k-step
+                    wg_commit();
+                    if (KD == 0 || (KD == 1 ? u + 1 < QST || rn > 0 : i0 + u + 1 < nc)) {
+                        if (KD == 0)
+                            cp_async16_pol(ring0 + u * 512, rmid + (u - QST / 2) * 32, wpol);
+                        else
+                            cp_async16_if(ring0 + u * 512, rmid + (u - QST / 2) * 32, u < rn, wpol);
+                        asm volatile("cp.async.commit_group;");
+                        asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+                        const u32x4 w = lds128(ring0 + ((u + 1) & (QST - 1)) * 512);
+                        wg_wait<1>();
+                        while (gl == u + 1) change();
+                        decode(w, a[(u + 1) & 1]);
+                    }
+                }
+                xd += BITS == 4 ? QST * (JB / 16) : QST / 2 * (JB / 16);
+                rmid += QST * 32;
+                gl -= QST;
+            };
+            for (int i0 = 0; i0 < nc; i0 += QST) {
+                if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
+                    wg_wait<0>();
+                    wg_keep<MT>(acc);
+                    __syncthreads();
+                    stage(i0);
+                    __syncthreads();
+                    pleft = P, xd = wg_desc(xsw);
+                }
+                pleft -= QST;
+                if (i0 + 2 * QST <= nc)
+                    pass(i0, wg_pass<0>{});
+                else if (i0 + QST <= nc)
+                    pass(i0, wg_pass<1>{});
+                else
+                    pass(i0, wg_pass<2>{});
+            }
+#else
             for (int i0 = 0; i0 < nc; i0 += QST) {
                 if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
                     wg_wait<0>();
@@ -706,6 +825,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     }
                 }
             }
+#endif
             wg_wait<0>();
             wg_keep<MT>(acc);
         } else
