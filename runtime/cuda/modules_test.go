@@ -79,9 +79,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	}
 	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA) +
 	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
-	// rope_store.
-	if len(parts) != 19+97 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 19+97, parts)
+	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes.
+	if len(parts) != 19+97+16 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 19+97+16, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 1, // t1/t2/t4 × plain, _sg, _r; qdequant
