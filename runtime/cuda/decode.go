@@ -183,6 +183,22 @@ const (
 // kernel: 16 positions of hd + 8 elements of 2 bytes (decode.cu paged_tc).
 func pagedTCTile(hd int) int { return 16 * (hd + 8) * 2 }
 
+// pagedTCStatic bounds the tensor-core kernel's static shared memory (6.5
+// KB with eight query heads a kv head) plus the 1 KB the driver keeps a
+// block.
+const pagedTCStatic = 8 << 10
+
+// pagedTCSplits caps S, the splits of one (row, kv head), so that the
+// tensor-core kernel's blocks (shared bytes of dynamic shared memory each)
+// run in one wave where the rows and kv heads alone do: its blocks hold
+// three to a few an SM, fewer than the plain kernel's, and a second wave
+// of a split grid cost more than the splits gained (batch 32 of the 7B
+// shape: 512 blocks, 396 at once).
+func (b *Backend) pagedTCSplits(S, rows, kvHeads, shared int) int {
+	slots := b.sms * max(1, b.smemSM/(shared+pagedTCStatic))
+	return max(1, min(S, slots/(rows*kvHeads)))
+}
+
 // attnTCFor reports whether paged attention of rows rows with head size
 // hd and dtype dt runs on tensor cores.
 func (b *Backend) attnTCFor(rows, hd, c int, dt runtime.DType) bool {
@@ -238,7 +254,21 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	sp := b.slotsPtr("paged attention", slots, runtime.Cols(qt), d, qt)
 	b.enter()
 	defer b.exit()
+	c, g := pow2((hd+31)/32), pow2(hq/hkv)
+	tc := b.attnTCFor(rows, hd, c, qt.dt)
+	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
+	names := pagedNames
 	S := b.pagedSplits(rows, hkv)
+	switch {
+	case tc:
+		// Four warps, each with its stages of K and V tiles; the warps'
+		// partial outputs reuse the space after the loop.
+		names = pagedTCNames
+		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
+		S = b.pagedTCSplits(S, rows, hkv, shared)
+	case p.CacheSettled && rows <= b.attnPrefetch:
+		names = pagedPreNames
+	}
 	// On sm_90 the splits run in clusters of up to maxClusterBlocks, which
 	// combine a row of that many splits or fewer in shared memory (the grid's
 	// split count then rounded up to a multiple of the cluster's).
@@ -261,18 +291,6 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 			return
 		}
 		part = pb.Ptr
-	}
-	c, g := pow2((hd+31)/32), pow2(hq/hkv)
-	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
-	names := pagedNames
-	switch {
-	case b.attnTCFor(rows, hd, c, qt.dt):
-		// Four warps, each with its stages of K and V tiles; the warps'
-		// partial outputs reuse the space after the loop.
-		names = pagedTCNames
-		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
-	case p.CacheSettled && rows <= b.attnPrefetch:
-		names = pagedPreNames
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),

@@ -121,3 +121,19 @@ func TestQmmaFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestPagedTCSplits checks the tensor-core attention's splits on an H200's
+// figures (7B heads: 8 kv heads, 128 wide, two stages: 69,632 bytes a
+// block, three an SM): batch 32 keeps to one wave of 256 blocks instead of
+// two splits (512 blocks, 396 at once), batch 8 to six splits at most,
+// batch 1 to the plain kernel's 32, and batch 64 (a wave and a third
+// whatever the splits) to one.
+func TestPagedTCSplits(t *testing.T) {
+	b := &Backend{sms: 132, smemSM: 233472, attnWaves: defaultAttnWaves}
+	shared := 4 * 2 * 2 * pagedTCTile(128)
+	for _, c := range []struct{ rows, want int }{{1, 32}, {8, 5}, {32, 1}, {64, 1}} {
+		if got := b.pagedTCSplits(b.pagedSplits(c.rows, 8), c.rows, 8, shared); got != c.want {
+			t.Errorf("%d rows: %d splits, want %d", c.rows, got, c.want)
+		}
+	}
+}
