@@ -101,6 +101,7 @@ type Backend struct {
 	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
 	attnTC        int       // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
 	attnTCStages  int       // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
+	attnTCCap     bool      // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnLate      int32     // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
@@ -235,6 +236,7 @@ func New(o Options) (*Backend, error) {
 	if b.attnTC, err = envInt("GPTQTOOL_ATTN_TC", defaultAttnTC, 0, 1<<20, "the fewest rows, 0 for never"); err != nil {
 		return nil, err
 	}
+	b.attnTCCap = os.Getenv("GPTQTOOL_ATTN_TC_CAP") != "0"
 	if b.attnTCStages, err = envInt("GPTQTOOL_ATTN_TC_STAGES", defaultAttnTCStages, 2, 4, "2-4 stages"); err != nil {
 		return nil, err
 	}

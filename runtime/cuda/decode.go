@@ -265,7 +265,9 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 		// partial outputs reuse the space after the loop.
 		names = pagedTCNames
 		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
-		S = b.pagedTCSplits(S, rows, hkv, shared)
+		if b.attnTCCap {
+			S = b.pagedTCSplits(S, rows, hkv, shared)
+		}
 	case p.CacheSettled && rows <= b.attnPrefetch:
 		names = pagedPreNames
 	}
