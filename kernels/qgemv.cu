@@ -299,17 +299,6 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
 #ifndef WG_FAST
 #define WG_FAST 1
 #endif
-// QX_SEG (WG_FAST, x by the tensor memory accelerator): the segments of a
-// phase of x, each waited for as its first pass starts (1: the whole phase
-// before the loop, as before). QEPI_GATHER: a cluster's sums are gathered
-// with every load in flight before they are written out (kernels of more
-// than one tile; 0: summed as each output is written, as before).
-#ifndef QX_SEG
-#define QX_SEG 8
-#endif
-#ifndef QEPI_GATHER
-#define QEPI_GATHER 1
-#endif
 #if WG_FAST
 template <int KD> struct wg_pass {
     static constexpr int value = KD;
@@ -351,17 +340,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
     constexpr u32 JB = MT * 8 * 128;
     const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
-    // QF_TMA: the mbarriers x's copies complete on, and the parity of the
-    // next phase's (WG_FAST: a phase's copies in up to XSEG segments, each
-    // on its own mbarrier: the main loop waits for each pass's x as it
-    // starts the pass, not for the whole phase before the first; xseg is
-    // the next segment, xpm the parities).
-    constexpr int XSEG = QX_SEG;
-    __shared__ __align__(8) unsigned long long xbar[XSEG];
+    // QF_TMA: the mbarrier x's copies complete on, and the parity of the
+    // next phase's.
+    __shared__ __align__(8) unsigned long long xbar;
     const bool tma = WG && (flags & QF_TMA);
-    u32 xph = 0, xpm = 0;
-    int xseg = 0;
-    if (WG && tma && threadIdx.x < XSEG) bar_init(smem_addr(&xbar[threadIdx.x]));
+    u32 xph = 0;
+    if (WG && tma && threadIdx.x == 0) bar_init(smem_addr(&xbar));
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -493,29 +477,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 // One thread copies the phase's blocks of 64 inputs
                 // (whole boxes of 8·MT rows, zeros past M), JB bytes each.
                 const int nb = (n8 * 8 + 63) / 64;
-#if WG_FAST
-                // Segment j < XSEG-1 holds the boxes of the phase's pass j,
-                // the last segment those of the rest (QST·KB/64 boxes a
-                // pass); the passes wait for them (xseg, xpm).
-                constexpr int BPP = QST * KB / 64;
-                if (threadIdx.x == 0) {
-                    for (int j = 0; j < XSEG && j * BPP < nb; j++) {
-                        const int b0 = j * BPP, b1 = j == XSEG - 1 ? nb : imin(nb, b0 + BPP);
-                        const u32 bar = smem_addr(&xbar[j]);
-                        bar_expect(bar, (b1 - b0) * JB);
-                        for (int b = b0; b < b1; b++) tma_x(xsw + b * JB, tmx, kb0 + 64 * b, bar);
-                    }
-                }
-                xseg = 0;
-#else
-                const u32 bar = smem_addr(&xbar[0]);
+                const u32 bar = smem_addr(&xbar);
                 if (threadIdx.x == 0) {
                     bar_expect(bar, nb * JB);
                     for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
                 }
                 bar_wait(bar, xph);
                 xph ^= 1;
-#endif
                 return;
             }
             // The wgmma's B operand (wg_desc): blocks of 64 inputs JB
@@ -816,11 +784,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     pleft = P, xd = wg_desc(xsw);
                 }
                 pleft -= QST;
-                if (tma && xseg < XSEG) {  // this pass's x has landed
-                    bar_wait(smem_addr(&xbar[xseg]), (xpm >> xseg) & 1u);
-                    xpm ^= 1u << xseg;
-                    xseg++;
-                }
                 if (i0 + 2 * QST <= nc)
                     pass(i0, wg_pass<0>{});
                 else if (i0 + QST <= nc)
@@ -950,72 +913,20 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (S > 1) {
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
-            // Kernels of more tiles first add them into the ring's space
-            // (free now, and read by no other block), QG items a thread with
-            // all of their loads from the cluster in flight at once (summed
-            // item by item in qout, each item's loads waited for in turn:
-            // down_proj's epilogue at 32 rows spent 11% of its kernel's
-            // samples there), then write them out. An item is one column
-            // (EPI 1) or, with glu or RoPE, the pair of columns j and j +
-            // QCOLS/2 (EPI 2). The sums are the same, in the same order.
             cluster_sync();
             const u32 rank = cluster_rank();
             u32 base[8];  // tot in each block of the cluster (S <= 8)
 #pragma unroll
             for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
-            const int lo = rank * items / S, hi = (rank + 1) * items / S, EPI = QCOLS / W;
-            if constexpr (MT == 1 || !QEPI_GATHER) {
-                // A few rows: an item or two a thread, summed as it is written.
-                qout<T, MT == 1 ? 1 : 4>(
-                    [&](int e) {
-                        float v = 0.0f;
-#pragma unroll
-                        for (int r = 0; r < 8; r++)
-                            if (r < S) v += ld_cluster(base[r] + 4 * e);
-                        return v;
-                    },
-                    lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
-                cluster_sync_relaxed();  // the others may still read this block's sums
-                return;
-            }
-            float* mine = (float*)smem_q;  // [hi - lo][EPI]
-            constexpr int QG = 4;
-            for (int i0 = lo + threadIdx.x; i0 < hi; i0 += QG * blockDim.x) {
-                float ld[QG][2][8];
-#pragma unroll
-                for (int u = 0; u < QG; u++) {
-                    const int i = imin(i0 + u * blockDim.x, hi - 1);
-                    const int el = EPI == 1 ? i : (i / (QCOLS / 2)) * QCOLS + i % (QCOLS / 2);
-#pragma unroll
-                    for (int r = 0; r < 8; r++)
-                        if (r < S) {
-                            ld[u][0][r] = ld_cluster(base[r] + 4 * el);
-                            if (EPI == 2) ld[u][1][r] = ld_cluster(base[r] + 4 * (el + QCOLS / 2));
-                        }
-                }
-#pragma unroll
-                for (int u = 0; u < QG; u++) {
-                    const int i = i0 + u * blockDim.x;
-                    float v0 = 0.0f, v1 = 0.0f;
-#pragma unroll
-                    for (int r = 0; r < 8; r++)
-                        if (r < S) {
-                            v0 += ld[u][0][r];
-                            if (EPI == 2) v1 += ld[u][1][r];
-                        }
-                    if (i < hi) {
-                        mine[(i - lo) * EPI] = v0;
-                        if (EPI == 2) mine[(i - lo) * 2 + 1] = v1;
-                    }
-                }
-            }
-            __syncthreads();
-            qout<T, 4>(
+            qout<T, MT == 1 ? 1 : 4>(
                 [&](int e) {
-                    const int c = e % QCOLS, i = EPI == 1 ? e : (e / QCOLS) * (QCOLS / 2) + c % (QCOLS / 2);
-                    return mine[(i - lo) * EPI + (EPI == 1 ? 0 : c / (QCOLS / 2))];
+                    float v = 0.0f;
+#pragma unroll
+                    for (int r = 0; r < 8; r++)
+                        if (r < S) v += ld_cluster(base[r] + 4 * e);
+                    return v;
                 },
-                lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
