@@ -299,11 +299,6 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
 #ifndef WG_FAST
 #define WG_FAST 1
 #endif
-// WG_LDSA (WG_FAST): the ring read a chunk ahead (see qmma); 0: as it is
-// decoded.
-#ifndef WG_LDSA
-#define WG_LDSA 1
-#endif
 #if WG_FAST
 template <int KD> struct wg_pass {
     static constexpr int value = KD;
@@ -727,18 +722,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // (chunk i0 + QST + QST/2), so that all of them are within the
             // immediate offsets of one base register.
             const u32x4* rmid = refill + (QST / 2 + 1) * 32;
-#if WG_LDSA
-            // WG_LDSA: each chunk is read from the ring a chunk ahead of its
-            // decode (wn: chunk i+1's words, read at chunk i-1), so that the
-            // decode does not wait for the shared-memory load (Nsight
-            // Compute, 32 rows: 18% of the loop's samples waited there, on
-            // the first LOP3 after it). The wait at chunk i is then for
-            // chunk i+2 (QST-2 groups left pending: one chunk fewer in
-            // flight); past the slice's end the slot's stale words are
-            // read and not used.
-            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 2));
-            u32x4 wn = lds128(ring0 + 512);
-#endif
             auto change = [&]() {  // load() for the group that begins at this chunk
                 hs0 = __byte_perm(q0, 0u, 0x1010u), hs1 = __byte_perm(q1, 0u, 0x1010u);
                 zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
@@ -780,14 +763,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         else
                             cp_async16_if(ring0 + u * 512, rmid + (u - QST / 2) * 32, u < rn, wpol);
                         asm volatile("cp.async.commit_group;");
-#if WG_LDSA
-                        asm volatile("cp.async.wait_group %0;" ::"n"(QST - 2));
-                        const u32x4 w = wn;
-                        wn = lds128(ring0 + ((u + 2) & (QST - 1)) * 512);
-#else
                         asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
                         const u32x4 w = lds128(ring0 + ((u + 1) & (QST - 1)) * 512);
-#endif
                         wg_wait<1>();
                         while (gl == u + 1) change();
                         decode(w, a[(u + 1) & 1]);
