@@ -89,7 +89,6 @@ type Backend struct {
 	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	smemSM        int       // shared memory of an SM
 	waveCap       bool      // quantized products split into no more blocks than one wave
-	onePerSM      bool      // clustered products of several tiles split one fewer time where that still takes 90% of the SMs (GPTQTOOL_QMMA_ONEPER)
 	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
 	xasync        int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
 	tracePath     string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
@@ -256,7 +255,6 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QMMA_WAVE=0: quantized products may split into more blocks
 	// than one wave (for comparisons).
 	b.waveCap = os.Getenv("GPTQTOOL_QMMA_WAVE") != "0"
-	b.onePerSM = os.Getenv("GPTQTOOL_QMMA_ONEPER") == "1"
 	if attrErr != nil {
 		return nil, attrErr
 	}

@@ -750,12 +750,6 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 			S = max(1, min(S-1, bps*b.sms/nb))
 		}
 	}
-	if b.onePerSM && tile > 0 && S > 1 && nb*(S-1)*10 >= b.sms*9 {
-		// One block an SM where one split fewer still takes 90% of the
-		// SMs: a cluster waits for its slowest block, and blocks that
-		// share an SM are slower.
-		S--
-	}
 	cps := (CK + S - 1) / S
 	for shared(min(cps, phase)) > limit && cps > 1 {
 		S++
