@@ -170,10 +170,10 @@ func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 // defaultAttnTCStages the tiles of 16 positions a warp of it has in
 // flight (GPTQTOOL_ATTN_TC_STAGES). Measured on the H200 (7B shape, 4-bit
 // g128 act order, 256 new tokens; docs/benchmarks.md, the day's ninth
-// session), against the plain kernel: +4.7% at batch 1, +6% at batch 8,
-// +9% at batch 32, +18% at batch 64 with two stages. Three stages (104 KB
-// a block, two blocks an SM) ran batch 8's 320 blocks in two waves and
-// lost 6% there.
+// session), against the plain kernel: +4.3% at batch 1, +6% at batch 8,
+// +9% at batch 32 (5% more once its grid kept to one wave, pagedTCSplits),
+// +18% at batch 64, with two stages. Three stages (104 KB a block, two
+// blocks an SM) ran batch 8's 320 blocks in two waves and lost 6% there.
 const (
 	defaultAttnTC       = 1
 	defaultAttnTCStages = 2
