@@ -685,6 +685,16 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             decode(take(0), a[0]);
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
+            // restage: the next phase of x, from chunk i0 of the slice; the
+            // wgmma reading this one are done first.
+            auto restage = [&](int i0) {
+                wg_wait<0>();
+                wg_keep<MT>(acc);
+                __syncthreads();
+                stage(i0);
+                __syncthreads();
+                pleft = P, xd = wg_desc(xsw);
+            };
 #if WG_FAST
             // The loop runs in passes of QST chunks of three kinds, each an
             // unrolled copy of its own, so that the steady state checks
@@ -775,14 +785,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 gl -= QST;
             };
             for (int i0 = 0; i0 < nc; i0 += QST) {
-                if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
-                    wg_wait<0>();
-                    wg_keep<MT>(acc);
-                    __syncthreads();
-                    stage(i0);
-                    __syncthreads();
-                    pleft = P, xd = wg_desc(xsw);
-                }
+                if (pleft == 0) restage(i0);
                 pleft -= QST;
                 if (i0 + 2 * QST <= nc)
                     pass(i0, wg_pass<0>{});
@@ -793,14 +796,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
 #else
             for (int i0 = 0; i0 < nc; i0 += QST) {
-                if (pleft == 0) {  // the next phase of x: the wgmma reading this one are done first
-                    wg_wait<0>();
-                    wg_keep<MT>(acc);
-                    __syncthreads();
-                    stage(i0);
-                    __syncthreads();
-                    pleft = P, xd = wg_desc(xsw);
-                }
+                if (pleft == 0) restage(i0);
 #pragma unroll
                 for (int u = 0; u < QST; u++) {
                     const int i = i0 + u;
