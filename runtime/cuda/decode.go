@@ -190,19 +190,20 @@ const pagedTCStatic = 8 << 10
 
 // pagedTCSplits caps S, the splits of one (row, kv head), so that the
 // tensor-core kernel's blocks (shared bytes of dynamic shared memory each)
-// run in one wave where the rows and kv heads alone do: its blocks hold
-// three to a few an SM, fewer than the plain kernel's, and a second wave
-// of a split grid cost more than the splits gained (batch 32 of the 7B
-// shape: 512 blocks, 396 at once).
+// run in one wave where the rows and kv heads alone do: an SM holds fewer
+// of them than of the plain kernel's (three with two stages of 128-wide
+// heads), and a second wave of a split grid cost more than the splits
+// gained (batch 32 of the 7B shape: 512 blocks, 396 at once).
 func (b *Backend) pagedTCSplits(S, rows, kvHeads, shared int) int {
 	slots := b.sms * max(1, b.smemSM/(shared+pagedTCStatic))
 	return max(1, min(S, slots/(rows*kvHeads)))
 }
 
 // attnTCFor reports whether paged attention of rows rows with head size
-// hd and dtype dt runs on tensor cores.
-func (b *Backend) attnTCFor(rows, hd, c int, dt runtime.DType) bool {
-	return b.attnTC > 0 && rows >= b.attnTC && (dt == runtime.F16 || dt == runtime.BF16) && hd == 32*c && (c == 2 || c == 4)
+// hd (at most 32·c) and dtype dt runs on tensor cores when those of tcRows
+// rows or more do (SetAttentionTC).
+func attnTCFor(tcRows, rows, hd, c int, dt runtime.DType) bool {
+	return tcRows > 0 && rows >= tcRows && (dt == runtime.F16 || dt == runtime.BF16) && hd == 32*c && (c == 2 || c == 4)
 }
 
 // defaultAttnSplit is the fewest positions a block of split paged
@@ -255,7 +256,7 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	b.enter()
 	defer b.exit()
 	c, g := pow2((hd+31)/32), pow2(hq/hkv)
-	tc := b.attnTCFor(rows, hd, c, qt.dt)
+	tc := attnTCFor(b.attnTC, rows, hd, c, qt.dt)
 	shared := max(pagedThreads*32*c*qt.dt.Size(), 4*g*32*c*4)
 	names := pagedNames
 	S := b.pagedSplits(rows, hkv)

@@ -129,6 +129,7 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	}
 	b.mu.Lock()
 	normFuse := b.normFuseRows > 0
+	tcRows := b.attnTC
 	b.mu.Unlock()
 	// The largest first: they bound the wait.
 	for _, bits := range s.Bits {
@@ -148,7 +149,7 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 		if n := pagedNames[cg][dt]; n != "" {
 			add("decode.cu", n)
 		}
-		if b.attnTC > 0 && b.attnTCFor(b.attnTC, s.HeadDim, cg[0], dt) {
+		if attnTCFor(tcRows, tcRows, s.HeadDim, cg[0], dt) {
 			add("decode.cu", pagedTCNames[cg][dt])
 		}
 	}
