@@ -111,13 +111,15 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // apart from a bank's view, so that ldmatrix reads without conflicts; 2 to
 // 4 stages, as many as the launch's dynamic shared memory holds),
 // fetched with cp.async through the block table (zeros past the range).
-// S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 with the query heads as the
-// 16 rows (heads past the kv head's, and rows 8..15, are zeros): the query
-// fragments stay in registers, K's come from shared memory with ldmatrix,
-// V's with ldmatrix.trans, and the probabilities, rounded to T, are the A
-// fragments of the second product straight from the first's sums (the
-// sum of the probabilities adds the rounded values, so that the output is
-// their exact weighted mean). Scores in the log2 domain. Each warp keeps
+// S = Q·Kᵀ is mma.sync m16n8k16 with the query heads as the 16 rows
+// (heads past the kv head's, and rows 8..15, are zeros) and the positions
+// as the 8 columns: the query fragments stay in registers, K's come from
+// shared memory with ldmatrix. The output is taken transposed, Oᵀ += Vᵀ·Pᵀ,
+// so that no row of it is padding: dimensions as the 16 rows (V's A
+// fragments by ldmatrix.trans), the heads as the 8 columns, whose B
+// fragments are the probabilities, rounded to T, straight from the first
+// product's sums (the sum of the probabilities adds the rounded values, so
+// that the output is their exact weighted mean). Scores in the log2 domain. Each warp keeps
 // its own running max and sum; at the end the warps' partial outputs are
 // scaled to the block's max into red[w], and mh, lh hold the block's
 // (max, in the natural log domain as the plain loop's, and sum), so that
