@@ -282,15 +282,13 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         if (2 * t < G) red[warp][2 * t][d] = o[mt][0] * fa, red[warp][2 * t][d + 8] = o[mt][2] * fa;
         if (2 * t + 1 < G) red[warp][2 * t + 1][d] = o[mt][1] * fb, red[warp][2 * t + 1][d + 8] = o[mt][3] * fb;
     }
-    if (g < G) {
-        if (warp == 0 && t == 0) {
-            float L = 0.0f;
+    if (g < G && warp == 0 && t == 0) {
+        float L = 0.0f;
 #pragma unroll
-            for (int w = 0; w < 4; w++)
-                if (wm[w][g] != NEG_INF) L += wl[w][g] * exp2f(wm[w][g] - M);
-            mh[g] = M * 0.6931471805599453f;
-            lh[g] = L;
-        }
+        for (int w = 0; w < 4; w++)
+            if (wm[w][g] != NEG_INF) L += wl[w][g] * exp2f(wm[w][g] - M);
+        mh[g] = M * 0.6931471805599453f;
+        lh[g] = L;
     }
 }
 
@@ -385,9 +383,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         if (tid < G) mh[tid] = NEG_INF, lh[tid] = 0.0f;
         float acc[G][C];
-    #pragma unroll
+#pragma unroll
         for (int g = 0; g < G; g++)
-    #pragma unroll
+#pragma unroll
             for (int c = 0; c < C; c++) acc[g][c] = 0.0f;
         __syncthreads();
         TRACE_MARK_AT(2, 2);
@@ -398,7 +396,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 const T* kr = kb + row * kvc;
                 const T* vr = vb + row * kvc;
                 float dot[G];
-    #pragma unroll
+#pragma unroll
                 for (int g = 0; g < G; g++) dot[g] = 0.0f;
                 // Whole 16-bit rows of up to 128 elements: the K row's loads
                 // all in flight at once, the V row copied to shared memory
@@ -407,17 +405,17 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 if constexpr (sizeof(T) == 2 && C <= 4) whole = hd == D;
                 if (whole) {
                     u32x4 kw[D / 8];
-    #pragma unroll
+#pragma unroll
                     for (int u = 0; u < D / 8; u++) kw[u] = *(const u32x4*)(kr + u * 8);
                     if (jt != j0 || !early) {
-    #pragma unroll
+#pragma unroll
                         for (int u = 0; u < D / 8; u++) cp_async16(smem_addr(&vs[tid][u * 8]), vr + u * 8);
                     }
-    #pragma unroll
+#pragma unroll
                     for (int u = 0; u < D / 8; u++) {
                         float e[8];
                         if constexpr (sizeof(T) == 2) unpack8<T>(kw[u], e);
-    #pragma unroll
+#pragma unroll
                         for (int g = 0; g < G; g++) {
                             const float4 qa = qs4[g][2 * u], qb = qs4[g][2 * u + 1];
                             dot[g] += qa.x * e[0] + qa.y * e[1] + qa.z * e[2] + qa.w * e[3] + qb.x * e[4] + qb.y * e[5] +
@@ -425,27 +423,27 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                         }
                     }
                 } else if (vec) {
-    #pragma unroll
+#pragma unroll
                     for (int c = 0; c < C; c++) {
                         if (c * 32 < hd) {
                             float f[32];
                             u32x4 vv[4];
-    #pragma unroll
+#pragma unroll
                             for (int u = 0; u < 4; u++)
                                 if (c * 32 + u * 8 < hd) {
                                     load8<T>(kr + c * 32 + u * 8, f + u * 8);
                                     if (sizeof(T) == 2) vv[u] = *(const u32x4*)(vr + c * 32 + u * 8);
                                 }
-    #pragma unroll
+#pragma unroll
                             for (int u = 0; u < 4; u++)
                                 if (c * 32 + u * 8 < hd) {
                                     if (sizeof(T) == 2) {
                                         *(u32x4*)&vs[tid][c * 32 + u * 8] = vv[u];
                                     } else {
-    #pragma unroll
+#pragma unroll
                                         for (int e = 0; e < 8; e++) vs[tid][c * 32 + u * 8 + e] = vr[c * 32 + u * 8 + e];
                                     }
-    #pragma unroll
+#pragma unroll
                                     for (int g = 0; g < G; g++) {
                                         const float4 qa = qs4[g][c * 8 + 2 * u], qb = qs4[g][c * 8 + 2 * u + 1];
                                         const float* e = f + u * 8;
@@ -459,11 +457,11 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                     for (int d = 0; d < hd; d++) {
                         const float kv = to_f32(kr[d]);
                         vs[tid][d] = vr[d];
-    #pragma unroll
+#pragma unroll
                         for (int g = 0; g < G; g++) dot[g] += ((const float*)qs4[g])[d] * kv;
                     }
                 }
-    #pragma unroll
+#pragma unroll
                 for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
             }
             asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
@@ -490,18 +488,18 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 }
             }
             __syncthreads();
-    #pragma unroll
+#pragma unroll
             for (int g = 0; g < G; g++) {
                 const float corr = ch[g];
-    #pragma unroll
+#pragma unroll
                 for (int c = 0; c < C; c++) acc[g][c] *= corr;
             }
             for (int e = warp; e < nk; e += 4) {
-    #pragma unroll
+#pragma unroll
                 for (int c = 0; c < C; c++) {
                     const int d = lane + 32 * c;
                     const float v = d < hd ? to_f32(vs[e][d]) : 0.0f;
-    #pragma unroll
+#pragma unroll
                     for (int g = 0; g < G; g++) acc[g][c] += sc[g][e] * v;
                 }
             }
@@ -519,9 +517,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         // second saves is what fetching the code costs the first).
         TRACE_MARK_AT(0, 2);
         if (!late) pdl_launch();  // the next kernel may start its prologue now (late: as this one ends)
-    #pragma unroll
+#pragma unroll
         for (int g = 0; g < G; g++)
-    #pragma unroll
+#pragma unroll
             for (int c = 0; c < C; c++) red[warp][g][lane + 32 * c] = acc[g][c];
     }
     __syncthreads();
