@@ -93,13 +93,16 @@ func TestChatPageInChromium(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("%s is missing: apt-get install -y chromium", chromiumPath)
 	}
-	// With a key, so that the page's key field is exercised too.
-	ts := startServer(t, serverConfig{Options: Options{APIKeys: []string{"k1"}}})
+	// With a key, so that the page's key field is exercised too. Paced at
+	// 10 ms a token: the answer to stop (up to 900 tokens) then lasts at
+	// least 9 s, where unpaced it once ended between the page's check that
+	// Stop is enabled and the click on it (CI, 2 cores).
+	ts := startServer(t, serverConfig{Options: Options{APIKeys: []string{"k1"}}, Pace: 10 * time.Millisecond})
 	s := runNode(t, "chat_page.mjs", ts.URL, "k1")
 	if s["model"] != "openchat-tiny" {
 		t.Errorf("the page test saw model %v, want openchat-tiny", s["model"])
 	}
-	// The page's Stop aborts its fetch after a few of 500 tokens; the
+	// The page's Stop aborts its fetch after a few of 900 tokens; the
 	// server must then cancel that generation, not finish it. Four answers
 	// of 16 tokens (two in the page, two direct) and the stopped one are
 	// all the engine should have made.
@@ -110,7 +113,7 @@ func TestChatPageInChromium(t *testing.T) {
 	st := ts.Engine.Stats()
 	t.Logf("engine after the page test: %d tokens generated", st.Generated)
 	if st.Running+st.Queued > 0 || st.Generated >= 4*16+400 {
-		t.Errorf("after Stop the engine has %d running, %d queued, %d tokens generated; want 0, 0 and well under 4×16+500 (the stopped generation cancelled)",
+		t.Errorf("after Stop the engine has %d running, %d queued, %d tokens generated; want 0, 0 and well under 4×16+900 (the stopped generation cancelled)",
 			st.Running, st.Queued, st.Generated)
 	}
 }

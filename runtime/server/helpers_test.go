@@ -34,6 +34,27 @@ type serverConfig struct {
 	Engine    engine.Options // Model is filled in
 	NotLoaded bool           // start without a backend (503 until SetBackend)
 	Grace     time.Duration  // shutdown grace (default 5s)
+	// Pace, when set, holds the engine's goroutine this long after each
+	// generated token, so that a client racing a stream (the chat page's
+	// Stop) is not outrun by a fast machine.
+	Pace time.Duration
+}
+
+// pacedObserver forwards to the server's observer and sleeps after each
+// token; it runs on the engine's goroutine, so it paces every sequence.
+type pacedObserver struct {
+	engine.Observer
+	pace time.Duration
+}
+
+func (o pacedObserver) FirstToken(d time.Duration) {
+	o.Observer.FirstToken(d)
+	time.Sleep(o.pace)
+}
+
+func (o pacedObserver) InterToken(d time.Duration) {
+	o.Observer.InterToken(d)
+	time.Sleep(o.pace)
 }
 
 // startServer runs a server for the test on a free loopback port and stops
@@ -69,6 +90,9 @@ func startServer(t testing.TB, c serverConfig) *testServer {
 		eo.MaxQueue = 256
 	}
 	eo.Observer = s.Observer()
+	if c.Pace > 0 {
+		eo.Observer = pacedObserver{eo.Observer, c.Pace}
+	}
 	e, err := engine.New(eo)
 	if err != nil {
 		t.Fatal(err)

@@ -109,10 +109,11 @@ try {
   }
   check(await page.locator("#error").textContent() === "", "no error shown", await page.locator("#error").textContent());
 
-  // Stop: a long answer (up to 900 tokens, seconds on this model, as many as
-  // the test server's context of 1024 leaves; with 500 it once ended before
-  // the click on a loaded 2-core machine) cut short after its first words;
-  // what came is kept, the page is ready again.
+  // Stop: a long answer (up to 900 tokens, as many as the test server's
+  // context of 1024 leaves; the Go test paces the engine so that it lasts
+  // seconds, as unpaced it twice ended before the click on a loaded 2-core
+  // machine) cut short after its first words; what came is kept, the page
+  // is ready again.
   await page.fill("#max-tokens", "900");
   await page.fill("#prompt", "Tell me a long story about a dragon.");
   await page.click("#send");
