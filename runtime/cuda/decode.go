@@ -529,7 +529,7 @@ func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, e
 		b.fail(err)
 		return
 	}
-	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr})
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr}, nil)
 }
 
 // FusesRoPE reports whether MatMulSplitRoPE with these tensors runs as
