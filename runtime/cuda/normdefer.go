@@ -178,34 +178,7 @@ func (b *Backend) MatMulAddNorm(dst, x, w, add, y, dn runtime.Tensor) {
 // the last MatMulAddNorm with dn wrote as dst, given its y.
 func (b *Backend) MatMulSplitRoPEDeferred(dsts []runtime.Tensor, y, dn runtime.Tensor, eps float32, w runtime.Tensor,
 	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
-	yt, wt := b.tensor(y), b.tensor(w)
-	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
-		panic(fmt.Sprintf("cuda: deferred-norm split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
-	}
-	arg := b.consumerArg(dn, wt, eps)
-	var outs [3]*Tensor
-	for i, d := range dsts {
-		outs[i] = b.tensor(d)
-	}
-	if !b.ropeFits(dsts, y, w, kc, vc, headDim) {
-		func() {
-			b.enter()
-			defer b.exit()
-			b.qmatmul(outs, yt, wt, nil, 0, nil, nil, arg)
-		}()
-		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
-		return
-	}
-	rows := runtime.Rows(yt)
-	pt, st := b.index("deferred-norm rope-fused matmul", pos, rows), b.index("deferred-norm rope-fused matmul", slot, rows)
-	b.enter()
-	defer b.exit()
-	inv, err := b.ropeFreqs(headDim, theta)
-	if err != nil {
-		b.fail(err)
-		return
-	}
-	b.qmatmul(outs, yt, wt, nil, 0, nil, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr}, arg)
+	b.splitRoPE(dsts, y, w, nil, b.consumerArg(dn, b.tensor(w), eps), kc, vc, pos, slot, headDim, theta)
 }
 
 // MatMulGLUDeferred implements runtime.NormDeferrer: MatMulGLUTo(dst,

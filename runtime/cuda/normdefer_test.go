@@ -155,24 +155,10 @@ func TestNormDefer(t *testing.T) {
 					closeTo(t, "glu", download(t, b, g2), download(t, b, g1), tol)
 
 					// The split consumer, rotating and storing in the cache.
-					pos, slot := make([]int32, M), make([]int32, M)
-					for i, s := range r.Perm(slots)[:M] {
-						pos[i], slot[i] = int32(r.IntN(4096)), int32(s)
-					}
-					pt, st := i32Tensor(t, b, pos), i32Tensor(t, b, slot)
-					defer b.Free(pt)
-					defer b.Free(st)
+					pt, st := ropeRows(t, b, r, M, slots)
 					cache := rand32(slots*hkv*hd, 1)
-					outs := func() ([]runtime.Tensor, runtime.Tensor, runtime.Tensor) {
-						q, _ := upload(t, b, dt, make([]float32, M*hq*hd), M, hq*hd)
-						k, _ := upload(t, b, dt, make([]float32, M*hkv*hd), M, hkv*hd)
-						v, _ := upload(t, b, dt, make([]float32, M*hkv*hd), M, hkv*hd)
-						kc, _ := upload(t, b, dt, cache, slots, hkv*hd)
-						vc, _ := upload(t, b, dt, cache, slots, hkv*hd)
-						return []runtime.Tensor{q, k, v}, kc, vc
-					}
-					o1, kc1, vc1 := outs()
-					o2, kc2, vc2 := outs()
+					o1, kc1, vc1 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
+					o2, kc2, vc2 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
 					b.MatMulSplitRoPE(o1, xn, nil, 0, split, kc1, vc1, pt, st, hd, 1e6)
 					x3, _ := upload(t, b, dt, x0, M, c.K)
 					b.MatMulAddNorm(x3, a, prod, x3, y, dnS)

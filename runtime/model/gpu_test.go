@@ -7,46 +7,20 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/kvcache"
 )
 
 // This file's tests run the model on the CUDA backend (skipped where none
 // opens): scripts/gpu.sh runs them from model.test.
 
-// stepMany feeds one prompt a sequence (20 of them: decode steps of 24
-// rows, the warpgroup-MMA kernels' range) in one step, then runs n-1
-// decode steps, graphs recorded and replayed, and returns every step's
-// logits.
+// stepMany is stepAll with 20 sequences (decode steps of 24 rows, the
+// warpgroup-MMA kernels' range).
 func stepMany(t *testing.T, m *Model, n int) [][][]float32 {
 	t.Helper()
-	const seqs = 20
-	c, err := m.NewPagedCache(seqs*4, 4, 16)
-	if err != nil {
-		t.Fatal(err)
+	prompts := make([][]int, 20)
+	for i := range prompts {
+		prompts[i] = []int{1, 300 + 11*i, 2000 + 37*i}
 	}
-	defer c.Free()
-	ss := make([]kvcache.Seq, seqs)
-	steps := make([]StepSeq, seqs)
-	for i := range seqs {
-		if err := c.Pool.Reserve(&ss[i], 16); err != nil {
-			t.Fatal(err)
-		}
-		steps[i] = StepSeq{Seq: &ss[i], Tokens: []int{1, 300 + 11*i, 2000 + 37*i}, Logits: true}
-	}
-	var all [][][]float32
-	for step := range n {
-		out, err := m.Step(c, steps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		all = append(all, out)
-		for i := range steps {
-			steps[i].Tokens = []int{100 + 7*step + i}
-		}
-	}
-	if e := c.GraphErr(); e != nil {
-		t.Fatalf("decode steps not recorded: %v", e)
-	}
+	all, _ := stepPrompts(t, m, prompts, n)
 	return all
 }
 
