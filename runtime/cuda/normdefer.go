@@ -111,8 +111,13 @@ func (b *Backend) NormDeferred(rows int) bool {
 	if b.qmmaWG > 0 && b.WarpgroupMMA() && qmmaTiles[tile] >= b.qmmaWG {
 		return true
 	}
-	return rows <= qmmaPass && slices.Contains(b.extraDefines, "-DQN_ALL=1")
+	return rows <= qmmaPass && b.qnAll()
 }
+
+// qnAll reports whether the kernels were compiled with QN_ALL=1
+// (GPTQTOOL_KERNEL_DEFINES), so that those of one, two and four tiles on
+// mma.sync take part in deferred norms too.
+func (b *Backend) qnAll() bool { return slices.Contains(b.extraDefines, "-DQN_ALL=1") }
 
 // SetNormDefer sets the fewest rows of the steps that take norms apart (as
 // GPTQTOOL_NORM_DEFER does; 0: none), for tests and benchmarks; the
