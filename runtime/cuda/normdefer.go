@@ -114,6 +114,14 @@ func (b *Backend) NormDeferred(rows int) bool {
 	return rows <= qmmaPass && b.qnAll()
 }
 
+// NormDeferFrom is the fewest rows of the steps that take norms apart (0:
+// none), as SetNormDefer or GPTQTOOL_NORM_DEFER set it.
+func (b *Backend) NormDeferFrom() int {
+	b.enter()
+	defer b.exit()
+	return b.normDefer
+}
+
 // qnAll reports whether the kernels were compiled with QN_ALL=1
 // (GPTQTOOL_KERNEL_DEFINES), so that those of one, two and four tiles on
 // mma.sync take part in deferred norms too.

@@ -36,8 +36,8 @@ func TestNormDefer(t *testing.T) {
 	prevCl, prevWG := b.Clusters(), b.QMMAWG()
 	defer b.SetClusters(prevCl)
 	defer b.SetQMMAWG(prevWG)
+	defer b.SetNormDefer(b.NormDeferFrom())
 	b.SetNormDefer(1)
-	defer b.SetNormDefer(0)
 	// With GPTQTOOL_KERNEL_DEFINES=QN_ALL=1 the one-tile and two-tile
 	// kernels take part too.
 	all := strings.Contains(os.Getenv("GPTQTOOL_KERNEL_DEFINES"), "QN_ALL=1")

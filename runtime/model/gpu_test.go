@@ -43,8 +43,8 @@ func TestDecodeNormDeferOnDevice(t *testing.T) {
 		}
 		return m
 	}
+	defer b.SetNormDefer(b.NormDeferFrom())
 	b.SetNormDefer(17)
-	defer b.SetNormDefer(0)
 	md := open(b, runtime.F16)
 	defer md.Close()
 	for i, lw := range md.layers {
