@@ -793,6 +793,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
+	if nrm != nil && dn != nil {
+		panic("cuda: a matmul with both a fused and a deferred norm")
+	}
 	for i, wd := range widths {
 		d := outs[i]
 		if d == nil || runtime.Cols(x) != q.k || runtime.Rows(d) != M || runtime.Cols(d) != wd || d.dt != x.dt {
@@ -964,7 +967,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		}
 	}
 	if dn != nil {
-		eps = dn.eps // a deferred norm's consumer's (the _w kernels take no other norm)
+		eps = dn.eps // a deferred norm's consumer's (checked above: no fused norm with it)
 	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
