@@ -120,7 +120,7 @@ template <typename T> struct QRope {
     T* vc;
 };
 
-// QNorm: an RMSNorm taken apart around the _w kernels (runtime/cuda
+// QNorm: an RMSNorm taken apart around the products (runtime/cuda
 // normdefer.go), so that a decode step runs no norm kernel. The producer
 // (y not null: a plain product with one output, the residual stream's)
 // also writes y[m, ysl ? ysl[n] : n] = out0[m, n]·yw[n], rounded to T from
@@ -133,11 +133,16 @@ template <typename T> struct QRope {
 // epilogue, P = ceil(K / QCOLS) (the producer's slabs), the parts added in
 // a fixed order: the product of the RMSNorm of out0, except that the
 // normed row is never rounded.
-// The _w kernels take part in QNorms; the others only with QN_ALL=1
-// (GPTQTOOL_KERNEL_DEFINES; runtime/cuda then defers norms for their rows
-// too), so that by default their code is what it was without.
+// Only kernels compiled for it take part (GPTQTOOL_KERNEL_DEFINES, which
+// runtime/cuda reads to know which rows may defer): QN_WG=1 the _w
+// kernels, QN_ALL=1 every kernel but the _n ones; by default none, so that
+// the kernels' code is what it was without QNorms (the same SASS, the
+// parameters aside).
 #ifndef QN_ALL
 #define QN_ALL 0
+#endif
+#ifndef QN_WG
+#define QN_WG 0
 #endif
 template <typename T> struct QNorm {
     T* y;
@@ -157,7 +162,7 @@ template <typename T> struct QNorm {
 // to T, rotated as rope_store does and written rotated, a k head's also to
 // row slot[m] of kc, a v head's pair to its output and to vc.
 //
-// DN (the _w kernels) with dn.y: the producer of a QNorm (one output, res in
+// DN (kernels compiled for QNorms) with dn.y: the producer of a QNorm (one output, res in
 // its shape), whose items are whole rows; each warp adds the squares of its
 // items row by row to red [M][8 warps] (shared, zeroed by the caller), in
 // the order of its trips.
@@ -375,6 +380,12 @@ template <int KD> struct wg_pass {
 };
 #endif
 
+// qflag<B>: a compile-time flag argument (stage's first phase, which also
+// computes a QNorm consumer's row scales).
+template <bool B> struct qflag {
+    static constexpr bool value = B;
+};
+
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -528,11 +539,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv_rms[m])));
     };
 
-    // The consumer of a QNorm (dn.rsq; not the _n kernels): each row's scale
+    // The consumer of a QNorm (dn.rsq; kernels compiled for it): each row's scale
     // from the producer's parts, 32/MT threads a row (each adds every
     // (32/MT)-th part in order, eight loads in flight, then the row's
     // threads add theirs up), while the first phase of x is on its way.
-    constexpr bool DNC = WG || (QN_ALL && !NRM);
+    constexpr bool DNC = (WG && QN_WG) || (QN_ALL && !NRM);
     __shared__ float row_scale[64];
     auto rowscale = [&]() {
         constexpr int TPR = 32 / MT;
@@ -566,7 +577,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto put = [&](int m, int k8, const float* v) { *(u32x4*)(xs + m * LDX + k8) = packx(v); };
-    auto stage = [&](int ci) {
+    auto stage = [&](int ci, auto first) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
             if (tma) {
@@ -578,7 +589,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     bar_expect(bar, nb * JB);
                     for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
                 }
-                if (ci == 0 && dn.rsq) rowscale();
+                if constexpr (DNC && decltype(first)::value)
+                    if (dn.rsq) rowscale();
                 bar_wait(bar, xph);
                 xph ^= 1;
                 return;
@@ -604,7 +616,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
             asm volatile("cp.async.commit_group;" ::: "memory");
-            if (ci == 0 && dn.rsq) rowscale();
+            if constexpr (DNC && decltype(first)::value)
+                if (dn.rsq) rowscale();
             asm volatile("cp.async.wait_all;" ::: "memory");
             // The wgmma reads shared memory through the async proxy.
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -613,7 +626,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // The other kernels' QNorm row scales: while fp16 x is copied by
         // cp.async (below), else first.
         const bool xasync = XS == 1.0f && (flags & QF_XASYNC) && !NRM && !(MT == 1 && perm);
-        if (DNC && ci == 0 && dn.rsq && !xasync) rowscale();
+        if constexpr (DNC && decltype(first)::value)
+            if (dn.rsq && !xasync) rowscale();
         if (MT == 1 && perm) {
             for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
                 int4 p[IT][2];
@@ -669,7 +683,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     if (r >= n8) r -= n8, src += wrap, dst += swrap;
                 }
                 asm volatile("cp.async.commit_group;" ::: "memory");
-                if (DNC && ci == 0 && dn.rsq) rowscale();
+                if constexpr (DNC && decltype(first)::value)
+                    if (dn.rsq) rowscale();
                 asm volatile("cp.async.wait_all;" ::: "memory");
                 return;
             }
@@ -694,7 +709,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
     };
     if (tma) __syncthreads();  // xbar initialized
-    stage(0);
+    stage(0, qflag<true>{});
     __syncthreads();
     TRACE_MARK(2);
 
@@ -796,7 +811,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 wg_wait<0>();
                 wg_keep<MT>(acc);
                 __syncthreads();
-                stage(i0);
+                stage(i0, qflag<false>{});
                 __syncthreads();
                 pleft = P, xd = wg_desc(xsw);
             };
@@ -933,7 +948,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
-                stage(i0);
+                stage(i0, qflag<false>{});
                 __syncthreads();
                 pleft = P, xoff = 0;
             }

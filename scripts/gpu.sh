@@ -62,6 +62,7 @@ for step in $steps; do
     if [ -n "${CUDA_ENV:-}" ]; then
       t=${CUDA_ENV_TESTS:-${CUDA_TESTS:-}}
       run cuda-tests-env 200 env $CUDA_ENV "$bin/cuda.test" -test.v -test.count=1 ${t:+-test.run "$t"}
+      [ -x "$bin/model.test" ] && run model-tests-env 200 env $CUDA_ENV "$bin/model.test" -test.v -test.count=1 -test.run 'OnDevice'
     fi
     ;;
   decodeops)

@@ -32,7 +32,8 @@ const defaultNormDefer = 0
 // and consumer's to read (MatMulSplitRoPEDeferred, MatMulGLUDeferred), y
 // in consumer's input slots (both weights as loaded, not InOrder views).
 // It returns nil (no error) where the norm stays whole: the switch off
-// (GPTQTOOL_NORM_DEFER=0), rows of bf16 or fp32 (the _w kernels stage them
+// (GPTQTOOL_NORM_DEFER=0), kernels not compiled for it (qnWG), rows of
+// bf16 or fp32 (the _w kernels stage them
 // in fp16 times 2^-8, where y, about rms(x) times smaller than the normed
 // row, would lose its small values), a weight whose products do not run
 // the _w kernels (groups not of whole chunks, a decode beyond fp16), a
@@ -41,7 +42,7 @@ const defaultNormDefer = 0
 func (b *Backend) DeferNorm(weight, producer, consumer runtime.Tensor) (runtime.Tensor, error) {
 	nt, pt, ct := b.tensor(weight), b.tensor(producer), b.tensor(consumer)
 	p, c := pt.q, ct.q
-	if b.normDefer == 0 || p == nil || c == nil || nt.q != nil || nt.dt != runtime.F16 ||
+	if b.normDefer == 0 || !b.qnWG() || p == nil || c == nil || nt.q != nil || nt.dt != runtime.F16 ||
 		p.glu || p.seg1 != p.n || nt.n != c.k || p.n != c.k || !b.wgRuns(p) || !b.wgRuns(c) {
 		return nil, nil
 	}
@@ -94,10 +95,11 @@ func (b *Backend) wgRuns(q *quant) bool {
 }
 
 // NormDeferred implements runtime.NormDeferrer: steps of at least
-// GPTQTOOL_NORM_DEFER rows (SetNormDefer) whose products run kernels that
-// take part (qgemv.cu QNorm): the warpgroup-MMA kernels (by default 17-64
-// rows); with GPTQTOOL_KERNEL_DEFINES=QN_ALL=1 also the others, for steps
-// of one pass (up to 32 rows); never on the dequantize + cuBLAS path.
+// GPTQTOOL_NORM_DEFER rows (SetNormDefer) whose products run kernels
+// compiled to take part (qgemv.cu QNorm): with
+// GPTQTOOL_KERNEL_DEFINES=QN_WG=1 the warpgroup-MMA kernels (by default
+// 17-64 rows), with QN_ALL=1 also the others, for steps of one pass (up to
+// 32 rows); never on the dequantize + cuBLAS path.
 func (b *Backend) NormDeferred(rows int) bool {
 	b.enter()
 	defer b.exit()
@@ -109,7 +111,7 @@ func (b *Backend) NormDeferred(rows int) bool {
 		tile++
 	}
 	if b.qmmaWG > 0 && b.WarpgroupMMA() && qmmaTiles[tile] >= b.qmmaWG {
-		return true
+		return b.qnWG()
 	}
 	return rows <= qmmaPass && b.qnAll()
 }
@@ -123,9 +125,13 @@ func (b *Backend) NormDeferFrom() int {
 }
 
 // qnAll reports whether the kernels were compiled with QN_ALL=1
-// (GPTQTOOL_KERNEL_DEFINES), so that those of one, two and four tiles on
-// mma.sync take part in deferred norms too.
+// (GPTQTOOL_KERNEL_DEFINES), so that all of them but the _n ones take part
+// in deferred norms, and qnWG whether at least the _w kernels do (QN_WG=1
+// or QN_ALL=1). By default none do: their code is then what it was
+// without deferred norms.
 func (b *Backend) qnAll() bool { return slices.Contains(b.extraDefines, "-DQN_ALL=1") }
+
+func (b *Backend) qnWG() bool { return b.qnAll() || slices.Contains(b.extraDefines, "-DQN_WG=1") }
 
 // SetNormDefer sets the fewest rows of the steps that take norms apart (as
 // GPTQTOOL_NORM_DEFER does; 0: none), for tests and benchmarks; the

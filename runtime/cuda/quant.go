@@ -870,8 +870,8 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	if dn != nil && !wg && !b.qnAll() {
-		panic(fmt.Sprintf("cuda: deferred-norm matmul of %d rows not on the warpgroup-MMA kernels, and the others compiled without QN_ALL=1 (NormDeferred says which rows take it)", M))
+	if dn != nil && !(wg && b.qnWG() || b.qnAll()) {
+		panic(fmt.Sprintf("cuda: deferred-norm matmul of %d rows on kernels not compiled for it (QN_WG=1 for the warpgroup-MMA ones, QN_ALL=1 for all; NormDeferred says which rows take it)", M))
 	}
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
