@@ -91,107 +91,101 @@ func TestNormDefer(t *testing.T) {
 		if dn, err := b.DeferNorm(bw, prod, glu); dn != nil || err != nil {
 			t.Errorf("DeferNorm of a bf16 norm weight: %v, %v; want nil, nil", dn, err)
 		}
-		for _, dt := range []runtime.DType{runtime.F16} {
-			// Norm weights with a few large entries (as trained ones have).
-			wv := rand32(c.K, 0.3)
-			for i := 0; i < c.K; i += 97 {
-				wv[i] *= 8
-			}
-			nw, nwr := upload(t, b, dt, wv, 1, c.K)
-			dnG, err := b.DeferNorm(nw, prod, glu)
-			if err != nil || dnG == nil {
-				t.Fatalf("DeferNorm for the GLU: %v, %v", dnG, err)
-			}
-			dnS, err := b.DeferNorm(nw, prod, split)
-			if err != nil || dnS == nil {
-				t.Fatalf("DeferNorm for the split: %v, %v", dnS, err)
-			}
-			var wmax float32
-			for _, v := range nwr {
-				wmax = max(wmax, float32(math.Abs(float64(v))))
-			}
-			// The consumers' input slots: the inverse of their permutation
-			// (sequential input k reads column Perm[k]).
-			var sl []int32
-			if c.perm {
-				sl = make([]int32, c.K)
-				for k, col := range g.Perm {
-					sl[col] = int32(k)
-				}
-			}
-			for _, M := range c.rows {
-				name := fmt.Sprintf("K%d-perm%v-cl%v-wg%d-%v-M%d", c.K, c.perm, c.clusters, c.wg, dt, M)
-				t.Run(name, func(t *testing.T) {
-					if !b.NormDeferred(M) {
-						t.Fatalf("NormDeferred(%d) = false with the _w kernels from %d tiles (QN_ALL %v)", M, c.wg, all)
-					}
-					a, _ := upload(t, b, dt, rand32(M*1024, 1), M, 1024)
-					x0 := rand32(M*c.K, 2)
-					// The norm kernel's path.
-					x1, _ := upload(t, b, dt, x0, M, c.K)
-					xn, _ := upload(t, b, dt, make([]float32, M*c.K), M, c.K)
-					b.MatMulAdd(x1, a, prod, x1)
-					b.RMSNorm(xn, x1, nw, eps)
-					g1, _ := upload(t, b, dt, make([]float32, M*256), M, 256)
-					b.MatMulGLU(g1, xn, glu)
-					// Taken apart.
-					x2, _ := upload(t, b, dt, x0, M, c.K)
-					y, _ := upload(t, b, dt, make([]float32, M*c.K), M, c.K)
-					b.MatMulAddNorm(x2, a, prod, x2, y, dnG)
-					g2, _ := upload(t, b, dt, make([]float32, M*256), M, 256)
-					b.MatMulGLUDeferred(g2, y, dnG, eps, b.InOrder(glu), nil)
-					xs := download(t, b, x2)
-					sameBits(t, "the producer's residual output", xs, download(t, b, x1))
-					want := make([]float32, M*c.K)
-					for m := range M {
-						for n := range c.K {
-							v := xs[m*c.K+n] * (nwr[n] / wmax)
-							if dt == runtime.F16 {
-								v = half.F16ToF32(half.F32ToF16(v))
-							} else {
-								v = half.BF16ToF32(half.F32ToBF16(v))
-							}
-							to := n
-							if sl != nil {
-								to = int(sl[n])
-							}
-							want[m*c.K+to] = v
-						}
-					}
-					sameBits(t, "y", download(t, b, y), want)
-					const tol = 2e-5
-					closeTo(t, "glu", download(t, b, g2), download(t, b, g1), tol)
-
-					// The split consumer, rotating and storing in the cache.
-					pt, st := ropeRows(t, b, r, M, slots)
-					cache := rand32(slots*hkv*hd, 1)
-					o1, kc1, vc1 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
-					o2, kc2, vc2 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
-					b.MatMulSplitRoPE(o1, xn, nil, 0, split, kc1, vc1, pt, st, hd, 1e6)
-					x3, _ := upload(t, b, dt, x0, M, c.K)
-					b.MatMulAddNorm(x3, a, prod, x3, y, dnS)
-					b.MatMulSplitRoPEDeferred(o2, y, dnS, eps, b.InOrder(split), kc2, vc2, pt, st, hd, 1e6)
-					for i, name := range []string{"q", "k", "v"} {
-						closeTo(t, name, download(t, b, o2[i]), download(t, b, o1[i]), tol)
-					}
-					closeTo(t, "k cache", download(t, b, kc2), download(t, b, kc1), tol)
-					closeTo(t, "v cache", download(t, b, vc2), download(t, b, vc1), tol)
-				})
-			}
-			// A consumer given the other consumer's weight is refused.
-			func() {
-				defer func() {
-					if recover() == nil {
-						t.Error("a GLU product with the split's DeferNorm weight did not panic")
-					}
-				}()
-				y, _ := upload(t, b, dt, make([]float32, 32*c.K), 32, c.K)
-				g3, _ := upload(t, b, dt, make([]float32, 32*256), 32, 256)
-				b.MatMulGLUDeferred(g3, y, dnS, eps, b.InOrder(glu), nil)
-			}()
-			b.Free(dnG)
-			b.Free(dnS)
+		const dt = runtime.F16
+		// Norm weights with a few large entries (as trained ones have).
+		wv := rand32(c.K, 0.3)
+		for i := 0; i < c.K; i += 97 {
+			wv[i] *= 8
 		}
+		nw, nwr := upload(t, b, dt, wv, 1, c.K)
+		dnG, err := b.DeferNorm(nw, prod, glu)
+		if err != nil || dnG == nil {
+			t.Fatalf("DeferNorm for the GLU: %v, %v", dnG, err)
+		}
+		dnS, err := b.DeferNorm(nw, prod, split)
+		if err != nil || dnS == nil {
+			t.Fatalf("DeferNorm for the split: %v, %v", dnS, err)
+		}
+		var wmax float32
+		for _, v := range nwr {
+			wmax = max(wmax, float32(math.Abs(float64(v))))
+		}
+		// The consumers' input slots: the inverse of their permutation
+		// (sequential input k reads column Perm[k]).
+		var sl []int32
+		if c.perm {
+			sl = make([]int32, c.K)
+			for k, col := range g.Perm {
+				sl[col] = int32(k)
+			}
+		}
+		for _, M := range c.rows {
+			name := fmt.Sprintf("K%d-perm%v-cl%v-wg%d-%v-M%d", c.K, c.perm, c.clusters, c.wg, dt, M)
+			t.Run(name, func(t *testing.T) {
+				if !b.NormDeferred(M) {
+					t.Fatalf("NormDeferred(%d) = false with the _w kernels from %d tiles (QN_ALL %v)", M, c.wg, all)
+				}
+				a, _ := upload(t, b, dt, rand32(M*1024, 1), M, 1024)
+				x0 := rand32(M*c.K, 2)
+				// The norm kernel's path.
+				x1, _ := upload(t, b, dt, x0, M, c.K)
+				xn, _ := upload(t, b, dt, make([]float32, M*c.K), M, c.K)
+				b.MatMulAdd(x1, a, prod, x1)
+				b.RMSNorm(xn, x1, nw, eps)
+				g1, _ := upload(t, b, dt, make([]float32, M*256), M, 256)
+				b.MatMulGLU(g1, xn, glu)
+				// Taken apart.
+				x2, _ := upload(t, b, dt, x0, M, c.K)
+				y, _ := upload(t, b, dt, make([]float32, M*c.K), M, c.K)
+				b.MatMulAddNorm(x2, a, prod, x2, y, dnG)
+				g2, _ := upload(t, b, dt, make([]float32, M*256), M, 256)
+				b.MatMulGLUDeferred(g2, y, dnG, eps, b.InOrder(glu), nil)
+				xs := download(t, b, x2)
+				sameBits(t, "the producer's residual output", xs, download(t, b, x1))
+				want := make([]float32, M*c.K)
+				for m := range M {
+					for n := range c.K {
+						v := half.F16ToF32(half.F32ToF16(xs[m*c.K+n] * (nwr[n] / wmax)))
+						to := n
+						if sl != nil {
+							to = int(sl[n])
+						}
+						want[m*c.K+to] = v
+					}
+				}
+				sameBits(t, "y", download(t, b, y), want)
+				const tol = 2e-5
+				closeTo(t, "glu", download(t, b, g2), download(t, b, g1), tol)
+
+				// The split consumer, rotating and storing in the cache.
+				pt, st := ropeRows(t, b, r, M, slots)
+				cache := rand32(slots*hkv*hd, 1)
+				o1, kc1, vc1 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
+				o2, kc2, vc2 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
+				b.MatMulSplitRoPE(o1, xn, nil, 0, split, kc1, vc1, pt, st, hd, 1e6)
+				x3, _ := upload(t, b, dt, x0, M, c.K)
+				b.MatMulAddNorm(x3, a, prod, x3, y, dnS)
+				b.MatMulSplitRoPEDeferred(o2, y, dnS, eps, b.InOrder(split), kc2, vc2, pt, st, hd, 1e6)
+				for i, name := range []string{"q", "k", "v"} {
+					closeTo(t, name, download(t, b, o2[i]), download(t, b, o1[i]), tol)
+				}
+				closeTo(t, "k cache", download(t, b, kc2), download(t, b, kc1), tol)
+				closeTo(t, "v cache", download(t, b, vc2), download(t, b, vc1), tol)
+			})
+		}
+		// A consumer given the other consumer's weight is refused.
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("a GLU product with the split's DeferNorm weight did not panic")
+				}
+			}()
+			y, _ := upload(t, b, dt, make([]float32, 32*c.K), 32, c.K)
+			g3, _ := upload(t, b, dt, make([]float32, 32*256), 32, 256)
+			b.MatMulGLUDeferred(g3, y, dnS, eps, b.InOrder(glu), nil)
+		}()
+		b.Free(dnG)
+		b.Free(dnS)
 		b.Free(prod)
 		b.Free(glu)
 		b.Free(split)

@@ -315,12 +315,13 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		// backend's kernels do that (rf), by RoPEStore otherwise.
 		qkv := []runtime.Tensor{s.q, s.k, s.v}
 		xin, nw, wq := x, lw.normed.attn, lw.qkv
-		if (!fuse || nw == nil) && !(deferN && lw.deferred.attn != nil) {
+		deferAttn := deferN && lw.deferred.attn != nil
+		if (!fuse || nw == nil) && !deferAttn {
 			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
 		switch {
-		case deferN && lw.deferred.attn != nil:
+		case deferAttn:
 			// y, written by the previous layer's down_proj.
 			nd.MatMulSplitRoPEDeferred(qkv, s.xn, lw.deferred.attn, d.eps, w.qkv, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
 		case rf != nil && wq != nil:
