@@ -120,39 +120,6 @@ template <typename T> struct QRope {
     T* vc;
 };
 
-// QNorm: an RMSNorm taken apart around the products (runtime/cuda
-// normdefer.go), so that a decode step runs no norm kernel. The producer
-// (y not null: a plain product with one output, the residual stream's)
-// also writes y[m, ysl ? ysl[n] : n] = out0[m, n]·yw[n], rounded to T from
-// the rounded output (yw: the norm weight over its largest magnitude, so
-// that y never exceeds out0's range), and each row's sum of the squares of
-// its block's rounded outputs to ssq[m·gridDim.x + blockIdx.x] (a
-// cluster's ranks take whole rows, so that one block adds up each row of
-// its slab). The consumer (rsq not null) reads such a y as x and multiplies
-// row m's sums by rsc / sqrt(Σ_p rsq[m·P + p] / K + eps) before the
-// epilogue, P = ceil(K / QCOLS) (the producer's slabs), the parts added in
-// a fixed order: the product of the RMSNorm of out0, except that the
-// normed row is never rounded.
-// Only kernels compiled for it take part (GPTQTOOL_KERNEL_DEFINES, which
-// runtime/cuda reads to know which rows may defer): QN_WG=1 the _w
-// kernels, QN_ALL=1 every kernel but the _n ones; by default none, so that
-// the kernels' code is what it was without QNorms (the same SASS, the
-// parameters aside).
-#ifndef QN_ALL
-#define QN_ALL 0
-#endif
-#ifndef QN_WG
-#define QN_WG 0
-#endif
-template <typename T> struct QNorm {
-    T* y;
-    const float* yw;
-    const int* ysl;
-    float* ssq;
-    const float* rsq;
-    float rsc;
-};
-
 // qout writes the outputs of a block's columns, items [lo, hi) of the M ×
 // QCOLS/2 outputs j (glu) or of the M × QCOLS columns c (the others), from
 // their sums v(e) for elements e = m*QCOLS + c of tot [M][QCOLS] (see the
@@ -161,15 +128,9 @@ template <typename T> struct QNorm {
 // QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
 // to T, rotated as rope_store does and written rotated, a k head's also to
 // row slot[m] of kc, a v head's pair to its output and to vc.
-//
-// DN (kernels compiled for QNorms) with dn.y: the producer of a QNorm (one output, res in
-// its shape), whose items are whole rows; each warp adds the squares of its
-// items row by row to red [M][8 warps] (shared, zeroed by the caller), in
-// the order of its trips.
-template <typename T, int QO, bool DN = false, typename V>
+template <typename T, int QO, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp,
-                                     const QNorm<T>& dn = QNorm<T>{}, float* red = nullptr) {
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
     if (rp.kc) {
         constexpr int D2 = QCOLS / 2;
         if (col0 >= N) return;
@@ -203,42 +164,6 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             out0[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(silu_f(g) * u);
         }
         return;
-    }
-    if constexpr (DN) {
-        if (dn.y) {
-            // As below, in trips the same for a warp's 32 lanes (their
-            // items are 32 consecutive ones of one row: lo and QCOLS are
-            // multiples of 32).
-            const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-            for (int w0 = lo + (threadIdx.x & ~31); w0 < hi; w0 += QO * blockDim.x) {
-                float xv[QO];
-                int nn[QO];  // the item's column, -1 for none
-#pragma unroll
-                for (int u = 0; u < QO; u++) {
-                    const int e = w0 + lane + u * blockDim.x, m = e / QCOLS, n = col0 + e % QCOLS;
-                    nn[u] = -1;
-                    if (e >= hi || n >= N) continue;
-                    float x = v(e);
-                    if (res) x += to_f32(res[(i64)m * N + n]);
-                    xv[u] = x, nn[u] = n;
-                }
-#pragma unroll
-                for (int u = 0; u < QO; u++) {
-                    const int m = (w0 + u * blockDim.x) / QCOLS, n = nn[u];
-                    float sq = 0.0f;
-                    if (n >= 0) {
-                        const T r = from_f32<T>(xv[u]);
-                        const float f = to_f32(r);
-                        out0[(i64)m * N + n] = r;
-                        dn.y[(i64)m * N + (dn.ysl ? dn.ysl[n] : n)] = from_f32<T>(f * dn.yw[n]);
-                        sq = f * f;
-                    }
-                    sq = warp_sum(sq);
-                    if (lane == 0 && w0 + u * (int)blockDim.x < hi) red[m * 8 + warp] += sq;
-                }
-            }
-            return;
-        }
     }
     // QO items a thread at a time (4 in kernels of more tiles, whose
     // threads take several): their sums and residuals are all read before
@@ -380,12 +305,6 @@ template <int KD> struct wg_pass {
 };
 #endif
 
-// qflag<B>: a compile-time flag argument (stage's first phase, which also
-// computes a QNorm consumer's row scales).
-template <bool B> struct qflag {
-    static constexpr bool value = B;
-};
-
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -397,7 +316,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const QNorm<T> dn, const TMap* tmx) {
+                     int nv8, const QRope<T> rp, const TMap* tmx) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -539,32 +458,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(wv[j] * (v[j] * inv_rms[m])));
     };
 
-    // The consumer of a QNorm (dn.rsq; kernels compiled for it): each row's scale
-    // from the producer's parts, 32/MT threads a row (each adds every
-    // (32/MT)-th part in order, eight loads in flight, then the row's
-    // threads add theirs up), while the first phase of x is on its way.
-    constexpr bool DNC = (WG && QN_WG) || (QN_ALL && !NRM);
-    __shared__ float row_scale[64];
-    auto rowscale = [&]() {
-        constexpr int TPR = 32 / MT;
-        const int m = threadIdx.x / TPR, sub = threadIdx.x % TPR, np = (K + QCOLS - 1) / QCOLS;
-        float s = 0.0f;
-        if (m < M)
-            for (int p0 = sub; p0 < np; p0 += 8 * TPR) {
-                float v[8];
-#pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const int p = p0 + j * TPR;
-                    v[j] = p < np ? __ldcg(dn.rsq + (i64)m * np + p) : 0.0f;
-                }
-#pragma unroll
-                for (int j = 0; j < 8; j++) s += v[j];
-            }
-#pragma unroll
-        for (int o = TPR / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (m < M && sub == 0) row_scale[m] = dn.rsc / sqrtf(s / (float)K + eps);
-    };
-
     // Stage x for the chunks [ci, ci+P) of the slice in shared memory, in
     // input order (the main loop reads the B fragments with ldmatrix).
     // Without perm: (row, eight inputs) items spread over the block, IT a
@@ -577,7 +470,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto put = [&](int m, int k8, const float* v) { *(u32x4*)(xs + m * LDX + k8) = packx(v); };
-    auto stage = [&](int ci, auto first) {
+    auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
             if (tma) {
@@ -589,8 +482,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     bar_expect(bar, nb * JB);
                     for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
                 }
-                if constexpr (DNC && decltype(first)::value)
-                    if (dn.rsq) rowscale();
                 bar_wait(bar, xph);
                 xph ^= 1;
                 return;
@@ -615,19 +506,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                                  : "memory");
                 }
             }
-            asm volatile("cp.async.commit_group;" ::: "memory");
-            if constexpr (DNC && decltype(first)::value)
-                if (dn.rsq) rowscale();
-            asm volatile("cp.async.wait_all;" ::: "memory");
+            asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
             // The wgmma reads shared memory through the async proxy.
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             return;
         }
-        // The other kernels' QNorm row scales: while fp16 x is copied by
-        // cp.async (below), else first.
-        const bool xasync = XS == 1.0f && (flags & QF_XASYNC) && !NRM && !(MT == 1 && perm);
-        if constexpr (DNC && decltype(first)::value)
-            if (dn.rsq && !xasync) rowscale();
         if (MT == 1 && perm) {
             for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
                 int4 p[IT][2];
@@ -682,10 +565,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     src += step, dst += sstep, r += dr;
                     if (r >= n8) r -= n8, src += wrap, dst += swrap;
                 }
-                asm volatile("cp.async.commit_group;" ::: "memory");
-                if constexpr (DNC && decltype(first)::value)
-                    if (dn.rsq) rowscale();
-                asm volatile("cp.async.wait_all;" ::: "memory");
+                asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
                 return;
             }
         }
@@ -709,7 +589,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
     };
     if (tma) __syncthreads();  // xbar initialized
-    stage(0, qflag<true>{});
+    stage(0);
     __syncthreads();
     TRACE_MARK(2);
 
@@ -811,7 +691,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 wg_wait<0>();
                 wg_keep<MT>(acc);
                 __syncthreads();
-                stage(i0, qflag<false>{});
+                stage(i0);
                 __syncthreads();
                 pleft = P, xd = wg_desc(xsw);
             };
@@ -948,7 +828,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
-                stage(i0, qflag<false>{});
+                stage(i0);
                 __syncthreads();
                 pleft = P, xoff = 0;
             }
@@ -1017,24 +897,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int S = gridDim.y;
     const int W = glu || rp.kc ? QCOLS / 2 : QCOLS, items = M * W;
     __syncthreads();  // tot reuses x's space
-    // A QNorm's producer adds its rows' squares in the ring's space (free
-    // now), red [M][8 warps]; its consumer scales the rows' sums (rs).
-    constexpr bool DN = DNC;
-    float* red = (float*)smem_q;
-    const bool rs = DN && dn.rsq;
-    if (DN && dn.y)
-        for (int i = threadIdx.x; i < M * 8; i += blockDim.x) red[i] = 0.0f;
-    // nsq: the producer's rows' sums of squares to ssq, rows [m0, m1).
-    auto nsq = [&](int m0, int m1) {
-        if (!DN || !dn.y) return;
-        __syncthreads();
-        for (int m = m0 + threadIdx.x; m < m1; m += blockDim.x) {
-            float v = 0.0f;
-#pragma unroll
-            for (int w = 0; w < 8; w++) v += red[m * 8 + w];
-            dn.ssq[(i64)m * gridDim.x + blockIdx.x] = v;
-        }
-    };
     if (S == 1 || cl) {
         if (active)
 #pragma unroll
@@ -1052,20 +914,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             u32 base[8];  // tot in each block of the cluster (S <= 8)
 #pragma unroll
             for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
-            // A QNorm's producer: each rank takes whole rows.
-            const bool byrow = DN && dn.y;
-            const int lo = byrow ? (int)rank * M / S * W : rank * items / S;
-            const int hi = byrow ? ((int)rank + 1) * M / S * W : (rank + 1) * items / S;
-            qout<T, MT == 1 ? 1 : 4, DN>(
+            qout<T, MT == 1 ? 1 : 4>(
                 [&](int e) {
                     float v = 0.0f;
 #pragma unroll
                     for (int r = 0; r < 8; r++)
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
-                    return rs ? v * row_scale[e / QCOLS] : v;
+                    return v;
                 },
-                lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp, dn, red);
-            nsq(lo / W, hi / W);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -1095,9 +952,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, MT == 1 ? 1 : 4, DN>([&](int e) { return rs ? tot[e] * row_scale[e / QCOLS] : tot[e]; }, 0, items, out0, out1,
-                                out2, res, seg1, seg2, glu, col0, N, oslots, rp, dn, red);
-    nsq(0, M);
+    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
 }
 
 template <int BITS, typename T>
@@ -1167,16 +1022,12 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc, T* yo, const float* yw, const int* ysl, float* ssq, const float* rsq,      \
-        float rsc QMMA_TMAP_##WG) {                                                                                 \
+        const float* invf, T* kc, T* vc QMMA_TMAP_##WG) {                                                           \
         qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
                                    gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
-                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{},                           \
-                                   NRM ? QNorm<T>{} : QNorm<T>{yo, yw, ysl, ssq, rsq, rsc}, QMMA_TMARG_##WG);       \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG);         \
     }
-// yo..rsc: a QNorm's (runtime/cuda normdefer.go; null pointers for none;
-// the _n kernels ignore them). The _w kernels' last parameter: x's tensor
-// map (QF_TMA).
+// The _w kernels' last parameter: x's tensor map (QF_TMA).
 #define QMMA_TMAP_true , const __grid_constant__ TMap tmx
 #define QMMA_TMAP_false
 #define QMMA_TMARG_true &tmx

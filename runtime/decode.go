@@ -104,33 +104,6 @@ type NormFuser interface {
 	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
 }
 
-// NormDeferrer is a FusedQuantLoader that can take an RMSNorm apart around
-// the products on either side of it, so that a decode step runs no norm
-// kernel: the product that writes the residual stream x (o_proj or
-// down_proj, with the residual added) also writes y = x ⊙ weight / max|weight|
-// in the next product's input order and each row's partial sums of squares,
-// and the next product (q/k/v or gate/up) reads y and scales each row's
-// sums by max|weight| / rms(x). The normed row is never rounded, so the
-// results differ from the norm kernel's path in the last bits.
-type NormDeferrer interface {
-	// DeferNorm prepares weight, an RMSNorm weight [K], for producer's
-	// products to write and consumer's to read (both as loaded, not
-	// InOrder views); nil, no error, where the norm stays whole there.
-	DeferNorm(weight, producer, consumer Tensor) (Tensor, error)
-	// NormDeferred reports whether steps of rows rows may use it.
-	NormDeferred(rows int) bool
-	// MatMulAddNorm is MatMulAdd(dst, x, w, add) that also writes y [M, K]
-	// for the consumer of dn (w: its producer or producer's InOrder view).
-	MatMulAddNorm(dst, x, w, add, y, dn Tensor)
-	// MatMulSplitRoPEDeferred is RoPEFuser's MatMulSplitRoPE(dsts,
-	// RMSNorm(x0), nil, 0, w, …) and MatMulGLUDeferred InputOrderer's
-	// MatMulGLUTo(dst, RMSNorm(x0), w, slots), for the rows x0 that the
-	// last MatMulAddNorm with dn wrote as dst, given its y; w is the
-	// consumer dn was made for (its InOrder view where it has input slots).
-	MatMulSplitRoPEDeferred(dsts []Tensor, y, dn Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, theta float64)
-	MatMulGLUDeferred(dst, y, dn Tensor, eps float32, w, slots Tensor)
-}
-
 // RoPEFuser is a FusedQuantLoader whose q/k/v products can apply RoPE and
 // the KV-cache store of a decode step in their epilogue:
 // MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, theta) is

@@ -12,7 +12,6 @@ export CGO_ENABLED=0
 go build -ldflags="-s -w" -o .device/bin/gptqtool ./cmd/gptqtool
 go test -c -ldflags="-s -w" -o .device/bin/cuda.test ./runtime/cuda
 go test -c -ldflags="-s -w" -o .device/bin/gpu.test ./quantize/gpu
-go test -c -ldflags="-s -w" -o .device/bin/model.test ./runtime/model
 # DEVICE_BASE=REV also builds REV's gptqtool as gptqtool-base, so that one
 # device call decodes with both builds on the same machine (gpu.sh decodebase).
 if [ -n "${DEVICE_BASE:-}" ]; then

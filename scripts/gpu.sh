@@ -50,19 +50,15 @@ for step in $steps; do
   case $step in
   tests)
     run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
-    [ -x "$bin/model.test" ] && run model-tests 200 "$bin/model.test" -test.v -test.count=1 -test.run 'OnDevice'
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
   cudatests)
     run cuda-tests "${CUDA_TIMEOUT:-200}" "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
-    # The model's tests on the device (runtime/model gpu_test.go).
-    [ -x "$bin/model.test" ] && run model-tests 200 "$bin/model.test" -test.v -test.count=1 -test.run 'OnDevice'
     # CUDA_ENV="VAR=value ..." runs CUDA_ENV_TESTS (default CUDA_TESTS) once
     # more under that setting (e.g. GPTQTOOL_QMMA_SK=1).
     if [ -n "${CUDA_ENV:-}" ]; then
       t=${CUDA_ENV_TESTS:-${CUDA_TESTS:-}}
       run cuda-tests-env 200 env $CUDA_ENV "$bin/cuda.test" -test.v -test.count=1 ${t:+-test.run "$t"}
-      [ -x "$bin/model.test" ] && run model-tests-env 200 env $CUDA_ENV "$bin/model.test" -test.v -test.count=1 -test.run 'OnDevice'
     fi
     ;;
   decodeops)

@@ -86,7 +86,6 @@ type Backend struct {
 	clusters      bool      // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder    bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuseRows  int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	normDefer     int       // steps of at least this many rows take RMSNorms apart (runtime.NormDeferrer; GPTQTOOL_NORM_DEFER; 0: never)
 	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	smemSM        int       // shared memory of an SM
 	waveCap       bool      // quantized products split into no more blocks than one wave
@@ -119,7 +118,7 @@ type fnKey struct{ src, name string }
 
 // maxKernelArgs is the most parameters a kernel of kernels/ may take
 // (TestKernelArgs counts them).
-const maxKernelArgs = 40
+const maxKernelArgs = 32
 
 // launchArgs holds a launch's argument values and the pointers to them
 // that cuLaunchKernel reads: one per backend, used under its lock, pinned
@@ -195,9 +194,6 @@ func New(o Options) (*Backend, error) {
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
-		return nil, err
-	}
-	if b.normDefer, err = envInt("GPTQTOOL_NORM_DEFER", defaultNormDefer, 0, qgemvRows, fmt.Sprintf("the fewest rows, 1-%d, 0 for never", qgemvRows)); err != nil {
 		return nil, err
 	}
 	// The q/k/v product's epilogue rotates and stores in the KV cache
@@ -463,9 +459,6 @@ type Tensor struct {
 	// normq the quantized weight it was prepared for.
 	nat   *Tensor
 	normq *quant
-	// dnorm is, for a norm weight prepared by DeferNorm, how it is taken
-	// apart (normdefer.go).
-	dnorm *deferNorm
 }
 
 // DType implements runtime.Tensor.

@@ -506,36 +506,22 @@ func (r *ropeArg) rows(r0 int) *ropeArg {
 // rope_store's); otherwise the product, then RoPEStore.
 func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
 	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
-	var nrm *normArg
-	if wt := b.tensor(w); nw != nil && wt.q != nil {
-		nrm = b.normOf(nw, eps, wt, b.tensor(x))
+	if !b.ropeFits(dsts, x, w, kc, vc, headDim) {
+		b.matmulSplit(dsts, x, w, nw, eps)
+		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
+		return
 	}
-	b.splitRoPE(dsts, x, w, nrm, nil, kc, vc, pos, slot, headDim, theta)
-}
-
-// splitRoPE is MatMulSplitRoPE of x normalized by the product (nrm), of
-// the rows a deferred norm's y stands for (dn, a consumer's), or of x.
-func (b *Backend) splitRoPE(dsts []runtime.Tensor, x, w runtime.Tensor, nrm *normArg, dn *qnormArg,
-	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
 	xt, wt := b.tensor(x), b.tensor(w)
-	if wt.q == nil || wt.q.glu || len(dsts) != len(wt.q.segments()) {
-		panic(fmt.Sprintf("cuda: split matmul into %d outputs with a weight that is not a split fusion of as many", len(dsts)))
+	var nrm *normArg
+	if nw != nil {
+		nrm = b.normOf(nw, eps, wt, xt)
 	}
+	rows := runtime.Rows(xt)
+	pt, st := b.index("rope-fused matmul", pos, rows), b.index("rope-fused matmul", slot, rows)
 	var outs [3]*Tensor
 	for i, d := range dsts {
 		outs[i] = b.tensor(d)
 	}
-	if !b.ropeFits(dsts, x, w, kc, vc, headDim) {
-		func() {
-			b.enter()
-			defer b.exit()
-			b.qmatmul(outs, xt, wt, nil, 0, nrm, nil, dn)
-		}()
-		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
-		return
-	}
-	rows := runtime.Rows(xt)
-	pt, st := b.index("rope-fused matmul", pos, rows), b.index("rope-fused matmul", slot, rows)
 	b.enter()
 	defer b.exit()
 	inv, err := b.ropeFreqs(headDim, theta)
@@ -543,7 +529,7 @@ func (b *Backend) splitRoPE(dsts []runtime.Tensor, x, w runtime.Tensor, nrm *nor
 		b.fail(err)
 		return
 	}
-	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr}, dn)
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr})
 }
 
 // FusesRoPE reports whether MatMulSplitRoPE with these tensors runs as

@@ -87,17 +87,6 @@ func BenchmarkDecodeOps(b *testing.B) {
 	qkvNorm, guNorm := must(be.FuseNorm(norm, qkv)), must(be.FuseNorm(norm, gu))
 	defer be.Free(qkvNorm)
 	defer be.Free(guNorm)
-	// Norms taken apart (NormDeferrer, off by default): o_proj writes
-	// gate/up's input, down_proj q/k/v's; the rows where NormDeferred says
-	// so run those ops too.
-	prevDefer := be.NormDeferFrom()
-	be.SetNormDefer(1)
-	defer be.SetNormDefer(prevDefer)
-	guDefer, qkvDefer := must(be.DeferNorm(norm, o, gu)), must(be.DeferNorm(norm, down, qkv))
-	if guDefer != nil {
-		defer be.Free(guDefer)
-		defer be.Free(qkvDefer)
-	}
 	const bs, blocks, ctx = 16, 2048, 256
 	kc, vc := randTensor(b, be, runtime.F16, blocks*bs, hkv*hd), randTensor(b, be, runtime.F16, blocks*bs, hkv*hd)
 	defer func() {
@@ -143,20 +132,6 @@ func BenchmarkDecodeOps(b *testing.B) {
 			{"gate_up_glu_norm", wbytes(H, 2*I), func() { be.MatMulGLUNorm(act, x, guNorm, 1e-5, gu) }},
 			{"down_res", wbytes(I, H), func() { be.MatMulAdd(x, act, down, x) }},
 			{"head_f16", float64(V) * H * 2, func() { be.MatMul(logits, xn, head) }},
-		}
-		if guDefer != nil && be.NormDeferred(M) {
-			ops = append(ops, []struct {
-				name  string
-				bytes float64
-				op    func()
-			}{
-				{"o_proj_res_defer", wbytes(hq*hd, H), func() { be.MatMulAddNorm(x, att, o, x, xn, guDefer) }},
-				{"gate_up_glu_defer", wbytes(H, 2*I), func() { be.MatMulGLUDeferred(act, xn, guDefer, 1e-5, be.InOrder(gu), nil) }},
-				{"down_res_defer", wbytes(I, H), func() { be.MatMulAddNorm(x, act, down, x, xn, qkvDefer) }},
-				{"qkv_rope_defer", wbytes(H, (hq+2*hkv)*hd), func() {
-					be.MatMulSplitRoPEDeferred([]runtime.Tensor{q, k, v}, xn, qkvDefer, 1e-5, be.InOrder(qkv), kc, vc, pt, st, hd, 10000)
-				}},
-			}...)
 		}
 		for _, o := range ops {
 			b.Run(fmt.Sprintf("M%d/%s", M, o.name), func(b *testing.B) {

@@ -331,7 +331,7 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		if wt.q.glu || len(wt.q.segments()) > 1 {
 			panic("cuda: matmul with a fused weight (use MatMulSplit or MatMulGLU)")
 		}
-		b.qmatmul([3]*Tensor{d}, xt, wt, res, 0, nil, nil, nil)
+		b.qmatmul([3]*Tensor{d}, xt, wt, res, 0, nil, nil)
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)

@@ -583,7 +583,7 @@ func (b *Backend) matmulSplit(dsts []runtime.Tensor, x, w, nw runtime.Tensor, ep
 	}
 	b.enter()
 	defer b.exit()
-	b.qmatmul(outs, xt, wt, nil, 0, nrm, nil, nil)
+	b.qmatmul(outs, xt, wt, nil, 0, nrm, nil)
 }
 
 // MatMulGLU implements runtime.FusedQuantLoader.
@@ -600,7 +600,7 @@ func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
 	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil, nil, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil, nil)
 }
 
 // normArg is a product's RMSNorm of its input (runtime.NormFuser): w from
@@ -689,7 +689,7 @@ func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtim
 	nrm := b.normOf(nw, eps, wt, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm, nil, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm, nil)
 }
 
 // qmmaPlan is how a qmma product of M rows is split: S blocks along K for
@@ -789,13 +789,10 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 // reference) dequantize the weight in x's dtype and multiply with cuBLAS.
 // With rp (a split q/k/v fusion that ropeFits), the kernels also rotate q
 // and k and store k and v in the paged cache (runtime.RoPEFuser).
-func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg, dn *qnormArg) {
+func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
-	if nrm != nil && dn != nil {
-		panic("cuda: a matmul with both a fused and a deferred norm")
-	}
 	for i, wd := range widths {
 		d := outs[i]
 		if d == nil || runtime.Cols(x) != q.k || runtime.Rows(d) != M || runtime.Cols(d) != wd || d.dt != x.dt {
@@ -821,8 +818,8 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		x, nrm = xn, nil
 	}
 	if M > qgemvRows || b.dequantGEMM {
-		if rp != nil || dn != nil {
-			panic("cuda: rope-fused or deferred-norm matmul on the dequantize + cuBLAS path")
+		if rp != nil {
+			panic("cuda: rope-fused matmul on the dequantize + cuBLAS path")
 		}
 		b.qdequantGEMM(outs, x, w, res, slots)
 		return
@@ -836,9 +833,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	// default four: 17-32 rows, and 33-64 rows in one pass of eight),
 	// groups of whole chunks, weights whose decode fits fp16.
 	wgOK := b.qmmaWG > 0 && b.WarpgroupMMA() && sg == 0 && q.f16w
-	if dn != nil && (M > qmmaPass && !wgOK) {
-		panic(fmt.Sprintf("cuda: deferred-norm matmul of %d rows in passes (NormDeferred says which rows take it)", M))
-	}
 	if M > qmmaPass && !(wgOK && b.qmmaWG <= qmmaTiles[len(qmmaTiles)-1]) {
 		rows := func(t *Tensor, r0, n int) *Tensor {
 			if t == nil {
@@ -856,7 +850,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 				o[i] = rows(outs[i], r0, n)
 			}
 			b.passKeep = r0+n < M
-			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil, rp.rows(r0), nil)
+			b.qmatmul(o, rows(x, r0, n), w, rows(res, r0, n), slots, nil, rp.rows(r0))
 		}
 		return
 	}
@@ -870,9 +864,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	if dn != nil && !(wg && b.qnWG() || b.qnAll()) {
-		panic(fmt.Sprintf("cuda: deferred-norm matmul of %d rows on kernels not compiled for it (QN_WG=1 for the warpgroup-MMA ones, QN_ALL=1 for all; NormDeferred says which rows take it)", M))
-	}
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
@@ -966,17 +957,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	if dn != nil {
-		eps = dn.eps // a deferred norm's consumer's (checked above: no fused norm with it)
-	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
-	var d qnormArg
-	if dn != nil {
-		d = *dn
-	}
-	args = append(args, d.y, d.yw, d.ysl, d.ssq, d.rsq, d.rsc)
 	if wg {
 		args = append(args, tm)
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
-	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 // TestRoPEFuse checks runtime.RoPEFuser on the device: a q/k/v product
@@ -69,10 +68,24 @@ func TestRoPEFuse(t *testing.T) {
 					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm)
 					t.Run(name, func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*c.K, 3), M, c.K)
-						pt, st := ropeRows(t, b, r, M, slots)
+						pos, slot := make([]int32, M), make([]int32, M)
+						for i, s := range r.Perm(slots)[:M] {
+							pos[i], slot[i] = int32(r.IntN(4096)), int32(s)
+						}
+						pt, st := i32Tensor(t, b, pos), i32Tensor(t, b, slot)
+						defer b.Free(pt)
+						defer b.Free(st)
 						cache := rand32(slots*hkv*hd, 1)
-						o1, kc1, vc1 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
-						o2, kc2, vc2 := ropeOutputs(t, b, dt, M, hq*hd, hkv*hd, cache)
+						outs := func() ([]runtime.Tensor, runtime.Tensor, runtime.Tensor) {
+							q, _ := upload(t, b, dt, make([]float32, M*hq*hd), M, hq*hd)
+							k, _ := upload(t, b, dt, make([]float32, M*hkv*hd), M, hkv*hd)
+							v, _ := upload(t, b, dt, make([]float32, M*hkv*hd), M, hkv*hd)
+							kc, _ := upload(t, b, dt, cache, slots, hkv*hd)
+							vc, _ := upload(t, b, dt, cache, slots, hkv*hd)
+							return []runtime.Tensor{q, k, v}, kc, vc
+						}
+						o1, kc1, vc1 := outs()
+						o2, kc2, vc2 := outs()
 						if want := c.gs%(256/c.bits) == 0; b.FusesRoPE(o1, x, split, kc1, vc1, hd) != want {
 							t.Fatalf("FusesRoPE = %v, want %v", !want, want)
 						}
@@ -97,30 +110,4 @@ func TestRoPEFuse(t *testing.T) {
 		}
 		b.Free(split)
 	}
-}
-
-// ropeOutputs uploads a q/k/v product's outputs for M rows (q of qw
-// columns, k and v of kw), zeroed, and k and v caches holding cache (rows
-// of kw).
-func ropeOutputs(t *testing.T, b *cuda.Backend, dt runtime.DType, M, qw, kw int, cache []float32) ([]runtime.Tensor, runtime.Tensor, runtime.Tensor) {
-	t.Helper()
-	q, _ := upload(t, b, dt, make([]float32, M*qw), M, qw)
-	k, _ := upload(t, b, dt, make([]float32, M*kw), M, kw)
-	v, _ := upload(t, b, dt, make([]float32, M*kw), M, kw)
-	kc, _ := upload(t, b, dt, cache, len(cache)/kw, kw)
-	vc, _ := upload(t, b, dt, cache, len(cache)/kw, kw)
-	return []runtime.Tensor{q, k, v}, kc, vc
-}
-
-// ropeRows uploads M rows' positions (random, below 4096) and distinct
-// cache slots (below slots), freed when the test ends.
-func ropeRows(t *testing.T, b *cuda.Backend, r *rand.Rand, M, slots int) (pos, slot runtime.Tensor) {
-	t.Helper()
-	p, s := make([]int32, M), make([]int32, M)
-	for i, v := range r.Perm(slots)[:M] {
-		p[i], s[i] = int32(r.IntN(4096)), int32(v)
-	}
-	pos, slot = i32Tensor(t, b, p), i32Tensor(t, b, s)
-	t.Cleanup(func() { b.Free(pos); b.Free(slot) })
-	return pos, slot
 }

@@ -295,13 +295,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	nf, _ := b.(runtime.NormFuser)
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
-	// Norms taken apart (lw.deferred) for as many rows as the backend's
-	// kernels do that: the products writing x also write the next
-	// product's input, y, and that product scales its sums by the rows'
-	// 1/rms (runtime.NormDeferrer); not bit-identical to the norm
-	// kernels' steps either.
-	nd, _ := b.(runtime.NormDeferrer)
-	deferN := nd != nil && !fuse && nd.NormDeferred(runtime.Rows(x))
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -315,15 +308,11 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		// backend's kernels do that (rf), by RoPEStore otherwise.
 		qkv := []runtime.Tensor{s.q, s.k, s.v}
 		xin, nw, wq := x, lw.normed.attn, lw.qkv
-		deferAttn := deferN && lw.deferred.attn != nil
-		if (!fuse || nw == nil) && !deferAttn {
+		if !fuse || nw == nil {
 			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
 		switch {
-		case deferAttn:
-			// y, written by the previous layer's down_proj.
-			nd.MatMulSplitRoPEDeferred(qkv, s.xn, lw.deferred.attn, d.eps, w.qkv, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
 		case rf != nil && wq != nil:
 			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
 		case nw != nil:
@@ -335,9 +324,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		}
 		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
 		switch {
-		case deferN && lw.deferred.ffn != nil:
-			nd.MatMulAddNorm(x, s.att, w.lin[oProj], x, s.xn, lw.deferred.ffn)
-			nd.MatMulGLUDeferred(s.gate, s.xn, lw.deferred.ffn, d.eps, w.gateUp, sl.down)
 		case fuse && lw.normed.ffn != nil:
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
@@ -350,11 +336,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				w.act(b, s.xn, s.gate, s.up)
 			}
 		}
-		if deferN && li+1 < len(m.layers) && m.layers[li+1].deferred.attn != nil {
-			nd.MatMulAddNorm(x, s.gate, w.lin[downProj], x, s.xn, m.layers[li+1].deferred.attn)
-		} else {
-			runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
-		}
+		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
 	b.RMSNorm(s.xn, x, m.norm, d.eps)
 	b.MatMul(ds.logits, s.xn, m.head)

@@ -80,11 +80,6 @@ type layerWeights struct {
 	// qkv's and gateUp's products to apply themselves in decode steps
 	// (runtime.NormFuser); nil where they do not.
 	normed struct{ attn, ffn runtime.Tensor }
-	// deferred are the input and post-attention norm weights prepared to
-	// be taken apart around q/k/v's and gate/up's products and the
-	// products writing their inputs (runtime.NormDeferrer: the previous
-	// layer's down_proj, and o_proj); nil where they are not.
-	deferred struct{ attn, ffn runtime.Tensor }
 }
 
 // decodeOrder has a decode step write each input of the layer's products

@@ -153,9 +153,6 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 			return fail(fmt.Errorf("model: layer %d: %w", i, err))
 		}
 	}
-	if err := m.bd.deferNorms(m.layers); err != nil {
-		return fail(err)
-	}
 	if m.norm, err = m.bd.fp("model.norm.weight", d.hidden); err != nil {
 		return fail(err)
 	}

@@ -314,45 +314,6 @@ func (bd *binder) fuseNorms(lw *layerWeights) error {
 	return fuse(&lw.normed.ffn, lw.ffnNorm, lw.gateUp)
 }
 
-// deferNorms prepares the layers' norms to be taken apart in decode steps
-// (runtime.NormDeferrer), where the backend can: each layer's
-// post-attention norm between o_proj (with the residual) and gate/up, and
-// each but the first layer's input norm between the previous layer's
-// down_proj and q/k/v. The first layer's input norm and the final norm
-// stay whole (their inputs come from the embedding, and the head is no
-// quantized product).
-func (bd *binder) deferNorms(layers []layerWeights) error {
-	nd, ok := bd.b.(runtime.NormDeferrer)
-	if !ok {
-		return nil
-	}
-	prep := func(dst *runtime.Tensor, weight, producer, consumer runtime.Tensor) error {
-		if producer == nil || consumer == nil {
-			return nil
-		}
-		t, err := nd.DeferNorm(weight, producer, consumer)
-		if err != nil || t == nil {
-			return err
-		}
-		bd.made = append(bd.made, t)
-		*dst = t
-		return nil
-	}
-	for i := range layers {
-		lw := &layers[i]
-		if err := prep(&lw.deferred.ffn, lw.ffnNorm, lw.lin[oProj], lw.gateUp); err != nil {
-			return fmt.Errorf("model: layer %d: post_attention_layernorm: %w", i, err)
-		}
-		if i == 0 {
-			continue
-		}
-		if err := prep(&lw.deferred.attn, lw.attnNorm, layers[i-1].lin[downProj], lw.qkv); err != nil {
-			return fmt.Errorf("model: layer %d: input_layernorm: %w", i, err)
-		}
-	}
-	return nil
-}
-
 // Sequential returns l in the runtime's neutral quantized layout with act
 // order made sequential: inputs sorted by group (stable), so that each
 // group is a contiguous run of GroupSize inputs, and Perm mapping them back
