@@ -230,18 +230,17 @@ template <int MT> __device__ __forceinline__ void wg_keep(float (&d)[MT][4]) {
 // wg_mma<MT>: d[64 × 8·MT] += a[64 × 16] · b[16 × 8·MT], fp16 in, fp32 sums;
 // a this warp's mma.m16n8k16 A fragment (rows 16·(warp%4)..), b at
 // descriptor desc (K-major, rows of x); d[bt][e] is the mma C fragment of
-// tile bt, so that the epilogue reads it as qmma's. sd = 0 sets d to the
-// product instead (the wgmma's scale-d).
-template <int MT> __device__ __forceinline__ void wg_mma(float (&d)[MT][4], const u32 (&a)[4], u32 dlo, u32 dhi = WG_DHI, int sd = 1);
-template <> __device__ __forceinline__ void wg_mma<2>(float (&d)[2][4], const u32 (&a)[4], u32 dlo, u32 dhi, int sd) {
+// tile bt, so that the epilogue reads it as qmma's.
+template <int MT> __device__ __forceinline__ void wg_mma(float (&d)[MT][4], const u32 (&a)[4], u32 dlo, u32 dhi = WG_DHI);
+template <> __device__ __forceinline__ void wg_mma<2>(float (&d)[2][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %14, 0;\nmov.b64 d, {%12, %13};\n"
         "wgmma.mma_async.sync.aligned.m64n16k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7}, {%8,%9,%10,%11}, d, p, 1, 1, 0;\n}"
         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
           "+f"(d[1][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(sd));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
-template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u32 (&a)[4], u32 dlo, u32 dhi, int sd) {
+template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %22, 0;\nmov.b64 d, {%20, %21};\n"
         "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, "
@@ -249,10 +248,10 @@ template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u3
         : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
           "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
           "+f"(d[3][2]), "+f"(d[3][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(sd));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
-template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u32 (&a)[4], u32 dlo, u32 dhi, int sd) {
+template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %38, 0;\nmov.b64 d, {%36, %37};\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
@@ -262,7 +261,7 @@ template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u3
           "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
           "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
           "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(sd));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
 // TMap is a CUtensorMap (runtime/cuda TensorMap), a __grid_constant__
@@ -299,15 +298,6 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
 // fewer instructions a chunk; wg_pass<KD> names a pass's kind.
 #ifndef WG_FAST
 #define WG_FAST 1
-#endif
-// WG_FOLD (measured before it becomes a default; needs WG_FAST): the _w
-// kernels of two and four tiles, where a group is two or four chunks and
-// the block's slice whole groups, multiply the exact codes less zero
-// (no scale) and sum each group in fp32 of their own, which the group's
-// scale folds into the sums once the group's products are done: no HMUL2
-// in the decode, a fused multiply-add per sum a group.
-#ifndef WG_FOLD
-#define WG_FOLD 0
 #endif
 #if WG_FAST
 template <int KD> struct wg_pass {
@@ -691,37 +681,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 left--;
                 return lds128(ring0 + u * 512);
             };
-#if WG_FAST && WG_FOLD
-            // fold: this block's groups are folded (WG_FOLD above); decodeF
-            // decodes without the scale: code − zero, exact in fp16.
-            const bool fold = MT <= 4 && (glen == 2 || glen == 4) && c0 % glen == 0 && CK % glen == 0;
-            auto decodeF = [&](const u32x4 w, u32 (&f)[SPC][4]) {
-#pragma unroll
-                for (int s = 0; s < SPC; s++) {
-                    if (BITS == 4) {
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        f[s][0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                        f[s][1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                        f[s][2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                        f[s][3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                    } else {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        f[s][0] = hsub2(codes<MASK>(w0, magic), zz0);
-                        f[s][1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                        f[s][2] = hsub2(codes<MASK>(w1, magic), zz0);
-                        f[s][3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                    }
-                }
-            };
-            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-            if (fold)
-                decodeF(take(0), a[0]);
-            else
-                decode(take(0), a[0]);
-#else
             asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
             decode(take(0), a[0]);
-#endif
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
             // restage: the next phase of x, from chunk i0 of the slice; the
@@ -823,99 +784,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 rmid += QST * 32;
                 gl -= QST;
             };
-#if WG_FOLD
-            if (fold) {
-                // The chunks of a group sum in tf (its first k-step sets
-                // them: scale-d 0). Passes start at groups (QST is a
-                // multiple of glen), so that where a chunk stands in its
-                // group is a constant. After the last chunk of a group has
-                // been issued and the next chunk decoded, its products are
-                // waited for and folded in with the group's scales (fo0,
-                // fo1: s0 and s1 until the change to the next group); the
-                // last group after the loop, with s0 and s1. (A second set
-                // of sums, folded while the next group runs, would need a
-                // read of sums after wgmma.wait_group 1, which ptxas cannot
-                // tell from one in flight: NVRTC 12.4 then serializes every
-                // wgmma.)
-                if constexpr (MT <= 4) {
-                    float tf[MT][4];
-#pragma unroll
-                    for (int bt = 0; bt < MT; bt++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) tf[bt][e] = 0.0f;
-                    float fo0 = 0.0f, fo1 = 0.0f;
-                    auto foldin = [&](float f0, float f1) {
-                        wg_keep<MT>(tf);
-#pragma unroll
-                        for (int bt = 0; bt < MT; bt++) {
-                            acc[bt][0] += f0 * tf[bt][0], acc[bt][1] += f0 * tf[bt][1];
-                            acc[bt][2] += f1 * tf[bt][2], acc[bt][3] += f1 * tf[bt][3];
-                        }
-                    };
-                    auto changeF = [&]() {  // change(), and the scales in fp32
-                        fo0 = s0, fo1 = s1;
-                        s0 = h_lo(q0), s1 = h_lo(q1);
-                        zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
-                        nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
-                        soff = min(soff + (u32)N, slast);
-                        q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
-                    };
-                    auto passF = [&](int i0, auto kind, auto gc) {
-                        constexpr int KD = decltype(kind)::value, G = decltype(gc)::value;
-                        const int rn = nc - i0 - QST;
-#pragma unroll
-                        for (int u = 0; u < QST; u++) {
-                            if (KD == 2 && i0 + u >= nc) break;
-                            wg_fence();
-                            const u32 xu = xd + (BITS == 4 ? u * (JB / 16) : (u >> 1) * (JB / 16) + (u & 1) * (64 / 16));
-#pragma unroll
-                            for (int s = 0; s < SPC; s++) wg_mma<MT>(tf, a[u & 1][s], xu + 2 * s, WG_DHI, s > 0 || u % G != 0);
-                            wg_commit();
-                            if (KD == 0 || (KD == 1 ? u + 1 < QST || rn > 0 : i0 + u + 1 < nc)) {
-                                if (KD == 0)
-                                    cp_async16_pol(ring0 + u * 512, rmid + (u - QST / 2) * 32, wpol);
-                                else
-                                    cp_async16_if(ring0 + u * 512, rmid + (u - QST / 2) * 32, u < rn, wpol);
-                                asm volatile("cp.async.commit_group;");
-                                asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                                const u32x4 w = lds128(ring0 + ((u + 1) & (QST - 1)) * 512);
-                                wg_wait<1>();
-                                if ((u + 1) % G == 0) changeF();
-                                decodeF(w, a[(u + 1) & 1]);
-                                if ((u + 1) % G == 0) {
-                                    wg_wait<0>();
-                                    foldin(fo0, fo1);
-                                }
-                            }
-                        }
-                        xd += BITS == 4 ? QST * (JB / 16) : QST / 2 * (JB / 16);
-                        rmid += QST * 32;
-                    };
-                    auto runF = [&](auto gc) {
-                        for (int i0 = 0; i0 < nc; i0 += QST) {
-                            if (pleft == 0) {
-                                wg_wait<0>();
-                                wg_keep<MT>(tf);
-                                restage(i0);
-                            }
-                            pleft -= QST;
-                            if (i0 + 2 * QST <= nc)
-                                passF(i0, wg_pass<0>{}, gc);
-                            else if (i0 + QST <= nc)
-                                passF(i0, wg_pass<1>{}, gc);
-                            else
-                                passF(i0, wg_pass<2>{}, gc);
-                        }
-                        wg_wait<0>();
-                        foldin(s0, s1);
-                    };
-                    if (glen == 2)
-                        runF(wg_pass<2>{});
-                    else
-                        runF(wg_pass<4>{});
-                }
-            } else
-#endif
             for (int i0 = 0; i0 < nc; i0 += QST) {
                 if (pleft == 0) restage(i0);
                 pleft -= QST;

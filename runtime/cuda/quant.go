@@ -705,10 +705,8 @@ type qmmaPlan struct {
 // qgemvRows on warpgroup MMA) by a weight of K
 // inputs, N outputs and bits-bit codes on this device, for the _w kernels
 // (warpgroup MMA) when wg: those stage x as whole tiles of 8 rows, without
-// the rows' padding. Each block's slice of the inputs is a multiple of
-// align chunks (a _w kernel folding whole groups, wgFold) where it is not
-// the last.
-func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool, align int) qmmaPlan {
+// the rows' padding.
+func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	tile := 0
 	for qmmaTiles[tile]*8 < M {
 		tile++
@@ -770,14 +768,6 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool, align int) qmmaPlan {
 		} else {
 			cluster = false
 		}
-	}
-	if align > 1 && cps%align != 0 {
-		// Rounded up: fewer blocks, each still within the cluster's and
-		// shared memory's limits (phases of x hold qst chunks whatever
-		// the slice).
-		cps += align - cps%align
-		S = (CK + cps - 1) / cps
-		cluster = cluster && S > 1
 	}
 	P := cps
 	if shared(P) > limit {
@@ -874,13 +864,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	// Folding kernels (WG_FOLD: two and four tiles, groups of two or four
-	// chunks) fold a block's groups only where its slice starts at one.
-	align := 1
-	if g := q.gs / chunkInputs(q.bits); wg && b.wgFold && qmmaTiles[tile] <= 4 && (g == 2 || g == 4) && q.k%q.gs == 0 {
-		align = g
-	}
-	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg, align)
+	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
 	var part, count uint64

@@ -40,7 +40,7 @@ func TestQmmaSplit(t *testing.T) {
 		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 6, 22, 22, true},
 	} {
 		b.qfill = c.fill
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false, 1)
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.cluster != c.cluster {
 			t.Errorf("%s: S %d cps %d P %d cluster %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.cluster, c.S, c.cps, c.P, c.cluster)
 		}
@@ -65,33 +65,14 @@ func TestQmmaSplit(t *testing.T) {
 		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
 		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, qmmaRing + 1024 + 8*8192},
 	} {
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true, 1)
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
-	// Kernels that fold whole groups (WG_FOLD) take slices of whole groups:
-	// o_proj's 13 chunks become 14 (the last of 5 splits has 8), down's 45
-	// of 224 become 46; a slice that is already whole groups stays.
-	for _, c := range []struct {
-		name          string
-		M, K, N, bits int
-		align         int
-		S, cps, P     int
-	}{
-		{"wg o M32 groups of 2", 32, 4096, 4096, 4, 2, 5, 14, 14},
-		{"wg down M32 groups of 2", 32, 14336, 4096, 4, 2, 5, 46, 16},
-		{"wg down M32 groups of 4", 32, 14336, 4096, 4, 4, 5, 48, 16},
-		{"wg gate/up M32 groups of 2", 32, 4096, 28672, 4, 2, 1, 64, 16},
-	} {
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true, c.align)
-		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.cluster != (c.S > 1) {
-			t.Errorf("%s: S %d cps %d P %d cluster %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.cluster, c.S, c.cps, c.P, c.S > 1)
-		}
-	}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
 	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
-	if p := b.qmmaSplit(32, 4096, 28672, 4, false, 1); p.S != 2 {
+	if p := b.qmmaSplit(32, 4096, 28672, 4, false); p.S != 2 {
 		t.Errorf("gate/up M32 fill 2 without the wave cap: %d splits, want 2", p.S)
 	}
 }
