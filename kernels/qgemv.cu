@@ -100,11 +100,6 @@
 // of 64 inputs by the 8·MT rows, in the 128-byte swizzle), one thread
 // issuing a phase's copies and every thread waiting on an mbarrier.
 #define QF_TMA 16
-// QF_XDB (with QF_TMA): x in two buffers of P chunks each, so that the
-// next phase's copies are issued as a phase starts and have landed by the
-// time it ends; a phase change waits for the block's products of the last
-// phase (the buffer the copies go to), not for the copies.
-#define QF_XDB 32
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -347,19 +342,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
     // QF_TMA: the mbarrier x's copies complete on, and the parity of the
     // next phase's.
-    // QF_XDB: two buffers (xbuf() bytes apart), each with its mbarrier; bit
-    // b of xph is buffer b's next parity.
-    __shared__ __align__(8) unsigned long long xbar[2];
+    __shared__ __align__(8) unsigned long long xbar;
     const bool tma = WG && (flags & QF_TMA);
-    // (xdb and the buffer's size are recomputed from the parameters where
-    // they are used, so that they hold no register through the loop.)
-    const auto xdb = [&]() { return WG && (flags & QF_TMA) && (flags & QF_XDB); };
-    const auto xbuf = [&]() { return (u32)((P * KB + 63) / 64) * JB; };
     u32 xph = 0;
-    if (WG && tma && threadIdx.x == 0) {
-        bar_init(smem_addr(&xbar[0]));
-        if (xdb()) bar_init(smem_addr(&xbar[1]));
-    }
+    if (WG && tma && threadIdx.x == 0) bar_init(smem_addr(&xbar));
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -484,26 +470,20 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto put = [&](int m, int k8, const float* v) { *(u32x4*)(xs + m * LDX + k8) = packx(v); };
-    // xissue (one thread): the copies of the phase from chunk ci of the
-    // slice into buffer bi, its blocks of 64 inputs (whole boxes of 8·MT
-    // rows, zeros past M) JB bytes each; xland: every thread waits for
-    // buffer bi's.
-    auto xissue = [&](int ci, int bi) {
-        const int nb = (imin(P, nc - ci) * KB + 63) / 64;
-        const u32 bar = smem_addr(&xbar[bi]);
-        bar_expect(bar, nb * JB);
-        for (int j = 0; j < nb; j++) tma_x(xsw + bi * xbuf() + j * JB, tmx, kbase + ci * KB + 64 * j, bar);
-    };
-    auto xland = [&](int bi) {
-        bar_wait(smem_addr(&xbar[bi]), (xph >> bi) & 1);
-        xph ^= 1u << bi;
-    };
     auto stage = [&](int ci) {
         const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
             if (tma) {
-                if (threadIdx.x == 0) xissue(ci, 0);
-                xland(0);
+                // One thread copies the phase's blocks of 64 inputs
+                // (whole boxes of 8·MT rows, zeros past M), JB bytes each.
+                const int nb = (n8 * 8 + 63) / 64;
+                const u32 bar = smem_addr(&xbar);
+                if (threadIdx.x == 0) {
+                    bar_expect(bar, nb * JB);
+                    for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
+                }
+                bar_wait(bar, xph);
+                xph ^= 1;
                 return;
             }
             // The wgmma's B operand (wg_desc): blocks of 64 inputs JB
@@ -609,16 +589,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
     };
     if (tma) __syncthreads();  // xbar initialized
-    if (xdb()) {
-        // Phases 0 and 1 in flight at once.
-        if (threadIdx.x == 0) {
-            xissue(0, 0);
-            if (P < nc) xissue(P, 1);
-        }
-        xland(0);
-    } else {
-        stage(0);
-    }
+    stage(0);
     __syncthreads();
     TRACE_MARK(2);
 
@@ -715,21 +686,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
             // restage: the next phase of x, from chunk i0 of the slice; the
-            // wgmma reading this one are done first. With two buffers
-            // (xdb), phase p = i0 / P is in buffer p % 2, its copies issued
-            // as phase p − 1 started; once every warp is done with phase
-            // p − 1's buffer, phase p + 1's copies go to it.
+            // wgmma reading this one are done first.
             auto restage = [&](int i0) {
                 wg_wait<0>();
                 wg_keep<MT>(acc);
                 __syncthreads();
-                if (xdb()) {
-                    const int bi = (i0 / P) & 1;
-                    if (threadIdx.x == 0 && i0 + P < nc) xissue(i0 + P, bi ^ 1);
-                    xland(bi);
-                    pleft = P, xd = wg_desc(xsw + bi * xbuf());
-                    return;
-                }
                 stage(i0);
                 __syncthreads();
                 pleft = P, xd = wg_desc(xsw);

@@ -108,7 +108,6 @@ type Backend struct {
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
-	qmmaXDB       bool      // ... in two buffers where x takes more than one phase (QF_XDB; GPTQTOOL_QMMA_XDB)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -217,7 +216,6 @@ func New(o Options) (*Backend, error) {
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaTMA = os.Getenv("GPTQTOOL_QMMA_TMA") != "0"
-	b.qmmaXDB = os.Getenv("GPTQTOOL_QMMA_XDB") == "1"
 	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
 		return nil, err
 	}

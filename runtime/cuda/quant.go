@@ -699,19 +699,14 @@ type qmmaPlan struct {
 	S, cps, P int
 	cluster   bool
 	shared    int
-	// xdb: x in two buffers of P chunks (QF_XDB, where the tensor memory
-	// accelerator stages it).
-	xdb bool
 }
 
 // qmmaSplit plans a product of M rows (a pass: at most qmmaPass, or
 // qgemvRows on warpgroup MMA) by a weight of K
 // inputs, N outputs and bits-bit codes on this device, for the _w kernels
 // (warpgroup MMA) when wg: those stage x as whole tiles of 8 rows, without
-// the rows' padding. With xdb (fp16 x staged by the tensor memory
-// accelerator), a slice that takes more than one phase of x is staged in
-// two buffers, each of the most chunks (a multiple of qst) that lets both fit.
-func (b *Backend) qmmaSplit(M, K, N, bits int, wg, xdb bool) qmmaPlan {
+// the rows' padding.
+func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	tile := 0
 	for qmmaTiles[tile]*8 < M {
 		tile++
@@ -780,13 +775,6 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg, xdb bool) qmmaPlan {
 			P = max((limit-ring-1024)/(qmmaTiles[tile]*1024)*64/kb/qst*qst, qst)
 		} else {
 			P = max(((limit-ring)/(2*M)-8)/kb/qst*qst, qst)
-		}
-	}
-	if wg && xdb && P < cps {
-		// Two buffers of x, 1,024-byte blocks of 64 inputs each.
-		buf := func(P int) int { return (P*kb + 63) / 64 * qmmaTiles[tile] * 1024 }
-		if Pd := (limit - ring - 1024) / 2 / (qmmaTiles[tile] * 1024) * 64 / kb / qst * qst; Pd >= qst {
-			return qmmaPlan{S: S, cps: cps, P: Pd, cluster: cluster, shared: ring + 1024 + max(2*buf(Pd), M*128*4), xdb: true}
 		}
 	}
 	return qmmaPlan{S: S, cps: cps, P: P, cluster: cluster, shared: shared(P)}
@@ -876,8 +864,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	xdb := wg && x.dt == runtime.F16 && b.qmmaTMA && b.qmmaXDB
-	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg, xdb)
+	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
 	var part, count uint64
@@ -968,9 +955,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		}
 		if ok {
 			tm, flags = m, flags|qfTMA
-			if sp.xdb {
-				flags |= qfXDB
-			}
 		}
 	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
@@ -982,11 +966,8 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
 }
 
-// qfTMA and qfXDB are qgemv.cu's QF_TMA and QF_XDB.
-const (
-	qfTMA = 16
-	qfXDB = 32
-)
+// qfTMA is qgemv.cu's QF_TMA.
+const qfTMA = 16
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),

@@ -40,7 +40,7 @@ func TestQmmaSplit(t *testing.T) {
 		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 6, 22, 22, true},
 	} {
 		b.qfill = c.fill
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false, false)
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.cluster != c.cluster {
 			t.Errorf("%s: S %d cps %d P %d cluster %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.cluster, c.S, c.cps, c.P, c.cluster)
 		}
@@ -65,38 +65,14 @@ func TestQmmaSplit(t *testing.T) {
 		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
 		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, qmmaRing + 1024 + 8*8192},
 	} {
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true, false)
+		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
-	// x in two buffers (QF_XDB) where a slice takes more than one phase:
-	// gate/up and down at 32 rows in phases of 8 chunks (2 × 32 KiB), 8-bit
-	// 16 (2 × 8 blocks of 64 inputs); o_proj's slice is one phase, and 64
-	// rows have no room for two buffers of 8 chunks.
-	for _, c := range []struct {
-		name          string
-		M, K, N, bits int
-		S, cps, P     int
-		xdb           bool
-	}{
-		{"xdb gate/up M32", 32, 4096, 28672, 4, 1, 64, 8, true},
-		{"xdb down M32", 32, 14336, 4096, 4, 5, 45, 8, true},
-		{"xdb 8-bit M32", 32, 4096, 14336, 8, 2, 64, 16, true},
-		{"xdb o M32", 32, 4096, 4096, 4, 5, 13, 13, false},
-		{"xdb gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, false},
-	} {
-		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true, true)
-		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.xdb != c.xdb {
-			t.Errorf("%s: S %d cps %d P %d xdb %v, want %d %d %d %v", c.name, p.S, p.cps, p.P, p.xdb, c.S, c.cps, c.P, c.xdb)
-		}
-		if p.shared > qmmaShared {
-			t.Errorf("%s: %d bytes of shared memory, over %d", c.name, p.shared, qmmaShared)
-		}
-	}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
 	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
-	if p := b.qmmaSplit(32, 4096, 28672, 4, false, false); p.S != 2 {
+	if p := b.qmmaSplit(32, 4096, 28672, 4, false); p.S != 2 {
 		t.Errorf("gate/up M32 fill 2 without the wave cap: %d splits, want 2", p.S)
 	}
 }
