@@ -96,7 +96,6 @@ type Backend struct {
 	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
 	extraDefines  []string  // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
-	gemmTC        bool      // ... and of gemvMaxRows+1 to gemmTCRows rows gemv.cu's tensor-core kernels (GPTQTOOL_GEMM_TC=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
@@ -208,7 +207,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
-	b.gemmTC = os.Getenv("GPTQTOOL_GEMM_TC") != "0"
 	// Weights stream through L2 as its first lines to evict, so that what
 	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them under
 	// the evict_normal policy (the same instructions).

@@ -10,27 +10,22 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 )
 
-// TestGEMVRows checks gemv.cu's products of one to 64 rows of fp16 and
-// bf16 x and w into fp32 (SetGEMV, the head's logits: the GEMV kernels at
-// 1-4 rows, the tensor-core ones at 5-64, in tiles of 8, 16, 32 and 64
-// rows) against float64 products of the same values, with cuBLAS's for
-// scale: a last block of columns part full (1,000 outputs, 16 a block for
-// the GEMV kernels, 256 for the others), K = 520 (65 pieces of 8, not a
-// multiple of the 32 lanes; cuBLAS above 4 rows, the tensor-core kernels
-// taking multiples of 32) and K = 2080 (x staged in phases of 2048 or
-// 1024 inputs, the last one of 32; 65 blocks of 32, not a multiple of the
-// four read ahead).
+// TestGEMVRows checks gemv.cu's products of one to four rows of fp16 and
+// bf16 x and w into fp32 (SetGEMV, the head's logits) against float64
+// products of the same values, with cuBLAS's for scale: a last block of
+// columns part full (1,000 outputs, 16 a block) and K = 520 (65 pieces of
+// 8, not a multiple of the 32 lanes).
 func TestGEMVRows(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetGEMV(b.GEMV())
 	r := rand.New(rand.NewPCG(71, 72))
 	rand32 := normals(r)
-	for _, K := range []int{4096, 520, 2080} {
+	for _, K := range []int{4096, 520} {
 		const N = 1000
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
 			w, wr := upload(t, b, dt, rand32(N*K, 0.05), N, K)
 			defer b.Free(w)
-			for _, M := range []int{1, 2, 3, 4, 5, 8, 9, 16, 17, 31, 32, 33, 64} {
+			for M := 1; M <= 4; M++ {
 				x, xr := upload(t, b, dt, rand32(M*K, 1), M, K)
 				defer b.Free(x)
 				want := backendtest.RefMatMul(xr, wr, M, N, K)

@@ -335,7 +335,7 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 		return
 	}
 	m, k, n := checkMatMul(d, xt, wt)
-	if res == nil && (b.gemvRows(d, xt, wt, m, n, k) || b.gemmRowsTC(d, xt, wt, m, n, k)) {
+	if res == nil && b.gemvRows(d, xt, wt, m, n, k) {
 		return
 	}
 	b.linear(d, res, m, n, k, xt.ptr, xt.dt, wt.ptr, wt.dt)
@@ -358,42 +358,6 @@ func (b *Backend) gemvRows(d, xt, wt *Tensor, m, n, k int) bool {
 		ef = 1
 	}
 	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 15) / 16}, Dim{X: 256}, 0, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k), ef))
-	return true
-}
-
-// gemmTCRows is the most rows gemv.cu's tensor-core kernels take (eight
-// tiles of 8).
-const gemmTCRows = 64
-
-// gemmRowsTC sets d [m, n] fp32 = x·wᵀ with gemv.cu's tensor-core kernels
-// for gemvMaxRows+1 to gemmTCRows rows of 16-bit x and w (the head's
-// logits in a decode step of 5-64 sequences, where cuBLAS reads an fp16 7B
-// head at 2.8 TB/s) unless GPTQTOOL_GEMM_TC=0 (or SetGEMV(false)) turned
-// them off or the device lacks the shared memory, and reports whether it
-// did.
-func (b *Backend) gemmRowsTC(d, xt, wt *Tensor, m, n, k int) bool {
-	if !b.gemv || !b.gemmTC || m <= gemvMaxRows || m > gemmTCRows || d.dt != runtime.F32 || xt.dt != wt.dt ||
-		(xt.dt != runtime.F16 && xt.dt != runtime.BF16) || k%32 != 0 || xt.ptr%16 != 0 || wt.ptr%16 != 0 || n >= 1<<31/16 {
-		return false
-	}
-	mt := 1
-	for mt*8 < m {
-		mt *= 2
-	}
-	kp := 2048 // gemv.cu's KP: x staged in phases of kp inputs, rows kp+32 apart
-	if mt > 4 {
-		kp = 1024
-	}
-	shared := 8 * mt * (kp + 32) * 2
-	if shared > b.shared {
-		return false
-	}
-	ef := int32(0)
-	if b.evictFirst {
-		ef = 1
-	}
-	name := fmt.Sprintf("gemm_rows_tc_t%d_%s", mt, suffix(xt.dt))
-	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 255) / 256}, Dim{X: 256}, shared, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k), ef, int32(m)))
 	return true
 }
 
