@@ -1017,12 +1017,8 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // groups are whole chunks also with the q/k/v epilogue's RoPE and cache
 // store (_r: ROPE), each a kernel of its own so that the plain ones compile
 // as if neither existed.
-#ifndef WG_MINB
-#define WG_MINB 2
-#endif
-#define QMMA_MINB(MT, WG) (MT == 1 ? 4 : WG && MT == 4 ? WG_MINB : 2)
 #define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE, WG)                                                           \
-    extern "C" __global__ void __launch_bounds__(256, QMMA_MINB(MT, WG)) qmma##BITS##_t##MT##SUF##_##NAME(        \
+    extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
