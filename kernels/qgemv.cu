@@ -100,25 +100,6 @@
 // of 64 inputs by the 8·MT rows, in the 128-byte swizzle), one thread
 // issuing a phase's copies and every thread waiting on an mbarrier.
 #define QF_TMA 16
-// QF_SK (kernels compiled with WG_SK=1, launched on a grid of B blocks in
-// x): the products of all column slabs' chunks, W of them, are shared out
-// evenly, block b taking chunks [b·W/B, (b+1)·W/B) in slab order (stream-K).
-// A block's share is one or more pieces, each a slab's run of chunks; the
-// pieces of a slab add up through part as split blocks without a cluster
-// do, and the last to arrive writes the outputs. So that where a grid's
-// slabs do not fill the SMs evenly (gate/up at 17-32 rows: 224 slabs on
-// 132 SMs, 92 of them with two, 40 with one), every block has the same
-// work.
-#define QF_SK 32
-#ifndef WG_SK
-#define WG_SK 0
-#endif
-
-// QPiece: what one run of qmma multiplies: chunks [c0, c1) of column slab
-// slab, piece y of the slab's S (a split's blocks, or stream-K's pieces).
-struct QPiece {
-    int slab, y, S, c0, c1;
-};
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -335,7 +316,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx, const QPiece pc) {
+                     int nv8, const QRope<T> rp, const TMap* tmx) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -346,13 +327,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     if (flags & QF_EARLY) pdl_launch();
     const int CK = K / KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    // The piece (QPiece pc) where the _w kernels are compiled for
-    // stream-K; else the launch's block, read as it was before pieces (the
-    // same SASS).
-    constexpr bool SKP = WG_SK && WG;
-    const int c0 = SKP ? pc.c0 : blockIdx.y * cps, c1 = SKP ? pc.c1 : imin(CK, c0 + cps), nc = c1 - c0;
-    const int slab = SKP ? pc.slab : blockIdx.x;
+    const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
     const int kbase = c0 * KB, LDX = P * KB + 8;
+    const int slab = blockIdx.x;
     const int col0 = slab * QCOLS;
     const bool active = (slab * 8 + warp) * 16 < N;
     const int nt = active ? slab * 8 + warp : slab * 8;
@@ -407,7 +384,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.
     if (res && !glu && !rp.kc) {
-        const int S = SKP ? pc.S : gridDim.y, items = M * QCOLS;
+        const int S = gridDim.y, items = M * QCOLS;
         const int rk = S > 1 && cl ? (int)cluster_rank() : 0, ns = S > 1 && cl ? S : 1;
         const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
         if (e < (rk + 1) * items / ns && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
@@ -917,7 +894,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
-    const int S = SKP ? pc.S : gridDim.y;
+    const int S = gridDim.y;
     const int W = glu || rp.kc ? QCOLS / 2 : QCOLS, items = M * W;
     __syncthreads();  // tot reuses x's space
     if (S == 1 || cl) {
@@ -956,12 +933,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int m = bt * 8 + 2 * t + (e & 1), n = nt * 16 + g + (e >> 1) * 8;
-                    if (m < M) part[((i64)(SKP ? pc.y : blockIdx.y) * M + m) * N + n] = acc[bt][e] / XS;
+                    if (m < M) part[((i64)blockIdx.y * M + m) * N + n] = acc[bt][e] / XS;
                 }
         __threadfence();
         __syncthreads();
         __shared__ int last;
-        if (threadIdx.x == 0) last = atomicAdd(count + (SKP ? slab : blockIdx.x), 1u) == (u32)(S - 1);
+        if (threadIdx.x == 0) last = atomicAdd(count + blockIdx.x, 1u) == (u32)(S - 1);
         __syncthreads();
         if (!last) return;
         __threadfence();
@@ -972,49 +949,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 for (int y = 0; y < S; y++) v += __ldcg(part + ((i64)y * M + m) * N + n);
             tot[e] = v;
         }
-        if (threadIdx.x == 0) count[SKP ? slab : blockIdx.x] = 0;
+        if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
     qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
-}
-
-// qpieces runs run(QPiece) for each piece of this block: its slab
-// (blockIdx.x) and its split's chunks (blockIdx.y·cps..) as launched, or
-// with QF_SK its share of all slabs' chunks (one call site, so that qmma
-// is inlined once).
-template <int KB, typename F>
-__device__ __forceinline__ void qpieces(int K, int N, int cps, int flags, F run) {
-    const int CK = K / KB;
-    QPiece pc{(int)blockIdx.x, (int)blockIdx.y, (int)gridDim.y, (int)blockIdx.y * cps, imin(CK, (int)(blockIdx.y + 1) * cps)};
-#if WG_SK
-    const bool sk = flags & QF_SK;
-    const i64 W = (i64)((N + QCOLS - 1) / QCOLS) * CK, B = gridDim.x;
-    i64 u = blockIdx.x * W / B;
-    const i64 u1 = (blockIdx.x + 1) * W / B;
-    auto blk = [&](i64 v) { return (int)(((v + 1) * B - 1) / W); };  // the block whose share holds chunk v
-#endif
-    for (;;) {
-#if WG_SK
-        if (sk) {
-            pc.slab = (int)(u / CK);
-            pc.c0 = (int)(u - (i64)pc.slab * CK);
-            pc.c1 = (int)min((i64)CK, pc.c0 + (u1 - u));
-            const int bf = blk((i64)pc.slab * CK);
-            pc.y = (int)blockIdx.x - bf, pc.S = blk((i64)pc.slab * CK + CK - 1) - bf + 1;
-        }
-#endif
-        run(pc);
-#if WG_SK
-        if (sk) {
-            u += pc.c1 - pc.c0;
-            if (u < u1) {
-                __syncthreads();  // the next piece's staging reuses shared memory
-                continue;
-            }
-        }
-#endif
-        return;
-    }
 }
 
 template <int BITS, typename T>
@@ -1085,30 +1023,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc QMMA_TMAP_##WG) {                                                           \
-        QMMA_PIECES(BITS, WG, qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,  \
-                                                         part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw,  \
-                                                         eps, nv8,                                                 \
-                                                         ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{},   \
-                                                         QMMA_TMARG_##WG, pc));                                    \
+        qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
+                                   gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
+                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG);         \
     }
-// QMMA_PIECES(BITS, WG, call...): the call (of qmma, with pc) for each
-// piece of the block (qpieces) where the _w kernels are compiled for
-// stream-K, else once for the block as launched (pc unused).
-#if WG_SK
-#define QMMA_PIECES(BITS, WG, ...)                                                                      \
-    if constexpr (WG) {                                                                                 \
-        qpieces<16 * (BITS == 4 ? 4 : 2)>(K, N, cps, flags, [&](const QPiece pc) { __VA_ARGS__; });   \
-    } else {                                                                                            \
-        const QPiece pc{};                                                                              \
-        __VA_ARGS__;                                                                                    \
-    }
-#else
-#define QMMA_PIECES(BITS, WG, ...) \
-    {                              \
-        const QPiece pc{};         \
-        __VA_ARGS__;               \
-    }
-#endif
 // The _w kernels' last parameter: x's tensor map (QF_TMA).
 #define QMMA_TMAP_true , const __grid_constant__ TMap tmx
 #define QMMA_TMAP_false

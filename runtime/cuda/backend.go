@@ -95,7 +95,6 @@ type Backend struct {
 	traceCap      int       // records a module holds
 	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
 	extraDefines  []string  // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
-	wgSK          bool      // the _w kernels are compiled for stream-K (qgemv.cu WG_SK, from extraDefines): unsplit products share all slabs' chunks out evenly
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
@@ -250,7 +249,6 @@ func New(o Options) (*Backend, error) {
 	if b.extraDefines, err = parseKernelDefines(os.Getenv("GPTQTOOL_KERNEL_DEFINES")); err != nil {
 		return nil, err
 	}
-	b.wgSK = kernelDefine(b.extraDefines, "WG_SK") != 0
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

@@ -82,15 +82,6 @@ func TestParseKernelDefines(t *testing.T) {
 	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1"}) {
 		t.Errorf("QU=2,PA_X9=-1: %q, %v", got, err)
 	}
-	if v := kernelDefine(got, "PA_X9"); v != -1 {
-		t.Errorf("kernelDefine PA_X9: %d, want -1", v)
-	}
-	if v := kernelDefine(append(got, "-DQU=5"), "QU"); v != 5 {
-		t.Errorf("kernelDefine QU (given twice): %d, want the last, 5", v)
-	}
-	if v := kernelDefine(got, "Q"); v != 0 {
-		t.Errorf("kernelDefine Q (not given): %d, want 0", v)
-	}
 	if got, err := parseKernelDefines(""); got != nil || err != nil {
 		t.Errorf("empty: %q, %v", got, err)
 	}

@@ -867,25 +867,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
-	// Stream-K (kernels compiled with WG_SK=1): an unsplit _w product whose
-	// column slabs do not fill the SMs' slots evenly runs on exactly as
-	// many blocks as the SMs hold, each taking an equal share of all
-	// slabs' chunks (qgemv.cu QF_SK); a slab's pieces, at most parts of
-	// them, add up through part.
-	skBlocks, parts := 0, S
-	if b.wgSK && wg && S == 1 && !cluster {
-		CK := q.k / chunkInputs(q.bits)
-		bps := min(qmmaBlocksPerSM(tile), b.smemSM/(shared+qmmaSharedReserve))
-		if B := bps * b.sms; nb < B && nb%b.sms != 0 && B <= nb*CK {
-			skBlocks, parts = B, (CK+nb*CK/B-1)/(nb*CK/B)+1
-		}
-	}
 	var part, count uint64
 	clusterY := 0
 	if cluster {
 		clusterY = S
-	} else if parts > 1 {
-		pb, err := b.scratch(&b.qpart, int64(parts)*int64(M)*int64(q.n)*4)
+	} else if S > 1 {
+		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
 		if err != nil {
 			b.fail(err)
 			return
@@ -970,24 +957,17 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	grid := Dim{X: nb, Y: S}
-	if skBlocks > 0 {
-		grid, flags = Dim{X: skBlocks, Y: 1}, flags|qfSK
-	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
 	if wg {
 		args = append(args, tm)
 	}
-	b.runCluster("qgemv.cu", name, grid, Dim{X: 256}, shared, clusterY, args...)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
 }
 
-// qfTMA and qfSK are qgemv.cu's QF_TMA and QF_SK.
-const (
-	qfTMA = 16
-	qfSK  = 32
-)
+// qfTMA is qgemv.cu's QF_TMA.
+const qfTMA = 16
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),

@@ -308,18 +308,6 @@ func parseKernelDefines(v string) ([]string, error) {
 	return out, nil
 }
 
-// kernelDefine is the value parseKernelDefines' options give name (the
-// last where several do), 0 where none does.
-func kernelDefine(defs []string, name string) int {
-	v := 0
-	for _, d := range defs {
-		if n, val, _ := strings.Cut(strings.TrimPrefix(d, "-D"), "="); n == name {
-			v, _ = strconv.Atoi(val)
-		}
-	}
-	return v
-}
-
 func kernelDefineName(s string) bool {
 	for i, c := range s {
 		if !(c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
