@@ -72,7 +72,8 @@ var decodePrompts = [][]int{{1, 420, 6316, 28781}, {1, 3198, 3123}, {1, 1247, 28
 
 // stepAll feeds decodePrompts to m in one step and then runs n-1 decode
 // steps (token 100 + 7*step + i for sequence i), returning every step's
-// logits and the sequences as they end.
+// logits and the sequences as they end; decode steps that should have been
+// recorded as graphs and were not fail the test.
 func stepAll(t *testing.T, m *Model, n int) ([][][]float32, []kvcache.Seq) {
 	t.Helper()
 	c, seqs, steps := pagedPrompts(t, m, decodePrompts)
@@ -90,6 +91,9 @@ func stepAll(t *testing.T, m *Model, n int) ([][][]float32, []kvcache.Seq) {
 		for i := range steps {
 			steps[i].Tokens = []int{100 + 7*step + i}
 		}
+	}
+	if e := c.GraphErr(); e != nil {
+		t.Fatalf("decode steps not recorded: %v", e)
 	}
 	return all, seqs
 }
