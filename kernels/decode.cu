@@ -132,11 +132,6 @@ __device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(addr));
 }
-__device__ __forceinline__ void ldsm4n(u32* r, u32 addr) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(addr));
-}
 // cp16z: 16 bytes global -> shared, asynchronously; zeros when !on.
 __device__ __forceinline__ void cp16z(u32 dst, const void* src, bool on) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(on ? 16 : 0));
@@ -217,11 +212,10 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
 #pragma unroll
             for (int k2 = 0; k2 < D / 16; k2 += 2) {
                 // Four 8×8 matrices: positions nt*8.., dimensions k2*16 + {0, 8, 16, 24}.
-                u32 kf[4];
-                ldsm4n(kf, ks + ((nt * 8 + (lane & 7)) * LD + k2 * 16 + (lane >> 3) * 8) * 2);
+                const u32x4 kf = ldsm4(ks + ((nt * 8 + (lane & 7)) * LD + k2 * 16 + (lane >> 3) * 8) * 2);
                 const u32 a0[4] = {qf[k2][0], 0u, qf[k2][1], 0u}, a1[4] = {qf[k2 + 1][0], 0u, qf[k2 + 1][1], 0u};
-                mma16816<T>(s[nt], a0, kf[0], kf[1]);
-                mma16816<T>(s[nt], a1, kf[2], kf[3]);
+                mma16816<T>(s[nt], a0, kf.a, kf.b);
+                mma16816<T>(s[nt], a1, kf.c, kf.d);
             }
         }
         // Head g's scores at positions p + nt*8 + 2t + e (rows 8.. unused).
