@@ -32,13 +32,18 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
     extern "C" __global__ void swiglu_##N(T* d, const T* gate, const T* up, i64 n) {             \
         FOR_N(i, n) d[i] = from_f32<T>(silu(to_f32(gate[i])) * to_f32(up[i]));                   \
     }                                                                                            \
-    /* embedding_T: dst [n, h] = table[ids[t], :]; ids int32 [n] */                               \
-    extern "C" __global__ void embedding_##N(T* dst, const T* table, const int* ids, int n, int h) { \
+    /* embedding_T: dst [n, h] = table[ids[t], :]; ids int32 [n]; an id -1-j                    \
+       takes fed[j] instead (fed int32, a draw left on the device), a negative                    \
+       fed token row 0 */                                                                         \
+    extern "C" __global__ void embedding_##N(T* dst, const T* table, const int* ids, const int* fed, \
+                                             int n, int h) {                                      \
         pdl_launch();                                                                              \
         pdl_wait();                                                                                \
         FOR_N(i, (i64)n * h) {                                                                   \
             i64 t = i / h, c = i % h;                                                            \
-            dst[i] = table[(i64)ids[t] * h + c];                                                 \
+            int id = ids[t];                                                                     \
+            if (id < 0) id = max(fed[-1 - id], 0);                                               \
+            dst[i] = table[(i64)id * h + c];                                                     \
         }                                                                                        \
     }                                                                                            \
     /* mask_rows_T: dst [rows, cols] = x * mask[row]; mask fp32 [rows] */                         \

@@ -53,6 +53,31 @@ type TokenSampler interface {
 	SampleTokens(dst []int32, logits Tensor, rows []int, p []SampleParams) error
 }
 
+// TokenFeeder is a TokenSampler whose decode steps can read the tokens an
+// earlier draw left on the backend, so that a step can be issued before the
+// tokens of the step ahead of it come back to the host (the host's part of
+// a step then overlaps the device's).
+type TokenFeeder interface {
+	TokenSampler
+	// SampleTokensTo draws as SampleTokens does, into dst (I32, at least
+	// len(rows) entries, on the backend), in stream order and without
+	// waiting; the returned PendingTokens brings the tokens to the host.
+	// The rules are consumed before it returns.
+	SampleTokensTo(dst, logits Tensor, rows []int, p []SampleParams) (PendingTokens, error)
+	// EmbeddingFed is PagedDecoder.EmbeddingAt where an id -1-j takes the
+	// token fed[j] (I32) instead, as the ops ahead of it left it; a
+	// negative fed token (a draw that found a non-finite logit) reads row
+	// 0.
+	EmbeddingFed(dst, table, ids, fed Tensor)
+}
+
+// PendingTokens are tokens drawn by TokenFeeder.SampleTokensTo.
+type PendingTokens interface {
+	// Wait waits for the draw and sets dst[i] (len(dst) = the draw's rows)
+	// as SampleTokens does; it may be called more than once.
+	Wait(dst []int32) error
+}
+
 // DrawToken is the reference rule of a draw from logits [vocab]: after
 // p.Adjust, greedy (the largest logit, the lowest id among equals) at
 // temperature 0 or with TopK 1; otherwise softmax(logits/T) restricted to

@@ -97,19 +97,29 @@ for step in $steps; do
     # 7B shape at 4 bits (the checkpoint of the decode step), next to the
     # runtime's own batch-64 decode figure in decode-q4act.json.
     if [ ! -d /tmp/oc7b-q4act ]; then note "serve7b: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
-    "$bin/gptqtool" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
-      --max-batch 64 >"$LOGS/serve7b-server.log" 2>&1 &
-    spid=$!
-    for _ in $(seq 1 180); do
-      (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
-      sleep 1
+    # SERVE_ENV="VAR=value ...[;VAR=value ...]" runs the server once more
+    # under each ';'-separated setting (e.g. GPTQTOOL_AHEAD=0), to compare.
+    i=0
+    for e in GPTQTOOL_NONE=1 $(echo "${SERVE_ENV:-}" | tr ';' '\n' | tr ' ' ','); do
+      e=$(echo "$e" | tr ',' ' ')
+      sfx=""
+      [ $i -gt 0 ] && sfx="-env$i"
+      i=$((i + 1))
+      env $e "$bin/gptqtool" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
+        --max-batch 64 >"$LOGS/serve7b$sfx-server.log" 2>&1 &
+      spid=$!
+      for _ in $(seq 1 180); do
+        (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
+        sleep 1
+      done
+      run serve7b$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
+        --max-tokens 256 --ignore-eos >'$LOGS/serve7b$sfx.json'"
+      kill -TERM $spid
+      wait $spid
+      note "serve7b with $e:"
+      grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b$sfx.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
     done
-    run serve7b 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
-      --max-tokens 256 --ignore-eos >'$LOGS/serve7b.json'"
-    kill -TERM $spid
-    wait $spid
-    grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b.json" | tr -d '\n' | tee -a "$summary"
-    echo | tee -a "$summary"
     ;;
   nsys)
     # Nsight Systems trace of the decode bench on the 7B shape (NSYS_BATCH,
@@ -464,7 +474,7 @@ for step in $steps; do
         i=$((i + 1))
         run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
         note "$em with $e:"
-        grep -E '"(batch|tok_per_s|step_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
+        grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
       done
     fi

@@ -23,6 +23,10 @@ type DecodeOptions struct {
 	Ceiling float64
 	// Seed draws the prompt ids.
 	Seed uint64
+	// Ahead issues each decode step before the previous one's tokens are
+	// read, its sequences fed those tokens where they were drawn
+	// (model.StepAhead), as the engine does.
+	Ahead bool
 }
 
 // DecodeRun is one batch size's measurement.
@@ -58,9 +62,10 @@ type graphTimer interface {
 
 // DecodeBench prefills Batch random prompts of Prompt tokens, then decodes
 // New tokens for each, greedily, one step for the whole batch at a time
-// (the logits of every step come back to the host), after a short warm-up
-// run of the same shape. It runs the serving path: a paged KV cache and
-// model.Step, as the engine does.
+// (the tokens drawn on the backend where it can; with Ahead each step is
+// issued before the last one's tokens are read), after a short warm-up run
+// of the same shape. It runs the serving path: a paged KV cache and
+// model.StepAhead, as the engine does.
 func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 	if o.Prompt < 1 || o.New < 1 || len(o.Batch) == 0 {
 		return nil, errors.New("verify: decode bench needs a prompt, new tokens and a batch size")
@@ -104,6 +109,26 @@ func DecodeBench(m *model.Model, o DecodeOptions) ([]DecodeRun, error) {
 			}
 			prefill = time.Since(start)
 			start = time.Now()
+			if o.Ahead {
+				for i := range steps {
+					steps[i].Tokens, steps[i].Fed = nil, true
+				}
+				var p *model.Pending
+				for range n {
+					next, err := m.StepAhead(c, steps)
+					if err != nil {
+						return 0, 0, err
+					}
+					if p != nil {
+						if _, _, err := p.Wait(); err != nil {
+							return 0, 0, err
+						}
+					}
+					p = next
+				}
+				_, _, err := p.Wait()
+				return prefill, time.Since(start), err
+			}
 			for range n {
 				for i, t := range toks {
 					steps[i].Tokens = []int{max(t, 0)}

@@ -125,8 +125,13 @@ settings in effect.`,
 	fs.IntVar(&o.Prompt, "prompt", 128, "prompt tokens per sequence")
 	fs.IntVar(&o.New, "new", 256, "tokens generated per sequence")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the random prompts")
+	fs.BoolVar(&o.Ahead, "ahead", aheadDefault(), "issue each step before the previous step's tokens are read, as serve does (default false where GPTQTOOL_AHEAD=0)")
 	return cmd
 }
+
+// aheadDefault is the default of --ahead: on, unless GPTQTOOL_AHEAD=0 (so
+// that a benchmark's settings can switch it off).
+func aheadDefault() bool { return os.Getenv("GPTQTOOL_AHEAD") != "0" }
 
 func newBenchPrefillCmd() *cobra.Command {
 	var f speedFlags

@@ -122,6 +122,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"Raw", testRaw},
 		{"PagedDecoder", testPagedDecoder},
 		{"TokenSampler", testTokenSampler},
+		{"TokenFeeder", testTokenFeeder},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

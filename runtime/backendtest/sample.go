@@ -1,7 +1,9 @@
 package backendtest
 
 import (
+	"encoding/binary"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/runtime"
@@ -136,4 +138,96 @@ func testTokenSampler(e *env) {
 			t.Errorf("tokens %v, want -101, -4101, -9001 and %d", got, want)
 		}
 	})
+}
+
+// testTokenFeeder checks a runtime.TokenFeeder: draws left on the backend
+// equal SampleTokens's and are in their tensor; three draws in flight at
+// once (more than a backend may hold pending) come back right in any
+// order; EmbeddingFed takes ids from the host and from the fed tokens, a
+// negative fed token reading row 0.
+func testTokenFeeder(e *env) {
+	tf, ok := e.b.(runtime.TokenFeeder)
+	if !ok {
+		e.t.Skipf("%s feeds no tokens", e.b.Name())
+	}
+	const rows, V = 6, 1000
+	x := e.randn(rows * V)
+	for i := range x {
+		x[i] *= 3
+	}
+	lt := e.upload(x, rows, V)
+	defer e.b.Free(lt)
+	draws := []struct {
+		rows  []int
+		rules []runtime.SampleParams
+	}{
+		{[]int{0, 2, 3, 5}, []runtime.SampleParams{{}, {Temperature: 1, U: 0.3}, {Temperature: 0.7, TopK: 20, U: 0.9}, {Temperature: 1, TopP: 0.8, U: 0.5}}},
+		{[]int{1, 4}, []runtime.SampleParams{{Temperature: 1.3, U: 0.1}, {Adjust: []runtime.LogitAdjust{{Token: 3, Rep: 1, Sub: -100}}}}},
+		{[]int{5, 4, 3}, []runtime.SampleParams{{}, {Temperature: 1, U: 0.77}, {}}},
+	}
+	want := make([][]int32, len(draws))
+	for i, d := range draws {
+		want[i] = make([]int32, len(d.rows))
+		if err := tf.SampleTokens(want[i], lt, d.rows, d.rules); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if want[1][1] != 3 {
+		e.t.Fatalf("a logit raised by 100 not drawn greedily: %v", want[1])
+	}
+	dsts := make([]runtime.Tensor, len(draws))
+	pend := make([]runtime.PendingTokens, len(draws))
+	for i, d := range draws {
+		dsts[i] = e.indices(make([]int32, 4))
+		defer e.b.Free(dsts[i])
+		p, err := tf.SampleTokensTo(dsts[i], lt, d.rows, d.rules)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		pend[i] = p
+	}
+	for _, i := range []int{2, 0, 1, 0} {
+		got := make([]int32, len(draws[i].rows))
+		if err := pend[i].Wait(got); err != nil {
+			e.t.Fatal(err)
+		}
+		if !slices.Equal(got, want[i]) {
+			e.t.Errorf("draw %d: SampleTokensTo %v, SampleTokens %v", i, got, want[i])
+		}
+		raw := make([]byte, 16)
+		if err := e.b.DownloadRaw(raw, runtime.I32, dsts[i]); err != nil {
+			e.t.Fatal(err)
+		}
+		for j, w := range want[i] {
+			if g := int32(binary.LittleEndian.Uint32(raw[4*j:])); g != w {
+				e.t.Errorf("draw %d: token %d in the tensor %d, want %d", i, j, g, w)
+			}
+		}
+	}
+	// EmbeddingFed: host ids, fed tokens 0..2 of draw 0, and a fed -4.
+	const h = 24
+	table := e.randn(V * h)
+	tt := e.upload(table, V, h)
+	defer e.b.Free(tt)
+	fedNeg := e.indices([]int32{-4})
+	defer e.b.Free(fedNeg)
+	for _, c := range []struct {
+		fed  runtime.Tensor
+		ids  []int32
+		rows []int32
+	}{
+		{dsts[0], []int32{5, -1, -3, 999, -2}, []int32{5, want[0][0], want[0][2], 999, want[0][1]}},
+		{fedNeg, []int32{-1, 17}, []int32{0, 17}},
+	} {
+		idt := e.indices(c.ids)
+		out := e.alloc(len(c.ids), h)
+		tf.EmbeddingFed(out, tt, idt, c.fed)
+		wantX := make([]float64, 0, len(c.ids)*h)
+		for _, r := range c.rows {
+			wantX = append(wantX, f64(table[int(r)*h:(int(r)+1)*h])...)
+		}
+		e.check("embedding fed", e.download(out), wantX, tolExact)
+		e.b.Free(idt)
+		e.b.Free(out)
+	}
 }

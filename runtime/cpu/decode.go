@@ -16,11 +16,23 @@ func indexOf(op string, t runtime.Tensor, n int) []int32 {
 
 // EmbeddingAt implements runtime.PagedDecoder.
 func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
+	b.EmbeddingFed(dst, table, ids, nil)
+}
+
+// EmbeddingFed implements runtime.TokenFeeder.
+func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 	d := tensorOf(dst)
 	idx := indexOf("embedding", ids, d.rows())
 	rows := make([]int, d.rows())
 	for i := range rows {
-		rows[i] = int(idx[i])
+		id := idx[i]
+		if id < 0 {
+			if fed == nil {
+				panic(fmt.Sprintf("cpu: embedding: id %d of row %d reads a fed token, and none are given", id, i))
+			}
+			id = max(indexOf("embedding", fed, int(-id))[-1-id], 0)
+		}
+		rows[i] = int(id)
 	}
 	b.Embedding(dst, table, rows)
 }
@@ -117,4 +129,27 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 	return nil
 }
 
-var _ runtime.TokenSampler = (*Backend)(nil)
+// SampleTokensTo implements runtime.TokenFeeder: the draw is done when it
+// returns.
+func (b *Backend) SampleTokensTo(dst, logits runtime.Tensor, rows []int, p []runtime.SampleParams) (runtime.PendingTokens, error) {
+	out := indexOf("sample", dst, len(rows))
+	toks := make([]int32, len(rows))
+	if err := b.SampleTokens(toks, logits, rows, p); err != nil {
+		return nil, err
+	}
+	copy(out, toks)
+	return drawn(toks), nil
+}
+
+// drawn is runtime.PendingTokens for tokens already on the host.
+type drawn []int32
+
+func (d drawn) Wait(dst []int32) error {
+	if len(dst) != len(d) {
+		return fmt.Errorf("cpu: wait for %d tokens of a draw of %d", len(dst), len(d))
+	}
+	copy(dst, d)
+	return nil
+}
+
+var _ runtime.TokenFeeder = (*Backend)(nil)

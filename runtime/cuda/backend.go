@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,6 +78,7 @@ type Backend struct {
 	srules *Buffer // SampleTokens: the rows' rules and penalties
 	swork  *Buffer // SampleTokens: penalised copies of logits rows
 	stoks  *Buffer // SampleTokens: the drawn tokens
+	ahead  aheadCopies
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
 	graphs        int       // live graphs: scratch they use is retired, not reused
@@ -377,7 +379,8 @@ func (b *Backend) closeLocked() {
 	if b.stream != 0 {
 		drv.cuStreamSynchronize(b.stream)
 	}
-	for _, ev := range []uintptr{b.gt.start, b.gt.end} {
+	b.ahead.free()
+	for _, ev := range slices.Concat(b.gt.start[:], b.gt.end[:]) {
 		if ev != 0 {
 			drv.cuEventDestroy(ev)
 		}

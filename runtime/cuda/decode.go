@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/gptqtool/gptqtool/runtime"
@@ -17,6 +18,12 @@ func (b *Backend) index(op string, t runtime.Tensor, n int) *Tensor {
 
 // EmbeddingAt implements runtime.PagedDecoder.
 func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
+	b.EmbeddingFed(dst, table, ids, nil)
+}
+
+// EmbeddingFed implements runtime.TokenFeeder (fed nil: every id is the
+// host's).
+func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 	d, tb := b.tensor(dst), b.tensor(table)
 	h := runtime.Cols(tb)
 	rows := runtime.Rows(d)
@@ -24,9 +31,13 @@ func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
 	if runtime.Cols(d) != h || d.dt != tb.dt {
 		panic(fmt.Sprintf("cuda: embedding dst %v %v from table %v %v", d.dt, d.shape, tb.dt, tb.shape))
 	}
+	var fp uint64
+	if fed != nil {
+		fp = b.index("embedding", fed, 1).ptr
+	}
 	b.enter()
 	defer b.exit()
-	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, it.ptr, int32(rows), int32(h))
+	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, it.ptr, fp, int32(rows), int32(h))
 }
 
 // RoPEStore implements runtime.PagedDecoder.
@@ -370,30 +381,37 @@ func (g *Graph) Launch() error {
 	if !b.gt.on {
 		return cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream))
 	}
-	if err := b.collectGraphTime(); err != nil {
+	// The pair of events of the replay before last: collecting it waits
+	// for nothing where the caller has waited for that step's tokens, so
+	// a step issued ahead of the last one's tokens stays ahead.
+	s := b.gt.slot
+	b.gt.slot ^= 1
+	if err := b.collectGraphTime(s); err != nil {
 		return err
 	}
-	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.start, b.stream)); err != nil {
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.start[s], b.stream)); err != nil {
 		return err
 	}
 	if err := cuErr("cuGraphLaunch", drv.cuGraphLaunch(g.exec, b.stream)); err != nil {
 		return err
 	}
-	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.end, b.stream)); err != nil {
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(b.gt.end[s], b.stream)); err != nil {
 		return err
 	}
-	b.gt.pending = true
+	b.gt.pending[s] = true
 	return nil
 }
 
 // graphTimes times graph replays for benchmarks (TimeGraphs): events
-// recorded around each launch, their interval added up at the next launch
-// or when asked.
+// recorded around each launch in two alternating pairs, a pair's interval
+// added up when it is next used or when asked.
 type graphTimes struct {
-	on, pending bool
-	start, end  uintptr // events, made on first use
-	n           int
-	seconds     float64
+	on         bool
+	pending    [2]bool
+	start, end [2]uintptr // events, made on first use
+	slot       int        // the pair the next replay records
+	n          int
+	seconds    float64
 }
 
 // TimeGraphs turns the timing of graph replays on (with the totals at
@@ -407,13 +425,16 @@ func (b *Backend) TimeGraphs(on bool) bool {
 	if drv.cuEventCreate == nil {
 		return false
 	}
-	if on && b.gt.start == 0 {
-		if cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.start, 0)) != nil || cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.end, 0)) != nil {
-			return false
+	if on && b.gt.end[1] == 0 {
+		for s := range 2 {
+			if cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.start[s], 0)) != nil || cuErr("cuEventCreate", drv.cuEventCreate(&b.gt.end[s], 0)) != nil {
+				return false
+			}
 		}
 	}
 	if on {
-		b.collectGraphTime()
+		b.collectGraphTime(0)
+		b.collectGraphTime(1)
 		b.gt.n, b.gt.seconds = 0, 0
 	}
 	b.gt.on = on
@@ -425,21 +446,21 @@ func (b *Backend) TimeGraphs(on bool) bool {
 func (b *Backend) GraphTime() (int, float64, error) {
 	b.enter()
 	defer b.exit()
-	err := b.collectGraphTime()
+	err := errors.Join(b.collectGraphTime(0), b.collectGraphTime(1))
 	return b.gt.n, b.gt.seconds, err
 }
 
-// collectGraphTime adds the last timed replay's interval, once it is done.
-func (b *Backend) collectGraphTime() error {
-	if !b.gt.pending {
+// collectGraphTime adds the interval of pair s's replay, once it is done.
+func (b *Backend) collectGraphTime(s int) error {
+	if !b.gt.pending[s] {
 		return nil
 	}
-	b.gt.pending = false
-	if err := cuErr("cuEventSynchronize", drv.cuEventSynchronize(b.gt.end)); err != nil {
+	b.gt.pending[s] = false
+	if err := cuErr("cuEventSynchronize", drv.cuEventSynchronize(b.gt.end[s])); err != nil {
 		return err
 	}
 	var ms float32
-	if err := cuErr("cuEventElapsedTime", drv.cuEventElapsedTime(&ms, b.gt.start, b.gt.end)); err != nil {
+	if err := cuErr("cuEventElapsedTime", drv.cuEventElapsedTime(&ms, b.gt.start[s], b.gt.end[s])); err != nil {
 		return err
 	}
 	b.gt.n++

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -406,6 +407,83 @@ func TestPagedAttentionCombines(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// TestStepAheadOnDevice decodes three sequences of openchat-tiny in fp16
+// with steps issued ahead (each fed the tokens the step before drew, on
+// the device, before they are read) and with the tokens fed from the
+// host: the same draws, greedy and sampled, through replayed graphs.
+func TestStepAheadOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	dir := fixtures.Path(t, "models/openchat-tiny")
+	mg, err := model.LoadWith(dir, b, model.Options{DType: runtime.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mg.Close()
+	ids := fixtures.WikiIDs(t)[:200]
+	prompts := [][]int{ids[:37], ids[40:45], ids[50:150]}
+	rules := []runtime.SampleParams{{}, {Temperature: 0.9, TopP: 0.95, U: 0.4}, {Temperature: 1.1, TopK: 30, U: 0.8}}
+	const steps = 24
+	run := func(ahead bool) [][]int {
+		c, err := mg.NewPagedCache(64, 16, 256)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Free()
+		seqs := make([]kvcache.Seq, len(prompts))
+		st := make([]model.StepSeq, len(prompts))
+		for i, p := range prompts {
+			if err := c.Pool.Reserve(&seqs[i], len(p)+steps); err != nil {
+				t.Fatal(err)
+			}
+			st[i] = model.StepSeq{Seq: &seqs[i], Tokens: p, Sample: &rules[i]}
+		}
+		drawn := make([][]int, len(prompts))
+		keep := func(p *model.Pending) {
+			_, toks, err := p.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, tk := range toks {
+				drawn[i] = append(drawn[i], tk)
+				st[i].Tokens = []int{tk}
+			}
+		}
+		var pend *model.Pending
+		for step := range steps {
+			if ahead && step > 0 {
+				for i := range st {
+					st[i].Tokens, st[i].Fed = nil, true
+				}
+			}
+			p, err := mg.StepAhead(c, st)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ahead {
+				keep(p)
+				continue
+			}
+			if pend != nil {
+				keep(pend)
+			}
+			pend = p
+		}
+		if pend != nil {
+			keep(pend)
+		}
+		if c.GraphErr() != nil {
+			t.Fatalf("decode steps were not recorded: %v", c.GraphErr())
+		}
+		return drawn
+	}
+	want, got := run(false), run(true)
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("sequence %d drew %v issued ahead, %v fed from the host", i, got[i], want[i])
 		}
 	}
 }

@@ -57,6 +57,10 @@ var drv struct {
 	cuEventSynchronize func(ev uintptr) cuResult
 	cuEventElapsedTime func(ms *float32, start, end uintptr) cuResult
 	cuEventDestroy     func(ev uintptr) cuResult
+	// Optional, for draws brought back without a wait (SampleTokensTo):
+	// page-locked host memory; nil where one is missing.
+	cuMemAllocHost func(p *unsafe.Pointer, bytes uint64) cuResult
+	cuMemFreeHost  func(p unsafe.Pointer) cuResult
 	// Optional (CUDA 12+, sm_90's tensor memory accelerator): nil where
 	// the driver lacks it.
 	cuTensorMapEncodeTiled func(tm unsafe.Pointer, dtype int32, rank uint32, addr uint64, dims, strides, box, estrides unsafe.Pointer,
@@ -162,6 +166,9 @@ func loadDriver() error {
 			}
 			if register(lib, path, map[string]any{"cuModuleGetGlobal_v2": &drv.cuModuleGetGlobal}) != nil {
 				drv.cuModuleGetGlobal = nil
+			}
+			if register(lib, path, map[string]any{"cuMemAllocHost_v2": &drv.cuMemAllocHost, "cuMemFreeHost": &drv.cuMemFreeHost}) != nil {
+				drv.cuMemAllocHost, drv.cuMemFreeHost = nil, nil
 			}
 			// CUDA 13's cuda.h maps cuEventElapsedTime and cuEventDestroy to
 			// these versioned symbols.

@@ -208,7 +208,7 @@ func (b *Backend) Embedding(dst, table runtime.Tensor, ids []int) {
 		b.fail(err)
 		return
 	}
-	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, buf.Ptr, int32(len(ids)), int32(h))
+	b.run("elementwise.cu", "embedding_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, tb.ptr, buf.Ptr, uint64(0), int32(len(ids)), int32(h))
 }
 
 // RMSNorm implements runtime.Backend.

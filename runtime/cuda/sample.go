@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
+	"unsafe"
 
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -15,22 +17,71 @@ const sampleRowBytes = 32
 // (kernels/sample.cu), the rules and penalties in one upload, the tokens in
 // one download.
 func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p []runtime.SampleParams) error {
-	lt := b.tensor(logits)
-	n, V := runtime.Rows(lt), runtime.Cols(lt)
-	if lt.dt != runtime.F32 || len(lt.shape) != 2 || len(dst) != len(rows) || len(p) != len(rows) {
-		return fmt.Errorf("cuda: sample %d tokens from logits %v %v with %d rules", len(dst), lt.dt, lt.shape, len(p))
+	if len(dst) != len(rows) {
+		return fmt.Errorf("cuda: sample %d tokens from %d rows", len(dst), len(rows))
+	}
+	raw, err := b.sampleRules(logits, rows, p)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	b.enter()
+	defer b.exit()
+	out, err := b.transient(&b.stoks, int64(4*len(rows)))
+	if err != nil {
+		return err
+	}
+	if err := b.sampleLaunch(out.Ptr, b.tensor(logits), rows, p, raw); err != nil {
+		return err
+	}
+	res := make([]byte, 4*len(rows))
+	if err := b.dtoh(res, out.Ptr); err != nil {
+		return err
+	}
+	for i := range dst {
+		dst[i] = int32(binary.LittleEndian.Uint32(res[4*i:]))
+	}
+	return nil
+}
+
+// SampleTokensTo implements runtime.TokenFeeder: the draw goes to dst and,
+// by an asynchronous copy, to page-locked host memory, one of two that
+// alternate (a third draw first waits for the first's tokens); an event
+// marks the copy's end. Without page-locked memory or events it waits.
+func (b *Backend) SampleTokensTo(dst, logits runtime.Tensor, rows []int, p []runtime.SampleParams) (runtime.PendingTokens, error) {
+	d := b.tensor(dst)
+	if d.dt != runtime.I32 || d.n < len(rows) {
+		return nil, fmt.Errorf("cuda: sample %d tokens into %v tensor %v", len(rows), d.dt, d.shape)
+	}
+	raw, err := b.sampleRules(logits, rows, p)
+	if err != nil {
+		return nil, err
 	}
 	if len(rows) == 0 {
-		return nil
+		return &pendingTokens{done: true}, nil
+	}
+	b.enter()
+	defer b.exit()
+	if err := b.sampleLaunch(d.ptr, b.tensor(logits), rows, p, raw); err != nil {
+		return nil, err
+	}
+	return b.ahead.start(b, d.ptr, len(rows))
+}
+
+// sampleRules checks a draw's arguments and packs its rules: [rows]
+// SampleRow, then the penalties' tokens, rep and sub factors.
+func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.SampleParams) ([]byte, error) {
+	lt := b.tensor(logits)
+	n := runtime.Rows(lt)
+	if lt.dt != runtime.F32 || len(lt.shape) != 2 || len(p) != len(rows) {
+		return nil, fmt.Errorf("cuda: sample %d rows from logits %v %v with %d rules", len(rows), lt.dt, lt.shape, len(p))
 	}
 	nadj := 0
 	for i, r := range rows {
 		if r < 0 || r >= n {
-			return fmt.Errorf("cuda: sample from row %d of logits %v", r, lt.shape)
+			return nil, fmt.Errorf("cuda: sample from row %d of logits %v", r, lt.shape)
 		}
 		nadj += len(p[i].Adjust)
 	}
-	// [rows]SampleRow, then the penalties' tokens, rep and sub factors.
 	raw := make([]byte, sampleRowBytes*len(rows)+12*nadj)
 	tok, rep, sub := raw[sampleRowBytes*len(rows):], raw[sampleRowBytes*len(rows)+4*nadj:], raw[sampleRowBytes*len(rows)+8*nadj:]
 	le := binary.LittleEndian
@@ -61,43 +112,185 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 			a++
 		}
 	}
-	b.enter()
-	defer b.exit()
+	return raw, nil
+}
+
+// sampleLaunch uploads a draw's rules (sampleRules) and launches it into
+// out; the caller holds the backend.
+func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.SampleParams, raw []byte) error {
 	if b.err != nil {
 		return b.err
 	}
+	nadj := (len(raw) - sampleRowBytes*len(rows)) / 12
 	in, err := b.transient(&b.srules, int64(len(raw)))
-	if err != nil {
-		return err
-	}
-	out, err := b.transient(&b.stoks, int64(4*len(rows)))
 	if err != nil {
 		return err
 	}
 	var work uint64
 	if nadj > 0 {
-		wb, err := b.transient(&b.swork, int64(len(rows))*int64(V)*4)
+		wb, err := b.transient(&b.swork, int64(len(rows))*int64(runtime.Cols(lt))*4)
 		if err != nil {
 			return err
 		}
 		work = wb.Ptr
 	}
+	// From pageable memory the copy has taken raw when it returns.
 	if err := b.htod(in.Ptr, raw); err != nil {
 		return err
 	}
 	base := in.Ptr + uint64(sampleRowBytes*len(rows))
-	if err := b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(V), in.Ptr,
-		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out.Ptr); err != nil {
-		return err
+	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
+		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out)
+}
+
+// aheadCopies are SampleTokensTo's two page-locked buffers and their
+// events, made on first use.
+type aheadCopies struct {
+	host  [2]unsafe.Pointer
+	ev    [2]uintptr
+	size  int // bytes of each buffer
+	pend  [2]*pendingTokens
+	next  int
+	unfit bool // the driver lacks page-locked memory or events: copies wait
+}
+
+// pendingTokens is a draw whose tokens are on their way to host memory.
+type pendingTokens struct {
+	b    *Backend
+	slot int
+	n    int
+	done bool
+	toks []int32
+	err  error
+}
+
+// start copies n tokens at src to the next buffer; the caller holds the
+// backend.
+func (a *aheadCopies) start(b *Backend, src uint64, n int) (*pendingTokens, error) {
+	p := &pendingTokens{b: b, n: n}
+	if !a.ready(4 * n) {
+		res := make([]byte, 4*n)
+		if err := b.dtoh(res, src); err != nil {
+			return nil, err
+		}
+		p.done, p.toks = true, bytesToI32(res)
+		return p, nil
 	}
-	res := make([]byte, 4*len(rows))
-	if err := b.dtoh(res, out.Ptr); err != nil {
-		return err
+	s := a.next
+	a.next ^= 1
+	if q := a.pend[s]; q != nil {
+		q.resolve() // its buffer is about to be overwritten
 	}
-	for i := range dst {
-		dst[i] = int32(le.Uint32(res[4*i:]))
+	if err := cuErr("cuMemcpyDtoHAsync", drv.cuMemcpyDtoHAsync(a.host[s], src, uint64(4*n), b.stream)); err != nil {
+		return nil, err
 	}
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(a.ev[s], b.stream)); err != nil {
+		return nil, err
+	}
+	p.slot = s
+	a.pend[s] = p
+	return p, nil
+}
+
+// ready makes the buffers hold at least n bytes and the events, and
+// reports whether copies can be left pending.
+func (a *aheadCopies) ready(n int) bool {
+	if a.unfit || drv.cuMemAllocHost == nil || drv.cuEventCreate == nil {
+		a.unfit = true
+		return false
+	}
+	if a.ev[1] == 0 {
+		for s := range 2 {
+			// CU_EVENT_DISABLE_TIMING: a marker only.
+			if drv.cuEventCreate(&a.ev[s], 2) != 0 {
+				a.unfit = true
+				return false
+			}
+		}
+	}
+	if n > a.size {
+		for s := range 2 {
+			if q := a.pend[s]; q != nil {
+				q.resolve()
+			}
+			if a.host[s] != nil {
+				drv.cuMemFreeHost(a.host[s])
+				a.host[s] = nil
+			}
+		}
+		size := max(n, 1024)
+		for s := range 2 {
+			if drv.cuMemAllocHost(&a.host[s], uint64(size)) != 0 {
+				a.free()
+				a.unfit = true
+				return false
+			}
+		}
+		a.size = size
+	}
+	return true
+}
+
+// free releases the buffers and events (with the context current).
+func (a *aheadCopies) free() {
+	for s := range 2 {
+		if q := a.pend[s]; q != nil {
+			q.resolve()
+		}
+		if a.host[s] != nil {
+			drv.cuMemFreeHost(a.host[s])
+			a.host[s] = nil
+		}
+		if a.ev[s] != 0 {
+			drv.cuEventDestroy(a.ev[s])
+			a.ev[s] = 0
+		}
+	}
+	a.size = 0
+}
+
+// resolve waits for the copy and keeps the tokens; the caller holds the
+// backend.
+func (p *pendingTokens) resolve() {
+	if p.done {
+		return
+	}
+	a := &p.b.ahead
+	p.done = true
+	a.pend[p.slot] = nil
+	if p.err = cuErr("cuEventSynchronize", drv.cuEventSynchronize(a.ev[p.slot])); p.err != nil {
+		p.b.fail(p.err)
+		return
+	}
+	p.toks = slices.Clone(unsafe.Slice((*int32)(a.host[p.slot]), p.n))
+}
+
+// Wait implements runtime.PendingTokens.
+func (p *pendingTokens) Wait(dst []int32) error {
+	if !p.done {
+		p.b.enter()
+		p.resolve()
+		p.b.exit()
+	}
+	if p.err != nil {
+		return p.err
+	}
+	if len(dst) != len(p.toks) {
+		return fmt.Errorf("cuda: wait for %d tokens of a draw of %d", len(dst), len(p.toks))
+	}
+	copy(dst, p.toks)
 	return nil
 }
 
-var _ runtime.TokenSampler = (*Backend)(nil)
+func bytesToI32(raw []byte) []int32 {
+	v := make([]int32, len(raw)/4)
+	for i := range v {
+		v[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return v
+}
+
+var (
+	_ runtime.TokenSampler = (*Backend)(nil)
+	_ runtime.TokenFeeder  = (*Backend)(nil)
+)

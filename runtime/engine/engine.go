@@ -112,6 +112,15 @@ type Options struct {
 	// sequence, prompt chunks the rest (0: 512).
 	StepTokens int
 	Observer   Observer
+	// NoAhead issues each step only once the tokens of the one before are
+	// back. By default a step of sequences that only decode, whose next
+	// draws do not depend on the tokens in flight (no penalties, no
+	// log-probabilities) and that the tokens in flight cannot end by
+	// length, is issued before those tokens are read (model.StepAhead):
+	// the host's part of a step overlaps the device's. A sequence that the
+	// token in flight stops has then decoded one token more, which is
+	// dropped.
+	NoAhead bool
 }
 
 // Stats is a snapshot for metrics.
@@ -120,6 +129,9 @@ type Stats struct {
 	BlocksUsed, BlocksTotal int
 	PromptTokens, Generated int64
 	Steps                   int64
+	// Ahead counts the steps issued before the previous step's tokens
+	// were read (Options.NoAhead).
+	Ahead int64
 }
 
 type seq struct {
@@ -137,6 +149,14 @@ type seq struct {
 	submit    time.Time
 	last      time.Time
 	cancelled bool // by Close
+	done      bool // finished: a step still in flight for it is dropped
+}
+
+// inflight is a step issued and not yet read.
+type inflight struct {
+	p     *model.Pending
+	steps []model.StepSeq
+	order []*seq
 }
 
 // Engine runs requests on one model. Its methods are safe for concurrent
@@ -153,6 +173,7 @@ type Engine struct {
 	done   chan struct{}
 	rng    *rand.Rand
 	stats  Stats
+	pend   *inflight // owned by the loop
 }
 
 // New starts an engine: it allocates the KV cache and the step loop.
@@ -287,13 +308,38 @@ func (e *Engine) Close(ctx context.Context) error {
 	return err
 }
 
-// loop runs steps while there is work; it ends once closed and idle.
+// loop runs steps while there is work; it ends once closed and idle. A
+// step is issued, then the one before it is read: either the next step
+// is issued ahead of that read (planAhead), or the read comes first.
 func (e *Engine) loop() {
 	defer close(e.done)
 	for {
 		e.mu.Lock()
 		e.reap()
 		e.admit()
+		if e.pend != nil {
+			if steps, order, ok := e.planAhead(); ok {
+				e.mu.Unlock()
+				p, err := e.m.StepAhead(e.cache, steps)
+				e.mu.Lock()
+				e.stats.Steps++
+				e.stats.Ahead++
+				e.read()
+				if err != nil {
+					for _, s := range order {
+						if !s.done {
+							e.finish(s, "error", err)
+						}
+					}
+				} else {
+					e.pend = &inflight{p: p, steps: steps, order: order}
+				}
+			} else {
+				e.read()
+			}
+			e.mu.Unlock()
+			continue
+		}
 		if len(e.run) == 0 {
 			idle := len(e.queue) == 0
 			closed := e.closed
@@ -306,24 +352,68 @@ func (e *Engine) loop() {
 		}
 		steps, order := e.plan()
 		e.mu.Unlock()
-		out, tokens, err := e.m.StepSample(e.cache, steps)
+		p, err := e.m.StepAhead(e.cache, steps)
 		e.mu.Lock()
 		e.stats.Steps++
 		if err != nil {
 			for _, s := range order {
 				e.finish(s, "error", err)
 			}
-			e.mu.Unlock()
-			continue
-		}
-		for i, s := range order {
-			s.fed += len(steps[i].Tokens)
-			if steps[i].Sample != nil {
-				e.emit(s, out[i], tokens[i])
-			}
+		} else {
+			e.pend = &inflight{p: p, steps: steps, order: order}
 		}
 		e.mu.Unlock()
 	}
+}
+
+// read waits for the step in flight (with e.mu released meanwhile) and
+// emits its tokens, skipping sequences that finished since it was issued.
+func (e *Engine) read() {
+	f := e.pend
+	e.pend = nil
+	e.mu.Unlock()
+	out, tokens, err := f.p.Wait()
+	e.mu.Lock()
+	for i, s := range f.order {
+		if s.done {
+			continue
+		}
+		if err != nil {
+			e.finish(s, "error", err)
+			continue
+		}
+		s.fed += max(len(f.steps[i].Tokens), 1) // a Fed sequence took one
+		if f.steps[i].Sample != nil {
+			e.emit(s, out[i], tokens[i])
+		}
+	}
+}
+
+// planAhead makes the next step while e.pend is in flight, when every
+// running sequence can take it (Options.NoAhead): each drew in e.pend,
+// decodes the token it drew there (Fed), draws without penalties or
+// log-probabilities (its rule does not depend on that token), and is not
+// ended by that token's length.
+func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
+	if e.o.NoAhead || len(e.run) == 0 {
+		return nil, nil, false
+	}
+	drew := make(map[*seq]bool, len(e.pend.order))
+	for i, s := range e.pend.order {
+		drew[s] = e.pend.steps[i].Sample != nil
+	}
+	for _, s := range e.run {
+		p := s.req.Params
+		if !drew[s] || p.Logprobs || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+			s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
+			return nil, nil, false
+		}
+	}
+	steps := make([]model.StepSeq, len(e.run))
+	for i, s := range e.run {
+		steps[i] = model.StepSeq{Seq: &s.kv, Fed: true, Sample: s.rule()}
+	}
+	return steps, slices.Clone(e.run), true
 }
 
 // reap ends the requests whose context is done.
@@ -473,6 +563,7 @@ func (e *Engine) drop(s *seq) {
 
 // finish ends s: its blocks go back, the last event goes out.
 func (e *Engine) finish(s *seq, reason string, err error) {
+	s.done = true
 	e.cache.Pool.Release(&s.kv)
 	prompt := len(s.req.Prompt)
 	e.stats.PromptTokens += int64(prompt)

@@ -284,3 +284,110 @@ func TestClose(t *testing.T) {
 		t.Errorf("a request cut by Close: %+v", done)
 	}
 }
+
+// TestAheadMatchesNoAhead: requests of every kind running together give
+// the same tokens and endings whether steps are issued ahead of the last
+// step's tokens or not: greedy and seeded draws, a stop token reached with
+// a step in flight, penalties and log-probabilities (whose steps are not
+// issued ahead: their draws would differ, or their log-probabilities be
+// missing), token budgets; every block comes back.
+func TestAheadMatchesNoAhead(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	reqs := []Params{
+		{MaxTokens: 40},
+		{MaxTokens: 33, Temperature: 0.9, TopP: 0.95, Seed: 3, SeedSet: true},
+		{MaxTokens: 30, StopTokens: []int{greedy[len(prompt)+6]}},
+		{MaxTokens: 12, Temperature: 1.1, TopK: 40, Seed: 5, SeedSet: true},
+		{MaxTokens: 64 - len(prompt)}, // the whole context
+	}
+	run := func(noAhead bool, extra ...Params) ([][]int, []Event, Stats) {
+		obs := &countObserver{}
+		e := newEngine(t, m, Options{NoAhead: noAhead, MaxLen: 64, BlockSize: 4, Observer: obs})
+		ps := append(slices.Clone(reqs), extra...)
+		chs := make([]<-chan Event, len(ps))
+		for i, p := range ps {
+			pr := prompt
+			if i >= len(reqs) {
+				pr = prompt[:1] // fewer tokens that a repetition penalty changes from the start
+			}
+			ch, err := e.Submit(context.Background(), Request{Prompt: pr, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chs[i] = ch
+		}
+		toks := make([][]int, len(ps))
+		dones := make([]Event, len(ps))
+		for i, ch := range chs {
+			toks[i], dones[i] = collect(t, ch)
+		}
+		st := e.Stats()
+		if st.BlocksUsed != 0 {
+			t.Errorf("%d blocks still used", st.BlocksUsed)
+		}
+		// The tokens dropped after a stop are not timed.
+		n := 0
+		for _, d := range dones {
+			n += d.CompletionTokens
+		}
+		if st.Generated != int64(n) || obs.tokens() != n+1 { // the stop token is timed, not emitted
+			t.Errorf("%d tokens generated, %d counted, %d timed (want %d + the stop)", n, st.Generated, obs.tokens(), n)
+		}
+		return toks, dones, st
+	}
+	check := func(what string, extra ...Params) {
+		want, wantDone, st0 := run(true, extra...)
+		got, gotDone, st := run(false, extra...)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) || gotDone[i].FinishReason != wantDone[i].FinishReason || gotDone[i].CompletionTokens != wantDone[i].CompletionTokens {
+				t.Errorf("%s: request %d ahead %v (%s), not ahead %v (%s)", what, i, got[i], gotDone[i].FinishReason, want[i], wantDone[i].FinishReason)
+			}
+		}
+		if st0.Ahead != 0 {
+			t.Errorf("%s: %d steps issued ahead with NoAhead", what, st0.Ahead)
+		}
+		if st.Ahead == 0 {
+			t.Errorf("%s: no step issued ahead", what)
+		}
+	}
+	check("plain")
+	if t.Failed() {
+		return
+	}
+	// Alone, a request of n tokens takes n steps either way: no step is
+	// issued ahead for a token its budget has no room for.
+	for _, noAhead := range []bool{true, false} {
+		e := newEngine(t, m, Options{NoAhead: noAhead})
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 10}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		collect(t, ch)
+		if st, ahead := e.Stats(), map[bool]int64{true: 0, false: 9}[noAhead]; st.Steps != 10 || st.Ahead != ahead {
+			t.Errorf("NoAhead %v: %d steps, %d ahead, for 10 tokens (want 10, %d)", noAhead, st.Steps, st.Ahead, ahead)
+		}
+	}
+	// Penalties that pull the draws to the tokens already drawn (from a
+	// prompt of one token), so that a rule made before the token in flight
+	// is counted would draw differently: each check fails if its penalty
+	// is let go ahead.
+	check("presence", Params{MaxTokens: 45, PresencePenalty: -50, Temperature: 0.8, Seed: 9, SeedSet: true})
+	check("frequency", Params{MaxTokens: 45, FrequencyPenalty: -20})
+	check("repetition", Params{MaxTokens: 45, RepetitionPenalty: 0.5})
+	check("logprobs", Params{MaxTokens: 45, Logprobs: true, TopLogprobs: 2})
+}
+
+// countObserver counts the timings of tokens.
+type countObserver struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (o *countObserver) FirstToken(time.Duration)  { o.mu.Lock(); o.n++; o.mu.Unlock() }
+func (o *countObserver) InterToken(time.Duration)  { o.mu.Lock(); o.n++; o.mu.Unlock() }
+func (o *countObserver) Finished(string, int, int) {}
+func (o *countObserver) tokens() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n
+}

@@ -88,19 +88,19 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 		return false
 	}
 	for _, s := range seqs {
-		if len(s.Tokens) != 1 {
+		if len(s.Tokens) != 1 && !s.Fed {
 			return false
 		}
 	}
 	return true
 }
 
-// decode runs a step of one token per sequence (validated by Step) through
-// the backend's PagedDecoder ops: the inputs go to the device in one
-// transfer, the layers run (replayed from a graph where the backend records
-// them), and the tokens drawn on the backend (where it is a
+// decode runs a step of one token per sequence (validated by StepAhead)
+// through the backend's PagedDecoder ops: the inputs go to the device in
+// one transfer, the layers run (replayed from a graph where the backend
+// records them), and the tokens are drawn on the backend (where it is a
 // runtime.TokenSampler) and the logits asked for come back.
-func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error) {
+func (m *Model) decode(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	b := m.b
 	rows := len(seqs)
 	if _, ok := b.(runtime.Grapher); ok {
@@ -110,23 +110,23 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) ([][]float32, []int, error
 	}
 	ds, err := c.decodeState(m, rows)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := m.runDecode(c, ds, seqs); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	at := make([]int, len(seqs))
 	for i := range at {
 		at[i] = i
 	}
-	out, tokens, err := m.readOut(b.View(ds.logits, 0, len(seqs)), seqs, at)
+	p, err := m.readOut(c, b.View(ds.logits, 0, len(seqs)), seqs, at)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, s := range seqs {
 		s.Seq.Len++
 	}
-	return out, tokens, nil
+	return p, nil
 }
 
 // runDecode uploads the inputs of seqs (rows past them are padding: token
@@ -140,12 +140,26 @@ func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq) error 
 	rows := ds.rows
 	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }
+	_, feeds := b.(runtime.TokenFeeder)
+	feeds = feeds && c.onDevice
 	for r := range rows {
 		id, pos, slot := int32(0), int32(0), trash*int32(bs)
 		var blocks []int32
 		if r < len(seqs) {
 			s := seqs[r].Seq
-			id, pos, slot, blocks = int32(seqs[r].Tokens[0]), int32(s.Len), int32(s.Slot(s.Len, bs)), s.Blocks
+			switch {
+			case !seqs[r].Fed:
+				id = int32(seqs[r].Tokens[0])
+			case feeds:
+				id = -1 - int32(c.drawn[s]) // EmbeddingFed reads it from c.fed
+			default:
+				tok, err := c.fedToken(s)
+				if err != nil {
+					return fmt.Errorf("model: decode step sequence %d: %w", r, err)
+				}
+				id = int32(tok)
+			}
+			pos, slot, blocks = int32(s.Len), int32(s.Slot(s.Len, bs)), s.Blocks
 		}
 		put(r, id)
 		put(rows+r, pos)
@@ -218,10 +232,13 @@ func (m *Model) WarmDecode(c *PagedCache, maxRows int) error {
 // lg (F32 [n, vocab] on the backend; rows[i] is sequence i's, or -1): the
 // tokens of those with a Sample rule, drawn on the backend where it is a
 // runtime.TokenSampler (else on the host), and the logits of those with
-// Logits set (nil for the others). It waits for the step.
-func (m *Model) readOut(lg runtime.Tensor, seqs []StepSeq, rows []int) ([][]float32, []int, error) {
+// Logits set (nil for the others). It waits for the step, unless the
+// backend is a runtime.TokenFeeder and no logits come back: then the
+// tokens come when the Pending is waited for. The step becomes c's last.
+func (m *Model) readOut(c *PagedCache, lg runtime.Tensor, seqs []StepSeq, rows []int) (*Pending, error) {
 	b, V := m.b, m.d.vocab
 	ts, onDevice := b.(runtime.TokenSampler)
+	tf, _ := b.(runtime.TokenFeeder)
 	var drawRows, drawSeqs []int
 	var rules []runtime.SampleParams
 	host := false // some row's logits come back
@@ -238,7 +255,7 @@ func (m *Model) readOut(lg runtime.Tensor, seqs []StepSeq, rows []int) ([][]floa
 	if host {
 		flat := make([]float32, runtime.Rows(lg)*V)
 		if err := b.Download(flat, lg); err != nil {
-			return nil, nil, fmt.Errorf("model: logits: %w", err)
+			return nil, fmt.Errorf("model: logits: %w", err)
 		}
 		for i, r := range rows {
 			if r >= 0 {
@@ -246,22 +263,29 @@ func (m *Model) readOut(lg runtime.Tensor, seqs []StepSeq, rows []int) ([][]floa
 			}
 		}
 	}
-	var tokens []int
+	p := &Pending{seqs: len(seqs), draws: drawSeqs}
+	fedOnDevice := false
 	switch {
-	case onDevice && len(drawRows) > 0:
-		drawn := make([]int32, len(drawRows))
-		if err := ts.SampleTokens(drawn, lg, drawRows, rules); err != nil {
-			return nil, nil, fmt.Errorf("model: sampling: %w", err)
+	case onDevice && len(drawRows) > 0 && tf != nil && c.fed != nil && len(drawRows) <= c.fed.Len():
+		pt, err := tf.SampleTokensTo(b.View(c.fed, 0, len(drawRows)), lg, drawRows, rules)
+		if err != nil {
+			return nil, fmt.Errorf("model: sampling: %w", err)
 		}
-		tokens = make([]int, len(seqs))
-		for j, i := range drawSeqs {
-			tokens[i] = int(drawn[j])
+		p.pend, fedOnDevice = pt, true
+	case onDevice && len(drawRows) > 0:
+		p.drawn = make([]int32, len(drawRows))
+		if err := ts.SampleTokens(p.drawn, lg, drawRows, rules); err != nil {
+			return nil, fmt.Errorf("model: sampling: %w", err)
 		}
 	default:
-		tokens = drawHost(seqs, out)
+		tokens := drawHost(seqs, out)
+		p.drawn = make([]int32, len(drawSeqs))
+		for j, i := range drawSeqs {
+			p.drawn[j] = int32(tokens[i])
+		}
 		if !host {
 			if err := b.Sync(); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 		}
 	}
@@ -270,7 +294,9 @@ func (m *Model) readOut(lg runtime.Tensor, seqs []StepSeq, rows []int) ([][]floa
 			out[i] = nil
 		}
 	}
-	return out, tokens, nil
+	p.logits = out
+	c.noteDraws(p, seqs, fedOnDevice)
+	return p, nil
 }
 
 // decodeOps issues the ops of a decode step over ds's rows: no transfer,
@@ -279,7 +305,11 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
 	x := s.x
-	pd.EmbeddingAt(x, m.embed, ds.ids)
+	if tf, ok := b.(runtime.TokenFeeder); ok && c.fed != nil {
+		tf.EmbeddingFed(x, m.embed, ds.ids, c.fed)
+	} else {
+		pd.EmbeddingAt(x, m.embed, ds.ids)
+	}
 	// One token a sequence (Step checks it), each in blocks of its own: the
 	// kernel ahead of attention writes only each row's own position.
 	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, CacheSettled: true}

@@ -2,6 +2,8 @@ package model
 
 import (
 	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/runtime"
@@ -244,5 +246,114 @@ func TestWarmDecode(t *testing.T) {
 		if worst > 1e-3 {
 			t.Errorf("sequence %d: logits after a warm-up differ by %.3g", i, worst)
 		}
+	}
+}
+
+// aheadRules are the draws of TestStepAhead's sequences.
+var aheadRules = []runtime.SampleParams{{}, {Temperature: 0.8, TopP: 0.9, U: 0.3}, {Temperature: 1.2, TopK: 20, U: 0.7}, {Temperature: 0.9, U: 0.55}}
+
+// decodeAhead runs decodePrompts through 7 steps drawing by aheadRules, a
+// fourth prompt joining at step 3 (a step of the general path): with ahead
+// each step after the first is issued by StepAhead with its sequences Fed
+// before the previous step's tokens are read, otherwise by StepSample with
+// the tokens fed from the host. It returns each sequence's draws and
+// lengths.
+func decodeAhead(t *testing.T, m *Model, ahead bool) ([][]int, []int) {
+	t.Helper()
+	prompts := append(decodePrompts[:3:3], []int{1, 851, 349})
+	c, seqs, steps := pagedPrompts(t, m, prompts)
+	defer c.Free()
+	for i := range steps {
+		steps[i].Sample = &aheadRules[i]
+	}
+	live := steps[:3]
+	drawn := make([][]int, len(prompts))
+	record := func(p *Pending, n int) {
+		_, toks, err := p.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			drawn[i] = append(drawn[i], toks[i])
+			steps[i].Tokens = []int{toks[i]}
+		}
+	}
+	var p *Pending
+	for step := range 7 {
+		n := len(live)
+		if step == 3 {
+			n = 4
+		}
+		cur := steps[:n]
+		if ahead && step > 0 {
+			cur = make([]StepSeq, n)
+			for i := range cur {
+				cur[i] = StepSeq{Seq: &seqs[i], Fed: i < len(live), Sample: &aheadRules[i]}
+				if i >= len(live) {
+					cur[i].Tokens = prompts[i]
+				}
+			}
+		}
+		next, err := m.StepAhead(c, cur)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if p != nil {
+			record(p, len(live))
+		}
+		p, live = next, steps[:n]
+		if !ahead {
+			record(p, n)
+			p = nil
+		}
+	}
+	if p != nil {
+		record(p, len(live))
+	}
+	lens := make([]int, len(seqs))
+	for i, s := range seqs {
+		lens[i] = s.Len
+	}
+	return drawn, lens
+}
+
+// TestStepAhead: steps issued ahead, each sequence fed the token it drew
+// in the step before without the host reading it first, draw the same
+// tokens as steps fed from the host, through the decode path (replayed,
+// and op by op) and a step of the general path; a Fed sequence the last
+// step drew nothing for is refused.
+func TestStepAhead(t *testing.T) {
+	rb, mr, mp := replayModels(t)
+	defer mr.Close()
+	want, wantLens := decodeAhead(t, mp, false)
+	if len(want[0]) != 7 || len(want[3]) != 4 {
+		t.Fatalf("draws %v", want)
+	}
+	for _, m := range []*Model{mp, mr} {
+		got, lens := decodeAhead(t, m, true)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("%s: sequence %d drew %v issued ahead, %v fed from the host", m.b.Name(), i, got[i], want[i])
+			}
+		}
+		if !slices.Equal(lens, wantLens) {
+			t.Errorf("%s: lengths %v issued ahead, %v fed from the host", m.b.Name(), lens, wantLens)
+		}
+	}
+	if rb.captures == 0 {
+		t.Error("no decode step was recorded")
+	}
+	c, seqs, steps := pagedPrompts(t, mp, decodePrompts)
+	defer c.Free()
+	if _, _, err := mp.StepSample(c, steps); err != nil {
+		t.Fatal(err)
+	}
+	_, err := mp.StepAhead(c, []StepSeq{{Seq: &seqs[0], Fed: true}})
+	if err == nil || !strings.Contains(err.Error(), "drew none") {
+		t.Errorf("a Fed sequence whose step drew nothing: %v", err)
+	}
+	_, err = mp.StepAhead(c, []StepSeq{{Seq: &seqs[0], Fed: true, Tokens: []int{5}}})
+	if err == nil || !strings.Contains(err.Error(), "given 1 tokens") {
+		t.Errorf("a Fed sequence with tokens: %v", err)
 	}
 }

@@ -30,6 +30,15 @@ type PagedCache struct {
 	NoGraphs bool
 	dec      map[int]*decodeState // by row count
 	graphErr error                // why recording failed; steps then run op by op
+
+	// The last step issued on the cache and where its draws are: drawn
+	// maps a sequence to its draw's index in last's draws (and, when
+	// onDevice, in fed, I32 [maxDecodeRows], where a runtime.TokenFeeder
+	// left them), for the Fed sequences of the next step.
+	fed      runtime.Tensor
+	last     *Pending
+	drawn    map[*kvcache.Seq]int
+	onDevice bool
 }
 
 // GraphErr reports why decode steps could not be recorded as graphs (nil
@@ -71,6 +80,12 @@ func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error
 	if c.gv, err = alloc(maxLen); err != nil {
 		return nil, err
 	}
+	if _, ok := m.b.(runtime.TokenFeeder); ok {
+		if c.fed, err = m.b.Alloc(runtime.I32, maxDecodeRows); err != nil {
+			c.Free()
+			return nil, fmt.Errorf("model: paged cache's token buffer: %w", err)
+		}
+	}
 	return c, nil
 }
 
@@ -92,6 +107,11 @@ func (c *PagedCache) Free() {
 		}
 	}
 	c.k, c.v, c.gk, c.gv = nil, nil, nil, nil
+	if c.fed != nil {
+		c.b.Free(c.fed)
+		c.fed = nil
+	}
+	c.last, c.drawn = nil, nil
 }
 
 // write copies rows of new keys and values, at positions pos0..., into the
@@ -130,6 +150,12 @@ type StepSeq struct {
 	// Tokens are the new tokens: a prompt or a chunk of it, or the last
 	// sampled token.
 	Tokens []int
+	// Fed, with no Tokens, makes the new token the one this sequence drew
+	// in the last step issued on the cache (its Sample), read where that
+	// step left it: a step of Fed sequences can be issued (StepAhead)
+	// before the step ahead of it has brought its tokens back. A draw that
+	// found a non-finite logit feeds token 0.
+	Fed bool
 	// Logits asks for the last token's logits.
 	Logits bool
 	// Sample draws the sequence's next token from the last token's logits
@@ -155,41 +181,111 @@ func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 // decode step on a runtime.TokenSampler draws on the backend and brings
 // back only the tokens (and the logits asked for).
 func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, tokens []int, err error) {
+	p, err := m.StepAhead(c, seqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.Wait()
+}
+
+// Pending is a step issued by StepAhead: its logits (those asked for) are
+// back, its tokens may still be on their way.
+type Pending struct {
+	seqs   int
+	logits [][]float32
+	draws  []int // the sequences that draw, in draw order
+	pend   runtime.PendingTokens
+	drawn  []int32 // by draw, once back
+	tokens []int
+	err    error
+	done   bool
+}
+
+// Wait returns the step's results as StepSample does, waiting for its
+// tokens; it may be called more than once.
+func (p *Pending) Wait() (logits [][]float32, tokens []int, err error) {
+	if !p.done {
+		p.done = true
+		if p.pend != nil {
+			p.drawn = make([]int32, len(p.draws))
+			p.err = p.pend.Wait(p.drawn)
+			p.pend = nil
+		}
+		p.tokens = make([]int, p.seqs)
+		for j, i := range p.draws {
+			p.tokens[i] = int(p.drawn[j])
+		}
+	}
+	if p.err != nil {
+		return nil, nil, p.err
+	}
+	return p.logits, p.tokens, nil
+}
+
+// StepAhead issues a step as StepSample runs it, and returns without
+// waiting for its tokens where the backend draws them (a
+// runtime.TokenFeeder) and the step is a decode step (one token a
+// sequence) that asks for no logits; otherwise the step is done when it
+// returns. The next step may then be issued at once, its sequences Fed
+// the tokens of this one, before Wait: the host's part of a step overlaps
+// the device's work on the one ahead of it. Every sequence's Len advances
+// now.
+func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	if len(seqs) == 0 {
-		return nil, nil, errors.New("model: step of no sequences")
+		return nil, errors.New("model: step of no sequences")
 	}
 	bs := c.Pool.BlockSize()
 	spans := make([]span, len(seqs))
 	var ids []int
 	rows := 0
 	for i, s := range seqs {
-		if s.Seq == nil || len(s.Tokens) == 0 {
-			return nil, nil, fmt.Errorf("model: step sequence %d: no sequence or no tokens", i)
+		if s.Seq == nil || len(s.Tokens) == 0 && !s.Fed {
+			return nil, fmt.Errorf("model: step sequence %d: no sequence or no tokens", i)
 		}
-		end := s.Seq.Len + len(s.Tokens)
+		if s.Fed {
+			if len(s.Tokens) > 0 {
+				return nil, fmt.Errorf("model: step sequence %d: fed the last draw's token and given %d tokens", i, len(s.Tokens))
+			}
+			if _, ok := c.drawn[s.Seq]; !ok {
+				return nil, fmt.Errorf("model: step sequence %d: fed the last draw's token, and the last step drew none for it", i)
+			}
+		}
+		n := max(len(s.Tokens), 1)
+		end := s.Seq.Len + n
 		if end > s.Seq.Cap(bs) || end > c.maxLen {
-			return nil, nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
+			return nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
 		}
 		for j := range seqs[:i] {
 			if seqs[j].Seq == s.Seq {
-				return nil, nil, fmt.Errorf("model: step sequence %d repeats sequence %d", i, j)
+				return nil, fmt.Errorf("model: step sequence %d repeats sequence %d", i, j)
 			}
 		}
 		for _, id := range s.Tokens {
 			if id < 0 || id >= m.d.vocab {
-				return nil, nil, fmt.Errorf("model: step sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
+				return nil, fmt.Errorf("model: step sequence %d: token id %d outside vocab [0, %d)", i, id, m.d.vocab)
 			}
 		}
-		spans[i] = span{row0: rows, rows: len(s.Tokens), pos0: s.Seq.Len, paged: c, seq: s.Seq}
-		ids = append(ids, s.Tokens...)
-		rows += len(s.Tokens)
+		spans[i] = span{row0: rows, rows: n, pos0: s.Seq.Len, paged: c, seq: s.Seq}
+		rows += n
 	}
 	if m.canDecode(seqs) {
 		return m.decode(c, seqs)
 	}
+	for i, s := range seqs {
+		if !s.Fed {
+			ids = append(ids, s.Tokens...)
+			continue
+		}
+		// The general path takes its ids from the host.
+		tok, err := c.fedToken(s.Seq)
+		if err != nil {
+			return nil, fmt.Errorf("model: step sequence %d: %w", i, err)
+		}
+		ids = append(ids, tok)
+	}
 	x, err := m.run(spans, ids, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	b := m.b
 	var want []int
@@ -200,10 +296,11 @@ func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, t
 		}
 	}
 	if len(want) == 0 {
-		return make([][]float32, len(seqs)), make([]int, len(seqs)), b.Sync()
+		c.noteDraws(nil, nil, false)
+		return &Pending{seqs: len(seqs), logits: make([][]float32, len(seqs)), err: b.Sync()}, nil
 	}
 	if err := m.ensureLogits(len(want)); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	lg := b.View(m.logits, 0, len(want))
 	b.MatMul(lg, b.View(m.s.xn, 0, len(want)), m.head)
@@ -214,7 +311,36 @@ func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, t
 	for j, i := range want {
 		at[i] = j
 	}
-	return m.readOut(lg, seqs, at)
+	return m.readOut(c, lg, seqs, at)
+}
+
+// fedToken is the token seq drew in the last step issued on c, on the
+// host (waiting for it); a draw that found a non-finite logit gives 0.
+func (c *PagedCache) fedToken(seq *kvcache.Seq) (int, error) {
+	j, ok := c.drawn[seq]
+	if !ok || c.last == nil {
+		return 0, errors.New("fed the last draw's token, and the last step drew none for it")
+	}
+	if _, _, err := c.last.Wait(); err != nil {
+		return 0, err
+	}
+	return max(int(c.last.drawn[j]), 0), nil
+}
+
+// noteDraws records p as the last step issued on c, whose draws (seqs
+// drawing, in order) are in c.fed when onDevice.
+func (c *PagedCache) noteDraws(p *Pending, seqs []StepSeq, onDevice bool) {
+	c.last, c.onDevice = p, onDevice
+	clear(c.drawn)
+	if p == nil {
+		return
+	}
+	if c.drawn == nil {
+		c.drawn = map[*kvcache.Seq]int{}
+	}
+	for j, i := range p.draws {
+		c.drawn[seqs[i].Seq] = j
+	}
 }
 
 // drawHost draws the tokens of the sequences with a Sample rule from their
