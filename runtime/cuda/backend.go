@@ -58,10 +58,6 @@ type Backend struct {
 	pin      *goruntime.Pinner
 	blas     uintptr
 	blasWS   uint64
-	lt       uintptr           // cuBLASLt, made by the first ltPlan
-	ltPlans  map[ltKey]*ltPlan // products of few rows: the algorithm timed fastest
-	ltOff    bool              // GPTQTOOL_LT=0: cublasGemmEx's own choice for every product
-	ltForce  bool              // cuBLASLt's fastest even where cublasGemmEx is faster (SetGEMMTuning)
 	solver   uintptr
 	err      error // first error of an op (ops return none); reported by Sync
 
@@ -213,7 +209,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
-	b.ltOff = !ltTuning()
 	// Weights stream through L2 as its first lines to evict, so that what
 	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them under
 	// the evict_normal policy (the same instructions).
@@ -310,7 +305,7 @@ func New(o Options) (*Backend, error) {
 	}
 	// Our own workspace, so that cuBLAS memory is accounted for and never
 	// allocated behind the allocator's back.
-	const wsBytes = blasWSBytes
+	const wsBytes = 32 << 20
 	ws, _, err := b.alloc.alloc(wsBytes)
 	if err != nil {
 		return fail(err)
@@ -389,12 +384,6 @@ func (b *Backend) closeLocked() {
 		if ev != 0 {
 			drv.cuEventDestroy(ev)
 		}
-	}
-	for _, p := range b.ltPlans {
-		p.free()
-	}
-	if b.lt != 0 {
-		lt.cublasLtDestroy(b.lt)
 	}
 	if b.blas != 0 {
 		bl.cublasDestroy(b.blas)

@@ -372,9 +372,6 @@ func (b *Backend) linear(d, res *Tensor, m, n, k int, x uint64, xdt runtime.DTyp
 			b.fail(cuErr("cuMemcpyDtoDAsync", drv.cuMemcpyDtoDAsync(d.ptr, res.ptr, uint64(d.Bytes()), b.stream)))
 		}
 	}
-	if res == nil && b.ltGemm(n, m, k, w, wdt, x, xdt, d.ptr, d.dt) {
-		return
-	}
 	b.fail(b.gemm(opT, opN, n, m, k, 1, w, wdt, k, x, xdt, k, beta, d.ptr, d.dt, n))
 }
 
