@@ -44,7 +44,19 @@ func newMetrics(stats func() (engine.Stats, bool)) *metrics {
 			return f(s)
 		})
 	}
+	counter := func(name, help string, f func(engine.Stats) int64) prometheus.CounterFunc {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			s, ok := stats()
+			if !ok {
+				return 0
+			}
+			return float64(f(s))
+		})
+	}
 	m.reg.MustRegister(m.requests, m.duration, m.prompt, m.generated, m.ttft, m.itl, m.finished,
+		counter("gptqtool_engine_steps_total", "Model steps run.", func(s engine.Stats) int64 { return s.Steps }),
+		counter("gptqtool_engine_steps_ahead_total", "Model steps issued before the previous step's tokens were read.",
+			func(s engine.Stats) int64 { return s.Ahead }),
 		gauge("gptqtool_queue_depth", "Requests waiting for admission.", func(s engine.Stats) float64 { return float64(s.Queued) }),
 		gauge("gptqtool_running_sequences", "Sequences in the running batch.", func(s engine.Stats) float64 { return float64(s.Running) }),
 		gauge("gptqtool_kv_cache_blocks_used", "KV cache blocks held by sequences.", func(s engine.Stats) float64 { return float64(s.BlocksUsed) }),

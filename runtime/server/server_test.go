@@ -503,6 +503,11 @@ func TestConcurrentRequests(t *testing.T) {
 	if got := metric(t, ts, "gptqtool_generation_tokens_total"); got != 200*12 {
 		t.Errorf("generated tokens metric %v", got)
 	}
+	// At least 12 steps; plain draws (no penalties, no log-probabilities)
+	// go ahead between admissions.
+	if steps, ahead := metric(t, ts, "gptqtool_engine_steps_total"), metric(t, ts, "gptqtool_engine_steps_ahead_total"); steps < 12 || ahead < 1 || ahead >= steps {
+		t.Errorf("%v steps, %v issued ahead", steps, ahead)
+	}
 }
 
 // TestQueueFull: past the queue the server answers 429 with Retry-After.
