@@ -337,6 +337,19 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         const int tot = Gr * hd, e = s * tot / S + tid;
         if (e < (s + 1) * tot / S) oslot0 = oslots[(h0 + e / hd) * hd + e % hd];
     }
+    // The output slots of this thread's elements e = tid + u·PA_TILE, which
+    // it writes where one block holds a row's heads (S = 1) or combines the
+    // splits last: loaded with the model's data before the wait, so that the
+    // epilogue's stores do not wait for them.
+    constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
+    int oslot[EPT];
+    if (oslots && !cm) {
+#pragma unroll
+        for (int u = 0; u < EPT; u++) {
+            const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+            oslot[u] = g < Gr ? oslots[(h0 + g) * hd + d] : 0;
+        }
+    }
     const int chunk = (len + S - 1) / S;
     const int j0 = lo + s * chunk, j1 = imin(i + 1, j0 + chunk);
     const int* tab = tables + (i64)r * width;
@@ -562,11 +575,13 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     }
     if (S == 1) {
         TRACE_MARK_AT(0, 3);
-        for (int e = tid; e < nh * hd; e += blockDim.x) {
-            const int g = e / hd, d = e % hd;
+#pragma unroll
+        for (int u = 0; u < EPT; u++) {
+            const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+            if (g >= nh) continue;
             const float v = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
             const int col = (h0 + g) * hd + d;
-            out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(v / lh[g]);
+            out[(i64)r * hq * hd + (oslots ? oslot[u] : col)] = from_f32<T>(v / lh[g]);
         }
         return;
     }
@@ -598,7 +613,6 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     if (tid < nh) split_weights(wy[tid], sc[tid], S);
     __syncthreads();
     TRACE_MARK_AT(1, 2);
-    constexpr int EPT = (G * D + PA_TILE - 1) / PA_TILE;
     float o[EPT];
 #pragma unroll
     for (int u = 0; u < EPT; u++) o[u] = 0.0f;
@@ -615,7 +629,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     for (int u = 0; u < EPT; u++) {
         const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
         const int col = (h0 + g) * hd + d;
-        if (g < nh) out[(i64)r * hq * hd + (oslots ? oslots[col] : col)] = from_f32<T>(o[u]);
+        if (g < nh) out[(i64)r * hq * hd + (oslots ? oslot[u] : col)] = from_f32<T>(o[u]);
     }
     TRACE_MARK_AT(1, 3);
     if (tid == 0) *ctr = 0;

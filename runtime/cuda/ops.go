@@ -237,7 +237,7 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 	if vec8(h, d, xt, w) {
 		name = "rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
+	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreads}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // AddRMSNorm implements runtime.AddRMSNormer.
@@ -260,7 +260,7 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	if vec8(h, n, xt, dl, w) {
 		name = "add_rmsnorm_v8_"
 	}
-	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: threads}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
+	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreads}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // normStage is the dynamic shared memory of a norm writing to output
