@@ -113,7 +113,7 @@ type Backend struct {
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
-	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS, default 256)
+	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
 	gt            graphTimes
 }
 
@@ -209,8 +209,9 @@ func New(o Options) (*Backend, error) {
 	if err := b.traceSetup(); err != nil {
 		return nil, err
 	}
-	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS.
-	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", threads, 32, 1024, "32-1024 threads, a multiple of 32"); err != nil {
+	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
+	// every norm, else normThreadsFor's.
+	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {
 		return nil, err
 	}
 	if b.normThreads%32 != 0 {
