@@ -3,7 +3,7 @@
 //
 // rmsnorm_T(dst [rows, h], x [rows, h], w [h], h, eps, slots): one block per
 // row (grid = rows) of any multiple of 32 threads up to 512 (the backend's
-// normThreadsFor: 512 for a decode step's few rows, 256 for more); the mean
+// normThreadsFor: 512 for decode steps of 9-64 rows, else 256); the mean
 // of squares is accumulated in
 // fp32, inv = 1/sqrt(mean + eps), dst = w * (x * inv) rounded once, column
 // i written to column slots[i] when slots (I32 [h], a permutation) is not

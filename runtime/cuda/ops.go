@@ -263,23 +263,30 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
 }
 
-// normFewRows is the most rows whose norms run normFewThreads threads a
-// row: a decode step's rows, one block each, fill few of the SMs, so a
-// block's latency is the kernel's, and more threads shorten it (batch 32:
-// 9,781 tok/s at 512 threads against 9,709 and 9,720 at 256 in one call).
-// More rows keep 256, the prefill's.
+// The norms of normWideMin to normWideMax rows run normWideThreads threads
+// a row. A decode step of 9-64 rows (the warpgroup-MMA products, which
+// stage x only once the norm is done) has one block a row on few of the
+// SMs, so a block's latency is the kernel's, and more threads shorten it:
+// batch 32 decoded 9,743 and 9,747 tok/s against 9,688 and 9,705 at 256 in
+// one call (and 9,781 against 9,709 and 9,720 in another). Steps of 1-8
+// rows keep 256: their products stream weights across the norm (no gain
+// measured), and the norm-fused products (runtime.NormFuser) sum the
+// squares in the 256-thread norm's order, bit for bit. More rows (prefill)
+// keep 256 too.
 const (
-	normFewRows    = 64
-	normFewThreads = 512
+	normWideMin     = 9
+	normWideMax     = 64
+	normWideThreads = 512
 )
 
-// normThreadsFor is the norms' threads a row for rows rows.
+// normThreadsFor is the norms' threads a row for rows rows
+// (GPTQTOOL_NORM_THREADS, where set, for every norm).
 func (b *Backend) normThreadsFor(rows int) int {
 	switch {
 	case b.normThreads > 0:
 		return b.normThreads
-	case rows <= normFewRows:
-		return normFewThreads
+	case rows >= normWideMin && rows <= normWideMax:
+		return normWideThreads
 	}
 	return threads
 }
