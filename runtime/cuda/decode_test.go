@@ -13,6 +13,7 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -230,21 +231,28 @@ func TestPagedDecoderOps(t *testing.T) {
 	}
 }
 
+// tinyF16 loads openchat-tiny on b in fp16 (closed at the test's end) and
+// returns 200 WikiText ids and three prompts of them (37, 5 and 100
+// tokens).
+func tinyF16(t *testing.T, b *cuda.Backend) (*model.Model, []int, [][]int) {
+	t.Helper()
+	mg, err := model.LoadWith(fixtures.Path(t, "models/openchat-tiny"), b, model.Options{DType: runtime.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(mg.Close)
+	ids := fixtures.WikiIDs(t)[:200]
+	return mg, ids, [][]int{ids[:37], ids[40:45], ids[50:150]}
+}
+
 // TestPagedDecodeGraphs decodes three sequences of openchat-tiny in fp16
 // with the paged cache: steps replayed from CUDA graphs (rows padded to a
 // bucket of 4) must give exactly the logits of the same steps run op by
 // op, and both must match the CPU reference of each sequence alone.
 func TestPagedDecodeGraphs(t *testing.T) {
 	b := gputest.Backend(t)
-	dir := fixtures.Path(t, "models/openchat-tiny")
-	mc := load(t, dir, cpu.New(0))
-	mg, err := model.LoadWith(dir, b, model.Options{DType: runtime.F16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mg.Close()
-	ids := fixtures.WikiIDs(t)[:200]
-	prompts := [][]int{ids[:37], ids[40:45], ids[50:150]}
+	mc := load(t, fixtures.Path(t, "models/openchat-tiny"), cpu.New(0))
+	mg, ids, prompts := tinyF16(t, b)
 	logits := map[bool][][][]float32{}
 	for _, graphs := range []bool{true, false} {
 		c, err := mg.NewPagedCache(64, 16, 256)
@@ -416,15 +424,7 @@ func TestPagedAttentionCombines(t *testing.T) {
 // the device, before they are read) and with the tokens fed from the
 // host: the same draws, greedy and sampled, through replayed graphs.
 func TestStepAheadOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	dir := fixtures.Path(t, "models/openchat-tiny")
-	mg, err := model.LoadWith(dir, b, model.Options{DType: runtime.F16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mg.Close()
-	ids := fixtures.WikiIDs(t)[:200]
-	prompts := [][]int{ids[:37], ids[40:45], ids[50:150]}
+	mg, _, prompts := tinyF16(t, gputest.Backend(t))
 	rules := []runtime.SampleParams{{}, {Temperature: 0.9, TopP: 0.95, U: 0.4}, {Temperature: 1.1, TopK: 30, U: 0.8}}
 	const steps = 24
 	run := func(ahead bool) [][]int {

@@ -264,9 +264,10 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 }
 
 // The norms of normWideMin to normWideMax rows run normWideThreads threads
-// a row. A decode step of 9-64 rows (the warpgroup-MMA products, which
-// stage x only once the norm is done) has one block a row on few of the
-// SMs, so a block's latency is the kernel's, and more threads shorten it:
+// a row. A decode step of 9-64 rows has one block a row on few of the SMs,
+// so a block's latency is the kernel's, and more threads shorten it
+// (measured at 32 and 64 rows, whose products stage x only once the norm
+// is done):
 // batch 32 decoded 9,743 and 9,747 tok/s against 9,688 and 9,705 at 256 in
 // one call (and 9,781 against 9,709 and 9,720 in another). Steps of 1-8
 // rows keep 256: their products stream weights across the norm (no gain

@@ -209,15 +209,7 @@ func (a *aheadCopies) ready(n int) bool {
 		}
 	}
 	if n > a.size {
-		for s := range 2 {
-			if q := a.pend[s]; q != nil {
-				q.resolve()
-			}
-			if a.host[s] != nil {
-				drv.cuMemFreeHost(a.host[s])
-				a.host[s] = nil
-			}
-		}
+		a.releaseHost()
 		size := max(n, 1024)
 		for s := range 2 {
 			if drv.cuMemAllocHost(&a.host[s], uint64(size)) != 0 {
@@ -231,8 +223,9 @@ func (a *aheadCopies) ready(n int) bool {
 	return true
 }
 
-// free releases the buffers and events (with the context current).
-func (a *aheadCopies) free() {
+// releaseHost waits for the copies in flight (keeping their tokens) and
+// frees the page-locked buffers.
+func (a *aheadCopies) releaseHost() {
 	for s := range 2 {
 		if q := a.pend[s]; q != nil {
 			q.resolve()
@@ -241,12 +234,19 @@ func (a *aheadCopies) free() {
 			drv.cuMemFreeHost(a.host[s])
 			a.host[s] = nil
 		}
+	}
+	a.size = 0
+}
+
+// free releases the buffers and events (with the context current).
+func (a *aheadCopies) free() {
+	a.releaseHost()
+	for s := range 2 {
 		if a.ev[s] != 0 {
 			drv.cuEventDestroy(a.ev[s])
 			a.ev[s] = 0
 		}
 	}
-	a.size = 0
 }
 
 // resolve waits for the copy and keeps the tokens; the caller holds the

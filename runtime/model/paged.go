@@ -223,13 +223,12 @@ func (p *Pending) Wait() (logits [][]float32, tokens []int, err error) {
 }
 
 // StepAhead issues a step as StepSample runs it, and returns without
-// waiting for its tokens where the backend draws them (a
-// runtime.TokenFeeder) and the step is a decode step (one token a
-// sequence) that asks for no logits; otherwise the step is done when it
-// returns. The next step may then be issued at once, its sequences Fed
-// the tokens of this one, before Wait: the host's part of a step overlaps
-// the device's work on the one ahead of it. Every sequence's Len advances
-// now.
+// waiting for it where the backend draws its tokens where the logits are
+// (a runtime.TokenFeeder; at most maxDecodeRows draws) and no logits are
+// asked for; otherwise the step is done when it returns. The next step may
+// then be issued at once, its sequences Fed the tokens of this one, before
+// Wait: the host's part of a step overlaps the device's work on the one
+// ahead of it. Every sequence's Len advances now.
 func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	if len(seqs) == 0 {
 		return nil, errors.New("model: step of no sequences")
