@@ -99,14 +99,16 @@ for step in $steps; do
     if [ ! -d /tmp/oc7b-q4act ]; then note "serve7b: needs /tmp/oc7b-q4act (run the decode step first)"; continue; fi
     # SERVE_ENV="VAR=value ...[;VAR=value ...]" runs the server once more
     # under each ';'-separated setting (e.g. GPTQTOOL_AHEAD=0), to compare.
+    # (Read line by line, as DECODE_ENV's: a setting may hold spaces and
+    # commas.)
     i=0
-    for e in GPTQTOOL_NONE=1 $(echo "${SERVE_ENV:-}" | tr ';' '\n' | tr ' ' ','); do
-      e=$(echo "$e" | tr ',' ' ')
+    printf 'GPTQTOOL_NONE=1;%s\n' "${SERVE_ENV:-}" | tr ';' '\n' | while read -r e; do
+      [ -n "$e" ] || continue
       sfx=""
       [ $i -gt 0 ] && sfx="-env$i"
       i=$((i + 1))
       env $e "$bin/gptqtool" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
-        --max-batch 64 >"$LOGS/serve7b$sfx-server.log" 2>&1 &
+        --max-batch 64 </dev/null >"$LOGS/serve7b$sfx-server.log" 2>&1 &
       spid=$!
       for _ in $(seq 1 180); do
         (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
