@@ -436,3 +436,70 @@ __device__ __forceinline__ void rope_angle(int pos, float invf, float& cs, float
     cs = (float)c, sn = (float)s;
 }
 
+
+// Warpgroup MMA and the tensor memory accelerator (sm_90a: qgemv.cu's _w
+// kernels, head.cu): templates, so that nothing of them is emitted where no
+// kernel uses them.
+// wg_desc: the low word of the shared-memory descriptor of a K-major
+// operand in the 128-byte swizzle at byte address addr (the start address;
+// LBO 16 bytes, unused by a K-major swizzled operand), WG_DHI its high word:
+// 8-row groups of 128-byte rows 1,024 bytes apart (SBO), the 128-byte
+// swizzle. A row of the operand is 64 16-bit inputs, its 16-byte unit u
+// stored at unit u ^ (row % 8) of the row (the groups 1,024-byte aligned); a
+// k-step of 16 inputs 32 bytes further along the row is addr + 32.
+template <int Z = 0> __device__ __forceinline__ u32 wg_desc(u32 addr) { return ((addr >> 4) & 0x3FFFu) | (1u << 16); }
+#define WG_DHI (64u | (1u << 30))
+template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
+// wg_keep: the accumulators stay in their registers across a wgmma
+// fence or wait (the compiler moves no access of them across it).
+template <int MT> __device__ __forceinline__ void wg_keep(float (&d)[MT][4]) {
+#pragma unroll
+    for (int bt = 0; bt < MT; bt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[bt][e])::"memory");
+}
+
+// TMap is a CUtensorMap (runtime/cuda TensorMap), a __grid_constant__
+// kernel parameter. tma_box copies the box at (c0, c1) (the inner
+// coordinate first: an input, then a row) to shared memory at dst
+// (1,024-byte aligned), completing on the mbarrier at bar (tma_box_pol:
+// under the L2 policy pol, l2_policy); tma_x is the box at (input k, row
+// 0). bar_init makes an mbarrier of count arrivals, bar_expect arrives on it
+// with the bytes a phase's copies bring, bar_arrive arrives, and bar_wait
+// waits for the phase of parity ph.
+struct __align__(64) TMap {
+    unsigned long long v[16];
+};
+template <int Z = 0> __device__ __forceinline__ void bar_init(u32 bar, u32 count = 1) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n\tfence.mbarrier_init.release.cluster;" ::"r"(bar), "r"(count)
+                 : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void bar_expect(u32 bar, u32 bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void bar_arrive(u32 bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void bar_wait(u32 bar, u32 ph) {
+    asm volatile(
+        "{\n.reg .pred p;\nWAIT_%=:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAIT_%=;\n}" ::"r"(bar),
+        "r"(ph)
+        : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void tma_box(u32 dst, const TMap* tm, int c0, int c1, u32 bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
+        "l"(tm), "r"(c0), "r"(c1), "r"(bar)
+        : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void tma_box_pol(u32 dst, const TMap* tm, int c0, int c1, u32 bar, u64 pol) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+        "l"(tm), "r"(c0), "r"(c1), "r"(bar), "l"(pol)
+        : "memory");
+}
+template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* tm, int k, u32 bar) { tma_box(dst, tm, k, 0, bar); }

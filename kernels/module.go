@@ -20,6 +20,8 @@ import (
 //     its _pre kernel, with PA_TC=1 its _tc kernel); PA_C=0 the rope_store
 //     kernels of every dtype.
 //
+// head.cu compiles whole, for sm_90a only (ArchSpecific).
+//
 // KDT narrows FOR_DTYPES (common.cuh) to one dtype. Without defines a file
 // compiles whole, every kernel in it.
 type Module struct {
@@ -98,6 +100,9 @@ func ModuleOf(file, name string) Module {
 			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_WG=1"}, ArchSpecific: true}
 		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
+	case "head.cu":
+		// Warpgroup MMA throughout.
+		return Module{File: file, ArchSpecific: true}
 	case "decode.cu":
 		if strings.HasPrefix(name, "rope_store_") {
 			return Module{File: file, Defines: []string{"PA_C=0"}}

@@ -40,6 +40,9 @@ func TestModuleOf(t *testing.T) {
 		{"decode.cu", "paged_attn_c4_f16", "decode.cu", nil},
 		{"norm.cu", "rmsnorm_f16", "norm.cu", nil},
 		{"attention.cu", "", "attention.cu", nil},
+		// head.cu: whole, for sm_90a.
+		{"head.cu", "head_wg_t4_f16", "head.cu", nil},
+		{"head.cu", "head_wg_t1_bf16", "head.cu", nil},
 	}
 	for _, c := range cases {
 		m := ModuleOf(c.file, c.name)
@@ -52,9 +55,9 @@ func TestModuleOf(t *testing.T) {
 		if c.key == c.file && len(m.Options()) != 0 {
 			t.Errorf("ModuleOf(%q, %q): a whole file has no options, got %q", c.file, c.name, m.Options())
 		}
-		// Only the warpgroup-MMA part compiles for sm_90a.
+		// Only the warpgroup-MMA part and head.cu compile for sm_90a.
 		wantArch := "90"
-		if strings.Contains(c.key, "QG_WG=1") {
+		if strings.Contains(c.key, "QG_WG=1") || c.file == "head.cu" {
 			wantArch = "90a"
 		}
 		if a := m.Arch(90); a != wantArch {

@@ -205,28 +205,8 @@ template <> struct xscale<f16> { static constexpr float v = 1.0f; };
 // twice).
 __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & mask) | 0x64006400u, zz); }
 
-// Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1): templates, so that
-// nothing of them is emitted where no _w kernel is compiled.
-// wg_desc: the low word of the shared-memory descriptor of a K-major
-// operand in the 128-byte swizzle at byte address addr (the start address;
-// LBO 16 bytes, unused by a K-major swizzled operand), WG_DHI its high word:
-// 8-row groups of 128-byte rows 1,024 bytes apart (SBO), the 128-byte
-// swizzle. A row of the operand is 64 fp16 inputs, its 16-byte unit u stored
-// at unit u ^ (row % 8) of the row (the groups 1,024-byte aligned); a k-step
-// of 16 inputs 32 bytes further along the row is addr + 32.
-template <int Z = 0> __device__ __forceinline__ u32 wg_desc(u32 addr) { return ((addr >> 4) & 0x3FFFu) | (1u << 16); }
-#define WG_DHI (64u | (1u << 30))
-template <int Z = 0> __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
-template <int Z = 0> __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory"); }
-// wg_keep: the accumulators stay in their registers across a wgmma
-// fence or wait (the compiler moves no access of them across it).
-template <int MT> __device__ __forceinline__ void wg_keep(float (&d)[MT][4]) {
-#pragma unroll
-    for (int bt = 0; bt < MT; bt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) asm volatile("" : "+f"(d[bt][e])::"memory");
-}
+// Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1): wg_desc, wg_fence,
+// wg_commit, wg_wait and wg_keep are common.cuh's.
 // wg_mma<MT>: d[64 × 8·MT] += a[64 × 16] · b[16 × 8·MT], fp16 in, fp32 sums;
 // a this warp's mma.m16n8k16 A fragment (rows 16·(warp%4)..), b at
 // descriptor desc (K-major, rows of x); d[bt][e] is the mma C fragment of
@@ -264,34 +244,8 @@ template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
-// TMap is a CUtensorMap (runtime/cuda TensorMap), a __grid_constant__
-// parameter of the _w kernels. tma_x copies the box of x at (input k, row
-// 0) to shared memory at dst (1,024-byte aligned), completing on the
-// mbarrier at bar; bar_init, bar_expect (the bytes a phase's copies bring)
-// and bar_wait (for the phase of parity ph) are that mbarrier's.
-struct __align__(64) TMap {
-    unsigned long long v[16];
-};
-template <int Z = 0> __device__ __forceinline__ void bar_init(u32 bar) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n\tfence.mbarrier_init.release.cluster;" ::"r"(bar) : "memory");
-}
-template <int Z = 0> __device__ __forceinline__ void bar_expect(u32 bar, u32 bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-template <int Z = 0> __device__ __forceinline__ void bar_wait(u32 bar, u32 ph) {
-    asm volatile(
-        "{\n.reg .pred p;\nWAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-        "@!p bra WAIT_%=;\n}" ::"r"(bar),
-        "r"(ph)
-        : "memory");
-}
-template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* tm, int k, u32 bar) {
-    asm volatile(
-        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];" ::"r"(dst),
-        "l"(tm), "r"(k), "r"(0), "r"(bar)
-        : "memory");
-}
+// TMap, bar_init, bar_expect, bar_wait and tma_x (x's copies by the tensor
+// memory accelerator) are common.cuh's.
 
 // WG_FAST (the _w kernels): the main loop in passes specialized by what
 // they know (see qmma), the same products as WG_FAST=0, the plain loop, in
@@ -479,8 +433,19 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int nb = (n8 * 8 + 63) / 64;
                 const u32 bar = smem_addr(&xbar);
                 if (threadIdx.x == 0) {
+#if defined(WG_XDIV) && WG_XDIV > 1
+                    // A probe, not a product: only every WG_XDIV-th box
+                    // is copied (what a multicast over WG_XDIV blocks
+                    // would leave each to read); the others keep stale x.
+                    int cnt = 0;
+                    for (int j = 0; j < nb; j++) cnt += j % WG_XDIV == (int)(blockIdx.x % WG_XDIV);
+                    bar_expect(bar, cnt * JB);
+                    for (int j = 0; j < nb; j++)
+                        if (j % WG_XDIV == (int)(blockIdx.x % WG_XDIV)) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
+#else
                     bar_expect(bar, nb * JB);
                     for (int j = 0; j < nb; j++) tma_x(xsw + j * JB, tmx, kb0 + 64 * j, bar);
+#endif
                 }
                 bar_wait(bar, xph);
                 xph ^= 1;

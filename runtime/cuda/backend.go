@@ -98,6 +98,7 @@ type Backend struct {
 	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
 	extraDefines  []string  // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
 	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	headWG        bool      // with gemv, products of gemvMaxRows+1 to headMaxRows such rows run head.cu on sm_90 (GPTQTOOL_HEAD_WG=0: cuBLAS)
 	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
 	attnSplit     int       // the fewest positions a block of split paged attention takes
 	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
@@ -131,7 +132,7 @@ type launchArgs struct {
 	ptrs [maxKernelArgs]unsafe.Pointer
 	cfg  launchConfig // cuLaunchKernelEx's, with attrs
 	attr [3]launchAttr
-	tmap TensorMap // a launch's TensorMap argument (at most one)
+	tmap [2]TensorMap // a launch's TensorMap arguments (at most two)
 }
 
 type function struct {
@@ -218,6 +219,7 @@ func New(o Options) (*Backend, error) {
 		return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_THREADS=%d: want a multiple of 32", b.normThreads)
 	}
 	b.gemv = os.Getenv("GPTQTOOL_GEMV") != "0"
+	b.headWG = os.Getenv("GPTQTOOL_HEAD_WG") != "0"
 	// Weights stream through L2 as its first lines to evict, so that what
 	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them under
 	// the evict_normal policy (the same instructions).
@@ -798,6 +800,7 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 	if len(args) > len(a.vals) {
 		panic(fmt.Sprintf("cuda: kernel %s: %d arguments", name, len(args)))
 	}
+	nt := 0 // tensor maps so far
 	for i, arg := range args {
 		var v uint64
 		switch x := arg.(type) {
@@ -814,8 +817,12 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 		case float64:
 			v = math.Float64bits(x)
 		case TensorMap:
-			a.tmap = x
-			a.ptrs[i] = unsafe.Pointer(&a.tmap)
+			if nt == len(a.tmap) {
+				panic(fmt.Sprintf("cuda: kernel %s: more than %d tensor maps", name, len(a.tmap)))
+			}
+			a.tmap[nt] = x
+			a.ptrs[i] = unsafe.Pointer(&a.tmap[nt])
+			nt++
 			continue
 		default:
 			panic(fmt.Sprintf("cuda: kernel %s: argument %d of type %T", name, i, arg))
@@ -874,7 +881,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "gemv_rows_"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "gemv_rows_", "head_wg_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

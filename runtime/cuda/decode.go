@@ -108,7 +108,7 @@ func (b *Backend) SetClusters(on bool) {
 // thread-block clusters.
 func (b *Backend) Clusters() bool { return b.clusters }
 
-// SetGEMV chooses gemv.cu (on, the default) or cuBLAS (off, as
+// SetGEMV chooses gemv.cu and head.cu (on, the default) or cuBLAS (off, as
 // GPTQTOOL_GEMV=0 does) for products of a few rows of 16-bit x and w into
 // fp32, for tests of both.
 func (b *Backend) SetGEMV(on bool) {

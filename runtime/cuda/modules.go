@@ -130,6 +130,7 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	b.mu.Lock()
 	normFuse := b.normFuseRows > 0
 	tcRows := b.attnTC
+	head := b.gemv && b.headWG && b.WarpgroupMMA()
 	b.mu.Unlock()
 	// The largest first: they bound the wait.
 	for _, bits := range s.Bits {
@@ -154,6 +155,9 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 		}
 	}
 	add("decode.cu", "rope_store_"+suffix(dt))
+	if head && dt != runtime.F32 {
+		add("head.cu", "") // the head's logits at 5-64 rows
+	}
 	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
 		add(f, "")
 	}

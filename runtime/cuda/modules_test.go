@@ -98,8 +98,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	}
 }
 
-// TestModuleParts compiles every part of qgemv.cu and decode.cu with NVRTC
-// for sm_90 (where NVRTC loads; no GPU needed) and checks that each
+// TestModuleParts compiles every part of qgemv.cu and decode.cu, and
+// head.cu, with NVRTC for sm_90 (where NVRTC loads; no GPU needed) and
+// checks that each
 // launched kernel is in its part's CUBIN and that each part holds only
 // kernels that map to it: a kernel missing from its part would fail at its
 // first launch, one compiled into two parts would cost compile time.
@@ -118,6 +119,8 @@ func TestModuleParts(t *testing.T) {
 			mods[m.Key()] = m
 		}
 	}
+	// head.cu compiles whole, for sm_90a.
+	mods["head.cu"] = kernels.ModuleOf("head.cu", "head_wg_t4_f16")
 	res := map[string]*result{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup

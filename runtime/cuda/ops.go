@@ -374,20 +374,81 @@ func (b *Backend) matmul(d, xt, wt, res *Tensor) {
 const gemvMaxRows = 4
 
 // gemvRows sets d [m, n] fp32 = x·wᵀ with gemv.cu for a few rows of 16-bit
-// x and w (the head's logits in a decode step) unless GPTQTOOL_GEMV=0 (or
-// SetGEMV) turned it off, and reports whether it did; otherwise cuBLAS does.
+// x and w (the head's logits in a decode step), or head.cu for up to
+// headMaxRows, unless GPTQTOOL_GEMV=0 (or SetGEMV) turned them off, and
+// reports whether it did; otherwise cuBLAS does.
 func (b *Backend) gemvRows(d, xt, wt *Tensor, m, n, k int) bool {
-	if !b.gemv || m > gemvMaxRows || d.dt != runtime.F32 || xt.dt != wt.dt || (xt.dt != runtime.F16 && xt.dt != runtime.BF16) ||
+	if !b.gemv || d.dt != runtime.F32 || xt.dt != wt.dt || (xt.dt != runtime.F16 && xt.dt != runtime.BF16) ||
 		k%8 != 0 || xt.ptr%16 != 0 || wt.ptr%16 != 0 || n >= 1<<31/16 {
 		return false
 	}
-	name := fmt.Sprintf("gemv_rows_m%d_%s", m, suffix(xt.dt))
 	ef := int32(0)
 	if b.evictFirst {
 		ef = 1
 	}
+	if m > gemvMaxRows {
+		return b.headRows(d, xt, wt, m, n, k, ef)
+	}
+	name := fmt.Sprintf("gemv_rows_m%d_%s", m, suffix(xt.dt))
 	b.fail(b.launch("gemv.cu", name, Dim{X: (n + 15) / 16}, Dim{X: 256}, 0, d.ptr, xt.ptr, wt.ptr, int32(n), int32(k), ef))
 	return true
+}
+
+// HeadKernel names the head.cu kernel that a product of m rows of 16-bit
+// x (dtype dt) by k inputs into fp32 runs on this backend, or "" where
+// gemv.cu or cuBLAS takes it (SetGEMV, GPTQTOOL_HEAD_WG, no sm_90, rows or
+// inputs out of its range); a driver without tensor maps also leaves it
+// to cuBLAS.
+func (b *Backend) HeadKernel(m, k int, dt runtime.DType) string {
+	name, _ := b.headKernel(m, k, dt)
+	return name
+}
+
+func (b *Backend) headKernel(m, k int, dt runtime.DType) (name string, mt int) {
+	if !b.gemv || !b.headWG || !b.WarpgroupMMA() || m <= gemvMaxRows || m > headMaxRows || k%64 != 0 ||
+		(dt != runtime.F16 && dt != runtime.BF16) || drv.cuTensorMapEncodeTiled == nil {
+		return "", 0
+	}
+	mt = 1
+	for mt*8 < m {
+		mt *= 2
+	}
+	return fmt.Sprintf("head_wg_t%d_%s", mt, suffix(dt)), mt
+}
+
+// head.cu's shape: the most rows of x a launch takes, the rows of w a
+// block multiplies, its ring's stages of 64 inputs and its threads (two
+// warpgroups and a copying warp).
+const (
+	headMaxRows = 64
+	headWRows   = 128
+	headStages  = 4
+	headThreads = 288
+)
+
+// headRows sets d [m, n] fp32 = x·wᵀ with head.cu (warpgroup MMA, sm_90;
+// gemvMaxRows < m <= headMaxRows, k a multiple of 64) where GPTQTOOL_HEAD_WG
+// has not turned it off and the driver makes tensor maps, and reports
+// whether it did.
+func (b *Backend) headRows(d, xt, wt *Tensor, m, n, k int, ef int32) bool {
+	name, mt := b.headKernel(m, k, xt.dt)
+	if name == "" {
+		return false
+	}
+	tw, ok, err := b.rowsMap(wt.ptr, wt.dt, n, k, headWRows)
+	if err == nil && ok {
+		var tx TensorMap
+		if tx, ok, err = b.rowsMap(xt.ptr, xt.dt, m, k, 8*mt); err == nil && ok {
+			shared := headStages*(headWRows+8*mt)*128 + 1024 // the ring, 1,024-byte aligned
+			err = b.launch("head.cu", name, Dim{X: (n + headWRows - 1) / headWRows}, Dim{X: headThreads}, shared,
+				d.ptr, int32(n), int32(k), int32(m), ef, tw, tx)
+		}
+	}
+	if err != nil {
+		b.fail(err)
+		return true
+	}
+	return ok
 }
 
 // linear sets d [m, n] = (res or 0) + x[m, k]·w[n, k]ᵀ with cuBLAS: res is

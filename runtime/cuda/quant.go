@@ -948,7 +948,7 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	flags := b.qmmaFlags()
 	var tm TensorMap
 	if wg && x.dt == runtime.F16 && b.qmmaTMA {
-		m, ok, err := b.rowsMap(xp, M, q.k, 8*qmmaTiles[tile])
+		m, ok, err := b.rowsMap(xp, x.dt, M, q.k, 8*qmmaTiles[tile])
 		if err != nil {
 			b.fail(err)
 			return
