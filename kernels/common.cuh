@@ -396,6 +396,42 @@ __device__ __forceinline__ void cluster_sync_relaxed() {
 #endif
 #endif
 }
+// cluster_x, cluster_y: this block's place in its cluster (x and y), and
+// cluster_nx the cluster's width; cluster_rank is cluster_x + cluster_y ·
+// cluster_nx.
+__device__ __forceinline__ u32 cluster_x() {
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctaid.x;" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ u32 cluster_y() {
+    u32 r = 0;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_ctaid.y;" : "=r"(r));
+#endif
+    return r;
+}
+__device__ __forceinline__ u32 cluster_nx() {
+    u32 r = 1;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_nctaid.x;" : "=r"(r));
+#endif
+    return r;
+}
+// cluster_arrive and cluster_wait: cluster_sync in two halves, so that the
+// work between them overlaps the other blocks' arrival.
+__device__ __forceinline__ void cluster_arrive() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#endif
+}
 __device__ __forceinline__ u32 cluster_rank() {
     u32 r = 0;
 #if __CUDA_ARCH__ >= 900
@@ -503,3 +539,28 @@ template <int Z = 0> __device__ __forceinline__ void tma_box_pol(u32 dst, const 
         : "memory");
 }
 template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* tm, int k, u32 bar) { tma_box(dst, tm, k, 0, bar); }
+// tma_x_mc: tma_x into the same offset dst of the shared memory of every
+// block of the cluster whose rank is set in mask, completing on the
+// mbarrier at the same offset bar in each.
+template <int Z = 0> __device__ __forceinline__ void tma_x_mc(u32 dst, const TMap* tm, int k, u32 bar, u16 mask) {
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),
+        "l"(tm), "r"(k), "r"(0), "r"(bar), "h"(mask)
+        : "memory");
+}
+// bar_arrive_remote: an arrival on the mbarrier at bar (a shared::cluster
+// address, cluster_addr), released to the cluster: what this block wrote
+// and read before it is ordered before the arrival.
+template <int Z = 0> __device__ __forceinline__ void bar_arrive_remote(u32 bar) {
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+// bar_wait_cluster: bar_wait acquiring at cluster scope (for arrivals made
+// by bar_arrive_remote).
+template <int Z = 0> __device__ __forceinline__ void bar_wait_cluster(u32 bar, u32 ph) {
+    asm volatile(
+        "{\n.reg .pred p;\nWAITC_%=:\n"
+        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
+        "@!p bra WAITC_%=;\n}" ::"r"(bar),
+        "r"(ph)
+        : "memory");
+}

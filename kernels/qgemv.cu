@@ -100,6 +100,14 @@
 // of 64 inputs by the 8·MT rows, in the 128-byte swizzle), one thread
 // issuing a phase's copies and every thread waiting on an mbarrier.
 #define QF_TMA 16
+// QF_MC2 / QF_MC4 (with QF_TMA): the launch makes 2 or 4 blocks along the
+// grid's x one cluster (with cl, by the S blocks of each slab along y), and
+// the CX blocks of a row of it, which stage the same x, share its copies:
+// each issues every CX-th box of a phase, multicast to all of them. A phase
+// is copied only when all of them are done with the last (each arrives on
+// the others' mbarrier xfree).
+#define QF_MC2 32
+#define QF_MC4 64
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -296,10 +304,21 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const u32 xsw = (smem_addr(xs) + 1023u) & ~1023u;
     // QF_TMA: the mbarrier x's copies complete on, and the parity of the
     // next phase's.
-    __shared__ __align__(8) unsigned long long xbar;
+    __shared__ __align__(8) unsigned long long xbar, xfree;
     const bool tma = WG && (flags & QF_TMA);
     u32 xph = 0;
-    if (WG && tma && threadIdx.x == 0) bar_init(smem_addr(&xbar));
+    // QF_MC2 / QF_MC4: the CX blocks of this one's cluster row, and the
+    // parity of the next wait on xfree (thread 0's, after a first phase).
+    const int CX = tma && (flags & QF_MC4) ? 4 : tma && (flags & QF_MC2) ? 2 : 1;
+    u32 fph = 0;
+    bool xused = false;
+    if (WG && tma && threadIdx.x == 0) {
+        bar_init(smem_addr(&xbar));
+        if (CX > 1) bar_init(smem_addr(&xfree), CX);
+    }
+    // The other blocks' mbarriers must be made before this one's copies
+    // reach them: arrive now, wait before the first phase.
+    if (WG && CX > 1) cluster_arrive();
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
@@ -339,7 +358,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // now, so that the epilogue does not wait a round trip to L2 for it.
     if (res && !glu && !rp.kc) {
         const int S = gridDim.y, items = M * QCOLS;
-        const int rk = S > 1 && cl ? (int)cluster_rank() : 0, ns = S > 1 && cl ? S : 1;
+        const int rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
         const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
         if (e < (rk + 1) * items / ns && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
     }
@@ -432,7 +451,16 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 // (whole boxes of 8·MT rows, zeros past M), JB bytes each.
                 const int nb = (n8 * 8 + 63) / 64;
                 const u32 bar = smem_addr(&xbar);
-                if (threadIdx.x == 0) {
+                if (threadIdx.x == 0 && CX > 1) {
+                    // This block's share of the boxes, to its cluster row,
+                    // once the row's blocks are done with the last phase.
+                    bar_expect(bar, nb * JB);
+                    if (xused) bar_wait_cluster(smem_addr(&xfree), fph), fph ^= 1;
+                    xused = true;
+                    const int cx = (int)cluster_x();
+                    const u16 mask = (u16)(((1u << CX) - 1) << (cluster_y() * CX));
+                    for (int j = cx; j < nb; j += CX) tma_x_mc(xsw + j * JB, tmx, kb0 + 64 * j, bar, mask);
+                } else if (threadIdx.x == 0) {
 #if defined(WG_XDIV) && WG_XDIV > 1
                     // A probe, not a product: only every WG_XDIV-th box
                     // is copied (what a multicast over WG_XDIV blocks
@@ -553,7 +581,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
         }
     };
-    if (tma) __syncthreads();  // xbar initialized
+    if (WG && CX > 1)
+        cluster_wait();  // xbar and xfree initialized in every block of the cluster
+    else if (tma)
+        __syncthreads();  // xbar initialized
     stage(0);
     __syncthreads();
     TRACE_MARK(2);
@@ -656,6 +687,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 wg_wait<0>();
                 wg_keep<MT>(acc);
                 __syncthreads();
+                if (CX > 1 && threadIdx.x == 0) {
+                    // This block is done with x: so are the row's others
+                    // once all have arrived on each one's xfree.
+                    const u32 r0 = cluster_y() * CX;
+                    for (int r = 0; r < CX; r++) bar_arrive_remote(cluster_addr(&xfree, r0 + r));
+                }
                 stage(i0);
                 __syncthreads();
                 pleft = P, xd = wg_desc(xsw);
@@ -875,10 +912,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
             cluster_sync();
-            const u32 rank = cluster_rank();
-            u32 base[8];  // tot in each block of the cluster (S <= 8)
+            // (This block's rank in its slab is its place along y; the
+            // slab's blocks are cluster_nx apart in rank.)
+            const u32 rank = cluster_y(), cx = cluster_x(), nx = cluster_nx();
+            u32 base[8];  // tot in each block of the slab (S <= 8)
 #pragma unroll
-            for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, r) : 0;
+            for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, cx + r * nx) : 0;
             qout<T, MT == 1 ? 1 : 4>(
                 [&](int e) {
                     float v = 0.0f;

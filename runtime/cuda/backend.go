@@ -111,6 +111,7 @@ type Backend struct {
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
+	qmmaMC        int       // the _w kernels' blocks that share x's copies by multicast, 1 (none), 2 or 4 (QF_MC2, QF_MC4; GPTQTOOL_QMMA_MC)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -229,6 +230,12 @@ func New(o Options) (*Backend, error) {
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaTMA = os.Getenv("GPTQTOOL_QMMA_TMA") != "0"
+	if b.qmmaMC, err = envInt("GPTQTOOL_QMMA_MC", defaultQmmaMC, 1, 4, "1 (no multicast), 2 or 4"); err != nil {
+		return nil, err
+	}
+	if b.qmmaMC == 3 {
+		return nil, errors.New("cuda: GPTQTOOL_QMMA_MC=3: want 1 (no multicast), 2 or 4")
+	}
 	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
 		return nil, err
 	}
@@ -768,7 +775,7 @@ type Dim struct{ X, Y, Z int }
 
 // launch runs kernel name of source file src on the stream. Arguments are
 // uint64 (device pointers), int32, uint32, int64, float32, float64 or (at
-// most one) TensorMap, in the kernel's parameter order.
+// most two) TensorMap, in the kernel's parameter order.
 func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...any) error {
 	return b.launchCluster(src, name, grid, block, shared, 0, args...)
 }
@@ -776,6 +783,13 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 // launchCluster is launch with the blocks of each clusterY rows of the
 // grid's y dimension made one thread-block cluster (0: none).
 func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) error {
+	return b.launchClusterXY(src, name, grid, block, shared, 1, clusterY, args...)
+}
+
+// launchClusterXY is launch with clusters of clusterX × clusterY blocks
+// (none where both are at most 1; at most maxClusterBlocks).
+func (b *Backend) launchClusterXY(src, name string, grid, block Dim, shared, clusterX, clusterY int, args ...any) error {
+	clusterX, clusterY = max(clusterX, 1), max(clusterY, 1)
 	f, err := b.function(src, name)
 	if err != nil {
 		return err
@@ -791,6 +805,9 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 			return err
 		}
 		f.shared = shared
+	}
+	if clusterX*clusterY > maxClusterBlocks {
+		return fmt.Errorf("cuda: kernel %s: clusters of %d × %d blocks, at most %d", name, clusterX, clusterY, maxClusterBlocks)
 	}
 	grid, block = dims(grid), dims(block)
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
@@ -835,16 +852,17 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 		pp = unsafe.Pointer(&a.ptrs[0])
 	}
 	pdl := b.pdl && pdlKernel(name)
-	if pdl || clusterY > 1 {
+	clustered := clusterX*clusterY > 1
+	if pdl || clustered {
 		n := 0
 		if pdl {
 			a.attr[n] = launchAttr{id: launchAttrProgrammaticSerialization}
 			a.attr[n].val[0] = 1
 			n++
 		}
-		if clusterY > 1 {
+		if clustered {
 			a.attr[n] = launchAttr{id: launchAttrClusterDimension}
-			binary.LittleEndian.PutUint32(a.attr[n].val[0:], 1)
+			binary.LittleEndian.PutUint32(a.attr[n].val[0:], uint32(clusterX))
 			binary.LittleEndian.PutUint32(a.attr[n].val[4:], uint32(clusterY))
 			binary.LittleEndian.PutUint32(a.attr[n].val[8:], 1)
 			n++
@@ -918,6 +936,11 @@ func (b *Backend) run(src, name string, grid, block Dim, shared int, args ...any
 // runCluster is run through launchCluster.
 func (b *Backend) runCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) {
 	b.fail(b.launchCluster(src, name, grid, block, shared, clusterY, args...))
+}
+
+// runClusterXY is run through launchClusterXY.
+func (b *Backend) runClusterXY(src, name string, grid, block Dim, shared, clusterX, clusterY int, args ...any) {
+	b.fail(b.launchClusterXY(src, name, grid, block, shared, clusterX, clusterY, args...))
 }
 
 // FormatBytes prints a byte count in binary units.
