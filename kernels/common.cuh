@@ -396,9 +396,8 @@ __device__ __forceinline__ void cluster_sync_relaxed() {
 #endif
 #endif
 }
-// cluster_x, cluster_y: this block's place in its cluster (x and y), and
-// cluster_nx the cluster's width; cluster_rank is cluster_x + cluster_y ·
-// cluster_nx.
+// cluster_x, cluster_y: this block's place in its cluster (x and y);
+// cluster_nx and cluster_ny the cluster's width and height.
 __device__ __forceinline__ u32 cluster_x() {
     u32 r = 0;
 #if __CUDA_ARCH__ >= 900
@@ -420,6 +419,17 @@ __device__ __forceinline__ u32 cluster_nx() {
 #endif
     return r;
 }
+__device__ __forceinline__ u32 cluster_ny() {
+    u32 r = 1;
+#if __CUDA_ARCH__ >= 900
+    asm volatile("mov.u32 %0, %%cluster_nctaid.y;" : "=r"(r));
+#endif
+    return r;
+}
+// cluster_rank_of: the rank (the multicast masks' bit, mapa's argument) of
+// the block at (x, y) of this block's cluster. The linear order is read off
+// this block's own rank: x fastest (x + y·nx), else y fastest (y + x·ny).
+__device__ __forceinline__ u32 cluster_rank_of(u32 x, u32 y);
 // cluster_arrive and cluster_wait: cluster_sync in two halves, so that the
 // work between them overlaps the other blocks' arrival.
 __device__ __forceinline__ void cluster_arrive() {
@@ -438,6 +448,10 @@ __device__ __forceinline__ u32 cluster_rank() {
     asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
 #endif
     return r;
+}
+__device__ __forceinline__ u32 cluster_rank_of(u32 x, u32 y) {
+    const u32 nx = cluster_nx(), ny = cluster_ny();
+    return cluster_rank() == cluster_x() + cluster_y() * nx ? x + y * nx : y + x * ny;
 }
 // cluster_addr: the shared-memory address p has in the cluster's block rank.
 __device__ __forceinline__ u32 cluster_addr(const void* p, u32 rank) {

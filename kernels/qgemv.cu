@@ -457,8 +457,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     bar_expect(bar, nb * JB);
                     if (xused) bar_wait_cluster(smem_addr(&xfree), fph), fph ^= 1;
                     xused = true;
-                    const int cx = (int)cluster_x();
-                    const u16 mask = (u16)(((1u << CX) - 1) << (cluster_y() * CX));
+                    const u32 cx = cluster_x(), cy = cluster_y();
+                    u16 mask = 0;
+                    for (int r = 0; r < CX; r++) mask |= (u16)(1u << cluster_rank_of(r, cy));
                     for (int j = cx; j < nb; j += CX) tma_x_mc(xsw + j * JB, tmx, kb0 + 64 * j, bar, mask);
                 } else if (threadIdx.x == 0) {
 #if defined(WG_XDIV) && WG_XDIV > 1
@@ -690,8 +691,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (CX > 1 && threadIdx.x == 0) {
                     // This block is done with x: so are the row's others
                     // once all have arrived on each one's xfree.
-                    const u32 r0 = cluster_y() * CX;
-                    for (int r = 0; r < CX; r++) bar_arrive_remote(cluster_addr(&xfree, r0 + r));
+                    const u32 cy = cluster_y();
+                    for (int r = 0; r < CX; r++) bar_arrive_remote(cluster_addr(&xfree, cluster_rank_of(r, cy)));
                 }
                 stage(i0);
                 __syncthreads();
@@ -912,12 +913,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
             cluster_sync();
-            // (This block's rank in its slab is its place along y; the
-            // slab's blocks are cluster_nx apart in rank.)
-            const u32 rank = cluster_y(), cx = cluster_x(), nx = cluster_nx();
+            // (This block's rank in its slab is its place along y.)
+            const u32 rank = cluster_y(), cx = cluster_x();
             u32 base[8];  // tot in each block of the slab (S <= 8)
 #pragma unroll
-            for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, cx + r * nx) : 0;
+            for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, cluster_rank_of(cx, r)) : 0;
             qout<T, MT == 1 ? 1 : 4>(
                 [&](int e) {
                     float v = 0.0f;

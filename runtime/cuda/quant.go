@@ -988,8 +988,7 @@ const defaultQmmaMC = 1
 // share x's copies (qgemv.cu QF_MC2, QF_MC4): the most, up to b.qmmaMC,
 // where x comes by the tensor memory accelerator, the slabs divide evenly
 // and the cluster (with splitY blocks of a slab along y, 1 without) stays
-// within maxClusterBlocks; else 1. (Clusters of 16, sm_90's non-portable
-// most, hung TestQuantMatMul at 16 rows: 2 × 8 blocks.)
+// within maxClusterBlocks; else 1.
 func (b *Backend) qmmaMulticast(tma bool, nb, splitY int) int {
 	if !tma {
 		return 1
