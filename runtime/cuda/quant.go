@@ -987,14 +987,17 @@ const defaultQmmaMC = 1
 // qmmaMulticast is how many neighbouring column slabs of a _w product
 // share x's copies (qgemv.cu QF_MC2, QF_MC4): the most, up to b.qmmaMC,
 // where x comes by the tensor memory accelerator, the slabs divide evenly
-// and the cluster (with splitY blocks of a slab along y, 1 without) stays
-// within maxClusterBlocks; else 1.
+// and the slab's blocks along K are not one cluster (splitY 1); else 1.
+// Clusters of more than one row (multicast along x, a clustered split
+// along y) hung TestQuantMatMul on the H200 (2 × 3 and 2 × 8 blocks, the
+// cause not found; docs/benchmarks.md, the thirteenth session), so those
+// products copy x themselves.
 func (b *Backend) qmmaMulticast(tma bool, nb, splitY int) int {
-	if !tma {
+	if !tma || splitY > 1 {
 		return 1
 	}
 	for c := b.qmmaMC; c > 1; c /= 2 {
-		if nb%c == 0 && c*splitY <= maxClusterBlocks {
+		if nb%c == 0 && c <= maxClusterBlocks {
 			return c
 		}
 	}
