@@ -105,7 +105,12 @@
 // the CX blocks of a row of it, which stage the same x, share its copies:
 // each issues every CX-th box of a phase, multicast to all of them. A phase
 // is copied only when all of them are done with the last (each arrives on
-// the others' mbarrier xfree).
+// the others' mbarrier xfree). runtime/cuda sets neither flag: on the H200
+// the 7B decode hung with them (clusters of 2 and 4 along x alone too),
+// though TestRoPEFuse's products passed with clusters of one row; the cause
+// was not found (docs/benchmarks.md, the thirteenth session). A probe that
+// copies only every CX-th box (WG_XDIV, below) put what sharing x's copies
+// could gain at batch 32 at 0.7% (2 blocks) and 1.5% (4).
 #define QF_MC2 32
 #define QF_MC4 64
 

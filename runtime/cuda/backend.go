@@ -111,7 +111,6 @@ type Backend struct {
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
-	qmmaMC        int       // the _w kernels' blocks that share x's copies by multicast, 1 (none), 2 or 4 (QF_MC2, QF_MC4; GPTQTOOL_QMMA_MC)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -230,12 +229,6 @@ func New(o Options) (*Backend, error) {
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaTMA = os.Getenv("GPTQTOOL_QMMA_TMA") != "0"
-	if b.qmmaMC, err = envInt("GPTQTOOL_QMMA_MC", defaultQmmaMC, 1, 4, "1 (no multicast), 2 or 4"); err != nil {
-		return nil, err
-	}
-	if b.qmmaMC == 3 {
-		return nil, errors.New("cuda: GPTQTOOL_QMMA_MC=3: want 1 (no multicast), 2 or 4")
-	}
 	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
 		return nil, err
 	}
@@ -936,11 +929,6 @@ func (b *Backend) run(src, name string, grid, block Dim, shared int, args ...any
 // runCluster is run through launchCluster.
 func (b *Backend) runCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) {
 	b.fail(b.launchCluster(src, name, grid, block, shared, clusterY, args...))
-}
-
-// runClusterXY is run through launchClusterXY.
-func (b *Backend) runClusterXY(src, name string, grid, block Dim, shared, clusterX, clusterY int, args ...any) {
-	b.fail(b.launchClusterXY(src, name, grid, block, shared, clusterX, clusterY, args...))
 }
 
 // FormatBytes prints a byte count in binary units.

@@ -92,25 +92,3 @@ func TestParseKernelDefines(t *testing.T) {
 		}
 	}
 }
-
-// TestQmmaMulticast checks how many column slabs share x's copies, worked
-// out by hand for the 7B products at 32 rows (gate/up 224 slabs, no split:
-// they do; q/k/v 48 slabs split in 3, o_proj and down 32 slabs split in 5,
-// each split one cluster: they do not) and for shapes that cannot: no
-// tensor map, an odd number of slabs.
-func TestQmmaMulticast(t *testing.T) {
-	for _, c := range []struct {
-		mc    int
-		tma   bool
-		nb, y int
-		want  int
-	}{
-		{4, true, 224, 1, 4}, {4, true, 48, 3, 1}, {4, true, 32, 5, 1}, {2, true, 224, 1, 2}, {2, true, 48, 3, 1},
-		{1, true, 224, 1, 1}, {4, false, 224, 1, 1}, {4, true, 225, 1, 1}, {4, true, 226, 1, 2}, {2, true, 4, 8, 1},
-	} {
-		b := &Backend{qmmaMC: c.mc}
-		if got := b.qmmaMulticast(c.tma, c.nb, c.y); got != c.want {
-			t.Errorf("GPTQTOOL_QMMA_MC=%d, tensor map %v, %d slabs, %d along y: %d blocks share x, want %d", c.mc, c.tma, c.nb, c.y, got, c.want)
-		}
-	}
-}

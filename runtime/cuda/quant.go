@@ -957,52 +957,17 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	cx := b.qmmaMulticast(flags&qfTMA != 0, nb, max(clusterY, 1))
-	switch cx {
-	case 2:
-		flags |= qfMC2
-	case 4:
-		flags |= qfMC4
-	}
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
 	if wg {
 		args = append(args, tm)
 	}
-	b.runClusterXY("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, cx, clusterY, args...)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
 }
 
-// qfTMA is qgemv.cu's QF_TMA, qfMC2 and qfMC4 its QF_MC2 and QF_MC4.
-const (
-	qfTMA = 16
-	qfMC2 = 32
-	qfMC4 = 64
-)
-
-// defaultQmmaMC is how many _w blocks share x's copies by multicast
-// (GPTQTOOL_QMMA_MC overrides it).
-const defaultQmmaMC = 1
-
-// qmmaMulticast is how many neighbouring column slabs of a _w product
-// share x's copies (qgemv.cu QF_MC2, QF_MC4): the most, up to b.qmmaMC,
-// where x comes by the tensor memory accelerator, the slabs divide evenly
-// and the slab's blocks along K are not one cluster (splitY 1); else 1.
-// Clusters of more than one row (multicast along x, a clustered split
-// along y) hung TestQuantMatMul on the H200 (2 × 3 and 2 × 8 blocks, the
-// cause not found; docs/benchmarks.md, the thirteenth session), so those
-// products copy x themselves.
-func (b *Backend) qmmaMulticast(tma bool, nb, splitY int) int {
-	if !tma || splitY > 1 {
-		return 1
-	}
-	for c := b.qmmaMC; c > 1; c /= 2 {
-		if nb%c == 0 && c <= maxClusterBlocks {
-			return c
-		}
-	}
-	return 1
-}
+// qfTMA is qgemv.cu's QF_TMA.
+const qfTMA = 16
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),
