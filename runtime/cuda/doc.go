@@ -21,7 +21,9 @@
 // options, architecture, NVRTC and driver version.
 //
 // Tensors are F32, F16, BF16 or I32, row-major; MatMul and Gram call
-// cublasGemmEx with fp32 compute (no TF32); attention in f16/bf16 with head
+// cublasGemmEx with fp32 compute (no TF32), except products of up to 64
+// rows of 16-bit x and w into fp32 (a decode step's logits: kernels/gemv.cu
+// for 1–4 rows, kernels/head.cu on sm_90's warpgroup MMA for 5–64); attention in f16/bf16 with head
 // size 64 or 128 runs a FlashAttention-2 style tensor-core kernel, other
 // cases a generic fp32 kernel. GPTQ weights (LoadQuant, fused by
 // LoadQuantSplit/LoadQuantGLU) are tiled at load for tensor-core products
