@@ -397,35 +397,23 @@ __device__ __forceinline__ void cluster_sync_relaxed() {
 #endif
 }
 // cluster_x, cluster_y: this block's place in its cluster (x and y);
-// cluster_nx and cluster_ny the cluster's width and height.
-__device__ __forceinline__ u32 cluster_x() {
-    u32 r = 0;
+// cluster_nx and cluster_ny the cluster's width and height (special
+// registers; before sm_90, one block at (0, 0)).
 #if __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_ctaid.x;" : "=r"(r));
+#define CLUSTER_SREG(NAME, REG, DEF)                    \
+    __device__ __forceinline__ u32 NAME() {             \
+        u32 r;                                          \
+        asm volatile("mov.u32 %0, %%" REG ";" : "=r"(r)); \
+        return r;                                       \
+    }
+#else
+#define CLUSTER_SREG(NAME, REG, DEF) \
+    __device__ __forceinline__ u32 NAME() { return DEF; }
 #endif
-    return r;
-}
-__device__ __forceinline__ u32 cluster_y() {
-    u32 r = 0;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_ctaid.y;" : "=r"(r));
-#endif
-    return r;
-}
-__device__ __forceinline__ u32 cluster_nx() {
-    u32 r = 1;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_nctaid.x;" : "=r"(r));
-#endif
-    return r;
-}
-__device__ __forceinline__ u32 cluster_ny() {
-    u32 r = 1;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_nctaid.y;" : "=r"(r));
-#endif
-    return r;
-}
+CLUSTER_SREG(cluster_x, "cluster_ctaid.x", 0)
+CLUSTER_SREG(cluster_y, "cluster_ctaid.y", 0)
+CLUSTER_SREG(cluster_nx, "cluster_nctaid.x", 1)
+CLUSTER_SREG(cluster_ny, "cluster_nctaid.y", 1)
 // cluster_rank_of: the rank (the multicast masks' bit, mapa's argument) of
 // the block at (x, y) of this block's cluster. The linear order is read off
 // this block's own rank: x fastest (x + y·nx), else y fastest (y + x·ny).
@@ -442,13 +430,7 @@ __device__ __forceinline__ void cluster_wait() {
     asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
 #endif
 }
-__device__ __forceinline__ u32 cluster_rank() {
-    u32 r = 0;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
-#endif
-    return r;
-}
+CLUSTER_SREG(cluster_rank, "cluster_ctarank", 0)
 __device__ __forceinline__ u32 cluster_rank_of(u32 x, u32 y) {
     const u32 nx = cluster_nx(), ny = cluster_ny();
     return cluster_rank() == cluster_x() + cluster_y() * nx ? x + y * nx : y + x * ny;
@@ -532,13 +514,14 @@ template <int Z = 0> __device__ __forceinline__ void bar_expect(u32 bar, u32 byt
 template <int Z = 0> __device__ __forceinline__ void bar_arrive(u32 bar) {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
 }
+// BAR_WAIT_ASM: the wait loop on the mbarrier at operand 0 for parity
+// operand 1, its try_wait qualified by SEM ("" or ".acquire.cluster").
+#define BAR_WAIT_ASM(SEM)                                                  \
+    "{\n.reg .pred p;\nWAIT_%=:\n"                                         \
+    "mbarrier.try_wait.parity" SEM ".shared::cta.b64 p, [%0], %1;\n" \
+    "@!p bra WAIT_%=;\n}"
 template <int Z = 0> __device__ __forceinline__ void bar_wait(u32 bar, u32 ph) {
-    asm volatile(
-        "{\n.reg .pred p;\nWAIT_%=:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-        "@!p bra WAIT_%=;\n}" ::"r"(bar),
-        "r"(ph)
-        : "memory");
+    asm volatile(BAR_WAIT_ASM("") ::"r"(bar), "r"(ph) : "memory");
 }
 template <int Z = 0> __device__ __forceinline__ void tma_box(u32 dst, const TMap* tm, int c0, int c1, u32 bar) {
     asm volatile(
@@ -571,10 +554,5 @@ template <int Z = 0> __device__ __forceinline__ void bar_arrive_remote(u32 bar) 
 // bar_wait_cluster: bar_wait acquiring at cluster scope (for arrivals made
 // by bar_arrive_remote).
 template <int Z = 0> __device__ __forceinline__ void bar_wait_cluster(u32 bar, u32 ph) {
-    asm volatile(
-        "{\n.reg .pred p;\nWAITC_%=:\n"
-        "mbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%0], %1;\n"
-        "@!p bra WAITC_%=;\n}" ::"r"(bar),
-        "r"(ph)
-        : "memory");
+    asm volatile(BAR_WAIT_ASM(".acquire.cluster") ::"r"(bar), "r"(ph) : "memory");
 }
