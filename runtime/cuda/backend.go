@@ -774,15 +774,9 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 }
 
 // launchCluster is launch with the blocks of each clusterY rows of the
-// grid's y dimension made one thread-block cluster (0: none).
+// grid's y dimension made one thread-block cluster (0: none; at most
+// maxClusterBlocks).
 func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) error {
-	return b.launchClusterXY(src, name, grid, block, shared, 1, clusterY, args...)
-}
-
-// launchClusterXY is launch with clusters of clusterX × clusterY blocks
-// (none where both are at most 1; at most maxClusterBlocks).
-func (b *Backend) launchClusterXY(src, name string, grid, block Dim, shared, clusterX, clusterY int, args ...any) error {
-	clusterX, clusterY = max(clusterX, 1), max(clusterY, 1)
 	f, err := b.function(src, name)
 	if err != nil {
 		return err
@@ -799,8 +793,8 @@ func (b *Backend) launchClusterXY(src, name string, grid, block Dim, shared, clu
 		}
 		f.shared = shared
 	}
-	if clusterX*clusterY > maxClusterBlocks {
-		return fmt.Errorf("cuda: kernel %s: clusters of %d × %d blocks, at most %d", name, clusterX, clusterY, maxClusterBlocks)
+	if clusterY > maxClusterBlocks {
+		return fmt.Errorf("cuda: kernel %s: clusters of %d blocks, at most %d", name, clusterY, maxClusterBlocks)
 	}
 	grid, block = dims(grid), dims(block)
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
@@ -845,17 +839,16 @@ func (b *Backend) launchClusterXY(src, name string, grid, block Dim, shared, clu
 		pp = unsafe.Pointer(&a.ptrs[0])
 	}
 	pdl := b.pdl && pdlKernel(name)
-	clustered := clusterX*clusterY > 1
-	if pdl || clustered {
+	if pdl || clusterY > 1 {
 		n := 0
 		if pdl {
 			a.attr[n] = launchAttr{id: launchAttrProgrammaticSerialization}
 			a.attr[n].val[0] = 1
 			n++
 		}
-		if clustered {
+		if clusterY > 1 {
 			a.attr[n] = launchAttr{id: launchAttrClusterDimension}
-			binary.LittleEndian.PutUint32(a.attr[n].val[0:], uint32(clusterX))
+			binary.LittleEndian.PutUint32(a.attr[n].val[0:], 1)
 			binary.LittleEndian.PutUint32(a.attr[n].val[4:], uint32(clusterY))
 			binary.LittleEndian.PutUint32(a.attr[n].val[8:], 1)
 			n++
