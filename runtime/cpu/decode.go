@@ -23,14 +23,23 @@ func (b *Backend) EmbeddingAt(dst, table, ids runtime.Tensor) {
 func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 	d := tensorOf(dst)
 	idx := indexOf("embedding", ids, d.rows())
-	rows := make([]int, d.rows())
-	for i := range rows {
-		id := idx[i]
+	// The fed tokens the ids read: as many as the farthest one needs.
+	idx = idx[:d.rows()]
+	var fedIdx []int32
+	need := int32(0)
+	for i, id := range idx {
+		if id < 0 && fed == nil {
+			panic(fmt.Sprintf("cpu: embedding: id %d of row %d reads a fed token, and none are given", id, i))
+		}
+		need = max(need, -id)
+	}
+	if need > 0 {
+		fedIdx = indexOf("embedding", fed, int(need))
+	}
+	rows := make([]int, len(idx))
+	for i, id := range idx {
 		if id < 0 {
-			if fed == nil {
-				panic(fmt.Sprintf("cpu: embedding: id %d of row %d reads a fed token, and none are given", id, i))
-			}
-			id = max(indexOf("embedding", fed, int(-id))[-1-id], 0)
+			id = max(fedIdx[-1-id], 0)
 		}
 		rows[i] = int(id)
 	}

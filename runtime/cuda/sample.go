@@ -37,9 +37,7 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 	if err := b.dtoh(res, out.Ptr); err != nil {
 		return err
 	}
-	for i := range dst {
-		dst[i] = int32(binary.LittleEndian.Uint32(res[4*i:]))
-	}
+	putI32(dst, res)
 	return nil
 }
 
@@ -173,7 +171,8 @@ func (a *aheadCopies) start(b *Backend, src uint64, n int) (*pendingTokens, erro
 		if err := b.dtoh(res, src); err != nil {
 			return nil, err
 		}
-		p.done, p.toks = true, bytesToI32(res)
+		p.done, p.toks = true, make([]int32, n)
+		putI32(p.toks, res)
 		return p, nil
 	}
 	s := a.next
@@ -282,12 +281,11 @@ func (p *pendingTokens) Wait(dst []int32) error {
 	return nil
 }
 
-func bytesToI32(raw []byte) []int32 {
-	v := make([]int32, len(raw)/4)
-	for i := range v {
-		v[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+// putI32 sets dst from raw, little-endian int32s.
+func putI32(dst []int32, raw []byte) {
+	for i := range dst {
+		dst[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
-	return v
 }
 
 var (

@@ -322,18 +322,9 @@ func (e *Engine) loop() {
 				e.mu.Unlock()
 				p, err := e.m.StepAhead(e.cache, steps)
 				e.mu.Lock()
-				e.stats.Steps++
 				e.stats.Ahead++
 				e.read()
-				if err != nil {
-					for _, s := range order {
-						if !s.done {
-							e.finish(s, "error", err)
-						}
-					}
-				} else {
-					e.pend = &inflight{p: p, steps: steps, order: order}
-				}
+				e.issued(p, err, steps, order)
 			} else {
 				e.read()
 			}
@@ -354,15 +345,23 @@ func (e *Engine) loop() {
 		e.mu.Unlock()
 		p, err := e.m.StepAhead(e.cache, steps)
 		e.mu.Lock()
-		e.stats.Steps++
-		if err != nil {
-			for _, s := range order {
-				e.finish(s, "error", err)
-			}
-		} else {
-			e.pend = &inflight{p: p, steps: steps, order: order}
-		}
+		e.issued(p, err, steps, order)
 		e.mu.Unlock()
+	}
+}
+
+// issued counts a step just issued and keeps it as the one in flight, or
+// ends its sequences (those not finished meanwhile) with its error.
+func (e *Engine) issued(p *model.Pending, err error, steps []model.StepSeq, order []*seq) {
+	e.stats.Steps++
+	if err == nil {
+		e.pend = &inflight{p: p, steps: steps, order: order}
+		return
+	}
+	for _, s := range order {
+		if !s.done {
+			e.finish(s, "error", err)
+		}
 	}
 }
 
