@@ -81,6 +81,22 @@ __device__ __forceinline__ unsigned dynamic_smem_bytes() {
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 
+// Paged attention's splits (decode.cu), here because a product that takes
+// its output unfinished (qgemv.cu's _a kernels) splits rows as it does.
+// PA_TILE positions a tile, one a thread: also the block's thread count
+// (pagedThreads in runtime/cuda). PA_SPLITS: the most blocks that split one
+// (row, kv head) (pagedMaxSplits; the kernel clamps to it as well).
+#define PA_TILE 128
+#define PA_SPLITS 32
+// pa_splits: how many of a grid's gs splits the row at position pos takes:
+// splits of PA_TILE positions, or, where that makes fewer than eight, up to
+// eight of at least minsplit positions (short contexts still spread over
+// the GPU, long ones keep every thread busy).
+__device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minsplit) {
+    const int lo = window > 0 ? imax(0, pos - window + 1) : 0, len = pos - lo + 1;
+    return imin(imin(gs, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
+}
+
 #define NEG_INF __int_as_float(0xff800000)
 
 // Programmatic dependent launch (sm_90). A kernel launched with it may

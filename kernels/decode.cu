@@ -10,7 +10,7 @@
 // element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late), hd <= 32*C,
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late, dfr), hd <= 32*C,
 // hq/hkv <= G (output column c of a row goes to column oslots[c] when
 // oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
@@ -34,9 +34,18 @@
 // (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes (the _tc
 // kernels: max(4·stages·2·16·(32C+8)·2, 4·G·32C·4), see paged_tc). With
-// late, the next kernel (PDL) launches only as this one ends, not once its
+// late 1, the next kernel (PDL) launches only as this one ends, not once its
 // loop is done (its prologue then does not share the SMs' memory pipes
-// with the combine).
+// with the combine); late 2, as soon as this one's wait returns. A row of at most dfr splits (dfr > 0, one split too)
+// is not combined here: each of its blocks writes its part and ends, and
+// the next kernel (qgemv.cu's _a products, which multiply the output by
+// o_proj) combines the parts as it reads them, so that no block waits
+// for the slowest split and the next kernel's prologue overlaps this
+// one; rows of more splits are combined as above (without clusters: the
+// launch of such a step makes none). part then holds first the parts left
+// ([rows, hq, gridDim.y, 2] each split's (max, sum) of each head, then
+// [rows, gridDim.y, hq·hd] its unnormalised output, column c at oslots[c])
+// and after them, in as much again, those of the rows combined here.
 // paged_attn_cC_gG_pre_T, the same for a settled cache (every row a query
 // reads but its own position's written before the step): a thread's first
 // K and V rows but the query's own are fetched before the wait.
@@ -77,11 +86,7 @@
 FOR_DTYPES(ROPE_STORE)
 #endif
 
-// PA_TILE positions a tile, one a thread: also the block's thread count
-// (pagedThreads in runtime/cuda). PA_SPLITS: the most blocks that split one
-// (row, kv head) (pagedMaxSplits; the kernel clamps to it as well).
-#define PA_TILE 128
-#define PA_SPLITS 32
+// PA_TILE, PA_SPLITS and pa_splits: common.cuh.
 
 // split_weights turns a head's splits' (max, sum) pairs, wy[y] and l[y],
 // into the weights of their partial outputs: exp(max_y - max) / sum.
@@ -290,7 +295,8 @@ template <typename T, int C, int G, bool PRE, bool TC = false>
 __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T* __restrict__ kc,
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
-                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu, int late) {
+                           float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu, int late,
+                           int dfr) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
@@ -312,16 +318,16 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // kernel (which writes q and this position's K and V).
     const int i = pos[r];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
-    // Splits of PA_TILE positions, or at least eight splits of minsplit or
-    // more positions where that leaves fewer than eight: short contexts
-    // still spread over the GPU, long ones keep every thread busy. Only the
-    // first S of the grid's splits take part.
+    // The first S of the grid's splits take part (pa_splits).
     const int len = i - lo + 1;
-    const int S = imin(imin(gridDim.y, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
+    const int S = pa_splits(i, window, gridDim.y, minsplit);
+    // dfr: a row of at most dfr splits is left for the next kernel to
+    // combine (every split writes its part and ends).
+    const bool defer = S <= dfr;
     // With clusters of clu blocks along the splits (clu > 0), a row of 2 to
     // clu splits combines them in the first cluster's shared memory; that
     // cluster's blocks past S take part in its two barriers only.
-    const bool cm = clu > 0 && S > 1 && S <= clu;
+    const bool cm = !defer && clu > 0 && S > 1 && S <= clu;
     if (s >= S) {
         pdl_launch();  // touches nothing: the next kernel need not wait for it
         if (cm && s < clu) {
@@ -376,6 +382,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
     }
     pdl_wait();
+    if (late == 2) pdl_launch();  // (late 2: the next kernel may start now)
     TRACE_MARK_AT(0, 1);
     TRACE_MARK_AT(2, 1);
     if constexpr (TC) {
@@ -531,6 +538,35 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     }
     __syncthreads();
     const int nh = Gr;
+    // This block's (max, sum) and unnormalised output of each head, in its
+    // split's place of part (with dfr, past the parts left for the next
+    // kernel: the same size again).
+    float* cpart = dfr > 0 ? part + (i64)gridDim.z * hq * gridDim.y * (hd + 2) : part;
+    auto write_part = [&]() {
+        for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
+            const int g = e / (hd + 2), d = e % (hd + 2);
+            float* pp = cpart + (((i64)r * hq + h0 + g) * gridDim.y + s) * (hd + 2);
+            pp[d] = d == 0 ? mh[g] : d == 1 ? lh[g] : red[0][g][d - 2] + red[1][g][d - 2] + red[2][g][d - 2] + red[3][g][d - 2];
+        }
+    };
+    if (defer) {
+        // Left for the next kernel, laid out for it to read its inputs
+        // contiguously: part [rows, hq, gridDim.y, 2] the heads' (max,
+        // sum) of each split, then [rows, gridDim.y, hq·hd] each split's
+        // unnormalised output, column c at oslots[c] (the product's input
+        // order).
+        if (tid < nh) {
+            float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + s) * 2;
+            ml[0] = mh[tid], ml[1] = lh[tid];
+        }
+        float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + s) * hq * hd;
+#pragma unroll
+        for (int u = 0; u < EPT; u++) {
+            const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
+            if (g < nh) po[oslots ? oslot[u] : (h0 + g) * hd + d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
+        }
+        return;
+    }
     if (cm) {
         // This block's partial output (the warps' sums) in red[0]; then each
         // block of the cluster writes its share of the outputs from every
@@ -585,11 +621,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         }
         return;
     }
-    for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
-        const int g = e / (hd + 2), d = e % (hd + 2);
-        float* pp = part + (((i64)r * hq + h0 + g) * gridDim.y + s) * (hd + 2);
-        pp[d] = d == 0 ? mh[g] : d == 1 ? lh[g] : red[0][g][d - 2] + red[1][g][d - 2] + red[2][g][d - 2] + red[3][g][d - 2];
-    }
+    write_part();
     __threadfence();
     __syncthreads();
     u32* ctr = cnt + (i64)r * gridDim.x + blockIdx.x;
@@ -605,7 +637,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // loads in flight together.
     for (int e = tid; e < nh * S; e += blockDim.x) {
         const int g = e / S, y = e % S;
-        const float* py = part + (((i64)r * hq + h0 + g) * gridDim.y + y) * (hd + 2);
+        const float* py = cpart + (((i64)r * hq + h0 + g) * gridDim.y + y) * (hd + 2);
         wy[g][y] = __ldcg(py);
         sc[g][y] = __ldcg(py + 1);  // the tiles' scores are done with
     }
@@ -616,7 +648,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     float o[EPT];
 #pragma unroll
     for (int u = 0; u < EPT; u++) o[u] = 0.0f;
-    const float* pr = part + ((i64)r * hq + h0) * gridDim.y * (hd + 2) + 2;
+    const float* pr = cpart + ((i64)r * hq + h0) * gridDim.y * (hd + 2) + 2;
 #pragma unroll 4
     for (int y = 0; y < S; y++) {
 #pragma unroll
@@ -639,9 +671,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu, int late) {                                                                                   \
+        int clu, int late, int dfr) {                                                                          \
         paged_attn<T, C, G, PRE, TC>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt, \
-                                     minsplit, oslots, clu, late);                                             \
+                                     minsplit, oslots, clu, late, dfr);                                        \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; PA_TC=1
 // parts the _tc kernel (TC: f16 and bf16, C of 2 or 4 only); neither, the

@@ -76,6 +76,14 @@
 // cuBLAS path: dst [M, N/2] from the product src [M, N] in the interleaved
 // order.
 //
+// The _a kernels (one tile, AP, runtime/cuda PagedAttentionMatMul) take x
+// from paged attention that left its rows of at most dfr splits in parts
+// (decode.cu dfr, QAttn): as they stage x, each (row, head)'s splits are
+// weighed as attention's own combine weighs them, and input k is its
+// splits' outputs so weighed (the parts in this product's input order, so
+// that the loads are contiguous; perm, the weight's permutation, only
+// says each input's head); rows attention combined itself come from x.
+//
 // qdequant<BITS, T>: w [N, K] T, w[n, k] = scale·(code − zero) in sequential
 // input order, for the prefill path (dequantize, then cuBLAS) and the forced
 // reference; gather_cols<T> gives that product its input, xp[m, k] =
@@ -131,6 +139,18 @@ template <typename T> struct QRope {
     const float* invf;
     T* kc;
     T* vc;
+};
+
+// QAttn (the _a kernels): x is paged attention's output (decode.cu, in
+// this product's input order), whose rows of at most dfr splits that
+// kernel left in parts: part [M, hq, sg, 2] holds each split's (max, sum)
+// of each head, then [M, sg, K] each split's unnormalised output, in the
+// product's input order too (sg the attention grid's splits, a row's own
+// count pa_splits of pos[m]); its other rows it combined into x itself.
+struct QAttn {
+    const float* part;
+    const int* pos;
+    int sg, hq, hd, window, minsplit, dfr;
 };
 
 // qout writes the outputs of a block's columns, items [lo, hi) of the M ×
@@ -278,17 +298,18 @@ template <int KD> struct wg_pass {
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
-template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false>
+template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx) {
+                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
+    static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
     if (flags & QF_EARLY) pdl_launch();
@@ -351,9 +372,24 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // gathered once by a kernel of their own): the permutation of this
     // thread's first item is loaded now.
     int4 pre0, pre1;
-    if (MT == 1 && perm && threadIdx.x < imin(P, nc) * (KB / 8)) {
+    if (MT == 1 && !AP && perm && threadIdx.x < imin(P, nc) * (KB / 8)) {
         pre0 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8));
         pre1 = __ldg((const int4*)(perm + kbase + threadIdx.x * 8 + 4));
+    }
+    // AP: each row's splits left in parts (0: combined in x), from the
+    // positions (a step's inputs, written before it) before the wait;
+    // apw, the splits' weights of each (row, head) (at most 4 rows, 64
+    // heads and 8 splits: runtime/cuda apFits).
+    __shared__ int aps[AP ? 4 : 1];
+    __shared__ float apw[AP ? 4 : 1][AP ? 64 : 1][8];
+    if constexpr (AP) {
+        // (By the last warp: thread 0's trace mark then does not wait for
+        // the load.)
+        const int m = threadIdx.x - (blockDim.x - 32);
+        if (m >= 0 && m < M) {
+            const int S = pa_splits(ap.pos[m], ap.window, ap.sg, ap.minsplit);
+            aps[m] = S <= ap.dfr ? S : 0;
+        }
     }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
@@ -508,6 +544,65 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             asm volatile("cp.async.commit_group;\n\tcp.async.wait_all;" ::: "memory");
             // The wgmma reads shared memory through the async proxy.
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            return;
+        }
+        if constexpr (AP) {
+            // Each (row, head)'s split weights exp(max_y - max) / sum, as
+            // paged attention's own combine has them (split_weights), then
+            // input k of row m (of head perm[k] / hd) is its splits'
+            // outputs so weighed: consecutive threads take consecutive
+            // inputs, two a thread with all their loads in flight.
+            __syncthreads();  // aps
+            // Eight threads a (row, head), one a split (neighbours read
+            // neighbouring pairs, so that no line of part is asked for by
+            // every thread of the grid at once).
+            for (int t0 = 0; t0 < M * ap.hq * 8; t0 += blockDim.x) {
+                const int t = t0 + threadIdx.x, y = t & 7, m = imin((t >> 3) / ap.hq, M - 1), h = (t >> 3) - m * ap.hq;
+                const bool on = t < M * ap.hq * 8 && h < ap.hq;
+                const int sm = aps[m];
+                float2 v = make_float2(NEG_INF, 0.0f);
+                if (on && y < sm) v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
+                float mx = v.x;
+                for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                const float w = y < sm ? expf(v.x - mx) : 0.0f;
+                float L = w * v.y;
+                for (int o = 1; o < 8; o <<= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+                // (A row attention combined: weights of 0, which multiply 0s.)
+                if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
+            }
+            __syncthreads();
+            const int nin = n8 * 8;
+            const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
+            for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
+                int hk[2];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int k = imin(k0 + u * blockDim.x, nin - 1);
+                    hk[u] = (perm ? __ldg(perm + kb0 + k) : kb0 + k) / ap.hd;
+                }
+                for (int m = 0; m < M; m++) {
+                    // Every load first (weights past a row's splits are 0).
+                    const int sm = aps[m];
+                    float pv[2][8], v[2];
+#pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        const int k = imin(k0 + u * blockDim.x, nin - 1);
+                        const float* pm = po + (i64)m * ap.sg * K + k;
+#pragma unroll
+                        for (int y = 0; y < 8; y++) pv[u][y] = y < sm ? __ldcg(pm + (i64)y * K) : 0.0f;
+                        v[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 2; u++)
+#pragma unroll
+                        for (int y = 0; y < 8; y++) v[u] += apw[m][hk[u]][y] * pv[u][y];
+#pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        const int k = k0 + u * blockDim.x;
+                        if (k < nin) xs[m * LDX + k] = (u16)(pack2<f16>(v[u] * XS, 0.0f) & 0xffffu);
+                    }
+                }
+            }
             return;
         }
         if (MT == 1 && perm) {
@@ -1026,32 +1121,41 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // groups are whole chunks also with the q/k/v epilogue's RoPE and cache
 // store (_r: ROPE), each a kernel of its own so that the plain ones compile
 // as if neither existed.
-#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE, WG)                                                           \
+#define QMMA(BITS, MT, T, NAME, AL, SUF, NRM, ROPE, WG, AP)                                                       \
     extern "C" __global__ void __launch_bounds__(256, MT == 1 ? 4 : 2) qmma##BITS##_t##MT##SUF##_##NAME(          \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc QMMA_TMAP_##WG) {                                                           \
-        qmma<BITS, MT, T, AL, NRM, WG>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, M,      \
-                                   gs, cps, P, oslots, cl, flags, nw, eps, nv8,                                     \
-                                   ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG);         \
+        const float* invf, T* kc, T* vc QMMA_TMAP_##WG QMMA_AP_##AP) {                                              \
+        qmma<BITS, MT, T, AL, NRM, WG, AP>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, \
+                                       M, gs, cps, P, oslots, cl, flags, nw, eps, nv8,                              \
+                                       ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG      \
+                                       QMMA_APARG_##AP);                                                            \
     }
 // The _w kernels' last parameter: x's tensor map (QF_TMA).
 #define QMMA_TMAP_true , const __grid_constant__ TMap tmx
 #define QMMA_TMAP_false
 #define QMMA_TMARG_true &tmx
 #define QMMA_TMARG_false nullptr
+// The _a kernels' last parameters: the attention's parts (QAttn).
+#define QMMA_AP_true , const float* apart, const int* apos, int asg, int ahq, int ahd, int awin, int amin, int adfr
+#define QMMA_AP_false
+#define QMMA_APARG_true , QAttn{apart, apos, asg, ahq, ahd, awin, amin, adfr}
+#define QMMA_APARG_false
 
-#define QMMA_A(BITS, MT, T, NAME) \
-    QMMA(BITS, MT, T, NAME, true, , false, false, false) QMMA(BITS, MT, T, NAME, false, _sg, false, false, false) \
-    QMMA(BITS, MT, T, NAME, true, _r, false, true, false)
+#define QMMA_A(BITS, MT, T, NAME)                                                                               \
+    QMMA(BITS, MT, T, NAME, true, , false, false, false, false)                                                   \
+    QMMA(BITS, MT, T, NAME, false, _sg, false, false, false, false)                                               \
+    QMMA(BITS, MT, T, NAME, true, _r, false, true, false, false)
+// The kernel of one tile that reads paged attention's parts (_a).
+#define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of
 // whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
-    QMMA(BITS, MT, T, NAME, true, _w, false, false, true) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true)
-#define QMMA_N(BITS, T, NAME) \
-    QMMA(BITS, 1, T, NAME, true, _n, true, false, false) QMMA(BITS, 1, T, NAME, false, _sg_n, true, false, false) \
-    QMMA(BITS, 1, T, NAME, true, _n_r, true, true, false)
+    QMMA(BITS, MT, T, NAME, true, _w, false, false, true, false) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true, false)
+#define QMMA_N(BITS, T, NAME)                                                                                  \
+    QMMA(BITS, 1, T, NAME, true, _n, true, false, false, false)                                                  \
+    QMMA(BITS, 1, T, NAME, false, _sg_n, true, false, false, false) QMMA(BITS, 1, T, NAME, true, _n_r, true, true, false, false)
 // Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
 // width and dtype's products and qdequant, QG_NRM=1 its products that
 // normalize x; QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels;
@@ -1060,12 +1164,13 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #if defined(QG_WG) && QG_WG
 #define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
-#define QMMA_T(BITS, T, NAME) \
-    QMMA_A(BITS, 1, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#define QMMA_T(BITS, T, NAME)                                                                                    \
+    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME)                \
+    QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
 #define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
-#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)

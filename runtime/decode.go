@@ -68,6 +68,18 @@ type InputOrderer interface {
 	MatMulGLUTo(dst, x, w, slots Tensor)
 }
 
+// AttentionProjector is a PagedDecoder that can multiply paged attention's
+// output by the next weight (o_proj) without writing the output whole
+// first: PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos, blockSize,
+// p, w) sets dst = x·wᵀ for x = PagedAttention(q, kc, vc, tables, pos,
+// blockSize, p), w as LoadQuant gave it (any act order its own), with att
+// [rows, Cols(q)] as scratch: afterwards att holds nothing a caller may
+// read. (The CUDA backend leaves short rows' attention in per-split parts
+// that the product's kernel combines as it reads them.)
+type AttentionProjector interface {
+	PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
+}
+
 // FusedQuantLoader is a QuantLoader that loads quantized weights sharing
 // one input (the same K, bits, group size and permutation: q/k/v, or
 // gate/up) as one tensor, multiplied in one pass over the input. It returns

@@ -106,6 +106,8 @@ type Backend struct {
 	attnTCStages  int       // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
 	attnTCCap     bool      // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnLate      int32     // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
+	apDefer       bool      // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
+	apLate        int32     // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
@@ -122,7 +124,7 @@ type fnKey struct{ src, name string }
 
 // maxKernelArgs is the most parameters a kernel of kernels/ may take
 // (TestKernelArgs counts them).
-const maxKernelArgs = 32
+const maxKernelArgs = 40
 
 // launchArgs holds a launch's argument values and the pointers to them
 // that cuLaunchKernel reads: one per backend, used under its lock, pinned
@@ -242,6 +244,18 @@ func New(o Options) (*Backend, error) {
 	// they run on 124. GPTQTOOL_ATTN_LATE=0 launches it early again.
 	if os.Getenv("GPTQTOOL_ATTN_LATE") != "0" {
 		b.attnLate = 1
+	}
+	// Attention whose rows the product combines (PagedAttentionMatMul) lets
+	// it launch as soon as its own wait returns, so that the product's
+	// weights stream during attention: on the H200 (7B shape, 4-bit g128
+	// act order, batch 1) 459.3 tok/s against 453.7 launching it once
+	// attention's loop is done (GPTQTOOL_ATTN_DEFER=1) and 441.0 with
+	// attention combining its rows itself (=0), in one call
+	// (docs/benchmarks.md, the fourteenth session).
+	b.apDefer = os.Getenv("GPTQTOOL_ATTN_DEFER") != "0"
+	b.apLate = 2
+	if os.Getenv("GPTQTOOL_ATTN_DEFER") == "1" {
+		b.apLate = 0
 	}
 	if b.attnWaves, err = envInt("GPTQTOOL_ATTN_WAVES", defaultAttnWaves, 1, 16, "1-16 waves"); err != nil {
 		return nil, err

@@ -248,6 +248,14 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 
 // PagedAttentionTo implements runtime.InputOrderer.
 func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor) {
+	b.pagedAttention(dst, q, kc, vc, tables, pos, blockSize, p, slots, false)
+}
+
+// pagedAttention is PagedAttentionTo; with deferred, rows of at most
+// apSplits splits are left in parts for the product that reads dst
+// (decode.cu dfr, qgemv.cu's _a kernels; in slots' order too), and the
+// launch makes no clusters. It returns where the parts are.
+func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor, deferred bool) apArg {
 	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
 	hd := p.HeadDim
 	rows := runtime.Rows(qt)
@@ -287,28 +295,41 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 	// combine a row of that many splits or fewer in shared memory (the grid's
 	// split count then rounded up to a multiple of the cluster's).
 	clu := 0
-	if b.clusters && S > 1 {
+	if b.clusters && S > 1 && !deferred {
 		if S > maxClusterBlocks {
 			S = min(pagedMaxSplits, (S+maxClusterBlocks-1)/maxClusterBlocks*maxClusterBlocks)
 		}
 		clu = min(S, maxClusterBlocks)
 	}
 	var part, cnt uint64
-	if S > 1 {
-		pb, err := b.scratch(&b.apart, int64(rows)*int64(hq)*int64(S)*int64(hd+2)*4)
+	if S > 1 || deferred {
+		// (Deferred: the parts left for the product, then those of the
+		// rows attention combines itself.)
+		n := int64(rows) * int64(hq) * int64(S) * int64(hd+2) * 4
+		if deferred {
+			n *= 2
+		}
+		pb, err := b.scratch(&b.apart, n)
 		if err != nil {
 			b.fail(err)
-			return
+			return apArg{}
 		}
 		if cnt, err = b.counters(&b.acount, rows*hkv); err != nil {
 			b.fail(err)
-			return
+			return apArg{}
 		}
 		part = pb.Ptr
 	}
+	late, dfr := b.attnLate, int32(0)
+	if deferred {
+		// The product's prologue overlaps this kernel once its loop is
+		// done: no combine shares the SMs with it.
+		late, dfr = b.apLate, apSplits
+	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), b.attnLate)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), late, dfr)
+	return apArg{part: part, pos: pt.ptr, sg: int32(S), hq: int32(hq), hd: int32(hd), window: int32(p.Window), minsplit: int32(b.attnSplit), dfr: dfr}
 }
 
 // Graph is a recorded CUDA graph (runtime.Graph).
@@ -575,4 +596,75 @@ func (b *Backend) ropeFits(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, h
 	kct, vct := b.tensor(kc), b.tensor(vc)
 	return q.seg1%headDim == 0 && kw%headDim == 0 && q.n-q.seg2 == kw && runtime.Cols(kct) == kw &&
 		kct.n == vct.n && kct.dt == xt.dt && vct.dt == xt.dt
+}
+
+// apSplits is the most splits of a row that paged attention leaves in parts
+// for the product reading its output (decode.cu dfr), apRows the most rows
+// and apHeads the most query heads of such a product (the weights qgemv.cu's
+// _a kernels hold in shared memory: 4 rows, 64 heads, 8 splits).
+const (
+	apSplits = 8
+	apRows   = 1
+	apHeads  = 64
+)
+
+// apArg is where paged attention left its output in parts (pagedAttention
+// with defer): qgemv.cu's QAttn.
+type apArg struct {
+	part, pos                         uint64
+	sg, hq, hd, window, minsplit, dfr int32
+}
+
+// PagedAttentionMatMul implements runtime.AttentionProjector. Where apFits,
+// attention leaves each row of at most apSplits splits in parts (in w's
+// input order, InputSlots) and the product (qgemv.cu's _a kernel) combines
+// them as it stages its input, so that attention ends with its slowest split's
+// loop rather than a combine after it, and the product's prologue overlaps
+// attention; att then holds only the rows attention combined itself.
+// Elsewhere it is PagedAttentionTo into att in w's input order
+// (InputSlots) and MatMul by InOrder(w). GPTQTOOL_ATTN_DEFER=0 (SetAttentionDefer(false)) always
+// takes the second way.
+func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	d, at, wt := b.tensor(dst), b.tensor(att), b.tensor(w)
+	slots := b.InputSlots(w)
+	if !b.apFits(at, wt, p) || (wt.q.perm != nil && slots == nil) {
+		wi := w
+		if slots != nil {
+			wi = b.InOrder(w)
+		}
+		b.PagedAttentionTo(att, q, kc, vc, tables, pos, blockSize, p, slots)
+		b.MatMul(dst, att, wi)
+		return
+	}
+	// att and the parts in w's input order: the product reads them
+	// contiguously, and w's permutation only for each input's head.
+	ap := b.pagedAttention(att, q, kc, vc, tables, pos, blockSize, p, slots, true)
+	if ap.part == 0 {
+		return // failed (b.fail)
+	}
+	b.enter()
+	defer b.exit()
+	b.qmatmulAP([3]*Tensor{d}, at, wt, nil, 0, nil, nil, &ap)
+}
+
+// apFits reports whether PagedAttentionMatMul's product of att by w takes
+// paged attention's parts: a plain quantized weight whose groups are whole
+// chunks, one tile's rows (at most apRows), at most apHeads heads of
+// p.HeadDim making w's inputs, and the switch on.
+func (b *Backend) apFits(att, w *Tensor, p runtime.AttentionParams) bool {
+	q := w.q
+	if !b.apDefer || q == nil || q.glu || len(q.segments()) > 1 || b.dequantGEMM || p.HeadDim <= 0 {
+		return false
+	}
+	M := runtime.Rows(att)
+	return M >= 1 && M <= apRows && q.gs%chunkInputs(q.bits) == 0 && runtime.Cols(att) == q.k &&
+		q.k%p.HeadDim == 0 && q.k/p.HeadDim <= apHeads
+}
+
+// SetAttentionDefer turns PagedAttentionMatMul's parts on or off
+// (GPTQTOOL_ATTN_DEFER=0: off), for tests and comparisons of both ways.
+func (b *Backend) SetAttentionDefer(on bool) {
+	b.enter()
+	defer b.exit()
+	b.apDefer = on
 }

@@ -29,8 +29,9 @@
 // LoadQuantSplit/LoadQuantGLU) are tiled at load for tensor-core products
 // of 1–64 rows (kernels/qgemv.cu: mma.sync in passes of up to 32 rows, and
 // on sm_90 warpgroup MMA for 17–64 rows in one pass), dequantized into a scratch
-// for cuBLAS above that; decode steps use the PagedDecoder ops (kernels/decode.cu) and
-// are recorded as CUDA graphs (Capture), and their tokens drawn on the
+// for cuBLAS above that; decode steps use the PagedDecoder ops (kernels/decode.cu; at
+// one row, attention's splits combined by o_proj's product as it stages
+// them, PagedAttentionMatMul) and are recorded as CUDA graphs (Capture), and their tokens drawn on the
 // device (SampleTokens, kernels/sample.cu). Beyond runtime.Backend the package
 // offers what the GPTQ solver needs: raw device buffers, kernel launches,
 // DGEMM, Cholesky factorisation and triangular inverse (float64).

@@ -58,6 +58,7 @@ var qnames = func() (n struct {
 	normRoPE [2]map[runtime.DType]string                    // both
 	wg       [2][len(qmmaTiles)]map[runtime.DType]string    // warpgroup MMA (tiles past the first; groups of whole chunks)
 	wgRoPE   [2][len(qmmaTiles)]map[runtime.DType]string    // the same with the q/k/v epilogue's RoPE
+	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -74,6 +75,7 @@ var qnames = func() (n struct {
 		// tables stay empty.)
 		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		n.normRoPE[i] = map[runtime.DType]string{}
+		n.ap[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -91,6 +93,7 @@ var qnames = func() (n struct {
 			n.norm[i][0][dt] = fmt.Sprintf("qmma%d_t1_n_%s", bits, suffix(dt))
 			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
 			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
+			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if j < qmmaSyncTiles {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
@@ -790,6 +793,13 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 // With rp (a split q/k/v fusion that ropeFits), the kernels also rotate q
 // and k and store k and v in the paged cache (runtime.RoPEFuser).
 func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg) {
+	b.qmatmulAP(outs, x, w, res, slots, nrm, rp, nil)
+}
+
+// qmatmulAP is qmatmul; with ap (a plain weight, apFits), x is paged
+// attention's output left partly in parts (pagedAttention with defer),
+// which the _a kernel combines as it stages x.
+func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg, ap *apArg) {
 	q := w.q
 	M := runtime.Rows(x)
 	widths := q.segments()
@@ -891,6 +901,11 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	xp, perm := x.ptr, uint64(0)
 	if q.perm != nil && tile == 0 {
 		perm = q.perm.Ptr
+	} else if ap != nil {
+		// (The _a kernel reads x an element at a time.)
+		if tile != 0 || nrm != nil || rp != nil || sg != 0 {
+			panic("cuda: a product of paged attention's parts that is not one tile's plain product")
+		}
 	} else if q.perm != nil || xp%16 != 0 {
 		var err error
 		if xp, err = b.sequentialX(x, q); err != nil {
@@ -932,6 +947,12 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 	case wg:
 		name = qnames.wg[q.bits/8][tile][x.dt]
 	}
+	if ap != nil {
+		if wg {
+			panic("cuda: a product of paged attention's parts on warpgroup MMA")
+		}
+		name = qnames.ap[q.bits/8][x.dt]
+	}
 	var r ropeArg
 	if rp != nil {
 		if sg != 0 {
@@ -962,6 +983,9 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 		r.pos, r.slot, r.inv, r.kc, r.vc}
 	if wg {
 		args = append(args, tm)
+	}
+	if ap != nil {
+		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
 }

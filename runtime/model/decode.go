@@ -325,6 +325,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	nf, _ := b.(runtime.NormFuser)
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
+	ap, _ := b.(runtime.AttentionProjector)
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -352,13 +353,23 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			w.project(b, xin, s.q, s.k, s.v)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
 		}
-		io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
+		attend := func() {
+			io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
+		}
 		switch {
 		case fuse && lw.normed.ffn != nil:
+			attend()
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		default:
-			b.MatMul(s.o, s.att, w.lin[oProj])
+			// o_proj straight from attention where the backend does that
+			// (ap: lw's own weight, whose input order it reads itself).
+			if ap != nil {
+				ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+			} else {
+				attend()
+				b.MatMul(s.o, s.att, w.lin[oProj])
+			}
 			io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
 			if w.gateUp != nil {
 				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)

@@ -1,0 +1,106 @@
+package cuda_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+)
+
+// TestPagedAttentionMatMul checks runtime.AttentionProjector on the device:
+// attention left in per-split parts and combined by the product's kernel
+// (qgemv.cu's _a) against attention combined by itself, written in the
+// weight's input order, and multiplied by InOrder(w)
+// (SetAttentionDefer(false)), for 1, 2 and 4 rows at positions whose
+// rows take 1, 2, 8 and 12 splits (the last, past apSplits, combined by
+// attention itself), 7B heads, 4 and 8 bits with and without act order,
+// fp16 and bf16. The rows attention left in parts must be the ones it did
+// not write (att filled with NaN first); more rows than one, and a weight
+// whose groups are not whole chunks, must take the other way.
+func TestPagedAttentionMatMul(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetAttentionDefer(true)
+	r := rand.New(rand.NewPCG(91, 92))
+	rand32 := normals(r)
+	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 384
+	const K = hq * hd
+	allPos := []int32{255, 0, 1500, 37}
+	splits := []int{8, 1, 12, 2}
+	for _, M := range []int{1, 2, 4} {
+		pos := allPos[:M]
+		blocks := M * width
+		tables, slot := make([]int32, M*width), make([]int32, M)
+		for i, p := range r.Perm(blocks) {
+			tables[i] = int32(p)
+		}
+		for i, p := range pos {
+			slot[i] = tables[i*width+int(p)/bs]*bs + p%bs
+		}
+		pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
+		cache := rand32(blocks*bs*hkv*hd, 1)
+		q0, k0, v0 := rand32(M*hq*hd, 1), rand32(M*hkv*hd, 1), rand32(M*hkv*hd, 1)
+		for _, c := range []struct {
+			bits, gs int
+			act      bool
+			dt       runtime.DType
+		}{
+			{4, 128, true, runtime.F16}, {4, 128, false, runtime.F16}, {8, 128, true, runtime.F16},
+			{4, 128, true, runtime.BF16}, {8, 64, false, runtime.BF16}, {4, 32, true, runtime.F16},
+		} {
+			t.Run(fmt.Sprintf("M%d-%dbit-g%d-act%v-%v", M, c.bits, c.gs, c.act, c.dt), func(t *testing.T) {
+				w, err := b.LoadQuant(randomQuant(r, K, N, c.bits, c.gs, c.act))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(w)
+				p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
+				nan := make([]float32, M*K)
+				for i := range nan {
+					nan[i] = float32(math.NaN())
+				}
+				run := func(deferred bool) (y, att []float32) {
+					b.SetAttentionDefer(deferred)
+					q, _ := upload(t, b, c.dt, q0, M, hq*hd)
+					k, _ := upload(t, b, c.dt, k0, M, hkv*hd)
+					v, _ := upload(t, b, c.dt, v0, M, hkv*hd)
+					kc, _ := upload(t, b, c.dt, cache, blocks*bs, hkv*hd)
+					vc, _ := upload(t, b, c.dt, cache, blocks*bs, hkv*hd)
+					at, _ := upload(t, b, c.dt, nan, M, K)
+					out, _ := upload(t, b, c.dt, make([]float32, M*N), M, N)
+					for _, x := range []runtime.Tensor{q, k, v, kc, vc, at, out} {
+						defer b.Free(x)
+					}
+					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
+					b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
+					return download(t, b, out), download(t, b, at)
+				}
+				want, _ := run(false)
+				got, att := run(true)
+				w64 := make([]float64, len(want))
+				for i, v := range want {
+					w64[i] = float64(v)
+				}
+				tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-5}[c.dt]
+				if nmse := backendtest.NMSE(got, w64); !(nmse < tol) {
+					t.Errorf("parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
+				}
+				// Parts are left for one row (the backend's apRows) of at
+				// most 8 splits, with groups of whole chunks.
+				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1
+				for m := range M {
+					left := whole && splits[m] <= 8
+					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
+						t.Errorf("row %d (%d splits): attention's output unwritten %v, want %v", m, splits[m], isNaN, left)
+					}
+				}
+			})
+		}
+		b.Free(pt)
+		b.Free(st)
+		b.Free(tt)
+	}
+}
