@@ -118,7 +118,11 @@
 // though TestRoPEFuse's products passed with clusters of one row; the cause
 // was not found (docs/benchmarks.md, the thirteenth session). A probe that
 // copies only every CX-th box (WG_XDIV, below) put what sharing x's copies
-// could gain at batch 32 at 0.7% (2 blocks) and 1.5% (4).
+// could gain at batch 32 at 0.7% (2 blocks) and 1.5% (4). The code stays
+// although nothing runs it: deleted, the _w kernels' registers change (the
+// four-tile kernel's 102 back to 96 under NVRTC 12.4) and batch 32 lost
+// 2.4% (docs/benchmarks.md, the fourteenth session), so it goes only once
+// what those registers buy is had on purpose.
 #define QF_MC2 32
 #define QF_MC4 64
 
