@@ -36,8 +36,8 @@
 // kernels: max(4·stages·2·16·(32C+8)·2, 4·G·32C·4), see paged_tc). With
 // late 1, the next kernel (PDL) launches only as this one ends, not once its
 // loop is done (its prologue then does not share the SMs' memory pipes
-// with the combine); late 2, as soon as this one's wait returns. A row of at most dfr splits (dfr > 0, one split too)
-// is not combined here: each of its blocks writes its part and ends, and
+// with the combine); late 2, as soon as this one's wait returns. A row
+// of at most dfr splits (dfr > 0, one split too) is not combined here: each of its blocks writes its part and ends, and
 // the next kernel (qgemv.cu's _a products, which multiply the output by
 // o_proj) combines the parts as it reads them, so that no block waits
 // for the slowest split and the next kernel's prologue overlaps this
@@ -540,7 +540,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const int nh = Gr;
     // This block's (max, sum) and unnormalised output of each head, in its
     // split's place of part (with dfr, past the parts left for the next
-    // kernel: the same size again).
+    // kernel: the same size again), for the last of the S to combine.
     float* cpart = dfr > 0 ? part + (i64)gridDim.z * hq * gridDim.y * (hd + 2) : part;
     auto write_part = [&]() {
         for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {

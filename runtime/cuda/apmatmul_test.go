@@ -17,8 +17,8 @@ import (
 // weight's input order, and multiplied by InOrder(w)
 // (SetAttentionDefer(false)), for 1, 2 and 4 rows at positions whose
 // rows take 1, 2, 8 and more than 8 splits (the last, past apSplits,
-// combined by attention itself), 7B heads, 4 and 8 bits with and without act order,
-// fp16 and bf16. The rows attention left in parts must be the ones it did
+// combined by attention itself), 7B heads, 4 and 8 bits with and without
+// act order, fp16 and bf16. The rows attention left in parts must be the ones it did
 // not write (att filled with NaN first); more rows than one, and a weight
 // whose groups are not whole chunks, must take the other way.
 func TestPagedAttentionMatMul(t *testing.T) {

@@ -898,15 +898,13 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// when it is aligned and there is no permutation); a tile or fewer rows
 	// are gathered while staged.
 	// (Kernels of more than one tile ignore perm: their x must be gathered.)
+	if ap != nil && (tile != 0 || nrm != nil || rp != nil || sg != 0) {
+		panic("cuda: a product of paged attention's parts that is not one tile's plain product")
+	}
 	xp, perm := x.ptr, uint64(0)
 	if q.perm != nil && tile == 0 {
 		perm = q.perm.Ptr
-	} else if ap != nil {
-		// (The _a kernel reads x an element at a time.)
-		if tile != 0 || nrm != nil || rp != nil || sg != 0 {
-			panic("cuda: a product of paged attention's parts that is not one tile's plain product")
-		}
-	} else if q.perm != nil || xp%16 != 0 {
+	} else if (q.perm != nil || xp%16 != 0) && ap == nil { // (the _a kernel reads x an element at a time)
 		var err error
 		if xp, err = b.sequentialX(x, q); err != nil {
 			b.fail(err)
