@@ -18,9 +18,11 @@ import (
 // (SetAttentionDefer(false)), for 1, 2 and 4 rows at positions whose
 // rows take 1, 2, 8 and more than 8 splits (the last, past apSplits,
 // combined by attention itself), 7B heads, 4 and 8 bits with and without
-// act order, fp16 and bf16. The rows attention left in parts must be the ones it did
-// not write (att filled with NaN first); more rows than one, and a weight
-// whose groups are not whole chunks, must take the other way.
+// act order, fp16 and bf16, and a window of 100 positions (every row then
+// of few splits). The rows attention left in parts must be the ones it did
+// not write (att filled with NaN first); more rows than one, fp32
+// activations and a weight whose groups are not whole chunks must take the
+// other way.
 func TestPagedAttentionMatMul(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetAttentionDefer(true)
@@ -47,17 +49,19 @@ func TestPagedAttentionMatMul(t *testing.T) {
 			bits, gs int
 			act      bool
 			dt       runtime.DType
+			window   int
 		}{
-			{4, 128, true, runtime.F16}, {4, 128, false, runtime.F16}, {8, 128, true, runtime.F16},
-			{4, 128, true, runtime.BF16}, {8, 64, false, runtime.BF16}, {4, 32, true, runtime.F16},
+			{4, 128, true, runtime.F16, 0}, {4, 128, false, runtime.F16, 0}, {8, 128, true, runtime.F16, 0},
+			{4, 128, true, runtime.BF16, 0}, {8, 64, false, runtime.BF16, 0}, {4, 32, true, runtime.F16, 0},
+			{4, 128, true, runtime.F16, 100}, {4, 128, true, runtime.F32, 0},
 		} {
-			t.Run(fmt.Sprintf("M%d-%dbit-g%d-act%v-%v", M, c.bits, c.gs, c.act, c.dt), func(t *testing.T) {
+			t.Run(fmt.Sprintf("M%d-%dbit-g%d-act%v-%v-window%d", M, c.bits, c.gs, c.act, c.dt, c.window), func(t *testing.T) {
 				w, err := b.LoadQuant(randomQuant(r, K, N, c.bits, c.gs, c.act))
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer b.Free(w)
-				p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
+				p := runtime.AttentionParams{HeadDim: hd, Window: c.window, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
 				nan := make([]float32, M*K)
 				for i := range nan {
 					nan[i] = float32(math.NaN())
@@ -84,15 +88,17 @@ func TestPagedAttentionMatMul(t *testing.T) {
 				for i, v := range want {
 					w64[i] = float64(v)
 				}
-				tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-5}[c.dt]
+				tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-5, runtime.F32: 1e-6}[c.dt]
 				if nmse := backendtest.NMSE(got, w64); !(nmse < tol) {
 					t.Errorf("parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
 				}
-				// Parts are left for one row (the backend's apRows) of at
-				// most 8 splits, with groups of whole chunks.
-				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1
+				// Parts are left for one row (the backend's apRows) of 16-bit
+				// activations and at most 8 splits (every row within a
+				// window of 100: 4 splits at most), with groups of whole
+				// chunks.
+				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1 && c.dt != runtime.F32
 				for m := range M {
-					left := whole && splits[m] <= 8
+					left := whole && (splits[m] <= 8 || c.window > 0)
 					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
 						t.Errorf("row %d (%d splits): attention's output unwritten %v, want %v", m, splits[m], isNaN, left)
 					}

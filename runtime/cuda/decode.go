@@ -652,11 +652,13 @@ func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 
 // apFits reports whether PagedAttentionMatMul's product of att by w takes
 // paged attention's parts: a plain quantized weight whose groups are whole
-// chunks, one tile's rows (at most apRows), at most apHeads heads of
+// chunks, one tile's rows (at most apRows) of 16-bit activations (the
+// dtypes measured and tested that way), at most apHeads heads of
 // p.HeadDim making w's inputs, and the switch on.
 func (b *Backend) apFits(att, w *Tensor, p runtime.AttentionParams) bool {
 	q := w.q
-	if !b.apDefer || q == nil || q.glu || len(q.segments()) > 1 || b.dequantGEMM || p.HeadDim <= 0 {
+	if !b.apDefer || q == nil || q.glu || len(q.segments()) > 1 || b.dequantGEMM || p.HeadDim <= 0 ||
+		(att.dt != runtime.F16 && att.dt != runtime.BF16) {
 		return false
 	}
 	M := runtime.Rows(att)
