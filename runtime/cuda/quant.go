@@ -893,14 +893,14 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		}
 		part = pb.Ptr
 	}
+	if ap != nil && (tile != 0 || wg || nrm != nil || rp != nil || sg != 0) {
+		panic("cuda: a product of paged attention's parts that is not one tile's plain mma.sync product")
+	}
 	// More rows than a tile gather x through the permutation once, for all
 	// blocks, which then stage it with 16-byte loads (as they do x itself
 	// when it is aligned and there is no permutation); a tile or fewer rows
 	// are gathered while staged.
 	// (Kernels of more than one tile ignore perm: their x must be gathered.)
-	if ap != nil && (tile != 0 || nrm != nil || rp != nil || sg != 0) {
-		panic("cuda: a product of paged attention's parts that is not one tile's plain product")
-	}
 	xp, perm := x.ptr, uint64(0)
 	if q.perm != nil && tile == 0 {
 		perm = q.perm.Ptr
@@ -934,6 +934,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	name := qnames.gemv[q.bits/8][sg][tile][x.dt]
 	switch {
+	case ap != nil:
+		name = qnames.ap[q.bits/8][x.dt]
 	case nrm != nil && rp != nil: // tile 0 (at most normFuseRows <= 8 rows), sg 0 (ropeFits)
 		name = qnames.normRoPE[q.bits/8][x.dt]
 	case nrm != nil:
@@ -944,12 +946,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		name = qnames.rope[q.bits/8][tile][x.dt]
 	case wg:
 		name = qnames.wg[q.bits/8][tile][x.dt]
-	}
-	if ap != nil {
-		if wg {
-			panic("cuda: a product of paged attention's parts on warpgroup MMA")
-		}
-		name = qnames.ap[q.bits/8][x.dt]
 	}
 	var r ropeArg
 	if rp != nil {
