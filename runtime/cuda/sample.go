@@ -33,12 +33,7 @@ func (b *Backend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p
 	if err := b.sampleLaunch(out.Ptr, b.tensor(logits), rows, p, raw); err != nil {
 		return err
 	}
-	res := make([]byte, 4*len(rows))
-	if err := b.dtoh(res, out.Ptr); err != nil {
-		return err
-	}
-	putI32(dst, res)
-	return nil
+	return b.dtohI32(dst, out.Ptr)
 }
 
 // SampleTokensTo implements runtime.TokenFeeder: the draw goes to dst and,
@@ -167,12 +162,10 @@ type pendingTokens struct {
 func (a *aheadCopies) start(b *Backend, src uint64, n int) (*pendingTokens, error) {
 	p := &pendingTokens{b: b, n: n}
 	if !a.ready(4 * n) {
-		res := make([]byte, 4*n)
-		if err := b.dtoh(res, src); err != nil {
+		p.done, p.toks = true, make([]int32, n)
+		if err := b.dtohI32(p.toks, src); err != nil {
 			return nil, err
 		}
-		p.done, p.toks = true, make([]int32, n)
-		putI32(p.toks, res)
 		return p, nil
 	}
 	s := a.next
@@ -281,11 +274,17 @@ func (p *pendingTokens) Wait(dst []int32) error {
 	return nil
 }
 
-// putI32 sets dst from raw, little-endian int32s.
-func putI32(dst []int32, raw []byte) {
+// dtohI32 sets dst from the little-endian int32s at device address src
+// (waiting for the copy); the caller holds the backend.
+func (b *Backend) dtohI32(dst []int32, src uint64) error {
+	raw := make([]byte, 4*len(dst))
+	if err := b.dtoh(raw, src); err != nil {
+		return err
+	}
 	for i := range dst {
 		dst[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
 	}
+	return nil
 }
 
 var (
