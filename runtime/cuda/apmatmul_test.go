@@ -35,13 +35,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	for _, M := range []int{1, 2, 4} {
 		pos := allPos[:M]
 		blocks := M * width
-		tables, slot := make([]int32, M*width), make([]int32, M)
-		for i, p := range r.Perm(blocks) {
-			tables[i] = int32(p)
-		}
-		for i, p := range pos {
-			slot[i] = tables[i*width+int(p)/bs]*bs + p%bs
-		}
+		tables, slot := ownBlocks(r, pos, width, bs)
 		pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
 		cache := rand32(blocks*bs*hkv*hd, 1)
 		q0, k0, v0 := rand32(M*hq*hd, 1), rand32(M*hkv*hd, 1), rand32(M*hkv*hd, 1)

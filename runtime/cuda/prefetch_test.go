@@ -32,13 +32,7 @@ func TestAttentionPrefetch(t *testing.T) {
 	pos := []int32{255, 37, 1000, 0}
 	rows := len(pos)
 	blocks := rows * width
-	tables, slot := make([]int32, rows*width), make([]int32, rows)
-	for i, p := range r.Perm(blocks) {
-		tables[i] = int32(p) // row i/width's blocks: its own
-	}
-	for i, p := range pos {
-		slot[i] = tables[i*width+int(p)/bs]*bs + p%bs
-	}
+	tables, slot := ownBlocks(r, pos, width, bs)
 	pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
 	defer b.Free(pt)
 	defer b.Free(st)
@@ -83,4 +77,18 @@ func TestAttentionPrefetch(t *testing.T) {
 			})
 		}
 	}
+}
+
+// ownBlocks gives each of len(pos) rows width cache blocks of its own, in a
+// random order over the pool (tables [rows, width]), and the cache slot of
+// each row's position pos[i] (bs positions a block).
+func ownBlocks(r *rand.Rand, pos []int32, width, bs int) (tables, slot []int32) {
+	tables, slot = make([]int32, len(pos)*width), make([]int32, len(pos))
+	for i, p := range r.Perm(len(tables)) {
+		tables[i] = int32(p)
+	}
+	for i, p := range pos {
+		slot[i] = tables[i*width+int(p)/bs]*int32(bs) + p%int32(bs)
+	}
+	return tables, slot
 }
