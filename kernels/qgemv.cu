@@ -134,6 +134,13 @@ __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
 
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
+// QE_PRE (kernels of one tile): the epilogue's step inputs and model data
+// of a thread's first item read before the wait (1), or in the epilogue (0).
+#ifndef QE_PRE
+#define QE_PRE 1
+#endif
+#define QPRE 64
+
 // QRope: a q/k/v product's RoPE and cache store (kc not null): row m is
 // at position pos[m] and goes to cache row slot[m]; invf [QCOLS/2] the
 // rotary frequencies of a head of QCOLS dimensions.
@@ -167,7 +174,8 @@ struct QAttn {
 // row slot[m] of kc, a v head's pair to its output and to vc.
 template <typename T, int QO, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
-                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp) {
+                                     int glu, int col0, int N, const int* oslots, const QRope<T>& rp,
+                                     const float2* pre_cs = nullptr, const int* pre_sl = nullptr) {
     if (rp.kc) {
         constexpr int D2 = QCOLS / 2;
         if (col0 >= N) return;
@@ -177,15 +185,21 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
             const int m = i / D2, j = i % D2;
             T y1 = from_f32<T>(v(m * QCOLS + j)), y2 = from_f32<T>(v(m * QCOLS + D2 + j));
+            // (pre_cs, pre_sl: the first item's angle and slot, read
+            // before the wait; see qmma's QE_PRE.)
+            const bool first = pre_cs && i == lo + (int)threadIdx.x && threadIdx.x < QPRE;
             if (!isv) {
                 float cs, sn;
-                rope_angle(rp.pos[m], rp.invf[j], cs, sn);
+                if (first)
+                    cs = pre_cs[threadIdx.x].x, sn = pre_cs[threadIdx.x].y;
+                else
+                    rope_angle(rp.pos[m], rp.invf[j], cs, sn);
                 rope_rot<T>(to_f32(y1), to_f32(y2), cs, sn, y1, y2);
             }
             T* dst = o + (i64)m * w + c;
             dst[j] = y1, dst[j + D2] = y2;
             if (!isq) {
-                T* cache = (isv ? rp.vc : rp.kc) + (i64)rp.slot[m] * w + c;
+                T* cache = (isv ? rp.vc : rp.kc) + (i64)(first ? pre_sl[threadIdx.x] : rp.slot[m]) * w + c;
                 cache[j] = y1, cache[j + D2] = y2;
             }
         }
@@ -198,7 +212,9 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             if (col0 + j >= N) continue;
             const float g = v(m * QCOLS + j), u = v(m * QCOLS + QCOLS / 2 + j);
             const int c = col0 / 2 + j;
-            out0[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(silu_f(g) * u);
+            const int oc = !oslots ? c : pre_sl && i == lo + (int)threadIdx.x && threadIdx.x < QPRE ? pre_sl[threadIdx.x]
+                                                                                                   : oslots[c];
+            out0[(i64)m * No + oc] = from_f32<T>(silu_f(g) * u);
         }
         return;
     }
@@ -294,6 +310,13 @@ template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u3
 template <int KD> struct wg_pass {
     static constexpr int value = KD;
 };
+#endif
+
+// QA_HOIST (the _a kernels): the first item's loads of attention's parts
+// before the splits' weights (1), or after them (0, the fourteenth
+// session's order), for measuring one against the other.
+#ifndef QA_HOIST
+#define QA_HOIST 1
 #endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
@@ -393,6 +416,32 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (m >= 0 && m < M) {
             const int S = pa_splits(ap.pos[m], ap.window, ap.sg, ap.minsplit);
             aps[m] = S <= ap.dfr ? S : 0;
+        }
+    }
+    // QE_PRE (kernels of one tile): what this thread's first item of the
+    // epilogue (qout's item lo + threadIdx.x) reads of the step's inputs
+    // and of the model, not of the previous kernel, is read now, before
+    // the wait, and kept in shared memory (no register held through the
+    // loop): with RoPE its pair's angle (sincos in double) and its row's
+    // cache slot, with glu its output's slot. Only the first QPRE threads
+    // (768 bytes; qmmaSharedReserve in runtime/cuda counts a block's
+    // static arrays): one row's items of a slab are QCOLS / 2 = 64 at
+    // most.
+    __shared__ float2 pre_cs[MT == 1 && QE_PRE ? QPRE : 1];
+    __shared__ int pre_sl[MT == 1 && QE_PRE ? QPRE : 1];
+    if (MT == 1 && QE_PRE && (rp.kc || (glu && oslots)) && threadIdx.x < QPRE) {
+        const int S = gridDim.y, items = M * (QCOLS / 2);
+        const int rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
+        const int i = rk * items / ns + (int)threadIdx.x, m = i / (QCOLS / 2), j = i % (QCOLS / 2);
+        if (i < (rk + 1) * items / ns && col0 < N) {
+            if (rp.kc) {
+                float cs = 0.0f, sn = 0.0f;
+                if (col0 < seg2) rope_angle(rp.pos[m], rp.invf[j], cs, sn);
+                pre_cs[threadIdx.x] = make_float2(cs, sn);
+                pre_sl[threadIdx.x] = col0 >= seg1 ? rp.slot[m] : 0;
+            } else if (col0 + j < N) {
+                pre_sl[threadIdx.x] = oslots[col0 / 2 + j];
+            }
         }
     }
     // The weights are the model's: only now wait for the previous kernel.
@@ -555,8 +604,31 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // paged attention's own combine has them (split_weights), then
             // input k of row m (of head perm[k] / hd) is its splits'
             // outputs so weighed: consecutive threads take consecutive
-            // inputs, two a thread with all their loads in flight.
+            // inputs, two a thread with all their loads in flight. The
+            // outputs do not depend on the weights: the first (inputs, row)
+            // item's loads go out before the weights' (max, sum), so that
+            // the staging waits one round trip to L2, not two.
             __syncthreads();  // aps
+            const int nin = n8 * 8;
+            const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
+            float pv[2][8], xv[2];
+            int hk[2];
+            // fetch: row m's splits' outputs (and, for a row attention
+            // combined, x) of inputs k0 and k0 + blockDim.x; heads: their
+            // heads too.
+            auto fetch = [&](int k0, int m, bool heads) {
+                const int sm = aps[m];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int k = imin(k0 + u * blockDim.x, nin - 1);
+                    if (heads) hk[u] = (perm ? __ldg(perm + kb0 + k) : kb0 + k) / ap.hd;
+                    const float* pm = po + (i64)m * ap.sg * K + k;
+#pragma unroll
+                    for (int y = 0; y < 8; y++) pv[u][y] = y < sm ? __ldcg(pm + (i64)y * K) : 0.0f;
+                    xv[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
+                }
+            };
+            if (QA_HOIST) fetch(threadIdx.x, 0, true);
             // Eight threads a (row, head), one a split (neighbours read
             // neighbouring pairs, so that no line of part is asked for by
             // every thread of the grid at once).
@@ -575,31 +647,17 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
             }
             __syncthreads();
-            const int nin = n8 * 8;
-            const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
             for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
-                int hk[2];
-#pragma unroll
-                for (int u = 0; u < 2; u++) {
-                    const int k = imin(k0 + u * blockDim.x, nin - 1);
-                    hk[u] = (perm ? __ldg(perm + kb0 + k) : kb0 + k) / ap.hd;
-                }
                 for (int m = 0; m < M; m++) {
-                    // Every load first (weights past a row's splits are 0).
-                    const int sm = aps[m];
-                    float pv[2][8], v[2];
+                    // (With QA_HOIST the first item's loads went out above.)
+                    if (!QA_HOIST || k0 != (int)threadIdx.x || m != 0) fetch(k0, m, m == 0);
+                    float v[2];
 #pragma unroll
                     for (int u = 0; u < 2; u++) {
-                        const int k = imin(k0 + u * blockDim.x, nin - 1);
-                        const float* pm = po + (i64)m * ap.sg * K + k;
-#pragma unroll
-                        for (int y = 0; y < 8; y++) pv[u][y] = y < sm ? __ldcg(pm + (i64)y * K) : 0.0f;
-                        v[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
-                    }
-#pragma unroll
-                    for (int u = 0; u < 2; u++)
+                        v[u] = xv[u];
 #pragma unroll
                         for (int y = 0; y < 8; y++) v[u] += apw[m][hk[u]][y] * pv[u][y];
+                    }
 #pragma unroll
                     for (int u = 0; u < 2; u++) {
                         const int k = k0 + u * blockDim.x;
@@ -1030,7 +1088,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         if (r < S) v += ld_cluster(base[r] + 4 * e);
                     return v;
                 },
-                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+                rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
+                MT == 1 && QE_PRE ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -1060,7 +1119,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp);
+    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
+                             MT == 1 && QE_PRE ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
 }
 
 template <int BITS, typename T>

@@ -101,6 +101,37 @@ func testTokenSampler(e *env) {
 			}
 		})
 	}
+	// Draws one after another whose rules repeat, change and come back (a
+	// backend may keep the last draw's rules where they are): each must
+	// follow its own rules and logits.
+	e.t.Run("rules repeated", func(t *testing.T) {
+		e := &env{t: t, b: e.b, rng: e.rng}
+		const V, rows = 5000, 3
+		greedy := []runtime.SampleParams{{}, {}, {}}
+		hot := []runtime.SampleParams{{Temperature: 5, U: 0.9}, {Temperature: 5, U: 0.1}, {Temperature: 5, U: 0.5}}
+		for i, c := range []struct {
+			rows  []int
+			rules []runtime.SampleParams
+		}{
+			{[]int{0, 1, 2}, greedy}, {[]int{0, 1, 2}, greedy}, {[]int{0, 1, 2}, hot}, {[]int{0, 1, 2}, greedy},
+			{[]int{2, 0}, greedy[:2]}, {[]int{0, 1, 2}, greedy}, {[]int{0, 1, 2}, hot}, {[]int{0, 1, 2}, hot},
+		} {
+			x := e.randn(rows * V)
+			lt := e.upload(x, rows, V)
+			got := make([]int32, len(c.rows))
+			err := ts.SampleTokens(got, lt, c.rows, c.rules)
+			e.b.Free(lt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, r := range c.rows {
+				row, p := x[r*V:(r+1)*V], c.rules[j]
+				if want := runtime.DrawToken(row, p); int(got[j]) != want {
+					t.Errorf("draw %d, row %d (%+v): token %d, DrawToken gives %d", i, r, p, got[j], want)
+				}
+			}
+		}
+	})
 	e.t.Run("non-finite", func(t *testing.T) {
 		e := &env{t: t, b: e.b, rng: e.rng}
 		const V = 300

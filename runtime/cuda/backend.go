@@ -76,9 +76,12 @@ type Backend struct {
 	apart  *Buffer // fp32 partial results of split paged attention
 	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
 	srules *Buffer // SampleTokens: the rows' rules and penalties
-	swork  *Buffer // SampleTokens: penalised copies of logits rows
-	stoks  *Buffer // SampleTokens: the drawn tokens
-	ahead  aheadCopies
+	// srulesUp: the bytes last uploaded to srules, at srulesAt.
+	srulesUp []byte
+	srulesAt uint64
+	swork    *Buffer // SampleTokens: penalised copies of logits rows
+	stoks    *Buffer // SampleTokens: the drawn tokens
+	ahead    aheadCopies
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
 	graphs        int       // live graphs: scratch they use is retired, not reused

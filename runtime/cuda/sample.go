@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -95,7 +96,12 @@ func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.Sam
 		le.PutUint32(o[4:], math.Float32bits(temp))
 		le.PutUint32(o[8:], uint32(int32(min(q.TopK, math.MaxInt32))))
 		le.PutUint32(o[12:], math.Float32bits(topP))
-		le.PutUint64(o[16:], uint64(math.Ldexp(min(max(q.U, 0), 0x1.fffffffffffffp-1), 53))<<11)
+		// A greedy draw takes no uniform number: 0, so that its rules are
+		// the same bytes step after step (sampleLaunch then skips their
+		// upload).
+		if u := min(max(q.U, 0), 0x1.fffffffffffffp-1); temp > 0 && q.TopK != 1 {
+			le.PutUint64(o[16:], uint64(math.Ldexp(u, 53))<<11)
+		}
 		le.PutUint32(o[24:], uint32(a))
 		le.PutUint32(o[28:], uint32(len(q.Adjust)))
 		for _, adj := range q.Adjust {
@@ -127,9 +133,15 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		}
 		work = wb.Ptr
 	}
-	// From pageable memory the copy has taken raw when it returns.
-	if err := b.htod(in.Ptr, raw); err != nil {
-		return err
+	// The rules of the last draw are still there (they change with the
+	// penalties and the uniform numbers; a greedy decode's repeat): an
+	// upload is a copy in the stream between the step and the draw.
+	if in.Ptr != b.srulesAt || !bytes.Equal(raw, b.srulesUp) {
+		// From pageable memory the copy has taken raw when it returns.
+		if err := b.htod(in.Ptr, raw); err != nil {
+			return err
+		}
+		b.srulesAt, b.srulesUp = in.Ptr, append(b.srulesUp[:0], raw...)
 	}
 	base := in.Ptr + uint64(sampleRowBytes*len(rows))
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
