@@ -135,9 +135,10 @@ __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
 __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v)); }
 
 // QE_PRE (kernels of one tile): the epilogue's step inputs and model data
-// of a thread's first item read before the wait (1), or in the epilogue (0).
+// of a thread's first item read before the wait, a bit a kind: 1 RoPE's
+// angle and cache slot, 2 glu's output slot (0: in the epilogue).
 #ifndef QE_PRE
-#define QE_PRE 1
+#define QE_PRE 3
 #endif
 #define QPRE 64
 
@@ -212,7 +213,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             if (col0 + j >= N) continue;
             const float g = v(m * QCOLS + j), u = v(m * QCOLS + QCOLS / 2 + j);
             const int c = col0 / 2 + j;
-            const int oc = !oslots ? c : pre_sl && i == lo + (int)threadIdx.x && threadIdx.x < QPRE ? pre_sl[threadIdx.x]
+            const int oc = !oslots ? c : (QE_PRE & 2) && pre_sl && i == lo + (int)threadIdx.x && threadIdx.x < QPRE ? pre_sl[threadIdx.x]
                                                                                                    : oslots[c];
             out0[(i64)m * No + oc] = from_f32<T>(silu_f(g) * u);
         }
@@ -444,7 +445,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // most.
     __shared__ float2 pre_cs[MT == 1 && QE_PRE ? QPRE : 1];
     __shared__ int pre_sl[MT == 1 && QE_PRE ? QPRE : 1];
-    if (MT == 1 && QE_PRE && (rp.kc || (glu && oslots)) && threadIdx.x < QPRE) {
+    if (MT == 1 && (((QE_PRE & 1) && rp.kc) || ((QE_PRE & 2) && glu && oslots)) && threadIdx.x < QPRE) {
         const int S = gridDim.y, items = M * (QCOLS / 2);
         const int rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
         const int i = rk * items / ns + (int)threadIdx.x, m = i / (QCOLS / 2), j = i % (QCOLS / 2);
@@ -1163,7 +1164,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     return v;
                 },
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                MT == 1 && QE_PRE ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
+                MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -1194,7 +1195,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     __syncthreads();
     qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                             MT == 1 && QE_PRE ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
+                             MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
 }
 
 template <int BITS, typename T>
