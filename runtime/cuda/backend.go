@@ -120,7 +120,6 @@ type Backend struct {
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
-	normAlone     int       // norms of at most this many rows take an SM's shared memory (GPTQTOOL_NORM_ALONE; normShared)
 	gt            graphTimes
 }
 
@@ -231,9 +230,6 @@ func New(o Options) (*Backend, error) {
 	// the evict_normal policy (the same instructions).
 	b.evictFirst = os.Getenv("GPTQTOOL_EVICT_FIRST") != "0"
 	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
-		return nil, err
-	}
-	if b.normAlone, err = envInt("GPTQTOOL_NORM_ALONE", 0, 0, 64, "the most rows, 0-64"); err != nil {
 		return nil, err
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"

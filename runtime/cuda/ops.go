@@ -237,8 +237,7 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 	if vec8(h, d, xt, w) {
 		name = "rmsnorm_v8_"
 	}
-	rows := runtime.Rows(xt)
-	b.run("norm.cu", name+suffix(d.dt), Dim{X: rows}, Dim{X: b.normThreadsFor(rows)}, b.normShared(rows, normStage(sp, h, d.dt)), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
+	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // AddRMSNorm implements runtime.AddRMSNormer.
@@ -261,20 +260,7 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	if vec8(h, n, xt, dl, w) {
 		name = "add_rmsnorm_v8_"
 	}
-	rows := runtime.Rows(xt)
-	b.run("norm.cu", name+suffix(n.dt), Dim{X: rows}, Dim{X: b.normThreadsFor(rows)}, b.normShared(rows, normStage(sp, h, n.dt)), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
-}
-
-// normShared is the dynamic shared memory of a norm of rows rows that
-// stages stage bytes: with GPTQTOOL_NORM_ALONE=N, norms of at most N rows
-// take nearly all of an SM's, so that no block of the product launched
-// behind them (PDL) shares their SM and queues its weight copies ahead of
-// the norm's loads.
-func (b *Backend) normShared(rows, stage int) int {
-	if rows <= b.normAlone {
-		return max(stage, b.shared-2<<10)
-	}
-	return stage
+	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
 }
 
 // The norms of normWideMin to normWideMax rows run normWideThreads threads
