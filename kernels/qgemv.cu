@@ -320,21 +320,6 @@ template <int KD> struct wg_pass {
 #define QA_HOIST 1
 #endif
 
-// QZ_FOLD (kernels of one tile whose groups are whole chunks): the mma
-// multiplies the codes as the exact fp16 values 1024 + c (and 1024 + 16c
-// for the nibbles at bits 4..7), one LOP3 a register, and each group's
-// sums become sums of (code − zero)·x at the group's end:
-// Σ(c − z)x = Σ(1024 + c)x − (1024 + z)·Σx (rows of high nibbles: Σ(1024
-// + 16c)x / 16 − (64 + z)·Σx), with Σx, each group's sum of the staged x
-// of each row, made once after staging (xsum, after x in shared memory).
-// The decode then takes 4 instructions a 16-input step instead of 8 (the
-// one-tile loop is bound by the SM's issue, docs/benchmarks.md
-// BenchmarkStream). The sums of 1024·x cancel in fp32: about 2^-23·1024·
-// Σ|x| a group, far under the outputs' fp16 rounding.
-#ifndef QZ_FOLD
-#define QZ_FOLD 1
-#endif
-
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -766,33 +751,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         __syncthreads();  // xbar initialized
     stage(0);
     __syncthreads();
-    // ZF (QZ_FOLD): each (local group, row)'s sum of the staged x, 16
-    // threads an item, eight inputs at a time, in a fixed order.
-    constexpr bool ZF = QZ_FOLD && MT == 1 && AL && !WG;
-    const int zg0 = kbase / gs;
-    const float* xsum = (const float*)(xs + M * LDX);  // [groups of the slice][M]
-    if constexpr (ZF) {
-        const int NG = (kbase + nc * KB - 1) / gs - zg0 + 1;
-        float* xw = (float*)(xs + M * LDX);
-        for (int it0 = 0; it0 < M * NG * 16; it0 += blockDim.x) {
-            const int it = it0 + (int)threadIdx.x, item = it >> 4, sub = it & 15;
-            float v = 0.0f;
-            if (item < M * NG) {
-                const int gl = item / M, m = item - gl * M;
-                const int lo = imax((zg0 + gl) * gs, kbase) - kbase, hi = imin((zg0 + gl + 1) * gs, kbase + nc * KB) - kbase;
-                for (int k = lo + sub * 8; k < hi; k += 128) {
-                    float f[8];
-                    unpack8<f16>(*(const u32x4*)(xs + m * LDX + k), f);
-#pragma unroll
-                    for (int j = 0; j < 8; j++) v += f[j];
-                }
-            }
-#pragma unroll
-            for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-            if (sub == 0 && item < M * NG) xw[item] = v;
-        }
-        __syncthreads();
-    }
     TRACE_MARK(2);
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
@@ -816,49 +774,21 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
         u32 zz0, zz1, nz1, hs0, hs1;  // hs: the fp16 scales twice (the _w kernels)
-        // ZF: rows g and g+8's group sums fold as fa·tmp − fb·Σx; the
-        // lane's rows of x (2t, 2t+1; rows past M read row M-1, whose
-        // outputs are discarded) in xsum.
-        // (xs0, xs1: the current group's, advanced a group at its end.)
-        float fb0, fa1, fb1;
-        const float* xs0 = xsum + imin(2 * t, M - 1);
-        const float* xs1 = xsum + imin(2 * t + 1, M - 1);
         auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
             s0 = h_lo(q0), s1 = h_lo(q1);
-            if constexpr (ZF) {
-                const float k0 = h_lo(q0 >> 16), k1 = h_lo(q1 >> 16);  // 1024 + z
-                fb0 = s0 * k0;
-                fa1 = BITS == 4 ? s1 * 0.0625f : s1;
-                fb1 = s1 * (BITS == 4 ? k1 - 960.0f : k1);
-            } else {
-                hs0 = (q0 & 0xffffu) * 0x10001u, hs1 = (q1 & 0xffffu) * 0x10001u;
-                zz0 = (q0 >> 16) * 0x10001u;
-                zz1 = (q1 >> 16) * 0x10001u;
-                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
-            }
+            hs0 = (q0 & 0xffffu) * 0x10001u, hs1 = (q1 & 0xffffu) * 0x10001u;
+            zz0 = (q0 >> 16) * 0x10001u;
+            zz1 = (q1 >> 16) * 0x10001u;
+            nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
             fetch(grp + 1);
         };
-        // fold: group grp's sums into acc.
-        auto fold = [&]() {
-            if constexpr (ZF) {
-                const float x0 = *xs0, x1 = *xs1;
-                xs0 += M, xs1 += M;
-                acc[0][0] = fmaf(s0, tmp[0][0], fmaf(-fb0, x0, acc[0][0]));
-                acc[0][1] = fmaf(s0, tmp[0][1], fmaf(-fb0, x1, acc[0][1]));
-                acc[0][2] = fmaf(fa1, tmp[0][2], fmaf(-fb1, x0, acc[0][2]));
-                acc[0][3] = fmaf(fa1, tmp[0][3], fmaf(-fb1, x1, acc[0][3]));
-            } else {
-#pragma unroll
-                for (int bt = 0; bt < MT; bt++) {
-                    acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
-                    acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
-                }
-            }
-        };
         auto next = [&]() {
-            fold();
 #pragma unroll
-            for (int bt = 0; bt < MT; bt++) tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
+            for (int bt = 0; bt < MT; bt++) {
+                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+                tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
+            }
             grp++;
             left = glen;
             load();
@@ -1094,16 +1024,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         left--;
                     }
                     u32 a[4];
-                    if (ZF && BITS == 4) {
-                        // The codes as they are (QZ_FOLD).
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        a[0] = codes<0x000F000Fu>(wd, magic), a[1] = codes<0x00F000F0u>(wd, magic);
-                        a[2] = codes<0x000F000Fu>(wh, magic), a[3] = codes<0x00F000F0u>(wh, magic);
-                    } else if (ZF) {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        a[0] = codes<MASK>(w0, magic), a[1] = codes<MASK>(w0 >> 8, magic);
-                        a[2] = codes<MASK>(w1, magic), a[3] = codes<MASK>(w1 >> 8, magic);
-                    } else if (BITS == 4) {
+                    if (BITS == 4) {
                         // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
                         // 1024 + 16c: times 1/16 minus (64 + z), exact.
                         const u32 wd = word_of(w, s), wh = wd >> 8;
@@ -1126,7 +1047,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
         }
-        if constexpr (!WG) fold();
+        if constexpr (!WG)
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++) {
+                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
+                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
+            }
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");

@@ -726,17 +726,8 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// split until all fit).
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
-	// Kernels of one tile keep each group's sum of x after it (qgemv.cu
-	// QZ_FOLD: at most one group a chunk, and one more where the slice
-	// begins inside a group).
 	const ring = qmmaRing
-	xsum := func(P int) int {
-		if tile == 0 {
-			return M * (P + 1) * 4
-		}
-		return 0
-	}
-	shared := func(P int) int { return ring + max(M*(P*kb+8)*2+xsum(P), M*128*4) }
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand
 		// (128 bytes a row), 1,024-byte aligned (the 128-byte swizzle).
