@@ -76,9 +76,10 @@ type Backend struct {
 	apart  *Buffer // fp32 partial results of split paged attention
 	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
 	srules *Buffer // SampleTokens: the rows' rules and penalties
-	// srulesUp: the bytes last uploaded to srules, at srulesAt.
+	// srulesUp: the bytes last uploaded to srulesIn (srules then; nil:
+	// none kept).
 	srulesUp []byte
-	srulesAt uint64
+	srulesIn *Buffer
 	swork    *Buffer // SampleTokens: penalised copies of logits rows
 	stoks    *Buffer // SampleTokens: the drawn tokens
 	ahead    aheadCopies

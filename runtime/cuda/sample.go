@@ -136,12 +136,14 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 	// The rules of the last draw are still there (they change with the
 	// penalties and the uniform numbers; a greedy decode's repeat): an
 	// upload is a copy in the stream between the step and the draw.
-	if in.Ptr != b.srulesAt || !bytes.Equal(raw, b.srulesUp) {
+	// (A buffer grown since is a new one: srulesIn tells them apart.)
+	if in != b.srulesIn || !bytes.Equal(raw, b.srulesUp) {
+		b.srulesIn = nil // until the copy is queued
 		// From pageable memory the copy has taken raw when it returns.
 		if err := b.htod(in.Ptr, raw); err != nil {
 			return err
 		}
-		b.srulesAt, b.srulesUp = in.Ptr, append(b.srulesUp[:0], raw...)
+		b.srulesIn, b.srulesUp = in, append(b.srulesUp[:0], raw...)
 	}
 	base := in.Ptr + uint64(sampleRowBytes*len(rows))
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
