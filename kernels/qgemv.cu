@@ -428,13 +428,20 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (768 bytes; qmmaSharedReserve in runtime/cuda counts a block's
     // static arrays): one row's items of a slab are QCOLS / 2 = 64 at
     // most.
+    // eshare: this block's share [lo, hi) of an epilogue of items items,
+    // as the epilogue splits it (by rank among the S blocks of a slab that
+    // add up their sums in a cluster; the whole slab otherwise).
+    auto eshare = [&](int items, int& lo, int& hi) {
+        const int S = gridDim.y, rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
+        lo = rk * items / ns, hi = (rk + 1) * items / ns;
+    };
     __shared__ float2 pre_cs[MT == 1 && QE_PRE ? QPRE : 1];
     __shared__ int pre_sl[MT == 1 && QE_PRE ? QPRE : 1];
     if (MT == 1 && (((QE_PRE & 1) && rp.kc) || ((QE_PRE & 2) && glu && oslots)) && threadIdx.x < QPRE) {
-        const int S = gridDim.y, items = M * (QCOLS / 2);
-        const int rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
-        const int i = rk * items / ns + (int)threadIdx.x, m = i / (QCOLS / 2), j = i % (QCOLS / 2);
-        if (i < (rk + 1) * items / ns && col0 < N) {
+        int lo, hi;
+        eshare(M * (QCOLS / 2), lo, hi);
+        const int i = lo + (int)threadIdx.x, m = i / (QCOLS / 2), j = i % (QCOLS / 2);
+        if (i < hi && col0 < N) {
             if (rp.kc) {
                 float cs = 0.0f, sn = 0.0f;
                 if (col0 < seg2) rope_angle(rp.pos[m], rp.invf[j], cs, sn);
@@ -452,10 +459,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.
     if (res && !glu && !rp.kc) {
-        const int S = gridDim.y, items = M * QCOLS;
-        const int rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
-        const int e = rk * items / ns + (int)threadIdx.x, n = col0 + e % QCOLS;
-        if (e < (rk + 1) * items / ns && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
+        int lo, hi;
+        eshare(M * QCOLS, lo, hi);
+        const int e = lo + (int)threadIdx.x, n = col0 + e % QCOLS;
+        if (e < hi && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
     }
 
     // NRM (kernels of one tile): x's rows are RMS-normalized as they are
