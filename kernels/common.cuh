@@ -141,7 +141,7 @@ struct TraceRec {
     u64 grid;
     u32 kind, block, smid, gxy;  // gxy: gridDim.x << 16 | gridDim.y
     u64 g[5];
-    u32 c[5], pad;
+    u32 c[5], cl;  // cl: the block's cluster, its index << 5 | its blocks (sm_90; 1 elsewhere)
 };
 struct TraceMarks {
     u64 g[4];
@@ -185,6 +185,18 @@ struct Tracer {
         asm volatile("mov.u64 %0, %%gridid;" : "=l"(grid));
         r.grid = grid, r.kind = kind, r.block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
         r.smid = sm, r.gxy = gridDim.x << 16 | gridDim.y;
+        u32 cl = 1;
+#if __CUDA_ARCH__ >= 900
+        {
+            u32 cx, cy, ncx, n;
+            asm volatile("mov.u32 %0, %%clusterid.x;" : "=r"(cx));
+            asm volatile("mov.u32 %0, %%clusterid.y;" : "=r"(cy));
+            asm volatile("mov.u32 %0, %%nclusterid.x;" : "=r"(ncx));
+            asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(n));
+            cl = (cx + ncx * cy) << 5 | n;
+        }
+#endif
+        r.cl = cl;
 #pragma unroll
         for (int j = 0; j < 4; j++) r.g[j] = m.g[j], r.c[j] = m.c[j];
         r.g[4] = g4, r.c[4] = c4;

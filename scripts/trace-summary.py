@@ -22,7 +22,12 @@ to this one's end, summed over the step's launches of that kernel.
 each ran and the latest block end on the SMs of each count (µs from the
 launch's first block start).
 
-Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm]
+--gpc prints the GPCs the clusters showed (SMs grouped by the clusters that
+ran on them) and adds, under each launch, for each GPC its SMs, the
+launch's blocks there / the SMs they ran on, and their latest end (µs from
+the launch's first block start).
+
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc]
 """
 import gzip
 import json
@@ -89,7 +94,13 @@ def main():
             ends = {int(n): e - l["start_us"] for n, e in l.get("load_end_us", {}).items()}
             rows.append(f'{"":29}{l["sms"]} SMs; blocks run: SMs (latest end) ' +
                         ", ".join(f"{n}: {c} ({ends.get(n, 0):.2f})" for n, c in by))
+        if "--gpc" in sys.argv and l.get("gpc_load"):
+            rows.append(f'{"":29}GPCs (SMs: blocks/SMs used, end): ' +
+                        ", ".join(f'{len(t["gpcs"][i])}: {g["blocks"]}/{g["sms"]} ({g["end_us"]:.2f})'
+                                  for i, g in enumerate(l["gpc_load"]) if len(t["gpcs"][i]) > 1 or g["blocks"]))
         prev_end = end
+    if "--gpc" in sys.argv and t.get("gpcs"):
+        print("GPCs:", ", ".join(f"{len(g)} SMs ({g[0]}-{g[-1]})" for g in t["gpcs"]))
     if "--all" in sys.argv:
         print(hdr)
         print("\n".join(rows))

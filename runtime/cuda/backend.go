@@ -113,6 +113,7 @@ type Backend struct {
 	apDefer       bool      // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32     // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
 	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	clusterMaxS   int       // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
@@ -231,6 +232,13 @@ func New(o Options) (*Backend, error) {
 	// the evict_normal policy (the same instructions).
 	b.evictFirst = os.Getenv("GPTQTOOL_EVICT_FIRST") != "0"
 	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
+		return nil, err
+	}
+	// GPTQTOOL_CLUSTER_MAXS=N: a quantized product split in more than N
+	// blocks a column slab adds up its sums through global memory (a
+	// counter and a last block) rather than in a cluster, whose blocks the
+	// hardware places within one GPC (for measuring one against the other).
+	if b.clusterMaxS, err = envInt("GPTQTOOL_CLUSTER_MAXS", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d blocks", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
 	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"

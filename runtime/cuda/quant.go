@@ -772,6 +772,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 			cluster = false
 		}
 	}
+	if b.clusterMaxS > 0 && S > b.clusterMaxS {
+		cluster = false
+	}
 	P := cps
 	if shared(P) > limit {
 		if wg {

@@ -40,6 +40,7 @@ type traceRec struct {
 	kind, block, sm, gxy uint32
 	g                    [5]uint64 // global timer (ns) at marks 0-4; 0: not reached
 	c                    [5]uint32 // SM clock at marks 0-4
+	cl                   uint32    // the block's cluster: its index << 5 | its blocks
 }
 
 func parseTraceRec(b []byte) traceRec {
@@ -49,6 +50,7 @@ func parseTraceRec(b []byte) traceRec {
 		r.g[k] = le.Uint64(b[24+8*k:])
 		r.c[k] = le.Uint32(b[64+4*k:])
 	}
+	r.cl = le.Uint32(b[84:])
 	return r
 }
 
@@ -79,6 +81,17 @@ type TraceLaunch struct {
 	// from the trace's first block start, as Start and End).
 	SMLoad  map[int]int     `json:"sm_load"`
 	LoadEnd map[int]float64 `json:"load_end_us"`
+	// GPCLoad is, for each of the trace's GPCs (TraceSummary.GPCs, in
+	// that order), the launch's blocks that ran there, the SMs they ran on
+	// and the latest block end (µs from the launch's first block start).
+	GPCLoad []GPCLoad `json:"gpc_load,omitempty"`
+}
+
+// GPCLoad is a launch's share of one GPC.
+type GPCLoad struct {
+	Blocks int     `json:"blocks"`
+	SMs    int     `json:"sms"`
+	End    float64 `json:"end_us"`
 }
 
 // TraceSummary is WriteTrace's file.
@@ -89,6 +102,11 @@ type TraceSummary struct {
 	// (past it, blocks are not recorded).
 	Records  map[string][2]int `json:"records"`
 	Launches []TraceLaunch     `json:"launches"`
+	// GPCs are the SMs grouped by the clusters that ran on them (a
+	// cluster's blocks run within one GPC), each group sorted, the groups
+	// by their first SM; SMs no cluster of two or more blocks ran on are
+	// groups of one.
+	GPCs [][]int `json:"gpcs,omitempty"`
 }
 
 var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows"}
@@ -237,6 +255,20 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 	}
 	us := func(g uint64) float64 { return float64(g-t0) / 1e3 }
 	var sum TraceSummary
+	all := make([][]traceRec, len(launches))
+	for i, ln := range launches {
+		all[i] = ln.rs
+	}
+	gpcOf := traceGPCs(all)
+	for sm, g := range gpcOf {
+		for len(sum.GPCs) <= g {
+			sum.GPCs = append(sum.GPCs, nil)
+		}
+		sum.GPCs[g] = append(sum.GPCs[g], int(sm))
+	}
+	for _, g := range sum.GPCs {
+		slices.Sort(g)
+	}
 	for _, ln := range launches {
 		rs := ln.rs
 		l := TraceLaunch{Module: ln.mod, Kind: traceKinds[rs[0].kind], Grid: [2]int{int(rs[0].gxy >> 16), int(rs[0].gxy & 0xffff)}, Blocks: len(rs)}
@@ -254,6 +286,17 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 		for _, r := range rs {
 			n := perSM[r.sm]
 			l.LoadEnd[n] = max(l.LoadEnd[n], us(r.g[4]))
+		}
+		if len(sum.GPCs) > 0 {
+			l.GPCLoad = make([]GPCLoad, len(sum.GPCs))
+			for sm := range perSM {
+				l.GPCLoad[gpcOf[sm]].SMs++
+			}
+			for _, r := range rs {
+				g := &l.GPCLoad[gpcOf[r.sm]]
+				g.Blocks++
+				g.End = max(g.End, us(r.g[4])-l.Start)
+			}
 		}
 		c := cutoffs[ln.mod]
 		l.Partial = c != 0 && end > c
@@ -290,6 +333,56 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 	}
 	sort.Slice(sum.Launches, func(i, j int) bool { return sum.Launches[i].Start < sum.Launches[j].Start })
 	return sum
+}
+
+// traceGPCs groups the SMs of the launches' records by the clusters of two
+// or more blocks that ran on them (union-find: a cluster's blocks share a
+// GPC) and numbers the groups in the order of their first SM.
+func traceGPCs(launches [][]traceRec) map[uint32]int {
+	parent := map[uint32]uint32{}
+	var find func(uint32) uint32
+	find = func(x uint32) uint32 {
+		p, ok := parent[x]
+		if !ok || p == x {
+			parent[x] = x
+			return x
+		}
+		r := find(p)
+		parent[x] = r
+		return r
+	}
+	for _, rs := range launches {
+		first := map[uint32]uint32{} // cluster -> an SM it ran on
+		for _, r := range rs {
+			find(r.sm)
+			if r.cl&31 < 2 {
+				continue
+			}
+			if sm, ok := first[r.cl]; ok {
+				a, b := find(sm), find(r.sm)
+				if a != b {
+					parent[max(a, b)] = min(a, b)
+				}
+			} else {
+				first[r.cl] = r.sm
+			}
+		}
+	}
+	sms := make([]uint32, 0, len(parent))
+	for sm := range parent {
+		sms = append(sms, sm)
+	}
+	slices.Sort(sms)
+	num := map[uint32]int{}
+	out := map[uint32]int{}
+	for _, sm := range sms {
+		root := find(sm)
+		if _, ok := num[root]; !ok {
+			num[root] = len(num)
+		}
+		out[sm] = num[root]
+	}
+	return out
 }
 
 // parseKernelDefines reads GPTQTOOL_KERNEL_DEFINES, NAME=INTEGER pairs

@@ -12,12 +12,13 @@ import (
 
 // TestTraceSummary checks the kernel timeline's host side on hand-made
 // records: the byte layout of kernels/common.cuh's TraceRec (88 bytes:
-// grid, kind, block, SM, grid dims, five timer and five clock marks), the
+// grid, kind, block, SM, grid dims, five timer and five clock marks, the
+// cluster), the GPCs found from the clusters and a launch's load on each, the
 // grouping by launch, the marks' earliest / median / latest, the median
 // block's cycles between the marks it reached (across the clock's wrap),
 // the SMs by the blocks they ran, and the order of launches.
 func TestTraceSummary(t *testing.T) {
-	rec := func(grid uint64, kind, block, sm uint32, gx, gy int, g [5]uint64, c [5]uint32) []byte {
+	rec := func(grid uint64, kind, block, sm uint32, gx, gy int, g [5]uint64, c [5]uint32, cl ...uint32) []byte {
 		b := make([]byte, traceRecBytes)
 		le := binary.LittleEndian
 		le.PutUint64(b, grid)
@@ -29,14 +30,20 @@ func TestTraceSummary(t *testing.T) {
 			le.PutUint64(b[24+8*k:], g[k])
 			le.PutUint32(b[64+4*k:], c[k])
 		}
+		le.PutUint32(b[84:], 1)
+		if len(cl) > 0 {
+			le.PutUint32(b[84:], cl[0])
+		}
 		return b
 	}
 	const base = 1_000_000_000
 	raw := [][]byte{
-		// A qmma launch of three blocks on two SMs (grid 32 × 8).
-		rec(7, 1, 0, 3, 32, 8, [5]uint64{base + 2000, base + 5000, base + 6000, base + 9000, base + 10000}, [5]uint32{100, 200, 300, 400, 500}),
-		rec(7, 1, 1, 4, 32, 8, [5]uint64{base + 2100, base + 5200, base + 6100, base + 9500, base + 11000}, [5]uint32{0xfffffff0, 0x10, 0x30, 0x60, 0x100}),
-		rec(7, 1, 2, 3, 32, 8, [5]uint64{base + 2200, base + 5100, base + 6200, base + 9100, base + 10500}, [5]uint32{1000, 1100, 1300, 1600, 2000}),
+		// A qmma launch of three blocks on two SMs (grid 32 × 8); blocks 0
+		// and 1 are cluster 5 of two blocks, block 2 cluster 6 (of one
+		// record here).
+		rec(7, 1, 0, 3, 32, 8, [5]uint64{base + 2000, base + 5000, base + 6000, base + 9000, base + 10000}, [5]uint32{100, 200, 300, 400, 500}, 5<<5|2),
+		rec(7, 1, 1, 4, 32, 8, [5]uint64{base + 2100, base + 5200, base + 6100, base + 9500, base + 11000}, [5]uint32{0xfffffff0, 0x10, 0x30, 0x60, 0x100}, 5<<5|2),
+		rec(7, 1, 2, 3, 32, 8, [5]uint64{base + 2200, base + 5100, base + 6200, base + 9100, base + 10500}, [5]uint32{1000, 1100, 1300, 1600, 2000}, 6<<5|2),
 		// A norm launch before it: no marks 2 and 3.
 		rec(5, 3, 0, 9, 1, 1, [5]uint64{base, base + 1000, 0, 0, base + 1800}, [5]uint32{10, 20, 0, 0, 50}),
 		// A block of the norm that returned before its wait: not the
@@ -84,6 +91,13 @@ func TestTraceSummary(t *testing.T) {
 	// SM 3 ran two of its blocks (ending at 10 and 10.5 µs), SM 4 one (11).
 	if len(q.SMLoad) != 2 || q.SMLoad[1] != 1 || q.SMLoad[2] != 1 || q.LoadEnd[1] != 11 || q.LoadEnd[2] != 10.5 {
 		t.Errorf("qmma SM load %v, ends by load %v; want map[1:1 2:1] and map[1:11 2:10.5]", q.SMLoad, q.LoadEnd)
+	}
+	// The GPCs: SMs 3 and 4 ran one cluster; SMs 2 and 9 none.
+	if len(s.GPCs) != 3 || len(s.GPCs[0]) != 1 || s.GPCs[0][0] != 2 || len(s.GPCs[1]) != 2 || s.GPCs[1][0] != 3 || s.GPCs[1][1] != 4 || len(s.GPCs[2]) != 1 || s.GPCs[2][0] != 9 {
+		t.Errorf("GPCs %v, want [[2] [3 4] [9]]", s.GPCs)
+	}
+	if g := q.GPCLoad; len(g) != 3 || g[0] != (GPCLoad{}) || g[1] != (GPCLoad{Blocks: 3, SMs: 2, End: 9}) || g[2] != (GPCLoad{}) {
+		t.Errorf("qmma GPC load %+v, want the three blocks on GPC 1's two SMs, ending 9 µs after the launch's start", g)
 	}
 	// Spans 400, 0x110 = 272 (across the wrap), 1000 cycles: the median
 	// block is the first.
