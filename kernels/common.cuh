@@ -568,12 +568,13 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
 // block of the cluster whose rank is set in mask, completing on the
 // mbarrier at the same offset bar in each.
 // Shared memory of a block of the cluster (cluster_addr's addresses): a
-// word, 16 bytes, a float stored, and the atomics (relaxed, at cluster
-// scope) of qmma's QSTEAL counters.
+// word (relaxed, at cluster scope: a counter others update), 16 bytes, a
+// float stored, and the atomics (relaxed, at cluster scope) of qmma's
+// QSTEAL counters.
 __device__ __forceinline__ u32 ld_cluster_u32(u32 addr) {
     u32 v = 0;
 #if __CUDA_ARCH__ >= 900
-    asm volatile("ld.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
+    asm volatile("ld.relaxed.cluster.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
 #endif
     return v;
 }

@@ -1125,14 +1125,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 // Lane l < S-1 watches block rank + 1 + l's counter.
                 const int rl = (int)(rank + 1 + lane) % S_;
                 const u32 cal = cluster_addr(&st_cnt[warp], cluster_rank_of(cx, rl));
-                for (;;) {
+                for (int miss = 0; miss < 16;) {  // (a claim lost to the owner or another warp: read again, 16 times at most)
                     // Every counter read at once; the block with the most
                     // unclaimed units, if at least QSTH (fewer: its own
                     // warp ends them sooner than a unit's round trips).
                     u32 old = lane < S_ - 1 ? ld_cluster_u32(cal) : 0u;
                     int av = (int)(old >> 16) - (int)(old & 0xffffu), best = lane;
 #pragma unroll
-                    for (int o = 1; o < 8; o <<= 1) {
+                    for (int o = 1; o < 32; o <<= 1) {  // (all lanes agree: they stay together)
                         const int oa = __shfl_xor_sync(0xffffffffu, av, o), ob = __shfl_xor_sync(0xffffffffu, best, o);
                         if (oa > av || (oa == av && ob < best)) av = oa, best = ob;
                     }
@@ -1149,7 +1149,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         }
                     }
                     k = __shfl_sync(0xffffffffu, k, best);
-                    if (k < 0) continue;
+                    if (k < 0) {
+                        miss++;
+                        continue;
+                    }
                     {
                         const int r = (int)(rank + 1 + best) % S_;
                         const u32 vr = cluster_rank_of(cx, r);

@@ -467,14 +467,15 @@ for step in $steps; do
     # DECODE_ENV="VAR=value ...[;VAR=value ...]" decodes the act-order
     # checkpoint once more under each ';'-separated setting (e.g.
     # GPTQTOOL_PDL=0), to compare, at DECODE_ENV_BATCH (default 1,8,32).
-    # DECODE_ENV_MODEL picks another of the checkpoints (e.g. q4).
+    # DECODE_ENV_MODEL picks another of the checkpoints (e.g. q4);
+    # DECODE_TIMEOUT (seconds, default 300) bounds each such run.
     em=${DECODE_ENV_MODEL:-q4act}
     if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-$em ]; then
       i=0
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-$em-env$i 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
+        run decode-$em-env$i "${DECODE_TIMEOUT:-300}" sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
         note "$em with $e:"
         grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
