@@ -567,43 +567,6 @@ template <int Z = 0> __device__ __forceinline__ void tma_x(u32 dst, const TMap* 
 // tma_x_mc: tma_x into the same offset dst of the shared memory of every
 // block of the cluster whose rank is set in mask, completing on the
 // mbarrier at the same offset bar in each.
-// Shared memory of a block of the cluster (cluster_addr's addresses): a
-// word (relaxed, at cluster scope: a counter others update), 16 bytes, a
-// float stored, and the atomics (relaxed, at cluster scope) of qmma's
-// QSTEAL counters.
-__device__ __forceinline__ u32 ld_cluster_u32(u32 addr) {
-    u32 v = 0;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("ld.relaxed.cluster.shared::cluster.u32 %0, [%1];" : "=r"(v) : "r"(addr) : "memory");
-#endif
-    return v;
-}
-__device__ __forceinline__ u32x4 ld_cluster_v4(u32 addr) {
-    u32x4 v{0u, 0u, 0u, 0u};
-#if __CUDA_ARCH__ >= 900
-    asm volatile("ld.shared::cluster.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "r"(addr) : "memory");
-#endif
-    return v;
-}
-__device__ __forceinline__ void st_cluster(u32 addr, float v) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(addr), "f"(v) : "memory");
-#endif
-}
-__device__ __forceinline__ u32 atom_cluster_add(u32 addr, u32 v) {
-    u32 old = 0;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("atom.relaxed.cluster.shared::cluster.add.u32 %0, [%1], %2;" : "=r"(old) : "r"(addr), "r"(v) : "memory");
-#endif
-    return old;
-}
-__device__ __forceinline__ u32 atom_cluster_cas(u32 addr, u32 cmp, u32 v) {
-    u32 old = 0;
-#if __CUDA_ARCH__ >= 900
-    asm volatile("atom.relaxed.cluster.shared::cluster.cas.b32 %0, [%1], %2, %3;" : "=r"(old) : "r"(addr), "r"(cmp), "r"(v) : "memory");
-#endif
-    return old;
-}
 template <int Z = 0> __device__ __forceinline__ void tma_x_mc(u32 dst, const TMap* tm, int k, u32 bar, u16 mask) {
     asm volatile(
         "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(dst),

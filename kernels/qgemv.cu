@@ -320,27 +320,6 @@ template <int KD> struct wg_pass {
 #define QA_HOIST 1
 #endif
 
-// QSTEAL (kernels of one tile, groups of whole chunks, one row, the S > 1
-// blocks of a slab one cluster): a block's chunks are units of QSU, each
-// warp claims its own units from a counter in its block's shared memory
-// (one at a time, as its ring reaches them), and a warp done with its own
-// takes the last unclaimed units of the same warp of the cluster's other
-// blocks (their x read from those blocks' shared memory), so that the
-// blocks on busier SMs are helped rather than waited for. Every unit's sums
-// start at zero and a block's units are added up in their order (its own
-// as it goes, the others' results, QSN at most, after a cluster barrier),
-// so that the sums do not depend on which warp ran a unit. 0: off.
-#ifndef QSTEAL
-#define QSTEAL 0
-#endif
-#ifndef QSU
-#define QSU 4
-#endif
-#ifndef QSTH
-#define QSTH 2
-#endif
-#define QSN (64 / QSU)
-
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight).
 #define QST 8
@@ -372,20 +351,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int nt = active ? slab * 8 + warp : slab * 8;
     const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
-    // QSTEAL: each warp's claim counter (its next unit in the low half,
-    // the end of the unclaimed ones in the high), how many of its units it
-    // ran itself, the results of the units other blocks ran (one row), the
-    // x of a unit taken from another block, and the block's sums (x stays
-    // readable until every block is done with it).
-    constexpr bool STK = QSTEAL && MT == 1 && AL && !WG;
-    const int nu = (nc + QSU - 1) / QSU;
-    const bool steal = STK && cl && gridDim.y > 1 && M == 1 && (cps + QSU - 1) / QSU <= QSN;
-    __shared__ u32 st_cnt[STK ? 8 : 1];
-    __shared__ int st_f[STK ? 8 : 1];
-    __shared__ float st_tail[STK ? QSN : 1][STK ? QCOLS : 1];
-    __shared__ __align__(16) u16 st_x[STK ? 8 : 1][STK ? QSU * 64 : 1];
-    __shared__ float st_tot[STK ? QCOLS : 1];
-    float* tot = STK && steal ? st_tot : (float*)xs;                       // [M][QCOLS], after the loop
+    float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
     // The _w kernels' x (wg_desc): 1,024-byte aligned, blocks of 64 inputs
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
     constexpr u32 JB = MT * 8 * 128;
@@ -793,13 +759,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     stage(0);
     __syncthreads();
     TRACE_MARK(2);
-    if (STK && steal) {
-        // The units the prologue's copies hold are claimed; the others'
-        // warps read this block's x and counters after their cluster_wait.
-        if (lane == 0) st_cnt[warp] = (u32)nu << 16 | (u32)imin(nu, (imin(QST, nc) + QSU - 1) / QSU);
-        cluster_arrive();
-    }
-    float pre[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // QSTEAL: the sums of this warp's own units
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
     // the end of the group acc += scale·tmp.
@@ -842,51 +801,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             load();
         };
         load();
-        // QSTEAL: flush_s adds the group's sums so far to acc (fused
-        // multiply-adds, the same wherever a unit runs), unit_s ends a unit
-        // (its sums to pre), chunk_s multiplies one chunk (the weights w,
-        // x's fragments from xa) as the plain loop does.
-        auto flush_s = [&]() {
-            acc[0][0] = __fmaf_rn(s0, tmp[0][0], acc[0][0]), acc[0][1] = __fmaf_rn(s0, tmp[0][1], acc[0][1]);
-            acc[0][2] = __fmaf_rn(s1, tmp[0][2], acc[0][2]), acc[0][3] = __fmaf_rn(s1, tmp[0][3], acc[0][3]);
-            tmp[0][0] = tmp[0][1] = tmp[0][2] = tmp[0][3] = 0.0f;
-        };
-        auto unit_s = [&]() {
-            flush_s();
-#pragma unroll
-            for (int e = 0; e < 4; e++) pre[e] += acc[0][e], acc[0][e] = 0.0f;
-        };
-        auto chunk_s = [&](const u32x4 w, u32 xa) {
-            u32x4 bf[SPC / 2];
-#pragma unroll
-            for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xa + 64 * q);
-            if (left == 0) {
-                flush_s();
-                grp++;
-                left = glen;
-                load();
-            }
-            left--;
-#pragma unroll
-            for (int s = 0; s < SPC; s++) {
-                u32 a[4];
-                if (BITS == 4) {
-                    const u32 wd = word_of(w, s), wh = wd >> 8;
-                    a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                    a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                    a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                    a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                } else {
-                    const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                    a[0] = hsub2(codes<MASK>(w0, magic), zz0);
-                    a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                    a[2] = hsub2(codes<MASK>(w1, magic), zz0);
-                    a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                }
-                const u32x4 v = bf[s / 2];
-                mma16816<f16>(tmp[0], a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
-            }
-        };
         // At iteration i, refill the slot read in iteration i-1 (its data is
         // in registers by now) with chunk i-1+QST; chunk i has landed once at
         // most QST-1 later groups are pending.
@@ -1083,112 +997,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #endif
             wg_wait<0>();
             wg_keep<MT>(acc);
-        } else if (STK && steal) {
-            // QSTEAL: the plain loop, a unit's sums added to pre at its end;
-            // the unit of chunk i-1+QST is claimed before its copy, and the
-            // loop ends at the first unit another block's warp took.
-            int nend = nc;
-            const u32 cown = smem_addr(&st_cnt[warp]);
-            for (int i0 = 0; i0 < nend; i0 += QST) {
-#pragma unroll
-                for (int u = 0; u < QST; u++) {
-                    const int i = i0 + u, j = i - 1 + QST;
-                    if (i >= nend) break;
-                    if ((u + QST - 1) % QSU == 0 && i > 0 && j < nend) {
-                        u32 old = 0;
-                        if (lane == 0) asm volatile("atom.shared.add.u32 %0, [%1], 1;" : "=r"(old) : "r"(cown) : "memory");
-                        old = __shfl_sync(0xffffffffu, old, 0);
-                        if ((old & 0xffffu) >= (old >> 16)) nend = j;
-                    }
-                    refill += 32;
-                    cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && j < nend, wpol);
-                    asm volatile("cp.async.commit_group;");
-                    asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                    chunk_s(lds128(ring0 + u * 512), xb[0] + xoff);
-                    xoff += KB * 2;
-                    if ((u + 1) % QSU == 0) unit_s();
-                }
-            }
-            unit_s();  // a last unit of fewer chunks
-            if (lane == 0) st_f[warp] = (nend + QSU - 1) / QSU;
-            asm volatile("cp.async.wait_group 0;");
-            if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
-            // Then the same warp of the cluster's other blocks, nearest
-            // first: their last unclaimed units, one at a time. A unit's
-            // x comes from that block's shared memory (row 0: QSU·KB inputs
-            // at most, 16 bytes a lane) into st_x, its sums go to that
-            // block's st_tail.
-            cluster_wait();
-            if (active) {
-                const int S_ = gridDim.y;
-                const u32 rank = cluster_y(), cx = cluster_x(), sx = smem_addr(st_x[warp]);
-                // Lane l < S-1 watches block rank + 1 + l's counter.
-                const int rl = (int)(rank + 1 + lane) % S_;
-                const u32 cal = cluster_addr(&st_cnt[warp], cluster_rank_of(cx, rl));
-                for (int miss = 0; miss < 16;) {  // (a claim lost to the owner or another warp: read again, 16 times at most)
-                    // Every counter read at once; the block with the most
-                    // unclaimed units, if at least QSTH (fewer: its own
-                    // warp ends them sooner than a unit's round trips).
-                    u32 old = lane < S_ - 1 ? ld_cluster_u32(cal) : 0u;
-                    int av = (int)(old >> 16) - (int)(old & 0xffffu), best = lane;
-#pragma unroll
-                    for (int o = 1; o < 32; o <<= 1) {  // (all lanes agree: they stay together)
-                        const int oa = __shfl_xor_sync(0xffffffffu, av, o), ob = __shfl_xor_sync(0xffffffffu, best, o);
-                        if (oa > av || (oa == av && ob < best)) av = oa, best = ob;
-                    }
-                    if (av < QSTH) break;
-                    int k = -1;
-                    if (lane == best) {
-                        while ((int)(old >> 16) - (int)(old & 0xffffu) >= QSTH) {
-                            const u32 prev = atom_cluster_cas(cal, old, old - 0x10000u);
-                            if (prev == old) {
-                                k = (int)(old >> 16) - 1;
-                                break;
-                            }
-                            old = prev;
-                        }
-                    }
-                    k = __shfl_sync(0xffffffffu, k, best);
-                    if (k < 0) {
-                        miss++;
-                        continue;
-                    }
-                    {
-                        const int r = (int)(rank + 1 + best) % S_;
-                        const u32 vr = cluster_rank_of(cx, r);
-                        const int c0v = r * cps, ncv = imin(CK, c0v + cps) - c0v;
-                        const int j0 = k * QSU, n = imin(QSU, ncv - j0);
-                        __syncwarp();  // the ring and st_x are free again
-                        const u32x4* ws = (const u32x4*)qw + ((i64)nt * CK + c0v + j0) * 32 + lane;
-#pragma unroll
-                        for (int q = 0; q < QSU; q++)
-                            if (q < n) cp_async16_pol(ring0 + q * 512, ws + q * 32, wpol);
-                        asm volatile("cp.async.commit_group;");
-                        if (lane * 16 < n * KB * 2) {
-                            const u32x4 xv = ld_cluster_v4(cluster_addr(xs, vr) + j0 * KB * 2 + lane * 16);
-                            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(sx + lane * 16), "r"(xv.a), "r"(xv.b),
-                                         "r"(xv.c), "r"(xv.d)
-                                         : "memory");
-                        }
-                        grp = (c0v + j0) * KB / gs;
-                        left = (grp + 1) * glen - (c0v + j0);
-                        fetch(grp);
-                        load();
-                        asm volatile("cp.async.wait_group 0;" ::: "memory");
-                        __syncwarp();
-#pragma unroll
-                        for (int q = 0; q < QSU; q++)
-                            if (q < n) chunk_s(lds128(ring0 + q * 512), sx + (lane >> 3) * 16 + q * KB * 2);
-                        flush_s();
-                        if (t == 0) {
-                            const u32 ta = cluster_addr(&st_tail[k][warp * 16 + g], vr);
-                            st_cluster(ta, acc[0][0]);
-                            st_cluster(ta + 32, acc[0][2]);
-                        }
-                        acc[0][0] = acc[0][1] = acc[0][2] = acc[0][3] = 0.0f;
-                    }
-                }
-            }
         } else
         for (int i0 = 0; i0 < nc; i0 += QST) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
@@ -1269,18 +1077,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int m = bt * 8 + 2 * t + (e & 1);
-                    if (m < M) tot[m * QCOLS + warp * 16 + g + (e >> 1) * 8] = (STK && steal ? pre[e] : acc[bt][e]) / XS;
+                    if (m < M) tot[m * QCOLS + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
                 }
-        if (STK && steal) {
-            // QSTEAL: every block's warps are done taking units; this
-            // block's units that others ran are added in their order.
-            cluster_sync();
-            for (int c = threadIdx.x; c < QCOLS; c += blockDim.x) {
-                float v = tot[c];
-                for (int k = st_f[c / 16]; k < nu; k++) v += st_tail[k][c] / XS;
-                tot[c] = v;
-            }
-        }
         if (S > 1) {
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
