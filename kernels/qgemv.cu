@@ -321,8 +321,12 @@ template <int KD> struct wg_pass {
 #endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
-// filled with cp.async (no registers held by loads in flight).
+// filled with cp.async (no registers held by loads in flight); a power of
+// two (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the ring to match).
+#ifndef QST
 #define QST 8
+#endif
+static_assert(QST >= 4 && (QST & (QST - 1)) == 0, "QST: 4, 8 or 16 chunks");
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.

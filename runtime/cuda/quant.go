@@ -190,12 +190,23 @@ const qmmaSharedReserve = 3 << 10
 const maxClusterBlocks = 8
 
 // qmmaShared caps a qmma block's shared memory so that several blocks share
-// an SM; qst is the chunks in flight per warp (QST in qgemv.cu).
+// an SM; defaultQST is the chunks in flight per warp (QST in qgemv.cu;
+// GPTQTOOL_QMMA_QST sets another).
 const (
 	qmmaShared = 100 << 10
-	qst        = 8
-	qmmaRing   = 8 * qst * 512 // eight warps' rings of qst 512-byte chunks
+	defaultQST = 8
 )
+
+// qstDepth is the chunks in flight per warp of the qmma kernels, and
+// qmmaRing a block's ring: eight warps' rings of qstDepth 512-byte chunks.
+func (b *Backend) qstDepth() int {
+	if b.qst == 0 {
+		return defaultQST
+	}
+	return b.qst
+}
+
+func (b *Backend) qmmaRing() int { return 8 * b.qstDepth() * 512 }
 
 // LoadQuant implements runtime.QuantLoader for 4- and 8-bit weights whose
 // K is a multiple of 64 (4 bits) or 32 (8 bits), groups a multiple of 16
@@ -726,7 +737,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// split until all fit).
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
-	const ring = qmmaRing
+	ring, qst := b.qmmaRing(), b.qstDepth()
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand

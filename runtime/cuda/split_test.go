@@ -7,6 +7,10 @@ import "testing"
 // the 7B shape's products, worked out by hand: the blocks fill the SMs
 // qfill times, one-tile kernels stage their whole slice, clusters hold at
 // most 8 blocks, and kernels of more tiles stay within one wave.
+
+// ring8 is a qmma block's ring at the default depth (qmmaRing).
+const ring8 = 8 * defaultQST * 512
+
 func TestQmmaSplit(t *testing.T) {
 	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, waveCap: true, qfill: defaultFill}
 	for _, c := range []struct {
@@ -58,12 +62,12 @@ func TestQmmaSplit(t *testing.T) {
 		M, K, N, bits         int
 		S, cps, P, sharedWant int
 	}{
-		{"wg gate/up M32", 32, 4096, 28672, 4, 1, 64, 16, qmmaRing + 1024 + 16*4096},
-		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 32, qmmaRing + 1024 + 32*2048},
-		{"wg 8-bit M32", 32, 4096, 14336, 8, 2, 64, 32, qmmaRing + 1024 + 16*4096},
-		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, qmmaRing + 1024 + 13*4096},
+		{"wg gate/up M32", 32, 4096, 28672, 4, 1, 64, 16, ring8 + 1024 + 16*4096},
+		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 32, ring8 + 1024 + 32*2048},
+		{"wg 8-bit M32", 32, 4096, 14336, 8, 2, 64, 32, ring8 + 1024 + 16*4096},
+		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*4096},
 		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
-		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, qmmaRing + 1024 + 8*8192},
+		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*8192},
 	} {
 		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
