@@ -321,12 +321,16 @@ template <int KD> struct wg_pass {
 #endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
-// filled with cp.async (no registers held by loads in flight); a power of
-// two (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the ring to match).
+// filled with cp.async (no registers held by loads in flight); QST1 for the
+// kernels of one tile (default QST). Powers of two (runtime/cuda qstDepth,
+// GPTQTOOL_QMMA_QST, sizes the rings to match).
 #ifndef QST
 #define QST 8
 #endif
-static_assert(QST >= 4 && (QST & (QST - 1)) == 0, "QST: 4, 8 or 16 chunks");
+#ifndef QST1
+#define QST1 QST
+#endif
+static_assert(QST >= 4 && (QST & (QST - 1)) == 0 && QST1 >= 4 && (QST1 & (QST1 - 1)) == 0, "QST, QST1: 4, 8 or 16 chunks");
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
@@ -340,6 +344,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
+    constexpr int QD = MT == 1 ? QST1 : QST;  // chunks in flight a warp
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     extern __shared__ u32x4 smem_q[];
@@ -353,8 +358,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int col0 = slab * QCOLS;
     const bool active = (slab * 8 + warp) * 16 < N;
     const int nt = active ? slab * 8 + warp : slab * 8;
-    const u32 ring0 = smem_addr(smem_q) + (warp * QST * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
-    u16* xs = (u16*)(smem_q + 8 * QST * 32);                              // [M][LDX] fp16, inputs in order
+    const u32 ring0 = smem_addr(smem_q) + (warp * QD * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
+    u16* xs = (u16*)(smem_q + 8 * QD * 32);                              // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
     // The _w kernels' x (wg_desc): 1,024-byte aligned, blocks of 64 inputs
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
@@ -381,11 +386,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
 #pragma unroll
-    for (int i = 0; i < QST; i++) {
+    for (int i = 0; i < QD; i++) {
         if (i < nc) cp_async16_pol(ring0 + i * 512, src + i * 32, wpol);
         asm volatile("cp.async.commit_group;");
     }
-    src += QST * 32;
+    src += QD * 32;
     // The scales, zeros and permutation are the model's too: the first
     // group's scale pairs and the permutation of this thread's first items
     // of x are in flight before the wait, and each group's scales are
@@ -852,7 +857,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 left--;
                 return lds128(ring0 + u * 512);
             };
-            asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+            asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
             decode(take(0), a[0]);
             refill = src - 32;  // chunk QST-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
@@ -908,7 +913,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // The refill pointer is kept at the middle of the pass's refills
             // (chunk i0 + QST + QST/2), so that all of them are within the
             // immediate offsets of one base register.
-            const u32x4* rmid = refill + (QST / 2 + 1) * 32;
+            const u32x4* rmid = refill + (QD / 2 + 1) * 32;
             auto change = [&]() {  // load() for the group that begins at this chunk
                 hs0 = __byte_perm(q0, 0u, 0x1010u), hs1 = __byte_perm(q1, 0u, 0x1010u);
                 zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
@@ -932,9 +937,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // instructions of an if into every chunk.
             auto pass = [&](int i0, auto kind) {
                 constexpr int KD = decltype(kind)::value;
-                const int rn = nc - i0 - QST;
+                const int rn = nc - i0 - QD;
 #pragma unroll
-                for (int u = 0; u < QST; u++) {
+                for (int u = 0; u < QD; u++) {
                     if (KD == 2 && i0 + u >= nc) break;
                     wg_fence();
                     // Chunk u's inputs: block u of x (4 bits), or the half
@@ -944,38 +949,38 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                     for (int s = 0; s < SPC; s++) wg_mma<MT>(acc, a[u & 1][s], xu + 2 * s);  // 32 bytes a k-step
                     wg_commit();
-                    if (KD == 0 || (KD == 1 ? u + 1 < QST || rn > 0 : i0 + u + 1 < nc)) {
+                    if (KD == 0 || (KD == 1 ? u + 1 < QD || rn > 0 : i0 + u + 1 < nc)) {
                         if (KD == 0)
-                            cp_async16_pol(ring0 + u * 512, rmid + (u - QST / 2) * 32, wpol);
+                            cp_async16_pol(ring0 + u * 512, rmid + (u - QD / 2) * 32, wpol);
                         else
-                            cp_async16_if(ring0 + u * 512, rmid + (u - QST / 2) * 32, u < rn, wpol);
+                            cp_async16_if(ring0 + u * 512, rmid + (u - QD / 2) * 32, u < rn, wpol);
                         asm volatile("cp.async.commit_group;");
-                        asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                        const u32x4 w = lds128(ring0 + ((u + 1) & (QST - 1)) * 512);
+                        asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
+                        const u32x4 w = lds128(ring0 + ((u + 1) & (QD - 1)) * 512);
                         wg_wait<1>();
                         while (gl == u + 1) change();
                         decode(w, a[(u + 1) & 1]);
                     }
                 }
-                xd += BITS == 4 ? QST * (JB / 16) : QST / 2 * (JB / 16);
-                rmid += QST * 32;
-                gl -= QST;
+                xd += BITS == 4 ? QD * (JB / 16) : QD / 2 * (JB / 16);
+                rmid += QD * 32;
+                gl -= QD;
             };
-            for (int i0 = 0; i0 < nc; i0 += QST) {
+            for (int i0 = 0; i0 < nc; i0 += QD) {
                 if (pleft == 0) restage(i0);
-                pleft -= QST;
-                if (i0 + 2 * QST <= nc)
+                pleft -= QD;
+                if (i0 + 2 * QD <= nc)
                     pass(i0, wg_pass<0>{});
-                else if (i0 + QST <= nc)
+                else if (i0 + QD <= nc)
                     pass(i0, wg_pass<1>{});
                 else
                     pass(i0, wg_pass<2>{});
             }
 #else
-            for (int i0 = 0; i0 < nc; i0 += QST) {
+            for (int i0 = 0; i0 < nc; i0 += QD) {
                 if (pleft == 0) restage(i0);
 #pragma unroll
-                for (int u = 0; u < QST; u++) {
+                for (int u = 0; u < QD; u++) {
                     const int i = i0 + u;
                     if (i >= nc) break;
                     wg_fence();
@@ -989,10 +994,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     xd += BITS == 4 ? JB / 16 : (u & 1) ? (JB - 64) / 16 : 64 / 16;
                     if (i + 1 < nc) {
                         refill += 32;
-                        cp_async16_if(ring0 + u * 512, refill, i + QST < nc, wpol);
+                        cp_async16_if(ring0 + u * 512, refill, i + QD < nc, wpol);
                         asm volatile("cp.async.commit_group;");
-                        asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
-                        const u32x4 w = take((u + 1) & (QST - 1));
+                        asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
+                        const u32x4 w = take((u + 1) & (QD - 1));
                         wg_wait<1>();
                         decode(w, a[(u + 1) & 1]);
                     }
@@ -1002,7 +1007,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             wg_wait<0>();
             wg_keep<MT>(acc);
         } else
-        for (int i0 = 0; i0 < nc; i0 += QST) {
+        for (int i0 = 0; i0 < nc; i0 += QD) {
             if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
                 __syncthreads();
                 stage(i0);
@@ -1010,13 +1015,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 pleft = P, xoff = 0;
             }
 #pragma unroll
-            for (int u = 0; u < QST; u++) {
+            for (int u = 0; u < QD; u++) {
                 const int i = i0 + u;
                 if (i >= nc) break;
                 refill += 32;
-                cp_async16_if(ring0 + ((u - 1) & (QST - 1)) * 512, refill, i > 0 && i - 1 + QST < nc, wpol);
+                cp_async16_if(ring0 + ((u - 1) & (QD - 1)) * 512, refill, i > 0 && i - 1 + QD < nc, wpol);
                 asm volatile("cp.async.commit_group;");
-                asm volatile("cp.async.wait_group %0;" ::"n"(QST - 1));
+                asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
                 const u32x4 w = lds128(ring0 + u * 512);
                 u32x4 bf[MT][SPC / 2];
 #pragma unroll

@@ -35,6 +35,43 @@ func TestParseFill(t *testing.T) {
 	}
 }
 
+// TestParseQST checks GPTQTOOL_QMMA_QST's forms (one depth for all qmma
+// kernels, or the one-tile kernels' and the others'), its refusals, and
+// the NVRTC defines of depths other than the default.
+func TestParseQST(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want [2]int
+		defs []string
+	}{
+		{"", [2]int{8, 8}, nil},
+		{"8", [2]int{8, 8}, nil},
+		{"4", [2]int{4, 4}, []string{"-DQST=4"}},
+		{"4,8", [2]int{4, 8}, []string{"-DQST1=4"}},
+		{"16, 4", [2]int{16, 4}, []string{"-DQST=4", "-DQST1=16"}},
+	} {
+		got, err := parseQST(c.v)
+		if err != nil || got != c.want {
+			t.Errorf("parseQST(%q) = %v, %v; want %v", c.v, got, err, c.want)
+		}
+		if d := qstDefines(got); !slices.Equal(d, c.defs) {
+			t.Errorf("qstDefines(%v) = %q, want %q", got, d, c.defs)
+		}
+	}
+	for _, v := range []string{"x", "2", "6", "32", "4,8,8", "4,", "-4"} {
+		if _, err := parseQST(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_QST") {
+			t.Errorf("parseQST(%q): err %v, want one naming GPTQTOOL_QMMA_QST", v, err)
+		}
+	}
+	b := &Backend{qst: [2]int{4, 16}}
+	if b.qstDepth(0) != 4 || b.qstDepth(1) != 16 || b.qstDepth(3) != 16 || b.qmmaRing(0) != 8*4*512 {
+		t.Errorf("depths %d %d %d, ring %d; want 4 16 16, %d", b.qstDepth(0), b.qstDepth(1), b.qstDepth(3), b.qmmaRing(0), 8*4*512)
+	}
+	if b := (&Backend{}); b.qstDepth(0) != defaultQST || b.qmmaRing(2) != 8*defaultQST*512 {
+		t.Errorf("a Backend without depths: %d, ring %d", b.qstDepth(0), b.qmmaRing(2))
+	}
+}
+
 // TestEnvInt checks the integer settings' reading: the default where the
 // variable is unset, the value within its bounds, and an error naming the
 // variable, its value and what it wants for a value out of bounds or not a

@@ -197,16 +197,52 @@ const (
 	defaultQST = 8
 )
 
-// qstDepth is the chunks in flight per warp of the qmma kernels, and
-// qmmaRing a block's ring: eight warps' rings of qstDepth 512-byte chunks.
-func (b *Backend) qstDepth() int {
-	if b.qst == 0 {
+// qstDepth is the chunks in flight per warp of the qmma kernels of tile
+// index tile (QST1 in qgemv.cu for one tile, QST for more), and qmmaRing a
+// block's ring: eight warps' rings of qstDepth 512-byte chunks.
+func (b *Backend) qstDepth(tile int) int {
+	d := b.qst[min(tile, 1)]
+	if d == 0 {
 		return defaultQST
 	}
-	return b.qst
+	return d
 }
 
-func (b *Backend) qmmaRing() int { return 8 * b.qstDepth() * 512 }
+func (b *Backend) qmmaRing(tile int) int { return 8 * b.qstDepth(tile) * 512 }
+
+// parseQST reads GPTQTOOL_QMMA_QST: empty (defaultQST), one depth for
+// every qmma kernel, or two comma-separated depths, the kernels of one
+// tile's first; depths are 4, 8 or 16 chunks.
+func parseQST(v string) ([2]int, error) {
+	d := [2]int{defaultQST, defaultQST}
+	if v == "" {
+		return d, nil
+	}
+	parts := strings.Split(v, ",")
+	if len(parts) > 2 {
+		return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: want one depth or two comma-separated depths", v)
+	}
+	for i := range d {
+		n, err := strconv.Atoi(strings.TrimSpace(parts[min(i, len(parts)-1)]))
+		if err != nil || (n != 4 && n != 8 && n != 16) {
+			return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 4, 8 or 16 chunks", v)
+		}
+		d[i] = n
+	}
+	return d, nil
+}
+
+// qstDefines are the NVRTC defines of depths other than defaultQST.
+func qstDefines(d [2]int) []string {
+	var out []string
+	if d[1] != defaultQST {
+		out = append(out, "-DQST="+strconv.Itoa(d[1]))
+	}
+	if d[0] != d[1] {
+		out = append(out, "-DQST1="+strconv.Itoa(d[0]))
+	}
+	return out
+}
 
 // LoadQuant implements runtime.QuantLoader for 4- and 8-bit weights whose
 // K is a multiple of 64 (4 bits) or 32 (8 bits), groups a multiple of 16
@@ -737,7 +773,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// split until all fit).
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
-	ring, qst := b.qmmaRing(), b.qstDepth()
+	ring, qst := b.qmmaRing(tile), b.qstDepth(tile)
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand

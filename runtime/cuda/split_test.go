@@ -2,15 +2,14 @@ package cuda
 
 import "testing"
 
+// ring8 is a qmma block's ring at the default depth (qmmaRing).
+const ring8 = 8 * defaultQST * 512
+
 // TestQmmaSplit checks the K split of quantized products on an H200's
 // figures (132 SMs, 227 KiB of shared memory a block, 228 KiB an SM) for
 // the 7B shape's products, worked out by hand: the blocks fill the SMs
 // qfill times, one-tile kernels stage their whole slice, clusters hold at
 // most 8 blocks, and kernels of more tiles stay within one wave.
-
-// ring8 is a qmma block's ring at the default depth (qmmaRing).
-const ring8 = 8 * defaultQST * 512
-
 func TestQmmaSplit(t *testing.T) {
 	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, waveCap: true, qfill: defaultFill}
 	for _, c := range []struct {
@@ -74,6 +73,16 @@ func TestQmmaSplit(t *testing.T) {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
+	// GPTQTOOL_QMMA_QST=4,8: one-tile kernels' rings of 4 chunks a warp
+	// (16 KiB a block, x after them), the others' of 8.
+	b.qst = [2]int{4, 8}
+	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != 16384+max(32*64*2+16, 128*4) {
+		t.Errorf("gate/up M1, rings of 4: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, 16384+32*64*2+16)
+	}
+	if p := b.qmmaSplit(32, 4096, 28672, 4, true); p.shared != ring8+1024+16*4096 {
+		t.Errorf("wg gate/up M32 with one-tile rings of 4: shared %d, want %d", p.shared, ring8+1024+16*4096)
+	}
+	b.qst = [2]int{}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
 	b.waveCap, b.qfill = false, [4]int{2, 4, 2, 2}
 	if p := b.qmmaSplit(32, 4096, 28672, 4, false); p.S != 2 {
