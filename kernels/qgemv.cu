@@ -811,10 +811,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         };
         load();
         // At iteration i, refill the slot read in iteration i-1 (its data is
-        // in registers by now) with chunk i-1+QST; chunk i has landed once at
-        // most QST-1 later groups are pending.
-        // Unrolled QST deep so that the slots are constant offsets.
-        const u32x4* refill = src - 64;  // chunk QST-2: advanced before each use
+        // in registers by now) with chunk i-1+QD; chunk i has landed once at
+        // most QD-1 later groups are pending.
+        // Unrolled QD deep so that the slots are constant offsets.
+        const u32x4* refill = src - 64;  // chunk QD-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
         if constexpr (WG) {
@@ -826,7 +826,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // chunk i+1 is decoded while chunk i's wgmma run (wg_wait<1>
             // first retires chunk i-1's, which read that set). At
             // iteration i, slot i (read in iteration i-1) is refilled with
-            // chunk i+QST; chunk i+1 has landed once at most QST-1 later
+            // chunk i+QD; chunk i+1 has landed once at most QD-1 later
             // groups are pending.
             u32 a[2][SPC][4];
             auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
@@ -859,7 +859,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             };
             asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
             decode(take(0), a[0]);
-            refill = src - 32;  // chunk QST-1: advanced before each use
+            refill = src - 32;  // chunk QD-1: advanced before each use
             u32 xd = wg_desc(xsw);  // the descriptor of this chunk's first k-step
             // restage: the next phase of x, from chunk i0 of the slice; the
             // wgmma reading this one are done first.
@@ -878,16 +878,16 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 pleft = P, xd = wg_desc(xsw);
             };
 #if WG_FAST
-            // The loop runs in passes of QST chunks of three kinds, each an
+            // The loop runs in passes of QD chunks of three kinds, each an
             // unrolled copy of its own, so that the steady state checks
             // nothing per chunk that it knows for the whole pass: kind 0 is
-            // a whole pass whose refills are all in the slice (i0 + 2·QST <=
+            // a whole pass whose refills are all in the slice (i0 + 2·QD <=
             // nc), kind 1 the last whole pass (its refills predicated, and
             // its last chunk takes no next one where the slice ends with
             // it), kind 2 the last pass where it is partial (every check of
             // the plain loop, WG_FAST=0). x's phases change only at pass
-            // starts (P is a multiple of QST, or the whole slice), so pleft
-            // drops by QST a pass (at every pass start it holds what the
+            // starts (P is a multiple of QD, or the whole slice), so pleft
+            // drops by QD a pass (at every pass start it holds what the
             // plain loop's count of chunks does there), and the descriptor
             // and the refill pointer advance once a pass, the chunks'
             // offsets from them constants.
@@ -911,7 +911,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             asm("mov.b64 %0, %1;" : "=l"(szb) : "l"(szc));
             int gl = left + 1;
             // The refill pointer is kept at the middle of the pass's refills
-            // (chunk i0 + QST + QST/2), so that all of them are within the
+            // (chunk i0 + QD + QD/2), so that all of them are within the
             // immediate offsets of one base register.
             const u32x4* rmid = refill + (QD / 2 + 1) * 32;
             auto change = [&]() {  // load() for the group that begins at this chunk
@@ -923,7 +923,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 gl += glen;
             };
             // pass: the chunks from i0, of kind KD (above). At chunk u, slot
-            // u (read at chunk u-1) is refilled with chunk i0+u+QST where
+            // u (read at chunk u-1) is refilled with chunk i0+u+QD where
             // that is in the slice (u < rn), and chunk i0+u+1 is taken and
             // decoded while chunk u's wgmma run, as in the plain loop; its
             // group's scales are changed after wg_wait<1> rather than
@@ -1008,7 +1008,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             wg_keep<MT>(acc);
         } else
         for (int i0 = 0; i0 < nc; i0 += QD) {
-            if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QST)
+            if (MT > 1 && pleft == 0) {  // the next phase of x (P is a multiple of QD)
                 __syncthreads();
                 stage(i0);
                 __syncthreads();
