@@ -330,7 +330,7 @@ template <int KD> struct wg_pass {
 #ifndef QST1
 #define QST1 QST
 #endif
-static_assert(QST >= 4 && (QST & (QST - 1)) == 0 && QST1 >= 4 && (QST1 & (QST1 - 1)) == 0, "QST, QST1: 4, 8 or 16 chunks");
+static_assert(QST >= 2 && QST <= 16 && (QST & (QST - 1)) == 0 && QST1 >= 2 && QST1 <= 16 && (QST1 & (QST1 - 1)) == 0, "QST, QST1: 2, 4, 8 or 16 chunks");
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.

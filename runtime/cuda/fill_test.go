@@ -49,6 +49,7 @@ func TestParseQST(t *testing.T) {
 		{"4", [2]int{4, 4}, []string{"-DQST=4"}},
 		{"4,8", [2]int{4, 8}, []string{"-DQST1=4"}},
 		{"16, 4", [2]int{16, 4}, []string{"-DQST=4", "-DQST1=16"}},
+		{"2,8", [2]int{2, 8}, []string{"-DQST1=2"}},
 	} {
 		got, err := parseQST(c.v)
 		if err != nil || got != c.want {
@@ -58,7 +59,7 @@ func TestParseQST(t *testing.T) {
 			t.Errorf("qstDefines(%v) = %q, want %q", got, d, c.defs)
 		}
 	}
-	for _, v := range []string{"x", "2", "6", "32", "4,8,8", "4,", "-4"} {
+	for _, v := range []string{"x", "1", "6", "32", "4,8,8", "4,", "-4"} {
 		if _, err := parseQST(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_QST") {
 			t.Errorf("parseQST(%q): err %v, want one naming GPTQTOOL_QMMA_QST", v, err)
 		}

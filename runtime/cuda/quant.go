@@ -212,7 +212,7 @@ func (b *Backend) qmmaRing(tile int) int { return 8 * b.qstDepth(tile) * 512 }
 
 // parseQST reads GPTQTOOL_QMMA_QST: empty (defaultQST), one depth for
 // every qmma kernel, or two comma-separated depths, the kernels of one
-// tile's first; depths are 4, 8 or 16 chunks.
+// tile's first; depths are 2, 4, 8 or 16 chunks.
 func parseQST(v string) ([2]int, error) {
 	d := [2]int{defaultQST, defaultQST}
 	if v == "" {
@@ -224,8 +224,8 @@ func parseQST(v string) ([2]int, error) {
 	}
 	for i := range d {
 		n, err := strconv.Atoi(strings.TrimSpace(parts[min(i, len(parts)-1)]))
-		if err != nil || (n != 4 && n != 8 && n != 16) {
-			return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 4, 8 or 16 chunks", v)
+		if err != nil || (n != 2 && n != 4 && n != 8 && n != 16) {
+			return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 2, 4, 8 or 16 chunks", v)
 		}
 		d[i] = n
 	}
