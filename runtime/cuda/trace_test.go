@@ -106,6 +106,28 @@ func TestTraceSummary(t *testing.T) {
 	}
 }
 
+// TestTraceGPCs checks the grouping of SMs into GPCs: clusters of two or
+// more blocks join the SMs they ran on, across launches (SMs 1 and 2 in one
+// launch, 2 and 5 in another: one group), a cluster of one joins nothing,
+// the same cluster index in two launches is two clusters, and the groups
+// are numbered by their first SM.
+func TestTraceGPCs(t *testing.T) {
+	r := func(sm, cl uint32) traceRec { return traceRec{sm: sm, cl: cl} }
+	got := traceGPCs([][]traceRec{
+		{r(2, 0<<5|2), r(1, 0<<5|2), r(7, 1<<5|1), r(9, 2<<5|2), r(8, 2<<5|2)},
+		{r(5, 0<<5|2), r(2, 0<<5|2), r(3, 1<<5|1), r(0, 3<<5|1)},
+	})
+	want := map[uint32]int{0: 0, 1: 1, 2: 1, 5: 1, 3: 2, 7: 3, 8: 4, 9: 4}
+	if len(got) != len(want) {
+		t.Fatalf("GPCs %v, want %v", got, want)
+	}
+	for sm, g := range want {
+		if got[sm] != g {
+			t.Errorf("SM %d in GPC %d, want %d (all: %v)", sm, got[sm], g, got)
+		}
+	}
+}
+
 // TestTraceCompiles compiles, where NVRTC loads (no GPU needed), the parts
 // that hold the traced kernels with -DGPTQTOOL_TRACE=512, and checks that
 // each holds g_trace_n, traceSMs counts, and a g_trace of 512 records of
