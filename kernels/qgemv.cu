@@ -330,6 +330,9 @@ template <int KD> struct wg_pass {
 #ifndef QST1
 #define QST1 QST
 #endif
+#ifndef QPRO
+#define QPRO -1
+#endif
 static_assert(QST >= 2 && QST <= 16 && (QST & (QST - 1)) == 0 && QST1 >= 2 && QST1 <= 16 && (QST1 & (QST1 - 1)) == 0, "QST, QST1: 2, 4, 8 or 16 chunks");
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
@@ -385,8 +388,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 
     const u32x4* src = (const u32x4*)qw + ((i64)nt * CK + c0) * 32 + lane;
     const u64 wpol = l2_policy(flags & QF_EVICT);
+    // QPRO (a define, for measuring): only the ring's first QPRO chunks are
+    // copied before the wait, the others once x is staged (default: all).
+    constexpr int QP = QPRO < 0 || QPRO > QD ? QD : QPRO;
 #pragma unroll
-    for (int i = 0; i < QD; i++) {
+    for (int i = 0; i < QP; i++) {
         if (i < nc) cp_async16_pol(ring0 + i * 512, src + i * 32, wpol);
         asm volatile("cp.async.commit_group;");
     }
@@ -768,6 +774,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     stage(0);
     __syncthreads();
     TRACE_MARK(2);
+    // QPRO: the rest of the ring, in chunk order, once x is staged (a
+    // cp.async staging waits for every copy before its own).
+#pragma unroll
+    for (int i = QP; i < QD; i++) {
+        if (i < nc) cp_async16_pol(ring0 + i * 512, src + (i - QD) * 32, wpol);
+        asm volatile("cp.async.commit_group;");
+    }
 
     // tmp sums the exact (code − zero)·x products of one group in fp32; at
     // the end of the group acc += scale·tmp.
