@@ -157,12 +157,12 @@ func parseFill(v string) ([4]int, error) {
 	if v == "" {
 		return f, nil
 	}
-	parts := strings.Split(v, ",")
-	if len(parts) != 1 && len(parts) != len(f) {
+	parts, ok := settingValues(v, len(f))
+	if !ok {
 		return f, fmt.Errorf("cuda: GPTQTOOL_QMMA_FILL=%q: want one count or %d comma-separated counts", v, len(f))
 	}
 	for i := range f {
-		n, err := strconv.Atoi(strings.TrimSpace(parts[min(i, len(parts)-1)]))
+		n, err := strconv.Atoi(parts[i])
 		if err != nil || n < 0 || n > 64 {
 			return f, fmt.Errorf("cuda: GPTQTOOL_QMMA_FILL=%q: counts are integers 0-64", v)
 		}
@@ -218,18 +218,33 @@ func parseQST(v string) ([2]int, error) {
 	if v == "" {
 		return d, nil
 	}
-	parts := strings.Split(v, ",")
-	if len(parts) > 2 {
+	parts, ok := settingValues(v, len(d))
+	if !ok {
 		return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: want one depth or two comma-separated depths", v)
 	}
 	for i := range d {
-		n, err := strconv.Atoi(strings.TrimSpace(parts[min(i, len(parts)-1)]))
+		n, err := strconv.Atoi(parts[i])
 		if err != nil || (n != 2 && n != 4 && n != 8 && n != 16) {
 			return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 2, 4, 8 or 16 chunks", v)
 		}
 		d[i] = n
 	}
 	return d, nil
+}
+
+// settingValues splits a setting of one value for each of n places, or one
+// for all of them, into the n values (spaces around each trimmed); ok is
+// false for any other number of comma-separated values.
+func settingValues(v string, n int) (vals []string, ok bool) {
+	parts := strings.Split(v, ",")
+	if len(parts) != 1 && len(parts) != n {
+		return nil, false
+	}
+	vals = make([]string, n)
+	for i := range vals {
+		vals[i] = strings.TrimSpace(parts[min(i, len(parts)-1)])
+	}
+	return vals, true
 }
 
 // qstDefines are the NVRTC defines of depths other than defaultQST.
