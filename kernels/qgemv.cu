@@ -321,19 +321,28 @@ template <int KD> struct wg_pass {
 #endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
-// filled with cp.async (no registers held by loads in flight); QST1 for the
-// kernels of one tile (default QST). Powers of two (runtime/cuda qstDepth,
-// GPTQTOOL_QMMA_QST, sizes the rings to match).
+// filled with cp.async (no registers held by loads in flight); QST1_4 and
+// QST1_8 for the 4- and 8-bit kernels of one tile (4 and QST: measured
+// fastest at batch 1 and 8 on an H200), QST1 for both. Powers of two
+// (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the rings to match).
 #ifndef QST
 #define QST 8
 #endif
-#ifndef QST1
-#define QST1 QST
+#ifdef QST1
+#define QST1_4 QST1
+#define QST1_8 QST1
+#endif
+#ifndef QST1_4
+#define QST1_4 4
+#endif
+#ifndef QST1_8
+#define QST1_8 QST
 #endif
 #ifndef QPRO
 #define QPRO -1
 #endif
-static_assert(QST >= 2 && QST <= 16 && (QST & (QST - 1)) == 0 && QST1 >= 2 && QST1 <= 16 && (QST1 & (QST1 - 1)) == 0, "QST, QST1: 2, 4, 8 or 16 chunks");
+#define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
+static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8), "QST, QST1_4, QST1_8: 2, 4, 8 or 16 chunks");
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs.
@@ -347,7 +356,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
-    constexpr int QD = MT == 1 ? QST1 : QST;  // chunks in flight a warp
+    constexpr int QD = MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     extern __shared__ u32x4 smem_q[];

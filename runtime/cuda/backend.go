@@ -120,7 +120,7 @@ type Backend struct {
 	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: defaultQST)
+	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
 	gt            graphTimes
@@ -290,8 +290,8 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	// GPTQTOOL_QMMA_QST=N or N1,N: the qmma kernels' rings hold N chunks a
-	// warp (N1 those of one tile) instead of defaultQST, their shared
-	// memory sized to match (for measuring one against the other).
+	// warp (N1 those of one tile) instead of the defaults (qstDepth), their
+	// shared memory sized to match (for measuring one against the other).
 	if b.qst, err = parseQST(os.Getenv("GPTQTOOL_QMMA_QST")); err != nil {
 		return nil, err
 	}

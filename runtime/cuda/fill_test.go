@@ -44,12 +44,12 @@ func TestParseQST(t *testing.T) {
 		want [2]int
 		defs []string
 	}{
-		{"", [2]int{8, 8}, nil},
-		{"8", [2]int{8, 8}, nil},
-		{"4", [2]int{4, 4}, []string{"-DQST=4"}},
-		{"4,8", [2]int{4, 8}, []string{"-DQST1=4"}},
+		{"", [2]int{}, nil},
+		{"8", [2]int{8, 8}, []string{"-DQST=8", "-DQST1=8"}},
+		{"4", [2]int{4, 4}, []string{"-DQST=4", "-DQST1=4"}},
+		{"4,8", [2]int{4, 8}, []string{"-DQST=8", "-DQST1=4"}},
 		{"16, 4", [2]int{16, 4}, []string{"-DQST=4", "-DQST1=16"}},
-		{"2,8", [2]int{2, 8}, []string{"-DQST1=2"}},
+		{"2,8", [2]int{2, 8}, []string{"-DQST=8", "-DQST1=2"}},
 	} {
 		got, err := parseQST(c.v)
 		if err != nil || got != c.want {
@@ -64,12 +64,19 @@ func TestParseQST(t *testing.T) {
 			t.Errorf("parseQST(%q): err %v, want one naming GPTQTOOL_QMMA_QST", v, err)
 		}
 	}
+	// A setting applies to both bit widths.
 	b := &Backend{qst: [2]int{4, 16}}
-	if b.qstDepth(0) != 4 || b.qstDepth(1) != 16 || b.qstDepth(3) != 16 || b.qmmaRing(0) != 8*4*512 {
-		t.Errorf("depths %d %d %d, ring %d; want 4 16 16, %d", b.qstDepth(0), b.qstDepth(1), b.qstDepth(3), b.qmmaRing(0), 8*4*512)
+	for _, bits := range []int{4, 8} {
+		if b.qstDepth(0, bits) != 4 || b.qstDepth(1, bits) != 16 || b.qstDepth(3, bits) != 16 || b.qmmaRing(0, bits) != 8*4*512 {
+			t.Errorf("%d bits: depths %d %d %d, ring %d; want 4 16 16, %d", bits, b.qstDepth(0, bits), b.qstDepth(1, bits), b.qstDepth(3, bits), b.qmmaRing(0, bits), 8*4*512)
+		}
 	}
-	if b := (&Backend{}); b.qstDepth(0) != defaultQST || b.qmmaRing(2) != 8*defaultQST*512 {
-		t.Errorf("a Backend without depths: %d, ring %d", b.qstDepth(0), b.qmmaRing(2))
+	// The defaults: 4-bit one-tile kernels 4 chunks deep, the rest 8.
+	b = &Backend{}
+	for _, c := range []struct{ tile, bits, want int }{{0, 4, 4}, {1, 4, 8}, {3, 4, 8}, {0, 8, 8}, {2, 8, 8}} {
+		if d, r := b.qstDepth(c.tile, c.bits), b.qmmaRing(c.tile, c.bits); d != c.want || r != 8*c.want*512 {
+			t.Errorf("defaults, tile %d, %d bits: depth %d ring %d, want %d %d", c.tile, c.bits, d, r, c.want, 8*c.want*512)
+		}
 	}
 }
 

@@ -191,30 +191,39 @@ const maxClusterBlocks = 8
 
 // qmmaShared caps a qmma block's shared memory so that several blocks share
 // an SM; defaultQST is the chunks in flight per warp (QST in qgemv.cu;
-// GPTQTOOL_QMMA_QST sets another).
+// GPTQTOOL_QMMA_QST sets another), but for the 4-bit kernels of one tile,
+// whose rings are defaultQST1_4 deep (QST1_4): measured on an H200 at
+// batch 1 and 8, 4 chunks ran the 7B decode 4.2% and 2.8% faster than 8
+// (2 chunks: 2.8% slower), while the 8-bit ones ran 5.7% slower at 4
+// (docs/benchmarks.md, the seventeenth session).
 const (
-	qmmaShared = 100 << 10
-	defaultQST = 8
+	qmmaShared    = 100 << 10
+	defaultQST    = 8
+	defaultQST1_4 = 4
 )
 
-// qstDepth is the chunks in flight per warp of the qmma kernels of tile
-// index tile (QST1 in qgemv.cu for one tile, QST for more), and qmmaRing a
-// block's ring: eight warps' rings of qstDepth 512-byte chunks.
-func (b *Backend) qstDepth(tile int) int {
-	d := b.qst[min(tile, 1)]
-	if d == 0 {
-		return defaultQST
+// qstDepth is the chunks in flight per warp of the bits-bit qmma kernels
+// of tile index tile (QST1_4 or QST1_8 in qgemv.cu for one tile, QST for
+// more), and qmmaRing a block's ring: eight warps' rings of qstDepth
+// 512-byte chunks.
+func (b *Backend) qstDepth(tile, bits int) int {
+	if d := b.qst[min(tile, 1)]; d != 0 {
+		return d
 	}
-	return d
+	if tile == 0 && bits == 4 {
+		return defaultQST1_4
+	}
+	return defaultQST
 }
 
-func (b *Backend) qmmaRing(tile int) int { return 8 * b.qstDepth(tile) * 512 }
+func (b *Backend) qmmaRing(tile, bits int) int { return 8 * b.qstDepth(tile, bits) * 512 }
 
-// parseQST reads GPTQTOOL_QMMA_QST: empty (defaultQST), one depth for
-// every qmma kernel, or two comma-separated depths, the kernels of one
-// tile's first; depths are 2, 4, 8 or 16 chunks.
+// parseQST reads GPTQTOOL_QMMA_QST: empty (zeros: the defaults of
+// qstDepth), one depth for every qmma kernel, or two comma-separated
+// depths, the kernels of one tile's first; depths are 2, 4, 8 or 16
+// chunks.
 func parseQST(v string) ([2]int, error) {
-	d := [2]int{defaultQST, defaultQST}
+	var d [2]int
 	if v == "" {
 		return d, nil
 	}
@@ -225,7 +234,7 @@ func parseQST(v string) ([2]int, error) {
 	for i := range d {
 		n, err := strconv.Atoi(parts[i])
 		if err != nil || (n != 2 && n != 4 && n != 8 && n != 16) {
-			return d, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 2, 4, 8 or 16 chunks", v)
+			return [2]int{}, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 2, 4, 8 or 16 chunks", v)
 		}
 		d[i] = n
 	}
@@ -247,16 +256,14 @@ func settingValues(v string, n int) (vals []string, ok bool) {
 	return vals, true
 }
 
-// qstDefines are the NVRTC defines of depths other than defaultQST.
+// qstDefines are the NVRTC defines of depths set by GPTQTOOL_QMMA_QST
+// (none for the defaults): QST1 sets the one-tile kernels' depth for both
+// bit widths.
 func qstDefines(d [2]int) []string {
-	var out []string
-	if d[1] != defaultQST {
-		out = append(out, "-DQST="+strconv.Itoa(d[1]))
+	if d == [2]int{} {
+		return nil
 	}
-	if d[0] != d[1] {
-		out = append(out, "-DQST1="+strconv.Itoa(d[0]))
-	}
-	return out
+	return []string{"-DQST=" + strconv.Itoa(d[1]), "-DQST1=" + strconv.Itoa(d[0])}
 }
 
 // LoadQuant implements runtime.QuantLoader for 4- and 8-bit weights whose
@@ -788,7 +795,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 	// split until all fit).
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
-	ring, qst := b.qmmaRing(tile), b.qstDepth(tile)
+	ring, qst := b.qmmaRing(tile, bits), b.qstDepth(tile, bits)
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand

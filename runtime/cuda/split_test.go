@@ -73,14 +73,18 @@ func TestQmmaSplit(t *testing.T) {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
-	// GPTQTOOL_QMMA_QST=4,8: one-tile kernels' rings of 4 chunks a warp
-	// (16 KiB a block, x after them), the others' of 8.
-	b.qst = [2]int{4, 8}
-	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != 16384+max(32*64*2+16, 128*4) {
-		t.Errorf("gate/up M1, rings of 4: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, 16384+32*64*2+16)
+	// The default depths: 4-bit one-tile kernels' rings of 4 chunks a warp
+	// (16 KiB a block, x after them), 8-bit ones' and the others' of 8;
+	// GPTQTOOL_QMMA_QST=8 sets 8 for all.
+	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != 16384+32*64*2+16 {
+		t.Errorf("gate/up M1: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, 16384+32*64*2+16)
 	}
-	if p := b.qmmaSplit(32, 4096, 28672, 4, true); p.shared != ring8+1024+16*4096 {
-		t.Errorf("wg gate/up M32 with one-tile rings of 4: shared %d, want %d", p.shared, ring8+1024+16*4096)
+	if p := b.qmmaSplit(1, 4096, 14336, 8, false); p.shared != ring8+(p.P*32+8)*2 {
+		t.Errorf("8-bit gate M1: shared %d, want %d (P %d)", p.shared, ring8+(p.P*32+8)*2, p.P)
+	}
+	b.qst = [2]int{8, 8}
+	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != ring8+32*64*2+16 {
+		t.Errorf("gate/up M1, rings of 8: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, ring8+32*64*2+16)
 	}
 	b.qst = [2]int{}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
