@@ -49,6 +49,12 @@
 // Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
 // space the block's sums [M][QCOLS] fp32 reuse after the loop.
 //
+// The _g kernels (one tile, glu, groups of whole chunks) are the plain
+// kernel in blocks of 14 warps (224 columns: gate and up of 112 outputs,
+// qtile), two an SM: a gate/up product's 128 slabs of the 7B shape, split
+// in two, then load the SMs evenly (blocks of 8 warps, four an SM, leave a
+// quarter of the SMs with four blocks and the rest with two or three).
+//
 // The _w kernels (WG, sm_90a; two, four or eight tiles, groups of whole
 // chunks) keep the ring, the split and the epilogue, and multiply on
 // warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
@@ -165,27 +171,27 @@ struct QAttn {
     int sg, hq, hd, window, minsplit, dfr;
 };
 
-// qout writes the outputs of a block's columns, items [lo, hi) of the M ×
-// QCOLS/2 outputs j (glu) or of the M × QCOLS columns c (the others), from
-// their sums v(e) for elements e = m*QCOLS + c of tot [M][QCOLS] (see the
-// header: split or glu). With rp.kc (split, every
+// qout writes the outputs of a block's QC columns (QCOLS but in the _g
+// kernels), items [lo, hi) of the M × QC/2 outputs j (glu) or of the M × QC
+// columns c (the others), from their sums v(e) for elements e = m*QC + c of
+// tot [M][QC] (see the header: split or glu). With rp.kc (split, every
 // head QCOLS columns, so that a block's columns are one head): items of M ×
 // QCOLS/2 rotation pairs (j, j + QCOLS/2); a q or k head's pair is rounded
 // to T, rotated as rope_store does and written rotated, a k head's also to
 // row slot[m] of kc, a v head's pair to its output and to vc.
-template <typename T, int QO, typename V>
+template <typename T, int QO, int QC = QCOLS, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
                                      int glu, int col0, int N, const int* oslots, const QRope<T>& rp,
                                      const float2* pre_cs = nullptr, const int* pre_sl = nullptr) {
     if (rp.kc) {
-        constexpr int D2 = QCOLS / 2;
+        constexpr int D2 = QC / 2;
         if (col0 >= N) return;
         const bool isq = col0 < seg1, isv = col0 >= seg2;
         T* o = isq ? out0 : isv ? out2 : out1;
         const int w = isq ? seg1 : isv ? N - seg2 : seg2 - seg1, c = col0 - (isq ? 0 : isv ? seg2 : seg1);
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
             const int m = i / D2, j = i % D2;
-            T y1 = from_f32<T>(v(m * QCOLS + j)), y2 = from_f32<T>(v(m * QCOLS + D2 + j));
+            T y1 = from_f32<T>(v(m * QC + j)), y2 = from_f32<T>(v(m * QC + D2 + j));
             // (pre_cs, pre_sl: the first item's angle and slot, read
             // before the wait; see qmma's QE_PRE.)
             const bool first = pre_cs && i == lo + (int)threadIdx.x && threadIdx.x < QPRE;
@@ -209,9 +215,10 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
     if (glu) {
         const int No = N / 2;
         for (int i = lo + threadIdx.x; i < hi; i += blockDim.x) {
-            const int m = i / (QCOLS / 2), j = i % (QCOLS / 2);
-            if (col0 + j >= N) continue;
-            const float g = v(m * QCOLS + j), u = v(m * QCOLS + QCOLS / 2 + j);
+            const int m = i / (QC / 2), j = i % (QC / 2);
+            // (Blocks of QCOLS columns: slabs are whole, N a multiple of 128.)
+            if (QC == QCOLS ? col0 + j >= N : col0 / 2 + j >= N / 2) continue;
+            const float g = v(m * QC + j), u = v(m * QC + QC / 2 + j);
             const int c = col0 / 2 + j;
             const int oc = !oslots ? c : (QE_PRE & 2) && pre_sl && i == lo + (int)threadIdx.x && threadIdx.x < QPRE ? pre_sl[threadIdx.x]
                                                                                                    : oslots[c];
@@ -231,7 +238,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             const int e = e0 + u * blockDim.x;
             dst[u] = nullptr;
             if (e >= hi) continue;
-            const int m = e / QCOLS, cb = e % QCOLS, n = col0 + cb;  // the block's column cb
+            const int m = e / QC, cb = e % QC, n = col0 + cb;  // the block's column cb
             if (n >= N) continue;
             T* o;
             int w, c;
@@ -242,7 +249,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             } else {
                 o = out2, w = N - seg2, c = n - seg2;
             }
-            float x = v(m * QCOLS + cb);
+            float x = v(m * QC + cb);
             if (res) x += to_f32(res[(i64)m * w + c]);
             xv[u] = x, dst[u] = o + (i64)m * w + c;
         }
@@ -344,9 +351,27 @@ template <int KD> struct wg_pass {
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
 static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8), "QST, QST1_4, QST1_8: 2, 4, 8 or 16 chunks");
 
+// qtile: the weight tile (16 columns) of warp w of column slab s in a
+// block of NW warps. Blocks of 8 warps take 8 tiles in a row. The wider
+// blocks (the _g kernels: glu only, NW/2 gate and NW/2 up tiles of the same
+// outputs) take output tiles p = s·NW/2 + w mod NW/2, whose gate tile is
+// (p/4)·8 + p mod 4 in the runs of 64 and whose up tile follows it by 4,
+// the gate tiles with warps 0 to NW/2-1: the block's sums then lie as an
+// 8-warp block's do, gate's QC/2 columns then up's.
+template <int NW> __device__ __forceinline__ int qtile(int s, int w) {
+    if constexpr (NW == 8) {
+        return s * 8 + w;
+    } else {
+        constexpr int H = NW / 2;
+        const int p = s * H + w % H;
+        return (p >> 2) * 8 + (w >= H ? 4 : 0) + (p & 3);
+    }
+}
+
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
-// only; otherwise they are checked at every step of 16 inputs.
-template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false>
+// only; otherwise they are checked at every step of 16 inputs. NW: the
+// block's warps (8, or 14 in the _g kernels).
+template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
@@ -359,6 +384,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int QD = MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
+    static_assert(NW == 8 || (NW % 2 == 0 && NW <= 16 && MT == 1 && !NRM && !WG && !AP), "the _g kernels: one tile, plain");
+    constexpr int QC = NW * 16;  // the block's columns
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
     if (flags & QF_EARLY) pdl_launch();
@@ -367,12 +394,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
     const int kbase = c0 * KB, LDX = P * KB + 8;
     const int slab = blockIdx.x;
-    const int col0 = slab * QCOLS;
-    const bool active = (slab * 8 + warp) * 16 < N;
-    const int nt = active ? slab * 8 + warp : slab * 8;
+    const int col0 = slab * QC;  // (the _g kernels: in the order of the block's sums, not the weight's)
+    // (NW 8: the expressions as they were before qtile, which compile to
+    // the same SASS as before under NVRTC 12.4.)
+    const bool active = (NW == 8 ? slab * 8 + warp : qtile<NW>(slab, warp)) * 16 < N;
+    const int nt = NW == 8 ? (active ? slab * 8 + warp : slab * 8) : active ? qtile<NW>(slab, warp) : qtile<NW>(slab, 0);
     const u32 ring0 = smem_addr(smem_q) + (warp * QD * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
-    u16* xs = (u16*)(smem_q + 8 * QD * 32);                              // [M][LDX] fp16, inputs in order
-    float* tot = (float*)xs;                                               // [M][QCOLS], after the loop
+    u16* xs = (u16*)(smem_q + NW * QD * 32);                             // [M][LDX] fp16, inputs in order
+    float* tot = (float*)xs;                                               // [M][QC], after the loop
     // The _w kernels' x (wg_desc): 1,024-byte aligned, blocks of 64 inputs
     // for the 8·MT rows of the wgmma's B operand, JB bytes each.
     constexpr u32 JB = MT * 8 * 128;
@@ -450,7 +479,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // loop): with RoPE its pair's angle (sincos in double) and its row's
     // cache slot, with glu its output's slot. Only the first QPRE threads
     // (768 bytes; qmmaSharedReserve in runtime/cuda counts a block's
-    // static arrays): one row's items of a slab are QCOLS / 2 = 64 at
+    // static arrays): one row's items of a slab are QC / 2 = 64 at
     // most.
     // eshare: this block's share [lo, hi) of an epilogue of items items,
     // as the epilogue splits it (by rank among the S blocks of a slab that
@@ -463,15 +492,15 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     __shared__ int pre_sl[MT == 1 && QE_PRE ? QPRE : 1];
     if (MT == 1 && (((QE_PRE & 1) && rp.kc) || ((QE_PRE & 2) && glu && oslots)) && threadIdx.x < QPRE) {
         int lo, hi;
-        eshare(M * (QCOLS / 2), lo, hi);
-        const int i = lo + (int)threadIdx.x, m = i / (QCOLS / 2), j = i % (QCOLS / 2);
+        eshare(M * (QC / 2), lo, hi);
+        const int i = lo + (int)threadIdx.x, m = i / (QC / 2), j = i % (QC / 2);
         if (i < hi && col0 < N) {
             if (rp.kc) {
                 float cs = 0.0f, sn = 0.0f;
                 if (col0 < seg2) rope_angle(rp.pos[m], rp.invf[j], cs, sn);
                 pre_cs[threadIdx.x] = make_float2(cs, sn);
                 pre_sl[threadIdx.x] = col0 >= seg1 ? rp.slot[m] : 0;
-            } else if (col0 + j < N) {
+            } else if (QC == QCOLS ? col0 + j < N : col0 / 2 + j < N / 2) {
                 pre_sl[threadIdx.x] = oslots[col0 / 2 + j];
             }
         }
@@ -484,9 +513,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // now, so that the epilogue does not wait a round trip to L2 for it.
     if (res && !glu && !rp.kc) {
         int lo, hi;
-        eshare(M * QCOLS, lo, hi);
-        const int e = lo + (int)threadIdx.x, n = col0 + e % QCOLS;
-        if (e < hi && n < N && n < seg1) prefetch_l1(res + (i64)(e / QCOLS) * seg1 + n);
+        eshare(M * QC, lo, hi);
+        const int e = lo + (int)threadIdx.x, n = col0 + e % QC;
+        if (e < hi && n < N && n < seg1) prefetch_l1(res + (i64)(e / QC) * seg1 + n);
     }
 
     // NRM (kernels of one tile): x's rows are RMS-normalized as they are
@@ -1099,7 +1128,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // Fragment element e of tile bt: column n = nt*16 + g (+8 for e >= 2),
     // row m = bt*8 + 2t (+1 for odd e).
     const int S = gridDim.y;
-    const int W = glu || rp.kc ? QCOLS / 2 : QCOLS, items = M * W;
+    const int W = glu || rp.kc ? QC / 2 : QC, items = M * W;
     __syncthreads();  // tot reuses x's space
     if (S == 1 || cl) {
         if (active)
@@ -1108,7 +1137,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int m = bt * 8 + 2 * t + (e & 1);
-                    if (m < M) tot[m * QCOLS + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
+                    if (m < M) tot[m * QC + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
                 }
         if (S > 1) {
             // The S blocks of the slab are one cluster: each adds up its
@@ -1119,7 +1148,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             u32 base[8];  // tot in each block of the slab (S <= 8)
 #pragma unroll
             for (int r = 0; r < 8; r++) base[r] = r < S ? cluster_addr(tot, cluster_rank_of(cx, r)) : 0;
-            qout<T, MT == 1 ? 1 : 4>(
+            qout<T, MT == 1 ? 1 : 4, QC>(
                 [&](int e) {
                     float v = 0.0f;
 #pragma unroll
@@ -1148,8 +1177,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         __syncthreads();
         if (!last) return;
         __threadfence();
-        for (int e = threadIdx.x; e < M * QCOLS; e += blockDim.x) {
-            const int m = e / QCOLS, n = col0 + e % QCOLS;
+        for (int e = threadIdx.x; e < M * QC; e += blockDim.x) {
+            const int m = e / QC, vc = e % QC, n = NW == 8 ? col0 + vc : qtile<NW>(slab, vc >> 4) * 16 + (vc & 15);
             float v = 0.0f;
             if (n < N)
                 for (int y = 0; y < S; y++) v += __ldcg(part + ((i64)y * M + m) * N + n);
@@ -1158,7 +1187,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (threadIdx.x == 0) count[blockIdx.x] = 0;
     }
     __syncthreads();
-    qout<T, MT == 1 ? 1 : 4>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
+    qout<T, MT == 1 ? 1 : 4, QC>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
                              MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
 }
 
@@ -1250,6 +1279,17 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     QMMA(BITS, MT, T, NAME, true, , false, false, false, false)                                                   \
     QMMA(BITS, MT, T, NAME, false, _sg, false, false, false, false)                                               \
     QMMA(BITS, MT, T, NAME, true, _r, false, true, false, false)
+// The wide GLU kernel of one tile (_g, 14 warps, two blocks an SM).
+#define QMMA_G(BITS, T, NAME)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(448, 2) qmma##BITS##_t1_g_##NAME(                                  \
+        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
+        const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
+        const float* invf, T* kc, T* vc) {                                                                           \
+        qmma<BITS, 1, T, true, false, false, false, 14>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, \
+                                                      count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, nv8,   \
+                                                      QRope<T>{}, nullptr);                                          \
+    }
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of
@@ -1268,12 +1308,13 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
-    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME)                \
-    QMMA_A(BITS, 4, T, NAME)
+    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_N(BITS, T, NAME)                   \
+    QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
 #define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
-#define QMMA_T(BITS, T, NAME) QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#define QMMA_T(BITS, T, NAME) \
+    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)

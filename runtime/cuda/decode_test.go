@@ -96,6 +96,70 @@ func TestFusedQuant(t *testing.T) {
 	}
 }
 
+// TestWideGLU checks the wide GLU kernels (qgemv.cu _g, SetQMMAWide)
+// against float64 products of the separate weights and against the 8-warp
+// kernels with the outputs moved to slots (an act-order down's input
+// order): 4 and 8 bits, with and without act order, a partial last slab
+// (12 tiles of outputs in slabs of 7), the 7B shape's gate/up at one row
+// (128 slabs, split in two), in clusters and, with clusters off, through
+// global memory.
+func TestWideGLU(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetClusters(b.Clusters())
+	clusters := b.Clusters()
+	r := rand.New(rand.NewPCG(21, 22))
+	type tc struct{ K, N, bits, M int }
+	cases := []tc{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
+	for _, c := range cases {
+		for _, perm := range []bool{false, true} {
+			for _, cl := range []bool{true, false} {
+				if cl && !clusters {
+					continue
+				}
+				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
+					b.SetClusters(cl)
+					gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
+					up := randomQuant(r, c.K, c.N, c.bits, 128, false)
+					up.Perm = gate.Perm
+					glu, err := b.LoadQuantGLU(gate, up)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer b.Free(glu)
+					x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 1), c.M, c.K)
+					g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
+					u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
+					want := make([]float64, len(g))
+					for i := range g {
+						want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+					}
+					slots := randomSlots(r, c.N)
+					o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					os, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					b.SetQMMAWide(0)
+					b.MatMulGLU(o8, x, glu)
+					b.SetQMMAWide(8)
+					b.MatMulGLU(ow, x, glu)
+					b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
+					got8, gotw := download(t, b, o8), download(t, b, ow)
+					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+						t.Errorf("wide: nmse %.3g against float64", nmse)
+					}
+					if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
+						t.Errorf("8 warps: nmse %.3g against float64", nmse)
+					}
+					sameBits(t, "wide to slots", download(t, b, os), moved(gotw, c.M, c.N, slots))
+				})
+			}
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func i32s(v []int32) []byte {
 	out := make([]byte, 4*len(v))
 	for i, x := range v {

@@ -59,6 +59,7 @@ var qnames = func() (n struct {
 	wg       [2][len(qmmaTiles)]map[runtime.DType]string    // warpgroup MMA (tiles past the first; groups of whole chunks)
 	wgRoPE   [2][len(qmmaTiles)]map[runtime.DType]string    // the same with the q/k/v epilogue's RoPE
 	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
+	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -76,6 +77,7 @@ var qnames = func() (n struct {
 		n.norm[i][0], n.norm[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		n.normRoPE[i] = map[runtime.DType]string{}
 		n.ap[i] = map[runtime.DType]string{}
+		n.wide[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -94,6 +96,7 @@ var qnames = func() (n struct {
 			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
 			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
 			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
+			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if j < qmmaSyncTiles {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
@@ -179,6 +182,44 @@ func qmmaBlocksPerSM(tile int) int {
 		return 4
 	}
 	return 2
+}
+
+// qmmaWideWarps is the warps of a block of the wide GLU kernels (qgemv.cu
+// _g: gate and up tiles of qmmaWideWarps/2 tiles of outputs, 16 columns
+// each), which an SM holds qmmaWideBlocks of by their registers.
+const (
+	qmmaWideWarps  = 14
+	qmmaWideBlocks = 2
+)
+
+// qmmaSplitWide plans a GLU product of M rows (at most 8: one tile) by a
+// weight of K inputs and N columns (gate and up in runs of 64) on the wide
+// kernels: N/32 tiles of outputs in slabs of qmmaWideWarps/2, each slab
+// split along K into as many blocks as fill the SMs once at
+// qmmaWideBlocks an SM (at most a cluster's maxClusterBlocks), x staged
+// whole. On an H200 the 7B shape's gate/up (K 4,096, N 28,672) is 128
+// slabs in 2 splits of 32 chunks: 256 blocks, two on each of 124 SMs and
+// one on the other 8 (the 8-warp kernels' 448 blocks leave 66 SMs with
+// four, 56 with three). ok is false where x's slice does not fit.
+func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool) {
+	kb := chunkInputs(bits)
+	CK := K / kb
+	const half = qmmaWideWarps / 2
+	nb = (N/32 + half - 1) / half
+	ring := qmmaWideWarps * b.qstDepth(0, bits) * 512
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*qmmaWideWarps*16*4) }
+	S := max(1, min(qmmaWideBlocks*b.sms/nb, CK, maxClusterBlocks))
+	cps := (CK + S - 1) / S
+	limit := min(b.shared, qmmaShared)
+	for shared(cps) > limit && S < min(CK, maxClusterBlocks) {
+		S++
+		cps = (CK + S - 1) / S
+	}
+	S = (CK + cps - 1) / cps
+	if shared(cps) > limit {
+		return p, nb, false
+	}
+	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: shared(cps)}, nb, true
 }
 
 // qmmaSharedReserve is shared memory a qmma block takes beyond its dynamic
@@ -613,6 +654,21 @@ func (b *Backend) QMMAWG() int {
 	return b.qmmaWG
 }
 
+// SetQMMAWide runs the GLU products of up to rows rows on the wide kernels
+// (GPTQTOOL_QMMA_WIDE; 0: none), for tests and measurements.
+func (b *Backend) SetQMMAWide(rows int) {
+	b.enter()
+	defer b.exit()
+	b.qmmaWide = rows
+}
+
+// QMMAWide is SetQMMAWide's setting.
+func (b *Backend) QMMAWide() int {
+	b.enter()
+	defer b.exit()
+	return b.qmmaWide
+}
+
 // SetDequantGEMM makes every product with a quantized weight dequantize it
 // and multiply with cuBLAS (the reference the qmma kernels are checked
 // against), or restores the kernels.
@@ -947,6 +1003,14 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
+	// GLU products of up to qmmaWide rows (groups of whole chunks, no norm)
+	// on the wide kernels.
+	threads, wide := 256, false
+	if q.glu && M <= b.qmmaWide && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
+		if wp, wnb, ok := b.qmmaSplitWide(M, q.k, q.n, q.bits); ok {
+			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
+		}
+	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
 	var part, count uint64
@@ -1018,6 +1082,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		name = qnames.rope[q.bits/8][tile][x.dt]
 	case wg:
 		name = qnames.wg[q.bits/8][tile][x.dt]
+	case wide:
+		name = qnames.wide[q.bits/8][x.dt]
 	}
 	var r ropeArg
 	if rp != nil {
@@ -1026,7 +1092,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		}
 		r = *rp
 	}
-	if b.qmmaSpread {
+	if b.qmmaSpread && !wide {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
 	// The _w kernels take x's tensor map last: fp16 x is staged by the
@@ -1053,7 +1119,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if ap != nil {
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
-	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: 256}, shared, clusterY, args...)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
 // qfTMA is qgemv.cu's QF_TMA.

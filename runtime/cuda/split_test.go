@@ -94,6 +94,36 @@ func TestQmmaSplit(t *testing.T) {
 	}
 }
 
+// TestQmmaSplitWide checks the wide GLU kernels' plans on an H200's
+// figures (132 SMs, two blocks an SM), worked out by hand: the 7B
+// gate/up's 128 slabs split in two (256 blocks, one wave), x staged whole,
+// the ring 14 warps × depth × 512 bytes (4 chunks at 4 bits, 8 at 8); a
+// product of a few slabs splits into a cluster's 8 at most.
+func TestQmmaSplitWide(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true}
+	for _, c := range []struct {
+		M, K, N, bits     int
+		nb, S, cps, share int
+	}{
+		{1, 4096, 28672, 4, 128, 2, 32, 14*4*512 + (32*64+8)*2},
+		{8, 4096, 28672, 4, 128, 2, 32, 14*4*512 + 8*(32*64+8)*2},
+		{1, 4096, 28672, 8, 128, 2, 64, 14*8*512 + (64*32+8)*2},
+		// 12 tiles of outputs: 2 slabs, 8 splits of 1 chunk (x then
+		// smaller than the block's sums, 224 columns a row).
+		{4, 512, 384, 4, 2, 8, 1, 14*4*512 + 4*224*4},
+	} {
+		p, nb, ok := b.qmmaSplitWide(c.M, c.K, c.N, c.bits)
+		if !ok || nb != c.nb || p.S != c.S || p.cps != c.cps || p.P != c.cps || p.shared != c.share || p.cluster != (c.S > 1) {
+			t.Errorf("M%d K%d N%d %d-bit: ok %v nb %d S %d cps %d P %d shared %d cluster %v, want nb %d S %d cps %d shared %d",
+				c.M, c.K, c.N, c.bits, ok, nb, p.S, p.cps, p.P, p.shared, p.cluster, c.nb, c.S, c.cps, c.share)
+		}
+	}
+	// x of 64 rows' whole slice does not fit: no plan.
+	if _, _, ok := b.qmmaSplitWide(64, 14336, 28672, 4); ok {
+		t.Error("a slice over the shared memory cap was planned")
+	}
+}
+
 // TestSpreadShared checks GPTQTOOL_QMMA_SPREAD's shared memory on an
 // H200's figures: a grid of 256 blocks (two an SM at most) or 288 (three)
 // asks for more than 1/3 (1/4) of the SM's memory but no more than 1/2
