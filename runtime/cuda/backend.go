@@ -120,7 +120,7 @@ type Backend struct {
 	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	qmmaWide      int       // GLU products of up to this many rows on the wide kernels (qgemv.cu _g; GPTQTOOL_QMMA_WIDE, default 0: none)
+	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -297,9 +297,9 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.extraDefines = append(b.extraDefines, qstDefines(b.qst)...)
-	// GPTQTOOL_QMMA_WIDE=N: GLU products of up to N rows run on the wide
-	// kernels (blocks of 14 warps, qmmaSplitWide).
-	if b.qmmaWide, err = envInt("GPTQTOOL_QMMA_WIDE", 0, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+	// GPTQTOOL_QMMA_WIDE=N: GLU products of N to 8 rows run on the wide
+	// kernels (blocks of 14 warps, qmmaSplitWide); 0: none.
+	if b.qmmaWide, err = envInt("GPTQTOOL_QMMA_WIDE", defaultQmmaWide, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
 	b.sms = attr(attrMultiprocessorCount)
