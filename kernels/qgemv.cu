@@ -348,8 +348,13 @@ template <int KD> struct wg_pass {
 #ifndef QPRO
 #define QPRO -1
 #endif
+// QSTG: the wide GLU kernels' depth (_g; default that of the kernels of
+// one tile; runtime/cuda GPTQTOOL_QMMA_WIDE_QST).
+#ifndef QSTG
+#define QSTG 0
+#endif
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
-static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8), "QST, QST1_4, QST1_8: 2, 4, 8 or 16 chunks");
+static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && (QSTG == 0 || QST_OK(QSTG)), "QST, QST1_4, QST1_8, QSTG: 2, 4, 8 or 16 chunks");
 
 // qtile: the weight tile (16 columns) of warp w of column slab s in a
 // block of NW warps. Blocks of 8 warps take 8 tiles in a row. The wider
@@ -381,7 +386,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
-    constexpr int QD = MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
+    constexpr int QD = NW != 8 && QSTG ? QSTG : MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     static_assert(NW == 8 || (NW % 2 == 0 && NW <= 16 && MT == 1 && !NRM && !WG && !AP), "the _g kernels: one tile, plain");

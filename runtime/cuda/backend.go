@@ -121,6 +121,8 @@ type Backend struct {
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
+	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
+	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
 	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -301,6 +303,22 @@ func New(o Options) (*Backend, error) {
 	// kernels (blocks of 14 warps, qmmaSplitWide); 0: none.
 	if b.qmmaWide, err = envInt("GPTQTOOL_QMMA_WIDE", defaultQmmaWide, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
+	}
+	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
+	// block a slab, no sums to add up across blocks), and
+	// GPTQTOOL_QMMA_WIDE_QST=D sets the wide kernels' ring depth (for
+	// measuring).
+	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
+		return nil, err
+	}
+	if b.qstWide, err = envInt("GPTQTOOL_QMMA_WIDE_QST", 0, 2, 16, "2, 4, 8 or 16 chunks"); err != nil {
+		return nil, err
+	}
+	if d := b.qstWide; d != 0 && d&(d-1) != 0 {
+		return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_WIDE_QST=%d: want 2, 4, 8 or 16 chunks", d)
+	}
+	if b.qstWide != 0 {
+		b.extraDefines = append(b.extraDefines, "-DQSTG="+strconv.Itoa(b.qstWide))
 	}
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)

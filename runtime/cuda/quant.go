@@ -213,9 +213,12 @@ func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool)
 	CK := K / kb
 	const half = qmmaWideWarps / 2
 	nb = (N/32 + half - 1) / half
-	ring := qmmaWideWarps * b.qstDepth(0, bits) * 512
+	ring := qmmaWideWarps * b.qstWideDepth(bits) * 512
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*qmmaWideWarps*16*4) }
 	S := max(1, min(qmmaWideBlocks*b.sms/nb, CK, maxClusterBlocks))
+	if b.wideSplit > 0 {
+		S = min(S, b.wideSplit)
+	}
 	cps := (CK + S - 1) / S
 	limit := min(b.shared, qmmaShared)
 	for shared(cps) > limit && S < min(CK, maxClusterBlocks) {
@@ -227,6 +230,16 @@ func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool)
 		return p, nb, false
 	}
 	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: shared(cps)}, nb, true
+}
+
+// qstWideDepth is the wide GLU kernels' chunks in flight a warp: the
+// one-tile kernels' (qstDepth) unless GPTQTOOL_QMMA_WIDE_QST sets another
+// (QSTG in qgemv.cu).
+func (b *Backend) qstWideDepth(bits int) int {
+	if b.qstWide != 0 {
+		return b.qstWide
+	}
+	return b.qstDepth(0, bits)
 }
 
 // qmmaSharedReserve is shared memory a qmma block takes beyond its dynamic

@@ -122,6 +122,12 @@ func TestQmmaSplitWide(t *testing.T) {
 	if _, _, ok := b.qmmaSplitWide(64, 14336, 28672, 4); ok {
 		t.Error("a slice over the shared memory cap was planned")
 	}
+	// GPTQTOOL_QMMA_WIDE_SPLIT=1 and GPTQTOOL_QMMA_WIDE_QST=8: one block
+	// a slab (the whole 64 chunks of x staged), rings of 8 at 4 bits.
+	b.wideSplit, b.qstWide = 1, 8
+	if p, nb, ok := b.qmmaSplitWide(1, 4096, 28672, 4); !ok || nb != 128 || p.S != 1 || p.cps != 64 || p.cluster || p.shared != 14*8*512+(64*64+8)*2 {
+		t.Errorf("one split, rings of 8: ok %v nb %d S %d cps %d cluster %v shared %d", ok, nb, p.S, p.cps, p.cluster, p.shared)
+	}
 }
 
 // TestSpreadShared checks GPTQTOOL_QMMA_SPREAD's shared memory on an
