@@ -123,6 +123,9 @@ type Backend struct {
 	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
+	wideLate      bool      // GPTQTOOL_QMMA_WIDE_LATE=1: the kernel after a wide GLU product launches only as it ends (QF_LATE)
+	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
+	lastWide      bool      // the last quantized product launched was a wide GLU one
 	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -320,6 +323,12 @@ func New(o Options) (*Backend, error) {
 	if b.qstWide != 0 {
 		b.extraDefines = append(b.extraDefines, "-DQSTG="+strconv.Itoa(b.qstWide))
 	}
+	// GPTQTOOL_QMMA_WIDE_LATE=1 and GPTQTOOL_QMMA_WIDE_SPREAD=1: two ways
+	// to keep down's blocks, launched while a wide gate/up product holds
+	// whole SMs, from crowding four to an SM (for measuring; neither has
+	// run on the device yet).
+	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") == "1"
+	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

@@ -1113,13 +1113,20 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		}
 		r = *rp
 	}
-	if b.qmmaSpread && !wide {
+	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
+	// blocks would otherwise crowd onto the SMs that its blocks leave
+	// first, spread too.)
+	if (b.qmmaSpread || (b.wideSpread && b.lastWide)) && !wide {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
+	b.lastWide = wide
 	// The _w kernels take x's tensor map last: fp16 x is staged by the
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
+	if wide && b.wideLate {
+		flags |= qfLate
+	}
 	var tm TensorMap
 	if wg && x.dt == runtime.F16 && b.qmmaTMA {
 		m, ok, err := b.rowsMap(xp, x.dt, M, q.k, 8*qmmaTiles[tile])
@@ -1143,8 +1150,11 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
-// qfTMA is qgemv.cu's QF_TMA.
-const qfTMA = 16
+// qfTMA and qfLate are qgemv.cu's QF_TMA and QF_LATE.
+const (
+	qfTMA  = 16
+	qfLate = 8
+)
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),
@@ -1158,7 +1168,7 @@ func (b *Backend) qmmaFlags() int32 {
 		f |= 4
 	}
 	if b.qmmaLate {
-		f |= 8
+		f |= qfLate
 	}
 	return f
 }
