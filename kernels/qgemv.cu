@@ -46,14 +46,16 @@
 // instead, and each block adds up and writes its share of the slab's
 // outputs from the cluster's shared memory. The warps of a last block past N repeat warp 0's work and
 // write nothing, so that every warp takes part in the phases' barriers.
-// Shared memory: the ring (8·QST·512 bytes), then x [M][P·KB+8] fp16, whose
-// space the block's sums [M][QCOLS] fp32 reuse after the loop.
+// Shared memory: the ring (a warp's QD chunk slots of 512 bytes for each of
+// the block's NW warps), then x [M][P·KB+8] fp16, whose space the block's
+// sums [M][QC] fp32 reuse after the loop.
 //
 // The _g kernels (one tile, glu, groups of whole chunks) are the plain
 // kernel in blocks of 14 warps (224 columns: gate and up of 112 outputs,
 // qtile), two an SM: a gate/up product's 128 slabs of the 7B shape, split
-// in two, then load the SMs evenly (blocks of 8 warps, four an SM, leave a
-// quarter of the SMs with four blocks and the rest with two or three).
+// in two, then load the SMs evenly (its 448 blocks of 8 warps, four an SM
+// at most, left half the SMs of an H200 with four and the rest with two or
+// three).
 //
 // The _w kernels (WG, sm_90a; two, four or eight tiles, groups of whole
 // chunks) keep the ring, the split and the epilogue, and multiply on
@@ -485,7 +487,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // cache slot, with glu its output's slot. Only the first QPRE threads
     // (768 bytes; qmmaSharedReserve in runtime/cuda counts a block's
     // static arrays): one row's items of a slab are QC / 2 = 64 at
-    // most.
+    // most (112 in the _g kernels, whose threads past QPRE read their
+    // output's slot in the epilogue).
     // eshare: this block's share [lo, hi) of an epilogue of items items,
     // as the epilogue splits it (by rank among the S blocks of a slab that
     // add up their sums in a cluster; the whole slab otherwise).
