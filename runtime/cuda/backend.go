@@ -317,7 +317,7 @@ func New(o Options) (*Backend, error) {
 	if b.qstWide, err = envInt("GPTQTOOL_QMMA_WIDE_QST", 0, 2, 16, "2, 4, 8 or 16 chunks"); err != nil {
 		return nil, err
 	}
-	if d := b.qstWide; d != 0 && d&(d-1) != 0 {
+	if d := b.qstWide; d != 0 && !qstDepthOK(d) {
 		return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_WIDE_QST=%d: want 2, 4, 8 or 16 chunks", d)
 	}
 	if b.qstWide != 0 {

@@ -294,13 +294,17 @@ func parseQST(v string) ([2]int, error) {
 	}
 	for i := range d {
 		n, err := strconv.Atoi(parts[i])
-		if err != nil || (n != 2 && n != 4 && n != 8 && n != 16) {
+		if err != nil || !qstDepthOK(n) {
 			return [2]int{}, fmt.Errorf("cuda: GPTQTOOL_QMMA_QST=%q: depths are 2, 4, 8 or 16 chunks", v)
 		}
 		d[i] = n
 	}
 	return d, nil
 }
+
+// qstDepthOK reports whether n chunks a warp is a ring depth the qmma
+// kernels take: 2, 4, 8 or 16 (qgemv.cu QST_OK).
+func qstDepthOK(n int) bool { return n == 2 || n == 4 || n == 8 || n == 16 }
 
 // settingValues splits a setting of one value for each of n places, or one
 // for all of them, into the n values (spaces around each trimmed); ok is
