@@ -57,6 +57,13 @@
 // at most, left half the SMs of an H200 with four and the rest with two or
 // three).
 //
+// The _p kernels (one tile, plain: no glu, RoPE, norm or attention parts;
+// groups of whole chunks) are the plain kernel in blocks of 16 warps (256
+// columns), one an SM (runtime/cuda asks for more than half an SM's shared
+// memory): the 7B shape's down product (4,096 outputs, split in 8) is then
+// 128 blocks on 128 SMs, where its 256 blocks of 8 warps ran one to three
+// an SM and every cluster waited for the SMs of three.
+//
 // The _w kernels (WG, sm_90a; two, four or eight tiles, groups of whole
 // chunks) keep the ring, the split and the epilogue, and multiply on
 // warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
@@ -359,15 +366,16 @@ template <int KD> struct wg_pass {
 static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && (QSTG == 0 || QST_OK(QSTG)), "QST, QST1_4, QST1_8, QSTG: 2, 4, 8 or 16 chunks");
 
 // qtile: the weight tile (16 columns) of warp w of column slab s in a
-// block of NW warps. Blocks of 8 warps take 8 tiles in a row. The wider
-// blocks (the _g kernels: glu only, NW/2 gate and NW/2 up tiles of the same
-// outputs) take output tiles p = s·NW/2 + w mod NW/2, whose gate tile is
-// (p/4)·8 + p mod 4 in the runs of 64 and whose up tile follows it by 4,
-// the gate tiles with warps 0 to NW/2-1: the block's sums then lie as an
-// 8-warp block's do, gate's QC/2 columns then up's.
-template <int NW> __device__ __forceinline__ int qtile(int s, int w) {
-    if constexpr (NW == 8) {
-        return s * 8 + w;
+// block of NW warps. Blocks of 8 warps, and the plain wide ones (the _p
+// kernels, !GW), take NW tiles in a row. The wide GLU blocks (the _g
+// kernels, GW: NW/2 gate and NW/2 up tiles of the same outputs) take
+// output tiles p = s·NW/2 + w mod NW/2, whose gate tile is (p/4)·8 + p mod
+// 4 in the runs of 64 and whose up tile follows it by 4, the gate tiles
+// with warps 0 to NW/2-1: the block's sums then lie as an 8-warp block's
+// do, gate's QC/2 columns then up's.
+template <int NW, bool GW> __device__ __forceinline__ int qtile(int s, int w) {
+    if constexpr (!GW) {
+        return s * NW + w;
     } else {
         constexpr int H = NW / 2;
         const int p = s * H + w % H;
@@ -377,8 +385,9 @@ template <int NW> __device__ __forceinline__ int qtile(int s, int w) {
 
 // AL: gs is a multiple of the chunk (KB), so groups change between chunks
 // only; otherwise they are checked at every step of 16 inputs. NW: the
-// block's warps (8, or 14 in the _g kernels).
-template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8>
+// block's warps (8, 14 in the _g kernels, 16 in the _p ones); GW: the _g
+// kernels' gate and up tiles (qtile).
+template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8, bool GW = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
@@ -391,7 +400,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int QD = NW != 8 && QSTG ? QSTG : MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
-    static_assert(NW == 8 || (NW % 2 == 0 && NW <= 16 && MT == 1 && !NRM && !WG && !AP), "the _g kernels: one tile, plain");
+    static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
+                  "the _g and _p kernels: one tile, plain");
+    static_assert(!GW || NW != 8, "GW: the _g kernels");
     constexpr int QC = NW * 16;  // the block's columns
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
@@ -404,8 +415,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int col0 = slab * QC;  // (the _g kernels: in the order of the block's sums, not the weight's)
     // (NW 8: the expressions as they were before qtile, which compile to
     // the same SASS as before under NVRTC 12.4.)
-    const bool active = (NW == 8 ? slab * 8 + warp : qtile<NW>(slab, warp)) * 16 < N;
-    const int nt = NW == 8 ? (active ? slab * 8 + warp : slab * 8) : active ? qtile<NW>(slab, warp) : qtile<NW>(slab, 0);
+    const bool active = (NW == 8 ? slab * 8 + warp : qtile<NW, GW>(slab, warp)) * 16 < N;
+    const int nt = NW == 8 ? (active ? slab * 8 + warp : slab * 8) : active ? qtile<NW, GW>(slab, warp) : qtile<NW, GW>(slab, 0);
     const u32 ring0 = smem_addr(smem_q) + (warp * QD * 32 + lane) * 16;  // this lane's slot 0; slots 512 B apart
     u16* xs = (u16*)(smem_q + NW * QD * 32);                             // [M][LDX] fp16, inputs in order
     float* tot = (float*)xs;                                               // [M][QC], after the loop
@@ -1186,7 +1197,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (!last) return;
         __threadfence();
         for (int e = threadIdx.x; e < M * QC; e += blockDim.x) {
-            const int m = e / QC, vc = e % QC, n = NW == 8 ? col0 + vc : qtile<NW>(slab, vc >> 4) * 16 + (vc & 15);
+            const int m = e / QC, vc = e % QC, n = NW == 8 ? col0 + vc : qtile<NW, GW>(slab, vc >> 4) * 16 + (vc & 15);
             float v = 0.0f;
             if (n < N)
                 for (int y = 0; y < S; y++) v += __ldcg(part + ((i64)y * M + m) * N + n);
@@ -1294,9 +1305,21 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc) {                                                                           \
-        qmma<BITS, 1, T, true, false, false, false, 14>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, \
-                                                      count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, nv8,   \
-                                                      QRope<T>{}, nullptr);                                          \
+        qmma<BITS, 1, T, true, false, false, false, 14, true>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, \
+                                                            part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
+                                                            nv8, QRope<T>{}, nullptr);                                    \
+    }
+// The plain wide kernel of one tile (_p, 16 warps, 256 columns, one block
+// an SM: runtime/cuda sizes its shared memory so).
+#define QMMA_P(BITS, T, NAME)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(512, 1) qmma##BITS##_t1_p_##NAME(                                  \
+        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
+        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
+        const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
+        const float* invf, T* kc, T* vc) {                                                                           \
+        qmma<BITS, 1, T, true, false, false, false, 16, false>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, \
+                                                             part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
+                                                             nv8, QRope<T>{}, nullptr);                                    \
     }
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
@@ -1316,13 +1339,14 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
-    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_N(BITS, T, NAME)                   \
-    QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \
+    QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
 #define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
-#define QMMA_T(BITS, T, NAME) \
-    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+#define QMMA_T(BITS, T, NAME)                                                                      \
+    QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME) \
+    QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)

@@ -121,9 +121,10 @@ type Backend struct {
 	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
+	qmmaPlain     int       // plain products of this many rows or more, up to 8, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
 	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
-	wideLate      bool      // GPTQTOOL_QMMA_WIDE_LATE=1: the kernel after a wide GLU product launches only as it ends (QF_LATE)
+	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
 	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool      // the last quantized product launched was a wide GLU one
 	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
@@ -307,6 +308,12 @@ func New(o Options) (*Backend, error) {
 	if b.qmmaWide, err = envInt("GPTQTOOL_QMMA_WIDE", defaultQmmaWide, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
+	// GPTQTOOL_QMMA_PLAIN=N: plain products (no GLU, RoPE, norm or
+	// attention parts) of N to 8 rows run on the plain wide kernels (blocks
+	// of 16 warps, one an SM, qmmaSplitPlain); 0: none.
+	if b.qmmaPlain, err = envInt("GPTQTOOL_QMMA_PLAIN", defaultQmmaPlain, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+		return nil, err
+	}
 	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
 	// block a slab, no sums to add up across blocks), and
 	// GPTQTOOL_QMMA_WIDE_QST=D sets the wide kernels' ring depth (for
@@ -323,11 +330,17 @@ func New(o Options) (*Backend, error) {
 	if b.qstWide != 0 {
 		b.extraDefines = append(b.extraDefines, "-DQSTG="+strconv.Itoa(b.qstWide))
 	}
-	// GPTQTOOL_QMMA_WIDE_LATE=1 and GPTQTOOL_QMMA_WIDE_SPREAD=1: two ways
-	// to keep down's blocks, launched while a wide gate/up product holds
-	// whole SMs, from crowding four to an SM (for measuring; neither has
-	// run on the device yet).
-	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") == "1"
+	// The kernel after a wide GLU product (down) launches only as the
+	// product ends: launched once its loops were done, down's blocks took
+	// the SMs its blocks left first, four to an SM on a quarter of them.
+	// On the H200 (7B shape, 4-bit g128 act order) batch 8 gave 3,467
+	// tok/s against 3,326 (+4.2%), and batch 1 with wide kernels from one
+	// row 486.4 against 485.1 (docs/benchmarks.md, the eighteenth
+	// session). GPTQTOOL_QMMA_WIDE_LATE=0 launches it early again, and
+	// GPTQTOOL_QMMA_WIDE_SPREAD=1 instead sizes its shared memory so that
+	// an SM holds no more than its even share of its blocks (456.2 at
+	// batch 1 with wide kernels from one row: slower).
+	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)

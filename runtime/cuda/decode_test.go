@@ -162,6 +162,90 @@ func TestWideGLU(t *testing.T) {
 	}
 }
 
+// TestWidePlain checks the plain wide kernels (qgemv.cu _p: blocks of 16
+// warps, one an SM) against float64 and against the 8-warp kernels, with
+// and without act order and a residual, for 4 and 8 bits, a partial last
+// slab (384 outputs: a slab and a half), the 7B down product's shape at
+// one row, and a split q/k/v fusion's three outputs, in clusters and
+// through global memory.
+func TestWidePlain(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAPlain(b.QMMAPlain())
+	defer b.SetClusters(b.Clusters())
+	clusters := b.Clusters()
+	r := rand.New(rand.NewPCG(23, 24))
+	type tc struct{ K, N, bits, M int }
+	cases := []tc{{512, 256, 4, 1}, {1024, 384, 8, 4}, {2048, 512, 4, 8}, {14336, 4096, 4, 1}, {14336, 4096, 8, 1}}
+	for _, c := range cases {
+		for _, perm := range []bool{false, true} {
+			for _, cl := range []bool{true, false} {
+				if cl && !clusters {
+					continue
+				}
+				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
+					b.SetClusters(cl)
+					q := randomQuant(r, c.K, c.N, c.bits, 128, perm)
+					w, err := b.LoadQuant(q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer b.Free(w)
+					x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 8/math.Sqrt(float64(c.K))), c.M, c.K)
+					add, ar := upload(t, b, runtime.F16, normals(r)(c.M*c.N, 1), c.M, c.N)
+					want := backendtest.RefMatMul(xr, q.Dequantize(), c.M, c.N, c.K)
+					for i := range want {
+						want[i] += float64(ar[i])
+					}
+					o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					b.SetQMMAPlain(0)
+					b.MatMulAdd(o8, x, w, add)
+					b.SetQMMAPlain(1)
+					b.MatMulAdd(ow, x, w, add)
+					got8, gotw := download(t, b, o8), download(t, b, ow)
+					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+						t.Errorf("wide: nmse %.3g against float64", nmse)
+					}
+					if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
+						t.Errorf("8 warps: nmse %.3g against float64", nmse)
+					}
+				})
+			}
+		}
+	}
+	// A split fusion's outputs (q/k/v of 1,920 / 384 / 256 columns: slabs
+	// of 256 columns that span two outputs), without a residual.
+	t.Run("split", func(t *testing.T) {
+		const K, M = 1024, 2
+		ws := []*runtime.QuantWeight{randomQuant(r, K, 1920, 4, 128, true), randomQuant(r, K, 384, 4, 128, false), randomQuant(r, K, 256, 4, 128, false)}
+		ws[1].Perm, ws[2].Perm = ws[0].Perm, ws[0].Perm
+		w, err := b.LoadQuantSplit(ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free(w)
+		x, xr := upload(t, b, runtime.F16, normals(r)(M*K, 8/math.Sqrt(K)), M, K)
+		for _, rows := range []int{0, 1} {
+			b.SetQMMAPlain(rows)
+			var outs []runtime.Tensor
+			for _, q := range ws {
+				o, _ := upload(t, b, runtime.F16, make([]float32, M*q.N), M, q.N)
+				outs = append(outs, o)
+			}
+			b.MatMulSplit(outs, x, w)
+			for i, q := range ws {
+				want := backendtest.RefMatMul(xr, q.Dequantize(), M, q.N, K)
+				if nmse := backendtest.NMSE(download(t, b, outs[i]), want); !(nmse < 1e-5) {
+					t.Errorf("plain wide from %d rows: output %d: nmse %.3g against float64", rows, i, nmse)
+				}
+			}
+		}
+	})
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func i32s(v []int32) []byte {
 	out := make([]byte, 4*len(v))
 	for i, x := range v {

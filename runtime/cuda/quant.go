@@ -60,6 +60,7 @@ var qnames = func() (n struct {
 	wgRoPE   [2][len(qmmaTiles)]map[runtime.DType]string    // the same with the q/k/v epilogue's RoPE
 	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
 	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
+	plain    [2]map[runtime.DType]string                    // one tile, plain, blocks of qmmaPlainWarps (GPTQTOOL_QMMA_PLAIN)
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -78,6 +79,7 @@ var qnames = func() (n struct {
 		n.normRoPE[i] = map[runtime.DType]string{}
 		n.ap[i] = map[runtime.DType]string{}
 		n.wide[i] = map[runtime.DType]string{}
+		n.plain[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -97,6 +99,7 @@ var qnames = func() (n struct {
 			n.normRoPE[i][dt] = fmt.Sprintf("qmma%d_t1_n_r_%s", bits, suffix(dt))
 			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
 			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
+			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if j < qmmaSyncTiles {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
@@ -230,6 +233,53 @@ func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool)
 		return p, nb, false
 	}
 	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: shared(cps)}, nb, true
+}
+
+// qmmaPlainWarps is the warps of a block of the plain wide kernels
+// (qgemv.cu _p: 16 tiles of 16 columns), one block an SM.
+//
+// defaultQmmaPlain: plain products of this many rows or more (up to 8) run
+// on them; 0, none, until measured.
+const (
+	qmmaPlainWarps   = 16
+	defaultQmmaPlain = 0
+)
+
+// qmmaSplitPlain plans a plain product of M rows (at most 8: one tile) by
+// a weight of K inputs and N outputs on the plain wide kernels: slabs of
+// qmmaPlainWarps tiles, each split along K into as many blocks as fill the
+// SMs once at one block an SM (at most a cluster's maxClusterBlocks), x
+// staged whole, and shared memory past half an SM's, so that an SM never
+// holds two of them. On an H200 the 7B shape's down product (K 14,336, N
+// 4,096) is 16 slabs in 8 splits of 28 chunks: 128 blocks. ok is false
+// where x's slice does not fit or there is no room to keep the blocks one
+// an SM.
+func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool) {
+	kb := chunkInputs(bits)
+	CK := K / kb
+	nb = (N + 16*qmmaPlainWarps - 1) / (16 * qmmaPlainWarps)
+	ring := qmmaPlainWarps * b.qstWideDepth(bits) * 512
+	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*qmmaPlainWarps*16*4) }
+	S := max(1, min(b.sms/nb, CK, maxClusterBlocks))
+	cps := (CK + S - 1) / S
+	limit := min(b.shared, qmmaShared)
+	for shared(cps) > limit && S < min(CK, maxClusterBlocks) {
+		S++
+		cps = (CK + S - 1) / S
+	}
+	S = (CK + cps - 1) / cps
+	sh := shared(cps)
+	if sh > limit {
+		return p, nb, false
+	}
+	// One block an SM: more than half of its shared memory (spreadShared
+	// with the SMs' share of nb·S blocks, one where they fit at once).
+	if nb*S <= b.sms {
+		if sh = b.spreadShared(sh, nb*S, 2); 2*(sh+1<<10) <= b.smemSM {
+			return p, nb, false
+		}
+	}
+	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: sh}, nb, true
 }
 
 // qstWideDepth is the wide GLU kernels' chunks in flight a warp: the
@@ -694,6 +744,22 @@ func (b *Backend) QMMAWide() int {
 	return b.qmmaWide
 }
 
+// SetQMMAPlain runs the plain products of rows rows or more, up to a tile
+// of 8, on the plain wide kernels (GPTQTOOL_QMMA_PLAIN; 0: none), for tests
+// and measurements.
+func (b *Backend) SetQMMAPlain(rows int) {
+	b.enter()
+	defer b.exit()
+	b.qmmaPlain = rows
+}
+
+// QMMAPlain is SetQMMAPlain's setting.
+func (b *Backend) QMMAPlain() int {
+	b.enter()
+	defer b.exit()
+	return b.qmmaPlain
+}
+
 // SetDequantGEMM makes every product with a quantized weight dequantize it
 // and multiply with cuBLAS (the reference the qmma kernels are checked
 // against), or restores the kernels.
@@ -1030,10 +1096,17 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	sp := b.qmmaSplit(M, q.k, q.n, q.bits, wg)
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole
 	// chunks, no norm), on the wide kernels.
-	threads, wide := 256, false
-	if q.glu && b.qmmaWide > 0 && M >= b.qmmaWide && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
+	// Plain products of qmmaPlain rows or more, up to a tile, on the plain
+	// wide kernels.
+	threads, wide, plain := 256, false, false
+	if b.qmmaWide > 0 && M >= b.qmmaWide && q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
 		if wp, wnb, ok := b.qmmaSplitWide(M, q.k, q.n, q.bits); ok {
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
+		}
+	}
+	if b.qmmaPlain > 0 && M >= b.qmmaPlain && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
+		if pp, pnb, ok := b.qmmaSplitPlain(M, q.k, q.n, q.bits); ok {
+			sp, nb, threads, plain = pp, pnb, 32*qmmaPlainWarps, true
 		}
 	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
@@ -1109,6 +1182,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		name = qnames.wg[q.bits/8][tile][x.dt]
 	case wide:
 		name = qnames.wide[q.bits/8][x.dt]
+	case plain:
+		name = qnames.plain[q.bits/8][x.dt]
 	}
 	var r ropeArg
 	if rp != nil {
@@ -1120,7 +1195,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
 	// blocks would otherwise crowd onto the SMs that its blocks leave
 	// first, spread too.)
-	if (b.qmmaSpread || (b.wideSpread && b.lastWide)) && !wide {
+	if (b.qmmaSpread || (b.wideSpread && b.lastWide)) && !wide && !plain {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
 	b.lastWide = wide

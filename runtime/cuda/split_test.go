@@ -130,6 +130,43 @@ func TestQmmaSplitWide(t *testing.T) {
 	}
 }
 
+// TestQmmaSplitPlain checks the plain wide kernels' plans on an H200's
+// figures: one block an SM (more than half an SM's shared memory, even
+// with only the driver's KiB a block besides) where the blocks fit at
+// once, x staged whole.
+func TestQmmaSplitPlain(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true}
+	for _, c := range []struct {
+		M, K, N, bits    int
+		nb, S, cps, ring int
+		spread           bool
+	}{
+		// The 7B down product: 16 slabs of 256 columns, 8 splits of 28 chunks.
+		{1, 14336, 4096, 4, 16, 8, 28, 16 * 4 * 512, true},
+		{8, 4096, 4096, 8, 16, 8, 16, 16 * 8 * 512, true},
+		// One slab: 8 splits of one chunk.
+		{1, 512, 256, 4, 1, 8, 1, 16 * 4 * 512, true},
+		// 256 slabs, more than the SMs: one block a slab, not spread.
+		{1, 4096, 65536, 4, 256, 1, 64, 16 * 4 * 512, false},
+	} {
+		p, nb, ok := b.qmmaSplitPlain(c.M, c.K, c.N, c.bits)
+		kb := chunkInputs(c.bits)
+		least := c.ring + max(c.M*(c.cps*kb+8)*2, c.M*256*4)
+		if !ok || nb != c.nb || p.S != c.S || p.cps != c.cps || p.P != c.cps || p.cluster != (c.S > 1) || p.shared < least {
+			t.Errorf("M%d K%d N%d %d-bit: ok %v nb %d S %d cps %d P %d shared %d cluster %v, want nb %d S %d cps %d shared >= %d",
+				c.M, c.K, c.N, c.bits, ok, nb, p.S, p.cps, p.P, p.shared, p.cluster, c.nb, c.S, c.cps, least)
+			continue
+		}
+		if one := 2*(p.shared+1<<10) > b.smemSM; one != c.spread || (!c.spread && p.shared != least) {
+			t.Errorf("M%d K%d N%d %d-bit: shared %d (one block an SM: %v), want one block an SM %v", c.M, c.K, c.N, c.bits, p.shared, one, c.spread)
+		}
+	}
+	// x of 8 rows' slice of 128 chunks (K 65,536 in 8 splits) does not fit.
+	if _, _, ok := b.qmmaSplitPlain(8, 65536, 4096, 4); ok {
+		t.Error("a slice over the shared memory cap was planned")
+	}
+}
+
 // TestSpreadShared checks GPTQTOOL_QMMA_SPREAD's shared memory on an
 // H200's figures: a grid of 256 blocks (two an SM at most) or 288 (three)
 // asks for more than 1/3 (1/4) of the SM's memory but no more than 1/2
