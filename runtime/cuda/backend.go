@@ -122,6 +122,7 @@ type Backend struct {
 	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	qmmaPlain     int       // plain products of this many rows or more, up to 8, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
+	plainGlobal   bool      // GPTQTOOL_QMMA_PLAIN_CLUSTER=0: the plain wide kernels' splits add up through global memory, not in a cluster
 	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
 	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
@@ -314,6 +315,12 @@ func New(o Options) (*Backend, error) {
 	if b.qmmaPlain, err = envInt("GPTQTOOL_QMMA_PLAIN", defaultQmmaPlain, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
+	// GPTQTOOL_QMMA_PLAIN_CLUSTER=0: their splits add up through global
+	// memory (a counter and a last block), so that the hardware may place
+	// their blocks on any SM: at one block an SM an H200 holds 15 clusters
+	// of 8 at once, and the 7B down product's 16th then waits for one of
+	// them to end.
+	b.plainGlobal = os.Getenv("GPTQTOOL_QMMA_PLAIN_CLUSTER") == "0"
 	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
 	// block a slab, no sums to add up across blocks), and
 	// GPTQTOOL_QMMA_WIDE_QST=D sets the wide kernels' ring depth (for

@@ -279,7 +279,7 @@ func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool
 			return p, nb, false
 		}
 	}
-	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: sh}, nb, true
+	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && !b.plainGlobal && S > 1, shared: sh}, nb, true
 }
 
 // qstWideDepth is the wide GLU kernels' chunks in flight a warp: the
