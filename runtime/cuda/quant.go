@@ -191,15 +191,18 @@ func qmmaBlocksPerSM(tile int) int {
 // _g: gate and up tiles of qmmaWideWarps/2 tiles of outputs, 16 columns
 // each), which an SM holds qmmaWideBlocks of by their registers.
 //
-// defaultQmmaWide: GLU products of 5-8 rows run on them. On an H200 the
-// 7B decode at batch 8 measured 3.4% faster with them (8 bits: 8.3%), at
-// batch 1 2.9% slower (8 bits: 0.4%): there gate/up took 1.7 µs less, but
+// defaultQmmaWide: GLU products of 1-8 rows run on them. On an H200 the
+// 7B decode at batch 8 measured 3.4% faster with them (8 bits: 8.3%). At
+// batch 1 they were first 2.9% slower: gate/up took 1.7 µs less, but
 // down's blocks, launched while gate/up's held whole SMs' registers, went
-// four to an SM on a quarter of the SMs and took 4 µs more.
+// four to an SM on a quarter of the SMs and took 4 µs more. With down
+// launched only as a wide product ends (wideLate), batch 1 measured 492.3
+// and 493.6 tok/s against 486.7 and 487.7 from 5 rows, 8 bits 346.0
+// against 341.3 (docs/benchmarks.md, the eighteenth session).
 const (
 	qmmaWideWarps   = 14
 	qmmaWideBlocks  = 2
-	defaultQmmaWide = 5
+	defaultQmmaWide = 1
 )
 
 // qmmaSplitWide plans a GLU product of M rows (at most 8: one tile) by a
