@@ -958,6 +958,9 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 		phase = CK
 	}
 	S := max(1, min((b.qfill[qfillClass(M)]*b.sms+nb-1)/nb, CK))
+	if b.qmmaMaxS > 0 {
+		S = min(S, b.qmmaMaxS)
+	}
 	if b.waveCap && tile > 0 {
 		// Kernels of more than one tile: no more blocks than the SMs hold
 		// at once (one wave; a gate/up product of 224 column blocks split

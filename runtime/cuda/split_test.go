@@ -130,6 +130,20 @@ func TestQmmaSplitWide(t *testing.T) {
 	}
 }
 
+// TestQmmaMaxS checks GPTQTOOL_QMMA_MAXS on an H200's figures: the 7B
+// down product at one row (K 14,336, N 4,096: 8 splits of 28 chunks by
+// default) in 7 splits of 32 chunks, still one cluster a slab.
+func TestQmmaMaxS(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, qfill: defaultFill, waveCap: true}
+	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 8 || p.cps != 28 || !p.cluster {
+		t.Errorf("default: S %d cps %d cluster %v, want 8 splits of 28 chunks in a cluster", p.S, p.cps, p.cluster)
+	}
+	b.qmmaMaxS = 7
+	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 7 || p.cps != 32 || !p.cluster {
+		t.Errorf("at most 7: S %d cps %d cluster %v, want 7 splits of 32 chunks in a cluster", p.S, p.cps, p.cluster)
+	}
+}
+
 // TestQmmaSplitPlain checks the plain wide kernels' plans on an H200's
 // figures: one block an SM (more than half an SM's shared memory, even
 // with only the driver's KiB a block besides) where the blocks fit at
