@@ -316,10 +316,11 @@ func New(o Options) (*Backend, error) {
 	if b.qmmaPlain, err = envInt("GPTQTOOL_QMMA_PLAIN", defaultQmmaPlain, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_QMMA_MAXS=N caps the K splits of the qmma products (clusters
-	// of N blocks at most): an H200's GPCs hold 30 clusters of 8 at two
-	// blocks an SM, so that two of the 7B down product's 32 ran three
-	// blocks to an SM on 16 SMs (for measuring).
+	// GPTQTOOL_QMMA_MAXS=N caps the K splits of the qmma products but
+	// those of attention's parts (clusters of N blocks at most): an H200's
+	// GPCs hold 30 clusters of 8 at two blocks an SM, so that two of the 7B
+	// down product's 32 ran three blocks to an SM on 16 SMs; in 7 splits
+	// its body took 11.9 µs against 14.3 (for measuring).
 	if b.qmmaMaxS, err = envInt("GPTQTOOL_QMMA_MAXS", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
