@@ -123,7 +123,7 @@ type Backend struct {
 	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	qmmaPlain     int       // plain products of this many rows or more, up to 8, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
 	plainGlobal   bool      // GPTQTOOL_QMMA_PLAIN_CLUSTER=0: the plain wide kernels' splits add up through global memory, not in a cluster
-	qmmaMaxS      int       // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: qmmaSplit's own, up to maxClusterBlocks in a cluster)
+	qmmaMaxS      int       // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
 	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
 	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
@@ -317,10 +317,8 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	// GPTQTOOL_QMMA_MAXS=N caps the K splits of the qmma products but
-	// those of attention's parts (clusters of N blocks at most): an H200's
-	// GPCs hold 30 clusters of 8 at two blocks an SM, so that two of the 7B
-	// down product's 32 ran three blocks to an SM on 16 SMs; in 7 splits
-	// its body took 11.9 µs against 14.3 (for measuring).
+	// those of attention's parts (clusters of N blocks at most), of any
+	// rows, instead of maxSplits' default (for measuring; 8: no cap).
 	if b.qmmaMaxS, err = envInt("GPTQTOOL_QMMA_MAXS", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
 		return nil, err
 	}

@@ -285,6 +285,30 @@ func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool
 	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && !b.plainGlobal && S > 1, shared: sh}, nb, true
 }
 
+// defaultMaxS1 is the most K splits of a product of 1-4 rows (a cluster
+// of 7 blocks at most): an H200's GPCs hold 30 clusters of 8 at two blocks
+// an SM, so that two of the 7B down product's 32 ran three blocks to an SM
+// on 16 SMs, and every cluster waited for them; in 7 splits its body took
+// 11.9 µs against 14.3 at batch 1 (docs/benchmarks.md, the eighteenth
+// session).
+const defaultMaxS1 = 7
+
+// maxSplits is the most K splits of a qmma product of M rows (0: no cap):
+// GPTQTOOL_QMMA_MAXS where set, else defaultMaxS1 for 1-4 rows. Products
+// of attention's parts (ap: o_proj at 1-4 rows) keep theirs: in 7 splits
+// the 7B o_proj staged its larger slices in 2.9 µs against 1.7.
+func (b *Backend) maxSplits(M int, ap bool) int {
+	switch {
+	case ap:
+		return 0
+	case b.qmmaMaxS > 0:
+		return b.qmmaMaxS
+	case qfillClass(M) == 0:
+		return defaultMaxS1
+	}
+	return 0
+}
+
 // qstWideDepth is the wide GLU kernels' chunks in flight a warp: the
 // one-tile kernels' (qstDepth) unless GPTQTOOL_QMMA_WIDE_QST sets another
 // (QSTG in qgemv.cu).
@@ -1104,14 +1128,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	// (GPTQTOOL_QMMA_MAXS leaves the products of attention's parts, o_proj
-	// at 1-4 rows, their splits: with 7 the 7B o_proj staged 2.9 µs
-	// against 1.7.)
-	maxS := b.qmmaMaxS
-	if ap != nil {
-		maxS = 0
-	}
-	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, maxS)
+	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, ap != nil))
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole
 	// chunks, no norm), on the wide kernels.
 	// Plain products of qmmaPlain rows or more, up to a tile, on the plain

@@ -130,9 +130,10 @@ func TestQmmaSplitWide(t *testing.T) {
 	}
 }
 
-// TestQmmaMaxS checks GPTQTOOL_QMMA_MAXS on an H200's figures: the 7B
-// down product at one row (K 14,336, N 4,096: 8 splits of 28 chunks by
-// default) in 7 splits of 32 chunks, still one cluster a slab.
+// TestQmmaMaxS checks the cap on a product's K splits on an H200's
+// figures: the 7B down product at one row (K 14,336, N 4,096: 8 splits of
+// 28 chunks uncapped) in 7 splits of 32 chunks, still one cluster a slab,
+// and maxSplits' choice of the cap.
 func TestQmmaMaxS(t *testing.T) {
 	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, qfill: defaultFill, waveCap: true}
 	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 8 || p.cps != 28 || !p.cluster {
@@ -141,6 +142,20 @@ func TestQmmaMaxS(t *testing.T) {
 	b.qmmaMaxS = 7
 	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 7 || p.cps != 32 || !p.cluster {
 		t.Errorf("at most 7: S %d cps %d cluster %v, want 7 splits of 32 chunks in a cluster", p.S, p.cps, p.cluster)
+	}
+	// maxSplits: by default 7 for 1-4 rows, none for more; none for
+	// attention's parts; GPTQTOOL_QMMA_MAXS for every row count.
+	b.qmmaMaxS = 0
+	for _, c := range []struct {
+		M    int
+		ap   bool
+		env  int
+		want int
+	}{{1, false, 0, 7}, {4, false, 0, 7}, {5, false, 0, 0}, {1, true, 0, 0}, {1, false, 8, 8}, {8, false, 6, 6}, {1, true, 6, 0}} {
+		b.qmmaMaxS = c.env
+		if got := b.maxSplits(c.M, c.ap); got != c.want {
+			t.Errorf("maxSplits(%d rows, ap %v) with GPTQTOOL_QMMA_MAXS=%d: %d, want %d", c.M, c.ap, c.env, got, c.want)
+		}
 	}
 }
 
