@@ -137,3 +137,32 @@ func TestParseKernelDefines(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSplits checks GPTQTOOL_QMMA_S's items and its errors, and that
+// a product's plan takes the split given for its weight's shape (at most
+// its chunks).
+func TestParseSplits(t *testing.T) {
+	m, err := parseSplits("4096x6144:8, 14336x4096:5")
+	if err != nil || len(m) != 2 || m[[2]int{4096, 6144}] != 8 || m[[2]int{14336, 4096}] != 5 {
+		t.Fatalf("two items: %v, %v", m, err)
+	}
+	if m, err := parseSplits(""); err != nil || m != nil {
+		t.Errorf("empty: %v, %v", m, err)
+	}
+	for _, v := range []string{"4096x6144", "4096x6144:9", "4096x6144:0", "4096:8", "4096x6144:8x", "a,b", "4096x6144:8,"} {
+		if _, err := parseSplits(v); err == nil {
+			t.Errorf("%q: no error", v)
+		}
+	}
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, qfill: defaultFill, waveCap: true, qmmaS: m}
+	if p := b.qmmaSplit(1, 4096, 6144, 4, false); p.S != 8 || p.cps != 8 {
+		t.Errorf("q/k/v at 8: S %d cps %d", p.S, p.cps)
+	}
+	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 5 || p.cps != 45 {
+		t.Errorf("down at 5: S %d cps %d", p.S, p.cps)
+	}
+	// Another shape keeps its own plan (o_proj: 8 splits of 8 chunks).
+	if p := b.qmmaSplit(1, 4096, 4096, 4, false); p.S != 8 || p.cps != 8 {
+		t.Errorf("o_proj: S %d cps %d", p.S, p.cps)
+	}
+}

@@ -379,6 +379,27 @@ func parseQST(v string) ([2]int, error) {
 	return d, nil
 }
 
+// parseSplits reads GPTQTOOL_QMMA_S: comma-separated KxN:S items, each
+// splitting the inputs of the qmma products by weights of K inputs and N
+// outputs in S blocks (for measuring one product's splits at a time, e.g.
+// 4096x6144:8 for the 7B q/k/v product); empty: none.
+func parseSplits(v string) (map[[2]int]int, error) {
+	if v == "" {
+		return nil, nil
+	}
+	m := map[[2]int]int{}
+	for _, it := range strings.Split(v, ",") {
+		var k, n, sp int
+		var rest string
+		c, _ := fmt.Sscanf(strings.TrimSpace(it)+"|", "%dx%d:%d%s", &k, &n, &sp, &rest)
+		if c != 4 || rest != "|" || k < 1 || n < 1 || sp < 1 || sp > maxClusterBlocks {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_S=%q: want KxN:S items (S 1-%d), comma-separated; %q is not one", v, maxClusterBlocks, it)
+		}
+		m[[2]int{k, n}] = sp
+	}
+	return m, nil
+}
+
 // qstDepthOK reports whether n chunks a warp is a ring depth the qmma
 // kernels take: 2, 4, 8 or 16 (qgemv.cu QST_OK).
 func qstDepthOK(n int) bool { return n == 2 || n == 4 || n == 8 || n == 16 }
@@ -990,6 +1011,9 @@ func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS int) qmmaPlan {
 	if maxS > 0 {
 		S = min(S, maxS)
 	}
+	if sp, ok := b.qmmaS[[2]int{K, N}]; ok {
+		S = min(sp, CK)
+	}
 	if b.waveCap && tile > 0 {
 		// Kernels of more than one tile: no more blocks than the SMs hold
 		// at once (one wave; a gate/up product of 224 column blocks split
@@ -1238,7 +1262,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
-	if wide && b.wideLate {
+	if (wide && b.wideLate) || (b.resLate && res != nil && ap == nil && M <= 4) {
 		flags |= qfLate
 	}
 	var tm TensorMap
