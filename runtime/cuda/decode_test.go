@@ -96,6 +96,30 @@ func TestFusedQuant(t *testing.T) {
 	}
 }
 
+// wideCase is a product of M rows by a weight of K inputs, N outputs and
+// bits-bit codes, for TestWideGLU and TestWidePlain.
+type wideCase struct{ K, N, bits, M int }
+
+// forWideCases runs each case without and with act order (perm), in
+// clusters where the device has them and through global memory, as
+// subtests; the backend's clusters setting is the run's.
+func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, run func(t *testing.T, c wideCase, perm bool)) {
+	clusters := b.Clusters()
+	for _, c := range cases {
+		for _, perm := range []bool{false, true} {
+			for _, cl := range []bool{true, false} {
+				if cl && !clusters {
+					continue
+				}
+				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
+					b.SetClusters(cl)
+					run(t, c, perm)
+				})
+			}
+		}
+	}
+}
+
 // TestWideGLU checks the wide GLU kernels (qgemv.cu _g, SetQMMAWide)
 // against float64 products of the separate weights and against the 8-warp
 // kernels with the outputs moved to slots (an act-order down's input
@@ -107,56 +131,44 @@ func TestWideGLU(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAWide(b.QMMAWide())
 	defer b.SetClusters(b.Clusters())
-	clusters := b.Clusters()
 	r := rand.New(rand.NewPCG(21, 22))
-	type tc struct{ K, N, bits, M int }
-	cases := []tc{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
-	for _, c := range cases {
-		for _, perm := range []bool{false, true} {
-			for _, cl := range []bool{true, false} {
-				if cl && !clusters {
-					continue
-				}
-				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
-					b.SetClusters(cl)
-					gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
-					up := randomQuant(r, c.K, c.N, c.bits, 128, false)
-					up.Perm = gate.Perm
-					glu, err := b.LoadQuantGLU(gate, up)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer b.Free(glu)
-					// (x scaled so that silu(gate)·up stays within fp16 at
-					// K 4,096.)
-					x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
-					g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
-					u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
-					want := make([]float64, len(g))
-					for i := range g {
-						want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
-					}
-					slots := randomSlots(r, c.N)
-					o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					os, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					b.SetQMMAWide(0)
-					b.MatMulGLU(o8, x, glu)
-					b.SetQMMAWide(1)
-					b.MatMulGLU(ow, x, glu)
-					b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
-					got8, gotw := download(t, b, o8), download(t, b, ow)
-					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
-						t.Errorf("wide: nmse %.3g against float64", nmse)
-					}
-					if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
-						t.Errorf("8 warps: nmse %.3g against float64", nmse)
-					}
-					sameBits(t, "wide to slots", download(t, b, os), moved(gotw, c.M, c.N, slots))
-				})
-			}
+	cases := []wideCase{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
+	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+		gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
+		up := randomQuant(r, c.K, c.N, c.bits, 128, false)
+		up.Perm = gate.Perm
+		glu, err := b.LoadQuantGLU(gate, up)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		defer b.Free(glu)
+		// (x scaled so that silu(gate)·up stays within fp16 at
+		// K 4,096.)
+		x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
+		g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
+		u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
+		want := make([]float64, len(g))
+		for i := range g {
+			want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+		}
+		slots := randomSlots(r, c.N)
+		o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		os, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		b.SetQMMAWide(0)
+		b.MatMulGLU(o8, x, glu)
+		b.SetQMMAWide(1)
+		b.MatMulGLU(ow, x, glu)
+		b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
+		got8, gotw := download(t, b, o8), download(t, b, ow)
+		if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+			t.Errorf("wide: nmse %.3g against float64", nmse)
+		}
+		if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
+			t.Errorf("8 warps: nmse %.3g against float64", nmse)
+		}
+		sameBits(t, "wide to slots", download(t, b, os), moved(gotw, c.M, c.N, slots))
+	})
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,47 +184,35 @@ func TestWidePlain(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAPlain(b.QMMAPlain())
 	defer b.SetClusters(b.Clusters())
-	clusters := b.Clusters()
 	r := rand.New(rand.NewPCG(23, 24))
-	type tc struct{ K, N, bits, M int }
-	cases := []tc{{512, 256, 4, 1}, {1024, 384, 8, 4}, {2048, 512, 4, 8}, {14336, 4096, 4, 1}, {14336, 4096, 8, 1}}
-	for _, c := range cases {
-		for _, perm := range []bool{false, true} {
-			for _, cl := range []bool{true, false} {
-				if cl && !clusters {
-					continue
-				}
-				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
-					b.SetClusters(cl)
-					q := randomQuant(r, c.K, c.N, c.bits, 128, perm)
-					w, err := b.LoadQuant(q)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer b.Free(w)
-					x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 8/math.Sqrt(float64(c.K))), c.M, c.K)
-					add, ar := upload(t, b, runtime.F16, normals(r)(c.M*c.N, 1), c.M, c.N)
-					want := backendtest.RefMatMul(xr, q.Dequantize(), c.M, c.N, c.K)
-					for i := range want {
-						want[i] += float64(ar[i])
-					}
-					o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					b.SetQMMAPlain(0)
-					b.MatMulAdd(o8, x, w, add)
-					b.SetQMMAPlain(1)
-					b.MatMulAdd(ow, x, w, add)
-					got8, gotw := download(t, b, o8), download(t, b, ow)
-					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
-						t.Errorf("wide: nmse %.3g against float64", nmse)
-					}
-					if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
-						t.Errorf("8 warps: nmse %.3g against float64", nmse)
-					}
-				})
-			}
+	cases := []wideCase{{512, 256, 4, 1}, {1024, 384, 8, 4}, {2048, 512, 4, 8}, {14336, 4096, 4, 1}, {14336, 4096, 8, 1}}
+	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+		q := randomQuant(r, c.K, c.N, c.bits, 128, perm)
+		w, err := b.LoadQuant(q)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
+		defer b.Free(w)
+		x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 8/math.Sqrt(float64(c.K))), c.M, c.K)
+		add, ar := upload(t, b, runtime.F16, normals(r)(c.M*c.N, 1), c.M, c.N)
+		want := backendtest.RefMatMul(xr, q.Dequantize(), c.M, c.N, c.K)
+		for i := range want {
+			want[i] += float64(ar[i])
+		}
+		o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		b.SetQMMAPlain(0)
+		b.MatMulAdd(o8, x, w, add)
+		b.SetQMMAPlain(1)
+		b.MatMulAdd(ow, x, w, add)
+		got8, gotw := download(t, b, o8), download(t, b, ow)
+		if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+			t.Errorf("wide: nmse %.3g against float64", nmse)
+		}
+		if nmse := backendtest.NMSE(got8, want); !(nmse < 1e-5) {
+			t.Errorf("8 warps: nmse %.3g against float64", nmse)
+		}
+	})
 	// A split fusion's outputs (q/k/v of 1,920 / 384 / 256 columns: slabs
 	// of 256 columns that span two outputs), without a residual.
 	t.Run("split", func(t *testing.T) {
