@@ -242,7 +242,12 @@ func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool)
 // (qgemv.cu _p: 16 tiles of 16 columns), one block an SM.
 //
 // defaultQmmaPlain: plain products of this many rows or more (up to 8) run
-// on them; 0, none, until measured.
+// on them; 0, none. On an H200 (7B shape, 4-bit g128 act order) only 15
+// clusters of 8 fit at one block an SM, so that the down product's 16th
+// waited for one of them (down 21.1 µs against 14.3); adding up through
+// global memory instead (GPTQTOOL_QMMA_PLAIN_CLUSTER=0), down took 12.5 µs
+// but q/k/v after it 1.4 µs more, and batch 8 was 5% slower
+// (docs/benchmarks.md, the eighteenth session).
 const (
 	qmmaPlainWarps   = 16
 	defaultQmmaPlain = 0
