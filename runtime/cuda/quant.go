@@ -225,17 +225,26 @@ func (b *Backend) qmmaSplitWide(M, K, N, bits int) (p qmmaPlan, nb int, ok bool)
 	if b.wideSplit > 0 {
 		S = min(S, b.wideSplit)
 	}
+	S, cps, ok := b.wholeSplit(CK, S, shared)
+	if !ok {
+		return p, nb, false
+	}
+	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: shared(cps)}, nb, true
+}
+
+// wholeSplit is the split of CK chunks in at least S blocks (more, up to
+// maxClusterBlocks, while a block's slice does not fit) for the wide
+// kernels, which stage x's whole slice: shared(cps) is a block's shared
+// memory at cps chunks a block. ok is false where the slice of the most
+// blocks does not fit either.
+func (b *Backend) wholeSplit(CK, S int, shared func(cps int) int) (int, int, bool) {
 	cps := (CK + S - 1) / S
 	limit := min(b.shared, qmmaShared)
 	for shared(cps) > limit && S < min(CK, maxClusterBlocks) {
 		S++
 		cps = (CK + S - 1) / S
 	}
-	S = (CK + cps - 1) / cps
-	if shared(cps) > limit {
-		return p, nb, false
-	}
-	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && S > 1, shared: shared(cps)}, nb, true
+	return (CK + cps - 1) / cps, cps, shared(cps) <= limit
 }
 
 // qmmaPlainWarps is the warps of a block of the plain wide kernels
@@ -268,18 +277,11 @@ func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool
 	nb = (N + 16*qmmaPlainWarps - 1) / (16 * qmmaPlainWarps)
 	ring := qmmaPlainWarps * b.qstWideDepth(bits) * 512
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*qmmaPlainWarps*16*4) }
-	S := max(1, min(b.sms/nb, CK, maxClusterBlocks))
-	cps := (CK + S - 1) / S
-	limit := min(b.shared, qmmaShared)
-	for shared(cps) > limit && S < min(CK, maxClusterBlocks) {
-		S++
-		cps = (CK + S - 1) / S
-	}
-	S = (CK + cps - 1) / cps
-	sh := shared(cps)
-	if sh > limit {
+	S, cps, ok := b.wholeSplit(CK, max(1, min(b.sms/nb, CK, maxClusterBlocks)), shared)
+	if !ok {
 		return p, nb, false
 	}
+	sh := shared(cps)
 	// One block an SM: more than half of its shared memory (spreadShared
 	// with the SMs' share of nb·S blocks, one where they fit at once).
 	if nb*S <= b.sms {
@@ -314,7 +316,7 @@ func (b *Backend) maxSplits(M int, ap bool) int {
 	return 0
 }
 
-// qstWideDepth is the wide GLU kernels' chunks in flight a warp: the
+// qstWideDepth is the wide kernels' (_g and _p) chunks in flight a warp: the
 // one-tile kernels' (qstDepth) unless GPTQTOOL_QMMA_WIDE_QST sets another
 // (QSTG in qgemv.cu).
 func (b *Backend) qstWideDepth(bits int) int {
@@ -1159,9 +1161,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
 	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, ap != nil))
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole
-	// chunks, no norm), on the wide kernels.
-	// Plain products of qmmaPlain rows or more, up to a tile, on the plain
-	// wide kernels.
+	// chunks, no norm), on the wide kernels; plain products of qmmaPlain
+	// rows or more, up to a tile, on the plain wide kernels.
 	threads, wide, plain := 256, false, false
 	if b.qmmaWide > 0 && M >= b.qmmaWide && q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
 		if wp, wnb, ok := b.qmmaSplitWide(M, q.k, q.n, q.bits); ok {
