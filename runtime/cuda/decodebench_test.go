@@ -81,10 +81,14 @@ func BenchmarkDecodeOps(b *testing.B) {
 	norm := randTensor(b, be, runtime.F16, H)
 	// The norm weight for products that normalize their input (NormFuser,
 	// off by default).
-	prevFuse := be.NormFusedRows()
+	// (The wide GLU kernels, which do not normalize, off while gate/up's is
+	// made: FuseNorm declines GLU weights while they are on.)
+	prevFuse, prevWide := be.NormFusedRows(), be.QMMAWide()
 	be.SetNormFuse(8)
 	defer be.SetNormFuse(prevFuse)
+	be.SetQMMAWide(0)
 	qkvNorm, guNorm := must(be.FuseNorm(norm, qkv)), must(be.FuseNorm(norm, gu))
+	be.SetQMMAWide(prevWide)
 	defer be.Free(qkvNorm)
 	defer be.Free(guNorm)
 	const bs, blocks, ctx = 16, 2048, 256

@@ -193,11 +193,13 @@ func TestInputOrder(t *testing.T) {
 }
 
 // withNormFuse has products of up to rows rows normalize their input until
-// the test ends.
+// the test ends, GLU ones too: the wide kernels, which do not normalize
+// (FuseNorm declines GLU weights while they are on), are off meanwhile.
 func withNormFuse(t *testing.T, b *cuda.Backend, rows int) {
-	prev := b.NormFusedRows()
+	prev, wide := b.NormFusedRows(), b.QMMAWide()
 	b.SetNormFuse(rows)
-	t.Cleanup(func() { b.SetNormFuse(prev) })
+	b.SetQMMAWide(0)
+	t.Cleanup(func() { b.SetNormFuse(prev); b.SetQMMAWide(wide) })
 }
 
 // normals returns a source of n values scale·N(0, 1) drawn from r.
@@ -290,6 +292,25 @@ func TestNormFuse(t *testing.T) {
 			b.Free(glu)
 		}
 	}
+	// While the wide kernels take GLU products of the rows that would
+	// normalize, FuseNorm declines GLU weights and still fuses split ones.
+	t.Run("wide", func(t *testing.T) {
+		split, glu := normedWeights(t, b, r, 512, true)
+		defer b.Free(split)
+		defer b.Free(glu)
+		nw, _ := upload(t, b, runtime.F16, rand32(512, 0.5), 1, 512)
+		defer b.Free(nw)
+		b.SetQMMAWide(1)
+		defer b.SetQMMAWide(0)
+		if fg, err := b.FuseNorm(nw, glu); err != nil || fg != nil {
+			t.Errorf("FuseNorm of a GLU weight with the wide kernels on: %v, %v; want nil, nil", fg, err)
+		}
+		fs, err := b.FuseNorm(nw, split)
+		if err != nil || fs == nil {
+			t.Fatalf("FuseNorm of a split weight with the wide kernels on: %v, %v", fs, err)
+		}
+		b.Free(fs)
+	})
 	// A norm weight FuseNorm did not make is refused.
 	defer func() {
 		if recover() == nil {

@@ -888,10 +888,16 @@ type normArg struct {
 // input order (gathered through its act-order permutation), for the
 // products by w whose one-tile kernels normalize x as they stage it.
 // GPTQTOOL_NORM_FUSE=N sets the most rows that do (defaultNormFuse; 0:
-// none, FuseNorm then returns nil).
+// none, FuseNorm then returns nil). A GLU weight gets none while the wide
+// kernels (which do not normalize) take its products from qmmaWide rows
+// up: the model then keeps its unfused attention block (o_proj from
+// attention's parts, the add + norm kernel) for the rows it would fuse.
 func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	nt, wt := b.tensor(weight), b.tensor(w)
 	if b.normFuseRows == 0 || wt.q == nil || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
+		return nil, nil
+	}
+	if wt.q.glu && b.qmmaWide > 0 && b.qmmaWide <= b.normFuseRows {
 		return nil, nil
 	}
 	b.enter()
