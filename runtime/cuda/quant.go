@@ -136,10 +136,14 @@ const (
 // defaultFill is how many times a quantized product's blocks fill the SMs
 // (the inputs split to reach it) by qfillClass, measured on the H200 with
 // the 7B shape's decode (docs/benchmarks.md, "K split"): one-tile products
-// of 1-4 rows are latency-bound and gain from twice the SMs' blocks, 5-8
-// rows from four times, and the two- and four-tile kernels (two blocks an
-// SM) from one block an SM, which halves the split and its reduction.
-var defaultFill = [4]int{2, 4, 1, 1}
+// of 1-4 rows are latency-bound and gain from three times the SMs' blocks
+// (or a cluster's worth of splits: the 7B q/k/v product in 8 splits, down
+// and o_proj in maxSplits' 7 and in 8 as at twice; three times against
+// twice, q/k/v's 6 splits, +0.6-0.8% at batch 1 in the nineteenth
+// session), 5-8 rows from four times, and the two- and four-tile kernels
+// (two blocks an SM) from one block an SM, which halves the split and its
+// reduction.
+var defaultFill = [4]int{3, 4, 1, 1}
 
 // qfillClass is the class of a product of M rows (a pass) for
 // defaultFill: 1-4, 5-8, 9-16 and 17-32 rows (or more, one pass of 33-64).
@@ -292,25 +296,31 @@ func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool
 	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && !b.plainGlobal && S > 1, shared: sh}, nb, true
 }
 
-// defaultMaxS1 is the most K splits of a product of 1-4 rows (a cluster
-// of 7 blocks at most): an H200's GPCs hold 30 clusters of 8 at two blocks
-// an SM, so that two of the 7B down product's 32 ran three blocks to an SM
-// on 16 SMs, and every cluster waited for them; in 7 splits its body took
-// 11.9 µs against 14.3 at batch 1 (docs/benchmarks.md, the eighteenth
-// session).
+// defaultMaxS1 is the most K splits of a product of 1-4 rows whose
+// clusters of maxClusterBlocks would take at most two blocks an SM (a
+// cluster of 7 blocks at most): an H200's GPCs hold 30 clusters of 8 at
+// two blocks an SM, so that two of the 7B down product's 32 ran three
+// blocks to an SM on 16 SMs, and every cluster waited for them; in 7
+// splits its body took 11.9 µs against 14.3 at batch 1 (docs/benchmarks.md,
+// the eighteenth session).
 const defaultMaxS1 = 7
 
-// maxSplits is the most K splits of a qmma product of M rows (0: no cap):
-// GPTQTOOL_QMMA_MAXS where set, else defaultMaxS1 for 1-4 rows. Products
-// of attention's parts (ap: o_proj at 1-4 rows) keep theirs: in 7 splits
-// the 7B o_proj staged its larger slices in 2.9 µs against 1.7.
-func (b *Backend) maxSplits(M int, ap bool) int {
+// maxSplits is the most K splits of a qmma product of M rows in nb column
+// slabs (0: no cap): GPTQTOOL_QMMA_MAXS where set, else defaultMaxS1 for
+// 1-4 rows whose clusters of maxClusterBlocks would make at most two
+// blocks an SM (nb·8 <= 2·SMs: one cluster fewer than that fits the GPCs).
+// Products of more slabs run a third block on most SMs whatever their
+// split: the 7B q/k/v product (48 slabs) measured faster in 8 splits than
+// in 7 or 6 (the nineteenth session). Products of attention's parts (ap:
+// o_proj at 1-4 rows) keep theirs: in 7 splits the 7B o_proj staged its
+// larger slices in 2.9 µs against 1.7.
+func (b *Backend) maxSplits(M, nb int, ap bool) int {
 	switch {
 	case ap:
 		return 0
 	case b.qmmaMaxS > 0:
 		return b.qmmaMaxS
-	case qfillClass(M) == 0:
+	case qfillClass(M) == 0 && nb*maxClusterBlocks <= 2*b.sms:
 		return defaultMaxS1
 	}
 	return 0
@@ -1165,7 +1175,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, ap != nil))
+	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, nb, ap != nil))
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole
 	// chunks, no norm), on the wide kernels; plain products of qmmaPlain
 	// rows or more, up to a tile, on the plain wide kernels.

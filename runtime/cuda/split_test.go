@@ -19,11 +19,13 @@ func TestQmmaSplit(t *testing.T) {
 		S, cps, P     int
 		cluster       bool
 	}{
-		// 48 column blocks; twice 132 blocks: 6 splits of 11 chunks.
-		{"qkv M1", defaultFill, 1, 4096, 6144, 4, 6, 11, 11, true},
+		// 48 column blocks; three times 132 blocks: 9 splits wanted, 8 of 8
+		// chunks in a cluster (twice: 6 splits of 11).
+		{"qkv M1", defaultFill, 1, 4096, 6144, 4, 8, 8, 8, true},
+		{"qkv M1 fill 2", [4]int{2, 4, 1, 1}, 1, 4096, 6144, 4, 6, 11, 11, true},
 		// 224 column blocks: 2 splits of 32 chunks.
 		{"gate/up M1", defaultFill, 1, 4096, 28672, 4, 2, 32, 32, true},
-		// 32 column blocks, 224 chunks: 9 splits wanted, 8 in a cluster.
+		// 32 column blocks, 224 chunks: 13 splits wanted, 8 in a cluster.
 		{"down M1", defaultFill, 1, 14336, 4096, 4, 8, 28, 28, true},
 		// Four times 132 blocks at 8 rows: 3 splits (no wave cap for one tile).
 		{"gate/up M8", defaultFill, 8, 4096, 28672, 4, 3, 22, 22, true},
@@ -39,8 +41,8 @@ func TestQmmaSplit(t *testing.T) {
 		{"gate/up M17", defaultFill, 17, 4096, 28672, 4, 1, 64, 24, false},
 		{"8-bit M32", defaultFill, 32, 4096, 14336, 8, 2, 64, 32, true},
 		{"N 8192 M32", defaultFill, 32, 4096, 8192, 4, 3, 22, 16, true},
-		// 8-bit chunks are 32 inputs: 128 chunks, 6 splits of 22.
-		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 6, 22, 22, true},
+		// 8-bit chunks are 32 inputs: 128 chunks, 8 splits of 16.
+		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 8, 16, 16, true},
 	} {
 		b.qfill = c.fill
 		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, false)
@@ -143,18 +145,22 @@ func TestQmmaMaxS(t *testing.T) {
 	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 7 || p.cps != 32 || !p.cluster {
 		t.Errorf("at most 7: S %d cps %d cluster %v, want 7 splits of 32 chunks in a cluster", p.S, p.cps, p.cluster)
 	}
-	// maxSplits: by default 7 for 1-4 rows, none for more; none for
+	// maxSplits: by default 7 for 1-4 rows in at most 33 slabs (2·132/8:
+	// down's 32), none for more slabs (q/k/v's 48) or more rows; none for
 	// attention's parts; GPTQTOOL_QMMA_MAXS for every row count.
 	b.qmmaMaxS = 0
 	for _, c := range []struct {
-		M    int
-		ap   bool
-		env  int
-		want int
-	}{{1, false, 0, 7}, {4, false, 0, 7}, {5, false, 0, 0}, {1, true, 0, 0}, {1, false, 8, 8}, {8, false, 6, 6}, {1, true, 6, 0}} {
+		M, nb int
+		ap    bool
+		env   int
+		want  int
+	}{
+		{1, 32, false, 0, 7}, {4, 32, false, 0, 7}, {1, 33, false, 0, 7}, {1, 34, false, 0, 0}, {1, 48, false, 0, 0},
+		{5, 32, false, 0, 0}, {1, 32, true, 0, 0}, {1, 48, false, 8, 8}, {8, 32, false, 6, 6}, {1, 32, true, 6, 0},
+	} {
 		b.qmmaMaxS = c.env
-		if got := b.maxSplits(c.M, c.ap); got != c.want {
-			t.Errorf("maxSplits(%d rows, ap %v) with GPTQTOOL_QMMA_MAXS=%d: %d, want %d", c.M, c.ap, c.env, got, c.want)
+		if got := b.maxSplits(c.M, c.nb, c.ap); got != c.want {
+			t.Errorf("maxSplits(%d rows, %d slabs, ap %v) with GPTQTOOL_QMMA_MAXS=%d: %d, want %d", c.M, c.nb, c.ap, c.env, got, c.want)
 		}
 	}
 }
