@@ -362,8 +362,21 @@ template <int KD> struct wg_pass {
 #ifndef QSTG
 #define QSTG 0
 #endif
+// QSTA, QSTR: the depth of the kernels of one tile that read attention's
+// parts (_a: o_proj) and of those with the q/k/v epilogue (_r, _n_r;
+// default for both that of the kernels of one tile; runtime/cuda
+// GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST): a block of 8 splits holds
+// its whole slice of 8 chunks a warp in flight before its wait at 8.
+#ifndef QSTA
+#define QSTA 0
+#endif
+#ifndef QSTR
+#define QSTR 0
+#endif
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
-static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && (QSTG == 0 || QST_OK(QSTG)), "QST, QST1_4, QST1_8, QSTG: 2, 4, 8 or 16 chunks");
+static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && (QSTG == 0 || QST_OK(QSTG)) && (QSTA == 0 || QST_OK(QSTA)) &&
+                  (QSTR == 0 || QST_OK(QSTR)),
+              "QST, QST1_4, QST1_8, QSTG, QSTA, QSTR: 2, 4, 8 or 16 chunks");
 
 // qtile: the weight tile (16 columns) of warp w of column slab s in a
 // block of NW warps. Blocks of 8 warps, and the plain wide ones (the _p
@@ -387,7 +400,8 @@ template <int NW, bool GW> __device__ __forceinline__ int qtile(int s, int w) {
 // only; otherwise they are checked at every step of 16 inputs. NW: the
 // block's warps (8, 14 in the _g kernels, 16 in the _p ones); GW: the _g
 // kernels' gate and up tiles (qtile).
-template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8, bool GW = false>
+template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8, bool GW = false,
+          bool RP = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
@@ -397,7 +411,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
-    constexpr int QD = NW != 8 && QSTG ? QSTG : MT == 1 ? (BITS == 4 ? QST1_4 : QST1_8) : QST;  // chunks in flight a warp
+    // Chunks in flight a warp (RP: a kernel with the q/k/v epilogue).
+    constexpr int QD = NW != 8 && QSTG                 ? QSTG
+                       : AP && QSTA                    ? QSTA
+                       : RP && MT == 1 && !WG && QSTR  ? QSTR
+                       : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)
+                                                       : QST;
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
@@ -1278,10 +1297,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc QMMA_TMAP_##WG QMMA_AP_##AP) {                                              \
-        qmma<BITS, MT, T, AL, NRM, WG, AP>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, part, count, K, N, \
-                                       M, gs, cps, P, oslots, cl, flags, nw, eps, nv8,                              \
-                                       ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{}, QMMA_TMARG_##WG      \
-                                       QMMA_APARG_##AP);                                                            \
+        qmma<BITS, MT, T, AL, NRM, WG, AP, 8, false, ROPE>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,    \
+                                                       part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
+                                                       nv8, ROPE ? QRope<T>{pos, slot, invf, kc, vc} : QRope<T>{},    \
+                                                       QMMA_TMARG_##WG QMMA_APARG_##AP);                              \
     }
 // The _w kernels' last parameter: x's tensor map (QF_TMA).
 #define QMMA_TMAP_true , const __grid_constant__ TMap tmx

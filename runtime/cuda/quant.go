@@ -997,11 +997,12 @@ type qmmaPlan struct {
 // (warpgroup MMA) when wg: those stage x as whole tiles of 8 rows, without
 // the rows' padding.
 func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
-	return b.qmmaSplitS(M, K, N, bits, wg, b.qmmaMaxS)
+	return b.qmmaSplitS(M, K, N, bits, wg, b.qmmaMaxS, 0)
 }
 
-// qmmaSplitS is qmmaSplit with at most maxS splits (0: no cap).
-func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS int) qmmaPlan {
+// qmmaSplitS is qmmaSplit with at most maxS splits (0: no cap), for a
+// kernel whose ring is qd chunks a warp deep (0: qstDepth's).
+func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS, qd int) qmmaPlan {
 	tile := 0
 	for qmmaTiles[tile]*8 < M {
 		tile++
@@ -1019,6 +1020,9 @@ func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS int) qmmaPlan {
 	// The weight ring, then x staged in fp16, whose space the block's sums
 	// take after the loop.
 	ring, qst := b.qmmaRing(tile, bits), b.qstDepth(tile, bits)
+	if qd != 0 {
+		ring, qst = 8*qd*512, qd
+	}
 	shared := func(P int) int { return ring + max(M*(P*kb+8)*2, M*128*4) }
 	if wg {
 		// Blocks of 64 inputs for the 8·MT rows of the wgmma's operand
@@ -1175,7 +1179,16 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
-	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, nb, ap != nil))
+	// (The _a and _r kernels of one tile: their own ring depth where
+	// GPTQTOOL_QMMA_AP_QST or GPTQTOOL_QMMA_ROPE_QST sets one.)
+	qd := 0
+	switch {
+	case ap != nil:
+		qd = b.qstAP
+	case rp != nil && tile == 0 && !wg:
+		qd = b.qstRoPE
+	}
+	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, nb, ap != nil), qd)
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole
 	// chunks, no norm), on the wide kernels; plain products of qmmaPlain
 	// rows or more, up to a tile, on the plain wide kernels.

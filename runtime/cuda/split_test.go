@@ -165,6 +165,22 @@ func TestQmmaMaxS(t *testing.T) {
 	}
 }
 
+// TestQmmaSplitDepth checks a plan for a kernel of its own ring depth
+// (GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST): the 7B o_proj at one row
+// in 8 splits of 8 chunks, whose block holds 8 warps' rings of 8 chunks
+// (32 KiB) and its row of x (8 chunks of 64 inputs and 8 of padding, in
+// fp16) at depth 8, against the rings of 4 of qstDepth's default.
+func TestQmmaSplitDepth(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, qfill: defaultFill, waveCap: true}
+	x := (8*64 + 8) * 2
+	for _, c := range []struct{ qd, ring int }{{0, 8 * 4 * 512}, {8, 8 * 8 * 512}, {16, 8 * 16 * 512}} {
+		p := b.qmmaSplitS(1, 4096, 4096, 4, false, 0, c.qd)
+		if p.S != 8 || p.cps != 8 || p.P != 8 || p.shared != c.ring+x {
+			t.Errorf("depth %d: S %d cps %d P %d shared %d, want 8 8 8 %d", c.qd, p.S, p.cps, p.P, p.shared, c.ring+x)
+		}
+	}
+}
+
 // TestQmmaSplitPlain checks the plain wide kernels' plans on an H200's
 // figures: one block an SM (more than half an SM's shared memory, even
 // with only the driver's KiB a block besides) where the blocks fit at
