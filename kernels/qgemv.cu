@@ -1159,7 +1159,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
             }
     }
-    TRACE_MARK(3);
+    TRACE_MARK_AT(0, 3);
     asm volatile("cp.async.wait_group 0;");
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();  // the next kernel may start its prologue now
 
@@ -1168,6 +1168,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int S = gridDim.y;
     const int W = glu || rp.kc ? QC / 2 : QC, items = M * W;
     __syncthreads();  // tot reuses x's space
+    TRACE_MARK_AT(1, 3);  // (GPTQTOOL_TRACE_AT=1: the loop's mark once every warp's loop is done)
     if (S == 1 || cl) {
         if (active)
 #pragma unroll

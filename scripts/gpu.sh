@@ -234,7 +234,7 @@ for step in $steps; do
     # scripts/trace-summary.py reads it.
     # TRACE_ENV="VAR=value ...[;VAR=value ...]" traces each setting too,
     # as trace-MODEL-bB-eN (N from 1), e.g. GPTQTOOL_TRACE_AT=1 for
-    # attention's combine marks.
+    # attention's combine marks and the products' loops of all warps.
     tm=${TRACE_MODEL:-q4act}
     # Without the decode step's checkpoint, one of random codes (gptqtool
     # synth --bits, as DECODE_SOURCE=synth) of the same variant.

@@ -12,7 +12,8 @@ For each launch, times in µs from the step's start: when its first block
 started, when the previous kernel ended, when its blocks' wait for it
 returned (earliest / median), when staging and the main loop were done
 (median; paged attention: when its loop was done and when its combine's
-barrier was passed), when its last block ended; then
+barrier was passed; with GPTQTOOL_TRACE_AT=1 a product's loop is done once
+all of a block's warps are), when its last block ended; then
   gap   = median wait return - previous kernel's end (the dependency's cost),
   body  = end - median wait return (the kernel's own critical path).
 Then the step's totals by kernel: the time from the previous kernel's end

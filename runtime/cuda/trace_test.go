@@ -143,6 +143,8 @@ func TestTraceCompiles(t *testing.T) {
 		// Attention's other mark placements (GPTQTOOL_TRACE_AT).
 		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=1"}, {"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=2"},
 		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=3"},
+		// The products' loop mark once every warp is done (GPTQTOOL_TRACE_AT=1).
+		{"qgemv.cu", "qmma4_t1_f16", "-DTRACE_AT=1"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
