@@ -135,10 +135,8 @@ type Backend struct {
 	normThreads    int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
 	gt             graphTimes
 
-	// Measuring switches for the products' placement (GPTQTOOL_QMMA_S and
-	// GPTQTOOL_QMMA_RES_LATE).
-	qmmaS   map[[2]int]int // the K splits of the products by weights of K inputs and N outputs, by [K, N]
-	resLate bool           // the kernel after a product of 1-4 rows with a residual (down) launches only as it ends
+	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).
+	qmmaS map[[2]int]int // the K splits of the products by weights of K inputs and N outputs, by [K, N]
 }
 
 type fnKey struct{ src, name string }
@@ -329,14 +327,10 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	// GPTQTOOL_QMMA_S=KxN:S,... splits the products by weights of K inputs
-	// and N outputs in S blocks, and GPTQTOOL_QMMA_RES_LATE=1 lets the
-	// kernel after a product of 1-4 rows that adds a residual and does not
-	// read attention's parts (down) launch only as it ends, so that the
-	// next layer's q/k/v finds every SM empty (both for measuring).
+	// and N outputs in S blocks (for measuring one product's splits).
 	if b.qmmaS, err = parseSplits(os.Getenv("GPTQTOOL_QMMA_S")); err != nil {
 		return nil, err
 	}
-	b.resLate = os.Getenv("GPTQTOOL_QMMA_RES_LATE") == "1"
 	// GPTQTOOL_QMMA_PLAIN_CLUSTER=0: their splits add up through global
 	// memory (a counter and a last block), so that the hardware may place
 	// their blocks on any SM: at one block an SM an H200 holds 15 clusters

@@ -1299,7 +1299,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
-	if (wide && b.wideLate) || (b.resLate && res != nil && ap == nil && M <= 4) {
+	if wide && b.wideLate {
 		flags |= qfLate
 	}
 	var tm TensorMap
