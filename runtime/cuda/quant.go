@@ -137,12 +137,11 @@ const (
 // (the inputs split to reach it) by qfillClass, measured on the H200 with
 // the 7B shape's decode (docs/benchmarks.md, "K split"): one-tile products
 // of 1-4 rows are latency-bound and gain from three times the SMs' blocks
-// (or a cluster's worth of splits: the 7B q/k/v product in 8 splits, down
-// and o_proj in maxSplits' 7 and in 8 as at twice; three times against
-// twice, q/k/v's 6 splits, +0.6-0.8% at batch 1 in the nineteenth
-// session), 5-8 rows from four times, and the two- and four-tile kernels
-// (two blocks an SM) from one block an SM, which halves the split and its
-// reduction.
+// (in the 7B, q/k/v then splits in 8 instead of the 6 of twice: +0.6-0.8%
+// at batch 1 in the nineteenth session; o_proj and down reach a cluster's
+// 8, or maxSplits' 7, either way), 5-8 rows from four times, and the two-
+// and four-tile kernels (two blocks an SM) from one block an SM, which
+// halves the split and its reduction.
 var defaultFill = [4]int{3, 4, 1, 1}
 
 // qfillClass is the class of a product of M rows (a pass) for
@@ -308,10 +307,10 @@ const defaultMaxS1 = 7
 // maxSplits is the most K splits of a qmma product of M rows in nb column
 // slabs (0: no cap): GPTQTOOL_QMMA_MAXS where set, else defaultMaxS1 for
 // 1-4 rows whose clusters of maxClusterBlocks would make at most two
-// blocks an SM (nb·8 <= 2·SMs: one cluster fewer than that fits the GPCs).
-// Products of more slabs run a third block on most SMs whatever their
-// split: the 7B q/k/v product (48 slabs) measured faster in 8 splits than
-// in 7 or 6 (the nineteenth session). Products of attention's parts (ap:
+// blocks an SM (nb·8 <= 2·SMs, where the GPCs' shapes may not hold them
+// all: 30 of 8 on the H200, not 33). Products of more slabs run a third
+// block on most SMs whatever their split: the 7B q/k/v product (48 slabs)
+// measured faster in 8 splits than in 7 or 6 (the nineteenth session). Products of attention's parts (ap:
 // o_proj at 1-4 rows) keep theirs: in 7 splits the 7B o_proj staged its
 // larger slices in 2.9 µs against 1.7.
 func (b *Backend) maxSplits(M, nb int, ap bool) int {
