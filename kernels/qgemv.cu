@@ -140,6 +140,26 @@
 // what those registers buy is had on purpose.
 #define QF_MC2 32
 #define QF_MC4 64
+// QF_PUSH (the clustered kernels of one tile and 8 warps, compiled with
+// QPUSH=1; runtime/cuda GPTQTOOL_QMMA_PUSH=1): the S blocks of a slab add up
+// their sums by pushing each its whole tot into its slice of every block's
+// receive slots (S slices of M·QC floats after x's space) and reading them
+// from their own shared memory, instead of reading each other's tot: one
+// cluster barrier after the loops instead of two (the wait on the arrival
+// each block made as it started costs nothing then), and none before a
+// block exits, since no block reads another's shared memory. Every output
+// is the same sum in the same rank order: the same bits.
+#define QF_PUSH 128
+#ifndef QPUSH
+#define QPUSH 0
+#endif
+// st_cluster4: 16 bytes to a shared::cluster address (cluster_addr).
+template <int Z = 0> __device__ __forceinline__ void st_cluster4(u32 addr, float4 v) {
+#if __CUDA_ARCH__ >= 900
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+#endif
+}
 
 __device__ __forceinline__ u32x4 ldg_u32x4(const u32* p) {
     u32x4 v;
@@ -426,6 +446,13 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
     if (flags & QF_EARLY) pdl_launch();
+    // QF_PUSH: this block's arrival, which its wait before its pushes
+    // (after the loop) matches, so that every block of the cluster has
+    // started before any writes another's shared memory.
+    constexpr bool PUSH = QPUSH && MT == 1 && NW == 8 && !WG;
+    if constexpr (PUSH) {
+        if ((flags & QF_PUSH) && cl && gridDim.y > 1) cluster_arrive();
+    }
     const int CK = K / KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int c0 = blockIdx.y * cps, c1 = imin(CK, c0 + cps), nc = c1 - c0;
@@ -1179,6 +1206,35 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     if (m < M) tot[m * QC + warp * 16 + g + (e >> 1) * 8] = acc[bt][e] / XS;
                 }
         if (S > 1) {
+            if constexpr (PUSH) {
+                if (flags & QF_PUSH) {
+                    // This block's tot into its slice (its rank's) of each
+                    // block's receive slots, 16 bytes a store; one barrier
+                    // releases them and acquires the others'; the block's
+                    // share of the outputs then adds up its own slots.
+                    float* recv = (float*)((char*)xs + imax(M * LDX * 2, M * QC * 4));
+                    const int n4 = M * QC / 4, sl = M * QC;
+                    const u32 rank = cluster_y(), cx = cluster_x();
+                    __syncthreads();  // tot is whole
+                    cluster_wait();   // (the arrival made as the block started)
+                    for (int i = threadIdx.x; i < S * n4; i += blockDim.x) {
+                        const int r = i / n4, j = i - r * n4;
+                        st_cluster4(cluster_addr(recv + ((i64)rank * n4 + j) * 4, cluster_rank_of(cx, r)), ((const float4*)tot)[j]);
+                    }
+                    cluster_sync();
+                    qout<T, 1, QC>(
+                        [&](int e) {
+                            float v = 0.0f;
+#pragma unroll
+                            for (int r = 0; r < 8; r++)
+                                if (r < S) v += recv[r * sl + e];
+                            return v;
+                        },
+                        rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
+                        (QE_PRE & 1) ? pre_cs : nullptr, QE_PRE ? pre_sl : nullptr);
+                    return;
+                }
+            }
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
             cluster_sync();

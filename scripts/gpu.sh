@@ -55,10 +55,11 @@ for step in $steps; do
   cudatests)
     run cuda-tests "${CUDA_TIMEOUT:-200}" "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
     # CUDA_ENV="VAR=value ..." runs CUDA_ENV_TESTS (default CUDA_TESTS) once
-    # more under that setting (e.g. GPTQTOOL_QMMA_SK=1).
+    # more under that setting (e.g. GPTQTOOL_QMMA_PUSH=1), within
+    # CUDA_ENV_TIMEOUT seconds (default 200).
     if [ -n "${CUDA_ENV:-}" ]; then
       t=${CUDA_ENV_TESTS:-${CUDA_TESTS:-}}
-      run cuda-tests-env 200 env $CUDA_ENV "$bin/cuda.test" -test.v -test.count=1 ${t:+-test.run "$t"}
+      run cuda-tests-env "${CUDA_ENV_TIMEOUT:-200}" env $CUDA_ENV "$bin/cuda.test" -test.v -test.count=1 ${t:+-test.run "$t"}
     fi
     ;;
   decodeops)

@@ -824,6 +824,23 @@ func (b *Backend) QMMAPlain() int {
 	return b.qmmaPlain
 }
 
+// SetQMMAPush has the clustered products of one tile and 8 warps add up
+// their splits by pushing their sums (QF_PUSH) or, off, by reading each
+// other's, where the kernels were compiled with it (GPTQTOOL_QMMA_PUSH=1;
+// elsewhere it stays off), for tests.
+func (b *Backend) SetQMMAPush(on bool) {
+	b.enter()
+	defer b.exit()
+	b.qmmaPush = on && b.pushBuilt
+}
+
+// QMMAPush is SetQMMAPush's setting.
+func (b *Backend) QMMAPush() bool {
+	b.enter()
+	defer b.exit()
+	return b.qmmaPush
+}
+
 // SetDequantGEMM makes every product with a quantized weight dequantize it
 // and multiply with cuBLAS (the reference the qmma kernels are checked
 // against), or restores the kernels.
@@ -1206,6 +1223,12 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
+	// QF_PUSH: the receive slots, S slices of the block's M·128 sums,
+	// after x's space (which the plan's shared memory ends with).
+	push := b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
+	if push {
+		shared += S * M * 128 * 4
+	}
 	var part, count uint64
 	clusterY := 0
 	if cluster {
@@ -1301,6 +1324,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if wide && b.wideLate {
 		flags |= qfLate
 	}
+	if push {
+		flags |= qfPush
+	}
 	var tm TensorMap
 	if wg && x.dt == runtime.F16 && b.qmmaTMA {
 		m, ok, err := b.rowsMap(xp, x.dt, M, q.k, 8*qmmaTiles[tile])
@@ -1324,10 +1350,11 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
-// qfTMA and qfLate are qgemv.cu's QF_TMA and QF_LATE.
+// qfTMA, qfLate and qfPush are qgemv.cu's QF_TMA, QF_LATE and QF_PUSH.
 const (
 	qfTMA  = 16
 	qfLate = 8
+	qfPush = 128
 )
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
