@@ -18,8 +18,8 @@ import (
 // bits, since each output adds the same sums in the same rank order. A
 // plain product with a residual, a split fusion of three outputs and a GLU
 // product on the 8-warp kernels, 4 and 8 bits, with and without act order,
-// at 1, 3 and 8 rows (clusters of 7 blocks at 1 and 3 rows of 32 column
-// slabs, of 8 otherwise); the plain ones also against float64.
+// at 1, 3 and 8 rows (clusters of 6, 7 and 8 blocks among them); the
+// plain ones also against float64.
 func TestQmmaPush(t *testing.T) {
 	b := gputest.Backend(t)
 	if !b.QMMAPush() {
