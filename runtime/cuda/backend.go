@@ -341,29 +341,20 @@ func New(o Options) (*Backend, error) {
 	// them to end.
 	b.plainGlobal = os.Getenv("GPTQTOOL_QMMA_PLAIN_CLUSTER") == "0"
 	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
-	// block a slab, no sums to add up across blocks), and
-	// GPTQTOOL_QMMA_WIDE_QST=D sets the wide kernels' ring depth (for
-	// measuring).
+	// block a slab, no sums to add up across blocks) (for measuring).
 	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
-	if b.qstWide, err = envInt("GPTQTOOL_QMMA_WIDE_QST", 0, 2, 16, "2, 4, 8 or 16 chunks"); err != nil {
-		return nil, err
-	}
-	if d := b.qstWide; d != 0 && !qstDepthOK(d) {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_QMMA_WIDE_QST=%d: want 2, 4, 8 or 16 chunks", d)
-	}
-	if b.qstWide != 0 {
-		b.extraDefines = append(b.extraDefines, "-DQSTG="+strconv.Itoa(b.qstWide))
-	}
-	// The ring depth of the one-tile kernels of o_proj at 1-4 rows (the
-	// _a kernels, which read attention's parts) and of q/k/v (the _r
-	// kernels, RoPE in their epilogue), for measuring: at 8 a block of 8
-	// splits has its whole slice in flight before it waits.
+	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the
+	// wide kernels' (QSTG), and GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST
+	// the one-tile kernels' of o_proj at 1-4 rows (the _a kernels, which
+	// read attention's parts) and of q/k/v (the _r kernels, RoPE in their
+	// epilogue; at 8 a block of 8 splits has its whole slice in flight
+	// before it waits).
 	for _, d := range []struct {
 		env, def string
 		v        *int
-	}{{"GPTQTOOL_QMMA_AP_QST", "QSTA", &b.qstAP}, {"GPTQTOOL_QMMA_ROPE_QST", "QSTR", &b.qstRoPE}} {
+	}{{"GPTQTOOL_QMMA_WIDE_QST", "QSTG", &b.qstWide}, {"GPTQTOOL_QMMA_AP_QST", "QSTA", &b.qstAP}, {"GPTQTOOL_QMMA_ROPE_QST", "QSTR", &b.qstRoPE}} {
 		if *d.v, err = envInt(d.env, 0, 2, 16, "2, 4, 8 or 16 chunks"); err != nil {
 			return nil, err
 		}
