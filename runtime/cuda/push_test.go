@@ -33,11 +33,11 @@ func TestQmmaPush(t *testing.T) {
 	b.SetQMMAWide(0)
 	r := rand.New(rand.NewPCG(25, 26))
 	// both runs f with the pushed and then the read reduction.
-	both := func(f func()) {
-		b.SetQMMAPush(true)
-		f()
-		b.SetQMMAPush(false)
-		f()
+	both := func(f func(pushed bool)) {
+		for _, p := range []bool{true, false} {
+			b.SetQMMAPush(p)
+			f(p)
+		}
 	}
 	zeros := func(M, N int) runtime.Tensor {
 		z, _ := upload(t, b, runtime.F16, make([]float32, M*N), M, N)
@@ -61,10 +61,10 @@ func TestQmmaPush(t *testing.T) {
 						want[i] += float64(ar[i])
 					}
 					op, or := zeros(M, c.N), zeros(M, c.N)
-					both(func() {
-						o := op
-						if !b.QMMAPush() {
-							o = or
+					both(func(pushed bool) {
+						o := or
+						if pushed {
+							o = op
 						}
 						b.MatMulAdd(o, x, w, add)
 					})
@@ -94,10 +94,10 @@ func TestQmmaPush(t *testing.T) {
 					}
 					defer b.Free(glu)
 					gp, gr := zeros(M, n1), zeros(M, n1)
-					both(func() {
-						s, g := sp, gp
-						if !b.QMMAPush() {
-							s, g = sr, gr
+					both(func(pushed bool) {
+						s, g := sr, gr
+						if pushed {
+							s, g = sp, gp
 						}
 						b.MatMulSplit(s, x, split)
 						b.MatMulGLU(g, x, glu)
