@@ -142,9 +142,9 @@
 #define QF_MC4 64
 // QF_PUSH (the clustered kernels of one tile and 8 warps, compiled with
 // QPUSH=1; runtime/cuda GPTQTOOL_QMMA_PUSH=1): the S blocks of a slab add up
-// their sums by pushing each its whole tot into its slice of every block's
-// receive slots (S slices of M·QC floats after x's space) and reading them
-// from their own shared memory, instead of reading each other's tot: one
+// their sums by pushing into each block's receive slots (after x's space)
+// the sums of that block's share of the outputs, and reading them from
+// their own shared memory, instead of reading each other's tot: one
 // cluster barrier after the loops instead of two (the wait on the arrival
 // each block made as it started costs nothing then), and none before a
 // block exits, since no block reads another's shared memory. Every output
@@ -153,6 +153,12 @@
 #ifndef QPUSH
 #define QPUSH 0
 #endif
+// pshare: block rk's share [lo, hi) of an epilogue of items items (a
+// multiple of 4) among ns blocks under QF_PUSH, in quads of 4 items.
+template <int Z = 0> __device__ __forceinline__ void pshare(int items, int ns, int rk, int& lo, int& hi) {
+    const int q4 = items / 4;
+    lo = 4 * (rk * q4 / ns), hi = 4 * ((rk + 1) * q4 / ns);
+}
 // st_cluster4: 16 bytes to a shared::cluster address (cluster_addr).
 template <int Z = 0> __device__ __forceinline__ void st_cluster4(u32 addr, float4 v) {
 #if __CUDA_ARCH__ >= 900
@@ -551,6 +557,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // add up their sums in a cluster; the whole slab otherwise).
     auto eshare = [&](int items, int& lo, int& hi) {
         const int S = gridDim.y, rk = S > 1 && cl ? (int)cluster_y() : 0, ns = S > 1 && cl ? S : 1;
+        if constexpr (PUSH) {
+            if (flags & QF_PUSH) {
+                pshare(items, ns, rk, lo, hi);
+                return;
+            }
+        }
         lo = rk * items / ns, hi = (rk + 1) * items / ns;
     };
     __shared__ float2 pre_cs[MT == 1 && QE_PRE ? QPRE : 1];
@@ -1208,29 +1220,40 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (S > 1) {
             if constexpr (PUSH) {
                 if (flags & QF_PUSH) {
-                    // This block's tot into its slice (its rank's) of each
-                    // block's receive slots, 16 bytes a store; one barrier
-                    // releases them and acquires the others'; the block's
-                    // share of the outputs then adds up its own slots.
-                    float* recv = (float*)((char*)xs + imax(M * LDX * 2, M * QC * 4));
-                    const int n4 = M * QC / 4, sl = M * QC;
+                    // Each block of the slab gets, from every block, only
+                    // the sums of its own share of the outputs (pshare:
+                    // quads of 4 items, which lie in one row since W is a
+                    // multiple of 4), 16 bytes a store: a quad's one float4
+                    // (plain) or two (glu and RoPE items: columns j and
+                    // W + j). One barrier releases them and acquires the
+                    // others'; each block then adds up its own slots.
+                    float4* recv = (float4*)((char*)xs + imax(M * LDX * 2, M * QC * 4));
+                    const int P2 = W == QC ? 1 : 2, q4 = items / 4, cap = (q4 + S - 1) / S * P2;
                     const u32 rank = cluster_y(), cx = cluster_x();
                     __syncthreads();  // tot is whole
                     cluster_wait();   // (the arrival made as the block started)
-                    for (int i = threadIdx.x; i < S * n4; i += blockDim.x) {
-                        const int r = i / n4, j = i - r * n4;
-                        st_cluster4(cluster_addr(recv + ((i64)rank * n4 + j) * 4, cluster_rank_of(cx, r)), ((const float4*)tot)[j]);
+                    for (int i = threadIdx.x; i < q4 * P2; i += blockDim.x) {
+                        const int q = P2 == 1 ? i : i >> 1, h = P2 == 1 ? 0 : i & 1;
+                        const int r = ((q + 1) * S - 1) / q4;  // the quad's block: pshare's r * q4 / S <= q
+                        const int it = 4 * q, m = it / W, j = it - m * W;
+                        st_cluster4(cluster_addr(recv + rank * cap + (q - r * q4 / S) * P2 + h, cluster_rank_of(cx, r)),
+                                    *(const float4*)(tot + m * QC + h * W + j));
                     }
                     cluster_sync();
+                    int lo, hi;
+                    pshare(items, S, rank, lo, hi);
+                    const float* rf = (const float*)recv;
                     qout<T, 1, QC>(
                         [&](int e) {
+                            const int m = e / QC, c = e - m * QC, h = c >= W ? 1 : 0, d = m * W + c - h * W - lo;
+                            const int off = (d & ~3) * P2 + h * 4 + (d & 3);
                             float v = 0.0f;
 #pragma unroll
                             for (int r = 0; r < 8; r++)
-                                if (r < S) v += recv[r * sl + e];
+                                if (r < S) v += rf[r * cap * 4 + off];
                             return v;
                         },
-                        rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
+                        lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
                         (QE_PRE & 1) ? pre_cs : nullptr, QE_PRE ? pre_sl : nullptr);
                     return;
                 }

@@ -1223,11 +1223,11 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
-	// QF_PUSH: the receive slots, S slices of the block's M·128 sums,
-	// after x's space (which the plan's shared memory ends with).
+	// QF_PUSH: the receive slots after x's space (which the plan's shared
+	// memory ends with).
 	push := b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
 	if push {
-		shared += S * M * 128 * 4
+		shared += pushRecvBytes(M, S, q.glu || rp != nil)
 	}
 	var part, count uint64
 	clusterY := 0
@@ -1348,6 +1348,20 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
+}
+
+// pushRecvBytes is the shared memory of a QF_PUSH block's receive slots
+// (qgemv.cu's pushed reduction): from each of the S blocks of its slab, the
+// sums of its own share of the M × W items in quads of 4, one float4 a
+// quad, or two where an item has two sums (half: glu and RoPE products,
+// whose W is half the block's 128 columns).
+func pushRecvBytes(M, S int, half bool) int {
+	w, p := 128, 1
+	if half {
+		w, p = 64, 2
+	}
+	q4 := M * w / 4
+	return S * ((q4 + S - 1) / S) * p * 16
 }
 
 // qfTMA, qfLate and qfPush are qgemv.cu's QF_TMA, QF_LATE and QF_PUSH.

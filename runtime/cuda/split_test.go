@@ -278,3 +278,20 @@ func TestPagedTCSplits(t *testing.T) {
 		}
 	}
 }
+
+// TestPushRecvBytes checks the receive slots of a QF_PUSH block against
+// hand-counted shares: 128 items of one plain row in 32 quads, 4 to each of
+// 8 blocks, one float4 each (8 · 4 · 16); 8 GLU rows of 64 items, 128 quads,
+// 16 to each of 8 blocks, two float4s each (8 · 16 · 32); 3 GLU rows, 48
+// quads among 7 blocks, at most 7 each (7 · 7 · 32).
+func TestPushRecvBytes(t *testing.T) {
+	for _, c := range []struct {
+		M, S int
+		half bool
+		want int
+	}{{1, 8, false, 512}, {8, 8, true, 4096}, {3, 7, true, 1568}, {8, 8, false, 4096}, {1, 6, true, 576}} {
+		if got := pushRecvBytes(c.M, c.S, c.half); got != c.want {
+			t.Errorf("pushRecvBytes(%d rows, %d blocks, half %v) = %d, want %d", c.M, c.S, c.half, got, c.want)
+		}
+	}
+}
