@@ -140,8 +140,9 @@
 // what those registers buy is had on purpose.
 #define QF_MC2 32
 #define QF_MC4 64
-// QF_PUSH (the clustered kernels of one tile and 8 warps, compiled with
-// QPUSH=1; runtime/cuda GPTQTOOL_QMMA_PUSH=1): the S blocks of a slab add up
+// QF_PUSH (the clustered kernels of one tile and 8 warps; runtime/cuda
+// sets it for products of up to 4 rows, GPTQTOOL_QMMA_PUSH=N for up to N;
+// QPUSH=0 compiles it out): the S blocks of a slab add up
 // their sums by pushing into each block's receive slots (after x's space)
 // the sums of that block's share of the outputs, and reading them from
 // their own shared memory, instead of reading each other's tot: one
@@ -151,7 +152,7 @@
 // is the same sum in the same rank order: the same bits.
 #define QF_PUSH 128
 #ifndef QPUSH
-#define QPUSH 0
+#define QPUSH 1
 #endif
 // pshare: block rk's share [lo, hi) of an epilogue of items items (a
 // multiple of 4) among ns blocks under QF_PUSH, in quads of 4 items.

@@ -55,7 +55,7 @@ for step in $steps; do
   cudatests)
     run cuda-tests "${CUDA_TIMEOUT:-200}" "$bin/cuda.test" -test.v -test.count=1 ${CUDA_TESTS:+-test.run "$CUDA_TESTS"}
     # CUDA_ENV="VAR=value ..." runs CUDA_ENV_TESTS (default CUDA_TESTS) once
-    # more under that setting (e.g. GPTQTOOL_QMMA_PUSH=1), within
+    # more under that setting (e.g. GPTQTOOL_QMMA_PUSH=0), within
     # CUDA_ENV_TIMEOUT seconds (default 200).
     if [ -n "${CUDA_ENV:-}" ]; then
       t=${CUDA_ENV_TESTS:-${CUDA_TESTS:-}}

@@ -128,8 +128,7 @@ type Backend struct {
 	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
 	qstAP         int       // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
 	qstRoPE       int       // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
-	pushBuilt     bool      // GPTQTOOL_QMMA_PUSH=1: the qgemv.cu kernels are compiled with QPUSH=1
-	qmmaPush      bool      // clustered one-tile 8-warp products add up their splits by pushing their sums (QF_PUSH; SetQMMAPush)
+	qmmaPush      int       // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
 	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool      // the last quantized product launched was a wide GLU one
@@ -365,13 +364,12 @@ func New(o Options) (*Backend, error) {
 			b.extraDefines = append(b.extraDefines, "-D"+d.def+"="+strconv.Itoa(*d.v))
 		}
 	}
-	// GPTQTOOL_QMMA_PUSH=1: the clustered products of one tile and 8 warps
-	// add up their splits by pushing each block's sums into every block's
-	// shared memory, one cluster barrier instead of two (qgemv.cu QF_PUSH;
-	// for measuring, compiled in only then).
-	if b.pushBuilt = os.Getenv("GPTQTOOL_QMMA_PUSH") == "1"; b.pushBuilt {
-		b.extraDefines = append(b.extraDefines, "-DQPUSH=1")
-		b.qmmaPush = true
+	// GPTQTOOL_QMMA_PUSH=N: clustered products of one tile and 8 warps of
+	// at most N rows add up their splits by pushing each block's sums into
+	// the shared memory of the block that owns them (qgemv.cu QF_PUSH); 0:
+	// none (defaultQmmaPush).
+	if b.qmmaPush, err = envInt("GPTQTOOL_QMMA_PUSH", defaultQmmaPush, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
+		return nil, err
 	}
 	// The kernel after a wide GLU product (down) launches only as the
 	// product ends: launched once its loops were done, down's blocks took

@@ -12,30 +12,30 @@ import (
 )
 
 // TestQmmaPush checks the clustered products whose splits add up their
-// sums by pushing them into every block's shared memory (qgemv.cu QF_PUSH,
-// compiled in with GPTQTOOL_QMMA_PUSH=1: scripts/gpu.sh cudatests with
-// CUDA_ENV) against the same products reading each other's sums: the same
-// bits, since each output adds the same sums in the same rank order. A
-// plain product with a residual, a split fusion of three outputs and a GLU
-// product on the 8-warp kernels, 4 and 8 bits, with and without act order,
-// at 1, 3 and 8 rows (clusters of 6, 7 and 8 blocks among them); the
-// plain ones also against float64.
+// sums by pushing them into the shared memory of the block that owns them
+// (qgemv.cu QF_PUSH; by default at up to 4 rows) against the same products
+// reading each other's sums: the same bits, since each output adds the same
+// sums in the same rank order. A plain product with a residual, a split
+// fusion of three outputs and a GLU product on the 8-warp kernels, 4 and 8
+// bits, with and without act order, at 1, 3 and 8 rows (clusters of 6, 7
+// and 8 blocks among them); the plain ones also against float64.
 func TestQmmaPush(t *testing.T) {
 	b := gputest.Backend(t)
-	if !b.QMMAPush() {
-		t.Skip("the kernels are compiled without QPUSH (GPTQTOOL_QMMA_PUSH=1 runs this test)")
-	}
 	if !b.Clusters() {
 		t.Skip("no thread-block clusters on this device")
 	}
-	defer b.SetQMMAPush(true)
+	defer b.SetQMMAPush(b.QMMAPush())
 	defer b.SetQMMAWide(b.QMMAWide())
 	b.SetQMMAWide(0)
 	r := rand.New(rand.NewPCG(25, 26))
-	// both runs f with the pushed and then the read reduction.
+	// both runs f with the pushed (at any rows up to a tile) and then the
+	// read reduction.
 	both := func(f func(pushed bool)) {
 		for _, p := range []bool{true, false} {
-			b.SetQMMAPush(p)
+			b.SetQMMAPush(0)
+			if p {
+				b.SetQMMAPush(8)
+			}
 			f(p)
 		}
 	}

@@ -250,6 +250,15 @@ func (b *Backend) wholeSplit(CK, S int, shared func(cps int) int) (int, int, boo
 	return (CK + cps - 1) / cps, cps, shared(cps) <= limit
 }
 
+// defaultQmmaPush: the clustered products of one tile and 8 warps of up
+// to this many rows add up their splits by pushing their sums (QF_PUSH).
+// On an H200 (7B shape, 4-bit g128 act order) batch 1 measured 506.1 and
+// 506.5 tok/s against 497.8 and 498.8 (+1.5%), batch 2 960.7 against
+// 939.0 and batch 4 1,856.7 against 1,821.3; batch 8 lost 1.7% (3,407.5
+// against 3,461.2) and 8 bits at batch 1 were even (347.4 against 347.5)
+// (docs/benchmarks.md, the twentieth session).
+const defaultQmmaPush = 4
+
 // qmmaPlainWarps is the warps of a block of the plain wide kernels
 // (qgemv.cu _p: 16 tiles of 16 columns), one block an SM.
 //
@@ -824,18 +833,17 @@ func (b *Backend) QMMAPlain() int {
 	return b.qmmaPlain
 }
 
-// SetQMMAPush has the clustered products of one tile and 8 warps add up
-// their splits by pushing their sums (QF_PUSH) or, off, by reading each
-// other's, where the kernels were compiled with it (GPTQTOOL_QMMA_PUSH=1;
-// elsewhere it stays off), for tests.
-func (b *Backend) SetQMMAPush(on bool) {
+// SetQMMAPush has the clustered products of one tile and 8 warps of at
+// most rows rows add up their splits by pushing their sums (QF_PUSH), the
+// others by reading each other's; 0: none (for tests).
+func (b *Backend) SetQMMAPush(rows int) {
 	b.enter()
 	defer b.exit()
-	b.qmmaPush = on && b.pushBuilt
+	b.qmmaPush = rows
 }
 
 // QMMAPush is SetQMMAPush's setting.
-func (b *Backend) QMMAPush() bool {
+func (b *Backend) QMMAPush() int {
 	b.enter()
 	defer b.exit()
 	return b.qmmaPush
@@ -1225,7 +1233,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	shared := sp.shared
 	// QF_PUSH: the receive slots after x's space (which the plan's shared
 	// memory ends with).
-	push := b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
+	push := M <= b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
 	if push {
 		shared += pushRecvBytes(M, S, q.glu || rp != nil)
 	}
