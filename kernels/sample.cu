@@ -352,3 +352,88 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     }
     if (tid == 0) out[blockIdx.x] = found;
 }
+
+// argmax_rows(logits [*, V] f32, V, rows SampleRow [n], pv f32 [n, AG],
+// pi int [n, AG], count u32 [n], out int [n]): sample_rows' draw for rows
+// that are greedy without penalties (steps 1 and 3) over AG blocks a row
+// instead of one (grid AG × n, AB threads). Block g scans its stretch
+// [g·V/AG, (g+1)·V/AG) of row rows[r].row for its largest logit (the
+// lowest index on ties) and its first non-finite one (as -1 - index in
+// pi, then pv unused); the row's last block to finish (count[r], left at
+// 0 again) takes the partials in stretch order: the first non-finite
+// index if any, the largest logit otherwise, ties to the lowest stretch.
+// out[r] is what sample_rows draws for the row.
+#define AG 32
+#define AB 256
+extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __restrict__ logits, int V,
+                                                             const SampleRow* __restrict__ rows, float* pv, int* pi,
+                                                             u32* count, int* out) {
+    __shared__ float rv[AB / 32];
+    __shared__ int ri[AB / 32], rb[AB / 32];
+    __shared__ int last;
+    TRACE_BEGIN(7);
+    pdl_launch();
+    pdl_wait();
+    TRACE_MARK(1);
+    const int r = blockIdx.y, g = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float* src = logits + (i64)rows[r].row * V;
+    const int i0 = (int)((i64)g * V / AG), i1 = (int)((i64)(g + 1) * V / AG);
+    // Each thread's indices ascend: with a strict > its first of equal
+    // logits stays, and its first non-finite one is its least.
+    float bv = NEG_INF;
+    int bi = 0x7fffffff, nb = 0x7fffffff;
+    constexpr int UR = 4;
+    for (int b0 = i0 + tid; b0 < i1; b0 += UR * AB) {
+        float v[UR];
+#pragma unroll
+        for (int u = 0; u < UR; u++) v[u] = b0 + u * AB < i1 ? src[b0 + u * AB] : 0.0f;
+#pragma unroll
+        for (int u = 0; u < UR; u++) {
+            const int i = b0 + u * AB;
+            if (i >= i1) break;
+            if (v[u] - v[u] != 0.0f) {
+                nb = imin(nb, i);
+            } else if (v[u] > bv) {
+                bv = v[u], bi = i;
+            }
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        nb = imin(nb, __shfl_xor_sync(0xffffffffu, nb, o));
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+    }
+    if (lane == 0) rv[warp] = bv, ri[warp] = bi, rb[warp] = nb;
+    __syncthreads();
+    if (tid == 0) {
+        for (int w = 1; w < AB / 32; w++) {
+            nb = imin(nb, rb[w]);
+            if (rv[w] > bv || (rv[w] == bv && ri[w] < bi)) bv = rv[w], bi = ri[w];
+        }
+        pv[r * AG + g] = bv;
+        pi[r * AG + g] = nb != 0x7fffffff ? -1 - nb : bi;
+        __threadfence();
+        last = atomicAdd(count + r, 1u) == AG - 1;
+    }
+    __syncthreads();
+    if (!last || warp != 0) return;
+    __threadfence();
+    // The row's AG partials, one a lane (AG = 32), in stretch order.
+    float v = __ldcg(pv + r * AG + lane);
+    int i = __ldcg(pi + r * AG + lane);
+    int bad = i < 0 ? -1 - i : 0x7fffffff;
+    if (i < 0) v = NEG_INF, i = 0x7fffffff;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        bad = imin(bad, __shfl_xor_sync(0xffffffffu, bad, o));
+        if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
+    }
+    if (lane == 0) {
+        out[r] = bad != 0x7fffffff ? -1 - bad : i == 0x7fffffff ? 0 : i;
+        count[r] = 0;
+    }
+}

@@ -2,7 +2,7 @@
 """Read a kernel timeline (GPTQTOOL_TRACE, `scripts/gpu.sh trace`) and print
 where one decode step's time goes, kernel by kernel.
 
-A step is the launches up to and including a sample_rows launch; the step
+A step is the launches up to and including a sample_rows (or argmax_rows) launch; the step
 printed is the median (by length) of the steps whose every layer has its
 four products traced, none of their launches partial (each SM holds
 GPTQTOOL_TRACE_RECORDS/256 of a module's blocks; past that, its blocks
@@ -54,7 +54,7 @@ def main():
     steps, cur = [], []
     for l in t["launches"]:
         cur.append(l)
-        if l["kind"] == "sample_rows":
+        if l["kind"] in ("sample_rows", "argmax_rows"):
             steps.append(cur)
             cur = []
     # A step is complete with every product's launch, none of them partial

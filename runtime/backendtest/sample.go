@@ -169,6 +169,35 @@ func testTokenSampler(e *env) {
 			t.Errorf("tokens %v, want -101, -4101, -9001 and %d", got, want)
 		}
 	})
+	// Every row greedy without penalties (a backend may draw such a draw
+	// its own way, e.g. over several blocks a row): the largest logit,
+	// the lowest index among equals wherever they lie in the row, and the
+	// least non-finite index wherever the others are.
+	e.t.Run("greedy only", func(t *testing.T) {
+		e := &env{t: t, b: e.b, rng: e.rng}
+		const V, rows = 32002, 6
+		x := e.randn(rows * V)
+		for i := range x {
+			x[i] = min(x[i], 3)
+		}
+		x[31000], x[2] = 5, 5                                              // row 0: 2 (equals far apart)
+		x[V+20000], x[V+20001] = 4, 4                                      // row 1: 20000
+		x[2*V+31999], x[2*V+7] = float32(math.NaN()), float32(math.Inf(1)) // row 2: -8
+		x[3*V+16001] = float32(math.Inf(-1))                               // row 3: -16002
+		x[4*V+32001] = 6                                                   // row 4: 32001
+		// row 5: the largest of the random logits
+		lt := e.upload(x, rows, V)
+		defer e.b.Free(lt)
+		got := make([]int32, rows)
+		rules := []runtime.SampleParams{{}, {TopK: 1, Temperature: 0.5}, {}, {}, {}, {Temperature: -1}}
+		if err := ts.SampleTokens(got, lt, []int{0, 1, 2, 3, 4, 5}, rules); err != nil {
+			t.Fatal(err)
+		}
+		want := []int32{2, 20000, -8, -16002, 32001, int32(runtime.DrawToken(x[5*V:], rules[5]))}
+		if !slices.Equal(got, want) {
+			t.Errorf("tokens %v, want %v", got, want)
+		}
+	})
 }
 
 // testTokenFeeder checks a runtime.TokenFeeder: draws left on the backend

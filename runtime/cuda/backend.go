@@ -82,6 +82,9 @@ type Backend struct {
 	srulesIn *Buffer
 	swork    *Buffer // SampleTokens: penalised copies of logits rows
 	stoks    *Buffer // SampleTokens: the drawn tokens
+	sargp    *Buffer // SampleTokens: argmax_rows' partials
+	sargc    *Buffer // SampleTokens: argmax_rows' counters
+	argmax   bool    // GPTQTOOL_ARGMAX=1: greedy draws without penalties on argmax_rows
 	ahead    aheadCopies
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
@@ -381,6 +384,10 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QMMA_WIDE_SPREAD=1 instead sizes its shared memory so that
 	// an SM holds no more than its even share of its blocks (456.2 at
 	// batch 1 with wide kernels from one row: slower).
+	// GPTQTOOL_ARGMAX=1: draws whose every row is greedy without
+	// penalties run on argmax_rows (kernels/sample.cu: 32 blocks a row)
+	// instead of sample_rows' one block a row (for measuring).
+	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") == "1"
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
@@ -526,7 +533,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -1006,7 +1013,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "gemv_rows_", "head_wg_"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

@@ -146,8 +146,38 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		b.srulesIn, b.srulesUp = in, append(b.srulesUp[:0], raw...)
 	}
 	base := in.Ptr + uint64(sampleRowBytes*len(rows))
+	if b.argmax && nadj == 0 && allGreedy(p) {
+		// argmax_rows: AG blocks a row, their partials and a counter a row.
+		pb, err := b.transient(&b.sargp, int64(len(rows))*argmaxBlocks*8)
+		if err != nil {
+			return err
+		}
+		count, err := b.counters(&b.sargc, len(rows))
+		if err != nil {
+			return err
+		}
+		pv := pb.Ptr
+		return b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: len(rows)}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
+			in.Ptr, pv, pv+uint64(len(rows))*argmaxBlocks*4, count, out)
+	}
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
 		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out)
+}
+
+// argmaxBlocks is kernels/sample.cu's AG: the blocks of a row of
+// argmax_rows.
+const argmaxBlocks = 32
+
+// allGreedy reports whether every rule of a draw takes the largest logit
+// (sample_rows' greedy rule: temperature <= 0 or top-k 1), so that
+// argmax_rows may draw it where no rule has penalties.
+func allGreedy(p []runtime.SampleParams) bool {
+	for _, q := range p {
+		if !(q.Temperature <= 0 || q.TopK == 1) {
+			return false
+		}
+	}
+	return true
 }
 
 // aheadCopies are SampleTokensTo's two page-locked buffers and their
