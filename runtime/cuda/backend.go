@@ -84,7 +84,7 @@ type Backend struct {
 	stoks    *Buffer // SampleTokens: the drawn tokens
 	sargp    *Buffer // SampleTokens: argmax_rows' partials
 	sargc    *Buffer // SampleTokens: argmax_rows' counters
-	argmax   bool    // GPTQTOOL_ARGMAX=1: greedy draws without penalties on argmax_rows
+	argmax   bool    // greedy draws without penalties on argmax_rows (GPTQTOOL_ARGMAX=0: never)
 	ahead    aheadCopies
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
@@ -384,10 +384,14 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QMMA_WIDE_SPREAD=1 instead sizes its shared memory so that
 	// an SM holds no more than its even share of its blocks (456.2 at
 	// batch 1 with wide kernels from one row: slower).
-	// GPTQTOOL_ARGMAX=1: draws whose every row is greedy without
-	// penalties run on argmax_rows (kernels/sample.cu: 32 blocks a row)
-	// instead of sample_rows' one block a row (for measuring).
-	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") == "1"
+	// Draws whose every row is greedy without penalties run on
+	// argmax_rows (kernels/sample.cu: 32 blocks a row) instead of
+	// sample_rows' one block a row. On an H200 (7B shape, 4-bit g128 act
+	// order) batch 1 measured 509.3 and 509.6 tok/s against 508.3 and
+	// 508.2, batch 8 3,485.8 and 3,484.7 against 3,472.8 and 3,471.4
+	// (docs/benchmarks.md, the twentieth session). GPTQTOOL_ARGMAX=0:
+	// sample_rows for every draw.
+	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") != "0"
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
