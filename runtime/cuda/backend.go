@@ -133,6 +133,7 @@ type Backend struct {
 	qstRoPE       int       // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
 	qmmaPush      int       // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
+	apSpread      bool      // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool      // the last quantized product launched was a wide GLU one
 	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
@@ -394,6 +395,14 @@ func New(o Options) (*Backend, error) {
 	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") != "0"
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
+	// GPTQTOOL_QMMA_AP_SPREAD=1 sizes the shared memory of attention's
+	// output product (o_proj) so that an SM holds no more of its blocks
+	// than its even share: at batch 1 its 256 blocks ran on 106-108 SMs,
+	// three to an SM on about 58 of them, and those SMs ended 2.2 µs after
+	// the others (docs/benchmarks.md, the twentieth session). At two an SM
+	// the GPCs hold 30 clusters of 8, so it goes with 7 splits
+	// (GPTQTOOL_QMMA_S=4096x4096:7 for the 7B shape). For measuring.
+	b.apSpread = os.Getenv("GPTQTOOL_QMMA_AP_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

@@ -1320,8 +1320,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
 	// blocks would otherwise crowd onto the SMs that its blocks leave
-	// first, spread too.)
-	if (b.qmmaSpread || (b.wideSpread && b.lastWide)) && !wide && !plain {
+	// first, spread too; GPTQTOOL_QMMA_AP_SPREAD: attention's output
+	// product, whose blocks land where attention's leave room.)
+	if (b.qmmaSpread || (b.wideSpread && b.lastWide) || (b.apSpread && ap != nil)) && !wide && !plain {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
 	b.lastWide = wide
