@@ -133,6 +133,7 @@ type Backend struct {
 	qstRoPE       int       // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
 	qmmaPush      int       // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
+	ropeSpread    bool      // GPTQTOOL_QMMA_ROPE_SPREAD=1: the RoPE-fused one-tile products, likewise
 	apSpread      bool      // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool      // the last quantized product launched was a wide GLU one
@@ -403,6 +404,12 @@ func New(o Options) (*Backend, error) {
 	// the GPCs hold 30 clusters of 8, so it goes with 7 splits
 	// (GPTQTOOL_QMMA_S=4096x4096:7 for the 7B shape). For measuring.
 	b.apSpread = os.Getenv("GPTQTOOL_QMMA_AP_SPREAD") == "1"
+	// GPTQTOOL_QMMA_ROPE_SPREAD=1 does the same for the RoPE-fused one-tile
+	// products (q/k/v: at batch 1 its 384 blocks ran on 124 SMs, four to an
+	// SM on 24-56 of them, which ended 1.3-1.7 µs after the others; at
+	// most three an SM needs 128 SMs, and the GPCs must hold 48 clusters of
+	// 8 at three an SM). For measuring.
+	b.ropeSpread = os.Getenv("GPTQTOOL_QMMA_ROPE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

@@ -1321,8 +1321,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
 	// blocks would otherwise crowd onto the SMs that its blocks leave
 	// first, spread too; GPTQTOOL_QMMA_AP_SPREAD: attention's output
-	// product, whose blocks land where attention's leave room.)
-	if (b.qmmaSpread || (b.wideSpread && b.lastWide) || (b.apSpread && ap != nil)) && !wide && !plain {
+	// product, whose blocks land where attention's leave room;
+	// GPTQTOOL_QMMA_ROPE_SPREAD: the RoPE-fused one-tile products.)
+	if (b.qmmaSpread || (b.wideSpread && b.lastWide) || (b.apSpread && ap != nil) || (b.ropeSpread && rp != nil && tile == 0)) && !wide && !plain {
 		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
 	}
 	b.lastWide = wide
