@@ -109,6 +109,48 @@ __device__ __forceinline__ float block_max(float v, float* red) {
     return m;
 }
 
+// scan_best: of the logits src[i] this thread visits (i = i0 + threadIdx.x,
+// then every NT, UR loads in flight at once), the largest finite one bv at
+// bi and the least non-finite index nb (0x7fffffff: none). Its indices
+// ascend: with a strict > its first of equal logits stays, and its first
+// non-finite one is its least.
+template <int UR, int NT>
+__device__ __forceinline__ void scan_best(const float* __restrict__ src, int i0, int i1, float& bv, int& bi, int& nb) {
+    bv = NEG_INF, bi = 0x7fffffff, nb = 0x7fffffff;
+    for (int b0 = i0 + (int)threadIdx.x; b0 < i1; b0 += UR * NT) {
+        float v[UR];
+#pragma unroll
+        for (int u = 0; u < UR; u++) v[u] = b0 + u * NT < i1 ? src[b0 + u * NT] : 0.0f;
+#pragma unroll
+        for (int u = 0; u < UR; u++) {
+            const int i = b0 + u * NT;
+            if (i >= i1) break;
+            if (v[u] - v[u] != 0.0f) {
+                nb = imin(nb, i);
+            } else if (v[u] > bv) {
+                bv = v[u], bi = i;
+            }
+        }
+    }
+}
+
+// warp_best: the warp's largest (v, i), the lowest i on ties, in every lane.
+__device__ __forceinline__ void warp_best(float& v, int& i) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
+        if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
+    }
+}
+
+// warp_min: the warp's least v, in every lane.
+__device__ __forceinline__ int warp_min(int v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = imin(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __restrict__ logits, int V,
                                                              const SampleRow* __restrict__ rows,
                                                              const int* __restrict__ adj_tok,
@@ -140,24 +182,9 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     const bool greedy = R.temp <= 0.0f || R.topk == 1, fast = greedy && R.nadj <= 0;
     if (tid == 0) bad = 0x7fffffff, found = -1;
     __syncthreads();
-    float bv = NEG_INF;
-    int bi = 0x7fffffff, nb = 0x7fffffff;
-    constexpr int UR = 8;
-    for (int i0 = tid; i0 < V; i0 += UR * SB) {
-        float v[UR];
-#pragma unroll
-        for (int u = 0; u < UR; u++) v[u] = i0 + u * SB < V ? src[i0 + u * SB] : 0.0f;
-#pragma unroll
-        for (int u = 0; u < UR; u++) {
-            const int i = i0 + u * SB;
-            if (i >= V) break;
-            if (v[u] - v[u] != 0.0f) {
-                nb = imin(nb, i);
-            } else if (v[u] > bv) {
-                bv = v[u], bi = i;
-            }
-        }
-    }
+    float bv;
+    int bi, nb;
+    scan_best<8, SB>(src, 0, V, bv, bi, nb);
     if (nb != 0x7fffffff) atomicMin(&bad, nb);
     __syncthreads();
     if (bad != 0x7fffffff) {
@@ -192,12 +219,7 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
                 if (v > bv) bv = v, bi = i;  // ascending: the first of equals stays
             }
         }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-            if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-        }
+        warp_best(bv, bi);
         if (lane == 0) redf[warp] = bv, redi[warp] = bi;
         __syncthreads();
         if (tid == 0) {
@@ -378,33 +400,11 @@ extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __rest
     const int r = blockIdx.y, g = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const float* src = logits + (i64)rows[r].row * V;
     const int i0 = (int)((i64)g * V / AG), i1 = (int)((i64)(g + 1) * V / AG);
-    // Each thread's indices ascend: with a strict > its first of equal
-    // logits stays, and its first non-finite one is its least.
-    float bv = NEG_INF;
-    int bi = 0x7fffffff, nb = 0x7fffffff;
-    constexpr int UR = 4;
-    for (int b0 = i0 + tid; b0 < i1; b0 += UR * AB) {
-        float v[UR];
-#pragma unroll
-        for (int u = 0; u < UR; u++) v[u] = b0 + u * AB < i1 ? src[b0 + u * AB] : 0.0f;
-#pragma unroll
-        for (int u = 0; u < UR; u++) {
-            const int i = b0 + u * AB;
-            if (i >= i1) break;
-            if (v[u] - v[u] != 0.0f) {
-                nb = imin(nb, i);
-            } else if (v[u] > bv) {
-                bv = v[u], bi = i;
-            }
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        nb = imin(nb, __shfl_xor_sync(0xffffffffu, nb, o));
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-    }
+    float bv;
+    int bi, nb;
+    scan_best<4, AB>(src, i0, i1, bv, bi, nb);
+    warp_best(bv, bi);
+    nb = warp_min(nb);
     if (lane == 0) rv[warp] = bv, ri[warp] = bi, rb[warp] = nb;
     __syncthreads();
     if (tid == 0) {
@@ -425,13 +425,8 @@ extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __rest
     int i = __ldcg(pi + r * AG + lane);
     int bad = i < 0 ? -1 - i : 0x7fffffff;
     if (i < 0) v = NEG_INF, i = 0x7fffffff;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, i, o);
-        bad = imin(bad, __shfl_xor_sync(0xffffffffu, bad, o));
-        if (ov > v || (ov == v && oi < i)) v = ov, i = oi;
-    }
+    warp_best(v, i);
+    bad = warp_min(bad);
     if (lane == 0) {
         out[r] = bad != 0x7fffffff ? -1 - bad : i == 0x7fffffff ? 0 : i;
         count[r] = 0;
