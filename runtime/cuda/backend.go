@@ -376,6 +376,14 @@ func New(o Options) (*Backend, error) {
 	if b.qmmaPush, err = envInt("GPTQTOOL_QMMA_PUSH", defaultQmmaPush, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
+	// Draws whose every row is greedy without penalties run on
+	// argmax_rows (kernels/sample.cu: 32 blocks a row) instead of
+	// sample_rows' one block a row. On an H200 (7B shape, 4-bit g128 act
+	// order) batch 1 measured 509.3 and 509.6 tok/s against 508.3 and
+	// 508.2, batch 8 3,485.8 and 3,484.7 against 3,472.8 and 3,471.4
+	// (docs/benchmarks.md, the twentieth session). GPTQTOOL_ARGMAX=0:
+	// sample_rows for every draw.
+	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") != "0"
 	// The kernel after a wide GLU product (down) launches only as the
 	// product ends: launched once its loops were done, down's blocks took
 	// the SMs its blocks left first, four to an SM on a quarter of them.
@@ -386,14 +394,6 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QMMA_WIDE_SPREAD=1 instead sizes its shared memory so that
 	// an SM holds no more than its even share of its blocks (456.2 at
 	// batch 1 with wide kernels from one row: slower).
-	// Draws whose every row is greedy without penalties run on
-	// argmax_rows (kernels/sample.cu: 32 blocks a row) instead of
-	// sample_rows' one block a row. On an H200 (7B shape, 4-bit g128 act
-	// order) batch 1 measured 509.3 and 509.6 tok/s against 508.3 and
-	// 508.2, batch 8 3,485.8 and 3,484.7 against 3,472.8 and 3,471.4
-	// (docs/benchmarks.md, the twentieth session). GPTQTOOL_ARGMAX=0:
-	// sample_rows for every draw.
-	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") != "0"
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	// GPTQTOOL_QMMA_AP_SPREAD=1 sizes the shared memory of attention's
