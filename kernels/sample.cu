@@ -387,6 +387,7 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
 // out[r] is what sample_rows draws for the row.
 #define AG 32
 #define AB 256
+static_assert(AG == 32, "argmax_rows: the last block's warp takes one partial a lane");
 extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __restrict__ logits, int V,
                                                              const SampleRow* __restrict__ rows, float* pv, int* pi,
                                                              u32* count, int* out) {

@@ -2,10 +2,10 @@
 """Read a kernel timeline (GPTQTOOL_TRACE, `scripts/gpu.sh trace`) and print
 where one decode step's time goes, kernel by kernel.
 
-A step is the launches up to and including a sample_rows (or argmax_rows) launch; the step
-printed is the median (by length) of the steps whose every layer has its
-four products traced, none of their launches partial (each SM holds
-GPTQTOOL_TRACE_RECORDS/256 of a module's blocks; past that, its blocks
+A step is the launches up to and including a sample_rows (or argmax_rows)
+launch; the step printed is the median (by length) of the steps whose every
+layer has its four products traced, none of their launches partial (each SM
+holds GPTQTOOL_TRACE_RECORDS/256 of a module's blocks; past that, its blocks
 are not recorded and the launches then running are marked partial).
 
 For each launch, times in µs from the step's start: when its first block
