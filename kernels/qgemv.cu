@@ -1398,29 +1398,21 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     QMMA(BITS, MT, T, NAME, true, , false, false, false, false)                                                   \
     QMMA(BITS, MT, T, NAME, false, _sg, false, false, false, false)                                               \
     QMMA(BITS, MT, T, NAME, true, _r, false, true, false, false)
-// The wide GLU kernel of one tile (_g, 14 warps, two blocks an SM).
-#define QMMA_G(BITS, T, NAME)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(448, 2) qmma##BITS##_t1_g_##NAME(                                  \
+// The wide kernels of one tile: GLU (_g, 14 warps, two blocks an SM) and
+// plain (_p, 16 warps, 256 columns, one block an SM: runtime/cuda sizes its
+// shared memory so).
+#define QMMA_WIDE(BITS, T, NAME, SUF, THREADS, MINB, NW, GW)                                                       \
+    extern "C" __global__ void __launch_bounds__(THREADS, MINB) qmma##BITS##_t1##SUF##_##NAME(                      \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
         const float* invf, T* kc, T* vc) {                                                                           \
-        qmma<BITS, 1, T, true, false, false, false, 14, true>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, \
-                                                            part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
-                                                            nv8, QRope<T>{}, nullptr);                                    \
+        qmma<BITS, 1, T, true, false, false, false, NW, GW>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,   \
+                                                          part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
+                                                          nv8, QRope<T>{}, nullptr);                                    \
     }
-// The plain wide kernel of one tile (_p, 16 warps, 256 columns, one block
-// an SM: runtime/cuda sizes its shared memory so).
-#define QMMA_P(BITS, T, NAME)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(512, 1) qmma##BITS##_t1_p_##NAME(                                  \
-        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
-        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc) {                                                                           \
-        qmma<BITS, 1, T, true, false, false, false, 16, false>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm, \
-                                                             part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
-                                                             nv8, QRope<T>{}, nullptr);                                    \
-    }
+#define QMMA_G(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _g, 448, 2, 14, true)
+#define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of
