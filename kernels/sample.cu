@@ -375,22 +375,26 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     if (tid == 0) out[blockIdx.x] = found;
 }
 
-// argmax_rows(logits [*, V] f32, V, rows SampleRow [n], pv f32 [n, AG],
-// pi int [n, AG], count u32 [n], out int [n]): sample_rows' draw for rows
-// that are greedy without penalties (steps 1 and 3) over AG blocks a row
-// instead of one (grid AG × n, AB threads). Block g scans its stretch
-// [g·V/AG, (g+1)·V/AG) of row rows[r].row for its largest logit (the
-// lowest index on ties) and its first non-finite one (as -1 - index in
-// pi, then pv unused); the row's last block to finish (count[r], left at
-// 0 again) takes the partials in stretch order: the first non-finite
-// index if any, the largest logit otherwise, ties to the lowest stretch.
-// out[r] is what sample_rows draws for the row.
+// argmax_rows(logits [*, V] f32, V, rows SampleRow [n], pv f32 [n, AG], pi int
+// [n, AG], count u32 [n], out int [n], h0 int [n], h1 int [n], hslot int [1]):
+// sample_rows' draw for rows that are greedy without penalties (steps 1 and 3)
+// over AG blocks a row instead of one (grid AG × n, AB threads). Block g scans
+// its stretch [g·V/AG, (g+1)·V/AG) of row rows[r].row for its largest logit
+// (the lowest index on ties) and its first non-finite one (as -1 - index in pi,
+// then pv unused); the row's last block to finish (count[r], left at 0 again)
+// takes the partials in stretch order: the first non-finite index if any, the
+// largest logit otherwise, ties to the lowest stretch. out[r] is what
+// sample_rows draws for the row. Without rows (a draw recorded in a decode
+// step's graph) row r is logits row r. With h0 (page-locked host memory,
+// mapped) the token also goes to h0[r] or, when *hslot is 1, to h1[r]: the host
+// reads it there once the stream is past the draw, with no copy.
 #define AG 32
 #define AB 256
 static_assert(AG == 32, "argmax_rows: the last block's warp takes one partial a lane");
 extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __restrict__ logits, int V,
                                                              const SampleRow* __restrict__ rows, float* pv, int* pi,
-                                                             u32* count, int* out) {
+                                                             u32* count, int* out, int* h0, int* h1,
+                                                             const int* hslot) {
     __shared__ float rv[AB / 32];
     __shared__ int ri[AB / 32], rb[AB / 32];
     __shared__ int last;
@@ -399,7 +403,7 @@ extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __rest
     pdl_wait();
     TRACE_MARK(1);
     const int r = blockIdx.y, g = blockIdx.x, tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const float* src = logits + (i64)rows[r].row * V;
+    const float* src = logits + (i64)(rows ? rows[r].row : r) * V;
     const int i0 = (int)((i64)g * V / AG), i1 = (int)((i64)(g + 1) * V / AG);
     float bv;
     int bi, nb;
@@ -429,7 +433,9 @@ extern "C" __global__ void __launch_bounds__(AB) argmax_rows(const float* __rest
     warp_best(v, i);
     bad = warp_min(bad);
     if (lane == 0) {
-        out[r] = bad != 0x7fffffff ? -1 - bad : i == 0x7fffffff ? 0 : i;
+        const int tok = bad != 0x7fffffff ? -1 - bad : i == 0x7fffffff ? 0 : i;
+        out[r] = tok;
+        if (h0) (*hslot ? h1 : h0)[r] = tok;
         count[r] = 0;
     }
 }

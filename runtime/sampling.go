@@ -23,6 +23,10 @@ type SampleParams struct {
 	Adjust []LogitAdjust
 }
 
+// Greedy reports whether p takes the largest logit (after Adjust):
+// temperature 0 (or less) or TopK 1.
+func (p SampleParams) Greedy() bool { return p.Temperature <= 0 || p.TopK == 1 }
+
 // LogitAdjust changes one token's logit: divided by Rep when positive,
 // multiplied by it otherwise (transformers' repetition penalty; 1 leaves
 // it), then Sub subtracted (OpenAI's presence and frequency penalties).
@@ -71,6 +75,26 @@ type TokenFeeder interface {
 	EmbeddingFed(dst, table, ids, fed Tensor)
 }
 
+// GreedyDrawer is a TokenFeeder whose greedy draws can be recorded in a
+// decode step's graph, after its head: the draw then takes no launch or
+// upload of its own, and its tokens reach the host without a copy. A step
+// may draw this way where every row draws greedily without penalties.
+type GreedyDrawer interface {
+	TokenFeeder
+	// GreedySlot picks the host slot (0 or 1) that the next greedy draw is
+	// to write, waiting for the tokens of an earlier draw still pending in
+	// it; -1 where greedy draws cannot be recorded (then SampleTokensTo).
+	GreedySlot() int
+	// DrawGreedy issues, recordably, the draw of every row of logits (F32
+	// [n, vocab]) by SampleTokens' rule for a greedy row without
+	// penalties, into dst (I32, at least n) and into the host slot that
+	// slot (I32, one entry, set before the draw runs) names.
+	DrawGreedy(dst, logits, slot Tensor)
+	// GreedyPending returns the first n tokens of the draw last issued into
+	// host slot s, once the stream is past this call.
+	GreedyPending(s, n int) (PendingTokens, error)
+}
+
 // PendingTokens are tokens drawn by TokenFeeder.SampleTokensTo.
 type PendingTokens interface {
 	// Wait waits for the draw and sets dst[i] (len(dst) = the draw's rows)
@@ -95,7 +119,7 @@ func DrawToken(logits []float32, p SampleParams) int {
 			}
 		}
 	}
-	if p.Temperature <= 0 || p.TopK == 1 {
+	if p.Greedy() {
 		return greedy(logits)
 	}
 	mx := math.Inf(-1)

@@ -123,6 +123,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"PagedDecoder", testPagedDecoder},
 		{"TokenSampler", testTokenSampler},
 		{"TokenFeeder", testTokenFeeder},
+		{"GreedyDrawer", testGreedyDrawer},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

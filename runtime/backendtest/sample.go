@@ -2,6 +2,7 @@ package backendtest
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -175,29 +176,125 @@ func testTokenSampler(e *env) {
 	// least non-finite index wherever the others are.
 	e.t.Run("greedy only", func(t *testing.T) {
 		e := &env{t: t, b: e.b, rng: e.rng}
-		const V, rows = 32002, 6
-		x := e.randn(rows * V)
-		for i := range x {
-			x[i] = min(x[i], 3)
-		}
-		x[31000], x[2] = 5, 5                                              // row 0: 2 (equals far apart)
-		x[V+20000], x[V+20001] = 4, 4                                      // row 1: 20000
-		x[2*V+31999], x[2*V+7] = float32(math.NaN()), float32(math.Inf(1)) // row 2: -8
-		x[3*V+16001] = float32(math.Inf(-1))                               // row 3: -16002
-		x[4*V+32001] = 6                                                   // row 4: 32001
-		// row 5: the largest of the random logits
-		lt := e.upload(x, rows, V)
+		x, want := greedyRows(e)
+		lt := e.upload(x, len(want), len(x)/len(want))
 		defer e.b.Free(lt)
-		got := make([]int32, rows)
+		got := make([]int32, len(want))
 		rules := []runtime.SampleParams{{}, {TopK: 1, Temperature: 0.5}, {}, {}, {}, {Temperature: -1}}
 		if err := ts.SampleTokens(got, lt, []int{0, 1, 2, 3, 4, 5}, rules); err != nil {
 			t.Fatal(err)
 		}
-		want := []int32{2, 20000, -8, -16002, 32001, int32(runtime.DrawToken(x[5*V:], rules[5]))}
 		if !slices.Equal(got, want) {
 			t.Errorf("tokens %v, want %v", got, want)
 		}
 	})
+}
+
+// greedyRows are 6 rows of 32002 logits and their greedy tokens: equals
+// far apart in a row, NaN and ±Inf (-1-j for the least non-finite index
+// j), the largest logit last in its row.
+func greedyRows(e *env) ([]float32, []int32) {
+	const V, rows = 32002, 6
+	x := e.randn(rows * V)
+	for i := range x {
+		x[i] = min(x[i], 3)
+	}
+	x[31000], x[2] = 5, 5                                              // row 0: 2 (equals far apart)
+	x[V+20000], x[V+20001] = 4, 4                                      // row 1: 20000
+	x[2*V+31999], x[2*V+7] = float32(math.NaN()), float32(math.Inf(1)) // row 2: -8
+	x[3*V+16001] = float32(math.Inf(-1))                               // row 3: -16002
+	x[4*V+32001] = 6                                                   // row 4: 32001
+	// row 5: the largest of the random logits
+	return x, []int32{2, 20000, -8, -16002, 32001, int32(runtime.DrawToken(x[5*V:], runtime.SampleParams{}))}
+}
+
+// testGreedyDrawer checks a runtime.GreedyDrawer: DrawGreedy gives
+// SampleTokens' greedy tokens in its tensor and in the host slot that its
+// slot tensor names; the slots alternate, and a draw pending in a slot
+// keeps its tokens when a later draw overwrites the slot; where the
+// backend records graphs, a recorded draw replayed into either slot does
+// the same.
+func testGreedyDrawer(e *env) {
+	gd, ok := e.b.(runtime.GreedyDrawer)
+	if !ok {
+		e.t.Skipf("%s records no greedy draws", e.b.Name())
+	}
+	x, want := greedyRows(e)
+	n, V := len(want), len(x)/len(want)
+	// The same rows rotated by one: other tokens for the second draw.
+	x2 := append(slices.Clone(x[V:]), x[:V]...)
+	want2 := append(slices.Clone(want[1:]), want[0])
+	lt, lt2 := e.upload(x, n, V), e.upload(x2, n, V)
+	defer e.b.Free(lt)
+	defer e.b.Free(lt2)
+	dst := e.indices(make([]int32, n+2))
+	defer e.b.Free(dst)
+	slot := e.indices([]int32{0})
+	defer e.b.Free(slot)
+	setSlot := func(s int) {
+		if s != 0 && s != 1 {
+			e.t.Fatalf("GreedySlot %d, want 0 or 1", s)
+		}
+		raw := binary.LittleEndian.AppendUint32(nil, uint32(s))
+		if err := e.b.UploadRaw(slot, raw, runtime.I32); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	check := func(what string, p runtime.PendingTokens, want []int32) {
+		got := make([]int32, len(want))
+		if err := p.Wait(got); err != nil {
+			e.t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			e.t.Errorf("%s: host slot tokens %v, want %v", what, got, want)
+		}
+	}
+	draw := func(what string, l runtime.Tensor, want []int32, run func()) runtime.PendingTokens {
+		s := gd.GreedySlot()
+		setSlot(s)
+		run()
+		p, err := gd.GreedyPending(s, len(want))
+		if err != nil {
+			e.t.Fatalf("%s: %v", what, err)
+		}
+		raw := make([]byte, 4*(n+2))
+		if err := e.b.DownloadRaw(raw, runtime.I32, dst); err != nil {
+			e.t.Fatal(err)
+		}
+		for j, w := range want {
+			if g := int32(binary.LittleEndian.Uint32(raw[4*j:])); g != w {
+				e.t.Errorf("%s: token %d in the tensor %d, want %d", what, j, g, w)
+			}
+		}
+		return p
+	}
+	p1 := draw("draw 1", lt, want, func() { gd.DrawGreedy(dst, lt, slot) })
+	p2 := draw("draw 2", lt2, want2, func() { gd.DrawGreedy(dst, lt2, slot) })
+	// Into draw 1's slot again: its tokens are kept as they were.
+	p3 := draw("draw 3", lt2, want2[:3], func() { gd.DrawGreedy(dst, lt2, slot) })
+	check("draw 2", p2, want2)
+	check("draw 1", p1, want)
+	check("draw 3", p3, want2[:3])
+	g, ok := e.b.(runtime.Grapher)
+	if !ok {
+		return
+	}
+	gr, err := g.Capture(func() error { gd.DrawGreedy(dst, lt, slot); return nil })
+	if err != nil {
+		e.t.Fatalf("recording a greedy draw: %v", err)
+	}
+	defer gr.Free()
+	var pend []runtime.PendingTokens
+	for i := range 3 {
+		pend = append(pend, draw(fmt.Sprintf("replay %d", i), lt, want, func() {
+			if err := gr.Launch(); err != nil {
+				e.t.Fatal(err)
+			}
+		}))
+	}
+	for i, p := range pend {
+		check(fmt.Sprintf("replay %d", i), p, want)
+	}
 }
 
 // testTokenFeeder checks a runtime.TokenFeeder: draws left on the backend

@@ -13,6 +13,7 @@ import (
 type Backend struct {
 	threads int
 	kern    kernels
+	greedy  greedySlots
 }
 
 // New returns a CPU backend running ops on threads goroutines

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -161,4 +162,55 @@ func (d drawn) Wait(dst []int32) error {
 	return nil
 }
 
-var _ runtime.TokenFeeder = (*Backend)(nil)
+// greedySlots are the host slots of runtime.GreedyDrawer's draws.
+type greedySlots struct {
+	mu   sync.Mutex
+	slot [2][]int32
+	next int
+}
+
+// GreedySlot implements runtime.GreedyDrawer: the slots alternate.
+func (b *Backend) GreedySlot() int {
+	g := &b.greedy
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.next
+	g.next ^= 1
+	return s
+}
+
+// DrawGreedy implements runtime.GreedyDrawer.
+func (b *Backend) DrawGreedy(dst, logits, slot runtime.Tensor) {
+	ct := tensorOf(logits)
+	n, V := ct.rows(), ct.cols()
+	out := indexOf("greedy draw", dst, n)
+	s := indexOf("greedy draw", slot, 1)[0]
+	if s != 0 && s != 1 {
+		panic(fmt.Sprintf("cpu: greedy draw into host slot %d", s))
+	}
+	toks := make([]int32, n)
+	b.parallel(n, func(i int) {
+		toks[i] = int32(runtime.DrawFinite(ct.data[i*V:(i+1)*V], runtime.SampleParams{}))
+	})
+	copy(out, toks)
+	g := &b.greedy
+	g.mu.Lock()
+	g.slot[s] = toks
+	g.mu.Unlock()
+}
+
+// GreedyPending implements runtime.GreedyDrawer: the draw is done.
+func (b *Backend) GreedyPending(s, n int) (runtime.PendingTokens, error) {
+	g := &b.greedy
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s < 0 || s > 1 || n < 0 || n > len(g.slot[s]) {
+		return nil, fmt.Errorf("cpu: %d tokens of greedy host slot %d (%d drawn)", n, s, len(g.slot[max(min(s, 1), 0)]))
+	}
+	return drawn(append([]int32(nil), g.slot[s][:n]...)), nil
+}
+
+var (
+	_ runtime.TokenFeeder  = (*Backend)(nil)
+	_ runtime.GreedyDrawer = (*Backend)(nil)
+)

@@ -83,9 +83,14 @@ type Backend struct {
 	swork    *Buffer // SampleTokens: penalised copies of logits rows
 	stoks    *Buffer // SampleTokens: the drawn tokens
 	sargp    *Buffer // SampleTokens: argmax_rows' partials
-	sargc    *Buffer // SampleTokens: argmax_rows' counters
+	sargc    *Buffer // SampleTokens, DrawGreedy: argmax_rows' counters
+	sgrp     *Buffer // DrawGreedy: argmax_rows' partials (kept while graphs use them)
 	argmax   bool    // greedy draws without penalties on argmax_rows (GPTQTOOL_ARGMAX=0: never)
-	ahead    aheadCopies
+	// greedy draws recorded in decode steps' graphs (GreedySlot;
+	// GPTQTOOL_GRAPH_DRAW=0: never)
+	graphDraw bool
+	ahead     aheadCopies // SampleTokensTo's copies
+	greedy    aheadCopies // DrawGreedy's host slots (mapped)
 
 	capturing     bool      // a graph is being recorded: no allocation may happen
 	graphs        int       // live graphs: scratch they use is retired, not reused
@@ -384,6 +389,13 @@ func New(o Options) (*Backend, error) {
 	// (docs/benchmarks.md, the twentieth session). GPTQTOOL_ARGMAX=0:
 	// sample_rows for every draw.
 	b.argmax = os.Getenv("GPTQTOOL_ARGMAX") != "0"
+	// Decode steps whose every row draws greedily without penalties record
+	// the draw in their graph (runtime.GreedyDrawer): it follows the head
+	// with PDL, and the tokens go straight to mapped host memory.
+	// GPTQTOOL_GRAPH_DRAW=0: such draws are launched after the graph and
+	// their tokens copied back (SampleTokensTo).
+	b.graphDraw = os.Getenv("GPTQTOOL_GRAPH_DRAW") != "0"
+	b.greedy.mapped = true
 	// The kernel after a wide GLU product (down) launches only as the
 	// product ends: launched once its loops were done, down's blocks took
 	// the SMs its blocks left first, four to an SM on a quarter of them.
@@ -539,6 +551,7 @@ func (b *Backend) closeLocked() {
 		drv.cuStreamSynchronize(b.stream)
 	}
 	b.ahead.free()
+	b.greedy.free()
 	for _, ev := range slices.Concat(b.gt.start[:], b.gt.end[:]) {
 		if ev != 0 {
 			drv.cuEventDestroy(ev)
@@ -553,7 +566,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

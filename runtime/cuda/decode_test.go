@@ -572,17 +572,20 @@ func TestPagedAttentionCombines(t *testing.T) {
 // TestStepAheadOnDevice decodes three sequences of openchat-tiny in fp16
 // with steps issued ahead (each fed the tokens the step before drew, on
 // the device, before they are read) and with the tokens fed from the
-// host: the same draws, greedy and sampled, through replayed graphs.
+// host: the same draws, greedy and sampled, through replayed graphs. With
+// every sequence greedy the steps draw in their graphs (DrawGreedy), and
+// give the tokens of steps run op by op that draw after them.
 func TestStepAheadOnDevice(t *testing.T) {
 	mg, _, prompts := tinyF16(t, gputest.Backend(t))
 	rules := []runtime.SampleParams{{}, {Temperature: 0.9, TopP: 0.95, U: 0.4}, {Temperature: 1.1, TopK: 30, U: 0.8}}
 	const steps = 24
-	run := func(ahead bool) [][]int {
+	run := func(ahead, noGraphs bool) [][]int {
 		c, err := mg.NewPagedCache(64, 16, 256)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Free()
+		c.NoGraphs = noGraphs
 		seqs := make([]kvcache.Seq, len(prompts))
 		st := make([]model.StepSeq, len(prompts))
 		for i, p := range prompts {
@@ -630,10 +633,20 @@ func TestStepAheadOnDevice(t *testing.T) {
 		}
 		return drawn
 	}
-	want, got := run(false), run(true)
+	want, got := run(false, false), run(true, false)
 	for i := range want {
 		if !slices.Equal(got[i], want[i]) {
 			t.Errorf("sequence %d drew %v issued ahead, %v fed from the host", i, got[i], want[i])
+		}
+	}
+	rules = []runtime.SampleParams{{}, {Temperature: 0.9, TopK: 1, U: 0.4}, {Temperature: -1}}
+	want = run(false, true)
+	for _, ahead := range []bool{false, true} {
+		got := run(ahead, false)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("greedy, ahead %v: sequence %d drew %v in the step's graph, %v after steps run op by op", ahead, i, got[i], want[i])
+			}
 		}
 	}
 }

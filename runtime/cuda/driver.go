@@ -61,6 +61,9 @@ var drv struct {
 	// page-locked host memory; nil where one is missing.
 	cuMemAllocHost func(p *unsafe.Pointer, bytes uint64) cuResult
 	cuMemFreeHost  func(p unsafe.Pointer) cuResult
+	// Optional: the device's address of page-locked host memory, for
+	// kernels that write the host's memory (DrawGreedy).
+	cuMemHostGetDevicePointer func(d *uint64, p unsafe.Pointer, flags uint32) cuResult
 	// Optional (CUDA 12+, sm_90's tensor memory accelerator): nil where
 	// the driver lacks it.
 	cuTensorMapEncodeTiled func(tm unsafe.Pointer, dtype int32, rank uint32, addr uint64, dims, strides, box, estrides unsafe.Pointer,
@@ -169,6 +172,9 @@ func loadDriver() error {
 			}
 			if register(lib, path, map[string]any{"cuMemAllocHost_v2": &drv.cuMemAllocHost, "cuMemFreeHost": &drv.cuMemFreeHost}) != nil {
 				drv.cuMemAllocHost, drv.cuMemFreeHost = nil, nil
+			}
+			if register(lib, path, map[string]any{"cuMemHostGetDevicePointer_v2": &drv.cuMemHostGetDevicePointer}) != nil {
+				drv.cuMemHostGetDevicePointer = nil
 			}
 			// CUDA 13's cuda.h maps cuEventElapsedTime and cuEventDestroy to
 			// these versioned symbols.

@@ -158,7 +158,7 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		}
 		pv := pb.Ptr
 		return b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: len(rows)}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
-			in.Ptr, pv, pv+uint64(len(rows))*argmaxBlocks*4, count, out)
+			in.Ptr, pv, pv+uint64(len(rows))*argmaxBlocks*4, count, out, uint64(0), uint64(0), uint64(0))
 	}
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
 		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out)
@@ -173,27 +173,112 @@ const argmaxBlocks = 32
 // argmax_rows may draw it where no rule has penalties.
 func allGreedy(p []runtime.SampleParams) bool {
 	for _, q := range p {
-		if !(q.Temperature <= 0 || q.TopK == 1) {
+		if !q.Greedy() {
 			return false
 		}
 	}
 	return true
 }
 
-// aheadCopies are SampleTokensTo's two page-locked buffers and their
-// events, made on first use.
+// GreedySlot implements runtime.GreedyDrawer: the slots alternate, and a
+// slot's earlier draw, if still pending, is waited for. -1 under
+// GPTQTOOL_ARGMAX=0 or GPTQTOOL_GRAPH_DRAW=0, or where the driver cannot
+// map page-locked memory for the device.
+func (b *Backend) GreedySlot() int {
+	b.enter()
+	defer b.exit()
+	a := &b.greedy
+	if !b.argmax || !b.graphDraw || b.err != nil || !a.ready(4*greedyRows) || a.dev[1] == 0 {
+		return -1
+	}
+	s := a.next
+	a.next ^= 1
+	if q := a.pend[s]; q != nil {
+		q.resolve() // the next draw overwrites its tokens
+	}
+	return s
+}
+
+// greedyRows is the most rows of a greedy draw recorded in a graph
+// (DrawGreedy): the host slots are made once at this size, since graphs
+// keep their addresses.
+const greedyRows = 256
+
+// DrawGreedy implements runtime.GreedyDrawer with argmax_rows, its
+// scratch kept while graphs may use it.
+func (b *Backend) DrawGreedy(dst, logits, slot runtime.Tensor) {
+	d, lt, sl := b.tensor(dst), b.tensor(logits), b.tensor(slot)
+	n := runtime.Rows(lt)
+	b.enter()
+	defer b.exit()
+	if b.err != nil {
+		return
+	}
+	a := &b.greedy
+	switch {
+	case d.dt != runtime.I32 || d.n < n || sl.dt != runtime.I32 || sl.n < 1 || lt.dt != runtime.F32 || len(lt.shape) != 2:
+		b.fail(fmt.Errorf("cuda: greedy draw of logits %v %v into %v tensor %v, host slot %v tensor %v", lt.dt, lt.shape, d.dt, d.shape, sl.dt, sl.shape))
+		return
+	case n > greedyRows || a.dev[1] == 0:
+		b.fail(fmt.Errorf("cuda: greedy draw of %d rows without host slots of %d (GreedySlot first)", n, greedyRows))
+		return
+	}
+	pb, err := b.scratch(&b.sgrp, int64(n)*argmaxBlocks*8)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	count, err := b.counters(&b.sargc, n)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	if err := b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: n}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
+		uint64(0), pb.Ptr, pb.Ptr+uint64(n)*argmaxBlocks*4, count, d.ptr, a.dev[0], a.dev[1], sl.ptr); err != nil {
+		b.fail(err)
+	}
+}
+
+// GreedyPending implements runtime.GreedyDrawer: an event after the draw
+// marks its tokens in host slot s.
+func (b *Backend) GreedyPending(s, n int) (runtime.PendingTokens, error) {
+	b.enter()
+	defer b.exit()
+	a := &b.greedy
+	if s < 0 || s > 1 || n < 0 || n > greedyRows || a.dev[1] == 0 {
+		return nil, fmt.Errorf("cuda: %d tokens of greedy host slot %d", n, s)
+	}
+	if b.err != nil {
+		return nil, b.err
+	}
+	if err := cuErr("cuEventRecord", drv.cuEventRecord(a.ev[s], b.stream)); err != nil {
+		return nil, err
+	}
+	p := &pendingTokens{b: b, a: a, slot: s, n: n}
+	a.pend[s] = p
+	return p, nil
+}
+
+// aheadCopies are two page-locked buffers and their events, made on first
+// use: SampleTokensTo's copies (Backend.ahead) or, mapped for the device,
+// the slots that greedy draws write (Backend.greedy).
 type aheadCopies struct {
 	host  [2]unsafe.Pointer
+	dev   [2]uint64 // the device's addresses of host (mapped only)
 	ev    [2]uintptr
 	size  int // bytes of each buffer
 	pend  [2]*pendingTokens
 	next  int
 	unfit bool // the driver lacks page-locked memory or events: copies wait
+	// mapped: the buffers are made once with their device addresses, and
+	// never again while the backend lives (graphs keep the addresses).
+	mapped bool
 }
 
 // pendingTokens is a draw whose tokens are on their way to host memory.
 type pendingTokens struct {
 	b    *Backend
+	a    *aheadCopies
 	slot int
 	n    int
 	done bool
@@ -223,7 +308,7 @@ func (a *aheadCopies) start(b *Backend, src uint64, n int) (*pendingTokens, erro
 	if err := cuErr("cuEventRecord", drv.cuEventRecord(a.ev[s], b.stream)); err != nil {
 		return nil, err
 	}
-	p.slot = s
+	p.a, p.slot = a, s
 	a.pend[s] = p
 	return p, nil
 }
@@ -245,10 +330,18 @@ func (a *aheadCopies) ready(n int) bool {
 		}
 	}
 	if n > a.size {
+		if a.mapped && a.size > 0 {
+			return false
+		}
 		a.releaseHost()
 		size := max(n, 1024)
 		for s := range 2 {
 			if drv.cuMemAllocHost(&a.host[s], uint64(size)) != 0 {
+				a.free()
+				a.unfit = true
+				return false
+			}
+			if a.mapped && (drv.cuMemHostGetDevicePointer == nil || drv.cuMemHostGetDevicePointer(&a.dev[s], a.host[s], 0) != 0) {
 				a.free()
 				a.unfit = true
 				return false
@@ -268,7 +361,7 @@ func (a *aheadCopies) releaseHost() {
 		}
 		if a.host[s] != nil {
 			drv.cuMemFreeHost(a.host[s])
-			a.host[s] = nil
+			a.host[s], a.dev[s] = nil, 0
 		}
 	}
 	a.size = 0
@@ -291,7 +384,7 @@ func (p *pendingTokens) resolve() {
 	if p.done {
 		return
 	}
-	a := &p.b.ahead
+	a := p.a
 	p.done = true
 	a.pend[p.slot] = nil
 	if p.err = cuErr("cuEventSynchronize", drv.cuEventSynchronize(a.ev[p.slot])); p.err != nil {
@@ -334,4 +427,5 @@ func (b *Backend) dtohI32(dst []int32, src uint64) error {
 var (
 	_ runtime.TokenSampler = (*Backend)(nil)
 	_ runtime.TokenFeeder  = (*Backend)(nil)
+	_ runtime.GreedyDrawer = (*Backend)(nil)
 )

@@ -26,23 +26,28 @@ func decodeBucket(n int) int {
 
 // decodeState is what a decode step of a given row count owns, fixed so
 // that the step can be recorded once as a graph and replayed: activations,
-// logits, and the I32 inputs (ids, positions, slots, block tables) that
-// the host refreshes before each step.
+// logits, and the I32 inputs (ids, positions, slots, block tables, the
+// greedy draw's host slot) that the host refreshes before each step.
 type decodeState struct {
 	rows                   int
 	s                      scratch
 	logits                 runtime.Tensor // [rows, vocab] F32
-	idx                    runtime.Tensor // I32 [rows*(3+width)]: ids, pos, slot, tables
+	idx                    runtime.Tensor // I32 [rows*(3+width)+1]: ids, pos, slot, tables, hslot
 	ids, pos, slot, tables runtime.Tensor
+	hslot                  runtime.Tensor // I32 [1]: the host slot of a greedy draw (runtime.GreedyDrawer)
 	host                   []byte
-	graph                  runtime.Graph
-	runs                   int
+	// The step's ops, and the step's ops with its greedy draw
+	// (greedySlot): each run op by op, then recorded, then replayed.
+	graph, drawGraph runtime.Graph
+	runs, drawRuns   int
 }
 
 func (ds *decodeState) free(b runtime.Backend) {
-	if ds.graph != nil {
-		ds.graph.Free()
-		ds.graph = nil
+	for _, g := range []*runtime.Graph{&ds.graph, &ds.drawGraph} {
+		if *g != nil {
+			(*g).Free()
+			*g = nil
+		}
 	}
 	ds.s.free(b)
 	b.Free(ds.logits)
@@ -68,12 +73,13 @@ func (c *PagedCache) decodeState(m *Model, rows int) (*decodeState, error) {
 	if ds.logits, err = b.Alloc(runtime.F32, rows, m.d.vocab); err != nil {
 		return fail(err)
 	}
-	n := rows * (3 + c.width)
+	n := rows*(3+c.width) + 1
 	if ds.idx, err = b.Alloc(runtime.I32, n); err != nil {
 		return fail(err)
 	}
 	ds.ids, ds.pos, ds.slot = b.View(ds.idx, 0, rows), b.View(ds.idx, rows, rows), b.View(ds.idx, 2*rows, rows)
 	ds.tables = b.View(ds.idx, 3*rows, rows*c.width)
+	ds.hslot = b.View(ds.idx, n-1, 1)
 	ds.host = make([]byte, 4*n)
 	if c.dec == nil {
 		c.dec = map[int]*decodeState{}
@@ -112,15 +118,24 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := m.runDecode(c, ds, seqs); err != nil {
+	hs := m.greedySlot(c, seqs)
+	if err := m.runDecode(c, ds, seqs, hs); err != nil {
 		return nil, err
 	}
 	at := make([]int, len(seqs))
 	for i := range at {
 		at[i] = i
 	}
-	p, err := m.readOut(c, b.View(ds.logits, 0, len(seqs)), seqs, at)
-	if err != nil {
+	var p *Pending
+	if hs >= 0 {
+		// Every sequence drew in the step, into c.fed and host slot hs.
+		pt, err := b.(runtime.GreedyDrawer).GreedyPending(hs, len(seqs))
+		if err != nil {
+			return nil, fmt.Errorf("model: sampling: %w", err)
+		}
+		p = &Pending{seqs: len(seqs), logits: make([][]float32, len(seqs)), draws: at, pend: pt}
+		c.noteDraws(p, seqs, true)
+	} else if p, err = m.readOut(c, b.View(ds.logits, 0, len(seqs)), seqs, at); err != nil {
 		return nil, err
 	}
 	for _, s := range seqs {
@@ -129,11 +144,30 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	return p, nil
 }
 
+// greedySlot is the host slot (runtime.GreedyDrawer.GreedySlot) of a
+// decode step of seqs whose draw is recorded with its ops, or -1: where
+// the backend records graphs and draws greedily in them, the cache
+// replays steps, and every sequence draws greedily without penalties and
+// asks for no logits.
+func (m *Model) greedySlot(c *PagedCache, seqs []StepSeq) int {
+	gd, ok := m.b.(runtime.GreedyDrawer)
+	if _, g := m.b.(runtime.Grapher); !ok || !g || c.NoGraphs || c.graphErr != nil || c.fed == nil || len(seqs) == 0 {
+		return -1
+	}
+	for _, s := range seqs {
+		if s.Logits || s.Sample == nil || !s.Sample.Greedy() || len(s.Sample.Adjust) > 0 {
+			return -1
+		}
+	}
+	return gd.GreedySlot()
+}
+
 // runDecode uploads the inputs of seqs (rows past them are padding: token
-// 0 at position 0 of the trash block) and issues ds's step: op by op on its
-// first run, recorded on its second where the backend records and the
-// cache allows, replayed after. It does not wait.
-func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq) error {
+// 0 at position 0 of the trash block) and issues ds's step, with its
+// greedy draw into host slot hs unless hs < 0: op by op on its first run,
+// recorded on its second where the backend records and the cache allows,
+// replayed after. It does not wait.
+func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq, hs int) error {
 	b := m.b
 	g, grapher := b.(runtime.Grapher)
 	graphs := grapher && !c.NoGraphs && c.graphErr == nil
@@ -172,31 +206,41 @@ func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq) error 
 			put(3*rows+r*width+j, v)
 		}
 	}
+	put(rows*(3+width), int32(max(hs, 0)))
 	if err := b.UploadRaw(ds.idx, ds.host, runtime.I32); err != nil {
 		return fmt.Errorf("model: decode inputs: %w", err)
 	}
+	gr, runs, ops := &ds.graph, &ds.runs, func() { m.decodeOps(c, ds) }
+	if hs >= 0 {
+		gd := b.(runtime.GreedyDrawer)
+		gr, runs = &ds.drawGraph, &ds.drawRuns
+		ops = func() {
+			m.decodeOps(c, ds)
+			gd.DrawGreedy(b.View(c.fed, 0, ds.rows), ds.logits, ds.hslot)
+		}
+	}
 	switch {
-	case ds.graph != nil:
-		if err := ds.graph.Launch(); err != nil {
+	case *gr != nil:
+		if err := (*gr).Launch(); err != nil {
 			return fmt.Errorf("model: decode step: %w", err)
 		}
-	case graphs && ds.runs > 0:
+	case graphs && *runs > 0:
 		// The first run made every scratch buffer the ops need; record the
 		// second. A backend that cannot record runs the ops from now on.
-		gr, err := g.Capture(func() error { m.decodeOps(c, ds); return nil })
+		rec, err := g.Capture(func() error { ops(); return nil })
 		if err != nil {
 			c.graphErr = err
-			m.decodeOps(c, ds)
+			ops()
 			break
 		}
-		ds.graph = gr
-		if err := gr.Launch(); err != nil {
+		*gr = rec
+		if err := rec.Launch(); err != nil {
 			return fmt.Errorf("model: decode step: %w", err)
 		}
 	default:
-		m.decodeOps(c, ds)
+		ops()
 	}
-	ds.runs++
+	*runs++
 	return nil
 }
 
@@ -204,12 +248,15 @@ func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq) error 
 // (each bucket of decodeBucket) before they are needed, where the backend
 // records graphs: each bucket's step runs once op by op and once recorded,
 // all its rows padding (the trash block), so that no request of a server
-// waits for a first run or a recording. Other backends have nothing to
-// ready.
+// waits for a first run or a recording. So do the steps with their greedy
+// draw (runtime.GreedyDrawer), unless a draw's tokens are still to be fed
+// (those steps overwrite them). Other backends have nothing to ready.
 func (m *Model) WarmDecode(c *PagedCache, maxRows int) error {
 	if _, ok := m.b.(runtime.Grapher); !ok || c.NoGraphs || !m.canDecode(nil) || maxRows < 1 {
 		return nil
 	}
+	gd, draws := m.b.(runtime.GreedyDrawer)
+	draws = draws && c.fed != nil && len(c.drawn) == 0
 	last := decodeBucket(min(maxRows, maxDecodeRows))
 	for n := 1; n <= last; n = decodeBucket(n) + 1 {
 		ds, err := c.decodeState(m, decodeBucket(n))
@@ -217,7 +264,16 @@ func (m *Model) WarmDecode(c *PagedCache, maxRows int) error {
 			return err
 		}
 		for ds.runs < 2 {
-			if err := m.runDecode(c, ds, nil); err != nil {
+			if err := m.runDecode(c, ds, nil, -1); err != nil {
+				return err
+			}
+		}
+		for draws && ds.drawRuns < 2 && c.graphErr == nil {
+			hs := gd.GreedySlot()
+			if hs < 0 {
+				break
+			}
+			if err := m.runDecode(c, ds, nil, hs); err != nil {
 				return err
 			}
 		}

@@ -18,6 +18,12 @@ import (
 type replayCPU struct {
 	*cpu.Backend
 	captures int
+	greedy   int // DrawGreedy's runs, replays included
+}
+
+func (r *replayCPU) DrawGreedy(dst, logits, slot runtime.Tensor) {
+	r.greedy++
+	r.Backend.DrawGreedy(dst, logits, slot)
 }
 
 type replayGraph struct{ fn func() error }
@@ -215,9 +221,10 @@ func TestWarmDecode(t *testing.T) {
 				if err := m.WarmDecode(c, 10); err != nil {
 					t.Fatal(err)
 				}
-				// Buckets 1, 2, 4, 8 and 16.
-				if rb.captures != 5 {
-					t.Fatalf("%d recordings warming up to 10 rows, want 5", rb.captures)
+				// Buckets 1, 2, 4, 8 and 16, each with and without its
+				// greedy draw (runtime.GreedyDrawer).
+				if rb.captures != 10 {
+					t.Fatalf("%d recordings warming up to 10 rows, want 10", rb.captures)
 				}
 			}
 			for i := range steps {
@@ -235,8 +242,8 @@ func TestWarmDecode(t *testing.T) {
 		return last
 	}
 	got, want := run(mr, true), run(mp, false)
-	if rb.captures != 5 {
-		t.Errorf("%d recordings after the warm-up and three decode steps, want 5 (no more)", rb.captures)
+	if rb.captures != 10 {
+		t.Errorf("%d recordings after the warm-up and three decode steps, want 10 (no more)", rb.captures)
 	}
 	for i := range want {
 		var worst float64
@@ -249,22 +256,26 @@ func TestWarmDecode(t *testing.T) {
 	}
 }
 
-// aheadRules are the draws of TestStepAhead's sequences.
-var aheadRules = []runtime.SampleParams{{}, {Temperature: 0.8, TopP: 0.9, U: 0.3}, {Temperature: 1.2, TopK: 20, U: 0.7}, {Temperature: 0.9, U: 0.55}}
+// aheadRules are the draws of TestStepAhead's sequences; greedyRules
+// TestGreedyDraw's, every one greedy.
+var (
+	aheadRules  = []runtime.SampleParams{{}, {Temperature: 0.8, TopP: 0.9, U: 0.3}, {Temperature: 1.2, TopK: 20, U: 0.7}, {Temperature: 0.9, U: 0.55}}
+	greedyRules = []runtime.SampleParams{{}, {Temperature: 0.8, TopK: 1, U: 0.3}, {Temperature: -1}, {}}
+)
 
-// decodeAhead runs decodePrompts through 7 steps drawing by aheadRules, a
+// decodeAhead runs decodePrompts through 7 steps drawing by rules, a
 // fourth prompt joining at step 3 (a step of the general path): with ahead
 // each step after the first is issued by StepAhead with its sequences Fed
 // before the previous step's tokens are read, otherwise by StepSample with
 // the tokens fed from the host. It returns each sequence's draws and
 // lengths.
-func decodeAhead(t *testing.T, m *Model, ahead bool) ([][]int, []int) {
+func decodeAhead(t *testing.T, m *Model, ahead bool, rules []runtime.SampleParams) ([][]int, []int) {
 	t.Helper()
 	prompts := append(decodePrompts[:3:3], []int{1, 851, 349})
 	c, seqs, steps := pagedPrompts(t, m, prompts)
 	defer c.Free()
 	for i := range steps {
-		steps[i].Sample = &aheadRules[i]
+		steps[i].Sample = &rules[i]
 	}
 	live := steps[:3]
 	drawn := make([][]int, len(prompts))
@@ -288,7 +299,7 @@ func decodeAhead(t *testing.T, m *Model, ahead bool) ([][]int, []int) {
 		if ahead && step > 0 {
 			cur = make([]StepSeq, n)
 			for i := range cur {
-				cur[i] = StepSeq{Seq: &seqs[i], Fed: i < len(live), Sample: &aheadRules[i]}
+				cur[i] = StepSeq{Seq: &seqs[i], Fed: i < len(live), Sample: &rules[i]}
 				if i >= len(live) {
 					cur[i].Tokens = prompts[i]
 				}
@@ -325,12 +336,12 @@ func decodeAhead(t *testing.T, m *Model, ahead bool) ([][]int, []int) {
 func TestStepAhead(t *testing.T) {
 	rb, mr, mp := replayModels(t)
 	defer mr.Close()
-	want, wantLens := decodeAhead(t, mp, false)
+	want, wantLens := decodeAhead(t, mp, false, aheadRules)
 	if len(want[0]) != 7 || len(want[3]) != 4 {
 		t.Fatalf("draws %v", want)
 	}
 	for _, m := range []*Model{mp, mr} {
-		got, lens := decodeAhead(t, m, true)
+		got, lens := decodeAhead(t, m, true, aheadRules)
 		for i := range want {
 			if !slices.Equal(got[i], want[i]) {
 				t.Errorf("%s: sequence %d drew %v issued ahead, %v fed from the host", m.b.Name(), i, got[i], want[i])
@@ -342,6 +353,9 @@ func TestStepAhead(t *testing.T) {
 	}
 	if rb.captures == 0 {
 		t.Error("no decode step was recorded")
+	}
+	if rb.greedy != 0 {
+		t.Errorf("%d greedy draws recorded with steps of other rules", rb.greedy)
 	}
 	c, seqs, steps := pagedPrompts(t, mp, decodePrompts)
 	defer c.Free()
@@ -355,5 +369,31 @@ func TestStepAhead(t *testing.T) {
 	_, err = mp.StepAhead(c, []StepSeq{{Seq: &seqs[0], Fed: true, Tokens: []int{5}}})
 	if err == nil || !strings.Contains(err.Error(), "given 1 tokens") {
 		t.Errorf("a Fed sequence with tokens: %v", err)
+	}
+}
+
+// TestGreedyDraw: steps whose every sequence draws greedily draw in the
+// step's own ops (runtime.GreedyDrawer, recorded with them), and give the
+// tokens of the plain CPU backend's steps fed from the host, issued ahead
+// and not, around a step of the general path.
+func TestGreedyDraw(t *testing.T) {
+	rb, mr, mp := replayModels(t)
+	defer mr.Close()
+	want, wantLens := decodeAhead(t, mp, false, greedyRules)
+	for _, ahead := range []bool{false, true} {
+		rb.greedy = 0
+		got, lens := decodeAhead(t, mr, ahead, greedyRules)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("ahead %v: sequence %d drew %v in the step, %v on the plain backend", ahead, i, got[i], want[i])
+			}
+		}
+		if !slices.Equal(lens, wantLens) {
+			t.Errorf("ahead %v: lengths %v, want %v", ahead, lens, wantLens)
+		}
+		// 7 steps: the first and the fourth take the general path.
+		if rb.greedy != 5 {
+			t.Errorf("ahead %v: %d greedy draws in the steps, want 5", ahead, rb.greedy)
+		}
 	}
 }
