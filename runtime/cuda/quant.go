@@ -315,34 +315,43 @@ const defaultMaxS1 = 7
 
 // maxSplits is the most K splits of a qmma product of M rows in nb column
 // slabs (0: no cap): GPTQTOOL_QMMA_MAXS where set, else defaultMaxS1 for
-// 1-4 rows whose clusters of maxClusterBlocks would make at most two
+// 1-8 rows whose clusters of maxClusterBlocks would make at most two
 // blocks an SM (nb·8 <= 2·SMs, where the GPCs' shapes may not hold them
 // all: 30 of 8 on the H200, not 33). Products of more slabs run a third
 // block on most SMs whatever their split: the 7B q/k/v product (48 slabs)
-// measured faster in 8 splits than in 7 or 6 (the nineteenth session). Products of attention's parts (ap:
-// o_proj at 1-4 rows) keep theirs: in 7 splits the 7B o_proj staged its
-// larger slices in 2.9 µs against 1.7.
+// measured faster in 8 splits than in 7 or 6 (the nineteenth session).
+// Products of attention's parts (ap: o_proj at 1-4 rows) keep theirs: in 7
+// splits the 7B o_proj staged its larger slices in 2.9 µs against 1.7. At
+// 5-8 rows the 7B o_proj (then a plain product) in 7 splits gave batch 8
+// 3,552 tok/s against 3,508 (the twenty-first session).
 func (b *Backend) maxSplits(M, nb int, ap bool) int {
 	switch {
 	case ap:
 		return 0
 	case b.qmmaMaxS > 0:
 		return b.qmmaMaxS
-	case qfillClass(M) == 0 && nb*maxClusterBlocks <= 2*b.sms:
+	case qfillClass(M) <= 1 && nb*maxClusterBlocks <= 2*b.sms:
 		return defaultMaxS1
 	}
 	return 0
 }
 
-// qstWideDepth is the wide kernels' (_g and _p) chunks in flight a warp: the
-// one-tile kernels' (qstDepth) unless GPTQTOOL_QMMA_WIDE_QST sets another
-// (QSTG in qgemv.cu).
+// qstWideDepth is the wide kernels' (_g and _p) chunks in flight a warp:
+// defaultQSTWide unless GPTQTOOL_QMMA_WIDE_QST sets another (QSTG in
+// qgemv.cu).
 func (b *Backend) qstWideDepth(bits int) int {
 	if b.qstWide != 0 {
 		return b.qstWide
 	}
-	return b.qstDepth(0, bits)
+	return defaultQSTWide
 }
+
+// defaultQSTWide is the wide kernels' ring depth at either width (QSTG in
+// qgemv.cu). At 8 bits it had been the one-tile kernels' 8: on the H200
+// (7B shape, 8-bit g128 act order) 4 gave batch 1 352.8 and 352.9 tok/s
+// against 350.0, 350.4 and 350.5 in two calls, 2 gave 349.2, 16 342.0, and
+// batch 8 was even at 4 (docs/benchmarks.md, the twenty-first session).
+const defaultQSTWide = 4
 
 // qmmaSharedReserve is shared memory a qmma block takes beyond its dynamic
 // share: its static arrays and the 1 KiB the driver reserves a block.

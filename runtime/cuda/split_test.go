@@ -145,9 +145,10 @@ func TestQmmaMaxS(t *testing.T) {
 	if p := b.qmmaSplit(1, 14336, 4096, 4, false); p.S != 7 || p.cps != 32 || !p.cluster {
 		t.Errorf("at most 7: S %d cps %d cluster %v, want 7 splits of 32 chunks in a cluster", p.S, p.cps, p.cluster)
 	}
-	// maxSplits: by default 7 for 1-4 rows in at most 33 slabs (2·132/8:
-	// down's 32), none for more slabs (q/k/v's 48) or more rows; none for
-	// attention's parts; GPTQTOOL_QMMA_MAXS for every row count.
+	// maxSplits: by default 7 for 1-8 rows in at most 33 slabs (2·132/8:
+	// down's and o_proj's 32), none for more slabs (q/k/v's 48) or more
+	// rows; none for attention's parts; GPTQTOOL_QMMA_MAXS for every row
+	// count.
 	b.qmmaMaxS = 0
 	for _, c := range []struct {
 		M, nb int
@@ -156,7 +157,8 @@ func TestQmmaMaxS(t *testing.T) {
 		want  int
 	}{
 		{1, 32, false, 0, 7}, {4, 32, false, 0, 7}, {1, 33, false, 0, 7}, {1, 34, false, 0, 0}, {1, 48, false, 0, 0},
-		{5, 32, false, 0, 0}, {1, 32, true, 0, 0}, {1, 48, false, 8, 8}, {8, 32, false, 6, 6}, {1, 32, true, 6, 0},
+		{5, 32, false, 0, 7}, {8, 32, false, 0, 7}, {8, 34, false, 0, 0}, {9, 32, false, 0, 0}, {1, 32, true, 0, 0},
+		{1, 48, false, 8, 8}, {8, 32, false, 6, 6}, {1, 32, true, 6, 0},
 	} {
 		b.qmmaMaxS = c.env
 		if got := b.maxSplits(c.M, c.nb, c.ap); got != c.want {
