@@ -384,10 +384,10 @@ template <int KD> struct wg_pass {
 #ifndef QPRO
 #define QPRO -1
 #endif
-// QSTG: the wide GLU kernels' depth (_g; default that of the kernels of
-// one tile; runtime/cuda GPTQTOOL_QMMA_WIDE_QST).
+// QSTG: the wide kernels' depth (_g and _p; runtime/cuda defaultQSTWide,
+// GPTQTOOL_QMMA_WIDE_QST).
 #ifndef QSTG
-#define QSTG 0
+#define QSTG 4
 #endif
 // QSTA, QSTR: the depth of the kernels of one tile that read attention's
 // parts (_a: o_proj) and of those with the q/k/v epilogue (_r, _n_r;
@@ -401,7 +401,7 @@ template <int KD> struct wg_pass {
 #define QSTR 0
 #endif
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
-static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && (QSTG == 0 || QST_OK(QSTG)) && (QSTA == 0 || QST_OK(QSTA)) &&
+static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && QST_OK(QSTG) && (QSTA == 0 || QST_OK(QSTA)) &&
                   (QSTR == 0 || QST_OK(QSTR)),
               "QST, QST1_4, QST1_8, QSTG, QSTA, QSTR: 2, 4, 8 or 16 chunks");
 
@@ -439,7 +439,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
     // Chunks in flight a warp (RP: a kernel with the q/k/v epilogue).
-    constexpr int QD = NW != 8 && QSTG                 ? QSTG
+    constexpr int QD = NW != 8                         ? QSTG
                        : AP && QSTA                    ? QSTA
                        : RP && MT == 1 && !WG && QSTR  ? QSTR
                        : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)

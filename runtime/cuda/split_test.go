@@ -99,7 +99,7 @@ func TestQmmaSplit(t *testing.T) {
 // TestQmmaSplitWide checks the wide GLU kernels' plans on an H200's
 // figures (132 SMs, two blocks an SM), worked out by hand: the 7B
 // gate/up's 128 slabs split in two (256 blocks, one wave), x staged whole,
-// the ring 14 warps × depth × 512 bytes (4 chunks at 4 bits, 8 at 8); a
+// the ring 14 warps × 4 chunks × 512 bytes at either width; a
 // product of a few slabs splits into a cluster's 8 at most.
 func TestQmmaSplitWide(t *testing.T) {
 	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true}
@@ -109,7 +109,7 @@ func TestQmmaSplitWide(t *testing.T) {
 	}{
 		{1, 4096, 28672, 4, 128, 2, 32, 14*4*512 + (32*64+8)*2},
 		{8, 4096, 28672, 4, 128, 2, 32, 14*4*512 + 8*(32*64+8)*2},
-		{1, 4096, 28672, 8, 128, 2, 64, 14*8*512 + (64*32+8)*2},
+		{1, 4096, 28672, 8, 128, 2, 64, 14*4*512 + (64*32+8)*2},
 		// 12 tiles of outputs: 2 slabs, 8 splits of 1 chunk (x then
 		// smaller than the block's sums, 224 columns a row).
 		{4, 512, 384, 4, 2, 8, 1, 14*4*512 + 4*224*4},
