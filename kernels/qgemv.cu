@@ -365,7 +365,7 @@ template <int KD> struct wg_pass {
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
-// QST1_8 for the 4- and 8-bit kernels of one tile (4 and QST: measured
+// QST1_8 for the 4- and 8-bit kernels of one tile (4 for both: measured
 // fastest at batch 1 and 8 on an H200), QST1 for both. Powers of two
 // (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the rings to match).
 #ifndef QST
@@ -379,7 +379,7 @@ template <int KD> struct wg_pass {
 #define QST1_4 4
 #endif
 #ifndef QST1_8
-#define QST1_8 QST
+#define QST1_8 4
 #endif
 #ifndef QPRO
 #define QPRO -1

@@ -363,15 +363,18 @@ const maxClusterBlocks = 8
 
 // qmmaShared caps a qmma block's shared memory so that several blocks share
 // an SM; defaultQST is the chunks in flight per warp (QST in qgemv.cu;
-// GPTQTOOL_QMMA_QST sets another), but for the 4-bit kernels of one tile,
-// whose rings are defaultQST1_4 deep (QST1_4): measured on an H200 at
-// batch 1 and 8, 4 chunks ran the 7B decode 4.2% and 2.8% faster than 8
-// (2 chunks: 2.8% slower), while the 8-bit ones ran 5.7% slower at 4
-// (docs/benchmarks.md, the seventeenth session).
+// GPTQTOOL_QMMA_QST sets another), but for the kernels of one tile, whose
+// rings are defaultQST1 deep (QST1_4, QST1_8). Measured on an H200 with
+// the 7B decode: at 4 bits, 4 chunks ran batch 1 and 8 4.2% and 2.8%
+// faster than 8 (2 chunks: 2.8% slower; the seventeenth session); at 8
+// bits 4 chunks were then 5.7% slower, but with today's kernels 358.98
+// tok/s against 352.47 and 352.59 at batch 1 (+1.8%) and 2,614 against
+// 2,540 and 2,538 at batch 8 (+2.9%), 16 chunks 317.6 (docs/benchmarks.md,
+// the twenty-first session).
 const (
-	qmmaShared    = 100 << 10
-	defaultQST    = 8
-	defaultQST1_4 = 4
+	qmmaShared  = 100 << 10
+	defaultQST  = 8
+	defaultQST1 = 4
 )
 
 // qstDepth is the chunks in flight per warp of the bits-bit qmma kernels
@@ -382,8 +385,8 @@ func (b *Backend) qstDepth(tile, bits int) int {
 	if d := b.qst[min(tile, 1)]; d != 0 {
 		return d
 	}
-	if tile == 0 && bits == 4 {
-		return defaultQST1_4
+	if tile == 0 {
+		return defaultQST1
 	}
 	return defaultQST
 }

@@ -75,14 +75,14 @@ func TestQmmaSplit(t *testing.T) {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
-	// The default depths: 4-bit one-tile kernels' rings of 4 chunks a warp
-	// (16 KiB a block, x after them), 8-bit ones' and the others' of 8;
+	// The default depths: one-tile kernels' rings of 4 chunks a warp (16
+	// KiB a block, x after them) at either width, the others' of 8;
 	// GPTQTOOL_QMMA_QST=8 sets 8 for all.
 	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != 16384+32*64*2+16 {
 		t.Errorf("gate/up M1: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, 16384+32*64*2+16)
 	}
-	if p := b.qmmaSplit(1, 4096, 14336, 8, false); p.shared != ring8+(p.P*32+8)*2 {
-		t.Errorf("8-bit gate M1: shared %d, want %d (P %d)", p.shared, ring8+(p.P*32+8)*2, p.P)
+	if p := b.qmmaSplit(1, 4096, 14336, 8, false); p.shared != 16384+(p.P*32+8)*2 {
+		t.Errorf("8-bit gate M1: shared %d, want %d (P %d)", p.shared, 16384+(p.P*32+8)*2, p.P)
 	}
 	b.qst = [2]int{8, 8}
 	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != ring8+32*64*2+16 {
