@@ -17,7 +17,10 @@ all of a block's warps are), when its last block ended; then
   gap   = median wait return - previous kernel's end (the dependency's cost),
   body  = end - median wait return (the kernel's own critical path).
 Then the step's totals by kernel: the time from the previous kernel's end
-to this one's end, summed over the step's launches of that kernel.
+to this one's end, summed over the step's launches of that kernel. Before
+the launches, the medians over consecutive steps of the time from the
+head's end to the draw's start, of the draw, and from the draw's end to the
+next step's first traced kernel.
 
 --sm adds, under each launch, its SMs counted by how many of its blocks
 each ran and the latest block end on the SMs of each count (µs from the
@@ -69,6 +72,16 @@ def main():
     prev_end = None
     totals = {}
     print(f"{len(steps)} steps, {len(full)} complete; the median one: {step[-1]['end_us'] - t0:.1f} µs, {len(step)} launches")
+    # Between steps: the head's end to the draw's first block, the draw, and
+    # the draw's end to the next step's first traced block (its input upload,
+    # its graph's launch, the untraced embedding).
+    if len(steps) > 1:
+        med = lambda v: sorted(v)[len(v) // 2]
+        pairs = [(a, b) for a, b in zip(steps, steps[1:]) if len(a) > 1 and b]
+        print("between steps (medians): head end → draw start %.2f µs, draw %.2f µs, draw end → next step's first kernel %.2f µs" % (
+            med([a[-1]["start_us"] - a[-2]["end_us"] for a, _ in pairs]),
+            med([a[-1]["end_us"] - a[-1]["start_us"] for a, _ in pairs]),
+            med([b[0]["start_us"] - a[-1]["end_us"] for a, b in pairs])))
     hdr = f'{"#":>4} {"kernel":24} {"blk":>4} {"start":>8} {"prev end":>8} {"wait":>15} {"staged":>8} {"loop":>8} {"end":>8} {"gap":>6} {"body":>6}  cycles'
     rows = []
     for i, l in enumerate(step):
