@@ -156,9 +156,7 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		if err != nil {
 			return err
 		}
-		pv := pb.Ptr
-		return b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: len(rows)}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
-			in.Ptr, pv, pv+uint64(len(rows))*argmaxBlocks*4, count, out, uint64(0), uint64(0), uint64(0))
+		return b.argmaxLaunch(lt, len(rows), in.Ptr, pb.Ptr, count, out, [3]uint64{})
 	}
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
 		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out)
@@ -167,6 +165,15 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 // argmaxBlocks is kernels/sample.cu's AG: the blocks of a row of
 // argmax_rows.
 const argmaxBlocks = 32
+
+// argmaxLaunch launches argmax_rows over n rows of lt: rules their
+// SampleRows (0: rows 0..n-1), partials n·argmaxBlocks values then as many
+// indices, count n counters; host the mapped host slots and the device's
+// slot index (zeros: none).
+func (b *Backend) argmaxLaunch(lt *Tensor, n int, rules, partials, count, out uint64, host [3]uint64) error {
+	return b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: n}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
+		rules, partials, partials+uint64(n)*argmaxBlocks*4, count, out, host[0], host[1], host[2])
+}
 
 // allGreedy reports whether every rule of a draw takes the largest logit
 // (sample_rows' greedy rule: temperature <= 0 or top-k 1), so that
@@ -191,12 +198,7 @@ func (b *Backend) GreedySlot() int {
 	if !b.argmax || !b.graphDraw || b.err != nil || !a.ready(4*greedyRows) || a.dev[1] == 0 {
 		return -1
 	}
-	s := a.next
-	a.next ^= 1
-	if q := a.pend[s]; q != nil {
-		q.resolve() // the next draw overwrites its tokens
-	}
-	return s
+	return a.take()
 }
 
 // greedyRows is the most rows of a greedy draw recorded in a graph
@@ -233,8 +235,7 @@ func (b *Backend) DrawGreedy(dst, logits, slot runtime.Tensor) {
 		b.fail(err)
 		return
 	}
-	if err := b.launch("sample.cu", "argmax_rows", Dim{X: argmaxBlocks, Y: n}, Dim{X: 256}, 0, lt.ptr, int32(runtime.Cols(lt)),
-		uint64(0), pb.Ptr, pb.Ptr+uint64(n)*argmaxBlocks*4, count, d.ptr, a.dev[0], a.dev[1], sl.ptr); err != nil {
+	if err := b.argmaxLaunch(lt, n, 0, pb.Ptr, count, d.ptr, [3]uint64{a.dev[0], a.dev[1], sl.ptr}); err != nil {
 		b.fail(err)
 	}
 }
@@ -251,12 +252,7 @@ func (b *Backend) GreedyPending(s, n int) (runtime.PendingTokens, error) {
 	if b.err != nil {
 		return nil, b.err
 	}
-	if err := cuErr("cuEventRecord", drv.cuEventRecord(a.ev[s], b.stream)); err != nil {
-		return nil, err
-	}
-	p := &pendingTokens{b: b, a: a, slot: s, n: n}
-	a.pend[s] = p
-	return p, nil
+	return a.mark(b, s, n)
 }
 
 // aheadCopies are two page-locked buffers and their events, made on first
@@ -289,26 +285,39 @@ type pendingTokens struct {
 // start copies n tokens at src to the next buffer; the caller holds the
 // backend.
 func (a *aheadCopies) start(b *Backend, src uint64, n int) (*pendingTokens, error) {
-	p := &pendingTokens{b: b, n: n}
 	if !a.ready(4 * n) {
-		p.done, p.toks = true, make([]int32, n)
+		p := &pendingTokens{b: b, n: n, done: true, toks: make([]int32, n)}
 		if err := b.dtohI32(p.toks, src); err != nil {
 			return nil, err
 		}
 		return p, nil
 	}
-	s := a.next
-	a.next ^= 1
-	if q := a.pend[s]; q != nil {
-		q.resolve() // its buffer is about to be overwritten
-	}
+	s := a.take()
 	if err := cuErr("cuMemcpyDtoHAsync", drv.cuMemcpyDtoHAsync(a.host[s], src, uint64(4*n), b.stream)); err != nil {
 		return nil, err
 	}
+	return a.mark(b, s, n)
+}
+
+// take returns the next buffer, its earlier tokens, if still pending,
+// waited for and kept (the next draw overwrites them); the caller holds
+// the backend.
+func (a *aheadCopies) take() int {
+	s := a.next
+	a.next ^= 1
+	if q := a.pend[s]; q != nil {
+		q.resolve()
+	}
+	return s
+}
+
+// mark records buffer s's event at this point of the stream and returns
+// its n tokens, pending until then; the caller holds the backend.
+func (a *aheadCopies) mark(b *Backend, s, n int) (*pendingTokens, error) {
 	if err := cuErr("cuEventRecord", drv.cuEventRecord(a.ev[s], b.stream)); err != nil {
 		return nil, err
 	}
-	p.a, p.slot = a, s
+	p := &pendingTokens{b: b, a: a, slot: s, n: n}
 	a.pend[s] = p
 	return p, nil
 }
