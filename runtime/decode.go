@@ -116,6 +116,21 @@ type NormFuser interface {
 	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
 }
 
+// MLPFuser is a FusedQuantLoader that runs a decode step's whole MLP as
+// one op: MatMulMLP(x, xn, w) sets x += down(silu(xn·gateᵀ) · (xn·upᵀ)) for
+// w = FuseMLP(gateUp, down), where gateUp (of LoadQuantGLU, reading its
+// input as it is: no permutation of its own) writes its outputs in the
+// order down (reading its input as it is too) reads them, and xn holds
+// the normed rows in gate/up's input order. FuseMLP returns nil, without
+// error, where the backend does not fuse the pair; the fused weight
+// refers to gateUp and down, which must outlive it; Free releases it.
+// MLPFusedRows is the most rows MatMulMLP takes.
+type MLPFuser interface {
+	FuseMLP(gateUp, down Tensor) (Tensor, error)
+	MLPFusedRows() int
+	MatMulMLP(x, xn, w Tensor)
+}
+
 // RoPEFuser is a FusedQuantLoader whose q/k/v products can apply RoPE and
 // the KV-cache store of a decode step in their epilogue:
 // MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, theta) is

@@ -382,6 +382,8 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
 	ap, _ := b.(runtime.AttentionProjector)
+	mf, _ := b.(runtime.MLPFuser)
+	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -427,6 +429,11 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				b.MatMul(s.o, s.att, w.lin[oProj])
 			}
 			io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
+			if fuseMLP && lw.mlp != nil {
+				// gate/up, SiLU·up and down with the residual, one op.
+				mf.MatMulMLP(x, s.xn, lw.mlp)
+				continue
+			}
 			if w.gateUp != nil {
 				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
 			} else {

@@ -373,3 +373,69 @@ func TestDecodeRoPEFuse(t *testing.T) {
 		})
 	}
 }
+
+// mlpQuant adds runtime.MLPFuser to the emulated backend: FuseMLP pairs
+// the weights (the handle a tensor of its own), MatMulMLP runs the GLU
+// product, then down with the residual; it counts the calls.
+type mlpQuant struct {
+	*quantCPU
+	pairs map[runtime.Tensor][2]runtime.Tensor
+	fused int
+}
+
+func (q *mlpQuant) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
+	t, err := q.Backend.Alloc(runtime.F32, 1)
+	if err == nil {
+		q.pairs[t] = [2]runtime.Tensor{gateUp, down}
+	}
+	return t, err
+}
+
+func (q *mlpQuant) MLPFusedRows() int { return 8 }
+
+func (q *mlpQuant) MatMulMLP(x, xn, w runtime.Tensor) {
+	p, ok := q.pairs[w]
+	if !ok {
+		q.t.Fatal("MatMulMLP with a weight FuseMLP did not make")
+	}
+	M, H, I := runtime.Rows(x), runtime.Cols(x), runtime.Cols(p[1])
+	h, err := q.Alloc(runtime.F32, M, I)
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	defer q.Free(h)
+	o, err := q.Alloc(runtime.F32, M, H)
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	defer q.Free(o)
+	q.MatMulGLU(h, xn, p[0])
+	runtime.MatMulAdd(q, x, h, p[1], x, o)
+	q.fused++
+}
+
+// TestDecodeMLPFuse checks the decode step with the MLP as one op
+// (runtime.MLPFuser): an act-order GPTQ checkpoint of openchat-tiny (down's
+// order folded into gate/up's columns) on an emulated fusing backend
+// decodes to the logits of the same backend without the fusion, every
+// layer's MLP fused in every decode step.
+func TestDecodeMLPFuse(t *testing.T) {
+	open := actOrderBF16(t)
+	mq := &mlpQuant{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}, pairs: map[runtime.Tensor][2]runtime.Tensor{}}
+	m := open(mq)
+	defer m.Close()
+	for i, lw := range m.layers {
+		if lw.mlp == nil {
+			t.Fatalf("layer %d: no fused MLP", i)
+		}
+	}
+	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
+	defer mp.Close()
+	got, _ := stepAll(t, m, 4)
+	want, _ := stepAll(t, mp, 4)
+	// The first step feeds the prompts (a forward); three decode steps.
+	if min := 3 * len(m.layers); mq.fused < min {
+		t.Errorf("%d MLPs ran fused, want at least %d", mq.fused, min)
+	}
+	sameSteps(t, "mlp-fused", got, want)
+}

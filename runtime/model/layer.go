@@ -80,6 +80,10 @@ type layerWeights struct {
 	// qkv's and gateUp's products to apply themselves in decode steps
 	// (runtime.NormFuser); nil where they do not.
 	normed struct{ attn, ffn runtime.Tensor }
+	// mlp is gate/up and down as one decode-step op (runtime.MLPFuser),
+	// made from the weights the step reads (order's where it has them);
+	// nil where the backend does not fuse them.
+	mlp runtime.Tensor
 }
 
 // decodeOrder has a decode step write each input of the layer's products

@@ -314,6 +314,34 @@ func (bd *binder) fuseNorms(lw *layerWeights) error {
 	return fuse(&lw.normed.ffn, lw.ffnNorm, lw.gateUp)
 }
 
+// fuseMLP makes lw's gate/up and down one decode-step op where the backend
+// fuses them (runtime.MLPFuser): from the weights the step reads (lw.order's
+// where the layer has an order), when the GLU product writes down_proj's
+// input as down_proj reads it (no output slots).
+func (bd *binder) fuseMLP(lw *layerWeights) error {
+	mf, ok := bd.b.(runtime.MLPFuser)
+	if !ok {
+		return nil
+	}
+	w := lw
+	if lw.order != nil {
+		if lw.order.slots.down != nil {
+			return nil
+		}
+		w = &lw.order.w
+	}
+	if w.gateUp == nil || w.lin[downProj] == nil {
+		return nil
+	}
+	t, err := mf.FuseMLP(w.gateUp, w.lin[downProj])
+	if err != nil || t == nil {
+		return err
+	}
+	bd.made = append(bd.made, t)
+	lw.mlp = t
+	return nil
+}
+
 // Sequential returns l in the runtime's neutral quantized layout with act
 // order made sequential: inputs sorted by group (stable), so that each
 // group is a contiguous run of GroupSize inputs, and Perm mapping them back
