@@ -101,6 +101,9 @@ type Backend struct {
 	inputOrder    bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuseRows  int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
 	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
+	mlpRows       int       // the most rows of a fused MLP (runtime.MLPFuser); 0: none
+	mlpQD         int       // the fused MLP's ring: chunks a warp
+	mlpProbe      int       // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP's down phase left out, for measuring
 	smemSM        int       // shared memory of an SM
 	waveCap       bool      // quantized products split into no more blocks than one wave
 	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
@@ -236,6 +239,21 @@ func New(o Options) (*Backend, error) {
 	// The q/k/v product's epilogue rotates and stores in the KV cache
 	// (runtime.RoPEFuser); GPTQTOOL_ROPE_FUSE=0 runs rope_store after it.
 	b.ropeFuse = os.Getenv("GPTQTOOL_ROPE_FUSE") != "0"
+	// A decode step's MLP as one kernel (runtime.MLPFuser) for up to
+	// GPTQTOOL_FUSED_MLP rows (default 0: off), its rings of
+	// GPTQTOOL_FUSED_MLP_QST chunks a warp (4 or 8).
+	if b.mlpRows, err = envInt("GPTQTOOL_FUSED_MLP", 0, 0, fmlpRows, fmt.Sprintf("the most rows, 0-%d", fmlpRows)); err != nil {
+		return nil, err
+	}
+	if b.mlpQD, err = envInt("GPTQTOOL_FUSED_MLP_QST", 8, 4, 8, "4 or 8 chunks"); err != nil || (b.mlpQD != 4 && b.mlpQD != 8) {
+		return nil, fmt.Errorf("cuda: GPTQTOOL_FUSED_MLP_QST: want 4 or 8 chunks")
+	}
+	// GPTQTOOL_FUSED_MLP_PROBE=1 leaves out the fused MLP's reductions of
+	// its down sums, 2 all its down work but the weights' stream: wrong
+	// results, for measuring what each part costs.
+	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 3, "0-3"); err != nil {
+		return nil, err
+	}
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
@@ -634,6 +652,7 @@ type Tensor struct {
 	// normq the quantized weight it was prepared for.
 	nat   *Tensor
 	normq *quant
+	mlp   *fusedMLP // a fused MLP (FuseMLP); its memory is its down codes
 }
 
 // DType implements runtime.Tensor.
@@ -715,6 +734,10 @@ func (b *Backend) Free(t runtime.Tensor) {
 	ct.freed = true
 	if ct.q != nil {
 		b.releaseQuant(ct)
+		return
+	}
+	if ct.mlp != nil {
+		b.releaseMLP(ct)
 		return
 	}
 	// The memory may still be read by queued work; the allocator hands it
@@ -1046,7 +1069,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

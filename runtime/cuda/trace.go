@@ -109,7 +109,7 @@ type TraceSummary struct {
 	GPCs [][]int `json:"gpcs,omitempty"`
 }
 
-var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows", 7: "argmax_rows"}
+var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows", 7: "argmax_rows", 8: "fmlp"}
 
 // traceSetup reads GPTQTOOL_TRACE, GPTQTOOL_TRACE_RECORDS and
 // GPTQTOOL_TRACE_AT.
