@@ -245,12 +245,15 @@ func New(o Options) (*Backend, error) {
 	if b.mlpRows, err = envInt("GPTQTOOL_FUSED_MLP", 0, 0, fmlpRows, fmt.Sprintf("the most rows, 0-%d", fmlpRows)); err != nil {
 		return nil, err
 	}
-	if b.mlpQD, err = envInt("GPTQTOOL_FUSED_MLP_QST", 8, 4, 8, "4 or 8 chunks"); err != nil || (b.mlpQD != 4 && b.mlpQD != 8) {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_FUSED_MLP_QST: want 4 or 8 chunks")
+	if b.mlpQD, err = envInt("GPTQTOOL_FUSED_MLP_QST", 8, 4, 8, "4 or 8 chunks"); err != nil {
+		return nil, err
+	}
+	if b.mlpQD != 4 && b.mlpQD != 8 {
+		return nil, fmt.Errorf("cuda: GPTQTOOL_FUSED_MLP_QST=%d: want 4 or 8 chunks", b.mlpQD)
 	}
 	// GPTQTOOL_FUSED_MLP_PROBE=1 leaves out the fused MLP's reductions of
-	// its down sums, 2 all its down work but the weights' stream: wrong
-	// results, for measuring what each part costs.
+	// its down sums, 2 all its down work but the weights' stream, 3 both:
+	// wrong results, for measuring what each part costs.
 	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 3, "0-3"); err != nil {
 		return nil, err
 	}
