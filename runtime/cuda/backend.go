@@ -821,6 +821,15 @@ func (b *Backend) FreeBuffer(buf *Buffer) {
 	}
 	b.enter()
 	defer b.exit()
+	b.freeBufferLocked(buf)
+}
+
+// freeBufferLocked is FreeBuffer within an entered call; nil, or a buffer
+// already released, is a no-op.
+func (b *Backend) freeBufferLocked(buf *Buffer) {
+	if buf == nil || buf.cls == 0 {
+		return
+	}
 	b.alloc.release(buf.Ptr, buf.cls)
 	buf.cls = 0
 }

@@ -48,11 +48,8 @@ func fmlpChunks(w, nt, s, ipc int) int {
 // the most groups of down's inputs (group size gsd) a block's slice
 // reaches.
 func fmlpPlan(j, h, bits, gsd, nb int) (dbase []int32, ntw, ndg int) {
-	spc := 4
-	if bits == 8 {
-		spc = 2
-	}
-	nt, ck := h/16, h/(16*spc)
+	spc := chunkInputs(bits) / 16 // 16-input steps a chunk: down's items a chunk
+	nt, ck := h/16, h/chunkInputs(bits)
 	dbase = make([]int32, nb+1)
 	for b := range nb {
 		j0, s := b*j/nb, (b+1)*j/nb-b*j/nb
@@ -70,17 +67,13 @@ func fmlpPlan(j, h, bits, gsd, nb int) (dbase []int32, ntw, ndg int) {
 	return dbase, max(ntw, 1), ndg
 }
 
-// fmlpShared is fmlp's dynamic shared memory for m rows with rings of qd
-// chunks (mlp.cu's layout).
-func fmlpShared(m, h, qd, ntw, ndg int) int {
-	a16 := func(n int) int { return (n + 15) &^ 15 }
-	return fmlpWarps*qd*512 + a16(m*(h+8)*2) + fmlpWarps*ntw*512 + a16(m*fmlpLDH*2) + ndg*h*4
-}
-
-// shared is the fused MLP's dynamic shared memory for m rows: fmlpShared,
-// then gate/up's scale pairs of a block's tiles.
+// shared is fmlp's dynamic shared memory for m rows (mlp.cu's layout): the
+// rings, x, gpart, h, down's scale pairs of ndg groups, gate/up's of a
+// block's tiles.
 func (f *fusedMLP) shared(m int) int {
-	return fmlpShared(m, f.h, f.qd, f.ntw, f.ndg) + 2*f.gsmax*(f.h/f.gu.q.gs)*64
+	a16 := func(n int) int { return (n + 15) &^ 15 }
+	return fmlpWarps*f.qd*512 + a16(m*(f.h+8)*2) + fmlpWarps*f.ntw*512 + a16(m*fmlpLDH*2) + f.ndg*f.h*4 +
+		2*f.gsmax*(f.h/f.gu.q.gs)*64
 }
 
 // FuseMLP implements runtime.MLPFuser on sm_90 (the kernel adds its sums
@@ -145,12 +138,8 @@ func (b *Backend) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
 
 // releaseMLP gives back a fused MLP's buffers (not its weights').
 func (b *Backend) releaseMLP(t *Tensor) {
-	for _, buf := range []*Buffer{t.mlp.dbase, t.mlp.acc} {
-		if buf != nil && buf.cls != 0 {
-			b.alloc.release(buf.Ptr, buf.cls)
-			buf.cls = 0
-		}
-	}
+	b.freeBufferLocked(t.mlp.dbase)
+	b.freeBufferLocked(t.mlp.acc)
 	if t.cls != 0 {
 		b.alloc.release(t.ptr, t.cls)
 		t.cls = 0

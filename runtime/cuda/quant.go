@@ -759,10 +759,7 @@ func parallelRows(rows, grain int, fn func(r0, r1 int)) {
 // releaseQuant gives back a quantized tensor's buffers.
 func (b *Backend) releaseQuant(t *Tensor) {
 	for _, buf := range []*Buffer{t.q.sz, t.q.perm, t.q.slots} {
-		if buf != nil && buf.cls != 0 {
-			b.alloc.release(buf.Ptr, buf.cls)
-			buf.cls = 0
-		}
+		b.freeBufferLocked(buf)
 	}
 	if t.cls != 0 {
 		b.alloc.release(t.ptr, t.cls)
