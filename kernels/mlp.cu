@@ -1,62 +1,68 @@
 // mlp.cu: a decode step's whole MLP in one kernel for up to 8 rows
-// (runtime/cuda FuseMLP and MatMulMLP, GPTQTOOL_FUSED_MLP; off by default:
-// measured slower than the GLU product and down, docs/benchmarks.md, the
-// twenty-second session): x += down(silu(xn·gateᵀ) · (xn·upᵀ)), with
-// gate/up and down quantized as qgemv.cu's weights.
+// (runtime/cuda FuseMLP and MatMulMLP, GPTQTOOL_FUSED_MLP; off by default,
+// docs/benchmarks.md has its measurements): x += down(silu(xn·gateᵀ) ·
+// (xn·upᵀ)), with gate/up and down quantized as qgemv.cu's weights.
 //
 // fmlp<BITS, QD, T>: one block an SM (gridDim.x = NB blocks, NB at most the
 // intermediate's J = I/16 tiles of 16), 16 warps. Block b owns the
 // intermediate's tiles [J0, J1) = [b·J/NB, (b+1)·J/NB), S = J1 − J0 of them
 // (at most FM_SMAX), in down's sequential input order (the GLU weight's
 // output columns are in that order: runtime/model folds down's act order
-// into gate/up's columns):
-//   1. gate/up: the block's 2S weight tiles (gate and up of each of its
-//      output tiles; the GLU weight's tiles as qgemv.cu lays them out,
-//      gate and up interleaved in runs of 64 columns) over all K = H inputs
-//      are one sequence of 2S·CK chunks (CK = H/KB), cut evenly among the
-//      warps; a warp's sums of each tile it takes part in go to shared
-//      memory (gpart), and the block adds them up in warp order;
-//   2. h = silu(gate)·up of the block's 16·S outputs, rounded to T as the
-//      GLU product writes them, staged in shared memory (fp16, times XS);
-//   3. down: the block's slice of down's inputs, 16·S of them, for all H
-//      outputs: warp w takes output tiles [w·NT/16, (w+1)·NT/16) (NT =
-//      H/16), each tile's S steps of 16 inputs in a row, and adds its sums
-//      of each tile to acc [M][H] (fp32, zero between products) with
-//      vector reductions (through the warp's wst, four outputs of a row a
-//      lane);
-//   4. the last block to finish (count) sets x = x + acc, rounded once to
-//      T, and leaves acc and count at zero.
-// Every warp streams its gate/up chunks, then its down chunks, through one
-// ring of QD chunk slots of 512 bytes in shared memory (cp.async), so that
-// down's weights are in flight while gate/up's sums are added up. The
-// scale pairs of both go to shared memory before the wait for the previous
-// kernel: loaded from L2 at each group change, gate/up's waited behind the
-// ring's copies (the gate/up phase took 28 µs on the 7B shape against 19).
-// The sums of down are added in the order the reductions arrive: not bit
-// for bit the same from run to run.
+// into gate/up's columns). It takes them one at a time, step p the tile
+// J0 + p, and interleaves the two products so that down's work on step
+// p − 1 runs while gate/up's weights of step p + 1 stream in. Round p =
+// 0..S of every warp:
+//   1. gate/up of step p (p < S): the step's gate tile and up tile over
+//      all K = H inputs are 2·CK chunks (CK = H/KB; the GLU weight's tiles
+//      as qgemv.cu lays them out), warp w taking [w·2CK/16, (w+1)·2CK/16):
+//      warps 0–7 the gate tile, 8–15 the up tile. Its sums go to gpart
+//      [p % FM_NBUF][w], and its threads arrive on the step's mbarrier;
+//   2. down's step p − 1 (p ≥ 1), once the step's mbarrier has every
+//      thread's arrival (no block-wide barrier: a warp waits only for the
+//      gate/up sums it needs, and its ring keeps streaming): each warp
+//      works out h = silu(gate)·up of the step's 16 inputs from the 16
+//      warps' sums (in warp order), rounded to T as the GLU product
+//      writes it, as the mma's B fragment; then its TW = H/256 output
+//      tiles of 16, tile w·TW + i, one mma each, whose sums are scaled by
+//      the tile's scale in fp32 and held in registers (dacc[i]) across
+//      the rounds.
+// FM_NBUF = 4 buffers of sums suffice: a warp writing step p's has passed
+// the wait for step p − 2, so every warp has arrived for p − 2 and reads
+// step p − 3's or later.
+// After the last round each block writes its share of down's sums of
+// every output to part [NB][M][H] (fp32), and after a barrier of the grid
+// (sync) block b adds up the NB shares of outputs [b·H/NB, (b+1)·H/NB) of
+// every row in a fixed order, and adds them to x, rounded once to T: runs
+// are bit for bit the same.
+// Every warp streams its chunks through one ring of QD slots of 512 bytes
+// in shared memory (cp.async) in the order it takes them. Down's scale
+// pairs (as (zero, scale) constants of the decode, dcon) and gate/up's are
+// staged in shared memory before the wait for the previous kernel.
 //
-// Down's codes are re-laid at load (fmlp_relayout) so that each block's
-// slice is one run: block b's chunks from dbase[b], warp w's after the
-// chunks of the warps before it, each chunk a lane's 16 bytes of SPC items
-// (4 at 4 bits, 2 at 8), item it = (output tile it / S, step it % S) of the
-// warp's tiles, each item the lane's A fragment of one 16-input step as
-// qgemv.cu's tiled layout holds it (one word at 4 bits, two at 8); a warp's
-// last chunk is padded with zero words, which it never reads as items.
+// Down's codes are re-laid at load (fmlp_relayout) step by step: for each
+// tile j of the intermediate (16 of down's inputs) and warp w, DC = ⌈TW /
+// SPC⌉ chunks, chunk c a lane's 16 bytes of SPC items, item u the lane's A
+// fragment of output tile w·TW + c·SPC + u at that step as qgemv.cu's
+// tiled layout holds it (one word at 4 bits, two at 8; zero words past
+// TW). A block's step p is chunk ((J0 + p)·16 + w)·DC of them.
 //
-// Shared memory (fmlpShared and fusedMLP.shared in runtime/cuda size it):
-// the ring (16·QD·512 bytes), x [M][H+8] fp16, gpart [16][ntw][32 lanes]
-// float4, h [M][FM_LDH] fp16, down's scale pairs of the ndg groups the
-// block's slice reaches ([ndg][H] u32), gate/up's of the block's tiles
-// ([2S][H/gsg][16] u32); static: wst [16][8·16] fp32 and the warps' ranges.
+// Shared memory (fusedMLP.shared in runtime/cuda sizes it): the ring
+// (16·QD·512 bytes), x [M][H+8] fp16, gpart [FM_NBUF][16][M][16] fp32,
+// dcon [ndg][NT][8] u32x4 for the ndg groups of down's
+// inputs the block's slice reaches, gate/up's scale pairs of the block's
+// tiles ([2S][H/gsg][16] u32).
 
 #define FM_W 16
 #define FM_SMAX 8
-#define FM_LDH (16 * FM_SMAX + 8)
+#define FM_TW 16
+#define FM_NBUF 4
 // fmlp's flags: FM_EVICT streams the weights with the L2 policy
 // evict_first; FM_NORED and FM_NODOWN (runtime/cuda
 // GPTQTOOL_FUSED_MLP_PROBE, wrong results: for measuring what each part of
-// the down phase costs) leave out its reductions, or all its work on the
-// chunks it still streams.
+// down's work costs) leave out the grid's sums (x is left as it is), or
+// down's work on the chunks it still streams. Trace marks (GPTQTOOL_TRACE):
+// the wait, x staged and the loop's end; with GPTQTOOL_TRACE_AT=1 the
+// prologue's end, the wait and the grid's barrier.
 #define FM_EVICT 1
 #define FM_NORED 2
 #define FM_NODOWN 4
@@ -66,8 +72,11 @@ template <> struct fm_xscale<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float fm_silu(float v) { return v / (1.0f + expf(-v)); }
 
-__device__ __forceinline__ void red_add4(float* p, float a, float b, float c, float d) {
-    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+// mma_z: mma16816 from zero sums (d = a·b).
+__device__ __forceinline__ void mma_z(float* d, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%10,%10,%10};"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "f"(0.0f));
 }
 
 // fm_decode: the A fragment of one 16-input step from its word(s): the
@@ -90,95 +99,110 @@ template <int BITS> __device__ __forceinline__ void fm_decode(u32 w0, u32 w1, u3
     }
 }
 
-// fm_chunks: warp w's down chunks in a block of S steps (ipc items a chunk).
-__device__ __forceinline__ int fm_chunks(int w, int NT, int S, int ipc) {
-    const int tw = (w + 1) * NT / FM_W - w * NT / FM_W;
-    return (tw * S + ipc - 1) / ipc;
-}
-
 template <int BITS, int QD, typename T>
 __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw, const u32* __restrict__ gsz,
-                     const u32* __restrict__ dqw, const u32* __restrict__ dsz, const int* __restrict__ dbase,
-                     float* acc, u32* count, int H, int I, int M, int gsg, int gsd, int ntw, int ndg, int flags) {
+                     const u32* __restrict__ dqw, const u32* __restrict__ dsz, float* part, u32* sync, int H, int I,
+                     int M, int gsg, int gsd, int ndg, int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk (gate/up) and items a chunk (down)
     constexpr int KB = 16 * SPC;
     constexpr int WPI = BITS == 4 ? 1 : 2;  // words a step
+    constexpr int DCM = FM_TW / SPC;        // the most down chunks a warp takes a step
     constexpr float XS = fm_xscale<T>::v;
     extern __shared__ u32x4 smem_f[];
     TRACE_BEGIN(8);
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int NB = gridDim.x, b = blockIdx.x, J = I / 16, NT = H / 16, CK = H / KB, NG = 2 * I, NGH = H / gsg;
     const int J0 = b * J / NB, S = (b + 1) * J / NB - J0;
+    const int TW = NT / FM_W, DC = (TW + SPC - 1) / SPC;
     const int LDX = H + 8;
-    // Shared memory (fmlpShared in runtime/cuda): the ring, x, gpart, h,
-    // down's scale pairs of the groups the block's slice reaches ([ndg][H]),
-    // gate/up's of the block's tiles ([2S][NGH][16]).
     const u32 ring0 = smem_addr(smem_f) + (warp * QD * 32 + lane) * 16;
     u16* xs = (u16*)(smem_f + FM_W * QD * 32);
-    float4* gpart = (float4*)(xs + ((M * LDX + 7) & ~7));
-    u16* hs = (u16*)(gpart + FM_W * ntw * 32);
-    u32* dsc = (u32*)(hs + ((M * FM_LDH + 7) & ~7));
-    u32* gsc = dsc + ndg * H;
-    // Each warp's [ea, eb) (the sums of step 2), and a warp's down sums of
-    // one tile on their way out (emit).
-    __shared__ int2 wrange[FM_W];
-    __shared__ __align__(16) float wst[FM_W][8 * 16];
+    float* gpart = (float*)(xs + ((M * LDX + 7) & ~7));
+    u32x4* dcon = (u32x4*)(gpart + FM_NBUF * FM_W * M * 16);
+    u32* gsc = (u32*)(dcon + ndg * NT * 8);
 
-    // This warp's stream: gate/up chunks [ea, eb) of the block's sequence,
-    // then its down chunks from dw.
-    const int len = 2 * S * CK, ea = warp * len / FM_W, eb = (warp + 1) * len / FM_W, ngu = eb - ea;
-    if (lane == 0) wrange[warp] = make_int2(ea, eb);
-    int dw = dbase[b];
-    for (int w = 0; w < warp; w++) dw += fm_chunks(w, NT, S, SPC);
-    const int ndn = fm_chunks(warp, NT, S, SPC), ntot = ngu + ndn;
+    // This warp's gate/up chunks of a step: [ea, eb) of the step's 2·CK,
+    // all in one tile (half 0 gate, 1 up: w·2CK/16 = CK at w = 8).
+    const int ea = warp * 2 * CK / FM_W, ngw = (warp + 1) * 2 * CK / FM_W - ea;
+    const int half = warp >= FM_W / 2 ? 1 : 0, kc0 = ea - half * CK;
+    const int ntot = S * (ngw + DC);
     const u64 wpol = l2_policy(flags & FM_EVICT);
-    // tileq: the GLU weight's tile of the block's gate/up tile lt (gate and
-    // up of output tile J0 + lt/2).
-    auto tileq = [&](int lt) {
-        const int P = J0 + (lt >> 1);
-        return (P >> 2) * 8 + (lt & 1) * 4 + (P & 3);
-    };
-    // The refill cursor: the next stream chunk to copy, its place in the
-    // gate/up sequence (rkc, rlt) while there, and this lane's address.
-    int rn = 0, rkc = ea % CK, rlt = ea / CK;
-    const u32x4* rp = ngu > 0 ? (const u32x4*)gqw + ((i64)tileq(rlt) * CK + rkc) * 32 + lane
-                              : (const u32x4*)dqw + (i64)dw * 32 + lane;
-    auto advance = [&]() {
-        rn++;
-        if (rn < ngu) {
-            rp += 32;
-            if (++rkc == CK) rkc = 0, rlt++, rp = (const u32x4*)gqw + (i64)tileq(rlt) * CK * 32 + lane;
-        } else if (rn == ngu) {
-            rp = (const u32x4*)dqw + (i64)dw * 32 + lane;
-        } else {
-            rp += 32;
+    // tileq: the GLU weight's tile of gate (h 0) or up (h 1) of the
+    // intermediate's tile P.
+    auto tileq = [&](int P, int h) { return (P >> 2) * 8 + h * 4 + (P & 3); };
+    // The refill cursor: segment rk = 2q + kind (kind 0: gate/up's ngw
+    // chunks of step q, taken in round q; kind 1: down's DC chunks of step
+    // q − 1, taken in round q; empty segments skipped), rleft chunks left
+    // in it from rp, rn copied in all.
+    int rn = 0, rk = -1, rleft = 0;
+    const u32x4* rp = nullptr;
+    auto next_segment = [&]() {
+        for (;;) {
+            rk++;
+            const int q = rk >> 1;
+            if ((rk & 1) == 0 && q < S && ngw > 0) {
+                rp = (const u32x4*)gqw + ((i64)tileq(J0 + q, half) * CK + kc0) * 32 + lane, rleft = ngw;
+                return;
+            }
+            if ((rk & 1) == 1 && q >= 1) {
+                rp = (const u32x4*)dqw + ((i64)((J0 + q - 1) * FM_W + warp) * DC) * 32 + lane, rleft = DC;
+                return;
+            }
         }
     };
-    // The scale pairs, model data, go to shared memory before the ring (one
-    // cp.async group; at each group change a load from L2 would wait behind
-    // the ring's copies): down's of the groups the block's slice of its
-    // inputs reaches, gate/up's of the block's tiles.
-    const int glo = 16 * J0 / gsd, nd = (16 * (J0 + S) - 1) / gsd - glo + 1;
-    for (int i = threadIdx.x; i < nd * H / 4; i += blockDim.x) {
-        const int r = i / (H / 4), c4 = i - r * (H / 4);
-        cp_async16(smem_addr(dsc + r * H + c4 * 4), dsz + (i64)(glo + r) * H + c4 * 4);
-    }
+    next_segment();
+    auto refill = [&](u32 slot) {
+        if (rn < ntot) {
+            cp_async16_pol(slot, rp, wpol);
+            rp += 32;
+            if (++rn < ntot && --rleft == 0) next_segment();
+        }
+        asm volatile("cp.async.commit_group;");
+    };
+    // The scale pairs of gate/up's tiles (one cp.async group, the oldest),
+    // then the ring's first QD chunks, all model data.
     for (int i = threadIdx.x; i < 2 * S * NGH * 4; i += blockDim.x) {
         const int q = i & 3, r = i >> 2, l = r / NGH, gi = r - l * NGH;
-        cp_async16(smem_addr(gsc + r * 16 + q * 4), gsz + (i64)gi * NG + tileq(l) * 16 + q * 4);
+        cp_async16(smem_addr(gsc + r * 16 + q * 4), gsz + (i64)gi * NG + tileq(J0 + (l >> 1), l & 1) * 16 + q * 4);
     }
     asm volatile("cp.async.commit_group;");
 #pragma unroll
-    for (int i = 0; i < QD; i++) {
-        if (rn < ntot) {
-            cp_async16_pol(ring0 + i * 512, rp, wpol);
-            advance();
+    for (int i = 0; i < QD; i++) refill(ring0 + i * 512);
+    // Down's decode constants of the groups the block's slice of its inputs
+    // reaches: for output tile nt and lane group gg, (1024 + zero of row
+    // gg, twice; 960 − (1024 + zero) of row gg+8 at 4 bits, 1024 + zero of
+    // row gg+8 at 8; the two rows' scales as fp32).
+    const int glo = 16 * J0 / gsd, nd = (16 * (J0 + S) - 1) / gsd - glo + 1;
+    const int ndc = nd * NT * 8;
+    for (int i0 = threadIdx.x; i0 < ndc; i0 += 8 * FM_W * 32) {  // eight entries' loads in flight a thread
+        u32 a0[8], a1[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int i = i0 + k * FM_W * 32, r = i / (NT * 8), rem = i - r * NT * 8;
+            if (i < ndc) {
+                const u32* p = dsz + (i64)(glo + r) * H + (rem >> 3) * 16 + (rem & 7);
+                a0[k] = __ldg(p), a1[k] = __ldg(p + 8);
+            }
         }
-        asm volatile("cp.async.commit_group;");
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            const int i = i0 + k * FM_W * 32;
+            if (i < ndc) {
+                const u32 z0 = (a0[k] >> 16) * 0x10001u, z1 = (a1[k] >> 16) * 0x10001u;
+                dcon[i] = u32x4{z0, BITS == 4 ? hsub2(0x63806380u, z1) : z1, __float_as_uint(h_lo(a0[k])),
+                                __float_as_uint(h_lo(a1[k]))};
+            }
+        }
     }
+    // The steps' barriers: gbar[p % FM_NBUF] completes when every thread
+    // has written its warp's gate/up sums of step p (phase p / FM_NBUF).
+    __shared__ __align__(8) u64 gbar[FM_NBUF];
+    if (threadIdx.x < FM_NBUF) bar_init(smem_addr(&gbar[threadIdx.x]), blockDim.x);
 
+    TRACE_MARK_AT(1, 1);
     pdl_wait();
-    TRACE_MARK(1);
+    TRACE_MARK_AT(0, 1);
+    TRACE_MARK_AT(1, 2);
     // x, rows of the normed input in gate/up's input order, as fp16 times XS.
     for (int e = threadIdx.x; e < M * (H / 8); e += blockDim.x) {
         const int m = e / (H / 8), k = (e - m * (H / 8)) * 8;
@@ -191,219 +215,216 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     // the block after the barrier.
     asm volatile("cp.async.wait_group %0;" ::"n"(QD));
     __syncthreads();
+    TRACE_MARK_AT(0, 2);
 
-    float accv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    float s0 = 0.0f, s1 = 0.0f;
-    u32 zz0 = 0, zz1 = 0, nz1 = 0;
-    auto setq = [&](const u32* p) {  // the pairs of rows g and g+8 at p[g], p[g+8]
-        const u32 a0 = p[g], a1 = p[g + 8];
-        s0 = h_lo(a0), s1 = h_lo(a1);
-        zz0 = (a0 >> 16) * 0x10001u, zz1 = (a1 >> 16) * 0x10001u;
-        nz1 = hsub2(0x63806380u, zz1);
-    };
-    auto fold = [&]() {
-        accv[0] += s0 * tmp[0], accv[1] += s0 * tmp[1], accv[2] += s1 * tmp[2], accv[3] += s1 * tmp[3];
-        tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-    };
-    // take: stream chunk i from the ring, after refilling the slot chunk
-    // i − 1 left with the next chunk (i − 1 + QD).
-    auto take = [&](int i) {
-        if (i > 0 && rn < ntot) {
-            cp_async16_pol(ring0 + ((i - 1) & (QD - 1)) * 512, rp, wpol);
-            advance();
+    // take: the next stream chunk from the ring, after refilling the slot
+    // the one before it left.
+    int ci = 0;
+    auto take = [&]() {
+        if (ci > 0) {
+            refill(ring0 + ((ci - 1) & (QD - 1)) * 512);
+        } else {
+            asm volatile("cp.async.commit_group;");
         }
-        asm volatile("cp.async.commit_group;");
         asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
-        return lds128(ring0 + (i & (QD - 1)) * 512);
+        const u32x4 w = lds128(ring0 + (ci & (QD - 1)) * 512);
+        ci++;
+        return w;
     };
-
-    // 1. gate/up: chunk kc of tile lt at a time; at each group's start its
-    // scale pairs from shared memory.
+    float dacc[FM_TW][4];
+#pragma unroll
+    for (int i = 0; i < FM_TW; i++) dacc[i][0] = dacc[i][1] = dacc[i][2] = dacc[i][3] = 0.0f;
     const u32 xb = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8);
     const int cpg = gsg / KB;  // chunks a group (gsg a multiple of KB, H of gsg)
-    int kc = ea % CK, lt = ea / CK, gi = kc / cpg, gleft = cpg - kc % cpg;
-    const int lt0 = lt;
-    if (ngu > 0) setq(gsc + (lt * NGH + gi) * 16);
-    for (int i = 0; i < ngu; i++) {
-        const u32x4 w = take(i);
-        u32x4 bf[SPC / 2];
+    // Round p: gate/up of step p, then down's step p − 1.
+    for (int p = 0; p <= S; p++) {
+        if (p < S) {
+            float accv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (ngw > 0) {
+                const u32* gp = gsc + (2 * p + half) * NGH * 16;
+                int gi = kc0 / cpg, gleft = cpg - (kc0 - gi * cpg);
+                float s0, s1;
+                u32 zz0, zz1, nz1;
+                auto setq = [&]() {  // the pairs of rows g and g+8 of group gi
+                    const u32 a0 = gp[gi * 16 + g], a1 = gp[gi * 16 + g + 8];
+                    s0 = h_lo(a0), s1 = h_lo(a1);
+                    zz0 = (a0 >> 16) * 0x10001u, zz1 = (a1 >> 16) * 0x10001u;
+                    nz1 = hsub2(0x63806380u, zz1);
+                };
+                auto fold = [&]() {
+                    accv[0] += s0 * tmp[0], accv[1] += s0 * tmp[1], accv[2] += s1 * tmp[2], accv[3] += s1 * tmp[3];
+                    tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
+                };
+                setq();
+                for (int i = 0; i < ngw; i++) {
+                    const u32x4 w = take();
+                    const int kc = kc0 + i;
+                    u32x4 bf[SPC / 2];
 #pragma unroll
-        for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xb + kc * (KB * 2) + 64 * q);
+                    for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xb + kc * (KB * 2) + 64 * q);
 #pragma unroll
-        for (int s = 0; s < SPC; s++) {
-            u32 a[4];
-            fm_decode<BITS>(word_of(w, WPI * s), word_of(w, WPI * s + WPI - 1), zz0, zz1, nz1, a);
-            const u32x4 v = bf[s / 2];
-            mma16816<f16>(tmp, a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
-        }
-        kc++;
-        if (--gleft == 0 && i + 1 < ngu) {  // the next group starts (a tile at kc 0)
-            fold();
-            gi++;
-            if (kc == CK) {
-                gpart[(warp * ntw + (lt - lt0)) * 32 + lane] = make_float4(accv[0], accv[1], accv[2], accv[3]);
-                accv[0] = accv[1] = accv[2] = accv[3] = 0.0f;
-                kc = 0, lt++, gi = 0;
+                    for (int s = 0; s < SPC; s++) {
+                        u32 a[4];
+                        fm_decode<BITS>(word_of(w, WPI * s), word_of(w, WPI * s + WPI - 1), zz0, zz1, nz1, a);
+                        const u32x4 v = bf[s / 2];
+                        mma16816<f16>(tmp, a, (s & 1) ? v.c : v.a, (s & 1) ? v.d : v.b);
+                    }
+                    if (--gleft == 0 && i + 1 < ngw) {  // the next group starts
+                        fold();
+                        gi++, gleft = cpg;
+                        setq();
+                    }
+                }
+                fold();
             }
-            gleft = cpg;
-            setq(gsc + (lt * NGH + gi) * 16);
+            // The warp's sums of its tile (lane (g, t): rows 2t, 2t+1 of
+            // outputs g, g+8) to gpart[p % FM_NBUF][warp][row][output].
+            float* gw = gpart + ((p % FM_NBUF) * FM_W + warp) * M * 16;
+            if (2 * t < M) gw[2 * t * 16 + g] = accv[0], gw[2 * t * 16 + g + 8] = accv[2];
+            if (2 * t + 1 < M) gw[(2 * t + 1) * 16 + g] = accv[1], gw[(2 * t + 1) * 16 + g + 8] = accv[3];
+            bar_arrive(smem_addr(&gbar[p % FM_NBUF]));
         }
-    }
-    if (ngu > 0) {
-        fold();
-        gpart[(warp * ntw + (lt - lt0)) * 32 + lane] = make_float4(accv[0], accv[1], accv[2], accv[3]);
-    }
-    __syncthreads();
-    TRACE_MARK(2);
-
-    // 2. h = silu(gate)·up: each (row, output) adds up the sums of the warps
-    // that took part in its gate tile and its up tile, in warp order.
-    for (int idx = threadIdx.x; idx < M * 16 * S; idx += blockDim.x) {
-        const int m = idx / (16 * S), c = idx - m * 16 * S, p = c >> 4, col = c & 15;
-        const int fl = (col & 7) * 4 + (m >> 1), fe = (col >= 8 ? 2 : 0) + (m & 1);
-        float v[2];
+        if (p == 0) continue;
+        // Down's step st = p − 1, once every warp's gate/up sums of it are
+        // in: the mma's B fragment (lane (g, t): row g, inputs 2t, 2t+1
+        // and 2t+8, 2t+9) is h of those, which each warp works out from
+        // the 16 warps' sums, added up in warp order.
+        const int st = p - 1;
+        bar_wait(smem_addr(&gbar[st % FM_NBUF]), (st / FM_NBUF) & 1);
+        u32 b0, b1;
+        {
+            const float* hp = gpart + (st % FM_NBUF) * FM_W * M * 16 + imin(g, M - 1) * 16 + 2 * t;
+            float gs[4] = {0.0f, 0.0f, 0.0f, 0.0f}, us[4] = {0.0f, 0.0f, 0.0f, 0.0f};
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const int t0 = (2 * p + h) * CK, t1 = t0 + CK;
-            float sum = 0.0f;
             for (int w = 0; w < FM_W; w++) {
-                const int2 r = wrange[w];
-                if (r.x >= r.y || r.y <= t0 || r.x >= t1) continue;
-                const float4 f = gpart[(w * ntw + (2 * p + h - r.x / CK)) * 32 + fl];
-                sum += fe == 0 ? f.x : fe == 1 ? f.y : fe == 2 ? f.z : f.w;
+                const float2 lo = *(const float2*)(hp + w * M * 16), hi = *(const float2*)(hp + w * M * 16 + 8);
+                float* d = w < FM_W / 2 ? gs : us;
+                d[0] += lo.x, d[1] += lo.y, d[2] += hi.x, d[3] += hi.y;
             }
-            v[h] = sum / XS;
-        }
-        const float hv = to_f32(from_f32<T>(fm_silu(v[0]) * v[1]));
-        hs[m * FM_LDH + c] = (u16)(pack2<f16>(hv * XS, 0.0f) & 0xffffu);
-    }
-    __syncthreads();
-
-    // 3. down: items (tile nt, step st) of the warp's tiles, a tile's S
-    // steps in a row, SPC a chunk. At a tile's first step, and where a
-    // group of down's inputs starts within it (bit st of gnew), the scale
-    // pairs from shared memory; at its last, its sums go out (emit).
-    const u32 hb = smem_addr(hs + imin(lane & 7, M - 1) * FM_LDH + (lane >> 3) * 8);
-    u32 gnew = 0;
-    for (int s = 1; s < S; s++) gnew |= (16 * (J0 + s) % gsd < 16 ? 1u : 0u) << s;
-    const int row0 = (16 * J0 / gsd - glo) * H;
-    int nt = warp * NT / FM_W, st = 0;
-    accv[0] = accv[1] = accv[2] = accv[3] = 0.0f;
-    tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-    float* ws = wst[warp];
-    // emit: tile nt's sums to acc, four outputs of one row a lane (lane L <
-    // 4M: row L/4, outputs 4(L%4)..+3), through the warp's wst.
-    auto emit = [&]() {
-        if (2 * t < M) ws[2 * t * 16 + g] = accv[0] / XS, ws[2 * t * 16 + g + 8] = accv[2] / XS;
-        if (2 * t + 1 < M) ws[(2 * t + 1) * 16 + g] = accv[1] / XS, ws[(2 * t + 1) * 16 + g + 8] = accv[3] / XS;
-        __syncwarp();
-        if (lane < 4 * M && !(flags & FM_NORED)) {
-            const float4 o = *(const float4*)(ws + lane * 4);
-            red_add4(acc + (i64)(lane >> 2) * H + nt * 16 + (lane & 3) * 4, o.x, o.y, o.z, o.w);
-        }
-        __syncwarp();
-    };
-    auto item = [&](u32 w0, u32 w1) {
-        if (flags & FM_NODOWN) return;
-        if (st == 0) {
-            setq(dsc + row0 + nt * 16);
-        } else if ((gnew >> st) & 1u) {
-            fold();
-            setq(dsc + (16 * (J0 + st) / gsd - glo) * H + nt * 16);
-        }
-        u32 a[4];
-        fm_decode<BITS>(w0, w1, zz0, zz1, nz1, a);
-        const u32x4 v = ldsm4(hb + (st >> 1) * 64);
-        mma16816<f16>(tmp, a, (st & 1) ? v.c : v.a, (st & 1) ? v.d : v.b);
-        if (++st == S) {
-            fold();
-            emit();
-            accv[0] = accv[1] = accv[2] = accv[3] = 0.0f;
-            st = 0, nt++;
-        }
-    };
-    const int items = fm_chunks(warp, NT, S, 1), full = items / SPC;
-    for (int i = ngu; i < ngu + full; i++) {
-        const u32x4 w = take(i);
+            float hv[4];
 #pragma unroll
-        for (int u = 0; u < SPC; u++) item(word_of(w, WPI * u), word_of(w, WPI * u + WPI - 1));
-    }
-    if (full < ndn) {  // a last chunk of fewer items
-        const u32x4 w = take(ngu + full);
+            for (int e = 0; e < 4; e++) hv[e] = to_f32(from_f32<T>(fm_silu(gs[e] / XS) * (us[e] / XS))) * XS;
+            b0 = pack2<f16>(hv[0], hv[1]), b1 = pack2<f16>(hv[2], hv[3]);
+        }
+        if (flags & FM_NODOWN) {
+            for (int c = 0; c < DC; c++) take();
+            continue;
+        }
+        const u32 cb = smem_addr(dcon + ((16 * (J0 + st) / gsd - glo) * NT + warp * TW) * 8 + g);
 #pragma unroll
-        for (int u = 0; u < SPC; u++)
-            if (full * SPC + u < items) item(word_of(w, WPI * u), word_of(w, WPI * u + WPI - 1));
+        for (int c = 0; c < DCM; c++) {
+            if (c < DC) {
+                const u32x4 w = take();
+                // Every item of a chunk: those past TW (zero words,
+                // constants of the next warp's tiles or past them, still
+                // in shared memory) go to sums never emitted.
+#pragma unroll
+                for (int u = 0; u < SPC; u++) {
+                    const int i = c * SPC + u;
+                    const u32x4 k = lds128(cb + i * 8 * 16);
+                    u32 a[4];
+                    fm_decode<BITS>(word_of(w, WPI * u), word_of(w, WPI * u + WPI - 1), k.a, k.b, k.b, a);
+                    float d[4];
+                    mma_z(d, a, b0, b1);
+                    const float s0 = __uint_as_float(k.c), s1 = __uint_as_float(k.d);
+                    dacc[i][0] += s0 * d[0], dacc[i][1] += s0 * d[1];
+                    dacc[i][2] += s1 * d[2], dacc[i][3] += s1 * d[3];
+                }
+            }
+        }
     }
     asm volatile("cp.async.wait_group 0;");
-    TRACE_MARK(3);
+    TRACE_MARK_AT(0, 3);
     pdl_launch();
 
-    // 4. The last block adds acc to x.
-    __shared__ int last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(count, 1u) == (u32)NB - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int e = threadIdx.x * 8; e < M * H; e += blockDim.x * 8) {
-        float4* ap = (float4*)(acc + e);
-        const float4 a0 = __ldcg(ap), a1 = __ldcg(ap + 1);
-        float v[8];
-        load8<T>(x + e, v);
-        v[0] += a0.x, v[1] += a0.y, v[2] += a0.z, v[3] += a0.w;
-        v[4] += a1.x, v[5] += a1.y, v[6] += a1.z, v[7] += a1.w;
-        if constexpr (sizeof(T) == 2) {
-            *(u32x4*)(x + e) = pack8<T>(v);
-        } else {
+    // The block's sums of down (its slice of the intermediate's share of
+    // every output) to part[b][m][n]: lane (g, t) of tile nt holds rows 2t
+    // (c0, c2) and 2t+1 (c1, c3) of outputs 16·nt + g and 16·nt + g + 8.
+    if (flags & FM_NORED) return;
+    float* pb = part + (i64)b * M * H;
 #pragma unroll
-            for (int j = 0; j < 8; j++) x[e + j] = from_f32<T>(v[j]);
+    for (int i = 0; i < FM_TW; i++) {
+        if (i < TW) {
+            float* q = pb + (warp * TW + i) * 16 + g;
+            if (2 * t < M) __stcg(q + 2 * t * H, dacc[i][0] / XS), __stcg(q + 2 * t * H + 8, dacc[i][2] / XS);
+            if (2 * t + 1 < M) __stcg(q + (2 * t + 1) * H, dacc[i][1] / XS), __stcg(q + (2 * t + 1) * H + 8, dacc[i][3] / XS);
         }
-        __stcg(ap, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
-        __stcg(ap + 1, make_float4(0.0f, 0.0f, 0.0f, 0.0f));
     }
-    if (threadIdx.x == 0) *count = 0u;
+    // A barrier of the grid (every block is resident: one an SM, NB at most
+    // the SMs): sync[0] counts the blocks in; the last one sets it back to
+    // zero and moves the generation sync[1] on, which the others wait for.
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile u32* gen = sync + 1;
+        const u32 g0 = *gen;
+        if (atomicAdd(sync, 1u) == (u32)NB - 1) {
+            sync[0] = 0u;
+            __threadfence();
+            atomicAdd(sync + 1, 1u);
+        } else {
+            while (*gen == g0) __nanosleep(20);
+        }
+        __threadfence();
+    }
+    __syncthreads();
+    TRACE_MARK_AT(1, 3);
+    // Block b's outputs [n0, n1) of every row: each the sum of the NB
+    // blocks' parts, 16 threads an output (thread j the parts j, j + 16,
+    // ... in order, then the 16 added up by shuffles in a fixed order), so
+    // that runs are bit for bit the same; x + the sum rounded once to T.
+    const int n0 = b * H / NB, W = (b + 1) * H / NB - n0, j = threadIdx.x & 15;
+    for (int o0 = 0; o0 < M * W; o0 += blockDim.x / 16) {
+        const int o = o0 + (threadIdx.x >> 4), m = o / W, n = n0 + o - m * W;
+        float sum = 0.0f;
+        if (o < M * W) {
+            const float* pp = part + (i64)m * H + n;
+            for (int k0 = j; k0 < NB; k0 += 16 * 8) {
+                float v[8];
+#pragma unroll
+                for (int u = 0; u < 8; u++) v[u] = k0 + 16 * u < NB ? __ldcg(pp + (i64)(k0 + 16 * u) * M * H) : 0.0f;
+#pragma unroll
+                for (int u = 0; u < 8; u++) sum += v[u];
+            }
+        }
+#pragma unroll
+        for (int d = 8; d >= 1; d >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, d);
+        if (o < M * W && j == 0) x[(i64)m * H + n] = from_f32<T>(to_f32(x[(i64)m * H + n]) + sum);
+    }
 }
 
 // fmlp_relayout<BITS>: down's codes (qgemv.cu's tiled layout of the weight
-// [I inputs, H outputs], std) re-laid for fmlp (above) into out, for NB
-// blocks. Grid (NB, 16): block (b, w) writes warp w of fmlp block b's
-// chunks, 128 threads: lane = threadIdx.x / 4, word q = threadIdx.x % 4.
+// [I inputs, H outputs], std) re-laid for fmlp (above) into out. Grid
+// (J, 16): block (j, w) writes warp w's DC chunks of the intermediate's
+// tile j, 128 threads: lane = threadIdx.x / 4, word q = threadIdx.x % 4.
 template <int BITS>
-__device__ void fmlp_relayout(u32* out, const u32* std, const int* dbase, int H, int I) {
+__device__ void fmlp_relayout(u32* out, const u32* std, int H, int I) {
     constexpr int SPC = BITS == 4 ? 4 : 2, WPI = BITS == 4 ? 1 : 2, KB = 16 * SPC;
-    const int NB = gridDim.x, b = blockIdx.x, w = blockIdx.y, J = I / 16, NT = H / 16, CKd = I / KB;
-    const int J0 = b * J / NB, S = (b + 1) * J / NB - J0;
+    const int j = blockIdx.x, w = blockIdx.y, NT = H / 16, CKd = I / KB, TW = NT / FM_W, DC = (TW + SPC - 1) / SPC;
     const int lane = threadIdx.x >> 2, q = threadIdx.x & 3;
-    int dw = dbase[b];
-    for (int v = 0; v < w; v++) dw += fm_chunks(v, NT, S, SPC);
-    const int n = fm_chunks(w, NT, S, SPC), items = fm_chunks(w, NT, S, 1), nt0 = w * NT / FM_W;
-    for (int c = 0; c < n; c++) {
-        const int it = c * SPC + q / WPI, wi = q % WPI;
+    const int kc = j / SPC, sw = j - kc * SPC;
+    for (int c = 0; c < DC; c++) {
+        const int i = c * SPC + q / WPI, wi = q % WPI;
         u32 v = 0u;
-        if (it < items) {
-            const int ntl = it / S, s = it - ntl * S, step = J0 + s;
-            const int kc = step / SPC, sw = step - kc * SPC;
-            v = std[(((i64)(nt0 + ntl) * CKd + kc) * 32 + lane) * 4 + sw * WPI + wi];
-        }
-        out[((i64)(dw + c) * 32 + lane) * 4 + q] = v;
+        if (i < TW) v = std[(((i64)(w * TW + i) * CKd + kc) * 32 + lane) * 4 + sw * WPI + wi];
+        out[(((i64)j * FM_W + w) * DC + c) * 128 + lane * 4 + q] = v;
     }
 }
 
 #define FMLP(BITS, QD, N, T)                                                                                    \
     extern "C" __global__ void __launch_bounds__(512, 1) fmlp##BITS##_q##QD##_##N(                                  \
-        T* x, const T* xn, const u32* gqw, const u32* gsz, const u32* dqw, const u32* dsz, const int* dbase, float* acc, \
-        u32* count, int H, int I, int M, int gsg, int gsd, int ntw, int ndg, int flags) {                              \
-        fmlp<BITS, QD, T>(x, xn, gqw, gsz, dqw, dsz, dbase, acc, count, H, I, M, gsg, gsd, ntw, ndg, flags);           \
+        T* x, const T* xn, const u32* gqw, const u32* gsz, const u32* dqw, const u32* dsz, float* part, u32* sync, int H,  \
+        int I, int M, int gsg, int gsd, int ndg, int flags) {                                                           \
+        fmlp<BITS, QD, T>(x, xn, gqw, gsz, dqw, dsz, part, sync, H, I, M, gsg, gsd, ndg, flags);                       \
     }
 #define FMLP_T(N, T) FMLP(4, 4, N, T) FMLP(4, 8, N, T) FMLP(8, 4, N, T) FMLP(8, 8, N, T)
 FMLP_T(f32, float)
 FMLP_T(f16, f16)
 FMLP_T(bf16, bf16)
 
-extern "C" __global__ void fmlp_relayout4(u32* out, const u32* std, const int* dbase, int H, int I) {
-    fmlp_relayout<4>(out, std, dbase, H, I);
+extern "C" __global__ void fmlp_relayout4(u32* out, const u32* std, int H, int I) {
+    fmlp_relayout<4>(out, std, H, I);
 }
-extern "C" __global__ void fmlp_relayout8(u32* out, const u32* std, const int* dbase, int H, int I) {
-    fmlp_relayout<8>(out, std, dbase, H, I);
+extern "C" __global__ void fmlp_relayout8(u32* out, const u32* std, int H, int I) {
+    fmlp_relayout<8>(out, std, H, I);
 }

@@ -439,8 +439,9 @@ for step in $steps; do
     greedy_ids rope0 GPTQTOOL_ROPE_FUSE=0
     same_ids rope0 "the fused RoPE"
     # The MLP as one kernel (runtime.MLPFuser): its down sums are added in
-    # an order of the moment's (vector reductions), so an argmax within
-    # fp32 rounding of a tie could differ; the ids are expected the same.
+    # an order of its own (each block's share, then the blocks' shares), so
+    # an argmax within fp32 rounding of a tie could differ; the ids are
+    # expected the same.
     greedy_ids mlp GPTQTOOL_FUSED_MLP=8
     same_ids mlp "the fused MLP"
     ;;

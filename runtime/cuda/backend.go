@@ -67,15 +67,16 @@ type Backend struct {
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
 
-	deq    *Buffer // a dequantized weight for products of many rows
-	xperm  *Buffer // their input in sequential (act order) column order
-	xnorm  *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
-	qpart  *Buffer // fp32 partial sums of split GEMV blocks
-	qcount *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	glu    *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
-	apart  *Buffer // fp32 partial results of split paged attention
-	acount *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
-	srules *Buffer // SampleTokens: the rows' rules and penalties
+	deq     *Buffer // a dequantized weight for products of many rows
+	xperm   *Buffer // their input in sequential (act order) column order
+	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
+	qpart   *Buffer // fp32 partial sums of split GEMV blocks
+	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
+	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
+	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
+	apart   *Buffer // fp32 partial results of split paged attention
+	acount  *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
+	srules  *Buffer // SampleTokens: the rows' rules and penalties
 	// srulesUp: the bytes last uploaded to srulesIn (srules then; nil:
 	// none kept).
 	srulesUp []byte
@@ -587,7 +588,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -3,59 +3,47 @@ package cuda
 import "testing"
 
 // TestFmlpPlan checks the fused MLP's block layout against a count made
-// item by item: each block's down chunks hold its warps' (tile, step)
-// items SPC a chunk, every warp's last chunk partly at most; ntw is the
-// most gate/up tiles a warp's chunks reach, ndg the most groups of down's
-// inputs a block's slice reaches; and on the 7B shape (896 tiles of the
-// intermediate on 132 SMs) blocks take 6 or 7 steps and the chunks add
-// up to down's whole weight.
+// input by input: the most steps a block takes and the most groups of
+// down's inputs a block's slice reaches; on the 7B shape (896 tiles of the
+// intermediate on the H200's 132 SMs) blocks take 6 or 7 steps, a slice
+// reaches two groups of 128, a warp takes 4 chunks of down a step at 4
+// bits (8 at 8) with no padding, and the kernel's shared memory fits the
+// H200's 227 KiB at 8 rows with a ring of 4 and at 1 row with a ring of 8.
 func TestFmlpPlan(t *testing.T) {
-	for _, c := range []struct{ j, h, bits, gsd, nb int }{
-		{896, 4096, 4, 128, 132}, {896, 4096, 8, 128, 132}, {56, 256, 4, 128, 56}, {160, 512, 8, 32, 132}, {256, 1024, 4, 32, 132},
+	for _, c := range []struct{ j, gsd, nb int }{
+		{896, 128, 132}, {896, 32, 132}, {56, 128, 56}, {160, 32, 132}, {256, 64, 132},
 	} {
-		dbase, ntw, ndg := fmlpPlan(c.j, c.h, c.bits, c.gsd, c.nb)
-		spc := map[int]int{4: 4, 8: 2}[c.bits]
-		nt, ck := c.h/16, c.h/(16*spc)
-		wantNtw, wantNdg, items := 0, 0, 0
+		smax, ndg := fmlpPlan(c.j, c.gsd, c.nb)
+		wantS, wantNdg := 0, 0
 		for b := range c.nb {
 			j0, j1 := b*c.j/c.nb, (b+1)*c.j/c.nb
-			s := j1 - j0
-			if c.j == 896 && (s < 6 || s > 7) {
-				t.Errorf("%+v: block %d takes %d steps", c, b, s)
+			if c.j == 896 && (j1-j0 < 6 || j1-j0 > 7) {
+				t.Errorf("%+v: block %d takes %d steps", c, b, j1-j0)
 			}
-			chunks := 0
-			for w := range fmlpWarps {
-				n := 0 // the warp's items
-				for tile := w * nt / fmlpWarps; tile < (w+1)*nt/fmlpWarps; tile++ {
-					n += s
-				}
-				items += n
-				chunks += (n + spc - 1) / spc
-				// Gate/up: the warp's chunks of the block's 2s·ck and the
-				// tiles they reach.
-				tiles := map[int]bool{}
-				for e := w * 2 * s * ck / fmlpWarps; e < (w+1)*2*s*ck/fmlpWarps; e++ {
-					tiles[e/ck] = true
-				}
-				wantNtw = max(wantNtw, len(tiles))
-			}
-			if got := int(dbase[b+1] - dbase[b]); got != chunks {
-				t.Errorf("%+v: block %d has %d down chunks, want %d", c, b, got, chunks)
-			}
+			wantS = max(wantS, j1-j0)
 			groups := map[int]bool{}
 			for k := 16 * j0; k < 16*j1; k++ {
 				groups[k/c.gsd] = true
 			}
 			wantNdg = max(wantNdg, len(groups))
 		}
-		if ntw != max(wantNtw, 1) || ndg != wantNdg {
-			t.Errorf("%+v: ntw %d, ndg %d; want %d, %d", c, ntw, ndg, wantNtw, wantNdg)
+		if smax != wantS || ndg != wantNdg {
+			t.Errorf("%+v: %d steps, %d groups; want %d, %d", c, smax, ndg, wantS, wantNdg)
 		}
-		if items != c.j*nt {
-			t.Errorf("%+v: %d items, want %d (every tile of down at every step)", c, items, c.j*nt)
-		}
-		if dbase[0] != 0 || int(dbase[c.nb])*spc < items {
-			t.Errorf("%+v: chunks from %d to %d for %d items", c, dbase[0], dbase[c.nb], items)
-		}
+	}
+	if dc4, dc8 := fmlpDownChunks(4096, 4), fmlpDownChunks(4096, 8); dc4 != 4 || dc8 != 8 {
+		t.Errorf("down's chunks a warp a step at 4096: %d, %d; want 4, 8", dc4, dc8)
+	}
+	smax, ndg := fmlpPlan(896, 128, 132)
+	if ndg != 2 {
+		t.Errorf("7B: %d groups a slice, want 2", ndg)
+	}
+	f := &fusedMLP{h: 4096, i: 14336, bits: 4, nb: 132, ndg: ndg, gsmax: smax, qd: 8, gu: &Tensor{q: &quant{gs: 128}}}
+	const h200 = 227 << 10
+	if got := f.ring(8, h200); got != 4 {
+		t.Errorf("7B at 8 rows: ring %d (shared %d bytes), want 4", got, f.shared(8, 4))
+	}
+	if got := f.ring(1, h200); got != 8 {
+		t.Errorf("7B at 1 row: ring %d (shared %d bytes), want 8", got, f.shared(1, 8))
 	}
 }
