@@ -60,12 +60,14 @@
 // evict_first; FM_NORED and FM_NODOWN (runtime/cuda
 // GPTQTOOL_FUSED_MLP_PROBE, wrong results: for measuring what each part of
 // down's work costs) leave out the grid's sums (x is left as it is), or
-// down's work on the chunks it still streams. Trace marks (GPTQTOOL_TRACE):
+// down's work on the chunks it still streams; FM_NOGU leaves out gate/up's
+// work on its chunks. Trace marks (GPTQTOOL_TRACE):
 // the wait, x staged and the loop's end; with GPTQTOOL_TRACE_AT=1 the
 // prologue's end, the wait and the grid's barrier.
 #define FM_EVICT 1
 #define FM_NORED 2
 #define FM_NODOWN 4
+#define FM_NOGU 8
 
 template <typename T> struct fm_xscale { static constexpr float v = 1.0f / 256.0f; };
 template <> struct fm_xscale<f16> { static constexpr float v = 1.0f; };
@@ -159,23 +161,17 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
         }
         asm volatile("cp.async.commit_group;");
     };
-    // The scale pairs of gate/up's tiles (one cp.async group, the oldest),
-    // then the ring's first QD chunks, all model data.
-    for (int i = threadIdx.x; i < 2 * S * NGH * 4; i += blockDim.x) {
-        const int q = i & 3, r = i >> 2, l = r / NGH, gi = r - l * NGH;
-        cp_async16(smem_addr(gsc + r * 16 + q * 4), gsz + (i64)gi * NG + tileq(J0 + (l >> 1), l & 1) * 16 + q * 4);
-    }
-    asm volatile("cp.async.commit_group;");
-#pragma unroll
-    for (int i = 0; i < QD; i++) refill(ring0 + i * 512);
     // Down's decode constants of the groups the block's slice of its inputs
     // reaches: for output tile nt and lane group gg, (1024 + zero of row
     // gg, twice; 960 − (1024 + zero) of row gg+8 at 4 bits, 1024 + zero of
-    // row gg+8 at 8; the two rows' scales as fp32).
+    // row gg+8 at 8; the two rows' scales as fp32). Their loads go out
+    // before the copies of the scale pairs and the ring: the prologue waits
+    // for them, and behind those copies they came in 2 µs after the
+    // previous kernel's end (GPTQTOOL_TRACE_AT=1).
     const int glo = 16 * J0 / gsd, nd = (16 * (J0 + S) - 1) / gsd - glo + 1;
     const int ndc = nd * NT * 8;
-    for (int i0 = threadIdx.x; i0 < ndc; i0 += 8 * FM_W * 32) {  // eight entries' loads in flight a thread
-        u32 a0[8], a1[8];
+    u32 a0[8], a1[8];  // eight entries' loads in flight a thread
+    auto dload = [&](int i0) {
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             const int i = i0 + k * FM_W * 32, r = i / (NT * 8), rem = i - r * NT * 8;
@@ -184,6 +180,8 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
                 a0[k] = __ldg(p), a1[k] = __ldg(p + 8);
             }
         }
+    };
+    auto dstore = [&](int i0) {
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             const int i = i0 + k * FM_W * 32;
@@ -193,7 +191,21 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
                                 __float_as_uint(h_lo(a1[k]))};
             }
         }
+    };
+    dload(threadIdx.x);
+    // The scale pairs of gate/up's tiles (one cp.async group, the oldest),
+    // then the ring's first QD chunks, all model data.
+    for (int i = threadIdx.x; i < 2 * S * NGH * 4; i += blockDim.x) {
+        const int q = i & 3, r = i >> 2, l = r / NGH, gi = r - l * NGH;
+        cp_async16(smem_addr(gsc + r * 16 + q * 4), gsz + (i64)gi * NG + tileq(J0 + (l >> 1), l & 1) * 16 + q * 4);
     }
+    asm volatile("cp.async.commit_group;");
+#pragma unroll
+    for (int i = 0; i < QD; i++) refill(ring0 + i * 512);
+    // The constants' first eight entries a thread, then the rest (more
+    // than 4,096 entries: groups of fewer than 128 inputs).
+    dstore(threadIdx.x);
+    for (int i0 = threadIdx.x + 8 * FM_W * 32; i0 < ndc; i0 += 8 * FM_W * 32) dload(i0), dstore(i0);
     // The steps' barriers: gbar[p % FM_NBUF] completes when every thread
     // has written its warp's gate/up sums of step p (phase p / FM_NBUF).
     __shared__ __align__(8) u64 gbar[FM_NBUF];
@@ -256,7 +268,8 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
                     tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
                 };
                 setq();
-                for (int i = 0; i < ngw; i++) {
+                for (int i = 0; i < ngw && (flags & FM_NOGU); i++) take();
+                for (int i = 0; i < ngw && !(flags & FM_NOGU); i++) {
                     const u32x4 w = take();
                     const int kc = kc0 + i;
                     u32x4 bf[SPC / 2];

@@ -252,10 +252,11 @@ func New(o Options) (*Backend, error) {
 	if b.mlpQD != 4 && b.mlpQD != 8 {
 		return nil, fmt.Errorf("cuda: GPTQTOOL_FUSED_MLP_QST=%d: want 4 or 8 chunks", b.mlpQD)
 	}
-	// GPTQTOOL_FUSED_MLP_PROBE=1 leaves out the fused MLP's reductions of
-	// its down sums, 2 all its down work but the weights' stream, 3 both:
-	// wrong results, for measuring what each part costs.
-	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 3, "0-3"); err != nil {
+	// GPTQTOOL_FUSED_MLP_PROBE, bits of: 1 leaves out the fused MLP's sums
+	// across its blocks, 2 its down work but the weights' stream, 4 its
+	// gate/up work but the weights' stream: wrong results, for measuring
+	// what each part costs.
+	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 7, "0-7"); err != nil {
 		return nil, err
 	}
 	b.xasync = 1

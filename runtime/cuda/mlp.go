@@ -147,7 +147,7 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 		panic(fmt.Sprintf("cuda: fused MLP of x %v %v, xn %v %v with a weight that is not a fused MLP for them", xt.dt, xt.shape, nt.dt, nt.shape))
 	}
 	qd := f.ring(M, b.shared)       // FuseMLP checked that b.mlpRows fit
-	flags := int32(b.mlpProbe) << 1 // mlp.cu's FM_NORED, FM_NODOWN
+	flags := int32(b.mlpProbe) << 1 // mlp.cu's FM_NORED, FM_NODOWN, FM_NOGU
 	if b.qmmaFlags()&2 != 0 {
 		flags |= 1 // FM_EVICT
 	}
