@@ -363,30 +363,40 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
             if (2 * t + 1 < M) __stcg(q + (2 * t + 1) * H, dacc[i][1] / XS), __stcg(q + (2 * t + 1) * H + 8, dacc[i][3] / XS);
         }
     }
+    // Block b adds up outputs [n0, n1) of every row (below); x of its
+    // first ones is read before the barrier (no other block writes them).
+    const int n0 = b * H / NB, W = (b + 1) * H / NB - n0, j = threadIdx.x & 15;
+    float xpre = 0.0f;
+    {
+        const int o = threadIdx.x >> 4, m = o / W, n = n0 + o - m * W;
+        if (o < M * W && j == 0) xpre = to_f32(x[(i64)m * H + n]);
+    }
     // A barrier of the grid (every block is resident: one an SM, NB at most
-    // the SMs): sync[0] counts the blocks in; the last one sets it back to
-    // zero and moves the generation sync[1] on, which the others wait for.
-    __threadfence();
+    // the SMs), as stream.cu's grid_sync: thread 0 of each block reads the
+    // generation sync[1], arrives on the count sync[0] (acquire-release:
+    // its block's stores are ordered before, by the block barrier), and the
+    // last to arrive resets the count and releases the next generation,
+    // which the others wait for (acquire).
     __syncthreads();
     if (threadIdx.x == 0) {
-        volatile u32* gen = sync + 1;
-        const u32 g0 = *gen;
-        if (atomicAdd(sync, 1u) == (u32)NB - 1) {
-            sync[0] = 0u;
-            __threadfence();
-            atomicAdd(sync + 1, 1u);
+        u32 g0, old, cur;
+        asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(g0) : "l"(sync + 1) : "memory");
+        asm volatile("atom.acq_rel.gpu.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(sync) : "memory");
+        if (old == (u32)NB - 1) {
+            asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(sync) : "memory");
+            asm volatile("red.release.gpu.add.u32 [%0], 1;" ::"l"(sync + 1) : "memory");
         } else {
-            while (*gen == g0) __nanosleep(20);
+            do {
+                asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(cur) : "l"(sync + 1) : "memory");
+            } while (cur == g0);
         }
-        __threadfence();
     }
     __syncthreads();
     TRACE_MARK_AT(1, 3);
-    // Block b's outputs [n0, n1) of every row: each the sum of the NB
-    // blocks' parts, 16 threads an output (thread j the parts j, j + 16,
-    // ... in order, then the 16 added up by shuffles in a fixed order), so
-    // that runs are bit for bit the same; x + the sum rounded once to T.
-    const int n0 = b * H / NB, W = (b + 1) * H / NB - n0, j = threadIdx.x & 15;
+    // Each output the sum of the NB blocks' parts, 16 threads an output
+    // (thread j the parts j, j + 16, ... in order, then the 16 added up by
+    // shuffles in a fixed order), so that runs are bit for bit the same;
+    // x + the sum rounded once to T.
     for (int o0 = 0; o0 < M * W; o0 += blockDim.x / 16) {
         const int o = o0 + (threadIdx.x >> 4), m = o / W, n = n0 + o - m * W;
         float sum = 0.0f;
@@ -402,7 +412,10 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
         }
 #pragma unroll
         for (int d = 8; d >= 1; d >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, d);
-        if (o < M * W && j == 0) x[(i64)m * H + n] = from_f32<T>(to_f32(x[(i64)m * H + n]) + sum);
+        if (o < M * W && j == 0) {
+            const float xv = o0 == 0 ? xpre : to_f32(x[(i64)m * H + n]);
+            x[(i64)m * H + n] = from_f32<T>(xv + sum);
+        }
     }
 }
 
