@@ -8,7 +8,10 @@
 # globs: e.g. 'qgemv-*' when kernels/qgemv.cu changed, whose old entries
 # would never be used again); KC_ONLY (an extended regex) keeps only the
 # entries matching it, to stay within the device tool's 64 MiB carry (e.g.
-# 'KDT_1|^decode-|^sample-' for a decode call in fp16).
+# 'KDT_1|^decode-|^sample-' for a decode call in fp16). KC_SAVE=DIR also
+# keeps the joined cache as DIR/kernel-cache.tgz.00, a folder to name first
+# next time (/work/.device/kcache: the device tool's numbered folders are
+# reused from session to session, so the caches in them do not last).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -gt 0 ] || { sed -n '2,12p' "$0"; exit 2; }
@@ -32,4 +35,8 @@ fi
 n=$(ls | wc -l)
 tar -czf "$OLDPWD/.device/kernel-cache.tgz" .
 cd "$OLDPWD"
+if [ -n "${KC_SAVE:-}" ]; then
+  mkdir -p "$KC_SAVE"
+  cp .device/kernel-cache.tgz "$KC_SAVE/kernel-cache.tgz.00"
+fi
 echo "kernel-cache: $n entries, $(stat -c %s .device/kernel-cache.tgz) bytes; .device $(du -sb .device | cut -f1) bytes, tracked files $(git ls-files -z | xargs -0 du -bc | tail -1 | cut -f1) bytes (carry limit 67108864)"
