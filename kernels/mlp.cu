@@ -61,7 +61,7 @@
 // GPTQTOOL_FUSED_MLP_PROBE, wrong results: for measuring what each part of
 // down's work costs) leave out the grid's sums (x is left as it is), or
 // down's work on the chunks it still streams; FM_NOGU leaves out gate/up's
-// work on its chunks. Trace marks (GPTQTOOL_TRACE):
+// work on its chunks (the _ns kernels below leave out the stream instead). Trace marks (GPTQTOOL_TRACE):
 // the wait, x staged and the loop's end; with GPTQTOOL_TRACE_AT=1 the
 // prologue's end, the wait and the grid's barrier.
 #define FM_EVICT 1
@@ -101,7 +101,7 @@ template <int BITS> __device__ __forceinline__ void fm_decode(u32 w0, u32 w1, u3
     }
 }
 
-template <int BITS, int QD, typename T>
+template <int BITS, int QD, typename T, bool NS = false>
 __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw, const u32* __restrict__ gsz,
                      const u32* __restrict__ dqw, const u32* __restrict__ dsz, float* part, u32* sync, int H, int I,
                      int M, int gsg, int gsd, int ndg, int flags) {
@@ -233,6 +233,9 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     // the one before it left.
     int ci = 0;
     auto take = [&]() {
+        if constexpr (NS) {  // the _ns probe: whatever the ring's slots hold, no copies
+            return lds128(ring0 + (ci++ & (QD - 1)) * 512);
+        }
         if (ci > 0) {
             refill(ring0 + ((ci - 1) & (QD - 1)) * 512);
         } else {
@@ -447,6 +450,20 @@ __device__ void fmlp_relayout(u32* out, const u32* std, int H, int I) {
 FMLP_T(f32, float)
 FMLP_T(f16, f16)
 FMLP_T(bf16, bf16)
+// fmlp4_q*_*_ns (GPTQTOOL_FUSED_MLP_PROBE bit 8, 4 bits only; wrong
+// results): the work without the stream, each chunk taken from the ring's
+// slots as the prologue filled them and nothing copied after, to tell the
+// work's own time from the stream's.
+#define FMLP_NS(QD, N, T)                                                                                        \
+    extern "C" __global__ void __launch_bounds__(512, 1) fmlp4_q##QD##_##N##_ns(                                    \
+        T* x, const T* xn, const u32* gqw, const u32* gsz, const u32* dqw, const u32* dsz, float* part, u32* sync, int H,  \
+        int I, int M, int gsg, int gsd, int ndg, int flags) {                                                           \
+        fmlp<4, QD, T, true>(x, xn, gqw, gsz, dqw, dsz, part, sync, H, I, M, gsg, gsd, ndg, flags);                    \
+    }
+FMLP_NS(4, f16, f16)
+FMLP_NS(8, f16, f16)
+FMLP_NS(4, bf16, bf16)
+FMLP_NS(8, bf16, bf16)
 
 extern "C" __global__ void fmlp_relayout4(u32* out, const u32* std, int H, int I) {
     fmlp_relayout<4>(out, std, H, I);

@@ -254,9 +254,10 @@ func New(o Options) (*Backend, error) {
 	}
 	// GPTQTOOL_FUSED_MLP_PROBE, bits of: 1 leaves out the fused MLP's sums
 	// across its blocks, 2 its down work but the weights' stream, 4 its
-	// gate/up work but the weights' stream: wrong results, for measuring
-	// what each part costs.
-	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 7, "0-7"); err != nil {
+	// gate/up work but the weights' stream, 8 the stream but the work (4-bit
+	// f16 and bf16 rows only): wrong results, for measuring what each part
+	// costs.
+	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 15, "0-15"); err != nil {
 		return nil, err
 	}
 	b.xasync = 1

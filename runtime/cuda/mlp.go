@@ -146,8 +146,12 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 	if f == nil || M > b.mlpRows || runtime.Rows(nt) != M || runtime.Cols(xt) != f.h || runtime.Cols(nt) != f.h || xt.dt != nt.dt {
 		panic(fmt.Sprintf("cuda: fused MLP of x %v %v, xn %v %v with a weight that is not a fused MLP for them", xt.dt, xt.shape, nt.dt, nt.shape))
 	}
-	qd := f.ring(M, b.shared)       // FuseMLP checked that b.mlpRows fit
-	flags := int32(b.mlpProbe) << 1 // mlp.cu's FM_NORED, FM_NODOWN, FM_NOGU
+	qd := f.ring(M, b.shared)         // FuseMLP checked that b.mlpRows fit
+	flags := int32(b.mlpProbe&7) << 1 // mlp.cu's FM_NORED, FM_NODOWN, FM_NOGU
+	name := fmt.Sprintf("fmlp%d_q%d_%s", f.bits, qd, suffix(xt.dt))
+	if b.mlpProbe&8 != 0 && f.bits == 4 && xt.dt != runtime.F32 {
+		name += "_ns" // the work without the stream
+	}
 	if b.qmmaFlags()&2 != 0 {
 		flags |= 1 // FM_EVICT
 	}
@@ -158,7 +162,7 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 		b.fail(err)
 		return
 	}
-	b.run("mlp.cu", fmt.Sprintf("fmlp%d_q%d_%s", f.bits, qd, suffix(xt.dt)), Dim{X: f.nb}, Dim{X: 32 * fmlpWarps}, f.shared(M, qd),
+	b.run("mlp.cu", name, Dim{X: f.nb}, Dim{X: 32 * fmlpWarps}, f.shared(M, qd),
 		xt.ptr, nt.ptr, f.gu.ptr, f.gu.q.sz.Ptr, f.dqw.Ptr, f.down.q.sz.Ptr, part.Ptr, f.sync.Ptr,
 		int32(f.h), int32(f.i), int32(M), int32(f.gu.q.gs), int32(f.down.q.gs), int32(f.ndg), flags)
 }
