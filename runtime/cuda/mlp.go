@@ -75,8 +75,8 @@ func (f *fusedMLP) ring(m, limit int) int {
 	return 0
 }
 
-// FuseMLP implements runtime.MLPFuser on sm_90 (the kernel adds its sums
-// with vector reductions) for 4- and 8-bit weights:
+// FuseMLP implements runtime.MLPFuser on sm_90 (where the kernel was
+// built and measured) for 4- and 8-bit weights:
 // gateUp of LoadQuantGLU without a permutation (InOrder), whose group size
 // is a multiple of a chunk's inputs, and down of LoadQuant without one, of
 // the same bits, of a hidden size that is a multiple of 256 and at most
@@ -146,7 +146,11 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 	if f == nil || M > b.mlpRows || runtime.Rows(nt) != M || runtime.Cols(xt) != f.h || runtime.Cols(nt) != f.h || xt.dt != nt.dt {
 		panic(fmt.Sprintf("cuda: fused MLP of x %v %v, xn %v %v with a weight that is not a fused MLP for them", xt.dt, xt.shape, nt.dt, nt.shape))
 	}
-	qd := f.ring(M, b.shared)         // FuseMLP checked that b.mlpRows fit
+	qd := f.ring(M, b.shared) // FuseMLP checked that its rows fit (SetFusedMLP may have raised them since)
+	if qd == 0 {
+		b.fail(fmt.Errorf("cuda: fused MLP of %d rows: its shared memory (%d bytes at a ring of 4) does not fit the device's %d", M, f.shared(M, 4)+fmlpReserve, b.shared))
+		return
+	}
 	flags := int32(b.mlpProbe&7) << 1 // mlp.cu's FM_NORED, FM_NODOWN, FM_NOGU
 	name := fmt.Sprintf("fmlp%d_q%d_%s", f.bits, qd, suffix(xt.dt))
 	if b.mlpProbe&8 != 0 && f.bits == 4 && xt.dt != runtime.F32 {
