@@ -104,7 +104,7 @@ type Backend struct {
 	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int       // the most rows of a fused MLP (runtime.MLPFuser); 0: none
 	mlpQD         int       // the fused MLP's ring: chunks a warp
-	mlpProbe      int       // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP's down phase left out, for measuring
+	mlpProbe      int       // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
 	smemSM        int       // shared memory of an SM
 	waveCap       bool      // quantized products split into no more blocks than one wave
 	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
