@@ -30,10 +30,13 @@
 // the wait for step p − 2, so every warp has arrived for p − 2 and reads
 // step p − 3's or later.
 // After the last round each block writes its share of down's sums of
-// every output to part [NB][M][H] (fp32), and after a barrier of the grid
-// (sync) block b adds up the NB shares of outputs [b·H/NB, (b+1)·H/NB) of
-// every row in a fixed order, and adds them to x, rounded once to T: runs
-// are bit for bit the same.
+// every output to the block that adds that output up (part [⌈H/WM⌉
+// owners][NB blocks][M][WM] fp32, block b owning outputs [b·WM, (b+1)·WM),
+// WM the power of two at least ⌈H/NB⌉) and raises its flag sync[b]; an
+// owner adds up the NB shares of its outputs of every row in a fixed
+// order, each warp a run of blocks once their flags are up (no barrier of
+// the grid), and adds them to x, rounded once to T: runs are bit for bit
+// the same.
 // Every warp streams its chunks through one ring of QD slots of 512 bytes
 // in shared memory (cp.async) in the order it takes them. Down's scale
 // pairs (as (zero, scale) constants of the decode, dcon) and gate/up's are
@@ -56,6 +59,7 @@
 #define FM_SMAX 8
 #define FM_TW 16
 #define FM_NBUF 4
+#define FM_KMAX 12  // the most blocks' shares a warp adds up (NB at most 16·FM_KMAX)
 // fmlp's flags: FM_EVICT streams the weights with the L2 policy
 // evict_first; FM_NORED and FM_NODOWN (runtime/cuda
 // GPTQTOOL_FUSED_MLP_PROBE, wrong results: for measuring what each part of
@@ -354,71 +358,80 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     pdl_launch();
 
     // The block's sums of down (its slice of the intermediate's share of
-    // every output) to part[b][m][n]: lane (g, t) of tile nt holds rows 2t
-    // (c0, c2) and 2t+1 (c1, c3) of outputs 16·nt + g and 16·nt + g + 8.
+    // every output) go to the blocks that add them up: output n to its
+    // owner n / WM (WM the power of two at least ⌈H/NB⌉, so the first
+    // ⌈H/WM⌉ ≤ NB blocks own outputs) at part[n / WM][b][m][n % WM], so
+    // that each owner reads its NB shares as one run. Lane (g, t) of tile
+    // nt holds rows 2t (c0, c2) and 2t+1 (c1, c3) of outputs 16·nt + g and
+    // 16·nt + g + 8.
     if (flags & FM_NORED) return;
-    float* pb = part + (i64)b * M * H;
+    const int wm0 = (H + NB - 1) / NB, lw = wm0 <= 1 ? 0 : 32 - __clz(wm0 - 1), WM = 1 << lw;
+    // The generation: every block's flag sync[k] is the same at a launch's
+    // start (each launch raises each by one, and a launch starts after the
+    // one before has ended), so block b's own tells every block's.
+    u32 gen;
+    asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(gen) : "l"(sync + b) : "memory");
+    gen++;
 #pragma unroll
     for (int i = 0; i < FM_TW; i++) {
         if (i < TW) {
-            float* q = pb + (warp * TW + i) * 16 + g;
-            if (2 * t < M) __stcg(q + 2 * t * H, dacc[i][0] / XS), __stcg(q + 2 * t * H + 8, dacc[i][2] / XS);
-            if (2 * t + 1 < M) __stcg(q + (2 * t + 1) * H, dacc[i][1] / XS), __stcg(q + (2 * t + 1) * H + 8, dacc[i][3] / XS);
-        }
-    }
-    // Block b adds up outputs [n0, n1) of every row (below); x of its
-    // first ones is read before the barrier (no other block writes them).
-    const int n0 = b * H / NB, W = (b + 1) * H / NB - n0, j = threadIdx.x & 15;
-    float xpre = 0.0f;
-    {
-        const int o = threadIdx.x >> 4, m = o / W, n = n0 + o - m * W;
-        if (o < M * W && j == 0) xpre = to_f32(x[(i64)m * H + n]);
-    }
-    // A barrier of the grid (every block is resident: one an SM, NB at most
-    // the SMs), as stream.cu's grid_sync: thread 0 of each block reads the
-    // generation sync[1], arrives on the count sync[0] (acquire-release:
-    // its block's stores are ordered before, by the block barrier), and the
-    // last to arrive resets the count and releases the next generation,
-    // which the others wait for (acquire).
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        u32 g0, old, cur;
-        asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(g0) : "l"(sync + 1) : "memory");
-        asm volatile("atom.acq_rel.gpu.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(sync) : "memory");
-        if (old == (u32)NB - 1) {
-            asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(sync) : "memory");
-            asm volatile("red.release.gpu.add.u32 [%0], 1;" ::"l"(sync + 1) : "memory");
-        } else {
-            do {
-                asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(cur) : "l"(sync + 1) : "memory");
-            } while (cur == g0);
-        }
-    }
-    __syncthreads();
-    TRACE_MARK_AT(1, 3);
-    // Each output the sum of the NB blocks' parts, 16 threads an output
-    // (thread j the parts j, j + 16, ... in order, then the 16 added up by
-    // shuffles in a fixed order), so that runs are bit for bit the same;
-    // x + the sum rounded once to T.
-    for (int o0 = 0; o0 < M * W; o0 += blockDim.x / 16) {
-        const int o = o0 + (threadIdx.x >> 4), m = o / W, n = n0 + o - m * W;
-        float sum = 0.0f;
-        if (o < M * W) {
-            const float* pp = part + (i64)m * H + n;
-            for (int k0 = j; k0 < NB; k0 += 16 * 8) {
-                float v[8];
 #pragma unroll
-                for (int u = 0; u < 8; u++) v[u] = k0 + 16 * u < NB ? __ldcg(pp + (i64)(k0 + 16 * u) * M * H) : 0.0f;
-#pragma unroll
-                for (int u = 0; u < 8; u++) sum += v[u];
+            for (int h8 = 0; h8 < 2; h8++) {
+                const int n = (warp * TW + i) * 16 + g + 8 * h8;
+                float* q = part + ((i64)(n >> lw) * NB + b) * M * WM + (n & (WM - 1));
+                if (2 * t < M) __stcg(q + 2 * t * WM, dacc[i][2 * h8] / XS);
+                if (2 * t + 1 < M) __stcg(q + (2 * t + 1) * WM, dacc[i][2 * h8 + 1] / XS);
             }
         }
+    }
+    // Block b adds up outputs [n0, n0 + W) of every row (below); x of them
+    // is read before the wait (no other block writes them).
+    const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
+    const int om = threadIdx.x >> lw, ow = threadIdx.x & (WM - 1);  // thread o's output: row om, n0 + ow
+    const bool owns = om < M && ow < W;
+    float xpre = 0.0f;
+    if (owns) xpre = to_f32(x[(i64)om * H + n0 + ow]);
+    // Its shares are out: the block's stores are ordered before the flag
+    // by the block barrier and the release (as stream.cu's grid_sync).
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(sync + b), "r"(gen) : "memory");
+    // Warp w adds up the shares of blocks [k0, k0 + nk) in order, once
+    // their flags say they are out (no barrier of the grid: a block waits
+    // only for the shares it reads), into red[w] (its own ring's slots,
+    // free now: M·WM floats at most 2 KB, FuseMLP checks), then thread o
+    // the 16 warps' sums of its output in order: runs are bit for bit the
+    // same.
+    if (W == 0) return;  // a block that owns no outputs
+    const int k0 = warp * NB / FM_W, nk = (warp + 1) * NB / FM_W - k0;
+    // Lane k polls block k0 + k's flag (all at once: one acquiring load
+    // after another took a round trip each), then the fence after its
+    // observation and the warp's barrier order every lane's reads of the
+    // shares after those blocks' release.
+    if (lane < nk) {
+        u32 v;
+        do {
+            asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(v) : "l"(sync + k0 + lane) : "memory");
+        } while (v != gen);
+    }
+    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    __syncwarp();
+    TRACE_MARK_AT(1, 3);
+    float* red = (float*)(smem_f + warp * QD * 32);
+    const float* pp = part + ((i64)b * NB + k0) * M * WM;
+    for (int c = lane; c < M * WM; c += 32) {
+        float v[FM_KMAX], sum = 0.0f;
 #pragma unroll
-        for (int d = 8; d >= 1; d >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, d);
-        if (o < M * W && j == 0) {
-            const float xv = o0 == 0 ? xpre : to_f32(x[(i64)m * H + n]);
-            x[(i64)m * H + n] = from_f32<T>(xv + sum);
-        }
+        for (int u = 0; u < FM_KMAX; u++) v[u] = u < nk ? __ldcg(pp + (i64)u * M * WM + c) : 0.0f;
+#pragma unroll
+        for (int u = 0; u < FM_KMAX; u++) sum += v[u];
+        red[c] = sum;
+    }
+    __syncthreads();
+    if (owns) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < FM_W; k++) sum += ((const float*)(smem_f + k * QD * 32))[om * WM + ow];
+        x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
     }
 }
 

@@ -17,7 +17,7 @@ type fusedMLP struct {
 	nb       int     // blocks: one an SM, at most the intermediate's tiles of 16
 	ndg      int     // the most groups of down's inputs a block's slice reaches
 	dqw      *Buffer // down's codes re-laid (fmlp_relayout)
-	sync     *Buffer // the kernel's barrier of the grid: a count and a generation
+	sync     *Buffer // the blocks' flags: a block's shares of down's sums are out
 	qd       int     // its ring (chunks a warp) where it fits
 	gsmax    int     // the most steps a block takes (its slice of the intermediate, in 16s)
 }
@@ -31,6 +31,7 @@ const (
 	fmlpMaxSteps = 8
 	fmlpMaxTiles = 16
 	fmlpBufs     = 4
+	fmlpMaxBlock = 16 * 12 // the most blocks (mlp.cu's 16·FM_KMAX)
 	fmlpReserve  = 3 << 10 // the kernel's static shared memory (1,040 bytes under NVRTC 12.4) and the driver's 1 KiB
 )
 
@@ -39,6 +40,16 @@ const (
 func fmlpDownChunks(h, bits int) int {
 	spc := chunkInputs(bits) / 16
 	return (h/16/fmlpWarps + spc - 1) / spc
+}
+
+// fmlpOwned is mlp.cu's WM: the outputs a block adds up, the power of two
+// at least ⌈h/nb⌉ (the first ⌈h/WM⌉ blocks own outputs).
+func fmlpOwned(h, nb int) int {
+	w := 1
+	for w*nb < h {
+		w *= 2
+	}
+	return w
 }
 
 // fmlpPlan is the fused MLP's block layout for an intermediate of j tiles
@@ -97,7 +108,9 @@ func (b *Backend) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
 	j := i / 16
 	nb := min(b.sms, j)
 	smax, ndg := fmlpPlan(j, dn.q.gs, nb)
-	if smax > fmlpMaxSteps {
+	// A warp adds up the shares of at most 12 blocks, into its ring's
+	// slots (M·⌈h/nb⌉ floats within a ring of 4 at 8 rows).
+	if smax > fmlpMaxSteps || nb > fmlpMaxBlock || fmlpRows*fmlpOwned(h, nb) > 4*128 {
 		return nil, nil
 	}
 	f := &fusedMLP{gu: gu, down: dn, h: h, i: i, bits: bits, nb: nb, ndg: ndg, gsmax: smax, qd: b.mlpQD}
@@ -109,7 +122,7 @@ func (b *Backend) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
 	dc := fmlpDownChunks(h, bits)
 	var err error
 	if f.dqw, err = b.allocBufferLocked(int64(j*fmlpWarps*dc) * 512); err == nil {
-		if f.sync, err = b.allocBufferLocked(16); err == nil {
+		if f.sync, err = b.allocBufferLocked(int64(nb) * 4); err == nil {
 			err = b.launch("mlp.cu", fmt.Sprintf("fmlp_relayout%d", bits), Dim{X: j, Y: fmlpWarps}, Dim{X: 128}, 0,
 				f.dqw.Ptr, dn.ptr, int32(h), int32(i))
 		}
@@ -161,7 +174,10 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 	}
 	b.enter()
 	defer b.exit()
-	part, err := b.scratch(&b.mlpPart, int64(f.nb*M*f.h*4))
+	// The blocks' shares of down's sums, laid out by the block that adds
+	// them up (mlp.cu).
+	wm := fmlpOwned(f.h, f.nb)
+	part, err := b.scratch(&b.mlpPart, int64((f.h+wm-1)/wm*f.nb*M*wm*4))
 	if err != nil {
 		b.fail(err)
 		return

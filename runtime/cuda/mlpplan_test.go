@@ -31,6 +31,15 @@ func TestFmlpPlan(t *testing.T) {
 			t.Errorf("%+v: %d steps, %d groups; want %d, %d", c, smax, ndg, wantS, wantNdg)
 		}
 	}
+	// The end's owners: a power of two of outputs each, enough owners for
+	// every output, no more owners than blocks, and at 8 rows a warp's
+	// sums within its ring of 4 (mlp.cu's red).
+	for _, c := range []struct{ h, nb, want int }{{4096, 132, 32}, {4096, 108, 64}, {4096, 128, 32}, {4096, 56, 128}, {256, 132, 2}, {512, 16, 32}} {
+		wm := fmlpOwned(c.h, c.nb)
+		if owners := (c.h + wm - 1) / wm; wm != c.want || owners > c.nb || owners*wm < c.h {
+			t.Errorf("h %d on %d blocks: %d outputs an owner, %d owners; want %d", c.h, c.nb, wm, owners, c.want)
+		}
+	}
 	if dc4, dc8 := fmlpDownChunks(4096, 4), fmlpDownChunks(4096, 8); dc4 != 4 || dc8 != 8 {
 		t.Errorf("down's chunks a warp a step at 4096: %d, %d; want 4, 8", dc4, dc8)
 	}
