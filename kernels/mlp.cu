@@ -65,7 +65,10 @@
 // GPTQTOOL_FUSED_MLP_PROBE, wrong results: for measuring what each part of
 // down's work costs) leave out the grid's sums (x is left as it is), or
 // down's work on the chunks it still streams; FM_NOGU leaves out gate/up's
-// work on its chunks (the _ns kernels below leave out the stream instead). Trace marks (GPTQTOOL_TRACE):
+// work on its chunks (the _ns kernels below leave out the stream instead).
+// The _ll kernels (LL; runtime/cuda GPTQTOOL_FUSED_MLP_LL=1) end with
+// shares that carry the launch's tag instead of flags (part as u64, sync
+// the blocks' launch counters: fmlp_end_ll). Trace marks (GPTQTOOL_TRACE):
 // the wait, x staged and the loop's end; with GPTQTOOL_TRACE_AT=1 the
 // prologue's end, the wait and the grid's barrier.
 #define FM_EVICT 1
@@ -105,7 +108,78 @@ template <int BITS> __device__ __forceinline__ void fm_decode(u32 w0, u32 w1, u3
     }
 }
 
-template <int BITS, int QD, typename T, bool NS = false>
+// fmlp_end_ll: fmlp's end in the _ll kernels (NCCL's LL protocol). Each share
+// is one 8-byte word, the sum's bits and the launch's tag, stored and read
+// whole (single-copy atomic), at part[n / WM][b][m][n % WM] as the flags'
+// end lays them out; an owner takes a share once its tag is this launch's,
+// with no flag, fence or barrier between. The blocks' launch counters
+// (sync) all hold the same count at a launch's start, and a block never
+// uses a tag twice, so no share of another launch has this one's tag.
+template <typename T, int QD>
+__device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW][4], T* x, int H, int M, int NB,
+                                            int TW, int WM, int lw, u32 tag) {
+    constexpr float XS = fm_xscale<T>::v;
+    extern __shared__ u32x4 smem_f[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, b = blockIdx.x;
+#pragma unroll
+    for (int i = 0; i < FM_TW; i++) {
+        if (i < TW) {
+#pragma unroll
+            for (int h8 = 0; h8 < 2; h8++) {
+                const int n = (warp * TW + i) * 16 + g + 8 * h8;
+                u64* q = part + ((i64)(n >> lw) * NB + b) * M * WM + (n & (WM - 1));
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    if (2 * t + r < M) {
+                        const u64 e = ((u64)tag << 32) | __float_as_uint(dacc[i][2 * h8 + r] / XS);
+                        asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(q + (2 * t + r) * WM), "l"(e) : "memory");
+                    }
+                }
+            }
+        }
+    }
+    // As the flags' end: warp w adds up the shares of blocks [k0, k0 + nk)
+    // in order into red[w], then thread o the 16 warps' sums of its output.
+    const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
+    if (W == 0) return;
+    const int om = threadIdx.x >> lw, ow = threadIdx.x & (WM - 1);
+    const bool owns = om < M && ow < W;
+    float xpre = 0.0f;
+    if (owns) xpre = to_f32(x[(i64)om * H + n0 + ow]);
+    const int k0 = warp * NB / FM_W, nk = (warp + 1) * NB / FM_W - k0;
+    float* red = (float*)(smem_f + warp * QD * 32);
+    const u64* pp = part + ((i64)b * NB + k0) * M * WM;
+    for (int c = lane; c < M * WM; c += 32) {
+        float v[FM_KMAX];
+        u32 left = (1u << nk) - 1u;  // shares not yet taken
+        for (;;) {
+            u64 e[FM_KMAX];
+#pragma unroll
+            for (int u = 0; u < FM_KMAX; u++) {
+                if (left >> u & 1u) asm volatile("ld.relaxed.gpu.u64 %0, [%1];" : "=l"(e[u]) : "l"(pp + (i64)u * M * WM + c) : "memory");
+            }
+#pragma unroll
+            for (int u = 0; u < FM_KMAX; u++) {
+                if ((left >> u & 1u) && (u32)(e[u] >> 32) == tag) v[u] = __uint_as_float((u32)e[u]), left &= ~(1u << u);
+            }
+            if (left == 0u) break;
+            __nanosleep(64);
+        }
+        float sum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < FM_KMAX; u++) sum += u < nk ? v[u] : 0.0f;
+        red[c] = sum;
+    }
+    __syncthreads();
+    if (owns) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int k = 0; k < FM_W; k++) sum += ((const float*)(smem_f + k * QD * 32))[om * WM + ow];
+        x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
+    }
+}
+
+template <int BITS, int QD, typename T, bool NS = false, bool LL = false>
 __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw, const u32* __restrict__ gsz,
                      const u32* __restrict__ dqw, const u32* __restrict__ dsz, float* part, u32* sync, int H, int I,
                      int M, int gsg, int gsd, int ndg, int flags) {
@@ -217,6 +291,20 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
 
     TRACE_MARK_AT(1, 1);
     pdl_wait();
+    // LL: the launch's tag, block b's launch counter plus one, read and
+    // raised here by thread 0 (read again only after this launch has
+    // ended; block 0 raises those of blocks past NB), shared with the
+    // block's threads through the barrier below.
+    __shared__ u32 ll_tag;
+    if (LL && threadIdx.x == 0) {
+        u32 c;
+        asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(c) : "l"(sync + b) : "memory");
+        ll_tag = c + 1;
+        sync[b] = c + 1;
+        if (b == 0) {
+            for (int k = NB; k < FM_KMAX * FM_W; k++) sync[k] = c + 1;
+        }
+    }
     TRACE_MARK_AT(0, 1);
     TRACE_MARK_AT(1, 2);
     // x, rows of the normed input in gate/up's input order, as fp16 times XS.
@@ -366,6 +454,10 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     // 16·nt + g + 8.
     if (flags & FM_NORED) return;
     const int wm0 = (H + NB - 1) / NB, lw = wm0 <= 1 ? 0 : 32 - __clz(wm0 - 1), WM = 1 << lw;
+    if constexpr (LL) {
+        fmlp_end_ll<T, QD>((u64*)part, dacc, x, H, M, NB, TW, WM, lw, ll_tag);
+        return;
+    }
     // The generation: every block's flag sync[k] is the same at a launch's
     // start (each launch raises each by one, and a launch starts after the
     // one before has ended), so block b's own tells every block's.
@@ -459,7 +551,17 @@ __device__ void fmlp_relayout(u32* out, const u32* std, int H, int I) {
         int I, int M, int gsg, int gsd, int ndg, int flags) {                                                           \
         fmlp<BITS, QD, T>(x, xn, gqw, gsz, dqw, dsz, part, sync, H, I, M, gsg, gsd, ndg, flags);                       \
     }
-#define FMLP_T(N, T) FMLP(4, 4, N, T) FMLP(4, 8, N, T) FMLP(8, 4, N, T) FMLP(8, 8, N, T)
+// fmlp*_ll (runtime/cuda GPTQTOOL_FUSED_MLP_LL=1): the same with the
+// tagged shares' end (fmlp_end_ll) instead of the flags'.
+#define FMLP_LL(BITS, QD, N, T)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(512, 1) fmlp##BITS##_q##QD##_##N##_ll(                                \
+        T* x, const T* xn, const u32* gqw, const u32* gsz, const u32* dqw, const u32* dsz, float* part, u32* sync, int H,  \
+        int I, int M, int gsg, int gsd, int ndg, int flags) {                                                           \
+        fmlp<BITS, QD, T, false, true>(x, xn, gqw, gsz, dqw, dsz, part, sync, H, I, M, gsg, gsd, ndg, flags);          \
+    }
+#define FMLP_T(N, T)                                                                                             \
+    FMLP(4, 4, N, T) FMLP(4, 8, N, T) FMLP(8, 4, N, T) FMLP(8, 8, N, T) FMLP_LL(4, 4, N, T) FMLP_LL(4, 8, N, T) \
+        FMLP_LL(8, 4, N, T) FMLP_LL(8, 8, N, T)
 FMLP_T(f32, float)
 FMLP_T(f16, f16)
 FMLP_T(bf16, bf16)

@@ -73,6 +73,7 @@ type Backend struct {
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
+	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
 	apart   *Buffer // fp32 partial results of split paged attention
 	acount  *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
@@ -104,6 +105,7 @@ type Backend struct {
 	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int       // the most rows of a fused MLP (runtime.MLPFuser); 0: none
 	mlpQD         int       // the fused MLP's ring: chunks a warp
+	mlpLL         bool      // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
 	mlpProbe      int       // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
 	smemSM        int       // shared memory of an SM
 	waveCap       bool      // quantized products split into no more blocks than one wave
@@ -260,6 +262,13 @@ func New(o Options) (*Backend, error) {
 	if b.mlpProbe, err = envInt("GPTQTOOL_FUSED_MLP_PROBE", 0, 0, 15, "0-15"); err != nil {
 		return nil, err
 	}
+	// GPTQTOOL_FUSED_MLP_LL=1: the fused MLP ends with shares that carry
+	// the launch's tag (kernels/mlp.cu fmlp_end_ll) instead of flags.
+	ll, err := envInt("GPTQTOOL_FUSED_MLP_LL", 0, 0, 1, "0 or 1")
+	if err != nil {
+		return nil, err
+	}
+	b.mlpLL = ll == 1
 	b.xasync = 1
 	if os.Getenv("GPTQTOOL_XASYNC") == "0" {
 		b.xasync = 0
@@ -590,7 +599,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

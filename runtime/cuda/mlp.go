@@ -32,6 +32,7 @@ const (
 	fmlpMaxTiles = 16
 	fmlpBufs     = 4
 	fmlpMaxBlock = 16 * 12 // the most blocks (mlp.cu's 16·FM_KMAX)
+	fmlpCounters = 1 << 10 // the _ll kernels' launch counters (fmlpMaxBlock u32s) ahead of their shares
 	fmlpReserve  = 3 << 10 // the kernel's static shared memory (1,040 bytes under NVRTC 12.4) and the driver's 1 KiB
 )
 
@@ -166,8 +167,12 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 	}
 	flags := int32(b.mlpProbe&7) << 1 // mlp.cu's FM_NORED, FM_NODOWN, FM_NOGU
 	name := fmt.Sprintf("fmlp%d_q%d_%s", f.bits, qd, suffix(xt.dt))
+	ll := b.mlpLL
 	if b.mlpProbe&8 != 0 && f.bits == 4 && xt.dt != runtime.F32 {
-		name += "_ns" // the work without the stream
+		name += "_ns" // the work without the stream (the flags' end)
+		ll = false
+	} else if ll {
+		name += "_ll"
 	}
 	if b.qmmaFlags()&2 != 0 {
 		flags |= 1 // FM_EVICT
@@ -175,15 +180,27 @@ func (b *Backend) MatMulMLP(x, xn, w runtime.Tensor) {
 	b.enter()
 	defer b.exit()
 	// The blocks' shares of down's sums, laid out by the block that adds
-	// them up (mlp.cu).
+	// them up (mlp.cu), and the flags that say they are out; for the _ll
+	// kernels, shares of 8 bytes (the sum and the launch's tag) after the
+	// blocks' launch counters, in one buffer that every fused MLP shares
+	// (new memory is zeroed: the first tag is 1).
 	wm := fmlpOwned(f.h, f.nb)
-	part, err := b.scratch(&b.mlpPart, int64((f.h+wm-1)/wm*f.nb*M*wm*4))
+	shares := int64((f.h + wm - 1) / wm * f.nb * M * wm)
+	slot, size, counters := &b.mlpPart, 4*shares, int64(0)
+	if ll {
+		slot, size, counters = &b.mlpTag, fmlpCounters+8*shares, fmlpCounters
+	}
+	part, err := b.scratch(slot, size)
 	if err != nil {
 		b.fail(err)
 		return
 	}
+	sync := f.sync.Ptr
+	if ll {
+		sync = part.Ptr
+	}
 	b.run("mlp.cu", name, Dim{X: f.nb}, Dim{X: 32 * fmlpWarps}, f.shared(M, qd),
-		xt.ptr, nt.ptr, f.gu.ptr, f.gu.q.sz.Ptr, f.dqw.Ptr, f.down.q.sz.Ptr, part.Ptr, f.sync.Ptr,
+		xt.ptr, nt.ptr, f.gu.ptr, f.gu.q.sz.Ptr, f.dqw.Ptr, f.down.q.sz.Ptr, part.Ptr+uint64(counters), sync,
 		int32(f.h), int32(f.i), int32(M), int32(f.gu.q.gs), int32(f.down.q.gs), int32(f.ndg), flags)
 }
 
@@ -199,6 +216,18 @@ func (b *Backend) SetFusedMLP(rows, qst int) {
 		b.mlpQD = qst
 	}
 }
+
+// SetFusedMLPLL chooses the fused MLP's end (GPTQTOOL_FUSED_MLP_LL): the
+// _ll kernels' tagged shares (true) or the flags (false), for tests and
+// measurements.
+func (b *Backend) SetFusedMLPLL(on bool) {
+	b.enter()
+	defer b.exit()
+	b.mlpLL = on
+}
+
+// FusedMLPLL says whether the fused MLP ends with tagged shares.
+func (b *Backend) FusedMLPLL() bool { return b.mlpLL }
 
 // FusedMLPQST is the fused MLP's ring (chunks a warp).
 func (b *Backend) FusedMLPQST() int { return b.mlpQD }

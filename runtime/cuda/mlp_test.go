@@ -16,11 +16,15 @@ import (
 // bits, 1 to 8 rows, f32, f16 and bf16, blocks of one to seven steps of down's
 // inputs (the 7B shape: 896 tiles on the H200's 132 SMs), down's groups of
 // 32 (a block's slice across several) and 128, rings of 4 and 8 (a ring of
-// 8 where its shared memory fits, else 4); and a second run from the same
-// x, which finds the grid's barrier reset and gives the same bits.
+// 8 where its shared memory fits, else 4); a second run from the same x,
+// which gives the same bits; and the _ll kernels' end (tagged shares
+// instead of flags), which adds in the same order and so must give those
+// bits too, in each of 16 runs.
 func TestFusedMLP(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetFusedMLP(b.MLPFusedRows(), b.FusedMLPQST())
+	defer b.SetFusedMLPLL(b.FusedMLPLL())
+	b.SetFusedMLPLL(false)
 	if !b.WarpgroupMMA() {
 		t.Skip("the fused MLP needs sm_90")
 	}
@@ -100,12 +104,24 @@ func TestFusedMLP(t *testing.T) {
 				t.Fatal(err)
 			}
 			b.MatMulMLP(x, xn, f)
-			again := download(t, b, x)
-			for i := range got {
-				if again[i] != got[i] {
-					t.Errorf("second run: x[%d] = %g, the first run's %g (runs must be bit for bit the same)", i, again[i], got[i])
-					break
+			same := func(run string, again []float32) {
+				t.Helper()
+				for i := range got {
+					if again[i] != got[i] {
+						t.Errorf("%s: x[%d] = %g, the first run's %g (runs must be bit for bit the same)", run, i, again[i], got[i])
+						return
+					}
 				}
+			}
+			same("second run", download(t, b, x))
+			b.SetFusedMLPLL(true)
+			defer b.SetFusedMLPLL(false)
+			for k := range 16 {
+				if err := b.Upload(x, x0); err != nil {
+					t.Fatal(err)
+				}
+				b.MatMulMLP(x, xn, f)
+				same(fmt.Sprintf("tagged shares' end, run %d", k+1), download(t, b, x))
 			}
 		})
 	}
