@@ -53,6 +53,13 @@ func fmlpOwned(h, nb int) int {
 	return w
 }
 
+// fmlpEndFits says whether mlp.cu's end takes h outputs on nb blocks: a
+// warp adds up the shares of at most 12 blocks (FM_KMAX), into its ring's
+// slots (8 rows of WM floats within a ring of 4 chunks of 512 bytes).
+func fmlpEndFits(h, nb int) bool {
+	return nb <= fmlpMaxBlock && fmlpRows*fmlpOwned(h, nb)*4 <= 4*512
+}
+
 // fmlpPlan is the fused MLP's block layout for an intermediate of j tiles
 // of 16 on nb blocks: the most steps a block takes, and the most groups of
 // down's inputs (group size gsd) a block's slice reaches.
@@ -109,9 +116,7 @@ func (b *Backend) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
 	j := i / 16
 	nb := min(b.sms, j)
 	smax, ndg := fmlpPlan(j, dn.q.gs, nb)
-	// A warp adds up the shares of at most 12 blocks, into its ring's
-	// slots (M·⌈h/nb⌉ floats within a ring of 4 at 8 rows).
-	if smax > fmlpMaxSteps || nb > fmlpMaxBlock || fmlpRows*fmlpOwned(h, nb) > 4*128 {
+	if smax > fmlpMaxSteps || !fmlpEndFits(h, nb) {
 		return nil, nil
 	}
 	f := &fusedMLP{gu: gu, down: dn, h: h, i: i, bits: bits, nb: nb, ndg: ndg, gsmax: smax, qd: b.mlpQD}

@@ -32,12 +32,20 @@ func TestFmlpPlan(t *testing.T) {
 		}
 	}
 	// The end's owners: a power of two of outputs each, enough owners for
-	// every output, no more owners than blocks, and at 8 rows a warp's
-	// sums within its ring of 4 (mlp.cu's red).
-	for _, c := range []struct{ h, nb, want int }{{4096, 132, 32}, {4096, 108, 64}, {4096, 128, 32}, {4096, 56, 128}, {256, 132, 2}, {512, 16, 32}} {
+	// every output, no more owners than blocks; the end fits where 8 rows
+	// of a warp's sums (WM floats each) fit its ring of 4 chunks of 512
+	// bytes and no warp adds up more than 12 blocks' shares.
+	for _, c := range []struct {
+		h, nb, want int
+		fits        bool
+	}{{4096, 132, 32, true}, {4096, 108, 64, true}, {4096, 128, 32, true}, {4096, 56, 128, false}, {256, 132, 2, true},
+		{512, 16, 32, true}, {4096, 200, 32, false}} {
 		wm := fmlpOwned(c.h, c.nb)
 		if owners := (c.h + wm - 1) / wm; wm != c.want || owners > c.nb || owners*wm < c.h {
 			t.Errorf("h %d on %d blocks: %d outputs an owner, %d owners; want %d", c.h, c.nb, wm, owners, c.want)
+		}
+		if got := fmlpEndFits(c.h, c.nb); got != c.fits {
+			t.Errorf("h %d on %d blocks: the end fits %v, want %v", c.h, c.nb, got, c.fits)
 		}
 	}
 	if dc4, dc8 := fmlpDownChunks(4096, 4), fmlpDownChunks(4096, 8); dc4 != 4 || dc8 != 8 {
