@@ -31,7 +31,15 @@ ran on them) and adds, under each launch, for each GPC its SMs, the
 launch's blocks there / the SMs they ran on, and their latest end (µs from
 the launch's first block start).
 
-Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc]
+--sm-spread KIND (a trace made with GPTQTOOL_TRACE_SM=KIND, e.g. fmlp)
+prints instead how late each SM's main loop ends in that kind's launches
+(µs after the launch's median SM): per SM the median over the launches and
+how often it is among the latest tenth, the SMs from the latest; then per
+GPC; then whether lateness is a property of the SM: the correlation of
+each SM's median lateness over the first and the second half of the
+launches.
+
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc] [--sm-spread KIND]
 """
 import gzip
 import json
@@ -49,10 +57,57 @@ def name(l):
     return f'{l["kind"]}[{g[0]}x{g[1]}]'
 
 
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2]
+
+
+def sm_spread(t, kind):
+    """The --sm-spread report (see the module's doc)."""
+    late = {}  # SM -> lateness in each launch
+    tail = {}  # SM -> launches in which it is among the latest tenth
+    ls = [l for l in t["launches"] if l["kind"] == kind and l.get("sm_marks_us") and not l.get("partial")]
+    if not ls:
+        sys.exit(f"no {kind} launches with sm_marks_us (trace with GPTQTOOL_TRACE_SM={kind})")
+    for l in ls:
+        loops = {int(sm): m[0] for sm, m in l["sm_marks_us"].items() if m[0] > 0}
+        mid = median(loops.values())
+        cut = sorted(loops.values())[-max(1, len(loops) // 10)]
+        for sm, v in loops.items():
+            late.setdefault(sm, []).append(v - mid)
+            tail[sm] = tail.get(sm, 0) + (v >= cut)
+    print(f"{len(ls)} {kind} launches; main loop ends, µs after the launch's median SM:")
+    print(f'{"SM":>4} {"GPC":>4} {"median":>7} {"latest tenth":>13}')
+    gpc = {sm: i for i, g in enumerate(t.get("gpcs") or []) for sm in g}
+    for sm in sorted(late, key=lambda s: -median(late[s])):
+        print(f"{sm:4d} {gpc.get(sm, -1):4d} {median(late[sm]):7.2f} {tail[sm] / len(ls):12.0%}")
+    by = {}
+    for sm, v in late.items():
+        by.setdefault(gpc.get(sm, -1), []).append(median(v))
+    print("by GPC (SMs: median of the SMs' medians, latest SM):",
+          ", ".join(f"{g} ({len(v)}): {median(v):.2f}, {max(v):.2f}" for g, v in sorted(by.items())))
+    h = len(ls) // 2
+    a = {sm: median(v[:h]) for sm, v in late.items() if len(v) > 1}
+    b = {sm: median(v[h:]) for sm, v in late.items() if len(v) > 1}
+    sms = sorted(a)
+    if len(sms) > 2:
+        ma, mb = sum(a[s] for s in sms) / len(sms), sum(b[s] for s in sms) / len(sms)
+        cov = sum((a[s] - ma) * (b[s] - mb) for s in sms)
+        va, vb = sum((a[s] - ma) ** 2 for s in sms), sum((b[s] - mb) ** 2 for s in sms)
+        r = cov / (va * vb) ** 0.5 if va > 0 and vb > 0 else float("nan")
+        print(f"the SMs' median lateness, first half of the launches against the second: correlation {r:.2f}")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     t = load(sys.argv[1])
+    if "--sm-spread" in sys.argv:
+        i = sys.argv.index("--sm-spread")
+        if i + 1 >= len(sys.argv):
+            sys.exit("--sm-spread KIND")
+        sm_spread(t, sys.argv[i + 1])
+        return
     print("records:", ", ".join(f"{m} {n[0]}/{n[1]}" for m, n in sorted(t["records"].items())))
     steps, cur = [], []
     for l in t["launches"]:

@@ -94,63 +94,64 @@ type Backend struct {
 	ahead     aheadCopies // SampleTokensTo's copies
 	greedy    aheadCopies // DrawGreedy's host slots (mapped)
 
-	capturing     bool      // a graph is being recorded: no allocation may happen
-	graphs        int       // live graphs: scratch they use is retired, not reused
-	retired       []*Buffer // scratch replaced while graphs were alive
-	dequantGEMM   bool      // products with quantized weights go through deq
-	pdl           bool      // launch pdlKernels with programmatic stream serialization
-	clusters      bool      // split products reduce in thread-block clusters (qmma's cl)
-	inputOrder    bool      // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	normFuseRows  int       // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	ropeFuse      bool      // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
-	mlpRows       int       // the most rows of a fused MLP (runtime.MLPFuser); 0: none
-	mlpQD         int       // the fused MLP's ring: chunks a warp
-	mlpLL         bool      // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
-	mlpProbe      int       // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
-	smemSM        int       // shared memory of an SM
-	waveCap       bool      // quantized products split into no more blocks than one wave
-	qfill         [4]int    // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
-	xasync        int32     // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	tracePath     string    // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
-	traceCap      int       // records a module holds
-	traceAt       int       // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
-	extraDefines  []string  // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
-	gemv          bool      // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
-	headWG        bool      // with gemv, products of gemvMaxRows+1 to headMaxRows such rows run head.cu on sm_90 (GPTQTOOL_HEAD_WG=0: cuBLAS)
-	attnPrefetch  int       // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	attnSplit     int       // the fewest positions a block of split paged attention takes
-	attnWaves     int       // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
-	attnTC        int       // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
-	attnTCStages  int       // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
-	attnTCCap     bool      // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
-	attnLate      int32     // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
-	apDefer       bool      // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
-	apLate        int32     // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
-	clusterPolicy int       // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
-	clusterMaxS   int       // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
-	passKeep      bool      // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
-	qmmaEarly     bool      // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
-	qmmaLate      bool      // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
-	qmmaTMA       bool      // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
-	qmmaWG        int       // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
-	qmmaSpread    bool      // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
-	qmmaWide      int       // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
-	qmmaPlain     int       // plain products of this many rows or more, up to 8, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
-	plainGlobal   bool      // GPTQTOOL_QMMA_PLAIN_CLUSTER=0: the plain wide kernels' splits add up through global memory, not in a cluster
-	qmmaMaxS      int       // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
-	wideSplit     int       // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
-	qstWide       int       // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
-	qstAP         int       // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
-	qstRoPE       int       // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
-	qmmaPush      int       // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
-	wideLate      bool      // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
-	ropeSpread    bool      // GPTQTOOL_QMMA_ROPE_SPREAD=1: the RoPE-fused one-tile products, likewise
-	apSpread      bool      // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
-	wideSpread    bool      // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
-	lastWide      bool      // the last quantized product launched was a wide GLU one
-	qst           [2]int    // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
-	evictFirst    bool      // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
-	normThreads   int       // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
+	capturing     bool            // a graph is being recorded: no allocation may happen
+	graphs        int             // live graphs: scratch they use is retired, not reused
+	retired       []*Buffer       // scratch replaced while graphs were alive
+	dequantGEMM   bool            // products with quantized weights go through deq
+	pdl           bool            // launch pdlKernels with programmatic stream serialization
+	clusters      bool            // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder    bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
+	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
+	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
+	mlpQD         int             // the fused MLP's ring: chunks a warp
+	mlpLL         bool            // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
+	mlpProbe      int             // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
+	smemSM        int             // shared memory of an SM
+	waveCap       bool            // quantized products split into no more blocks than one wave
+	qfill         [4]int          // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
+	xasync        int32           // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath     string          // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap      int             // records a module holds
+	traceAt       int             // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
+	traceSM       map[string]bool // GPTQTOOL_TRACE_SM: the kernel kinds whose launches keep each SM's marks
+	extraDefines  []string        // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
+	gemv          bool            // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	headWG        bool            // with gemv, products of gemvMaxRows+1 to headMaxRows such rows run head.cu on sm_90 (GPTQTOOL_HEAD_WG=0: cuBLAS)
+	attnPrefetch  int             // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
+	attnSplit     int             // the fewest positions a block of split paged attention takes
+	attnWaves     int             // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
+	attnTC        int             // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
+	attnTCStages  int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
+	attnTCCap     bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
+	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
+	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
+	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
+	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
+	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
+	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
+	qmmaEarly     bool            // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
+	qmmaLate      bool            // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
+	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
+	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
+	qmmaSpread    bool            // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
+	qmmaWide      int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
+	qmmaPlain     int             // plain products of this many rows or more, up to 8, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
+	plainGlobal   bool            // GPTQTOOL_QMMA_PLAIN_CLUSTER=0: the plain wide kernels' splits add up through global memory, not in a cluster
+	qmmaMaxS      int             // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
+	wideSplit     int             // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
+	qstWide       int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
+	qstAP         int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
+	qstRoPE       int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
+	qmmaPush      int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
+	wideLate      bool            // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
+	ropeSpread    bool            // GPTQTOOL_QMMA_ROPE_SPREAD=1: the RoPE-fused one-tile products, likewise
+	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
+	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
+	lastWide      bool            // the last quantized product launched was a wide GLU one
+	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
+	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
+	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
 	gt            graphTimes
 
 	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -85,6 +86,11 @@ type TraceLaunch struct {
 	// that order), the launch's blocks that ran there, the SMs they ran on
 	// and the latest block end (µs from the launch's first block start).
 	GPCLoad []GPCLoad `json:"gpc_load,omitempty"`
+	// SMMarks, for the kinds GPTQTOOL_TRACE_SM names, are each SM's main
+	// loop done (mark 3) and end, µs as Start (of an SM that ran several of
+	// the launch's blocks, the latest of each): which SMs end late, launch
+	// after launch.
+	SMMarks map[int][2]float64 `json:"sm_marks_us,omitempty"`
 }
 
 // GPCLoad is a launch's share of one GPC.
@@ -129,6 +135,21 @@ func (b *Backend) traceSetup() error {
 	// (kernels/decode.cu).
 	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 3, "0 (the default marks) to 3"); err != nil {
 		return err
+	}
+	// GPTQTOOL_TRACE_SM=KIND[,KIND]: each SM's marks of those kinds'
+	// launches (TraceLaunch.SMMarks), e.g. fmlp.
+	b.traceSM = map[string]bool{}
+	if v := os.Getenv("GPTQTOOL_TRACE_SM"); v != "" {
+		known := map[string]bool{}
+		for _, k := range traceKinds {
+			known[k] = true
+		}
+		for k := range strings.SplitSeq(v, ",") {
+			if !known[k] {
+				return fmt.Errorf("cuda: GPTQTOOL_TRACE_SM=%s: no kernel kind %q (kinds: %s)", v, k, strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+			}
+			b.traceSM[k] = true
+		}
 	}
 	if drv.cuModuleGetGlobal == nil {
 		return fmt.Errorf("cuda: GPTQTOOL_TRACE: the driver has no cuModuleGetGlobal")
@@ -197,7 +218,7 @@ func (b *Backend) WriteTrace() error {
 		}
 		records[key] = [2]int{total, b.traceCap}
 	}
-	sum := summarizeTrace(recs, cutoffs)
+	sum := summarizeTrace(recs, cutoffs, b.traceSM)
 	sum.Records = records
 	out, err := json.MarshalIndent(sum, "", " ")
 	if err != nil {
@@ -215,7 +236,7 @@ func (b *Backend) WriteTrace() error {
 // grid id: one key's records, in the order their blocks started, begin a
 // new launch where a block index repeats (a replay's blocks all start
 // before the next replay's, which the stream orders after it).
-func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) TraceSummary {
+func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64, smKinds map[string]bool) TraceSummary {
 	type launchKey struct {
 		mod  string
 		grid uint64
@@ -296,6 +317,17 @@ func summarizeTrace(recs map[string][]traceRec, cutoffs map[string]uint64) Trace
 				g := &l.GPCLoad[gpcOf[r.sm]]
 				g.Blocks++
 				g.End = max(g.End, us(r.g[4])-l.Start)
+			}
+		}
+		if smKinds[l.Kind] {
+			l.SMMarks = map[int][2]float64{}
+			for _, r := range rs {
+				m := l.SMMarks[int(r.sm)]
+				if r.g[3] != 0 {
+					m[0] = max(m[0], us(r.g[3]))
+				}
+				m[1] = max(m[1], us(r.g[4]))
+				l.SMMarks[int(r.sm)] = m
 			}
 		}
 		c := cutoffs[ln.mod]

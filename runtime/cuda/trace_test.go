@@ -65,7 +65,7 @@ func TestTraceSummary(t *testing.T) {
 	if r := recs["qgemv.cu"][1]; r.grid != 7 || r.kind != 1 || r.block != 1 || r.sm != 4 || r.gxy != 32<<16|8 || r.g[3] != base+9500 || r.c[0] != 0xfffffff0 {
 		t.Fatalf("parsed %+v", r)
 	}
-	s := summarizeTrace(recs, map[string]uint64{"norm.cu": base + 20500})
+	s := summarizeTrace(recs, map[string]uint64{"norm.cu": base + 20500}, map[string]bool{"qmma": true})
 	if len(s.Launches) != 3 {
 		t.Fatalf("%d launches, want 3: %+v", len(s.Launches), s.Launches)
 	}
@@ -87,6 +87,15 @@ func TestTraceSummary(t *testing.T) {
 	}
 	if q.Mark[0] != [3]float64{5, 5.1, 5.2} || q.Mark[2] != [3]float64{9, 9.1, 9.5} {
 		t.Errorf("qmma marks %v", q.Mark)
+	}
+	// Each SM's loop end and end (GPTQTOOL_TRACE_SM=qmma): SM 3 the later
+	// of its two blocks' (9.1 and 10.5), SM 4 its one block's; none for
+	// the norm, a kind not named.
+	if m := q.SMMarks; len(m) != 2 || m[3] != [2]float64{9.1, 10.5} || m[4] != [2]float64{9.5, 11} {
+		t.Errorf("qmma SM marks %v, want map[3:[9.1 10.5] 4:[9.5 11]]", m)
+	}
+	if n.SMMarks != nil {
+		t.Errorf("norm SM marks %v, want none", n.SMMarks)
 	}
 	// SM 3 ran two of its blocks (ending at 10 and 10.5 µs), SM 4 one (11).
 	if len(q.SMLoad) != 2 || q.SMLoad[1] != 1 || q.SMLoad[2] != 1 || q.LoadEnd[1] != 11 || q.LoadEnd[2] != 10.5 {
