@@ -70,7 +70,7 @@
 // shares that carry the launch's tag instead of flags (part as u64, sync
 // the blocks' launch counters: fmlp_end_ll). Trace marks (GPTQTOOL_TRACE):
 // the wait, x staged and the loop's end; with GPTQTOOL_TRACE_AT=1 the
-// prologue's end, the wait and the grid's barrier.
+// prologue's end, the wait and the flags seen (the flags' end).
 #define FM_EVICT 1
 #define FM_NORED 2
 #define FM_NODOWN 4
@@ -152,18 +152,24 @@ __device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW
     for (int c = lane; c < M * WM; c += 32) {
         float v[FM_KMAX];
         u32 left = (1u << nk) - 1u;  // shares not yet taken
+        // Polls that bring nothing new wait twice as long before the next
+        // (32 ns to 512 ns), so that blocks done early do not flood L2
+        // while the last ones still stream.
+        u32 ns = 32;
         for (;;) {
             u64 e[FM_KMAX];
 #pragma unroll
             for (int u = 0; u < FM_KMAX; u++) {
                 if (left >> u & 1u) asm volatile("ld.relaxed.gpu.u64 %0, [%1];" : "=l"(e[u]) : "l"(pp + (i64)u * M * WM + c) : "memory");
             }
+            const u32 was = left;
 #pragma unroll
             for (int u = 0; u < FM_KMAX; u++) {
                 if ((left >> u & 1u) && (u32)(e[u] >> 32) == tag) v[u] = __uint_as_float((u32)e[u]), left &= ~(1u << u);
             }
             if (left == 0u) break;
-            __nanosleep(64);
+            ns = left == was ? min(2 * ns, 512u) : 32u;
+            __nanosleep(ns);
         }
         float sum = 0.0f;
 #pragma unroll
