@@ -108,6 +108,40 @@ template <int BITS> __device__ __forceinline__ void fm_decode(u32 w0, u32 w1, u3
     }
 }
 
+// fm_shares: a block's shares of down's sums of every output, each handed
+// to put(address, sum) at part[n / WM][b][m][n % WM] (lane (g, t) of tile
+// nt holds rows 2t (c0, c2) and 2t+1 (c1, c3) of outputs 16·nt + g and
+// 16·nt + g + 8); both ends lay them out so.
+template <typename P, typename F>
+__device__ __forceinline__ void fm_shares(P* part, const float (&dacc)[FM_TW][4], int TW, int NB, int M, int WM, int lw,
+                                          F put) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, b = blockIdx.x;
+#pragma unroll
+    for (int i = 0; i < FM_TW; i++) {
+        if (i < TW) {
+#pragma unroll
+            for (int h8 = 0; h8 < 2; h8++) {
+                const int n = (warp * TW + i) * 16 + g + 8 * h8;
+                P* q = part + ((i64)(n >> lw) * NB + b) * M * WM + (n & (WM - 1));
+                if (2 * t < M) put(q + 2 * t * WM, dacc[i][2 * h8]);
+                if (2 * t + 1 < M) put(q + (2 * t + 1) * WM, dacc[i][2 * h8 + 1]);
+            }
+        }
+    }
+}
+
+// fm_add_owned: x of row om, output n0 + ow (read before the shares as
+// xpre) plus the 16 warps' sums of it (red[w], in each warp's ring) in
+// warp order, rounded once to T.
+template <typename T, int QD>
+__device__ __forceinline__ void fm_add_owned(T* x, int H, int WM, int n0, int om, int ow, float xpre) {
+    extern __shared__ u32x4 smem_f[];
+    float sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < FM_W; k++) sum += ((const float*)(smem_f + k * QD * 32))[om * WM + ow];
+    x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
+}
+
 // fmlp_end_ll: fmlp's end in the _ll kernels (NCCL's LL protocol). Each share
 // is one 8-byte word, the sum's bits and the launch's tag, stored and read
 // whole (single-copy atomic), at part[n / WM][b][m][n % WM] as the flags'
@@ -120,24 +154,10 @@ __device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW
                                             int TW, int WM, int lw, u32 tag) {
     constexpr float XS = fm_xscale<T>::v;
     extern __shared__ u32x4 smem_f[];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, b = blockIdx.x;
-#pragma unroll
-    for (int i = 0; i < FM_TW; i++) {
-        if (i < TW) {
-#pragma unroll
-            for (int h8 = 0; h8 < 2; h8++) {
-                const int n = (warp * TW + i) * 16 + g + 8 * h8;
-                u64* q = part + ((i64)(n >> lw) * NB + b) * M * WM + (n & (WM - 1));
-#pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    if (2 * t + r < M) {
-                        const u64 e = ((u64)tag << 32) | __float_as_uint(dacc[i][2 * h8 + r] / XS);
-                        asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(q + (2 * t + r) * WM), "l"(e) : "memory");
-                    }
-                }
-            }
-        }
-    }
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, b = blockIdx.x;
+    fm_shares(part, dacc, TW, NB, M, WM, lw, [&](u64* q, float v) {
+        asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(q), "l"(((u64)tag << 32) | __float_as_uint(v / XS)) : "memory");
+    });
     // As the flags' end: warp w adds up the shares of blocks [k0, k0 + nk)
     // in order into red[w], then thread o the 16 warps' sums of its output.
     const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
@@ -177,12 +197,7 @@ __device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW
         red[c] = sum;
     }
     __syncthreads();
-    if (owns) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < FM_W; k++) sum += ((const float*)(smem_f + k * QD * 32))[om * WM + ow];
-        x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
-    }
+    if (owns) fm_add_owned<T, QD>(x, H, WM, n0, om, ow, xpre);
 }
 
 template <int BITS, int QD, typename T, bool NS = false, bool LL = false>
@@ -470,18 +485,7 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     u32 gen;
     asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(gen) : "l"(sync + b) : "memory");
     gen++;
-#pragma unroll
-    for (int i = 0; i < FM_TW; i++) {
-        if (i < TW) {
-#pragma unroll
-            for (int h8 = 0; h8 < 2; h8++) {
-                const int n = (warp * TW + i) * 16 + g + 8 * h8;
-                float* q = part + ((i64)(n >> lw) * NB + b) * M * WM + (n & (WM - 1));
-                if (2 * t < M) __stcg(q + 2 * t * WM, dacc[i][2 * h8] / XS);
-                if (2 * t + 1 < M) __stcg(q + (2 * t + 1) * WM, dacc[i][2 * h8 + 1] / XS);
-            }
-        }
-    }
+    fm_shares(part, dacc, TW, NB, M, WM, lw, [&](float* q, float v) { __stcg(q, v / XS); });
     // Block b adds up outputs [n0, n0 + W) of every row (below); x of them
     // is read before the wait (no other block writes them).
     const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
@@ -525,12 +529,7 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
         red[c] = sum;
     }
     __syncthreads();
-    if (owns) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int k = 0; k < FM_W; k++) sum += ((const float*)(smem_f + k * QD * 32))[om * WM + ow];
-        x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
-    }
+    if (owns) fm_add_owned<T, QD>(x, H, WM, n0, om, ow, xpre);
 }
 
 // fmlp_relayout<BITS>: down's codes (qgemv.cu's tiled layout of the weight
