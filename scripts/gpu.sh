@@ -49,7 +49,7 @@ run() { # name timeout cmd...
 for step in $steps; do
   case $step in
   tests)
-    run cuda-tests 200 "$bin/cuda.test" -test.v -test.count=1
+    run cuda-tests "${CUDA_TIMEOUT:-200}" "$bin/cuda.test" -test.v -test.count=1
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
     ;;
   cudatests)
@@ -249,6 +249,7 @@ for step in $steps; do
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$tm $tf --json
     [ -d /tmp/oc7b-$tm ] || { note "trace: no /tmp/oc7b-$tm"; continue; }
     IFS=';' read -r -a tenvs <<<"${TRACE_ENV:-}"
+    # TRACE_TIMEOUT (seconds, default 300) bounds each traced run.
     # TRACE_PROMPT sets the prompt's tokens (default 128); TRACE_BASE=1 also
     # traces the build device-build.sh made with DEVICE_BASE (as -base).
     tbins=gptqtool
@@ -262,7 +263,7 @@ for step in $steps; do
         # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
         # records a module holds at batch 1.) The traced run's own tok/s says
         # how much the records slow the step.
-        run $tn 300 sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/$tbin' bench decode --device cuda \
+        run $tn "${TRACE_TIMEOUT:-300}" sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/$tbin' bench decode --device cuda \
           --model /tmp/oc7b-$tm --batch $tb --prompt ${TRACE_PROMPT:-128} --new 16 >'$LOGS/$tn.bench.json'"
         note "$tn ($tv), traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/$tn.bench.json" | tr -d '\n ')"
         [ -f "$LOGS/$tn.trace" ] && gzip -c "$LOGS/$tn.trace" >"$OUT/$tn.json.gz" &&
