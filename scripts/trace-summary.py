@@ -64,17 +64,19 @@ def median(v):
 
 def sm_spread(t, kind):
     """The --sm-spread report (see the module's doc)."""
-    late = {}  # SM -> lateness in each launch
+    late = {}  # SM -> lateness in each launch that ran on it
+    when = {}  # SM -> those launches' indices
     tail = {}  # SM -> launches in which it is among the latest tenth
     ls = [l for l in t["launches"] if l["kind"] == kind and l.get("sm_marks_us") and not l.get("partial")]
     if not ls:
         sys.exit(f"no {kind} launches with sm_marks_us (trace with GPTQTOOL_TRACE_SM={kind})")
-    for l in ls:
+    for li, l in enumerate(ls):
         loops = {int(sm): m[0] for sm, m in l["sm_marks_us"].items() if m[0] > 0}
         mid = median(loops.values())
         cut = sorted(loops.values())[-max(1, len(loops) // 10)]
         for sm, v in loops.items():
             late.setdefault(sm, []).append(v - mid)
+            when.setdefault(sm, []).append(li)
             tail[sm] = tail.get(sm, 0) + (v >= cut)
     print(f"{len(ls)} {kind} launches; main loop ends, µs after the launch's median SM:")
     print(f'{"SM":>4} {"GPC":>4} {"median":>7} {"latest tenth":>13}')
@@ -86,9 +88,16 @@ def sm_spread(t, kind):
         by.setdefault(gpc.get(sm, -1), []).append(median(v))
     print("by GPC (SMs: median of the SMs' medians, latest SM):",
           ", ".join(f"{g} ({len(v)}): {median(v):.2f}, {max(v):.2f}" for g, v in sorted(by.items())))
+    # (By launch: an SM need not run in every launch of a kind whose
+    # blocks do not fill every SM; SMs missing from either half are left
+    # out.)
     h = len(ls) // 2
-    a = {sm: median(v[:h]) for sm, v in late.items() if len(v) > 1}
-    b = {sm: median(v[h:]) for sm, v in late.items() if len(v) > 1}
+    a, b = {}, {}
+    for sm, v in late.items():
+        first = [x for x, li in zip(v, when[sm]) if li < h]
+        second = [x for x, li in zip(v, when[sm]) if li >= h]
+        if first and second:
+            a[sm], b[sm] = median(first), median(second)
     sms = sorted(a)
     if len(sms) > 2:
         ma, mb = sum(a[s] for s in sms) / len(sms), sum(b[s] for s in sms) / len(sms)
