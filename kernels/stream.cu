@@ -164,13 +164,13 @@ extern "C" __global__ void __launch_bounds__(1024) stream_phases(const uint4* sr
     if (acc == 0x9e3779b9u) *sink = acc;
 }
 
-// stream_layer<D>: stream_phases with each warp's ring of D chunks running
-// on across the phases: the warp's stretches of the four regions are one
-// sequence, so the next phase's first chunks are in flight through each
-// barrier and through the idle time (what a persistent kernel that keeps
-// its weights streaming would pay at its phase boundaries).
-template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink,
-                                              u32* bar) {
+// stream_seq<D>: the four regions of stream_phases with each warp's ring
+// of D chunks running on across the phases: the warp's stretches of the
+// four regions are one sequence, so the next phase's first chunks are in
+// flight through each phase boundary (boundary(ph) before phase ph) and
+// through the idle time after the first.
+template <int D, typename B>
+__device__ void stream_seq(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink, B boundary) {
     extern __shared__ uint4 smem_s[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const i64 n[4] = {n0, n1, n2, n3};
@@ -215,7 +215,7 @@ template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, 
     u32 acc = 0;
 #pragma unroll
     for (int ph = 0; ph < 4; ph++) {
-        if (ph > 0) grid_sync(bar);  // the next chunks stay in flight
+        if (ph > 0) boundary(ph);  // the next chunks stay in flight
         if (ph == 1) idle_ns(idle);
         for (int i = cum[ph]; i < cum[ph + 1]; i++) {
             if (i > 0) issue();  // chunk i-1+D into the slot read in iteration i-1
@@ -227,6 +227,13 @@ template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, 
     asm volatile("cp.async.wait_group 0;" ::: "memory");
     if (acc == 0x9e3779b9u) *sink = acc;
 }
+// stream_layer<D>: stream_seq with a barrier of the grid at each boundary
+// (what a persistent kernel that keeps its weights streaming would pay at
+// its phase boundaries).
+template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, long long idle, u32* sink,
+                                              u32* bar) {
+    stream_seq<D>(src, n0, n1, n2, n3, idle, sink, [&](int) { grid_sync(bar); });
+}
 #define STREAM_LAYER(D)                                                                                              \
     extern "C" __global__ void __launch_bounds__(1024) stream_layer##D(const uint4* src, i64 n0, i64 n1, i64 n2,     \
                                                                        i64 n3, long long idle, u32* sink, u32* bar) { \
@@ -234,6 +241,48 @@ template <int D> __device__ void stream_layer(const uint4* src, i64 n0, i64 n1, 
     }
 STREAM_LAYER(8)
 STREAM_LAYER(16)
+
+// flow_wait: the boundary before phase ph of stream_flow. Block b says
+// its phase ph-1 is done (flags[(ph-1)·NB + b] = gen, released after the
+// block's barrier), then waits only for the blocks whose results its phase
+// ph would read: with S slices, blocks [s·NB/S, (s+1)·NB/S) for s = b % S
+// (a down block's K-slice, written by the gate/up blocks of those outputs;
+// S = 1: every block, a barrier of the grid made of flags, as a norm
+// between two products needs). Warp 0's lanes poll those flags, then a
+// fence and the block's barrier order the block's next reads after them.
+__device__ __forceinline__ void flow_wait(u32* flags, int ph, u32 gen, int S) {
+    const int NB = gridDim.x, b = blockIdx.x;
+    u32* f = flags + (i64)(ph - 1) * NB;
+    __syncthreads();
+    if (threadIdx.x == 0) asm volatile("st.release.gpu.u32 [%0], %1;" ::"l"(f + b), "r"(gen) : "memory");
+    if (threadIdx.x < 32) {
+        const int s = b % S, k1 = (s + 1) * NB / S;
+        for (int k = s * NB / S + threadIdx.x; k < k1; k += 32) {
+            u32 v;
+            do {
+                asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(v) : "l"(f + k) : "memory");
+            } while (v != gen);
+        }
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    }
+    __syncthreads();
+}
+
+// stream_flow<D>: stream_seq with flow_wait at each boundary instead of a
+// barrier of the grid: s1, s2, s3 are the slices of the boundaries before
+// phases 1-3 (a layer's q/k/v → o_proj through attention, o_proj → gate/up
+// through a norm, gate/up → down), gen this launch's generation (the host
+// counts launches from 1; flags start at 0). What a dataflow decode kernel,
+// whose blocks wait only for the blocks they read, would pay at its
+// boundaries against stream_layer's barriers.
+#define STREAM_FLOW(D)                                                                                                \
+    extern "C" __global__ void __launch_bounds__(1024) stream_flow##D(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, \
+                                                                      long long idle, u32* sink, u32* flags, u32 gen,   \
+                                                                      int s1, int s2, int s3) {                        \
+        stream_seq<D>(src, n0, n1, n2, n3, idle, sink,                                                                 \
+                      [&](int ph) { flow_wait(flags, ph, gen, ph == 1 ? s1 : ph == 2 ? s2 : s3); });                  \
+    }
+STREAM_FLOW(8)
 
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
 // The copy engine's stages (stream_bulk, stream_layer_bulk): bulk_init

@@ -121,10 +121,25 @@ func BenchmarkStream(b *testing.B) {
 // the same with the copy engine's copies (stream_layer_bulk: bulk4 two
 // chunks a stage, four stages a warp in flight, 128 KiB an SM; bulk6 six
 // stages, 192 KiB), whose copies in flight the SM's load slots do not
-// limit.
+// limit. And the rings carried across boundaries where each block waits
+// only for the blocks it would read (stream_flow: flow1 every block at
+// each boundary, through flags instead of the barrier; flow the slices of
+// a decode layer, 8 after q/k/v (a KV group's heads), 1 after o_proj (the
+// norm needs the whole row), 7 after gate/up (down's K-slices); flow87
+// the same with the norm taken apart), what a dataflow decode kernel would
+// pay at its boundaries.
 func BenchmarkGridPhases(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
+	flags, err := be.AllocBuffer(int64(3 * 4 * be.SMs()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(flags) })
+	if err := be.Memset(flags.Ptr, int64(3*4*be.SMs())); err != nil {
+		b.Fatal(err)
+	}
+	gen := uint32(0) // stream_flow's launches so far (its flags' generation)
 	pad := be.SharedMemory()/2 + 4096
 	for _, c := range []struct{ blocksPerSM, warps int }{{1, 32}, {2, 16}} {
 		b.Run(fmt.Sprintf("barrier/blocks%dx%d", c.blocksPerSM, c.warps), func(b *testing.B) {
@@ -164,6 +179,7 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"launches", 0, 32}, {"phases", 0, 32}, {"whole", 0, 32}, {"carry8", 0, 32}, {"carry16", 0, 24},
 		{"bulk4", 0, 32}, {"bulk6", 0, 32},
 		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24}, {"bulk4", 11, 32}, {"bulk6", 11, 32},
+		{"flow1", 0, 32}, {"flow", 0, 32}, {"flow87", 0, 32},
 	} {
 		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
 		if depth == 0 {
@@ -190,6 +206,11 @@ func BenchmarkGridPhases(b *testing.B) {
 							"bulk4": "stream_layer_bulk_c2_s4", "bulk6": "stream_layer_bulk_c2_s6"}[c.how]
 						err = be.Launch("stream.cu", name, grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, idle, sink, bar)
+					case "flow1", "flow", "flow87":
+						sl := map[string][3]int32{"flow1": {1, 1, 1}, "flow": {8, 1, 7}, "flow87": {8, 7, 7}}[c.how]
+						gen++
+						err = be.Launch("stream.cu", "stream_flow8", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
+							products[2]/chunk, products[3]/chunk, idle, sink, flags.Ptr, gen, sl[0], sl[1], sl[2])
 					default:
 						err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base, layer/chunk, sink, int32(1))
 					}
