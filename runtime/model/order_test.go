@@ -161,3 +161,87 @@ func TestDecodeInputOrder(t *testing.T) {
 	}
 	sameSteps(t, "in-order", got, want)
 }
+
+// afterCPU adds runtime.NormAfterer to orderedCPU: MatMulAddNorm is the
+// residual product, then RMSNormTo. It counts those calls and the norms
+// run as ops of their own.
+type afterCPU struct {
+	*orderedCPU
+	after, norms int
+}
+
+func (a *afterCPU) NormAfterRows() int { return 8 }
+
+func (a *afterCPU) MatMulAddNorm(dst, x, w, add, xn, nw, slots runtime.Tensor, eps float32) {
+	tmp, err := a.Alloc(dst.DType(), dst.Shape()...)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer a.Free(tmp)
+	runtime.MatMulAdd(a.orderedCPU, dst, x, w, add, tmp)
+	a.orderedCPU.RMSNormTo(xn, dst, nw, slots, eps)
+	a.after++
+}
+
+func (a *afterCPU) RMSNormTo(dst, x, weight, slots runtime.Tensor, eps float32) {
+	a.norms++
+	a.orderedCPU.RMSNormTo(dst, x, weight, slots, eps)
+}
+
+func (a *afterCPU) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	a.norms++
+	a.orderedCPU.RMSNorm(dst, x, weight, eps)
+}
+
+// TestDecodeNormAfter decodes three sequences on an ordered backend whose
+// down products also write the next norm (runtime.NormAfterer): each layer's
+// down product must write the next layer's attention norm in its q/k/v
+// input order, the last one the final norm, and the decode step must run no
+// norm of its own after them; the logits are the plain backend's. A norm
+// with another layer's weight, in the wrong order or missing changes them.
+func TestDecodeNormAfter(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	open := func(b runtime.Backend, ab *afterCPU) *Model {
+		m, err := Load(dir, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			m.Close()
+			for _, v := range ab.views {
+				ab.Free(v)
+			}
+			for _, s := range ab.slots {
+				ab.Free(s)
+			}
+		})
+		return m
+	}
+	newAfter := func() *afterCPU {
+		return &afterCPU{orderedCPU: &orderedCPU{Backend: cpu.New(0), t: t, slots: map[int]runtime.Tensor{}, perm: map[int][]int32{}}}
+	}
+	// The same ordered backend without the interface: its norms counted.
+	plain := &plainAfter{afterCPU: newAfter()}
+	mp := open(plain, plain.afterCPU)
+	ab := newAfter()
+	ma := open(ab, ab)
+	got, _ := stepAll(t, ma, 4)
+	want, _ := stepAll(t, mp, 4)
+	sameSteps(t, "norm-after", got, want)
+	// Three decode steps, one norm-writing product a layer in each, and
+	// in each the layers' norms but the first, and the final one, gone.
+	L := len(ma.layers)
+	if ab.after != 3*L {
+		t.Errorf("%d products wrote the next norm, want %d", ab.after, 3*L)
+	}
+	if ab.norms != plain.norms-3*L {
+		t.Errorf("%d norms ran as ops of their own, want %d (the plain step's %d less %d)", ab.norms, plain.norms-3*L, plain.norms, 3*L)
+	}
+}
+
+// plainAfter hides afterCPU's runtime.NormAfterer (its norms still
+// counted): the plain decode step on the same backend.
+type plainAfter struct {
+	*afterCPU
+	NormAfterRows, MatMulAddNorm struct{} // (not methods: the interface is not met)
+}
