@@ -13,7 +13,7 @@ import (
 //
 //   - qgemv.cu: QG_BITS=4|8 with KDT (0 f32, 1 f16, 2 bf16) and QG_NRM=0
 //     (the product kernels of one bit width and dtype and its qdequant) or
-//     QG_NRM=1 (its products that normalize x or, _na, their output), or QG_WG=1 (its
+//     QG_NRM=1 (its products that normalize x), or QG_WG=1 (its
 //     warpgroup-MMA products, _w: sm_90a only, so ArchSpecific); QG_BITS=0
 //     glu_rows and gather_cols of every dtype;
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
@@ -86,7 +86,7 @@ func ModuleOf(file, name string) Module {
 		switch {
 		case strings.HasPrefix(name, "qmma") && len(name) > 4:
 			bits = name[4:5]
-			if strings.Contains(name, "_n_") || strings.Contains(name, "_na_") {
+			if strings.Contains(name, "_n_") {
 				nrm = "1"
 			}
 			wg = strings.Contains(name, "_w_")

@@ -21,8 +21,6 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qmma4_t1_n_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
 		{"qgemv.cu", "qmma8_t1_sg_n_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1]", nil},
 		{"qgemv.cu", "qmma4_t1_n_r_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
-		{"qgemv.cu", "qmma4_t1_na_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]", nil},
-		{"qgemv.cu", "qmma8_t1_na_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1]", nil},
 		{"qgemv.cu", "qmma8_t1_a_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=0]", nil},
 		{"qgemv.cu", "qdequant8_f16", "qgemv.cu[QG_BITS=8,KDT=1,QG_NRM=0]", nil},
 		{"qgemv.cu", "qmma4_t4_w_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_WG=1"}},

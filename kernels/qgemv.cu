@@ -108,48 +108,6 @@
 
 #define QCOLS 128
 
-#include "rownorm.cuh"
-
-// QNa (the _na kernels, NA; runtime/cuda MatMulAddNorm, GPTQTOOL_NORM_AFTER):
-// the RMSNorm of the product's output, made by the kernel instead of a norm
-// kernel after it. ctr counts the blocks whose outputs are stored; the
-// grid's last block writes xn = RMSNorm(out0)·w (eps) into xn's slots
-// (null: in order), each row as norm.cu's rmsnorm_v8 in a block of 256
-// threads writes it (rownorm.cuh's norm_v8_regs: the same bits), and zeroes
-// ctr for the next launch. Only the one-tile kernels of 256 threads whose
-// blocks all reach the epilogue's end (S = 1, or a slab's blocks one
-// cluster) and 16-bit rows of at most NORM_NI·256·8 elements run it.
-template <typename T> struct QNa {
-    T* xn;
-    const T* w;
-    float eps;
-    const int* slots;
-    u32* ctr;
-};
-template <typename T> __device__ __forceinline__ void qna_tail(const QNa<T>& na, T* x, int M, int H) {
-    if constexpr (sizeof(T) != 2) {
-        __trap();  // (16-bit rows only: runtime/cuda never launches these)
-    } else {
-        extern __shared__ u32x4 smem_q[];
-        __shared__ u32 na_last;
-        __shared__ float na_red[32];
-        __syncthreads();  // the block's outputs are stored
-        if (threadIdx.x == 0) {
-            __threadfence();
-            na_last = atomicAdd(na.ctr, 1u) == gridDim.x * gridDim.y - 1;
-        }
-        __syncthreads();
-        if (!na_last) return;
-        __threadfence();
-        // (The block's shared memory is free: no other block reads it now.)
-        T* stage = na.slots && (unsigned)H * sizeof(T) <= dynamic_smem_bytes() ? (T*)smem_q : nullptr;
-        for (int m = 0; m < M; m++)
-            norm_v8_regs<T, false, true>(na.xn + (i64)m * H, x + (i64)m * H, nullptr, na.w, H, na.eps, na_red, na.slots,
-                                         [] {}, [&] { return stage; });
-        if (threadIdx.x == 0) *na.ctr = 0u;
-    }
-}
-
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
 // the weights with the L2 policy evict_first (l2_policy); QF_EARLY lets
 // the next kernel launch as this one starts rather than after its main
@@ -470,12 +428,12 @@ template <int NW, bool GW> __device__ __forceinline__ int qtile(int s, int w) {
 // block's warps (8, 14 in the _g kernels, 16 in the _p ones); GW: the _g
 // kernels' gate and up tiles (qtile).
 template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8, bool GW = false,
-          bool RP = false, bool NA = false>
+          bool RP = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}, const QNa<T> na = QNa<T>{}) {
+                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -491,7 +449,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
                   "the _g and _p kernels: one tile, plain");
     static_assert(!GW || NW != 8, "GW: the _g kernels");
-    static_assert(!NA || (MT == 1 && NW == 8 && !NRM && !WG && !AP && !RP), "the _na kernels: one tile, plain");
     constexpr int QC = NW * 16;  // the block's columns
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
@@ -1299,7 +1256,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         },
                         lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
                         (QE_PRE & 1) ? pre_cs : nullptr, QE_PRE ? pre_sl : nullptr);
-                    if constexpr (NA) qna_tail<T>(na, out0, M, N);
                     return;
                 }
             }
@@ -1322,7 +1278,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
                 MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
             cluster_sync_relaxed();  // the others may still read this block's sums
-            if constexpr (NA) qna_tail<T>(na, out0, M, N);
             return;
         }
     } else {
@@ -1353,7 +1308,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     __syncthreads();
     qout<T, MT == 1 ? 1 : 4, QC>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
                              MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
-    if constexpr (NA) qna_tail<T>(na, out0, M, N);
 }
 
 template <int BITS, typename T>
@@ -1465,25 +1419,12 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, _w, false, false, true, false) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true, false)
-// The one-tile kernel that normalizes its output after (_na, NA): the same
-// parameters, out1 the norm's output xn, nw its weight, eps, pos its output
-// slots and count its counter (QNa).
-#define QMMA_NA(BITS, T, NAME)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256, 4) qmma##BITS##_t1_na_##NAME(                                  \
-        T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
-        const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
-        const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc) {                                                                           \
-        qmma<BITS, 1, T, true, false, false, false, 8, false, false, true>(                                          \
-            out0, nullptr, nullptr, seg1, seg2, glu, res, x, qw, sz, perm, nullptr, nullptr, K, N, M, gs, cps, P,      \
-            oslots, cl, flags, nullptr, 0.0f, 0, QRope<T>{}, nullptr, QAttn{}, QNa<T>{out1, nw, eps, pos, count});     \
-    }
 #define QMMA_N(BITS, T, NAME)                                                                                  \
     QMMA(BITS, 1, T, NAME, true, _n, true, false, false, false)                                                  \
     QMMA(BITS, 1, T, NAME, false, _sg_n, true, false, false, false) QMMA(BITS, 1, T, NAME, true, _n_r, true, true, false, false)
 // Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
 // width and dtype's products and qdequant, QG_NRM=1 its products that
-// normalize x or their output (_n, _na); QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels;
+// normalize x; QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels;
 // QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything but the _w
 // kernels.
 #if defined(QG_WG) && QG_WG
@@ -1491,9 +1432,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \
-    QMMA_N(BITS, T, NAME) QMMA_NA(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+    QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
 #elif QG_NRM
-#define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME) QMMA_NA(BITS, T, NAME)
+#define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
 #define QMMA_T(BITS, T, NAME)                                                                      \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME) \

@@ -116,19 +116,6 @@ type NormFuser interface {
 	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
 }
 
-// NormAfterer is a Backend whose residual products also write the RMSNorm
-// of their output: MatMulAddNorm(dst, x, w, add, xn, nw, slots, eps) is
-// MatMulAdd(dst, x, w, add) followed by RMSNormTo(xn, dst, nw, slots, eps)
-// of an InputOrderer (slots nil: in order), with the same results, bit for
-// bit, and no norm of its own to launch where the product's kernel does
-// it (a decode step's down product writes the next layer's normed input).
-// NormAfterRows is the most rows for which the methods take that path;
-// with more they run the two ops.
-type NormAfterer interface {
-	NormAfterRows() int
-	MatMulAddNorm(dst, x, w, add, xn, nw, slots Tensor, eps float32)
-}
-
 // MLPFuser is a FusedQuantLoader that runs a decode step's whole MLP as
 // one op: MatMulMLP(x, xn, w) sets x += down(silu(xn·gateᵀ) · (xn·upᵀ)) for
 // w = FuseMLP(gateUp, down), where gateUp (of LoadQuantGLU, reading its

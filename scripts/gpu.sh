@@ -445,10 +445,6 @@ for step in $steps; do
     # expected the same.
     greedy_ids mlp GPTQTOOL_FUSED_MLP=8
     same_ids mlp "the fused MLP"
-    # The down product writing the next norm itself (runtime.NormAfterer):
-    # bit for bit the norm kernel's, so the same ids.
-    greedy_ids na GPTQTOOL_NORM_AFTER=8
-    same_ids na "the norm after down"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

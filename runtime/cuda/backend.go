@@ -74,7 +74,6 @@ type Backend struct {
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
-	naCount *Buffer // the _na kernels' count of blocks done (MatMulAddNorm; kept at 0)
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
 	apart   *Buffer // fp32 partial results of split paged attention
 	acount  *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
@@ -103,9 +102,6 @@ type Backend struct {
 	clusters      bool            // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder    bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	normAfterRows int             // the most rows whose residual products write the next norm too (runtime.NormAfterer); 0: none
-	na            *naArg          // MatMulAddNorm's norm while its product is issued (qmatmulAP takes it)
-	normsAfter    int             // products that wrote their norm themselves (NormsAfter)
 	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
 	mlpQD         int             // the fused MLP's ring: chunks a warp
@@ -242,9 +238,6 @@ func New(o Options) (*Backend, error) {
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
-		return nil, err
-	}
-	if b.normAfterRows, err = envInt("GPTQTOOL_NORM_AFTER", defaultNormAfter, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
 	// The q/k/v product's epilogue rotates and stores in the KV cache
@@ -607,7 +600,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.mlpTag, b.naCount, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -61,7 +61,6 @@ var qnames = func() (n struct {
 	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
 	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
 	plain    [2]map[runtime.DType]string                    // one tile, plain, blocks of qmmaPlainWarps (GPTQTOOL_QMMA_PLAIN)
-	normAft  [2]map[runtime.DType]string                    // one tile, normalizing its output after (NormAfterer)
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -81,7 +80,6 @@ var qnames = func() (n struct {
 		n.ap[i] = map[runtime.DType]string{}
 		n.wide[i] = map[runtime.DType]string{}
 		n.plain[i] = map[runtime.DType]string{}
-		n.normAft[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -102,7 +100,6 @@ var qnames = func() (n struct {
 			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
 			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
 			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
-			n.normAft[i][dt] = fmt.Sprintf("qmma%d_t1_na_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if j < qmmaSyncTiles {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
@@ -991,72 +988,6 @@ func (b *Backend) SetNormFuse(rows int) {
 	b.normFuseRows = max(0, min(rows, 8*qmmaTiles[0]))
 }
 
-// defaultNormAfter is the most rows whose residual products write the next
-// norm themselves (runtime.NormAfterer): none until measured faster
-// (GPTQTOOL_NORM_AFTER=N turns it on for up to N rows).
-const defaultNormAfter = 0
-
-// NormAfterRows implements runtime.NormAfterer (GPTQTOOL_NORM_AFTER).
-func (b *Backend) NormAfterRows() int { return b.normAfterRows }
-
-// SetNormAfter sets the most rows whose residual products write the next
-// norm (as GPTQTOOL_NORM_AFTER does; 0: none), for tests and benchmarks.
-func (b *Backend) SetNormAfter(rows int) {
-	b.enter()
-	defer b.exit()
-	b.normAfterRows = max(0, min(rows, 8*qmmaTiles[0]))
-}
-
-// NormsAfter is how many products MatMulAddNorm has had write their norm
-// themselves (the rest ran the norm kernel after them), for tests and
-// benchmarks.
-func (b *Backend) NormsAfter() int {
-	b.enter()
-	defer b.exit()
-	return b.normsAfter
-}
-
-// naArg is MatMulAddNorm's norm, for qmatmulAP: written to xn (its output
-// slots sp, 0: in order) by the product's _na kernel, which sets done.
-type naArg struct {
-	xn, w *Tensor
-	eps   float32
-	sp    uint64
-	done  bool
-}
-
-// MatMulAddNorm implements runtime.NormAfterer. The product's kernel
-// normalizes its output in its last block (qgemv.cu's _na kernels: the
-// norm kernel's bits) where it can: a quantized weight, up to
-// NormAfterRows rows of 16-bit values on the one-tile kernels of 256
-// threads whose blocks all reach the epilogue's end (one block a slab or
-// a slab's blocks one cluster), a row of at most 8,192 values, a multiple
-// of 8. Otherwise the norm kernel runs after the product.
-func (b *Backend) MatMulAddNorm(dst, x, w, add, xn, nw, slots runtime.Tensor, eps float32) {
-	d, xt, wt, at, nt, ww := b.tensor(dst), b.tensor(x), b.tensor(w), b.tensor(add), b.tensor(xn), b.tensor(nw)
-	if at.n != d.n || at.dt != d.dt {
-		panic(fmt.Sprintf("cuda: matmul-add dst %v %v, add %v %v", d.dt, d.shape, at.dt, at.shape))
-	}
-	sameShape("matmul-add-norm", nt, d)
-	h := runtime.Cols(d)
-	if ww.n != h || ww.dt != d.dt {
-		panic(fmt.Sprintf("cuda: matmul-add-norm weight %v %v for rows of %d %v", ww.dt, ww.shape, h, d.dt))
-	}
-	sp := b.slotsPtr("matmul-add-norm", slots, h, nt, d)
-	b.enter()
-	defer b.exit()
-	rows := runtime.Rows(d)
-	if wt.q != nil && rows <= b.normAfterRows && d.dt.Size() == 2 && h/8 <= 4*threads && vec8(h, nt, d, ww) {
-		b.na = &naArg{xn: nt, w: ww, eps: eps, sp: sp}
-	}
-	b.matmul(d, xt, wt, at)
-	done := b.na != nil && b.na.done
-	b.na = nil
-	if !done {
-		b.normRows(nt, d, ww, eps, sp)
-	}
-}
-
 // normOf checks a FuseNorm weight for w.
 func (b *Backend) normOf(nw runtime.Tensor, eps float32, w *Tensor, x *Tensor) *normArg {
 	n := b.tensor(nw)
@@ -1389,33 +1320,12 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	case plain:
 		name = qnames.plain[q.bits/8][x.dt]
 	}
-	// MatMulAddNorm's norm, on the kernel that writes it after the product
-	// (b.na, set around its product): one tile of 256 threads, plain, every
-	// block at the epilogue's end (S = 1 or a slab's blocks one cluster).
-	// The _na kernel's parameters: out1 the norm's output, nw its weight,
-	// eps, pos its output slots, count its counter.
-	na := b.na
-	naOn := na != nil && name == qnames.gemv[q.bits/8][0][0][x.dt] && threads == 256 && (S == 1 || cluster) && res != nil && len(widths) == 1
-	if naOn {
-		c, err := b.counters(&b.naCount, 1)
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		name, count = qnames.normAft[q.bits/8][x.dt], c
-		o[1], nw, eps = na.xn.ptr, na.w.ptr, na.eps
-		na.done = true
-		b.normsAfter++
-	}
 	var r ropeArg
 	if rp != nil {
 		if sg != 0 {
 			panic("cuda: rope-fused matmul with groups that are not whole chunks (no such kernel)")
 		}
 		r = *rp
-	}
-	if naOn {
-		r.pos = na.sp
 	}
 	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
 	// blocks would otherwise crowd onto the SMs that its blocks leave

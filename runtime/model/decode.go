@@ -384,11 +384,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	ap, _ := b.(runtime.AttentionProjector)
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
-	// Down products that also write the next layer's normed input (and
-	// the last one the final norm's), where the backend does that and no
-	// other fusion takes those ops: the norm kernels after them go.
-	na, _ := b.(runtime.NormAfterer)
-	normAfter := na != nil && !fuse && !fuseMLP && runtime.Rows(x) <= na.NormAfterRows()
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -403,9 +398,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		qkv := []runtime.Tensor{s.q, s.k, s.v}
 		xin, nw, wq := x, lw.normed.attn, lw.qkv
 		if !fuse || nw == nil {
-			if !normAfter || li == 0 {
-				io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
-			}
+			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
 		switch {
@@ -447,25 +440,9 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				w.act(b, s.xn, s.gate, s.up)
 			}
 		}
-		if normAfter {
-			// The next layer's attention norm, into its q/k/v product's
-			// input order; after the last layer the final norm.
-			nw, slots := m.norm, runtime.Tensor(nil)
-			if li+1 < len(m.layers) {
-				next := &m.layers[li+1]
-				nw = next.attnNorm
-				if next.order != nil {
-					slots = next.order.slots.attn
-				}
-			}
-			na.MatMulAddNorm(x, s.gate, w.lin[downProj], x, s.xn, nw, slots, d.eps)
-			continue
-		}
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
-	if !normAfter {
-		b.RMSNorm(s.xn, x, m.norm, d.eps)
-	}
+	b.RMSNorm(s.xn, x, m.norm, d.eps)
 	b.MatMul(ds.logits, s.xn, m.head)
 }
 
