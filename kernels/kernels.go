@@ -15,17 +15,13 @@ package kernels
 import (
 	"embed"
 	"fmt"
-	"strings"
 )
 
 //go:embed *.cu *.cuh
 var files embed.FS
 
 // Source returns the text NVRTC compiles for file name: common.cuh followed
-// by the file, with a #line so that compiler messages name the file. A line
-// `#include "X.cuh"` of the file is replaced by X.cuh (one of this
-// package's headers, shared by a few files only), between #lines that keep
-// the messages' file names and lines right.
+// by the file, with a #line so that compiler messages name the file.
 func Source(name string) (string, error) {
 	common, err := files.ReadFile("common.cuh")
 	if err != nil {
@@ -35,22 +31,7 @@ func Source(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("kernels: no source %q", name)
 	}
-	var out strings.Builder
-	out.WriteString(string(common) + "\n#line 1 \"" + name + "\"\n")
-	for i, line := range strings.SplitAfter(string(body), "\n") {
-		inc, ok := strings.CutPrefix(strings.TrimSpace(line), "#include \"")
-		if !ok || !strings.HasSuffix(inc, ".cuh\"") {
-			out.WriteString(line)
-			continue
-		}
-		inc = strings.TrimSuffix(inc, "\"")
-		h, err := files.ReadFile(inc)
-		if err != nil || inc == "common.cuh" {
-			return "", fmt.Errorf("kernels: %s:%d includes %q, not a header of its own in kernels/", name, i+1, inc)
-		}
-		fmt.Fprintf(&out, "#line 1 %q\n%s\n#line %d %q\n", inc, h, i+2, name)
-	}
-	return out.String(), nil
+	return string(common) + "\n#line 1 \"" + name + "\"\n" + string(body), nil
 }
 
 // Names lists the .cu sources.

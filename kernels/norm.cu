@@ -18,8 +18,6 @@
 
 extern __shared__ u32x4 smem_norm[];
 
-#include "rownorm.cuh"
-
 // norm_stage returns the block's dynamic shared memory as a row of h
 // elements of T to place slotted outputs in, or null without slots or
 // where it does not hold them.
@@ -73,6 +71,29 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
     }
 FOR_DTYPES(NORM)
 
+// norm_put8: normalized elements 8i..8i+7 of a row (f): to output slots
+// a and b in out (the staged row or dst) with slots, else to dst in one
+// 16-byte store.
+template <typename T>
+__device__ __forceinline__ void norm_put8(T* out, T* dst, int i, const float* f, const int* slots, int4 a, int4 b) {
+    if (slots) {
+        out[a.x] = from_f32<T>(f[0]), out[a.y] = from_f32<T>(f[1]), out[a.z] = from_f32<T>(f[2]), out[a.w] = from_f32<T>(f[3]);
+        out[b.x] = from_f32<T>(f[4]), out[b.y] = from_f32<T>(f[5]), out[b.z] = from_f32<T>(f[6]), out[b.w] = from_f32<T>(f[7]);
+    } else {
+        ((u32x4*)dst)[i] = pack8<T>(f);
+    }
+}
+
+// norm_flush stores a row staged in shared memory (stage not null) to dst
+// whole, h8 16-byte items.
+template <typename T>
+__device__ __forceinline__ void norm_flush(const T* stage, T* dst, int h8) {
+    if (stage) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < h8; i += blockDim.x) ((u32x4*)dst)[i] = ((const u32x4*)stage)[i];
+    }
+}
+
 // rmsnorm_v8_T, add_rmsnorm_v8_T: the same for 16-bit rows with h a multiple
 // of 8 and 16-byte aligned rows, 8 elements per access.
 template <typename T>
@@ -107,6 +128,93 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
     norm_flush<T>(stage, dst, h8);
 }
 
+// add8: eight 16-bit elements a + b, added in fp32 and rounded once.
+template <typename T>
+__device__ __forceinline__ u32x4 add8(u32x4 a, u32x4 b) {
+    float fa[8], fb[8];
+    unpack8<T>(a, fa);
+    unpack8<T>(b, fb);
+#pragma unroll
+    for (int j = 0; j < 8; j++) fa[j] += fb[j];
+    return pack8<T>(fa);
+}
+
+// NORM_NI: the items of 8 elements a thread of the v8 kernels holds in
+// registers; rows of up to NORM_NI·256·8 elements (8,192: a 7B's 4,096)
+// take norm_v8_regs, longer ones the loops of rms_row_v8.
+#define NORM_NI 4
+
+// norm_v8_regs: the v8 kernels' body for a row whose items fit the block's
+// registers (ADD: x += delta first, written back). The weights and output
+// slots are the model's, loaded before wait() (the kernel's wait for the
+// one ahead); x (and delta) are then read once, and squared, normalized and
+// stored from registers: one round trip to L2 after the wait instead of
+// three. Same items a thread and the same order of sums as rms_row_v8, so
+// the same bits.
+template <typename T, bool ADD, typename W>
+__device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
+                                             const int* __restrict__ slots, W wait) {
+    const int h8 = h / 8;
+    u32x4 wr[NORM_NI], xr[NORM_NI];
+    int4 sa[NORM_NI], sb[NORM_NI];
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i < h8) {
+            wr[u] = ((const u32x4*)w)[i];
+            if (slots) sa[u] = ((const int4*)slots)[2 * i], sb[u] = ((const int4*)slots)[2 * i + 1];
+        }
+    }
+    wait();
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i < h8) xr[u] = ((const u32x4*)x)[i];
+    }
+    if constexpr (ADD) {
+        u32x4 dr[NORM_NI];
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < h8) dr[u] = ((const u32x4*)delta)[i];
+        }
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < h8) {
+                xr[u] = add8<T>(xr[u], dr[u]);
+                ((u32x4*)x)[i] = xr[u];
+            }
+        }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        if (threadIdx.x + u * blockDim.x < h8) {
+            float f[8];
+            unpack8<T>(xr[u], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+        }
+    }
+    ss = block_sum(ss, red);
+    const float inv = 1.0f / sqrtf(ss / (float)h + eps);
+    T* stage = norm_stage<T>(slots, h);
+    T* out = stage ? stage : dst;
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int i = threadIdx.x + u * blockDim.x;
+        if (i >= h8) continue;
+        float f[8], g[8];
+        unpack8<T>(xr[u], f);
+        unpack8<T>(wr[u], g);
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
+        norm_put8<T>(out, dst, i, f, slots, sa[u], sb[u]);
+    }
+    norm_flush<T>(stage, dst, h8);
+}
+
 #define NORM_V8(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                         \
@@ -118,8 +226,7 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
             TRACE_MARK(1);                                                                                \
         };                                                                                                \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
-            norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait,     \
-                                   [&] { return norm_stage<T>(slots, h); });                              \
+            norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait);     \
             return;                                                                                       \
         }                                                                                                 \
         wait();                                                                                           \
@@ -136,8 +243,7 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
             TRACE_MARK(1);                                                                                \
         };                                                                                                \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
-            norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait,   \
-                                  [&] { return norm_stage<T>(slots, h); });                               \
+            norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait);   \
             return;                                                                                       \
         }                                                                                                 \
         wait();                                                                                           \

@@ -28,17 +28,8 @@ CUOBJDUMP = os.environ.get("CUOBJDUMP", "/tmp/cudatk/usr/bin/cuobjdump")
 def compile_cu(name, arch):
     lib = ctypes.CDLL(os.environ.get("NVRTC", "libnvrtc.so.11.2"))
     read = lambda p: open(p, encoding="utf-8").read()
-    # As kernels.Source: common.cuh, then the file under its own name, each
-    # `#include "X.cuh"` line replaced by the header between #lines.
-    body = []
-    for i, line in enumerate(read(os.path.join(KDIR, name)).split("\n")):
-        inc = line.strip()
-        if inc.startswith('#include "') and inc.endswith('.cuh"'):
-            h = inc[len('#include "'):-1]
-            body.append('#line 1 "%s"\n%s\n#line %d "%s"' % (h, read(os.path.join(KDIR, h)), i + 2, name))
-        else:
-            body.append(line)
-    src = read(os.path.join(KDIR, "common.cuh")) + '\n#line 1 "' + name + '"\n' + "\n".join(body)
+    # As kernels.Source: common.cuh, then the file under its own name.
+    src = read(os.path.join(KDIR, "common.cuh")) + '\n#line 1 "' + name + '"\n' + read(os.path.join(KDIR, name))
     prog = ctypes.c_void_p()
     lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode("utf-8"), name.encode(), 0, None, None)
     opts = [("--gpu-architecture=" + arch).encode(), b"--std=c++17", b"-default-device"]

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Compiles every kernels/*.cu as NVRTC will see it (common.cuh prepended, the
-# headers it includes found in kernels/) with
+# Compiles every kernels/*.cu as NVRTC will see it (common.cuh prepended) with
 # clang's CUDA front end, to catch C++ errors on a machine without a GPU or a
 # CUDA toolkit. Needs clang-16 (apt-get install clang-16). Inline PTX is not
 # checked here: ptxas runs on the device only.
@@ -14,7 +13,7 @@ for f in kernels/*.cu; do
   name=$(basename "$f")
   { cat kernels/common.cuh; printf '\n#line 1 "%s"\n' "$name"; cat "$f"; } >"$tmp/$name"
   if ! "$clang" -x cuda --cuda-gpu-arch=sm_90 -nocudainc -nocudalib --cuda-device-only -std=c++17 -O1 \
-      -Wno-unknown-cuda-version -Wno-pass-failed -include scripts/cudacheck.h -I kernels -S -o "$tmp/${name%.cu}.ptx" "$tmp/$name"; then
+      -Wno-unknown-cuda-version -Wno-pass-failed -include scripts/cudacheck.h -S -o "$tmp/${name%.cu}.ptx" "$tmp/$name"; then
     status=1
   fi
 done
