@@ -150,10 +150,10 @@ __device__ __forceinline__ u32x4 add8(u32x4 a, u32x4 b) {
 // one ahead); x (and delta) are then read once, and squared, normalized and
 // stored from registers: one round trip to L2 after the wait instead of
 // three. Same items a thread and the same order of sums as rms_row_v8, so
-// the same bits. loaded() runs once the thread has summed its squares.
-template <typename T, bool ADD, typename W, typename L>
+// the same bits.
+template <typename T, bool ADD, typename W>
 __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
-                                             const int* __restrict__ slots, W wait, L loaded) {
+                                             const int* __restrict__ slots, W wait) {
     const int h8 = h / 8;
     u32x4 wr[NORM_NI], xr[NORM_NI];
     int4 sa[NORM_NI], sb[NORM_NI];
@@ -197,7 +197,6 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
             for (int j = 0; j < 8; j++) ss += f[j] * f[j];
         }
     }
-    loaded();  // (x is in: the thread's squares are summed)
     ss = block_sum(ss, red);
     const float inv = 1.0f / sqrtf(ss / (float)h + eps);
     T* stage = norm_stage<T>(slots, h);
@@ -216,60 +215,43 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
     norm_flush<T>(stage, dst, h8);
 }
 
-// The v8 kernels let the next kernel launch (pdl_launch) as they start
-// (TRIG 0, the plain names), after their wait for the one ahead (TRIG 1,
-// _v8w) or once x is read (TRIG 2, _v8l; runtime/cuda
-// GPTQTOOL_NORM_TRIGGER): the next product's blocks fill their rings while
-// the norm runs, and the norm's own loads queue behind those copies.
-#define NORM_V8_T(N, T, SUF, TRIG)                                                                        \
-    extern "C" __global__ void rmsnorm_v8##SUF##_##N(T* dst, const T* x, const T* w, int h, float eps,    \
-                                                     const int* slots) {                                  \
+#define NORM_V8(N, T)                                                                                     \
+    extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
         __shared__ float red[32];                                                                         \
         TRACE_BEGIN(3);                                                                                   \
-        if (TRIG == 0) pdl_launch();                                                                      \
+        pdl_launch();                                                                                     \
         i64 r = blockIdx.x;                                                                               \
         auto wait = [&]() {                                                                               \
             pdl_wait();                                                                                   \
             TRACE_MARK(1);                                                                                \
-            if (TRIG == 1) pdl_launch();                                                                  \
-        };                                                                                                \
-        auto loaded = [&]() {                                                                             \
-            if (TRIG == 2) pdl_launch();                                                                  \
         };                                                                                                \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
-            norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait, loaded); \
+            norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait);     \
             return;                                                                                       \
         }                                                                                                 \
         wait();                                                                                           \
-        loaded();                                                                                         \
         rms_row_v8<T>(dst + r * h, x + r * h, w, h, eps, red, slots);                                     \
     }                                                                                                     \
-    extern "C" __global__ void add_rmsnorm_v8##SUF##_##N(T* norm, T* x, const T* delta, const T* w, int h,  \
-                                                         float eps, const int* slots) {                   \
+    extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
+                                                  const int* slots) {                                     \
         __shared__ float red[32];                                                                         \
         TRACE_BEGIN(4);                                                                                   \
-        if (TRIG == 0) pdl_launch();                                                                      \
+        pdl_launch();                                                                                     \
         i64 r = blockIdx.x;                                                                               \
         auto wait = [&]() {                                                                               \
             pdl_wait();                                                                                   \
             TRACE_MARK(1);                                                                                \
-            if (TRIG == 1) pdl_launch();                                                                  \
-        };                                                                                                \
-        auto loaded = [&]() {                                                                             \
-            if (TRIG == 2) pdl_launch();                                                                  \
         };                                                                                                \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
-            norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait, loaded); \
+            norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait);   \
             return;                                                                                       \
         }                                                                                                 \
         wait();                                                                                           \
-        loaded();                                                                                         \
         u32x4* xr = (u32x4*)(x + r * h);                                                                  \
         const u32x4* dr = (const u32x4*)(delta + r * h);                                                  \
         for (int i = threadIdx.x; i < h / 8; i += blockDim.x) xr[i] = add8<T>(xr[i], dr[i]);              \
         __syncthreads();                                                                                  \
         rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red, slots);                                    \
     }
-#define NORM_V8(N, T) NORM_V8_T(N, T, , 0) NORM_V8_T(N, T, w, 1) NORM_V8_T(N, T, l, 2)
 NORM_V8(f16, f16)
 NORM_V8(bf16, bf16)

@@ -152,7 +152,6 @@ type Backend struct {
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
-	normTrig      string          // where the v8 norms let the next kernel launch (GPTQTOOL_NORM_TRIGGER): "" as they start, "w" after their wait, "l" once x is read
 	gt            graphTimes
 
 	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).
@@ -282,18 +281,6 @@ func New(o Options) (*Backend, error) {
 	// every norm, else normThreadsFor's.
 	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {
 		return nil, err
-	}
-	// GPTQTOOL_NORM_TRIGGER=wait|loaded: the v8 norms let the next kernel
-	// launch after their wait for the one ahead, or once they have read x,
-	// instead of as they start (kernels/norm.cu). For measuring.
-	switch v := os.Getenv("GPTQTOOL_NORM_TRIGGER"); v {
-	case "", "start":
-	case "wait":
-		b.normTrig = "w"
-	case "loaded":
-		b.normTrig = "l"
-	default:
-		return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_TRIGGER=%s: want start, wait or loaded", v)
 	}
 	if b.normThreads%32 != 0 {
 		return nil, fmt.Errorf("cuda: GPTQTOOL_NORM_THREADS=%d: want a multiple of 32", b.normThreads)

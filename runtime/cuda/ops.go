@@ -235,7 +235,7 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 	h := runtime.Cols(xt)
 	name := "rmsnorm_"
 	if vec8(h, d, xt, w) {
-		name = "rmsnorm_v8" + b.normTrig + "_"
+		name = "rmsnorm_v8_"
 	}
 	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
@@ -258,7 +258,7 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	defer b.exit()
 	name := "add_rmsnorm_"
 	if vec8(h, n, xt, dl, w) {
-		name = "add_rmsnorm_v8" + b.normTrig + "_"
+		name = "add_rmsnorm_v8_"
 	}
 	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
 }
