@@ -284,6 +284,78 @@ __device__ __forceinline__ void flow_wait(u32* flags, int ph, u32 gen, int S) {
     }
 STREAM_FLOW(8)
 
+// dyn_phase<D>: n chunks at src streamed by the grid through each warp's
+// ring of D slots, as stream_cpa streams them, but each warp takes its
+// chunks from the counter ctr in batches of G instead of a fixed stretch:
+// lane 0 grabs the next batch as the warp starts the one before, so a grab's
+// round trip is hidden behind a batch, and warps that stream faster take
+// more batches. Returns the chunks folded into a word.
+template <int D> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, u32* ctr, int G) {
+    extern __shared__ uint4 smem_s[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+    const u64 pol = l2_policy(1);
+    const i64 nbat = (n + G - 1) / G;
+    u32 next = 0;  // (lane 0) the batch grabbed ahead
+    if (lane == 0) next = atomicAdd(ctr, 1u);
+    const uint4* p = src;
+    i64 left = 0;       // chunks of the current batch not yet issued
+    bool done = false;  // no batch left
+    auto issue = [&](int slot) -> bool {
+        if (left == 0) {
+            if (done) return false;
+            const i64 b = __shfl_sync(0xffffffffu, next, 0);
+            if (b >= nbat) {
+                done = true;
+                return false;
+            }
+            if (lane == 0) next = atomicAdd(ctr, 1u);
+            p = src + b * G * 32 + lane;
+            left = b * G + G <= n ? G : n - b * G;
+        }
+        cp_async16_pol(ring0 + slot * 512, p, pol);
+        p += 32, left--;
+        return true;
+    };
+    // Chunk j goes to slot j % D in commit group j (a group committed each
+    // round, empty once the batches are out).
+    int issued = 0;
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        if (issue(issued % D)) issued++;
+        asm volatile("cp.async.commit_group;");
+    }
+    u32 acc = 0;
+    for (int c = 0; c < issued; c++) {
+        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+        acc ^= fold4(lds128(ring0 + (c % D) * 512));
+        if (issue(issued % D)) issued++;  // into the slot just read
+        asm volatile("cp.async.commit_group;");
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    return acc;
+}
+
+// stream_dyn: stream_phases with each phase's chunks taken from a counter
+// (dyn_phase<8>, batches of G chunks) instead of fixed stretches, a barrier
+// of the grid between phases (phases of no chunks skipped): whether a
+// layer's phase boundaries cost the blocks' imbalance within a phase (then
+// these phases approach one stream plus the barriers) or something else.
+// ctr holds the four phases' counters, zero as the launch starts (the
+// host zeroes them).
+extern "C" __global__ void __launch_bounds__(1024) stream_dyn(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
+                                                              u32* sink, u32* bar, u32* ctr, int G) {
+    const i64 n[4] = {n0, n1, n2, n3};
+    u32 acc = 0;
+    for (int ph = 0; ph < 4; ph++) {
+        if (n[ph] == 0) continue;
+        if (ph > 0) grid_sync(bar);
+        acc ^= dyn_phase<8>(src, n[ph], ctr + ph, G);
+        src += n[ph] * 32;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
 // The copy engine's stages (stream_bulk, stream_layer_bulk): bulk_init
 // sets up a warp's S mbarriers (lane 0), bulk_stage copies bytes from src

@@ -2,6 +2,7 @@ package cuda_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
@@ -127,7 +128,11 @@ func BenchmarkStream(b *testing.B) {
 // a decode layer, 8 after q/k/v (a KV group's heads), 1 after o_proj (the
 // norm needs the whole row), 7 after gate/up (down's K-slices); flow87
 // the same with the norm taken apart), what a dataflow decode kernel would
-// pay at its boundaries.
+// pay at its boundaries. And each phase's chunks taken from a counter by
+// the warps, in batches of 16 or 32 (stream_dyn: dyn16 and dyn32 the four
+// phases with barriers, dynwhole the layer as one phase; the counters are
+// zeroed once a run, one memset for all its layers), against phases and
+// whole: whether the boundaries' cost is the blocks' imbalance.
 func BenchmarkGridPhases(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
@@ -167,6 +172,12 @@ func BenchmarkGridPhases(b *testing.B) {
 		layer += p
 	}
 	layers := total / layer
+	// stream_dyn's counters: four a layer of a run.
+	ctrs, err := be.AllocBuffer(layers * 16)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(ctrs) })
 	// One block an SM: 32 warps with rings of 8 chunks, or (carry16) 24
 	// with rings of 16. idle: µs of waiting after the first phase's
 	// barrier, as attention takes between q/k/v and o_proj.
@@ -180,6 +191,7 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"bulk4", 0, 32}, {"bulk6", 0, 32},
 		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24}, {"bulk4", 11, 32}, {"bulk6", 11, 32},
 		{"flow1", 0, 32}, {"flow", 0, 32}, {"flow87", 0, 32},
+		{"dyn16", 0, 32}, {"dyn32", 0, 32}, {"dynwhole", 0, 32},
 	} {
 		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
 		if depth == 0 {
@@ -189,6 +201,11 @@ func BenchmarkGridPhases(b *testing.B) {
 		idle := int64(c.idle) * 1000
 		b.Run(fmt.Sprintf("layer/%s/idle%dus", c.how, c.idle), func(b *testing.B) {
 			run := func() {
+				if strings.HasPrefix(c.how, "dyn") {
+					if err := be.Memset(ctrs.Ptr, layers*16); err != nil {
+						b.Fatal(err)
+					}
+				}
 				for l := range layers {
 					base := buf.Ptr + uint64(l*layer)
 					var err error
@@ -206,6 +223,12 @@ func BenchmarkGridPhases(b *testing.B) {
 							"bulk4": "stream_layer_bulk_c2_s4", "bulk6": "stream_layer_bulk_c2_s6"}[c.how]
 						err = be.Launch("stream.cu", name, grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, idle, sink, bar)
+					case "dyn16", "dyn32":
+						err = be.Launch("stream.cu", "stream_dyn", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
+							products[2]/chunk, products[3]/chunk, sink, bar, ctrs.Ptr+uint64(l*16), int32(map[string]int{"dyn16": 16, "dyn32": 32}[c.how]))
+					case "dynwhole":
+						err = be.Launch("stream.cu", "stream_dyn", grid, block, ring, base, layer/chunk, int64(0), int64(0), int64(0),
+							sink, bar, ctrs.Ptr+uint64(l*16), int32(16))
 					case "flow1", "flow", "flow87":
 						sl := map[string][3]int32{"flow1": {1, 1, 1}, "flow": {8, 1, 7}, "flow87": {8, 7, 7}}[c.how]
 						gen++
