@@ -81,7 +81,9 @@ template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restr
 
 // cpa_stretch: this warp's stretch of the n chunks at src through its
 // ring (stream_cpa; a phase of stream_phases), folded into a word.
-template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restrict__ src, i64 n, int ef) {
+// first: where lane 0 writes the global timer as the first chunk has
+// arrived (stream_phases_ts), or null.
+template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restrict__ src, i64 n, int ef, u64* first = nullptr) {
     const Ring rg = ring_start<D>(src, n, ef);
     const u32 ring0 = rg.ring0;
     const uint4* p = rg.p;
@@ -94,6 +96,11 @@ template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restr
         asm volatile("cp.async.commit_group;");
         asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
         acc ^= fold4(lds128(ring0 + slot * 512));
+        if (first && i == 0 && (threadIdx.x & 31) == 0) {
+            u64 t;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t) : "r"(acc));  // after the load (acc)
+            *first = t;
+        }
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
     return acc;
@@ -159,6 +166,43 @@ extern "C" __global__ void __launch_bounds__(1024) stream_phases(const uint4* sr
         if (ph > 0) grid_sync(bar);
         if (ph == 1) idle_ns(idle);
         acc ^= cpa_stretch<8>(src, n[ph], 1);
+        src += n[ph] * 32;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
+// stream_phases_ts: stream_phases (idle 0) with the global timer read at
+// each step of each block into ts, one launch's record of nb = gridDim.x
+// blocks: [0, nb) the blocks' starts; then for each phase ph the blocks'
+// ends (their last warp's stretch done), [(1 + ph) nb, (2 + ph) nb); the
+// blocks' exits from the barrier after phase ph (ph < 3) at
+// [(5 + ph) nb, (6 + ph) nb); the warps' ends of phase ph at
+// [8 nb + (ph nb + block) 32 + warp], and their first chunks' arrival
+// 4 nb 32 after those. Phases of no chunks are skipped
+// (n1 = n2 = n3 = 0 is the one-stream case), their stamps left as they
+// were. Where a boundary's time goes: the blocks' spread, the barrier,
+// the warps' spread within a block.
+__device__ __forceinline__ u64 gtimer() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_phases_ts(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
+                                                                    u32* sink, u32* bar, u64* ts) {
+    const i64 n[4] = {n0, n1, n2, n3};
+    const int nb = gridDim.x, b = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (threadIdx.x == 0) ts[b] = gtimer();
+    u32 acc = 0;
+    for (int ph = 0; ph < 4; ph++) {
+        if (n[ph] == 0) continue;
+        if (ph > 0) {
+            grid_sync(bar);
+            if (threadIdx.x == 0) ts[(4 + ph) * nb + b] = gtimer();
+        }
+        acc ^= cpa_stretch<8>(src, n[ph], 1, ts + 8 * nb + (4 + ph) * nb * 32 + b * 32 + warp);
+        if (lane == 0) ts[8 * nb + (ph * nb + b) * 32 + warp] = gtimer();
+        __syncthreads();
+        if (threadIdx.x == 0) ts[(1 + ph) * nb + b] = gtimer();
         src += n[ph] * 32;
     }
     if (acc == 0x9e3779b9u) *sink = acc;
@@ -289,11 +333,19 @@ STREAM_FLOW(8)
 // chunks from the counter ctr in batches of G instead of a fixed stretch:
 // lane 0 grabs the next batch as the warp starts the one before, so a grab's
 // round trip is hidden behind a batch, and warps that stream faster take
-// more batches. Returns the chunks folded into a word.
-template <int D> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, u32* ctr, int G) {
+// more batches. Returns the chunks folded into a word. H: the copies
+// under evict_first (1, as the products copy) or with no hint (0).
+// The ring's slots are addressed by two pointers that advance and wrap
+// (wa, ra), not by the warp's chunk count modulo D: with the count, ptxas
+// (12.4 and 13.0 alike) split the copy's shared address into a register
+// plus a uniform register UR0 and encoded the policy as desc[UR1], an odd
+// pair that overlaps it, and on the H200 the copy trapped
+// (CUDA_ERROR_ILLEGAL_INSTRUCTION; compute-sanitizer stopped at that
+// LDGSTS).
+template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, u32* ctr, int G) {
     extern __shared__ uint4 smem_s[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16, ring1 = ring0 + D * 512;
     const u64 pol = l2_policy(1);
     const i64 nbat = (n + G - 1) / G;
     u32 next = 0;  // (lane 0) the batch grabbed ahead
@@ -301,7 +353,8 @@ template <int D> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, 
     const uint4* p = src;
     i64 left = 0;       // chunks of the current batch not yet issued
     bool done = false;  // no batch left
-    auto issue = [&](int slot) -> bool {
+    u32 wa = ring0, ra = ring0;  // the slots the next copy fills and the next read takes
+    auto issue = [&]() -> bool {
         if (left == 0) {
             if (done) return false;
             const i64 b = __shfl_sync(0xffffffffu, next, 0);
@@ -313,23 +366,28 @@ template <int D> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, 
             p = src + b * G * 32 + lane;
             left = b * G + G <= n ? G : n - b * G;
         }
-        cp_async16_pol(ring0 + slot * 512, p, pol);
+        if (H)
+            cp_async16_pol(wa, p, pol);
+        else
+            cp_async16(wa, p);
+        wa = wa + 512 == ring1 ? ring0 : wa + 512;
         p += 32, left--;
         return true;
     };
-    // Chunk j goes to slot j % D in commit group j (a group committed each
-    // round, empty once the batches are out).
+    // The warp's k-th chunk goes to slot k % D in commit group k (a group
+    // committed each round, empty once the batches are out).
     int issued = 0;
 #pragma unroll
     for (int i = 0; i < D; i++) {
-        if (issue(issued % D)) issued++;
+        if (issue()) issued++;
         asm volatile("cp.async.commit_group;");
     }
     u32 acc = 0;
     for (int c = 0; c < issued; c++) {
         asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-        acc ^= fold4(lds128(ring0 + (c % D) * 512));
-        if (issue(issued % D)) issued++;  // into the slot just read
+        acc ^= fold4(lds128(ra));
+        ra = ra + 512 == ring1 ? ring0 : ra + 512;
+        if (issue()) issued++;  // into the slot just read
         asm volatile("cp.async.commit_group;");
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -342,18 +400,26 @@ template <int D> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, 
 // layer's phase boundaries cost the blocks' imbalance within a phase (then
 // these phases approach one stream plus the barriers) or something else.
 // ctr holds the four phases' counters, zero as the launch starts (the
-// host zeroes them).
-extern "C" __global__ void __launch_bounds__(1024) stream_dyn(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
-                                                              u32* sink, u32* bar, u32* ctr, int G) {
+// host zeroes them). stream_dyn copies under evict_first, as the
+// products do; stream_dyn_nh with no hint.
+template <int H> __device__ void stream_dyn_h(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3, u32* sink, u32* bar, u32* ctr, int G) {
     const i64 n[4] = {n0, n1, n2, n3};
     u32 acc = 0;
     for (int ph = 0; ph < 4; ph++) {
         if (n[ph] == 0) continue;
         if (ph > 0) grid_sync(bar);
-        acc ^= dyn_phase<8>(src, n[ph], ctr + ph, G);
+        acc ^= dyn_phase<8, H>(src, n[ph], ctr + ph, G);
         src += n[ph] * 32;
     }
     if (acc == 0x9e3779b9u) *sink = acc;
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_dyn(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
+                                                              u32* sink, u32* bar, u32* ctr, int G) {
+    stream_dyn_h<1>(src, n0, n1, n2, n3, sink, bar, ctr, G);
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_dyn_nh(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
+                                                                 u32* sink, u32* bar, u32* ctr, int G) {
+    stream_dyn_h<0>(src, n0, n1, n2, n3, sink, bar, ctr, G);
 }
 
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12

@@ -1,7 +1,10 @@
 package cuda_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
+	"sort"
 	"strings"
 	"testing"
 
@@ -132,8 +135,15 @@ func BenchmarkStream(b *testing.B) {
 // the warps, in batches of 16 or 32 (stream_dyn: dyn16 and dyn32 the four
 // phases with barriers, dynwhole the layer as one phase; the counters are
 // zeroed once a run, one memset for all its layers), against phases and
-// whole: whether the boundaries' cost is the blocks' imbalance.
+// whole: whether the boundaries' cost is the blocks' imbalance (the nh
+// cases copy without the evict_first hint the others give).
 func BenchmarkGridPhases(b *testing.B) {
+	dynKernel := func(how string) string { // the nh cases copy without the L2 hint
+		if strings.HasSuffix(how, "nh") {
+			return "stream_dyn_nh"
+		}
+		return "stream_dyn"
+	}
 	be, buf, scratch := streamBuffers(b)
 	sink, bar := scratch.Ptr, scratch.Ptr+64 // bar: count, generation (zeroed)
 	flags, err := be.AllocBuffer(int64(3 * 4 * be.SMs()))
@@ -191,7 +201,7 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"bulk4", 0, 32}, {"bulk6", 0, 32},
 		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24}, {"bulk4", 11, 32}, {"bulk6", 11, 32},
 		{"flow1", 0, 32}, {"flow", 0, 32}, {"flow87", 0, 32},
-		{"dyn16", 0, 32}, {"dyn32", 0, 32}, {"dynwhole", 0, 32},
+		{"dyn16", 0, 32}, {"dyn32", 0, 32}, {"dynwhole", 0, 32}, {"dyn16nh", 0, 32}, {"dynwholenh", 0, 32},
 	} {
 		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
 		if depth == 0 {
@@ -223,11 +233,11 @@ func BenchmarkGridPhases(b *testing.B) {
 							"bulk4": "stream_layer_bulk_c2_s4", "bulk6": "stream_layer_bulk_c2_s6"}[c.how]
 						err = be.Launch("stream.cu", name, grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, idle, sink, bar)
-					case "dyn16", "dyn32":
-						err = be.Launch("stream.cu", "stream_dyn", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
-							products[2]/chunk, products[3]/chunk, sink, bar, ctrs.Ptr+uint64(l*16), int32(map[string]int{"dyn16": 16, "dyn32": 32}[c.how]))
-					case "dynwhole":
-						err = be.Launch("stream.cu", "stream_dyn", grid, block, ring, base, layer/chunk, int64(0), int64(0), int64(0),
+					case "dyn16", "dyn32", "dyn16nh":
+						err = be.Launch("stream.cu", dynKernel(c.how), grid, block, ring, base, products[0]/chunk, products[1]/chunk,
+							products[2]/chunk, products[3]/chunk, sink, bar, ctrs.Ptr+uint64(l*16), int32(max(16, map[string]int{"dyn32": 32}[c.how])))
+					case "dynwhole", "dynwholenh":
+						err = be.Launch("stream.cu", dynKernel(c.how), grid, block, ring, base, layer/chunk, int64(0), int64(0), int64(0),
 							sink, bar, ctrs.Ptr+uint64(l*16), int32(16))
 					case "flow1", "flow", "flow87":
 						sl := map[string][3]int32{"flow1": {1, 1, 1}, "flow": {8, 1, 7}, "flow87": {8, 7, 7}}[c.how]
@@ -246,6 +256,140 @@ func BenchmarkGridPhases(b *testing.B) {
 			per := b.Elapsed().Seconds() / float64(b.N) / float64(layers)
 			b.ReportMetric(per*1e6, "µs/layer")
 			b.ReportMetric(float64(layer)/per/1e12, "TB/s")
+		})
+	}
+}
+
+// BenchmarkGridPhaseStamps: where the time of a layer's phase boundaries
+// goes (stream_phases_ts: stream_phases with each block's and warp's times
+// read from the global timer). A layer's four products' weights at 4 bits
+// streamed by one block an SM of 32 warps with rings of 8 chunks, as four
+// phases with a barrier of the grid between them, or as one stream
+// (whole). After the timed runs, the last run's launches (one a layer) are
+// read back and summarized, medians over the launches, in µs: for each
+// phase, the blocks' ends after the phase's start (the first block's exit
+// from the barrier before it, or the first block's start), first / median
+// / last; the barrier's release after the last block's end (the median
+// block's exit); the warps' spread within a block (last warp's end less
+// the first's, the median block); the ramp, from a block's start or exit
+// to its first warp's first chunk (the median block); and the phase's
+// bytes.
+func BenchmarkGridPhaseStamps(b *testing.B) {
+	be, buf, scratch := streamBuffers(b)
+	sink, bar := scratch.Ptr, scratch.Ptr+64
+	pad := be.SharedMemory()/2 + 4096
+	const chunk = 512
+	products := [4]int64{6144 * 4096 / 2, 4096 * 4096 / 2, 28672 * 4096 / 2, 4096 * 14336 / 2}
+	var layer int64
+	for _, p := range products {
+		layer += p
+	}
+	layers := total / layer
+	nb := be.SMs()
+	per := int64(nb * (8 + 8*32)) // stamps a launch
+	ts, err := be.AllocBuffer(layers * per * 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(ts) })
+	grid, block, ring := cuda.Dim{X: nb}, cuda.Dim{X: 1024}, max(pad, 32*8*chunk)
+	for _, how := range []string{"phases", "whole"} {
+		b.Run(how, func(b *testing.B) {
+			n := products
+			if how == "whole" {
+				n = [4]int64{layer, 0, 0, 0}
+			}
+			run := func() {
+				for l := range layers {
+					if err := be.Launch("stream.cu", "stream_phases_ts", grid, block, ring, buf.Ptr+uint64(l*layer),
+						n[0]/chunk, n[1]/chunk, n[2]/chunk, n[3]/chunk, sink, bar, ts.Ptr+uint64(l*per*8)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			timeRuns(b, be, run)
+			perLayer := b.Elapsed().Seconds() / float64(b.N) / float64(layers)
+			b.ReportMetric(perLayer*1e6, "µs/layer")
+			raw := make([]byte, layers*per*8)
+			if err := be.CopyToHost(raw, ts.Ptr); err != nil {
+				b.Fatal(err)
+			}
+			phases := 4
+			if how == "whole" {
+				phases = 1
+			}
+			// stats[ph][k]: per launch, k = first / median / last block end,
+			// barrier exit after the last end, warps' spread, ramp.
+			stats := make([][6][]float64, phases)
+			for l := range layers {
+				st := func(i int) float64 {
+					o := (int64(l)*per + int64(i)) * 8
+					return float64(binary.LittleEndian.Uint64(raw[o:])) / 1e3
+				}
+				start := math.Inf(1)
+				for k := range nb {
+					start = math.Min(start, st(k))
+				}
+				for ph := range phases {
+					begin := start
+					if ph > 0 {
+						begin = math.Inf(1)
+						for k := range nb {
+							begin = math.Min(begin, st((4+ph)*nb+k))
+						}
+					}
+					ends := make([]float64, nb)
+					spreads := make([]float64, nb)
+					ramps := make([]float64, nb)
+					for k := range nb {
+						own := st(k) // this block's start, or its exit from the barrier before
+						if ph > 0 {
+							own = st((4+ph)*nb + k)
+						}
+						arrive := math.Inf(1)
+						for w := range 32 {
+							arrive = math.Min(arrive, st(8*nb+4*nb*32+(ph*nb+k)*32+w))
+						}
+						ramps[k] = arrive - own
+						ends[k] = st((1+ph)*nb+k) - begin
+						lo, hi := math.Inf(1), math.Inf(-1)
+						for w := range 32 {
+							t := st(8*nb + (ph*nb+k)*32 + w)
+							lo, hi = math.Min(lo, t), math.Max(hi, t)
+						}
+						spreads[k] = hi - lo
+					}
+					sort.Float64s(ends)
+					s := &stats[ph]
+					s[0] = append(s[0], ends[0])
+					s[1] = append(s[1], ends[nb/2])
+					s[2] = append(s[2], ends[nb-1])
+					if ph+1 < phases {
+						exits := make([]float64, nb)
+						for k := range nb {
+							exits[k] = st((5+ph)*nb+k) - begin - ends[nb-1]
+						}
+						sort.Float64s(exits)
+						s[3] = append(s[3], exits[nb/2])
+					}
+					sort.Float64s(spreads)
+					s[4] = append(s[4], spreads[nb/2])
+					sort.Float64s(ramps)
+					s[5] = append(s[5], ramps[nb/2])
+				}
+			}
+			med := func(v []float64) float64 {
+				if len(v) == 0 {
+					return math.NaN()
+				}
+				sort.Float64s(v)
+				return v[len(v)/2]
+			}
+			for ph := range phases {
+				s := stats[ph]
+				b.Logf("%s phase %d (%.1f MB): ramp %.2f µs, block ends %.2f / %.2f / %.2f µs, barrier's release %.2f µs after the last, warps' spread %.2f µs",
+					how, ph, float64(n[ph])/1e6, med(s[5]), med(s[0]), med(s[1]), med(s[2]), med(s[3]), med(s[4]))
+			}
 		})
 	}
 }
