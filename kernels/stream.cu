@@ -142,6 +142,43 @@ extern "C" __global__ void __launch_bounds__(1024) grid_barriers(u32* bar, int r
     for (int r = 0; r < rounds; r++) grid_sync(bar);
 }
 
+// grid_sync_tree: grid_sync with the arrivals spread over k counters
+// (block b arrives at counter b % k; the last of each then arrives at the
+// top one, and the top's last releases the generation), each counter in
+// its own 128-byte line: bar[0] the generation, bar[32] the top count,
+// bar[64 + 32 i] counter i, all starting at 0. Whether the 1.7 µs of a
+// barrier of the grid is its one counter's serialized arrivals.
+__device__ __forceinline__ void grid_sync_tree(u32* bar, int k) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        const u32 nb = gridDim.x * gridDim.y * gridDim.z, b = blockIdx.x, i = b % k;
+        const u32 members = nb / k + (i < nb % k);
+        u32* sub = bar + 64 + 32 * i;
+        u32 g, old, cur;
+        asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(g) : "l"(bar) : "memory");
+        asm volatile("atom.acq_rel.gpu.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(sub) : "memory");
+        bool wait = true;
+        if (old == members - 1) {
+            asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(sub) : "memory");
+            asm volatile("atom.acq_rel.gpu.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(bar + 32) : "memory");
+            if (old == (u32)k - 1) {
+                asm volatile("st.relaxed.gpu.u32 [%0], 0;" ::"l"(bar + 32) : "memory");
+                asm volatile("red.release.gpu.add.u32 [%0], 1;" ::"l"(bar) : "memory");
+                wait = false;
+            }
+        }
+        if (wait) do {
+                asm volatile("ld.acquire.gpu.u32 %0, [%1];" : "=r"(cur) : "l"(bar) : "memory");
+            } while (cur == g);
+    }
+    __syncthreads();
+}
+
+// grid_barriers_tree: grid_barriers with grid_sync_tree's k counters.
+extern "C" __global__ void __launch_bounds__(1024) grid_barriers_tree(u32* bar, int rounds, int k) {
+    for (int r = 0; r < rounds; r++) grid_sync_tree(bar, k);
+}
+
 // idle_ns: every thread waits ns nanoseconds of the global timer (a
 // stand-in for attention's time between two products).
 __device__ __forceinline__ void idle_ns(long long ns) {

@@ -154,6 +154,44 @@ func BenchmarkGridPhases(b *testing.B) {
 	if err := be.Memset(flags.Ptr, int64(3*4*be.SMs())); err != nil {
 		b.Fatal(err)
 	}
+	// grid_barriers_tree's counters: the generation, the top count and up
+	// to 33 more, a 128-byte line each (zeroed).
+	tree, err := be.AllocBuffer(35 * 128)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(tree) })
+	if err := be.Memset(tree.Ptr, 35*128); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct{ blocksPerSM, warps, k int }{{2, 16, 1}, {2, 16, 4}, {2, 16, 8}, {2, 16, 16}, {2, 16, 33}, {1, 16, 0}, {1, 16, 8}, {1, 16, 12}} {
+		b.Run(fmt.Sprintf("barrier/blocks%dx%d/tree%d", c.blocksPerSM, c.warps, c.k), func(b *testing.B) {
+			const rounds = 1000
+			grid, block := cuda.Dim{X: c.blocksPerSM * be.SMs()}, cuda.Dim{X: 32 * c.warps}
+			launch := func() error {
+				if c.k == 0 { // the flat barrier at this shape
+					return be.Launch("stream.cu", "grid_barriers", grid, block, 0, bar, int32(rounds))
+				}
+				return be.Launch("stream.cu", "grid_barriers_tree", grid, block, 0, tree.Ptr, int32(rounds), int32(c.k))
+			}
+			if err := launch(); err != nil { // compiled, and first touched, before the timing
+				b.Fatal(err)
+			}
+			if err := be.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if err := launch(); err != nil {
+					b.Fatal(err)
+				}
+				if err := be.Sync(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/rounds*1e6, "µs/barrier")
+		})
+	}
 	gen := uint32(0) // stream_flow's launches so far (its flags' generation)
 	pad := be.SharedMemory()/2 + 4096
 	for _, c := range []struct{ blocksPerSM, warps int }{{1, 32}, {2, 16}} {
