@@ -33,6 +33,17 @@ func streamBuffers(b *testing.B) (*cuda.Backend, *cuda.Buffer, *cuda.Buffer) {
 	return be, buf, scratch
 }
 
+// decodeLayer returns the bytes of a 7B decode layer's four products at 4
+// bits (q/k/v, o_proj, gate/up, down), their sum, and how many such layers
+// the stream benchmarks' total holds.
+func decodeLayer() (products [4]int64, layer, layers int64) {
+	products = [4]int64{6144 * 4096 / 2, 4096 * 4096 / 2, 28672 * 4096 / 2, 4096 * 14336 / 2}
+	for _, p := range products {
+		layer += p
+	}
+	return products, layer, total / layer
+}
+
 // timeRuns times run (launches) to completion: once untimed (the
 // kernels' compile and first touch), then b's loop.
 func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
@@ -214,12 +225,7 @@ func BenchmarkGridPhases(b *testing.B) {
 		})
 	}
 	const chunk = 512
-	products := [4]int64{6144 * 4096 / 2, 4096 * 4096 / 2, 28672 * 4096 / 2, 4096 * 14336 / 2}
-	var layer int64
-	for _, p := range products {
-		layer += p
-	}
-	layers := total / layer
+	products, layer, layers := decodeLayer()
 	// stream_dyn's counters: four a layer of a run.
 	ctrs, err := be.AllocBuffer(layers * 16)
 	if err != nil {
@@ -317,12 +323,7 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 	sink, bar := scratch.Ptr, scratch.Ptr+64
 	pad := be.SharedMemory()/2 + 4096
 	const chunk = 512
-	products := [4]int64{6144 * 4096 / 2, 4096 * 4096 / 2, 28672 * 4096 / 2, 4096 * 14336 / 2}
-	var layer int64
-	for _, p := range products {
-		layer += p
-	}
-	layers := total / layer
+	products, layer, layers := decodeLayer()
 	nb := be.SMs()
 	per := int64(nb * (8 + 8*32)) // stamps a launch
 	ts, err := be.AllocBuffer(layers * per * 8)
