@@ -39,7 +39,15 @@ GPC; then whether lateness is a property of the SM: the correlation of
 each SM's median lateness over the first and the second half of the
 launches.
 
-Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc] [--sm-spread KIND]
+--tails prints instead, for each product (a qmma launch's grid), the
+medians over its launches of the times from the launch's first block
+start (µs): the blocks' wait for the previous kernel (first / median),
+staging done (median), the main loop done (first / median / last block),
+the kernel's end; then the two parts of its tail, the last loop's end
+less the median's (the blocks' spread) and the end less the last loop's
+(the splits' sums, the epilogue, the exit).
+
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc] [--sm-spread KIND] [--tails]
 """
 import gzip
 import json
@@ -107,6 +115,27 @@ def sm_spread(t, kind):
         print(f"the SMs' median lateness, first half of the launches against the second: correlation {r:.2f}")
 
 
+def tails(t):
+    """The --tails report (see the module's doc)."""
+    by = {}
+    for l in t["launches"]:
+        m = l.get("marks_us") or []
+        if l["kind"] != "qmma" or l.get("partial") or len(m) < 3 or not (m[0][1] and m[2][2]):
+            continue
+        s = l["start_us"]
+        by.setdefault(name(l), []).append([m[0][0] - s, m[0][1] - s, m[1][1] - s if m[1][1] else float("nan"),
+                                           m[2][0] - s, m[2][1] - s, m[2][2] - s, l["end_us"] - s])
+    if not by:
+        sys.exit("no complete qmma launches in the trace")
+    print(f'{"product":16} {"launches":>8} {"wait":>13} {"staged":>7} {"loop: first / median / last":>28} {"end":>7} '
+          f'{"last-median":>12} {"end-last":>9}')
+    for k, v in sorted(by.items(), key=lambda kv: -median([x[6] for x in kv[1]])):
+        c = [median(col) for col in zip(*v)]
+        spread, after = median([x[5] - x[4] for x in v]), median([x[6] - x[5] for x in v])
+        print(f"{k:16} {len(v):8d} {c[0]:6.2f}/{c[1]:6.2f} {c[2]:7.2f} {c[3]:10.2f} {c[4]:8.2f} {c[5]:8.2f} {c[6]:7.2f} "
+              f"{spread:12.2f} {after:9.2f}")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -116,6 +145,9 @@ def main():
         if i + 1 >= len(sys.argv):
             sys.exit("--sm-spread KIND")
         sm_spread(t, sys.argv[i + 1])
+        return
+    if "--tails" in sys.argv:
+        tails(t)
         return
     print("records:", ", ".join(f"{m} {n[0]}/{n[1]}" for m, n in sorted(t["records"].items())))
     steps, cur = [], []
