@@ -459,6 +459,107 @@ extern "C" __global__ void __launch_bounds__(1024) stream_dyn_nh(const uint4* sr
     stream_dyn_h<0>(src, n0, n1, n2, n3, sink, bar, ctr, G);
 }
 
+// stream_pieces: n chunks cut into pieces of C chunks a warp (W·C chunks,
+// W the block's streaming warps; warp w streams chunks [w·C, (w+1)·C) of
+// each piece), streamed through each warp's ring of 4 chunks, the ring
+// running on from piece to piece. dyn = 0: block b takes the pieces
+// [b·np/nb, (b+1)·np/nb) in order; dyn = 1: the block's last warp (not
+// streaming) takes pieces from the counter ctr (zero as the launch starts)
+// one at a time, at most lead ahead of the block's slowest warp, into a
+// list in shared memory that the warps read. Each block's end (its last
+// warp's last chunk read) goes to ends[b] (global timer), its SM to
+// sms[b]. Whether gate/up's uneven end at 8 bits (two groups of GPCs
+// ending 4.6 µs apart) is the memory's and whether pieces taken as blocks
+// free up even it out.
+extern "C" __global__ void __launch_bounds__(512) stream_pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
+                                                              u64* ends, u32* sms) {
+    constexpr int D = 4, MAXP = 256;
+    extern __shared__ uint4 smem_s[];
+    __shared__ int list[MAXP];       // the block's pieces in the order taken (-1: none left)
+    __shared__ volatile int listed;  // entries of list written
+    __shared__ volatile int at[16];  // the piece each streaming warp is reading
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int W = (blockDim.x >> 5) - dyn, nb = gridDim.x, b = blockIdx.x;
+    const i64 pc = (i64)W * C, np = (n + pc - 1) / pc;
+    if (threadIdx.x == 0) listed = 0;
+    if (threadIdx.x < 16) at[threadIdx.x] = 0;
+    __syncthreads();
+    // The pieces the taker keeps listed ahead of the slowest warp's: a
+    // warp issues up to D chunks past the one it reads.
+    const int lead = (D + C - 1) / C + 1;
+    if (warp == W) {  // dyn: the taker
+        if (lane == 0) {
+            int k = 0;
+            for (;;) {
+                int slow = 1 << 30;
+                for (int w = 0; w < W; w++) slow = min(slow, at[w]);
+                if (k - slow >= lead) continue;
+                const u32 p = atomicAdd(ctr, 1u);
+                list[k] = p < np && k < MAXP - 1 ? (int)p : -1;
+                __threadfence_block();
+                listed = ++k;
+                if (list[k - 1] < 0) break;
+            }
+        }
+        return;
+    }
+    const i64 p0 = b * np / nb, p1 = (b + 1) * np / nb;
+    // The k-th piece of this block, or -1.
+    auto piece = [&](int k) -> i64 {
+        if (!dyn) return p0 + k < p1 ? p0 + k : -1;
+        while (listed <= k) {
+        }
+        return list[k];
+    };
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16, ring1 = ring0 + D * 512;
+    const u64 pol = l2_policy(1);
+    // Chunk j of this warp's sequence: piece j / C, its chunk w·C + j % C.
+    // A piece's index is read as its first chunk is issued, not before
+    // (the taker lists pieces only so far ahead of the warps' reading).
+    int ik = 0, ij = 0;  // the next chunk to issue: piece ik, chunk ij of it
+    i64 ip = 0;
+    bool done = false;
+    u32 wa = ring0, ra = ring0;
+    auto issue = [&]() -> bool {
+        if (done) return false;
+        if (ij == 0 && (ip = piece(ik)) < 0) {
+            done = true;
+            return false;
+        }
+        const i64 c = ip * pc + (i64)warp * C + ij;
+        if (c < n) cp_async16_pol(wa, src + c * 32 + lane, pol);
+        wa = wa + 512 == ring1 ? ring0 : wa + 512;
+        if (++ij == C) ij = 0, ik++;
+        return true;
+    };
+    int issued = 0;
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        if (issue()) issued++;
+        asm volatile("cp.async.commit_group;");
+    }
+    u32 acc = 0;
+    for (int c = 0; c < issued; c++) {
+        if (lane == 0 && c % C == 0) at[warp] = c / C;
+        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+        acc ^= fold4(lds128(ra));
+        ra = ra + 512 == ring1 ? ring0 : ra + 512;
+        if (issue()) issued++;
+        asm volatile("cp.async.commit_group;");
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    if (lane == 0) at[warp] = 1 << 30;  // (the taker stops waiting for this warp)
+    // The block's end: after its last streaming warp (named barrier 1, the
+    // taker not counted).
+    asm volatile("bar.sync 1, %0;" ::"r"(W * 32));
+    if (threadIdx.x == 0) {
+        u32 sm;
+        asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+        ends[b] = gtimer(), sms[b] = sm;
+    }
+    if (acc == 0x9e3779b9u) *sink = acc;
+}
+
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
 // The copy engine's stages (stream_bulk, stream_layer_bulk): bulk_init
 // sets up a warp's S mbarriers (lane 0), bulk_stage copies bytes from src

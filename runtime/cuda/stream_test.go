@@ -2,8 +2,10 @@ package cuda_test
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -430,5 +432,89 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 					how, ph, float64(n[ph])/1e6, med(s[5]), med(s[0]), med(s[1]), med(s[2]), med(s[3]), med(s[4]))
 			}
 		})
+	}
+}
+
+// BenchmarkPieces: gate/up's weights at 8 bits (117 MB, 28672 × 4096)
+// streamed as the wide GLU kernels stream them, 256 blocks of 14 warps
+// (two an SM) with rings of 4 chunks a warp, the launches cycling through
+// the stream benchmarks' total (stream_pieces): each block's share fixed
+// (static) or taken as pieces of C chunks a warp from a counter (dynC, a
+// fifteenth warp taking them). After the timed runs, the last run's blocks'
+// ends are summarized (µs after the launch's median block, medians over
+// the launches: first and last block); with GPTQTOOL_PIECES_OUT=FILE each
+// launch's (SM, end) pairs go to FILE as JSON, to group by GPC.
+func BenchmarkPieces(b *testing.B) {
+	be, buf, scratch := streamBuffers(b)
+	sink := scratch.Ptr
+	const chunk, blocks, warps, depth = 512, 256, 14, 4
+	const bytes = int64(28672 * 4096)
+	launches := total / bytes
+	ctrs, err := be.AllocBuffer(launches * 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(ctrs) })
+	ends, err := be.AllocBuffer(launches * blocks * 12)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(ends) })
+	dump := map[string][][][2]float64{}
+	for _, c := range []struct {
+		how      string
+		dyn, per int
+	}{{"static", 0, 4}, {"dyn4", 1, 4}, {"dyn8", 1, 8}, {"dyn16", 1, 16}} {
+		b.Run(c.how, func(b *testing.B) {
+			block := cuda.Dim{X: 32 * (warps + c.dyn)}
+			ring := warps * depth * chunk
+			run := func() {
+				if err := be.Memset(ctrs.Ptr, launches*4); err != nil {
+					b.Fatal(err)
+				}
+				for l := range launches {
+					if err := be.Launch("stream.cu", "stream_pieces", cuda.Dim{X: blocks}, block, ring, buf.Ptr+uint64(l*bytes), bytes/chunk,
+						int32(c.per), int32(c.dyn), ctrs.Ptr+uint64(l*4), sink, ends.Ptr+uint64(l*blocks*8),
+						ends.Ptr+uint64(launches*blocks*8+l*blocks*4)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			timeRuns(b, be, run)
+			per := b.Elapsed().Seconds() / float64(b.N) / float64(launches)
+			b.ReportMetric(per*1e6, "µs/launch")
+			b.ReportMetric(float64(bytes)/per/1e12, "TB/s")
+			raw := make([]byte, launches*blocks*12)
+			if err := be.CopyToHost(raw, ends.Ptr); err != nil {
+				b.Fatal(err)
+			}
+			var first, last []float64
+			for l := range launches {
+				e := make([]float64, blocks)
+				pairs := make([][2]float64, blocks)
+				for k := range blocks {
+					e[k] = float64(binary.LittleEndian.Uint64(raw[(l*blocks+int64(k))*8:])) / 1e3
+					sm := binary.LittleEndian.Uint32(raw[launches*blocks*8+(l*blocks+int64(k))*4:])
+					pairs[k] = [2]float64{float64(sm), e[k]}
+				}
+				dump[c.how] = append(dump[c.how], pairs)
+				sort.Float64s(e)
+				first = append(first, e[0]-e[blocks/2])
+				last = append(last, e[blocks-1]-e[blocks/2])
+			}
+			sort.Float64s(first)
+			sort.Float64s(last)
+			b.Logf("%s: blocks' ends after the median block's: first %.2f µs, last %.2f µs (medians over %d launches)",
+				c.how, first[len(first)/2], last[len(last)/2], launches)
+		})
+	}
+	if f := os.Getenv("GPTQTOOL_PIECES_OUT"); f != "" {
+		js, err := json.Marshal(dump)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(f, js, 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
