@@ -461,7 +461,8 @@ extern "C" __global__ void __launch_bounds__(1024) stream_dyn_nh(const uint4* sr
 
 // stream_pieces: n chunks cut into pieces of C chunks a warp (W·C chunks,
 // W the block's streaming warps; warp w streams chunks [w·C, (w+1)·C) of
-// each piece), streamed through each warp's ring of 4 chunks, the ring
+// each piece), streamed through each warp's ring of D chunks (4:
+// stream_pieces, as the wide GLU kernels; 8: stream_pieces_d8), the ring
 // running on from piece to piece. dyn = 0: block b takes the pieces
 // [b·np/nb, (b+1)·np/nb) in order; dyn = 1: the block's last warp (not
 // streaming) takes pieces from the counter ctr (zero as the launch starts)
@@ -471,9 +472,9 @@ extern "C" __global__ void __launch_bounds__(1024) stream_dyn_nh(const uint4* sr
 // sms[b]. Whether gate/up's uneven end at 8 bits (two groups of GPCs
 // ending 4.6 µs apart) is the memory's and whether pieces taken as blocks
 // free up even it out.
-extern "C" __global__ void __launch_bounds__(512) stream_pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
-                                                              u64* ends, u32* sms) {
-    constexpr int D = 4, MAXP = 256;
+template <int D>
+__device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink, u64* ends, u32* sms) {
+    constexpr int MAXP = 256;
     extern __shared__ uint4 smem_s[];
     __shared__ int list[MAXP];       // the block's pieces in the order taken (-1: none left)
     __shared__ volatile int listed;  // entries of list written
@@ -558,6 +559,14 @@ extern "C" __global__ void __launch_bounds__(512) stream_pieces(const uint4* src
         ends[b] = gtimer(), sms[b] = sm;
     }
     if (acc == 0x9e3779b9u) *sink = acc;
+}
+extern "C" __global__ void __launch_bounds__(512) stream_pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
+                                                              u64* ends, u32* sms) {
+    pieces<4>(src, n, C, dyn, ctr, sink, ends, sms);
+}
+extern "C" __global__ void __launch_bounds__(512) stream_pieces_d8(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
+                                                                 u64* ends, u32* sms) {
+    pieces<8>(src, n, C, dyn, ctr, sink, ends, sms);
 }
 
 #if defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12

@@ -437,17 +437,17 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 
 // BenchmarkPieces: gate/up's weights at 8 bits (117 MB, 28672 × 4096)
 // streamed as the wide GLU kernels stream them, 256 blocks of 14 warps
-// (two an SM) with rings of 4 chunks a warp, the launches cycling through
-// the stream benchmarks' total (stream_pieces): each block's share fixed
-// (static) or taken as pieces of C chunks a warp from a counter (dynC, a
-// fifteenth warp taking them). After the timed runs, the last run's blocks'
+// (two an SM) with rings of 4 chunks a warp (or 8: the -d8 cases), the
+// launches cycling through the stream benchmarks' total (stream_pieces):
+// each block's share fixed (static) or taken as pieces of C chunks a warp
+// from a counter (dynC, a fifteenth warp taking them). After the timed runs, the last run's blocks'
 // ends are summarized (µs after the launch's median block, medians over
 // the launches: first and last block); with GPTQTOOL_PIECES_OUT=FILE each
 // launch's (SM, end) pairs go to FILE as JSON, to group by GPC.
 func BenchmarkPieces(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink := scratch.Ptr
-	const chunk, blocks, warps, depth = 512, 256, 14, 4
+	const chunk, blocks, warps = 512, 256, 14
 	const bytes = int64(28672 * 4096)
 	launches := total / bytes
 	ctrs, err := be.AllocBuffer(launches * 4)
@@ -462,18 +462,19 @@ func BenchmarkPieces(b *testing.B) {
 	b.Cleanup(func() { be.FreeBuffer(ends) })
 	dump := map[string][][][2]float64{}
 	for _, c := range []struct {
-		how      string
-		dyn, per int
-	}{{"static", 0, 4}, {"dyn4", 1, 4}, {"dyn8", 1, 8}, {"dyn16", 1, 16}} {
+		how             string
+		dyn, per, depth int
+	}{{"static", 0, 4, 4}, {"dyn4", 1, 4, 4}, {"dyn8", 1, 8, 4}, {"dyn16", 1, 16, 4}, {"static-c8", 0, 8, 4}, {"static-d8", 0, 8, 8}, {"dyn8-d8", 1, 8, 8}} {
 		b.Run(c.how, func(b *testing.B) {
 			block := cuda.Dim{X: 32 * (warps + c.dyn)}
-			ring := warps * depth * chunk
+			ring := warps * c.depth * chunk
+			kernel := map[int]string{4: "stream_pieces", 8: "stream_pieces_d8"}[c.depth]
 			run := func() {
 				if err := be.Memset(ctrs.Ptr, launches*4); err != nil {
 					b.Fatal(err)
 				}
 				for l := range launches {
-					if err := be.Launch("stream.cu", "stream_pieces", cuda.Dim{X: blocks}, block, ring, buf.Ptr+uint64(l*bytes), bytes/chunk,
+					if err := be.Launch("stream.cu", kernel, cuda.Dim{X: blocks}, block, ring, buf.Ptr+uint64(l*bytes), bytes/chunk,
 						int32(c.per), int32(c.dyn), ctrs.Ptr+uint64(l*4), sink, ends.Ptr+uint64(l*blocks*8),
 						ends.Ptr+uint64(launches*blocks*8+l*blocks*4)); err != nil {
 						b.Fatal(err)
