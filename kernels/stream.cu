@@ -365,6 +365,34 @@ __device__ __forceinline__ void flow_wait(u32* flags, int ph, u32 gen, int S) {
     }
 STREAM_FLOW(8)
 
+// ring_drive<D>: a warp's ring of D chunk slots from ring0 (this lane's
+// slot 0; slots 512 bytes apart), fed by issue(), which copies the warp's
+// next chunk into its next slot and returns true, or returns false once
+// none is left: chunk k in slot k % D and commit group k (a group committed
+// each round, empty once the chunks are out). Before the c-th chunk is
+// read, at(c) is called. Returns the chunks folded into a word.
+template <int D, typename I, typename A> __device__ __forceinline__ u32 ring_drive(u32 ring0, I issue, A at) {
+    const u32 ring1 = ring0 + D * 512;
+    u32 ra = ring0;
+    int issued = 0;
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        if (issue()) issued++;
+        asm volatile("cp.async.commit_group;");
+    }
+    u32 acc = 0;
+    for (int c = 0; c < issued; c++) {
+        at(c);
+        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+        acc ^= fold4(lds128(ra));
+        ra = ra + 512 == ring1 ? ring0 : ra + 512;
+        if (issue()) issued++;  // into the slot just read
+        asm volatile("cp.async.commit_group;");
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    return acc;
+}
+
 // dyn_phase<D>: n chunks at src streamed by the grid through each warp's
 // ring of D slots, as stream_cpa streams them, but each warp takes its
 // chunks from the counter ctr in batches of G instead of a fixed stretch:
@@ -390,7 +418,7 @@ template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, 
     const uint4* p = src;
     i64 left = 0;       // chunks of the current batch not yet issued
     bool done = false;  // no batch left
-    u32 wa = ring0, ra = ring0;  // the slots the next copy fills and the next read takes
+    u32 wa = ring0;  // the slot the next copy fills
     auto issue = [&]() -> bool {
         if (left == 0) {
             if (done) return false;
@@ -411,24 +439,7 @@ template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, 
         p += 32, left--;
         return true;
     };
-    // The warp's k-th chunk goes to slot k % D in commit group k (a group
-    // committed each round, empty once the batches are out).
-    int issued = 0;
-#pragma unroll
-    for (int i = 0; i < D; i++) {
-        if (issue()) issued++;
-        asm volatile("cp.async.commit_group;");
-    }
-    u32 acc = 0;
-    for (int c = 0; c < issued; c++) {
-        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-        acc ^= fold4(lds128(ra));
-        ra = ra + 512 == ring1 ? ring0 : ra + 512;
-        if (issue()) issued++;  // into the slot just read
-        asm volatile("cp.async.commit_group;");
-    }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
-    return acc;
+    return ring_drive<D>(ring0, issue, [](int) {});
 }
 
 // stream_dyn: stream_phases with each phase's chunks taken from a counter
@@ -520,7 +531,7 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
     int ik = 0, ij = 0;  // the next chunk to issue: piece ik, chunk ij of it
     i64 ip = 0;
     bool done = false;
-    u32 wa = ring0, ra = ring0;
+    u32 wa = ring0;
     auto issue = [&]() -> bool {
         if (done) return false;
         if (ij == 0 && (ip = piece(ik)) < 0) {
@@ -533,22 +544,9 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
         if (++ij == C) ij = 0, ik++;
         return true;
     };
-    int issued = 0;
-#pragma unroll
-    for (int i = 0; i < D; i++) {
-        if (issue()) issued++;
-        asm volatile("cp.async.commit_group;");
-    }
-    u32 acc = 0;
-    for (int c = 0; c < issued; c++) {
+    const u32 acc = ring_drive<D>(ring0, issue, [&](int c) {
         if (lane == 0 && c % C == 0) at[warp] = c / C;
-        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-        acc ^= fold4(lds128(ra));
-        ra = ra + 512 == ring1 ? ring0 : ra + 512;
-        if (issue()) issued++;
-        asm volatile("cp.async.commit_group;");
-    }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    });
     if (lane == 0) at[warp] = 1 << 30;  // (the taker stops waiting for this warp)
     // The block's end: after its last streaming warp (named barrier 1, the
     // taker not counted).
