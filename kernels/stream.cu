@@ -179,15 +179,20 @@ extern "C" __global__ void __launch_bounds__(1024) grid_barriers_tree(u32* bar, 
     for (int r = 0; r < rounds; r++) grid_sync_tree(bar, k);
 }
 
+// gtimer: the global timer (ns).
+__device__ __forceinline__ u64 gtimer() {
+    u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 // idle_ns: every thread waits ns nanoseconds of the global timer (a
 // stand-in for attention's time between two products).
 __device__ __forceinline__ void idle_ns(long long ns) {
     if (ns <= 0) return;
-    u64 t0, t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
-    do {
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    } while ((long long)(t - t0) < ns);
+    const u64 t0 = gtimer();
+    while ((long long)(gtimer() - t0) < ns) {
+    }
 }
 
 // stream_phases: the chunks of four regions one after another at src (n0
@@ -219,11 +224,6 @@ extern "C" __global__ void __launch_bounds__(1024) stream_phases(const uint4* sr
 // (n1 = n2 = n3 = 0 is the one-stream case), their stamps left as they
 // were. Where a boundary's time goes: the blocks' spread, the barrier,
 // the warps' spread within a block.
-__device__ __forceinline__ u64 gtimer() {
-    u64 t;
-    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-    return t;
-}
 extern "C" __global__ void __launch_bounds__(1024) stream_phases_ts(const uint4* src, i64 n0, i64 n1, i64 n2, i64 n3,
                                                                     u32* sink, u32* bar, u64* ts) {
     const i64 n[4] = {n0, n1, n2, n3};
@@ -366,18 +366,26 @@ __device__ __forceinline__ void flow_wait(u32* flags, int ph, u32 gen, int S) {
 STREAM_FLOW(8)
 
 // ring_drive<D>: a warp's ring of D chunk slots from ring0 (this lane's
-// slot 0; slots 512 bytes apart), fed by issue(), which copies the warp's
-// next chunk into its next slot and returns true, or returns false once
-// none is left: chunk k in slot k % D and commit group k (a group committed
-// each round, empty once the chunks are out). Before the c-th chunk is
-// read, at(c) is called. Returns the chunks folded into a word.
+// slot 0; slots 512 bytes apart), fed by issue(slot), which copies the
+// warp's next chunk into this lane's part of that slot and returns true,
+// or returns false once none is left: chunk k in slot k % D and commit
+// group k (a group committed each round, empty once the chunks are out).
+// Before the c-th chunk is read, at(c) is called. Returns the chunks
+// folded into a word. The slots are addressed by two pointers that
+// advance and wrap (wa, ra), not by the chunk count modulo D: with the
+// count, ptxas (12.4 and 13.0 alike) split a copy's shared address into a
+// register plus the uniform register UR0 and encoded its L2 policy as
+// desc[UR1], an odd pair that overlaps it, and on the H200 the copy
+// trapped (CUDA_ERROR_ILLEGAL_INSTRUCTION; compute-sanitizer stopped at
+// that LDGSTS).
 template <int D, typename I, typename A> __device__ __forceinline__ u32 ring_drive(u32 ring0, I issue, A at) {
     const u32 ring1 = ring0 + D * 512;
-    u32 ra = ring0;
+    auto next = [&](u32 a) { return a + 512 == ring1 ? ring0 : a + 512; };
+    u32 wa = ring0, ra = ring0;
     int issued = 0;
 #pragma unroll
     for (int i = 0; i < D; i++) {
-        if (issue()) issued++;
+        if (issue(wa)) issued++, wa = next(wa);
         asm volatile("cp.async.commit_group;");
     }
     u32 acc = 0;
@@ -385,8 +393,8 @@ template <int D, typename I, typename A> __device__ __forceinline__ u32 ring_dri
         at(c);
         asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
         acc ^= fold4(lds128(ra));
-        ra = ra + 512 == ring1 ? ring0 : ra + 512;
-        if (issue()) issued++;  // into the slot just read
+        ra = next(ra);
+        if (issue(wa)) issued++, wa = next(wa);  // into the slot just read
         asm volatile("cp.async.commit_group;");
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
@@ -398,19 +406,13 @@ template <int D, typename I, typename A> __device__ __forceinline__ u32 ring_dri
 // chunks from the counter ctr in batches of G instead of a fixed stretch:
 // lane 0 grabs the next batch as the warp starts the one before, so a grab's
 // round trip is hidden behind a batch, and warps that stream faster take
-// more batches. Returns the chunks folded into a word. H: the copies
-// under evict_first (1, as the products copy) or with no hint (0).
-// The ring's slots are addressed by two pointers that advance and wrap
-// (wa, ra), not by the warp's chunk count modulo D: with the count, ptxas
-// (12.4 and 13.0 alike) split the copy's shared address into a register
-// plus a uniform register UR0 and encoded the policy as desc[UR1], an odd
-// pair that overlaps it, and on the H200 the copy trapped
-// (CUDA_ERROR_ILLEGAL_INSTRUCTION; compute-sanitizer stopped at that
-// LDGSTS).
+// more batches (ring_drive). Returns the chunks folded into a word. H:
+// the copies under evict_first (1, as the products copy) or with no hint
+// (0).
 template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, i64 n, u32* ctr, int G) {
     extern __shared__ uint4 smem_s[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16, ring1 = ring0 + D * 512;
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
     const u64 pol = l2_policy(1);
     const i64 nbat = (n + G - 1) / G;
     u32 next = 0;  // (lane 0) the batch grabbed ahead
@@ -418,8 +420,7 @@ template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, 
     const uint4* p = src;
     i64 left = 0;       // chunks of the current batch not yet issued
     bool done = false;  // no batch left
-    u32 wa = ring0;  // the slot the next copy fills
-    auto issue = [&]() -> bool {
+    auto issue = [&](u32 slot) -> bool {
         if (left == 0) {
             if (done) return false;
             const i64 b = __shfl_sync(0xffffffffu, next, 0);
@@ -432,10 +433,9 @@ template <int D, int H> __device__ u32 dyn_phase(const uint4* __restrict__ src, 
             left = b * G + G <= n ? G : n - b * G;
         }
         if (H)
-            cp_async16_pol(wa, p, pol);
+            cp_async16_pol(slot, p, pol);
         else
-            cp_async16(wa, p);
-        wa = wa + 512 == ring1 ? ring0 : wa + 512;
+            cp_async16(slot, p);
         p += 32, left--;
         return true;
     };
@@ -523,7 +523,7 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
         }
         return list[k];
     };
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16, ring1 = ring0 + D * 512;
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
     const u64 pol = l2_policy(1);
     // Chunk j of this warp's sequence: piece j / C, its chunk w·C + j % C.
     // A piece's index is read as its first chunk is issued, not before
@@ -531,16 +531,14 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
     int ik = 0, ij = 0;  // the next chunk to issue: piece ik, chunk ij of it
     i64 ip = 0;
     bool done = false;
-    u32 wa = ring0;
-    auto issue = [&]() -> bool {
+    auto issue = [&](u32 slot) -> bool {
         if (done) return false;
         if (ij == 0 && (ip = piece(ik)) < 0) {
             done = true;
             return false;
         }
         const i64 c = ip * pc + (i64)warp * C + ij;
-        if (c < n) cp_async16_pol(wa, src + c * 32 + lane, pol);
-        wa = wa + 512 == ring1 ? ring0 : wa + 512;
+        if (c < n) cp_async16_pol(slot, src + c * 32 + lane, pol);
         if (++ij == C) ij = 0, ik++;
         return true;
     };
