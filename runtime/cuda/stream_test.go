@@ -46,6 +46,16 @@ func decodeLayer() (products [4]int64, layer, layers int64) {
 	return products, layer, total / layer
 }
 
+// median returns v's median (the upper of the two middle values of an
+// even count; NaN for none), sorting v.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
 // timeRuns times run (launches) to completion: once untimed (the
 // kernels' compile and first touch), then b's loop.
 func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
@@ -177,52 +187,37 @@ func BenchmarkGridPhases(b *testing.B) {
 	if err := be.Memset(tree.Ptr, 35*128); err != nil {
 		b.Fatal(err)
 	}
-	for _, c := range []struct{ blocksPerSM, warps, k int }{{2, 16, 1}, {2, 16, 4}, {2, 16, 8}, {2, 16, 16}, {2, 16, 33}, {1, 16, 0}, {1, 16, 8}, {1, 16, 12}} {
-		b.Run(fmt.Sprintf("barrier/blocks%dx%d/tree%d", c.blocksPerSM, c.warps, c.k), func(b *testing.B) {
-			const rounds = 1000
-			grid, block := cuda.Dim{X: c.blocksPerSM * be.SMs()}, cuda.Dim{X: 32 * c.warps}
-			launch := func() error {
-				if c.k == 0 { // the flat barrier at this shape
-					return be.Launch("stream.cu", "grid_barriers", grid, block, 0, bar, int32(rounds))
-				}
-				return be.Launch("stream.cu", "grid_barriers_tree", grid, block, 0, tree.Ptr, int32(rounds), int32(c.k))
-			}
-			if err := launch(); err != nil { // compiled, and first touched, before the timing
-				b.Fatal(err)
-			}
-			if err := be.Sync(); err != nil {
-				b.Fatal(err)
-			}
-			b.ResetTimer()
-			for b.Loop() {
-				if err := launch(); err != nil {
-					b.Fatal(err)
-				}
-				if err := be.Sync(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/rounds*1e6, "µs/barrier")
-		})
-	}
 	gen := uint32(0) // stream_flow's launches so far (its flags' generation)
 	pad := be.SharedMemory()/2 + 4096
-	for _, c := range []struct{ blocksPerSM, warps int }{{1, 32}, {2, 16}} {
-		b.Run(fmt.Sprintf("barrier/blocks%dx%d", c.blocksPerSM, c.warps), func(b *testing.B) {
+	// Barriers of the grid, 1,000 in a row: the flat one (grid_barriers,
+	// k 0) and the tree of k counters (grid_barriers_tree), one or two
+	// blocks an SM (pad: the block's shared memory past half an SM's).
+	for _, c := range []struct {
+		blocksPerSM, warps, k int
+		pad                   bool
+	}{{1, 32, 0, true}, {2, 16, 0, false}, {1, 16, 0, false},
+		{2, 16, 1, false}, {2, 16, 4, false}, {2, 16, 8, false}, {2, 16, 16, false}, {2, 16, 33, false}, {1, 16, 8, false}, {1, 16, 12, false}} {
+		name := fmt.Sprintf("barrier/blocks%dx%d", c.blocksPerSM, c.warps)
+		if c.k > 0 {
+			name += fmt.Sprintf("/tree%d", c.k)
+		}
+		b.Run(name, func(b *testing.B) {
 			const rounds = 1000
-			shared := 0
-			if c.blocksPerSM == 1 {
+			grid, block, shared := cuda.Dim{X: c.blocksPerSM * be.SMs()}, cuda.Dim{X: 32 * c.warps}, 0
+			if c.pad {
 				shared = pad
 			}
-			b.ResetTimer()
-			for b.Loop() {
-				if err := be.Launch("stream.cu", "grid_barriers", cuda.Dim{X: c.blocksPerSM * be.SMs()}, cuda.Dim{X: 32 * c.warps}, shared, bar, int32(rounds)); err != nil {
+			timeRuns(b, be, func() {
+				var err error
+				if c.k == 0 {
+					err = be.Launch("stream.cu", "grid_barriers", grid, block, shared, bar, int32(rounds))
+				} else {
+					err = be.Launch("stream.cu", "grid_barriers_tree", grid, block, shared, tree.Ptr, int32(rounds), int32(c.k))
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
-				if err := be.Sync(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			})
 			b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)/rounds*1e6, "µs/barrier")
 		})
 	}
@@ -410,26 +405,16 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 						for k := range nb {
 							exits[k] = st((5+ph)*nb+k) - begin - ends[nb-1]
 						}
-						sort.Float64s(exits)
-						s[3] = append(s[3], exits[nb/2])
+						s[3] = append(s[3], median(exits))
 					}
-					sort.Float64s(spreads)
-					s[4] = append(s[4], spreads[nb/2])
-					sort.Float64s(ramps)
-					s[5] = append(s[5], ramps[nb/2])
+					s[4] = append(s[4], median(spreads))
+					s[5] = append(s[5], median(ramps))
 				}
-			}
-			med := func(v []float64) float64 {
-				if len(v) == 0 {
-					return math.NaN()
-				}
-				sort.Float64s(v)
-				return v[len(v)/2]
 			}
 			for ph := range phases {
 				s := stats[ph]
 				b.Logf("%s phase %d (%.1f MB): ramp %.2f µs, block ends %.2f / %.2f / %.2f µs, barrier's release %.2f µs after the last, warps' spread %.2f µs",
-					how, ph, float64(n[ph])/1e6, med(s[5]), med(s[0]), med(s[1]), med(s[2]), med(s[3]), med(s[4]))
+					how, ph, float64(n[ph])/1e6, median(s[5]), median(s[0]), median(s[1]), median(s[2]), median(s[3]), median(s[4]))
 			}
 		})
 	}
@@ -440,10 +425,11 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 // (two an SM) with rings of 4 chunks a warp (or 8: the -d8 cases), the
 // launches cycling through the stream benchmarks' total (stream_pieces):
 // each block's share fixed (static) or taken as pieces of C chunks a warp
-// from a counter (dynC, a fifteenth warp taking them). After the timed runs, the last run's blocks'
-// ends are summarized (µs after the launch's median block, medians over
-// the launches: first and last block); with GPTQTOOL_PIECES_OUT=FILE each
-// launch's (SM, end) pairs go to FILE as JSON, to group by GPC.
+// from a counter (dynC, a fifteenth warp taking them). After the timed
+// runs, the last run's blocks' ends are summarized (µs after the launch's
+// median block, medians over the launches: first and last block); with
+// GPTQTOOL_PIECES_OUT=FILE each launch's (SM, end) pairs go to FILE as
+// JSON, to group by GPC.
 func BenchmarkPieces(b *testing.B) {
 	be, buf, scratch := streamBuffers(b)
 	sink := scratch.Ptr
@@ -503,10 +489,8 @@ func BenchmarkPieces(b *testing.B) {
 				first = append(first, e[0]-e[blocks/2])
 				last = append(last, e[blocks-1]-e[blocks/2])
 			}
-			sort.Float64s(first)
-			sort.Float64s(last)
 			b.Logf("%s: blocks' ends after the median block's: first %.2f µs, last %.2f µs (medians over %d launches)",
-				c.how, first[len(first)/2], last[len(last)/2], launches)
+				c.how, median(first), median(last), launches)
 		})
 	}
 	if f := os.Getenv("GPTQTOOL_PIECES_OUT"); f != "" {
