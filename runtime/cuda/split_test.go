@@ -297,3 +297,61 @@ func TestPushRecvBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestNextGeometry checks the plan that a wide GLU product hands its warps
+// for the next product's weight (GPTQTOOL_L2NEXT) on an H200's figures:
+// the 7B down_proj at one row runs in 7 splits (defaultMaxS1) of 32 chunks
+// at 4 bits (224 chunks a tile) and of 64 at 8 bits (448), 256 tiles of
+// 16 outputs; on the plain wide kernels in 8 splits of 28 chunks (their
+// plan, TestQmmaSplitWide's figures); products the hint cannot describe
+// get none.
+func TestNextGeometry(t *testing.T) {
+	b := &Backend{sms: 132, shared: 232448, smemSM: 233472, clusters: true, waveCap: true, qfill: defaultFill, l2next: [2]int{8, 40}}
+	weight := func(bits, k, n, gs int, glu bool) *Tensor {
+		return &Tensor{q: &quant{bits: bits, k: k, n: n, gs: gs, glu: glu, seg1: n, seg2: n}}
+	}
+	decode := func(geo int64) (CK, cps, S, lo, hi int) {
+		return int(geo & 0xffff), int(geo >> 16 & 0xffff), int(geo >> 32 & 0xff), int(geo >> 40 & 0xff), int(geo >> 48 & 0xff)
+	}
+	for _, c := range []struct {
+		name               string
+		plain, M, bits, gs int
+		CK, cps, S, nt     int
+	}{
+		{"down 4-bit", 0, 1, 4, 128, 224, 32, 7, 256},
+		{"down 8-bit", 0, 1, 8, 128, 448, 64, 7, 256},
+		{"down 4-bit, plain wide kernels", 1, 1, 4, 128, 224, 28, 8, 256},
+	} {
+		b.qmmaPlain = c.plain
+		geo, nt, ok := b.nextGeometry(c.M, weight(c.bits, 14336, 4096, c.gs, false))
+		CK, cps, S, lo, hi := decode(geo)
+		if !ok || CK != c.CK || cps != c.cps || S != c.S || lo != 8 || hi != 40 || nt != c.nt {
+			t.Errorf("%s: ok %v CK %d cps %d S %d share [%d, %d) tiles %d, want CK %d cps %d S %d share [8, 40) tiles %d",
+				c.name, ok, CK, cps, S, lo, hi, nt, c.CK, c.cps, c.S, c.nt)
+		}
+	}
+	b.qmmaPlain = 0
+	for _, c := range []struct {
+		name string
+		M    int
+		w    *Tensor
+	}{
+		{"a GLU weight", 1, weight(4, 4096, 28672, 128, true)},
+		{"groups of 32 inputs at 4 bits (not whole chunks)", 1, weight(4, 14336, 4096, 32, false)},
+		{"9 rows (two tiles)", 9, weight(4, 14336, 4096, 128, false)},
+	} {
+		if _, _, ok := b.nextGeometry(c.M, c.w); ok {
+			t.Errorf("%s: a plan, want none", c.name)
+		}
+	}
+	for _, v := range []string{"0,64", "16,48", " 0 , 8 "} {
+		if _, err := parseL2Next(v); err != nil {
+			t.Errorf("GPTQTOOL_L2NEXT=%q: %v", v, err)
+		}
+	}
+	for _, v := range []string{"8", "8,8", "40,8", "0,65", "-1,4", "a,b"} {
+		if _, err := parseL2Next(v); err == nil {
+			t.Errorf("GPTQTOOL_L2NEXT=%q accepted, want an error", v)
+		}
+	}
+}
