@@ -207,46 +207,6 @@ struct QAttn {
     int sg, hq, hd, window, minsplit, dfr;
 };
 
-// QNext (the wide GLU kernels; runtime/cuda GPTQTOOL_L2NEXT): the weight
-// of the product after this one, of which each warp asks a share into L2
-// as its loop ends, so that device memory does not idle while this
-// product's last blocks finish and the next one's start. qw: its chunks
-// (null: none), a tile's CK in a row; geo: CK | cps << 16 | S << 32 | lo
-// << 40 | hi << 48, its S splits of cps chunks along K, of whose stretch
-// (tile t, split s: cnt = min(cps, CK − s·cps) chunks from t·CK + s·cps)
-// chunks [cnt·lo/64, cnt·hi/64) are asked for; nt its tiles. A hint:
-// nothing the kernel writes depends on it.
-struct QNext {
-    const char* qw;
-    i64 geo;
-    int nt;
-};
-
-// l2_next: warp w of this grid's NW-warp blocks asks for its share of nx:
-// the stretches' ranges cut into reps pieces (reps the grid's warps over
-// the stretches, at least 1), piece u of the reps·nt·S going to warp u mod
-// W, one bulk prefetch a piece (lane 0).
-template <int NW> __device__ __forceinline__ void l2_next(const QNext& nx, int warp, int lane) {
-#if __CUDA_ARCH__ >= 900 && defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12
-    if (lane != 0 || !nx.qw) return;
-    const int CK = (int)(nx.geo & 0xffff), cps = (int)((nx.geo >> 16) & 0xffff), S = (int)((nx.geo >> 32) & 0xff);
-    const int lo = (int)((nx.geo >> 40) & 0xff), hi = (int)((nx.geo >> 48) & 0xff);
-    const int R = nx.nt * S, W = gridDim.x * gridDim.y * NW, gw = (blockIdx.y * gridDim.x + blockIdx.x) * NW + warp;
-    const int reps = imax(1, W / R);
-    for (int u = gw; u < reps * R; u += W) {
-        const int r = u % R, k = u / R, t = r / S, s = r % S;
-        const int cnt = imin(cps, CK - s * cps);
-        if (cnt <= 0) continue;
-        const int a = cnt * lo / 64, b = cnt * hi / 64;
-        const int pa = a + (b - a) * k / reps, pb = a + (b - a) * (k + 1) / reps;
-        if (pb > pa)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(nx.qw + ((i64)t * CK + s * cps + pa) * 512),
-                         "r"((u32)(pb - pa) * 512u)
-                         : "memory");
-    }
-#endif
-}
-
 // qout writes the outputs of a block's QC columns (QCOLS but in the _g
 // kernels), items [lo, hi) of the M × QC/2 outputs j (glu) or of the M × QC
 // columns c (the others), from their sums v(e) for elements e = m*QC + c of
@@ -473,8 +433,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{},
-                     const QNext nx = QNext{}) {
+                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -1241,7 +1200,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
     }
     TRACE_MARK_AT(0, 3);
-    if constexpr (GW) l2_next<NW>(nx, warp, lane);
     asm volatile("cp.async.wait_group 0;");
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();  // the next kernel may start its prologue now
 
@@ -1448,10 +1406,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc, const char* nxq, i64 nxg, int nxt) {                                       \
+        const float* invf, T* kc, T* vc) {                                                                           \
         qmma<BITS, 1, T, true, false, false, false, NW, GW>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,   \
                                                           part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
-                                                          nv8, QRope<T>{}, nullptr, QAttn{}, QNext{nxq, nxg, nxt});     \
+                                                          nv8, QRope<T>{}, nullptr);                                    \
     }
 #define QMMA_G(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _g, 448, 2, 14, true)
 #define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)

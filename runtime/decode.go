@@ -131,18 +131,6 @@ type MLPFuser interface {
 	MatMulMLP(x, xn, w Tensor)
 }
 
-// NextWeighter is a Backend whose products can ask the weight of the
-// product after them into the device's cache as their own work ends, so
-// that device memory does not idle while one product's last blocks finish
-// and the next one's start: NextWeight(w) names the weight that the
-// product after the next product launch reads (a MatMulAdd by w, as
-// down_proj's after the GLU product); the next product launch takes the
-// hint where its kernel can, and later launches get none unless named
-// again. A hint: results do not depend on it.
-type NextWeighter interface {
-	NextWeight(w Tensor)
-}
-
 // RoPEFuser is a FusedQuantLoader whose q/k/v products can apply RoPE and
 // the KV-cache store of a decode step in their epilogue:
 // MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, theta) is

@@ -149,8 +149,6 @@ type Backend struct {
 	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
-	l2next        [2]int          // GPTQTOOL_L2NEXT=lo,hi: the wide GLU products ask chunks [lo, hi) 64ths of each of the next product's stretches into L2 ({0, 0}: none)
-	next          *Tensor         // the weight named by NextWeight, for the next product launch
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -443,9 +441,6 @@ func New(o Options) (*Backend, error) {
 	// an SM holds no more than its even share of its blocks (456.2 at
 	// batch 1 with wide kernels from one row: slower).
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
-	if b.l2next, err = parseL2Next(os.Getenv("GPTQTOOL_L2NEXT")); err != nil {
-		return nil, err
-	}
 	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
 	// GPTQTOOL_QMMA_AP_SPREAD=1 sizes the shared memory of attention's
 	// output product (o_proj) so that an SM holds no more of its blocks

@@ -126,8 +126,7 @@ func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, run func(t *t
 // order): 4 and 8 bits, with and without act order, a partial last slab
 // (12 tiles of outputs in slabs of 7), the 7B shape's gate/up at one row
 // (128 slabs, split in two), in clusters and, with clusters off, through
-// global memory; and with the next product's weight asked into L2
-// (GPTQTOOL_L2NEXT), the same bits.
+// global memory.
 func TestWideGLU(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAWide(b.QMMAWide())
@@ -161,26 +160,6 @@ func TestWideGLU(t *testing.T) {
 		b.SetQMMAWide(1)
 		b.MatMulGLU(ow, x, glu)
 		b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
-		// The same with the next product's weight (down_proj's shape: K
-		// the GLU's outputs) asked into L2 as the loops end, whole and in
-		// part: the outputs bit for bit the same.
-		down, err := b.LoadQuant(randomQuant(r, c.N, 256, c.bits, 64, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free(down)
-		for _, share := range [][2]int{{0, 64}, {16, 48}} {
-			if err := b.SetL2Next(share[0], share[1]); err != nil {
-				t.Fatal(err)
-			}
-			on, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-			b.NextWeight(down)
-			b.MatMulGLU(on, x, glu)
-			sameBits(t, fmt.Sprintf("L2 next %v", share), download(t, b, on), download(t, b, ow))
-		}
-		if err := b.SetL2Next(0, 0); err != nil {
-			t.Fatal(err)
-		}
 		got8, gotw := download(t, b, o8), download(t, b, ow)
 		if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
 			t.Errorf("wide: nmse %.3g against float64", nmse)

@@ -1142,8 +1142,6 @@ func (b *Backend) qmatmul(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm 
 func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nrm *normArg, rp *ropeArg, ap *apArg) {
 	q := w.q
 	M := runtime.Rows(x)
-	next := b.next // (NextWeight's hint is for this launch only)
-	b.next = nil
 	widths := q.segments()
 	for i, wd := range widths {
 		d := outs[i]
@@ -1368,106 +1366,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if ap != nil {
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
-	if wide || plain {
-		// The wide kernels' QNext: the next product's stretches, asked
-		// into L2 by the GLU kernels' warps as their loops end.
-		var nq uint64
-		var geo int64
-		var nt int32
-		if wide && next != nil && b.l2next[1] > b.l2next[0] {
-			if g, t, ok := b.nextGeometry(M, next); ok {
-				nq, geo, nt = next.ptr, g, int32(t)
-			}
-		}
-		args = append(args, nq, geo, nt)
-	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
-}
-
-// NextWeight implements runtime.NextWeighter: where GPTQTOOL_L2NEXT is set,
-// the next product launch, if it is a GLU product on the wide kernels, asks
-// that share of each of the stretches that the product by w of as many
-// rows will stream (nextGeometry) into L2 as its warps' loops end.
-func (b *Backend) NextWeight(w runtime.Tensor) {
-	b.enter()
-	defer b.exit()
-	b.next = nil
-	if t, ok := w.(*Tensor); ok && t.q != nil {
-		b.next = t
-	}
-}
-
-// SetL2Next sets GPTQTOOL_L2NEXT's share, chunks [lo, hi) 64ths of each
-// of the next product's stretches (lo = hi: none), for tests and
-// measurements.
-func (b *Backend) SetL2Next(lo, hi int) error {
-	v := [2]int{}
-	if hi != lo {
-		var err error
-		if v, err = parseL2Next(fmt.Sprintf("%d,%d", lo, hi)); err != nil {
-			return err
-		}
-	}
-	b.enter()
-	defer b.exit()
-	b.l2next = v
-	return nil
-}
-
-// L2Next is SetL2Next's setting.
-func (b *Backend) L2Next() (lo, hi int) {
-	b.enter()
-	defer b.exit()
-	return b.l2next[0], b.l2next[1]
-}
-
-// parseL2Next reads GPTQTOOL_L2NEXT=lo,hi: chunks [lo, hi) 64ths of each
-// stretch of the next product's weight ("": none).
-func parseL2Next(v string) ([2]int, error) {
-	if v == "" {
-		return [2]int{}, nil
-	}
-	lo, hi, ok := strings.Cut(v, ",")
-	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
-	c, err2 := strconv.Atoi(strings.TrimSpace(hi))
-	if !ok || err1 != nil || err2 != nil || a < 0 || c <= a || c > 64 {
-		return [2]int{}, fmt.Errorf("cuda: GPTQTOOL_L2NEXT=%q: want lo,hi with 0 <= lo < hi <= 64 (64ths of each stretch)", v)
-	}
-	return [2]int{a, c}, nil
-}
-
-// nextSplit is the split along K (S blocks of cps chunks) that qmatmulAP
-// gives a plain product of M rows by t's weight with neither norm, RoPE nor
-// attention's parts (a MatMulAdd, as down_proj's); ok is false where that
-// product would not run on the qmma kernels of one tile.
-func (b *Backend) nextSplit(M int, t *Tensor) (S, cps int, ok bool) {
-	q := t.q
-	if q == nil || q.glu || M < 1 || M > 8*qmmaTiles[0] || M > qgemvRows || b.dequantGEMM || q.gs%chunkInputs(q.bits) != 0 {
-		return 0, 0, false
-	}
-	if b.qmmaWG > 0 && b.WarpgroupMMA() && q.f16w && qmmaTiles[0] >= b.qmmaWG {
-		return 0, 0, false
-	}
-	nb := (q.n + 127) / 128
-	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, false, b.maxSplits(M, nb, false), 0)
-	if b.qmmaPlain > 0 && M >= b.qmmaPlain {
-		if pp, _, ok := b.qmmaSplitPlain(M, q.k, q.n, q.bits); ok {
-			sp = pp
-		}
-	}
-	return sp.S, sp.cps, true
-}
-
-// nextGeometry is qgemv.cu's QNext.geo and nt for the product of M rows by
-// t (nextSplit) and the share GPTQTOOL_L2NEXT sets.
-func (b *Backend) nextGeometry(M int, t *Tensor) (geo int64, nt int, ok bool) {
-	S, cps, ok := b.nextSplit(M, t)
-	CK := t.q.k / chunkInputs(t.q.bits)
-	if !ok || CK > 0xffff || cps > 0xffff || S > 0xff || t.q.n%16 != 0 {
-		return 0, 0, false
-	}
-	geo = int64(CK) | int64(cps)<<16 | int64(S)<<32 | int64(b.l2next[0])<<40 | int64(b.l2next[1])<<48
-	return geo, t.q.n / 16, true
 }
 
 // pushRecvBytes is the shared memory of a QF_PUSH block's receive slots
@@ -1596,7 +1495,6 @@ var (
 	_ runtime.FusedQuantLoader = (*Backend)(nil)
 	_ runtime.QuantLoader      = (*Backend)(nil)
 	_ runtime.ResidualMatMuler = (*Backend)(nil)
-	_ runtime.NextWeighter     = (*Backend)(nil)
 )
 
 // DeviceBytes is the device memory the tensor's data takes: for a quantized

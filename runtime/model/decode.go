@@ -384,7 +384,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	ap, _ := b.(runtime.AttentionProjector)
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
-	nx, _ := b.(runtime.NextWeighter)
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -436,11 +435,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				continue
 			}
 			if w.gateUp != nil {
-				if nx != nil {
-					// down_proj's weights asked into the cache as the
-					// GLU product's loops end.
-					nx.NextWeight(w.lin[downProj])
-				}
 				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
 			} else {
 				w.act(b, s.xn, s.gate, s.up)
