@@ -142,6 +142,27 @@ __device__ __forceinline__ void fm_add_owned(T* x, int H, int WM, int n0, int om
     x[(i64)om * H + n0 + ow] = from_f32<T>(xpre + sum);
 }
 
+// FmOwned: what block b adds up at fmlp's end, either way (flags or
+// tags): outputs [n0, n0 + W) of every row; thread o's output, row om and
+// n0 + ow, if it owns one (owns), with x of it (xpre) read before any
+// share is; and warp w's run of the NB blocks' shares, [k0, k0 + nk).
+struct FmOwned {
+    int n0, W, om, ow, k0, nk;
+    bool owns;
+    float xpre;
+};
+template <typename T>
+__device__ __forceinline__ FmOwned fm_owned(const T* x, int H, int M, int NB, int WM, int lw) {
+    FmOwned o;
+    o.n0 = blockIdx.x * WM, o.W = imax(0, imin(H - o.n0, WM));
+    o.om = threadIdx.x >> lw, o.ow = threadIdx.x & (WM - 1);
+    o.owns = o.om < M && o.ow < o.W;
+    o.xpre = o.owns ? to_f32(x[(i64)o.om * H + o.n0 + o.ow]) : 0.0f;
+    const int warp = threadIdx.x >> 5;
+    o.k0 = warp * NB / FM_W, o.nk = (warp + 1) * NB / FM_W - o.k0;
+    return o;
+}
+
 // fmlp_end_ll: fmlp's end in the _ll kernels (NCCL's LL protocol). Each share
 // is one 8-byte word, the sum's bits and the launch's tag, stored and read
 // whole (single-copy atomic), at part[n / WM][b][m][n % WM] as the flags'
@@ -160,15 +181,11 @@ __device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW
     });
     // As the flags' end: warp w adds up the shares of blocks [k0, k0 + nk)
     // in order into red[w], then thread o the 16 warps' sums of its output.
-    const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
-    if (W == 0) return;
-    const int om = threadIdx.x >> lw, ow = threadIdx.x & (WM - 1);
-    const bool owns = om < M && ow < W;
-    float xpre = 0.0f;
-    if (owns) xpre = to_f32(x[(i64)om * H + n0 + ow]);
-    const int k0 = warp * NB / FM_W, nk = (warp + 1) * NB / FM_W - k0;
+    const FmOwned o = fm_owned(x, H, M, NB, WM, lw);
+    if (o.W == 0) return;
+    const int nk = o.nk;
     float* red = (float*)(smem_f + warp * QD * 32);
-    const u64* pp = part + ((i64)b * NB + k0) * M * WM;
+    const u64* pp = part + ((i64)b * NB + o.k0) * M * WM;
     for (int c = lane; c < M * WM; c += 32) {
         float v[FM_KMAX];
         u32 left = (1u << nk) - 1u;  // shares not yet taken
@@ -197,7 +214,7 @@ __device__ __forceinline__ void fmlp_end_ll(u64* part, const float (&dacc)[FM_TW
         red[c] = sum;
     }
     __syncthreads();
-    if (owns) fm_add_owned<T, QD>(x, H, WM, n0, om, ow, xpre);
+    if (o.owns) fm_add_owned<T, QD>(x, H, WM, o.n0, o.om, o.ow, o.xpre);
 }
 
 template <int BITS, int QD, typename T, bool NS = false, bool LL = false>
@@ -488,11 +505,7 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     fm_shares(part, dacc, TW, NB, M, WM, lw, [&](float* q, float v) { __stcg(q, v / XS); });
     // Block b adds up outputs [n0, n0 + W) of every row (below); x of them
     // is read before the wait (no other block writes them).
-    const int n0 = b * WM, W = imax(0, imin(H - n0, WM));
-    const int om = threadIdx.x >> lw, ow = threadIdx.x & (WM - 1);  // thread o's output: row om, n0 + ow
-    const bool owns = om < M && ow < W;
-    float xpre = 0.0f;
-    if (owns) xpre = to_f32(x[(i64)om * H + n0 + ow]);
+    const FmOwned o = fm_owned(x, H, M, NB, WM, lw);
     // Its shares are out: the block's stores are ordered before the flag
     // by the block barrier and the release (as stream.cu's grid_sync).
     __syncthreads();
@@ -503,8 +516,8 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
     // free now: M·WM floats at most 2 KB, FuseMLP checks), then thread o
     // the 16 warps' sums of its output in order: runs are bit for bit the
     // same.
-    if (W == 0) return;  // a block that owns no outputs
-    const int k0 = warp * NB / FM_W, nk = (warp + 1) * NB / FM_W - k0;
+    if (o.W == 0) return;  // a block that owns no outputs
+    const int k0 = o.k0, nk = o.nk;
     // Lane k polls block k0 + k's flag (all at once: one acquiring load
     // after another took a round trip each), then the fence after its
     // observation and the warp's barrier order every lane's reads of the
@@ -529,7 +542,7 @@ __device__ void fmlp(T* x, const T* __restrict__ xn, const u32* __restrict__ gqw
         red[c] = sum;
     }
     __syncthreads();
-    if (owns) fm_add_owned<T, QD>(x, H, WM, n0, om, ow, xpre);
+    if (o.owns) fm_add_owned<T, QD>(x, H, WM, o.n0, o.om, o.ow, o.xpre);
 }
 
 // fmlp_relayout<BITS>: down's codes (qgemv.cu's tiled layout of the weight
