@@ -400,10 +400,15 @@ template <int KD> struct wg_pass {
 #ifndef QSTR
 #define QSTR 0
 #endif
+// QSTR8: the _r kernels' depth at 8 bits where QSTR sets none
+// (runtime/cuda defaultQSTRoPE8).
+#ifndef QSTR8
+#define QSTR8 8
+#endif
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
 static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && QST_OK(QSTG) && (QSTA == 0 || QST_OK(QSTA)) &&
-                  (QSTR == 0 || QST_OK(QSTR)),
-              "QST, QST1_4, QST1_8, QSTG, QSTA, QSTR: 2, 4, 8 or 16 chunks");
+                  (QSTR == 0 || QST_OK(QSTR)) && QST_OK(QSTR8),
+              "QST, QST1_4, QST1_8, QSTG, QSTA, QSTR, QSTR8: 2, 4, 8 or 16 chunks");
 
 // qtile: the weight tile (16 columns) of warp w of column slab s in a
 // block of NW warps. Blocks of 8 warps, and the plain wide ones (the _p
@@ -442,6 +447,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     constexpr int QD = NW != 8                         ? QSTG
                        : AP && QSTA                    ? QSTA
                        : RP && MT == 1 && !WG && QSTR  ? QSTR
+                       : RP && MT == 1 && !WG && BITS == 8 ? QSTR8
                        : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)
                                                        : QST;
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");

@@ -377,6 +377,30 @@ const (
 	defaultQST1 = 4
 )
 
+// defaultQSTRoPE8 is the depth of the 8-bit q/k/v kernels of one tile
+// (the _r kernels, RoPE in their epilogue; QSTR8 in qgemv.cu) where
+// GPTQTOOL_QMMA_ROPE_QST sets none: half of a 7B block's slice of 16
+// chunks a warp in flight before its wait. On the H200 (7B shape, 8-bit
+// g128 act order, batch 1) 364.3 tok/s against 362.8 and 362.7, and in
+// another call 361.1 and 361.1 against 359.0 and 359.0 (+0.4-0.6%); 16
+// chunks gave 337.3. At 4 bits 8 chunks (the whole slice) were 2.5%
+// slower (499.7 against 512.7), so those keep the one-tile depth
+// (docs/benchmarks.md, the twenty-seventh session).
+const defaultQSTRoPE8 = 8
+
+// ropeDepth is the ring depth of the bits-bit _r kernels of one tile (0:
+// the one-tile kernels' own, qstDepth): GPTQTOOL_QMMA_ROPE_QST where set,
+// else defaultQSTRoPE8 at 8 bits, as qgemv.cu's QD works it out.
+func (b *Backend) ropeDepth(bits int) int {
+	switch {
+	case b.qstRoPE != 0:
+		return b.qstRoPE
+	case bits == 8:
+		return defaultQSTRoPE8
+	}
+	return 0
+}
+
 // qstDepth is the chunks in flight per warp of the bits-bit qmma kernels
 // of tile index tile (QST1_4 or QST1_8 in qgemv.cu for one tile, QST for
 // more), and qmmaRing a block's ring: eight warps' rings of qstDepth
@@ -1221,7 +1245,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	case ap != nil:
 		qd = b.qstAP
 	case rp != nil && tile == 0 && !wg:
-		qd = b.qstRoPE
+		qd = b.ropeDepth(q.bits)
 	}
 	sp := b.qmmaSplitS(M, q.k, q.n, q.bits, wg, b.maxSplits(M, nb, ap != nil), qd)
 	// GLU products of qmmaWide rows or more, up to a tile (groups of whole

@@ -181,6 +181,20 @@ func TestQmmaSplitDepth(t *testing.T) {
 			t.Errorf("depth %d: S %d cps %d P %d shared %d, want 8 8 8 %d", c.qd, p.S, p.cps, p.P, p.shared, c.ring+x)
 		}
 	}
+	// The q/k/v kernels with RoPE (_r): rings of 8 at 8 bits, the one-tile
+	// depth at 4 (0); GPTQTOOL_QMMA_ROPE_QST sets both. The 7B q/k/v at 8
+	// bits and one row: 8 splits of 16 chunks, 8 warps' rings of 8 chunks
+	// and x's 512 inputs.
+	for _, c := range []struct{ env, bits, want int }{{0, 4, 0}, {0, 8, 8}, {2, 4, 2}, {2, 8, 2}, {16, 8, 16}} {
+		b.qstRoPE = c.env
+		if d := b.ropeDepth(c.bits); d != c.want {
+			t.Errorf("GPTQTOOL_QMMA_ROPE_QST=%d: %d-bit depth %d, want %d", c.env, c.bits, d, c.want)
+		}
+	}
+	b.qstRoPE = 0
+	if p := b.qmmaSplitS(1, 4096, 6144, 8, false, 0, b.ropeDepth(8)); p.S != 8 || p.cps != 16 || p.shared != 8*8*512+(16*32+8)*2 {
+		t.Errorf("8-bit q/k/v with RoPE: S %d cps %d shared %d, want 8 16 %d", p.S, p.cps, p.shared, 8*8*512+(16*32+8)*2)
+	}
 }
 
 // TestQmmaSplitPlain checks the plain wide kernels' plans on an H200's
