@@ -28,11 +28,15 @@ mkdir -p "$GPTQTOOL_KERNEL_CACHE"
 # options, NVRTC and driver are unchanged are not compiled again. The cache
 # this call used goes back in $OUT (kernel-cache.tgz.NN) at the end.
 [ -f .device/kernel-cache.tgz ] && tar -xzf .device/kernel-cache.tgz -C "$GPTQTOOL_KERNEL_CACHE"
-touch /tmp/kernel-cache-mark
+# (Kept from an earlier run of this script in the same call, so that a call
+# running it twice, e.g. for two DECODE_ENV_MODELs, brings back the entries
+# of both runs: the second's parts replace the first's.)
+[ -f /tmp/kernel-cache-mark ] || touch /tmp/kernel-cache-mark
 mkdir -p "$GPTQTOOL_FIXTURES/models"
 ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
 summary="$OUT/summary.txt" # written as it goes: a call cut short still brings it back
-: >"$summary"
+# (A second run in the same call adds to the first's.)
+[ -s "$summary" ] && echo "=== next run: $*" >>"$summary"
 note() { echo "$*" | tee -a "$summary"; }
 note "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader 2>&1 | head -1); $(nproc) cores"
 run() { # name timeout cmd...
@@ -507,6 +511,7 @@ done
 if (cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark -print0 | tar -czf /tmp/kernel-cache.tgz --null -T -); then
   size=$(stat -c %s /tmp/kernel-cache.tgz)
   if [ "$size" -le 45000000 ]; then
+    rm -f "$OUT"/kernel-cache.tgz.*
     split -b 15000000 -d /tmp/kernel-cache.tgz "$OUT/kernel-cache.tgz."
     echo "kernel cache: $size bytes back in $(ls "$OUT"/kernel-cache.tgz.* | wc -l) part(s)" | tee -a "$summary"
   else
