@@ -850,9 +850,33 @@ func (b *Backend) QMMAWide() int {
 	return b.qmmaWide
 }
 
-// SetQMMAPlain runs the plain products of rows rows or more, up to a tile
-// of 8, on the plain wide kernels (GPTQTOOL_QMMA_PLAIN; 0: none), for tests
-// and measurements.
+// plainRows reports whether the plain products of M rows run on the plain
+// wide kernels (GPTQTOOL_QMMA_PLAIN, GPTQTOOL_QMMA_PLAIN_MAX).
+func (b *Backend) plainRows(M int) bool {
+	return b.qmmaPlain > 0 && M >= b.qmmaPlain && M <= b.qmmaPlainMax
+}
+
+// lateAfterWide reports whether the kernel after a wide GLU product of M
+// rows launches only as the product ends (QF_LATE; GPTQTOOL_QMMA_WIDE_LATE)
+// rather than as its loops end. That kernel is down_proj's product of the
+// same rows: where it runs on the plain wide kernels (plainRows), whose
+// blocks take an SM each by their shared memory, it launches early, its
+// blocks starting on the SMs that gate/up's leave and copying their first
+// weights meanwhile without crowding four to an SM as the 8-warp kernels'
+// do. On an H200 (7B shape, g128 act order, batch 1) down on the plain
+// kernels (their splits added up through global memory,
+// GPTQTOOL_QMMA_PLAIN_CLUSTER=0) launched early gave 366.3 tok/s at 8 bits
+// against 360.7 and 360.8, and 520.1 at 4 bits against 512.6 and 512.5;
+// at batch 8 it lost 3.6% and 5.8% (docs/benchmarks.md, the
+// twenty-seventh session), so defaultQmmaPlain leaves it off until 2-4
+// rows are measured and the device tests have run with it.
+func (b *Backend) lateAfterWide(M int) bool {
+	return b.wideLate && !b.plainRows(M)
+}
+
+// SetQMMAPlain runs the plain products of rows rows or more, up to
+// GPTQTOOL_QMMA_PLAIN_MAX (8 unless set), on the plain wide kernels
+// (GPTQTOOL_QMMA_PLAIN; 0: none), for tests and measurements.
 func (b *Backend) SetQMMAPlain(rows int) {
 	b.enter()
 	defer b.exit()
@@ -1257,7 +1281,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
-	if b.qmmaPlain > 0 && M >= b.qmmaPlain && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
+	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
 		if pp, pnb, ok := b.qmmaSplitPlain(M, q.k, q.n, q.bits); ok {
 			sp, nb, threads, plain = pp, pnb, 32*qmmaPlainWarps, true
 		}
@@ -1364,7 +1388,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
-	if wide && b.wideLate {
+	if wide && b.lateAfterWide(M) {
 		flags |= qfLate
 	}
 	if push {

@@ -311,3 +311,35 @@ func TestPushRecvBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainRows checks which rows' plain products run on the plain wide
+// kernels (GPTQTOOL_QMMA_PLAIN, GPTQTOOL_QMMA_PLAIN_MAX) and that a wide
+// GLU product lets the product after it launch early exactly for those
+// rows (lateAfterWide), by the rule's truth table.
+func TestPlainRows(t *testing.T) {
+	for _, c := range []struct {
+		plain, max int
+		late       bool
+		rows       []int // the rows of 1-8 on the plain kernels
+	}{
+		{0, 8, true, nil}, // the default: none
+		{1, 1, true, []int{1}},
+		{1, 4, true, []int{1, 2, 3, 4}},
+		{5, 8, true, []int{5, 6, 7, 8}},
+		{1, 8, false, []int{1, 2, 3, 4, 5, 6, 7, 8}},
+	} {
+		b := &Backend{qmmaPlain: c.plain, qmmaPlainMax: c.max, wideLate: c.late}
+		on := map[int]bool{}
+		for _, m := range c.rows {
+			on[m] = true
+		}
+		for m := 1; m <= 8; m++ {
+			if got := b.plainRows(m); got != on[m] {
+				t.Errorf("plain %d, max %d: %d rows on the plain kernels %v, want %v", c.plain, c.max, m, got, on[m])
+			}
+			if got, want := b.lateAfterWide(m), c.late && !on[m]; got != want {
+				t.Errorf("plain %d, max %d, late %v: %d rows, the next kernel launched late %v, want %v", c.plain, c.max, c.late, m, got, want)
+			}
+		}
+	}
+}
