@@ -28,15 +28,19 @@ mkdir -p "$GPTQTOOL_KERNEL_CACHE"
 # options, NVRTC and driver are unchanged are not compiled again. The cache
 # this call used goes back in $OUT (kernel-cache.tgz.NN) at the end.
 [ -f .device/kernel-cache.tgz ] && tar -xzf .device/kernel-cache.tgz -C "$GPTQTOOL_KERNEL_CACHE"
-# (Kept from an earlier run of this script in the same call, so that a call
-# running it twice, e.g. for two DECODE_ENV_MODELs, brings back the entries
-# of both runs: the second's parts replace the first's.)
-[ -f /tmp/kernel-cache-mark ] || touch /tmp/kernel-cache-mark
 mkdir -p "$GPTQTOOL_FIXTURES/models"
 ln -sfn "$PWD/testdata/models/openchat-tiny" "$GPTQTOOL_FIXTURES/models/openchat-tiny"
 summary="$OUT/summary.txt" # written as it goes: a call cut short still brings it back
-# (A second run in the same call adds to the first's.)
-[ -s "$summary" ] && echo "=== next run: $*" >>"$summary"
+# A second run of this script in the same call ($OUT, empty as a call
+# starts, then holds the first run's summary) adds to the first's summary
+# and keeps its mark, so that the call brings back the kernel cache entries
+# of both runs (the second's parts replace the first's), e.g. for two
+# DECODE_ENV_MODELs.
+if [ -s "$summary" ]; then
+  echo "=== next run: $*" >>"$summary"
+else
+  touch /tmp/kernel-cache-mark
+fi
 note() { echo "$*" | tee -a "$summary"; }
 note "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm --format=csv,noheader 2>&1 | head -1); $(nproc) cores"
 run() { # name timeout cmd...

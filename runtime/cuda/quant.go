@@ -381,11 +381,13 @@ const (
 // (the _r kernels, RoPE in their epilogue; QSTR8 in qgemv.cu) where
 // GPTQTOOL_QMMA_ROPE_QST sets none: half of a 7B block's slice of 16
 // chunks a warp in flight before its wait. On the H200 (7B shape, 8-bit
-// g128 act order, batch 1) 364.3 tok/s against 362.8 and 362.7, and in
-// another call 361.1 and 361.1 against 359.0 and 359.0 (+0.4-0.6%); 16
-// chunks gave 337.3. At 4 bits 8 chunks (the whole slice) were 2.5%
-// slower (499.7 against 512.7), so those keep the one-tile depth
-// (docs/benchmarks.md, the twenty-seventh session).
+// g128 act order, batch 1) 364.3 tok/s against 362.8 and 362.7, in a
+// second call 361.1 and 361.1 against 359.0 and 359.0, and as the default
+// 360.9 and 360.8 against 358.4 and 358.5 (+0.4-0.7%); batch 8 lost 0.5%
+// (2,621 against 2,632-2,634), and 16 chunks gave 337.3 at batch 1. At 4
+// bits 8 chunks (the whole slice) were 2.5% slower (499.7 against 512.7),
+// so those keep the one-tile depth (docs/benchmarks.md, the
+// twenty-seventh session).
 const defaultQSTRoPE8 = 8
 
 // ropeDepth is the ring depth of the bits-bit _r kernels of one tile (0:
