@@ -246,6 +246,77 @@ func TestWidePlain(t *testing.T) {
 	}
 }
 
+// TestPlainDownAfterWide runs a decode step's MLP as the model issues it,
+// the wide GLU product and then down_proj's product with the residual,
+// with down on the plain wide kernels (SetQMMAPlain): the GLU product then
+// lets down launch as its loops end (lateAfterWide), so that down's blocks
+// start while gate/up's last ones still run and must wait for its output.
+// Against float64 of down over the GLU product's own output and against
+// the default path (down on the 8-warp kernels, launched as gate/up ends),
+// in clusters and through global memory, five runs in a row from the same
+// input giving the same bits (a missed wait would show as a run that
+// differs): 4 and 8 bits, the 7B shape at one row, and 4 rows of a smaller
+// one.
+func TestPlainDownAfterWide(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAPlain(b.QMMAPlain())
+	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetClusters(b.Clusters())
+	b.SetQMMAWide(1)
+	r := rand.New(rand.NewPCG(25, 26))
+	// K: the model's width; N: the intermediate's.
+	cases := []wideCase{{4096, 14336, 4, 1}, {4096, 14336, 8, 1}, {1024, 2048, 4, 4}}
+	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+		gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
+		up := randomQuant(r, c.K, c.N, c.bits, 128, false)
+		up.Perm = gate.Perm
+		glu, err := b.LoadQuantGLU(gate, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free(glu)
+		dq := randomQuant(r, c.N, c.K, c.bits, 128, false)
+		down, err := b.LoadQuant(dq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free(down)
+		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
+		res, rr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 1), c.M, c.K)
+		h, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+		step := func(plain int) []float32 {
+			b.SetQMMAPlain(plain)
+			o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.K), c.M, c.K)
+			b.MatMulGLU(h, x, glu)
+			b.MatMulAdd(o, h, down, res)
+			return download(t, b, o)
+		}
+		def := step(0)
+		want := backendtest.RefMatMul(download(t, b, h), dq.Dequantize(), c.M, c.K, c.N)
+		for i := range want {
+			want[i] += float64(rr[i])
+		}
+		if nmse := backendtest.NMSE(def, want); !(nmse < 1e-5) {
+			t.Errorf("default: nmse %.3g against float64", nmse)
+		}
+		var first []float32
+		for run := range 5 {
+			got := step(1)
+			if nmse := backendtest.NMSE(got, want); !(nmse < 1e-5) {
+				t.Errorf("run %d, down on the plain kernels: nmse %.3g against float64", run, nmse)
+			}
+			if run == 0 {
+				first = got
+			} else {
+				sameBits(t, fmt.Sprintf("run %d against run 0", run), got, first)
+			}
+		}
+	})
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func i32s(v []int32) []byte {
 	out := make([]byte, 4*len(v))
 	for i, x := range v {
