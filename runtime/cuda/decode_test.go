@@ -120,6 +120,21 @@ func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, run func(t *t
 	}
 }
 
+// randomGLU loads a GLU weight (LoadQuantGLU) of random gate and up
+// weights of c.K inputs and c.N outputs each, groups of 128, up taking
+// gate's permutation (act order where perm); freed as the test ends.
+func randomGLU(t *testing.T, b *cuda.Backend, r *rand.Rand, c wideCase, perm bool) (glu runtime.Tensor, gate, up *runtime.QuantWeight) {
+	gate = randomQuant(r, c.K, c.N, c.bits, 128, perm)
+	up = randomQuant(r, c.K, c.N, c.bits, 128, false)
+	up.Perm = gate.Perm
+	glu, err := b.LoadQuantGLU(gate, up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Free(glu) })
+	return glu, gate, up
+}
+
 // TestWideGLU checks the wide GLU kernels (qgemv.cu _g, SetQMMAWide)
 // against float64 products of the separate weights and against the 8-warp
 // kernels with the outputs moved to slots (an act-order down's input
@@ -134,14 +149,7 @@ func TestWideGLU(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	cases := []wideCase{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
 	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
-		gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
-		up := randomQuant(r, c.K, c.N, c.bits, 128, false)
-		up.Perm = gate.Perm
-		glu, err := b.LoadQuantGLU(gate, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free(glu)
+		glu, gate, up := randomGLU(t, b, r, c, perm)
 		// (x scaled so that silu(gate)·up stays within fp16 at
 		// K 4,096.)
 		x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
@@ -267,14 +275,7 @@ func TestPlainDownAfterWide(t *testing.T) {
 	// K: the model's width; N: the intermediate's.
 	cases := []wideCase{{4096, 14336, 4, 1}, {4096, 14336, 8, 1}, {1024, 2048, 4, 4}}
 	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
-		gate := randomQuant(r, c.K, c.N, c.bits, 128, perm)
-		up := randomQuant(r, c.K, c.N, c.bits, 128, false)
-		up.Perm = gate.Perm
-		glu, err := b.LoadQuantGLU(gate, up)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Free(glu)
+		glu, _, _ := randomGLU(t, b, r, c, perm)
 		dq := randomQuant(r, c.N, c.K, c.bits, 128, false)
 		down, err := b.LoadQuant(dq)
 		if err != nil {
