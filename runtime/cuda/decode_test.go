@@ -259,12 +259,12 @@ func TestWidePlain(t *testing.T) {
 // with down on the plain wide kernels (SetQMMAPlain): the GLU product then
 // lets down launch as its loops end (lateAfterWide), so that down's blocks
 // start while gate/up's last ones still run and must wait for its output.
-// Against float64 of down over the GLU product's own output and against
-// the default path (down on the 8-warp kernels, launched as gate/up ends),
-// in clusters and through global memory, five runs in a row from the same
-// input giving the same bits (a missed wait would show as a run that
-// differs): 4 and 8 bits, the 7B shape at one row, and 4 rows of a smaller
-// one.
+// Both that path and the default one (down on the 8-warp kernels,
+// launched as gate/up ends) against float64 of down over the GLU product's
+// own output, in clusters and through global memory; the GLU product
+// writing into zeros each step (a down that did not wait would read
+// zeros), five runs in a row from the same input giving the same bits: 4
+// and 8 bits, the 7B shape at one row, and 4 rows of a smaller one.
 func TestPlainDownAfterWide(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAPlain(b.QMMAPlain())
@@ -284,16 +284,18 @@ func TestPlainDownAfterWide(t *testing.T) {
 		defer b.Free(down)
 		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
 		res, rr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 1), c.M, c.K)
-		h, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-		step := func(plain int) []float32 {
+		// Each step writes the GLU's output into zeros, so that a down that
+		// read it before the GLU product ended would read zeros.
+		step := func(plain int) (out, h []float32) {
 			b.SetQMMAPlain(plain)
+			ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
 			o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.K), c.M, c.K)
-			b.MatMulGLU(h, x, glu)
-			b.MatMulAdd(o, h, down, res)
-			return download(t, b, o)
+			b.MatMulGLU(ht, x, glu)
+			b.MatMulAdd(o, ht, down, res)
+			return download(t, b, o), download(t, b, ht)
 		}
-		def := step(0)
-		want := backendtest.RefMatMul(download(t, b, h), dq.Dequantize(), c.M, c.K, c.N)
+		def, h := step(0)
+		want := backendtest.RefMatMul(h, dq.Dequantize(), c.M, c.K, c.N)
 		for i := range want {
 			want[i] += float64(rr[i])
 		}
@@ -302,7 +304,7 @@ func TestPlainDownAfterWide(t *testing.T) {
 		}
 		var first []float32
 		for run := range 5 {
-			got := step(1)
+			got, _ := step(1)
 			if nmse := backendtest.NMSE(got, want); !(nmse < 1e-5) {
 				t.Errorf("run %d, down on the plain kernels: nmse %.3g against float64", run, nmse)
 			}
