@@ -453,6 +453,15 @@ for step in $steps; do
     # expected the same.
     greedy_ids mlp GPTQTOOL_FUSED_MLP=8
     same_ids mlp "the fused MLP"
+    # Down at one row on the plain wide kernels, launched as the GLU
+    # product's loops end (the default), against the 8-warp kernels
+    # launched as it ends and against the plain kernels adding up in
+    # clusters: sums in other orders, so the ids are expected the same up
+    # to near-ties.
+    greedy_ids plain0 GPTQTOOL_QMMA_PLAIN=0
+    same_ids plain0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
+    greedy_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1
+    same_ids plaincl "the plain kernels' sums through global memory (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

@@ -137,8 +137,8 @@ type Backend struct {
 	qmmaSpread    bool            // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	qmmaPlain     int             // plain products of this many rows or more, up to qmmaPlainMax, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
-	qmmaPlainMax  int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (default 8)
-	plainGlobal   bool            // GPTQTOOL_QMMA_PLAIN_CLUSTER=0: the plain wide kernels' splits add up through global memory, not in a cluster
+	qmmaPlainMax  int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (defaultQmmaPlainMax)
+	plainGlobal   bool            // the plain wide kernels' splits add up through global memory (the default), not in a cluster (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
 	qmmaMaxS      int             // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
 	wideSplit     int             // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
@@ -362,15 +362,15 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	// GPTQTOOL_QMMA_PLAIN=N: plain products (no GLU, RoPE, norm or
-	// attention parts) of N to GPTQTOOL_QMMA_PLAIN_MAX (default 8) rows run
-	// on the plain wide kernels (blocks of 16 warps, one an SM,
-	// qmmaSplitPlain); 0: none. A wide GLU product of those rows lets the
-	// product after it (down_proj's) launch as its loops end
-	// (lateAfterWide).
+	// attention parts) of N to GPTQTOOL_QMMA_PLAIN_MAX rows (both 1 unless
+	// set: defaultQmmaPlain) run on the plain wide kernels (blocks of 16
+	// warps, one an SM, qmmaSplitPlain); 0: none. A wide GLU product of
+	// those rows lets the product after it (down_proj's) launch as its
+	// loops end (lateAfterWide).
 	if b.qmmaPlain, err = envInt("GPTQTOOL_QMMA_PLAIN", defaultQmmaPlain, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
-	if b.qmmaPlainMax, err = envInt("GPTQTOOL_QMMA_PLAIN_MAX", 8*qmmaTiles[0], 1, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 1-%d", 8*qmmaTiles[0])); err != nil {
+	if b.qmmaPlainMax, err = envInt("GPTQTOOL_QMMA_PLAIN_MAX", defaultQmmaPlainMax, 1, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 1-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
 	// GPTQTOOL_QMMA_MAXS=N caps the K splits of the qmma products but
@@ -384,13 +384,18 @@ func New(o Options) (*Backend, error) {
 	if b.qmmaS, err = parseSplits(os.Getenv("GPTQTOOL_QMMA_S")); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_QMMA_PLAIN_CLUSTER=0: their splits add up through global
-	// memory (a counter and a last block), so that the hardware may place
-	// their blocks on any SM: at one block an SM an H200 holds 15 clusters
-	// of 8 at once, and the 7B down product's 16th then waits for one of
-	// them to end (at 8-bit batch 1, in clusters 328.7 tok/s against 361.9
-	// through global memory; the twenty-seventh session).
-	b.plainGlobal = os.Getenv("GPTQTOOL_QMMA_PLAIN_CLUSTER") == "0"
+	// GPTQTOOL_QMMA_PLAIN_CLUSTER=1: their splits add up in clusters; 0,
+	// the default, through global memory (a counter and a last block), so
+	// that the hardware may place their blocks on any SM: at one block an
+	// SM an H200 holds 15 clusters of 8 at once, and the 7B down product's
+	// 16th then waits for one of them to end (at 8-bit batch 1, in
+	// clusters 328.7 tok/s against 361.9 through global memory; the
+	// twenty-seventh session).
+	plainCl, err := envInt("GPTQTOOL_QMMA_PLAIN_CLUSTER", 0, 0, 1, "0 (global memory) or 1 (clusters)")
+	if err != nil {
+		return nil, err
+	}
+	b.plainGlobal = plainCl == 0
 	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
 	// block a slab, no sums to add up across blocks) (for measuring).
 	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {

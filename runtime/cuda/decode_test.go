@@ -100,19 +100,35 @@ func TestFusedQuant(t *testing.T) {
 // bits-bit codes, for TestWideGLU and TestWidePlain.
 type wideCase struct{ K, N, bits, M int }
 
+// wideSums is how a test's split products add up their sums: clusters
+// (SetClusters) and, for the plain wide kernels, their own setting
+// (SetPlainClusters).
+type wideSums struct {
+	name                   string
+	clusters, plainCluster bool
+}
+
 // forWideCases runs each case without and with act order (perm), in
-// clusters where the device has them and through global memory, as
-// subtests; the backend's clusters setting is the run's.
-func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, run func(t *testing.T, c wideCase, perm bool)) {
+// clusters where the device has them and through global memory, and
+// where plain, also with clusters on but the plain wide kernels adding up
+// through global memory (their default), as subtests; the backend's
+// settings are the run's.
+func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, plain bool, run func(t *testing.T, c wideCase, perm bool)) {
 	clusters := b.Clusters()
+	defer b.SetPlainClusters(b.PlainClusters())
+	sums := []wideSums{{"clusters", true, true}, {"global", false, false}}
+	if plain {
+		sums = append(sums, wideSums{"plain-global", true, false})
+	}
 	for _, c := range cases {
 		for _, perm := range []bool{false, true} {
-			for _, cl := range []bool{true, false} {
-				if cl && !clusters {
+			for _, m := range sums {
+				if m.clusters && !clusters {
 					continue
 				}
-				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-clusters=%v", c.K, c.N, c.bits, c.M, perm, cl), func(t *testing.T) {
-					b.SetClusters(cl)
+				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-perm=%v-sums=%s", c.K, c.N, c.bits, c.M, perm, m.name), func(t *testing.T) {
+					b.SetClusters(m.clusters)
+					b.SetPlainClusters(m.plainCluster)
 					run(t, c, perm)
 				})
 			}
@@ -148,7 +164,7 @@ func TestWideGLU(t *testing.T) {
 	defer b.SetClusters(b.Clusters())
 	r := rand.New(rand.NewPCG(21, 22))
 	cases := []wideCase{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
-	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+	forWideCases(t, b, cases, false, func(t *testing.T, c wideCase, perm bool) {
 		glu, gate, up := randomGLU(t, b, r, c, perm)
 		// (x scaled so that silu(gate)·up stays within fp16 at
 		// K 4,096.)
@@ -186,15 +202,16 @@ func TestWideGLU(t *testing.T) {
 // warps, one an SM) against float64 and against the 8-warp kernels, with
 // and without act order and a residual, for 4 and 8 bits, a partial last
 // slab (384 outputs: a slab and a half), the 7B down product's shape at
-// one row, and a split q/k/v fusion's three outputs, in clusters and
-// through global memory.
+// one row, and a split q/k/v fusion's three outputs, in clusters, through
+// global memory, and with clusters on but the plain kernels adding up
+// through global memory (their default).
 func TestWidePlain(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAPlain(b.QMMAPlain())
 	defer b.SetClusters(b.Clusters())
 	r := rand.New(rand.NewPCG(23, 24))
 	cases := []wideCase{{512, 256, 4, 1}, {1024, 384, 8, 4}, {2048, 512, 4, 8}, {14336, 4096, 4, 1}, {14336, 4096, 8, 1}}
-	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+	forWideCases(t, b, cases, true, func(t *testing.T, c wideCase, perm bool) {
 		q := randomQuant(r, c.K, c.N, c.bits, 128, perm)
 		w, err := b.LoadQuant(q)
 		if err != nil {
@@ -209,9 +226,9 @@ func TestWidePlain(t *testing.T) {
 		}
 		o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
 		ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-		b.SetQMMAPlain(0)
+		b.SetQMMAPlain(0, 8)
 		b.MatMulAdd(o8, x, w, add)
-		b.SetQMMAPlain(1)
+		b.SetQMMAPlain(1, 8)
 		b.MatMulAdd(ow, x, w, add)
 		got8, gotw := download(t, b, o8), download(t, b, ow)
 		if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
@@ -234,7 +251,7 @@ func TestWidePlain(t *testing.T) {
 		defer b.Free(w)
 		x, xr := upload(t, b, runtime.F16, normals(r)(M*K, 8/math.Sqrt(K)), M, K)
 		for _, rows := range []int{0, 1} {
-			b.SetQMMAPlain(rows)
+			b.SetQMMAPlain(rows, 8)
 			var outs []runtime.Tensor
 			for _, q := range ws {
 				o, _ := upload(t, b, runtime.F16, make([]float32, M*q.N), M, q.N)
@@ -259,9 +276,10 @@ func TestWidePlain(t *testing.T) {
 // with down on the plain wide kernels (SetQMMAPlain): the GLU product then
 // lets down launch as its loops end (lateAfterWide), so that down's blocks
 // start while gate/up's last ones still run and must wait for its output.
-// Both that path and the default one (down on the 8-warp kernels,
+// Both that path (the default at one row) and the 8-warp one (down
 // launched as gate/up ends) against float64 of down over the GLU product's
-// own output, in clusters and through global memory; the GLU product
+// own output, in clusters, through global memory, and with clusters on but
+// the plain kernels adding up through global memory; the GLU product
 // writing into zeros each step (a down that did not wait would read
 // zeros), five runs in a row from the same input giving the same bits: 4
 // and 8 bits, the 7B shape at one row, and 4 rows of a smaller one.
@@ -274,7 +292,7 @@ func TestPlainDownAfterWide(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	// K: the model's width; N: the intermediate's.
 	cases := []wideCase{{4096, 14336, 4, 1}, {4096, 14336, 8, 1}, {1024, 2048, 4, 4}}
-	forWideCases(t, b, cases, func(t *testing.T, c wideCase, perm bool) {
+	forWideCases(t, b, cases, true, func(t *testing.T, c wideCase, perm bool) {
 		glu, _, _ := randomGLU(t, b, r, c, perm)
 		dq := randomQuant(r, c.N, c.K, c.bits, 128, false)
 		down, err := b.LoadQuant(dq)
@@ -287,20 +305,20 @@ func TestPlainDownAfterWide(t *testing.T) {
 		// Each step writes the GLU's output into zeros, so that a down that
 		// read it before the GLU product ended would read zeros.
 		step := func(plain int) (out, h []float32) {
-			b.SetQMMAPlain(plain)
+			b.SetQMMAPlain(plain, 8)
 			ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
 			o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.K), c.M, c.K)
 			b.MatMulGLU(ht, x, glu)
 			b.MatMulAdd(o, ht, down, res)
 			return download(t, b, o), download(t, b, ht)
 		}
-		def, h := step(0)
+		w8, h := step(0)
 		want := backendtest.RefMatMul(h, dq.Dequantize(), c.M, c.K, c.N)
 		for i := range want {
 			want[i] += float64(rr[i])
 		}
-		if nmse := backendtest.NMSE(def, want); !(nmse < 1e-5) {
-			t.Errorf("default: nmse %.3g against float64", nmse)
+		if nmse := backendtest.NMSE(w8, want); !(nmse < 1e-5) {
+			t.Errorf("8 warps: nmse %.3g against float64", nmse)
 		}
 		var first []float32
 		for run := range 5 {

@@ -262,16 +262,25 @@ const defaultQmmaPush = 4
 // qmmaPlainWarps is the warps of a block of the plain wide kernels
 // (qgemv.cu _p: 16 tiles of 16 columns), one block an SM.
 //
-// defaultQmmaPlain: plain products of this many rows or more (up to 8) run
-// on them; 0, none. On an H200 (7B shape, 4-bit g128 act order) only 15
-// clusters of 8 fit at one block an SM, so that the down product's 16th
-// waited for one of them (down 21.1 µs against 14.3); adding up through
-// global memory instead (GPTQTOOL_QMMA_PLAIN_CLUSTER=0), down took 12.5 µs
-// but q/k/v after it 1.4 µs more, and batch 8 was 5% slower
-// (docs/benchmarks.md, the eighteenth session).
+// defaultQmmaPlain to defaultQmmaPlainMax: plain products of these rows
+// (down_proj's, in a decode step) run on them, their splits added up
+// through global memory (GPTQTOOL_QMMA_PLAIN_CLUSTER=1: in clusters), and
+// a wide GLU product of those rows lets them launch as its loops end
+// (lateAfterWide). In clusters they lose: at one block an SM an H200 holds
+// only 15 clusters of 8, so the 7B down product's 16th waits for one of
+// them (down 21.1 µs against 14.3, the eighteenth session; 8-bit batch 1
+// 328.7 tok/s against 361.9, the twenty-seventh). Through global memory
+// and launched early, on an H200 (7B shape, g128 act order, the
+// twenty-eighth session's first call, each against GPTQTOOL_NONE=1 on the
+// same machine): batch 1 519.9 tok/s against 512.2 at 4 bits (+1.5%) and
+// 366.7 against 361.0 at 8 bits (+1.6%); at batch 2 -0.2% at 4 bits
+// (971.5 against 974.0) and +0.8% at 8 (698.4 against 692.7); at batch 4
+// -1.0% at 4 bits and even at 8; at batch 8 -5.8% and -3.6% (the
+// twenty-seventh session). So one row.
 const (
-	qmmaPlainWarps   = 16
-	defaultQmmaPlain = 0
+	qmmaPlainWarps      = 16
+	defaultQmmaPlain    = 1
+	defaultQmmaPlainMax = 1
 )
 
 // qmmaSplitPlain plans a plain product of M rows (at most 8: one tile) by
@@ -865,31 +874,42 @@ func (b *Backend) plainRows(M int) bool {
 // blocks take an SM each by their shared memory, it launches early, its
 // blocks starting on the SMs that gate/up's leave and copying their first
 // weights meanwhile without crowding four to an SM as the 8-warp kernels'
-// do. On an H200 (7B shape, g128 act order, batch 1) down on the plain
-// kernels (their splits added up through global memory,
-// GPTQTOOL_QMMA_PLAIN_CLUSTER=0) launched early gave 366.3 tok/s at 8 bits
-// against 360.7 and 360.8, and 520.1 at 4 bits against 512.6 and 512.5;
-// at batch 8 it lost 3.6% and 5.8% (docs/benchmarks.md, the
-// twenty-seventh session), so defaultQmmaPlain leaves it off until 2-4
-// rows are measured and the device tests have run with it.
+// do (launched early, those lost 5.3% at 8-bit batch 1; the plain kernels
+// gain 1.5%: defaultQmmaPlain).
 func (b *Backend) lateAfterWide(M int) bool {
 	return b.wideLate && !b.plainRows(M)
 }
 
-// SetQMMAPlain runs the plain products of rows rows or more, up to
-// GPTQTOOL_QMMA_PLAIN_MAX (8 unless set), on the plain wide kernels
-// (GPTQTOOL_QMMA_PLAIN; 0: none), for tests and measurements.
-func (b *Backend) SetQMMAPlain(rows int) {
+// SetQMMAPlain runs the plain products of rows to most rows on the plain
+// wide kernels (GPTQTOOL_QMMA_PLAIN, GPTQTOOL_QMMA_PLAIN_MAX; rows 0:
+// none), for tests and measurements.
+func (b *Backend) SetQMMAPlain(rows, most int) {
 	b.enter()
 	defer b.exit()
-	b.qmmaPlain = rows
+	b.qmmaPlain, b.qmmaPlainMax = rows, most
 }
 
 // QMMAPlain is SetQMMAPlain's setting.
-func (b *Backend) QMMAPlain() int {
+func (b *Backend) QMMAPlain() (rows, most int) {
 	b.enter()
 	defer b.exit()
-	return b.qmmaPlain
+	return b.qmmaPlain, b.qmmaPlainMax
+}
+
+// SetPlainClusters has the plain wide kernels add up their splits in
+// thread-block clusters where clusters are on (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
+// or through global memory (off, the default), for tests of both.
+func (b *Backend) SetPlainClusters(on bool) {
+	b.enter()
+	defer b.exit()
+	b.plainGlobal = !on
+}
+
+// PlainClusters is SetPlainClusters' setting.
+func (b *Backend) PlainClusters() bool {
+	b.enter()
+	defer b.exit()
+	return !b.plainGlobal
 }
 
 // SetQMMAPush has the clustered products of one tile and 8 warps of at

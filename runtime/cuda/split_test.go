@@ -322,8 +322,9 @@ func TestPlainRows(t *testing.T) {
 		late       bool
 		rows       []int // the rows of 1-8 on the plain kernels
 	}{
-		{0, 8, true, nil}, // the default: none
-		{1, 1, true, []int{1}},
+		{0, 8, true, nil},
+		{defaultQmmaPlain, defaultQmmaPlainMax, true, []int{1}}, // the default: one row
+		{2, 1, true, nil},
 		{1, 4, true, []int{1, 2, 3, 4}},
 		{5, 8, true, []int{5, 6, 7, 8}},
 		{1, 8, false, []int{1, 2, 3, 4, 5, 6, 7, 8}},
