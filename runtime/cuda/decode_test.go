@@ -300,7 +300,15 @@ func TestPlainDownAfterWide(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer b.Free(down)
-		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
+		// x scaled so that down's output stays within fp16: 8-bit codes
+		// less their zeros are about 16 times 4-bit ones, and so are
+		// gate, up and down's weights (at 512/K, the 8-bit 7B shape's
+		// outputs reached fp16's largest values).
+		xs := 512 / float64(c.K)
+		if c.bits == 8 {
+			xs /= 16
+		}
+		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, xs), c.M, c.K)
 		res, rr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 1), c.M, c.K)
 		// Each step writes the GLU's output into zeros, so that a down that
 		// read it before the GLU product ended would read zeros.
@@ -316,6 +324,9 @@ func TestPlainDownAfterWide(t *testing.T) {
 		want := backendtest.RefMatMul(h, dq.Dequantize(), c.M, c.K, c.N)
 		for i := range want {
 			want[i] += float64(rr[i])
+			if !(math.Abs(want[i]) < 65504) {
+				t.Fatalf("the test's data: output %d is %g in float64, beyond fp16", i, want[i])
+			}
 		}
 		if nmse := backendtest.NMSE(w8, want); !(nmse < 1e-5) {
 			t.Errorf("8 warps: nmse %.3g against float64", nmse)

@@ -194,12 +194,16 @@ func TestInputOrder(t *testing.T) {
 
 // withNormFuse has products of up to rows rows normalize their input until
 // the test ends, GLU ones too: the wide kernels, which do not normalize
-// (FuseNorm declines GLU weights while they are on), are off meanwhile.
+// (FuseNorm declines GLU weights while they are on), are off meanwhile,
+// and so are the plain wide kernels, which add up in another order than
+// the one-tile kernels that normalize (the tests compare bits).
 func withNormFuse(t *testing.T, b *cuda.Backend, rows int) {
 	prev, wide := b.NormFusedRows(), b.QMMAWide()
+	plain, most := b.QMMAPlain()
 	b.SetNormFuse(rows)
 	b.SetQMMAWide(0)
-	t.Cleanup(func() { b.SetNormFuse(prev); b.SetQMMAWide(wide) })
+	b.SetQMMAPlain(0, most)
+	t.Cleanup(func() { b.SetNormFuse(prev); b.SetQMMAWide(wide); b.SetQMMAPlain(plain, most) })
 }
 
 // normals returns a source of n values scale·N(0, 1) drawn from r.

@@ -18,7 +18,8 @@ import (
 // sums in the same rank order. A plain product with a residual, a split
 // fusion of three outputs and a GLU product on the 8-warp kernels, 4 and 8
 // bits, with and without act order, at 1, 3 and 8 rows (clusters of 6, 7
-// and 8 blocks among them); the plain ones also against float64.
+// and 8 blocks among them; the plain wide kernels, which take one row's
+// plain products by default, off); the plain ones also against float64.
 func TestQmmaPush(t *testing.T) {
 	b := gputest.Backend(t)
 	if !b.Clusters() {
@@ -26,7 +27,9 @@ func TestQmmaPush(t *testing.T) {
 	}
 	defer b.SetQMMAPush(b.QMMAPush())
 	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetQMMAPlain(b.QMMAPlain())
 	b.SetQMMAWide(0)
+	b.SetQMMAPlain(0, 1)
 	r := rand.New(rand.NewPCG(25, 26))
 	// both runs f with the pushed (at any rows up to a tile) and then the
 	// read reduction.
