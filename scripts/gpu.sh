@@ -462,6 +462,10 @@ for step in $steps; do
     same_ids plain0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
     greedy_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1
     same_ids plaincl "the plain kernels' sums through global memory (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
+    # o_proj's product at one row on the plain wide kernels that read
+    # attention's parts (_pa), against the 8-warp _a kernels.
+    greedy_ids plainap GPTQTOOL_QMMA_PLAIN_AP=1
+    same_ids plainap "o_proj on the plain wide kernels (GPTQTOOL_QMMA_PLAIN_AP=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
