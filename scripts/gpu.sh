@@ -461,7 +461,7 @@ for step in $steps; do
     greedy_ids plain0 GPTQTOOL_QMMA_PLAIN=0
     same_ids plain0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
     greedy_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1
-    same_ids plaincl "the plain kernels' sums through global memory (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
+    same_ids plaincl "the plain kernels' sums in clusters (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
     # o_proj's product at one row on the plain wide kernels that read
     # attention's parts (_pa), against the 8-warp _a kernels.
     greedy_ids plainap GPTQTOOL_QMMA_PLAIN_AP=1
