@@ -28,7 +28,7 @@ import (
 func TestPagedAttentionMatMul(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetAttentionDefer(true)
-	defer b.SetPlainAP(false)
+	defer b.SetPlainAP(b.PlainAP())
 	defer b.SetQMMAPlain(b.QMMAPlain())
 	b.SetQMMAPlain(1, 1)
 	r := rand.New(rand.NewPCG(91, 92))

@@ -910,6 +910,13 @@ func (b *Backend) SetPlainAP(on bool) {
 	b.plainAP = on
 }
 
+// PlainAP is SetPlainAP's setting.
+func (b *Backend) PlainAP() bool {
+	b.enter()
+	defer b.exit()
+	return b.plainAP
+}
+
 // SetPlainClusters has the plain wide kernels add up their splits in
 // thread-block clusters where clusters are on (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
 // or through global memory (off, the default), for tests of both.
