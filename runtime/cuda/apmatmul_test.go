@@ -9,6 +9,7 @@ import (
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 // TestPagedAttentionMatMul checks runtime.AttentionProjector on the device:
@@ -107,7 +108,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					return
 				}
 				// The same parts read by the plain wide kernels (one row).
-				pa := fmt.Sprintf("qmma%d_t1_pa_%s", c.bits, map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[c.dt])
+				pa := cuda.PlainAPKernel(c.bits, c.dt)
 				n0 := b.Launches("qgemv.cu", pa)
 				got, _ = run(true, true)
 				if n := b.Launches("qgemv.cu", pa) - n0; n != 1 {
