@@ -142,11 +142,11 @@ __device__ __forceinline__ void cp16z(u32 dst, const void* src, bool on) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(on ? 16 : 0));
 }
 
-template <typename T, int C, int G>
+template <typename T, int C, int G, bool PRE, typename W>
 __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __restrict__ kb, const T* __restrict__ vb,
                                          const int* __restrict__ tab, int bs, i64 kvc, int r, int hq, int h0, int Gr,
-                                         int j0, int j1, float scale, float (*red)[G][32 * C], float* mh, float* lh,
-                                         void* smem) {
+                                         int j0, int j1, int own, float scale, float (*red)[G][32 * C], float* mh,
+                                         float* lh, void* smem, W wait) {
     constexpr int D = 32 * C, LD = D + 8, TP = PA_TCT;
     constexpr int CPR = D / 8, RPI = 32 / CPR;  // 16-byte pieces a row; rows a pass of the warp
     constexpr u32 TB = TP * LD * 2;             // bytes of one tile of K (or V)
@@ -155,21 +155,12 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nst = imax(2, imin(4, (int)(dynamic_smem_bytes() / (4 * 2 * TB))));
     const u32 st0 = smem_addr(smem) + warp * nst * 2 * TB;
-    // The query fragments of head h0 + g (rows g < Gr; the rows 8..15 of
-    // the A fragments are zeros).
-    u32 qf[D / 16][2];
-    {
-        const T* qr = q + ((i64)r * hq + h0 + imin(g, Gr - 1)) * D + 2 * t;
-#pragma unroll
-        for (int ks = 0; ks < D / 16; ks++) {
-            qf[ks][0] = g < Gr ? *(const u32*)(qr + ks * 16) : 0u;
-            qf[ks][1] = g < Gr ? *(const u32*)(qr + ks * 16 + 8) : 0u;
-        }
-    }
     const int ntile = (j1 - j0 + TP - 1) / TP;
     // fetch: tile n of the block's range (the warp's tiles are warp + 4k)
-    // into stage st; one commit group a call, empty past the range.
-    auto fetch = [&](int n, int st) {
+    // into stage st; one commit group a call, empty past the range. early:
+    // before the wait (PRE), the query's own position (which the kernel
+    // ahead writes) left out: no copy to its rows at all, not even zeros.
+    auto fetch = [&](int n, int st, bool early) {
         if (n < ntile) {
             const int p0 = j0 + n * TP, p = p0 + (lane & (TP - 1));
             const int crow = p < j1 ? tab[p / bs] * bs + p % bs : 0;
@@ -181,12 +172,51 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
                 const bool on = p0 + row < j1;
                 const i64 off = (i64)cr * kvc + c * 8;
                 const u32 so = (row * LD + c * 8) * 2;
-                cp16z(ks + so, kb + off, on);
-                cp16z(vs + so, vb + off, on);
+                if (!early || p0 + row != own) {
+                    cp16z(ks + so, kb + off, on);
+                    cp16z(vs + so, vb + off, on);
+                }
             }
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     };
+    // PRE (the _tcpre kernels, for a settled cache): the first stages'
+    // tiles are fetched before the wait, all but the own position's rows,
+    // which the warp whose tile holds it then loads after the wait, with
+    // the queries: one round trip to L2 after the wait instead of two (the
+    // block table's, then the rows').
+    if constexpr (PRE) {
+#pragma unroll
+        for (int k = 0; k < 3; k++)
+            if (k < nst - 1) fetch(warp + 4 * k, k, true);
+        wait();
+    }
+    // The query fragments of head h0 + g (rows g < Gr; the rows 8..15 of
+    // the A fragments are zeros).
+    u32 qf[D / 16][2];
+    {
+        const T* qr = q + ((i64)r * hq + h0 + imin(g, Gr - 1)) * D + 2 * t;
+#pragma unroll
+        for (int ks = 0; ks < D / 16; ks++) {
+            qf[ks][0] = g < Gr ? *(const u32*)(qr + ks * 16) : 0u;
+            qf[ks][1] = g < Gr ? *(const u32*)(qr + ks * 16 + 8) : 0u;
+        }
+    }
+    if constexpr (PRE) {
+        // The own position's K and V rows (16-byte pieces: K's by lanes
+        // 0..CPR-1, V's by the next CPR) into the stage fetched for its
+        // tile, where that tile was fetched before the wait; a later tile
+        // is fetched whole in the loop.
+        const int n = (own - j0) / TP;
+        if (own >= j0 && own < j1 && n % 4 == warp && n / 4 < nst - 1 && lane < 2 * CPR) {
+            const int row = (own - j0) % TP, c = lane % CPR;
+            const i64 off = ((i64)tab[own / bs] * bs + own % bs) * kvc + c * 8;
+            const uint4 v = __ldcg((const uint4*)((lane < CPR ? kb : vb) + off));
+            const u32 dst = st0 + (n / 4) * 2 * TB + (lane < CPR ? 0u : TB) + (row * LD + c * 8) * 2;
+            asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                         : "memory");
+        }
+    }
     // O transposed (dimensions × heads, so that no row of it is padding):
     // o[mt] is the C fragment of dimensions mt*16.. and heads 0..7, thread
     // (g, t) holding dimensions g and g+8 of heads 2t and 2t+1.
@@ -195,12 +225,14 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     for (int mt = 0; mt < D / 16; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
     float m = NEG_INF, l = 0.0f;
     const float sl2 = scale * 1.4426950408889634f;
+    if constexpr (!PRE) {
 #pragma unroll
-    for (int k = 0; k < 3; k++)
-        if (k < nst - 1) fetch(warp + 4 * k, k);
+        for (int k = 0; k < 3; k++)
+            if (k < nst - 1) fetch(warp + 4 * k, k, false);
+    }
     int st = 0;
     for (int n = warp; n < ntile; n += 4) {
-        fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1);  // the stage read in the last pass
+        fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false);  // the stage read in the last pass
         if (nst == 2) {
             asm volatile("cp.async.wait_group 1;" ::: "memory");
         } else if (nst == 3) {
@@ -370,7 +402,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // into shared memory, K into L1 (prefetched: registers held across the
     // wait would cost the kernel its occupancy).
     bool early = false;
-    if constexpr (PRE && sizeof(T) == 2 && C <= 4) {
+    if constexpr (PRE && !TC && sizeof(T) == 2 && C <= 4) {
         if (hd == D && j0 + tid < j1 && j0 + tid != i) {
             const T* kr = kb + row0 * kvc;
             const T* vr = vb + row0 * kvc;
@@ -381,12 +413,16 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             early = true;
         }
     }
-    pdl_wait();
-    if (late == 2) pdl_launch();  // (late 2: the next kernel may start now)
-    TRACE_MARK_AT(0, 1);
-    TRACE_MARK_AT(2, 1);
+    auto wait = [&]() {
+        pdl_wait();
+        if (late == 2) pdl_launch();  // (late 2: the next kernel may start now)
+        TRACE_MARK_AT(0, 1);
+        TRACE_MARK_AT(2, 1);
+    };
+    // (The _tcpre kernels wait within paged_tc, after their first copies.)
+    if constexpr (!(TC && PRE)) wait();
     if constexpr (TC) {
-        paged_tc<T, C, G>(q, kb, vb, tab, bs, kvc, r, hq, h0, Gr, j0, j1, scale, red, mh, lh, smem_pa);
+        paged_tc<T, C, G, PRE>(q, kb, vb, tab, bs, kvc, r, hq, h0, Gr, j0, j1, i, scale, red, mh, lh, smem_pa, wait);
         TRACE_MARK_AT(0, 2);
         if (!late) pdl_launch();
     } else {
@@ -681,7 +717,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #define PA_TC_f32(X)
 #define PA_TC_f16(X) X
 #define PA_TC_bf16(X) X
-#if defined(PA_PRE) && PA_PRE
+#if defined(PA_PRE) && PA_PRE && defined(PA_TC) && PA_TC
+#define PAGED_ATTN_CG(N, T, C, G) PA_TC_##N(PAGED_ATTN_K(N, T, C, G, _tcpre, true, true))
+#elif defined(PA_PRE) && PA_PRE
 #define PAGED_ATTN_CG(N, T, C, G) PAGED_ATTN_K(N, T, C, G, _pre, true, false)
 #elif defined(PA_TC) && PA_TC
 #define PAGED_ATTN_CG(N, T, C, G) PA_TC_##N(PAGED_ATTN_K(N, T, C, G, _tc, false, true))

@@ -17,7 +17,8 @@ import (
 //     warpgroup-MMA products, _w: sm_90a only, so ArchSpecific); QG_BITS=0
 //     glu_rows and gather_cols of every dtype;
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
-//     its _pre kernel, with PA_TC=1 its _tc kernel); PA_C=0 the rope_store
+//     its _pre kernel, with PA_TC=1 its _tc kernel, with both its _tcpre
+//     kernel); PA_C=0 the rope_store
 //     kernels of every dtype.
 //
 // head.cu compiles whole, for sm_90a only (ArchSpecific).
@@ -114,7 +115,7 @@ func ModuleOf(file, name string) Module {
 		}
 		parts := strings.Split(strings.TrimPrefix(name, "paged_attn_c"), "_")
 		kind := ""
-		if len(parts) == 4 && (parts[2] == "pre" || parts[2] == "tc") {
+		if len(parts) == 4 && (parts[2] == "pre" || parts[2] == "tc" || parts[2] == "tcpre") {
 			kind = parts[2]
 			parts = append(parts[:2], parts[3])
 		}
@@ -133,6 +134,8 @@ func ModuleOf(file, name string) Module {
 			defs = append(defs, "PA_PRE=1")
 		case "tc":
 			defs = append(defs, "PA_TC=1")
+		case "tcpre":
+			defs = append(defs, "PA_PRE=1", "PA_TC=1")
 		}
 		return Module{File: file, Defines: defs}
 	}

@@ -31,6 +31,7 @@ func TestModuleOf(t *testing.T) {
 		{"decode.cu", "paged_attn_c8_g1_f32", "decode.cu[PA_C=8,PA_G=1,KDT=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_pre_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1,PA_PRE=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1", "-DPA_PRE=1"}},
 		{"decode.cu", "paged_attn_c2_g8_tc_bf16", "decode.cu[PA_C=2,PA_G=8,KDT=2,PA_TC=1]", []string{"-DPA_C=2", "-DPA_G=8", "-DKDT=2", "-DPA_TC=1"}},
+		{"decode.cu", "paged_attn_c4_g4_tcpre_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1,PA_PRE=1,PA_TC=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1", "-DPA_PRE=1", "-DPA_TC=1"}},
 		{"decode.cu", "paged_attn_c4_g4_post_f16", "decode.cu", nil},
 		{"decode.cu", "rope_store_bf16", "decode.cu[PA_C=0]", nil},
 		// Outside the parts' naming: the whole file.

@@ -66,11 +66,13 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 // 32·C), query heads a kv head (at most G) and dtype; pagedPreNames their
 // _pre kernels (a settled cache's rows fetched before the wait);
 // pagedTCNames the _tc kernels (on tensor cores: 16-bit caches, hd = 32·C
-// of 64 or 128 only).
+// of 64 or 128 only) and pagedTCPreNames their _tcpre kernels (a settled
+// cache's rows fetched before the wait, but the query's own).
 var (
 	pagedNames, pagedPreNames = pagedKernelNames("", []int{1, 2, 4, 8}, runtime.F32, runtime.F16, runtime.BF16),
 		pagedKernelNames("_pre", []int{1, 2, 4, 8}, runtime.F32, runtime.F16, runtime.BF16)
-	pagedTCNames = pagedKernelNames("_tc", []int{2, 4}, runtime.F16, runtime.BF16)
+	pagedTCNames, pagedTCPreNames = pagedKernelNames("_tc", []int{2, 4}, runtime.F16, runtime.BF16),
+		pagedKernelNames("_tcpre", []int{2, 4}, runtime.F16, runtime.BF16)
 )
 
 func pagedKernelNames(suf string, cs []int, dts ...runtime.DType) map[[2]int]map[runtime.DType]string {
@@ -284,6 +286,9 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		// Four warps, each with its stages of K and V tiles; the warps'
 		// partial outputs reuse the space after the loop.
 		names = pagedTCNames
+		if p.CacheSettled && rows <= b.attnPrefetch {
+			names = pagedTCPreNames
+		}
 		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
 		if b.attnTCCap {
 			S = b.pagedTCSplits(S, rows, hkv, shared)

@@ -17,3 +17,10 @@ func (b *Backend) Launches(src, name string) int {
 // PlainAPKernel is the name of the plain wide kernel (qgemv.cu) that reads
 // paged attention's parts for bits-bit weights and dt activations.
 func PlainAPKernel(bits int, dt runtime.DType) string { return qnames.plainAP[bits/8][dt] }
+
+// PagedTCPreKernel is the name of the tensor-core paged attention kernel
+// (decode.cu) that fetches a settled cache's rows before its wait, for
+// heads of hd dimensions, g query heads a kv head and dt caches.
+func PagedTCPreKernel(hd, g int, dt runtime.DType) string {
+	return pagedTCPreNames[[2]int{pow2((hd + 31) / 32), pow2(g)}][dt]
+}

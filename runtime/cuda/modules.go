@@ -129,7 +129,7 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	}
 	b.mu.Lock()
 	normFuse := b.normFuseRows > 0
-	tcRows := b.attnTC
+	tcRows, preRows := b.attnTC, b.attnPrefetch
 	head := b.gemv && b.headWG && b.WarpgroupMMA()
 	b.mu.Unlock()
 	// The largest first: they bound the wait.
@@ -152,6 +152,9 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 		}
 		if attnTCFor(tcRows, tcRows, s.HeadDim, cg[0], dt) {
 			add("decode.cu", pagedTCNames[cg][dt])
+			if preRows > 0 {
+				add("decode.cu", pagedTCPreNames[cg][dt])
+			}
 		}
 	}
 	add("decode.cu", "rope_store_"+suffix(dt))

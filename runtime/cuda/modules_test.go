@@ -56,6 +56,9 @@ func launchedKernels() map[string][]string {
 	for _, m := range pagedTCNames {
 		add("decode.cu", m)
 	}
+	for _, m := range pagedTCPreNames {
+		add("decode.cu", m)
+	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
 	}
@@ -83,9 +86,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	}
 	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA) +
 	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
-	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes.
-	if len(parts) != 19+97+16 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 19+97+16, parts)
+	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre).
+	if len(parts) != 19+97+32 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 19+97+32, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 5, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p, t1_pa; qdequant

@@ -9,6 +9,7 @@ import (
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 // TestAttentionPrefetch checks paged attention that loads a settled cache's
@@ -68,10 +69,24 @@ func TestAttentionPrefetch(t *testing.T) {
 					w64[i] = float64(v)
 				}
 				tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4}[dt]
+				// The tensor-core kernel, and its _tcpre form (the rows but
+				// the own position's fetched before the wait, the own ones
+				// after it: RoPEStore writes them just before), which must
+				// give the same bits. The four rows take each of its paths:
+				// the own position in a tile fetched before the wait (37: the
+				// second split's second tile; 0: a one-position row) and in
+				// a tile fetched in the loop (255, 1000).
+				pre := cuda.PagedTCPreKernel(hd, hq/hkv, dt)
 				for _, stages := range []int{2, 3, 4} {
 					b.SetAttentionTCStages(stages)
-					if nmse := backendtest.NMSE(run(0, 1), w64); !(nmse < tol) {
+					tc := run(0, 1)
+					if nmse := backendtest.NMSE(tc, w64); !(nmse < tol) {
 						t.Errorf("tensor-core attention, %d stages: nmse %.3g against the plain kernel's, want < %.1g", stages, nmse, tol)
+					}
+					n0 := b.Launches("decode.cu", pre)
+					sameBits(t, fmt.Sprintf("tensor-core attention fetching before its wait, %d stages", stages), run(rows, 1), tc)
+					if n := b.Launches("decode.cu", pre) - n0; n != 1 {
+						t.Errorf("%d stages: %s launched %d times, want 1", stages, pre, n)
 					}
 				}
 			})
