@@ -466,6 +466,10 @@ for step in $steps; do
     # attention's parts (_pa), against the 8-warp _a kernels.
     greedy_ids plainap GPTQTOOL_QMMA_PLAIN_AP=1
     same_ids plainap "o_proj on the plain wide kernels (GPTQTOOL_QMMA_PLAIN_AP=1)"
+    # Paged attention fetching the settled cache rows before its wait (the
+    # default, _tcpre on tensor cores) and after it: the same bits.
+    greedy_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0
+    same_ids attnpre0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
