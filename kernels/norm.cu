@@ -151,10 +151,7 @@ __device__ __forceinline__ u32x4 add8(u32x4 a, u32x4 b) {
 // stored from registers: one round trip to L2 after the wait instead of
 // three. Same items a thread and the same order of sums as rms_row_v8, so
 // the same bits.
-// XE (the _v8e kernels, ADD only): x is read before wait() too, through
-// L2 (x written by a kernel that ended before the one ahead started, as a
-// decode step's residual stream is: runtime/cuda GPTQTOOL_NORM_XEARLY).
-template <typename T, bool ADD, typename W, bool XE = false>
+template <typename T, bool ADD, typename W>
 __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
                                              const int* __restrict__ slots, W wait) {
     const int h8 = h / 8;
@@ -166,17 +163,13 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         if (i < h8) {
             wr[u] = ((const u32x4*)w)[i];
             if (slots) sa[u] = ((const int4*)slots)[2 * i], sb[u] = ((const int4*)slots)[2 * i + 1];
-            if (XE) {
-                const uint4 v = __ldcg((const uint4*)x + i);
-                xr[u] = u32x4{v.x, v.y, v.z, v.w};
-            }
         }
     }
     wait();
 #pragma unroll
     for (int u = 0; u < NORM_NI; u++) {
         const int i = threadIdx.x + u * blockDim.x;
-        if (!XE && i < h8) xr[u] = ((const u32x4*)x)[i];
+        if (i < h8) xr[u] = ((const u32x4*)x)[i];
     }
     if constexpr (ADD) {
         u32x4 dr[NORM_NI];
@@ -259,18 +252,6 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         for (int i = threadIdx.x; i < h / 8; i += blockDim.x) xr[i] = add8<T>(xr[i], dr[i]);              \
         __syncthreads();                                                                                  \
         rms_row_v8<T>(norm + r * h, x + r * h, w, h, eps, red, slots);                                    \
-    }                                                                                                     \
-    extern "C" __global__ void add_rmsnorm_v8e_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,  \
-                                                   const int* slots) {                                    \
-        __shared__ float red[32];                                                                         \
-        TRACE_BEGIN(4);                                                                                   \
-        pdl_launch();                                                                                     \
-        i64 r = blockIdx.x;                                                                               \
-        auto wait = [&]() {                                                                               \
-            pdl_wait();                                                                                   \
-            TRACE_MARK(1);                                                                                \
-        };                                                                                                \
-        norm_v8_regs<T, true, decltype(wait), true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait); \
     }
 NORM_V8(f16, f16)
 NORM_V8(bf16, bf16)

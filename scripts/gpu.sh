@@ -470,10 +470,6 @@ for step in $steps; do
     # default, _tcpre on tensor cores) and after it: the same bits.
     greedy_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0
     same_ids attnpre0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
-    # add_rmsnorm reading x before its wait (a probe, norm.cu _v8e): the
-    # same bits.
-    greedy_ids xearly GPTQTOOL_NORM_XEARLY=1
-    same_ids xearly "add_rmsnorm's x read before its wait (GPTQTOOL_NORM_XEARLY=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

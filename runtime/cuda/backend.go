@@ -154,7 +154,6 @@ type Backend struct {
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
-	normXEarly    bool            // GPTQTOOL_NORM_XEARLY=1: add_rmsnorm reads x before its wait (a probe; norm.cu _v8e)
 	gt            graphTimes
 
 	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).
@@ -283,7 +282,6 @@ func New(o Options) (*Backend, error) {
 	}
 	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
 	// every norm, else normThreadsFor's.
-	b.normXEarly = os.Getenv("GPTQTOOL_NORM_XEARLY") == "1"
 	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {
 		return nil, err
 	}

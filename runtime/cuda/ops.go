@@ -259,12 +259,6 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 	name := "add_rmsnorm_"
 	if vec8(h, n, xt, dl, w) {
 		name = "add_rmsnorm_v8_"
-		// (A probe: x read before the wait, which is safe only where the
-		// kernel ahead neither writes x nor lets this one start before its
-		// own wait, as in a decode step without GPTQTOOL_QMMA_EARLY.)
-		if b.normXEarly && !b.qmmaEarly && h/8 <= normNI*b.normThreadsFor(runtime.Rows(xt)) {
-			name = "add_rmsnorm_v8e_"
-		}
 	}
 	b.run("norm.cu", name+suffix(n.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, n.dt), n.ptr, xt.ptr, dl.ptr, w.ptr, int32(h), eps, sp)
 }
@@ -280,10 +274,6 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 // measured), and the norm-fused products (runtime.NormFuser) sum the
 // squares in the 256-thread norm's order, bit for bit. More rows (prefill)
 // keep 256 too.
-// normNI is norm.cu's NORM_NI: the items of 8 elements a thread of its v8
-// kernels holds in registers.
-const normNI = 4
-
 const (
 	normWideMin     = 9
 	normWideMax     = 64
