@@ -452,8 +452,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                                                        : QST;
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
-    static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 && !AP : NW == 16) && MT == 1 && !NRM && !WG),
-                  "the _g, _p and _pa kernels: one tile, plain (_pa: reading attention's parts)");
+    static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
+                  "the _g and _p kernels: one tile, plain");
     static_assert(!GW || NW != 8, "GW: the _g kernels");
     constexpr int QC = NW * 16;  // the block's columns
     extern __shared__ u32x4 smem_q[];
@@ -1406,21 +1406,19 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     QMMA(BITS, MT, T, NAME, true, _r, false, true, false, false)
 // The wide kernels of one tile: GLU (_g, 14 warps, two blocks an SM) and
 // plain (_p, 16 warps, 256 columns, one block an SM: runtime/cuda sizes its
-// shared memory so), and the plain one that reads paged attention's parts
-// (_pa: o_proj's product, GPTQTOOL_QMMA_PLAIN_AP).
-#define QMMA_WIDE(BITS, T, NAME, SUF, THREADS, MINB, NW, GW, AP)                                                   \
+// shared memory so).
+#define QMMA_WIDE(BITS, T, NAME, SUF, THREADS, MINB, NW, GW)                                                       \
     extern "C" __global__ void __launch_bounds__(THREADS, MINB) qmma##BITS##_t1##SUF##_##NAME(                      \
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc QMMA_AP_##AP) {                                                              \
-        qmma<BITS, 1, T, true, false, false, AP, NW, GW>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,      \
-                                                       part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps,    \
-                                                       nv8, QRope<T>{}, nullptr QMMA_APARG_##AP);                       \
+        const float* invf, T* kc, T* vc) {                                                                           \
+        qmma<BITS, 1, T, true, false, false, false, NW, GW>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,   \
+                                                          part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
+                                                          nv8, QRope<T>{}, nullptr);                                    \
     }
-#define QMMA_G(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _g, 448, 2, 14, true, false)
-#define QMMA_P(BITS, T, NAME) \
-    QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false, false) QMMA_WIDE(BITS, T, NAME, _pa, 512, 1, 16, false, true)
+#define QMMA_G(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _g, 448, 2, 14, true)
+#define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of

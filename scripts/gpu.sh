@@ -462,10 +462,6 @@ for step in $steps; do
     same_ids plain0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
     greedy_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1
     same_ids plaincl "the plain kernels' sums in clusters (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
-    # o_proj's product at one row on the plain wide kernels that read
-    # attention's parts (_pa), against the 8-warp _a kernels.
-    greedy_ids plainap GPTQTOOL_QMMA_PLAIN_AP=1
-    same_ids plainap "o_proj on the plain wide kernels (GPTQTOOL_QMMA_PLAIN_AP=1)"
     # Paged attention fetching the settled cache rows before its wait (the
     # default, _tcpre on tensor cores) and after it: the same bits.
     greedy_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0

@@ -9,7 +9,6 @@ import (
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
-	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 // TestPagedAttentionMatMul checks runtime.AttentionProjector on the device:
@@ -23,15 +22,10 @@ import (
 // of few splits). The rows attention left in parts must be the ones it did
 // not write (att filled with NaN first); more rows than one, fp32
 // activations and a weight whose groups are not whole chunks must take the
-// other way. Where the parts are left, the plain wide kernels that read
-// them (qgemv.cu's _pa, SetPlainAP) must give the same against
-// attention's own combine, and must be the kernel launched.
+// other way.
 func TestPagedAttentionMatMul(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetAttentionDefer(true)
-	defer b.SetPlainAP(b.PlainAP())
-	defer b.SetQMMAPlain(b.QMMAPlain())
-	b.SetQMMAPlain(1, 1)
 	r := rand.New(rand.NewPCG(91, 92))
 	rand32 := normals(r)
 	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 384
@@ -66,9 +60,8 @@ func TestPagedAttentionMatMul(t *testing.T) {
 				for i := range nan {
 					nan[i] = float32(math.NaN())
 				}
-				run := func(deferred, plainAP bool) (y, att []float32) {
+				run := func(deferred bool) (y, att []float32) {
 					b.SetAttentionDefer(deferred)
-					b.SetPlainAP(plainAP)
 					q, _ := upload(t, b, c.dt, q0, M, hq*hd)
 					k, _ := upload(t, b, c.dt, k0, M, hkv*hd)
 					v, _ := upload(t, b, c.dt, v0, M, hkv*hd)
@@ -83,8 +76,8 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
 					return download(t, b, out), download(t, b, at)
 				}
-				want, _ := run(false, false)
-				got, att := run(true, false)
+				want, _ := run(false)
+				got, att := run(true)
 				w64 := make([]float64, len(want))
 				for i, v := range want {
 					w64[i] = float64(v)
@@ -103,19 +96,6 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
 						t.Errorf("row %d (%d splits): attention's output unwritten %v, want %v", m, splits[m], isNaN, left)
 					}
-				}
-				if !whole {
-					return
-				}
-				// The same parts read by the plain wide kernels (one row).
-				pa := cuda.PlainAPKernel(c.bits, c.dt)
-				n0 := b.Launches("qgemv.cu", pa)
-				got, _ = run(true, true)
-				if n := b.Launches("qgemv.cu", pa) - n0; n != 1 {
-					t.Fatalf("%s launched %d times for the product, want 1", pa, n)
-				}
-				if nmse := backendtest.NMSE(got, w64); !(nmse < tol) {
-					t.Errorf("parts combined by the plain wide kernels: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
 				}
 			})
 		}

@@ -139,7 +139,6 @@ type Backend struct {
 	qmmaPlain     int             // plain products of this many rows or more, up to qmmaPlainMax, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
 	qmmaPlainMax  int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (defaultQmmaPlainMax)
 	plainGlobal   bool            // the plain wide kernels' splits add up through global memory (the default), not in a cluster (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
-	plainAP       bool            // GPTQTOOL_QMMA_PLAIN_AP=1: products of paged attention's parts of those rows on the plain wide kernels too (qgemv.cu _pa)
 	qmmaMaxS      int             // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
 	wideSplit     int             // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
 	qstWide       int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
@@ -398,14 +397,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.plainGlobal = plainCl == 0
-	// GPTQTOOL_QMMA_PLAIN_AP=1: o_proj's product, which reads paged
-	// attention's parts (the _a kernels: 8 warps, at one row 32 slabs of
-	// 128 columns in 8 splits, 256 blocks, three to an SM on about 58 of
-	// the H200's SMs in the twentieth session's trace), runs on the plain
-	// wide kernels too where they take its rows (_pa: 16 warps, one block
-	// an SM; the 7B o_proj in 16 slabs of 8 splits, 128 blocks). Not
-	// measured yet: off by default.
-	b.plainAP = os.Getenv("GPTQTOOL_QMMA_PLAIN_AP") == "1"
 	// GPTQTOOL_QMMA_WIDE_SPLIT=N caps a wide GLU product's K splits (1: one
 	// block a slab, no sums to add up across blocks) (for measuring).
 	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {

@@ -125,7 +125,9 @@ func (b *Backend) GEMV() bool { return b.gemv }
 // defaultAttnPrefetch is the most rows whose paged attention prefetches
 // (GPTQTOOL_ATTN_PREFETCH=N overrides it). Measured on the H200 (7B shape,
 // 4-bit, docs/benchmarks.md, the day's seventh session): +2.5% at batch 1,
-// +1.6% at batch 8, -7.6% at batch 32.
+// +1.6% at batch 8, -7.6% at batch 32. On tensor cores (the _tcpre
+// kernels, the 2026-12-02 twenty-ninth session): +0.55% / +0.7% at batch
+// 1 / 8 at 4 bits, +0.4% / +0.5% at 8 bits.
 const defaultAttnPrefetch = 8
 
 // SetAttentionPrefetch sets the most rows whose paged attention loads the

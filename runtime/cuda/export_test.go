@@ -14,10 +14,6 @@ func (b *Backend) Launches(src, name string) int {
 	return 0
 }
 
-// PlainAPKernel is the name of the plain wide kernel (qgemv.cu) that reads
-// paged attention's parts for bits-bit weights and dt activations.
-func PlainAPKernel(bits int, dt runtime.DType) string { return qnames.plainAP[bits/8][dt] }
-
 // PagedTCPreKernel is the name of the tensor-core paged attention kernel
 // (decode.cu) that fetches a settled cache's rows before its wait, for
 // heads of hd dimensions, g query heads a kv head and dt caches.

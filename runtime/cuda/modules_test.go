@@ -42,7 +42,6 @@ func launchedKernels() map[string][]string {
 		add("qgemv.cu", qnames.ap[i])
 		add("qgemv.cu", qnames.wide[i])
 		add("qgemv.cu", qnames.plain[i])
-		add("qgemv.cu", qnames.plainAP[i])
 		add("qgemv.cu", qnames.dequant[i])
 	}
 	add("qgemv.cu", qnames.gather)
@@ -91,7 +90,7 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 		t.Errorf("%d parts, want %d: %v", len(parts), 19+97+32, parts)
 	}
 	want := map[string]int{
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 5, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p, t1_pa; qdequant
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  6,       // t2/t4/t8 × _w, _w_r
 		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes

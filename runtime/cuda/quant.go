@@ -61,7 +61,6 @@ var qnames = func() (n struct {
 	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
 	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
 	plain    [2]map[runtime.DType]string                    // one tile, plain, blocks of qmmaPlainWarps (GPTQTOOL_QMMA_PLAIN)
-	plainAP  [2]map[runtime.DType]string                    // the same, reading paged attention's parts (GPTQTOOL_QMMA_PLAIN_AP)
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -81,7 +80,6 @@ var qnames = func() (n struct {
 		n.ap[i] = map[runtime.DType]string{}
 		n.wide[i] = map[runtime.DType]string{}
 		n.plain[i] = map[runtime.DType]string{}
-		n.plainAP[i] = map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -102,7 +100,6 @@ var qnames = func() (n struct {
 			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
 			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
 			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
-			n.plainAP[i][dt] = fmt.Sprintf("qmma%d_t1_pa_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if j < qmmaSyncTiles {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
@@ -899,24 +896,6 @@ func (b *Backend) QMMAPlain() (rows, most int) {
 	return b.qmmaPlain, b.qmmaPlainMax
 }
 
-// SetPlainAP has the products that read paged attention's parts
-// (o_proj's, AttentionProjector) run on the plain wide kernels too where
-// plainRows takes their rows (qgemv.cu _pa; GPTQTOOL_QMMA_PLAIN_AP=1), or
-// on the 8-warp _a kernels (off, the default), for tests and
-// measurements.
-func (b *Backend) SetPlainAP(on bool) {
-	b.enter()
-	defer b.exit()
-	b.plainAP = on
-}
-
-// PlainAP is SetPlainAP's setting.
-func (b *Backend) PlainAP() bool {
-	b.enter()
-	defer b.exit()
-	return b.plainAP
-}
-
 // SetPlainClusters has the plain wide kernels add up their splits in
 // thread-block clusters where clusters are on (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
 // or through global memory (off, the default), for tests of both.
@@ -1324,7 +1303,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
-	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && (ap == nil || b.plainAP) {
+	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
 		if pp, pnb, ok := b.qmmaSplitPlain(M, q.k, q.n, q.bits); ok {
 			sp, nb, threads, plain = pp, pnb, 32*qmmaPlainWarps, true
 		}
@@ -1394,8 +1373,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	name := qnames.gemv[q.bits/8][sg][tile][x.dt]
 	switch {
-	case ap != nil && plain:
-		name = qnames.plainAP[q.bits/8][x.dt]
 	case ap != nil:
 		name = qnames.ap[q.bits/8][x.dt]
 	case nrm != nil && rp != nil: // tile 0 (at most normFuseRows <= 8 rows), sg 0 (ropeFits)
