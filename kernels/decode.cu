@@ -396,7 +396,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const i64 kvc = (i64)hkv * hd;
     const T* kb = kc + (i64)kh * hd;
     const T* vb = vc + (i64)kh * hd;
-    // PRE (the _pre kernels, for a settled cache: runtime.AttentionParams.CacheSettled):
+    // PRE (the _pre kernels, for a settled cache: runtime.AttentionParams.CacheSettled;
+    // with TC, the _tcpre kernels, whose early copies paged_tc makes):
     // the rows of this thread's first position, unless it is the query's
     // own (which the kernel ahead writes), are fetched before the wait, V
     // into shared memory, K into L1 (prefetched: registers held across the
@@ -712,8 +713,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                                      minsplit, oslots, clu, late, dfr);                                        \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; PA_TC=1
-// parts the _tc kernel (TC: f16 and bf16, C of 2 or 4 only); neither, the
-// plain one.
+// parts the _tc kernel (TC: f16 and bf16, C of 2 or 4 only); both, the
+// _tcpre kernel (PRE and TC); neither, the plain one.
 #define PA_TC_f32(X)
 #define PA_TC_f16(X) X
 #define PA_TC_bf16(X) X
@@ -733,8 +734,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
 #define PAGED_ATTN(N, T) PAGED_ATTN_C(N, T, 1) PAGED_ATTN_C(N, T, 2) PAGED_ATTN_C(N, T, 4) PAGED_ATTN_C(N, T, 8)
 #endif
 // Parts (kernels.Module): PA_C, PA_G and KDT one paged_attn kernel, PA_C=0
-// the rope_store kernels; no PA_C, everything but the _pre and _tc kernels
-// (with PA_PRE or PA_TC, those). (PAGED_ATTN_X expands PA_C and PA_G before
+// the rope_store kernels; no PA_C, everything but the _pre, _tc and _tcpre
+// kernels (with PA_PRE, PA_TC or both, those). (PAGED_ATTN_X expands PA_C and PA_G before
 // PAGED_ATTN_CG pastes them into the name.)
 #define PAGED_ATTN_X(N, T, C, G) PAGED_ATTN_CG(N, T, C, G)
 #define PAGED_ATTN_ONE(N, T) PAGED_ATTN_X(N, T, PA_C, PA_G)

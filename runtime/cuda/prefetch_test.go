@@ -72,10 +72,11 @@ func TestAttentionPrefetch(t *testing.T) {
 				// The tensor-core kernel, and its _tcpre form (the rows but
 				// the own position's fetched before the wait, the own ones
 				// after it: RoPEStore writes them just before), which must
-				// give the same bits. The four rows take each of its paths:
-				// the own position in a tile fetched before the wait (37: the
-				// second split's second tile; 0: a one-position row) and in
-				// a tile fetched in the loop (255, 1000).
+				// give the same bits. The rows take each of its paths: the
+				// own position in a tile fetched before the wait (37: its
+				// second split's second tile; 0: a one-position row; 255) and
+				// in a tile fetched in the loop (1000 without a window at two
+				// stages: its last split's eighth tile, warp 3's second).
 				pre := cuda.PagedTCPreKernel(hd, hq/hkv, dt)
 				for _, stages := range []int{2, 3, 4} {
 					b.SetAttentionTCStages(stages)
