@@ -144,16 +144,14 @@ __device__ __forceinline__ u32x4 add8(u32x4 a, u32x4 b) {
 // take norm_v8_regs, longer ones the loops of rms_row_v8.
 #define NORM_NI 4
 
-// norm_v8_regs: the v8 kernels' body for a row whose items fit the block's
-// registers (ADD: x += delta first, written back). The weights and output
-// slots are the model's, loaded before wait() (the kernel's wait for the
-// one ahead); x (and delta) are then read once, and squared, normalized and
-// stored from registers: one round trip to L2 after the wait instead of
-// three. Same items a thread and the same order of sums as rms_row_v8, so
-// the same bits.
-template <typename T, bool ADD, typename W>
-__device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
-                                             const int* __restrict__ slots, W wait) {
+// norm_v8_rows: the v8 kernels' body for a row whose items fit the
+// block's registers: weights and output slots loaded before wait(), then
+// fill(xr) puts the row's items (8 elements of T each, item
+// threadIdx.x + u·blockDim.x in xr[u]) in registers, which are squared,
+// normalized and stored.
+template <typename T, typename W, typename F>
+__device__ __forceinline__ void norm_v8_rows(T* dst, const T* w, int h, float eps, float* red,
+                                             const int* __restrict__ slots, W wait, F fill) {
     const int h8 = h / 8;
     u32x4 wr[NORM_NI], xr[NORM_NI];
     int4 sa[NORM_NI], sb[NORM_NI];
@@ -166,27 +164,7 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         }
     }
     wait();
-#pragma unroll
-    for (int u = 0; u < NORM_NI; u++) {
-        const int i = threadIdx.x + u * blockDim.x;
-        if (i < h8) xr[u] = ((const u32x4*)x)[i];
-    }
-    if constexpr (ADD) {
-        u32x4 dr[NORM_NI];
-#pragma unroll
-        for (int u = 0; u < NORM_NI; u++) {
-            const int i = threadIdx.x + u * blockDim.x;
-            if (i < h8) dr[u] = ((const u32x4*)delta)[i];
-        }
-#pragma unroll
-        for (int u = 0; u < NORM_NI; u++) {
-            const int i = threadIdx.x + u * blockDim.x;
-            if (i < h8) {
-                xr[u] = add8<T>(xr[u], dr[u]);
-                ((u32x4*)x)[i] = xr[u];
-            }
-        }
-    }
+    fill(xr);
     float ss = 0.0f;
 #pragma unroll
     for (int u = 0; u < NORM_NI; u++) {
@@ -213,6 +191,87 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
         norm_put8<T>(out, dst, i, f, slots, sa[u], sb[u]);
     }
     norm_flush<T>(stage, dst, h8);
+}
+
+// norm_v8_regs: the v8 kernels' body for a row whose items fit the block's
+// registers (ADD: x += delta first, written back). The weights and output
+// slots are the model's, loaded before wait() (the kernel's wait for the
+// one ahead); x (and delta) are then read once, and squared, normalized and
+// stored from registers: one round trip to L2 after the wait instead of
+// three. Same items a thread and the same order of sums as rms_row_v8, so
+// the same bits. (norm_v8_rows with the loads after the wait as fill.)
+template <typename T, bool ADD, typename W>
+__device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const T* w, int h, float eps, float* red,
+                                             const int* __restrict__ slots, W wait) {
+    norm_v8_rows<T>(dst, w, h, eps, red, slots, wait, [&](u32x4* xr) {
+        const int h8 = h / 8;
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i < h8) xr[u] = ((const u32x4*)x)[i];
+        }
+        if constexpr (ADD) {
+            u32x4 dr[NORM_NI];
+#pragma unroll
+            for (int u = 0; u < NORM_NI; u++) {
+                const int i = threadIdx.x + u * blockDim.x;
+                if (i < h8) dr[u] = ((const u32x4*)delta)[i];
+            }
+#pragma unroll
+            for (int u = 0; u < NORM_NI; u++) {
+                const int i = threadIdx.x + u * blockDim.x;
+                if (i < h8) {
+                    xr[u] = add8<T>(xr[u], dr[u]);
+                    ((u32x4*)x)[i] = xr[u];
+                }
+            }
+        }
+    });
+}
+
+// PARTS_MAX: the most splits norm_v8_parts adds up (a cluster's 8, which
+// bounds the plain wide kernels' splits: runtime/cuda maxClusterBlocks).
+#define PARTS_MAX 8
+
+// norm_v8_parts: x += the S splits' fp32 sums of a product left in parts
+// (part [S][rows][h] from this row's, qgemv.cu QF_PARTS), added in split
+// order from 0.0f and then to x as qgemv.cu's qout adds a residual, rounded
+// once and written back; then the norm as norm_v8_regs: the bits of the
+// product's own epilogue followed by rmsnorm_v8.
+template <typename T, typename W>
+__device__ __forceinline__ void norm_v8_parts(T* dst, T* x, const float* part, int S, i64 ldp, const T* w, int h,
+                                              float eps, float* red, const int* __restrict__ slots, W wait) {
+    norm_v8_rows<T>(dst, w, h, eps, red, slots, wait, [&](u32x4* xr) {
+        const int h8 = h / 8;
+#pragma unroll
+        for (int u = 0; u < NORM_NI; u++) {
+            const int i = threadIdx.x + u * blockDim.x;
+            if (i >= h8) continue;
+            // Every split's loads in flight at once (S <= PARTS_MAX).
+            float4 a[PARTS_MAX], b[PARTS_MAX];
+#pragma unroll
+            for (int y = 0; y < PARTS_MAX; y++)
+                if (y < S) {
+                    a[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i);
+                    b[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i + 1);
+                }
+            float v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = 0.0f;
+#pragma unroll
+            for (int y = 0; y < PARTS_MAX; y++)
+                if (y < S) {
+                    v[0] += a[y].x, v[1] += a[y].y, v[2] += a[y].z, v[3] += a[y].w;
+                    v[4] += b[y].x, v[5] += b[y].y, v[6] += b[y].z, v[7] += b[y].w;
+                }
+            float f[8];
+            unpack8<T>(((const u32x4*)x)[i], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] += f[j];
+            xr[u] = pack8<T>(v);
+            ((u32x4*)x)[i] = xr[u];
+        }
+    });
 }
 
 #define NORM_V8(N, T)                                                                                     \
@@ -255,3 +314,23 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
     }
 NORM_V8(f16, f16)
 NORM_V8(bf16, bf16)
+
+// rmsnorm_parts_v8_T(norm, x, part, S, rows, w, h, eps, slots): x += the S
+// splits of a product's sums left in part [S, rows, h] (norm_v8_parts),
+// then norm = rmsnorm(x); one block a row whose items fit its registers
+// (h/8 <= NORM_NI·blockDim.x: runtime/cuda checks).
+#define NORM_PARTS(N, T)                                                                                  \
+    extern "C" __global__ void rmsnorm_parts_v8_##N(T* norm, T* x, const float* part, int S, int rows,     \
+                                                    const T* w, int h, float eps, const int* slots) {     \
+        __shared__ float red[32];                                                                         \
+        TRACE_BEGIN(3);                                                                                   \
+        pdl_launch();                                                                                     \
+        i64 r = blockIdx.x;                                                                               \
+        auto wait = [&]() {                                                                               \
+            pdl_wait();                                                                                   \
+            TRACE_MARK(1);                                                                                \
+        };                                                                                                \
+        norm_v8_parts<T>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, red, slots, wait); \
+    }
+NORM_PARTS(f16, f16)
+NORM_PARTS(bf16, bf16)

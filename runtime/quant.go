@@ -151,6 +151,16 @@ type ResidualMatMuler interface {
 	MatMulAdd(dst, x, w, add Tensor)
 }
 
+// ResidualNormer is a Backend that adds a product to the residual stream
+// and normalizes the result in one op: MatMulAddNormTo(x, h, w, norm,
+// weight, slots, eps) is MatMulAdd(x, h, w, x) followed by
+// RMSNormTo(norm, x, weight, slots, eps) (InputOrderer; slots may be nil),
+// with the same bits, so that the backend may add the product's splits up
+// in the norm (a decode step's down product and the next norm).
+type ResidualNormer interface {
+	MatMulAddNormTo(x, h, w, norm, weight, slots Tensor, eps float32)
+}
+
 // MatMulAdd sets dst = add + x·wᵀ, fused when b implements
 // ResidualMatMuler; tmp [M, N] is scratch for the composed form (it may be
 // nil when b fuses).

@@ -466,6 +466,10 @@ for step in $steps; do
     # default, _tcpre on tensor cores) and after it: the same bits.
     greedy_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0
     same_ids attnpre0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
+    # Down's splits added up by the norm after it (MatMulAddNormTo,
+    # GPTQTOOL_DOWN_NORM=1): the same bits.
+    greedy_ids downnorm GPTQTOOL_DOWN_NORM=1
+    same_ids downnorm "down's splits added up by the next norm (GPTQTOOL_DOWN_NORM=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

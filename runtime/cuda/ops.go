@@ -240,6 +240,66 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
+// partsArg is where a product left its splits' fp32 sums for the norm
+// after it (qgemv.cu QF_PARTS): part [S, rows, N]; S 0 where it added them
+// up itself.
+type partsArg struct {
+	part    uint64
+	S, rows int
+}
+
+// MatMulAddNormTo implements runtime.ResidualNormer. With SetDownNorm (or
+// GPTQTOOL_DOWN_NORM=1), a product of at most qmmaPass rows that runs on the
+// plain wide kernels and adds its splits up through global memory (a
+// decode step's down product at one row) leaves them in parts instead,
+// and the norm (norm.cu rmsnorm_parts_v8) adds them and the residual up as
+// the product's last block would have: the same bits, without that
+// block's fence, counter and reads at the product's end. Otherwise the
+// product adds them up itself and the norm follows.
+func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
+	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
+	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
+	if !b.downNorm || rows > qmmaPass || !vec8(hc, nt, xt, wn) || hc/8 > normNI*b.normThreadsFor(rows) {
+		b.MatMulAdd(x, h, w, x)
+		b.RMSNormTo(norm, x, weight, slots, eps)
+		return
+	}
+	sameShape("matmul-add-norm", nt, xt)
+	if wn.n != hc || wn.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: matmul-add-norm weight %v %v for rows of %d %v", wn.dt, wn.shape, hc, xt.dt))
+	}
+	ht, wt := b.tensor(h), b.tensor(w)
+	sp := b.slotsPtr("matmul-add-norm", slots, hc, nt, xt)
+	b.enter()
+	defer b.exit()
+	b.partsWant, b.partsGot = true, partsArg{}
+	b.matmul(xt, ht, wt, xt)
+	got := b.partsGot
+	b.partsWant, b.partsGot = false, partsArg{}
+	if got.S == 0 {
+		b.normRows(nt, xt, wn, eps, sp)
+		return
+	}
+	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: b.normThreadsFor(rows)}, normStage(sp, hc, nt.dt),
+		nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp)
+}
+
+// SetDownNorm has MatMulAddNormTo leave a plain wide product's splits to
+// the norm (GPTQTOOL_DOWN_NORM=1) or not (the default), for tests and
+// measurements.
+func (b *Backend) SetDownNorm(on bool) {
+	b.enter()
+	defer b.exit()
+	b.downNorm = on
+}
+
+// DownNorm reports SetDownNorm's setting.
+func (b *Backend) DownNorm() bool {
+	b.enter()
+	defer b.exit()
+	return b.downNorm
+}
+
 // AddRMSNorm implements runtime.AddRMSNormer.
 func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32) {
 	b.AddRMSNormTo(norm, x, delta, weight, nil, eps)
@@ -274,6 +334,10 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 // measured), and the norm-fused products (runtime.NormFuser) sum the
 // squares in the 256-thread norm's order, bit for bit. More rows (prefill)
 // keep 256 too.
+// normNI is norm.cu's NORM_NI: the items of 8 elements a thread of its v8
+// kernels holds in registers (rows of up to normNI·8·threads elements).
+const normNI = 4
+
 const (
 	normWideMin     = 9
 	normWideMax     = 64

@@ -1416,6 +1416,13 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if push {
 		flags |= qfPush
 	}
+	// MatMulAddNormTo: a plain wide product of one output that adds its
+	// splits up through global memory, into its own residual, leaves them
+	// in part for the norm that follows (QF_PARTS).
+	if b.partsWant && plain && !cluster && S > 1 && S <= partsMax && len(widths) == 1 && res != nil && res.ptr == outs[0].ptr {
+		flags |= qfParts
+		b.partsGot = partsArg{part: part, S: S, rows: M}
+	}
 	var tm TensorMap
 	if wg && x.dt == runtime.F16 && b.qmmaTMA {
 		m, ok, err := b.rowsMap(xp, x.dt, M, q.k, 8*qmmaTiles[tile])
@@ -1453,12 +1460,17 @@ func pushRecvBytes(M, S int, half bool) int {
 	return S * ((q4 + S - 1) / S) * p * 16
 }
 
-// qfTMA, qfLate and qfPush are qgemv.cu's QF_TMA, QF_LATE and QF_PUSH.
+// qfTMA, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA, QF_LATE,
+// QF_PUSH and QF_PARTS.
 const (
-	qfTMA  = 16
-	qfLate = 8
-	qfPush = 128
+	qfTMA   = 16
+	qfLate  = 8
+	qfPush  = 128
+	qfParts = 256
 )
+
+// partsMax is norm.cu's PARTS_MAX: the most splits rmsnorm_parts_v8 adds up.
+const partsMax = 8
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),

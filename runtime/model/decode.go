@@ -384,6 +384,11 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	ap, _ := b.(runtime.AttentionProjector)
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
+	// down's product and the norm after it (the next layer's, or the
+	// model's) as one op where the backend has it (rn): s.xn then already
+	// holds the next layer's normalized input (normed).
+	rn, _ := b.(runtime.ResidualNormer)
+	normed := false
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
 		// where the backend has such weights (lw.order).
@@ -398,9 +403,12 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		qkv := []runtime.Tensor{s.q, s.k, s.v}
 		xin, nw, wq := x, lw.normed.attn, lw.qkv
 		if !fuse || nw == nil {
-			io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
+			if !normed {
+				io.RMSNormTo(s.xn, x, lw.attnNorm, sl.attn, d.eps)
+			}
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
+		normed = false
 		switch {
 		case rf != nil && wq != nil:
 			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
@@ -440,9 +448,32 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				w.act(b, s.xn, s.gate, s.up)
 			}
 		}
+		// The norm after down: the next layer's where it is a kernel of
+		// its own, else the model's after the last layer.
+		if rn != nil {
+			var nw, ns runtime.Tensor
+			if li+1 < len(m.layers) {
+				next := &m.layers[li+1]
+				if !fuse || next.normed.attn == nil {
+					nw = next.attnNorm
+					if next.order != nil {
+						ns = next.order.slots.attn
+					}
+				}
+			} else {
+				nw = m.norm
+			}
+			if nw != nil {
+				rn.MatMulAddNormTo(x, s.gate, w.lin[downProj], s.xn, nw, ns, d.eps)
+				normed = true
+				continue
+			}
+		}
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
-	b.RMSNorm(s.xn, x, m.norm, d.eps)
+	if !normed {
+		b.RMSNorm(s.xn, x, m.norm, d.eps)
+	}
 	b.MatMul(ds.logits, s.xn, m.head)
 }
 
