@@ -274,16 +274,22 @@ __device__ __forceinline__ void norm_v8_parts(T* dst, T* x, const float* part, i
     });
 }
 
+// NORM_PROLOGUE(kind): the v8 kernels' start: the block's reduction
+// space, the trace, the next kernel let launch, the row r and wait(), the
+// wait for the kernel ahead.
+#define NORM_PROLOGUE(kind)      \
+    __shared__ float red[32];    \
+    TRACE_BEGIN(kind);           \
+    pdl_launch();                \
+    i64 r = blockIdx.x;          \
+    auto wait = [&]() {          \
+        pdl_wait();              \
+        TRACE_MARK(1);           \
+    }
+
 #define NORM_V8(N, T)                                                                                     \
     extern "C" __global__ void rmsnorm_v8_##N(T* dst, const T* x, const T* w, int h, float eps, const int* slots) { \
-        __shared__ float red[32];                                                                         \
-        TRACE_BEGIN(3);                                                                                   \
-        pdl_launch();                                                                                     \
-        i64 r = blockIdx.x;                                                                               \
-        auto wait = [&]() {                                                                               \
-            pdl_wait();                                                                                   \
-            TRACE_MARK(1);                                                                                \
-        };                                                                                                \
+        NORM_PROLOGUE(3);                                                                                 \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
             norm_v8_regs<T, false>(dst + r * h, (T*)x + r * h, nullptr, w, h, eps, red, slots, wait);     \
             return;                                                                                       \
@@ -293,14 +299,7 @@ __device__ __forceinline__ void norm_v8_parts(T* dst, T* x, const float* part, i
     }                                                                                                     \
     extern "C" __global__ void add_rmsnorm_v8_##N(T* norm, T* x, const T* delta, const T* w, int h, float eps,   \
                                                   const int* slots) {                                     \
-        __shared__ float red[32];                                                                         \
-        TRACE_BEGIN(4);                                                                                   \
-        pdl_launch();                                                                                     \
-        i64 r = blockIdx.x;                                                                               \
-        auto wait = [&]() {                                                                               \
-            pdl_wait();                                                                                   \
-            TRACE_MARK(1);                                                                                \
-        };                                                                                                \
+        NORM_PROLOGUE(4);                                                                                 \
         if (h / 8 <= NORM_NI * (int)blockDim.x) {                                                         \
             norm_v8_regs<T, true>(norm + r * h, x + r * h, delta + r * h, w, h, eps, red, slots, wait);   \
             return;                                                                                       \
@@ -322,14 +321,7 @@ NORM_V8(bf16, bf16)
 #define NORM_PARTS(N, T)                                                                                  \
     extern "C" __global__ void rmsnorm_parts_v8_##N(T* norm, T* x, const float* part, int S, int rows,     \
                                                     const T* w, int h, float eps, const int* slots) {     \
-        __shared__ float red[32];                                                                         \
-        TRACE_BEGIN(3);                                                                                   \
-        pdl_launch();                                                                                     \
-        i64 r = blockIdx.x;                                                                               \
-        auto wait = [&]() {                                                                               \
-            pdl_wait();                                                                                   \
-            TRACE_MARK(1);                                                                                \
-        };                                                                                                \
+        NORM_PROLOGUE(3);                                                                                 \
         norm_v8_parts<T>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, red, slots, wait); \
     }
 NORM_PARTS(f16, f16)

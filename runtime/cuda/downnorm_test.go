@@ -45,18 +45,7 @@ func TestDownNormParts(t *testing.T) {
 							hs /= 16
 						}
 						h0, x0, w0 := normals(r)(rows*K, hs), normals(r)(rows*N, 1), normals(r)(N, 0.5)
-						var slots runtime.Tensor
-						perm := make([]int32, N)
-						for i := range perm {
-							perm[i] = int32(i)
-						}
-						if slotted {
-							for i, p := range r.Perm(N) {
-								perm[i] = int32(p)
-							}
-							slots = i32Tensor(t, b, perm)
-							defer b.Free(slots)
-						}
+						slots, _ := normSlots(t, b, r, N, slotted)
 						// (upload frees its tensors as the subtest ends.)
 						ht, hr := upload(t, b, dt, h0, rows, K)
 						nw, _ := upload(t, b, dt, w0, 1, N)

@@ -9,6 +9,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
 // TestNormRows checks the 16-bit norm kernels against float64 norms of the
@@ -28,18 +29,7 @@ func TestNormRows(t *testing.T) {
 			for _, slotted := range []bool{false, true} {
 				t.Run(fmt.Sprintf("h%d-%v-slots=%v", h, dt, slotted), func(t *testing.T) {
 					x0, d0, w0 := rand32(rows*h, 1), rand32(rows*h, 1), rand32(h, 0.5)
-					var slots runtime.Tensor
-					perm := make([]int32, h)
-					for i := range perm {
-						perm[i] = int32(i)
-					}
-					if slotted {
-						for i, p := range r.Perm(h) {
-							perm[i] = int32(p)
-						}
-						slots = i32Tensor(t, b, perm)
-						defer b.Free(slots)
-					}
+					slots, perm := normSlots(t, b, r, h, slotted)
 					x, xr := upload(t, b, dt, x0, rows, h)
 					d, dr := upload(t, b, dt, d0, rows, h)
 					w, wr := upload(t, b, dt, w0, 1, h)
@@ -107,4 +97,23 @@ func TestNormRows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// normSlots returns a norm's output slots for rows of h elements: a random
+// permutation on the device where slotted (freed as the test ends), else
+// none; and the permutation (the identity without slots).
+func normSlots(t *testing.T, b *cuda.Backend, r *rand.Rand, h int, slotted bool) (runtime.Tensor, []int32) {
+	perm := make([]int32, h)
+	for i := range perm {
+		perm[i] = int32(i)
+	}
+	if !slotted {
+		return nil, perm
+	}
+	for i, p := range r.Perm(h) {
+		perm[i] = int32(p)
+	}
+	slots := i32Tensor(t, b, perm)
+	t.Cleanup(func() { b.Free(slots) })
+	return slots, perm
 }
