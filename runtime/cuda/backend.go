@@ -282,12 +282,12 @@ func New(o Options) (*Backend, error) {
 	if err := b.traceSetup(); err != nil {
 		return nil, err
 	}
-	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
-	// every norm, else normThreadsFor's.
 	// GPTQTOOL_DOWN_NORM=1: a decode step's down product at the plain wide
 	// kernels' rows leaves its splits' sums for the next norm to add up
 	// (MatMulAddNormTo). Not measured yet: off by default.
 	b.downNorm = os.Getenv("GPTQTOOL_DOWN_NORM") == "1"
+	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
+	// every norm, else normThreadsFor's.
 	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {
 		return nil, err
 	}

@@ -20,10 +20,18 @@ import (
 // down product at one row; the parts kernel launched once with it on and
 // never without, nor for two rows (which the plain kernels do not take by
 // default: the op falls back to the product and the norm). x is also
-// checked against float64, so that both paths cannot agree on a wrong sum.
+// checked against float64, so that both paths cannot agree on a wrong sum,
+// and the parts' scratch holds another product's sums (of -h) before the
+// run with the switch on, so that a product that left no parts of its own
+// cannot pass on what an earlier run left. The plain kernels are pinned
+// to their default rows, adding up through global memory.
 func TestDownNormParts(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetDownNorm(b.DownNorm())
+	defer b.SetQMMAPlain(b.QMMAPlain())
+	defer b.SetPlainClusters(b.PlainClusters())
+	b.SetQMMAPlain(1, 1)
+	b.SetPlainClusters(false)
 	r := rand.New(rand.NewPCG(27, 28))
 	const K, N, eps = 14336, 4096, 1e-5
 	for _, bits := range []int{4, 8} {
@@ -63,8 +71,17 @@ func TestDownNormParts(t *testing.T) {
 							x, norm = download(t, b, xt), download(t, b, out)
 							return x, norm, b.Launches("norm.cu", name) - n0
 						}
-						xOff, nOff, lOff := run(false)
+						// Another product of the same shape (-h) first: its sums
+						// are what the parts' scratch then holds.
+						neg := make([]float32, len(h0))
+						for i, v := range h0 {
+							neg[i] = -v
+						}
+						hn, _ := upload(t, b, dt, neg, rows, K)
+						scrap, _ := upload(t, b, dt, make([]float32, rows*N), rows, N)
+						b.MatMulAdd(scrap, hn, w, scrap)
 						xOn, nOn, lOn := run(true)
+						xOff, nOff, lOff := run(false)
 						sameBits(t, "x", xOn, xOff)
 						sameBits(t, "the norm", nOn, nOff)
 						wantOn := 0

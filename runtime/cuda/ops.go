@@ -240,6 +240,17 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 	b.run("norm.cu", name+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, normStage(sp, h, d.dt), d.ptr, xt.ptr, w.ptr, int32(h), eps, sp)
 }
 
+// normNI is norm.cu's NORM_NI: the items of 8 elements a thread of its v8
+// kernels holds in registers (rows of up to normNI·8·threads elements).
+// partsNormThreads is the most threads rmsnorm_parts_v8 launches with
+// (its 174 registers a thread under NVRTC 12.4 leave room for 352 in a
+// block): MatMulAddNormTo takes the product and the norm apart past it
+// (GPTQTOOL_NORM_THREADS of 384 or more).
+const (
+	normNI           = 4
+	partsNormThreads = 256
+)
+
 // partsArg is where a product left its splits' fp32 sums for the norm
 // after it (qgemv.cu QF_PARTS): part [S, rows, N]; S 0 where it added them
 // up itself.
@@ -259,7 +270,8 @@ type partsArg struct {
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
 	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
-	if !b.downNorm || rows > qmmaPass || !vec8(hc, nt, xt, wn) || hc/8 > normNI*b.normThreadsFor(rows) {
+	threads := b.normThreadsFor(rows)
+	if !b.downNorm || rows > qmmaPass || !vec8(hc, nt, xt, wn) || threads > partsNormThreads || hc/8 > normNI*threads {
 		b.MatMulAdd(x, h, w, x)
 		b.RMSNormTo(norm, x, weight, slots, eps)
 		return
@@ -273,14 +285,17 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	b.enter()
 	defer b.exit()
 	b.partsWant, b.partsGot = true, partsArg{}
+	// (Reset even where the product panics: no later product may take
+	// partsWant as its own.)
+	defer func() { b.partsWant, b.partsGot = false, partsArg{} }()
 	b.matmul(xt, ht, wt, xt)
 	got := b.partsGot
-	b.partsWant, b.partsGot = false, partsArg{}
+	b.partsWant = false
 	if got.S == 0 {
 		b.normRows(nt, xt, wn, eps, sp)
 		return
 	}
-	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: b.normThreadsFor(rows)}, normStage(sp, hc, nt.dt),
+	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt),
 		nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp)
 }
 
@@ -334,10 +349,6 @@ func (b *Backend) AddRMSNormTo(norm, x, delta, weight, slots runtime.Tensor, eps
 // measured), and the norm-fused products (runtime.NormFuser) sum the
 // squares in the 256-thread norm's order, bit for bit. More rows (prefill)
 // keep 256 too.
-// normNI is norm.cu's NORM_NI: the items of 8 elements a thread of its v8
-// kernels holds in registers (rows of up to normNI·8·threads elements).
-const normNI = 4
-
 const (
 	normWideMin     = 9
 	normWideMax     = 64
