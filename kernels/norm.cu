@@ -326,3 +326,114 @@ NORM_V8(bf16, bf16)
     }
 NORM_PARTS(f16, f16)
 NORM_PARTS(bf16, bf16)
+
+// rmsnorm_parts_cl_v8_T(norm, x, part, S, rows, w, h, eps, slots): the same
+// over a cluster of PCL blocks a row (grid (rows, PCL), clusters of PCL
+// along y; runtime/cuda GPTQTOOL_DOWN_NORM=2): block b adds up the parts
+// of items [b·I, (b+1)·I) of the row (I = h/(8·PCL), at most NORM_NI a
+// thread), writes x back (the same bits as rmsnorm_parts_v8) and sums its
+// squares; each block then adds the blocks' sums in rank order (the norm's
+// bits may differ from the one-block kernel's in the last place: another
+// order of the squares' sum) and normalizes its items. With slots, each
+// output element goes to the block that owns its slot's range of h/PCL
+// (its shared memory, across the cluster), and each block then stores its
+// range whole.
+#define PCL 8
+#define PCL_STAGE 2048
+template <typename T>
+__device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, int S, i64 ldp, const T* w, int h,
+                                              float eps, const int* __restrict__ slots) {
+    __shared__ float red[32];
+    __shared__ float bss;
+    __shared__ __align__(16) T stage[PCL_STAGE];
+    TRACE_BEGIN(3);
+    pdl_launch();
+    const u32 rank = cluster_y();
+    const int I = h / (8 * PCL), E = h / PCL, i0 = (int)rank * I;
+    u32x4 wr[NORM_NI], xr[NORM_NI];
+    int4 sa[NORM_NI], sb[NORM_NI];
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int k = threadIdx.x + u * blockDim.x, i = i0 + k;
+        if (k < I) {
+            wr[u] = ((const u32x4*)w)[i];
+            if (slots) sa[u] = ((const int4*)slots)[2 * i], sb[u] = ((const int4*)slots)[2 * i + 1];
+        }
+    }
+    pdl_wait();
+    TRACE_MARK(1);
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int k = threadIdx.x + u * blockDim.x, i = i0 + k;
+        if (k >= I) continue;
+        float4 a[PARTS_MAX], b[PARTS_MAX];
+#pragma unroll
+        for (int y = 0; y < PARTS_MAX; y++)
+            if (y < S) {
+                a[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i);
+                b[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i + 1);
+            }
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = 0.0f;
+#pragma unroll
+        for (int y = 0; y < PARTS_MAX; y++)
+            if (y < S) {
+                v[0] += a[y].x, v[1] += a[y].y, v[2] += a[y].z, v[3] += a[y].w;
+                v[4] += b[y].x, v[5] += b[y].y, v[6] += b[y].z, v[7] += b[y].w;
+            }
+        float f[8];
+        unpack8<T>(((const u32x4*)x)[i], f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] += f[j];
+        xr[u] = pack8<T>(v);
+        ((u32x4*)x)[i] = xr[u];
+        unpack8<T>(xr[u], f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+    }
+    ss = block_sum(ss, red);
+    if (threadIdx.x == 0) bss = ss;
+    cluster_sync();  // every block's sum in its shared memory
+    float tot = 0.0f;
+    for (int c = 0; c < PCL; c++) tot += ld_cluster(cluster_addr(&bss, cluster_rank_of(0, c)));
+    const float inv = 1.0f / sqrtf(tot / (float)h + eps);
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int k = threadIdx.x + u * blockDim.x, i = i0 + k;
+        if (k >= I) continue;
+        float f[8], g[8];
+        unpack8<T>(xr[u], f);
+        unpack8<T>(wr[u], g);
+#pragma unroll
+        for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
+        if (!slots) {
+            ((u32x4*)dst)[i] = pack8<T>(f);
+            continue;
+        }
+        const int sl[8] = {sa[u].x, sa[u].y, sa[u].z, sa[u].w, sb[u].x, sb[u].y, sb[u].z, sb[u].w};
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const T o = from_f32<T>(f[j]);
+            const int c = sl[j] / E;
+            const u32 a = cluster_addr(&stage[sl[j] - c * E], cluster_rank_of(0, c));
+#if __CUDA_ARCH__ >= 900
+            asm volatile("st.shared::cluster.u16 [%0], %1;" ::"r"(a), "h"(o.x) : "memory");
+#endif
+        }
+    }
+    // (Also: no block leaves while another still reads its sum.)
+    cluster_sync();
+    if (slots)
+        for (int e = threadIdx.x; e < E / 8; e += blockDim.x)
+            ((u32x4*)(dst + (i64)rank * E))[e] = ((const u32x4*)stage)[e];
+}
+#define NORM_PARTS_CL(N, T)                                                                               \
+    extern "C" __global__ void rmsnorm_parts_cl_v8_##N(T* norm, T* x, const float* part, int S, int rows,  \
+                                                       const T* w, int h, float eps, const int* slots) {  \
+        const i64 r = blockIdx.x;                                                                         \
+        norm_parts_cl<T>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, slots);      \
+    }
+NORM_PARTS_CL(f16, f16)
+NORM_PARTS_CL(bf16, bf16)

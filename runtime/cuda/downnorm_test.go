@@ -12,26 +12,30 @@ import (
 )
 
 // TestDownNormParts checks MatMulAddNormTo (runtime.ResidualNormer): x +=
-// h·wᵀ, then the RMSNorm of x, with SetDownNorm on (a product on the plain
+// h·wᵀ, then the RMSNorm of x, with SetDownNorm 1 (a product on the plain
 // wide kernels leaves its splits in parts, qgemv.cu QF_PARTS, and the norm
-// adds them up, norm.cu rmsnorm_parts_v8) and off (the product's last
-// block adds them up, then rmsnorm_v8): the same bits in x and in the
-// norm, with and without output slots, 4 and 8 bits, fp16 and bf16, the 7B
-// down product at one row; the parts kernel launched once with it on and
-// never without, nor for two rows (which the plain kernels do not take by
-// default: the op falls back to the product and the norm). x is also
-// checked against float64, so that both paths cannot agree on a wrong sum,
-// and the parts' scratch holds another product's sums (of -h) before the
-// run with the switch on, so that a product that left no parts of its own
-// cannot pass on what an earlier run left. The plain kernels are pinned
-// to their default rows, adding up through global memory.
+// adds them up in one block a row, norm.cu rmsnorm_parts_v8), 2 (in a
+// cluster of 8, rmsnorm_parts_cl_v8) and 0 (the product's last block adds
+// them up, then rmsnorm_v8): the same bits in x, and in the norm with 1
+// (with 2 within an nmse of 1e-6), with and without output slots, 4 and 8
+// bits, fp16 and bf16, the 7B down product at one row; each parts kernel
+// launched once in its mode and never with the switch off, nor for two
+// rows (which the plain kernels do not take by default: the op falls back
+// to the product and the norm). x is also checked against float64, so that
+// the paths cannot agree on a wrong sum, and before each run the parts'
+// scratch holds another product's sums (of -h), so that a product that
+// left no parts of its own cannot pass on what an earlier run left. The
+// plain kernels are pinned to their default rows, adding up through global
+// memory, and clusters are on (mode 2's norm).
 func TestDownNormParts(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetDownNorm(b.DownNorm())
 	defer b.SetQMMAPlain(b.QMMAPlain())
 	defer b.SetPlainClusters(b.PlainClusters())
+	defer b.SetClusters(b.Clusters())
 	b.SetQMMAPlain(1, 1)
 	b.SetPlainClusters(false)
+	b.SetClusters(true) // (the cluster norm of mode 2)
 	r := rand.New(rand.NewPCG(27, 28))
 	const K, N, eps = 14336, 4096, 1e-5
 	for _, bits := range []int{4, 8} {
@@ -58,38 +62,59 @@ func TestDownNormParts(t *testing.T) {
 						ht, hr := upload(t, b, dt, h0, rows, K)
 						nw, _ := upload(t, b, dt, w0, 1, N)
 						var xRounded []float32
-						name := "rmsnorm_parts_v8_" + map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt]
-						// run: x and the norm with SetDownNorm(on), and how
-						// many times the parts kernel ran.
-						run := func(on bool) (x, norm []float32, launches int) {
-							b.SetDownNorm(on)
+						sfx := map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt]
+						names := []string{"rmsnorm_parts_v8_" + sfx, "rmsnorm_parts_cl_v8_" + sfx}
+						// run: x and the norm with SetDownNorm(mode), and how
+						// many times each parts kernel ran.
+						run := func(mode int) (x, norm []float32, launches [2]int) {
+							// Another product of the same shape (-h) first: its
+							// sums are what the parts' scratch then holds.
+							neg := make([]float32, len(h0))
+							for i, v := range h0 {
+								neg[i] = -v
+							}
+							hn, _ := upload(t, b, dt, neg, rows, K)
+							scrap, _ := upload(t, b, dt, make([]float32, rows*N), rows, N)
+							b.MatMulAdd(scrap, hn, w, scrap)
+							b.SetDownNorm(mode)
 							xt, xr := upload(t, b, dt, x0, rows, N)
 							out, _ := upload(t, b, dt, make([]float32, rows*N), rows, N)
 							xRounded = xr
-							n0 := b.Launches("norm.cu", name)
+							var n0 [2]int
+							for k, n := range names {
+								n0[k] = b.Launches("norm.cu", n)
+							}
 							b.MatMulAddNormTo(xt, ht, w, out, nw, slots, eps)
 							x, norm = download(t, b, xt), download(t, b, out)
-							return x, norm, b.Launches("norm.cu", name) - n0
+							for k, n := range names {
+								launches[k] = b.Launches("norm.cu", n) - n0[k]
+							}
+							return x, norm, launches
 						}
-						// Another product of the same shape (-h) first: its sums
-						// are what the parts' scratch then holds.
-						neg := make([]float32, len(h0))
-						for i, v := range h0 {
-							neg[i] = -v
-						}
-						hn, _ := upload(t, b, dt, neg, rows, K)
-						scrap, _ := upload(t, b, dt, make([]float32, rows*N), rows, N)
-						b.MatMulAdd(scrap, hn, w, scrap)
-						xOn, nOn, lOn := run(true)
-						xOff, nOff, lOff := run(false)
-						sameBits(t, "x", xOn, xOff)
-						sameBits(t, "the norm", nOn, nOff)
-						wantOn := 0
-						if rows == 1 {
-							wantOn = 1
-						}
-						if lOff != 0 || lOn != wantOn {
-							t.Errorf("%s ran %d times off and %d on, want 0 and %d", name, lOff, lOn, wantOn)
+						xOff, nOff, lOff := run(0)
+						for mode := 1; mode <= 2; mode++ {
+							xOn, nOn, l := run(mode)
+							sameBits(t, fmt.Sprintf("mode %d: x", mode), xOn, xOff)
+							if mode == 1 {
+								sameBits(t, "mode 1: the norm", nOn, nOff)
+							} else {
+								// (The cluster's blocks add the squares up in
+								// another order: the last place may differ.)
+								n64 := make([]float64, len(nOff))
+								for i, v := range nOff {
+									n64[i] = float64(v)
+								}
+								if nmse := backendtest.NMSE(nOn, n64); !(nmse < 1e-6) {
+									t.Errorf("mode 2: the norm's nmse %.3g against the norm kernel's, want < 1e-6", nmse)
+								}
+							}
+							want := [2]int{}
+							if rows == 1 {
+								want[mode-1] = 1
+							}
+							if lOff != [2]int{} || l != want {
+								t.Errorf("mode %d: %v ran %v times, %v with the switch off; want %v and none", mode, names, l, lOff, want)
+							}
 						}
 						// x against float64: the rounded x0 plus the product
 						// of the rounded h.
@@ -101,7 +126,7 @@ func TestDownNormParts(t *testing.T) {
 							}
 						}
 						tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4}[dt]
-						if nmse := backendtest.NMSE(xOn, want); !(nmse < tol) {
+						if nmse := backendtest.NMSE(xOff, want); !(nmse < tol) {
 							t.Errorf("x: nmse %.3g against float64, want < %.0g", nmse, tol)
 						}
 					})

@@ -246,9 +246,15 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 // (its 174 registers a thread under NVRTC 12.4 leave room for 352 in a
 // block): MatMulAddNormTo takes the product and the norm apart past it
 // (GPTQTOOL_NORM_THREADS of 384 or more).
+// partsCluster, partsClusterStage and partsClusterThreads are norm.cu's
+// PCL (the blocks of rmsnorm_parts_cl_v8's cluster), PCL_STAGE (the
+// elements of a row a block of it owns, at most) and its threads a block.
 const (
-	normNI           = 4
-	partsNormThreads = 256
+	normNI              = 4
+	partsNormThreads    = 256
+	partsCluster        = 8
+	partsClusterStage   = 2048
+	partsClusterThreads = 64
 )
 
 // partsArg is where a product left its splits' fp32 sums for the norm
@@ -260,18 +266,23 @@ type partsArg struct {
 }
 
 // MatMulAddNormTo implements runtime.ResidualNormer. With SetDownNorm (or
-// GPTQTOOL_DOWN_NORM=1), a product of at most qmmaPass rows that runs on the
-// plain wide kernels and adds its splits up through global memory (a
+// GPTQTOOL_DOWN_NORM) 1, a product of at most qmmaPass rows that runs on
+// the plain wide kernels and adds its splits up through global memory (a
 // decode step's down product at one row) leaves them in parts instead,
 // and the norm (norm.cu rmsnorm_parts_v8) adds them and the residual up as
 // the product's last block would have: the same bits, without that
-// block's fence, counter and reads at the product's end. Otherwise the
-// product adds them up itself and the norm follows.
+// block's fence, counter and reads at the product's end. With 2, the norm
+// runs in a cluster of 8 blocks a row (rmsnorm_parts_cl_v8, where clusters
+// are on and the row splits evenly): x the same bits, the norm's squares
+// summed in another order. Otherwise the product adds its splits up itself
+// and the norm follows.
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
 	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
 	threads := b.normThreadsFor(rows)
-	if !b.downNorm || rows > qmmaPass || !vec8(hc, nt, xt, wn) || threads > partsNormThreads || hc/8 > normNI*threads {
+	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage &&
+		hc/(8*partsCluster) <= normNI*partsClusterThreads
+	if b.downNorm == 0 || rows > qmmaPass || !vec8(hc, nt, xt, wn) || (!cl && (threads > partsNormThreads || hc/8 > normNI*threads)) {
 		b.MatMulAdd(x, h, w, x)
 		b.RMSNormTo(norm, x, weight, slots, eps)
 		return
@@ -295,21 +306,25 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 		b.normRows(nt, xt, wn, eps, sp)
 		return
 	}
-	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt),
-		nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp)
+	args := []any{nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp}
+	if cl {
+		b.runCluster("norm.cu", "rmsnorm_parts_cl_v8_"+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
+		return
+	}
+	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt), args...)
 }
 
 // SetDownNorm has MatMulAddNormTo leave a plain wide product's splits to
-// the norm (GPTQTOOL_DOWN_NORM=1) or not (the default), for tests and
-// measurements.
-func (b *Backend) SetDownNorm(on bool) {
+// the norm in one block a row (1, GPTQTOOL_DOWN_NORM=1) or a cluster of 8
+// (2) or not (0, the default), for tests and measurements.
+func (b *Backend) SetDownNorm(mode int) {
 	b.enter()
 	defer b.exit()
-	b.downNorm = on
+	b.downNorm = mode
 }
 
 // DownNorm reports SetDownNorm's setting.
-func (b *Backend) DownNorm() bool {
+func (b *Backend) DownNorm() int {
 	b.enter()
 	defer b.exit()
 	return b.downNorm
