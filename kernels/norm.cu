@@ -331,7 +331,8 @@ NORM_PARTS(bf16, bf16)
 // over a cluster of PCL blocks a row (grid (rows, PCL), clusters of PCL
 // along y; runtime/cuda GPTQTOOL_DOWN_NORM=2): block b adds up the parts
 // of items [b·I, (b+1)·I) of the row (I = h/(8·PCL), at most NORM_NI a
-// thread), writes x back (the same bits as rmsnorm_parts_v8) and sums its
+// thread), writes x back (the same bits as rmsnorm_parts_v8; stored last,
+// so that no cluster barrier waits for those stores) and sums its
 // squares; each block then adds the blocks' sums in rank order (the norm's
 // bits may differ from the one-block kernel's in the last place: another
 // order of the squares' sum) and normalizes its items. With slots, each
@@ -388,7 +389,6 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
 #pragma unroll
         for (int j = 0; j < 8; j++) v[j] += f[j];
         xr[u] = pack8<T>(v);
-        ((u32x4*)x)[i] = xr[u];
         unpack8<T>(xr[u], f);
 #pragma unroll
         for (int j = 0; j < 8; j++) ss += f[j] * f[j];
@@ -412,6 +412,7 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
             ((u32x4*)dst)[i] = pack8<T>(f);
             continue;
         }
+        // (Slotted: to the shared memory of the block owning the slot.)
         const int sl[8] = {sa[u].x, sa[u].y, sa[u].z, sa[u].w, sb[u].x, sb[u].y, sb[u].z, sb[u].w};
 #pragma unroll
         for (int j = 0; j < 8; j++) {
@@ -423,11 +424,22 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
 #endif
         }
     }
-    // (Also: no block leaves while another still reads its sum.)
-    cluster_sync();
-    if (slots)
+    // Slotted: every block's stores into this one's stage released to it;
+    // else only so that no block leaves while another still reads its sum
+    // (relaxed: it waits for no store). x is stored only now, so that
+    // neither barrier waits for its stores.
+    if (slots) {
+        cluster_sync();
         for (int e = threadIdx.x; e < E / 8; e += blockDim.x)
             ((u32x4*)(dst + (i64)rank * E))[e] = ((const u32x4*)stage)[e];
+    } else {
+        cluster_sync_relaxed();
+    }
+#pragma unroll
+    for (int u = 0; u < NORM_NI; u++) {
+        const int k = threadIdx.x + u * blockDim.x;
+        if (k < I) ((u32x4*)x)[i0 + k] = xr[u];
+    }
 }
 #define NORM_PARTS_CL(N, T)                                                                               \
     extern "C" __global__ void rmsnorm_parts_cl_v8_##N(T* norm, T* x, const float* part, int S, int rows,  \

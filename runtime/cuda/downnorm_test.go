@@ -18,22 +18,22 @@ import (
 // cluster of 8, rmsnorm_parts_cl_v8) and 0 (the product's last block adds
 // them up, then rmsnorm_v8): the same bits in x, and in the norm with 1
 // (with 2 within an nmse of 1e-6), with and without output slots, 4 and 8
-// bits, fp16 and bf16, the 7B down product at one row; each parts kernel
-// launched once in its mode and never with the switch off, nor for two
-// rows (which the plain kernels do not take by default: the op falls back
-// to the product and the norm). x is also checked against float64, so that
-// the paths cannot agree on a wrong sum, and before each run the parts'
-// scratch holds another product's sums (of -h), so that a product that
-// left no parts of its own cannot pass on what an earlier run left. The
-// plain kernels are pinned to their default rows, adding up through global
-// memory, and clusters are on (mode 2's norm).
+// bits, fp16 and bf16, the 7B down product. One row, and two rows on the
+// plain kernels (their parts strided by the rows): each parts kernel
+// launched once in its mode and never with the switch off; two rows where
+// the plain kernels take only one (the default): the op falls back to the
+// product and the norm, no parts kernel. x is also checked against
+// float64, so that the paths cannot agree on a wrong sum, and before each
+// run the parts' scratch holds another product's sums (of -h), so that a
+// product that left no parts of its own cannot pass on what an earlier run
+// left. The plain kernels add up through global memory, and clusters are
+// on (mode 2's norm).
 func TestDownNormParts(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetDownNorm(b.DownNorm())
 	defer b.SetQMMAPlain(b.QMMAPlain())
 	defer b.SetPlainClusters(b.PlainClusters())
 	defer b.SetClusters(b.Clusters())
-	b.SetQMMAPlain(1, 1)
 	b.SetPlainClusters(false)
 	b.SetClusters(true) // (the cluster norm of mode 2)
 	r := rand.New(rand.NewPCG(27, 28))
@@ -47,9 +47,13 @@ func TestDownNormParts(t *testing.T) {
 		defer b.Free(w)
 		deq := dq.Dequantize()
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-			for _, rows := range []int{1, 2} {
+			// rows, and the most rows of the plain kernels: two rows with
+			// them too (the parts of 2 rows), and without (no parts).
+			for _, c := range []struct{ rows, most int }{{1, 1}, {2, 2}, {2, 1}} {
+				rows := c.rows
 				for _, slotted := range []bool{false, true} {
-					t.Run(fmt.Sprintf("%dbit-%v-rows%d-slots=%v", bits, dt, rows, slotted), func(t *testing.T) {
+					t.Run(fmt.Sprintf("%dbit-%v-rows%d-plain%d-slots=%v", bits, dt, rows, c.most, slotted), func(t *testing.T) {
+						b.SetQMMAPlain(1, c.most)
 						// h scaled so that x stays well within fp16 (8-bit
 						// codes less their zeros are about 16 times 4-bit ones).
 						hs := 512 / float64(K)
@@ -109,7 +113,7 @@ func TestDownNormParts(t *testing.T) {
 								}
 							}
 							want := [2]int{}
-							if rows == 1 {
+							if rows <= c.most {
 								want[mode-1] = 1
 							}
 							if lOff != [2]int{} || l != want {

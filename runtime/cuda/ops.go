@@ -272,16 +272,18 @@ type partsArg struct {
 // and the norm (norm.cu rmsnorm_parts_v8) adds them and the residual up as
 // the product's last block would have: the same bits, without that
 // block's fence, counter and reads at the product's end. With 2, the norm
-// runs in a cluster of 8 blocks a row (rmsnorm_parts_cl_v8, where clusters
-// are on and the row splits evenly): x the same bits, the norm's squares
-// summed in another order. Otherwise the product adds its splits up itself
-// and the norm follows.
+// runs in a cluster of 8 blocks a row (rmsnorm_parts_cl_v8): x the same
+// bits, the norm's squares summed in another order; where clusters are
+// off or a row does not split into 8 ranges of whole items (h a multiple
+// of 64, at most 16,384), mode 2 runs as mode 1. Otherwise the product
+// adds its splits up itself and the norm follows.
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
 	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
 	threads := b.normThreadsFor(rows)
-	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage &&
-		hc/(8*partsCluster) <= normNI*partsClusterThreads
+	// (h/PCL <= PCL_STAGE also keeps a block's items within its threads'
+	// NORM_NI each: h/(8·PCL) <= 4·64.)
+	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage
 	if b.downNorm == 0 || rows > qmmaPass || !vec8(hc, nt, xt, wn) || (!cl && (threads > partsNormThreads || hc/8 > normNI*threads)) {
 		b.MatMulAdd(x, h, w, x)
 		b.RMSNormTo(norm, x, weight, slots, eps)
