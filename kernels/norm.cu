@@ -233,6 +233,35 @@ __device__ __forceinline__ void norm_v8_regs(T* dst, T* x, const T* delta, const
 // bounds the plain wide kernels' splits: runtime/cuda maxClusterBlocks).
 #define PARTS_MAX 8
 
+// parts_item: item i (8 elements) of x plus the S splits' sums of part
+// (split y at part + y·ldp), added in split order from 0.0f and then to x
+// as qgemv.cu's qout adds a residual, rounded once; every split's loads in
+// flight at once (S <= PARTS_MAX).
+template <typename T>
+__device__ __forceinline__ u32x4 parts_item(const float* part, int S, i64 ldp, const T* x, int i) {
+    float4 a[PARTS_MAX], b[PARTS_MAX];
+#pragma unroll
+    for (int y = 0; y < PARTS_MAX; y++)
+        if (y < S) {
+            a[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i);
+            b[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i + 1);
+        }
+    float v[8];
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = 0.0f;
+#pragma unroll
+    for (int y = 0; y < PARTS_MAX; y++)
+        if (y < S) {
+            v[0] += a[y].x, v[1] += a[y].y, v[2] += a[y].z, v[3] += a[y].w;
+            v[4] += b[y].x, v[5] += b[y].y, v[6] += b[y].z, v[7] += b[y].w;
+        }
+    float f[8];
+    unpack8<T>(((const u32x4*)x)[i], f);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] += f[j];
+    return pack8<T>(v);
+}
+
 // norm_v8_parts: x += the S splits' fp32 sums of a product left in parts
 // (part [S][rows][h] from this row's, qgemv.cu QF_PARTS), added in split
 // order from 0.0f and then to x as qgemv.cu's qout adds a residual, rounded
@@ -247,28 +276,7 @@ __device__ __forceinline__ void norm_v8_parts(T* dst, T* x, const float* part, i
         for (int u = 0; u < NORM_NI; u++) {
             const int i = threadIdx.x + u * blockDim.x;
             if (i >= h8) continue;
-            // Every split's loads in flight at once (S <= PARTS_MAX).
-            float4 a[PARTS_MAX], b[PARTS_MAX];
-#pragma unroll
-            for (int y = 0; y < PARTS_MAX; y++)
-                if (y < S) {
-                    a[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i);
-                    b[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i + 1);
-                }
-            float v[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = 0.0f;
-#pragma unroll
-            for (int y = 0; y < PARTS_MAX; y++)
-                if (y < S) {
-                    v[0] += a[y].x, v[1] += a[y].y, v[2] += a[y].z, v[3] += a[y].w;
-                    v[4] += b[y].x, v[5] += b[y].y, v[6] += b[y].z, v[7] += b[y].w;
-                }
-            float f[8];
-            unpack8<T>(((const u32x4*)x)[i], f);
-#pragma unroll
-            for (int j = 0; j < 8; j++) v[j] += f[j];
-            xr[u] = pack8<T>(v);
+            xr[u] = parts_item<T>(part, S, ldp, x, i);
             ((u32x4*)x)[i] = xr[u];
         }
     });
@@ -368,27 +376,8 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
     for (int u = 0; u < NORM_NI; u++) {
         const int k = threadIdx.x + u * blockDim.x, i = i0 + k;
         if (k >= I) continue;
-        float4 a[PARTS_MAX], b[PARTS_MAX];
-#pragma unroll
-        for (int y = 0; y < PARTS_MAX; y++)
-            if (y < S) {
-                a[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i);
-                b[y] = __ldcg((const float4*)(part + y * ldp) + 2 * i + 1);
-            }
-        float v[8];
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[j] = 0.0f;
-#pragma unroll
-        for (int y = 0; y < PARTS_MAX; y++)
-            if (y < S) {
-                v[0] += a[y].x, v[1] += a[y].y, v[2] += a[y].z, v[3] += a[y].w;
-                v[4] += b[y].x, v[5] += b[y].y, v[6] += b[y].z, v[7] += b[y].w;
-            }
+        xr[u] = parts_item<T>(part, S, ldp, x, i);
         float f[8];
-        unpack8<T>(((const u32x4*)x)[i], f);
-#pragma unroll
-        for (int j = 0; j < 8; j++) v[j] += f[j];
-        xr[u] = pack8<T>(v);
         unpack8<T>(xr[u], f);
 #pragma unroll
         for (int j = 0; j < 8; j++) ss += f[j] * f[j];
