@@ -155,8 +155,9 @@ type ResidualMatMuler interface {
 // and normalizes the result in one op: MatMulAddNormTo(x, h, w, norm,
 // weight, slots, eps) is MatMulAdd(x, h, w, x) followed by
 // RMSNormTo(norm, x, weight, slots, eps) (InputOrderer; slots may be nil),
-// with the same bits, so that the backend may add the product's splits up
-// in the norm (a decode step's down product and the next norm).
+// x with the same bits and the norm within its rounding, so that the
+// backend may add the product's splits up in the norm (a decode step's
+// down product and the next norm).
 type ResidualNormer interface {
 	MatMulAddNormTo(x, h, w, norm, weight, slots Tensor, eps float32)
 }
