@@ -439,41 +439,39 @@ for step in $steps; do
         head -c 600 "$LOGS/order-1.txt" "$LOGS/order-$1.txt" | tee -a "$summary"
       fi
     }
+    # compare_ids NAME ENV WHAT: greedy_ids NAME ENV, then same_ids NAME WHAT.
+    compare_ids() {
+      greedy_ids "$1" "$2"
+      same_ids "$1" "$3"
+    }
     greedy_ids 1 GPTQTOOL_INPUT_ORDER=1
     greedy_ids 0 GPTQTOOL_INPUT_ORDER=0
     same_ids 0 "input orders" " ($(wc -w <"$LOGS/order-1.txt") ids)"
     # The same for RoPE and the cache store in the q/k/v product's epilogue
     # (openchat-tiny's heads are 128 wide, so its decode steps fuse them):
     # bit for bit rope_store's, so the same ids.
-    greedy_ids rope0 GPTQTOOL_ROPE_FUSE=0
-    same_ids rope0 "the fused RoPE"
+    compare_ids rope0 GPTQTOOL_ROPE_FUSE=0 "the fused RoPE"
     # The MLP as one kernel (runtime.MLPFuser): its down sums are added in
     # an order of its own (each block's share, then the blocks' shares), so
     # an argmax within fp32 rounding of a tie could differ; the ids are
     # expected the same.
-    greedy_ids mlp GPTQTOOL_FUSED_MLP=8
-    same_ids mlp "the fused MLP"
+    compare_ids mlp GPTQTOOL_FUSED_MLP=8 "the fused MLP"
     # Down at one row on the plain wide kernels, launched as the GLU
     # product's loops end (the default), against the 8-warp kernels
     # launched as it ends and against the plain kernels adding up in
     # clusters: sums in other orders, so the ids are expected the same up
     # to near-ties.
-    greedy_ids plain0 GPTQTOOL_QMMA_PLAIN=0
-    same_ids plain0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
-    greedy_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1
-    same_ids plaincl "the plain kernels' sums in clusters (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
+    compare_ids plain0 GPTQTOOL_QMMA_PLAIN=0 "down on the plain wide kernels launched early (GPTQTOOL_QMMA_PLAIN=0)"
+    compare_ids plaincl GPTQTOOL_QMMA_PLAIN_CLUSTER=1 "the plain kernels' sums in clusters (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)"
     # Paged attention fetching the settled cache rows before its wait (the
     # default, _tcpre on tensor cores) and after it: the same bits.
-    greedy_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0
-    same_ids attnpre0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
+    compare_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
     # Down's splits added up by the norm after it (MatMulAddNormTo,
     # GPTQTOOL_DOWN_NORM=1): the same bits.
-    greedy_ids downnorm GPTQTOOL_DOWN_NORM=1
-    same_ids downnorm "down's splits added up by the next norm (GPTQTOOL_DOWN_NORM=1)"
+    compare_ids downnorm GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm (GPTQTOOL_DOWN_NORM=1)"
     # The same in a cluster of 8 blocks a row: the norm's squares added in
     # another order, so the ids are expected the same up to near-ties.
-    greedy_ids downnorm2 GPTQTOOL_DOWN_NORM=2
-    same_ids downnorm2 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=2)"
+    compare_ids downnorm2 GPTQTOOL_DOWN_NORM=2 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=2)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
