@@ -246,12 +246,14 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 // (its 174 registers a thread under NVRTC 12.4 leave room for 352 in a
 // block): MatMulAddNormTo takes the product and the norm apart past it
 // (GPTQTOOL_NORM_THREADS of 384 or more).
-// partsCluster, partsClusterStage and partsClusterThreads are norm.cu's
+// partsMax is norm.cu's PARTS_MAX: the most splits its parts kernels add
+// up. partsCluster, partsClusterStage and partsClusterThreads are norm.cu's
 // PCL (the blocks of rmsnorm_parts_cl_v8's cluster), PCL_STAGE (the
 // elements of a row a block of it owns, at most) and its threads a block.
 const (
 	normNI              = 4
 	partsNormThreads    = 256
+	partsMax            = 8
 	partsCluster        = 8
 	partsClusterStage   = 2048
 	partsClusterThreads = 64

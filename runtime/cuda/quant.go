@@ -1469,9 +1469,6 @@ const (
 	qfParts = 256
 )
 
-// partsMax is norm.cu's PARTS_MAX: the most splits rmsnorm_parts_v8 adds up.
-const partsMax = 8
-
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
 // QF_EVICT (2; not for a pass whose weights the next pass reads again),
 // QF_EARLY (4) and QF_LATE (8).
