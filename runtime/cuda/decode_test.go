@@ -300,15 +300,7 @@ func TestPlainDownAfterWide(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer b.Free(down)
-		// x scaled so that down's output stays within fp16: 8-bit codes
-		// less their zeros are about 16 times 4-bit ones, and so are
-		// gate, up and down's weights (at 512/K, the 8-bit 7B shape's
-		// outputs reached fp16's largest values).
-		xs := 512 / float64(c.K)
-		if c.bits == 8 {
-			xs /= 16
-		}
-		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, xs), c.M, c.K)
+		x, _ := upload(t, b, runtime.F16, normals(r)(c.M*c.K, inputScale(c.K, c.bits)), c.M, c.K)
 		res, rr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 1), c.M, c.K)
 		// Each step writes the GLU's output into zeros, so that a down that
 		// read it before the GLU product ended would read zeros.
@@ -347,6 +339,18 @@ func TestPlainDownAfterWide(t *testing.T) {
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// inputScale is the standard deviation of a random input of K elements to
+// the bits-bit random weights of randomQuant that keeps the products' (and
+// a product of their outputs') values within fp16: 8-bit codes less their
+// zeros are about 16 times 4-bit ones (at 512/K, the 8-bit 7B MLP's outputs
+// reached fp16's largest values).
+func inputScale(K, bits int) float64 {
+	if bits == 8 {
+		return 512 / float64(K) / 16
+	}
+	return 512 / float64(K)
 }
 
 func i32s(v []int32) []byte {

@@ -54,13 +54,7 @@ func TestDownNormParts(t *testing.T) {
 				for _, slotted := range []bool{false, true} {
 					t.Run(fmt.Sprintf("%dbit-%v-rows%d-plain%d-slots=%v", bits, dt, rows, c.most, slotted), func(t *testing.T) {
 						b.SetQMMAPlain(1, c.most)
-						// h scaled so that x stays well within fp16 (8-bit
-						// codes less their zeros are about 16 times 4-bit ones).
-						hs := 512 / float64(K)
-						if bits == 8 {
-							hs /= 16
-						}
-						h0, x0, w0 := normals(r)(rows*K, hs), normals(r)(rows*N, 1), normals(r)(N, 0.5)
+						h0, x0, w0 := normals(r)(rows*K, inputScale(K, bits)), normals(r)(rows*N, 1), normals(r)(N, 0.5)
 						slots, _ := normSlots(t, b, r, N, slotted)
 						// (upload frees its tensors as the subtest ends.)
 						ht, hr := upload(t, b, dt, h0, rows, K)
