@@ -466,12 +466,13 @@ for step in $steps; do
     # Paged attention fetching the settled cache rows before its wait (the
     # default, _tcpre on tensor cores) and after it: the same bits.
     compare_ids attnpre0 GPTQTOOL_ATTN_PREFETCH=0 "attention's rows fetched before its wait (GPTQTOOL_ATTN_PREFETCH=0)"
-    # Down's splits added up by the norm after it (MatMulAddNormTo,
-    # GPTQTOOL_DOWN_NORM=1): the same bits.
-    compare_ids downnorm GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm (GPTQTOOL_DOWN_NORM=1)"
-    # The same in a cluster of 8 blocks a row: the norm's squares added in
-    # another order, so the ids are expected the same up to near-ties.
-    compare_ids downnorm2 GPTQTOOL_DOWN_NORM=2 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=2)"
+    # Down's splits added up by the norm after it in a cluster of 8 blocks
+    # a row (the default, MatMulAddNormTo), against the product adding them
+    # up (GPTQTOOL_DOWN_NORM=0) and the norm in one block a row (=1, the
+    # same bits as 0): the norm's squares added in another order, so the
+    # ids are expected the same up to near-ties.
+    compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
+    compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "the next norm adding down's splits up in a cluster or in one block a row (GPTQTOOL_DOWN_NORM=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

@@ -320,7 +320,7 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 
 // SetDownNorm has MatMulAddNormTo leave a plain wide product's splits to
 // the norm in one block a row (1, GPTQTOOL_DOWN_NORM=1) or a cluster of 8
-// (2) or not (0, the default), for tests and measurements.
+// (2, the default) or not (0), for tests and measurements.
 func (b *Backend) SetDownNorm(mode int) {
 	b.enter()
 	defer b.exit()
