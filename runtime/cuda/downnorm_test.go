@@ -136,3 +136,136 @@ func TestDownNormParts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGLUDownParts checks MatMulGLUAddNormTo (runtime.GLUResidualNormer):
+// h = silu(xn·gateᵀ)·(xn·upᵀ) at the slots hslots, x += h·downᵀ, then the
+// RMSNorm of x, with SetGLUParts on (the GLU product on the wide kernels
+// leaves its splits' sums in parts at its outputs' slots, qgemv.cu
+// QF_GLUX, and down's plain product stages its x from them) and off: the
+// same bits in x and the norm, with each SetDownNorm mode, 4 and 8 bits,
+// fp16 and bf16, the 7B MLP at one row. down comes in three forms: its
+// act order taken by the GLU product's slots (InOrder and InputSlots), no
+// act order, and its permutation kept (the parts path does not apply:
+// the op runs the GLU product and down as they are). Where the parts path
+// applies h is left as it was (a value no product gives), and elsewhere it
+// is the GLU product's own output, bit for bit. Before each run with the
+// switch on, the same op of -xn fills the parts' scratch, so that a down
+// product that read no parts of this run's cannot pass. x is also checked
+// against float64.
+func TestGLUDownParts(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetGLUParts(b.GLUParts())
+	defer b.SetDownNorm(b.DownNorm())
+	defer b.SetQMMAPlain(b.QMMAPlain())
+	defer b.SetQMMAWide(b.QMMAWide())
+	b.SetQMMAPlain(1, 1)
+	b.SetQMMAWide(1)
+	r := rand.New(rand.NewPCG(29, 30))
+	const H, I, eps, sentinel = 4096, 14336, 1e-5, 3
+	for _, bits := range []int{4, 8} {
+		gate, up := randomQuant(r, H, I, bits, 128, true), randomQuant(r, H, I, bits, 128, false)
+		up.Perm = gate.Perm
+		glu, err := b.LoadQuantGLU(gate, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Free(glu)
+		gd, ud := gate.Dequantize(), up.Dequantize()
+		for _, form := range []string{"ordered", "plain", "permuted"} {
+			down := randomQuant(r, I, H, bits, 128, form != "plain")
+			dw, err := b.LoadQuant(down)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(dw)
+			w, hs := dw, runtime.Tensor(nil)
+			if form == "ordered" {
+				if w, hs = b.InOrder(dw), b.InputSlots(dw); hs == nil {
+					t.Fatal("InputSlots: none for an act-order weight (GPTQTOOL_INPUT_ORDER=0?)")
+				}
+			}
+			dd := down.Dequantize()
+			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+				t.Run(fmt.Sprintf("%dbit-%v-%s", bits, dt, form), func(t *testing.T) {
+					const rows = 1
+					xn0 := normals(r)(rows*H, inputScale(H, bits))
+					xn, xnr := upload(t, b, dt, xn0, rows, H)
+					neg := make([]float32, len(xn0))
+					for i, v := range xn0 {
+						neg[i] = -v
+					}
+					xneg, _ := upload(t, b, dt, neg, rows, H)
+					x0, w0 := normals(r)(rows*H, 1), normals(r)(H, 0.5)
+					nw, _ := upload(t, b, dt, w0, 1, H)
+					fill := func(n int, v float32) []float32 {
+						s := make([]float32, n)
+						for i := range s {
+							s[i] = v
+						}
+						return s
+					}
+					// The GLU product's own output, at hs's slots.
+					hRef, _ := upload(t, b, dt, make([]float32, rows*I), rows, I)
+					b.MatMulGLUTo(hRef, xn, glu, hs)
+					want := download(t, b, hRef)
+					// run: x, the norm and h of the op with the switch on or
+					// off and SetDownNorm(mode).
+					run := func(on bool, mode int) (x, norm, h []float32) {
+						b.SetDownNorm(mode)
+						b.SetGLUParts(on)
+						if on {
+							sx, _ := upload(t, b, dt, x0, rows, H)
+							sh, _ := upload(t, b, dt, make([]float32, rows*I), rows, I)
+							sn, _ := upload(t, b, dt, make([]float32, rows*H), rows, H)
+							b.MatMulGLUAddNormTo(sx, sh, xneg, glu, hs, w, sn, nw, nil, eps)
+						}
+						xt, _ := upload(t, b, dt, x0, rows, H)
+						ht, _ := upload(t, b, dt, fill(rows*I, sentinel), rows, I)
+						out, _ := upload(t, b, dt, make([]float32, rows*H), rows, H)
+						b.MatMulGLUAddNormTo(xt, ht, xn, glu, hs, w, out, nw, nil, eps)
+						return download(t, b, xt), download(t, b, out), download(t, b, ht)
+					}
+					xOff, _, hOff := run(false, 0)
+					sameBits(t, "off: h", hOff, want)
+					for mode := 0; mode <= 2; mode++ {
+						xm, nm, _ := run(false, mode)
+						xOn, nOn, hOn := run(true, mode)
+						sameBits(t, fmt.Sprintf("mode %d: x", mode), xOn, xm)
+						sameBits(t, fmt.Sprintf("mode %d: the norm", mode), nOn, nm)
+						sameBits(t, fmt.Sprintf("mode %d: x against mode 0", mode), xm, xOff)
+						if form == "permuted" {
+							sameBits(t, fmt.Sprintf("mode %d, on (no parts): h", mode), hOn, want)
+						} else {
+							sameBits(t, fmt.Sprintf("mode %d, on: h (left unwritten)", mode), hOn, fill(rows*I, sentinel))
+						}
+					}
+					// x against float64: h as the GLU product rounds it (in
+					// its outputs' order), through down.
+					g := backendtest.RefMatMul(xnr, gd, rows, I, H)
+					u := backendtest.RefMatMul(xnr, ud, rows, I, H)
+					h := make([]float32, len(g))
+					for i := range g {
+						h[i] = float32(g[i] / (1 + math.Exp(-g[i])) * u[i])
+					}
+					hd, hr := upload(t, b, dt, h, rows, I)
+					b.Free(hd)
+					ref := backendtest.RefMatMul(hr, dd, rows, H, I)
+					_, xr := upload(t, b, dt, x0, rows, H)
+					for i := range ref {
+						ref[i] += float64(xr[i])
+						if !(math.Abs(ref[i]) < 65504) {
+							t.Fatalf("the test's data: x %d is %g in float64, beyond fp16", i, ref[i])
+						}
+					}
+					tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4}[dt]
+					if nmse := backendtest.NMSE(xOff, ref); !(nmse < tol) {
+						t.Errorf("x: nmse %.3g against float64, want < %.0g", nmse, tol)
+					}
+				})
+			}
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

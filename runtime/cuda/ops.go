@@ -318,6 +318,73 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt), args...)
 }
 
+// MatMulGLUAddNormTo implements runtime.GLUResidualNormer. With
+// SetGLUParts (or GPTQTOOL_GLU_PARTS=1), where the GLU product runs on the
+// wide kernels in 2 to gluPartsMax splits and w's on the plain wide
+// kernels without a permutation (gluPartsFit: a decode step's gate/up and
+// down products at one row), the GLU product writes its splits' sums to
+// parts (gate's and up's, at their outputs' slots) and ends, and w's
+// product stages its x from them (qgemv.cu QF_GLUX): the same bits, without
+// the GLU product's cluster barriers and epilogue; h is not written.
+// Otherwise it is MatMulGLUTo, then MatMulAddNormTo.
+func (b *Backend) MatMulGLUAddNormTo(x, h, xn, gateUp, hslots, w, norm, weight, slots runtime.Tensor, eps float32) {
+	ht, xnt, gt, wt := b.tensor(h), b.tensor(xn), b.tensor(gateUp), b.tensor(w)
+	b.enter()
+	fit := b.gluPartsFit(runtime.Rows(xnt), gt.q, wt.q)
+	b.exit()
+	if !fit {
+		b.MatMulGLUTo(h, xn, gateUp, hslots)
+		b.MatMulAddNormTo(x, h, w, norm, weight, slots, eps)
+		return
+	}
+	sp := b.slotsPtr("glu matmul", hslots, gt.q.n/2, ht, xnt)
+	b.enter()
+	b.gluWant, b.gluGot = true, gluArg{}
+	func() {
+		// (Reset even where the product panics.)
+		defer func() { b.gluWant = false }()
+		b.qmatmul([3]*Tensor{ht}, xnt, gt, nil, sp, nil, nil)
+	}()
+	got, failed := b.gluGot, b.err != nil
+	b.gluGot, b.gluIn = gluArg{}, got
+	b.exit()
+	if got.S == 0 {
+		if failed {
+			return // (the product's error is Sync's)
+		}
+		panic("cuda: matmul-glu-add-norm: the GLU product left no parts where gluPartsFit expected them")
+	}
+	// (No later product may take the parts as its own, whatever happens.)
+	defer func() {
+		b.enter()
+		defer b.exit()
+		b.gluIn = gluArg{}
+	}()
+	b.MatMulAddNormTo(x, h, w, norm, weight, slots, eps)
+	b.enter()
+	left, failed := b.gluIn.S > 0, b.err != nil
+	b.exit()
+	if left && !failed {
+		panic("cuda: matmul-glu-add-norm: no product took the GLU product's parts")
+	}
+}
+
+// SetGLUParts has MatMulGLUAddNormTo leave a wide GLU product's splits to
+// the plain product after it (true, GPTQTOOL_GLU_PARTS=1) or not (false,
+// the default), for tests and measurements.
+func (b *Backend) SetGLUParts(on bool) {
+	b.enter()
+	defer b.exit()
+	b.gluParts = on
+}
+
+// GLUParts reports SetGLUParts's setting.
+func (b *Backend) GLUParts() bool {
+	b.enter()
+	defer b.exit()
+	return b.gluParts
+}
+
 // SetDownNorm has MatMulAddNormTo leave a plain wide product's splits to
 // the norm in one block a row (1, GPTQTOOL_DOWN_NORM=1) or a cluster of 8
 // (2, the default) or not (0), for tests and measurements.
