@@ -370,16 +370,17 @@ func (b *Backend) MatMulGLUAddNormTo(x, h, xn, gateUp, hslots, w, norm, weight, 
 }
 
 // SetGLUParts has MatMulGLUAddNormTo leave a wide GLU product's splits to
-// the plain product after it (true, GPTQTOOL_GLU_PARTS=1) or not (false,
-// the default), for tests and measurements.
-func (b *Backend) SetGLUParts(on bool) {
+// the plain product after it, launched without its clusters (1,
+// GPTQTOOL_GLU_PARTS=1) or in them (2), or not (0, the default), for tests
+// and measurements.
+func (b *Backend) SetGLUParts(mode int) {
 	b.enter()
 	defer b.exit()
-	b.gluParts = on
+	b.gluParts = mode
 }
 
 // GLUParts reports SetGLUParts's setting.
-func (b *Backend) GLUParts() bool {
+func (b *Backend) GLUParts() int {
 	b.enter()
 	defer b.exit()
 	return b.gluParts
