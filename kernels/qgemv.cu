@@ -158,7 +158,7 @@
 // same bits, without the last block's fence, counter and reads.
 #define QF_PARTS 256
 // QF_GLUX (runtime/cuda MatMulGLUAddNormTo, GPTQTOOL_GLU_PARTS): a GLU
-// product's _g kernels, with QF_PARTS (in clusters or not), write their fp32
+// product's _g kernels, with QF_PARTS and no cluster, write their fp32
 // sums to part [S, M, 2, N/2] (gate's then up's of output c at column
 // oslots[c], or c, the input order of the product after) and end; the _p
 // kernel of that product (QF_GLUX, no perm) stages its x from them (QGlux):
@@ -1281,8 +1281,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int W = glu || rp.kc ? QC / 2 : QC, items = M * W;
     __syncthreads();  // tot reuses x's space
     TRACE_MARK_AT(1, 3);  // (GPTQTOOL_TRACE_AT=1: the loop's mark once every warp's loop is done)
-    // (QF_GLUX: the _g kernels write parts, in clusters too.)
-    if ((S == 1 || cl) && !(GW && (flags & QF_PARTS))) {
+    if (S == 1 || cl) {
         if (active)
 #pragma unroll
             for (int bt = 0; bt < MT; bt++)

@@ -157,7 +157,7 @@ type Backend struct {
 	downNorm      int             // GPTQTOOL_DOWN_NORM: MatMulAddNormTo leaves a plain wide product's splits to the norm (qgemv.cu QF_PARTS), 1: in one block a row, 2 (the default): in a cluster of 8 (0: not)
 	partsWant     bool            // MatMulAddNormTo's product is being issued: it may leave its splits in parts
 	partsGot      partsArg        // where it left them
-	gluParts      int             // GPTQTOOL_GLU_PARTS=1|2: MatMulGLUAddNormTo leaves a wide GLU product's splits to the plain product after it (qgemv.cu QF_GLUX), 1: launched without clusters, 2: in its clusters
+	gluParts      bool            // GPTQTOOL_GLU_PARTS=1: MatMulGLUAddNormTo leaves a wide GLU product's splits to the plain product after it (qgemv.cu QF_GLUX)
 	gluWant       bool            // MatMulGLUAddNormTo's GLU product is being issued: it leaves its splits in gluPart
 	gluGot        gluArg          // where it left them
 	gluIn         gluArg          // the parts the next quantized product stages its x from (QF_GLUX)
@@ -298,9 +298,11 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_GLU_PARTS=1: a decode step's gate/up product on the wide
 	// kernels leaves its splits' sums for down's plain product to stage
 	// its x from (MatMulGLUAddNormTo). Not measured yet: off by default.
-	if b.gluParts, err = envInt("GPTQTOOL_GLU_PARTS", 0, 0, 2, "0, 1 or 2"); err != nil {
+	gp, err := envInt("GPTQTOOL_GLU_PARTS", 0, 0, 1, "0 or 1")
+	if err != nil {
 		return nil, err
 	}
+	b.gluParts = gp == 1
 	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
 	// every norm, else normThreadsFor's.
 	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {

@@ -139,10 +139,9 @@ func TestDownNormParts(t *testing.T) {
 
 // TestGLUDownParts checks MatMulGLUAddNormTo (runtime.GLUResidualNormer):
 // h = silu(xn·gateᵀ)·(xn·upᵀ) at the slots hslots, x += h·downᵀ, then the
-// RMSNorm of x, with SetGLUParts 1 and 2 (the GLU product on the wide
-// kernels, without its clusters or in them, leaves its splits' sums in
-// parts at its outputs' slots, qgemv.cu QF_GLUX, and down's plain product
-// stages its x from them) and 0: the
+// RMSNorm of x, with SetGLUParts on (the GLU product on the wide kernels
+// leaves its splits' sums in parts at its outputs' slots, qgemv.cu
+// QF_GLUX, and down's plain product stages its x from them) and off: the
 // same bits in x and the norm, with each SetDownNorm mode, 4 and 8 bits,
 // fp16 and bf16, the 7B MLP at one row. down comes in three forms: its
 // act order taken by the GLU product's slots (InOrder and InputSlots), no
@@ -209,12 +208,12 @@ func TestGLUDownParts(t *testing.T) {
 					hRef, _ := upload(t, b, dt, make([]float32, rows*I), rows, I)
 					b.MatMulGLUTo(hRef, xn, glu, hs)
 					want := download(t, b, hRef)
-					// run: x, the norm and h of the op with SetGLUParts(parts)
-					// and SetDownNorm(mode).
-					run := func(parts, mode int) (x, norm, h []float32) {
+					// run: x, the norm and h of the op with the switch on or
+					// off and SetDownNorm(mode).
+					run := func(on bool, mode int) (x, norm, h []float32) {
 						b.SetDownNorm(mode)
-						b.SetGLUParts(parts)
-						if parts > 0 {
+						b.SetGLUParts(on)
+						if on {
 							sx, _ := upload(t, b, dt, x0, rows, H)
 							sh, _ := upload(t, b, dt, make([]float32, rows*I), rows, I)
 							sn, _ := upload(t, b, dt, make([]float32, rows*H), rows, H)
@@ -226,21 +225,18 @@ func TestGLUDownParts(t *testing.T) {
 						b.MatMulGLUAddNormTo(xt, ht, xn, glu, hs, w, out, nw, nil, eps)
 						return download(t, b, xt), download(t, b, out), download(t, b, ht)
 					}
-					xOff, _, hOff := run(0, 0)
+					xOff, _, hOff := run(false, 0)
 					sameBits(t, "off: h", hOff, want)
 					for mode := 0; mode <= 2; mode++ {
-						xm, nm, _ := run(0, mode)
-						sameBits(t, fmt.Sprintf("down norm %d: x against 0", mode), xm, xOff)
-						for parts := 1; parts <= 2; parts++ {
-							xOn, nOn, hOn := run(parts, mode)
-							what := fmt.Sprintf("glu parts %d, down norm %d", parts, mode)
-							sameBits(t, what+": x", xOn, xm)
-							sameBits(t, what+": the norm", nOn, nm)
-							if form == "permuted" {
-								sameBits(t, what+" (no parts): h", hOn, want)
-							} else {
-								sameBits(t, what+": h (left unwritten)", hOn, fill(rows*I, sentinel))
-							}
+						xm, nm, _ := run(false, mode)
+						xOn, nOn, hOn := run(true, mode)
+						sameBits(t, fmt.Sprintf("mode %d: x", mode), xOn, xm)
+						sameBits(t, fmt.Sprintf("mode %d: the norm", mode), nOn, nm)
+						sameBits(t, fmt.Sprintf("mode %d: x against mode 0", mode), xm, xOff)
+						if form == "permuted" {
+							sameBits(t, fmt.Sprintf("mode %d, on (no parts): h", mode), hOn, want)
+						} else {
+							sameBits(t, fmt.Sprintf("mode %d, on: h (left unwritten)", mode), hOn, fill(rows*I, sentinel))
 						}
 					}
 					// x against float64: h as the GLU product rounds it (in

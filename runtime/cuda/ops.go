@@ -370,17 +370,16 @@ func (b *Backend) MatMulGLUAddNormTo(x, h, xn, gateUp, hslots, w, norm, weight, 
 }
 
 // SetGLUParts has MatMulGLUAddNormTo leave a wide GLU product's splits to
-// the plain product after it, launched without its clusters (1,
-// GPTQTOOL_GLU_PARTS=1) or in them (2), or not (0, the default), for tests
-// and measurements.
-func (b *Backend) SetGLUParts(mode int) {
+// the plain product after it (true, GPTQTOOL_GLU_PARTS=1) or not (false,
+// the default), for tests and measurements.
+func (b *Backend) SetGLUParts(on bool) {
 	b.enter()
 	defer b.exit()
-	b.gluParts = mode
+	b.gluParts = on
 }
 
 // GLUParts reports SetGLUParts's setting.
-func (b *Backend) GLUParts() int {
+func (b *Backend) GLUParts() bool {
 	b.enter()
 	defer b.exit()
 	return b.gluParts

@@ -331,7 +331,7 @@ type gluArg struct {
 // plain product of dq after it (the plain wide kernels, whole groups, no
 // permutation: x in the order the GLU product's slots give).
 func (b *Backend) gluPartsFit(M int, gq, dq *quant) bool {
-	if b.gluParts == 0 || b.dequantGEMM || M > 8*qmmaTiles[0] || M > qmmaPass || gq == nil || dq == nil {
+	if !b.gluParts || b.dequantGEMM || M > 8*qmmaTiles[0] || M > qmmaPass || gq == nil || dq == nil {
 		return false
 	}
 	whole := func(q *quant) bool { return q.gs%chunkInputs(q.bits) == 0 }
@@ -1348,9 +1348,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	shared := sp.shared
 	// MatMulGLUAddNormTo's GLU product (gluPartsFit): its splits' sums go
 	// to gluPart, without a cluster, for the plain product after it.
-	// (GPTQTOOL_GLU_PARTS=2: in its clusters, for their placement.)
 	glux := b.gluWant && wide && S > 1 && S <= gluPartsMax
-	if glux && b.gluParts != 2 {
+	if glux {
 		cluster = false
 	}
 	// QF_PUSH: the receive slots after x's space (which the plan's shared
@@ -1361,9 +1360,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	var part, count uint64
 	clusterY := 0
-	if cluster {
-		clusterY = S
-	}
 	if glux {
 		pb, err := b.scratch(&b.gluPart, int64(S)*int64(M)*int64(q.n)*4)
 		if err != nil {
@@ -1371,7 +1367,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			return
 		}
 		part = pb.Ptr
-	} else if !cluster && S > 1 {
+	} else if cluster {
+		clusterY = S
+	} else if S > 1 {
 		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
 		if err != nil {
 			b.fail(err)
