@@ -157,15 +157,6 @@
 // them up, in split order from 0.0f, and the residual as qout adds it: the
 // same bits, without the last block's fence, counter and reads.
 #define QF_PARTS 256
-// QF_GLUX (runtime/cuda MatMulGLUAddNormTo, GPTQTOOL_GLU_PARTS): a GLU
-// product's _g kernels, with QF_PARTS and no cluster, write their fp32
-// sums to part [S, M, 2, N/2] (gate's then up's of output c at column
-// oslots[c], or c, the input order of the product after) and end; the _p
-// kernel of that product (QF_GLUX, no perm) stages its x from them (QGlux):
-// input k of row m is silu(Σ gate) · Σ up, each summed in split order from
-// 0.0f and rounded to T, as the _g kernel's own epilogue writes it: the
-// same bits, without the GLU product's cluster barriers and epilogue.
-#define QF_GLUX 512
 #ifndef QPUSH
 #define QPUSH 1
 #endif
@@ -221,13 +212,6 @@ struct QAttn {
     const int* pos;
     int sg, hq, hd, window, minsplit, dfr;
 };
-
-// QGlux: a GLU product's parts (QF_GLUX) and its splits (at most QGLUX_S).
-struct QGlux {
-    const float* part;
-    int S;
-};
-#define QGLUX_S 4
 
 // qout writes the outputs of a block's QC columns (QCOLS but in the _g
 // kernels), items [lo, hi) of the M × QC/2 outputs j (glu) or of the M × QC
@@ -460,7 +444,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}, const QGlux gx = QGlux{}) {
+                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
@@ -609,15 +593,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             } else if (QC == QCOLS ? col0 + j < N : col0 / 2 + j < N / 2) {
                 pre_sl[threadIdx.x] = oslots[col0 / 2 + j];
             }
-        }
-    }
-    // QF_PARTS in the _g kernels (QF_GLUX): the slots of this lane's two
-    // columns' outputs (gate or up of outputs c and c + 8), read now.
-    int gsl0 = 0, gsl1 = 0;
-    if constexpr (GW) {
-        if ((flags & QF_PARTS) && active) {
-            const int n = nt * 16 + g, c = (n >> 7) * 64 + (n & 63);
-            gsl0 = oslots ? __ldg(oslots + c) : c, gsl1 = oslots ? __ldg(oslots + c + 8) : c + 8;
         }
     }
     // The weights are the model's: only now wait for the previous kernel.
@@ -842,41 +817,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
             return;
-        }
-        if constexpr (NW == 16 && !GW) {
-            if (flags & QF_GLUX) {
-                // x from the GLU product's parts (QF_GLUX), in this
-                // product's input order: an item is eight inputs of a row,
-                // gate's and up's sums of every split loaded at once.
-                for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
-                    const int m = e / n8, k8 = (e - m * n8) * 8;
-                    float4 pv[QGLUX_S][4];
-#pragma unroll
-                    for (int y = 0; y < QGLUX_S; y++) {
-                        if (y >= gx.S) break;
-                        const float* pg = gx.part + ((i64)(y * M + m) * 2) * K + kb0 + k8;
-                        pv[y][0] = __ldcg((const float4*)pg), pv[y][1] = __ldcg((const float4*)(pg + 4));
-                        pv[y][2] = __ldcg((const float4*)(pg + K)), pv[y][3] = __ldcg((const float4*)(pg + K + 4));
-                    }
-                    float gv[8], uv[8], v[8];
-#pragma unroll
-                    for (int j = 0; j < 8; j++) gv[j] = uv[j] = 0.0f;
-#pragma unroll
-                    for (int y = 0; y < QGLUX_S; y++) {
-                        if (y >= gx.S) break;
-#pragma unroll
-                        for (int h = 0; h < 2; h++) {
-                            const float4 a = pv[y][h], b = pv[y][2 + h];
-                            gv[4 * h] += a.x, gv[4 * h + 1] += a.y, gv[4 * h + 2] += a.z, gv[4 * h + 3] += a.w;
-                            uv[4 * h] += b.x, uv[4 * h + 1] += b.y, uv[4 * h + 2] += b.z, uv[4 * h + 3] += b.w;
-                        }
-                    }
-#pragma unroll
-                    for (int j = 0; j < 8; j++) v[j] = to_f32(from_f32<T>(silu_f(gv[j]) * uv[j]));
-                    put(m, k8, v);
-                }
-                return;
-            }
         }
         if (MT == 1 && perm) {
             for (int e0 = threadIdx.x; e0 < n8; e0 += IT * blockDim.x) {
@@ -1359,13 +1299,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int m = bt * 8 + 2 * t + (e & 1), n = nt * 16 + g + (e >> 1) * 8;
-                    if (m >= M) continue;
-                    if (GW && (flags & QF_PARTS))  // (QF_GLUX: gate or up, at its output's slot)
-                        part[((i64)(blockIdx.y * M + m) * 2 + ((n >> 6) & 1)) * (N / 2) + ((e >> 1) ? gsl1 : gsl0)] = acc[bt][e] / XS;
-                    else
-                        part[((i64)blockIdx.y * M + m) * N + n] = acc[bt][e] / XS;
+                    if (m < M) part[((i64)blockIdx.y * M + m) * N + n] = acc[bt][e] / XS;
                 }
-        if (NW != 8 && (flags & QF_PARTS)) return;
+        if (NW == 16 && !GW && (flags & QF_PARTS)) return;
         __threadfence();
         __syncthreads();
         __shared__ int last;
@@ -1483,10 +1419,10 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
         T* out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res, const T* x, const u32* qw,             \
         const u32* sz, const int* perm, float* part, u32* count, int K, int N, int M, int gs, int cps, int P,         \
         const int* oslots, int cl, int flags, const T* nw, float eps, int nv8, const int* pos, const int* slot,      \
-        const float* invf, T* kc, T* vc, const float* gpart, int gsp) {                                              \
+        const float* invf, T* kc, T* vc) {                                                                           \
         qmma<BITS, 1, T, true, false, false, false, NW, GW>(out0, out1, out2, seg1, seg2, glu, res, x, qw, sz, perm,   \
                                                           part, count, K, N, M, gs, cps, P, oslots, cl, flags, nw, eps, \
-                                                          nv8, QRope<T>{}, nullptr, QAttn{}, QGlux{gpart, gsp});        \
+                                                          nv8, QRope<T>{}, nullptr);                                    \
     }
 #define QMMA_G(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _g, 448, 2, 14, true)
 #define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)

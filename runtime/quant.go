@@ -162,18 +162,6 @@ type ResidualNormer interface {
 	MatMulAddNormTo(x, h, w, norm, weight, slots Tensor, eps float32)
 }
 
-// GLUResidualNormer is a ResidualNormer that also takes the GLU product
-// before: MatMulGLUAddNormTo(x, h, xn, gateUp, hslots, w, norm, weight,
-// slots, eps) is MatMulGLUTo(h, xn, gateUp, hslots) (InputOrderer)
-// followed by MatMulAddNormTo(x, h, w, norm, weight, slots, eps), with the
-// same bits, except that h, the GLU product's output, may be left
-// unwritten (a decode step's gate/up product, whose sums the down product
-// may then take straight from the GLU product's splits).
-type GLUResidualNormer interface {
-	ResidualNormer
-	MatMulGLUAddNormTo(x, h, xn, gateUp, hslots, w, norm, weight, slots Tensor, eps float32)
-}
-
 // MatMulAdd sets dst = add + x·wᵀ, fused when b implements
 // ResidualMatMuler; tmp [M, N] is scratch for the composed form (it may be
 // nil when b fuses).

@@ -473,9 +473,6 @@ for step in $steps; do
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
     compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "the next norm adding down's splits up in a cluster or in one block a row (GPTQTOOL_DOWN_NORM=1)"
-    # gate/up's splits left in parts for down's plain product to stage its
-    # x from (MatMulGLUAddNormTo, GPTQTOOL_GLU_PARTS=1): the same bits.
-    compare_ids gluparts GPTQTOOL_GLU_PARTS=1 "down staging its x from gate/up's splits (GPTQTOOL_GLU_PARTS=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

@@ -72,7 +72,6 @@ type Backend struct {
 	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	gluPart *Buffer // a GLU product's splits' fp32 sums, for the product after it (QF_GLUX)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -157,10 +156,6 @@ type Backend struct {
 	downNorm      int             // GPTQTOOL_DOWN_NORM: MatMulAddNormTo leaves a plain wide product's splits to the norm (qgemv.cu QF_PARTS), 1: in one block a row, 2 (the default): in a cluster of 8 (0: not)
 	partsWant     bool            // MatMulAddNormTo's product is being issued: it may leave its splits in parts
 	partsGot      partsArg        // where it left them
-	gluParts      bool            // GPTQTOOL_GLU_PARTS=1: MatMulGLUAddNormTo leaves a wide GLU product's splits to the plain product after it (qgemv.cu QF_GLUX)
-	gluWant       bool            // MatMulGLUAddNormTo's GLU product is being issued: it leaves its splits in gluPart
-	gluGot        gluArg          // where it left them
-	gluIn         gluArg          // the parts the next quantized product stages its x from (QF_GLUX)
 	gt            graphTimes
 
 	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).
@@ -295,14 +290,6 @@ func New(o Options) (*Backend, error) {
 	if b.downNorm, err = envInt("GPTQTOOL_DOWN_NORM", 2, 0, 2, "0, 1 or 2"); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_GLU_PARTS=1: a decode step's gate/up product on the wide
-	// kernels leaves its splits' sums for down's plain product to stage
-	// its x from (MatMulGLUAddNormTo). Not measured yet: off by default.
-	gp, err := envInt("GPTQTOOL_GLU_PARTS", 0, 0, 1, "0 or 1")
-	if err != nil {
-		return nil, err
-	}
-	b.gluParts = gp == 1
 	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
 	// every norm, else normThreadsFor's.
 	if b.normThreads, err = envInt("GPTQTOOL_NORM_THREADS", 0, 32, 512, "32-512 threads, a multiple of 32"); err != nil {
@@ -638,7 +625,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.gluPart, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -313,42 +313,6 @@ func (b *Backend) qmmaSplitPlain(M, K, N, bits int) (p qmmaPlan, nb int, ok bool
 	return qmmaPlan{S: S, cps: cps, P: cps, cluster: b.clusters && !b.plainGlobal && S > 1, shared: sh}, nb, true
 }
 
-// gluPartsMax is qgemv.cu's QGLUX_S: the most splits of a GLU product
-// whose parts the plain product after it adds up (QF_GLUX).
-const gluPartsMax = 4
-
-// gluArg is where a wide GLU product left its splits' fp32 sums for the
-// plain product after it (qgemv.cu QF_GLUX): part [S, rows, 2, k], gate's
-// then up's sums of each output at its column in that product's input
-// order; S 0 where there are none.
-type gluArg struct {
-	part       uint64
-	S, rows, k int
-}
-
-// gluPartsFit reports whether MatMulGLUAddNormTo leaves the GLU product of
-// M rows by gq (a wide GLU product of 2 to gluPartsMax splits) to the
-// plain product of dq after it (the plain wide kernels, whole groups, no
-// permutation: x in the order the GLU product's slots give).
-func (b *Backend) gluPartsFit(M int, gq, dq *quant) bool {
-	if !b.gluParts || b.dequantGEMM || M > 8*qmmaTiles[0] || M > qmmaPass || gq == nil || dq == nil {
-		return false
-	}
-	whole := func(q *quant) bool { return q.gs%chunkInputs(q.bits) == 0 }
-	if !gq.glu || dq.glu || dq.perm != nil || dq.k != gq.n/2 || !whole(gq) || !whole(dq) {
-		return false
-	}
-	if b.qmmaWide == 0 || M < b.qmmaWide || !b.plainRows(M) {
-		return false
-	}
-	wp, _, ok := b.qmmaSplitWide(M, gq.k, gq.n, gq.bits)
-	if !ok || wp.S < 2 || wp.S > gluPartsMax {
-		return false
-	}
-	_, _, ok = b.qmmaSplitPlain(M, dq.k, dq.n, dq.bits)
-	return ok
-}
-
 // defaultMaxS1 is the most K splits of a product of 1-4 rows whose
 // clusters of maxClusterBlocks would take at most two blocks an SM (a
 // cluster of 7 blocks at most): an H200's GPCs hold 30 clusters of 8 at
@@ -1346,12 +1310,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
-	// MatMulGLUAddNormTo's GLU product (gluPartsFit): its splits' sums go
-	// to gluPart, without a cluster, for the plain product after it.
-	glux := b.gluWant && wide && S > 1 && S <= gluPartsMax
-	if glux {
-		cluster = false
-	}
 	// QF_PUSH: the receive slots after x's space (which the plan's shared
 	// memory ends with).
 	push := M <= b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
@@ -1360,14 +1318,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	var part, count uint64
 	clusterY := 0
-	if glux {
-		pb, err := b.scratch(&b.gluPart, int64(S)*int64(M)*int64(q.n)*4)
-		if err != nil {
-			b.fail(err)
-			return
-		}
-		part = pb.Ptr
-	} else if cluster {
+	if cluster {
 		clusterY = S
 	} else if S > 1 {
 		pb, err := b.scratch(&b.qpart, int64(S)*int64(M)*int64(q.n)*4)
@@ -1472,20 +1423,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		flags |= qfParts
 		b.partsGot = partsArg{part: part, S: S, rows: M}
 	}
-	if glux {
-		flags |= qfParts
-		b.gluGot = gluArg{part: part, S: S, rows: M, k: q.n / 2}
-	}
-	// The plain product after such a GLU product stages its x from the
-	// GLU product's parts (x itself is not written).
-	var gx gluArg
-	if b.gluIn.S > 0 {
-		if !plain || q.perm != nil || q.k != b.gluIn.k || M != b.gluIn.rows {
-			panic(fmt.Sprintf("cuda: a GLU product's parts (%d rows, %d outputs) left for a product (%d rows, K %d) that cannot stage them", b.gluIn.rows, b.gluIn.k, M, q.k))
-		}
-		gx, b.gluIn = b.gluIn, gluArg{}
-		flags |= qfGLUX
-	}
 	var tm TensorMap
 	if wg && x.dt == runtime.F16 && b.qmmaTMA {
 		m, ok, err := b.rowsMap(xp, x.dt, M, q.k, 8*qmmaTiles[tile])
@@ -1506,9 +1443,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if ap != nil {
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
-	if wide || plain {
-		args = append(args, gx.part, int32(gx.S))
-	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
@@ -1526,14 +1460,13 @@ func pushRecvBytes(M, S int, half bool) int {
 	return S * ((q4 + S - 1) / S) * p * 16
 }
 
-// qfTMA, qfLate, qfPush, qfParts and qfGLUX are qgemv.cu's QF_TMA,
-// QF_LATE, QF_PUSH, QF_PARTS and QF_GLUX.
+// qfTMA, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA, QF_LATE,
+// QF_PUSH and QF_PARTS.
 const (
 	qfTMA   = 16
 	qfLate  = 8
 	qfPush  = 128
 	qfParts = 256
-	qfGLUX  = 512
 )
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),

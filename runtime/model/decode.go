@@ -388,7 +388,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	// model's) as one op where the backend has it (rn): s.xn then already
 	// holds the next layer's normalized input (normed).
 	rn, _ := b.(runtime.ResidualNormer)
-	gn, _ := b.(runtime.GLUResidualNormer)
 	normed := false
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
@@ -443,23 +442,32 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				mf.MatMulMLP(x, s.xn, lw.mlp)
 				continue
 			}
-			// gate/up, down and the norm after it as one op where the
-			// backend has it (gn).
-			if nw, ns := m.normAfter(li, fuse); gn != nil && w.gateUp != nil && nw != nil {
-				gn.MatMulGLUAddNormTo(x, s.gate, s.xn, w.gateUp, sl.down, w.lin[downProj], s.xn, nw, ns, d.eps)
-				normed = true
-				continue
-			}
 			if w.gateUp != nil {
 				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
 			} else {
 				w.act(b, s.xn, s.gate, s.up)
 			}
 		}
-		if nw, ns := m.normAfter(li, fuse); rn != nil && nw != nil {
-			rn.MatMulAddNormTo(x, s.gate, w.lin[downProj], s.xn, nw, ns, d.eps)
-			normed = true
-			continue
+		// The norm after down: the next layer's where it is a kernel of
+		// its own, else the model's after the last layer.
+		if rn != nil {
+			var nw, ns runtime.Tensor
+			if li+1 < len(m.layers) {
+				next := &m.layers[li+1]
+				if !fuse || next.normed.attn == nil {
+					nw = next.attnNorm
+					if next.order != nil {
+						ns = next.order.slots.attn
+					}
+				}
+			} else {
+				nw = m.norm
+			}
+			if nw != nil {
+				rn.MatMulAddNormTo(x, s.gate, w.lin[downProj], s.xn, nw, ns, d.eps)
+				normed = true
+				continue
+			}
 		}
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
@@ -467,25 +475,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		b.RMSNorm(s.xn, x, m.norm, d.eps)
 	}
 	b.MatMul(ds.logits, s.xn, m.head)
-}
-
-// normAfter is the norm after layer li's down product where it is a
-// kernel of its own (the next layer's, unless the next layer's q/k/v
-// product normalizes its input: fuse and lw.normed.attn; else the model's
-// after the last layer): its weight and its output slots (InputOrderer),
-// or a nil weight.
-func (m *Model) normAfter(li int, fuse bool) (nw, ns runtime.Tensor) {
-	if li+1 == len(m.layers) {
-		return m.norm, nil
-	}
-	next := &m.layers[li+1]
-	if fuse && next.normed.attn != nil {
-		return nil, nil
-	}
-	if next.order != nil {
-		ns = next.order.slots.attn
-	}
-	return next.attnNorm, ns
 }
 
 // inPlace is runtime.InputOrderer for a backend whose weights read their
