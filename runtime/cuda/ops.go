@@ -277,7 +277,10 @@ type partsArg struct {
 // runs in a cluster of 8 blocks a row (rmsnorm_parts_cl_v8): x the same
 // bits, the norm's squares summed in another order; where clusters are
 // off or a row does not split into 8 ranges of whole items (h a multiple
-// of 64, at most 16,384), mode 2 runs as mode 1. Otherwise the product
+// of 64, at most 16,384), mode 2 runs as mode 1. Mode 3 is mode 2 with
+// the blocks' sums pushed and the outputs stored straight to their slots
+// (rmsnorm_parts_clp_v8: one cluster barrier instead of two; the same
+// bits as mode 2). Otherwise the product
 // adds its splits up itself and the norm follows.
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
@@ -285,7 +288,7 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	threads := b.normThreadsFor(rows)
 	// (h/PCL <= PCL_STAGE also keeps a block's items within its threads'
 	// NORM_NI each: h/(8·PCL) <= 4·64.)
-	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage
+	cl := b.downNorm >= 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage
 	if b.downNorm == 0 || rows > qmmaPass || !vec8(hc, nt, xt, wn) || (!cl && (threads > partsNormThreads || hc/8 > normNI*threads)) {
 		b.MatMulAdd(x, h, w, x)
 		b.RMSNormTo(norm, x, weight, slots, eps)
@@ -312,7 +315,11 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	}
 	args := []any{nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp}
 	if cl {
-		b.runCluster("norm.cu", "rmsnorm_parts_cl_v8_"+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
+		name := "rmsnorm_parts_cl_v8_"
+		if b.downNorm == 3 {
+			name = "rmsnorm_parts_clp_v8_"
+		}
+		b.runCluster("norm.cu", name+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
 		return
 	}
 	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt), args...)
