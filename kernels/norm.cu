@@ -337,37 +337,33 @@ NORM_PARTS(bf16, bf16)
 
 // rmsnorm_parts_cl_v8_T(norm, x, part, S, rows, w, h, eps, slots): the same
 // over a cluster of PCL blocks a row (grid (rows, PCL), clusters of PCL
-// along y; runtime/cuda GPTQTOOL_DOWN_NORM=2): block b adds up the parts
-// of items [b·I, (b+1)·I) of the row (I = h/(8·PCL), at most NORM_NI a
-// thread), writes x back (the same bits as rmsnorm_parts_v8; stored last,
-// so that no cluster barrier waits for those stores) and sums its
-// squares; each block then adds the blocks' sums in rank order (the norm's
+// along y; runtime/cuda GPTQTOOL_DOWN_NORM=2, the default): block b adds up
+// the parts of items [b·I, (b+1)·I) of the row (I = h/(8·PCL), at most
+// NORM_NI a thread), writes x back (the same bits as rmsnorm_parts_v8;
+// stored last) and sums its squares. It pushes its sum into every block's
+// allss (after a wait on the arrival each block made as it started, so
+// that all have started); after one cluster barrier, each block adds the
+// blocks' sums up from its own shared memory in rank order (the norm's
 // bits may differ from the one-block kernel's in the last place: another
-// order of the squares' sum) and normalizes its items. With slots, each
-// output element goes to the block that owns its slot's range of h/PCL
-// (its shared memory, across the cluster), and each block then stores its
-// range whole.
-//
-// PUSH (rmsnorm_parts_clp_v8_T, GPTQTOOL_DOWN_NORM=3): each block instead
-// pushes its sum into every block's allss (after a wait on the arrival
-// each block made as it started, so that all have started), and after one
-// cluster barrier adds them up from its own shared memory in rank order
-// (the same bits); the outputs go to global memory straight, to their
-// slots one element at a time: one cluster barrier, no stage and no
-// barrier before the blocks exit (none reads another's shared memory).
+// order of the squares' sum) and normalizes its items, stored straight to
+// global memory (with slots, one element at a time to its slot). No
+// barrier precedes the blocks' exit: none reads another's shared memory.
+// (Against a first version that read each block's sum across the cluster
+// and staged slotted outputs in the owning block's shared memory, two
+// cluster barriers: +0.7% at 4 bits and +0.45% at 8 at batch 1 on the
+// H200, docs/benchmarks.md, the thirtieth session.)
 #define PCL 8
-#define PCL_STAGE 2048
-template <typename T, bool PUSH>
+#define PCL_ELEMS 2048
+template <typename T>
 __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, int S, i64 ldp, const T* w, int h,
                                               float eps, const int* __restrict__ slots) {
     __shared__ float red[32];
-    __shared__ float bss, allss[PCL];
-    __shared__ __align__(16) T stage[PUSH ? 8 : PCL_STAGE];
+    __shared__ float allss[PCL];
     TRACE_BEGIN(3);
     pdl_launch();
-    if (PUSH) cluster_arrive();  // (waited for before the pushes)
+    cluster_arrive();  // (waited for before the pushes)
     const u32 rank = cluster_y();
-    const int I = h / (8 * PCL), E = h / PCL, i0 = (int)rank * I;
+    const int I = h / (8 * PCL), i0 = (int)rank * I;
     u32x4 wr[NORM_NI], xr[NORM_NI];
     int4 sa[NORM_NI], sb[NORM_NI];
 #pragma unroll
@@ -392,22 +388,16 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
         for (int j = 0; j < 8; j++) ss += f[j] * f[j];
     }
     ss = block_sum(ss, red);
-    float tot = 0.0f;
-    if constexpr (PUSH) {
-        cluster_wait();  // every block has started
+    cluster_wait();  // every block has started
 #if __CUDA_ARCH__ >= 900
-        if (threadIdx.x < PCL)
-            asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(cluster_addr(&allss[rank], cluster_rank_of(0, threadIdx.x))),
-                         "f"(ss)
-                         : "memory");
+    if (threadIdx.x < PCL)
+        asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(cluster_addr(&allss[rank], cluster_rank_of(0, threadIdx.x))),
+                     "f"(ss)
+                     : "memory");
 #endif
-        cluster_sync();  // every block's sum in this one's allss
-        for (int c = 0; c < PCL; c++) tot += allss[c];
-    } else {
-        if (threadIdx.x == 0) bss = ss;
-        cluster_sync();  // every block's sum in its shared memory
-        for (int c = 0; c < PCL; c++) tot += ld_cluster(cluster_addr(&bss, cluster_rank_of(0, c)));
-    }
+    cluster_sync();  // every block's sum in this one's allss
+    float tot = 0.0f;
+    for (int c = 0; c < PCL; c++) tot += allss[c];
     const float inv = 1.0f / sqrtf(tot / (float)h + eps);
 #pragma unroll
     for (int u = 0; u < NORM_NI; u++) {
@@ -418,36 +408,7 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
         unpack8<T>(wr[u], g);
 #pragma unroll
         for (int j = 0; j < 8; j++) f[j] = g[j] * (f[j] * inv);
-        if (!slots) {
-            ((u32x4*)dst)[i] = pack8<T>(f);
-            continue;
-        }
-        if constexpr (PUSH) {
-            norm_put8<T>(dst, dst, i, f, slots, sa[u], sb[u]);
-            continue;
-        }
-        // (Slotted: to the shared memory of the block owning the slot.)
-        const int sl[8] = {sa[u].x, sa[u].y, sa[u].z, sa[u].w, sb[u].x, sb[u].y, sb[u].z, sb[u].w};
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            const T o = from_f32<T>(f[j]);
-            const int c = sl[j] / E;
-            const u32 a = cluster_addr(&stage[sl[j] - c * E], cluster_rank_of(0, c));
-#if __CUDA_ARCH__ >= 900
-            asm volatile("st.shared::cluster.u16 [%0], %1;" ::"r"(a), "h"(o.x) : "memory");
-#endif
-        }
-    }
-    // Slotted: every block's stores into this one's stage released to it;
-    // else only so that no block leaves while another still reads its sum
-    // (relaxed: it waits for no store). x is stored only now, so that
-    // neither barrier waits for its stores.
-    if (!PUSH && slots) {
-        cluster_sync();
-        for (int e = threadIdx.x; e < E / 8; e += blockDim.x)
-            ((u32x4*)(dst + (i64)rank * E))[e] = ((const u32x4*)stage)[e];
-    } else if (!PUSH) {
-        cluster_sync_relaxed();
+        norm_put8<T>(dst, dst, i, f, slots, sa[u], sb[u]);
     }
 #pragma unroll
     for (int u = 0; u < NORM_NI; u++) {
@@ -455,16 +416,11 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
         if (k < I) ((u32x4*)x)[i0 + k] = xr[u];
     }
 }
-#define NORM_PARTS_CL(N, T)                                                                                 \
-    extern "C" __global__ void rmsnorm_parts_cl_v8_##N(T* norm, T* x, const float* part, int S, int rows,    \
-                                                       const T* w, int h, float eps, const int* slots) {    \
-        const i64 r = blockIdx.x;                                                                           \
-        norm_parts_cl<T, false>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, slots); \
-    }                                                                                                       \
-    extern "C" __global__ void rmsnorm_parts_clp_v8_##N(T* norm, T* x, const float* part, int S, int rows,   \
-                                                        const T* w, int h, float eps, const int* slots) {   \
-        const i64 r = blockIdx.x;                                                                           \
-        norm_parts_cl<T, true>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, slots);  \
+#define NORM_PARTS_CL(N, T)                                                                               \
+    extern "C" __global__ void rmsnorm_parts_cl_v8_##N(T* norm, T* x, const float* part, int S, int rows,  \
+                                                       const T* w, int h, float eps, const int* slots) {  \
+        const i64 r = blockIdx.x;                                                                         \
+        norm_parts_cl<T>(norm + r * h, x + r * h, part + r * h, S, (i64)rows * h, w, h, eps, slots);      \
     }
 NORM_PARTS_CL(f16, f16)
 NORM_PARTS_CL(bf16, bf16)

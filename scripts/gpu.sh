@@ -473,8 +473,6 @@ for step in $steps; do
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
     compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "the next norm adding down's splits up in a cluster or in one block a row (GPTQTOOL_DOWN_NORM=1)"
-    # The cluster norm with its blocks' sums pushed (=3): the same bits.
-    compare_ids downnorm3 GPTQTOOL_DOWN_NORM=3 "the cluster norm's sums pushed (GPTQTOOL_DOWN_NORM=3)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

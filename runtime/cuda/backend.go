@@ -286,8 +286,9 @@ func New(o Options) (*Backend, error) {
 	// wide kernels' rows leaves its splits' sums for the next norm to add
 	// up (MatMulAddNormTo), in one block a row (1) or a cluster of 8 (2,
 	// the default: +1.7% at 4 bits and +1.0% at 8 at batch 1, against +0.7%
-	// and +0.5% for 1, on one machine in the thirtieth session), or not (0).
-	if b.downNorm, err = envInt("GPTQTOOL_DOWN_NORM", 2, 0, 3, "0, 1, 2 or 3"); err != nil {
+	// and +0.5% for 1, on one machine in the thirtieth session, and 0.7%
+	// and 0.45% more once its blocks pushed their sums), or not (0).
+	if b.downNorm, err = envInt("GPTQTOOL_DOWN_NORM", 2, 0, 2, "0, 1 or 2"); err != nil {
 		return nil, err
 	}
 	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for

@@ -16,10 +16,8 @@ import (
 // wide kernels leaves its splits in parts, qgemv.cu QF_PARTS, and the norm
 // adds them up in one block a row, norm.cu rmsnorm_parts_v8), 2 (in a
 // cluster of 8, rmsnorm_parts_cl_v8) and 0 (the product's last block adds
-// them up, then rmsnorm_v8), and 3 (mode 2 with the blocks' sums pushed,
-// rmsnorm_parts_clp_v8): the same bits in x, and in the norm with 1 (with
-// 2 within an nmse of 1e-6, and 3 the bits of 2), with and without output
-// slots, 4 and 8
+// them up, then rmsnorm_v8): the same bits in x, and in the norm with 1
+// (with 2 within an nmse of 1e-6), with and without output slots, 4 and 8
 // bits, fp16 and bf16, the 7B down product. One row, and two rows on the
 // plain kernels (their parts strided by the rows): each parts kernel
 // launched once in its mode and never with the switch off; two rows where
@@ -63,10 +61,10 @@ func TestDownNormParts(t *testing.T) {
 						nw, _ := upload(t, b, dt, w0, 1, N)
 						var xRounded []float32
 						sfx := map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt]
-						names := []string{"rmsnorm_parts_v8_" + sfx, "rmsnorm_parts_cl_v8_" + sfx, "rmsnorm_parts_clp_v8_" + sfx}
+						names := []string{"rmsnorm_parts_v8_" + sfx, "rmsnorm_parts_cl_v8_" + sfx}
 						// run: x and the norm with SetDownNorm(mode), and how
 						// many times each parts kernel ran.
-						run := func(mode int) (x, norm []float32, launches [3]int) {
+						run := func(mode int) (x, norm []float32, launches [2]int) {
 							// Another product of the same shape (-h) first: its
 							// sums are what the parts' scratch then holds.
 							neg := make([]float32, len(h0))
@@ -80,7 +78,7 @@ func TestDownNormParts(t *testing.T) {
 							xt, xr := upload(t, b, dt, x0, rows, N)
 							out, _ := upload(t, b, dt, make([]float32, rows*N), rows, N)
 							xRounded = xr
-							var n0 [3]int
+							var n0 [2]int
 							for k, n := range names {
 								n0[k] = b.Launches("norm.cu", n)
 							}
@@ -92,18 +90,12 @@ func TestDownNormParts(t *testing.T) {
 							return x, norm, launches
 						}
 						xOff, nOff, lOff := run(0)
-						var n2 []float32
-						for mode := 1; mode <= 3; mode++ {
+						for mode := 1; mode <= 2; mode++ {
 							xOn, nOn, l := run(mode)
 							sameBits(t, fmt.Sprintf("mode %d: x", mode), xOn, xOff)
-							switch mode {
-							case 1:
+							if mode == 1 {
 								sameBits(t, "mode 1: the norm", nOn, nOff)
-							case 3:
-								// (The blocks' sums pushed, added in the same order.)
-								sameBits(t, "mode 3: the norm against mode 2's", nOn, n2)
-							default:
-								n2 = nOn
+							} else {
 								// (The cluster's blocks add the squares up in
 								// another order: the last place may differ.)
 								n64 := make([]float64, len(nOff))
@@ -114,11 +106,11 @@ func TestDownNormParts(t *testing.T) {
 									t.Errorf("mode 2: the norm's nmse %.3g against the norm kernel's, want < 1e-6", nmse)
 								}
 							}
-							want := [3]int{}
+							want := [2]int{}
 							if rows <= c.most {
 								want[mode-1] = 1
 							}
-							if lOff != [3]int{} || l != want {
+							if lOff != [2]int{} || l != want {
 								t.Errorf("mode %d: %v ran %v times, %v with the switch off; want %v and none", mode, names, l, lOff, want)
 							}
 						}

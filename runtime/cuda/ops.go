@@ -247,15 +247,15 @@ func (b *Backend) normRows(d, xt, w *Tensor, eps float32, sp uint64) {
 // block): MatMulAddNormTo takes the product and the norm apart past it
 // (GPTQTOOL_NORM_THREADS of 384 or more).
 // partsMax is norm.cu's PARTS_MAX: the most splits its parts kernels add
-// up. partsCluster, partsClusterStage and partsClusterThreads are norm.cu's
-// PCL (the blocks of rmsnorm_parts_cl_v8's cluster), PCL_STAGE (the
+// up. partsCluster, partsClusterElems and partsClusterThreads are norm.cu's
+// PCL (the blocks of rmsnorm_parts_cl_v8's cluster), PCL_ELEMS (the
 // elements of a row a block of it owns, at most) and its threads a block.
 const (
 	normNI              = 4
 	partsNormThreads    = 256
 	partsMax            = 8
 	partsCluster        = 8
-	partsClusterStage   = 2048
+	partsClusterElems   = 2048
 	partsClusterThreads = 64
 )
 
@@ -277,18 +277,15 @@ type partsArg struct {
 // runs in a cluster of 8 blocks a row (rmsnorm_parts_cl_v8): x the same
 // bits, the norm's squares summed in another order; where clusters are
 // off or a row does not split into 8 ranges of whole items (h a multiple
-// of 64, at most 16,384), mode 2 runs as mode 1. Mode 3 is mode 2 with
-// the blocks' sums pushed and the outputs stored straight to their slots
-// (rmsnorm_parts_clp_v8: one cluster barrier instead of two; the same
-// bits as mode 2). Otherwise the product
+// of 64, at most 16,384), mode 2 runs as mode 1. Otherwise the product
 // adds its splits up itself and the norm follows.
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
 	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
 	threads := b.normThreadsFor(rows)
-	// (h/PCL <= PCL_STAGE also keeps a block's items within its threads'
-	// NORM_NI each: h/(8·PCL) <= 4·64.)
-	cl := b.downNorm >= 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterStage
+	// (h/PCL <= PCL_ELEMS: a block's items within its threads' NORM_NI
+	// each, h/(8·PCL) <= 4·64.)
+	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterElems
 	if b.downNorm == 0 || rows > qmmaPass || !vec8(hc, nt, xt, wn) || (!cl && (threads > partsNormThreads || hc/8 > normNI*threads)) {
 		b.MatMulAdd(x, h, w, x)
 		b.RMSNormTo(norm, x, weight, slots, eps)
@@ -315,11 +312,7 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	}
 	args := []any{nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp}
 	if cl {
-		name := "rmsnorm_parts_cl_v8_"
-		if b.downNorm == 3 {
-			name = "rmsnorm_parts_clp_v8_"
-		}
-		b.runCluster("norm.cu", name+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
+		b.runCluster("norm.cu", "rmsnorm_parts_cl_v8_"+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
 		return
 	}
 	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt), args...)
