@@ -472,7 +472,7 @@ for step in $steps; do
     # same bits as 0): the norm's squares added in another order, so the
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
-    compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "the next norm adding down's splits up in a cluster or in one block a row (GPTQTOOL_DOWN_NORM=1)"
+    compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm in a cluster rather than in one block a row (GPTQTOOL_DOWN_NORM=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
