@@ -80,6 +80,19 @@ type AttentionProjector interface {
 	PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 }
 
+// ResidualAttentionProjector is an AttentionProjector whose product can
+// add into the residual stream: PagedAttentionMatMulAdd(x, att, q, kc, vc,
+// tables, pos, blockSize, p, w) sets x = x + PagedAttention(…)·wᵀ, the sum
+// rounded once (PagedAttentionMatMul then Add rounds the product first, so
+// the two differ in the last place). A model uses it, and a plain RMSNorm
+// after it instead of AddRMSNorm, for steps of at most
+// ResidualProjectedRows rows (0: never).
+type ResidualAttentionProjector interface {
+	AttentionProjector
+	PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
+	ResidualProjectedRows() int
+}
+
 // FusedQuantLoader is a QuantLoader that loads quantized weights sharing
 // one input (the same K, bits, group size and permutation: q/k/v, or
 // gate/up) as one tensor, multiplied in one pass over the input. It returns

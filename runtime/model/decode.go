@@ -382,6 +382,8 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
 	ap, _ := b.(runtime.AttentionProjector)
+	ra, _ := b.(runtime.ResidualAttentionProjector)
+	resProj := ra != nil && runtime.Rows(x) <= ra.ResidualProjectedRows()
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
 	// down's product and the norm after it (the next layer's, or the
@@ -429,14 +431,20 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		default:
 			// o_proj straight from attention where the backend does that
-			// (ap: lw's own weight, whose input order it reads itself).
-			if ap != nil {
+			// (ap: lw's own weight, whose input order it reads itself),
+			// added into x by the product where it does that too (ra).
+			switch {
+			case resProj:
+				ra.PagedAttentionMatMulAdd(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
+			case ap != nil:
 				ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
-			} else {
+				io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
+			default:
 				attend()
 				b.MatMul(s.o, s.att, w.lin[oProj])
+				io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
 			}
-			io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
 			if fuseMLP && lw.mlp != nil {
 				// gate/up, SiLU·up and down with the residual, one op.
 				mf.MatMulMLP(x, s.xn, lw.mlp)

@@ -439,3 +439,51 @@ func TestDecodeMLPFuse(t *testing.T) {
 	}
 	sameSteps(t, "mlp-fused", got, want)
 }
+
+// projQuant adds runtime.ResidualAttentionProjector to the emulated
+// backend: o_proj's product after paged attention, written to its output
+// (PagedAttentionMatMul) or added into the residual stream
+// (PagedAttentionMatMulAdd, whose calls it counts).
+type projQuant struct {
+	*quantCPU
+	added int
+}
+
+func (q *projQuant) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	q.MatMul(dst, att, w)
+}
+
+func (q *projQuant) PagedAttentionMatMulAdd(x, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	o, err := q.Alloc(runtime.F32, runtime.Rows(x), runtime.Cols(x))
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	defer q.Free(o)
+	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	runtime.MatMulAdd(q, x, att, w, x, o)
+	q.added++
+}
+
+func (q *projQuant) ResidualProjectedRows() int { return 8 }
+
+// TestDecodeResidualProjection checks the decode step with o_proj's
+// product added into the residual stream (runtime.ResidualAttentionProjector)
+// and a plain norm after it: an act-order GPTQ checkpoint of openchat-tiny
+// on the emulating backend decodes to the logits of the same backend
+// without it, every layer's o_proj adding in every decode step.
+func TestDecodeResidualProjection(t *testing.T) {
+	open := actOrderBF16(t)
+	pq := &projQuant{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
+	m := open(pq)
+	defer m.Close()
+	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
+	defer mp.Close()
+	got, _ := stepAll(t, m, 4)
+	want, _ := stepAll(t, mp, 4)
+	// The first step feeds the prompts (a forward); three decode steps.
+	if min := 3 * len(m.layers); pq.added < min {
+		t.Errorf("%d o_proj products added into the stream, want at least %d", pq.added, min)
+	}
+	sameSteps(t, "residual o_proj", got, want)
+}
