@@ -126,8 +126,8 @@ type Backend struct {
 	attnTCCap     bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
-	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows whose PagedAttentionMatMulAdd a model uses (ResidualProjectedRows)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
+	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows whose PagedAttentionMatMulAdd a model uses (ResidualProjectedRows)
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)

@@ -655,7 +655,8 @@ func (b *Backend) ResidualProjectedRows() int {
 }
 
 // SetResidualProjection sets ResidualProjectedRows (0: none), for tests
-// and measurements.
+// and measurements. A model reads it as it issues a step, so decode steps
+// already recorded as graphs keep the way they were recorded with.
 func (b *Backend) SetResidualProjection(rows int) {
 	b.enter()
 	defer b.exit()
