@@ -429,15 +429,24 @@ func TestDecodeMLPFuse(t *testing.T) {
 			t.Fatalf("layer %d: no fused MLP", i)
 		}
 	}
+	againstPlain(t, open, m, &mq.fused, "MLPs ran fused")
+}
+
+// againstPlain decodes four steps of m (the model of an emulated backend
+// whose op under test counts its calls in *count) and of the same
+// checkpoint on the plain emulated backend (open): the same logits, and
+// the op called at least once a layer in each decode step (the first step
+// feeds the prompts, a forward; then three decode steps).
+func againstPlain(t *testing.T, open func(runtime.Backend) *Model, m *Model, count *int, what string) {
+	t.Helper()
 	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
 	defer mp.Close()
 	got, _ := stepAll(t, m, 4)
 	want, _ := stepAll(t, mp, 4)
-	// The first step feeds the prompts (a forward); three decode steps.
-	if min := 3 * len(m.layers); mq.fused < min {
-		t.Errorf("%d MLPs ran fused, want at least %d", mq.fused, min)
+	if min := 3 * len(m.layers); *count < min {
+		t.Errorf("%d %s, want at least %d", *count, what, min)
 	}
-	sameSteps(t, "mlp-fused", got, want)
+	sameSteps(t, what, got, want)
 }
 
 // projQuant adds runtime.ResidualAttentionProjector to the emulated
@@ -477,13 +486,5 @@ func TestDecodeResidualProjection(t *testing.T) {
 	pq := &projQuant{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}}
 	m := open(pq)
 	defer m.Close()
-	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
-	defer mp.Close()
-	got, _ := stepAll(t, m, 4)
-	want, _ := stepAll(t, mp, 4)
-	// The first step feeds the prompts (a forward); three decode steps.
-	if min := 3 * len(m.layers); pq.added < min {
-		t.Errorf("%d o_proj products added into the stream, want at least %d", pq.added, min)
-	}
-	sameSteps(t, "residual o_proj", got, want)
+	againstPlain(t, open, m, &pq.added, "o_proj products added into the stream")
 }
