@@ -433,16 +433,16 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			// o_proj straight from attention where the backend does that
 			// (ap: lw's own weight, whose input order it reads itself),
 			// added into x by the product where it does that too (ra).
-			switch {
-			case resProj:
+			if resProj {
 				ra.PagedAttentionMatMulAdd(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
 				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
-			case ap != nil:
-				ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
-				io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
-			default:
-				attend()
-				b.MatMul(s.o, s.att, w.lin[oProj])
+			} else {
+				if ap != nil {
+					ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+				} else {
+					attend()
+					b.MatMul(s.o, s.att, w.lin[oProj])
+				}
 				io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
 			}
 			if fuseMLP && lw.mlp != nil {
