@@ -84,6 +84,17 @@ __device__ __forceinline__ void norm_put8(T* out, T* dst, int i, const float* f,
     }
 }
 
+// norm_sq8 adds the squares of an item's 8 elements to ss, in element
+// order, as every v8 norm sums them.
+template <typename T>
+__device__ __forceinline__ float norm_sq8(u32x4 x, float ss) {
+    float f[8];
+    unpack8<T>(x, f);
+#pragma unroll
+    for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+    return ss;
+}
+
 // norm_flush stores a row staged in shared memory (stage not null) to dst
 // whole, h8 16-byte items.
 template <typename T>
@@ -103,12 +114,7 @@ __device__ __forceinline__ void rms_row_v8(T* dst, const T* x, const T* w, int h
     const u32x4* wv = (const u32x4*)w;
     int h8 = h / 8;
     float ss = 0.0f;
-    for (int i = threadIdx.x; i < h8; i += blockDim.x) {
-        float f[8];
-        unpack8<T>(xv[i], f);
-#pragma unroll
-        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
-    }
+    for (int i = threadIdx.x; i < h8; i += blockDim.x) ss = norm_sq8<T>(xv[i], ss);
     ss = block_sum(ss, red);
     float inv = 1.0f / sqrtf(ss / (float)h + eps);
     T* stage = norm_stage<T>(slots, h);
@@ -167,14 +173,8 @@ __device__ __forceinline__ void norm_v8_rows(T* dst, const T* w, int h, float ep
     fill(xr);
     float ss = 0.0f;
 #pragma unroll
-    for (int u = 0; u < NORM_NI; u++) {
-        if (threadIdx.x + u * blockDim.x < h8) {
-            float f[8];
-            unpack8<T>(xr[u], f);
-#pragma unroll
-            for (int j = 0; j < 8; j++) ss += f[j] * f[j];
-        }
-    }
+    for (int u = 0; u < NORM_NI; u++)
+        if (threadIdx.x + u * blockDim.x < h8) ss = norm_sq8<T>(xr[u], ss);
     ss = block_sum(ss, red);
     const float inv = 1.0f / sqrtf(ss / (float)h + eps);
     T* stage = norm_stage<T>(slots, h);
@@ -382,10 +382,7 @@ __device__ __forceinline__ void norm_parts_cl(T* dst, T* x, const float* part, i
         const int k = threadIdx.x + u * blockDim.x, i = i0 + k;
         if (k >= I) continue;
         xr[u] = parts_item<T>(part, S, ldp, x, i);
-        float f[8];
-        unpack8<T>(xr[u], f);
-#pragma unroll
-        for (int j = 0; j < 8; j++) ss += f[j] * f[j];
+        ss = norm_sq8<T>(xr[u], ss);
     }
     ss = block_sum(ss, red);
     cluster_wait();  // every block has started
