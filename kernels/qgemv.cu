@@ -151,12 +151,11 @@
 // block exits, since no block reads another's shared memory. Every output
 // is the same sum in the same rank order: the same bits.
 #define QF_PUSH 128
-// QF_PARTS (the _p and _a kernels, S > 1 without clusters; runtime/cuda
-// MatMulAddNormTo and PagedAttentionMatMulAddNormTo, GPTQTOOL_DOWN_NORM):
-// each block writes its fp32 sums to part [S, M, N] and ends; the next
-// kernel (norm.cu's parts kernels) adds them up, in split order from 0.0f,
-// and the residual as qout adds it: the same bits, without the last
-// block's fence, counter and reads (or the cluster's barrier and reads).
+// QF_PARTS (the _p kernels, S > 1 without clusters; runtime/cuda
+// MatMulAddNormTo, GPTQTOOL_DOWN_NORM): each block writes its fp32 sums to
+// part [S, M, N] and ends; the next kernel (norm.cu rmsnorm_parts_v8) adds
+// them up, in split order from 0.0f, and the residual as qout adds it: the
+// same bits, without the last block's fence, counter and reads.
 #define QF_PARTS 256
 #ifndef QPUSH
 #define QPUSH 1
@@ -1302,7 +1301,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     const int m = bt * 8 + 2 * t + (e & 1), n = nt * 16 + g + (e >> 1) * 8;
                     if (m < M) part[((i64)blockIdx.y * M + m) * N + n] = acc[bt][e] / XS;
                 }
-        if (((NW == 16 && !GW) || AP) && (flags & QF_PARTS)) return;
+        if (NW == 16 && !GW && (flags & QF_PARTS)) return;
         __threadfence();
         __syncthreads();
         __shared__ int last;

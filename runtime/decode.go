@@ -80,19 +80,16 @@ type AttentionProjector interface {
 	PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 }
 
-// ResidualAttentionProjector is an AttentionProjector whose product adds
-// into the residual stream and is followed by the next norm in one op:
-// PagedAttentionMatMulAddNormTo(x, att, q, kc, vc, tables, pos, blockSize,
-// p, w, norm, weight, slots, eps) sets x = x + PagedAttention(…)·wᵀ, the
-// sum rounded once (PagedAttentionMatMul then Add rounds the product first,
-// so the two differ in the last place), then RMSNormTo(norm, x, weight,
-// slots, eps) (InputOrderer; slots may be nil), the norm within its
-// rounding, so that the backend may add the product's splits up in the
-// norm. A model uses it instead of PagedAttentionMatMul and AddRMSNorm for
-// steps of at most ResidualProjectedRows rows (0: never).
+// ResidualAttentionProjector is an AttentionProjector whose product can
+// add into the residual stream: PagedAttentionMatMulAdd(x, att, q, kc, vc,
+// tables, pos, blockSize, p, w) sets x = x + PagedAttention(…)·wᵀ, the sum
+// rounded once (PagedAttentionMatMul then Add rounds the product first, so
+// the two differ in the last place). A model uses it, and a plain RMSNorm
+// after it instead of AddRMSNorm, for steps of at most
+// ResidualProjectedRows rows (0: never).
 type ResidualAttentionProjector interface {
 	AttentionProjector
-	PagedAttentionMatMulAddNormTo(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w, norm, weight, slots Tensor, eps float32)
+	PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 	ResidualProjectedRows() int
 }
 

@@ -105,139 +105,76 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	}
 }
 
-// TestPagedAttentionMatMulAddNorm checks runtime.ResidualAttentionProjector
-// on the device: x + attention·wᵀ added by the product, then the norm of x,
-// against PagedAttentionMatMul's output added to x on the host (rounded
-// twice: within the activations' rounding), 4 and 8 bits with act order,
-// fp16 and bf16, 7B heads, the norm written in order and to slots. At one
-// row the product is the _a kernel in every SetDownNorm mode, leaving its
-// splits to the norm's parts kernel in modes 1 and 2 (the one-block and the
-// cluster kernel, launched once each) and adding them up itself in 0; x
-// must have the same bits in every mode, and so must the norm in modes 0
-// and 1 (the cluster adds the squares in another order: within 1e-6). At
-// two rows neither the _a kernel nor a parts kernel runs. The sum must
-// differ from x (the product added).
-func TestPagedAttentionMatMulAddNorm(t *testing.T) {
+// TestPagedAttentionMatMulAdd checks runtime.ResidualAttentionProjector on
+// the device: x + attention·wᵀ added by the product (qgemv.cu's _a kernel
+// adding the residual before it rounds, at one row; attention combined
+// by itself and MatMulAdd at two) against PagedAttentionMatMul's output
+// added to x on the host (rounded twice: within the activations' rounding),
+// 4 and 8 bits with act order, fp16 and bf16, 7B heads. The sum must
+// differ from x (the product added), and at one row the _a kernel must be
+// the product launched.
+func TestPagedAttentionMatMulAdd(t *testing.T) {
 	b := gputest.Backend(t)
-	defer b.SetDownNorm(b.DownNorm())
-	defer b.SetClusters(b.Clusters())
-	b.SetClusters(true) // (the cluster norm of mode 2)
 	r := rand.New(rand.NewPCG(93, 94))
 	rand32 := normals(r)
-	const hq, hkv, hd, bs, width, N, eps = 32, 8, 128, 16, 128, 4096, 1e-5
+	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 4096
 	const K = hq * hd
 	for _, M := range []int{1, 2} {
 		pos := []int32{255, 37}[:M]
 		tables, slot := ownBlocks(r, pos, width, bs)
 		pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
 		cache := rand32(M*width*bs*hkv*hd, 1)
-		q0, k0, v0, x0, w0 := rand32(M*hq*hd, 1), rand32(M*hkv*hd, 1), rand32(M*hkv*hd, 1), rand32(M*N, 1), rand32(N, 0.5)
+		q0, k0, v0, x0 := rand32(M*hq*hd, 1), rand32(M*hkv*hd, 1), rand32(M*hkv*hd, 1), rand32(M*N, 1)
 		for _, bits := range []int{4, 8} {
 			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-				for _, slotted := range []bool{false, true} {
-					t.Run(fmt.Sprintf("M%d-%dbit-%v-slots=%v", M, bits, dt, slotted), func(t *testing.T) {
-						w, err := b.LoadQuant(randomQuant(r, K, N, bits, 128, true))
-						if err != nil {
-							t.Fatal(err)
+				t.Run(fmt.Sprintf("M%d-%dbit-%v", M, bits, dt), func(t *testing.T) {
+					w, err := b.LoadQuant(randomQuant(r, K, N, bits, 128, true))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer b.Free(w)
+					p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
+					// run: the product into out (add false: written; true:
+					// added to x0 as uploaded), and x0 as the device holds it.
+					run := func(add bool) (y, xr []float32) {
+						q, _ := upload(t, b, dt, q0, M, hq*hd)
+						k, _ := upload(t, b, dt, k0, M, hkv*hd)
+						v, _ := upload(t, b, dt, v0, M, hkv*hd)
+						kc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
+						vc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
+						at, _ := upload(t, b, dt, make([]float32, M*K), M, K)
+						init := make([]float32, M*N)
+						if add {
+							init = x0
 						}
-						defer b.Free(w)
-						slots, perm := normSlots(t, b, r, N, slotted)
-						nw, wr := upload(t, b, dt, w0, 1, N)
-						p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
-						sfx := map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt]
-						names := []string{fmt.Sprintf("qmma%d_t1_a_%s", bits, sfx), "rmsnorm_parts_v8_" + sfx, "rmsnorm_parts_cl_v8_" + sfx}
-						srcs := []string{"qgemv.cu", "norm.cu", "norm.cu"}
-						// run: the product into out (mode < 0: written by
-						// PagedAttentionMatMul; else added to x0 as uploaded
-						// with SetDownNorm(mode), and normalized), x0 as the
-						// device holds it, the norm, and the launches of names.
-						run := func(mode int) (y, xr, norm []float32, launches [3]int) {
-							q, _ := upload(t, b, dt, q0, M, hq*hd)
-							k, _ := upload(t, b, dt, k0, M, hkv*hd)
-							v, _ := upload(t, b, dt, v0, M, hkv*hd)
-							kc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
-							vc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
-							at, _ := upload(t, b, dt, make([]float32, M*K), M, K)
-							nt, _ := upload(t, b, dt, make([]float32, M*N), M, N)
-							init := make([]float32, M*N)
-							if mode >= 0 {
-								init = x0
-							}
-							out, xr := upload(t, b, dt, init, M, N)
-							b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
-							var n0 [3]int
-							for i, n := range names {
-								n0[i] = b.Launches(srcs[i], n)
-							}
-							if mode >= 0 {
-								b.SetDownNorm(mode)
-								b.PagedAttentionMatMulAddNormTo(out, at, q, kc, vc, tt, pt, bs, p, w, nt, nw, slots, eps)
-							} else {
-								b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
-							}
-							for i, n := range names {
-								launches[i] = b.Launches(srcs[i], n) - n0[i]
-							}
-							return download(t, b, out), xr, download(t, b, nt), launches
+						out, xr := upload(t, b, dt, init, M, N)
+						b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
+						if add {
+							b.PagedAttentionMatMulAdd(out, at, q, kc, vc, tt, pt, bs, p, w)
+						} else {
+							b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
 						}
-						o, _, _, _ := run(-1)
-						x0Got, xr, n0Got, l0 := run(0)
-						for mode := 0; mode <= 2; mode++ {
-							got, norm, l := x0Got, n0Got, l0
-							if mode > 0 {
-								got, _, norm, l = run(mode)
-								sameBits(t, fmt.Sprintf("mode %d: x", mode), got, x0Got)
-								if mode == 1 {
-									sameBits(t, "mode 1: the norm", norm, n0Got)
-								} else {
-									n64 := make([]float64, len(n0Got))
-									for i, v := range n0Got {
-										n64[i] = float64(v)
-									}
-									if nmse := backendtest.NMSE(norm, n64); !(nmse < 1e-6) {
-										t.Errorf("mode 2: the norm's nmse %.3g against mode 0's, want < 1e-6", nmse)
-									}
-								}
-							}
-							want := [3]int{}
-							if M == 1 {
-								want[0] = 1
-								if mode > 0 {
-									want[mode] = 1
-								}
-							}
-							if l != want {
-								t.Errorf("mode %d: %v launched %v times, want %v", mode, names, l, want)
-							}
-						}
-						want, x64 := make([]float64, len(o)), make([]float64, len(o))
-						for i := range o {
-							want[i], x64[i] = float64(xr[i])+float64(o[i]), float64(xr[i])
-						}
-						tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-4}[dt]
-						if nmse := backendtest.NMSE(x0Got, want); !(nmse < tol) {
-							t.Errorf("x + the product: nmse %.3g against x plus PagedAttentionMatMul's output, want < %.0g", nmse, tol)
-						}
-						if nmse := backendtest.NMSE(x0Got, x64); !(nmse > 1e-2) {
-							t.Errorf("x + the product: nmse %.3g against x alone: the product was not added", nmse)
-						}
-						// The norm against float64's of the x it got, at its slots.
-						wantN := make([]float64, M*N)
-						for m := range M {
-							ss := 0.0
-							for _, v := range x0Got[m*N : (m+1)*N] {
-								ss += float64(v) * float64(v)
-							}
-							inv := 1 / math.Sqrt(ss/N+eps)
-							for c := range N {
-								wantN[m*N+int(perm[c])] = float64(wr[c]) * float64(x0Got[m*N+c]) * inv
-							}
-						}
-						if nmse := backendtest.NMSE(n0Got, wantN); !(nmse < tol) {
-							t.Errorf("the norm: nmse %.3g against float64's, want < %.0g", nmse, tol)
-						}
-					})
-				}
+						return download(t, b, out), xr
+					}
+					o, _ := run(false)
+					name := fmt.Sprintf("qmma%d_t1_a_%s", bits, map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt])
+					n0 := b.Launches("qgemv.cu", name)
+					got, xr := run(true)
+					if n, want := b.Launches("qgemv.cu", name)-n0, map[bool]int{true: 1, false: 0}[M == 1]; n != want {
+						t.Errorf("%s launched %d times, want %d", name, n, want)
+					}
+					want, x64 := make([]float64, len(o)), make([]float64, len(o))
+					for i := range o {
+						want[i], x64[i] = float64(xr[i])+float64(o[i]), float64(xr[i])
+					}
+					tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-4}[dt]
+					if nmse := backendtest.NMSE(got, want); !(nmse < tol) {
+						t.Errorf("x + the product: nmse %.3g against x plus PagedAttentionMatMul's output, want < %.0g", nmse, tol)
+					}
+					if nmse := backendtest.NMSE(got, x64); !(nmse > 1e-2) {
+						t.Errorf("x + the product: nmse %.3g against x alone: the product was not added", nmse)
+					}
+				})
 			}
 		}
 		b.Free(pt)

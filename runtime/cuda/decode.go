@@ -638,36 +638,16 @@ func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 	b.pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos, blockSize, p, w, false)
 }
 
-// PagedAttentionMatMulAddNormTo implements
-// runtime.ResidualAttentionProjector: PagedAttentionMatMul whose product
-// adds into x (qgemv.cu's epilogue adds the residual to the fp32 sum and
-// rounds once), then the norm of x into norm. Where the product takes
-// attention's parts (one row, apFits) and MatMulAddNormTo's norm could
-// add up its splits (SetDownNorm's mode, partsNorm), the product leaves
-// its splits in parts instead of adding them up in its cluster, and the
-// norm adds them and the residual up (norm.cu's parts kernels): x the
-// same bits, without the cluster's barrier and reads at the product's
-// end.
-func (b *Backend) PagedAttentionMatMulAddNormTo(x, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w, norm, weight, slots runtime.Tensor, eps float32) {
-	xt, nt, wn, at, wt := b.tensor(x), b.tensor(norm), b.tensor(weight), b.tensor(att), b.tensor(w)
-	in := b.InputSlots(w)
-	if ok, cl := b.partsNorm(xt, nt, wn); ok && b.apTakes(at, wt, p, in) {
-		sp := b.partsNormSlots("attention-matmul-add-norm", xt, nt, wn, slots)
-		ap := b.pagedAttention(att, q, kc, vc, tables, pos, blockSize, p, in, true)
-		if ap.part == 0 {
-			return // failed (b.fail)
-		}
-		b.enter()
-		defer b.exit()
-		b.productNorm(func() { b.qmatmulAP([3]*Tensor{xt}, at, wt, xt, 0, nil, nil, &ap) }, nt, xt, wn, eps, sp, cl)
-		return
-	}
+// PagedAttentionMatMulAdd implements runtime.ResidualAttentionProjector:
+// PagedAttentionMatMul whose product adds into x (qgemv.cu's epilogue adds
+// the residual to the fp32 sum and rounds once).
+func (b *Backend) PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
 	b.pagedAttentionMatMul(x, att, q, kc, vc, tables, pos, blockSize, p, w, true)
-	b.RMSNormTo(norm, x, weight, slots, eps)
 }
 
 // ResidualProjectedRows implements runtime.ResidualAttentionProjector:
-// GPTQTOOL_OPROJ_ADD=N (SetResidualProjection), by default 0.
+// GPTQTOOL_OPROJ_ADD=N (SetResidualProjection), by default 0 (not yet
+// measured).
 func (b *Backend) ResidualProjectedRows() int {
 	b.enter()
 	defer b.exit()
@@ -687,7 +667,7 @@ func (b *Backend) SetResidualProjection(rows int) {
 func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor, add bool) {
 	d, at, wt := b.tensor(dst), b.tensor(att), b.tensor(w)
 	slots := b.InputSlots(w)
-	if !b.apTakes(at, wt, p, slots) {
+	if !b.apFits(at, wt, p) || (wt.q.perm != nil && slots == nil) {
 		wi := w
 		if slots != nil {
 			wi = b.InOrder(w)
@@ -713,12 +693,6 @@ func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 	b.enter()
 	defer b.exit()
 	b.qmatmulAP([3]*Tensor{d}, at, wt, res, 0, nil, nil, &ap)
-}
-
-// apTakes reports whether the product of att by w takes paged attention's
-// parts (apFits, and w's input slots where it has a permutation).
-func (b *Backend) apTakes(att, w *Tensor, p runtime.AttentionParams, slots runtime.Tensor) bool {
-	return b.apFits(att, w, p) && (w.q.perm == nil || slots != nil)
 }
 
 // apFits reports whether PagedAttentionMatMul's product of att by w takes

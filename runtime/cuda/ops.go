@@ -281,69 +281,41 @@ type partsArg struct {
 // adds its splits up itself and the norm follows.
 func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, eps float32) {
 	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
-	ok, cl := b.partsNorm(xt, nt, wn)
-	if !ok {
-		b.MatMulAdd(x, h, w, x)
-		b.RMSNormTo(norm, x, weight, slots, eps)
-		return
-	}
-	sp := b.partsNormSlots("matmul-add-norm", xt, nt, wn, slots)
-	ht, wt := b.tensor(h), b.tensor(w)
-	b.enter()
-	defer b.exit()
-	b.productNorm(func() { b.matmul(xt, ht, wt, xt) }, nt, xt, wn, eps, sp, cl)
-}
-
-// partsNorm reports whether a product adding into x may leave its splits
-// to the norm of x into nt by weight wn (SetDownNorm's mode not 0, at most
-// qmmaPass rows, 16-byte items, a row within the norm kernel's registers),
-// and whether that norm runs in a cluster (cl: mode 2, clusters on, rows
-// that split into partsCluster ranges of whole items of 8 elements each,
-// h a multiple of 64 and at most 16,384).
-func (b *Backend) partsNorm(xt, nt, wn *Tensor) (ok, cl bool) {
 	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
 	threads := b.normThreadsFor(rows)
 	// (h/PCL <= PCL_ELEMS: a block's items within its threads' NORM_NI
 	// each, h/(8·PCL) <= 4·64.)
-	cl = b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterElems
-	ok = b.downNorm != 0 && rows <= qmmaPass && vec8(hc, nt, xt, wn) && (cl || (threads <= partsNormThreads && hc/8 <= normNI*threads))
-	return ok, cl
-}
-
-// partsNormSlots checks the norm of a product-and-norm op (x and its norm
-// nt of one shape, the norm weight wn one row of x's dtype) and returns
-// its output slots' address (0 for nil).
-func (b *Backend) partsNormSlots(op string, xt, nt, wn *Tensor, slots runtime.Tensor) uint64 {
-	sameShape(op, nt, xt)
-	if hc := runtime.Cols(xt); wn.n != hc || wn.dt != xt.dt {
-		panic(fmt.Sprintf("cuda: %s weight %v %v for rows of %d %v", op, wn.dt, wn.shape, hc, xt.dt))
+	cl := b.downNorm == 2 && b.clusters && hc%(8*partsCluster) == 0 && hc/partsCluster <= partsClusterElems
+	if b.downNorm == 0 || rows > qmmaPass || !vec8(hc, nt, xt, wn) || (!cl && (threads > partsNormThreads || hc/8 > normNI*threads)) {
+		b.MatMulAdd(x, h, w, x)
+		b.RMSNormTo(norm, x, weight, slots, eps)
+		return
 	}
-	return b.slotsPtr(op, slots, runtime.Cols(xt), nt, xt)
-}
-
-// productNorm issues product (which adds into xt) letting it leave its
-// splits in parts (partsWant), then the norm of xt into nt, which adds
-// them and the residual up where it did (partsNorm's cl: in a cluster),
-// else normalizes xt as it is. (b entered.)
-func (b *Backend) productNorm(product func(), nt, xt, wn *Tensor, eps float32, sp uint64, cl bool) {
+	sameShape("matmul-add-norm", nt, xt)
+	if wn.n != hc || wn.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: matmul-add-norm weight %v %v for rows of %d %v", wn.dt, wn.shape, hc, xt.dt))
+	}
+	ht, wt := b.tensor(h), b.tensor(w)
+	sp := b.slotsPtr("matmul-add-norm", slots, hc, nt, xt)
+	b.enter()
+	defer b.exit()
 	b.partsWant, b.partsGot = true, partsArg{}
 	// (Reset even where the product panics: no later product may take
 	// partsWant as its own.)
 	defer func() { b.partsWant, b.partsGot = false, partsArg{} }()
-	product()
+	b.matmul(xt, ht, wt, xt)
 	got := b.partsGot
 	b.partsWant = false
 	if got.S == 0 {
 		b.normRows(nt, xt, wn, eps, sp)
 		return
 	}
-	hc, rows := runtime.Cols(xt), runtime.Rows(xt)
 	args := []any{nt.ptr, xt.ptr, got.part, int32(got.S), int32(got.rows), wn.ptr, int32(hc), eps, sp}
 	if cl {
 		b.runCluster("norm.cu", "rmsnorm_parts_cl_v8_"+suffix(nt.dt), Dim{X: rows, Y: partsCluster}, Dim{X: partsClusterThreads}, 0, partsCluster, args...)
 		return
 	}
-	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: b.normThreadsFor(rows)}, normStage(sp, hc, nt.dt), args...)
+	b.run("norm.cu", "rmsnorm_parts_v8_"+suffix(nt.dt), Dim{X: rows}, Dim{X: threads}, normStage(sp, hc, nt.dt), args...)
 }
 
 // SetDownNorm has MatMulAddNormTo leave a plain wide product's splits to

@@ -1310,15 +1310,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	}
 	S, cps, P, cluster := sp.S, sp.cps, sp.P, sp.cluster
 	shared := sp.shared
-	// MatMulAddNormTo and PagedAttentionMatMulAddNormTo: a plain wide
-	// product, or paged attention's output product (_a, whose splits would
-	// add up in a cluster), of one output that adds into its own residual
-	// leaves its splits in part for the norm that follows (QF_PARTS).
-	parts := b.partsWant && (plain || ap != nil) && S > 1 && S <= partsMax && len(widths) == 1 && res != nil && res.ptr == outs[0].ptr &&
-		(ap != nil || !cluster)
-	if parts {
-		cluster = false
-	}
 	// QF_PUSH: the receive slots after x's space (which the plan's shared
 	// memory ends with).
 	push := M <= b.qmmaPush && cluster && S > 1 && tile == 0 && !wg && !wide && !plain
@@ -1425,7 +1416,10 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if push {
 		flags |= qfPush
 	}
-	if parts {
+	// MatMulAddNormTo: a plain wide product of one output that adds its
+	// splits up through global memory, into its own residual, leaves them
+	// in part for the norm that follows (QF_PARTS).
+	if b.partsWant && plain && !cluster && S > 1 && S <= partsMax && len(widths) == 1 && res != nil && res.ptr == outs[0].ptr {
 		flags |= qfParts
 		b.partsGot = partsArg{part: part, S: S, rows: M}
 	}

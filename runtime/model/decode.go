@@ -432,11 +432,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		default:
 			// o_proj straight from attention where the backend does that
 			// (ap: lw's own weight, whose input order it reads itself),
-			// added into x, and x normalized, in one op where it does that
-			// too (ra).
+			// added into x by the product where it does that too (ra).
 			if resProj {
-				ra.PagedAttentionMatMulAddNormTo(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj],
-					s.xn, lw.ffnNorm, sl.ffn, d.eps)
+				ra.PagedAttentionMatMulAdd(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
 			} else {
 				if ap != nil {
 					ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])

@@ -451,8 +451,8 @@ func againstPlain(t *testing.T, open func(runtime.Backend) *Model, m *Model, cou
 
 // projQuant adds runtime.ResidualAttentionProjector to the emulated
 // backend: o_proj's product after paged attention, written to its output
-// (PagedAttentionMatMul) or added into the residual stream and followed by
-// the norm (PagedAttentionMatMulAddNormTo, whose calls it counts).
+// (PagedAttentionMatMul) or added into the residual stream
+// (PagedAttentionMatMulAdd, whose calls it counts).
 type projQuant struct {
 	*quantCPU
 	added int
@@ -463,10 +463,7 @@ func (q *projQuant) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runti
 	q.MatMul(dst, att, w)
 }
 
-func (q *projQuant) PagedAttentionMatMulAddNormTo(x, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w, norm, weight, slots runtime.Tensor, eps float32) {
-	if slots != nil {
-		q.t.Fatal("output slots from a model on a backend without InputOrderer")
-	}
+func (q *projQuant) PagedAttentionMatMulAdd(x, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
 	o, err := q.Alloc(runtime.F32, runtime.Rows(x), runtime.Cols(x))
 	if err != nil {
 		q.t.Fatal(err)
@@ -474,15 +471,14 @@ func (q *projQuant) PagedAttentionMatMulAddNormTo(x, att, qt, kc, vc, tables, po
 	defer q.Free(o)
 	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
 	runtime.MatMulAdd(q, x, att, w, x, o)
-	q.RMSNorm(norm, x, weight, eps)
 	q.added++
 }
 
 func (q *projQuant) ResidualProjectedRows() int { return 8 }
 
 // TestDecodeResidualProjection checks the decode step with o_proj's
-// product added into the residual stream and the norm after it in one op
-// (runtime.ResidualAttentionProjector): an act-order GPTQ checkpoint of openchat-tiny
+// product added into the residual stream (runtime.ResidualAttentionProjector)
+// and a plain norm after it: an act-order GPTQ checkpoint of openchat-tiny
 // on the emulating backend decodes to the logits of the same backend
 // without it, every layer's o_proj adding in every decode step.
 func TestDecodeResidualProjection(t *testing.T) {
