@@ -80,17 +80,15 @@ type AttentionProjector interface {
 	PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 }
 
-// ResidualAttentionProjector is an AttentionProjector whose product can
-// add into the residual stream: PagedAttentionMatMulAdd(x, att, q, kc, vc,
-// tables, pos, blockSize, p, w) sets x = x + PagedAttention(…)·wᵀ, the sum
-// rounded once (PagedAttentionMatMul then Add rounds the product first, so
-// the two differ in the last place). A model uses it, and a plain RMSNorm
-// after it instead of AddRMSNorm, for steps of at most
-// ResidualProjectedRows rows (0: never).
-type ResidualAttentionProjector interface {
-	AttentionProjector
-	PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
-	ResidualProjectedRows() int
+// ResidualProjector is a Backend whose decode steps of some row counts
+// run o_proj after paged attention as a product added into the residual
+// stream: ResidualProjects(rows) reports whether a model should, for a
+// step of rows rows, run PagedAttention, then MatMulAdd into x (the sum
+// rounded once) and a plain RMSNorm after it, instead of
+// PagedAttentionMatMul (AttentionProjector) or MatMul, and AddRMSNorm
+// (which rounds the product first, so the two differ in the last place).
+type ResidualProjector interface {
+	ResidualProjects(rows int) bool
 }
 
 // FusedQuantLoader is a QuantLoader that loads quantized weights sharing

@@ -473,11 +473,6 @@ for step in $steps; do
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
     compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm in a cluster rather than in one block a row (GPTQTOOL_DOWN_NORM=1)"
-    # o_proj's product added into the stream by its epilogue, a plain norm
-    # after it (GPTQTOOL_OPROJ_ADD=1, runtime.ResidualAttentionProjector):
-    # the sum rounded once instead of twice, so the ids are expected the
-    # same up to near-ties.
-    compare_ids oprojadd GPTQTOOL_OPROJ_ADD=1 "o_proj adding into the stream (GPTQTOOL_OPROJ_ADD=1)"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

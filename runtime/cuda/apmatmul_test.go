@@ -105,83 +105,23 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	}
 }
 
-// TestPagedAttentionMatMulAdd checks runtime.ResidualAttentionProjector on
-// the device: x + attention·wᵀ added by the product (qgemv.cu's _a kernel
-// adding the residual before it rounds, at one row; attention combined
-// by itself and MatMulAdd at two) against PagedAttentionMatMul's output
-// added to x on the host (rounded twice: within the activations' rounding),
-// 4 and 8 bits with act order, fp16 and bf16, 7B heads. The sum must
-// differ from x (the product added), and at one row the _a kernel must be
-// the product launched.
-func TestPagedAttentionMatMulAdd(t *testing.T) {
+// TestResidualProjects checks runtime.ResidualProjector's rule on the
+// device's backend: o_proj added into the stream for steps of 2 to
+// SetResidualProjection's rows (by default 8), never at one row (whose
+// product takes attention's parts), none with 0.
+func TestResidualProjects(t *testing.T) {
 	b := gputest.Backend(t)
-	r := rand.New(rand.NewPCG(93, 94))
-	rand32 := normals(r)
-	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 4096
-	const K = hq * hd
-	for _, M := range []int{1, 2} {
-		pos := []int32{255, 37}[:M]
-		tables, slot := ownBlocks(r, pos, width, bs)
-		pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
-		cache := rand32(M*width*bs*hkv*hd, 1)
-		q0, k0, v0, x0 := rand32(M*hq*hd, 1), rand32(M*hkv*hd, 1), rand32(M*hkv*hd, 1), rand32(M*N, 1)
-		for _, bits := range []int{4, 8} {
-			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-				t.Run(fmt.Sprintf("M%d-%dbit-%v", M, bits, dt), func(t *testing.T) {
-					w, err := b.LoadQuant(randomQuant(r, K, N, bits, 128, true))
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer b.Free(w)
-					p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: true}
-					// run: the product into out (add false: written; true:
-					// added to x0 as uploaded), and x0 as the device holds it.
-					run := func(add bool) (y, xr []float32) {
-						q, _ := upload(t, b, dt, q0, M, hq*hd)
-						k, _ := upload(t, b, dt, k0, M, hkv*hd)
-						v, _ := upload(t, b, dt, v0, M, hkv*hd)
-						kc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
-						vc, _ := upload(t, b, dt, cache, M*width*bs, hkv*hd)
-						at, _ := upload(t, b, dt, make([]float32, M*K), M, K)
-						init := make([]float32, M*N)
-						if add {
-							init = x0
-						}
-						out, xr := upload(t, b, dt, init, M, N)
-						b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
-						if add {
-							b.PagedAttentionMatMulAdd(out, at, q, kc, vc, tt, pt, bs, p, w)
-						} else {
-							b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
-						}
-						return download(t, b, out), xr
-					}
-					o, _ := run(false)
-					name := fmt.Sprintf("qmma%d_t1_a_%s", bits, map[runtime.DType]string{runtime.F16: "f16", runtime.BF16: "bf16"}[dt])
-					n0 := b.Launches("qgemv.cu", name)
-					got, xr := run(true)
-					if n, want := b.Launches("qgemv.cu", name)-n0, map[bool]int{true: 1, false: 0}[M == 1]; n != want {
-						t.Errorf("%s launched %d times, want %d", name, n, want)
-					}
-					want, x64 := make([]float64, len(o)), make([]float64, len(o))
-					for i := range o {
-						want[i], x64[i] = float64(xr[i])+float64(o[i]), float64(xr[i])
-					}
-					tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-4}[dt]
-					if nmse := backendtest.NMSE(got, want); !(nmse < tol) {
-						t.Errorf("x + the product: nmse %.3g against x plus PagedAttentionMatMul's output, want < %.0g", nmse, tol)
-					}
-					if nmse := backendtest.NMSE(got, x64); !(nmse > 1e-2) {
-						t.Errorf("x + the product: nmse %.3g against x alone: the product was not added", nmse)
-					}
-				})
+	defer b.SetResidualProjection(b.ResidualProjection())
+	for _, most := range []int{8, 4, 0} {
+		b.SetResidualProjection(most)
+		var got []int
+		for rows := 1; rows <= 64; rows++ {
+			if b.ResidualProjects(rows) {
+				got = append(got, rows)
 			}
 		}
-		b.Free(pt)
-		b.Free(st)
-		b.Free(tt)
-	}
-	if err := b.Sync(); err != nil {
-		t.Fatal(err)
+		if len(got) != max(0, most-1) || (len(got) > 0 && (got[0] != 2 || got[len(got)-1] != most)) {
+			t.Errorf("SetResidualProjection(%d): steps of %v rows project into the stream, want 2 to %d", most, got, most)
+		}
 	}
 }

@@ -127,7 +127,7 @@ type Backend struct {
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
-	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows whose PagedAttentionMatMulAdd a model uses (ResidualProjectedRows)
+	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
@@ -340,10 +340,10 @@ func New(o Options) (*Backend, error) {
 	// attention combining its rows itself (=0), in one call
 	// (docs/benchmarks.md, the fourteenth session).
 	b.apDefer = os.Getenv("GPTQTOOL_ATTN_DEFER") != "0"
-	// GPTQTOOL_OPROJ_ADD=N: decode steps of up to N rows add o_proj's
+	// GPTQTOOL_OPROJ_ADD=N: decode steps of 2 to N rows add o_proj's
 	// product into the residual stream in its epilogue, and the norm after
-	// it is a plain one (ResidualProjectedRows). Not measured yet: 0.
-	if b.oprojAdd, err = envInt("GPTQTOOL_OPROJ_ADD", 0, 0, 64, "0-64 rows"); err != nil {
+	// it is a plain one (ResidualProjects; 0: none).
+	if b.oprojAdd, err = envInt("GPTQTOOL_OPROJ_ADD", defaultOprojAdd, 0, 64, "0-64 rows"); err != nil {
 		return nil, err
 	}
 	b.apLate = 2

@@ -635,36 +635,6 @@ type apArg struct {
 // (InputSlots) and MatMul by InOrder(w). GPTQTOOL_ATTN_DEFER=0
 // (SetAttentionDefer(false)) always takes the second way.
 func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
-	b.pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos, blockSize, p, w, false)
-}
-
-// PagedAttentionMatMulAdd implements runtime.ResidualAttentionProjector:
-// PagedAttentionMatMul whose product adds into x (qgemv.cu's epilogue adds
-// the residual to the fp32 sum and rounds once).
-func (b *Backend) PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
-	b.pagedAttentionMatMul(x, att, q, kc, vc, tables, pos, blockSize, p, w, true)
-}
-
-// ResidualProjectedRows implements runtime.ResidualAttentionProjector:
-// GPTQTOOL_OPROJ_ADD=N (SetResidualProjection), by default 0 (not yet
-// measured).
-func (b *Backend) ResidualProjectedRows() int {
-	b.enter()
-	defer b.exit()
-	return b.oprojAdd
-}
-
-// SetResidualProjection sets ResidualProjectedRows (0: none), for tests
-// and measurements. A model reads it as it issues a step, so decode steps
-// already recorded as graphs keep the way they were recorded with.
-func (b *Backend) SetResidualProjection(rows int) {
-	b.enter()
-	defer b.exit()
-	b.oprojAdd = max(0, rows)
-}
-
-// pagedAttentionMatMul is PagedAttentionMatMul, adding into dst with add.
-func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor, add bool) {
 	d, at, wt := b.tensor(dst), b.tensor(att), b.tensor(w)
 	slots := b.InputSlots(w)
 	if !b.apFits(at, wt, p) || (wt.q.perm != nil && slots == nil) {
@@ -673,11 +643,7 @@ func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 			wi = b.InOrder(w)
 		}
 		b.PagedAttentionTo(att, q, kc, vc, tables, pos, blockSize, p, slots)
-		if add {
-			b.MatMulAdd(dst, att, wi, dst)
-		} else {
-			b.MatMul(dst, att, wi)
-		}
+		b.MatMul(dst, att, wi)
 		return
 	}
 	// att and the parts in w's input order: the product reads them
@@ -686,13 +652,39 @@ func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 	if ap.part == 0 {
 		return // failed (b.fail)
 	}
-	var res *Tensor
-	if add {
-		res = d
-	}
 	b.enter()
 	defer b.exit()
-	b.qmatmulAP([3]*Tensor{d}, at, wt, res, 0, nil, nil, &ap)
+	b.qmatmulAP([3]*Tensor{d}, at, wt, nil, 0, nil, nil, &ap)
+}
+
+// ResidualProjects implements runtime.ResidualProjector: steps of more
+// rows than apRows (whose o_proj products do not take attention's parts)
+// and at most GPTQTOOL_OPROJ_ADD=N rows (SetResidualProjection; by default
+// defaultOprojAdd). At one row the _a kernel adding the residual in its
+// epilogue, with a plain norm after it, measured slower than the default
+// (533.3 and 532.9 tok/s against 537.1-537.3 at 4 bits, 371.4 and 371.8
+// against 374.2-374.3 at 8; the product's splits left to the norm instead,
+// 530.5 and 531.2), so one row keeps PagedAttentionMatMul and AddRMSNorm.
+func (b *Backend) ResidualProjects(rows int) bool {
+	b.enter()
+	defer b.exit()
+	return rows > apRows && rows <= b.oprojAdd
+}
+
+// defaultOprojAdd is ResidualProjects' most rows: at batch 8 on the H200
+// (7B shape, g128 act order) o_proj added into the stream gave 3,654-3,663
+// tok/s against 3,633-3,641 at 4 bits and 2,641-2,646 against 2,635-2,642
+// at 8, in two calls (docs/benchmarks.md, the thirty-first session); more
+// rows were not measured.
+const defaultOprojAdd = 8
+
+// SetResidualProjection sets ResidualProjects' most rows (0: none), for
+// tests and measurements. A model reads it as it issues a step, so decode
+// steps already recorded as graphs keep the way they were recorded with.
+func (b *Backend) SetResidualProjection(rows int) {
+	b.enter()
+	defer b.exit()
+	b.oprojAdd = max(0, rows)
 }
 
 // apFits reports whether PagedAttentionMatMul's product of att by w takes

@@ -20,3 +20,11 @@ func (b *Backend) Launches(src, name string) int {
 func PagedTCPreKernel(hd, g int, dt runtime.DType) string {
 	return pagedTCPreNames[[2]int{pow2((hd + 31) / 32), pow2(g)}][dt]
 }
+
+// ResidualProjection reports SetResidualProjection's rows, for tests that
+// set it and restore it.
+func (b *Backend) ResidualProjection() int {
+	b.enter()
+	defer b.exit()
+	return b.oprojAdd
+}

@@ -382,8 +382,8 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	fuse := nf != nil && runtime.Rows(x) <= nf.NormFusedRows()
 	rf, _ := b.(runtime.RoPEFuser)
 	ap, _ := b.(runtime.AttentionProjector)
-	ra, _ := b.(runtime.ResidualAttentionProjector)
-	resProj := ra != nil && runtime.Rows(x) <= ra.ResidualProjectedRows()
+	rp, _ := b.(runtime.ResidualProjector)
+	resProj := rp != nil && rp.ResidualProjects(runtime.Rows(x))
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
 	// down's product and the norm after it (the next layer's, or the
@@ -430,11 +430,13 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		default:
-			// o_proj straight from attention where the backend does that
-			// (ap: lw's own weight, whose input order it reads itself),
-			// added into x by the product where it does that too (ra).
+			// o_proj added into x by the product where the backend has
+			// steps of these rows do that (rp); else straight from
+			// attention where it does that (ap: lw's own weight, whose
+			// input order it reads itself).
 			if resProj {
-				ra.PagedAttentionMatMulAdd(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+				attend()
+				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
 			} else {
 				if ap != nil {

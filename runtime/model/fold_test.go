@@ -449,36 +449,30 @@ func againstPlain(t *testing.T, open func(runtime.Backend) *Model, m *Model, cou
 	sameSteps(t, what, got, want)
 }
 
-// projQuant adds runtime.ResidualAttentionProjector to the emulated
-// backend: o_proj's product after paged attention, written to its output
-// (PagedAttentionMatMul) or added into the residual stream
-// (PagedAttentionMatMulAdd, whose calls it counts).
+// projQuant adds runtime.ResidualProjector (every step) and
+// runtime.AttentionProjector to the emulated backend, and counts the
+// paged attentions not issued by PagedAttentionMatMul: a model adding
+// o_proj into the residual stream runs attention on its own.
 type projQuant struct {
 	*quantCPU
 	added int
 }
 
 func (q *projQuant) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
-	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	q.quantCPU.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
 	q.MatMul(dst, att, w)
 }
 
-func (q *projQuant) PagedAttentionMatMulAdd(x, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
-	o, err := q.Alloc(runtime.F32, runtime.Rows(x), runtime.Cols(x))
-	if err != nil {
-		q.t.Fatal(err)
-	}
-	defer q.Free(o)
-	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
-	runtime.MatMulAdd(q, x, att, w, x, o)
+func (q *projQuant) PagedAttention(dst, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
+	q.quantCPU.PagedAttention(dst, qt, kc, vc, tables, pos, blockSize, p)
 	q.added++
 }
 
-func (q *projQuant) ResidualProjectedRows() int { return 8 }
+func (q *projQuant) ResidualProjects(int) bool { return true }
 
 // TestDecodeResidualProjection checks the decode step with o_proj's
-// product added into the residual stream (runtime.ResidualAttentionProjector)
-// and a plain norm after it: an act-order GPTQ checkpoint of openchat-tiny
+// product added into the residual stream (runtime.ResidualProjector) and a
+// plain norm after it: an act-order GPTQ checkpoint of openchat-tiny
 // on the emulating backend decodes to the logits of the same backend
 // without it, every layer's o_proj adding in every decode step.
 func TestDecodeResidualProjection(t *testing.T) {
