@@ -480,7 +480,8 @@ for step in $steps; do
     # depend on it). DECODE_SOURCE=synth writes the GPTQ checkpoints with
     # `gptqtool synth --bits` instead (random codes, no float checkpoint,
     # no quantization: about a minute less a call). DECODE_NEW sets the new
-    # tokens a sequence (default 128; issue 9's batch-32 figure is for 256).
+    # tokens a sequence (default 128; issue 9's batch-32 figure is for 256),
+    # DECODE_PROMPT the prompt's (default 128).
     [ "${DECODE_SOURCE:-quant}" = synth ] || [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
     # DECODE_VARIANTS narrows the checkpoints (e.g. "q4act q8act"), DECODE_PREFILL=0
@@ -501,7 +502,7 @@ for step in $steps; do
       batches=1,8
       [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32
-      run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$n.json'"
+      run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|bandwidth_fraction|step_weight_bytes|load_s)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
@@ -516,7 +517,7 @@ for step in $steps; do
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-$em-env$i "${DECODE_TIMEOUT:-300}" sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
+        run decode-$em-env$i "${DECODE_TIMEOUT:-300}" sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
         note "$em with $e:"
         grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
