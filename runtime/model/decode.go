@@ -430,10 +430,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		default:
-			// o_proj added into x by the product where the backend has
-			// steps of these rows do that (rp); else straight from
-			// attention where it does that (ap: lw's own weight, whose
-			// input order it reads itself).
+			// o_proj added into x by the product where the backend asks
+			// for that at this step's rows (rp); else straight from
+			// attention where the backend does that (ap: lw's own weight,
+			// whose input order it reads itself).
 			if resProj {
 				attend()
 				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
