@@ -30,7 +30,8 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	rand32 := normals(r)
 	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 384
 	const K = hq * hd
-	allPos := []int32{255, 0, 1500, 37}
+	// At the default fewest positions a split (defaultAttnSplit, 48).
+	allPos := []int32{383, 0, 1500, 60}
 	splits := []int{8, 1, 9, 2} // (the third: 9 to 12, as the grid allows)
 	for _, M := range []int{1, 2, 4} {
 		pos := allPos[:M]
@@ -88,7 +89,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 				}
 				// Parts are left for one row (the backend's apRows) of 16-bit
 				// activations and at most 8 splits (every row within a
-				// window of 100: 4 splits at most), with groups of whole
+				// window of 100: 3 splits at most), with groups of whole
 				// chunks.
 				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1 && c.dt != runtime.F32
 				for m := range M {

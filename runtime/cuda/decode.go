@@ -144,7 +144,8 @@ func (b *Backend) AttentionPrefetch() int { return b.attnPrefetch }
 
 // SetAttentionSplit sets the fewest positions a block of split paged
 // attention takes where a context too short for eight splits of 128 is
-// split into up to eight (0: the default, 32), for benchmarks that tune it.
+// split into up to eight (0: the default, defaultAttnSplit), for benchmarks
+// that tune it.
 func (b *Backend) SetAttentionSplit(positions int) {
 	b.enter()
 	defer b.exit()
@@ -222,8 +223,14 @@ func attnTCFor(tcRows, rows, hd, c int, dt runtime.DType) bool {
 }
 
 // defaultAttnSplit is the fewest positions a block of split paged
-// attention takes.
-const defaultAttnSplit = 32
+// attention takes (GPTQTOOL_ATTN_MINSPLIT=N overrides it). Measured on the
+// H200 (7B shape, act order, 128-token prompts, 128 new tokens; the
+// thirty-second session in docs/benchmarks.md), against 32 in the same
+// call, two runs each: 4 bits +0.5% at batch 1, +0.2% at batch 8; 8 bits
+// +0.3% at batch 1, even at batch 8 (64: +0.25% / +0.15% at 4 bits, +0.15%
+// / −0.35% at 8). From 1,024 positions up, eight splits of 128 are reached
+// either way.
+const defaultAttnSplit = 48
 
 // pagedSplits is how many blocks share one kv head's positions in
 // PagedAttention: enough blocks for attnWaves (default 2) waves over the

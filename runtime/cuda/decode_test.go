@@ -589,12 +589,13 @@ func TestPagedAttentionCombines(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 22))
 	rand32 := normals(r)
 	const bs, blocks, width = 16, 96, 80
-	// Lengths 1, 18, 41, 141, 301, 1101 and 1201: one split, one, two,
-	// five, eight (the cluster combines them) and nine or ten, through
-	// global memory where the grid has more splits than a cluster (hkv 1:
-	// 32 splits on an H200); with hkv 8 the grid has five, and every split
-	// row is combined in its cluster.
-	pos := []int32{0, 17, 40, 140, 300, 1100, 1200}
+	// Lengths 1, 18, 61, 141, 380, 1101 and 1201: one split, one, two,
+	// three, eight (the cluster combines them; splits of at least 48
+	// positions, defaultAttnSplit) and nine or ten, through global memory
+	// where the grid has more splits than a cluster (hkv 1: 32 splits on an
+	// H200); with hkv 8 the grid has five, and every split row is combined
+	// in its cluster.
+	pos := []int32{0, 17, 60, 140, 379, 1100, 1200}
 	rows := len(pos)
 	for _, sh := range []struct{ hd, hq, hkv int }{{128, 32, 8}, {64, 8, 1}, {128, 8, 8}} {
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
