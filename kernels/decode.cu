@@ -352,7 +352,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
     // The first S of the grid's splits take part (pa_splits).
     const int len = i - lo + 1;
-    const int S = pa_splits(i, window, gridDim.y, minsplit);
+    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr);
     // dfr: a row of at most dfr splits is left for the next kernel to
     // combine (every split writes its part and ends).
     const bool defer = S <= dfr;

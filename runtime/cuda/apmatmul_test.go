@@ -16,8 +16,9 @@ import (
 // (qgemv.cu's _a) against attention combined by itself, written in the
 // weight's input order, and multiplied by InOrder(w)
 // (SetAttentionDefer(false)), for 1, 2 and 4 rows at positions whose
-// rows take 1, 2, 8 and more than 8 splits (the last, past apSplits,
-// combined by attention itself), 7B heads, 4 and 8 bits with and without
+// rows take 1, 2, 8 and more than 8 splits (past apSplits, combined by
+// attention itself; one row of 1,501 positions takes 8 longer splits
+// instead, common.cuh pa_splits), 7B heads, 4 and 8 bits with and without
 // act order, fp16 and bf16, and a window of 100 positions (every row then
 // of few splits). The rows attention left in parts must be the ones it did
 // not write (att filled with NaN first); more rows than one, fp32
@@ -28,13 +29,14 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	defer b.SetAttentionDefer(true)
 	r := rand.New(rand.NewPCG(91, 92))
 	rand32 := normals(r)
-	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 128, 384
+	const hq, hkv, hd, bs, width, N = 32, 8, 128, 16, 288, 384
 	const K = hq * hd
-	// At the default fewest positions a split (defaultAttnSplit, 48).
-	allPos := []int32{383, 0, 1500, 60}
-	splits := []int{8, 1, 9, 2} // (the third: 9 to 12, as the grid allows)
-	for _, M := range []int{1, 2, 4} {
-		pos := allPos[:M]
+	// At the default fewest positions a split (defaultAttnSplit, 48): 383
+	// takes 8 splits, 0 one, 60 two; 1500 takes 12 of 128 positions (9 at 4
+	// rows, as the grid allows), or 8 where attention leaves its parts (up
+	// to apSplits·512 positions); 4500 takes more than 8 either way.
+	for _, pos := range [][]int32{{383}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
+		M := len(pos)
 		blocks := M * width
 		tables, slot := ownBlocks(r, pos, width, bs)
 		pt, st, tt := i32Tensor(t, b, pos), i32Tensor(t, b, slot), i32Tensor(t, b, tables)
@@ -50,7 +52,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 			{4, 128, true, runtime.BF16, 0}, {8, 64, false, runtime.BF16, 0}, {4, 32, true, runtime.F16, 0},
 			{4, 128, true, runtime.F16, 100}, {4, 128, true, runtime.F32, 0},
 		} {
-			t.Run(fmt.Sprintf("M%d-%dbit-g%d-act%v-%v-window%d", M, c.bits, c.gs, c.act, c.dt, c.window), func(t *testing.T) {
+			t.Run(fmt.Sprintf("M%d-pos%d-%dbit-g%d-act%v-%v-window%d", M, pos[0], c.bits, c.gs, c.act, c.dt, c.window), func(t *testing.T) {
 				w, err := b.LoadQuant(randomQuant(r, K, N, c.bits, c.gs, c.act))
 				if err != nil {
 					t.Fatal(err)
@@ -88,14 +90,14 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					t.Errorf("parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
 				}
 				// Parts are left for one row (the backend's apRows) of 16-bit
-				// activations and at most 8 splits (every row within a
-				// window of 100: 3 splits at most), with groups of whole
-				// chunks.
+				// activations and at most 8 splits (up to 4,096 positions;
+				// every row within a window of 100: 3 splits at most), with
+				// groups of whole chunks.
 				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1 && c.dt != runtime.F32
 				for m := range M {
-					left := whole && (splits[m] <= 8 || c.window > 0)
+					left := whole && (pos[m] < 4096 || c.window > 0)
 					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
-						t.Errorf("row %d (%d splits): attention's output unwritten %v, want %v", m, splits[m], isNaN, left)
+						t.Errorf("row %d (position %d): attention's output unwritten %v, want %v", m, pos[m], isNaN, left)
 					}
 				}
 			})
