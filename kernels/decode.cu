@@ -29,7 +29,9 @@
 // each of its blocks writing a share of the outputs. S is the grid's split count (at most
 // PA_SPLITS) or fewer: splits of a tile of positions, or, where that makes
 // fewer than eight, up to eight splits of at least minsplit positions
-// (runtime/cuda defaultAttnSplit unless a benchmark sets it); decided per row from its position (the grid
+// (runtime/cuda defaultAttnSplit unless a benchmark sets it), and no more
+// than dfr longer ones where that leaves a row of up to dfr·PA_DTILE
+// positions to the next kernel (below; common.cuh pa_splits); decided per row from its position (the grid
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes (the _tc

@@ -613,7 +613,8 @@ func (b *Backend) ropeFits(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, h
 }
 
 // apSplits is the most splits of a row that paged attention leaves in parts
-// for the product reading its output (decode.cu dfr), apRows the most rows
+// for the product reading its output (decode.cu dfr; a row of up to 4,096
+// positions takes no more than that many, common.cuh pa_splits), apRows the most rows
 // and apHeads the most query heads of such a product (the weights qgemv.cu's
 // _a kernels hold in shared memory: 4 rows, 64 heads, 8 splits). One row:
 // two and four rows measured slower than attention's own combine on the
