@@ -265,7 +265,10 @@ for step in $steps; do
     for tb in ${TRACE_BATCHES:-1 32}; do
       for tbin in $tbins; do
       for ((ti = 0; ti <= ${#tenvs[@]}; ti++)); do
+        # (A prompt other than 128 tokens is in the name, so that traces of
+        # several TRACE_PROMPTs in one call do not overwrite each other.)
         tn=trace-$tm-b$tb tv=
+        [ "${TRACE_PROMPT:-128}" != 128 ] && tn=$tn-p$TRACE_PROMPT
         [ $ti -gt 0 ] && tn=$tn-e$ti tv=${tenvs[ti - 1]}
         [ $tbin = gptqtool-base ] && tn=$tn-base
         # (--new 16: the warm-up's 4 steps and 16 timed ones stay within the
