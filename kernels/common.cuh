@@ -107,7 +107,7 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minsplit, int dfr) {
     const int lo = window > 0 ? imax(0, pos - window + 1) : 0, len = pos - lo + 1;
     const int S = imin(imin(gs, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
-    return S > dfr && len <= dfr * PA_DTILE ? imin(S, dfr) : S;
+    return S > dfr && len <= dfr * PA_DTILE ? dfr : S;
 }
 
 #define NEG_INF __int_as_float(0xff800000)
