@@ -91,11 +91,13 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 // pa_splits: how many of a grid's gs splits the row at position pos takes:
 // splits of PA_TILE positions, or, where that makes fewer than eight, up to
 // eight of at least minsplit positions (short contexts still spread over
-// the GPU, long ones keep every thread busy). Where the next kernel
-// combines rows of up to dfr splits (dfr > 0, decode.cu dfr), a row of at
-// most dfr·PA_DTILE positions takes no more than dfr splits, each longer
-// than PA_TILE: its blocks then leave their parts to that kernel, where
-// more splits would have to be combined by attention first. Measured on
+// the GPU, long ones keep every thread busy). Where a row's splits are
+// combined cheaply up to cap of them (cap > 0: the next kernel's dfr, or
+// a cluster of cap blocks; decode.cu), a row of at most cap·PA_DTILE
+// positions takes no more than cap splits, each longer than PA_TILE: its
+// blocks then leave their parts to that kernel, or combine them in their
+// cluster, where more splits would have to be combined through global
+// memory after a counter (the last block reading every part). Measured on
 // the H200 (7B shape, 4-bit act order, one row, 128 new tokens): prompts of
 // 1,024 / 2,048 / 4,096 tokens 517.9 / 495.4 / 463.2 tok/s against 472.3 /
 // 436.2 / 398.8 with splits of 128 (8 bits at 1,024: 362.0 against 341.8);
@@ -104,10 +106,10 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 #ifndef PA_DTILE
 #define PA_DTILE 512
 #endif
-__device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minsplit, int dfr) {
+__device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minsplit, int cap) {
     const int lo = window > 0 ? imax(0, pos - window + 1) : 0, len = pos - lo + 1;
     const int S = imin(imin(gs, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
-    return S > dfr && len <= dfr * PA_DTILE ? dfr : S;
+    return S > cap && len <= cap * PA_DTILE ? cap : S;
 }
 
 #define NEG_INF __int_as_float(0xff800000)

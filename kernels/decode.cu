@@ -31,7 +31,9 @@
 // fewer than eight, up to eight splits of at least minsplit positions
 // (runtime/cuda defaultAttnSplit unless a benchmark sets it), and no more
 // than dfr longer ones where that leaves a row of up to dfr·PA_DTILE
-// positions to the next kernel (below; common.cuh pa_splits); decided per row from its position (the grid
+// positions to the next kernel (below), or than clu where a row of up to
+// clu·PA_DTILE positions is then combined in its cluster (common.cuh
+// pa_splits); decided per row from its position (the grid
 // is fixed when a step is replayed); the blocks past it return at once
 // (those of a combining cluster after its two barriers).
 // Dynamic shared memory: max(128·32C·sizeof(T), 4·G·32C·4) bytes (the _tc
@@ -89,6 +91,9 @@ FOR_DTYPES(ROPE_STORE)
 #endif
 
 // PA_TILE, PA_SPLITS and pa_splits: common.cuh.
+#ifndef PA_CCAP
+#define PA_CCAP 1
+#endif
 
 // split_weights turns a head's splits' (max, sum) pairs, wy[y] and l[y],
 // into the weights of their partial outputs: exp(max_y - max) / sum.
@@ -352,9 +357,12 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // kernel (which writes q and this position's K and V).
     const int i = pos[r];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
-    // The first S of the grid's splits take part (pa_splits).
+    // The first S of the grid's splits take part (pa_splits): no more than
+    // dfr where the next kernel combines the row's parts, or than a
+    // cluster's clu where the cluster combines them (PA_CCAP, a define for
+    // measuring: 0 caps only the former), up to PA_DTILE positions a split.
     const int len = i - lo + 1;
-    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr);
+    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? dfr : PA_CCAP ? clu : 0);
     // dfr: a row of at most dfr splits is left for the next kernel to
     // combine (every split writes its part and ends).
     const bool defer = S <= dfr;

@@ -588,14 +588,16 @@ func TestPagedAttentionCombines(t *testing.T) {
 	c := cpu.New(0)
 	r := rand.New(rand.NewPCG(21, 22))
 	rand32 := normals(r)
-	const bs, blocks, width = 16, 96, 80
-	// Lengths 1, 18, 61, 141, 380, 1101 and 1201: one split, one, two,
-	// three, eight (the cluster combines them; splits of at least 48
-	// positions, defaultAttnSplit) and nine or ten, through global memory
-	// where the grid has more splits than a cluster (hkv 1: 32 splits on an
-	// H200); with hkv 8 the grid has five, and every split row is combined
-	// in its cluster.
-	pos := []int32{0, 17, 60, 140, 379, 1100, 1200}
+	const bs, blocks, width = 16, 96, 288
+	// Lengths 1, 18, 61, 141, 380, 1101, 1201 and 4401: one split, one,
+	// two, three, eight (the cluster combines them; splits of at least 48
+	// positions, defaultAttnSplit), eight longer ones (the cluster combines
+	// them: nine or ten of 128 positions otherwise, common.cuh pa_splits)
+	// and 32, through global memory, where the grid has more splits than a
+	// cluster (hkv 1: 32 splits on an H200); with hkv 8 the grid has five,
+	// and every split row is combined in its cluster. Without clusters the
+	// last three take 9, 10 and 32 splits, combined through global memory.
+	pos := []int32{0, 17, 60, 140, 379, 1100, 1200, 4400}
 	rows := len(pos)
 	for _, sh := range []struct{ hd, hq, hkv int }{{128, 32, 8}, {64, 8, 1}, {128, 8, 8}} {
 		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
