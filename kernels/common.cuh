@@ -101,7 +101,10 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 // the H200 (7B shape, 4-bit act order, one row, 128 new tokens): prompts of
 // 1,024 / 2,048 / 4,096 tokens 517.9 / 495.4 / 463.2 tok/s against 472.3 /
 // 436.2 / 398.8 with splits of 128 (8 bits at 1,024: 362.0 against 341.8);
-// PA_DTILE 256 (16 splits at 4,096, combined first) gave 398.8 there. A
+// PA_DTILE 256 (16 splits at 4,096, combined first) gave 398.8 there; two
+// and three rows, combined in clusters of 8, at 2,048 tokens 878.5 /
+// 1,254.3 against 818.4 / 1,117.3 with splits of 128 (decode.cu PA_CCAP=0),
+// two rows at 1,024 / 4,096 tokens 930.7 / 799.2 against 876.8 / 719.9. A
 // sliding window of 4,096 (Mistral's) keeps every row within the bound.
 #ifndef PA_DTILE
 #define PA_DTILE 512
