@@ -682,8 +682,10 @@ func (b *Backend) ResidualProjects(rows int) bool {
 // defaultOprojAdd is ResidualProjects' most rows: at batch 8 on the H200
 // (7B shape, g128 act order) o_proj added into the stream gave 3,654-3,663
 // tok/s against 3,633-3,641 at 4 bits and 2,641-2,646 against 2,635-2,642
-// at 8, in two calls (docs/benchmarks.md, the thirty-first session); more
-// rows were not measured.
+// at 8, in two calls (docs/benchmarks.md, the thirty-first session); at 2,
+// 3 and 4 rows it is even with the plain norm's way (980.7 / 1,418.5 /
+// 1,887.9 against 980.0 / 1,417.9 / 1,887.9 at 4 bits, the thirty-third);
+// more rows were not measured.
 const defaultOprojAdd = 8
 
 // SetResidualProjection sets ResidualProjects' most rows (0: none), for
