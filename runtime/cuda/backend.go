@@ -328,7 +328,7 @@ func New(o Options) (*Backend, error) {
 	// 2026-12-01 fourth session). Launched once attention's loop was
 	// done, o_proj's 256 blocks ran on 78 SMs, four on 46 of them, and
 	// filled their rings during attention's combine; launched at its end,
-	// they run on 124 (at 2 / 3 / 4 rows: +3.2% / +3.8% / +3.7%, the
+	// they run on 124 (at 2 / 3 / 4 rows: +3.3% / +3.9% / +3.8%, the
 	// thirty-third session). GPTQTOOL_ATTN_LATE=0 launches it early again.
 	if os.Getenv("GPTQTOOL_ATTN_LATE") != "0" {
 		b.attnLate = 1
