@@ -369,20 +369,6 @@ template <int KD> struct wg_pass {
 #define QA_HOIST 1
 #endif
 
-// QA_SPLITS (the _a kernels): the most splits of a row whose parts they
-// combine (runtime/cuda apSplits: 8, or 16 with GPTQTOOL_AP_SPLITS=16,
-// which compiles the kernels with it), QA_ROWS the most rows whose splits'
-// weights they hold in shared memory (runtime/cuda apRows is 1). Rows of at
-// most 8 splits are staged as at 8, two inputs a thread with 8 splits'
-// loads each in flight; rows of more, one input a thread with its 16.
-#ifndef QA_SPLITS
-#define QA_SPLITS 8
-#endif
-#define QA_ROWS (QA_SPLITS > 8 ? 1 : 4)
-template <int Y> struct qa_n {
-    static constexpr int value = Y;
-};
-
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
 // QST1_8 for the 4- and 8-bit kernels of one tile (4 for both: measured
@@ -556,10 +542,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     // AP: each row's splits left in parts (0: combined in x), from the
     // positions (a step's inputs, written before it) before the wait;
-    // apw, the splits' weights of each (row, head) (at most QA_ROWS rows,
-    // 64 heads and QA_SPLITS splits: runtime/cuda apFits).
-    __shared__ int aps[AP ? QA_ROWS : 1];
-    __shared__ float apw[AP ? QA_ROWS : 1][AP ? 64 : 1][QA_SPLITS];
+    // apw, the splits' weights of each (row, head) (at most 4 rows, 64
+    // heads and 8 splits: runtime/cuda apFits).
+    __shared__ int aps[AP ? 4 : 1];
+    __shared__ float apw[AP ? 4 : 1][AP ? 64 : 1][8];
     if constexpr (AP) {
         // (By the last warp: thread 0's trace mark then does not wait for
         // the load.)
@@ -769,82 +755,67 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // paged attention's own combine has them (split_weights), then
             // input k of row m (of head perm[k] / hd) is its splits'
             // outputs so weighed: consecutive threads take consecutive
-            // inputs, U a thread with all their loads in flight. The
+            // inputs, two a thread with all their loads in flight. The
             // outputs do not depend on the weights: the first (inputs, row)
             // item's loads go out before the weights' (max, sum), so that
             // the staging waits one round trip to L2, not two.
             __syncthreads();  // aps
             const int nin = n8 * 8;
             const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
-            // apstage stages rows of at most Y splits, U inputs a thread.
-            auto apstage = [&](auto yn) {
-                constexpr int Y = decltype(yn)::value, U = Y > 8 ? 1 : 2;
-                float pv[U][Y], xv[U];
-                int hk[U];
-                // fetch: row m's splits' outputs (and, for a row attention
-                // combined, x) of inputs k0, k0 + blockDim.x, ...; heads:
-                // their heads too.
-                auto fetch = [&](int k0, int m, bool heads) {
-                    const int sm = aps[m];
+            float pv[2][8], xv[2];
+            int hk[2];
+            // fetch: row m's splits' outputs (and, for a row attention
+            // combined, x) of inputs k0 and k0 + blockDim.x; heads: their
+            // heads too.
+            auto fetch = [&](int k0, int m, bool heads) {
+                const int sm = aps[m];
 #pragma unroll
-                    for (int u = 0; u < U; u++) {
-                        const int k = imin(k0 + u * blockDim.x, nin - 1);
-                        if (heads) hk[u] = (perm ? __ldg(perm + kb0 + k) : kb0 + k) / ap.hd;
-                        const float* pm = po + (i64)m * ap.sg * K + k;
+                for (int u = 0; u < 2; u++) {
+                    const int k = imin(k0 + u * blockDim.x, nin - 1);
+                    if (heads) hk[u] = (perm ? __ldg(perm + kb0 + k) : kb0 + k) / ap.hd;
+                    const float* pm = po + (i64)m * ap.sg * K + k;
 #pragma unroll
-                        for (int y = 0; y < Y; y++) pv[u][y] = y < sm ? __ldcg(pm + (i64)y * K) : 0.0f;
-                        xv[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
-                    }
-                };
-                if (QA_HOIST) fetch(threadIdx.x, 0, true);
-                // QA_SPLITS threads a (row, head), one a split (neighbours
-                // read neighbouring pairs, so that no line of part is asked
-                // for by every thread of the grid at once).
-                constexpr int YS = QA_SPLITS, YL = YS > 8 ? 4 : 3;  // YS = 1 << YL
-                static_assert(YS == 1 << YL, "QA_SPLITS: 8 or 16");
-                for (int t0 = 0; t0 < M * ap.hq * YS; t0 += blockDim.x) {
-                    const int t = t0 + threadIdx.x, y = t & (YS - 1), m = imin((t >> YL) / ap.hq, M - 1), h = (t >> YL) - m * ap.hq;
-                    const bool on = t < M * ap.hq * YS && h < ap.hq;
-                    const int sm = aps[m];
-                    float2 v = make_float2(NEG_INF, 0.0f);
-                    if (on && y < sm) v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
-                    float mx = v.x;
-                    for (int o = 1; o < YS; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-                    const float w = y < sm ? expf(v.x - mx) : 0.0f;
-                    float L = w * v.y;
-                    for (int o = 1; o < YS; o <<= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
-                    // (A row attention combined: weights of 0, which multiply 0s.)
-                    if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
-                }
-                __syncthreads();
-                for (int k0 = threadIdx.x; k0 < nin; k0 += U * blockDim.x) {
-                    for (int m = 0; m < M; m++) {
-                        // (With QA_HOIST the first item's loads went out above.)
-                        if (!QA_HOIST || k0 != (int)threadIdx.x || m != 0) fetch(k0, m, m == 0);
-                        float v[U];
-#pragma unroll
-                        for (int u = 0; u < U; u++) {
-                            v[u] = xv[u];
-#pragma unroll
-                            for (int y = 0; y < Y; y++) v[u] += apw[m][hk[u]][y] * pv[u][y];
-                        }
-#pragma unroll
-                        for (int u = 0; u < U; u++) {
-                            const int k = k0 + u * blockDim.x;
-                            if (k < nin) xs[m * LDX + k] = (u16)(pack2<f16>(v[u] * XS, 0.0f) & 0xffffu);
-                        }
-                    }
+                    for (int y = 0; y < 8; y++) pv[u][y] = y < sm ? __ldcg(pm + (i64)y * K) : 0.0f;
+                    xv[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
                 }
             };
-            if constexpr (QA_SPLITS > 8) {
-                int smax = 0;
-                for (int m = 0; m < M; m++) smax = imax(smax, aps[m]);
-                if (smax > 8) {
-                    apstage(qa_n<QA_SPLITS>{});
-                    return;
+            if (QA_HOIST) fetch(threadIdx.x, 0, true);
+            // Eight threads a (row, head), one a split (neighbours read
+            // neighbouring pairs, so that no line of part is asked for by
+            // every thread of the grid at once).
+            for (int t0 = 0; t0 < M * ap.hq * 8; t0 += blockDim.x) {
+                const int t = t0 + threadIdx.x, y = t & 7, m = imin((t >> 3) / ap.hq, M - 1), h = (t >> 3) - m * ap.hq;
+                const bool on = t < M * ap.hq * 8 && h < ap.hq;
+                const int sm = aps[m];
+                float2 v = make_float2(NEG_INF, 0.0f);
+                if (on && y < sm) v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
+                float mx = v.x;
+                for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+                const float w = y < sm ? expf(v.x - mx) : 0.0f;
+                float L = w * v.y;
+                for (int o = 1; o < 8; o <<= 1) L += __shfl_xor_sync(0xffffffffu, L, o);
+                // (A row attention combined: weights of 0, which multiply 0s.)
+                if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
+            }
+            __syncthreads();
+            for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
+                for (int m = 0; m < M; m++) {
+                    // (With QA_HOIST the first item's loads went out above.)
+                    if (!QA_HOIST || k0 != (int)threadIdx.x || m != 0) fetch(k0, m, m == 0);
+                    float v[2];
+#pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        v[u] = xv[u];
+#pragma unroll
+                        for (int y = 0; y < 8; y++) v[u] += apw[m][hk[u]][y] * pv[u][y];
+                    }
+#pragma unroll
+                    for (int u = 0; u < 2; u++) {
+                        const int k = k0 + u * blockDim.x;
+                        if (k < nin) xs[m * LDX + k] = (u16)(pack2<f16>(v[u] * XS, 0.0f) & 0xffffu);
+                    }
                 }
             }
-            apstage(qa_n<8>{});
             return;
         }
         if (MT == 1 && perm) {

@@ -16,10 +16,9 @@ import (
 // (qgemv.cu's _a) against attention combined by itself, written in the
 // weight's input order, and multiplied by InOrder(w)
 // (SetAttentionDefer(false)), for 1, 2 and 4 rows at positions whose
-// rows take 1, 2, 8 and more than 8 splits (past APSplits, combined by
+// rows take 1, 2, 8 and more than 8 splits (past apSplits, combined by
 // attention itself; one row of 1,501 positions takes 8 longer splits
-// instead, or 12 with GPTQTOOL_AP_SPLITS=16, one of 4,501 16 then,
-// common.cuh pa_splits), 7B heads, 4 and 8 bits with and without
+// instead, common.cuh pa_splits), 7B heads, 4 and 8 bits with and without
 // act order, fp16 and bf16, and a window of 100 positions (every row then
 // of few splits). The rows attention left in parts must be the ones it did
 // not write (att filled with NaN first); more rows than one, fp32
@@ -35,8 +34,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	// At the default fewest positions a split (defaultAttnSplit, 48): 383
 	// takes 8 splits, 0 one, 60 two; 1500 takes 12 of 128 positions (9 at 4
 	// rows, as the grid allows), or 8 where attention leaves its parts (up
-	// to APSplits·512 positions); 4500 takes more than 8 either way (16
-	// left in parts with GPTQTOOL_AP_SPLITS=16).
+	// to apSplits·512 positions); 4500 takes more than 8 either way.
 	for _, pos := range [][]int32{{383}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
 		M := len(pos)
 		blocks := M * width
@@ -92,12 +90,12 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					t.Errorf("parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
 				}
 				// Parts are left for one row (the backend's apRows) of 16-bit
-				// activations and at most APSplits splits (up to
-				// APSplits·512 positions; every row within a window of 100:
-				// 3 splits at most), with groups of whole chunks.
+				// activations and at most 8 splits (up to 4,096 positions;
+				// every row within a window of 100: 3 splits at most), with
+				// groups of whole chunks.
 				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1 && c.dt != runtime.F32
 				for m := range M {
-					left := whole && (int(pos[m]) < b.APSplits()*512 || c.window > 0)
+					left := whole && (pos[m] < 4096 || c.window > 0)
 					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
 						t.Errorf("row %d (position %d): attention's output unwritten %v, want %v", m, pos[m], isNaN, left)
 					}

@@ -127,7 +127,6 @@ type Backend struct {
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
-	apSplits      int             // the most splits of a row attention leaves in parts for such a product (decode.cu dfr; GPTQTOOL_AP_SPLITS, defaultAPSplits)
 	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
@@ -370,24 +369,6 @@ func New(o Options) (*Backend, error) {
 	}
 	if b.extraDefines, err = parseKernelDefines(os.Getenv("GPTQTOOL_KERNEL_DEFINES")); err != nil {
 		return nil, err
-	}
-	// GPTQTOOL_AP_SPLITS=16: attention leaves rows of up to 16 splits in
-	// parts for the _a products (up to 16·PA_DTILE positions), which are
-	// compiled to combine that many (qgemv.cu QA_SPLITS; so every module is
-	// compiled with the define, and GPTQTOOL_KERNEL_DEFINES may not set it).
-	if b.apSplits, err = envInt("GPTQTOOL_AP_SPLITS", defaultAPSplits, 8, 16, "8 or 16 splits"); err != nil {
-		return nil, err
-	}
-	if b.apSplits != 8 && b.apSplits != 16 {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_AP_SPLITS=%d: want 8 or 16 splits", b.apSplits)
-	}
-	for _, d := range b.extraDefines {
-		if strings.HasPrefix(d, "-DQA_SPLITS=") {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_KERNEL_DEFINES sets QA_SPLITS: use GPTQTOOL_AP_SPLITS, which the backend's attention follows too")
-		}
-	}
-	if b.apSplits != 8 {
-		b.extraDefines = append(b.extraDefines, "-DQA_SPLITS="+strconv.Itoa(b.apSplits))
 	}
 	// GPTQTOOL_QMMA_QST=N or N1,N: the qmma kernels' rings hold N chunks a
 	// warp (N1 those of one tile) instead of the defaults (qstDepth), their

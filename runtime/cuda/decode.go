@@ -263,7 +263,7 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 }
 
 // pagedAttention is PagedAttentionTo; with deferred, rows of at most
-// b.apSplits splits are left in parts for the product that reads dst
+// apSplits splits are left in parts for the product that reads dst
 // (decode.cu dfr, qgemv.cu's _a kernels; in slots' order too), and the
 // launch makes no clusters. It returns where the parts are.
 func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor, deferred bool) apArg {
@@ -338,7 +338,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	if deferred {
 		// The product launches as this kernel's wait returns (apLate), its
 		// weights streaming under attention's loop: no combine follows it.
-		late, dfr = b.apLate, int32(b.apSplits)
+		late, dfr = b.apLate, apSplits
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
@@ -612,19 +612,18 @@ func (b *Backend) ropeFits(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, h
 		kct.n == vct.n && kct.dt == xt.dt && vct.dt == xt.dt
 }
 
-// defaultAPSplits is the most splits of a row that paged attention leaves
-// in parts for the product reading its output (decode.cu dfr; a row of up
-// to defaultAPSplits·512 positions takes no more than that many, common.cuh
-// pa_splits; GPTQTOOL_AP_SPLITS=16 sets 16, b.apSplits), apRows the most
-// rows and apHeads the most query heads of such a product (the weights
-// qgemv.cu's _a kernels hold in shared memory: QA_ROWS rows, 64 heads,
-// QA_SPLITS splits). One row: two and four rows measured slower than
-// attention's own combine on the H200 (849 and 1,501 tok/s against 868 and
-// 1,666; the staging takes a round trip a row).
+// apSplits is the most splits of a row that paged attention leaves in parts
+// for the product reading its output (decode.cu dfr; a row of up to 4,096
+// positions takes no more than that many, common.cuh pa_splits), apRows the most rows
+// and apHeads the most query heads of such a product (the weights qgemv.cu's
+// _a kernels hold in shared memory: 4 rows, 64 heads, 8 splits). One row:
+// two and four rows measured slower than attention's own combine on the
+// H200 (849 and 1,501 tok/s against 868 and 1,666; the staging takes a
+// round trip a row).
 const (
-	defaultAPSplits = 8
-	apRows          = 1
-	apHeads         = 64
+	apSplits = 8
+	apRows   = 1
+	apHeads  = 64
 )
 
 // apArg is where paged attention left its output in parts (pagedAttention
@@ -635,7 +634,7 @@ type apArg struct {
 }
 
 // PagedAttentionMatMul implements runtime.AttentionProjector. Where apFits,
-// attention leaves each row of at most b.apSplits splits in parts (in w's
+// attention leaves each row of at most apSplits splits in parts (in w's
 // input order, InputSlots) and the product (qgemv.cu's _a kernel) combines
 // them as it stages its input, so that attention ends with its slowest
 // split's loop rather than a combine after it, and the product's prologue

@@ -28,12 +28,3 @@ func (b *Backend) ResidualProjection() int {
 	defer b.exit()
 	return b.oprojAdd
 }
-
-// APSplits reports the most splits of a row that paged attention leaves in
-// parts for PagedAttentionMatMul's product (GPTQTOOL_AP_SPLITS), for tests
-// that check which rows it left.
-func (b *Backend) APSplits() int {
-	b.enter()
-	defer b.exit()
-	return b.apSplits
-}
