@@ -139,6 +139,9 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // attnTCFor) launches it only where hd is D: the queries' stride, the rows'
 // width and the 16-byte copies assume it.
 #define PA_TCT 16
+#ifndef PA_TAB_AHEAD
+#define PA_TAB_AHEAD 1
+#endif
 __device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -163,14 +166,20 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     const int nst = imax(2, imin(4, (int)(dynamic_smem_bytes() / (4 * 2 * TB))));
     const u32 st0 = smem_addr(smem) + warp * nst * 2 * TB;
     const int ntile = (j1 - j0 + TP - 1) / TP;
-    // fetch: tile n of the block's range (the warp's tiles are warp + 4k)
-    // into stage st; one commit group a call, empty past the range. early:
-    // before the wait (PRE), the query's own position (which the kernel
-    // ahead writes) left out: no copy to its rows at all, not even zeros.
-    auto fetch = [&](int n, int st, bool early) {
+    // crow_of: the cache row of lane's position in tile n (lane & 15), from
+    // the block table (0 past the range: no load).
+    auto crow_of = [&](int n) {
+        const int p = j0 + n * TP + (lane & (TP - 1));
+        return n < ntile && p < j1 ? tab[p / bs] * bs + p % bs : 0;
+    };
+    // fetch_at: tile n of the block's range (the warp's tiles are warp +
+    // 4k) into stage st, its lanes' cache rows crow (crow_of(n)); one
+    // commit group a call, empty past the range. early: before the wait
+    // (PRE), the query's own position (which the kernel ahead writes) left
+    // out: no copy to its rows at all, not even zeros.
+    auto fetch_at = [&](int n, int st, bool early, int crow) {
         if (n < ntile) {
-            const int p0 = j0 + n * TP, p = p0 + (lane & (TP - 1));
-            const int crow = p < j1 ? tab[p / bs] * bs + p % bs : 0;
+            const int p0 = j0 + n * TP;
             const u32 ks = st0 + st * 2 * TB, vs = ks + TB;
 #pragma unroll
             for (int u = 0; u < TP / RPI; u++) {
@@ -187,6 +196,13 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     };
+    auto fetch = [&](int n, int st, bool early) { fetch_at(n, st, early, crow_of(n)); };
+    // PA_TAB_AHEAD (1): the block table's entries of the tile a pass of the
+    // loop fetches are loaded a pass before (the first ones now, with the
+    // PRE kernels before the wait: the table is a step's input), so that the
+    // fetch does not wait a round trip to L2 for them (0: loaded by the
+    // fetch).
+    int cnx = PA_TAB_AHEAD ? crow_of(warp + 4 * (nst - 1)) : 0;
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,
     // which the warp whose tile holds it then loads after the wait, with
@@ -239,7 +255,13 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     }
     int st = 0;
     for (int n = warp; n < ntile; n += 4) {
-        fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false);  // the stage read in the last pass
+        if (PA_TAB_AHEAD) {
+            const int cr = cnx;
+            cnx = crow_of(n + 4 * nst);
+            fetch_at(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false, cr);  // the stage read in the last pass
+        } else {
+            fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false);
+        }
         if (nst == 2) {
             asm volatile("cp.async.wait_group 1;" ::: "memory");
         } else if (nst == 3) {
