@@ -122,7 +122,7 @@ type Backend struct {
 	attnSplit     int             // the fewest positions a block of split paged attention takes
 	attnWaves     int             // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
 	attnTC        int             // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
-	attnTCStages  int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES)
+	attnTCStages  int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES; 0: by the step's rows, tcStages)
 	attnTCCap     bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
@@ -358,7 +358,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.attnTCCap = os.Getenv("GPTQTOOL_ATTN_TC_CAP") != "0"
-	if b.attnTCStages, err = envInt("GPTQTOOL_ATTN_TC_STAGES", defaultAttnTCStages, 2, 4, "2-4 stages"); err != nil {
+	if b.attnTCStages, err = envInt("GPTQTOOL_ATTN_TC_STAGES", 0, 2, 4, "2-4 stages"); err != nil {
 		return nil, err
 	}
 	if b.attnPrefetch, err = envInt("GPTQTOOL_ATTN_PREFETCH", defaultAttnPrefetch, 0, 1<<20, "the most rows, 0 for none"); err != nil {

@@ -167,32 +167,49 @@ func (b *Backend) SetAttentionTC(rows int) {
 func (b *Backend) AttentionTC() int { return b.attnTC }
 
 // SetAttentionTCStages sets the tiles of 16 positions a warp of the
-// tensor-core kernel has in flight, 2 to 4 (0: the default), for tests of
-// each.
+// tensor-core kernel has in flight, 2 to 4 (0: by the step's rows,
+// tcStages), for tests of each.
 func (b *Backend) SetAttentionTCStages(stages int) {
 	b.enter()
 	defer b.exit()
 	if stages <= 0 {
-		stages = defaultAttnTCStages
+		b.attnTCStages = 0
+		return
 	}
 	b.attnTCStages = min(4, max(2, stages))
+}
+
+// tcStages is the tensor-core kernel's stages for a step of rows rows:
+// SetAttentionTCStages' (GPTQTOOL_ATTN_TC_STAGES) where set, otherwise 3
+// up to tc3Rows rows and 2 above.
+func (b *Backend) tcStages(rows int) int {
+	switch {
+	case b.attnTCStages > 0:
+		return b.attnTCStages
+	case rows <= tc3Rows:
+		return 3
+	}
+	return 2
 }
 
 // AttentionTCStages reports SetAttentionTCStages's setting.
 func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 
 // defaultAttnTC is the fewest rows whose paged attention runs on tensor
-// cores (GPTQTOOL_ATTN_TC=N overrides it; 0: never), and
-// defaultAttnTCStages the tiles of 16 positions a warp of it has in
-// flight (GPTQTOOL_ATTN_TC_STAGES). Measured on the H200 (7B shape, 4-bit
-// g128 act order, 256 new tokens; docs/benchmarks.md, the day's ninth
-// session), against the plain kernel: +4.3% at batch 1, +6% at batch 8,
-// +9% at batch 32 (5% more once its grid kept to one wave, pagedTCSplits),
-// +18% at batch 64, with two stages. Three stages (104 KB a block, two
-// blocks an SM) ran batch 8's 320 blocks in two waves and lost 6% there.
+// cores (GPTQTOOL_ATTN_TC=N overrides it; 0: never), and tc3Rows the most
+// rows whose steps give a warp of it three tiles of 16 positions in flight
+// instead of two (tcStages; GPTQTOOL_ATTN_TC_STAGES sets one count for
+// all). Measured on the H200 (7B shape, 4-bit g128 act order, 256 new
+// tokens; docs/benchmarks.md, the day's ninth session), against the plain
+// kernel: +4.3% at batch 1, +6% at batch 8, +9% at batch 32 (5% more once
+// its grid kept to one wave, pagedTCSplits), +18% at batch 64, with two
+// stages. Three stages (104 KB a block, two blocks an SM) ran batch 8's 320
+// blocks in two waves and lost 6% there; at 2,048-token prompts they gave
+// batch 1 and 2 +0.3% and +1.6% (four: −1.1% and −9.8%; the
+// thirty-fourth session).
 const (
-	defaultAttnTC       = 1
-	defaultAttnTCStages = 2
+	defaultAttnTC = 1
+	tc3Rows       = 2
 )
 
 // pagedTCTile is the bytes of one tile of K (or V) of the tensor-core
@@ -298,7 +315,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		if p.CacheSettled && rows <= b.attnPrefetch {
 			names = pagedTCPreNames
 		}
-		shared = max(4*b.attnTCStages*2*pagedTCTile(hd), 4*g*32*c*4)
+		shared = max(4*b.tcStages(rows)*2*pagedTCTile(hd), 4*g*32*c*4)
 		if b.attnTCCap {
 			S = b.pagedTCSplits(S, rows, hkv, shared)
 		}

@@ -344,3 +344,28 @@ func TestPlainRows(t *testing.T) {
 		}
 	}
 }
+
+// TestTCStages checks the tensor-core attention's stages by a step's rows,
+// and its grid on an H200's figures (132 SMs, 228 KiB of shared memory an
+// SM) for the 7B shape's 8 kv heads of 128 dimensions, worked out by hand:
+// three stages (4 warps × 3 × 2 tiles of 16 × 136 × 2 bytes, 104,448 bytes,
+// two blocks an SM) at one and two rows, two (69,632 bytes, three an SM)
+// from three rows on, and a setting applying to every step.
+func TestTCStages(t *testing.T) {
+	b := &Backend{sms: 132, smemSM: 233472}
+	for _, c := range []struct{ set, rows, stages, shared, S int }{
+		{0, 1, 3, 104448, 32}, // 264 slots: 33 splits a kv head, 32 at most
+		{0, 2, 3, 104448, 16}, // 264 / 16
+		{0, 3, 2, 69632, 16},  // 396 / 24
+		{0, 8, 2, 69632, 6},   // 396 / 64
+		{2, 1, 2, 69632, 32},  // 396 / 8, 32 at most
+		{4, 2, 4, 139264, 8},  // one block an SM: 132 / 16
+	} {
+		b.attnTCStages = c.set
+		st := b.tcStages(c.rows)
+		shared := 4 * st * 2 * pagedTCTile(128)
+		if S := b.pagedTCSplits(pagedMaxSplits, c.rows, 8, shared); st != c.stages || shared != c.shared || S != c.S {
+			t.Errorf("setting %d, %d rows: %d stages, %d bytes, %d splits; want %d, %d, %d", c.set, c.rows, st, shared, S, c.stages, c.shared, c.S)
+		}
+	}
+}
