@@ -201,7 +201,8 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     // loop fetches are loaded a pass before (the first ones now, with the
     // PRE kernels before the wait: the table is a step's input), so that the
     // fetch does not wait a round trip to L2 for them (0: loaded by the
-    // fetch).
+    // fetch). Measured on the H200 (7B shape, one row): +0.3% / +0.4% at
+    // 2,048 / 4,096 positions, even at 128 (the thirty-fourth session).
     int cnx = PA_TAB_AHEAD ? crow_of(warp + 4 * (nst - 1)) : 0;
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,

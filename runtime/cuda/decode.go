@@ -204,9 +204,11 @@ func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 // kernel: +4.3% at batch 1, +6% at batch 8, +9% at batch 32 (5% more once
 // its grid kept to one wave, pagedTCSplits), +18% at batch 64, with two
 // stages. Three stages (104 KB a block, two blocks an SM) ran batch 8's 320
-// blocks in two waves and lost 6% there; at 2,048-token prompts they gave
-// batch 1 and 2 +0.3% and +1.6% (four: −1.1% and −9.8%; the
-// thirty-fourth session).
+// blocks in two waves and lost 6% there; at one and two rows they hold
+// the grid in one wave (two blocks an SM; pagedTCSplits) and gave batch 1
+// / 2 +0.4% / +0.6%, +0.3% / +1.6% and +0.5% / +3.3% with 1,024, 2,048
+// and 4,096-token prompts, even with 128 (four stages at 2,048: −1.1% /
+// −9.8%; docs/benchmarks.md, the thirty-fourth session).
 const (
 	defaultAttnTC = 1
 	tc3Rows       = 2
