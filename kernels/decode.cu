@@ -145,11 +145,11 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 #endif
 // PA_TAB_BATCH (the _tcpre kernels; 0, not yet measured): the block
 // table's entries of the tiles fetched before the wait loaded together
-// (1, paged_tc's tab_at), not each by its fetch in turn. With three stages a long context's
-// first two fetches are two round trips to L2 in the prologue, which a
-// trace at 2,048 positions found on the step's path: attention's wait
-// returned 1.9 µs after q/k/v's end at its first block (0.6 for the
-// products' waits; the thirty-fourth session).
+// (1, paged_tc's tab_at), not each by its fetch in turn. With three
+// stages a long context's first two fetches are two round trips to L2 in
+// the prologue, which a trace at 2,048 positions found on the step's path:
+// attention's wait returned 1.9 µs after q/k/v's end at its first block
+// (0.6 for the products' waits; the thirty-fourth session).
 #ifndef PA_TAB_BATCH
 #define PA_TAB_BATCH 0
 #endif
