@@ -22,7 +22,10 @@ for d in "$@"; do
   parts=("$d"/kernel-cache.tgz.*)
   [ -f "${parts[0]}" ] || { echo "kernel-cache: no kernel-cache.tgz.NN in $d" >&2; exit 1; }
   # Later calls' entries overwrite earlier ones of the same file name.
-  cat "${parts[@]}" | tar -xzf - -C "$tmp"
+  # (-i: a folder whose parts are whole archives of several calls, e.g.
+  # .00 of one and .01 of another, is read through to its last one, where
+  # tar would stop at the first archive's end and cat die of SIGPIPE.)
+  cat "${parts[@]}" | tar -xzif - -C "$tmp"
 done
 cd "$tmp"
 rm -f ./*TRACE*
