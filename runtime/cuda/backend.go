@@ -323,8 +323,8 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
-	// GPTQTOOL_QKV_EARLY=1: paged attention launches as the q/k/v product
-	// before it starts, so that its prologue (the position, the block
+	// GPTQTOOL_QKV_EARLY=1: paged attention launches as soon as the q/k/v
+	// product ahead of it starts, so that its prologue (the position, the block
 	// table, its first tiles' copies: two round trips and more before its
 	// wait) overlaps the product's loop, not only its end. A trace at
 	// 2,048 positions had attention's wait return 1.9-2.6 µs after

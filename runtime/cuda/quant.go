@@ -1411,7 +1411,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
 	if rp != nil && b.qkvEarly {
-		flags |= 4 // QF_EARLY: attention, next, launches as this starts
+		flags |= qfEarly // attention, next, launches as this starts
 	}
 	if wide && b.lateAfterWide(M) {
 		flags |= qfLate
@@ -1463,10 +1463,11 @@ func pushRecvBytes(M, S int, half bool) int {
 	return S * ((q4 + S - 1) / S) * p * 16
 }
 
-// qfTMA, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA, QF_LATE,
-// QF_PUSH and QF_PARTS.
+// qfTMA, qfEarly, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA,
+// QF_EARLY, QF_LATE, QF_PUSH and QF_PARTS.
 const (
 	qfTMA   = 16
+	qfEarly = 4
 	qfLate  = 8
 	qfPush  = 128
 	qfParts = 256
@@ -1481,7 +1482,7 @@ func (b *Backend) qmmaFlags() int32 {
 		f |= 2
 	}
 	if b.qmmaEarly {
-		f |= 4
+		f |= qfEarly
 	}
 	if b.qmmaLate {
 		f |= qfLate
