@@ -139,19 +139,10 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // attnTCFor) launches it only where hd is D: the queries' stride, the rows'
 // width and the 16-byte copies assume it.
 #define PA_TCT 16
-// PA_TAB_AHEAD: paged_tc's block table loads in its loop (0, 1 or 2).
+// PA_TAB_AHEAD: paged_tc's block table entries loaded a pass of its loop
+// ahead of their tiles' fetches (1, the default), or by each fetch (0).
 #ifndef PA_TAB_AHEAD
 #define PA_TAB_AHEAD 1
-#endif
-// PA_TAB_BATCH (the _tcpre kernels; 0, not yet measured): the block
-// table's entries of the tiles fetched before the wait loaded together
-// (1, paged_tc's tab_at), not each by its fetch in turn. With three
-// stages a long context's first two fetches are two round trips to L2 in
-// the prologue, which a trace at 2,048 positions found on the step's path:
-// attention's wait returned 1.9 µs after q/k/v's end at its first block
-// (0.6 for the products' waits; the thirty-fourth session).
-#ifndef PA_TAB_BATCH
-#define PA_TAB_BATCH 0
 #endif
 __device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -177,14 +168,8 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     const int nst = imax(2, imin(4, (int)(dynamic_smem_bytes() / (4 * 2 * TB))));
     const u32 st0 = smem_addr(smem) + warp * nst * 2 * TB;
     const int ntile = (j1 - j0 + TP - 1) / TP;
-    // crow_of: the cache row of lane's position in tile n (lane & 15), from
-    // the block table (0 past the range: no load).
-    auto crow_of = [&](int n) {
-        const int p = j0 + n * TP + (lane & (TP - 1));
-        return n < ntile && p < j1 ? tab[p / bs] * bs + p % bs : 0;
-    };
     // fetch_at: tile n of the block's range (the warp's tiles are warp +
-    // 4k) into stage st, its lanes' cache rows crow (crow_of(n)); one
+    // 4k) into stage st, its lanes' cache rows crow (crow_at(tab_at(n))); one
     // commit group a call, empty past the range. early: before the wait
     // (PRE), the query's own position (which the kernel ahead writes) left
     // out: no copy to its rows at all, not even zeros.
@@ -207,12 +192,12 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         }
         asm volatile("cp.async.commit_group;" ::: "memory");
     };
-    auto fetch = [&](int n, int st, bool early) { fetch_at(n, st, early, crow_of(n)); };
-    // tab_at (PA_TAB_AHEAD 2, PA_TAB_BATCH): lane's block table entry for
-    // tile n and its position's row within that block, the entry's load not
-    // yet used (0, 0 past the range: no load); crow_at, the cache row from
-    // them. (crow_of's product of the entry follows its load, so the
-    // warp waits the round trip where it loads it.)
+    // tab_at: lane's block table entry for tile n (lane & 15) and its
+    // position's row within that block, the entry's load not yet used (0, 0
+    // past the range: no load); crow_at, the cache row from them. Kept
+    // apart so that a load made a pass ahead is not waited for until its
+    // fetch: a product of the entry right after its load would make the
+    // warp wait the round trip there.
     auto tab_at = [&](int n) {
         const int p = j0 + n * TP + (lane & (TP - 1));
         int2 e = make_int2(0, 0);
@@ -223,38 +208,26 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         return e;
     };
     auto crow_at = [&](int2 e) { return e.x * bs + e.y; };
+    auto fetch = [&](int n, int st, bool early) { fetch_at(n, st, early, crow_at(tab_at(n))); };
     // PA_TAB_AHEAD (1): the block table's entries of the tile a pass of the
     // loop fetches are loaded a pass before (the first ones now, with the
-    // PRE kernels before the wait: the table is a step's input), meant so
-    // that the fetch does not wait a round trip to L2 for them (0: loaded
-    // by the fetch). Measured on the H200 (7B shape, one row): +0.3% /
-    // +0.4% at 2,048 / 4,096 positions, even at 128 (the thirty-fourth
-    // session). But its SASS (NVRTC 12.4) multiplies the entry right after
-    // the load, a pass early, so the warp still waits the round trip in
-    // each pass; 2 keeps the entry unused until its fetch (tab_at; not yet
-    // measured).
-    int cnx = PA_TAB_AHEAD == 1 ? crow_of(warp + 4 * (nst - 1)) : 0;
-    int2 enx = PA_TAB_AHEAD == 2 ? tab_at(warp + 4 * (nst - 1)) : make_int2(0, 0);
+    // PRE kernels before the wait: the table is a step's input), so that
+    // the fetch does not wait a round trip to L2 for them. Measured on the
+    // H200 (7B shape): +0.4% at one row with 2,048 positions against the
+    // entry multiplied into its cache row right after its load a pass
+    // early (+0.3% / +0.4% at 2,048 / 4,096 against loading it in the
+    // fetch), even at two rows (the thirty-fourth and thirty-fifth
+    // sessions).
+    int2 enx = PA_TAB_AHEAD ? tab_at(warp + 4 * (nst - 1)) : make_int2(0, 0);
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,
     // which the warp whose tile holds it then loads after the wait, with
     // the queries: one round trip to L2 after the wait instead of two (the
     // block table's, then the rows').
     if constexpr (PRE) {
-        if (PA_TAB_BATCH) {
-            // The table's entries of all of them loaded first, so that the
-            // fetches wait one round trip to L2 for them, not one each.
-            int2 c[3];
 #pragma unroll
-            for (int k = 0; k < 3; k++) c[k] = k < nst - 1 ? tab_at(warp + 4 * k) : make_int2(0, 0);
-#pragma unroll
-            for (int k = 0; k < 3; k++)
-                if (k < nst - 1) fetch_at(warp + 4 * k, k, true, crow_at(c[k]));
-        } else {
-#pragma unroll
-            for (int k = 0; k < 3; k++)
-                if (k < nst - 1) fetch(warp + 4 * k, k, true);
-        }
+        for (int k = 0; k < 3; k++)
+            if (k < nst - 1) fetch(warp + 4 * k, k, true);
         wait();
     }
     // The query fragments of head h0 + g (rows g < Gr; the rows 8..15 of
@@ -298,14 +271,10 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     }
     int st = 0;
     for (int n = warp; n < ntile; n += 4) {
-        if (PA_TAB_AHEAD == 1) {
-            const int cr = cnx;
-            cnx = crow_of(n + 4 * nst);
-            fetch_at(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false, cr);  // the stage read in the last pass
-        } else if (PA_TAB_AHEAD == 2) {
+        if (PA_TAB_AHEAD) {
             const int2 e = enx;
             enx = tab_at(n + 4 * nst);
-            fetch_at(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false, crow_at(e));
+            fetch_at(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false, crow_at(e));  // the stage read in the last pass
         } else {
             fetch(n + 4 * (nst - 1), st == 0 ? nst - 1 : st - 1, false);
         }
