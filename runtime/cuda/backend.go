@@ -132,7 +132,6 @@ type Backend struct {
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
 	qmmaEarly     bool            // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
-	qkvEarly      bool            // GPTQTOOL_QKV_EARLY=1: the RoPE-fused q/k/v products only (their next kernel is paged attention)
 	qmmaLate      bool            // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass of eight): defaultQmmaWG; GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows)
@@ -323,14 +322,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
-	// GPTQTOOL_QKV_EARLY=1: paged attention launches as soon as the q/k/v
-	// product ahead of it starts, so that its prologue (the position, the block
-	// table, its first tiles' copies: two round trips and more before its
-	// wait) overlaps the product's loop, not only its end. A trace at
-	// 2,048 positions had attention's wait return 1.9-2.6 µs after
-	// q/k/v's end (0.5-0.7 for the products'; docs/benchmarks.md, the
-	// thirty-fourth session). Not yet measured.
-	b.qkvEarly = os.Getenv("GPTQTOOL_QKV_EARLY") == "1"
 	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"
 	// Paged attention lets the next kernel (o_proj) launch only as it
 	// ends: +2.3% / +2.5% at batch 1 / 8 on the H200 (docs/benchmarks.md,

@@ -1410,9 +1410,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
 	flags := b.qmmaFlags()
-	if rp != nil && b.qkvEarly {
-		flags |= qfEarly // attention, next, launches as this starts
-	}
 	if wide && b.lateAfterWide(M) {
 		flags |= qfLate
 	}
