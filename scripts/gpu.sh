@@ -295,11 +295,12 @@ for step in $steps; do
   decodebase)
     # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
     # the checkpoints the decode step made (DECODE_VARIANTS) at
-    # DECODE_ENV_BATCH, next to this build's figures from the same machine.
+    # DECODE_ENV_BATCH and DECODE_PROMPT, next to this build's figures from
+    # the same machine.
     if [ ! -x "$bin/gptqtool-base" ]; then note "decodebase: no gptqtool-base (build with DEVICE_BASE=REV)"; continue; fi
     for n in ${DECODE_VARIANTS:-q4act q4}; do
       [ -d /tmp/oc7b-$n ] || { note "decodebase: needs /tmp/oc7b-$n (run the decode step first)"; continue; }
-      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt 128 --new ${DECODE_NEW:-128} >'$LOGS/decodebase-$n.json'"
+      run decodebase-$n 300 sh -c "'$bin/gptqtool-base' bench decode --device cuda --model /tmp/oc7b-$n --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decodebase-$n.json'"
       note "base build, $n:"
       grep -E '"(batch|tok_per_s|step_ms)"' "$LOGS/decodebase-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
