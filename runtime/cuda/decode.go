@@ -209,7 +209,7 @@ func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 // / 2 +0.4% / +0.6%, +0.3% / +1.6% and +0.5% / +3.3% with 1,024, 2,048
 // and 4,096-token prompts, even with 128 (four stages at 2,048: −1.1% /
 // −9.8%; docs/benchmarks.md, the thirty-fourth session). At three rows they
-// gave +1.5% / +2.9% with 2,048 / 4,096-token prompts but −0.5% with 128,
+// gave +1.4–1.5% / +2.9% with 2,048 / 4,096-token prompts but −0.5% with 128,
 // at four rows −7% to −10% at every length, at eight −10% (the thirty-fifth
 // session): two rows stay the most.
 const (
