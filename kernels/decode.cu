@@ -213,11 +213,11 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     // loop fetches are loaded a pass before (the first ones now, with the
     // PRE kernels before the wait: the table is a step's input), so that
     // the fetch does not wait a round trip to L2 for them. Measured on the
-    // H200 (7B shape): +0.4% at one row with 2,048 positions against the
-    // entry multiplied into its cache row right after its load a pass
-    // early (+0.3% / +0.4% at 2,048 / 4,096 against loading it in the
-    // fetch), even at two rows (the thirty-fourth and thirty-fifth
-    // sessions).
+    // H200 (7B shape, one row, 2,048 positions): +0.85% against loading
+    // each entry in its fetch (0), +0.4-0.5% against multiplying it into
+    // its cache row right after its load a pass early (the thirty-fourth
+    // session's form); even at two rows, with 128 positions and at batch 8
+    // and 32 (docs/benchmarks.md, the thirty-fifth session).
     int2 enx = PA_TAB_AHEAD ? tab_at(warp + 4 * (nst - 1)) : make_int2(0, 0);
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,
