@@ -221,6 +221,14 @@ const (
 // kernel: 16 positions of hd + 8 elements of 2 bytes (decode.cu paged_tc).
 func pagedTCTile(hd int) int { return 16 * (hd + 8) * 2 }
 
+// pagedTCShared is the tensor-core kernel's dynamic shared memory for a
+// step of rows rows, heads hd wide (at most 32·c) and g query heads a kv
+// head: its four warps' stages of K and V tiles (tcStages), which the
+// warps' partial outputs (4 × g × 32c fp32) reuse after the loop.
+func (b *Backend) pagedTCShared(rows, hd, g, c int) int {
+	return max(4*b.tcStages(rows)*2*pagedTCTile(hd), 4*g*32*c*4)
+}
+
 // pagedTCStatic bounds the tensor-core kernel's static shared memory (6.5
 // KB with eight query heads a kv head) plus the 1 KB the driver keeps a
 // block.
@@ -320,7 +328,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		if p.CacheSettled && rows <= b.attnPrefetch {
 			names = pagedTCPreNames
 		}
-		shared = max(4*b.tcStages(rows)*2*pagedTCTile(hd), 4*g*32*c*4)
+		shared = b.pagedTCShared(rows, hd, g, c)
 		if b.attnTCCap {
 			S = b.pagedTCSplits(S, rows, hkv, shared)
 		}

@@ -363,7 +363,7 @@ func TestTCStages(t *testing.T) {
 	} {
 		b.attnTCStages = c.set
 		st := b.tcStages(c.rows)
-		shared := 4 * st * 2 * pagedTCTile(128)
+		shared := b.pagedTCShared(c.rows, 128, 4, 4)
 		if S := b.pagedTCSplits(pagedMaxSplits, c.rows, 8, shared); st != c.stages || shared != c.shared || S != c.S {
 			t.Errorf("setting %d, %d rows: %d stages, %d bytes, %d splits; want %d, %d, %d", c.set, c.rows, st, shared, S, c.stages, c.shared, c.S)
 		}
