@@ -390,24 +390,6 @@ template <int KD> struct wg_pass {
 #ifndef QPRO
 #define QPRO -1
 #endif
-// QSSG, QSSA, QSSR (defines, for measuring; 0: off): the wide kernels (_g,
-// _p), the _a kernels (o_proj) and the one-tile _r kernels (q/k/v) keep
-// only that many chunks a warp in flight once their first pass of the ring
-// is taken, where the ring (QD, below) is deeper: all QD chunks are copied
-// before the wait, as now, but the loop refills so that QSS* stay in
-// flight. This separates what a deep ring buys at the kernel's start
-// (chunks landed while the kernel before still runs) from what it costs in
-// the loop (more bytes asked of memory at once). A slice of at most QD
-// chunks a warp is all in flight before the wait either way.
-#ifndef QSSG
-#define QSSG 0
-#endif
-#ifndef QSSA
-#define QSSA 0
-#endif
-#ifndef QSSR
-#define QSSR 0
-#endif
 // QSTG: the wide kernels' depth (_g and _p; runtime/cuda defaultQSTWide,
 // GPTQTOOL_QMMA_WIDE_QST).
 #ifndef QSTG
@@ -973,13 +955,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // in registers by now) with chunk i-1+QD; chunk i has landed once at
         // most QD-1 later groups are pending.
         // Unrolled QD deep so that the slots are constant offsets.
-        // QSS*: SS chunks in flight after the first pass (SS = QD: the ring's
-        // depth throughout). Iteration i copies chunk i+SS-1 into its slot
-        // (that chunk's less QD, taken in iteration i+SS-1-QD < i), once
-        // that is past the first pass's copies.
-        constexpr int SSD = NW != 8 ? QSSG : AP ? QSSA : RP ? QSSR : 0;
-        constexpr int SS = !WG && MT == 1 && SSD > 0 && SSD < QD ? SSD : QD;
-        const u32x4* refill = src - (QD - SS + 2) * 32;  // chunk SS-2: advanced before each use
+        const u32x4* refill = src - 64;  // chunk QD-2: advanced before each use
         int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
         if constexpr (WG) {
@@ -1184,23 +1160,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int i = i0 + u;
                 if (i >= nc) break;
                 refill += 32;
-                if constexpr (SS == QD) {
-                    cp_async16_if(ring0 + ((u - 1) & (QD - 1)) * 512, refill, i > 0 && i - 1 + QD < nc, wpol);
-                    asm volatile("cp.async.commit_group;");
-                    asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
-                } else {
-                    // One group an iteration, empty in the first pass until
-                    // its copies reach past the ring's: chunk i's is then
-                    // group i (first pass, QD + i + 1 committed) or QD + i -
-                    // SS + 1 (later).
-                    cp_async16_if(ring0 + ((u + SS - 1) & (QD - 1)) * 512, refill, i + SS - 1 >= QD && i + SS - 1 < nc,
-                                  wpol);
-                    asm volatile("cp.async.commit_group;");
-                    if (i0 == 0)
-                        asm volatile("cp.async.wait_group %0;" ::"n"(QD));
-                    else
-                        asm volatile("cp.async.wait_group %0;" ::"n"(SS - 1));
-                }
+                cp_async16_if(ring0 + ((u - 1) & (QD - 1)) * 512, refill, i > 0 && i - 1 + QD < nc, wpol);
+                asm volatile("cp.async.commit_group;");
+                asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1));
                 const u32x4 w = lds128(ring0 + u * 512);
                 u32x4 bf[MT][SPC / 2];
 #pragma unroll
