@@ -396,21 +396,9 @@ template <int KD> struct wg_pass {
 // that attention's prologue (the position, the block table, its first
 // copies) runs before q/k/v ends instead of after (GPTQTOOL_QKV_EARLY, the
 // launch at q/k/v's start, was 3.4% slower at one row: the thirty-fifth
-// session). QALA, QGLA and QPLA likewise for the _a kernels (o_proj, then
-// add + RMSNorm), the wide GLU ones (_g: gate/up, then down) and the plain
-// wide ones (_p: down, then RMSNorm), where their flags leave the launch
-// after the loop (neither QF_EARLY nor QF_LATE).
+// session).
 #ifndef QRLA
 #define QRLA 0
-#endif
-#ifndef QALA
-#define QALA 0
-#endif
-#ifndef QGLA
-#define QGLA 0
-#endif
-#ifndef QPLA
-#define QPLA 0
 #endif
 // QSTG: the wide kernels' depth (_g and _p; runtime/cuda defaultQSTWide,
 // GPTQTOOL_QMMA_WIDE_QST).
@@ -478,8 +466,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                        : RP && MT == 1 && !WG && BITS == 8 ? QSTR8
                        : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)
                                                        : QST;
-    // The launch point of the next kernel in eighths of the loop (QRLA).
-    constexpr int LA = WG || MT > 1 ? 0 : RP ? QRLA : AP ? QALA : NW == 8 ? 0 : GW ? QGLA : QPLA;
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
@@ -1183,8 +1169,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int u = 0; u < QD; u++) {
                 const int i = i0 + u;
                 if (i >= nc) break;
-                if constexpr (LA > 0 && LA < 8) {
-                    if (i == nc * LA / 8 && !(flags & (QF_EARLY | QF_LATE))) pdl_launch();
+                if constexpr (RP && QRLA > 0 && QRLA < 8) {
+                    if (i == nc * QRLA / 8) pdl_launch();
                 }
                 refill += 32;
                 cp_async16_if(ring0 + ((u - 1) & (QD - 1)) * 512, refill, i > 0 && i - 1 + QD < nc, wpol);
