@@ -390,16 +390,6 @@ template <int KD> struct wg_pass {
 #ifndef QPRO
 #define QPRO -1
 #endif
-// QRLA (a define, for measuring; 0: off): the one-tile q/k/v kernels (_r,
-// _n_r) let the next kernel (paged attention) launch once their warps have
-// taken QRLA eighths of their chunks, rather than after their loop, so
-// that attention's prologue (the position, the block table, its first
-// copies) runs before q/k/v ends instead of after (GPTQTOOL_QKV_EARLY, the
-// launch at q/k/v's start, was 3.4% slower at one row: the thirty-fifth
-// session).
-#ifndef QRLA
-#define QRLA 0
-#endif
 // QSTG: the wide kernels' depth (_g and _p; runtime/cuda defaultQSTWide,
 // GPTQTOOL_QMMA_WIDE_QST).
 #ifndef QSTG
@@ -1169,9 +1159,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int u = 0; u < QD; u++) {
                 const int i = i0 + u;
                 if (i >= nc) break;
-                if constexpr (RP && QRLA > 0 && QRLA < 8) {
-                    if (i == nc * QRLA / 8) pdl_launch();
-                }
                 refill += 32;
                 cp_async16_if(ring0 + ((u - 1) & (QD - 1)) * 512, refill, i > 0 && i - 1 + QD < nc, wpol);
                 asm volatile("cp.async.commit_group;");
