@@ -149,8 +149,8 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 // before the wait, so that the warp holding that position loads its K and
 // V rows after the wait in one round trip to L2 rather than two (the
 // entry's, then the rows'): the block of the row's last split is the one
-// whose end the next kernel waits for (the fifth call of the thirty-sixth
-// session's trace: its wait to its first tile staged 1.6 µs at one row).
+// whose end the next kernel waits for (the thirty-sixth session's trace,
+// call 4: its wait to its first tile staged 1.6 µs at one row).
 #ifndef PA_OWN_EARLY
 #define PA_OWN_EARLY 0
 #endif
@@ -232,8 +232,10 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,
     // which the warp whose tile holds it then loads after the wait, with
-    // the queries: one round trip to L2 after the wait instead of two (the
-    // block table's, then the rows').
+    // the queries: one round trip to L2 after the wait for the tiles'
+    // block table entries and rows, but two for the own position's rows
+    // (its entry, then the rows: the SASS under NVRTC 12.4) unless
+    // PA_OWN_EARLY loads that entry before the wait too.
     // PA_OWN_EARLY: the own position's cache row, for the lanes that load
     // its rows after the wait (below), now.
     i64 own_row = 0;
