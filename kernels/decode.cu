@@ -232,12 +232,14 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     // PRE (the _tcpre kernels, for a settled cache): the first stages'
     // tiles are fetched before the wait, all but the own position's rows,
     // which the warp whose tile holds it then loads after the wait, with
-    // the queries: one round trip to L2 after the wait for the tiles'
-    // block table entries and rows, but two for the own position's rows
-    // (its entry, then the rows: the SASS under NVRTC 12.4) unless
-    // PA_OWN_EARLY loads that entry before the wait too.
+    // the queries. The queries take one round trip to L2 after the wait;
+    // the own position's rows take two (its block table entry, then the
+    // rows: the SASS under NVRTC 12.4) unless PA_OWN_EARLY loads that
+    // entry before the wait, as the tiles' entries are.
     // PA_OWN_EARLY: the own position's cache row, for the lanes that load
-    // its rows after the wait (below), now.
+    // its rows after the wait (below, under the same condition, written
+    // out twice: taken into one lambda it changes the default kernels'
+    // SASS), now.
     i64 own_row = 0;
     if constexpr (PRE && PA_OWN_EARLY) {
         const int n = (own - j0) / TP;
