@@ -368,6 +368,19 @@ template <int KD> struct wg_pass {
 #ifndef QA_HOIST
 #define QA_HOIST 1
 #endif
+// QA_FAST (the _a kernels): what the staging of the first phase computes
+// before its first loads (the rows' split counts' barrier, the first
+// item's heads, which divide the permutation, a model's array, by the
+// head size, and the residual's prefetch address, which divides by the
+// cluster's blocks) is done before the wait, so that the parts' loads and
+// the first (max, sum) loads go out as the wait returns: some 35
+// instructions after it instead of 250 (SASS under NVRTC 12.4). Measured
+// on an H200 (docs/benchmarks.md, the thirty-seventh session): the wait to
+// x staged 1.44 µs instead of 1.73, batch 1 +0.8% at 4 bits and +0.4% at
+// 8; 0 is the old order.
+#ifndef QA_FAST
+#define QA_FAST 1
+#endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
@@ -595,13 +608,55 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
         }
     }
+    // QA_FAST: the first phase's first item (fetch in stage: inputs fk0
+    // + u·blockDim.x of row 0, their heads fhk) and this thread's first
+    // (row, head, split) of the weights (fms; fmo its offset in part, -1
+    // for none), and the residual's prefetch (fres, null for none), all
+    // worked out before the wait.
+    constexpr bool AFAST = AP && QA_FAST;
+    float fpv[2][8], fxv[2];
+    int fhk[2], fmo = -1;
+    float2 fms = make_float2(NEG_INF, 0.0f);
+    const T* fres = nullptr;
+    if constexpr (AFAST) {
+        __syncthreads();  // aps
+        const int nin = imin(P, nc) * KB;
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int k = imin((int)threadIdx.x + u * (int)blockDim.x, nin - 1);
+            fhk[u] = (perm ? __ldg(perm + kbase + k) : kbase + k) / ap.hd;
+        }
+        const int t = threadIdx.x, y = t & 7, m = imin((t >> 3) / ap.hq, M - 1), h = (t >> 3) - m * ap.hq;
+        if (t < M * ap.hq * 8 && h < ap.hq && y < aps[m]) fmo = ((m * ap.hq + h) * ap.sg + y) * 2;
+        if (res && !glu && !rp.kc) {
+            int lo, hi;
+            eshare(M * QC, lo, hi);
+            const int e = lo + (int)threadIdx.x, n = col0 + e % QC;
+            if (e < hi && n < N && n < seg1) fres = res + (i64)(e / QC) * seg1 + n;
+        }
+    }
     // The weights are the model's: only now wait for the previous kernel.
     pdl_wait();
     TRACE_MARK(1);
+    if constexpr (AFAST) {
+        // The first item's parts (fetch's loads, as stage would issue
+        // them), the first weights' (max, sum), the residual's prefetch.
+        const int sm = aps[0];
+        const float* pm = ap.part + (i64)M * ap.hq * ap.sg * 2 + kbase;
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int k = imin((int)threadIdx.x + u * (int)blockDim.x, imin(P, nc) * KB - 1);
+#pragma unroll
+            for (int y = 0; y < 8; y++) fpv[u][y] = y < sm ? __ldcg(pm + k + (i64)y * K) : 0.0f;
+            fxv[u] = sm == 0 ? to_f32(x[kbase + k]) : 0.0f;
+        }
+        if (fmo >= 0) fms = __ldcg((const float2*)(ap.part + fmo));
+        if (fres) prefetch_l1(fres);
+    }
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
     // now, so that the epilogue does not wait a round trip to L2 for it.
-    if (res && !glu && !rp.kc) {
+    if (!AFAST && res && !glu && !rp.kc) {
         int lo, hi;
         eshare(M * QC, lo, hi);
         const int e = lo + (int)threadIdx.x, n = col0 + e % QC;
@@ -759,7 +814,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // outputs do not depend on the weights: the first (inputs, row)
             // item's loads go out before the weights' (max, sum), so that
             // the staging waits one round trip to L2, not two.
-            __syncthreads();  // aps
+            if (!AFAST) __syncthreads();  // aps (AFAST: before the wait)
             const int nin = n8 * 8;
             const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
             float pv[2][8], xv[2];
@@ -779,7 +834,16 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     xv[u] = sm == 0 ? to_f32(x[(i64)m * K + kb0 + k]) : 0.0f;
                 }
             };
-            if (QA_HOIST) fetch(threadIdx.x, 0, true);
+            if (AFAST && ci == 0) {
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    hk[u] = fhk[u], xv[u] = fxv[u];
+#pragma unroll
+                    for (int y = 0; y < 8; y++) pv[u][y] = fpv[u][y];
+                }
+            } else if (QA_HOIST) {
+                fetch(threadIdx.x, 0, true);
+            }
             // Eight threads a (row, head), one a split (neighbours read
             // neighbouring pairs, so that no line of part is asked for by
             // every thread of the grid at once).
@@ -788,7 +852,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const bool on = t < M * ap.hq * 8 && h < ap.hq;
                 const int sm = aps[m];
                 float2 v = make_float2(NEG_INF, 0.0f);
-                if (on && y < sm) v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
+                if (AFAST && ci == 0 && t0 == 0)
+                    v = fms;
+                else if (on && y < sm)
+                    v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
                 float mx = v.x;
                 for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
                 const float w = y < sm ? expf(v.x - mx) : 0.0f;
@@ -798,6 +865,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
             }
             __syncthreads();
+            if (ci == 0) TRACE_MARK_AT(4, 2);  // (GPTQTOOL_TRACE_AT=4: the splits' weights staged)
             for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
                 for (int m = 0; m < M; m++) {
                     // (With QA_HOIST the first item's loads went out above.)
@@ -901,7 +969,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         __syncthreads();  // xbar initialized
     stage(0);
     __syncthreads();
-    TRACE_MARK(2);
+    if (!AP || TRACE_AT != 4)
+        TRACE_MARK(2);
+    else
+        TRACE_MARK(3);  // (GPTQTOOL_TRACE_AT=4, _a: x staged, mark 2 the splits' weights)
     // QPRO: the rest of the ring, in chunk order, once x is staged (a
     // cp.async staging waits for every copy before its own).
 #pragma unroll

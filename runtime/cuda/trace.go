@@ -132,8 +132,10 @@ func (b *Backend) traceSetup() error {
 	// GPTQTOOL_TRACE_AT: the kernels' other mark placements (TRACE_MARK_AT
 	// in kernels/common.cuh); paged attention's 1 marks its combine, 2 its
 	// first tile, 3 runs a combining cluster's last part twice
-	// (kernels/decode.cu).
-	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 3, "0 (the default marks) to 3"); err != nil {
+	// (kernels/decode.cu); the products' 1 marks the loop once every warp
+	// is done, and the _a kernels' 4 their staging's splits' weights (mark
+	// 2) and x staged (mark 3) (kernels/qgemv.cu).
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 4, "0 (the default marks) to 4"); err != nil {
 		return err
 	}
 	// GPTQTOOL_TRACE_SM=KIND[,KIND]: each SM's marks of those kinds'

@@ -154,6 +154,8 @@ func TestTraceCompiles(t *testing.T) {
 		{"decode.cu", "paged_attn_c4_g4_f16", "-DTRACE_AT=3"},
 		// The products' loop mark once every warp is done (GPTQTOOL_TRACE_AT=1).
 		{"qgemv.cu", "qmma4_t1_f16", "-DTRACE_AT=1"},
+		// The _a kernels' staging marks (GPTQTOOL_TRACE_AT=4).
+		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=4"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
