@@ -144,16 +144,6 @@ __device__ __forceinline__ void split_weights(float* wy, const float* l, int S) 
 #ifndef PA_TAB_AHEAD
 #define PA_TAB_AHEAD 1
 #endif
-// PA_OWN_EARLY (a define, for measuring; 0: off): the _tcpre kernels load
-// the block table's entry of the query's own position (a step's input)
-// before the wait, so that the warp holding that position loads its K and
-// V rows after the wait in one round trip to L2 rather than two (the
-// entry's, then the rows'): the block of the row's last split is the one
-// whose end the next kernel waits for (the thirty-sixth session's trace,
-// call 4: its wait to its first tile staged 1.6 µs at one row).
-#ifndef PA_OWN_EARLY
-#define PA_OWN_EARLY 0
-#endif
 __device__ __forceinline__ void ldsm4t(u32* r, u32 addr) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -234,18 +224,9 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     // which the warp whose tile holds it then loads after the wait, with
     // the queries. The queries take one round trip to L2 after the wait;
     // the own position's rows take two (its block table entry, then the
-    // rows: the SASS under NVRTC 12.4) unless PA_OWN_EARLY loads that
-    // entry before the wait, as the tiles' entries are.
-    // PA_OWN_EARLY: the own position's cache row, for the lanes that load
-    // its rows after the wait (below, under the same condition, written
-    // out twice: taken into one lambda it changes the default kernels'
-    // SASS), now.
-    i64 own_row = 0;
-    if constexpr (PRE && PA_OWN_EARLY) {
-        const int n = (own - j0) / TP;
-        if (own >= j0 && own < j1 && n % 4 == warp && n / 4 < nst - 1 && lane < 2 * CPR)
-            own_row = (i64)tab[own / bs] * bs + own % bs;
-    }
+    // rows: the SASS under NVRTC 12.4). Loading that entry before the wait
+    // too measured even on the H200 (the thirty-seventh session,
+    // PA_OWN_EARLY, removed).
     if constexpr (PRE) {
 #pragma unroll
         for (int k = 0; k < 3; k++)
@@ -271,7 +252,7 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         const int n = (own - j0) / TP;
         if (own >= j0 && own < j1 && n % 4 == warp && n / 4 < nst - 1 && lane < 2 * CPR) {
             const int row = (own - j0) % TP, c = lane % CPR;
-            const i64 off = (PA_OWN_EARLY ? own_row : (i64)tab[own / bs] * bs + own % bs) * kvc + c * 8;
+            const i64 off = ((i64)tab[own / bs] * bs + own % bs) * kvc + c * 8;
             const uint4 v = __ldcg((const uint4*)((lane < CPR ? kb : vb) + off));
             const u32 dst = st0 + (n / 4) * 2 * TB + (lane < CPR ? 0u : TB) + (row * LD + c * 8) * 2;
             asm volatile("st.shared.v4.u32 [%0], {%1, %2, %3, %4};" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
