@@ -373,11 +373,11 @@ template <int KD> struct wg_pass {
 // item's heads, which divide the permutation, a model's array, by the
 // head size, and the residual's prefetch address, which divides by the
 // cluster's blocks) is done before the wait, so that the parts' loads and
-// the first (max, sum) loads go out as the wait returns: some 35
-// instructions after it instead of 250 (SASS under NVRTC 12.4). Measured
-// on an H200 (docs/benchmarks.md, the thirty-seventh session): the wait to
-// x staged 1.44 µs instead of 1.73, batch 1 +0.8% at 4 bits and +0.4% at
-// 8; 0 is the old order.
+// the first (max, sum) loads go out as the wait returns: 37 instructions
+// after it in the SASS instead of 245 (NVRTC 12.4). Measured on an H200
+// (docs/benchmarks.md, the thirty-seventh session): the wait to x staged
+// 1.79 µs instead of 2.11 (a trace's medians), batch 1 +0.7-0.8% at 4
+// bits and +0.4% at 8; 0 is the old order.
 #ifndef QA_FAST
 #define QA_FAST 1
 #endif
