@@ -608,11 +608,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
         }
     }
-    // QA_FAST: the first phase's first item (fetch in stage: inputs fk0
-    // + u·blockDim.x of row 0, their heads fhk) and this thread's first
-    // (row, head, split) of the weights (fms; fmo its offset in part, -1
-    // for none), and the residual's prefetch (fres, null for none), all
-    // worked out before the wait.
+    // QA_FAST: the first phase's first item (stage's fetch: inputs
+    // threadIdx.x + u·blockDim.x of row 0, their parts fpv and x fxv, their
+    // heads fhk), this thread's first (row, head, split) of the weights
+    // (fms; fmo its offset in part, -1 for none) and the residual's
+    // prefetch (fres, null for none): the addresses and heads worked out
+    // before the wait, the loads issued as it returns.
     constexpr bool AFAST = AP && QA_FAST;
     float fpv[2][8], fxv[2];
     int fhk[2], fmo = -1;
@@ -814,7 +815,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // outputs do not depend on the weights: the first (inputs, row)
             // item's loads go out before the weights' (max, sum), so that
             // the staging waits one round trip to L2, not two.
-            if (!AFAST) __syncthreads();  // aps (AFAST: before the wait)
+            // aps (AFAST: before the wait; the _a kernels, of one tile,
+            // stage once, so no later phase needs this barrier either).
+            if (!AFAST) __syncthreads();
             const int nin = n8 * 8;
             const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
             float pv[2][8], xv[2];
