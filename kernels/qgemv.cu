@@ -653,6 +653,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         if (fmo >= 0) fms = __ldcg((const float2*)(ap.part + fmo));
         if (fres) prefetch_l1(fres);
+#if defined(GPTQTOOL_TRACE) && TRACE_AT == 5
+        // (GPTQTOOL_TRACE_AT=5: mark 2 once thread 0's first loads are
+        // back, a branch on their values holding the mark until then.)
+        if (__float_as_uint(fms.x) + __float_as_uint(fpv[0][0]) != 1u)
+            TRACE_MARK(2);
+#endif
     }
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
@@ -869,6 +875,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             __syncthreads();
             if (ci == 0) TRACE_MARK_AT(4, 2);  // (GPTQTOOL_TRACE_AT=4: the splits' weights staged)
+            if (ci == 0) TRACE_MARK_AT(5, 3);  // (GPTQTOOL_TRACE_AT=5: the same, as mark 3)
             for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
                 for (int m = 0; m < M; m++) {
                     // (With QA_HOIST the first item's loads went out above.)
@@ -972,9 +979,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         __syncthreads();  // xbar initialized
     stage(0);
     __syncthreads();
-    if (!AP || TRACE_AT != 4)
+    if (!AP || (TRACE_AT != 4 && TRACE_AT != 5))
         TRACE_MARK(2);
-    else
+    else if (TRACE_AT == 4)
         TRACE_MARK(3);  // (GPTQTOOL_TRACE_AT=4, _a: x staged, mark 2 the splits' weights)
     // QPRO: the rest of the ring, in chunk order, once x is staged (a
     // cp.async staging waits for every copy before its own).

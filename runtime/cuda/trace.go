@@ -134,8 +134,9 @@ func (b *Backend) traceSetup() error {
 	// first tile, 3 runs a combining cluster's last part twice
 	// (kernels/decode.cu); the products' 1 marks the loop once every warp
 	// is done, and the _a kernels' 4 their staging's splits' weights (mark
-	// 2) and x staged (mark 3) (kernels/qgemv.cu).
-	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 4, "0 (the default marks) to 4"); err != nil {
+	// 2) and x staged (mark 3), 5 thread 0's first loads back (mark 2) and
+	// the splits' weights (mark 3) (kernels/qgemv.cu).
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 5, "0 (the default marks) to 5"); err != nil {
 		return err
 	}
 	// GPTQTOOL_TRACE_SM=KIND[,KIND]: each SM's marks of those kinds'

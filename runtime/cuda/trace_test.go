@@ -155,7 +155,7 @@ func TestTraceCompiles(t *testing.T) {
 		// The products' loop mark once every warp is done (GPTQTOOL_TRACE_AT=1).
 		{"qgemv.cu", "qmma4_t1_f16", "-DTRACE_AT=1"},
 		// The _a kernels' staging marks (GPTQTOOL_TRACE_AT=4).
-		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=4"},
+		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=4"}, {"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=5"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
