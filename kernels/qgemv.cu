@@ -381,6 +381,13 @@ template <int KD> struct wg_pass {
 #ifndef QA_FAST
 #define QA_FAST 1
 #endif
+// QA_PROBE_W (a probe for traces, not a product: wrong outputs): the _a
+// staging takes every split's (max, sum) as (0, 1) instead of loading it,
+// to time its splits' weights without the loads every block makes of the
+// same (max, sum) table.
+#ifndef QA_PROBE_W
+#define QA_PROBE_W 0
+#endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
@@ -651,7 +658,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int y = 0; y < 8; y++) fpv[u][y] = y < sm ? __ldcg(pm + k + (i64)y * K) : 0.0f;
             fxv[u] = sm == 0 ? to_f32(x[kbase + k]) : 0.0f;
         }
-        if (fmo >= 0) fms = __ldcg((const float2*)(ap.part + fmo));
+        if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(ap.part + fmo));
         if (fres) prefetch_l1(fres);
 #if defined(GPTQTOOL_TRACE) && TRACE_AT == 5
         // (GPTQTOOL_TRACE_AT=5: mark 2 once thread 0's first loads are
