@@ -203,8 +203,9 @@ template <typename T> struct QRope {
 
 // QAttn (the _a kernels): x is paged attention's output (decode.cu, in
 // this product's input order), whose rows of at most dfr splits that
-// kernel left in parts: part [M, hq, sg, 2] holds each split's (max, sum)
-// of each head, then [M, sg, K] each split's unnormalised output, in the
+// kernel left in parts: part [AP_REP][M, hq, sg, 2] holds each split's
+// (max, sum) of each head (AP_REP copies, common.cuh; a block reads copy
+// blockIdx.x mod AP_REP), then [M, sg, K] each split's unnormalised output, in the
 // product's input order too (sg the attention grid's splits, a row's own
 // count pa_splits of pos[m]); its other rows it combined into x itself.
 struct QAttn {
@@ -622,6 +623,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // prefetch (fres, null for none): the addresses and heads worked out
     // before the wait, the loads issued as it returns.
     constexpr bool AFAST = AP && QA_FAST;
+    // (AP) this block's copy of the (max, sum) table (AP_REP).
+    const float* aptab = ap.part + (i64)(blockIdx.x % AP_REP) * M * ap.hq * ap.sg * 2;
     float fpv[2][8], fxv[2];
     int fhk[2], fmo = -1;
     float2 fms = make_float2(NEG_INF, 0.0f);
@@ -650,7 +653,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // The first item's parts (fetch's loads, as stage would issue
         // them), the first weights' (max, sum), the residual's prefetch.
         const int sm = aps[0];
-        const float* pm = ap.part + (i64)M * ap.hq * ap.sg * 2 + kbase;
+        const float* pm = ap.part + (i64)AP_REP * M * ap.hq * ap.sg * 2 + kbase;
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int k = imin((int)threadIdx.x + u * (int)blockDim.x, imin(P, nc) * KB - 1);
@@ -658,7 +661,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int y = 0; y < 8; y++) fpv[u][y] = y < sm ? __ldcg(pm + k + (i64)y * K) : 0.0f;
             fxv[u] = sm == 0 ? to_f32(x[kbase + k]) : 0.0f;
         }
-        if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(ap.part + fmo));
+        if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
         if (fres) prefetch_l1(fres);
 #if defined(GPTQTOOL_TRACE) && TRACE_AT == 5
         // (GPTQTOOL_TRACE_AT=5: mark 2 once thread 0's first loads are
@@ -832,7 +835,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // stage once, so no later phase needs this barrier either).
             if (!AFAST) __syncthreads();
             const int nin = n8 * 8;
-            const float* po = ap.part + (i64)M * ap.hq * ap.sg * 2 + kb0;
+            const float* po = ap.part + (i64)AP_REP * M * ap.hq * ap.sg * 2 + kb0;
             float pv[2][8], xv[2];
             int hk[2];
             // fetch: row m's splits' outputs (and, for a row attention
@@ -871,7 +874,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 if (AFAST && ci == 0 && t0 == 0)
                     v = fms;
                 else if (on && y < sm)
-                    v = __ldcg((const float2*)(ap.part + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
+                    v = __ldcg((const float2*)(aptab + ((i64)(m * ap.hq + h) * ap.sg + y) * 2));
                 float mx = v.x;
                 for (int o = 1; o < 8; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
                 const float w = y < sm ? expf(v.x - mx) : 0.0f;
