@@ -628,7 +628,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const int nh = Gr;
     // This block's (max, sum) and unnormalised output of each head, in its
     // split's place of part (with dfr, past the parts left for the next
-    // kernel: the same size again), for the last of the S to combine.
+    // kernel: their AP_REP tables and their outputs), for the last of the
+    // S to combine.
     float* cpart = dfr > 0 ? part + (i64)gridDim.z * hq * gridDim.y * (hd + 2 * AP_REP) : part;
     auto write_part = [&]() {
         for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
