@@ -623,8 +623,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // prefetch (fres, null for none): the addresses and heads worked out
     // before the wait, the loads issued as it returns.
     constexpr bool AFAST = AP && QA_FAST;
-    // (AP) this block's copy of the (max, sum) table (AP_REP).
-    const float* aptab = ap.part + (i64)(blockIdx.x % AP_REP) * M * ap.hq * ap.sg * 2;
+    // (AP) this block's copy of the (max, sum) tables (AP_REP), and the
+    // splits' outputs after the tables.
+    const i64 aptabn = (i64)M * ap.hq * ap.sg * 2;
+    const float* aptab = ap.part + (blockIdx.x % AP_REP) * aptabn;
+    const float* apout = ap.part + AP_REP * aptabn;
     float fpv[2][8], fxv[2];
     int fhk[2], fmo = -1;
     float2 fms = make_float2(NEG_INF, 0.0f);
@@ -653,7 +656,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // The first item's parts (fetch's loads, as stage would issue
         // them), the first weights' (max, sum), the residual's prefetch.
         const int sm = aps[0];
-        const float* pm = ap.part + (i64)AP_REP * M * ap.hq * ap.sg * 2 + kbase;
+        const float* pm = apout + kbase;
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int k = imin((int)threadIdx.x + u * (int)blockDim.x, imin(P, nc) * KB - 1);
@@ -835,7 +838,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // stage once, so no later phase needs this barrier either).
             if (!AFAST) __syncthreads();
             const int nin = n8 * 8;
-            const float* po = ap.part + (i64)AP_REP * M * ap.hq * ap.sg * 2 + kb0;
+            const float* po = apout + kb0;
             float pv[2][8], xv[2];
             int hk[2];
             // fetch: row m's splits' outputs (and, for a row attention
