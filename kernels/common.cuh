@@ -109,19 +109,6 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 #ifndef PA_DTILE
 #define PA_DTILE 512
 #endif
-// AP_REP (1-8; a define for measuring, 1 by default): paged attention
-// writes the (max, sum) table of the rows it leaves to o_proj's _a kernel
-// AP_REP times (decode.cu), and each block of that product reads copy
-// blockIdx.x mod AP_REP of it (qgemv.cu). Every block of the product reads
-// the whole table (its act-order inputs touch every head): 256 blocks
-// asking for the same 2 KB at once cost about 0.5 µs a layer at one row
-// (the thirty-seventh session's QA_PROBE_W trace). Both modules must be
-// compiled with the same value: GPTQTOOL_KERNEL_DEFINES gives every module
-// the same defines. runtime/cuda sizes the parts for up to apRepMax (8).
-#ifndef AP_REP
-#define AP_REP 1
-#endif
-static_assert(AP_REP >= 1 && AP_REP <= 8, "AP_REP: 1 to 8 copies");
 __device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minsplit, int cap) {
     const int lo = window > 0 ? imax(0, pos - window + 1) : 0, len = pos - lo + 1;
     const int S = imin(imin(gs, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));

@@ -628,9 +628,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     const int nh = Gr;
     // This block's (max, sum) and unnormalised output of each head, in its
     // split's place of part (with dfr, past the parts left for the next
-    // kernel: their AP_REP tables and their outputs), for the last of the
-    // S to combine.
-    float* cpart = dfr > 0 ? part + (i64)gridDim.z * hq * gridDim.y * (hd + 2 * AP_REP) : part;
+    // kernel: the same size again), for the last of the S to combine.
+    float* cpart = dfr > 0 ? part + (i64)gridDim.z * hq * gridDim.y * (hd + 2) : part;
     auto write_part = [&]() {
         for (int e = tid; e < nh * (hd + 2); e += blockDim.x) {
             const int g = e / (hd + 2), d = e % (hd + 2);
@@ -640,18 +639,15 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     };
     if (defer) {
         // Left for the next kernel, laid out for it to read its inputs
-        // contiguously: part [AP_REP][rows, hq, gridDim.y, 2] the heads'
-        // (max, sum) of each split, AP_REP copies, then [rows, gridDim.y,
-        // hq·hd] each split's unnormalised output, column c at oslots[c]
-        // (the product's input order).
+        // contiguously: part [rows, hq, gridDim.y, 2] the heads' (max,
+        // sum) of each split, then [rows, gridDim.y, hq·hd] each split's
+        // unnormalised output, column c at oslots[c] (the product's input
+        // order).
         if (tid < nh) {
-#pragma unroll
-            for (int c = 0; c < AP_REP; c++) {
-                float* ml = part + (i64)c * gridDim.z * hq * gridDim.y * 2 + (((i64)r * hq + h0 + tid) * gridDim.y + s) * 2;
-                ml[0] = mh[tid], ml[1] = lh[tid];
-            }
+            float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + s) * 2;
+            ml[0] = mh[tid], ml[1] = lh[tid];
         }
-        float* po = part + (i64)AP_REP * gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + s) * hq * hd;
+        float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + s) * hq * hd;
 #pragma unroll
         for (int u = 0; u < EPT; u++) {
             const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;

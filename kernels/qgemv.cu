@@ -203,9 +203,8 @@ template <typename T> struct QRope {
 
 // QAttn (the _a kernels): x is paged attention's output (decode.cu, in
 // this product's input order), whose rows of at most dfr splits that
-// kernel left in parts: part [AP_REP][M, hq, sg, 2] holds each split's
-// (max, sum) of each head (AP_REP copies, common.cuh; a block reads copy
-// blockIdx.x mod AP_REP), then [M, sg, K] each split's unnormalised output, in the
+// kernel left in parts: part [M, hq, sg, 2] holds each split's (max, sum)
+// of each head, then [M, sg, K] each split's unnormalised output, in the
 // product's input order too (sg the attention grid's splits, a row's own
 // count pa_splits of pos[m]); its other rows it combined into x itself.
 struct QAttn {
@@ -623,11 +622,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // prefetch (fres, null for none): the addresses and heads worked out
     // before the wait, the loads issued as it returns.
     constexpr bool AFAST = AP && QA_FAST;
-    // (AP) this block's copy of the (max, sum) tables (AP_REP), and the
-    // splits' outputs after the tables.
-    const i64 aptabn = (i64)M * ap.hq * ap.sg * 2;
-    const float* aptab = ap.part + (blockIdx.x % AP_REP) * aptabn;
-    const float* apout = ap.part + AP_REP * aptabn;
+    // (AP) the splits' (max, sum) table, and their outputs after it.
+    const float* aptab = ap.part;
+    const float* apout = ap.part + (i64)M * ap.hq * ap.sg * 2;
     float fpv[2][8], fxv[2];
     int fhk[2], fmo = -1;
     float2 fms = make_float2(NEG_INF, 0.0f);

@@ -347,12 +347,11 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	}
 	var part, cnt uint64
 	if S > 1 || deferred {
-		// (Deferred: the parts left for the product, with room for
-		// apRepMax copies of their (max, sum) table, then those of the rows
-		// attention combines itself.)
+		// (Deferred: the parts left for the product, then those of the
+		// rows attention combines itself.)
 		n := int64(rows) * int64(hq) * int64(S) * int64(hd+2) * 4
 		if deferred {
-			n += int64(rows) * int64(hq) * int64(S) * int64(hd+2*apRepMax) * 4
+			n *= 2
 		}
 		pb, err := b.scratch(&b.apart, n)
 		if err != nil {
@@ -655,9 +654,6 @@ const (
 	apSplits = 8
 	apRows   = 1
 	apHeads  = 64
-	// apRepMax: the most copies of the (max, sum) table paged attention
-	// writes for the product (kernels/common.cuh AP_REP, a define).
-	apRepMax = 8
 )
 
 // apArg is where paged attention left its output in parts (pagedAttention
