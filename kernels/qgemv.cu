@@ -388,16 +388,6 @@ template <int KD> struct wg_pass {
 #ifndef QA_PROBE_W
 #define QA_PROBE_W 0
 #endif
-// QA_MS_FIRST (QA_FAST; a define for measuring, 0 by default): each
-// thread's first (max, sum) load goes out before its (up to 16) loads of the
-// splits' outputs rather than after them, so that the splits' weights
-// (shuffles, an exp, the barrier) need not wait behind the parts' burst
-// (every block asks for 16 KB of parts at once): the AP_REP copies of the
-// table, which would have cut its 256 readers a line to 32, measured even
-// (the thirty-eighth session), so its cost is the wait, not the sharing.
-#ifndef QA_MS_FIRST
-#define QA_MS_FIRST 0
-#endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
@@ -664,12 +654,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // them), the first weights' (max, sum), the residual's prefetch.
         const int sm = aps[0];
         const float* pm = apout + kbase;
-        if constexpr (QA_MS_FIRST) {
-            if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
-            // (__syncwarp orders memory: ptxas does not sink the load
-            // below the parts' loads, as it otherwise does.)
-            __syncwarp();
-        }
 #pragma unroll
         for (int u = 0; u < 2; u++) {
             const int k = imin((int)threadIdx.x + u * (int)blockDim.x, imin(P, nc) * KB - 1);
@@ -677,7 +661,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int y = 0; y < 8; y++) fpv[u][y] = y < sm ? __ldcg(pm + k + (i64)y * K) : 0.0f;
             fxv[u] = sm == 0 ? to_f32(x[kbase + k]) : 0.0f;
         }
-        if (!QA_MS_FIRST && fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
+        if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
         if (fres) prefetch_l1(fres);
 #if defined(GPTQTOOL_TRACE) && TRACE_AT == 5
         // (GPTQTOOL_TRACE_AT=5: mark 2 once thread 0's first loads are
