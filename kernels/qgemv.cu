@@ -407,22 +407,6 @@ template <int KD> struct wg_pass {
 #ifndef QST1_8
 #define QST1_8 4
 #endif
-// QL2PF (a define for measuring, 0 by default; bits: 1 the _a kernels,
-// 2 the _r kernels, 4 the other kernels of one tile and 8 warps): as the
-// wait for the previous kernel returns, each warp asks the chunks of its
-// slice past its ring's first pass (at most QL2N of them) into L2 with one
-// bulk prefetch, so that the ring's later copies, issued only as the
-// staged x lets its first chunks be used, find them there. The memory is
-// idle then: the previous kernel is done, the ring's first pass is in,
-// and the next kernel has not started. (Asked for before the wait, or by
-// the kernel before, such prefetches competed with that kernel and were
-// slower: docs/benchmarks.md, the twenty-seventh session.)
-#ifndef QL2PF
-#define QL2PF 0
-#endif
-#ifndef QL2N
-#define QL2N 64
-#endif
 #ifndef QPRO
 #define QPRO -1
 #endif
@@ -685,14 +669,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         if (__float_as_uint(fms.x) + __float_as_uint(fpv[0][0]) != 1u)
             TRACE_MARK(2);
 #endif
-    }
-    if constexpr (QL2PF != 0 && MT == 1 && NW == 8 && !WG) {
-        constexpr bool on = (QL2PF & (AP ? 1 : RP ? 2 : 4)) != 0;
-        const int n = imin(nc - QD, QL2N);
-        if (on && lane == 0 && n > 0)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"((const u32x4*)qw + ((i64)nt * CK + c0 + QD) * 32),
-                         "r"((u32)n * 512u)
-                         : "memory");
     }
     // The residual this thread adds to its first output in the epilogue
     // (qout's plain path: one output tensor, res in its shape) goes to L1
