@@ -192,6 +192,11 @@ struct Tracer {
     __device__ void mark(int j) {
         if (threadIdx.x == 0) m.g[j] = trace_gtimer(), m.c[j] = trace_clock();
     }
+    // mark_max: mark j as the latest of the calling threads (any thread;
+    // the global timer only, its clock left 0), for the last warp to reach
+    // a point (GPTQTOOL_TRACE_AT=6). Call it only after a barrier that
+    // follows the constructor, which clears the marks.
+    __device__ void mark_max(int j) { atomicMax((unsigned long long*)&m.g[j], (unsigned long long)trace_gtimer()); }
     __device__ ~Tracer() {
         if (threadIdx.x != 0) return;
         const u64 g4 = trace_gtimer();

@@ -883,9 +883,26 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 // (A row attention combined: weights of 0, which multiply 0s.)
                 if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
             }
+#if defined(GPTQTOOL_TRACE) && TRACE_AT == 6
+            // (GPTQTOOL_TRACE_AT=6, AFAST: mark 2 as the last warp reaches
+            // the weights' barrier, mark 3 once the last warp's first
+            // item's parts are back, a branch on their values after the
+            // barrier holding each warp's mark until then.)
+            if (AFAST && ci == 0 && (threadIdx.x & 31) == 0) trace_.mark_max(2);
+#endif
             __syncthreads();
             if (ci == 0) TRACE_MARK_AT(4, 2);  // (GPTQTOOL_TRACE_AT=4: the splits' weights staged)
             if (ci == 0) TRACE_MARK_AT(5, 3);  // (GPTQTOOL_TRACE_AT=5: the same, as mark 3)
+#if defined(GPTQTOOL_TRACE) && TRACE_AT == 6
+            if (AFAST && ci == 0 && (threadIdx.x & 31) == 0) {
+                u32 b = 0;
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+#pragma unroll
+                    for (int y = 0; y < 8; y++) b += __float_as_uint(pv[u][y]);
+                if (b != 1u) trace_.mark_max(3);
+            }
+#endif
             for (int k0 = threadIdx.x; k0 < nin; k0 += 2 * blockDim.x) {
                 for (int m = 0; m < M; m++) {
                     // (With QA_HOIST the first item's loads went out above.)

@@ -156,6 +156,7 @@ func TestTraceCompiles(t *testing.T) {
 		{"qgemv.cu", "qmma4_t1_f16", "-DTRACE_AT=1"},
 		// The _a kernels' staging marks (GPTQTOOL_TRACE_AT=4).
 		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=4"}, {"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=5"},
+		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=6"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
