@@ -194,7 +194,7 @@ struct Tracer {
     }
     // mark_max: mark j as the latest of the calling threads (any thread;
     // the global timer only, its clock left 0), for the last warp to reach
-    // a point (GPTQTOOL_TRACE_AT=6). Call it only after a barrier that
+    // a point (GPTQTOOL_TRACE_AT=6's mark 3). Call it only after a barrier that
     // follows the constructor, which clears the marks.
     __device__ void mark_max(int j) { atomicMax((unsigned long long*)&m.g[j], (unsigned long long)trace_gtimer()); }
     __device__ ~Tracer() {

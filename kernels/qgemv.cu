@@ -883,17 +883,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 // (A row attention combined: weights of 0, which multiply 0s.)
                 if (on) apw[m][h][y] = y < sm ? w / L : 0.0f;
             }
-#if defined(GPTQTOOL_TRACE) && TRACE_AT == 6
-            // (GPTQTOOL_TRACE_AT=6, AFAST: mark 2 as the last warp reaches
-            // the weights' barrier, mark 3 once the last warp's first
-            // item's parts are back, a branch on their values after the
-            // barrier holding each warp's mark until then.)
-            if (AFAST && ci == 0 && (threadIdx.x & 31) == 0) trace_.mark_max(2);
-#endif
             __syncthreads();
             if (ci == 0) TRACE_MARK_AT(4, 2);  // (GPTQTOOL_TRACE_AT=4: the splits' weights staged)
             if (ci == 0) TRACE_MARK_AT(5, 3);  // (GPTQTOOL_TRACE_AT=5: the same, as mark 3)
 #if defined(GPTQTOOL_TRACE) && TRACE_AT == 6
+            // (GPTQTOOL_TRACE_AT=6, AFAST: mark 3 once the last warp's
+            // first item's parts are back, a branch on their values after
+            // the weights' barrier holding each warp's mark until then;
+            // mark 2 is the default's, x staged.)
             if (AFAST && ci == 0 && (threadIdx.x & 31) == 0) {
                 u32 b = 0;
 #pragma unroll

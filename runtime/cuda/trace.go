@@ -135,8 +135,8 @@ func (b *Backend) traceSetup() error {
 	// (kernels/decode.cu); the products' 1 marks the loop once every warp
 	// is done, and the _a kernels' 4 their staging's splits' weights (mark
 	// 2) and x staged (mark 3), 5 thread 0's first loads back (mark 2) and
-	// the splits' weights (mark 3), 6 the last warp at the weights' barrier
-	// (mark 2) and the last warp's first parts back (mark 3)
+	// the splits' weights (mark 3), 6 x staged (mark 2, the default's) and
+	// the last warp's first parts back, after the weights' barrier (mark 3)
 	// (kernels/qgemv.cu).
 	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 6, "0 (the default marks) to 6"); err != nil {
 		return err
