@@ -388,21 +388,6 @@ template <int KD> struct wg_pass {
 #ifndef QA_PROBE_W
 #define QA_PROBE_W 0
 #endif
-// QA_WLOCAL (QA_FAST; a define for measuring, 0 by default): the staging's
-// first pass of the splits' weights takes each thread's (row, head, split)
-// as worked out before the wait, and each thread loads its (row, head)'s
-// whole (max, sum) row (the eight threads of a head ask for the same
-// bytes in one load) and works out the max and the sum itself, in the
-// order the shuffles would have added them up (the same bits), instead
-// of an integer division and six dependent shuffles after the loads. The
-// thirty-eighth session's traces put 0.4 µs a layer between the staging's
-// loads back and its weights' barrier (GPTQTOOL_TRACE_AT=6 with and
-// without QA_PROBE_W). Not yet run on a GPU; under NVRTC 12.4 its _a
-// kernels keep five long-lived values in local memory (five stores before
-// the wait, five loads after the staging), which the default's do not.
-#ifndef QA_WLOCAL
-#define QA_WLOCAL 0
-#endif
 
 // Chunks in flight per warp: a ring of QST chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
@@ -642,10 +627,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const float* apout = ap.part + (i64)M * ap.hq * ap.sg * 2;
     float fpv[2][8], fxv[2];
     int fhk[2], fmo = -1;
-    // (QA_WLOCAL) this thread's first item of the weights, packed into one
-    // register: bit 31 set for one, bits 27-30 its row's splits, 16-26 its
-    // place in apw, 0-15 its (row, head)'s first pair in the table.
-    u32 fwp = 0;
     float2 fms = make_float2(NEG_INF, 0.0f);
     const T* fres = nullptr;
     if constexpr (AFAST) {
@@ -658,8 +639,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         const int t = threadIdx.x, y = t & 7, m = imin((t >> 3) / ap.hq, M - 1), h = (t >> 3) - m * ap.hq;
         if (t < M * ap.hq * 8 && h < ap.hq && y < aps[m]) fmo = ((m * ap.hq + h) * ap.sg + y) * 2;
-        if (QA_WLOCAL && t < M * ap.hq * 8 && h < ap.hq)
-            fwp = 1u << 31 | (u32)aps[m] << 27 | (u32)((m * 64 + h) * 8 + y) << 16 | (u32)((m * ap.hq + h) * ap.sg);
         if (res && !glu && !rp.kc) {
             int lo, hi;
             eshare(M * QC, lo, hi);
@@ -682,7 +661,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             for (int y = 0; y < 8; y++) fpv[u][y] = y < sm ? __ldcg(pm + k + (i64)y * K) : 0.0f;
             fxv[u] = sm == 0 ? to_f32(x[kbase + k]) : 0.0f;
         }
-        if (!QA_WLOCAL && fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
+        if (fmo >= 0) fms = QA_PROBE_W ? make_float2(0.0f, 1.0f) : __ldcg((const float2*)(aptab + fmo));
         if (fres) prefetch_l1(fres);
 #if defined(GPTQTOOL_TRACE) && TRACE_AT == 5
         // (GPTQTOOL_TRACE_AT=5: mark 2 once thread 0's first loads are
@@ -887,31 +866,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // Eight threads a (row, head), one a split (neighbours read
             // neighbouring pairs, so that no line of part is asked for by
             // every thread of the grid at once).
-            int t0 = 0;
-            if (QA_WLOCAL && AFAST && ci == 0) {
-                // The first pass (QA_WLOCAL): the lane's (row, head)'s
-                // splits s < sm, their max, their weights w_s and the sum of
-                // w_s·sum_s as the shuffles below add it up.
-                const int sm = fwp >> 27 & 15, wi = fwp >> 16 & 2047, wy = wi & 7;
-                const float* wr = aptab + (fwp & 0xffffu) * 2;
-                float2 v[8];
-#pragma unroll
-                for (int s = 0; s < 8; s++) v[s] = s < sm ? __ldcg((const float2*)(wr + 2 * s)) : make_float2(NEG_INF, 0.0f);
-                float mx = v[0].x;
-#pragma unroll
-                for (int s = 1; s < 8; s++) mx = fmaxf(mx, v[s].x);
-                float a[8], ww = 0.0f;
-#pragma unroll
-                for (int s = 0; s < 8; s++) {
-                    const float w = s < sm ? expf(v[s].x - mx) : 0.0f;
-                    a[s] = __fmul_rn(w, v[s].y);  // (not contracted into the sums' adds: the shuffles' bits)
-                    if (s == wy) ww = w;
-                }
-                const float L = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-                if (fwp >> 31) (&apw[0][0][0])[wi] = wy < sm ? ww / L : 0.0f;
-                t0 = blockDim.x;
-            }
-            for (; t0 < M * ap.hq * 8; t0 += blockDim.x) {
+            for (int t0 = 0; t0 < M * ap.hq * 8; t0 += blockDim.x) {
                 const int t = t0 + threadIdx.x, y = t & 7, m = imin((t >> 3) / ap.hq, M - 1), h = (t >> 3) - m * ap.hq;
                 const bool on = t < M * ap.hq * 8 && h < ap.hq;
                 const int sm = aps[m];
