@@ -128,6 +128,7 @@ type Backend struct {
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
 	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
+	probeSkip     []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
@@ -341,6 +342,15 @@ func New(o Options) (*Backend, error) {
 	// attention combining its rows itself (=0), in one call
 	// (docs/benchmarks.md, the fourteenth session).
 	b.apDefer = os.Getenv("GPTQTOOL_ATTN_DEFER") != "0"
+	// GPTQTOOL_PROBE_SKIP=PREFIX[,PREFIX...]: a probe for measurements, not
+	// a product (its outputs are wrong): kernels whose names start with one
+	// of the prefixes are not launched, so that a decode step's time without
+	// them (e.g. paged_attn_, add_rmsnorm_, rmsnorm_parts_) bounds what
+	// fusing them away could gain.
+	if v := os.Getenv("GPTQTOOL_PROBE_SKIP"); v != "" {
+		b.probeSkip = strings.Split(v, ",")
+		fmt.Fprintf(os.Stderr, "cuda: GPTQTOOL_PROBE_SKIP=%s: those kernels are not launched, outputs are wrong\n", v)
+	}
 	// GPTQTOOL_OPROJ_ADD=N: decode steps of 2 to N rows add o_proj's
 	// product into the residual stream in its epilogue, and the norm after
 	// it is a plain one (ResidualProjects; 0: none).
@@ -1042,6 +1052,11 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 	grid, block = dims(grid), dims(block)
 	if grid.X == 0 || grid.Y == 0 || grid.Z == 0 {
 		return nil // nothing to do
+	}
+	for _, p := range b.probeSkip {
+		if strings.HasPrefix(name, p) {
+			return nil
+		}
 	}
 	f.launches++
 	a := b.args
