@@ -1350,6 +1350,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     const u32 rank = cluster_y(), cx = cluster_x();
                     __syncthreads();  // tot is whole
                     cluster_wait();   // (the arrival made as the block started)
+                    TRACE_MARK_AT(7, 2);  // (GPTQTOOL_TRACE_AT=7: every warp's sums in tot)
                     for (int i = threadIdx.x; i < q4 * P2; i += blockDim.x) {
                         const int q = P2 == 1 ? i : i >> 1, h = P2 == 1 ? 0 : i & 1;
                         const int r = ((q + 1) * S - 1) / q4;  // the quad's block: pshare's r * q4 / S <= q
@@ -1358,6 +1359,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                                     *(const float4*)(tot + m * QC + h * W + j));
                     }
                     cluster_sync();
+                    TRACE_MARK_AT(7, 3);  // (GPTQTOOL_TRACE_AT=7: the slab's pushes received)
                     int lo, hi;
                     pshare(items, S, rank, lo, hi);
                     const float* rf = (const float*)recv;
@@ -1378,7 +1380,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
+            TRACE_MARK_AT(7, 2);
             cluster_sync();
+            TRACE_MARK_AT(7, 3);
             // (This block's rank in its slab is its place along y.)
             const u32 rank = cluster_y(), cx = cluster_x();
             u32 base[8];  // tot in each block of the slab (S <= 8)

@@ -136,9 +136,11 @@ func (b *Backend) traceSetup() error {
 	// is done, and the _a kernels' 4 their staging's splits' weights (mark
 	// 2) and x staged (mark 3), 5 thread 0's first loads back (mark 2) and
 	// the splits' weights (mark 3), 6 x staged (mark 2, the default's) and
-	// the last warp's first parts back, after the weights' barrier (mark 3)
+	// the last warp's first parts back, after the weights' barrier (mark 3),
+	// and the clustered products' 7 their epilogue: every warp's sums
+	// written (mark 2) and the cluster's barrier passed (mark 3)
 	// (kernels/qgemv.cu).
-	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 6, "0 (the default marks) to 6"); err != nil {
+	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 7, "0 (the default marks) to 7"); err != nil {
 		return err
 	}
 	// GPTQTOOL_TRACE_SM=KIND[,KIND]: each SM's marks of those kinds'

@@ -157,6 +157,8 @@ func TestTraceCompiles(t *testing.T) {
 		// The _a kernels' staging marks (GPTQTOOL_TRACE_AT=4).
 		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=4"}, {"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=5"},
 		{"qgemv.cu", "qmma4_t1_a_f16", "-DTRACE_AT=6"},
+		// The clustered products' epilogue (GPTQTOOL_TRACE_AT=7).
+		{"qgemv.cu", "qmma4_t1_f16", "-DTRACE_AT=7"}, {"qgemv.cu", "qmma4_t1_g_f16", "-DTRACE_AT=7"},
 	} {
 		m := kernels.ModuleOf(k.file, k.kernel)
 		src, err := kernels.Source(m.File)
