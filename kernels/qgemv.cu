@@ -160,16 +160,6 @@
 #ifndef QPUSH
 #define QPUSH 1
 #endif
-// QPUSH_ASYNC (with QF_PUSH; 0 by default, for measuring): the pushes are
-// st.async stores that complete on an mbarrier of the receiving block,
-// which waits only for its own slots' bytes (expect_tx), instead of the
-// cluster barrier after the pushes: the last block's sums reach the others
-// without its stores' release and the barrier's round trip after them.
-// Each block's mbarrier is set up before its arrival at the start, which
-// the pushers wait for.
-#ifndef QPUSH_ASYNC
-#define QPUSH_ASYNC 0
-#endif
 // pshare: block rk's share [lo, hi) of an epilogue of items items (a
 // multiple of 4) among ns blocks under QF_PUSH, in quads of 4 items.
 template <int Z = 0> __device__ __forceinline__ void pshare(int items, int ns, int rk, int& lo, int& hi) {
@@ -180,15 +170,6 @@ template <int Z = 0> __device__ __forceinline__ void pshare(int items, int ns, i
 template <int Z = 0> __device__ __forceinline__ void st_cluster4(u32 addr, float4 v) {
 #if __CUDA_ARCH__ >= 900
     asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
-                 : "memory");
-#endif
-}
-// st_async4: st_cluster4 completing on the mbarrier at bar (a
-// shared::cluster address in the same block as addr) with its 16 bytes.
-template <int Z = 0> __device__ __forceinline__ void st_async4(u32 addr, float4 v, u32 bar) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.f32 [%0], {%1, %2, %3, %4}, [%5];" ::"r"(addr),
-                 "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w), "r"(bar)
                  : "memory");
 #endif
 }
@@ -508,16 +489,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // (after the loop) matches, so that every block of the cluster has
     // started before any writes another's shared memory.
     constexpr bool PUSH = QPUSH && MT == 1 && NW == 8 && !WG;
-#if QPUSH_ASYNC
-    __shared__ __align__(8) unsigned long long pbar[1];
-#endif
     if constexpr (PUSH) {
-        if ((flags & QF_PUSH) && cl && gridDim.y > 1) {
-#if QPUSH_ASYNC
-            if (threadIdx.x == 0) bar_init(smem_addr(pbar));
-#endif
-            cluster_arrive();
-        }
+        if ((flags & QF_PUSH) && cl && gridDim.y > 1) cluster_arrive();
     }
     const int CK = K / KB;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -1378,31 +1351,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     __syncthreads();  // tot is whole
                     cluster_wait();   // (the arrival made as the block started)
                     TRACE_MARK_AT(7, 2);  // (GPTQTOOL_TRACE_AT=7: every warp's sums in tot)
-#if QPUSH_ASYNC
-                    if (threadIdx.x == 0) {
-                        int plo, phi;
-                        pshare(items, S, rank, plo, phi);
-                        bar_expect(smem_addr(pbar), (u32)(S * ((phi - plo) / 4) * P2 * 16));
-                    }
-#endif
                     for (int i = threadIdx.x; i < q4 * P2; i += blockDim.x) {
                         const int q = P2 == 1 ? i : i >> 1, h = P2 == 1 ? 0 : i & 1;
                         const int r = ((q + 1) * S - 1) / q4;  // the quad's block: pshare's r * q4 / S <= q
                         const int it = 4 * q, m = it / W, j = it - m * W;
-#if QPUSH_ASYNC
-                        const u32 rr = cluster_rank_of(cx, r);
-                        st_async4(cluster_addr(recv + rank * cap + (q - r * q4 / S) * P2 + h, rr),
-                                  *(const float4*)(tot + m * QC + h * W + j), cluster_addr(pbar, rr));
-#else
                         st_cluster4(cluster_addr(recv + rank * cap + (q - r * q4 / S) * P2 + h, cluster_rank_of(cx, r)),
                                     *(const float4*)(tot + m * QC + h * W + j));
-#endif
                     }
-#if QPUSH_ASYNC
-                    bar_wait(smem_addr(pbar), 0);
-#else
                     cluster_sync();
-#endif
                     TRACE_MARK_AT(7, 3);  // (GPTQTOOL_TRACE_AT=7: the slab's pushes received)
                     int lo, hi;
                     pshare(items, S, rank, lo, hi);
