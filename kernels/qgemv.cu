@@ -1380,9 +1380,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             // The S blocks of the slab are one cluster: each adds up its
             // share of the outputs from all of their sums, in rank order.
-            TRACE_MARK_AT(7, 2);
+            TRACE_MARK_AT(7, 2);  // (GPTQTOOL_TRACE_AT=7: thread 0's sums in tot)
             cluster_sync();
-            TRACE_MARK_AT(7, 3);
+            TRACE_MARK_AT(7, 3);  // (GPTQTOOL_TRACE_AT=7: every block's sums in tot)
             // (This block's rank in its slab is its place along y.)
             const u32 rank = cluster_y(), cx = cluster_x();
             u32 base[8];  // tot in each block of the slab (S <= 8)

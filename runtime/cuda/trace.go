@@ -137,9 +137,10 @@ func (b *Backend) traceSetup() error {
 	// 2) and x staged (mark 3), 5 thread 0's first loads back (mark 2) and
 	// the splits' weights (mark 3), 6 x staged (mark 2, the default's) and
 	// the last warp's first parts back, after the weights' barrier (mark 3),
-	// and the clustered products' 7 their epilogue: every warp's sums
-	// written (mark 2) and the cluster's barrier passed (mark 3)
-	// (kernels/qgemv.cu).
+	// and the clustered products' 7 their epilogue: the block's sums
+	// written (mark 2; where the blocks push their sums, every warp's,
+	// else thread 0's as it reaches the barrier) and the cluster's barrier
+	// passed (mark 3) (kernels/qgemv.cu).
 	if b.traceAt, err = envInt("GPTQTOOL_TRACE_AT", 0, 0, 7, "0 (the default marks) to 7"); err != nil {
 		return err
 	}
