@@ -347,9 +347,13 @@ func New(o Options) (*Backend, error) {
 	// of the prefixes are not launched, so that a decode step's time without
 	// them (e.g. paged_attn_, add_rmsnorm_, rmsnorm_parts_) bounds what
 	// fusing them away could gain.
-	if v := os.Getenv("GPTQTOOL_PROBE_SKIP"); v != "" {
-		b.probeSkip = strings.Split(v, ",")
-		fmt.Fprintf(os.Stderr, "cuda: GPTQTOOL_PROBE_SKIP=%s: those kernels are not launched, outputs are wrong\n", v)
+	for _, p := range strings.Split(os.Getenv("GPTQTOOL_PROBE_SKIP"), ",") {
+		if p = strings.TrimSpace(p); p != "" { // (an empty prefix would match every kernel)
+			b.probeSkip = append(b.probeSkip, p)
+		}
+	}
+	if len(b.probeSkip) > 0 {
+		fmt.Fprintf(os.Stderr, "cuda: GPTQTOOL_PROBE_SKIP: kernels starting with %s are not launched, outputs are wrong\n", strings.Join(b.probeSkip, ", "))
 	}
 	// GPTQTOOL_OPROJ_ADD=N: decode steps of 2 to N rows add o_proj's
 	// product into the residual stream in its epilogue, and the norm after
