@@ -347,12 +347,7 @@ func New(o Options) (*Backend, error) {
 	// of the prefixes are not launched, so that a decode step's time without
 	// them (e.g. paged_attn_, add_rmsnorm_, rmsnorm_parts_) bounds what
 	// fusing them away could gain.
-	for _, p := range strings.Split(os.Getenv("GPTQTOOL_PROBE_SKIP"), ",") {
-		if p = strings.TrimSpace(p); p != "" { // (an empty prefix would match every kernel)
-			b.probeSkip = append(b.probeSkip, p)
-		}
-	}
-	if len(b.probeSkip) > 0 {
+	if b.probeSkip = prefixList(os.Getenv("GPTQTOOL_PROBE_SKIP")); len(b.probeSkip) > 0 {
 		fmt.Fprintf(os.Stderr, "cuda: GPTQTOOL_PROBE_SKIP: kernels starting with %s are not launched, outputs are wrong\n", strings.Join(b.probeSkip, ", "))
 	}
 	// GPTQTOOL_OPROJ_ADD=N: decode steps of 2 to N rows add o_proj's
@@ -1022,6 +1017,18 @@ func (b *Backend) function(src, name string) (*function, error) {
 
 // Dim is a grid or block size.
 type Dim struct{ X, Y, Z int }
+
+// prefixList is a comma-separated list's non-empty entries, trimmed (an
+// empty prefix would match every kernel name).
+func prefixList(v string) []string {
+	var l []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			l = append(l, p)
+		}
+	}
+	return l
+}
 
 // launch runs kernel name of source file src on the stream. Arguments are
 // uint64 (device pointers), int32, uint32, int64, float32, float64 or (at

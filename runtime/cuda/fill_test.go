@@ -166,3 +166,21 @@ func TestParseSplits(t *testing.T) {
 		t.Errorf("o_proj: S %d cps %d", p.S, p.cps)
 	}
 }
+
+// TestPrefixList checks GPTQTOOL_PROBE_SKIP's reading: entries trimmed,
+// empty ones (which would match every kernel) dropped.
+func TestPrefixList(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want []string
+	}{
+		{"", nil},
+		{",", nil},
+		{"paged_attn_", []string{"paged_attn_"}},
+		{" paged_attn_ ,, add_rmsnorm_,", []string{"paged_attn_", "add_rmsnorm_"}},
+	} {
+		if got := prefixList(c.v); !slices.Equal(got, c.want) {
+			t.Errorf("prefixList(%q) = %q, want %q", c.v, got, c.want)
+		}
+	}
+}
