@@ -345,6 +345,13 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		}
 		clu = min(S, maxClusterBlocks)
 	}
+	// Paired splits (AttentionPaired): an even split count, clusters of two,
+	// and the pairing's bit in dfr for both kernels.
+	pairBit := int32(0)
+	if deferred && b.AttentionPaired() {
+		S = min(pagedMaxSplits, S+S%2)
+		clu, pairBit = 2, paPairBit
+	}
 	var part, cnt uint64
 	if S > 1 || deferred {
 		// (Deferred: the parts left for the product, then those of the
@@ -368,7 +375,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	if deferred {
 		// The product launches as this kernel's wait returns (apLate), its
 		// weights streaming under attention's loop: no combine follows it.
-		late, dfr = b.apLate, apSplits
+		late, dfr = b.apLate, apSplits|pairBit
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
@@ -742,6 +749,16 @@ func (b *Backend) apFits(att, w *Tensor, p runtime.AttentionParams) bool {
 	return M >= 1 && M <= apRows && q.gs%chunkInputs(q.bits) == 0 && runtime.Cols(att) == q.k &&
 		q.k%p.HeadDim == 0 && q.k/p.HeadDim <= apHeads
 }
+
+// paPairBit is common.cuh's PA_PAIR_BIT: the bit of dfr that says a
+// launch pairs its splits.
+const paPairBit = 256
+
+// AttentionPaired reports whether PagedAttentionMatMul's attention pairs
+// its splits (GPTQTOOL_ATTN_PAIR=1 on a device with clusters): a row of up
+// to twice apSplits·512 positions (common.cuh PA_DTILE) then leaves its
+// parts to the product, against apSplits·512 unpaired.
+func (b *Backend) AttentionPaired() bool { return b.attnPair && b.clusters }
 
 // SetAttentionDefer turns PagedAttentionMatMul's parts on or off
 // (GPTQTOOL_ATTN_DEFER=0: off), for tests and comparisons of both ways.
