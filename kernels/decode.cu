@@ -670,9 +670,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
             }
             cluster_sync();
             if ((s & 1) == 0) {
+                const u32 pr = cluster_rank() ^ 1;  // the odd split's block
                 if (tid < nh) {
-                    const float m0 = mh[tid], m1 = ld_cluster(cluster_addr(&mh[tid], 1));
-                    const float l1 = ld_cluster(cluster_addr(&lh[tid], 1));
+                    const float m0 = mh[tid], m1 = ld_cluster(cluster_addr(&mh[tid], pr));
+                    const float l1 = ld_cluster(cluster_addr(&lh[tid], pr));
                     const float M = fmaxf(m0, m1), a0 = expf(m0 - M), a1 = expf(m1 - M);
                     wy[tid][0] = a0, wy[tid][1] = a1;
                     float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + ps) * 2;
@@ -680,7 +681,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                 }
                 __syncthreads();
                 float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + ps) * hq * hd;
-                const u32 rb = cluster_addr(&red[0][0][0], 1);
+                const u32 rb = cluster_addr(&red[0][0][0], pr);
 #pragma unroll
                 for (int u = 0; u < EPT; u++) {
                     const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
