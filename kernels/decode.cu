@@ -46,7 +46,8 @@
 // o_proj) combines the parts as it reads them, so that no block waits
 // for the slowest split and the next kernel's prologue overlaps this
 // one; rows of more splits are combined as above (without clusters: the
-// launch of such a step makes none). part then holds first the parts left
+// launch of such a step makes none, but for PA_PAIR's pairs, common.cuh,
+// whose rows of up to 2·dfr splits leave a part a pair). part then holds first the parts left
 // ([rows, hq, gridDim.y, 2] each split's (max, sum) of each head, then
 // [rows, gridDim.y, hq·hd] its unnormalised output, column c at oslots[c])
 // and after them, in as much again, those of the rows combined here.

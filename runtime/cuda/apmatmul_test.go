@@ -34,8 +34,10 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	// At the default fewest positions a split (defaultAttnSplit, 48): 383
 	// takes 8 splits, 0 one, 60 two; 1500 takes 12 of 128 positions (9 at 4
 	// rows, as the grid allows), or 8 where attention leaves its parts (up
-	// to apSplits·512 positions); 4500 takes more than 8 either way.
-	for _, pos := range [][]int32{{383}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
+	// to apSplits·512 positions); 4500 takes more than 8 either way. (With
+	// paired splits, AttentionPaired, 1100 takes 9: four pairs and a lone
+	// split; 1500 12 and 4500 16, in pairs.)
+	for _, pos := range [][]int32{{383}, {1100}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
 		M := len(pos)
 		blocks := M * width
 		tables, slot := ownBlocks(r, pos, width, bs)

@@ -295,7 +295,8 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 // pagedAttention is PagedAttentionTo; with deferred, rows of at most
 // apSplits splits are left in parts for the product that reads dst
 // (decode.cu dfr, qgemv.cu's _a kernels; in slots' order too), and the
-// launch makes no clusters. It returns where the parts are.
+// launch makes no clusters but the pairs' of AttentionPaired. It returns
+// where the parts are.
 func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor, deferred bool) apArg {
 	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
 	hd := p.HeadDim
@@ -349,7 +350,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	// and the pairing's bit in dfr for both kernels.
 	pairBit := int32(0)
 	if deferred && b.AttentionPaired() {
-		S = min(pagedMaxSplits, S+S%2)
+		S = min(pagedMaxSplits&^1, (S+1)&^1)
 		clu, pairBit = 2, paPairBit
 	}
 	var part, cnt uint64
@@ -757,7 +758,9 @@ const paPairBit = 256
 // AttentionPaired reports whether PagedAttentionMatMul's attention pairs
 // its splits (GPTQTOOL_ATTN_PAIR=1 on a device with clusters): a row of up
 // to twice apSplits·512 positions (common.cuh PA_DTILE) then leaves its
-// parts to the product, against apSplits·512 unpaired.
+// parts to the product, against apSplits·512 unpaired, where the grid has
+// at least twice apSplits splits (pagedSplits: 8 kv heads at one row give
+// 32; with fewer, every row takes at most the grid's and is left).
 func (b *Backend) AttentionPaired() bool { return b.attnPair && b.clusters }
 
 // SetAttentionDefer turns PagedAttentionMatMul's parts on or off
