@@ -126,12 +126,16 @@ __device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minspl
 #define PA_PAIR 0
 #endif
 #define PA_PAIR_BIT 256
+// pa_dcap: the most splits a row of a deferring launch (dfr with its bit)
+// leaves to the next kernel: 2·dfr paired, dfr otherwise.
+__device__ __forceinline__ int pa_dcap(int dfr) {
+    const int d = dfr & (PA_PAIR_BIT - 1);
+    return dfr & PA_PAIR_BIT ? 2 * d : d;
+}
 __device__ __forceinline__ int pa_parts(int pos, int window, int gs, int minsplit, int dfr) {
 #if PA_PAIR
-    const int d = dfr & (PA_PAIR_BIT - 1);
-    const bool pair = (dfr & PA_PAIR_BIT) != 0;
-    const int S = pa_splits(pos, window, gs, minsplit, pair ? 2 * d : d);
-    return S <= d ? S : pair && S <= 2 * d ? (S + 1) / 2 : 0;
+    const int d = dfr & (PA_PAIR_BIT - 1), S = pa_splits(pos, window, gs, minsplit, pa_dcap(dfr));
+    return S <= d ? S : S <= pa_dcap(dfr) ? (S + 1) / 2 : 0;
 #else
     const int S = pa_splits(pos, window, gs, minsplit, dfr);
     return S <= dfr ? S : 0;

@@ -408,11 +408,11 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // (PA_PAIR, common.cuh: with PA_PAIR_BIT in dfr, a row of up to 2·dfr
     // splits is left for the next kernel, paired: the splits 2j and 2j+1, one
     // cluster, weigh their outputs into its part j.)
-    const bool pair = (dfr & PA_PAIR_BIT) != 0;
+    const int dcap = pa_dcap(dfr);
     dfr &= PA_PAIR_BIT - 1;
-    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? (pair ? 2 * dfr : dfr) : PA_CCAP ? clu : 0);
-    const bool paired = pair && S > dfr;
-    const bool defer = S <= (pair ? 2 * dfr : dfr);
+    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? dcap : PA_CCAP ? clu : 0);
+    const bool paired = S > dfr && S <= dcap;  // (dcap > dfr only with the bit)
+    const bool defer = S <= dcap;
 #else
     const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? dfr : PA_CCAP ? clu : 0);
     // dfr: a row of at most dfr splits is left for the next kernel to
@@ -655,6 +655,8 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         // sum) of each split, then [rows, gridDim.y, hq·hd] each split's
         // unnormalised output, column c at oslots[c] (the product's input
         // order).
+        auto part_ml = [&](int g, int y) { return part + (((i64)r * hq + h0 + g) * gridDim.y + y) * 2; };
+        auto part_out = [&](int y) { return part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + y) * hq * hd; };
 #if PA_PAIR
         // Paired (both splits of the pair take part): each block adds its
         // warps' outputs up in red[0]; after a cluster barrier the even one
@@ -677,11 +679,11 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                     const float l1 = ld_cluster(cluster_addr(&lh[tid], pr));
                     const float M = fmaxf(m0, m1), a0 = expf(m0 - M), a1 = expf(m1 - M);
                     wy[tid][0] = a0, wy[tid][1] = a1;
-                    float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + ps) * 2;
+                    float* ml = part_ml(tid, ps);
                     ml[0] = M, ml[1] = lh[tid] * a0 + l1 * a1;
                 }
                 __syncthreads();
-                float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + ps) * hq * hd;
+                float* po = part_out(ps);
                 const u32 rb = cluster_addr(&red[0][0][0], pr);
 #pragma unroll
                 for (int u = 0; u < EPT; u++) {
@@ -698,10 +700,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         const int ps = s;
 #endif
         if (tid < nh) {
-            float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + ps) * 2;
+            float* ml = part_ml(tid, ps);
             ml[0] = mh[tid], ml[1] = lh[tid];
         }
-        float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + ps) * hq * hd;
+        float* po = part_out(ps);
 #pragma unroll
         for (int u = 0; u < EPT; u++) {
             const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
