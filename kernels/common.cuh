@@ -114,33 +114,6 @@ __device__ __forceinline__ int pa_splits(int pos, int window, int gs, int minspl
     const int S = imin(imin(gs, PA_SPLITS), imax((len + PA_TILE - 1) / PA_TILE, imin(8, (len + minsplit - 1) / minsplit)));
     return S > cap && len <= cap * PA_DTILE ? cap : S;
 }
-// PA_PAIR (a define for measuring, 0 by default; runtime/cuda
-// GPTQTOOL_ATTN_PAIR=1 sets it): a row whose splits the next kernel combines
-// (dfr) may take up to 2·dfr splits, in clusters of two along the splits,
-// each pair weighing its two outputs into one of the dfr parts that kernel
-// reads (decode.cu), so that a long context's positions are read by twice
-// the blocks. The launch says so with bit 8 of dfr (PA_PAIR_BIT), set only
-// where it clusters the splits in twos. pa_parts is the parts a row leaves
-// (0: none, the row combined by attention itself).
-#ifndef PA_PAIR
-#define PA_PAIR 0
-#endif
-#define PA_PAIR_BIT 256
-// pa_dcap: the most splits a row of a deferring launch (dfr with its bit)
-// leaves to the next kernel: 2·dfr paired, dfr otherwise.
-__device__ __forceinline__ int pa_dcap(int dfr) {
-    const int d = dfr & (PA_PAIR_BIT - 1);
-    return dfr & PA_PAIR_BIT ? 2 * d : d;
-}
-__device__ __forceinline__ int pa_parts(int pos, int window, int gs, int minsplit, int dfr) {
-#if PA_PAIR
-    const int d = dfr & (PA_PAIR_BIT - 1), S = pa_splits(pos, window, gs, minsplit, pa_dcap(dfr));
-    return S <= d ? S : S <= pa_dcap(dfr) ? (S + 1) / 2 : 0;
-#else
-    const int S = pa_splits(pos, window, gs, minsplit, dfr);
-    return S <= dfr ? S : 0;
-#endif
-}
 
 #define NEG_INF __int_as_float(0xff800000)
 

@@ -46,8 +46,7 @@
 // o_proj) combines the parts as it reads them, so that no block waits
 // for the slowest split and the next kernel's prologue overlaps this
 // one; rows of more splits are combined as above (without clusters: the
-// launch of such a step makes none, but for PA_PAIR's pairs, common.cuh,
-// whose rows of up to 2·dfr splits leave a part a pair). part then holds first the parts left
+// launch of such a step makes none). part then holds first the parts left
 // ([rows, hq, gridDim.y, 2] each split's (max, sum) of each head, then
 // [rows, gridDim.y, hq·hd] its unnormalised output, column c at oslots[c])
 // and after them, in as much again, those of the rows combined here.
@@ -404,21 +403,10 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // cluster's clu where the cluster combines them (PA_CCAP, a define for
     // measuring: 0 caps only the former), up to PA_DTILE positions a split.
     const int len = i - lo + 1;
-#if PA_PAIR
-    // (PA_PAIR, common.cuh: with PA_PAIR_BIT in dfr, a row of up to 2·dfr
-    // splits is left for the next kernel, paired: the splits 2j and 2j+1, one
-    // cluster, weigh their outputs into its part j.)
-    const int dcap = pa_dcap(dfr);
-    dfr &= PA_PAIR_BIT - 1;
-    const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? dcap : PA_CCAP ? clu : 0);
-    const bool paired = S > dfr && S <= dcap;  // (dcap > dfr only with the bit)
-    const bool defer = S <= dcap;
-#else
     const int S = pa_splits(i, window, gridDim.y, minsplit, dfr > 0 ? dfr : PA_CCAP ? clu : 0);
     // dfr: a row of at most dfr splits is left for the next kernel to
     // combine (every split writes its part and ends).
     const bool defer = S <= dfr;
-#endif
     // With clusters of clu blocks along the splits (clu > 0), a row of 2 to
     // clu splits combines them in the first cluster's shared memory; that
     // cluster's blocks past S take part in its two barriers only.
@@ -655,55 +643,11 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
         // sum) of each split, then [rows, gridDim.y, hq·hd] each split's
         // unnormalised output, column c at oslots[c] (the product's input
         // order).
-        auto part_ml = [&](int g, int y) { return part + (((i64)r * hq + h0 + g) * gridDim.y + y) * 2; };
-        auto part_out = [&](int y) { return part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + y) * hq * hd; };
-#if PA_PAIR
-        // Paired (both splits of the pair take part): each block adds its
-        // warps' outputs up in red[0]; after a cluster barrier the even one
-        // weighs its own and its partner's (max, sum) and outputs into part
-        // s/2 (max M = max(m0, m1), a_i = exp(m_i - M), sum and output
-        // a0·x0 + a1·x1), and the odd one waits until it is done reading.
-        // A lone even split writes its own as part s/2.
-        const int ps = paired ? s >> 1 : s;
-        if (paired && (s | 1) < S) {
-#pragma unroll
-            for (int u = 0; u < EPT; u++) {
-                const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
-                if (g < nh) red[0][g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
-            }
-            cluster_sync();
-            if ((s & 1) == 0) {
-                const u32 pr = cluster_rank() ^ 1;  // the odd split's block
-                if (tid < nh) {
-                    const float m0 = mh[tid], m1 = ld_cluster(cluster_addr(&mh[tid], pr));
-                    const float l1 = ld_cluster(cluster_addr(&lh[tid], pr));
-                    const float M = fmaxf(m0, m1), a0 = expf(m0 - M), a1 = expf(m1 - M);
-                    wy[tid][0] = a0, wy[tid][1] = a1;
-                    float* ml = part_ml(tid, ps);
-                    ml[0] = M, ml[1] = lh[tid] * a0 + l1 * a1;
-                }
-                __syncthreads();
-                float* po = part_out(ps);
-                const u32 rb = cluster_addr(&red[0][0][0], pr);
-#pragma unroll
-                for (int u = 0; u < EPT; u++) {
-                    const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;
-                    if (g < nh)
-                        po[oslots ? oslot[u] : (h0 + g) * hd + d] =
-                            red[0][g][d] * wy[g][0] + ld_cluster(rb + 4 * (g * D + d)) * wy[g][1];
-                }
-            }
-            cluster_sync_relaxed();  // the odd one's shared memory is read until now
-            return;
-        }
-#else
-        const int ps = s;
-#endif
         if (tid < nh) {
-            float* ml = part_ml(tid, ps);
+            float* ml = part + (((i64)r * hq + h0 + tid) * gridDim.y + s) * 2;
             ml[0] = mh[tid], ml[1] = lh[tid];
         }
-        float* po = part_out(ps);
+        float* po = part + (i64)gridDim.z * hq * gridDim.y * 2 + ((i64)r * gridDim.y + s) * hq * hd;
 #pragma unroll
         for (int u = 0; u < EPT; u++) {
             const int e = tid + u * PA_TILE, g = e / hd, d = e % hd;

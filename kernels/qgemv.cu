@@ -571,7 +571,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // the load.)
         const int m = threadIdx.x - (blockDim.x - 32);
         if (m >= 0 && m < M) {
-            aps[m] = pa_parts(ap.pos[m], ap.window, ap.sg, ap.minsplit, ap.dfr);
+            const int S = pa_splits(ap.pos[m], ap.window, ap.sg, ap.minsplit, ap.dfr);
+            aps[m] = S <= ap.dfr ? S : 0;
         }
     }
     // QE_PRE (kernels of one tile): what this thread's first item of the

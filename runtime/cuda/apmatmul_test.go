@@ -34,10 +34,8 @@ func TestPagedAttentionMatMul(t *testing.T) {
 	// At the default fewest positions a split (defaultAttnSplit, 48): 383
 	// takes 8 splits, 0 one, 60 two; 1500 takes 12 of 128 positions (9 at 4
 	// rows, as the grid allows), or 8 where attention leaves its parts (up
-	// to apSplits·512 positions); 4500 takes more than 8 either way. (With
-	// paired splits, AttentionPaired, 1100 takes 9: four pairs and a lone
-	// split; 1500 12 and 4500 16, in pairs.)
-	for _, pos := range [][]int32{{383}, {1100}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
+	// to apSplits·512 positions); 4500 takes more than 8 either way.
+	for _, pos := range [][]int32{{383}, {1500}, {4500}, {383, 0}, {383, 0, 1500, 60}} {
 		M := len(pos)
 		blocks := M * width
 		tables, slot := ownBlocks(r, pos, width, bs)
@@ -95,14 +93,9 @@ func TestPagedAttentionMatMul(t *testing.T) {
 				// activations and at most 8 splits (up to 4,096 positions;
 				// every row within a window of 100: 3 splits at most), with
 				// groups of whole chunks.
-				// (With paired splits, AttentionPaired, up to 8,192 positions.)
 				whole := c.gs%map[int]int{4: 64, 8: 32}[c.bits] == 0 && M == 1 && c.dt != runtime.F32
-				most := int32(4096)
-				if b.AttentionPaired() {
-					most = 8192
-				}
 				for m := range M {
-					left := whole && (pos[m] < most || c.window > 0)
+					left := whole && (pos[m] < 4096 || c.window > 0)
 					if isNaN := math.IsNaN(float64(att[m*K])); isNaN != left {
 						t.Errorf("row %d (position %d): attention's output unwritten %v, want %v", m, pos[m], isNaN, left)
 					}

@@ -127,7 +127,6 @@ type Backend struct {
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
-	attnPair      bool            // GPTQTOOL_ATTN_PAIR=1: such an attention takes up to twice apSplits splits, paired in clusters of two (common.cuh PA_PAIR)
 	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
 	probeSkip     []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
@@ -387,15 +386,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.extraDefines = append(b.extraDefines, qstDefines(b.qst)...)
-	// GPTQTOOL_ATTN_PAIR=1 (for measuring; sm_90 clusters): paged attention
-	// whose rows the product combines takes up to twice apSplits splits, the
-	// splits of each pair, one cluster, weighing their outputs into one
-	// part (common.cuh PA_PAIR), so that a long context is read by twice the
-	// blocks.
-	if os.Getenv("GPTQTOOL_ATTN_PAIR") == "1" && b.clusters {
-		b.attnPair = true
-		b.extraDefines = append(b.extraDefines, "-DPA_PAIR=1")
-	}
 	// GPTQTOOL_QMMA_WIDE=N: GLU products of N to 8 rows run on the wide
 	// kernels (blocks of 14 warps, qmmaSplitWide); 0: none.
 	if b.qmmaWide, err = envInt("GPTQTOOL_QMMA_WIDE", defaultQmmaWide, 0, 8*qmmaTiles[0], fmt.Sprintf("the fewest rows, 0-%d", 8*qmmaTiles[0])); err != nil {

@@ -295,8 +295,7 @@ func (b *Backend) PagedAttentionTo(dst, q, kc, vc, tables, pos runtime.Tensor, b
 // pagedAttention is PagedAttentionTo; with deferred, rows of at most
 // apSplits splits are left in parts for the product that reads dst
 // (decode.cu dfr, qgemv.cu's _a kernels; in slots' order too), and the
-// launch makes no clusters but the pairs' of AttentionPaired. It returns
-// where the parts are.
+// launch makes no clusters. It returns where the parts are.
 func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, slots runtime.Tensor, deferred bool) apArg {
 	d, qt, kt, vt := b.tensor(dst), b.tensor(q), b.tensor(kc), b.tensor(vc)
 	hd := p.HeadDim
@@ -346,13 +345,6 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		}
 		clu = min(S, maxClusterBlocks)
 	}
-	// Paired splits (AttentionPaired): an even split count, clusters of two,
-	// and the pairing's bit in dfr for both kernels.
-	pairBit := int32(0)
-	if deferred && b.AttentionPaired() {
-		S = min(pagedMaxSplits&^1, (S+1)&^1)
-		clu, pairBit = 2, paPairBit
-	}
 	var part, cnt uint64
 	if S > 1 || deferred {
 		// (Deferred: the parts left for the product, then those of the
@@ -376,7 +368,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	if deferred {
 		// The product launches as this kernel's wait returns (apLate), its
 		// weights streaming under attention's loop: no combine follows it.
-		late, dfr = b.apLate, apSplits|pairBit
+		late, dfr = b.apLate, apSplits
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
@@ -750,18 +742,6 @@ func (b *Backend) apFits(att, w *Tensor, p runtime.AttentionParams) bool {
 	return M >= 1 && M <= apRows && q.gs%chunkInputs(q.bits) == 0 && runtime.Cols(att) == q.k &&
 		q.k%p.HeadDim == 0 && q.k/p.HeadDim <= apHeads
 }
-
-// paPairBit is common.cuh's PA_PAIR_BIT: the bit of dfr that says a
-// launch pairs its splits.
-const paPairBit = 256
-
-// AttentionPaired reports whether PagedAttentionMatMul's attention pairs
-// its splits (GPTQTOOL_ATTN_PAIR=1 on a device with clusters): a row of up
-// to twice apSplits·512 positions (common.cuh PA_DTILE) then leaves its
-// parts to the product, against apSplits·512 unpaired, where the grid has
-// at least twice apSplits splits (pagedSplits: 8 kv heads at one row give
-// 32; with fewer, every row takes at most the grid's and is left).
-func (b *Backend) AttentionPaired() bool { return b.attnPair && b.clusters }
 
 // SetAttentionDefer turns PagedAttentionMatMul's parts on or off
 // (GPTQTOOL_ATTN_DEFER=0: off), for tests and comparisons of both ways.
