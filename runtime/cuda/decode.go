@@ -181,12 +181,12 @@ func (b *Backend) SetAttentionTCStages(stages int) {
 
 // tcStages is the tensor-core kernel's stages for a step of rows rows:
 // SetAttentionTCStages' (GPTQTOOL_ATTN_TC_STAGES) where set, otherwise 3
-// up to tc3Rows rows and 2 above.
+// up to tc3Rows rows and from tc3From on, 2 between.
 func (b *Backend) tcStages(rows int) int {
 	switch {
 	case b.attnTCStages > 0:
 		return b.attnTCStages
-	case rows <= tc3Rows:
+	case rows <= tc3Rows || rows >= tc3From:
 		return 3
 	}
 	return 2
@@ -211,10 +211,16 @@ func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 // −9.8%; docs/benchmarks.md, the thirty-fourth session). At three rows they
 // gave +1.4–1.5% / +2.9% with 2,048 / 4,096-token prompts but −0.5% with 128,
 // at four rows −7% to −10% at every length, at eight −10% (the thirty-fifth
-// session): two rows stay the most.
+// session): two rows stay the most. From tc3From rows on, where every
+// (row, kv head) of the 7B shape is one block whatever the stages
+// (pagedTCSplits: 256 blocks at 32 rows, in one wave of two an SM with
+// three stages), three stages measured +1.45% at batch 32 with 256 new
+// tokens (10,217 tok/s against 10,071 and 10,073; the fortieth session,
+// where four lost 3.3% and two splits a (row, kv head), two waves, 6.9%).
 const (
 	defaultAttnTC = 1
 	tc3Rows       = 2
+	tc3From       = 32
 )
 
 // pagedTCTile is the bytes of one tile of K (or V) of the tensor-core

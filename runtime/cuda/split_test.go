@@ -349,8 +349,8 @@ func TestPlainRows(t *testing.T) {
 // and its grid on an H200's figures (132 SMs, 228 KiB of shared memory an
 // SM) for the 7B shape's 8 kv heads of 128 dimensions, worked out by hand:
 // three stages (4 warps × 3 × 2 tiles of 16 × 136 × 2 bytes, 104,448 bytes,
-// two blocks an SM) at one and two rows, two (69,632 bytes, three an SM)
-// from three rows on, and a setting applying to every step.
+// two blocks an SM) at one and two rows and from 32 on, two (69,632 bytes,
+// three an SM) from three to 31 rows, and a setting applying to every step.
 func TestTCStages(t *testing.T) {
 	b := &Backend{sms: 132, smemSM: 233472}
 	for _, c := range []struct{ set, rows, stages, shared, S int }{
@@ -358,6 +358,9 @@ func TestTCStages(t *testing.T) {
 		{0, 2, 3, 104448, 16}, // 264 / 16
 		{0, 3, 2, 69632, 16},  // 396 / 24
 		{0, 8, 2, 69632, 6},   // 396 / 64
+		{0, 31, 2, 69632, 1},  // 396 / 248
+		{0, 32, 3, 104448, 1}, // 264 / 256
+		{0, 64, 3, 104448, 1}, // 264 / 512: one split at least
 		{2, 1, 2, 69632, 32},  // 396 / 8, 32 at most
 		{4, 2, 4, 139264, 8},  // one block an SM: 132 / 16
 	} {
