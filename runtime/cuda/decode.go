@@ -179,15 +179,22 @@ func (b *Backend) SetAttentionTCStages(stages int) {
 	b.attnTCStages = min(4, max(2, stages))
 }
 
-// tcStages is the tensor-core kernel's stages for a step of rows rows:
-// SetAttentionTCStages' (GPTQTOOL_ATTN_TC_STAGES) where set, otherwise 3
-// up to tc3Rows rows and from tc3From on, 2 between.
-func (b *Backend) tcStages(rows int) int {
+// tcStages is the tensor-core kernel's stages for a step of rows rows
+// over kvHeads kv heads hd wide: SetAttentionTCStages' (GPTQTOOL_ATTN_TC_STAGES)
+// where set, otherwise 3 up to tc3Rows rows, and from tc3From rows on where
+// the rows·kvHeads blocks of one split each fit one wave with three stages
+// or fit none with two (pagedTCSlots), 2 otherwise.
+func (b *Backend) tcStages(rows, kvHeads, hd int) int {
 	switch {
 	case b.attnTCStages > 0:
 		return b.attnTCStages
-	case rows <= tc3Rows || rows >= tc3From:
+	case rows <= tc3Rows:
 		return 3
+	case rows >= tc3From:
+		blocks := rows * kvHeads
+		if blocks <= b.pagedTCSlots(pagedTCStageBytes(3, hd)) || blocks > b.pagedTCSlots(pagedTCStageBytes(2, hd)) {
+			return 3
+		}
 	}
 	return 2
 }
@@ -213,10 +220,14 @@ func (b *Backend) AttentionTCStages() int { return b.attnTCStages }
 // at four rows −7% to −10% at every length, at eight −10% (the thirty-fifth
 // session): two rows stay the most. From tc3From rows on, where every
 // (row, kv head) of the 7B shape is one block whatever the stages
-// (pagedTCSplits: 256 blocks at 32 rows, in one wave of two an SM with
-// three stages), three stages measured +1.45% at batch 32 with 256 new
-// tokens (10,217 tok/s against 10,071 and 10,073; the fortieth session,
-// where four lost 3.3% and two splits a (row, kv head), two waves, 6.9%).
+// (pagedTCSplits), three stages measured +1.45% at batch 32 with 256 new
+// tokens (10,217 tok/s against 10,071 and 10,073; four lost 3.3%, two
+// splits a (row, kv head) in two waves 6.9%), +1.3% with 128-token prompts
+// and +8.4% with 2,048 (the fortieth session); but −3.2% at batch 48, whose
+// 384 blocks fill one wave of three an SM with two stages and need two of
+// two an SM with three, and +0.6% at 64, two waves either way. So from
+// tc3From rows three stages are kept where the blocks fit one wave with
+// them or none with two (tcStages).
 const (
 	defaultAttnTC = 1
 	tc3Rows       = 2
@@ -231,8 +242,18 @@ func pagedTCTile(hd int) int { return 16 * (hd + 8) * 2 }
 // step of rows rows, heads hd wide (at most 32·c) and g query heads a kv
 // head: its four warps' stages of K and V tiles (tcStages), which the
 // warps' partial outputs (4 × g × 32c fp32) reuse after the loop.
-func (b *Backend) pagedTCShared(rows, hd, g, c int) int {
-	return max(4*b.tcStages(rows)*2*pagedTCTile(hd), 4*g*32*c*4)
+func (b *Backend) pagedTCShared(rows, kvHeads, hd, g, c int) int {
+	return max(pagedTCStageBytes(b.tcStages(rows, kvHeads, hd), hd), 4*g*32*c*4)
+}
+
+// pagedTCStageBytes is the shared memory of the tensor-core kernel's four
+// warps' K and V tiles with stages tiles of each in flight.
+func pagedTCStageBytes(stages, hd int) int { return 4 * stages * 2 * pagedTCTile(hd) }
+
+// pagedTCSlots is how many blocks of the tensor-core kernel with shared
+// bytes of dynamic shared memory the SMs hold at once.
+func (b *Backend) pagedTCSlots(shared int) int {
+	return b.sms * max(1, b.smemSM/(shared+pagedTCStatic))
 }
 
 // pagedTCStatic bounds the tensor-core kernel's static shared memory (6.5
@@ -247,8 +268,7 @@ const pagedTCStatic = 8 << 10
 // heads), and a second wave of a split grid cost more than the splits
 // gained (batch 32 of the 7B shape: 512 blocks, 396 at once).
 func (b *Backend) pagedTCSplits(S, rows, kvHeads, shared int) int {
-	slots := b.sms * max(1, b.smemSM/(shared+pagedTCStatic))
-	return max(1, min(S, slots/(rows*kvHeads)))
+	return max(1, min(S, b.pagedTCSlots(shared)/(rows*kvHeads)))
 }
 
 // attnTCFor reports whether paged attention of rows rows with head size
@@ -334,7 +354,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		if p.CacheSettled && rows <= b.attnPrefetch {
 			names = pagedTCPreNames
 		}
-		shared = b.pagedTCShared(rows, hd, g, c)
+		shared = b.pagedTCShared(rows, hkv, hd, g, c)
 		if b.attnTCCap {
 			S = b.pagedTCSplits(S, rows, hkv, shared)
 		}

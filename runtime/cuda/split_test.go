@@ -349,8 +349,12 @@ func TestPlainRows(t *testing.T) {
 // and its grid on an H200's figures (132 SMs, 228 KiB of shared memory an
 // SM) for the 7B shape's 8 kv heads of 128 dimensions, worked out by hand:
 // three stages (4 warps × 3 × 2 tiles of 16 × 136 × 2 bytes, 104,448 bytes,
-// two blocks an SM) at one and two rows and from 32 on, two (69,632 bytes,
-// three an SM) from three to 31 rows, and a setting applying to every step.
+// two blocks an SM, 264 slots) at one and two rows, two (69,632 bytes, three
+// an SM, 396 slots) from three to 31 rows; from 32 rows on three where the
+// rows' blocks fit 264 slots (32 and 33 rows: 256 and 264 blocks) or
+// overflow 396 (50 and 64 rows: 400 and 512), two between (34 and 48 rows:
+// 272 and 384 blocks, one wave with two stages, two with three); and a
+// setting applying to every step.
 func TestTCStages(t *testing.T) {
 	b := &Backend{sms: 132, smemSM: 233472}
 	for _, c := range []struct{ set, rows, stages, shared, S int }{
@@ -360,13 +364,19 @@ func TestTCStages(t *testing.T) {
 		{0, 8, 2, 69632, 6},   // 396 / 64
 		{0, 31, 2, 69632, 1},  // 396 / 248
 		{0, 32, 3, 104448, 1}, // 264 / 256
-		{0, 64, 3, 104448, 1}, // 264 / 512: one split at least
+		{0, 33, 3, 104448, 1}, // 264 / 264
+		{0, 34, 2, 69632, 1},  // 396 / 272
+		{0, 48, 2, 69632, 1},  // 396 / 384
+		{0, 49, 2, 69632, 1},  // 396 / 392
+		{0, 50, 3, 104448, 1}, // 264 / 400: one split at least
+		{0, 64, 3, 104448, 1}, // 264 / 512
 		{2, 1, 2, 69632, 32},  // 396 / 8, 32 at most
+		{2, 32, 2, 69632, 1},  // 396 / 256
 		{4, 2, 4, 139264, 8},  // one block an SM: 132 / 16
 	} {
 		b.attnTCStages = c.set
-		st := b.tcStages(c.rows)
-		shared := b.pagedTCShared(c.rows, 128, 4, 4)
+		st := b.tcStages(c.rows, 8, 128)
+		shared := b.pagedTCShared(c.rows, 8, 128, 4, 4)
 		if S := b.pagedTCSplits(pagedMaxSplits, c.rows, 8, shared); st != c.stages || shared != c.shared || S != c.S {
 			t.Errorf("setting %d, %d rows: %d stages, %d bytes, %d splits; want %d, %d, %d", c.set, c.rows, st, shared, S, c.stages, c.shared, c.S)
 		}
