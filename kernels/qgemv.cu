@@ -64,8 +64,8 @@
 // 128 blocks on 128 SMs, where its 256 blocks of 8 warps ran one to three
 // an SM and every cluster waited for the SMs of three.
 //
-// The _w kernels (WG, sm_90a; two, four or eight tiles, groups of whole
-// chunks) keep the ring, the split and the epilogue, and multiply on
+// The _w kernels (WG, sm_90a; two, four, five to eight tiles, groups of
+// whole chunks) keep the ring, the split and the epilogue, and multiply on
 // warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
 // each chunk with its group's scale into fp16 A registers (scale·(code −
 // zero) rounded once, as qdequant writes the weight; only weights whose
@@ -334,6 +334,41 @@ template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
+// (Five to seven tiles: 33-56 rows in one pass whose MMAs are no wider
+// than its rows need.)
+template <> __device__ __forceinline__ void wg_mma<5>(float (&d)[5][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %26, 0;\nmov.b64 d, {%24, %25};\n"
+        "wgmma.mma_async.sync.aligned.m64n40k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19}, {%20,%21,%22,%23}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+template <> __device__ __forceinline__ void wg_mma<6>(float (&d)[6][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %30, 0;\nmov.b64 d, {%28, %29};\n"
+        "wgmma.mma_async.sync.aligned.m64n48k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23}, {%24,%25,%26,%27}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+template <> __device__ __forceinline__ void wg_mma<7>(float (&d)[7][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %34, 0;\nmov.b64 d, {%32, %33};\n"
+        "wgmma.mma_async.sync.aligned.m64n56k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"
+        "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27}, {%28,%29,%30,%31}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]),
+          "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),
+          "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
+
 template <> __device__ __forceinline__ void wg_mma<8>(float (&d)[8][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %38, 0;\nmov.b64 d, {%36, %37};\n"
@@ -476,7 +511,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                        : RP && MT == 1 && !WG && BITS == 8 ? QSTR8
                        : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)
                                                        : QST;
-    static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two, four or eight tiles, groups of whole chunks");
+    static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two or more tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
                   "the _g and _p kernels: one tile, plain");
@@ -1537,8 +1572,8 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
-// The warpgroup-MMA kernels (_w, _w_r), two, four and eight tiles with groups of
-// whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
+// The warpgroup-MMA kernels (_w, _w_r), two, four and five to eight tiles with
+// groups of whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, _w, false, false, true, false) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true, false)
 #define QMMA_N(BITS, T, NAME)                                                                                  \
@@ -1550,7 +1585,9 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything but the _w
 // kernels.
 #if defined(QG_WG) && QG_WG
-#define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 8, T, NAME)
+#define QMMA_T(BITS, T, NAME)                                                                                  \
+    QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 5, T, NAME) QMMA_W(BITS, 6, T, NAME)          \
+    QMMA_W(BITS, 7, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \

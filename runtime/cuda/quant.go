@@ -122,11 +122,28 @@ var qnames = func() (n struct {
 // registers and ~100 KiB of shared memory, one block an SM: on the H200 its
 // gate/up product of a 7B layer took 238 µs against 81 µs for a pass of 32
 // rows.) On sm_90 the warpgroup-MMA kernels also take 33-64 rows in one
-// pass of eight tiles (123 registers, two blocks an SM), so that a batch of
-// 64 reads the weights once.
-var qmmaTiles = [...]int{1, 2, 4, 8}
+// pass (123 registers at eight tiles, two blocks an SM), so that a batch of
+// 64 reads the weights once; with GPTQTOOL_QMMA_FIT=1 on five to eight
+// tiles, as the rows need, since their MMAs set the pace there (the 7B
+// shape's decode step took 4.07 ms at 40 rows on eight tiles against 3.14
+// at 32 rows on four).
+var qmmaTiles = [...]int{1, 2, 4, 5, 6, 7, 8}
 
 const qmmaSyncTiles = 3
+
+// qmmaTileFor is the index in qmmaTiles of the fewest tiles that hold M
+// rows (at most qgemvRows), past four tiles eight unless qmmaFit
+// (GPTQTOOL_QMMA_FIT=1).
+func (b *Backend) qmmaTileFor(M int) int {
+	tile := 0
+	for qmmaTiles[tile]*8 < M {
+		tile++
+	}
+	if qmmaTiles[tile] > 4 && !b.qmmaFit {
+		return len(qmmaTiles) - 1
+	}
+	return tile
+}
 
 const (
 	qgemvRows = 64
@@ -806,10 +823,10 @@ func (b *Backend) releaseQuant(t *Tensor) {
 func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 
 // defaultQmmaWG is the fewest tiles a pass that the warpgroup-MMA products
-// take by default: four (17-32 rows) and eight (33-64 rows in one pass),
-// measured faster than mma.sync's at batch 32 (+3%) and 64 (+34%) on the
-// H200; two tiles were slower at batch 16 (docs/benchmarks.md, the
-// 2026-12-01 seventh session).
+// take by default: four (17-32 rows) and eight (33-64 rows in one pass;
+// five to seven with GPTQTOOL_QMMA_FIT=1), measured faster than mma.sync's
+// at batch 32 (+3%) and 64 (+34%) on the H200; two tiles were slower at
+// batch 16 (docs/benchmarks.md, the 2026-12-01 seventh session).
 const defaultQmmaWG = 4
 
 // parseQmmaWG reads GPTQTOOL_QMMA_WG: empty (defaultQmmaWG), 0 (no
@@ -827,7 +844,7 @@ func parseQmmaWG(v string) (int, error) {
 	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only) or 1 (warpgroup MMA from 9 rows); unset, from 17 rows", v)
 }
 
-// SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose
+// SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4, or 5 to 8) whose
 // products run on warpgroup MMA (groups of whole chunks, weights whose
 // decode fits fp16; 33-64 rows then in one pass), or none (0: mma.sync in
 // passes of 32), as GPTQTOOL_QMMA_WG does; for tests and comparisons. None
@@ -1108,10 +1125,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 // qmmaSplitS is qmmaSplit with at most maxS splits (0: no cap), for a
 // kernel whose ring is qd chunks a warp deep (0: qstDepth's).
 func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS, qd int) qmmaPlan {
-	tile := 0
-	for qmmaTiles[tile]*8 < M {
-		tile++
-	}
+	tile := b.qmmaTileFor(M)
 	kb := chunkInputs(bits)
 	CK := K / kb
 	nb := (N + 127) / 128
@@ -1250,10 +1264,11 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		sg = 1
 	}
 	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
-	// default four: 17-32 rows, and 33-64 rows in one pass of eight),
+	// default four: 17-32 rows, and 33-64 rows in one pass, qmmaTileFor),
 	// groups of whole chunks, weights whose decode fits fp16.
 	wgOK := b.qmmaWG > 0 && b.WarpgroupMMA() && sg == 0 && q.f16w
-	if M > qmmaPass && !(wgOK && b.qmmaWG <= qmmaTiles[len(qmmaTiles)-1]) {
+	tile := b.qmmaTileFor(M)
+	if M > qmmaPass && !(wgOK && qmmaTiles[tile] >= b.qmmaWG) {
 		rows := func(t *Tensor, r0, n int) *Tensor {
 			if t == nil {
 				return nil
@@ -1277,10 +1292,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	var resPtr uint64
 	if res != nil {
 		resPtr = res.ptr
-	}
-	tile := 0
-	for qmmaTiles[tile]*8 < M {
-		tile++
 	}
 	nb := (q.n + 127) / 128
 	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG

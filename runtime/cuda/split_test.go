@@ -57,7 +57,7 @@ func TestQmmaSplit(t *testing.T) {
 	// rows (4 KiB a 4-bit chunk at 32 rows), 1 KiB-aligned after the ring:
 	// (100 KiB - 33 KiB) / 4 KiB = 16 chunks at 32 rows, 32 at 16 rows and
 	// for 8-bit chunks (32 inputs); o_proj's 5 splits of 13 chunks fit.
-	b.qfill = defaultFill
+	b.qfill, b.qmmaFit = defaultFill, true
 	for _, c := range []struct {
 		name                  string
 		M, K, N, bits         int
@@ -69,11 +69,23 @@ func TestQmmaSplit(t *testing.T) {
 		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*4096},
 		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
 		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*8192},
+		// 33-56 rows on five to seven tiles: 5, 6 and 7 KiB a chunk, 13, 11
+		// and 9 fit, 8 at a time (a multiple of the ring's 8); o_proj's 5
+		// splits of 13 chunks still fit at 40 rows (98 KiB).
+		{"wg gate/up M40", 40, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*5120},
+		{"wg gate/up M48", 48, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*6144},
+		{"wg gate/up M56", 56, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*7168},
+		{"wg o M40", 40, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*5120},
 	} {
 		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
+	}
+	// Without GPTQTOOL_QMMA_FIT, 40 rows take eight tiles as 64 do.
+	b.qmmaFit = false
+	if p := b.qmmaSplit(40, 4096, 28672, 4, true); p.P != 8 || p.shared != ring8+1024+8*8192 {
+		t.Errorf("wg gate/up M40 on eight tiles: P %d shared %d, want 8 %d", p.P, p.shared, ring8+1024+8*8192)
 	}
 	// The default depths: one-tile kernels' rings of 4 chunks a warp (16
 	// KiB a block, x after them) at either width, the others' of 8;
@@ -379,6 +391,27 @@ func TestTCStages(t *testing.T) {
 		shared := b.pagedTCShared(c.rows, 8, 128, 4, 4)
 		if S := b.pagedTCSplits(pagedMaxSplits, c.rows, 8, shared); st != c.stages || shared != c.shared || S != c.S {
 			t.Errorf("setting %d, %d rows: %d stages, %d bytes, %d splits; want %d, %d, %d", c.set, c.rows, st, shared, S, c.stages, c.shared, c.S)
+		}
+	}
+}
+
+// TestQmmaTileFor checks the tiles of 8 rows a product's pass takes: the
+// fewest that hold its rows up to four, then eight, or with
+// GPTQTOOL_QMMA_FIT five to eight as the rows need.
+func TestQmmaTileFor(t *testing.T) {
+	for _, c := range []struct{ M, tiles, fit int }{
+		{1, 1, 1}, {8, 1, 1}, {9, 2, 2}, {16, 2, 2}, {17, 4, 4}, {32, 4, 4},
+		{33, 8, 5}, {40, 8, 5}, {41, 8, 6}, {48, 8, 6}, {49, 8, 7}, {56, 8, 7}, {57, 8, 8}, {64, 8, 8},
+	} {
+		for _, fit := range []bool{false, true} {
+			b := &Backend{qmmaFit: fit}
+			want := c.tiles
+			if fit {
+				want = c.fit
+			}
+			if got := qmmaTiles[b.qmmaTileFor(c.M)]; got != want {
+				t.Errorf("%d rows, fit %v: %d tiles, want %d", c.M, fit, got, want)
+			}
 		}
 	}
 }
