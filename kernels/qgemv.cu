@@ -64,8 +64,8 @@
 // 128 blocks on 128 SMs, where its 256 blocks of 8 warps ran one to three
 // an SM and every cluster waited for the SMs of three.
 //
-// The _w kernels (WG, sm_90a; two, four, five to eight tiles, groups of
-// whole chunks) keep the ring, the split and the epilogue, and multiply on
+// The _w kernels (WG, sm_90a; two to eight tiles, groups of whole
+// chunks) keep the ring, the split and the epilogue, and multiply on
 // warpgroup MMA: the four warps of a warpgroup own its 64 columns, decode
 // each chunk with its group's scale into fp16 A registers (scale·(code −
 // zero) rounded once, as qdequant writes the weight; only weights whose
@@ -323,6 +323,17 @@ template <> __device__ __forceinline__ void wg_mma<2>(float (&d)[2][4], const u3
           "+f"(d[1][3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
+// (Three and five to seven tiles: 17-24 and 33-56 rows in one pass whose
+// MMAs are no wider than its rows need.)
+template <> __device__ __forceinline__ void wg_mma<3>(float (&d)[3][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %18, 0;\nmov.b64 d, {%16, %17};\n"
+        "wgmma.mma_async.sync.aligned.m64n24k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11}, "
+        "{%12,%13,%14,%15}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),
+          "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
+}
 template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %22, 0;\nmov.b64 d, {%20, %21};\n"
@@ -334,8 +345,6 @@ template <> __device__ __forceinline__ void wg_mma<4>(float (&d)[4][4], const u3
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(dhi), "r"(1));
 }
 
-// (Five to seven tiles: 33-56 rows in one pass whose MMAs are no wider
-// than its rows need.)
 template <> __device__ __forceinline__ void wg_mma<5>(float (&d)[5][4], const u32 (&a)[4], u32 dlo, u32 dhi) {
     asm volatile(
         "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, %26, 0;\nmov.b64 d, {%24, %25};\n"
@@ -1572,8 +1581,8 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
-// The warpgroup-MMA kernels (_w, _w_r), two, four and five to eight tiles with
-// groups of whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
+// The warpgroup-MMA kernels (_w, _w_r), two to eight tiles with groups of
+// whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, _w, false, false, true, false) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true, false)
 #define QMMA_N(BITS, T, NAME)                                                                                  \
@@ -1586,8 +1595,8 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // kernels.
 #if defined(QG_WG) && QG_WG
 #define QMMA_T(BITS, T, NAME)                                                                                  \
-    QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 5, T, NAME) QMMA_W(BITS, 6, T, NAME)          \
-    QMMA_W(BITS, 7, T, NAME) QMMA_W(BITS, 8, T, NAME)
+    QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 3, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 5, T, NAME)          \
+    QMMA_W(BITS, 6, T, NAME) QMMA_W(BITS, 7, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \

@@ -92,7 +92,7 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  12,      // t2/t4/t5/t6/t7/t8 × _w, _w_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  14,      // t2-t8 × _w, _w_r
 		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":     1,
 		"decode.cu[PA_C=0]":                  3,

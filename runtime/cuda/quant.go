@@ -90,9 +90,11 @@ var qnames = func() (n struct {
 			n.dequant[i][dt] = fmt.Sprintf("qdequant%d_%s", bits, suffix(dt))
 			n.gather[dt] = "gather_cols_" + suffix(dt)
 			n.glu[dt] = "glu_rows_" + suffix(dt)
-			for j, mt := range qmmaTiles[:qmmaSyncTiles] {
-				n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
-				n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
+			for j, mt := range qmmaTiles {
+				if qmmaSync(mt) {
+					n.gemv[i][0][j][dt] = fmt.Sprintf("qmma%d_t%d_%s", bits, mt, suffix(dt))
+					n.gemv[i][1][j][dt] = fmt.Sprintf("qmma%d_t%d_sg_%s", bits, mt, suffix(dt))
+				}
 			}
 			n.norm[i][0][dt] = fmt.Sprintf("qmma%d_t1_n_%s", bits, suffix(dt))
 			n.norm[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_n_%s", bits, suffix(dt))
@@ -101,7 +103,7 @@ var qnames = func() (n struct {
 			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
 			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
-				if j < qmmaSyncTiles {
+				if qmmaSync(mt) {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))
 				}
 				if j > 0 {
@@ -116,33 +118,35 @@ var qnames = func() (n struct {
 
 // qmmaTiles are the batch tiles of 8 rows the qmma kernels are built for;
 // qgemvRows, the most rows they take: more rows dequantize the weight into
-// a scratch and multiply with cuBLAS. The first qmmaSyncTiles have
-// mma.sync kernels, which take up to 32 rows a pass (passes of qmmaPass).
-// (An eight-tile mma.sync kernel for 64 rows in one pass needed 182
-// registers and ~100 KiB of shared memory, one block an SM: on the H200 its
-// gate/up product of a 7B layer took 238 µs against 81 µs for a pass of 32
-// rows.) On sm_90 the warpgroup-MMA kernels also take 33-64 rows in one
-// pass (123 registers at eight tiles, two blocks an SM), so that a batch of
-// 64 reads the weights once; with GPTQTOOL_QMMA_FIT=1 on five to eight
-// tiles, as the rows need, since their MMAs set the pace there (the 7B
-// shape's decode step took 4.07 ms at 40 rows on eight tiles against 3.14
-// at 32 rows on four).
-var qmmaTiles = [...]int{1, 2, 4, 5, 6, 7, 8}
+// a scratch and multiply with cuBLAS. One, two and four tiles (qmmaSync)
+// have mma.sync kernels, which take up to 32 rows a pass (passes of
+// qmmaPass). (An eight-tile mma.sync kernel for 64 rows in one pass needed
+// 182 registers and ~100 KiB of shared memory, one block an SM: on the
+// H200 its gate/up product of a 7B layer took 238 µs against 81 µs for a
+// pass of 32 rows.) On sm_90 the warpgroup-MMA kernels, of two to eight
+// tiles, also take 33-64 rows in one pass (123 registers at eight tiles, two
+// blocks an SM), so that a batch of 64 reads the weights once; their MMAs
+// set the pace there, so a pass takes as few tiles as its rows need
+// (qmmaTileFor: the 7B shape's decode step took 4.07 ms at 40 rows on eight
+// tiles, 3.49 on five, against 3.14 at 32 rows on four).
+var qmmaTiles = [...]int{1, 2, 3, 4, 5, 6, 7, 8}
 
-const qmmaSyncTiles = 3
+// qmmaSync reports whether there are mma.sync kernels of tiles tiles.
+func qmmaSync(tiles int) bool { return tiles == 1 || tiles == 2 || tiles == 4 }
 
 // qmmaTileFor is the index in qmmaTiles of the fewest tiles that hold M
-// rows (at most qgemvRows), past four tiles eight unless qmmaFit
-// (GPTQTOOL_QMMA_FIT=1).
-func (b *Backend) qmmaTileFor(M int) int {
+// rows (at most qgemvRows) on warpgroup MMA when wg, else of mma.sync
+// kernels (M at most qmmaPass); with GPTQTOOL_QMMA_FIT=0 three tiles are
+// four and five to seven eight, as before the fitted kernels.
+func (b *Backend) qmmaTileFor(M int, wg bool) int {
 	tile := 0
-	for qmmaTiles[tile]*8 < M {
+	for {
+		mt := qmmaTiles[tile]
+		if mt*8 >= M && (wg || qmmaSync(mt)) && (b.qmmaFit || mt != 3 && (mt <= 4 || mt == 8)) {
+			return tile
+		}
 		tile++
 	}
-	if qmmaTiles[tile] > 4 && !b.qmmaFit {
-		return len(qmmaTiles) - 1
-	}
-	return tile
 }
 
 const (
@@ -1125,7 +1129,7 @@ func (b *Backend) qmmaSplit(M, K, N, bits int, wg bool) qmmaPlan {
 // qmmaSplitS is qmmaSplit with at most maxS splits (0: no cap), for a
 // kernel whose ring is qd chunks a warp deep (0: qstDepth's).
 func (b *Backend) qmmaSplitS(M, K, N, bits int, wg bool, maxS, qd int) qmmaPlan {
-	tile := b.qmmaTileFor(M)
+	tile := b.qmmaTileFor(M, wg)
 	kb := chunkInputs(bits)
 	CK := K / kb
 	nb := (N + 127) / 128
@@ -1263,12 +1267,12 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if q.gs%kb != 0 {
 		sg = 1
 	}
-	// Warpgroup MMA (sm_90 only) for passes of at least qmmaWG tiles (by
-	// default four: 17-32 rows, and 33-64 rows in one pass, qmmaTileFor),
-	// groups of whole chunks, weights whose decode fits fp16.
-	wgOK := b.qmmaWG > 0 && b.WarpgroupMMA() && sg == 0 && q.f16w
-	tile := b.qmmaTileFor(M)
-	if M > qmmaPass && !(wgOK && qmmaTiles[tile] >= b.qmmaWG) {
+	// Warpgroup MMA (sm_90 only) for passes that need at least qmmaWG
+	// tiles of the mma.sync kernels' 1, 2, 4 (by default four: 17-32 rows,
+	// and 33-64 rows in one pass), groups of whole chunks, weights whose
+	// decode fits fp16; on as few tiles as the rows need (qmmaTileFor).
+	wg := b.qmmaWG > 0 && M > 4*b.qmmaWG && b.WarpgroupMMA() && sg == 0 && q.f16w
+	if M > qmmaPass && !wg {
 		rows := func(t *Tensor, r0, n int) *Tensor {
 			if t == nil {
 				return nil
@@ -1293,8 +1297,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if res != nil {
 		resPtr = res.ptr
 	}
+	tile := b.qmmaTileFor(M, wg)
 	nb := (q.n + 127) / 128
-	wg := wgOK && qmmaTiles[tile] >= b.qmmaWG
 	// (The _a and _r kernels of one tile: their own ring depth where
 	// GPTQTOOL_QMMA_AP_QST or GPTQTOOL_QMMA_ROPE_QST sets one.)
 	qd := 0

@@ -82,8 +82,9 @@ func TestQuantMatMul(t *testing.T) {
 		// Batches whose x is staged in phases (more chunks a block than fit).
 		tc{4096, 8192, 4, 128, 64, true, false, runtime.F16}, tc{4096, 8192, 4, 128, 37, false, true, runtime.F16},
 		tc{4096, 8192, 8, 128, 64, true, true, runtime.F16}, tc{14336, 4096, 4, 128, 48, true, true, runtime.BF16},
-		// Five to seven tiles on warpgroup MMA (33-56 rows), with and
-		// without act order and a residual.
+		// Three and five to seven tiles on warpgroup MMA (17-24 and 33-56
+		// rows), with and without act order and a residual.
+		tc{4096, 8192, 4, 128, 21, true, true, runtime.F16}, tc{4096, 8192, 8, 128, 24, false, false, runtime.BF16},
 		tc{4096, 8192, 4, 128, 40, true, true, runtime.F16}, tc{4096, 8192, 8, 128, 45, false, false, runtime.BF16},
 		tc{4096, 8192, 4, 128, 56, true, false, runtime.F16}, tc{4096, 8192, 8, 32, 53, true, true, runtime.F16},
 		// More phases of x at 17-32 rows (plans in TestQmmaSplit): 22

@@ -63,7 +63,7 @@ func TestRoPEFuse(t *testing.T) {
 			if err != nil || fs == nil {
 				t.Fatalf("FuseNorm: %v, %v", fs, err)
 			}
-			for _, M := range []int{1, 5, 8, 13, 32, 40, 52} {
+			for _, M := range []int{1, 5, 8, 13, 20, 32, 40, 52} {
 				for _, norm := range []bool{false, true} {
 					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm)
 					t.Run(name, func(t *testing.T) {

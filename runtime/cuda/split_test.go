@@ -69,9 +69,11 @@ func TestQmmaSplit(t *testing.T) {
 		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*4096},
 		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
 		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*8192},
-		// 33-56 rows on five to seven tiles: 5, 6 and 7 KiB a chunk, 13, 11
-		// and 9 fit, 8 at a time (a multiple of the ring's 8); o_proj's 5
-		// splits of 13 chunks still fit at 40 rows (98 KiB).
+		// 17-24 rows on three tiles, 33-56 on five to seven: 3, 5, 6 and 7
+		// KiB a chunk, 22, 13, 11 and 9 fit, 16 and 8 at a time (multiples
+		// of the ring's 8); o_proj's 5 splits of 13 chunks still fit at 40
+		// rows (98 KiB).
+		{"wg gate/up M24", 24, 4096, 28672, 4, 1, 64, 16, ring8 + 1024 + 16*3072},
 		{"wg gate/up M40", 40, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*5120},
 		{"wg gate/up M48", 48, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*6144},
 		{"wg gate/up M56", 56, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*7168},
@@ -82,10 +84,14 @@ func TestQmmaSplit(t *testing.T) {
 			t.Errorf("%s: S %d cps %d P %d shared %d, want %d %d %d %d", c.name, p.S, p.cps, p.P, p.shared, c.S, c.cps, c.P, c.sharedWant)
 		}
 	}
-	// Without GPTQTOOL_QMMA_FIT, 40 rows take eight tiles as 64 do.
+	// Without GPTQTOOL_QMMA_FIT, 40 rows take eight tiles as 64 do, 24
+	// four as 32.
 	b.qmmaFit = false
 	if p := b.qmmaSplit(40, 4096, 28672, 4, true); p.P != 8 || p.shared != ring8+1024+8*8192 {
 		t.Errorf("wg gate/up M40 on eight tiles: P %d shared %d, want 8 %d", p.P, p.shared, ring8+1024+8*8192)
+	}
+	if p := b.qmmaSplit(24, 4096, 28672, 4, true); p.P != 16 || p.shared != ring8+1024+16*4096 {
+		t.Errorf("wg gate/up M24 on four tiles: P %d shared %d, want 16 %d", p.P, p.shared, ring8+1024+16*4096)
 	}
 	// The default depths: one-tile kernels' rings of 4 chunks a warp (16
 	// KiB a block, x after them) at either width, the others' of 8;
@@ -395,22 +401,29 @@ func TestTCStages(t *testing.T) {
 	}
 }
 
-// TestQmmaTileFor checks the tiles of 8 rows a product's pass takes: the
-// fewest that hold its rows up to four, then eight, or with
-// GPTQTOOL_QMMA_FIT five to eight as the rows need.
+// TestQmmaTileFor checks the tiles of 8 rows a product's pass takes: on
+// mma.sync the fewest of 1, 2 and 4 that hold its rows; on warpgroup MMA
+// the fewest of 2, 4 and 8, or with GPTQTOOL_QMMA_FIT of 2-8, as the rows
+// need.
 func TestQmmaTileFor(t *testing.T) {
-	for _, c := range []struct{ M, tiles, fit int }{
-		{1, 1, 1}, {8, 1, 1}, {9, 2, 2}, {16, 2, 2}, {17, 4, 4}, {32, 4, 4},
-		{33, 8, 5}, {40, 8, 5}, {41, 8, 6}, {48, 8, 6}, {49, 8, 7}, {56, 8, 7}, {57, 8, 8}, {64, 8, 8},
+	for _, c := range []struct{ M, sync, wg, fit int }{
+		{1, 1, 1, 1}, {8, 1, 1, 1}, {9, 2, 2, 2}, {16, 2, 2, 2}, {17, 4, 4, 3}, {24, 4, 4, 3}, {25, 4, 4, 4}, {32, 4, 4, 4},
+		{33, 0, 8, 5}, {40, 0, 8, 5}, {41, 0, 8, 6}, {48, 0, 8, 6}, {49, 0, 8, 7}, {56, 0, 8, 7}, {57, 0, 8, 8}, {64, 0, 8, 8},
 	} {
 		for _, fit := range []bool{false, true} {
 			b := &Backend{qmmaFit: fit}
-			want := c.tiles
+			want := c.wg
 			if fit {
 				want = c.fit
 			}
-			if got := qmmaTiles[b.qmmaTileFor(c.M)]; got != want {
-				t.Errorf("%d rows, fit %v: %d tiles, want %d", c.M, fit, got, want)
+			if got := qmmaTiles[b.qmmaTileFor(c.M, true)]; got != want {
+				t.Errorf("%d rows, fit %v, warpgroup MMA: %d tiles, want %d", c.M, fit, got, want)
+			}
+			if c.sync == 0 {
+				continue
+			}
+			if got := qmmaTiles[b.qmmaTileFor(c.M, false)]; got != c.sync {
+				t.Errorf("%d rows, fit %v, mma.sync: %d tiles, want %d", c.M, fit, got, c.sync)
 			}
 		}
 	}
