@@ -105,15 +105,16 @@ func TestEnvInt(t *testing.T) {
 	}
 }
 
-// TestParseQmmaWG checks GPTQTOOL_QMMA_WG: unset the default (four tiles:
-// 17 rows), 0 none, 1 from two tiles, anything else refused by name.
+// TestParseQmmaWG checks GPTQTOOL_QMMA_WG: unset the default (two tiles:
+// 9 rows), 0 none, 1 from two tiles, 2 from four, anything else refused by
+// name.
 func TestParseQmmaWG(t *testing.T) {
-	for v, want := range map[string]int{"": 4, "0": 0, "1": 2} {
+	for v, want := range map[string]int{"": 2, "0": 0, "1": 2, "2": 4} {
 		if got, err := parseQmmaWG(v); got != want || err != nil {
 			t.Errorf("parseQmmaWG(%q) = %d, %v; want %d", v, got, err, want)
 		}
 	}
-	for _, v := range []string{"2", "4", "on", " 1"} {
+	for _, v := range []string{"3", "4", "on", " 1"} {
 		if _, err := parseQmmaWG(v); err == nil || !strings.Contains(err.Error(), "GPTQTOOL_QMMA_WG") {
 			t.Errorf("parseQmmaWG(%q): err %v, want one naming GPTQTOOL_QMMA_WG", v, err)
 		}

@@ -137,7 +137,10 @@ func qmmaSync(tiles int) bool { return tiles == 1 || tiles == 2 || tiles == 4 }
 // qmmaTileFor is the index in qmmaTiles of the fewest tiles that hold M
 // rows (at most qgemvRows) on warpgroup MMA when wg, else of mma.sync
 // kernels (M at most qmmaPass); with GPTQTOOL_QMMA_FIT=0 three tiles are
-// four and five to seven eight, as before the fitted kernels.
+// four and five to seven eight, as before the fitted kernels (measured on
+// the H200, 7B shape, 256 new tokens, the forty-first session: +4.7% /
+// +4.5% at batch 20 / 24 and +17.1% / +8.9% / +3.2% at batch 40 / 48 / 56
+// at 4 bits; +3.3% / +15.1% / +7.3% at batch 24 / 40 / 48 at 8 bits).
 func (b *Backend) qmmaTileFor(M int, wg bool) int {
 	tile := 0
 	for {
@@ -826,16 +829,19 @@ func (b *Backend) releaseQuant(t *Tensor) {
 // wgmma).
 func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 
-// defaultQmmaWG is the fewest tiles a pass that the warpgroup-MMA products
-// take by default: four (17-32 rows) and eight (33-64 rows in one pass;
-// five to seven with GPTQTOOL_QMMA_FIT=1), measured faster than mma.sync's
-// at batch 32 (+3%) and 64 (+34%) on the H200; two tiles were slower at
-// batch 16 (docs/benchmarks.md, the 2026-12-01 seventh session).
-const defaultQmmaWG = 4
+// defaultQmmaWG is the fewest tiles of the mma.sync kernels' 1, 2, 4 a pass
+// needs to run on warpgroup MMA instead: two (from 9 rows). Measured on the
+// H200 (7B shape, 4-bit act order, 256 new tokens; docs/benchmarks.md, the
+// forty-first session) against four (from 17 rows, the default since the
+// 2026-12-01 seventh session, when two were slower at batch 16): +14.1% at
+// batch 12 and +13.2% at batch 16 (4,385 / 5,393 tok/s against 3,843 /
+// 4,764).
+const defaultQmmaWG = 2
 
 // parseQmmaWG reads GPTQTOOL_QMMA_WG: empty (defaultQmmaWG), 0 (no
-// warpgroup MMA: mma.sync in passes of 32 rows) or 1 (warpgroup MMA from
-// two tiles, 9 rows).
+// warpgroup MMA: mma.sync in passes of 32 rows), 1 (warpgroup MMA from two
+// tiles, 9 rows, the default) or 2 (from four tiles, 17 rows, the previous
+// default).
 func parseQmmaWG(v string) (int, error) {
 	switch v {
 	case "":
@@ -844,8 +850,10 @@ func parseQmmaWG(v string) (int, error) {
 		return 0, nil
 	case "1":
 		return 2, nil
+	case "2":
+		return 4, nil
 	}
-	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only) or 1 (warpgroup MMA from 9 rows); unset, from 17 rows", v)
+	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only), 1 (warpgroup MMA from 9 rows, the default) or 2 (from 17 rows)", v)
 }
 
 // SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4, or 5 to 8) whose
@@ -1268,7 +1276,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		sg = 1
 	}
 	// Warpgroup MMA (sm_90 only) for passes that need at least qmmaWG
-	// tiles of the mma.sync kernels' 1, 2, 4 (by default four: 17-32 rows,
+	// tiles of the mma.sync kernels' 1, 2, 4 (by default two: 9-32 rows,
 	// and 33-64 rows in one pass), groups of whole chunks, weights whose
 	// decode fits fp16; on as few tiles as the rows need (qmmaTileFor).
 	wg := b.qmmaWG > 0 && M > 4*b.qmmaWG && b.WarpgroupMMA() && sg == 0 && q.f16w
