@@ -503,9 +503,12 @@ for step in $steps; do
           --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 "$@" \
           --out /tmp/oc7b-$n --estimate=false
       fi
+      # (DECODE_BATCHES sets the 4-bit act-order checkpoint's batches,
+      # DECODE_BATCHES_Q8 the 8-bit one's.)
       batches=1,8
       [ $n = q4act ] && batches=${DECODE_BATCHES:-1,8,32,64}
       [ $n = q4 ] && batches=1,8,32
+      [ $n = q8act ] && batches=${DECODE_BATCHES_Q8:-1,8}
       run decode-$n 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$n --batch $batches --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decode-$n.json'"
       grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|bandwidth_fraction|step_weight_bytes|load_s)"' "$LOGS/decode-$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
