@@ -13,8 +13,9 @@ import (
 //
 //   - qgemv.cu: QG_BITS=4|8 with KDT (0 f32, 1 f16, 2 bf16) and QG_NRM=0
 //     (the product kernels of one bit width and dtype and its qdequant) or
-//     QG_NRM=1 (its products that normalize x), or QG_WG=1 (its
-//     warpgroup-MMA products, _w: sm_90a only, so ArchSpecific); QG_BITS=0
+//     QG_NRM=1 (its products that normalize x), or QG_WG=1 and QG_WG=2 (its
+//     warpgroup-MMA products, _w, of two to four and of five to eight
+//     tiles: sm_90a only, so ArchSpecific); QG_BITS=0
 //     glu_rows and gather_cols of every dtype;
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
 //     its _pre kernel, with PA_TC=1 its _tc kernel, with both its _tcpre
@@ -83,22 +84,29 @@ func ModuleOf(file, name string) Module {
 			return Module{File: file, Defines: []string{"QG_BITS=0"}}
 		}
 		var bits string
-		nrm, wg := "0", false
+		nrm, wg := "0", "0"
 		switch {
 		case strings.HasPrefix(name, "qmma") && len(name) > 4:
 			bits = name[4:5]
 			if strings.Contains(name, "_n_") {
 				nrm = "1"
 			}
-			wg = strings.Contains(name, "_w_")
+			if strings.Contains(name, "_w_") {
+				// qmma<bits>_t<tiles>_w...: five to eight tiles in the
+				// second part.
+				wg = "1"
+				if len(name) > 7 && name[5:7] == "_t" && name[7] >= '5' && name[7] <= '8' {
+					wg = "2"
+				}
+			}
 		case strings.HasPrefix(name, "qdequant") && len(name) > 8:
 			bits = name[8:9]
 		}
 		if !ok || (bits != "4" && bits != "8") {
 			return whole
 		}
-		if wg {
-			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_WG=1"}, ArchSpecific: true}
+		if wg != "0" {
+			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_WG=" + wg}, ArchSpecific: true}
 		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
 	case "head.cu":

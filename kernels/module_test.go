@@ -25,6 +25,9 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qdequant8_f16", "qgemv.cu[QG_BITS=8,KDT=1,QG_NRM=0]", nil},
 		{"qgemv.cu", "qmma4_t4_w_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_WG=1"}},
 		{"qgemv.cu", "qmma8_t2_w_r_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=1]", nil},
+		{"qgemv.cu", "qmma4_t3_w_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]", nil},
+		{"qgemv.cu", "qmma4_t5_w_f16", "qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_WG=2"}},
+		{"qgemv.cu", "qmma8_t8_w_r_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=2]", nil},
 		{"qgemv.cu", "glu_rows_bf16", "qgemv.cu[QG_BITS=0]", []string{"-DQG_BITS=0"}},
 		{"qgemv.cu", "gather_cols_f32", "qgemv.cu[QG_BITS=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},
@@ -59,7 +62,7 @@ func TestModuleOf(t *testing.T) {
 		}
 		// Only the warpgroup-MMA part and head.cu compile for sm_90a.
 		wantArch := "90"
-		if strings.Contains(c.key, "QG_WG=1") || c.file == "head.cu" {
+		if strings.Contains(c.key, "QG_WG=") || c.file == "head.cu" {
 			wantArch = "90a"
 		}
 		if a := m.Arch(90); a != wantArch {

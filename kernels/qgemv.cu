@@ -308,7 +308,7 @@ template <> struct xscale<f16> { static constexpr float v = 1.0f; };
 // twice).
 __device__ __forceinline__ u32 dq(u32 w, u32 mask, u32 zz) { return hsub2((w & mask) | 0x64006400u, zz); }
 
-// Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1): wg_desc, wg_fence,
+// Warpgroup MMA (sm_90a; the _w kernels, QG_WG=1|2): wg_desc, wg_fence,
 // wg_commit, wg_wait and wg_keep are common.cuh's.
 // wg_mma<MT>: d[64 × 8·MT] += a[64 × 16] · b[16 × 8·MT], fp16 in, fp32 sums;
 // a this warp's mma.m16n8k16 A fragment (rows 16·(warp%4)..), b at
@@ -1582,7 +1582,7 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The warpgroup-MMA kernels (_w, _w_r), two to eight tiles with groups of
-// whole chunks: a part of their own (QG_WG=1), compiled for sm_90a.
+// whole chunks: parts of their own (QG_WG=1 and 2), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
     QMMA(BITS, MT, T, NAME, true, _w, false, false, true, false) QMMA(BITS, MT, T, NAME, true, _w_r, false, true, true, false)
 #define QMMA_N(BITS, T, NAME)                                                                                  \
@@ -1590,13 +1590,15 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
     QMMA(BITS, 1, T, NAME, false, _sg_n, true, false, false, false) QMMA(BITS, 1, T, NAME, true, _n_r, true, true, false, false)
 // Parts (kernels.Module): QG_BITS=4|8 with KDT and QG_NRM=0 is one bit
 // width and dtype's products and qdequant, QG_NRM=1 its products that
-// normalize x; QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels;
-// QG_BITS=0 glu_rows and gather_cols; no QG_BITS, everything but the _w
-// kernels.
-#if defined(QG_WG) && QG_WG
+// normalize x; QG_WG=1 (with QG_BITS and KDT, for sm_90a) its _w kernels
+// of two to four tiles, QG_WG=2 those of five to eight (two parts, so that
+// a first run compiles them at once); QG_BITS=0 glu_rows and gather_cols;
+// no QG_BITS, everything but the _w kernels.
+#if defined(QG_WG) && QG_WG == 1
+#define QMMA_T(BITS, T, NAME) QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 3, T, NAME) QMMA_W(BITS, 4, T, NAME)
+#elif defined(QG_WG) && QG_WG == 2
 #define QMMA_T(BITS, T, NAME)                                                                                  \
-    QMMA_W(BITS, 2, T, NAME) QMMA_W(BITS, 3, T, NAME) QMMA_W(BITS, 4, T, NAME) QMMA_W(BITS, 5, T, NAME)          \
-    QMMA_W(BITS, 6, T, NAME) QMMA_W(BITS, 7, T, NAME) QMMA_W(BITS, 8, T, NAME)
+    QMMA_W(BITS, 5, T, NAME) QMMA_W(BITS, 6, T, NAME) QMMA_W(BITS, 7, T, NAME) QMMA_W(BITS, 8, T, NAME)
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \

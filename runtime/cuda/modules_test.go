@@ -83,16 +83,18 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 			parts[m.Key()]++
 		}
 	}
-	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA) +
-	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
-	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre).
-	if len(parts) != 19+97+32 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 19+97+32, parts)
+	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA of 2-4
+	// and of 5-8 tiles) + glu/gather; 16 paged attention kernels × 3 dtypes
+	// × (plain, _pre) + rope_store; 8 _tc kernels (64 and 128 wide) × 2
+	// dtypes × (_tc, _tcpre).
+	if len(parts) != 25+97+32 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 25+97+32, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]": 3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]": 3,       // _n, _sg_n, _n_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  14,      // t2-t8 × _w, _w_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":  6,       // t2-t4 × _w, _w_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]":  8,       // t5-t8 × _w, _w_r
 		"qgemv.cu[QG_BITS=0]":                6,       // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":     1,
 		"decode.cu[PA_C=0]":                  3,
