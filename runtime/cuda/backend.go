@@ -135,7 +135,7 @@ type Backend struct {
 	qmmaEarly     bool            // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
 	qmmaLate      bool            // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
-	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): qmmaWGAuto (by the bits, qmmaWGFrom); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
+	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): defaultQmmaWG (2 tiles, 9 rows); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
 	qmmaFit       bool            // warpgroup-MMA products on as few tiles as their rows need (three for 17-24 rows, five to seven for 33-56), not only 2, 4 and 8 (GPTQTOOL_QMMA_FIT=0 turns it off; qmmaTileFor)
 	qmmaSpread    bool            // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none

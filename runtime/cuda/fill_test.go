@@ -105,15 +105,13 @@ func TestEnvInt(t *testing.T) {
 	}
 }
 
-// TestParseQmmaWG checks GPTQTOOL_QMMA_WG: unset the default by bits (two
-// tiles, 9 rows, at 4 bits; four, 17 rows, at 8), 0 none, 1 from two
-// tiles, 2 from four, anything else refused by name.
+// TestParseQmmaWG checks GPTQTOOL_QMMA_WG: unset the default (two tiles,
+// 9 rows), 0 none, 1 from two tiles, 2 from four, anything else refused by
+// name.
 func TestParseQmmaWG(t *testing.T) {
-	for v, want := range map[string][2]int{"": {2, 4}, "0": {0, 0}, "1": {2, 2}, "2": {4, 4}} {
-		wg, err := parseQmmaWG(v)
-		b := &Backend{qmmaWG: wg}
-		if got := [2]int{b.qmmaWGFrom(4), b.qmmaWGFrom(8)}; got != want || err != nil {
-			t.Errorf("parseQmmaWG(%q): from %v tiles at 4 and 8 bits, %v; want %v", v, got, err, want)
+	for v, want := range map[string]int{"": 2, "0": 0, "1": 2, "2": 4} {
+		if got, err := parseQmmaWG(v); got != want || err != nil {
+			t.Errorf("parseQmmaWG(%q): from %d tiles, %v; want %d", v, got, err, want)
 		}
 	}
 	for _, v := range []string{"3", "4", "on", " 1"} {

@@ -829,36 +829,24 @@ func (b *Backend) releaseQuant(t *Tensor) {
 // wgmma).
 func (b *Backend) WarpgroupMMA() bool { return b.arch == 90 }
 
-// qmmaWGFrom is the fewest tiles of the mma.sync kernels' 1, 2, 4 that a
-// pass of bits-bit weights needs to run on warpgroup MMA instead: the
-// setting (SetQMMAWG, GPTQTOOL_QMMA_WG) where made, by default
-// (qmmaWGAuto) two (from 9 rows) at 4 bits and four (from 17) at 8. Two
-// measured on the H200 (7B shape, 4-bit act order, 256 new tokens;
-// docs/benchmarks.md, the forty-first session) against four (the default
-// since the 2026-12-01 seventh session, when two were slower at batch 16):
-// +14.1% at batch 12 and +13.2% at batch 16 (4,385 / 5,393 tok/s against
-// 3,843 / 4,764); at 8 bits not yet compared.
-func (b *Backend) qmmaWGFrom(bits int) int {
-	switch {
-	case b.qmmaWG != qmmaWGAuto:
-		return b.qmmaWG
-	case bits == 8:
-		return 4
-	}
-	return 2
-}
+// defaultQmmaWG is the fewest tiles of the mma.sync kernels' 1, 2, 4 that
+// a pass needs to run on warpgroup MMA instead: two, from 9 rows. Measured
+// on the H200 (7B shape, g128 act order, 256 new tokens; docs/benchmarks.md,
+// the forty-first and forty-second sessions) against four (from 17 rows,
+// the default since the 2026-12-01 seventh session, when two were slower
+// at batch 16): at 4 bits +14.1% at batch 12 and +13.2% at batch 16 (4,385
+// / 5,393 tok/s against 3,843 / 4,764), at 8 bits +20.5% and +18.6%
+// (3,820 / 4,768 against 3,171 / 4,022).
+const defaultQmmaWG = 2
 
-// qmmaWGAuto is qmmaWG's default: by the weights' bits (qmmaWGFrom).
-const qmmaWGAuto = -1
-
-// parseQmmaWG reads GPTQTOOL_QMMA_WG: empty (qmmaWGAuto), 0 (no warpgroup
-// MMA: mma.sync in passes of 32 rows), 1 (warpgroup MMA from two tiles, 9
-// rows; the default at 4 bits) or 2 (from four tiles, 17 rows; the default
-// at 8 bits and before the forty-first session at 4).
+// parseQmmaWG reads GPTQTOOL_QMMA_WG: empty (defaultQmmaWG), 0 (no
+// warpgroup MMA: mma.sync in passes of 32 rows), 1 (warpgroup MMA from two
+// tiles, 9 rows: the default) or 2 (from four tiles, 17 rows: the default
+// before the forty-first session).
 func parseQmmaWG(v string) (int, error) {
 	switch v {
 	case "":
-		return qmmaWGAuto, nil
+		return defaultQmmaWG, nil
 	case "0":
 		return 0, nil
 	case "1":
@@ -866,14 +854,13 @@ func parseQmmaWG(v string) (int, error) {
 	case "2":
 		return 4, nil
 	}
-	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only), 1 (warpgroup MMA from 9 rows) or 2 (from 17 rows); unset, from 9 rows at 4 bits and 17 at 8", v)
+	return 0, fmt.Errorf("cuda: GPTQTOOL_QMMA_WG=%q: want 0 (mma.sync only), 1 (warpgroup MMA from 9 rows, the default) or 2 (from 17 rows)", v)
 }
 
 // SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose
 // products run on warpgroup MMA (groups of whole chunks, weights whose
 // decode fits fp16; 33-64 rows then in one pass), or none (0: mma.sync in
-// passes of 32), or the default by bits (qmmaWGAuto), as GPTQTOOL_QMMA_WG
-// does; for tests and comparisons. None where WarpgroupMMA is false,
+// passes of 32), as GPTQTOOL_QMMA_WG does; for tests and comparisons. None where WarpgroupMMA is false,
 // whatever tiles says.
 func (b *Backend) SetQMMAWG(tiles int) {
 	b.enter()
@@ -1289,12 +1276,11 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if q.gs%kb != 0 {
 		sg = 1
 	}
-	// Warpgroup MMA (sm_90 only) for passes that need at least
-	// qmmaWGFrom tiles of the mma.sync kernels' 1, 2, 4 (by default two at
-	// 4 bits: 9-32 rows, and 33-64 rows in one pass), groups of whole
-	// chunks, weights whose decode fits fp16; on as few tiles as the rows
-	// need (qmmaTileFor).
-	from := b.qmmaWGFrom(q.bits)
+	// Warpgroup MMA (sm_90 only) for passes that need at least qmmaWG
+	// tiles of the mma.sync kernels' 1, 2, 4 (by default two: 9-32 rows,
+	// and 33-64 rows in one pass), groups of whole chunks, weights whose
+	// decode fits fp16; on as few tiles as the rows need (qmmaTileFor).
+	from := b.qmmaWG
 	wg := from > 0 && M > 4*from && b.WarpgroupMMA() && sg == 0 && q.f16w
 	if M > qmmaPass && !wg {
 		rows := func(t *Tensor, r0, n int) *Tensor {
