@@ -124,6 +124,7 @@ type Backend struct {
 	attnTC        int             // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
 	attnTCStages  int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES; 0: by the step's rows, tcStages)
 	attnTCCap     bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
+	attnFit       bool            // and its clusters all run at once (fitClusters; GPTQTOOL_ATTN_FIT=0: not)
 	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
 	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
@@ -186,7 +187,14 @@ type function struct {
 	fn       uintptr
 	shared   int // dynamic shared memory limit set so far
 	launches int // launches so far (tests check which kernel a product took)
+	// clusters caches activeClusters: the clusters of a shape that the
+	// device runs at once.
+	clusters map[clusterShape]int
 }
+
+// clusterShape is a cluster launch's shape for function.clusters: the
+// block's threads, its dynamic shared memory, the cluster's blocks.
+type clusterShape struct{ threads, shared, blocks int }
 
 // New opens device o.Device. Errors that mean CUDA is absent here (no
 // driver, no device, a library missing) wrap ErrNotAvailable.
@@ -369,6 +377,7 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.attnTCCap = os.Getenv("GPTQTOOL_ATTN_TC_CAP") != "0"
+	b.attnFit = os.Getenv("GPTQTOOL_ATTN_FIT") != "0"
 	if b.attnTCStages, err = envInt("GPTQTOOL_ATTN_TC_STAGES", 0, 2, 4, "2-4 stages"); err != nil {
 		return nil, err
 	}
@@ -1017,6 +1026,63 @@ func (b *Backend) function(src, name string) (*function, error) {
 	return f, nil
 }
 
+// sharedFunction is function with the kernel's dynamic shared memory
+// limit at least shared bytes: past 48 KiB a block (static included) a
+// kernel must opt in, so the limit is raised whenever a launch needs more
+// than the last one set.
+func (b *Backend) sharedFunction(src, name string, shared int) (*function, error) {
+	f, err := b.function(src, name)
+	if err != nil {
+		return nil, err
+	}
+	if shared > f.shared {
+		if shared > b.shared {
+			return nil, fmt.Errorf("cuda: kernel %s needs %d bytes of shared memory, the device allows %d", name, shared, b.shared)
+		}
+		if err := cuErr("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f.fn, funcAttrMaxDynamicShared, int32(shared))); err != nil {
+			return nil, err
+		}
+		f.shared = shared
+	}
+	return f, nil
+}
+
+// activeClusters is how many clusters of clusterY blocks (along the grid's
+// y) of kernel name, blocks of threads threads with shared bytes of
+// dynamic shared memory, the device runs at once
+// (cuOccupancyMaxActiveClusters): fewer than its SMs' slots for such
+// blocks, since a cluster must fit one GPC (on the H200 124 of the 132 SMs
+// take clusters). 0 where the driver cannot say.
+func (b *Backend) activeClusters(src, name string, threads, shared, clusterY int) int {
+	if drv.cuOccupancyMaxActiveClusters == nil || clusterY < 2 {
+		return 0
+	}
+	f, err := b.sharedFunction(src, name, shared)
+	if err != nil {
+		return 0
+	}
+	key := clusterShape{threads, shared, clusterY}
+	if n, ok := f.clusters[key]; ok {
+		return n
+	}
+	var attr [1]launchAttr
+	attr[0] = launchAttr{id: launchAttrClusterDimension}
+	binary.LittleEndian.PutUint32(attr[0].val[0:], 1)
+	binary.LittleEndian.PutUint32(attr[0].val[4:], uint32(clusterY))
+	binary.LittleEndian.PutUint32(attr[0].val[8:], 1)
+	cfg := launchConfig{gx: 1, gy: uint32(clusterY), gz: 1, bx: uint32(threads), by: 1, bz: 1, shared: uint32(shared),
+		stream: b.stream, attrs: unsafe.Pointer(&attr[0]), numAttrs: 1}
+	var n int32
+	if drv.cuOccupancyMaxActiveClusters(&n, f.fn, unsafe.Pointer(&cfg)) != 0 {
+		n = 0
+	}
+	if f.clusters == nil {
+		f.clusters = map[clusterShape]int{}
+	}
+	f.clusters[key] = int(n)
+	return int(n)
+}
+
 // Dim is a grid or block size.
 type Dim struct{ X, Y, Z int }
 
@@ -1043,21 +1109,9 @@ func (b *Backend) launch(src, name string, grid, block Dim, shared int, args ...
 // grid's y dimension made one thread-block cluster (0: none; at most
 // maxClusterBlocks).
 func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clusterY int, args ...any) error {
-	f, err := b.function(src, name)
+	f, err := b.sharedFunction(src, name, shared)
 	if err != nil {
 		return err
-	}
-	// Past 48 KiB of shared memory a block (static included) a kernel
-	// must opt in: raise its dynamic limit whenever a launch needs more
-	// than the last one set.
-	if shared > f.shared {
-		if shared > b.shared {
-			return fmt.Errorf("cuda: kernel %s needs %d bytes of shared memory, the device allows %d", name, shared, b.shared)
-		}
-		if err := cuErr("cuFuncSetAttribute("+name+")", drv.cuFuncSetAttribute(f.fn, funcAttrMaxDynamicShared, int32(shared))); err != nil {
-			return err
-		}
-		f.shared = shared
 	}
 	if clusterY > maxClusterBlocks {
 		return fmt.Errorf("cuda: kernel %s: clusters of %d blocks, at most %d", name, clusterY, maxClusterBlocks)

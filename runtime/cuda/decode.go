@@ -278,6 +278,54 @@ func attnTCFor(tcRows, rows, hd, c int, dt runtime.DType) bool {
 	return tcRows > 0 && rows >= tcRows && (dt == runtime.F16 || dt == runtime.BF16) && hd == 32*c && (c == 2 || c == 4)
 }
 
+// fitClusters picks S, the splits of each of pairs (row, kv head) of
+// paged attention's tensor-core grid, given S run in clusters of clu
+// blocks (S up to maxClusterBlocks, else a multiple of it), by the waves
+// its clusters take: active(c) is how many clusters of c blocks the device
+// runs at once (c 1: blocks without clusters; 0 where it cannot say: S
+// kept). A split's work is the positions over S, and a wave that starts
+// after another costs a whole block's time, so of S and the fewer splits
+// it could take (a cluster at a time past maxClusterBlocks, one at a time
+// below), the one of the fewest waves per split wins, the most splits
+// where even. It returns the splits and their cluster (0: one split,
+// none). pagedTCSplits counts the SMs' slots, but a cluster must fit one
+// GPC: on the H200 only 124 of the 132 SMs took clusters, so the 7B
+// shape's batch 16 (128 pairs in 3 splits, three blocks an SM) ran 4 of
+// its 128 clusters in a second wave, and attention took 15.4 µs a layer
+// against 7.4 at batch 8; in 2 splits batch 16 measured +6.9%
+// (docs/benchmarks.md, the forty-second session). Fewer splits in one wave
+// where two waves take no more a split (3 and 4 rows' 16 splits in
+// clusters of 8, against 8) measured 1% slower with 2,048-token prompts,
+// so they keep theirs.
+func fitClusters(S, clu, pairs int, active func(c int) int) (int, int) {
+	// waves of S splits in clusters of c (0 where the device cannot say).
+	waves := func(S, c int) int {
+		c = max(c, 1)
+		n := active(c)
+		if n <= 0 {
+			return 0
+		}
+		return (pairs*S/c + n - 1) / n
+	}
+	best, bw := S, waves(S, clu)
+	for s := S; bw > 0 && s > 1; {
+		if s > maxClusterBlocks {
+			s -= maxClusterBlocks
+		} else {
+			s--
+		}
+		// Fewer waves a split: w/s < bw/best.
+		if w := waves(s, min(s, maxClusterBlocks)); w > 0 && w*best < bw*s {
+			best, bw = s, w
+		}
+	}
+	clu = min(best, maxClusterBlocks)
+	if clu < 2 {
+		clu = 0
+	}
+	return best, clu
+}
+
 // defaultAttnSplit is the fewest positions a block of split paged
 // attention takes (GPTQTOOL_ATTN_MINSPLIT=N overrides it). Measured on the
 // H200 (7B shape, act order, 128-token prompts, 128 new tokens; the
@@ -370,6 +418,15 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 			S = min(pagedMaxSplits, (S+maxClusterBlocks-1)/maxClusterBlocks*maxClusterBlocks)
 		}
 		clu = min(S, maxClusterBlocks)
+	}
+	if tc && b.attnTCCap && b.attnFit && clu > 1 {
+		name := names[[2]int{c, g}][qt.dt]
+		S, clu = fitClusters(S, clu, rows*hkv, func(c int) int {
+			if c == 1 {
+				return b.pagedTCSlots(shared)
+			}
+			return b.activeClusters("decode.cu", name, pagedThreads, shared, c)
+		})
 	}
 	var part, cnt uint64
 	if S > 1 || deferred {

@@ -760,3 +760,91 @@ func TestStepAheadOnDevice(t *testing.T) {
 		}
 	}
 }
+
+// TestPagedAttentionFitsClusters checks the tensor-core paged attention of
+// 16 rows with the 7B shape's heads (32 query heads, 8 kv heads of 128;
+// two stages, three blocks an SM; three splits of at least 48 positions
+// each, in clusters of three): the device's count of clusters of three
+// that run at once is at most one an SM, fitClusters takes two splits
+// where 128 clusters of three do not run at once and 128 of two do (the
+// H200: 124 and 198), three where they do, and the outputs with the
+// clusters fitted and without match the CPU's.
+func TestPagedAttentionFitsClusters(t *testing.T) {
+	b := gputest.Backend(t)
+	if !b.Clusters() || b.AttentionTC() == 0 || b.AttentionTC() > 16 {
+		t.Skip("no clusters or no tensor-core attention at 16 rows on this device")
+	}
+	const rows, hq, hkv, hd, bs, blocks, width = 16, 32, 8, 128, 16, 96, 24
+	shared := b.PagedTCShared(rows, hkv, hd, hq/hkv)
+	name := cuda.PagedTCKernel(hd, hq/hkv, runtime.F16)
+	active := func(c int) int { return b.ActiveClusters("decode.cu", name, cuda.PagedThreads, shared, c) }
+	n3 := active(3)
+	if n3 == 0 {
+		t.Skip("the driver does not report the clusters that run at once")
+	}
+	if n3 > b.SMs() {
+		t.Errorf("%d clusters of three blocks of %d bytes at once, more than one an SM (%d)", n3, shared, b.SMs())
+	}
+	// Three splits: 128 clusters of three. Where fewer run at once and
+	// 128 of two do, two splits take one wave instead of two.
+	S, clu := cuda.FitClusters(3, 3, rows*hkv, active)
+	n2 := active(2)
+	t.Logf("clusters at once: %d of three, %d of two; 16 rows take %d splits in clusters of %d", n3, n2, S, clu)
+	if want := 3; n3 < rows*hkv && n2 >= rows*hkv && (S != 2 || clu != 2) || n3 >= rows*hkv && (S != want || clu != want) {
+		t.Errorf("%d splits in clusters of %d (%d of three, %d of two at once)", S, clu, n3, n2)
+	}
+
+	r := rand.New(rand.NewPCG(31, 32))
+	rand32 := normals(r)
+	pos := make([]int32, rows)
+	tables := make([]int32, rows*width)
+	for i := range pos {
+		pos[i] = int32(150 + 10*i) // 150-300: three splits of 48 or more
+		perm := r.Perm(blocks)
+		for j := range width {
+			tables[i*width+j] = int32(perm[j])
+		}
+	}
+	q, qv := upload(t, b, runtime.F16, rand32(rows*hq*hd, 1), rows, hq*hd)
+	kc, kv := upload(t, b, runtime.F16, rand32(blocks*bs*hkv*hd, 1), blocks*bs, hkv*hd)
+	vc, vv := upload(t, b, runtime.F16, rand32(blocks*bs*hkv*hd, 1), blocks*bs, hkv*hd)
+	pt, tt := i32Tensor(t, b, pos), i32Tensor(t, b, tables)
+	defer func() {
+		for _, x := range []runtime.Tensor{pt, tt} {
+			b.Free(x)
+		}
+	}()
+	p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
+	c := cpu.New(0)
+	cq, _ := c.Alloc(runtime.F32, rows, hq*hd)
+	ckc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
+	cvc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
+	cout, _ := c.Alloc(runtime.F32, rows, hq*hd)
+	for _, u := range []struct {
+		x runtime.Tensor
+		v []float32
+	}{{cq, qv}, {ckc, kv}, {cvc, vv}} {
+		if err := c.Upload(u.x, u.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.PagedAttention(cout, cq, ckc, cvc, i32Tensor(t, c, tables), i32Tensor(t, c, pos), bs, p)
+	want := make([]float32, rows*hq*hd)
+	if err := c.Download(want, cout); err != nil {
+		t.Fatal(err)
+	}
+	w64 := make([]float64, len(want))
+	for i, v := range want {
+		w64[i] = float64(v)
+	}
+	prev := b.SetAttentionFit(true)
+	defer b.SetAttentionFit(prev)
+	for _, fit := range []bool{true, false} {
+		b.SetAttentionFit(fit)
+		out, _ := upload(t, b, runtime.F16, make([]float32, rows*hq*hd), rows, hq*hd)
+		b.PagedAttentionTo(out, q, kc, vc, tt, pt, bs, p, nil)
+		if nmse := backendtest.NMSE(download(t, b, out), w64); !(nmse < 1e-4) {
+			t.Errorf("clusters fitted %v: nmse %.3g against the CPU, want < 1e-4", fit, nmse)
+		}
+	}
+}

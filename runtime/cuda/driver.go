@@ -50,6 +50,9 @@ var drv struct {
 	cuGraphDestroy       func(graph uintptr) cuResult
 	// Optional (CUDA 12+): nil where the driver lacks it.
 	cuLaunchKernelEx func(cfg unsafe.Pointer, fn uintptr, params unsafe.Pointer, extra unsafe.Pointer) cuResult
+	// Optional (CUDA 12+): how many clusters of a launch configuration
+	// the device runs at once; nil where the driver lacks it.
+	cuOccupancyMaxActiveClusters func(n *int32, fn uintptr, cfg unsafe.Pointer) cuResult
 	// Optional, for timing graph replays (Backend.TimeGraphs): all nil
 	// where one is missing.
 	cuEventCreate      func(ev *uintptr, flags uint32) cuResult
@@ -163,6 +166,9 @@ func loadDriver() error {
 		if drvErr == nil {
 			if register(lib, path, map[string]any{"cuLaunchKernelEx": &drv.cuLaunchKernelEx}) != nil {
 				drv.cuLaunchKernelEx = nil
+			}
+			if register(lib, path, map[string]any{"cuOccupancyMaxActiveClusters": &drv.cuOccupancyMaxActiveClusters}) != nil {
+				drv.cuOccupancyMaxActiveClusters = nil
 			}
 			if register(lib, path, map[string]any{"cuTensorMapEncodeTiled": &drv.cuTensorMapEncodeTiled}) != nil {
 				drv.cuTensorMapEncodeTiled = nil

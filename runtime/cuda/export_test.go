@@ -28,3 +28,46 @@ func (b *Backend) ResidualProjection() int {
 	defer b.exit()
 	return b.oprojAdd
 }
+
+// PagedTCKernel is the name of the tensor-core paged attention kernel
+// (decode.cu) for heads of hd dimensions, g query heads a kv head and dt
+// caches.
+func PagedTCKernel(hd, g int, dt runtime.DType) string {
+	return pagedTCNames[[2]int{pow2((hd + 31) / 32), pow2(g)}][dt]
+}
+
+// PagedTCShared is the tensor-core kernel's dynamic shared memory for a
+// step of rows rows over kvHeads kv heads of hd dimensions, g query heads
+// each.
+func (b *Backend) PagedTCShared(rows, kvHeads, hd, g int) int {
+	b.enter()
+	defer b.exit()
+	c := pow2((hd + 31) / 32)
+	return b.pagedTCShared(rows, kvHeads, hd, pow2(g), c)
+}
+
+// ActiveClusters is activeClusters, for tests.
+func (b *Backend) ActiveClusters(src, name string, threads, shared, clusterY int) int {
+	b.enter()
+	defer b.exit()
+	return b.activeClusters(src, name, threads, shared, clusterY)
+}
+
+// SetAttentionFit sets whether the tensor-core paged attention keeps its
+// clusters to what the device runs at once (GPTQTOOL_ATTN_FIT) and
+// returns the previous setting.
+func (b *Backend) SetAttentionFit(on bool) bool {
+	b.enter()
+	defer b.exit()
+	prev := b.attnFit
+	b.attnFit = on
+	return prev
+}
+
+// FitClusters is fitClusters, for tests.
+func FitClusters(S, clu, pairs int, active func(c int) int) (int, int) {
+	return fitClusters(S, clu, pairs, active)
+}
+
+// PagedThreads is a paged attention block's threads.
+const PagedThreads = pagedThreads

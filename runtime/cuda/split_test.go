@@ -428,3 +428,38 @@ func TestQmmaTileFor(t *testing.T) {
 		}
 	}
 }
+
+// TestFitClusters checks how paged attention's tensor-core splits give way
+// to the clusters the device runs at once, worked out by hand with an
+// H200's counts at three blocks an SM (396 blocks at once without
+// clusters; 198 clusters of two and 124 of three, as
+// TestPagedAttentionFitsClusters measured; 93, 74, 62, 53 and 46 of four to
+// eight on 124 SMs): batch 16 of the 7B shape (128 pairs in 3 splits: two
+// waves, 2/3 of a wave a split) goes to two splits (one wave, 1/2); batch
+// 12 (96 pairs) and 24 (192 pairs in two) keep theirs; 200 pairs in two
+// take two waves, as many a split as one split's one wave, and keep two; 3
+// and 4 rows' 16 splits in clusters of 8 (48 and 64 clusters: two waves)
+// take no more waves a split than 8 (one wave) and keep 16; 24 splits of
+// 8 pairs where 16 clusters of 8 run at once go to 16; a device that cannot
+// say keeps the splits.
+func TestFitClusters(t *testing.T) {
+	h200 := func(c int) int { return map[int]int{1: 396, 2: 198, 3: 124, 4: 93, 5: 74, 6: 62, 7: 53, 8: 46}[c] }
+	for _, c := range []struct {
+		S, clu, pairs int
+		active        func(int) int
+		S2, clu2      int
+	}{
+		{3, 3, 128, h200, 2, 2},
+		{3, 3, 96, h200, 3, 3},
+		{2, 2, 192, h200, 2, 2},
+		{2, 2, 200, h200, 2, 2},
+		{16, 8, 24, h200, 16, 8},
+		{16, 8, 32, h200, 16, 8},
+		{24, 8, 8, func(c int) int { return map[int]int{8: 16}[c] }, 16, 8}, // 24 clusters: two waves, 1/12 a split; 16: one, 1/16
+		{3, 3, 128, func(int) int { return 0 }, 3, 3},
+	} {
+		if S, clu := fitClusters(c.S, c.clu, c.pairs, c.active); S != c.S2 || clu != c.clu2 {
+			t.Errorf("%d splits in clusters of %d, %d pairs: %d splits, clusters of %d; want %d, %d", c.S, c.clu, c.pairs, S, clu, c.S2, c.clu2)
+		}
+	}
+}
