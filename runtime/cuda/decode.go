@@ -292,8 +292,11 @@ func attnTCFor(tcRows, rows, hd, c int, dt runtime.DType) bool {
 // GPC: on the H200 only 124 of the 132 SMs took clusters, so the 7B
 // shape's batch 16 (128 pairs in 3 splits, three blocks an SM) ran 4 of
 // its 128 clusters in a second wave, and attention took 15.4 µs a layer
-// against 7.4 at batch 8; in 2 splits batch 16 measured +6.9%
-// (docs/benchmarks.md, the forty-second session). Fewer splits in one wave
+// against 7.4 at batch 8; in 2 splits batch 16 measured +6.9% and +7.1%
+// in two calls (docs/benchmarks.md, the forty-second session). Batch 12
+// runs the same step (the graph is its bucket's, 16 rows) with four rows
+// of padding, whose blocks exit at once: its working clusters fit one
+// wave in three splits, and two cost it 0.2-0.4%. Fewer splits in one wave
 // where two waves take no more a split (3 and 4 rows' 16 splits in
 // clusters of 8, against 8) measured 1% slower with 2,048-token prompts,
 // so they keep theirs.

@@ -435,8 +435,8 @@ func TestQmmaTileFor(t *testing.T) {
 // clusters; 198 clusters of two and 124 of three, as
 // TestPagedAttentionFitsClusters measured; 93, 74, 62, 53 and 46 of four to
 // eight on 124 SMs): batch 16 of the 7B shape (128 pairs in 3 splits: two
-// waves, 2/3 of a wave a split) goes to two splits (one wave, 1/2); batch
-// 12 (96 pairs) and 24 (192 pairs in two) keep theirs; 200 pairs in two
+// waves, 2/3 of a wave a split) goes to two splits (one wave, 1/2); 12
+// rows (96 pairs) and 24 (192 pairs in two) keep theirs; 200 pairs in two
 // take two waves, as many a split as one split's one wave, and keep two; 3
 // and 4 rows' 16 splits in clusters of 8 (48 and 64 clusters: two waves)
 // take no more waves a split than 8 (one wave) and keep 16; 24 splits of
