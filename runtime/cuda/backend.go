@@ -1050,9 +1050,9 @@ func (b *Backend) sharedFunction(src, name string, shared int) (*function, error
 // activeClusters is how many clusters of clusterY blocks (along the grid's
 // y) of kernel name, blocks of threads threads with shared bytes of
 // dynamic shared memory, the device runs at once
-// (cuOccupancyMaxActiveClusters): fewer than its SMs' slots for such
-// blocks, since a cluster must fit one GPC (on the H200 124 of the 132 SMs
-// take clusters). 0 where the driver cannot say.
+// (cuOccupancyMaxActiveClusters): at most its SMs' slots for such blocks
+// over clusterY, and fewer where a cluster must fit one GPC (on the H200
+// 124 of the 132 SMs take clusters). 0 where the driver cannot say.
 func (b *Backend) activeClusters(src, name string, threads, shared, clusterY int) int {
 	if drv.cuOccupancyMaxActiveClusters == nil || clusterY < 2 {
 		return 0

@@ -301,14 +301,14 @@ func attnTCFor(tcRows, rows, hd, c int, dt runtime.DType) bool {
 // clusters of 8, against 8) measured 1% slower with 2,048-token prompts,
 // so they keep theirs.
 func fitClusters(S, clu, pairs int, active func(c int) int) (int, int) {
-	// waves of S splits in clusters of c (0 where the device cannot say).
-	waves := func(S, c int) int {
+	// waves of s splits in clusters of c (0 where the device cannot say).
+	waves := func(s, c int) int {
 		c = max(c, 1)
 		n := active(c)
 		if n <= 0 {
 			return 0
 		}
-		return (pairs*S/c + n - 1) / n
+		return (pairs*s/c + n - 1) / n
 	}
 	best, bw := S, waves(S, clu)
 	for s := S; bw > 0 && s > 1; {
@@ -424,11 +424,11 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	}
 	if tc && b.attnTCCap && b.attnFit && clu > 1 {
 		name := names[[2]int{c, g}][qt.dt]
-		S, clu = fitClusters(S, clu, rows*hkv, func(c int) int {
-			if c == 1 {
+		S, clu = fitClusters(S, clu, rows*hkv, func(blocks int) int {
+			if blocks == 1 {
 				return b.pagedTCSlots(shared)
 			}
-			return b.activeClusters("decode.cu", name, pagedThreads, shared, c)
+			return b.activeClusters("decode.cu", name, pagedThreads, shared, blocks)
 		})
 	}
 	var part, cnt uint64
