@@ -49,7 +49,8 @@ func reportBW(b *testing.B, bytes float64) {
 }
 
 // BenchmarkDecodeOps times each op of a Mistral-7B decode step (4-bit g128
-// act order weights, fp16 activations) inside a graph, at 1, 8 and 32 rows.
+// act order weights, fp16 activations) inside a graph, at 1, 8, 16, 32 and
+// 64 rows (16: the two-tile warpgroup-MMA products).
 func BenchmarkDecodeOps(b *testing.B) {
 	be := gputest.Backend(b)
 	r := rand.New(rand.NewPCG(1, 2))
@@ -99,7 +100,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 		}
 	}()
 	wbytes := func(K, N int) float64 { return float64(K)*float64(N)/2 + float64(K/128)*float64(N)*4 + 4*float64(K) }
-	for _, M := range []int{1, 8, 32, 64} {
+	for _, M := range []int{1, 8, 16, 32, 64} {
 		x, xn := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
 		q, k, v := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, hkv*hd), randTensor(b, be, runtime.F16, M, hkv*hd)
 		att, act := randTensor(b, be, runtime.F16, M, hq*hd), randTensor(b, be, runtime.F16, M, I)
