@@ -637,23 +637,7 @@ func TestPagedAttentionCombines(t *testing.T) {
 					outs := map[string][]float32{"clusters": run(true), "global memory": run(false)}
 					// The CPU reference, on the device's rounded inputs, in
 					// the order of the columns.
-					cq, _ := c.Alloc(runtime.F32, rows, hq*hd)
-					ckc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
-					cvc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
-					cout, _ := c.Alloc(runtime.F32, rows, hq*hd)
-					for _, u := range []struct {
-						x runtime.Tensor
-						v []float32
-					}{{cq, qv}, {ckc, kv}, {cvc, vv}} {
-						if err := c.Upload(u.x, u.v); err != nil {
-							t.Fatal(err)
-						}
-					}
-					c.PagedAttention(cout, cq, ckc, cvc, i32Tensor(t, c, tables), i32Tensor(t, c, pos), bs, p)
-					want := make([]float32, rows*hq*hd)
-					if err := c.Download(want, cout); err != nil {
-						t.Fatal(err)
-					}
+					want := cpuPagedAttention(t, c, qv, kv, vv, tables, pos, rows, hq*hd, blocks*bs, hkv*hd, bs, p)
 					w64 := make([]float64, len(want))
 					for i := range want {
 						col := i % (hq * hd)
@@ -815,24 +799,7 @@ func TestPagedAttentionFitsClusters(t *testing.T) {
 		}
 	}()
 	p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(float64(hd)))}
-	c := cpu.New(0)
-	cq, _ := c.Alloc(runtime.F32, rows, hq*hd)
-	ckc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
-	cvc, _ := c.Alloc(runtime.F32, blocks*bs, hkv*hd)
-	cout, _ := c.Alloc(runtime.F32, rows, hq*hd)
-	for _, u := range []struct {
-		x runtime.Tensor
-		v []float32
-	}{{cq, qv}, {ckc, kv}, {cvc, vv}} {
-		if err := c.Upload(u.x, u.v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c.PagedAttention(cout, cq, ckc, cvc, i32Tensor(t, c, tables), i32Tensor(t, c, pos), bs, p)
-	want := make([]float32, rows*hq*hd)
-	if err := c.Download(want, cout); err != nil {
-		t.Fatal(err)
-	}
+	want := cpuPagedAttention(t, cpu.New(0), qv, kv, vv, tables, pos, rows, hq*hd, blocks*bs, hkv*hd, bs, p)
 	w64 := make([]float64, len(want))
 	for i, v := range want {
 		w64[i] = float64(v)
@@ -847,4 +814,30 @@ func TestPagedAttentionFitsClusters(t *testing.T) {
 			t.Errorf("clusters fitted %v: nmse %.3g against the CPU, want < 1e-4", fit, nmse)
 		}
 	}
+}
+
+// cpuPagedAttention is the CPU backend c's paged attention of rows queries
+// (q: [rows, qc]) over caches k and v ([slots, kvc]) with blocks of bs
+// positions, block tables tables and positions pos: the reference the
+// device's kernels are checked against, in fp32.
+func cpuPagedAttention(t *testing.T, c *cpu.Backend, q, k, v []float32, tables, pos []int32, rows, qc, slots, kvc, bs int, p runtime.AttentionParams) []float32 {
+	t.Helper()
+	cq, _ := c.Alloc(runtime.F32, rows, qc)
+	ck, _ := c.Alloc(runtime.F32, slots, kvc)
+	cv, _ := c.Alloc(runtime.F32, slots, kvc)
+	out, _ := c.Alloc(runtime.F32, rows, qc)
+	for _, u := range []struct {
+		x runtime.Tensor
+		v []float32
+	}{{cq, q}, {ck, k}, {cv, v}} {
+		if err := c.Upload(u.x, u.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.PagedAttention(out, cq, ck, cv, i32Tensor(t, c, tables), i32Tensor(t, c, pos), bs, p)
+	want := make([]float32, rows*qc)
+	if err := c.Download(want, out); err != nil {
+		t.Fatal(err)
+	}
+	return want
 }
