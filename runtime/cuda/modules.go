@@ -131,6 +131,7 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	normFuse := b.normFuseRows > 0
 	tcRows, preRows := b.attnTC, b.attnPrefetch
 	head := b.gemv && b.headWG && b.WarpgroupMMA()
+	wg := b.qmmaWG > 0 && b.WarpgroupMMA()
 	b.mu.Unlock()
 	// The largest first: they bound the wait.
 	for _, bits := range s.Bits {
@@ -163,6 +164,20 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	}
 	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
 		add(f, "")
+	}
+	// Last, the warpgroup-MMA products of decode steps of 9-64 rows (their
+	// two parts: two to four tiles, five to eight), which a server's
+	// warm-up (model.WarmDecode up to its largest batch) runs at once, and
+	// a run of one sequence not at all: started behind every module a
+	// first step needs, their compiles overlap the weights' upload instead
+	// of following it.
+	if wg {
+		for _, bits := range s.Bits {
+			if bits == 4 || bits == 8 {
+				add("qgemv.cu", qnames.wg[bits/8][1][dt])
+				add("qgemv.cu", qnames.wg[bits/8][len(qmmaTiles)-1][dt])
+			}
+		}
 	}
 	// Workers take the jobs in this order; a launch that needs a job no
 	// worker has started runs it itself.

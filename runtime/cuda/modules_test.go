@@ -203,26 +203,43 @@ func kernelSymbols(cubin []byte) ([]string, error) {
 
 // TestPrepareCompilesOnce checks Prepare where NVRTC loads (no GPU needed):
 // the modules a 4-bit fp16 model of 128-wide heads (32 query, 8 kv heads)
-// runs are compiled once each, in the background, and hold the kernels its
-// decode launches; a launch's request waits for the compile under way; a
+// runs on an sm_90 device are compiled once each, in the background, and
+// hold the kernels its decode launches (the warpgroup-MMA products of 9-64
+// rows among them); a launch's request waits for the compile under way; a
 // second Prepare compiles nothing.
 func TestPrepareCompilesOnce(t *testing.T) {
 	if err := loadNVRTC(); err != nil {
 		t.Skipf("%v", err)
 	}
 	var log bytes.Buffer
-	b := &Backend{arch: 90, log: &log}
+	b := &Backend{arch: 90, log: &log, qmmaWG: defaultQmmaWG}
 	spec := runtime.ModelSpec{DType: runtime.F16, Bits: []int{4}, HeadDim: 128, QueryHeads: 32, KVHeads: 8}
 	b.Prepare(spec)
+	// Prepare made the jobs of the warpgroup-MMA parts (no launch asked
+	// for them yet).
+	for _, name := range []string{qnames.wg[0][1][runtime.F16], qnames.wg[0][len(qmmaTiles)-1][runtime.F16]} {
+		key := kernels.ModuleOf("qgemv.cu", name).Key()
+		b.compiles.mu.Lock()
+		j := b.compiles.jobs[key]
+		b.compiles.mu.Unlock()
+		if j == nil {
+			t.Errorf("Prepare started no compile of %s (kernel %s)", key, name)
+		}
+	}
 	want := map[string]string{
 		"qgemv.cu": qnames.gemv[0][0][0][runtime.F16], "decode.cu": pagedNames[[2]int{4, 4}][runtime.F16],
 	}
-	others := [][2]string{{"qgemv.cu", qnames.rope[0][2][runtime.F16]}, {"qgemv.cu", qnames.glu[runtime.F16]},
-		{"qgemv.cu", qnames.gather[runtime.F16]}, {"decode.cu", "rope_store_f16"}}
+	others := [][2]string{{"qgemv.cu", qnames.rope[0][3][runtime.F16]}, {"qgemv.cu", qnames.glu[runtime.F16]},
+		{"qgemv.cu", qnames.gather[runtime.F16]}, {"decode.cu", "rope_store_f16"},
+		{"qgemv.cu", qnames.wg[0][1][runtime.F16]}, {"qgemv.cu", qnames.wgRoPE[0][3][runtime.F16]},
+		{"qgemv.cu", qnames.wg[0][4][runtime.F16]}, {"qgemv.cu", qnames.wgRoPE[0][7][runtime.F16]}}
 	for file, name := range want {
 		others = append(others, [2]string{file, name})
 	}
 	for _, fn := range others {
+		if fn[1] == "" {
+			t.Fatalf("%s: a kernel name is empty (a table index past the kernels built)", fn[0])
+		}
 		m := kernels.ModuleOf(fn[0], fn[1])
 		cubin, err := b.cubin(m)
 		if err != nil {
@@ -239,20 +256,21 @@ func TestPrepareCompilesOnce(t *testing.T) {
 		}
 	}
 	// 4-bit f16 products, glu/gather, one paged attention kernel,
-	// rope_store and five whole files: nine compiles, one each.
+	// rope_store, five whole files and the two warpgroup-MMA parts: eleven
+	// compiles, one each.
 	count := func() int {
 		b.compiles.logMu.Lock()
 		defer b.compiles.logMu.Unlock()
 		return strings.Count(log.String(), "cuda: compiled ")
 	}
-	if n := count(); n != 9 {
-		t.Errorf("%d compiles logged, want 9:\n%s", n, log.String())
+	if n := count(); n != 11 {
+		t.Errorf("%d compiles logged, want 11:\n%s", n, log.String())
 	}
 	b.Prepare(spec)
 	for _, j := range b.compiles.jobs {
 		<-j.done
 	}
-	if n := count(); n != 9 {
+	if n := count(); n != 11 {
 		t.Errorf("a second Prepare compiled again: %d compiles logged", n)
 	}
 }
