@@ -860,8 +860,8 @@ func parseQmmaWG(v string) (int, error) {
 // SetQMMAWG sets the fewest tiles of 8 rows a pass (2, 4 or 8) whose
 // products run on warpgroup MMA (groups of whole chunks, weights whose
 // decode fits fp16; 33-64 rows then in one pass), or none (0: mma.sync in
-// passes of 32), as GPTQTOOL_QMMA_WG does; for tests and comparisons. None where WarpgroupMMA is false,
-// whatever tiles says.
+// passes of 32), as GPTQTOOL_QMMA_WG does; for tests and comparisons.
+// None where WarpgroupMMA is false, whatever tiles says.
 func (b *Backend) SetQMMAWG(tiles int) {
 	b.enter()
 	defer b.exit()
