@@ -1065,11 +1065,7 @@ func (b *Backend) activeClusters(src, name string, threads, shared, clusterY int
 	if n, ok := f.clusters[key]; ok {
 		return n
 	}
-	var attr [1]launchAttr
-	attr[0] = launchAttr{id: launchAttrClusterDimension}
-	binary.LittleEndian.PutUint32(attr[0].val[0:], 1)
-	binary.LittleEndian.PutUint32(attr[0].val[4:], uint32(clusterY))
-	binary.LittleEndian.PutUint32(attr[0].val[8:], 1)
+	attr := [1]launchAttr{clusterAttr(clusterY)}
 	cfg := launchConfig{gx: 1, gy: uint32(clusterY), gz: 1, bx: uint32(threads), by: 1, bz: 1, shared: uint32(shared),
 		stream: b.stream, attrs: unsafe.Pointer(&attr[0]), numAttrs: 1}
 	var n int32
@@ -1081,6 +1077,16 @@ func (b *Backend) activeClusters(src, name string, threads, shared, clusterY int
 	}
 	f.clusters[key] = int(n)
 	return int(n)
+}
+
+// clusterAttr is the launch attribute of clusters of clusterY blocks
+// along the grid's y (1 × clusterY × 1).
+func clusterAttr(clusterY int) launchAttr {
+	a := launchAttr{id: launchAttrClusterDimension}
+	binary.LittleEndian.PutUint32(a.val[0:], 1)
+	binary.LittleEndian.PutUint32(a.val[4:], uint32(clusterY))
+	binary.LittleEndian.PutUint32(a.val[8:], 1)
+	return a
 }
 
 // Dim is a grid or block size.
@@ -1173,10 +1179,7 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 			n++
 		}
 		if clusterY > 1 {
-			a.attr[n] = launchAttr{id: launchAttrClusterDimension}
-			binary.LittleEndian.PutUint32(a.attr[n].val[0:], 1)
-			binary.LittleEndian.PutUint32(a.attr[n].val[4:], uint32(clusterY))
-			binary.LittleEndian.PutUint32(a.attr[n].val[8:], 1)
+			a.attr[n] = clusterAttr(clusterY)
 			n++
 			if b.clusterPolicy != 0 {
 				a.attr[n] = launchAttr{id: launchAttrClusterPolicy}
