@@ -25,13 +25,13 @@
 // for M <= 8*MT rows (the batch is the mma's N dimension, tiles of 8 rows).
 // Grid (ceil(N/128), S), 256 threads: a block owns 128 columns (a warp an
 // n tile of 16) and the chunks [y*cps, (y+1)*cps) of the inputs. Each warp
-// starts QST chunk copies into its ring in shared memory (cp.async), the
+// starts QD chunk copies into its ring in shared memory (cp.async), the
 // block stages x for the first P chunks of its slice (gathered through
 // perm, as fp16, times 2^-8 for bf16/f32 inputs so that their range fits;
 // 16-byte aligned rows when there is no perm; only kernels of one tile,
 // MT = 1, gather, the caller permutes more rows once) in shared memory, and
-// the warps then stream their chunks QST deep, decode in registers and
-// multiply with fp32 accumulation; every P chunks (a multiple of QST, or the
+// the warps then stream their chunks QD deep, decode in registers and
+// multiply with fp32 accumulation; every P chunks (a multiple of QD, or the
 // whole slice) the block stages the next phase of x between two barriers,
 // so that many rows need not split K further to fit (kernels of one tile
 // always take the whole slice at once and split K instead). Each group's
@@ -433,13 +433,23 @@ template <int KD> struct wg_pass {
 #define QA_PROBE_W 0
 #endif
 
-// Chunks in flight per warp: a ring of QST chunk slots in shared memory,
+// Chunks in flight per warp: a ring of chunk slots in shared memory,
 // filled with cp.async (no registers held by loads in flight); QST1_4 and
 // QST1_8 for the 4- and 8-bit kernels of one tile (4 for both: measured
-// fastest at batch 1 and 8 on an H200), QST1 for both. Powers of two
-// (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the rings to match).
-#ifndef QST
-#define QST 8
+// fastest at batch 1 and 8 on an H200), QST1 for both; QST_4 and QST_8
+// for the kernels of more tiles (4 and 8: at 4 bits 4 measured 0.3-2.2%
+// faster at 12-64 rows, at 8 bits 1.3-5.9% slower), QST for both. Powers
+// of two (runtime/cuda qstDepth, GPTQTOOL_QMMA_QST, sizes the rings to
+// match).
+#ifdef QST
+#define QST_4 QST
+#define QST_8 QST
+#endif
+#ifndef QST_4
+#define QST_4 4
+#endif
+#ifndef QST_8
+#define QST_8 8
 #endif
 #ifdef QST1
 #define QST1_4 QST1
@@ -476,9 +486,9 @@ template <int KD> struct wg_pass {
 #define QSTR8 8
 #endif
 #define QST_OK(n) ((n) >= 2 && (n) <= 16 && ((n) & ((n) - 1)) == 0)
-static_assert(QST_OK(QST) && QST_OK(QST1_4) && QST_OK(QST1_8) && QST_OK(QSTG) && (QSTA == 0 || QST_OK(QSTA)) &&
+static_assert(QST_OK(QST_4) && QST_OK(QST_8) && QST_OK(QST1_4) && QST_OK(QST1_8) && QST_OK(QSTG) && (QSTA == 0 || QST_OK(QSTA)) &&
                   (QSTR == 0 || QST_OK(QSTR)) && QST_OK(QSTR8),
-              "QST, QST1_4, QST1_8, QSTG, QSTA, QSTR, QSTR8: 2, 4, 8 or 16 chunks");
+              "QST_4, QST_8, QST1_4, QST1_8, QSTG, QSTA, QSTR, QSTR8: 2, 4, 8 or 16 chunks");
 
 // qtile: the weight tile (16 columns) of warp w of column slab s in a
 // block of NW warps. Blocks of 8 warps, and the plain wide ones (the _p
@@ -519,7 +529,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                        : RP && MT == 1 && !WG && QSTR  ? QSTR
                        : RP && MT == 1 && !WG && BITS == 8 ? QSTR8
                        : MT == 1                       ? (BITS == 4 ? QST1_4 : QST1_8)
-                                                       : QST;
+                                                       : (BITS == 4 ? QST_4 : QST_8);
     static_assert(!WG || (MT > 1 && AL && !NRM), "the _w kernels: two or more tiles, groups of whole chunks");
     static_assert(!AP || (MT == 1 && !NRM && !WG), "the _a kernels: one tile");
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),

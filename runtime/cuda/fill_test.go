@@ -71,9 +71,10 @@ func TestParseQST(t *testing.T) {
 			t.Errorf("%d bits: depths %d %d %d, ring %d; want 4 16 16, %d", bits, b.qstDepth(0, bits), b.qstDepth(1, bits), b.qstDepth(3, bits), b.qmmaRing(0, bits), 8*4*512)
 		}
 	}
-	// The defaults: one-tile kernels 4 chunks deep, the rest 8.
+	// The defaults: one-tile kernels 4 chunks deep, the rest 4 at 4 bits
+	// and 8 at 8.
 	b = &Backend{}
-	for _, c := range []struct{ tile, bits, want int }{{0, 4, 4}, {1, 4, 8}, {3, 4, 8}, {0, 8, 4}, {2, 8, 8}} {
+	for _, c := range []struct{ tile, bits, want int }{{0, 4, 4}, {1, 4, 4}, {3, 4, 4}, {0, 8, 4}, {2, 8, 8}, {7, 8, 8}} {
 		if d, r := b.qstDepth(c.tile, c.bits), b.qmmaRing(c.tile, c.bits); d != c.want || r != 8*c.want*512 {
 			t.Errorf("defaults, tile %d, %d bits: depth %d ring %d, want %d %d", c.tile, c.bits, d, r, c.want, 8*c.want*512)
 		}

@@ -395,9 +395,15 @@ const qmmaSharedReserve = 3 << 10
 const maxClusterBlocks = 8
 
 // qmmaShared caps a qmma block's shared memory so that several blocks share
-// an SM; defaultQST is the chunks in flight per warp (QST in qgemv.cu;
-// GPTQTOOL_QMMA_QST sets another), but for the kernels of one tile, whose
-// rings are defaultQST1 deep (QST1_4, QST1_8). Measured on an H200 with
+// an SM; defaultQST4 and defaultQST8 are the chunks in flight per warp of
+// the 4- and 8-bit kernels of more than one tile (QST_4, QST_8 in
+// qgemv.cu; GPTQTOOL_QMMA_QST sets another for both), and the kernels of
+// one tile's rings are defaultQST1 deep (QST1_4, QST1_8). The kernels of
+// more tiles at 4 bits, 7B decode with 256 new tokens: rings of 4 gave
+// 5,815 / 8,104 / 11,694 / 12,999 / 14,799 tok/s at batch 16 / 24 / 40 /
+// 48 / 64 against 5,763 / 7,990 / 11,439 / 12,856 / 14,765 with 8
+// (+0.2-2.2%), even at 32; at 8 bits 4 lost 5.9% / 3.3% / 1.3% at 16 /
+// 32 / 64 (docs/benchmarks.md, the forty-second session). Measured on an H200 with
 // the 7B decode: at 4 bits, 4 chunks ran batch 1 and 8 4.2% and 2.8%
 // faster than 8 (2 chunks: 2.8% slower; the seventeenth session); at 8
 // bits 4 chunks were then 5.7% slower, but with today's kernels 358.98
@@ -406,7 +412,8 @@ const maxClusterBlocks = 8
 // the twenty-first session).
 const (
 	qmmaShared  = 100 << 10
-	defaultQST  = 8
+	defaultQST4 = 4
+	defaultQST8 = 8
 	defaultQST1 = 4
 )
 
@@ -437,17 +444,19 @@ func (b *Backend) ropeDepth(bits int) int {
 }
 
 // qstDepth is the chunks in flight per warp of the bits-bit qmma kernels
-// of tile index tile (QST1_4 or QST1_8 in qgemv.cu for one tile, QST for
-// more), and qmmaRing a block's ring: eight warps' rings of qstDepth
-// 512-byte chunks.
+// of tile index tile (QST1_4 or QST1_8 in qgemv.cu for one tile, QST_4 or
+// QST_8 for more), and qmmaRing a block's ring: eight warps' rings of
+// qstDepth 512-byte chunks.
 func (b *Backend) qstDepth(tile, bits int) int {
-	if d := b.qst[min(tile, 1)]; d != 0 {
+	switch d := b.qst[min(tile, 1)]; {
+	case d != 0:
 		return d
-	}
-	if tile == 0 {
+	case tile == 0:
 		return defaultQST1
+	case bits == 4:
+		return defaultQST4
 	}
-	return defaultQST
+	return defaultQST8
 }
 
 func (b *Backend) qmmaRing(tile, bits int) int { return 8 * b.qstDepth(tile, bits) * 512 }

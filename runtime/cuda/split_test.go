@@ -2,8 +2,12 @@ package cuda
 
 import "testing"
 
-// ring8 is a qmma block's ring at the default depth (qmmaRing).
-const ring8 = 8 * defaultQST * 512
+// ring4 and ring8 are a qmma block's rings of more than one tile at the
+// default depths (qmmaRing): 4 and 8 chunks a warp at 4 and 8 bits.
+const (
+	ring4 = 8 * defaultQST4 * 512
+	ring8 = 8 * defaultQST8 * 512
+)
 
 // TestQmmaSplit checks the K split of quantized products on an H200's
 // figures (132 SMs, 227 KiB of shared memory a block, 228 KiB an SM) for
@@ -29,18 +33,21 @@ func TestQmmaSplit(t *testing.T) {
 		{"down M1", defaultFill, 1, 14336, 4096, 4, 8, 28, 28, true},
 		// Four times 132 blocks at 8 rows: 3 splits (no wave cap for one tile).
 		{"gate/up M8", defaultFill, 8, 4096, 28672, 4, 3, 22, 22, true},
-		// Once 132 blocks at 32 rows: one split, x staged 16 chunks at a time
-		// ((100 KiB - 32 KiB of ring) / (32 rows × 2 bytes) - 8 = 1080 inputs).
-		{"gate/up M32", defaultFill, 32, 4096, 28672, 4, 1, 64, 16, false},
+		// Once 132 blocks at 32 rows: one split, x staged 20 chunks at a time
+		// ((100 KiB - 16 KiB of ring) / (32 rows × 2 bytes) - 8 = 1336
+		// inputs, 20 chunks: a multiple of the ring's 4).
+		{"gate/up M32", defaultFill, 32, 4096, 28672, 4, 1, 64, 20, false},
 		// Fill 2 at 32 rows would be 448 blocks, 1.7 waves: capped to one.
-		{"gate/up M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 28672, 4, 1, 64, 16, false},
+		{"gate/up M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 28672, 4, 1, 64, 20, false},
 		// o_proj at 32 rows, fill 2: 9 splits wanted, 8 (256 blocks) fit a wave.
 		{"o M32 fill 2", [4]int{2, 4, 2, 2}, 32, 4096, 4096, 4, 8, 8, 8, true},
-		// TestQuantMatMul's phased shapes: 17 rows stage 24 chunks at a
-		// time, 8-bit 32 rows 32 of 64, 3 splits of 22 chunks 16.
-		{"gate/up M17", defaultFill, 17, 4096, 28672, 4, 1, 64, 24, false},
+		// TestQuantMatMul's phased shapes: 17 rows (three tiles) stage 36
+		// chunks at a time ((100 KiB - 16 KiB) / 34 - 8 = 2521 inputs, 39
+		// chunks, 36 a multiple of 4), 8-bit 32 rows 32 of 64 (rings of 8),
+		// 3 splits of 22 chunks 20.
+		{"gate/up M17", defaultFill, 17, 4096, 28672, 4, 1, 64, 36, false},
 		{"8-bit M32", defaultFill, 32, 4096, 14336, 8, 2, 64, 32, true},
-		{"N 8192 M32", defaultFill, 32, 4096, 8192, 4, 3, 22, 16, true},
+		{"N 8192 M32", defaultFill, 32, 4096, 8192, 4, 3, 22, 20, true},
 		// 8-bit chunks are 32 inputs: 128 chunks, 8 splits of 16.
 		{"qkv M1 8-bit", defaultFill, 1, 4096, 6144, 8, 8, 16, 16, true},
 	} {
@@ -54,30 +61,33 @@ func TestQmmaSplit(t *testing.T) {
 		}
 	}
 	// The warpgroup-MMA kernels stage x in blocks of 64 inputs for 8·MT
-	// rows (4 KiB a 4-bit chunk at 32 rows), 1 KiB-aligned after the ring:
-	// (100 KiB - 33 KiB) / 4 KiB = 16 chunks at 32 rows, 32 at 16 rows and
-	// for 8-bit chunks (32 inputs); o_proj's 5 splits of 13 chunks fit.
+	// rows (4 KiB a 4-bit chunk at 32 rows), 1 KiB-aligned after the ring
+	// (16 KiB at 4 bits, 32 at 8): (100 KiB - 17 KiB) / 4 KiB = 20 chunks
+	// at 32 rows, 40 at 16 rows (41, a multiple of 4), for 8-bit chunks (32
+	// inputs) (100 KiB - 33 KiB) / 4 KiB = 16 blocks of 64 inputs, 32
+	// chunks; o_proj's 5 splits of 13 chunks fit.
 	b.qfill, b.qmmaFit = defaultFill, true
 	for _, c := range []struct {
 		name                  string
 		M, K, N, bits         int
 		S, cps, P, sharedWant int
 	}{
-		{"wg gate/up M32", 32, 4096, 28672, 4, 1, 64, 16, ring8 + 1024 + 16*4096},
-		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 32, ring8 + 1024 + 32*2048},
+		{"wg gate/up M32", 32, 4096, 28672, 4, 1, 64, 20, ring4 + 1024 + 20*4096},
+		{"wg gate/up M16", 16, 4096, 28672, 4, 1, 64, 40, ring4 + 1024 + 40*2048},
 		{"wg 8-bit M32", 32, 4096, 14336, 8, 2, 64, 32, ring8 + 1024 + 16*4096},
-		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*4096},
-		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 8 at a time.
-		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*8192},
+		{"wg o M32", 32, 4096, 4096, 4, 5, 13, 13, ring4 + 1024 + 13*4096},
+		// 64 rows in one pass of eight tiles: 8 KiB a chunk, 10 fit, 8 at a
+		// time.
+		{"wg gate/up M64", 64, 4096, 28672, 4, 1, 64, 8, ring4 + 1024 + 8*8192},
 		// 17-24 rows on three tiles, 33-56 on five to seven: 3, 5, 6 and 7
-		// KiB a chunk, 22, 13, 11 and 9 fit, 16 and 8 at a time (multiples
-		// of the ring's 8); o_proj's 5 splits of 13 chunks still fit at 40
-		// rows (98 KiB).
-		{"wg gate/up M24", 24, 4096, 28672, 4, 1, 64, 16, ring8 + 1024 + 16*3072},
-		{"wg gate/up M40", 40, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*5120},
-		{"wg gate/up M48", 48, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*6144},
-		{"wg gate/up M56", 56, 4096, 28672, 4, 1, 64, 8, ring8 + 1024 + 8*7168},
-		{"wg o M40", 40, 4096, 4096, 4, 5, 13, 13, ring8 + 1024 + 13*5120},
+		// KiB a chunk, 27, 16, 13 and 11 fit, 24, 16, 12 and 8 at a time
+		// (multiples of the ring's 4); o_proj's 5 splits of 13 chunks still
+		// fit at 40 rows (82 KiB).
+		{"wg gate/up M24", 24, 4096, 28672, 4, 1, 64, 24, ring4 + 1024 + 24*3072},
+		{"wg gate/up M40", 40, 4096, 28672, 4, 1, 64, 16, ring4 + 1024 + 16*5120},
+		{"wg gate/up M48", 48, 4096, 28672, 4, 1, 64, 12, ring4 + 1024 + 12*6144},
+		{"wg gate/up M56", 56, 4096, 28672, 4, 1, 64, 8, ring4 + 1024 + 8*7168},
+		{"wg o M40", 40, 4096, 4096, 4, 5, 13, 13, ring4 + 1024 + 13*5120},
 	} {
 		p := b.qmmaSplit(c.M, c.K, c.N, c.bits, true)
 		if p.S != c.S || p.cps != c.cps || p.P != c.P || p.shared != c.sharedWant {
@@ -87,15 +97,16 @@ func TestQmmaSplit(t *testing.T) {
 	// Without GPTQTOOL_QMMA_FIT, 40 rows take eight tiles as 64 do, 24
 	// four as 32.
 	b.qmmaFit = false
-	if p := b.qmmaSplit(40, 4096, 28672, 4, true); p.P != 8 || p.shared != ring8+1024+8*8192 {
-		t.Errorf("wg gate/up M40 on eight tiles: P %d shared %d, want 8 %d", p.P, p.shared, ring8+1024+8*8192)
+	if p := b.qmmaSplit(40, 4096, 28672, 4, true); p.P != 8 || p.shared != ring4+1024+8*8192 {
+		t.Errorf("wg gate/up M40 on eight tiles: P %d shared %d, want 8 %d", p.P, p.shared, ring4+1024+8*8192)
 	}
-	if p := b.qmmaSplit(24, 4096, 28672, 4, true); p.P != 16 || p.shared != ring8+1024+16*4096 {
-		t.Errorf("wg gate/up M24 on four tiles: P %d shared %d, want 16 %d", p.P, p.shared, ring8+1024+16*4096)
+	if p := b.qmmaSplit(24, 4096, 28672, 4, true); p.P != 20 || p.shared != ring4+1024+20*4096 {
+		t.Errorf("wg gate/up M24 on four tiles: P %d shared %d, want 20 %d", p.P, p.shared, ring4+1024+20*4096)
 	}
 	// The default depths: one-tile kernels' rings of 4 chunks a warp (16
-	// KiB a block, x after them) at either width, the others' of 8;
-	// GPTQTOOL_QMMA_QST=8 sets 8 for all.
+	// KiB a block, x after them) at either width, the others' of 4 at 4
+	// bits and 8 at 8; GPTQTOOL_QMMA_QST=8 sets 8 for all (the warpgroup
+	// gate/up of 32 rows stages 16 chunks at a time again).
 	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != 16384+32*64*2+16 {
 		t.Errorf("gate/up M1: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, 16384+32*64*2+16)
 	}
@@ -105,6 +116,10 @@ func TestQmmaSplit(t *testing.T) {
 	b.qst = [2]int{8, 8}
 	if p := b.qmmaSplit(1, 4096, 28672, 4, false); p.S != 2 || p.cps != 32 || p.shared != ring8+32*64*2+16 {
 		t.Errorf("gate/up M1, rings of 8: S %d cps %d shared %d, want 2 32 %d", p.S, p.cps, p.shared, ring8+32*64*2+16)
+	}
+	b.qmmaFit = true
+	if p := b.qmmaSplit(32, 4096, 28672, 4, true); p.P != 16 || p.shared != ring8+1024+16*4096 {
+		t.Errorf("wg gate/up M32, rings of 8: P %d shared %d, want 16 %d", p.P, p.shared, ring8+1024+16*4096)
 	}
 	b.qst = [2]int{}
 	// Without the cap, fill 2 at 32 rows splits gate/up in two.
