@@ -416,10 +416,14 @@ template <int KD> struct wg_pass {
 // scale per weight pair in fp16 (16 of a 4-bit chunk's 98 instructions a
 // warp at 16 rows, whose loop was bound by its warps' instruction
 // latencies: 13.6 warps an SM). 0: none. On the H200 (7B decode, 256 new
-// tokens) 4 bits +9.6% / +9.2% / +8.6% / +6.5% at batch 12 / 16 / 24 / 32
-// (4,868 / 6,400 / 8,848 / 10,886 tok/s against 4,440 / 5,859 / 8,151 /
-// 10,223), 8 bits +3.0% / +2.7% at 16 / 32; at five to eight tiles the
-// group sums' registers spill (4 bits, seven and eight tiles).
+// tokens) 4 bits at batch 12 / 16 / 24 / 32 4,850 / 6,376 / 8,846 /
+// 10,867 tok/s against 4,424 / 5,845 / 8,130 / 10,181 with WG_FS=0
+// (+6.7% to +9.6%), 8 bits +3.0% / +2.7% at 16 / 32 (docs/benchmarks.md,
+// the forty-third session). WG_FS=8 measured faster still at five to
+// eight tiles (batch 40 / 48 / 64: 12,333 / 13,507 / 15,164 against
+// 11,742 / 13,079 / 14,880), though its seven- and eight-tile 4-bit
+// kernels spill 36-48 bytes; not the default until the tests have run
+// under it on a GPU.
 #ifndef WG_FS
 #define WG_FS 4
 #endif
