@@ -422,8 +422,8 @@ template <int KD> struct wg_pass {
 // the forty-third session). WG_FS=8 measured faster still at five to
 // eight tiles (batch 40 / 48 / 64: 12,333 / 13,507 / 15,164 against
 // 11,742 / 13,079 / 14,880), though its seven- and eight-tile 4-bit
-// kernels spill 36-48 bytes; not the default until the tests have run
-// under it on a GPU.
+// kernels spill (NVRTC 12.4: 20 / 36 bytes stored); not the default
+// until the tests have run under it on a GPU.
 #ifndef WG_FS
 #define WG_FS 4
 #endif
