@@ -1220,33 +1220,24 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                     for (int e = 0; e < 4; e++) gs_[bt][e] = 0.0f;
             }
+            // sc: code − zero as A holds it (FS: exact; else times the
+            // group's fp16 scale hs, rounded once).
+            auto sc = [&](u32 v, u32 hs) { return FS ? v : hmul2(v, hs); };
             auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
-                    if (FS && BITS == 4) {
+                    if (BITS == 4) {
                         const u32 wd = word_of(w, s), wh = wd >> 8;
-                        f[s][0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                        f[s][1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                        f[s][2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                        f[s][3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                    } else if (FS) {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        f[s][0] = hsub2(codes<MASK>(w0, magic), zz0);
-                        f[s][1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                        f[s][2] = hsub2(codes<MASK>(w1, magic), zz0);
-                        f[s][3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                    } else if (BITS == 4) {
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        f[s][0] = hmul2(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
-                        f[s][1] = hmul2(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
-                        f[s][2] = hmul2(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
-                        f[s][3] = hmul2(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
+                        f[s][0] = sc(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
+                        f[s][1] = sc(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
+                        f[s][2] = sc(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
+                        f[s][3] = sc(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
                     } else {
                         const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        f[s][0] = hmul2(hsub2(codes<MASK>(w0, magic), zz0), hs0);
-                        f[s][1] = hmul2(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
-                        f[s][2] = hmul2(hsub2(codes<MASK>(w1, magic), zz0), hs0);
-                        f[s][3] = hmul2(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
+                        f[s][0] = sc(hsub2(codes<MASK>(w0, magic), zz0), hs0);
+                        f[s][1] = sc(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
+                        f[s][2] = sc(hsub2(codes<MASK>(w1, magic), zz0), hs0);
+                        f[s][3] = sc(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
                     }
                 }
             };

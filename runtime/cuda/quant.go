@@ -403,8 +403,9 @@ const maxClusterBlocks = 8
 // 5,815 / 8,104 / 11,694 / 12,999 / 14,799 tok/s at batch 16 / 24 / 40 /
 // 48 / 64 against 5,763 / 7,990 / 11,439 / 12,856 / 14,765 with 8
 // (+0.2-2.2%), even at 32; at 8 bits 4 lost 5.9% / 3.3% / 1.3% at 16 /
-// 32 / 64 (docs/benchmarks.md, the forty-second session). Measured on an H200 with
-// the 7B decode: at 4 bits, 4 chunks ran batch 1 and 8 4.2% and 2.8%
+// 32 / 64 (docs/benchmarks.md, the forty-second session; the forty-third
+// repeated the 4-bit gains). The kernels of one tile, measured on an H200
+// with the 7B decode: at 4 bits, 4 chunks ran batch 1 and 8 4.2% and 2.8%
 // faster than 8 (2 chunks: 2.8% slower; the seventeenth session); at 8
 // bits 4 chunks were then 5.7% slower, but with today's kernels 358.98
 // tok/s against 352.47 and 352.59 at batch 1 (+1.8%) and 2,614 against
