@@ -70,11 +70,11 @@
 // each chunk into fp16 A registers, and x, staged in the 128-byte swizzle
 // (fp16 x by the tensor memory accelerator, QF_TMA), is the B operand
 // (8·MT rows, m64n{8·MT}k16); the next chunk is decoded while this one's
-// MMAs run. Those of at most WG_FS tiles decode code − zero exactly and
-// add each group's sums into the fp32 sums times its scale, as the kernels
-// of mma.sync do; those of more decode scale·(code − zero) rounded once,
-// as qdequant writes the weight (only weights whose values fit fp16 run
-// on the _w kernels).
+// MMAs run. They decode code − zero exactly and add each group's sums
+// into the fp32 sums times its scale, as the kernels of mma.sync do (WG_FS;
+// with WG_FS below the tiles, or WG_FAST=0, they decode scale·(code −
+// zero) rounded once, as qdequant writes the weight: only weights whose
+// values fit fp16 run on the _w kernels).
 //
 // The _n kernels (one tile, NRM) take x as the input of an RMSNorm whose
 // weight, in sequential input order, is nw (null for the others): the block
@@ -419,24 +419,13 @@ template <int KD> struct wg_pass {
 // tokens) 4 bits at batch 12 / 16 / 24 / 32 4,850 / 6,376 / 8,846 /
 // 10,867 tok/s against 4,424 / 5,845 / 8,130 / 10,181 with WG_FS=0
 // (+6.7% to +9.6%), 8 bits +3.0% / +2.7% at 16 / 32 (docs/benchmarks.md,
-// the forty-third session). WG_FS=8 measured faster still at five to
-// eight tiles (batch 40 / 48 / 64: 12,333 / 13,507 / 15,164 against
-// 11,742 / 13,079 / 14,880), though its seven- and eight-tile 4-bit
-// kernels spill (NVRTC 12.4: 20 / 36 bytes stored); not the default
-// until the tests have run under it on a GPU.
+// the forty-third session); at five to eight tiles (WG_FS=8, the default
+// since the forty-fourth session, whose tests ran under it) batch 40 / 48
+// / 64 12,362 / 13,524 / 15,196 against 11,765 / 13,100 / 14,900 with
+// WG_FS=4, though the seven- and eight-tile 4-bit kernels spill (NVRTC
+// 12.4: 20 / 36 bytes stored).
 #ifndef WG_FS
-#define WG_FS 4
-#endif
-// WG_XDB (the _w kernels with x by the tensor memory accelerator, no
-// multicast, a slice of more than one phase of P >= 2·QD chunks): x in
-// two buffers of half a phase (PH chunks, a multiple of QD), the next
-// half-phase's copies issued as this one starts, so that a phase change
-// waits for the last phase's MMAs and a barrier but not for the copies
-// (with one buffer it also waits for the copies: at 32 rows 7% of the
-// gate/up kernel's stall samples, at 16 rows 4%). 0: one buffer. Not yet
-// run on a GPU.
-#ifndef WG_XDB
-#define WG_XDB 0
+#define WG_FS 8
 #endif
 
 // QA_HOIST (the _a kernels): the first item's loads of attention's parts
@@ -606,22 +595,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     const int CX = tma && (flags & QF_MC4) ? 4 : tma && (flags & QF_MC2) ? 2 : 1;
     u32 fph = 0;
     bool xused = false;
-    // WG_XDB: x's phases of PH chunks in two buffers, xsw and xsw1, whose
-    // copies complete on xbar and xbar1 (parities xph, xph1); else PH = P.
-#if WG_XDB
-    const bool xdb = WG && tma && CX == 1 && nc > P && P >= 2 * QD;
-    const int PH = xdb ? P / 2 / QD * QD : P;
-    __shared__ __align__(8) unsigned long long xbar1;
-    u32 xph1 = 0;
-#else
-    constexpr bool xdb = false;
-    const int PH = P;
-#endif
     if (WG && tma && threadIdx.x == 0) {
         bar_init(smem_addr(&xbar));
-#if WG_XDB
-        if (xdb) bar_init(smem_addr(&xbar1));
-#endif
         if (CX > 1) bar_init(smem_addr(&xfree), CX);
     }
     // The other blocks' mbarriers must be made before this one's copies
@@ -861,38 +836,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      pack2<f16>(v[6] * XS, v[7] * XS)};
     };
     auto put = [&](int m, int k8, const float* v) { *(u32x4*)(xs + m * LDX + k8) = packx(v); };
-#if WG_XDB
-    // The copies of the half-phase from chunk ci into buffer xb (thread 0),
-    // and x's second buffer.
-    const u32 xsw1 = xsw + (u32)(PH * KB / 64) * JB;
-    auto xdb_issue = [&](int ci, int xb) {
-        const int nb = (imin(PH, nc - ci) * KB + 63) / 64;
-        const u32 bar = smem_addr(xb ? &xbar1 : &xbar), dst = xb ? xsw1 : xsw;
-        bar_expect(bar, nb * JB);
-        for (int j = 0; j < nb; j++) tma_x(dst + j * JB, tmx, kbase + ci * KB + 64 * j, bar);
-    };
-#endif
     auto stage = [&](int ci) {
-        const int kb0 = kbase + ci * KB, n8 = imin(PH, nc - ci) * (KB / 8);
+        const int kb0 = kbase + ci * KB, n8 = imin(P, nc - ci) * (KB / 8);
         if constexpr (WG) {
-#if WG_XDB
-            if (xdb) {
-                // Half-phase h = ci / PH is in buffer h % 2; as it starts
-                // (every thread done with h − 1's buffer), thread 0 issues
-                // h + 1's copies into that buffer, and h's own at the
-                // first. Each thread waits for h's.
-                const int h = ci / PH;
-                if (threadIdx.x == 0) {
-                    if (ci == 0) xdb_issue(0, 0);
-                    if (ci + PH < nc) xdb_issue(ci + PH, (h + 1) & 1);
-                }
-                if (h & 1)
-                    bar_wait(smem_addr(&xbar1), xph1), xph1 ^= 1;
-                else
-                    bar_wait(smem_addr(&xbar), xph), xph ^= 1;
-                return;
-            }
-#endif
             if (tma) {
                 // One thread copies the phase's blocks of 64 inputs
                 // (whole boxes of 8·MT rows, zeros past M), JB bytes each.
@@ -1191,7 +1137,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         // most QD-1 later groups are pending.
         // Unrolled QD deep so that the slots are constant offsets.
         const u32x4* refill = src - 64;  // chunk QD-2: advanced before each use
-        int pleft = PH;                   // chunks left in this phase of x
+        int pleft = P;                    // chunks left in this phase of x
         u32 xoff = 0;                     // their offset in xs
         if constexpr (WG) {
             // Warpgroup MMA: the four warps of a warpgroup multiply their
@@ -1269,13 +1215,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     for (int r = 0; r < CX; r++) bar_arrive_remote(cluster_addr(&xfree, cluster_rank_of(r, cy)));
                 }
                 stage(i0);
-#if WG_XDB
-                if (xdb) {
-                    // (Each thread has waited for the copies itself.)
-                    pleft = PH, xd = wg_desc((i0 / PH) & 1 ? xsw1 : xsw);
-                    return;
-                }
-#endif
                 __syncthreads();
                 pleft = P, xd = wg_desc(xsw);
             };
