@@ -1120,13 +1120,19 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
             fetch(grp + 1);
         };
-        auto next = [&]() {
+        // fold: a group's sums t into acc, times its scales (rows g and
+        // g+8), in fp32.
+        auto fold = [&](const float (&t)[MT][4]) {
 #pragma unroll
             for (int bt = 0; bt < MT; bt++) {
-                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
-                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
-                tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
+                acc[bt][0] += s0 * t[bt][0], acc[bt][1] += s0 * t[bt][1];
+                acc[bt][2] += s1 * t[bt][2], acc[bt][3] += s1 * t[bt][3];
             }
+        };
+        auto next = [&]() {
+            fold(tmp);
+#pragma unroll
+            for (int bt = 0; bt < MT; bt++) tmp[bt][0] = tmp[bt][1] = tmp[bt][2] = tmp[bt][3] = 0.0f;
             grp++;
             left = glen;
             load();
@@ -1245,7 +1251,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // from it instead of redoing the column's index arithmetic.
             // The halves are doubled by byte permutations instead of
             // multiplies. The plain loop's grp and left are not used past
-            // here (nor s0 and s1 by the _w kernels).
+            // here (s0 and s1 only by the FS kernels, hs0 and hs1 by the
+            // others).
             const u32 slast = (u32)(ngrp - 1) * (u32)N;
             u32 soff = (u32)imin(grp + 1, ngrp - 1) * (u32)N;
             const u32* szb;
@@ -1265,14 +1272,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 soff = min(soff + (u32)N, slast);
                 q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
                 gl += glen;
-            };
-            // FS: the group's sums into acc (its MMAs retired).
-            auto fold = [&]() {
-#pragma unroll
-                for (int bt = 0; bt < MT; bt++) {
-                    acc[bt][0] += s0 * gs_[bt][0], acc[bt][1] += s0 * gs_[bt][1];
-                    acc[bt][2] += s1 * gs_[bt][2], acc[bt][3] += s1 * gs_[bt][3];
-                }
             };
             // pass: the chunks from i0, of kind KD (above). At chunk u, slot
             // u (read at chunk u-1) is refilled with chunk i0+u+QD where
@@ -1320,7 +1319,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                             // retired, then the next group's scales.
                             if (gl == u + 1) {
                                 wg_wait<0>();
-                                fold();
+                                fold(gs_);  // (its MMAs retired)
                                 change();
                                 ga0 = 0;
                             } else {
@@ -1349,7 +1348,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             }
             if constexpr (FS) {
                 wg_wait<0>();
-                fold();  // the last group's
+                fold(gs_);  // the last group's
             }
 #else
             for (int i0 = 0; i0 < nc; i0 += QD) {
@@ -1438,12 +1437,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
             }
         }
-        if constexpr (!WG)
-#pragma unroll
-            for (int bt = 0; bt < MT; bt++) {
-                acc[bt][0] += s0 * tmp[bt][0], acc[bt][1] += s0 * tmp[bt][1];
-                acc[bt][2] += s1 * tmp[bt][2], acc[bt][3] += s1 * tmp[bt][3];
-            }
+        if constexpr (!WG) fold(tmp);
     }
     TRACE_MARK_AT(0, 3);
     asm volatile("cp.async.wait_group 0;");
