@@ -24,6 +24,11 @@ import (
 //
 // head.cu compiles whole, for sm_90a only (ArchSpecific).
 //
+// A qgemv.cu product or qdequant name with the suffix ScalesOnly is the
+// same kernel compiled with QG_SZ16=1 as well, for weights that carry their
+// scales alone (the symmetric quantizer's zeros); Symbol is its name in the
+// CUBIN.
+//
 // KDT narrows FOR_DTYPES (common.cuh) to one dtype. Without defines a file
 // compiles whole, every kernel in it.
 type Module struct {
@@ -73,9 +78,26 @@ func dtypeIndex(suffix string) (int, bool) {
 	return 0, false
 }
 
+// ScalesOnly is the suffix of a qgemv.cu kernel name that selects its
+// QG_SZ16 build: the weight's sz holds fp16 scales alone, its zeros all
+// 2^(bits-1).
+const ScalesOnly = "+sz16"
+
+// Symbol is kernel name's symbol in its module: name without ScalesOnly.
+func Symbol(name string) string {
+	return strings.TrimSuffix(name, ScalesOnly)
+}
+
 // ModuleOf is the module of file that holds kernel name; a name outside the
 // parts' naming compiles with the whole file.
 func ModuleOf(file, name string) Module {
+	if file == "qgemv.cu" && strings.HasSuffix(name, ScalesOnly) {
+		m := ModuleOf(file, Symbol(name))
+		if len(m.Defines) > 0 && m.Defines[0] != "QG_BITS=0" {
+			m.Defines = append(m.Defines, "QG_SZ16=1")
+		}
+		return m
+	}
 	whole := Module{File: file}
 	dt, ok := dtypeIndex(name[strings.LastIndexByte(name, '_')+1:])
 	switch file {

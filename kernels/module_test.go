@@ -30,6 +30,11 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qmma8_t8_w_r_bf16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=2]", nil},
 		{"qgemv.cu", "glu_rows_bf16", "qgemv.cu[QG_BITS=0]", []string{"-DQG_BITS=0"}},
 		{"qgemv.cu", "gather_cols_f32", "qgemv.cu[QG_BITS=0]", nil},
+		// ScalesOnly: the same part with QG_SZ16.
+		{"qgemv.cu", "qmma4_t1_g_f16+sz16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]", []string{"-DQG_BITS=4", "-DKDT=1", "-DQG_NRM=0", "-DQG_SZ16=1"}},
+		{"qgemv.cu", "qmma8_t5_w_r_bf16+sz16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=2,QG_SZ16=1]", nil},
+		{"qgemv.cu", "qdequant4_f32+sz16", "qgemv.cu[QG_BITS=4,KDT=0,QG_NRM=0,QG_SZ16=1]", nil},
+		{"qgemv.cu", "qmma4_t1_n_f16+sz16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1,QG_SZ16=1]", nil},
 		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},
 		{"decode.cu", "paged_attn_c8_g1_f32", "decode.cu[PA_C=8,PA_G=1,KDT=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_pre_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1,PA_PRE=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1", "-DPA_PRE=1"}},
@@ -48,6 +53,11 @@ func TestModuleOf(t *testing.T) {
 		// head.cu: whole, for sm_90a.
 		{"head.cu", "head_wg_t4_f16", "head.cu", nil},
 		{"head.cu", "head_wg_t1_bf16", "head.cu", nil},
+	}
+	for n, want := range map[string]string{"qmma4_t1_g_f16+sz16": "qmma4_t1_g_f16", "qmma4_t1_g_f16": "qmma4_t1_g_f16", "rmsnorm_f16": "rmsnorm_f16"} {
+		if s := Symbol(n); s != want {
+			t.Errorf("Symbol(%q) = %q, want %q", n, s, want)
+		}
 	}
 	for _, c := range cases {
 		m := ModuleOf(c.file, c.name)

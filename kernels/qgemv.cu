@@ -14,7 +14,8 @@
 //        and 4i+16 (second); 8 bits: two u32 a step, pairs 0 and 1 of the
 //        first at bytes 0/2 and 1/3, pairs 2 and 3 likewise in the second;
 //   sz   u32 [G, N]: the fp16 pair (scale, 1024 + zero) of group g, column n,
-//        the scale in the low half;
+//        the scale in the low half; with QG_SZ16 (below) u16 [G, N], the
+//        scale alone;
 //   perm i32 [K] or null: sequential input k reads x column perm[k];
 //   group of sequential input k: k / gs (gs a multiple of 16).
 // A code c becomes fp16 exactly as (c | 0x6400) = 1024 + c, minus (1024 +
@@ -110,6 +111,21 @@
 // writes out row by row (coalesced).
 
 #define QCOLS 128
+
+// QG_SZ16=1 (a define the backend adds for weights whose zeros are all
+// 2^(BITS-1), the symmetric quantizer's): sz holds only the fp16 scales,
+// u16 [G, N], half the bytes of the pairs, and szpair makes the pair of
+// a loaded scale with that zero's constant half (1024 + 2^(BITS-1)).
+#ifndef QG_SZ16
+#define QG_SZ16 0
+#endif
+#if QG_SZ16
+typedef u16 szw;
+template <int BITS> __device__ __forceinline__ u32 szpair(u16 s) { return (u32)s | (0x6400u + (1u << (BITS - 1))) << 16; }
+#else
+typedef u32 szw;
+template <int BITS> __device__ __forceinline__ u32 szpair(u32 p) { return p; }
+#endif
 
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
 // the weights with the L2 policy evict_first (l2_policy); QF_EARLY lets
@@ -619,12 +635,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     // of x are in flight before the wait, and each group's scales are
     // fetched a group ahead (a load at the group's start would stall the
     // warp for a round trip to L2 at every group).
-    const u32* szc = sz + nt * 16 + g;
+    const szw* szc = (const szw*)sz + nt * 16 + g;
     const int ngrp = (K + gs - 1) / gs;
     u32 q0, q1;  // the next group's (scale, 1024 + zero) pairs of rows g and g+8
     auto fetch = [&](int gi) {
         gi = imin(gi, ngrp - 1);
-        q0 = __ldg(szc + (i64)gi * N), q1 = __ldg(szc + (i64)gi * N + 8);
+        q0 = szpair<BITS>(__ldg(szc + (i64)gi * N)), q1 = szpair<BITS>(__ldg(szc + (i64)gi * N + 8));
     };
     fetch(kbase / gs);
     constexpr int IT = MT == 1 ? 2 : 4;  // x items a thread in flight; registers: one item is 8
@@ -1255,7 +1271,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             // others).
             const u32 slast = (u32)(ngrp - 1) * (u32)N;
             u32 soff = (u32)imin(grp + 1, ngrp - 1) * (u32)N;
-            const u32* szb;
+            const szw* szb;
             asm("mov.b64 %0, %1;" : "=l"(szb) : "l"(szc));
             int gl = left + 1;
             // The refill pointer is kept at the middle of the pass's refills
@@ -1270,7 +1286,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
                 nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
                 soff = min(soff + (u32)N, slast);
-                q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
+                q0 = szpair<BITS>(__ldg(szb + soff)), q1 = szpair<BITS>(__ldg(szb + soff + 8));
                 gl += glen;
             };
             // pass: the chunks from i0, of kind KD (above). At chunk u, slot
@@ -1575,7 +1591,7 @@ __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u3
                 const int pi = BITS == 4 ? i : (j & 1) * 2 + i;
                 const int r = g + 8 * (pi & 1), c = warp * KB + s * 16 + 2 * t + 8 * (pi >> 1);
                 const int n = nt * 16 + r, grp = (kbase + c) / gs;
-                const u32 p = sz[(i64)grp * N + n];
+                const u32 p = szpair<BITS>(((const szw*)sz)[(i64)grp * N + n]);
                 const float sc = h_lo(p), z = h_lo(p >> 16) - 1024.0f;
                 const int sh = BITS * i;
                 tile[r][c] = from_f32<T>(sc * ((float)((wd >> sh) & CODE) - z));

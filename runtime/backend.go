@@ -220,10 +220,13 @@ type CrossEntropyer interface {
 
 // ModelSpec is what a Preparer needs to know of a model before its first
 // op: the activation dtype, the bit widths of its GPTQ weights (none for a
-// floating-point model) and its attention heads.
+// floating-point model), whether they are symmetric (every zero
+// 2^(bits-1), as the checkpoint's quantize_config says) and its attention
+// heads.
 type ModelSpec struct {
 	DType      DType
 	Bits       []int
+	Sym        bool
 	HeadDim    int
 	QueryHeads int
 	KVHeads    int

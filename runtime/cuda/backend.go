@@ -101,6 +101,7 @@ type Backend struct {
 	pdl           bool            // launch pdlKernels with programmatic stream serialization
 	clusters      bool            // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder    bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	scalesOnly    bool            // weights whose zeros are all 2^(bits-1) upload their scales alone (qgemv.cu QG_SZ16)
 	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
 	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
@@ -253,6 +254,10 @@ func New(o Options) (*Backend, error) {
 	// through global memory).
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
+	// A symmetric weight (every zero 2^(bits-1)) uploads its fp16 scales
+	// alone, half the bytes of the (scale, zero) pairs, for the kernels
+	// built with QG_SZ16; GPTQTOOL_SZ16=1 turns it on.
+	b.scalesOnly = os.Getenv("GPTQTOOL_SZ16") == "1"
 	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
@@ -1018,7 +1023,7 @@ func (b *Backend) function(src, name string) (*function, error) {
 		b.compiles.loaded(m)
 	}
 	var fn uintptr
-	if err := cuErr("cuModuleGetFunction("+name+")", drv.cuModuleGetFunction(&fn, mod, name)); err != nil {
+	if err := cuErr("cuModuleGetFunction("+name+")", drv.cuModuleGetFunction(&fn, mod, kernels.Symbol(name))); err != nil {
 		return nil, fmt.Errorf("%w (kernel %s in %s)", err, name, m.Key())
 	}
 	f := &function{fn: fn}

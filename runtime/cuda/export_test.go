@@ -71,3 +71,21 @@ func FitClusters(S, clu, pairs int, active func(c int) int) (int, int) {
 
 // PagedThreads is a paged attention block's threads.
 const PagedThreads = pagedThreads
+
+// SetScalesOnly turns the upload of symmetric weights' scales alone
+// (GPTQTOOL_SZ16) on or off for the weights loaded next, and returns the
+// previous setting.
+func (b *Backend) SetScalesOnly(on bool) bool {
+	b.enter()
+	defer b.exit()
+	prev := b.scalesOnly
+	b.scalesOnly = on
+	return prev
+}
+
+// ScalesOnly reports whether quantized weight w holds its scales alone
+// (the QG_SZ16 kernels run it).
+func (b *Backend) ScalesOnly(w runtime.Tensor) bool {
+	t := b.tensor(w)
+	return t.q != nil && t.q.sz16
+}

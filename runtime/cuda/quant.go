@@ -9,14 +9,18 @@ import (
 	"sync"
 
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/kernels"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
 // quant is the device form of a runtime.QuantWeight (kernels/qgemv.cu): the
 // tensor's own memory holds qw [K*bits/32, N] u32; sz [G, N] u32 holds the
-// fp16 pairs (scale, 1024 + zero); perm [K] i32 is nil without act order.
+// fp16 pairs (scale, 1024 + zero), or with sz16 (every zero 2^(bits-1),
+// Backend.scalesOnly) sz [G, N] u16 the scales alone, for the kernels
+// named with kernels.ScalesOnly; perm [K] i32 is nil without act order.
 type quant struct {
 	bits, k, n, gs int
+	sz16           bool
 	sz, perm       *Buffer
 	// slots, the inverse of perm (input column c is the slots[c]-th read),
 	// and the views InputSlots and InOrder return, made at load.
@@ -632,11 +636,21 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	}
 	N := q.N
 	qw := tileCodes(q.K, N, q.Bits, src)
-	sz := make([]byte, 4*len(q.Scales))
+	sz16 := b.scalesOnly && symmetricZeros(q)
+	var sz []byte
+	if sz16 {
+		sz = make([]byte, 2*len(q.Scales))
+	} else {
+		sz = make([]byte, 4*len(q.Scales))
+	}
 	var maxScale uint16 // the largest |scale|'s bits (fp16 magnitudes order as their bits)
 	for i, s := range q.Scales {
-		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
-		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+		if sz16 {
+			binary.LittleEndian.PutUint16(sz[2*i:], s)
+		} else {
+			// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
+			binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+		}
 		maxScale = max(maxScale, s&0x7fff)
 	}
 	// The largest weight the _w kernels round to fp16 is the largest
@@ -654,7 +668,7 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	b.enter()
 	defer b.exit()
 	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: len(qw) / 4,
-		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu, f16w: lay.f16w}}
+		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, sz16: sz16, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu, f16w: lay.f16w}}
 	var err error
 	up := func(raw []byte) (*Buffer, error) {
 		buf, err := b.allocBufferLocked(int64(len(raw)))
@@ -683,6 +697,28 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 		t.q.inSeq = &Tensor{dt: t.dt, shape: t.shape, n: t.n, ptr: t.ptr, q: &seq}
 	}
 	return t, nil
+}
+
+// symmetricZeros reports whether every zero of q is 2^(bits-1), the
+// symmetric quantizer's, which qgemv.cu's QG_SZ16 kernels take as a
+// constant.
+func symmetricZeros(q *runtime.QuantWeight) bool {
+	z := uint16(1) << (q.Bits - 1)
+	for _, v := range q.Zeros {
+		if v != z {
+			return false
+		}
+	}
+	return len(q.Zeros) > 0
+}
+
+// kernel is qgemv.cu's kernel name for this weight: name, or its
+// kernels.ScalesOnly build where sz holds the scales alone.
+func (q *quant) kernel(name string) string {
+	if q.sz16 {
+		return name + kernels.ScalesOnly
+	}
+	return name
 }
 
 // InputSlots implements runtime.InputOrderer: the inverse of the act-order
@@ -1478,7 +1514,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if ap != nil {
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
-	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
+	b.runCluster("qgemv.cu", q.kernel(name), Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
 // pushRecvBytes is the shared memory of a QF_PUSH block's receive slots
@@ -1571,7 +1607,7 @@ func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor, slots uint64)
 		return
 	}
 	tk := 8 * chunkInputs(q.bits)
-	if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: q.n / 16, Y: (q.k + tk - 1) / tk}, Dim{X: 256}, 0,
+	if err := b.launch("qgemv.cu", q.kernel(qnames.dequant[q.bits/8][x.dt]), Dim{X: q.n / 16, Y: (q.k + tk - 1) / tk}, Dim{X: 256}, 0,
 		wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
 		b.fail(err)
 		return

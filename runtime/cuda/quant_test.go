@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -13,8 +14,14 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
+// symTest (GPTQTOOL_TEST_SYM=1) makes randomQuant's zeros all 2^(bits-1),
+// as the symmetric quantizer's are, so that the tests of every product
+// kernel run the builds that take the scales alone (with GPTQTOOL_SZ16=1).
+var symTest = os.Getenv("GPTQTOOL_TEST_SYM") == "1"
+
 // randomQuant is a quantized weight with random codes, zeros in
-// [0, 2^bits] and positive scales, act order (a random Perm) when perm.
+// [0, 2^bits] (2^(bits-1) with symTest) and positive scales, act order (a
+// random Perm) when perm.
 func randomQuant(r *rand.Rand, K, N, bits, groupSize int, perm bool) *runtime.QuantWeight {
 	G := (K + groupSize - 1) / groupSize
 	q := &runtime.QuantWeight{Bits: bits, K: K, N: N, GroupSize: groupSize,
@@ -25,6 +32,9 @@ func randomQuant(r *rand.Rand, K, N, bits, groupSize int, perm bool) *runtime.Qu
 	for i := range q.Scales {
 		q.Scales[i] = half.F32ToF16(float32(0.002 + 0.02*r.Float64()))
 		q.Zeros[i] = uint16(r.IntN(1<<bits + 1))
+		if symTest {
+			q.Zeros[i] = 1 << (bits - 1)
+		}
 	}
 	if perm {
 		q.Perm = randomSlots(r, K)
@@ -105,6 +115,13 @@ func TestQuantMatMul(t *testing.T) {
 		if big[ci] {
 			name += "-big"
 		}
+		// Every other case symmetric (every zero 2^(bits-1)), its scales
+		// uploaded alone for the QG_SZ16 kernels; every fourth asymmetric
+		// one with that upload asked for too, which must keep its pairs.
+		sym, ask := ci%2 == 1, ci%4 != 2
+		if sym {
+			name += "-sym"
+		}
 		t.Run(name, func(t *testing.T) {
 			q := randomQuant(r, c.K, c.N, c.bits, c.gs, c.perm)
 			if big[ci] {
@@ -112,11 +129,21 @@ func TestQuantMatMul(t *testing.T) {
 					q.Scales[i] = half.F32ToF16(float32(5000 + 1000*r.Float64()))
 				}
 			}
+			if sym {
+				for i := range q.Zeros {
+					q.Zeros[i] = 1 << (c.bits - 1)
+				}
+			}
+			prevSO := b.SetScalesOnly(ask)
 			w, err := b.LoadQuant(q)
+			b.SetScalesOnly(prevSO)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Free(w)
+			if got, want := b.ScalesOnly(w), (sym || symTest) && ask; got != want {
+				t.Fatalf("the weight holds its scales alone: %v, want %v", got, want)
+			}
 			xv := make([]float32, c.M*c.K)
 			for i := range xv {
 				xv[i] = float32(r.NormFloat64())

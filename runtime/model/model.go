@@ -128,7 +128,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		// The backend readies its kernels while the weights upload.
 		spec := runtime.ModelSpec{DType: o.DType, HeadDim: d.headDim, QueryHeads: d.heads, KVHeads: d.kvHeads}
 		if quant != nil && o.DType != runtime.F32 && !o.Dequantize {
-			spec.Bits = []int{quant.Bits}
+			spec.Bits, spec.Sym = []int{quant.Bits}, quant.Sym
 		}
 		p.Prepare(spec)
 	}
