@@ -114,17 +114,19 @@
 
 // QG_SZ16=1 (a define the backend adds for weights whose zeros are all
 // 2^(BITS-1), the symmetric quantizer's): sz holds only the fp16 scales,
-// u16 [G, N], half the bytes of the pairs, and szpair makes the pair of
-// a loaded scale with that zero's constant half (1024 + 2^(BITS-1)).
+// u16 [G, N], half the bytes of the pairs; a loaded scale stands for its
+// pair (the scale in the low half, as there), and SZ_ZZ is the pairs'
+// zero half doubled, 1024 + 2^(BITS-1) twice, a constant. (The scale is
+// kept as loaded until its group begins: a pair made from it as it is
+// loaded waits for the load there, a round trip a group change.)
 #ifndef QG_SZ16
 #define QG_SZ16 0
 #endif
 #if QG_SZ16
 typedef u16 szw;
-template <int BITS> __device__ __forceinline__ u32 szpair(u16 s) { return (u32)s | (0x6400u + (1u << (BITS - 1))) << 16; }
+#define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
 #else
 typedef u32 szw;
-template <int BITS> __device__ __forceinline__ u32 szpair(u32 p) { return p; }
 #endif
 
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
@@ -640,7 +642,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     u32 q0, q1;  // the next group's (scale, 1024 + zero) pairs of rows g and g+8
     auto fetch = [&](int gi) {
         gi = imin(gi, ngrp - 1);
-        q0 = szpair<BITS>(__ldg(szc + (i64)gi * N)), q1 = szpair<BITS>(__ldg(szc + (i64)gi * N + 8));
+        q0 = __ldg(szc + (i64)gi * N), q1 = __ldg(szc + (i64)gi * N + 8);
     };
     fetch(kbase / gs);
     constexpr int IT = MT == 1 ? 2 : 4;  // x items a thread in flight; registers: one item is 8
@@ -1131,8 +1133,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
             s0 = h_lo(q0), s1 = h_lo(q1);
             hs0 = (q0 & 0xffffu) * 0x10001u, hs1 = (q1 & 0xffffu) * 0x10001u;
+#if QG_SZ16
+            zz0 = zz1 = SZ_ZZ(BITS);
+#else
             zz0 = (q0 >> 16) * 0x10001u;
             zz1 = (q1 >> 16) * 0x10001u;
+#endif
             nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
             fetch(grp + 1);
         };
@@ -1283,10 +1289,14 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     s0 = h_lo(q0), s1 = h_lo(q1);
                 else
                     hs0 = __byte_perm(q0, 0u, 0x1010u), hs1 = __byte_perm(q1, 0u, 0x1010u);
+#if QG_SZ16
+                zz0 = zz1 = SZ_ZZ(BITS);
+#else
                 zz0 = __byte_perm(q0, 0u, 0x3232u), zz1 = __byte_perm(q1, 0u, 0x3232u);
+#endif
                 nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
                 soff = min(soff + (u32)N, slast);
-                q0 = szpair<BITS>(__ldg(szb + soff)), q1 = szpair<BITS>(__ldg(szb + soff + 8));
+                q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
                 gl += glen;
             };
             // pass: the chunks from i0, of kind KD (above). At chunk u, slot
@@ -1591,8 +1601,12 @@ __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u3
                 const int pi = BITS == 4 ? i : (j & 1) * 2 + i;
                 const int r = g + 8 * (pi & 1), c = warp * KB + s * 16 + 2 * t + 8 * (pi >> 1);
                 const int n = nt * 16 + r, grp = (kbase + c) / gs;
-                const u32 p = szpair<BITS>(((const szw*)sz)[(i64)grp * N + n]);
+#if QG_SZ16
+                const float sc = h_lo(((const szw*)sz)[(i64)grp * N + n]), z = (float)(1 << (BITS - 1));
+#else
+                const u32 p = sz[(i64)grp * N + n];
                 const float sc = h_lo(p), z = h_lo(p >> 16) - 1024.0f;
+#endif
                 const int sh = BITS * i;
                 tile[r][c] = from_f32<T>(sc * ((float)((wd >> sh) & CODE) - z));
                 tile[r][c + 1] = from_f32<T>(sc * ((float)((wd >> (sh + 16)) & CODE) - z));
