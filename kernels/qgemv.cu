@@ -1429,14 +1429,28 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #pragma unroll
                     for (int q = 0; q < SPC / 2; q++) bf[bt][q] = ldsm4(xb[bt] + xoff + 64 * q);
                 pleft--, xoff += KB * 2;
+                // (QG_SZ16 at 8 bits: the group change in a while, which
+                // runs once, so that ptxas keeps it a branch: without the
+                // zeros to load it predicated the change into every chunk.)
+#if QG_SZ16
+#define QG_CHANGE()                           \
+    if constexpr (BITS == 8) {                \
+        while (left == 0) next();             \
+    } else {                                  \
+        if (left == 0) next();                \
+    }
+#else
+#define QG_CHANGE() \
+    if (left == 0) next();
+#endif
                 if (AL) {
-                    if (left == 0) next();
+                    QG_CHANGE()
                     left--;
                 }
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
                     if (!AL) {
-                        if (left == 0) next();
+                        QG_CHANGE()
                         left--;
                     }
                     u32 a[4];

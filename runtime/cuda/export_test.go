@@ -87,5 +87,5 @@ func (b *Backend) SetScalesOnly(on bool) bool {
 // (the QG_SZ16 kernels run it).
 func (b *Backend) ScalesOnly(w runtime.Tensor) bool {
 	t := b.tensor(w)
-	return t.q != nil && t.q.sz16
+	return t.q != nil && t.q.szh != nil
 }

@@ -105,7 +105,7 @@ func (f *fusedMLP) ring(m, limit int) int {
 // docs/benchmarks.md has the measurements).
 func (b *Backend) FuseMLP(gateUp, down runtime.Tensor) (runtime.Tensor, error) {
 	gu, dn := b.tensor(gateUp), b.tensor(down)
-	if b.mlpRows == 0 || b.arch < 90 || gu.q == nil || dn.q == nil || !gu.q.glu || gu.q.perm != nil || dn.q.perm != nil || gu.q.sz16 || dn.q.sz16 {
+	if b.mlpRows == 0 || b.arch < 90 || gu.q == nil || dn.q == nil || !gu.q.glu || gu.q.perm != nil || dn.q.perm != nil {
 		return nil, nil
 	}
 	h, i, bits := gu.q.k, gu.q.n/2, gu.q.bits

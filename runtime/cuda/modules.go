@@ -132,9 +132,9 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	tcRows, preRows := b.attnTC, b.attnPrefetch
 	head := b.gemv && b.headWG && b.WarpgroupMMA()
 	wg := b.qmmaWG > 0 && b.WarpgroupMMA()
-	// A symmetric model's weights load with their scales alone (loadQuant
-	// checks each weight's zeros; one that is not runs the other build,
-	// compiled at its first launch).
+	// A symmetric model's weights load with their scales alone too, which
+	// the mma.sync kernels read (loadQuant checks each weight's zeros; one
+	// that is not runs the other build, compiled at its first launch).
 	qk := func(name string) string {
 		if s.Sym && b.scalesOnly {
 			return name + kernels.ScalesOnly
@@ -183,8 +183,8 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	if wg {
 		for _, bits := range s.Bits {
 			if bits == 4 || bits == 8 {
-				add("qgemv.cu", qk(qnames.wg[bits/8][1][dt]))
-				add("qgemv.cu", qk(qnames.wg[bits/8][len(qmmaTiles)-1][dt]))
+				add("qgemv.cu", qnames.wg[bits/8][1][dt])
+				add("qgemv.cu", qnames.wg[bits/8][len(qmmaTiles)-1][dt])
 			}
 		}
 	}

@@ -44,10 +44,12 @@ func launchedKernels() map[string][]string {
 		add("qgemv.cu", qnames.plain[i])
 		add("qgemv.cu", qnames.dequant[i])
 	}
-	// Each product and qdequant again as its build for weights whose
-	// scales come alone (QG_SZ16).
+	// Each mma.sync product again as its build for weights whose scales
+	// come alone (QG_SZ16).
 	for _, n := range out["qgemv.cu"] {
-		out["qgemv.cu"] = append(out["qgemv.cu"], n+kernels.ScalesOnly)
+		if strings.HasPrefix(n, "qmma") && !strings.Contains(n, "_w_") {
+			out["qgemv.cu"] = append(out["qgemv.cu"], n+kernels.ScalesOnly)
+		}
 	}
 	add("qgemv.cu", qnames.gather)
 	add("qgemv.cu", qnames.glu)
@@ -89,19 +91,20 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 		}
 	}
 	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA of 2-4
-	// and of 5-8 tiles) × (pairs, scales alone) + glu/gather; 16 paged
-	// attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8 _tc
-	// kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre).
-	if len(parts) != 49+97+32 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32, parts)
+	// and of 5-8 tiles, and plain and normalizing with the scales alone) +
+	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
+	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes × (_tc,
+	// _tcpre).
+	if len(parts) != 37+97+32 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 37+97+32, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]":           3,       // _n, _sg_n, _n_r
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":            6,       // t2-t4 × _w, _w_r
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]":            8,       // t5-t8 × _w, _w_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]": 3*3 + 4,
-		"qgemv.cu[QG_BITS=8,KDT=2,QG_WG=2,QG_SZ16=1]":  8,
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]": 3*3 + 3, // as above but qdequant, which reads the pairs
+		"qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1,QG_SZ16=1]": 3,
 		"qgemv.cu[QG_BITS=0]":                          6, // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":               1,
 		"decode.cu[PA_C=0]":                            3,

@@ -15,13 +15,14 @@ import (
 
 // quant is the device form of a runtime.QuantWeight (kernels/qgemv.cu): the
 // tensor's own memory holds qw [K*bits/32, N] u32; sz [G, N] u32 holds the
-// fp16 pairs (scale, 1024 + zero), or with sz16 (every zero 2^(bits-1),
-// Backend.scalesOnly) sz [G, N] u16 the scales alone, for the kernels
-// named with kernels.ScalesOnly; perm [K] i32 is nil without act order.
+// fp16 pairs (scale, 1024 + zero); where every zero is 2^(bits-1) and
+// Backend.scalesOnly, szh [G, N] u16 holds the scales alone too, for the
+// mma.sync kernels' builds named with kernels.ScalesOnly (the warpgroup
+// kernels, slower with them, read the pairs); perm [K] i32 is nil without
+// act order.
 type quant struct {
 	bits, k, n, gs int
-	sz16           bool
-	sz, perm       *Buffer
+	sz, szh, perm  *Buffer
 	// slots, the inverse of perm (input column c is the slots[c]-th read),
 	// and the views InputSlots and InOrder return, made at load.
 	slots         *Buffer
@@ -636,20 +637,17 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	}
 	N := q.N
 	qw := tileCodes(q.K, N, q.Bits, src)
-	sz16 := b.scalesOnly && symmetricZeros(q)
-	var sz []byte
-	if sz16 {
-		sz = make([]byte, 2*len(q.Scales))
-	} else {
-		sz = make([]byte, 4*len(q.Scales))
+	sz := make([]byte, 4*len(q.Scales))
+	var szh []byte
+	if b.scalesOnly && symmetricZeros(q) {
+		szh = make([]byte, 2*len(q.Scales))
 	}
 	var maxScale uint16 // the largest |scale|'s bits (fp16 magnitudes order as their bits)
 	for i, s := range q.Scales {
-		if sz16 {
-			binary.LittleEndian.PutUint16(sz[2*i:], s)
-		} else {
-			// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
-			binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+		// 1024 + z is exact in fp16 (spacing 1 in [1024, 2048)): 0x6400 + z.
+		binary.LittleEndian.PutUint32(sz[4*i:], uint32(s)|uint32(0x6400+q.Zeros[i])<<16)
+		if szh != nil {
+			binary.LittleEndian.PutUint16(szh[2*i:], s)
 		}
 		maxScale = max(maxScale, s&0x7fff)
 	}
@@ -668,7 +666,7 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	b.enter()
 	defer b.exit()
 	t := &Tensor{dt: runtime.I32, shape: []int{N, q.K}, n: len(qw) / 4,
-		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, sz16: sz16, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu, f16w: lay.f16w}}
+		q: &quant{bits: q.Bits, k: q.K, n: N, gs: q.GroupSize, seg1: lay.seg1, seg2: lay.seg2, glu: lay.glu, f16w: lay.f16w}}
 	var err error
 	up := func(raw []byte) (*Buffer, error) {
 		buf, err := b.allocBufferLocked(int64(len(raw)))
@@ -680,7 +678,10 @@ func (b *Backend) loadQuant(q *runtime.QuantWeight, src columnSource, lay quant)
 	var w *Buffer
 	if w, err = up(qw); err == nil {
 		t.ptr, t.cls = w.Ptr, w.cls
-		if t.q.sz, err = up(sz); err == nil && perm != nil {
+		if t.q.sz, err = up(sz); err == nil && szh != nil {
+			t.q.szh, err = up(szh)
+		}
+		if err == nil && perm != nil {
 			if t.q.perm, err = up(perm); err == nil {
 				t.q.slots, err = up(slots)
 			}
@@ -712,13 +713,15 @@ func symmetricZeros(q *runtime.QuantWeight) bool {
 	return len(q.Zeros) > 0
 }
 
-// kernel is qgemv.cu's kernel name for this weight: name, or its
-// kernels.ScalesOnly build where sz holds the scales alone.
-func (q *quant) kernel(name string) string {
-	if q.sz16 {
-		return name + kernels.ScalesOnly
+// scales are the kernel name and the scales' address for a product of
+// this weight by kernel name: its kernels.ScalesOnly build and szh where
+// the weight has them and the kernel is not a warpgroup kernel, else name
+// and the pairs.
+func (q *quant) scales(name string, wg bool) (string, uint64) {
+	if q.szh != nil && !wg {
+		return name + kernels.ScalesOnly, q.szh.Ptr
 	}
-	return name
+	return name, q.sz.Ptr
 }
 
 // InputSlots implements runtime.InputOrderer: the inverse of the act-order
@@ -863,7 +866,7 @@ func parallelRows(rows, grain int, fn func(r0, r1 int)) {
 
 // releaseQuant gives back a quantized tensor's buffers.
 func (b *Backend) releaseQuant(t *Tensor) {
-	for _, buf := range []*Buffer{t.q.sz, t.q.perm, t.q.slots} {
+	for _, buf := range []*Buffer{t.q.sz, t.q.szh, t.q.perm, t.q.slots} {
 		b.freeBufferLocked(buf)
 	}
 	if t.cls != 0 {
@@ -1505,7 +1508,8 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, q.sz.Ptr, perm, part, count,
+	name, szp := q.scales(name, wg)
+	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, szp, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
 	if wg {
@@ -1514,7 +1518,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if ap != nil {
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
-	b.runCluster("qgemv.cu", q.kernel(name), Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
 // pushRecvBytes is the shared memory of a QF_PUSH block's receive slots
@@ -1607,7 +1611,7 @@ func (b *Backend) qdequantGEMM(outs [3]*Tensor, x, w, res *Tensor, slots uint64)
 		return
 	}
 	tk := 8 * chunkInputs(q.bits)
-	if err := b.launch("qgemv.cu", q.kernel(qnames.dequant[q.bits/8][x.dt]), Dim{X: q.n / 16, Y: (q.k + tk - 1) / tk}, Dim{X: 256}, 0,
+	if err := b.launch("qgemv.cu", qnames.dequant[q.bits/8][x.dt], Dim{X: q.n / 16, Y: (q.k + tk - 1) / tk}, Dim{X: 256}, 0,
 		wb.Ptr, w.ptr, q.sz.Ptr, int32(q.k), int32(q.n), int32(q.gs)); err != nil {
 		b.fail(err)
 		return
@@ -1655,8 +1659,22 @@ func (t *Tensor) DeviceBytes() int64 {
 		return t.Bytes()
 	}
 	n := t.Bytes() + t.q.sz.Size
+	if t.q.szh != nil {
+		n += t.q.szh.Size
+	}
 	if t.q.perm != nil {
 		n += t.q.perm.Size + t.q.slots.Size
+	}
+	return n
+}
+
+// ReadBytes is what a product of one row reads of the tensor's data: for a
+// quantized weight DeviceBytes but its pairs where the one-row kernels
+// read its scales alone instead (szh).
+func (t *Tensor) ReadBytes() int64 {
+	n := t.DeviceBytes()
+	if t.q != nil && t.q.szh != nil {
+		n -= t.q.sz.Size
 	}
 	return n
 }

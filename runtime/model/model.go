@@ -571,8 +571,8 @@ func (m *Model) DType() runtime.DType { return m.s.dt }
 // batch-1 decode.
 func (m *Model) StepBytes() int64 {
 	size := func(t runtime.Tensor) int64 {
-		if d, ok := t.(interface{ DeviceBytes() int64 }); ok {
-			return d.DeviceBytes()
+		if d, ok := t.(interface{ ReadBytes() int64 }); ok {
+			return d.ReadBytes()
 		}
 		return int64(t.Len()) * int64(t.DType().Size())
 	}
