@@ -255,9 +255,10 @@ func New(o Options) (*Backend, error) {
 	b.clusters = b.arch >= 90 && drv.cuLaunchKernelEx != nil && os.Getenv("GPTQTOOL_CLUSTER") != "0"
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	// A symmetric weight (every zero 2^(bits-1)) uploads its fp16 scales
-	// alone, half the bytes of the (scale, zero) pairs, for the kernels
-	// built with QG_SZ16; GPTQTOOL_SZ16=1 turns it on.
-	b.scalesOnly = os.Getenv("GPTQTOOL_SZ16") == "1"
+	// alone too, half the bytes of the (scale, zero) pairs, which the
+	// mma.sync kernels built with QG_SZ16 read instead (1-8 rows: +1.1% at
+	// batch 1, docs/benchmarks.md); GPTQTOOL_SZ16=0 turns it off.
+	b.scalesOnly = os.Getenv("GPTQTOOL_SZ16") != "0"
 	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}
