@@ -1615,7 +1615,7 @@ __device__ void qdequant(T* __restrict__ w, const u32* __restrict__ qw, const u3
                 const int pi = BITS == 4 ? i : (j & 1) * 2 + i;
                 const int r = g + 8 * (pi & 1), c = warp * KB + s * 16 + 2 * t + 8 * (pi >> 1);
                 const int n = nt * 16 + r, grp = (kbase + c) / gs;
-#if QG_SZ16
+#if QG_SZ16  // (the backend's dequantize path reads the pairs: this build is not launched)
                 const float sc = h_lo(((const szw*)sz)[(i64)grp * N + n]), z = (float)(1 << (BITS - 1));
 #else
                 const u32 p = sz[(i64)grp * N + n];

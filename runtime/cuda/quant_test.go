@@ -116,8 +116,9 @@ func TestQuantMatMul(t *testing.T) {
 			name += "-big"
 		}
 		// Every other case symmetric (every zero 2^(bits-1)), its scales
-		// uploaded alone for the QG_SZ16 kernels; every fourth asymmetric
-		// one with that upload asked for too, which must keep its pairs.
+		// uploaded alone too for the QG_SZ16 kernels; every fourth case,
+		// asymmetric, with that upload asked for too, which must keep its
+		// pairs alone.
 		sym, ask := ci%2 == 1, ci%4 != 2
 		if sym {
 			name += "-sym"
