@@ -715,10 +715,10 @@ func symmetricZeros(q *runtime.QuantWeight) bool {
 
 // scales are the kernel name and the scales' address for a product of
 // this weight by kernel name: its kernels.ScalesOnly build and szh where
-// the weight has them and the kernel is not a warpgroup kernel, else name
-// and the pairs.
-func (q *quant) scales(name string, wg bool) (string, uint64) {
-	if q.szh != nil && !wg {
+// the weight has them and the kernel is not a warpgroup kernel (or
+// allWG), else name and the pairs.
+func (q *quant) scales(name string, wg, allWG bool) (string, uint64) {
+	if q.szh != nil && (!wg || allWG) {
 		return name + kernels.ScalesOnly, q.szh.Ptr
 	}
 	return name, q.sz.Ptr
@@ -1508,7 +1508,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	name, szp := q.scales(name, wg)
+	name, szp := q.scales(name, wg, b.scalesWG)
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, szp, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
