@@ -1652,29 +1652,21 @@ var (
 	_ runtime.ResidualMatMuler = (*Backend)(nil)
 )
 
-// DeviceBytes is the device memory the tensor's data takes: for a quantized
-// weight its codes, scales, zeros, permutation and its inverse.
-func (t *Tensor) DeviceBytes() int64 {
+// ReadBytes is what a product of one row reads of the tensor's data: for a
+// quantized weight its codes, its scales alone where it has them (szh, the
+// one-row kernels' read) or else its (scale, zero) pairs, its permutation
+// and the permutation's inverse.
+func (t *Tensor) ReadBytes() int64 {
 	if t.q == nil {
 		return t.Bytes()
 	}
-	n := t.Bytes() + t.q.sz.Size
+	scales := t.q.sz
 	if t.q.szh != nil {
-		n += t.q.szh.Size
+		scales = t.q.szh
 	}
+	n := t.Bytes() + scales.Size
 	if t.q.perm != nil {
 		n += t.q.perm.Size + t.q.slots.Size
-	}
-	return n
-}
-
-// ReadBytes is what a product of one row reads of the tensor's data: for a
-// quantized weight DeviceBytes but its pairs where the one-row kernels
-// read its scales alone instead (szh).
-func (t *Tensor) ReadBytes() int64 {
-	n := t.DeviceBytes()
-	if t.q != nil && t.q.szh != nil {
-		n -= t.q.sz.Size
 	}
 	return n
 }
