@@ -125,6 +125,17 @@
 #if QG_SZ16
 typedef u16 szw;
 #define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
+// szld: the warpgroup kernels' loads of the scales of columns p[0] and
+// p[8], straight into 32-bit registers (the load zero-extends). A u16
+// loaded as such is widened where the prologue's loads (some predicated)
+// meet at the passes' loop, by a mask that waits for them there; and
+// ptxas (NVRTC 13) then made the loop's head wait for every pass's loads
+// of the next group: the warpgroup kernels were 5% slower at batch 32 than
+// with the pairs, and 1.2% faster with these loads (docs/benchmarks.md,
+// the forty-sixth session).
+__device__ __forceinline__ void szld(const u16* p, u32& a, u32& b) {
+    asm("ld.global.nc.u16 %0, [%2];\n\tld.global.nc.u16 %1, [%2+16];" : "=r"(a), "=r"(b) : "l"(p));
+}
 #else
 typedef u32 szw;
 #endif
@@ -642,6 +653,12 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     u32 q0, q1;  // the next group's (scale, 1024 + zero) pairs of rows g and g+8
     auto fetch = [&](int gi) {
         gi = imin(gi, ngrp - 1);
+#if QG_SZ16
+        if constexpr (WG) {
+            szld(szc + (i64)gi * N, q0, q1);
+            return;
+        }
+#endif
         q0 = __ldg(szc + (i64)gi * N), q1 = __ldg(szc + (i64)gi * N + 8);
     };
     fetch(kbase / gs);
@@ -1296,7 +1313,11 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
 #endif
                 nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
                 soff = min(soff + (u32)N, slast);
+#if QG_SZ16
+                szld(szb + soff, q0, q1);
+#else
                 q0 = __ldg(szb + soff), q1 = __ldg(szb + soff + 8);
+#endif
                 gl += glen;
             };
             // pass: the chunks from i0, of kind KD (above). At chunk u, slot
