@@ -102,7 +102,7 @@ type Backend struct {
 	clusters      bool            // split products reduce in thread-block clusters (qmma's cl)
 	inputOrder    bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
 	scalesOnly    bool            // weights whose zeros are all 2^(bits-1) upload their scales alone (qgemv.cu QG_SZ16)
-	scalesWG      bool            // GPTQTOOL_SZ16=2: the warpgroup products read them too (measured slower; for comparisons)
+	scalesWG      int             // the most tiles of a warpgroup product that reads them too (defaultScalesWG; GPTQTOOL_SZ16=1: none, =2: all)
 	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
 	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
@@ -257,13 +257,20 @@ func New(o Options) (*Backend, error) {
 	b.inputOrder = os.Getenv("GPTQTOOL_INPUT_ORDER") != "0"
 	// A symmetric weight (every zero 2^(bits-1)) uploads its fp16 scales
 	// alone too, half the bytes of the (scale, zero) pairs, which the
-	// mma.sync kernels built with QG_SZ16 read instead (1-8 rows: +1.1% at
-	// batch 1, docs/benchmarks.md); GPTQTOOL_SZ16=0 turns it off, and
-	// GPTQTOOL_SZ16=2 has the warpgroup products of 9-64 rows read them too
-	// (5% slower at batch 32 in the forty-fifth session, not yet
-	// explained: a setting to profile them with).
+	// kernels built with QG_SZ16 read instead: the mma.sync products of 1-8
+	// rows (+1.1% at batch 1) and the warpgroup products of up to
+	// defaultScalesWG tiles (docs/benchmarks.md). GPTQTOOL_SZ16=0 turns it
+	// off; =1 keeps every warpgroup product on the pairs (the forty-fifth
+	// session's default), =2 none.
 	b.scalesOnly = os.Getenv("GPTQTOOL_SZ16") != "0"
-	b.scalesWG = os.Getenv("GPTQTOOL_SZ16") == "2"
+	switch os.Getenv("GPTQTOOL_SZ16") {
+	case "1":
+		b.scalesWG = 0
+	case "2":
+		b.scalesWG = qmmaTiles[len(qmmaTiles)-1]
+	default:
+		b.scalesWG = defaultScalesWG
+	}
 	if b.normFuseRows, err = envInt("GPTQTOOL_NORM_FUSE", defaultNormFuse, 0, 8*qmmaTiles[0], fmt.Sprintf("the most rows, 0-%d", 8*qmmaTiles[0])); err != nil {
 		return nil, err
 	}

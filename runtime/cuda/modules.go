@@ -119,13 +119,35 @@ func (b *Backend) cubin(m kernels.Module) ([]byte, error) {
 // run on a machine waits about as long as the longest module instead of
 // their sum, and the compiles overlap the weights' upload.
 func (b *Backend) Prepare(s runtime.ModelSpec) {
+	mods := b.prepareModules(s)
+	// Workers take the jobs in this order; a launch that needs a job no
+	// worker has started runs it itself.
+	var jobs []*compileJob
+	for _, m := range mods {
+		if j := b.compiles.job(m); !j.started.Load() {
+			jobs = append(jobs, j)
+		}
+	}
+	var next atomic.Int32
+	for range min(len(jobs), maxCompileJobs, max(1, goruntime.NumCPU())) {
+		go func() {
+			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
+				jobs[i].claim(b)
+			}
+		}()
+	}
+}
+
+// prepareModules lists the modules Prepare compiles for a model of spec s,
+// the largest first.
+func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	var mods []kernels.Module
 	add := func(file, name string) {
 		mods = append(mods, kernels.ModuleOf(file, name))
 	}
 	dt := s.DType
 	if dt != runtime.F32 && dt != runtime.F16 && dt != runtime.BF16 {
-		return
+		return nil
 	}
 	b.mu.Lock()
 	normFuse := b.normFuseRows > 0
@@ -133,10 +155,12 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	head := b.gemv && b.headWG && b.WarpgroupMMA()
 	wg := b.qmmaWG > 0 && b.WarpgroupMMA()
 	// A symmetric model's weights load with their scales alone too, which
-	// the mma.sync kernels read (loadQuant checks each weight's zeros; one
-	// that is not runs the other build, compiled at its first launch).
+	// the mma.sync kernels and the warpgroup kernels of up to scalesWG
+	// tiles read (loadQuant checks each weight's zeros; one that is not
+	// runs the other build, compiled at its first launch).
+	sym, scalesWG := s.Sym && b.scalesOnly, b.scalesWG
 	qk := func(name string) string {
-		if s.Sym && b.scalesOnly {
+		if sym {
 			return name + kernels.ScalesOnly
 		}
 		return name
@@ -180,30 +204,25 @@ func (b *Backend) Prepare(s runtime.ModelSpec) {
 	// a run of one sequence not at all: started behind every module a
 	// first step needs, their compiles overlap the weights' upload instead
 	// of following it.
+	// A symmetric model's parts of up to scalesWG tiles run their scales
+	// alone build, the others (all of a model that is not) the pairs'.
 	if wg {
 		for _, bits := range s.Bits {
-			if bits == 4 || bits == 8 {
-				add("qgemv.cu", qnames.wg[bits/8][1][dt])
-				add("qgemv.cu", qnames.wg[bits/8][len(qmmaTiles)-1][dt])
+			if bits != 4 && bits != 8 {
+				continue
+			}
+			for _, part := range [][2]int{{1, 3}, {4, len(qmmaTiles) - 1}} { // tile indices of 2-4 tiles, 5-8
+				name := qnames.wg[bits/8][part[0]][dt]
+				if sym && qmmaTiles[part[0]] <= scalesWG {
+					add("qgemv.cu", name+kernels.ScalesOnly)
+				}
+				if !sym || qmmaTiles[part[1]] > scalesWG {
+					add("qgemv.cu", name)
+				}
 			}
 		}
 	}
-	// Workers take the jobs in this order; a launch that needs a job no
-	// worker has started runs it itself.
-	var jobs []*compileJob
-	for _, m := range mods {
-		if j := b.compiles.job(m); !j.started.Load() {
-			jobs = append(jobs, j)
-		}
-	}
-	var next atomic.Int32
-	for range min(len(jobs), maxCompileJobs, max(1, goruntime.NumCPU())) {
-		go func() {
-			for i := int(next.Add(1)) - 1; i < len(jobs); i = int(next.Add(1)) - 1 {
-				jobs[i].claim(b)
-			}
-		}()
-	}
+	return mods
 }
 
 // moduleError names the kernel a failed module was compiled for.

@@ -44,10 +44,10 @@ func launchedKernels() map[string][]string {
 		add("qgemv.cu", qnames.plain[i])
 		add("qgemv.cu", qnames.dequant[i])
 	}
-	// Each mma.sync product again as its build for weights whose scales
-	// come alone (QG_SZ16).
+	// Each product again as its build for weights whose scales come alone
+	// (QG_SZ16).
 	for _, n := range out["qgemv.cu"] {
-		if strings.HasPrefix(n, "qmma") && !strings.Contains(n, "_w_") {
+		if strings.HasPrefix(n, "qmma") {
 			out["qgemv.cu"] = append(out["qgemv.cu"], n+kernels.ScalesOnly)
 		}
 	}
@@ -91,12 +91,11 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 		}
 	}
 	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA of 2-4
-	// and of 5-8 tiles, and plain and normalizing with the scales alone) +
-	// glu/gather; 16 paged attention kernels × 3 dtypes × (plain, _pre) +
-	// rope_store; 8 _tc kernels (64 and 128 wide) × 2 dtypes × (_tc,
-	// _tcpre).
-	if len(parts) != 37+97+32 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 37+97+32, parts)
+	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
+	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
+	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre).
+	if len(parts) != 49+97+32 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
@@ -105,6 +104,8 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]":            8,       // t5-t8 × _w, _w_r
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]": 3*3 + 3, // as above but qdequant, which reads the pairs
 		"qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1,QG_SZ16=1]": 3,
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1,QG_SZ16=1]":  6,
+		"qgemv.cu[QG_BITS=8,KDT=0,QG_WG=2,QG_SZ16=1]":  8,
 		"qgemv.cu[QG_BITS=0]":                          6, // glu_rows and gather_cols, 3 dtypes
 		"decode.cu[PA_C=4,PA_G=4,KDT=1]":               1,
 		"decode.cu[PA_C=0]":                            3,
@@ -285,5 +286,45 @@ func TestPrepareCompilesOnce(t *testing.T) {
 	}
 	if n := count(); n != 11 {
 		t.Errorf("a second Prepare compiled again: %d compiles logged", n)
+	}
+}
+
+// TestPrepareWarpgroupScales checks which builds of the warpgroup-MMA parts
+// (2-4 tiles, 5-8) Prepare starts for a 4-bit model: a symmetric one's
+// scales alone build where a part holds a kernel of at most scalesWG
+// tiles, the pairs' where it holds a larger one, and the pairs' alone for
+// a model that is not symmetric or without the scales alone.
+func TestPrepareWarpgroupScales(t *testing.T) {
+	f16 := runtime.F16
+	small, large := qnames.wg[0][1][f16], qnames.wg[0][len(qmmaTiles)-1][f16]
+	so := kernels.ScalesOnly
+	for _, c := range []struct {
+		sym, scalesOnly bool
+		scalesWG        int
+		want            []string
+	}{
+		{true, true, defaultScalesWG, []string{small + so, large + so, large}},
+		{true, true, 4, []string{small + so, large}},
+		{true, true, 0, []string{small, large}},                        // GPTQTOOL_SZ16=1
+		{true, true, len(qmmaTiles), []string{small + so, large + so}}, // =2
+		{true, false, defaultScalesWG, []string{small, large}},         // =0
+		{false, true, defaultScalesWG, []string{small, large}},
+	} {
+		b := &Backend{arch: 90, qmmaWG: defaultQmmaWG, scalesOnly: c.scalesOnly, scalesWG: c.scalesWG}
+		var got []string
+		for _, m := range b.prepareModules(runtime.ModelSpec{DType: f16, Bits: []int{4}, Sym: c.sym}) {
+			if slices.Contains(m.Defines, "QG_WG=1") || slices.Contains(m.Defines, "QG_WG=2") {
+				got = append(got, m.Key())
+			}
+		}
+		var want []string
+		for _, n := range c.want {
+			want = append(want, kernels.ModuleOf("qgemv.cu", n).Key())
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("sym %v, scales alone %v, scalesWG %d: warpgroup parts %v, want %v", c.sym, c.scalesOnly, c.scalesWG, got, want)
+		}
 	}
 }

@@ -17,9 +17,9 @@ import (
 // tensor's own memory holds qw [K*bits/32, N] u32; sz [G, N] u32 holds the
 // fp16 pairs (scale, 1024 + zero); where every zero is 2^(bits-1) and
 // Backend.scalesOnly, szh [G, N] u16 holds the scales alone too, for the
-// mma.sync kernels' builds named with kernels.ScalesOnly (the warpgroup
-// kernels, slower with them, read the pairs); perm [K] i32 is nil without
-// act order.
+// kernels' builds named with kernels.ScalesOnly (the mma.sync kernels and
+// the warpgroup kernels of up to Backend.scalesWG tiles; the larger ones
+// read the pairs); perm [K] i32 is nil without act order.
 type quant struct {
 	bits, k, n, gs int
 	sz, szh, perm  *Buffer
@@ -278,6 +278,14 @@ func (b *Backend) wholeSplit(CK, S int, shared func(cps int) int) (int, int, boo
 	}
 	return (CK + cps - 1) / cps, cps, shared(cps) <= limit
 }
+
+// defaultScalesWG is the most tiles (8 rows each) of a warpgroup product
+// that reads a symmetric weight's scales alone rather than its pairs. On
+// the H200 (docs/benchmarks.md, the forty-sixth session) the 4-bit step
+// took +0.7% to +1.7% at 12-48 rows (two to six tiles) and 8 bits +1.0% to
+// +1.1% at 16 and 32, but 64 rows (eight tiles) lost 0.8%, so the kernels
+// of seven and eight tiles keep the pairs.
+const defaultScalesWG = 6
 
 // defaultQmmaPush: the clustered products of one tile and 8 warps of up
 // to this many rows add up their splits by pushing their sums (QF_PUSH).
@@ -715,10 +723,10 @@ func symmetricZeros(q *runtime.QuantWeight) bool {
 
 // scales are the kernel name and the scales' address for a product of
 // this weight by kernel name: its kernels.ScalesOnly build and szh where
-// the weight has them and the kernel is not a warpgroup kernel (or
-// allWG), else name and the pairs.
-func (q *quant) scales(name string, wg, allWG bool) (string, uint64) {
-	if q.szh != nil && (!wg || allWG) {
+// the weight has them and the kernel may read them (alone), else name and
+// the pairs.
+func (q *quant) scales(name string, alone bool) (string, uint64) {
+	if q.szh != nil && alone {
 		return name + kernels.ScalesOnly, q.szh.Ptr
 	}
 	return name, q.sz.Ptr
@@ -1508,7 +1516,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			tm, flags = m, flags|qfTMA
 		}
 	}
-	name, szp := q.scales(name, wg, b.scalesWG)
+	name, szp := q.scales(name, !wg || qmmaTiles[tile] <= b.scalesWG)
 	args := []any{o[0], o[1], o[2], int32(q.seg1), int32(q.seg2), glu, resPtr, xp, w.ptr, szp, perm, part, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), int32(cps), int32(P), slots, cl, flags, nw, eps, nv8,
 		r.pos, r.slot, r.inv, r.kc, r.vc}
