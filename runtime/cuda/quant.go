@@ -282,10 +282,10 @@ func (b *Backend) wholeSplit(CK, S int, shared func(cps int) int) (int, int, boo
 // defaultScalesWG is the most tiles (8 rows each) of a warpgroup product
 // that reads a symmetric weight's scales alone rather than its pairs. On
 // the H200 (docs/benchmarks.md, the forty-sixth session) the 4-bit step
-// took +0.7% to +1.7% at 12-48 rows (two to six tiles) and 8 bits +1.0% to
-// +1.1% at 16 and 32, but 64 rows (eight tiles) lost 0.8%, so the kernels
-// of seven and eight tiles keep the pairs.
-const defaultScalesWG = 6
+// with them took +0.7% to +1.8% at 12-56 rows (two to seven tiles) and 8
+// bits +0.7% to +1.4% at 16 and 32, but 64 rows (eight tiles) lost 0.8%,
+// so the kernels of eight tiles keep the pairs.
+const defaultScalesWG = 7
 
 // defaultQmmaPush: the clustered products of one tile and 8 warps of up
 // to this many rows add up their splits by pushing their sums (QF_PUSH).
