@@ -16,7 +16,8 @@ import (
 
 // symTest (GPTQTOOL_TEST_SYM=1) makes randomQuant's zeros all 2^(bits-1),
 // as the symmetric quantizer's are, so that the tests of every product
-// kernel run the builds that take the scales alone (unless GPTQTOOL_SZ16=0).
+// kernel run the builds that take the scales alone (unless GPTQTOOL_SZ16=0;
+// the warpgroup products of 8 tiles only with GPTQTOOL_SZ16=2).
 var symTest = os.Getenv("GPTQTOOL_TEST_SYM") == "1"
 
 // randomQuant is a quantized weight with random codes, zeros in
