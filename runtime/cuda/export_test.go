@@ -57,10 +57,16 @@ func (b *Backend) ActiveClusters(src, name string, threads, shared, clusterY int
 // clusters to what the device runs at once (GPTQTOOL_ATTN_FIT) and
 // returns the previous setting.
 func (b *Backend) SetAttentionFit(on bool) bool {
+	return b.swapSetting(&b.attnFit, on)
+}
+
+// swapSetting sets a backend switch under the backend's lock and returns
+// its previous value.
+func (b *Backend) swapSetting(p *bool, on bool) bool {
 	b.enter()
 	defer b.exit()
-	prev := b.attnFit
-	b.attnFit = on
+	prev := *p
+	*p = on
 	return prev
 }
 
@@ -76,11 +82,7 @@ const PagedThreads = pagedThreads
 // (GPTQTOOL_SZ16) on or off for the weights loaded next, and returns the
 // previous setting.
 func (b *Backend) SetScalesOnly(on bool) bool {
-	b.enter()
-	defer b.exit()
-	prev := b.scalesOnly
-	b.scalesOnly = on
-	return prev
+	return b.swapSetting(&b.scalesOnly, on)
 }
 
 // ScalesOnly reports whether quantized weight w holds its scales alone
