@@ -88,6 +88,16 @@ func Symbol(name string) string {
 	return strings.TrimSuffix(name, ScalesOnly)
 }
 
+// WarpgroupPart is the qgemv.cu part (its QG_WG define) that holds the
+// warpgroup-MMA kernels of tiles tiles of 8 rows: 1 for two to four tiles,
+// 2 for five to eight (qgemv.cu's parts draw the same line).
+func WarpgroupPart(tiles int) int {
+	if tiles >= 5 {
+		return 2
+	}
+	return 1
+}
+
 // ModuleOf is the module of file that holds kernel name; a name outside the
 // parts' naming compiles with the whole file.
 func ModuleOf(file, name string) Module {
@@ -114,11 +124,10 @@ func ModuleOf(file, name string) Module {
 				nrm = "1"
 			}
 			if strings.Contains(name, "_w_") {
-				// qmma<bits>_t<tiles>_w...: five to eight tiles in the
-				// second part.
+				// qmma<bits>_t<tiles>_w...: the part of its tiles.
 				wg = "1"
-				if len(name) > 7 && name[5:7] == "_t" && name[7] >= '5' && name[7] <= '8' {
-					wg = "2"
+				if len(name) > 7 && name[5:7] == "_t" && name[7] >= '1' && name[7] <= '8' {
+					wg = strconv.Itoa(WarpgroupPart(int(name[7] - '0')))
 				}
 			}
 		case strings.HasPrefix(name, "qdequant") && len(name) > 8:

@@ -211,7 +211,10 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 			if bits != 4 && bits != 8 {
 				continue
 			}
-			for _, part := range [][2]int{{1, 3}, {4, len(qmmaTiles) - 1}} { // tile indices of 2-4 tiles, 5-8
+			// Each part's first and last tile indices (qmmaTiles[0], one
+			// tile, has no warpgroup kernel): a part's build is named by
+			// its first kernel.
+			for _, part := range wgParts() {
 				name := qnames.wg[bits/8][part[0]][dt]
 				if sym && qmmaTiles[part[0]] <= scalesWG {
 					add("qgemv.cu", name+kernels.ScalesOnly)
@@ -223,6 +226,21 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 		}
 	}
 	return mods
+}
+
+// wgParts lists, for each part of qgemv.cu's warpgroup kernels in order
+// (kernels.WarpgroupPart), the first and last index into qmmaTiles of the
+// tiles it holds.
+func wgParts() [][2]int {
+	var parts [][2]int
+	for i := 1; i < len(qmmaTiles); i++ {
+		p := kernels.WarpgroupPart(qmmaTiles[i])
+		if len(parts) < p {
+			parts = append(parts, [2]int{i, i})
+		}
+		parts[p-1][1] = i
+	}
+	return parts
 }
 
 // moduleError names the kernel a failed module was compiled for.
