@@ -702,7 +702,12 @@ __device__ void stream_layer_bulk(const uint4* src, i64 n0, i64 n1, i64 n2, i64 
 // inputs). V = 0: as qmma (one group sum, each mma waiting for the one
 // before); 1: two group sums, the steps alternating; 2: the decode only
 // (no mma; the A fragments folded into the word); 3: the mma only (the
-// raw words as A).
+// raw words as A); 4: as 0, the B fragments of one row read with two
+// 16-byte loads by lanes 0-3 alone (x laid out so that lane t's eight
+// words of a chunk are contiguous; the other lanes' columns are
+// discarded by the products and keep zeros here) instead of two
+// ldmatrix.x4; 5: as 4 with every lane loading (eight rows); 6: as 0
+// with the B fragments held in registers (no x loads: the bound).
 template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     constexpr int D = 8, LDX = 1024 + 8;
     extern __shared__ uint4 smem_s[];
@@ -716,6 +721,7 @@ template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n
     for (int e = threadIdx.x; e < 8 * LDX; e += blockDim.x) xs[e] = (u16)(0x3c00u ^ (e & 0x3ff));  // finite fp16
     __syncthreads();
     const u32 xb = smem_addr(xs + (lane & 7) * LDX + (lane >> 3) * 8);
+    const u32 xq = smem_addr(xs + (V == 5 ? (lane >> 2) * LDX : 0) + (lane & 3) * 16);
     const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u, zz0 = 0x64086408u, nz1 = 0x5f805f80u;
     const float s0 = 1.0f, s1 = 0.5f;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
@@ -734,7 +740,14 @@ template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n
             const u32x4 w = lds128(ring0 + u * 512);
             const u32 xo = (i & 15) * 128;
             u32x4 bf[2];
-            if (V != 2) bf[0] = ldsm4(xb + xo), bf[1] = ldsm4(xb + xo + 64);
+            if (V == 4 || V == 5) {
+                bf[0] = bf[1] = u32x4{0, 0, 0, 0};
+                if (V == 5 || lane < 4) bf[0] = lds128(xq + xo), bf[1] = lds128(xq + xo + 16);
+            } else if (V == 6) {
+                bf[0] = u32x4{magic, sixteenth, magic, sixteenth}, bf[1] = u32x4{sixteenth, magic, sixteenth, magic};
+            } else if (V != 2) {
+                bf[0] = ldsm4(xb + xo), bf[1] = ldsm4(xb + xo + 64);
+            }
             if (left == 0) {
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
@@ -778,6 +791,9 @@ STREAM_MMA(0)
 STREAM_MMA(1)
 STREAM_MMA(2)
 STREAM_MMA(3)
+STREAM_MMA(4)
+STREAM_MMA(5)
+STREAM_MMA(6)
 
 #define STREAM(KIND, D)                                                                                              \
     extern "C" __global__ void __launch_bounds__(1024) stream_##KIND##D(const uint4* src, i64 n, u32* sink, int ef) { \

@@ -102,6 +102,9 @@ func BenchmarkStream(b *testing.B) {
 		{"stream_mma1", 8 * chunk, 8 * 1032 * 2},
 		{"stream_mma2", 8 * chunk, 8 * 1032 * 2},
 		{"stream_mma3", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma4", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma5", 8 * chunk, 8 * 1032 * 2},
+		{"stream_mma6", 8 * chunk, 8 * 1032 * 2},
 	}
 	pad := be.SharedMemory()/2 + 4096 // one block an SM
 	for _, sms := range []int{be.SMs(), 16} {
