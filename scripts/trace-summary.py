@@ -39,6 +39,13 @@ GPC; then whether lateness is a property of the SM: the correlation of
 each SM's median lateness over the first and the second half of the
 launches.
 
+--layers adds, after the step's totals, each kernel's medians over its
+launches in the median step (its layers), µs: the wait after the previous
+kernel's end (median wait return), staging (to the staged mark), loop (to
+the median block's loop end), after (to the kernel's end), and the
+previous kernel's end to this one's end; their sum over the kernels is a
+layer.
+
 --tails prints instead, for each product (a qmma launch's grid), the
 medians over its launches of the times from the launch's first block
 start (µs): the blocks' wait for the previous kernel (first / median),
@@ -47,7 +54,7 @@ the kernel's end; then the two parts of its tail, the last loop's end
 less the median's (the blocks' spread) and the end less the last loop's
 (the splits' sums, the epilogue, the exit).
 
-Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc] [--sm-spread KIND] [--tails]
+Usage: scripts/trace-summary.py TRACE.json[.gz] [--all] [--sm] [--gpc] [--layers] [--sm-spread KIND] [--tails]
 """
 import gzip
 import json
@@ -167,6 +174,7 @@ def main():
     t0 = step[0]["start_us"]
     prev_end = None
     totals = {}
+    layers = {}  # kernel -> (wait, staging, loop, after, span) of each launch
     print(f"{len(steps)} steps, {len(full)} complete; the median one: {step[-1]['end_us'] - t0:.1f} µs, {len(step)} launches")
     # Between steps: the head's end to the draw's first block, the draw, and
     # the draw's end to the next step's first traced block (its input upload,
@@ -178,7 +186,7 @@ def main():
             med([a[-1]["start_us"] - a[-2]["end_us"] for a, _ in pairs]),
             med([a[-1]["end_us"] - a[-1]["start_us"] for a, _ in pairs]),
             med([b[0]["start_us"] - a[-1]["end_us"] for a, b in pairs])))
-    hdr = f'{"#":>4} {"kernel":24} {"blk":>4} {"start":>8} {"prev end":>8} {"wait":>15} {"staged":>8} {"loop":>8} {"end":>8} {"gap":>6} {"body":>6}  cycles'
+    hdr = f'{"#":>4} {"kernel":24} {"blk":>4} {"start":>8} {"prev end":>8} {"wait":>17} {"staged":>8} {"loop":>8} {"end":>8} {"gap":>6} {"body":>6}  cycles'
     rows = []
     for i, l in enumerate(step):
         m = l["marks_us"]
@@ -195,9 +203,11 @@ def main():
         tot[1] += span
         tot[2] += gap or 0
         tot[3] += body or 0
+        d = lambda a, b: a - b if a is not None and b is not None else None
+        layers.setdefault(k, []).append((d(w_med, prev_end), d(staged, w_med), d(loop, staged), d(end, loop), span))
         f = lambda v: f"{v:8.2f}" if v is not None else f'{"-":>8}'
         rows.append(f'{i:4d} {k:24} {l["blocks"]:4d} {f(l["start_us"] - t0)} {f(prev_end)} '
-                    f'{(f"{w_min:7.2f}/{w_med:7.2f}" if w_med is not None else "-"):>15} {f(staged)} {f(loop)} {f(end)} '
+                    f'{(f"{w_min:7.2f} / {w_med:7.2f}" if w_med is not None else "-"):>17} {f(staged)} {f(loop)} {f(end)} '
                     f'{(f"{gap:6.2f}" if gap is not None else "-"):>6} {(f"{body:6.2f}" if body is not None else "-"):>6}  {l["cycles"]}')
         if "--sm" in sys.argv and l.get("sm_load"):
             by = sorted((int(n), c) for n, c in l["sm_load"].items())
@@ -221,6 +231,18 @@ def main():
     print(f'\n{"kernel":24} {"launches":>8} {"µs (prev end → end)":>20} {"gap":>8} {"body":>8}')
     for k, (n, span, gap, body) in sorted(totals.items(), key=lambda x: -x[1][1]):
         print(f"{k:24} {n:8d} {span:20.1f} {gap:8.1f} {body:8.1f}")
+    if "--layers" in sys.argv:
+        print(f'\nmedians over each kernel\'s launches in the step, µs\n{"kernel":24} {"launches":>8} {"wait":>7} '
+              f'{"staging":>8} {"loop":>7} {"after":>7} {"prev end → end":>15}')
+        layer = 0.0
+        for k, v in layers.items():
+            if len(v) < 2:  # (the first norm, the head, the draw)
+                continue
+            c = [median([x[i] for x in v if x[i] is not None]) if any(x[i] is not None for x in v) else None for i in range(5)]
+            layer += c[4]
+            f = lambda x: f"{x:7.2f}" if x is not None else f'{"-":>7}'
+            print(f"{k:24} {len(v):8d} {f(c[0])} {f(c[1]):>8} {f(c[2])} {f(c[3])} {c[4]:15.2f}")
+        print(f"{'a layer (the sum)':24} {'':8} {'':7} {'':>8} {'':7} {'':7} {layer:15.2f}")
 
 
 if __name__ == "__main__":
