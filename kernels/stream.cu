@@ -478,9 +478,11 @@ extern "C" __global__ void __launch_bounds__(1024) stream_dyn_nh(const uint4* sr
 // [b·np/nb, (b+1)·np/nb) in order; dyn = 1: the block's last warp (not
 // streaming) takes pieces from the counter ctr (zero as the launch starts)
 // one at a time, at most lead ahead of the block's slowest warp, into a
-// list in shared memory that the warps read. Each block's end (its last
-// warp's last chunk read) goes to ends[b] (global timer), its SM to
-// sms[b]. Whether gate/up's uneven end at 8 bits (two groups of GPCs
+// list in shared memory that the warps read; dyn = 2: as 0, and the
+// block lets the stream's next kernel start at once (PDL), whose blocks
+// then take each SM as this launch's leave it (stream_tail). Each block's
+// end (its last warp's last chunk read) goes to ends[b] (global timer), its
+// SM to sms[b]. Whether gate/up's uneven end at 8 bits (two groups of GPCs
 // ending 4.6 µs apart) is the memory's and whether pieces taken as blocks
 // free up even it out.
 template <int D>
@@ -491,7 +493,9 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
     __shared__ volatile int listed;  // entries of list written
     __shared__ volatile int at[16];  // the piece each streaming warp is reading
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int W = (blockDim.x >> 5) - dyn, nb = gridDim.x, b = blockIdx.x;
+    if (dyn == 2) pdl_launch();
+    const int taker = dyn == 1;
+    const int W = (blockDim.x >> 5) - taker, nb = gridDim.x, b = blockIdx.x;
     const i64 pc = (i64)W * C, np = (n + pc - 1) / pc;
     if (threadIdx.x == 0) listed = 0;
     if (threadIdx.x < 16) at[threadIdx.x] = 0;
@@ -518,7 +522,7 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
     const i64 p0 = b * np / nb, p1 = (b + 1) * np / nb;
     // The k-th piece of this block, or -1.
     auto piece = [&](int k) -> i64 {
-        if (!dyn) return p0 + k < p1 ? p0 + k : -1;
+        if (!taker) return p0 + k < p1 ? p0 + k : -1;
         while (listed <= k) {
         }
         return list[k];
@@ -559,6 +563,15 @@ __device__ void pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* s
 extern "C" __global__ void __launch_bounds__(512) stream_pieces(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
                                                               u64* ends, u32* sms) {
     pieces<4>(src, n, C, dyn, ctr, sink, ends, sms);
+}
+// stream_tail: a static stream_pieces of n chunks launched after one with
+// dyn = 2 (runtime/cuda launches it with programmatic stream
+// serialization; it reads nothing the launch before writes, so it does
+// not wait for it): with shared memory for one block an SM beside one of
+// the launch before's but not two, its blocks take the SMs that launch
+// leaves first, the block scheduler handing out the tail.
+extern "C" __global__ void __launch_bounds__(512) stream_tail(const uint4* src, i64 n, int C, u32* sink, u64* ends, u32* sms) {
+    pieces<4>(src, n, C, 0, nullptr, sink, ends, sms);
 }
 extern "C" __global__ void __launch_bounds__(512) stream_pieces_d8(const uint4* src, i64 n, int C, int dyn, u32* ctr, u32* sink,
                                                                  u64* ends, u32* sms) {

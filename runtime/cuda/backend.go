@@ -1232,7 +1232,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile).
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

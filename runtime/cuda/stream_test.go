@@ -428,9 +428,11 @@ func BenchmarkGridPhaseStamps(b *testing.B) {
 // (two an SM) with rings of 4 chunks a warp (or 8: the -d8 cases), the
 // launches cycling through the stream benchmarks' total (stream_pieces):
 // each block's share fixed (static) or taken as pieces of C chunks a warp
-// from a counter (dynC, a fifteenth warp taking them). After the timed
-// runs, the last run's blocks' ends are summarized (µs after the launch's
-// median block, medians over the launches: first and last block); with
+// from a counter (dynC, a fifteenth warp taking them), or the tail left
+// to a second launch that the block scheduler places (tailT-NB, below).
+// After the timed runs, the last run's blocks' ends are summarized (µs
+// after the launch's median block, medians over the launches: first and
+// last block); with
 // GPTQTOOL_PIECES_OUT=FILE each launch's (SM, end) pairs go to FILE as
 // JSON, to group by GPC.
 func BenchmarkPieces(b *testing.B) {
@@ -494,6 +496,43 @@ func BenchmarkPieces(b *testing.B) {
 			}
 			b.Logf("%s: blocks' ends after the median block's: first %.2f µs, last %.2f µs (medians over %d launches)",
 				c.how, median(first), median(last), launches)
+		})
+	}
+	// The tail as a second launch (stream_tail): the first streams the
+	// first (10-tenths)/10 of the bytes as static does and lets the second
+	// start at once; the second's nb blocks (14 warps, rings of 4) stream
+	// the rest, with shared memory for one an SM beside one of the first
+	// launch's blocks but not two, so that the block scheduler gives the
+	// tail to the SMs the first launch leaves first. µs/launch is the pair.
+	tailEnds, err := be.AllocBuffer(1024 * 12)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.FreeBuffer(tailEnds) })
+	for _, c := range []struct{ tenths, nb int }{{1, 264}, {1, 528}, {2, 264}, {2, 528}, {3, 528}} {
+		b.Run(fmt.Sprintf("tail%d-%d", c.tenths, c.nb), func(b *testing.B) {
+			block := cuda.Dim{X: 32 * warps}
+			ring := warps * 4 * chunk
+			const tailShared = 185 << 10 // (two of the first launch's blocks take about 61 KB of an SM's 228)
+			nA := bytes / chunk * int64(10-c.tenths) / 10
+			nB := bytes/chunk - nA
+			run := func() {
+				for l := range launches {
+					src := buf.Ptr + uint64(l*bytes)
+					if err := be.Launch("stream.cu", "stream_pieces", cuda.Dim{X: blocks}, block, ring, src, nA,
+						int32(4), int32(2), ctrs.Ptr, sink, ends.Ptr, ends.Ptr+uint64(launches*blocks*8)); err != nil {
+						b.Fatal(err)
+					}
+					if err := be.Launch("stream.cu", "stream_tail", cuda.Dim{X: c.nb}, block, tailShared, src+uint64(nA*chunk), nB,
+						int32(4), sink, tailEnds.Ptr, tailEnds.Ptr+1024*8); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			timeRuns(b, be, run)
+			per := b.Elapsed().Seconds() / float64(b.N) / float64(launches)
+			b.ReportMetric(per*1e6, "µs/launch")
+			b.ReportMetric(float64(bytes)/per/1e12, "TB/s")
 		})
 	}
 	if f := os.Getenv("GPTQTOOL_PIECES_OUT"); f != "" {
