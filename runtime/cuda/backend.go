@@ -1231,7 +1231,9 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // previous kernel themselves (pdl_wait in kernels/common.cuh) before they
 // read or write anything it may touch: the backend launches them with
 // programmatic stream serialization, so that they start while it ends
-// (the products stream their first weights meanwhile).
+// (the products stream their first weights meanwhile). stream_tail (a
+// probe of BenchmarkPieces) waits for nothing: it reads and writes nothing
+// the kernel before it does.
 var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
 
 func pdlKernel(name string) bool {
