@@ -17,10 +17,14 @@ import (
 //     warpgroup-MMA products, _w, of two to four and of five to eight
 //     tiles: sm_90a only, so ArchSpecific); QG_BITS=0
 //     glu_rows and gather_cols of every dtype;
+//
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
 //     its _pre kernel, with PA_TC=1 its _tc kernel, with both its _tcpre
 //     kernel); PA_C=0 the rope_store
 //     kernels of every dtype.
+//
+//   - qglu.cu: QL_BITS=4|8 with KDT, one kernel (with QG_SZ16=1 for a
+//     name with ScalesOnly, as qgemv.cu's).
 //
 // head.cu compiles whole, for sm_90a only (ArchSpecific).
 //
@@ -101,6 +105,19 @@ func WarpgroupPart(tiles int) int {
 // ModuleOf is the module of file that holds kernel name; a name outside the
 // parts' naming compiles with the whole file.
 func ModuleOf(file, name string) Module {
+	if file == "qglu.cu" {
+		// qglu<bits>_<dtype>[+sz16]: one bit width and dtype a part.
+		sym := Symbol(name)
+		dt, ok := dtypeIndex(sym[strings.LastIndexByte(sym, '_')+1:])
+		if !ok || len(sym) < 5 || (sym[4] != '4' && sym[4] != '8') {
+			return Module{File: file}
+		}
+		m := Module{File: file, Defines: []string{"QL_BITS=" + sym[4:5], "KDT=" + strconv.Itoa(dt)}}
+		if sym != name {
+			m.Defines = append(m.Defines, "QG_SZ16=1")
+		}
+		return m
+	}
 	if file == "qgemv.cu" && strings.HasSuffix(name, ScalesOnly) {
 		m := ModuleOf(file, Symbol(name))
 		if len(m.Defines) > 0 && m.Defines[0] != "QG_BITS=0" {

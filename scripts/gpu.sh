@@ -530,6 +530,24 @@ for step in $steps; do
         echo | tee -a "$summary"
       done
     fi
+    # DECODE_IDS_ENV="VAR=value ...": greedy ids of that checkpoint (64 new
+    # tokens) without and with the setting, compared: the same ids are
+    # expected where the setting only adds the same sums in another order
+    # (up to near-ties).
+    if [ -n "${DECODE_IDS_ENV:-}" ] && [ -d /tmp/oc7b-$em ]; then
+      for s in base env; do
+        e=
+        [ $s = env ] && e=$DECODE_IDS_ENV
+        run ids-$em-$s 120 sh -c "env $e '$bin/gptqtool' generate --device cuda --model /tmp/oc7b-$em \
+          --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 64 --temperature 0 --ids >'$LOGS/ids-$em-$s.txt'"
+      done
+      if cmp -s "$LOGS/ids-$em-base.txt" "$LOGS/ids-$em-env.txt" && [ -s "$LOGS/ids-$em-base.txt" ]; then
+        note "decode ids: the same $(wc -w <"$LOGS/ids-$em-base.txt") ids of $em with and without $DECODE_IDS_ENV"
+      else
+        note "decode ids: DIFFERENT ids of $em with and without $DECODE_IDS_ENV"
+        head -c 600 "$LOGS/ids-$em-base.txt" "$LOGS/ids-$em-env.txt" | tee -a "$summary"
+      fi
+    fi
     [ "${DECODE_PREFILL:-1}" = 0 ] && continue
     run prefill-q4act 300 sh -c "'$bin/gptqtool' bench prefill --device cuda --model /tmp/oc7b-q4act --prompts 128,2048,4096 >'$LOGS/prefill-q4act.json'"
     grep -E '"(prompt_tokens|ttft_ms|tok_per_s|peak_gpu_in_use_bytes)"' "$LOGS/prefill-q4act.json" | tr -d '\n' | tee -a "$summary"

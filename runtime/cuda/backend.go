@@ -72,6 +72,8 @@ type Backend struct {
 	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
+	lpart   *Buffer // fp32 sums of each piece of a pieces GLU product (qglu.cu)
+	lcount  *Buffer // its counters (kept at 0)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -156,6 +158,7 @@ type Backend struct {
 	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
+	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -460,6 +463,11 @@ func New(o Options) (*Backend, error) {
 	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
+	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows on the pieces
+	// kernel (qglu.cu) where the wide kernels would run them (measuring).
+	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
+		return nil, err
+	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the
 	// wide kernels' (QSTG), and GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST
 	// the one-tile kernels' of o_proj at 1-4 rows (the _a kernels, which
@@ -672,7 +680,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lpart, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -1234,7 +1242,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // (the products stream their first weights meanwhile). stream_tail (a
 // probe of BenchmarkPieces) waits for nothing: it reads and writes nothing
 // the kernel before it does.
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

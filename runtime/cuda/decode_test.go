@@ -198,6 +198,79 @@ func TestWideGLU(t *testing.T) {
 	}
 }
 
+// TestPiecesGLU checks the pieces kernel (qglu.cu, SetQGLUPieces) against
+// float64 products of the separate weights and against the wide kernels it
+// stands in for: 4 and 8 bits, with and without act order, groups of 32,
+// 64, 128 and the whole K, one to four rows, the 7B shape's gate/up at one
+// row (2,048 pieces at 8 bits) and grids of fewer blocks than an SM's two.
+// Its slabs' sums are added in piece order whichever block took a piece, so
+// a second run gives the same bits, and the counters it leaves at zero let
+// the next launch (the next case) run.
+func TestPiecesGLU(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetQGLUPieces(b.QGLUPieces())
+	r := rand.New(rand.NewPCG(25, 26))
+	type pcase struct{ K, N, bits, M, gs int }
+	cases := []pcase{{4096, 14336, 8, 1, 128}, {4096, 14336, 4, 1, 128}, {1024, 1120, 8, 3, 32}, {1536, 448, 4, 2, 64},
+		{2048, 784, 8, 4, 2048}, {4096, 14336, 8, 2, 128}}
+	for _, c := range cases {
+		for _, perm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v", c.K, c.N, c.bits, c.M, c.gs, perm), func(t *testing.T) {
+				gate := randomQuant(r, c.K, c.N, c.bits, c.gs, perm)
+				up := randomQuant(r, c.K, c.N, c.bits, c.gs, false)
+				up.Perm = gate.Perm
+				glu, err := b.LoadQuantGLU(gate, up)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(glu)
+				x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
+				g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
+				u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
+				want := make([]float64, len(g))
+				for i := range g {
+					want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+				}
+				slots := randomSlots(r, c.N)
+				zero := func() runtime.Tensor {
+					o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					return o
+				}
+				ow, op, op2, os := zero(), zero(), zero(), zero()
+				b.SetQMMAWide(1)
+				b.SetQGLUPieces(0)
+				b.MatMulGLU(ow, x, glu)
+				b.SetQGLUPieces(4)
+				b.MatMulGLU(op, x, glu)
+				b.MatMulGLU(op2, x, glu)
+				b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
+				gotw, gotp := download(t, b, ow), download(t, b, op)
+				if nmse := backendtest.NMSE(gotp, want); !(nmse < 1e-5) {
+					t.Errorf("pieces: nmse %.3g against float64", nmse)
+				}
+				if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+					t.Errorf("wide: nmse %.3g against float64", nmse)
+				}
+				// (The same sums added in another order: at most a rounding
+				// of fp16 apart.)
+				w64 := make([]float64, len(gotw))
+				for i, v := range gotw {
+					w64[i] = float64(v)
+				}
+				if nmse := backendtest.NMSE(gotp, w64); !(nmse < 1e-6) {
+					t.Errorf("pieces: nmse %.3g against the wide kernels", nmse)
+				}
+				sameBits(t, "pieces, second run", download(t, b, op2), gotp)
+				sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
+			})
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWidePlain checks the plain wide kernels (qgemv.cu _p: blocks of 16
 // warps, one an SM) against float64 and against the 8-warp kernels, with
 // and without act order and a residual, for 4 and 8 bits, a partial last

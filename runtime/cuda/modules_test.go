@@ -67,6 +67,11 @@ func launchedKernels() map[string][]string {
 	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
+		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES), both scale builds.
+		for _, bits := range []int{4, 8} {
+			n := fmt.Sprintf("qglu%d_%s", bits, suffix(dt))
+			out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
+		}
 	}
 	for _, names := range out {
 		slices.Sort(names)
@@ -93,9 +98,10 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	// 2 bit widths × 3 dtypes × (plain, normalizing, warpgroup MMA of 2-4
 	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
 	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
-	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre).
-	if len(parts) != 49+97+32 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32, parts)
+	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre); qglu.cu's
+	// 2 bit widths × 3 dtypes × 2 scale builds.
+	if len(parts) != 49+97+32+12 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+12, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant

@@ -948,6 +948,22 @@ func (b *Backend) QMMAWide() int {
 	return b.qmmaWide
 }
 
+// SetQGLUPieces runs the GLU products of 1 to rows rows (at most
+// qgluMaxRows) that the wide kernels would run on the pieces kernel
+// instead (GPTQTOOL_QGLU_PIECES; 0: none), for tests and measurements.
+func (b *Backend) SetQGLUPieces(rows int) {
+	b.enter()
+	defer b.exit()
+	b.qgluPieces = min(rows, qgluMaxRows)
+}
+
+// QGLUPieces is SetQGLUPieces' setting.
+func (b *Backend) QGLUPieces() int {
+	b.enter()
+	defer b.exit()
+	return b.qgluPieces
+}
+
 // plainRows reports whether the plain products of M rows run on the plain
 // wide kernels (GPTQTOOL_QMMA_PLAIN, GPTQTOOL_QMMA_PLAIN_MAX).
 func (b *Backend) plainRows(M int) bool {
@@ -1385,6 +1401,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
+	if wide && M <= b.qgluPieces && b.qglu(outs[0], x, q, w, slots, M) {
+		return
+	}
 	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
 		if pp, pnb, ok := b.qmmaSplitPlain(M, q.k, q.n, q.bits); ok {
 			sp, nb, threads, plain = pp, pnb, 32*qmmaPlainWarps, true
@@ -1527,6 +1546,78 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		args = append(args, ap.part, ap.pos, ap.sg, ap.hq, ap.hd, ap.window, ap.minsplit, ap.dfr)
 	}
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
+}
+
+// The pieces kernel (qglu.cu): its rows at most, its warps (QL_W + 1),
+// a piece's chunks a warp (QL_C), its ring depth (QL_D), its slots of
+// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), its
+// slab's columns (QL_COLS) and blocks an SM.
+const (
+	qgluMaxRows   = 4
+	qgluWarps     = 15
+	qgluChunks    = 8
+	qgluDepth     = 4
+	qgluSlots     = 4
+	qgluList      = 64
+	qgluCols      = 224
+	qgluBlocksPer = 2
+)
+
+// qglu runs a GLU product of M rows (at most qgluMaxRows) by q on the
+// pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): two blocks an SM take
+// pieces of QL_C chunks of each of a slab's 14 tiles from a counter, and
+// each slab's last piece adds its pieces' sums up in piece order. It
+// reports false, launching nothing, where the shape does not fit the
+// kernel: slabs of 224 columns, whole pieces, pieces within groups or
+// groups within pieces, x staged whole (K at most 16 inputs a thread, two
+// blocks' x and sums in an SM's shared memory), at most a list's worth of
+// pieces a block (a grid of fewer blocks where there are fewer pieces).
+func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
+	kb := chunkInputs(q.bits)
+	piece := qgluChunks * kb
+	if q.n%qgluCols != 0 || q.k%piece != 0 || q.gs%kb != 0 || (piece%q.gs != 0 && q.gs%piece != 0) || q.k > 16*32*qgluWarps {
+		return false
+	}
+	if q.perm == nil && x.ptr%16 != 0 {
+		return false
+	}
+	glen := min(q.gs/kb, qgluChunks)
+	gp := qgluChunks / glen
+	szb := 4
+	name := fmt.Sprintf("qglu%d_%s", q.bits, suffix(x.dt))
+	name, szp := q.scales(name, true)
+	if strings.HasSuffix(name, kernels.ScalesOnly) {
+		szb = 2
+	}
+	shared := qgluWarps - 1
+	shared = shared*qgluDepth*512 + shared*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*M*qgluCols*4
+	np := q.n / qgluCols * (q.k / piece)
+	nb := min(qgluBlocksPer*b.sms, np)
+	if np > nb*(qgluList-1) || shared > b.shared/qgluBlocksPer-2048 {
+		return false
+	}
+	pb, err := b.scratch(&b.lpart, int64(np)*int64(M)*qgluCols*4)
+	if err != nil {
+		b.fail(err)
+		return true
+	}
+	count, err := b.counters(&b.lcount, 2+q.n/qgluCols)
+	if err != nil {
+		b.fail(err)
+		return true
+	}
+	perm := uint64(0)
+	if q.perm != nil {
+		perm = q.perm.Ptr
+	}
+	flags := b.qmmaFlags()
+	if b.lateAfterWide(M) {
+		flags |= qfLate
+	}
+	b.lastWide = true
+	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * qgluWarps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, pb.Ptr, count,
+		int32(q.k), int32(q.n), int32(M), int32(q.gs), flags)
+	return true
 }
 
 // pushRecvBytes is the shared memory of a QF_PUSH block's receive slots

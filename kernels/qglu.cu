@@ -1,0 +1,350 @@
+// qglu.cu: the GLU product of one to a few rows, out[m, c] = silu(gate)·up,
+// on the wide GLU kernels' slabs (qgemv.cu _g: 14 warps a block, the gate
+// tiles and the up tiles of 112 outputs), its work taken in pieces from a
+// counter instead of fixed splits, so that the blocks that free up first
+// take more of it (runtime/cuda quant.go, GPTQTOOL_QGLU_PIECES).
+//
+// The weight, its scales (the pairs, or with QG_SZ16 the scales alone) and
+// its permutation are qgemv.cu's, groups of whole chunks (KB inputs a
+// chunk: 32 at 8 bits, 64 at 4). A piece is QL_C chunks of each of a
+// slab's 14 tiles (QL_C·KB inputs: 256 at 8 bits, 512 at 4); a slab has
+// PPS = K / (QL_C·KB) of them, and piece p is chunks (p % PPS)·QL_C.. of
+// slab p / PPS (slab-major, so that a slab's pieces are taken close
+// together). A piece never straddles a group: QL_C·KB is a multiple of
+// the group size or the group size of it (the backend checks).
+//
+// Grid: nb blocks (two an SM, nb <= the pieces), QL_W + 1 warps. Warps 0 to
+// QL_W-1 stream their tile of each of the block's pieces through a ring of
+// QL_D chunks (cp.async), which runs on from piece to piece; each group's
+// scales come into shared memory with the piece's first chunk. The block's
+// first piece is blockIdx.x; warp 0 takes the others from ctr[0] (piece nb
+// + its value), one piece ahead of its own reading, into a list in shared
+// memory that the other warps read. x (rows of K inputs, gathered through
+// perm, fp16 times XS as qgemv.cu stages it) is staged whole once.
+//
+// A piece's sums (fp32, [M][224] in the block's column order: gate's 112,
+// then up's) go through one of QL_SLOTS slots in shared memory to the last
+// warp, the collector, which writes them to part [pieces][M][224] and counts
+// the slab's pieces in ctr[2 + slab]. The collector that counts a slab's
+// last piece adds the slab's PPS parts up in piece order, so that the bits
+// do not depend on which block took which piece, and writes silu(gate)·up
+// as qgemv.cu's glu epilogue does, output c to column oslots[c] (c where
+// oslots is null). The streaming warps never wait for global memory's
+// ordering (the collector's fences); a streaming warp waits only for a
+// slot the collector has not emptied yet.
+//
+// ctr: [0] the pieces taken, [1] the blocks done taking, [2 + s] slab s's
+// pieces summed. Zero as a launch starts; each launch leaves them zero
+// (the last block done taking zeroes [0] and [1], a slab's collector its
+// count). QF_EARLY lets the next kernel launch at once, QF_LATE only as
+// the blocks end, neither as each warp's work ends (as in qgemv.cu);
+// QF_EVICT streams the weights under evict_first.
+
+#ifndef QG_SZ16
+#define QG_SZ16 0
+#endif
+#if QG_SZ16
+typedef u16 szw;
+#define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
+#else
+typedef u32 szw;
+#endif
+
+#define QF_EVICT 2
+#define QF_EARLY 4
+#define QF_LATE 8
+
+#define QL_W 14      // streaming warps: 7 gate and 7 up tiles
+#define QL_H 7       // output tiles a slab
+#define QL_COLS 224  // a slab's columns (the block's sums)
+#define QL_D 4       // chunks in flight a warp
+#define QL_C 8       // chunks a warp a piece
+#define QL_SLOTS 4   // pieces' sums in shared memory
+#define QL_LIST 64   // pieces a block may take
+#define QL_NONE (-1)
+#define QL_WAIT (-2)
+static_assert(QL_C % QL_D == 0, "a piece is whole ring turns, so that its chunks' slots are constants");
+
+template <typename T> struct qlxs { static constexpr float v = 1.0f / 256.0f; };
+template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
+
+__device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
+
+template <int BITS, typename T>
+__device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
+                     const int* __restrict__ perm, const int* __restrict__ oslots, float* part, u32* ctr, int K, int N,
+                     int M, int gs, int flags) {
+    constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
+    constexpr int KB = 16 * SPC;
+    constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
+    constexpr float XS = qlxs<T>::v;
+    extern __shared__ u32x4 smem_l[];
+    __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
+    __shared__ volatile int parr[QL_SLOTS];  // a slot's warps' arrivals, cumulative
+    __shared__ volatile int tdone;            // pieces the collector has emptied from their slots
+    if (flags & QF_EARLY) pdl_launch();
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nb = gridDim.x, CK = K / KB, PPS = CK / QL_C, np = N / (2 * 16 * QL_H) * PPS;
+    const int glen = imin(gs / KB, QL_C);  // chunks of a group within a piece (a power of two)
+    const int gsh = __ffs(glen) - 1, GP = QL_C >> gsh;
+    const int SB = GP * 16;                // a warp's scales of one piece
+    const int LDX = K + 8;
+    szw* scl = (szw*)((char*)smem_l + QL_W * QL_D * 512);  // [QL_W][2][GP][16]
+    u16* xs = (u16*)(scl + QL_W * 2 * SB);                // [M][LDX]
+    float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][M][QL_COLS]
+    if (threadIdx.x < QL_LIST) list[threadIdx.x] = threadIdx.x == 0 ? (int)blockIdx.x : QL_WAIT;
+    if (threadIdx.x < QL_SLOTS) parr[threadIdx.x] = 0;
+    if (threadIdx.x == 0) tdone = 0;
+
+    // tile: this warp's weight tile of slab s (qgemv.cu qtile with GW).
+    auto tile = [&](int s) {
+        const int p = s * QL_H + warp % QL_H;
+        return (p >> 2) * 8 + (warp >= QL_H ? 4 : 0) + (p & 3);
+    };
+    const u64 pol = l2_policy(flags & QF_EVICT);
+    const u32 ring0 = smem_addr(smem_l) + (warp * QL_D * 32 + lane) * 16;
+    szw* mysc = scl + warp * 2 * SB;
+    // begin: piece pc's first chunk of this warp's tile, and its groups'
+    // scales copied into scale slot j (a 16-byte copy a lane, in the
+    // commit group of the piece's first chunk).
+    auto begin = [&](int pc, int j) -> const u32x4* {
+        const int s = pc / PPS, kp = pc - s * PPS, nt = tile(s);
+        constexpr int CPG = sizeof(szw);  // 16-byte copies a group's 16 columns
+        if (lane < GP * CPG) {
+            const int gi = kp * QL_C * KB / gs + lane / CPG;
+            cp_async16(smem_addr(mysc + j * SB + (lane / CPG) * 16) + (lane % CPG) * 16,
+                       (const char*)(sz + (i64)gi * N + nt * 16) + (lane % CPG) * 16);
+        }
+        return (const u32x4*)qw + ((i64)nt * CK + kp * QL_C) * 32 + lane;
+    };
+    const u32x4* src = nullptr;
+    if (warp < QL_W) {
+        // The weights and scales are the model's: the ring's first turn
+        // before the wait.
+        src = begin(blockIdx.x, 0);
+#pragma unroll
+        for (int i = 0; i < QL_D; i++) {
+            cp_async16_pol(ring0 + i * 512, src + i * 32, pol);
+            asm volatile("cp.async.commit_group;");
+        }
+    }
+    // The permutation of this thread's items of x (two at most: K <= 16 ×
+    // the block's threads, the backend checks).
+    const int n8 = K / 8;
+    int4 pr[2][2];
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int e = threadIdx.x + u * blockDim.x;
+        if (perm && e < n8) pr[u][0] = __ldg((const int4*)(perm + e * 8)), pr[u][1] = __ldg((const int4*)(perm + e * 8 + 4));
+    }
+    pdl_wait();
+    u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
+    const bool taker = warp == 0 && lane == 0;
+    if (taker) pend = atomicAdd(ctr, 1u);
+    // x, staged whole: rows of eight inputs a thread an item.
+    for (int m = 0; m < M; m++) {
+        const T* xr = x + (i64)m * K;
+        float v[2][8];
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int e = threadIdx.x + u * blockDim.x;
+            if (e >= n8) break;
+            if (perm) {
+                const int4 a = pr[u][0], b = pr[u][1];
+                v[u][0] = to_f32(xr[a.x]), v[u][1] = to_f32(xr[a.y]), v[u][2] = to_f32(xr[a.z]), v[u][3] = to_f32(xr[a.w]);
+                v[u][4] = to_f32(xr[b.x]), v[u][5] = to_f32(xr[b.y]), v[u][6] = to_f32(xr[b.z]), v[u][7] = to_f32(xr[b.w]);
+            } else {
+                load8<T>(xr + e * 8, v[u]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int e = threadIdx.x + u * blockDim.x;
+            if (e >= n8) break;
+            *(u32x4*)(xs + m * LDX + e * 8) =
+                u32x4{pack2<f16>(v[u][0] * XS, v[u][1] * XS), pack2<f16>(v[u][2] * XS, v[u][3] * XS),
+                      pack2<f16>(v[u][4] * XS, v[u][5] * XS), pack2<f16>(v[u][6] * XS, v[u][7] * XS)};
+        }
+    }
+    __syncthreads();
+    // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
+    // to take another (not past the last piece, nor past the list, whose
+    // last entry is always QL_NONE). A block done taking counts itself in
+    // ctr[1]; the last of them zeroes both counters for the next launch
+    // (every block's last atomicAdd on ctr[0] has returned by then).
+    bool taking = true;
+    auto publish = [&](int i, u32 r) {
+        const bool ok = r < (u32)(np - nb);
+        list[i] = ok ? nb + (int)r : QL_NONE;
+        taking = ok && i + 1 < QL_LIST - 1;
+        if (ok && !taking) list[i + 1] = QL_NONE;
+        if (!taking) {
+            __threadfence();
+            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) ctr[0] = 0, ctr[1] = 0;
+        } else {
+            pend = atomicAdd(ctr, 1u);  // (its value is read a piece later)
+        }
+    };
+    if (taker) publish(1, pend);
+
+    if (warp < QL_W) {
+        const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u;  // fp16 1/16, twice
+        const u32 xb = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8);
+        float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        int pc = blockIdx.x;
+        for (int k = 0;; k++) {
+            const int kp = pc % PPS;
+            const u32 xk = xb + kp * (QL_C * KB * 2);
+            const u32x4* nsrc = src;
+            int npc = QL_NONE;
+            float s0 = 0.0f, s1 = 0.0f;
+            u32 zz0 = 0, zz1 = 0, nz1 = 0;
+#pragma unroll
+            for (int u = 0; u < QL_C; u++) {
+                // Item j = k·QL_C + u of the warp's sequence: refill the
+                // slot item j-1 was read from with item j-1+QL_D, of this
+                // piece or (from chunk 0, with its scales) the next one.
+                const int v = u - 1 + QL_D;
+                if (v == QL_C) {
+                    while ((npc = list[k + 1]) == QL_WAIT) {
+                    }
+                    if (taker && taking) publish(k + 2, pend);
+                    if (npc >= 0) nsrc = begin(npc, (k + 1) & 1);
+                }
+                const u32 rs = ring0 + ((u + QL_D - 1) % QL_D) * 512;
+                if (v < QL_C)
+                    cp_async16_if(rs, src + v * 32, k > 0 || u > 0, pol);
+                else
+                    cp_async16_if(rs, nsrc + (v - QL_C) * 32, npc >= 0, pol);
+                asm volatile("cp.async.commit_group;");
+                asm volatile("cp.async.wait_group %0;" ::"n"(QL_D - 1) : "memory");  // (the scales too)
+                const u32x4 w = lds128(ring0 + (u % QL_D) * 512);
+                u32x4 bf[SPC / 2];
+#pragma unroll
+                for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + u * (KB * 2) + 64 * q);
+                if ((u & (glen - 1)) == 0) {
+                    // A group starts: the last one's sums times its scales,
+                    // then this one's scales (rows g and g+8 of the tile).
+                    if (u > 0) {
+                        acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
+                        tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
+                    }
+                    const szw* sc = mysc + (k & 1) * SB + (u >> gsh) * 16;
+                    const u32 q0 = sc[g], q1 = sc[g + 8];
+                    s0 = h_lo(q0), s1 = h_lo(q1);
+#if QG_SZ16
+                    zz0 = zz1 = SZ_ZZ(BITS);
+#else
+                    zz0 = (q0 >> 16) * 0x10001u;
+                    zz1 = (q1 >> 16) * 0x10001u;
+#endif
+                    nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+                }
+#pragma unroll
+                for (int s = 0; s < SPC; s++) {
+                    u32 a[4];
+                    if (BITS == 4) {
+                        // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
+                        // 1024 + 16c: times 1/16 minus (64 + z), exact.
+                        const u32 wd = word_of(w, s), wh = wd >> 8;
+                        a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
+                        a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
+                        a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
+                        a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
+                    } else {
+                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+                        a[0] = hsub2(codes<MASK>(w0, magic), zz0);
+                        a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
+                        a[2] = hsub2(codes<MASK>(w1, magic), zz0);
+                        a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
+                    }
+                    const u32x4 b = bf[s / 2];
+                    mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
+                }
+            }
+            acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
+            tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
+            // The piece's sums to slot k % QL_SLOTS, once the collector has
+            // emptied it of piece k - QL_SLOTS.
+            while (tdone < k - QL_SLOTS + 1) {
+            }
+            float* ps = psum + (k % QL_SLOTS) * M * QL_COLS;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = 2 * t + (e & 1);
+                if (m < M) ps[m * QL_COLS + warp * 16 + g + (e >> 1) * 8] = acc[e] / XS;
+                acc[e] = 0.0f;
+            }
+            __syncwarp();
+            if (lane == 0) {
+                __threadfence_block();
+                atomicAdd((int*)&parr[k % QL_SLOTS], 1);
+            }
+            if (npc < 0) break;
+            pc = npc, src = nsrc;
+        }
+        asm volatile("cp.async.wait_group 0;");
+        if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
+        return;
+    }
+
+    // The collector (warp QL_W): each piece's sums from its slot to part,
+    // counted in its slab; a slab's last piece's collector writes its
+    // outputs.
+    const int No = N / 2, W = M * QL_COLS;
+    for (int k = 0;; k++) {
+        int pc;
+        while ((pc = list[k]) == QL_WAIT) {
+        }
+        if (pc < 0) break;
+        const int sl = k % QL_SLOTS;
+        while (parr[sl] < QL_W * (k / QL_SLOTS + 1)) {
+        }
+        __threadfence_block();
+        const float* ps = psum + sl * W;
+        float* dst = part + (i64)pc * W;
+        for (int i = lane; i < W; i += 32) __stcg(dst + i, ps[i]);
+        __syncwarp();
+        if (lane == 0) tdone = k + 1;
+        __threadfence();
+        __syncwarp();
+        const int s = pc / PPS;
+        u32 old = 0;
+        if (lane == 0) old = atomicAdd(ctr + 2 + s, 1u);
+        old = __shfl_sync(0xffffffffu, old, 0);
+        if (old != (u32)(PPS - 1)) continue;
+        __threadfence();
+        // The slab's outputs: gate's sum and up's over its PPS parts, in
+        // piece order.
+        const float* sp = part + (i64)s * PPS * W;
+        for (int i = lane; i < M * (QL_COLS / 2); i += 32) {
+            const int m = i / (QL_COLS / 2), j = i - m * (QL_COLS / 2);
+            float gv = 0.0f, uv = 0.0f;
+#pragma unroll 4
+            for (int q = 0; q < PPS; q++) {
+                gv += __ldcg(sp + (i64)q * W + m * QL_COLS + j);
+                uv += __ldcg(sp + (i64)q * W + m * QL_COLS + QL_COLS / 2 + j);
+            }
+            const int c = s * (QL_COLS / 2) + j;
+            out[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(ql_silu(gv) * uv);
+        }
+        if (lane == 0) ctr[2 + s] = 0;
+    }
+    if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
+}
+
+// qglu<bits>_<dtype>: 480 threads (QL_W + 1 warps), two blocks an SM.
+#define QGLU(BITS, NAME, T)                                                                                         \
+    extern "C" __global__ void __launch_bounds__(32 * (QL_W + 1), 2) qglu##BITS##_##NAME(                            \
+        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, float* part, u32* ctr, \
+        int K, int N, int M, int gs, int flags) {                                                                    \
+        qglu<BITS, T>(out, x, qw, sz, perm, oslots, part, ctr, K, N, M, gs, flags);                                  \
+    }
+#define QGLU_4(NAME, T) QGLU(4, NAME, T)
+#define QGLU_8(NAME, T) QGLU(8, NAME, T)
+#if !defined(QL_BITS) || QL_BITS == 4
+FOR_DTYPES(QGLU_4)
+#endif
+#if !defined(QL_BITS) || QL_BITS == 8
+FOR_DTYPES(QGLU_8)
+#endif
