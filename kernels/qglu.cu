@@ -24,21 +24,27 @@
 //
 // A piece's sums (fp32, [M][224] in the block's column order: gate's 112,
 // then up's) go through one of QL_SLOTS slots in shared memory to the last
-// warp, the collector, which writes them to part [pieces][M][224] and counts
-// the slab's pieces in ctr[2 + slab]. The collector that counts a slab's
-// last piece adds the slab's PPS parts up in piece order, so that the bits
-// do not depend on which block took which piece, and writes silu(gate)·up
-// as qgemv.cu's glu epilogue does, output c to column oslots[c] (c where
-// oslots is null). The streaming warps never wait for global memory's
-// ordering (the collector's fences); a streaming warp waits only for a
-// slot the collector has not emptied yet.
+// warp, the collector, which writes them to part [pieces][M][224] and then
+// sets the piece's flag to the launch's epoch (release). Once a block has
+// streamed all of its pieces (so that no warp waits for other blocks'
+// pieces while it could stream), its warps write the outputs, one job of
+// 16 outputs a warp (gate's and up's columns of one output tile of a
+// slab, jobs spread over the blocks' first warps): once the slab's PPS
+// flags hold the epoch (acquire), the warp adds their sums up in piece
+// order, so that the bits do not depend on which block took which piece,
+// and writes silu(gate)·up as qgemv.cu's glu epilogue does, output c to
+// column oslots[c] (c where oslots is null). The streaming warps never
+// wait for global memory's ordering (the collector's release); a
+// streaming warp waits only for a slot the collector has not emptied yet.
 //
-// ctr: [0] the pieces taken, [1] the blocks done taking, [2 + s] slab s's
-// pieces summed. Zero as a launch starts; each launch leaves them zero
-// (the last block done taking zeroes [0] and [1], a slab's collector its
-// count). QF_EARLY lets the next kernel launch at once, QF_LATE only as
-// the blocks end, neither as each warp's work ends (as in qgemv.cu);
-// QF_EVICT streams the weights under evict_first.
+// ctr: [0] the pieces taken, [1] the blocks done taking, [2] the last
+// launch's epoch, [3 + p] piece p's flag. A launch's epoch is one past
+// [2] as it starts; the last block done taking zeroes [0] and [1] and
+// stores the epoch in [2], so that a flag of an earlier launch never holds
+// a later one's epoch and no flag is reset. QF_EARLY lets the next kernel
+// launch at once, QF_LATE only as the blocks end, neither as each warp's
+// streaming ends (as in qgemv.cu); QF_EVICT streams the weights under
+// evict_first.
 
 #ifndef QG_SZ16
 #define QG_SZ16 0
@@ -54,6 +60,13 @@ typedef u32 szw;
 #define QF_EARLY 4
 #define QF_LATE 8
 
+// Flags for measuring (runtime/cuda GPTQTOOL_QGLU_FLAGS): no outputs at
+// all (QL_NOFIN), the list two pieces ahead instead of one (QL_LA2).
+#define QL_NOFIN 32
+#define QL_LA2 64
+
+#define QL_MAXM 4    // rows at most
+#define QL_PPS 16    // a slab's pieces at most (K <= QL_PPS·QL_C·KB)
 #define QL_W 14      // streaming warps: 7 gate and 7 up tiles
 #define QL_H 7       // output tiles a slab
 #define QL_COLS 224  // a slab's columns (the block's sums)
@@ -69,6 +82,17 @@ template <typename T> struct qlxs { static constexpr float v = 1.0f / 256.0f; };
 template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
+
+// A piece's flag: set with release semantics after its sums (the
+// collector), polled with acquire semantics (the warps that add them up).
+__device__ __forceinline__ void st_release(u32* p, u32 v) {
+    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+__device__ __forceinline__ u32 ld_acquire(const u32* p) {
+    u32 v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
 
 template <int BITS, typename T>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
@@ -88,7 +112,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const int glen = imin(gs / KB, QL_C);  // chunks of a group within a piece (a power of two)
     const int gsh = __ffs(glen) - 1, GP = QL_C >> gsh;
     const int SB = GP * 16;                // a warp's scales of one piece
-    const int LDX = K + 8;
+    const int LDX = K + 8, W = M * QL_COLS;
     szw* scl = (szw*)((char*)smem_l + QL_W * QL_D * 512);  // [QL_W][2][GP][16]
     u16* xs = (u16*)(scl + QL_W * 2 * SB);                // [M][LDX]
     float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][M][QL_COLS]
@@ -140,7 +164,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     pdl_wait();
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
     const bool taker = warp == 0 && lane == 0;
-    if (taker) pend = atomicAdd(ctr, 1u);
+    // This launch's flag value, one past ctr[2]'s as it starts (read before
+    // this block takes a piece, so before the last block done taking bumps
+    // it for the next launch).
+    __shared__ u32 epoch;
+    if (taker) epoch = ctr[2] + 1, pend = atomicAdd(ctr, 1u);
     // x, staged whole: rows of eight inputs a thread an item.
     for (int m = 0; m < M; m++) {
         const T* xr = x + (i64)m * K;
@@ -180,12 +208,14 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (ok && !taking) list[i + 1] = QL_NONE;
         if (!taking) {
             __threadfence();
-            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) ctr[0] = 0, ctr[1] = 0;
+            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) ctr[0] = 0, ctr[1] = 0, ctr[2] = epoch;
         } else {
             pend = atomicAdd(ctr, 1u);  // (its value is read a piece later)
         }
     };
-    if (taker) publish(1, pend);
+    // (QL_LA2: each entry published two pieces ahead, not one.)
+    const int lead = flags & QL_LA2 ? 2 : 1;
+    if (taker && lead == 2) publish(1, pend);
 
     if (warp < QL_W) {
         const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u;  // fp16 1/16, twice
@@ -206,9 +236,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 // piece or (from chunk 0, with its scales) the next one.
                 const int v = u - 1 + QL_D;
                 if (v == QL_C) {
+                    if (taker && taking) publish(k + lead, pend);
                     while ((npc = list[k + 1]) == QL_WAIT) {
                     }
-                    if (taker && taking) publish(k + 2, pend);
                     if (npc >= 0) nsrc = begin(npc, (k + 1) & 1);
                 }
                 const u32 rs = ring0 + ((u + QL_D - 1) % QL_D) * 512;
@@ -268,7 +298,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             // emptied it of piece k - QL_SLOTS.
             while (tdone < k - QL_SLOTS + 1) {
             }
-            float* ps = psum + (k % QL_SLOTS) * M * QL_COLS;
+            float* ps = psum + (k % QL_SLOTS) * W;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int m = 2 * t + (e & 1);
@@ -285,13 +315,44 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
         asm volatile("cp.async.wait_group 0;");
         if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
+        // The outputs, once the block's pieces are streamed (a slab's
+        // pieces are mostly summed by then, so that no warp waits for them
+        // while it could stream): job j = warp·nb + block is output tile
+        // j % QL_H of slab j / QL_H, whose 16 gate columns (lanes 0-15) and
+        // 16 up columns (lanes 16-31) the warp adds up over the slab's PPS
+        // parts in piece order once their flags hold this launch's value,
+        // so that the bits do not depend on which block took which piece.
+        if (flags & QL_NOFIN) return;
+        const int jb = warp * nb + blockIdx.x;
+        if (jb < np / PPS * QL_H) {
+            const int sl = jb / QL_H, pr = jb - sl * QL_H;
+            const u32 ep = epoch;
+            if (lane < PPS)
+                while (ld_acquire(ctr + 3 + sl * PPS + lane) != ep) {
+                }
+            __syncwarp();
+            const int col = (lane < 16 ? 0 : QL_COLS / 2) + pr * 16 + (lane & 15);
+            for (int m = 0; m < M; m++) {
+                const float* q = part + (i64)sl * PPS * W + m * QL_COLS + col;
+                float pv[QL_PPS];
+#pragma unroll
+                for (int u = 0; u < QL_PPS; u++) pv[u] = u < PPS ? __ldcg(q + (i64)u * W) : 0.0f;
+                float v = 0.0f;
+#pragma unroll
+                for (int u = 0; u < QL_PPS; u++)
+                    if (u < PPS) v += pv[u];
+                const float up = __shfl_down_sync(0xffffffffu, v, 16);
+                if (lane < 16) {
+                    const int c = sl * (QL_COLS / 2) + pr * 16 + lane;
+                    out[(i64)m * (N / 2) + (oslots ? oslots[c] : c)] = from_f32<T>(ql_silu(v) * up);
+                }
+            }
+        }
         return;
     }
 
     // The collector (warp QL_W): each piece's sums from its slot to part,
-    // counted in its slab; a slab's last piece's collector writes its
-    // outputs.
-    const int No = N / 2, W = M * QL_COLS;
+    // then the piece's flag (ctr[3 + piece], released after the sums).
     for (int k = 0;; k++) {
         int pc;
         while ((pc = list[k]) == QL_WAIT) {
@@ -301,34 +362,14 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         while (parr[sl] < QL_W * (k / QL_SLOTS + 1)) {
         }
         __threadfence_block();
-        const float* ps = psum + sl * W;
-        float* dst = part + (i64)pc * W;
-        for (int i = lane; i < W; i += 32) __stcg(dst + i, ps[i]);
+        const float4* ps = (const float4*)(psum + sl * W);
+        float4* dst = (float4*)(part + (i64)pc * W);
+        for (int i = lane; i < W / 4; i += 32) __stcg(dst + i, ps[i]);
         __syncwarp();
-        if (lane == 0) tdone = k + 1;
-        __threadfence();
-        __syncwarp();
-        const int s = pc / PPS;
-        u32 old = 0;
-        if (lane == 0) old = atomicAdd(ctr + 2 + s, 1u);
-        old = __shfl_sync(0xffffffffu, old, 0);
-        if (old != (u32)(PPS - 1)) continue;
-        __threadfence();
-        // The slab's outputs: gate's sum and up's over its PPS parts, in
-        // piece order.
-        const float* sp = part + (i64)s * PPS * W;
-        for (int i = lane; i < M * (QL_COLS / 2); i += 32) {
-            const int m = i / (QL_COLS / 2), j = i - m * (QL_COLS / 2);
-            float gv = 0.0f, uv = 0.0f;
-#pragma unroll 4
-            for (int q = 0; q < PPS; q++) {
-                gv += __ldcg(sp + (i64)q * W + m * QL_COLS + j);
-                uv += __ldcg(sp + (i64)q * W + m * QL_COLS + QL_COLS / 2 + j);
-            }
-            const int c = s * (QL_COLS / 2) + j;
-            out[(i64)m * No + (oslots ? oslots[c] : c)] = from_f32<T>(ql_silu(gv) * uv);
+        if (lane == 0) {
+            tdone = k + 1;
+            st_release(ctr + 3 + pc, epoch);
         }
-        if (lane == 0) ctr[2 + s] = 0;
     }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }

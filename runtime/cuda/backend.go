@@ -73,7 +73,7 @@ type Backend struct {
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	lpart   *Buffer // fp32 sums of each piece of a pieces GLU product (qglu.cu)
-	lcount  *Buffer // its counters (kept at 0)
+	lcount  *Buffer // its counters and flags (qglu.cu)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -158,6 +158,7 @@ type Backend struct {
 	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
+	qgluFlags     int             // GPTQTOOL_QGLU_FLAGS: qglu.cu's measuring flags (QL_NOFIN 32, QL_LA2 64)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -466,6 +467,9 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows on the pieces
 	// kernel (qglu.cu) where the wide kernels would run them (measuring).
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
+		return nil, err
+	}
+	if b.qgluFlags, err = envInt("GPTQTOOL_QGLU_FLAGS", 0, 0, 127, "qglu.cu's flags 16-64, or'ed"); err != nil {
 		return nil, err
 	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the

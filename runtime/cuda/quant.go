@@ -1551,22 +1551,24 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 // The pieces kernel (qglu.cu): its rows at most, its warps (QL_W + 1),
 // a piece's chunks a warp (QL_C), its ring depth (QL_D), its slots of
 // pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), its
-// slab's columns (QL_COLS) and blocks an SM.
+// slab's columns (QL_COLS) and pieces at most (QL_PPS), and blocks an SM.
 const (
-	qgluMaxRows   = 4
-	qgluWarps     = 15
-	qgluChunks    = 8
-	qgluDepth     = 4
-	qgluSlots     = 4
-	qgluList      = 64
-	qgluCols      = 224
-	qgluBlocksPer = 2
+	qgluMaxRows    = 4
+	qgluWarps      = 15
+	qgluChunks     = 8
+	qgluDepth      = 4
+	qgluSlots      = 4
+	qgluList       = 64
+	qgluCols       = 224
+	qgluSlabPieces = 16
+	qgluBlocksPer  = 2
 )
 
 // qglu runs a GLU product of M rows (at most qgluMaxRows) by q on the
 // pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): two blocks an SM take
 // pieces of QL_C chunks of each of a slab's 14 tiles from a counter, and
-// each slab's last piece adds its pieces' sums up in piece order. It
+// once streamed, their warps add each slab's pieces' sums up in piece
+// order. It
 // reports false, launching nothing, where the shape does not fit the
 // kernel: slabs of 224 columns, whole pieces, pieces within groups or
 // groups within pieces, x staged whole (K at most 16 inputs a thread, two
@@ -1575,7 +1577,7 @@ const (
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
 	kb := chunkInputs(q.bits)
 	piece := qgluChunks * kb
-	if q.n%qgluCols != 0 || q.k%piece != 0 || q.gs%kb != 0 || (piece%q.gs != 0 && q.gs%piece != 0) || q.k > 16*32*qgluWarps {
+	if q.n%qgluCols != 0 || q.k%piece != 0 || q.k/piece > qgluSlabPieces || q.gs%kb != 0 || (piece%q.gs != 0 && q.gs%piece != 0) || q.k > 16*32*qgluWarps {
 		return false
 	}
 	if q.perm == nil && x.ptr%16 != 0 {
@@ -1601,7 +1603,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 		b.fail(err)
 		return true
 	}
-	count, err := b.counters(&b.lcount, 2+q.n/qgluCols)
+	count, err := b.counters(&b.lcount, 3+np)
 	if err != nil {
 		b.fail(err)
 		return true
@@ -1610,7 +1612,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	if q.perm != nil {
 		perm = q.perm.Ptr
 	}
-	flags := b.qmmaFlags()
+	flags := b.qmmaFlags() | int32(b.qgluFlags&^15)
 	if b.lateAfterWide(M) {
 		flags |= qfLate
 	}
