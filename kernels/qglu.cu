@@ -24,27 +24,28 @@
 //
 // A piece's sums (fp32, [M][224] in the block's column order: gate's 112,
 // then up's) go through one of QL_SLOTS slots in shared memory to the last
-// warp, the collector, which writes them to part [pieces][M][224] and then
-// sets the piece's flag to the launch's epoch (release). Once a block has
+// warp, the collector, which writes them to part [pieces][M][224], each
+// sum as one 64-bit word with the launch's epoch. Once a block has
 // streamed all of its pieces (so that no warp waits for other blocks'
 // pieces while it could stream), its warps write the outputs, one job of
 // 16 outputs a warp (gate's and up's columns of one output tile of a
-// slab, jobs spread over the blocks' first warps): once the slab's PPS
-// flags hold the epoch (acquire), the warp adds their sums up in piece
-// order, so that the bits do not depend on which block took which piece,
-// and writes silu(gate)·up as qgemv.cu's glu epilogue does, output c to
-// column oslots[c] (c where oslots is null). The streaming warps never
-// wait for global memory's ordering (the collector's release); a
-// streaming warp waits only for a slot the collector has not emptied yet.
+// slab, jobs spread over the blocks' first warps): the warp reads their
+// sums over the slab's PPS parts, again where a word still holds an
+// earlier epoch, adds them up in piece order, so that the bits do not
+// depend on which block took which piece, and writes silu(gate)·up as
+// qgemv.cu's glu epilogue does, output c to column oslots[c] (c where
+// oslots is null). No warp waits for a fence: a word's epoch says that
+// its sum is this launch's. A streaming warp waits only for a slot the
+// collector has not emptied yet.
 //
 // ctr: [0] the pieces taken, [1] the blocks done taking, [2] the last
-// launch's epoch, [3 + p] piece p's flag. A launch's epoch is one past
-// [2] as it starts; the last block done taking zeroes [0] and [1] and
-// stores the epoch in [2], so that a flag of an earlier launch never holds
-// a later one's epoch and no flag is reset. QF_EARLY lets the next kernel
-// launch at once, QF_LATE only as the blocks end, neither as each warp's
-// streaming ends (as in qgemv.cu); QF_EVICT streams the weights under
-// evict_first.
+// launch's epoch. A launch's epoch is one past [2] as it starts; the last
+// block done taking zeroes [0] and [1] and stores the epoch in [2], so
+// that a word of an earlier launch never holds a later one's epoch and
+// part is never cleared (an epoch repeats only 2^32 launches later, and
+// every launch rewrites the words it reads). QF_EARLY lets the next kernel launch at once,
+// QF_LATE only as the blocks end, neither as each warp's streaming ends
+// (as in qgemv.cu); QF_EVICT streams the weights under evict_first.
 
 #ifndef QG_SZ16
 #define QG_SZ16 0
@@ -83,20 +84,21 @@ template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
 
-// A piece's flag: set with release semantics after its sums (the
-// collector), polled with acquire semantics (the warps that add them up).
-__device__ __forceinline__ void st_release(u32* p, u32 v) {
-    asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+// A part's sums: (epoch << 32) | the fp32 bits, stored and loaded as one
+// 64-bit access each (single-copy atomic), so that a sum read with the
+// launch's epoch is that launch's, with no fence on either side.
+__device__ __forceinline__ void st_relaxed(u64* p, u64 v) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
-__device__ __forceinline__ u32 ld_acquire(const u32* p) {
-    u32 v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+__device__ __forceinline__ u64 ld_relaxed(const u64* p) {
+    u64 v;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
     return v;
 }
 
 template <int BITS, typename T>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
-                     const int* __restrict__ perm, const int* __restrict__ oslots, float* part, u32* ctr, int K, int N,
+                     const int* __restrict__ perm, const int* __restrict__ oslots, u64* part, u32* ctr, int K, int N,
                      int M, int gs, int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
@@ -327,20 +329,20 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (jb < np / PPS * QL_H) {
             const int sl = jb / QL_H, pr = jb - sl * QL_H;
             const u32 ep = epoch;
-            if (lane < PPS)
-                while (ld_acquire(ctr + 3 + sl * PPS + lane) != ep) {
-                }
-            __syncwarp();
             const int col = (lane < 16 ? 0 : QL_COLS / 2) + pr * 16 + (lane & 15);
             for (int m = 0; m < M; m++) {
-                const float* q = part + (i64)sl * PPS * W + m * QL_COLS + col;
-                float pv[QL_PPS];
+                const u64* q = part + (i64)sl * PPS * W + m * QL_COLS + col;
+                u64 pv[QL_PPS];
 #pragma unroll
-                for (int u = 0; u < QL_PPS; u++) pv[u] = u < PPS ? __ldcg(q + (i64)u * W) : 0.0f;
+                for (int u = 0; u < QL_PPS; u++) pv[u] = u < PPS ? ld_relaxed(q + (i64)u * W) : (u64)ep << 32;
+                // (A part not yet written holds an earlier epoch: read again.)
+#pragma unroll
+                for (int u = 0; u < QL_PPS; u++)
+                    while ((u32)(pv[u] >> 32) != ep) pv[u] = ld_relaxed(q + (i64)u * W);
                 float v = 0.0f;
 #pragma unroll
                 for (int u = 0; u < QL_PPS; u++)
-                    if (u < PPS) v += pv[u];
+                    if (u < PPS) v += __uint_as_float((u32)pv[u]);
                 const float up = __shfl_down_sync(0xffffffffu, v, 16);
                 if (lane < 16) {
                     const int c = sl * (QL_COLS / 2) + pr * 16 + lane;
@@ -352,7 +354,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }
 
     // The collector (warp QL_W): each piece's sums from its slot to part,
-    // then the piece's flag (ctr[3 + piece], released after the sums).
+    // each with the launch's epoch.
+    const u32 ep = epoch;
     for (int k = 0;; k++) {
         int pc;
         while ((pc = list[k]) == QL_WAIT) {
@@ -362,14 +365,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         while (parr[sl] < QL_W * (k / QL_SLOTS + 1)) {
         }
         __threadfence_block();
-        const float4* ps = (const float4*)(psum + sl * W);
-        float4* dst = (float4*)(part + (i64)pc * W);
-        for (int i = lane; i < W / 4; i += 32) __stcg(dst + i, ps[i]);
+        const float* ps = psum + sl * W;
+        u64* dst = part + (i64)pc * W;
+        for (int i = lane; i < W; i += 32) st_relaxed(dst + i, (u64)ep << 32 | __float_as_uint(ps[i]));
         __syncwarp();
-        if (lane == 0) {
-            tdone = k + 1;
-            st_release(ctr + 3 + pc, epoch);
-        }
+        if (lane == 0) tdone = k + 1;
     }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
@@ -377,7 +377,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
 // qglu<bits>_<dtype>: 480 threads (QL_W + 1 warps), two blocks an SM.
 #define QGLU(BITS, NAME, T)                                                                                         \
     extern "C" __global__ void __launch_bounds__(32 * (QL_W + 1), 2) qglu##BITS##_##NAME(                            \
-        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, float* part, u32* ctr, \
+        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u64* part, u32* ctr,   \
         int K, int N, int M, int gs, int flags) {                                                                    \
         qglu<BITS, T>(out, x, qw, sz, perm, oslots, part, ctr, K, N, M, gs, flags);                                  \
     }

@@ -72,8 +72,8 @@ type Backend struct {
 	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	lpart   *Buffer // fp32 sums of each piece of a pieces GLU product (qglu.cu)
-	lcount  *Buffer // its counters and flags (qglu.cu)
+	lpart   *Buffer // each piece's sums of a pieces GLU product (qglu.cu), a 64-bit word a sum
+	lcount  *Buffer // its counters (qglu.cu)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path

@@ -1598,12 +1598,12 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	if np > nb*(qgluList-1) || shared > b.shared/qgluBlocksPer-2048 {
 		return false
 	}
-	pb, err := b.scratch(&b.lpart, int64(np)*int64(M)*qgluCols*4)
+	pb, err := b.scratch(&b.lpart, int64(np)*int64(M)*qgluCols*8)
 	if err != nil {
 		b.fail(err)
 		return true
 	}
-	count, err := b.counters(&b.lcount, 3+np)
+	count, err := b.counters(&b.lcount, 3)
 	if err != nil {
 		b.fail(err)
 		return true
