@@ -74,7 +74,7 @@ typedef u32 szw;
 #define QL_D 4       // chunks in flight a warp
 #define QL_C 8       // chunks a warp a piece
 #define QL_SLOTS 4   // pieces' sums in shared memory
-#define QL_LIST 64   // pieces a block may take
+#define QL_LIST 64   // a block's list: it takes QL_LIST - 1 pieces at most
 #define QL_NONE (-1)
 #define QL_WAIT (-2)
 static_assert(QL_C % QL_D == 0, "a piece is whole ring turns, so that its chunks' slots are constants");
@@ -170,7 +170,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     // this block takes a piece, so before the last block done taking bumps
     // it for the next launch).
     __shared__ u32 epoch;
-    if (taker) epoch = ctr[2] + 1, pend = atomicAdd(ctr, 1u);
+    if (taker) epoch = __ldcg(ctr + 2) + 1, pend = atomicAdd(ctr, 1u);
     // x, staged whole: rows of eight inputs a thread an item.
     for (int m = 0; m < M; m++) {
         const T* xr = x + (i64)m * K;
@@ -210,7 +210,10 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (ok && !taking) list[i + 1] = QL_NONE;
         if (!taking) {
             __threadfence();
-            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) ctr[0] = 0, ctr[1] = 0, ctr[2] = epoch;
+            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) {
+                __threadfence();
+                ctr[0] = 0, ctr[1] = 0, ctr[2] = epoch;
+            }
         } else {
             pend = atomicAdd(ctr, 1u);  // (its value is read a piece later)
         }
@@ -256,7 +259,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + u * (KB * 2) + 64 * q);
                 if ((u & (glen - 1)) == 0) {
                     // A group starts: the last one's sums times its scales,
-                    // then this one's scales (rows g and g+8 of the tile).
+                    // then this one's scales (rows g and g+8 of the tile;
+                    // other lanes copied them: the warp's waits are done).
+                    __syncwarp();
                     if (u > 0) {
                         acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
                         tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
@@ -319,14 +324,13 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
         // The outputs, once the block's pieces are streamed (a slab's
         // pieces are mostly summed by then, so that no warp waits for them
-        // while it could stream): job j = warp·nb + block is output tile
-        // j % QL_H of slab j / QL_H, whose 16 gate columns (lanes 0-15) and
+        // while it could stream): jobs j = warp·nb + block, + QL_W·nb, ...
+        // are output tile j % QL_H of slab j / QL_H, whose 16 gate columns (lanes 0-15) and
         // 16 up columns (lanes 16-31) the warp adds up over the slab's PPS
         // parts in piece order once their flags hold this launch's value,
         // so that the bits do not depend on which block took which piece.
         if (flags & QL_NOFIN) return;
-        const int jb = warp * nb + blockIdx.x;
-        if (jb < np / PPS * QL_H) {
+        for (int jb = warp * nb + blockIdx.x; jb < np / PPS * QL_H; jb += QL_W * nb) {
             const int sl = jb / QL_H, pr = jb - sl * QL_H;
             const u32 ep = epoch;
             const int col = (lane < 16 ? 0 : QL_COLS / 2) + pr * 16 + (lane & 15);

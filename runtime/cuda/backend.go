@@ -196,6 +196,9 @@ type function struct {
 	// clusters caches activeClusters: the clusters of a shape that the
 	// device runs at once.
 	clusters map[clusterShape]int
+	// resident caches activeBlocks: the blocks of a shape (threads, dynamic
+	// shared memory) an SM holds at once.
+	resident map[[2]int]int
 }
 
 // clusterShape is a cluster launch's shape for function.clusters: the
@@ -1075,6 +1078,33 @@ func (b *Backend) sharedFunction(src, name string, shared int) (*function, error
 		f.shared = shared
 	}
 	return f, nil
+}
+
+// activeBlocks is how many blocks of kernel name, of threads threads with
+// shared bytes of dynamic shared memory, an SM holds at once
+// (cuOccupancyMaxActiveBlocksPerMultiprocessor; 0 where the driver cannot
+// say).
+func (b *Backend) activeBlocks(src, name string, threads, shared int) int {
+	if drv.cuOccupancyMaxActiveBlocksPerMultiprocessor == nil {
+		return 0
+	}
+	f, err := b.sharedFunction(src, name, shared)
+	if err != nil {
+		return 0
+	}
+	key := [2]int{threads, shared}
+	if n, ok := f.resident[key]; ok {
+		return n
+	}
+	var n int32
+	if drv.cuOccupancyMaxActiveBlocksPerMultiprocessor(&n, f.fn, int32(threads), uint64(shared)) != 0 {
+		n = 0
+	}
+	if f.resident == nil {
+		f.resident = map[[2]int]int{}
+	}
+	f.resident[key] = int(n)
+	return int(n)
 }
 
 // activeClusters is how many clusters of clusterY blocks (along the grid's

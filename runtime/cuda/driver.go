@@ -53,6 +53,9 @@ var drv struct {
 	// Optional (CUDA 12+): how many clusters of a launch configuration
 	// the device runs at once; nil where the driver lacks it.
 	cuOccupancyMaxActiveClusters func(n *int32, fn uintptr, cfg unsafe.Pointer) cuResult
+	// Optional: how many blocks of a kernel an SM holds at once; nil where
+	// the driver lacks it.
+	cuOccupancyMaxActiveBlocksPerMultiprocessor func(n *int32, fn uintptr, blockSize int32, dynamicSMem uint64) cuResult
 	// Optional, for timing graph replays (Backend.TimeGraphs): all nil
 	// where one is missing.
 	cuEventCreate      func(ev *uintptr, flags uint32) cuResult
@@ -169,6 +172,9 @@ func loadDriver() error {
 			}
 			if register(lib, path, map[string]any{"cuOccupancyMaxActiveClusters": &drv.cuOccupancyMaxActiveClusters}) != nil {
 				drv.cuOccupancyMaxActiveClusters = nil
+			}
+			if register(lib, path, map[string]any{"cuOccupancyMaxActiveBlocksPerMultiprocessor": &drv.cuOccupancyMaxActiveBlocksPerMultiprocessor}) != nil {
+				drv.cuOccupancyMaxActiveBlocksPerMultiprocessor = nil
 			}
 			if register(lib, path, map[string]any{"cuTensorMapEncodeTiled": &drv.cuTensorMapEncodeTiled}) != nil {
 				drv.cuTensorMapEncodeTiled = nil

@@ -1571,9 +1571,10 @@ const (
 // order. It
 // reports false, launching nothing, where the shape does not fit the
 // kernel: slabs of 224 columns, whole pieces, pieces within groups or
-// groups within pieces, x staged whole (K at most 16 inputs a thread, two
-// blocks' x and sums in an SM's shared memory), at most a list's worth of
-// pieces a block (a grid of fewer blocks where there are fewer pieces).
+// groups within pieces, x staged whole (K at most 16 inputs a thread), at
+// most a list's worth of pieces a block, and a grid no larger than the
+// blocks the SMs hold at once (two an SM where they fit; fewer blocks
+// where there are fewer pieces).
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
 	kb := chunkInputs(q.bits)
 	piece := qgluChunks * kb
@@ -1593,9 +1594,15 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	}
 	shared := qgluWarps - 1
 	shared = shared*qgluDepth*512 + shared*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*M*qgluCols*4
+	// Every block must be resident at once (a block's outputs wait for
+	// other blocks' pieces): the grid is the blocks the SMs hold together.
 	np := q.n / qgluCols * (q.k / piece)
-	nb := min(qgluBlocksPer*b.sms, np)
-	if np > nb*(qgluList-1) || shared > b.shared/qgluBlocksPer-2048 {
+	per := b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared)
+	if per < 1 {
+		return false
+	}
+	nb := min(min(per, qgluBlocksPer)*b.sms, np)
+	if np > nb*(qgluList-1) {
 		return false
 	}
 	pb, err := b.scratch(&b.lpart, int64(np)*int64(M)*qgluCols*8)
