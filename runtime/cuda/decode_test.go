@@ -202,7 +202,8 @@ func TestWideGLU(t *testing.T) {
 // float64 products of the separate weights and against the wide kernels it
 // stands in for: 4 and 8 bits, with and without act order, groups of 32,
 // 64, 128 and the whole K, one to four rows, the 7B shape's gate/up at one
-// row (2,048 pieces at 8 bits) and grids of fewer blocks than an SM's two.
+// row (2,048 pieces at 8 bits), grids of fewer blocks than an SM's two and,
+// for the small shapes, a grid of two blocks.
 // Its slabs' sums are added in piece order whichever block took a piece, so
 // a second run gives the same bits; each launch leaves its counters for the
 // next (the second run, the next case), whose pieces' sums it must not take
@@ -264,6 +265,16 @@ func TestPiecesGLU(t *testing.T) {
 				}
 				sameBits(t, "pieces, second run", download(t, b, op2), gotp)
 				sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
+				// Two blocks take every piece and write every output (their
+				// warps' jobs twice round where the slabs have more than 28
+				// output tiles): the same bits.
+				if c.K*c.N <= 2048*1344 {
+					og := zero()
+					b.SetQGLUBlocks(2)
+					b.MatMulGLU(og, x, glu)
+					b.SetQGLUBlocks(0)
+					sameBits(t, "pieces on two blocks", download(t, b, og), gotp)
+				}
 			})
 		}
 	}

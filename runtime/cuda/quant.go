@@ -957,6 +957,14 @@ func (b *Backend) SetQGLUPieces(rows int) {
 	b.qgluPieces = min(rows, qgluMaxRows)
 }
 
+// SetQGLUBlocks caps the pieces kernel's grid at n blocks (0: the blocks
+// the SMs hold at once), for tests: its outputs do not depend on it.
+func (b *Backend) SetQGLUBlocks(n int) {
+	b.enter()
+	defer b.exit()
+	b.qgluBlocks = n
+}
+
 // QGLUPieces is SetQGLUPieces' setting.
 func (b *Backend) QGLUPieces() int {
 	b.enter()
@@ -1602,6 +1610,9 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 		return false
 	}
 	nb := min(min(per, qgluBlocksPer)*b.sms, np)
+	if b.qgluBlocks > 0 {
+		nb = min(nb, b.qgluBlocks)
+	}
 	if np > nb*(qgluList-1) {
 		return false
 	}
