@@ -339,10 +339,15 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 u64 pv[QL_PPS];
 #pragma unroll
                 for (int u = 0; u < QL_PPS; u++) pv[u] = u < PPS ? ld_relaxed(q + (i64)u * W) : (u64)ep << 32;
-                // (A part not yet written holds an earlier epoch: read again.)
+                // (A part not yet written holds an earlier epoch: read again,
+                // a little later, so that the warps waiting for the last
+                // pieces do not crowd L2 while those pieces stream.)
 #pragma unroll
                 for (int u = 0; u < QL_PPS; u++)
-                    while ((u32)(pv[u] >> 32) != ep) pv[u] = ld_relaxed(q + (i64)u * W);
+                    while ((u32)(pv[u] >> 32) != ep) {
+                        __nanosleep(64);
+                        pv[u] = ld_relaxed(q + (i64)u * W);
+                    }
                 float v = 0.0f;
 #pragma unroll
                 for (int u = 0; u < QL_PPS; u++)
