@@ -166,9 +166,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     pdl_wait();
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
     const bool taker = warp == 0 && lane == 0;
-    // This launch's flag value, one past ctr[2]'s as it starts (read before
-    // this block takes a piece, so before the last block done taking bumps
-    // it for the next launch).
+    // This launch's epoch, one past ctr[2] as it starts (read before this
+    // block takes a piece, so before the last block done taking stores it
+    // there for the next launch).
     __shared__ u32 epoch;
     if (taker) epoch = __ldcg(ctr + 2) + 1, pend = atomicAdd(ctr, 1u);
     // x, staged whole: rows of eight inputs a thread an item.
@@ -200,8 +200,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
     // to take another (not past the last piece, nor past the list, whose
     // last entry is always QL_NONE). A block done taking counts itself in
-    // ctr[1]; the last of them zeroes both counters for the next launch
-    // (every block's last atomicAdd on ctr[0] has returned by then).
+    // ctr[1]; the last of them zeroes both counters and stores the epoch
+    // for the next launch (every block's last atomicAdd on ctr[0] has
+    // returned by then).
     bool taking = true;
     auto publish = [&](int i, u32 r) {
         const bool ok = r < (u32)(np - nb);
@@ -325,10 +326,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         // The outputs, once the block's pieces are streamed (a slab's
         // pieces are mostly summed by then, so that no warp waits for them
         // while it could stream): jobs j = warp·nb + block, + QL_W·nb, ...
-        // are output tile j % QL_H of slab j / QL_H, whose 16 gate columns (lanes 0-15) and
-        // 16 up columns (lanes 16-31) the warp adds up over the slab's PPS
-        // parts in piece order once their flags hold this launch's value,
-        // so that the bits do not depend on which block took which piece.
+        // are output tile j % QL_H of slab j / QL_H, whose 16 gate columns
+        // (lanes 0-15) and 16 up columns (lanes 16-31) the warp adds up over
+        // the slab's PPS parts in piece order once their words hold this
+        // launch's epoch, so that the bits do not depend on which block
+        // took which piece.
         if (flags & QL_NOFIN) return;
         for (int jb = warp * nb + blockIdx.x; jb < np / PPS * QL_H; jb += QL_W * nb) {
             const int sl = jb / QL_H, pr = jb - sl * QL_H;
