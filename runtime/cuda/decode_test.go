@@ -136,12 +136,17 @@ func forWideCases(t *testing.T, b *cuda.Backend, cases []wideCase, plain bool, r
 	}
 }
 
-// randomGLU loads a GLU weight (LoadQuantGLU) of random gate and up
-// weights of c.K inputs and c.N outputs each, groups of 128, up taking
-// gate's permutation (act order where perm); freed as the test ends.
+// randomGLU is loadGLU of c's shape in groups of 128.
 func randomGLU(t *testing.T, b *cuda.Backend, r *rand.Rand, c wideCase, perm bool) (glu runtime.Tensor, gate, up *runtime.QuantWeight) {
-	gate = randomQuant(r, c.K, c.N, c.bits, 128, perm)
-	up = randomQuant(r, c.K, c.N, c.bits, 128, false)
+	return loadGLU(t, b, r, c.K, c.N, c.bits, 128, perm)
+}
+
+// loadGLU loads a GLU weight (LoadQuantGLU) of random gate and up weights
+// of K inputs and N outputs each, groups of gs, up taking gate's
+// permutation (act order where perm); freed as the test ends.
+func loadGLU(t *testing.T, b *cuda.Backend, r *rand.Rand, K, N, bits, gs int, perm bool) (glu runtime.Tensor, gate, up *runtime.QuantWeight) {
+	gate = randomQuant(r, K, N, bits, gs, perm)
+	up = randomQuant(r, K, N, bits, gs, false)
 	up.Perm = gate.Perm
 	glu, err := b.LoadQuantGLU(gate, up)
 	if err != nil {
@@ -149,6 +154,17 @@ func randomGLU(t *testing.T, b *cuda.Backend, r *rand.Rand, c wideCase, perm boo
 	}
 	t.Cleanup(func() { b.Free(glu) })
 	return glu, gate, up
+}
+
+// gluRef is silu(x·gate)·(x·up) in float64, x the M rows xr of K inputs.
+func gluRef(xr []float32, gate, up *runtime.QuantWeight, M, N, K int) []float64 {
+	g := backendtest.RefMatMul(xr, gate.Dequantize(), M, N, K)
+	u := backendtest.RefMatMul(xr, up.Dequantize(), M, N, K)
+	want := make([]float64, len(g))
+	for i := range g {
+		want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
+	}
+	return want
 }
 
 // TestWideGLU checks the wide GLU kernels (qgemv.cu _g, SetQMMAWide)
@@ -169,12 +185,7 @@ func TestWideGLU(t *testing.T) {
 		// (x scaled so that silu(gate)·up stays within fp16 at
 		// K 4,096.)
 		x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
-		g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
-		u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
-		want := make([]float64, len(g))
-		for i := range g {
-			want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
-		}
+		want := gluRef(xr, gate, up, c.M, c.N, c.K)
 		slots := randomSlots(r, c.N)
 		o8, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
 		ow, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
@@ -219,21 +230,9 @@ func TestPiecesGLU(t *testing.T) {
 	for _, c := range cases {
 		for _, perm := range []bool{false, true} {
 			t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v", c.K, c.N, c.bits, c.M, c.gs, perm), func(t *testing.T) {
-				gate := randomQuant(r, c.K, c.N, c.bits, c.gs, perm)
-				up := randomQuant(r, c.K, c.N, c.bits, c.gs, false)
-				up.Perm = gate.Perm
-				glu, err := b.LoadQuantGLU(gate, up)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer b.Free(glu)
+				glu, gate, up := loadGLU(t, b, r, c.K, c.N, c.bits, c.gs, perm)
 				x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
-				g := backendtest.RefMatMul(xr, gate.Dequantize(), c.M, c.N, c.K)
-				u := backendtest.RefMatMul(xr, up.Dequantize(), c.M, c.N, c.K)
-				want := make([]float64, len(g))
-				for i := range g {
-					want[i] = g[i] / (1 + math.Exp(-g[i])) * u[i]
-				}
+				want := gluRef(xr, gate, up, c.M, c.N, c.K)
 				slots := randomSlots(r, c.N)
 				zero := func() runtime.Tensor {
 					o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
@@ -256,11 +255,7 @@ func TestPiecesGLU(t *testing.T) {
 				}
 				// (The same sums added in another order: at most a rounding
 				// of fp16 apart.)
-				w64 := make([]float64, len(gotw))
-				for i, v := range gotw {
-					w64[i] = float64(v)
-				}
-				if nmse := backendtest.NMSE(gotp, w64); !(nmse < 1e-6) {
+				if nmse := backendtest.NMSE(gotp, widen(gotw)); !(nmse < 1e-6) {
 					t.Errorf("pieces: nmse %.3g against the wide kernels", nmse)
 				}
 				sameBits(t, "pieces, second run", download(t, b, op2), gotp)

@@ -93,11 +93,7 @@ func TestFusedMLP(t *testing.T) {
 			if nmse := backendtest.NMSE(unf, want); !(nmse < 1e-5) {
 				t.Errorf("unfused: nmse %.3g against float64", nmse)
 			}
-			u64 := make([]float64, len(unf))
-			for i, v := range unf {
-				u64[i] = float64(v)
-			}
-			if nmse := backendtest.NMSE(got, u64); !(nmse < 1e-6) {
+			if nmse := backendtest.NMSE(got, widen(unf)); !(nmse < 1e-6) {
 				t.Errorf("fused: nmse %.3g against the unfused products", nmse)
 			}
 			if err := b.Upload(x, x0); err != nil {

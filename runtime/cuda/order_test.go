@@ -41,6 +41,16 @@ func download(t *testing.T, b *cuda.Backend, x runtime.Tensor) []float32 {
 	return v
 }
 
+// widen is v in float64, for comparing one backend result with another
+// (backendtest.NMSE takes its reference in float64).
+func widen(v []float32) []float64 {
+	w := make([]float64, len(v))
+	for i, x := range v {
+		w[i] = float64(x)
+	}
+	return w
+}
+
 // sameBits fails unless got and want are equal element for element.
 func sameBits(t *testing.T, what string, got, want []float32) {
 	t.Helper()
