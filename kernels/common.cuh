@@ -357,6 +357,29 @@ __device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
     return d;
 }
 
+// dq_step<BITS>: the A fragments (a[0..3]) of 16-input step s of a weight
+// chunk w laid out as qgemv.cu's header says, each the exact fp16 value
+// code − zero: zz0 and zz1 hold 1024 + zero of rows g and g+8 twice; at 4
+// bits pairs 1 and 3 (row g+8) come straight from bits 4..7 as 1024 + 16c,
+// times 1/16 plus nz1 = 960 − (1024 + zero), exact.
+template <int BITS>
+__device__ __forceinline__ void dq_step(const u32x4& w, int s, u32 magic, u32 zz0, u32 zz1, u32 nz1, u32 (&a)[4]) {
+    if constexpr (BITS == 4) {
+        const u32 sixteenth = 0x2c002c00u;  // fp16 1/16, twice
+        const u32 wd = word_of(w, s), wh = wd >> 8;
+        a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
+        a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
+        a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
+        a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
+    } else {
+        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
+        a[0] = hsub2(codes<0x00FF00FFu>(w0, magic), zz0);
+        a[1] = hsub2(codes<0x00FF00FFu>(w0 >> 8, magic), zz1);
+        a[2] = hsub2(codes<0x00FF00FFu>(w1, magic), zz0);
+        a[3] = hsub2(codes<0x00FF00FFu>(w1 >> 8, magic), zz1);
+    }
+}
+
 __device__ __forceinline__ u32x4 lds128(u32 addr) {
     u32x4 v;
     asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.a), "=r"(v.b), "=r"(v.c), "=r"(v.d) : "r"(addr) : "memory");

@@ -572,7 +572,6 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                      int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
-    constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = xscale<T>::v;
     // Chunks in flight a warp (RP: a kernel with the q/k/v epilogue).
     constexpr int QD = NW != 8                         ? QSTG
@@ -1142,7 +1141,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         int grp = kbase / gs;
         int left = AL ? (grp + 1) * (gs / KB) - c0 : (grp + 1) * (gs / 16) - c0 * SPC;
         const int glen = AL ? gs / KB : gs / 16;
-        const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u;  // fp16 1/16, twice
+        const u32 magic = 0x64006400u;  // fp16 1024, twice
         // Rows g and g+8 of the tile: their scales (fp32), 1024 + zero (fp16
         // pairs) and, for 4-bit codes taken as 1024 + 16c, -(64 + zero).
         float s0, s1;
@@ -1217,19 +1216,9 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
             auto decode = [&](const u32x4 w, u32 (&f)[SPC][4]) {
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
-                    if (BITS == 4) {
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        f[s][0] = sc(hsub2(codes<0x000F000Fu>(wd, magic), zz0), hs0);
-                        f[s][1] = sc(hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1), hs1);
-                        f[s][2] = sc(hsub2(codes<0x000F000Fu>(wh, magic), zz0), hs0);
-                        f[s][3] = sc(hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1), hs1);
-                    } else {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        f[s][0] = sc(hsub2(codes<MASK>(w0, magic), zz0), hs0);
-                        f[s][1] = sc(hsub2(codes<MASK>(w0 >> 8, magic), zz1), hs1);
-                        f[s][2] = sc(hsub2(codes<MASK>(w1, magic), zz0), hs0);
-                        f[s][3] = sc(hsub2(codes<MASK>(w1 >> 8, magic), zz1), hs1);
-                    }
+                    dq_step<BITS>(w, s, magic, zz0, zz1, nz1, f[s]);
+                    f[s][0] = sc(f[s][0], hs0), f[s][1] = sc(f[s][1], hs1);
+                    f[s][2] = sc(f[s][2], hs0), f[s][3] = sc(f[s][3], hs1);
                 }
             };
             // take: the chunk in slot u, its group's scales current.
@@ -1475,21 +1464,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                         left--;
                     }
                     u32 a[4];
-                    if (BITS == 4) {
-                        // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
-                        // 1024 + 16c: times 1/16 minus (64 + z), exact.
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                        a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                        a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                        a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                    } else {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        a[0] = hsub2(codes<MASK>(w0, magic), zz0);
-                        a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                        a[2] = hsub2(codes<MASK>(w1, magic), zz0);
-                        a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                    }
+                    dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
 #pragma unroll
                     for (int bt = 0; bt < MT; bt++) {
                         const u32x4 v = bf[bt][s / 2];

@@ -102,7 +102,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                      int M, int gs, int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
-    constexpr u32 MASK = BITS == 4 ? 0x000F000Fu : 0x00FF00FFu;
     constexpr float XS = qlxs<T>::v;
     extern __shared__ u32x4 smem_l[];
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
@@ -224,7 +223,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     if (taker && lead == 2) publish(1, pend);
 
     if (warp < QL_W) {
-        const u32 magic = 0x64006400u, sixteenth = 0x2c002c00u;  // fp16 1/16, twice
+        const u32 magic = 0x64006400u;  // fp16 1024, twice
         const u32 xb = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8);
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         int pc = blockIdx.x;
@@ -281,21 +280,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
 #pragma unroll
                 for (int s = 0; s < SPC; s++) {
                     u32 a[4];
-                    if (BITS == 4) {
-                        // Pairs 1 and 3 (row g+8) straight from bits 4..7 as
-                        // 1024 + 16c: times 1/16 minus (64 + z), exact.
-                        const u32 wd = word_of(w, s), wh = wd >> 8;
-                        a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                        a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                        a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                        a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
-                    } else {
-                        const u32 w0 = word_of(w, 2 * s), w1 = word_of(w, 2 * s + 1);
-                        a[0] = hsub2(codes<MASK>(w0, magic), zz0);
-                        a[1] = hsub2(codes<MASK>(w0 >> 8, magic), zz1);
-                        a[2] = hsub2(codes<MASK>(w1, magic), zz0);
-                        a[3] = hsub2(codes<MASK>(w1 >> 8, magic), zz1);
-                    }
+                    dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
                     const u32x4 b = bf[s / 2];
                     mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
                 }

@@ -773,14 +773,11 @@ template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n
 #pragma unroll
             for (int s = 0; s < 4; s++) {
                 u32 a[4];
-                const u32 wd = word_of(w, s), wh = wd >> 8;
                 if (V == 3) {
+                    const u32 wd = word_of(w, s), wh = wd >> 8;
                     a[0] = wd, a[1] = wh, a[2] = wd ^ magic, a[3] = wh ^ magic;
                 } else {
-                    a[0] = hsub2(codes<0x000F000Fu>(wd, magic), zz0);
-                    a[1] = hfma2(codes<0x00F000F0u>(wd, magic), sixteenth, nz1);
-                    a[2] = hsub2(codes<0x000F000Fu>(wh, magic), zz0);
-                    a[3] = hfma2(codes<0x00F000F0u>(wh, magic), sixteenth, nz1);
+                    dq_step<4>(w, s, magic, zz0, zz0, nz1, a);
                 }
                 if (V == 2) {
                     fold ^= a[0] ^ a[1] ^ a[2] ^ a[3];
