@@ -1600,8 +1600,10 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
 	}
-	shared := qgluWarps - 1
-	shared = shared*qgluDepth*512 + shared*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*M*qgluCols*4
+	// Shared memory, as qglu.cu lays it out: each streaming warp's ring and
+	// two pieces' scales, x, the slots of the pieces' sums.
+	const streaming = qgluWarps - 1
+	shared := streaming*qgluDepth*512 + streaming*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*M*qgluCols*4
 	// Every block must be resident at once (a block's outputs wait for
 	// other blocks' pieces): the grid is the blocks the SMs hold together.
 	np := q.n / qgluCols * (q.k / piece)
