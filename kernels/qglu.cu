@@ -323,22 +323,33 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             const int col = (lane < 16 ? 0 : QL_COLS / 2) + pr * 16 + (lane & 15);
             for (int m = 0; m < M; m++) {
                 const u64* q = part + (i64)sl * PPS * W + m * QL_COLS + col;
-                u64 pv[QL_PPS];
-#pragma unroll
-                for (int u = 0; u < QL_PPS; u++) pv[u] = u < PPS ? ld_relaxed(q + (i64)u * W) : (u64)ep << 32;
-                // (A part not yet written holds an earlier epoch: read again,
-                // a little later, so that the warps waiting for the last
-                // pieces do not crowd L2 while those pieces stream.)
-#pragma unroll
-                for (int u = 0; u < QL_PPS; u++)
-                    while ((u32)(pv[u] >> 32) != ep) {
-                        __nanosleep(64);
-                        pv[u] = ld_relaxed(q + (i64)u * W);
-                    }
+                // The parts in two halves of QL_PPS / 2, each read at once;
+                // a part not yet written holds an earlier epoch: every such
+                // part of the half is read again, all at once, a little
+                // later, so that the warps waiting for the last pieces do
+                // not crowd L2 while those pieces stream, and the round
+                // trips do not chain.
                 float v = 0.0f;
 #pragma unroll
-                for (int u = 0; u < QL_PPS; u++)
-                    if (u < PPS) v += __uint_as_float((u32)pv[u]);
+                for (int h = 0; h < QL_PPS; h += QL_PPS / 2) {
+                    u64 pv[QL_PPS / 2];
+#pragma unroll
+                    for (int u = 0; u < QL_PPS / 2; u++)
+                        pv[u] = h + u < PPS ? ld_relaxed(q + (i64)(h + u) * W) : (u64)ep << 32;
+                    for (;;) {
+                        bool all = true;
+#pragma unroll
+                        for (int u = 0; u < QL_PPS / 2; u++) all = all && (u32)(pv[u] >> 32) == ep;
+                        if (all) break;
+                        __nanosleep(64);
+#pragma unroll
+                        for (int u = 0; u < QL_PPS / 2; u++)
+                            if ((u32)(pv[u] >> 32) != ep) pv[u] = ld_relaxed(q + (i64)(h + u) * W);
+                    }
+#pragma unroll
+                    for (int u = 0; u < QL_PPS / 2; u++)
+                        if (h + u < PPS) v += __uint_as_float((u32)pv[u]);
+                }
                 const float up = __shfl_down_sync(0xffffffffu, v, 16);
                 if (lane < 16) {
                     const int c = sl * (QL_COLS / 2) + pr * 16 + lane;
