@@ -72,7 +72,6 @@ type Backend struct {
 	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	lpart   *Buffer // each piece's sums of a pieces GLU product (qglu.cu), a 64-bit word a sum
 	lcount  *Buffer // its counters (qglu.cu)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
@@ -158,7 +157,6 @@ type Backend struct {
 	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
-	qgluFlags     int             // GPTQTOOL_QGLU_FLAGS: qglu.cu's measuring flags (QL_NOFIN 32, QL_LA2 64)
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, for tests; 0: as the SMs hold them)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
@@ -473,9 +471,6 @@ func New(o Options) (*Backend, error) {
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
-	if b.qgluFlags, err = envInt("GPTQTOOL_QGLU_FLAGS", 0, 0, 127, "qglu.cu's flags 16-64, or'ed"); err != nil {
-		return nil, err
-	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the
 	// wide kernels' (QSTG), and GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST
 	// the one-tile kernels' of o_proj at 1-4 rows (the _a kernels, which
@@ -688,7 +683,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lpart, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/kernels"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -213,12 +214,11 @@ func TestWideGLU(t *testing.T) {
 // float64 products of the separate weights and against the wide kernels it
 // stands in for: 4 and 8 bits, with and without act order, groups of 32,
 // 64, 128 and the whole K, one to four rows, the 7B shape's gate/up at one
-// row (2,048 pieces at 8 bits), grids of fewer blocks than an SM's two and,
-// for the small shapes, a grid of two blocks.
-// Its slabs' sums are added in piece order whichever block took a piece, so
-// a second run gives the same bits; each launch leaves its counters for the
-// next (the second run, the next case), whose pieces' sums it must not take
-// for an earlier launch's.
+// row (896 pieces), K of 4, 6, 8 and 16 warps' inputs and, for the small
+// shapes, a grid of two blocks. A piece's warps' sums are added in warp
+// order whichever warp came last and whichever block took the piece, so a
+// second run and a grid of two blocks give the same bits; each launch
+// leaves its counters zeroed for the next (the second run, the next case).
 func TestPiecesGLU(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAWide(b.QMMAWide())
@@ -243,9 +243,15 @@ func TestPiecesGLU(t *testing.T) {
 				b.SetQGLUPieces(0)
 				b.MatMulGLU(ow, x, glu)
 				b.SetQGLUPieces(4)
+				kname := fmt.Sprintf("qglu%d_f16", c.bits)
+				launches := func() int { return b.Launches("qglu.cu", kname) + b.Launches("qglu.cu", kname+kernels.ScalesOnly) }
+				n0 := launches()
 				b.MatMulGLU(op, x, glu)
 				b.MatMulGLU(op2, x, glu)
 				b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
+				if n := launches() - n0; n != 3 {
+					t.Fatalf("the pieces kernel ran %d times for three products, want 3", n)
+				}
 				gotw, gotp := download(t, b, ow), download(t, b, op)
 				if nmse := backendtest.NMSE(gotp, want); !(nmse < 1e-5) {
 					t.Errorf("pieces: nmse %.3g against float64", nmse)
@@ -260,9 +266,7 @@ func TestPiecesGLU(t *testing.T) {
 				}
 				sameBits(t, "pieces, second run", download(t, b, op2), gotp)
 				sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
-				// Two blocks take every piece and write every output (their
-				// warps' jobs twice round where the slabs have more than 28
-				// output tiles): the same bits.
+				// Two blocks take every piece: the same bits.
 				if c.K*c.N <= 2048*1344 {
 					og := zero()
 					b.SetQGLUBlocks(2)

@@ -1556,74 +1556,56 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
-// The pieces kernel (qglu.cu): its rows at most, its warps (QL_W + 1),
-// a piece's chunks a warp (QL_C), its ring depth (QL_D), its slots of
-// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), its
-// slab's columns (QL_COLS) and pieces at most (QL_PPS), and blocks an SM.
+// The pieces kernel (qglu.cu): its rows at most, its warps (QL_W), a
+// warp's inputs of a piece (QL_IN), its ring depth (QL_D), its slots of
+// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), and the
+// wide layout's slab (qgluCols columns: its tile order).
 const (
-	qgluMaxRows    = 4
-	qgluWarps      = 15
-	qgluChunks     = 8
-	qgluDepth      = 4
-	qgluSlots      = 4
-	qgluList       = 64
-	qgluCols       = 224
-	qgluSlabPieces = 16
-	qgluBlocksPer  = 2
+	qgluMaxRows = 4
+	qgluWarps   = 32
+	qgluIn      = 256
+	qgluDepth   = 4
+	qgluSlots   = 4
+	qgluList    = 64
+	qgluCols    = 224
 )
 
 // qglu runs a GLU product of M rows (at most qgluMaxRows) by q on the
-// pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): two blocks an SM take
-// pieces of QL_C chunks of each of a slab's 14 tiles from a counter, and
-// once streamed, their warps add each slab's pieces' sums up in piece
-// order. It
-// reports false, launching nothing, where the shape does not fit the
-// kernel: slabs of 224 columns, whole pieces, pieces within groups or
-// groups within pieces, x staged whole (K at most 16 inputs a thread), at
-// most a list's worth of pieces a block, and a grid no larger than the
-// blocks the SMs hold at once (two an SM where they fit; fewer blocks
-// where there are fewer pieces).
+// pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): one block an SM takes
+// pieces, each an output tile's gate and up tiles over the whole of K,
+// from a counter, and adds each piece's warps' sums up itself. It reports
+// false, launching nothing, where the shape does not fit the kernel: the
+// wide layout (slabs of 224 columns), K a multiple of a warp's 256 inputs
+// and at most 16 warps' (4096), groups within a warp's inputs or its
+// inputs within groups, and at most a list's worth of pieces a block.
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
 	kb := chunkInputs(q.bits)
-	piece := qgluChunks * kb
-	if q.n%qgluCols != 0 || q.k%piece != 0 || q.k/piece > qgluSlabPieces || q.gs%kb != 0 || (piece%q.gs != 0 && q.gs%piece != 0) || q.k > 16*32*qgluWarps {
+	if q.n%qgluCols != 0 || q.k%qgluIn != 0 || q.k > qgluIn*qgluWarps/2 || q.gs%kb != 0 || (qgluIn%q.gs != 0 && q.gs%qgluIn != 0) {
 		return false
 	}
 	if q.perm == nil && x.ptr%16 != 0 {
 		return false
 	}
-	glen := min(q.gs/kb, qgluChunks)
-	gp := qgluChunks / glen
+	chunks := qgluIn / kb
+	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
 	name := fmt.Sprintf("qglu%d_%s", q.bits, suffix(x.dt))
 	name, szp := q.scales(name, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
 	}
-	// Shared memory, as qglu.cu lays it out: each streaming warp's ring and
-	// two pieces' scales, x, the slots of the pieces' sums.
-	const streaming = qgluWarps - 1
-	shared := streaming*qgluDepth*512 + streaming*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*M*qgluCols*4
-	// Every block must be resident at once (a block's outputs wait for
-	// other blocks' pieces): the grid is the blocks the SMs hold together.
-	np := q.n / qgluCols * (q.k / piece)
-	per := b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared)
-	if per < 1 {
-		return false
-	}
-	nb := min(min(per, qgluBlocksPer)*b.sms, np)
+	// Shared memory, as qglu.cu lays it out: each warp's ring and two
+	// pieces' scales, x, the slots of the warps' sums.
+	shared := qgluWarps*qgluDepth*512 + qgluWarps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*qgluWarps*M*16*4
+	np := q.n / 32
+	nb := min(max(b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared), 1)*b.sms, np)
 	if b.qgluBlocks > 0 {
 		nb = min(nb, b.qgluBlocks)
 	}
 	if np > nb*(qgluList-1) {
 		return false
 	}
-	pb, err := b.scratch(&b.lpart, int64(np)*int64(M)*qgluCols*8)
-	if err != nil {
-		b.fail(err)
-		return true
-	}
-	count, err := b.counters(&b.lcount, 3)
+	count, err := b.counters(&b.lcount, 2)
 	if err != nil {
 		b.fail(err)
 		return true
@@ -1632,12 +1614,12 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	if q.perm != nil {
 		perm = q.perm.Ptr
 	}
-	flags := b.qmmaFlags() | int32(b.qgluFlags&^15)
+	flags := b.qmmaFlags()
 	if b.lateAfterWide(M) {
 		flags |= qfLate
 	}
 	b.lastWide = true
-	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * qgluWarps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, pb.Ptr, count,
+	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * qgluWarps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), flags)
 	return true
 }
