@@ -158,7 +158,7 @@ type Backend struct {
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, for tests; 0: as the SMs hold them)
-	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none
+	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
@@ -466,9 +466,10 @@ func New(o Options) (*Backend, error) {
 	if b.wideSplit, err = envInt("GPTQTOOL_QMMA_WIDE_SPLIT", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d splits", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows on the pieces
-	// kernel (qglu.cu) where the wide kernels would run them (measuring).
-	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
+	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows, at both widths, on
+	// the pieces kernel (qglu.cu) where the wide kernels would run them
+	// (0: none); unset, one row at 8 bits (qgluRows).
+	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", -1, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the

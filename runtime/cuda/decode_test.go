@@ -178,6 +178,8 @@ func gluRef(xr []float32, gate, up *runtime.QuantWeight, M, N, K int) []float64 
 func TestWideGLU(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetQGLUPieces(b.QGLUPieces())
+	b.SetQGLUPieces(0)
 	defer b.SetClusters(b.Clusters())
 	r := rand.New(rand.NewPCG(21, 22))
 	cases := []wideCase{{512, 192, 4, 1}, {512, 192, 8, 4}, {1024, 192, 4, 8}, {4096, 14336, 4, 1}, {4096, 14336, 8, 1}}
@@ -359,8 +361,9 @@ func TestWidePlain(t *testing.T) {
 // the wide GLU product and then down_proj's product with the residual,
 // with down on the plain wide kernels (SetQMMAPlain): the GLU product then
 // lets down launch as its loops end (lateAfterWide), so that down's blocks
-// start while gate/up's last ones still run and must wait for its output.
-// Both that path (the default at one row) and the 8-warp one (down
+// start while gate/up's last ones still run and must wait for its output
+// (at 8 bits, one row, the GLU product is the pieces kernel, qglu.cu: the
+// default). Both that path (the default at one row) and the 8-warp one (down
 // launched as gate/up ends) against float64 of down over the GLU product's
 // own output, in clusters, through global memory, and with clusters on but
 // the plain kernels adding up through global memory; the GLU product

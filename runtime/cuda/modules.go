@@ -159,6 +159,7 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	// tiles read (loadQuant checks each weight's zeros; one that is not
 	// runs the other build, compiled at its first launch).
 	sym, scalesWG := s.Sym && b.scalesOnly, b.scalesWG
+	pieces := map[int]bool{4: b.qgluRows(4) > 0, 8: b.qgluRows(8) > 0}
 	qk := func(name string) string {
 		if sym {
 			return name + kernels.ScalesOnly
@@ -174,6 +175,9 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 		add("qgemv.cu", qk(qnames.gemv[bits/8][0][0][dt]))
 		if normFuse {
 			add("qgemv.cu", qk(qnames.norm[bits/8][0][dt]))
+		}
+		if pieces[bits] {
+			add("qglu.cu", qk(fmt.Sprintf("qglu%d_%s", bits, suffix(dt))))
 		}
 	}
 	if len(s.Bits) > 0 {

@@ -334,3 +334,38 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparePieces checks that Prepare compiles the pieces GLU kernel
+// (qglu.cu) for the widths whose one-row GLU products run it by default (8
+// bits, not 4), with the scales alone for a symmetric model, and for none
+// under GPTQTOOL_QGLU_PIECES=0.
+func TestPreparePieces(t *testing.T) {
+	f16 := runtime.F16
+	for _, c := range []struct {
+		pieces int
+		bits   []int
+		sym    bool
+		want   []string
+	}{
+		{-1, []int{8}, false, []string{"qglu8_f16"}},
+		{-1, []int{8}, true, []string{"qglu8_f16" + kernels.ScalesOnly}},
+		{-1, []int{4}, false, nil},
+		{-1, []int{4, 8}, false, []string{"qglu8_f16"}},
+		{0, []int{8}, false, nil},
+		{2, []int{4, 8}, false, []string{"qglu4_f16", "qglu8_f16"}},
+	} {
+		b := &Backend{arch: 90, qgluPieces: c.pieces, scalesOnly: true}
+		var got, want []string
+		for _, m := range b.prepareModules(runtime.ModelSpec{DType: f16, Bits: c.bits, Sym: c.sym}) {
+			if m.File == "qglu.cu" {
+				got = append(got, m.Key())
+			}
+		}
+		for _, n := range c.want {
+			want = append(want, kernels.ModuleOf("qglu.cu", n).Key())
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("pieces %d, bits %v, sym %v: qglu.cu modules %v, want %v", c.pieces, c.bits, c.sym, got, want)
+		}
+	}
+}

@@ -950,7 +950,8 @@ func (b *Backend) QMMAWide() int {
 
 // SetQGLUPieces runs the GLU products of 1 to rows rows (at most
 // qgluMaxRows) that the wide kernels would run on the pieces kernel
-// instead (GPTQTOOL_QGLU_PIECES; 0: none), for tests and measurements.
+// instead, at both widths (GPTQTOOL_QGLU_PIECES; 0: none, -1: the
+// default, qgluRows), for tests and measurements.
 func (b *Backend) SetQGLUPieces(rows int) {
 	b.enter()
 	defer b.exit()
@@ -963,6 +964,22 @@ func (b *Backend) SetQGLUBlocks(n int) {
 	b.enter()
 	defer b.exit()
 	b.qgluBlocks = n
+}
+
+// qgluRows is the most rows of a GLU product of bits that the pieces
+// kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
+// default one row at 8 bits, where pieces even out gate/up's end (+3.2% at
+// batch 1 on the H200, 391.6 tok/s against 379.3; docs/benchmarks.md, the
+// fiftieth session), and none at 4, where the wide kernels are faster
+// (509.0 against 547.1).
+func (b *Backend) qgluRows(bits int) int {
+	if b.qgluPieces >= 0 {
+		return b.qgluPieces
+	}
+	if bits == 8 {
+		return 1
+	}
+	return 0
 }
 
 // QGLUPieces is SetQGLUPieces' setting.
@@ -1409,7 +1426,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
-	if wide && M <= b.qgluPieces && b.qglu(outs[0], x, q, w, slots, M) {
+	if wide && M <= b.qgluRows(q.bits) && b.qglu(outs[0], x, q, w, slots, M) {
 		return
 	}
 	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
