@@ -55,7 +55,7 @@ typedef u32 szw;
 #define QL_W 32       // warps
 #define QL_KW 16      // warps a tile
 #define QL_IN 256     // inputs a warp a piece (QL_C chunks)
-#define QL_D 4        // chunks in flight a warp (qglu8d8_*: 8)
+#define QL_D 4        // chunks in flight a warp
 #define QL_SLOTS 4    // pieces' sums in shared memory
 #define QL_LIST 64    // a block's list: it takes QL_LIST - 1 pieces at most
 #define QL_NONE (-1)
@@ -66,14 +66,14 @@ template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
 
-template <int BITS, int QD, typename T>
+template <int BITS, typename T>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
                      const int* __restrict__ perm, const int* __restrict__ oslots, u32* ctr, int K, int N, int M, int gs,
                      int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr int QL_C = QL_IN / KB;        // chunks a warp a piece
-    static_assert(QL_C % QD == 0, "a piece is whole ring turns, so that its chunks' slots are constants");
+    static_assert(QL_C % QL_D == 0, "a piece is whole ring turns, so that its chunks' slots are constants");
     constexpr float XS = qlxs<T>::v;
     extern __shared__ u32x4 smem_l[];
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
@@ -88,7 +88,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const int gsh = __ffs(glen) - 1, GP = QL_C >> gsh;
     const int SB = GP * 16;                // a warp's scales of one piece
     const int LDX = K + 8, W = M * 16;
-    szw* scl = (szw*)((char*)smem_l + QL_W * QD * 512);  // [QL_W][2][GP][16]
+    szw* scl = (szw*)((char*)smem_l + QL_W * QL_D * 512);  // [QL_W][2][GP][16]
     u16* xs = (u16*)(scl + QL_W * 2 * SB);                // [M][LDX]
     float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][QL_W][M][16]
     if (threadIdx.x < QL_LIST) list[threadIdx.x] = threadIdx.x == 0 ? (int)blockIdx.x : QL_WAIT;
@@ -96,7 +96,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
 
     const bool act = wk < kw;
     const u64 pol = l2_policy(flags & QF_EVICT);
-    const u32 ring0 = smem_addr(smem_l) + (warp * QD * 32 + lane) * 16;
+    const u32 ring0 = smem_addr(smem_l) + (warp * QL_D * 32 + lane) * 16;
     szw* mysc = scl + warp * 2 * SB;
     // begin: piece pc's first chunk of this warp's share of its tile
     // (qgemv.cu's qtile order, gate's tiles then up's in fours), and its
@@ -118,7 +118,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         // before the wait.
         src = begin(blockIdx.x, 0);
 #pragma unroll
-        for (int i = 0; i < QD; i++) {
+        for (int i = 0; i < QL_D; i++) {
             cp_async16_pol(ring0 + i * 512, src + i * 32, pol);
             asm volatile("cp.async.commit_group;");
         }
@@ -180,23 +180,23 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
 #pragma unroll
         for (int u = 0; u < QL_C; u++) {
             // Item j = k·QL_C + u of the warp's sequence: refill the slot
-            // item j-1 was read from with item j-1+QD, of this piece or
+            // item j-1 was read from with item j-1+QL_D, of this piece or
             // (from chunk 0, with its scales) the next one.
-            const int v = u - 1 + QD;
+            const int v = u - 1 + QL_D;
             if (v == QL_C) {
                 if (taker && taking) publish(k + 1, pend);
                 while ((npc = list[k + 1]) == QL_WAIT) {
                 }
                 if (npc >= 0) nsrc = begin(npc, (k + 1) & 1);
             }
-            const u32 rs = ring0 + ((u + QD - 1) % QD) * 512;
+            const u32 rs = ring0 + ((u + QL_D - 1) % QL_D) * 512;
             if (v < QL_C)
                 cp_async16_if(rs, src + v * 32, k > 0 || u > 0, pol);
             else
                 cp_async16_if(rs, nsrc + (v - QL_C) * 32, npc >= 0, pol);
             asm volatile("cp.async.commit_group;");
-            asm volatile("cp.async.wait_group %0;" ::"n"(QD - 1) : "memory");  // (the scales too)
-            const u32x4 w = lds128(ring0 + (u % QD) * 512);
+            asm volatile("cp.async.wait_group %0;" ::"n"(QL_D - 1) : "memory");  // (the scales too)
+            const u32x4 w = lds128(ring0 + (u % QL_D) * 512);
             u32x4 bf[SPC / 2];
 #pragma unroll
             for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + u * (KB * 2) + 64 * q);
@@ -280,17 +280,15 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
 
-// qglu<bits>_<dtype>: 1,024 threads (QL_W warps), one block an SM, rings
-// of QL_D chunks a warp; qglu8d8_<dtype> the same at 8 bits with rings of 8
-// (GPTQTOOL_QGLU_DEPTH=8, for measuring).
-#define QGLU(BITS, QD, KNAME, T)                                                                              \
-    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1)                                                 \
-        KNAME(T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr, int K, \
-              int N, int M, int gs, int flags) {                                                               \
-        qglu<BITS, QD, T>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags);                             \
+// qglu<bits>_<dtype>: 1,024 threads (QL_W warps), one block an SM.
+#define QGLU(BITS, NAME, T)                                                                                         \
+    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) qglu##BITS##_##NAME(                            \
+        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
+        int K, int N, int M, int gs, int flags) {                                                                    \
+        qglu<BITS, T>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags);                                  \
     }
-#define QGLU_4(NAME, T) QGLU(4, QL_D, qglu4_##NAME, T)
-#define QGLU_8(NAME, T) QGLU(8, QL_D, qglu8_##NAME, T) QGLU(8, 8, qglu8d8_##NAME, T)
+#define QGLU_4(NAME, T) QGLU(4, NAME, T)
+#define QGLU_8(NAME, T) QGLU(8, NAME, T)
 #if !defined(QL_BITS) || QL_BITS == 4
 FOR_DTYPES(QGLU_4)
 #endif

@@ -158,7 +158,6 @@ type Backend struct {
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, for tests; 0: as the SMs hold them)
-	qgluDepth     int             // GPTQTOOL_QGLU_DEPTH=8: the pieces kernel's rings at 8 bits hold 8 chunks a warp (qglu8d8_*), not qgluDepth's 4 (measuring)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -471,12 +470,6 @@ func New(o Options) (*Backend, error) {
 	// the pieces kernel (qglu.cu) where the wide kernels would run them
 	// (0: none); unset, one row at 8 bits (qgluRows).
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", -1, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
-		return nil, err
-	}
-	if b.qgluDepth, err = envInt("GPTQTOOL_QGLU_DEPTH", qgluDepth, qgluDepth, 8, "4 or 8 chunks a warp"); err == nil && b.qgluDepth != qgluDepth && b.qgluDepth != 8 {
-		err = fmt.Errorf("cuda: GPTQTOOL_QGLU_DEPTH=%d: want 4 or 8 chunks a warp", b.qgluDepth)
-	}
-	if err != nil {
 		return nil, err
 	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the

@@ -67,10 +67,9 @@ func launchedKernels() map[string][]string {
 	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
-		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES), both scale builds,
-		// and at 8 bits its rings of 8 (GPTQTOOL_QGLU_DEPTH=8).
-		for _, n := range []string{"qglu4_", "qglu8_", "qglu8d8_"} {
-			n += suffix(dt)
+		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES), both scale builds.
+		for _, bits := range []int{4, 8} {
+			n := fmt.Sprintf("qglu%d_%s", bits, suffix(dt))
 			out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
 		}
 	}

@@ -1606,17 +1606,14 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	chunks := qgluIn / kb
 	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
-	name, depth := fmt.Sprintf("qglu%d_%s", q.bits, suffix(x.dt)), qgluDepth
-	if q.bits == 8 && b.qgluDepth == 8 {
-		name, depth = "qglu8d8_"+suffix(x.dt), 8
-	}
+	name := fmt.Sprintf("qglu%d_%s", q.bits, suffix(x.dt))
 	name, szp := q.scales(name, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
 	}
 	// Shared memory, as qglu.cu lays it out: each warp's ring and two
 	// pieces' scales, x, the slots of the warps' sums.
-	shared := qgluWarps*depth*512 + qgluWarps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*qgluWarps*M*16*4
+	shared := qgluWarps*qgluDepth*512 + qgluWarps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*qgluWarps*M*16*4
 	np := q.n / 32
 	nb := min(max(b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared), 1)*b.sms, np)
 	if b.qgluBlocks > 0 {
