@@ -336,9 +336,9 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 }
 
 // TestPreparePieces checks that Prepare compiles the pieces GLU kernel
-// (qglu.cu) for the widths whose one-row GLU products run it by default (8
-// bits, not 4), with the scales alone for a symmetric model, and for none
-// under GPTQTOOL_QGLU_PIECES=0.
+// (qglu.cu) for the widths whose GLU products of one and two rows run it
+// by default (8 bits, not 4), with the scales alone for a symmetric model,
+// and for none under GPTQTOOL_QGLU_PIECES=0.
 func TestPreparePieces(t *testing.T) {
 	f16 := runtime.F16
 	for _, c := range []struct {

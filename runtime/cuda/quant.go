@@ -968,19 +968,22 @@ func (b *Backend) SetQGLUBlocks(n int) {
 
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
-// default one row at 8 bits, where pieces even out gate/up's end (+3.2% at
-// batch 1 on the H200, 391.6 tok/s against 379.3; docs/benchmarks.md, the
-// fiftieth session), and none at 4, where the wide kernels are faster
-// (509.0 against 547.1).
+// default two rows at 8 bits, where pieces even out gate/up's end (+3.2% at
+// batch 1 on the H200, 391.6 tok/s against 379.3, and +1.3% at batch 2,
+// 700.2 against 691.2; docs/benchmarks.md, the fiftieth session), and none
+// at 4, where the wide kernels are faster (509.0 against 547.1 at batch 1).
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
 	}
 	if bits == 8 {
-		return 1
+		return defaultQGLURows8
 	}
 	return 0
 }
+
+// defaultQGLURows8 is qgluRows' default at 8 bits.
+const defaultQGLURows8 = 2
 
 // QGLUPieces is SetQGLUPieces' setting.
 func (b *Backend) QGLUPieces() int {
