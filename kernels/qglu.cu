@@ -79,6 +79,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
     __shared__ volatile int parr[QL_SLOTS];   // a slot's warps' arrivals, cumulative
     __shared__ volatile int psumd[QL_SLOTS];  // a slot's pieces added up, cumulative
+    // (Traced, runtime/cuda trace.go: marks 1 after the wait, 2 with x
+    // staged, 3 as warp 0's loop ends; the record as thread 0 returns.)
+    TRACE_BEGIN(9);
     if (flags & QF_EARLY) pdl_launch();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nb = gridDim.x, CK = K / KB, np = N / 32;
@@ -129,6 +132,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     int4 pr[2];
     if (perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
     pdl_wait();
+    TRACE_MARK(1);
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
     const bool taker = warp == 0 && lane == 0;
     if (taker) pend = atomicAdd(ctr, 1u);
@@ -148,6 +152,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                                                     pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
         }
     __syncthreads();
+    TRACE_MARK(2);
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
     // to take another (not past the last piece, nor past the list, whose
     // last entry is always QL_NONE). A block done taking counts itself in
@@ -276,6 +281,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (npc < 0) break;
         pc = npc, src = nsrc;
     }
+    TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }

@@ -115,7 +115,7 @@ type TraceSummary struct {
 	GPCs [][]int `json:"gpcs,omitempty"`
 }
 
-var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows", 7: "argmax_rows", 8: "fmlp"}
+var traceKinds = map[uint32]string{1: "qmma", 2: "paged_attn", 3: "rmsnorm", 4: "add_rmsnorm", 5: "sample_rows", 6: "gemv_rows", 7: "argmax_rows", 8: "fmlp", 9: "qglu"}
 
 // traceSetup reads GPTQTOOL_TRACE, GPTQTOOL_TRACE_RECORDS and
 // GPTQTOOL_TRACE_AT.
