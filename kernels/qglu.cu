@@ -166,7 +166,10 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (ok && !taking) list[i + 1] = QL_NONE;
         if (!taking) {
             __threadfence();
-            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) ctr[0] = 0, ctr[1] = 0;
+            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) {
+                __threadfence();
+                ctr[0] = 0, ctr[1] = 0;
+            }
         } else {
             pend = atomicAdd(ctr, 1u);  // (its value is read a piece later)
         }
@@ -255,8 +258,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
         if (__shfl_sync(0xffffffffu, arr, 0) == 2 * kw * (use + 1) - 1) {
             // The last warp of the piece adds it up: lanes 0-15 gate's
-            // columns, 16-31 up's, over their tile's warps in order.
+            // columns, 16-31 up's, over their tile's warps in order (lane
+            // 0's count saw the others' arrivals; the fence and the warp
+            // barrier carry that to every lane).
             __threadfence_block();
+            __syncwarp();
             const int h = lane >> 4, c = lane & 15;
             for (int m = 0; m < M; m++) {
                 float gv = 0.0f;

@@ -158,6 +158,7 @@ type Backend struct {
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, for tests; 0: as the SMs hold them)
+	qgluSeq       int             // the pieces kernel's launches so far (which pair of counters the next one takes)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)

@@ -216,8 +216,9 @@ func TestWideGLU(t *testing.T) {
 // float64 products of the separate weights and against the wide kernels it
 // stands in for: 4 and 8 bits, with and without act order, groups of 32,
 // 64, 128 and the whole K, one to four rows, the 7B shape's gate/up at one
-// row (896 pieces), K of 4, 6, 8 and 16 warps' inputs and, for the small
-// shapes, a grid of two blocks. A piece's warps' sums are added in warp
+// row (896 pieces), K of 4, 6, 8 and 16 warps' inputs, groups of 512 (two
+// warps' inputs), four rows at K 4,096 (the most shared memory) and, for
+// the small shapes, a grid of two blocks. A piece's warps' sums are added in warp
 // order whichever warp came last and whichever block took the piece, so a
 // second run and a grid of two blocks give the same bits; each launch
 // leaves its counters zeroed for the next (the second run, the next case).
@@ -228,7 +229,7 @@ func TestPiecesGLU(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	type pcase struct{ K, N, bits, M, gs int }
 	cases := []pcase{{4096, 14336, 8, 1, 128}, {4096, 14336, 4, 1, 128}, {1024, 896, 8, 3, 32}, {1536, 448, 4, 2, 64},
-		{2048, 1344, 8, 4, 2048}, {4096, 14336, 8, 2, 128}}
+		{2048, 1344, 8, 4, 2048}, {4096, 14336, 8, 2, 128}, {4096, 1344, 8, 4, 32}, {1024, 896, 4, 2, 512}}
 	for _, c := range cases {
 		for _, perm := range []bool{false, true} {
 			t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v", c.K, c.N, c.bits, c.M, c.gs, perm), func(t *testing.T) {

@@ -159,7 +159,8 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	// tiles read (loadQuant checks each weight's zeros; one that is not
 	// runs the other build, compiled at its first launch).
 	sym, scalesWG := s.Sym && b.scalesOnly, b.scalesWG
-	pieces := map[int]bool{4: b.qgluRows(4) > 0, 8: b.qgluRows(8) > 0}
+	// (The pieces GLU kernel runs where the wide kernels would.)
+	pieces := map[int]bool{4: b.qmmaWide > 0 && b.qgluRows(4) > 0, 8: b.qmmaWide > 0 && b.qgluRows(8) > 0}
 	qk := func(name string) string {
 		if sym {
 			return name + kernels.ScalesOnly

@@ -338,23 +338,24 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 // TestPreparePieces checks that Prepare compiles the pieces GLU kernel
 // (qglu.cu) for the widths whose GLU products of one and two rows run it
 // by default (8 bits, not 4), with the scales alone for a symmetric model,
-// and for none under GPTQTOOL_QGLU_PIECES=0.
+// and for none under GPTQTOOL_QGLU_PIECES=0 or with the wide kernels off.
 func TestPreparePieces(t *testing.T) {
 	f16 := runtime.F16
 	for _, c := range []struct {
-		pieces int
-		bits   []int
-		sym    bool
-		want   []string
+		pieces, wide int
+		bits         []int
+		sym          bool
+		want         []string
 	}{
-		{-1, []int{8}, false, []string{"qglu8_f16"}},
-		{-1, []int{8}, true, []string{"qglu8_f16" + kernels.ScalesOnly}},
-		{-1, []int{4}, false, nil},
-		{-1, []int{4, 8}, false, []string{"qglu8_f16"}},
-		{0, []int{8}, false, nil},
-		{2, []int{4, 8}, false, []string{"qglu4_f16", "qglu8_f16"}},
+		{-1, 1, []int{8}, false, []string{"qglu8_f16"}},
+		{-1, 1, []int{8}, true, []string{"qglu8_f16" + kernels.ScalesOnly}},
+		{-1, 1, []int{4}, false, nil},
+		{-1, 1, []int{4, 8}, false, []string{"qglu8_f16"}},
+		{0, 1, []int{8}, false, nil},
+		{-1, 0, []int{8}, false, nil}, // GPTQTOOL_QMMA_WIDE=0,
+		{2, 1, []int{4, 8}, false, []string{"qglu4_f16", "qglu8_f16"}},
 	} {
-		b := &Backend{arch: 90, qgluPieces: c.pieces, scalesOnly: true}
+		b := &Backend{arch: 90, qgluPieces: c.pieces, qmmaWide: c.wide, scalesOnly: true}
 		var got, want []string
 		for _, m := range b.prepareModules(runtime.ModelSpec{DType: f16, Bits: c.bits, Sym: c.sym}) {
 			if m.File == "qglu.cu" {
@@ -365,7 +366,7 @@ func TestPreparePieces(t *testing.T) {
 			want = append(want, kernels.ModuleOf("qglu.cu", n).Key())
 		}
 		if !slices.Equal(got, want) {
-			t.Errorf("pieces %d, bits %v, sym %v: qglu.cu modules %v, want %v", c.pieces, c.bits, c.sym, got, want)
+			t.Errorf("pieces %d, wide %d, bits %v, sym %v: qglu.cu modules %v, want %v", c.pieces, c.wide, c.bits, c.sym, got, want)
 		}
 	}
 }

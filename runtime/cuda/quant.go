@@ -1578,8 +1578,9 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 
 // The pieces kernel (qglu.cu): its rows at most, its warps (QL_W), a
 // warp's inputs of a piece (QL_IN), its ring depth (QL_D), its slots of
-// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), and the
-// wide layout's slab (qgluCols columns: its tile order).
+// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), the
+// wide kernels' slab (qgluCols), and the pairs of counters its launches
+// take in turn.
 const (
 	qgluMaxRows = 4
 	qgluWarps   = 32
@@ -1588,16 +1589,23 @@ const (
 	qgluSlots   = 4
 	qgluList    = 64
 	qgluCols    = 224
+	qgluPairs   = 512
 )
 
 // qglu runs a GLU product of M rows (at most qgluMaxRows) by q on the
 // pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): one block an SM takes
 // pieces, each an output tile's gate and up tiles over the whole of K,
 // from a counter, and adds each piece's warps' sums up itself. It reports
-// false, launching nothing, where the shape does not fit the kernel: the
-// wide layout (slabs of 224 columns), K a multiple of a warp's 256 inputs
-// and at most 16 warps' (4096), groups within a warp's inputs or its
-// inputs within groups, and at most a list's worth of pieces a block.
+// false, launching nothing, where the shape does not fit the kernel: whole
+// slabs of the wide kernels' 224 columns (the kernel itself needs only the
+// GLU layout's runs of 64 gate and 64 up columns, but has run on no other
+// shape), K a multiple of a warp's 256 inputs and at most 16 warps' (4096),
+// groups within a warp's inputs or its inputs within groups, shared memory
+// beyond the device's, and at most a list's worth of pieces a block.
+//
+// Each launch takes the next of qgluPairs pairs of counters, so that two
+// launches in a step never share one (each leaves its pair zeroed as it
+// ends; a pair comes round again qgluPairs launches later).
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
 	kb := chunkInputs(q.bits)
 	if q.n%qgluCols != 0 || q.k%qgluIn != 0 || q.k > qgluIn*qgluWarps/2 || q.gs%kb != 0 || (qgluIn%q.gs != 0 && q.gs%qgluIn != 0) {
@@ -1617,6 +1625,12 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	// Shared memory, as qglu.cu lays it out: each warp's ring and two
 	// pieces' scales, x, the slots of the warps' sums.
 	shared := qgluWarps*qgluDepth*512 + qgluWarps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*qgluWarps*M*16*4
+	if shared > b.shared {
+		return false
+	}
+	// (A device short of shared memory runs the wide kernels instead, above;
+	// activeBlocks' 0 for a kernel that did not compile leaves the launch to
+	// report the compiler's log.)
 	np := q.n / 32
 	nb := min(max(b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared), 1)*b.sms, np)
 	if b.qgluBlocks > 0 {
@@ -1625,11 +1639,13 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	if np > nb*(qgluList-1) {
 		return false
 	}
-	count, err := b.counters(&b.lcount, 2)
+	count, err := b.counters(&b.lcount, 2*qgluPairs)
 	if err != nil {
 		b.fail(err)
 		return true
 	}
+	count += uint64(8 * (b.qgluSeq % qgluPairs))
+	b.qgluSeq++
 	perm := uint64(0)
 	if q.perm != nil {
 		perm = q.perm.Ptr
