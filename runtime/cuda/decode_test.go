@@ -221,7 +221,8 @@ func TestWideGLU(t *testing.T) {
 // the small shapes, a grid of two blocks. A piece's warps' sums are added in warp
 // order whichever warp came last and whichever block took the piece, so a
 // second run and a grid of two blocks give the same bits; each launch
-// leaves its counters zeroed for the next (the second run, the next case).
+// leaves its pair of counters zeroed for the launch that takes it next
+// (1,100 launches in a row: every pair twice).
 func TestPiecesGLU(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQMMAWide(b.QMMAWide())
@@ -276,6 +277,20 @@ func TestPiecesGLU(t *testing.T) {
 					b.MatMulGLU(og, x, glu)
 					b.SetQGLUBlocks(0)
 					sameBits(t, "pieces on two blocks", download(t, b, og), gotp)
+				}
+				// Launches take their pairs of counters in turn (512 pairs):
+				// 1,100 launches in a row use every pair twice, each after
+				// the launch before it left it zeroed, and the last gives
+				// the same bits (on two blocks, so that each launch's blocks
+				// take many pieces from their pair).
+				if c.K == 1024 && c.bits == 8 && !perm {
+					ol := zero()
+					b.SetQGLUBlocks(2)
+					for range 1100 {
+						b.MatMulGLU(ol, x, glu)
+					}
+					b.SetQGLUBlocks(0)
+					sameBits(t, "pieces, the 1,100th launch", download(t, b, ol), gotp)
 				}
 			})
 		}
