@@ -51,7 +51,6 @@ typedef u32 szw;
 #define QF_EARLY 4
 #define QF_LATE 8
 
-#define QL_MAXM 4     // rows at most
 #define QL_W 32       // warps
 #define QL_KW 16      // warps a tile
 #define QL_IN 256     // inputs a warp a piece (QL_C chunks)

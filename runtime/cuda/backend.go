@@ -72,7 +72,7 @@ type Backend struct {
 	xnorm   *Buffer // normalized rows of a norm-fused product that the kernels do not fuse
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
-	lcount  *Buffer // its counters (qglu.cu)
+	lcount  *Buffer // the pieces GLU kernel's pairs of counters (qglu.cu; kept at 0)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
