@@ -23,7 +23,8 @@ import (
 //     kernel); PA_C=0 the rope_store
 //     kernels of every dtype.
 //
-//   - qglu.cu: QL_BITS=4|8 with KDT, one kernel (with QG_SZ16=1 for a
+//   - qglu.cu: QL_BITS=4|8 with KDT and the block's shape (QL_W warps,
+//     QL_D chunks in flight a warp), one kernel (with QG_SZ16=1 for a
 //     name with ScalesOnly, as qgemv.cu's).
 //
 // head.cu compiles whole, for sm_90a only (ArchSpecific).
@@ -106,13 +107,21 @@ func WarpgroupPart(tiles int) int {
 // parts' naming compiles with the whole file.
 func ModuleOf(file, name string) Module {
 	if file == "qglu.cu" {
-		// qglu<bits>_<dtype>[+sz16]: one bit width and dtype a part.
+		// qglu<bits>_w<warps>d<depth>_<dtype>[+sz16]: one bit width, block
+		// shape and dtype a part.
 		sym := Symbol(name)
-		dt, ok := dtypeIndex(sym[strings.LastIndexByte(sym, '_')+1:])
-		if !ok || len(sym) < 5 || (sym[4] != '4' && sym[4] != '8') {
+		f := strings.Split(sym, "_")
+		if len(f) != 3 || (f[0] != "qglu4" && f[0] != "qglu8") {
 			return Module{File: file}
 		}
-		m := Module{File: file, Defines: []string{"QL_BITS=" + sym[4:5], "KDT=" + strconv.Itoa(dt)}}
+		dt, ok := dtypeIndex(f[2])
+		w, d, shaped := strings.Cut(strings.TrimPrefix(f[1], "w"), "d")
+		wn, err1 := strconv.Atoi(w)
+		dn, err2 := strconv.Atoi(d)
+		if !ok || !shaped || !strings.HasPrefix(f[1], "w") || err1 != nil || err2 != nil || wn <= 0 || dn <= 0 {
+			return Module{File: file}
+		}
+		m := Module{File: file, Defines: []string{"QL_BITS=" + f[0][4:], "KDT=" + strconv.Itoa(dt), "QL_W=" + strconv.Itoa(wn), "QL_D=" + strconv.Itoa(dn)}}
 		if sym != name {
 			m.Defines = append(m.Defines, "QG_SZ16=1")
 		}

@@ -35,11 +35,15 @@ func TestModuleOf(t *testing.T) {
 		{"qgemv.cu", "qmma8_t5_w_r_bf16+sz16", "qgemv.cu[QG_BITS=8,KDT=2,QG_WG=2,QG_SZ16=1]", nil},
 		{"qgemv.cu", "qdequant4_f32+sz16", "qgemv.cu[QG_BITS=4,KDT=0,QG_NRM=0,QG_SZ16=1]", nil},
 		{"qgemv.cu", "qmma4_t1_n_f16+sz16", "qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1,QG_SZ16=1]", nil},
-		// qglu.cu: a bit width and dtype a part, QG_SZ16 for ScalesOnly.
-		{"qglu.cu", "qglu8_f16", "qglu.cu[QL_BITS=8,KDT=1]", []string{"-DQL_BITS=8", "-DKDT=1"}},
-		{"qglu.cu", "qglu4_bf16+sz16", "qglu.cu[QL_BITS=4,KDT=2,QG_SZ16=1]", []string{"-DQL_BITS=4", "-DKDT=2", "-DQG_SZ16=1"}},
-		{"qglu.cu", "qglu3_f16", "qglu.cu", nil},
-		{"qglu.cu", "qglu8_f64", "qglu.cu", nil},
+		// qglu.cu: a bit width, block shape and dtype a part, QG_SZ16 for
+		// ScalesOnly.
+		{"qglu.cu", "qglu8_w16d8_f16", "qglu.cu[QL_BITS=8,KDT=1,QL_W=16,QL_D=8]", []string{"-DQL_BITS=8", "-DKDT=1", "-DQL_W=16", "-DQL_D=8"}},
+		{"qglu.cu", "qglu4_w32d4_bf16+sz16", "qglu.cu[QL_BITS=4,KDT=2,QL_W=32,QL_D=4,QG_SZ16=1]", []string{"-DQL_BITS=4", "-DKDT=2", "-DQL_W=32", "-DQL_D=4", "-DQG_SZ16=1"}},
+		{"qglu.cu", "qglu3_w16d8_f16", "qglu.cu", nil},
+		{"qglu.cu", "qglu8_w16d8_f64", "qglu.cu", nil},
+		{"qglu.cu", "qglu8_f16", "qglu.cu", nil},
+		{"qglu.cu", "qglu8_w16_f16", "qglu.cu", nil},
+		{"qglu.cu", "qglu8_wd8_f16", "qglu.cu", nil},
 		{"decode.cu", "paged_attn_c4_g4_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1"}},
 		{"decode.cu", "paged_attn_c8_g1_f32", "decode.cu[PA_C=8,PA_G=1,KDT=0]", nil},
 		{"decode.cu", "paged_attn_c4_g4_pre_f16", "decode.cu[PA_C=4,PA_G=4,KDT=1,PA_PRE=1]", []string{"-DPA_C=4", "-DPA_G=4", "-DKDT=1", "-DPA_PRE=1"}},

@@ -11,10 +11,11 @@
 // sums are added up with another block's. Piece p's gate tile is tile
 // (p >> 2)·8 + (p & 3) of the weight, its up tile the one 4 past it.
 //
-// Grid: nb blocks (one an SM, nb <= the pieces), QL_W = 32 warps: warps
-// 0-15 take the gate tile, 16-31 the up tile, warp w its QL_C chunks from
-// chunk (w % 16)·QL_C (256 inputs; K <= 4096, a multiple of 256: warps
-// past K idle). Each warp streams its chunks of each of the block's pieces
+// Grid: nb blocks (one an SM, nb <= the pieces), QL_W warps (16 or 32):
+// the first half take the gate tile, the second the up tile, warp w its
+// QL_C chunks from chunk (w % QL_KW)·QL_C (QL_IN = 8192 / QL_W inputs, 512
+// or 256; K <= 4096, a multiple of QL_IN: warps past K idle). Each warp
+// streams its chunks of each of the block's pieces
 // through a ring of QL_D chunks (cp.async), which runs on from piece to
 // piece; its groups' scales come into shared memory with the piece's first
 // chunk. The block's first piece is blockIdx.x; warp 0 takes the others
@@ -25,7 +26,7 @@
 //
 // A warp's sums of a piece (fp32, [M][16]) go to one of QL_SLOTS slots in
 // shared memory; the warp that arrives there last adds the slot up, gate's
-// 16 warps and up's 16 in warp order (so that the bits do not depend on
+// warps and up's in warp order (so that the bits do not depend on
 // which warp came last or which block took the piece), and writes
 // silu(gate)·up as qgemv.cu's glu epilogue does, output c to column
 // oslots[c] (c where oslots is null). A warp waits only for a slot that
@@ -51,10 +52,15 @@ typedef u32 szw;
 #define QF_EARLY 4
 #define QF_LATE 8
 
-#define QL_W 32       // warps
-#define QL_KW 16      // warps a tile
-#define QL_IN 256     // inputs a warp a piece (QL_C chunks)
-#define QL_D 4        // chunks in flight a warp
+// The block's shape, in the kernel's name (qglu<bits>_w<QL_W>d<QL_D>_<dtype>):
+#ifndef QL_W
+#define QL_W 16               // warps, 16 or 32
+#endif
+#ifndef QL_D
+#define QL_D 8                // chunks in flight a warp (a piece's chunks a warp are whole turns of it)
+#endif
+#define QL_KW (QL_W / 2)      // warps a tile
+#define QL_IN (8192 / QL_W)   // inputs a warp a piece (QL_C chunks)
 #define QL_SLOTS 4    // pieces' sums in shared memory
 #define QL_LIST 64    // a block's list: it takes QL_LIST - 1 pieces at most
 #define QL_NONE (-1)
@@ -107,10 +113,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     auto begin = [&](int pc, int j) -> const u32x4* {
         const int nt = (pc >> 2) * 8 + half * 4 + (pc & 3);
         constexpr int CPG = sizeof(szw);  // 16-byte copies a group's 16 columns
-        if (lane < GP * CPG) {
-            const int gi = wk * QL_IN / gs + lane / CPG;
-            cp_async16(smem_addr(mysc + j * SB + (lane / CPG) * 16) + (lane % CPG) * 16,
-                       (const char*)(sz + (i64)gi * N + nt * 16) + (lane % CPG) * 16);
+        // (Up to 16 groups of 4 copies a warp: two rounds of its lanes.)
+        for (int i = lane; i < GP * CPG; i += 32) {
+            const int gi = wk * QL_IN / gs + i / CPG;
+            cp_async16(smem_addr(mysc + j * SB + (i / CPG) * 16) + (i % CPG) * 16,
+                       (const char*)(sz + (i64)gi * N + nt * 16) + (i % CPG) * 16);
         }
         return (const u32x4*)qw + ((i64)nt * CK + wk * QL_C) * 32 + lane;
     };
@@ -291,9 +298,11 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
 
-// qglu<bits>_<dtype>: 1,024 threads (QL_W warps), one block an SM.
+// qglu<bits>_w<QL_W>d<QL_D>_<dtype>: QL_W warps, one block an SM.
+#define QGLU_SYM2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_##NAME
+#define QGLU_SYM(BITS, W, D, NAME) QGLU_SYM2(BITS, W, D, NAME)
 #define QGLU(BITS, NAME, T)                                                                                         \
-    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) qglu##BITS##_##NAME(                            \
+    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYM(BITS, QL_W, QL_D, NAME)(                \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
         int K, int N, int M, int gs, int flags) {                                                                    \
         qglu<BITS, T>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags);                                  \

@@ -157,7 +157,9 @@ type Backend struct {
 	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
 	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
 	lastWide      bool            // the last quantized product launched was a wide GLU one
-	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, for tests; 0: as the SMs hold them)
+	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
+	qgluW, qgluD  int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
+	qgluPad       int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
 	qgluSeq       int             // the pieces kernel's launches so far (which pair of counters the next one takes)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
@@ -472,6 +474,25 @@ func New(o Options) (*Backend, error) {
 	// (0: none); unset, up to two rows at 8 bits (qgluRows).
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", -1, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
+	}
+	// GPTQTOOL_QGLU_BLOCKS=N caps the pieces kernel's grid; GPTQTOOL_QGLU_WARPS
+	// (16 or 32) and GPTQTOOL_QGLU_DEPTH (2, 4 or 8 chunks) set its blocks'
+	// shape (qgluShape), GPTQTOOL_QGLU_SMEM=N the shared memory they take
+	// beyond their need (qgluShared; for measuring).
+	if b.qgluBlocks, err = envInt("GPTQTOOL_QGLU_BLOCKS", 0, 1, 1<<16, "1-65536 blocks"); err != nil {
+		return nil, err
+	}
+	if b.qgluW, err = envInt("GPTQTOOL_QGLU_WARPS", 0, 16, 32, "16 or 32 warps"); err != nil {
+		return nil, err
+	}
+	if b.qgluD, err = envInt("GPTQTOOL_QGLU_DEPTH", 0, 2, 8, "2, 4 or 8 chunks"); err != nil {
+		return nil, err
+	}
+	if b.qgluPad, err = envInt("GPTQTOOL_QGLU_SMEM", -1, 0, 1<<18, "0-262144 bytes"); err != nil {
+		return nil, err
+	}
+	if b.qgluW != 0 && b.qgluW != 16 && b.qgluW != 32 || b.qgluD&(b.qgluD-1) != 0 {
+		return nil, fmt.Errorf("cuda: GPTQTOOL_QGLU_WARPS=%d, GPTQTOOL_QGLU_DEPTH=%d: want 16 or 32 warps, 2, 4 or 8 chunks", b.qgluW, b.qgluD)
 	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the
 	// wide kernels' (QSTG), and GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST
@@ -1055,6 +1076,21 @@ func (b *Backend) function(src, name string) (*function, error) {
 	f := &function{fn: fn}
 	b.fns[key] = f
 	return f, nil
+}
+
+// qgluShape is the pieces kernel's block shape for a product of M rows:
+// 16 warps, each with 8 chunks in flight at one row and 4 from two
+// (defaultQGLUShape), unless GPTQTOOL_QGLU_WARPS or GPTQTOOL_QGLU_DEPTH
+// (SetQGLUShape) set others.
+func (b *Backend) qgluShape(M int) (warps, depth int) {
+	warps, depth = defaultQGLUShape(M)
+	if b.qgluW > 0 {
+		warps = b.qgluW
+	}
+	if b.qgluD > 0 {
+		depth = b.qgluD
+	}
+	return warps, depth
 }
 
 // sharedFunction is function with the kernel's dynamic shared memory

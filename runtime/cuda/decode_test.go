@@ -214,10 +214,13 @@ func TestWideGLU(t *testing.T) {
 
 // TestPiecesGLU checks the pieces kernel (qglu.cu, SetQGLUPieces) against
 // float64 products of the separate weights and against the wide kernels it
-// stands in for: 4 and 8 bits, with and without act order, groups of 32,
-// 64, 128 and the whole K, one to four rows, the 7B shape's gate/up at one
-// row (896 pieces), K of 4, 6, 8 and 16 warps' inputs, groups of 512 (two
-// warps' inputs), four rows at K 4,096 (the most shared memory) and, for
+// stands in for, in the default block shapes (16 warps; one row's 8
+// chunks in flight a warp, more rows' 4) and in 32 warps with 4 chunks:
+// 4 and 8 bits, with and without act order, groups of 32 (at 8 bits, 16
+// groups' scales a warp a piece at 16 warps, more than its lanes' one
+// copy each), 64, 128 and the whole K, one to four rows, the 7B shape's
+// gate/up at one and two rows (896 pieces), K of 2 to 16 warps' inputs,
+// groups of 512, four rows at K 4,096 (the most shared memory) and, for
 // the small shapes, a grid of two blocks. A piece's warps' sums are added in warp
 // order whichever warp came last and whichever block took the piece, so a
 // second run and a grid of two blocks give the same bits; each launch
@@ -230,69 +233,74 @@ func TestPiecesGLU(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	type pcase struct{ K, N, bits, M, gs int }
 	cases := []pcase{{4096, 14336, 8, 1, 128}, {4096, 14336, 4, 1, 128}, {1024, 896, 8, 3, 32}, {1536, 448, 4, 2, 64},
-		{2048, 1344, 8, 4, 2048}, {4096, 14336, 8, 2, 128}, {4096, 1344, 8, 4, 32}, {1024, 896, 4, 2, 512}}
+		{2048, 1344, 8, 4, 2048}, {4096, 14336, 8, 2, 128}, {4096, 1344, 8, 4, 32}, {1024, 896, 4, 2, 512}, {2048, 896, 8, 1, 32}}
+	defer b.SetQGLUShape(0, 0)
 	for _, c := range cases {
 		for _, perm := range []bool{false, true} {
-			t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v", c.K, c.N, c.bits, c.M, c.gs, perm), func(t *testing.T) {
-				glu, gate, up := loadGLU(t, b, r, c.K, c.N, c.bits, c.gs, perm)
-				x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
-				want := gluRef(xr, gate, up, c.M, c.N, c.K)
-				slots := randomSlots(r, c.N)
-				zero := func() runtime.Tensor {
-					o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
-					return o
-				}
-				ow, op, op2, os := zero(), zero(), zero(), zero()
-				b.SetQMMAWide(1)
-				b.SetQGLUPieces(0)
-				b.MatMulGLU(ow, x, glu)
-				b.SetQGLUPieces(4)
-				kname := fmt.Sprintf("qglu%d_f16", c.bits)
-				launches := func() int { return b.Launches("qglu.cu", kname) + b.Launches("qglu.cu", kname+kernels.ScalesOnly) }
-				n0 := launches()
-				b.MatMulGLU(op, x, glu)
-				b.MatMulGLU(op2, x, glu)
-				b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
-				if n := launches() - n0; n != 3 {
-					t.Fatalf("the pieces kernel ran %d times for three products, want 3", n)
-				}
-				gotw, gotp := download(t, b, ow), download(t, b, op)
-				if nmse := backendtest.NMSE(gotp, want); !(nmse < 1e-5) {
-					t.Errorf("pieces: nmse %.3g against float64", nmse)
-				}
-				if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
-					t.Errorf("wide: nmse %.3g against float64", nmse)
-				}
-				// (The same sums added in another order: at most a rounding
-				// of fp16 apart.)
-				if nmse := backendtest.NMSE(gotp, widen(gotw)); !(nmse < 1e-6) {
-					t.Errorf("pieces: nmse %.3g against the wide kernels", nmse)
-				}
-				sameBits(t, "pieces, second run", download(t, b, op2), gotp)
-				sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
-				// Two blocks take every piece: the same bits.
-				if c.K*c.N <= 2048*1344 {
-					og := zero()
-					b.SetQGLUBlocks(2)
-					b.MatMulGLU(og, x, glu)
-					b.SetQGLUBlocks(0)
-					sameBits(t, "pieces on two blocks", download(t, b, og), gotp)
-				}
-				// Launches take their pairs of counters in turn (512 pairs):
-				// 1,100 launches in a row use every pair twice, each after
-				// the launch before it left it zeroed, and the last gives
-				// the same bits (on two blocks, so that each launch's blocks
-				// take many pieces from their pair).
-				if c.K == 1024 && c.bits == 8 && !perm {
-					ol := zero()
-					b.SetQGLUBlocks(2)
-					for range 1100 {
-						b.MatMulGLU(ol, x, glu)
+			// (The default shapes, then 32 warps with 4 chunks in flight.)
+			for _, sh := range [][2]int{{0, 0}, {32, 4}} {
+				t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v-shape%v", c.K, c.N, c.bits, c.M, c.gs, perm, sh), func(t *testing.T) {
+					glu, gate, up := loadGLU(t, b, r, c.K, c.N, c.bits, c.gs, perm)
+					x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 512/float64(c.K)), c.M, c.K)
+					want := gluRef(xr, gate, up, c.M, c.N, c.K)
+					slots := randomSlots(r, c.N)
+					zero := func() runtime.Tensor {
+						o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+						return o
 					}
-					b.SetQGLUBlocks(0)
-					sameBits(t, "pieces, the 1,100th launch", download(t, b, ol), gotp)
-				}
-			})
+					ow, op, op2, os := zero(), zero(), zero(), zero()
+					b.SetQMMAWide(1)
+					b.SetQGLUPieces(0)
+					b.MatMulGLU(ow, x, glu)
+					b.SetQGLUPieces(4)
+					b.SetQGLUShape(sh[0], sh[1])
+					kname := cuda.QGLUKernel(c.bits, c.M, sh[0], sh[1])
+					launches := func() int { return b.Launches("qglu.cu", kname) + b.Launches("qglu.cu", kname+kernels.ScalesOnly) }
+					n0 := launches()
+					b.MatMulGLU(op, x, glu)
+					b.MatMulGLU(op2, x, glu)
+					b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
+					if n := launches() - n0; n != 3 {
+						t.Fatalf("the pieces kernel ran %d times for three products, want 3", n)
+					}
+					gotw, gotp := download(t, b, ow), download(t, b, op)
+					if nmse := backendtest.NMSE(gotp, want); !(nmse < 1e-5) {
+						t.Errorf("pieces: nmse %.3g against float64", nmse)
+					}
+					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
+						t.Errorf("wide: nmse %.3g against float64", nmse)
+					}
+					// (The same sums added in another order: at most a rounding
+					// of fp16 apart.)
+					if nmse := backendtest.NMSE(gotp, widen(gotw)); !(nmse < 1e-6) {
+						t.Errorf("pieces: nmse %.3g against the wide kernels", nmse)
+					}
+					sameBits(t, "pieces, second run", download(t, b, op2), gotp)
+					sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
+					// Two blocks take every piece: the same bits.
+					if c.K*c.N <= 2048*1344 {
+						og := zero()
+						b.SetQGLUBlocks(2)
+						b.MatMulGLU(og, x, glu)
+						b.SetQGLUBlocks(0)
+						sameBits(t, "pieces on two blocks", download(t, b, og), gotp)
+					}
+					// Launches take their pairs of counters in turn (512 pairs):
+					// 1,100 launches in a row use every pair twice, each after
+					// the launch before it left it zeroed, and the last gives
+					// the same bits (on two blocks, so that each launch's blocks
+					// take many pieces from their pair).
+					if c.K == 1024 && c.bits == 8 && !perm && sh[0] == 0 {
+						ol := zero()
+						b.SetQGLUBlocks(2)
+						for range 1100 {
+							b.MatMulGLU(ol, x, glu)
+						}
+						b.SetQGLUBlocks(0)
+						sameBits(t, "pieces, the 1,100th launch", download(t, b, ol), gotp)
+					}
+				})
+			}
 		}
 	}
 	if err := b.Sync(); err != nil {

@@ -91,3 +91,13 @@ func (b *Backend) ScalesOnly(w runtime.Tensor) bool {
 	t := b.tensor(w)
 	return t.q != nil && t.q.szh != nil
 }
+
+// QGLUKernel is the pieces GLU kernel (qglu.cu) that runs a product of M
+// rows at bits for f16 activations in the block shape warps × depth, or
+// in the default shape for M rows where warps is 0.
+func QGLUKernel(bits, M, warps, depth int) string {
+	if warps == 0 {
+		warps, depth = defaultQGLUShape(M)
+	}
+	return qgluName(bits, warps, depth, runtime.F16)
+}

@@ -3,6 +3,7 @@ package cuda
 import (
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,7 +161,16 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	// runs the other build, compiled at its first launch).
 	sym, scalesWG := s.Sym && b.scalesOnly, b.scalesWG
 	// (The pieces GLU kernel runs where the wide kernels would.)
-	pieces := map[int]bool{4: b.qmmaWide > 0 && b.qgluRows(4) > 0, 8: b.qmmaWide > 0 && b.qgluRows(8) > 0}
+	// Its shapes: one row's and, for more, two rows'.
+	pieces := map[int][][2]int{}
+	for _, bits := range []int{4, 8} {
+		for M := 1; M <= min(b.qgluRows(bits), 2) && b.qmmaWide > 0; M++ {
+			w, d := b.qgluShape(M)
+			if sh := [2]int{w, d}; !slices.Contains(pieces[bits], sh) {
+				pieces[bits] = append(pieces[bits], sh)
+			}
+		}
+	}
 	qk := func(name string) string {
 		if sym {
 			return name + kernels.ScalesOnly
@@ -177,8 +187,8 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 		if normFuse {
 			add("qgemv.cu", qk(qnames.norm[bits/8][0][dt]))
 		}
-		if pieces[bits] {
-			add("qglu.cu", qk(fmt.Sprintf("qglu%d_%s", bits, suffix(dt))))
+		for _, sh := range pieces[bits] {
+			add("qglu.cu", qk(qgluName(bits, sh[0], sh[1], dt)))
 		}
 	}
 	if len(s.Bits) > 0 {

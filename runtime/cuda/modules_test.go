@@ -67,10 +67,14 @@ func launchedKernels() map[string][]string {
 	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
-		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES), both scale builds.
+		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES) in its default shapes
+		// (one row's and more rows'), both scale builds.
 		for _, bits := range []int{4, 8} {
-			n := fmt.Sprintf("qglu%d_%s", bits, suffix(dt))
-			out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
+			for _, M := range []int{1, 2} {
+				w, d := defaultQGLUShape(M)
+				n := qgluName(bits, w, d, dt)
+				out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
+			}
 		}
 	}
 	for _, names := range out {
@@ -99,9 +103,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
 	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
 	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre); qglu.cu's
-	// 2 bit widths × 3 dtypes × 2 scale builds.
-	if len(parts) != 49+97+32+12 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+12, parts)
+	// 2 bit widths × 2 shapes × 3 dtypes × 2 scale builds.
+	if len(parts) != 49+97+32+24 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+24, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
@@ -337,25 +341,33 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 
 // TestPreparePieces checks that Prepare compiles the pieces GLU kernel
 // (qglu.cu) for the widths whose GLU products of one and two rows run it
-// by default (8 bits, not 4), with the scales alone for a symmetric model,
-// and for none under GPTQTOOL_QGLU_PIECES=0 or with the wide kernels off.
+// by default (8 bits, not 4), in one row's shape and two rows', with the
+// scales alone for a symmetric model, in a shape of GPTQTOOL_QGLU_WARPS
+// and GPTQTOOL_QGLU_DEPTH, for one row's shape alone under
+// GPTQTOOL_QGLU_PIECES=1, and for none under GPTQTOOL_QGLU_PIECES=0 or
+// with the wide kernels off.
 func TestPreparePieces(t *testing.T) {
 	f16 := runtime.F16
+	one, two := []string{"qglu8_w16d8_f16"}, []string{"qglu8_w16d8_f16", "qglu8_w16d4_f16"}
 	for _, c := range []struct {
 		pieces, wide int
 		bits         []int
 		sym          bool
+		w, d         int
 		want         []string
 	}{
-		{-1, 1, []int{8}, false, []string{"qglu8_f16"}},
-		{-1, 1, []int{8}, true, []string{"qglu8_f16" + kernels.ScalesOnly}},
-		{-1, 1, []int{4}, false, nil},
-		{-1, 1, []int{4, 8}, false, []string{"qglu8_f16"}},
-		{0, 1, []int{8}, false, nil},
-		{-1, 0, []int{8}, false, nil}, // GPTQTOOL_QMMA_WIDE=0,
-		{2, 1, []int{4, 8}, false, []string{"qglu4_f16", "qglu8_f16"}},
+		{-1, 1, []int{8}, false, 0, 0, two},
+		{-1, 1, []int{8}, true, 0, 0, []string{"qglu8_w16d8_f16" + kernels.ScalesOnly, "qglu8_w16d4_f16" + kernels.ScalesOnly}},
+		{-1, 1, []int{4}, false, 0, 0, nil},
+		{-1, 1, []int{4, 8}, false, 0, 0, two},
+		{0, 1, []int{8}, false, 0, 0, nil},
+		{-1, 0, []int{8}, false, 0, 0, nil}, // GPTQTOOL_QMMA_WIDE=0,
+		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu4_w16d4_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}},
+		{1, 1, []int{8}, false, 0, 0, one},
+		{-1, 1, []int{8}, false, 32, 4, []string{"qglu8_w32d4_f16"}},
+		{-1, 1, []int{8}, false, 0, 2, []string{"qglu8_w16d2_f16"}},
 	} {
-		b := &Backend{arch: 90, qgluPieces: c.pieces, qmmaWide: c.wide, scalesOnly: true}
+		b := &Backend{arch: 90, qgluPieces: c.pieces, qmmaWide: c.wide, scalesOnly: true, qgluW: c.w, qgluD: c.d}
 		var got, want []string
 		for _, m := range b.prepareModules(runtime.ModelSpec{DType: f16, Bits: c.bits, Sym: c.sym}) {
 			if m.File == "qglu.cu" {

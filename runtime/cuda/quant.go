@@ -966,6 +966,14 @@ func (b *Backend) SetQGLUBlocks(n int) {
 	b.qgluBlocks = n
 }
 
+// SetQGLUShape sets the pieces kernel's warps a block (16 or 32) and
+// chunks in flight a warp (0, 0: qgluShape's defaults), for tests.
+func (b *Backend) SetQGLUShape(warps, depth int) {
+	b.enter()
+	defer b.exit()
+	b.qgluW, b.qgluD = warps, depth
+}
+
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
 // default two rows at 8 bits, where pieces even out gate/up's end (+3.2% at
@@ -1576,21 +1584,56 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: S}, Dim{X: threads}, shared, clusterY, args...)
 }
 
-// The pieces kernel (qglu.cu): its rows at most, its warps (QL_W), a
-// warp's inputs of a piece (QL_IN), its ring depth (QL_D), its slots of
-// pieces' sums (QL_SLOTS), its list of a block's pieces (QL_LIST), the
-// wide kernels' slab (qgluCols), and the pairs of counters its launches
-// take in turn.
+// The pieces kernel (qglu.cu): its rows at most, a tile's inputs all its
+// block's warps take (QL_IN · QL_W), its slots of pieces' sums
+// (QL_SLOTS), its list of a block's pieces (QL_LIST), the wide kernels'
+// slab (qgluCols), the pairs of counters its launches take in turn, and
+// the shared memory its blocks leave of what a block may take
+// (qgluShared).
 const (
 	qgluMaxRows = 4
-	qgluWarps   = 32
-	qgluIn      = 256
-	qgluDepth   = 4
+	qgluBlockIn = 8192
 	qgluSlots   = 4
 	qgluList    = 64
 	qgluCols    = 224
 	qgluPairs   = 512
+	qgluLeave   = 8 << 10
 )
+
+// defaultQGLUShape is the pieces kernel's block shape for a product of M
+// rows: 16 warps (QL_W) with 8 chunks in flight each (QL_D) at one row, 4
+// from two. On the H200 at 8 bits (7B shape, blocks holding their SM,
+// qgluShared), against 32 warps with 4 chunks in flight, the former
+// default: one row 393.9 and 394.1 tok/s against 391.6 (+0.6%), two rows
+// 715.9 against 702.1 with 4 chunks (+2.0%; 691.4–692.0 with 8); 32 KB in
+// flight an SM lost at one row (4 chunks of 16 warps, 388.8; 2 of 32
+// warps, 372.7), 128 KB too (8 chunks of 32 warps, 389.3).
+func defaultQGLUShape(M int) (warps, depth int) {
+	if M == 1 {
+		return 16, 8
+	}
+	return 16, 4
+}
+
+// qgluName is the pieces kernel of bits and dt for the block shape warps ×
+// depth (before Quant.scales' suffix).
+func qgluName(bits, warps, depth int, dt runtime.DType) string {
+	return fmt.Sprintf("qglu%d_w%dd%d_%s", bits, warps, depth, suffix(dt))
+}
+
+// qgluShared is the dynamic shared memory a pieces kernel block takes that
+// needs need: by default all but qgluLeave of what a block may take, so
+// that a block starts on an SM only once the kernels before it have left
+// it and no block of theirs shares its SM (the products before gate/up
+// otherwise start it beside them, early, and its first copies then slow
+// the add + norm kernel between: 16 warps, 8 chunks, one row, 392.2 tok/s
+// without against 395.2 with); GPTQTOOL_QGLU_SMEM=N: need plus N.
+func (b *Backend) qgluShared(need int) int {
+	if b.qgluPad >= 0 {
+		return need + b.qgluPad
+	}
+	return max(need, b.shared-qgluLeave)
+}
 
 // qglu runs a GLU product of M rows (at most qgluMaxRows) by q on the
 // pieces kernel (qglu.cu, GPTQTOOL_QGLU_PIECES): one block an SM takes
@@ -1608,23 +1651,24 @@ const (
 // ends; a pair comes round again qgluPairs launches later).
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
 	kb := chunkInputs(q.bits)
-	if q.n%qgluCols != 0 || q.k%qgluIn != 0 || q.k > qgluIn*qgluWarps/2 || q.gs%kb != 0 || (qgluIn%q.gs != 0 && q.gs%qgluIn != 0) {
+	warps, depth := b.qgluShape(M)
+	in := qgluBlockIn / warps // a warp's inputs of a piece (QL_IN)
+	if q.n%qgluCols != 0 || q.k%in != 0 || q.k > in*warps/2 || q.gs%kb != 0 || (in%q.gs != 0 && q.gs%in != 0) || (in/kb)%depth != 0 {
 		return false
 	}
 	if q.perm == nil && x.ptr%16 != 0 {
 		return false
 	}
-	chunks := qgluIn / kb
+	chunks := in / kb
 	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
-	name := fmt.Sprintf("qglu%d_%s", q.bits, suffix(x.dt))
-	name, szp := q.scales(name, true)
+	name, szp := q.scales(qgluName(q.bits, warps, depth, x.dt), true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
 	}
 	// Shared memory, as qglu.cu lays it out: each warp's ring and two
 	// pieces' scales, x, the slots of the warps' sums.
-	shared := qgluWarps*qgluDepth*512 + qgluWarps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*qgluWarps*M*16*4
+	shared := b.qgluShared(warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4)
 	if shared > b.shared {
 		return false
 	}
@@ -1632,7 +1676,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	// activeBlocks' 0 for a kernel that did not compile leaves the launch to
 	// report the compiler's log.)
 	np := q.n / 32
-	nb := min(max(b.activeBlocks("qglu.cu", name, 32*qgluWarps, shared), 1)*b.sms, np)
+	nb := min(max(b.activeBlocks("qglu.cu", name, 32*warps, shared), 1)*b.sms, np)
 	if b.qgluBlocks > 0 {
 		nb = min(nb, b.qgluBlocks)
 	}
@@ -1655,7 +1699,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 		flags |= qfLate
 	}
 	b.lastWide = true
-	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * qgluWarps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, count,
+	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * warps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, count,
 		int32(q.k), int32(q.n), int32(M), int32(q.gs), flags)
 	return true
 }
