@@ -1604,10 +1604,10 @@ const (
 // rows: 16 warps (QL_W) with 8 chunks in flight each (QL_D) at one row, 4
 // from two. On the H200 at 8 bits (7B shape, blocks holding their SM,
 // qgluShared), against 32 warps with 4 chunks in flight, the former
-// default: one row 393.9 and 394.1 tok/s against 391.6 (+0.6%), two rows
-// 715.9 against 702.1 with 4 chunks (+2.0%; 691.4–692.0 with 8); 32 KB in
-// flight an SM lost at one row (4 chunks of 16 warps, 388.8; 2 of 32
-// warps, 372.7), 128 KB too (8 chunks of 32 warps, 389.3).
+// default: one row 393.1–393.3 tok/s against 391.4 (+0.45%), two rows
+// 712.6–712.8 against 701.5 (+1.6%; with 8 chunks 691.4–692.0, below);
+// 32 KB in flight an SM lost at one row (4 chunks of 16 warps, 388.8; 2
+// of 32 warps, 372.7), 128 KB too (8 chunks of 32 warps, 389.3).
 func defaultQGLUShape(M int) (warps, depth int) {
 	if M == 1 {
 		return 16, 8
