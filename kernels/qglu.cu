@@ -71,10 +71,17 @@ template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
 
-template <int BITS, typename T>
+// NRM (the _n kernels, runtime/cuda GPTQTOOL_QGLU_NORM): x's rows are the
+// input of an RMSNorm whose weight in the weight's sequential input order
+// is nw (FuseNorm's), normalized as they are staged. Every block stages
+// all of each row anyway: it sums the squares of the values it gathered,
+// its warps' sums added in warp order, and stages each value as the norm
+// kernel would have written it (rounded to T), so that no norm kernel runs
+// between the product before and this one.
+template <int BITS, typename T, bool NRM>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
                      const int* __restrict__ perm, const int* __restrict__ oslots, u32* ctr, int K, int N, int M, int gs,
-                     int flags) {
+                     int flags, const T* __restrict__ nw, float eps) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr int QL_C = QL_IN / KB;        // chunks a warp a piece
@@ -143,20 +150,59 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const bool taker = warp == 0 && lane == 0;
     if (taker) pend = atomicAdd(ctr, 1u);
     // x, staged whole: rows of eight inputs a thread an item.
-    if (e < n8)
-        for (int m = 0; m < M; m++) {
-            const T* xr = x + (i64)m * K;
-            float v[8];
-            if (perm) {
-                const int4 a = pr[0], b = pr[1];
-                v[0] = to_f32(xr[a.x]), v[1] = to_f32(xr[a.y]), v[2] = to_f32(xr[a.z]), v[3] = to_f32(xr[a.w]);
-                v[4] = to_f32(xr[b.x]), v[5] = to_f32(xr[b.y]), v[6] = to_f32(xr[b.z]), v[7] = to_f32(xr[b.w]);
-            } else {
-                load8<T>(xr + e * 8, v);
-            }
-            *(u32x4*)(xs + m * LDX + e * 8) = u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS),
-                                                    pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
+    auto gather = [&](int m, float* v) {
+        const T* xr = x + (i64)m * K;
+        if (perm) {
+            const int4 a = pr[0], b = pr[1];
+            v[0] = to_f32(xr[a.x]), v[1] = to_f32(xr[a.y]), v[2] = to_f32(xr[a.z]), v[3] = to_f32(xr[a.w]);
+            v[4] = to_f32(xr[b.x]), v[5] = to_f32(xr[b.y]), v[6] = to_f32(xr[b.z]), v[7] = to_f32(xr[b.w]);
+        } else {
+            load8<T>(xr + e * 8, v);
         }
+    };
+    auto put = [&](int m, const float* v) {
+        *(u32x4*)(xs + m * LDX + e * 8) = u32x4{pack2<f16>(v[0] * XS, v[1] * XS), pack2<f16>(v[2] * XS, v[3] * XS),
+                                                pack2<f16>(v[4] * XS, v[5] * XS), pack2<f16>(v[6] * XS, v[7] * XS)};
+    };
+    if constexpr (NRM) {
+        // Each row's values, its squares' sum over the block (the warps'
+        // sums in warp order), then the values normalized.
+        __shared__ float ql_red[4][QL_W];
+        float v[4][8];
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            if (m >= M) break;
+            float ss = 0.0f;
+            if (e < n8) {
+                gather(m, v[m]);
+#pragma unroll
+                for (int j = 0; j < 8; j++) ss += v[m][j] * v[m][j];
+            }
+            ss = warp_sum(ss);
+            if (lane == 0) ql_red[m][warp] = ss;
+        }
+        __syncthreads();
+        if (e < n8) {
+            float wv[8];
+            load8<T>(nw + e * 8, wv);
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                if (m >= M) break;
+                float t = 0.0f;
+                for (int i = 0; i < QL_W; i++) t += ql_red[m][i];
+                const float inv = 1.0f / sqrtf(t / (float)K + eps);
+#pragma unroll
+                for (int j = 0; j < 8; j++) v[m][j] = to_f32(from_f32<T>(wv[j] * (v[m][j] * inv)));
+                put(m, v[m]);
+            }
+        }
+    } else if (e < n8) {
+        for (int m = 0; m < M; m++) {
+            float v[8];
+            gather(m, v);
+            put(m, v);
+        }
+    }
     __syncthreads();
     TRACE_MARK(2);
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
@@ -298,14 +344,22 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
 
-// qglu<bits>_w<QL_W>d<QL_D>_<dtype>: QL_W warps, one block an SM.
+// qglu<bits>_w<QL_W>d<QL_D>_<dtype>: QL_W warps, one block an SM; the
+// same with _n before the dtype: normalizing x (NRM).
 #define QGLU_SYM2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_##NAME
 #define QGLU_SYM(BITS, W, D, NAME) QGLU_SYM2(BITS, W, D, NAME)
+#define QGLU_SYMN2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_n_##NAME
+#define QGLU_SYMN(BITS, W, D, NAME) QGLU_SYMN2(BITS, W, D, NAME)
 #define QGLU(BITS, NAME, T)                                                                                         \
     extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYM(BITS, QL_W, QL_D, NAME)(                \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
         int K, int N, int M, int gs, int flags) {                                                                    \
-        qglu<BITS, T>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags);                                  \
+        qglu<BITS, T, false>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f);            \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYMN(BITS, QL_W, QL_D, NAME)(               \
+        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
+        int K, int N, int M, int gs, int flags, const T* nw, float eps) {                                            \
+        qglu<BITS, T, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nw, eps);                   \
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)

@@ -127,6 +127,26 @@ type NormFuser interface {
 	MatMulGLUNorm(dst, x, nw Tensor, eps float32, w Tensor)
 }
 
+// GLUNormer is a FusedQuantLoader whose GLU product can normalize its own
+// input in decode steps of up to GLUNormRows rows: a model then adds
+// o_proj's product into the residual stream (MatMulAdd) and has the GLU
+// product normalize the stream as it reads it, with no norm kernel
+// between (the sum x + o rounded once, as with a ResidualProjector).
+type GLUNormer interface {
+	// GLUNormRows is the most rows whose GLU products normalize their
+	// input (0: none).
+	GLUNormRows() int
+	// FuseGLUNorm returns weight, an RMSNorm weight [K], prepared for
+	// MatMulGLUNormTo with w (of LoadQuantGLU, reading its input in its own
+	// order), or nil (no error) where w's products do not normalize; Free
+	// releases it.
+	FuseGLUNorm(weight, w Tensor) (Tensor, error)
+	// MatMulGLUNormTo is MatMulGLU(dst, RMSNorm(x, weight, eps), w), its
+	// output column c written to column slots[c] (slots nil: as it is),
+	// for nw = FuseGLUNorm(weight, w).
+	MatMulGLUNormTo(dst, x, nw Tensor, eps float32, w, slots Tensor)
+}
+
 // MLPFuser is a FusedQuantLoader that runs a decode step's whole MLP as
 // one op: MatMulMLP(x, xn, w) sets x += down(silu(xn·gateᵀ) · (xn·upᵀ)) for
 // w = FuseMLP(gateUp, down), where gateUp (of LoadQuantGLU, reading its

@@ -160,6 +160,7 @@ type Backend struct {
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
 	qgluW, qgluD  int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
 	qgluPad       int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
+	qgluNorm      int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
 	qgluSeq       int             // the pieces kernel's launches so far (which pair of counters the next one takes)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
@@ -489,6 +490,13 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	if b.qgluPad, err = envInt("GPTQTOOL_QGLU_SMEM", -1, 0, 1<<18, "0-262144 bytes"); err != nil {
+		return nil, err
+	}
+	// GPTQTOOL_QGLU_NORM=N: decode steps of up to N rows have the pieces
+	// kernel normalize gate/up's input as it stages it, o_proj adding into
+	// the residual stream, and no norm kernel between (runtime.GLUNormer;
+	// 0, the default: none).
+	if b.qgluNorm, err = envInt("GPTQTOOL_QGLU_NORM", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
 	if b.qgluW != 0 && b.qgluW != 16 && b.qgluW != 32 || b.qgluD&(b.qgluD-1) != 0 {

@@ -308,6 +308,112 @@ func TestPiecesGLU(t *testing.T) {
 	}
 }
 
+// TestPiecesGLUNorm checks the pieces kernel normalizing its input
+// (qglu.cu's _n kernels, SetQGLUNorm, MatMulGLUNormTo): against float64
+// (the host's RMSNorm of the rows, then the products of the separate
+// weights) and against the norm kernel followed by the pieces kernel
+// (within a rounding of the staged input: the squares are summed in
+// another order), with and without act order and output slots, 4 and 8
+// bits, one to four rows (the 7B shape at one and two); and with more
+// rows than GLUNormRows the norm kernel first, the same bits as that pair.
+func TestPiecesGLUNorm(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetQGLUPieces(b.QGLUPieces())
+	defer b.SetQGLUNorm(b.GLUNormRows())
+	b.SetQMMAWide(1)
+	b.SetQGLUPieces(4)
+	r := rand.New(rand.NewPCG(27, 28))
+	const eps = 1e-5
+	type ncase struct{ K, N, bits, M, gs int }
+	for _, c := range []ncase{{4096, 14336, 8, 1, 128}, {4096, 14336, 8, 2, 128}, {2048, 1344, 4, 1, 128}, {1024, 896, 8, 4, 32}} {
+		for _, perm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("K%d-N%d-%dbit-M%d-g%d-perm=%v", c.K, c.N, c.bits, c.M, c.gs, perm), func(t *testing.T) {
+				glu, gate, up := loadGLU(t, b, r, c.K, c.N, c.bits, c.gs, perm)
+				x, xr := upload(t, b, runtime.F16, normals(r)(c.M*c.K, 2), c.M, c.K)
+				wv := normals(r)(c.K, 0.2)
+				for i := range wv {
+					wv[i] += 1
+				}
+				nw1, err := b.Alloc(runtime.F16, c.K)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(nw1)
+				wr := make([]float32, c.K)
+				if err := b.Upload(nw1, wv); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Download(wr, nw1); err != nil {
+					t.Fatal(err)
+				}
+				b.SetQGLUNorm(4)
+				nw, err := b.FuseGLUNorm(nw1, glu)
+				if err != nil || nw == nil {
+					t.Fatalf("FuseGLUNorm: %v, %v", nw, err)
+				}
+				defer b.Free(nw)
+				// The host's norm, in float64, then rounded to fp16 as the
+				// norm kernel writes it.
+				xn := make([]float32, len(xr))
+				for m := range c.M {
+					var ss float64
+					for k := range c.K {
+						v := float64(xr[m*c.K+k])
+						ss += v * v
+					}
+					inv := 1 / math.Sqrt(ss/float64(c.K)+eps)
+					for k := range c.K {
+						xn[m*c.K+k] = float32(float64(xr[m*c.K+k]) * inv * float64(wr[k]))
+					}
+				}
+				want := gluRef(xn, gate, up, c.M, c.N, c.K)
+				zero := func() runtime.Tensor {
+					o, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.N), c.M, c.N)
+					return o
+				}
+				// The pair: the norm kernel, then the pieces kernel.
+				xk, _ := upload(t, b, runtime.F16, make([]float32, c.M*c.K), c.M, c.K)
+				b.RMSNorm(xk, x, nw1, eps)
+				pair := zero()
+				b.MatMulGLU(pair, xk, glu)
+				nname := cuda.QGLUNormKernel(c.bits, c.M)
+				launches := func(n string) int { return b.Launches("qglu.cu", n) + b.Launches("qglu.cu", n+kernels.ScalesOnly) }
+				n0 := launches(nname)
+				got, gs := zero(), zero()
+				slots := randomSlots(r, c.N)
+				b.MatMulGLUNormTo(got, x, nw, eps, glu, nil)
+				b.MatMulGLUNormTo(gs, x, nw, eps, glu, i32Tensor(t, b, slots))
+				if n := launches(nname) - n0; n != 2 {
+					t.Fatalf("the normalizing pieces kernel ran %d times for two products, want 2", n)
+				}
+				gotv, pairv := download(t, b, got), download(t, b, pair)
+				if nmse := backendtest.NMSE(gotv, want); !(nmse < 1e-5) {
+					t.Errorf("normalizing: nmse %.3g against float64", nmse)
+				}
+				if nmse := backendtest.NMSE(gotv, widen(pairv)); !(nmse < 1e-5) {
+					t.Errorf("normalizing: nmse %.3g against the norm kernel and the pieces kernel", nmse)
+				}
+				sameBits(t, "normalizing, to slots", download(t, b, gs), moved(gotv, c.M, c.N, slots))
+				// More rows than GLUNormRows: the norm kernel first.
+				if c.M > 1 {
+					b.SetQGLUNorm(c.M - 1)
+					fb := zero()
+					n1 := launches(nname)
+					b.MatMulGLUNormTo(fb, x, nw, eps, glu, nil)
+					if launches(nname) != n1 {
+						t.Errorf("%d rows over GLUNormRows %d ran the normalizing kernel", c.M, c.M-1)
+					}
+					sameBits(t, "rows over GLUNormRows", download(t, b, fb), pairv)
+				}
+			})
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWidePlain checks the plain wide kernels (qgemv.cu _p: blocks of 16
 // warps, one an SM) against float64 and against the 8-warp kernels, with
 // and without act order and a residual, for 4 and 8 bits, a partial last

@@ -101,3 +101,10 @@ func QGLUKernel(bits, M, warps, depth int) string {
 	}
 	return qgluName(bits, warps, depth, runtime.F16)
 }
+
+// QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it
+// (qglu.cu's _n kernels), in the default shape for M rows.
+func QGLUNormKernel(bits, M int) string {
+	warps, depth := defaultQGLUShape(M)
+	return qgluNormName(bits, warps, depth, runtime.F16)
+}

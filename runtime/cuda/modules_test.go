@@ -68,12 +68,14 @@ func launchedKernels() map[string][]string {
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
 		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES) in its default shapes
-		// (one row's and more rows'), both scale builds.
+		// (one row's and more rows'), both scale builds, and its kernels
+		// that normalize x (GPTQTOOL_QGLU_NORM).
 		for _, bits := range []int{4, 8} {
 			for _, M := range []int{1, 2} {
 				w, d := defaultQGLUShape(M)
-				n := qgluName(bits, w, d, dt)
-				out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
+				for _, n := range []string{qgluName(bits, w, d, dt), qgluNormName(bits, w, d, dt)} {
+					out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
+				}
 			}
 		}
 	}

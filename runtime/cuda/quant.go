@@ -1152,6 +1152,51 @@ func (b *Backend) FuseNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
 	if wt.q.glu && b.qmmaWide > 0 && b.qmmaWide <= b.normFuseRows {
 		return nil, nil
 	}
+	return b.normWeight(nt, wt)
+}
+
+// FuseGLUNorm implements runtime.GLUNormer: the norm weight in w's
+// sequential input order, as FuseNorm makes it, for w's GLU products of up
+// to GLUNormRows rows, which the pieces kernel normalizes as it stages x
+// (GPTQTOOL_QGLU_NORM; none by default, FuseGLUNorm then returns nil).
+func (b *Backend) FuseGLUNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
+	nt, wt := b.tensor(weight), b.tensor(w)
+	if b.qgluNorm == 0 || wt.q == nil || !wt.q.glu || nt.q != nil || nt.n != wt.q.k || nt.dt == runtime.I32 {
+		return nil, nil
+	}
+	return b.normWeight(nt, wt)
+}
+
+// GLUNormRows implements runtime.GLUNormer (GPTQTOOL_QGLU_NORM).
+func (b *Backend) GLUNormRows() int { return b.qgluNorm }
+
+// SetQGLUNorm sets the most rows whose GLU products normalize their input
+// on the pieces kernel (as GPTQTOOL_QGLU_NORM does; 0: none), for tests;
+// norm weights are made by FuseGLUNorm after it.
+func (b *Backend) SetQGLUNorm(rows int) {
+	b.enter()
+	defer b.exit()
+	b.qgluNorm = max(0, min(rows, qgluMaxRows))
+}
+
+// MatMulGLUNormTo implements runtime.GLUNormer: on the pieces kernel,
+// normalizing x as it stages it, where it runs the product (qglu), else
+// the norm kernel into a scratch first.
+func (b *Backend) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, slots runtime.Tensor) {
+	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
+	if wt.q == nil || !wt.q.glu {
+		panic("cuda: glu matmul with a weight that is not a GLU fusion")
+	}
+	nrm := b.normOf(nw, eps, wt, xt)
+	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
+	b.enter()
+	defer b.exit()
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nrm, nil)
+}
+
+// normWeight makes nt, a norm weight, in wt's sequential input order
+// (FuseNorm, FuseGLUNorm).
+func (b *Backend) normWeight(nt, wt *Tensor) (runtime.Tensor, error) {
 	b.enter()
 	defer b.exit()
 	buf, err := b.allocBufferLocked(int64(nt.Bytes()))
@@ -1358,6 +1403,12 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	if M == 0 {
 		return
 	}
+	// GLU products of up to qgluNorm rows normalize x on the pieces kernel
+	// where it runs them (GPTQTOOL_QGLU_NORM).
+	if nrm != nil && q.glu && M <= b.qgluNorm && !b.dequantGEMM && b.qmmaWide > 0 && M >= b.qmmaWide &&
+		q.gs%chunkInputs(q.bits) == 0 && b.qglu(outs[0], x, q, w, slots, M, nrm) {
+		return
+	}
 	if nrm != nil && (M > b.normFuseRows || b.dequantGEMM) {
 		// Only the kernels of one tile normalize while staging (up to
 		// normFuseRows rows): the norm kernel writes the rows to a scratch
@@ -1437,7 +1488,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
-	if wide && M <= b.qgluRows(q.bits) && b.qglu(outs[0], x, q, w, slots, M) {
+	if wide && M <= b.qgluRows(q.bits) && b.qglu(outs[0], x, q, w, slots, M, nil) {
 		return
 	}
 	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
@@ -1621,6 +1672,12 @@ func qgluName(bits, warps, depth int, dt runtime.DType) string {
 	return fmt.Sprintf("qglu%d_w%dd%d_%s", bits, warps, depth, suffix(dt))
 }
 
+// qgluNormName is qgluName's kernel that normalizes x as it stages it
+// (NRM, the _n kernels).
+func qgluNormName(bits, warps, depth int, dt runtime.DType) string {
+	return fmt.Sprintf("qglu%d_w%dd%d_n_%s", bits, warps, depth, suffix(dt))
+}
+
 // qgluShared is the dynamic shared memory a pieces kernel block takes that
 // needs need: by default all but qgluLeave of what a block may take, so
 // that a block starts on an SM only once the kernels before it have left
@@ -1649,7 +1706,7 @@ func (b *Backend) qgluShared(need int) int {
 // Each launch takes the next of qgluPairs pairs of counters, so that two
 // launches in a step never share one (each leaves its pair zeroed as it
 // ends; a pair comes round again qgluPairs launches later).
-func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int) bool {
+func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int, nrm *normArg) bool {
 	kb := chunkInputs(q.bits)
 	warps, depth := b.qgluShape(M)
 	in := qgluBlockIn / warps // a warp's inputs of a piece (QL_IN)
@@ -1662,7 +1719,11 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 	chunks := in / kb
 	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
-	name, szp := q.scales(qgluName(q.bits, warps, depth, x.dt), true)
+	kname := qgluName(q.bits, warps, depth, x.dt)
+	if nrm != nil {
+		kname = qgluNormName(q.bits, warps, depth, x.dt)
+	}
+	name, szp := q.scales(kname, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
 	}
@@ -1699,8 +1760,11 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int)
 		flags |= qfLate
 	}
 	b.lastWide = true
-	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * warps}, shared, out.ptr, x.ptr, w.ptr, szp, perm, slots, count,
-		int32(q.k), int32(q.n), int32(M), int32(q.gs), flags)
+	args := []any{out.ptr, x.ptr, w.ptr, szp, perm, slots, count, int32(q.k), int32(q.n), int32(M), int32(q.gs), flags}
+	if nrm != nil {
+		args = append(args, nrm.w.ptr, nrm.eps)
+	}
+	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * warps}, shared, args...)
 	return true
 }
 

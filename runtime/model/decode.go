@@ -386,6 +386,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	resProj := rp != nil && rp.ResidualProjects(runtime.Rows(x))
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
+	// gate/up normalizing the residual stream itself (gn), o_proj then
+	// adding into it, for as many rows as the backend's GLU product does.
+	gn, _ := b.(runtime.GLUNormer)
+	gluNorm := gn != nil && runtime.Rows(x) <= gn.GLUNormRows()
 	// down's product and the norm after it (the next layer's, or the
 	// model's) as one op where the backend has it (rn): s.xn then already
 	// holds the next layer's normalized input (normed).
@@ -429,6 +433,12 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			attend()
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
+		case gluNorm && lw.normed.glu != nil:
+			// (lw's own gate/up, which reads x through its input order,
+			// writing down_proj's input in down_proj's.)
+			attend()
+			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+			gn.MatMulGLUNormTo(s.gate, x, lw.normed.glu, d.eps, lw.gateUp, sl.down)
 		default:
 			// o_proj added into x by the product where the backend asks
 			// for that at this step's rows (rp); else straight from

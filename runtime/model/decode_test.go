@@ -107,7 +107,7 @@ func stepAll(t *testing.T, m *Model, n int) ([][][]float32, []kvcache.Seq) {
 }
 
 // sameSteps fails where a step's logits of a sequence differ from want's by
-// more than 1e-3.
+// more than 1e-3, or are not numbers.
 func sameSteps(t *testing.T, what string, got, want [][][]float32) {
 	t.Helper()
 	for step := range want {
@@ -116,7 +116,7 @@ func sameSteps(t *testing.T, what string, got, want [][][]float32) {
 			for j, v := range want[step][i] {
 				worst = max(worst, math.Abs(float64(got[step][i][j]-v)))
 			}
-			if worst > 1e-3 {
+			if !(worst <= 1e-3) { // (NaN fails too)
 				t.Errorf("step %d sequence %d: %s logits differ by %.3g", step, i, what, worst)
 			}
 		}

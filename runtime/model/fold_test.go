@@ -1,6 +1,7 @@
 package model
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -303,6 +304,61 @@ func TestDecodeNormFuse(t *testing.T) {
 		t.Errorf("%d products normalized their input, want at least %d", nb.fused, min)
 	}
 	sameSteps(t, "norm-fused", got, want)
+}
+
+// gluNormCPU is quantCPU whose GLU product normalizes its own input
+// (runtime.GLUNormer), emulated: the norm into a scratch, then the
+// product; it counts the fused calls.
+type gluNormCPU struct {
+	*quantCPU
+	rows, fused int
+}
+
+func (g *gluNormCPU) GLUNormRows() int { return g.rows }
+
+func (g *gluNormCPU) FuseGLUNorm(weight, w runtime.Tensor) (runtime.Tensor, error) {
+	return (&normCPU{quantCPU: g.quantCPU}).FuseNorm(weight, w)
+}
+
+func (g *gluNormCPU) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, slots runtime.Tensor) {
+	if slots != nil {
+		g.t.Fatal("output slots on a backend whose weights read their input as it is")
+	}
+	xn := (&normCPU{quantCPU: g.quantCPU}).normed(x, nw, eps)
+	defer g.Free(xn)
+	g.MatMulGLU(dst, xn, w)
+	g.fused++
+}
+
+// TestDecodeGLUNorm checks the decode step whose GLU product normalizes its
+// own input (runtime.GLUNormer): an act-order GPTQ checkpoint of
+// openchat-tiny on an emulated backend decodes to the logits of the same
+// backend without it (o_proj then adds the residual itself and gate/up
+// normalize the updated stream), every layer's gate/up normalizing in
+// every decode step; and with GLUNormRows below the step's rows, through
+// the norm kernel, none.
+func TestDecodeGLUNorm(t *testing.T) {
+	open := actOrderBF16(t)
+	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
+	defer mp.Close()
+	want, _ := stepAll(t, mp, 4)
+	for _, rows := range []int{8, 0} {
+		gb := &gluNormCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}, rows: rows}
+		mg := open(gb)
+		for i, lw := range mg.layers {
+			if (lw.normed.glu != nil) != (rows > 0) {
+				t.Fatalf("GLUNormRows %d, layer %d: norm weight for gate/up %v", rows, i, lw.normed.glu)
+			}
+		}
+		got, _ := stepAll(t, mg, 4)
+		mg.Close()
+		// The first step feeds the prompts (a forward); three decode
+		// steps, one fused product a layer in each.
+		if n := 3 * len(mg.layers); rows > 0 && gb.fused < n || rows == 0 && gb.fused != 0 {
+			t.Errorf("GLUNormRows %d: %d GLU products normalized their input, want %d", rows, gb.fused, n)
+		}
+		sameSteps(t, fmt.Sprintf("GLU-norm (rows %d)", rows), got, want)
+	}
 }
 
 // ropeQuant and ropeNorm add runtime.RoPEFuser to the emulated backends

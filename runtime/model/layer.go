@@ -78,8 +78,10 @@ type layerWeights struct {
 	order *decodeOrder
 	// normed are the input and post-attention norm weights prepared for
 	// qkv's and gateUp's products to apply themselves in decode steps
-	// (runtime.NormFuser); nil where they do not.
-	normed struct{ attn, ffn runtime.Tensor }
+	// (runtime.NormFuser), and the post-attention one for gateUp's product
+	// reading the residual stream in its own input order (glu,
+	// runtime.GLUNormer); nil where they do not.
+	normed struct{ attn, ffn, glu runtime.Tensor }
 	// mlp is gate/up and down as one decode-step op (runtime.MLPFuser),
 	// made from the weights the step reads (order's where it has them);
 	// nil where the backend does not fuse them.

@@ -287,8 +287,21 @@ func (bd *binder) fused(p string, d dims, js []int, glu bool, cols []int32) (run
 // decode steps (runtime.NormFuser), where the backend has them: the input
 // norm for q/k/v, and the post-attention norm for gate/up where its product
 // writes down_proj's input as it is (no output slots: down_proj's order
-// folded into gate/up, or no act order).
+// folded into gate/up, or no act order); and the post-attention norm for
+// gate/up's own product (runtime.GLUNormer), where the backend has that.
 func (bd *binder) fuseNorms(lw *layerWeights) error {
+	if gn, ok := bd.b.(runtime.GLUNormer); ok && lw.gateUp != nil && gn.GLUNormRows() > 0 {
+		// (gate/up's own weight, which gathers the stream through its
+		// input order, and writes down_proj's input in down_proj's.)
+		t, err := gn.FuseGLUNorm(lw.ffnNorm, lw.gateUp)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			bd.made = append(bd.made, t)
+			lw.normed.glu = t
+		}
+	}
 	nf, ok := bd.b.(runtime.NormFuser)
 	if !ok {
 		return nil
