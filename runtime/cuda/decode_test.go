@@ -353,8 +353,8 @@ func TestPiecesGLUNorm(t *testing.T) {
 					t.Fatalf("FuseGLUNorm: %v, %v", nw, err)
 				}
 				defer b.Free(nw)
-				// The host's norm, in float64, then rounded to fp16 as the
-				// norm kernel writes it.
+				// The host's norm, in float64 (the kernels round the normalized
+				// rows to fp16: within the bound below).
 				xn := make([]float32, len(xr))
 				for m := range c.M {
 					var ss float64

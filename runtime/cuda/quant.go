@@ -969,6 +969,9 @@ func (b *Backend) SetQGLUBlocks(n int) {
 // SetQGLUShape sets the pieces kernel's warps a block (16 or 32) and
 // chunks in flight a warp (0, 0: qgluShape's defaults), for tests.
 func (b *Backend) SetQGLUShape(warps, depth int) {
+	if warps != 0 && warps != 16 && warps != 32 || depth != 0 && (depth < 2 || depth > 8 || depth&(depth-1) != 0) {
+		panic(fmt.Sprintf("cuda: pieces kernel of %d warps, %d chunks in flight: want 16 or 32 warps, 2, 4 or 8 chunks", warps, depth))
+	}
 	b.enter()
 	defer b.exit()
 	b.qgluW, b.qgluD = warps, depth

@@ -387,7 +387,9 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	mf, _ := b.(runtime.MLPFuser)
 	fuseMLP := mf != nil && runtime.Rows(x) <= mf.MLPFusedRows()
 	// gate/up normalizing the residual stream itself (gn), o_proj then
-	// adding into it, for as many rows as the backend's GLU product does.
+	// adding into it, for as many rows as the backend's GLU product does
+	// (in place of the add + norm kernel, and of MatMulMLP where the backend
+	// has that too).
 	gn, _ := b.(runtime.GLUNormer)
 	gluNorm := gn != nil && runtime.Rows(x) <= gn.GLUNormRows()
 	// down's product and the norm after it (the next layer's, or the

@@ -335,14 +335,17 @@ func (g *gluNormCPU) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, 
 // openchat-tiny on an emulated backend decodes to the logits of the same
 // backend without it (o_proj then adds the residual itself and gate/up
 // normalize the updated stream), every layer's gate/up normalizing in
-// every decode step; and with GLUNormRows below the step's rows, through
-// the norm kernel, none.
+// every decode step; with GLUNormRows below the step's rows (2: three
+// sequences in a step of 4), none, the norm weights made all the same;
+// and with GLUNormRows 0, no norm weights. (The emulated backend reads its
+// weights' inputs as they are: the device's input orders and output slots
+// are the decode ids' and TestPiecesGLUNorm's to check.)
 func TestDecodeGLUNorm(t *testing.T) {
 	open := actOrderBF16(t)
 	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
 	defer mp.Close()
 	want, _ := stepAll(t, mp, 4)
-	for _, rows := range []int{8, 0} {
+	for _, rows := range []int{8, 2, 0} {
 		gb := &gluNormCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}, rows: rows}
 		mg := open(gb)
 		for i, lw := range mg.layers {
@@ -353,8 +356,8 @@ func TestDecodeGLUNorm(t *testing.T) {
 		got, _ := stepAll(t, mg, 4)
 		mg.Close()
 		// The first step feeds the prompts (a forward); three decode
-		// steps, one fused product a layer in each.
-		if n := 3 * len(mg.layers); rows > 0 && gb.fused < n || rows == 0 && gb.fused != 0 {
+		// steps of 4 rows, one fused product a layer in each.
+		if n := 3 * len(mg.layers); rows >= 4 && gb.fused < n || rows < 4 && gb.fused != 0 {
 			t.Errorf("GLUNormRows %d: %d GLU products normalized their input, want %d", rows, gb.fused, n)
 		}
 		sameSteps(t, fmt.Sprintf("GLU-norm (rows %d)", rows), got, want)
