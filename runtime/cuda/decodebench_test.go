@@ -177,6 +177,79 @@ func BenchmarkDecodeOps(b *testing.B) {
 	}
 }
 
+// BenchmarkPiecesGLU times the 7B shape's 8-bit gate/up (g128, act order,
+// fp16 activations) alone, at one and two rows, inside a graph (as
+// BenchmarkDecodeOps does: 100 launches back to back), on the pieces
+// kernel in its default shape (qglu.cu, the default at 8 bits), in the
+// fiftieth session's shape (32 warps, 4 chunks in flight a warp, no shared
+// memory held beyond its need), on the wide kernels, normalizing its input
+// (GPTQTOOL_QGLU_NORM's MatMulGLUNormTo), and as the norm kernel followed by
+// the pieces kernel: its aggregate read rate, GB/s, to set against
+// BenchmarkStream's plain streams.
+func BenchmarkPiecesGLU(b *testing.B) {
+	be := gputest.Backend(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	const H, I = 4096, 14336
+	perm := make([]int32, H)
+	for i, v := range r.Perm(H) {
+		perm[i] = int32(v)
+	}
+	q8 := func() *runtime.QuantWeight {
+		w := randomQuant(r, H, I, 8, 128, false)
+		w.Perm = perm
+		return w
+	}
+	gu, err := be.LoadQuantGLU(q8(), q8())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Free(gu)
+	norm := randTensor(b, be, runtime.F16, H)
+	defer be.Free(norm)
+	defer be.SetQGLUPieces(be.QGLUPieces())
+	defer be.SetQGLUShape(0, 0)
+	defer be.SetQGLUNorm(be.GLUNormRows())
+	be.SetQGLUNorm(2)
+	guNorm, err := be.FuseGLUNorm(norm, gu)
+	if err != nil || guNorm == nil {
+		b.Fatalf("FuseGLUNorm: %v, %v", guNorm, err)
+	}
+	defer be.Free(guNorm)
+	bytes := float64(H)*float64(2*I) + float64(H/128)*float64(2*I)*4 + 4*H
+	for _, M := range []int{1, 2} {
+		x, xn := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
+		act := randTensor(b, be, runtime.F16, M, I)
+		for _, v := range []struct {
+			name         string
+			pieces, w, d int
+			op           func()
+		}{
+			{"pieces", 2, 0, 0, func() { be.MatMulGLU(act, xn, gu) }},
+			{"pieces_w32d4", 2, 32, 4, func() { be.MatMulGLU(act, xn, gu) }},
+			{"wide", 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }},
+			{"pieces_norm", 2, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }},
+			{"norm_then_pieces", 2, 0, 0, func() {
+				be.RMSNorm(xn, x, norm, 1e-5)
+				be.MatMulGLU(act, xn, gu)
+			}},
+		} {
+			b.Run(fmt.Sprintf("M%d/%s", M, v.name), func(b *testing.B) {
+				be.SetQGLUPieces(v.pieces)
+				be.SetQGLUShape(v.w, v.d)
+				if v.w != 0 {
+					be.SetQGLUPad(0) // (the fiftieth session's blocks held only their need)
+				}
+				inGraph(b, be, v.op)
+				be.SetQGLUPad(-1)
+				reportBW(b, bytes)
+			})
+		}
+		for _, t := range []runtime.Tensor{x, xn, act} {
+			be.Free(t)
+		}
+	}
+}
+
 // BenchmarkPagedAttention times a 7B layer's decode attention (32 query and
 // 8 kv heads of 128, fp16) in a graph for contexts of 256 to 4096 positions
 // and several fewest positions a split block takes (SetAttentionSplit).

@@ -977,6 +977,15 @@ func (b *Backend) SetQGLUShape(warps, depth int) {
 	b.qgluW, b.qgluD = warps, depth
 }
 
+// SetQGLUPad sets the shared memory the pieces kernel's blocks take beyond
+// their need (as GPTQTOOL_QGLU_SMEM does; -1: qgluShared's rule), for
+// tests and benchmarks.
+func (b *Backend) SetQGLUPad(n int) {
+	b.enter()
+	defer b.exit()
+	b.qgluPad = max(n, -1)
+}
+
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
 // default two rows at 8 bits, where pieces even out gate/up's end (+3.2% at
