@@ -144,6 +144,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const int n8 = K / 8, e = threadIdx.x;
     int4 pr[2];
     if (perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
+    // (NRM: the norm weight is the model's too.)
+    float wv[8];
+    if (NRM && e < n8) load8<T>(nw + e * 8, wv);
     pdl_wait();
     TRACE_MARK(1);
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
@@ -183,8 +186,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
         __syncthreads();
         if (e < n8) {
-            float wv[8];
-            load8<T>(nw + e * 8, wv);
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 if (m >= M) break;
