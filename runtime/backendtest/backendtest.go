@@ -201,7 +201,8 @@ func testEmbedding(e *env) {
 	e.check("embedding", e.download(dst), want, tolExact)
 }
 
-func refRMSNorm(x, w []float32, h int, eps float32) []float64 {
+// RefRMSNorm is the RMSNorm of x's rows of h by the weight w, in float64.
+func RefRMSNorm(x, w []float32, h int, eps float32) []float64 {
 	out := make([]float64, len(x))
 	for r := 0; r < len(x)/h; r++ {
 		var ss float64
@@ -225,7 +226,7 @@ func testRMSNorm(e *env) {
 			xt, wt := e.upload(x, s.rows, s.h), e.upload(w, s.h)
 			dst := e.alloc(s.rows, s.h)
 			e.b.RMSNorm(dst, xt, wt, 1e-5)
-			want := refRMSNorm(x, w, s.h, 1e-5)
+			want := RefRMSNorm(x, w, s.h, 1e-5)
 			e.check("rmsnorm", e.download(dst), want, tolNorm)
 			e.b.RMSNorm(xt, xt, wt, 1e-5)
 			e.check("rmsnorm in place", e.download(xt), want, tolNorm)
@@ -244,7 +245,7 @@ func testAddRMSNorm(e *env) {
 		sum[i] = x[i] + d[i]
 	}
 	e.check("addrmsnorm x", e.download(xt), f64(sum), tolElem)
-	e.check("addrmsnorm norm", e.download(norm), refRMSNorm(sum, w, h, 1e-6), tolNorm)
+	e.check("addrmsnorm norm", e.download(norm), RefRMSNorm(sum, w, h, 1e-6), tolNorm)
 }
 
 // RefMatMul is the float64 reference of MatMul: x[m,k]·w[n,k]ᵀ, [m, n].

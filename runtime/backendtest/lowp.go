@@ -79,7 +79,7 @@ func lowRMSNorm(e *lowEnv) {
 		w, wv := e.upload(e.randn(s.h), s.h)
 		dst := e.alloc(s.rows, s.h)
 		e.b.RMSNorm(dst, x, w, 1e-5)
-		e.check(fmt.Sprintf("rmsnorm %dx%d", s.rows, s.h), e.download(dst), refRMSNorm(xv, wv, s.h, 1e-5), tolLow[e.dt])
+		e.check(fmt.Sprintf("rmsnorm %dx%d", s.rows, s.h), e.download(dst), RefRMSNorm(xv, wv, s.h, 1e-5), tolLow[e.dt])
 	}
 }
 
@@ -101,7 +101,7 @@ func lowAddRMSNormH(e *lowEnv, h int) {
 		sum[i] = xv[i] + dv[i]
 	}
 	e.check("addrmsnorm x", e.download(x), f64(sum), tolLow[e.dt])
-	e.check("addrmsnorm norm", e.download(norm), refRMSNorm(e.download(x), wv, h, 1e-6), tolLow[e.dt])
+	e.check("addrmsnorm norm", e.download(norm), RefRMSNorm(e.download(x), wv, h, 1e-6), tolLow[e.dt])
 }
 
 func lowMatMul(e *lowEnv) {

@@ -255,12 +255,11 @@ func TestPiecesGLU(t *testing.T) {
 					b.SetQGLUPieces(4)
 					b.SetQGLUShape(sh[0], sh[1])
 					kname := cuda.QGLUKernel(c.bits, c.M, sh[0], sh[1])
-					launches := func() int { return b.Launches("qglu.cu", kname) + b.Launches("qglu.cu", kname+kernels.ScalesOnly) }
-					n0 := launches()
+					n0 := qgluLaunches(b, kname)
 					b.MatMulGLU(op, x, glu)
 					b.MatMulGLU(op2, x, glu)
 					b.MatMulGLUTo(os, x, glu, i32Tensor(t, b, slots))
-					if n := launches() - n0; n != 3 {
+					if n := qgluLaunches(b, kname) - n0; n != 3 {
 						t.Fatalf("the pieces kernel ran %d times for three products, want 3", n)
 					}
 					gotw, gotp := download(t, b, ow), download(t, b, op)
@@ -308,6 +307,12 @@ func TestPiecesGLU(t *testing.T) {
 	}
 }
 
+// qgluLaunches counts the launches of qglu.cu's kernel name in both scale
+// builds (the pairs, and the scales alone: kernels.ScalesOnly).
+func qgluLaunches(b *cuda.Backend, name string) int {
+	return b.Launches("qglu.cu", name) + b.Launches("qglu.cu", name+kernels.ScalesOnly)
+}
+
 // TestPiecesGLUNorm checks the pieces kernel normalizing its input
 // (qglu.cu's _n kernels, SetQGLUNorm, MatMulGLUNormTo): against float64
 // (the host's RMSNorm of the rows, then the products of the separate
@@ -337,18 +342,7 @@ func TestPiecesGLUNorm(t *testing.T) {
 				for i := range wv {
 					wv[i] += 1
 				}
-				nw1, err := b.Alloc(runtime.F16, c.K)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer b.Free(nw1)
-				wr := make([]float32, c.K)
-				if err := b.Upload(nw1, wv); err != nil {
-					t.Fatal(err)
-				}
-				if err := b.Download(wr, nw1); err != nil {
-					t.Fatal(err)
-				}
+				nw1, wr := upload(t, b, runtime.F16, wv, 1, c.K)
 				b.SetQGLUNorm(4)
 				nw, err := b.FuseGLUNorm(nw1, glu)
 				if err != nil || nw == nil {
@@ -358,16 +352,8 @@ func TestPiecesGLUNorm(t *testing.T) {
 				// The host's norm, in float64 (the kernels round the normalized
 				// rows to fp16: within the bound below).
 				xn := make([]float32, len(xr))
-				for m := range c.M {
-					var ss float64
-					for k := range c.K {
-						v := float64(xr[m*c.K+k])
-						ss += v * v
-					}
-					inv := 1 / math.Sqrt(ss/float64(c.K)+eps)
-					for k := range c.K {
-						xn[m*c.K+k] = float32(float64(xr[m*c.K+k]) * inv * float64(wr[k]))
-					}
+				for i, v := range backendtest.RefRMSNorm(xr, wr, c.K, eps) {
+					xn[i] = float32(v)
 				}
 				want := gluRef(xn, gate, up, c.M, c.N, c.K)
 				zero := func() runtime.Tensor {
@@ -380,13 +366,12 @@ func TestPiecesGLUNorm(t *testing.T) {
 				pair := zero()
 				b.MatMulGLU(pair, xk, glu)
 				nname := cuda.QGLUNormKernel(c.bits, c.M)
-				launches := func(n string) int { return b.Launches("qglu.cu", n) + b.Launches("qglu.cu", n+kernels.ScalesOnly) }
-				n0 := launches(nname)
+				n0 := qgluLaunches(b, nname)
 				got, gs := zero(), zero()
 				slots := randomSlots(r, c.N)
 				b.MatMulGLUNormTo(got, x, nw, eps, glu, nil)
 				b.MatMulGLUNormTo(gs, x, nw, eps, glu, i32Tensor(t, b, slots))
-				if n := launches(nname) - n0; n != 2 {
+				if n := qgluLaunches(b, nname) - n0; n != 2 {
 					t.Fatalf("the normalizing pieces kernel ran %d times for two products, want 2", n)
 				}
 				gotv, pairv := download(t, b, got), download(t, b, pair)
@@ -401,9 +386,9 @@ func TestPiecesGLUNorm(t *testing.T) {
 				if c.M > 1 {
 					b.SetQGLUNorm(c.M - 1)
 					fb := zero()
-					n1 := launches(nname)
+					n1 := qgluLaunches(b, nname)
 					b.MatMulGLUNormTo(fb, x, nw, eps, glu, nil)
-					if launches(nname) != n1 {
+					if qgluLaunches(b, nname) != n1 {
 						t.Errorf("%d rows over GLUNormRows %d ran the normalizing kernel", c.M, c.M-1)
 					}
 					sameBits(t, "rows over GLUNormRows", download(t, b, fb), pairv)

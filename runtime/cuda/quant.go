@@ -1131,14 +1131,25 @@ func (b *Backend) MatMulGLU(dst, x, w runtime.Tensor) {
 
 // MatMulGLUTo implements runtime.InputOrderer.
 func (b *Backend) MatMulGLUTo(dst, x, w, slots runtime.Tensor) {
+	b.matmulGLU(dst, x, w, slots, nil, 0)
+}
+
+// matmulGLU is the GLU product of x by w, its outputs written to slots,
+// of the RMSNorm of x by nw (a FuseNorm or FuseGLUNorm weight for w) where
+// nw is not nil.
+func (b *Backend) matmulGLU(dst, x, w, slots, nw runtime.Tensor, eps float32) {
 	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
 	if wt.q == nil || !wt.q.glu {
 		panic("cuda: glu matmul with a weight that is not a GLU fusion")
 	}
+	var nrm *normArg
+	if nw != nil {
+		nrm = b.normOf(nw, eps, wt, xt)
+	}
 	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
 	b.enter()
 	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nil, nil)
+	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nrm, nil)
 }
 
 // normArg is a product's RMSNorm of its input (runtime.NormFuser): w from
@@ -1195,15 +1206,10 @@ func (b *Backend) SetQGLUNorm(rows int) {
 // normalizing x as it stages it, where it runs the product (qglu), else
 // the norm kernel into a scratch first.
 func (b *Backend) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, slots runtime.Tensor) {
-	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
-	if wt.q == nil || !wt.q.glu {
-		panic("cuda: glu matmul with a weight that is not a GLU fusion")
+	if nw == nil {
+		panic("cuda: norm-fused glu matmul without a norm weight")
 	}
-	nrm := b.normOf(nw, eps, wt, xt)
-	sp := b.slotsPtr("glu matmul", slots, wt.q.n/2, d, xt)
-	b.enter()
-	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, sp, nrm, nil)
+	b.matmulGLU(dst, x, w, slots, nw, eps)
 }
 
 // normWeight makes nt, a norm weight, in wt's sequential input order
@@ -1273,14 +1279,7 @@ func (b *Backend) MatMulSplitNorm(dsts []runtime.Tensor, x, nw runtime.Tensor, e
 
 // MatMulGLUNorm implements runtime.NormFuser.
 func (b *Backend) MatMulGLUNorm(dst, x, nw runtime.Tensor, eps float32, w runtime.Tensor) {
-	d, xt, wt := b.tensor(dst), b.tensor(x), b.tensor(w)
-	if wt.q == nil || !wt.q.glu {
-		panic("cuda: glu matmul with a weight that is not a GLU fusion")
-	}
-	nrm := b.normOf(nw, eps, wt, xt)
-	b.enter()
-	defer b.exit()
-	b.qmatmul([3]*Tensor{d}, xt, wt, nil, 0, nrm, nil)
+	b.MatMulGLUNormTo(dst, x, nw, eps, w, nil)
 }
 
 // qmmaPlan is how a qmma product of M rows is split: S blocks along K for
