@@ -144,9 +144,15 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const int n8 = K / 8, e = threadIdx.x;
     int4 pr[2];
     if (perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
-    // (NRM: the norm weight is the model's too.)
-    float wv[8];
-    if (NRM && e < n8) load8<T>(nw + e * 8, wv);
+    // (NRM: the norm weight is the model's too; its values are unpacked
+    // only as the rows are normalized, so that nothing before the wait
+    // waits for it: unpacked here, the permutation's loads issued only
+    // once it had come, a round trip later.)
+    u32x4 wr[sizeof(T) / 2];
+    if (NRM && e < n8) {
+#pragma unroll
+        for (int i = 0; i < (int)(sizeof(T) / 2); i++) wr[i] = ((const u32x4*)(nw + e * 8))[i];
+    }
     pdl_wait();
     TRACE_MARK(1);
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
@@ -186,6 +192,14 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
         __syncthreads();
         if (e < n8) {
+            float wv[8];
+            if constexpr (sizeof(T) == 2) {
+                unpack8<T>(wr[0], wv);
+            } else {
+                const float* f = (const float*)wr;
+#pragma unroll
+                for (int j = 0; j < 8; j++) wv[j] = f[j];
+            }
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 if (m >= M) break;

@@ -80,6 +80,15 @@ type AttentionProjector interface {
 	PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 }
 
+// ResidualAttentionProjector is an AttentionProjector whose product can
+// add into the residual stream: PagedAttentionMatMulAdd(x, att, q, kc, vc,
+// tables, pos, blockSize, p, w) sets x = x + PagedAttention(…)·wᵀ, the sum
+// rounded once. A model uses it where gate/up then normalizes x itself
+// (GLUNormer), in place of PagedAttention and MatMulAdd.
+type ResidualAttentionProjector interface {
+	PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
+}
+
 // ResidualProjector is a Backend whose decode steps of some row counts
 // run o_proj after paged attention as a product added into the residual
 // stream: ResidualProjects(rows) reports whether a model should, for a

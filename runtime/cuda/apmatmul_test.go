@@ -11,7 +11,9 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 )
 
-// TestPagedAttentionMatMul checks runtime.AttentionProjector on the device:
+// TestPagedAttentionMatMul checks runtime.AttentionProjector (and
+// runtime.ResidualAttentionProjector, the same adding into a residual) on
+// the device:
 // attention left in per-split parts and combined by the product's kernel
 // (qgemv.cu's _a) against attention combined by itself, written in the
 // weight's input order, and multiplied by InOrder(w)
@@ -63,7 +65,8 @@ func TestPagedAttentionMatMul(t *testing.T) {
 				for i := range nan {
 					nan[i] = float32(math.NaN())
 				}
-				run := func(deferred bool) (y, att []float32) {
+				res0 := rand32(M*N, 1)
+				run := func(deferred, add bool) (y, att []float32) {
 					b.SetAttentionDefer(deferred)
 					q, _ := upload(t, b, c.dt, q0, M, hq*hd)
 					k, _ := upload(t, b, c.dt, k0, M, hkv*hd)
@@ -71,23 +74,43 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					kc, _ := upload(t, b, c.dt, cache, blocks*bs, hkv*hd)
 					vc, _ := upload(t, b, c.dt, cache, blocks*bs, hkv*hd)
 					at, _ := upload(t, b, c.dt, nan, M, K)
-					out, _ := upload(t, b, c.dt, make([]float32, M*N), M, N)
+					o0 := make([]float32, M*N)
+					if add {
+						o0 = res0
+					}
+					out, _ := upload(t, b, c.dt, o0, M, N)
 					for _, x := range []runtime.Tensor{q, k, v, kc, vc, at, out} {
 						defer b.Free(x)
 					}
 					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
-					b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
+					if add {
+						b.PagedAttentionMatMulAdd(out, at, q, kc, vc, tt, pt, bs, p, w)
+					} else {
+						b.PagedAttentionMatMul(out, at, q, kc, vc, tt, pt, bs, p, w)
+					}
 					return download(t, b, out), download(t, b, at)
 				}
-				want, _ := run(false)
-				got, att := run(true)
-				w64 := make([]float64, len(want))
-				for i, v := range want {
-					w64[i] = float64(v)
-				}
+				want, _ := run(false, false)
+				got, att := run(true, false)
 				tol := map[runtime.DType]float64{runtime.F16: 1e-6, runtime.BF16: 1e-5, runtime.F32: 1e-6}[c.dt]
-				if nmse := backendtest.NMSE(got, w64); !(nmse < tol) {
+				if nmse := backendtest.NMSE(got, widen(want)); !(nmse < tol) {
 					t.Errorf("parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
+				}
+				// PagedAttentionMatMulAdd: both ways against each other and
+				// against the residual plus the product above (rounded
+				// twice there: within the same bound).
+				wantAdd, _ := run(false, true)
+				gotAdd, _ := run(true, true)
+				if nmse := backendtest.NMSE(gotAdd, widen(wantAdd)); !(nmse < tol) {
+					t.Errorf("added into the residual, parts combined by the product: nmse %.3g against attention's own combine, want < %.1g", nmse, tol)
+				}
+				_, resd := upload(t, b, c.dt, res0, M, N) // (as the device holds it)
+				sum := make([]float64, len(want))
+				for i, v := range want {
+					sum[i] = float64(v) + float64(resd[i])
+				}
+				if nmse := backendtest.NMSE(wantAdd, sum); !(nmse < tol) {
+					t.Errorf("added into the residual: nmse %.3g against the residual plus the product, want < %.1g", nmse, tol)
 				}
 				// Parts are left for one row (the backend's apRows) of 16-bit
 				// activations and at most 8 splits (up to 4,096 positions;

@@ -759,6 +759,19 @@ type apArg struct {
 // (InputSlots) and MatMul by InOrder(w). GPTQTOOL_ATTN_DEFER=0
 // (SetAttentionDefer(false)) always takes the second way.
 func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	b.pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos, blockSize, p, w, false)
+}
+
+// PagedAttentionMatMulAdd implements runtime.ResidualAttentionProjector:
+// PagedAttentionMatMul whose product adds into x (qgemv.cu's epilogue adds
+// the residual to the fp32 sum and rounds once), for decode steps whose
+// gate/up then normalizes x itself (GPTQTOOL_QGLU_NORM).
+func (b *Backend) PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	b.pagedAttentionMatMul(x, att, q, kc, vc, tables, pos, blockSize, p, w, true)
+}
+
+// pagedAttentionMatMul is PagedAttentionMatMul, adding into dst with add.
+func (b *Backend) pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor, add bool) {
 	d, at, wt := b.tensor(dst), b.tensor(att), b.tensor(w)
 	slots := b.InputSlots(w)
 	if !b.apFits(at, wt, p) || (wt.q.perm != nil && slots == nil) {
@@ -767,7 +780,11 @@ func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 			wi = b.InOrder(w)
 		}
 		b.PagedAttentionTo(att, q, kc, vc, tables, pos, blockSize, p, slots)
-		b.MatMul(dst, att, wi)
+		if add {
+			b.MatMulAdd(dst, att, wi, dst)
+		} else {
+			b.MatMul(dst, att, wi)
+		}
 		return
 	}
 	// att and the parts in w's input order: the product reads them
@@ -776,9 +793,13 @@ func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.
 	if ap.part == 0 {
 		return // failed (b.fail)
 	}
+	var res *Tensor
+	if add {
+		res = d
+	}
 	b.enter()
 	defer b.exit()
-	b.qmatmulAP([3]*Tensor{d}, at, wt, nil, 0, nil, nil, &ap)
+	b.qmatmulAP([3]*Tensor{d}, at, wt, res, 0, nil, nil, &ap)
 }
 
 // ResidualProjects implements runtime.ResidualProjector: steps of more

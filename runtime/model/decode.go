@@ -392,6 +392,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	// has that too).
 	gn, _ := b.(runtime.GLUNormer)
 	gluNorm := gn != nil && runtime.Rows(x) <= gn.GLUNormRows()
+	rap, _ := b.(runtime.ResidualAttentionProjector)
 	// down's product and the norm after it (the next layer's, or the
 	// model's) as one op where the backend has it (rn): s.xn then already
 	// holds the next layer's normalized input (normed).
@@ -436,10 +437,16 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		case gluNorm && lw.normed.glu != nil:
-			// (lw's own gate/up, which reads x through its input order,
-			// writing down_proj's input in down_proj's.)
-			attend()
-			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+			// o_proj straight from attention and added into x where the
+			// backend does that (rap: lw's own weight, whose input order it
+			// reads itself). (lw's own gate/up, which reads x through its
+			// input order, writing down_proj's input in down_proj's.)
+			if rap != nil {
+				rap.PagedAttentionMatMulAdd(x, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+			} else {
+				attend()
+				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+			}
 			gn.MatMulGLUNormTo(s.gate, x, lw.normed.glu, d.eps, lw.gateUp, sl.down)
 		default:
 			// o_proj added into x by the product where the backend asks

@@ -330,6 +330,26 @@ func (g *gluNormCPU) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, 
 	g.fused++
 }
 
+// gluNormAP is gluNormCPU that also adds o_proj's product into the
+// residual stream straight from attention
+// (runtime.ResidualAttentionProjector), emulated: attention, then the
+// product added as runtime.MatMulAdd adds it; it counts those calls.
+type gluNormAP struct {
+	*gluNormCPU
+	added int
+}
+
+func (g *gluNormAP) PagedAttentionMatMulAdd(x, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	g.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	tmp, err := g.Alloc(x.DType(), x.Shape()...)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer g.Free(tmp)
+	runtime.MatMulAdd(g, x, att, w, x, tmp)
+	g.added++
+}
+
 // TestDecodeGLUNorm checks the decode step whose GLU product normalizes its
 // own input (runtime.GLUNormer): an act-order GPTQ checkpoint of
 // openchat-tiny on an emulated backend decodes to the logits of the same
@@ -337,17 +357,29 @@ func (g *gluNormCPU) MatMulGLUNormTo(dst, x, nw runtime.Tensor, eps float32, w, 
 // normalize the updated stream), every layer's gate/up normalizing in
 // every decode step; with GLUNormRows below the step's rows (2: three
 // sequences in a step of 4), none, the norm weights made all the same;
-// and with GLUNormRows 0, no norm weights. (The emulated backend reads its
-// weights' inputs as they are: the device's input orders and output slots
-// are the decode ids' and TestPiecesGLUNorm's to check.)
+// and with GLUNormRows 0, no norm weights; each with o_proj added into the
+// stream by MatMulAdd after attention and by PagedAttentionMatMulAdd
+// (runtime.ResidualAttentionProjector), which then runs in each layer of
+// each normalizing decode step. (The emulated backend reads its weights'
+// inputs as they are: the device's input orders and output slots are the
+// decode ids' and TestPiecesGLUNorm's to check.)
 func TestDecodeGLUNorm(t *testing.T) {
 	open := actOrderBF16(t)
 	mp := open(&quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}})
 	defer mp.Close()
 	want, _ := stepAll(t, mp, 4)
-	for _, rows := range []int{8, 2, 0} {
+	for _, c := range []struct {
+		rows int
+		ap   bool
+	}{{8, false}, {8, true}, {2, false}, {2, true}, {0, false}} {
+		rows := c.rows
 		gb := &gluNormCPU{quantCPU: &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}}, rows: rows}
-		mg := open(gb)
+		var b runtime.Backend = gb
+		ga := &gluNormAP{gluNormCPU: gb}
+		if c.ap {
+			b = ga
+		}
+		mg := open(b)
 		for i, lw := range mg.layers {
 			if (lw.normed.glu != nil) != (rows > 0) {
 				t.Fatalf("GLUNormRows %d, layer %d: norm weight for gate/up %v", rows, i, lw.normed.glu)
@@ -360,7 +392,10 @@ func TestDecodeGLUNorm(t *testing.T) {
 		if n := 3 * len(mg.layers); rows >= 4 && gb.fused < n || rows < 4 && gb.fused != 0 {
 			t.Errorf("GLUNormRows %d: %d GLU products normalized their input, want %d", rows, gb.fused, n)
 		}
-		sameSteps(t, fmt.Sprintf("GLU-norm (rows %d)", rows), got, want)
+		if n := gb.fused; c.ap && ga.added != n {
+			t.Errorf("GLUNormRows %d: %d o_proj products added from attention, want one a normalizing GLU product (%d)", rows, ga.added, n)
+		}
+		sameSteps(t, fmt.Sprintf("GLU-norm (rows %d, attention's product adding %v)", rows, c.ap), got, want)
 	}
 }
 
