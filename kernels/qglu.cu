@@ -71,6 +71,18 @@ template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
 
 __device__ __forceinline__ float ql_silu(float v) { return v / (1.0f + expf(-v)); }
 
+// ql_take: atomicAdd(ctr, 1) as one instruction, its value waited for only
+// where it is used: ptxas makes an add (atomicAdd, or atom.add itself) a
+// warp's aggregated add, whose shuffle of the value waits for it at once,
+// holding back warp 0 a round trip (in the staging, and as it publishes
+// each piece); an increment that wraps at 2^31 - 1 (the same as the add,
+// as a launch's counters stay far below it) it leaves be.
+__device__ __forceinline__ u32 ql_take(u32* ctr) {
+    u32 r;
+    asm volatile("atom.global.inc.u32 %0, [%1], 0x7fffffff;" : "=r"(r) : "l"(ctr) : "memory");
+    return r;
+}
+
 // NRM (the _n kernels, runtime/cuda GPTQTOOL_QGLU_NORM): x's rows are the
 // input of an RMSNorm whose weight in the weight's sequential input order
 // is nw (FuseNorm's), normalized as they are staged. Every block stages
@@ -106,6 +118,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     szw* scl = (szw*)((char*)smem_l + QL_W * QL_D * 512);  // [QL_W][2][GP][16]
     u16* xs = (u16*)(scl + QL_W * 2 * SB);                // [M][LDX]
     float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][QL_W][M][16]
+    int* prs = (int*)(psum + QL_SLOTS * QL_W * M * 16);    // NRM: [K], the permutation
+    T* nws = (T*)(prs + K);                                // NRM: [K], the norm weight
     if (threadIdx.x < QL_LIST) list[threadIdx.x] = threadIdx.x == 0 ? (int)blockIdx.x : QL_WAIT;
     if (threadIdx.x < QL_SLOTS) parr[threadIdx.x] = 0, psumd[threadIdx.x] = 0;
 
@@ -129,6 +143,24 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         return (const u32x4*)qw + ((i64)nt * CK + wk * QL_C) * 32 + lane;
     };
     const u32x4* src = nullptr;
+    // NRM: this thread's item of the permutation and of the norm weight
+    // (model weights, not the previous kernel's output) copied to shared
+    // memory before the wait, the oldest commit group, and read only after
+    // it: loaded into registers, their first uses (addresses, conversions)
+    // were scheduled before the wait, which then waited a round trip for
+    // them behind the ring's first turn.
+    if constexpr (NRM) {
+        const int e = threadIdx.x;
+        if (e < K / 8) {
+            if (perm) {
+                cp_async16(smem_addr(prs + e * 8), perm + e * 8);
+                cp_async16(smem_addr(prs + e * 8 + 4), perm + e * 8 + 4);
+            }
+#pragma unroll
+            for (int i = 0; i < (int)(sizeof(T) / 2); i++) cp_async16(smem_addr(nws + e * 8) + 16 * i, (const char*)(nw + e * 8) + 16 * i);
+        }
+        asm volatile("cp.async.commit_group;");
+    }
     if (act) {
         // The weights and scales are the model's: the ring's first turn
         // before the wait.
@@ -143,21 +175,27 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     // threads, the backend checks).
     const int n8 = K / 8, e = threadIdx.x;
     int4 pr[2];
-    if (perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
-    // (NRM: the norm weight is the model's too; its values are unpacked
-    // only as the rows are normalized, so that nothing before the wait
-    // waits for it: unpacked here, the permutation's loads issued only
-    // once it had come, a round trip later.)
-    u32x4 wr[sizeof(T) / 2];
-    if (NRM && e < n8) {
-#pragma unroll
-        for (int i = 0; i < (int)(sizeof(T) / 2); i++) wr[i] = ((const u32x4*)(nw + e * 8))[i];
-    }
+    if (!NRM && perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
     pdl_wait();
+    u32x4 wr[sizeof(T) / 2];
+    if constexpr (NRM) {
+        // (Its group is the oldest: a warp with inputs has its ring's first
+        // turn, QL_D groups, after it.)
+        if (act) {
+            asm volatile("cp.async.wait_group %0;" ::"n"(QL_D) : "memory");
+        } else {
+            asm volatile("cp.async.wait_group 0;" ::: "memory");
+        }
+        if (e < n8) {
+            if (perm) pr[0] = *(const int4*)(prs + e * 8), pr[1] = *(const int4*)(prs + e * 8 + 4);
+#pragma unroll
+            for (int i = 0; i < (int)(sizeof(T) / 2); i++) wr[i] = *(const u32x4*)((const char*)(nws + e * 8) + 16 * i);
+        }
+    }
     TRACE_MARK(1);
     u32 pend = 0;  // warp 0, lane 0: the value ctr[0] gave for the next list entry
     const bool taker = warp == 0 && lane == 0;
-    if (taker) pend = atomicAdd(ctr, 1u);
+    if (taker) pend = ql_take(ctr);
     // x, staged whole: rows of eight inputs a thread an item.
     auto gather = [&](int m, float* v) {
         const T* xr = x + (i64)m * K;
@@ -224,7 +262,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     // to take another (not past the last piece, nor past the list, whose
     // last entry is always QL_NONE). A block done taking counts itself in
     // ctr[1]; the last of them zeroes both counters for the next launch
-    // (every block's last atomicAdd on ctr[0] has returned by then).
+    // (every block's last take on ctr[0] has returned by then).
     bool taking = true;
     auto publish = [&](int i, u32 r) {
         const bool ok = r < (u32)(np - nb);
@@ -238,7 +276,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 ctr[0] = 0, ctr[1] = 0;
             }
         } else {
-            pend = atomicAdd(ctr, 1u);  // (its value is read a piece later)
+            pend = ql_take(ctr);  // (its value is read a piece later)
         }
     };
     if (!act) return;  // (warp 0 always has inputs)

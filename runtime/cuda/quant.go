@@ -1739,8 +1739,13 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		szb = 2
 	}
 	// Shared memory, as qglu.cu lays it out: each warp's ring and two
-	// pieces' scales, x, the slots of the warps' sums.
-	shared := b.qgluShared(warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4)
+	// pieces' scales, x, the slots of the warps' sums; normalizing, the
+	// permutation and the norm weight.
+	need := warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4
+	if nrm != nil {
+		need += q.k * (4 + x.dt.Size())
+	}
+	shared := b.qgluShared(need)
 	if shared > b.shared {
 		return false
 	}
