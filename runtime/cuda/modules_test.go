@@ -342,8 +342,8 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 }
 
 // TestPreparePieces checks that Prepare compiles the pieces GLU kernel
-// (qglu.cu) for the widths whose GLU products of one and two rows run it
-// by default (8 bits, not 4), in one row's shape and two rows', with the
+// (qglu.cu) for the widths whose GLU products of one to four rows run it
+// by default (8 bits, not 4), in one row's shape and more rows', with the
 // scales alone for a symmetric model, in a shape of GPTQTOOL_QGLU_WARPS
 // and GPTQTOOL_QGLU_DEPTH, for one row's shape alone under
 // GPTQTOOL_QGLU_PIECES=1, and for none under GPTQTOOL_QGLU_PIECES=0 or

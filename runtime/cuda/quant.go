@@ -988,10 +988,13 @@ func (b *Backend) SetQGLUPad(n int) {
 
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
-// default two rows at 8 bits, where pieces even out gate/up's end (+3.2% at
-// batch 1 on the H200, 391.6 tok/s against 379.3, and +1.3% at batch 2,
-// 700.2 against 691.2; docs/benchmarks.md, the fiftieth session), and none
-// at 4, where the wide kernels are faster (509.0 against 547.1 at batch 1).
+// default four rows at 8 bits, where pieces even out gate/up's end (+3.2%
+// at batch 1 on the H200, 391.6 tok/s against 379.3, and +1.3% at batch 2,
+// 700.2 against 691.2, the fiftieth session; at 3 and 4 rows even until
+// the pieces kernel took its counter by one instruction (ql_take), then
+// 1,052.2 against 1,017.6 and 1,397.4 against 1,352.1, the fifty-second;
+// docs/benchmarks.md), and none at 4 bits, where the wide kernels are
+// faster (509.0 against 547.1 at batch 1).
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
@@ -1003,7 +1006,7 @@ func (b *Backend) qgluRows(bits int) int {
 }
 
 // defaultQGLURows8 is qgluRows' default at 8 bits.
-const defaultQGLURows8 = 2
+const defaultQGLURows8 = 4
 
 // QGLUPieces is SetQGLUPieces' setting.
 func (b *Backend) QGLUPieces() int {
