@@ -472,7 +472,7 @@ func New(o Options) (*Backend, error) {
 	}
 	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows, at both widths, on
 	// the pieces kernel (qglu.cu) where the wide kernels would run them
-	// (0: none); unset, up to four rows at 8 bits (qgluRows).
+	// (0: none); unset, up to four rows at 8 bits and one at 4 (qgluRows).
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", -1, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}

@@ -342,8 +342,8 @@ func TestPrepareWarpgroupScales(t *testing.T) {
 }
 
 // TestPreparePieces checks that Prepare compiles the pieces GLU kernel
-// (qglu.cu) for the widths whose GLU products of one to four rows run it
-// by default (8 bits, not 4), in one row's shape and more rows', with the
+// (qglu.cu) for the widths whose GLU products run it by default (8 bits
+// at one to four rows, 4 bits at one), in one row's shape and more rows', with the
 // scales alone for a symmetric model, in a shape of GPTQTOOL_QGLU_WARPS
 // and GPTQTOOL_QGLU_DEPTH, for one row's shape alone under
 // GPTQTOOL_QGLU_PIECES=1, and for none under GPTQTOOL_QGLU_PIECES=0 or
@@ -360,8 +360,8 @@ func TestPreparePieces(t *testing.T) {
 	}{
 		{-1, 1, []int{8}, false, 0, 0, two},
 		{-1, 1, []int{8}, true, 0, 0, []string{"qglu8_w16d8_f16" + kernels.ScalesOnly, "qglu8_w16d4_f16" + kernels.ScalesOnly}},
-		{-1, 1, []int{4}, false, 0, 0, nil},
-		{-1, 1, []int{4, 8}, false, 0, 0, two},
+		{-1, 1, []int{4}, false, 0, 0, []string{"qglu4_w16d8_f16"}},
+		{-1, 1, []int{4, 8}, false, 0, 0, append([]string{"qglu4_w16d8_f16"}, two...)},
 		{0, 1, []int{8}, false, 0, 0, nil},
 		{-1, 0, []int{8}, false, 0, 0, nil}, // GPTQTOOL_QMMA_WIDE=0,
 		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu4_w16d4_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}},

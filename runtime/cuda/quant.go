@@ -993,20 +993,29 @@ func (b *Backend) SetQGLUPad(n int) {
 // 700.2 against 691.2, the fiftieth session; at 3 and 4 rows even until
 // the pieces kernel took its counter by one instruction (ql_take), then
 // 1,052.2 against 1,017.6 and 1,397.4 against 1,352.1, the fifty-second;
-// docs/benchmarks.md), and none at 4 bits, where the wide kernels are
-// faster (509.0 against 547.1 at batch 1).
+// docs/benchmarks.md); and one row at 4 bits, where the wide kernels were
+// faster until then (509.0 against 547.1 at batch 1, the fiftieth
+// session) and the pieces kernel is now (562.2 and 562.3 against 546.2
+// and 546.7, in two calls), but not at two rows (938.9 against 977.1).
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
 	}
-	if bits == 8 {
+	switch bits {
+	case 8:
 		return defaultQGLURows8
+	case 4:
+		return defaultQGLURows4
 	}
 	return 0
 }
 
-// defaultQGLURows8 is qgluRows' default at 8 bits.
-const defaultQGLURows8 = 4
+// defaultQGLURows8 and defaultQGLURows4 are qgluRows' defaults at 8 and 4
+// bits.
+const (
+	defaultQGLURows8 = 4
+	defaultQGLURows4 = 1
+)
 
 // QGLUPieces is SetQGLUPieces' setting.
 func (b *Backend) QGLUPieces() int {
