@@ -483,8 +483,9 @@ func TestWidePlain(t *testing.T) {
 // with down on the plain wide kernels (SetQMMAPlain): the GLU product then
 // lets down launch as its loops end (lateAfterWide), so that down's blocks
 // start while gate/up's last ones still run and must wait for its output
-// (at 8 bits, one row, the GLU product is the pieces kernel, qglu.cu: the
-// default). Both that path (the default at one row) and the 8-warp one (down
+// (at one row, 4 bits and 8, the GLU product is the pieces kernel, qglu.cu,
+// by default: the wide GLU kernel precedes down here only in the smaller
+// shape's 4 rows). Both that path (the default at one row) and the 8-warp one (down
 // launched as gate/up ends) against float64 of down over the GLU product's
 // own output, in clusters, through global memory, and with clusters on but
 // the plain kernels adding up through global memory; the GLU product
