@@ -138,7 +138,9 @@ type NormFuser interface {
 
 // GLUNormer is a FusedQuantLoader whose GLU product can normalize its own
 // input in decode steps of up to GLUNormRows rows: a model then adds
-// o_proj's product into the residual stream (MatMulAdd) and has the GLU
+// o_proj's product into the residual stream (MatMulAdd, or
+// PagedAttentionMatMulAdd where the backend is a
+// ResidualAttentionProjector) and has the GLU
 // product normalize the stream as it reads it, with no norm kernel
 // between (the sum x + o rounded once, as with a ResidualProjector).
 type GLUNormer interface {

@@ -503,8 +503,8 @@ func New(o Options) (*Backend, error) {
 	if b.qgluNorm, err = envInt("GPTQTOOL_QGLU_NORM", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
-	if b.qgluW != 0 && b.qgluW != 16 && b.qgluW != 32 || b.qgluD&(b.qgluD-1) != 0 {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_QGLU_WARPS=%d, GPTQTOOL_QGLU_DEPTH=%d: want 16 or 32 warps, 2, 4 or 8 chunks", b.qgluW, b.qgluD)
+	if err := qgluShapeErr(b.qgluW, b.qgluD); err != nil {
+		return nil, fmt.Errorf("cuda: GPTQTOOL_QGLU_WARPS=%d, GPTQTOOL_QGLU_DEPTH=%d: %w", b.qgluW, b.qgluD, err)
 	}
 	// Ring depths of their own, for measuring: GPTQTOOL_QMMA_WIDE_QST=D the
 	// wide kernels' (QSTG), and GPTQTOOL_QMMA_AP_QST, GPTQTOOL_QMMA_ROPE_QST

@@ -166,8 +166,8 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	for _, bits := range []int{4, 8} {
 		for M := 1; M <= min(b.qgluRows(bits), 2) && b.qmmaWide > 0; M++ {
 			w, d := b.qgluShape(M)
-			if (qgluBlockIn/w/chunkInputs(bits))%d != 0 {
-				continue // (a shape qglu declines: a piece's chunks a warp not whole ring turns)
+			if !qgluTurns(bits, w, d) {
+				continue // (a shape qglu declines)
 			}
 			if sh := [2]int{w, d}; !slices.Contains(pieces[bits], sh) {
 				pieces[bits] = append(pieces[bits], sh)

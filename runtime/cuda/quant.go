@@ -969,8 +969,8 @@ func (b *Backend) SetQGLUBlocks(n int) {
 // SetQGLUShape sets the pieces kernel's warps a block (16 or 32) and
 // chunks in flight a warp (0, 0: qgluShape's defaults), for tests.
 func (b *Backend) SetQGLUShape(warps, depth int) {
-	if warps != 0 && warps != 16 && warps != 32 || depth != 0 && (depth < 2 || depth > 8 || depth&(depth-1) != 0) {
-		panic(fmt.Sprintf("cuda: pieces kernel of %d warps, %d chunks in flight: want 16 or 32 warps, 2, 4 or 8 chunks", warps, depth))
+	if err := qgluShapeErr(warps, depth); err != nil {
+		panic("cuda: " + err.Error())
 	}
 	b.enter()
 	defer b.exit()
@@ -1689,6 +1689,23 @@ func defaultQGLUShape(M int) (warps, depth int) {
 	return 16, 4
 }
 
+// qgluShapeErr reports a block shape the pieces kernel cannot build (0 for
+// warps or depth: qgluShape's default): warps other than 16 or 32, chunks
+// in flight other than 2, 4 or 8.
+func qgluShapeErr(warps, depth int) error {
+	if warps != 0 && warps != 16 && warps != 32 || depth != 0 && (depth < 2 || depth > 8 || depth&(depth-1) != 0) {
+		return fmt.Errorf("pieces kernel of %d warps, %d chunks in flight: want 16 or 32 warps, 2, 4 or 8 chunks", warps, depth)
+	}
+	return nil
+}
+
+// qgluTurns reports whether a piece's chunks a warp of the block shape
+// warps × depth at bits are whole turns of its ring (QL_C % QL_D in
+// qglu.cu, which builds no other shape).
+func qgluTurns(bits, warps, depth int) bool {
+	return (qgluBlockIn/warps/chunkInputs(bits))%depth == 0
+}
+
 // qgluName is the pieces kernel of bits and dt for the block shape warps ×
 // depth (before Quant.scales' suffix).
 func qgluName(bits, warps, depth int, dt runtime.DType) string {
@@ -1733,7 +1750,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	kb := chunkInputs(q.bits)
 	warps, depth := b.qgluShape(M)
 	in := qgluBlockIn / warps // a warp's inputs of a piece (QL_IN)
-	if q.n%qgluCols != 0 || q.k%in != 0 || q.k > in*warps/2 || q.gs%kb != 0 || (in%q.gs != 0 && q.gs%in != 0) || (in/kb)%depth != 0 {
+	if q.n%qgluCols != 0 || q.k%in != 0 || q.k > in*warps/2 || q.gs%kb != 0 || (in%q.gs != 0 && q.gs%in != 0) || !qgluTurns(q.bits, warps, depth) {
 		return false
 	}
 	if q.perm == nil && x.ptr%16 != 0 {
