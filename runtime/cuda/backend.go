@@ -472,7 +472,7 @@ func New(o Options) (*Backend, error) {
 	}
 	// GPTQTOOL_QGLU_PIECES=N: GLU products of 1-N rows, at both widths, on
 	// the pieces kernel (qglu.cu) where the wide kernels would run them
-	// (0: none); unset, up to four rows at 8 bits and one at 4 (qgluRows).
+	// (0: none); unset, up to four rows at 8 bits and two at 4 (qgluRows).
 	if b.qgluPieces, err = envInt("GPTQTOOL_QGLU_PIECES", -1, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
@@ -1090,12 +1090,12 @@ func (b *Backend) function(src, name string) (*function, error) {
 	return f, nil
 }
 
-// qgluShape is the pieces kernel's block shape for a product of M rows:
-// 16 warps, each with 8 chunks in flight at one row and 4 from two
-// (defaultQGLUShape), unless GPTQTOOL_QGLU_WARPS or GPTQTOOL_QGLU_DEPTH
-// (SetQGLUShape) set others.
-func (b *Backend) qgluShape(M int) (warps, depth int) {
-	warps, depth = defaultQGLUShape(M)
+// qgluShape is the pieces kernel's block shape for a product of M rows at
+// bits: 16 warps, each with 8 chunks in flight at one row and at 4 bits,
+// and 4 from two rows at 8 (defaultQGLUShape), unless GPTQTOOL_QGLU_WARPS
+// or GPTQTOOL_QGLU_DEPTH (SetQGLUShape) set others.
+func (b *Backend) qgluShape(bits, M int) (warps, depth int) {
+	warps, depth = defaultQGLUShape(bits, M)
 	if b.qgluW > 0 {
 		warps = b.qgluW
 	}

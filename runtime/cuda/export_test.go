@@ -97,7 +97,7 @@ func (b *Backend) ScalesOnly(w runtime.Tensor) bool {
 // in the default shape for M rows where warps is 0.
 func QGLUKernel(bits, M, warps, depth int) string {
 	if warps == 0 {
-		warps, depth = defaultQGLUShape(M)
+		warps, depth = defaultQGLUShape(bits, M)
 	}
 	return qgluName(bits, warps, depth, runtime.F16)
 }
@@ -105,6 +105,6 @@ func QGLUKernel(bits, M, warps, depth int) string {
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it
 // (qglu.cu's _n kernels), in the default shape for M rows.
 func QGLUNormKernel(bits, M int) string {
-	warps, depth := defaultQGLUShape(M)
+	warps, depth := defaultQGLUShape(bits, M)
 	return qgluNormName(bits, warps, depth, runtime.F16)
 }

@@ -165,7 +165,7 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	pieces := map[int][][2]int{}
 	for _, bits := range []int{4, 8} {
 		for M := 1; M <= min(b.qgluRows(bits), 2) && b.qmmaWide > 0; M++ {
-			w, d := b.qgluShape(M)
+			w, d := b.qgluShape(bits, M)
 			if !qgluTurns(bits, w, d) {
 				continue // (a shape qglu declines)
 			}

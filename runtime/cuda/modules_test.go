@@ -72,7 +72,7 @@ func launchedKernels() map[string][]string {
 		// that normalize x (GPTQTOOL_QGLU_NORM).
 		for _, bits := range []int{4, 8} {
 			for _, M := range []int{1, 2} {
-				w, d := defaultQGLUShape(M)
+				w, d := defaultQGLUShape(bits, M)
 				for _, n := range []string{qgluName(bits, w, d, dt), qgluNormName(bits, w, d, dt)} {
 					out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
 				}
@@ -105,9 +105,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
 	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
 	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre); qglu.cu's
-	// 2 bit widths × 2 shapes × 3 dtypes × 2 scale builds.
-	if len(parts) != 49+97+32+24 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+24, parts)
+	// 3 shapes (one at 4 bits, two at 8) × 3 dtypes × 2 scale builds.
+	if len(parts) != 49+97+32+18 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+18, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
@@ -364,7 +364,7 @@ func TestPreparePieces(t *testing.T) {
 		{-1, 1, []int{4, 8}, false, 0, 0, append([]string{"qglu4_w16d8_f16"}, two...)},
 		{0, 1, []int{8}, false, 0, 0, nil},
 		{-1, 0, []int{8}, false, 0, 0, nil}, // GPTQTOOL_QMMA_WIDE=0,
-		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu4_w16d4_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}},
+		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}}, // (4 bits: 8 chunks at two rows too)
 		{1, 1, []int{8}, false, 0, 0, one},
 		{-1, 1, []int{8}, false, 32, 4, []string{"qglu8_w32d4_f16"}},
 		{-1, 1, []int{8}, false, 0, 2, []string{"qglu8_w16d2_f16"}},

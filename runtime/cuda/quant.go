@@ -996,7 +996,10 @@ func (b *Backend) SetQGLUPad(n int) {
 // docs/benchmarks.md); and one row at 4 bits, where the wide kernels were
 // faster until then (509.0 against 547.1 at batch 1, the fiftieth
 // session) and the pieces kernel is now (562.2 and 562.3 against 546.2
-// and 546.7, in two calls), but not at two rows (938.9 against 977.1).
+// and 546.7, in two calls); and two rows at 4 bits with 8 chunks in
+// flight a warp (defaultQGLUShape: 992.4 and 992.7 against 977.5 and
+// 976.9, two calls of the fifty-third session; with 4 chunks 938.9), but
+// not three or four (1,399.4 / 1,858.9 against 1,426.1 / 1,894.8).
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
@@ -1014,7 +1017,7 @@ func (b *Backend) qgluRows(bits int) int {
 // bits.
 const (
 	defaultQGLURows8 = 4
-	defaultQGLURows4 = 1
+	defaultQGLURows4 = 2
 )
 
 // QGLUPieces is SetQGLUPieces' setting.
@@ -1675,15 +1678,18 @@ const (
 )
 
 // defaultQGLUShape is the pieces kernel's block shape for a product of M
-// rows: 16 warps (QL_W) with 8 chunks in flight each (QL_D) at one row, 4
-// from two. On the H200 at 8 bits (7B shape, blocks holding their SM,
-// qgluShared), against 32 warps with 4 chunks in flight, the former
-// default: one row 393.1–393.3 tok/s against 391.4 (+0.45%), two rows
-// 712.6–712.8 against 701.5 (+1.6%; with 8 chunks 691.4–692.0, below);
-// 32 KB in flight an SM lost at one row (4 chunks of 16 warps, 388.8; 2
-// of 32 warps, 372.7), 128 KB too (8 chunks of 32 warps, 389.3).
-func defaultQGLUShape(M int) (warps, depth int) {
-	if M == 1 {
+// rows at bits: 16 warps (QL_W) with 8 chunks in flight each (QL_D) at one
+// row, and at 8 bits 4 from two. On the H200 at 8 bits (7B shape, blocks
+// holding their SM, qgluShared), against 32 warps with 4 chunks in flight,
+// the former default: one row 393.1–393.3 tok/s against 391.4 (+0.45%),
+// two rows 712.6–712.8 against 701.5 (+1.6%; with 8 chunks 691.4–692.0,
+// below); 32 KB in flight an SM lost at one row (4 chunks of 16 warps,
+// 388.8; 2 of 32 warps, 372.7), 128 KB too (8 chunks of 32 warps, 389.3).
+// At 4 bits two rows keep 8 chunks (a piece's whole share a warp): 992.4
+// and 992.7 tok/s against 938.9 with 4 (the fifty-third and fifty-second
+// sessions).
+func defaultQGLUShape(bits, M int) (warps, depth int) {
+	if M == 1 || bits == 4 {
 		return 16, 8
 	}
 	return 16, 4
@@ -1748,7 +1754,7 @@ func (b *Backend) qgluShared(need int) int {
 // ends; a pair comes round again qgluPairs launches later).
 func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int, nrm *normArg) bool {
 	kb := chunkInputs(q.bits)
-	warps, depth := b.qgluShape(M)
+	warps, depth := b.qgluShape(q.bits, M)
 	in := qgluBlockIn / warps // a warp's inputs of a piece (QL_IN)
 	if q.n%qgluCols != 0 || q.k%in != 0 || q.k > in*warps/2 || q.gs%kb != 0 || (in%q.gs != 0 && q.gs%in != 0) || !qgluTurns(q.bits, warps, depth) {
 		return false
