@@ -263,17 +263,7 @@ func TestPiecesGLU(t *testing.T) {
 						t.Fatalf("the pieces kernel ran %d times for three products, want 3", n)
 					}
 					gotw, gotp := download(t, b, ow), download(t, b, op)
-					if nmse := backendtest.NMSE(gotp, want); !(nmse < 1e-5) {
-						t.Errorf("pieces: nmse %.3g against float64", nmse)
-					}
-					if nmse := backendtest.NMSE(gotw, want); !(nmse < 1e-5) {
-						t.Errorf("wide: nmse %.3g against float64", nmse)
-					}
-					// (The same sums added in another order: at most a rounding
-					// of fp16 apart.)
-					if nmse := backendtest.NMSE(gotp, widen(gotw)); !(nmse < 1e-6) {
-						t.Errorf("pieces: nmse %.3g against the wide kernels", nmse)
-					}
+					agree(t, "pieces", gotp, "the wide kernels", gotw, want, 1e-5, 1e-6)
 					sameBits(t, "pieces, second run", download(t, b, op2), gotp)
 					sameBits(t, "pieces to slots", download(t, b, os), moved(gotp, c.M, c.N, slots))
 					// Two blocks take every piece: the same bits.

@@ -87,15 +87,7 @@ func TestFusedMLP(t *testing.T) {
 			b.MatMulAdd(ref, hu, dw, ref)
 			b.MatMulMLP(x, xn, f)
 			got, unf := download(t, b, x), download(t, b, ref)
-			if nmse := backendtest.NMSE(got, want); !(nmse < 1e-5) {
-				t.Errorf("fused: nmse %.3g against float64", nmse)
-			}
-			if nmse := backendtest.NMSE(unf, want); !(nmse < 1e-5) {
-				t.Errorf("unfused: nmse %.3g against float64", nmse)
-			}
-			if nmse := backendtest.NMSE(got, widen(unf)); !(nmse < 1e-6) {
-				t.Errorf("fused: nmse %.3g against the unfused products", nmse)
-			}
+			agree(t, "fused", got, "the unfused products", unf, want, 1e-5, 1e-6)
 			if err := b.Upload(x, x0); err != nil {
 				t.Fatal(err)
 			}

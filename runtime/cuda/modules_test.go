@@ -364,7 +364,8 @@ func TestPreparePieces(t *testing.T) {
 		{-1, 1, []int{4, 8}, false, 0, 0, append([]string{"qglu4_w16d8_f16"}, two...)},
 		{0, 1, []int{8}, false, 0, 0, nil},
 		{-1, 0, []int{8}, false, 0, 0, nil}, // GPTQTOOL_QMMA_WIDE=0,
-		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}}, // (4 bits: 8 chunks at two rows too)
+		// (At 4 bits two rows keep 8 chunks in flight too: one module.)
+		{2, 1, []int{4, 8}, false, 0, 0, []string{"qglu4_w16d8_f16", "qglu8_w16d8_f16", "qglu8_w16d4_f16"}},
 		{1, 1, []int{8}, false, 0, 0, one},
 		{-1, 1, []int{8}, false, 32, 4, []string{"qglu8_w32d4_f16"}},
 		{-1, 1, []int{8}, false, 0, 2, []string{"qglu8_w16d2_f16"}},

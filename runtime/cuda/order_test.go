@@ -10,6 +10,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
@@ -49,6 +50,22 @@ func widen(v []float32) []float64 {
 		w[i] = float64(x)
 	}
 	return w
+}
+
+// agree checks two results of one product: each within tol of the float64
+// reference want (NMSE), and a within pairTol of b, the same sums added in
+// another order (at most a rounding of the output type apart).
+func agree(t *testing.T, an string, a []float32, bn string, b []float32, want []float64, tol, pairTol float64) {
+	t.Helper()
+	if nmse := backendtest.NMSE(a, want); !(nmse < tol) {
+		t.Errorf("%s: nmse %.3g against float64", an, nmse)
+	}
+	if nmse := backendtest.NMSE(b, want); !(nmse < tol) {
+		t.Errorf("%s: nmse %.3g against float64", bn, nmse)
+	}
+	if nmse := backendtest.NMSE(a, widen(b)); !(nmse < pairTol) {
+		t.Errorf("%s: nmse %.3g against %s", an, nmse, bn)
+	}
 }
 
 // sameBits fails unless got and want are equal element for element.
