@@ -65,6 +65,24 @@ typedef u32 szw;
 #define QL_LIST 64    // a block's list: it takes QL_LIST - 1 pieces at most
 #define QL_NONE (-1)
 #define QL_WAIT (-2)
+// QL_LEAD4 and QL_LEAD8 (QL_LEAD at 4 and 8 bits): warp 0 publishes the
+// block's next piece QL_LEAD chunks of its own stream before the point
+// where every warp needs it (the first copy of that piece), so that the
+// other warps wait less for warp 0 there (Nsight Compute had the 8-bit
+// kernel's warps spin on the list entry 28 times a piece on average).
+// Beyond that point's own place in a piece it publishes the piece after
+// the next one instead. On the H200 (7B shape, g128 act order, the
+// fifty-fourth session): at 4 bits 8 chunks (the piece after the next one,
+// at the point where the next one's first copy goes out) gave 565.3 /
+// 565.6 / 565.4 tok/s at batch 1 against 563.1 / 563.4 / 562.8 in the same
+// calls (batch 2 even), 1 chunk 561.1 and 5 chunks 543.6; at 8 bits 4, 9
+// and 12 chunks gave 400.3 / 399.9 / 401.0 against 400.8 and 400.4 (even).
+#ifndef QL_LEAD4
+#define QL_LEAD4 8
+#endif
+#ifndef QL_LEAD8
+#define QL_LEAD8 0
+#endif
 
 template <typename T> struct qlxs { static constexpr float v = 1.0f / 256.0f; };
 template <> struct qlxs<f16> { static constexpr float v = 1.0f; };
@@ -83,6 +101,161 @@ __device__ __forceinline__ u32 ql_take(u32* ctr) {
     return r;
 }
 
+// JN (the _j kernels, runtime/cuda GPTQTOOL_QGLU_JOIN): the down product
+// after this GLU product, in the same launch, so that its weights stream
+// into each block's ring as soon as the block has no pieces left, before
+// the GLU's rows are whole, instead of after a kernel boundary. Its plan
+// is the plain wide kernels' (qgemv.cu _p with QF_PARTS): slabs of QL_W
+// tiles (one a warp) by S splits of K along the blocks, block b slab
+// b % (N / (16·QL_W)) and split b / (N / (16·QL_W)) (blocks past the
+// S·slabs idle), each split's sums left in part [S][M][N] for the norm
+// kernel after it (rmsnorm_parts_*) to add up, as that kernel's product
+// would. A block arrives at the grid's counter bar as its pieces are
+// done (its outputs written), copies its ring's first turn of down's
+// weights and its split's scales, then waits until every block has
+// arrived: the counter's top bit flips then (block 0 adds 2^31 - (nb - 1),
+// the others 1), so that it needs no reset between launches. x, down's
+// input, is the GLU's output rows (out, [M][N/2] in down's input order,
+// which oslots gives), read through L2: other blocks wrote them.
+struct QJoin {
+    const u32* qw;   // down's codes, qgemv.cu's tiled layout (plain tile order)
+    const void* sz;  // its scales (szw, [G][N])
+    float* part;     // [S][M][N]
+    u32* bar;        // the grid's arrivals
+    int K, N, gs, S;
+};
+
+__device__ __forceinline__ u32 ql_acquire(const u32* p) {
+    u32 v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+// ql_down: JN's down product (see QJoin), by a block whose warps have
+// left the GLU's loop; ring0, the warp's ring (its lane's slot 0), and
+// x's space after the block's rings.
+template <int BITS, typename T>
+__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags) {
+    constexpr int SPC = BITS == 4 ? 4 : 2;
+    constexpr int KB = 16 * SPC;
+    constexpr float XS = qlxs<T>::v;
+    extern __shared__ u32x4 smem_l[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nb = gridDim.x, nsl = jd.N / (16 * QL_W), CK = jd.K / KB, cps = CK / jd.S;
+    const int slab = blockIdx.x % nsl, y = blockIdx.x / nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
+    const bool work = y < jd.S;
+    const int nt = slab * QL_W + warp;
+    u16* xs = (u16*)((char*)smem_l + QL_W * QL_D * 512);  // [M][LDX]
+    // The warps' scales of the split's groups, [QL_W][ngs][16], after x
+    // (loaded at each group change a group ahead, they stalled the loop,
+    // whose ring is full as it starts).
+    const int ngs = cps * KB / jd.gs;
+    szw* scs = (szw*)((char*)xs + ((M * LDX * 2 + 15) & ~15)) + warp * ngs * 16;
+    __shared__ u32 arrived;
+    // The block's pieces are added up and written (each by the warp that
+    // ended it last, within the loop every warp has left); its rings and
+    // slots are free.
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        arrived = atomicAdd(jd.bar, blockIdx.x == 0 ? 0x80000000u - (u32)(nb - 1) : 1u);
+    }
+    // The weights and scales are the model's: the ring's first turn and the
+    // split's scales before the wait.
+    const u32x4* src = (const u32x4*)jd.qw + ((i64)nt * CK + c0) * 32 + lane;
+    if (work) {
+        // (The scales in the commit group of the first chunk.)
+        constexpr int CPG = sizeof(szw);  // 16-byte copies a group's 16 columns
+        const int gi0 = kb0 / jd.gs;
+        for (int i = lane; i < ngs * CPG; i += 32)
+            cp_async16(smem_addr(scs + (i / CPG) * 16) + (i % CPG) * 16,
+                       (const char*)((const szw*)jd.sz + (i64)(gi0 + i / CPG) * jd.N + nt * 16) + (i % CPG) * 16);
+#pragma unroll
+        for (int i = 0; i < QL_D; i++) {
+            if (i < cps) cp_async16_pol(ring0 + i * 512, src + i * 32, pol);
+            asm volatile("cp.async.commit_group;");
+        }
+    }
+    if (threadIdx.x == 0) {
+        const u32 a = arrived;
+        while (((a ^ ql_acquire(jd.bar)) & 0x80000000u) == 0) {
+        }
+    }
+    __syncthreads();
+    if (!work) return;
+    // x: this split's inputs of the GLU's rows, as fp16 times XS.
+    const int n8 = cps * KB / 8;
+    for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
+        const int m = e / n8, r = e - m * n8;
+        const int4 raw = __ldcg((const int4*)(h + (i64)m * jd.K + kb0 + r * 8));
+        u32x4 v = u32x4{(u32)raw.x, (u32)raw.y, (u32)raw.z, (u32)raw.w};
+        if constexpr (XS != 1.0f) {
+            float f[8];
+            unpack8<T>(v, f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) f[j] *= XS;
+            v = pack8<f16>(f);
+        }
+        *(u32x4*)(xs + m * LDX + r * 8) = v;
+    }
+    __syncthreads();
+    const u32 magic = 0x64006400u;
+    const u32 xk = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float s0 = 0.0f, s1 = 0.0f;
+    u32 zz0 = 0, zz1 = 0, nz1 = 0;
+    const int glen = jd.gs / KB;
+    int left = 0, gj = 0;
+    for (int i0 = 0; i0 < cps; i0 += QL_D) {
+#pragma unroll
+        for (int u = 0; u < QL_D; u++) {
+            const int i = i0 + u;
+            if (i >= cps) break;
+            // The slot item i-1 was read from, with item i-1+QL_D.
+            cp_async16_if(ring0 + ((u + QL_D - 1) % QL_D) * 512, src + (i - 1 + QL_D) * 32, i > 0 && i - 1 + QL_D < cps, pol);
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group %0;" ::"n"(QL_D - 1) : "memory");
+            const u32x4 w = lds128(ring0 + u * 512);
+            u32x4 bf[SPC / 2];
+#pragma unroll
+            for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + i * (KB * 2) + 64 * q);
+            if (left == 0) {
+                // A group starts: the last one's sums times its scales,
+                // then this one's scales.
+                acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
+                tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
+                const u32 n0 = scs[gj * 16 + g], n1 = scs[gj * 16 + g + 8];
+                s0 = h_lo(n0), s1 = h_lo(n1);
+#if QG_SZ16
+                zz0 = zz1 = SZ_ZZ(BITS);
+#else
+                zz0 = (n0 >> 16) * 0x10001u;
+                zz1 = (n1 >> 16) * 0x10001u;
+#endif
+                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+                gj++;
+                left = glen;
+            }
+            left--;
+#pragma unroll
+            for (int s = 0; s < SPC; s++) {
+                u32 a[4];
+                dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
+                const u32x4 b = bf[s / 2];
+                mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
+            }
+        }
+    }
+    acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
+    asm volatile("cp.async.wait_group 0;");
+    if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        const int m = 2 * t + (e & 1);
+        if (m < M) jd.part[((i64)y * M + m) * jd.N + nt * 16 + g + (e >> 1) * 8] = acc[e] / XS;
+    }
+}
+
 // NRM (the _n kernels, runtime/cuda GPTQTOOL_QGLU_NORM): x's rows are the
 // input of an RMSNorm whose weight in the weight's sequential input order
 // is nw (FuseNorm's), normalized as they are staged. Every block stages
@@ -90,14 +263,23 @@ __device__ __forceinline__ u32 ql_take(u32* ctr) {
 // its warps' sums added in warp order, and stages each value as the norm
 // kernel would have written it (rounded to T), so that no norm kernel runs
 // between the product before and this one.
-template <int BITS, typename T, bool NRM>
+template <int BITS, typename T, bool NRM, bool JN = false>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
                      const int* __restrict__ perm, const int* __restrict__ oslots, u32* ctr, int K, int N, int M, int gs,
-                     int flags, const T* __restrict__ nw, float eps) {
+                     int flags, const T* __restrict__ nw, float eps, const QJoin jd = QJoin{}) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr int QL_C = QL_IN / KB;        // chunks a warp a piece
     static_assert(QL_C % QL_D == 0, "a piece is whole ring turns, so that its chunks' slots are constants");
+    // QL_LEAD4 / QL_LEAD8: the chunk of a piece at which the next piece's first copy
+    // goes out (QL_UN), and at which warp 0 publishes (QL_PU) the piece
+    // QL_AH + 1 after this one.
+    constexpr int QL_UN = QL_C + 1 - QL_D;
+    constexpr int QL_LEAD = BITS == 4 ? QL_LEAD4 : QL_LEAD8;
+    constexpr int QL_LD = QL_LEAD < QL_UN + QL_C - 1 ? QL_LEAD : QL_UN + QL_C - 1;  // (at most a piece more)
+    constexpr int QL_AH = QL_LD > QL_UN ? 1 : 0;
+    constexpr int QL_PU = QL_UN - QL_LD + QL_AH * QL_C;
+    static_assert(QL_LD >= 0 && QL_PU >= 0 && QL_PU < QL_C, "QL_LEAD");
     constexpr float XS = qlxs<T>::v;
     extern __shared__ u32x4 smem_l[];
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
@@ -280,6 +462,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
     };
     if (!act) return;  // (warp 0 always has inputs)
+    if (QL_AH && taker) publish(1, pend);  // (QL_LEAD4/8: the pieces in the loop publish two ahead)
 
     const u32 magic = 0x64006400u;  // fp16 1024, twice
     const u32 xk = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8) + wk * (QL_IN * 2);
@@ -296,8 +479,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             // item j-1 was read from with item j-1+QL_D, of this piece or
             // (from chunk 0, with its scales) the next one.
             const int v = u - 1 + QL_D;
+            if (QL_LD > 0 && u == QL_PU && taker && taking) publish(k + 1 + QL_AH, pend);
             if (v == QL_C) {
-                if (taker && taking) publish(k + 1, pend);
+                if (QL_LD == 0 && taker && taking) publish(k + 1, pend);
                 while ((npc = list[k + 1]) == QL_WAIT) {
                 }
                 if (npc >= 0) nsrc = begin(npc, (k + 1) & 1);
@@ -394,15 +578,22 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
+    if constexpr (JN) {
+        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags);
+        return;
+    }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
 
 // qglu<bits>_w<QL_W>d<QL_D>_<dtype>: QL_W warps, one block an SM; the
-// same with _n before the dtype: normalizing x (NRM).
+// same with _n before the dtype: normalizing x (NRM); with _j: the down
+// product after it in the same launch (JN).
 #define QGLU_SYM2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_##NAME
 #define QGLU_SYM(BITS, W, D, NAME) QGLU_SYM2(BITS, W, D, NAME)
 #define QGLU_SYMN2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_n_##NAME
 #define QGLU_SYMN(BITS, W, D, NAME) QGLU_SYMN2(BITS, W, D, NAME)
+#define QGLU_SYMJ2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_j_##NAME
+#define QGLU_SYMJ(BITS, W, D, NAME) QGLU_SYMJ2(BITS, W, D, NAME)
 #define QGLU(BITS, NAME, T)                                                                                         \
     extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYM(BITS, QL_W, QL_D, NAME)(                \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
@@ -413,6 +604,13 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
         int K, int N, int M, int gs, int flags, const T* nw, float eps) {                                            \
         qglu<BITS, T, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nw, eps);                   \
+    }                                                                                                                \
+    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYMJ(BITS, QL_W, QL_D, NAME)(               \
+        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
+        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* bar, int dK, \
+        int dN, int dgs, int dS) {                                                                                   \
+        qglu<BITS, T, false, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f,      \
+                                   QJoin{dqw, dsz, part, bar, dK, dN, dgs, dS});                                     \
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)

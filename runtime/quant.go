@@ -162,6 +162,16 @@ type ResidualNormer interface {
 	MatMulAddNormTo(x, h, w, norm, weight, slots Tensor, eps float32)
 }
 
+// GLUDownNormer is a ResidualNormer whose GLU product may run with the
+// down product after it as one op (a decode step's MLP):
+// MatMulGLUDownNormTo(h, xn, gateUp, slots, x, down, norm, weight, nslots,
+// eps) is InputOrderer's MatMulGLUTo(h, xn, gateUp, slots), then
+// MatMulAddNormTo(x, h, down, norm, weight, nslots, eps), with the same
+// results.
+type GLUDownNormer interface {
+	MatMulGLUDownNormTo(h, xn, gateUp, slots, x, down, norm, weight, nslots Tensor, eps float32)
+}
+
 // MatMulAdd sets dst = add + x·wᵀ, fused when b implements
 // ResidualMatMuler; tmp [M, N] is scratch for the composed form (it may be
 // nil when b fuses).

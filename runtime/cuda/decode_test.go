@@ -540,6 +540,77 @@ func TestPlainDownAfterWide(t *testing.T) {
 	}
 }
 
+// TestJoinGLUDown checks MatMulGLUDownNormTo joined (SetQGLUJoin: the
+// down product in the pieces kernel's launch, qglu.cu JN) against its two
+// ops (MatMulGLUTo, then MatMulAddNormTo: down on the plain wide kernels
+// leaving its splits to the norm), on the 7B MLP's shape at both widths,
+// one and two rows, with and without act order on gate/up: the GLU's
+// output the same bits; x (the residual plus h·downᵀ) each within 1e-5 of
+// float64 and the two within a rounding of each other; the norm of the
+// joined x within 1e-5 of float64's norm of it; three joined runs the
+// same bits. Every step writes into zeros (h, the norm) and a fresh
+// residual, so that a down that read h before the GLU product's pieces
+// were all written would read zeros.
+func TestJoinGLUDown(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQGLUJoin(b.QGLUJoin())
+	r := rand.New(rand.NewPCG(43, 44))
+	const K, N, eps = 4096, 14336, 1e-5
+	for _, c := range []struct{ bits, M int }{{4, 1}, {4, 2}, {8, 1}, {8, 2}} {
+		for _, perm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%dbit-M%d-perm=%v", c.bits, c.M, perm), func(t *testing.T) {
+				glu, _, _ := loadGLU(t, b, r, K, N, c.bits, 128, perm)
+				dq := randomQuant(r, N, K, c.bits, 128, false)
+				down, err := b.LoadQuant(dq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(down)
+				xn, _ := upload(t, b, runtime.F16, normals(r)(c.M*K, inputScale(K, c.bits)), c.M, K)
+				nw, nwv := upload(t, b, runtime.F16, normals(r)(K, 1), 1, K)
+				_, rr := upload(t, b, runtime.F16, normals(r)(c.M*K, 1), c.M, K)
+				kname := cuda.QGLUJoinKernel(c.bits, c.M)
+				step := func(join int) (xo, h, no []float32) {
+					b.SetQGLUJoin(join)
+					ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
+					xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
+					nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+					n0 := qgluLaunches(b, kname)
+					b.MatMulGLUDownNormTo(ht, xn, glu, nil, xt, down, nt, nw, nil, eps)
+					// (Joined where down runs on the plain wide kernels: one
+					// row by default, SetQMMAPlain.)
+					if n, want := qgluLaunches(b, kname)-n0, min(join, 1, 2-c.M); n != want {
+						t.Fatalf("join %d: the joined kernel ran %d times, want %d", join, n, want)
+					}
+					return download(t, b, xt), download(t, b, ht), download(t, b, nt)
+				}
+				x0, h0, _ := step(0)
+				want := backendtest.RefMatMul(h0, dq.Dequantize(), c.M, K, N)
+				for i := range want {
+					want[i] += float64(rr[i])
+				}
+				var first []float32
+				for run := range 3 {
+					x1, h1, n1 := step(c.M)
+					sameBits(t, fmt.Sprintf("run %d: the GLU's output", run), h1, h0)
+					agree(t, fmt.Sprintf("run %d, joined", run), x1, "the two ops", x0, want, 1e-5, 1e-6)
+					if nmse := backendtest.NMSE(n1, backendtest.RefRMSNorm(x1, nwv, K, eps)); !(nmse < 1e-5) {
+						t.Errorf("run %d: the norm after the joined product: nmse %.3g against float64", run, nmse)
+					}
+					if run == 0 {
+						first = x1
+					} else {
+						sameBits(t, fmt.Sprintf("run %d against run 0", run), x1, first)
+					}
+				}
+			})
+		}
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // inputScale is the standard deviation of a random input of K elements to
 // the bits-bit random weights of randomQuant that keeps the products' (and
 // a product of their outputs') values within fp16: 8-bit codes less their

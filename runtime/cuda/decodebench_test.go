@@ -185,7 +185,9 @@ func BenchmarkDecodeOps(b *testing.B) {
 // memory held beyond its need), on the wide kernels, normalizing its input
 // (GPTQTOOL_QGLU_NORM's MatMulGLUNormTo), and as the norm kernel followed by
 // the pieces kernel: its aggregate read rate, GB/s, to set against
-// BenchmarkStream's plain streams.
+// BenchmarkStream's plain streams. Also the 8-bit down product alone, and
+// gate/up, down and the norm after it (MatMulGLUDownNormTo) as two ops and
+// joined in one launch (GPTQTOOL_QGLU_JOIN).
 func BenchmarkPiecesGLU(b *testing.B) {
 	be := gputest.Backend(b)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -209,6 +211,7 @@ func BenchmarkPiecesGLU(b *testing.B) {
 	defer be.SetQGLUPieces(be.QGLUPieces())
 	defer be.SetQGLUShape(0, 0)
 	defer be.SetQGLUNorm(be.GLUNormRows())
+	defer be.SetQGLUJoin(be.QGLUJoin())
 	be.SetQGLUNorm(2)
 	guNorm, err := be.FuseGLUNorm(norm, gu)
 	if err != nil || guNorm == nil {
@@ -216,35 +219,57 @@ func BenchmarkPiecesGLU(b *testing.B) {
 	}
 	defer be.Free(guNorm)
 	bytes := float64(H)*float64(2*I) + float64(H/128)*float64(2*I)*4 + 4*H
+	// down's 8-bit product alone (the plain wide kernels at one row), whose
+	// loop the step's trace has streaming faster a block than gate/up's.
+	permI := make([]int32, I)
+	for i, v := range r.Perm(I) {
+		permI[i] = int32(v)
+	}
+	dw := randomQuant(r, I, H, 8, 128, false)
+	dw.Perm = permI
+	down, err := be.LoadQuant(dw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Free(down)
+	downBytes := float64(I)*float64(H) + float64(I/128)*float64(H)*4 + 4*I
+	downIn := be.InOrder(down) // (as a decode step has it: its input in its order)
 	for _, M := range []int{1, 2} {
-		x, xn := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
+		x, xn, xo := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
 		act := randTensor(b, be, runtime.F16, M, I)
 		for _, v := range []struct {
-			name         string
-			pieces, w, d int
-			op           func()
+			name               string
+			pieces, w, d, join int
+			op                 func()
+			bytes              float64
 		}{
-			{"pieces", 2, 0, 0, func() { be.MatMulGLU(act, xn, gu) }},
-			{"pieces_w32d4", 2, 32, 4, func() { be.MatMulGLU(act, xn, gu) }},
-			{"wide", 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }},
-			{"pieces_norm", 2, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }},
-			{"norm_then_pieces", 2, 0, 0, func() {
+			{"pieces", 2, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"pieces_w32d4", 2, 32, 4, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"wide", 0, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"pieces_norm", 2, 0, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }, bytes},
+			{"norm_then_pieces", 2, 0, 0, 0, func() {
 				be.RMSNorm(xn, x, norm, 1e-5)
 				be.MatMulGLU(act, xn, gu)
-			}},
+			}, bytes},
+			{"down", 2, 0, 0, 0, func() { be.MatMulAdd(x, act, down, x) }, downBytes},
+			// gate/up, down and the norm after it (GPTQTOOL_QGLU_JOIN):
+			// as two ops, and joined in one launch where M is one row.
+			{"mlp", 2, 0, 0, 0, func() { be.MatMulGLUDownNormTo(act, xn, gu, nil, x, downIn, xo, norm, nil, 1e-5) }, bytes + downBytes},
+			{"mlp_joined", 2, 0, 0, M, func() { be.MatMulGLUDownNormTo(act, xn, gu, nil, x, downIn, xo, norm, nil, 1e-5) }, bytes + downBytes},
 		} {
 			b.Run(fmt.Sprintf("M%d/%s", M, v.name), func(b *testing.B) {
 				be.SetQGLUPieces(v.pieces)
 				be.SetQGLUShape(v.w, v.d)
+				be.SetQGLUJoin(v.join)
 				if v.w != 0 {
 					be.SetQGLUPad(0) // (the fiftieth session's blocks held only their need)
 				}
 				inGraph(b, be, v.op)
 				be.SetQGLUPad(-1)
-				reportBW(b, bytes)
+				reportBW(b, v.bytes)
 			})
 		}
-		for _, t := range []runtime.Tensor{x, xn, act} {
+		for _, t := range []runtime.Tensor{x, xn, xo, act} {
 			be.Free(t)
 		}
 	}

@@ -397,6 +397,9 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	// model's) as one op where the backend has it (rn): s.xn then already
 	// holds the next layer's normalized input (normed).
 	rn, _ := b.(runtime.ResidualNormer)
+	// gate/up, down and the norm after it as one op where the backend has
+	// that too (gd).
+	gd, _ := b.(runtime.GLUDownNormer)
 	normed := false
 	for li := range m.layers {
 		// Each product input written in the order its weights read it,
@@ -406,6 +409,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		if lw.order != nil {
 			w, sl = &lw.order.w, lw.order.slots
 		}
+		glu := false // gate/up's product, not yet issued
 		// q/k/v: normalized by the product (lw.normed) or by a norm kernel
 		// first; rotated and stored in the cache by the product where the
 		// backend's kernels do that (rf), by RoPEStore otherwise.
@@ -472,7 +476,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				continue
 			}
 			if w.gateUp != nil {
-				io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
+				glu = true // (issued below: with down where gd takes both)
 			} else {
 				w.act(b, s.xn, s.gate, s.up)
 			}
@@ -493,10 +497,20 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				nw = m.norm
 			}
 			if nw != nil {
-				rn.MatMulAddNormTo(x, s.gate, w.lin[downProj], s.xn, nw, ns, d.eps)
+				if glu && gd != nil {
+					gd.MatMulGLUDownNormTo(s.gate, s.xn, w.gateUp, sl.down, x, w.lin[downProj], s.xn, nw, ns, d.eps)
+				} else {
+					if glu {
+						io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
+					}
+					rn.MatMulAddNormTo(x, s.gate, w.lin[downProj], s.xn, nw, ns, d.eps)
+				}
 				normed = true
 				continue
 			}
+		}
+		if glu {
+			io.MatMulGLUTo(s.gate, s.xn, w.gateUp, sl.down)
 		}
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
