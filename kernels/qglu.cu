@@ -101,6 +101,37 @@ __device__ __forceinline__ u32 ql_take(u32* ctr) {
     return r;
 }
 
+// ql_scales: a group's scales of rows g and g+8 (q0, q1: the loaded
+// pairs, or with QG_SZ16 the scales alone) as the loops use them: fp32
+// scales, 1024 + zero twice (zz) and 960 − (1024 + zero) for row g+8's
+// codes taken as 1024 + 16c.
+template <int BITS>
+__device__ __forceinline__ void ql_scales(u32 q0, u32 q1, float& s0, float& s1, u32& zz0, u32& zz1, u32& nz1) {
+    s0 = h_lo(q0), s1 = h_lo(q1);
+#if QG_SZ16
+    zz0 = zz1 = SZ_ZZ(BITS);
+#else
+    zz0 = (q0 >> 16) * 0x10001u;
+    zz1 = (q1 >> 16) * 0x10001u;
+#endif
+    nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+}
+
+// ql_chunk: one chunk w's steps into the group's sums tmp, bf its B
+// fragments (two steps each).
+template <int BITS>
+__device__ __forceinline__ void ql_chunk(const u32x4& w, const u32x4 (&bf)[BITS == 4 ? 2 : 1], u32 magic, u32 zz0, u32 zz1,
+                                         u32 nz1, float (&tmp)[4]) {
+    constexpr int SPC = BITS == 4 ? 4 : 2;
+#pragma unroll
+    for (int s = 0; s < SPC; s++) {
+        u32 a[4];
+        dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
+        const u32x4 b = bf[s / 2];
+        mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
+    }
+}
+
 // JN (the _j kernels, runtime/cuda GPTQTOOL_QGLU_JOIN): the down product
 // after this GLU product, in the same launch, so that its weights stream
 // into each block's ring as soon as the block has no pieces left, before
@@ -224,26 +255,12 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
                 // then this one's scales.
                 acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
                 tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-                const u32 n0 = scs[gj * 16 + g], n1 = scs[gj * 16 + g + 8];
-                s0 = h_lo(n0), s1 = h_lo(n1);
-#if QG_SZ16
-                zz0 = zz1 = SZ_ZZ(BITS);
-#else
-                zz0 = (n0 >> 16) * 0x10001u;
-                zz1 = (n1 >> 16) * 0x10001u;
-#endif
-                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+                ql_scales<BITS>(scs[gj * 16 + g], scs[gj * 16 + g + 8], s0, s1, zz0, zz1, nz1);
                 gj++;
                 left = glen;
             }
             left--;
-#pragma unroll
-            for (int s = 0; s < SPC; s++) {
-                u32 a[4];
-                dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
-                const u32x4 b = bf[s / 2];
-                mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
-            }
+            ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
         }
     }
     acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
@@ -507,23 +524,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                     tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
                 }
                 const szw* sc = mysc + (k & 1) * SB + (u >> gsh) * 16;
-                const u32 q0 = sc[g], q1 = sc[g + 8];
-                s0 = h_lo(q0), s1 = h_lo(q1);
-#if QG_SZ16
-                zz0 = zz1 = SZ_ZZ(BITS);
-#else
-                zz0 = (q0 >> 16) * 0x10001u;
-                zz1 = (q1 >> 16) * 0x10001u;
-#endif
-                nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+                ql_scales<BITS>(sc[g], sc[g + 8], s0, s1, zz0, zz1, nz1);
             }
-#pragma unroll
-            for (int s = 0; s < SPC; s++) {
-                u32 a[4];
-                dq_step<BITS>(w, s, magic, zz0, zz1, nz1, a);
-                const u32x4 b = bf[s / 2];
-                mma16816<f16>(tmp, a, (s & 1) ? b.c : b.a, (s & 1) ? b.d : b.b);
-            }
+            ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
         }
         acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
         tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
