@@ -185,9 +185,10 @@ func BenchmarkDecodeOps(b *testing.B) {
 // memory held beyond its need), on the wide kernels, normalizing its input
 // (GPTQTOOL_QGLU_NORM's MatMulGLUNormTo), and as the norm kernel followed by
 // the pieces kernel: its aggregate read rate, GB/s, to set against
-// BenchmarkStream's plain streams. Also the 8-bit down product alone, and
-// gate/up, down and the norm after it (MatMulGLUDownNormTo) as two ops and
-// joined in one launch (GPTQTOOL_QGLU_JOIN).
+// BenchmarkStream's plain streams. Also the 4-bit gate/up on the pieces
+// kernel (pieces4), the 8-bit down product alone, and gate/up, down and the
+// norm after it (MatMulGLUDownNormTo) as two ops and joined in one launch
+// (GPTQTOOL_QGLU_JOIN).
 func BenchmarkPiecesGLU(b *testing.B) {
 	be := gputest.Backend(b)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -206,6 +207,16 @@ func BenchmarkPiecesGLU(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer be.Free(gu)
+	q4 := func() *runtime.QuantWeight {
+		w := randomQuant(r, H, I, 4, 128, false)
+		w.Perm = perm
+		return w
+	}
+	gu4, err := be.LoadQuantGLU(q4(), q4())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer be.Free(gu4)
 	norm := randTensor(b, be, runtime.F16, H)
 	defer be.Free(norm)
 	defer be.SetQGLUPieces(be.QGLUPieces())
@@ -219,6 +230,7 @@ func BenchmarkPiecesGLU(b *testing.B) {
 	}
 	defer be.Free(guNorm)
 	bytes := float64(H)*float64(2*I) + float64(H/128)*float64(2*I)*4 + 4*H
+	bytes4 := float64(H)*float64(2*I)/2 + float64(H/128)*float64(2*I)*4 + 4*H
 	// down's 8-bit product alone (the plain wide kernels at one row), whose
 	// loop the step's trace has streaming faster a block than gate/up's.
 	permI := make([]int32, I)
@@ -244,6 +256,7 @@ func BenchmarkPiecesGLU(b *testing.B) {
 			bytes              float64
 		}{
 			{"pieces", 2, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"pieces4", 2, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu4) }, bytes4},
 			{"pieces_w32d4", 2, 32, 4, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
 			{"wide", 0, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
 			{"pieces_norm", 2, 0, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }, bytes},

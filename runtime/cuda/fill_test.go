@@ -122,21 +122,31 @@ func TestParseQmmaWG(t *testing.T) {
 	}
 }
 
-// TestParseKernelDefines: GPTQTOOL_KERNEL_DEFINES becomes -D options; a
-// pair that is not NAME=INTEGER is refused with the pair named.
+// TestParseKernelDefines: GPTQTOOL_KERNEL_DEFINES becomes -D options, a
+// pair after FILE.cu: an option of that file's modules alone; a pair that
+// is not NAME=INTEGER, or a file that is not a .cu name, is refused with
+// the pair named.
 func TestParseKernelDefines(t *testing.T) {
-	got, err := parseKernelDefines("  QU=2,PA_X9=-1 ")
-	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1"}) {
-		t.Errorf("QU=2,PA_X9=-1: %q, %v", got, err)
+	got, err := parseKernelDefines("  QU=2,PA_X9=-1 qglu.cu:QL_RAWZ=1")
+	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1", "qglu.cu:-DQL_RAWZ=1"}) {
+		t.Errorf("QU=2,PA_X9=-1 qglu.cu:QL_RAWZ=1: %q, %v", got, err)
 	}
 	if got, err := parseKernelDefines(""); got != nil || err != nil {
 		t.Errorf("empty: %q, %v", got, err)
 	}
-	for _, bad := range []string{"QU", "QU=x", "9A=1", "qu=1", "Q-U=1", "=1", "QU=1 B"} {
+	for _, bad := range []string{"QU", "QU=x", "9A=1", "qu=1", "Q-U=1", "=1", "QU=1 B", "qglu:QU=1", ".cu:QU=1", "a/b.cu:QU=1", "qglu.cu:qu=1", "qglu.cu:"} {
 		_, err := parseKernelDefines(bad)
 		if err == nil || !strings.Contains(err.Error(), "is not NAME=INTEGER") {
 			t.Errorf("%q: error %v", bad, err)
 		}
+	}
+	// A scoped pair reaches its file's modules alone.
+	b := &Backend{extraDefines: got}
+	if d := b.traceDefines("qglu.cu"); !slices.Equal(d, []string{"-DQU=2", "-DPA_X9=-1", "-DQL_RAWZ=1"}) {
+		t.Errorf("qglu.cu's defines: %q", d)
+	}
+	if d := b.traceDefines("qgemv.cu"); !slices.Equal(d, []string{"-DQU=2", "-DPA_X9=-1"}) {
+		t.Errorf("qgemv.cu's defines: %q", d)
 	}
 }
 

@@ -89,7 +89,7 @@ func (j *compileJob) run(b *Backend) {
 	}
 	start := time.Now()
 	var compiled bool
-	j.cubin, compiled, j.err = compile(j.m.File, text, j.m.Arch(b.arch), b.driver, b.cacheDir, append(j.m.Options(), b.traceDefines()...)...)
+	j.cubin, compiled, j.err = compile(j.m.File, text, j.m.Arch(b.arch), b.driver, b.cacheDir, append(j.m.Options(), b.traceDefines(j.m.File)...)...)
 	if compiled && b.log != nil {
 		where := "not cached"
 		if b.cacheDir != "" {

@@ -166,14 +166,24 @@ func (b *Backend) traceSetup() error {
 }
 
 // traceDefines are the NVRTC defines tracing and GPTQTOOL_KERNEL_DEFINES
-// add to every module.
-func (b *Backend) traceDefines() []string {
-	if b.tracePath == "" {
-		return b.extraDefines
+// add to a module of file: every one, but those GPTQTOOL_KERNEL_DEFINES
+// names for another file.
+func (b *Backend) traceDefines(file string) []string {
+	var d []string
+	if b.tracePath != "" {
+		d = append(d, "-DGPTQTOOL_TRACE="+strconv.Itoa(b.traceCap))
+		if b.traceAt != 0 {
+			d = append(d, "-DTRACE_AT="+strconv.Itoa(b.traceAt))
+		}
 	}
-	d := append([]string{"-DGPTQTOOL_TRACE=" + strconv.Itoa(b.traceCap)}, b.extraDefines...)
-	if b.traceAt != 0 {
-		d = append(d, "-DTRACE_AT="+strconv.Itoa(b.traceAt))
+	for _, o := range b.extraDefines {
+		if f, opt, ok := strings.Cut(o, ":"); ok {
+			if f != file {
+				continue
+			}
+			o = opt
+		}
+		d = append(d, o)
 	}
 	return d
 }
@@ -427,18 +437,42 @@ func traceGPCs(launches [][]traceRec) map[uint32]int {
 
 // parseKernelDefines reads GPTQTOOL_KERNEL_DEFINES, NAME=INTEGER pairs
 // separated by spaces or commas, that every module is compiled with (kernel variants
-// for measurements, such as qgemv.cu's QU; the kernel cache keys them).
+// for measurements, such as qgemv.cu's QU; the kernel cache keys them), or
+// with FILE.cu: before the pair, the modules of that file alone (so that
+// the others are not compiled again): -DNAME=INTEGER, or FILE.cu:-DNAME=INTEGER.
 func parseKernelDefines(v string) ([]string, error) {
 	var out []string
 	for _, f := range strings.Fields(strings.ReplaceAll(v, ",", " ")) {
-		name, val, ok := strings.Cut(f, "=")
-		_, err := strconv.Atoi(val)
-		if !ok || err != nil || !kernelDefineName(name) {
-			return nil, fmt.Errorf("cuda: GPTQTOOL_KERNEL_DEFINES=%q: %q is not NAME=INTEGER (NAME of A-Z, 0-9 and _, not starting with a digit)", v, f)
+		file, pair, scoped := strings.Cut(f, ":")
+		if !scoped {
+			file, pair = "", f
 		}
-		out = append(out, "-D"+f)
+		name, val, ok := strings.Cut(pair, "=")
+		_, err := strconv.Atoi(val)
+		if !ok || err != nil || !kernelDefineName(name) || scoped && !kernelFileName(file) {
+			return nil, fmt.Errorf("cuda: GPTQTOOL_KERNEL_DEFINES=%q: %q is not NAME=INTEGER or FILE.cu:NAME=INTEGER (NAME of A-Z, 0-9 and _, not starting with a digit)", v, f)
+		}
+		if scoped {
+			out = append(out, file+":-D"+pair)
+		} else {
+			out = append(out, "-D"+pair)
+		}
 	}
 	return out, nil
+}
+
+// kernelFileName: a kernels/ source's name, letters, digits and _ then .cu.
+func kernelFileName(s string) bool {
+	base, ok := strings.CutSuffix(s, ".cu")
+	if !ok || base == "" {
+		return false
+	}
+	for _, c := range base {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func kernelDefineName(s string) bool {
