@@ -544,67 +544,92 @@ func TestPlainDownAfterWide(t *testing.T) {
 // down product in the pieces kernel's launch, qglu.cu JN) against its two
 // ops (MatMulGLUTo, then MatMulAddNormTo: down on the plain wide kernels
 // leaving its splits to the norm), on the 7B MLP's shape at both widths,
-// one and two rows, with and without act order on gate/up: the GLU's
-// output the same bits; x (the residual plus h·downᵀ) each within 1e-5 of
-// float64 and the two within a rounding of each other; the norm of the
-// joined x within 1e-5 of float64's norm of it; three joined runs the
-// same bits. Every step writes into zeros (h, the norm) and a fresh
-// residual, so that a down that read h before the GLU product's pieces
-// were all written would read zeros.
+// one and two rows, with and without act order on gate/up, and with
+// gate/up's outputs moved to slots (every unit of down then waits for all
+// of the pieces, not its split's alone): the GLU's output the same bits; x
+// (the residual plus h·downᵀ) each within 1e-5 of float64 and the two
+// within a rounding of each other; the norm of the joined x within 1e-5 of
+// float64's norm of it; three joined runs the same bits, and a fourth
+// after 520 more launches (their counters come round after 512: each
+// launch must leave its own zeroed). Every step writes into zeros (h, the
+// norm) and a fresh residual, so that a down that read h before the
+// pieces of its inputs were written would read zeros.
 func TestJoinGLUDown(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQGLUJoin(b.QGLUJoin())
 	r := rand.New(rand.NewPCG(43, 44))
 	const K, N, eps = 4096, 14336, 1e-5
+	type jcase struct {
+		bits, M     int
+		perm, moved bool
+	}
+	var cases []jcase
 	for _, c := range []struct{ bits, M int }{{4, 1}, {4, 2}, {8, 1}, {8, 2}} {
 		for _, perm := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%dbit-M%d-perm=%v", c.bits, c.M, perm), func(t *testing.T) {
-				glu, _, _ := loadGLU(t, b, r, K, N, c.bits, 128, perm)
-				dq := randomQuant(r, N, K, c.bits, 128, false)
-				down, err := b.LoadQuant(dq)
-				if err != nil {
-					t.Fatal(err)
+			cases = append(cases, jcase{c.bits, c.M, perm, false})
+		}
+	}
+	cases = append(cases, jcase{4, 1, true, true}, jcase{8, 1, false, true})
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%dbit-M%d-perm=%v-moved=%v", c.bits, c.M, c.perm, c.moved), func(t *testing.T) {
+			glu, _, _ := loadGLU(t, b, r, K, N, c.bits, 128, c.perm)
+			dq := randomQuant(r, N, K, c.bits, 128, false)
+			down, err := b.LoadQuant(dq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Free(down)
+			xn, _ := upload(t, b, runtime.F16, normals(r)(c.M*K, inputScale(K, c.bits)), c.M, K)
+			nw, nwv := upload(t, b, runtime.F16, normals(r)(K, 1), 1, K)
+			_, rr := upload(t, b, runtime.F16, normals(r)(c.M*K, 1), c.M, K)
+			kname := cuda.QGLUJoinKernel(c.bits, c.M)
+			var slots runtime.Tensor
+			if c.moved {
+				slots = i32Tensor(t, b, randomSlots(r, N))
+			}
+			step := func(join int) (xo, h, no []float32) {
+				b.SetQGLUJoin(join)
+				ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
+				xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
+				nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+				n0 := qgluLaunches(b, kname)
+				b.MatMulGLUDownNormTo(ht, xn, glu, slots, xt, down, nt, nw, nil, eps)
+				// (Joined where down runs on the plain wide kernels: one
+				// row by default, SetQMMAPlain.)
+				if n, want := qgluLaunches(b, kname)-n0, min(join, 1, 2-c.M); n != want {
+					t.Fatalf("join %d: the joined kernel ran %d times, want %d", join, n, want)
 				}
-				defer b.Free(down)
-				xn, _ := upload(t, b, runtime.F16, normals(r)(c.M*K, inputScale(K, c.bits)), c.M, K)
-				nw, nwv := upload(t, b, runtime.F16, normals(r)(K, 1), 1, K)
-				_, rr := upload(t, b, runtime.F16, normals(r)(c.M*K, 1), c.M, K)
-				kname := cuda.QGLUJoinKernel(c.bits, c.M)
-				step := func(join int) (xo, h, no []float32) {
-					b.SetQGLUJoin(join)
+				return download(t, b, xt), download(t, b, ht), download(t, b, nt)
+			}
+			x0, h0, _ := step(0)
+			want := backendtest.RefMatMul(h0, dq.Dequantize(), c.M, K, N)
+			for i := range want {
+				want[i] += float64(rr[i])
+			}
+			var first []float32
+			for run := range 4 {
+				if run == 3 {
 					ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
 					xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
 					nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
-					n0 := qgluLaunches(b, kname)
-					b.MatMulGLUDownNormTo(ht, xn, glu, nil, xt, down, nt, nw, nil, eps)
-					// (Joined where down runs on the plain wide kernels: one
-					// row by default, SetQMMAPlain.)
-					if n, want := qgluLaunches(b, kname)-n0, min(join, 1, 2-c.M); n != want {
-						t.Fatalf("join %d: the joined kernel ran %d times, want %d", join, n, want)
-					}
-					return download(t, b, xt), download(t, b, ht), download(t, b, nt)
-				}
-				x0, h0, _ := step(0)
-				want := backendtest.RefMatMul(h0, dq.Dequantize(), c.M, K, N)
-				for i := range want {
-					want[i] += float64(rr[i])
-				}
-				var first []float32
-				for run := range 3 {
-					x1, h1, n1 := step(c.M)
-					sameBits(t, fmt.Sprintf("run %d: the GLU's output", run), h1, h0)
-					agree(t, fmt.Sprintf("run %d, joined", run), x1, "the two ops", x0, want, 1e-5, 1e-6)
-					if nmse := backendtest.NMSE(n1, backendtest.RefRMSNorm(x1, nwv, K, eps)); !(nmse < 1e-5) {
-						t.Errorf("run %d: the norm after the joined product: nmse %.3g against float64", run, nmse)
-					}
-					if run == 0 {
-						first = x1
-					} else {
-						sameBits(t, fmt.Sprintf("run %d against run 0", run), x1, first)
+					b.SetQGLUJoin(c.M)
+					for range 520 {
+						b.MatMulGLUDownNormTo(ht, xn, glu, slots, xt, down, nt, nw, nil, eps)
 					}
 				}
-			})
-		}
+				x1, h1, n1 := step(c.M)
+				sameBits(t, fmt.Sprintf("run %d: the GLU's output", run), h1, h0)
+				agree(t, fmt.Sprintf("run %d, joined", run), x1, "the two ops", x0, want, 1e-5, 1e-6)
+				if nmse := backendtest.NMSE(n1, backendtest.RefRMSNorm(x1, nwv, K, eps)); !(nmse < 1e-5) {
+					t.Errorf("run %d: the norm after the joined product: nmse %.3g against float64", run, nmse)
+				}
+				if run == 0 {
+					first = x1
+				} else {
+					sameBits(t, fmt.Sprintf("run %d against run 0", run), x1, first)
+				}
+			}
+		})
 	}
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
