@@ -136,71 +136,25 @@ __device__ __forceinline__ void ql_chunk(const u32x4& w, const u32x4 (&bf)[BITS 
 // after this GLU product, in the same launch, so that its weights stream
 // into each block's ring as soon as the block has no pieces left, before
 // the GLU's rows are whole, instead of after a kernel boundary. Its plan
-// is the plain wide kernels' (qgemv.cu _p with QF_PARTS): units of a slab
-// of QL_W tiles (one a warp) by one of S splits of K, each split's sums
-// left in part [S][M][N] for the norm kernel after it (rmsnorm_parts_*)
-// to add up, as that kernel's product would. x, down's input, is the
-// GLU's output rows (out, [M][N/2] in down's input order), read through
-// L2: other blocks wrote them.
-//
-// A split needs only the pieces that write its inputs: without oslots,
-// piece p writes inputs 16p.. 16p+15, so split y's are pieces y·SP/16 to
-// (y+1)·SP/16 - 1 (SP a split's inputs), taken from the counter among
-// the first. The warp that writes a piece's outputs counts it in
-// cnt[1 + its split] (with oslots, in cnt[1] for every split: each needs
-// all of them). A block whose pieces are done takes the next unit from
-// cnt[0], units in split order (the blocks that finish first take the
-// splits written first), copies its ring's first turn of down's weights
-// and its split's scales, then waits until its split's count is whole.
-// The last block to take a unit zeroes cnt[0]; the last of a split's
-// units to see its count whole zeroes it and its count of such units
-// (cnt[1 + QJ_MAXS + split]), so that the next launch finds them zero.
-// Every block is resident (one an SM), so the pieces a unit waits for
-// always end.
-#define QJ_MAXS 8
-// QJ_FENCE (a probe): how a piece's writer counts it: 0 a fence of the
-// device, then the add; 1 one add with release semantics; 2 a fence with
-// acquire-release semantics, then a relaxed add; 3 (a probe: racy) a
-// relaxed add alone. QJ_NOWAIT=1 (a probe: wrong outputs): units do not
-// wait for their pieces. QJ_STATIC=1: block b takes unit b (no counter).
-#ifndef QJ_FENCE
-#define QJ_FENCE 0
-#endif
-#ifndef QJ_NOWAIT
-#define QJ_NOWAIT 0
-#endif
-#ifndef QJ_STATIC
-#define QJ_STATIC 0
-#endif
-// QJ_LATE=1: the piece counted after the slot is marked free (after the
-// block's fence) instead of before.
-#ifndef QJ_LATE
-#define QJ_LATE 0
-#endif
+// is the plain wide kernels' (qgemv.cu _p with QF_PARTS): slabs of QL_W
+// tiles (one a warp) by S splits of K along the blocks, block b slab
+// b % (N / (16·QL_W)) and split b / (N / (16·QL_W)) (blocks past the
+// S·slabs idle), each split's sums left in part [S][M][N] for the norm
+// kernel after it (rmsnorm_parts_*) to add up, as that kernel's product
+// would. A block arrives at the grid's counter bar as its pieces are
+// done (its outputs written), copies its ring's first turn of down's
+// weights and its split's scales, then waits until every block has
+// arrived: the counter's top bit flips then (block 0 adds 2^31 - (nb - 1),
+// the others 1), so that it needs no reset between launches. x, down's
+// input, is the GLU's output rows (out, [M][N/2] in down's input order,
+// which oslots gives), read through L2: other blocks wrote them.
 struct QJoin {
     const u32* qw;   // down's codes, qgemv.cu's tiled layout (plain tile order)
     const void* sz;  // its scales (szw, [G][N])
     float* part;     // [S][M][N]
-    u32* cnt;        // [0] units taken, [1 + y] split y's pieces written, [1 + QJ_MAXS + y] its units past their wait
+    u32* bar;        // the grid's arrivals
     int K, N, gs, S;
 };
-
-// ql_count: a piece counted in its split's count p (JN), after its outputs
-// (QJ_FENCE).
-__device__ __forceinline__ void ql_count(u32* p) {
-    // (JN: the piece counted in its split, for down's units.)
-    if (QJ_FENCE == 1) {
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(p) : "memory");
-    } else if (QJ_FENCE == 3) {
-        asm volatile("red.relaxed.gpu.global.add.u32 [%0], 1;" ::"l"(p) : "memory");
-    } else if (QJ_FENCE == 2) {
-        asm volatile("fence.acq_rel.gpu;" ::: "memory");
-        asm volatile("red.relaxed.gpu.global.add.u32 [%0], 1;" ::"l"(p) : "memory");
-    } else {
-        __threadfence();
-        atomicAdd(p, 1u);
-    }
-}
 
 __device__ __forceinline__ u32 ql_acquire(const u32* p) {
     u32 v;
@@ -210,30 +164,17 @@ __device__ __forceinline__ u32 ql_acquire(const u32* p) {
 
 // ql_down: JN's down product (see QJoin), by a block whose warps have
 // left the GLU's loop; ring0, the warp's ring (its lane's slot 0), and
-// x's space after the block's rings; np the GLU's pieces, grouped: no
-// oslots (each split waits for its own pieces alone).
+// x's space after the block's rings.
 template <int BITS, typename T>
-__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags, int np, bool grouped) {
+__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;
     constexpr int KB = 16 * SPC;
     constexpr float XS = qlxs<T>::v;
     extern __shared__ u32x4 smem_l[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nb = gridDim.x, nsl = jd.N / (16 * QL_W), CK = jd.K / KB, cps = CK / jd.S;
-    __shared__ int unit;
-    // The block's pieces are added up and written (each by the warp that
-    // ended it last, within the loop every warp has left); its rings and
-    // slots are free.
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const u32 v = QJ_STATIC ? (u32)blockIdx.x : atomicAdd(jd.cnt, 1u);
-        if (v == (u32)(nb - 1)) jd.cnt[0] = 0;  // (every block has taken)
-        unit = (int)v;
-    }
-    __syncthreads();
-    const int u = unit;
-    if (u >= nsl * jd.S) return;
-    const int y = u / nsl, slab = u - y * nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
+    const int slab = blockIdx.x % nsl, y = blockIdx.x / nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
+    const bool work = y < jd.S;
     const int nt = slab * QL_W + warp;
     u16* xs = (u16*)((char*)smem_l + QL_W * QL_D * 512);  // [M][LDX]
     // The warps' scales of the split's groups, [QL_W][ngs][16], after x
@@ -241,10 +182,19 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
     // whose ring is full as it starts).
     const int ngs = cps * KB / jd.gs;
     szw* scs = (szw*)((char*)xs + ((M * LDX * 2 + 15) & ~15)) + warp * ngs * 16;
+    __shared__ u32 arrived;
+    // The block's pieces are added up and written (each by the warp that
+    // ended it last, within the loop every warp has left); its rings and
+    // slots are free.
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        arrived = atomicAdd(jd.bar, blockIdx.x == 0 ? 0x80000000u - (u32)(nb - 1) : 1u);
+    }
     // The weights and scales are the model's: the ring's first turn and the
     // split's scales before the wait.
     const u32x4* src = (const u32x4*)jd.qw + ((i64)nt * CK + c0) * 32 + lane;
-    {
+    if (work) {
         // (The scales in the commit group of the first chunk.)
         constexpr int CPG = sizeof(szw);  // 16-byte copies a group's 16 columns
         const int gi0 = kb0 / jd.gs;
@@ -258,14 +208,12 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
         }
     }
     if (threadIdx.x == 0) {
-        const int gi = grouped ? y : 0;
-        const u32 need = grouped ? (u32)(cps * KB / 16) : (u32)np, users = grouped ? (u32)nsl : (u32)(nsl * jd.S);
-        u32 *done = jd.cnt + 1 + gi, *passed = jd.cnt + 1 + QJ_MAXS + gi;
-        while (!QJ_NOWAIT && ql_acquire(done) < need) {
+        const u32 a = arrived;
+        while (((a ^ ql_acquire(jd.bar)) & 0x80000000u) == 0) {
         }
-        if (atomicAdd(passed, 1u) == users - 1) *done = 0, *passed = 0;
     }
     __syncthreads();
+    if (!work) return;
     // x: this split's inputs of the GLU's rows, as fp16 times XS.
     const int n8 = cps * KB / 8;
     for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
@@ -366,7 +314,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const int gsh = __ffs(glen) - 1, GP = QL_C >> gsh;
     const int SB = GP * 16;                // a warp's scales of one piece
     const int LDX = K + 8, W = M * 16;
-    const int jspan = JN ? jd.K / KB / jd.S * KB : 1;  // JN: down's inputs a split
     szw* scl = (szw*)((char*)smem_l + QL_W * QL_D * 512);  // [QL_W][2][GP][16]
     u16* xs = (u16*)(scl + QL_W * 2 * SB);                // [M][LDX]
     float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][QL_W][M][16]
@@ -625,14 +572,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             }
             __syncwarp();
             if (lane == 0) {
-                if constexpr (JN) {
-                    if (!QJ_LATE) ql_count(jd.cnt + 1 + (oslots ? 0 : pc * 16 / jspan));
-                }
                 __threadfence_block();
                 psumd[sl] = use + 1;
-                if constexpr (JN) {
-                    if (QJ_LATE) ql_count(jd.cnt + 1 + (oslots ? 0 : pc * 16 / jspan));
-                }
             }
         }
         if (npc < 0) break;
@@ -641,7 +582,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
     if constexpr (JN) {
-        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags, np, oslots == nullptr);
+        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags);
         return;
     }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
@@ -669,10 +610,10 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYMJ(BITS, QL_W, QL_D, NAME)(               \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
-        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* cnt, int dK, \
+        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* bar, int dK, \
         int dN, int dgs, int dS) {                                                                                   \
         qglu<BITS, T, false, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f,      \
-                                   QJoin{dqw, dsz, part, cnt, dK, dN, dgs, dS});                                     \
+                                   QJoin{dqw, dsz, part, bar, dK, dN, dgs, dS});                                     \
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)

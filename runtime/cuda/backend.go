@@ -73,7 +73,7 @@ type Backend struct {
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	lcount  *Buffer // the pieces GLU kernel's pairs of counters (qglu.cu; kept at 0)
-	jcount  *Buffer // the joined GLU and down kernels' counters (qglu.cu QJoin; kept at 0)
+	jcount  *Buffer // the joined GLU and down kernels' arrival counters (qglu.cu QJoin; never reset)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path

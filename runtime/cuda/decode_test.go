@@ -545,15 +545,14 @@ func TestPlainDownAfterWide(t *testing.T) {
 // ops (MatMulGLUTo, then MatMulAddNormTo: down on the plain wide kernels
 // leaving its splits to the norm), on the 7B MLP's shape at both widths,
 // one and two rows, with and without act order on gate/up, and with
-// gate/up's outputs moved to slots (every unit of down then waits for all
-// of the pieces, not its split's alone): the GLU's output the same bits; x
-// (the residual plus h·downᵀ) each within 1e-5 of float64 and the two
-// within a rounding of each other; the norm of the joined x within 1e-5 of
+// gate/up's outputs moved to slots: the GLU's output the same bits; x (the
+// residual plus h·downᵀ) each within 1e-5 of float64 and the two within a
+// rounding of each other; the norm of the joined x within 1e-5 of
 // float64's norm of it; three joined runs the same bits, and a fourth
-// after 520 more launches (their counters come round after 512: each
-// launch must leave its own zeroed). Every step writes into zeros (h, the
-// norm) and a fresh residual, so that a down that read h before the
-// pieces of its inputs were written would read zeros.
+// after 520 more launches (the launches' counters come round after 512:
+// each launch must leave its own ready for the next). Every step writes
+// into zeros (h, the norm) and a fresh residual, so that a down that read
+// h before the GLU product's pieces were all written would read zeros.
 func TestJoinGLUDown(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQGLUJoin(b.QGLUJoin())

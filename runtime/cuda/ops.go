@@ -309,11 +309,9 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 // GPTQTOOL_QGLU_JOIN (SetQGLUJoin) at this step's rows, where gate/up runs
 // on the pieces kernel and down on the plain wide kernels leaving its
 // splits to the norm (MatMulAddNormTo's parts), down runs in the pieces
-// kernel's launch: each block, as it runs out of pieces, takes a unit of
-// down (a slab of one split, splits in order), copies its first weights
-// and waits only for the pieces that write that split's inputs (all of
-// them where slots moves gate/up's outputs) (qglu.cu JN); the norm follows
-// as after down. Otherwise MatMulGLUTo, then MatMulAddNormTo.
+// kernel's launch, each block streaming its share as soon as it has no
+// pieces left (qglu.cu JN), and the norm follows as after down; otherwise
+// MatMulGLUTo, then MatMulAddNormTo.
 func (b *Backend) MatMulGLUDownNormTo(h, xn, gateUp, slots, x, down, norm, weight, nslots runtime.Tensor, eps float32) {
 	if !b.joinGLUDown(h, xn, gateUp, slots, x, down, norm, weight, nslots, eps) {
 		b.MatMulGLUTo(h, xn, gateUp, slots)

@@ -1666,18 +1666,15 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 // (QL_SLOTS), its list of a block's pieces (QL_LIST), the wide kernels'
 // slab (qgluCols), the pairs of counters its launches take in turn, and
 // the shared memory its blocks leave of what a block may take
-// (qgluShared); joined with down (qglu.cu JN), the counters a launch takes
-// (QJoin's: 1 + 2·QJ_MAXS, padded) and its most splits (QJ_MAXS).
+// (qgluShared).
 const (
-	qgluMaxRows      = 4
-	qgluBlockIn      = 8192
-	qgluSlots        = 4
-	qgluList         = 64
-	qgluCols         = 224
-	qgluPairs        = 512
-	qgluLeave        = 8 << 10
-	qgluJoinCounters = 32
-	qgluJoinMaxS     = 8
+	qgluMaxRows = 4
+	qgluBlockIn = 8192
+	qgluSlots   = 4
+	qgluList    = 64
+	qgluCols    = 224
+	qgluPairs   = 512
+	qgluLeave   = 8 << 10
 )
 
 // defaultQGLUShape is the pieces kernel's block shape for a product of M
@@ -1784,7 +1781,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		dq := j.w.q
 		ck := dq.k / kb
 		if nrm != nil || q.k != in*warps/2 || dq.bits != q.bits || dq.k != q.n/2 || dq.n%(16*warps) != 0 || dq.gs%kb != 0 ||
-			j.S < 2 || j.S > qgluJoinMaxS || ck%j.S != 0 || (ck/j.S*kb)%dq.gs != 0 {
+			j.S < 2 || ck%j.S != 0 || (ck/j.S*kb)%dq.gs != 0 {
 			return false
 		}
 	}
@@ -1852,13 +1849,11 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	}
 	var bar uint64
 	if j != nil {
-		// (qglu.cu QJoin's counters: units taken, each split's pieces
-		// written and its units past their wait, qgluJoinCounters a launch.)
-		if bar, err = b.counters(&b.jcount, qgluJoinCounters*qgluPairs); err != nil {
+		if bar, err = b.counters(&b.jcount, qgluPairs); err != nil {
 			b.fail(err)
 			return true
 		}
-		bar += uint64(4 * qgluJoinCounters * (b.qgluSeq % qgluPairs))
+		bar += uint64(4 * (b.qgluSeq % qgluPairs))
 	}
 	count += uint64(8 * (b.qgluSeq % qgluPairs))
 	b.qgluSeq++
