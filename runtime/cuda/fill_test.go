@@ -127,9 +127,9 @@ func TestParseQmmaWG(t *testing.T) {
 // is not NAME=INTEGER, or a file that is not a .cu name, is refused with
 // the pair named.
 func TestParseKernelDefines(t *testing.T) {
-	got, err := parseKernelDefines("  QU=2,PA_X9=-1 qglu.cu:QL_RAWZ=1")
-	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1", "qglu.cu:-DQL_RAWZ=1"}) {
-		t.Errorf("QU=2,PA_X9=-1 qglu.cu:QL_RAWZ=1: %q, %v", got, err)
+	got, err := parseKernelDefines("  QU=2,PA_X9=-1 qglu.cu:QL_LEAD4=0")
+	if err != nil || !slices.Equal(got, []string{"-DQU=2", "-DPA_X9=-1", "qglu.cu:-DQL_LEAD4=0"}) {
+		t.Errorf("QU=2,PA_X9=-1 qglu.cu:QL_LEAD4=0: %q, %v", got, err)
 	}
 	if got, err := parseKernelDefines(""); got != nil || err != nil {
 		t.Errorf("empty: %q, %v", got, err)
@@ -142,7 +142,7 @@ func TestParseKernelDefines(t *testing.T) {
 	}
 	// A scoped pair reaches its file's modules alone.
 	b := &Backend{extraDefines: got}
-	if d := b.traceDefines("qglu.cu"); !slices.Equal(d, []string{"-DQU=2", "-DPA_X9=-1", "-DQL_RAWZ=1"}) {
+	if d := b.traceDefines("qglu.cu"); !slices.Equal(d, []string{"-DQU=2", "-DPA_X9=-1", "-DQL_LEAD4=0"}) {
 		t.Errorf("qglu.cu's defines: %q", d)
 	}
 	if d := b.traceDefines("qgemv.cu"); !slices.Equal(d, []string{"-DQU=2", "-DPA_X9=-1"}) {
