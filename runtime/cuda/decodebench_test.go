@@ -197,25 +197,21 @@ func BenchmarkPiecesGLU(b *testing.B) {
 	for i, v := range r.Perm(H) {
 		perm[i] = int32(v)
 	}
-	q8 := func() *runtime.QuantWeight {
-		w := randomQuant(r, H, I, 8, 128, false)
-		w.Perm = perm
-		return w
+	// gate/up of bits-bit g128 act-order weights.
+	loadGU := func(bits int) runtime.Tensor {
+		q := func() *runtime.QuantWeight {
+			w := randomQuant(r, H, I, bits, 128, false)
+			w.Perm = perm
+			return w
+		}
+		gu, err := be.LoadQuantGLU(q(), q())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return gu
 	}
-	gu, err := be.LoadQuantGLU(q8(), q8())
-	if err != nil {
-		b.Fatal(err)
-	}
+	gu, gu4 := loadGU(8), loadGU(4)
 	defer be.Free(gu)
-	q4 := func() *runtime.QuantWeight {
-		w := randomQuant(r, H, I, 4, 128, false)
-		w.Perm = perm
-		return w
-	}
-	gu4, err := be.LoadQuantGLU(q4(), q4())
-	if err != nil {
-		b.Fatal(err)
-	}
 	defer be.Free(gu4)
 	norm := randTensor(b, be, runtime.F16, H)
 	defer be.Free(norm)
