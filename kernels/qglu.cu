@@ -155,33 +155,11 @@ __device__ __forceinline__ void ql_chunk(const u32x4& w, const u32x4 (&bf)[BITS 
 #ifndef QJ_NOBAR
 #define QJ_NOBAR 0
 #endif
-//
-// QF_JTAG (runtime/cuda GPTQTOOL_QGLU_JTAG): no barrier of the grid.
-// Down's units are handed out in the order in which the blocks stop
-// taking pieces (the count each takes in ctr[1] then: unit u is slab
-// u % (N / (16·QL_W)) of split u / (N / (16·QL_W)), units past the
-// S·slabs idle), so that the blocks done first take the splits whose
-// inputs the first pieces wrote; a unit waits only for its own inputs.
-// The GLU's outputs go out a second time as tagged words (tag, [4][K]
-// u64: the value's bits in the low 16, the launch's tag in the high 32,
-// stored and read whole, single-copy atomic, as mlp.cu's _ll shares), for
-// every row up to 4 (rows past M with the value 0), so that every word
-// read was written by this launch or carries the launch before's tag; a
-// unit's staging takes each word once its tag is this launch's, with no
-// flag, fence or barrier between. The tag is ep[0] + 1, read by each
-// block's thread 0 after the wait; the last block to stop taking (the one
-// that zeroes ctr) raises ep[0] (cycling through 0 to 2^32 - 2, so that
-// no tag is 0, as new words are) after every block's thread 0 has read
-// it: each reads it before the fence and the count in ctr[1] that the
-// last one's count follows.
-#define QF_JTAG 1024
 struct QJoin {
     const u32* qw;   // down's codes, qgemv.cu's tiled layout (plain tile order)
     const void* sz;  // its scales (szw, [G][N])
     float* part;     // [S][M][N]
     u32* bar;        // the grid's arrivals
-    u64* tag;        // QF_JTAG: the GLU's outputs as tagged words, [4][K]
-    u32* ep;         // QF_JTAG: the launches' count (the tag less one)
     int K, N, gs, S;
 };
 
@@ -193,25 +171,16 @@ __device__ __forceinline__ u32 ql_acquire(const u32* p) {
 
 // ql_down: JN's down product (see QJoin), by a block whose warps have
 // left the GLU's loop; ring0, the warp's ring (its lane's slot 0), and
-// x's space after the block's rings; jt, QF_JTAG's tag and the block's
-// unit (shared).
+// x's space after the block's rings.
 template <int BITS, typename T>
-__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags,
-                        const volatile u32* jt) {
+__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags) {
     constexpr int SPC = BITS == 4 ? 4 : 2;
     constexpr int KB = 16 * SPC;
     constexpr float XS = qlxs<T>::v;
     extern __shared__ u32x4 smem_l[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nb = gridDim.x, nsl = jd.N / (16 * QL_W), CK = jd.K / KB, cps = CK / jd.S;
-    const bool tagged = flags & QF_JTAG;
-    __shared__ u32 arrived;
-    // The block's pieces are added up and written (each by the warp that
-    // ended it last, within the loop every warp has left); its rings and
-    // slots are free; tagged, its unit is in jt[1].
-    __syncthreads();
-    const int u = tagged ? (int)jt[1] : (int)blockIdx.x;
-    const int slab = u % nsl, y = u / nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
+    const int slab = blockIdx.x % nsl, y = blockIdx.x / nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
     const bool work = y < jd.S;
     const int nt = slab * QL_W + warp;
     u16* xs = (u16*)((char*)smem_l + QL_W * QL_D * 512);  // [M][LDX]
@@ -220,8 +189,12 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
     // whose ring is full as it starts).
     const int ngs = cps * KB / jd.gs;
     szw* scs = (szw*)((char*)xs + ((M * LDX * 2 + 15) & ~15)) + warp * ngs * 16;
-    if (tagged && !work) return;
-    if (threadIdx.x == 0 && !tagged) {
+    __shared__ u32 arrived;
+    // The block's pieces are added up and written (each by the warp that
+    // ended it last, within the loop every warp has left); its rings and
+    // slots are free.
+    __syncthreads();
+    if (threadIdx.x == 0) {
         __threadfence();
         arrived = atomicAdd(jd.bar, blockIdx.x == 0 ? 0x80000000u - (u32)(nb - 1) : 1u);
     }
@@ -241,55 +214,27 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
             asm volatile("cp.async.commit_group;");
         }
     }
-    if (threadIdx.x == 0 && !QJ_NOBAR && !tagged) {
+    if (threadIdx.x == 0 && !QJ_NOBAR) {
         const u32 a = arrived;
         while (((a ^ ql_acquire(jd.bar)) & 0x80000000u) == 0) {
         }
     }
-    if (!tagged) {
-        __syncthreads();
-        if (!work) return;
-    }
-    // x: this split's inputs of the GLU's rows, as fp16 times XS; tagged,
-    // two words an item, each taken once it holds this launch's tag (polls
-    // that find a word not yet written wait 32 ns to 512 ns before the
-    // next, as mlp.cu's _ll end).
-    if (tagged) {
-        const u32 tag = jt[0];
-        const int n2 = cps * KB / 2;
-        for (int e = threadIdx.x; e < M * n2; e += blockDim.x) {
-            const int m = e / n2, r = e - m * n2;
-            const u64* p = jd.tag + (i64)m * jd.K + kb0 + r * 2;
-            u64 a, b;
-            u32 ns = 32;
-            for (;;) {
-                asm volatile("ld.relaxed.gpu.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
-                if ((u32)(a >> 32) == tag && (u32)(b >> 32) == tag) break;
-                __nanosleep(ns);
-                ns = min(2 * ns, 512u);
-            }
-            u32 v = ((u32)a & 0xffffu) | ((u32)b << 16);
-            if constexpr (XS != 1.0f) {
-                const T lo = {(u16)(v & 0xffffu)}, hi = {(u16)(v >> 16)};
-                v = pack2<f16>(to_f32(lo) * XS, to_f32(hi) * XS);
-            }
-            *(u32*)(xs + m * LDX + r * 2) = v;
-        }
-    } else {
-        const int n8 = cps * KB / 8;
-        for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
-            const int m = e / n8, r = e - m * n8;
-            const int4 raw = __ldcg((const int4*)(h + (i64)m * jd.K + kb0 + r * 8));
-            u32x4 v = u32x4{(u32)raw.x, (u32)raw.y, (u32)raw.z, (u32)raw.w};
-            if constexpr (XS != 1.0f) {
-                float f[8];
-                unpack8<T>(v, f);
+    __syncthreads();
+    if (!work) return;
+    // x: this split's inputs of the GLU's rows, as fp16 times XS.
+    const int n8 = cps * KB / 8;
+    for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
+        const int m = e / n8, r = e - m * n8;
+        const int4 raw = __ldcg((const int4*)(h + (i64)m * jd.K + kb0 + r * 8));
+        u32x4 v = u32x4{(u32)raw.x, (u32)raw.y, (u32)raw.z, (u32)raw.w};
+        if constexpr (XS != 1.0f) {
+            float f[8];
+            unpack8<T>(v, f);
 #pragma unroll
-                for (int j = 0; j < 8; j++) f[j] *= XS;
-                v = pack8<f16>(f);
-            }
-            *(u32x4*)(xs + m * LDX + r * 8) = v;
+            for (int j = 0; j < 8; j++) f[j] *= XS;
+            v = pack8<f16>(f);
         }
+        *(u32x4*)(xs + m * LDX + r * 8) = v;
     }
     __syncthreads();
     const u32 magic = 0x64006400u;
@@ -364,7 +309,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
     __shared__ volatile int parr[QL_SLOTS];   // a slot's warps' arrivals, cumulative
     __shared__ volatile int psumd[QL_SLOTS];  // a slot's pieces added up, cumulative
-    __shared__ volatile u32 ql_jt[2];         // JN with QF_JTAG: the launch's tag, the block's unit of down
     // (Traced, runtime/cuda trace.go: marks 1 after the wait, 2 with x
     // staged, 3 as warp 0's loop ends; the record as thread 0 returns.)
     TRACE_BEGIN(9);
@@ -439,12 +383,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     int4 pr[2];
     if (!NRM && perm && e < n8) pr[0] = __ldg((const int4*)(perm + e * 8)), pr[1] = __ldg((const int4*)(perm + e * 8 + 4));
     pdl_wait();
-    // (JN, QF_JTAG: the launches' count, read by thread 0 before its count
-    // in ctr[1], see QJoin.)
-    u32 jE = 0;
-    if constexpr (JN) {
-        if ((flags & QF_JTAG) && threadIdx.x == 0) asm volatile("ld.relaxed.gpu.u32 %0, [%1];" : "=r"(jE) : "l"(jd.ep) : "memory");
-    }
     u32x4 wr[sizeof(T) / 2];
     if constexpr (NRM) {
         // (Its group is the oldest: a warp with inputs has its ring's first
@@ -524,9 +462,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             put(m, v);
         }
     }
-    if constexpr (JN) {
-        if (threadIdx.x == 0) ql_jt[0] = jE + 1;
-    }
     __syncthreads();
     TRACE_MARK(2);
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
@@ -542,14 +477,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (ok && !taking) list[i + 1] = QL_NONE;
         if (!taking) {
             __threadfence();
-            const u32 done = atomicAdd(ctr + 1, 1u);
-            if constexpr (JN) ql_jt[1] = done;  // (QF_JTAG: the block's unit of down)
-            if (done == (u32)(nb - 1)) {
+            if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) {
                 __threadfence();
                 ctr[0] = 0, ctr[1] = 0;
-                if constexpr (JN) {
-                    if (flags & QF_JTAG) *jd.ep = jE + 1 == 0xffffffffu ? 0u : jE + 1;
-                }
             }
         } else {
             pend = ql_take(ctr);  // (its value is read a piece later)
@@ -644,24 +574,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 const float up = __shfl_down_sync(0xffffffffu, gv, 16);
                 if (lane < 16) {
                     const int oc = pc * 16 + c;
-                    const T o = from_f32<T>(ql_silu(gv) * up);
-                    out[(i64)m * (N / 2) + (oslots ? oslots[oc] : oc)] = o;
-                    if constexpr (JN) {
-                        // (QF_JTAG: the tagged word too, see QJoin.)
-                        if (flags & QF_JTAG) {
-                            const u64 wd = ((u64)ql_jt[0] << 32) | *(const u16*)&o;
-                            asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(jd.tag + (i64)m * (N / 2) + (oslots ? oslots[oc] : oc)), "l"(wd) : "memory");
-                        }
-                    }
-                }
-            }
-            if constexpr (JN) {
-                // (QF_JTAG: rows M to 3 as 0, so that every word carries
-                // this launch's tag or the one before's.)
-                if ((flags & QF_JTAG) && lane < 16) {
-                    const int oc = pc * 16 + c;
-                    for (int m = M; m < 4; m++)
-                        asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"(jd.tag + (i64)m * (N / 2) + (oslots ? oslots[oc] : oc)), "l"((u64)ql_jt[0] << 32) : "memory");
+                    out[(i64)m * (N / 2) + (oslots ? oslots[oc] : oc)] = from_f32<T>(ql_silu(gv) * up);
                 }
             }
             __syncwarp();
@@ -676,7 +589,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
     if constexpr (JN) {
-        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags, ql_jt);
+        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags);
         return;
     }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
@@ -704,10 +617,10 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }                                                                                                                \
     extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYMJ(BITS, QL_W, QL_D, NAME)(               \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
-        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* bar, u64* jtag,    \
-        u32* jep, int dK, int dN, int dgs, int dS) {                                                                 \
+        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* bar, int dK, \
+        int dN, int dgs, int dS) {                                                                                   \
         qglu<BITS, T, false, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f,      \
-                                   QJoin{dqw, dsz, part, bar, jtag, jep, dK, dN, dgs, dS});                          \
+                                   QJoin{dqw, dsz, part, bar, dK, dN, dgs, dS});                                     \
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)

@@ -74,7 +74,6 @@ type Backend struct {
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	lcount  *Buffer // the pieces GLU kernel's pairs of counters (qglu.cu; kept at 0)
 	jcount  *Buffer // the joined GLU and down kernels' arrival counters (qglu.cu QJoin; never reset)
-	jtag    *Buffer // the joined kernels' launch count, then the GLU's outputs as tagged words (qglu.cu QF_JTAG; new memory zeroed, never reset)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -165,7 +164,6 @@ type Backend struct {
 	qgluNorm      int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
 	qgluSeq       int             // the pieces kernel's launches so far (which pair of counters the next one takes)
 	qgluJoin      int             // GPTQTOOL_QGLU_JOIN=N: decode steps of at most N rows run gate/up on the pieces kernel with the down product after it in the same launch (runtime.GLUDownNormer, qglu.cu JN); 0 none
-	qgluJTag      bool            // GPTQTOOL_QGLU_JTAG=1: the joined kernels' units of down wait for their own inputs' tagged words instead of a barrier of the grid (qglu.cu QF_JTAG)
 	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -507,16 +505,6 @@ func New(o Options) (*Backend, error) {
 	if b.qgluJoin, err = envInt("GPTQTOOL_QGLU_JOIN", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_QGLU_JTAG=1: the joined kernels without their barrier of the
-	// grid: down's units go to the blocks in the order they run out of
-	// pieces and each waits only for its own inputs, which the GLU's pieces
-	// also write as words tagged with the launch (qglu.cu QF_JTAG; 0, the
-	// default: the barrier).
-	jtag, err := envInt("GPTQTOOL_QGLU_JTAG", 0, 0, 1, "0 or 1")
-	if err != nil {
-		return nil, err
-	}
-	b.qgluJTag = jtag == 1
 	// GPTQTOOL_QGLU_NORM=N: decode steps of up to N rows have the pieces
 	// kernel normalize gate/up's input as it stages it, o_proj adding into
 	// the residual stream, and no norm kernel between (runtime.GLUNormer;
@@ -743,7 +731,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.jcount, b.jtag, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.jcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -555,31 +555,24 @@ func TestPlainDownAfterWide(t *testing.T) {
 // h before the GLU product's pieces were all written would read zeros,
 // and from the second run on follows a joined launch of another input, so
 // that one that read the launch before's outputs would read other values.
-// All of it with down's units waiting for a barrier of the grid and for
-// their inputs' tagged words (SetQGLUJTag), whose launch count the 520
-// launches take across its wrap.
 func TestJoinGLUDown(t *testing.T) {
 	b := gputest.Backend(t)
 	defer b.SetQGLUJoin(b.QGLUJoin())
-	defer b.SetQGLUJTag(b.QGLUJTag())
 	r := rand.New(rand.NewPCG(43, 44))
 	const K, N, eps = 4096, 14336, 1e-5
 	type jcase struct {
-		bits, M          int
-		perm, moved, tag bool
+		bits, M     int
+		perm, moved bool
 	}
 	var cases []jcase
-	for _, tag := range []bool{false, true} {
-		for _, c := range []struct{ bits, M int }{{4, 1}, {4, 2}, {8, 1}, {8, 2}} {
-			for _, perm := range []bool{false, true} {
-				cases = append(cases, jcase{c.bits, c.M, perm, false, tag})
-			}
+	for _, c := range []struct{ bits, M int }{{4, 1}, {4, 2}, {8, 1}, {8, 2}} {
+		for _, perm := range []bool{false, true} {
+			cases = append(cases, jcase{c.bits, c.M, perm, false})
 		}
-		cases = append(cases, jcase{4, 1, true, true, tag}, jcase{8, 1, false, true, tag})
 	}
+	cases = append(cases, jcase{4, 1, true, true}, jcase{8, 1, false, true})
 	for _, c := range cases {
-		t.Run(fmt.Sprintf("%dbit-M%d-perm=%v-moved=%v-tag=%v", c.bits, c.M, c.perm, c.moved, c.tag), func(t *testing.T) {
-			b.SetQGLUJTag(c.tag)
+		t.Run(fmt.Sprintf("%dbit-M%d-perm=%v-moved=%v", c.bits, c.M, c.perm, c.moved), func(t *testing.T) {
 			glu, _, _ := loadGLU(t, b, r, K, N, c.bits, 128, c.perm)
 			dq := randomQuant(r, N, K, c.bits, 128, false)
 			down, err := b.LoadQuant(dq)
@@ -625,13 +618,6 @@ func TestJoinGLUDown(t *testing.T) {
 					xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
 					nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
 					b.SetQGLUJoin(c.M)
-					// (Tagged: the launch count 260 short of its wrap, so
-					// that the 520 launches and the run after cross it.)
-					if c.tag && c.M == 1 {
-						if ok, err := b.SetQGLUJTagCount(1<<32 - 1 - 260); err != nil || !ok {
-							t.Fatalf("the tagged launches' count: set %v, %v", ok, err)
-						}
-					}
 					for range 520 {
 						b.MatMulGLUDownNormTo(ht, xn, glu, slots, xt, down, nt, nw, nil, eps)
 					}

@@ -109,34 +109,6 @@ func QGLUJoinKernel(bits, M int) string {
 	return qgluJoinName(bits, warps, depth, runtime.F16)
 }
 
-// SetQGLUJTag sets whether the joined kernels' units of down wait for
-// their inputs' tagged words instead of a barrier of the grid (as
-// GPTQTOOL_QGLU_JTAG=1 does), for tests.
-func (b *Backend) SetQGLUJTag(on bool) {
-	b.enter()
-	defer b.exit()
-	b.qgluJTag = on
-}
-
-// QGLUJTag reports SetQGLUJTag's setting.
-func (b *Backend) QGLUJTag() bool {
-	b.enter()
-	defer b.exit()
-	return b.qgluJTag
-}
-
-// SetQGLUJTagCount sets the joined kernels' launch count (the next launch's
-// tag less one, qglu.cu QF_JTAG), for a test of its wrap; false where no
-// tagged launch has run yet.
-func (b *Backend) SetQGLUJTagCount(n uint32) (bool, error) {
-	b.enter()
-	defer b.exit()
-	if b.jtag == nil {
-		return false, nil
-	}
-	return true, b.htod(b.jtag.Ptr, []byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)})
-}
-
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it
 // (qglu.cu's _n kernels), in the default shape for M rows.
 func QGLUNormKernel(bits, M int) string {

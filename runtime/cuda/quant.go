@@ -1847,23 +1847,13 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		b.fail(err)
 		return true
 	}
-	var bar, jtag, jep uint64
+	var bar uint64
 	if j != nil {
 		if bar, err = b.counters(&b.jcount, qgluPairs); err != nil {
 			b.fail(err)
 			return true
 		}
 		bar += uint64(4 * (b.qgluSeq % qgluPairs))
-		// (QF_JTAG: the launches' count in the first 16 bytes, then the
-		// tagged words of qgluMaxRows rows, every launch's own.)
-		if b.qgluJTag {
-			tb, err := b.scratch(&b.jtag, 16+int64(qgluMaxRows)*int64(q.n/2)*8)
-			if err != nil {
-				b.fail(err)
-				return true
-			}
-			jep, jtag = tb.Ptr, tb.Ptr+16
-		}
 	}
 	count += uint64(8 * (b.qgluSeq % qgluPairs))
 	b.qgluSeq++
@@ -1876,16 +1866,13 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		flags |= qfLate
 	}
 	b.lastWide = j == nil
-	if j != nil && b.qgluJTag {
-		flags |= qfJTag
-	}
 	args := []any{out.ptr, x.ptr, w.ptr, szp, perm, slots, count, int32(q.k), int32(q.n), int32(M), int32(q.gs), flags}
 	if nrm != nil {
 		args = append(args, nrm.w.ptr, nrm.eps)
 	}
 	if j != nil {
 		dq := j.w.q
-		args = append(args, j.w.ptr, dszp, j.part, bar, jtag, jep, int32(dq.k), int32(dq.n), int32(dq.gs), int32(j.S))
+		args = append(args, j.w.ptr, dszp, j.part, bar, int32(dq.k), int32(dq.n), int32(dq.gs), int32(j.S))
 	}
 	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * warps}, shared, args...)
 	return true
@@ -1906,14 +1893,13 @@ func pushRecvBytes(M, S int, half bool) int {
 }
 
 // qfTMA, qfEarly, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA,
-// QF_EARLY, QF_LATE, QF_PUSH and QF_PARTS; qfJTag qglu.cu's QF_JTAG.
+// QF_EARLY, QF_LATE, QF_PUSH and QF_PARTS.
 const (
 	qfTMA   = 16
 	qfEarly = 4
 	qfLate  = 8
 	qfPush  = 128
 	qfParts = 256
-	qfJTag  = 1024
 )
 
 // qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
