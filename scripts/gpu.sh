@@ -239,8 +239,9 @@ for step in $steps; do
   trace)
     # The kernel timeline of decode steps (GPTQTOOL_TRACE, runtime/cuda
     # trace.go) on the decode step's checkpoint (TRACE_MODEL, default
-    # q4act) at each of TRACE_BATCHES (default 1 and 32), gzipped into $OUT;
-    # scripts/trace-summary.py reads it.
+    # q4act) at each of TRACE_BATCHES (default 1 and 32), gzipped into one
+    # tar, $OUT/traces.tar; scripts/trace-summary.py reads each trace once
+    # the tar is unpacked (tar -xf traces.tar).
     # TRACE_ENV="VAR=value ...[;VAR=value ...]" traces each setting too,
     # as trace-MODEL-bB-eN (N from 1), e.g. GPTQTOOL_TRACE_AT=1 for
     # attention's combine marks and the products' loops of all warps.
@@ -277,8 +278,11 @@ for step in $steps; do
         run $tn "${TRACE_TIMEOUT:-300}" sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/$tbin' bench decode --device cuda \
           --model /tmp/oc7b-$tm --batch $tb --prompt ${TRACE_PROMPT:-128} --new 16 >'$LOGS/$tn.bench.json'"
         note "$tn ($tv), traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/$tn.bench.json" | tr -d '\n ')"
-        [ -f "$LOGS/$tn.trace" ] && gzip -c "$LOGS/$tn.trace" >"$OUT/$tn.json.gz" &&
-          note "$tn: $(grep -c '"kind"' "$LOGS/$tn.trace") launches"
+        # (Every trace goes into one tar, $OUT/traces.tar: a call brings
+        # back at most 8 files, 16 MiB each; a trace is about 0.7 MB.)
+        [ -f "$LOGS/$tn.trace" ] && gzip -c "$LOGS/$tn.trace" >"$LOGS/$tn.json.gz" &&
+          tar -rf "$OUT/traces.tar" -C "$LOGS" "$tn.json.gz" &&
+          note "$tn: $(grep -c '"kind"' "$LOGS/$tn.trace") launches (traces.tar: $tn.json.gz)"
       done
       done
     done
@@ -517,17 +521,25 @@ for step in $steps; do
     # checkpoint once more under each ';'-separated setting (e.g.
     # GPTQTOOL_PDL=0), to compare, at DECODE_ENV_BATCH (default 1,8,32).
     # DECODE_ENV_MODEL picks another of the checkpoints (e.g. q4);
-    # DECODE_TIMEOUT (seconds, default 300) bounds each such run.
+    # DECODE_TIMEOUT (seconds, default 300) bounds each such run;
+    # DECODE_ENV_BASE=1 runs each setting with the build device-build.sh
+    # made with DEVICE_BASE too (gptqtool-base), right after this build's.
     em=${DECODE_ENV_MODEL:-q4act}
     if [ -n "${DECODE_ENV:-}" ] && [ -d /tmp/oc7b-$em ]; then
+      ebins=gptqtool
+      [ "${DECODE_ENV_BASE:-0}" = 1 ] && [ -x "$bin/gptqtool-base" ] && ebins="gptqtool gptqtool-base"
       i=0
       echo "$DECODE_ENV" | tr ';' '\n' | while read -r e; do
         [ -n "$e" ] || continue
         i=$((i + 1))
-        run decode-$em-env$i "${DECODE_TIMEOUT:-300}" sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decode-$em-env$i.json'"
-        note "$em with $e:"
-        grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|load_s)"' "$LOGS/decode-$em-env$i.json" | tr -d '\n' | tee -a "$summary"
-        echo | tee -a "$summary"
+        for eb in $ebins; do
+          en=decode-$em-env$i
+          [ $eb = gptqtool-base ] && en=$en-base
+          run $en "${DECODE_TIMEOUT:-300}" sh -c "env $e '$bin/$eb' bench decode --device cuda --model /tmp/oc7b-$em --batch ${DECODE_ENV_BATCH:-1,8,32} --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/$en.json'"
+          note "$em with $e ($eb):"
+          grep -E '"(batch|tok_per_s|step_ms|graph_ms|host_ms|load_s)"' "$LOGS/$en.json" | tr -d '\n' | tee -a "$summary"
+          echo | tee -a "$summary"
+        done
       done
     fi
     # DECODE_IDS_ENV="VAR=value ...": greedy ids of that checkpoint (64 new
