@@ -339,6 +339,38 @@ __device__ __forceinline__ float h_lo(u32 a) {
     return to_f32(h);
 }
 
+// A group's scales (qgemv.cu, qglu.cu). QG_SZ16=1, a define the backend
+// adds for weights whose zeros are all 2^(BITS-1) (the symmetric
+// quantizer's): they are the fp16 scales alone (szw u16, [G, N]) instead
+// of the pairs of scale and zero (u32, the scale in the low half), and
+// SZ_ZZ is the pairs' zero half doubled, 1024 + 2^(BITS-1) twice, a
+// constant.
+#ifndef QG_SZ16
+#define QG_SZ16 0
+#endif
+#if QG_SZ16
+typedef u16 szw;
+#define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
+#else
+typedef u32 szw;
+#endif
+
+// sz_group: a group's scales of rows g and g+8 of a tile (q0, q1: the
+// loaded pairs, or with QG_SZ16 the scales alone) as the products' loops
+// use them: fp32 scales, 1024 + zero twice (zz) and 960 − (1024 + zero)
+// for row g+8's 4-bit codes taken as 1024 + 16c (dq_step).
+template <int BITS>
+__device__ __forceinline__ void sz_group(u32 q0, u32 q1, float& s0, float& s1, u32& zz0, u32& zz1, u32& nz1) {
+    s0 = h_lo(q0), s1 = h_lo(q1);
+#if QG_SZ16
+    zz0 = zz1 = SZ_ZZ(BITS);
+#else
+    zz0 = (q0 >> 16) * 0x10001u;
+    zz1 = (q1 >> 16) * 0x10001u;
+#endif
+    nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
+}
+
 __device__ __forceinline__ u32 word_of(const u32x4& v, int i) {
     return i == 0 ? v.a : i == 1 ? v.b : i == 2 ? v.c : v.d;
 }

@@ -116,15 +116,11 @@
 // 2^(BITS-1), the symmetric quantizer's): sz holds only the fp16 scales,
 // u16 [G, N], half the bytes of the pairs; a loaded scale stands for its
 // pair (the scale in the low half, as there), and SZ_ZZ is the pairs'
-// zero half doubled, 1024 + 2^(BITS-1) twice, a constant. (The scale is
-// kept as loaded until its group begins: a pair made from it as it is
-// loaded waits for the load there, a round trip a group change.)
-#ifndef QG_SZ16
-#define QG_SZ16 0
-#endif
+// zero half doubled, 1024 + 2^(BITS-1) twice, a constant (szw, SZ_ZZ and
+// sz_group: common.cuh). (The scale is kept as loaded until its group
+// begins: a pair made from it as it is loaded waits for the load there, a
+// round trip a group change.)
 #if QG_SZ16
-typedef u16 szw;
-#define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
 // szld: the warpgroup kernels' loads of the scales of columns p[0] and
 // p[8], straight into 32-bit registers (the load zero-extends). A u16
 // loaded as such is widened where the prologue's loads (some predicated)
@@ -136,8 +132,6 @@ typedef u16 szw;
 __device__ __forceinline__ void szld(const u16* p, u32& a, u32& b) {
     asm("ld.global.nc.u16 %0, [%2];\n\tld.global.nc.u16 %1, [%2+16];" : "=r"(a), "=r"(b) : "l"(p));
 }
-#else
-typedef u32 szw;
 #endif
 
 // qmma's flags: QF_XASYNC stages fp16 x with cp.async; QF_EVICT streams
@@ -1147,15 +1141,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         float s0, s1;
         u32 zz0, zz1, nz1, hs0, hs1;  // hs: the fp16 scales twice (the _w kernels)
         auto load = [&]() {  // group grp's pairs from the prefetch; then fetch grp + 1's
-            s0 = h_lo(q0), s1 = h_lo(q1);
+            sz_group<BITS>(q0, q1, s0, s1, zz0, zz1, nz1);
             hs0 = (q0 & 0xffffu) * 0x10001u, hs1 = (q1 & 0xffffu) * 0x10001u;
-#if QG_SZ16
-            zz0 = zz1 = SZ_ZZ(BITS);
-#else
-            zz0 = (q0 >> 16) * 0x10001u;
-            zz1 = (q1 >> 16) * 0x10001u;
-#endif
-            nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
             fetch(grp + 1);
         };
         // fold: a group's sums t into acc, times its scales (rows g and

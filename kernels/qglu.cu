@@ -38,15 +38,8 @@
 // warp's streaming ends (as in qgemv.cu); QF_EVICT streams the weights
 // under evict_first.
 
-#ifndef QG_SZ16
-#define QG_SZ16 0
-#endif
-#if QG_SZ16
-typedef u16 szw;
-#define SZ_ZZ(BITS) ((0x6400u + (1u << ((BITS) - 1))) * 0x10001u)
-#else
-typedef u32 szw;
-#endif
+// (szw, SZ_ZZ and sz_group, a group's scales as the loops use them:
+// common.cuh.)
 
 #define QF_EVICT 2
 #define QF_EARLY 4
@@ -99,22 +92,6 @@ __device__ __forceinline__ u32 ql_take(u32* ctr) {
     u32 r;
     asm volatile("atom.global.inc.u32 %0, [%1], 0x7fffffff;" : "=r"(r) : "l"(ctr) : "memory");
     return r;
-}
-
-// ql_scales: a group's scales of rows g and g+8 (q0, q1: the loaded
-// pairs, or with QG_SZ16 the scales alone) as the loops use them: fp32
-// scales, 1024 + zero twice (zz) and 960 − (1024 + zero) for row g+8's
-// codes taken as 1024 + 16c.
-template <int BITS>
-__device__ __forceinline__ void ql_scales(u32 q0, u32 q1, float& s0, float& s1, u32& zz0, u32& zz1, u32& nz1) {
-    s0 = h_lo(q0), s1 = h_lo(q1);
-#if QG_SZ16
-    zz0 = zz1 = SZ_ZZ(BITS);
-#else
-    zz0 = (q0 >> 16) * 0x10001u;
-    zz1 = (q1 >> 16) * 0x10001u;
-#endif
-    nz1 = hsub2(0x63806380u, zz1);  // 960 − (1024 + z)
 }
 
 // ql_chunk: one chunk w's steps into the group's sums tmp, bf its B
@@ -296,7 +273,7 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
                 // then this one's scales.
                 acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
                 tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-                ql_scales<BITS>(scs[gj * 16 + g], scs[gj * 16 + g + 8], s0, s1, zz0, zz1, nz1);
+                sz_group<BITS>(scs[gj * 16 + g], scs[gj * 16 + g + 8], s0, s1, zz0, zz1, nz1);
                 gj++;
                 left = glen;
             }
@@ -579,7 +556,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                     tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
                 }
                 const szw* sc = mysc + (k & 1) * SB + (u >> gsh) * 16;
-                ql_scales<BITS>(sc[g], sc[g + 8], s0, s1, zz0, zz1, nz1);
+                sz_group<BITS>(sc[g], sc[g + 8], s0, s1, zz0, zz1, nz1);
             }
             ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
         }
