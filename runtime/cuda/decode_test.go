@@ -592,11 +592,16 @@ func TestJoinGLUDown(t *testing.T) {
 			if c.moved {
 				slots = i32Tensor(t, b, randomSlots(r, N))
 			}
+			// fresh: h and the norm's output as zeros, the residual anew.
+			fresh := func() (ht, xt, nt runtime.Tensor) {
+				ht, _ = upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
+				xt, _ = upload(t, b, runtime.F16, rr, c.M, K)
+				nt, _ = upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+				return ht, xt, nt
+			}
 			step := func(join int) (xo, h, no []float32) {
 				b.SetQGLUJoin(join)
-				ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
-				xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
-				nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+				ht, xt, nt := fresh()
 				n0 := qgluLaunches(b, kname)
 				b.MatMulGLUDownNormTo(ht, xn, glu, slots, xt, down, nt, nw, nil, eps)
 				// (Joined where down runs on the plain wide kernels: one
@@ -614,18 +619,14 @@ func TestJoinGLUDown(t *testing.T) {
 			var first []float32
 			for run := range 4 {
 				if run == 3 {
-					ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
-					xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
-					nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+					ht, xt, nt := fresh()
 					b.SetQGLUJoin(c.M)
 					for range 520 {
 						b.MatMulGLUDownNormTo(ht, xn, glu, slots, xt, down, nt, nw, nil, eps)
 					}
 				}
 				if run > 0 {
-					ht, _ := upload(t, b, runtime.F16, make([]float32, c.M*N), c.M, N)
-					xt, _ := upload(t, b, runtime.F16, rr, c.M, K)
-					nt, _ := upload(t, b, runtime.F16, make([]float32, c.M*K), c.M, K)
+					ht, xt, nt := fresh()
 					b.SetQGLUJoin(c.M)
 					b.MatMulGLUDownNormTo(ht, xd, glu, slots, xt, down, nt, nw, nil, eps)
 				}
