@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -406,7 +407,7 @@ func parquetSeeds(tb testing.TB) [][]byte {
 	}
 	return [][]byte{
 		parquetBytes(tb, testRows(4), parquet.Compression(&parquet.Gzip)),
-		parquetBytes(tb, []typed{{"a", 1, 1.5, true, [4]byte{1, 2, 3, 4}, []string{"x"}}, {"", -2, -0.0, false, [4]byte{}, nil}}),
+		parquetBytes(tb, []typed{{"a", 1, 1.5, true, [4]byte{1, 2, 3, 4}, []string{"x"}}, {"", -2, math.Copysign(0, -1), false, [4]byte{}, nil}}),
 		parquetBytes(tb, []text{{" "}, {"\t"}, {" "}}, parquet.Compression(&parquet.Uncompressed)),
 		parquetBytes(tb, []text{}),
 	}

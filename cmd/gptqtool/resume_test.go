@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -239,7 +238,7 @@ func TestPartialOutputs(t *testing.T) {
 	os.RemoveAll(filepath.Join(dir, "q"))
 	partial := filepath.Join(dir, "q.partial")
 	os.MkdirAll(partial, 0o755)
-	rec := fmt.Sprintf(`{"format":"gptqtool-partial/1","pid":4242,"host":"h","started":"2026-11-30T10:00:00Z","branch":"q","num_hidden_layers":6,"layers_done":2}`)
+	rec := `{"format":"gptqtool-partial/1","pid":4242,"host":"h","started":"2026-11-30T10:00:00Z","branch":"q","num_hidden_layers":6,"layers_done":2}`
 	os.WriteFile(filepath.Join(partial, "gptqtool-progress.json"), []byte(rec), 0o644)
 	_, _, err = run(t, args...)
 	if err == nil || !strings.Contains(err.Error(), "pid 4242") || !strings.Contains(err.Error(), "2 of 6 layers") || !strings.Contains(err.Error(), "--resume") {

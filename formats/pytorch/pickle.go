@@ -738,7 +738,7 @@ func build(obj, state any) error {
 
 // typeName names the Python type of a machine value for error messages.
 func typeName(v any) string {
-	switch v.(type) {
+	switch v := v.(type) {
 	case nil:
 		return "None"
 	case bool:
@@ -758,7 +758,7 @@ func typeName(v any) string {
 	case *pyDict:
 		return "dict"
 	case pyGlobal:
-		return "global " + v.(pyGlobal).String()
+		return "global " + v.String()
 	case *storageRef:
 		return "storage"
 	case *tensorRef:

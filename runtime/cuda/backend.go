@@ -2,7 +2,6 @@ package cuda
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -1386,8 +1385,6 @@ func FormatBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
-var errClosed = errors.New("cuda: backend closed")
 
 var _ runtime.Backend = (*Backend)(nil)
 
