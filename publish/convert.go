@@ -25,6 +25,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // ConvertOptions configure Convert.
@@ -92,8 +93,8 @@ func openSource(dir string) (Source, string, error) {
 		return set, "safetensors", err
 	}
 	set, err := pytorch.OpenDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, err)
+	if errors.Is(err, pytorch.ErrNoWeights) {
+		return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, pytorch.ErrNoWeights)
 	}
 	if err != nil {
 		return nil, "", err
@@ -174,6 +175,16 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	// A checkpoint that config.json does not describe is refused before
+	// anything is written, as every loading command refuses it: tensors the
+	// config has no place for would be copied forward (or, into GGUF,
+	// dropped), and missing ones would make an output no loader runs.
+	if err := model.CheckExplained(o.In, src.Names(), cfg, qc); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	if err := model.CheckComplete(o.In, src.Names(), cfg, qc); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
 	if o.GGUF != "" {
 		if o.DType != "" || o.Format != "" || o.Dequantize {
 			return nil, errors.New("convert: a GGUF output takes its type from --gguf (GPTQ weights are dequantized): drop --dtype, --checkpoint-format and --dequantize")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -442,5 +443,57 @@ func TestConvertGPTQToGGUF(t *testing.T) {
 	}
 	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: path, GGUF: "q4_k"}); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("existing GGUF without --force: %v", err)
+	}
+}
+
+// TestConvertRefusesWhatConfigDoesNotDescribe: a checkpoint whose
+// config.json gives more layers than its weights hold (tensors missing) or
+// fewer (tensors it has no place for) is refused before anything is
+// written, into safetensors and into GGUF, naming the tensors; so is a
+// .bin index that names a shard which is not there, naming the index and
+// the shard rather than saying there are no weights.
+func TestConvertRefusesWhatConfigDoesNotDescribe(t *testing.T) {
+	layers := func(n int) func(dir string) {
+		return func(dir string) {
+			path := filepath.Join(dir, "config.json")
+			raw, _ := os.ReadFile(path)
+			raw = bytes.Replace(raw, []byte(`"num_hidden_layers": 5`), []byte(`"num_hidden_layers": `+strconv.Itoa(n)), 1)
+			os.WriteFile(path, raw, 0o644)
+		}
+	}
+	for _, tc := range []struct {
+		name, src string
+		mod       func(dir string)
+		want      []string
+	}{
+		{"more layers", "stories-bin", layers(7), []string{"missing", "model.layers.5.input_layernorm.weight", "hold 5 layers", "num_hidden_layers 7"}},
+		{"fewer layers", "stories-bin", layers(3), []string{"does not explain", "model.layers.3.", "hold 5 layers", "num_hidden_layers 3"}},
+		{"shard missing", "stories-sharded", func(dir string) {
+			os.Remove(filepath.Join(dir, "pytorch_model-00002-of-00002.bin"))
+		}, []string{"pytorch_model.bin.index.json", `shard "pytorch_model-00002-of-00002.bin" is missing`}},
+	} {
+		for _, gg := range []string{"", "f32"} {
+			t.Run(tc.name+"/gguf="+gg, func(t *testing.T) {
+				dir := filepath.Join(t.TempDir(), "in")
+				copyTree(t, filepath.Join("testdata", tc.src), dir)
+				tc.mod(dir)
+				out := filepath.Join(t.TempDir(), "out")
+				if gg != "" {
+					out += ".gguf"
+				}
+				_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out, GGUF: gg})
+				for _, w := range tc.want {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("err = %v, want one naming %q", err, w)
+					}
+				}
+				if err != nil && strings.Contains(err.Error(), "no weights") {
+					t.Errorf("err = %v: the weights are there", err)
+				}
+				if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+					t.Errorf("left behind: %v", entries)
+				}
+			})
+		}
 	}
 }

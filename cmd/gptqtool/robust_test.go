@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -230,6 +231,40 @@ func TestConfigFewerLayersThanWeights(t *testing.T) {
 	stdout, _, err = run(t, "verify", "format", cut)
 	if err == nil || !strings.Contains(stdout, "FAIL every tensor explained by config.json: model.layers.5.") {
 		t.Errorf("verify format of a cut config: err %v\n%s", err, stdout)
+	}
+}
+
+// TestConfigMoreLayersThanWeights: config.json claiming more layers than
+// the weights hold is refused by generate and convert, and inspect names
+// the missing tensors, not only the parameter counts that differ.
+func TestConfigMoreLayersThanWeights(t *testing.T) {
+	dir := withLayers(t, fixturePath(t, "models/stories260K-hf-mistral"), 7)
+	out := filepath.Join(t.TempDir(), "c")
+	for _, args := range [][]string{
+		{"generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "3"},
+		{"convert", "--in", dir, "--out", out},
+	} {
+		if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), "model.layers.5.") {
+			t.Errorf("%s: err = %v, want a refusal naming the missing layers", args[0], err)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("convert left %s behind (%v)", out, err)
+	}
+	stdout, _, err := run(t, "inspect", "--json", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(rep.Problems, func(p string) bool {
+		return strings.Contains(p, "model.layers.5.input_layernorm.weight") && strings.Contains(p, "hold 5 layers")
+	}) {
+		t.Errorf("inspect problems %q name no missing tensor", rep.Problems)
 	}
 }
 

@@ -20,6 +20,11 @@ const (
 	indexSuffix = ".bin.index.json"
 )
 
+// ErrNoWeights is wrapped by OpenDir's error for a directory without
+// PyTorch weight files (it wraps fs.ErrNotExist), as against one whose
+// files are there but damaged or incomplete.
+var ErrNoWeights = fmt.Errorf("%w", fs.ErrNotExist)
+
 // Set is a whole PyTorch checkpoint: one file, or the shards of an index.
 // Its methods are safe for concurrent use until Close.
 type Set struct {
@@ -63,7 +68,7 @@ func OpenDir(dir string) (*Set, error) {
 	}
 	switch len(indexes) {
 	case 0:
-		return nil, fmt.Errorf("%s: no %s, %s or *%s file: %w", dir, WeightsName, IndexName, indexSuffix, fs.ErrNotExist)
+		return nil, fmt.Errorf("%s: no %s, %s or *%s file: %w", dir, WeightsName, IndexName, indexSuffix, ErrNoWeights)
 	case 1:
 		return openIndex(dir, filepath.Join(dir, indexes[0]))
 	}
@@ -79,6 +84,19 @@ func openIndex(dir, indexPath string) (*Set, error) {
 	byPath := map[string]*File{}
 	for _, p := range idx.Shards(dir) {
 		f, err := Open(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The index names a shard that is not there: say which
+			// tensors it was to hold.
+			s.Close()
+			var held []string
+			for name, file := range idx.WeightMap {
+				if filepath.Join(dir, file) == p {
+					held = append(held, name)
+				}
+			}
+			slices.Sort(held)
+			return nil, fmt.Errorf("%s: shard %q is missing (it is to hold %d tensors, %q first): %w", indexPath, filepath.Base(p), len(held), clip(held[0]), err)
+		}
 		if err != nil {
 			s.Close()
 			return nil, err

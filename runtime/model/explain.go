@@ -101,3 +101,73 @@ func layersHeld(names []string) int {
 	}
 	return most
 }
+
+// ErrIncomplete is wrapped by CheckComplete's error.
+var ErrIncomplete = fmt.Errorf("tensors that the config needs are missing")
+
+// Missing returns the tensors that a checkpoint of cfg (GPTQ with quant, nil
+// for floating point) needs and names lacks, in load order: the embedding,
+// each layer's norms and Linears (module.weight, or with quant the four
+// GPTQ tensors where module.qweight is present: a quantized checkpoint may
+// leave modules unquantized), the final norm and, unless the embeddings
+// are tied, the head.
+func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []string {
+	have := make(map[string]bool, len(names))
+	for _, n := range names {
+		have[n] = true
+	}
+	var out []string
+	need := func(n string) {
+		if !have[n] {
+			out = append(out, n)
+		}
+	}
+	linear := func(module string) {
+		if quant != nil && have[module+".qweight"] {
+			for _, s := range []string{"qzeros", "scales", "g_idx"} {
+				need(module + "." + s)
+			}
+			return
+		}
+		need(module + ".weight")
+	}
+	need("model.embed_tokens.weight")
+	for i := range cfg.NumHiddenLayers {
+		p := "model.layers." + strconv.Itoa(i) + "."
+		need(p + "input_layernorm.weight")
+		need(p + "post_attention_layernorm.weight")
+		for _, m := range LinearModules {
+			linear(p + m)
+		}
+	}
+	need("model.norm.weight")
+	switch {
+	case cfg.TieWordEmbeddings:
+	case quant != nil && quant.LMHead:
+		linear("lm_head")
+	default:
+		need("lm_head.weight")
+	}
+	return out
+}
+
+// CheckComplete returns an error naming the tensors that cfg needs and
+// names (from file, for the message) lacks, or nil: a checkpoint that no
+// loader could run, e.g. one whose config.json gives more layers than its
+// weights hold.
+func CheckComplete(file string, names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
+	missing := Missing(names, cfg, quant)
+	if len(missing) == 0 {
+		return nil
+	}
+	shown := missing[:min(len(missing), 4)]
+	more := ""
+	if len(missing) > len(shown) {
+		more = fmt.Sprintf(" and %d more", len(missing)-len(shown))
+	}
+	hint := ""
+	if held := layersHeld(names); held+1 < cfg.NumHiddenLayers {
+		hint = fmt.Sprintf(": the weights hold %d layers, %s says num_hidden_layers %d", held+1, cfg.File, cfg.NumHiddenLayers)
+	}
+	return fmt.Errorf("%s: %d %w (%s%s)%s", file, len(missing), ErrIncomplete, strings.Join(shown, ", "), more, hint)
+}
