@@ -435,19 +435,23 @@ func greedy(t *testing.T, dir string, prompt []int, n int) []int {
 
 // TestGitRepo writes a branch table and its git repository: one git branch
 // per table branch holding exactly that checkpoint's files, HEAD on the
-// first branch when there is no "main".
+// first branch when there is no "main". Both paths are relative, as a user
+// types them.
 func TestGitRepo(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		t.Skipf("git not installed: %v", err)
 	}
-	stories := fixture(t, "models/stories260K-hf-mistral")
-	dir := t.TempDir()
-	out, repo := filepath.Join(dir, "table"), filepath.Join(dir, "repo.git")
+	stories, err := filepath.Abs(fixture(t, "models/stories260K-hf-mistral"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	out, repo := "table", "repo.git"
 	branches := []publish.Branch{
 		{Name: "gptq-8bit-128g-actorder_True", Bits: 8, GroupSize: 128, DescAct: true, Damp: 0.1},
 		{Name: "gptq-8bit--1g-actorder_True", Bits: 8, GroupSize: -1, DescAct: true, Damp: 0.1},
 	}
-	_, err := publish.Quantize(context.Background(), publish.RunOptions{
+	_, err = publish.Quantize(context.Background(), publish.RunOptions{
 		ModelDir: stories, Out: out, Table: true, GitRepo: repo, RTN: true, Sym: true, Backend: cpu.New(1), Branches: branches,
 	})
 	if err != nil {

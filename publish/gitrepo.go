@@ -36,7 +36,13 @@ func GitRepo(ctx context.Context, repo string, branches []BranchSummary, force b
 	}
 	// Built beside its place and renamed; the repository is derived from
 	// the branch directories, so one left by a killed run is discarded.
-	tmp := PartialDir(repo)
+	// git resolves GIT_DIR, GIT_WORK_TREE and GIT_INDEX_FILE against the
+	// directory it runs in (each branch's), so every path it is given is
+	// absolute.
+	tmp, err := filepath.Abs(PartialDir(repo))
+	if err != nil {
+		return err
+	}
 	if err := os.RemoveAll(tmp); err != nil {
 		return err
 	}
@@ -60,17 +66,21 @@ func GitRepo(ctx context.Context, repo string, branches []BranchSummary, force b
 		if b.Name == "main" {
 			head = "main"
 		}
+		dir, err := filepath.Abs(b.Dir)
+		if err != nil {
+			return err
+		}
 		index := filepath.Join(tmp, "index-"+b.Name)
 		steps := [][]string{
 			{"add", "--all", "."},
 			{"update-index", "--add", "--cacheinfo", "100644," + attrs + ",.gitattributes"},
 		}
 		for _, args := range steps {
-			if _, err := g.runIn(b.Dir, index, args...); err != nil {
+			if _, err := g.runIn(dir, index, args...); err != nil {
 				return fmt.Errorf("branch %s: %w", b.Name, err)
 			}
 		}
-		tree, err := g.runIn(b.Dir, index, "write-tree")
+		tree, err := g.runIn(dir, index, "write-tree")
 		if err != nil {
 			return fmt.Errorf("branch %s: %w", b.Name, err)
 		}
