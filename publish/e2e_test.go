@@ -220,6 +220,18 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 	b, _ := json.Marshal(raw)
 	os.WriteFile(filepath.Join(badArch, "config.json"), b, 0o644)
 	exists := t.TempDir()
+	// openchat-tiny's files under a config.json with another hidden_size.
+	wrongHidden := t.TempDir()
+	entries, _ := os.ReadDir(modelDir)
+	for _, e := range entries {
+		if e.Name() != "config.json" {
+			os.Symlink(filepath.Join(modelDir, e.Name()), filepath.Join(wrongHidden, e.Name()))
+		}
+	}
+	json.Unmarshal(cfg, &raw)
+	raw["model_type"], raw["hidden_size"] = "mistral", 512
+	b, _ = json.Marshal(raw)
+	os.WriteFile(filepath.Join(wrongHidden, "config.json"), b, 0o644)
 
 	for _, tc := range []struct {
 		name, model, out string
@@ -229,6 +241,7 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 		{"no config", empty, "", samples, []string{"config.json"}},
 		{"unsupported architecture", badArch, "", samples, []string{"gpt2", "mistral", "llama"}},
 		{"dimension does not allow bits", stories, "", samples, []string{"model.layers.0.mlp.gate_proj", "172", "4 bits"}},
+		{"config disagrees with the weights", wrongHidden, "", samples, []string{`"model.embed_tokens.weight"`, "shape [32002 256], want [32002 512]", "hidden_size 512"}},
 		{"output exists", modelDir, exists, samples, []string{exists, "--force"}},
 		{"no samples", modelDir, "", nil, []string{"calibration samples"}},
 	} {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -106,11 +107,6 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		return nil, err
 	}
 	defer set.Close()
-	// Every tensor the run reads: a missing or unusable one is found now,
-	// not after an hour of GPTQ.
-	if err := checkReadable(set, cfg); err != nil {
-		return nil, err
-	}
 	r := &PreflightReport{Model: o.ModelDir, Params: cfg.NumParameters(), Layers: cfg.NumHiddenLayers, NSamples: o.NSamples, SeqLen: o.SeqLen}
 	if o.Backend != nil {
 		r.Device = o.Backend.Name()
@@ -208,6 +204,36 @@ func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
 		default:
 			return fmt.Errorf("quantize: %s: tensor %q is %s, want F32, F16 or BF16", t.File, n, t.DType)
 		}
+		if want := configShape(cfg, n); want != nil && !slices.Equal(t.Shape, want) {
+			return fmt.Errorf("quantize: %s: tensor %q: shape %v, want %v from %s (hidden_size %d, vocab_size %d, intermediate_size %d)",
+				t.File, n, t.Shape, want, cfg.File, cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize)
+		}
+	}
+	return nil
+}
+
+// configShape is the shape cfg gives a floating-point tensor of an
+// unquantized checkpoint, nil for a name it does not size.
+func configShape(cfg *hfconfig.Config, name string) []int {
+	switch name {
+	case "model.embed_tokens.weight", "lm_head.weight":
+		return []int{cfg.VocabSize, cfg.HiddenSize}
+	case "model.norm.weight":
+		return []int{cfg.HiddenSize}
+	}
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return nil
+	}
+	_, rest, _ = strings.Cut(rest, ".")
+	switch rest {
+	case "input_layernorm.weight", "post_attention_layernorm.weight":
+		return []int{cfg.HiddenSize}
+	}
+	if module, ok := strings.CutSuffix(rest, ".weight"); ok {
+		if K, N, ok := model.LinearShape(cfg, module); ok {
+			return []int{N, K}
+		}
 	}
 	return nil
 }
@@ -290,6 +316,10 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 	if o.GitRepo != "" {
 		if err := CheckOut(o.GitRepo, o.ModelDir, o.Force); err != nil {
 			return fmt.Errorf("--git-repo: %w", err)
+		}
+		// (Checked again when the repository is made, after the run.)
+		if _, err := exec.LookPath("git"); err != nil {
+			return fmt.Errorf("--git-repo %s: %w (install git, or drop --git-repo)", o.GitRepo, err)
 		}
 	}
 	return nil

@@ -120,7 +120,8 @@ func readTableRecord(dir string) (*tableRecord, error) {
 }
 
 // openModel opens the unquantized checkpoint a run quantizes: its config,
-// and its weights when they are what the config explains.
+// and its weights when they are what the config explains, each in a float
+// dtype and the shape the config gives it.
 func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
@@ -134,6 +135,12 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 		return nil, nil, err
 	}
 	if err := model.CheckWeights(set, cfg, nil); err != nil {
+		set.Close()
+		return nil, nil, err
+	}
+	// Every tensor the run reads: a missing or unusable one is found now,
+	// not after an hour of GPTQ.
+	if err := checkReadable(set, cfg); err != nil {
 		set.Close()
 		return nil, nil, err
 	}
