@@ -224,8 +224,19 @@ func IsOurs(dir string) (ours bool, what string) {
 	if len(entries) == 0 {
 		return true, ""
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil && (strings.Contains(string(b), "\nquantized_by: gptqtool") || strings.Contains(string(b), "\nconverted_by: gptqtool")) {
-		return true, ""
+	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil {
+		switch {
+		case strings.Contains(string(b), "\nquantized_by: gptqtool"):
+			// A quantized checkpoint or table holds only what gptqtool
+			// writes; anything else was put there since, and --force
+			// would delete it unseen.
+			if foreign := foreignEntries(dir, entries); len(foreign) > 0 {
+				return false, fmt.Sprintf("it is a gptqtool output but also holds %s, which gptqtool did not write", listSome(foreign))
+			}
+			return true, ""
+		case strings.Contains(string(b), "\nconverted_by: gptqtool"):
+			return true, "" // (a conversion carries every file of its input)
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "description")); err == nil && strings.HasPrefix(string(b), gitDescription) {
 		return true, ""
@@ -237,14 +248,45 @@ func IsOurs(dir string) (ours bool, what string) {
 		return true, "" // an interrupted table
 	}
 	var names []string
-	for _, e := range entries[:min(len(entries), 5)] {
+	for _, e := range entries {
 		names = append(names, e.Name())
 	}
+	return false, fmt.Sprintf("it holds %s and no gptqtool model card", listSome(names))
+}
+
+// listSome joins the first five names and counts the rest.
+func listSome(names []string) string {
 	more := ""
-	if len(entries) > 5 {
-		more = fmt.Sprintf(" and %d more", len(entries)-5)
+	if len(names) > 5 {
+		more = fmt.Sprintf(" and %d more", len(names)-5)
 	}
-	return false, fmt.Sprintf("it holds %s%s and no gptqtool model card", strings.Join(names, ", "), more)
+	return strings.Join(names[:min(len(names), 5)], ", ") + more
+}
+
+// foreignEntries lists the entries of a quantized checkpoint or table
+// directory that no gptqtool run writes there: what is neither one of a
+// checkpoint's files (weights, shards and index, configs, model card, the
+// tokenizer and generation files it copies, a run's records) nor a
+// directory that is itself a gptqtool output (a table's branches).
+func foreignEntries(dir string, entries []os.DirEntry) []string {
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() {
+			if ours, _ := IsOurs(filepath.Join(dir, n)); !ours {
+				out = append(out, n+"/")
+			}
+			continue
+		}
+		switch {
+		case n == "README.md", n == "config.json", n == "quantize_config.json", n == progressFile, n == tableFile, n == lockFile,
+			slices.Contains(copiedFiles, n), n == "model.safetensors", n == "model"+safetensors.IndexSuffix,
+			strings.HasPrefix(n, "model-") && strings.HasSuffix(n, ".safetensors"):
+		default:
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // staleDebris lists the temporary directories that earlier versions left

@@ -180,6 +180,16 @@ func TestQuantizeVerifyCmd(t *testing.T) {
 	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--out", out); err == nil || !strings.Contains(err.Error(), "--force") {
 		t.Errorf("existing output: err = %v, want a refusal naming --force", err)
 	}
+	// --force replaces a gptqtool checkpoint, but not one holding a file
+	// the user put there since.
+	notes := filepath.Join(out, "notes.txt")
+	os.WriteFile(notes, []byte("mine\n"), 0o644)
+	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--out", out, "--force"); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("--force over a checkpoint holding notes.txt: err = %v, want a refusal naming it", err)
+	}
+	if _, err := os.Stat(notes); err != nil {
+		t.Errorf("notes.txt: %v", err)
+	}
 	if _, _, err := run(t, "quantize", "--model", out, "--rtn", "--out", out+"2"); err == nil || !strings.Contains(err.Error(), "already a GPTQ checkpoint") {
 		t.Errorf("GPTQ input: err = %v", err)
 	}
