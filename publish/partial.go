@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -61,6 +62,9 @@ type Fingerprint struct {
 	Model   string `json:"model"`
 	Samples string `json:"samples"`
 	Options string `json:"options"`
+	// Values are the options Options hashes (JSON), kept so that a refused
+	// resume can name what changed; records of earlier versions lack them.
+	Values json.RawMessage `json:"option_values,omitempty"`
 }
 
 // diff names the parts of f that differ from g.
@@ -73,9 +77,94 @@ func (f Fingerprint) diff(g Fingerprint) []string {
 		out = append(out, "the calibration samples (dataset, --nsamples, --seq-len, --seed, --mode or rendering)")
 	}
 	if f.Options != g.Options {
-		out = append(out, "the quantization options")
+		what := "the quantization options"
+		if changed := changedOptions(f.Values, g.Values); len(changed) > 0 {
+			what += " (" + strings.Join(changed, ", ") + ")"
+		}
+		out = append(out, what)
 	}
 	return out
+}
+
+// optionNames are the user's names of the options a fingerprint holds, by
+// their path in its values (a table's hold a list of branches' values).
+var optionNames = map[string]string{
+	"Version": "the gptqtool version", "Branch.name": "the branch name", "Branch.bits": "--bits",
+	"Branch.group_size": "--group", "Branch.desc_act": "--act-order", "Branch.damp_percent": "--damp",
+	"Branch.static_groups": "--static-groups", "Branch.description": "the branch's description",
+	"Sym": "--sym", "TrueSeq": "--true-sequential", "MSE": "--mse", "RTN": "--rtn",
+	"RefGroups": "--reference-groups", "Format": "--checkpoint-format", "BlockSize": "the block size",
+	"ChunkRows": "--chunk-rows", "SeqLen": "--seq-len", "MaxShard": "--max-shard-size",
+	"Solver": "the solver (--device)", "Activations": "--activations", "Dataset": "--dataset",
+	"BaseModel": "the model directory's name", "": "the branches",
+}
+
+// changedOptions names the options whose values differ between two
+// fingerprints' values, in a stable order; nil where either lacks them.
+func changedOptions(a, b json.RawMessage) []string {
+	if len(a) == 0 || len(b) == 0 {
+		return nil
+	}
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return nil
+	}
+	fa, fb := map[string]string{}, map[string]string{}
+	flattenJSON("", va, fa)
+	flattenJSON("", vb, fb)
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(fa)) {
+		if fa[k] != fb[k] {
+			seen[k] = true
+		}
+	}
+	for k := range fb {
+		if _, ok := fa[k]; !ok {
+			seen[k] = true
+		}
+	}
+	names := map[string]bool{}
+	for k := range seen {
+		// (A table's paths start with the branch's index.)
+		if i := strings.IndexByte(k, ']'); strings.HasPrefix(k, "[") && i > 0 {
+			k = strings.TrimPrefix(k[i+1:], ".")
+		}
+		name, ok := optionNames[k]
+		if !ok {
+			name = k
+		}
+		names[name] = true
+	}
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		out = append(out, n)
+	}
+	return out
+}
+
+// flattenJSON records every leaf of v under its path (objects' keys joined
+// by dots, arrays' elements as [i]).
+func flattenJSON(path string, v any, out map[string]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			flattenJSON(p, e, out)
+		}
+	case []any:
+		for i, e := range v {
+			flattenJSON(fmt.Sprintf("%s[%d]", path, i), e, out)
+		}
+		if len(v) == 0 {
+			out[path] = "[]"
+		}
+	default:
+		b, _ := json.Marshal(v)
+		out[path] = string(b)
+	}
 }
 
 // describe says who wrote a partial output and how far it got.
@@ -204,12 +293,17 @@ func SamplesFingerprint(samples []quantize.Sample) string {
 // optionsFingerprint identifies everything besides model and samples that
 // decides the bytes of a branch.
 func optionsFingerprint(v any) string {
+	sum := sha256.Sum256(optionValues(v))
+	return hex.EncodeToString(sum[:])
+}
+
+// optionValues is the JSON that optionsFingerprint hashes.
+func optionValues(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err) // plain structs of our own
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return b
 }
 
 // IsOurs reports whether dir is something a gptqtool run wrote and --force

@@ -222,15 +222,21 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		if o.Solver == nil {
 			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
 		}
-		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt)}
+		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt), Values: optionValues(opt)}
 	}
 	var tableFP Fingerprint
 	if o.Table {
+		// (The table's hash is over its branches' fingerprints without
+		// their values, as records of earlier versions have it.)
 		var fps []Fingerprint
+		var values []json.RawMessage
 		for _, br := range o.Branches {
-			fps = append(fps, fingerprint(br))
+			fp := fingerprint(br)
+			values = append(values, fp.Values)
+			fp.Values = nil
+			fps = append(fps, fp)
 		}
-		tableFP = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps)}
+		tableFP = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps), Values: optionValues(values)}
 	}
 	// A table resumes in its own directory; everything else must be new or
 	// replaceable.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,8 +154,8 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		c := gptqtool(t, dir, nil, args...)
 		killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "q.partial", "gptqtool-progress.json"), 2)
 		for what, change := range map[string][]string{
-			"the calibration samples":  {"--seed", "7"},
-			"the quantization options": {"--damp", "0.05"},
+			"the calibration samples":           {"--seed", "7"},
+			"the quantization options (--damp)": {"--damp", "0.05"},
 		} {
 			a := append(append([]string(nil), args...), "--resume")
 			a = append(a, change...)
@@ -182,6 +183,15 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		c := gptqtool(t, dir, nil, targs...)
 		if got := killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "t", "b.partial", "gptqtool-progress.json"), 2); got < 2 {
 			t.Fatalf("killed with %d layers of branch b", got)
+		}
+		// Resuming with one branch's damp changed is refused, naming it.
+		changed := filepath.Join(t.TempDir(), "branches.json")
+		raw, _ := os.ReadFile(branches)
+		os.WriteFile(changed, bytes.Replace(raw, []byte(`"group_size": 64, "desc_act": false, "damp_percent": 0.1`), []byte(`"group_size": 64, "desc_act": false, "damp_percent": 0.05`), 1), 0o644)
+		cargs := append(slices.Clone(targs), "--resume")
+		cargs[slices.Index(cargs, branches)] = changed
+		if out, err := gptqtool(t, dir, nil, cargs...).CombinedOutput(); err == nil || !strings.Contains(string(out), "the quantization options (--damp) changed") {
+			t.Errorf("table resumed with another damp: %v\n%s", err, out)
 		}
 		out, err := gptqtool(t, dir, nil, append(targs, "--resume")...).CombinedOutput()
 		if err != nil {
