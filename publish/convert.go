@@ -141,12 +141,18 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	qc, _, err := gptq.ReadQuantizeConfig(o.In)
+	qc, qsrc, err := gptq.ReadQuantizeConfig(o.In)
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):
 		qc = nil
 	case err != nil:
 		return nil, err
+	default:
+		// (The output's configs are written from qc alone: a disagreement
+		// would be settled silently.)
+		if err := gptq.CheckAgreement(o.In, qc, qsrc); err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
 	}
 	var target safetensors.DType
 	torchDType := ""

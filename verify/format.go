@@ -281,7 +281,7 @@ func configProblems(dir string, qc *gptq.QuantizeConfig, src string, cfg *hfconf
 		fromCfg, err := gptq.ParseQuantizeConfig(cfg.QuantizationConfig, filepath.Join(dir, "config.json"))
 		if err != nil {
 			ps = append(ps, err.Error())
-		} else if d := differences(qc, fromCfg); d != "" {
+		} else if d := gptq.Differences(qc, fromCfg); d != "" {
 			ps = append(ps, fmt.Sprintf("config.json quantization_config disagrees with %s: %s", filepath.Base(src), d))
 		}
 		var raw map[string]json.RawMessage
@@ -295,22 +295,6 @@ func configProblems(dir string, qc *gptq.QuantizeConfig, src string, cfg *hfconf
 		ps = append(ps, "no quantize_config.json (AutoGPTQ and ExLlama read it)")
 	}
 	return ps
-}
-
-func differences(a, b *gptq.QuantizeConfig) string {
-	var buf bytes.Buffer
-	diff := func(key string, x, y any) {
-		if x != y {
-			fmt.Fprintf(&buf, "%s %v vs %v; ", key, x, y)
-		}
-	}
-	diff("bits", a.Bits, b.Bits)
-	diff("group_size", a.GroupSize, b.GroupSize)
-	diff("desc_act", a.DescAct, b.DescAct)
-	diff("sym", a.Sym, b.Sym)
-	diff("static_groups", a.StaticGroups, b.StaticGroups)
-	diff("checkpoint_format", a.Format(), b.Format())
-	return string(bytes.TrimSuffix(buf.Bytes(), []byte("; ")))
 }
 
 func summarize(problems []string) string {

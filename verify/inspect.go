@@ -156,6 +156,11 @@ func Inspect(dir string) (*Report, error) {
 		if err := model.CheckComplete(dir, set.Names(), cfg, qc); err != nil {
 			r.Problems = append(r.Problems, err.Error())
 		}
+		if qc != nil {
+			if err := gptq.CheckAgreement(dir, qc, src); err != nil {
+				r.Problems = append(r.Problems, err.Error())
+			}
+		}
 	}
 	if r.NumParameters != r.ConfigParameters {
 		r.Problems = append(r.Problems, fmt.Sprintf("the weight files hold %d parameters, %s implies %d", r.NumParameters, cfg.File, r.ConfigParameters))

@@ -268,6 +268,40 @@ func TestConfigMoreLayersThanWeights(t *testing.T) {
 	}
 }
 
+// TestConfigsDisagree: a GPTQ checkpoint whose config.json
+// quantization_config gives other bits than its quantize_config.json (vLLM
+// would read one, AutoGPTQ the other) is refused by generate and convert
+// and flagged by inspect, naming both files and the key.
+func TestConfigsDisagree(t *testing.T) {
+	_, q := quantizedTiny(t)
+	path := filepath.Join(q, "config.json")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["quantization_config"].(map[string]any)["bits"] = 8
+	raw, _ = json.Marshal(doc)
+	os.WriteFile(path, raw, 0o644)
+	out := filepath.Join(t.TempDir(), "c")
+	for _, args := range [][]string{
+		{"generate", "--model", q, "--prompt", "Hello", "--max-tokens", "2"},
+		{"convert", "--in", q, "--out", out, "--checkpoint-format", "gptq_v2"},
+	} {
+		_, _, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "quantize_config.json") || !strings.Contains(err.Error(), "bits 4 vs 8") {
+			t.Errorf("%s: err = %v, want a refusal naming the disagreement", args[0], err)
+		}
+	}
+	stdout, _, err := run(t, "inspect", q)
+	if err != nil || !strings.Contains(stdout, "PROBLEM") || !strings.Contains(stdout, "bits 4 vs 8") {
+		t.Errorf("inspect: %v\n%s", err, stdout)
+	}
+}
+
 // TestGenerateChatTemplate: generate takes --chat-template like tokenize,
 // calibrate and serve, and renders the prompt with it (issue 11, finding 8).
 func TestGenerateChatTemplate(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ErrNotQuantized is wrapped by ReadQuantizeConfig when a directory has no
@@ -188,6 +189,93 @@ func ReadQuantizeConfig(dir string) (*QuantizeConfig, string, error) {
 	}
 	c, err := ParseQuantizeConfig(block, file+": quantization_config")
 	return c, file, err
+}
+
+// Differences lists, as "key a vs b" joined by "; ", the keys on which two
+// configs of one checkpoint differ among those that decide how loaders read
+// its tensors and act order (bits, group_size, desc_act, sym, static_groups,
+// checkpoint_format); "" when they agree.
+func Differences(a, b *QuantizeConfig) string {
+	var out []string
+	diff := func(key string, x, y any) {
+		if x != y {
+			out = append(out, fmt.Sprintf("%s %v vs %v", key, x, y))
+		}
+	}
+	diff("bits", a.Bits, b.Bits)
+	diff("group_size", a.GroupSize, b.GroupSize)
+	diff("desc_act", a.DescAct, b.DescAct)
+	diff("sym", a.Sym, b.Sym)
+	diff("static_groups", a.StaticGroups, b.StaticGroups)
+	diff("checkpoint_format", a.Format(), b.Format())
+	return strings.Join(out, "; ")
+}
+
+// CheckAgreement returns an error where dir's config.json carries a
+// quantization_config that disagrees with qc, read from src (by
+// ReadQuantizeConfig: quantize_config.json or quant_config.json), on a key
+// that both files give: loaders that read config.json (transformers, vLLM,
+// TGI) and those that read quantize_config.json (AutoGPTQ, ExLlama) would
+// then read the weights differently. Keys config.json leaves out are not
+// compared (their defaults differ between loaders); a block that does not
+// parse is an error.
+func CheckAgreement(dir string, qc *QuantizeConfig, src string) error {
+	file := filepath.Join(dir, "config.json")
+	if src == "" || filepath.Clean(src) == filepath.Clean(file) {
+		return nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil // (config.json itself is read, and its absence reported, elsewhere)
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	block, ok := doc["quantization_config"]
+	if !ok || string(bytes.TrimSpace(block)) == "null" {
+		return nil
+	}
+	fromCfg, err := ParseQuantizeConfig(block, file+": quantization_config")
+	if err != nil {
+		return err
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(block, &keys); err != nil {
+		return nil
+	}
+	given := func(names ...string) bool {
+		for _, n := range names {
+			if _, ok := keys[n]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	// Compare the keys config.json gives: the rest take qc's values.
+	both := *qc
+	if given("bits", "w_bit") {
+		both.Bits = fromCfg.Bits
+	}
+	if given("group_size", "q_group_size") {
+		both.GroupSize = fromCfg.GroupSize
+	}
+	if given("desc_act") {
+		both.DescAct = fromCfg.DescAct
+	}
+	if given("sym") {
+		both.Sym = fromCfg.Sym
+	}
+	if given("static_groups") {
+		both.StaticGroups = fromCfg.StaticGroups
+	}
+	if given("checkpoint_format", "format") {
+		both.CheckpointFormat = fromCfg.CheckpointFormat
+	}
+	if d := Differences(qc, &both); d != "" {
+		return fmt.Errorf("gptq: %s: quantization_config disagrees with %s (%s vs config.json: %s); loaders read one or the other, so the two must agree", file, filepath.Base(src), filepath.Base(src), d)
+	}
+	return nil
 }
 
 // ParseQuantizeConfig parses one GPTQ config object: quantize_config.json,

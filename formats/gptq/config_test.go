@@ -242,3 +242,59 @@ func FuzzParseQuantizeConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckAgreement: quantize_config.json and config.json's
+// quantization_config must agree on the keys both give; keys config.json
+// leaves out are not compared (transformers and AutoGPTQ default them
+// differently), and a config.json without the block has nothing to agree.
+func TestCheckAgreement(t *testing.T) {
+	const qcfg = `{"bits": 4, "group_size": 128, "desc_act": false, "sym": true, "damp_percent": 0.1}`
+	for _, tc := range []struct {
+		name, block string
+		want        []string // in the error; none: agreement
+	}{
+		{"same", `{"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false, "sym": true, "damp_percent": 0.01}`, nil},
+		{"keys left out", `{"quant_method": "gptq", "bits": 4}`, nil},
+		{"no block", ``, nil},
+		{"bits", `{"quant_method": "gptq", "bits": 8, "group_size": 128}`, []string{"config.json", "quantize_config.json", "bits 4 vs 8"}},
+		{"desc_act and format", `{"quant_method": "gptq", "bits": 4, "desc_act": true, "checkpoint_format": "gptq_v2"}`, []string{"desc_act false vs true", "checkpoint_format gptq vs gptq_v2"}},
+		{"aliases", `{"quant_method": "gptq", "w_bit": 4, "q_group_size": 64}`, []string{"group_size 128 vs 64"}},
+		{"block does not parse", `{"quant_method": "awq", "bits": 4}`, []string{"awq"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := `{"model_type": "mistral"}`
+			if tc.block != "" {
+				cfg = `{"model_type": "mistral", "quantization_config": ` + tc.block + `}`
+			}
+			os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o644)
+			os.WriteFile(filepath.Join(dir, "quantize_config.json"), []byte(qcfg), 0o644)
+			qc, src, err := ReadQuantizeConfig(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = CheckAgreement(dir, qc, src)
+			if len(tc.want) == 0 {
+				if err != nil {
+					t.Fatalf("err = %v, want agreement", err)
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want one naming %q", err, w)
+				}
+			}
+		})
+	}
+	// Read from config.json itself: nothing to compare.
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"quantization_config": {"quant_method": "gptq", "bits": 8}}`), 0o644)
+	qc, src, err := ReadQuantizeConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAgreement(dir, qc, src); err != nil {
+		t.Errorf("config.json alone: %v", err)
+	}
+}

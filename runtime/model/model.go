@@ -65,12 +65,16 @@ func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	quant, _, err := gptq.ReadQuantizeConfig(dir)
+	quant, src, err := gptq.ReadQuantizeConfig(dir)
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):
 		quant = nil
 	case err != nil:
 		return nil, fmt.Errorf("model: %w", err)
+	default:
+		if err := gptq.CheckAgreement(dir, quant, src); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
 	}
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
