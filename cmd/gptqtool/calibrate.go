@@ -65,6 +65,11 @@ func (o *calibrationFlags) options(modelDir string, log io.Writer) (calibrate.Op
 	case o.mode != calibrate.ModeRandom && o.mode != calibrate.ModeRecord:
 		return calibrate.Options{}, usageError{fmt.Errorf("--mode %q: want random or record", o.mode)}
 	}
+	switch o.format {
+	case "", calibrate.FormatParquet, calibrate.FormatJSON, calibrate.FormatJSONL, calibrate.FormatText, calibrate.FormatParagraphs:
+	default:
+		return calibrate.Options{}, usageError{fmt.Errorf("--dataset-format %q: want parquet, json, jsonl, text or paragraphs (or leave it out: by extension)", o.format)}
+	}
 	cfg, err := hfconfig.Load(modelDir)
 	if err != nil {
 		return calibrate.Options{}, err

@@ -135,6 +135,12 @@ func TestUsageErrors(t *testing.T) {
 		{"convert", "--in", model, "--out", "x", "--dtype", "fp8"},
 		{"convert", "--in", model, "--out", "x", "--checkpoint-format", "marlin"},
 		{"convert", "--in", model, "--out", "x", "--max-shard-size", "lots"},
+		{"convert", "--in", model, "--out", "x", "--max-shard-size", "0.5"},
+		{"convert", "--in", model, "--out", "x.gguf", "--gguf", "q4_0"},
+		{"calibrate", "--model", model, "--dataset", "d.json", "--dataset-format", "csv"},
+		{"generate", "--model", model, "--prompt", "x", "--chat-template", "chatml"},
+		{"tokenize", "--model", model, "--chat-template", "llama3", "x"},
+		{"serve", "--model", model, "--chat-template", "chatml"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -56,6 +57,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			case "", "f32", "f16", "bf16":
 			default:
 				return usageError{fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)}
+			}
+			switch strings.ToLower(o.GGUF) {
+			case "", "f32", "f16", "bf16", "q8_0", "q4_k":
+			default:
+				return usageError{fmt.Errorf("--gguf %q: want f32, f16, bf16, q8_0 or q4_k", o.GGUF)}
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()

@@ -320,8 +320,8 @@ func datasetName(paths []string) string {
 }
 
 // parseSize reads sizes like 4GB, 500MB, 2GiB or a plain byte count.
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(strings.ToUpper(s))
+func parseSize(in string) (int64, error) {
+	s := strings.TrimSpace(strings.ToUpper(in))
 	units := []struct {
 		suffix string
 		mult   int64
@@ -335,7 +335,11 @@ func parseSize(s string) (int64, error) {
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil || !(v >= 0) || math.IsInf(v, 0) || v*float64(mult) > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q: want a size such as 4GB, 500MB or 0", s)
+		return 0, fmt.Errorf("%q: want a size such as 4GB, 500MB or 0", in)
 	}
-	return int64(v * float64(mult)), nil
+	if n := int64(v * float64(mult)); n > 0 || v == 0 {
+		return n, nil
+	}
+	// (0.5 bytes would truncate to 0, which means something else.)
+	return 0, fmt.Errorf("%q: less than a byte: want a size such as 4GB, 500MB or 0", in)
 }

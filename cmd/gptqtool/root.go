@@ -1,6 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/spf13/cobra"
 )
 
@@ -30,6 +35,14 @@ and checks and runs them with its own CPU (and CUDA) runtime.`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err}
 	})
+	// Flag values every command that has the flag checks alike, before it
+	// reads anything.
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if f := c.Flags().Lookup("chat-template"); f != nil && f.Value.String() != "" && !slices.Contains(tokenizer.TemplateNames, f.Value.String()) {
+			return usageError{fmt.Errorf("--chat-template %q: want %s", f.Value.String(), strings.Join(tokenizer.TemplateNames, " or "))}
+		}
+		return nil
+	}
 	for _, mk := range subcommands {
 		root.AddCommand(mk())
 	}

@@ -180,7 +180,7 @@ func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
 			Messages []tokenizer.Message `json:"messages"`
 		}
 		if err2 := json.Unmarshal(data, &doc); err2 != nil || doc.Messages == nil {
-			return nil, usageError{fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)}
+			return nil, fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)
 		}
 		msgs = doc.Messages
 	}

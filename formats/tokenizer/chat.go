@@ -36,6 +36,9 @@ const openchatTemplate = `{{ bos_token }}{% for message in messages %}{{ 'GPT4 C
 // openchatEOT ends every openchat turn.
 const openchatEOT = "<|end_of_turn|>"
 
+// TemplateNames are the chat templates ChatOptions.Template may name.
+var TemplateNames = []string{"openchat", "openchat-math"}
+
 // knownTemplates maps chat_template texts (whitespace removed) to names.
 var knownTemplates = map[string]string{
 	squeeze(openchatTemplate): "openchat",
