@@ -274,6 +274,30 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 	}
 }
 
+// TestRTNWritesNoActOrder: round to nearest takes the columns in order, so
+// a branch asking for act order is written with desc_act false in both
+// configs (g_idx is k/group_size), which keeps loaders on their fast path.
+func TestRTNWritesNoActOrder(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "q")
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: fixture(t, "models/stories260K-hf-mistral"), Out: out, RTN: true, Sym: true, Backend: cpu.New(1),
+		Branches: []publish.Branch{{Name: "b", Bits: 8, GroupSize: 32, DescAct: true, Damp: 0.1}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc, src, err := gptq.ReadQuantizeConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qc.DescAct {
+		t.Errorf("%s: desc_act true for a round-to-nearest checkpoint", src)
+	}
+	if err := gptq.CheckAgreement(out, qc, src); err != nil {
+		t.Error(err)
+	}
+}
+
 // TestQuantizeProtectsTheModel: --out may not be the model, hold it or lie
 // inside it, even with --force (replacing it would delete the model).
 func TestQuantizeProtectsTheModel(t *testing.T) {

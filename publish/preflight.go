@@ -129,6 +129,9 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		return nil, err
 	}
 	var jobs []quantize.Job
+	if o.RTN {
+		o.Branches = rtnBranches(o.Branches)
+	}
 	for _, br := range o.Branches {
 		qc := gptq.DefaultQuantizeConfig()
 		qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups

@@ -119,6 +119,18 @@ func readTableRecord(dir string) (*tableRecord, error) {
 	return &r, readRecord(filepath.Join(dir, tableFile), &r, func() bool { return r.Format == tableMagic })
 }
 
+// rtnBranches are branches as round to nearest writes them: it takes the
+// columns in order (g_idx k/group_size), so desc_act is false in their
+// configs and cards, and loaders keep their fast path for checkpoints
+// without act order.
+func rtnBranches(branches []Branch) []Branch {
+	out := slices.Clone(branches)
+	for i := range out {
+		out[i].DescAct = false
+	}
+	return out
+}
+
 // openModel opens the unquantized checkpoint a run quantizes: its config,
 // and its weights when they are what the config explains, each in a float
 // dtype and the shape the config gives it.
@@ -196,6 +208,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	}
 	if o.RTN {
 		o.DatasetName = "none (round to nearest)"
+		o.Branches = rtnBranches(o.Branches)
 	}
 	// What a resumed run must match: the model files, the samples and,
 	// per branch, everything else that decides its bytes.
