@@ -143,8 +143,17 @@ func readJSON(path string, data []byte) ([]Record, error) {
 	var rows []any
 	if err := dec.Decode(&rows); err != nil {
 		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field == "" {
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &ute) && ute.Field == "":
 			return nil, fmt.Errorf("dataset %s: want a JSON array of objects (for one object per line use .jsonl or format jsonl), got a JSON %s", path, ute.Value)
+		case len(bytes.TrimSpace(data)) == 0:
+			return nil, fmt.Errorf("dataset %s: the file is empty: want a JSON array of objects", path)
+		case err == io.ErrUnexpectedEOF:
+			return nil, fmt.Errorf("dataset %s: the JSON ends at byte %d before its array closes (a truncated file?)", path, len(data))
+		case errors.As(err, &se):
+			line, col := position(data, se.Offset-1) // (Offset counts the bad byte)
+			return nil, fmt.Errorf("dataset %s: line %d, column %d: %w", path, line, col, err)
 		}
 		return nil, fmt.Errorf("dataset %s: %w", path, err)
 	}
@@ -163,6 +172,15 @@ func readJSON(path string, data []byte) ([]Record, error) {
 		recs = append(recs, Record{Source: path, Index: i, Fields: f})
 	}
 	return recs, nil
+}
+
+// position turns the byte offset of a byte of data into its line and
+// column, both from 1.
+func position(data []byte, offset int64) (line, col int) {
+	offset = min(max(offset, 0), int64(len(data)))
+	before := data[:offset]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	return line, int(offset) - bytes.LastIndexByte(before, '\n')
 }
 
 func readJSONL(path string, data []byte) ([]Record, error) {
