@@ -302,6 +302,23 @@ func TestConfigsDisagree(t *testing.T) {
 	}
 }
 
+// TestGeneratePromptFromStdin: --prompt - drops the one newline that ends
+// standard input, so that a piped prompt is the prompt typed in the flag.
+func TestGeneratePromptFromStdin(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	want, _, err := run(t, "generate", "--model", model, "--prompt", "Hello there", "--chat", "--max-tokens", "1", "--ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := runRoot(t, "Hello there\n", "generate", "--model", model, "--prompt", "-", "--chat", "--max-tokens", "1", "--ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("--prompt - with \"Hello there\\n\": ids %q, want %q as for --prompt \"Hello there\"", got, want)
+	}
+}
+
 // TestGenerateChatTemplate: generate takes --chat-template like tokenize,
 // calibrate and serve, and renders the prompt with it (issue 11, finding 8).
 func TestGenerateChatTemplate(t *testing.T) {
