@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
@@ -372,6 +374,27 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 	)
 	if tmpl := tok.ChatTemplate(); tmpl != "" {
 		kvs = append(kvs, KV{"tokenizer.chat_template", tmpl})
+	}
+	// Named templates besides the default, as gguf-py's add_chat_template
+	// writes them: tokenizer.chat_template.<name> each (names with other
+	// characters than ASCII letters and digits replaced by '_'), and their
+	// names in tokenizer.chat_templates.
+	var names []string
+	for _, nt := range tok.NamedChatTemplates() {
+		name := strings.Map(func(r rune) rune {
+			if r < 0x80 && (unicode.IsLetter(r) || unicode.IsDigit(r)) {
+				return r
+			}
+			return '_'
+		}, nt.Name)
+		if name == "" || slices.Contains(names, name) {
+			continue
+		}
+		names = append(names, name)
+		kvs = append(kvs, KV{"tokenizer.chat_template." + name, nt.Template})
+	}
+	if len(names) > 0 {
+		kvs = append(kvs, KV{"tokenizer.chat_templates", names})
 	}
 	return kvs, nil
 }

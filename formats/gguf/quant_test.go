@@ -5,9 +5,15 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 func TestTypeTable(t *testing.T) {
@@ -462,5 +468,49 @@ func BenchmarkQuantize(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestNamedChatTemplates: a chat_template given as a list of named
+// templates is written as gguf-py writes it: the "default" one as
+// tokenizer.chat_template, each other one as tokenizer.chat_template.<name>
+// (characters other than ASCII letters and digits as '_'), and their names
+// in tokenizer.chat_templates.
+func TestNamedChatTemplates(t *testing.T) {
+	src := "../../../shared/fixtures/tokenizers/openchat-3.5-1210"
+	if _, err := os.Stat(filepath.Join(src, "tokenizer.json")); err != nil {
+		t.Skipf("fixture %s missing: %v", src, err)
+	}
+	dir := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "special_tokens_map.json"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), []byte(`{"add_bos_token": true, "bos_token": "<s>", "eos_token": "</s>",
+		"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T"}, {"name": "rag-v2", "template": "R"}]}`), 0o644)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &hfconfig.Config{VocabSize: tok.VocabSize()}
+	kvs, err := tokenizerKVs(cfg, tok, ConvertOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]any{}
+	for _, kv := range kvs {
+		got[kv.Key] = kv.Value
+	}
+	want := map[string]any{
+		"tokenizer.chat_template": "D", "tokenizer.chat_template.tool_use": "T", "tokenizer.chat_template.rag_v2": "R",
+		"tokenizer.chat_templates": []string{"tool_use", "rag_v2"},
+	}
+	for k, w := range want {
+		if !reflect.DeepEqual(got[k], w) {
+			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
 	}
 }

@@ -106,6 +106,8 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 			for _, n := range named {
 				if n.Name == "default" {
 					t.chatTemplate = n.Template
+				} else {
+					t.namedTemplates = append(t.namedTemplates, NamedTemplate{n.Name, n.Template})
 				}
 			}
 		}

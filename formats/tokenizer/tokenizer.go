@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -77,7 +78,14 @@ type Tokenizer struct {
 	bos, eos       int
 	addBOS, addEOS bool
 	chatTemplate   string
-	source         string // file the vocabulary came from, for errors
+	namedTemplates []NamedTemplate // chat_template's named entries but "default", in file order
+	source         string          // file the vocabulary came from, for errors
+}
+
+// NamedTemplate is one entry of a chat_template given as a list of named
+// templates (transformers' {"name", "template"}).
+type NamedTemplate struct {
+	Name, Template string
 }
 
 // Load reads the tokenizer in dir: tokenizer.json when present, else
@@ -127,8 +135,14 @@ func (t *Tokenizer) AddEOS() bool { return t.addEOS }
 // VocabSize returns the number of ids, added tokens included (32002 for openchat-3.5).
 func (t *Tokenizer) VocabSize() int { return len(t.pieces) }
 
-// ChatTemplate returns tokenizer_config.json's chat_template, "" when absent.
+// ChatTemplate returns tokenizer_config.json's chat_template, "" when absent
+// (of a list of named templates, the one named "default").
 func (t *Tokenizer) ChatTemplate() string { return t.chatTemplate }
+
+// NamedChatTemplates returns the other templates of a chat_template given
+// as a list of named templates (tool_use, rag, ...), in file order; nil for
+// a plain chat_template.
+func (t *Tokenizer) NamedChatTemplates() []NamedTemplate { return slices.Clone(t.namedTemplates) }
 
 // TokenID returns the id of a piece ("▁Hello", "<0x0A>") or added token ("<|end_of_turn|>").
 func (t *Tokenizer) TokenID(piece string) (int, bool) {
