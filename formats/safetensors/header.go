@@ -59,6 +59,19 @@ func parseHeader(file string, buf []byte) (*header, error) {
 	if len(bytes.TrimLeft(js, " \t\r\n")) == 0 || bytes.TrimLeft(js, " \t\r\n")[0] != '{' {
 		return nil, fmt.Errorf("%s: header is not a JSON object", file)
 	}
+	if !json.Valid(js) {
+		// Said as such, before a key's entry is blamed for it.
+		var raw json.RawMessage
+		err := json.Unmarshal(js, &raw)
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value"):
+			return nil, fmt.Errorf("%s: header JSON: trailing data after the object (at byte %d of %d)", file, se.Offset, len(js))
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("%s: header JSON is not valid: at byte %d of %d: %w", file, se.Offset, len(js), err)
+		}
+		return nil, fmt.Errorf("%s: header JSON is not valid: %w", file, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
 	if _, err := dec.Token(); err != nil { // the '{' checked above

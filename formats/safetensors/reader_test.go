@@ -176,6 +176,7 @@ func TestCorruptInputs(t *testing.T) {
 		{"truncated header", good[:100], "truncated"},
 		{"zero header length", binary.LittleEndian.AppendUint64(nil, 0), "not a JSON object"},
 		{"bad json", rawFile(`{"a":{"dtype":"F32",`, nil), "header JSON"},
+		{"bad json after an entry", rawFile(`{"a":1,,}`, nil), "header JSON is not valid: at byte 8 "},
 		{"not an object", rawFile(`[1,2]`, nil), "not a JSON object"},
 		{"string header", rawFile(`"x"`, nil), "not a JSON object"},
 		{"trailing garbage", rawFile(`{} x`, nil), "trailing data"},
