@@ -1,11 +1,18 @@
 // Package engine serves generation requests with continuous batching over
 // a model (package runtime/model) and a paged KV cache: requests wait in a
 // bounded queue, are admitted when the cache has blocks for their prompt
-// and their whole token budget (so a running request never runs out of
-// memory and nothing is preempted), and join the running batch between
-// steps. A step decodes one token for every generating sequence and spends
-// what is left of a token budget on prompt chunks (chunked prefill), so a
-// long prompt never stalls the others. Sampling is per request (seeded),
+// (and one block for each running sequence's next token), and join the
+// running batch between steps. Blocks are taken as sequences grow, not for
+// their whole token budget up front, so a request that leaves max_tokens
+// to the context holds only what it has written. When a running sequence
+// needs a block and none is free, the most recently admitted sequence is
+// preempted, as vLLM does by default: its blocks go back, and it returns
+// to the head of the queue to be recomputed from its prompt and the tokens
+// it has generated (which its client has already received) once blocks
+// are free; its sampling goes on where it stopped. A step decodes one
+// token for every generating sequence and spends what is left of a token
+// budget on prompt chunks (chunked prefill), so a long prompt never stalls
+// the others. Sampling is per request (seeded),
 // with presence, frequency and repetition penalties and log-probabilities.
 // A cancelled request (its context done: the client went away, a timeout)
 // leaves at the next step and its blocks are free at once. The engine
@@ -52,7 +59,8 @@ type Params struct {
 	// prompt or the output is divided by it when positive, multiplied when not.
 	RepetitionPenalty float64
 	// StopTokens end the generation with finish reason "stop" and are not
-	// emitted.
+	// emitted (they count in CompletionTokens, as OpenAI's usage counts
+	// the end token).
 	StopTokens []int
 	// Logprobs asks for each token's log-probability and TopLogprobs (≤ 20)
 	// alternatives, from the model's distribution before penalties.
@@ -132,6 +140,8 @@ type Stats struct {
 	// Ahead counts the steps issued before the previous step's tokens
 	// were read (Options.NoAhead).
 	Ahead int64
+	// Preemptions counts the sequences preempted for want of blocks.
+	Preemptions int64
 }
 
 type seq struct {
@@ -140,6 +150,7 @@ type seq struct {
 	out       *mailbox
 	kv        kvcache.Seq
 	tokens    []int        // prompt then generated
+	pre       int          // tokens fed as prompt chunks: the prompt, or all of tokens after a preemption
 	fed       int          // tokens already in the cache
 	gen       int          // generated tokens
 	counts    map[int]int  // generated tokens
@@ -251,7 +262,7 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if !p.SeedSet {
 		seed = e.rng.Uint64()
 	}
-	s := &seq{req: r, ctx: ctx, out: newMailbox(ctx), tokens: slices.Clone(r.Prompt), counts: map[int]int{},
+	s := &seq{req: r, ctx: ctx, out: newMailbox(ctx), tokens: slices.Clone(r.Prompt), pre: len(r.Prompt), counts: map[int]int{},
 		sampler: sample.New(sample.Options{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: seed}),
 		submit:  time.Now()}
 	if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
@@ -341,6 +352,11 @@ func (e *Engine) loop() {
 			<-e.wake
 			continue
 		}
+		e.grow()
+		if len(e.run) == 0 {
+			e.mu.Unlock()
+			continue
+		}
 		steps, order := e.plan()
 		e.mu.Unlock()
 		p, err := e.m.StepAhead(e.cache, steps)
@@ -408,6 +424,14 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 			return nil, nil, false
 		}
 	}
+	// The token in flight goes to position Len, which its blocks must
+	// hold; without a free block it waits for the read (then grow may
+	// preempt, which it never does to a sequence with a step in flight).
+	for _, s := range e.run {
+		if e.cache.Pool.Reserve(&s.kv, s.kv.Len+1) != nil {
+			return nil, nil, false
+		}
+	}
 	steps := make([]model.StepSeq, len(e.run))
 	for i, s := range e.run {
 		steps[i] = model.StepSeq{Seq: &s.kv, Fed: true, Sample: s.rule()}
@@ -438,16 +462,57 @@ func (e *Engine) reap() {
 }
 
 // admit moves queued requests, in order, into the batch while the cache
-// has blocks for their whole budget.
+// has blocks for their prompt (all of a preempted sequence's tokens) and
+// the first token after it, and keeps one block free for each running
+// sequence's next token, so that admitting does not make the next step
+// preempt what it admitted.
 func (e *Engine) admit() {
+	pool := e.cache.Pool
 	for len(e.queue) > 0 && len(e.run) < e.o.MaxRunning {
 		s := e.queue[0]
-		if err := e.cache.Pool.Reserve(&s.kv, len(s.req.Prompt)+s.req.Params.MaxTokens); err != nil {
+		need := min(s.pre+1, e.o.MaxLen)
+		if len(e.run) > 0 && pool.Free()-pool.BlocksFor(need) < len(e.run) {
 			return // wait for blocks
+		}
+		if err := pool.Reserve(&s.kv, need); err != nil {
+			return
 		}
 		e.queue = e.queue[1:]
 		e.run = append(e.run, s)
 	}
+}
+
+// grow gives every generating sequence the blocks for the tokens the next
+// step feeds it. Where none is free, the most recently admitted sequence
+// is preempted (the one growing, if it is that one) until the block is
+// there. Only called with no step in flight.
+func (e *Engine) grow() {
+	pool := e.cache.Pool
+	for i := 0; i < len(e.run); i++ {
+		s := e.run[i]
+		if s.fed < s.pre {
+			continue // its prompt's blocks were reserved at admission
+		}
+		for pool.Reserve(&s.kv, len(s.tokens)) != nil {
+			victim := e.run[len(e.run)-1]
+			e.preempt(victim)
+			if victim == s {
+				i--
+				break
+			}
+		}
+	}
+}
+
+// preempt takes s out of the batch: its blocks go back, and it goes to the
+// head of the queue to be recomputed from all its tokens, whose last
+// chunk then draws its next token with the sampler where it stopped.
+func (e *Engine) preempt(s *seq) {
+	e.cache.Pool.Release(&s.kv)
+	s.pre, s.fed = len(s.tokens), 0
+	e.drop(s)
+	e.queue = slices.Insert(e.queue, 0, s)
+	e.stats.Preemptions++
 }
 
 // plan makes a step: one token for every generating sequence, then prompt
@@ -459,17 +524,17 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	var steps []model.StepSeq
 	var order []*seq
 	for _, s := range e.run {
-		if s.fed >= len(s.req.Prompt) { // generating: feed the last token
+		if s.fed >= s.pre { // generating: feed the last token
 			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()})
 			order = append(order, s)
 			budget -= len(s.tokens) - s.fed
 		}
 	}
 	for _, s := range e.run {
-		if s.fed < len(s.req.Prompt) && budget > 0 {
-			n := min(len(s.req.Prompt)-s.fed, budget)
+		if s.fed < s.pre && budget > 0 {
+			n := min(s.pre-s.fed, budget)
 			st := model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n]}
-			if s.fed+n == len(s.req.Prompt) {
+			if s.fed+n == s.pre {
 				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
 			}
 			steps = append(steps, st)
@@ -529,6 +594,7 @@ func (e *Engine) emit(s *seq, logits []float32, tok int) {
 	}
 	s.last = now
 	if slices.Contains(p.StopTokens, tok) {
+		s.gen++ // (counted, not emitted)
 		e.finish(s, "stop", nil)
 		e.drop(s)
 		return

@@ -128,29 +128,104 @@ func TestConcurrentRequestsMatchSolo(t *testing.T) {
 	}
 }
 
-// TestAdmissionWaitsForBlocks: a cache with room for one request runs two
-// one after the other; a request that can never fit is refused.
-func TestAdmissionWaitsForBlocks(t *testing.T) {
+// TestPreemption: a cache with room for one request's whole budget runs
+// four at once, taking blocks as they grow; when none is free the newest
+// is preempted and later recomputed from its prompt and the tokens it had
+// (its sampler going on where it stopped), so every request gives exactly
+// what it gives alone, greedy and seeded. A request that can never fit is
+// refused.
+func TestPreemption(t *testing.T) {
 	m, prompt, _ := stories(t)
-	e := newEngine(t, m, Options{Blocks: 4, BlockSize: 8}) // 32 positions
-	var chs []<-chan Event
-	for range 2 {
-		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 20}})
+	params := []Params{
+		{MaxTokens: 20},
+		{MaxTokens: 20, Temperature: 0.9, Seed: 3, SeedSet: true},
+		{MaxTokens: 18, Temperature: 1.2, TopK: 30, Seed: 4, SeedSet: true, FrequencyPenalty: 0.5},
+		{MaxTokens: 20, Logprobs: true, TopLogprobs: 2},
+	}
+	solo := make([][]int, len(params))
+	soloLP := make([][]float64, len(params))
+	e1 := newEngine(t, m, Options{})
+	for i, p := range params {
+		ch, err := e1.Submit(context.Background(), Request{Prompt: prompt, Params: p})
 		if err != nil {
 			t.Fatal(err)
 		}
-		chs = append(chs, ch)
-	}
-	if st := e.Stats(); st.Running > 1 {
-		t.Errorf("%d running with blocks for one", st.Running)
-	}
-	for _, ch := range chs {
-		if toks, done := collect(t, ch); len(toks) != 20 || done.FinishReason != "length" {
-			t.Errorf("%d tokens, %+v", len(toks), done)
+		for ev := range ch {
+			if !ev.Done {
+				solo[i] = append(solo[i], ev.Token)
+				soloLP[i] = append(soloLP[i], ev.Logprob)
+			}
 		}
 	}
+	for _, noAhead := range []bool{true, false} {
+		e := newEngine(t, m, Options{Blocks: 4, BlockSize: 8, NoAhead: noAhead}) // 32 positions: one budget
+		chs := make([]<-chan Event, len(params))
+		for i, p := range params {
+			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chs[i] = ch
+		}
+		for i, ch := range chs {
+			var toks []int
+			var lps []float64
+			var done Event
+			for ev := range ch {
+				if ev.Done {
+					done = ev
+				} else {
+					toks, lps = append(toks, ev.Token), append(lps, ev.Logprob)
+				}
+			}
+			if !slices.Equal(toks, solo[i]) || done.FinishReason != "length" || done.CompletionTokens != len(solo[i]) {
+				t.Errorf("NoAhead %v, request %d: %v (%s, %d tokens), alone %v", noAhead, i, toks, done.FinishReason, done.CompletionTokens, solo[i])
+			}
+			if params[i].Logprobs && !slices.Equal(lps, soloLP[i]) {
+				t.Errorf("NoAhead %v, request %d: logprobs %v, alone %v", noAhead, i, lps, soloLP[i])
+			}
+		}
+		st := e.Stats()
+		if st.Preemptions == 0 {
+			t.Errorf("NoAhead %v: no preemption with room for one budget of four", noAhead)
+		}
+		if st.BlocksUsed != 0 {
+			t.Errorf("NoAhead %v: %d blocks still used", noAhead, st.BlocksUsed)
+		}
+		t.Logf("NoAhead %v: %d preemptions, %d steps", noAhead, st.Preemptions, st.Steps)
+	}
+	e := newEngine(t, m, Options{Blocks: 4, BlockSize: 8})
 	if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 40}}); !errors.Is(err, ErrTooLong) {
 		t.Errorf("a request larger than the cache: %v, want ErrTooLong", err)
+	}
+}
+
+// TestNoBudgetUpFront: a request that leaves its budget to the context
+// (max_tokens omitted) holds only the blocks it has written, so a short
+// request beside it is admitted at once rather than after it.
+func TestNoBudgetUpFront(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e := newEngine(t, m, Options{MaxLen: 256, Blocks: 16, BlockSize: 16}) // 256 positions: one whole context
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	long, err := e.Submit(ctx, Request{Prompt: prompt, Params: Params{MaxTokens: 256 - len(prompt)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-long // generating
+	short, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, done := collect(t, short)
+	if len(toks) != 5 || done.FinishReason != "length" {
+		t.Errorf("short request: %d tokens, %+v", len(toks), done)
+	}
+	if st := e.Stats(); st.Running != 1 || st.Generated < 5 {
+		t.Errorf("the short request did not run beside the long one: %+v", st)
+	}
+	cancel()
+	for range long {
 	}
 }
 
@@ -330,8 +405,8 @@ func TestAheadMatchesNoAhead(t *testing.T) {
 		for _, d := range dones {
 			n += d.CompletionTokens
 		}
-		if st.Generated != int64(n) || obs.tokens() != n+1 { // the stop token is timed, not emitted
-			t.Errorf("%d tokens generated, %d counted, %d timed (want %d + the stop)", n, st.Generated, obs.tokens(), n)
+		if st.Generated != int64(n) || obs.tokens() != n { // the stop token is timed and counted, not emitted
+			t.Errorf("%d tokens generated, %d counted, %d timed (want %d, the stop's among them)", n, st.Generated, obs.tokens(), n)
 		}
 		return toks, dones, st
 	}
