@@ -321,6 +321,40 @@ func TestParseKVCache(t *testing.T) {
 	}
 }
 
+// TestServeKVCacheBelowContext: a --max-len the KV cache cannot hold is
+// refused before serving (a request of the whole context could never run);
+// a context taken from the config is lowered to what the cache holds.
+func TestServeKVCacheBelowContext(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral") // 1,280 bytes a position in f32
+	_, _, err := run(t, "serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "40KiB", "--max-len", "64")
+	if err == nil || !strings.Contains(err.Error(), "--max-len 64") || !strings.Contains(err.Error(), "holds 32 positions") {
+		t.Errorf("--max-len past the cache: err = %v", err)
+	}
+	root := newRootCmd()
+	var errb syncBuffer
+	root.SetOut(io.Discard)
+	root.SetErr(&errb)
+	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "40KiB"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- root.ExecuteContext(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(errb.String(), "ready on") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve never became ready:\n%s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serve ended with %v", err)
+	}
+	if logs := errb.String(); !strings.Contains(logs, "context lowered from 512") || !strings.Contains(logs, "to 32 positions") || !strings.Contains(logs, "context 32,") {
+		t.Errorf("no line lowering the context:\n%s", logs)
+	}
+}
+
 // TestServeCommand runs `serve` on a free port: /health answers, a
 // completion is served and logged, and cancelling the command's context
 // (what SIGTERM does) stops it cleanly.

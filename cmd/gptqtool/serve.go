@@ -221,6 +221,17 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	if blocks < 1 {
 		return nil, fmt.Errorf("--kv-cache %s holds no block of %d positions (%d bytes each)", f.kvCache, f.blockSize, m.KVBytesPerPosition())
 	}
+	// A request of the whole context must fit the cache (alone), or a
+	// request without max_tokens could never run: as vLLM, refuse a
+	// --max-len the cache cannot hold; a context taken from the config is
+	// lowered to what it holds, and said so.
+	if held := blocks * f.blockSize; held < maxLen {
+		if f.maxLen > 0 {
+			return nil, fmt.Errorf("--max-len %d: the KV cache (--kv-cache %s) holds %d positions: give a larger --kv-cache or a --max-len of at most %d", maxLen, f.kvCache, held, held)
+		}
+		fmt.Fprintf(log, "serve: context lowered from %d (%s max_position_embeddings) to %d positions, what the KV cache (--kv-cache %s) holds\n", maxLen, cfg.File, held, f.kvCache)
+		maxLen = held
+	}
 	start := time.Now()
 	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
 		MaxRunning: f.maxRunning, StepTokens: f.stepTokens, Observer: srv.Observer(), NoAhead: !f.ahead})

@@ -60,8 +60,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	maxTokens := maxLen - len(prompt)
 	if req.MaxTokens != nil {
 		if *req.MaxTokens > maxTokens {
-			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("max_tokens %d with a prompt of %d tokens exceeds the context of %d", *req.MaxTokens, len(prompt), maxLen),
-				"invalid_request_error", "max_tokens", "context_length_exceeded"))
+			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%s %d with a prompt of %d tokens exceeds the context of %d", req.MaxTokensField, req.MaxTokensGiven, len(prompt), maxLen),
+				"invalid_request_error", req.MaxTokensField, "context_length_exceeded"))
 			return
 		}
 		maxTokens = *req.MaxTokens
@@ -132,13 +132,31 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		if text, err := b.Tokenizer.Decode(prompt); err == nil {
 			for _, c := range choices {
 				c.text.WriteString(text)
-				c.emitted = len(text)
+				c.echo, c.emitted = text, len(text)
 			}
 		}
 	}
 	ups := merge(choices)
+	// timedOut says whether the request's time ran out (--request-timeout)
+	// before any choice generated a token: then the answer is an error,
+	// not a 200 with nothing in it.
+	timedOut := func() bool {
+		if r.Context().Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return false
+		}
+		for _, c := range choices {
+			if c.tokens > 0 {
+				return false
+			}
+		}
+		return true
+	}
+	timeoutError := func() {
+		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) before a token was generated: the server is busy; retry later", s.o.RequestTimeout),
+			"server_error", "", "timeout"))
+	}
 	if req.Stream {
-		s.stream(w, req, chat, id, model, len(prompt), choices, ups)
+		s.stream(w, req, chat, id, model, len(prompt), choices, ups, timedOut, timeoutError)
 		return
 	}
 	for u := range ups {
@@ -146,6 +164,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	}
 	if r.Context().Err() != nil {
 		return // the client is gone
+	}
+	if timedOut() {
+		timeoutError()
+		return
 	}
 	usage := openai.Usage{PromptTokens: len(prompt)}
 	for _, c := range choices {
@@ -189,6 +211,7 @@ type choice struct {
 	dec      *tokenizer.Decoder
 	stop     stopper
 	text     strings.Builder // the whole text (non-streamed responses)
+	echo     string          // the prompt's text, with echo (streamed first)
 	emitted  int             // bytes of text emitted so far
 	finish   string          // "" while running
 	tokens   int
@@ -255,6 +278,9 @@ func merge(choices []*choice) <-chan update {
 func (c *choice) step(e engine.Event) update {
 	u := update{c: c}
 	if e.Done {
+		// (The engine counts an end token it does not emit, as
+		// OpenAI's usage does.)
+		c.tokens = max(c.tokens, e.CompletionTokens)
 		u.text = c.stop.push(c.dec.Flush()) + c.stop.flush()
 		switch e.FinishReason {
 		case "stop", "length":
@@ -272,9 +298,15 @@ func (c *choice) step(e engine.Event) update {
 		return u
 	}
 	c.tokens++
-	piece, err := c.dec.Add(e.Token)
-	if err != nil {
-		piece = ""
+	// Special tokens (an end of turn run past with ignore_eos, BOS) are
+	// left out of the text, as vLLM's skip_special_tokens does; their
+	// log-probabilities are still given.
+	var piece string
+	if !c.tok.IsSpecial(e.Token) {
+		var err error
+		if piece, err = c.dec.Add(e.Token); err != nil {
+			piece = ""
+		}
 	}
 	u.text = c.stop.push(piece)
 	if c.logprobs {
@@ -314,7 +346,17 @@ func (c *choice) step(e engine.Event) update {
 // a role chunk first (chat), a finish chunk per choice, with
 // stream_options.include_usage a last chunk with the usage and no
 // choices, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update) {
+func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
+	timedOut func() bool, timeoutError func()) {
+	// The status waits for the first update, so that a request whose time
+	// ran out before any token is an error, not an empty stream.
+	first, ok := <-ups
+	if ok && first.final && timedOut() {
+		for range ups {
+		}
+		timeoutError()
+		return
+	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -352,7 +394,22 @@ func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, i
 			send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Role: "assistant", Content: &empty}}))
 		}
 	}
-	for u := range ups {
+	for _, c := range choices {
+		if c.echo != "" { // (echo: the prompt first, as the whole response has it)
+			send(textOf(openai.TextChoice{Index: c.index, Text: c.echo}))
+		}
+	}
+	all := func(yield func(update) bool) {
+		if ok && !yield(first) {
+			return
+		}
+		for u := range ups {
+			if !yield(u) {
+				return
+			}
+		}
+	}
+	for u := range all {
 		c := u.c
 		if u.text != "" || u.chatLP != nil {
 			if chat {

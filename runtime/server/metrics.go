@@ -57,6 +57,8 @@ func newMetrics(stats func() (engine.Stats, bool)) *metrics {
 		counter("gptqtool_engine_steps_total", "Model steps run.", func(s engine.Stats) int64 { return s.Steps }),
 		counter("gptqtool_engine_steps_ahead_total", "Model steps issued before the previous step's tokens were read.",
 			func(s engine.Stats) int64 { return s.Ahead }),
+		counter("gptqtool_engine_preemptions_total", "Sequences preempted for want of KV blocks (recomputed once blocks are free).",
+			func(s engine.Stats) int64 { return s.Preemptions }),
 		gauge("gptqtool_queue_depth", "Requests waiting for admission.", func(s engine.Stats) float64 { return float64(s.Queued) }),
 		gauge("gptqtool_running_sequences", "Sequences in the running batch.", func(s engine.Stats) float64 { return float64(s.Running) }),
 		gauge("gptqtool_kv_cache_blocks_used", "KV cache blocks held by sequences.", func(s engine.Stats) float64 { return float64(s.BlocksUsed) }),

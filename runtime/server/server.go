@@ -31,7 +31,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +81,7 @@ type Server struct {
 	drain   atomic.Bool
 	m       *metrics
 	mux     *http.ServeMux
+	methods map[string][]string // path -> the methods routed, for 405s
 	created int64
 }
 
@@ -93,7 +93,7 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux()}
+	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux(), methods: map[string][]string{}}
 	s.m = newMetrics(func() (engine.Stats, bool) {
 		if b := s.backend.Load(); b != nil {
 			return b.Engine.Stats(), true
@@ -109,6 +109,13 @@ func New(o Options) *Server {
 	s.route("GET /metrics", false, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	s.route("GET /{$}", false, s.page)
 	s.route("/", false, func(w http.ResponseWriter, r *http.Request) {
+		if allow := s.methods[r.URL.Path]; len(allow) > 0 {
+			// (The catch-all route hides the mux's own 405.)
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, openai.NewError(fmt.Sprintf("%s %s: the method is not allowed (%s)", r.Method, r.URL.Path, strings.Join(allow, ", ")),
+				"invalid_request_error", "", "method_not_allowed"))
+			return
+		}
 		writeError(w, http.StatusNotFound, openai.NewError(fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), "invalid_request_error", "", "not_found"))
 	})
 	return s
@@ -160,6 +167,8 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 	name := pattern
 	if i := strings.IndexByte(name, ' '); i >= 0 {
 		name = name[i+1:]
+		path := strings.TrimSuffix(name, "{$}")
+		s.methods[path] = append(s.methods[path], pattern[:i])
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -171,7 +180,10 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 			h(sw, r)
 		}
 		d := time.Since(start)
-		if sw.status == 0 {
+		switch {
+		case sw.status == 0 && r.Context().Err() != nil:
+			sw.status = 499 // the client went away before an answer (nginx's "client closed request")
+		case sw.status == 0:
 			sw.status = http.StatusOK
 		}
 		s.m.observe(name, sw.status, d)
@@ -415,15 +427,17 @@ func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Eng
 		return err
 	case <-ctx.Done():
 	}
+	// Draining: the listener stays open, /health and new generations
+	// answer 503 (a load balancer takes the server out), the requests in
+	// flight get the grace period; then the listener closes and the
+	// handlers finish writing.
 	s.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	var wg sync.WaitGroup
 	if e := eng(); e != nil {
-		wg.Go(func() { e.Close(sctx) })
+		e.Close(sctx)
 	}
-	err := hs.Shutdown(context.Background()) // handlers end once the engine has
-	wg.Wait()
+	err := hs.Shutdown(context.Background())
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -394,6 +394,7 @@ func TestBadRequests(t *testing.T) {
 		{"bad role", "/v1/chat/completions", `{"messages": [{"role": "wizard", "content": "x"}]}`, 400, "messages"},
 		{"prompt over the context", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, long), 400, "prompt"},
 		{"max_tokens over the context", "/v1/completions", `{"prompt": "x", "max_tokens": 1000}`, 400, "max_tokens"},
+		{"max_completion_tokens over the context", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1e12}`, 400, "max_completion_tokens"},
 		{"token id out of range", "/v1/completions", `{"prompt": [1, 99999]}`, 400, "prompt[1]"},
 		{"unknown model", "/v1/completions", `{"prompt": "x", "model": "gpt-4"}`, 404, "model"},
 		{"body too large", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, strings.Repeat("a", 5000)), 413, ""},
@@ -645,5 +646,106 @@ func TestIgnoreEOS(t *testing.T) {
 	}
 	if !strings.HasPrefix(e.Choices[0].Text, c.Choices[0].Text) {
 		t.Errorf("with ignore_eos the text does not begin with the stopped one:\n%q\n%q", e.Choices[0].Text, c.Choices[0].Text)
+	}
+	// The end tokens run past are not in the text (vLLM's
+	// skip_special_tokens), though they count.
+	if strings.Contains(e.Choices[0].Text, "<|end_of_turn|>") || strings.Contains(e.Choices[0].Text, "</s>") {
+		t.Errorf("with ignore_eos the text holds special tokens: %q", e.Choices[0].Text)
+	}
+	// The end token that stopped the first is counted, as OpenAI's usage
+	// counts it: its text's tokens and one.
+	ids, err := ts.Tok.Encode(c.Choices[0].Text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Usage.Completion < len(ids)+1 {
+		t.Errorf("a stop after %q: %d completion tokens, want its %d tokens and the stop", c.Choices[0].Text, c.Usage.Completion, len(ids))
+	}
+}
+
+// TestEchoStream: with echo the stream gives the prompt first, the same
+// text as the whole response.
+func TestEchoStream(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	const body = `{"prompt": "Once upon a time", "max_tokens": 5, "temperature": 0, "echo": true`
+	_, data := post(t, ts, "/v1/completions", body+`}`)
+	whole := decode(t, data).Choices[0].Text
+	_, data = post(t, ts, "/v1/completions", body+`, "stream": true}`)
+	texts, _ := streamText(t, data, false)
+	if !strings.HasPrefix(whole, "Once upon a time") || texts[0] != whole {
+		t.Errorf("echo: streamed %q, whole %q", texts[0], whole)
+	}
+}
+
+// TestQueuedTimeout: a request whose --request-timeout runs out while it
+// waits in the queue is an error (503, code timeout), streamed or not,
+// not a 200 with nothing in it.
+func TestQueuedTimeout(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048, MaxRunning: 1}, Options: Options{RequestTimeout: 300 * time.Millisecond}})
+	// The batch's one place is held by a request given to the engine
+	// directly, which no HTTP timeout ends.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hold, err := ts.Engine.Submit(ctx, engine.Request{Prompt: []int{1, 450, 1830}, Params: engine.Params{MaxTokens: 1800}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hold // running
+	for _, stream := range []string{"false", "true"} {
+		code, data := post(t, ts, "/v1/completions", `{"prompt": "x", "max_tokens": 5, "stream": `+stream+`}`)
+		if c := decode(t, data); code != 503 || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "timeout" {
+			t.Errorf("stream %s: a request timed out in the queue: %d %s", stream, code, data)
+		}
+	}
+	cancel()
+	for range hold {
+	}
+}
+
+// TestMethodNotAllowed: a known path with another method is a 405 naming
+// the methods, an unknown path a 404.
+func TestMethodNotAllowed(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	code, h, _ := call(t, "GET", ts.URL+"/v1/chat/completions", "", "")
+	if code != 405 || h.Get("Allow") != "POST" {
+		t.Errorf("GET /v1/chat/completions: %d, Allow %q", code, h.Get("Allow"))
+	}
+	if code, _, _ := call(t, "GET", ts.URL+"/v1/nothing", "", ""); code != 404 {
+		t.Errorf("GET /v1/nothing: %d", code)
+	}
+}
+
+// TestDraining: while a shutdown waits for the requests in flight, the
+// listener still answers: /health and new generations 503.
+func TestDraining(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}, Grace: time.Minute})
+	done := make(chan int, 1)
+	go func() {
+		code, _ := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 600, "ignore_eos": true}`)
+		done <- code
+	}()
+	for metric(t, ts, "gptqtool_running_sequences") < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.Stop() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ts.Server.drain.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("never draining")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if code, _, _ := call(t, "GET", ts.URL+"/health", "", ""); code != 503 {
+		t.Errorf("/health while draining: %d, want 503", code)
+	}
+	if code, _ := post(t, ts, "/v1/completions", `{"prompt": "x", "max_tokens": 1}`); code != 503 {
+		t.Errorf("a new completion while draining: %d, want 503", code)
+	}
+	if code := <-done; code != 200 {
+		t.Errorf("the request in flight: %d", code)
+	}
+	if err := <-stopped; err != nil {
+		t.Error(err)
 	}
 }

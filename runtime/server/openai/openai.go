@@ -42,9 +42,13 @@ type Request struct {
 	PromptIDs []int  // ... or token ids
 	Echo      bool   // completions: prepend the prompt to the text
 
-	Temperature, TopP                 *float64
-	TopK                              *int
-	MaxTokens                         *int // max_tokens or max_completion_tokens
+	Temperature, TopP *float64
+	TopK              *int
+	MaxTokens         *int // max_tokens or max_completion_tokens
+	// MaxTokensField names the field MaxTokens came from, MaxTokensGiven
+	// its value as sent (MaxTokens is clamped to an int32).
+	MaxTokensField                    string
+	MaxTokensGiven                    int64
 	Stop                              []string
 	Seed                              *int64
 	N                                 int
@@ -182,17 +186,21 @@ func Parse(body []byte, chat bool) (*Request, error) {
 		k := int(max(*v, 0))
 		r.TopK = &k
 	}
+	// Both are checked; max_completion_tokens (the newer name) wins.
 	for _, k := range []string{"max_completion_tokens", "max_tokens"} {
 		v, err := f.integer(k)
 		if err != nil {
 			return nil, err
 		}
-		if v != nil && r.MaxTokens == nil {
-			if *v < 1 {
-				return nil, &FieldError{k, "must be at least 1"}
-			}
+		if v == nil {
+			continue
+		}
+		if *v < 1 {
+			return nil, &FieldError{k, "must be at least 1"}
+		}
+		if r.MaxTokens == nil {
 			n := int(min(*v, math.MaxInt32))
-			r.MaxTokens = &n
+			r.MaxTokens, r.MaxTokensField, r.MaxTokensGiven = &n, k, *v
 		}
 	}
 	if r.IgnoreEOS, err = f.boolean("ignore_eos"); err != nil {

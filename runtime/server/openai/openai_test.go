@@ -34,6 +34,7 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "temperature": 3}`, false, "temperature"},
 		{`{"prompt": "x", "top_p": 0}`, false, "top_p"},
 		{`{"prompt": "x", "max_tokens": 0}`, false, "max_tokens"},
+		{`{"prompt": "x", "max_completion_tokens": 5, "max_tokens": -5}`, false, "max_tokens"},
 		{`{"prompt": "x", "n": 0}`, false, "n"},
 		{`{"prompt": "x", "ignore_eos": 1}`, false, "ignore_eos"},
 		{`{"prompt": "x", "stop": ["a", 1]}`, false, "stop"},
