@@ -343,6 +343,9 @@ func CheckOut(out, modelDir string, force bool) error {
 		return fmt.Errorf("--force cannot replace %s: it is a mount point: choose a directory inside it as --out", out)
 	}
 	if ours, what := IsOurs(out); !ours {
+		if strings.HasPrefix(what, foreignWhat) {
+			return fmt.Errorf("--force would delete %s, %s; move those away or choose another --out", out, what)
+		}
 		return fmt.Errorf("--force would delete %s, which is not a gptqtool output: %s; remove it yourself or choose another --out", out, what)
 	}
 	return nil

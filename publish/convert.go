@@ -150,7 +150,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	default:
 		// (The output's configs are written from qc alone: a disagreement
 		// would be settled silently.)
-		if err := gptq.CheckAgreement(o.In, qc, qsrc); err != nil {
+		if err := gptq.CheckAgreement(o.In, qc, qsrc, false); err != nil {
 			return nil, fmt.Errorf("convert: %w", err)
 		}
 	}

@@ -293,7 +293,7 @@ func TestRTNWritesNoActOrder(t *testing.T) {
 	if qc.DescAct {
 		t.Errorf("%s: desc_act true for a round-to-nearest checkpoint", src)
 	}
-	if err := gptq.CheckAgreement(out, qc, src); err != nil {
+	if err := gptq.CheckAgreement(out, qc, src, false); err != nil {
 		t.Error(err)
 	}
 }
@@ -517,5 +517,38 @@ func TestGitRepo(t *testing.T) {
 		if !slices.Contains(files, "quantize_config.json") || !slices.Contains(files, ".gitattributes") {
 			t.Errorf("branch %s holds %v", b.Name, files)
 		}
+	}
+}
+
+// TestForceOverOurOutputs: --force replaces what gptqtool wrote, including
+// a conversion of a gptqtool checkpoint (its card keeps quantized_by and
+// carries the input's other files) and a table holding a branch's partial
+// output killed before its first record, or a record's temporary file; a
+// table holding a file of the user's is refused, naming it.
+func TestForceOverOurOutputs(t *testing.T) {
+	q := rtnCheckpoint(t, 8, 128, true)
+	os.WriteFile(filepath.Join(q, ".gitattributes"), []byte("*.safetensors filter=lfs\n"), 0o644) // as a Hub download has
+	conv := filepath.Join(t.TempDir(), "v2")
+	convert(t, publish.ConvertOptions{In: q, Out: conv, Format: gptq.FormatV2})
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: conv, Format: gptq.FormatV2, Force: true}); err != nil {
+		t.Errorf("--force over a conversion of a gptqtool checkpoint: %v", err)
+	}
+
+	out := filepath.Join(t.TempDir(), "table")
+	opts := publish.RunOptions{ModelDir: fixture(t, "models/stories260K-hf-mistral"), Out: out, Table: true, RTN: true, Sym: true, Backend: cpu.New(1),
+		Branches: []publish.Branch{{Name: "a", Bits: 8, GroupSize: 32, Damp: 0.1}, {Name: "b", Bits: 8, GroupSize: -1, Damp: 0.1}}}
+	if _, err := publish.Quantize(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(out, "a.partial"), 0o755)
+	os.WriteFile(filepath.Join(out, "a.partial", "gptqtool.lock"), nil, 0o644)
+	os.WriteFile(filepath.Join(out, ".README.md.tmp-123"), []byte("x"), 0o644)
+	opts.Force = true
+	if _, err := publish.Quantize(context.Background(), opts); err != nil {
+		t.Errorf("--force over a table with a fresh partial branch: %v", err)
+	}
+	os.WriteFile(filepath.Join(out, "notes.txt"), []byte("mine"), 0o644)
+	if _, err := publish.Quantize(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "notes.txt") {
+		t.Errorf("--force over a table holding notes.txt: %v, want a refusal naming it", err)
 	}
 }

@@ -320,16 +320,18 @@ func IsOurs(dir string) (ours bool, what string) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err == nil {
 		switch {
+		case strings.Contains(string(b), "\nconverted_by: gptqtool"):
+			// (A conversion carries every file of its input, and the card
+			// of a converted gptqtool checkpoint keeps its quantized_by.)
+			return true, ""
 		case strings.Contains(string(b), "\nquantized_by: gptqtool"):
 			// A quantized checkpoint or table holds only what gptqtool
 			// writes; anything else was put there since, and --force
 			// would delete it unseen.
 			if foreign := foreignEntries(dir, entries); len(foreign) > 0 {
-				return false, fmt.Sprintf("it is a gptqtool output but also holds %s, which gptqtool did not write", listSome(foreign))
+				return false, fmt.Sprintf("%s %s, which gptqtool did not write", foreignWhat, listSome(foreign))
 			}
 			return true, ""
-		case strings.Contains(string(b), "\nconverted_by: gptqtool"):
-			return true, "" // (a conversion carries every file of its input)
 		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "description")); err == nil && strings.HasPrefix(string(b), gitDescription) {
@@ -348,6 +350,10 @@ func IsOurs(dir string) (ours bool, what string) {
 	return false, fmt.Sprintf("it holds %s and no gptqtool model card", listSome(names))
 }
 
+// foreignWhat begins IsOurs's description of a gptqtool output that holds
+// files gptqtool did not write.
+const foreignWhat = "a gptqtool output that also holds"
+
 // listSome joins the first five names and counts the rest.
 func listSome(names []string) string {
 	more := ""
@@ -360,19 +366,26 @@ func listSome(names []string) string {
 // foreignEntries lists the entries of a quantized checkpoint or table
 // directory that no gptqtool run writes there: what is neither one of a
 // checkpoint's files (weights, shards and index, configs, model card, the
-// tokenizer and generation files it copies, a run's records) nor a
-// directory that is itself a gptqtool output (a table's branches).
+// tokenizer and generation files it copies, a run's records, the temporary
+// files of a write that was killed) nor a directory that is itself a
+// gptqtool output (a table's branches, their partial outputs, the debris
+// of earlier versions' partial outputs).
 func foreignEntries(dir string, entries []os.DirEntry) []string {
 	var out []string
 	for _, e := range entries {
 		n := e.Name()
 		if e.IsDir() {
-			if ours, _ := IsOurs(filepath.Join(dir, n)); !ours {
+			path := filepath.Join(dir, n)
+			ours, _ := IsOurs(path)
+			partial := strings.HasSuffix(n, ".partial") && onlyPartialFiles(path)
+			debris := strings.HasPrefix(n, ".") && strings.Contains(n, ".partial-")
+			if !ours && !partial && !debris {
 				out = append(out, n+"/")
 			}
 			continue
 		}
 		switch {
+		case strings.HasPrefix(n, ".") && strings.Contains(n, ".tmp-"): // (writeFileAtomic's, killed)
 		case n == "README.md", n == "config.json", n == "quantize_config.json", n == progressFile, n == tableFile, n == lockFile,
 			slices.Contains(copiedFiles, n), n == "model.safetensors", n == "model"+safetensors.IndexSuffix,
 			strings.HasPrefix(n, "model-") && strings.HasSuffix(n, ".safetensors"):

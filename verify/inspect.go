@@ -157,7 +157,7 @@ func Inspect(dir string) (*Report, error) {
 			r.Problems = append(r.Problems, err.Error())
 		}
 		if qc != nil {
-			if err := gptq.CheckAgreement(dir, qc, src); err != nil {
+			if err := gptq.CheckAgreement(dir, qc, src, false); err != nil {
 				r.Problems = append(r.Problems, err.Error())
 			}
 		}

@@ -216,10 +216,14 @@ func Differences(a, b *QuantizeConfig) string {
 // ReadQuantizeConfig: quantize_config.json or quant_config.json), on a key
 // that both files give: loaders that read config.json (transformers, vLLM,
 // TGI) and those that read quantize_config.json (AutoGPTQ, ExLlama) would
-// then read the weights differently. Keys config.json leaves out are not
-// compared (their defaults differ between loaders); a block that does not
-// parse is an error.
-func CheckAgreement(dir string, qc *QuantizeConfig, src string) error {
+// then read the weights differently. Keys config.json leaves out or sets
+// to null are not compared (their defaults differ between loaders); a
+// block that does not parse is an error. With tensorsOnly, only the keys
+// that decide how the tensors themselves read are compared (bits,
+// group_size, sym, checkpoint_format): desc_act and static_groups change
+// which kernels some loaders pick, not the values, since g_idx gives each
+// row's group.
+func CheckAgreement(dir string, qc *QuantizeConfig, src string, tensorsOnly bool) error {
 	file := filepath.Join(dir, "config.json")
 	if src == "" || filepath.Clean(src) == filepath.Clean(file) {
 		return nil
@@ -246,7 +250,7 @@ func CheckAgreement(dir string, qc *QuantizeConfig, src string) error {
 	}
 	given := func(names ...string) bool {
 		for _, n := range names {
-			if _, ok := keys[n]; ok {
+			if v, ok := keys[n]; ok && string(bytes.TrimSpace(v)) != "null" {
 				return true
 			}
 		}
@@ -260,13 +264,13 @@ func CheckAgreement(dir string, qc *QuantizeConfig, src string) error {
 	if given("group_size", "q_group_size") {
 		both.GroupSize = fromCfg.GroupSize
 	}
-	if given("desc_act") {
+	if given("desc_act") && !tensorsOnly {
 		both.DescAct = fromCfg.DescAct
 	}
 	if given("sym") {
 		both.Sym = fromCfg.Sym
 	}
-	if given("static_groups") {
+	if given("static_groups") && !tensorsOnly {
 		both.StaticGroups = fromCfg.StaticGroups
 	}
 	if given("checkpoint_format", "format") {

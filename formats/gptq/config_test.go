@@ -251,15 +251,19 @@ func TestCheckAgreement(t *testing.T) {
 	const qcfg = `{"bits": 4, "group_size": 128, "desc_act": false, "sym": true, "damp_percent": 0.1}`
 	for _, tc := range []struct {
 		name, block string
+		tensorsOnly bool
 		want        []string // in the error; none: agreement
 	}{
-		{"same", `{"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false, "sym": true, "damp_percent": 0.01}`, nil},
-		{"keys left out", `{"quant_method": "gptq", "bits": 4}`, nil},
-		{"no block", ``, nil},
-		{"bits", `{"quant_method": "gptq", "bits": 8, "group_size": 128}`, []string{"config.json", "quantize_config.json", "bits 4 vs 8"}},
-		{"desc_act and format", `{"quant_method": "gptq", "bits": 4, "desc_act": true, "checkpoint_format": "gptq_v2"}`, []string{"desc_act false vs true", "checkpoint_format gptq vs gptq_v2"}},
-		{"aliases", `{"quant_method": "gptq", "w_bit": 4, "q_group_size": 64}`, []string{"group_size 128 vs 64"}},
-		{"block does not parse", `{"quant_method": "awq", "bits": 4}`, []string{"awq"}},
+		{"same", `{"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": false, "sym": true, "damp_percent": 0.01}`, false, nil},
+		{"keys left out", `{"quant_method": "gptq", "bits": 4}`, false, nil},
+		{"keys null", `{"quant_method": "gptq", "bits": 4, "desc_act": null, "sym": null}`, false, nil},
+		{"no block", ``, false, nil},
+		{"bits", `{"quant_method": "gptq", "bits": 8, "group_size": 128}`, true, []string{"config.json", "quantize_config.json", "bits 4 vs 8"}},
+		{"desc_act and format", `{"quant_method": "gptq", "bits": 4, "desc_act": true, "checkpoint_format": "gptq_v2"}`, false, []string{"desc_act false vs true", "checkpoint_format gptq vs gptq_v2"}},
+		{"format, tensors only", `{"quant_method": "gptq", "bits": 4, "desc_act": true, "checkpoint_format": "gptq_v2"}`, true, []string{"checkpoint_format gptq vs gptq_v2"}},
+		{"desc_act, tensors only", `{"quant_method": "gptq", "bits": 4, "desc_act": true, "static_groups": true}`, true, nil},
+		{"aliases", `{"quant_method": "gptq", "w_bit": 4, "q_group_size": 64}`, false, []string{"group_size 128 vs 64"}},
+		{"block does not parse", `{"quant_method": "awq", "bits": 4}`, false, []string{"awq"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -273,7 +277,7 @@ func TestCheckAgreement(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = CheckAgreement(dir, qc, src)
+			err = CheckAgreement(dir, qc, src, tc.tensorsOnly)
 			if len(tc.want) == 0 {
 				if err != nil {
 					t.Fatalf("err = %v, want agreement", err)
@@ -294,7 +298,7 @@ func TestCheckAgreement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := CheckAgreement(dir, qc, src); err != nil {
+	if err := CheckAgreement(dir, qc, src, false); err != nil {
 		t.Errorf("config.json alone: %v", err)
 	}
 }

@@ -72,7 +72,7 @@ func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
 	case err != nil:
 		return nil, fmt.Errorf("model: %w", err)
 	default:
-		if err := gptq.CheckAgreement(dir, quant, src); err != nil {
+		if err := gptq.CheckAgreement(dir, quant, src, true); err != nil {
 			return nil, fmt.Errorf("model: %w", err)
 		}
 	}
