@@ -161,6 +161,7 @@ type seq struct {
 	last      time.Time
 	cancelled bool // by Close
 	done      bool // finished: a step still in flight for it is dropped
+	preempted bool // waiting in the queue after a preemption
 }
 
 // inflight is a step issued and not yet read.
@@ -185,6 +186,8 @@ type Engine struct {
 	rng    *rand.Rand
 	stats  Stats
 	pend   *inflight // owned by the loop
+	// preempted counts the preempted sequences in queue.
+	preempted int
 }
 
 // New starts an engine: it allocates the KV cache and the step loop.
@@ -255,7 +258,9 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if e.closed {
 		return nil, ErrClosed
 	}
-	if len(e.queue) >= e.o.MaxQueue {
+	// (Preempted sequences wait in the queue too, ahead of the new ones,
+	// but do not take a new request's place.)
+	if len(e.queue)-e.preempted >= e.o.MaxQueue {
 		return nil, ErrQueueFull
 	}
 	seed := p.Seed
@@ -444,6 +449,7 @@ func (e *Engine) reap() {
 	keep := e.queue[:0]
 	for _, s := range e.queue {
 		if s.cancelled || s.ctx.Err() != nil {
+			e.dequeue(s)
 			e.finish(s, "cancelled", nil)
 			continue
 		}
@@ -478,6 +484,7 @@ func (e *Engine) admit() {
 			return
 		}
 		e.queue = e.queue[1:]
+		e.dequeue(s)
 		e.run = append(e.run, s)
 	}
 }
@@ -512,7 +519,17 @@ func (e *Engine) preempt(s *seq) {
 	s.pre, s.fed = len(s.tokens), 0
 	e.drop(s)
 	e.queue = slices.Insert(e.queue, 0, s)
+	s.preempted = true
+	e.preempted++
 	e.stats.Preemptions++
+}
+
+// dequeue notes that s left the queue (admitted or ended).
+func (e *Engine) dequeue(s *seq) {
+	if s.preempted {
+		s.preempted = false
+		e.preempted--
+	}
 }
 
 // plan makes a step: one token for every generating sequence, then prompt

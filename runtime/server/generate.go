@@ -137,11 +137,16 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		}
 	}
 	ups := merge(choices)
-	// timedOut says whether the request's time ran out (--request-timeout)
-	// before any choice generated a token: then the answer is an error,
-	// not a 200 with nothing in it.
+	// expired says whether the request's time ran out (--request-timeout)
+	// with its client still there; timedOut, read once the updates are
+	// all in (the choices' counts are then final), whether that was before
+	// any choice generated a token: then the answer is an error, not a 200
+	// with nothing in it.
+	expired := func() bool {
+		return r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
 	timedOut := func() bool {
-		if r.Context().Err() != nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		if !expired() {
 			return false
 		}
 		for _, c := range choices {
@@ -156,7 +161,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			"server_error", "", "timeout"))
 	}
 	if req.Stream {
-		s.stream(w, req, chat, id, model, len(prompt), choices, ups, timedOut, timeoutError)
+		s.stream(w, r, req, chat, id, model, len(prompt), choices, ups, streamChecks{expired, timedOut, timeoutError})
 		return
 	}
 	for u := range ups {
@@ -342,20 +347,39 @@ func (c *choice) step(e engine.Event) update {
 	return u
 }
 
+// streamChecks are generate's tests of a request's deadline for stream.
+type streamChecks struct {
+	expired, timedOut func() bool
+	timeoutError      func()
+}
+
 // stream writes the updates as server-sent events: OpenAI's chunk format,
 // a role chunk first (chat), a finish chunk per choice, with
 // stream_options.include_usage a last chunk with the usage and no
 // choices, then [DONE].
-func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
-	timedOut func() bool, timeoutError func()) {
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
+	checks streamChecks) {
 	// The status waits for the first update, so that a request whose time
-	// ran out before any token is an error, not an empty stream.
-	first, ok := <-ups
-	if ok && first.final && timedOut() {
+	// ran out before any token is an error, not an empty stream: then
+	// every choice is ending (they share the deadline), and once all their
+	// updates are in, their counts say whether any token came.
+	var held []update
+	if first, ok := <-ups; ok {
+		held = append(held, first)
+		if first.final && checks.expired() {
+			for u := range ups {
+				held = append(held, u)
+			}
+			if checks.timedOut() {
+				checks.timeoutError()
+				return
+			}
+		}
+	}
+	if r.Context().Err() != nil {
 		for range ups {
 		}
-		timeoutError()
-		return
+		return // the client left before the first token: nothing to write (logged as 499)
 	}
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -400,8 +424,10 @@ func (s *Server) stream(w http.ResponseWriter, req *openai.Request, chat bool, i
 		}
 	}
 	all := func(yield func(update) bool) {
-		if ok && !yield(first) {
-			return
+		for _, u := range held {
+			if !yield(u) {
+				return
+			}
 		}
 		for u := range ups {
 			if !yield(u) {

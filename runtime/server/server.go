@@ -437,7 +437,14 @@ func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Eng
 	if e := eng(); e != nil {
 		e.Close(sctx)
 	}
-	err := hs.Shutdown(context.Background())
+	// The handlers have their last events; one still writing to a client
+	// that stopped reading is cut after a bound.
+	hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer hcancel()
+	err := hs.Shutdown(hctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = hs.Close()
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -702,6 +702,41 @@ func TestQueuedTimeout(t *testing.T) {
 	}
 }
 
+// TestClientGoneBeforeFirstToken: a streaming client that leaves while its
+// request waits for a place in the batch gets nothing written, and the
+// request is logged and counted as 499, not 200.
+func TestClientGoneBeforeFirstToken(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048, MaxRunning: 1}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hold, err := ts.Engine.Submit(ctx, engine.Request{Prompt: []int{1, 450, 1830}, Params: engine.Params{MaxTokens: 1800}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hold // running: the next request waits
+	rctx, rcancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer rcancel()
+	req, _ := http.NewRequestWithContext(rctx, "POST", ts.URL+"/v1/completions", strings.NewReader(`{"prompt": "x", "max_tokens": 5, "stream": true}`))
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Errorf("a stream answered %d before its first token", resp.StatusCode)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, data := call(t, "GET", ts.URL+"/metrics", "", "")
+		if strings.Contains(string(data), `gptqtool_http_requests_total{route="/v1/completions",status="499"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the request is not counted as 499:\n%s", data)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	for range hold {
+	}
+}
+
 // TestMethodNotAllowed: a known path with another method is a 405 naming
 // the methods, an unknown path a 404.
 func TestMethodNotAllowed(t *testing.T) {
