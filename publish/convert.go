@@ -137,7 +137,14 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if log == nil {
 		log = io.Discard
 	}
-	cfg, err := hfconfig.Load(o.In)
+	// A dtype, shard or format conversion copies tensors without running
+	// the model: a RoPE scaling the runtime does not implement does not
+	// stop it (GGUF, whose metadata would have to carry it, still refuses).
+	load := hfconfig.LoadAny
+	if o.GGUF != "" {
+		load = hfconfig.Load
+	}
+	cfg, err := load(o.In)
 	if err != nil {
 		return nil, err
 	}

@@ -497,3 +497,25 @@ func TestConvertRefusesWhatConfigDoesNotDescribe(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertRoPEScaling: a checkpoint whose config.json has a RoPE
+// scaling the runtime does not implement is still converted to another
+// dtype (its config kept, rope_scaling and all), and refused for GGUF,
+// whose metadata would have to carry the scaling.
+func TestConvertRoPEScaling(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "in")
+	copyTree(t, "testdata/stories-bin", dir)
+	path := filepath.Join(dir, "config.json")
+	raw, _ := os.ReadFile(path)
+	raw = bytes.Replace(raw, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": {"type": "linear", "factor": 2},`), 1)
+	os.WriteFile(path, raw, 0o644)
+	out := filepath.Join(t.TempDir(), "f16")
+	convert(t, publish.ConvertOptions{In: dir, Out: out, DType: "f16"})
+	got, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil || !bytes.Contains(got, []byte(`"rope_scaling"`)) || !bytes.Contains(got, []byte(`"linear"`)) {
+		t.Errorf("the converted config lost its rope_scaling (%v):\n%s", err, got)
+	}
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: filepath.Join(t.TempDir(), "x.gguf"), GGUF: "f32"}); err == nil || !strings.Contains(err.Error(), `rope type "linear"`) {
+		t.Errorf("GGUF of a linear RoPE scaling: %v, want a refusal naming it", err)
+	}
+}

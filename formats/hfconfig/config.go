@@ -35,6 +35,11 @@ type Config struct {
 	MaxPositionEmbeddings int
 	RMSNormEps            float64
 	RopeTheta             float64
+	// RopeType is the RoPE scaling's type (rope_scaling or
+	// rope_parameters): "default" (none), the only one Load accepts, or
+	// another that LoadAny passes through (linear, dynamic, yarn, llama3,
+	// ...).
+	RopeType string
 	// SlidingWindow is the attention window in tokens; 0 means none (null,
 	// or absent in a llama config). An absent key in a mistral config is
 	// MistralConfig's default, 4096.
@@ -56,6 +61,18 @@ type Config struct {
 	File string
 }
 
+// LoadAny is Load that accepts RoPE scalings the project does not
+// implement, naming them in Config.RopeType: for work that copies a
+// checkpoint's tensors without running it (a dtype or shard conversion).
+func LoadAny(dir string) (*Config, error) {
+	file := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("hfconfig: %w", err)
+	}
+	return parse(data, file, true)
+}
+
 // Load reads and parses dir/config.json.
 func Load(dir string) (*Config, error) {
 	file := filepath.Join(dir, "config.json")
@@ -69,11 +86,16 @@ func Load(dir string) (*Config, error) {
 // Parse parses and validates a config.json document. file names the source in
 // errors.
 func Parse(data []byte, file string) (*Config, error) {
+	return parse(data, file, false)
+}
+
+// parse is Parse; anyRoPE accepts every RoPE scaling type (LoadAny).
+func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	raw, err := decodeObject(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	r := reader{m: raw, file: file}
+	r := reader{m: raw, file: file, anyRoPE: anyRoPE}
 	c := &Config{Raw: raw, File: file}
 
 	c.ModelType = r.requiredString("model_type")
@@ -347,9 +369,10 @@ func jsonKind(v any) string {
 // reader extracts typed values from a decoded document, recording the first
 // error (which names the key and the file).
 type reader struct {
-	m    map[string]any
-	file string
-	err  error
+	m       map[string]any
+	file    string
+	err     error
+	anyRoPE bool // RoPE scalings other than "default" pass (LoadAny)
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -510,6 +533,7 @@ func (r *reader) tokenIDs(key string) []int {
 // RoPE ("default") is supported. rope_parameters.rope_theta overrides a
 // top-level rope_theta.
 func (r *reader) rope(c *Config) {
+	c.RopeType = "default"
 	for _, key := range []string{"rope_scaling", "rope_parameters"} {
 		if !r.present(key) {
 			continue
@@ -528,9 +552,12 @@ func (r *reader) rope(c *Config) {
 			r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
 			return
 		}
-		if typ != "default" {
+		if typ != "default" && !r.anyRoPE {
 			r.fail("%s: rope type %q: %w (only plain RoPE, \"default\", is implemented)", key, typ, ErrUnsupported)
 			return
+		}
+		if typ != "default" {
+			c.RopeType = typ
 		}
 		if key == "rope_parameters" && sub.present("rope_theta") {
 			f, err := toFloat(m["rope_theta"])

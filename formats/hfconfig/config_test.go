@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -234,6 +235,43 @@ func TestParseErrors(t *testing.T) {
 			}
 			if got := errors.Is(err, ErrUnsupported); got != tt.unsup {
 				t.Errorf("errors.Is(err, ErrUnsupported) = %v, want %v", got, tt.unsup)
+			}
+		})
+	}
+}
+
+// TestLoadAnyRoPE: LoadAny passes the RoPE scalings Load refuses, naming
+// their type, and still refuses everything else Load refuses.
+func TestLoadAnyRoPE(t *testing.T) {
+	base := map[string]any{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "vocab_size": 100}
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  string // RopeType; "" for a refusal by both
+	}{
+		{"none", nil, "default"},
+		{"linear", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, "linear"},
+		{"llama3", map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000}}, "llama3"},
+		{"gelu", map[string]any{"hidden_act": "gelu"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := maps.Clone(base)
+			maps.Copy(doc, tc.extra)
+			b, _ := json.Marshal(doc)
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+			c, err := LoadAny(dir)
+			switch {
+			case tc.want == "":
+				if err == nil {
+					t.Errorf("LoadAny accepted %v", tc.extra)
+				}
+			case err != nil || c.RopeType != tc.want:
+				t.Errorf("LoadAny: %v, RopeType %q, want %q", err, c.RopeType, tc.want)
+			}
+			if _, err := Load(dir); (err == nil) != (tc.want == "default") {
+				t.Errorf("Load: %v", err)
 			}
 		})
 	}
