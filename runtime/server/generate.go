@@ -137,31 +137,37 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		}
 	}
 	ups := merge(choices)
-	// expired says whether the request's time ran out (--request-timeout)
-	// with its client still there; timedOut, read once the updates are
-	// all in (the choices' counts are then final), whether that was before
-	// any choice generated a token: then the answer is an error, not a 200
-	// with nothing in it.
-	expired := func() bool {
-		return r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
+	// cut says whether the request was ended from outside with its client
+	// still there: its time ran out (--request-timeout) or the server's
+	// shutdown grace did; unserved, read once the updates are all in (the
+	// choices' counts are then final), whether that happened before any
+	// choice generated a token: then the answer is an error the client can
+	// retry, not a 200 with nothing in it.
+	cut := func() bool {
+		return r.Context().Err() == nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || s.drain.Load())
 	}
-	timedOut := func() bool {
-		if !expired() {
+	unserved := func() bool {
+		if !cut() {
 			return false
 		}
 		for _, c := range choices {
-			if c.tokens > 0 {
+			if c.tokens > 0 || c.finish != "abort" {
 				return false
 			}
 		}
 		return true
 	}
-	timeoutError := func() {
-		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) before a token was generated: the server is busy; retry later", s.o.RequestTimeout),
-			"server_error", "", "timeout"))
+	unservedError := func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) before a token was generated: the server is busy; retry later", s.o.RequestTimeout),
+				"server_error", "", "timeout"))
+			return
+		}
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before the request generated a token; retry", "server_error", "", "shutting_down"))
 	}
 	if req.Stream {
-		s.stream(w, r, req, chat, id, model, len(prompt), choices, ups, streamChecks{expired, timedOut, timeoutError})
+		s.stream(w, r, req, chat, id, model, len(prompt), choices, ups, streamChecks{cut, unserved, unservedError})
 		return
 	}
 	for u := range ups {
@@ -170,8 +176,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
-	if timedOut() {
-		timeoutError()
+	if unserved() {
+		unservedError()
 		return
 	}
 	usage := openai.Usage{PromptTokens: len(prompt)}
@@ -347,10 +353,11 @@ func (c *choice) step(e engine.Event) update {
 	return u
 }
 
-// streamChecks are generate's tests of a request's deadline for stream.
+// streamChecks are generate's tests of a request ended from outside (its
+// deadline, the shutdown) for stream.
 type streamChecks struct {
-	expired, timedOut func() bool
-	timeoutError      func()
+	cut, unserved func() bool
+	unservedError func()
 }
 
 // stream writes the updates as server-sent events: OpenAI's chunk format,
@@ -360,18 +367,19 @@ type streamChecks struct {
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
 	checks streamChecks) {
 	// The status waits for the first update, so that a request whose time
-	// ran out before any token is an error, not an empty stream: then
-	// every choice is ending (they share the deadline), and once all their
-	// updates are in, their counts say whether any token came.
+	// or the server's grace ran out before any token is an error, not an
+	// empty stream: then every choice is ending (they share the deadline,
+	// and the shutdown ends them all), and once all their updates are in,
+	// their counts say whether any token came.
 	var held []update
 	if first, ok := <-ups; ok {
 		held = append(held, first)
-		if first.final && checks.expired() {
+		if first.final && checks.cut() {
 			for u := range ups {
 				held = append(held, u)
 			}
-			if checks.timedOut() {
-				checks.timeoutError()
+			if checks.unserved() {
+				checks.unservedError()
 				return
 			}
 		}

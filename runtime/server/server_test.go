@@ -737,6 +737,44 @@ func TestClientGoneBeforeFirstToken(t *testing.T) {
 	}
 }
 
+// TestShutdownUnserved: requests still waiting for a place in the batch
+// when the shutdown's grace runs out get a 503 shutting_down with
+// Retry-After, streamed or not, not a 200 with nothing in it.
+func TestShutdownUnserved(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048, MaxRunning: 1}, Grace: 300 * time.Millisecond})
+	hold, err := ts.Engine.Submit(context.Background(), engine.Request{Prompt: []int{1, 450, 1830}, Params: engine.Params{MaxTokens: 1800}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-hold // running: the requests below wait
+	type result struct {
+		code  int
+		retry string
+		data  []byte
+	}
+	res := make(chan result, 2)
+	for _, stream := range []string{"false", "true"} {
+		go func() {
+			code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", `{"prompt": "x", "max_tokens": 5, "stream": `+stream+`}`)
+			res <- result{code, h.Get("Retry-After"), data}
+		}()
+	}
+	for st := ts.Engine.Stats(); st.Queued < 2; st = ts.Engine.Stats() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := ts.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		r := <-res
+		if c := decode(t, r.data); r.code != 503 || r.retry == "" || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "shutting_down" {
+			t.Errorf("a request unserved at shutdown: %d, Retry-After %q, %s", r.code, r.retry, r.data)
+		}
+	}
+	for range hold {
+	}
+}
+
 // TestMethodNotAllowed: a known path with another method is a 405 naming
 // the methods, an unknown path a 404.
 func TestMethodNotAllowed(t *testing.T) {
