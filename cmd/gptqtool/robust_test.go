@@ -165,6 +165,13 @@ func withLayers(t *testing.T, src string, n int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "cfg")
 	copyDir(t, src, dir)
+	editConfig(t, dir, func(doc map[string]any) { doc["num_hidden_layers"] = n })
+	return dir
+}
+
+// editConfig rewrites dir/config.json with edit applied to its document.
+func editConfig(t *testing.T, dir string, edit func(doc map[string]any)) {
+	t.Helper()
 	path := filepath.Join(dir, "config.json")
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -174,12 +181,11 @@ func withLayers(t *testing.T, src string, n int) string {
 	if err := json.Unmarshal(raw, &doc); err != nil {
 		t.Fatal(err)
 	}
-	doc["num_hidden_layers"] = n
+	edit(doc)
 	raw, _ = json.Marshal(doc)
 	if err := os.WriteFile(path, raw, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 // TestConfigFewerLayersThanWeights: config.json claiming fewer layers than
@@ -274,18 +280,7 @@ func TestConfigMoreLayersThanWeights(t *testing.T) {
 // and flagged by inspect, naming both files and the key.
 func TestConfigsDisagree(t *testing.T) {
 	_, q := quantizedTiny(t)
-	path := filepath.Join(q, "config.json")
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		t.Fatal(err)
-	}
-	doc["quantization_config"].(map[string]any)["bits"] = 8
-	raw, _ = json.Marshal(doc)
-	os.WriteFile(path, raw, 0o644)
+	editConfig(t, q, func(doc map[string]any) { doc["quantization_config"].(map[string]any)["bits"] = 8 })
 	out := filepath.Join(t.TempDir(), "c")
 	for _, args := range [][]string{
 		{"generate", "--model", q, "--prompt", "Hello", "--max-tokens", "2"},

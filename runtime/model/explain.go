@@ -74,16 +74,26 @@ func CheckExplained(file string, names []string, cfg *hfconfig.Config, quant *gp
 	if len(extra) == 0 {
 		return nil
 	}
-	shown := extra[:min(len(extra), 4)]
-	more := ""
-	if len(extra) > len(shown) {
-		more = fmt.Sprintf(" and %d more", len(extra)-len(shown))
-	}
 	hint := ""
 	if maxLayer := layersHeld(extra); maxLayer >= cfg.NumHiddenLayers {
-		hint = fmt.Sprintf(": the weights hold %d layers, %s says num_hidden_layers %d", maxLayer+1, cfg.File, cfg.NumHiddenLayers)
+		hint = layersHint(maxLayer, cfg)
 	}
-	return fmt.Errorf("%s: %d %w (%s%s)%s", file, len(extra), ErrUnexplained, strings.Join(shown, ", "), more, hint)
+	return fmt.Errorf("%s: %d %w (%s)%s", file, len(extra), ErrUnexplained, someNames(extra), hint)
+}
+
+// someNames joins the first four names and counts the rest, for errors.
+func someNames(names []string) string {
+	shown := names[:min(len(names), 4)]
+	if len(names) > len(shown) {
+		return fmt.Sprintf("%s and %d more", strings.Join(shown, ", "), len(names)-len(shown))
+	}
+	return strings.Join(shown, ", ")
+}
+
+// layersHint says how many layers the weights hold (maxLayer the largest
+// index) against the config's num_hidden_layers.
+func layersHint(maxLayer int, cfg *hfconfig.Config) string {
+	return fmt.Sprintf(": the weights hold %d layers, %s says num_hidden_layers %d", maxLayer+1, cfg.File, cfg.NumHiddenLayers)
 }
 
 // layersHeld is the largest layer index among names, -1 if none.
@@ -160,14 +170,9 @@ func CheckComplete(file string, names []string, cfg *hfconfig.Config, quant *gpt
 	if len(missing) == 0 {
 		return nil
 	}
-	shown := missing[:min(len(missing), 4)]
-	more := ""
-	if len(missing) > len(shown) {
-		more = fmt.Sprintf(" and %d more", len(missing)-len(shown))
-	}
 	hint := ""
-	if held := layersHeld(names); held+1 < cfg.NumHiddenLayers {
-		hint = fmt.Sprintf(": the weights hold %d layers, %s says num_hidden_layers %d", held+1, cfg.File, cfg.NumHiddenLayers)
+	if maxLayer := layersHeld(names); maxLayer+1 < cfg.NumHiddenLayers {
+		hint = layersHint(maxLayer, cfg)
 	}
-	return fmt.Errorf("%s: %d %w (%s%s)%s", file, len(missing), ErrIncomplete, strings.Join(shown, ", "), more, hint)
+	return fmt.Errorf("%s: %d %w (%s)%s", file, len(missing), ErrIncomplete, someNames(missing), hint)
 }
