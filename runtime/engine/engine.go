@@ -13,7 +13,10 @@
 // token for every generating sequence and spends what is left of a token
 // budget on prompt chunks (chunked prefill), so a long prompt never stalls
 // the others. Sampling is per request (seeded),
-// with presence, frequency and repetition penalties and log-probabilities.
+// with presence, frequency and repetition penalties and log-probabilities,
+// of the generated tokens and, on request, of the prompt's own (its chunks
+// then bring back every row's logits: echo with logprobs, lm-eval's
+// loglikelihood requests; MaxTokens 0 then only scores the prompt).
 // A cancelled request (its context done: the client went away, a timeout)
 // leaves at the next step and its blocks are free at once. The engine
 // knows nothing of HTTP; package runtime/server puts the API on it.
@@ -44,7 +47,8 @@ var (
 
 // Params are one request's generation settings.
 type Params struct {
-	// MaxTokens bounds the generated tokens (≥ 1).
+	// MaxTokens bounds the generated tokens (≥ 1; 0 with PromptLogprobs
+	// scores the prompt and generates nothing).
 	MaxTokens int
 	// Temperature (0: greedy), TopP, TopK as package sample.
 	Temperature, TopP float64
@@ -66,6 +70,11 @@ type Params struct {
 	// alternatives, from the model's distribution before penalties.
 	Logprobs    bool
 	TopLogprobs int
+	// PromptLogprobs asks for the log-probability of every prompt token
+	// after the first given the ones before it, with TopLogprobs
+	// alternatives each: one event (Event.Prompt) once the prompt is in,
+	// before the first token (echo with logprobs; scoring).
+	PromptLogprobs bool
 }
 
 // Request is a prompt to continue.
@@ -80,11 +89,21 @@ type TokenLogprob struct {
 	Logprob float64
 }
 
-// Event is one generated token, or the end of the request (Done).
+// PromptToken is a prompt token's log-probability given the tokens before
+// it, and the most likely tokens there (Params.PromptLogprobs).
+type PromptToken struct {
+	TokenLogprob
+	Top []TokenLogprob
+}
+
+// Event is one generated token, the end of the request (Done), or, with
+// Params.PromptLogprobs and a prompt of two tokens or more, the prompt's
+// log-probabilities (Prompt, for its tokens 1, 2, ...; no token).
 type Event struct {
 	Token   int
 	Logprob float64
 	Top     []TokenLogprob
+	Prompt  []PromptToken
 	// Done ends the stream: FinishReason is "stop", "length", "cancelled"
 	// or "error" (with Err); the token counts are final.
 	Done             bool
@@ -162,6 +181,10 @@ type seq struct {
 	cancelled bool // by Close
 	done      bool // finished: a step still in flight for it is dropped
 	preempted bool // waiting in the queue after a preemption
+	// promptLP gathers the prompt's log-probabilities (PromptLogprobs)
+	// until promptSent.
+	promptLP   []PromptToken
+	promptSent bool
 }
 
 // inflight is a step issued and not yet read.
@@ -237,8 +260,8 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if len(r.Prompt) == 0 {
 		return nil, errors.New("engine: empty prompt")
 	}
-	if p.MaxTokens <= 0 {
-		return nil, fmt.Errorf("engine: max tokens %d, want at least 1", p.MaxTokens)
+	if p.MaxTokens < 0 || p.MaxTokens == 0 && !p.PromptLogprobs {
+		return nil, fmt.Errorf("engine: max tokens %d, want at least 1 (0 only to score the prompt)", p.MaxTokens)
 	}
 	need := len(r.Prompt) + p.MaxTokens
 	if len(r.Prompt) >= e.o.MaxLen {
@@ -402,11 +425,58 @@ func (e *Engine) read() {
 			e.finish(s, "error", err)
 			continue
 		}
-		s.fed += max(len(f.steps[i].Tokens), 1) // a Fed sequence took one
-		if f.steps[i].Sample != nil {
-			e.emit(s, out[i], tokens[i])
+		st := f.steps[i]
+		if st.AllLogits {
+			e.promptRows(s, out[i])
+		}
+		s.fed += max(len(st.Tokens), 1) // a Fed sequence took one
+		if s.fed == s.pre && st.AllLogits {
+			e.sendPrompt(s)
+		}
+		switch {
+		case st.Sample != nil:
+			lg := out[i]
+			if st.AllLogits && lg != nil {
+				lg = lg[len(lg)-e.m.Vocab():] // the last token's row
+			}
+			e.emit(s, lg, tokens[i])
+		case s.fed >= s.pre && s.req.Params.MaxTokens == 0: // scored, nothing to generate
+			e.finish(s, "length", nil)
+			e.drop(s)
 		}
 	}
+}
+
+// promptRows adds the log-probabilities that the logits rows of s's chunk
+// (its tokens from s.fed on) give the prompt tokens after them.
+func (e *Engine) promptRows(s *seq, logits []float32) {
+	V := e.m.Vocab()
+	p := s.req.Params
+	for r := 0; r*V < len(logits); r++ {
+		next := s.fed + r + 1
+		if next >= len(s.req.Prompt) {
+			break
+		}
+		row := logits[r*V : (r+1)*V]
+		tok := s.req.Prompt[next]
+		pt := PromptToken{TokenLogprob: TokenLogprob{Token: tok, Logprob: logprob(row, tok)}}
+		if p.TopLogprobs > 0 {
+			pt.Top = topLogprobs(row, p.TopLogprobs)
+		}
+		s.promptLP = append(s.promptLP, pt)
+	}
+}
+
+// sendPrompt sends s's prompt log-probabilities, once.
+func (e *Engine) sendPrompt(s *seq) {
+	if s.promptSent {
+		return
+	}
+	s.promptSent = true
+	if len(s.promptLP) > 0 {
+		s.out.send(Event{Prompt: s.promptLP})
+	}
+	s.promptLP = nil
 }
 
 // planAhead makes the next step while e.pend is in flight, when every
@@ -517,6 +587,7 @@ func (e *Engine) grow() {
 func (e *Engine) preempt(s *seq) {
 	e.cache.Pool.Release(&s.kv)
 	s.pre, s.fed = len(s.tokens), 0
+	s.promptLP = nil // (a prompt cut short is scored again from the start)
 	e.drop(s)
 	e.queue = slices.Insert(e.queue, 0, s)
 	s.preempted = true
@@ -550,8 +621,8 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	for _, s := range e.run {
 		if s.fed < s.pre && budget > 0 {
 			n := min(s.pre-s.fed, budget)
-			st := model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n]}
-			if s.fed+n == s.pre {
+			st := model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n], AllLogits: s.req.Params.PromptLogprobs && !s.promptSent}
+			if s.fed+n == s.pre && s.req.Params.MaxTokens > 0 {
 				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
 			}
 			steps = append(steps, st)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -62,10 +64,12 @@ func collect(t *testing.T, ch <-chan Event) ([]int, Event) {
 	t.Helper()
 	var toks []int
 	for ev := range ch {
-		if ev.Done {
+		switch {
+		case ev.Done:
 			return toks, ev
+		case ev.Prompt == nil:
+			toks = append(toks, ev.Token)
 		}
-		toks = append(toks, ev.Token)
 	}
 	return toks, Event{FinishReason: "closed"}
 }
@@ -465,4 +469,133 @@ func (o *countObserver) tokens() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.n
+}
+
+// refLogprobs is, from the model's own full forward (model.Forward, every
+// row's logits), the log-probability of each token of ids after the first
+// given those before it, and the most likely token there, in float64.
+func refLogprobs(t *testing.T, m *model.Model, ids []int) (lps []float64, best []int) {
+	t.Helper()
+	logits, err := m.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.Vocab()
+	for r := 0; r+1 < len(ids); r++ {
+		row := logits[r*V : (r+1)*V]
+		mx, arg := math.Inf(-1), 0
+		for j, v := range row {
+			if float64(v) > mx {
+				mx, arg = float64(v), j
+			}
+		}
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v) - mx)
+		}
+		lps = append(lps, float64(row[ids[r+1]])-mx-math.Log(sum))
+		best = append(best, arg)
+	}
+	return lps, best
+}
+
+// TestPromptLogprobs: the prompt's log-probabilities (echo with logprobs,
+// lm-eval's loglikelihood requests) are those of the model's full
+// forward, whatever the chunking, come in one event before the first
+// token, and with MaxTokens 0 are all there is; a prompt cut short by a
+// preemption is scored again from its start.
+func TestPromptLogprobs(t *testing.T) {
+	m, _, greedy := stories(t)
+	prompt := greedy[:40]
+	want, best := refLogprobs(t, m, prompt)
+	check := func(t *testing.T, got []PromptToken, top int) {
+		t.Helper()
+		if len(got) != len(prompt)-1 {
+			t.Fatalf("%d prompt log-probabilities, want %d", len(got), len(prompt)-1)
+		}
+		for i, pt := range got {
+			if pt.Token != prompt[i+1] || math.Abs(pt.Logprob-want[i]) > 1e-4 {
+				t.Errorf("prompt token %d: %d %.6f, want %d %.6f", i+1, pt.Token, pt.Logprob, prompt[i+1], want[i])
+			}
+			if len(pt.Top) != top {
+				t.Errorf("prompt token %d: %d alternatives, want %d", i+1, len(pt.Top), top)
+			} else if top > 0 && pt.Top[0].Token != best[i] {
+				t.Errorf("prompt token %d: most likely %d, want %d", i+1, pt.Top[0].Token, best[i])
+			}
+		}
+	}
+	for _, chunk := range []int{512, 7, 1} {
+		t.Run(fmt.Sprintf("chunks of %d", chunk), func(t *testing.T) {
+			e := newEngine(t, m, Options{StepTokens: chunk, BlockSize: 4})
+			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{PromptLogprobs: true, TopLogprobs: 2}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var events []Event
+			for ev := range ch {
+				events = append(events, ev)
+			}
+			if len(events) != 2 || events[0].Prompt == nil || !events[1].Done {
+				t.Fatalf("events %+v, want the prompt's then the end", events)
+			}
+			check(t, events[0].Prompt, 2)
+			if d := events[1]; d.FinishReason != "length" || d.CompletionTokens != 0 || d.PromptTokens != len(prompt) {
+				t.Errorf("end %+v, want length with no token", d)
+			}
+			if st := e.Stats(); st.BlocksUsed != 0 {
+				t.Errorf("%d blocks still used", st.BlocksUsed)
+			}
+		})
+	}
+	t.Run("then generate", func(t *testing.T) {
+		e := newEngine(t, m, Options{StepTokens: 16})
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 10, PromptLogprobs: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, ok := <-ch
+		if !ok || first.Prompt == nil {
+			t.Fatalf("first event %+v, want the prompt's", first)
+		}
+		check(t, first.Prompt, 0)
+		toks, done := collect(t, ch)
+		if !slices.Equal(toks, greedy[40:50]) || done.CompletionTokens != 10 {
+			t.Errorf("generated %v (%+v), want %v", toks, done, greedy[40:50])
+		}
+	})
+	t.Run("preempted", func(t *testing.T) {
+		// 8 blocks of 8. A short request runs beside the scored one, which
+		// is fed a token a step; when the short one needs its third block
+		// none is free, and the scored one, the newest, is preempted
+		// mid-prompt and scored again once readmitted.
+		e := newEngine(t, m, Options{Blocks: 8, BlockSize: 8, StepTokens: 2, NoAhead: true})
+		short, err := e.Submit(context.Background(), Request{Prompt: greedy[:2], Params: Params{MaxTokens: 30}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		scored, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 12, PromptLogprobs: true, TopLogprobs: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if toks, _ := collect(t, short); !slices.Equal(toks, greedy[2:32]) {
+			t.Errorf("short request: %v, want %v", toks, greedy[2:32])
+		}
+		first := <-scored
+		if first.Prompt == nil {
+			t.Fatalf("first event %+v, want the prompt's", first)
+		}
+		check(t, first.Prompt, 1)
+		if toks, _ := collect(t, scored); !slices.Equal(toks, greedy[40:52]) {
+			t.Errorf("generated %v, want %v", toks, greedy[40:52])
+		}
+		if st := e.Stats(); st.Preemptions == 0 {
+			t.Error("no preemption")
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		e := newEngine(t, m, Options{})
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{}}); err == nil {
+			t.Error("MaxTokens 0 without PromptLogprobs was accepted")
+		}
+	})
 }

@@ -94,7 +94,7 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 		return false
 	}
 	for _, s := range seqs {
-		if len(s.Tokens) != 1 && !s.Fed {
+		if len(s.Tokens) != 1 && !s.Fed || s.AllLogits {
 			return false
 		}
 	}

@@ -563,6 +563,9 @@ func (m *Model) ensureLogits(rows int) error {
 	return nil
 }
 
+// Vocab is the number of rows of the model's logits: its vocabulary.
+func (m *Model) Vocab() int { return m.d.vocab }
+
 // dtype is the dtype of the model's activations and KV cache.
 func (m *Model) dtype() runtime.DType { return m.s.dt }
 

@@ -158,6 +158,10 @@ type StepSeq struct {
 	Fed bool
 	// Logits asks for the last token's logits.
 	Logits bool
+	// AllLogits asks for the logits of every one of Tokens, row after row
+	// ([len(Tokens)·vocab], the last row the last token's): a prompt's own
+	// log-probabilities (echo with logprobs, scoring).
+	AllLogits bool
 	// Sample draws the sequence's next token from the last token's logits
 	// under this rule (StepSample), on the backend where it is a
 	// runtime.TokenSampler.
@@ -168,8 +172,8 @@ type StepSeq struct {
 // at their own positions, stacked into one pass over the layers (row-wise
 // ops and MatMuls once over all rows, attention per sequence over its
 // paged K and V). It returns, per sequence, the last token's logits
-// [vocab] when asked (else nil), and advances each Seq.Len. Nothing runs
-// when an argument is invalid.
+// [vocab] when asked (Logits), every token's with AllLogits, else nil, and
+// advances each Seq.Len. Nothing runs when an argument is invalid.
 func (m *Model) Step(c *PagedCache, seqs []StepSeq) ([][]float32, error) {
 	logits, _, err := m.StepSample(c, seqs)
 	return logits, err
@@ -287,6 +291,10 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 		return nil, err
 	}
 	b := m.b
+	all, err := m.allLogits(x, spans, seqs)
+	if err != nil {
+		return nil, err
+	}
 	var want []int
 	for i, s := range seqs {
 		if s.Logits || s.Sample != nil {
@@ -296,7 +304,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	}
 	if len(want) == 0 {
 		c.noteDraws(nil, nil, false)
-		return &Pending{seqs: len(seqs), logits: make([][]float32, len(seqs)), err: b.Sync()}, nil
+		return &Pending{seqs: len(seqs), logits: all, err: b.Sync()}, nil
 	}
 	if err := m.ensureLogits(len(want)); err != nil {
 		return nil, err
@@ -310,7 +318,42 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	for j, i := range want {
 		at[i] = j
 	}
-	return m.readOut(c, lg, seqs, at)
+	p, err := m.readOut(c, lg, seqs, at)
+	if err != nil {
+		return nil, err
+	}
+	for i, rows := range all {
+		if rows != nil {
+			p.logits[i] = rows
+		}
+	}
+	return p, nil
+}
+
+// allLogits returns the logits of every row of the sequences of a step
+// that ask for them (AllLogits; nil for the others), the head run over at
+// most headRows rows at a time. It uses the norm buffer's first rows, which
+// the last rows' logits take afterwards.
+func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]float32, error) {
+	b, V := m.b, m.d.vocab
+	out := make([][]float32, len(seqs))
+	for i, s := range seqs {
+		if !s.AllLogits {
+			continue
+		}
+		sp := spans[i]
+		rows := make([]float32, sp.rows*V)
+		for r0 := 0; r0 < sp.rows; r0 += headRows {
+			n := min(sp.rows-r0, headRows)
+			xn := b.View(m.s.xn, 0, n)
+			b.RMSNorm(xn, b.View(x, sp.row0+r0, n), m.norm, m.d.eps)
+			if err := m.logitsOf(xn, rows[r0*V:(r0+n)*V]); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = rows
+	}
+	return out, nil
 }
 
 // fedToken is the token seq drew in the last step issued on c, on the
