@@ -222,6 +222,14 @@ func testChatVector(t *testing.T, v chatVector, dir string) {
 			if want := v.SingleTurn.IDs[1:]; !slices.Equal(got, want) {
 				t.Errorf("EncodeSpecial(%q) = %v, want %v", v.SingleTurn.Text, got, want)
 			}
+			// The model card's tokenizer(text).input_ids: BOS, specials recognised.
+			got, err = tok.EncodeSpecialPrompt(v.SingleTurn.Text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, v.SingleTurn.IDs) {
+				t.Errorf("EncodeSpecialPrompt(%q) = %v, want %v", v.SingleTurn.Text, got, v.SingleTurn.IDs)
+			}
 			got, err = tok.EncodePrompt(v.HelloWorld.Text)
 			if err != nil {
 				t.Fatal(err)

@@ -211,13 +211,30 @@ func (t *Tokenizer) EncodePrompt(text string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	return t.wrap(ids), nil
+}
+
+// EncodeSpecialPrompt is EncodeSpecial with BOS in front when AddBOS and
+// EOS after when AddEOS: what a Hugging Face tokenizer gives for text with
+// add_special_tokens (and vLLM for a completion's prompt), added tokens
+// such as "<|end_of_turn|>" recognised.
+func (t *Tokenizer) EncodeSpecialPrompt(text string) ([]int, error) {
+	ids, err := t.EncodeSpecial(text)
+	if err != nil {
+		return nil, err
+	}
+	return t.wrap(ids), nil
+}
+
+// wrap puts BOS in front of ids when AddBOS and EOS after when AddEOS.
+func (t *Tokenizer) wrap(ids []int) []int {
 	if t.addBOS && t.bos >= 0 {
 		ids = append([]int{t.bos}, ids...)
 	}
 	if t.addEOS && t.eos >= 0 {
 		ids = append(ids, t.eos)
 	}
-	return ids, nil
+	return ids
 }
 
 // segment is a piece of text to encode: template text, where added tokens

@@ -47,8 +47,8 @@ var (
 
 // Params are one request's generation settings.
 type Params struct {
-	// MaxTokens bounds the generated tokens (≥ 1; 0 with PromptLogprobs
-	// scores the prompt and generates nothing).
+	// MaxTokens bounds the generated tokens; 0 only runs the prompt (to
+	// score it, with PromptLogprobs) and ends with "length".
 	MaxTokens int
 	// Temperature (0: greedy), TopP, TopK as package sample.
 	Temperature, TopP float64
@@ -72,8 +72,9 @@ type Params struct {
 	TopLogprobs int
 	// PromptLogprobs asks for the log-probability of every prompt token
 	// after the first given the ones before it, with TopLogprobs
-	// alternatives each: one event (Event.Prompt) once the prompt is in,
-	// before the first token (echo with logprobs; scoring).
+	// alternatives each: one event (Event.Prompt, empty for a prompt of one
+	// token) once the prompt is in, before the first token (echo with
+	// logprobs; scoring).
 	PromptLogprobs bool
 }
 
@@ -97,8 +98,8 @@ type PromptToken struct {
 }
 
 // Event is one generated token, the end of the request (Done), or, with
-// Params.PromptLogprobs and a prompt of two tokens or more, the prompt's
-// log-probabilities (Prompt, for its tokens 1, 2, ...; no token).
+// Params.PromptLogprobs, the prompt's log-probabilities (Prompt, non-nil,
+// for its tokens 1, 2, ...; no token).
 type Event struct {
 	Token   int
 	Logprob float64
@@ -249,6 +250,9 @@ func New(o Options) (*Engine, error) {
 // MaxLen is the longest prompt + completion the engine runs.
 func (e *Engine) MaxLen() int { return e.o.MaxLen }
 
+// MaxQueue is the most requests that can wait at once (Options.MaxQueue).
+func (e *Engine) MaxQueue() int { return e.o.MaxQueue }
+
 // Submit queues a request; its events arrive on the returned channel, the
 // last with Done set, then the channel closes. Cancelling ctx ends the
 // request at the next step; events not yet read are then dropped and the
@@ -260,8 +264,8 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if len(r.Prompt) == 0 {
 		return nil, errors.New("engine: empty prompt")
 	}
-	if p.MaxTokens < 0 || p.MaxTokens == 0 && !p.PromptLogprobs {
-		return nil, fmt.Errorf("engine: max tokens %d, want at least 1 (0 only to score the prompt)", p.MaxTokens)
+	if p.MaxTokens < 0 {
+		return nil, fmt.Errorf("engine: max tokens %d, want 0 or more", p.MaxTokens)
 	}
 	need := len(r.Prompt) + p.MaxTokens
 	if len(r.Prompt) >= e.o.MaxLen {
@@ -473,9 +477,11 @@ func (e *Engine) sendPrompt(s *seq) {
 		return
 	}
 	s.promptSent = true
-	if len(s.promptLP) > 0 {
-		s.out.send(Event{Prompt: s.promptLP})
+	lp := s.promptLP
+	if lp == nil {
+		lp = []PromptToken{} // (a prompt of one token)
 	}
+	s.out.send(Event{Prompt: lp})
 	s.promptLP = nil
 }
 

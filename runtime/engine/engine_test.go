@@ -592,10 +592,17 @@ func TestPromptLogprobs(t *testing.T) {
 			t.Error("no preemption")
 		}
 	})
-	t.Run("refused", func(t *testing.T) {
+	t.Run("edges", func(t *testing.T) {
 		e := newEngine(t, m, Options{})
-		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{}}); err == nil {
-			t.Error("MaxTokens 0 without PromptLogprobs was accepted")
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: -1}}); err == nil {
+			t.Error("MaxTokens -1 was accepted")
+		}
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt[:1], Params: Params{PromptLogprobs: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev := <-ch; ev.Prompt == nil || len(ev.Prompt) != 0 {
+			t.Errorf("a prompt of one token: first event %+v, want an empty Prompt", ev)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,38 +38,50 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if b == nil {
 		return
 	}
-	var prompt []int
+	var prompts [][]int
 	if chat {
-		prompt, err = s.chatIDs(b, req)
+		var ids []int
+		ids, err = s.chatIDs(b, req)
+		prompts = [][]int{ids}
 	} else {
-		prompt, err = promptIDs(b, req)
+		prompts, err = promptIDs(b, req.Prompts, true)
 	}
 	if err != nil {
 		badRequest(w, err)
 		return
 	}
-	maxLen := b.Engine.MaxLen()
-	field := "prompt"
-	if chat {
-		field = "messages"
+	for i, p := range prompts {
+		if len(p) == 0 {
+			badRequest(w, &openai.FieldError{Field: fieldName(chat, len(prompts), i), Msg: "encodes to no tokens"})
+			return
+		}
 	}
-	if len(prompt) >= maxLen {
-		writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("the prompt has %d tokens; this model's context holds %d", len(prompt), maxLen),
-			"invalid_request_error", field, "context_length_exceeded"))
+	maxLen := b.Engine.MaxLen()
+	field := func(i int) string { return fieldName(chat, len(prompts), i) }
+	if n, most := len(prompts)*req.N, b.Engine.MaxQueue(); n > most {
+		writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%d prompts with n=%d make %d generations; this server queues at most %d at once (--max-queue)", len(prompts), req.N, n, most),
+			"invalid_request_error", "prompt", ""))
 		return
 	}
-	maxTokens := maxLen - len(prompt)
-	if req.MaxTokens != nil {
-		if *req.MaxTokens > maxTokens {
+	promptTokens := 0
+	for i, prompt := range prompts {
+		promptTokens += len(prompt)
+		if len(prompt) >= maxLen {
+			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%s has %d tokens; this model's context holds %d", field(i), len(prompt), maxLen),
+				"invalid_request_error", field(i), "context_length_exceeded"))
+			return
+		}
+		if req.MaxTokens != nil && *req.MaxTokens > maxLen-len(prompt) {
 			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%s %d with a prompt of %d tokens exceeds the context of %d", req.MaxTokensField, req.MaxTokensGiven, len(prompt), maxLen),
 				"invalid_request_error", req.MaxTokensField, "context_length_exceeded"))
 			return
 		}
-		maxTokens = *req.MaxTokens
 	}
-	p := engine.Params{MaxTokens: maxTokens, Temperature: b.Temperature, TopP: b.TopP, TopK: b.TopK,
+	p := engine.Params{Temperature: b.Temperature, TopP: b.TopP, TopK: b.TopK,
 		PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty, StopTokens: b.StopTokens,
-		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs}
+		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs,
+		// echo with logprobs: the prompt's tokens' log-probabilities first.
+		PromptLogprobs: !chat && req.Echo && req.Logprobs}
 	if req.Temperature != nil {
 		p.Temperature = *req.Temperature
 	}
@@ -90,36 +103,46 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		ctx, cancel = context.WithTimeout(ctx, s.o.RequestTimeout)
 		defer cancel()
 	}
-	choices := make([]*choice, 0, req.N)
+	choices := make([]*choice, 0, len(prompts)*req.N)
 	defer func() {
 		for _, c := range choices {
 			c.cancel()
 		}
 	}()
-	for i := range req.N {
-		cp := p
-		if req.Seed != nil {
-			cp.Seed, cp.SeedSet = uint64(*req.Seed)+uint64(i), true
-		}
-		cctx, cancel := context.WithCancel(ctx)
-		ch, err := b.Engine.Submit(cctx, engine.Request{Prompt: prompt, Params: cp})
-		if err != nil {
-			cancel()
-			switch {
-			case errors.Is(err, engine.ErrQueueFull):
-				w.Header().Set("Retry-After", "1")
-				writeError(w, http.StatusTooManyRequests, openai.NewError("the server is busy: the request queue is full; retry later", "rate_limit_error", "", "queue_full"))
-			case errors.Is(err, engine.ErrClosed):
-				writeError(w, http.StatusServiceUnavailable, openai.NewError("the server is shutting down", "server_error", "", "shutting_down"))
-			case errors.Is(err, engine.ErrTooLong):
-				writeError(w, http.StatusBadRequest, openai.NewError(err.Error(), "invalid_request_error", "max_tokens", "context_length_exceeded"))
-			default:
-				badRequest(w, err)
+	for pi, prompt := range prompts {
+		for i := range req.N {
+			cp := p
+			cp.MaxTokens = maxLen - len(prompt)
+			if req.MaxTokens != nil {
+				cp.MaxTokens = *req.MaxTokens
 			}
-			return
+			if req.Seed != nil {
+				cp.Seed, cp.SeedSet = uint64(*req.Seed)+uint64(i), true
+			}
+			cctx, cancel := context.WithCancel(ctx)
+			ch, err := b.Engine.Submit(cctx, engine.Request{Prompt: prompt, Params: cp})
+			if err != nil {
+				cancel()
+				switch {
+				case errors.Is(err, engine.ErrQueueFull):
+					w.Header().Set("Retry-After", "1")
+					writeError(w, http.StatusTooManyRequests, openai.NewError("the server is busy: the request queue is full; retry later", "rate_limit_error", "", "queue_full"))
+				case errors.Is(err, engine.ErrClosed):
+					writeError(w, http.StatusServiceUnavailable, openai.NewError("the server is shutting down", "server_error", "", "shutting_down"))
+				case errors.Is(err, engine.ErrTooLong):
+					writeError(w, http.StatusBadRequest, openai.NewError(err.Error(), "invalid_request_error", "max_tokens", "context_length_exceeded"))
+				default:
+					badRequest(w, err)
+				}
+				return
+			}
+			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
+				stop: stopper{stops: req.Stop}, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
+			if !chat && req.Echo {
+				c.setEcho(prompt)
+			}
+			choices = append(choices, c)
 		}
-		choices = append(choices, &choice{index: i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
-			stop: stopper{stops: req.Stop}, logprobs: req.Logprobs, top: req.TopLogprobs})
 	}
 	id, model := newID("chatcmpl-"), s.o.ModelName
 	if !chat {
@@ -127,14 +150,6 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	}
 	if req.Model != "" {
 		model = req.Model
-	}
-	if !chat && req.Echo {
-		if text, err := b.Tokenizer.Decode(prompt); err == nil {
-			for _, c := range choices {
-				c.text.WriteString(text)
-				c.echo, c.emitted = text, len(text)
-			}
-		}
 	}
 	ups := merge(choices)
 	// cut says whether the request was ended from outside with its client
@@ -167,7 +182,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before the request generated a token; retry", "server_error", "", "shutting_down"))
 	}
 	if req.Stream {
-		s.stream(w, r, req, chat, id, model, len(prompt), choices, ups, streamChecks{cut, unserved, unservedError})
+		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError})
 		return
 	}
 	for u := range ups {
@@ -180,7 +195,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		unservedError()
 		return
 	}
-	usage := openai.Usage{PromptTokens: len(prompt)}
+	usage := openai.Usage{PromptTokens: promptTokens}
 	for _, c := range choices {
 		usage.CompletionTokens += c.tokens
 	}
@@ -213,24 +228,108 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
-// choice is one of a request's n generations.
+// fieldName names prompt i of n in errors: messages (chat), prompt, or
+// prompt[i] in a batch.
+func fieldName(chat bool, n, i int) string {
+	switch {
+	case chat:
+		return "messages"
+	case n > 1:
+		return fmt.Sprintf("prompt[%d]", i)
+	}
+	return "prompt"
+}
+
+// choice is one of a request's n generations (for each prompt).
 type choice struct {
-	index    int
-	events   <-chan engine.Event
-	cancel   context.CancelFunc
-	tok      *tokenizer.Tokenizer
-	dec      *tokenizer.Decoder
-	stop     stopper
-	text     strings.Builder // the whole text (non-streamed responses)
-	echo     string          // the prompt's text, with echo (streamed first)
-	emitted  int             // bytes of text emitted so far
-	finish   string          // "" while running
-	tokens   int
-	top      int // top_logprobs asked
-	logprobs bool
-	chatLP   []openai.LogprobContent
-	textLP   openai.TextLogprobs
-	stopSeen bool // a stop string ended it; its engine request was cancelled
+	index   int
+	events  <-chan engine.Event
+	cancel  context.CancelFunc
+	tok     *tokenizer.Tokenizer
+	dec     *tokenizer.Decoder
+	stop    stopper
+	text    strings.Builder // the whole text (non-streamed responses)
+	echo    string          // the prompt's text, with echo (streamed first)
+	emitted int             // bytes of text emitted so far
+	chat    bool
+	// With echo and logprobs, the prompt and where each of its tokens'
+	// text starts in echoText: its text and log-probabilities come with
+	// the engine's prompt event, ahead of the generated tokens.
+	prompt      []int
+	promptStart []int
+	echoText    string
+	finish      string // "" while running
+	tokens      int
+	top         int // top_logprobs asked
+	logprobs    bool
+	chatLP      []openai.LogprobContent
+	textLP      openai.TextLogprobs
+	stopSeen    bool // a stop string ended it; its engine request was cancelled
+}
+
+// setEcho makes c's text start with the prompt's (echo): at once, or
+// with logprobs in the update of the prompt's log-probabilities. The text
+// is the prompt decoded as the generated tokens are, so that text_offset
+// gives each prompt token's place in it.
+func (c *choice) setEcho(prompt []int) {
+	d := c.tok.NewDecoder()
+	var b strings.Builder
+	start := make([]int, len(prompt))
+	for i, id := range prompt {
+		start[i] = b.Len()
+		piece, _ := d.Add(id) // (ids checked)
+		b.WriteString(piece)
+	}
+	b.WriteString(d.Flush())
+	text := b.String()
+	c.emitted = len(text)
+	if c.logprobs {
+		c.prompt, c.promptStart, c.echoText = prompt, start, text
+		return
+	}
+	c.text.WriteString(text)
+	c.echo = text
+}
+
+// promptUpdate turns the engine's prompt log-probabilities into the echo's
+// update: the prompt's text and, for each of its tokens, its text, offset,
+// log-probability given the ones before it (null for the first) and the
+// most likely tokens there, itself included (OpenAI's and vLLM's
+// completions give up to logprobs+1).
+func (c *choice) promptUpdate(lps []engine.PromptToken) update {
+	n := len(c.prompt)
+	lp := &openai.TextLogprobs{Tokens: make([]string, n), TokenLogprobs: make([]*float64, n), TopLogprobs: make([]map[string]float64, n), TextOffset: c.promptStart}
+	for i, id := range c.prompt {
+		lp.Tokens[i] = validUTF8(pieceText(c.tok, id))
+		if i == 0 || i-1 >= len(lps) {
+			continue
+		}
+		pt := lps[i-1]
+		v := finiteLogprob(pt.Logprob)
+		lp.TokenLogprobs[i] = &v
+		lp.TopLogprobs[i] = c.topMap(pt.Token, pt.Logprob, pt.Top)
+	}
+	c.textLP = *lp
+	return update{c: c, text: c.echoText, textLP: lp}
+}
+
+// topMap is a text completion's top_logprobs entry: the alternatives and
+// the token itself.
+func (c *choice) topMap(tok int, logprob float64, top []engine.TokenLogprob) map[string]float64 {
+	m := map[string]float64{validUTF8(pieceText(c.tok, tok)): finiteLogprob(logprob)}
+	for _, alt := range top {
+		m[validUTF8(pieceText(c.tok, alt.Token))] = finiteLogprob(alt.Logprob)
+	}
+	return m
+}
+
+// finiteLogprob clamps a log-probability JSON cannot carry (-Inf, NaN) to
+// -9999, as vLLM does.
+func finiteLogprob(v float64) float64 {
+	if math.IsNaN(v) || v < -9999 {
+		return -9999
+	}
+	return v
 }
 
 // update is what one engine event of choice c contributes to the response.
@@ -288,6 +387,12 @@ func merge(choices []*choice) <-chan update {
 // step turns one engine event of c into an update.
 func (c *choice) step(e engine.Event) update {
 	u := update{c: c}
+	if e.Prompt != nil {
+		if c.prompt == nil {
+			return u // (not asked for by this choice: nothing to add)
+		}
+		return c.promptUpdate(e.Prompt)
+	}
 	if e.Done {
 		// (The engine counts an end token it does not emit, as
 		// OpenAI's usage does.)
@@ -323,25 +428,23 @@ func (c *choice) step(e engine.Event) update {
 	if c.logprobs {
 		tokText := pieceText(c.tok, e.Token)
 		lc := openai.LogprobContent{Token: validUTF8(tokText), Logprob: e.Logprob, Bytes: bytesOf(tokText), TopLogprobs: []openai.TopLogprob{}}
-		var top map[string]float64
-		if c.top > 0 {
-			top = map[string]float64{}
-		}
 		for _, alt := range e.Top {
 			at := pieceText(c.tok, alt.Token)
 			lc.TopLogprobs = append(lc.TopLogprobs, openai.TopLogprob{Token: validUTF8(at), Logprob: alt.Logprob, Bytes: bytesOf(at)})
-			if top != nil {
-				top[validUTF8(at)] = alt.Logprob
-			}
 		}
-		u.chatLP = []openai.LogprobContent{lc}
-		u.textLP = &openai.TextLogprobs{Tokens: []string{validUTF8(tokText)}, TokenLogprobs: []float64{e.Logprob},
-			TopLogprobs: []map[string]float64{top}, TextOffset: []int{c.emitted}}
-		c.chatLP = append(c.chatLP, lc)
-		c.textLP.Tokens = append(c.textLP.Tokens, u.textLP.Tokens...)
-		c.textLP.TokenLogprobs = append(c.textLP.TokenLogprobs, e.Logprob)
-		c.textLP.TopLogprobs = append(c.textLP.TopLogprobs, top)
-		c.textLP.TextOffset = append(c.textLP.TextOffset, c.emitted)
+		if c.chat {
+			u.chatLP = []openai.LogprobContent{lc}
+			c.chatLP = append(c.chatLP, lc)
+		} else {
+			v := finiteLogprob(e.Logprob)
+			top := c.topMap(e.Token, e.Logprob, e.Top)
+			u.textLP = &openai.TextLogprobs{Tokens: []string{validUTF8(tokText)}, TokenLogprobs: []*float64{&v},
+				TopLogprobs: []map[string]float64{top}, TextOffset: []int{c.emitted}}
+			c.textLP.Tokens = append(c.textLP.Tokens, u.textLP.Tokens...)
+			c.textLP.TokenLogprobs = append(c.textLP.TokenLogprobs, &v)
+			c.textLP.TopLogprobs = append(c.textLP.TopLogprobs, top)
+			c.textLP.TextOffset = append(c.textLP.TextOffset, c.emitted)
+		}
 	}
 	c.emitted += len(u.text)
 	if c.stop.stopped {

@@ -5,7 +5,7 @@
 //
 //	POST /v1/chat/completions, /v1/completions  (streamed as SSE, or not)
 //	GET  /v1/models, /health, /metrics (Prometheus), /  (a chat page)
-//	POST /tokenize, /detokenize
+//	POST /tokenize, /detokenize; GET /tokenizer_info (vLLM's)
 //
 // Requests are decoded field by field (package openai): unknown fields
 // are ignored, a wrong type is a 400 naming the field, a prompt longer than
@@ -105,6 +105,7 @@ func New(o Options) *Server {
 	s.route("GET /v1/models", true, s.models)
 	s.route("POST /tokenize", true, s.tokenize)
 	s.route("POST /detokenize", true, s.detokenize)
+	s.route("GET /tokenizer_info", true, s.tokenizerInfo)
 	s.route("GET /health", false, s.health)
 	s.route("GET /metrics", false, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	s.route("GET /{$}", false, s.page)
@@ -303,7 +304,8 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	w.Write(data)
 }
 
-// tokenize: {"prompt": "..."} or {"messages": [...]} → {"tokens", "count", "max_model_len"}.
+// tokenize: {"prompt": "...", "add_special_tokens": true} or {"messages":
+// [...]} → {"tokens", "count", "max_model_len"}, as vLLM's.
 func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(w, r)
 	if !ok {
@@ -324,17 +326,52 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
+	addSpecial := true // (vLLM's default for a prompt)
+	if v, ok := probe["add_special_tokens"]; ok && string(v) != "null" {
+		if err := json.Unmarshal(v, &addSpecial); err != nil {
+			badRequest(w, &openai.FieldError{Field: "add_special_tokens", Msg: "must be a boolean"})
+			return
+		}
+	}
 	var ids []int
-	if chat {
+	switch {
+	case chat:
 		ids, err = s.chatIDs(b, req)
-	} else {
-		ids, err = promptIDs(b, req)
+	case len(req.Prompts) != 1:
+		err = &openai.FieldError{Field: "prompt", Msg: fmt.Sprintf("%d prompts: /tokenize takes one", len(req.Prompts))}
+	default:
+		var all [][]int
+		if all, err = promptIDs(b, req.Prompts, addSpecial); err == nil {
+			ids = all[0]
+		}
 	}
 	if err != nil {
 		badRequest(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tokens": ids, "count": len(ids), "max_model_len": b.Engine.MaxLen()})
+}
+
+// tokenizerInfo is vLLM's /tokenizer_info, which lm-evaluation-harness
+// reads to tokenize through the server (tokenizer_backend=remote): the
+// special tokens' text, the chat template, the context.
+func (s *Server) tokenizerInfo(w http.ResponseWriter, r *http.Request) {
+	b := s.ready(w)
+	if b == nil {
+		return
+	}
+	t := b.Tokenizer
+	info := map[string]any{"model_max_length": b.Engine.MaxLen(), "add_bos_token": t.AddBOS(), "add_eos_token": t.AddEOS(),
+		"vocab_size": t.VocabSize()}
+	for k, id := range map[string]int{"bos_token": t.BOS(), "eos_token": t.EOS(), "unk_token": t.UnknownID()} {
+		if id >= 0 && id < t.VocabSize() {
+			info[k] = t.Piece(id)
+		}
+	}
+	if tpl := t.ChatTemplate(); tpl != "" {
+		info["chat_template"] = tpl
+	}
+	writeJSON(w, http.StatusOK, info)
 }
 
 // detokenize: {"tokens": [...]} → {"prompt": "..."}.
@@ -387,25 +424,37 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 	return ids, nil
 }
 
-// promptIDs encodes a text completion's prompt (BOS as the tokenizer adds
-// it) or checks its token ids.
-func promptIDs(b *Backend, req *openai.Request) ([]int, error) {
-	if req.PromptIDs != nil {
-		for i, id := range req.PromptIDs {
-			if id < 0 || id >= b.Tokenizer.VocabSize() {
-				return nil, &openai.FieldError{Field: fmt.Sprintf("prompt[%d]", i), Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, b.Tokenizer.VocabSize())}
-			}
+// promptIDs encodes a text completion's prompts (as a Hugging Face
+// tokenizer does, and vLLM: added tokens such as <|end_of_turn|> are
+// recognised in the text, and with addSpecial BOS is put in front) or
+// checks their token ids.
+func promptIDs(b *Backend, prompts []openai.Prompt, addSpecial bool) ([][]int, error) {
+	out := make([][]int, len(prompts))
+	for i, p := range prompts {
+		field := "prompt"
+		if len(prompts) > 1 {
+			field = fmt.Sprintf("prompt[%d]", i)
 		}
-		return req.PromptIDs, nil
+		if p.IDs != nil {
+			for j, id := range p.IDs {
+				if id < 0 || id >= b.Tokenizer.VocabSize() {
+					return nil, &openai.FieldError{Field: fmt.Sprintf("%s[%d]", field, j), Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, b.Tokenizer.VocabSize())}
+				}
+			}
+			out[i] = p.IDs
+			continue
+		}
+		encode := b.Tokenizer.EncodeSpecial
+		if addSpecial {
+			encode = b.Tokenizer.EncodeSpecialPrompt
+		}
+		ids, err := encode(p.Text)
+		if err != nil {
+			return nil, &openai.FieldError{Field: field, Msg: err.Error()}
+		}
+		out[i] = ids
 	}
-	ids, err := b.Tokenizer.EncodePrompt(req.Prompt)
-	if err != nil {
-		return nil, &openai.FieldError{Field: "prompt", Msg: err.Error()}
-	}
-	if len(ids) == 0 {
-		return nil, &openai.FieldError{Field: "prompt", Msg: "encodes to no tokens"}
-	}
-	return ids, nil
+	return out, nil
 }
 
 func newID(prefix string) string {

@@ -31,16 +31,31 @@ type StreamOptions struct {
 	IncludeUsage bool
 }
 
+// Prompt is one prompt of a text completion: a string, or token ids.
+type Prompt struct {
+	Text string
+	IDs  []int // nil for a string
+}
+
+// MaxPrompts bounds the prompts of one text completion request.
+const MaxPrompts = 256
+
 // Request is a chat or text completion request: the fields both share,
-// plus Messages (chat) or Prompt/PromptIDs (completions).
+// plus Messages (chat) or Prompts (completions).
 type Request struct {
 	Model    string
 	Messages []Message // chat
 	// Condition is openchat's field: "GPT4 Correct" (default) or "Math Correct".
 	Condition string
-	Prompt    string // completions: a string prompt ...
-	PromptIDs []int  // ... or token ids
-	Echo      bool   // completions: prepend the prompt to the text
+	// Prompts are a completion's prompts: "prompt" is a string, a list of
+	// strings, a list of token ids or a list of such lists (a batch, as
+	// lm-evaluation-harness sends; each prompt gets n choices, indexed
+	// prompt·n + j).
+	Prompts []Prompt
+	// Echo (completions): the prompt's text comes first in each choice's
+	// text, and with logprobs its tokens' log-probabilities first too.
+	// max_tokens may then be 0: the prompt is echoed (and scored) only.
+	Echo bool
 
 	Temperature, TopP *float64
 	TopK              *int
@@ -195,8 +210,8 @@ func Parse(body []byte, chat bool) (*Request, error) {
 		if v == nil {
 			continue
 		}
-		if *v < 1 {
-			return nil, &FieldError{k, "must be at least 1"}
+		if *v < 1 && !(*v == 0 && r.Echo) {
+			return nil, &FieldError{k, "must be at least 1 (0 only with echo)"}
 		}
 		if r.MaxTokens == nil {
 			n := int(min(*v, math.MaxInt32))
@@ -286,20 +301,40 @@ func parsePrompt(f fields, r *Request) error {
 	if !f.has("prompt") {
 		return &FieldError{"prompt", "is required"}
 	}
-	if err := json.Unmarshal(f["prompt"], &r.Prompt); err == nil {
+	raw := f["prompt"]
+	var text string
+	if err := json.Unmarshal(raw, &text); err == nil {
+		r.Prompts = []Prompt{{Text: text}}
 		return nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		return &FieldError{"prompt", "must be a string, a list of strings, a list of token ids, or a list of lists of token ids"}
+	}
+	if len(items) == 0 {
+		return &FieldError{"prompt", "must not be empty"}
 	}
 	var ids []int
-	if err := json.Unmarshal(f["prompt"], &ids); err == nil && len(ids) > 0 {
-		r.PromptIDs = ids
+	if err := json.Unmarshal(raw, &ids); err == nil {
+		r.Prompts = []Prompt{{IDs: ids}}
 		return nil
 	}
-	var list []string
-	if err := json.Unmarshal(f["prompt"], &list); err == nil && len(list) == 1 {
-		r.Prompt = list[0]
-		return nil
+	if len(items) > MaxPrompts {
+		return &FieldError{"prompt", fmt.Sprintf("%d prompts: at most %d a request", len(items), MaxPrompts)}
 	}
-	return &FieldError{"prompt", "must be a string, a list of one string, or a list of token ids"}
+	for i, it := range items {
+		var p Prompt
+		if err := json.Unmarshal(it, &p.Text); err != nil {
+			if err := json.Unmarshal(it, &p.IDs); err != nil || p.IDs == nil {
+				return &FieldError{fmt.Sprintf("prompt[%d]", i), "must be a string or a list of token ids"}
+			}
+			if len(p.IDs) == 0 {
+				return &FieldError{fmt.Sprintf("prompt[%d]", i), "must not be empty"}
+			}
+		}
+		r.Prompts = append(r.Prompts, p)
+	}
+	return nil
 }
 
 func parseStop(f fields) ([]string, error) {
@@ -394,8 +429,9 @@ type ChatLogprobs struct {
 
 // TextLogprobs is a choice's logprobs in text completions.
 type TextLogprobs struct {
-	Tokens        []string             `json:"tokens"`
-	TokenLogprobs []float64            `json:"token_logprobs"`
+	Tokens []string `json:"tokens"`
+	// TokenLogprobs is null for an echoed prompt's first token.
+	TokenLogprobs []*float64           `json:"token_logprobs"`
 	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
 	TextOffset    []int                `json:"text_offset"`
 }

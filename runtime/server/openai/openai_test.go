@@ -2,6 +2,7 @@ package openai
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -19,8 +20,17 @@ func TestParse(t *testing.T) {
 		t.Errorf("parsed %+v", r)
 	}
 	r, err = Parse([]byte(`{"prompt": [1, 2, 3], "logprobs": 2, "echo": true, "ignore_eos": true}`), false)
-	if err != nil || len(r.PromptIDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
+	if err != nil || len(r.Prompts) != 1 || len(r.Prompts[0].IDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
 		t.Errorf("text request %+v, %v", r, err)
+	}
+	// Batches: lm-evaluation-harness's loglikelihood request, and strings.
+	r, err = Parse([]byte(`{"prompt": [[1, 2], [3]], "echo": true, "max_tokens": 0, "logprobs": 1, "temperature": 0}`), false)
+	if err != nil || len(r.Prompts) != 2 || len(r.Prompts[0].IDs) != 2 || r.Prompts[1].IDs[0] != 3 || *r.MaxTokens != 0 {
+		t.Errorf("batch of ids %+v, %v", r, err)
+	}
+	r, err = Parse([]byte(`{"prompt": ["a", "", [5]]}`), false)
+	if err != nil || len(r.Prompts) != 3 || r.Prompts[0].Text != "a" || r.Prompts[1].IDs != nil || r.Prompts[2].IDs[0] != 5 {
+		t.Errorf("mixed batch %+v, %v", r, err)
 	}
 	for _, c := range []struct {
 		body  string
@@ -43,6 +53,12 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "stream": "yes"}`, false, "stream"},
 		{`{"prompt": "x", "stream_options": {"include_usage": 1}}`, false, "stream_options.include_usage"},
 		{`{"prompt": {"a": 1}}`, false, "prompt"},
+		{`{"prompt": []}`, false, "prompt"},
+		{`{"prompt": [[1], []]}`, false, "prompt[1]"},
+		{`{"prompt": ["a", 1.5]}`, false, "prompt[1]"},
+		{`{"prompt": [[1], {"a": 1}]}`, false, "prompt[1]"},
+		{`{"prompt": "x", "max_tokens": 0, "echo": false}`, false, "max_tokens"},
+		{`{"prompt": "x", "max_tokens": -1, "echo": true}`, false, "max_tokens"},
 		{`{"prompt": "x", "seed": 1.5}`, false, "seed"},
 	} {
 		_, err := Parse([]byte(c.body), c.chat)
@@ -53,5 +69,12 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := Parse([]byte(`[1]`), false); err == nil {
 		t.Error("a JSON array body was accepted")
+	}
+	many := make([]string, MaxPrompts+1)
+	for i := range many {
+		many[i] = `"a"`
+	}
+	if _, err := Parse([]byte(`{"prompt": [`+strings.Join(many, ",")+`]}`), false); err == nil {
+		t.Errorf("%d prompts were accepted", len(many))
 	}
 }

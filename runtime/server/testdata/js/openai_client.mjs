@@ -101,6 +101,32 @@ async function main() {
   check(streamed === text, "completion stream: texts equal", { streamed, text });
   check(compFinish === comp.choices[0].finish_reason, "completion stream: finish_reason", compFinish);
 
+  // (g) lm-evaluation-harness's loglikelihood request: a batch of token-id
+  // prompts, echoed and scored, nothing generated. Each choice gives its
+  // prompt's text and one log-probability per prompt token, null for the
+  // first, with the token among its alternatives.
+  const batch = [
+    [1, 415, 5565, 302, 4843, 349, 5465],
+    [1, 5713, 3714, 264, 727],
+  ];
+  const scored = await client.completions.create({ model, prompt: batch, echo: true, logprobs: 1, max_tokens: 0, temperature: 0 });
+  check(scored.choices.length === batch.length, "scoring: one choice a prompt", scored.choices.length);
+  check(scored.usage.prompt_tokens === batch[0].length + batch[1].length && scored.usage.completion_tokens === 0,
+    "scoring: usage counts every prompt token and no completion", scored.usage);
+  for (const c of scored.choices) {
+    const lp = c.logprobs;
+    const n = batch[c.index].length;
+    check(lp && lp.token_logprobs.length === n && lp.tokens.length === n && lp.top_logprobs.length === n && lp.text_offset.length === n,
+      `scoring: choice ${c.index} has a log-probability per prompt token`, lp);
+    check(lp.token_logprobs[0] === null && lp.top_logprobs[0] === null, `scoring: choice ${c.index}: null for the first token`, lp.token_logprobs[0]);
+    for (let i = 1; i < n; i++) {
+      const v = lp.token_logprobs[i];
+      check(typeof v === "number" && v <= 0 && lp.top_logprobs[i][lp.tokens[i]] === v,
+        `scoring: choice ${c.index}: token ${i} is among its alternatives with its log-probability`, { v, top: lp.top_logprobs[i] });
+    }
+    check(c.finish_reason === "length" && c.text.length > 0, `scoring: choice ${c.index}: the prompt's text, finish length`, c);
+  }
+
   // (f) A wrong key is the client's AuthenticationError, streamed or not.
   let authChecked = false;
   if (key) {

@@ -1,0 +1,337 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// These tests speak to the server as lm-evaluation-harness's
+// local-completions model does (lm_eval/models/openai_completions.py and
+// api_models.py, read for the protocol): it tokenizes through the server
+// (tokenizer_backend=remote: GET /tokenizer_info, POST /tokenize without
+// special tokens), sends batches of token-id prompts with echo, logprobs 1
+// and max_tokens 1 (0 in older versions), and reads each choice's
+// token_logprobs[ctxlen:-1] and top_logprobs there. The log-probabilities
+// are checked against the model's own full forward (model.Forward), not
+// the engine.
+
+// textLogprobs is a text completion choice's logprobs.
+type textLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []*float64           `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+// scored is a text completion as lm-eval reads it.
+type scored struct {
+	Choices []struct {
+		Index        int           `json:"index"`
+		Text         string        `json:"text"`
+		FinishReason string        `json:"finish_reason"`
+		Logprobs     *textLogprobs `json:"logprobs"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+// forwardLogprobs is, from a fresh model's full forward over ids, each
+// token's log-probability given those before it (index i for token i+1)
+// and whether it is the most likely token there.
+func forwardLogprobs(t *testing.T, ids []int) (lps []float64, greedy []bool) {
+	t.Helper()
+	m, err := model.Load(fixtures.Path(t, "models/openchat-tiny"), cpu.NewPortable(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	logits, err := m.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := m.Vocab()
+	for r := 0; r+1 < len(ids); r++ {
+		row := logits[r*V : (r+1)*V]
+		mx, arg := math.Inf(-1), 0
+		for j, v := range row {
+			if float64(v) > mx {
+				mx, arg = float64(v), j
+			}
+		}
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(float64(v) - mx)
+		}
+		lps = append(lps, float64(row[ids[r+1]])-mx-math.Log(sum))
+		greedy = append(greedy, arg == ids[r+1])
+	}
+	return lps, greedy
+}
+
+// greedyIDs is ids and the n tokens the model's full forward picks after
+// them, one at a time.
+func greedyIDs(t *testing.T, ids []int, n int) []int {
+	t.Helper()
+	m, err := model.Load(fixtures.Path(t, "models/openchat-tiny"), cpu.NewPortable(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := slices.Clone(ids)
+	for range n {
+		logits, err := m.Forward(out, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		row := logits[len(logits)-m.Vocab():]
+		out = append(out, slices.Index(row, slices.Max(row)))
+	}
+	return out
+}
+
+// remoteEncode is lm-eval's RemoteTokenizer.encode.
+func remoteEncode(t *testing.T, ts *testServer, text string) []int {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"prompt": text, "add_special_tokens": false})
+	code, data := post(t, ts, "/tokenize", string(body))
+	var r struct {
+		Tokens []int `json:"tokens"`
+	}
+	if err := json.Unmarshal(data, &r); code != 200 || err != nil || r.Tokens == nil {
+		t.Fatalf("/tokenize %s: %d %s", body, code, data)
+	}
+	return r.Tokens
+}
+
+func TestLMEvalLoglikelihood(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	// check_remote_tokenizer_support, then the EOS id as RemoteTokenizer
+	// finds it: the first id of its text.
+	code, _, data := call(t, "GET", ts.URL+"/tokenizer_info", "", "")
+	var info map[string]any
+	if err := json.Unmarshal(data, &info); code != 200 || err != nil {
+		t.Fatalf("/tokenizer_info: %d %s", code, data)
+	}
+	eos, _ := info["eos_token"].(string)
+	if ids := remoteEncode(t, ts, eos); len(ids) != 1 || ids[0] != ts.Tok.EOS() {
+		t.Errorf("eos_token %q encodes to %v, want [%d]", eos, ids, ts.Tok.EOS())
+	}
+	if tpl, _ := info["chat_template"].(string); !strings.Contains(tpl, "GPT4 Correct") {
+		t.Errorf("chat_template %q", tpl)
+	}
+
+	// Two (context, continuation) pairs in one batch, as lm-eval builds
+	// them: the encodings concatenated, ctxlen the context's length.
+	pairs := [][2]string{{"The capital of France is", " Paris"}, {"Question: what is two plus two?\nAnswer:", " four, of course"}}
+	var prompts [][]int
+	var ctxlens []int
+	for _, p := range pairs {
+		ctx, cont := remoteEncode(t, ts, p[0]), remoteEncode(t, ts, p[1])
+		prompts = append(prompts, slices.Concat(ctx, cont))
+		ctxlens = append(ctxlens, len(ctx))
+	}
+	// A third whose continuation is the model's own greedy one.
+	ctx := remoteEncode(t, ts, "Once upon a time")
+	prompts = append(prompts, greedyIDs(t, ctx, 3))
+	ctxlens = append(ctxlens, len(ctx))
+	pairs = append(pairs, [2]string{"Once upon a time", "(greedy)"})
+	for _, maxTokens := range []int{1, 0} {
+		t.Run(fmt.Sprintf("max_tokens %d", maxTokens), func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"model": "openchat-tiny", "prompt": prompts, "temperature": 0, "max_tokens": maxTokens,
+				"logprobs": 1, "seed": 1234, "echo": true})
+			code, data := post(t, ts, "/v1/completions", string(body))
+			var r scored
+			if err := json.Unmarshal(data, &r); code != 200 || err != nil || len(r.Choices) != len(prompts) {
+				t.Fatalf("%d %s", code, data)
+			}
+			if want := len(prompts[0]) + len(prompts[1]) + len(prompts[2]); r.Usage.PromptTokens != want || r.Usage.CompletionTokens != maxTokens*len(prompts) {
+				t.Errorf("usage %+v, want %d prompt tokens and %d completion tokens", r.Usage, want, maxTokens*len(prompts))
+			}
+			for _, ch := range r.Choices {
+				prompt, ctxlen := prompts[ch.Index], ctxlens[ch.Index]
+				lp := ch.Logprobs
+				if lp == nil || len(lp.TokenLogprobs) != len(prompt)+maxTokens || len(lp.TopLogprobs) != len(lp.TokenLogprobs) ||
+					len(lp.Tokens) != len(lp.TokenLogprobs) || len(lp.TextOffset) != len(lp.TokenLogprobs) {
+					t.Fatalf("choice %d: logprobs %+v for a prompt of %d and %d new tokens", ch.Index, lp, len(prompt), maxTokens)
+				}
+				if lp.TokenLogprobs[0] != nil || lp.TopLogprobs[0] != nil {
+					t.Errorf("choice %d: the first prompt token has a log-probability", ch.Index)
+				}
+				echo, _ := ts.Tok.Decode(prompt)
+				if !strings.HasPrefix(ch.Text, echo) || maxTokens == 0 && (ch.Text != echo || ch.FinishReason != "length") {
+					t.Errorf("choice %d: text %q (%s), want the prompt's %q first", ch.Index, ch.Text, ch.FinishReason, echo)
+				}
+				for i, off := range lp.TextOffset[:len(prompt)] {
+					if piece, _ := ts.Tok.Decode(prompt[:i]); off != len(piece) {
+						t.Errorf("choice %d: text_offset[%d] %d, want %d", ch.Index, i, off, len(piece))
+					}
+				}
+				// parse_logprobs: the continuation's sum, and greedy.
+				end := len(lp.TokenLogprobs) - 1
+				if maxTokens == 0 {
+					end++ // (older lm-eval: nothing generated to cut)
+				}
+				var sum float64
+				isGreedy := true
+				for i := ctxlen; i < end; i++ {
+					sum += *lp.TokenLogprobs[i]
+					best := math.Inf(-1)
+					for _, v := range lp.TopLogprobs[i] {
+						best = max(best, v)
+					}
+					if *lp.TokenLogprobs[i] != best {
+						isGreedy = false
+					}
+				}
+				want, greedy := forwardLogprobs(t, prompt)
+				var wantSum float64
+				wantGreedy := true
+				for i := ctxlen; i < len(prompt); i++ {
+					wantSum += want[i-1]
+					wantGreedy = wantGreedy && greedy[i-1]
+				}
+				for i := 1; i < len(prompt); i++ {
+					if math.Abs(*lp.TokenLogprobs[i]-want[i-1]) > 1e-4 {
+						t.Errorf("choice %d: token %d: log-probability %.6f, the model's %.6f", ch.Index, i, *lp.TokenLogprobs[i], want[i-1])
+					}
+				}
+				if math.Abs(sum-wantSum) > 1e-3 || isGreedy != wantGreedy || ch.Index == 2 && !isGreedy {
+					t.Errorf("choice %d: continuation %.6f greedy %v, the model's %.6f %v", ch.Index, sum, isGreedy, wantSum, wantGreedy)
+				}
+				t.Logf("choice %d: %q → %q: %.4f, greedy %v", ch.Index, pairs[ch.Index][0], pairs[ch.Index][1], sum, isGreedy)
+			}
+		})
+	}
+}
+
+// TestEchoLogprobsStreamed: streamed, the echo's chunk carries the prompt's
+// text and log-probabilities; the chunks add up to the whole response.
+func TestEchoLogprobsStreamed(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	req := `{"prompt": ["Hello there", "One"], "max_tokens": 3, "temperature": 0, "logprobs": 2, "echo": true%s}`
+	code, whole := post(t, ts, "/v1/completions", fmt.Sprintf(req, ""))
+	var w scored
+	if err := json.Unmarshal(whole, &w); code != 200 || err != nil || len(w.Choices) != 2 {
+		t.Fatalf("%d %s", code, whole)
+	}
+	code, body := post(t, ts, "/v1/completions", fmt.Sprintf(req, `, "stream": true`))
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	text := map[int]string{}
+	lps := map[int]*textLogprobs{}
+	for _, ev := range events(t, body) {
+		if ev == "[DONE]" {
+			continue
+		}
+		var c scored
+		if err := json.Unmarshal([]byte(ev), &c); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range c.Choices {
+			text[ch.Index] += ch.Text
+			if ch.Logprobs == nil {
+				continue
+			}
+			if lps[ch.Index] == nil {
+				lps[ch.Index] = &textLogprobs{}
+			}
+			l := lps[ch.Index]
+			l.Tokens = append(l.Tokens, ch.Logprobs.Tokens...)
+			l.TokenLogprobs = append(l.TokenLogprobs, ch.Logprobs.TokenLogprobs...)
+			l.TopLogprobs = append(l.TopLogprobs, ch.Logprobs.TopLogprobs...)
+			l.TextOffset = append(l.TextOffset, ch.Logprobs.TextOffset...)
+		}
+	}
+	for _, ch := range w.Choices {
+		got, _ := json.Marshal(lps[ch.Index])
+		want, _ := json.Marshal(ch.Logprobs)
+		if text[ch.Index] != ch.Text || string(got) != string(want) {
+			t.Errorf("choice %d streamed: %q %s\nwhole: %q %s", ch.Index, text[ch.Index], got, ch.Text, want)
+		}
+		// Each position's alternatives: the two most likely, and the token.
+		for i, top := range ch.Logprobs.TopLogprobs[1:] {
+			if len(top) < 2 || len(top) > 3 {
+				t.Errorf("choice %d: position %d: %d alternatives, want 2 or 3", ch.Index, i+1, len(top))
+			}
+			if _, ok := top[ch.Logprobs.Tokens[i+1]]; !ok {
+				t.Errorf("choice %d: position %d: the token %q is not among its alternatives %v", ch.Index, i+1, ch.Logprobs.Tokens[i+1], top)
+			}
+		}
+	}
+}
+
+// TestCompletionPromptSpecialTokens: a completion's prompt text is
+// tokenized as a Hugging Face tokenizer and vLLM do it, special tokens
+// recognised (a raw openchat prompt), BOS in front unless
+// add_special_tokens is false (/tokenize).
+func TestCompletionPromptSpecialTokens(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	raw := "GPT4 Correct User: Hello<|end_of_turn|>GPT4 Correct Assistant:"
+	code, data := post(t, ts, "/tokenize", fmt.Sprintf(`{"prompt": %q}`, raw))
+	var r struct {
+		Tokens []int `json:"tokens"`
+	}
+	if err := json.Unmarshal(data, &r); code != 200 || err != nil {
+		t.Fatalf("%d %s", code, data)
+	}
+	want, err := ts.Tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: "Hello"}}, tokenizer.ChatOptions{AddGenerationPrompt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Tokens, want) {
+		t.Errorf("/tokenize %q = %v, want the chat template's %v", raw, r.Tokens, want)
+	}
+	if ids := remoteEncode(t, ts, raw); !slices.Equal(ids, want[1:]) {
+		t.Errorf("without special tokens: %v, want %v", ids, want[1:])
+	}
+	// The completion of that prompt is the chat completion's.
+	code, data = post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 6, "temperature": 0}`, raw))
+	code2, data2 := post(t, ts, "/v1/chat/completions", `{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6, "temperature": 0}`)
+	if code != 200 || code2 != 200 || decode(t, data).Choices[0].Text != decode(t, data2).Choices[0].Message.Content {
+		t.Errorf("completion %d %s\nchat %d %s", code, data, code2, data2)
+	}
+}
+
+// TestPromptBatch: a batch of prompts gets n choices each, indexed
+// prompt·n + j, each the same as that prompt alone; over the queue's size
+// it is refused at once.
+func TestPromptBatch(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxQueue: 8}})
+	alone := func(p string) []string {
+		code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 5, "temperature": 0.8, "seed": 7, "n": 2}`, p))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		c := decode(t, data)
+		return []string{c.Choices[0].Text, c.Choices[1].Text}
+	}
+	a, b := alone("Once upon"), alone("The")
+	code, data := post(t, ts, "/v1/completions", `{"prompt": ["Once upon", "The"], "max_tokens": 5, "temperature": 0.8, "seed": 7, "n": 2}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	got := make([]string, 4)
+	for _, ch := range decode(t, data).Choices {
+		got[ch.Index] = ch.Text
+	}
+	if want := slices.Concat(a, b); !slices.Equal(got, want) {
+		t.Errorf("batch %q, alone %q", got, want)
+	}
+	code, data = post(t, ts, "/v1/completions", `{"prompt": ["a", "b", "c"], "n": 3, "max_tokens": 2}`)
+	if r := decode(t, data); code != 400 || r.Error == nil || !strings.Contains(r.Error.Message, "--max-queue") {
+		t.Errorf("9 generations with a queue of 8: %d %s", code, data)
+	}
+}
