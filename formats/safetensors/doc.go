@@ -25,9 +25,12 @@
 // object with no duplicate keys, __metadata__ a string map, every shape
 // non-negative without overflow, every dtype one the format defines, offsets
 // 0 <= begin <= end <= data size, end-begin equal to the shape's element
-// count times the dtype size, and no byte shared by two tensors (gaps are
-// allowed, empty tensors may sit anywhere). Errors name the file and the
-// tensor. After Open succeeds, Tensor never fails for a listed name.
+// count times the dtype size, and the tensors packed from the data
+// section's first byte to its last: no byte shared, no gap, nothing after
+// the last (the safetensors library's own check, so a file it refuses, and
+// transformers, vLLM and TGI with it, is refused here too; an empty tensor
+// sits where one tensor ends and the next begins). Errors name the file and
+// the tensor. After Open succeeds, Tensor never fails for a listed name.
 //
 // Tensor.Data is a zero-copy view into the mapping, capped at its own length
 // so appending cannot reach the next tensor. It must not be written (the

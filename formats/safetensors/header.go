@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxHeaderSize is the largest JSON header accepted (100 MiB, the limit of
@@ -40,8 +42,12 @@ type rawEntry struct {
 
 // parseHeader parses and validates the header of the safetensors file image
 // buf; file names the file in errors. Every tensor is checked against the
-// data section: offsets in range, byte size matching shape and dtype, no two
-// tensors sharing a byte. Gaps between tensors are allowed.
+// data section: offsets in range, byte size matching shape and dtype, and,
+// as the safetensors library checks (its validate), the tensors packed
+// from the section's first byte to its last, no byte shared, none left
+// over: a gap or bytes after the last tensor mean a damaged file (a write
+// cut short and appended to, two files run together), which that library
+// and so transformers, vLLM and TGI refuse.
 func parseHeader(file string, buf []byte) (*header, error) {
 	if len(buf) < 8 {
 		return nil, fmt.Errorf("%s: %d bytes, too short for the 8-byte header length", file, len(buf))
@@ -56,6 +62,9 @@ func parseHeader(file string, buf []byte) (*header, error) {
 	h := &header{dataStart: 8 + int64(n)}
 	dataLen := int64(len(buf)) - h.dataStart
 	js := buf[8:h.dataStart]
+	if !utf8.Valid(js) {
+		return nil, fmt.Errorf("%s: header is not valid UTF-8", file)
+	}
 	if len(bytes.TrimLeft(js, " \t\r\n")) == 0 || bytes.TrimLeft(js, " \t\r\n")[0] != '{' {
 		return nil, fmt.Errorf("%s: header is not a JSON object", file)
 	}
@@ -114,21 +123,32 @@ func parseHeader(file string, buf []byte) (*header, error) {
 		return nil, fmt.Errorf("%s: header JSON: trailing data after the object", file)
 	}
 	slices.SortFunc(h.entries, func(a, b entry) int {
-		if a.begin != b.begin {
-			return int(min(max(a.begin-b.begin, -1), 1))
+		if c := cmp.Compare(a.begin, b.begin); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.end, b.end); c != 0 {
+			return c // (an empty tensor before the one starting where it sits)
 		}
 		return strings.Compare(a.Name, b.Name)
 	})
-	var prev *entry
+	var prev *entry // the last tensor holding bytes
+	var end int64   // where it ends: where the next tensor must begin
 	for i := range h.entries {
 		e := &h.entries[i]
-		if e.begin == e.end {
-			continue // an empty tensor holds no byte to share
-		}
-		if prev != nil && e.begin < prev.end {
+		switch {
+		case e.begin < end:
 			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d %d] overlap tensor %q at [%d %d]", file, e.Name, e.begin, e.end, prev.Name, prev.begin, prev.end)
+		case e.begin > end && prev == nil:
+			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d %d] leave the data section's first %d bytes unused: tensors are packed from its start (a damaged file?)", file, e.Name, e.begin, e.end, e.begin)
+		case e.begin > end:
+			return nil, fmt.Errorf("%s: tensor %q: data_offsets [%d %d] leave %d unused bytes after tensor %q at [%d %d]: tensors are packed without gaps (a damaged file?)", file, e.Name, e.begin, e.end, e.begin-end, prev.Name, prev.begin, prev.end)
 		}
-		prev = e
+		if e.end > e.begin {
+			prev, end = e, e.end
+		}
+	}
+	if end != dataLen {
+		return nil, fmt.Errorf("%s: %d bytes after the tensors' end at %d of the %d-byte data section: the format allows none (a damaged file, or two run together?)", file, dataLen-end, end, dataLen)
 	}
 	return h, nil
 }
@@ -173,7 +193,7 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (entry, error) 
 	case e.begin < 0 || e.end < e.begin:
 		return entry{}, fmt.Errorf("data_offsets [%d %d]: want 0 <= begin <= end", e.begin, e.end)
 	case e.end > dataLen:
-		return entry{}, fmt.Errorf("data_offsets [%d %d] end past the %d-byte data section", e.begin, e.end, dataLen)
+		return entry{}, fmt.Errorf("data_offsets [%d %d] end past the %d-byte data section (a truncated file?)", e.begin, e.end, dataLen)
 	case e.end-e.begin != size:
 		return entry{}, fmt.Errorf("data_offsets [%d %d] hold %d bytes, shape %v %s needs %d", e.begin, e.end, e.end-e.begin, e.Shape, e.DType, size)
 	}

@@ -172,7 +172,13 @@ func TestCorruptInputs(t *testing.T) {
 		{"seven bytes", []byte{1, 2, 3, 4, 5, 6, 7}, "too short"},
 		{"header length 2^60", append(hugeLen, `{}`...), "exceeds the 104857600-byte limit"},
 		{"header length past end", append(binary.LittleEndian.AppendUint64(nil, 64), `{}      `...), "truncated"},
-		{"truncated data", good[:len(good)-1], `tensor "g.fp8": data_offsets [62 65] end past the 64-byte data section`},
+		{"truncated data", good[:len(good)-1], `tensor "g.fp8": data_offsets [58 61] end past the 60-byte data section (a truncated file?)`},
+		{"bytes after the last tensor", append(slices.Clone(good), 0, 0, 0, 0), "4 bytes after the tensors' end at 61 of the 65-byte data section"},
+		{"data and no tensor", rawFile(`{}`, make([]byte, 8)), "8 bytes after the tensors' end at 0"},
+		{"gap between tensors", rawFile(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[6,8]}}`, make([]byte, 8)), `tensor "b": data_offsets [6 8] leave 4 unused bytes after tensor "a" at [0 2]`},
+		{"gap at the start", rawFile(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}`, make([]byte, 4)), `tensor "a": data_offsets [2 4] leave the data section's first 2 bytes unused`},
+		{"empty tensor inside another", rawFile(`{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[2,2]}}`, make([]byte, 4)), `tensor "z": data_offsets [2 2] overlap tensor "a"`},
+		{"header not UTF-8", rawFile("{\"a\xff\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", make([]byte, 1)), "not valid UTF-8"},
 		{"truncated header", good[:100], "truncated"},
 		{"zero header length", binary.LittleEndian.AppendUint64(nil, 0), "not a JSON object"},
 		{"bad json", rawFile(`{"a":{"dtype":"F32",`, nil), "header JSON"},
@@ -237,8 +243,8 @@ func TestValidEdgeCases(t *testing.T) {
 		names []string
 	}{
 		{"empty header", rawFile(`{}`, nil), nil},
-		{"gap between tensors", rawFile(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[6,8]}}`, make([]byte, 8)), []string{"a", "b"}},
-		{"empty tensors anywhere", rawFile(`{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[2,2]},"e":{"dtype":"F32","shape":[3,0],"data_offsets":[4,4]}}`, make([]byte, 4)), []string{"a", "z", "e"}},
+		{"empty tensors between tensors", rawFile(`{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"z":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"e":{"dtype":"F32","shape":[3,0],"data_offsets":[4,4]},"b":{"dtype":"U8","shape":[1],"data_offsets":[4,5]}}`, make([]byte, 5)), []string{"z", "a", "e", "b"}},
+		{"an empty tensor last", rawFile(`{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}`, make([]byte, 4)), []string{"a", "e"}},
 		{"unknown entry fields", rawFile(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"extra":true}}`, make([]byte, 1)), []string{"a"}},
 		{"F4 packed", rawFile(`{"a":{"dtype":"F4","shape":[4],"data_offsets":[0,2]}}`, make([]byte, 2)), []string{"a"}},
 	}
