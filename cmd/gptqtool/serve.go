@@ -32,7 +32,7 @@ type serveFlags struct {
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
 	apiKeys                                                                   []string
 	requestTimeout, shutdownTimeout                                           time.Duration
-	systemMessages, ahead                                                     bool
+	systemMessages, ahead, prefixCache                                        bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -70,6 +70,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.IntVar(&f.maxQueue, "max-queue", 256, "requests waiting for admission before 429")
 	fs.IntVar(&f.maxRunning, "max-batch", 64, "sequences decoded together")
 	fs.IntVar(&f.stepTokens, "step-tokens", 512, "tokens one step processes (decoding one per sequence, prompt chunks the rest)")
+	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "keep the KV blocks a request wrote for later prompts that start with the same tokens (vLLM's automatic prefix caching; --prefix-cache=false computes every prompt whole)")
 	fs.BoolVar(&f.ahead, "ahead", aheadDefault(), "issue a decode step before the previous step's tokens are read, where no penalty or log-probability needs them (default false where GPTQTOOL_AHEAD=0)")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
@@ -234,7 +235,7 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	}
 	start := time.Now()
 	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
-		MaxRunning: f.maxRunning, StepTokens: f.stepTokens, Observer: srv.Observer(), NoAhead: !f.ahead})
+		MaxRunning: f.maxRunning, StepTokens: f.stepTokens, Observer: srv.Observer(), NoAhead: !f.ahead, NoPrefixCache: !f.prefixCache})
 	if err != nil {
 		return nil, err
 	}

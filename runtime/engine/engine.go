@@ -149,6 +149,17 @@ type Options struct {
 	// token in flight stops has then decoded one token more, which is
 	// dropped.
 	NoAhead bool
+	// NoPrefixCache turns prefix caching off. By default every full block a
+	// sequence has written (prompt and generated tokens) stays cached
+	// after it ends, under the hash of its tokens and all before them
+	// (kvcache.ChainKeys), until its blocks are needed; a sequence admitted
+	// later whose prompt starts with those tokens shares the blocks and is
+	// fed only the rest (vLLM's automatic prefix caching): a long system
+	// prompt, the turns of a conversation, lm-eval's choices after one
+	// context, a preempted sequence's own blocks. At least the prompt's
+	// last token is always fed (its logits draw the next). A prompt whose
+	// log-probabilities are asked for is computed whole.
+	NoPrefixCache bool
 }
 
 // Stats is a snapshot for metrics.
@@ -162,6 +173,11 @@ type Stats struct {
 	Ahead int64
 	// Preemptions counts the sequences preempted for want of blocks.
 	Preemptions int64
+	// PrefixQueries and PrefixHits count the prompt positions admission
+	// looked for in the prefix cache and found there (not fed).
+	PrefixQueries, PrefixHits int64
+	// BlocksCached counts the free blocks still caching a prefix.
+	BlocksCached int
 }
 
 type seq struct {
@@ -186,6 +202,11 @@ type seq struct {
 	// until promptSent.
 	promptLP   []PromptToken
 	promptSent bool
+	// keys are the prefix-cache keys of tokens' full blocks, as far as
+	// computed; published counts the leading blocks of kv cached (shared
+	// or published).
+	keys      []kvcache.Key
+	published int
 }
 
 // inflight is a step issued and not yet read.
@@ -323,6 +344,7 @@ func (e *Engine) Stats() Stats {
 	s.Queued, s.Running = len(e.queue), len(e.run)
 	s.BlocksTotal = e.cache.Pool.Blocks()
 	s.BlocksUsed = s.BlocksTotal - e.cache.Pool.Free()
+	s.BlocksCached = e.cache.Pool.Cached()
 	return s
 }
 
@@ -434,6 +456,7 @@ func (e *Engine) read() {
 			e.promptRows(s, out[i])
 		}
 		s.fed += max(len(st.Tokens), 1) // a Fed sequence took one
+		e.publish(s)
 		if s.fed == s.pre && st.AllLogits {
 			e.sendPrompt(s)
 		}
@@ -547,22 +570,66 @@ func (e *Engine) reap() {
 // has blocks for their prompt (all of a preempted sequence's tokens) and
 // the first token after it, and keeps one block free for each running
 // sequence's next token, so that admitting does not make the next step
-// preempt what it admitted.
+// preempt what it admitted. The prompt's leading blocks that the prefix
+// cache holds are shared rather than taken, and not fed.
 func (e *Engine) admit() {
 	pool := e.cache.Pool
+	bs := pool.BlockSize()
 	for len(e.queue) > 0 && len(e.run) < e.o.MaxRunning {
 		s := e.queue[0]
 		need := min(s.pre+1, e.o.MaxLen)
-		if len(e.run) > 0 && pool.Free()-pool.BlocksFor(need) < len(e.run) {
+		hit, idle := 0, 0
+		if e.shares(s) {
+			s.keys = kvcache.ChainKeys(s.keys, s.tokens[:s.pre], bs)
+			// (At least the last prompt token is fed: its logits draw.)
+			hit, idle = pool.Match(s.keys[:min(len(s.keys), (s.pre-1)/bs)])
+		}
+		take := pool.BlocksFor(need) - hit + idle // blocks leaving Free
+		if take > pool.Free() || len(e.run) > 0 && pool.Free()-take < len(e.run) {
 			return // wait for blocks
 		}
+		if hit > 0 {
+			pool.Share(&s.kv, s.keys, hit)
+			s.fed, s.published = s.kv.Len, hit
+		}
 		if err := pool.Reserve(&s.kv, need); err != nil {
+			pool.Release(&s.kv)
+			s.fed, s.published = 0, 0
 			return
+		}
+		if e.shares(s) {
+			e.stats.PrefixQueries += int64(s.pre)
+			e.stats.PrefixHits += int64(s.fed)
 		}
 		e.queue = e.queue[1:]
 		e.dequeue(s)
 		e.run = append(e.run, s)
 	}
+}
+
+// shares says whether s may take its prompt's leading blocks from the
+// prefix cache: not when the prompt's own log-probabilities are still to
+// be computed.
+func (e *Engine) shares(s *seq) bool {
+	return !e.o.NoPrefixCache && !(s.req.Params.PromptLogprobs && !s.promptSent)
+}
+
+// publish caches s's full blocks written since the last call (those of
+// positions below s.fed).
+func (e *Engine) publish(s *seq) {
+	if e.o.NoPrefixCache {
+		return
+	}
+	bs := e.cache.Pool.BlockSize()
+	full := min(s.fed, len(s.tokens)) / bs
+	if full <= s.published {
+		return
+	}
+	s.keys = kvcache.ChainKeys(s.keys, s.tokens[:full*bs], bs)
+	for i := s.published; i < full; i++ {
+		e.cache.Pool.Publish(&s.kv, i, s.keys[i])
+	}
+	s.published = full
 }
 
 // grow gives every generating sequence the blocks for the tokens the next
@@ -592,7 +659,7 @@ func (e *Engine) grow() {
 // chunk then draws its next token with the sampler where it stopped.
 func (e *Engine) preempt(s *seq) {
 	e.cache.Pool.Release(&s.kv)
-	s.pre, s.fed = len(s.tokens), 0
+	s.pre, s.fed, s.published = len(s.tokens), 0, 0
 	s.promptLP = nil // (a prompt cut short is scored again from the start)
 	e.drop(s)
 	e.queue = slices.Insert(e.queue, 0, s)

@@ -606,3 +606,90 @@ func TestPromptLogprobs(t *testing.T) {
 		}
 	})
 }
+
+// TestPrefixCache: a prompt that starts with tokens an earlier request
+// wrote (its prompt, or its prompt and answer: the next turn of a
+// conversation) shares their cached blocks and is fed only the rest, with
+// exactly the tokens and log-probabilities computed without the cache; a
+// prompt whose log-probabilities are asked for is computed whole; cached
+// blocks give way when the cache is needed.
+func TestPrefixCache(t *testing.T) {
+	m, _, greedy := stories(t)
+	type result struct {
+		toks []int
+		lps  []float64
+	}
+	run := func(t *testing.T, e *Engine, prompt []int, p Params) result {
+		t.Helper()
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r result
+		for ev := range ch {
+			if !ev.Done && ev.Prompt == nil {
+				r.toks, r.lps = append(r.toks, ev.Token), append(r.lps, ev.Logprob)
+			}
+		}
+		return r
+	}
+	sampled := Params{MaxTokens: 10, Temperature: 0.8, Seed: 5, SeedSet: true, Logprobs: true}
+	plain := newEngine(t, m, Options{BlockSize: 8, NoPrefixCache: true})
+	e := newEngine(t, m, Options{BlockSize: 8, StepTokens: 16})
+	first := run(t, e, greedy[:40], Params{MaxTokens: 10})
+	if st := e.Stats(); st.PrefixHits != 0 || st.BlocksCached != 6 {
+		t.Errorf("after one request: %d positions hit, %d blocks cached; want 0 and 6 (48 positions written)", st.PrefixHits, st.BlocksCached)
+	}
+	for _, c := range []struct {
+		name   string
+		prompt []int
+		p      Params
+		hits   int64 // positions shared
+	}{
+		{"the same prompt", greedy[:40], Params{MaxTokens: 10}, 32},                                    // (39 fed at least: 4 blocks)
+		{"the same prompt sampled", greedy[:40], sampled, 32},                                          //
+		{"the next turn", slices.Concat(greedy[:40], first.toks[:9]), Params{MaxTokens: 10}, 48},       // the answer's blocks too
+		{"a shorter prompt", greedy[:20], Params{MaxTokens: 10}, 16},                                   //
+		{"another prompt", slices.Concat([]int{1}, greedy[30:60]), Params{MaxTokens: 10}, 0},           //
+		{"scored prompt", greedy[:40], Params{MaxTokens: 3, PromptLogprobs: true, TopLogprobs: 1}, -1}, // not looked up
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := e.Stats()
+			got := run(t, e, c.prompt, c.p)
+			want := run(t, plain, c.prompt, c.p)
+			if !slices.Equal(got.toks, want.toks) || !slices.Equal(got.lps, want.lps) {
+				t.Errorf("with the cache %v %v\nwithout        %v %v", got.toks, got.lps, want.toks, want.lps)
+			}
+			st := e.Stats()
+			q, h := st.PrefixQueries-before.PrefixQueries, st.PrefixHits-before.PrefixHits
+			if c.hits < 0 && q != 0 || c.hits >= 0 && (h != c.hits || q != int64(len(c.prompt))) {
+				t.Errorf("%d of %d positions hit, want %d of %d", h, q, c.hits, len(c.prompt))
+			}
+			if st.BlocksUsed != 0 {
+				t.Errorf("%d blocks still held", st.BlocksUsed)
+			}
+		})
+	}
+	if want := greedy[40:50]; !slices.Equal(first.toks, want) {
+		t.Errorf("greedy %v, want %v", first.toks, want)
+	}
+	t.Run("evicted", func(t *testing.T) {
+		// 8 blocks of 8: each prompt of 40 caches 6 blocks, so the second
+		// evicts most of the first's, and the first again finds only what
+		// is left of it, with the right tokens still.
+		e := newEngine(t, m, Options{Blocks: 8, BlockSize: 8, StepTokens: 16})
+		a, b := greedy[:40], slices.Concat([]int{1}, greedy[25:64])
+		for i, prompt := range [][]int{a, b, a, b} {
+			before := e.Stats()
+			got, want := run(t, e, prompt, Params{MaxTokens: 8}), run(t, plain, prompt, Params{MaxTokens: 8})
+			if !slices.Equal(got.toks, want.toks) {
+				t.Errorf("request %d: %v, without the cache %v", i, got.toks, want.toks)
+			}
+			st := e.Stats()
+			t.Logf("request %d: %d of %d positions hit, %d blocks cached", i, st.PrefixHits-before.PrefixHits, len(prompt), st.BlocksCached)
+			if st.BlocksUsed != 0 || st.BlocksCached > 8 {
+				t.Errorf("request %d: %d blocks held, %d cached", i, st.BlocksUsed, st.BlocksCached)
+			}
+		}
+	})
+}

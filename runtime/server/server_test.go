@@ -615,7 +615,8 @@ func TestShutdownDeadline(t *testing.T) {
 		_, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true, "temperature": 0}`)
 		done <- data
 	}()
-	for metric(t, ts, "gptqtool_running_sequences") < 1 {
+	// Once it has a token (cut before one, it would be a 503: TestShutdownUnserved).
+	for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") < 1 {
 		time.Sleep(time.Millisecond)
 	}
 	if err := ts.Stop(); err != nil {
@@ -821,4 +822,40 @@ func TestDraining(t *testing.T) {
 	if err := <-stopped; err != nil {
 		t.Error(err)
 	}
+}
+
+// TestPrefixCacheConversation: the second turn of a conversation shares
+// the first turn's cached blocks (the prefix cache metrics say how many
+// prompt tokens), and answers exactly as a server without the cache does.
+func TestPrefixCacheConversation(t *testing.T) {
+	with := startServer(t, serverConfig{})
+	without := startServer(t, serverConfig{Engine: engine.Options{NoPrefixCache: true}})
+	turn := func(ts *testServer, msgs string) string {
+		t.Helper()
+		code, data := post(t, ts, "/v1/chat/completions", `{"messages": [`+msgs+`], "max_tokens": 24, "temperature": 0}`)
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		return decode(t, data).Choices[0].Message.Content
+	}
+	first := `{"role": "user", "content": "Write a long explanation of how a compiler turns source code into machine code, step by step."}`
+	a1 := turn(with, first)
+	if b1 := turn(without, first); a1 != b1 {
+		t.Fatalf("first turn: %q with the cache, %q without", a1, b1)
+	}
+	hits0 := metric(t, with, "gptqtool_prefix_cache_hits_total")
+	answer, _ := json.Marshal(a1)
+	second := first + `, {"role": "assistant", "content": ` + string(answer) + `}, {"role": "user", "content": "Shorter, please."}`
+	a2, b2 := turn(with, second), turn(without, second)
+	if a2 != b2 {
+		t.Errorf("second turn: %q with the cache, %q without", a2, b2)
+	}
+	hits, queries := metric(t, with, "gptqtool_prefix_cache_hits_total")-hits0, metric(t, with, "gptqtool_prefix_cache_queries_total")
+	if hits < 16 {
+		t.Errorf("the second turn found %v prompt tokens cached, want the first turn's blocks (%v queried in all)", hits, queries)
+	}
+	if got := metric(t, without, "gptqtool_prefix_cache_hits_total"); got != 0 {
+		t.Errorf("without the cache: %v hits", got)
+	}
+	t.Logf("second turn: %v prompt tokens from the cache; %v queried over both turns", hits, queries)
 }
