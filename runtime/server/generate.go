@@ -138,8 +138,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			}
 			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
 				stop: stopper{stops: req.Stop}, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
-			if !chat && req.Echo {
-				c.setEcho(prompt)
+			if !chat {
+				// A completion continues its prompt's text (a first
+				// token's leading space is kept: prompt + text decodes
+				// as the whole), where a chat answer starts a text.
+				c.continuePrompt(prompt, req.Echo)
 			}
 			choices = append(choices, c)
 		}
@@ -267,20 +270,24 @@ type choice struct {
 	stopSeen    bool // a stop string ended it; its engine request was cancelled
 }
 
-// setEcho makes c's text start with the prompt's (echo): at once, or
-// with logprobs in the update of the prompt's log-probabilities. The text
-// is the prompt decoded as the generated tokens are, so that text_offset
-// gives each prompt token's place in it.
-func (c *choice) setEcho(prompt []int) {
-	d := c.tok.NewDecoder()
+// continuePrompt sets c's decoder where the prompt's text ends, so that
+// the completion's text continues it, and with echo makes c's text start
+// with the prompt's: at once, or with logprobs in the update of the
+// prompt's log-probabilities. The echoed text is the prompt decoded as the
+// generated tokens are, so that text_offset gives each prompt token's
+// place in it.
+func (c *choice) continuePrompt(prompt []int, echo bool) {
 	var b strings.Builder
 	start := make([]int, len(prompt))
 	for i, id := range prompt {
 		start[i] = b.Len()
-		piece, _ := d.Add(id) // (ids checked)
+		piece, _ := c.dec.Add(id) // (ids checked)
 		b.WriteString(piece)
 	}
-	b.WriteString(d.Flush())
+	b.WriteString(c.dec.Flush())
+	if !echo {
+		return
+	}
 	text := b.String()
 	c.emitted = len(text)
 	if c.logprobs {

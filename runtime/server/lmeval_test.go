@@ -335,3 +335,26 @@ func TestPromptBatch(t *testing.T) {
 		t.Errorf("9 generations with a queue of 8: %d %s", code, data)
 	}
 }
+
+// TestCompletionContinuesPrompt: a completion's text continues its
+// prompt's (a first token's leading space kept), so that prompt and
+// completion decode as the whole, as vLLM's do; lm-eval's generate_until
+// answers start with that space.
+func TestCompletionContinuesPrompt(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	prompt := remoteEncode(t, ts, "The capital of France is")
+	body, _ := json.Marshal(map[string]any{"prompt": prompt, "max_tokens": 5, "temperature": 0})
+	code, data := post(t, ts, "/v1/completions", string(body))
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	text := decode(t, data).Choices[0].Text
+	head, _ := ts.Tok.Decode(prompt)
+	whole, _ := ts.Tok.Decode(greedyIDs(t, prompt, 5))
+	if head+text != whole {
+		t.Errorf("prompt %q + completion %q, want the whole %q", head, text, whole)
+	}
+	if !strings.HasPrefix(text, " ") {
+		t.Errorf("completion %q lost its first token's space", text)
+	}
+}
