@@ -28,8 +28,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	goruntime "runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gptqtool/gptqtool/runtime"
@@ -105,6 +107,10 @@ type Event struct {
 	Logprob float64
 	Top     []TokenLogprob
 	Prompt  []PromptToken
+	// Stop marks the stop token that ended the generation, sent (before
+	// Done) only with Params.Logprobs, for its log-probability: it is not
+	// part of the output.
+	Stop bool
 	// Done ends the stream: FinishReason is "stop", "length", "cancelled"
 	// or "error" (with Err); the token counts are final.
 	Done             bool
@@ -288,7 +294,7 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if p.MaxTokens < 0 {
 		return nil, fmt.Errorf("engine: max tokens %d, want 0 or more", p.MaxTokens)
 	}
-	need := len(r.Prompt) + p.MaxTokens
+	need := len(r.Prompt) + max(p.MaxTokens, 1) // (admission holds the prompt and one more)
 	if len(r.Prompt) >= e.o.MaxLen {
 		return nil, fmt.Errorf("%w: %d tokens, the context holds %d", ErrTooLong, len(r.Prompt), e.o.MaxLen)
 	}
@@ -442,6 +448,12 @@ func (e *Engine) read() {
 	e.pend = nil
 	e.mu.Unlock()
 	out, tokens, err := f.p.Wait()
+	var scored [][]PromptToken
+	if err == nil {
+		// (Sequences' steps are the loop's own: no lock needed, and
+		// Submit and Stats do not wait for this.)
+		scored = e.scorePrompts(f, out)
+	}
 	e.mu.Lock()
 	for i, s := range f.order {
 		if s.done {
@@ -453,7 +465,7 @@ func (e *Engine) read() {
 		}
 		st := f.steps[i]
 		if st.AllLogits {
-			e.promptRows(s, out[i])
+			s.promptLP = append(s.promptLP, scored[i]...)
 		}
 		s.fed += max(len(st.Tokens), 1) // a Fed sequence took one
 		e.publish(s)
@@ -474,24 +486,41 @@ func (e *Engine) read() {
 	}
 }
 
-// promptRows adds the log-probabilities that the logits rows of s's chunk
-// (its tokens from s.fed on) give the prompt tokens after them.
-func (e *Engine) promptRows(s *seq, logits []float32) {
+// scorePrompts returns, for each sequence of step f that asked for every
+// row's logits (out[i]), the log-probabilities those rows give the prompt
+// tokens after them (its tokens from s.fed on), the rows shared out among
+// the host's cores: a chunk of 512 rows over a vocabulary of 32,002 is
+// 16M exponentials.
+func (e *Engine) scorePrompts(f *inflight, out [][]float32) [][]PromptToken {
 	V := e.m.Vocab()
-	p := s.req.Params
-	for r := 0; r*V < len(logits); r++ {
-		next := s.fed + r + 1
-		if next >= len(s.req.Prompt) {
-			break
+	type job struct{ i, r int }
+	var jobs []job
+	scored := make([][]PromptToken, len(f.order))
+	for i, s := range f.order {
+		if !f.steps[i].AllLogits || s.done {
+			continue
 		}
-		row := logits[r*V : (r+1)*V]
-		tok := s.req.Prompt[next]
-		pt := PromptToken{TokenLogprob: TokenLogprob{Token: tok, Logprob: logprob(row, tok)}}
-		if p.TopLogprobs > 0 {
-			pt.Top = topLogprobs(row, p.TopLogprobs)
+		n := min(len(out[i])/V, len(s.req.Prompt)-1-s.fed) // the last prompt token predicts no prompt token
+		scored[i] = make([]PromptToken, max(n, 0))
+		for r := range n {
+			jobs = append(jobs, job{i, r})
 		}
-		s.promptLP = append(s.promptLP, pt)
 	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(goruntime.GOMAXPROCS(0), len(jobs)) {
+		wg.Go(func() {
+			for j := next.Add(1) - 1; j < int64(len(jobs)); j = next.Add(1) - 1 {
+				i, r := jobs[j].i, jobs[j].r
+				s := f.order[i]
+				tok := s.req.Prompt[s.fed+r+1]
+				lp, top := rowLogprobs(out[i][r*V:(r+1)*V], tok, s.req.Params.TopLogprobs)
+				scored[i][r] = PromptToken{TokenLogprob: TokenLogprob{Token: tok, Logprob: lp}, Top: top}
+			}
+		})
+	}
+	wg.Wait()
+	return scored
 }
 
 // sendPrompt sends s's prompt log-probabilities, once.
@@ -743,7 +772,7 @@ func (e *Engine) emit(s *seq, logits []float32, tok int) {
 	}
 	var ev Event
 	if p.Logprobs {
-		ev.Top = topLogprobs(logits, max(p.TopLogprobs, 1))
+		ev.Logprob, ev.Top = rowLogprobs(logits, tok, p.TopLogprobs)
 	}
 	now := time.Now()
 	if obs := e.o.Observer; obs != nil {
@@ -756,6 +785,12 @@ func (e *Engine) emit(s *seq, logits []float32, tok int) {
 	s.last = now
 	if slices.Contains(p.StopTokens, tok) {
 		s.gen++ // (counted, not emitted)
+		if p.Logprobs {
+			// Its log-probability is still given (OpenAI's and vLLM's
+			// logprobs end with the end token; lm-eval reads them).
+			ev.Token, ev.Stop = tok, true
+			s.out.send(ev)
+		}
 		e.finish(s, "stop", nil)
 		e.drop(s)
 		return
@@ -767,12 +802,6 @@ func (e *Engine) emit(s *seq, logits []float32, tok int) {
 	}
 	s.tokens = append(s.tokens, tok)
 	ev.Token = tok
-	if p.Logprobs {
-		ev.Logprob = logprob(logits, tok)
-		if p.TopLogprobs == 0 {
-			ev.Top = nil
-		}
-	}
 	s.out.send(ev)
 	if s.gen >= p.MaxTokens || len(s.tokens) >= e.o.MaxLen {
 		e.finish(s, "length", nil)
@@ -804,40 +833,37 @@ func (e *Engine) finish(s *seq, reason string, err error) {
 	}
 }
 
-// logprob is log softmax(logits)[tok] in float64.
-func logprob(logits []float32, tok int) float64 {
-	return float64(logits[tok]) - logSumExp(logits)
-}
-
-func logSumExp(logits []float32) float64 {
-	mx := math.Inf(-1)
-	for _, v := range logits {
-		mx = math.Max(mx, float64(v))
+// rowLogprobs returns log softmax(logits)[tok] in float64 and, for k > 0,
+// the k most likely tokens (ties: the lower id first) with theirs: one
+// pass for the maximum and the k best, one for the sum of exponentials.
+func rowLogprobs(logits []float32, tok, k int) (float64, []TokenLogprob) {
+	mx := float32(math.Inf(-1))
+	var top []TokenLogprob
+	if k > 0 {
+		top = make([]TokenLogprob, 0, k+1)
 	}
-	var s float64
-	for _, v := range logits {
-		s += math.Exp(float64(v) - mx)
-	}
-	return mx + math.Log(s)
-}
-
-// topLogprobs returns the k most likely tokens and their log-probabilities.
-func topLogprobs(logits []float32, k int) []TokenLogprob {
-	lse := logSumExp(logits)
-	top := make([]TokenLogprob, 0, k+1)
 	for id, v := range logits {
-		lp := float64(v) - lse
-		if len(top) == k && lp <= top[k-1].Logprob {
+		mx = max(mx, v)
+		if k == 0 || len(top) == k && float64(v) <= top[k-1].Logprob {
 			continue
 		}
 		i := len(top)
-		for i > 0 && top[i-1].Logprob < lp {
+		for i > 0 && top[i-1].Logprob < float64(v) {
 			i--
 		}
-		top = slices.Insert(top, i, TokenLogprob{Token: id, Logprob: lp})
+		top = slices.Insert(top, i, TokenLogprob{Token: id, Logprob: float64(v)})
 		if len(top) > k {
 			top = top[:k]
 		}
 	}
-	return top
+	var sum float64
+	m := float64(mx)
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - m)
+	}
+	lse := m + math.Log(sum)
+	for i := range top {
+		top[i].Logprob -= lse
+	}
+	return float64(logits[tok]) - lse, top
 }

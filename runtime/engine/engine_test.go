@@ -67,7 +67,7 @@ func collect(t *testing.T, ch <-chan Event) ([]int, Event) {
 		switch {
 		case ev.Done:
 			return toks, ev
-		case ev.Prompt == nil:
+		case ev.Prompt == nil && !ev.Stop:
 			toks = append(toks, ev.Token)
 		}
 	}
@@ -692,4 +692,53 @@ func TestPrefixCache(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestStopTokenLogprob: with log-probabilities, the stop token that ends a
+// generation comes (marked Stop, not part of the output) with its
+// log-probability, before the end; without, it does not come.
+func TestStopTokenLogprob(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	j := len(prompt) + 3 // the fourth generated token stops it
+	for slices.Contains(greedy[len(prompt):j], greedy[j]) {
+		j++
+	}
+	stop := greedy[j]
+	want, _ := refLogprobs(t, m, greedy[:j+1])
+	e := newEngine(t, m, Options{})
+	for _, lp := range []bool{true, false} {
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 50, StopTokens: []int{stop}, Logprobs: lp}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var evs []Event
+		for ev := range ch {
+			evs = append(evs, ev)
+		}
+		n := j - len(prompt) // tokens emitted before the stop
+		last := evs[len(evs)-1]
+		if !last.Done || last.FinishReason != "stop" || last.CompletionTokens != n+1 {
+			t.Fatalf("logprobs %v: end %+v, want stop after %d tokens and the stop token", lp, last, n)
+		}
+		switch {
+		case lp && (len(evs) != n+2 || !evs[n].Stop || evs[n].Token != stop || math.Abs(evs[n].Logprob-want[j-1]) > 1e-4):
+			t.Errorf("logprobs: events %+v, want %d tokens, then the stop token %d (log-probability %.5f), then the end", evs, n, stop, want[j-1])
+		case !lp && len(evs) != n+1:
+			t.Errorf("no logprobs: %d events, want %d tokens and the end", len(evs), n)
+		}
+	}
+}
+
+// BenchmarkRowLogprobs: one prompt row's log-probability and best token
+// over openchat's vocabulary, the host's share of scoring a prompt (a
+// 512-token chunk is 512 rows, shared out among the cores).
+func BenchmarkRowLogprobs(b *testing.B) {
+	row := make([]float32, 32002)
+	for i := range row {
+		row[i] = float32(math.Sin(float64(i))) * 8
+	}
+	b.SetBytes(int64(4 * len(row)))
+	for b.Loop() {
+		rowLogprobs(row, 1234, 1)
+	}
 }

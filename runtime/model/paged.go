@@ -330,10 +330,14 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	return p, nil
 }
 
+// scoreRows bounds the rows of one head MatMul of allLogits, and so the
+// logits buffer a prompt's scoring needs (256 × 32,002 fp32: 33 MB).
+const scoreRows = 256
+
 // allLogits returns the logits of every row of the sequences of a step
 // that ask for them (AllLogits; nil for the others), the head run over at
-// most headRows rows at a time. It uses the norm buffer's first rows, which
-// the last rows' logits take afterwards.
+// most scoreRows rows at a time. It uses the norm buffer's first rows,
+// which the last rows' logits take afterwards.
 func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]float32, error) {
 	b, V := m.b, m.d.vocab
 	out := make([][]float32, len(seqs))
@@ -343,8 +347,8 @@ func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]f
 		}
 		sp := spans[i]
 		rows := make([]float32, sp.rows*V)
-		for r0 := 0; r0 < sp.rows; r0 += headRows {
-			n := min(sp.rows-r0, headRows)
+		for r0 := 0; r0 < sp.rows; r0 += scoreRows {
+			n := min(sp.rows-r0, scoreRows)
 			xn := b.View(m.s.xn, 0, n)
 			b.RMSNorm(xn, b.View(x, sp.row0+r0, n), m.norm, m.d.eps)
 			if err := m.logitsOf(xn, rows[r0*V:(r0+n)*V]); err != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/engine"
@@ -194,7 +195,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
-	if unserved() {
+	if unserved() || cut() && unscored(choices) {
 		unservedError()
 		return
 	}
@@ -245,15 +246,17 @@ func fieldName(chat bool, n, i int) string {
 
 // choice is one of a request's n generations (for each prompt).
 type choice struct {
-	index   int
-	events  <-chan engine.Event
-	cancel  context.CancelFunc
-	tok     *tokenizer.Tokenizer
-	dec     *tokenizer.Decoder
-	stop    stopper
-	text    strings.Builder // the whole text (non-streamed responses)
-	echo    string          // the prompt's text, with echo (streamed first)
-	emitted int             // bytes of text emitted so far
+	index  int
+	events <-chan engine.Event
+	cancel context.CancelFunc
+	tok    *tokenizer.Tokenizer
+	dec    *tokenizer.Decoder
+	stop   stopper
+	text   strings.Builder // the whole text (non-streamed responses)
+	echo   string          // the prompt's text, with echo (streamed first)
+	// emitted counts the characters (code points) of text emitted so far:
+	// text_offset counts them, as vLLM's does (Python's len).
+	emitted int
 	chat    bool
 	// With echo and logprobs, the prompt and where each of its tokens'
 	// text starts in echoText: its text and log-probabilities come with
@@ -261,6 +264,7 @@ type choice struct {
 	prompt      []int
 	promptStart []int
 	echoText    string
+	scored      bool   // the prompt's log-probabilities came
 	finish      string // "" while running
 	tokens      int
 	top         int // top_logprobs asked
@@ -279,17 +283,19 @@ type choice struct {
 func (c *choice) continuePrompt(prompt []int, echo bool) {
 	var b strings.Builder
 	start := make([]int, len(prompt))
+	chars := 0
 	for i, id := range prompt {
-		start[i] = b.Len()
+		start[i] = chars
 		piece, _ := c.dec.Add(id) // (ids checked)
 		b.WriteString(piece)
+		chars += utf8.RuneCountInString(piece)
 	}
 	b.WriteString(c.dec.Flush())
 	if !echo {
 		return
 	}
 	text := b.String()
-	c.emitted = len(text)
+	c.emitted = utf8.RuneCountInString(text)
 	if c.logprobs {
 		c.prompt, c.promptStart, c.echoText = prompt, start, text
 		return
@@ -317,15 +323,39 @@ func (c *choice) promptUpdate(lps []engine.PromptToken) update {
 		lp.TopLogprobs[i] = c.topMap(pt.Token, pt.Logprob, pt.Top)
 	}
 	c.textLP = *lp
+	c.scored = true
 	return update{c: c, text: c.echoText, textLP: lp}
 }
 
+// unscored says whether a choice whose prompt's log-probabilities were
+// asked for (echo with logprobs: a scoring request, as lm-eval's) ended
+// without them: the answer is then an error to retry, not a 200 whose
+// logprobs are null.
+func unscored(choices []*choice) bool {
+	for _, c := range choices {
+		if c.prompt != nil && !c.scored {
+			return true
+		}
+	}
+	return false
+}
+
 // topMap is a text completion's top_logprobs entry: the alternatives and
-// the token itself.
+// the token itself. Tokens of the same text (byte tokens that are not a
+// character alone all show as U+FFFD) keep the highest log-probability,
+// so that the most likely is still the entry's maximum (lm-eval's greedy
+// test).
 func (c *choice) topMap(tok int, logprob float64, top []engine.TokenLogprob) map[string]float64 {
-	m := map[string]float64{validUTF8(pieceText(c.tok, tok)): finiteLogprob(logprob)}
+	m := map[string]float64{}
+	put := func(id int, lp float64) {
+		k, v := validUTF8(pieceText(c.tok, id)), finiteLogprob(lp)
+		if old, ok := m[k]; !ok || v > old {
+			m[k] = v
+		}
+	}
+	put(tok, logprob)
 	for _, alt := range top {
-		m[validUTF8(pieceText(c.tok, alt.Token))] = finiteLogprob(alt.Logprob)
+		put(alt.Token, alt.Logprob)
 	}
 	return m
 }
@@ -417,15 +447,15 @@ func (c *choice) step(e engine.Event) update {
 			c.finish = "stop"
 		}
 		u.final = true
-		c.emitted += len(u.text)
+		c.emitted += utf8.RuneCountInString(u.text)
 		return u
 	}
 	c.tokens++
 	// Special tokens (an end of turn run past with ignore_eos, BOS) are
 	// left out of the text, as vLLM's skip_special_tokens does; their
-	// log-probabilities are still given.
+	// log-probabilities are still given, the stop token's too.
 	var piece string
-	if !c.tok.IsSpecial(e.Token) {
+	if !e.Stop && !c.tok.IsSpecial(e.Token) {
 		var err error
 		if piece, err = c.dec.Add(e.Token); err != nil {
 			piece = ""
@@ -453,7 +483,7 @@ func (c *choice) step(e engine.Event) update {
 			c.textLP.TextOffset = append(c.textLP.TextOffset, c.emitted)
 		}
 	}
-	c.emitted += len(u.text)
+	c.emitted += utf8.RuneCountInString(u.text)
 	if c.stop.stopped {
 		c.stopSeen = true
 		c.finish = "stop"

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -297,10 +299,11 @@ func TestCompletionPromptSpecialTokens(t *testing.T) {
 	if ids := remoteEncode(t, ts, raw); !slices.Equal(ids, want[1:]) {
 		t.Errorf("without special tokens: %v, want %v", ids, want[1:])
 	}
-	// The completion of that prompt is the chat completion's.
+	// The completion of that prompt is the chat completion's (which, a
+	// text of its own, drops the first token's leading space).
 	code, data = post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": %q, "max_tokens": 6, "temperature": 0}`, raw))
 	code2, data2 := post(t, ts, "/v1/chat/completions", `{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 6, "temperature": 0}`)
-	if code != 200 || code2 != 200 || decode(t, data).Choices[0].Text != decode(t, data2).Choices[0].Message.Content {
+	if code != 200 || code2 != 200 || decode(t, data).Choices[0].Text != " "+decode(t, data2).Choices[0].Message.Content {
 		t.Errorf("completion %d %s\nchat %d %s", code, data, code2, data2)
 	}
 }
@@ -357,4 +360,82 @@ func TestCompletionContinuesPrompt(t *testing.T) {
 	if !strings.HasPrefix(text, " ") {
 		t.Errorf("completion %q lost its first token's space", text)
 	}
+}
+
+// TestScoringEdges: lm-eval's loglikelihood request when the model's next
+// token is its end (the stop token's log-probability is the last entry,
+// as OpenAI's and vLLM's, so that [ctxlen:-1] is the continuation), token
+// texts that collide in top_logprobs, text_offset in characters, and a
+// batch whose time runs out before every prompt is scored (a 503 to
+// retry, not null logprobs).
+func TestScoringEdges(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	t.Run("stop token", func(t *testing.T) {
+		prompt := []int{1, 415, 948, 28723, 13, 13, 1014, 4376, 403, 4672, 28723} // "The end." and the model's own tokens after it
+		body, _ := json.Marshal(map[string]any{"prompt": [][]int{prompt}, "echo": true, "logprobs": 1, "max_tokens": 1, "temperature": 0})
+		code, data := post(t, ts, "/v1/completions", string(body))
+		var r scored
+		if err := json.Unmarshal(data, &r); code != 200 || err != nil {
+			t.Fatalf("%d %s", code, data)
+		}
+		ch := r.Choices[0]
+		if ch.FinishReason != "stop" {
+			t.Skipf("the model no longer ends after this prompt (%s): the case is not exercised", data)
+		}
+		lp := ch.Logprobs
+		if len(lp.TokenLogprobs) != len(prompt)+1 || r.Usage.CompletionTokens != 1 {
+			t.Fatalf("%d log-probabilities and %d completion tokens for a prompt of %d ended by the stop token: want %d and 1",
+				len(lp.TokenLogprobs), r.Usage.CompletionTokens, len(prompt), len(prompt)+1)
+		}
+		last := lp.Tokens[len(prompt)]
+		id, ok := ts.Tok.TokenID(last)
+		if !ok || !ts.Tok.IsSpecial(id) || strings.Contains(ch.Text, last) {
+			t.Fatalf("the last entry %q should be the end token, not in the text %q", last, ch.Text)
+		}
+		want, _ := forwardLogprobs(t, append(slices.Clone(prompt), id))
+		if got := *lp.TokenLogprobs[len(prompt)]; math.Abs(got-want[len(prompt)-1]) > 1e-4 {
+			t.Errorf("the end token's log-probability %.5f, the model's %.5f", got, want[len(prompt)-1])
+		}
+	})
+	t.Run("colliding texts", func(t *testing.T) {
+		e6, _ := ts.Tok.TokenID("<0xE6>")
+		e7, _ := ts.Tok.TokenID("<0xE7>")
+		c := &choice{tok: ts.Tok}
+		m := c.topMap(e6, -0.1, []engine.TokenLogprob{{Token: e6, Logprob: -0.1}, {Token: e7, Logprob: -3}})
+		if len(m) != 1 || m["\uFFFD"] != -0.1 {
+			t.Errorf("top_logprobs of two byte tokens %v, want the likelier's -0.1 under U+FFFD", m)
+		}
+	})
+	t.Run("offsets in characters", func(t *testing.T) {
+		body := `{"prompt": "naïve café, déjà vu", "echo": true, "logprobs": 0, "max_tokens": 2, "temperature": 0}`
+		code, data := post(t, ts, "/v1/completions", body)
+		var r scored
+		if err := json.Unmarshal(data, &r); code != 200 || err != nil {
+			t.Fatalf("%d %s", code, data)
+		}
+		lp, text := r.Choices[0].Logprobs, r.Choices[0].Text
+		prompt, _ := ts.Tok.EncodeSpecialPrompt("naïve café, déjà vu")
+		for i, off := range lp.TextOffset[:len(prompt)] {
+			head, _ := ts.Tok.Decode(prompt[:i])
+			if want := utf8.RuneCountInString(head); off != want {
+				t.Errorf("text_offset[%d] = %d, want %d characters (%q)", i, off, want, head)
+			}
+		}
+		if n := utf8.RuneCountInString(text); lp.TextOffset[len(lp.TextOffset)-1] >= n {
+			t.Errorf("the last text_offset %d is past the text's %d characters", lp.TextOffset[len(lp.TextOffset)-1], n)
+		}
+	})
+	t.Run("time runs out", func(t *testing.T) {
+		ts := startServer(t, serverConfig{Options: Options{RequestTimeout: 100 * time.Millisecond}, Engine: engine.Options{StepTokens: 4, MaxRunning: 1}})
+		ids := fixtures.WikiIDs(t)[:60]
+		batch := make([][]int, 24)
+		for i := range batch {
+			batch[i] = ids
+		}
+		body, _ := json.Marshal(map[string]any{"prompt": batch, "echo": true, "logprobs": 1, "max_tokens": 1})
+		code, data := post(t, ts, "/v1/completions", string(body))
+		if r := decode(t, data); code != 503 || r.Error == nil || r.Error.Code == nil || *r.Error.Code != "timeout" {
+			t.Errorf("a batch cut before all its prompts were scored: %d %.300s, want a 503 timeout", code, data)
+		}
+	})
 }

@@ -314,8 +314,7 @@ func parsePrompt(f fields, r *Request) error {
 	if len(items) == 0 {
 		return &FieldError{"prompt", "must not be empty"}
 	}
-	var ids []int
-	if err := json.Unmarshal(raw, &ids); err == nil {
+	if ids, ok := tokenIDs(raw); ok {
 		r.Prompts = []Prompt{{IDs: ids}}
 		return nil
 	}
@@ -324,17 +323,33 @@ func parsePrompt(f fields, r *Request) error {
 	}
 	for i, it := range items {
 		var p Prompt
-		if err := json.Unmarshal(it, &p.Text); err != nil {
-			if err := json.Unmarshal(it, &p.IDs); err != nil || p.IDs == nil {
-				return &FieldError{fmt.Sprintf("prompt[%d]", i), "must be a string or a list of token ids"}
-			}
-			if len(p.IDs) == 0 {
-				return &FieldError{fmt.Sprintf("prompt[%d]", i), "must not be empty"}
+		if isNull(it) || json.Unmarshal(it, &p.Text) != nil {
+			var ok bool
+			if p.IDs, ok = tokenIDs(it); !ok {
+				return &FieldError{fmt.Sprintf("prompt[%d]", i), "must be a string or a non-empty list of token ids"}
 			}
 		}
 		r.Prompts = append(r.Prompts, p)
 	}
 	return nil
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// tokenIDs decodes a non-empty list of integers, null not among them.
+func tokenIDs(raw json.RawMessage) ([]int, bool) {
+	var ptrs []*int
+	if err := json.Unmarshal(raw, &ptrs); err != nil || len(ptrs) == 0 {
+		return nil, false
+	}
+	ids := make([]int, len(ptrs))
+	for i, p := range ptrs {
+		if p == nil {
+			return nil, false
+		}
+		ids[i] = *p
+	}
+	return ids, true
 }
 
 func parseStop(f fields) ([]string, error) {
