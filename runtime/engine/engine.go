@@ -68,6 +68,12 @@ type Params struct {
 	// emitted (they count in CompletionTokens, as OpenAI's usage counts
 	// the end token).
 	StopTokens []int
+	// MinTokens (vLLM's min_tokens): the stop tokens cannot be drawn
+	// before this many tokens are generated.
+	MinTokens int
+	// LogitBias (OpenAI's logit_bias) is added to the tokens' logits
+	// before the draw (after the penalties; not to log-probabilities).
+	LogitBias map[int]float32
 	// Logprobs asks for each token's log-probability and TopLogprobs (≤ 20)
 	// alternatives, from the model's distribution before penalties.
 	Logprobs    bool
@@ -306,6 +312,14 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	}
 	if p.TopLogprobs < 0 || p.TopLogprobs > 20 {
 		return nil, fmt.Errorf("engine: top logprobs %d, want 0 to 20", p.TopLogprobs)
+	}
+	if p.MinTokens < 0 || p.MinTokens > p.MaxTokens {
+		return nil, fmt.Errorf("engine: min tokens %d, want 0 to the max tokens %d", p.MinTokens, p.MaxTokens)
+	}
+	for t := range p.LogitBias {
+		if t < 0 || t >= e.m.Vocab() {
+			return nil, fmt.Errorf("engine: logit bias for token %d, outside the vocabulary of %d", t, e.m.Vocab())
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -553,7 +567,7 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	for _, s := range e.run {
 		p := s.req.Params
 		if !drew[s] || p.Logprobs || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
-			s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
+			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}
 	}
@@ -735,10 +749,16 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	return steps, order
 }
 
+// banned is subtracted from a logit that must not be drawn (a stop token
+// before MinTokens): finite, so that the draw's check for non-finite
+// logits still holds, and far below any logit.
+const banned = 1e30
+
 // rule is the sampling rule of s's next token: the sampler's next draw and
 // the penalties (OpenAI's presence and frequency penalties over the tokens
 // generated so far, transformers' repetition penalty over the prompt's and
-// those).
+// those), then the logit bias and, before MinTokens, the stop tokens
+// banned.
 func (s *seq) rule() *runtime.SampleParams {
 	p := s.req.Params
 	r := s.sampler.Next()
@@ -756,6 +776,30 @@ func (s *seq) rule() *runtime.SampleParams {
 	} else if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 {
 		for t := range s.counts {
 			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: sub(t)})
+		}
+	}
+	ban := s.gen < p.MinTokens
+	if len(p.LogitBias) > 0 || ban {
+		// (At most one entry a token: what is there takes the rest.)
+		at := make(map[int]int, len(adj))
+		for i, a := range adj {
+			at[a.Token] = i
+		}
+		add := func(t int, v float32) {
+			if i, ok := at[t]; ok {
+				adj[i].Sub += v
+				return
+			}
+			at[t] = len(adj)
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: v})
+		}
+		for t, b := range p.LogitBias {
+			add(t, -b)
+		}
+		if ban {
+			for _, t := range p.StopTokens {
+				add(t, banned)
+			}
 		}
 	}
 	s.adjust, r.Adjust = adj, adj

@@ -742,3 +742,59 @@ func BenchmarkRowLogprobs(b *testing.B) {
 		rowLogprobs(row, 1234, 1)
 	}
 }
+
+// TestLogitBiasAndMinTokens: OpenAI's logit_bias moves the draw (a token
+// banned gives the next most likely, one favoured is drawn every time),
+// and vLLM's min_tokens keeps the stop tokens from ending a generation
+// early, steps issued ahead or not.
+func TestLogitBiasAndMinTokens(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	logits, err := m.Forward(prompt, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := logits[len(logits)-m.Vocab():]
+	second := -1
+	for id, v := range row {
+		if id != greedy[len(prompt)] && (second < 0 || v > row[second]) {
+			second = id
+		}
+	}
+	for _, noAhead := range []bool{false, true} {
+		e := newEngine(t, m, Options{NoAhead: noAhead})
+		gen := func(p Params) ([]int, Event) {
+			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return collect(t, ch)
+		}
+		if toks, _ := gen(Params{MaxTokens: 3, LogitBias: map[int]float32{greedy[len(prompt)]: -100}}); toks[0] != second {
+			t.Errorf("NoAhead %v: the greedy token banned: first token %d, want the next most likely %d", noAhead, toks[0], second)
+		}
+		if toks, _ := gen(Params{MaxTokens: 6, LogitBias: map[int]float32{300: 100}}); !slices.Equal(toks, []int{300, 300, 300, 300, 300, 300}) {
+			t.Errorf("NoAhead %v: token 300 favoured by 100: %v", noAhead, toks)
+		}
+		// The fourth greedy token as a stop token: it ends the generation,
+		// unless min_tokens asks for more.
+		j := len(prompt) + 3
+		for slices.Contains(greedy[len(prompt):j], greedy[j]) {
+			j++
+		}
+		stop := []int{greedy[j]}
+		n := j - len(prompt)
+		if toks, done := gen(Params{MaxTokens: 30, StopTokens: stop}); len(toks) != n || done.FinishReason != "stop" {
+			t.Fatalf("NoAhead %v: stop token %d: %d tokens (%s), want %d and stop", noAhead, stop[0], len(toks), done.FinishReason, n)
+		}
+		toks, done := gen(Params{MaxTokens: 30, StopTokens: stop, MinTokens: n + 5})
+		if len(toks) < n+5 || !slices.Equal(toks[:n], greedy[len(prompt):j]) || slices.Contains(toks[:n+5], stop[0]) {
+			t.Errorf("NoAhead %v: min_tokens %d: %v (%s)", noAhead, n+5, toks, done.FinishReason)
+		}
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3, MinTokens: 4}}); err == nil {
+			t.Error("min tokens over max tokens accepted")
+		}
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3, LogitBias: map[int]float32{1 << 20: 1}}}); err == nil {
+			t.Error("a logit bias outside the vocabulary accepted")
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,6 +99,25 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if req.IgnoreEOS {
 		p.StopTokens = nil
 	}
+	p.StopTokens = append(slices.Clone(p.StopTokens), req.StopTokenIDs...)
+	p.MinTokens = req.MinTokens
+	vocab := b.Tokenizer.VocabSize()
+	for _, id := range req.StopTokenIDs {
+		if id >= vocab {
+			badRequest(w, &openai.FieldError{Field: "stop_token_ids", Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, vocab)})
+			return
+		}
+	}
+	if len(req.LogitBias) > 0 {
+		p.LogitBias = make(map[int]float32, len(req.LogitBias))
+		for id, v := range req.LogitBias {
+			if id >= vocab {
+				badRequest(w, &openai.FieldError{Field: "logit_bias", Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, vocab)})
+				return
+			}
+			p.LogitBias[id] = float32(v)
+		}
+	}
 	ctx := r.Context()
 	if s.o.RequestTimeout > 0 {
 		var cancel context.CancelFunc
@@ -116,6 +136,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			cp.MaxTokens = maxLen - len(prompt)
 			if req.MaxTokens != nil {
 				cp.MaxTokens = *req.MaxTokens
+			}
+			if cp.MinTokens > cp.MaxTokens {
+				badRequest(w, &openai.FieldError{Field: "min_tokens", Msg: fmt.Sprintf("%d exceeds the %d tokens the request may generate", cp.MinTokens, cp.MaxTokens)})
+				return
 			}
 			if req.Seed != nil {
 				cp.Seed, cp.SeedSet = uint64(*req.Seed)+uint64(i), true

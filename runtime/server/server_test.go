@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
 // call posts body to path and returns the status, headers and body.
@@ -859,4 +861,55 @@ func TestPrefixCacheConversation(t *testing.T) {
 		t.Errorf("without the cache: %v hits", got)
 	}
 	t.Logf("second turn: %v prompt tokens from the cache; %v queried over both turns", hits, queries)
+}
+
+// TestLogitBias: logit_bias bans the greedy first token (the answer then
+// starts with another) or favours one (drawn every time); stop_token_ids
+// end a generation at that token, min_tokens keeps it going past it;
+// biases outside the vocabulary are a 400 naming the field.
+func TestLogitBias(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	complete := func(extra string) (string, *openai.TextLogprobs, string) {
+		t.Helper()
+		code, data := post(t, ts, "/v1/completions", `{"prompt": [1, 415, 5565, 302, 4843, 349], "max_tokens": 8, "temperature": 0, "logprobs": 1`+extra+`}`)
+		var r struct {
+			Choices []struct {
+				Text         string               `json:"text"`
+				Logprobs     *openai.TextLogprobs `json:"logprobs"`
+				FinishReason string               `json:"finish_reason"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal(data, &r); code != 200 || err != nil {
+			t.Fatalf("%s: %d %s", extra, code, data)
+		}
+		return r.Choices[0].Text, r.Choices[0].Logprobs, r.Choices[0].FinishReason
+	}
+	plain, lp, _ := complete("")
+	first, _ := ts.Tok.TokenID(strings.ReplaceAll(lp.Tokens[0], " ", "▁"))
+	banned, blp, _ := complete(fmt.Sprintf(`, "logit_bias": {"%d": -100}`, first))
+	if banned == plain || blp.Tokens[0] == lp.Tokens[0] {
+		t.Errorf("the first token %q banned: %q, as without the bias %q", lp.Tokens[0], banned, plain)
+	}
+	fav, _, _ := complete(`, "logit_bias": {"1014": 100}`)
+	if piece := strings.ReplaceAll(ts.Tok.Piece(1014), "▁", " "); fav != strings.Repeat(piece, 8) {
+		t.Errorf("token 1014 (%q) favoured: %q", piece, fav)
+	}
+	second, _ := ts.Tok.TokenID(strings.ReplaceAll(lp.Tokens[1], " ", "▁"))
+	if slices.Index(lp.Tokens, lp.Tokens[1]) != 1 {
+		t.Skipf("the second token %q comes earlier too", lp.Tokens[1])
+	}
+	stopped, _, why := complete(fmt.Sprintf(`, "stop_token_ids": [%d]`, second))
+	if why != "stop" || !strings.HasPrefix(plain, stopped) || len(stopped) >= len(plain) {
+		t.Errorf("stop_token_ids [%d]: %q (%s), the plain answer %q", second, stopped, why, plain)
+	}
+	longer, llp, why := complete(fmt.Sprintf(`, "stop_token_ids": [%d], "min_tokens": 5`, second))
+	if len(llp.Tokens) < 5 || llp.Tokens[1] == lp.Tokens[1] {
+		t.Errorf("min_tokens 5 with stop_token_ids [%d]: %q (%s, tokens %q)", second, longer, why, llp.Tokens)
+	}
+	for _, body := range []string{`, "logit_bias": {"99999": 1}`, `, "stop_token_ids": [99999]`, `, "min_tokens": 9`} {
+		code, data := post(t, ts, "/v1/completions", `{"prompt": "x", "max_tokens": 8`+body+`}`)
+		if r := decode(t, data); code != 400 || r.Error == nil || r.Error.Param == nil {
+			t.Errorf("%s: %d %s, want a 400 naming the field", body, code, data)
+		}
+	}
 }

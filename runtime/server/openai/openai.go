@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 )
 
 // FieldError is a request field with a wrong type or value.
@@ -74,7 +75,15 @@ type Request struct {
 	// IgnoreEOS (vLLM's ignore_eos): the model's end-of-sequence tokens do
 	// not end the generation, which then runs to max_tokens or a stop
 	// string (fixed lengths for benchmarks and tests).
-	IgnoreEOS     bool
+	IgnoreEOS bool
+	// LogitBias (OpenAI's logit_bias: token id → bias in [-100, 100]) is
+	// added to the logits before each draw.
+	LogitBias map[int]float64
+	// StopTokenIDs (vLLM's stop_token_ids) end the generation too, even
+	// with IgnoreEOS; MinTokens (vLLM's min_tokens) keeps every stop token
+	// from being drawn before that many tokens.
+	StopTokenIDs  []int
+	MinTokens     int
 	Stream        bool
 	StreamOptions StreamOptions
 }
@@ -221,6 +230,24 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if r.IgnoreEOS, err = f.boolean("ignore_eos"); err != nil {
 		return nil, err
 	}
+	if r.LogitBias, err = parseLogitBias(f); err != nil {
+		return nil, err
+	}
+	if f.has("stop_token_ids") {
+		ids, ok := tokenIDs(f["stop_token_ids"])
+		if !ok || len(ids) > MaxStopTokens {
+			return nil, &FieldError{"stop_token_ids", fmt.Sprintf("must be a list of 1 to %d token ids", MaxStopTokens)}
+		}
+		r.StopTokenIDs = ids
+	}
+	if v, err := f.integer("min_tokens"); err != nil {
+		return nil, err
+	} else if v != nil {
+		if *v < 0 || *v > math.MaxInt32 {
+			return nil, &FieldError{"min_tokens", "must be 0 or more"}
+		}
+		r.MinTokens = int(*v)
+	}
 	if r.Seed, err = f.integer("seed"); err != nil {
 		return nil, err
 	}
@@ -332,6 +359,41 @@ func parsePrompt(f fields, r *Request) error {
 		r.Prompts = append(r.Prompts, p)
 	}
 	return nil
+}
+
+// MaxLogitBias and MaxStopTokens bound logit_bias's entries and
+// stop_token_ids.
+const (
+	MaxLogitBias  = 1024
+	MaxStopTokens = 64
+)
+
+// parseLogitBias reads logit_bias: an object from token ids (as strings,
+// OpenAI's form) to biases in [-100, 100].
+func parseLogitBias(f fields) (map[int]float64, error) {
+	if !f.has("logit_bias") {
+		return nil, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(f["logit_bias"], &raw); err != nil {
+		return nil, &FieldError{"logit_bias", "must be an object from token ids to numbers"}
+	}
+	if len(raw) > MaxLogitBias {
+		return nil, &FieldError{"logit_bias", fmt.Sprintf("%d entries: at most %d", len(raw), MaxLogitBias)}
+	}
+	out := make(map[int]float64, len(raw))
+	for k := range raw {
+		id, err := strconv.Atoi(k)
+		if err != nil || id < 0 {
+			return nil, &FieldError{"logit_bias", fmt.Sprintf("key %q is not a token id", k)}
+		}
+		v, err := fields(raw).number(k)
+		if err != nil || v == nil || *v < -100 || *v > 100 {
+			return nil, &FieldError{"logit_bias", fmt.Sprintf("the bias of token %d must be a number between -100 and 100", id)}
+		}
+		out[id] = *v
+	}
+	return out, nil
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }

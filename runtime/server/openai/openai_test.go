@@ -23,6 +23,10 @@ func TestParse(t *testing.T) {
 	if err != nil || len(r.Prompts) != 1 || len(r.Prompts[0].IDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
 		t.Errorf("text request %+v, %v", r, err)
 	}
+	r, err = Parse([]byte(`{"prompt": "x", "logit_bias": {"32000": -100, "7": 2.5}, "stop_token_ids": [2, 13], "min_tokens": 4}`), false)
+	if err != nil || r.LogitBias[32000] != -100 || r.LogitBias[7] != 2.5 || len(r.StopTokenIDs) != 2 || r.MinTokens != 4 {
+		t.Errorf("logit_bias, stop_token_ids, min_tokens: %+v, %v", r, err)
+	}
 	// Batches: lm-evaluation-harness's loglikelihood request, and strings.
 	r, err = Parse([]byte(`{"prompt": [[1, 2], [3]], "echo": true, "max_tokens": 0, "logprobs": 1, "temperature": 0}`), false)
 	if err != nil || len(r.Prompts) != 2 || len(r.Prompts[0].IDs) != 2 || r.Prompts[1].IDs[0] != 3 || *r.MaxTokens != 0 {
@@ -58,6 +62,12 @@ func TestParse(t *testing.T) {
 		{`{"prompt": ["a", 1.5]}`, false, "prompt[1]"},
 		{`{"prompt": [[1], {"a": 1}]}`, false, "prompt[1]"},
 		{`{"prompt": [null]}`, false, "prompt[0]"},
+		{`{"prompt": "x", "logit_bias": [1]}`, false, "logit_bias"},
+		{`{"prompt": "x", "logit_bias": {"a": 1}}`, false, "logit_bias"},
+		{`{"prompt": "x", "logit_bias": {"5": 101}}`, false, "logit_bias"},
+		{`{"prompt": "x", "logit_bias": {"5": "1"}}`, false, "logit_bias"},
+		{`{"prompt": "x", "stop_token_ids": [1, null]}`, false, "stop_token_ids"},
+		{`{"prompt": "x", "min_tokens": -1}`, false, "min_tokens"},
 		{`{"prompt": [[1], null]}`, false, "prompt[1]"},
 		{`{"prompt": [[1, null]]}`, false, "prompt[0]"},
 		{`{"prompt": "x", "max_tokens": 0, "echo": false}`, false, "max_tokens"},
