@@ -150,6 +150,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	}
 	r := &Request{N: 1}
 	var err error
+	if err := unsupported(f); err != nil {
+		return nil, err
+	}
 	if r.Model, err = f.str("model"); err != nil {
 		return nil, err
 	}
@@ -394,6 +397,47 @@ func parseLogitBias(f fields) (map[int]float64, error) {
 		out[id] = *v
 	}
 	return out, nil
+}
+
+// unsupported refuses the fields that ask for what this server does not
+// do, rather than ignoring them as unknown: a client asking for JSON
+// output, tools or a suffix would otherwise get an answer that silently
+// lacks them. Their neutral values (what clients send by default: a text
+// response_format, no tools, tool_choice "none" or "auto", a null or empty
+// suffix, best_of 1) pass.
+func unsupported(f fields) error {
+	if f.has("response_format") {
+		var rf struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(f["response_format"], &rf); err != nil || rf.Type != "text" && rf.Type != "" {
+			return &FieldError{"response_format", fmt.Sprintf("%s: only text output is supported (no JSON mode or schemas)", f["response_format"])}
+		}
+	}
+	for _, k := range []string{"tools", "functions"} {
+		var list []json.RawMessage
+		if f.has(k) && (json.Unmarshal(f[k], &list) != nil || len(list) > 0) {
+			return &FieldError{k, "tools and function calling are not supported"}
+		}
+	}
+	for _, k := range []string{"tool_choice", "function_call"} {
+		var s string
+		if f.has(k) && (json.Unmarshal(f[k], &s) != nil || s != "none" && s != "auto") {
+			return &FieldError{k, "tools and function calling are not supported"}
+		}
+	}
+	if v, err := f.str("suffix"); err != nil || v != "" {
+		return &FieldError{"suffix", "is not supported (no insertion)"}
+	}
+	if v, err := f.integer("best_of"); err != nil || v != nil && *v != 1 {
+		return &FieldError{"best_of", "is not supported: only 1 (use n for several choices)"}
+	}
+	for _, k := range []string{"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"} {
+		if f.has(k) {
+			return &FieldError{k, "guided decoding is not supported"}
+		}
+	}
+	return nil
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }

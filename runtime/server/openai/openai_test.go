@@ -23,6 +23,10 @@ func TestParse(t *testing.T) {
 	if err != nil || len(r.Prompts) != 1 || len(r.Prompts[0].IDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
 		t.Errorf("text request %+v, %v", r, err)
 	}
+	// What clients send by default for the features not supported passes.
+	if _, err := Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "suffix": null, "best_of": 1}`), true); err != nil {
+		t.Errorf("neutral values refused: %v", err)
+	}
 	r, err = Parse([]byte(`{"prompt": "x", "logit_bias": {"32000": -100, "7": 2.5}, "stop_token_ids": [2, 13], "min_tokens": 4}`), false)
 	if err != nil || r.LogitBias[32000] != -100 || r.LogitBias[7] != 2.5 || len(r.StopTokenIDs) != 2 || r.MinTokens != 4 {
 		t.Errorf("logit_bias, stop_token_ids, min_tokens: %+v, %v", r, err)
@@ -68,6 +72,12 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "logit_bias": {"5": "1"}}`, false, "logit_bias"},
 		{`{"prompt": "x", "stop_token_ids": [1, null]}`, false, "stop_token_ids"},
 		{`{"prompt": "x", "min_tokens": -1}`, false, "min_tokens"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}`, true, "response_format"},
+		{`{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, true, "tools"},
+		{`{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}`, true, "tool_choice"},
+		{`{"prompt": "x", "suffix": "end"}`, false, "suffix"},
+		{`{"prompt": "x", "best_of": 3}`, false, "best_of"},
+		{`{"prompt": "x", "guided_json": {}}`, false, "guided_json"},
 		{`{"prompt": [[1], null]}`, false, "prompt[1]"},
 		{`{"prompt": [[1, null]]}`, false, "prompt[0]"},
 		{`{"prompt": "x", "max_tokens": 0, "echo": false}`, false, "max_tokens"},
