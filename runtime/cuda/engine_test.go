@@ -38,6 +38,20 @@ func cpuLogprobs(t *testing.T, m *model.Model, ids []int) (lps, best []float64) 
 	return lps, best
 }
 
+// submitPrompt runs one request on e and returns its events.
+func submitPrompt(t *testing.T, e *engine.Engine, prompt []int, p engine.Params) []engine.Event {
+	t.Helper()
+	ch, err := e.Submit(context.Background(), engine.Request{Prompt: prompt, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []engine.Event
+	for ev := range ch {
+		evs = append(evs, ev)
+	}
+	return evs
+}
+
 // TestEngineOnDevice runs the serving engine on the device (openchat-tiny
 // in fp16) against the CPU reference: a prompt's own log-probabilities
 // (every row's logits of its chunks), and greedy generations whose prompt
@@ -56,17 +70,7 @@ func TestEngineOnDevice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		submit := func(p engine.Params) []engine.Event {
-			ch, err := e.Submit(context.Background(), engine.Request{Prompt: prompt, Params: p})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var evs []engine.Event
-			for ev := range ch {
-				evs = append(evs, ev)
-			}
-			return evs
-		}
+		submit := func(p engine.Params) []engine.Event { return submitPrompt(t, e, prompt, p) }
 		// The prompt scored, in chunks of 64 and 36.
 		want, _ := cpuLogprobs(t, mc, prompt)
 		evs := submit(engine.Params{PromptLogprobs: true, TopLogprobs: 1})
@@ -78,10 +82,16 @@ func TestEngineOnDevice(t *testing.T) {
 				t.Errorf("no prefix cache %v: prompt token %d: %.4f on the device, %.4f on the CPU", noCache, i+1, pt.Logprob, want[i])
 			}
 		}
-		// Twice: the second time (with the cache) from 96 cached positions.
-		for run := range 2 {
-			evs := submit(engine.Params{MaxTokens: 12, Logprobs: true})
-			seq := append([]int(nil), prompt...)
+		// Twice: the second time (with the cache) from 96 cached positions;
+		// then a prompt of 97, whose one token left to feed takes the
+		// decode path.
+		for run := range 3 {
+			p := prompt
+			if run == 2 {
+				p = prompt[:97]
+			}
+			evs := submitPrompt(t, e, p, engine.Params{MaxTokens: 12, Logprobs: true})
+			seq := append([]int(nil), p...)
 			var got []float64
 			for _, ev := range evs {
 				if !ev.Done && ev.Prompt == nil {
@@ -90,7 +100,7 @@ func TestEngineOnDevice(t *testing.T) {
 			}
 			lps, best := cpuLogprobs(t, mc, seq)
 			for i, lp := range got {
-				r := len(prompt) - 1 + i
+				r := len(p) - 1 + i
 				if math.Abs(lp-lps[r]) > tol || lps[r] < best[r]-tol {
 					t.Errorf("no prefix cache %v, run %d: token %d (%d): %.4f on the device, %.4f on the CPU, best there %.4f",
 						noCache, run, i, seq[r+1], lp, lps[r], best[r])
@@ -98,7 +108,7 @@ func TestEngineOnDevice(t *testing.T) {
 			}
 		}
 		st := e.Stats()
-		wantHits := int64(2 * 96) // both runs, after the scoring has cached 96 positions
+		wantHits := int64(3 * 96) // every run, after the scoring has cached 96 positions
 		if noCache {
 			wantHits = 0
 		}

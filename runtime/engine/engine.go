@@ -167,10 +167,13 @@ type Options struct {
 	// (kvcache.ChainKeys), until its blocks are needed; a sequence admitted
 	// later whose prompt starts with those tokens shares the blocks and is
 	// fed only the rest (vLLM's automatic prefix caching): a long system
-	// prompt, the turns of a conversation, lm-eval's choices after one
-	// context, a preempted sequence's own blocks. At least the prompt's
-	// last token is always fed (its logits draw the next). A prompt whose
-	// log-probabilities are asked for is computed whole.
+	// prompt, the turns of a conversation, a preempted sequence's own
+	// blocks. At least the prompt's last token is always fed (its logits
+	// draw the next). A prompt whose log-probabilities are asked for is
+	// computed whole (as vLLM's), though its blocks are cached for others.
+	// Results are those without the cache on a batch-invariant backend
+	// (the portable CPU one); elsewhere equal up to rounding, which can
+	// flip a near tie, as in vLLM.
 	NoPrefixCache bool
 }
 
@@ -186,7 +189,8 @@ type Stats struct {
 	// Preemptions counts the sequences preempted for want of blocks.
 	Preemptions int64
 	// PrefixQueries and PrefixHits count the prompt positions admission
-	// looked for in the prefix cache and found there (not fed).
+	// looked for in the prefix cache and found there (not fed); a
+	// preempted sequence's readmission is not counted.
 	PrefixQueries, PrefixHits int64
 	// BlocksCached counts the free blocks still caching a prefix.
 	BlocksCached int
@@ -640,7 +644,7 @@ func (e *Engine) admit() {
 			s.fed, s.published = 0, 0
 			return
 		}
-		if e.shares(s) {
+		if e.shares(s) && !s.preempted { // (a recompute's own blocks are not a prefix hit)
 			e.stats.PrefixQueries += int64(s.pre)
 			e.stats.PrefixHits += int64(s.fed)
 		}

@@ -219,8 +219,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if r.Context().Err() != nil {
 		return // the client is gone
 	}
-	if unserved() || cut() && unscored(choices) {
+	switch {
+	case unserved():
 		unservedError()
+		return
+	case cut() && unscored(choices):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request ended (--request-timeout %s, or the server's shutdown) before every prompt was scored; retry, with fewer prompts if it keeps timing out", s.o.RequestTimeout),
+			"server_error", "", "timeout"))
 		return
 	}
 	usage := openai.Usage{PromptTokens: promptTokens}

@@ -426,9 +426,11 @@ func TestScoringEdges(t *testing.T) {
 		}
 	})
 	t.Run("time runs out", func(t *testing.T) {
-		ts := startServer(t, serverConfig{Options: Options{RequestTimeout: 100 * time.Millisecond}, Engine: engine.Options{StepTokens: 4, MaxRunning: 1}})
-		ids := fixtures.WikiIDs(t)[:60]
-		batch := make([][]int, 24)
+		// 48 prompts of 120 tokens fed 4 a step, one at a time: 1,440
+		// steps, far more than 50 ms on any host.
+		ts := startServer(t, serverConfig{Options: Options{RequestTimeout: 50 * time.Millisecond}, Engine: engine.Options{StepTokens: 4, MaxRunning: 1}})
+		ids := fixtures.WikiIDs(t)[:120]
+		batch := make([][]int, 48)
 		for i := range batch {
 			batch[i] = ids
 		}

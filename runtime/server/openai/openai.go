@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 )
 
@@ -236,10 +237,10 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if r.LogitBias, err = parseLogitBias(f); err != nil {
 		return nil, err
 	}
-	if f.has("stop_token_ids") {
+	if f.has("stop_token_ids") && !bytes.Equal(bytes.TrimSpace(f["stop_token_ids"]), []byte("[]")) { // ([] is vLLM's default)
 		ids, ok := tokenIDs(f["stop_token_ids"])
-		if !ok || len(ids) > MaxStopTokens {
-			return nil, &FieldError{"stop_token_ids", fmt.Sprintf("must be a list of 1 to %d token ids", MaxStopTokens)}
+		if !ok || len(ids) > MaxStopTokens || slices.Min(ids) < 0 {
+			return nil, &FieldError{"stop_token_ids", fmt.Sprintf("must be a list of at most %d token ids", MaxStopTokens)}
 		}
 		r.StopTokenIDs = ids
 	}

@@ -24,7 +24,7 @@ func TestParse(t *testing.T) {
 		t.Errorf("text request %+v, %v", r, err)
 	}
 	// What clients send by default for the features not supported passes.
-	if _, err := Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "suffix": null, "best_of": 1}`), true); err != nil {
+	if _, err := Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "suffix": null, "best_of": 1, "stop_token_ids": []}`), true); err != nil {
 		t.Errorf("neutral values refused: %v", err)
 	}
 	r, err = Parse([]byte(`{"prompt": "x", "logit_bias": {"32000": -100, "7": 2.5}, "stop_token_ids": [2, 13], "min_tokens": 4}`), false)
@@ -71,6 +71,7 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "logit_bias": {"5": 101}}`, false, "logit_bias"},
 		{`{"prompt": "x", "logit_bias": {"5": "1"}}`, false, "logit_bias"},
 		{`{"prompt": "x", "stop_token_ids": [1, null]}`, false, "stop_token_ids"},
+		{`{"prompt": "x", "stop_token_ids": [-5]}`, false, "stop_token_ids"},
 		{`{"prompt": "x", "min_tokens": -1}`, false, "min_tokens"},
 		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}`, true, "response_format"},
 		{`{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, true, "tools"},
