@@ -264,6 +264,12 @@ type span struct {
 	// paged, with seq, keeps the span's K and V in a paged cache instead.
 	paged *PagedCache
 	seq   *kvcache.Seq
+	// ix, with ids (the sequence's slots of positions 0..pos0+rows-1), is
+	// the step's index on a runtime.PagedDecoder (PagedCache.index): the
+	// layer rotates and stores every span's rows with one RoPEStore and
+	// gathers each span's K and V with one EmbeddingAt each.
+	ix  *stepIndex
+	ids runtime.Tensor
 }
 
 // errStopped ends a forward pass early once the stop intermediate has been
@@ -366,9 +372,16 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 		return err
 	}
 	lw.project(b, xn, q, k, v)
-	for _, sp := range spans {
-		b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
-		b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+	if ix := spans[0].ix; ix != nil {
+		// Rotated as RoPE rotates them (the kernels say so), every span's
+		// rows stored at their slots in one op.
+		c := spans[0].paged
+		b.(runtime.PagedDecoder).RoPEStore(q, k, v, c.k[li], c.v[li], ix.pos, ix.slot, d.headDim, d.theta)
+	} else {
+		for _, sp := range spans {
+			b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+		}
 	}
 	for _, e := range []struct {
 		name string
@@ -386,6 +399,8 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 			b.Copy(b.View(c.k[li], sp.pos0, sp.rows), sk)
 			b.Copy(b.View(c.v[li], sp.pos0, sp.rows), sv)
 			sk, sv = b.View(c.k[li], 0, sp.pos0+sp.rows), b.View(c.v[li], 0, sp.pos0+sp.rows)
+		case sp.ix != nil:
+			sk, sv = sp.paged.gatherAt(b, li, sp.ids, sp.pos0+sp.rows)
 		case sp.paged != nil:
 			sp.paged.write(b, li, sp.seq, sp.pos0, sk, sv)
 			sk, sv = sp.paged.gather(b, li, sp.seq, sp.pos0+sp.rows)

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,6 +40,24 @@ type PagedCache struct {
 	last     *Pending
 	drawn    map[*kvcache.Seq]int
 	onDevice bool
+
+	// A general step's index inputs on a runtime.PagedDecoder (stepIndex):
+	// gidx I32 on the backend, ghost its host bytes.
+	gidx  runtime.Tensor
+	ghost []byte
+	// blockCopies (tests) takes the block-by-block path on any backend.
+	blockCopies bool
+}
+
+// stepIndex is what a general step (prompt chunks, several tokens a
+// sequence) reads on a runtime.PagedDecoder, uploaded once for all its
+// layers: each row's position and cache slot, for one RoPEStore over all
+// rows a layer, and each sequence's slots of positions 0.., for one
+// EmbeddingAt a layer that gathers its K (and one its V) for attention.
+// Without it every sequence took a copy a block of its context a layer,
+// launched one by one: thousands a step once contexts are long.
+type stepIndex struct {
+	pos, slot runtime.Tensor // I32 [rows]
 }
 
 // GraphErr reports why decode steps could not be recorded as graphs (nil
@@ -111,7 +130,72 @@ func (c *PagedCache) Free() {
 		c.b.Free(c.fed)
 		c.fed = nil
 	}
+	if c.gidx != nil {
+		c.b.Free(c.gidx)
+		c.gidx, c.ghost = nil, nil
+	}
 	c.last, c.drawn = nil, nil
+}
+
+// index uploads a general step's stepIndex for spans (rows 0..rows-1 of
+// the step, in span order) and sets each span's ix and ids, where the
+// backend is a runtime.PagedDecoder; elsewhere it does nothing and the
+// layers write and gather block by block.
+func (c *PagedCache) index(spans []span, rows int) error {
+	if _, ok := c.b.(runtime.PagedDecoder); !ok || c.blockCopies {
+		return nil
+	}
+	bs := c.Pool.BlockSize()
+	n := 2 * rows
+	for _, sp := range spans {
+		n += sp.pos0 + sp.rows
+	}
+	if c.gidx == nil || c.gidx.Len() < n {
+		if c.gidx != nil {
+			c.b.Free(c.gidx)
+			c.gidx = nil
+		}
+		t, err := c.b.Alloc(runtime.I32, max(n, 2*c.maxLen))
+		if err != nil {
+			return fmt.Errorf("model: step index of %d entries: %w", n, err)
+		}
+		c.gidx = t
+	}
+	c.ghost = slices.Grow(c.ghost[:0], 4*c.gidx.Len())[:4*c.gidx.Len()]
+	put := func(i, v int) { binary.LittleEndian.PutUint32(c.ghost[4*i:], uint32(int32(v))) }
+	at := 2 * rows
+	for _, sp := range spans {
+		for r := range sp.rows {
+			put(sp.row0+r, sp.pos0+r)
+			put(rows+sp.row0+r, sp.seq.Slot(sp.pos0+r, bs))
+		}
+		for p := range sp.pos0 + sp.rows {
+			put(at+p, sp.seq.Slot(p, bs))
+		}
+		at += sp.pos0 + sp.rows
+	}
+	clear(c.ghost[4*at:])
+	if err := c.b.UploadRaw(c.gidx, c.ghost, runtime.I32); err != nil {
+		return fmt.Errorf("model: step index: %w", err)
+	}
+	ix := &stepIndex{pos: c.b.View(c.gidx, 0, rows), slot: c.b.View(c.gidx, rows, rows)}
+	at = 2 * rows
+	for i := range spans {
+		m := spans[i].pos0 + spans[i].rows
+		spans[i].ix, spans[i].ids = ix, c.b.View(c.gidx, at, m)
+		at += m
+	}
+	return nil
+}
+
+// gatherAt is gather with one EmbeddingAt each for K and V: ids holds the
+// sequence's slots of positions 0..n-1 (stepIndex).
+func (c *PagedCache) gatherAt(b runtime.Backend, li int, ids runtime.Tensor, n int) (runtime.Tensor, runtime.Tensor) {
+	pd := b.(runtime.PagedDecoder)
+	gk, gv := b.View(c.gk, 0, n), b.View(c.gv, 0, n)
+	pd.EmbeddingAt(gk, c.k[li], ids)
+	pd.EmbeddingAt(gv, c.v[li], ids)
+	return gk, gv
 }
 
 // write copies rows of new keys and values, at positions pos0..., into the
@@ -285,6 +369,9 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 			return nil, fmt.Errorf("model: step sequence %d: %w", i, err)
 		}
 		ids = append(ids, tok)
+	}
+	if err := c.index(spans, rows); err != nil {
+		return nil, err
 	}
 	x, err := m.run(spans, ids, nil)
 	if err != nil {

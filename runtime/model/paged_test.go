@@ -87,3 +87,58 @@ func TestStepMatchesForward(t *testing.T) {
 		t.Errorf("%d blocks free after release, want 64", c.Pool.Free())
 	}
 }
+
+// TestStepIndexMatchesBlockCopies runs the same general steps (prompt
+// chunks of several sequences, interleaved and shared blocks, decode rows
+// among them) with the step's index (one RoPEStore and one gather a layer,
+// on a runtime.PagedDecoder) and with the block-by-block copies it
+// replaced: the logits must be the same bits, since both rotate with the
+// same arithmetic and only copy rows.
+func TestStepIndexMatchesBlockCopies(t *testing.T) {
+	m := loadModel(t, fixture(t, "models/openchat-tiny"))
+	ids := []int{1, 420, 6316, 28781, 3198, 3123, 1247, 28747, 1824, 349, 272, 5565, 302, 4843, 28804, 32000, 420, 6316, 28781, 3198, 3123, 21631, 28747, 415, 5565, 302, 4843, 349, 264, 3014, 302, 272, 1526, 28742, 28713, 4889, 28725}
+	run := func(blockCopies bool) [][]float32 {
+		c, err := m.NewPagedCache(64, 4, 128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Free()
+		c.blockCopies = blockCopies
+		var sa, sb, sc kvcache.Seq
+		for n := 4; n <= 48; n += 4 {
+			for _, s := range []*kvcache.Seq{&sa, &sb, &sc} {
+				if err := c.Pool.Reserve(s, n); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var all [][]float32
+		step := func(seqs []StepSeq) {
+			t.Helper()
+			out, err := m.Step(c, seqs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out...)
+		}
+		// Chunks of three prompts, at positions that start and end inside
+		// blocks, then decode rows beside a prompt chunk.
+		step([]StepSeq{{Seq: &sa, Tokens: ids[:9], Logits: true}, {Seq: &sb, Tokens: ids[3:6], Logits: true}})
+		step([]StepSeq{{Seq: &sb, Tokens: ids[6:30], Logits: true}, {Seq: &sa, Tokens: ids[9:21], Logits: true}, {Seq: &sc, Tokens: ids[:1], Logits: true}})
+		for i := range 3 {
+			step([]StepSeq{{Seq: &sc, Tokens: ids[1+5*i : 6+5*i], Logits: true}, {Seq: &sa, Tokens: []int{100 + i}, Logits: true}, {Seq: &sb, Tokens: []int{200 + i}, Logits: true}})
+		}
+		if sa.Len != 24 || sb.Len != 30 || sc.Len != 16 {
+			t.Fatalf("lengths %d, %d, %d; want 24, 30, 16", sa.Len, sb.Len, sc.Len)
+		}
+		return all
+	}
+	want, got := run(true), run(false)
+	for i := range want {
+		for j := range want[i] {
+			if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
+				t.Fatalf("logits row %d [%d]: %v with the step's index, %v with block copies", i, j, got[i][j], want[i][j])
+			}
+		}
+	}
+}
