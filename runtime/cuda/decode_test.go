@@ -884,6 +884,75 @@ func TestPagedDecodeGraphs(t *testing.T) {
 	}
 }
 
+// TestMixedStepsOnDevice runs openchat-tiny in fp16 through general steps
+// as the engine plans them, generating sequences first (their rows attend
+// through one PagedAttention) and prompt chunks after (RoPEStore, each
+// sequence's K and V gathered by EmbeddingAt, Attention), blocks of the
+// three sequences interleaved: each sequence's last logits must match the
+// CPU reference of that sequence alone.
+func TestMixedStepsOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	mc := load(t, fixtures.Path(t, "models/openchat-tiny"), cpu.New(0))
+	mg, ids, _ := tinyF16(t, b)
+	c, err := mg.NewPagedCache(64, 16, 256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Free()
+	seqs := make([]kvcache.Seq, 3)
+	for n := 16; n <= 128; n += 16 {
+		for i := range seqs {
+			if err := c.Pool.Reserve(&seqs[i], n); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	toks := make([][]int, 3)
+	step := func(st []model.StepSeq) [][]float32 {
+		t.Helper()
+		for i := range st {
+			st[i].Logits = true
+			for j := range seqs {
+				if st[i].Seq == &seqs[j] {
+					toks[j] = append(toks[j], st[i].Tokens...)
+				}
+			}
+		}
+		out, err := mg.Step(c, st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	check := func(what string, j int, got []float32) {
+		t.Helper()
+		want, err := mc.ForwardLast(toks[j], nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w64 := make([]float64, len(want))
+		for k, v := range want {
+			w64[k] = float64(v)
+		}
+		if nmse := backendtest.NMSE(got, w64); !(nmse < 1e-4) {
+			t.Errorf("%s, sequence %d (%d tokens): fp16 logits nmse %.3g against the fp32 CPU", what, j, len(toks[j]), nmse)
+		}
+	}
+	// Two prompts, 37 and 21 tokens (a block and a part), then the third's
+	// chunks beside the first two's decode rows.
+	step([]model.StepSeq{{Seq: &seqs[0], Tokens: ids[:37]}, {Seq: &seqs[1], Tokens: ids[40:61]}})
+	for r := range 4 {
+		out := step([]model.StepSeq{
+			{Seq: &seqs[1], Tokens: ids[100+r : 101+r]},
+			{Seq: &seqs[0], Tokens: ids[120+r : 121+r]},
+			{Seq: &seqs[2], Tokens: ids[r*19 : r*19+19]},
+		})
+		for i, j := range []int{1, 0, 2} {
+			check(fmt.Sprintf("mixed step %d", r), j, out[i])
+		}
+	}
+}
+
 // TestPagedAttentionCombines checks split paged attention's combines
 // against the CPU reference: rows of one split, of 2 to 8 (combined in a
 // thread-block cluster's shared memory where the device has clusters) and

@@ -391,6 +391,12 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 			return err
 		}
 	}
+	if ix := spans[0].ix; ix != nil && ix.one > 0 {
+		c := spans[0].paged
+		b.(runtime.PagedDecoder).PagedAttention(b.View(att, 0, ix.one), b.View(q, 0, ix.one), c.k[li], c.v[li], ix.tables,
+			b.View(ix.pos, 0, ix.one), c.Pool.BlockSize(), runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale})
+		spans = spans[ix.one:]
+	}
 	for _, sp := range spans {
 		sk, sv := b.View(k, sp.row0, sp.rows), b.View(v, sp.row0, sp.rows)
 		switch {

@@ -58,6 +58,11 @@ type PagedCache struct {
 // launched one by one: thousands a step once contexts are long.
 type stepIndex struct {
 	pos, slot runtime.Tensor // I32 [rows]
+	// one rows 0..one-1 are sequences of one token each (the engine's
+	// generating sequences, which come first), whose attention runs as
+	// one PagedAttention over their block tables, I32 [one, width].
+	one    int
+	tables runtime.Tensor
 }
 
 // GraphErr reports why decode steps could not be recorded as graphs (nil
@@ -140,14 +145,20 @@ func (c *PagedCache) Free() {
 // index uploads a general step's stepIndex for spans (rows 0..rows-1 of
 // the step, in span order) and sets each span's ix and ids, where the
 // backend is a runtime.PagedDecoder; elsewhere it does nothing and the
-// layers write and gather block by block.
-func (c *PagedCache) index(spans []span, rows int) error {
+// layers write and gather block by block. With paged, the leading spans of
+// one row each attend through PagedAttention (the model's heads within its
+// limits).
+func (c *PagedCache) index(spans []span, rows int, paged bool) error {
 	if _, ok := c.b.(runtime.PagedDecoder); !ok || c.blockCopies {
 		return nil
 	}
 	bs := c.Pool.BlockSize()
-	n := 2 * rows
-	for _, sp := range spans {
+	one := 0
+	for paged && one < len(spans) && spans[one].rows == 1 {
+		one++
+	}
+	n := 2*rows + one*c.width
+	for _, sp := range spans[one:] {
 		n += sp.pos0 + sp.rows
 	}
 	if c.gidx == nil || c.gidx.Len() < n {
@@ -163,12 +174,25 @@ func (c *PagedCache) index(spans []span, rows int) error {
 	}
 	c.ghost = slices.Grow(c.ghost[:0], 4*c.gidx.Len())[:4*c.gidx.Len()]
 	put := func(i, v int) { binary.LittleEndian.PutUint32(c.ghost[4*i:], uint32(int32(v))) }
-	at := 2 * rows
 	for _, sp := range spans {
 		for r := range sp.rows {
 			put(sp.row0+r, sp.pos0+r)
 			put(rows+sp.row0+r, sp.seq.Slot(sp.pos0+r, bs))
 		}
+	}
+	// (Table entries past a sequence's blocks are never read.)
+	at := 2 * rows
+	for _, sp := range spans[:one] {
+		for j := range c.width {
+			v := 0
+			if j < len(sp.seq.Blocks) {
+				v = int(sp.seq.Blocks[j])
+			}
+			put(at+j, v)
+		}
+		at += c.width
+	}
+	for _, sp := range spans[one:] {
 		for p := range sp.pos0 + sp.rows {
 			put(at+p, sp.seq.Slot(p, bs))
 		}
@@ -178,11 +202,19 @@ func (c *PagedCache) index(spans []span, rows int) error {
 	if err := c.b.UploadRaw(c.gidx, c.ghost, runtime.I32); err != nil {
 		return fmt.Errorf("model: step index: %w", err)
 	}
-	ix := &stepIndex{pos: c.b.View(c.gidx, 0, rows), slot: c.b.View(c.gidx, rows, rows)}
+	ix := &stepIndex{pos: c.b.View(c.gidx, 0, rows), slot: c.b.View(c.gidx, rows, rows), one: one}
 	at = 2 * rows
+	if one > 0 {
+		ix.tables = c.b.View(c.gidx, at, one*c.width)
+		at += one * c.width
+	}
 	for i := range spans {
+		spans[i].ix = ix
+		if i < one {
+			continue
+		}
 		m := spans[i].pos0 + spans[i].rows
-		spans[i].ix, spans[i].ids = ix, c.b.View(c.gidx, at, m)
+		spans[i].ids = c.b.View(c.gidx, at, m)
 		at += m
 	}
 	return nil
@@ -370,7 +402,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 		}
 		ids = append(ids, tok)
 	}
-	if err := c.index(spans, rows); err != nil {
+	if err := c.index(spans, rows, m.d.headDim <= 256 && m.d.heads/m.d.kvHeads <= 8); err != nil {
 		return nil, err
 	}
 	x, err := m.run(spans, ids, nil)

@@ -91,12 +91,18 @@ func TestStepMatchesForward(t *testing.T) {
 // TestStepIndexMatchesBlockCopies runs the same general steps (prompt
 // chunks of several sequences, interleaved and shared blocks, decode rows
 // among them) with the step's index (one RoPEStore and one gather a layer,
-// on a runtime.PagedDecoder) and with the block-by-block copies it
-// replaced: the logits must be the same bits, since both rotate with the
-// same arithmetic and only copy rows.
+// on a runtime.PagedDecoder; the leading rows of one token each through
+// PagedAttention) and with the block-by-block copies it replaced: the
+// logits must be the same bits on the CPU (RoPEStore rotates as RoPE does,
+// and the rest only copies rows), but for rows that attend through
+// PagedAttention, equal up to rounding.
 func TestStepIndexMatchesBlockCopies(t *testing.T) {
 	m := loadModel(t, fixture(t, "models/openchat-tiny"))
 	ids := []int{1, 420, 6316, 28781, 3198, 3123, 1247, 28747, 1824, 349, 272, 5565, 302, 4843, 28804, 32000, 420, 6316, 28781, 3198, 3123, 21631, 28747, 415, 5565, 302, 4843, 349, 264, 3014, 302, 272, 1526, 28742, 28713, 4889, 28725}
+	// The outputs of rows that attend through PagedAttention with the
+	// index (decode rows, whose attention is PagedAttention's in a decode
+	// step too): equal up to rounding, the sums taken in another order.
+	paged := map[int]bool{}
 	run := func(blockCopies bool) [][]float32 {
 		c, err := m.NewPagedCache(64, 4, 128)
 		if err != nil {
@@ -128,16 +134,22 @@ func TestStepIndexMatchesBlockCopies(t *testing.T) {
 		for i := range 3 {
 			step([]StepSeq{{Seq: &sc, Tokens: ids[1+5*i : 6+5*i], Logits: true}, {Seq: &sa, Tokens: []int{100 + i}, Logits: true}, {Seq: &sb, Tokens: []int{200 + i}, Logits: true}})
 		}
-		if sa.Len != 24 || sb.Len != 30 || sc.Len != 16 {
-			t.Fatalf("lengths %d, %d, %d; want 24, 30, 16", sa.Len, sb.Len, sc.Len)
+		// Generating sequences first, as the engine plans a step: their
+		// rows attend through one PagedAttention.
+		for i := range 3 {
+			paged[len(all)], paged[len(all)+1] = true, true
+			step([]StepSeq{{Seq: &sb, Tokens: []int{300 + i}, Logits: true}, {Seq: &sa, Tokens: []int{400 + i}, Logits: true}, {Seq: &sc, Tokens: ids[16+3*i : 19+3*i], Logits: true}})
+		}
+		if sa.Len != 27 || sb.Len != 33 || sc.Len != 25 {
+			t.Fatalf("lengths %d, %d, %d; want 27, 33, 25", sa.Len, sb.Len, sc.Len)
 		}
 		return all
 	}
 	want, got := run(true), run(false)
 	for i := range want {
 		for j := range want[i] {
-			if math.Float32bits(got[i][j]) != math.Float32bits(want[i][j]) {
-				t.Fatalf("logits row %d [%d]: %v with the step's index, %v with block copies", i, j, got[i][j], want[i][j])
+			if d := math.Abs(float64(got[i][j] - want[i][j])); paged[i] && d > 1e-4 || !paged[i] && got[i][j] != want[i][j] {
+				t.Fatalf("logits row %d [%d] (PagedAttention: %v): %v with the step's index, %v with block copies", i, j, paged[i], got[i][j], want[i][j])
 			}
 		}
 	}
