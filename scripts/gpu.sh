@@ -114,44 +114,53 @@ for step in $steps; do
     # --prefix-cache=false), the others its environment. SERVE_SHARED=1 also
     # runs a shared-prefix load against each server: 64 requests of 128 new
     # tokens, 16 streams, one prompt of wiki.test.raw's first 2,800
-    # characters (about 660 tokens), which the prefix cache serves after the
+    # characters (773 tokens), which the prefix cache serves after the
     # first requests.
     export SERVE_PROMPT_TEXT="$(head -c 2800 "$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw" | tr '\n' ' ')"
+    # SERVE_BASE=1 runs each setting with the build device-build.sh made
+    # with DEVICE_BASE too (gptqtool-base, its name's suffix -base), right
+    # after this build's.
+    sbins=gptqtool
+    [ "${SERVE_BASE:-0}" = 1 ] && [ -x "$bin/gptqtool-base" ] && sbins="gptqtool gptqtool-base"
     i=0
     printf 'GPTQTOOL_NONE=1;%s\n' "${SERVE_ENV:-}" | tr ';' '\n' | while read -r e; do
       [ -n "$e" ] || continue
-      sfx=""
-      [ $i -gt 0 ] && sfx="-env$i"
+      esfx=""
+      [ $i -gt 0 ] && esfx="-env$i"
       i=$((i + 1))
       senv=""
       sflags=""
       for w in $e; do
         case $w in --*) sflags="$sflags $w" ;; *) senv="$senv $w" ;; esac
       done
-      env $senv "$bin/gptqtool" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
-        --max-batch 64 $sflags </dev/null >"$LOGS/serve7b$sfx-server.log" 2>&1 &
-      spid=$!
-      for _ in $(seq 1 180); do
-        (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
-        sleep 1
-      done
-      run serve7b$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
-        --max-tokens 256 --ignore-eos >'$LOGS/serve7b$sfx.json'"
-      if [ "${SERVE_SHARED:-0}" = 1 ]; then
-        run serve7b-shared$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 16 --requests 64 \
-          --max-tokens 128 --ignore-eos --prompt \"\$SERVE_PROMPT_TEXT\" >'$LOGS/serve7b-shared$sfx.json'"
-        (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && grep -E '^gptqtool_prefix_cache' <&3) 2>/dev/null | tee -a "$summary"
-      fi
-      kill -TERM $spid
-      wait $spid
-      note "serve7b with $e:"
-      grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b$sfx.json" | tr -d '\n' | tee -a "$summary"
-      echo | tee -a "$summary"
-      if [ -f "$LOGS/serve7b-shared$sfx.json" ]; then
-        note "serve7b shared prefix with $e:"
-        grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b-shared$sfx.json" | tr -d '\n' | tee -a "$summary"
+      for sb in $sbins; do
+        sfx=$esfx
+        [ $sb = gptqtool-base ] && sfx=$esfx-base
+        env $senv "$bin/$sb" serve --device cuda --model /tmp/oc7b-q4act --port 18999 --max-len 2048 --kv-cache 8GiB \
+          --max-batch 64 $sflags </dev/null >"$LOGS/serve7b$sfx-server.log" 2>&1 &
+        spid=$!
+        for _ in $(seq 1 180); do
+          (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /health HTTP/1.0\r\n\r\n' >&3 && head -1 <&3 | grep -q ' 200') 2>/dev/null && break
+          sleep 1
+        done
+        run serve7b$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 64 --requests 64 \
+          --max-tokens 256 --ignore-eos >'$LOGS/serve7b$sfx.json'"
+        if [ "${SERVE_SHARED:-0}" = 1 ]; then
+          run serve7b-shared$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 --concurrency 16 --requests 64 \
+            --max-tokens 128 --ignore-eos --prompt \"\$SERVE_PROMPT_TEXT\" >'$LOGS/serve7b-shared$sfx.json'"
+          (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && grep -E '^gptqtool_prefix_cache' <&3) 2>/dev/null | tee -a "$summary"
+        fi
+        kill -TERM $spid
+        wait $spid
+        note "serve7b with $e ($sb):"
+        grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b$sfx.json" | tr -d '\n' | tee -a "$summary"
         echo | tee -a "$summary"
-      fi
+        if [ -f "$LOGS/serve7b-shared$sfx.json" ]; then
+          note "serve7b shared prefix with $e ($sb):"
+          grep -E '"(requests|errors|completion_tokens|seconds|tokens_per_second|p50_s|p99_s)"' "$LOGS/serve7b-shared$sfx.json" | tr -d '\n' | tee -a "$summary"
+          echo | tee -a "$summary"
+        fi
+      done
     done
     ;;
   nsys)
