@@ -110,8 +110,9 @@ for step in $steps; do
     # under each ';'-separated setting (e.g. GPTQTOOL_AHEAD=0), to compare.
     # (Read line by line, as DECODE_ENV's: a setting may hold spaces and
     # commas.)
-    # Words of a setting that start with -- are the server's flags (e.g.
-    # --prefix-cache=false), the others its environment. SERVE_SHARED=1 also
+    # Words of a setting that start with -- are the server's flags, each one
+    # word (--prefix-cache=false, --step-tokens=2048), the others its
+    # environment. SERVE_SHARED=1 also
     # runs a shared-prefix load against each server: 64 requests of 128 new
     # tokens, 16 streams, one prompt of wiki.test.raw's first 2,800
     # characters (773 tokens), which the prefix cache serves after the
@@ -150,6 +151,25 @@ for step in $steps; do
             --max-tokens 128 --ignore-eos --prompt \"\$SERVE_PROMPT_TEXT\" >'$LOGS/serve7b-shared$sfx.json'"
           (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && grep -E '^gptqtool_prefix_cache' <&3) 2>/dev/null | tee -a "$summary"
         fi
+        # SERVE_SCORE=1: 64 scoring requests of the shared prompt, 16 at a
+        # time (lm-eval's loglikelihood requests: bench serve --score).
+        # SERVE_LONG=1: three requests of a 2,004-token prompt (wiki.test.raw's
+        # first 7,800 characters) one after another, 8 tokens each: the time
+        # to first token of a long prompt through the server (with the prefix
+        # cache on, the second and third find it cached).
+        for load in score long; do
+          case $load in
+          score) [ "${SERVE_SCORE:-0}" = 1 ] || continue
+            largs="--score --concurrency 16 --requests 64" lp=SERVE_PROMPT_TEXT ;;
+          long) [ "${SERVE_LONG:-0}" = 1 ] || continue
+            export SERVE_LONG_TEXT="$(head -c 7800 "$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw" | tr '\n' ' ')"
+            largs="--concurrency 1 --requests 3 --max-tokens 8 --ignore-eos" lp=SERVE_LONG_TEXT ;;
+          esac
+          run serve7b-$load$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 $largs --prompt \"\$$lp\" >'$LOGS/serve7b-$load$sfx.json'"
+          note "serve7b $load with $e ($sb):"
+          grep -E '"(requests|errors|first_error|prompt_tokens|seconds|tokens_per_second|prompt_tokens_per_second|p50_s|p99_s|max_s)"' "$LOGS/serve7b-$load$sfx.json" | tr -d '\n' | tee -a "$summary"
+          echo | tee -a "$summary"
+        done
         kill -TERM $spid
         wait $spid
         note "serve7b with $e ($sb):"

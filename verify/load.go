@@ -29,6 +29,12 @@ type LoadOptions struct {
 	Prompt      string
 	Chat        bool
 	Temperature float64
+	// Score makes every request score its prompt as lm-evaluation-harness's
+	// loglikelihood requests do (a completion with echo, logprobs 1,
+	// max_tokens 1 and temperature 0, not streamed; MaxTokens, IgnoreEOS
+	// and Temperature unused): the result has the prompt tokens scored a
+	// second and each request's latency.
+	Score bool
 }
 
 // Latency summarises durations in seconds.
@@ -52,6 +58,10 @@ type LoadResult struct {
 	TokensPerSecond float64 `json:"tokens_per_second"`
 	TTFT            Latency `json:"time_to_first_token"`
 	ITL             Latency `json:"inter_token_latency"`
+	// With Score: the prompt tokens of all requests over the wall time,
+	// and each request's time from sending to its whole answer.
+	PromptTokensPerSecond float64  `json:"prompt_tokens_per_second,omitempty"`
+	RequestLatency        *Latency `json:"request_latency,omitempty"`
 }
 
 func summarise(d []float64) Latency {
@@ -72,8 +82,11 @@ func summarise(d []float64) Latency {
 // measures the aggregate generation rate, the time to first token and the
 // time between tokens (between content chunks) as a client sees them.
 func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
-	if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.URL == "" {
+	if o.Concurrency <= 0 || o.MaxTokens <= 0 && !o.Score || o.URL == "" {
 		return nil, fmt.Errorf("load: want a URL, a positive concurrency and max tokens")
+	}
+	if o.Score && o.Chat {
+		return nil, fmt.Errorf("load: scoring takes a completion prompt, not a chat")
 	}
 	if o.Requests <= 0 {
 		o.Requests = o.Concurrency
@@ -82,18 +95,22 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	if o.Chat {
 		path, body = "/v1/chat/completions", map[string]any{"messages": []map[string]string{{"role": "user", "content": o.Prompt}}}
 	}
-	body["max_tokens"], body["temperature"], body["stream"] = o.MaxTokens, o.Temperature, true
-	if o.IgnoreEOS {
-		body["ignore_eos"] = true
+	if o.Score {
+		body["max_tokens"], body["temperature"], body["echo"], body["logprobs"] = 1, 0, true, 1
+	} else {
+		body["max_tokens"], body["temperature"], body["stream"] = o.MaxTokens, o.Temperature, true
+		if o.IgnoreEOS {
+			body["ignore_eos"] = true
+		}
+		body["stream_options"] = map[string]bool{"include_usage": true}
 	}
-	body["stream_options"] = map[string]bool{"include_usage": true}
 	if o.Model != "" {
 		body["model"] = o.Model
 	}
 	payload, _ := json.Marshal(body)
 	res := &LoadResult{Requests: o.Requests}
 	var mu sync.Mutex
-	var ttft, itl []float64
+	var ttft, itl, lat []float64
 	next := make(chan int, o.Requests)
 	for i := range o.Requests {
 		next <- i
@@ -105,7 +122,11 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	for range o.Concurrency {
 		wg.Go(func() {
 			for range next {
-				r, err := stream(ctx, client, o, path, payload)
+				do := stream
+				if o.Score {
+					do = score
+				}
+				r, err := do(ctx, client, o, path, payload)
 				mu.Lock()
 				if err != nil {
 					res.Errors++
@@ -121,6 +142,9 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 						ttft = append(ttft, r.ttft)
 					}
 					itl = append(itl, r.gaps...)
+					if o.Score {
+						lat = append(lat, r.total)
+					}
 				}
 				mu.Unlock()
 			}
@@ -132,6 +156,13 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		res.TokensPerSecond = float64(res.CompletionTokens) / res.Seconds
 	}
 	res.TTFT, res.ITL = summarise(ttft), summarise(itl)
+	if o.Score {
+		l := summarise(lat)
+		res.RequestLatency = &l
+		if res.Seconds > 0 {
+			res.PromptTokensPerSecond = float64(res.PromptTokens) / res.Seconds
+		}
+	}
 	return res, ctx.Err()
 }
 
@@ -140,6 +171,58 @@ type streamResult struct {
 	content            bool // a chunk with text arrived
 	ttft               float64
 	gaps               []float64
+	total              float64 // (score) the whole request's time
+}
+
+// score runs one scoring request (LoadOptions.Score) and checks that the
+// answer holds a log-probability entry for every prompt token and the one
+// it generated (the first null, as OpenAI's and vLLM's).
+func score(ctx context.Context, client *http.Client, o LoadOptions, path string, payload []byte) (*streamResult, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.URL, "/")+path, bytes.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if o.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+o.APIKey)
+	}
+	t0 := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(resp.Body); err != nil {
+		return nil, err
+	}
+	total := time.Since(t0).Seconds()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, strings.TrimSpace(b.String()))
+	}
+	var ans struct {
+		Choices []struct {
+			Logprobs *struct {
+				TokenLogprobs []*float64 `json:"token_logprobs"`
+			} `json:"logprobs"`
+		} `json:"choices"`
+		Usage struct {
+			Prompt     int `json:"prompt_tokens"`
+			Completion int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &ans); err != nil {
+		return nil, fmt.Errorf("answer %.200q: %w", b.String(), err)
+	}
+	if len(ans.Choices) != 1 || ans.Choices[0].Logprobs == nil {
+		return nil, fmt.Errorf("answer without one choice's logprobs: %.200q", b.String())
+	}
+	lp := ans.Choices[0].Logprobs.TokenLogprobs
+	want := ans.Usage.Prompt + ans.Usage.Completion
+	if ans.Usage.Prompt < 1 || len(lp) != want || lp[0] != nil || slices.Contains(lp[1:], nil) {
+		return nil, fmt.Errorf("%d token_logprobs for %d prompt and %d completion tokens, want one each, only the first null", len(lp), ans.Usage.Prompt, ans.Usage.Completion)
+	}
+	return &streamResult{prompt: ans.Usage.Prompt, completion: ans.Usage.Completion, total: total}, nil
 }
 
 // stream runs one streamed request and times its content chunks.

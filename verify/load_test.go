@@ -59,6 +59,22 @@ func TestLoadTest(t *testing.T) {
 		!(r.TTFT.P50 > 0) || r.TTFT.P99 < r.TTFT.P50 || !(r.ITL.Mean > 0) {
 		t.Errorf("load result %+v", r)
 	}
+	// Scoring, as lm-eval's loglikelihood requests: every prompt token's
+	// log-probability comes back (checked by the load generator).
+	const story = "Once upon a time, there was a little girl"
+	ids, err := tok.EncodeSpecialPrompt(story)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String(), APIKey: "k",
+		Concurrency: 4, Requests: 8, Prompt: story, Score: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.Errors != 0 || sc.PromptTokens != 8*len(ids) || sc.CompletionTokens != 8 || !(sc.PromptTokensPerSecond > 0) ||
+		sc.RequestLatency == nil || !(sc.RequestLatency.P50 > 0) || sc.TTFT.P50 != 0 {
+		t.Errorf("scoring result %+v (%+v)", sc, sc.RequestLatency)
+	}
 	bad, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String(), APIKey: "wrong",
 		Concurrency: 2, MaxTokens: 5, Prompt: "x"})
 	if err != nil || bad.Errors != 2 || bad.FirstError == "" {
@@ -122,6 +138,35 @@ func TestLoadTestIgnoreEOS(t *testing.T) {
 			if v, ok := b["ignore_eos"]; ok != ignore || (ignore && v != true) {
 				t.Errorf("IgnoreEOS %v: request body %v", ignore, b)
 			}
+		}
+	}
+}
+
+// TestLoadTestScoreChecks: a scoring answer whose log-probabilities do not
+// cover every prompt token (or whose first is not null) is an error.
+func TestLoadTestScoreChecks(t *testing.T) {
+	answers := []string{
+		`{"choices":[{"logprobs":{"token_logprobs":[null,-1.5,-0.5]}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}`,
+		`{"choices":[{"logprobs":{"token_logprobs":[null,-1.5]}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}`,
+		`{"choices":[{"logprobs":{"token_logprobs":[-0.1,-1.5,-0.5]}}],"usage":{"prompt_tokens":2,"completion_tokens":1}}`,
+		`{"choices":[{"text":"x"}],"usage":{"prompt_tokens":2,"completion_tokens":1}}`,
+	}
+	for i, a := range answers {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var req map[string]any
+			if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req["echo"] != true || req["logprobs"] != 1.0 || req["max_tokens"] != 1.0 || req["stream"] != nil {
+				http.Error(w, fmt.Sprintf("not a scoring request: %v %v", req, err), 400)
+				return
+			}
+			fmt.Fprint(w, a)
+		}))
+		r, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: srv.URL, Concurrency: 1, Requests: 2, Prompt: "x", Score: true})
+		srv.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 && (r.Errors != 0 || r.PromptTokens != 4) || i > 0 && (r.Errors != 2 || r.FirstError == "") {
+			t.Errorf("answer %d: %+v", i, r)
 		}
 	}
 }

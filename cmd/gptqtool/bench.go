@@ -35,7 +35,9 @@ func newBenchServeCmd() *cobra.Command {
 		Long: `bench serve sends --requests streamed completions (default: one per stream) to a running
 gptqtool serve (or any OpenAI-compatible server), --concurrency at a time, and prints one JSON
 document: the aggregate generated tokens per second over the wall time, and the time to first
-token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
+token and between tokens (mean, p50, p90, p99, max) as the client sees them. With --score each
+request scores its prompt as lm-evaluation-harness's loglikelihood requests do, and the document
+has the prompt tokens scored a second and each request's latency.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.URL == "" {
@@ -43,6 +45,9 @@ token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
 			}
 			if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.Requests < 0 {
 				return usageError{errors.New("--concurrency and --max-tokens must be positive, --requests 0 or more")}
+			}
+			if o.Score && o.Chat {
+				return usageError{errors.New("--score scores a completion prompt: drop --chat")}
 			}
 			if !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0) {
 				return usageError{fmt.Errorf("--temperature %v: want a finite value >= 0", o.Temperature)}
@@ -65,6 +70,7 @@ token and between tokens (mean, p50, p90, p99, max) as the client sees them.`,
 	fs.StringVar(&o.Prompt, "prompt", "Write a long story about a lighthouse keeper.", "the prompt of every request")
 	fs.BoolVar(&o.Chat, "chat", false, "use /v1/chat/completions with the prompt as a user message")
 	fs.Float64Var(&o.Temperature, "temperature", 1, "sampling temperature")
+	fs.BoolVar(&o.Score, "score", false, "score the prompt instead (lm-evaluation-harness's loglikelihood request: echo, logprobs 1, max_tokens 1, not streamed) and report prompt tokens scored a second and each request's latency")
 	return cmd
 }
 
