@@ -119,3 +119,70 @@ extern "C" __global__ void nll_f32(double* out, const float* logits, const int* 
     s = block_sum_d(s, red);
     if (threadIdx.x == 0) out[blockIdx.x] = (double)m + log(s) - (double)x[targets[blockIdx.x]];
 }
+
+
+// score_rows_f32(lp [rows] double, ids [rows, k] int32, top [rows, k] double,
+// logits [rows, V], targets int32 [rows], V, k): a prompt's rows scored where
+// they are (runtime.RowScorer): lp[r] = logits[r][targets[r]] - lse and the
+// k largest entries of row r, in descending order with ties to the lower id,
+// as ids and their logits - lse, lse = max + log Σ exp(logits[r] - max), the
+// sum in double (the engine's host scoring's arithmetic). Entry j is the
+// largest after entry j-1 in that order: one pass over the row each, no
+// list of the entries taken. One 256-thread block per row.
+__device__ __forceinline__ bool score_before(float v, int i, float w, int j) {
+    return v > w || (v == w && i < j);
+}
+extern "C" __global__ void score_rows_f32(double* lp, int* ids, double* top, const float* logits, const int* targets,
+                                          int V, int k) {
+    __shared__ double red[32];
+    __shared__ float redv[32];
+    __shared__ int redi[32];
+    const float* x = logits + (i64)blockIdx.x * V;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float m = NEG_INF;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, x[i]);
+    m = warp_max(m);
+    __syncthreads();
+    if (lane == 0) redv[warp] = m;
+    __syncthreads();
+    m = lane < nw ? redv[lane] : NEG_INF;
+    m = warp_max(m);
+    double s = 0.0;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += exp((double)x[i] - (double)m);
+    s = block_sum_d(s, red);
+    const double lse = (double)m + log(s);
+    if (threadIdx.x == 0) lp[blockIdx.x] = (double)x[targets[blockIdx.x]] - lse;
+    // (pv, pi): the entry taken last; the first round takes from all.
+    float pv = __int_as_float(0x7f800000);
+    int pi = -1;
+    for (int j = 0; j < k; j++) {
+        float bv = NEG_INF;
+        int bi = 0x7fffffff;
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            const float v = x[i];
+            if (score_before(pv, pi, v, i) && score_before(v, i, bv, bi)) bv = v, bi = i;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (score_before(ov, oi, bv, bi)) bv = ov, bi = oi;
+        }
+        __syncthreads();
+        if (lane == 0) redv[warp] = bv, redi[warp] = bi;
+        __syncthreads();
+        bv = lane < nw ? redv[lane] : NEG_INF;
+        bi = lane < nw ? redi[lane] : 0x7fffffff;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            if (score_before(ov, oi, bv, bi)) bv = ov, bi = oi;
+        }
+        if (threadIdx.x == 0) {
+            ids[(i64)blockIdx.x * k + j] = bi;
+            top[(i64)blockIdx.x * k + j] = (double)bv - lse;
+        }
+        pv = bv, pi = bi;
+    }
+}

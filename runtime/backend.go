@@ -218,6 +218,20 @@ type CrossEntropyer interface {
 	CrossEntropy(logits Tensor, targets []int) ([]float64, error)
 }
 
+// RowScorer is a Backend that scores a prompt's rows of logits where they
+// are (echo with logprobs: lm-evaluation-harness's loglikelihood), so
+// that a step brings back rows·(1+2k) values instead of rows×vocab. For
+// logits [rows, vocab] F32: lp[r] = log softmax(logits[r])[targets[r]],
+// and for k > 0 the k largest entries of row r in descending order (ties
+// to the lower id), ids[r·k+j], with their log-softmax top[r·k+j]; the max
+// subtracted and the sum in float64, as the engine scores on the host.
+type RowScorer interface {
+	// ScoresRows reports whether ScoreRows is to be used (a backend may
+	// turn it off).
+	ScoresRows() bool
+	ScoreRows(logits Tensor, targets []int, k int) (lp []float64, ids []int32, top []float64, err error)
+}
+
 // ModelSpec is what a Preparer needs to know of a model before its first
 // op: the activation dtype, the bit widths of its GPTQ weights (none for a
 // floating-point model), whether they are symmetric (every zero

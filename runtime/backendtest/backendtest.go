@@ -124,6 +124,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"TokenSampler", testTokenSampler},
 		{"TokenFeeder", testTokenFeeder},
 		{"GreedyDrawer", testGreedyDrawer},
+		{"RowScorer", testRowScorer},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

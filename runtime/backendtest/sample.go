@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -386,5 +387,78 @@ func testTokenFeeder(e *env) {
 		e.check("embedding fed", e.download(out), wantX, tolExact)
 		e.b.Free(idt)
 		e.b.Free(out)
+	}
+}
+
+// ScoreRow is the reference of runtime.RowScorer for one row: the
+// log-softmax of entry target and the k largest entries (descending, ties
+// to the lower id) with theirs, the max subtracted and the sum in float64.
+func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []float64) {
+	mx := float64(slices.Max(row))
+	var sum float64
+	for _, v := range row {
+		sum += math.Exp(float64(v) - mx)
+	}
+	lse := mx + math.Log(sum)
+	order := make([]int, len(row))
+	for j := range order {
+		order[j] = j
+	}
+	slices.SortStableFunc(order, func(a, c int) int { return cmp.Compare(row[c], row[a]) })
+	for _, j := range order[:k] {
+		ids, top = append(ids, int32(j)), append(top, float64(row[j])-lse)
+	}
+	return float64(row[target]) - lse, ids, top
+}
+
+func testRowScorer(e *env) {
+	rs, ok := e.b.(runtime.RowScorer)
+	if !ok {
+		e.t.Skipf("%s scores no rows", e.b.Name())
+	}
+	// Rows of 1,000 (the block's stride does not divide it) with ties: the
+	// largest value three times (ids 7, 300 and 999), another value twice,
+	// and one row that is all the same value.
+	const rows, V = 6, 1000
+	x := e.randn(rows * V)
+	for r := range rows {
+		row := x[r*V : (r+1)*V]
+		switch r {
+		case 1:
+			row[7], row[300], row[999] = 9, 9, 9
+			row[20], row[21] = 8, 8
+		case 2:
+			for j := range row {
+				row[j] = -1.5
+			}
+		case 3:
+			row[0] = 50 // the softmax nearly one-hot
+		}
+	}
+	targets := []int{0, 999, 512, 0, 1, 998}
+	lt := e.upload(x, rows, V)
+	defer e.b.Free(lt)
+	for _, k := range []int{0, 1, 5} {
+		lp, ids, top, err := rs.ScoreRows(lt, targets, k)
+		if err != nil {
+			e.t.Fatalf("k %d: %v", k, err)
+		}
+		if len(lp) != rows || len(ids) != rows*k || len(top) != rows*k {
+			e.t.Fatalf("k %d: %d, %d, %d results for %d rows", k, len(lp), len(ids), len(top), rows)
+		}
+		for r := range rows {
+			wlp, wids, wtop := ScoreRow(x[r*V:(r+1)*V], targets[r], k)
+			if math.Abs(lp[r]-wlp) > 1e-9 {
+				e.t.Errorf("k %d row %d: log-probability %.12g, want %.12g", k, r, lp[r], wlp)
+			}
+			for j := range k {
+				if ids[r*k+j] != wids[j] || math.Abs(top[r*k+j]-wtop[j]) > 1e-9 {
+					e.t.Errorf("k %d row %d entry %d: %d %.12g, want %d %.12g", k, r, j, ids[r*k+j], top[r*k+j], wids[j], wtop[j])
+				}
+			}
+		}
+	}
+	if _, _, _, err := rs.ScoreRows(lt, []int{0, 1, 2, 3, 4, V}, 1); err == nil {
+		e.t.Error("a target outside the vocabulary was accepted")
 	}
 }

@@ -873,7 +873,68 @@ func (b *Backend) CrossEntropy(logits runtime.Tensor, targets []int) ([]float64,
 	return nll, nil
 }
 
+// ScoresRows implements runtime.RowScorer: GPTQTOOL_ROW_SCORE=1 turns
+// ScoreRows on (off by default until it has run on a device).
+func (b *Backend) ScoresRows() bool { return b.rowScore }
+
+// ScoreRows implements runtime.RowScorer (kernels/elementwise.cu
+// score_rows_f32).
+func (b *Backend) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]float64, []int32, []float64, error) {
+	lt := b.tensor(logits)
+	rows, V := runtime.Rows(lt), runtime.Cols(lt)
+	if lt.dt != runtime.F32 || len(targets) != rows || k < 0 || k > V {
+		return nil, nil, nil, fmt.Errorf("cuda: scoring %v %v with %d targets and the top %d", lt.dt, lt.shape, len(targets), k)
+	}
+	if rows == 0 {
+		return nil, nil, nil, nil
+	}
+	raw := make([]byte, 4*rows)
+	for i, t := range targets {
+		if t < 0 || t >= V {
+			return nil, nil, nil, fmt.Errorf("cuda: scoring target %d outside vocab %d", t, V)
+		}
+		binary.LittleEndian.PutUint32(raw[4*i:], uint32(t))
+	}
+	b.enter()
+	defer b.exit()
+	ids, err := b.scratch(&b.ids, int64(len(raw)))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// lp [rows], top [rows·k] (doubles), then the ids [rows·k] (int32).
+	n := 8*rows + 12*rows*k
+	out, err := b.scratch(&b.nll, int64(n))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := b.htod(ids.Ptr, raw); err != nil {
+		return nil, nil, nil, err
+	}
+	lpP, topP := out.Ptr, out.Ptr+uint64(8*rows)
+	idsP := topP + uint64(8*rows*k)
+	if err := b.launch("elementwise.cu", "score_rows_f32", Dim{X: rows}, Dim{X: threads}, 0, lpP, idsP, topP, lt.ptr, ids.Ptr, int32(V), int32(k)); err != nil {
+		return nil, nil, nil, err
+	}
+	res := make([]byte, n)
+	if err := b.dtoh(res, out.Ptr); err != nil {
+		return nil, nil, nil, err
+	}
+	lp, top, tid := make([]float64, rows), make([]float64, rows*k), make([]int32, rows*k)
+	for i := range lp {
+		lp[i] = math.Float64frombits(binary.LittleEndian.Uint64(res[8*i:]))
+	}
+	for i := range top {
+		top[i] = math.Float64frombits(binary.LittleEndian.Uint64(res[8*rows+8*i:]))
+		tid[i] = int32(binary.LittleEndian.Uint32(res[8*rows+8*rows*k+4*i:]))
+		if tid[i] < 0 || int(tid[i]) >= V {
+			return nil, nil, nil, fmt.Errorf("cuda: scoring row %d: no entry %d (its logits are not numbers)", i/k, i%k)
+		}
+	}
+	return lp, tid, top, nil
+}
+
 var _ runtime.CrossEntropyer = (*Backend)(nil)
+var _ runtime.RowScorer = (*Backend)(nil)
 var _ runtime.SwiGLUer = (*Backend)(nil)
 var _ runtime.AddRMSNormer = (*Backend)(nil)
 var _ runtime.InputOrderer = (*Backend)(nil)

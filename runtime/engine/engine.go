@@ -470,7 +470,7 @@ func (e *Engine) read() {
 	if err == nil {
 		// (Sequences' steps are the loop's own: no lock needed, and
 		// Submit and Stats do not wait for this.)
-		scored = e.scorePrompts(f, out)
+		scored = e.scorePrompts(f, out, f.p.Scores())
 	}
 	e.mu.Lock()
 	for i, s := range f.order {
@@ -506,16 +506,31 @@ func (e *Engine) read() {
 
 // scorePrompts returns, for each sequence of step f that asked for every
 // row's logits (out[i]), the log-probabilities those rows give the prompt
-// tokens after them (its tokens from s.fed on), the rows shared out among
-// the host's cores: a chunk of 512 rows over a vocabulary of 32,002 is
-// 16M exponentials.
-func (e *Engine) scorePrompts(f *inflight, out [][]float32) [][]PromptToken {
+// tokens after them (its tokens from s.fed on): the scores the model
+// brought back where the backend scored the rows (rs[i]), else computed
+// here from the logits, the rows shared out among the host's cores (a
+// chunk of 512 rows over a vocabulary of 32,002 is 16M exponentials).
+func (e *Engine) scorePrompts(f *inflight, out [][]float32, rs [][]model.RowScore) [][]PromptToken {
 	V := e.m.Vocab()
 	type job struct{ i, r int }
 	var jobs []job
 	scored := make([][]PromptToken, len(f.order))
 	for i, s := range f.order {
 		if !f.steps[i].AllLogits || s.done {
+			continue
+		}
+		if i < len(rs) && rs[i] != nil {
+			scored[i] = make([]PromptToken, len(rs[i]))
+			for r, sc := range rs[i] {
+				pt := PromptToken{TokenLogprob: TokenLogprob{Token: s.req.Prompt[s.fed+r+1], Logprob: sc.Logprob}}
+				if sc.Top != nil {
+					pt.Top = make([]TokenLogprob, len(sc.Top))
+					for j, t := range sc.Top {
+						pt.Top[j] = TokenLogprob{Token: t.Token, Logprob: t.Logprob}
+					}
+				}
+				scored[i][r] = pt
+			}
 			continue
 		}
 		n := min(len(out[i])/V, len(s.req.Prompt)-1-s.fed) // the last prompt token predicts no prompt token
@@ -742,6 +757,13 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 		if s.fed < s.pre && budget > 0 {
 			n := min(s.pre-s.fed, budget)
 			st := model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed : s.fed+n], AllLogits: s.req.Params.PromptLogprobs && !s.promptSent}
+			if st.AllLogits {
+				// Rows the backend may score where they are: each predicts
+				// the prompt token after it (the prompt's last none).
+				lo := min(s.fed+1, len(s.req.Prompt))
+				t := s.req.Prompt[lo : lo+max(min(n, len(s.req.Prompt)-1-s.fed), 0)]
+				st.Score = &model.Score{Targets: t, Top: s.req.Params.TopLogprobs}
+			}
 			if s.fed+n == s.pre && s.req.Params.MaxTokens > 0 {
 				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
 			}

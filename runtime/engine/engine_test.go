@@ -10,10 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -22,12 +25,8 @@ import (
 // rows are bit-identical to single ones, and its greedy reference.
 func stories(t *testing.T) (*model.Model, []int, []int) {
 	t.Helper()
+	m := storiesOn(t, cpu.NewPortable(2))
 	dir := fixtures.Path(t, "models/stories260K-hf-mistral")
-	m, err := model.Load(dir, cpu.NewPortable(2))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(m.Close)
 	var ref struct {
 		Prompt []int `json:"prompt_ids_with_bos"`
 		Greedy []int `json:"greedy_ids"`
@@ -40,6 +39,17 @@ func stories(t *testing.T) (*model.Model, []int, []int) {
 		t.Fatal(err)
 	}
 	return m, ref.Prompt, ref.Greedy
+}
+
+// storiesOn loads stories260K on b.
+func storiesOn(t *testing.T, b runtime.Backend) *model.Model {
+	t.Helper()
+	m, err := model.Load(fixtures.Path(t, "models/stories260K-hf-mistral"), b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	return m
 }
 
 func newEngine(t *testing.T, m *model.Model, o Options) *Engine {
@@ -506,8 +516,47 @@ func refLogprobs(t *testing.T, m *model.Model, ids []int) (lps []float64, best [
 // preemption is scored again from its start.
 func TestPromptLogprobs(t *testing.T) {
 	m, _, greedy := stories(t)
+	want, best := refLogprobs(t, m, greedy[:40])
+	// With the rows scored on the host (the logits brought back), and by a
+	// backend that scores rows where they are (runtime.RowScorer).
+	ms := storiesOn(t, &rowScoring{Backend: cpu.NewPortable(2)})
+	t.Run("host", func(t *testing.T) { testPromptLogprobs(t, m, greedy, want, best) })
+	t.Run("backend", func(t *testing.T) {
+		testPromptLogprobs(t, ms, greedy, want, best)
+		if ms.Backend().(*rowScoring).calls.Load() == 0 {
+			t.Error("the backend scored no rows")
+		}
+	})
+}
+
+// rowScoring is the CPU backend as a runtime.RowScorer: it downloads the
+// logits and scores them with the conformance suite's reference.
+type rowScoring struct {
+	*cpu.Backend
+	calls atomic.Int64
+}
+
+func (b *rowScoring) ScoresRows() bool { return true }
+
+func (b *rowScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]float64, []int32, []float64, error) {
+	b.calls.Add(1)
+	rows, V := runtime.Rows(logits), runtime.Cols(logits)
+	all := make([]float32, rows*V)
+	if err := b.Download(all, logits); err != nil {
+		return nil, nil, nil, err
+	}
+	lp := make([]float64, rows)
+	var ids []int32
+	var top []float64
+	for r := range rows {
+		l, i, tp := backendtest.ScoreRow(all[r*V:(r+1)*V], targets[r], k)
+		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
+	}
+	return lp, ids, top, nil
+}
+
+func testPromptLogprobs(t *testing.T, m *model.Model, greedy []int, want []float64, best []int) {
 	prompt := greedy[:40]
-	want, best := refLogprobs(t, m, prompt)
 	check := func(t *testing.T, got []PromptToken, top int) {
 		t.Helper()
 		if len(got) != len(prompt)-1 {

@@ -278,10 +278,36 @@ type StepSeq struct {
 	// ([len(Tokens)·vocab], the last row the last token's): a prompt's own
 	// log-probabilities (echo with logprobs, scoring).
 	AllLogits bool
+	// Score, with AllLogits, asks instead for the scores of the first
+	// len(Score.Targets) rows where the backend scores rows where they are
+	// (a runtime.RowScorer that ScoresRows): they come back in
+	// Pending.Scores and the sequence's logits are only the last row's,
+	// when Logits asks for them. Elsewhere AllLogits's rows come back.
+	Score *Score
 	// Sample draws the sequence's next token from the last token's logits
 	// under this rule (StepSample), on the backend where it is a
 	// runtime.TokenSampler.
 	Sample *runtime.SampleParams
+}
+
+// Score is what StepSeq.Score asks: row r's log-probability of Targets[r]
+// and its Top most likely tokens.
+type Score struct {
+	Targets []int
+	Top     int
+}
+
+// RowScore is a row's score (StepSeq.Score): the log-probability of its
+// target and the most likely tokens with theirs, most likely first.
+type RowScore struct {
+	Logprob float64
+	Top     []TokenLogprob
+}
+
+// TokenLogprob is a token and its log-probability.
+type TokenLogprob struct {
+	Token   int
+	Logprob float64
 }
 
 // Step runs one step of continuous batching: every sequence's new tokens,
@@ -313,13 +339,19 @@ func (m *Model) StepSample(c *PagedCache, seqs []StepSeq) (logits [][]float32, t
 type Pending struct {
 	seqs   int
 	logits [][]float32
-	draws  []int // the sequences that draw, in draw order
+	scores [][]RowScore // by sequence, where StepSeq.Score was answered
+	draws  []int        // the sequences that draw, in draw order
 	pend   runtime.PendingTokens
 	drawn  []int32 // by draw, once back
 	tokens []int
 	err    error
 	done   bool
 }
+
+// Scores returns, by sequence, the rows' scores StepSeq.Score asked for,
+// nil for a sequence whose rows came back as logits instead (or that did
+// not ask). They are there once StepAhead returns.
+func (p *Pending) Scores() [][]RowScore { return p.scores }
 
 // Wait returns the step's results as StepSample does, waiting for its
 // tokens; it may be called more than once.
@@ -410,7 +442,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 		return nil, err
 	}
 	b := m.b
-	all, err := m.allLogits(x, spans, seqs)
+	all, scores, err := m.allLogits(x, spans, seqs)
 	if err != nil {
 		return nil, err
 	}
@@ -423,7 +455,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	}
 	if len(want) == 0 {
 		c.noteDraws(nil, nil, false)
-		return &Pending{seqs: len(seqs), logits: all, err: b.Sync()}, nil
+		return &Pending{seqs: len(seqs), logits: all, scores: scores, err: b.Sync()}, nil
 	}
 	if err := m.ensureLogits(len(want)); err != nil {
 		return nil, err
@@ -446,6 +478,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 			p.logits[i] = rows
 		}
 	}
+	p.scores = scores
 	return p, nil
 }
 
@@ -454,29 +487,72 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 const scoreRows = 256
 
 // allLogits returns the logits of every row of the sequences of a step
-// that ask for them (AllLogits; nil for the others), the head run over at
-// most scoreRows rows at a time. It uses the norm buffer's first rows,
-// which the last rows' logits take afterwards.
-func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]float32, error) {
+// that ask for them (AllLogits; nil for the others), or, for those that ask
+// for scores (Score) on a backend that scores rows, their rows' scores
+// instead. The head runs over at most scoreRows rows at a time. It uses
+// the norm buffer's first rows, which the last rows' logits take
+// afterwards.
+func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]float32, [][]RowScore, error) {
 	b, V := m.b, m.d.vocab
+	rs, _ := b.(runtime.RowScorer)
+	if rs != nil && !rs.ScoresRows() {
+		rs = nil
+	}
 	out := make([][]float32, len(seqs))
+	var scores [][]RowScore
 	for i, s := range seqs {
 		if !s.AllLogits {
 			continue
 		}
 		sp := spans[i]
+		if s.Score != nil && rs != nil {
+			n := len(s.Score.Targets)
+			if n > sp.rows || s.Score.Top < 0 {
+				return nil, nil, fmt.Errorf("model: step sequence %d: %d targets to score in %d rows, the top %d", i, n, sp.rows, s.Score.Top)
+			}
+			if scores == nil {
+				scores = make([][]RowScore, len(seqs))
+			}
+			scores[i] = make([]RowScore, n)
+			for r0 := 0; r0 < n; r0 += scoreRows {
+				c := min(n-r0, scoreRows)
+				xn := b.View(m.s.xn, 0, c)
+				b.RMSNorm(xn, b.View(x, sp.row0+r0, c), m.norm, m.d.eps)
+				if err := m.ensureLogits(c); err != nil {
+					return nil, nil, err
+				}
+				lg := b.View(m.logits, 0, c)
+				b.MatMul(lg, xn, m.head)
+				k := s.Score.Top
+				lp, ids, top, err := rs.ScoreRows(lg, s.Score.Targets[r0:r0+c], k)
+				if err != nil {
+					return nil, nil, fmt.Errorf("model: scores: %w", err)
+				}
+				for r := range c {
+					sc := RowScore{Logprob: lp[r]}
+					if k > 0 {
+						sc.Top = make([]TokenLogprob, k)
+						for j := range k {
+							sc.Top[j] = TokenLogprob{Token: int(ids[r*k+j]), Logprob: top[r*k+j]}
+						}
+					}
+					scores[i][r0+r] = sc
+				}
+			}
+			continue
+		}
 		rows := make([]float32, sp.rows*V)
 		for r0 := 0; r0 < sp.rows; r0 += scoreRows {
 			n := min(sp.rows-r0, scoreRows)
 			xn := b.View(m.s.xn, 0, n)
 			b.RMSNorm(xn, b.View(x, sp.row0+r0, n), m.norm, m.d.eps)
 			if err := m.logitsOf(xn, rows[r0*V:(r0+n)*V]); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		out[i] = rows
 	}
-	return out, nil
+	return out, scores, nil
 }
 
 // fedToken is the token seq drew in the last step issued on c, on the

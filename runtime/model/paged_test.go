@@ -4,6 +4,10 @@ import (
 	"math"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 )
 
@@ -152,5 +156,96 @@ func TestStepIndexMatchesBlockCopies(t *testing.T) {
 				t.Fatalf("logits row %d [%d] (PagedAttention: %v): %v with the step's index, %v with block copies", i, j, paged[i], got[i][j], want[i][j])
 			}
 		}
+	}
+}
+
+// rowScoring is the CPU backend as a runtime.RowScorer, scoring with the
+// conformance suite's reference on downloaded logits.
+type rowScoring struct{ *cpu.Backend }
+
+func (rowScoring) ScoresRows() bool { return true }
+
+func (b rowScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]float64, []int32, []float64, error) {
+	rows, V := runtime.Rows(logits), runtime.Cols(logits)
+	all := make([]float32, rows*V)
+	if err := b.Download(all, logits); err != nil {
+		return nil, nil, nil, err
+	}
+	lp := make([]float64, rows)
+	var ids []int32
+	var top []float64
+	for r := range rows {
+		l, i, tp := backendtest.ScoreRow(all[r*V:(r+1)*V], targets[r], k)
+		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
+	}
+	return lp, ids, top, nil
+}
+
+// TestStepScores: a prompt of 300 rows (two of the head's chunks of 256)
+// scored by a runtime.RowScorer gives the scores of the rows' logits that
+// AllLogits brings back, row r scoring Targets[r]; the last row, which
+// predicts no target, is not scored.
+func TestStepScores(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	plain := loadModel(t, dir)
+	scorer, err := Load(dir, rowScoring{cpu.New(0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scorer.Close()
+	ids := fixtures.WikiIDs(t)[:300]
+	const top = 3
+	step := func(m *Model, score *Score) ([]float32, [][]RowScore) {
+		t.Helper()
+		c, err := m.NewPagedCache(32, 16, 512)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Free()
+		var s kvcache.Seq
+		if err := c.Pool.Reserve(&s, len(ids)); err != nil {
+			t.Fatal(err)
+		}
+		p, err := m.StepAhead(c, []StepSeq{{Seq: &s, Tokens: ids, AllLogits: true, Score: score}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, _, err := p.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0], p.Scores()
+	}
+	logits, none := step(plain, &Score{Targets: ids[1:], Top: top})
+	if none != nil || len(logits) != len(ids)*plain.Vocab() {
+		t.Fatalf("the CPU backend: %d scores, %d logits; want none and every row's", len(none), len(logits))
+	}
+	rest, scores := step(scorer, &Score{Targets: ids[1:], Top: top})
+	if rest != nil || len(scores) != 1 || len(scores[0]) != len(ids)-1 {
+		t.Fatalf("a row scorer: %d logits, %d scores; want none and %d rows'", len(rest), len(scores), len(ids)-1)
+	}
+	V := plain.Vocab()
+	for r, sc := range scores[0] {
+		lp, wids, wtop := backendtest.ScoreRow(logits[r*V:(r+1)*V], ids[r+1], top)
+		if math.Abs(sc.Logprob-lp) > 1e-9 || len(sc.Top) != top {
+			t.Fatalf("row %d: %.9g with %d alternatives, want %.9g", r, sc.Logprob, len(sc.Top), lp)
+		}
+		for j, tl := range sc.Top {
+			if tl.Token != int(wids[j]) || math.Abs(tl.Logprob-wtop[j]) > 1e-9 {
+				t.Fatalf("row %d alternative %d: %+v, want %d %.9g", r, j, tl, wids[j], wtop[j])
+			}
+		}
+	}
+	c, err := scorer.NewPagedCache(32, 16, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Free()
+	var s kvcache.Seq
+	if err := c.Pool.Reserve(&s, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := scorer.Step(c, []StepSeq{{Seq: &s, Tokens: ids[:2], AllLogits: true, Score: &Score{Targets: ids[:3]}}}); err == nil {
+		t.Error("three targets for two rows were accepted")
 	}
 }
