@@ -400,6 +400,11 @@ func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []floa
 		sum += math.Exp(float64(v) - mx)
 	}
 	lse := mx + math.Log(sum)
+	if k == 1 {
+		// (The first of the largest, without sorting the row.)
+		j := slices.Index(row, slices.Max(row))
+		return float64(row[target]) - lse, []int32{int32(j)}, []float64{float64(row[j]) - lse}
+	}
 	order := make([]int, len(row))
 	for j := range order {
 		order[j] = j
@@ -409,6 +414,18 @@ func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []floa
 		ids, top = append(ids, int32(j)), append(top, float64(row[j])-lse)
 	}
 	return float64(row[target]) - lse, ids, top
+}
+
+// NextLogprobs scores a full forward's logits [len(ids), V] as the engine
+// scores a prompt: for each row r before the last, the log-probability of
+// ids[r+1], and the most likely token there with its log-probability
+// (ScoreRow).
+func NextLogprobs(logits []float32, V int, ids []int) (lps []float64, best []int, bestLP []float64) {
+	for r := 0; r+1 < len(ids); r++ {
+		lp, top, tlp := ScoreRow(logits[r*V:(r+1)*V], ids[r+1], 1)
+		lps, best, bestLP = append(lps, lp), append(best, int(top[0])), append(bestLP, tlp[0])
+	}
+	return lps, best, bestLP
 }
 
 func testRowScorer(e *env) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -21,20 +22,7 @@ func cpuLogprobs(t *testing.T, m *model.Model, ids []int) (lps, best []float64) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	V := m.Vocab()
-	for r := 0; r+1 < len(ids); r++ {
-		row := logits[r*V : (r+1)*V]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, float64(v))
-		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v) - mx)
-		}
-		lse := mx + math.Log(sum)
-		lps, best = append(lps, float64(row[ids[r+1]])-lse), append(best, mx-lse)
-	}
+	lps, _, best = backendtest.NextLogprobs(logits, m.Vocab(), ids)
 	return lps, best
 }
 

@@ -490,22 +490,7 @@ func refLogprobs(t *testing.T, m *model.Model, ids []int) (lps []float64, best [
 	if err != nil {
 		t.Fatal(err)
 	}
-	V := m.Vocab()
-	for r := 0; r+1 < len(ids); r++ {
-		row := logits[r*V : (r+1)*V]
-		mx, arg := math.Inf(-1), 0
-		for j, v := range row {
-			if float64(v) > mx {
-				mx, arg = float64(v), j
-			}
-		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v) - mx)
-		}
-		lps = append(lps, float64(row[ids[r+1]])-mx-math.Log(sum))
-		best = append(best, arg)
-	}
+	lps, best, _ = backendtest.NextLogprobs(logits, m.Vocab(), ids)
 	return lps, best
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -63,21 +64,9 @@ func forwardLogprobs(t *testing.T, ids []int) (lps []float64, greedy []bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	V := m.Vocab()
-	for r := 0; r+1 < len(ids); r++ {
-		row := logits[r*V : (r+1)*V]
-		mx, arg := math.Inf(-1), 0
-		for j, v := range row {
-			if float64(v) > mx {
-				mx, arg = float64(v), j
-			}
-		}
-		var sum float64
-		for _, v := range row {
-			sum += math.Exp(float64(v) - mx)
-		}
-		lps = append(lps, float64(row[ids[r+1]])-mx-math.Log(sum))
-		greedy = append(greedy, arg == ids[r+1])
+	lps, best, _ := backendtest.NextLogprobs(logits, m.Vocab(), ids)
+	for r, b := range best {
+		greedy = append(greedy, b == ids[r+1])
 	}
 	return lps, greedy
 }
