@@ -153,8 +153,9 @@ for step in $steps; do
         fi
         # SERVE_SCORE=1: 64 scoring requests of the shared prompt, 16 at a
         # time (lm-eval's loglikelihood requests: bench serve --score).
-        # SERVE_LONG=1: three requests of a 2,004-token prompt (wiki.test.raw's
-        # first 7,800 characters) one after another, 8 tokens each: the time
+        # SERVE_LONG=1: three requests of a prompt of about 2,000 tokens (7,800
+        # characters of wiki.test.raw from its 100,001st, which no other load's
+        # prompt shares) one after another, 8 tokens each: the time
         # to first token of a long prompt through the server (with the prefix
         # cache on, the second and third find it cached).
         for load in score long; do
@@ -162,7 +163,7 @@ for step in $steps; do
           score) [ "${SERVE_SCORE:-0}" = 1 ] || continue
             largs="--score --concurrency 16 --requests 64" lp=SERVE_PROMPT_TEXT ;;
           long) [ "${SERVE_LONG:-0}" = 1 ] || continue
-            export SERVE_LONG_TEXT="$(head -c 7800 "$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw" | tr '\n' ' ')"
+            export SERVE_LONG_TEXT="$(tail -c +100001 "$GPTQTOOL_FIXTURES/datasets/wikitext-2-raw/wiki.test.raw" | head -c 7800 | tr '\n' ' ')"
             largs="--concurrency 1 --requests 3 --max-tokens 8 --ignore-eos" lp=SERVE_LONG_TEXT ;;
           esac
           run serve7b-$load$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 $largs --prompt \"\$$lp\" >'$LOGS/serve7b-$load$sfx.json'"

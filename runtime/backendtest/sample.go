@@ -400,11 +400,12 @@ func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []floa
 		sum += math.Exp(float64(v) - mx)
 	}
 	lse := mx + math.Log(sum)
-	if k == 1 {
-		// (The first of the largest, without sorting the row.)
-		j := slices.Index(row, slices.Max(row))
+	if j := slices.Index(row, slices.Max(row)); k == 1 && j >= 0 {
+		// (The first of the largest, without sorting the row; a row with
+		// a NaN is sorted.)
 		return float64(row[target]) - lse, []int32{int32(j)}, []float64{float64(row[j]) - lse}
 	}
+	k = min(k, len(row))
 	order := make([]int, len(row))
 	for j := range order {
 		order[j] = j
