@@ -225,6 +225,9 @@ type CrossEntropyer interface {
 // and for k > 0 the k largest entries of row r in descending order (ties
 // to the lower id), ids[r·k+j], with their log-softmax top[r·k+j]; the max
 // subtracted and the sum in float64, as the engine scores on the host.
+// Entries that are not numbers are never among the top: a row with fewer
+// than k numbers has ids -1 and top NaN past them (and a row with a NaN
+// has a NaN log-probability), so that one bad row does not fail the step.
 type RowScorer interface {
 	// ScoresRows reports whether ScoreRows is to be used (a backend may
 	// turn it off).

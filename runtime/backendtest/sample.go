@@ -393,6 +393,8 @@ func testTokenFeeder(e *env) {
 // ScoreRow is the reference of runtime.RowScorer for one row: the
 // log-softmax of entry target and the k largest entries (descending, ties
 // to the lower id) with theirs, the max subtracted and the sum in float64.
+// Entries that are not numbers are never among the top: past a row's
+// numbers, ids are -1 and top NaN (and a row with a NaN scores NaN).
 func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []float64) {
 	mx := float64(slices.Max(row))
 	var sum float64
@@ -405,14 +407,19 @@ func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []floa
 		// a NaN is sorted.)
 		return float64(row[target]) - lse, []int32{int32(j)}, []float64{float64(row[j]) - lse}
 	}
-	k = min(k, len(row))
-	order := make([]int, len(row))
-	for j := range order {
-		order[j] = j
+	var order []int
+	for j, v := range row {
+		if v == v {
+			order = append(order, j)
+		}
 	}
 	slices.SortStableFunc(order, func(a, c int) int { return cmp.Compare(row[c], row[a]) })
-	for _, j := range order[:k] {
-		ids, top = append(ids, int32(j)), append(top, float64(row[j])-lse)
+	for j := range k {
+		if j < len(order) {
+			ids, top = append(ids, int32(order[j])), append(top, float64(row[order[j]])-lse)
+		} else {
+			ids, top = append(ids, -1), append(top, math.NaN())
+		}
 	}
 	return float64(row[target]) - lse, ids, top
 }
@@ -451,6 +458,14 @@ func testRowScorer(e *env) {
 			}
 		case 3:
 			row[0] = 50 // the softmax nearly one-hot
+		case 5:
+			// Not numbers but ids 3 and 10: a NaN log-probability, two
+			// entries, then none (id -1).
+			for j := range row {
+				if j != 3 && j != 10 {
+					row[j] = float32(math.NaN())
+				}
+			}
 		}
 	}
 	targets := []int{0, 999, 512, 0, 1, 998}
@@ -466,11 +481,13 @@ func testRowScorer(e *env) {
 		}
 		for r := range rows {
 			wlp, wids, wtop := ScoreRow(x[r*V:(r+1)*V], targets[r], k)
-			if math.Abs(lp[r]-wlp) > 1e-9 {
+			// (NaN where the reference has NaN, and only there.)
+			near := func(a, b float64) bool { return a != a && b != b || math.Abs(a-b) <= 1e-9 }
+			if !near(lp[r], wlp) {
 				e.t.Errorf("k %d row %d: log-probability %.12g, want %.12g", k, r, lp[r], wlp)
 			}
 			for j := range k {
-				if ids[r*k+j] != wids[j] || math.Abs(top[r*k+j]-wtop[j]) > 1e-9 {
+				if ids[r*k+j] != wids[j] || !near(top[r*k+j], wtop[j]) {
 					e.t.Errorf("k %d row %d entry %d: %d %.12g, want %d %.12g", k, r, j, ids[r*k+j], top[r*k+j], wids[j], wtop[j])
 				}
 			}

@@ -927,7 +927,8 @@ func (b *Backend) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]floa
 		top[i] = math.Float64frombits(binary.LittleEndian.Uint64(res[8*rows+8*i:]))
 		tid[i] = int32(binary.LittleEndian.Uint32(res[8*rows+8*rows*k+4*i:]))
 		if tid[i] < 0 || int(tid[i]) >= V {
-			return nil, nil, nil, fmt.Errorf("cuda: scoring row %d: no entry %d (its logits are not numbers)", i/k, i%k)
+			// The row has fewer than k numbers (runtime.RowScorer).
+			tid[i], top[i] = -1, math.NaN()
 		}
 	}
 	return lp, tid, top, nil

@@ -531,9 +531,12 @@ func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]f
 				for r := range c {
 					sc := RowScore{Logprob: lp[r]}
 					if k > 0 {
-						sc.Top = make([]TokenLogprob, k)
+						sc.Top = make([]TokenLogprob, 0, k)
 						for j := range k {
-							sc.Top[j] = TokenLogprob{Token: int(ids[r*k+j]), Logprob: top[r*k+j]}
+							// (Id -1: the row has fewer than k numbers.)
+							if id := ids[r*k+j]; id >= 0 {
+								sc.Top = append(sc.Top, TokenLogprob{Token: int(id), Logprob: top[r*k+j]})
+							}
 						}
 					}
 					scores[i][r0+r] = sc

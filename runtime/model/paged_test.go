@@ -171,14 +171,74 @@ func (b rowScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]fl
 	if err := b.Download(all, logits); err != nil {
 		return nil, nil, nil, err
 	}
-	lp := make([]float64, rows)
+	return scoreAll(all, V, targets, k)
+}
+
+func scoreAll(all []float32, V int, targets []int, k int) ([]float64, []int32, []float64, error) {
+	lp := make([]float64, len(targets))
 	var ids []int32
 	var top []float64
-	for r := range rows {
+	for r := range targets {
 		l, i, tp := backendtest.ScoreRow(all[r*V:(r+1)*V], targets[r], k)
 		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
 	}
 	return lp, ids, top, nil
+}
+
+// nanScoring is rowScoring whose logits' first row holds numbers only at
+// ids 3 and 10.
+type nanScoring struct{ rowScoring }
+
+func (b nanScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]float64, []int32, []float64, error) {
+	rows, V := runtime.Rows(logits), runtime.Cols(logits)
+	all := make([]float32, rows*V)
+	if err := b.Download(all, logits); err != nil {
+		return nil, nil, nil, err
+	}
+	for j := range V {
+		if j != 3 && j != 10 {
+			all[j] = float32(math.NaN())
+		}
+	}
+	return scoreAll(all, V, targets, k)
+}
+
+// TestStepScoresNaNRow: a row whose logits are not numbers (but two) is
+// scored NaN with the two entries it has, not an error that would end
+// every sequence of the step; the other rows are scored as ever.
+func TestStepScoresNaNRow(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	m, err := Load(dir, nanScoring{rowScoring{cpu.New(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids := fixtures.WikiIDs(t)[:6]
+	c, err := m.NewPagedCache(8, 16, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Free()
+	var s kvcache.Seq
+	if err := c.Pool.Reserve(&s, len(ids)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.StepAhead(c, []StepSeq{{Seq: &s, Tokens: ids, AllLogits: true, Score: &Score{Targets: ids[1:], Top: 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Wait(); err != nil {
+		t.Fatalf("a row that is not numbers failed the step: %v", err)
+	}
+	sc := p.Scores()[0]
+	if r := sc[0]; r.Logprob == r.Logprob || len(r.Top) != 2 || r.Top[0].Token != 3 && r.Top[0].Token != 10 || r.Top[1].Token+r.Top[0].Token != 13 {
+		t.Errorf("the NaN row: %+v; want a NaN log-probability and ids 3 and 10 alone", r)
+	}
+	for r, x := range sc[1:] {
+		if x.Logprob != x.Logprob || x.Logprob > 0 || len(x.Top) != 5 {
+			t.Errorf("row %d: %+v; want a log-probability and five entries", r+1, x)
+		}
+	}
 }
 
 // TestStepScores: a prompt of 300 rows (two of the head's chunks of 256)
