@@ -424,6 +424,17 @@ func ScoreRow(row []float32, target, k int) (lp float64, ids []int32, top []floa
 	return float64(row[target]) - lse, ids, top
 }
 
+// ScoreRows is ScoreRow over logits [len(targets), V], with the flat
+// results of runtime.RowScorer.ScoreRows.
+func ScoreRows(logits []float32, V int, targets []int, k int) (lp []float64, ids []int32, top []float64) {
+	lp = make([]float64, len(targets))
+	for r := range targets {
+		l, i, tp := ScoreRow(logits[r*V:(r+1)*V], targets[r], k)
+		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
+	}
+	return lp, ids, top
+}
+
 // NextLogprobs scores a full forward's logits [len(ids), V] as the engine
 // scores a prompt: for each row r before the last, the log-probability of
 // ids[r+1], and the most likely token there with its log-probability

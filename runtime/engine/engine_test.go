@@ -530,13 +530,7 @@ func (b *rowScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]f
 	if err := b.Download(all, logits); err != nil {
 		return nil, nil, nil, err
 	}
-	lp := make([]float64, rows)
-	var ids []int32
-	var top []float64
-	for r := range rows {
-		l, i, tp := backendtest.ScoreRow(all[r*V:(r+1)*V], targets[r], k)
-		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
-	}
+	lp, ids, top := backendtest.ScoreRows(all, V, targets, k)
 	return lp, ids, top, nil
 }
 

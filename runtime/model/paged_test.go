@@ -160,8 +160,12 @@ func TestStepIndexMatchesBlockCopies(t *testing.T) {
 }
 
 // rowScoring is the CPU backend as a runtime.RowScorer, scoring with the
-// conformance suite's reference on downloaded logits.
-type rowScoring struct{ *cpu.Backend }
+// conformance suite's reference on downloaded logits. With nanFirst, the
+// logits' first row holds numbers only at ids 3 and 10.
+type rowScoring struct {
+	*cpu.Backend
+	nanFirst bool
+}
 
 func (rowScoring) ScoresRows() bool { return true }
 
@@ -171,50 +175,22 @@ func (b rowScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]fl
 	if err := b.Download(all, logits); err != nil {
 		return nil, nil, nil, err
 	}
-	return scoreAll(all, V, targets, k)
-}
-
-func scoreAll(all []float32, V int, targets []int, k int) ([]float64, []int32, []float64, error) {
-	lp := make([]float64, len(targets))
-	var ids []int32
-	var top []float64
-	for r := range targets {
-		l, i, tp := backendtest.ScoreRow(all[r*V:(r+1)*V], targets[r], k)
-		lp[r], ids, top = l, append(ids, i...), append(top, tp...)
+	if b.nanFirst {
+		for j := range V {
+			if j != 3 && j != 10 {
+				all[j] = float32(math.NaN())
+			}
+		}
 	}
+	lp, ids, top := backendtest.ScoreRows(all, V, targets, k)
 	return lp, ids, top, nil
 }
 
-// nanScoring is rowScoring whose logits' first row holds numbers only at
-// ids 3 and 10.
-type nanScoring struct{ rowScoring }
-
-func (b nanScoring) ScoreRows(logits runtime.Tensor, targets []int, k int) ([]float64, []int32, []float64, error) {
-	rows, V := runtime.Rows(logits), runtime.Cols(logits)
-	all := make([]float32, rows*V)
-	if err := b.Download(all, logits); err != nil {
-		return nil, nil, nil, err
-	}
-	for j := range V {
-		if j != 3 && j != 10 {
-			all[j] = float32(math.NaN())
-		}
-	}
-	return scoreAll(all, V, targets, k)
-}
-
-// TestStepScoresNaNRow: a row whose logits are not numbers (but two) is
-// scored NaN with the two entries it has, not an error that would end
-// every sequence of the step; the other rows are scored as ever.
-func TestStepScoresNaNRow(t *testing.T) {
-	dir := fixture(t, "models/openchat-tiny")
-	m, err := Load(dir, nanScoring{rowScoring{cpu.New(0)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ids := fixtures.WikiIDs(t)[:6]
-	c, err := m.NewPagedCache(8, 16, 64)
+// scoreStep runs one step of ids as a prompt whose every row's logits are
+// asked for, with score, and returns the logits and scores it brings back.
+func scoreStep(t *testing.T, m *Model, ids []int, score *Score) ([]float32, [][]RowScore) {
+	t.Helper()
+	c, err := m.NewPagedCache(32, 16, 512)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,14 +199,30 @@ func TestStepScoresNaNRow(t *testing.T) {
 	if err := c.Pool.Reserve(&s, len(ids)); err != nil {
 		t.Fatal(err)
 	}
-	p, err := m.StepAhead(c, []StepSeq{{Seq: &s, Tokens: ids, AllLogits: true, Score: &Score{Targets: ids[1:], Top: 5}}})
+	p, err := m.StepAhead(c, []StepSeq{{Seq: &s, Tokens: ids, AllLogits: true, Score: score}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := p.Wait(); err != nil {
-		t.Fatalf("a row that is not numbers failed the step: %v", err)
+	out, _, err := p.Wait()
+	if err != nil {
+		t.Fatal(err)
 	}
-	sc := p.Scores()[0]
+	return out[0], p.Scores()
+}
+
+// TestStepScoresNaNRow: a row whose logits are not numbers (but two) is
+// scored NaN with the two entries it has, not an error that would end
+// every sequence of the step; the other rows are scored as ever.
+func TestStepScoresNaNRow(t *testing.T) {
+	dir := fixture(t, "models/openchat-tiny")
+	m, err := Load(dir, rowScoring{Backend: cpu.New(0), nanFirst: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids := fixtures.WikiIDs(t)[:6]
+	_, scores := scoreStep(t, m, ids, &Score{Targets: ids[1:], Top: 5})
+	sc := scores[0]
 	if r := sc[0]; r.Logprob == r.Logprob || len(r.Top) != 2 || r.Top[0].Token != 3 && r.Top[0].Token != 10 || r.Top[1].Token+r.Top[0].Token != 13 {
 		t.Errorf("the NaN row: %+v; want a NaN log-probability and ids 3 and 10 alone", r)
 	}
@@ -248,39 +240,18 @@ func TestStepScoresNaNRow(t *testing.T) {
 func TestStepScores(t *testing.T) {
 	dir := fixture(t, "models/openchat-tiny")
 	plain := loadModel(t, dir)
-	scorer, err := Load(dir, rowScoring{cpu.New(0)})
+	scorer, err := Load(dir, rowScoring{Backend: cpu.New(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer scorer.Close()
 	ids := fixtures.WikiIDs(t)[:300]
 	const top = 3
-	step := func(m *Model, score *Score) ([]float32, [][]RowScore) {
-		t.Helper()
-		c, err := m.NewPagedCache(32, 16, 512)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Free()
-		var s kvcache.Seq
-		if err := c.Pool.Reserve(&s, len(ids)); err != nil {
-			t.Fatal(err)
-		}
-		p, err := m.StepAhead(c, []StepSeq{{Seq: &s, Tokens: ids, AllLogits: true, Score: score}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		out, _, err := p.Wait()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out[0], p.Scores()
-	}
-	logits, none := step(plain, &Score{Targets: ids[1:], Top: top})
+	logits, none := scoreStep(t, plain, ids, &Score{Targets: ids[1:], Top: top})
 	if none != nil || len(logits) != len(ids)*plain.Vocab() {
 		t.Fatalf("the CPU backend: %d scores, %d logits; want none and every row's", len(none), len(logits))
 	}
-	rest, scores := step(scorer, &Score{Targets: ids[1:], Top: top})
+	rest, scores := scoreStep(t, scorer, ids, &Score{Targets: ids[1:], Top: top})
 	if rest != nil || len(scores) != 1 || len(scores[0]) != len(ids)-1 {
 		t.Fatalf("a row scorer: %d logits, %d scores; want none and %d rows'", len(rest), len(scores), len(ids)-1)
 	}
