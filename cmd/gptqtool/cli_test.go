@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 )
 
@@ -141,6 +142,7 @@ func TestUsageErrors(t *testing.T) {
 		{"generate", "--model", model, "--prompt", "x", "--chat-template", "chatml"},
 		{"tokenize", "--model", model, "--chat-template", "llama3", "x"},
 		{"serve", "--model", model, "--chat-template", "chatml"},
+		{"serve", "--model", model, "--step-tokens", "-1"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)
@@ -470,5 +472,25 @@ func TestBenchDecodeSettings(t *testing.T) {
 	}
 	if len(got.Runs) != 1 || got.Runs[0]["batch"] != 2.0 || !(got.Runs[0]["tok_per_s"].(float64) > 0) {
 		t.Errorf("runs %v, want one of batch 2 with its tok/s", got.Runs)
+	}
+}
+
+// TestStepTokens checks --step-tokens: a value given is kept, and 0 means
+// 512 on the CPU (2048 on a CUDA device, where one loads).
+func TestStepTokens(t *testing.T) {
+	c := cpu.New(1)
+	if got := stepTokens(300, c); got != 300 {
+		t.Errorf("stepTokens(300, cpu) = %d, want 300", got)
+	}
+	if got := stepTokens(0, c); got != 512 {
+		t.Errorf("stepTokens(0, cpu) = %d, want 512", got)
+	}
+	g, err := cuda.New(cuda.Options{})
+	if err != nil {
+		t.Skipf("no CUDA device for the cuda default: %v", err)
+	}
+	defer g.Close()
+	if got := stepTokens(0, g); got != 2048 {
+		t.Errorf("stepTokens(0, cuda) = %d, want 2048", got)
 	}
 }

@@ -107,7 +107,7 @@ type Backend struct {
 	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
 	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
 	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
-	rowScore      bool            // ScoreRows in use (runtime.RowScorer): GPTQTOOL_ROW_SCORE=1
+	rowScore      bool            // ScoreRows in use (runtime.RowScorer); GPTQTOOL_ROW_SCORE=0 turns it off
 	mlpQD         int             // the fused MLP's ring: chunks a warp
 	mlpLL         bool            // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
 	mlpProbe      int             // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
@@ -289,9 +289,11 @@ func New(o Options) (*Backend, error) {
 	// The q/k/v product's epilogue rotates and stores in the KV cache
 	// (runtime.RoPEFuser); GPTQTOOL_ROPE_FUSE=0 runs rope_store after it.
 	b.ropeFuse = os.Getenv("GPTQTOOL_ROPE_FUSE") != "0"
-	// A prompt's rows scored on the device (runtime.RowScorer) with
-	// GPTQTOOL_ROW_SCORE=1.
-	rs, err := envInt("GPTQTOOL_ROW_SCORE", 0, 0, 1, "0 or 1")
+	// A prompt's rows scored on the device (runtime.RowScorer), the
+	// default since the 61st session (2.1x the host path's prompt tokens a
+	// second, docs/benchmarks.md "Serving"); GPTQTOOL_ROW_SCORE=0 brings
+	// every row's logits to the host instead.
+	rs, err := envInt("GPTQTOOL_ROW_SCORE", 1, 0, 1, "0 or 1")
 	if err != nil {
 		return nil, err
 	}

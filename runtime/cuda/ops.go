@@ -873,8 +873,8 @@ func (b *Backend) CrossEntropy(logits runtime.Tensor, targets []int) ([]float64,
 	return nll, nil
 }
 
-// ScoresRows implements runtime.RowScorer: GPTQTOOL_ROW_SCORE=1 turns
-// ScoreRows on (off by default until it has run on a device).
+// ScoresRows implements runtime.RowScorer: ScoreRows is on unless
+// GPTQTOOL_ROW_SCORE=0.
 func (b *Backend) ScoresRows() bool { return b.rowScore }
 
 // ScoreRows implements runtime.RowScorer (kernels/elementwise.cu
