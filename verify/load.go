@@ -16,7 +16,8 @@ import (
 
 // LoadOptions configure LoadTest.
 type LoadOptions struct {
-	// URL is the server's base URL ("http://127.0.0.1:18888").
+	// URL is the server's base URL ("http://127.0.0.1:18888"); an OpenAI
+	// base_url ending in /v1 is taken too.
 	URL, APIKey, Model string
 	// Concurrency streams run at once; Requests in all (0: Concurrency).
 	Concurrency, Requests int
@@ -178,7 +179,7 @@ type streamResult struct {
 // answer holds a log-probability entry for every prompt token and the one
 // it generated (the first null, as OpenAI's and vLLM's).
 func score(ctx context.Context, client *http.Client, o LoadOptions, path string, payload []byte) (*streamResult, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.URL, "/")+path, bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(ctx, "POST", baseURL(o.URL)+path, bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func score(ctx context.Context, client *http.Client, o LoadOptions, path string,
 
 // stream runs one streamed request and times its content chunks.
 func stream(ctx context.Context, client *http.Client, o LoadOptions, path string, payload []byte) (*streamResult, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimRight(o.URL, "/")+path, bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(ctx, "POST", baseURL(o.URL)+path, bytes.NewReader(payload))
 	if err != nil {
 		return nil, err
 	}
@@ -298,4 +299,12 @@ func stream(ctx context.Context, client *http.Client, o LoadOptions, path string
 		return nil, fmt.Errorf("the stream ended without [DONE]")
 	}
 	return r, nil
+}
+
+// baseURL is the server's root from LoadOptions.URL: without a trailing
+// slash, and without /v1, which an OpenAI base_url ends in and the request
+// paths already hold.
+func baseURL(u string) string {
+	u = strings.TrimRight(u, "/")
+	return strings.TrimSuffix(u, "/v1")
 }

@@ -66,7 +66,8 @@ func TestLoadTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String(), APIKey: "k",
+	// The URL as an OpenAI base_url (with /v1) reaches the same routes.
+	sc, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: "http://" + ln.Addr().String() + "/v1/", APIKey: "k",
 		Concurrency: 4, Requests: 8, Prompt: story, Score: true})
 	if err != nil {
 		t.Fatal(err)

@@ -56,11 +56,19 @@ has the prompt tokens scored a second and each request's latency.`,
 			if err != nil {
 				return err
 			}
-			return writeJSON(cmd.OutOrStdout(), map[string]any{"command": "gptqtool " + strings.Join(os.Args[1:], " "), "result": r})
+			if err := writeJSON(cmd.OutOrStdout(), map[string]any{"command": "gptqtool " + strings.Join(os.Args[1:], " "), "result": r}); err != nil {
+				return err
+			}
+			// A run in which nothing succeeded measured nothing: not a
+			// result a script should take for zero tokens a second.
+			if r.Requests > 0 && r.Errors == r.Requests {
+				return fmt.Errorf("bench serve: all %d requests failed; the first: %s", r.Requests, r.FirstError)
+			}
+			return nil
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.URL, "url", "", "the server's base URL, e.g. http://127.0.0.1:18888")
+	fs.StringVar(&o.URL, "url", "", "the server's base URL, e.g. http://127.0.0.1:18888 (or an OpenAI base_url ending in /v1)")
 	fs.StringVar(&o.APIKey, "api-key", "", "sent as Authorization: Bearer KEY")
 	fs.StringVar(&o.Model, "model-name", "", "the model field of the requests (default: none)")
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "streams in flight")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -492,5 +493,23 @@ func TestStepTokens(t *testing.T) {
 	defer g.Close()
 	if got := stepTokens(0, g); got != 2048 {
 		t.Errorf("stepTokens(0, cuda) = %d, want 2048", got)
+	}
+}
+
+// TestBenchServeAllFailed checks that bench serve still prints its result
+// when no request succeeds, and exits with an error naming the first one.
+func TestBenchServeAllFailed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: every request is refused
+	stdout, _, err := run(t, "bench", "serve", "--url", "http://"+addr, "--requests", "2", "--concurrency", "1", "--max-tokens", "1")
+	if err == nil || !strings.Contains(err.Error(), "all 2 requests failed") || !strings.Contains(err.Error(), addr) {
+		t.Errorf("err = %v, want all 2 requests failed, naming %s", err, addr)
+	}
+	if !strings.Contains(stdout, `"errors": 2`) {
+		t.Errorf("stdout %q: want the result with 2 errors", stdout)
 	}
 }
