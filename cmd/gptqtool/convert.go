@@ -77,7 +77,13 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			if asJSON {
 				return writeJSON(w, sum)
 			}
-			fmt.Fprintf(w, "%s: %d tensors in %d file(s), %s, from %s (%s) in %.1fs\n", sum.Out, sum.Tensors, len(sum.Files), publish.FormatSize(sum.SizeBytes), sum.In, sum.Source, sum.Seconds)
+			weights := 0 // the files listed less the shards' index
+			for _, f := range sum.Files {
+				if !strings.HasSuffix(f, ".json") {
+					weights++
+				}
+			}
+			fmt.Fprintf(w, "%s: %d tensors in %d weight file(s), %s, from %s (%s) in %.1fs\n", sum.Out, sum.Tensors, weights, publish.FormatSize(sum.SizeBytes), sum.In, sum.Source, sum.Seconds)
 			for n, c := range sum.Overflows {
 				fmt.Fprintf(w, "clamped %d values of %s to fp16's range\n", c, n)
 			}

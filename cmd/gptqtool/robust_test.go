@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -661,5 +662,16 @@ func TestConvertCommand(t *testing.T) {
 	}
 	if _, _, err := run(t, "convert", "--in", st, "--out", g, "--gguf", "q5_x"); err == nil || !strings.Contains(err.Error(), "q5_x") {
 		t.Errorf("unknown GGUF type: %v", err)
+	}
+	// Resharded, the summary counts the weight files written (not the
+	// shards' index).
+	sh := filepath.Join(tmp, "sh")
+	stdout, _, err = run(t, "convert", "--in", st, "--out", sh, "--max-shard-size", "400KB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := filepath.Glob(filepath.Join(sh, "*.safetensors"))
+	if want := fmt.Sprintf("in %d weight file(s)", len(shards)); len(shards) < 2 || !strings.Contains(stdout, want) {
+		t.Errorf("convert --max-shard-size 400KB wrote %d shards; summary %q, want %q", len(shards), stdout, want)
 	}
 }
