@@ -106,7 +106,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		c.progress = *prev
 		c.progress.PID, c.progress.Host = os.Getpid(), host
 		c.Start = prev.LayersDone
-		fmt.Fprintf(log, "%s: resuming after layer %d of %d\n", dir, prev.LayersDone, prev.Layers)
+		fmt.Fprintf(log, "%s: resuming at layer %d (%d of %d layers kept; layers are numbered from 0)\n", dir, prev.LayersDone, prev.LayersDone, prev.Layers)
 		return c, nil
 	}
 	c.progress = opts.Record

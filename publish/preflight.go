@@ -80,7 +80,7 @@ type PlannedBranch struct {
 	Dir       string   `json:"dir"`
 	SizeBytes int64    `json:"planned_size_bytes"`
 	Rejected  []string `json:"loaders_rejecting,omitempty"`
-	State     string   `json:"state"` // new, replace, resume after layer N, complete (resumed table)
+	State     string   `json:"state"` // new, replace, resume at layer N (layers numbered from 0), complete (resumed table)
 }
 
 // ErrPreflight is wrapped by the error of a run the preflight refuses.
@@ -262,7 +262,7 @@ func lostLoaders(qc gptq.QuantizeConfig, shapes []gptq.LinearShape) []string {
 // branchState says what a run will do with a branch's directory.
 func branchState(dir string, o RunOptions) string {
 	if p, err := readProgress(PartialDir(dir)); err == nil && o.Resume {
-		return fmt.Sprintf("resume after layer %d", p.LayersDone)
+		return fmt.Sprintf("resume at layer %d (%d of %d layers kept)", p.LayersDone, p.LayersDone, p.Layers)
 	}
 	if _, err := os.Stat(dir); err == nil {
 		if o.Table && o.Resume {

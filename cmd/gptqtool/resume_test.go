@@ -139,7 +139,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resume: %v\n%s", err, out)
 			}
-			if last := tc.kills[len(tc.kills)-1]; last > 0 && !strings.Contains(string(out), "resuming after layer") {
+			if last := tc.kills[len(tc.kills)-1]; last > 0 && !strings.Contains(string(out), "resuming at layer") {
 				t.Errorf("the resumed run did not resume:\n%s", out)
 			}
 			sameTree(t, treeBytes(t, filepath.Join(dir, "q")), want, tc.name)
@@ -197,7 +197,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		if err != nil {
 			t.Fatalf("resume: %v\n%s", err, out)
 		}
-		for _, w := range []string{"a: complete from the interrupted run", "t/b: resuming after layer"} {
+		for _, w := range []string{"a: complete from the interrupted run", "t/b: resuming at layer"} {
 			if !strings.Contains(string(out), w) {
 				t.Errorf("resumed table output lacks %q:\n%s", w, out)
 			}
