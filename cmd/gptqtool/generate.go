@@ -152,6 +152,17 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	}
 	out := cmd.OutOrStdout()
 	dec := tok.NewDecoder()
+	if !o.chat && o.template == "" {
+		// The text continues the prompt's, as the server's completions
+		// do: a first token's leading space is kept, so prompt + text
+		// reads as the whole. A chat answer starts a text of its own.
+		for _, id := range promptIDs {
+			if _, err := dec.Add(id); err != nil {
+				return fmt.Errorf("generate: decode prompt id %d: %w", id, err)
+			}
+		}
+		dec.Flush()
+	}
 	var text strings.Builder
 	stream := !o.json && !o.ids
 	res, err := sample.Generate(m, promptIDs, sample.GenerateOptions{

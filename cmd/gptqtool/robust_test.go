@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // quantizedTiny writes a 4-bit g128 round-to-nearest checkpoint of
@@ -673,5 +674,37 @@ func TestConvertCommand(t *testing.T) {
 	shards, _ := filepath.Glob(filepath.Join(sh, "*.safetensors"))
 	if want := fmt.Sprintf("in %d weight file(s)", len(shards)); len(shards) < 2 || !strings.Contains(stdout, want) {
 		t.Errorf("convert --max-shard-size 400KB wrote %d shards; summary %q, want %q", len(shards), stdout, want)
+	}
+}
+
+// TestGenerateContinuesPrompt checks that generate's text continues its
+// prompt's as the server's completions do: the prompt's text and the
+// generated text together are the tokenizer's decoding of all the ids, so a
+// first token's leading space (openchat-tiny's " tree" after "The Linux
+// kernel") is kept.
+func TestGenerateContinuesPrompt(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	out, _, err := run(t, "generate", "--model", model, "--device", "cpu", "--prompt", "The Linux kernel", "--max-tokens", "6", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g generateJSON
+	if err := json.Unmarshal([]byte(out), &g); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt, err := tok.Decode(g.PromptIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, err := tok.Decode(append(slices.Clone(g.PromptIDs), g.IDs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prompt+g.Text != whole || !strings.HasPrefix(g.Text, " ") {
+		t.Errorf("prompt %q + text %q, want %q with the text's leading space", prompt, g.Text, whole)
 	}
 }
