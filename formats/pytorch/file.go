@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"slices"
 	"strings"
@@ -361,7 +360,7 @@ func (f *File) Infos() []safetensors.TensorInfo {
 func (f *File) Tensor(name string) (safetensors.Tensor, error) {
 	e, ok := f.tensors[name]
 	if !ok {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: not in the checkpoint: %w", f.path, clip(name), fs.ErrNotExist)
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", f.path, clip(name), safetensors.ErrNotInCheckpoint)
 	}
 	data, err := f.materialize(e)
 	if err != nil {

@@ -150,7 +150,7 @@ func (s *Set) Infos() []safetensors.TensorInfo {
 func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
 	f, ok := s.byName[name]
 	if !ok {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: not in the checkpoint: %w", s.dir, clip(name), fs.ErrNotExist)
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", s.dir, clip(name), safetensors.ErrNotInCheckpoint)
 	}
 	return f.Tensor(name)
 }

@@ -178,12 +178,22 @@ func (s *Set) Has(name string) bool {
 	return ok
 }
 
+// ErrNotInCheckpoint is the error of a tensor that no file holds. It is
+// fs.ErrNotExist for errors.Is, and reads as what it is, not as a missing
+// file.
+var ErrNotInCheckpoint error = notInCheckpoint{}
+
+type notInCheckpoint struct{}
+
+func (notInCheckpoint) Error() string        { return "not in the checkpoint" }
+func (notInCheckpoint) Is(target error) bool { return target == fs.ErrNotExist }
+
 // Tensor returns the named tensor (a zero-copy view, valid until Close) or
 // an error naming the tensor and the directory.
 func (s *Set) Tensor(name string) (Tensor, error) {
 	f, ok := s.byName[name]
 	if !ok {
-		return Tensor{}, fmt.Errorf("%s: tensor %q: not in the checkpoint: %w", s.dir, name, fs.ErrNotExist)
+		return Tensor{}, fmt.Errorf("%s: tensor %q: %w", s.dir, name, ErrNotInCheckpoint)
 	}
 	t, _ := f.Tensor(name)
 	return t, nil
