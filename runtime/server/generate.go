@@ -69,7 +69,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	for i, prompt := range prompts {
 		promptTokens += len(prompt)
 		if len(prompt) >= maxLen {
-			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%s has %d tokens; this model's context holds %d", field(i), len(prompt), maxLen),
+			writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%s has %d tokens; this model's context holds %d, and a prompt must leave a position to generate (at most %d tokens)", field(i), len(prompt), maxLen, maxLen-1),
 				"invalid_request_error", field(i), "context_length_exceeded"))
 			return
 		}

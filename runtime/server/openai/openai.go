@@ -8,6 +8,7 @@ package openai
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -147,6 +148,12 @@ func (f fields) str(k string) (string, error) {
 func Parse(body []byte, chat bool) (*Request, error) {
 	var f fields
 	if err := json.Unmarshal(body, &f); err != nil {
+		// A JSON value of another kind names that kind, not the Go type
+		// it would not fit.
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field == "" {
+			return nil, fmt.Errorf("the body is a JSON %s, want an object", te.Value)
+		}
 		return nil, fmt.Errorf("the body is not a JSON object: %w", err)
 	}
 	r := &Request{N: 1}
@@ -224,6 +231,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 			continue
 		}
 		if *v < 1 && !(*v == 0 && r.Echo) {
+			if chat {
+				return nil, &FieldError{k, "must be at least 1"}
+			}
 			return nil, &FieldError{k, "must be at least 1 (0 only with echo)"}
 		}
 		if r.MaxTokens == nil {

@@ -91,8 +91,17 @@ func TestParse(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming %s", c.body, err, c.field)
 		}
 	}
-	if _, err := Parse([]byte(`[1]`), false); err == nil {
-		t.Error("a JSON array body was accepted")
+	if _, err := Parse([]byte(`[1]`), false); err == nil || err.Error() != "the body is a JSON array, want an object" {
+		t.Errorf("a JSON array body: %v, want the body is a JSON array, want an object", err)
+	}
+	// A chat has no echo: its max_tokens error does not offer it.
+	_, err = Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "max_tokens": 0}`), true)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "max_tokens" || strings.Contains(err.Error(), "echo") {
+		t.Errorf("chat max_tokens 0: %v, want a max_tokens error without echo", err)
+	}
+	if _, err := Parse([]byte(`{"prompt": "x", "max_tokens": 0}`), false); err == nil || !strings.Contains(err.Error(), "0 only with echo") {
+		t.Errorf("completion max_tokens 0: %v, want one offering echo", err)
 	}
 	many := make([]string, MaxPrompts+1)
 	for i := range many {
