@@ -172,6 +172,22 @@ func TestInspectRefusesTruncated(t *testing.T) {
 	}
 }
 
+// TestInspectNoWeights: a directory with a config and no weight file of any
+// format is told it has no weights, not which PyTorch files it lacks.
+func TestInspectNoWeights(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	data, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644)
+	_, err = verify.Inspect(dir)
+	if err == nil || !strings.Contains(err.Error(), dir+": no weights (*.safetensors") {
+		t.Fatalf("err = %v, want %s: no weights (*.safetensors, ...)", err, dir)
+	}
+}
+
 // TestCheckFormatCatchesCorruption quantizes openchat-tiny (RTN, instant),
 // checks that the format check passes, then breaks one zero point and one
 // g_idx and checks that the right checks fail and name the tensor.

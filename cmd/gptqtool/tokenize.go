@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -40,7 +41,7 @@ ids of TEXT on one line, space separated; "-" reads standard input.
 With --chat FILE ("-" for standard input) it renders a JSON list of
 {"role","content"} messages (or {"messages": [...]}) with the chat template
 and prints the ids, BOS as the template puts it. With --decode, TEXT is a list
-of ids (spaces or commas) and the text is printed.`,
+of ids (spaces or commas, one argument or several) and the text is printed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if o.model == "" {
 				return usageError{errors.New("tokenize: --model DIR is required")}
@@ -50,6 +51,9 @@ of ids (spaces or commas) and the text is printed.`,
 					return usageError{errors.New("tokenize: --chat takes no TEXT argument")}
 				}
 				return nil
+			}
+			if o.decode && len(args) > 1 && !slices.Contains(args, "-") {
+				return nil // ids as separate arguments
 			}
 			if len(args) != 1 {
 				return usageError{fmt.Errorf("tokenize: want exactly one TEXT argument (or - for standard input), got %d", len(args))}
@@ -78,7 +82,9 @@ func runTokenize(cmd *cobra.Command, o tokenizeOptions, args []string) error {
 		return usageError{errors.New("tokenize: --chat and --decode exclude each other")}
 	}
 	var input string
-	if o.chat == "" {
+	if o.decode && len(args) > 1 {
+		input = strings.Join(args, " ")
+	} else if o.chat == "" {
 		s, err := readArg(cmd.InOrStdin(), args[0])
 		if err != nil {
 			return err

@@ -48,6 +48,7 @@ func TestTokenizeCmd(t *testing.T) {
 		{"chat stdin", msgs, []string{"--chat", "-", "--no-generation-prompt"}, "1 420 6316 28781 3198 3123 1247 28747 22557 32000\n"},
 		{"decode", "", []string{"--decode", "1 22557 1526 28808"}, "Hello world!\n"},
 		{"decode json", "", []string{"--decode", "--json", "[22557, 32000]"}, `{"text":"Hello<|end_of_turn|>"}` + "\n"},
+		{"decode ids as arguments", "", []string{"--decode", "1", "22557", "1526,", "28808"}, "Hello world!\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +67,7 @@ func TestTokenizeCmd(t *testing.T) {
 		{"tokenize", "--model", openchatTokDir},
 		{"tokenize", "--model", openchatTokDir, "a", "b"},
 		{"tokenize", "--model", openchatTokDir, "--decode", "1 x"},
+		{"tokenize", "--model", openchatTokDir, "--decode", "1", "-"},
 		{"tokenize", "--model", openchatTokDir, "--bogus", "x"},
 	}
 	for _, args := range usage {
