@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -39,7 +40,7 @@ func runMain() int {
 	}
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "gptqtool:", err)
+		fmt.Fprintln(os.Stderr, errorLine(err))
 		var ue usageError
 		if errors.As(err, &ue) || cobraUsage(err) {
 			return 2
@@ -47,6 +48,16 @@ func runMain() int {
 		return 1
 	}
 	return 0
+}
+
+// errorLine is the line an error ends the command with. A command stopped
+// by an interrupt (its context cancelled) says so, where the error alone
+// would read "context canceled".
+func errorLine(err error) string {
+	if errors.Is(err, context.Canceled) && !strings.Contains(err.Error(), "interrupted") {
+		return "gptqtool: interrupted: " + err.Error()
+	}
+	return "gptqtool: " + err.Error()
 }
 
 // cobraUsage recognises the usage errors cobra makes itself (it has no

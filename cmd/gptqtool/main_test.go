@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -30,4 +33,22 @@ func gptqtool(t *testing.T, dir string, prefix []string, args ...string) *exec.C
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GPTQTOOL_TEST_MAIN=1")
 	return cmd
+}
+
+// TestErrorLine: an interrupted command says so instead of a bare "context
+// canceled"; other errors, and quantize's own interrupt message, are kept.
+func TestErrorLine(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{context.Canceled, "gptqtool: interrupted: context canceled"},
+		{fmt.Errorf("verify: window 3: %w", context.Canceled), "gptqtool: interrupted: verify: window 3: context canceled"},
+		{fmt.Errorf("interrupted; kept for --resume: x.partial: %w", context.Canceled), "gptqtool: interrupted; kept for --resume: x.partial: context canceled"},
+		{errors.New("x.json: bad field"), "gptqtool: x.json: bad field"},
+	} {
+		if got := errorLine(c.err); got != c.want {
+			t.Errorf("errorLine(%v) = %q, want %q", c.err, got, c.want)
+		}
+	}
 }
