@@ -187,8 +187,19 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 		case sw.status == 0:
 			sw.status = http.StatusOK
 		}
-		s.m.observe(name, sw.status, d)
-		s.o.Log.Info("request", "method", r.Method, "path", r.URL.Path, "route", name, "status", sw.status,
+		label := name
+		if pattern == "/" {
+			// The catch-all answers 405 on a route's path (a bounded
+			// set: labelled by it) and 404 on anything else, labelled
+			// as one, so that a client's stray paths neither grow the
+			// metrics nor read as the chat page's.
+			label = "unmatched"
+			if len(s.methods[r.URL.Path]) > 0 {
+				label = r.URL.Path
+			}
+		}
+		s.m.observe(label, sw.status, d)
+		s.o.Log.Info("request", "method", r.Method, "path", r.URL.Path, "route", label, "status", sw.status,
 			"bytes", sw.bytes, "duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 	})
 }

@@ -790,6 +790,16 @@ func TestMethodNotAllowed(t *testing.T) {
 	if code, _, _ := call(t, "GET", ts.URL+"/v1/nothing", "", ""); code != 404 {
 		t.Errorf("GET /v1/nothing: %d", code)
 	}
+	// The metrics label the 405 by its route's path and every 404 as one
+	// series, apart from the chat page's.
+	for _, series := range []string{
+		`gptqtool_http_requests_total{route="/v1/chat/completions",status="405"}`,
+		`gptqtool_http_requests_total{route="unmatched",status="404"}`,
+	} {
+		if v := metric(t, ts, series); v != 1 {
+			t.Errorf("%s = %v, want 1", series, v)
+		}
+	}
 }
 
 // TestDraining: while a shutdown waits for the requests in flight, the
