@@ -3,7 +3,6 @@ package verify
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -89,24 +88,14 @@ func openWeights(dir string) (weightSet, string, error) {
 	}
 	set, err := pytorch.OpenDir(dir)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && !hasWeightFiles(dir) {
-			return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, fs.ErrNotExist)
+		if errors.Is(err, pytorch.ErrNoWeights) {
+			// As convert says it (publish.openSource): no weights of any
+			// format, not which PyTorch files are missing.
+			return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, pytorch.ErrNoWeights)
 		}
 		return nil, "", err
 	}
 	return set, "pytorch", nil
-}
-
-// hasWeightFiles reports whether dir holds any PyTorch weight file, so that
-// a directory with none is told it has no weights at all instead of being
-// told which PyTorch files it lacks.
-func hasWeightFiles(dir string) bool {
-	for _, pat := range []string{"*.bin", "*.bin.index.json", "*.pt", "*.pth"} {
-		if m, _ := filepath.Glob(filepath.Join(dir, pat)); len(m) > 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // Inspect reads a checkpoint directory's config.json, weight headers and
