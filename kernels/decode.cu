@@ -795,3 +795,252 @@ FOR_DTYPES(PAGED_ATTN)
 #elif PA_C > 0
 FOR_DTYPES(PAGED_ATTN_ONE)
 #endif
+
+// attn_oproj4[_pre]_T (AJ=1 parts; runtime/cuda attnjoin.go): paged
+// attention of one row and o_proj at 4 bits in one kernel, so that no
+// kernel boundary lies between them (issue 9, docs/persistent-decode.md,
+// the sixty-second session). Grid (hkv, CL·NH), 128 threads, clusters of
+// CL blocks along y: the CL blocks of a cluster are the CL splits of one
+// kv head kh's positions (attention as paged_tc, the _tc kernels' loop),
+// which combine their parts through the cluster's shared memory, so that
+// every block holds the kv head's Gr·128 outputs; block (kh, y) then
+// multiplies them by its NB = N/(CL·NH) columns of o_proj's inputs of that
+// kv head and writes the fp32 partial sums part[kh][n] (the norm after it,
+// norm.cu rmsnorm_parts_v8, adds the hkv parts and the residual up).
+//
+// o_proj's inputs of a kv head, KH = Gr·128, are taken in the order of
+// their groups (act order spreads a head's inputs over all of K's groups):
+// meta [hkv][mstride] i32 holds for sorted input i its place in the head's
+// output (low 16 bits) and group (high), then the head's NG+1 group
+// starts. The codes jw are the qgemv.cu tiled layout of the block's
+// columns and the head's sorted inputs ([kh][N/NB][KH/64][NB/16][32 lanes]
+// u32x4, 64 inputs a chunk); sz the weight's (scale, 1024 + zero) pairs
+// [NG, N]. A 16-input step's inputs span fewer than 8 groups (checked at
+// load): the mma's 8 columns hold the step's x masked by group mod 8, so
+// that each column sums one group's inputs (code − 8 times x) and a lane
+// scales its columns' sums by their group's scale when a later group takes
+// the column (− (zero − 8) times the group's sum of x).
+//
+// The block's codes and scales are prefetched to L2 before the wait and
+// copied into the shared memory attention's stages used once its loop is
+// done (dynamic shared memory: max(two stages, codes + scales)).
+#if defined(AJ) && AJ
+#define AJ_KH 512
+#define AJ_NG 64
+template <typename T> struct aj_bf16 { static constexpr bool v = false; };
+template <> struct aj_bf16<bf16> { static constexpr bool v = true; };
+template <typename T, bool PRE>
+__device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, const T* __restrict__ kc,
+                            const T* __restrict__ vc, const int* __restrict__ tables, const int* __restrict__ pos, int bs,
+                            int hq, int hkv, int window, float scale, const u32x4* __restrict__ jw,
+                            const u32* __restrict__ sz, const int* __restrict__ meta, int N, int NG, int mstride) {
+    constexpr int C = 4, G = 4, D = 128;
+    __shared__ float mh[G], lh[G], wy[G][8];
+    __shared__ float mine[G][D];           // this split's outputs, unnormalised (its max mh)
+    __shared__ float xo[AJ_KH];            // the kv head's outputs, combined
+    __shared__ int jm[AJ_KH], gst[AJ_NG + 1];
+    __shared__ float xs[AJ_NG];            // a group's sum of x (fp16-rounded, scaled)
+    __shared__ uint2 bfr[AJ_KH / 16][32];  // the mma B fragments a step
+    extern __shared__ u32x4 smem_aj[];
+    float(*red)[G][D] = (float(*)[G][D])smem_aj;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int Gr = hq / hkv, KH = Gr * D, kh = blockIdx.x;
+    const int CL = (int)cluster_ny(), s = (int)cluster_y(), ob = blockIdx.y;
+    const int NB = N / gridDim.y, NT = NB / 16, n0 = ob * NB;
+    const int steps = KH / 16, chunks = KH / 64;
+    const u32x4* wb = jw + ((i64)kh * gridDim.y + ob) * (i64)chunks * NT * 32;
+    const int wbytes = chunks * NT * 32 * 16, sbytes = NG * NB * 4;
+    // Before the wait: the block's codes and scales into L2, the head's
+    // input order into shared memory (the model's data).
+    for (int o = tid * 128; o < wbytes; o += 128 * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)wb + o));
+    for (int o = tid * 128; o < sbytes; o += 128 * 128) {
+        const int g = o / (NB * 4), c = o % (NB * 4);
+        asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)(sz + (i64)g * N + n0) + c));
+    }
+    const int* mt = meta + (i64)kh * mstride;
+    for (int i = tid; i < KH; i += blockDim.x) jm[i] = mt[i];
+    for (int i = tid; i <= NG; i += blockDim.x) gst[i] = mt[KH + i];
+    const int i = pos[0];
+    const int lo = window > 0 ? imax(0, i - window + 1) : 0;
+    const int chunk = (i - lo + CL) / CL;  // ceil(len / CL)
+    const int j0 = lo + s * chunk, j1 = imax(j0, imin(i + 1, j0 + chunk));
+    const i64 kvc = (i64)hkv * D;
+    auto wait = [&]() { pdl_wait(); };
+    if constexpr (!PRE) wait();
+    paged_tc<T, C, G, PRE>(q, kc + (i64)kh * D, vc + (i64)kh * D, tables, bs, kvc, 0, hq, kh * Gr, Gr, j0, j1, i, scale,
+                           red, mh, lh, smem_aj, wait);
+    pdl_launch();
+    __syncthreads();
+    // This split's outputs (the warps' sums), then the codes and scales
+    // into the stages' memory.
+#pragma unroll
+    for (int g = 0; g < G; g++) mine[g][tid] = red[0][g][tid] + red[1][g][tid] + red[2][g][tid] + red[3][g][tid];
+    __syncthreads();
+    {
+        const u32 sw = smem_addr(smem_aj), ss = sw + wbytes;
+        for (int o = tid * 16; o < wbytes; o += 128 * 16) cp_async16(sw + o, (const char*)wb + o);
+        for (int o = tid * 16; o < sbytes; o += 128 * 16) {
+            const int g = o / (NB * 4), c = o % (NB * 4);
+            cp_async16(ss + o, (const char*)(sz + (i64)g * N + n0) + c);
+        }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    }
+    cluster_sync();
+    // Each head's weights for the splits (split_weights), from every
+    // block's (max, sum).
+    if (warp == 0) {
+        const int g = lane / 8, y = lane % 8;
+        const bool on = g < Gr && y < CL;
+        const u32 rk = cluster_rank_of(0, on ? y : 0);
+        float m = on ? ld_cluster(cluster_addr(&mh[g < G ? g : 0], rk)) : NEG_INF;
+        const float l = on ? ld_cluster(cluster_addr(&lh[g < G ? g : 0], rk)) : 0.0f;
+        float M = m;
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 1));
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 2));
+        M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, 4));
+        const float w = m == NEG_INF ? 0.0f : expf(m - M);
+        float L = w * l;
+        L += __shfl_xor_sync(0xffffffffu, L, 1);
+        L += __shfl_xor_sync(0xffffffffu, L, 2);
+        L += __shfl_xor_sync(0xffffffffu, L, 4);
+        if (g < G) wy[g][y] = on ? w / L : 0.0f;
+    }
+    __syncthreads();
+    // The kv head's outputs: output (g, d = tid) is its splits' outputs so
+    // weighed, every load in flight before the sums.
+    {
+        float v[G][8];
+#pragma unroll
+        for (int y = 0; y < 8; y++) {
+            const u32 base = y < CL ? cluster_addr(&mine[0][tid], cluster_rank_of(0, y)) : 0u;
+#pragma unroll
+            for (int g = 0; g < G; g++) v[g][y] = y < CL && g < Gr ? ld_cluster(base + g * D * 4) : 0.0f;
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float o = 0.0f;
+#pragma unroll
+            for (int y = 0; y < 8; y++) o += wy[g][y] * v[g][y];
+            if (g < Gr) xo[g * D + tid] = o;
+        }
+    }
+    cluster_arrive();  // this block reads no other's shared memory after this
+    __syncthreads();
+    // x as fp16 (times 2^-8 for bf16, as the products stage it), the B
+    // fragments of every step: lane (c, t) holds inputs 2t, 2t+1, 2t+8 and
+    // 2t+9 of the step where their group is c mod 8; and each group's sum.
+    const float xsc = aj_bf16<T>::v ? 0.00390625f : 1.0f;
+    for (int e = tid; e < steps * 32; e += blockDim.x) {
+        const int st = e / 32, ln = e % 32, c = ln >> 2, t = ln & 3;
+        u32 h[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int ii = st * 16 + 2 * t + (u & 1) + 8 * (u >> 1), m = jm[ii];
+            f16 hv = from_f32<f16>(xo[m & 0xffff] * xsc);
+            h[u] = ((m >> 16) & 7) == c ? (u32)hv.x : 0u;
+        }
+        bfr[st][ln] = make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
+    }
+    for (int g = tid; g < NG; g += blockDim.x) {
+        float a = 0.0f;
+        for (int ii = gst[g]; ii < gst[g + 1]; ii++) a += to_f32(from_f32<f16>(xo[jm[ii] & 0xffff] * xsc));
+        xs[g] = a;
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    __syncthreads();
+    // The product: warp w takes the block's n tiles w, w+4, ...
+    const int g8 = lane >> 2, t4 = lane & 3;
+    const u32 sw = smem_addr(smem_aj);
+    const u32* scs = (const u32*)((const char*)smem_aj + wbytes);
+    const u32 magic = 0x64006400u, zz = 0x64086408u;  // 1024 + 8, twice
+    const u32 nz1 = hsub2(0x63806380u, zz);
+    constexpr int TW = 4;  // n tiles a warp, at most (NB <= 256)
+    float acc[TW][4], tot[TW][2];
+    int cur[2] = {-1, -1};
+#pragma unroll
+    for (int j = 0; j < TW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = tot[j][0] = tot[j][1] = 0.0f;
+    const int ntw = (NT - warp + 3) / 4;
+    // flush: column e of every tile, its group cur[e] done: scaled into tot.
+    auto flush = [&](int e) {
+        const int g = cur[e];
+        if (g < 0) return;
+        const float xg = xs[g];
+#pragma unroll
+        for (int j = 0; j < TW; j++) {
+            if (j >= ntw) break;
+            const int nl = (warp + 4 * j) * 16 + g8;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const u32 pr = scs[g * NB + nl + 8 * r];
+                const float sc = h_lo(pr), zm8 = h_lo(pr >> 16) - 1032.0f;
+                tot[j][r] += sc * (acc[j][2 * r + e] - zm8 * xg);
+                acc[j][2 * r + e] = 0.0f;
+            }
+        }
+    };
+    for (int ch = 0; ch < chunks; ch++) {
+        u32x4 w[TW];
+#pragma unroll
+        for (int j = 0; j < TW; j++)
+            if (j < ntw) w[j] = lds128(sw + (((ch * NT + warp + 4 * j) * 32 + lane) * 16));
+#pragma unroll
+        for (int s4 = 0; s4 < 4; s4++) {
+            const int st = ch * 4 + s4;
+            const int ga = jm[st * 16] >> 16, gb = jm[st * 16 + 15] >> 16;
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int c = 2 * t4 + e, gs = ga + ((c - ga) & 7);
+                if (gs <= gb && gs != cur[e]) {
+                    flush(e);
+                    cur[e] = gs;
+                }
+            }
+            const uint2 bb = bfr[st][lane];
+#pragma unroll
+            for (int j = 0; j < TW; j++) {
+                if (j < ntw) {
+                    u32 a[4];
+                    dq_step<4>(w[j], s4, magic, zz, zz, nz1, a);
+                    mma16816<f16>(acc[j], a, bb.x, bb.y);
+                }
+            }
+        }
+    }
+    flush(0);
+    flush(1);
+#pragma unroll
+    for (int j = 0; j < TW; j++) {
+        if (j >= ntw) break;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            float v = tot[j][r];
+            v += __shfl_xor_sync(0xffffffffu, v, 1);
+            v += __shfl_xor_sync(0xffffffffu, v, 2);
+            if (t4 == 0) part[(i64)kh * N + n0 + (warp + 4 * j) * 16 + g8 + 8 * r] = v / xsc;
+        }
+    }
+    cluster_wait();
+}
+
+#define ATTN_OPROJ(N, T)                                                                                          \
+    extern "C" __global__ void __launch_bounds__(128) attn_oproj4_##N(                                           \
+        float* part, const T* q, const T* kc, const T* vc, const int* tables, const int* pos, int bs, int hq,      \
+        int hkv, int window, float scale, const u32x4* jw, const u32* sz, const int* meta, int n, int ng,       \
+        int mstride) {                                                                                           \
+        attn_oproj4<T, false>(part, q, kc, vc, tables, pos, bs, hq, hkv, window, scale, jw, sz, meta, n, ng,     \
+                              mstride);                                                                          \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) attn_oproj4_pre_##N(                                       \
+        float* part, const T* q, const T* kc, const T* vc, const int* tables, const int* pos, int bs, int hq,      \
+        int hkv, int window, float scale, const u32x4* jw, const u32* sz, const int* meta, int n, int ng,       \
+        int mstride) {                                                                                           \
+        attn_oproj4<T, true>(part, q, kc, vc, tables, pos, bs, hq, hkv, window, scale, jw, sz, meta, n, ng,      \
+                             mstride);                                                                           \
+    }
+#if !defined(KDT) || KDT == 1
+ATTN_OPROJ(f16, f16)
+#endif
+#if !defined(KDT) || KDT == 2
+ATTN_OPROJ(bf16, bf16)
+#endif
+#endif
