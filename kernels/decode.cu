@@ -827,6 +827,8 @@ FOR_DTYPES(PAGED_ATTN_ONE)
 #if defined(AJ) && AJ
 #define AJ_KH 512
 #define AJ_NG 64
+#define AJ_MAXCOLS 256
+#define AJ_THREADS 256
 template <typename T> struct aj_bf16 { static constexpr bool v = false; };
 template <> struct aj_bf16<bf16> { static constexpr bool v = true; };
 template <typename T, bool PRE>
@@ -834,7 +836,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
                             const T* __restrict__ vc, const int* __restrict__ tables, const int* __restrict__ pos, int bs,
                             int hq, int hkv, int window, float scale, const u32x4* __restrict__ jw,
                             const u32* __restrict__ sz, const int* __restrict__ meta, int N, int NG, int mstride) {
-    constexpr int C = 4, G = 4, D = 128;
+    constexpr int C = 4, G = 4, D = 128, NW = AJ_THREADS / 32;
     __shared__ float mh[G], lh[G], wy[G][8];
     __shared__ float mine[G][D];           // this split's outputs, unnormalised (its max mh)
     __shared__ float xo[AJ_KH];            // the kv head's outputs, combined
@@ -843,7 +845,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
     __shared__ uint2 bfr[AJ_KH / 16][32];  // the mma B fragments a step
     extern __shared__ u32x4 smem_aj[];
     float(*red)[G][D] = (float(*)[G][D])smem_aj;
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, nth = blockDim.x;
     const int Gr = hq / hkv, KH = Gr * D, kh = blockIdx.x;
     const int CL = (int)cluster_ny(), s = (int)cluster_y(), ob = blockIdx.y;
     const int NB = N / gridDim.y, NT = NB / 16, n0 = ob * NB;
@@ -852,34 +854,46 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
     const int wbytes = chunks * NT * 32 * 16, sbytes = NG * NB * 4;
     // Before the wait: the block's codes and scales into L2, the head's
     // input order into shared memory (the model's data).
-    for (int o = tid * 128; o < wbytes; o += 128 * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)wb + o));
-    for (int o = tid * 128; o < sbytes; o += 128 * 128) {
+    for (int o = tid * 128; o < wbytes; o += nth * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)wb + o));
+    for (int o = tid * 128; o < sbytes; o += nth * 128) {
         const int g = o / (NB * 4), c = o % (NB * 4);
         asm volatile("prefetch.global.L2 [%0];" ::"l"((const char*)(sz + (i64)g * N + n0) + c));
     }
     const int* mt = meta + (i64)kh * mstride;
-    for (int i = tid; i < KH; i += blockDim.x) jm[i] = mt[i];
-    for (int i = tid; i <= NG; i += blockDim.x) gst[i] = mt[KH + i];
+    for (int i = tid; i < KH; i += nth) jm[i] = mt[i];
+    for (int i = tid; i <= NG; i += nth) gst[i] = mt[KH + i];
     const int i = pos[0];
     const int lo = window > 0 ? imax(0, i - window + 1) : 0;
-    const int chunk = (i - lo + CL) / CL;  // ceil(len / CL)
+    // Splits of whole tiles of PA_TCT positions: a split's last tile pads
+    // past its range only where no later split holds the query's own
+    // position, which the _pre loop leaves out of its early copies
+    // (zeros are not written there).
+    const int chunk = ((i - lo + CL) / CL + PA_TCT - 1) / PA_TCT * PA_TCT;
     const int j0 = lo + s * chunk, j1 = imax(j0, imin(i + 1, j0 + chunk));
     const i64 kvc = (i64)hkv * D;
     auto wait = [&]() { pdl_wait(); };
-    if constexpr (!PRE) wait();
-    paged_tc<T, C, G, PRE>(q, kc + (i64)kh * D, vc + (i64)kh * D, tables, bs, kvc, 0, hq, kh * Gr, Gr, j0, j1, i, scale,
-                           red, mh, lh, smem_aj, wait);
+    if (warp < 4) {
+        // Attention on four warps (paged_tc's loop); the others meet its
+        // one block barrier.
+        if constexpr (!PRE) wait();
+        paged_tc<T, C, G, PRE>(q, kc + (i64)kh * D, vc + (i64)kh * D, tables, bs, kvc, 0, hq, kh * Gr, Gr, j0, j1, i, scale,
+                               red, mh, lh, smem_aj, wait);
+    } else {
+        __syncthreads();
+    }
     pdl_launch();
     __syncthreads();
     // This split's outputs (the warps' sums), then the codes and scales
     // into the stages' memory.
-#pragma unroll
-    for (int g = 0; g < G; g++) mine[g][tid] = red[0][g][tid] + red[1][g][tid] + red[2][g][tid] + red[3][g][tid];
+    for (int e = tid; e < G * D; e += nth) {
+        const int g = e / D, d = e % D;
+        mine[g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
+    }
     __syncthreads();
     {
         const u32 sw = smem_addr(smem_aj), ss = sw + wbytes;
-        for (int o = tid * 16; o < wbytes; o += 128 * 16) cp_async16(sw + o, (const char*)wb + o);
-        for (int o = tid * 16; o < sbytes; o += 128 * 16) {
+        for (int o = tid * 16; o < wbytes; o += nth * 16) cp_async16(sw + o, (const char*)wb + o);
+        for (int o = tid * 16; o < sbytes; o += nth * 16) {
             const int g = o / (NB * 4), c = o % (NB * 4);
             cp_async16(ss + o, (const char*)(sz + (i64)g * N + n0) + c);
         }
@@ -906,22 +920,25 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
         if (g < G) wy[g][y] = on ? w / L : 0.0f;
     }
     __syncthreads();
-    // The kv head's outputs: output (g, d = tid) is its splits' outputs so
-    // weighed, every load in flight before the sums.
-    {
-        float v[G][8];
+    // The kv head's outputs: output e = (g, d) is its splits' outputs so
+    // weighed, a thread's loads in flight before its sums.
+    for (int e0 = 0; e0 < KH; e0 += 2 * nth) {
+        float v[2][8];
 #pragma unroll
-        for (int y = 0; y < 8; y++) {
-            const u32 base = y < CL ? cluster_addr(&mine[0][tid], cluster_rank_of(0, y)) : 0u;
+        for (int u = 0; u < 2; u++) {
+            const int e = e0 + u * nth + tid;
 #pragma unroll
-            for (int g = 0; g < G; g++) v[g][y] = y < CL && g < Gr ? ld_cluster(base + g * D * 4) : 0.0f;
+            for (int y = 0; y < 8; y++)
+                v[u][y] = y < CL && e < KH ? ld_cluster(cluster_addr(&mine[0][0] + e, cluster_rank_of(0, y))) : 0.0f;
         }
 #pragma unroll
-        for (int g = 0; g < G; g++) {
+        for (int u = 0; u < 2; u++) {
+            const int e = e0 + u * nth + tid;
+            if (e >= KH) continue;
             float o = 0.0f;
 #pragma unroll
-            for (int y = 0; y < 8; y++) o += wy[g][y] * v[g][y];
-            if (g < Gr) xo[g * D + tid] = o;
+            for (int y = 0; y < 8; y++) o += wy[e / D][y] * v[u][y];
+            xo[e] = o;
         }
     }
     cluster_arrive();  // this block reads no other's shared memory after this
@@ -930,7 +947,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
     // fragments of every step: lane (c, t) holds inputs 2t, 2t+1, 2t+8 and
     // 2t+9 of the step where their group is c mod 8; and each group's sum.
     const float xsc = aj_bf16<T>::v ? 0.00390625f : 1.0f;
-    for (int e = tid; e < steps * 32; e += blockDim.x) {
+    for (int e = tid; e < steps * 32; e += nth) {
         const int st = e / 32, ln = e % 32, c = ln >> 2, t = ln & 3;
         u32 h[4];
 #pragma unroll
@@ -941,59 +958,58 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
         }
         bfr[st][ln] = make_uint2(h[0] | h[1] << 16, h[2] | h[3] << 16);
     }
-    for (int g = tid; g < NG; g += blockDim.x) {
+    for (int g = tid; g < NG; g += nth) {
         float a = 0.0f;
         for (int ii = gst[g]; ii < gst[g + 1]; ii++) a += to_f32(from_f32<f16>(xo[jm[ii] & 0xffff] * xsc));
         xs[g] = a;
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
     __syncthreads();
-    // The product: warp w takes the block's n tiles w, w+4, ...
+    // The product: warp w takes the block's n tiles w, w+NW, ...; the steps
+    // go in windows of 8 groups from the window's first, wg: column c
+    // sums group wg + ((c - wg) & 7), and every lane adds its columns'
+    // sums times their scales into tot as a step's groups leave the
+    // window (the same step for all: no divergence). The zeros' part,
+    // (zero - 8) times each group's sum of x, is taken off at the end.
     const int g8 = lane >> 2, t4 = lane & 3;
     const u32 sw = smem_addr(smem_aj);
     const u32* scs = (const u32*)((const char*)smem_aj + wbytes);
     const u32 magic = 0x64006400u, zz = 0x64086408u;  // 1024 + 8, twice
     const u32 nz1 = hsub2(0x63806380u, zz);
-    constexpr int TW = 4;  // n tiles a warp, at most (NB <= 256)
+    constexpr int TW = AJ_MAXCOLS / 16 / NW;  // n tiles a warp, at most
     float acc[TW][4], tot[TW][2];
-    int cur[2] = {-1, -1};
 #pragma unroll
     for (int j = 0; j < TW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = tot[j][0] = tot[j][1] = 0.0f;
-    const int ntw = (NT - warp + 3) / 4;
-    // flush: column e of every tile, its group cur[e] done: scaled into tot.
-    auto flush = [&](int e) {
-        const int g = cur[e];
-        if (g < 0) return;
-        const float xg = xs[g];
+    const int ntw = (NT - warp + NW - 1) / NW;
+    auto flush = [&](int wg) {
 #pragma unroll
-        for (int j = 0; j < TW; j++) {
-            if (j >= ntw) break;
-            const int nl = (warp + 4 * j) * 16 + g8;
+        for (int e = 0; e < 2; e++) {
+            const int g = wg + ((2 * t4 + e - wg) & 7);
+            if (g >= NG) continue;
 #pragma unroll
-            for (int r = 0; r < 2; r++) {
-                const u32 pr = scs[g * NB + nl + 8 * r];
-                const float sc = h_lo(pr), zm8 = h_lo(pr >> 16) - 1032.0f;
-                tot[j][r] += sc * (acc[j][2 * r + e] - zm8 * xg);
-                acc[j][2 * r + e] = 0.0f;
+            for (int j = 0; j < TW; j++) {
+                if (j >= ntw) break;
+                const int nl = (warp + NW * j) * 16 + g8;
+#pragma unroll
+                for (int r = 0; r < 2; r++) {
+                    tot[j][r] += h_lo(scs[g * NB + nl + 8 * r]) * acc[j][2 * r + e];
+                    acc[j][2 * r + e] = 0.0f;
+                }
             }
         }
     };
+    int wg = jm[0] >> 16;
     for (int ch = 0; ch < chunks; ch++) {
         u32x4 w[TW];
 #pragma unroll
         for (int j = 0; j < TW; j++)
-            if (j < ntw) w[j] = lds128(sw + (((ch * NT + warp + 4 * j) * 32 + lane) * 16));
+            if (j < ntw) w[j] = lds128(sw + (((ch * NT + warp + NW * j) * 32 + lane) * 16));
 #pragma unroll
         for (int s4 = 0; s4 < 4; s4++) {
             const int st = ch * 4 + s4;
-            const int ga = jm[st * 16] >> 16, gb = jm[st * 16 + 15] >> 16;
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int c = 2 * t4 + e, gs = ga + ((c - ga) & 7);
-                if (gs <= gb && gs != cur[e]) {
-                    flush(e);
-                    cur[e] = gs;
-                }
+            if ((jm[st * 16 + 15] >> 16) >= wg + 8) {
+                flush(wg);
+                wg = jm[st * 16] >> 16;
             }
             const uint2 bb = bfr[st][lane];
 #pragma unroll
@@ -1006,8 +1022,22 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
             }
         }
     }
-    flush(0);
-    flush(1);
+    flush(wg);
+    // The zeros: lane t takes the groups of its columns, 2t and 2t+1 mod 8.
+    for (int g = 0; g < NG; g++) {
+        if (((g >> 1) & 3) != t4) continue;
+        const float xg = xs[g];
+#pragma unroll
+        for (int j = 0; j < TW; j++) {
+            if (j >= ntw) break;
+            const int nl = (warp + NW * j) * 16 + g8;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                const u32 pr = scs[g * NB + nl + 8 * r];
+                tot[j][r] -= h_lo(pr) * (h_lo(pr >> 16) - 1032.0f) * xg;
+            }
+        }
+    }
 #pragma unroll
     for (int j = 0; j < TW; j++) {
         if (j >= ntw) break;
@@ -1016,21 +1046,21 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
             float v = tot[j][r];
             v += __shfl_xor_sync(0xffffffffu, v, 1);
             v += __shfl_xor_sync(0xffffffffu, v, 2);
-            if (t4 == 0) part[(i64)kh * N + n0 + (warp + 4 * j) * 16 + g8 + 8 * r] = v / xsc;
+            if (t4 == 0) part[(i64)kh * N + n0 + (warp + NW * j) * 16 + g8 + 8 * r] = v / xsc;
         }
     }
     cluster_wait();
 }
 
 #define ATTN_OPROJ(N, T)                                                                                          \
-    extern "C" __global__ void __launch_bounds__(128) attn_oproj4_##N(                                           \
+    extern "C" __global__ void __launch_bounds__(AJ_THREADS) attn_oproj4_##N(                                           \
         float* part, const T* q, const T* kc, const T* vc, const int* tables, const int* pos, int bs, int hq,      \
         int hkv, int window, float scale, const u32x4* jw, const u32* sz, const int* meta, int n, int ng,       \
         int mstride) {                                                                                           \
         attn_oproj4<T, false>(part, q, kc, vc, tables, pos, bs, hq, hkv, window, scale, jw, sz, meta, n, ng,     \
                               mstride);                                                                          \
     }                                                                                                            \
-    extern "C" __global__ void __launch_bounds__(128) attn_oproj4_pre_##N(                                       \
+    extern "C" __global__ void __launch_bounds__(AJ_THREADS) attn_oproj4_pre_##N(                                       \
         float* part, const T* q, const T* kc, const T* vc, const int* tables, const int* pos, int bs, int hq,      \
         int hkv, int window, float scale, const u32x4* jw, const u32* sz, const int* meta, int n, int ng,       \
         int mstride) {                                                                                           \

@@ -23,6 +23,7 @@ type attnJoin struct {
 // most four n tiles): a kv head's inputs, o_proj's groups, a block's
 // columns; the most splits the norm after it adds (one a kv head).
 const (
+	ajThreads   = 256 // decode.cu AJ_THREADS: attention on four warps, the product on all
 	ajMaxInputs = 512
 	ajMaxGroups = 64
 	ajMaxCols   = 256
@@ -264,7 +265,7 @@ func (b *Backend) PagedAttentionMatMulNormTo(norm, x, q, kc, vc, tables, pos run
 	}
 	chunks, NT := a.hq/a.hkv*a.hd/64, a.nb/16
 	shared := max(pagedTCStageBytes(2, a.hd), chunks*NT*32*16+a.ng*a.nb*4)
-	b.runCluster("decode.cu", name, Dim{X: a.hkv, Y: a.nbh}, Dim{X: pagedThreads}, shared, a.cluster,
+	b.runCluster("decode.cu", name, Dim{X: a.hkv, Y: a.nbh}, Dim{X: ajThreads}, shared, a.cluster,
 		pb.Ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, pt.ptr, int32(blockSize), int32(a.hq), int32(a.hkv), int32(p.Window), p.Scale,
 		jt.ptr, a.w.q.sz.Ptr, a.meta.Ptr, int32(N), int32(a.ng), int32(a.mstride))
 	b.partsNorm(nt, xt, wn, partsArg{part: pb.Ptr, S: a.hkv, rows: 1}, eps, sp, cl)
