@@ -829,6 +829,13 @@ FOR_DTYPES(PAGED_ATTN_ONE)
 #define AJ_NG 64
 #define AJ_MAXCOLS 256
 #define AJ_THREADS 256
+// AJ_PROBE (a define for measuring, GPTQTOOL_KERNEL_DEFINES=decode.cu:AJ_PROBE=N):
+// bits of the kernel's parts left out, its results then wrong: 1 the
+// product's loop, 2 the copies of the codes and scales into shared memory,
+// 4 attention (paged_tc), 8 the splits' combine through the cluster.
+#ifndef AJ_PROBE
+#define AJ_PROBE 0
+#endif
 template <typename T> struct aj_bf16 { static constexpr bool v = false; };
 template <> struct aj_bf16<bf16> { static constexpr bool v = true; };
 template <typename T, bool PRE>
@@ -872,7 +879,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
     const int j0 = lo + s * chunk, j1 = imax(j0, imin(i + 1, j0 + chunk));
     const i64 kvc = (i64)hkv * D;
     auto wait = [&]() { pdl_wait(); };
-    if (warp < 4) {
+    if (warp < 4 && !(AJ_PROBE & 4)) {
         // Attention on four warps (paged_tc's loop); the others meet its
         // one block barrier.
         if constexpr (!PRE) wait();
@@ -890,7 +897,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
         mine[g][d] = red[0][g][d] + red[1][g][d] + red[2][g][d] + red[3][g][d];
     }
     __syncthreads();
-    {
+    if (!(AJ_PROBE & 2)) {
         const u32 sw = smem_addr(smem_aj), ss = sw + wbytes;
         for (int o = tid * 16; o < wbytes; o += nth * 16) cp_async16(sw + o, (const char*)wb + o);
         for (int o = tid * 16; o < sbytes; o += nth * 16) {
@@ -928,8 +935,12 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
         for (int u = 0; u < 2; u++) {
             const int e = e0 + u * nth + tid;
 #pragma unroll
-            for (int y = 0; y < 8; y++)
-                v[u][y] = y < CL && e < KH ? ld_cluster(cluster_addr(&mine[0][0] + e, cluster_rank_of(0, y))) : 0.0f;
+            for (int y = 0; y < 8; y++) {
+                if (AJ_PROBE & 8)
+                    v[u][y] = e < KH ? (&mine[0][0])[e] : 0.0f;
+                else
+                    v[u][y] = y < CL && e < KH ? ld_cluster(cluster_addr(&mine[0][0] + e, cluster_rank_of(0, y))) : 0.0f;
+            }
         }
 #pragma unroll
         for (int u = 0; u < 2; u++) {
@@ -999,7 +1010,7 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
         }
     };
     int wg = jm[0] >> 16;
-    for (int ch = 0; ch < chunks; ch++) {
+    for (int ch = 0; ch < ((AJ_PROBE & 1) ? 0 : chunks); ch++) {
         u32x4 w[TW];
 #pragma unroll
         for (int j = 0; j < TW; j++)

@@ -19,6 +19,13 @@ type attnJoin struct {
 	mstride, cluster, nbh int // meta's stride a kv head; the kernel's cluster, and its blocks a kv head (cluster·halves)
 }
 
+// shared is the joined kernel's dynamic shared memory: attention's two
+// stages of K and V tiles, or the block's codes and scales after them.
+func (a *attnJoin) shared() int {
+	chunks, NT := a.hq/a.hkv*a.hd/64, a.nb/16
+	return max(pagedTCStageBytes(2, a.hd), chunks*NT*32*16+a.ng*a.nb*4)
+}
+
 // Joined-kernel limits (decode.cu AJ_KH, AJ_NG, and its four warps of at
 // most four n tiles): a kv head's inputs, o_proj's groups, a block's
 // columns; the most splits the norm after it adds (one a kv head).
@@ -263,9 +270,7 @@ func (b *Backend) PagedAttentionMatMulNormTo(norm, x, q, kc, vc, tables, pos run
 	if p.CacheSettled {
 		name = "attn_oproj4_pre_" + suffix(qt.dt)
 	}
-	chunks, NT := a.hq/a.hkv*a.hd/64, a.nb/16
-	shared := max(pagedTCStageBytes(2, a.hd), chunks*NT*32*16+a.ng*a.nb*4)
-	b.runCluster("decode.cu", name, Dim{X: a.hkv, Y: a.nbh}, Dim{X: ajThreads}, shared, a.cluster,
+	b.runCluster("decode.cu", name, Dim{X: a.hkv, Y: a.nbh}, Dim{X: ajThreads}, a.shared(), a.cluster,
 		pb.Ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, pt.ptr, int32(blockSize), int32(a.hq), int32(a.hkv), int32(p.Window), p.Scale,
 		jt.ptr, a.w.q.sz.Ptr, a.meta.Ptr, int32(N), int32(a.ng), int32(a.mstride))
 	b.partsNorm(nt, xt, wn, partsArg{part: pb.Ptr, S: a.hkv, rows: 1}, eps, sp, cl)
