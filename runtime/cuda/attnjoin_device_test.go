@@ -97,10 +97,10 @@ func TestAttentionJoin(t *testing.T) {
 						t.Fatalf("JoinAttention: %v, %v", wj, err)
 					}
 					defer b.Free(wj)
-				if pos == 0 {
-					active, grid := b.JoinClusters(wj, c.dt, c.settled)
-					t.Logf("clusters of %d: %d at once, %d in the grid", sh[0], active, grid)
-				}
+					if pos == 0 {
+						active, grid := b.JoinClusters(wj, c.dt, c.settled)
+						t.Logf("clusters of %d: %d at once, %d in the grid", sh[0], active, grid)
+					}
 					p := runtime.AttentionParams{HeadDim: hd, Window: c.window, Scale: float32(1 / math.Sqrt(hd)), CacheSettled: c.settled}
 					run := func(joined bool) (x, norm []float32) {
 						q, _ := upload(t, b, c.dt, q0, 1, hq*hd)
