@@ -829,6 +829,7 @@ FOR_DTYPES(PAGED_ATTN_ONE)
 #define AJ_NG 64
 #define AJ_MAXCOLS 256
 #define AJ_THREADS 256
+#define AJ_KS 2  // the product's parts of K (warps AJ_THREADS/32/AJ_KS a part)
 // AJ_PROBE (a define for measuring, GPTQTOOL_KERNEL_DEFINES=decode.cu:AJ_PROBE=N):
 // bits of the kernel's parts left out, its results then wrong: 1 the
 // product's loop, 2 the copies of the codes and scales into shared memory,
@@ -838,6 +839,30 @@ FOR_DTYPES(PAGED_ATTN_ONE)
 #endif
 template <typename T> struct aj_bf16 { static constexpr bool v = false; };
 template <> struct aj_bf16<bf16> { static constexpr bool v = true; };
+// aj_flush: attn_oproj4's window end, its lane's two columns' sums (acc)
+// of the window from group wg scaled into tot and cleared (a function of
+// its own, forced inline: a lambda capturing acc by reference put acc in
+// local memory when not inlined).
+template <int TW, int NW>
+__device__ __forceinline__ void aj_flush(float (&acc)[TW][4], float (&tot)[TW][2], const u32* scs, int wg, int t4, int NG,
+                                         int ntw, int warp, int g8, int NB) {
+#pragma unroll
+    for (int e = 0; e < 2; e++) {
+        const int g = wg + ((2 * t4 + e - wg) & 7);
+        if (g >= NG) continue;
+#pragma unroll
+        for (int j = 0; j < TW; j++) {
+            if (j >= ntw) break;
+            const int nl = (warp + NW * j) * 16 + g8;
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                tot[j][r] += h_lo(scs[g * NB + nl + 8 * r]) * acc[j][2 * r + e];
+                acc[j][2 * r + e] = 0.0f;
+            }
+        }
+    }
+}
+
 template <typename T, bool PRE>
 __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, const T* __restrict__ kc,
                             const T* __restrict__ vc, const int* __restrict__ tables, const int* __restrict__ pos, int bs,
@@ -976,50 +1001,38 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
     }
     asm volatile("cp.async.wait_group 0;" ::: "memory");
     __syncthreads();
-    // The product: warp w takes the block's n tiles w, w+NW, ...; the steps
-    // go in windows of 8 groups from the window's first, wg: column c
-    // sums group wg + ((c - wg) & 7), and every lane adds its columns'
+    // The product: the warps split K in AJ_KS parts (k part w / WN) and
+    // the block's n tiles among the WN warps of each (tiles w % WN,
+    // + WN, ...), so that a warp has TW independent chains of mma; the
+    // steps go in windows of 8 groups from the window's first, wg: column
+    // c sums group wg + ((c - wg) & 7), and every lane adds its columns'
     // sums times their scales into tot as a step's groups leave the
     // window (the same step for all: no divergence). The zeros' part,
-    // (zero - 8) times each group's sum of x, is taken off at the end.
+    // (zero - 8) times each group's sum of x, is taken off once, by the
+    // first k part's warps; the k parts' sums are added in shared memory.
     const int g8 = lane >> 2, t4 = lane & 3;
     const u32 sw = smem_addr(smem_aj);
     const u32* scs = (const u32*)((const char*)smem_aj + wbytes);
     const u32 magic = 0x64006400u, zz = 0x64086408u;  // 1024 + 8, twice
     const u32 nz1 = hsub2(0x63806380u, zz);
-    constexpr int TW = AJ_MAXCOLS / 16 / NW;  // n tiles a warp, at most
+    constexpr int WN = NW / AJ_KS, TW = AJ_MAXCOLS / 16 / WN;  // n tiles a warp, at most
+    const int kq = warp / WN, wn = warp % WN;
+    const int c0 = kq * chunks / AJ_KS, c1 = (kq + 1) * chunks / AJ_KS;
     float acc[TW][4], tot[TW][2];
 #pragma unroll
     for (int j = 0; j < TW; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = tot[j][0] = tot[j][1] = 0.0f;
-    const int ntw = (NT - warp + NW - 1) / NW;
-    auto flush = [&](int wg) {
-#pragma unroll
-        for (int e = 0; e < 2; e++) {
-            const int g = wg + ((2 * t4 + e - wg) & 7);
-            if (g >= NG) continue;
-#pragma unroll
-            for (int j = 0; j < TW; j++) {
-                if (j >= ntw) break;
-                const int nl = (warp + NW * j) * 16 + g8;
-#pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    tot[j][r] += h_lo(scs[g * NB + nl + 8 * r]) * acc[j][2 * r + e];
-                    acc[j][2 * r + e] = 0.0f;
-                }
-            }
-        }
-    };
-    int wg = jm[0] >> 16;
-    for (int ch = 0; ch < ((AJ_PROBE & 1) ? 0 : chunks); ch++) {
+    const int ntw = (NT - wn + WN - 1) / WN;
+    int wg = jm[c0 * 64] >> 16;
+    for (int ch = c0; ch < ((AJ_PROBE & 1) ? c0 : c1); ch++) {
         u32x4 w[TW];
 #pragma unroll
         for (int j = 0; j < TW; j++)
-            if (j < ntw) w[j] = lds128(sw + (((ch * NT + warp + NW * j) * 32 + lane) * 16));
+            if (j < ntw) w[j] = lds128(sw + (((ch * NT + wn + WN * j) * 32 + lane) * 16));
 #pragma unroll
         for (int s4 = 0; s4 < 4; s4++) {
             const int st = ch * 4 + s4;
             if ((jm[st * 16 + 15] >> 16) >= wg + 8) {
-                flush(wg);
+                aj_flush<TW, WN>(acc, tot, scs, wg, t4, NG, ntw, wn, g8, NB);
                 wg = jm[st * 16] >> 16;
             }
             const uint2 bb = bfr[st][lane];
@@ -1033,15 +1046,15 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
             }
         }
     }
-    flush(wg);
+    aj_flush<TW, WN>(acc, tot, scs, wg, t4, NG, ntw, wn, g8, NB);
     // The zeros: lane t takes the groups of its columns, 2t and 2t+1 mod 8.
-    for (int g = 0; g < NG; g++) {
+    for (int g = 0; g < (kq == 0 ? NG : 0); g++) {
         if (((g >> 1) & 3) != t4) continue;
         const float xg = xs[g];
 #pragma unroll
         for (int j = 0; j < TW; j++) {
             if (j >= ntw) break;
-            const int nl = (warp + NW * j) * 16 + g8;
+            const int nl = (wn + WN * j) * 16 + g8;
 #pragma unroll
             for (int r = 0; r < 2; r++) {
                 const u32 pr = scs[g * NB + nl + 8 * r];
@@ -1049,6 +1062,9 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
             }
         }
     }
+    // The k parts' sums: each warp's (its lanes' columns added) into
+    // ksum[kq], then added in a fixed order.
+    float* ksum = xo;  // (x is in the B fragments by now)
 #pragma unroll
     for (int j = 0; j < TW; j++) {
         if (j >= ntw) break;
@@ -1057,8 +1073,15 @@ __device__ void attn_oproj4(float* __restrict__ part, const T* __restrict__ q, c
             float v = tot[j][r];
             v += __shfl_xor_sync(0xffffffffu, v, 1);
             v += __shfl_xor_sync(0xffffffffu, v, 2);
-            if (t4 == 0) part[(i64)kh * N + n0 + (warp + NW * j) * 16 + g8 + 8 * r] = v / xsc;
+            if (t4 == 0) ksum[kq * NB + (wn + WN * j) * 16 + g8 + 8 * r] = v;
         }
+    }
+    __syncthreads();
+    for (int n = tid; n < NB; n += nth) {
+        float v = 0.0f;
+#pragma unroll
+        for (int k = 0; k < AJ_KS; k++) v += ksum[k * NB + n];
+        part[(i64)kh * N + n0 + n] = v / xsc;
     }
     cluster_wait();
 }
