@@ -21,8 +21,7 @@ import (
 //   - decode.cu: PA_C, PA_G and KDT, one paged_attn kernel (with PA_PRE=1
 //     its _pre kernel, with PA_TC=1 its _tc kernel, with both its _tcpre
 //     kernel); PA_C=0 the rope_store
-//     kernels of every dtype; AJ=1 with KDT the attn_oproj4 kernels
-//     (attention joined with o_proj) of one dtype.
+//     kernels of every dtype.
 //
 //   - qglu.cu: QL_BITS=4|8 with KDT and the block's shape (QL_W warps,
 //     QL_D chunks in flight a warp), one kernel (with QG_SZ16=1 for a
@@ -177,15 +176,6 @@ func ModuleOf(file, name string) Module {
 	case "decode.cu":
 		if strings.HasPrefix(name, "rope_store_") {
 			return Module{File: file, Defines: []string{"PA_C=0"}}
-		}
-		if strings.HasPrefix(name, "attn_oproj") {
-			// attn_oproj4[_pre]_<dtype>: attention joined with o_proj
-			// (AJ=1, its kernels of one dtype; PA_C=-1 leaves out the
-			// others).
-			if !ok {
-				return whole
-			}
-			return Module{File: file, Defines: []string{"PA_C=-1", "AJ=1", "KDT=" + strconv.Itoa(dt)}}
 		}
 		// paged_attn_c<C>_g<G>[_pre|_tc]_<dtype>
 		var c, g int

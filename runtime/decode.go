@@ -89,23 +89,6 @@ type ResidualAttentionProjector interface {
 	PagedAttentionMatMulAdd(x, att, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, w Tensor)
 }
 
-// AttentionJoiner is a PagedDecoder that can run a decode step's paged
-// attention and o_proj as one op with the residual add and the norm after
-// them, for steps of up to AttentionJoinRows rows (0: none):
-// JoinAttention(w, heads, kvHeads, headDim) returns o_proj's weight w (as
-// LoadQuant gave it) prepared for that, or nil (no error) where the
-// backend does not join them; Free releases it, and w must outlive it.
-// PagedAttentionMatMulNormTo(norm, x, q, kc, vc, tables, pos, blockSize, p,
-// wj, weight, slots, eps) sets x = x + PagedAttention(q, kc, vc, tables,
-// pos, blockSize, p)·wᵀ, the sum rounded once, and norm = RMSNorm(x,
-// weight, eps) with column c at slots[c] (slots nil: as it is): what
-// PagedAttentionMatMul and AddRMSNormTo do, but for that rounding.
-type AttentionJoiner interface {
-	JoinAttention(w Tensor, heads, kvHeads, headDim int) (Tensor, error)
-	AttentionJoinRows() int
-	PagedAttentionMatMulNormTo(norm, x, q, kc, vc, tables, pos Tensor, blockSize int, p AttentionParams, wj, weight, slots Tensor, eps float32)
-}
-
 // ResidualProjector is a Backend whose decode steps of some row counts
 // run o_proj after paged attention as a product added into the residual
 // stream: ResidualProjects(rows) reports whether a model should, for a

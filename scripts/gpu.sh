@@ -5,7 +5,6 @@
 #   scripts/gpu.sh [tests] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
 #                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench]
-#                  [joincheck]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -534,33 +533,6 @@ for step in $steps; do
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
     compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm in a cluster rather than in one block a row (GPTQTOOL_DOWN_NORM=1)"
-    ;;
-  joincheck)
-    # Issue 9: attention and o_proj in one kernel at one row
-    # (GPTQTOOL_ATTN_JOIN=1, runtime/cuda attnjoin.go) in whole models:
-    # greedy ids of openchat-tiny at 4 bits g128 act order (a short
-    # quantization; its 256 outputs join in clusters of 4) with the join
-    # and without, and of the 7B shape's q4act checkpoint where the decode
-    # step made it. The join adds o_proj's sums into x rounding once, where
-    # the unjoined ops round the product first, so ids may part at a
-    # near-tie: the summary gives the leading ids they share.
-    mkdir -p /tmp/qp
-    [ -d /tmp/qp/main ] || run quant-main 200 "$bin/gptqtool" quantize --device cuda --model "$PWD/testdata/models/openchat-tiny" \
-      --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --seq-len 512 --nsamples 16 --damp 0.1 \
-      --bits 4 --group 128 --act-order --out /tmp/qp/main --estimate=false
-    for m in /tmp/qp/main /tmp/oc7b-q4act; do
-      [ -d $m ] || continue
-      n=$(basename $m)
-      for j in 0 1; do
-        run join$j-$n 200 sh -c "GPTQTOOL_ATTN_JOIN=$j GPTQTOOL_ATTN_JOIN_CL=${JOIN_CL:-4} '$bin/gptqtool' generate --device cuda --model $m \
-          --prompt 'Once upon a time, in a small village by the sea,' --max-tokens 96 --temperature 0 --ids >'$LOGS/join$j-$n.txt'"
-      done
-      a=$(tr -s ' \n' '\n\n' <"$LOGS/join0-$n.txt")
-      b=$(tr -s ' \n' '\n\n' <"$LOGS/join1-$n.txt")
-      same=$(paste -d' ' <(echo "$a") <(echo "$b") | awk '$1 != $2 {exit} {n++} END {print n+0}')
-      note "joincheck $n: $same leading ids the same of $(echo "$a" | wc -l) (with the join: $(wc -w <"$LOGS/join1-$n.txt") ids)"
-      cmp -s "$LOGS/join0-$n.txt" "$LOGS/join1-$n.txt" || head -c 400 "$LOGS/join0-$n.txt" "$LOGS/join1-$n.txt" | tee -a "$summary"
-    done
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and

@@ -78,7 +78,6 @@ type Backend struct {
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
 	apart   *Buffer // fp32 partial results of split paged attention
 	acount  *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
-	ajpart  *Buffer // the joined attention and o_proj's fp32 sums, a kv head's each (attnjoin.go)
 	srules  *Buffer // SampleTokens: the rows' rules and penalties
 	// srulesUp: the bytes last uploaded to srulesIn (srules then; nil:
 	// none kept).
@@ -170,9 +169,6 @@ type Backend struct {
 	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
 	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
 	downNorm      int             // GPTQTOOL_DOWN_NORM: MatMulAddNormTo leaves a plain wide product's splits to the norm (qgemv.cu QF_PARTS), 1: in one block a row, 2 (the default): in a cluster of 8 (0: not)
-	attnJoin      int             // GPTQTOOL_ATTN_JOIN=1: decode steps of one row run attention and o_proj in one kernel (runtime.AttentionJoiner, attnjoin.go); 0 (the default): not
-	ajCluster     int             // GPTQTOOL_ATTN_JOIN_CL: the joined kernel's blocks a kv head's positions split over (a cluster), 4 or 8
-	ajCols        int             // GPTQTOOL_ATTN_JOIN_NB: o_proj's columns a block of the joined kernel multiplies, 64, 128 or 256
 	partsWant     bool            // MatMulAddNormTo's product is being issued: it may leave its splits in parts
 	partsGot      partsArg        // where it left them
 	gt            graphTimes
@@ -344,17 +340,6 @@ func New(o Options) (*Backend, error) {
 	// and 0.45% more once its blocks pushed their sums), or not (0).
 	if b.downNorm, err = envInt("GPTQTOOL_DOWN_NORM", 2, 0, 2, "0, 1 or 2"); err != nil {
 		return nil, err
-	}
-	// GPTQTOOL_ATTN_JOIN=1: attention and o_proj in one kernel at one row
-	// (off by default: being measured), its cluster and columns a block.
-	if b.attnJoin, err = envInt("GPTQTOOL_ATTN_JOIN", 0, 0, 1, "0 or 1"); err != nil {
-		return nil, err
-	}
-	if b.ajCluster, err = envInt("GPTQTOOL_ATTN_JOIN_CL", 8, 4, 8, "4 or 8 blocks"); err != nil || (b.ajCluster != 4 && b.ajCluster != 8) {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_ATTN_JOIN_CL: want 4 or 8 blocks")
-	}
-	if b.ajCols, err = envInt("GPTQTOOL_ATTN_JOIN_NB", 256, 64, 256, "64, 128 or 256 columns"); err != nil || b.ajCols&(b.ajCols-1) != 0 {
-		return nil, fmt.Errorf("cuda: GPTQTOOL_ATTN_JOIN_NB: want 64, 128 or 256 columns")
 	}
 	// The norms' threads a row (one block a row): GPTQTOOL_NORM_THREADS for
 	// every norm, else normThreadsFor's.
@@ -755,7 +740,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.jcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.ajpart, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.jcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
@@ -824,7 +809,6 @@ type Tensor struct {
 	nat   *Tensor
 	normq *quant
 	mlp   *fusedMLP // a fused MLP (FuseMLP); its memory is its down codes
-	aj    *attnJoin // o_proj prepared for the joined attention (JoinAttention); its memory is its codes
 }
 
 // DType implements runtime.Tensor.
@@ -911,9 +895,6 @@ func (b *Backend) Free(t runtime.Tensor) {
 	if ct.mlp != nil {
 		b.releaseMLP(ct)
 		return
-	}
-	if ct.aj != nil {
-		b.freeBufferLocked(ct.aj.meta)
 	}
 	// The memory may still be read by queued work; the allocator hands it
 	// out again only to later work on the same stream, which runs after.
@@ -1363,7 +1344,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // (the products stream their first weights meanwhile). stream_tail (a
 // probe of BenchmarkPieces) waits for nothing: it reads and writes nothing
 // the kernel before it does.
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "attn_oproj", "fmlp4_", "fmlp8_", "stream_tail"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

@@ -115,17 +115,3 @@ func QGLUNormKernel(bits, M int) string {
 	warps, depth := defaultQGLUShape(bits, M)
 	return qgluNormName(bits, warps, depth, runtime.F16)
 }
-
-// JoinClusters reports, for o_proj joined with attention (JoinAttention),
-// how many of the joined kernel's clusters the device runs at once and how
-// many its grid has, for tests that log whether it runs in one wave.
-func (b *Backend) JoinClusters(wj runtime.Tensor, dt runtime.DType, settled bool) (active, grid int) {
-	a := b.tensor(wj).aj
-	name := "attn_oproj4_" + suffix(dt)
-	if settled {
-		name = "attn_oproj4_pre_" + suffix(dt)
-	}
-	b.enter()
-	defer b.exit()
-	return b.activeClusters("decode.cu", name, ajThreads, a.shared(), a.cluster), a.hkv * a.nbh / a.cluster
-}

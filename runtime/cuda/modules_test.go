@@ -65,10 +65,6 @@ func launchedKernels() map[string][]string {
 	for _, m := range pagedTCPreNames {
 		add("decode.cu", m)
 	}
-	// Attention joined with o_proj (attnjoin.go).
-	for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
-		out["decode.cu"] = append(out["decode.cu"], "attn_oproj4_"+suffix(dt), "attn_oproj4_pre_"+suffix(dt))
-	}
 	for _, dt := range []runtime.DType{runtime.F32, runtime.F16, runtime.BF16} {
 		out["decode.cu"] = append(out["decode.cu"], "rope_store_"+suffix(dt))
 		// The pieces GLU kernel (GPTQTOOL_QGLU_PIECES) in its default shapes
@@ -109,10 +105,9 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
 	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
 	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre); qglu.cu's
-	// 3 shapes (one at 4 bits, two at 8) × 3 dtypes × 2 scale builds;
-	// attention joined with o_proj, 2 dtypes.
-	if len(parts) != 49+97+32+18+2 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+18+2, parts)
+	// 3 shapes (one at 4 bits, two at 8) × 3 dtypes × 2 scale builds.
+	if len(parts) != 49+97+32+18 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+18, parts)
 	}
 	want := map[string]int{
 		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant

@@ -393,10 +393,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	gn, _ := b.(runtime.GLUNormer)
 	gluNorm := gn != nil && runtime.Rows(x) <= gn.GLUNormRows()
 	rap, _ := b.(runtime.ResidualAttentionProjector)
-	// attention, o_proj and the add + norm after them as one op, for as
-	// many rows as the backend joins them (lw.attn).
-	aj, _ := b.(runtime.AttentionJoiner)
-	joinAttn := aj != nil && runtime.Rows(x) <= aj.AttentionJoinRows()
 	// down's product and the norm after it (the next layer's, or the
 	// model's) as one op where the backend has it (rn): s.xn then already
 	// holds the next layer's normalized input (normed).
@@ -465,8 +461,6 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				attend()
 				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
-			} else if joinAttn && lw.attn != nil {
-				aj.PagedAttentionMatMulNormTo(s.xn, x, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.attn, lw.ffnNorm, sl.ffn, d.eps)
 			} else {
 				if ap != nil {
 					ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])

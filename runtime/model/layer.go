@@ -86,10 +86,6 @@ type layerWeights struct {
 	// made from the weights the step reads (order's where it has them);
 	// nil where the backend does not fuse them.
 	mlp runtime.Tensor
-	// attn is o_proj prepared for attention and o_proj as one decode-step
-	// op with the add + norm after them (runtime.AttentionJoiner), from
-	// the layer's own weight; nil where the backend does not join them.
-	attn runtime.Tensor
 }
 
 // decodeOrder has a decode step write each input of the layer's products

@@ -159,9 +159,6 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		if err := m.bd.fuseMLP(&m.layers[i]); err != nil {
 			return fail(fmt.Errorf("model: layer %d: %w", i, err))
 		}
-		if err := m.bd.joinAttention(&m.layers[i], d); err != nil {
-			return fail(fmt.Errorf("model: layer %d: %w", i, err))
-		}
 	}
 	if m.norm, err = m.bd.fp("model.norm.weight", d.hidden); err != nil {
 		return fail(err)

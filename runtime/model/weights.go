@@ -355,24 +355,6 @@ func (bd *binder) fuseMLP(lw *layerWeights) error {
 	return nil
 }
 
-// joinAttention prepares lw's o_proj for paged attention and o_proj in
-// one decode-step op where the backend joins them
-// (runtime.AttentionJoiner): from lw's own weight, which reads
-// attention's output in the model's order (the op needs no input slots).
-func (bd *binder) joinAttention(lw *layerWeights, d dims) error {
-	aj, ok := bd.b.(runtime.AttentionJoiner)
-	if !ok || lw.lin[oProj] == nil {
-		return nil
-	}
-	t, err := aj.JoinAttention(lw.lin[oProj], d.heads, d.kvHeads, d.headDim)
-	if err != nil || t == nil {
-		return err
-	}
-	bd.made = append(bd.made, t)
-	lw.attn = t
-	return nil
-}
-
 // Sequential returns l in the runtime's neutral quantized layout with act
 // order made sequential: inputs sorted by group (stable), so that each
 // group is a contiguous run of GroupSize inputs, and Perm mapping them back
