@@ -26,7 +26,11 @@ single file or sharded) and reports its architecture and shape, tensor dtypes, p
 count and size on disk; for GPTQ checkpoints also bits, group size, act order, sym,
 checkpoint format and which loaders accept it. PyTorch .bin checkpoints are read without
 executing anything. A .gguf file is described from its header: architecture, hyperparameters,
-tokenizer, tensor types, size.`,
+tokenizer, tensor types, size.
+
+Disagreements between config.json, the quantization configs and the weights are printed as
+PROBLEM lines (the "problems" key with --json); the command then exits with status 1 after
+printing its report.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if st, err := os.Stat(args[0]); err == nil && st.Mode().IsRegular() && strings.HasSuffix(args[0], ".gguf") {
@@ -45,14 +49,30 @@ tokenizer, tensor types, size.`,
 				return err
 			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), r)
+				if err := writeJSON(cmd.OutOrStdout(), r); err != nil {
+					return err
+				}
+			} else {
+				printReport(cmd.OutOrStdout(), r)
 			}
-			printReport(cmd.OutOrStdout(), r)
-			return nil
+			return problemsError(r)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
 	return cmd
+}
+
+// problemsError is the error that ends an inspect whose report has
+// problems (after the report is printed), so that the exit status says
+// whether the checkpoint is sound.
+func problemsError(r *verify.Report) error {
+	switch len(r.Problems) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("%s: 1 problem found", r.Dir)
+	}
+	return fmt.Errorf("%s: %d problems found", r.Dir, len(r.Problems))
 }
 
 func printReport(w io.Writer, r *verify.Report) {

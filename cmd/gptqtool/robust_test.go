@@ -213,8 +213,8 @@ func TestConfigFewerLayersThanWeights(t *testing.T) {
 		t.Errorf("quantize left %v behind", entries)
 	}
 	stdout, _, err := run(t, "inspect", "--json", dir)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), "2 problems found") {
+		t.Errorf("inspect: err = %v, want 2 problems found", err)
 	}
 	var rep struct {
 		NumParameters    int64    `json:"num_parameters"`
@@ -260,8 +260,8 @@ func TestConfigMoreLayersThanWeights(t *testing.T) {
 		t.Errorf("convert left %s behind (%v)", out, err)
 	}
 	stdout, _, err := run(t, "inspect", "--json", dir)
-	if err != nil {
-		t.Fatal(err)
+	if err == nil || !strings.Contains(err.Error(), "problems found") {
+		t.Errorf("inspect: err = %v, want problems found", err)
 	}
 	var rep struct {
 		Problems []string `json:"problems"`
@@ -273,6 +273,70 @@ func TestConfigMoreLayersThanWeights(t *testing.T) {
 		return strings.Contains(p, "model.layers.5.input_layernorm.weight") && strings.Contains(p, "hold 5 layers")
 	}) {
 		t.Errorf("inspect problems %q name no missing tensor", rep.Problems)
+	}
+}
+
+// TestInspectExitStatus: inspect prints its whole report, PROBLEM lines
+// included (or the JSON document with its problems), and then exits 1 with
+// a line counting the problems, so that a script can rely on its status; a
+// sound checkpoint exits 0.
+func TestInspectExitStatus(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	dir := withLayers(t, src, 7) // missing tensors, and a parameter count that differs
+	for _, tc := range []struct {
+		name, dir string
+		json      bool
+		code      int
+		stderr    string
+	}{
+		{"problems", dir, false, 1, dir + ": 2 problems found"},
+		{"problems json", dir, true, 1, dir + ": 2 problems found"},
+		{"sound", src, false, 0, ""},
+		{"sound json", src, true, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"inspect", tc.dir}
+			if tc.json {
+				args = append(args, "--json")
+			}
+			c := gptqtool(t, t.TempDir(), nil, args...)
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			err := c.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			if tc.stderr != "" && !strings.Contains(stderr.String(), tc.stderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.stderr)
+			}
+			if tc.json {
+				var rep struct {
+					Problems []string `json:"problems"`
+				}
+				if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+					t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout.String())
+				}
+				if got := len(rep.Problems); (got > 0) != (tc.code != 0) {
+					t.Errorf("%d problems in the report, exit status %d", got, code)
+				}
+				return
+			}
+			// The report is complete: its last line (size on disk,
+			// quantization) comes after the PROBLEM lines.
+			if got, want := strings.Count(stdout.String(), "PROBLEM"), map[int]int{0: 0, 1: 2}[tc.code]; got != want {
+				t.Errorf("%d PROBLEM lines, want %d:\n%s", got, want, stdout.String())
+			}
+			if !strings.Contains(stdout.String(), "quantization   none") {
+				t.Errorf("the report stops early:\n%s", stdout.String())
+			}
+		})
 	}
 }
 
@@ -294,7 +358,7 @@ func TestConfigsDisagree(t *testing.T) {
 		}
 	}
 	stdout, _, err := run(t, "inspect", q)
-	if err != nil || !strings.Contains(stdout, "PROBLEM") || !strings.Contains(stdout, "bits 4 vs 8") {
+	if err == nil || !strings.Contains(stdout, "PROBLEM") || !strings.Contains(stdout, "bits 4 vs 8") {
 		t.Errorf("inspect: %v\n%s", err, stdout)
 	}
 }
