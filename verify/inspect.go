@@ -52,7 +52,8 @@ type Report struct {
 	SizeBytes      int64          `json:"size_bytes"` // weight files on disk
 	Quantization   *Quantization  `json:"quantization_config,omitempty"`
 	// Problems are disagreements between config.json and the weight files
-	// (tensors the config does not explain, parameter counts that differ).
+	// (tensors the config does not explain or needs and lacks, tensors of
+	// another shape than it gives, parameter counts that differ).
 	Problems []string `json:"problems,omitempty"`
 }
 
@@ -159,6 +160,9 @@ func Inspect(dir string) (*Report, error) {
 			r.Problems = append(r.Problems, err.Error())
 		}
 		if err := model.CheckComplete(dir, set.Names(), cfg, qc); err != nil {
+			r.Problems = append(r.Problems, err.Error())
+		}
+		if err := model.CheckShapes(dir, set.Infos(), cfg, qc); err != nil {
 			r.Problems = append(r.Problems, err.Error())
 		}
 		if qc != nil {

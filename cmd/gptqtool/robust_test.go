@@ -340,6 +340,44 @@ func TestInspectExitStatus(t *testing.T) {
 	}
 }
 
+// TestInspectNamesMisshapenTensors: a config.json whose intermediate_size
+// disagrees with the weights gets a PROBLEM naming the first tensors with
+// their shape and the config's, beside the parameter counts that differ,
+// for a floating-point and a GPTQ checkpoint (a QA pass: only the counts
+// were reported, where loading names the tensor).
+func TestInspectNamesMisshapenTensors(t *testing.T) {
+	_, q := quantizedTiny(t)
+	for _, tc := range []struct {
+		name, src    string
+		intermediate int
+		want         string
+	}{
+		{"float", fixturePath(t, "models/stories260K-hf-mistral"), 200, `tensor "model.layers.0.mlp.gate_proj.weight": shape [172 64], want [200 64]`},
+		{"gptq", q, 1024, `tensor "model.layers.0.mlp.down_proj.qweight": shape [112 256], want [128 256]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "m")
+			copyDir(t, tc.src, dir)
+			editConfig(t, dir, func(doc map[string]any) { doc["intermediate_size"] = tc.intermediate })
+			stdout, _, err := run(t, "inspect", "--json", dir)
+			if err == nil {
+				t.Errorf("inspect of a config that disagrees with its weights: no error")
+			}
+			var rep struct {
+				Problems []string `json:"problems"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(rep.Problems, func(p string) bool {
+				return strings.Contains(p, tc.want) && strings.Contains(p, "intermediate_size "+strconv.Itoa(tc.intermediate))
+			}) {
+				t.Errorf("inspect problems %q do not say %s", rep.Problems, tc.want)
+			}
+		})
+	}
+}
+
 // TestConfigsDisagree: a GPTQ checkpoint whose config.json
 // quantization_config gives other bits than its quantize_config.json (vLLM
 // would read one, AutoGPTQ the other) is refused by generate and convert

@@ -2,11 +2,13 @@ package model
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
 
 // ErrUnexplained is wrapped by CheckExplained's error.
@@ -175,4 +177,101 @@ func CheckComplete(file string, names []string, cfg *hfconfig.Config, quant *gpt
 		hint = layersHint(maxLayer, cfg)
 	}
 	return fmt.Errorf("%s: %d %w (%s)%s", file, len(missing), ErrIncomplete, someNames(missing), hint)
+}
+
+// ErrMisshapen is wrapped by CheckShapes's error.
+var ErrMisshapen = fmt.Errorf("tensors of another shape than the config gives")
+
+// WantShape returns the shape that a checkpoint of cfg (GPTQ with quant,
+// nil for floating point) gives the tensor name, the shapes the loader
+// binds: [vocab_size, hidden_size] for the embedding and the head,
+// [hidden_size] for the norms, [N, K] for a Linear's weight and [N] for
+// its bias, and with quant the GPTQ tensors of gptq.ShapesFor (spec §1.1).
+// It returns nil for a name it does not size: one the config does not
+// explain (see Unexplained), a buffer (rotary_emb.inv_freq), or a Linear
+// whose sizes the model cannot run or pack.
+func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []int {
+	if !explained(name, cfg, quant) {
+		return nil
+	}
+	switch name {
+	case "model.embed_tokens.weight", "lm_head.weight":
+		return []int{cfg.VocabSize, cfg.HiddenSize}
+	case "model.norm.weight":
+		return []int{cfg.HiddenSize}
+	}
+	var K, N int
+	var suffix string
+	if rest, ok := strings.CutPrefix(name, "lm_head."); ok {
+		K, N, suffix = cfg.HiddenSize, cfg.VocabSize, rest
+	} else {
+		rest := strings.TrimPrefix(name, "model.layers.")
+		_, rest, _ = strings.Cut(rest, ".")
+		switch rest {
+		case "input_layernorm.weight", "post_attention_layernorm.weight":
+			return []int{cfg.HiddenSize}
+		}
+		module, sfx, _ := cutLast(rest, ".")
+		if K, N, ok = LinearShape(cfg, module); !ok {
+			return nil
+		}
+		suffix = sfx
+	}
+	switch suffix {
+	case "weight":
+		return []int{N, K}
+	case "bias":
+		return []int{N}
+	}
+	if quant == nil {
+		return nil
+	}
+	qw, qz, sc, gi, err := gptq.ShapesFor(K, N, quant.Bits, quant.GroupSize)
+	if err != nil {
+		return nil
+	}
+	switch suffix {
+	case "qweight":
+		return qw[:]
+	case "qzeros":
+		return qz[:]
+	case "scales":
+		return sc[:]
+	case "g_idx":
+		return gi[:1]
+	}
+	return nil
+}
+
+// cutLast is strings.Cut at the last sep.
+func cutLast(s, sep string) (before, after string, found bool) {
+	if i := strings.LastIndex(s, sep); i >= 0 {
+		return s[:i], s[i+len(sep):], true
+	}
+	return s, "", false
+}
+
+// CheckShapes returns an error naming the first tensors of infos (from
+// file, for the message) whose shape is not the one cfg gives them
+// (WantShape), each with both shapes, and how many more there are; or nil.
+// A config.json whose hidden_size, intermediate_size or vocab_size
+// disagrees with the weights is found this way, tensor by tensor, where a
+// parameter count only says that something differs.
+func CheckShapes(file string, infos []safetensors.TensorInfo, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
+	var bad []string
+	for _, t := range infos {
+		if want := WantShape(t.Name, cfg, quant); want != nil && !slices.Equal(t.Shape, want) {
+			bad = append(bad, fmt.Sprintf("tensor %q: shape %v, want %v", t.Name, t.Shape, want))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	shown := bad[:min(len(bad), 3)]
+	more := ""
+	if len(bad) > len(shown) {
+		more = fmt.Sprintf("; and %d more", len(bad)-len(shown))
+	}
+	return fmt.Errorf("%s: %d %w (%s: hidden_size %d, intermediate_size %d, vocab_size %d): %s%s",
+		file, len(bad), ErrMisshapen, cfg.File, cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize, strings.Join(shown, "; "), more)
 }
