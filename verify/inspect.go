@@ -157,10 +157,14 @@ func Inspect(dir string) (*Report, error) {
 	qc, src, err := gptq.ReadQuantizeConfig(dir)
 	if err == nil || errors.Is(err, gptq.ErrNotQuantized) {
 		if err := model.CheckWeights(set, cfg, qc); err != nil {
-			r.Problems = append(r.Problems, err.Error())
-		}
-		if err := model.CheckComplete(dir, set.Names(), cfg, qc); err != nil {
-			r.Problems = append(r.Problems, err.Error())
+			// Tensors unexplained and tensors missing are two problems.
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				for _, e := range j.Unwrap() {
+					r.Problems = append(r.Problems, e.Error())
+				}
+			} else {
+				r.Problems = append(r.Problems, err.Error())
+			}
 		}
 		if err := model.CheckShapes(dir, set.Infos(), cfg, qc); err != nil {
 			r.Problems = append(r.Problems, err.Error())

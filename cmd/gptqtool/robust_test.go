@@ -378,6 +378,86 @@ func TestInspectNamesMisshapenTensors(t *testing.T) {
 	}
 }
 
+// dropTensors rewrites dir/model.safetensors without the named tensors.
+func dropTensors(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensors []safetensors.Tensor
+	for _, n := range set.Names() {
+		if slices.Contains(names, n) {
+			continue
+		}
+		tt, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tt.Data = append([]byte(nil), tt.Data...)
+		tensors = append(tensors, tt)
+	}
+	set.Close()
+	if len(tensors) != len(set.Names())-len(names) {
+		t.Fatalf("%s lacks some of %v", dir, names)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMissingTensorsNamed: a checkpoint lacking several tensors is refused
+// by generate, perplexity and quantize naming every one, where each named
+// only the first it asked for (a QA pass); a tensor under a wrong name is
+// both unexplained and missing, two PROBLEM lines of inspect.
+func TestMissingTensorsNamed(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m")
+	copyDir(t, fixturePath(t, "models/stories260K-hf-mistral"), dir)
+	dropTensors(t, dir, "model.layers.1.mlp.up_proj.weight", "model.layers.3.self_attn.o_proj.weight", "model.norm.weight")
+	text := filepath.Join(t.TempDir(), "t.txt")
+	os.WriteFile(text, []byte(strings.Repeat("Once upon a time there was a cat. ", 30)), 0o644)
+	want := "3 tensors that the config needs are missing (model.layers.1.mlp.up_proj.weight, model.layers.3.self_attn.o_proj.weight, model.norm.weight)"
+	for _, args := range [][]string{
+		{"generate", "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "3"},
+		{"verify", "perplexity", "--model", dir, "--text", text, "--ctx", "32"},
+		{"quantize", "--model", dir, "--rtn", "--bits", "8", "--group", "-1", "--out", filepath.Join(t.TempDir(), "q")},
+	} {
+		if _, _, err := run(t, args...); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want one that says %q", args[0], err, want)
+		}
+	}
+
+	// A renamed tensor.
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tensors []safetensors.Tensor
+	for _, n := range set.Names() {
+		tt, _ := set.Tensor(n)
+		tt.Data = append([]byte(nil), tt.Data...)
+		if n == "model.layers.2.mlp.down_proj.weight" {
+			tt.Name = "model.layers.2.mlp.down.weight"
+		}
+		tensors = append(tensors, tt)
+	}
+	set.Close()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, _ := run(t, "inspect", "--json", dir)
+	var rep struct {
+		Problems []string `json:"problems"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 3 || !strings.Contains(rep.Problems[0], "does not explain (model.layers.2.mlp.down.weight)") ||
+		!strings.Contains(rep.Problems[1], "4 tensors that the config needs are missing (model.layers.1.mlp.up_proj.weight, model.layers.2.mlp.down_proj.weight,") {
+		t.Errorf("inspect problems %q, want the unexplained tensor, the missing ones and the parameter count", rep.Problems)
+	}
+}
+
 // TestConfigsDisagree: a GPTQ checkpoint whose config.json
 // quantization_config gives other bits than its quantize_config.json (vLLM
 // would read one, AutoGPTQ the other) is refused by generate and convert

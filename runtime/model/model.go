@@ -175,8 +175,11 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	return m, nil
 }
 
-// CheckWeights refuses weights holding tensors cfg does not explain, where
-// w can list its tensors (a safetensors.Set can).
+// CheckWeights refuses weights holding tensors cfg does not explain
+// (CheckExplained) or lacking tensors it needs (CheckComplete), where w can
+// list its tensors (a safetensors.Set can): a load then names every
+// missing tensor, not the first one the binder asks for. Where both fail,
+// the error wraps both (ErrUnexplained first, then ErrIncomplete).
 func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
 	lister, ok := w.(interface{ Names() []string })
 	if !ok {
@@ -190,7 +193,16 @@ func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) e
 			where = filepath.Dir(files[0]) + " (" + strconv.Itoa(len(files)) + " files)"
 		}
 	}
-	return CheckExplained(where, lister.Names(), cfg, quant)
+	names := lister.Names()
+	extra := CheckExplained(where, names, cfg, quant)
+	missing := CheckComplete(where, names, cfg, quant)
+	switch {
+	case extra != nil && missing != nil:
+		return fmt.Errorf("%w; %w", extra, missing)
+	case extra != nil:
+		return extra
+	}
+	return missing
 }
 
 // Backend returns the backend the model runs on.

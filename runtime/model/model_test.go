@@ -288,6 +288,54 @@ func (m missing) Tensor(name string) (safetensors.Tensor, error) {
 	return m.Weights.Tensor(name)
 }
 
+// hidden hides some tensors of a Set from its listing and its Tensor, as
+// a checkpoint lacking them reads.
+type hidden struct {
+	*safetensors.Set
+	names []string
+}
+
+func (h hidden) Names() []string {
+	return slices.DeleteFunc(h.Set.Names(), func(n string) bool { return slices.Contains(h.names, n) })
+}
+
+func (h hidden) Tensor(name string) (safetensors.Tensor, error) {
+	if slices.Contains(h.names, name) {
+		return safetensors.Tensor{}, fs.ErrNotExist
+	}
+	return h.Set.Tensor(name)
+}
+
+// TestMissingTensors: weights lacking several tensors are refused before
+// anything is bound, naming them all in load order (the first four and a
+// count past that), not only the first the binder asks for (a QA pass).
+func TestMissingTensors(t *testing.T) {
+	set, cfg := fixtures.OpenCheckpoint(t, fixture(t, "models/stories260K-hf-mistral"))
+	for _, tc := range []struct {
+		name   string
+		hide   []string
+		want   string
+		absent string
+	}{
+		{"three", []string{"model.norm.weight", "model.layers.3.mlp.up_proj.weight", "model.layers.1.self_attn.o_proj.weight"},
+			"3 tensors that the config needs are missing (model.layers.1.self_attn.o_proj.weight, model.layers.3.mlp.up_proj.weight, model.norm.weight)", ""},
+		{"six", []string{"lm_head.weight", "model.norm.weight", "model.layers.4.input_layernorm.weight", "model.layers.3.mlp.up_proj.weight",
+			"model.layers.2.mlp.down_proj.weight", "model.layers.1.self_attn.o_proj.weight"},
+			"6 tensors that the config needs are missing (model.layers.1.self_attn.o_proj.weight, model.layers.2.mlp.down_proj.weight, model.layers.3.mlp.up_proj.weight, model.layers.4.input_layernorm.weight and 2 more)", "lm_head"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := cpu.New(1)
+			_, err := FromWeights(hidden{set, tc.hide}, cfg, nil, b)
+			if !errors.Is(err, ErrIncomplete) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one wrapping ErrIncomplete that says %q", err, tc.want)
+			}
+			if tc.absent != "" && strings.Contains(err.Error(), tc.absent) {
+				t.Errorf("err = %v names %s past the first four", err, tc.absent)
+			}
+		})
+	}
+}
+
 func TestMissingTensor(t *testing.T) {
 	dir := fixture(t, "models/stories260K-hf-mistral")
 	set, cfg := fixtures.OpenCheckpoint(t, dir)
