@@ -34,7 +34,8 @@ type PreflightOptions struct {
 	// are named in a warning instead of refusing the run).
 	AllowUnportable bool
 	// Estimate times a one-layer run on this machine to estimate the
-	// run's time (Estimate in the report).
+	// run's time (Estimate in the report), once every other check has
+	// passed; RunOptions.Log, when set, gets a line when the timing starts.
 	Estimate bool
 }
 
@@ -149,7 +150,12 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		}
 		pb.Rejected, pb.State = lostLoaders(qc, shapes), branchState(pb.Dir, o.RunOptions)
 		if len(pb.Rejected) > 0 {
-			msg := fmt.Sprintf("branch %s: group size %d: %s cannot load the result", br.Name, br.GroupSize, strings.Join(pb.Rejected, ", "))
+			// A single branch's group size is the --group flag's.
+			gs := fmt.Sprintf("group size %d", br.GroupSize)
+			if !o.Table {
+				gs = fmt.Sprintf("--group %d", br.GroupSize)
+			}
+			msg := fmt.Sprintf("branch %s: %s: %s cannot load the result", br.Name, gs, strings.Join(pb.Rejected, ", "))
 			if o.AllowUnportable {
 				r.Warnings = append(r.Warnings, msg)
 			} else {
@@ -179,7 +185,12 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 				FormatSize(r.DiskNeed), existingParent(o.Out), FormatSize(free)))
 		}
 	}
+	// The timing is real work: it runs only once every check above has
+	// passed.
 	if o.Estimate && len(r.Problems) == 0 && len(jobs) > 0 {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "preflight: timing one layer on %s...\n", r.Device)
+		}
 		if err := r.estimate(ctx, set, cfg, o, jobs); err != nil {
 			return nil, err
 		}

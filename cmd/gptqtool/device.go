@@ -29,8 +29,8 @@ func newBackend(device string, threads int, log io.Writer) (runtime.Backend, err
 // newBackendLimit is newBackend with a cap on the device memory the CUDA
 // backend may take (0: none), to run as on a smaller card.
 func newBackendLimit(device string, threads int, gpuLimit int64, log io.Writer) (runtime.Backend, error) {
-	if threads < 0 {
-		return nil, usageError{fmt.Errorf("--threads %d: want 0 (all cores) or more", threads)}
+	if err := checkDeviceFlags(device, threads); err != nil {
+		return nil, err
 	}
 	if threads > 0 {
 		goruntime.GOMAXPROCS(threads)
@@ -54,6 +54,19 @@ func newBackendLimit(device string, threads int, gpuLimit int64, log io.Writer) 
 		return nil, fmt.Errorf("--device %s: %w", device, err)
 	}
 	return nil, usageError{fmt.Errorf("--device %q: want cpu, cuda or auto", device)}
+}
+
+// checkDeviceFlags is newBackendLimit's check of --device and --threads,
+// for a command that checks every flag before it reads any file.
+func checkDeviceFlags(device string, threads int) error {
+	if threads < 0 {
+		return usageError{fmt.Errorf("--threads %d: want 0 (all cores) or more", threads)}
+	}
+	switch device {
+	case "cpu", "cuda", "auto":
+		return nil
+	}
+	return usageError{fmt.Errorf("--device %q: want cpu, cuda or auto", device)}
 }
 
 // closeBackend releases a backend newBackend returned: the CUDA one's

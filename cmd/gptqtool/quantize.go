@@ -165,6 +165,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	for i := range branches {
 		branches[i].StaticGroups = branches[i].StaticGroups || f.staticGroups
 		if err := (quantize.Options{Bits: branches[i].Bits, GroupSize: branches[i].GroupSize, Damp: branches[i].Damp}).Validate(1); err != nil {
+			if !table {
+				return usageError{fmt.Errorf("--bits %d --group %d --damp %g: %w", f.bits, f.group, f.damp, err)}
+			}
 			return usageError{fmt.Errorf("branch %s: %w", branches[i].Name, err)}
 		}
 	}
@@ -174,6 +177,38 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 			return usageError{fmt.Errorf("--gpu-memory %q: want a size such as 16GiB", f.gpuMemory)}
 		}
 	}
+	switch f.activations {
+	case "auto", "f32", "f16", "bf16":
+	default:
+		return usageError{fmt.Errorf("--activations %q: want auto, f32, f16 or bf16", f.activations)}
+	}
+	if f.chunkRows < 0 {
+		return usageError{fmt.Errorf("--chunk-rows %d: want 0 (automatic) or more", f.chunkRows)}
+	}
+	if err := checkDeviceFlags(f.device, f.threads); err != nil {
+		return err
+	}
+	log := cmd.ErrOrStderr()
+	// Every flag is checked before the backend starts, and everything else
+	// that can be checked before the dataset is read, in the preflight,
+	// before it times a layer.
+	needData := !f.rtn || len(f.cal.datasets) > 0 // round to nearest needs no data
+	var copts calibrate.Options
+	var datasetBytes int64
+	if needData {
+		if copts, err = f.cal.options(f.model, log); err != nil {
+			return err
+		}
+		files, err := calibrate.ResolvePaths(copts.Paths)
+		if err != nil {
+			return err
+		}
+		for _, file := range files {
+			if st, err := os.Stat(file); err == nil {
+				datasetBytes += st.Size()
+			}
+		}
+	}
 	backend, err := newBackendLimit(f.device, f.threads, gpuLimit, cmd.ErrOrStderr())
 	if err != nil {
 		return err
@@ -181,7 +216,6 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	defer closeBackend(backend)
 	solver := solverFor(backend, bench != nil)
 
-	log := cmd.ErrOrStderr()
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
 	ro := publish.RunOptions{
@@ -192,14 +226,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		ChunkRows: f.chunkRows, Activations: f.activations, Profile: bench != nil,
 		Command: "gptqtool " + strings.Join(os.Args[1:], " "), Version: version,
 	}
-	// Everything that can be checked is checked before the dataset is read.
-	needData := !f.rtn || len(f.cal.datasets) > 0 // round to nearest needs no data
-	var copts calibrate.Options
-	pre := publish.PreflightOptions{RunOptions: ro, AllowUnportable: f.allowUnportable, Estimate: f.estimate && bench == nil}
+	pre := publish.PreflightOptions{RunOptions: ro, AllowUnportable: f.allowUnportable, Estimate: f.estimate && bench == nil, DatasetBytes: datasetBytes}
+	pre.Log = log // says when the timing starts
 	if needData {
-		if copts, err = f.cal.options(f.model, log); err != nil {
-			return err
-		}
 		pre.NSamples, pre.SeqLen, pre.Masked = copts.NSamples, copts.SeqLen, copts.Mode == calibrate.ModeRecord
 		if pre.SeqLen == 0 {
 			pre.SeqLen = calibrate.DefaultSeqLen
@@ -207,18 +236,6 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 				pre.SeqLen = min(pre.SeqLen, copts.MaxPositions)
 			}
 		}
-		files, err := calibrate.ResolvePaths(copts.Paths)
-		if err != nil {
-			return err
-		}
-		for _, file := range files {
-			if st, err := os.Stat(file); err == nil {
-				pre.DatasetBytes += st.Size()
-			}
-		}
-	}
-	if pre.Estimate {
-		fmt.Fprintf(log, "preflight: timing one layer on %s...\n", backend.Name())
 	}
 	report, err := publish.Preflight(ctx, pre)
 	if err != nil {

@@ -711,8 +711,8 @@ func TestChecksBeforeWork(t *testing.T) {
 		{"truncated weights", []string{"--model", truncated, "--out", filepath.Join(t.TempDir(), "q")}, []string{"model.safetensors"}},
 		{"force on a foreign directory", []string{"--model", model, "--out", foreign, "--force"}, []string{"not a gptqtool output", "notes.txt"}},
 		{"force on the working directory", []string{"--model", model, "--out", cwd, "--force"}, []string{"working directory"}},
-		{"group 7", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "7"}, []string{"group size 7", "GPTQModel", "ExLlamaV2", "vLLM gptq_marlin", "--allow-unportable"}},
-		{"group 1024", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "1024"}, []string{"group size 1024", "ExLlama v1"}},
+		{"group 7", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "7"}, []string{"--group 7", "GPTQModel", "ExLlamaV2", "vLLM gptq_marlin", "--allow-unportable"}},
+		{"group 1024", []string{"--model", model, "--out", filepath.Join(t.TempDir(), "q"), "--group", "1024"}, []string{"--group 1024", "ExLlama v1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := gptqtool(t, cwd, nil, append(append(base, tc.args...), "--estimate=false")...)
@@ -735,8 +735,73 @@ func TestChecksBeforeWork(t *testing.T) {
 	}
 	// With the explicit flag the group size is a warning naming the loaders.
 	stdout, _, err := run(t, "quantize", "--model", model, "--rtn", "--group", "7", "--allow-unportable", "--out", filepath.Join(t.TempDir(), "q"), "--dry-run")
-	if err != nil || !strings.Contains(stdout, "warning      branch q: group size 7: GPTQModel, ExLlama v1") {
+	if err != nil || !strings.Contains(stdout, "warning      branch q: --group 7: GPTQModel, ExLlama v1") {
 		t.Errorf("--allow-unportable: %v\n%s", err, stdout)
+	}
+}
+
+// TestStaticChecksBeforeTiming: with the preflight's timing on (the
+// default), what static checks refuse (flags, a shard whose header claims
+// more bytes than the file holds) is refused before any layer is timed,
+// naming the flag or the file; a run that passes them times a layer. A QA
+// pass read "preflight: timing one layer" before such refusals (the line
+// came before the checks), and --activations and --chunk-rows were not
+// checked at all on the CPU: a layer was timed and the dataset read.
+func TestStaticChecksBeforeTiming(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	sharded := filepath.Join(t.TempDir(), "sharded")
+	if _, _, err := run(t, "convert", "--in", src, "--out", sharded, "--max-shard-size", "500KB"); err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(t.TempDir(), "truncated")
+	copyDir(t, sharded, truncated)
+	shard := filepath.Join(truncated, "model-00003-of-00003.safetensors")
+	st, err := os.Stat(shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(shard, st.Size()-100); err != nil {
+		t.Fatal(err)
+	}
+	data := badDataset(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"truncated shard", []string{"--model", truncated}, 1, []string{"model-00003-of-00003.safetensors", "truncated"}},
+		{"group 100", []string{"--model", sharded, "--group", "100"}, 1, []string{"--group 100", "--allow-unportable"}},
+		{"damp", []string{"--model", sharded, "--damp", "1.5"}, 2, []string{"--bits 8 --group 128 --damp 1.5", "want in (0, 1)"}},
+		{"activations", []string{"--model", sharded, "--activations", "fp8"}, 2, []string{`--activations "fp8"`, "want auto, f32, f16 or bf16"}},
+		{"chunk rows", []string{"--model", sharded, "--chunk-rows", "-1"}, 2, []string{"--chunk-rows -1"}},
+		{"sound, dry run", []string{"--model", sharded, "--dry-run"}, 0, []string{"preflight: timing one layer", "time         about"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"quantize", "--dataset", data, "--bits", "8", "--nsamples", "2", "--seq-len", "32", "--out", filepath.Join(t.TempDir(), "q")}, tc.args...)
+			out, err := gptqtool(t, t.TempDir(), nil, args...).CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("exit status %d, want %d:\n%s", code, tc.code, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if tc.code != 0 && strings.Contains(string(out), "timing one layer") {
+				t.Errorf("a layer was timed before the refusal:\n%s", out)
+			}
+			if strings.Contains(string(out), "invalid character") {
+				t.Errorf("the dataset was read:\n%s", out)
+			}
+		})
 	}
 }
 
