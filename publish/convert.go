@@ -22,9 +22,9 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
-	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -77,29 +77,11 @@ type ConvertSummary struct {
 }
 
 // Source is a checkpoint's weights as Convert reads them: safetensors (a
-// safetensors.Set) or PyTorch files.
+// safetensors.Set) or PyTorch files, as weights.OpenDir opens them.
 type Source interface {
 	Names() []string
 	Tensor(name string) (safetensors.Tensor, error)
 	Close() error
-}
-
-// openSource opens dir's weights: safetensors, else PyTorch .bin files
-// (read without executing anything).
-func openSource(dir string) (Source, string, error) {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if len(files) > 0 {
-		set, err := safetensors.OpenDir(dir)
-		return set, "safetensors", err
-	}
-	set, err := pytorch.OpenDir(dir)
-	if errors.Is(err, pytorch.ErrNoWeights) {
-		return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, pytorch.ErrNoWeights)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	return set, "pytorch", nil
 }
 
 // dtypeOf maps the --dtype names to safetensors dtypes.
@@ -183,7 +165,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if o.Dequantize && target == "" {
 		target, torchDType = safetensors.F16, "float16"
 	}
-	src, kind, err := openSource(o.In)
+	src, kind, err := weights.OpenDir(o.In)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
-	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -72,33 +72,6 @@ type Quantization struct {
 	Loaders          []gptq.LoaderSupport `json:"loaders"`
 }
 
-// weightSet is what Inspect reads of a checkpoint's weights.
-type weightSet interface {
-	Names() []string
-	Infos() []safetensors.TensorInfo
-	Tensor(name string) (safetensors.Tensor, error)
-	Files() []string
-	Close() error
-}
-
-// openWeights opens dir's safetensors files, else its PyTorch .bin files.
-func openWeights(dir string) (weightSet, string, error) {
-	if files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(files) > 0 {
-		set, err := safetensors.OpenDir(dir)
-		return set, "safetensors", err
-	}
-	set, err := pytorch.OpenDir(dir)
-	if err != nil {
-		if errors.Is(err, pytorch.ErrNoWeights) {
-			// As convert says it (publish.openSource): no weights of any
-			// format, not which PyTorch files are missing.
-			return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, pytorch.ErrNoWeights)
-		}
-		return nil, "", err
-	}
-	return set, "pytorch", nil
-}
-
 // Inspect reads a checkpoint directory's config.json, weight headers and
 // quantization config. Only headers are read (safetensors files are mapped;
 // PyTorch .bin files are read without executing anything, storages not at
@@ -108,7 +81,7 @@ func Inspect(dir string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, format, err := openWeights(dir)
+	set, format, err := weights.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,47 @@
+package weights
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/gptqtool/gptqtool/formats/pytorch"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+)
+
+// The formats OpenDir reports, as inspect and convert print them.
+const (
+	Safetensors = "safetensors"
+	PyTorch     = "pytorch"
+)
+
+// Set is a checkpoint's weights: a *safetensors.Set or a *pytorch.Set.
+type Set interface {
+	Names() []string
+	Infos() []safetensors.TensorInfo
+	Tensor(name string) (safetensors.Tensor, error)
+	Files() []string
+	Close() error
+}
+
+// OpenDir opens the weights in dir and says which format holds them
+// (Safetensors or PyTorch): its safetensors files where it has any
+// (safetensors.OpenDir), else its PyTorch files (pytorch.OpenDir).
+func OpenDir(dir string) (Set, string, error) {
+	if files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors")); len(files) > 0 {
+		set, err := safetensors.OpenDir(dir)
+		if err != nil {
+			return nil, "", err
+		}
+		return set, Safetensors, nil
+	}
+	set, err := pytorch.OpenDir(dir)
+	switch {
+	case errors.Is(err, pytorch.ErrNoWeights):
+		// No weights of any format, not which PyTorch files are missing.
+		return nil, "", fmt.Errorf("%s: no weights (*.safetensors, pytorch_model.bin or a *.bin.index.json): %w", dir, pytorch.ErrNoWeights)
+	case err != nil:
+		return nil, "", err
+	}
+	return set, PyTorch, nil
+}
