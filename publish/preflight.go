@@ -218,35 +218,9 @@ func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
 		default:
 			return fmt.Errorf("quantize: %s: tensor %q is %s, want F32, F16 or BF16", t.File, n, t.DType)
 		}
-		if want := configShape(cfg, n); want != nil && !slices.Equal(t.Shape, want) {
+		if want := model.WantShape(n, cfg, nil); want != nil && !slices.Equal(t.Shape, want) {
 			return fmt.Errorf("quantize: %s: tensor %q: shape %v, want %v from %s (hidden_size %d, vocab_size %d, intermediate_size %d)",
 				t.File, n, t.Shape, want, cfg.File, cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize)
-		}
-	}
-	return nil
-}
-
-// configShape is the shape cfg gives a floating-point tensor of an
-// unquantized checkpoint, nil for a name it does not size.
-func configShape(cfg *hfconfig.Config, name string) []int {
-	switch name {
-	case "model.embed_tokens.weight", "lm_head.weight":
-		return []int{cfg.VocabSize, cfg.HiddenSize}
-	case "model.norm.weight":
-		return []int{cfg.HiddenSize}
-	}
-	rest, ok := strings.CutPrefix(name, "model.layers.")
-	if !ok {
-		return nil
-	}
-	_, rest, _ = strings.Cut(rest, ".")
-	switch rest {
-	case "input_layernorm.weight", "post_attention_layernorm.weight":
-		return []int{cfg.HiddenSize}
-	}
-	if module, ok := strings.CutSuffix(rest, ".weight"); ok {
-		if K, N, ok := model.LinearShape(cfg, module); ok {
-			return []int{N, K}
 		}
 	}
 	return nil
