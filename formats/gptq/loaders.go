@@ -156,7 +156,8 @@ func Loaders(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
 	case inSet(bits, 2, 4, 8):
 		add(LoaderNames[7], true, "triton kernel; "+mWhy)
 	default:
-		add(LoaderNames[7], false, fmt.Sprintf("%d-bit: %s; TGI's triton kernel takes 2, 4, 8 bits", bits, mWhy))
+		// (mWhy already starts with the bit width: only 3 bits get here.)
+		add(LoaderNames[7], false, mWhy+"; TGI's triton kernel takes 2, 4, 8 bits")
 	}
 	for i := range out {
 		out[i].Reason = strings.TrimSpace(out[i].Reason)

@@ -36,6 +36,8 @@ func TestLoaders(t *testing.T) {
 		// wantOK per loader in LoaderNames order; reason substrings for the failures.
 		wantOK  [8]bool
 		reasons map[string]string
+		// exact reasons, where a substring would pass a repeated part
+		exact map[string]string
 	}{
 		{
 			// main branch: every loader (branches.md: ExLlama yes).
@@ -60,6 +62,7 @@ func TestLoaders(t *testing.T) {
 			name: "3bit_128g", c: branch(3, 128), shapes: mistral7B,
 			wantOK:  [8]bool{true, true, true, false, false, true, false, false},
 			reasons: map[string]string{"vLLM gptq_marlin": "3-bit: marlin takes 4 or 8 bits", "TGI": "3-bit"},
+			exact:   map[string]string{"TGI": "3-bit: marlin takes 4 or 8 bits; TGI's triton kernel takes 2, 4, 8 bits"},
 		},
 		{
 			name: "asym", c: asym, shapes: mistral7B,
@@ -106,6 +109,9 @@ func TestLoaders(t *testing.T) {
 				}
 				if sub, ok := tt.reasons[g.Loader]; ok && !strings.Contains(g.Reason, sub) {
 					t.Errorf("%s: reason %q, want it to contain %q", g.Loader, g.Reason, sub)
+				}
+				if want, ok := tt.exact[g.Loader]; ok && g.Reason != want {
+					t.Errorf("%s: reason %q, want %q", g.Loader, g.Reason, want)
 				}
 			}
 		})
