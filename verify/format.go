@@ -69,6 +69,7 @@ func CheckFormat(dir string) (*FormatReport, error) {
 
 	var shapeP, zeroP, gidxP, scaleP, leftP []string
 	var shapes []gptq.LinearShape
+	read := 0 // modules whose tensors passed the dtype and shape check
 	format := qc.Format()
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		for _, m := range model.LinearModules {
@@ -83,6 +84,7 @@ func CheckFormat(dir string) (*FormatReport, error) {
 				shapeP = append(shapeP, err.Error())
 				continue
 			}
+			read++
 			if qc.Sym {
 				if p := symZeroProblem(name, lin, format); p != "" {
 					zeroP = append(zeroP, p)
@@ -101,13 +103,19 @@ func CheckFormat(dir string) (*FormatReport, error) {
 		}
 	}
 	nMod := fmt.Sprintf("%d modules", len(shapes))
+	// The checks of the values see only the modules that could be read: a
+	// count of all would pass modules nobody looked at.
+	nRead := nMod
+	if read < len(shapes) {
+		nRead = fmt.Sprintf("%d of %d modules checked (%d failed the dtype and shape check)", read, len(shapes), len(shapes)-read)
+	}
 	add("quantized tensors: dtypes and shapes", shapeP, nMod)
 	add("no unquantized Linear weights left", leftP, nMod)
 	if qc.Sym {
-		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), zeroP, nMod)
+		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), zeroP, nRead)
 	}
-	add("g_idx consistent with group size and act order", gidxP, nMod)
-	add("scales finite and positive", scaleP, nMod)
+	add("g_idx consistent with group size and act order", gidxP, nRead)
+	add("scales finite and positive", scaleP, nRead)
 	add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
 	var extraP []string
 	for _, n := range model.Unexplained(set.Names(), cfg, qc) {

@@ -188,10 +188,10 @@ func TestInspectNoWeights(t *testing.T) {
 	}
 }
 
-// TestCheckFormatCatchesCorruption quantizes openchat-tiny (RTN, instant),
-// checks that the format check passes, then breaks one zero point and one
-// g_idx and checks that the right checks fail and name the tensor.
-func TestCheckFormatCatchesCorruption(t *testing.T) {
+// rtnCheckpoint quantizes openchat-tiny with RTN at 4 bits, group 128, into
+// a temporary directory.
+func rtnCheckpoint(t *testing.T) string {
+	t.Helper()
 	modelDir := fixture(t, "models/openchat-tiny")
 	dir := filepath.Join(t.TempDir(), "q")
 	_, err := publish.Quantize(context.Background(), publish.RunOptions{
@@ -201,6 +201,14 @@ func TestCheckFormatCatchesCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// TestCheckFormatCatchesCorruption quantizes openchat-tiny (RTN, instant),
+// checks that the format check passes, then breaks one zero point and one
+// g_idx and checks that the right checks fail and name the tensor.
+func TestCheckFormatCatchesCorruption(t *testing.T) {
+	dir := rtnCheckpoint(t)
 	r, err := verify.CheckFormat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -254,5 +262,53 @@ func TestCheckFormatCatchesCorruption(t *testing.T) {
 		default:
 			t.Errorf("unexpected failed check %q: %s", name, detail)
 		}
+	}
+}
+
+// TestCheckFormatCountsModulesRead: a module whose tensors fail the dtype and
+// shape check is not read, so the checks of the values (zero points, g_idx,
+// scales) say how many of openchat-tiny's 42 Linears (6 layers × 7) they
+// looked at, where they counted all 42 as checked.
+func TestCheckFormatCountsModulesRead(t *testing.T) {
+	dir := rtnCheckpoint(t)
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bad = "model.layers.1.mlp.down_proj.scales"
+	var tensors []safetensors.Tensor
+	for _, n := range set.Names() {
+		tt, _ := set.Tensor(n)
+		tt.Data = append([]byte(nil), tt.Data...)
+		if n == bad {
+			tt.DType = safetensors.BF16 // the same bytes, the wrong dtype
+		}
+		tensors = append(tensors, tt)
+	}
+	set.Close()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := verify.CheckFormat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "41 of 42 modules checked (1 failed the dtype and shape check)"
+	seen := 0
+	for _, c := range r.Checks {
+		switch {
+		case strings.HasPrefix(c.Name, "quantized tensors"):
+			if c.OK || !strings.Contains(c.Detail, bad) {
+				t.Errorf("%s: ok %v, detail %q, want a failure naming %s", c.Name, c.OK, c.Detail, bad)
+			}
+		case strings.HasPrefix(c.Name, "sym zero points"), strings.HasPrefix(c.Name, "g_idx"), strings.HasPrefix(c.Name, "scales"):
+			seen++
+			if !c.OK || c.Detail != want {
+				t.Errorf("%s: ok %v, detail %q, want ok with %q", c.Name, c.OK, c.Detail, want)
+			}
+		}
+	}
+	if seen != 3 {
+		t.Errorf("%d checks of the values, want 3 (zero points, g_idx, scales): %+v", seen, r.Checks)
 	}
 }
