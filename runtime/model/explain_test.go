@@ -2,6 +2,8 @@ package model
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
 // TestCheckShapes: a config whose sizes disagree with the weights is
@@ -89,5 +92,74 @@ func TestWantShape(t *testing.T) {
 		if got := WantShape(tc.name, cfg, tc.quant); !slices.Equal(got, tc.want) {
 			t.Errorf("WantShape(%s, quant %v) = %v, want %v", tc.name, tc.quant != nil, got, tc.want)
 		}
+	}
+}
+
+// TestCheck: Check passes a sound checkpoint and refuses, naming the file,
+// what Load refuses before binding a tensor: a truncated weight file, a
+// config whose sizes disagree with the weights, tensors it lacks. It binds
+// nothing, so it needs no backend.
+func TestCheck(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	for _, tc := range []struct {
+		name string
+		edit func(t *testing.T, dir string)
+		want string // a substring of the error; "": no error
+	}{
+		{"sound", func(*testing.T, string) {}, ""},
+		{"truncated", func(t *testing.T, dir string) {
+			if err := os.Truncate(filepath.Join(dir, "model.safetensors"), 600_000); err != nil {
+				t.Fatal(err)
+			}
+		}, "model.safetensors: tensor "},
+		{"intermediate_size", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"intermediate_size": 172`, `"intermediate_size": 200`)
+		}, `tensor "model.layers.0.mlp.down_proj.weight": shape [64 172], want [64 200]`},
+		{"more layers", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"num_hidden_layers": 5`, `"num_hidden_layers": 6`)
+		}, "missing (model.layers.5.input_layernorm.weight"},
+		{"no config", func(t *testing.T, dir string) {
+			os.Remove(filepath.Join(dir, "config.json"))
+		}, "config.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, n := range []string{"config.json", "model.safetensors"} {
+				b, err := os.ReadFile(filepath.Join(src, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.edit(t, dir)
+			err := Check(dir)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Check: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Check: %v, want an error containing %q", err, tc.want)
+			}
+			if _, lerr := Load(dir, cpu.New(1)); (lerr == nil) != (err == nil) {
+				t.Errorf("Check: %v, but Load: %v", err, lerr)
+			}
+		})
+	}
+}
+
+// editConfig replaces old by new in dir's config.json, which must hold it.
+func editConfig(t *testing.T, dir, old, new string) {
+	t.Helper()
+	p := filepath.Join(dir, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s holds no %s", p, old)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

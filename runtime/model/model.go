@@ -61,24 +61,9 @@ func Load(dir string, b runtime.Backend) (*Model, error) {
 // LoadWith is Load with the model's dtype and the handling of GPTQ weights
 // given by o.
 func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
-	cfg, err := hfconfig.Load(dir)
+	cfg, quant, set, err := openDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	quant, src, err := gptq.ReadQuantizeConfig(dir)
-	switch {
-	case errors.Is(err, gptq.ErrNotQuantized):
-		quant = nil
-	case err != nil:
-		return nil, fmt.Errorf("model: %w", err)
-	default:
-		if err := gptq.CheckAgreement(dir, quant, src, true); err != nil {
-			return nil, fmt.Errorf("model: %w", err)
-		}
-	}
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, err
 	}
 	defer set.Close()
 	m, err := bind(set, cfg, quant, b, o)
@@ -95,6 +80,56 @@ func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	return m, nil
+}
+
+// openDir reads a checkpoint directory's configs and opens its weights as
+// LoadWith does; quant is nil for a floating-point checkpoint.
+func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, *safetensors.Set, error) {
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
+	quant, src, err := gptq.ReadQuantizeConfig(dir)
+	switch {
+	case errors.Is(err, gptq.ErrNotQuantized):
+		quant = nil
+	case err != nil:
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	default:
+		if err := gptq.CheckAgreement(dir, quant, src, true); err != nil {
+			return nil, nil, nil, fmt.Errorf("model: %w", err)
+		}
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
+	return cfg, quant, set, nil
+}
+
+// Check refuses a checkpoint directory that LoadWith would refuse before
+// reading a tensor's values: its configs, each weight file's header and
+// length, sizes the model cannot run, tensors config.json does not explain
+// or lacks (CheckWeights), and tensors of another shape than it gives
+// (CheckShapes). It binds nothing: a command that loads checkpoints one
+// after another (a model, then its baseline) checks the later ones first,
+// so that a bad one is refused before the first has been run.
+func Check(dir string) error {
+	cfg, quant, set, err := openDir(dir)
+	if err != nil {
+		return err
+	}
+	defer set.Close()
+	if _, err := dimsOf(cfg); err != nil {
+		return err
+	}
+	if err := CheckWeights(set, cfg, quant); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	if err := CheckShapes(dir, set.Infos(), cfg, quant); err != nil {
+		return fmt.Errorf("model: %w", err)
+	}
+	return nil
 }
 
 func appendNew(dst []int, ids ...int) []int {
