@@ -513,3 +513,56 @@ func TestBenchServeAllFailed(t *testing.T) {
 		t.Errorf("stdout %q: want the result with 2 errors", stdout)
 	}
 }
+
+// TestVerifyChecksBaselineFirst: perplexity --baseline and kl refuse a
+// baseline they cannot evaluate before the model runs, naming it: a --ctx
+// past its max_position_embeddings is a usage error naming its config.json
+// (it was an error about "the model's" limit, raised after the model's
+// windows had run), and a truncated weight file of the baseline is named
+// before the model is evaluated. The text is shorter than one window, so
+// that evaluating the model first fails on that instead.
+func TestVerifyChecksBaselineFirst(t *testing.T) {
+	stories := fixturePath(t, "models/stories260K-hf-mistral") // max_position_embeddings 512
+	dir := t.TempDir()
+	long := filepath.Join(dir, "long") // stories260K given a context of 4096
+	copyDir(t, stories, long)
+	cfg, err := os.ReadFile(filepath.Join(long, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	longCfg := bytes.Replace(cfg, []byte(`"max_position_embeddings": 512`), []byte(`"max_position_embeddings": 4096`), 1)
+	if bytes.Equal(longCfg, cfg) {
+		t.Fatalf("%s/config.json: no max_position_embeddings of 512 to change", stories)
+	}
+	if err := os.WriteFile(filepath.Join(long, "config.json"), longCfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	trunc := filepath.Join(dir, "trunc")
+	copyDir(t, stories, trunc)
+	if err := os.Truncate(filepath.Join(trunc, "model.safetensors"), 600_000); err != nil {
+		t.Fatal(err)
+	}
+	text := filepath.Join(dir, "short.txt")
+	if err := os.WriteFile(text, []byte("Once upon a time, there was a little girl."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctxErr := fmt.Sprintf("--ctx 1024 exceeds the baseline's context of 512 positions (max_position_embeddings in %s)", filepath.Join(stories, "config.json"))
+	for _, c := range []struct {
+		name  string
+		args  []string
+		want  string
+		usage bool
+	}{
+		{"perplexity ctx", []string{"verify", "perplexity", "--model", long, "--baseline", stories, "--ctx", "1024"}, ctxErr, true},
+		{"kl ctx", []string{"verify", "kl", "--model", long, "--baseline", stories, "--ctx", "1024"}, ctxErr, true},
+		{"perplexity truncated", []string{"verify", "perplexity", "--model", stories, "--baseline", trunc, "--ctx", "256"}, filepath.Join(trunc, "model.safetensors") + ": tensor ", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, err := run(t, append(c.args, "--text", text, "--device", "cpu")...)
+			var ue usageError
+			if err == nil || !strings.Contains(err.Error(), c.want) || errors.As(err, &ue) != c.usage {
+				t.Errorf("err = %v (usage error: %v), want one containing %q (usage error: %v)", err, errors.As(err, &ue), c.want, c.usage)
+			}
+		})
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
@@ -50,17 +51,22 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 }
 
 // setup makes the backend and tokenizes the text with the model's tokenizer.
-func (f *evalFlags) setup(log io.Writer) (runtime.Backend, []int, error) {
+// baseline, where not "", is the checkpoint evaluated with the model: --ctx
+// is checked against its context too.
+func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []int, error) {
 	switch {
 	case f.ctx < 2:
 		return nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
 	case f.maxWindows < 0:
 		return nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
 	}
-	// A window longer than the model's context is a usage error like one
-	// shorter than 2 tokens: both are about the flag, not the model.
-	if cfg, err := hfconfig.Load(f.model); err == nil && cfg.MaxPositionEmbeddings > 0 && f.ctx > cfg.MaxPositionEmbeddings {
-		return nil, nil, usageError{fmt.Errorf("--ctx %d exceeds the model's context of %d positions (max_position_embeddings in %s)", f.ctx, cfg.MaxPositionEmbeddings, cfg.File)}
+	if err := checkCtx(f.ctx, f.model, "model"); err != nil {
+		return nil, nil, err
+	}
+	if baseline != "" {
+		if err := checkCtx(f.ctx, baseline, "baseline"); err != nil {
+			return nil, nil, err
+		}
 	}
 	b, err := newBackend(f.device, f.threads, log)
 	if err != nil {
@@ -72,6 +78,17 @@ func (f *evalFlags) setup(log io.Writer) (runtime.Backend, []int, error) {
 		return nil, nil, err
 	}
 	return b, ids, nil
+}
+
+// checkCtx refuses a --ctx longer than the context of the checkpoint in dir
+// (what names it: "model" or "baseline"). It is a usage error like a window
+// shorter than 2 tokens: both are about the flag, not the checkpoint. A
+// config that does not load is left to the load to report.
+func checkCtx(ctx int, dir, what string) error {
+	if cfg, err := hfconfig.Load(dir); err == nil && cfg.MaxPositionEmbeddings > 0 && ctx > cfg.MaxPositionEmbeddings {
+		return usageError{fmt.Errorf("--ctx %d exceeds the %s's context of %d positions (max_position_embeddings in %s)", ctx, what, cfg.MaxPositionEmbeddings, cfg.File)}
+	}
+	return nil
 }
 
 // loadText tokenizes a text file the way the perplexity convention asks: the
@@ -106,11 +123,24 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, ids, err := f.setup(cmd.ErrOrStderr())
+			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
 				return err
 			}
 			defer closeBackend(b)
+			// The baseline is loaded once the model is done with (one model
+			// in memory at a time), but checked and its text tokenized
+			// first: a bad baseline is refused before the model's windows
+			// run, not after them.
+			var baseIDs []int
+			if baseline != "" {
+				if err := model.Check(baseline); err != nil {
+					return err
+				}
+				if baseIDs, err = loadText(baseline, f.text); err != nil {
+					return err
+				}
+			}
 			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, b, ids, f)
 			if err != nil {
 				return err
@@ -118,10 +148,6 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 			out := map[string]any{"model": f.model, "text": f.text, "ctx": f.ctx, "result": res}
 			var base *verify.PerplexityResult
 			if baseline != "" {
-				baseIDs, err := loadText(baseline, f.text)
-				if err != nil {
-					return err
-				}
 				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, b, baseIDs, f); err != nil {
 					return err
 				}
@@ -169,7 +195,7 @@ func newKLCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 			defer stop()
-			b, ids, err := f.setup(cmd.ErrOrStderr())
+			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
 				return err
 			}
