@@ -65,22 +65,39 @@ type Config struct {
 // implement, naming them in Config.RopeType: for work that copies a
 // checkpoint's tensors without running it (a dtype or shard conversion).
 func LoadAny(dir string) (*Config, error) {
-	file := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(file)
+	file, data, err := read(dir)
 	if err != nil {
-		return nil, fmt.Errorf("hfconfig: %w", err)
+		return nil, err
 	}
 	return parse(data, file, true)
 }
 
 // Load reads and parses dir/config.json.
 func Load(dir string) (*Config, error) {
-	file := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(file)
+	file, data, err := read(dir)
 	if err != nil {
-		return nil, fmt.Errorf("hfconfig: %w", err)
+		return nil, err
 	}
 	return Parse(data, file)
+}
+
+// read reads dir/config.json. A dir that is a file (a GGUF file, a
+// model.safetensors or pytorch_model.bin passed for its directory) is named
+// as such, where the open's "not a directory" left the user to work out
+// which path was wrong.
+func read(dir string) (string, []byte, error) {
+	file := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(file)
+	if err == nil {
+		return file, data, nil
+	}
+	if fi, serr := os.Stat(dir); serr == nil && !fi.IsDir() {
+		if strings.EqualFold(filepath.Ext(dir), ".gguf") {
+			return "", nil, fmt.Errorf("hfconfig: %s is a GGUF file, not a Hugging Face checkpoint directory (config.json and the weights)", dir)
+		}
+		return "", nil, fmt.Errorf("hfconfig: %s is a file, not a checkpoint directory: want the directory that holds config.json and the weights (%s?)", dir, filepath.Dir(dir))
+	}
+	return "", nil, fmt.Errorf("hfconfig: %w", err)
 }
 
 // Parse parses and validates a config.json document. file names the source in

@@ -284,6 +284,30 @@ func TestLoadMissing(t *testing.T) {
 	}
 }
 
+// TestLoadFile: a file passed for a checkpoint directory is named as a
+// file (as a GGUF file where it is one), with the directory it may have
+// meant, where the error was open's "config.json: not a directory".
+func TestLoadFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ name, want string }{
+		{"model.safetensors", " is a file, not a checkpoint directory: want the directory that holds config.json and the weights (" + dir + "?)"},
+		{"model.gguf", " is a GGUF file, not a Hugging Face checkpoint directory (config.json and the weights)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name)
+			if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for _, load := range []func(string) (*Config, error){Load, LoadAny} {
+				_, err := load(path)
+				if err == nil || !strings.Contains(err.Error(), path+tc.want) {
+					t.Errorf("err = %v, want one containing %q", err, path+tc.want)
+				}
+			}
+		})
+	}
+}
+
 func TestMarshalWith(t *testing.T) {
 	data := []byte(`{"vocab_size": 100, "model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
 		"num_hidden_layers": 2, "num_attention_heads": 4, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,

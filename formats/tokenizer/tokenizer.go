@@ -103,6 +103,12 @@ func Load(dir string) (*Tokenizer, error) {
 	} else {
 		modelPath := filepath.Join(dir, "tokenizer.model")
 		if _, statErr2 := os.Stat(modelPath); statErr2 != nil {
+			switch fi, err := os.Stat(dir); {
+			case err != nil:
+				return nil, fmt.Errorf("tokenizer: %w", err)
+			case !fi.IsDir():
+				return nil, fmt.Errorf("tokenizer: %s is a file, not a directory holding tokenizer.json or tokenizer.model", dir)
+			}
 			return nil, fmt.Errorf("tokenizer: %s: neither tokenizer.json nor tokenizer.model found", dir)
 		}
 		t, err = LoadSentencePiece(modelPath)

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"errors"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -529,6 +530,22 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A file or a missing path for the directory says so, where both said
+	// that neither tokenizer file was found (in it).
+	t.Run("file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "model.gguf")
+		writeFile(t, path, "x")
+		want := path + " is a file, not a directory holding tokenizer.json or tokenizer.model"
+		if _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load error %v, want one containing %q", err, want)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "none")
+		if _, err := Load(path); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), path) {
+			t.Errorf("Load error %v, want fs.ErrNotExist naming %s", err, path)
+		}
+	})
 	t.Run("bad config", func(t *testing.T) {
 		dir := t.TempDir()
 		writeFile(t, filepath.Join(dir, "tokenizer.json"), string(valid))
