@@ -3,6 +3,8 @@ package gguf
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -18,6 +20,11 @@ import (
 // outside the Llama/Mistral family that llama.cpp's "llama" architecture
 // runs (another model_type or architectures entry, biases).
 var ErrUnsupportedModel = errors.New("unsupported model")
+
+// ErrF16Overflow is wrapped by Convert's error for F16 weights holding
+// values beyond fp16's range, which F16 would store as ±Inf, unless
+// ConvertOptions.AllowOverflow clamps them.
+var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
@@ -73,6 +80,10 @@ type ConvertOptions struct {
 	// Progress, when set, is called before each tensor is read, with its
 	// index, the tensor count and its GGUF name.
 	Progress func(i, n int, name string)
+	// AllowOverflow writes the values of F16 weights beyond fp16's range
+	// clamped to ±65504 (counted in ConvertResult.Overflows); otherwise
+	// Convert refuses them with ErrF16Overflow, naming each tensor.
+	AllowOverflow bool
 }
 
 // ConvertedTensor describes one tensor of the output.
@@ -97,6 +108,9 @@ type ConvertResult struct {
 	FileType  uint32            // general.file_type
 	Tensors   []ConvertedTensor // in file order
 	Fallbacks []Fallback
+	// Overflows counts, by Hugging Face name, the values of F16 weights
+	// beyond fp16's range (clamped with AllowOverflow).
+	Overflows map[string]int
 	// Warnings notes behaviour llama.cpp will not reproduce (a Mistral
 	// sliding window shorter than the context).
 	Warnings []string
@@ -160,15 +174,53 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			w.Abort()
 			return nil, err
 		}
+		if infos[i].Type == TypeF16 {
+			var n int
+			if vals, n = clampF16(vals); n > 0 {
+				if res.Overflows == nil {
+					res.Overflows = map[string]int{}
+				}
+				res.Overflows[s.source] += n
+			}
+		}
 		if err := w.WriteFloat32(s.name, vals); err != nil {
 			w.Abort()
 			return nil, err
 		}
 	}
+	if len(res.Overflows) > 0 && !opts.AllowOverflow {
+		w.Abort()
+		var parts []string
+		for _, n := range slices.Sorted(maps.Keys(res.Overflows)) {
+			parts = append(parts, fmt.Sprintf("%s (%d)", n, res.Overflows[n]))
+		}
+		return nil, fmt.Errorf("gguf convert: F16 weights: %w in %s", ErrF16Overflow, strings.Join(parts, ", "))
+	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
 	return res, nil
+}
+
+// clampF16 returns vals with the values that F16 would round to ±Inf
+// (|v| >= 65520, Inf itself aside) clamped to ±65504, and how many there
+// were; vals itself when there are none, else a copy (get's slices are
+// not ours to change).
+func clampF16(vals []float32) ([]float32, int) {
+	const maxF16 = 65504
+	over := func(v float32) bool { return math.Abs(float64(v)) >= 65520 && !math.IsInf(float64(v), 0) }
+	if !slices.ContainsFunc(vals, over) {
+		return vals, 0
+	}
+	out := slices.Clone(vals)
+	n := 0
+	for i, v := range out {
+		if over(v) {
+			out[i] = float32(math.Copysign(maxF16, float64(v)))
+			n++
+		}
+	}
+	return out, n
 }
 
 // fileTypes maps the requested type to general.file_type (llama.h

@@ -1,6 +1,7 @@
 package gguf_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -602,4 +603,69 @@ func TestConvertErrors(t *testing.T) {
 			t.Errorf("progress calls %v", seen)
 		}
 	})
+}
+
+// bigValues serves a checkpoint's F32 tensor with some values replaced.
+type bigValues struct {
+	w    gguf.Weights
+	name string
+	set  map[int]float32 // index → value
+}
+
+func (b bigValues) Tensor(name string) (safetensors.Tensor, error) {
+	t, err := b.w.Tensor(name)
+	if err != nil || name != b.name {
+		return t, err
+	}
+	t.Data = slices.Clone(t.Data)
+	for i, v := range b.set {
+		binary.LittleEndian.PutUint32(t.Data[4*i:], math.Float32bits(v))
+	}
+	return t, nil
+}
+
+// TestConvertF16Overflow: an F16 weight holding values beyond fp16's range
+// (which F16 would store as ±Inf) is refused naming the tensor and the
+// count, also where it is F16 as a
+// fallback (stories260K's down_proj rows of 172 are not whole Q8_0
+// blocks), with nothing left behind; AllowOverflow clamps them to ±65504
+// and counts them. 65519 rounds to 65504 and is no overflow.
+func TestConvertF16Overflow(t *testing.T) {
+	ck := openCheckpoint(t, "models/stories260K-hf-mistral") // F32
+	const name = "model.layers.1.mlp.down_proj.weight"       // [64, 172]
+	w := bigValues{ck.set, name, map[int]float32{0: 1e5, 5: -7e4, 9: 65519}}
+	for _, typ := range []gguf.TensorType{gguf.TypeF16, gguf.TypeQ8_0} {
+		t.Run(typ.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "out.gguf")
+			_, err := gguf.FromCheckpoint(path, w, ck.cfg, ck.tok, gguf.ConvertOptions{Type: typ})
+			if !errors.Is(err, gguf.ErrF16Overflow) || !strings.Contains(err.Error(), name+" (2)") {
+				t.Fatalf("err = %v, want ErrF16Overflow naming %s (2)", err, name)
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				t.Fatalf("refusal left %v", entries)
+			}
+			res, err := gguf.FromCheckpoint(path, w, ck.cfg, ck.tok, gguf.ConvertOptions{Type: typ, AllowOverflow: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Overflows) != 1 || res.Overflows[name] != 2 {
+				t.Errorf("overflows %v, want %s: 2", res.Overflows, name)
+			}
+			f, err := gguf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := f.Float32("blk.1.ffn_down.weight")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range map[int]float32{0: 65504, 5: -65504, 9: 65504} {
+				if got[i] != want {
+					t.Errorf("value %d: %g, want %g", i, got[i], want)
+				}
+			}
+		})
+	}
 }
