@@ -45,6 +45,7 @@ type ConvertOptions struct {
 	Format gptq.Format
 	// AllowOverflow converts to f16 even where values exceed its range
 	// (they are clamped to ±65504); otherwise such tensors are refused.
+	// It applies to a GGUF file's F16 weights too.
 	AllowOverflow bool
 	// GGUF writes a GGUF file at Out for llama.cpp instead: the 2-D weights
 	// in this type (f32, f16, bf16, q8_0, q4_k), GPTQ weights dequantized
@@ -671,7 +672,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		release(src, name)
 		return w, []int{l.N, l.K}, err
 	}
-	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In))}
+	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In)), AllowOverflow: o.AllowOverflow}
 	if v, ok := cfg.Raw["pad_token_id"].(json.Number); ok {
 		if id, err := strconv.Atoi(v.String()); err == nil && id >= 0 && id < cfg.VocabSize {
 			opts.PadTokenID = &id
@@ -681,10 +682,13 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		opts.Progress = func(i, n int, _ string) { o.Progress(i, n) }
 	}
 	res, err := gguf.Convert(o.Out, get, cfg, tok, opts)
+	if errors.Is(err, gguf.ErrF16Overflow) {
+		return nil, fmt.Errorf("convert: %w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, Tensors: len(res.Tensors), Files: []string{filepath.Base(o.Out)}, Warnings: res.Warnings}
+	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, Tensors: len(res.Tensors), Files: []string{filepath.Base(o.Out)}, Overflows: res.Overflows, Warnings: res.Warnings}
 	for _, f := range res.Fallbacks {
 		sum.Fallbacks = append(sum.Fallbacks, fmt.Sprintf("%s: %s instead of %s (%s)", f.Tensor, f.Got, f.Want, f.Reason))
 	}

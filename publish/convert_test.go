@@ -165,6 +165,32 @@ func TestConvertFP16Overflow(t *testing.T) {
 	}
 }
 
+// TestConvertGGUFF16Overflow: a GGUF file's F16 weights are refused where
+// they hold values beyond fp16's range, as an f16 safetensors output is
+// (they were written as Inf), naming the tensor, the flags that help, and
+// leaving nothing behind; AllowOverflow clamps and counts them.
+func TestConvertGGUFF16Overflow(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral") // fp32
+	dir := filepath.Join(t.TempDir(), "big")
+	copyTree(t, src, dir)
+	const name = "model.layers.0.mlp.down_proj.weight"
+	rewrite(t, dir, name, func(d []byte) {
+		binary.LittleEndian.PutUint32(d[0:], math.Float32bits(1e5))
+	})
+	out := filepath.Join(t.TempDir(), "f16.gguf")
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out, GGUF: "f16"})
+	if err == nil || !strings.Contains(err.Error(), name+" (1): use --gguf bf16 or f32, or --allow-overflow") {
+		t.Fatalf("err = %v, want a refusal naming %s (1) and --allow-overflow", err, name)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Fatalf("refusal left %v", entries)
+	}
+	sum := convert(t, publish.ConvertOptions{In: dir, Out: out, GGUF: "f16", AllowOverflow: true})
+	if len(sum.Overflows) != 1 || sum.Overflows[name] != 1 {
+		t.Errorf("overflows %v, want %s: 1", sum.Overflows, name)
+	}
+}
+
 // TestConvertGPTQFormat: v1 → v2 → v1 is byte-exact for every bit width
 // (3 bits included), v2 holds the real zero points, and v2 → v1 refuses a
 // zero point of 0 naming the tensor.

@@ -40,7 +40,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
   --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
   types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0 or q4_k (rows
-  that are not whole blocks fall back, and are listed); GPTQ weights are dequantized first.`,
+  that are not whole blocks fall back, and are listed); GPTQ weights are dequantized first.
+  F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -103,7 +104,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&maxShard, "max-shard-size", "4GB", "split the weights into shards of at most this size (0 = one file)")
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
-	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing")
+	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
 	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0 or q4_k (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
