@@ -627,11 +627,17 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	if err != nil {
 		return nil, fmt.Errorf("convert: --gguf: %w (want f32, f16, bf16, q8_0 or q4_k)", err)
 	}
+	// A GGUF file is named *.gguf, which is also what --force checks
+	// before it replaces one: a file written under another name could not
+	// be replaced later.
+	if !strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
+		return nil, fmt.Errorf("convert: --gguf writes one file: --out %s, want a path ending in .gguf", o.Out)
+	}
 	if fi, err := os.Stat(o.Out); err == nil {
 		switch {
 		case !o.Force:
 			return nil, fmt.Errorf("%s exists (use --force to replace it)", o.Out)
-		case !fi.Mode().IsRegular() || !strings.HasSuffix(o.Out, ".gguf"):
+		case !fi.Mode().IsRegular():
 			return nil, fmt.Errorf("--force would replace %s, which is not a .gguf file: choose another --out", o.Out)
 		}
 	}

@@ -191,6 +191,26 @@ func TestConvertGGUFF16Overflow(t *testing.T) {
 	}
 }
 
+// TestConvertGGUFPath: a GGUF file is written only under a name ending in
+// .gguf (in any case), which --force asks of a file it replaces: a GGUF
+// file written as "stories" could never be replaced. Nothing is written
+// by the refusal.
+func TestConvertGGUFPath(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "stories")
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f16"})
+	if err == nil || !strings.Contains(err.Error(), "--out "+out+", want a path ending in .gguf") {
+		t.Fatalf("err = %v, want a refusal of --out %s", err, out)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("refusal left %v", entries)
+	}
+	upper := filepath.Join(dir, "STORIES.GGUF")
+	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "f16"})
+	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "q8_0", Force: true})
+}
+
 // TestConvertGPTQFormat: v1 → v2 → v1 is byte-exact for every bit width
 // (3 bits included), v2 holds the real zero points, and v2 → v1 refuses a
 // zero point of 0 naming the tensor.
