@@ -2,6 +2,7 @@ package model
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -145,6 +146,21 @@ func TestCheck(t *testing.T) {
 				t.Errorf("Check: %v, but Load: %v", err, lerr)
 			}
 		})
+	}
+}
+
+// TestPyTorchDirNamed: a PyTorch checkpoint (transformers'
+// save_pretrained(safe_serialization=False) of stories260K) is refused by
+// Load and Check naming its .bin file and convert, where the error said
+// only that there was no safetensors file.
+func TestPyTorchDirNamed(t *testing.T) {
+	dir := "../../publish/testdata/stories-bin"
+	want := dir + " holds PyTorch weights (pytorch_model.bin), which are loaded only as safetensors: convert them first (gptqtool convert --in " + dir + " --out DIR)"
+	_, lerr := Load(dir, cpu.New(1))
+	for _, err := range []error{lerr, Check(dir)} {
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("err = %v, want fs.ErrNotExist containing %q", err, want)
+		}
 	}
 }
 

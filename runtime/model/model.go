@@ -102,6 +102,12 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, *safetensors.S
 	}
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
+		// A PyTorch checkpoint (AutoGPTQ's use_safetensors=False, older
+		// transformers) is read by convert alone: say so, rather than only
+		// that there is no safetensors file.
+		if bins, _ := filepath.Glob(filepath.Join(dir, "*.bin")); errors.Is(err, fs.ErrNotExist) && len(bins) > 0 {
+			return nil, nil, nil, fmt.Errorf("model: %s holds PyTorch weights (%s), which are loaded only as safetensors: convert them first (gptqtool convert --in %s --out DIR): %w", dir, filepath.Base(bins[0]), dir, err)
+		}
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
 	}
 	return cfg, quant, set, nil
