@@ -27,7 +27,8 @@ type KLResult struct {
 // would use (every position of each window, including the last, is scored).
 func KL(ctx context.Context, m, baseline *model.Model, ids []int, opts PerplexityOptions) (*KLResult, error) {
 	if m.Config.VocabSize != baseline.Config.VocabSize {
-		return nil, fmt.Errorf("kl: vocab sizes differ: model %d, baseline %d", m.Config.VocabSize, baseline.Config.VocabSize)
+		return nil, fmt.Errorf("kl: vocab sizes differ: model %d (%s), baseline %d (%s): the two must share a tokenizer",
+			m.Config.VocabSize, m.Config.File, baseline.Config.VocabSize, baseline.Config.File)
 	}
 	nw, err := opts.windows(m, len(ids))
 	if err == nil {

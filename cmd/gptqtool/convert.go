@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"os/signal"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -54,6 +52,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			if o.Format = gptq.Format(format); format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2 {
 				return usageError{fmt.Errorf("--checkpoint-format %q: want gptq or gptq_v2", format)}
 			}
+			o.DType = dtypeFlag(o.DType)
 			switch o.DType {
 			case "", "f32", "f16", "bf16":
 			default:
@@ -64,7 +63,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			default:
 				return usageError{fmt.Errorf("--gguf %q: want f32, f16, bf16, q8_0 or q4_k", o.GGUF)}
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			log := cmd.ErrOrStderr()
 			bar := newProgress(log, "convert", 1)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	goruntime "runtime"
+	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -91,12 +92,29 @@ func solverFor(b runtime.Backend, profile bool) quantize.Solver {
 
 const dtypeHelp = "activation and KV cache dtype: auto (f16 for GPTQ checkpoints and the checkpoint's own dtype otherwise on cuda, f32 on the cpu), f32, f16 or bf16"
 
+// dtypeFlag is a --dtype value in the names the commands switch on (f32,
+// f16, bf16, auto): any case, and the other names users bring from
+// PyTorch, transformers and llama.cpp (fp16, float16, half, bfloat16,
+// fp32, float32, float). Other values come back lower-cased, for the
+// command's own refusal.
+func dtypeFlag(v string) string {
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case "fp16", "float16", "half":
+		return "f16"
+	case "bfloat16":
+		return "bf16"
+	case "fp32", "float32", "float":
+		return "f32"
+	}
+	return v
+}
+
 // loadModel loads a checkpoint on b in the dtype a --dtype flag names;
 // "auto" keeps GPTQ weights quantized in fp16 and fp checkpoints in their
 // own dtype where the backend has 16-bit tensors, fp32 elsewhere.
 func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error) {
 	var dt runtime.DType
-	switch dtype {
+	switch dtype = dtypeFlag(dtype); dtype {
 	case "f32":
 		dt = runtime.F32
 	case "f16":

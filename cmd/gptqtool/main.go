@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 )
 
 func main() {
@@ -65,4 +67,12 @@ func errorLine(err error) string {
 func cobraUsage(err error) bool {
 	msg := err.Error()
 	return strings.HasPrefix(msg, "required flag(s)") || strings.HasPrefix(msg, "unknown command")
+}
+
+// interruptible is ctx cancelled by an interrupt (Ctrl-C) or SIGTERM (what
+// kill, systemd and container runtimes send), so that a command stopped
+// either way cleans up as it does for Ctrl-C: nothing half-written is left
+// that looks like a checkpoint. stop restores the default handling.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 
 	"github.com/spf13/cobra"
 
@@ -80,6 +79,24 @@ func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []in
 	return b, ids, nil
 }
 
+// oneWindow refuses a text of ids shorter than one window of --ctx,
+// naming the file (the commands check it once their checkpoints are
+// checked, before any model runs).
+func (f *evalFlags) oneWindow(ids []int) error {
+	if verify.Windows(len(ids), f.ctx, 0) == 0 {
+		return fmt.Errorf("--text %s: %s (BOS included), fewer than one window of --ctx %d", f.text, count(len(ids), "token"), f.ctx)
+	}
+	return nil
+}
+
+// count is n and noun, plural but for one.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // checkCtx refuses a --ctx longer than the context of the checkpoint in dir
 // (what names it: "model" or "baseline"). It is a usage error like a window
 // shorter than 2 tokens: both are about the flag, not the checkpoint. A
@@ -121,7 +138,7 @@ exp(mean over windows of the mean cross-entropy of each window's tokens after th
 With --baseline, the baseline model is evaluated on the same windows and the delta printed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
@@ -140,6 +157,9 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 				if baseIDs, err = loadText(baseline, f.text); err != nil {
 					return err
 				}
+			}
+			if err := f.oneWindow(ids); err != nil {
+				return err
 			}
 			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, b, ids, f)
 			if err != nil {
@@ -193,13 +213,19 @@ func newKLCmd() *cobra.Command {
 		Short: "KL divergence of a model's next-token distributions from a baseline's (e.g. GPTQ vs FP16)",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
 				return err
 			}
 			defer closeBackend(b)
+			if err := model.Check(baseline); err != nil {
+				return err
+			}
+			if err := f.oneWindow(ids); err != nil {
+				return err
+			}
 			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
 				return err
