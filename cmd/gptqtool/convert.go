@@ -33,8 +33,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
   --checkpoint-format gptq|gptq_v2 rewrites a GPTQ checkpoint's zero points for the other
   format (v1 stores zero-1; a zero point of 0 cannot be stored in v1 and is refused, naming
   the tensor).
-  --dequantize writes a GPTQ checkpoint back as fp16 (or --dtype) weights, exactly as the
-  runtime dequantizes them, with a config without quantization_config.
+  --dequantize writes a GPTQ checkpoint back as fp16 (or --dtype) weights as the runtime
+  dequantizes them (bit for bit with --dtype f32; fp16 and bf16 round each weight once more),
+  with a config without quantization_config.
   --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
   types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0 or q4_k (rows
