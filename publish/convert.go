@@ -687,6 +687,15 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	if o.Progress != nil {
 		opts.Progress = func(i, n int, _ string) { o.Progress(i, n) }
 	}
+	// A run killed before it removed its temporary file left it hidden
+	// beside --out: this run's file replaces what it was for.
+	if stale, err := gguf.PartialFiles(o.Out); err == nil {
+		for _, p := range stale {
+			if os.Remove(p) == nil {
+				fmt.Fprintf(log, "convert: removed %s, the partial file of an interrupted run\n", p)
+			}
+		}
+	}
 	res, err := gguf.Convert(o.Out, get, cfg, tok, opts)
 	if errors.Is(err, gguf.ErrF16Overflow) {
 		return nil, fmt.Errorf("convert: %w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)

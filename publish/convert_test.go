@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -209,6 +211,39 @@ func TestConvertGGUFPath(t *testing.T) {
 	upper := filepath.Join(dir, "STORIES.GGUF")
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "f16"})
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "q8_0", Force: true})
+}
+
+// TestConvertGGUFStalePartial checks that a GGUF conversion removes the
+// hidden partial file a killed run left beside its --out (".NAME.N.partial",
+// found by a QA pass after SIGKILL: 309 MB no later run mentioned), saying
+// so, and leaves alone files that only look alike: another output's partial
+// file, and a file of NAME's without the suffix.
+func TestConvertGGUFStalePartial(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "m[1].gguf")
+	stale := filepath.Join(dir, ".m[1].gguf.12345.partial")
+	keep := []string{filepath.Join(dir, ".other.gguf.1.partial"), filepath.Join(dir, ".m[1].gguf.notes"), filepath.Join(dir, ".m[1].gguf.partial")}
+	for _, p := range append([]string{stale}, keep...) {
+		if err := os.WriteFile(p, []byte("left"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log strings.Builder
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f32", Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s: still there (%v)", stale, err)
+	}
+	if !strings.Contains(log.String(), "removed "+stale+", the partial file of an interrupted run") {
+		t.Errorf("log %q does not name the removed file", log.String())
+	}
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s: removed too (%v)", p, err)
+		}
+	}
 }
 
 // TestConvertGPTQFormat: v1 → v2 → v1 is byte-exact for every bit width

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -109,6 +110,30 @@ func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// PartialFiles lists the temporary files a Writer of path writes beside it
+// (".NAME.*.partial", NAME path's base) that are there now: a writer
+// killed before it could remove its own (SIGKILL, a power cut) leaves one,
+// which a later run may remove. The names are matched by their prefix and
+// suffix, not as a glob, so that NAME may hold any character.
+func PartialFiles(path string) ([]string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(n, "."+base+".") && strings.HasSuffix(n, ".partial") && len(n) > len(base)+len("..partial") {
+			out = append(out, filepath.Join(dir, n))
+		}
+	}
+	return out, nil
 }
 
 // encodeHeader encodes everything before the data section, padding
