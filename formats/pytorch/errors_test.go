@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -134,8 +135,8 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{"empty-file", nil, []string{"not a PyTorch zip checkpoint"}, nil},
 		{"random-bytes", random, []string{"not a PyTorch zip checkpoint"}, nil},
-		{"truncated-zip", viewsBytes[:len(viewsBytes)/2], []string{"not a PyTorch zip checkpoint"}, nil},
-		{"truncated-zip-tail", viewsBytes[:len(viewsBytes)-10], []string{"not a PyTorch zip checkpoint"}, nil},
+		{"truncated-zip", viewsBytes[:len(viewsBytes)/2], []string{"not a PyTorch zip checkpoint", fmt.Sprintf("a zip file cut short at %d bytes", len(viewsBytes)/2)}, nil},
+		{"truncated-zip-tail", viewsBytes[:len(viewsBytes)-10], []string{"not a PyTorch zip checkpoint", "cut short", "did not finish"}, nil},
 		{"legacy", readFile(t, "testdata/legacy.bin"), []string{"legacy PyTorch format (before 1.6)", "re-save it with torch >= 1.6"}, ErrLegacyFormat},
 		{"no-data.pkl", makeZip(t, []zipEntry{{name: "archive/version", data: []byte("3")}}), []string{"no <archive>/data.pkl"}, nil},
 		{"two-data.pkl", makeZip(t, []zipEntry{{name: "a/data.pkl"}, {name: "b/data.pkl"}}), []string{"2 data.pkl entries"}, nil},

@@ -115,6 +115,12 @@ func newFile(path string, ra io.ReaderAt, size int64) (*File, error) {
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
 		// Entry names are only looked up, never used as paths, so
 		// names that would be unsafe to extract are harmless.
+		start := make([]byte, min(size, 4))
+		if _, rerr := ra.ReadAt(start, 0); (rerr == nil || rerr == io.EOF) && errors.Is(err, zip.ErrFormat) && string(start) == "PK\x03\x04" {
+			// A zip's index (the central directory) is at its end: a
+			// file that starts as a zip and has none was cut short.
+			return nil, fmt.Errorf("%s: not a PyTorch zip checkpoint: a zip file cut short at %d bytes, its central directory (at the end) missing: a copy or download that did not finish? (%w)", path, size, err)
+		}
 		return nil, fmt.Errorf("%s: not a PyTorch zip checkpoint: %w", path, err)
 	}
 	pf := &File{path: path, ra: ra, size: size, tensors: map[string]*tensorEntry{}}
