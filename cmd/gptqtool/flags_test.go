@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -70,18 +74,66 @@ func TestShortTextNamed(t *testing.T) {
 	}
 }
 
-// TestKLVocabNamed checks that verify kl of two checkpoints whose
-// vocabularies differ names both config.json files, where the message gave
-// only the two sizes.
-func TestKLVocabNamed(t *testing.T) {
+// TestKLTokenizersCompared checks that verify kl refuses two checkpoints
+// whose tokenizers split the text differently, naming both and the text,
+// before either model loads: openchat-tiny against stories260K (vocabularies
+// of 32,002 and 512), and stories260K against a copy whose tokenizer.json
+// swaps the ids of two tokens the text uses (a vocabulary of the same size),
+// which KL compared position by position before.
+func TestKLTokenizersCompared(t *testing.T) {
 	tiny, stories := fixturePath(t, "models/openchat-tiny"), fixturePath(t, "models/stories260K-hf-mistral")
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("Once upon a time, there was a little girl who liked to read. ", 20)), 0o644); err != nil {
+	dir := t.TempDir()
+	text := filepath.Join(dir, "text.txt")
+	body := strings.Repeat("Once upon a time, there was a little girl who liked to read. ", 20)
+	if err := os.WriteFile(text, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err := run(t, "verify", "kl", "--device", "cpu", "--model", tiny, "--baseline", stories, "--text", text, "--ctx", "64")
-	want := fmt.Sprintf("vocab sizes differ: model 32002 (%s), baseline 512 (%s)", filepath.Join(tiny, "config.json"), filepath.Join(stories, "config.json"))
-	if err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("err = %v, want one containing %q", err, want)
+	swapped := filepath.Join(dir, "swapped")
+	copyDir(t, stories, swapped)
+	tok, err := tokenizer.Load(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tok.Encode(body)
+	if err != nil || len(ids) < 2 {
+		t.Fatalf("encode: %v, %d ids", err, len(ids))
+	}
+	raw, err := os.ReadFile(filepath.Join(stories, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	vocab := doc["model"].(map[string]any)["vocab"].(map[string]any)
+	var a, b string // the pieces of the text's first two distinct ids
+	for piece, id := range vocab {
+		switch id.(json.Number).String() {
+		case fmt.Sprint(ids[0]):
+			a = piece
+		case fmt.Sprint(ids[slices.IndexFunc(ids, func(v int) bool { return v != ids[0] })]):
+			b = piece
+		}
+	}
+	if a == "" || b == "" {
+		t.Fatalf("ids %d and the next distinct one not in tokenizer.json's vocab", ids[0])
+	}
+	vocab[a], vocab[b] = vocab[b], vocab[a]
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(swapped, "tokenizer.json"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]string{{tiny, stories}, {stories, swapped}} {
+		_, _, err := run(t, "verify", "kl", "--device", "cpu", "--model", c[0], "--baseline", c[1], "--text", text, "--ctx", "64")
+		want := fmt.Sprintf("kl: %s and %s tokenize --text %s differently", c[0], c[1], text)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want one containing %q", err, want)
+		}
 	}
 }

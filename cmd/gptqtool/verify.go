@@ -89,6 +89,20 @@ func (f *evalFlags) oneWindow(ids []int) error {
 	return nil
 }
 
+// firstDiff is the first index where a and b differ (one ending first
+// counts), or -1 where they are equal.
+func firstDiff(a, b []int) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}
+
 // count is n and noun, plural but for one.
 func count(n int, noun string) string {
 	if n == 1 {
@@ -225,6 +239,17 @@ func newKLCmd() *cobra.Command {
 			}
 			if err := f.oneWindow(ids); err != nil {
 				return err
+			}
+			// KL compares the two models' distributions token by token:
+			// their tokenizers must split the text alike (a vocabulary of
+			// the same size may still be another one).
+			baseIDs, err := loadText(baseline, f.text)
+			if err != nil {
+				return err
+			}
+			if i := firstDiff(ids, baseIDs); i >= 0 {
+				return fmt.Errorf("kl: %s and %s tokenize --text %s differently (from token %d of %d and %d): the models must share a tokenizer",
+					f.model, baseline, f.text, i, len(ids), len(baseIDs))
 			}
 			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
