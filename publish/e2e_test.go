@@ -552,3 +552,32 @@ func TestForceOverOurOutputs(t *testing.T) {
 		t.Errorf("--force over a table holding notes.txt: %v, want a refusal naming it", err)
 	}
 }
+
+// TestTableInterruptedKeepsBranches: a table interrupted before any layer
+// of a later branch is complete keeps its complete branches for --resume and
+// says so, where it was reported as leaving nothing.
+func TestTableInterruptedKeepsBranches(t *testing.T) {
+	stories := fixture(t, "models/stories260K-hf-mistral")
+	out := filepath.Join(t.TempDir(), "table")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := publish.Quantize(ctx, publish.RunOptions{
+		ModelDir: stories, Out: out, Table: true, RTN: true, Sym: true, Backend: cpu.New(1),
+		Branches: []publish.Branch{{Name: "a", Bits: 8, GroupSize: -1, Damp: 0.01}, {Name: "b", Bits: 8, GroupSize: 64, Damp: 0.01}},
+		Progress: func(job string, done, total int) {
+			if job == "a" && done == total {
+				cancel() // as a is complete, before any layer of b is
+			}
+		},
+	})
+	var se *publish.SuspendedError
+	if !errors.As(err, &se) {
+		t.Fatalf("err = %v, want a SuspendedError keeping %s", err, out)
+	}
+	if want := out + " (1 of 2 branches complete)"; !slices.Contains(se.Kept, want) {
+		t.Errorf("kept %q, want %q among them", se.Kept, want)
+	}
+	if _, err := os.Stat(filepath.Join(out, "a", "model.safetensors")); err != nil {
+		t.Errorf("the complete branch is gone: %v", err)
+	}
+}

@@ -328,6 +328,10 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 				kept = append(kept, fmt.Sprintf("%s (%d of %d layers)", c.tmp, c.LayersDone(), cfg.NumHiddenLayers))
 			}
 		}
+		if table != nil && len(table.Done) > 0 {
+			// The complete branches stay too: a resumed table reuses them.
+			kept = append(kept, fmt.Sprintf("%s (%d of %d branches complete)", o.Out, len(table.Done), len(o.Branches)))
+		}
 		if len(kept) > 0 {
 			return nil, &SuspendedError{Err: err, Kept: kept}
 		}
