@@ -46,3 +46,39 @@ func TestCheckOutThroughLinks(t *testing.T) {
 		t.Errorf("a sibling folder of the model was refused: %v", err)
 	}
 }
+
+// TestCheckOutSuggestsForceOnlyWhereItWorks checks that an output --force
+// would not replace (a file, a folder gptqtool did not write) is refused
+// without suggesting --force, and that a file where the output's parent
+// should be is refused before any work, where mkdir failed after it.
+func TestCheckOutSuggestsForceOnlyWhereItWorks(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	file, foreign, empty := filepath.Join(dir, "file"), filepath.Join(dir, "foreign"), filepath.Join(dir, "empty")
+	for _, d := range []string{model, foreign, empty} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{file, filepath.Join(foreign, "notes.txt")} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ name, out, want string }{
+		{"file", file, "output " + file + " is a file, not a directory"},
+		{"foreign", foreign, "is not a gptqtool output: it holds notes.txt"},
+		{"under a file", filepath.Join(file, "q", "r"), file + " is a file, not a directory"},
+		{"empty", empty, "use --force to replace it"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := publish.CheckOut(c.out, model, false)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("CheckOut(%s) = %v, want an error saying %q", c.out, err, c.want)
+			}
+			if c.name != "empty" && strings.Contains(err.Error(), "--force") {
+				t.Errorf("CheckOut(%s) = %v, which suggests --force where it would refuse", c.out, err)
+			}
+		})
+	}
+}

@@ -326,9 +326,32 @@ func CheckOut(out, modelDir string, force bool) error {
 	}
 	fi, err := os.Stat(out)
 	if err != nil {
+		// The output is made with its parents once the work is done: a file
+		// in the way is refused now, not then.
+		for d := filepath.Dir(filepath.Clean(out)); ; d = filepath.Dir(d) {
+			if pfi, err := os.Stat(d); err == nil {
+				if !pfi.IsDir() {
+					return fmt.Errorf("output directory %s cannot be made: %s is a file, not a directory: choose another --out", out, d)
+				}
+				break
+			}
+			if filepath.Dir(d) == d {
+				break
+			}
+		}
 		return nil
 	}
 	if !force {
+		// Suggest --force only where it would replace the output.
+		if !fi.IsDir() {
+			return fmt.Errorf("output %s is a file, not a directory: remove it yourself or choose another --out", out)
+		}
+		if ours, what := IsOurs(out); !ours {
+			if strings.HasPrefix(what, foreignWhat) {
+				return fmt.Errorf("output directory %s exists and is %s; move those away or choose another --out", out, what)
+			}
+			return fmt.Errorf("output directory %s exists and is not a gptqtool output: %s; remove it yourself or choose another --out", out, what)
+		}
 		return fmt.Errorf("output directory %s exists (use --force to replace it)", out)
 	}
 	if wd, err := os.Getwd(); err == nil {
