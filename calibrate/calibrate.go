@@ -29,6 +29,11 @@ const (
 // with text to calibrate on.
 var ErrEmptyDataset = errors.New("dataset is empty")
 
+// ErrNoTextColumn is returned (wrapped) when no column of the dataset is
+// known to hold text and the options name none (Options.TextColumn,
+// Options.Template).
+var ErrNoTextColumn = errors.New("no text to calibrate on")
+
 // Options selects the data, how rows become text and how samples are cut.
 type Options struct {
 	// Paths are files, directories and globs read as one dataset (see

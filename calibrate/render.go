@@ -86,7 +86,7 @@ func newRenderer(opts Options, cols []string) (renderer, error) {
 	if has["text"] {
 		return columnRenderer("text"), nil
 	}
-	return renderer{}, fmt.Errorf("no text to calibrate on: found no text column, instruction/output pair or conversation list; set a text column or a row template (columns: %s)", strings.Join(cols, ", "))
+	return renderer{}, fmt.Errorf("%w: found no text column, instruction/output pair or conversation list; set a text column or a row template (columns: %s)", ErrNoTextColumn, strings.Join(cols, ", "))
 }
 
 func first(has map[string]bool, names []string) string {

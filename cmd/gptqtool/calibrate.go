@@ -153,7 +153,7 @@ padded at the end with attention_mask 0.`,
 			if err != nil {
 				return err
 			}
-			ds, err := calibrate.Load(opts)
+			ds, err := loadDataset(opts)
 			if err != nil {
 				return err
 			}
@@ -223,4 +223,13 @@ func writeSamples(path string, rep calibrateReport, samples []calibrate.Sample) 
 		return fmt.Errorf("calibrate: %w", err)
 	}
 	return nil
+}
+
+// loadDataset is calibrate.Load, its errors naming the flags that fix them.
+func loadDataset(opts calibrate.Options) (*calibrate.Dataset, error) {
+	ds, err := calibrate.Load(opts)
+	if errors.Is(err, calibrate.ErrNoTextColumn) {
+		return nil, fmt.Errorf("%w: pass --text-column COLUMN or --template 'TEXT {column}'", err)
+	}
+	return ds, err
 }

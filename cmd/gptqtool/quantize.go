@@ -262,7 +262,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	calStart := time.Now()
 	ds := &calibrate.Dataset{}
 	if needData {
-		if ds, err = calibrate.Load(copts); err != nil {
+		if ds, err = loadDataset(copts); err != nil {
 			return err
 		}
 	}

@@ -955,3 +955,30 @@ func TestGenerateContinuesPrompt(t *testing.T) {
 		t.Errorf("prompt %q + text %q, want %q with the text's leading space", prompt, g.Text, whole)
 	}
 }
+
+// TestNoTextColumnNamesFlags: a dataset with no column known to hold text is
+// refused naming the flags that choose one, where the message said only "set
+// a text column or a row template" (a QA pass).
+func TestNoTextColumnNamesFlags(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := filepath.Join(t.TempDir(), "notext.json")
+	if err := os.WriteFile(data, []byte(`[{"foo":"bar"},{"foo":"baz"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"calibrate", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "16"},
+		{"quantize", "--device", "cpu", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "16", "--estimate=false", "--out", filepath.Join(t.TempDir(), "q")},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			_, _, err := run(t, args...)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range []string{"notext.json", "columns: foo", "--text-column", "--template"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q: %v", want, err)
+				}
+			}
+		})
+	}
+}
