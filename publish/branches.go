@@ -1,9 +1,13 @@
 package publish
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -80,9 +84,25 @@ func ParseBranches(spec string) ([]Branch, error) {
 		if err != nil {
 			return nil, fmt.Errorf("branches file: %w", err)
 		}
+		// A misspelt key ("act_order", "group") would otherwise quantize
+		// with its default silently.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
 		var bs []Branch
-		if err := json.Unmarshal(data, &bs); err != nil {
+		if err := dec.Decode(&bs); err != nil {
+			var te *json.UnmarshalTypeError
+			switch {
+			case errors.As(err, &te) && te.Field != "":
+				return nil, fmt.Errorf("branches file %s: %s: got %s, want %s", spec, te.Field, te.Value, jsonKind(te.Type.Kind()))
+			case errors.As(err, &te):
+				return nil, fmt.Errorf("branches file %s: got %s, want an array of branches %s", spec, te.Value, branchKeys)
+			case strings.HasPrefix(err.Error(), "json: unknown field "):
+				return nil, fmt.Errorf("branches file %s: %s: want the keys %s", spec, strings.TrimPrefix(err.Error(), "json: "), branchKeys)
+			}
 			return nil, fmt.Errorf("branches file %s: %w", spec, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return nil, fmt.Errorf("branches file %s: more after the array of branches (offset %d)", spec, dec.InputOffset())
 		}
 		if len(bs) == 0 {
 			return nil, fmt.Errorf("branches file %s: no branches", spec)
@@ -139,4 +159,22 @@ func ParseBranches(spec string) ([]Branch, error) {
 		return nil, fmt.Errorf("no branches in %q", spec)
 	}
 	return bs, nil
+}
+
+// branchKeys lists the keys of a branches file's objects.
+const branchKeys = `{"name", "bits", "group_size", "desc_act", "damp_percent", "static_groups", "description"}`
+
+// jsonKind names the JSON value a Go kind is read from.
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int, reflect.Int64:
+		return "an integer"
+	case reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.String:
+		return "a string"
+	}
+	return k.String()
 }
