@@ -288,17 +288,21 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 		if _, err := os.Lstat(tmp); err != nil {
 			continue
 		}
+		// A run in progress first: its output is not an interrupted run.
+		// (Only a lock that exists is tried: the preflight makes no file.)
+		if _, err := os.Stat(filepath.Join(tmp, lockFile)); err == nil {
+			if lock, err := lockDir(filepath.Join(tmp, lockFile)); errors.Is(err, errBusy) {
+				return fmt.Errorf("%s is being written by another gptqtool run: wait for it, or choose another --out", tmp)
+			} else if err == nil {
+				lock.Close()
+			}
+		}
 		prev, err := readProgress(tmp)
 		switch {
 		case err != nil && !o.Force:
 			return fmt.Errorf("%s exists and is not a gptqtool partial output (%v): remove it, or choose another --out", tmp, err)
 		case err == nil && !o.Resume && !o.Force:
 			return fmt.Errorf("%s holds an interrupted run (%s): --resume continues it, --force discards it", tmp, prev.describe())
-		}
-		if lock, err := lockDir(filepath.Join(tmp, lockFile)); errors.Is(err, errBusy) {
-			return fmt.Errorf("%s is being written by another gptqtool run: wait for it, or choose another --out", tmp)
-		} else if err == nil {
-			lock.Close()
 		}
 	}
 	if o.GitRepo != "" {

@@ -269,3 +269,36 @@ func TestPartialOutputs(t *testing.T) {
 		t.Errorf("partial output in use: %v\n%s", err, out)
 	}
 }
+
+// TestRunInProgressNotInterrupted: an output whose partial directory another
+// run holds locked is refused as being written, with or without --resume,
+// where without --resume it was called an interrupted run that --resume
+// would continue and --force discard (a QA pass: two runs to one --out).
+func TestRunInProgressNotInterrupted(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data, err := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	args := []string{"quantize", "--device", "cpu", "--model", model, "--dataset", data, "--nsamples", "4", "--seq-len", "64",
+		"--out", "q", "--estimate=false"}
+	record := filepath.Join(dir, "q.partial", "gptqtool-progress.json")
+	c := gptqtool(t, dir, nil, args...)
+	killAt(t, c, func() int { return c.Process.Pid }, record, 1)
+	// This test stands for the run that holds the partial output.
+	lock, err := os.OpenFile(filepath.Join(dir, "q.partial", "gptqtool.lock"), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{nil, {"--resume"}} {
+		out, err := gptqtool(t, dir, nil, append(append([]string(nil), args...), extra...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "being written by another gptqtool run") || strings.Contains(string(out), "interrupted run") {
+			t.Errorf("%v: err = %v, want a refusal saying the output is being written, not interrupted:\n%s", extra, err, out)
+		}
+	}
+}
