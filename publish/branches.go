@@ -161,8 +161,19 @@ func ParseBranches(spec string) ([]Branch, error) {
 	return bs, nil
 }
 
-// branchKeys lists the keys of a branches file's objects.
-const branchKeys = `{"name", "bits", "group_size", "desc_act", "damp_percent", "static_groups", "description"}`
+// branchKeys lists the keys of a branches file's objects: Branch's JSON
+// names, in its fields' order, so that the list cannot drift from what the
+// decoder takes.
+var branchKeys = func() string {
+	t := reflect.TypeFor[Branch]()
+	var keys []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); name != "" && name != "-" {
+			keys = append(keys, strconv.Quote(name))
+		}
+	}
+	return "{" + strings.Join(keys, ", ") + "}"
+}()
 
 // jsonKind names the JSON value a Go kind is read from.
 func jsonKind(k reflect.Kind) string {
