@@ -302,14 +302,7 @@ func TestInspectExitStatus(t *testing.T) {
 			c := gptqtool(t, t.TempDir(), nil, args...)
 			var stdout, stderr strings.Builder
 			c.Stdout, c.Stderr = &stdout, &stderr
-			err := c.Run()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			code := exitStatus(t, c.Run())
 			if code != tc.code {
 				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
 			}
@@ -780,13 +773,7 @@ func TestStaticChecksBeforeTiming(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"quantize", "--dataset", data, "--bits", "8", "--nsamples", "2", "--seq-len", "32", "--out", filepath.Join(t.TempDir(), "q")}, tc.args...)
 			out, err := gptqtool(t, t.TempDir(), nil, args...).CombinedOutput()
-			code := 0
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
+			code := exitStatus(t, err)
 			if code != tc.code {
 				t.Errorf("exit status %d, want %d:\n%s", code, tc.code, out)
 			}
@@ -981,4 +968,19 @@ func TestNoTextColumnNamesFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exitStatus is the exit status of a finished command whose Run (or
+// Output) returned err: 0 for nil, the process's status for an
+// *exec.ExitError; any other error (the command did not run) fails t.
+func exitStatus(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
 }
