@@ -99,7 +99,7 @@ func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.partial")
+	tmp, err := os.CreateTemp(dir, partialPrefix(base)+"*"+partialSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %w", err)
 	}
@@ -111,6 +111,12 @@ func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 	}
 	return w, nil
 }
+
+// A Writer's temporary file beside path: partialPrefix(base of path), a
+// random part, partialSuffix (PartialFiles finds those left behind).
+const partialSuffix = ".partial"
+
+func partialPrefix(base string) string { return "." + base + "." }
 
 // PartialFiles lists the temporary files a Writer of path writes beside it
 // (".NAME.*.partial", NAME path's base) that are there now: a writer
@@ -129,7 +135,7 @@ func PartialFiles(path string) ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		n := e.Name()
-		if e.Type().IsRegular() && strings.HasPrefix(n, "."+base+".") && strings.HasSuffix(n, ".partial") && len(n) > len(base)+len("..partial") {
+		if p := partialPrefix(base); e.Type().IsRegular() && strings.HasPrefix(n, p) && strings.HasSuffix(n, partialSuffix) && len(n) >= len(p)+len(partialSuffix) {
 			out = append(out, filepath.Join(dir, n))
 		}
 	}
