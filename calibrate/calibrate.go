@@ -234,6 +234,9 @@ func checkText(recs []Record, rd renderer) error {
 		hasText = hasText || (!skip && !out.blank)
 	}
 	if !hasText {
+		if len(recs) == 1 {
+			return fmt.Errorf("no text: 1 record, with no text other than whitespace: %w", ErrEmptyDataset)
+		}
 		return fmt.Errorf("no text: %d records, none with text other than whitespace: %w", len(recs), ErrEmptyDataset)
 	}
 	return nil
