@@ -319,7 +319,11 @@ func ParseQuantizeConfig(data []byte, file string) (*QuantizeConfig, error) {
 	c := DefaultQuantizeConfig()
 	c.Bits = 0
 	if !p.int(&c.Bits, "bits", "w_bit") {
-		p.fail(fmt.Errorf("missing required key \"bits\""))
+		if _, ok := doc["bits"]; ok {
+			p.fail(fmt.Errorf("bits: got null, want an integer"))
+		} else {
+			p.fail(fmt.Errorf("missing required key \"bits\""))
+		}
 	}
 	p.int(&c.GroupSize, "group_size", "q_group_size")
 	p.float(&c.DampPercent, "damp_percent")

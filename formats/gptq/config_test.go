@@ -188,6 +188,7 @@ func TestReadQuantizeConfigErrors(t *testing.T) {
 func TestParseQuantizeConfigErrors(t *testing.T) {
 	tests := []struct{ name, doc, errSub string }{
 		{"missing bits", `{"group_size":128}`, `missing required key "bits"`},
+		{"null bits", `{"bits":null,"group_size":128}`, `bits: got null, want an integer`},
 		{"bits string", `{"bits":"4"}`, `bits: got "4", want an integer`},
 		{"bits fraction", `{"bits":4.5}`, "bits: got 4.5"},
 		{"sym string", `{"bits":4,"sym":"yes"}`, "sym: got"},

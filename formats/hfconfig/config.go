@@ -404,9 +404,21 @@ func (r *reader) present(key string) bool {
 	return ok && v != nil
 }
 
-func (r *reader) requiredString(key string) string {
-	if !r.present(key) {
+// required reports whether a required key has a value, recording the
+// error where it has none: absent, or null (want says what it should be).
+func (r *reader) required(key, want string) bool {
+	v, ok := r.m[key]
+	switch {
+	case !ok:
 		r.fail("missing required key %q", key)
+	case v == nil:
+		r.fail("%s: got null, want %s", key, want)
+	}
+	return ok && v != nil
+}
+
+func (r *reader) requiredString(key string) string {
+	if !r.required(key, "a string") {
 		return ""
 	}
 	return r.optionalString(key, "")
@@ -445,9 +457,9 @@ func (r *reader) stringList(key string) []string {
 	return out
 }
 
+// requiredInt reads a required dimension (validate wants it positive).
 func (r *reader) requiredInt(key string) int {
-	if !r.present(key) {
-		r.fail("missing required key %q", key)
+	if !r.required(key, "a positive integer") {
 		return 0
 	}
 	return r.optionalInt(key, 0)

@@ -191,6 +191,8 @@ func TestParseErrors(t *testing.T) {
 		}
 		return b
 	}
+	// null is a key present with the value null (with deletes for nil).
+	null := json.RawMessage("null")
 	tests := []struct {
 		name    string
 		data    []byte
@@ -199,6 +201,12 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"missing hidden_size", with("hidden_size", nil), []string{`missing required key "hidden_size"`, "cfg.json"}, false},
 		{"missing model_type", with("model_type", nil), []string{`missing required key "model_type"`}, false},
+		{"null model_type", with("model_type", null), []string{`cfg.json: model_type: got null, want a string`}, false},
+		{"null hidden_size", with("hidden_size", null), []string{`cfg.json: hidden_size: got null, want a positive integer`}, false},
+		{"null intermediate_size", with("intermediate_size", null), []string{`intermediate_size: got null, want a positive integer`}, false},
+		{"null num_hidden_layers", with("num_hidden_layers", null), []string{`num_hidden_layers: got null, want a positive integer`}, false},
+		{"null num_attention_heads", with("num_attention_heads", null), []string{`num_attention_heads: got null, want a positive integer`}, false},
+		{"null vocab_size", with("vocab_size", null), []string{`cfg.json: vocab_size: got null, want a positive integer`}, false},
 		{"bad model_type", with("model_type", "qwen2"), []string{`model_type "qwen2"`, "supported: mistral, llama"}, true},
 		{"bad json", []byte(`{"model_type": "mistral",`), []string{"cfg.json", "invalid JSON"}, false},
 		{"not an object", []byte(`[1]`), []string{"want an object"}, false},

@@ -7,7 +7,8 @@
 //	4.x: "rope_theta": 10000.0, "torch_dtype": "bfloat16", "rope_scaling": null
 //	5.x: "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}, "dtype": "bfloat16"
 //
-// Required keys (a missing one is an error naming the key and the file):
+// Required keys (a missing one is an error naming the key and the file, a
+// null one says it is null and what it should be):
 // model_type, hidden_size, intermediate_size, num_hidden_layers,
 // num_attention_heads, vocab_size.
 //
