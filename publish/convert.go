@@ -85,15 +85,11 @@ type Source interface {
 	Close() error
 }
 
-// dtypeOf maps the --dtype names to safetensors dtypes.
+// dtypeOf maps a --dtype name (safetensors.ParseFloatDType) to its
+// safetensors dtype and its torch name.
 func dtypeOf(name string) (safetensors.DType, string, error) {
-	switch name {
-	case "f32", "fp32", "float32":
-		return safetensors.F32, "float32", nil
-	case "f16", "fp16", "float16":
-		return safetensors.F16, "float16", nil
-	case "bf16", "bfloat16":
-		return safetensors.BF16, "bfloat16", nil
+	if d, ok := safetensors.ParseFloatDType(name); ok {
+		return d, d.TorchName(), nil
 	}
 	return "", "", fmt.Errorf("dtype %q: want f32, f16 or bf16", name)
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -94,19 +95,13 @@ const dtypeHelp = "activation and KV cache dtype: auto (f16 for GPTQ checkpoints
 
 // dtypeFlag is a --dtype value in the names the commands switch on (f32,
 // f16, bf16, auto): any case, and the other names users bring from
-// PyTorch, transformers and llama.cpp (fp16, float16, half, bfloat16,
-// fp32, float32, float). Other values come back lower-cased, for the
-// command's own refusal.
+// PyTorch, transformers and llama.cpp (safetensors.ParseFloatDType). Other
+// values come back lower-cased, for the command's own refusal.
 func dtypeFlag(v string) string {
-	switch v = strings.ToLower(strings.TrimSpace(v)); v {
-	case "fp16", "float16", "half":
-		return "f16"
-	case "bfloat16":
-		return "bf16"
-	case "fp32", "float32", "float":
-		return "f32"
+	if d, ok := safetensors.ParseFloatDType(v); ok {
+		return strings.ToLower(string(d)) // F32, F16, BF16 as the flag spells them
 	}
-	return v
+	return strings.ToLower(strings.TrimSpace(v))
 }
 
 // loadModel loads a checkpoint on b in the dtype a --dtype flag names;

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // DType is a safetensors element type as spelled in the header ("F32").
@@ -53,6 +54,37 @@ func (d DType) Supported() bool {
 		return true
 	}
 	return false
+}
+
+// ParseFloatDType returns the float dtype a user's name stands for, in any
+// case: f32, fp32, float32 or float; f16, fp16, float16 or half; bf16 or
+// bfloat16 (the names of PyTorch, transformers and llama.cpp). ok is false
+// for any other name. This is the one list of these names: convert's
+// --dtype and the --dtype of the commands that load a model read it.
+func ParseFloatDType(name string) (d DType, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "f32", "fp32", "float32", "float":
+		return F32, true
+	case "f16", "fp16", "float16", "half":
+		return F16, true
+	case "bf16", "bfloat16":
+		return BF16, true
+	}
+	return "", false
+}
+
+// TorchName returns the torch dtype name of a float dtype as a config's
+// torch_dtype spells it ("float32", "float16", "bfloat16"), "" for others.
+func (d DType) TorchName() string {
+	switch d {
+	case F32:
+		return "float32"
+	case F16:
+		return "float16"
+	case BF16:
+		return "bfloat16"
+	}
+	return ""
 }
 
 // Recognised reports whether d is a dtype of the safetensors format,

@@ -117,6 +117,32 @@ func TestDTypeSize(t *testing.T) {
 	}
 }
 
+// TestParseFloatDType: the float dtypes by the names users bring from
+// PyTorch, transformers and llama.cpp, in any case, with the torch name
+// configs give them; other names are not float dtypes.
+func TestParseFloatDType(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		want  DType
+		torch string
+	}{
+		{"f32", F32, "float32"}, {"FP32", F32, "float32"}, {"float32", F32, "float32"}, {"float", F32, "float32"}, {" F32 ", F32, "float32"},
+		{"f16", F16, "float16"}, {"fp16", F16, "float16"}, {"Float16", F16, "float16"}, {"half", F16, "float16"},
+		{"bf16", BF16, "bfloat16"}, {"BFloat16", BF16, "bfloat16"},
+		{"auto", "", ""}, {"fp8", "", ""}, {"i32", "", ""}, {"", "", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := ParseFloatDType(tt.name)
+			if got != tt.want || ok != (tt.want != "") {
+				t.Errorf("ParseFloatDType(%q) = %q, %v, want %q", tt.name, got, ok, tt.want)
+			}
+			if got := got.TorchName(); got != tt.torch {
+				t.Errorf("TorchName() = %q, want %q", got, tt.torch)
+			}
+		})
+	}
+}
+
 func TestOpenDirSharded(t *testing.T) {
 	s, err := OpenDir("testdata/sharded")
 	if err != nil {
