@@ -108,6 +108,33 @@ func dtypeFlag(v string) string {
 // "auto" keeps GPTQ weights quantized in fp16 and fp checkpoints in their
 // own dtype where the backend has 16-bit tensors, fp32 elsewhere.
 func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error) {
+	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) {
+		cfg, err := hfconfig.Load(dir)
+		if err != nil {
+			return nil, false, err
+		}
+		_, _, qerr := gptq.ReadQuantizeConfig(dir)
+		return cfg, qerr == nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return model.LoadWith(dir, b, model.Options{DType: dt})
+}
+
+// loadCheckpoint is loadModel of a checkpoint already opened (and checked)
+// with model.Open: its configs and headers are not read again.
+func loadCheckpoint(c *model.Checkpoint, b runtime.Backend, dtype string) (*model.Model, error) {
+	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) { return c.Config, c.Quant != nil, nil })
+	if err != nil {
+		return nil, err
+	}
+	return c.Load(b, model.Options{DType: dt})
+}
+
+// modelDType is the dtype a --dtype flag names on b; for "auto", conf
+// gives the checkpoint's config and whether it is GPTQ.
+func modelDType(dtype string, b runtime.Backend, conf func() (*hfconfig.Config, bool, error)) (runtime.DType, error) {
 	var dt runtime.DType
 	switch dtype = dtypeFlag(dtype); dtype {
 	case "f32":
@@ -119,13 +146,12 @@ func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error
 	case "auto":
 		dt = runtime.F32
 		if runtime.Supports(b, runtime.F16) {
-			cfg, err := hfconfig.Load(dir)
+			cfg, quantized, err := conf()
 			if err != nil {
-				return nil, err
+				return dt, err
 			}
-			_, _, qerr := gptq.ReadQuantizeConfig(dir)
 			switch {
-			case qerr == nil:
+			case quantized:
 				dt = runtime.F16
 			case cfg.DType == "float16":
 				dt = runtime.F16
@@ -134,10 +160,10 @@ func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error
 			}
 		}
 	default:
-		return nil, usageError{fmt.Errorf("--dtype %q: want auto, f32, f16 or bf16", dtype)}
+		return dt, usageError{fmt.Errorf("--dtype %q: want auto, f32, f16 or bf16", dtype)}
 	}
 	if !runtime.Supports(b, dt) {
-		return nil, usageError{fmt.Errorf("--dtype %s: backend %s has %v tensors only", dtype, b.Name(), b.DTypes())}
+		return dt, usageError{fmt.Errorf("--dtype %s: backend %s has %v tensors only", dtype, b.Name(), b.DTypes())}
 	}
-	return model.LoadWith(dir, b, model.Options{DType: dt})
+	return dt, nil
 }

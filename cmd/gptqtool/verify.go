@@ -50,33 +50,50 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 }
 
 // setup makes the backend and tokenizes the text with the model's tokenizer.
-// baseline, where not "", is the checkpoint evaluated with the model: --ctx
-// is checked against its context too.
-func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []int, error) {
+// baseline, where not "", is the checkpoint evaluated with the model: it is
+// opened and checked (model.Open) before anything runs, --ctx is checked
+// against its context too, and it is returned for loadCheckpoint to load
+// without reading its headers again (the caller closes it).
+func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []int, *model.Checkpoint, error) {
 	switch {
 	case f.ctx < 2:
-		return nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
+		return nil, nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
 	case f.maxWindows < 0:
-		return nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
+		return nil, nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
 	}
-	if err := checkCtx(f.ctx, f.model, "model"); err != nil {
-		return nil, nil, err
-	}
-	if baseline != "" {
-		if err := checkCtx(f.ctx, baseline, "baseline"); err != nil {
-			return nil, nil, err
+	// (A config that does not load is left to the load to report.)
+	if cfg, err := hfconfig.Load(f.model); err == nil {
+		if err := checkCtx(f.ctx, cfg, "model"); err != nil {
+			return nil, nil, nil, err
 		}
+	}
+	var base *model.Checkpoint
+	if baseline != "" {
+		var err error
+		if base, err = model.Open(baseline); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := checkCtx(f.ctx, base.Config, "baseline"); err != nil {
+			base.Close()
+			return nil, nil, nil, err
+		}
+	}
+	fail := func(err error) (runtime.Backend, []int, *model.Checkpoint, error) {
+		if base != nil {
+			base.Close()
+		}
+		return nil, nil, nil, err
 	}
 	b, err := newBackend(f.device, f.threads, log)
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	ids, err := loadText(f.model, f.text)
 	if err != nil {
 		closeBackend(b)
-		return nil, nil, err
+		return fail(err)
 	}
-	return b, ids, nil
+	return b, ids, base, nil
 }
 
 // oneWindow refuses a text of ids shorter than one window of --ctx,
@@ -111,12 +128,12 @@ func count(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// checkCtx refuses a --ctx longer than the context of the checkpoint in dir
-// (what names it: "model" or "baseline"). It is a usage error like a window
-// shorter than 2 tokens: both are about the flag, not the checkpoint. A
-// config that does not load is left to the load to report.
-func checkCtx(ctx int, dir, what string) error {
-	if cfg, err := hfconfig.Load(dir); err == nil && cfg.MaxPositionEmbeddings > 0 && ctx > cfg.MaxPositionEmbeddings {
+// checkCtx refuses a --ctx longer than the context of the checkpoint whose
+// config is cfg (what names it: "model" or "baseline"). It is a usage error
+// like a window shorter than 2 tokens: both are about the flag, not the
+// checkpoint.
+func checkCtx(ctx int, cfg *hfconfig.Config, what string) error {
+	if cfg.MaxPositionEmbeddings > 0 && ctx > cfg.MaxPositionEmbeddings {
 		return usageError{fmt.Errorf("--ctx %d exceeds the %s's context of %d positions (max_position_embeddings in %s)", ctx, what, cfg.MaxPositionEmbeddings, cfg.File)}
 	}
 	return nil
@@ -154,20 +171,18 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
+			// The baseline is loaded once the model is done with (one model
+			// in memory at a time), but opened and checked (setup) and its
+			// text tokenized first: a bad baseline is refused before the
+			// model's windows run, not after them.
+			b, ids, baseCP, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
 				return err
 			}
 			defer closeBackend(b)
-			// The baseline is loaded once the model is done with (one model
-			// in memory at a time), but checked and its text tokenized
-			// first: a bad baseline is refused before the model's windows
-			// run, not after them.
 			var baseIDs []int
-			if baseline != "" {
-				if err := model.Check(baseline); err != nil {
-					return err
-				}
+			if baseCP != nil {
+				defer baseCP.Close()
 				if baseIDs, err = loadText(baseline, f.text); err != nil {
 					return err
 				}
@@ -175,14 +190,22 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 			if err := f.oneWindow(ids); err != nil {
 				return err
 			}
-			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, b, ids, f)
+			m, err := loadModel(f.model, b, f.dtype)
+			if err != nil {
+				return err
+			}
+			res, err := evalPerplexity(ctx, cmd.ErrOrStderr(), f.model, m, ids, f)
 			if err != nil {
 				return err
 			}
 			out := map[string]any{"model": f.model, "text": f.text, "ctx": f.ctx, "result": res}
 			var base *verify.PerplexityResult
 			if baseline != "" {
-				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, b, baseIDs, f); err != nil {
+				bm, err := loadCheckpoint(baseCP, b, f.dtype)
+				if err != nil {
+					return err
+				}
+				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, bm, baseIDs, f); err != nil {
 					return err
 				}
 				out["baseline"] = baseline
@@ -208,11 +231,8 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 	return cmd
 }
 
-func evalPerplexity(ctx context.Context, log io.Writer, dir string, b runtime.Backend, ids []int, f evalFlags) (*verify.PerplexityResult, error) {
-	m, err := loadModel(dir, b, f.dtype)
-	if err != nil {
-		return nil, err
-	}
+// evalPerplexity runs the perplexity of m (loaded from dir), and closes it.
+func evalPerplexity(ctx context.Context, log io.Writer, dir string, m *model.Model, ids []int, f evalFlags) (*verify.PerplexityResult, error) {
 	defer m.Close()
 	bar := newProgress(log, "perplexity "+dir, verify.Windows(len(ids), f.ctx, f.maxWindows))
 	defer bar.finish()
@@ -229,14 +249,15 @@ func newKLCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
-			b, ids, err := f.setup(cmd.ErrOrStderr(), baseline)
+			if baseline == "" {
+				return usageError{fmt.Errorf("--baseline: want the reference checkpoint's directory")}
+			}
+			b, ids, baseCP, err := f.setup(cmd.ErrOrStderr(), baseline)
 			if err != nil {
 				return err
 			}
 			defer closeBackend(b)
-			if err := model.Check(baseline); err != nil {
-				return err
-			}
+			defer baseCP.Close()
 			if err := f.oneWindow(ids); err != nil {
 				return err
 			}
@@ -256,7 +277,7 @@ func newKLCmd() *cobra.Command {
 				return err
 			}
 			defer m.Close()
-			base, err := loadModel(baseline, b, f.dtype)
+			base, err := loadCheckpoint(baseCP, b, f.dtype)
 			if err != nil {
 				return err
 			}

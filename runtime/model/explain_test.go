@@ -149,6 +149,76 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestOpenReadsOnce: Open reads a checkpoint's configs and weight headers
+// once, and LoadWith's bind of what it opened reads none of them again:
+// the directory renamed away after Open, Load binds the model, with the
+// generation config's EOS ids, and its logits are Load's of the directory.
+// (verify kl and perplexity check a baseline with Open before the model
+// runs and load it from there, where they read its headers twice.) A
+// directory Check refuses, Open refuses alike.
+func TestOpenReadsOnce(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	dir := filepath.Join(t.TempDir(), "m")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"config.json", "model.safetensors"} {
+		b, err := os.ReadFile(filepath.Join(src, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [2, 7]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := cpu.New(1)
+	want, err := Load(dir, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	ids := []int{1, 403, 407, 261}
+	wantLogits, err := want.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Config.NumHiddenLayers != 5 || c.Quant != nil || c.Dir != dir {
+		t.Errorf("Open: %d layers, quant %v, dir %q", c.Config.NumHiddenLayers, c.Quant, c.Dir)
+	}
+	if err := os.Rename(dir, dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Load(b, Options{})
+	if err != nil {
+		t.Fatalf("Load after the directory went: %v", err)
+	}
+	defer m.Close()
+	if !slices.Equal(m.EOSTokenIDs, want.EOSTokenIDs) || !slices.Contains(m.EOSTokenIDs, 7) {
+		t.Errorf("EOSTokenIDs = %v, want %v (7 from generation_config.json)", m.EOSTokenIDs, want.EOSTokenIDs)
+	}
+	got, err := m.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, wantLogits) {
+		t.Errorf("the logits differ from Load's")
+	}
+
+	os.Truncate(filepath.Join(dir+".gone", "model.safetensors"), 600_000)
+	if _, err := Open(dir + ".gone"); err == nil || !strings.Contains(err.Error(), "model.safetensors: tensor ") {
+		t.Errorf("Open of a truncated checkpoint: %v", err)
+	}
+}
+
 // TestPyTorchDirNamed: a PyTorch checkpoint (transformers'
 // save_pretrained(safe_serialization=False) of stories260K) is refused by
 // Load and Check naming its .bin file and convert, where the error said

@@ -70,17 +70,86 @@ func LoadWith(dir string, b runtime.Backend, o Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m.EOSTokenIDs = appendNew(nil, cfg.EOSTokenIDs...)
-	gen, err := hfconfig.LoadGeneration(dir)
-	switch {
-	case err == nil:
-		m.EOSTokenIDs = appendNew(m.EOSTokenIDs, gen.EOSTokenIDs...)
-	case !errors.Is(err, fs.ErrNotExist):
+	gen, err := loadGeneration(dir)
+	if err != nil {
 		m.Close()
-		return nil, fmt.Errorf("model: %w", err)
+		return nil, err
 	}
+	m.EOSTokenIDs = eosIDs(cfg, gen)
 	return m, nil
 }
+
+// loadGeneration reads dir's generation_config.json, nil where there is
+// none.
+func loadGeneration(dir string) (*hfconfig.GenerationConfig, error) {
+	gen, err := hfconfig.LoadGeneration(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	return gen, nil
+}
+
+// eosIDs are the ids that end generation: config.json's, then
+// generation_config.json's (gen may be nil).
+func eosIDs(cfg *hfconfig.Config, gen *hfconfig.GenerationConfig) []int {
+	ids := appendNew(nil, cfg.EOSTokenIDs...)
+	if gen != nil {
+		ids = appendNew(ids, gen.EOSTokenIDs...)
+	}
+	return ids
+}
+
+// Checkpoint is a checkpoint directory read up to its tensors' values
+// (Open): its configs and its weight files' headers, each read once and
+// checked as Check checks them, for Load to bind without reading them
+// again. A command that runs one checkpoint after another opens the later
+// ones first, so that a bad one is refused before the first has run.
+type Checkpoint struct {
+	Dir    string
+	Config *hfconfig.Config
+	// Quant is the GPTQ config, nil for a floating-point checkpoint.
+	Quant *gptq.QuantizeConfig
+	// Generation is generation_config.json, nil where there is none.
+	Generation *hfconfig.GenerationConfig
+	set        *safetensors.Set
+}
+
+// Open reads and checks the checkpoint in dir as Check does, plus its
+// generation config, and keeps its weight files mapped (none of their
+// data read) until Close.
+func Open(dir string) (*Checkpoint, error) {
+	cfg, quant, set, err := openDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := check(dir, cfg, quant, set); err != nil {
+		set.Close()
+		return nil, err
+	}
+	gen, err := loadGeneration(dir)
+	if err != nil {
+		set.Close()
+		return nil, err
+	}
+	return &Checkpoint{Dir: dir, Config: cfg, Quant: quant, Generation: gen, set: set}, nil
+}
+
+// Load binds the checkpoint's weights on b as LoadWith does, from what
+// Open read. The checkpoint may be closed once it returns.
+func (c *Checkpoint) Load(b runtime.Backend, o Options) (*Model, error) {
+	m, err := bind(c.set, c.Config, c.Quant, b, o)
+	if err != nil {
+		return nil, err
+	}
+	m.EOSTokenIDs = eosIDs(c.Config, c.Generation)
+	return m, nil
+}
+
+// Close releases the weight files.
+func (c *Checkpoint) Close() error { return c.set.Close() }
 
 // openDir reads a checkpoint directory's configs and opens its weights as
 // LoadWith does; quant is nil for a floating-point checkpoint.
@@ -126,6 +195,11 @@ func Check(dir string) error {
 		return err
 	}
 	defer set.Close()
+	return check(dir, cfg, quant, set)
+}
+
+// check is Check of an opened directory.
+func check(dir string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, set *safetensors.Set) error {
 	if _, err := dimsOf(cfg); err != nil {
 		return err
 	}
