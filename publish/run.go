@@ -3,8 +3,10 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -141,6 +143,12 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	}
 	if _, _, err := gptq.ReadQuantizeConfig(dir); err == nil {
 		return nil, nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", dir)
+	}
+	// generation_config.json is copied into the checkpoint, whose load
+	// (gptqtool's, transformers') would refuse it: refused now, as the
+	// configs are, not found there. (Missing, it is not written.)
+	if _, err := hfconfig.LoadGeneration(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("quantize: %w (it would be copied into the checkpoint: fix it, or remove it to write none)", err)
 	}
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {

@@ -984,3 +984,44 @@ func exitStatus(t *testing.T, err error) int {
 	}
 	return 0
 }
+
+// TestBrokenGenerationConfigRefused: a generation_config.json in the model
+// directory that is not JSON, or holds a value of the wrong type, is
+// refused before any work (before the dataset is read and a layer timed),
+// naming the file and what is wrong, as gptqtool's own load refuses it in
+// the output, where quantize copied it into the checkpoint unchecked.
+func TestBrokenGenerationConfigRefused(t *testing.T) {
+	src := fixturePath(t, "models/openchat-tiny")
+	data := badDataset(t)
+	for _, tc := range []struct{ name, doc, want string }{
+		{"not json", `{"eos_token_id": 32000,`, "invalid JSON"},
+		{"wrong type", `{"eos_token_id": 32000, "do_sample": "yes"}`, `do_sample: got string, want a boolean`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			m := filepath.Join(dir, "m")
+			copyDir(t, src, m)
+			gen := filepath.Join(m, "generation_config.json")
+			if err := os.WriteFile(gen, []byte(tc.doc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "q")
+			c := gptqtool(t, dir, nil, "quantize", "--model", m, "--dataset", data, "--nsamples", "2", "--seq-len", "32", "--out", out)
+			b, err := c.CombinedOutput()
+			if code := exitStatus(t, err); code != 1 {
+				t.Errorf("exit status %d, want 1:\n%s", code, b)
+			}
+			for _, w := range []string{gen + ": ", tc.want} {
+				if !strings.Contains(string(b), w) {
+					t.Errorf("output lacks %q:\n%s", w, b)
+				}
+			}
+			if strings.Contains(string(b), "timing one layer") || strings.Contains(string(b), "invalid character") {
+				t.Errorf("work was done before the refusal:\n%s", b)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%s was made: %v", out, err)
+			}
+		})
+	}
+}
