@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -154,5 +155,72 @@ func TestResumeRefuses(t *testing.T) {
 	os.Truncate(filepath.Join(dir, partialName(w.shards[0].final)), 20)
 	if _, err := Resume(dir, infos, opts, st); err == nil {
 		t.Error("resumed from a truncated file")
+	}
+}
+
+// TestCheckResume: CheckResume takes what Resume takes and refuses what it
+// refuses, with its error, changing no file: a sound state, one that does
+// not fit the plan, a header of another plan, a shard file cut short.
+func TestCheckResume(t *testing.T) {
+	tensors := randomTensors(rand.New(rand.NewPCG(1, 2)))
+	infos := make([]TensorInfo, len(tensors))
+	for i, x := range tensors {
+		infos[i] = x.TensorInfo
+	}
+	opts := WriterOptions{MaxShardBytes: 700, Resumable: true}
+	dir := t.TempDir()
+	w, err := Create(dir, infos, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range tensors[:4] {
+		w.Write(x.Name, x.Data)
+	}
+	st, err := w.Sync()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(tensors[4].Name, tensors[4].Data[:len(tensors[4].Data)/2]) // (refused: a short tensor)
+	w.Suspend()
+	before := dirBytes(t, dir)
+	if err := CheckResume(dir, infos, opts, st); err != nil {
+		t.Fatalf("sound state: %v", err)
+	}
+	other := slices.Clone(infos)
+	other[0].Shape = []int{16, 16}
+	short := st
+	short.Written = slices.Clone(st.Written)
+	short.Written[0] -= 2
+	for name, tc := range map[string]struct {
+		infos []TensorInfo
+		st    WriterState
+		want  string
+	}{
+		"another plan": {other, st, "the header differs from the planned one"},
+		"bad state":    {infos, short, "resume state: shard"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			err := CheckResume(dir, tc.infos, opts, tc.st)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("CheckResume: %v, want an error containing %q", err, tc.want)
+			}
+			if _, rerr := Resume(dir, tc.infos, opts, tc.st); rerr == nil || rerr.Error() != err.Error() {
+				t.Errorf("CheckResume: %v, but Resume: %v", err, rerr)
+			}
+		})
+	}
+	after := dirBytes(t, dir)
+	for n, b := range before {
+		if !bytes.Equal(after[n], b) {
+			t.Errorf("%s changed", n)
+		}
+	}
+	path := filepath.Join(dir, partialName(w.shards[0].final))
+	os.Truncate(path, 20)
+	if err := CheckResume(dir, infos, opts, st); err == nil || !strings.Contains(err.Error(), path+": shorter than") {
+		t.Errorf("truncated shard: %v, want an error naming %s", err, path)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Size() != 20 {
+		t.Errorf("the truncated shard changed: %v", err)
 	}
 }

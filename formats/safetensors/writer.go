@@ -325,26 +325,20 @@ func (w *Writer) Sync() (WriterState, error) {
 
 // Resume is Create for a resumable write interrupted after state st: the
 // shard files in dir must hold the headers Create would write and at least
-// the data st records; anything past it (a tensor half written when the
-// process died) is cut off, and writing continues with tensor st.Next.
+// the data st records (CheckResume); anything past it (a tensor half
+// written when the process died) is cut off, and writing continues with
+// tensor st.Next.
 func Resume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState) (*Writer, error) {
 	opts.Resumable = true
 	w, err := Create(dir, tensors, opts)
 	if err != nil {
 		return nil, err
 	}
-	if st.Next < 0 || st.Next > len(w.tensors) || len(st.Written) != len(w.shards) {
-		return nil, fmt.Errorf("safetensors writer: resume state (tensor %d, %d shards) does not fit %d tensors in %d shards", st.Next, len(st.Written), len(w.tensors), len(w.shards))
+	wants, err := w.checkState(st)
+	if err != nil {
+		return nil, err
 	}
 	for i, s := range w.shards {
-		// The data the state says each shard holds: whole tensors only.
-		var want int64
-		for t := s.first; t < min(s.last, st.Next); t++ {
-			want += w.sizes[t]
-		}
-		if st.Written[i] != want {
-			return nil, fmt.Errorf("safetensors writer: resume state: shard %s holds %d bytes, tensors before %d need %d", s.final, st.Written[i], st.Next, want)
-		}
 		if s.first >= st.Next {
 			continue // not started: opened (and truncated) when reached
 		}
@@ -355,16 +349,7 @@ func Resume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState
 			return nil, fmt.Errorf("safetensors writer: resume: %w", err)
 		}
 		s.tmp = f
-		head := make([]byte, len(s.header))
-		if _, err := f.ReadAt(head, 0); err != nil || !bytes.Equal(head, s.header) {
-			w.cleanupFiles()
-			return nil, fmt.Errorf("safetensors writer: resume: %s: the header differs from the planned one (written by another plan)", path)
-		}
-		end := int64(len(s.header)) + want
-		if fi, err := f.Stat(); err != nil || fi.Size() < end {
-			w.cleanupFiles()
-			return nil, fmt.Errorf("safetensors writer: resume: %s: shorter than the %d bytes recorded as written", path, end)
-		}
+		end := int64(len(s.header)) + wants[i]
 		if err := f.Truncate(end); err != nil {
 			w.cleanupFiles()
 			return nil, fmt.Errorf("safetensors writer: resume: %s: %w", path, err)
@@ -373,7 +358,7 @@ func Resume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState
 			w.cleanupFiles()
 			return nil, fmt.Errorf("safetensors writer: resume: %s: %w", path, err)
 		}
-		s.written = want
+		s.written = wants[i]
 		if st.Next >= s.last {
 			if err := f.Close(); err != nil {
 				w.cleanupFiles()
@@ -386,6 +371,66 @@ func Resume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState
 	}
 	w.next = st.Next
 	return w, nil
+}
+
+// CheckResume reports whether Resume would take the write in dir
+// interrupted after state st, changing nothing: the state must fit the
+// planned shards, and each shard file begun must hold at least the data st
+// records, under the header Create would write. The error is Resume's,
+// naming the file.
+func CheckResume(dir string, tensors []TensorInfo, opts WriterOptions, st WriterState) error {
+	opts.Resumable = true
+	w, err := Create(dir, tensors, opts)
+	if err != nil {
+		return err
+	}
+	_, err = w.checkState(st)
+	return err
+}
+
+// checkState checks st against the plan and the shard files on disk
+// (read only), and returns the data bytes st records per shard.
+func (w *Writer) checkState(st WriterState) ([]int64, error) {
+	if st.Next < 0 || st.Next > len(w.tensors) || len(st.Written) != len(w.shards) {
+		return nil, fmt.Errorf("safetensors writer: resume state (tensor %d, %d shards) does not fit %d tensors in %d shards", st.Next, len(st.Written), len(w.tensors), len(w.shards))
+	}
+	wants := make([]int64, len(w.shards))
+	for i, s := range w.shards {
+		// The data the state says each shard holds: whole tensors only.
+		var want int64
+		for t := s.first; t < min(s.last, st.Next); t++ {
+			want += w.sizes[t]
+		}
+		if st.Written[i] != want {
+			return nil, fmt.Errorf("safetensors writer: resume state: shard %s holds %d bytes, tensors before %d need %d", s.final, st.Written[i], st.Next, want)
+		}
+		wants[i] = want
+		if s.first >= st.Next {
+			continue
+		}
+		path := filepath.Join(w.dir, partialName(s.final))
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("safetensors writer: resume: %w", err)
+		}
+		end := int64(len(s.header)) + want
+		short := fmt.Errorf("safetensors writer: resume: %s: shorter than the %d bytes recorded as written", path, end)
+		fi, err := f.Stat()
+		if err != nil || fi.Size() < int64(len(s.header)) {
+			f.Close()
+			return nil, short // (not even a header: cut short, not another plan's)
+		}
+		head := make([]byte, len(s.header))
+		_, err = f.ReadAt(head, 0)
+		f.Close()
+		if err != nil || !bytes.Equal(head, s.header) {
+			return nil, fmt.Errorf("safetensors writer: resume: %s: the header differs from the planned one (written by another plan)", path)
+		}
+		if fi.Size() < end {
+			return nil, short
+		}
+	}
+	return wants, nil
 }
 
 // ReadBack returns the data of a tensor this writer has already written
