@@ -80,15 +80,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	if err != nil {
 		return nil, err
 	}
-	meta := map[string]string{
-		"gptq_bits":              fmt.Sprint(qc.Bits),
-		"gptq_group_size":        fmt.Sprint(qc.GroupSize),
-		"gptq_desc_act":          fmt.Sprint(qc.DescAct),
-		"gptq_damp_percent":      fmt.Sprint(qc.DampPercent),
-		"gptq_checkpoint_format": qc.CheckpointFormat,
-		"gptq_quant_method":      "gptq",
-	}
-	wopts := safetensors.WriterOptions{MaxShardBytes: opts.MaxShardBytes, Metadata: meta, Resumable: true}
+	wopts := writerOptions(qc, opts.MaxShardBytes)
 	tmp := PartialDir(dir)
 	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir}
 	prev, err := c.claim(opts, log)
@@ -127,6 +119,20 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		return nil, err
 	}
 	return c, nil
+}
+
+// writerOptions are the options the weights of a checkpoint quantized
+// with qc are written with.
+func writerOptions(qc gptq.QuantizeConfig, maxShardBytes int64) safetensors.WriterOptions {
+	meta := map[string]string{
+		"gptq_bits":              fmt.Sprint(qc.Bits),
+		"gptq_group_size":        fmt.Sprint(qc.GroupSize),
+		"gptq_desc_act":          fmt.Sprint(qc.DescAct),
+		"gptq_damp_percent":      fmt.Sprint(qc.DampPercent),
+		"gptq_checkpoint_format": qc.CheckpointFormat,
+		"gptq_quant_method":      "gptq",
+	}
+	return safetensors.WriterOptions{MaxShardBytes: maxShardBytes, Metadata: meta, Resumable: true}
 }
 
 // claim makes c's partial output its own: a fresh directory, or (with
@@ -202,8 +208,9 @@ func (c *Checkpoint) claim(opts CheckpointOptions, log io.Writer) (*Progress, er
 }
 
 // onlyPartialFiles reports whether dir holds nothing but what a partial
-// output starts with (the lock, shard files being written): a run killed
-// before its first record.
+// output holds before its checkpoint's files are written (the lock, the
+// record, shard files being written, a record being replaced): a run
+// killed before its first record, or one whose record is damaged.
 func onlyPartialFiles(dir string) bool {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -211,7 +218,11 @@ func onlyPartialFiles(dir string) bool {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if n != lockFile && !(strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".safetensors.partial")) {
+		switch {
+		case n == lockFile, n == progressFile:
+		case strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".safetensors.partial"):
+		case strings.HasPrefix(n, "."+progressFile+".tmp-"): // (writeFileAtomic's, killed)
+		default:
 			return false
 		}
 	}

@@ -67,7 +67,8 @@ type Fingerprint struct {
 	Values json.RawMessage `json:"option_values,omitempty"`
 }
 
-// diff names the parts of f that differ from g.
+// diff names the parts of f (the interrupted run's) that differ from g
+// (this run's).
 func (f Fingerprint) diff(g Fingerprint) []string {
 	var out []string
 	if f.Model != g.Model {
@@ -79,9 +80,24 @@ func (f Fingerprint) diff(g Fingerprint) []string {
 	if f.Options != g.Options {
 		what := "the quantization options"
 		if changed := changedOptions(f.Values, g.Values); len(changed) > 0 {
-			what += " (" + strings.Join(changed, ", ") + ")"
+			what += " (" + strings.Join(changed, "; ") + ")"
 		}
 		out = append(out, what)
+	}
+	return out
+}
+
+// diffBeforeSamples is diff for a run whose samples are not read yet (the
+// preflight): the model files, and the options by their values (records
+// of earlier versions, which lack them, are compared once the samples
+// exist).
+func (f Fingerprint) diffBeforeSamples(g Fingerprint) []string {
+	var out []string
+	if f.Model != g.Model {
+		out = append(out, "the model files")
+	}
+	if changed := changedOptions(f.Values, g.Values); len(changed) > 0 {
+		out = append(out, "the quantization options ("+strings.Join(changed, "; ")+")")
 	}
 	return out
 }
@@ -99,8 +115,11 @@ var optionNames = map[string]string{
 	"BaseModel": "the model directory's name", "": "the branches",
 }
 
-// changedOptions names the options whose values differ between two
-// fingerprints' values, in a stable order; nil where either lacks them.
+// changedOptions names the options whose values differ between the
+// interrupted run's fingerprint values a and this run's b, with both
+// values ("--damp: 0.1 in the interrupted run, 0.05 now"; a table's
+// prefixed with the branch's name), in a stable order; nil where either
+// lacks them.
 func changedOptions(a, b json.RawMessage) []string {
 	if len(a) == 0 || len(b) == 0 {
 		return nil
@@ -112,32 +131,41 @@ func changedOptions(a, b json.RawMessage) []string {
 	fa, fb := map[string]string{}, map[string]string{}
 	flattenJSON("", va, fa)
 	flattenJSON("", vb, fb)
-	seen := map[string]bool{}
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(fa)) {
-		if fa[k] != fb[k] {
-			seen[k] = true
-		}
+	keys := map[string]bool{}
+	for k := range fa {
+		keys[k] = true
 	}
 	for k := range fb {
-		if _, ok := fa[k]; !ok {
-			seen[k] = true
-		}
+		keys[k] = true
 	}
-	names := map[string]bool{}
-	for k := range seen {
+	value := func(m map[string]string, k string) string {
+		if v, ok := m[k]; ok {
+			return v
+		}
+		return "none"
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		if fa[k] == fb[k] {
+			continue
+		}
+		path, prefix := k, ""
 		// (A table's paths start with the branch's index.)
 		if i := strings.IndexByte(k, ']'); strings.HasPrefix(k, "[") && i > 0 {
-			k = strings.TrimPrefix(k[i+1:], ".")
+			path = strings.TrimPrefix(k[i+1:], ".")
+			var name string
+			if json.Unmarshal([]byte(value(fb, k[:i+1]+".Branch.name")), &name) == nil && name != "" {
+				prefix = "branch " + name + ": "
+			}
 		}
-		name, ok := optionNames[k]
+		name, ok := optionNames[path]
 		if !ok {
-			name = k
+			name = path
 		}
-		names[name] = true
+		out = append(out, fmt.Sprintf("%s%s: %s in the interrupted run, %s now", prefix, name, value(fa, k), value(fb, k)))
 	}
-	for _, n := range slices.Sorted(maps.Keys(names)) {
-		out = append(out, n)
+	if len(out) > 6 {
+		out = append(out[:6], fmt.Sprintf("and %d more", len(out)-6))
 	}
 	return out
 }

@@ -129,6 +129,11 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 	if err := r.checkOut(o.RunOptions); err != nil {
 		return nil, err
 	}
+	if o.Resume {
+		if err := checkResume(o, cfg); err != nil {
+			return nil, err
+		}
+	}
 	var jobs []quantize.Job
 	if o.RTN {
 		o.Branches = rtnBranches(o.Branches)
@@ -260,6 +265,75 @@ func branchState(dir string, o RunOptions) string {
 	return "new"
 }
 
+// checkResume refuses, before the samples exist, a --resume of partial
+// outputs that cannot be resumed: made with other options or from other
+// model files than this run's (compared by their values; the samples are
+// compared once they exist), of another model or branch, or damaged
+// (a record or shard file that is not what it says).
+func checkResume(o PreflightOptions, cfg *hfconfig.Config) error {
+	ro := o.RunOptions.normalized()
+	ro.SeqLen = o.SeqLen // as the samples will have it
+	var branchFP func(Branch) Fingerprint
+	var tableFP Fingerprint
+	fingerprints := func() error {
+		if branchFP != nil {
+			return nil
+		}
+		modelFP, err := ModelFingerprint(ro.ModelDir)
+		if err != nil {
+			return fmt.Errorf("quantize: %w", err)
+		}
+		branchFP, tableFP = ro.fingerprints(modelFP, "")
+		return nil
+	}
+	if ro.Table {
+		if rec, err := readTableRecord(ro.Out); err == nil {
+			if err := fingerprints(); err != nil {
+				return err
+			}
+			if diff := rec.Fingerprint.diffBeforeSamples(tableFP); len(diff) > 0 {
+				return fmt.Errorf("cannot resume the table in %s (%s): %s changed since: rerun with what it was made from, or --force to discard it", ro.Out, rec.describe(), strings.Join(diff, ", "))
+			}
+		}
+	}
+	for _, br := range ro.Branches {
+		dir := ro.Out
+		if ro.Table {
+			dir = filepath.Join(ro.Out, br.Name)
+		}
+		tmp := PartialDir(dir)
+		prev, err := readProgress(tmp)
+		if _, serr := os.Lstat(tmp); err != nil && serr == nil && onlyPartialFiles(tmp) {
+			// Ours (its files are a partial output's), but its record is
+			// missing or not JSON: nothing says how far it got.
+			return fmt.Errorf("cannot resume %s: the partial output is damaged: %v: --force discards it and starts again", tmp, err)
+		}
+		if err != nil {
+			continue // none, or not ours (checkOut refused it)
+		}
+		if err := fingerprints(); err != nil {
+			return err
+		}
+		if diff := prev.Fingerprint.diffBeforeSamples(branchFP(br)); len(diff) > 0 {
+			return fmt.Errorf("cannot resume %s (%s): %s changed since: rerun with what it was made from, or --force to discard it", tmp, prev.describe(), strings.Join(diff, ", "))
+		}
+		if prev.Layers != cfg.NumHiddenLayers || prev.Branch != br.Name {
+			return fmt.Errorf("cannot resume %s (%s): it is not this branch of this model (--force discards it)", tmp, prev.describe())
+		}
+		qc := gptq.DefaultQuantizeConfig()
+		qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups
+		qc.DampPercent, qc.Sym, qc.CheckpointFormat = br.Damp, ro.Sym, string(ro.Format)
+		infos, err := Plan(cfg, qc)
+		if err != nil {
+			return fmt.Errorf("branch %s: %w", br.Name, err)
+		}
+		if err := safetensors.CheckResume(tmp, infos, writerOptions(qc, ro.MaxShardBytes), prev.Writer); err != nil {
+			return fmt.Errorf("cannot resume %s (%s): the partial output is damaged: %v: --force discards it and starts again", tmp, prev.describe(), err)
+		}
+	}
+	return nil
+}
+
 // checkOut applies Quantize's checks of the output directories (and of a
 // partial output left by an interrupted run) without writing anything.
 func (r *PreflightReport) checkOut(o RunOptions) error {
@@ -299,6 +373,10 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 		}
 		prev, err := readProgress(tmp)
 		switch {
+		case err != nil && !o.Force && onlyPartialFiles(tmp) && o.Resume:
+			// (checkResume says what is damaged.)
+		case err != nil && !o.Force && onlyPartialFiles(tmp):
+			return fmt.Errorf("%s holds a damaged partial output (%v): --force discards it", tmp, err)
 		case err != nil && !o.Force:
 			return fmt.Errorf("%s exists and is not a gptqtool partial output (%v): remove it, or choose another --out", tmp, err)
 		case err == nil && !o.Resume && !o.Force:

@@ -167,6 +167,60 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	return cfg, set, nil
 }
 
+// normalized is o as a run uses it: the checkpoint format defaulted, and
+// for round to nearest the dataset named as none and the branches without
+// act order (rtnBranches).
+func (o RunOptions) normalized() RunOptions {
+	if o.Format == "" {
+		o.Format = gptq.FormatV1
+	}
+	if o.RTN {
+		o.DatasetName = "none (round to nearest)"
+		o.Branches = rtnBranches(o.Branches)
+	}
+	return o
+}
+
+// fingerprints returns what identifies each branch of the run o
+// (normalized) of the model with fingerprint modelFP on the samples with
+// fingerprint samplesFP, and (for a table) the table.
+func (o RunOptions) fingerprints(modelFP, samplesFP string) (branch func(Branch) Fingerprint, table Fingerprint) {
+	solverName := ""
+	if o.Solver != nil {
+		solverName = o.Solver.Name()
+	}
+	branch = func(br Branch) Fingerprint {
+		opt := struct {
+			Version                                 string
+			Branch                                  Branch
+			Sym, TrueSeq, MSE, RTN, RefGroups       bool
+			Format                                  gptq.Format
+			BlockSize, ChunkRows, SeqLen            int
+			MaxShard                                int64
+			Solver, Activations, Dataset, BaseModel string
+		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, o.Format, o.BlockSize, o.ChunkRows, o.SeqLen,
+			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir))}
+		if o.Solver == nil {
+			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
+		}
+		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt), Values: optionValues(opt)}
+	}
+	if o.Table {
+		// (The table's hash is over its branches' fingerprints without
+		// their values, as records of earlier versions have it.)
+		var fps []Fingerprint
+		var values []json.RawMessage
+		for _, br := range o.Branches {
+			fp := branch(br)
+			values = append(values, fp.Values)
+			fp.Values = nil
+			fps = append(fps, fp)
+		}
+		table = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps), Values: optionValues(values)}
+	}
+	return branch, table
+}
+
 func (r *tableRecord) write(dir string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
@@ -210,55 +264,15 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		return nil, err
 	}
 	defer set.Close()
+	o = o.normalized()
 	format := o.Format
-	if format == "" {
-		format = gptq.FormatV1
-	}
-	if o.RTN {
-		o.DatasetName = "none (round to nearest)"
-		o.Branches = rtnBranches(o.Branches)
-	}
 	// What a resumed run must match: the model files, the samples and,
 	// per branch, everything else that decides its bytes.
 	modelFP, err := ModelFingerprint(o.ModelDir)
 	if err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
-	samplesFP := SamplesFingerprint(o.Samples)
-	solverName := ""
-	if o.Solver != nil {
-		solverName = o.Solver.Name()
-	}
-	fingerprint := func(br Branch) Fingerprint {
-		opt := struct {
-			Version                                 string
-			Branch                                  Branch
-			Sym, TrueSeq, MSE, RTN, RefGroups       bool
-			Format                                  gptq.Format
-			BlockSize, ChunkRows, SeqLen            int
-			MaxShard                                int64
-			Solver, Activations, Dataset, BaseModel string
-		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, format, o.BlockSize, o.ChunkRows, o.SeqLen,
-			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir))}
-		if o.Solver == nil {
-			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
-		}
-		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt), Values: optionValues(opt)}
-	}
-	var tableFP Fingerprint
-	if o.Table {
-		// (The table's hash is over its branches' fingerprints without
-		// their values, as records of earlier versions have it.)
-		var fps []Fingerprint
-		var values []json.RawMessage
-		for _, br := range o.Branches {
-			fp := fingerprint(br)
-			values = append(values, fp.Values)
-			fp.Values = nil
-			fps = append(fps, fp)
-		}
-		tableFP = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps), Values: optionValues(values)}
-	}
+	fingerprint, tableFP := o.fingerprints(modelFP, SamplesFingerprint(o.Samples))
 	// A table resumes in its own directory; everything else must be new or
 	// replaceable.
 	var table *tableRecord

@@ -154,8 +154,8 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		c := gptqtool(t, dir, nil, args...)
 		killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(dir, "q.partial", "gptqtool-progress.json"), 2)
 		for what, change := range map[string][]string{
-			"the calibration samples":           {"--seed", "7"},
-			"the quantization options (--damp)": {"--damp", "0.05"},
+			"the calibration samples": {"--seed", "7"},
+			"the quantization options (--damp: 0.1 in the interrupted run, 0.05 now)": {"--damp", "0.05"},
 		} {
 			a := append(append([]string(nil), args...), "--resume")
 			a = append(a, change...)
@@ -190,7 +190,7 @@ func TestResumeAfterSIGKILL(t *testing.T) {
 		os.WriteFile(changed, bytes.Replace(raw, []byte(`"group_size": 64, "desc_act": false, "damp_percent": 0.1`), []byte(`"group_size": 64, "desc_act": false, "damp_percent": 0.05`), 1), 0o644)
 		cargs := append(slices.Clone(targs), "--resume")
 		cargs[slices.Index(cargs, branches)] = changed
-		if out, err := gptqtool(t, dir, nil, cargs...).CombinedOutput(); err == nil || !strings.Contains(string(out), "the quantization options (--damp) changed") {
+		if out, err := gptqtool(t, dir, nil, cargs...).CombinedOutput(); err == nil || !strings.Contains(string(out), "the quantization options (branch b: --damp: 0.1 in the interrupted run, 0.05 now) changed") {
 			t.Errorf("table resumed with another damp: %v\n%s", err, out)
 		}
 		out, err := gptqtool(t, dir, nil, append(targs, "--resume")...).CombinedOutput()
@@ -300,5 +300,91 @@ func TestRunInProgressNotInterrupted(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "being written by another gptqtool run") || strings.Contains(string(out), "interrupted run") {
 			t.Errorf("%v: err = %v, want a refusal saying the output is being written, not interrupted:\n%s", extra, err, out)
 		}
+	}
+}
+
+// TestResumeCheckedAtPreflight: --resume over a partial output that cannot
+// be resumed is refused in the preflight, before a layer is timed or the
+// dataset read, where each was found after both: options that differ from
+// the interrupted run's (named, with both values), a record that is not
+// JSON and a shard file cut short (each named, with --force, which then
+// starts again).
+func TestResumeCheckedAtPreflight(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs quantize several times")
+	}
+	model := fixturePath(t, "models/openchat-tiny")
+	data, err := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"quantize", "--device", "cpu", "--model", model, "--dataset", data, "--nsamples", "4", "--seq-len", "64",
+		"--damp", "0.1", "--out", "q"}
+	killed := t.TempDir()
+	c := gptqtool(t, killed, nil, append(slices.Clone(args), "--estimate=false")...)
+	killAt(t, c, func() int { return c.Process.Pid }, filepath.Join(killed, "q.partial", "gptqtool-progress.json"), 2)
+	// noWork checks that a run did neither of the expensive things.
+	noWork := func(t *testing.T, out []byte) {
+		t.Helper()
+		for _, w := range []string{"timing one layer", "calibrate: read"} {
+			if strings.Contains(string(out), w) {
+				t.Errorf("%q before the refusal:\n%s", w, out)
+			}
+		}
+	}
+	resume := func(t *testing.T, dir string, extra ...string) ([]byte, int) {
+		t.Helper()
+		out, err := gptqtool(t, dir, nil, append(append(slices.Clone(args), "--resume"), extra...)...).CombinedOutput()
+		return out, exitStatus(t, err)
+	}
+	partialCopy := func(t *testing.T) string {
+		t.Helper()
+		dir := t.TempDir()
+		copyDir(t, filepath.Join(killed, "q.partial"), filepath.Join(dir, "q.partial"))
+		return dir
+	}
+
+	t.Run("other options", func(t *testing.T) {
+		dir := partialCopy(t)
+		out, code := resume(t, dir, "--damp", "0.05", "--bits", "8")
+		if code != 1 {
+			t.Errorf("exit status %d, want 1:\n%s", code, out)
+		}
+		for _, w := range []string{"cannot resume q.partial", "--bits: 4 in the interrupted run, 8 now", "--damp: 0.1 in the interrupted run, 0.05 now", "--force"} {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+		noWork(t, out)
+	})
+
+	for _, tc := range []struct {
+		name, file string
+		damage     func(path string) error
+		want       string
+	}{
+		{"record not JSON", "gptqtool-progress.json", func(p string) error { return os.WriteFile(p, []byte(`{"format": "gptqtool-par`), 0o644) }, "not a gptqtool record"},
+		{"shard cut short", ".model.safetensors.partial", func(p string) error { return os.Truncate(p, 100) }, "shorter than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := partialCopy(t)
+			path := filepath.Join("q.partial", tc.file)
+			if err := tc.damage(filepath.Join(dir, path)); err != nil {
+				t.Fatal(err)
+			}
+			out, code := resume(t, dir)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1:\n%s", code, out)
+			}
+			for _, w := range []string{path, tc.want, "damaged", "--force discards it"} {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			noWork(t, out)
+			if out, err := gptqtool(t, dir, nil, append(slices.Clone(args), "--force", "--estimate=false")...).CombinedOutput(); err != nil {
+				t.Fatalf("--force over the damaged partial output: %v\n%s", err, out)
+			}
+		})
 	}
 }
