@@ -64,6 +64,9 @@ type PreflightReport struct {
 	Basis       string          `json:"estimate_basis,omitempty"`
 	Warnings    []string        `json:"warnings,omitempty"`
 	Problems    []string        `json:"problems,omitempty"`
+	// NothingToResume is set for a --resume whose outputs are complete
+	// checkpoints of its options: there is no work left.
+	NothingToResume bool `json:"nothing_to_resume,omitempty"`
 	// MemoryLimit, when set, is the heap limit the run should run under
 	// (runtime/debug.SetMemoryLimit): the job fits in what is free only
 	// if the collector is held to it.
@@ -153,7 +156,7 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		for _, t := range infos {
 			pb.SizeBytes += int64(t.ByteSize())
 		}
-		pb.Rejected, pb.State = lostLoaders(qc, shapes), branchState(pb.Dir, o.RunOptions)
+		pb.Rejected, pb.State = lostLoaders(qc, shapes), branchState(pb.Dir, br, o.RunOptions)
 		if len(pb.Rejected) > 0 {
 			// A single branch's group size is the --group flag's.
 			gs := fmt.Sprintf("group size %d", br.GroupSize)
@@ -177,6 +180,9 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		for _, b := range r.Branches {
 			r.DiskNeed += b.SizeBytes // the repository holds each branch's files again
 		}
+	}
+	if _, err := readTableRecord(o.Out); o.Resume && len(jobs) == 0 && (!o.Table || err != nil) {
+		r.NothingToResume = true
 	}
 	S, T := o.NSamples, o.SeqLen
 	if o.RTN {
@@ -250,7 +256,7 @@ func lostLoaders(qc gptq.QuantizeConfig, shapes []gptq.LinearShape) []string {
 }
 
 // branchState says what a run will do with a branch's directory.
-func branchState(dir string, o RunOptions) string {
+func branchState(dir string, br Branch, o RunOptions) string {
 	if p, err := readProgress(PartialDir(dir)); err == nil && o.Resume {
 		return fmt.Sprintf("resume at layer %d (%d of %d layers kept)", p.LayersDone, p.LayersDone, p.Layers)
 	}
@@ -260,9 +266,66 @@ func branchState(dir string, o RunOptions) string {
 				return "complete"
 			}
 		}
+		if ok, differs := completeCheckpoint(dir, br, o); o.Resume && ok && differs == "" {
+			return "complete"
+		}
 		return "replace"
 	}
 	return "new"
+}
+
+// completeCheckpoint reports whether dir is a complete checkpoint that
+// gptqtool wrote (no partial output beside it), and how its quantization
+// options differ from branch br of the run o ("" where they do not):
+// what --resume finds where a run was not interrupted.
+func completeCheckpoint(dir string, br Branch, o RunOptions) (ok bool, differs string) {
+	if _, err := os.Lstat(PartialDir(dir)); err == nil {
+		return false, ""
+	}
+	if ours, _ := IsOurs(dir); !ours {
+		return false, ""
+	}
+	qc, _, err := gptq.ReadQuantizeConfig(dir)
+	if err != nil {
+		return false, ""
+	}
+	o = o.normalized()
+	if o.RTN {
+		br.DescAct = false
+	}
+	var out []string
+	for _, c := range []struct {
+		key         string
+		there, here any
+	}{
+		{"bits", qc.Bits, br.Bits}, {"group_size", qc.GroupSize, br.GroupSize}, {"desc_act", qc.DescAct, br.DescAct},
+		{"damp_percent", qc.DampPercent, br.Damp}, {"static_groups", qc.StaticGroups, br.StaticGroups},
+		{"sym", qc.Sym, o.Sym}, {"checkpoint_format", qc.CheckpointFormat, string(o.Format)},
+	} {
+		if c.there != c.here {
+			out = append(out, fmt.Sprintf("%s: %v there, %v now", c.key, c.there, c.here))
+		}
+	}
+	return true, strings.Join(out, ", ")
+}
+
+// completeOutputs reports whether every output of the run o is a
+// complete checkpoint of its options, refusing one of other options.
+func completeOutputs(o RunOptions) (bool, error) {
+	for _, br := range o.Branches {
+		dir := o.Out
+		if o.Table {
+			dir = filepath.Join(o.Out, br.Name)
+		}
+		ok, differs := completeCheckpoint(dir, br, o)
+		if !ok {
+			return false, nil
+		}
+		if differs != "" {
+			return false, fmt.Errorf("%s is a complete checkpoint of other options (%s): nothing to resume there: --force replaces it, or choose another --out", dir, differs)
+		}
+	}
+	return len(o.Branches) > 0, nil
 }
 
 // checkResume refuses, before the samples exist, a --resume of partial
@@ -347,8 +410,17 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 			}
 		}
 	}
-	if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
-		return err
+	complete := false
+	if o.Resume {
+		var err error
+		if complete, err = completeOutputs(o); err != nil {
+			return err
+		}
+	}
+	if !complete {
+		if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
+			return err
+		}
 	}
 	dirs := []string{o.Out}
 	if o.Table {

@@ -289,6 +289,29 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			}
 		}
 	}
+	if table == nil && o.Resume {
+		// Nothing was interrupted: the outputs are complete (as a resumed
+		// table's complete branches are, they are kept as they are).
+		done, err := completeOutputs(o)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
+			for _, br := range o.Branches {
+				dir := o.Out
+				if o.Table {
+					dir = filepath.Join(o.Out, br.Name)
+				}
+				size, _ := weightBytes(dir)
+				sum.Branches = append(sum.Branches, BranchSummary{Name: br.Name, Dir: dir, Bits: br.Bits, GroupSize: br.GroupSize, DescAct: br.DescAct,
+					Damp: br.Damp, SizeBytes: size, Reused: true})
+			}
+			fmt.Fprintf(log, "%s is already complete: nothing left to resume\n", o.Out)
+			sum.Seconds = time.Since(start).Seconds()
+			return sum, nil
+		}
+	}
 	if table == nil {
 		if err := CheckOut(o.Out, o.ModelDir, o.Force); err != nil {
 			return nil, err

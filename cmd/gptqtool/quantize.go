@@ -254,6 +254,10 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if err := report.Err(); err != nil {
 		return err
 	}
+	if report.NothingToResume {
+		fmt.Fprintf(log, "%s is already complete: nothing left to resume\n", f.out)
+		return nil
+	}
 	if report.MemoryLimit > 0 {
 		// The job fits only if the collector keeps the heap near its live
 		// size.

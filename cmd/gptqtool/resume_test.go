@@ -308,7 +308,9 @@ func TestRunInProgressNotInterrupted(t *testing.T) {
 // dataset read, where each was found after both: options that differ from
 // the interrupted run's (named, with both values), a record that is not
 // JSON and a shard file cut short (each named, with --force, which then
-// starts again).
+// starts again). --resume over a complete checkpoint says there is nothing
+// left to resume and exits 0, reading nothing, where it was refused as
+// existing; over one of other options it names them.
 func TestResumeCheckedAtPreflight(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs quantize several times")
@@ -387,4 +389,23 @@ func TestResumeCheckedAtPreflight(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("complete", func(t *testing.T) {
+		dir := partialCopy(t)
+		if out, code := resume(t, dir, "--estimate=false"); code != 0 {
+			t.Fatalf("resume: exit status %d:\n%s", code, out)
+		}
+		want := treeBytes(t, filepath.Join(dir, "q"))
+		out, code := resume(t, dir)
+		if code != 0 || !strings.Contains(string(out), "q is already complete: nothing left to resume") {
+			t.Errorf("exit status %d, want 0 saying q is complete:\n%s", code, out)
+		}
+		noWork(t, out)
+		sameTree(t, treeBytes(t, filepath.Join(dir, "q")), want, "the complete checkpoint")
+		out, code = resume(t, dir, "--bits", "8")
+		if code != 1 || !strings.Contains(string(out), "bits: 4 there, 8 now") || !strings.Contains(string(out), "--force replaces it") {
+			t.Errorf("--resume --bits 8 over a 4-bit checkpoint: exit status %d:\n%s", code, out)
+		}
+		noWork(t, out)
+	})
 }
