@@ -18,11 +18,10 @@ import (
 func init() { subcommands = append(subcommands, newBenchCmd) }
 
 func newBenchCmd() *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := group(&cobra.Command{
 		Use:   "bench",
 		Short: "Measure speed and memory (JSON on stdout)",
-		Args:  exactArgs(0),
-	}
+	})
 	cmd.AddCommand(newBenchQuantizeCmd(), newBenchServeCmd(), newBenchDecodeCmd(), newBenchPrefillCmd())
 	return cmd
 }

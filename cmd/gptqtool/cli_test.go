@@ -566,3 +566,40 @@ func TestVerifyChecksBaselineFirst(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownSubcommand: a subcommand of bench or verify that does not
+// exist is a usage error naming it and what it may have meant (exit 2,
+// nothing on stdout), as an unknown command is; bench and verify alone
+// still print their help. Cobra printed the group's help on stdout and
+// exited 0 for "bench decod", which a script read as success (a QA pass).
+func TestUnknownSubcommand(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		code      int
+		stderr    []string
+		helpOnOut bool
+	}{
+		{[]string{"bench", "decod"}, 2, []string{`unknown command "decod" for "gptqtool bench"`, "Did you mean this?", "decode"}, false},
+		{[]string{"verify", "perplexty", "--model", "m"}, 2, []string{`unknown command "perplexty" for "gptqtool verify"`, "perplexity"}, false},
+		{[]string{"bench", "nosuch"}, 2, []string{`unknown command "nosuch" for "gptqtool bench"`}, false},
+		{[]string{"bench"}, 0, nil, true},
+		{[]string{"verify"}, 0, nil, true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c := gptqtool(t, t.TempDir(), nil, tc.args...)
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if code := exitStatus(t, c.Run()); code != tc.code {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			for _, want := range tc.stderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr %q lacks %q", stderr.String(), want)
+				}
+			}
+			if got := strings.Contains(stdout.String(), "Available Commands:"); got != tc.helpOnOut {
+				t.Errorf("help on stdout: %v, want %v\nstdout:\n%s", got, tc.helpOnOut, stdout.String())
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -47,4 +48,29 @@ and checks and runs them with its own CPU (and CUDA) runtime.`,
 		root.AddCommand(mk())
 	}
 	return root
+}
+
+// group makes cmd, a command of subcommands only (bench, verify), refuse an
+// argument that names none of them as the root refuses an unknown command:
+// a usage error with cobra's suggestions, where cobra printed the group's
+// help on stdout and exited 0, so that "bench decod" read as a success.
+// Alone, or with --help, it prints its help. Its flags are not parsed: a
+// subcommand's flags after a mistyped name are not the group's error.
+func group(cmd *cobra.Command) *cobra.Command {
+	cmd.DisableFlagParsing, cmd.DisableFlagsInUseLine = true, true
+	cmd.SuggestionsMinimumDistance = 2 // (cobra's default, which only its own lookup sets)
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+			return c.Help()
+		}
+		if strings.HasPrefix(args[0], "-") {
+			return usageError{fmt.Errorf("unknown flag %s for %q: give a command (%q lists them)", args[0], c.CommandPath(), c.CommandPath()+" --help")}
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return usageError{errors.New(msg)}
+	}
+	return cmd
 }

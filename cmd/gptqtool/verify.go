@@ -18,10 +18,10 @@ import (
 func init() { subcommands = append(subcommands, newVerifyCmd) }
 
 func newVerifyCmd() *cobra.Command {
-	cmd := &cobra.Command{
+	cmd := group(&cobra.Command{
 		Use:   "verify",
 		Short: "Measure a checkpoint: perplexity, KL against a baseline, GPTQ format conformance",
-	}
+	})
 	cmd.AddCommand(newPerplexityCmd(), newKLCmd(), newFormatCmd())
 	return cmd
 }
