@@ -411,10 +411,11 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 }
 
 // chatIDs renders a chat request's messages under the template its
-// condition selects.
+// condition selects, with the assistant prompt after them unless
+// add_generation_prompt is false.
 func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 	opts := b.Chat
-	opts.AddGenerationPrompt = true
+	opts.AddGenerationPrompt = !req.NoGenerationPrompt
 	switch req.Condition {
 	case "":
 	case "GPT4 Correct":

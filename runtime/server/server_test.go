@@ -923,3 +923,35 @@ func TestLogitBias(t *testing.T) {
 		}
 	}
 }
+
+// TestAddGenerationPrompt: vLLM's add_generation_prompt (default true) is
+// honoured by /tokenize and the chat completions alike: false renders the
+// messages without the assistant prompt, where the server ignored it and
+// /tokenize gave the prompt's ids (a QA pass); a wrong type names the
+// field.
+func TestAddGenerationPrompt(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	msgs := []tokenizer.Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello."}}
+	for _, add := range []bool{true, false} {
+		want, err := ts.Tok.EncodeChat(msgs, tokenizer.ChatOptions{AddGenerationPrompt: add})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(map[string]any{"messages": msgs, "add_generation_prompt": add})
+		code, data := post(t, ts, "/tokenize", string(b))
+		var got struct{ Tokens []int }
+		json.Unmarshal(data, &got)
+		if code != 200 || fmt.Sprint(got.Tokens) != fmt.Sprint(want) {
+			t.Errorf("/tokenize add_generation_prompt %v: %d %s\nwant %v", add, code, data, want)
+		}
+		b, _ = json.Marshal(map[string]any{"messages": msgs, "add_generation_prompt": add, "max_tokens": 1})
+		code, data = post(t, ts, "/v1/chat/completions", string(b))
+		if c := decode(t, data); code != 200 || c.Usage.Prompt != len(want) {
+			t.Errorf("chat add_generation_prompt %v: %d %s, want %d prompt tokens", add, code, data, len(want))
+		}
+	}
+	code, data := post(t, ts, "/tokenize", `{"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": "no"}`)
+	if c := decode(t, data); code != 400 || c.Error == nil || c.Error.Param == nil || *c.Error.Param != "add_generation_prompt" {
+		t.Errorf("a string add_generation_prompt: %d %s", code, data)
+	}
+}

@@ -50,6 +50,9 @@ type Request struct {
 	Messages []Message // chat
 	// Condition is openchat's field: "GPT4 Correct" (default) or "Math Correct".
 	Condition string
+	// NoGenerationPrompt (chat; vLLM's add_generation_prompt false): the
+	// messages are rendered without the assistant prompt after them.
+	NoGenerationPrompt bool
 	// Prompts are a completion's prompts: "prompt" is a string, a list of
 	// strings, a list of token ids or a list of such lists (a batch, as
 	// lm-evaluation-harness sends; each prompt gets n choices, indexed
@@ -170,6 +173,13 @@ func Parse(body []byte, chat bool) (*Request, error) {
 		}
 		if r.Condition, err = f.str("condition"); err != nil {
 			return nil, err
+		}
+		if f.has("add_generation_prompt") {
+			add, err := f.boolean("add_generation_prompt")
+			if err != nil {
+				return nil, err
+			}
+			r.NoGenerationPrompt = !add
 		}
 	} else {
 		if err := parsePrompt(f, r); err != nil {
