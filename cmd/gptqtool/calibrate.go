@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -153,6 +155,11 @@ padded at the end with attention_mask 0.`,
 			if err != nil {
 				return err
 			}
+			if out != "" {
+				if err := checkSamplesOut(out); err != nil {
+					return err
+				}
+			}
 			ds, err := loadDataset(opts)
 			if err != nil {
 				return err
@@ -185,6 +192,28 @@ padded at the end with attention_mask 0.`,
 	f.BoolVar(&jsonOut, "json", false, "print the summary as one JSON document")
 	f.StringVar(&out, "out", "", "write the samples to this JSON file")
 	return cmd
+}
+
+// checkSamplesOut refuses, before the dataset is read, an --out that
+// writeSamples could not write: in a directory that does not exist or
+// under a file, or a directory itself.
+func checkSamplesOut(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("calibrate: --out %s is a directory: give a file name", path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("calibrate: --out %s: directory %s does not exist", path, dir)
+	case errors.Is(err, syscall.ENOTDIR):
+		return fmt.Errorf("calibrate: --out %s: %s lies under a file, not in a directory", path, dir)
+	case err != nil:
+		return fmt.Errorf("calibrate: --out %s: %w", path, err)
+	case !fi.IsDir():
+		return fmt.Errorf("calibrate: --out %s: %s is a file, not a directory", path, dir)
+	}
+	return nil
 }
 
 // writeSamples writes the samples file through a temporary file renamed

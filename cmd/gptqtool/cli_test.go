@@ -603,3 +603,43 @@ func TestUnknownSubcommand(t *testing.T) {
 		})
 	}
 }
+
+// TestCalibrateOutChecked: an --out that cannot be written (its directory
+// missing, a file in its path, an existing directory) is refused before the
+// dataset is read, naming --out and what is wrong, where calibrate read and
+// tokenized the whole dataset and then named its temporary file ("open
+// cal/.x.json.tmp123: no such file or directory", "rename ./.adir.tmp1
+// adir: file exists") (a QA pass).
+func TestCalibrateOutChecked(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	if err := os.WriteFile(data, []byte(`{"text": "one two three four five six seven eight nine ten"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "afile"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "adir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ name, out, want string }{
+		{"no directory", filepath.Join(dir, "missing", "s.json"), "--out " + filepath.Join(dir, "missing", "s.json") + ": directory " + filepath.Join(dir, "missing") + " does not exist"},
+		{"under a file", filepath.Join(dir, "afile", "s.json"), "--out " + filepath.Join(dir, "afile", "s.json") + ": " + filepath.Join(dir, "afile") + " is a file, not a directory"},
+		{"a directory", filepath.Join(dir, "adir"), "--out " + filepath.Join(dir, "adir") + " is a directory: give a file name"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stderr, err := run(t, "calibrate", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "4", "--out", tc.out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), ".tmp") {
+				t.Errorf("err = %v, want one with %q", err, tc.want)
+			}
+			if strings.Contains(stderr, "calibrate: read") {
+				t.Errorf("the dataset was read first:\n%s", stderr)
+			}
+		})
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "adir"))
+	if len(entries) != 0 {
+		t.Errorf("adir holds %d entries, want none", len(entries))
+	}
+}
