@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -641,5 +642,29 @@ func TestCalibrateOutChecked(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(dir, "adir"))
 	if len(entries) != 0 {
 		t.Errorf("adir holds %d entries, want none", len(entries))
+	}
+}
+
+// TestServeMaxLenPastContext: a --max-len past the model's
+// max_position_embeddings is a usage error naming both, as calibrate's
+// --seq-len and verify's --ctx are, where serve started and advertised a
+// context of positions the model was never trained on (a QA pass: 100000
+// over openchat-tiny's 4096).
+func TestServeMaxLenPastContext(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := gptqtool(t, t.TempDir(), nil, "serve", "--model", model, "--port", "0", "--device", "cpu", "--max-len", "5000")
+	c = exec.CommandContext(ctx, c.Path, c.Args[1:]...)
+	c.Env = append(os.Environ(), "GPTQTOOL_TEST_MAIN=1")
+	var stderr strings.Builder
+	c.Stderr = &stderr
+	code := exitStatus(t, c.Run())
+	if ctx.Err() != nil {
+		t.Fatalf("serve started:\n%s", stderr.String())
+	}
+	want := "--max-len 5000 exceeds the model's max_position_embeddings 4096 (" + filepath.Join(model, "config.json") + ")"
+	if code != 2 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("exit status %d, want 2 with %q:\n%s", code, want, stderr.String())
 	}
 }

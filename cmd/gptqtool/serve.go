@@ -63,7 +63,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
-	fs.IntVar(&f.maxLen, "max-len", 0, "longest prompt + completion in tokens (default: the model's max_position_embeddings)")
+	fs.IntVar(&f.maxLen, "max-len", 0, "longest prompt + completion in tokens (default and most: the model's max_position_embeddings)")
 	fs.StringVar(&f.kvCache, "kv-cache", "1GiB", "memory of the paged KV cache: a size, or a percentage of the memory free once the model is loaded (90%)")
 	fs.IntVar(&f.blockSize, "block-size", 16, "positions per KV cache block")
 	fs.IntVar(&f.maxQueue, "max-queue", 256, "requests waiting for admission before 429")
@@ -109,6 +109,12 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	cfg, err := hfconfig.Load(f.model)
 	if err != nil {
 		return err
+	}
+	// Past max_position_embeddings lie positions the model never saw (only
+	// plain RoPE is read): refused as calibrate's --seq-len and verify's
+	// --ctx are, and as vLLM refuses such a max_model_len.
+	if ctx := cfg.MaxPositionEmbeddings; ctx > 0 && f.maxLen > ctx {
+		return usageError{fmt.Errorf("--max-len %d exceeds the model's max_position_embeddings %d (%s)", f.maxLen, ctx, cfg.File)}
 	}
 	tok, err := tokenizer.Load(f.model)
 	if err != nil {
