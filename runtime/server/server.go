@@ -4,7 +4,7 @@
 // ending at <|end_of_turn|>):
 //
 //	POST /v1/chat/completions, /v1/completions  (streamed as SSE, or not)
-//	GET  /v1/models, /health, /metrics (Prometheus), /  (a chat page)
+//	GET  /v1/models, /v1/models/{model}, /health, /metrics (Prometheus), /  (a chat page)
 //	POST /tokenize, /detokenize; GET /tokenizer_info (vLLM's)
 //
 // Requests are decoded field by field (package openai): unknown fields
@@ -103,6 +103,7 @@ func New(o Options) *Server {
 	s.route("POST /v1/chat/completions", true, s.chat)
 	s.route("POST /v1/completions", true, s.completions)
 	s.route("GET /v1/models", true, s.models)
+	s.route("GET /v1/models/{model...}", true, s.model)
 	s.route("POST /tokenize", true, s.tokenize)
 	s.route("POST /detokenize", true, s.detokenize)
 	s.route("GET /tokenizer_info", true, s.tokenizerInfo)
@@ -297,16 +298,30 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) models(w http.ResponseWriter, r *http.Request) {
-	b := s.backend.Load()
-	maxLen := 0
-	if b != nil {
-		maxLen = b.Engine.MaxLen()
-	}
 	list := openai.ModelList{Object: "list"}
 	for _, n := range s.names() {
-		list.Data = append(list.Data, openai.Model{ID: n, Object: "model", Created: s.created, OwnedBy: "gptqtool", MaxModelLen: maxLen})
+		list.Data = append(list.Data, s.modelObject(n))
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+// model is GET /v1/models/{model} (OpenAI's models.retrieve); an id may
+// hold slashes (org/name).
+func (s *Server) model(w http.ResponseWriter, r *http.Request) {
+	switch id := r.PathValue("model"); {
+	case id == "": // GET /v1/models/
+		s.models(w, r)
+	case s.checkModel(w, id):
+		writeJSON(w, http.StatusOK, s.modelObject(id))
+	}
+}
+
+func (s *Server) modelObject(id string) openai.Model {
+	maxLen := 0
+	if b := s.backend.Load(); b != nil {
+		maxLen = b.Engine.MaxLen()
+	}
+	return openai.Model{ID: id, Object: "model", Created: s.created, OwnedBy: "gptqtool", MaxModelLen: maxLen}
 }
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {

@@ -955,3 +955,27 @@ func TestAddGenerationPrompt(t *testing.T) {
 		t.Errorf("a string add_generation_prompt: %d %s", code, data)
 	}
 }
+
+// TestRetrieveModel: GET /v1/models/{model} (OpenAI's models.retrieve)
+// answers the model object of the id or of an alias, an id holding a slash
+// too (vLLM's served names such as org/name), and a 404 model_not_found
+// naming what is served for any other, where every id was a 404 "no
+// route" (a QA pass).
+func TestRetrieveModel(t *testing.T) {
+	ts := startServer(t, serverConfig{Options: Options{ModelName: "openchat/openchat-3.5-1210", Aliases: []string{"openchat_3.5"}}})
+	for _, id := range []string{"openchat/openchat-3.5-1210", "openchat_3.5"} {
+		code, _, data := call(t, "GET", ts.URL+"/v1/models/"+id, "", "")
+		var m struct {
+			ID, Object  string
+			MaxModelLen int `json:"max_model_len"`
+		}
+		json.Unmarshal(data, &m)
+		if code != 200 || m.ID != id || m.Object != "model" || m.MaxModelLen != ts.Engine.MaxLen() {
+			t.Errorf("GET /v1/models/%s: %d %s", id, code, data)
+		}
+	}
+	code, _, data := call(t, "GET", ts.URL+"/v1/models/gpt-4", "", "")
+	if c := decode(t, data); code != 404 || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "model_not_found" || !strings.Contains(c.Error.Message, "openchat_3.5") {
+		t.Errorf("GET /v1/models/gpt-4: %d %s", code, data)
+	}
+}
