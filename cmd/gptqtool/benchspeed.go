@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -115,6 +116,15 @@ the step time as a fraction of --ceiling; with the peak device memory and the ru
 settings in effect.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := positive("--batch", o.Batch...); err != nil {
+				return err
+			}
+			if err := positive("--prompt", o.Prompt); err != nil {
+				return err
+			}
+			if err := positive("--new", o.New); err != nil {
+				return err
+			}
 			o.Ceiling = f.ceiling
 			return f.run(cmd, func(m *model.Model) (any, error) { return verify.DecodeBench(m, o) })
 		},
@@ -127,6 +137,20 @@ settings in effect.`,
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the random prompts")
 	fs.BoolVar(&o.Ahead, "ahead", aheadDefault(), "issue each step before the previous step's tokens are read, as serve does (default false where GPTQTOOL_AHEAD=0)")
 	return cmd
+}
+
+// positive refuses, before the model loads, a flag's value (each of a
+// list's) below 1, or an empty list, as a usage error naming the flag.
+func positive(flag string, v ...int) error {
+	if len(v) == 0 {
+		return usageError{fmt.Errorf("%s: give at least one value", flag)}
+	}
+	for _, n := range v {
+		if n < 1 {
+			return usageError{fmt.Errorf("%s %d: want 1 or more", flag, n)}
+		}
+	}
+	return nil
 }
 
 // aheadDefault is the default of --ahead: on, unless GPTQTOOL_AHEAD=0 (so
@@ -142,6 +166,12 @@ func newBenchPrefillCmd() *cobra.Command {
 		Short: "Prefill speed and time to first token for prompts of several lengths",
 		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := positive("--prompts", lengths...); err != nil {
+				return err
+			}
+			if err := positive("--repeat", repeat); err != nil {
+				return err
+			}
 			return f.run(cmd, func(m *model.Model) (any, error) { return verify.PrefillBench(m, lengths, repeat, 0) })
 		},
 	}

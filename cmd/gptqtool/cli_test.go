@@ -145,6 +145,15 @@ func TestUsageErrors(t *testing.T) {
 		{"tokenize", "--model", model, "--chat-template", "llama3", "x"},
 		{"serve", "--model", model, "--chat-template", "chatml"},
 		{"serve", "--model", model, "--step-tokens", "-1"},
+		// Refused before the model loads, naming the flag (a QA pass:
+		// exit 1 after the load with "verify: decode bench batch 0", and
+		// --repeat 0 ran once).
+		{"bench", "decode", "--model", model, "--device", "cpu", "--batch", "1,0"},
+		{"bench", "decode", "--model", model, "--device", "cpu", "--batch", ""},
+		{"bench", "decode", "--model", model, "--device", "cpu", "--new", "0"},
+		{"bench", "decode", "--model", model, "--device", "cpu", "--prompt", "0"},
+		{"bench", "prefill", "--model", model, "--device", "cpu", "--prompts", "0"},
+		{"bench", "prefill", "--model", model, "--device", "cpu", "--prompts", "8", "--repeat", "0"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)
