@@ -100,7 +100,7 @@ func interruptible(parent context.Context) (context.Context, context.CancelFunc)
 		select {
 		case s := <-ch:
 			caught.Store(s)
-			cancel(fmt.Errorf("%v signal received: %w", s, context.Canceled))
+			cancel(signalCause{s})
 		case <-ctx.Done():
 		}
 	}()
@@ -109,3 +109,13 @@ func interruptible(parent context.Context) (context.Context, context.CancelFunc)
 		cancel(context.Canceled)
 	}
 }
+
+// signalCause is the cause of a context interruptible cancelled: the
+// signal, for a command that answers it (serve's shutdown), wrapping
+// context.Canceled.
+type signalCause struct{ sig os.Signal }
+
+func (e signalCause) Error() string {
+	return fmt.Sprintf("%v signal received: %v", e.sig, context.Canceled)
+}
+func (e signalCause) Unwrap() error { return context.Canceled }

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,7 +55,7 @@ Requests are batched continuously over a paged KV cache; a full queue answers 42
 Retry-After. openchat models are also served as "openchat_3.5" and accept openchat's
 condition field ("GPT4 Correct", "Math Correct"); generation stops at <|end_of_turn|> and the
 model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
---shutdown-timeout.`,
+--shutdown-timeout; a second one cuts them at once.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
 	}
@@ -161,9 +166,51 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	case err := <-done:
 		return err
 	}
+	finished := make(chan struct{})
+	defer close(finished)
+	go secondSignal(ctx, finished, srv, eng.Load, f.shutdownTimeout, stderr)
 	err = <-done
 	fmt.Fprintln(stderr, "serve: stopped")
 	return err
+}
+
+// secondSignal says, once a signal starts the shutdown (ctx done), what
+// the sequences in flight get, and cuts their grace at a second interrupt
+// or SIGTERM, as uvicorn and vLLM do, where further signals went unheard
+// until --shutdown-timeout ran out. It returns when finished closes.
+func secondSignal(ctx context.Context, finished <-chan struct{}, srv *server.Server, eng func() *engine.Engine, grace time.Duration, log io.Writer) {
+	select {
+	case <-ctx.Done():
+	case <-finished:
+		return
+	}
+	var sc signalCause
+	if !errors.As(context.Cause(ctx), &sc) {
+		return
+	}
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(ch)
+	n := 0
+	if e := eng(); e != nil {
+		st := e.Stats()
+		n = st.Running + st.Queued
+	}
+	fmt.Fprintf(log, "serve: %s received: shutting down; sequences in flight: %d, given up to %v (--shutdown-timeout); a second interrupt or SIGTERM stops them now\n", signalName(sc.sig), n, grace)
+	select {
+	case s := <-ch:
+		fmt.Fprintf(log, "serve: %s received: stopping the sequences in flight now\n", signalName(s))
+		srv.EndGrace()
+	case <-finished:
+	}
+}
+
+// signalName is how a user names the signals serve answers.
+func signalName(s os.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return s.String() // "interrupt"
 }
 
 // kvSize is --kv-cache: bytes, or a fraction of the memory free once the

@@ -4,8 +4,12 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,4 +75,77 @@ func TestInterruptedExitStatus(t *testing.T) {
 	if code := exitStatus(t, err); code != 2 {
 		t.Errorf("usage error: exit status %d, want 2:\n%s", code, out)
 	}
+}
+
+// TestServeSecondInterrupt: the first Ctrl-C of serve says that it is
+// shutting down, how long the requests in flight get and that a second
+// one stops at once; the second cuts the grace (the stream in flight ends
+// with finish_reason "abort") and serve exits promptly, where serve said
+// nothing and swallowed every further Ctrl-C until --shutdown-timeout ran
+// out (a QA pass: 27 s of silence after two).
+func TestServeSecondInterrupt(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	c := gptqtool(t, t.TempDir(), nil, "serve", "--model", model, "--port", "0", "--device", "cpu", "--shutdown-timeout", "5m")
+	var stderr syncBuffer
+	c.Stderr = &stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- c.Wait() }()
+	defer func() {
+		c.Process.Kill()
+		<-exited
+	}()
+	waitFor := func(what string, d time.Duration, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(d); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within %v:\n%s", what, d, stderr.String())
+			}
+		}
+	}
+	addr := regexp.MustCompile(`ready on (http://[0-9.:]+)`)
+	waitFor("ready", 60*time.Second, func() bool { return addr.MatchString(stderr.String()) })
+	url := addr.FindStringSubmatch(stderr.String())[1]
+	// Eight long streams: minutes of work on any CPU.
+	resp, err := http.Post(url+"/v1/completions", "application/json",
+		strings.NewReader(`{"prompt": "x", "max_tokens": 4000, "ignore_eos": true, "n": 8, "stream": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(resp.Body); body <- string(b) }()
+	waitFor("a running stream", 30*time.Second, func() bool { return runningSeqs(url) > 0 })
+
+	c.Process.Signal(syscall.SIGINT)
+	want := "serve: interrupt received: shutting down; sequences in flight: 8, given up to 5m0s (--shutdown-timeout); a second interrupt or SIGTERM stops them now"
+	waitFor("the shutdown line", 10*time.Second, func() bool { return strings.Contains(stderr.String(), want) })
+	c.Process.Signal(syscall.SIGINT)
+	select {
+	case <-exited:
+		exited <- nil // (for the deferred wait)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("serve still running 20 s after the second interrupt:\n%s", stderr.String())
+	}
+	if b := <-body; !strings.Contains(b, `"finish_reason":"abort"`) {
+		t.Errorf("the stream did not end with abort:\n%.2000s", b[max(0, len(b)-2000):])
+	}
+}
+
+// runningSeqs reads gptqtool_running_sequences from a server's /metrics.
+func runningSeqs(url string) int {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^gptqtool_running_sequences (\d+)`).FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
 }

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,8 @@ type Server struct {
 	mux     *http.ServeMux
 	methods map[string][]string // path -> the methods routed, for 405s
 	created int64
+	cut     chan struct{} // closed by EndGrace
+	cutOnce sync.Once
 }
 
 // New returns a server that answers 503 until SetBackend.
@@ -93,7 +96,7 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux(), methods: map[string][]string{}}
+	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux(), methods: map[string][]string{}, cut: make(chan struct{})}
 	s.m = newMetrics(func() (engine.Stats, bool) {
 		if b := s.backend.Load(); b != nil {
 			return b.Engine.Stats(), true
@@ -133,6 +136,11 @@ func (s *Server) SetBackend(b *Backend) { s.backend.Store(b) }
 // Drain makes /health answer 503 and new generations 503, for a graceful
 // shutdown; requests in flight continue.
 func (s *Server) Drain() { s.drain.Store(true) }
+
+// EndGrace ends a shutdown's grace now (a second interrupt): Run cuts the
+// generations left as when the grace runs out. It may come before Run's
+// shutdown begins, and more than once.
+func (s *Server) EndGrace() { s.cutOnce.Do(func() { close(s.cut) }) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
@@ -493,7 +501,8 @@ func newID(prefix string) string {
 // Run serves on ln until ctx is done, then shuts down gracefully: /health
 // turns 503, the listener closes, and the requests in flight get until
 // grace to finish; after that the engine cancels what is left (streams end
-// with finish_reason "abort"). It returns when every handler has returned.
+// with finish_reason "abort"), or EndGrace ends the grace sooner. It
+// returns when every handler has returned.
 func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Engine, grace time.Duration) error {
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}
 	errc := make(chan error, 1)
@@ -510,6 +519,13 @@ func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Eng
 	s.Drain()
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	go func() {
+		select {
+		case <-s.cut:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
 	if e := eng(); e != nil {
 		e.Close(sctx)
 	}
