@@ -101,17 +101,18 @@ func TestResume(t *testing.T) {
 	}
 }
 
-// TestResumeRefuses: a state that does not fit the plan, a header written
-// for another plan and a file shorter than the state are refused, and the
-// partial files are left as they were.
-func TestResumeRefuses(t *testing.T) {
-	tensors := randomTensors(rand.New(rand.NewPCG(1, 2)))
-	infos := make([]TensorInfo, len(tensors))
+// syncedPartial is a resumable write of randomTensors in shards of 700
+// bytes, in a temporary folder, synced after its first four tensors: what
+// an interrupted run leaves for Resume and CheckResume.
+func syncedPartial(t *testing.T) (dir string, tensors []Tensor, infos []TensorInfo, opts WriterOptions, w *Writer, st WriterState) {
+	t.Helper()
+	tensors = randomTensors(rand.New(rand.NewPCG(1, 2)))
+	infos = make([]TensorInfo, len(tensors))
 	for i, x := range tensors {
 		infos[i] = x.TensorInfo
 	}
-	opts := WriterOptions{MaxShardBytes: 700, Resumable: true}
-	dir := t.TempDir()
+	opts = WriterOptions{MaxShardBytes: 700, Resumable: true}
+	dir = t.TempDir()
 	w, err := Create(dir, infos, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -119,10 +120,17 @@ func TestResumeRefuses(t *testing.T) {
 	for _, x := range tensors[:4] {
 		w.Write(x.Name, x.Data)
 	}
-	st, err := w.Sync()
-	if err != nil {
+	if st, err = w.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	return dir, tensors, infos, opts, w, st
+}
+
+// TestResumeRefuses: a state that does not fit the plan, a header written
+// for another plan and a file shorter than the state are refused, and the
+// partial files are left as they were.
+func TestResumeRefuses(t *testing.T) {
+	dir, _, infos, opts, w, st := syncedPartial(t)
 	before := dirBytes(t, dir)
 	other := slices.Clone(infos)
 	other[0].Shape = []int{16, 16}
@@ -162,24 +170,7 @@ func TestResumeRefuses(t *testing.T) {
 // refuses, with its error, changing no file: a sound state, one that does
 // not fit the plan, a header of another plan, a shard file cut short.
 func TestCheckResume(t *testing.T) {
-	tensors := randomTensors(rand.New(rand.NewPCG(1, 2)))
-	infos := make([]TensorInfo, len(tensors))
-	for i, x := range tensors {
-		infos[i] = x.TensorInfo
-	}
-	opts := WriterOptions{MaxShardBytes: 700, Resumable: true}
-	dir := t.TempDir()
-	w, err := Create(dir, infos, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range tensors[:4] {
-		w.Write(x.Name, x.Data)
-	}
-	st, err := w.Sync()
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, tensors, infos, opts, w, st := syncedPartial(t)
 	w.Write(tensors[4].Name, tensors[4].Data[:len(tensors[4].Data)/2]) // (refused: a short tensor)
 	w.Suspend()
 	before := dirBytes(t, dir)
