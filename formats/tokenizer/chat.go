@@ -11,6 +11,20 @@ import (
 // tokenizer_config.json is not one this package recognises.
 var ErrUnknownTemplate = errors.New("chat template not recognised")
 
+// MessageError is a chat message the template cannot render: Field is
+// "role" or "content" of messages[Index], Err what is wrong with it.
+type MessageError struct {
+	Index int
+	Field string
+	Err   error
+}
+
+func (e *MessageError) Error() string {
+	return fmt.Sprintf("tokenizer: messages[%d].%s: %v", e.Index, e.Field, e.Err)
+}
+
+func (e *MessageError) Unwrap() error { return e.Err }
+
 // Message is one chat turn.
 type Message struct {
 	Role    string `json:"role"`
@@ -99,10 +113,10 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 			}
 			role = "System"
 		default:
-			return nil, fmt.Errorf("tokenizer: messages[%d]: role %q, want user, assistant or system", i, m.Role)
+			return nil, &MessageError{i, "role", fmt.Errorf("%q: want user, assistant or system", m.Role)}
 		}
 		if !utf8.ValidString(m.Content) {
-			return nil, fmt.Errorf("tokenizer: messages[%d]: content: %w", i, ErrInvalidUTF8)
+			return nil, &MessageError{i, "content", ErrInvalidUTF8}
 		}
 		segs = append(segs,
 			segment{text: prefix + role + ": ", template: true},

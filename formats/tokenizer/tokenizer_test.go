@@ -426,8 +426,10 @@ func TestChat(t *testing.T) {
 			}
 		})
 		t.Run(name+"/errors", func(t *testing.T) {
-			if _, err := tok.EncodeChat([]Message{{Role: "tool", Content: "x"}}, ChatOptions{}); err == nil {
-				t.Error("role tool: no error")
+			_, err := tok.EncodeChat([]Message{{Role: "user", Content: "x"}, {Role: "tool", Content: "x"}}, ChatOptions{})
+			var me *MessageError
+			if !errors.As(err, &me) || me.Index != 1 || me.Field != "role" {
+				t.Errorf("role tool: error %v, want a MessageError for messages[1].role", err)
 			}
 			if _, err := tok.EncodeChat(nil, ChatOptions{Template: "chatml"}); !errors.Is(err, ErrUnknownTemplate) {
 				t.Errorf("template chatml: error %v, want ErrUnknownTemplate", err)

@@ -453,6 +453,10 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 	}
 	ids, err := b.Tokenizer.EncodeChat(msgs, opts)
+	var me *tokenizer.MessageError
+	if errors.As(err, &me) {
+		return nil, &openai.FieldError{Field: fmt.Sprintf("messages[%d].%s", me.Index, me.Field), Msg: me.Err.Error()}
+	}
 	if err != nil {
 		return nil, &openai.FieldError{Field: "messages", Msg: err.Error()}
 	}

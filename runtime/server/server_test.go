@@ -393,7 +393,8 @@ func TestBadRequests(t *testing.T) {
 		{"bool max_tokens", "/v1/completions", `{"prompt": "x", "max_tokens": true}`, 400, "max_tokens"},
 		{"fractional n", "/v1/completions", `{"prompt": "x", "n": 1.5}`, 400, "n"},
 		{"stop number", "/v1/completions", `{"prompt": "x", "stop": 3}`, 400, "stop"},
-		{"bad role", "/v1/chat/completions", `{"messages": [{"role": "wizard", "content": "x"}]}`, 400, "messages"},
+		{"bad role", "/v1/chat/completions", `{"messages": [{"role": "wizard", "content": "x"}]}`, 400, "messages[0].role"},
+		{"bad second role", "/tokenize", `{"messages": [{"role": "user", "content": "x"}, {"role": "bogus", "content": "y"}]}`, 400, "messages[1].role"},
 		{"prompt over the context", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, long), 400, "prompt"},
 		{"max_tokens over the context", "/v1/completions", `{"prompt": "x", "max_tokens": 1000}`, 400, "max_tokens"},
 		{"max_completion_tokens over the context", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1e12}`, 400, "max_completion_tokens"},
@@ -410,6 +411,10 @@ func TestBadRequests(t *testing.T) {
 			}
 			if c.param != "" && (r.Error.Param == nil || *r.Error.Param != c.param) {
 				t.Errorf("param %v, want %q (%s)", r.Error.Param, c.param, r.Error.Message)
+			}
+			// The package an error came from is ours, not the client's.
+			if strings.Contains(r.Error.Message, "tokenizer:") {
+				t.Errorf("message %q names an internal package", r.Error.Message)
 			}
 		})
 	}
