@@ -419,13 +419,19 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req struct {
-		Tokens []int `json:"tokens"`
+		Tokens *[]int `json:"tokens"`
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		badRequest(w, &openai.FieldError{Field: "tokens", Msg: "must be an array of token ids"})
+	if err := json.Unmarshal(body, &req); err != nil || req.Tokens == nil {
+		// A missing or null list is a mistake, an empty one the empty text.
+		msg := "must be an array of token ids"
+		var probe map[string]json.RawMessage
+		if json.Unmarshal(body, &probe) == nil && probe["tokens"] == nil {
+			msg = "is required"
+		}
+		badRequest(w, &openai.FieldError{Field: "tokens", Msg: msg})
 		return
 	}
-	text, err := b.Tokenizer.Decode(req.Tokens)
+	text, err := b.Tokenizer.Decode(*req.Tokens)
 	if err != nil {
 		badRequest(w, &openai.FieldError{Field: "tokens", Msg: err.Error()})
 		return

@@ -236,6 +236,10 @@ func TestChatPrompt(t *testing.T) {
 	if code != 200 || dt.Prompt != text {
 		t.Errorf("detokenize: %d %q, want %q", code, dt.Prompt, text)
 	}
+	// An empty list is text of its own: none.
+	if code, data := post(t, ts, "/detokenize", `{"tokens": []}`); code != 200 || string(data) != "{\"prompt\":\"\"}\n" {
+		t.Errorf("detokenize []: %d %s", code, data)
+	}
 }
 
 // TestChatStream: a role chunk first, deltas equal to the plain response,
@@ -398,6 +402,8 @@ func TestBadRequests(t *testing.T) {
 		{"prompt over the context", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, long), 400, "prompt"},
 		{"max_tokens over the context", "/v1/completions", `{"prompt": "x", "max_tokens": 1000}`, 400, "max_tokens"},
 		{"max_completion_tokens over the context", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1e12}`, 400, "max_completion_tokens"},
+		{"detokenize without tokens", "/detokenize", `{}`, 400, "tokens"},
+		{"detokenize null tokens", "/detokenize", `{"tokens": null}`, 400, "tokens"},
 		{"token id out of range", "/v1/completions", `{"prompt": [1, 99999]}`, 400, "prompt[1]"},
 		{"unknown model", "/v1/completions", `{"prompt": "x", "model": "gpt-4"}`, 404, "model"},
 		{"body too large", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, strings.Repeat("a", 5000)), 413, ""},
