@@ -21,6 +21,7 @@ import (
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
+	"github.com/gptqtool/gptqtool/runtime/server"
 )
 
 func fixturePath(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
@@ -675,5 +676,34 @@ func TestServeMaxLenPastContext(t *testing.T) {
 	want := "--max-len 5000 exceeds the model's max_position_embeddings 4096 (" + filepath.Join(model, "config.json") + ")"
 	if code != 2 || !strings.Contains(stderr.String(), want) {
 		t.Errorf("exit status %d, want 2 with %q:\n%s", code, want, stderr.String())
+	}
+}
+
+// TestServeHelpRoutes: serve --help lists every route the server answers
+// and none it does not, where the list left out GET /tokenizer_info (a QA
+// pass). A pattern's wildcard is listed without its "..." and "GET /{$}" as
+// "GET /".
+func TestServeHelpRoutes(t *testing.T) {
+	c := gptqtool(t, t.TempDir(), nil, "serve", "--help")
+	out, err := c.Output()
+	if err != nil {
+		t.Fatalf("serve --help: %v", err)
+	}
+	listed := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\b(GET|POST|PUT|DELETE) +(/\S*)`).FindAllStringSubmatch(string(out), -1) {
+		listed[m[1]+" "+m[2]] = true
+	}
+	routed := map[string]bool{}
+	for _, p := range server.New(server.Options{}).Routes() {
+		p = strings.NewReplacer("...}", "}", "{$}", "").Replace(p)
+		routed[p] = true
+		if !listed[p] {
+			t.Errorf("serve --help does not list %s:\n%s", p, out)
+		}
+	}
+	for p := range listed {
+		if !routed[p] {
+			t.Errorf("serve --help lists %s, which the server does not route", p)
+		}
 	}
 }

@@ -48,7 +48,8 @@ func newServeCmd() *cobra.Command {
 127.0.0.1:18888 by default, as openchat's own server does:
 
   POST /v1/chat/completions  POST /v1/completions   (stream: true gives server-sent events)
-  GET  /v1/models[/{model}]  GET /health  GET /metrics (Prometheus)  POST /tokenize  POST /detokenize
+  GET  /v1/models  GET /v1/models/{model}  GET /health  GET /metrics (Prometheus)
+  POST /tokenize  POST /detokenize  GET /tokenizer_info   (vLLM's)
   GET  /  a chat page
 
 Requests are batched continuously over a paged KV cache; a full queue answers 429 with

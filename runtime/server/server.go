@@ -83,6 +83,7 @@ type Server struct {
 	m       *metrics
 	mux     *http.ServeMux
 	methods map[string][]string // path -> the methods routed, for 405s
+	routes  []string            // the patterns routed, in order, but the catch-all
 	created int64
 	cut     chan struct{} // closed by EndGrace
 	cutOnce sync.Once
@@ -142,6 +143,11 @@ func (s *Server) Drain() { s.drain.Store(true) }
 // shutdown begins, and more than once.
 func (s *Server) EndGrace() { s.cutOnce.Do(func() { close(s.cut) }) }
 
+// Routes returns the patterns the server answers ("POST /v1/completions",
+// "GET /v1/models/{model...}", "GET /{$}"), in the order routed, for a help
+// text to be checked against.
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -179,6 +185,7 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 		name = name[i+1:]
 		path := strings.TrimSuffix(name, "{$}")
 		s.methods[path] = append(s.methods[path], pattern[:i])
+		s.routes = append(s.routes, pattern)
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
