@@ -707,3 +707,33 @@ func TestServeHelpRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestSynthCountFlags: a --layers below 0 or a --shards below 1 is a usage
+// error naming that flag alone, and nothing is written, where --shards 0
+// wrote three shards and --layers -1's error also named "--shards 3" (a QA
+// pass).
+func TestSynthCountFlags(t *testing.T) {
+	for _, tc := range []struct {
+		flag, value, other string
+	}{
+		{"--layers", "-1", "--shards"},
+		{"--shards", "0", "--layers"},
+		{"--shards", "-2", "--layers"},
+	} {
+		t.Run(tc.flag+" "+tc.value, func(t *testing.T) {
+			dir := t.TempDir()
+			c := gptqtool(t, dir, nil, "synth", "--config", "cfg", "--tokenizer", "cfg", "--out", "out", tc.flag, tc.value)
+			var stderr strings.Builder
+			c.Stderr = &stderr
+			if code := exitStatus(t, c.Run()); code != 2 {
+				t.Errorf("exit status %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			if s := stderr.String(); !strings.Contains(s, tc.flag+" "+tc.value) || strings.Contains(s, tc.other) {
+				t.Errorf("stderr %q: want %s %s named and %s not", s, tc.flag, tc.value, tc.other)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+				t.Errorf("out: %v, want nothing written", err)
+			}
+		})
+	}
+}

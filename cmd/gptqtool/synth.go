@@ -35,8 +35,11 @@ benchmarks that need no float checkpoint and no calibration.`,
 			if o.ConfigDir == "" || o.Out == "" {
 				return usageError{errors.New("--config and --out are required")}
 			}
-			if o.Layers < 0 || o.Shards < 0 {
-				return usageError{fmt.Errorf("--layers %d, --shards %d: want 0 (as the config) or more", o.Layers, o.Shards)}
+			if o.Layers < 0 {
+				return usageError{fmt.Errorf("--layers %d: want 0 (the config's) or more", o.Layers)}
+			}
+			if o.Shards < 1 {
+				return usageError{fmt.Errorf("--shards %d: want 1 or more", o.Shards)}
 			}
 			if bits != 0 {
 				q := gptq.DefaultQuantizeConfig()
