@@ -107,7 +107,7 @@ func newBenchDecodeCmd() *cobra.Command {
 	var f speedFlags
 	var o verify.DecodeOptions
 	cmd := &cobra.Command{
-		Use:   "decode --model DIR [--batch 1,8,32,64] [--prompt 128] [--new 256]",
+		Use:   "decode --model DIR [--batch 1,8] [--prompt 128] [--new 256]",
 		Short: "Greedy decode speed at several batch sizes: tok/s, step time, the ratio to the bandwidth ceiling",
 		Long: `bench decode loads the model, prefills --batch random prompts of --prompt tokens and decodes
 --new tokens for each, one step for the whole batch at a time, and prints one JSON document: per batch
@@ -135,7 +135,7 @@ settings in effect.`,
 	fs.IntVar(&o.Prompt, "prompt", 128, "prompt tokens per sequence")
 	fs.IntVar(&o.New, "new", 256, "tokens generated per sequence")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the random prompts")
-	fs.BoolVar(&o.Ahead, "ahead", aheadDefault(), "issue each step before the previous step's tokens are read, as serve does (default false where GPTQTOOL_AHEAD=0)")
+	fs.BoolVar(&o.Ahead, "ahead", aheadDefault(), "issue each step before the previous step's tokens are read, as serve does (GPTQTOOL_AHEAD=0 turns the default off)")
 	return cmd
 }
 

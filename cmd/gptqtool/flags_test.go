@@ -7,9 +7,12 @@ import (
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
@@ -136,4 +139,44 @@ func TestKLTokenizersCompared(t *testing.T) {
 			t.Errorf("err = %v, want one containing %q", err, want)
 		}
 	}
+}
+
+// TestHelpDefaults: a value a command's usage line shows for a flag
+// ("[--batch 1,8]", "[--dtype bf16]"; placeholders such as N or DIR aside)
+// is the flag's default as cobra prints it, and no flag's help states a
+// default besides the one cobra appends, where bench decode showed
+// "[--batch 1,8,32,64]" over a default of [1,8] and --ahead read "(default
+// false where GPTQTOOL_AHEAD=0) (default true)" (a QA pass).
+func TestHelpDefaults(t *testing.T) {
+	shown := regexp.MustCompile(`\[(--[a-z-]+) ([^\]\s]+)`)
+	literal := regexp.MustCompile(`^([0-9][0-9,]*|[a-z][a-z0-9]*)$`)
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		for _, m := range shown.FindAllStringSubmatch(c.Use, -1) {
+			f := c.Flags().Lookup(strings.TrimPrefix(m[1], "--"))
+			if f == nil {
+				t.Errorf("%s: usage line shows %s, which is not a flag", c.CommandPath(), m[1])
+				continue
+			}
+			if !literal.MatchString(m[2]) {
+				continue
+			}
+			want := f.DefValue
+			if strings.HasSuffix(f.Value.Type(), "Slice") {
+				want = strings.Trim(want, "[]")
+			}
+			if m[2] != want {
+				t.Errorf("%s: usage line shows %s %s, the default is %s", c.CommandPath(), m[1], m[2], f.DefValue)
+			}
+		}
+		for _, line := range strings.Split(c.LocalFlags().FlagUsages(), "\n") {
+			if strings.Count(line, "(default") > 1 {
+				t.Errorf("%s: two defaults: %s", c.CommandPath(), strings.TrimSpace(line))
+			}
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(newRootCmd())
 }

@@ -76,7 +76,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.IntVar(&f.maxRunning, "max-batch", 64, "sequences decoded together")
 	fs.IntVar(&f.stepTokens, "step-tokens", 0, "tokens one step processes (decoding one per sequence, prompt chunks the rest); 0: 2048 on cuda, 512 on cpu")
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "keep the KV blocks a request wrote for later prompts that start with the same tokens (vLLM's automatic prefix caching; --prefix-cache=false computes every prompt whole)")
-	fs.BoolVar(&f.ahead, "ahead", aheadDefault(), "issue a decode step before the previous step's tokens are read, where no penalty or log-probability needs them (default false where GPTQTOOL_AHEAD=0)")
+	fs.BoolVar(&f.ahead, "ahead", aheadDefault(), "issue a decode step before the previous step's tokens are read, where no penalty or log-probability needs them (GPTQTOOL_AHEAD=0 turns the default off)")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")

@@ -18,7 +18,7 @@ func newSynthCmd() *cobra.Command {
 	var asJSON, actOrder bool
 	var bits, group int
 	cmd := &cobra.Command{
-		Use:   "synth --config DIR --tokenizer DIR --out DIR [--layers N] [--dtype bf16] [--seed S] [--bits 4 --group 128 --act-order]",
+		Use:   "synth --config DIR --tokenizer DIR --out DIR [--layers N] [--dtype bf16] [--seed S] [--bits 2|3|4|8 --group 128 --act-order]",
 		Short: "Write a random-weight checkpoint of a real model's shape (for benchmarks)",
 		Long: `synth writes a checkpoint with the config of --config (config.json, generation_config.json),
 the tokenizer files of --tokenizer and random weights of that shape, sharded like the Hugging Face
