@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -41,6 +42,10 @@ has the prompt tokens scored a second and each request's latency.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.URL == "" {
 				return usageError{errors.New("--url is required")}
+			}
+			if u, err := url.Parse(o.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				// Every request would fail on it, after all were sent.
+				return usageError{fmt.Errorf("--url %q: want an http:// or https:// URL with a host, e.g. http://127.0.0.1:18888", o.URL)}
 			}
 			if o.Concurrency <= 0 || o.MaxTokens <= 0 || o.Requests < 0 {
 				return usageError{errors.New("--concurrency and --max-tokens must be positive, --requests 0 or more")}

@@ -737,3 +737,22 @@ func TestSynthCountFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchServeURLChecked: a --url that is not an http or https URL with a
+// host is a usage error naming --url, before any request, where bench serve
+// sent all 64 requests to "notaurl" and then exited 1 (a QA pass).
+func TestBenchServeURLChecked(t *testing.T) {
+	for _, u := range []string{"notaurl", "127.0.0.1:18888", "ftp://127.0.0.1:18888", "http://", "http:///v1", "http://[::1"} {
+		t.Run(u, func(t *testing.T) {
+			c := gptqtool(t, t.TempDir(), nil, "bench", "serve", "--url", u, "--requests", "1", "--concurrency", "1")
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if code := exitStatus(t, c.Run()); code != 2 {
+				t.Errorf("exit status %d, want 2\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stderr.String(), "--url") || stdout.Len() != 0 {
+				t.Errorf("stderr %q, stdout %q: want --url named and no result", stderr.String(), stdout.String())
+			}
+		})
+	}
+}
