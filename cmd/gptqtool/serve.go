@@ -56,7 +56,8 @@ Requests are batched continuously over a paged KV cache; a full queue answers 42
 Retry-After. openchat models are also served as "openchat_3.5" and accept openchat's
 condition field ("GPT4 Correct", "Math Correct"); generation stops at <|end_of_turn|> and the
 model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
---shutdown-timeout; a second one cuts them at once.`,
+--shutdown-timeout; a second one cuts them at once. Either way serve exits 0, its normal end
+(not the 130 or 143 of the other commands).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
 	}

@@ -124,13 +124,55 @@ func TestServeSecondInterrupt(t *testing.T) {
 	waitFor("the shutdown line", 10*time.Second, func() bool { return strings.Contains(stderr.String(), want) })
 	c.Process.Signal(syscall.SIGINT)
 	select {
-	case <-exited:
+	case err := <-exited:
 		exited <- nil // (for the deferred wait)
+		// Cut short, the shutdown is still serve's own end (README).
+		if code := exitStatus(t, err); code != 0 {
+			t.Errorf("exit status %d after the second interrupt, want 0:\n%s", code, stderr.String())
+		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("serve still running 20 s after the second interrupt:\n%s", stderr.String())
 	}
 	if b := <-body; !strings.Contains(b, `"finish_reason":"abort"`) {
 		t.Errorf("the stream did not end with abort:\n%.2000s", b[max(0, len(b)-2000):])
+	}
+}
+
+// TestServeSignalExitStatus: serve stopped by Ctrl-C or SIGTERM shuts down
+// gracefully and exits 0, its normal end, not the 130 or 143 of the other
+// commands; the README said every command stopped by a signal exits so (a
+// QA pass).
+func TestServeSignalExitStatus(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			c := gptqtool(t, t.TempDir(), nil, "serve", "--model", model, "--port", "0", "--device", "cpu")
+			var stderr syncBuffer
+			c.Stderr = &stderr
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- c.Wait() }()
+			for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "ready on"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					c.Process.Kill()
+					<-exited
+					t.Fatalf("serve never became ready:\n%s", stderr.String())
+				}
+			}
+			c.Process.Signal(sig)
+			select {
+			case err := <-exited:
+				if code := exitStatus(t, err); code != 0 {
+					t.Errorf("exit status %d, want 0:\n%s", code, stderr.String())
+				}
+			case <-time.After(30 * time.Second):
+				c.Process.Kill()
+				<-exited
+				t.Fatalf("serve still running 30 s after %v:\n%s", sig, stderr.String())
+			}
+		})
 	}
 }
 
