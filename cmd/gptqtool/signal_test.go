@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -84,32 +85,9 @@ func TestInterruptedExitStatus(t *testing.T) {
 // nothing and swallowed every further Ctrl-C until --shutdown-timeout ran
 // out (a QA pass: 27 s of silence after two).
 func TestServeSecondInterrupt(t *testing.T) {
-	model := fixturePath(t, "models/openchat-tiny")
-	c := gptqtool(t, t.TempDir(), nil, "serve", "--model", model, "--port", "0", "--device", "cpu", "--shutdown-timeout", "5m")
-	var stderr syncBuffer
-	c.Stderr = &stderr
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	defer func() {
-		c.Process.Kill()
-		<-exited
-	}()
-	waitFor := func(what string, d time.Duration, ok func() bool) {
-		t.Helper()
-		for deadline := time.Now().Add(d); !ok(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: not within %v:\n%s", what, d, stderr.String())
-			}
-		}
-	}
-	addr := regexp.MustCompile(`ready on (http://[0-9.:]+)`)
-	waitFor("ready", 60*time.Second, func() bool { return addr.MatchString(stderr.String()) })
-	url := addr.FindStringSubmatch(stderr.String())[1]
+	p := startServe(t, fixturePath(t, "models/openchat-tiny"), "--shutdown-timeout", "5m")
 	// Eight long streams: minutes of work on any CPU.
-	resp, err := http.Post(url+"/v1/completions", "application/json",
+	resp, err := http.Post(p.url+"/v1/completions", "application/json",
 		strings.NewReader(`{"prompt": "x", "max_tokens": 4000, "ignore_eos": true, "n": 8, "stream": true}`))
 	if err != nil {
 		t.Fatal(err)
@@ -117,21 +95,15 @@ func TestServeSecondInterrupt(t *testing.T) {
 	defer resp.Body.Close()
 	body := make(chan string, 1)
 	go func() { b, _ := io.ReadAll(resp.Body); body <- string(b) }()
-	waitFor("a running stream", 30*time.Second, func() bool { return runningSeqs(url) > 0 })
+	p.waitFor(t, "a running stream", 30*time.Second, func() bool { return runningSeqs(p.url) > 0 })
 
-	c.Process.Signal(syscall.SIGINT)
+	p.cmd.Process.Signal(syscall.SIGINT)
 	want := "serve: interrupt received: shutting down; sequences in flight: 8, given up to 5m0s (--shutdown-timeout); a second interrupt or SIGTERM stops them now"
-	waitFor("the shutdown line", 10*time.Second, func() bool { return strings.Contains(stderr.String(), want) })
-	c.Process.Signal(syscall.SIGINT)
-	select {
-	case err := <-exited:
-		exited <- nil // (for the deferred wait)
-		// Cut short, the shutdown is still serve's own end (README).
-		if code := exitStatus(t, err); code != 0 {
-			t.Errorf("exit status %d after the second interrupt, want 0:\n%s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("serve still running 20 s after the second interrupt:\n%s", stderr.String())
+	p.waitFor(t, "the shutdown line", 10*time.Second, func() bool { return strings.Contains(p.stderr.String(), want) })
+	p.cmd.Process.Signal(syscall.SIGINT)
+	// Cut short, the shutdown is still serve's own end (README).
+	if code := p.exit(t, 20*time.Second, "the second interrupt"); code != 0 {
+		t.Errorf("exit status %d after the second interrupt, want 0:\n%s", code, p.stderr.String())
 	}
 	if b := <-body; !strings.Contains(b, `"finish_reason":"abort"`) {
 		t.Errorf("the stream did not end with abort:\n%.2000s", b[max(0, len(b)-2000):])
@@ -146,34 +118,69 @@ func TestServeSignalExitStatus(t *testing.T) {
 	model := fixturePath(t, "models/stories260K-hf-mistral")
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
-			c := gptqtool(t, t.TempDir(), nil, "serve", "--model", model, "--port", "0", "--device", "cpu")
-			var stderr syncBuffer
-			c.Stderr = &stderr
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- c.Wait() }()
-			for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "ready on"); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					c.Process.Kill()
-					<-exited
-					t.Fatalf("serve never became ready:\n%s", stderr.String())
-				}
-			}
-			c.Process.Signal(sig)
-			select {
-			case err := <-exited:
-				if code := exitStatus(t, err); code != 0 {
-					t.Errorf("exit status %d, want 0:\n%s", code, stderr.String())
-				}
-			case <-time.After(30 * time.Second):
-				c.Process.Kill()
-				<-exited
-				t.Fatalf("serve still running 30 s after %v:\n%s", sig, stderr.String())
+			p := startServe(t, model)
+			p.cmd.Process.Signal(sig)
+			if code := p.exit(t, 30*time.Second, sig.String()); code != 0 {
+				t.Errorf("exit status %d, want 0:\n%s", code, p.stderr.String())
 			}
 		})
 	}
+}
+
+// serveProc is a `gptqtool serve` process on the CPU and a free port
+// (startServe), ready: its base URL and its stderr so far.
+type serveProc struct {
+	cmd    *exec.Cmd
+	stderr syncBuffer
+	url    string
+	done   chan struct{} // closed once the process has exited, err then its Wait's error
+	err    error
+}
+
+// startServe starts serve on model with args after the flags it always
+// takes and waits for its ready line; the process is killed at the test's
+// end if it is still running.
+func startServe(t *testing.T, model string, args ...string) *serveProc {
+	t.Helper()
+	p := &serveProc{done: make(chan struct{})}
+	p.cmd = gptqtool(t, t.TempDir(), nil, append([]string{"serve", "--model", model, "--port", "0", "--device", "cpu"}, args...)...)
+	p.cmd.Stderr = &p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	addr := regexp.MustCompile(`ready on (http://[0-9.:]+)`)
+	p.waitFor(t, "ready", 60*time.Second, func() bool { return addr.MatchString(p.stderr.String()) })
+	p.url = addr.FindStringSubmatch(p.stderr.String())[1]
+	return p
+}
+
+// waitFor polls ok until it holds, failing the test with serve's stderr
+// once d has passed.
+func (p *serveProc) waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v:\n%s", what, d, p.stderr.String())
+		}
+	}
+}
+
+// exit waits up to d for serve to end (after what) and returns its exit
+// status, failing the test if it is still running.
+func (p *serveProc) exit(t *testing.T, d time.Duration, after string) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return exitStatus(t, p.err)
+	case <-time.After(d):
+		t.Fatalf("serve still running %v after %s:\n%s", d, after, p.stderr.String())
+	}
+	return 0
 }
 
 // runningSeqs reads gptqtool_running_sequences from a server's /metrics.
