@@ -17,7 +17,10 @@ var ErrUnexplained = fmt.Errorf("tensors that the config does not explain")
 // Unexplained returns the tensor names that a checkpoint of cfg (GPTQ with
 // quant, nil for floating point) has no place for, in the order given: a
 // layer past num_hidden_layers, a module the architecture does not have, a
-// stray tensor. Buffers that older transformers saved
+// stray tensor, a floating-point Linear's bias that config.json gives no
+// attention_bias or mlp_bias for (transformers would drop it; a model with
+// q/k/v biases under a llama or mistral config, Qwen2's for one, would run
+// without them). Buffers that older transformers saved
 // (self_attn.rotary_emb.inv_freq) and an lm_head.weight kept beside tied
 // embeddings are tolerated: loaders ignore them.
 func Unexplained(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []string {
@@ -53,10 +56,35 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	}
 	for _, m := range LinearModules {
 		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
-			return suffix == "weight" || suffix == "bias" || (quant != nil && gptqTensor(suffix))
+			return suffix == "weight" || (suffix == "bias" && hasBias(cfg, m)) || (quant != nil && gptqTensor(suffix))
 		}
 	}
 	return false
+}
+
+// hasBias reports whether config.json gives the Linear module (of
+// LinearModules) a bias: transformers' LlamaConfig attention_bias for the
+// attention projections, mlp_bias for the MLP's.
+func hasBias(cfg *hfconfig.Config, module string) bool {
+	key := "attention_bias"
+	if strings.HasPrefix(module, "mlp.") {
+		key = "mlp_bias"
+	}
+	b, _ := cfg.Raw[key].(bool)
+	return b
+}
+
+// CheckNoBias returns an error naming the key and cfg's file where
+// config.json gives the Linears a bias (attention_bias or mlp_bias true),
+// which the model does not implement: run or quantized without them, the
+// checkpoint would be silently another model.
+func CheckNoBias(cfg *hfconfig.Config) error {
+	for _, key := range []string{"attention_bias", "mlp_bias"} {
+		if b, _ := cfg.Raw[key].(bool); b {
+			return fmt.Errorf("%s: %s true: %w (the runtime's Linears have no bias)", cfg.File, key, hfconfig.ErrUnsupported)
+		}
+	}
+	return nil
 }
 
 func gptqTensor(suffix string) bool {

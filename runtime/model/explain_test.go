@@ -11,6 +11,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
@@ -122,6 +123,20 @@ func TestCheck(t *testing.T) {
 		{"no config", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "config.json"))
 		}, "config.json"},
+		// A model with q/k/v biases (Qwen2's) under a llama or mistral
+		// config ran and was quantized without them.
+		{"attention_bias", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "attention_bias": true`)
+		}, "config.json: attention_bias true: unsupported"},
+		{"mlp_bias", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "mlp_bias": true`)
+		}, "config.json: mlp_bias true: unsupported"},
+		{"bias tensors", func(t *testing.T, dir string) {
+			addTensors(t, dir, safetensors.Tensor{
+				TensorInfo: safetensors.TensorInfo{Name: "model.layers.0.self_attn.q_proj.bias", DType: safetensors.F32, Shape: []int{64}},
+				Data:       make([]byte, 4*64),
+			})
+		}, "1 tensors that the config does not explain (model.layers.0.self_attn.q_proj.bias)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -233,6 +248,30 @@ func copyFiles(t *testing.T, src, dir string, names ...string) {
 }
 
 // editConfig replaces old by new in dir's config.json, which must hold it.
+// addTensors rewrites dir/model.safetensors with extra appended to its
+// tensors.
+func addTensors(t *testing.T, dir string, extra ...safetensors.Tensor) {
+	t.Helper()
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	for _, n := range set.FileOrder() {
+		tn, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.Data = slices.Clone(tn.Data)
+		ts = append(ts, tn)
+	}
+	meta := set.Metadata()
+	set.Close()
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), append(ts, extra...), meta); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func editConfig(t *testing.T, dir, old, new string) {
 	t.Helper()
 	p := filepath.Join(dir, "config.json")

@@ -290,12 +290,16 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	return m, nil
 }
 
-// CheckWeights refuses weights holding tensors cfg does not explain
+// CheckWeights refuses a config whose Linears have a bias (CheckNoBias),
+// and weights holding tensors cfg does not explain
 // (CheckExplained) or lacking tensors it needs (CheckComplete), where w can
 // list its tensors (a safetensors.Set can): a load then names every
 // missing tensor, not the first one the binder asks for. Where both fail,
 // the error wraps both (ErrUnexplained first, then ErrIncomplete).
 func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
+	if err := CheckNoBias(cfg); err != nil {
+		return err
+	}
 	lister, ok := w.(interface{ Names() []string })
 	if !ok {
 		return nil
