@@ -365,8 +365,21 @@ func TestOpenDirErrors(t *testing.T) {
 		idx := `{"weight_map":{"x":"model-00001-of-00002.safetensors"}}`
 		os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), []byte(idx), 0o644)
 		_, err := OpenDir(dir)
-		if err == nil || !strings.Contains(err.Error(), "model-00001-of-00002.safetensors") {
-			t.Errorf("error %v, want one naming the shard", err)
+		want := `model.safetensors.index.json names shard model-00001-of-00002.safetensors (for 1 tensors, "x" first), which does not exist`
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("error %v, want one containing %q wrapping ErrNotExist", err, want)
+		}
+	})
+	t.Run("index names the wrong shard", func(t *testing.T) {
+		dir := t.TempDir()
+		write(t, filepath.Join(dir, "model-00001-of-00002.safetensors"), u8("w"), u8("x"))
+		write(t, filepath.Join(dir, "model-00002-of-00002.safetensors"), u8("y"))
+		idx := `{"weight_map":{"w":"model-00001-of-00002.safetensors","x":"model-00002-of-00002.safetensors","y":"model-00002-of-00002.safetensors"}}`
+		os.WriteFile(filepath.Join(dir, "model.safetensors.index.json"), []byte(idx), 0o644)
+		_, err := OpenDir(dir)
+		want := `model-00002-of-00002.safetensors: tensor "x": listed in model.safetensors.index.json but missing from the shard (it is in model-00001-of-00002.safetensors: the index names the wrong shard)`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want one containing %q", err, want)
 		}
 	})
 	t.Run("index escapes dir", func(t *testing.T) {

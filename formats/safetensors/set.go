@@ -110,6 +110,22 @@ func openIndex(dir, indexPath string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A shard the index names that is not there is named with the index
+	// and the tensors it should hold, as transformers names it, where the
+	// open's error left the index out.
+	for _, p := range idx.Shards(dir) {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			var held []string
+			for name, file := range idx.WeightMap {
+				if filepath.Join(dir, file) == p {
+					held = append(held, name)
+				}
+			}
+			slices.Sort(held)
+			return nil, fmt.Errorf("%s names shard %s (for %d tensors, %q first), which does not exist: %w",
+				indexPath, filepath.Base(p), len(held), held[0], fs.ErrNotExist)
+		}
+	}
 	s, err := openAll(dir, idx.Shards(dir))
 	if err != nil {
 		return nil, err
@@ -123,7 +139,14 @@ func openIndex(dir, indexPath string) (*Set, error) {
 		f := byPath[filepath.Join(dir, file)]
 		if _, ok := f.index[name]; !ok {
 			s.Close()
-			return nil, fmt.Errorf("%s: tensor %q: listed in %s but missing from the shard", f.path, name, filepath.Base(indexPath))
+			where := ""
+			for _, o := range s.files {
+				if _, ok := o.index[name]; ok {
+					where = fmt.Sprintf(" (it is in %s: the index names the wrong shard)", filepath.Base(o.path))
+					break
+				}
+			}
+			return nil, fmt.Errorf("%s: tensor %q: listed in %s but missing from the shard%s", f.path, name, filepath.Base(indexPath), where)
 		}
 		s.byName[name] = f
 		s.names = append(s.names, name)
