@@ -135,6 +135,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
 	}
 	c.NumKeyValueHeads = r.optionalInt("num_key_value_heads", kvDefault)
+	kvGiven := r.present("num_key_value_heads")
 	headDimGiven := r.present("head_dim")
 	c.HeadDim = r.optionalInt("head_dim", 0)
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
@@ -175,13 +176,13 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	if err := c.validate(headDimGiven); err != nil {
+	if err := c.validate(headDimGiven, kvGiven); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Config) validate(headDimGiven bool) error {
+func (c *Config) validate(headDimGiven, kvGiven bool) error {
 	dims := []struct {
 		key string
 		v   int
@@ -210,7 +211,13 @@ func (c *Config) validate(headDimGiven bool) error {
 		c.HeadDim = c.HiddenSize / c.NumAttentionHeads
 	}
 	if c.NumAttentionHeads%c.NumKeyValueHeads != 0 {
-		return fmt.Errorf("%s: num_attention_heads %d is not divisible by num_key_value_heads %d", c.File, c.NumAttentionHeads, c.NumKeyValueHeads)
+		absent := ""
+		if !kvGiven {
+			// MistralConfig's default of 8 fits Mistral-7B alone: name
+			// it, where the message read as if the file said 8.
+			absent = fmt.Sprintf(" (num_key_value_heads is absent: %s's default)", c.ModelType)
+		}
+		return fmt.Errorf("%s: num_attention_heads %d is not divisible by num_key_value_heads %d%s", c.File, c.NumAttentionHeads, c.NumKeyValueHeads, absent)
 	}
 	if c.SlidingWindow < 0 {
 		return fmt.Errorf("%s: sliding_window: got %d, want a positive integer or null", c.File, c.SlidingWindow)

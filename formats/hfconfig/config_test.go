@@ -219,6 +219,7 @@ func TestParseErrors(t *testing.T) {
 		{"zero vocab", with("vocab_size", 0), []string{"vocab_size: got 0"}, false},
 		{"heads do not divide", with("num_attention_heads", 7), []string{"not divisible by num_attention_heads 7"}, false},
 		{"kv heads do not divide", with("num_key_value_heads", 3), []string{"not divisible by num_key_value_heads 3"}, false},
+		{"kv heads absent", with("num_attention_heads", 4), []string{"num_attention_heads 4 is not divisible by num_key_value_heads 8 (num_key_value_heads is absent: mistral's default)"}, false},
 		{"head_dim zero", with("head_dim", 0), []string{"head_dim: got 0"}, false},
 		{"gelu", with("hidden_act", "gelu"), []string{`hidden_act "gelu"`}, true},
 		{"rope linear", with("rope_scaling", map[string]any{"type": "linear", "factor": 2}), []string{`rope_scaling: rope type "linear"`}, true},
