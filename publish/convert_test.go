@@ -19,6 +19,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -365,21 +366,12 @@ func copyTree(t *testing.T, src, dst string) {
 // rewrite changes one tensor of dir/model.safetensors.
 func rewrite(t *testing.T, dir, name string, fn func([]byte)) {
 	t.Helper()
-	all := tensors(t, dir)
-	set, _ := safetensors.OpenDir(dir)
-	order := set.FileOrder()
-	set.Close()
-	var list []safetensors.Tensor
-	for _, n := range order {
-		tt := all[n]
-		if n == name {
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if tt.Name == name {
 			fn(tt.Data)
 		}
-		list = append(list, tt)
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), list, nil); err != nil {
-		t.Fatal(err)
-	}
+		return true
+	})
 }
 
 // TestConvertPyTorch: stories260K saved by a real torch (single file and

@@ -216,26 +216,15 @@ func TestCheckFormatCatchesCorruption(t *testing.T) {
 	if !r.OK {
 		t.Fatalf("fresh checkpoint fails the format check: %+v", r.Checks)
 	}
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tensors []safetensors.Tensor
-	for _, n := range set.Names() {
-		tt, _ := set.Tensor(n)
-		tt.Data = append([]byte(nil), tt.Data...)
-		switch n {
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		switch tt.Name {
 		case "model.layers.2.mlp.up_proj.qzeros":
 			binary.LittleEndian.PutUint32(tt.Data, 0x77777778) // one zero point of 9
 		case "model.layers.3.self_attn.o_proj.g_idx":
 			binary.LittleEndian.PutUint32(tt.Data, 1) // column 0 in group 1 without act order
 		}
-		tensors = append(tensors, tt)
-	}
-	set.Close()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
+		return true
+	})
 	r, err = verify.CheckFormat(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -271,24 +260,13 @@ func TestCheckFormatCatchesCorruption(t *testing.T) {
 // looked at, where they counted all 42 as checked.
 func TestCheckFormatCountsModulesRead(t *testing.T) {
 	dir := rtnCheckpoint(t)
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const bad = "model.layers.1.mlp.down_proj.scales"
-	var tensors []safetensors.Tensor
-	for _, n := range set.Names() {
-		tt, _ := set.Tensor(n)
-		tt.Data = append([]byte(nil), tt.Data...)
-		if n == bad {
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if tt.Name == bad {
 			tt.DType = safetensors.BF16 // the same bytes, the wrong dtype
 		}
-		tensors = append(tensors, tt)
-	}
-	set.Close()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
+		return true
+	})
 	r, err := verify.CheckFormat(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
 
 // quantizedTiny writes a 4-bit g128 round-to-nearest checkpoint of
@@ -35,30 +36,16 @@ func quantizedTiny(t *testing.T) (model, out string) {
 // bytes of one tensor.
 func rewriteTensor(t *testing.T, dir, name string, fn func(data []byte)) {
 	t.Helper()
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tensors []safetensors.Tensor
 	found := false
-	for _, n := range set.Names() {
-		tt, err := set.Tensor(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tt.Data = append([]byte(nil), tt.Data...)
-		if n == name {
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if tt.Name == name {
 			fn(tt.Data)
 			found = true
 		}
-		tensors = append(tensors, tt)
-	}
-	set.Close()
+		return true
+	})
 	if !found {
 		t.Fatalf("no tensor %s in %s", name, dir)
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -374,28 +361,16 @@ func TestInspectNamesMisshapenTensors(t *testing.T) {
 // dropTensors rewrites dir/model.safetensors without the named tensors.
 func dropTensors(t *testing.T, dir string, names ...string) {
 	t.Helper()
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tensors []safetensors.Tensor
-	for _, n := range set.Names() {
-		if slices.Contains(names, n) {
-			continue
+	dropped := 0
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if slices.Contains(names, tt.Name) {
+			dropped++
+			return false
 		}
-		tt, err := set.Tensor(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tt.Data = append([]byte(nil), tt.Data...)
-		tensors = append(tensors, tt)
-	}
-	set.Close()
-	if len(tensors) != len(set.Names())-len(names) {
+		return true
+	})
+	if dropped != len(names) {
 		t.Fatalf("%s lacks some of %v", dir, names)
-	}
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -421,23 +396,12 @@ func TestMissingTensorsNamed(t *testing.T) {
 	}
 
 	// A renamed tensor.
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tensors []safetensors.Tensor
-	for _, n := range set.Names() {
-		tt, _ := set.Tensor(n)
-		tt.Data = append([]byte(nil), tt.Data...)
-		if n == "model.layers.2.mlp.down_proj.weight" {
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if tt.Name == "model.layers.2.mlp.down_proj.weight" {
 			tt.Name = "model.layers.2.mlp.down.weight"
 		}
-		tensors = append(tensors, tt)
-	}
-	set.Close()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"}); err != nil {
-		t.Fatal(err)
-	}
+		return true
+	})
 	stdout, _, _ := run(t, "inspect", "--json", dir)
 	var rep struct {
 		Problems []string `json:"problems"`

@@ -247,31 +247,14 @@ func copyFiles(t *testing.T, src, dir string, names ...string) {
 	}
 }
 
-// editConfig replaces old by new in dir's config.json, which must hold it.
 // addTensors rewrites dir/model.safetensors with extra appended to its
 // tensors.
 func addTensors(t *testing.T, dir string, extra ...safetensors.Tensor) {
 	t.Helper()
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ts []safetensors.Tensor
-	for _, n := range set.FileOrder() {
-		tn, err := set.Tensor(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tn.Data = slices.Clone(tn.Data)
-		ts = append(ts, tn)
-	}
-	meta := set.Metadata()
-	set.Close()
-	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), append(ts, extra...), meta); err != nil {
-		t.Fatal(err)
-	}
+	fixtures.RewriteTensors(t, dir, nil, extra...)
 }
 
+// editConfig replaces old by new in dir's config.json, which must hold it.
 func editConfig(t *testing.T, dir, old, new string) {
 	t.Helper()
 	p := filepath.Join(dir, "config.json")
