@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench]
+#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -383,6 +383,15 @@ for step in $steps; do
     # 1..SPREAD_SEEDS: how far half-precision calibration alone moves them.
     run seed-spread "${SPREAD_TIMEOUT:-540}" env GPTQTOOL_SEED_SPREAD="${SPREAD_SEEDS:-2}" "$bin/gpu.test" -test.v -test.count=1 -test.run SeedSpread
     grep -E 'seed [0-9]+ ' "$LOGS/seed-spread.log" | tee -a "$summary"
+    ;;
+  emulate)
+    # Issue 8: the CPU backend's WithHalf against the device, op by op
+    # (bitwise) and over a whole quantization (codes and perplexity).
+    run half-ops 200 "$bin/cuda.test" -test.v -test.count=1 -test.run HalfEmulation
+    grep -E 'equal' "$LOGS/half-ops.log" | tee -a "$summary"
+    # EMULATE_SEEDS: the calibration draws (default 0), e.g. 0,1,2.
+    run host-emulation 500 env GPTQTOOL_EMULATE_SEEDS="${EMULATE_SEEDS:-0}" "$bin/gpu.test" -test.v -test.count=1 -test.run HostEmulation
+    grep -E 'activations|codes|layer [0-9]' "$LOGS/host-emulation.log" | tee -a "$summary"
     ;;
   e2e)
     run e2e-tiny 400 "$bin/gpu.test" -test.v -test.count=1 -test.run OpenchatTinyBranches

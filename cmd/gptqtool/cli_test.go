@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
@@ -754,5 +755,46 @@ func TestBenchServeURLChecked(t *testing.T) {
 				t.Errorf("stderr %q, stdout %q: want --url named and no result", stderr.String(), stdout.String())
 			}
 		})
+	}
+}
+
+// TestQuantizeHalfActivationsCPU: --activations f16 on the CPU runs the
+// device driver with the GPU's rounding (the CPU backend's WithHalf) and
+// says so; its codes are not the fp32 reference run's, and a bf16 run's
+// are neither.
+func TestQuantizeHalfActivationsCPU(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data := filepath.Join(t.TempDir(), "small.json")
+	os.WriteFile(data, []byte(`[{"instruction":"Name a color and say why you like it.","input":"","output":"Blue, because it is the color of the sea and of a clear sky."},{"instruction":"Add 2 and 3.","input":"","output":"2 and 3 make 5."}]`), 0o644)
+	qweight := func(activations string) []byte {
+		t.Helper()
+		out := filepath.Join(t.TempDir(), "q")
+		args := []string{"quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "64", "--device", "cpu", "--out", out}
+		if activations != "" {
+			args = append(args, "--activations", activations)
+		}
+		_, stderr, err := run(t, args...)
+		if err != nil {
+			t.Fatalf("--activations %q: %v\n%s", activations, err, stderr)
+		}
+		emulated := "device: cpu, " + activations + " activations emulated as the GPU computes them"
+		if (activations != "") != strings.Contains(stderr, emulated) {
+			t.Errorf("--activations %q: the log says %q: %v\n%s", activations, emulated, strings.Contains(stderr, emulated), stderr)
+		}
+		set, err := safetensors.OpenDir(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer set.Close()
+		qw, err := set.Tensor("model.layers.5.mlp.down_proj.qweight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bytes.Clone(qw.Data)
+	}
+	ref, f16, bf16 := qweight(""), qweight("f16"), qweight("bf16")
+	if bytes.Equal(ref, f16) || bytes.Equal(ref, bf16) || bytes.Equal(f16, bf16) {
+		t.Errorf("codes equal across activation dtypes (fp32/f16 %v, fp32/bf16 %v, f16/bf16 %v): the dtype was not used",
+			bytes.Equal(ref, f16), bytes.Equal(ref, bf16), bytes.Equal(f16, bf16))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -90,7 +91,7 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.BoolVar(&f.resume, "resume", false, "continue an interrupted run from its last complete layer (same model, dataset and options; the result is byte-identical)")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
 	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
-	fs.StringVar(&f.activations, "activations", "auto", "GPU: calibration activation dtype: auto (the checkpoint's, bf16 for openchat), f32, f16 or bf16")
+	fs.StringVar(&f.activations, "activations", "auto", "calibration activation dtype: auto (on cuda the checkpoint's, bf16 for openchat; f32 on the cpu), f32, f16 or bf16 (on the cpu: the GPU run's arithmetic, emulated)")
 	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU: rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
 	addCalibrationFlags(fs, &f.cal)
 }
@@ -214,6 +215,12 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	defer closeBackend(backend)
 	solver := solverFor(backend, bench != nil)
+	if cb, ok := backend.(*cpu.Backend); ok && (f.activations == "f16" || f.activations == "bf16") {
+		// The device driver on the host: activations rounded where the
+		// CUDA kernels round them, the host solver on its Hessians.
+		backend, solver = cb.WithHalf(), quantize.HostSolver{}
+		fmt.Fprintf(log, "device: cpu, %s activations emulated as the GPU computes them\n", f.activations)
+	}
 
 	ctx, stop := interruptible(cmd.Context())
 	defer stop()

@@ -23,8 +23,9 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 		panic(fmt.Sprintf("cpu: attention %d query heads over %d kv heads", hq, hkv))
 	}
 	group := hq / hkv
-	if T >= blockedMinRows {
+	if T >= blockedMinRows || d.dt != runtime.F32 {
 		b.attentionBlocked(d, qt, kt, vt, p, hq, hkv)
+		b.round(d)
 		return
 	}
 	kern := b.kern
@@ -94,7 +95,9 @@ const blockedMinRows = 16
 // up to 3 consecutive query rows of one head: scores are 3×4 tiles of
 // q·k, masked keys get probability 0, and the probability-weighted sum of
 // values is a product with Vᵀ [kvHeads*headDim, S] built once per call, so
-// that every value column is a contiguous dot product.
+// that every value column is a contiguous dot product. For F16/BF16
+// tensors of heads of 64 or 128 the softmax is the CUDA flash kernel's
+// (flashWeights).
 func (b *Backend) attentionBlocked(d, qt, kt, vt *Tensor, p runtime.AttentionParams, hq, hkv int) {
 	hd := p.HeadDim
 	T, qc, kvc := qt.rows(), qt.cols(), kt.cols()
@@ -110,6 +113,7 @@ func (b *Backend) attentionBlocked(d, qt, kt, vt *Tensor, p runtime.AttentionPar
 			}
 		}
 	})
+	flash := d.dt != runtime.F32 && (hd == 64 || hd == 128)
 	blocks := (T + 2) / 3
 	n := blocks * hq
 	b.parallel(n, func(task int) {
@@ -158,6 +162,10 @@ func (b *Backend) attentionBlocked(d, qt, kt, vt *Tensor, p runtime.AttentionPar
 			i := p.Pos0 + t0 + r
 			row := sc[r*L : (r+1)*L]
 			a, z := lo(i)-j0, i-j0+1 // visible keys row[a:z]
+			if flash {
+				flashWeights(row, a, z, j0, p.Scale, d.dt)
+				continue
+			}
 			mx := float32(math.Inf(-1))
 			for _, s := range row[a:z] {
 				mx = max(mx, s*p.Scale)
@@ -200,3 +208,52 @@ func (b *Backend) attentionBlocked(d, qt, kt, vt *Tensor, p runtime.AttentionPar
 		}
 	})
 }
+
+// flashTile is the key tile of the CUDA flash kernel (attention.cu BN).
+const flashTile = 64
+
+// flashWeights replaces the scores row[a:z] of one query row (row[jj] the
+// key at position j0+jj) by the weights of its value rows as the CUDA
+// flash kernel forms them, and clears the rest of row: keys in tiles of
+// flashTile positions, scores in the log2 domain (scale·log2 e), a running
+// maximum m updated once a tile, each probability exp2(s − m) rounded to
+// dt before it weights a value row (the kernel's second product is in
+// dt), the sum l of the unrounded ones in fp32, the weights of earlier
+// tiles scaled by exp2(m_old − m_new) as the kernel scales its
+// accumulator, and 1/l applied at the end.
+func flashWeights(row []float32, a, z, j0 int, scale float32, dt runtime.DType) {
+	sl := scale * float32(math.Log2E)
+	m := float32(math.Inf(-1))
+	var l float32
+	for t0 := a; t0 < z; {
+		t1 := min(z, ((j0+t0)/flashTile+1)*flashTile-j0) // the tile's end
+		mx := m
+		for _, s := range row[t0:t1] {
+			mx = max(mx, s*sl)
+		}
+		c := exp2f(m - mx)
+		l *= c
+		for jj := a; jj < t0; jj++ {
+			row[jj] *= c
+		}
+		for jj := t0; jj < t1; jj++ {
+			e := exp2f(row[jj]*sl - mx)
+			l += e
+			row[jj] = e
+		}
+		roundTo(dt, row[t0:t1])
+		m = mx
+		t0 = t1
+	}
+	inv := float32(0)
+	if l > 0 {
+		inv = 1 / l
+	}
+	clear(row[:a])
+	clear(row[z:])
+	for jj := a; jj < z; jj++ {
+		row[jj] *= inv
+	}
+}
+
+func exp2f(x float32) float32 { return float32(math.Exp2(float64(x))) }

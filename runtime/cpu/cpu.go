@@ -14,6 +14,8 @@ type Backend struct {
 	threads int
 	kern    kernels
 	greedy  greedySlots
+	// half: F16 and BF16 tensors are allocated too (WithHalf).
+	half bool
 }
 
 // New returns a CPU backend running ops on threads goroutines
@@ -38,30 +40,39 @@ func NewPortable(threads int) *Backend {
 // several independent computations at once give each a share of the
 // threads.
 func (b *Backend) WithThreads(n int) runtime.Backend {
-	return &Backend{threads: max(n, 1), kern: b.kern}
+	return &Backend{threads: max(n, 1), kern: b.kern, half: b.half}
 }
 
 // Threads reports the number of worker goroutines.
 func (b *Backend) Threads() int { return b.threads }
 
 // Name implements runtime.Backend.
-func (b *Backend) Name() string { return fmt.Sprintf("cpu(%d,%s)", b.threads, b.kern.name) }
+func (b *Backend) Name() string {
+	if b.half {
+		return fmt.Sprintf("cpu(%d,%s,half)", b.threads, b.kern.name)
+	}
+	return fmt.Sprintf("cpu(%d,%s)", b.threads, b.kern.name)
+}
 
 // Tensor is a CPU tensor: fp32 data in row-major order, or for I32
-// tensors (the per-token indices of runtime.PagedDecoder) int32 data.
+// tensors (the per-token indices of runtime.PagedDecoder) int32 data. An
+// F16 or BF16 tensor (WithHalf) holds fp32 values that its dtype
+// represents exactly.
 type Tensor struct {
 	shape []int
 	data  []float32
 	ints  []int32
 	i32   bool
+	dt    runtime.DType // F32, F16 or BF16 for data
 }
 
-// DType implements runtime.Tensor: F32, or I32 for index tensors.
+// DType implements runtime.Tensor: F32 (or F16/BF16), or I32 for index
+// tensors.
 func (t *Tensor) DType() runtime.DType {
 	if t.i32 {
 		return runtime.I32
 	}
-	return runtime.F32
+	return t.dt
 }
 
 // Shape implements runtime.Tensor.
@@ -89,10 +100,10 @@ func tensorOf(t runtime.Tensor) *Tensor {
 	return ct
 }
 
-// Alloc implements runtime.Backend; F32 tensors compute, I32 tensors hold
-// indices.
+// Alloc implements runtime.Backend; F32 tensors (and F16/BF16 ones on a
+// WithHalf backend) compute, I32 tensors hold indices.
 func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
-	if dt != runtime.F32 && dt != runtime.I32 {
+	if dt != runtime.F32 && dt != runtime.I32 && !(b.half && (dt == runtime.F16 || dt == runtime.BF16)) {
 		return nil, fmt.Errorf("cpu: alloc %v %v: only F32 (and I32 index) tensors are supported", dt, shape)
 	}
 	n := 1
@@ -105,7 +116,7 @@ func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) 
 	if dt == runtime.I32 {
 		return &Tensor{shape: append([]int(nil), shape...), ints: make([]int32, n), i32: true}, nil
 	}
-	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n)}, nil
+	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n), dt: dt}, nil
 }
 
 // Free implements runtime.Backend. Memory is garbage collected; Free drops
@@ -134,7 +145,7 @@ func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
 	if ct.i32 {
 		return &Tensor{shape: shape, ints: ct.ints[lo:hi:hi], i32: true}
 	}
-	return &Tensor{shape: shape, data: ct.data[lo:hi:hi]}
+	return &Tensor{shape: shape, data: ct.data[lo:hi:hi], dt: ct.dt}
 }
 
 // Upload implements runtime.Backend.
@@ -144,6 +155,7 @@ func (b *Backend) Upload(t runtime.Tensor, src []float32) error {
 		return fmt.Errorf("cpu: upload %d values into tensor %v", len(src), ct.shape)
 	}
 	copy(ct.data, src)
+	b.round(ct)
 	return nil
 }
 

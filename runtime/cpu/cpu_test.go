@@ -18,6 +18,7 @@ func TestConformance(t *testing.T) {
 		{"threads1", func() runtime.Backend { return New(1) }},
 		{"threads3", func() runtime.Backend { return New(3) }},
 		{"portable", func() runtime.Backend { return NewPortable(2) }},
+		{"half", func() runtime.Backend { return New(2).WithHalf() }},
 	} {
 		t.Run(c.name, func(t *testing.T) { backendtest.Run(t, c.mk) })
 	}

@@ -116,6 +116,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 			b.kern.axpy(s*inv, vt.data[o:o+hd], out)
 		}
 	})
+	b.round(d)
 }
 
 var _ runtime.PagedDecoder = (*Backend)(nil)

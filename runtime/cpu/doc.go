@@ -9,7 +9,10 @@
 //
 // A Tensor is a []float32 in row-major PyTorch order plus its shape; a View
 // is a sub-slice of its parent's storage. Only runtime.F32 tensors exist
-// here: the model converts fp16/bf16 checkpoints to fp32 on upload.
+// here (the model converts fp16/bf16 checkpoints to fp32 on upload), but
+// for a WithHalf backend's F16 and BF16 tensors: fp32 values that every op
+// rounds to the tensor's dtype where the CUDA kernels round, so that a GPU
+// calibration forward can be reproduced on the host.
 //
 // # Parallelism
 //

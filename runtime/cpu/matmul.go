@@ -23,6 +23,7 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 		panic(fmt.Sprintf("cpu: matmul dst %v = x %v · w %vᵀ: shape mismatch", d.shape, xt.shape, wt.shape))
 	}
 	b.matmul(d.data, xt.data, wt.data, m, n, k)
+	b.round(d)
 }
 
 // matmul sets c[m,n] = a[m,k] · w[n,k]ᵀ with all matrices dense row-major.

@@ -23,6 +23,9 @@ func (b *Backend) Copy(dst, src runtime.Tensor) {
 	d, s := tensorOf(dst), tensorOf(src)
 	sameLen("copy", d, s)
 	copy(d.data, s.data)
+	if d.dt != s.dt {
+		b.round(d)
+	}
 }
 
 // Embedding implements runtime.Backend.
@@ -37,6 +40,9 @@ func (b *Backend) Embedding(dst, table runtime.Tensor, ids []int) {
 			panic(fmt.Sprintf("cpu: embedding id %d outside vocab %d", id, v))
 		}
 		copy(d.data[t*h:(t+1)*h], tb.data[id*h:(id+1)*h])
+	}
+	if d.dt != tb.dt {
+		b.round(d)
 	}
 }
 
@@ -54,6 +60,7 @@ func (b *Backend) RMSNorm(dst, x, weight runtime.Tensor, eps float32) {
 		for r := lo; r < hi; r++ {
 			rmsRow(d.data[r*h:(r+1)*h], xt.data[r*h:(r+1)*h], wt.data, eps)
 		}
+		roundTo(d.dt, d.data[lo*h:hi*h])
 	})
 }
 
@@ -83,8 +90,10 @@ func (b *Backend) AddRMSNorm(norm, x, delta, weight runtime.Tensor, eps float32)
 			for i, v := range dt.data[r*h : (r+1)*h] {
 				xr[i] += v
 			}
+			roundTo(xt.dt, xr) // the sum is stored, then normalised
 			rmsRow(n.data[r*h:(r+1)*h], xr, wt.data, eps)
 		}
+		roundTo(n.dt, n.data[lo*h:hi*h])
 	})
 }
 
@@ -95,7 +104,10 @@ func (b *Backend) elementwise(op string, dst runtime.Tensor, fn func(d []float32
 		ts = append(ts, tensorOf(t))
 	}
 	sameLen(op, ts...)
-	b.parallelRange(d.Len(), minChunk, func(lo, hi int) { fn(d.data, lo, hi) })
+	b.parallelRange(d.Len(), minChunk, func(lo, hi int) {
+		fn(d.data, lo, hi)
+		roundTo(d.dt, d.data[lo:hi])
+	})
 }
 
 // Add implements runtime.Backend.
@@ -177,6 +189,7 @@ func (b *Backend) rope(xt *Tensor, headDim int, theta float64, pos func(t int) i
 					hi[j] = x2*cos[j] + x1*sin[j]
 				}
 			}
+			roundTo(xt.dt, row)
 		}
 	})
 }

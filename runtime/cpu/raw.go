@@ -9,10 +9,17 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
-// DTypes implements runtime.Backend: the CPU backend computes in fp32 only.
-func (b *Backend) DTypes() []runtime.DType { return []runtime.DType{runtime.F32} }
+// DTypes implements runtime.Backend: the CPU backend computes in fp32 only,
+// but for WithHalf's F16 and BF16 tensors.
+func (b *Backend) DTypes() []runtime.DType {
+	if b.half {
+		return []runtime.DType{runtime.F32, runtime.F16, runtime.BF16}
+	}
+	return []runtime.DType{runtime.F32}
+}
 
-// UploadRaw implements runtime.Backend, converting F16/BF16 bytes to fp32.
+// UploadRaw implements runtime.Backend, converting F16/BF16 bytes to fp32
+// (and rounding to an F16 or BF16 tensor's dtype where it differs).
 func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) error {
 	ct := tensorOf(t)
 	if (dt == runtime.I32) != ct.i32 {
@@ -39,6 +46,9 @@ func (b *Backend) UploadRaw(t runtime.Tensor, src []byte, dt runtime.DType) erro
 		half.F16BytesToF32(ct.data, src)
 	case runtime.BF16:
 		half.BF16BytesToF32(ct.data, src)
+	}
+	if dt != ct.dt {
+		b.round(ct)
 	}
 	return nil
 }
