@@ -23,6 +23,20 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) { s.generat
 
 // generate serves both completion routes: parse, encode, submit n engine
 // requests, and answer at once or as a stream.
+//
+// A request ended from outside is never answered with a finish_reason
+// OpenAI does not define (strict clients, whose finish_reason is an enum
+// of stop, length, content_filter and tool_calls, fail to decode one): its
+// --request-timeout running out before a token is a 503 with code
+// "timeout" (streamed or not: the status waits for the first token); the
+// timeout running out after tokens came is, not streamed, the same 503
+// (a partial text in a 200 would read as a whole answer, and "length"
+// would claim max_tokens was reached), and, streamed (the 200 and the
+// text so far are sent), an error event with OpenAI's error object, code
+// "timeout", then [DONE], with no finish_reason for the choices cut and
+// no usage chunk, as vLLM ends a stream that fails (OpenAI's Python
+// client raises an APIError on it). The shutdown's grace running out
+// still ends the choices it cuts with "abort" (README).
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	body, ok := readBody(w, r)
 	if !ok {
@@ -125,6 +139,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		defer cancel()
 	}
 	choices := make([]*choice, 0, len(prompts)*req.N)
+	asked := 0 // the tokens the choices may generate, together
 	defer func() {
 		for _, c := range choices {
 			c.cancel()
@@ -141,6 +156,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				badRequest(w, &openai.FieldError{Field: "min_tokens", Msg: fmt.Sprintf("%d exceeds the %d tokens the request may generate", cp.MinTokens, cp.MaxTokens)})
 				return
 			}
+			asked += cp.MaxTokens
 			if req.Seed != nil {
 				cp.Seed, cp.SeedSet = uint64(*req.Seed)+uint64(i), true
 			}
@@ -200,6 +216,20 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		}
 		return true
 	}
+	// timedOut says whether the request's --request-timeout ran out with
+	// its client still there; read with every update in, whether that cut
+	// a choice (one that ended first is whole).
+	timedOut := func() bool {
+		return r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
+	}
+	timeoutError := func() openai.ErrorBody {
+		generated := 0
+		for _, c := range choices {
+			generated += c.tokens
+		}
+		return openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) with %d of its up to %d tokens generated; ask for fewer (max_tokens), or retry when the server is less busy", s.o.RequestTimeout, generated, asked),
+			"server_error", "", "timeout")
+	}
 	unservedError := func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) before a token was generated: the server is busy; retry later", s.o.RequestTimeout),
@@ -210,7 +240,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before the request generated a token; retry", "server_error", "", "shutting_down"))
 	}
 	if req.Stream {
-		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError})
+		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError, timedOut, timeoutError})
 		return
 	}
 	for u := range ups {
@@ -227,6 +257,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request ended (--request-timeout %s, or the server's shutdown) before every prompt was scored; retry, with fewer prompts if it keeps timing out", s.o.RequestTimeout),
 			"server_error", "", "timeout"))
+		return
+	case timedOut() && slices.ContainsFunc(choices, func(c *choice) bool { return c.finish == "abort" }):
+		writeError(w, http.StatusServiceUnavailable, timeoutError())
 		return
 	}
 	usage := openai.Usage{PromptTokens: promptTokens}
@@ -528,12 +561,19 @@ func (c *choice) step(e engine.Event) update {
 type streamChecks struct {
 	cut, unserved func() bool
 	unservedError func()
+	// timedOut: the request's --request-timeout ran out (its client
+	// there); timeoutError is the event that then ends the stream.
+	timedOut     func() bool
+	timeoutError func() openai.ErrorBody
 }
 
 // stream writes the updates as server-sent events: OpenAI's chunk format,
 // a role chunk first (chat), a finish chunk per choice, with
 // stream_options.include_usage a last chunk with the usage and no
-// choices, then [DONE].
+// choices, then [DONE]. A stream whose --request-timeout cuts a choice
+// gives that choice no finish chunk and ends with an error event
+// ({"error": {..., "code": "timeout"}}) and [DONE] (generate's comment
+// says why).
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
 	checks streamChecks) {
 	// The status waits for the first update, so that a request whose time
@@ -613,6 +653,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			}
 		}
 	}
+	timedOut := false
 	for u := range all {
 		c := u.c
 		if u.text != "" || u.chatLP != nil {
@@ -627,6 +668,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 				send(textOf(openai.TextChoice{Index: c.index, Text: u.text, Logprobs: u.textLP}))
 			}
 		}
+		if u.final && c.finish == "abort" && checks.timedOut() {
+			timedOut = true
+			continue
+		}
 		if u.final {
 			finish := c.finish
 			if chat {
@@ -635,6 +680,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 				send(textOf(openai.TextChoice{Index: c.index, Text: "", FinishReason: &finish}))
 			}
 		}
+	}
+	if timedOut {
+		send(checks.timeoutError())
+		fmt.Fprint(w, "data: [DONE]\n\n")
+		rc.Flush()
+		return
 	}
 	if req.StreamOptions.IncludeUsage {
 		usage := openai.Usage{PromptTokens: promptLen}

@@ -56,7 +56,10 @@ type Options struct {
 	APIKeys []string
 	// MaxBodyBytes bounds a request body (0: 1 MiB).
 	MaxBodyBytes int64
-	// RequestTimeout bounds a generation (0: none).
+	// RequestTimeout bounds a generation (0: none). A request it cuts is
+	// a 503 with code "timeout", or, streamed once tokens came, ends with
+	// an error event of that code before [DONE] (not finish_reason
+	// "abort", which OpenAI does not define).
 	RequestTimeout time.Duration
 	// Log receives one access-log record per request; nil discards.
 	Log *slog.Logger

@@ -990,3 +990,64 @@ func TestRetrieveModel(t *testing.T) {
 		t.Errorf("GET /v1/models/gpt-4: %d %s", code, data)
 	}
 }
+
+// TestTimeoutMidway: a request whose --request-timeout runs out after it
+// generated tokens is no partial answer with finish_reason "abort" (no
+// OpenAI value: strict clients fail to decode it): not streamed, a 503
+// with code timeout naming the flag; streamed, the text so far, then an
+// error event (OpenAI's error object, code timeout, as vLLM sends a
+// stream's error) and [DONE], with no finish_reason for the choice cut.
+func TestTimeoutMidway(t *testing.T) {
+	// Paced, the 500 tokens take 10 s at least: the timeout comes
+	// mid-way, long after a first token even on a slow (-race) build.
+	// Completions run on stories260K (fast), the chat on openchat-tiny
+	// (it has a template), given longer.
+	cfg := serverConfig{Model: "models/stories260K-hf-mistral", Pace: 20 * time.Millisecond, Options: Options{RequestTimeout: 2 * time.Second}}
+	stories := startServer(t, cfg)
+	cfg.Model, cfg.Options.RequestTimeout = "", 5*time.Second
+	openchat := startServer(t, cfg)
+	ts := stories
+	const body = `{"prompt": "Once upon a time", "max_tokens": 500, "ignore_eos": true, "temperature": 0`
+	t.Run("whole", func(t *testing.T) {
+		t.Parallel()
+		code, data := post(t, ts, "/v1/completions", body+`}`)
+		c := decode(t, data)
+		if code != 503 || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "timeout" || c.Error.Type != "server_error" {
+			t.Fatalf("a completion cut by its timeout: %d %.500s, want a 503 with code timeout", code, data)
+		}
+		if !strings.Contains(c.Error.Message, "--request-timeout") || !strings.Contains(c.Error.Message, "up to 500 tokens") {
+			t.Errorf("the error does not name the flag and the tokens asked: %q", c.Error.Message)
+		}
+	})
+	for _, route := range []string{"/v1/completions", "/v1/chat/completions"} {
+		t.Run("stream "+route, func(t *testing.T) {
+			t.Parallel()
+			req := body + `, "stream": true}`
+			chat := route == "/v1/chat/completions"
+			ts := stories
+			if chat {
+				ts = openchat
+				req = strings.Replace(req, `"prompt": "Once upon a time"`, `"messages": [{"role": "user", "content": "Once upon a time"}]`, 1)
+			}
+			code, data := post(t, ts, route, req)
+			evs := events(t, data)
+			if code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
+				t.Fatalf("a stream cut by its timeout: %d %.500s, want 200, chunks, an error, [DONE]", code, data)
+			}
+			last := decode(t, []byte(evs[len(evs)-2]))
+			if last.Error == nil || last.Error.Code == nil || *last.Error.Code != "timeout" || !strings.Contains(last.Error.Message, "--request-timeout") {
+				t.Errorf("the event before [DONE] is %.500s, want an error with code timeout", evs[len(evs)-2])
+			}
+			for _, e := range evs[:len(evs)-2] {
+				for _, ch := range decode(t, []byte(e)).Choices {
+					if ch.FinishReason != nil {
+						t.Errorf("a choice cut by the timeout has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
+					}
+				}
+			}
+			if strings.Contains(string(data), `"abort"`) {
+				t.Errorf("the stream says abort:\n%.500s", data[max(0, len(data)-500):])
+			}
+		})
+	}
+}
