@@ -11,6 +11,14 @@ import (
 // tokenizer_config.json is not one this package recognises.
 var ErrUnknownTemplate = errors.New("chat template not recognised")
 
+// ErrNoChatTemplate is returned (wrapped) when ChatOptions names no
+// template and tokenizer_config.json has no chat_template.
+var ErrNoChatTemplate = errors.New("tokenizer_config.json has no chat_template")
+
+// ErrTemplateToken is returned (wrapped) when the vocabulary lacks a token
+// the chat template writes (openchat's <|end_of_turn|>).
+var ErrTemplateToken = errors.New("is not in the vocabulary")
+
 // MessageError is a chat message the template cannot render: Field is
 // "role" or "content" of messages[Index], Err what is wrong with it.
 type MessageError struct {
@@ -74,7 +82,7 @@ func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
 		return "", fmt.Errorf("tokenizer: chat template %q: %w (known: openchat, openchat-math)", opts.Template, ErrUnknownTemplate)
 	}
 	if t.chatTemplate == "" {
-		return "", fmt.Errorf("tokenizer: tokenizer_config.json has no chat_template: name one with --chat-template (openchat, openchat-math)")
+		return "", fmt.Errorf("tokenizer: %w: name one with --chat-template (openchat, openchat-math)", ErrNoChatTemplate)
 	}
 	name, ok := knownTemplates[squeeze(t.chatTemplate)]
 	if !ok {
@@ -90,7 +98,7 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 		return nil, err
 	}
 	if _, ok := t.TokenID(openchatEOT); !ok {
-		return nil, fmt.Errorf("tokenizer: chat template %s: %q is not in the vocabulary", name, openchatEOT)
+		return nil, fmt.Errorf("tokenizer: chat template %s: %q %w", name, openchatEOT, ErrTemplateToken)
 	}
 	prefix := "GPT4 Correct "
 	if name == "openchat-math" {

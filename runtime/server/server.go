@@ -441,6 +441,12 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, &openai.FieldError{Field: "tokens", Msg: msg})
 		return
 	}
+	for i, id := range *req.Tokens {
+		if id < 0 || id >= b.Tokenizer.VocabSize() {
+			badRequest(w, &openai.FieldError{Field: fmt.Sprintf("tokens[%d]", i), Msg: fmt.Sprintf("token id %d outside the vocabulary of %d", id, b.Tokenizer.VocabSize())})
+			return
+		}
+	}
 	text, err := b.Tokenizer.Decode(*req.Tokens)
 	if err != nil {
 		badRequest(w, &openai.FieldError{Field: "tokens", Msg: err.Error()})
@@ -469,14 +475,34 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 	}
 	ids, err := b.Tokenizer.EncodeChat(msgs, opts)
-	var me *tokenizer.MessageError
-	if errors.As(err, &me) {
-		return nil, &openai.FieldError{Field: fmt.Sprintf("messages[%d].%s", me.Index, me.Field), Msg: me.Err.Error()}
-	}
 	if err != nil {
-		return nil, &openai.FieldError{Field: "messages", Msg: err.Error()}
+		return nil, chatError(err, req.Condition)
 	}
 	return ids, nil
+}
+
+// chatError words an EncodeChat error for the API: a message's is a
+// FieldError naming messages[i] and its field; one about the server's chat
+// setup says what is missing and what the client or operator can do, in
+// the server's words, not the tokenizer package's (whose messages name it
+// and address gptqtool's command line).
+func chatError(err error, condition string) error {
+	var me *tokenizer.MessageError
+	switch {
+	case errors.As(err, &me):
+		return &openai.FieldError{Field: fmt.Sprintf("messages[%d].%s", me.Index, me.Field), Msg: me.Err.Error()}
+	case errors.Is(err, tokenizer.ErrNoChatTemplate):
+		return &openai.FieldError{Field: "messages", Msg: "this server has no chat template: the model's tokenizer_config.json has none and serve was not given --chat-template (openchat, openchat-math); send the text to /v1/completions, or restart serve with --chat-template"}
+	case errors.Is(err, tokenizer.ErrUnknownTemplate):
+		return &openai.FieldError{Field: "messages", Msg: "this server does not recognise the chat_template of the model's tokenizer_config.json (it renders openchat and openchat-math) and serve was not given --chat-template; send the text to /v1/completions, or restart serve with --chat-template"}
+	case errors.Is(err, tokenizer.ErrTemplateToken):
+		field, what := "messages", "this server's chat template"
+		if condition != "" {
+			field, what = "condition", fmt.Sprintf("condition %q", condition)
+		}
+		return &openai.FieldError{Field: field, Msg: fmt.Sprintf("%s renders openchat's <|end_of_turn|>, which this model's vocabulary lacks; send the text to /v1/completions", what)}
+	}
+	return &openai.FieldError{Field: "messages", Msg: strings.TrimPrefix(err.Error(), "tokenizer: ")}
 }
 
 // promptIDs encodes a text completion's prompts (as a Hugging Face
@@ -505,7 +531,11 @@ func promptIDs(b *Backend, prompts []openai.Prompt, addSpecial bool) ([][]int, e
 		}
 		ids, err := encode(p.Text)
 		if err != nil {
-			return nil, &openai.FieldError{Field: field, Msg: err.Error()}
+			msg := strings.TrimPrefix(err.Error(), "tokenizer: ")
+			if errors.Is(err, tokenizer.ErrInvalidUTF8) {
+				msg = "is not valid UTF-8"
+			}
+			return nil, &openai.FieldError{Field: field, Msg: msg}
 		}
 		out[i] = ids
 	}

@@ -405,6 +405,7 @@ func TestBadRequests(t *testing.T) {
 		{"detokenize without tokens", "/detokenize", `{}`, 400, "tokens"},
 		{"detokenize null tokens", "/detokenize", `{"tokens": null}`, 400, "tokens"},
 		{"token id out of range", "/v1/completions", `{"prompt": [1, 99999]}`, 400, "prompt[1]"},
+		{"detokenize id out of range", "/detokenize", `{"tokens": [1, 99999]}`, 400, "tokens[1]"},
 		{"unknown model", "/v1/completions", `{"prompt": "x", "model": "gpt-4"}`, 404, "model"},
 		{"body too large", "/v1/completions", fmt.Sprintf(`{"prompt": %q}`, strings.Repeat("a", 5000)), 413, ""},
 		{"unknown route", "/v1/embeddings", `{}`, 404, ""},
@@ -1047,6 +1048,44 @@ func TestTimeoutMidway(t *testing.T) {
 			}
 			if strings.Contains(string(data), `"abort"`) {
 				t.Errorf("the stream says abort:\n%.500s", data[max(0, len(data)-500):])
+			}
+		})
+	}
+}
+
+// TestChatSetupErrors: a chat request the server's chat setup cannot
+// render (a model whose tokenizer_config.json has no chat_template, served
+// without --chat-template; an openchat condition over a vocabulary without
+// <|end_of_turn|>) is a 400 in the server's words, saying what to do,
+// where the message was the tokenizer package's, its "tokenizer: " prefix
+// included.
+func TestChatSetupErrors(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral"})
+	for _, c := range []struct {
+		name, path, body string
+		want             []string
+	}{
+		{"no chat_template", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}]}`,
+			[]string{"no chat template", "--chat-template", "/v1/completions"}},
+		{"no chat_template, tokenize", "/tokenize", `{"messages": [{"role": "user", "content": "x"}]}`,
+			[]string{"no chat template", "--chat-template"}},
+		{"condition without <|end_of_turn|>", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "condition": "GPT4 Correct"}`,
+			[]string{`"GPT4 Correct"`, "<|end_of_turn|>", "vocabulary"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, data := post(t, ts, c.path, c.body)
+			r := decode(t, data)
+			if code != 400 || r.Error == nil || r.Error.Type != "invalid_request_error" {
+				t.Fatalf("%d %s, want a 400 invalid_request_error", code, data)
+			}
+			msg := r.Error.Message
+			if strings.Contains(msg, "tokenizer:") || strings.Contains(msg, "tokenizer_config.json chat_template:") {
+				t.Errorf("message %q is the tokenizer package's", msg)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not say %q", msg, w)
+				}
 			}
 		})
 	}
