@@ -1090,3 +1090,51 @@ func TestChatSetupErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestChatRoles: OpenAI's developer role (its newer name for system) is
+// taken as system, kept or dropped as system messages are; a tool (or
+// function) message is a 400 naming messages[i].role, saying that tool
+// calling is not supported and which roles are.
+func TestChatRoles(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	tokens := func(t *testing.T, msgs string) string {
+		t.Helper()
+		code, data := post(t, ts, "/tokenize", `{"messages": [`+msgs+`]}`)
+		if code != 200 {
+			t.Fatalf("/tokenize %s: %d %s", msgs, code, data)
+		}
+		var r struct {
+			Tokens json.RawMessage `json:"tokens"`
+		}
+		if err := json.Unmarshal(data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return string(r.Tokens)
+	}
+	const user = `{"role": "user", "content": "Hi"}`
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("system messages %v", keep), func(t *testing.T) {
+			b := ts.backend()
+			b.Chat.SystemMessages = keep
+			ts.Server.SetBackend(b)
+			dev := tokens(t, `{"role": "developer", "content": "Be brief."}, `+user)
+			sys := tokens(t, `{"role": "system", "content": "Be brief."}, `+user)
+			if dev != sys {
+				t.Errorf("developer renders %s, system %s", dev, sys)
+			}
+			if only := tokens(t, user); keep == (dev == only) {
+				t.Errorf("kept %v: developer %s, user alone %s", keep, dev, only)
+			}
+		})
+	}
+	code, data := post(t, ts, "/v1/chat/completions", `{"messages": [`+user+`, {"role": "tool", "tool_call_id": "c1", "content": "42"}]}`)
+	r := decode(t, data)
+	if code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != "messages[1].role" {
+		t.Fatalf("a tool message: %d %s, want a 400 naming messages[1].role", code, data)
+	}
+	for _, w := range []string{`"tool"`, "not supported", "system, developer, user or assistant"} {
+		if !strings.Contains(r.Error.Message, w) {
+			t.Errorf("a tool message: %q does not say %q", r.Error.Message, w)
+		}
+	}
+}

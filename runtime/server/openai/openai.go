@@ -24,6 +24,8 @@ type FieldError struct {
 func (e *FieldError) Error() string { return fmt.Sprintf("'%s': %s", e.Field, e.Msg) }
 
 // Message is one chat message; Content is a string or a list of text parts.
+// Role is system, user or assistant: Parse takes OpenAI's developer as
+// system and refuses tool and function messages (no tool calling).
 type Message struct {
 	Role    string
 	Content string
@@ -321,6 +323,17 @@ func parseMessages(f fields) ([]Message, error) {
 		role, err := mf.str("role")
 		if err != nil || role == "" {
 			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), "must be a string"}
+		}
+		switch role {
+		case "system", "user", "assistant":
+		case "developer":
+			// OpenAI's newer name for system (its reasoning models
+			// take developer messages where others take system ones).
+			role = "system"
+		case "tool", "function":
+			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q is not supported (this server does no tool calling): want system, developer, user or assistant", role)}
+		default:
+			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q: want system, developer, user or assistant", role)}
 		}
 		out[i].Role = role
 		if !mf.has("content") {

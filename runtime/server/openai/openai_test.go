@@ -23,6 +23,9 @@ func TestParse(t *testing.T) {
 	if err != nil || len(r.Prompts) != 1 || len(r.Prompts[0].IDs) != 3 || !r.Logprobs || r.TopLogprobs != 2 || !r.Echo || r.N != 1 || !r.IgnoreEOS {
 		t.Errorf("text request %+v, %v", r, err)
 	}
+	if r, err := Parse([]byte(`{"messages": [{"role": "developer", "content": "d"}, {"role": "user", "content": "u"}]}`), true); err != nil || r.Messages[0].Role != "system" {
+		t.Errorf("a developer message: %+v, %v, want it as system", r, err)
+	}
 	// What clients send by default for the features not supported passes.
 	if _, err := Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}, "tools": [], "tool_choice": "none", "suffix": null, "best_of": 1, "stop_token_ids": []}`), true); err != nil {
 		t.Errorf("neutral values refused: %v", err)
@@ -47,6 +50,8 @@ func TestParse(t *testing.T) {
 	}{
 		{`{"messages": []}`, true, "messages"},
 		{`{"messages": [{"content": "x"}]}`, true, "messages[0].role"},
+		{`{"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "42"}]}`, true, "messages[1].role"},
+		{`{"messages": [{"role": "wizard", "content": "x"}]}`, true, "messages[0].role"},
 		{`{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}`, true, "messages[0].content[0].type"},
 		{`{"messages": [{"role": "user", "content": 5}]}`, true, "messages[0].content"},
 		{`{"prompt": "x", "temperature": 3}`, false, "temperature"},
