@@ -37,7 +37,8 @@ gptqtool serve (or any OpenAI-compatible server), --concurrency at a time, and p
 document: the aggregate generated tokens per second over the wall time, and the time to first
 token and between tokens (mean, p50, p90, p99, max) as the client sees them. With --score each
 request scores its prompt as lm-evaluation-harness's loglikelihood requests do, and the document
-has the prompt tokens scored a second and each request's latency.`,
+has the prompt tokens scored a second and each request's latency. The document is printed even
+when requests failed ("errors", "first_error"); bench serve then exits 1, saying how many.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.URL == "" {
@@ -63,10 +64,15 @@ has the prompt tokens scored a second and each request's latency.`,
 			if err := writeJSON(cmd.OutOrStdout(), map[string]any{"command": "gptqtool " + strings.Join(os.Args[1:], " "), "result": r}); err != nil {
 				return err
 			}
-			// A run in which nothing succeeded measured nothing: not a
-			// result a script should take for zero tokens a second.
-			if r.Requests > 0 && r.Errors == r.Requests {
+			// A run in which nothing succeeded measured nothing, and one
+			// in which some requests failed measured another load than
+			// asked (fewer streams, shorter ones): neither is a result a
+			// script should take for a clean run.
+			switch {
+			case r.Requests > 0 && r.Errors == r.Requests:
 				return fmt.Errorf("bench serve: all %d requests failed; the first: %s", r.Requests, r.FirstError)
+			case r.Errors > 0:
+				return fmt.Errorf("bench serve: %d of %d requests failed; the first: %s", r.Errors, r.Requests, r.FirstError)
 			}
 			return nil
 		},

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -523,6 +524,43 @@ func TestBenchServeAllFailed(t *testing.T) {
 	}
 	if !strings.Contains(stdout, `"errors": 2`) {
 		t.Errorf("stdout %q: want the result with 2 errors", stdout)
+	}
+}
+
+// TestBenchServeSomeFailed: bench serve prints its result and exits 1,
+// saying how many of its requests failed and the first error, when some
+// (not all) failed, where it exited 0 and a script took the run's numbers
+// for a clean one. The server answers every other request with a 503.
+func TestBenchServeSomeFailed(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		n++
+		fail := n%2 == 0
+		mu.Unlock()
+		if fail {
+			http.Error(w, `{"error": {"message": "busy", "type": "server_error"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\": [{\"index\": 0, \"text\": \"hi\"}]}\n\n")
+		fmt.Fprint(w, "data: {\"choices\": [], \"usage\": {\"prompt_tokens\": 3, \"completion_tokens\": 1}}\n\n")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	c := gptqtool(t, t.TempDir(), nil, "bench", "serve", "--url", srv.URL, "--requests", "4", "--concurrency", "1", "--max-tokens", "1")
+	c.Stdout, c.Stderr = &stdout, &stderr
+	err := c.Run()
+	if code := exitStatus(t, err); code != 1 {
+		t.Errorf("exit status %d, want 1:\n%s", code, stderr.String())
+	}
+	if want := "bench serve: 2 of 4 requests failed; the first: status 503"; !strings.Contains(stderr.String(), want) {
+		t.Errorf("stderr %q does not say %q", stderr.String(), want)
+	}
+	if !strings.Contains(stdout.String(), `"errors": 2`) || !strings.Contains(stdout.String(), `"completion_tokens": 2`) {
+		t.Errorf("stdout %q: want the result, with 2 errors and the others' 2 tokens", stdout.String())
 	}
 }
 
