@@ -272,9 +272,22 @@ func stream(ctx context.Context, client *http.Client, o LoadOptions, path string
 				Prompt     int `json:"prompt_tokens"`
 				Completion int `json:"completion_tokens"`
 			} `json:"usage"`
+			// An error event ends a stream that failed after its 200
+			// (gptqtool serve's --request-timeout, vLLM's errors);
+			// OpenAI's client raises on it.
+			Error *struct {
+				Message string  `json:"message"`
+				Code    *string `json:"code"`
+			} `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(data), &chunk); err != nil {
 			return nil, fmt.Errorf("chunk %q: %w", data, err)
+		}
+		if e := chunk.Error; e != nil {
+			if e.Code != nil {
+				return nil, fmt.Errorf("the stream ended with an error (code %s): %s", *e.Code, e.Message)
+			}
+			return nil, fmt.Errorf("the stream ended with an error: %s", e.Message)
 		}
 		if chunk.Usage != nil {
 			r.prompt, r.completion = chunk.Usage.Prompt, chunk.Usage.Completion

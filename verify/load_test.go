@@ -171,3 +171,20 @@ func TestLoadTestScoreChecks(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadTestStreamError: a stream that ends with an error event (gptqtool
+// serve's --request-timeout cutting it, vLLM's failed streams) before
+// [DONE] is a failed request naming the error, as OpenAI's client raises
+// on it, where it counted as a success whose tokens were short.
+func TestLoadTestStreamError(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\":[{\"text\":\"hi\",\"finish_reason\":null}]}\n\n")
+		fmt.Fprint(w, "data: {\"error\":{\"message\":\"the request timed out\",\"type\":\"server_error\",\"param\":null,\"code\":\"timeout\"}}\n\ndata: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	r, err := verify.LoadTest(context.Background(), verify.LoadOptions{URL: srv.URL, Concurrency: 1, Requests: 2, MaxTokens: 5, Prompt: "x"})
+	if err != nil || r.Errors != 2 || r.FirstError != "the stream ended with an error (code timeout): the request timed out" {
+		t.Errorf("streams ending with an error event: %+v, %v", r, err)
+	}
+}
