@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime/cuda"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
@@ -29,6 +30,22 @@ func (f *speedFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all cores)")
 	fs.Float64Var(&f.ceiling, "ceiling", 4.24e12, "the device's memory bandwidth in bytes/s, for the ratio to the ceiling (4.24e12: this project's H200, measured copy)")
 	cmd.MarkFlagRequired("model")
+}
+
+// checkContext refuses, before the model loads, n positions (what says
+// which flags make them) past the model's max_position_embeddings: a usage
+// error naming the flags, n, the limit and its config.json, as serve's
+// --max-len and verify's --ctx are. Positions the model never saw measure
+// a run no server of the model makes.
+func (f *speedFlags) checkContext(n int, what string) error {
+	cfg, err := hfconfig.Load(f.model)
+	if err != nil {
+		return err
+	}
+	if limit := cfg.MaxPositionEmbeddings; limit > 0 && n > limit {
+		return usageError{fmt.Errorf("%s exceeds the model's max_position_embeddings %d (%s)", what, limit, cfg.File)}
+	}
+	return nil
 }
 
 // load opens the backend and the model and returns the fields every
@@ -125,6 +142,9 @@ settings in effect.`,
 			if err := positive("--new", o.New); err != nil {
 				return err
 			}
+			if err := f.checkContext(o.Prompt+o.New, fmt.Sprintf("--prompt %d + --new %d = %d tokens", o.Prompt, o.New, o.Prompt+o.New)); err != nil {
+				return err
+			}
 			o.Ceiling = f.ceiling
 			return f.run(cmd, func(m *model.Model) (any, error) { return verify.DecodeBench(m, o) })
 		},
@@ -133,7 +153,7 @@ settings in effect.`,
 	fs := cmd.Flags()
 	fs.IntSliceVar(&o.Batch, "batch", []int{1, 8}, "batch sizes")
 	fs.IntVar(&o.Prompt, "prompt", 128, "prompt tokens per sequence")
-	fs.IntVar(&o.New, "new", 256, "tokens generated per sequence")
+	fs.IntVar(&o.New, "new", 256, "tokens generated per sequence (--prompt + --new at most the model's max_position_embeddings)")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the random prompts")
 	fs.BoolVar(&o.Ahead, "ahead", aheadDefault(), "issue each step before the previous step's tokens are read, as serve does (GPTQTOOL_AHEAD=0 turns the default off)")
 	return cmd
@@ -172,11 +192,15 @@ func newBenchPrefillCmd() *cobra.Command {
 			if err := positive("--repeat", repeat); err != nil {
 				return err
 			}
+			longest := slices.Max(lengths)
+			if err := f.checkContext(longest, fmt.Sprintf("--prompts %d", longest)); err != nil {
+				return err
+			}
 			return f.run(cmd, func(m *model.Model) (any, error) { return verify.PrefillBench(m, lengths, repeat, 0) })
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().IntSliceVar(&lengths, "prompts", []int{128, 512, 2048, 4096}, "prompt lengths in tokens")
+	cmd.Flags().IntSliceVar(&lengths, "prompts", []int{128, 512, 2048, 4096}, "prompt lengths in tokens (each at most the model's max_position_embeddings)")
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "timed runs per length (the median is reported)")
 	return cmd
 }

@@ -836,3 +836,46 @@ func TestQuantizeHalfActivationsCPU(t *testing.T) {
 			bytes.Equal(ref, f16), bytes.Equal(ref, bf16), bytes.Equal(f16, bf16))
 	}
 }
+
+// TestBenchSpeedPastContext: bench decode's --prompt + --new and bench
+// prefill's --prompts past the model's max_position_embeddings are a usage
+// error (exit 2) naming the flags, the sum and the limit with its
+// config.json, before the model loads (the directory holds only the
+// config: a load would fail otherwise), where both measured positions the
+// model never saw. At the limit they run.
+func TestBenchSpeedPastContext(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral") // max_position_embeddings 512
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.json")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "decode", "--model", dir, "--prompt", "500", "--new", "100", "--batch", "1"},
+			"--prompt 500 + --new 100 = 600 tokens exceeds the model's max_position_embeddings 512 (" + cfg + ")"},
+		{[]string{"bench", "prefill", "--model", dir, "--prompts", "128,600,513"},
+			"--prompts 600 exceeds the model's max_position_embeddings 512 (" + cfg + ")"},
+	} {
+		t.Run(c.args[1], func(t *testing.T) {
+			out, err := gptqtool(t, t.TempDir(), nil, append(c.args, "--device", "cpu")...).CombinedOutput()
+			if code := exitStatus(t, err); code != 2 || !strings.Contains(string(out), c.want) {
+				t.Errorf("exit status %d, output:\n%s\nwant 2 and %q", code, out, c.want)
+			}
+		})
+	}
+	t.Run("at the limit", func(t *testing.T) {
+		if _, _, err := run(t, "bench", "decode", "--model", src, "--prompt", "500", "--new", "12", "--batch", "1", "--device", "cpu"); err != nil {
+			t.Errorf("bench decode at max_position_embeddings: %v", err)
+		}
+		if _, _, err := run(t, "bench", "prefill", "--model", src, "--prompts", "512", "--repeat", "1", "--device", "cpu"); err != nil {
+			t.Errorf("bench prefill at max_position_embeddings: %v", err)
+		}
+	})
+}
