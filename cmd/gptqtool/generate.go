@@ -57,7 +57,7 @@ JSON document with both and the text.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.model, "model", "", "model directory (required)")
-	f.StringVar(&o.prompt, "prompt", "", "prompt text, - for standard input (its one final newline dropped) (required)")
+	f.StringVar(&o.prompt, "prompt", "", "prompt text, - for standard input (its one final newline, \\n or \\r\\n, dropped, as tokenize - drops it) (required)")
 	f.IntVar(&o.maxTokens, "max-tokens", 128, "most tokens to generate")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
 	f.Float64Var(&o.topP, "top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability")
@@ -104,13 +104,10 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	}
 	prompt := o.prompt
 	if prompt == "-" {
-		b, err := io.ReadAll(cmd.InOrStdin())
-		if err != nil {
-			return fmt.Errorf("generate: reading standard input: %w", err)
+		var err error
+		if prompt, err = readStdinText(cmd.InOrStdin(), "generate"); err != nil {
+			return err
 		}
-		// One final newline ends the input, not the prompt (echo and
-		// editors add it; llama.cpp drops it from a prompt file too).
-		prompt = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
 	}
 	tok, err := tokenizer.Load(o.model)
 	if err != nil {

@@ -36,7 +36,8 @@ func newTokenizeCmd() *cobra.Command {
 		Short: "Print the token ids of a text or chat (or the text of ids with --decode)",
 		Long: `tokenize loads the tokenizer of a model directory (tokenizer.json, else
 tokenizer.model + added_tokens.json, with tokenizer_config.json) and prints the
-ids of TEXT on one line, space separated; "-" reads standard input.
+ids of TEXT on one line, space separated; "-" reads standard input, its one
+final newline dropped (as generate --prompt - drops it: a heredoc adds one).
 
 With --chat FILE ("-" for standard input) it renders a JSON list of
 {"role","content"} messages (or {"messages": [...]}) with the chat template
@@ -156,16 +157,29 @@ func runTokenize(cmd *cobra.Command, o tokenizeOptions, args []string) error {
 	return err
 }
 
-// readArg returns arg, or standard input when arg is "-".
+// readArg returns arg, or standard input when arg is "-" (readStdinText).
 func readArg(stdin io.Reader, arg string) (string, error) {
 	if arg != "-" {
 		return arg, nil
 	}
+	return readStdinText(stdin, "tokenize")
+}
+
+// readStdinText reads a text given as "-" (tokenize's TEXT, generate's
+// --prompt) whole, less one final newline ("\n" or "\r\n"): the one that
+// echo, a shell heredoc or an editor ends the input with, not part of the
+// text (llama.cpp drops it from a prompt file too); a second is kept. cmd
+// names the command in the error.
+func readStdinText(stdin io.Reader, cmd string) (string, error) {
 	b, err := io.ReadAll(stdin)
 	if err != nil {
-		return "", fmt.Errorf("tokenize: reading standard input: %w", err)
+		return "", fmt.Errorf("%s: reading standard input: %w", cmd, err)
 	}
-	return string(b), nil
+	s := string(b)
+	if t, ok := strings.CutSuffix(s, "\r\n"); ok {
+		return t, nil
+	}
+	return strings.TrimSuffix(s, "\n"), nil
 }
 
 // readMessages reads a JSON list of messages or {"messages": [...]}.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,5 +82,37 @@ func TestTokenizeCmd(t *testing.T) {
 	}
 	if _, err := runRoot(t, "", "tokenize", "--model", openchatTokDir, "--decode", "99999"); err == nil {
 		t.Error("--decode 99999: no error")
+	}
+}
+
+// TestStdinFinalNewline: tokenize - and generate --prompt - read standard
+// input alike: one final newline (\n or \r\n, as echo, a heredoc or an
+// editor ends the input with) is dropped, a second kept, where tokenize
+// kept the newline and gave another prompt's ids than generate's.
+func TestStdinFinalNewline(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	ids := func(t *testing.T, stdin string, args ...string) string {
+		t.Helper()
+		out, err := runRoot(t, stdin, args...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return strings.TrimSpace(out)
+	}
+	for _, c := range []struct{ stdin, same string }{
+		{"Hello there\n", "Hello there"},
+		{"Hello there\r\n", "Hello there"},
+		{"Hello there\n\n", "Hello there\n"},
+		{"Hello there", "Hello there"},
+	} {
+		t.Run(fmt.Sprintf("%q", c.stdin), func(t *testing.T) {
+			want := ids(t, "", "tokenize", "--model", model, c.same)
+			if got := ids(t, c.stdin, "tokenize", "--model", model, "-"); got != want {
+				t.Errorf("tokenize - ids %q, want %q as for tokenize %q", got, want, c.same)
+			}
+			if got := ids(t, c.stdin, "generate", "--model", model, "--prompt", "-", "--max-tokens", "1", "--temperature", "0", "--ids"); !strings.HasPrefix(got, want+" ") {
+				t.Errorf("generate --prompt - ids %q do not start with %q, tokenize's for %q", got, want, c.same)
+			}
+		})
 	}
 }
