@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -117,7 +118,7 @@ func newGGUFWeights(c *converted, cfg *hfconfig.Config) *ggufWeights {
 func (w *ggufWeights) float32(name string) ([]float32, []int, error) {
 	ct, ok := w.sources[name]
 	if !ok {
-		return nil, nil, fmt.Errorf("%s: no tensor converted from %q", w.c.path, name)
+		return nil, nil, fmt.Errorf("%s: no tensor converted from %q: %w", w.c.path, name, fs.ErrNotExist)
 	}
 	vals, err := w.c.file.Float32(ct.Name)
 	if err != nil {

@@ -1,7 +1,10 @@
 package model
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,14 +77,51 @@ func hasBias(cfg *hfconfig.Config, module string) bool {
 	return b
 }
 
-// CheckNoBias returns an error naming the key and cfg's file where
-// config.json gives the Linears a bias (attention_bias or mlp_bias true),
-// which the model does not implement: run or quantized without them, the
-// checkpoint would be silently another model.
-func CheckNoBias(cfg *hfconfig.Config) error {
-	for _, key := range []string{"attention_bias", "mlp_bias"} {
-		if b, _ := cfg.Raw[key].(bool); b {
-			return fmt.Errorf("%s: %s true: %w (the runtime's Linears have no bias)", cfg.File, key, hfconfig.ErrUnsupported)
+// ErrLinearBias is wrapped by CheckBiases's error.
+var ErrLinearBias = errors.New("a Linear bias that gptqtool does not apply")
+
+// CheckBiases returns an error naming the first Linear bias of w (a decoder
+// layer's LinearModules, then lm_head) that holds a value other than 0,
+// with its largest |value|: the runtime's Linears have no bias (the
+// backend's MatMul is torch's linear without one), so the model would run,
+// and convert would write it, as another model. Absent biases and biases
+// of zeros alone are a no-op and pass: AutoGPTQ's QuantLinear writes
+// zeros when the float Linear had no bias, and a config.json with
+// attention_bias or mlp_bias true over weights without the tensors is the
+// model transformers builds (LlamaPreTrainedModel._init_weights zeroes a
+// bias the checkpoint lacks).
+func CheckBiases(w Weights, cfg *hfconfig.Config) error {
+	modules := make([]string, 0, cfg.NumHiddenLayers*len(LinearModules)+1)
+	for i := range cfg.NumHiddenLayers {
+		for _, m := range LinearModules {
+			modules = append(modules, "model.layers."+strconv.Itoa(i)+"."+m)
+		}
+	}
+	for _, module := range append(modules, "lm_head") {
+		name := module + ".bias"
+		t, err := w.Tensor(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		v, err := t.Float32()
+		if err != nil {
+			return err
+		}
+		at, largest := -1, float32(0)
+		for i, x := range v {
+			if x != x { // NaN
+				at, largest = i, x
+				break
+			}
+			if a := float32(math.Abs(float64(x))); a > largest {
+				at, largest = i, a
+			}
+		}
+		if at >= 0 {
+			return fmt.Errorf("%s: tensor %q: largest |value| %g (element %d), want all zeros: %w", t.File, name, largest, at, ErrLinearBias)
 		}
 	}
 	return nil

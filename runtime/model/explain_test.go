@@ -1,8 +1,10 @@
 package model
 
 import (
+	"encoding/binary"
 	"errors"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,14 +125,25 @@ func TestCheck(t *testing.T) {
 		{"no config", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "config.json"))
 		}, "config.json"},
-		// A model with q/k/v biases (Qwen2's) under a llama or mistral
-		// config ran and was quantized without them.
+		// A config that gives the Linears biases runs where the biases are
+		// absent (transformers zero-initialises them) or zeros; a model
+		// with q/k/v biases (Qwen2's) ran and was quantized without them.
+		{"attention_bias absent", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "attention_bias": true`)
+		}, ""},
+		{"attention_bias zeros", func(t *testing.T, dir string) {
+			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "attention_bias": true`)
+			addTensors(t, dir, biasTensor("model.layers.0.self_attn.q_proj.bias", 64, -1, 0))
+		}, ""},
 		{"attention_bias", func(t *testing.T, dir string) {
 			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "attention_bias": true`)
-		}, "config.json: attention_bias true: unsupported"},
+			addTensors(t, dir, biasTensor("model.layers.0.self_attn.q_proj.bias", 64, -1, 0),
+				biasTensor("model.layers.2.self_attn.k_proj.bias", 32, 3, -0.5))
+		}, `model.safetensors: tensor "model.layers.2.self_attn.k_proj.bias": largest |value| 0.5 (element 3), want all zeros: a Linear bias that gptqtool does not apply`},
 		{"mlp_bias", func(t *testing.T, dir string) {
 			editConfig(t, dir, `"tie_word_embeddings": false`, `"tie_word_embeddings": false, "mlp_bias": true`)
-		}, "config.json: mlp_bias true: unsupported"},
+			addTensors(t, dir, biasTensor("model.layers.4.mlp.down_proj.bias", 64, 0, float32(math.NaN())))
+		}, `tensor "model.layers.4.mlp.down_proj.bias": largest |value| NaN (element 0)`},
 		{"bias tensors", func(t *testing.T, dir string) {
 			addTensors(t, dir, safetensors.Tensor{
 				TensorInfo: safetensors.TensorInfo{Name: "model.layers.0.self_attn.q_proj.bias", DType: safetensors.F32, Shape: []int{64}},
@@ -245,6 +258,16 @@ func copyFiles(t *testing.T, src, dir string, names ...string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// biasTensor returns an F32 bias [n] of zeros but for v at element at (none
+// for at -1).
+func biasTensor(name string, n, at int, v float32) safetensors.Tensor {
+	data := make([]byte, 4*n)
+	if at >= 0 {
+		binary.LittleEndian.PutUint32(data[4*at:], math.Float32bits(v))
+	}
+	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: []int{n}}, Data: data}
 }
 
 // addTensors rewrites dir/model.safetensors with extra appended to its

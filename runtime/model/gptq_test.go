@@ -2,6 +2,7 @@ package model
 
 import (
 	"encoding/binary"
+	"errors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"math"
 	"math/rand/v2"
@@ -163,5 +164,22 @@ func TestGPTQLoad(t *testing.T) {
 	bad.over[name] = tensorBytes(name, safetensors.I32, []int{3}, i32Bytes([]int32{0, 0, 0}))
 	if _, err := FromWeights(bad, cfg, &qcfg, b); err == nil || !strings.Contains(err.Error(), name) {
 		t.Errorf("err = %v, want one naming %s", err, name)
+	}
+	// A bias (AutoGPTQ's QuantLinear writes one, fp16 [N]) of zeros is a
+	// no-op; any other is refused, naming it, where it was ignored.
+	name = "model.layers.1.self_attn.k_proj.bias"
+	bias := make([]byte, 2*d.kvHeads*d.headDim)
+	biased := overlay{base: qw, over: map[string]safetensors.Tensor{name: tensorBytes(name, safetensors.F16, []int{len(bias) / 2}, bias)}}
+	mb, err := FromWeights(biased, cfg, &qcfg, b)
+	if err != nil {
+		t.Fatalf("zero bias: %v", err)
+	}
+	defer mb.Close()
+	if got, err := mb.Forward(ids, nil, nil); err != nil || !slices.Equal(got, want) {
+		t.Errorf("zero bias: logits differ (err %v)", err)
+	}
+	binary.LittleEndian.PutUint16(bias[2*5:], 0x3c00) // 1.0
+	if _, err := FromWeights(biased, cfg, &qcfg, b); !errors.Is(err, ErrLinearBias) || !strings.Contains(err.Error(), `tensor "`+name+`": largest |value| 1 (element 5)`) {
+		t.Errorf("bias 1.0: err = %v, want ErrLinearBias naming %s", err, name)
 	}
 }

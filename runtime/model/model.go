@@ -183,9 +183,10 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, *safetensors.S
 }
 
 // Check refuses a checkpoint directory that LoadWith would refuse before
-// reading a tensor's values: its configs, each weight file's header and
-// length, sizes the model cannot run, tensors config.json does not explain
-// or lacks (CheckWeights), and tensors of another shape than it gives
+// reading a tensor's values (Linear biases aside, which it reads): its
+// configs, each weight file's header and length, sizes the model cannot
+// run, tensors config.json does not explain or lacks and biases that are
+// not zeros (CheckWeights), and tensors of another shape than it gives
 // (CheckShapes). It binds nothing: a command that loads checkpoints one
 // after another (a model, then its baseline) checks the later ones first,
 // so that a bad one is refused before the first has been run.
@@ -290,19 +291,17 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	return m, nil
 }
 
-// CheckWeights refuses a config whose Linears have a bias (CheckNoBias),
-// and weights holding tensors cfg does not explain
+// CheckWeights refuses weights holding tensors cfg does not explain
 // (CheckExplained) or lacking tensors it needs (CheckComplete), where w can
 // list its tensors (a safetensors.Set can): a load then names every
 // missing tensor, not the first one the binder asks for. Where both fail,
-// the error wraps both (ErrUnexplained first, then ErrIncomplete).
+// the error wraps both (ErrUnexplained first, then ErrIncomplete). Then it
+// refuses a Linear bias other than zeros (CheckBiases), which the model
+// would not add.
 func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) error {
-	if err := CheckNoBias(cfg); err != nil {
-		return err
-	}
 	lister, ok := w.(interface{ Names() []string })
 	if !ok {
-		return nil
+		return CheckBiases(w, cfg)
 	}
 	where := "weights"
 	if f, ok := w.(interface{ Files() []string }); ok {
@@ -320,8 +319,10 @@ func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) e
 		return fmt.Errorf("%w; %w", extra, missing)
 	case extra != nil:
 		return extra
+	case missing != nil:
+		return missing
 	}
-	return missing
+	return CheckBiases(w, cfg)
 }
 
 // Backend returns the backend the model runs on.

@@ -16,7 +16,8 @@ import (
 )
 
 // Weights gives tensors by Hugging Face name; *safetensors.Set satisfies it.
-// A missing tensor is an error (wrapping fs.ErrNotExist for a Set).
+// A missing tensor is an error wrapping fs.ErrNotExist (a Set's does):
+// CheckBiases asks for biases that a checkpoint may well not hold.
 type Weights interface {
 	Tensor(name string) (safetensors.Tensor, error)
 }
