@@ -177,6 +177,14 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err := model.CheckComplete(o.In, src.Names(), cfg, qc); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
+	// A dequantized checkpoint and GGUF are written without Linear biases
+	// (the output's config gives none): a bias that is not zeros, which
+	// AutoGPTQ's QuantLinear adds, would be dropped. Other outputs copy it.
+	if qc != nil && (o.Dequantize || o.GGUF != "") {
+		if err := model.CheckBiases(src, cfg); err != nil {
+			return nil, fmt.Errorf("convert: %w (the output would be written without it)", err)
+		}
+	}
 	if o.GGUF != "" {
 		if o.DType != "" || o.Format != "" || o.Dequantize {
 			return nil, errors.New("convert: a GGUF output takes its type from --gguf (GPTQ weights are dequantized): drop --dtype, --checkpoint-format and --dequantize")

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/x448/float16"
+
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -988,4 +990,79 @@ func TestBrokenGenerationConfigRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withBias copies the GPTQ checkpoint src into a new directory with an F16
+// bias [256] for layer 0's q_proj (what AutoGPTQ's QuantLinear writes): zeros
+// but for v at element 7 (none where v is 0).
+func withBias(t *testing.T, src string, v float32) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "q")
+	copyDir(t, src, dir)
+	data := make([]byte, 2*256)
+	binary.LittleEndian.PutUint16(data[2*7:], float16.Fromfloat32(v).Bits())
+	fixtures.RewriteTensors(t, dir, nil, safetensors.Tensor{
+		TensorInfo: safetensors.TensorInfo{Name: "model.layers.0.self_attn.q_proj.bias", DType: safetensors.F16, Shape: []int{256}},
+		Data:       data,
+	})
+	return dir
+}
+
+// TestGPTQBiasRefused: a GPTQ checkpoint whose q_proj.bias is not zeros is
+// refused by every command that would run it without the bias or write it
+// without the bias (convert --dequantize and --gguf), naming the tensor and
+// its largest |value|, and inspect reports it; one of zeros runs and
+// converts, and a conversion that keeps GPTQ tensors keeps the bias (a QA
+// pass: every loader accepted the bias and ignored it).
+func TestGPTQBiasRefused(t *testing.T) {
+	_, clean := quantizedTiny(t)
+	text := filepath.Join(t.TempDir(), "short.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const tensor = `tensor "model.layers.0.self_attn.q_proj.bias": largest |value| 0.5 (element 7), want all zeros: a Linear bias that gptqtool does not apply`
+	loads := func(dir, out string) [][]string {
+		return [][]string{
+			{"verify", "perplexity", "--model", dir, "--device", "cpu", "--text", text, "--ctx", "128", "--max-windows", "1"},
+			{"generate", "--model", dir, "--device", "cpu", "--prompt", "Hello", "--max-tokens", "2"},
+			{"convert", "--in", dir, "--out", filepath.Join(out, "deq"), "--dequantize"},
+			{"convert", "--in", dir, "--out", filepath.Join(out, "m.gguf"), "--gguf", "f16"},
+		}
+	}
+	t.Run("nonzero", func(t *testing.T) {
+		dir, out := withBias(t, clean, -0.5), t.TempDir()
+		for _, args := range loads(dir, out) {
+			_, _, err := run(t, args...)
+			if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "model.safetensors")+": "+tensor) {
+				t.Errorf("%s: err = %v, want one saying %s", strings.Join(args, " "), err, tensor)
+			}
+		}
+		if entries, _ := os.ReadDir(out); len(entries) > 0 {
+			t.Errorf("convert wrote %s", entries[0].Name())
+		}
+		stdout, _, err := run(t, "inspect", dir)
+		if err == nil || !strings.Contains(stdout, "PROBLEM        "+filepath.Join(dir, "model.safetensors")+": "+tensor) {
+			t.Errorf("inspect: err %v, stdout lacks the bias:\n%s", err, stdout)
+		}
+		v2 := filepath.Join(out, "v2")
+		if _, _, err := run(t, "convert", "--in", dir, "--out", v2, "--checkpoint-format", "gptq_v2"); err != nil {
+			t.Fatalf("convert --checkpoint-format: %v", err)
+		}
+		set, err := safetensors.OpenDir(v2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer set.Close()
+		if b, err := set.Tensor("model.layers.0.self_attn.q_proj.bias"); err != nil || binary.LittleEndian.Uint16(b.Data[2*7:]) != float16.Fromfloat32(-0.5).Bits() {
+			t.Errorf("convert --checkpoint-format: bias %v, %v; want it copied", b.Data[:16], err)
+		}
+	})
+	t.Run("zeros", func(t *testing.T) {
+		dir, out := withBias(t, clean, 0), t.TempDir()
+		for _, args := range loads(dir, out) {
+			if _, _, err := run(t, args...); err != nil {
+				t.Errorf("%s: %v", strings.Join(args, " "), err)
+			}
+		}
+	})
 }
