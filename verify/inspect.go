@@ -112,8 +112,12 @@ func Inspect(dir string) (*Report, error) {
 				r.NumParameters += int64(g.Shape[0]) * int64(t.Shape[1])
 			}
 		case strings.HasSuffix(name, ".qzeros"), strings.HasSuffix(name, ".scales"), strings.HasSuffix(name, ".g_idx"),
-			strings.HasSuffix(name, ".rotary_emb.inv_freq"), name == "lm_head.weight" && cfg.TieWordEmbeddings:
-			// quantization parameters, buffers and a duplicate of tied weights
+			strings.HasSuffix(name, ".rotary_emb.inv_freq"), name == "lm_head.weight" && cfg.TieWordEmbeddings,
+			strings.HasSuffix(name, "_proj.bias"), name == "lm_head.bias":
+			// quantization parameters, buffers, a duplicate of tied weights
+			// and Linear biases, which the config's count has none of
+			// (AutoGPTQ writes zeros; CheckWeights reports any other, and
+			// CheckExplained one the config has no place for)
 		default:
 			r.NumParameters += int64(t.NumElements())
 		}

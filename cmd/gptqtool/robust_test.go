@@ -1066,3 +1066,15 @@ func TestGPTQBiasRefused(t *testing.T) {
 		}
 	})
 }
+
+// TestInspectZeroBiasSound: a GPTQ checkpoint with a Linear bias of zeros
+// (as AutoGPTQ writes one for each module) inspects as sound, exit 0, where
+// the bias's elements made a PROBLEM of the parameter count (a QA pass).
+func TestInspectZeroBiasSound(t *testing.T) {
+	_, clean := quantizedTiny(t)
+	dir := withBias(t, clean, 0)
+	stdout, _, err := run(t, "inspect", dir)
+	if err != nil || strings.Contains(stdout, "PROBLEM") {
+		t.Errorf("inspect: err %v\n%s", err, stdout)
+	}
+}
