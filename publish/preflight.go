@@ -2,9 +2,11 @@ package publish
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/quantize"
@@ -62,8 +65,12 @@ type PreflightReport struct {
 	DiskFree    int64           `json:"disk_bytes_free,omitempty"`
 	Seconds     float64         `json:"estimated_seconds,omitempty"`
 	Basis       string          `json:"estimate_basis,omitempty"`
-	Warnings    []string        `json:"warnings,omitempty"`
-	Problems    []string        `json:"problems,omitempty"`
+	// PlainFrom lists the source dtypes (lower case, "bf16") of the
+	// non-quantized tensors that the checkpoint converts to fp16; empty
+	// where they are fp16 already.
+	PlainFrom []string `json:"plain_tensors_converted_from,omitempty"`
+	Warnings  []string `json:"warnings,omitempty"`
+	Problems  []string `json:"problems,omitempty"`
 	// NothingToResume is set for a --resume whose outputs are complete
 	// checkpoints of its options: there is no work left.
 	NothingToResume bool `json:"nothing_to_resume,omitempty"`
@@ -111,7 +118,8 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		return nil, err
 	}
 	defer set.Close()
-	r := &PreflightReport{Model: o.ModelDir, Params: cfg.NumParameters(), Layers: cfg.NumHiddenLayers, NSamples: o.NSamples, SeqLen: o.SeqLen}
+	r := &PreflightReport{Model: o.ModelDir, Params: cfg.NumParameters(), Layers: cfg.NumHiddenLayers, NSamples: o.NSamples, SeqLen: o.SeqLen,
+		PlainFrom: plainFrom(set, cfg)}
 	if o.Backend != nil {
 		r.Device = o.Backend.Name()
 	}
@@ -210,12 +218,11 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 }
 
 // checkReadable finds every floating-point tensor the run reads and checks
-// its dtype (bind checks the shapes per layer).
+// its dtype (bind checks the shapes per layer), and the values of the
+// plain tensors that the checkpoint holds in fp16 (checkFP16Range).
 func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
-	names := []string{"model.embed_tokens.weight", "model.norm.weight"}
-	if !cfg.TieWordEmbeddings {
-		names = append(names, "lm_head.weight")
-	}
+	plain := plainTensorNames(cfg)
+	names := slices.Clone(plain)
 	for li := range cfg.NumHiddenLayers {
 		names = append(names, model.LayerTensorNames(li)...)
 	}
@@ -233,8 +240,78 @@ func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
 			return fmt.Errorf("quantize: %s: tensor %q: shape %v, want %v from %s (hidden_size %d, vocab_size %d, intermediate_size %d)",
 				t.File, n, t.Shape, want, cfg.File, cfg.HiddenSize, cfg.VocabSize, cfg.IntermediateSize)
 		}
+		if slices.Contains(plain, n) {
+			if err := checkFP16Range(t); err != nil {
+				return fmt.Errorf("quantize: %w", err)
+			}
+		}
 	}
 	return nil
+}
+
+// plainTensorNames lists the tensors a GPTQ checkpoint of cfg keeps
+// unquantized (spec §1.6): the embedding, the norms and the untied head,
+// which Checkpoint writes in fp16 whatever the source's dtype, as AutoGPTQ
+// does (it loads the model in float16; vLLM's gptq runs fp16 alone).
+func plainTensorNames(cfg *hfconfig.Config) []string {
+	names := []string{"model.embed_tokens.weight", "model.norm.weight"}
+	if !cfg.TieWordEmbeddings {
+		names = append(names, "lm_head.weight")
+	}
+	for li := range cfg.NumHiddenLayers {
+		p := model.LayerPrefix(li) + "."
+		names = append(names, p+"input_layernorm.weight", p+"post_attention_layernorm.weight")
+	}
+	return names
+}
+
+// plainFrom returns the dtypes other than F16 of the plain tensors of set
+// (plainTensorNames), lower case and sorted ("bf16"): those the checkpoint
+// converts to fp16.
+func plainFrom(set *safetensors.Set, cfg *hfconfig.Config) []string {
+	var out []string
+	for _, n := range plainTensorNames(cfg) {
+		if t, err := set.Tensor(n); err == nil && t.DType != safetensors.F16 {
+			if d := strings.ToLower(string(t.DType)); !slices.Contains(out, d) {
+				out = append(out, d)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkFP16Range refuses a BF16 or F32 tensor holding a finite value that
+// fp16 cannot hold (magnitude 65520 or more rounds to Inf: fp16's largest
+// is 65504): written in fp16 it would be ±Inf, and every logit after it
+// NaN. It names the tensor, the count and the first such value, and reads
+// the bytes in place (an embedding of 32000×4096 converts to no copy).
+func checkFP16Range(t safetensors.Tensor) error {
+	var size int
+	var at func(i int) float32
+	switch t.DType {
+	case safetensors.BF16:
+		size, at = 2, func(i int) float32 { return half.BF16ToF32(binary.LittleEndian.Uint16(t.Data[2*i:])) }
+	case safetensors.F32:
+		size, at = 4, func(i int) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:])) }
+	default:
+		return nil
+	}
+	n, first, firstV := 0, -1, float32(0)
+	for i := range len(t.Data) / size {
+		v := at(i)
+		if a := math.Abs(float64(v)); a >= 65520 && !math.IsInf(a, 0) {
+			if n == 0 {
+				first, firstV = i, v
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: tensor %q (%s): %d values beyond fp16's range (±65504), the first %g at element %d: a GPTQ checkpoint holds its non-quantized tensors in fp16 (as AutoGPTQ writes them, and GPTQ loaders run fp16), where they would be ±Inf",
+		t.File, t.Name, t.DType, n, firstV, first)
 }
 
 // lostLoaders names the loaders that would load the branch with group
@@ -628,6 +705,9 @@ func (r *PreflightReport) Print(w io.Writer) {
 	fmt.Fprintln(w)
 	if r.NSamples > 0 {
 		fmt.Fprintf(w, "  calibration  %d samples × %d tokens\n", r.NSamples, r.SeqLen)
+	}
+	if len(r.PlainFrom) > 0 {
+		fmt.Fprintf(w, "  tensors      non-quantized tensors written as fp16 (from %s), as AutoGPTQ writes them\n", strings.Join(r.PlainFrom, ", "))
 	}
 	for _, b := range r.Branches {
 		gs := fmt.Sprint(b.GroupSize)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"os/exec"
@@ -1076,5 +1077,48 @@ func TestInspectZeroBiasSound(t *testing.T) {
 	stdout, _, err := run(t, "inspect", dir)
 	if err != nil || strings.Contains(stdout, "PROBLEM") {
 		t.Errorf("inspect: err %v\n%s", err, stdout)
+	}
+}
+
+// TestQuantizeBF16Plain: quantizing a bf16 checkpoint says that its
+// non-quantized tensors are written as fp16 (a fp16 one says nothing), and
+// one whose norm holds a value beyond fp16's range is refused before any
+// work, naming the tensor, where the value was written as +Inf and every
+// logit of the checkpoint was NaN (a QA pass).
+func TestQuantizeBF16Plain(t *testing.T) {
+	src := fixturePath(t, "models/openchat-tiny")
+	bf := filepath.Join(t.TempDir(), "bf")
+	if _, _, err := run(t, "convert", "--in", src, "--out", bf, "--dtype", "bf16"); err != nil {
+		t.Fatal(err)
+	}
+	const line = "non-quantized tensors written as fp16 (from bf16)"
+	for _, tc := range []struct {
+		model string
+		want  bool
+	}{{bf, true}, {src, false}} {
+		out := filepath.Join(t.TempDir(), "q")
+		stdout, _, err := run(t, "quantize", "--model", tc.model, "--rtn", "--out", out, "--dry-run", "--estimate=false")
+		if err != nil || strings.Contains(stdout, line) != tc.want {
+			t.Errorf("%s: err %v; says %q: %v, want %v\n%s", filepath.Base(tc.model), err, line, !tc.want, tc.want, stdout)
+		}
+	}
+	stdout, _, err := run(t, "quantize", "--model", bf, "--rtn", "--out", filepath.Join(t.TempDir(), "q"), "--dry-run", "--estimate=false", "--json")
+	var rep struct {
+		PlainFrom []string `json:"plain_tensors_converted_from"`
+	}
+	if err != nil || json.Unmarshal([]byte(stdout), &rep) != nil || !slices.Equal(rep.PlainFrom, []string{"bf16"}) {
+		t.Errorf("--json: err %v, plain_tensors_converted_from %v, want [bf16]\n%s", err, rep.PlainFrom, stdout)
+	}
+
+	const tensor = "model.layers.2.post_attention_layernorm.weight"
+	rewriteTensor(t, bf, tensor, func(d []byte) { binary.LittleEndian.PutUint16(d[2*9:], 0x47c8) }) // bf16 102400
+	out := filepath.Join(t.TempDir(), "q")
+	_, _, err = run(t, "quantize", "--model", bf, "--rtn", "--out", out)
+	want := `tensor "` + tensor + `" (BF16): 1 values beyond fp16's range (±65504), the first 102400 at element 9`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want one saying %s", err, want)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused run left %s: %v", out, err)
 	}
 }
