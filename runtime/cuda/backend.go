@@ -137,8 +137,6 @@ type Backend struct {
 	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
 	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
 	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
-	qmmaEarly     bool            // GPTQTOOL_QMMA_EARLY=1: quantized products let the next kernel launch as they start (qgemv.cu QF_EARLY)
-	qmmaLate      bool            // GPTQTOOL_QMMA_LATE=1: only as they end (QF_LATE)
 	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): defaultQmmaWG (2 tiles, 9 rows); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
 	qmmaFit       bool            // warpgroup-MMA products on as few tiles as their rows need (three for 17-24 rows, five to seven for 33-56), not only 2, 4 and 8 (GPTQTOOL_QMMA_FIT=0 turns it off; qmmaTileFor)
@@ -371,8 +369,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaFit = os.Getenv("GPTQTOOL_QMMA_FIT") != "0"
-	b.qmmaEarly = os.Getenv("GPTQTOOL_QMMA_EARLY") == "1"
-	b.qmmaLate = os.Getenv("GPTQTOOL_QMMA_LATE") == "1"
 	// Paged attention lets the next kernel (o_proj) launch only as it
 	// ends: +2.3% / +2.5% at batch 1 / 8 on the H200 (docs/benchmarks.md,
 	// 2026-12-01 fourth session). Launched once attention's loop was

@@ -1892,29 +1892,24 @@ func pushRecvBytes(M, S int, half bool) int {
 	return S * ((q4 + S - 1) / S) * p * 16
 }
 
-// qfTMA, qfEarly, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA,
-// QF_EARLY, QF_LATE, QF_PUSH and QF_PARTS.
+// qfTMA, qfLate, qfPush and qfParts are qgemv.cu's QF_TMA, QF_LATE,
+// QF_PUSH and QF_PARTS.
 const (
 	qfTMA   = 16
-	qfEarly = 4
 	qfLate  = 8
 	qfPush  = 128
 	qfParts = 256
 )
 
-// qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1),
-// QF_EVICT (2; not for a pass whose weights the next pass reads again),
-// QF_EARLY (4) and QF_LATE (8).
+// qmmaFlags are qgemv.cu's flags for every qmma launch: QF_XASYNC (1) and
+// QF_EVICT (2; not for a pass whose weights the next pass reads again).
+// (QF_EARLY, 4, the next kernel launched as a product starts, and QF_LATE
+// for every product measured 5% and 7% slower at batch 1; their switches
+// are removed, and QF_EARLY is set by no launch.)
 func (b *Backend) qmmaFlags() int32 {
 	f := b.xasync
 	if b.evictFirst && !b.passKeep {
 		f |= 2
-	}
-	if b.qmmaEarly {
-		f |= qfEarly
-	}
-	if b.qmmaLate {
-		f |= qfLate
 	}
 	return f
 }

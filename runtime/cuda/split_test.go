@@ -292,22 +292,21 @@ func TestSpreadShared(t *testing.T) {
 
 // TestQmmaFlags checks the qmma launch flags against qgemv.cu's QF_ bits:
 // x staged with cp.async (1), evict_first (2) except on a pass whose
-// weights the next pass reads again, the early launch of the next kernel
-// (4).
+// weights the next pass reads again.
 func TestQmmaFlags(t *testing.T) {
 	for _, c := range []struct {
-		xasync             int32
-		evict, keep, early bool
-		want               int32
+		xasync      int32
+		evict, keep bool
+		want        int32
 	}{
-		{1, true, false, false, 3},
-		{1, true, true, false, 1},
-		{0, false, false, true, 4},
-		{1, true, false, true, 7},
+		{1, true, false, 3},
+		{1, true, true, 1},
+		{0, false, false, 0},
+		{0, true, false, 2},
 	} {
-		b := &Backend{xasync: c.xasync, evictFirst: c.evict, passKeep: c.keep, qmmaEarly: c.early}
+		b := &Backend{xasync: c.xasync, evictFirst: c.evict, passKeep: c.keep}
 		if got := b.qmmaFlags(); got != c.want {
-			t.Errorf("xasync %d evictFirst %v passKeep %v early %v: flags %d, want %d", c.xasync, c.evict, c.keep, c.early, got, c.want)
+			t.Errorf("xasync %d evictFirst %v passKeep %v: flags %d, want %d", c.xasync, c.evict, c.keep, got, c.want)
 		}
 	}
 }
