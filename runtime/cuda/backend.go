@@ -140,7 +140,6 @@ type Backend struct {
 	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
 	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): defaultQmmaWG (2 tiles, 9 rows); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
 	qmmaFit       bool            // warpgroup-MMA products on as few tiles as their rows need (three for 17-24 rows, five to seven for 33-56), not only 2, 4 and 8 (GPTQTOOL_QMMA_FIT=0 turns it off; qmmaTileFor)
-	qmmaSpread    bool            // GPTQTOOL_QMMA_SPREAD=1: a quantized product's blocks take enough shared memory that an SM holds no more of them than its even share
 	qmmaWide      int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
 	qmmaPlain     int             // plain products of this many rows or more, up to qmmaPlainMax, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
 	qmmaPlainMax  int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (defaultQmmaPlainMax)
@@ -152,10 +151,6 @@ type Backend struct {
 	qstRoPE       int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
 	qmmaPush      int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	wideLate      bool            // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
-	ropeSpread    bool            // GPTQTOOL_QMMA_ROPE_SPREAD=1: the RoPE-fused one-tile products, likewise
-	apSpread      bool            // GPTQTOOL_QMMA_AP_SPREAD=1: attention's output product takes shared memory enough to hold an SM to its even share (spreadShared)
-	wideSpread    bool            // GPTQTOOL_QMMA_WIDE_SPREAD=1: the product after a wide GLU one takes shared memory enough to hold an SM to its even share (spreadShared)
-	lastWide      bool            // the last quantized product launched was a wide GLU one
 	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
 	qgluW, qgluD  int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
 	qgluPad       int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
@@ -363,7 +358,6 @@ func New(o Options) (*Backend, error) {
 	if b.clusterMaxS, err = envInt("GPTQTOOL_CLUSTER_MAXS", 0, 1, maxClusterBlocks, fmt.Sprintf("1-%d blocks", maxClusterBlocks)); err != nil {
 		return nil, err
 	}
-	b.qmmaSpread = os.Getenv("GPTQTOOL_QMMA_SPREAD") == "1"
 	b.qmmaTMA = os.Getenv("GPTQTOOL_QMMA_TMA") != "0"
 	if b.qmmaWG, err = parseQmmaWG(os.Getenv("GPTQTOOL_QMMA_WG")); err != nil {
 		return nil, err
@@ -572,26 +566,13 @@ func New(o Options) (*Backend, error) {
 	// On the H200 (7B shape, 4-bit g128 act order) batch 8 gave 3,467
 	// tok/s against 3,326 (+4.2%), and batch 1 with wide kernels from one
 	// row 486.4 against 485.1 (docs/benchmarks.md, the eighteenth
-	// session). GPTQTOOL_QMMA_WIDE_LATE=0 launches it early again, and
-	// GPTQTOOL_QMMA_WIDE_SPREAD=1 instead sizes its shared memory so that
-	// an SM holds no more than its even share of its blocks (456.2 at
-	// batch 1 with wide kernels from one row: slower).
+	// session). GPTQTOOL_QMMA_WIDE_LATE=0 launches it early again.
+	// (Sizing the quantized products' shared memory so that an SM holds
+	// no more than its even share of their blocks measured slower for
+	// every product, for the one after a wide product, for o_proj and for
+	// q/k/v, docs/benchmarks.md; those switches, GPTQTOOL_QMMA_SPREAD,
+	// _WIDE_SPREAD, _AP_SPREAD and _ROPE_SPREAD, are removed.)
 	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
-	b.wideSpread = os.Getenv("GPTQTOOL_QMMA_WIDE_SPREAD") == "1"
-	// GPTQTOOL_QMMA_AP_SPREAD=1 sizes the shared memory of attention's
-	// output product (o_proj) so that an SM holds no more of its blocks
-	// than its even share: at batch 1 its 256 blocks ran on 106-108 SMs,
-	// three to an SM on about 58 of them, and those SMs ended 2.2 µs after
-	// the others (docs/benchmarks.md, the twentieth session). At two an SM
-	// the GPCs hold 30 clusters of 8, so it goes with 7 splits
-	// (GPTQTOOL_QMMA_S=4096x4096:7 for the 7B shape). For measuring.
-	b.apSpread = os.Getenv("GPTQTOOL_QMMA_AP_SPREAD") == "1"
-	// GPTQTOOL_QMMA_ROPE_SPREAD=1 does the same for the RoPE-fused one-tile
-	// products (q/k/v: at batch 1 its 384 blocks ran on 124 SMs, four to an
-	// SM on 24-56 of them, which ended 1.3-1.7 µs after the others; at
-	// most three an SM needs 128 SMs, and the GPCs must hold 48 clusters of
-	// 8 at three an SM). For measuring.
-	b.ropeSpread = os.Getenv("GPTQTOOL_QMMA_ROPE_SPREAD") == "1"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

@@ -1611,15 +1611,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 		}
 		r = *rp
 	}
-	// (GPTQTOOL_QMMA_WIDE_SPREAD: the product after a wide one, whose
-	// blocks would otherwise crowd onto the SMs that its blocks leave
-	// first, spread too; GPTQTOOL_QMMA_AP_SPREAD: attention's output
-	// product, whose blocks land where attention's leave room;
-	// GPTQTOOL_QMMA_ROPE_SPREAD: the RoPE-fused one-tile products.)
-	if (b.qmmaSpread || (b.wideSpread && b.lastWide) || (b.apSpread && ap != nil) || (b.ropeSpread && rp != nil && tile == 0)) && !wide && !plain {
-		shared = b.spreadShared(shared, nb*S, qmmaBlocksPerSM(tile))
-	}
-	b.lastWide = wide
 	// The _w kernels take x's tensor map last: fp16 x is staged by the
 	// tensor memory accelerator where the driver makes one (QF_TMA), else
 	// with cp.async as the others stage it.
@@ -1865,7 +1856,6 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	if b.lateAfterWide(M) && j == nil {
 		flags |= qfLate
 	}
-	b.lastWide = j == nil
 	args := []any{out.ptr, x.ptr, w.ptr, szp, perm, slots, count, int32(q.k), int32(q.n), int32(M), int32(q.gs), flags}
 	if nrm != nil {
 		args = append(args, nrm.w.ptr, nrm.eps)

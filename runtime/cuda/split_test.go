@@ -267,8 +267,8 @@ func TestQmmaSplitPlain(t *testing.T) {
 	}
 }
 
-// TestSpreadShared checks GPTQTOOL_QMMA_SPREAD's shared memory on an
-// H200's figures: a grid of 256 blocks (two an SM at most) or 288 (three)
+// TestSpreadShared checks spreadShared (which qmmaSplitPlain asks whether
+// its blocks take one SM each) on an H200's figures: a grid of 256 blocks (two an SM at most) or 288 (three)
 // asks for more than 1/3 (1/4) of the SM's memory but no more than 1/2
 // (1/3), counting the reserve a block takes besides; a grid of 448 (four
 // an SM, what the registers allow anyway) or one that already takes more
