@@ -95,76 +95,75 @@ type Backend struct {
 	ahead     aheadCopies // SampleTokensTo's copies
 	greedy    aheadCopies // DrawGreedy's host slots (mapped)
 
-	capturing     bool            // a graph is being recorded: no allocation may happen
-	graphs        int             // live graphs: scratch they use is retired, not reused
-	retired       []*Buffer       // scratch replaced while graphs were alive
-	dequantGEMM   bool            // products with quantized weights go through deq
-	pdl           bool            // launch pdlKernels with programmatic stream serialization
-	clusters      bool            // split products reduce in thread-block clusters (qmma's cl)
-	inputOrder    bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
-	scalesOnly    bool            // weights whose zeros are all 2^(bits-1) upload their scales alone (qgemv.cu QG_SZ16)
-	scalesWG      int             // the most tiles of a warpgroup product that reads them too (defaultScalesWG; GPTQTOOL_SZ16=1: none, =2: all)
-	normFuseRows  int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
-	ropeFuse      bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
-	mlpRows       int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
-	rowScore      bool            // ScoreRows in use (runtime.RowScorer); GPTQTOOL_ROW_SCORE=0 turns it off
-	mlpQD         int             // the fused MLP's ring: chunks a warp
-	mlpLL         bool            // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
-	mlpProbe      int             // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
-	smemSM        int             // shared memory of an SM
-	waveCap       bool            // quantized products split into no more blocks than one wave
-	qfill         [4]int          // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
-	xasync        int32           // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
-	tracePath     string          // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
-	traceCap      int             // records a module holds
-	traceAt       int             // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
-	traceSM       map[string]bool // GPTQTOOL_TRACE_SM: the kernel kinds whose launches keep each SM's marks
-	extraDefines  []string        // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
-	gemv          bool            // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
-	headWG        bool            // with gemv, products of gemvMaxRows+1 to headMaxRows such rows run head.cu on sm_90 (GPTQTOOL_HEAD_WG=0: cuBLAS)
-	attnPrefetch  int             // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
-	attnSplit     int             // the fewest positions a block of split paged attention takes
-	attnWaves     int             // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
-	attnTC        int             // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
-	attnTCStages  int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES; 0: by the step's rows, tcStages)
-	attnTCCap     bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
-	attnFit       bool            // and its clusters all run at once (fitClusters; GPTQTOOL_ATTN_FIT=0: not)
-	attnLate      int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
-	apDefer       bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
-	apLate        int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
-	oprojAdd      int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
-	probeSkip     []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
-	clusterPolicy int             // GPTQTOOL_CLUSTER_POLICY: the clusters' scheduling policy preference (launchAttrClusterPolicy); 0 the driver's
-	clusterMaxS   int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
-	passKeep      bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
-	qmmaTMA       bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
-	qmmaWG        int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): defaultQmmaWG (2 tiles, 9 rows); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
-	qmmaFit       bool            // warpgroup-MMA products on as few tiles as their rows need (three for 17-24 rows, five to seven for 33-56), not only 2, 4 and 8 (GPTQTOOL_QMMA_FIT=0 turns it off; qmmaTileFor)
-	qmmaWide      int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
-	qmmaPlain     int             // plain products of this many rows or more, up to qmmaPlainMax, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
-	qmmaPlainMax  int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (defaultQmmaPlainMax)
-	plainGlobal   bool            // the plain wide kernels' splits add up through global memory (the default), not in a cluster (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
-	qmmaMaxS      int             // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
-	wideSplit     int             // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
-	qstWide       int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
-	qstAP         int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
-	qstRoPE       int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
-	qmmaPush      int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
-	wideLate      bool            // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
-	qgluBlocks    int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
-	qgluW, qgluD  int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
-	qgluPad       int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
-	qgluNorm      int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
-	qgluSeq       int             // the pieces kernel's launches so far (which pair of counters the next one takes)
-	qgluJoin      int             // GPTQTOOL_QGLU_JOIN=N: decode steps of at most N rows run gate/up on the pieces kernel with the down product after it in the same launch (runtime.GLUDownNormer, qglu.cu JN); 0 none
-	qgluPieces    int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
-	qst           [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
-	evictFirst    bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
-	normThreads   int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
-	downNorm      int             // GPTQTOOL_DOWN_NORM: MatMulAddNormTo leaves a plain wide product's splits to the norm (qgemv.cu QF_PARTS), 1: in one block a row, 2 (the default): in a cluster of 8 (0: not)
-	partsWant     bool            // MatMulAddNormTo's product is being issued: it may leave its splits in parts
-	partsGot      partsArg        // where it left them
-	gt            graphTimes
+	capturing    bool            // a graph is being recorded: no allocation may happen
+	graphs       int             // live graphs: scratch they use is retired, not reused
+	retired      []*Buffer       // scratch replaced while graphs were alive
+	dequantGEMM  bool            // products with quantized weights go through deq
+	pdl          bool            // launch pdlKernels with programmatic stream serialization
+	clusters     bool            // split products reduce in thread-block clusters (qmma's cl)
+	inputOrder   bool            // InputSlots reports act-order weights' orders (runtime.InputOrderer)
+	scalesOnly   bool            // weights whose zeros are all 2^(bits-1) upload their scales alone (qgemv.cu QG_SZ16)
+	scalesWG     int             // the most tiles of a warpgroup product that reads them too (defaultScalesWG; GPTQTOOL_SZ16=1: none, =2: all)
+	normFuseRows int             // the most rows whose products normalize their input (runtime.NormFuser); 0: none
+	ropeFuse     bool            // q/k/v products rotate and store in the KV cache (runtime.RoPEFuser)
+	mlpRows      int             // the most rows of a fused MLP (runtime.MLPFuser); 0: none
+	rowScore     bool            // ScoreRows in use (runtime.RowScorer); GPTQTOOL_ROW_SCORE=0 turns it off
+	mlpQD        int             // the fused MLP's ring: chunks a warp
+	mlpLL        bool            // GPTQTOOL_FUSED_MLP_LL=1: the fused MLP's _ll kernels (shares tagged with the launch, no flags)
+	mlpProbe     int             // GPTQTOOL_FUSED_MLP_PROBE: parts of the fused MLP left out (bits: the sums across the grid, down's work, gate/up's work, the stream), for measuring
+	smemSM       int             // shared memory of an SM
+	waveCap      bool            // quantized products split into no more blocks than one wave
+	qfill        [4]int          // a quantized product's blocks fill the SMs this many times (K split to reach it), by qfillClass
+	xasync       int32           // 1: qmma stages fp16 x with cp.async (GPTQTOOL_XASYNC=0: through registers)
+	tracePath    string          // GPTQTOOL_TRACE: the kernel timeline's file (trace.go); "" off
+	traceCap     int             // records a module holds
+	traceAt      int             // GPTQTOOL_TRACE_AT: the kernels' mark placement (trace.go)
+	traceSM      map[string]bool // GPTQTOOL_TRACE_SM: the kernel kinds whose launches keep each SM's marks
+	extraDefines []string        // GPTQTOOL_KERNEL_DEFINES as NVRTC options (trace.go)
+	gemv         bool            // products of up to gemvMaxRows rows of 16-bit x and w into fp32 run gemv.cu, not cuBLAS (GPTQTOOL_GEMV=0: cuBLAS)
+	headWG       bool            // with gemv, products of gemvMaxRows+1 to headMaxRows such rows run head.cu on sm_90 (GPTQTOOL_HEAD_WG=0: cuBLAS)
+	attnPrefetch int             // paged attention of up to this many rows loads a settled cache's rows before its wait (GPTQTOOL_ATTN_PREFETCH)
+	attnSplit    int             // the fewest positions a block of split paged attention takes
+	attnWaves    int             // how many times paged attention's grid fills the SMs (GPTQTOOL_ATTN_WAVES)
+	attnTC       int             // paged attention of at least this many rows runs on tensor cores (0: never; GPTQTOOL_ATTN_TC)
+	attnTCStages int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES; 0: by the step's rows, tcStages)
+	attnTCCap    bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
+	attnFit      bool            // and its clusters all run at once (fitClusters; GPTQTOOL_ATTN_FIT=0: not)
+	attnLate     int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
+	apDefer      bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
+	apLate       int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
+	oprojAdd     int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
+	probeSkip    []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
+	clusterMaxS  int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
+	passKeep     bool            // a pass of a product of more than qmmaPass rows whose weights the next pass reads again (no QF_EVICT)
+	qmmaTMA      bool            // the _w kernels stage fp16 x with the tensor memory accelerator (QF_TMA; GPTQTOOL_QMMA_TMA=0: with cp.async)
+	qmmaWG       int             // products of at least this many tiles (of 8 rows) a pass on warpgroup MMA (sm_90a, qgemv.cu _w kernels; 33-64 rows in one pass): defaultQmmaWG (2 tiles, 9 rows); GPTQTOOL_QMMA_WG=0 none, =1 from 2 tiles (9 rows), =2 from 4 (17 rows)
+	qmmaFit      bool            // warpgroup-MMA products on as few tiles as their rows need (three for 17-24 rows, five to seven for 33-56), not only 2, 4 and 8 (GPTQTOOL_QMMA_FIT=0 turns it off; qmmaTileFor)
+	qmmaWide     int             // GLU products of this many rows or more, up to 8, on the wide kernels (qgemv.cu _g): defaultQmmaWide; GPTQTOOL_QMMA_WIDE=0 none
+	qmmaPlain    int             // plain products of this many rows or more, up to qmmaPlainMax, on the plain wide kernels (qgemv.cu _p): defaultQmmaPlain; GPTQTOOL_QMMA_PLAIN=0 none
+	qmmaPlainMax int             // GPTQTOOL_QMMA_PLAIN_MAX: the most rows of those (defaultQmmaPlainMax)
+	plainGlobal  bool            // the plain wide kernels' splits add up through global memory (the default), not in a cluster (GPTQTOOL_QMMA_PLAIN_CLUSTER=1)
+	qmmaMaxS     int             // GPTQTOOL_QMMA_MAXS=N: the most K splits of a qmma product (0: maxSplits' default)
+	wideSplit    int             // GPTQTOOL_QMMA_WIDE_SPLIT: the most K splits of a wide GLU product (0: as qmmaSplitWide plans)
+	qstWide      int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
+	qstAP        int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
+	qstRoPE      int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
+	qmmaPush     int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
+	wideLate     bool            // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
+	qgluBlocks   int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
+	qgluW, qgluD int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
+	qgluPad      int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
+	qgluNorm     int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
+	qgluSeq      int             // the pieces kernel's launches so far (which pair of counters the next one takes)
+	qgluJoin     int             // GPTQTOOL_QGLU_JOIN=N: decode steps of at most N rows run gate/up on the pieces kernel with the down product after it in the same launch (runtime.GLUDownNormer, qglu.cu JN); 0 none
+	qgluPieces   int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
+	qst          [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
+	evictFirst   bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
+	normThreads  int             // the norms' threads a row (GPTQTOOL_NORM_THREADS); 0: normThreadsFor's
+	downNorm     int             // GPTQTOOL_DOWN_NORM: MatMulAddNormTo leaves a plain wide product's splits to the norm (qgemv.cu QF_PARTS), 1: in one block a row, 2 (the default): in a cluster of 8 (0: not)
+	partsWant    bool            // MatMulAddNormTo's product is being issued: it may leave its splits in parts
+	partsGot     partsArg        // where it left them
+	gt           graphTimes
 
 	// A measuring switch for the products' placement (GPTQTOOL_QMMA_S).
 	qmmaS map[[2]int]int // the K splits of the products by weights of K inputs and N outputs, by [K, N]
@@ -182,9 +181,9 @@ const maxKernelArgs = 40
 type launchArgs struct {
 	vals [maxKernelArgs]uint64
 	ptrs [maxKernelArgs]unsafe.Pointer
-	cfg  launchConfig // cuLaunchKernelEx's, with attrs
-	attr [3]launchAttr
-	tmap [2]TensorMap // a launch's TensorMap arguments (at most two)
+	cfg  launchConfig  // cuLaunchKernelEx's, with attrs
+	attr [2]launchAttr // programmatic serialization, the cluster's shape
+	tmap [2]TensorMap  // a launch's TensorMap arguments (at most two)
 }
 
 type function struct {
@@ -348,9 +347,9 @@ func New(o Options) (*Backend, error) {
 	// a step reads again stays; GPTQTOOL_EVICT_FIRST=0 streams them under
 	// the evict_normal policy (the same instructions).
 	b.evictFirst = os.Getenv("GPTQTOOL_EVICT_FIRST") != "0"
-	if b.clusterPolicy, err = envInt("GPTQTOOL_CLUSTER_POLICY", 0, 0, 2, "0 (the driver's), 1 (spread) or 2 (load balancing)"); err != nil {
-		return nil, err
-	}
+	// (The clusters' scheduling policy is the driver's: asking for spread
+	// or load balancing, GPTQTOOL_CLUSTER_POLICY=1|2, measured even and
+	// 0.5% slower, docs/benchmarks.md, and the switch is removed.)
 	// GPTQTOOL_CLUSTER_MAXS=N: a quantized product split in more than N
 	// blocks a column slab adds up its sums through global memory (a
 	// counter and a last block) rather than in a cluster, whose blocks the
@@ -1286,11 +1285,6 @@ func (b *Backend) launchCluster(src, name string, grid, block Dim, shared, clust
 		if clusterY > 1 {
 			a.attr[n] = clusterAttr(clusterY)
 			n++
-			if b.clusterPolicy != 0 {
-				a.attr[n] = launchAttr{id: launchAttrClusterPolicy}
-				binary.LittleEndian.PutUint32(a.attr[n].val[0:], uint32(b.clusterPolicy))
-				n++
-			}
 		}
 		a.cfg = launchConfig{gx: uint32(grid.X), gy: uint32(grid.Y), gz: uint32(grid.Z), bx: uint32(block.X), by: uint32(block.Y), bz: uint32(block.Z),
 			shared: uint32(shared), stream: b.stream, attrs: unsafe.Pointer(&a.attr[0]), numAttrs: uint32(n)}

@@ -99,11 +99,6 @@ const launchAttrProgrammaticSerialization = 6
 // value: x, y, z as three uint32).
 const launchAttrClusterDimension = 4
 
-// launchAttrClusterPolicy is CU_LAUNCH_ATTRIBUTE_CLUSTER_SCHEDULING_POLICY_PREFERENCE,
-// whose value is a CUclusterSchedulingPolicy: 0 default, 1 spread (a
-// cluster's blocks on different SMs), 2 load balancing.
-const launchAttrClusterPolicy = 5
-
 // Device attributes (CUdevice_attribute).
 const (
 	attrMaxSharedPerBlockOptin = 97
