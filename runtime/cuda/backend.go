@@ -72,7 +72,6 @@ type Backend struct {
 	qpart   *Buffer // fp32 partial sums of split GEMV blocks
 	qcount  *Buffer // per column slab, blocks of a split GEMV done (kept at 0)
 	lcount  *Buffer // the pieces GLU kernel's pairs of counters (qglu.cu; kept at 0)
-	jcount  *Buffer // the joined GLU and down kernels' arrival counters (qglu.cu QJoin; never reset)
 	mlpPart *Buffer // the fused MLP's blocks' shares of down's sums
 	mlpTag  *Buffer // the same for its _ll kernels: the blocks' launch counters, then shares tagged with the launch
 	glu     *Buffer // the interleaved gate/up product of a GLU weight on the cuBLAS path
@@ -155,7 +154,6 @@ type Backend struct {
 	qgluPad      int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
 	qgluNorm     int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
 	qgluSeq      int             // the pieces kernel's launches so far (which pair of counters the next one takes)
-	qgluJoin     int             // GPTQTOOL_QGLU_JOIN=N: decode steps of at most N rows run gate/up on the pieces kernel with the down product after it in the same launch (runtime.GLUDownNormer, qglu.cu JN); 0 none
 	qgluPieces   int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst          [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst   bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -492,17 +490,11 @@ func New(o Options) (*Backend, error) {
 	if b.qgluPad, err = envInt("GPTQTOOL_QGLU_SMEM", -1, 0, 1<<18, "0-262144 bytes"); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_QGLU_JOIN=N: decode steps of up to N rows run gate/up on the
-	// pieces kernel with the down product after it in the same launch
-	// (MatMulGLUDownNormTo; 0, the default: none). On the H200 (7B shape,
-	// g128 act order, the fifty-fourth session) it measured slower at one
-	// row: 512.6 / 361.7 tok/s at 4 / 8 bits against 565.8 / 401.2, and
-	// gate/up, down and the norm alone in a graph 60.5 µs against 51.6
-	// (8 bits): Nsight Compute puts 8% of its warps' samples at the grid's
-	// barrier; where the rest goes is not yet known.
-	if b.qgluJoin, err = envInt("GPTQTOOL_QGLU_JOIN", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
-		return nil, err
-	}
+	// (Running down in the pieces kernel's launch, after gate/up,
+	// GPTQTOOL_QGLU_JOIN=N, measured slower on the H200, 7B shape, g128 act
+	// order, the fifty-fourth session: 512.6 / 361.7 tok/s at 4 / 8 bits
+	// against 565.8 / 401.2 at one row; the switch and its launch are
+	// removed, qglu.cu's _j kernels are left unlaunched.)
 	// GPTQTOOL_QGLU_NORM=N: decode steps of up to N rows have the pieces
 	// kernel normalize gate/up's input as it stages it, o_proj adding into
 	// the residual stream, and no norm kernel between (runtime.GLUNormer;
@@ -716,7 +708,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.jcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

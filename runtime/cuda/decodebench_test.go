@@ -187,8 +187,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 // the pieces kernel: its aggregate read rate, GB/s, to set against
 // BenchmarkStream's plain streams. Also the 4-bit gate/up on the pieces
 // kernel (pieces4), the 8-bit down product alone, and gate/up, down and the
-// norm after it (MatMulGLUDownNormTo) as two ops and joined in one launch
-// (GPTQTOOL_QGLU_JOIN).
+// norm after it (MatMulGLUDownNormTo).
 func BenchmarkPiecesGLU(b *testing.B) {
 	be := gputest.Backend(b)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -218,7 +217,6 @@ func BenchmarkPiecesGLU(b *testing.B) {
 	defer be.SetQGLUPieces(be.QGLUPieces())
 	defer be.SetQGLUShape(0, 0)
 	defer be.SetQGLUNorm(be.GLUNormRows())
-	defer be.SetQGLUJoin(be.QGLUJoin())
 	be.SetQGLUNorm(2)
 	guNorm, err := be.FuseGLUNorm(norm, gu)
 	if err != nil || guNorm == nil {
@@ -246,30 +244,27 @@ func BenchmarkPiecesGLU(b *testing.B) {
 		x, xn, xo := randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H), randTensor(b, be, runtime.F16, M, H)
 		act := randTensor(b, be, runtime.F16, M, I)
 		for _, v := range []struct {
-			name               string
-			pieces, w, d, join int
-			op                 func()
-			bytes              float64
+			name         string
+			pieces, w, d int
+			op           func()
+			bytes        float64
 		}{
-			{"pieces", 2, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
-			{"pieces4", 2, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu4) }, bytes4},
-			{"pieces_w32d4", 2, 32, 4, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
-			{"wide", 0, 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
-			{"pieces_norm", 2, 0, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }, bytes},
-			{"norm_then_pieces", 2, 0, 0, 0, func() {
+			{"pieces", 2, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"pieces4", 2, 0, 0, func() { be.MatMulGLU(act, xn, gu4) }, bytes4},
+			{"pieces_w32d4", 2, 32, 4, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"wide", 0, 0, 0, func() { be.MatMulGLU(act, xn, gu) }, bytes},
+			{"pieces_norm", 2, 0, 0, func() { be.MatMulGLUNormTo(act, x, guNorm, 1e-5, gu, nil) }, bytes},
+			{"norm_then_pieces", 2, 0, 0, func() {
 				be.RMSNorm(xn, x, norm, 1e-5)
 				be.MatMulGLU(act, xn, gu)
 			}, bytes},
-			{"down", 2, 0, 0, 0, func() { be.MatMulAdd(x, act, down, x) }, downBytes},
-			// gate/up, down and the norm after it (GPTQTOOL_QGLU_JOIN):
-			// as two ops, and joined in one launch where M is one row.
-			{"mlp", 2, 0, 0, 0, func() { be.MatMulGLUDownNormTo(act, xn, gu, nil, x, downIn, xo, norm, nil, 1e-5) }, bytes + downBytes},
-			{"mlp_joined", 2, 0, 0, M, func() { be.MatMulGLUDownNormTo(act, xn, gu, nil, x, downIn, xo, norm, nil, 1e-5) }, bytes + downBytes},
+			{"down", 2, 0, 0, func() { be.MatMulAdd(x, act, down, x) }, downBytes},
+			// gate/up, down and the norm after it.
+			{"mlp", 2, 0, 0, func() { be.MatMulGLUDownNormTo(act, xn, gu, nil, x, downIn, xo, norm, nil, 1e-5) }, bytes + downBytes},
 		} {
 			b.Run(fmt.Sprintf("M%d/%s", M, v.name), func(b *testing.B) {
 				be.SetQGLUPieces(v.pieces)
 				be.SetQGLUShape(v.w, v.d)
-				be.SetQGLUJoin(v.join)
 				if v.w != 0 {
 					be.SetQGLUPad(0) // (the fiftieth session's blocks held only their need)
 				}

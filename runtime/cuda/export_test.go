@@ -102,13 +102,6 @@ func QGLUKernel(bits, M, warps, depth int) string {
 	return qgluName(bits, warps, depth, runtime.F16)
 }
 
-// QGLUJoinKernel is QGLUKernel's kernel joined with the down product after
-// it (qglu.cu's _j kernels), in the default shape for M rows.
-func QGLUJoinKernel(bits, M int) string {
-	warps, depth := defaultQGLUShape(bits, M)
-	return qgluJoinName(bits, warps, depth, runtime.F16)
-}
-
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it
 // (qglu.cu's _n kernels), in the default shape for M rows.
 func QGLUNormKernel(bits, M int) string {

@@ -305,70 +305,13 @@ func (b *Backend) MatMulAddNormTo(x, h, w, norm, weight, slots runtime.Tensor, e
 	b.partsNorm(nt, xt, wn, got, eps, sp, cl)
 }
 
-// MatMulGLUDownNormTo implements runtime.GLUDownNormer: with
-// GPTQTOOL_QGLU_JOIN (SetQGLUJoin) at this step's rows, where gate/up runs
-// on the pieces kernel and down on the plain wide kernels leaving its
-// splits to the norm (MatMulAddNormTo's parts), down runs in the pieces
-// kernel's launch, each block streaming its share as soon as it has no
-// pieces left (qglu.cu JN), and the norm follows as after down; otherwise
-// MatMulGLUTo, then MatMulAddNormTo.
+// MatMulGLUDownNormTo implements runtime.GLUDownNormer: MatMulGLUTo, then
+// MatMulAddNormTo. (Down run in the pieces kernel's launch, qglu.cu JN, was
+// slower and is removed: docs/benchmarks.md, the fifty-fourth session.)
 func (b *Backend) MatMulGLUDownNormTo(h, xn, gateUp, slots, x, down, norm, weight, nslots runtime.Tensor, eps float32) {
-	if !b.joinGLUDown(h, xn, gateUp, slots, x, down, norm, weight, nslots, eps) {
-		b.MatMulGLUTo(h, xn, gateUp, slots)
-		b.MatMulAddNormTo(x, h, down, norm, weight, nslots, eps)
-	}
+	b.MatMulGLUTo(h, xn, gateUp, slots)
+	b.MatMulAddNormTo(x, h, down, norm, weight, nslots, eps)
 }
-
-// joinGLUDown issues MatMulGLUDownNormTo's joined form and reports whether
-// it did (nothing issued where it did not).
-func (b *Backend) joinGLUDown(h, xn, gateUp, slots, x, down, norm, weight, nslots runtime.Tensor, eps float32) bool {
-	ht, xin, gt, dt := b.tensor(h), b.tensor(xn), b.tensor(gateUp), b.tensor(down)
-	xt, nt, wn := b.tensor(x), b.tensor(norm), b.tensor(weight)
-	M := runtime.Rows(xin)
-	gq, dq := gt.q, dt.q
-	if M == 0 || M > b.qgluJoin || gq == nil || !gq.glu || dq == nil || dq.glu || dq.perm != nil || b.dequantGEMM ||
-		b.qmmaWide == 0 || M < b.qmmaWide || M > b.qgluRows(gq.bits) || !b.plainRows(M) ||
-		runtime.Cols(xin) != gq.k || runtime.Rows(ht) != M || runtime.Cols(ht) != gq.n/2 || ht.dt != xin.dt ||
-		runtime.Rows(xt) != M || runtime.Cols(xt) != dq.n || xt.dt != xin.dt || (xin.dt != runtime.F16 && xin.dt != runtime.BF16) {
-		return false
-	}
-	if _, _, ok := b.qmmaSplitWide(M, gq.k, gq.n, gq.bits); !ok {
-		return false
-	}
-	pp, _, ok := b.qmmaSplitPlain(M, dq.k, dq.n, dq.bits)
-	if !ok || pp.S < 2 || pp.S > partsMax {
-		return false
-	}
-	cl, ok := b.partsNormPlan(xt, nt, wn)
-	if !ok {
-		return false
-	}
-	gsp := b.slotsPtr("glu matmul", slots, gq.n/2, ht, xin)
-	sp := b.slotsPtr("matmul-add-norm", nslots, dq.n, nt, xt)
-	b.enter()
-	defer b.exit()
-	pb, err := b.scratch(&b.qpart, int64(pp.S)*int64(M)*int64(dq.n)*4)
-	if err != nil {
-		b.fail(err)
-		return true
-	}
-	if !b.qglu(ht, xin, gq, gt, gsp, M, nil, &joinArg{w: dt, part: pb.Ptr, S: pp.S}) {
-		return false
-	}
-	b.partsNorm(nt, xt, wn, partsArg{part: pb.Ptr, S: pp.S, rows: M}, eps, sp, cl)
-	return true
-}
-
-// SetQGLUJoin sets the most rows whose MatMulGLUDownNormTo runs joined (as
-// GPTQTOOL_QGLU_JOIN does; 0: none), for tests.
-func (b *Backend) SetQGLUJoin(rows int) {
-	b.enter()
-	defer b.exit()
-	b.qgluJoin = max(0, min(rows, qgluMaxRows))
-}
-
-// QGLUJoin reports SetQGLUJoin's setting.
-func (b *Backend) QGLUJoin() int { return b.qgluJoin }
 
 // partsNormPlan reports whether MatMulAddNormTo's norm may add a product's
 // splits up (ok), x the residual stream, nt the norm's output and wn its

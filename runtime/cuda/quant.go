@@ -1432,7 +1432,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 	// GLU products of up to qgluNorm rows normalize x on the pieces kernel
 	// where it runs them (GPTQTOOL_QGLU_NORM).
 	if nrm != nil && q.glu && M <= b.qgluNorm && !b.dequantGEMM && b.qmmaWide > 0 && M >= b.qmmaWide &&
-		q.gs%chunkInputs(q.bits) == 0 && b.qglu(outs[0], x, q, w, slots, M, nrm, nil) {
+		q.gs%chunkInputs(q.bits) == 0 && b.qglu(outs[0], x, q, w, slots, M, nrm) {
 		return
 	}
 	if nrm != nil && (M > b.normFuseRows || b.dequantGEMM) {
@@ -1514,7 +1514,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 			sp, nb, threads, wide = wp, wnb, 32*qmmaWideWarps, true
 		}
 	}
-	if wide && M <= b.qgluRows(q.bits) && b.qglu(outs[0], x, q, w, slots, M, nil, nil) {
+	if wide && M <= b.qgluRows(q.bits) && b.qglu(outs[0], x, q, w, slots, M, nil) {
 		return
 	}
 	if b.plainRows(M) && !q.glu && tile == 0 && sg == 0 && nrm == nil && rp == nil && ap == nil {
@@ -1709,21 +1709,6 @@ func qgluName(bits, warps, depth int, dt runtime.DType) string {
 	return fmt.Sprintf("qglu%d_w%dd%d_%s", bits, warps, depth, suffix(dt))
 }
 
-// qgluJoinName is qgluName's kernel joined with the down product after it
-// (JN, the _j kernels).
-func qgluJoinName(bits, warps, depth int, dt runtime.DType) string {
-	return fmt.Sprintf("qglu%d_w%dd%d_j_%s", bits, warps, depth, suffix(dt))
-}
-
-// joinArg is the down product the pieces kernel runs after its GLU product
-// in the same launch (qglu.cu QJoin): the weight, its S splits' sums left
-// in part for the norm after it.
-type joinArg struct {
-	w    *Tensor
-	part uint64
-	S    int
-}
-
 // qgluNormName is qgluName's kernel that normalizes x as it stages it
 // (NRM, the _n kernels).
 func qgluNormName(bits, warps, depth int, dt runtime.DType) string {
@@ -1758,23 +1743,12 @@ func (b *Backend) qgluShared(need int) int {
 // Each launch takes the next of qgluPairs pairs of counters, so that two
 // launches in a step never share one (each leaves its pair zeroed as it
 // ends; a pair comes round again qgluPairs launches later).
-func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int, nrm *normArg, j *joinArg) bool {
+func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int, nrm *normArg) bool {
 	kb := chunkInputs(q.bits)
 	warps, depth := b.qgluShape(q.bits, M)
 	in := qgluBlockIn / warps // a warp's inputs of a piece (QL_IN)
 	if q.n%qgluCols != 0 || q.k%in != 0 || q.k > in*warps/2 || q.gs%kb != 0 || (in%q.gs != 0 && q.gs%in != 0) || !qgluTurns(q.bits, warps, depth) {
 		return false
-	}
-	// Joined with down (qglu.cu JN): every warp has inputs (it takes part
-	// in the block's barriers after the pieces), down's slabs are whole
-	// tiles a warp and its splits whole groups of whole chunks.
-	if j != nil {
-		dq := j.w.q
-		ck := dq.k / kb
-		if nrm != nil || q.k != in*warps/2 || dq.bits != q.bits || dq.k != q.n/2 || dq.n%(16*warps) != 0 || dq.gs%kb != 0 ||
-			j.S < 2 || ck%j.S != 0 || (ck/j.S*kb)%dq.gs != 0 {
-			return false
-		}
 	}
 	if q.perm == nil && x.ptr%16 != 0 {
 		return false
@@ -1786,21 +1760,9 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	if nrm != nil {
 		kname = qgluNormName(q.bits, warps, depth, x.dt)
 	}
-	if j != nil {
-		kname = qgluJoinName(q.bits, warps, depth, x.dt)
-	}
 	name, szp := q.scales(kname, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
 		szb = 2
-	}
-	// (Joined: down's scales in the same form, one type in the kernel.)
-	var dszp uint64
-	if j != nil {
-		dn, p := j.w.q.scales(kname, true)
-		if dn != name {
-			return false
-		}
-		dszp = p
 	}
 	// Shared memory, as qglu.cu lays it out: each warp's ring and two
 	// pieces' scales, x, the slots of the warps' sums; normalizing, the
@@ -1808,12 +1770,6 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	need := warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4
 	if nrm != nil {
 		need += q.k * (4 + x.dt.Size())
-	}
-	if j != nil {
-		// (Down's x, its split's inputs, after the rings; then each warp's
-		// scales of the split's groups.)
-		in2 := j.w.q.k / kb / j.S * kb
-		need = max(need, warps*depth*512+(M*(in2+8)*2+15)&^15+warps*(in2/j.w.q.gs)*16*szb)
 	}
 	shared := b.qgluShared(need)
 	if shared > b.shared {
@@ -1830,21 +1786,10 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	if np > nb*(qgluList-1) {
 		return false
 	}
-	if j != nil && j.w.q.n/(16*warps)*j.S > nb {
-		return false
-	}
 	count, err := b.counters(&b.lcount, 2*qgluPairs)
 	if err != nil {
 		b.fail(err)
 		return true
-	}
-	var bar uint64
-	if j != nil {
-		if bar, err = b.counters(&b.jcount, qgluPairs); err != nil {
-			b.fail(err)
-			return true
-		}
-		bar += uint64(4 * (b.qgluSeq % qgluPairs))
 	}
 	count += uint64(8 * (b.qgluSeq % qgluPairs))
 	b.qgluSeq++
@@ -1853,16 +1798,12 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		perm = q.perm.Ptr
 	}
 	flags := b.qmmaFlags()
-	if b.lateAfterWide(M) && j == nil {
+	if b.lateAfterWide(M) {
 		flags |= qfLate
 	}
 	args := []any{out.ptr, x.ptr, w.ptr, szp, perm, slots, count, int32(q.k), int32(q.n), int32(M), int32(q.gs), flags}
 	if nrm != nil {
 		args = append(args, nrm.w.ptr, nrm.eps)
-	}
-	if j != nil {
-		dq := j.w.q
-		args = append(args, j.w.ptr, dszp, j.part, bar, int32(dq.k), int32(dq.n), int32(dq.gs), int32(j.S))
 	}
 	b.run("qglu.cu", name, Dim{X: nb}, Dim{X: 32 * warps}, shared, args...)
 	return true
