@@ -129,8 +129,7 @@ type Backend struct {
 	attnTCCap    bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnFit      bool            // and its clusters all run at once (fitClusters; GPTQTOOL_ATTN_FIT=0: not)
 	attnLate     int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
-	apDefer      bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (GPTQTOOL_ATTN_DEFER=0: not)
-	apLate       int32           // decode.cu late of such an attention: 2, the product launches once attention's wait returns; 0 (GPTQTOOL_ATTN_DEFER=1), once its loop is done
+	apDefer      bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (SetAttentionDefer(false): not, for tests)
 	oprojAdd     int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
 	probeSkip    []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
 	clusterMaxS  int             // GPTQTOOL_CLUSTER_MAXS: quantized products split in more blocks than this add up their sums through global memory (0: up to maxClusterBlocks in a cluster)
@@ -374,10 +373,11 @@ func New(o Options) (*Backend, error) {
 	// it launch as soon as its own wait returns, so that the product's
 	// weights stream during attention: on the H200 (7B shape, 4-bit g128
 	// act order, batch 1) 459.3 tok/s against 453.7 launching it once
-	// attention's loop is done (GPTQTOOL_ATTN_DEFER=1) and 441.0 with
-	// attention combining its rows itself (=0), in one call
-	// (docs/benchmarks.md, the fourteenth session).
-	b.apDefer = os.Getenv("GPTQTOOL_ATTN_DEFER") != "0"
+	// attention's loop is done and 441.0 with attention combining its rows
+	// itself, in one call (docs/benchmarks.md, the fourteenth session; the
+	// thirty-sixth measured the latter 5.3% slower again). Their switch,
+	// GPTQTOOL_ATTN_DEFER=1|0, is removed (decode.go apLate).
+	b.apDefer = true
 	// GPTQTOOL_PROBE_SKIP=PREFIX[,PREFIX...]: a probe for measurements, not
 	// a product (its outputs are wrong): kernels whose names start with one
 	// of the prefixes are not launched, so that a decode step's time without
@@ -391,10 +391,6 @@ func New(o Options) (*Backend, error) {
 	// it is a plain one (ResidualProjects; 0: none).
 	if b.oprojAdd, err = envInt("GPTQTOOL_OPROJ_ADD", defaultOprojAdd, 0, 64, "0-64 rows"); err != nil {
 		return nil, err
-	}
-	b.apLate = 2
-	if os.Getenv("GPTQTOOL_ATTN_DEFER") == "1" {
-		b.apLate = 0
 	}
 	if b.attnWaves, err = envInt("GPTQTOOL_ATTN_WAVES", defaultAttnWaves, 1, 16, "1-16 waves"); err != nil {
 		return nil, err

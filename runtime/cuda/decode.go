@@ -454,7 +454,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	if deferred {
 		// The product launches as this kernel's wait returns (apLate), its
 		// weights streaming under attention's loop: no combine follows it.
-		late, dfr = b.apLate, apSplits
+		late, dfr = apLate, apSplits
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
@@ -756,8 +756,8 @@ type apArg struct {
 // split's loop rather than a combine after it, and the product's prologue
 // overlaps attention; att then holds only the rows attention combined
 // itself. Elsewhere it is PagedAttentionTo into att in w's input order
-// (InputSlots) and MatMul by InOrder(w). GPTQTOOL_ATTN_DEFER=0
-// (SetAttentionDefer(false)) always takes the second way.
+// (InputSlots) and MatMul by InOrder(w). SetAttentionDefer(false) always
+// takes the second way.
 func (b *Backend) PagedAttentionMatMul(dst, att, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
 	b.pagedAttentionMatMul(dst, att, q, kc, vc, tables, pos, blockSize, p, w, false)
 }
@@ -834,6 +834,12 @@ func (b *Backend) SetResidualProjection(rows int) {
 	b.oprojAdd = max(0, rows)
 }
 
+// apLate is decode.cu's late for an attention whose parts the product
+// combines: 2, the product launches once attention's wait returns (0, once
+// attention's loop is done, measured 1.2% slower at batch 1 in the
+// fourteenth session, docs/benchmarks.md).
+const apLate int32 = 2
+
 // apFits reports whether PagedAttentionMatMul's product of att by w takes
 // paged attention's parts: a plain quantized weight whose groups are whole
 // chunks, one tile's rows (at most apRows) of 16-bit activations (the
@@ -851,7 +857,8 @@ func (b *Backend) apFits(att, w *Tensor, p runtime.AttentionParams) bool {
 }
 
 // SetAttentionDefer turns PagedAttentionMatMul's parts on or off
-// (GPTQTOOL_ATTN_DEFER=0: off), for tests and comparisons of both ways.
+// (off: attention combines its rows itself), for tests and comparisons of
+// both ways.
 func (b *Backend) SetAttentionDefer(on bool) {
 	b.enter()
 	defer b.exit()
