@@ -128,7 +128,6 @@ type Backend struct {
 	attnTCStages int             // the tensor-core kernel's tiles in flight a warp, 2-4 (GPTQTOOL_ATTN_TC_STAGES; 0: by the step's rows, tcStages)
 	attnTCCap    bool            // the tensor-core kernel's splits keep its grid to one wave (pagedTCSplits; GPTQTOOL_ATTN_TC_CAP=0: not)
 	attnFit      bool            // and its clusters all run at once (fitClusters; GPTQTOOL_ATTN_FIT=0: not)
-	attnLate     int32           // paged attention lets the next kernel launch only as it ends (decode.cu late; GPTQTOOL_ATTN_LATE=0: once its loop is done)
 	apDefer      bool            // PagedAttentionMatMul leaves attention's rows in parts for the product (SetAttentionDefer(false): not, for tests)
 	oprojAdd     int             // GPTQTOOL_OPROJ_ADD: the most rows of a step whose o_proj adds into the residual stream (ResidualProjects)
 	probeSkip    []string        // GPTQTOOL_PROBE_SKIP: kernels whose names start with one of these are not launched (a probe: wrong outputs)
@@ -359,16 +358,6 @@ func New(o Options) (*Backend, error) {
 		return nil, err
 	}
 	b.qmmaFit = os.Getenv("GPTQTOOL_QMMA_FIT") != "0"
-	// Paged attention lets the next kernel (o_proj) launch only as it
-	// ends: +2.3% / +2.5% at batch 1 / 8 on the H200 (docs/benchmarks.md,
-	// 2026-12-01 fourth session). Launched once attention's loop was
-	// done, o_proj's 256 blocks ran on 78 SMs, four on 46 of them, and
-	// filled their rings during attention's combine; launched at its end,
-	// they run on 124 (at 2 / 3 / 4 rows: +3.3% / +3.9% / +3.8%, the
-	// thirty-third session). GPTQTOOL_ATTN_LATE=0 launches it early again.
-	if os.Getenv("GPTQTOOL_ATTN_LATE") != "0" {
-		b.attnLate = 1
-	}
 	// Attention whose rows the product combines (PagedAttentionMatMul) lets
 	// it launch as soon as its own wait returns, so that the product's
 	// weights stream during attention: on the H200 (7B shape, 4-bit g128

@@ -450,7 +450,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 		}
 		part = pb.Ptr
 	}
-	late, dfr := b.attnLate, int32(0)
+	late, dfr := attnLate, int32(0)
 	if deferred {
 		// The product launches as this kernel's wait returns (apLate), its
 		// weights streaming under attention's loop: no combine follows it.
@@ -833,6 +833,16 @@ func (b *Backend) SetResidualProjection(rows int) {
 	defer b.exit()
 	b.oprojAdd = max(0, rows)
 }
+
+// attnLate is decode.cu's late for paged attention that combines its own
+// splits: 1, the next kernel (o_proj) launches only as attention ends:
+// +2.3% / +2.5% at batch 1 / 8 on the H200 (docs/benchmarks.md, 2026-12-01
+// fourth session). Launched once attention's loop was done (0), o_proj's
+// 256 blocks ran on 78 SMs, four on 46 of them, and filled their rings
+// during attention's combine; launched at its end, they run on 124 (at 2 /
+// 3 / 4 rows: +3.3% / +3.9% / +3.8%, the thirty-third session; batch 8 5.1%
+// in the thirty-sixth). Its switch, GPTQTOOL_ATTN_LATE=0, is removed.
+const attnLate int32 = 1
 
 // apLate is decode.cu's late for an attention whose parts the product
 // combines: 2, the product launches once attention's wait returns (0, once
