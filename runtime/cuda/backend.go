@@ -146,7 +146,6 @@ type Backend struct {
 	qstAP        int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
 	qstRoPE      int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
 	qmmaPush     int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
-	wideLate     bool            // the kernel after a wide GLU product launches only as it ends (QF_LATE); GPTQTOOL_QMMA_WIDE_LATE=0: once its loops are done
 	qgluBlocks   int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
 	qgluW, qgluD int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
 	qgluPad      int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
@@ -536,19 +535,11 @@ func New(o Options) (*Backend, error) {
 	// their tokens copied back (SampleTokensTo).
 	b.graphDraw = os.Getenv("GPTQTOOL_GRAPH_DRAW") != "0"
 	b.greedy.mapped = true
-	// The kernel after a wide GLU product (down) launches only as the
-	// product ends: launched once its loops were done, down's blocks took
-	// the SMs its blocks left first, four to an SM on a quarter of them.
-	// On the H200 (7B shape, 4-bit g128 act order) batch 8 gave 3,467
-	// tok/s against 3,326 (+4.2%), and batch 1 with wide kernels from one
-	// row 486.4 against 485.1 (docs/benchmarks.md, the eighteenth
-	// session). GPTQTOOL_QMMA_WIDE_LATE=0 launches it early again.
 	// (Sizing the quantized products' shared memory so that an SM holds
 	// no more than its even share of their blocks measured slower for
 	// every product, for the one after a wide product, for o_proj and for
 	// q/k/v, docs/benchmarks.md; those switches, GPTQTOOL_QMMA_SPREAD,
 	// _WIDE_SPREAD, _AP_SPREAD and _ROPE_SPREAD, are removed.)
-	b.wideLate = os.Getenv("GPTQTOOL_QMMA_WIDE_LATE") != "0"
 	b.sms = attr(attrMultiprocessorCount)
 	b.shared = attr(attrMaxSharedPerBlockOptin)
 	b.smemSM = attr(attrMaxSharedPerSM)

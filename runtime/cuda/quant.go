@@ -228,7 +228,7 @@ func qmmaBlocksPerSM(tile int) int {
 // batch 1 they were first 2.9% slower: gate/up took 1.7 µs less, but
 // down's blocks, launched while gate/up's held whole SMs' registers, went
 // four to an SM on a quarter of the SMs and took 4 µs more. With down
-// launched only as a wide product ends (wideLate), batch 1 measured 492.3
+// launched only as a wide product ends (lateAfterWide), batch 1 measured 492.3
 // and 493.6 tok/s against 486.7 and 487.7 from 5 rows, 8 bits 346.0
 // against 341.3 (docs/benchmarks.md, the eighteenth session).
 const (
@@ -1034,16 +1034,21 @@ func (b *Backend) plainRows(M int) bool {
 }
 
 // lateAfterWide reports whether the kernel after a wide GLU product of M
-// rows launches only as the product ends (QF_LATE; GPTQTOOL_QMMA_WIDE_LATE)
-// rather than as its loops end. That kernel is down_proj's product of the
-// same rows: where it runs on the plain wide kernels (plainRows), whose
+// rows launches only as the product ends (QF_LATE) rather than as its loops
+// end. Launched once its loops were done, down's blocks took the SMs its
+// blocks left first, four to an SM on a quarter of them: on the H200 (7B
+// shape, 4-bit g128 act order) batch 8 gave 3,467 tok/s late against 3,326
+// (+4.2%), and batch 1 with wide kernels from one row 486.4 against 485.1
+// (docs/benchmarks.md, the eighteenth session; the switch that launched it
+// early, GPTQTOOL_QMMA_WIDE_LATE=0, is removed). That kernel is
+// down_proj's product of the same rows: where it runs on the plain wide kernels (plainRows), whose
 // blocks take an SM each by their shared memory, it launches early, its
 // blocks starting on the SMs that gate/up's leave and copying their first
 // weights meanwhile without crowding four to an SM as the 8-warp kernels'
 // do (launched early, those lost 5.3% at 8-bit batch 1; the plain kernels
 // gain 1.5%: defaultQmmaPlain).
 func (b *Backend) lateAfterWide(M int) bool {
-	return b.wideLate && !b.plainRows(M)
+	return !b.plainRows(M)
 }
 
 // SetQMMAPlain runs the plain products of rows to most rows on the plain

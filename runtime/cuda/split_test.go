@@ -351,17 +351,16 @@ func TestPushRecvBytes(t *testing.T) {
 func TestPlainRows(t *testing.T) {
 	for _, c := range []struct {
 		plain, max int
-		late       bool
 		rows       []int // the rows of 1-8 on the plain kernels
 	}{
-		{0, 8, true, nil},
-		{defaultQmmaPlain, defaultQmmaPlainMax, true, []int{1}}, // the default: one row
-		{2, 1, true, nil},
-		{1, 4, true, []int{1, 2, 3, 4}},
-		{5, 8, true, []int{5, 6, 7, 8}},
-		{1, 8, false, []int{1, 2, 3, 4, 5, 6, 7, 8}},
+		{0, 8, nil},
+		{defaultQmmaPlain, defaultQmmaPlainMax, []int{1}}, // the default: one row
+		{2, 1, nil},
+		{1, 4, []int{1, 2, 3, 4}},
+		{5, 8, []int{5, 6, 7, 8}},
+		{1, 8, []int{1, 2, 3, 4, 5, 6, 7, 8}},
 	} {
-		b := &Backend{qmmaPlain: c.plain, qmmaPlainMax: c.max, wideLate: c.late}
+		b := &Backend{qmmaPlain: c.plain, qmmaPlainMax: c.max}
 		on := map[int]bool{}
 		for _, m := range c.rows {
 			on[m] = true
@@ -370,8 +369,8 @@ func TestPlainRows(t *testing.T) {
 			if got := b.plainRows(m); got != on[m] {
 				t.Errorf("plain %d, max %d: %d rows on the plain kernels %v, want %v", c.plain, c.max, m, got, on[m])
 			}
-			if got, want := b.lateAfterWide(m), c.late && !on[m]; got != want {
-				t.Errorf("plain %d, max %d, late %v: %d rows, the next kernel launched late %v, want %v", c.plain, c.max, c.late, m, got, want)
+			if got, want := b.lateAfterWide(m), !on[m]; got != want {
+				t.Errorf("plain %d, max %d: %d rows, the next kernel launched late %v, want %v", c.plain, c.max, m, got, want)
 			}
 		}
 	}
