@@ -13,8 +13,8 @@ import (
 // computes in fp32 as before, and each op's output is rounded to its
 // tensor's dtype (nearest, ties to even) where the CUDA kernels round —
 // once per op, and inside AddRMSNorm (the sum, before it is normalised),
-// MatMulAdd (the product plus the residual, once) and Attention (the
-// probabilities of the flash kernel, before they weight the values). The
+// MatMulAdd (the product, then its sum with the residual) and Attention
+// (the probabilities of the flash kernel, before they weight the values). The
 // arithmetic of a GPU calibration forward is thus reproduced on the host
 // up to the order of fp32 sums (quantize --device cpu --activations f16).
 // F32 tensors behave exactly as on b.
