@@ -36,7 +36,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) { s.generat
 // "timeout", then [DONE], with no finish_reason for the choices cut and
 // no usage chunk, as vLLM ends a stream that fails (OpenAI's Python
 // client raises an APIError on it). The shutdown's grace running out
-// still ends the choices it cuts with "abort" (README).
+// (Run) is answered the same way with code "shutting_down" (a 503 with
+// Retry-After when not streamed).
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	body, ok := readBody(w, r)
 	if !ok {
@@ -222,13 +223,24 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	timedOut := func() bool {
 		return r.Context().Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded)
 	}
-	timeoutError := func() openai.ErrorBody {
+	// cutMidway says whether the request's time or the server's grace ran
+	// out (its client there) and cut a choice; read with every update in.
+	cutMidway := func() bool {
+		return cut() && slices.ContainsFunc(choices, func(c *choice) bool { return c.finish == "abort" })
+	}
+	// cutError is the error that answers a request cut midway: its
+	// timeout's, or the shutdown's.
+	cutError := func() openai.ErrorBody {
 		generated := 0
 		for _, c := range choices {
 			generated += c.tokens
 		}
-		return openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) with %d of its up to %d tokens generated; ask for fewer (max_tokens), or retry when the server is less busy", s.o.RequestTimeout, generated, asked),
-			"server_error", "", "timeout")
+		if timedOut() {
+			return openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) with %d of its up to %d tokens generated; ask for fewer (max_tokens), or retry when the server is less busy", s.o.RequestTimeout, generated, asked),
+				"server_error", "", "timeout")
+		}
+		return openai.NewError(fmt.Sprintf("the server shut down before the request finished, with %d of its up to %d tokens generated; retry", generated, asked),
+			"server_error", "", "shutting_down")
 	}
 	unservedError := func() {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -240,7 +252,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before the request generated a token; retry", "server_error", "", "shutting_down"))
 	}
 	if req.Stream {
-		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError, timedOut, timeoutError})
+		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError, cutError})
 		return
 	}
 	for u := range ups {
@@ -258,8 +270,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request ended (--request-timeout %s, or the server's shutdown) before every prompt was scored; retry, with fewer prompts if it keeps timing out", s.o.RequestTimeout),
 			"server_error", "", "timeout"))
 		return
-	case timedOut() && slices.ContainsFunc(choices, func(c *choice) bool { return c.finish == "abort" }):
-		writeError(w, http.StatusServiceUnavailable, timeoutError())
+	case cutMidway():
+		if !timedOut() {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, http.StatusServiceUnavailable, cutError())
 		return
 	}
 	usage := openai.Usage{PromptTokens: promptTokens}
@@ -561,19 +576,18 @@ func (c *choice) step(e engine.Event) update {
 type streamChecks struct {
 	cut, unserved func() bool
 	unservedError func()
-	// timedOut: the request's --request-timeout ran out (its client
-	// there); timeoutError is the event that then ends the stream.
-	timedOut     func() bool
-	timeoutError func() openai.ErrorBody
+	// cutError is the event that ends a stream whose choice was cut
+	// midway (its --request-timeout, the shutdown's grace).
+	cutError func() openai.ErrorBody
 }
 
 // stream writes the updates as server-sent events: OpenAI's chunk format,
 // a role chunk first (chat), a finish chunk per choice, with
 // stream_options.include_usage a last chunk with the usage and no
-// choices, then [DONE]. A stream whose --request-timeout cuts a choice
-// gives that choice no finish chunk and ends with an error event
-// ({"error": {..., "code": "timeout"}}) and [DONE] (generate's comment
-// says why).
+// choices, then [DONE]. A stream whose --request-timeout or the
+// shutdown's grace cuts a choice gives that choice no finish chunk and
+// ends with an error event ({"error": {..., "code": "timeout"}}, or
+// "shutting_down") and [DONE] (generate's comment says why).
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
 	checks streamChecks) {
 	// The status waits for the first update, so that a request whose time
@@ -653,7 +667,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			}
 		}
 	}
-	timedOut := false
+	cutMidway := false
 	for u := range all {
 		c := u.c
 		if u.text != "" || u.chatLP != nil {
@@ -668,8 +682,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 				send(textOf(openai.TextChoice{Index: c.index, Text: u.text, Logprobs: u.textLP}))
 			}
 		}
-		if u.final && c.finish == "abort" && checks.timedOut() {
-			timedOut = true
+		if u.final && c.finish == "abort" && checks.cut() {
+			cutMidway = true
 			continue
 		}
 		if u.final {
@@ -681,8 +695,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			}
 		}
 	}
-	if timedOut {
-		send(checks.timeoutError())
+	if cutMidway {
+		send(checks.cutError())
 		fmt.Fprint(w, "data: [DONE]\n\n")
 		rc.Flush()
 		return

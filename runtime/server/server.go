@@ -550,8 +550,9 @@ func newID(prefix string) string {
 
 // Run serves on ln until ctx is done, then shuts down gracefully: /health
 // turns 503, the listener closes, and the requests in flight get until
-// grace to finish; after that the engine cancels what is left (streams end
-// with finish_reason "abort"), or EndGrace ends the grace sooner. It
+// grace to finish; after that the engine cancels what is left (a 503 with
+// code "shutting_down", or a stream's error event of that code: generate
+// says how), or EndGrace ends the grace sooner. It
 // returns when every handler has returned.
 func Run(ctx context.Context, ln net.Listener, s *Server, eng func() *engine.Engine, grace time.Duration) error {
 	hs := &http.Server{Handler: s, ReadHeaderTimeout: 30 * time.Second}

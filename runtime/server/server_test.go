@@ -620,27 +620,64 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestShutdownDeadline: what is still running when the grace period ends
-// is cut, and the stream says so (finish_reason abort) before [DONE].
+// TestShutdownDeadline: what is still running when the shutdown's grace
+// ends is cut, and is no partial answer with finish_reason "abort" (no
+// OpenAI value: strict clients fail to decode it), as a request cut by its
+// --request-timeout is not (TestTimeoutMidway): not streamed, a 503 with
+// code shutting_down and Retry-After naming the tokens generated;
+// streamed, the text so far, then an error event of that code and [DONE],
+// with no finish_reason for the choice cut.
 func TestShutdownDeadline(t *testing.T) {
-	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}, Grace: 100 * time.Millisecond})
-	done := make(chan []byte, 1)
-	go func() {
-		_, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 1800, "stream": true, "temperature": 0}`)
-		done <- data
-	}()
-	// Once it has a token (cut before one, it would be a 503: TestShutdownUnserved).
-	for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	if err := ts.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	data := <-done
-	_, chunks := streamText(t, data, false)
-	last := chunks[len(chunks)-1].Choices[0]
-	if last.FinishReason == nil || *last.FinishReason != "abort" {
-		t.Errorf("a stream cut at shutdown ends with %v", last.FinishReason)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream %v", stream), func(t *testing.T) {
+			ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}, Grace: 100 * time.Millisecond})
+			type result struct {
+				code  int
+				retry string
+				data  []byte
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 1800, "ignore_eos": true, "stream": %v, "temperature": 0}`, stream))
+				done <- result{code, h.Get("Retry-After"), data}
+			}()
+			// Once it has a token (cut before one, it would be a 503: TestShutdownUnserved).
+			for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") < 1 {
+				time.Sleep(time.Millisecond)
+			}
+			if err := ts.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			if strings.Contains(string(r.data), `"abort"`) {
+				t.Errorf("the response says abort:\n%.500s", r.data[max(0, len(r.data)-500):])
+			}
+			if !stream {
+				c := decode(t, r.data)
+				if r.code != 503 || r.retry == "" || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "shutting_down" || c.Error.Type != "server_error" {
+					t.Fatalf("a completion cut at shutdown: %d, Retry-After %q, %.500s; want a 503 with code shutting_down and Retry-After", r.code, r.retry, r.data)
+				}
+				if !strings.Contains(c.Error.Message, "up to 1800 tokens") {
+					t.Errorf("the error does not name the tokens generated of those asked: %q", c.Error.Message)
+				}
+				return
+			}
+			evs := events(t, r.data)
+			if r.code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
+				t.Fatalf("a stream cut at shutdown: %d %.500s, want 200, chunks, an error, [DONE]", r.code, r.data)
+			}
+			last := decode(t, []byte(evs[len(evs)-2]))
+			if last.Error == nil || last.Error.Code == nil || *last.Error.Code != "shutting_down" || !strings.Contains(last.Error.Message, "up to 1800 tokens") {
+				t.Errorf("the event before [DONE] is %.500s, want an error with code shutting_down naming the tokens", evs[len(evs)-2])
+			}
+			for _, e := range evs[:len(evs)-2] {
+				for _, ch := range decode(t, []byte(e)).Choices {
+					if ch.FinishReason != nil {
+						t.Errorf("a choice cut at shutdown has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
+					}
+				}
+			}
+		})
 	}
 }
 
