@@ -37,7 +37,10 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) { s.generat
 // no usage chunk, as vLLM ends a stream that fails (OpenAI's Python
 // client raises an APIError on it). The shutdown's grace running out
 // (Run) is answered the same way with code "shutting_down" (a 503 with
-// Retry-After when not streamed).
+// Retry-After when not streamed). A generation the engine fails (a device
+// error, a non-finite logit) is no 200 with finish_reason "error" either:
+// a 500 with code "generation_failed" naming the cause, or, streamed once
+// tokens came, an error event of that object before [DONE].
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	body, ok := readBody(w, r)
 	if !ok {
@@ -251,8 +254,26 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before the request generated a token; retry", "server_error", "", "shutting_down"))
 	}
+	// failed is the first choice the engine failed, or nil; failError is
+	// the error that then answers the request.
+	failed := func() *choice {
+		for _, c := range choices {
+			if c.finish == "error" {
+				return c
+			}
+		}
+		return nil
+	}
+	failError := func() openai.ErrorBody {
+		generated := 0
+		for _, c := range choices {
+			generated += c.tokens
+		}
+		return openai.NewError(fmt.Sprintf("the generation failed with %d of its up to %d tokens generated: %v", generated, asked, failed().err),
+			"server_error", "", "generation_failed")
+	}
 	if req.Stream {
-		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError, cutError})
+		s.stream(w, r, req, chat, id, model, promptTokens, choices, ups, streamChecks{cut, unserved, unservedError, cutError, func() bool { return failed() != nil }, failError})
 		return
 	}
 	for u := range ups {
@@ -262,6 +283,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		return // the client is gone
 	}
 	switch {
+	case failed() != nil:
+		writeError(w, http.StatusInternalServerError, failError())
+		return
 	case unserved():
 		unservedError()
 		return
@@ -344,6 +368,7 @@ type choice struct {
 	echoText    string
 	scored      bool   // the prompt's log-probabilities came
 	finish      string // "" while running
+	err         error  // the engine's, when finish is "error"
 	tokens      int
 	top         int // top_logprobs asked
 	logprobs    bool
@@ -517,7 +542,7 @@ func (c *choice) step(e engine.Event) update {
 		case "stop", "length":
 			c.finish = e.FinishReason
 		case "error":
-			c.finish = "error"
+			c.finish, c.err = "error", e.Err
 		default: // cancelled: a timeout or the server's shutdown
 			c.finish = "abort"
 		}
@@ -579,6 +604,11 @@ type streamChecks struct {
 	// cutError is the event that ends a stream whose choice was cut
 	// midway (its --request-timeout, the shutdown's grace).
 	cutError func() openai.ErrorBody
+	// failed: the engine failed a choice; failError is the error that
+	// then answers the request (a 500 before the stream starts, else its
+	// last event).
+	failed    func() bool
+	failError func() openai.ErrorBody
 }
 
 // stream writes the updates as server-sent events: OpenAI's chunk format,
@@ -587,22 +617,33 @@ type streamChecks struct {
 // choices, then [DONE]. A stream whose --request-timeout or the
 // shutdown's grace cuts a choice gives that choice no finish chunk and
 // ends with an error event ({"error": {..., "code": "timeout"}}, or
-// "shutting_down") and [DONE] (generate's comment says why).
+// "shutting_down") and [DONE] (generate's comment says why); so does one
+// whose choice the engine failed (code "generation_failed").
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Request, chat bool, id, model string, promptLen int, choices []*choice, ups <-chan update,
 	checks streamChecks) {
 	// The status waits for the first update, so that a request whose time
-	// or the server's grace ran out before any token is an error, not an
-	// empty stream: then every choice is ending (they share the deadline,
-	// and the shutdown ends them all), and once all their updates are in,
-	// their counts say whether any token came.
+	// or the server's grace ran out, or that the engine failed, before any
+	// token is an error, not an empty stream: then every choice is ending
+	// (they share the deadline, the shutdown ends them all, and a failed
+	// step fails every sequence in it), and once all their updates are
+	// in, their counts say whether any token came.
 	var held []update
 	if first, ok := <-ups; ok {
 		held = append(held, first)
-		if first.final && checks.cut() {
+		if first.final && (checks.cut() || first.c.finish == "error") {
 			for u := range ups {
 				held = append(held, u)
 			}
-			if checks.unserved() {
+			generated := 0
+			for _, c := range choices {
+				generated += c.tokens
+			}
+			switch {
+			case r.Context().Err() != nil:
+			case checks.failed() && generated == 0:
+				writeError(w, http.StatusInternalServerError, checks.failError())
+				return
+			case checks.unserved():
 				checks.unservedError()
 				return
 			}
@@ -667,7 +708,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			}
 		}
 	}
-	cutMidway := false
+	cutMidway, failed := false, false
 	for u := range all {
 		c := u.c
 		if u.text != "" || u.chatLP != nil {
@@ -686,6 +727,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			cutMidway = true
 			continue
 		}
+		if u.final && c.finish == "error" {
+			failed = true
+			continue
+		}
 		if u.final {
 			finish := c.finish
 			if chat {
@@ -695,8 +740,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			}
 		}
 	}
-	if cutMidway {
-		send(checks.cutError())
+	if failed || cutMidway {
+		e := checks.failError
+		if !failed {
+			e = checks.cutError
+		}
+		send(e())
 		fmt.Fprint(w, "data: [DONE]\n\n")
 		rc.Flush()
 		return

@@ -2,15 +2,18 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -38,6 +41,55 @@ type serverConfig struct {
 	// generated token, so that a client racing a stream (the chat page's
 	// Stop) is not outrun by a fast machine.
 	Pace time.Duration
+	// Backend, when set, runs the model (default: the portable CPU
+	// backend), e.g. a failingBackend.
+	Backend runtime.Backend
+}
+
+// failingBackend is the CPU backend whose syncs, downloads and token draws
+// fail once fail is set: the engine's next step fails, as a device error
+// would.
+type failingBackend struct {
+	*cpu.Backend
+	fail atomic.Bool
+}
+
+// errDevice is failingBackend's error.
+var errDevice = errors.New("test device: lost")
+
+func (b *failingBackend) Sync() error {
+	if b.fail.Load() {
+		return errDevice
+	}
+	return b.Backend.Sync()
+}
+
+func (b *failingBackend) Download(dst []float32, t runtime.Tensor) error {
+	if b.fail.Load() {
+		return errDevice
+	}
+	return b.Backend.Download(dst, t)
+}
+
+func (b *failingBackend) SampleTokens(dst []int32, logits runtime.Tensor, rows []int, p []runtime.SampleParams) error {
+	if b.fail.Load() {
+		return errDevice
+	}
+	return b.Backend.SampleTokens(dst, logits, rows, p)
+}
+
+func (b *failingBackend) SampleTokensTo(dst, logits runtime.Tensor, rows []int, p []runtime.SampleParams) (runtime.PendingTokens, error) {
+	if b.fail.Load() {
+		return nil, errDevice
+	}
+	return b.Backend.SampleTokensTo(dst, logits, rows, p)
+}
+
+func (b *failingBackend) GreedyPending(s, n int) (runtime.PendingTokens, error) {
+	if b.fail.Load() {
+		return nil, errDevice
+	}
+	return b.Backend.GreedyPending(s, n)
 }
 
 // pacedObserver forwards to the server's observer and sleeps after each
@@ -70,7 +122,11 @@ func startServer(t testing.TB, c serverConfig) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := model.Load(dir, cpu.NewPortable(2))
+	var be runtime.Backend = cpu.NewPortable(2)
+	if c.Backend != nil {
+		be = c.Backend
+	}
+	m, err := model.Load(dir, be)
 	if err != nil {
 		t.Fatal(err)
 	}

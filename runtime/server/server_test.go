@@ -20,6 +20,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
@@ -1173,5 +1174,91 @@ func TestChatRoles(t *testing.T) {
 		if !strings.Contains(r.Error.Message, w) {
 			t.Errorf("a tool message: %q does not say %q", r.Error.Message, w)
 		}
+	}
+}
+
+// TestEngineError: a generation the engine fails (a device error in a
+// step) is no 200 with finish_reason "error" (no OpenAI value: strict
+// clients fail to decode it): not streamed, a 500 with OpenAI's error
+// object naming the tokens generated and the cause; streamed, the text so
+// far, then an error event of that object and [DONE], with no
+// finish_reason for the choice; failed before its first token, streamed
+// or not, the 500 itself.
+func TestEngineError(t *testing.T) {
+	fb := &failingBackend{Backend: cpu.NewPortable(2)}
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Pace: 20 * time.Millisecond, Backend: fb, Engine: engine.Options{MaxLen: 512}})
+	const body = `{"prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true, "temperature": 0`
+	wantError := func(t *testing.T, what string, data []byte) {
+		t.Helper()
+		c := decode(t, data)
+		if c.Error == nil || c.Error.Type != "server_error" || c.Error.Code == nil || *c.Error.Code != "generation_failed" {
+			t.Fatalf("%s: %.500s, want an OpenAI error of type server_error, code generation_failed", what, data)
+		}
+		if !strings.Contains(c.Error.Message, errDevice.Error()) || !strings.Contains(c.Error.Message, "up to 400 tokens") {
+			t.Errorf("%s: message %q does not name the cause and the tokens asked", what, c.Error.Message)
+		}
+	}
+	// run posts the request and sets the backend failing once a token
+	// came (midway) or before it is sent.
+	run := func(t *testing.T, stream, midway bool) (int, []byte) {
+		t.Helper()
+		fb.fail.Store(!midway)
+		defer fb.fail.Store(false)
+		before := metric(t, ts, "gptqtool_time_to_first_token_seconds_count")
+		type result struct {
+			code int
+			data []byte
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`%s, "stream": %v}`, body, stream))
+			done <- result{code, data}
+		}()
+		if midway {
+			for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") <= before {
+				time.Sleep(time.Millisecond)
+			}
+			fb.fail.Store(true)
+		}
+		r := <-done
+		if strings.Contains(string(r.data), `"finish_reason":"error"`) {
+			t.Errorf("the response says finish_reason error:\n%.500s", r.data[max(0, len(r.data)-500):])
+		}
+		return r.code, r.data
+	}
+	for _, midway := range []bool{true, false} {
+		t.Run(fmt.Sprintf("whole midway %v", midway), func(t *testing.T) {
+			code, data := run(t, false, midway)
+			if code != 500 {
+				t.Fatalf("a completion the engine failed: %d %.500s, want 500", code, data)
+			}
+			wantError(t, "the response", data)
+		})
+	}
+	t.Run("stream midway", func(t *testing.T) {
+		code, data := run(t, true, true)
+		evs := events(t, data)
+		if code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
+			t.Fatalf("a stream the engine failed: %d %.500s, want 200, chunks, an error, [DONE]", code, data)
+		}
+		wantError(t, "the event before [DONE]", []byte(evs[len(evs)-2]))
+		for _, e := range evs[:len(evs)-2] {
+			for _, ch := range decode(t, []byte(e)).Choices {
+				if ch.FinishReason != nil {
+					t.Errorf("a choice the engine failed has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
+				}
+			}
+		}
+	})
+	t.Run("stream before a token", func(t *testing.T) {
+		code, data := run(t, true, false)
+		if code != 500 {
+			t.Fatalf("a stream the engine failed before a token: %d %.500s, want 500", code, data)
+		}
+		wantError(t, "the response", data)
+	})
+	// The engine serves on once the device works again.
+	if code, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 3}`); code != 200 {
+		t.Errorf("after the failures: %d %.500s", code, data)
 	}
 }
