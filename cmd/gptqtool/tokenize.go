@@ -40,7 +40,8 @@ ids of TEXT on one line, space separated; "-" reads standard input, its one
 final newline dropped (as generate --prompt - drops it: a heredoc adds one).
 
 With --chat FILE ("-" for standard input) it renders a JSON list of
-{"role","content"} messages (or {"messages": [...]}) with the chat template
+{"role","content"} messages (or {"messages": [...]}; roles system, developer
+(taken as system, as serve takes it), user, assistant) with the chat template
 and prints the ids, BOS as the template puts it. With --decode, TEXT is a list
 of ids (spaces or commas, one argument or several) and the text is printed.`,
 		Args: func(cmd *cobra.Command, args []string) error {

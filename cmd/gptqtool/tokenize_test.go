@@ -85,6 +85,43 @@ func TestTokenizeCmd(t *testing.T) {
 	}
 }
 
+// TestTokenizeChatDeveloper: tokenize --chat takes OpenAI's developer role
+// as system, as serve does (dropped by default, kept with
+// --system-messages), where it refused it ("messages[0].role:
+// "developer": want user, assistant or system").
+func TestTokenizeChatDeveloper(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(openchatTokDir, "tokenizer.json")); err != nil {
+		t.Skipf("fixture %s missing: %v", openchatTokDir, err)
+	}
+	const user = `{"role":"user","content":"Hello"}`
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("system messages %v", keep), func(t *testing.T) {
+			ids := func(msgs string) string {
+				t.Helper()
+				args := []string{"tokenize", "--model", openchatTokDir, "--chat", "-"}
+				if keep {
+					args = append(args, "--system-messages")
+				}
+				got, err := runRoot(t, msgs, args...)
+				if err != nil {
+					t.Fatalf("%s: %v", msgs, err)
+				}
+				return got
+			}
+			dev := ids(`[{"role":"developer","content":"Be brief."},` + user + `]`)
+			sys := ids(`[{"role":"system","content":"Be brief."},` + user + `]`)
+			only := ids(`[` + user + `]`)
+			if dev != sys || (dev == only) != !keep {
+				t.Errorf("developer %q, system %q, user alone %q", dev, sys, only)
+			}
+		})
+	}
+	_, err := runRoot(t, `[{"role":"tool","content":"x"}]`, "tokenize", "--model", openchatTokDir, "--chat", "-")
+	if err == nil || !strings.Contains(err.Error(), "want system, developer, user or assistant") {
+		t.Errorf("a tool message: %v, want an error naming the roles taken", err)
+	}
+}
+
 // TestStdinFinalNewline: tokenize - and generate --prompt - read standard
 // input alike: one final newline (\n or \r\n, as echo, a heredoc or an
 // editor ends the input with) is dropped, a second kept, where tokenize

@@ -33,6 +33,24 @@ func (e *MessageError) Error() string {
 
 func (e *MessageError) Unwrap() error { return e.Err }
 
+// ChatRole returns the role a chat message of role is rendered as, the
+// one mapping of roles the CLI and the server share: system, user and
+// assistant as they are, and OpenAI's developer role (its newer name for
+// system: its reasoning models take developer messages where others take
+// system ones) as system. ok is false for any other role.
+func ChatRole(role string) (rendered string, ok bool) {
+	switch role {
+	case "system", "user", "assistant":
+		return role, true
+	case "developer":
+		return "system", true
+	}
+	return "", false
+}
+
+// ChatRoles names the roles ChatRole takes, for errors.
+const ChatRoles = "system, developer, user or assistant"
+
 // Message is one chat turn.
 type Message struct {
 	Role    string `json:"role"`
@@ -109,8 +127,12 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 		segs = append(segs, segment{text: t.pieces[t.bos], template: true})
 	}
 	for i, m := range msgs {
+		r, ok := ChatRole(m.Role)
+		if !ok {
+			return nil, &MessageError{i, "role", fmt.Errorf("%q: want %s", m.Role, ChatRoles)}
+		}
 		var role string
-		switch m.Role {
+		switch r {
 		case "user":
 			role = "User"
 		case "assistant":
@@ -120,8 +142,6 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 				continue
 			}
 			role = "System"
-		default:
-			return nil, &MessageError{i, "role", fmt.Errorf("%q: want user, assistant or system", m.Role)}
 		}
 		if !utf8.ValidString(m.Content) {
 			return nil, &MessageError{i, "content", ErrInvalidUTF8}

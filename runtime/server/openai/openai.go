@@ -13,6 +13,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // FieldError is a request field with a wrong type or value.
@@ -324,18 +326,16 @@ func parseMessages(f fields) ([]Message, error) {
 		if err != nil || role == "" {
 			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), "must be a string"}
 		}
-		switch role {
-		case "system", "user", "assistant":
-		case "developer":
-			// OpenAI's newer name for system (its reasoning models
-			// take developer messages where others take system ones).
-			role = "system"
-		case "tool", "function":
-			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q is not supported (this server does no tool calling): want system, developer, user or assistant", role)}
+		// (developer, OpenAI's newer name for system, is taken as system.)
+		rendered, ok := tokenizer.ChatRole(role)
+		switch {
+		case ok:
+		case role == "tool" || role == "function":
+			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q is not supported (this server does no tool calling): want %s", role, tokenizer.ChatRoles)}
 		default:
-			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q: want system, developer, user or assistant", role)}
+			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q: want %s", role, tokenizer.ChatRoles)}
 		}
-		out[i].Role = role
+		out[i].Role = rendered
 		if !mf.has("content") {
 			continue
 		}
