@@ -879,3 +879,29 @@ func TestBenchSpeedPastContext(t *testing.T) {
 		}
 	})
 }
+
+// TestVerifyDefaultCtx: without --ctx, verify perplexity and kl take
+// windows of 2048 tokens, or of the model's max_position_embeddings where
+// that is smaller (stories260K: 512), where they refused a flag the user
+// never gave ("--ctx 2048 exceeds the model's context of 512"); an
+// explicit --ctx past the context is still a usage error.
+func TestVerifyDefaultCtx(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	wiki := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
+	out, _, err := run(t, "verify", "perplexity", "--model", model, "--text", wiki, "--max-windows", "1")
+	if err != nil {
+		t.Fatalf("verify perplexity without --ctx: %v", err)
+	}
+	if !strings.Contains(out, "tokens 512 windows 1 ctx 512") {
+		t.Errorf("verify perplexity without --ctx:\n%s\nwant one window of the model's 512 positions", out)
+	}
+	out, _, err = run(t, "verify", "kl", "--model", model, "--baseline", model, "--text", wiki, "--max-windows", "1")
+	if err != nil || !strings.Contains(out, "ctx 512") {
+		t.Errorf("verify kl without --ctx: %v\n%s\nwant windows of 512", err, out)
+	}
+	_, _, err = run(t, "verify", "perplexity", "--model", model, "--text", wiki, "--ctx", "2048", "--max-windows", "1")
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--ctx 2048 exceeds the model's context of 512") {
+		t.Errorf("an explicit --ctx 2048: %v, want the usage error", err)
+	}
+}

@@ -33,13 +33,21 @@ type evalFlags struct {
 	ctx, maxWindows     int
 	threads             int
 	asJSON              bool
+	// ctxGiven says whether --ctx was given: without it, setup sets ctx
+	// to defaultCtx or the checkpoints' context where that is smaller.
+	ctxGiven func() bool
 }
+
+// defaultCtx is verify's window length without --ctx (the GPTQ paper's
+// perplexity windows), lowered to a checkpoint's max_position_embeddings.
+const defaultCtx = 2048
 
 func (f *evalFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ)")
 	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
-	fs.IntVar(&f.ctx, "ctx", 2048, "window length in tokens")
+	fs.IntVar(&f.ctx, "ctx", 0, fmt.Sprintf("window length in tokens (default %d, or the model's max_position_embeddings where smaller)", defaultCtx))
+	f.ctxGiven = func() bool { return fs.Changed("ctx") }
 	fs.IntVar(&f.maxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
 	fs.StringVar(&f.dtype, "dtype", "auto", dtypeHelp)
@@ -53,8 +61,14 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 // baseline, where not "", is the checkpoint evaluated with the model: it is
 // opened and checked (model.Open) before anything runs, --ctx is checked
 // against its context too, and it is returned for loadCheckpoint to load
-// without reading its headers again (the caller closes it).
+// without reading its headers again (the caller closes it). Without --ctx,
+// f.ctx is set to defaultCtx or the smallest context of the two where
+// smaller.
 func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []int, *model.Checkpoint, error) {
+	given := f.ctxGiven == nil || f.ctxGiven()
+	if !given {
+		f.ctx = defaultCtx
+	}
 	switch {
 	case f.ctx < 2:
 		return nil, nil, nil, usageError{fmt.Errorf("--ctx %d: want at least 2 tokens per window", f.ctx)}
@@ -63,6 +77,9 @@ func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []in
 	}
 	// (A config that does not load is left to the load to report.)
 	if cfg, err := hfconfig.Load(f.model); err == nil {
+		if !given && cfg.MaxPositionEmbeddings > 0 {
+			f.ctx = min(f.ctx, cfg.MaxPositionEmbeddings)
+		}
 		if err := checkCtx(f.ctx, cfg, "model"); err != nil {
 			return nil, nil, nil, err
 		}
@@ -72,6 +89,9 @@ func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []in
 		var err error
 		if base, err = model.Open(baseline); err != nil {
 			return nil, nil, nil, err
+		}
+		if !given && base.Config.MaxPositionEmbeddings > 0 {
+			f.ctx = min(f.ctx, base.Config.MaxPositionEmbeddings)
 		}
 		if err := checkCtx(f.ctx, base.Config, "baseline"); err != nil {
 			base.Close()
