@@ -128,6 +128,9 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		return err
 	}
 	chat := tokenizer.ChatOptions{Template: f.chatTemplate, SystemMessages: f.systemMessages}
+	if why := chatUnavailable(tok, chat); why != "" {
+		fmt.Fprintf(stderr, "serve: chat completions (/v1/chat/completions) are unavailable: %s; text completions (/v1/completions) are served\n", why)
+	}
 	name := f.modelName
 	if name == "" {
 		name = filepath.Base(filepath.Clean(f.model))
@@ -329,4 +332,22 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	fmt.Fprintf(log, "serve: %s on %s, context %d, KV cache %d blocks of %d positions; engine ready in %.1fs (decode steps of up to %d sequences recorded where the device replays them)\n",
 		f.model, b.Name(), maxLen, blocks, f.blockSize, time.Since(start).Seconds(), f.maxRunning)
 	return e, nil
+}
+
+// chatUnavailable says why chat requests cannot be rendered with the chat
+// setup (tok's template or --chat-template) and what fixes it, or "" when
+// they can: serve says so at start rather than at the first chat request's
+// 400.
+func chatUnavailable(tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions) string {
+	_, err := tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: "x"}}, chat)
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, tokenizer.ErrNoChatTemplate):
+		return "the model's tokenizer_config.json has no chat_template; restart with --chat-template openchat or openchat-math for a model trained on one of those"
+	case errors.Is(err, tokenizer.ErrUnknownTemplate):
+		return "the chat_template of the model's tokenizer_config.json is not one gptqtool renders; restart with --chat-template openchat or openchat-math for a model trained on one of those"
+	}
+	// (The vocabulary lacks a token the template writes: no flag helps.)
+	return strings.TrimPrefix(err.Error(), "tokenizer: ")
 }

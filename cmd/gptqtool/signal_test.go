@@ -127,6 +127,45 @@ func TestServeSignalExitStatus(t *testing.T) {
 	}
 }
 
+// TestServeNoChatTemplateSaid: serve over a model with no usable chat
+// template says at start, on stderr, that chat completions are
+// unavailable, why, and that --chat-template fixes it, and still starts
+// (text completions work), where the first chat request's 400 was the
+// first sign; a model with a template, or --chat-template, gets no such
+// line.
+func TestServeNoChatTemplateSaid(t *testing.T) {
+	const line = "serve: chat completions (/v1/chat/completions) are unavailable"
+	p := startServe(t, fixturePath(t, "models/stories260K-hf-mistral"))
+	stderr := p.stderr.String()
+	i := strings.Index(stderr, line)
+	if i < 0 {
+		t.Fatalf("no line saying chat completions are unavailable:\n%s", stderr)
+	}
+	said := stderr[i:]
+	said = said[:strings.IndexByte(said, '\n')]
+	for _, w := range []string{"tokenizer_config.json has no chat_template", "--chat-template openchat"} {
+		if !strings.Contains(said, w) {
+			t.Errorf("the line %q does not say %q", said, w)
+		}
+	}
+	resp, err := http.Post(p.url+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "Once", "max_tokens": 2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("a text completion: status %d, want 200", resp.StatusCode)
+	}
+	for _, args := range [][]string{
+		{fixturePath(t, "models/openchat-tiny")},
+		{fixturePath(t, "models/openchat-tiny"), "--chat-template", "openchat-math"},
+	} {
+		if p := startServe(t, args[0], args[1:]...); strings.Contains(p.stderr.String(), line) {
+			t.Errorf("serve %v says chat is unavailable:\n%s", args, p.stderr.String())
+		}
+	}
+}
+
 // serveProc is a `gptqtool serve` process on the CPU and a free port
 // (startServe), ready: its base URL and its stderr so far.
 type serveProc struct {
