@@ -179,8 +179,10 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	// A dequantized checkpoint and GGUF are written without Linear biases
 	// (the output's config gives none): a bias that is not zeros, which
-	// AutoGPTQ's QuantLinear adds, would be dropped. Other outputs copy it.
-	if qc != nil && (o.Dequantize || o.GGUF != "") {
+	// AutoGPTQ's QuantLinear adds or a config's attention_bias or mlp_bias
+	// allows, would be dropped. Biases absent or zeros are a no-op and pass,
+	// whatever the config says. Other outputs copy them.
+	if (qc != nil && o.Dequantize) || o.GGUF != "" {
 		if err := model.CheckBiases(src, cfg); err != nil {
 			return nil, fmt.Errorf("convert: %w (the output would be written without it)", err)
 		}

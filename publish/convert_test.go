@@ -592,3 +592,94 @@ func TestConvertRoPEScaling(t *testing.T) {
 		t.Errorf("GGUF of a linear RoPE scaling: %v, want a refusal naming it", err)
 	}
 }
+
+// TestConvertGGUFLinearBias: a config.json with attention_bias or
+// mlp_bias true converts to GGUF where the bias tensors are absent or
+// zeros (transformers builds zero biases, a no-op, as the runtime takes
+// them), into the very file the config without the key gives; a bias that
+// is not zeros, which llama.cpp's llama architecture would not apply, is
+// refused naming the tensor and its value, and nothing is written.
+func TestConvertGGUFLinearBias(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	files := []string{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"}
+	// checkpoint copies src under root/stories (general.name is the
+	// directory's name), with key set true in its config.json and extra
+	// appended to its tensors.
+	checkpoint := func(t *testing.T, key string, extra ...safetensors.Tensor) string {
+		t.Helper()
+		dir := filepath.Join(t.TempDir(), "stories")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(filepath.Join(src, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == "config.json" && key != "" {
+				b = bytes.Replace(b, []byte(`"tie_word_embeddings"`), []byte(`"`+key+`": true, "tie_word_embeddings"`), 1)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(extra) > 0 {
+			fixtures.RewriteTensors(t, dir, nil, extra...)
+		}
+		return dir
+	}
+	bias := func(name string, n, at int, v float32) safetensors.Tensor {
+		data := make([]byte, 4*n)
+		if at >= 0 {
+			binary.LittleEndian.PutUint32(data[4*at:], math.Float32bits(v))
+		}
+		return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: []int{n}}, Data: data}
+	}
+	ref := filepath.Join(t.TempDir(), "ref.gguf")
+	convert(t, publish.ConvertOptions{In: checkpoint(t, ""), Out: ref, GGUF: "f16"})
+	want, err := os.ReadFile(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, key string
+		extra     []safetensors.Tensor
+		err       string // a substring of the error; "": converts to want
+	}{
+		{"attention_bias absent", "attention_bias", nil, ""},
+		{"mlp_bias absent", "mlp_bias", nil, ""},
+		{"attention_bias zeros", "attention_bias", []safetensors.Tensor{
+			bias("model.layers.0.self_attn.q_proj.bias", 64, -1, 0), bias("model.layers.4.self_attn.v_proj.bias", 32, -1, 0)}, ""},
+		{"attention_bias", "attention_bias", []safetensors.Tensor{
+			bias("model.layers.0.self_attn.q_proj.bias", 64, -1, 0), bias("model.layers.2.self_attn.k_proj.bias", 32, 3, -0.5)},
+			`tensor "model.layers.2.self_attn.k_proj.bias": largest |value| 0.5 (element 3), want all zeros`},
+		{"mlp_bias", "mlp_bias", []safetensors.Tensor{bias("model.layers.4.mlp.down_proj.bias", 64, 0, float32(math.NaN()))},
+			`tensor "model.layers.4.mlp.down_proj.bias": largest |value| NaN (element 0), want all zeros`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := checkpoint(t, tc.key, tc.extra...)
+			outDir := t.TempDir()
+			out := filepath.Join(outDir, "m.gguf")
+			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: in, Out: out, GGUF: "f16"})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
+					t.Errorf("refusal left %v", entries)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the GGUF of the config without %s", out, tc.key)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package gguf
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"math"
 	"path/filepath"
@@ -18,7 +19,8 @@ import (
 
 // ErrUnsupportedModel is wrapped by conversion errors for checkpoints
 // outside the Llama/Mistral family that llama.cpp's "llama" architecture
-// runs (another model_type or architectures entry, biases).
+// runs (another model_type or architectures entry, a Linear bias other than
+// zeros).
 var ErrUnsupportedModel = errors.New("unsupported model")
 
 // ErrF16Overflow is wrapped by Convert's error for F16 weights holding
@@ -135,6 +137,9 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	if err := checkModel(cfg); err != nil {
 		return nil, err
 	}
+	if err := checkBiases(get, cfg); err != nil {
+		return nil, err
+	}
 	fileType, ok := fileTypes[opts.Type]
 	if !ok {
 		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0 or Q4_K", opts.Type)
@@ -243,13 +248,46 @@ func checkModel(cfg *hfconfig.Config) error {
 			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
 		}
 	}
-	for _, key := range []string{"attention_bias", "mlp_bias"} {
-		if b, _ := cfg.Raw[key].(bool); b {
-			return fmt.Errorf("%s: %s true: %w (llama.cpp's llama conversion has no biases)", cfg.File, key, ErrUnsupportedModel)
-		}
-	}
 	if cfg.HeadDim%2 != 0 {
 		return fmt.Errorf("%s: head_dim %d: %w (RoPE needs an even head size)", cfg.File, cfg.HeadDim, ErrUnsupportedModel)
+	}
+	return nil
+}
+
+// checkBiases returns an error naming the first Linear bias that get
+// gives (a decoder layer's q, k, v, o, gate, up and down projections, then
+// lm_head) holding a value other than 0, wrapping ErrUnsupportedModel: the
+// file is written without biases. A config's attention_bias or mlp_bias
+// alone is no reason to refuse: biases that are absent (transformers
+// zero-initialises them) or zeros (AutoGPTQ's QuantLinear writes them) are
+// a no-op, as the runtime takes them too (model.CheckBiases).
+func checkBiases(get TensorFunc, cfg *hfconfig.Config) error {
+	modules := []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+	var names []string
+	for i := range cfg.NumHiddenLayers {
+		for _, m := range modules {
+			names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
+		}
+	}
+	for _, name := range append(names, "lm_head.bias") {
+		vals, _, err := get(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("gguf convert: tensor %q: %w", name, err)
+		}
+		for i, v := range vals {
+			if v != 0 { // NaN included
+				largest := v
+				if v == v {
+					for _, x := range vals {
+						largest = max(largest, float32(math.Abs(float64(x))))
+					}
+				}
+				return fmt.Errorf("gguf convert: tensor %q: largest |value| %g (first nonzero element %d), want all zeros: %w (the file is written without Linear biases)", name, largest, i, ErrUnsupportedModel)
+			}
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package gguf_test
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -490,6 +491,26 @@ func (m missingTensor) Tensor(name string) (safetensors.Tensor, error) {
 	return m.w.Tensor(name)
 }
 
+// extraTensor adds one F32 bias tensor of n values, value v at element at
+// (none for at < 0) and zeros elsewhere, to a checkpoint.
+type extraTensor struct {
+	w     gguf.Weights
+	name  string
+	n, at int
+	v     float32
+}
+
+func (e extraTensor) Tensor(name string) (safetensors.Tensor, error) {
+	if name != e.name {
+		return e.w.Tensor(name)
+	}
+	data := make([]byte, 4*e.n)
+	if e.at >= 0 {
+		binary.LittleEndian.PutUint32(data[4*e.at:], math.Float32bits(e.v))
+	}
+	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: []int{e.n}}, Data: data}, nil
+}
+
 func TestConvertErrors(t *testing.T) {
 	ck := openCheckpoint(t, "models/stories260K-hf-mistral")
 	parse := func(t *testing.T, edit func(map[string]string)) *hfconfig.Config {
@@ -527,8 +548,10 @@ func TestConvertErrors(t *testing.T) {
 	}{
 		{"classifier", func(f map[string]string) { f["architectures"] = `["MistralForSequenceClassification"]` }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF16},
 			`cfg/config.json: architectures[0] "MistralForSequenceClassification": unsupported model`, gguf.ErrUnsupportedModel},
-		{"attention bias", func(f map[string]string) { f["attention_bias"] = "true" }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF16},
-			"cfg/config.json: attention_bias true: unsupported model", gguf.ErrUnsupportedModel},
+		{"attention bias", func(f map[string]string) { f["attention_bias"] = "true" }, extraTensor{ck.set, "model.layers.1.self_attn.o_proj.bias", 64, 5, -2}, gguf.ConvertOptions{Type: gguf.TypeF16},
+			`tensor "model.layers.1.self_attn.o_proj.bias": largest |value| 2 (first nonzero element 5), want all zeros: unsupported model`, gguf.ErrUnsupportedModel},
+		{"bias without the key", func(map[string]string) {}, extraTensor{ck.set, "lm_head.bias", 512, 0, float32(math.NaN())}, gguf.ConvertOptions{Type: gguf.TypeF16},
+			`tensor "lm_head.bias": largest |value| NaN (first nonzero element 0)`, gguf.ErrUnsupportedModel},
 		{"tensor type", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeQ6_K}, "tensor type Q6_K: want F32, F16, BF16, Q8_0 or Q4_K", nil},
 		{"missing tensor", func(map[string]string) {}, missingTensor{ck.set, "model.layers.3.mlp.up_proj.weight"}, gguf.ConvertOptions{Type: gguf.TypeQ8_0},
 			`tensor "model.layers.3.mlp.up_proj.weight"`, os.ErrNotExist},
@@ -568,6 +591,26 @@ func TestConvertErrors(t *testing.T) {
 		_, err = gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
 		if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), `model_type "gemma"`) {
 			t.Errorf("error %v, want one naming model_type and wrapping ErrUnsupportedModel", err)
+		}
+	})
+	t.Run("zero biases", func(t *testing.T) {
+		// attention_bias and mlp_bias true over biases absent or zeros
+		// (a no-op) give the file of the config without them.
+		want := filepath.Join(t.TempDir(), "x.gguf")
+		if _, err := gguf.FromCheckpoint(want, ck.set, parse(t, func(map[string]string) {}), ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := parse(t, func(f map[string]string) { f["attention_bias"], f["mlp_bias"] = "true", "true" })
+		for _, w := range []gguf.Weights{ck.set, extraTensor{ck.set, "model.layers.3.self_attn.q_proj.bias", 64, -1, 0}} {
+			got := filepath.Join(t.TempDir(), "x.gguf")
+			if _, err := gguf.FromCheckpoint(got, w, cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16}); err != nil {
+				t.Fatal(err)
+			}
+			a, _ := os.ReadFile(want)
+			b, _ := os.ReadFile(got)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%T: the file differs from the one without attention_bias and mlp_bias", w)
+			}
 		}
 	})
 	t.Run("sliding window", func(t *testing.T) {
