@@ -177,6 +177,12 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err := model.CheckComplete(o.In, src.Names(), cfg, qc); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
+	// Tensors of other shapes than the configs give (a hidden_size or bits
+	// that disagrees with the weights) would be copied into a checkpoint no
+	// loader runs, or a GPTQ format change would unpack them wrongly.
+	if err := model.CheckShapes(o.In, src.Infos(), cfg, qc); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
 	// A dequantized checkpoint and GGUF are written without Linear biases
 	// (the output's config gives none): a bias that is not zeros, which
 	// AutoGPTQ's QuantLinear adds or a config's attention_bias or mlp_bias

@@ -683,3 +683,59 @@ func TestConvertGGUFLinearBias(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertRefusesShapesConfigDoesNotGive: a checkpoint whose tensors
+// have other shapes than its configs give is refused before anything is
+// written, naming the tensor and both shapes, as every loading command
+// refuses it; found by a QA pass, where a 4-bit GPTQ checkpoint whose
+// configs said 8 bits was "converted" to gptq_v2 with its zero points
+// unpacked as 8-bit ones, and an fp checkpoint with a wrong
+// intermediate_size was copied into another one no loader runs.
+func TestConvertRefusesShapesConfigDoesNotGive(t *testing.T) {
+	edit := func(t *testing.T, path, old, new string) {
+		t.Helper()
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(raw, []byte(old)) {
+			t.Fatalf("%s holds no %s", path, old)
+		}
+		if err := os.WriteFile(path, bytes.ReplaceAll(raw, []byte(old), []byte(new)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := rtnCheckpoint(t, 4, 128, true)
+	for _, tc := range []struct {
+		name string
+		in   func(t *testing.T) string
+		o    publish.ConvertOptions
+		want string
+	}{
+		{"gptq bits", func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "in")
+			copyTree(t, q, dir)
+			edit(t, filepath.Join(dir, "config.json"), `"bits": 4`, `"bits": 8`)
+			edit(t, filepath.Join(dir, "quantize_config.json"), `"bits": 4`, `"bits": 8`)
+			return dir
+		}, publish.ConvertOptions{Format: gptq.FormatV2}, `tensor "model.layers.0.mlp.down_proj.qweight": shape [112 256], want [224 256]`},
+		{"intermediate_size", func(t *testing.T) string {
+			dir := filepath.Join(t.TempDir(), "in")
+			copyTree(t, "testdata/stories-bin", dir)
+			edit(t, filepath.Join(dir, "config.json"), `"intermediate_size": 172`, `"intermediate_size": 176`)
+			return dir
+		}, publish.ConvertOptions{DType: "f16"}, `tensor "model.layers.0.mlp.down_proj.weight": shape [64 172], want [64 176]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o
+			o.In, o.Out = tc.in(t), filepath.Join(t.TempDir(), "out")
+			_, err := publish.Convert(context.Background(), o)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.want)
+			}
+			if entries, _ := os.ReadDir(filepath.Dir(o.Out)); len(entries) != 0 {
+				t.Errorf("left behind: %v", entries)
+			}
+		})
+	}
+}
