@@ -457,3 +457,39 @@ func TestNoText(t *testing.T) {
 		}
 	})
 }
+
+// TestMixedLayouts: files read as one dataset whose records lack every
+// column the chosen instruction rendering reads (a text file, or text rows,
+// beside instruction rows) are an error naming the record and its columns,
+// where they were dropped as records "without text".
+func TestMixedLayouts(t *testing.T) {
+	tok := loadTokenizer(t)
+	instr := writeFile(t, "a.jsonl", `{"instruction": "Hello", "input": "", "output": "Hi"}`+"\n")
+	tests := []struct {
+		name  string
+		other string
+		want  string
+	}{
+		{"text rows", writeFile(t, "b.json", `[{"text": "plain prose"}]`), `b.json: record 0 (0-based): no column instruction, input or output (columns: text)`},
+		{"text file", writeFile(t, "c.txt", "plain prose"), `c.txt: record 0 (0-based): no column instruction, input or output (columns: text)`},
+		{"one record", writeFile(t, "d.jsonl", `{"instruction": "x", "output": "y"}`+"\n"+`{"prompt": "p", "body": "z"}`+"\n"), `d.jsonl: record 1 (0-based), line 2: no column instruction, input or output (columns: body, prompt)`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(Options{Paths: []string{instr, tc.other}, Tokenizer: tok, NSamples: 1, SeqLen: 8})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("null columns still skipped", func(t *testing.T) {
+		p := writeFile(t, "e.jsonl", `{"instruction": "x", "output": "y"}`+"\n"+`{"instruction": null, "output": null}`+"\n")
+		ds, err := Load(Options{Paths: []string{p}, Tokenizer: tok, NSamples: 1, SeqLen: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := ds.Stats.Skipped, 1; got != want {
+			t.Errorf("skipped = %d, want %d", got, want)
+		}
+	})
+}

@@ -32,7 +32,10 @@
 //     text is encoded with special tokens recognised, column text without.
 //   - Types: every column read as text (text column, template placeholder,
 //     instruction/input/output/system, turn role and content) must hold
-//     strings. Null, and an optional column that is missing, are empty text;
+//     strings. Null, and an optional column that is missing, are empty text
+//     (a record holding none of the instruction rendering's columns has
+//     another layout, e.g. a text file beside instruction rows, and is an
+//     error naming it and its columns rather than dropped unseen);
 //     a list of strings is its elements joined with newlines. A number,
 //     boolean, object or other value is an error naming the file, the record
 //     (0-based; JSONL also gives the line), the column, what was found and

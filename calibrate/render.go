@@ -107,14 +107,23 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 		kind += "/input"
 	}
 	kind += "/" + asst
-	cols := []string{user, asst}
+	cols := []string{user}
 	if withInput {
 		cols = append(cols, "input")
 	}
+	cols = append(cols, asst)
 	if withSystem {
 		cols = append(cols, "system")
 	}
 	return renderer{kind: kind, cols: cols, fn: func(r Record) (rendered, bool, error) {
+		// A record holding none of the columns (not even as null) has
+		// another layout, e.g. a text file read beside instruction rows:
+		// skipping it would drop that data unseen.
+		if !hasAny(r.Fields, cols) {
+			return rendered{}, false, fmt.Errorf("%s: no column %s (columns: %s): the dataset's records are rendered as instruction rows (%s, "+
+				"chosen from the columns of all files) and this one has another layout: calibrate on files of one layout",
+				r.where(), orList(cols), strings.Join(sortedKeys(r.Fields), ", "), kind)
+		}
 		get := func(col string) (string, error) {
 			v, ok := lookup(r.Fields, col)
 			if !ok {
@@ -167,6 +176,24 @@ func instructRenderer(user, asst string, withInput, withSystem bool) renderer {
 		}
 		return rendered{msgs: msgs, blank: blank}, false, nil
 	}}
+}
+
+// hasAny reports whether fields hold at least one of the column paths.
+func hasAny(fields map[string]any, cols []string) bool {
+	for _, c := range cols {
+		if _, ok := lookup(fields, c); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // columnRenderer renders one column (a dotted path): a list of turns
