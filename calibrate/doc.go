@@ -11,8 +11,10 @@
 //   - ReadRecords/ReadFile read records: parquet (every row group, any codec
 //     parquet-go reads: zstd, snappy, gzip, …; nested structs become
 //     map[string]any, LIST columns []any), JSON arrays, JSONL, and text (a
-//     whole file, or "paragraphs": documents split on blank lines). Text must
-//     be valid UTF-8. Parquet footers and page headers are checked before
+//     whole file, or "paragraphs": documents split on blank lines). A .json
+//     file of several objects one per line is JSON Lines, as the Hub's json
+//     loader reads it; JSON, JSONL and text files may be gzip-compressed
+//     (.json.gz, as allenai/c4 ships its shards). Text must be valid UTF-8. Parquet footers and page headers are checked before
 //     parquet-go trusts them: they must lie inside the file, and the rows,
 //     values and uncompressed bytes they claim are bounded in proportion to
 //     the file's size, so that a small damaged file cannot make the reader

@@ -2,6 +2,7 @@ package calibrate
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,8 +91,29 @@ func readFile(path, format string) ([]Record, *parquet.Schema, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: %w", err)
 	}
+	if data, err = gunzip(path, data); err != nil {
+		return nil, nil, err
+	}
 	recs, err := decodeText(path, fm, data)
 	return recs, nil, err
+}
+
+// gunzip returns the uncompressed bytes of a gzip file (recognised by its
+// magic number, whatever its name; concatenated members are read as one),
+// and any other data as is.
+func gunzip(path string, data []byte) ([]byte, error) {
+	if !bytes.HasPrefix(data, []byte{0x1f, 0x8b}) {
+		return data, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: gzip: %w", path, err)
+	}
+	out, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: gzip: %w (a truncated file?)", path, err)
+	}
+	return out, nil
 }
 
 // decodeText decodes the records of a JSON, JSONL or text file image: a
@@ -146,6 +168,13 @@ func readJSON(path string, data []byte) ([]Record, error) {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &ute) && ute.Field == "":
+			// The Hub's json loader reads JSON Lines under a .json name
+			// (allenai/c4's shards): several objects, one per line.
+			if ute.Value == "object" {
+				if recs, lerr := readJSONL(path, data); lerr == nil && len(recs) > 1 {
+					return recs, nil
+				}
+			}
 			return nil, fmt.Errorf("dataset %s: want a JSON array of objects (for one object per line use .jsonl or format jsonl), got a JSON %s", path, ute.Value)
 		case len(bytes.TrimSpace(data)) == 0:
 			return nil, fmt.Errorf("dataset %s: the file is empty: want a JSON array of objects", path)

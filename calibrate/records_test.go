@@ -2,6 +2,7 @@ package calibrate
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"os"
@@ -357,4 +358,63 @@ func TestReadErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadGzip: gzip-compressed JSON, JSONL and text files are read as their
+// uncompressed form, as the Hub ships allenai/c4 (en/c4-train.00000-of-01024.json.gz,
+// JSON Lines under a .json name, the shard AutoGPTQ and GPTQModel calibrate on),
+// and a directory holding them gives them.
+func TestReadGzip(t *testing.T) {
+	dir := t.TempDir()
+	gz := func(name, body string) string {
+		t.Helper()
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write([]byte(body))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c4 := "{\"text\":\"one\",\"timestamp\":\"2019-04-25T12:57:54Z\",\"url\":\"https://a\"}\n{\"text\":\"two\",\"timestamp\":\"2019-04-25T12:57:55Z\",\"url\":\"https://b\"}\n"
+	tests := []struct {
+		name, path, format string
+		want               []string
+	}{
+		{"c4 shard", gz("c4/en/c4-train.00000-of-01024.json.gz", c4), "", []string{"one", "two"}},
+		{"jsonl.gz", gz("b.jsonl.gz", c4), "", []string{"one", "two"}},
+		{"json array", gz("c.json.gz", `[{"text": "x"}, "y"]`), "", []string{"x", "y"}},
+		{"text", gz("d.txt.gz", "whole file"), "", []string{"whole file"}},
+		{"forced paragraphs", gz("e.gz", "a\n\nb"), FormatParagraphs, []string{"a", "b"}},
+		{"c4 directory", filepath.Join(dir, "c4"), "", []string{"one", "two"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			recs, err := ReadRecords([]string{tc.path}, tc.format)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, fmt.Sprint(r.Fields["text"]))
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("texts = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("damaged", func(t *testing.T) {
+		p := gz("f.jsonl.gz", c4)
+		data, _ := os.ReadFile(p)
+		os.WriteFile(p, data[:len(data)/2], 0o644)
+		_, err := ReadFile(p, "")
+		if err == nil || !strings.Contains(err.Error(), "f.jsonl.gz: gzip") {
+			t.Fatalf("error = %v, want one naming the file and gzip", err)
+		}
+	})
 }

@@ -50,12 +50,26 @@ var dataExts = map[string]string{
 	".raw":     FormatText,
 }
 
+// dataExt returns the format of a file by its extension, looking through a
+// trailing ".gz" (allenai/c4 ships en/c4-train.00000-of-01024.json.gz), or
+// "" for an extension of no dataset format.
+func dataExt(path string) string {
+	p := strings.ToLower(path)
+	if strings.HasSuffix(p, ".gz") {
+		p = strings.TrimSuffix(p, ".gz")
+		if filepath.Ext(p) == ".parquet" {
+			return "" // parquet compresses its pages; it is read in place
+		}
+	}
+	return dataExts[filepath.Ext(p)]
+}
+
 // ResolvePaths expands files, directories and glob patterns into a sorted,
 // duplicate-free list of files, in the order the records are read: each
 // argument in turn, the matches of a glob and the files of a directory
 // sorted by name. A directory is walked recursively for files with the
-// extensions .parquet, .json, .jsonl, .txt and .raw (hidden entries
-// skipped); when it holds any .parquet file only those are taken, as the Hub
+// extensions .parquet, .json, .jsonl, .txt and .raw, the last four also
+// gzip-compressed (.json.gz, …; hidden entries skipped); when it holds any .parquet file only those are taken, as the Hub
 // stores a dataset's rows in parquet beside metadata JSON. A path that does
 // not exist and names a Hub dataset (wikitext2, c4, open-instruct, or
 // owner/name) gives an error wrapping ErrHubDataset.
@@ -83,7 +97,7 @@ func ResolvePaths(paths []string) ([]string, error) {
 				return nil, err
 			}
 			if len(files) == 0 {
-				return nil, fmt.Errorf("dataset directory %s: no .parquet, .json, .jsonl, .txt or .raw files", p)
+				return nil, fmt.Errorf("dataset directory %s: no .parquet, .json, .jsonl, .txt or .raw files (nor .json.gz, .jsonl.gz, .txt.gz)", p)
 			}
 			for _, f := range files {
 				add(f)
@@ -126,7 +140,7 @@ func ResolvePaths(paths []string) ([]string, error) {
 // dataset name, or nil.
 func hubError(p string) error {
 	repo, known := hubNames[strings.ToLower(p)]
-	if !known && (!hubRepo.MatchString(p) || dataExts[strings.ToLower(filepath.Ext(p))] != "") {
+	if !known && (!hubRepo.MatchString(p) || dataExt(p) != "") {
 		return nil
 	}
 	if !known {
@@ -153,7 +167,7 @@ func dirFiles(dir string) ([]string, error) {
 		if d.IsDir() {
 			return nil
 		}
-		switch dataExts[strings.ToLower(filepath.Ext(path))] {
+		switch dataExt(path) {
 		case "":
 		case FormatParquet:
 			pq = append(pq, path)
@@ -173,7 +187,8 @@ func dirFiles(dir string) ([]string, error) {
 }
 
 // formatOf returns the format of path: format when not empty, else by
-// extension (anything not parquet/json/jsonl is text).
+// extension, looking through ".gz" (anything not parquet/json/jsonl is
+// text).
 func formatOf(path, format string) (string, error) {
 	switch format {
 	case FormatParquet, FormatJSON, FormatJSONL, FormatText, FormatParagraphs:
@@ -182,7 +197,7 @@ func formatOf(path, format string) (string, error) {
 	default:
 		return "", fmt.Errorf("dataset format %q: want one of parquet, json, jsonl, text, paragraphs (or empty for by extension)", format)
 	}
-	if f := dataExts[strings.ToLower(filepath.Ext(path))]; f != "" {
+	if f := dataExt(path); f != "" {
 		return f, nil
 	}
 	return FormatText, nil

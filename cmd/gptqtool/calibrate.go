@@ -38,7 +38,7 @@ type calibrationFlags struct {
 // addCalibrationFlags registers the calibration-data flags on fs.
 func addCalibrationFlags(fs *pflag.FlagSet, o *calibrationFlags) {
 	o.flags = fs
-	fs.StringSliceVar(&o.datasets, "dataset", nil, "calibration data: parquet, JSON, JSONL or text files, directories or globs (repeat or comma-separate); read as one dataset (a directory: its parquet files, as a Hub download holds them, else its JSON, JSONL and text files)")
+	fs.StringSliceVar(&o.datasets, "dataset", nil, "calibration data: parquet, JSON, JSONL or text files (the last three also .gz), directories or globs (repeat or comma-separate); read as one dataset (a directory: its parquet files, as a Hub download holds them, else its JSON, JSONL and text files)")
 	fs.StringVar(&o.format, "dataset-format", "", "force the format of every dataset file: parquet, json, jsonl, text (whole file one record) or paragraphs (split on blank lines); default by extension")
 	fs.IntVar(&o.nsamples, "nsamples", calibrate.DefaultNSamples, "number of calibration samples")
 	fs.IntVar(&o.seqLen, "seq-len", 0, "tokens per sample (default min(4096, the model's max_position_embeddings))")
