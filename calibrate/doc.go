@@ -14,7 +14,9 @@
 //     whole file, or "paragraphs": documents split on blank lines). A .json
 //     file of several objects one per line is JSON Lines, as the Hub's json
 //     loader reads it; JSON, JSONL and text files may be gzip-compressed
-//     (.json.gz, as allenai/c4 ships its shards). Text must be valid UTF-8. Parquet footers and page headers are checked before
+//     (.json.gz, as allenai/c4 ships its shards). Other extensions are text,
+//     but CSV, TSV, Arrow and other compressions are refused by name rather
+//     than calibrated on as text. Text must be valid UTF-8. Parquet footers and page headers are checked before
 //     parquet-go trusts them: they must lie inside the file, and the rows,
 //     values and uncompressed bytes they claim are bounded in proportion to
 //     the file's size, so that a small damaged file cannot make the reader

@@ -418,3 +418,27 @@ func TestReadGzip(t *testing.T) {
 		}
 	})
 }
+
+// TestUnreadFormats: files of formats gptqtool does not read (CSV, Arrow,
+// other compressions) are refused naming the file and what is read, where a
+// CSV was calibrated on as plain text, header and commas included; forced
+// --dataset-format text still reads one as text.
+func TestUnreadFormats(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"train.csv", "train.tsv", "data-00000-of-00001.arrow", "a.jsonl.zst", "b.json.bz2"} {
+		t.Run(name, func(t *testing.T) {
+			p := filepath.Join(dir, name)
+			if err := os.WriteFile(p, []byte("text,label\nhello,1\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := ReadFile(p, "")
+			if err == nil || !strings.Contains(err.Error(), name+": ") || !strings.Contains(err.Error(), "--dataset-format text") {
+				t.Fatalf("error = %v, want one naming %s and --dataset-format text", err, name)
+			}
+			recs, err := ReadFile(p, FormatText)
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("forced text: %d records, error %v; want 1 record", len(recs), err)
+			}
+		})
+	}
+}

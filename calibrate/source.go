@@ -200,5 +200,18 @@ func formatOf(path, format string) (string, error) {
 	if f := dataExt(path); f != "" {
 		return f, nil
 	}
+	if what, ok := unreadExts[strings.ToLower(filepath.Ext(path))]; ok {
+		return "", fmt.Errorf("dataset %s: %s is not read: convert it to parquet, JSON, JSONL or text (gzip is read), "+
+			"or pass --dataset-format text to read the file as plain text", path, what)
+	}
 	return FormatText, nil
+}
+
+// unreadExts are extensions of data formats that are not read: taken as
+// text by default, a CSV would be calibrated on header and commas included,
+// and a binary file refused as invalid UTF-8.
+var unreadExts = map[string]string{
+	".csv": "CSV", ".tsv": "TSV", ".arrow": "Arrow", ".feather": "Arrow", ".xlsx": "Excel",
+	".zst": "zstd compression", ".bz2": "bzip2 compression", ".xz": "xz compression",
+	".zip": "a zip archive", ".tar": "a tar archive", ".tgz": "a tar archive",
 }
