@@ -551,6 +551,18 @@ func (r *PreflightReport) memory(cfg *hfconfig.Config, set *safetensors.Set, o P
 	if o.RTN {
 		extra = nil
 	}
+	var dp *quantize.DevicePlan
+	if device && S > 0 {
+		var err error
+		if dp, err = quantize.PlanDeviceShape(set, cfg, o.Backend, o.Solver, S, T, o.Masked, jobs, o.ChunkRows, o.Activations); err != nil {
+			r.Problems = append(r.Problems, err.Error())
+			return
+		}
+		if dp.Host {
+			// The device driver on the CPU: its tensors are host memory.
+			extra = append(extra, dp.Parts...)
+		}
+	}
 	workers := 1
 	if th, ok := o.Backend.(interface{ Threads() int }); ok {
 		workers = th.Threads()
@@ -583,12 +595,7 @@ func (r *PreflightReport) memory(cfg *hfconfig.Config, set *safetensors.Set, o P
 			r.MemoryLimit = hp.Need + (avail-need)*hp.Need/need
 		}
 	}
-	if !device || S == 0 {
-		return
-	}
-	dp, err := quantize.PlanDeviceShape(set, cfg, o.Backend, o.Solver, S, T, o.Masked, jobs, o.ChunkRows, o.Activations)
-	if err != nil {
-		r.Problems = append(r.Problems, err.Error())
+	if dp == nil || dp.Host {
 		return
 	}
 	r.DeviceNeed = dp.Need
@@ -644,7 +651,7 @@ func (r *PreflightReport) estimate(ctx context.Context, set *safetensors.Set, cf
 	// per-token time stops falling.
 	Tc := min(T, 512)
 	Sc := max(1, min(S, 2048/max(Tc, 1)))
-	if o.Solver != nil {
+	if _, dev := o.Backend.(quantize.MemoryReporter); o.Solver != nil && dev {
 		Tc = T
 		Sc = max(1, min(S, 65536/max(Tc, 1)))
 	}

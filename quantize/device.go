@@ -195,8 +195,12 @@ type DevicePlan struct {
 	TrueSeq    bool
 	Plain      bool // some job is not true-sequential
 	HasMask    bool
-	Parts      []PlanPart
-	Need       int64
+	// Host: the backend keeps its tensors in host memory (it is no
+	// MemoryReporter: the CPU backend, whose F16/BF16 tensors hold fp32
+	// values), so Parts are host memory, sized at 4 bytes an element.
+	Host  bool
+	Parts []PlanPart
+	Need  int64
 }
 
 // PlanPart is one item of the device memory estimate.
@@ -263,6 +267,9 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 		return nil, fmt.Errorf("quantize: backend %s has no %v activations", b.Name(), p.DType)
 	}
 	es := int64(p.DType.Size())
+	if _, dev := b.(MemoryReporter); !dev {
+		p.Host, es = true, 4
+	}
 	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
 	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
 	perSample := rowBytes * int64(p.T)
@@ -289,6 +296,11 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 	add("Hessians", grams)
 	if p.HasMask {
 		add("masks", rows*4+int64(p.Chunk)*inter*es)
+	}
+	// (The host solver's workspace is host memory: counted here only
+	// where the plan's parts are.)
+	if _, host := solver.(HostSolver); host && !p.Host {
+		solver = nil
 	}
 	if wr, ok := solver.(WorkspaceReporter); ok {
 		var ws int64
@@ -333,8 +345,12 @@ func (d *devRun) setup(jobs []Job) error {
 	if d.stats != nil {
 		d.stats.ChunkRows, d.stats.DType, d.stats.DeviceBytes = d.chunk, d.dt.String(), p.Need
 	}
-	fmt.Fprintf(d.log, "quantize: %s on %s: %d samples × %d tokens in chunks of %d rows, %v activations; device memory needed %s\n",
-		d.solver.Name(), b.Name(), d.S, d.T, d.chunk, d.dt, p)
+	where := "device memory"
+	if p.Host {
+		where = "host memory for the backend's tensors"
+	}
+	fmt.Fprintf(d.log, "quantize: %s on %s: %d samples × %d tokens in chunks of %d rows, %v activations; %s needed %s\n",
+		d.solver.Name(), b.Name(), d.S, d.T, d.chunk, d.dt, where, p)
 	if err := p.Check(b); err != nil {
 		return err
 	}

@@ -53,6 +53,15 @@ type HostSolver struct {
 	RTN bool
 }
 
+// Workspace implements WorkspaceReporter with the host memory one [N, K]
+// module's solve takes: the Gram downloaded in fp32, the Hessian and its
+// inverse factor in float64 (20 bytes an entry of K×K), the weights
+// downloaded, their float64 working copy, the codes twice and the
+// quantized weights (18 bytes an entry of N×K).
+func (s HostSolver) Workspace(N, K int) int64 {
+	return 20*int64(K)*int64(K) + 18*int64(N)*int64(K)
+}
+
 // Name implements Solver.
 func (s HostSolver) Name() string {
 	if s.RTN {

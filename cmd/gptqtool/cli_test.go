@@ -796,14 +796,16 @@ func TestBenchServeURLChecked(t *testing.T) {
 	}
 }
 
-// TestQuantizeHalfActivationsCPU: --activations f16 on the CPU runs the
-// device driver with the GPU's rounding (the CPU backend's WithHalf) and
-// says so; its codes are not the fp32 reference run's, and a bf16 run's
-// are neither.
+// TestQuantizeHalfActivationsCPU: --activations f16 and bf16 on the CPU
+// run the device driver with the GPU's rounding (the CPU backend's
+// WithHalf) and say so, with codes of their own: f16's differ from
+// bf16's (the dtype is used) and both from the fp32 reference run's.
 func TestQuantizeHalfActivationsCPU(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
 	data := filepath.Join(t.TempDir(), "small.json")
-	os.WriteFile(data, []byte(`[{"instruction":"Name a color and say why you like it.","input":"","output":"Blue, because it is the color of the sea and of a clear sky."},{"instruction":"Add 2 and 3.","input":"","output":"2 and 3 make 5."}]`), 0o644)
+	if err := os.WriteFile(data, []byte(`[{"instruction":"Name a color and say why you like it.","input":"","output":"Blue, because it is the color of the sea and of a clear sky."},{"instruction":"Add 2 and 3.","input":"","output":"2 and 3 make 5."}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	qweight := func(activations string) []byte {
 		t.Helper()
 		out := filepath.Join(t.TempDir(), "q")

@@ -91,8 +91,8 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.BoolVar(&f.resume, "resume", false, "continue an interrupted run from its last complete layer (same model, dataset and options; the result is byte-identical)")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
 	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
-	fs.StringVar(&f.activations, "activations", "auto", "calibration activation dtype: auto (on cuda the checkpoint's, bf16 for openchat; f32 on the cpu), f32, f16 or bf16 (on the cpu: the GPU run's arithmetic, emulated)")
-	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU: rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
+	fs.StringVar(&f.activations, "activations", "auto", "calibration activation dtype: auto (on cuda the checkpoint's, bf16 for openchat; f32 on the cpu), f32, f16 or bf16 (on the cpu: the GPU's forward and Hessians in that dtype, emulated; the host solver solves)")
+	fs.IntVar(&f.chunkRows, "chunk-rows", 0, "GPU (and --activations f16|bf16 on the cpu): rows of one calibration chunk (0 = automatic, about 2 GiB of scratch)")
 	addCalibrationFlags(fs, &f.cal)
 }
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
@@ -28,8 +27,10 @@ import (
 // on the CPU, in fp16 (the CPU backend's WithHalf, rounding where the
 // kernels round) and in fp32, and compares the two runs of each dtype
 // code by code and by perplexity: how close a host run that computes what
-// the device computes comes to it, for the calibration draws of
-// GPTQTOOL_EMULATE_SEEDS (a comma-separated list; default 0). The runs see
+// the device computes comes to it (the device solver gives the host
+// solver's codes for the same Hessian: TestSolverMatchesHost), for the
+// calibration draws of GPTQTOOL_EMULATE_SEEDS (a comma-separated list;
+// default 0). The runs see
 // the same inputs up to the order of fp32 sums, so layer 0's q/k/v (the
 // first group solved) must come out with the same codes (≥ 99.5%) in both
 // dtypes; past that GPTQ's error feedback lets a flipped code move the
@@ -61,15 +62,9 @@ func TestHostEmulation(t *testing.T) {
 			seeds = append(seeds, s)
 		}
 	}
-	ppl := wikiPPL(t, b)
 	for _, seed := range seeds {
-		ds, err := calibrate.Load(calibrate.Options{Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")},
-			NSamples: 128, SeqLen: 1024, MaxPositions: 4096, Tokenizer: tok, Seed: seed})
-		if err != nil {
-			t.Fatal(err)
-		}
-		samples := quantize.SamplesOf(ds.Samples)
-		run := func(name string, be runtime.Backend, solver quantize.Solver, activations string) string {
+		samples := calibrationDraw(t, tok, seed)
+		run := func(t *testing.T, name string, be runtime.Backend, solver quantize.Solver, activations string) string {
 			out := filepath.Join(t.TempDir(), name)
 			sum, err := publish.Quantize(context.Background(), publish.RunOptions{
 				ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
@@ -85,8 +80,9 @@ func TestHostEmulation(t *testing.T) {
 			host        runtime.Backend
 		}{{"f16", cpu.New(0).WithHalf()}, {"f32", cpu.New(0)}} {
 			t.Run(fmt.Sprintf("seed%d/%s", seed, mode.activations), func(t *testing.T) {
-				dev := run("gpu", b, gpu.New(b), mode.activations)
-				host := run("cpu", mode.host, quantize.HostSolver{}, mode.activations)
+				ppl := wikiPPL(t, b)
+				dev := run(t, "gpu", b, gpu.New(b), mode.activations)
+				host := run(t, "cpu", mode.host, quantize.HostSolver{}, mode.activations)
 				pd, ph := ppl(dev), ppl(host)
 				t.Logf("seed %d, %s activations: device %.4f, host %.4f (%+.3f%%)", seed, mode.activations, pd, ph, 100*(pd/ph-1))
 				if pd > ph*1.02 || pd < ph*0.98 {

@@ -19,6 +19,18 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
+// calibrationDraw is the reference recipe's calibration set (128 × 1024
+// of the alpaca demo in openchat's template) drawn with seed.
+func calibrationDraw(t *testing.T, tok *tokenizer.Tokenizer, seed int64) []quantize.Sample {
+	t.Helper()
+	ds, err := calibrate.Load(calibrate.Options{Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")},
+		NSamples: 128, SeqLen: 1024, MaxPositions: 4096, Tokenizer: tok, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return quantize.SamplesOf(ds.Samples)
+}
+
 // TestSeedSpread measures, for the calibration draws of seeds 1..N
 // (GPTQTOOL_SEED_SPREAD=N; skipped otherwise), how far the 4-bit branches
 // of openchat-tiny quantized on the device in the checkpoint's dtype (fp16
@@ -45,12 +57,7 @@ func TestSeedSpread(t *testing.T) {
 	}
 	ppl := wikiPPL(t, b)
 	for seed := 1; seed <= n; seed++ {
-		ds, err := calibrate.Load(calibrate.Options{Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")},
-			NSamples: 128, SeqLen: 1024, MaxPositions: 4096, Tokenizer: tok, Seed: int64(seed)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		samples := quantize.SamplesOf(ds.Samples)
+		samples := calibrationDraw(t, tok, int64(seed))
 		run := func(name string, be runtime.Backend, solver quantize.Solver) map[string]float64 {
 			out := filepath.Join(t.TempDir(), name)
 			sum, err := publish.Quantize(context.Background(), publish.RunOptions{

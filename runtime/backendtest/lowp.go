@@ -34,6 +34,30 @@ func (e *lowEnv) upload(x []float32, shape ...int) (runtime.Tensor, []float32) {
 	return tn, e.download(tn)
 }
 
+// download is env's, and checks that every value of a 16-bit tensor is one
+// its dtype holds: an op whose output was left unrounded (a backend that
+// keeps such tensors in fp32, as the CPU backend's WithHalf does) fails
+// here, however small the difference.
+func (e *lowEnv) download(tn runtime.Tensor) []float32 {
+	e.t.Helper()
+	v := e.env.download(tn)
+	if tn.DType() != e.dt {
+		return v
+	}
+	for i, x := range v {
+		var r float32
+		if e.dt == runtime.F16 {
+			r = half.F16ToF32(half.F32ToF16(x))
+		} else {
+			r = half.BF16ToF32(half.F32ToBF16(x))
+		}
+		if r != x && x == x {
+			e.t.Fatalf("%v tensor %v: element %d is %g, not a %v value (the nearest is %g)", e.dt, tn.Shape(), i, x, e.dt, r)
+		}
+	}
+	return v
+}
+
 func (e *lowEnv) alloc(shape ...int) runtime.Tensor {
 	e.t.Helper()
 	tn, err := e.b.Alloc(e.dt, shape...)

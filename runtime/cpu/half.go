@@ -17,7 +17,9 @@ import (
 // (the probabilities of the flash kernel, before they weight the values). The
 // arithmetic of a GPU calibration forward is thus reproduced on the host
 // up to the order of fp32 sums (quantize --device cpu --activations f16).
-// F32 tensors behave exactly as on b.
+// The paged decode ops (PagedAttention, RoPEStore) compute as for F32 and
+// round only their outputs: they do not emulate decode.cu. F32 tensors
+// behave exactly as on b.
 func (b *Backend) WithHalf() *Backend {
 	return &Backend{threads: b.threads, kern: b.kern, half: true}
 }
