@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -46,27 +44,3 @@ func (b *Backend) round(t *Tensor) {
 	}
 	b.parallelRange(len(t.data), minChunk, func(lo, hi int) { roundTo(t.dt, t.data[lo:hi]) })
 }
-
-// MatMulAdd implements runtime.ResidualMatMuler: dst = add + x·wᵀ. In
-// F16/BF16 the product is rounded to the dtype before the sum is, as
-// cuBLAS's beta = 1 does with 16-bit outputs (measured: rounding the sum
-// only left 30% of the elements one unit apart from the device's). dst
-// may be add.
-func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
-	d, xt, wt, at := tensorOf(dst), tensorOf(x), tensorOf(w), tensorOf(add)
-	m, k, n := xt.rows(), xt.cols(), wt.rows()
-	if wt.cols() != k || d.rows() != m || d.cols() != n || at.Len() != d.Len() {
-		panic(fmt.Sprintf("cpu: matmul-add dst %v = add %v + x %v · w %vᵀ: shape mismatch", d.shape, at.shape, xt.shape, wt.shape))
-	}
-	prod := make([]float32, m*n)
-	b.matmul(prod, xt.data, wt.data, m, n, k)
-	b.parallelRange(len(prod), minChunk, func(lo, hi int) {
-		roundTo(d.dt, prod[lo:hi])
-		for i := lo; i < hi; i++ {
-			d.data[i] = at.data[i] + prod[i]
-		}
-		roundTo(d.dt, d.data[lo:hi])
-	})
-}
-
-var _ runtime.ResidualMatMuler = (*Backend)(nil)
