@@ -22,6 +22,9 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	if hq%hkv != 0 {
 		panic(fmt.Sprintf("cpu: attention %d query heads over %d kv heads", hq, hkv))
 	}
+	if d.dt != qt.dt || kt.dt != qt.dt || vt.dt != qt.dt {
+		panic(fmt.Sprintf("cpu: attention dst %v q %v k %v v %v: one dtype, as the CUDA backend asks", d.dt, qt.dt, kt.dt, vt.dt))
+	}
 	group := hq / hkv
 	if T >= blockedMinRows || d.dt != runtime.F32 {
 		b.attentionBlocked(d, qt, kt, vt, p, hq, hkv)

@@ -104,6 +104,11 @@ func (b *Backend) elementwise(op string, dst runtime.Tensor, fn func(d []float32
 		ts = append(ts, tensorOf(t))
 	}
 	sameLen(op, ts...)
+	for _, t := range ts[1:] {
+		if t.dt != d.dt {
+			panic(fmt.Sprintf("cpu: %s of %v into %v: one dtype, as the CUDA backend asks", op, t.dt, d.dt))
+		}
+	}
 	b.parallelRange(d.Len(), minChunk, func(lo, hi int) {
 		fn(d.data, lo, hi)
 		roundTo(d.dt, d.data[lo:hi])
