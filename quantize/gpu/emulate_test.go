@@ -1,10 +1,8 @@
 package gpu_test
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,8 +40,7 @@ func TestHostEmulation(t *testing.T) {
 		t.Skip("quantizes a branch four times (-short)")
 	}
 	b := gputest.Backend(t)
-	modelDir := fixtures.Path(t, "models/openchat-tiny")
-	tok, err := tokenizer.Load(modelDir)
+	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,16 +61,8 @@ func TestHostEmulation(t *testing.T) {
 	}
 	for _, seed := range seeds {
 		samples := calibrationDraw(t, tok, seed)
-		run := func(t *testing.T, name string, be runtime.Backend, solver quantize.Solver, activations string) string {
-			out := filepath.Join(t.TempDir(), name)
-			sum, err := publish.Quantize(context.Background(), publish.RunOptions{
-				ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
-				Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: be, Solver: solver, Activations: activations,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return filepath.Join(out, sum.Branches[0].Name)
+		run := func(t *testing.T, be runtime.Backend, solver quantize.Solver, activations string) string {
+			return quantizeTiny(t, branches, samples, be, solver, activations)[branches[0].Name]
 		}
 		for _, mode := range []struct {
 			activations string
@@ -81,8 +70,8 @@ func TestHostEmulation(t *testing.T) {
 		}{{"f16", cpu.New(0).WithHalf()}, {"f32", cpu.New(0)}} {
 			t.Run(fmt.Sprintf("seed%d/%s", seed, mode.activations), func(t *testing.T) {
 				ppl := wikiPPL(t, b)
-				dev := run(t, "gpu", b, gpu.New(b), mode.activations)
-				host := run(t, "cpu", mode.host, quantize.HostSolver{}, mode.activations)
+				dev := run(t, b, gpu.New(b), mode.activations)
+				host := run(t, mode.host, quantize.HostSolver{}, mode.activations)
 				pd, ph := ppl(dev), ppl(host)
 				t.Logf("seed %d, %s activations: device %.4f, host %.4f (%+.3f%%)", seed, mode.activations, pd, ph, 100*(pd/ph-1))
 				if pd > ph*1.02 || pd < ph*0.98 {

@@ -31,6 +31,27 @@ func calibrationDraw(t *testing.T, tok *tokenizer.Tokenizer, seed int64) []quant
 	return quantize.SamplesOf(ds.Samples)
 }
 
+// quantizeTiny quantizes openchat-tiny's branches from samples with the
+// reference recipe (symmetric, true-sequential, format v1) on be with
+// solver (nil: the reference driver) and activations as --activations, into
+// a folder of t's, and returns each branch's checkpoint by name.
+func quantizeTiny(t *testing.T, branches []publish.Branch, samples []quantize.Sample, be runtime.Backend, solver quantize.Solver, activations string) map[string]string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "branches")
+	sum, err := publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: fixtures.Path(t, "models/openchat-tiny"), Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
+		Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: be, Solver: solver, Activations: activations,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := map[string]string{}
+	for _, br := range sum.Branches {
+		dirs[br.Name] = filepath.Join(out, br.Name)
+	}
+	return dirs
+}
+
 // TestSeedSpread measures, for the calibration draws of seeds 1..N
 // (GPTQTOOL_SEED_SPREAD=N; skipped otherwise), how far the 4-bit branches
 // of openchat-tiny quantized on the device in the checkpoint's dtype (fp16
@@ -46,8 +67,7 @@ func TestSeedSpread(t *testing.T) {
 		t.Skip("GPTQTOOL_SEED_SPREAD=N runs it (seeds 1..N; minutes of CPU quantization each)")
 	}
 	b := gputest.Backend(t)
-	modelDir := fixtures.Path(t, "models/openchat-tiny")
-	tok, err := tokenizer.Load(modelDir)
+	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,23 +78,15 @@ func TestSeedSpread(t *testing.T) {
 	ppl := wikiPPL(t, b)
 	for seed := 1; seed <= n; seed++ {
 		samples := calibrationDraw(t, tok, int64(seed))
-		run := func(name string, be runtime.Backend, solver quantize.Solver) map[string]float64 {
-			out := filepath.Join(t.TempDir(), name)
-			sum, err := publish.Quantize(context.Background(), publish.RunOptions{
-				ModelDir: modelDir, Out: out, Branches: branches, Table: true, Sym: true, TrueSequential: true,
-				Format: gptq.FormatV1, Samples: samples, SeqLen: 1024, Backend: be, Solver: solver,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+		run := func(be runtime.Backend, solver quantize.Solver) map[string]float64 {
 			res := map[string]float64{}
-			for _, br := range sum.Branches {
-				res[br.Name] = ppl(filepath.Join(out, br.Name))
+			for name, dir := range quantizeTiny(t, branches, samples, be, solver, "") {
+				res[name] = ppl(dir)
 			}
 			return res
 		}
-		host := run("cpu", cpu.New(0), nil)
-		dev := run("gpu", b, gpu.New(b))
+		host := run(cpu.New(0), nil)
+		dev := run(b, gpu.New(b))
 		for _, br := range branches {
 			g, c := dev[br.Name], host[br.Name]
 			t.Logf("seed %d %s: GPU fp16 %.4f, CPU reference %.4f (%+.3f%%)", seed, br.Name, g, c, 100*(g/c-1))
