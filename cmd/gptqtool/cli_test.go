@@ -907,3 +907,28 @@ func TestVerifyDefaultCtx(t *testing.T) {
 		t.Errorf("an explicit --ctx 2048: %v, want the usage error", err)
 	}
 }
+
+// TestQuantizeEmptyBranches: an explicitly empty --branches (or one of
+// commas and spaces only) is a usage error naming the flag and its forms,
+// where it ran as an ordinary single quantization of --bits/--group.
+func TestQuantizeEmptyBranches(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	for _, spec := range []string{"", " ", ",", " , "} {
+		t.Run(fmt.Sprintf("%q", spec), func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "q")
+			_, _, err := run(t, "quantize", "--model", model, "--rtn", "--out", out, "--branches", spec)
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Fatalf("err = %v, want a usage error (exit 2)", err)
+			}
+			for _, want := range []string{"--branches", `"all"`, ".json"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("err = %q, want it to name %s", err, want)
+				}
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%s: %v, want nothing written", out, err)
+			}
+		})
+	}
+}

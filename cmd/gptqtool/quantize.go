@@ -149,7 +149,12 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		format = gptq.FormatV2
 	}
 	var branches []publish.Branch
-	table := f.branches != ""
+	// An explicitly empty --branches (a variable that expanded to nothing)
+	// is refused, not run as one quantization of --bits/--group.
+	table := f.branches != "" || cmd.Flags().Changed("branches")
+	if table && strings.Trim(f.branches, ", \t") == "" {
+		return usageError{fmt.Errorf("--branches %q: no branch named: want branch names from the published table (e.g. main,gptq-4bit-32g-actorder_True), \"all\", or a .json file; leave the flag out for one quantization of --bits/--group", f.branches)}
+	}
 	if table {
 		if cmd.Flags().Changed("bits") || cmd.Flags().Changed("group") || cmd.Flags().Changed("act-order") || cmd.Flags().Changed("damp") {
 			return usageError{errors.New("--branches sets bits, group, act order and damp per branch: drop --bits/--group/--act-order/--damp")}
