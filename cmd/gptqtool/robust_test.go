@@ -1122,3 +1122,30 @@ func TestQuantizeBF16Plain(t *testing.T) {
 		t.Errorf("the refused run left %s: %v", out, err)
 	}
 }
+
+// TestConvertGGUFFlagConflicts: --gguf with --dtype, --checkpoint-format or
+// --dequantize is a usage error (exit 2) naming the flags given, as other
+// misused flags are, where it exited 1 after the checkpoint was opened.
+func TestConvertGGUFFlagConflicts(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	for _, tc := range []struct {
+		extra []string
+		flag  string
+	}{
+		{[]string{"--dtype", "f16"}, "--dtype"},
+		{[]string{"--checkpoint-format", "gptq_v2"}, "--checkpoint-format"},
+		{[]string{"--dequantize"}, "--dequantize"},
+	} {
+		t.Run(tc.flag, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "m.gguf")
+			_, _, err := run(t, append([]string{"convert", "--in", model, "--out", out, "--gguf", "q8_0"}, tc.extra...)...)
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--gguf") || !strings.Contains(err.Error(), tc.flag) {
+				t.Errorf("err = %v, want a usage error (exit 2) naming --gguf and %s", err, tc.flag)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%s: %v, want nothing written", out, err)
+			}
+		})
+	}
+}
