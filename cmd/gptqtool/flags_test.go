@@ -77,6 +77,25 @@ func TestShortTextNamed(t *testing.T) {
 	}
 }
 
+// TestShortTextDefaultCtx: without --ctx, a text shorter than one window
+// is refused naming the window's length as the default (stories260K: 512,
+// its max_position_embeddings), where the message said "--ctx 512", a flag
+// the user never gave.
+func TestShortTextDefaultCtx(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	short := filepath.Join(t.TempDir(), "short.txt")
+	if err := os.WriteFile(short, []byte("Once upon a time"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"verify", "perplexity"}, {"verify", "kl", "--baseline", model}} {
+		_, _, err := run(t, append(cmd, "--device", "cpu", "--model", model, "--text", short)...)
+		const want = "fewer than one window of 512 tokens (the default window: --ctx not given)"
+		if err == nil || !strings.Contains(err.Error(), "--text "+short+": ") || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "--ctx 512") {
+			t.Errorf("%s, short text without --ctx: %v, want %q", cmd[1], err, want)
+		}
+	}
+}
+
 // TestKLTokenizersCompared checks that verify kl refuses two checkpoints
 // whose tokenizers split the text differently, naming both and the text,
 // before either model loads: openchat-tiny against stories260K (vocabularies

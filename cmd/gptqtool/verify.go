@@ -118,12 +118,16 @@ func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []in
 
 // oneWindow refuses a text of ids shorter than one window of --ctx,
 // naming the file (the commands check it once their checkpoints are
-// checked, before any model runs).
+// checked, before any model runs). Without --ctx the window is called the
+// default one, not "--ctx N", a flag the user did not give.
 func (f *evalFlags) oneWindow(ids []int) error {
-	if verify.Windows(len(ids), f.ctx, 0) == 0 {
-		return fmt.Errorf("--text %s: %s (BOS included), fewer than one window of --ctx %d", f.text, count(len(ids), "token"), f.ctx)
+	if verify.Windows(len(ids), f.ctx, 0) > 0 {
+		return nil
 	}
-	return nil
+	if f.ctxGiven != nil && !f.ctxGiven() {
+		return fmt.Errorf("--text %s: %s (BOS included), fewer than one window of %d tokens (the default window: --ctx not given)", f.text, count(len(ids), "token"), f.ctx)
+	}
+	return fmt.Errorf("--text %s: %s (BOS included), fewer than one window of --ctx %d", f.text, count(len(ids), "token"), f.ctx)
 }
 
 // firstDiff is the first index where a and b differ (one ending first
