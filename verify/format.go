@@ -21,7 +21,7 @@ import (
 type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
-	Detail string `json:"detail,omitempty"` // what was wrong, or a count of what was checked
+	Detail string `json:"detail,omitempty"` // what was wrong ("not checked: ..." where nothing could be examined), or a count of what was checked
 }
 
 // FormatReport is the outcome of CheckFormat.
@@ -109,13 +109,21 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	if read < len(shapes) {
 		nRead = fmt.Sprintf("%d of %d modules checked (%d failed the dtype and shape check)", read, len(shapes), len(shapes)-read)
 	}
+	// With no module read (bits or group_size wrong in the configs) they
+	// examined nothing: they fail as not checked, not pass on no evidence.
+	values := func(problems []string) []string {
+		if read == 0 {
+			return []string{fmt.Sprintf("not checked: none of the %d modules passed the dtype and shape check", len(shapes))}
+		}
+		return problems
+	}
 	add("quantized tensors: dtypes and shapes", shapeP, nMod)
 	add("no unquantized Linear weights left", leftP, nMod)
 	if qc.Sym {
-		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), zeroP, nRead)
+		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), values(zeroP), nRead)
 	}
-	add("g_idx consistent with group size and act order", gidxP, nRead)
-	add("scales finite and positive", scaleP, nRead)
+	add("g_idx consistent with group size and act order", values(gidxP), nRead)
+	add("scales finite and positive", values(scaleP), nRead)
 	add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
 	var extraP []string
 	for _, n := range model.Unexplained(set.Names(), cfg, qc) {

@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -283,6 +284,61 @@ func TestCheckFormatCountsModulesRead(t *testing.T) {
 			seen++
 			if !c.OK || c.Detail != want {
 				t.Errorf("%s: ok %v, detail %q, want ok with %q", c.Name, c.OK, c.Detail, want)
+			}
+		}
+	}
+	if seen != 3 {
+		t.Errorf("%d checks of the values, want 3 (zero points, g_idx, scales): %+v", seen, r.Checks)
+	}
+}
+
+// TestCheckFormatNothingRead: with bits wrong in the configs (8 for a 4-bit
+// checkpoint) no module passes the dtype and shape check, and the checks of
+// the values, which then looked at nothing, fail saying they were not
+// checked and why, where they said ok with "0 of 42 modules checked".
+func TestCheckFormatNothingRead(t *testing.T) {
+	dir := rtnCheckpoint(t)
+	for _, f := range []string{"config.json", "quantize_config.json"} {
+		path := filepath.Join(dir, f)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(data, &doc); err != nil {
+			t.Fatal(err)
+		}
+		qc := doc
+		if f == "config.json" {
+			qc = doc["quantization_config"].(map[string]any)
+		}
+		qc["bits"] = 8
+		if data, err = json.Marshal(doc); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := verify.CheckFormat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.OK {
+		t.Errorf("report ok with bits 8 in the configs of a 4-bit checkpoint")
+	}
+	const want = "not checked: none of the 42 modules passed the dtype and shape check"
+	seen := 0
+	for _, c := range r.Checks {
+		switch {
+		case strings.HasPrefix(c.Name, "quantized tensors"):
+			if c.OK {
+				t.Errorf("%s: ok, want a failure", c.Name)
+			}
+		case strings.HasPrefix(c.Name, "sym zero points"), strings.HasPrefix(c.Name, "g_idx"), strings.HasPrefix(c.Name, "scales"):
+			seen++
+			if c.OK || c.Detail != want {
+				t.Errorf("%s: ok %v, detail %q, want not ok with %q", c.Name, c.OK, c.Detail, want)
 			}
 		}
 	}
