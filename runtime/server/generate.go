@@ -290,9 +290,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		unservedError()
 		return
 	case cut() && unscored(choices):
+		// Code and text name what cut it: its timeout, or the shutdown.
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request ended (--request-timeout %s, or the server's shutdown) before every prompt was scored; retry, with fewer prompts if it keeps timing out", s.o.RequestTimeout),
-			"server_error", "", "timeout"))
+		if timedOut() {
+			writeError(w, http.StatusServiceUnavailable, openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) before every prompt was scored; retry, with fewer prompts if it keeps timing out", s.o.RequestTimeout),
+				"server_error", "", "timeout"))
+			return
+		}
+		writeError(w, http.StatusServiceUnavailable, openai.NewError("the server shut down before every prompt of the request was scored; retry",
+			"server_error", "", "shutting_down"))
 		return
 	case cutMidway():
 		if !timedOut() {

@@ -1262,3 +1262,50 @@ func TestEngineError(t *testing.T) {
 		t.Errorf("after the failures: %d %.500s", code, data)
 	}
 }
+
+// TestShutdownUnscored: a scoring request (echo with logprobs, not
+// streamed) cut by the shutdown's grace before all its prompts were scored
+// is a 503 with code shutting_down and Retry-After, as the other answers
+// cut by the shutdown are, where it was code "timeout" whatever the cause
+// (lmeval_test's "time runs out" keeps the timeout's).
+func TestShutdownUnscored(t *testing.T) {
+	for _, maxTokens := range []int{0, 1} {
+		t.Run(fmt.Sprintf("max_tokens %d", maxTokens), func(t *testing.T) {
+			// 48 prompts of 120 tokens fed 4 a step, one at a time: 1,440
+			// steps, far more than the 50 ms of grace on any host.
+			ts := startServer(t, serverConfig{Engine: engine.Options{StepTokens: 4, MaxRunning: 1}, Grace: 50 * time.Millisecond})
+			ids := fixtures.WikiIDs(t)
+			batch := make([][]int, 48)
+			for i := range batch {
+				batch[i] = ids[i*120 : (i+1)*120] // distinct: no prefix shared
+			}
+			body, _ := json.Marshal(map[string]any{"prompt": batch, "echo": true, "logprobs": 1, "max_tokens": maxTokens})
+			type result struct {
+				code  int
+				retry string
+				data  []byte
+			}
+			done := make(chan result, 1)
+			go func() {
+				code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", string(body))
+				done <- result{code, h.Get("Retry-After"), data}
+			}()
+			// Once a prompt or two are scored (none scored, it is unserved:
+			// TestShutdownUnserved).
+			for ts.Engine.Stats().PromptTokens <= 240 {
+				time.Sleep(time.Millisecond)
+			}
+			if err := ts.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-done
+			c := decode(t, r.data)
+			if r.code != 503 || r.retry == "" || c.Error == nil || c.Error.Code == nil || *c.Error.Code != "shutting_down" {
+				t.Fatalf("a scoring request cut at shutdown: %d, Retry-After %q, %.500s; want a 503 with code shutting_down and Retry-After", r.code, r.retry, r.data)
+			}
+			if strings.Contains(c.Error.Message, "--request-timeout") {
+				t.Errorf("the shutdown's error names the request timeout: %q", c.Error.Message)
+			}
+		})
+	}
+}
