@@ -81,6 +81,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
 					return usageError{fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))}
 				}
 			}
+			if format != "" && o.Dequantize {
+				// Checked before the checkpoint is read: a dequantized
+				// checkpoint is plain floating point, with no GPTQ format.
+				return usageError{fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", format)}
+			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
 			log := cmd.ErrOrStderr()

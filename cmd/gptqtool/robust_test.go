@@ -1126,6 +1126,26 @@ func TestQuantizeBF16Plain(t *testing.T) {
 // TestConvertGGUFFlagConflicts: --gguf with --dtype, --checkpoint-format or
 // --dequantize is a usage error (exit 2) naming the flags given, as other
 // misused flags are, where it exited 1 after the checkpoint was opened.
+// TestConvertFormatDequantize: --checkpoint-format with --dequantize is a
+// usage error naming both flags, found before the checkpoint is read (a
+// plain checkpoint would otherwise fail with "not a GPTQ checkpoint").
+func TestConvertFormatDequantize(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	for _, format := range []string{"gptq", "gptq_v2"} {
+		t.Run(format, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			_, _, err := run(t, "convert", "--in", model, "--out", out, "--checkpoint-format", format, "--dequantize")
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--checkpoint-format") || !strings.Contains(err.Error(), "--dequantize") {
+				t.Errorf("err = %v, want a usage error (exit 2) naming --checkpoint-format and --dequantize", err)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%s: %v, want nothing written", out, err)
+			}
+		})
+	}
+}
+
 func TestConvertGGUFFlagConflicts(t *testing.T) {
 	model := fixturePath(t, "models/stories260K-hf-mistral")
 	for _, tc := range []struct {
