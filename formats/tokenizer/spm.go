@@ -61,7 +61,40 @@ func LoadSentencePiece(modelPath string) (*Tokenizer, error) {
 	return t, nil
 }
 
+// SentencePieceVocab returns the pieces of a SentencePiece model
+// (tokenizer.model) in id order, each with the score and type the model
+// stores (ModelProto.SentencePiece, whose type numbering TokenType shares),
+// whatever its model type. A missing file gives an error wrapping
+// fs.ErrNotExist.
+func SentencePieceVocab(modelPath string) ([]VocabEntry, error) {
+	data, err := os.ReadFile(modelPath)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %w", err)
+	}
+	m, err := parseModelProto(data)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer: %s: %w", modelPath, err)
+	}
+	if len(m.pieces) == 0 {
+		return nil, fmt.Errorf("tokenizer: %s: no pieces (not a sentencepiece model?)", modelPath)
+	}
+	out := make([]VocabEntry, len(m.pieces))
+	for i, p := range m.pieces {
+		out[i] = VocabEntry{Piece: p.piece, Score: p.score, Type: TokenType(p.typ)}
+	}
+	return out, nil
+}
+
 func parseSentencePiece(data []byte) (*Tokenizer, error) {
+	m, err := parseModelProto(data)
+	if err != nil {
+		return nil, err
+	}
+	return m.build()
+}
+
+// parseModelProto reads the fields of a ModelProto that the tokenizer uses.
+func parseModelProto(data []byte) (*spModel, error) {
 	m := spModel{modelType: 1, unkID: 0, bosID: 1, eosID: 2, addDummy: true, removeExtraWS: true, escapeWS: true}
 	err := walkFields(data, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if typ != protowire.BytesType {
@@ -84,7 +117,7 @@ func parseSentencePiece(data []byte) (*Tokenizer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.build()
+	return &m, nil
 }
 
 // walkFields calls fn for every field of a protobuf message; v holds the
