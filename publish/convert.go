@@ -691,6 +691,15 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		return w, []int{l.N, l.K}, err
 	}
 	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In)), AllowOverflow: o.AllowOverflow}
+	// With tokenizer.model, the tokens, scores and types are those that
+	// llama.cpp's converter writes (SentencePiece scores, its typing of
+	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.
+	switch vocab, err := gguf.SentencePieceVocab(o.In, cfg.VocabSize); {
+	case err == nil:
+		opts.Vocab = vocab
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("convert: %w", err)
+	}
 	if v, ok := cfg.Raw["pad_token_id"].(json.Number); ok {
 		if id, err := strconv.Atoi(v.String()); err == nil && id >= 0 && id < cfg.VocabSize {
 			opts.PadTokenID = &id

@@ -739,3 +739,48 @@ func TestConvertRefusesShapesConfigDoesNotGive(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertGGUFSentencePieceVocab: a checkpoint with tokenizer.model is
+// written with the vocabulary llama.cpp's converter writes (hand-derived
+// here from openchat-tiny's files: tokenizer_config.json lists <unk>, <s>,
+// </s>, <|end_of_turn|> and <|pad_0|> as special, so each is a control
+// token scored -1000; byte pieces keep type byte and score 0), where the
+// tokenizer.json derivation typed <unk> unknown and scored it 0.
+func TestConvertGGUFSentencePieceVocab(t *testing.T) {
+	in := fixture(t, "models/openchat-tiny")
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	convert(t, publish.ConvertOptions{In: in, Out: path, GGUF: "q8_0"})
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	tokens, err := gguf.Value[[]string](f, "tokenizer.ggml.tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scores, err := gguf.Value[[]float32](f, "tokenizer.ggml.scores")
+	if err != nil {
+		t.Fatal(err)
+	}
+	types, err := gguf.Value[[]int32](f, "tokenizer.ggml.token_type")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 32002 || len(scores) != 32002 || len(types) != 32002 {
+		t.Fatalf("%d tokens, %d scores, %d types, want 32002 each", len(tokens), len(scores), len(types))
+	}
+	for _, w := range []struct {
+		id    int
+		piece string
+		score float32
+		typ   int32
+	}{
+		{0, "<unk>", -1000, 3}, {1, "<s>", -1000, 3}, {2, "</s>", -1000, 3}, {13, "<0x0A>", 0, 6},
+		{32000, "<|end_of_turn|>", -1000, 3}, {32001, "<|pad_0|>", -1000, 3},
+	} {
+		if tokens[w.id] != w.piece || scores[w.id] != w.score || types[w.id] != w.typ {
+			t.Errorf("id %d: (%q, score %g, type %d), want (%q, score %g, type %d)", w.id, tokens[w.id], scores[w.id], types[w.id], w.piece, w.score, w.typ)
+		}
+	}
+}

@@ -76,6 +76,11 @@ type ConvertOptions struct {
 	// Name is general.name. Default: the base name of the directory holding
 	// the config.json (cfg.File), or "model" when cfg.File is empty.
 	Name string
+	// Vocab, when set, is written as tokenizer.ggml.tokens, scores and
+	// token_type in place of the tokenizer's VocabEntries: the vocabulary
+	// SentencePieceVocab builds from tokenizer.model as llama.cpp's
+	// converter does. Ids past its end up to vocab_size are [PADn] pieces.
+	Vocab []tokenizer.VocabEntry
 	// PadTokenID sets tokenizer.ggml.padding_token_id; nil writes no pad
 	// token.
 	PadTokenID *int
@@ -407,7 +412,10 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 }
 
 func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
-	entries := tok.VocabEntries()
+	entries := opts.Vocab
+	if entries == nil {
+		entries = tok.VocabEntries()
+	}
 	n := cfg.VocabSize
 	if len(entries) > n {
 		return nil, fmt.Errorf("gguf convert: tokenizer has %d ids, %s vocab_size is %d", len(entries), cfg.File, n)

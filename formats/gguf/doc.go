@@ -88,8 +88,10 @@
 // quantization_version 2), llama.* hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),
 // and the tokenizer as tokenizer.ggml.model "llama": tokens, scores and
-// token types (tokenizer.TokenType numbering) for every id up to vocab_size,
-// bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
+// token types (tokenizer.TokenType numbering) for every id up to vocab_size
+// (from tokenizer.model as llama.cpp's converter reads it where
+// ConvertOptions.Vocab gives SentencePieceVocab's entries, else from the
+// tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
 // add_space_prefix and tokenizer.chat_template.
 //
 // The tests check the output with llama.cpp itself (node-llama-cpp 3.21.1's
