@@ -290,3 +290,48 @@ func arrayLen(v any) int {
 	}
 	return -1
 }
+
+// TestLlamaCppSentencePieceVocab: openchat-tiny converted with the
+// vocabulary llama.cpp's converter writes from tokenizer.model
+// (SentencePieceVocab: SentencePiece scores and types, added tokens typed
+// control) tokenizes in llama.cpp as our tokenizer does, openchat's
+// <|end_of_turn|> included, and continues the reference greedily as the
+// fp16 file of the merge-rank vocabulary does (checkLlamaCpp's checks on
+// the F16 file).
+func TestLlamaCppSentencePieceVocab(t *testing.T) {
+	node := llamaCppAvailable(t)
+	ck := openCheckpoint(t, "models/openchat-tiny")
+	vocab, err := gguf.SentencePieceVocab(ck.dir, ck.cfg.VocabSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "openchat-tiny-spm-F16.gguf")
+	if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16, Vocab: vocab}); err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Greedy struct {
+			Prompt []int `json:"prompt_ids"`
+			IDs    []int `json:"ids"`
+		} `json:"greedy_fp32"`
+	}
+	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
+	texts := []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
+		"naïve café 東京 😀", "func main() {\n\tfmt.Println(42)\n}", "The  capital   of France"}
+	steps := len(ref.Greedy.IDs) - len(ref.Greedy.Prompt)
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: len(ref.Greedy.IDs) + 8,
+		Greedy: &greedyQ{Prompt: ref.Greedy.Prompt, Steps: steps}, Tokenize: texts}}})
+	got := resp.Models[0]
+	for j, text := range texts {
+		want, err := ck.tok.Encode(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Tokenize[j], want) {
+			t.Errorf("tokenize %q: llama.cpp %v, ours %v", text, got.Tokenize[j], want)
+		}
+	}
+	if llama := append(slices.Clone(ref.Greedy.Prompt), got.Greedy...); !slices.Equal(llama, ref.Greedy.IDs) {
+		t.Errorf("greedy ids\nllama.cpp %v\nreference %v", llama, ref.Greedy.IDs)
+	}
+}
