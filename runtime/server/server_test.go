@@ -106,6 +106,26 @@ func events(t *testing.T, body []byte) []string {
 	return out
 }
 
+// cutStream checks a stream the server cut after it sent tokens (what
+// says why): a 200, chunks, an error event, then [DONE], and no choice
+// with a finish_reason (the error says why it ended). It returns the
+// error event for the caller's checks.
+func cutStream(t *testing.T, what string, code int, data []byte) []byte {
+	t.Helper()
+	evs := events(t, data)
+	if code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
+		t.Fatalf("a stream %s: %d %.500s, want 200, chunks, an error, [DONE]", what, code, data)
+	}
+	for _, e := range evs[:len(evs)-2] {
+		for _, ch := range decode(t, []byte(e)).Choices {
+			if ch.FinishReason != nil {
+				t.Errorf("a choice %s has finish_reason %q, want none (the error says why it ended)", what, *ch.FinishReason)
+			}
+		}
+	}
+	return []byte(evs[len(evs)-2])
+}
+
 // streamText concatenates the content (chat) or text deltas of a stream
 // per choice, and returns the parsed chunks.
 func streamText(t *testing.T, body []byte, chat bool) (map[int]string, []completion) {
@@ -663,20 +683,10 @@ func TestShutdownDeadline(t *testing.T) {
 				}
 				return
 			}
-			evs := events(t, r.data)
-			if r.code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
-				t.Fatalf("a stream cut at shutdown: %d %.500s, want 200, chunks, an error, [DONE]", r.code, r.data)
-			}
-			last := decode(t, []byte(evs[len(evs)-2]))
+			ev := cutStream(t, "cut at shutdown", r.code, r.data)
+			last := decode(t, ev)
 			if last.Error == nil || last.Error.Code == nil || *last.Error.Code != "shutting_down" || !strings.Contains(last.Error.Message, "up to 1800 tokens") {
-				t.Errorf("the event before [DONE] is %.500s, want an error with code shutting_down naming the tokens", evs[len(evs)-2])
-			}
-			for _, e := range evs[:len(evs)-2] {
-				for _, ch := range decode(t, []byte(e)).Choices {
-					if ch.FinishReason != nil {
-						t.Errorf("a choice cut at shutdown has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
-					}
-				}
+				t.Errorf("the event before [DONE] is %.500s, want an error with code shutting_down naming the tokens", ev)
 			}
 		})
 	}
@@ -1069,20 +1079,10 @@ func TestTimeoutMidway(t *testing.T) {
 				req = strings.Replace(req, `"prompt": "Once upon a time"`, `"messages": [{"role": "user", "content": "Once upon a time"}]`, 1)
 			}
 			code, data := post(t, ts, route, req)
-			evs := events(t, data)
-			if code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
-				t.Fatalf("a stream cut by its timeout: %d %.500s, want 200, chunks, an error, [DONE]", code, data)
-			}
-			last := decode(t, []byte(evs[len(evs)-2]))
+			ev := cutStream(t, "cut by its timeout", code, data)
+			last := decode(t, ev)
 			if last.Error == nil || last.Error.Code == nil || *last.Error.Code != "timeout" || !strings.Contains(last.Error.Message, "--request-timeout") {
-				t.Errorf("the event before [DONE] is %.500s, want an error with code timeout", evs[len(evs)-2])
-			}
-			for _, e := range evs[:len(evs)-2] {
-				for _, ch := range decode(t, []byte(e)).Choices {
-					if ch.FinishReason != nil {
-						t.Errorf("a choice cut by the timeout has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
-					}
-				}
+				t.Errorf("the event before [DONE] is %.500s, want an error with code timeout", ev)
 			}
 			if strings.Contains(string(data), `"abort"`) {
 				t.Errorf("the stream says abort:\n%.500s", data[max(0, len(data)-500):])
@@ -1237,18 +1237,7 @@ func TestEngineError(t *testing.T) {
 	}
 	t.Run("stream midway", func(t *testing.T) {
 		code, data := run(t, true, true)
-		evs := events(t, data)
-		if code != 200 || len(evs) < 3 || evs[len(evs)-1] != "[DONE]" {
-			t.Fatalf("a stream the engine failed: %d %.500s, want 200, chunks, an error, [DONE]", code, data)
-		}
-		wantError(t, "the event before [DONE]", []byte(evs[len(evs)-2]))
-		for _, e := range evs[:len(evs)-2] {
-			for _, ch := range decode(t, []byte(e)).Choices {
-				if ch.FinishReason != nil {
-					t.Errorf("a choice the engine failed has finish_reason %q, want none (the error says why it ended)", *ch.FinishReason)
-				}
-			}
-		}
+		wantError(t, "the event before [DONE]", cutStream(t, "the engine failed", code, data))
 	})
 	t.Run("stream before a token", func(t *testing.T) {
 		code, data := run(t, true, false)
