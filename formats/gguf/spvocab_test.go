@@ -11,6 +11,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
 
 // spPiece is one ModelProto.SentencePiece {piece=1, score=2, type=3}.
@@ -106,15 +107,7 @@ func TestSentencePieceVocab(t *testing.T) {
 	copyFiles := func(t *testing.T, names ...string) string {
 		t.Helper()
 		dir := t.TempDir()
-		for _, n := range names {
-			b, err := os.ReadFile(filepath.Join(src, n))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
+		fixtures.CopyFiles(t, src, dir, names...)
 		return dir
 	}
 	e := func(piece string, score float32, typ tokenizer.TokenType) tokenizer.VocabEntry {

@@ -153,7 +153,7 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			copyFiles(t, src, dir, "config.json", "model.safetensors")
+			fixtures.CopyFiles(t, src, dir, "config.json", "model.safetensors")
 			tc.edit(t, dir)
 			err := Check(dir)
 			switch {
@@ -182,7 +182,7 @@ func TestOpenReadsOnce(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyFiles(t, src, dir, "config.json", "model.safetensors")
+	fixtures.CopyFiles(t, src, dir, "config.json", "model.safetensors")
 	if err := os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [2, 7]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -242,20 +242,6 @@ func TestPyTorchDirNamed(t *testing.T) {
 	for _, err := range []error{lerr, Check(dir)} {
 		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("err = %v, want fs.ErrNotExist containing %q", err, want)
-		}
-	}
-}
-
-// copyFiles copies the named files of folder src into folder dir.
-func copyFiles(t *testing.T, src, dir string, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		b, err := os.ReadFile(filepath.Join(src, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
-			t.Fatal(err)
 		}
 	}
 }
