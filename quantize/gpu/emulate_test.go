@@ -9,8 +9,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
-	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
@@ -40,10 +38,6 @@ func TestHostEmulation(t *testing.T) {
 		t.Skip("quantizes a branch four times (-short)")
 	}
 	b := gputest.Backend(t)
-	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	branches, err := publish.ParseBranches("gptq-4bit-64g-actorder_True")
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +54,7 @@ func TestHostEmulation(t *testing.T) {
 		}
 	}
 	for _, seed := range seeds {
-		samples := calibrationDraw(t, tok, seed)
+		samples := calibrationDraw(t, seed)
 		run := func(t *testing.T, be runtime.Backend, solver quantize.Solver, activations string) string {
 			return quantizeTiny(t, branches, samples, be, solver, activations)[branches[0].Name]
 		}

@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/publish"
@@ -21,14 +19,9 @@ import (
 
 // calibrationDraw is the reference recipe's calibration set (128 × 1024
 // of the alpaca demo in openchat's template) drawn with seed.
-func calibrationDraw(t *testing.T, tok *tokenizer.Tokenizer, seed int64) []quantize.Sample {
+func calibrationDraw(t *testing.T, seed int64) []quantize.Sample {
 	t.Helper()
-	ds, err := calibrate.Load(calibrate.Options{Paths: []string{fixtures.Path(t, "datasets/instruct/alpaca_en_demo.json")},
-		NSamples: 128, SeqLen: 1024, MaxPositions: 4096, Tokenizer: tok, Seed: seed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return quantize.SamplesOf(ds.Samples)
+	return quantize.SamplesOf(fixtures.CalibrationDraw(t, fixtures.Path(t, "models/openchat-tiny"), 128, 1024, seed))
 }
 
 // quantizeTiny quantizes openchat-tiny's branches from samples with the
@@ -67,17 +60,13 @@ func TestSeedSpread(t *testing.T) {
 		t.Skip("GPTQTOOL_SEED_SPREAD=N runs it (seeds 1..N; minutes of CPU quantization each)")
 	}
 	b := gputest.Backend(t)
-	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	branches, err := publish.ParseBranches("main,gptq-4bit-32g-actorder_True,gptq-4bit-64g-actorder_True")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ppl := wikiPPL(t, b)
 	for seed := 1; seed <= n; seed++ {
-		samples := calibrationDraw(t, tok, int64(seed))
+		samples := calibrationDraw(t, int64(seed))
 		run := func(be runtime.Backend, solver quantize.Solver) map[string]float64 {
 			res := map[string]float64{}
 			for name, dir := range quantizeTiny(t, branches, samples, be, solver, "") {
