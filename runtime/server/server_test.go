@@ -54,6 +54,23 @@ func post(t *testing.T, ts *testServer, path, body string) (int, []byte) {
 	return code, data
 }
 
+// answer is a response to a request sent in the background: its status,
+// Retry-After header and body.
+type answer struct {
+	code  int
+	retry string
+	data  []byte
+}
+
+// postAsync POSTs body to ts's /v1/completions in the background and sends
+// the answer on ch.
+func postAsync(t *testing.T, ts *testServer, body string, ch chan<- answer) {
+	go func() {
+		code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", body)
+		ch <- answer{code, h.Get("Retry-After"), data}
+	}()
+}
+
 // completion is the subset of a response the tests read.
 type completion struct {
 	Choices []struct {
@@ -610,16 +627,9 @@ func TestCancelFreesSlot(t *testing.T) {
 // are refused, and the server stops.
 func TestGracefulShutdown(t *testing.T) {
 	ts := startServer(t, serverConfig{Grace: 2 * time.Minute})
-	type result struct {
-		code int
-		data []byte
-	}
-	res := make(chan result, 3)
+	res := make(chan answer, 3)
 	for range 3 {
-		go func() {
-			code, data := post(t, ts, "/v1/completions", `{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}`)
-			res <- result{code, data}
-		}()
+		postAsync(t, ts, `{"prompt": "Once upon a time", "max_tokens": 200, "temperature": 0}`, res)
 	}
 	for metric(t, ts, "gptqtool_running_sequences") < 3 {
 		time.Sleep(time.Millisecond)
@@ -652,16 +662,8 @@ func TestShutdownDeadline(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		t.Run(fmt.Sprintf("stream %v", stream), func(t *testing.T) {
 			ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 2048}, Grace: 100 * time.Millisecond})
-			type result struct {
-				code  int
-				retry string
-				data  []byte
-			}
-			done := make(chan result, 1)
-			go func() {
-				code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 1800, "ignore_eos": true, "stream": %v, "temperature": 0}`, stream))
-				done <- result{code, h.Get("Retry-After"), data}
-			}()
+			done := make(chan answer, 1)
+			postAsync(t, ts, fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 1800, "ignore_eos": true, "stream": %v, "temperature": 0}`, stream), done)
 			// Once it has a token (cut before one, it would be a 503: TestShutdownUnserved).
 			for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") < 1 {
 				time.Sleep(time.Millisecond)
@@ -811,17 +813,9 @@ func TestShutdownUnserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-hold // running: the requests below wait
-	type result struct {
-		code  int
-		retry string
-		data  []byte
-	}
-	res := make(chan result, 2)
+	res := make(chan answer, 2)
 	for _, stream := range []string{"false", "true"} {
-		go func() {
-			code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", `{"prompt": "x", "max_tokens": 5, "stream": `+stream+`}`)
-			res <- result{code, h.Get("Retry-After"), data}
-		}()
+		postAsync(t, ts, `{"prompt": "x", "max_tokens": 5, "stream": `+stream+`}`, res)
 	}
 	for st := ts.Engine.Stats(); st.Queued < 2; st = ts.Engine.Stats() {
 		time.Sleep(time.Millisecond)
@@ -1205,15 +1199,8 @@ func TestEngineError(t *testing.T) {
 		fb.fail.Store(!midway)
 		defer fb.fail.Store(false)
 		before := metric(t, ts, "gptqtool_time_to_first_token_seconds_count")
-		type result struct {
-			code int
-			data []byte
-		}
-		done := make(chan result, 1)
-		go func() {
-			code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`%s, "stream": %v}`, body, stream))
-			done <- result{code, data}
-		}()
+		done := make(chan answer, 1)
+		postAsync(t, ts, fmt.Sprintf(`%s, "stream": %v}`, body, stream), done)
 		if midway {
 			for metric(t, ts, "gptqtool_time_to_first_token_seconds_count") <= before {
 				time.Sleep(time.Millisecond)
@@ -1269,16 +1256,8 @@ func TestShutdownUnscored(t *testing.T) {
 				batch[i] = ids[i*120 : (i+1)*120] // distinct: no prefix shared
 			}
 			body, _ := json.Marshal(map[string]any{"prompt": batch, "echo": true, "logprobs": 1, "max_tokens": maxTokens})
-			type result struct {
-				code  int
-				retry string
-				data  []byte
-			}
-			done := make(chan result, 1)
-			go func() {
-				code, h, data := call(t, "POST", ts.URL+"/v1/completions", "", string(body))
-				done <- result{code, h.Get("Retry-After"), data}
-			}()
+			done := make(chan answer, 1)
+			postAsync(t, ts, string(body), done)
 			// Once a prompt or two are scored (none scored, it is unserved:
 			// TestShutdownUnserved).
 			for ts.Engine.Stats().PromptTokens <= 240 {
