@@ -104,6 +104,33 @@ type outTensor struct {
 	make func() ([]byte, error)
 }
 
+// CheckFlags reports options that contradict each other, before any file
+// is read (the command's usage errors): a GGUF output with a dtype, a
+// checkpoint format or dequantization (it takes its type from GGUF and
+// dequantizes GPTQ weights itself), or a checkpoint format with
+// dequantization (a dequantized checkpoint has none).
+func (o ConvertOptions) CheckFlags() error {
+	if o.GGUF != "" {
+		var given []string
+		if o.DType != "" {
+			given = append(given, "--dtype")
+		}
+		if o.Format != "" {
+			given = append(given, "--checkpoint-format")
+		}
+		if o.Dequantize {
+			given = append(given, "--dequantize")
+		}
+		if len(given) > 0 {
+			return fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))
+		}
+	}
+	if o.Format != "" && o.Dequantize {
+		return fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", o.Format)
+	}
+	return nil
+}
+
 // Convert rewrites the checkpoint in o.In to o.Out, tensor by tensor (memory
 // stays near one tensor): PyTorch .bin or safetensors in,
 // safetensors out ("format":"pt", sharded with an index past
@@ -111,6 +138,9 @@ type outTensor struct {
 // in another checkpoint format, or GPTQ Linears dequantized. The output is
 // built in Out's partial directory and renamed into place when complete.
 func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
+	if err := o.CheckFlags(); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
 	start := time.Now()
 	log := o.Log
 	if log == nil {
@@ -152,8 +182,6 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, fmt.Errorf("convert: %s is not a GPTQ checkpoint: nothing to dequantize", o.In)
 	case o.Format != "" && qc == nil:
 		return nil, fmt.Errorf("convert: %s is not a GPTQ checkpoint: it has no checkpoint format to change", o.In)
-	case o.Format != "" && o.Dequantize:
-		return nil, errors.New("convert: a dequantized checkpoint has no GPTQ checkpoint format")
 	case o.Format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2:
 		return nil, fmt.Errorf("convert: checkpoint format %q: want %q or %q", o.Format, gptq.FormatV1, gptq.FormatV2)
 	case qc != nil && !o.Dequantize && o.DType != "":
@@ -194,9 +222,6 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		}
 	}
 	if o.GGUF != "" {
-		if o.DType != "" || o.Format != "" || o.Dequantize {
-			return nil, errors.New("convert: a GGUF output takes its type from --gguf (GPTQ weights are dequantized): drop --dtype, --checkpoint-format and --dequantize")
-		}
 		return convertGGUF(ctx, o, cfg, qc, src, kind, start, log)
 	}
 	if err := CheckOut(o.Out, o.In, o.Force); err != nil {

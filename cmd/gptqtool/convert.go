@@ -64,27 +64,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			default:
 				return usageError{fmt.Errorf("--gguf %q: want f32, f16, bf16, q8_0 or q4_k", o.GGUF)}
 			}
-			if o.GGUF != "" {
-				// GGUF takes its weights' type from --gguf alone and
-				// dequantizes GPTQ weights itself.
-				var given []string
-				if o.DType != "" {
-					given = append(given, "--dtype")
-				}
-				if format != "" {
-					given = append(given, "--checkpoint-format")
-				}
-				if o.Dequantize {
-					given = append(given, "--dequantize")
-				}
-				if len(given) > 0 {
-					return usageError{fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))}
-				}
-			}
-			if format != "" && o.Dequantize {
-				// Checked before the checkpoint is read: a dequantized
-				// checkpoint is plain floating point, with no GPTQ format.
-				return usageError{fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", format)}
+			if err := o.CheckFlags(); err != nil {
+				return usageError{err}
 			}
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
