@@ -234,10 +234,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	// cutError is the error that answers a request cut midway: its
 	// timeout's, or the shutdown's.
 	cutError := func() openai.ErrorBody {
-		generated := 0
-		for _, c := range choices {
-			generated += c.tokens
-		}
+		generated := generatedOf(choices)
 		if timedOut() {
 			return openai.NewError(fmt.Sprintf("the request timed out after %s (--request-timeout) with %d of its up to %d tokens generated; ask for fewer (max_tokens), or retry when the server is less busy", s.o.RequestTimeout, generated, asked),
 				"server_error", "", "timeout")
@@ -265,10 +262,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		return nil
 	}
 	failError := func() openai.ErrorBody {
-		generated := 0
-		for _, c := range choices {
-			generated += c.tokens
-		}
+		generated := generatedOf(choices)
 		return openai.NewError(fmt.Sprintf("the generation failed with %d of its up to %d tokens generated: %v", generated, asked, failed().err),
 			"server_error", "", "generation_failed")
 	}
@@ -602,6 +596,15 @@ func (c *choice) step(e engine.Event) update {
 	return u
 }
 
+// generatedOf is the tokens the choices generated, together.
+func generatedOf(choices []*choice) int {
+	n := 0
+	for _, c := range choices {
+		n += c.tokens
+	}
+	return n
+}
+
 // streamChecks are generate's tests of a request ended from outside (its
 // deadline, the shutdown) for stream.
 type streamChecks struct {
@@ -640,10 +643,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			for u := range ups {
 				held = append(held, u)
 			}
-			generated := 0
-			for _, c := range choices {
-				generated += c.tokens
-			}
+			generated := generatedOf(choices)
 			switch {
 			case r.Context().Err() != nil:
 			case checks.failed() && generated == 0:
