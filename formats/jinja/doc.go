@@ -1,0 +1,34 @@
+// Package jinja renders the subset of Jinja2 that Hugging Face chat
+// templates (tokenizer_config.json chat_template) use, with the settings
+// transformers' apply_chat_template gives jinja2: trim_blocks and
+// lstrip_blocks on, one trailing newline of the template dropped, and
+// undefined variables as jinja2's default Undefined (falsy, printed as "",
+// iterated as empty, an error for anything else).
+//
+// Supported: text, {{ }}, {% %}, {# #}, '-' and '+' whitespace control;
+// if/elif/else, for (with loop.index, index0, revindex, revindex0, first,
+// last, length, previtem, nextitem; "for a, b in"; "for x in xs if c";
+// break, continue), set (namespace() and ns.attr assignment); literals
+// (strings with Python escapes, ints, floats, true/false/none, lists,
+// dicts); x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~, comparisons,
+// and, or, not, in, not in; inline "a if c else b"; tests defined,
+// undefined, none, string, number, integer, float, boolean, true, false,
+// mapping, sequence, iterable, odd, even, eq/equalto/ne/lt/le/gt/ge, in;
+// filters trim, upper, lower, title, capitalize, string, length/count,
+// tojson (json.dumps with ensure_ascii=False, as transformers defines it;
+// indent), default/d, join, first, last, list, selectattr, rejectattr;
+// string methods strip, lstrip, rstrip, upper, lower, title, capitalize,
+// startswith, endswith, split, replace; dict methods items, keys, values,
+// get; globals raise_exception, namespace, range.
+//
+// Anything else (macros, call blocks, includes, block set, tuples, **,
+// % string formatting, other filters, tests and methods, printing a list
+// or dict) is an *Error naming the construct and its line and column, at
+// Parse where the grammar shows it, else at Render: never a different
+// output.
+//
+// Values keep track of which bytes came from Data inputs (message
+// content), through concatenation, slicing, strip, split and join; Render
+// returns the output as Chunks so that a tokenizer can recognise special
+// tokens in template text only.
+package jinja

@@ -1,0 +1,854 @@
+package jinja
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Error is a template that cannot be parsed or rendered: Line and Col
+// (1-based, Col in bytes) locate the construct, Msg says what is wrong.
+type Error struct {
+	Pos       int // byte offset in the template
+	Line, Col int
+	Msg       string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("jinja: line %d col %d: %s", e.Line, e.Col, e.Msg)
+}
+
+// ErrRaised is wrapped by the error of a render that called
+// raise_exception(msg); RaiseError carries msg.
+var ErrRaised = errors.New("template raised an exception")
+
+// RaiseError is raise_exception(Msg) called by a template.
+type RaiseError struct{ Msg string }
+
+func (e *RaiseError) Error() string { return e.Msg }
+func (e *RaiseError) Unwrap() error { return ErrRaised }
+
+// Template is a parsed template, safe for concurrent use.
+type Template struct {
+	src  string
+	body []stmt
+}
+
+// Chunk is a run of rendered text; Data is set where it came from a Data
+// input.
+type Chunk struct {
+	Text string
+	Data bool
+}
+
+// Parse parses src with jinja2's settings for Hugging Face chat templates
+// (trim_blocks, lstrip_blocks, no trailing newline kept).
+func Parse(src string) (*Template, error) {
+	src = normalize(src)
+	body, err := parseTemplate(src)
+	if err != nil {
+		return nil, locate(src, err)
+	}
+	return &Template{src, body}, nil
+}
+
+// locate fills an *Error's line and column.
+func locate(src string, err error) error {
+	var e *Error
+	if errors.As(err, &e) && e.Line == 0 {
+		pos := min(max(e.Pos, 0), len(src))
+		e.Line = strings.Count(src[:pos], "\n") + 1
+		e.Col = pos - strings.LastIndexByte(src[:pos], '\n')
+	}
+	return err
+}
+
+// Render renders t with vars as its global variables: strings, bools,
+// ints, float64s, nil, []any, *Dict, and Data strings. A variable not in
+// vars is undefined. Besides them the template may call raise_exception
+// (its error is a *RaiseError), namespace and range.
+func (t *Template) Render(vars map[string]any) ([]Chunk, error) {
+	g := map[string]value{}
+	for k, v := range vars {
+		g[k] = convert(v)
+	}
+	r := &renderer{}
+	sc := &scope{vars: g}
+	if err := r.exec(t.body, sc); err != nil {
+		if _, ok := err.(loopSignal); ok {
+			return nil, locate(t.src, &Error{Pos: 0, Msg: "break or continue outside a loop"})
+		}
+		return nil, locate(t.src, err)
+	}
+	return r.out, nil
+}
+
+// RenderString is Render's text.
+func (t *Template) RenderString(vars map[string]any) (string, error) {
+	chunks, err := t.Render(vars)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, c := range chunks {
+		b.WriteString(c.Text)
+	}
+	return b.String(), nil
+}
+
+type scope struct {
+	vars   map[string]value
+	parent *scope
+}
+
+func (s *scope) lookup(name string) (value, bool) {
+	for ; s != nil; s = s.parent {
+		if v, ok := s.vars[name]; ok {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+type renderer struct {
+	out   []Chunk
+	steps int
+}
+
+// maxSteps bounds the work of one render (statements and loop iterations).
+const maxSteps = 10_000_000
+
+type loopSignal struct{ brk bool }
+
+func (loopSignal) Error() string { return "loop control" }
+
+func (r *renderer) emit(s str) {
+	pos := 0
+	add := func(text string, data bool) {
+		if text == "" {
+			return
+		}
+		if n := len(r.out); n > 0 && r.out[n-1].Data == data {
+			r.out[n-1].Text += text
+			return
+		}
+		r.out = append(r.out, Chunk{text, data})
+	}
+	for _, sp := range s.data {
+		add(s.s[pos:sp.lo], false)
+		add(s.s[sp.lo:sp.hi], true)
+		pos = sp.hi
+	}
+	add(s.s[pos:], false)
+}
+
+func (r *renderer) exec(body []stmt, sc *scope) error {
+	for _, st := range body {
+		r.steps++
+		if r.steps > maxSteps {
+			return &Error{Msg: "render takes too many steps"}
+		}
+		switch s := st.(type) {
+		case textStmt:
+			r.emit(str{s: s.s})
+		case outStmt:
+			v, err := r.eval(s.x, sc)
+			if err != nil {
+				return err
+			}
+			out, err := toStr(v)
+			if err != nil {
+				return &Error{Pos: s.x.at(), Msg: err.Error()}
+			}
+			r.emit(out)
+		case ifStmt:
+			done := false
+			for i, c := range s.conds {
+				v, err := r.eval(c, sc)
+				if err != nil {
+					return err
+				}
+				if truthy(v) {
+					if err := r.exec(s.bodies[i], sc); err != nil {
+						return err
+					}
+					done = true
+					break
+				}
+			}
+			if !done {
+				if err := r.exec(s.els, sc); err != nil {
+					return err
+				}
+			}
+		case forStmt:
+			if err := r.loop(s, sc); err != nil {
+				return err
+			}
+		case setStmt:
+			v, err := r.eval(s.x, sc)
+			if err != nil {
+				return err
+			}
+			if s.attr == "" {
+				sc.vars[s.name] = v
+				continue
+			}
+			obj, _ := sc.lookup(s.name)
+			ns, ok := obj.(*namespace)
+			if !ok {
+				return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot assign attribute on non-namespace object %s", s.name)}
+			}
+			ns.d.Set(s.attr, v)
+		case loopCtl:
+			return loopSignal{s.brk}
+		}
+	}
+	return nil
+}
+
+func (r *renderer) loop(s forStmt, sc *scope) error {
+	it, err := r.eval(s.iter, sc)
+	if err != nil {
+		return err
+	}
+	items, err := iterate(it)
+	if err != nil {
+		return &Error{Pos: s.iter.at(), Msg: err.Error()}
+	}
+	inner := &scope{vars: map[string]value{}, parent: sc}
+	bind := func(item value) error {
+		if len(s.vars) == 1 {
+			inner.vars[s.vars[0]] = item
+			return nil
+		}
+		l, ok := item.([]value)
+		if !ok || len(l) != len(s.vars) {
+			return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot unpack a %s into %d loop variables", typeName(item), len(s.vars))}
+		}
+		for i, n := range s.vars {
+			inner.vars[n] = l[i]
+		}
+		return nil
+	}
+	if s.cond != nil {
+		var kept []value
+		for _, item := range items {
+			if err := bind(item); err != nil {
+				return err
+			}
+			v, err := r.eval(s.cond, inner)
+			if err != nil {
+				return err
+			}
+			if truthy(v) {
+				kept = append(kept, item)
+			}
+		}
+		items = kept
+	}
+	n := int64(len(items))
+	for i, item := range items {
+		if err := bind(item); err != nil {
+			return err
+		}
+		lp := NewDict()
+		idx := int64(i)
+		lp.Set("index", idx+1)
+		lp.Set("index0", idx)
+		lp.Set("revindex", n-idx)
+		lp.Set("revindex0", n-idx-1)
+		lp.Set("first", i == 0)
+		lp.Set("last", idx == n-1)
+		lp.Set("length", n)
+		if i > 0 {
+			lp.m["previtem"] = items[i-1]
+		} else {
+			lp.m["previtem"] = undefined{"there is no previous item"}
+		}
+		if idx < n-1 {
+			lp.m["nextitem"] = items[i+1]
+		} else {
+			lp.m["nextitem"] = undefined{"there is no next item"}
+		}
+		lp.keys = append(lp.keys, "previtem", "nextitem")
+		inner.vars["loop"] = lp
+		err := r.exec(s.body, inner)
+		var sig loopSignal
+		if errors.As(err, &sig) {
+			if sig.brk {
+				break
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// iterate returns the items of a list, the keys of a dict, the characters
+// of a string; undefined is empty.
+func iterate(v value) ([]value, error) {
+	switch x := v.(type) {
+	case []value:
+		return x, nil
+	case *Dict:
+		out := make([]value, len(x.keys))
+		for i, k := range x.keys {
+			out[i] = str{s: k}
+		}
+		return out, nil
+	case str:
+		var out []value
+		for i, r := range x.s {
+			out = append(out, x.sub(i, i+len(string(r))))
+		}
+		return out, nil
+	case undefined:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("a %s is not iterable", typeName(v))
+}
+
+func (r *renderer) eval(e expr, sc *scope) (value, error) {
+	switch x := e.(type) {
+	case *litExpr:
+		return x.v, nil
+	case *nameExpr:
+		if v, ok := sc.lookup(x.name); ok {
+			return v, nil
+		}
+		switch x.name {
+		case "raise_exception", "namespace", "range":
+			return builtin{x.name}, nil
+		}
+		return undefined{fmt.Sprintf("'%s' is undefined", x.name)}, nil
+	case *listExpr:
+		out := make([]value, len(x.items))
+		for i, it := range x.items {
+			v, err := r.eval(it, sc)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
+	case *dictExpr:
+		d := NewDict()
+		for i := range x.keys {
+			k, err := r.eval(x.keys[i], sc)
+			if err != nil {
+				return nil, err
+			}
+			ks, ok := k.(str)
+			if !ok {
+				return nil, &Error{Pos: x.keys[i].at(), Msg: "dict keys other than strings are not supported"}
+			}
+			v, err := r.eval(x.vals[i], sc)
+			if err != nil {
+				return nil, err
+			}
+			d.Set(ks.s, v)
+		}
+		return d, nil
+	case *attrExpr:
+		v, err := r.eval(x.x, sc)
+		if err != nil {
+			return nil, err
+		}
+		out, err := getAttr(v, x.name, true)
+		if err != nil {
+			return nil, &Error{Pos: x.pos, Msg: err.Error()}
+		}
+		return out, nil
+	case *indexExpr:
+		v, err := r.eval(x.x, sc)
+		if err != nil {
+			return nil, err
+		}
+		i, err := r.eval(x.i, sc)
+		if err != nil {
+			return nil, err
+		}
+		out, err := getItem(v, i)
+		if err != nil {
+			return nil, &Error{Pos: x.pos, Msg: err.Error()}
+		}
+		return out, nil
+	case *sliceExpr:
+		return r.slice(x, sc)
+	case *callExpr:
+		return r.call(x, sc)
+	case *filterExpr:
+		return r.filter(x, sc)
+	case *testExpr:
+		return r.test(x, sc)
+	case *unaryExpr:
+		v, err := r.eval(x.x, sc)
+		if err != nil {
+			return nil, err
+		}
+		switch x.op {
+		case "not":
+			return !truthy(v), nil
+		case "-":
+			switch n := v.(type) {
+			case int64:
+				return -n, nil
+			case float64:
+				return -n, nil
+			case bool:
+				return -b2i(n), nil
+			}
+		case "+":
+			switch v.(type) {
+			case int64, float64:
+				return v, nil
+			}
+		}
+		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("bad operand type for unary %s: %s", x.op, typeName(v))}
+	case *binaryExpr:
+		return r.binary(x, sc)
+	case *compareExpr:
+		l, err := r.eval(x.first, sc)
+		if err != nil {
+			return nil, err
+		}
+		for i, op := range x.ops {
+			rv, err := r.eval(x.rest[i], sc)
+			if err != nil {
+				return nil, err
+			}
+			ok, err := compare(op, l, rv)
+			if err != nil {
+				return nil, &Error{Pos: x.rest[i].at(), Msg: err.Error()}
+			}
+			if !ok {
+				return false, nil
+			}
+			l = rv
+		}
+		return true, nil
+	case *condExpr:
+		c, err := r.eval(x.cond, sc)
+		if err != nil {
+			return nil, err
+		}
+		if truthy(c) {
+			return r.eval(x.then, sc)
+		}
+		if x.els == nil {
+			return undefined{"the inline if-expression evaluated to false and no else section was defined"}, nil
+		}
+		return r.eval(x.els, sc)
+	}
+	return nil, &Error{Pos: e.at(), Msg: fmt.Sprintf("unknown expression %T", e)}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
+	l, err := r.eval(x.l, sc)
+	if err != nil {
+		return nil, err
+	}
+	switch x.op {
+	case "and":
+		if !truthy(l) {
+			return l, nil
+		}
+		return r.eval(x.r, sc)
+	case "or":
+		if truthy(l) {
+			return l, nil
+		}
+		return r.eval(x.r, sc)
+	}
+	rv, err := r.eval(x.r, sc)
+	if err != nil {
+		return nil, err
+	}
+	if x.op == "~" {
+		a, err := toStr(l)
+		if err != nil {
+			return nil, &Error{Pos: x.l.at(), Msg: err.Error()}
+		}
+		b, err := toStr(rv)
+		if err != nil {
+			return nil, &Error{Pos: x.r.at(), Msg: err.Error()}
+		}
+		return concatStr(a, b), nil
+	}
+	for _, v := range []value{l, rv} {
+		if u, ok := v.(undefined); ok {
+			return nil, &Error{Pos: x.pos, Msg: u.what}
+		}
+	}
+	out, err := arith(x.op, l, rv)
+	if err != nil {
+		return nil, &Error{Pos: x.pos, Msg: err.Error()}
+	}
+	return out, nil
+}
+
+func arith(op string, l, r value) (value, error) {
+	ls, lok := l.(str)
+	rs, rok := r.(str)
+	switch {
+	case lok && rok && op == "+":
+		return concatStr(ls, rs), nil
+	case op == "+":
+		if a, ok := l.([]value); ok {
+			if b, ok := r.([]value); ok {
+				return append(append([]value{}, a...), b...), nil
+			}
+		}
+	case op == "*" && (lok || rok):
+		s, n := ls, r
+		if rok {
+			s, n = rs, l
+		}
+		if k, ok := n.(int64); ok {
+			if k <= 0 {
+				return str{}, nil
+			}
+			if int64(len(s.s))*k > 1<<24 {
+				return nil, errors.New("string repetition too large")
+			}
+			out := str{s: strings.Repeat(s.s, int(k))}
+			for i := range int(k) {
+				for _, sp := range s.data {
+					off := i * len(s.s)
+					out.data = append(out.data, span{sp.lo + off, sp.hi + off})
+				}
+			}
+			return out, nil
+		}
+	case lok && op == "%":
+		return nil, errors.New("string formatting with % is not supported")
+	}
+	li, liok := intOf(l)
+	ri, riok := intOf(r)
+	if liok && riok {
+		switch op {
+		case "+":
+			return li + ri, nil
+		case "-":
+			return li - ri, nil
+		case "*":
+			return li * ri, nil
+		case "/":
+			if ri == 0 {
+				return nil, errors.New("division by zero")
+			}
+			return float64(li) / float64(ri), nil
+		case "//", "%":
+			if ri == 0 {
+				return nil, errors.New("integer division or modulo by zero")
+			}
+			q, m := li/ri, li%ri
+			if m != 0 && (m < 0) != (ri < 0) {
+				q--
+				m += ri
+			}
+			if op == "//" {
+				return q, nil
+			}
+			return m, nil
+		}
+	}
+	lf, lfok := num(l)
+	rf, rfok := num(r)
+	if lfok && rfok {
+		switch op {
+		case "+":
+			return lf + rf, nil
+		case "-":
+			return lf - rf, nil
+		case "*":
+			return lf * rf, nil
+		case "/", "//", "%":
+			if rf == 0 {
+				return nil, errors.New("float division by zero")
+			}
+			switch op {
+			case "/":
+				return lf / rf, nil
+			case "//":
+				return math.Floor(lf / rf), nil
+			}
+			m := math.Mod(lf, rf)
+			if m != 0 && (m < 0) != (rf < 0) {
+				m += rf
+			}
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("unsupported operand types for %s: %s and %s", op, typeName(l), typeName(r))
+}
+
+// intOf returns an int or bool as int64.
+func intOf(v value) (int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return x, true
+	case bool:
+		return b2i(x), true
+	}
+	return 0, false
+}
+
+func compare(op string, l, r value) (bool, error) {
+	switch op {
+	case "==":
+		return equal(l, r), nil
+	case "!=":
+		return !equal(l, r), nil
+	case "in", "not in":
+		in, err := contains(r, l)
+		if err != nil {
+			return false, err
+		}
+		return in == (op == "in"), nil
+	}
+	var c int
+	if a, ok := num(l); ok {
+		b, ok := num(r)
+		if !ok {
+			return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
+		}
+		c = cmpF(a, b)
+	} else if a, ok := l.(str); ok {
+		b, ok := r.(str)
+		if !ok {
+			return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
+		}
+		c = strings.Compare(a.s, b.s) // UTF-8 byte order is code point order
+	} else {
+		return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
+	}
+	switch op {
+	case "<":
+		return c < 0, nil
+	case ">":
+		return c > 0, nil
+	case "<=":
+		return c <= 0, nil
+	}
+	return c >= 0, nil
+}
+
+func cmpF(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func contains(container, item value) (bool, error) {
+	switch c := container.(type) {
+	case str:
+		s, ok := item.(str)
+		if !ok {
+			return false, fmt.Errorf("'in <string>' requires a string as left operand, not %s", typeName(item))
+		}
+		return strings.Contains(c.s, s.s), nil
+	case []value:
+		for _, e := range c {
+			if equal(e, item) {
+				return true, nil
+			}
+		}
+		return false, nil
+	case *Dict:
+		s, ok := item.(str)
+		if !ok {
+			return false, nil
+		}
+		_, in := c.m[s.s]
+		return in, nil
+	case undefined:
+		return false, errors.New(c.what)
+	}
+	return false, fmt.Errorf("argument of type %s is not iterable", typeName(container))
+}
+
+// getAttr is jinja2's getattr (x.name): a dict's methods and then its
+// keys, a string's methods, a namespace's attributes, loop's fields.
+func getAttr(v value, name string, attrFirst bool) (value, error) {
+	switch x := v.(type) {
+	case undefined:
+		return nil, errors.New(x.what)
+	case *Dict:
+		if attrFirst && isMethod(v, name) {
+			return method{v, name}, nil
+		}
+		if e, ok := x.get(name); ok {
+			return e, nil
+		}
+		if !attrFirst && isMethod(v, name) {
+			return method{v, name}, nil
+		}
+		return undefined{fmt.Sprintf("'dict object' has no attribute '%s'", name)}, nil
+	case *namespace:
+		if e, ok := x.d.get(name); ok {
+			return e, nil
+		}
+	default:
+		if isMethod(v, name) {
+			return method{v, name}, nil
+		}
+	}
+	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(v), name)}, nil
+}
+
+// getItem is jinja2's getitem (x[i]): an index, a key, else an attribute.
+func getItem(v value, i value) (value, error) {
+	switch x := v.(type) {
+	case undefined:
+		return nil, errors.New(x.what)
+	case []value:
+		if n, ok := intOf(i); ok {
+			if n < 0 {
+				n += int64(len(x))
+			}
+			if n < 0 || n >= int64(len(x)) {
+				return undefined{"list object has no element " + fmt.Sprint(n)}, nil
+			}
+			return x[n], nil
+		}
+	case str:
+		if n, ok := intOf(i); ok {
+			runes := []rune(x.s)
+			if n < 0 {
+				n += int64(len(runes))
+			}
+			if n < 0 || n >= int64(len(runes)) {
+				return undefined{"str object has no element " + fmt.Sprint(n)}, nil
+			}
+			lo := len(string(runes[:n]))
+			return x.sub(lo, lo+len(string(runes[n]))), nil
+		}
+	case *Dict:
+		if k, ok := i.(str); ok {
+			return getAttr(v, k.s, false)
+		}
+		return undefined{"dict object has no element of a non-string key"}, nil
+	}
+	if k, ok := i.(str); ok {
+		return getAttr(v, k.s, false)
+	}
+	return undefined{fmt.Sprintf("'%s object' has no element %v", typeName(v), i)}, nil
+}
+
+func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
+	v, err := r.eval(x.x, sc)
+	if err != nil {
+		return nil, err
+	}
+	var bounds [3]*int64
+	for k, e := range []expr{x.lo, x.hi, x.step} {
+		if e == nil {
+			continue
+		}
+		b, err := r.eval(e, sc)
+		if err != nil {
+			return nil, err
+		}
+		if b == nil {
+			continue
+		}
+		n, ok := intOf(b)
+		if !ok {
+			return nil, &Error{Pos: e.at(), Msg: "slice indices must be integers or None"}
+		}
+		bounds[k] = &n
+	}
+	step := int64(1)
+	if bounds[2] != nil {
+		step = *bounds[2]
+	}
+	if step == 0 {
+		return nil, &Error{Pos: x.pos, Msg: "slice step cannot be zero"}
+	}
+	var n int64
+	var runes []rune
+	switch y := v.(type) {
+	case []value:
+		n = int64(len(y))
+	case str:
+		runes = []rune(y.s)
+		n = int64(len(runes))
+	case undefined:
+		return nil, &Error{Pos: x.pos, Msg: y.what}
+	default:
+		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("a %s cannot be sliced", typeName(v))}
+	}
+	idx := pySlice(n, bounds[0], bounds[1], step)
+	switch y := v.(type) {
+	case []value:
+		out := make([]value, 0, len(idx))
+		for _, i := range idx {
+			out = append(out, y[i])
+		}
+		return out, nil
+	default:
+		s := v.(str)
+		// Byte offset of each rune, to keep data ranges.
+		offs := make([]int, 0, n+1)
+		for i := range s.s {
+			offs = append(offs, i)
+		}
+		offs = append(offs, len(s.s))
+		out := str{}
+		for _, i := range idx {
+			out = concatStr(out, s.sub(offs[i], offs[i+1]))
+		}
+		_ = runes
+		return out, nil
+	}
+}
+
+// pySlice lists the indices Python's slice(lo, hi, step) takes of a
+// sequence of n.
+func pySlice(n int64, lo, hi *int64, step int64) []int64 {
+	clamp := func(p *int64, def, lower, upper int64) int64 {
+		if p == nil {
+			return def
+		}
+		v := *p
+		if v < 0 {
+			v += n
+			if v < lower {
+				v = lower
+			}
+		} else if v > upper {
+			v = upper
+		}
+		return v
+	}
+	var out []int64
+	if step > 0 {
+		a, b := clamp(lo, 0, 0, n), clamp(hi, n, 0, n)
+		for i := a; i < b; i += step {
+			out = append(out, i)
+		}
+	} else {
+		a, b := clamp(lo, n-1, -1, n-1), clamp(hi, -1, -1, n-1)
+		for i := a; i > b; i += step {
+			out = append(out, i)
+		}
+	}
+	return out
+}

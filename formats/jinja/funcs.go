@@ -1,0 +1,698 @@
+package jinja
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// strMethods and dictMethods are the methods templates may call.
+var (
+	strMethods  = map[string]bool{"strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true, "title": true, "capitalize": true, "startswith": true, "endswith": true, "split": true, "replace": true}
+	dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
+)
+
+func isMethod(v value, name string) bool {
+	switch v.(type) {
+	case str:
+		return strMethods[name]
+	case *Dict:
+		return dictMethods[name]
+	}
+	return false
+}
+
+func (r *renderer) args(args []expr, kwargs []kwarg, sc *scope) ([]value, map[string]value, error) {
+	pos := make([]value, len(args))
+	for i, a := range args {
+		v, err := r.eval(a, sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		pos[i] = v
+	}
+	var kw map[string]value
+	for _, k := range kwargs {
+		v, err := r.eval(k.x, sc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if kw == nil {
+			kw = map[string]value{}
+		}
+		kw[k.name] = v
+	}
+	return pos, kw, nil
+}
+
+func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
+	fn, err := r.eval(x.fn, sc)
+	if err != nil {
+		return nil, err
+	}
+	args, kw, err := r.args(x.args, x.kwargs, sc)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(format string, a ...any) error {
+		return &Error{Pos: x.pos, Msg: fmt.Sprintf(format, a...)}
+	}
+	switch f := fn.(type) {
+	case builtin:
+		switch f.name {
+		case "raise_exception":
+			if len(args) != 1 || kw != nil {
+				return nil, fail("raise_exception takes one argument")
+			}
+			msg, err := toStr(args[0])
+			if err != nil {
+				return nil, fail("raise_exception: %v", err)
+			}
+			return nil, &RaiseError{msg.s}
+		case "namespace":
+			if len(args) > 0 {
+				return nil, fail("namespace() takes keyword arguments only")
+			}
+			d := NewDict()
+			for _, k := range x.kwargs {
+				d.Set(k.name, kw[k.name])
+			}
+			return &namespace{d}, nil
+		case "range":
+			var ints []int64
+			for _, a := range args {
+				n, ok := a.(int64)
+				if !ok {
+					return nil, fail("range() takes integers")
+				}
+				ints = append(ints, n)
+			}
+			lo, hi, step := int64(0), int64(0), int64(1)
+			switch len(ints) {
+			case 1:
+				hi = ints[0]
+			case 2:
+				lo, hi = ints[0], ints[1]
+			case 3:
+				lo, hi, step = ints[0], ints[1], ints[2]
+			default:
+				return nil, fail("range() takes 1 to 3 arguments")
+			}
+			if step == 0 {
+				return nil, fail("range() step must not be zero")
+			}
+			var out []value
+			for i := lo; (step > 0 && i < hi) || (step < 0 && i > hi); i += step {
+				if len(out) > 100_000 {
+					return nil, fail("range() too long")
+				}
+				out = append(out, i)
+			}
+			return out, nil
+		}
+	case method:
+		if kw != nil {
+			return nil, fail("keyword arguments to %s() are not supported", f.name)
+		}
+		v, err := callMethod(f, args)
+		if err != nil {
+			return nil, fail("%s.%s(): %v", typeName(f.recv), f.name, err)
+		}
+		return v, nil
+	case undefined:
+		return nil, fail("%s", f.what)
+	}
+	return nil, fail("a %s is not callable", typeName(fn))
+}
+
+func strArg(args []value, i int, name string) (string, bool, error) {
+	if i >= len(args) || args[i] == nil {
+		return "", false, nil
+	}
+	s, ok := args[i].(str)
+	if !ok {
+		return "", false, fmt.Errorf("%s must be a string, not %s", name, typeName(args[i]))
+	}
+	return s.s, true, nil
+}
+
+func callMethod(m method, args []value) (value, error) {
+	switch recv := m.recv.(type) {
+	case *Dict:
+		switch m.name {
+		case "items", "keys", "values":
+			if len(args) > 0 {
+				return nil, errors.New("takes no arguments")
+			}
+			out := make([]value, len(recv.keys))
+			for i, k := range recv.keys {
+				switch m.name {
+				case "items":
+					out[i] = []value{str{s: k}, recv.m[k]}
+				case "keys":
+					out[i] = str{s: k}
+				default:
+					out[i] = recv.m[k]
+				}
+			}
+			return out, nil
+		case "get":
+			if len(args) < 1 || len(args) > 2 {
+				return nil, errors.New("takes 1 or 2 arguments")
+			}
+			k, ok := args[0].(str)
+			if ok {
+				if v, ok := recv.m[k.s]; ok {
+					return v, nil
+				}
+			}
+			if len(args) == 2 {
+				return args[1], nil
+			}
+			return nil, nil
+		}
+	case str:
+		return strMethod(recv, m.name, args)
+	}
+	return nil, errors.New("unknown method")
+}
+
+func strMethod(s str, name string, args []value) (value, error) {
+	switch name {
+	case "strip", "lstrip", "rstrip":
+		if len(args) > 1 {
+			return nil, errors.New("takes at most 1 argument")
+		}
+		chars, set, err := strArg(args, 0, "chars")
+		if err != nil {
+			return nil, err
+		}
+		return strip(s, name, chars, set), nil
+	case "upper", "lower", "title", "capitalize":
+		if len(args) > 0 {
+			return nil, errors.New("takes no arguments")
+		}
+		switch name {
+		case "upper":
+			return s.mapped(pyUpper(s.s)), nil
+		case "lower":
+			return s.mapped(pyLower(s.s)), nil
+		case "title":
+			return s.mapped(pyTitle(s.s)), nil
+		}
+		return s.mapped(capitalize(s.s)), nil
+	case "startswith", "endswith":
+		if len(args) != 1 {
+			return nil, errors.New("takes 1 argument")
+		}
+		var prefixes []string
+		switch a := args[0].(type) {
+		case str:
+			prefixes = []string{a.s}
+		case []value:
+			for _, e := range a {
+				es, ok := e.(str)
+				if !ok {
+					return nil, errors.New("takes strings")
+				}
+				prefixes = append(prefixes, es.s)
+			}
+		default:
+			return nil, fmt.Errorf("argument must be a string, not %s", typeName(args[0]))
+		}
+		for _, p := range prefixes {
+			if name == "startswith" && strings.HasPrefix(s.s, p) || name == "endswith" && strings.HasSuffix(s.s, p) {
+				return true, nil
+			}
+		}
+		return false, nil
+	case "split":
+		if len(args) > 2 {
+			return nil, errors.New("takes at most 2 arguments")
+		}
+		sep, set, err := strArg(args, 0, "sep")
+		if err != nil {
+			return nil, err
+		}
+		maxsplit := int64(-1)
+		if len(args) == 2 {
+			n, ok := args[1].(int64)
+			if !ok {
+				return nil, errors.New("maxsplit must be an integer")
+			}
+			maxsplit = n
+		}
+		return split1(s, sep, set, maxsplit)
+	case "replace":
+		if len(args) != 2 {
+			return nil, errors.New("takes 2 arguments")
+		}
+		old, _, err := strArg(args, 0, "old")
+		if err != nil {
+			return nil, err
+		}
+		repl, ok := args[1].(str)
+		if !ok {
+			return nil, errors.New("new must be a string")
+		}
+		return s.mapped(strings.ReplaceAll(s.s, old, repl.s)), nil
+	}
+	return nil, errors.New("unknown method")
+}
+
+// strip is Python's str.strip/lstrip/rstrip: whitespace, or the runes of
+// chars when set.
+func strip(s str, how, chars string, set bool) str {
+	cut := pyIsSpace
+	if set {
+		cut = func(r rune) bool { return strings.ContainsRune(chars, r) }
+	}
+	lo, hi := 0, len(s.s)
+	if how != "rstrip" {
+		lo = len(s.s) - len(strings.TrimLeftFunc(s.s, cut))
+	}
+	if how != "lstrip" {
+		hi = len(strings.TrimRightFunc(s.s, cut))
+	}
+	if hi < lo {
+		hi = lo
+	}
+	return s.sub(lo, hi)
+}
+
+// split1 is Python's str.split.
+func split1(s str, sep string, set bool, maxsplit int64) (value, error) {
+	var out []value
+	if set {
+		if sep == "" {
+			return nil, errors.New("empty separator")
+		}
+		pos := 0
+		for maxsplit < 0 || int64(len(out)) < maxsplit {
+			i := strings.Index(s.s[pos:], sep)
+			if i < 0 {
+				break
+			}
+			out = append(out, s.sub(pos, pos+i))
+			pos += i + len(sep)
+		}
+		return append(out, s.sub(pos, len(s.s))), nil
+	}
+	i := 0
+	for {
+		for i < len(s.s) {
+			r, n := utf8.DecodeRuneInString(s.s[i:])
+			if !pyIsSpace(r) {
+				break
+			}
+			i += n
+		}
+		if i >= len(s.s) {
+			return out, nil
+		}
+		if maxsplit >= 0 && int64(len(out)) >= maxsplit {
+			return append(out, strip(s.sub(i, len(s.s)), "rstrip", "", false)), nil
+		}
+		j := i
+		for j < len(s.s) {
+			r, n := utf8.DecodeRuneInString(s.s[j:])
+			if pyIsSpace(r) {
+				break
+			}
+			j += n
+		}
+		out = append(out, s.sub(i, j))
+		i = j
+	}
+}
+
+// pyTitle is Python's str.title: a cased rune after an uncased one is
+// upper (title) case, after a cased one lower case.
+func pyTitle(s string) string {
+	var b strings.Builder
+	prevCased := false
+	for _, r := range s {
+		if prevCased {
+			b.WriteRune(unicode.ToLower(r))
+		} else {
+			b.WriteRune(unicode.ToTitle(r))
+		}
+		prevCased = unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r)
+	}
+	return b.String()
+}
+
+// capitalize is Python's str.capitalize (jinja2's capitalize filter).
+func capitalize(s string) string {
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return s
+	}
+	return string(unicode.ToTitle(r)) + pyLower(s[n:])
+}
+
+// jinjaTitle is jinja2's title filter: words start after "-", whitespace
+// and opening brackets; each word's first rune upper case, the rest lower.
+func jinjaTitle(s string) string {
+	var b strings.Builder
+	start := true
+	for _, r := range s {
+		sep := r == '-' || r == '(' || r == '{' || r == '[' || r == '<' || pyIsSpace(r)
+		switch {
+		case sep:
+			b.WriteRune(r)
+		case start:
+			b.WriteRune(unicode.ToUpper(r))
+		default:
+			b.WriteRune(unicode.ToLower(r))
+		}
+		start = sep
+	}
+	return b.String()
+}
+
+func (r *renderer) filter(x *filterExpr, sc *scope) (value, error) {
+	v, err := r.eval(x.x, sc)
+	if err != nil {
+		return nil, err
+	}
+	args, kw, err := r.args(x.args, x.kwargs, sc)
+	if err != nil {
+		return nil, err
+	}
+	out, err := applyFilter(x.name, v, args, kw)
+	if err != nil {
+		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("filter %s: %v", x.name, err)}
+	}
+	return out, nil
+}
+
+func applyFilter(name string, v value, args []value, kw map[string]value) (value, error) {
+	noArgs := func() error {
+		if len(args) > 0 || kw != nil {
+			return errors.New("takes no arguments")
+		}
+		return nil
+	}
+	asStr := func() (str, error) {
+		if u, ok := v.(undefined); ok {
+			return str{}, errors.New(u.what)
+		}
+		return toStr(v)
+	}
+	switch name {
+	case "trim", "upper", "lower", "title", "capitalize", "string":
+		if name == "trim" {
+			if kw != nil || len(args) > 1 {
+				return nil, errors.New("takes at most 1 argument")
+			}
+		} else if err := noArgs(); err != nil {
+			return nil, err
+		}
+		if name == "string" {
+			if _, ok := v.(undefined); ok {
+				return str{}, nil
+			}
+		}
+		s, err := asStr()
+		if err != nil {
+			return nil, err
+		}
+		switch name {
+		case "trim":
+			chars, set, err := strArg(args, 0, "chars")
+			if err != nil {
+				return nil, err
+			}
+			return strip(s, "strip", chars, set), nil
+		case "upper":
+			return s.mapped(pyUpper(s.s)), nil
+		case "lower":
+			return s.mapped(pyLower(s.s)), nil
+		case "title":
+			return s.mapped(jinjaTitle(s.s)), nil
+		case "capitalize":
+			return s.mapped(capitalize(s.s)), nil
+		}
+		return s, nil
+	case "length", "count":
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		switch x := v.(type) {
+		case str:
+			return int64(utf8.RuneCountInString(x.s)), nil
+		case []value:
+			return int64(len(x)), nil
+		case *Dict:
+			return int64(len(x.keys)), nil
+		case undefined:
+			return int64(0), nil
+		}
+		return nil, fmt.Errorf("a %s has no length", typeName(v))
+	case "tojson":
+		indent := int64(-1)
+		if len(args) > 1 {
+			return nil, errors.New("takes at most 1 argument (indent)")
+		}
+		if len(args) == 1 {
+			kw = map[string]value{"indent": args[0]}
+		}
+		for k, a := range kw {
+			if k != "indent" {
+				return nil, fmt.Errorf("argument %s is not supported", k)
+			}
+			if a != nil {
+				n, ok := a.(int64)
+				if !ok || n < 0 {
+					return nil, errors.New("indent must be a non-negative integer")
+				}
+				indent = n
+			}
+		}
+		var b strings.Builder
+		if err := toJSON(&b, v, int(indent), 0); err != nil {
+			return nil, err
+		}
+		return str{s: b.String()}, nil
+	case "default", "d":
+		if kw != nil || len(args) > 2 {
+			return nil, errors.New("takes at most 2 positional arguments")
+		}
+		def := value(str{})
+		if len(args) > 0 {
+			def = args[0]
+		}
+		boolean := len(args) == 2 && truthy(args[1])
+		if _, ok := v.(undefined); ok || boolean && !truthy(v) {
+			return def, nil
+		}
+		return v, nil
+	case "join":
+		if kw != nil || len(args) > 1 {
+			return nil, errors.New("takes at most 1 positional argument")
+		}
+		sep := str{}
+		if len(args) == 1 {
+			s, ok := args[0].(str)
+			if !ok {
+				return nil, errors.New("the separator must be a string")
+			}
+			sep = s
+		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		out := str{}
+		for i, it := range items {
+			s, err := toStr(it)
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				out = concatStr(out, sep)
+			}
+			out = concatStr(out, s)
+		}
+		return out, nil
+	case "first", "last":
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		if len(items) == 0 {
+			return undefined{"No first item, sequence was empty."}, nil
+		}
+		if name == "first" {
+			return items[0], nil
+		}
+		if _, ok := v.(*Dict); ok {
+			return nil, errors.New("a dict has no last item")
+		}
+		return items[len(items)-1], nil
+	case "list":
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		return iterate(v)
+	case "selectattr", "rejectattr":
+		if kw != nil || len(args) < 1 {
+			return nil, errors.New("takes an attribute name and an optional test")
+		}
+		attr, ok := args[0].(str)
+		if !ok {
+			return nil, errors.New("the attribute name must be a string")
+		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		var out []value
+		for _, it := range items {
+			a, err := getAttrOrItem(it, attr.s)
+			if err != nil {
+				return nil, err
+			}
+			ok := truthy(a)
+			if len(args) > 1 {
+				tn, isStr := args[1].(str)
+				if !isStr {
+					return nil, errors.New("the test name must be a string")
+				}
+				if ok, err = applyTest(tn.s, a, args[2:]); err != nil {
+					return nil, err
+				}
+			}
+			if ok == (name == "selectattr") {
+				out = append(out, it)
+			}
+		}
+		return out, nil
+	}
+	return nil, errors.New("not supported")
+}
+
+// getAttrOrItem is jinja2's environment.getattr for an attribute filter:
+// an item when the value is a dict.
+func getAttrOrItem(v value, name string) (value, error) {
+	return getItem(v, str{s: name})
+}
+
+func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
+	v, err := r.eval(x.x, sc)
+	if err != nil {
+		return nil, err
+	}
+	args, _, err := r.args(x.args, nil, sc)
+	if err != nil {
+		return nil, err
+	}
+	ok, err := applyTest(x.name, v, args)
+	if err != nil {
+		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("test %s: %v", x.name, err)}
+	}
+	return ok != x.neg, nil
+}
+
+func applyTest(name string, v value, args []value) (bool, error) {
+	want := 0
+	switch name {
+	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in":
+		want = 1
+	}
+	if len(args) != want {
+		return false, fmt.Errorf("takes %d argument(s)", want)
+	}
+	switch name {
+	case "defined":
+		_, u := v.(undefined)
+		return !u, nil
+	case "undefined":
+		_, u := v.(undefined)
+		return u, nil
+	case "none":
+		return v == nil, nil
+	case "string":
+		_, ok := v.(str)
+		return ok, nil
+	case "number":
+		switch v.(type) {
+		case int64, float64, bool:
+			return true, nil
+		}
+		return false, nil
+	case "integer":
+		_, ok := v.(int64)
+		return ok, nil
+	case "float":
+		_, ok := v.(float64)
+		return ok, nil
+	case "boolean":
+		_, ok := v.(bool)
+		return ok, nil
+	case "true":
+		return v == true, nil
+	case "false":
+		return v == false, nil
+	case "mapping":
+		_, ok := v.(*Dict)
+		return ok, nil
+	case "sequence", "iterable":
+		switch v.(type) {
+		case str, []value, *Dict:
+			return true, nil
+		}
+		return false, nil
+	case "odd", "even":
+		n, ok := v.(int64)
+		if !ok {
+			return false, fmt.Errorf("a %s is not an integer", typeName(v))
+		}
+		return (n%2 != 0) == (name == "odd"), nil
+	case "equalto", "eq", "==":
+		return equal(v, args[0]), nil
+	case "ne", "!=":
+		return !equal(v, args[0]), nil
+	case "in":
+		return contains(args[0], v)
+	case "lt", "<", "le", "<=", "gt", ">", "ge", ">=":
+		op := map[string]string{"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[name]
+		if op == "" {
+			op = name
+		}
+		return compare(op, v, args[0])
+	}
+	return false, errors.New("not supported")
+}
+
+// upperSpecial and lowerSpecial are the full case mappings Python applies
+// where Go's rune-for-rune mapping differs (Unicode SpecialCasing.txt, the
+// unconditional entries templates are likely to meet).
+var (
+	upperSpecial = map[rune]string{'ß': "SS", 'ﬀ': "FF", 'ﬁ': "FI", 'ﬂ': "FL", 'ﬃ': "FFI", 'ﬄ': "FFL", 'ﬅ': "ST", 'ﬆ': "ST", 'ŉ': "ʼN", 'ǰ': "J̌", 'ΐ': "Ϊ́", 'ΰ': "Ϋ́", 'և': "ԵՒ"}
+	lowerSpecial = map[rune]string{'İ': "i̇"}
+)
+
+// pyUpper is Python's str.upper.
+func pyUpper(s string) string { return caseMap(s, upperSpecial, unicode.ToUpper) }
+
+// pyLower is Python's str.lower.
+func pyLower(s string) string { return caseMap(s, lowerSpecial, unicode.ToLower) }
+
+func caseMap(s string, special map[rune]string, f func(rune) rune) string {
+	var b strings.Builder
+	for _, r := range s {
+		if x, ok := special[r]; ok {
+			b.WriteString(x)
+		} else {
+			b.WriteRune(f(r))
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,845 @@
+package jinja
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// expr is an expression node; at is its byte offset in the template.
+type expr interface{ at() int }
+
+type node struct{ pos int }
+
+func (n node) at() int { return n.pos }
+
+type (
+	litExpr struct {
+		node
+		v value
+	}
+	nameExpr struct {
+		node
+		name string
+	}
+	listExpr struct {
+		node
+		items []expr
+	}
+	dictExpr struct {
+		node
+		keys, vals []expr
+	}
+	attrExpr struct {
+		node
+		x    expr
+		name string
+	}
+	indexExpr struct {
+		node
+		x, i expr
+	}
+	sliceExpr struct {
+		node
+		x, lo, hi, step expr // nil when left out
+	}
+	callExpr struct {
+		node
+		fn     expr
+		args   []expr
+		kwargs []kwarg
+	}
+	filterExpr struct {
+		node
+		x      expr
+		name   string
+		args   []expr
+		kwargs []kwarg
+	}
+	testExpr struct {
+		node
+		x    expr
+		name string
+		args []expr
+		neg  bool
+	}
+	unaryExpr struct {
+		node
+		op string
+		x  expr
+	}
+	binaryExpr struct {
+		node
+		op   string
+		l, r expr
+	}
+	compareExpr struct {
+		node
+		first expr
+		ops   []string
+		rest  []expr
+	}
+	condExpr struct {
+		node
+		then, cond, els expr // els nil: undefined
+	}
+)
+
+type kwarg struct {
+	name string
+	x    expr
+}
+
+// stmt is a statement node.
+type stmt interface{}
+
+type (
+	textStmt struct{ s string }
+	outStmt  struct{ x expr }
+	ifStmt   struct {
+		conds  []expr
+		bodies [][]stmt
+		els    []stmt
+	}
+	forStmt struct {
+		node
+		vars []string
+		iter expr
+		cond expr // nil: no filter
+		body []stmt
+	}
+	setStmt struct {
+		node
+		name, attr string // attr: set name.attr = x
+		x          expr
+	}
+	loopCtl struct {
+		node
+		brk bool
+	}
+)
+
+// parser builds statements from the pieces of a template.
+type parser struct {
+	pieces []piece
+	i      int
+	// current tag's tokens
+	toks []token
+	t    int
+}
+
+func parseTemplate(src string) ([]stmt, error) {
+	pieces, err := split(src)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{pieces: pieces}
+	body, end, err := p.block()
+	if err != nil {
+		return nil, err
+	}
+	if end != "" {
+		return nil, &Error{Pos: p.toks[0].pos, Msg: fmt.Sprintf("unexpected {%% %s %%} outside a block", end)}
+	}
+	return body, nil
+}
+
+// block parses statements up to a closing tag (endif, elif, else, endfor)
+// or the end; it returns that tag's keyword ("" at the end), with p.toks
+// holding its tokens after the keyword.
+func (p *parser) block() ([]stmt, string, error) {
+	var body []stmt
+	for p.i < len(p.pieces) {
+		pc := p.pieces[p.i]
+		p.i++
+		switch pc.kind {
+		case tagText:
+			body = append(body, textStmt{pc.text})
+		case tagVar:
+			if err := p.start(pc); err != nil {
+				return nil, "", err
+			}
+			x, err := p.expression()
+			if err != nil {
+				return nil, "", err
+			}
+			if err := p.end(); err != nil {
+				return nil, "", err
+			}
+			body = append(body, outStmt{x})
+		case tagBlock:
+			if err := p.start(pc); err != nil {
+				return nil, "", err
+			}
+			kw := p.next()
+			if kw.kind != tokName {
+				return nil, "", &Error{Pos: kw.pos, Msg: "expected a statement name after {%"}
+			}
+			switch kw.s {
+			case "endif", "elif", "else", "endfor":
+				return body, kw.s, nil
+			}
+			s, err := p.statement(kw)
+			if err != nil {
+				return nil, "", err
+			}
+			body = append(body, s)
+		}
+	}
+	return body, "", nil
+}
+
+func (p *parser) statement(kw token) (stmt, error) {
+	switch kw.s {
+	case "if":
+		return p.ifStatement(kw)
+	case "for":
+		return p.forStatement(kw)
+	case "set":
+		return p.setStatement(kw)
+	case "break", "continue":
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		return loopCtl{node{kw.pos}, kw.s == "break"}, nil
+	}
+	return nil, &Error{Pos: kw.pos, Msg: fmt.Sprintf("{%% %s %%} is not supported", kw.s)}
+}
+
+func (p *parser) ifStatement(kw token) (stmt, error) {
+	var s ifStmt
+	for {
+		c, err := p.expression()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		body, end, err := p.block()
+		if err != nil {
+			return nil, err
+		}
+		s.conds = append(s.conds, c)
+		s.bodies = append(s.bodies, body)
+		switch end {
+		case "elif":
+			continue
+		case "else":
+			if err := p.end(); err != nil {
+				return nil, err
+			}
+			els, end, err := p.block()
+			if err != nil {
+				return nil, err
+			}
+			if end != "endif" {
+				return nil, p.unclosed(kw, "if", "endif", end)
+			}
+			s.els = els
+			return s, p.end()
+		case "endif":
+			return s, p.end()
+		}
+		return nil, p.unclosed(kw, "if", "endif", end)
+	}
+}
+
+// unclosed is the error for a block closed by the wrong tag (got) or by
+// the end of the template (got "").
+func (p *parser) unclosed(kw token, what, want, got string) error {
+	if got == "" {
+		return &Error{Pos: kw.pos, Msg: fmt.Sprintf("{%% %s %%} is not closed (missing {%% %s %%})", what, want)}
+	}
+	return &Error{Pos: p.toks[0].pos, Msg: fmt.Sprintf("{%% %s %%} inside {%% %s %%}, want {%% %s %%}", got, what, want)}
+}
+
+func (p *parser) forStatement(kw token) (stmt, error) {
+	s := forStmt{node: node{kw.pos}}
+	for {
+		n := p.next()
+		if n.kind != tokName {
+			return nil, &Error{Pos: n.pos, Msg: "expected a loop variable name"}
+		}
+		s.vars = append(s.vars, n.s)
+		if !p.isOp(",") {
+			break
+		}
+		p.t++
+	}
+	if n := p.next(); n.kind != tokName || n.s != "in" {
+		return nil, &Error{Pos: n.pos, Msg: "expected 'in' in {% for %}"}
+	}
+	iter, err := p.orExpr(false)
+	if err != nil {
+		return nil, err
+	}
+	s.iter = iter
+	if p.isName("if") {
+		p.t++
+		if s.cond, err = p.orExpr(true); err != nil {
+			return nil, err
+		}
+	}
+	if p.isName("recursive") {
+		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "recursive loops are not supported"}
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	body, end, err := p.block()
+	if err != nil {
+		return nil, err
+	}
+	if end == "else" {
+		return nil, &Error{Pos: p.toks[0].pos, Msg: "{% for %}…{% else %} is not supported"}
+	}
+	if end != "endfor" {
+		return nil, p.unclosed(kw, "for", "endfor", end)
+	}
+	s.body = body
+	return s, p.end()
+}
+
+func (p *parser) setStatement(kw token) (stmt, error) {
+	n := p.next()
+	if n.kind != tokName {
+		return nil, &Error{Pos: n.pos, Msg: "expected a variable name after set"}
+	}
+	s := setStmt{node: node{kw.pos}, name: n.s}
+	if p.isOp(".") {
+		p.t++
+		a := p.next()
+		if a.kind != tokName {
+			return nil, &Error{Pos: a.pos, Msg: "expected an attribute name"}
+		}
+		s.attr = a.s
+	}
+	if !p.isOp("=") {
+		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "expected '=' in {% set %} (block sets and tuple assignment are not supported)"}
+	}
+	p.t++
+	x, err := p.expression()
+	if err != nil {
+		return nil, err
+	}
+	s.x = x
+	return s, p.end()
+}
+
+// start makes pc's tokens current.
+func (p *parser) start(pc piece) error {
+	toks, err := tokens(pc.text, pc.pos)
+	if err != nil {
+		return err
+	}
+	p.toks, p.t = toks, 0
+	return nil
+}
+
+// end checks that the current tag has no tokens left.
+func (p *parser) end() error {
+	if t := p.toks[p.t]; t.kind != tokEOF {
+		return &Error{Pos: t.pos, Msg: fmt.Sprintf("unexpected %q", t.s)}
+	}
+	return nil
+}
+
+func (p *parser) next() token {
+	t := p.toks[p.t]
+	if t.kind != tokEOF {
+		p.t++
+	}
+	return t
+}
+
+func (p *parser) isOp(op string) bool {
+	t := p.toks[p.t]
+	return t.kind == tokOp && t.s == op
+}
+
+func (p *parser) isName(n string) bool {
+	t := p.toks[p.t]
+	return t.kind == tokName && t.s == n
+}
+
+func (p *parser) expect(op string) error {
+	if !p.isOp(op) {
+		t := p.toks[p.t]
+		what := fmt.Sprintf("%q", t.s)
+		if t.kind == tokEOF {
+			what = "end of tag"
+		}
+		return &Error{Pos: t.pos, Msg: fmt.Sprintf("expected %q, found %s", op, what)}
+	}
+	p.t++
+	return nil
+}
+
+// expression: or-expression [if or-expression [else expression]].
+func (p *parser) expression() (expr, error) {
+	x, err := p.orExpr(true)
+	if err != nil {
+		return nil, err
+	}
+	for p.isName("if") {
+		pos := p.toks[p.t].pos
+		p.t++
+		c, err := p.orExpr(true)
+		if err != nil {
+			return nil, err
+		}
+		var els expr
+		if p.isName("else") {
+			p.t++
+			if els, err = p.orExpr(true); err != nil {
+				return nil, err
+			}
+		}
+		x = &condExpr{node{pos}, x, c, els}
+	}
+	return x, nil
+}
+
+// orExpr parses or/and/not/comparisons and below (inline if is the
+// caller's: {% for %}'s iterable and filter take none).
+func (p *parser) orExpr(_ bool) (expr, error) {
+	l, err := p.andExpr()
+	if err != nil {
+		return nil, err
+	}
+	for p.isName("or") {
+		pos := p.toks[p.t].pos
+		p.t++
+		r, err := p.andExpr()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{pos}, "or", l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) andExpr() (expr, error) {
+	l, err := p.notExpr()
+	if err != nil {
+		return nil, err
+	}
+	for p.isName("and") {
+		pos := p.toks[p.t].pos
+		p.t++
+		r, err := p.notExpr()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{pos}, "and", l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) notExpr() (expr, error) {
+	if p.isName("not") {
+		pos := p.toks[p.t].pos
+		p.t++
+		x, err := p.notExpr()
+		if err != nil {
+			return nil, err
+		}
+		return &unaryExpr{node{pos}, "not", x}, nil
+	}
+	return p.compare()
+}
+
+func (p *parser) compare() (expr, error) {
+	first, err := p.concat()
+	if err != nil {
+		return nil, err
+	}
+	c := &compareExpr{node: node{first.at()}, first: first}
+	for {
+		t := p.toks[p.t]
+		var op string
+		switch {
+		case t.kind == tokOp && (t.s == "==" || t.s == "!=" || t.s == "<" || t.s == ">" || t.s == "<=" || t.s == ">="):
+			op = t.s
+			p.t++
+		case t.kind == tokName && t.s == "in":
+			op = "in"
+			p.t++
+		case t.kind == tokName && t.s == "not" && p.toks[p.t+1].kind == tokName && p.toks[p.t+1].s == "in":
+			op = "not in"
+			p.t += 2
+		}
+		if op == "" {
+			break
+		}
+		r, err := p.concat()
+		if err != nil {
+			return nil, err
+		}
+		c.ops = append(c.ops, op)
+		c.rest = append(c.rest, r)
+	}
+	if len(c.ops) == 0 {
+		return first, nil
+	}
+	return c, nil
+}
+
+func (p *parser) concat() (expr, error) {
+	l, err := p.math1()
+	if err != nil {
+		return nil, err
+	}
+	for p.isOp("~") {
+		pos := p.toks[p.t].pos
+		p.t++
+		r, err := p.math1()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{pos}, "~", l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) math1() (expr, error) {
+	l, err := p.math2()
+	if err != nil {
+		return nil, err
+	}
+	for p.isOp("+") || p.isOp("-") {
+		t := p.next()
+		r, err := p.math2()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{t.pos}, t.s, l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) math2() (expr, error) {
+	l, err := p.pow()
+	if err != nil {
+		return nil, err
+	}
+	for p.isOp("*") || p.isOp("/") || p.isOp("//") || p.isOp("%") {
+		t := p.next()
+		r, err := p.pow()
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{t.pos}, t.s, l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) pow() (expr, error) {
+	l, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	if p.isOp("**") {
+		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "the ** operator is not supported"}
+	}
+	return l, nil
+}
+
+func (p *parser) unary() (expr, error) {
+	if p.isOp("-") || p.isOp("+") {
+		t := p.next()
+		x, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		return &unaryExpr{node{t.pos}, t.s, x}, nil
+	}
+	x, err := p.primary()
+	if err != nil {
+		return nil, err
+	}
+	if x, err = p.postfix(x); err != nil {
+		return nil, err
+	}
+	return p.filters(x)
+}
+
+func (p *parser) primary() (expr, error) {
+	t := p.next()
+	pos := node{t.pos}
+	switch t.kind {
+	case tokName:
+		switch t.s {
+		case "true", "True":
+			return &litExpr{pos, true}, nil
+		case "false", "False":
+			return &litExpr{pos, false}, nil
+		case "none", "None":
+			return &litExpr{pos, nil}, nil
+		}
+		return &nameExpr{pos, t.s}, nil
+	case tokInt:
+		n, err := strconv.ParseInt(t.s, 10, 64)
+		if err != nil {
+			return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("integer %s out of range", t.s)}
+		}
+		return &litExpr{pos, n}, nil
+	case tokFloat:
+		f, err := strconv.ParseFloat(t.s, 64)
+		if err != nil {
+			return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("bad number %s", t.s)}
+		}
+		return &litExpr{pos, f}, nil
+	case tokString:
+		s := t.s
+		// Adjacent string literals concatenate, as in Python.
+		for p.toks[p.t].kind == tokString {
+			s += p.next().s
+		}
+		return &litExpr{pos, str{s: s}}, nil
+	case tokOp:
+		switch t.s {
+		case "(":
+			x, err := p.expression()
+			if err != nil {
+				return nil, err
+			}
+			if p.isOp(",") {
+				// A tuple, kept as a list: what templates do with one
+				// (startswith, in, iterate) is the same.
+				l := &listExpr{node: pos, items: []expr{x}}
+				for p.isOp(",") {
+					p.t++
+					if p.isOp(")") {
+						break
+					}
+					e, err := p.expression()
+					if err != nil {
+						return nil, err
+					}
+					l.items = append(l.items, e)
+				}
+				return l, p.expect(")")
+			}
+			return x, p.expect(")")
+		case "[":
+			l := &listExpr{node: pos}
+			for !p.isOp("]") {
+				x, err := p.expression()
+				if err != nil {
+					return nil, err
+				}
+				l.items = append(l.items, x)
+				if !p.isOp(",") {
+					break
+				}
+				p.t++
+			}
+			return l, p.expect("]")
+		case "{":
+			d := &dictExpr{node: pos}
+			for !p.isOp("}") {
+				k, err := p.expression()
+				if err != nil {
+					return nil, err
+				}
+				if err := p.expect(":"); err != nil {
+					return nil, err
+				}
+				v, err := p.expression()
+				if err != nil {
+					return nil, err
+				}
+				d.keys = append(d.keys, k)
+				d.vals = append(d.vals, v)
+				if !p.isOp(",") {
+					break
+				}
+				p.t++
+			}
+			return d, p.expect("}")
+		}
+	case tokEOF:
+		return nil, &Error{Pos: t.pos, Msg: "expected an expression, found end of tag"}
+	}
+	return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("unexpected %q", t.s)}
+}
+
+func (p *parser) postfix(x expr) (expr, error) {
+	for {
+		t := p.toks[p.t]
+		switch {
+		case t.kind == tokOp && t.s == ".":
+			p.t++
+			n := p.next()
+			switch n.kind {
+			case tokName:
+				x = &attrExpr{node{n.pos}, x, n.s}
+			case tokInt:
+				i, _ := strconv.ParseInt(n.s, 10, 64)
+				x = &indexExpr{node{n.pos}, x, &litExpr{node{n.pos}, i}}
+			default:
+				return nil, &Error{Pos: n.pos, Msg: "expected an attribute name after '.'"}
+			}
+		case t.kind == tokOp && t.s == "[":
+			p.t++
+			var parts [3]expr
+			n, colon := 0, false
+			for {
+				if !p.isOp(":") && !p.isOp("]") {
+					e, err := p.expression()
+					if err != nil {
+						return nil, err
+					}
+					parts[n] = e
+				}
+				if p.isOp(":") {
+					if n == 2 {
+						return nil, &Error{Pos: p.toks[p.t].pos, Msg: "too many ':' in a slice"}
+					}
+					p.t++
+					n++
+					colon = true
+					continue
+				}
+				break
+			}
+			if err := p.expect("]"); err != nil {
+				return nil, err
+			}
+			switch {
+			case colon:
+				x = &sliceExpr{node{t.pos}, x, parts[0], parts[1], parts[2]}
+			case parts[0] == nil:
+				return nil, &Error{Pos: t.pos, Msg: "empty subscript"}
+			default:
+				x = &indexExpr{node{t.pos}, x, parts[0]}
+			}
+		case t.kind == tokOp && t.s == "(":
+			p.t++
+			args, kwargs, err := p.callArgs()
+			if err != nil {
+				return nil, err
+			}
+			x = &callExpr{node{t.pos}, x, args, kwargs}
+		default:
+			return x, nil
+		}
+	}
+}
+
+// callArgs parses arguments up to and including ")".
+func (p *parser) callArgs() ([]expr, []kwarg, error) {
+	var args []expr
+	var kwargs []kwarg
+	for !p.isOp(")") {
+		if p.toks[p.t].kind == tokName && p.toks[p.t+1].kind == tokOp && p.toks[p.t+1].s == "=" {
+			name := p.next().s
+			p.t++
+			x, err := p.expression()
+			if err != nil {
+				return nil, nil, err
+			}
+			kwargs = append(kwargs, kwarg{name, x})
+		} else {
+			if len(kwargs) > 0 {
+				return nil, nil, &Error{Pos: p.toks[p.t].pos, Msg: "positional argument after keyword argument"}
+			}
+			x, err := p.expression()
+			if err != nil {
+				return nil, nil, err
+			}
+			args = append(args, x)
+		}
+		if !p.isOp(",") {
+			break
+		}
+		p.t++
+	}
+	return args, kwargs, p.expect(")")
+}
+
+// filters parses "| name(args)" and "is [not] name args" after a value.
+func (p *parser) filters(x expr) (expr, error) {
+	for {
+		switch {
+		case p.isOp("|"):
+			p.t++
+			n := p.next()
+			if n.kind != tokName {
+				return nil, &Error{Pos: n.pos, Msg: "expected a filter name after '|'"}
+			}
+			f := &filterExpr{node: node{n.pos}, x: x, name: n.s}
+			if p.isOp("(") {
+				p.t++
+				var err error
+				if f.args, f.kwargs, err = p.callArgs(); err != nil {
+					return nil, err
+				}
+			}
+			x = f
+		case p.isName("is"):
+			p.t++
+			te := &testExpr{node: node{p.toks[p.t].pos}, x: x}
+			if p.isName("not") {
+				p.t++
+				te.neg = true
+			}
+			n := p.next()
+			if n.kind != tokName && !(n.kind == tokOp && (n.s == "==" || n.s == "!=" || n.s == "<" || n.s == ">" || n.s == "<=" || n.s == ">=")) {
+				return nil, &Error{Pos: n.pos, Msg: "expected a test name after 'is'"}
+			}
+			te.name = n.s
+			if n.s == "none" || n.s == "None" {
+				te.name = "none"
+			}
+			if n.s == "true" || n.s == "false" {
+				te.name = n.s
+			}
+			switch {
+			case p.isOp("("):
+				p.t++
+				args, kwargs, err := p.callArgs()
+				if err != nil {
+					return nil, err
+				}
+				if len(kwargs) > 0 {
+					return nil, &Error{Pos: n.pos, Msg: "keyword arguments to tests are not supported"}
+				}
+				te.args = args
+			case p.startsPrimary():
+				// A test takes one argument without parentheses: "is divisibleby 3".
+				a, err := p.primary()
+				if err != nil {
+					return nil, err
+				}
+				if a, err = p.postfix(a); err != nil {
+					return nil, err
+				}
+				te.args = []expr{a}
+			}
+			x = te
+		default:
+			return x, nil
+		}
+	}
+}
+
+// startsPrimary reports whether the next token can start a test's bare
+// argument, as jinja2 decides it.
+func (p *parser) startsPrimary() bool {
+	t := p.toks[p.t]
+	switch t.kind {
+	case tokInt, tokFloat, tokString:
+		return true
+	case tokName:
+		switch t.s {
+		case "else", "or", "and", "is", "in", "not", "if":
+			return false
+		}
+		return true
+	case tokOp:
+		return t.s == "[" || t.s == "{"
+	}
+	return false
+}

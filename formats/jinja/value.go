@@ -1,0 +1,391 @@
+package jinja
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// value is a template value: nil (none), bool, int64, float64, str,
+// []value (list), *Dict, *namespace, undefined, method or builtin.
+type value = any
+
+// str is a string value. data lists the byte ranges that came from Data
+// inputs (message content), so a caller can tell them from template text
+// after any concatenation and slicing.
+type str struct {
+	s    string
+	data []span
+}
+
+type span struct{ lo, hi int }
+
+// Data marks s as data (not template text) in a Render's input; the
+// chunks of the output it ends up in have Data set.
+func Data(s string) any { return str{s: s, data: []span{{0, len(s)}}} }
+
+// Dict is an ordered mapping with string keys, as a Render input or value.
+type Dict struct {
+	keys []string
+	m    map[string]value
+}
+
+// NewDict returns an empty Dict.
+func NewDict() *Dict { return &Dict{m: map[string]value{}} }
+
+// Set sets key to v (converted as Render's inputs are), keeping the first
+// position of key.
+func (d *Dict) Set(key string, v any) {
+	if _, ok := d.m[key]; !ok {
+		d.keys = append(d.keys, key)
+	}
+	d.m[key] = convert(v)
+}
+
+func (d *Dict) get(key string) (value, bool) {
+	v, ok := d.m[key]
+	return v, ok
+}
+
+// namespace is namespace(): attributes assignable from inner scopes.
+type namespace struct{ d *Dict }
+
+// undefined is jinja2's default Undefined: falsy, printed as "", iterated
+// as empty; any other use is an error naming what was missing.
+type undefined struct{ what string }
+
+// method is an attribute of a value that is callable (str.strip, dict.items).
+type method struct {
+	recv value
+	name string
+}
+
+// builtin is a global function (raise_exception, namespace, range).
+type builtin struct{ name string }
+
+// convert turns Go inputs into values.
+func convert(v any) value {
+	switch x := v.(type) {
+	case nil, bool, int64, float64, str, *Dict, undefined:
+		return x
+	case int:
+		return int64(x)
+	case float32:
+		return float64(x)
+	case string:
+		return str{s: x}
+	case []any:
+		out := make([]value, len(x))
+		for i, e := range x {
+			out[i] = convert(e)
+		}
+		return out
+	case []string:
+		out := make([]value, len(x))
+		for i, e := range x {
+			out[i] = str{s: e}
+		}
+		return out
+	case map[string]any:
+		panic("jinja: map inputs have no order; use *Dict")
+	}
+	panic(fmt.Sprintf("jinja: unsupported input type %T", v))
+}
+
+func concatStr(a, b str) str {
+	out := str{s: a.s + b.s}
+	out.data = append(out.data, a.data...)
+	for _, sp := range b.data {
+		sp.lo += len(a.s)
+		sp.hi += len(a.s)
+		if n := len(out.data); n > 0 && out.data[n-1].hi == sp.lo {
+			out.data[n-1].hi = sp.hi
+			continue
+		}
+		out.data = append(out.data, sp)
+	}
+	return out
+}
+
+// sub returns s[lo:hi], its data ranges clipped.
+func (s str) sub(lo, hi int) str {
+	out := str{s: s.s[lo:hi]}
+	for _, sp := range s.data {
+		a, b := max(sp.lo, lo), min(sp.hi, hi)
+		if a < b {
+			out.data = append(out.data, span{a - lo, b - lo})
+		}
+	}
+	return out
+}
+
+// mapped returns t, the result of a whole-string transformation of s: data
+// when any of s was (a mix cannot be told apart after such a change).
+func (s str) mapped(t string) str {
+	if len(s.data) == 0 || t == "" {
+		return str{s: t}
+	}
+	return str{s: t, data: []span{{0, len(t)}}}
+}
+
+// typeName names v's type as Python does, for errors.
+func typeName(v value) string {
+	switch v.(type) {
+	case nil:
+		return "NoneType"
+	case bool:
+		return "bool"
+	case int64:
+		return "int"
+	case float64:
+		return "float"
+	case str:
+		return "str"
+	case []value:
+		return "list"
+	case *Dict:
+		return "dict"
+	case *namespace:
+		return "Namespace"
+	case undefined:
+		return "Undefined"
+	}
+	return "function"
+}
+
+func truthy(v value) bool {
+	switch x := v.(type) {
+	case nil, undefined:
+		return false
+	case bool:
+		return x
+	case int64:
+		return x != 0
+	case float64:
+		return x != 0
+	case str:
+		return x.s != ""
+	case []value:
+		return len(x) > 0
+	case *Dict:
+		return len(x.keys) > 0
+	}
+	return true
+}
+
+// toStr is Python's str() as jinja2 prints values; lists and dicts are
+// refused rather than printed in Python's repr.
+func toStr(v value) (str, error) {
+	switch x := v.(type) {
+	case str:
+		return x, nil
+	case nil:
+		return str{s: "None"}, nil
+	case undefined:
+		return str{}, nil
+	case bool:
+		if x {
+			return str{s: "True"}, nil
+		}
+		return str{s: "False"}, nil
+	case int64:
+		return str{s: strconv.FormatInt(x, 10)}, nil
+	case float64:
+		return str{s: pyFloat(x)}, nil
+	}
+	return str{}, fmt.Errorf("printing a %s is not supported (use |tojson)", typeName(v))
+}
+
+// pyFloat is Python's repr of a float.
+func pyFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	if a := math.Abs(f); a != 0 && (a < 1e-4 || a >= 1e16) {
+		s := strconv.FormatFloat(f, 'e', -1, 64)
+		// Python writes e-05 and e+16.
+		mant, exp, _ := strings.Cut(s, "e")
+		sign := exp[0]
+		exp = strings.TrimLeft(exp[1:], "0")
+		if len(exp) < 2 {
+			exp = strings.Repeat("0", 2-len(exp)) + exp
+		}
+		return mant + "e" + string(sign) + exp
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.Contains(s, ".") {
+		s += ".0"
+	}
+	return s
+}
+
+// equal is Python's ==.
+func equal(a, b value) bool {
+	if x, ok := num(a); ok {
+		if y, ok := num(b); ok {
+			return x == y
+		}
+		return false
+	}
+	switch x := a.(type) {
+	case nil:
+		return b == nil
+	case str:
+		y, ok := b.(str)
+		return ok && x.s == y.s
+	case undefined:
+		_, ok := b.(undefined)
+		return ok
+	case []value:
+		y, ok := b.([]value)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equal(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case *Dict:
+		y, ok := b.(*Dict)
+		if !ok || len(x.keys) != len(y.keys) {
+			return false
+		}
+		for _, k := range x.keys {
+			w, ok := y.m[k]
+			if !ok || !equal(x.m[k], w) {
+				return false
+			}
+		}
+		return true
+	}
+	return a == b
+}
+
+// num returns a bool, int or float as float64 (Python compares them by value).
+func num(v value) (float64, bool) {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
+}
+
+// toJSON is json.dumps(v, ensure_ascii=False) (transformers' tojson):
+// ", " and ": " separators, indent when indent >= 0.
+func toJSON(b *strings.Builder, v value, indent, depth int) error {
+	nl := func(d int) {
+		if indent >= 0 {
+			b.WriteByte('\n')
+			b.WriteString(strings.Repeat(" ", indent*d))
+		}
+	}
+	itemSep := ", "
+	if indent >= 0 {
+		itemSep = ","
+	}
+	switch x := v.(type) {
+	case nil:
+		b.WriteString("null")
+	case bool:
+		b.WriteString(strconv.FormatBool(x))
+	case int64:
+		b.WriteString(strconv.FormatInt(x, 10))
+	case float64:
+		switch {
+		case math.IsInf(x, 1):
+			b.WriteString("Infinity")
+		case math.IsInf(x, -1):
+			b.WriteString("-Infinity")
+		case math.IsNaN(x):
+			b.WriteString("NaN")
+		default:
+			b.WriteString(pyFloat(x))
+		}
+	case str:
+		jsonString(b, x.s)
+	case []value:
+		if len(x) == 0 {
+			b.WriteString("[]")
+			return nil
+		}
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(itemSep)
+			}
+			nl(depth + 1)
+			if err := toJSON(b, e, indent, depth+1); err != nil {
+				return err
+			}
+		}
+		nl(depth)
+		b.WriteByte(']')
+	case *Dict:
+		if len(x.keys) == 0 {
+			b.WriteString("{}")
+			return nil
+		}
+		b.WriteByte('{')
+		for i, k := range x.keys {
+			if i > 0 {
+				b.WriteString(itemSep)
+			}
+			nl(depth + 1)
+			jsonString(b, k)
+			b.WriteString(": ")
+			if err := toJSON(b, x.m[k], indent, depth+1); err != nil {
+				return err
+			}
+		}
+		nl(depth)
+		b.WriteByte('}')
+	default:
+		return fmt.Errorf("tojson: a %s is not JSON serializable", typeName(v))
+	}
+	return nil
+}
+
+// jsonString writes s as Python's json.dumps with ensure_ascii=False does.
+func jsonString(b *strings.Builder, s string) {
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		default:
+			if r < 0x20 {
+				fmt.Fprintf(b, `\u%04x`, r)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+	}
+	b.WriteByte('"')
+}
