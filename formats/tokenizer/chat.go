@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gptqtool/gptqtool/formats/jinja"
 )
 
-// ErrUnknownTemplate is returned (wrapped) when the chat template in
-// tokenizer_config.json is not one this package recognises.
+// ErrUnknownTemplate is returned (wrapped) when ChatOptions.Template names
+// no known template, or when tokenizer_config.json's chat_template uses
+// Jinja outside the subset package jinja renders.
 var ErrUnknownTemplate = errors.New("chat template not recognised")
 
 // ErrNoChatTemplate is returned (wrapped) when ChatOptions names no
@@ -64,9 +67,11 @@ type ChatOptions struct {
 	Template string
 	// AddGenerationPrompt appends the assistant prefix for the reply.
 	AddGenerationPrompt bool
-	// SystemMessages keeps system messages, rendered as the openchat
-	// template renders any role ("GPT4 Correct System: …<|end_of_turn|>");
-	// by default they are dropped, as openchat's own server does.
+	// SystemMessages keeps system messages under the openchat templates,
+	// rendered as they render any role ("GPT4 Correct System:
+	// …<|end_of_turn|>"); by default they are dropped, as openchat's own
+	// server does. Any other chat_template gets every message and decides
+	// itself, as transformers' apply_chat_template does.
 	SystemMessages bool
 }
 
@@ -89,8 +94,13 @@ func squeeze(s string) string {
 	return strings.Join(strings.Fields(s), "")
 }
 
-// TemplateName returns the name of the chat template opts select: opts.Template,
-// or the recognised name of tokenizer_config.json's chat_template.
+// JinjaTemplate is the name TemplateName gives tokenizer_config.json's
+// chat_template when it is rendered as Jinja (it is not openchat's).
+const JinjaTemplate = "chat_template"
+
+// TemplateName returns the name of the chat template opts select:
+// opts.Template, the recognised name of tokenizer_config.json's
+// chat_template, or JinjaTemplate when that template is rendered as Jinja.
 func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
 	switch opts.Template {
 	case "openchat", "openchat-math":
@@ -102,11 +112,64 @@ func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
 	if t.chatTemplate == "" {
 		return "", fmt.Errorf("tokenizer: %w: name one with --chat-template (openchat, openchat-math)", ErrNoChatTemplate)
 	}
-	name, ok := knownTemplates[squeeze(t.chatTemplate)]
-	if !ok {
-		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w (known: openchat, openchat-math; name one with --chat-template)", ErrUnknownTemplate)
+	if name, ok := knownTemplates[squeeze(t.chatTemplate)]; ok {
+		return name, nil
 	}
-	return name, nil
+	if t.chatJinjaErr != nil {
+		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w: %v (or name one with --chat-template: openchat, openchat-math)", ErrUnknownTemplate, t.chatJinjaErr)
+	}
+	return JinjaTemplate, nil
+}
+
+// compileChatTemplate parses chatTemplate when it is not one of the
+// openchat templates, which keep their native rendering.
+func (t *Tokenizer) compileChatTemplate() {
+	t.chatJinja, t.chatJinjaErr = nil, nil
+	if _, ok := knownTemplates[squeeze(t.chatTemplate)]; ok || t.chatTemplate == "" {
+		return
+	}
+	t.chatJinja, t.chatJinjaErr = jinja.Parse(t.chatTemplate)
+}
+
+// jinjaSegments renders msgs under the parsed chat_template with the
+// variables transformers' apply_chat_template gives it: messages,
+// add_generation_prompt, bos_token and eos_token (undefined when the
+// tokenizer has none), tools and documents none. Message content comes
+// back as content segments, all else as template text.
+func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, error) {
+	list := make([]any, len(msgs))
+	for i, m := range msgs {
+		r, ok := ChatRole(m.Role)
+		if !ok {
+			return nil, &MessageError{i, "role", fmt.Errorf("%q: want %s", m.Role, ChatRoles)}
+		}
+		if !utf8.ValidString(m.Content) {
+			return nil, &MessageError{i, "content", ErrInvalidUTF8}
+		}
+		d := jinja.NewDict()
+		d.Set("role", r)
+		d.Set("content", jinja.Data(m.Content))
+		list[i] = d
+	}
+	vars := map[string]any{"messages": list, "add_generation_prompt": opts.AddGenerationPrompt, "tools": nil, "documents": nil}
+	if t.bos >= 0 {
+		vars["bos_token"] = t.pieces[t.bos]
+	}
+	if t.eos >= 0 {
+		vars["eos_token"] = t.pieces[t.eos]
+	}
+	chunks, err := t.chatJinja.Render(vars)
+	if err != nil {
+		if errors.Is(err, jinja.ErrRaised) {
+			return nil, fmt.Errorf("tokenizer: chat_template: %w", err)
+		}
+		return nil, fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w: %v", ErrUnknownTemplate, err)
+	}
+	segs := make([]segment, len(chunks))
+	for i, c := range chunks {
+		segs[i] = segment{text: c.Text, template: !c.Data}
+	}
+	return segs, nil
 }
 
 // chatSegments renders msgs as template text and message content.
@@ -114,6 +177,9 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 	name, err := t.TemplateName(opts)
 	if err != nil {
 		return nil, err
+	}
+	if name == JinjaTemplate {
+		return t.jinjaSegments(msgs, opts)
 	}
 	if _, ok := t.TokenID(openchatEOT); !ok {
 		return nil, fmt.Errorf("tokenizer: chat template %s: %q %w", name, openchatEOT, ErrTemplateToken)
@@ -158,7 +224,10 @@ func (t *Tokenizer) chatSegments(msgs []Message, opts ChatOptions) ([]segment, e
 }
 
 // RenderChat returns the text of msgs under the chat template, BOS spelled
-// as its piece ("<s>GPT4 Correct User: Hello<|end_of_turn|>…").
+// as its piece ("<s>GPT4 Correct User: Hello<|end_of_turn|>…"): what
+// transformers' apply_chat_template(tokenize=False) returns. A template's
+// raise_exception is an error wrapping jinja.ErrRaised (a *jinja.RaiseError
+// carries its message).
 func (t *Tokenizer) RenderChat(msgs []Message, opts ChatOptions) (string, error) {
 	segs, err := t.chatSegments(msgs, opts)
 	if err != nil {
@@ -172,7 +241,8 @@ func (t *Tokenizer) RenderChat(msgs []Message, opts ChatOptions) (string, error)
 }
 
 // EncodeChat returns the ids of msgs under the chat template, BOS included
-// where the template puts it. Added tokens are recognised in template text
+// where the template puts it (as text: "{{ bos_token }}" becomes the BOS id,
+// and no other BOS is added). Added tokens are recognised in template text
 // only: a message containing "<|end_of_turn|>" spells it with ordinary
 // pieces. Each maximal run of text between added tokens (template text and
 // content together) is encoded as one piece of text, with "▁" prepended as

@@ -112,6 +112,7 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 			}
 		}
 	}
+	t.compileChatTemplate()
 	return nil
 }
 

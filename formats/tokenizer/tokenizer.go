@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gptqtool/gptqtool/formats/jinja"
 )
 
 // ErrInvalidUTF8 is returned (wrapped) when text to encode is not valid UTF-8.
@@ -78,6 +80,8 @@ type Tokenizer struct {
 	bos, eos       int
 	addBOS, addEOS bool
 	chatTemplate   string
+	chatJinja      *jinja.Template // chatTemplate parsed, when it is not openchat's
+	chatJinjaErr   error           // why chatTemplate could not be parsed
 	namedTemplates []NamedTemplate // chat_template's named entries but "default", in file order
 	source         string          // file the vocabulary came from, for errors
 }

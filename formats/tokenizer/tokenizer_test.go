@@ -461,8 +461,18 @@ func TestChatTemplateMissing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tok.RenderChat(nil, ChatOptions{}); !errors.Is(err, ErrUnknownTemplate) {
-		t.Errorf("unknown template: error %v, want ErrUnknownTemplate", err)
+	// Any other template is rendered as Jinja.
+	if got, err := tok.RenderChat([]Message{{Role: "user", Content: "x"}}, ChatOptions{}); err != nil || got != "x" {
+		t.Errorf("a Jinja chat_template: RenderChat = %q, %v, want \"x\"", got, err)
+	}
+	// One outside the subset jinja renders is refused, naming the construct.
+	writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"chat_template": "{% macro m() %}{% endmacro %}"}`)
+	if tok, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tok.RenderChat(nil, ChatOptions{})
+	if !errors.Is(err, ErrUnknownTemplate) || !strings.Contains(err.Error(), "macro") || !strings.Contains(err.Error(), "line 1 col 4") {
+		t.Errorf("a template with a macro: error %v, want ErrUnknownTemplate naming macro at line 1 col 4", err)
 	}
 }
 
