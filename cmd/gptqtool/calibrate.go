@@ -46,7 +46,7 @@ func addCalibrationFlags(fs *pflag.FlagSet, o *calibrationFlags) {
 	fs.StringVar(&o.mode, "mode", calibrate.ModeRandom, "sampling: random (windows over the concatenated token stream) or record (one record per sample, truncated or padded with a mask)")
 	fs.StringVar(&o.textColumn, "text-column", "", "column (dotted path for nested columns) holding the text of plain corpora (default: conversations/messages, instruction rows, then text)")
 	fs.StringVar(&o.template, "template", "", `row template (not a chat template: see --chat-template) over column names, e.g. "Q: {question}\nA: {answer}" ({col?} optional, {{ }} literal braces, \n \t escapes)`)
-	fs.StringVar(&o.chatTemplate, "chat-template", "", "chat template for instruction and conversation rows: openchat or openchat-math (default: recognised from tokenizer_config.json)")
+	fs.StringVar(&o.chatTemplate, "chat-template", "", "chat template for instruction and conversation rows: openchat or openchat-math (default: tokenizer_config.json's chat_template)")
 	fs.BoolVar(&o.systemMessages, "system-messages", false, "keep system turns of conversation rows (dropped by default, as openchat does)")
 }
 

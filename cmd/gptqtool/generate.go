@@ -64,7 +64,7 @@ JSON document with both and the text.`,
 	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 = all)")
 	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling")
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
-	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: recognised from tokenizer_config.json; setting it implies --chat)")
+	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: tokenizer_config.json's chat_template; setting it implies --chat)")
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)

@@ -81,7 +81,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")
-	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: recognised from tokenizer_config.json)")
+	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: tokenizer_config.json's chat_template)")
 	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "access log format on stderr: json or text")
 	return cmd
@@ -346,7 +346,8 @@ func chatUnavailable(tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions) strin
 	case errors.Is(err, tokenizer.ErrNoChatTemplate):
 		return "the model's tokenizer_config.json has no chat_template; restart with --chat-template openchat or openchat-math for a model trained on one of those"
 	case errors.Is(err, tokenizer.ErrUnknownTemplate):
-		return "the chat_template of the model's tokenizer_config.json is not one gptqtool renders; restart with --chat-template openchat or openchat-math for a model trained on one of those"
+		// The tokenizer's error names the Jinja construct and its place.
+		return fmt.Sprintf("the chat_template of the model's tokenizer_config.json uses Jinja that gptqtool does not render (%s); restart with --chat-template openchat or openchat-math for a model trained on one of those", strings.TrimPrefix(err.Error(), "tokenizer: "))
 	}
 	// (The vocabulary lacks a token the template writes: no flag helps.)
 	return strings.TrimPrefix(err.Error(), "tokenizer: ")

@@ -73,7 +73,7 @@ of ids (spaces or commas, one argument or several) and the text is printed.`,
 	f.BoolVar(&o.decode, "decode", false, "TEXT is a list of ids: print their text")
 	f.BoolVar(&o.special, "special", false, "recognise added tokens such as <|end_of_turn|> in plain text")
 	f.BoolVar(&o.json, "json", false, `print one JSON document: {"ids": [...]} or {"text": "..."}`)
-	f.StringVar(&o.template, "chat-template", "", "chat template: openchat or openchat-math (default: recognised from tokenizer_config.json)")
+	f.StringVar(&o.template, "chat-template", "", "chat template: openchat or openchat-math (default: tokenizer_config.json's chat_template)")
 	f.BoolVar(&o.system, "system-messages", false, "keep system messages in chats (openchat drops them by default)")
 	f.BoolVar(&o.noGenPrompt, "no-generation-prompt", false, "do not end a chat with the assistant prompt")
 	return cmd

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 const openchatTokDir = "../../../shared/fixtures/tokenizers/openchat-3.5-1210"
@@ -149,6 +152,47 @@ func TestStdinFinalNewline(t *testing.T) {
 			}
 			if got := ids(t, c.stdin, "generate", "--model", model, "--prompt", "-", "--max-tokens", "1", "--temperature", "0", "--ids"); !strings.HasPrefix(got, want+" ") {
 				t.Errorf("generate --prompt - ids %q do not start with %q, tokenize's for %q", got, want, c.same)
+			}
+		})
+	}
+}
+
+// TestChatUnavailableJinja: a model whose chat_template is Jinja within
+// the subset gptqtool renders has chat completions; one beyond it is told
+// at start with the construct and its place.
+func TestChatUnavailableJinja(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(openchatTokDir, "tokenizer.json"))
+	if err != nil {
+		t.Skipf("fixture %s missing: %v", openchatTokDir, err)
+	}
+	for _, c := range []struct {
+		name, template string
+		want           []string // empty: available
+	}{
+		{"chatml", `{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}`, nil},
+		{"macro", `{% macro f() %}{% endmacro %}`, []string{"Jinja that gptqtool does not render", "macro", "line 1 col 4", "--chat-template"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg, _ := json.Marshal(map[string]string{"chat_template": c.template})
+			if err := os.WriteFile(filepath.Join(dir, "tokenizer.json"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), cfg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tok, err := tokenizer.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			why := chatUnavailable(tok, tokenizer.ChatOptions{})
+			if len(c.want) == 0 && why != "" {
+				t.Errorf("chatUnavailable = %q, want available", why)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(why, w) {
+					t.Errorf("chatUnavailable = %q, does not say %q", why, w)
+				}
 			}
 		})
 	}

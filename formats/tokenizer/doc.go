@@ -51,10 +51,15 @@
 //
 // # Chat templates
 //
-// Templates are recognised natively, not evaluated: tokenizer_config.json's
-// chat_template is compared (whitespace-insensitive) with the known openchat
-// templates, and anything else is an error wrapping ErrUnknownTemplate unless
-// ChatOptions.Template names one.
+// tokenizer_config.json's chat_template is compared (whitespace-insensitive)
+// with the known openchat templates, which are rendered natively; any other
+// is rendered by package jinja as transformers' apply_chat_template renders
+// it (messages, add_generation_prompt, bos_token, eos_token; tools and
+// documents none), and the text is tokenized with added tokens recognised
+// in the template's text but not in message content, so "{{ bos_token }}"
+// is the BOS id and no other BOS is added. A template using Jinja outside
+// that subset is an error wrapping ErrUnknownTemplate, naming the construct
+// and its line and column, unless ChatOptions.Template names one.
 //
 // A Tokenizer is immutable after loading and safe for concurrent use; a
 // Decoder is not.

@@ -494,7 +494,7 @@ func chatError(err error, condition string) error {
 	case errors.Is(err, tokenizer.ErrNoChatTemplate):
 		return &openai.FieldError{Field: "messages", Msg: "this server has no chat template: the model's tokenizer_config.json has none and serve was not given --chat-template (openchat, openchat-math); send the text to /v1/completions, or restart serve with --chat-template"}
 	case errors.Is(err, tokenizer.ErrUnknownTemplate):
-		return &openai.FieldError{Field: "messages", Msg: "this server does not recognise the chat_template of the model's tokenizer_config.json (it renders openchat and openchat-math) and serve was not given --chat-template; send the text to /v1/completions, or restart serve with --chat-template"}
+		return &openai.FieldError{Field: "messages", Msg: "this server cannot render the chat_template of the model's tokenizer_config.json (it uses Jinja outside the subset gptqtool renders) and serve was not given --chat-template; send the text to /v1/completions, or restart serve with --chat-template"}
 	case errors.Is(err, tokenizer.ErrTemplateToken):
 		field, what := "messages", "this server's chat template"
 		if condition != "" {

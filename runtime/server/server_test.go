@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/jinja"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -1275,5 +1276,24 @@ func TestShutdownUnscored(t *testing.T) {
 				t.Errorf("the shutdown's error names the request timeout: %q", c.Error.Message)
 			}
 		})
+	}
+}
+
+// TestChatErrorJinja: a template's raise_exception is a 400 on messages
+// with the template's words; a template beyond the Jinja subset is the
+// server's own message.
+func TestChatErrorJinja(t *testing.T) {
+	tp, err := jinja.Parse(`{{ raise_exception('roles must alternate') }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, raised := tp.Render(nil)
+	fe, ok := chatError(fmt.Errorf("tokenizer: chat_template: %w", raised), "").(*openai.FieldError)
+	if !ok || fe.Field != "messages" || fe.Msg != "chat_template: roles must alternate" {
+		t.Errorf("raise_exception: %#v", fe)
+	}
+	fe, ok = chatError(fmt.Errorf("tokenizer: x: %w", tokenizer.ErrUnknownTemplate), "").(*openai.FieldError)
+	if !ok || fe.Field != "messages" || !strings.Contains(fe.Msg, "outside the subset") || strings.Contains(fe.Msg, "tokenizer:") {
+		t.Errorf("unrenderable template: %#v", fe)
 	}
 }
