@@ -605,6 +605,9 @@ func applyTest(name string, v value, args []value) (bool, error) {
 	switch name {
 	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in":
 		want = 1
+	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even":
+	default:
+		return false, errors.New("not supported")
 	}
 	if len(args) != want {
 		return false, fmt.Errorf("takes %d argument(s)", want)

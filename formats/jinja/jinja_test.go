@@ -1,0 +1,77 @@
+package jinja
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestUnsupported: constructs outside the subset are errors naming the
+// construct and its line and column, never a render.
+func TestUnsupported(t *testing.T) {
+	for _, c := range []struct {
+		name, src, want string
+	}{
+		{"macro", "ab\n  {% macro f() %}{% endmacro %}", "line 2 col 6: {% macro %} is not supported"},
+		{"include", "{% include 'x' %}", "line 1 col 4: {% include %} is not supported"},
+		{"unknown filter", "{{ 'a' | wordwrap }}", "line 1 col 10: filter wordwrap: not supported"},
+		{"unknown test", "{{ 1 is divisibleby 3 }}", "line 1 col 9: test divisibleby: not supported"},
+		{"power", "{{ 2 ** 3 }}", "line 1 col 6: the ** operator is not supported"},
+		{"string format", "{{ '%s' % 1 }}", "line 1 col 9: string formatting with % is not supported"},
+		{"print a list", "{{ [1] }}", "line 1 col 4: printing a list is not supported"},
+		{"unknown method", "{{ 'a'.zfill(3) }}", "line 1 col 13: 'str object' has no attribute 'zfill'"},
+		{"attribute of undefined", "{{ x.y }}", "line 1 col 6: 'x' is undefined"},
+		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
+		{"for else", "{% for x in y %}{% else %}{% endfor %}", "{% for %}…{% else %} is not supported"},
+		{"block set", "{% set x %}a{% endset %}", "block sets and tuple assignment are not supported"},
+		{"unclosed tag", "{{ x", "line 1 col 1: tag is not closed"},
+		{"raw", "{% raw %}{{ x }}{% endraw %}", "{% raw %} is not supported"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp, err := Parse(c.src)
+			if err == nil {
+				var got string
+				got, err = tp.RenderString(nil)
+				if err == nil {
+					t.Fatalf("rendered %q, want an error", got)
+				}
+			}
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want an *Error saying %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestDataChunks: bytes from Data inputs stay marked through
+// concatenation, strip and slicing.
+func TestDataChunks(t *testing.T) {
+	tp, err := Parse(`{{ '<a>' + (c | trim) + '<b>' }}{{ c[1:3] }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tp.Render(map[string]any{"c": Data(" x<b>y ")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Chunk{{"<a>", false}, {"x<b>y", true}, {"<b>", false}, {"x<", true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
+	}
+}
+
+func ExampleTemplate_RenderString() {
+	tp, err := Parse("{{ bos_token }}{% for m in messages %}[INST] {{ m.content | trim }} [/INST]{% endfor %}")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	m := NewDict()
+	m.Set("role", "user")
+	m.Set("content", " Hello ")
+	out, err := tp.RenderString(map[string]any{"bos_token": "<s>", "messages": []any{m}})
+	fmt.Printf("%q %v\n", out, err)
+	// Output: "<s>[INST] Hello [/INST]" <nil>
+}
