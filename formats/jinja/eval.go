@@ -250,6 +250,8 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 	}
 	n := int64(len(items))
 	for i, item := range items {
+		// Each iteration has its own scope: a set in one is gone in the next.
+		inner = &scope{vars: map[string]value{}, parent: sc}
 		if err := bind(item); err != nil {
 			return err
 		}
@@ -679,7 +681,7 @@ func contains(container, item value) (bool, error) {
 		_, in := c.m[s.s]
 		return in, nil
 	case undefined:
-		return false, errors.New(c.what)
+		return false, nil // Undefined iterates as empty
 	}
 	return false, fmt.Errorf("argument of type %s is not iterable", typeName(container))
 }

@@ -396,12 +396,7 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 		}
 		return nil
 	}
-	asStr := func() (str, error) {
-		if u, ok := v.(undefined); ok {
-			return str{}, errors.New(u.what)
-		}
-		return toStr(v)
-	}
+	asStr := func() (str, error) { return toStr(v) } // Undefined is ""
 	switch name {
 	case "trim", "upper", "lower", "title", "capitalize", "string":
 		if name == "trim" {
@@ -410,11 +405,6 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 			}
 		} else if err := noArgs(); err != nil {
 			return nil, err
-		}
-		if name == "string" {
-			if _, ok := v.(undefined); ok {
-				return str{}, nil
-			}
 		}
 		s, err := asStr()
 		if err != nil {

@@ -535,7 +535,7 @@ func (p *parser) math2() (expr, error) {
 }
 
 func (p *parser) pow() (expr, error) {
-	l, err := p.unary()
+	l, err := p.unary(true)
 	if err != nil {
 		return nil, err
 	}
@@ -545,21 +545,28 @@ func (p *parser) pow() (expr, error) {
 	return l, nil
 }
 
-func (p *parser) unary() (expr, error) {
+// unary parses a value with its postfixes, signs and (withFilters) its
+// filters and tests, which apply after a sign as in jinja2: -x|f is (-x)|f.
+func (p *parser) unary(withFilters bool) (expr, error) {
+	var x expr
 	if p.isOp("-") || p.isOp("+") {
 		t := p.next()
-		x, err := p.unary()
+		inner, err := p.unary(false)
 		if err != nil {
 			return nil, err
 		}
-		return &unaryExpr{node{t.pos}, t.s, x}, nil
+		x = &unaryExpr{node{t.pos}, t.s, inner}
+	} else {
+		var err error
+		if x, err = p.primary(); err != nil {
+			return nil, err
+		}
+		if x, err = p.postfix(x); err != nil {
+			return nil, err
+		}
 	}
-	x, err := p.primary()
-	if err != nil {
-		return nil, err
-	}
-	if x, err = p.postfix(x); err != nil {
-		return nil, err
+	if !withFilters {
+		return x, nil
 	}
 	return p.filters(x)
 }

@@ -59,6 +59,20 @@ func tokens(src string, base int) ([]token, error) {
 					j++
 				}
 			}
+			if j < len(src) && (src[j] == 'e' || src[j] == 'E') {
+				k := j + 1
+				if k < len(src) && (src[k] == '+' || src[k] == '-') {
+					k++
+				}
+				if k < len(src) && src[k] >= '0' && src[k] <= '9' {
+					kind = tokFloat
+					for j = k; j < len(src) && (src[j] >= '0' && src[j] <= '9' || src[j] == '_'); j++ {
+					}
+				}
+			}
+			if kind == tokInt && j-i > 1 && src[i] == '0' {
+				return nil, &Error{Pos: pos, Msg: fmt.Sprintf("integer %s has a leading zero", src[i:j])}
+			}
 			out = append(out, token{kind, strings.ReplaceAll(src[i:j], "_", ""), pos})
 			i = j
 		case c == '\'' || c == '"':

@@ -161,6 +161,9 @@ FEATURES = {
     "set_namespace": "{% set ns = namespace(found=false, n=0) %}{% for m in messages %}{% if m.role == 'system' %}{% set ns.found = true %}{% endif %}{% set ns.n = ns.n + 1 %}{% set inner = 'x' %}{% endfor %}{{ ns.found }}|{{ ns.n }}|{{ inner is defined }}{% set a = 1 %}{% if true %}{% set a = 2 %}{% endif %}|{{ a }}",
     "inline_if": "{{ 'yes' if add_generation_prompt else 'no' }}|{{ 'only' if false }}|{{ ('a' if messages else 'b') + '!' }}",
     "content_ops": "{% for m in messages %}<{{ m.content | trim }}|{{ m.content.strip().upper() }}|{{ m['content'][:3] }}|{{ m.content | length }}>{% endfor %}",
+    "scoping": "{% for m in messages %}{% if loop.first %}{% set a = 'first' %}{% endif %}{{ a }}.{% endfor %}|{% for m in messages %}{% set b = m.role %}{% endfor %}{{ b }}|{{ m }}|{{ loop is defined }}",
+    "undefined": "{{ x | trim }}|{{ x | upper }}|{{ x | join }}|{{ x | string }}|{{ x | length }}|{{ 'a' in x }}|{{ x ~ 'a' }}|{{ not x }}|{{ x == none }}|{% for a in x %}never{% endfor %}|{{ x | default('d') }}|{{ messages[0].nope is defined }}",
+    "numbers": "{{ 1e3 }}|{{ 0.1 + 0.2 }}|{{ 10 / 4 }}|{{ 1 / 3 }}|{{ 1e20 * 10 }}|{{ 0.00001 }}|{{ 2.5e-3 }}|{{ -(messages | length) }}|{{ -2 | abs if false else -2 }}|{{ 3 // 2.0 }}|{{ -3 % 2.5 }}|{{ 1_000 }}|{{ true + 1 }}",
     "raise": "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system messages, got: ' + m.content) }}{% endif %}{{ m.content }}{% endfor %}",
 }
 
