@@ -10,20 +10,21 @@
 // last, length, previtem, nextitem; "for a, b in"; "for x in xs if c";
 // break, continue), set (namespace() and ns.attr assignment); literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
-// dicts); x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~, comparisons,
+// tuples, dicts), printed as Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~, comparisons,
 // and, or, not, in, not in; inline "a if c else b"; tests defined,
 // undefined, none, string, number, integer, float, boolean, true, false,
 // mapping, sequence, iterable, odd, even, eq/equalto/ne/lt/le/gt/ge, in;
 // filters trim, upper, lower, title, capitalize, string, length/count,
 // tojson (json.dumps with ensure_ascii=False, as transformers defines it;
-// indent), default/d, join, first, last, list, selectattr, rejectattr;
+// indent), default/d, join, first, last, list, map (a filter name, or
+// attribute= with default=), selectattr, rejectattr;
 // string methods strip, lstrip, rstrip, upper, lower, title, capitalize,
 // startswith, endswith, split, replace; dict methods items, keys, values,
 // get; globals raise_exception, namespace, range.
 //
-// Anything else (macros, call blocks, includes, block set, tuples, **,
-// % string formatting, other filters, tests and methods, printing a list
-// or dict) is an *Error naming the construct and its line and column, at
+// Anything else (macros, call blocks, includes, block set, tuple
+// assignment, **, % string formatting, keyword arguments to methods,
+// other filters, tests, methods and globals) is an *Error naming the construct and its line and column, at
 // Parse where the grammar shows it, else at Render: never a different
 // output.
 //

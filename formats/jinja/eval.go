@@ -223,7 +223,7 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 			inner.vars[s.vars[0]] = item
 			return nil
 		}
-		l, ok := item.([]value)
+		l, ok := seq(item).([]value)
 		if !ok || len(l) != len(s.vars) {
 			return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot unpack a %s into %d loop variables", typeName(item), len(s.vars))}
 		}
@@ -294,7 +294,7 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 // iterate returns the items of a list, the keys of a dict, the characters
 // of a string; undefined is empty.
 func iterate(v value) ([]value, error) {
-	switch x := v.(type) {
+	switch x := seq(v).(type) {
 	case []value:
 		return x, nil
 	case *Dict:
@@ -336,6 +336,9 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 				return nil, err
 			}
 			out[i] = v
+		}
+		if x.tuple {
+			return tuple(out), nil
 		}
 		return out, nil
 	case *dictExpr:
@@ -513,6 +516,11 @@ func arith(op string, l, r value) (value, error) {
 				return append(append([]value{}, a...), b...), nil
 			}
 		}
+		if a, ok := l.(tuple); ok {
+			if b, ok := r.(tuple); ok {
+				return append(append(tuple{}, a...), b...), nil
+			}
+		}
 	case op == "*" && (lok || rok):
 		s, n := ls, r
 		if rok {
@@ -659,7 +667,7 @@ func cmpF(a, b float64) int {
 }
 
 func contains(container, item value) (bool, error) {
-	switch c := container.(type) {
+	switch c := seq(container).(type) {
 	case str:
 		s, ok := item.(str)
 		if !ok {
@@ -717,7 +725,7 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 
 // getItem is jinja2's getitem (x[i]): an index, a key, else an attribute.
 func getItem(v value, i value) (value, error) {
-	switch x := v.(type) {
+	switch x := seq(v).(type) {
 	case undefined:
 		return nil, errors.New(x.what)
 	case []value:
@@ -784,6 +792,8 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 	if step == 0 {
 		return nil, &Error{Pos: x.pos, Msg: "slice step cannot be zero"}
 	}
+	_, isTuple := v.(tuple)
+	v = seq(v)
 	var n int64
 	var runes []rune
 	switch y := v.(type) {
@@ -803,6 +813,9 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 		out := make([]value, 0, len(idx))
 		for _, i := range idx {
 			out = append(out, y[i])
+		}
+		if isTuple {
+			return tuple(out), nil
 		}
 		return out, nil
 	default:

@@ -150,7 +150,7 @@ func callMethod(m method, args []value) (value, error) {
 			for i, k := range recv.keys {
 				switch m.name {
 				case "items":
-					out[i] = []value{str{s: k}, recv.m[k]}
+					out[i] = tuple{str{s: k}, recv.m[k]}
 				case "keys":
 					out[i] = str{s: k}
 				default:
@@ -208,7 +208,7 @@ func strMethod(s str, name string, args []value) (value, error) {
 			return nil, errors.New("takes 1 argument")
 		}
 		var prefixes []string
-		switch a := args[0].(type) {
+		switch a := seq(args[0]).(type) {
 		case str:
 			prefixes = []string{a.s}
 		case []value:
@@ -431,7 +431,7 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 		if err := noArgs(); err != nil {
 			return nil, err
 		}
-		switch x := v.(type) {
+		switch x := seq(v).(type) {
 		case str:
 			return int64(utf8.RuneCountInString(x.s)), nil
 		case []value:
@@ -531,6 +531,45 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 			return nil, err
 		}
 		return iterate(v)
+	case "map":
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]value, 0, len(items))
+		if a, ok := kw["attribute"]; ok && len(args) == 0 {
+			attr, ok := a.(str)
+			if !ok || len(kw) > 2 {
+				return nil, errors.New("attribute must be a string (and default the only other argument)")
+			}
+			def, hasDef := kw["default"]
+			for _, it := range items {
+				x, err := getAttrOrItem(it, attr.s)
+				if err != nil {
+					return nil, err
+				}
+				if _, u := x.(undefined); u && hasDef {
+					x = def
+				}
+				out = append(out, x)
+			}
+			return out, nil
+		}
+		if len(args) < 1 || kw != nil {
+			return nil, errors.New("takes a filter name or attribute=")
+		}
+		fn, ok := args[0].(str)
+		if !ok || fn.s == "map" {
+			return nil, errors.New("the filter name must be a string")
+		}
+		for _, it := range items {
+			x, err := applyFilter(fn.s, it, args[1:], nil)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, x)
+		}
+		return out, nil
 	case "selectattr", "rejectattr":
 		if kw != nil || len(args) < 1 {
 			return nil, errors.New("takes an attribute name and an optional test")
@@ -638,7 +677,7 @@ func applyTest(name string, v value, args []value) (bool, error) {
 		return ok, nil
 	case "sequence", "iterable":
 		switch v.(type) {
-		case str, []value, *Dict:
+		case str, []value, tuple, *Dict:
 			return true, nil
 		}
 		return false, nil

@@ -24,6 +24,7 @@ type (
 	listExpr struct {
 		node
 		items []expr
+		tuple bool
 	}
 	dictExpr struct {
 		node
@@ -612,9 +613,7 @@ func (p *parser) primary() (expr, error) {
 				return nil, err
 			}
 			if p.isOp(",") {
-				// A tuple, kept as a list: what templates do with one
-				// (startswith, in, iterate) is the same.
-				l := &listExpr{node: pos, items: []expr{x}}
+				l := &listExpr{node: pos, items: []expr{x}, tuple: true}
 				for p.isOp(",") {
 					p.t++
 					if p.isOp(")") {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // value is a template value: nil (none), bool, int64, float64, str,
@@ -59,6 +60,19 @@ type undefined struct{ what string }
 type method struct {
 	recv value
 	name string
+}
+
+// tuple is a Python tuple (a tuple literal, a dict item): a list that
+// prints in parentheses and equals only tuples.
+type tuple []value
+
+// seq returns a tuple as a list, anything else as it is, for the uses
+// where the two do not differ.
+func seq(v value) value {
+	if t, ok := v.(tuple); ok {
+		return []value(t)
+	}
+	return v
 }
 
 // builtin is a global function (raise_exception, namespace, range).
@@ -144,6 +158,8 @@ func typeName(v value) string {
 		return "str"
 	case []value:
 		return "list"
+	case tuple:
+		return "tuple"
 	case *Dict:
 		return "dict"
 	case *namespace:
@@ -155,7 +171,7 @@ func typeName(v value) string {
 }
 
 func truthy(v value) bool {
-	switch x := v.(type) {
+	switch x := seq(v).(type) {
 	case nil, undefined:
 		return false
 	case bool:
@@ -193,8 +209,124 @@ func toStr(v value) (str, error) {
 		return str{s: strconv.FormatInt(x, 10)}, nil
 	case float64:
 		return str{s: pyFloat(x)}, nil
+	case []value, tuple, *Dict:
+		var b strings.Builder
+		if err := pyRepr(&b, v); err != nil {
+			return str{}, err
+		}
+		// Data inside is not tracked through repr: the whole is data if
+		// any part was.
+		if hasData(v) {
+			return str{s: b.String(), data: []span{{0, b.Len()}}}, nil
+		}
+		return str{s: b.String()}, nil
 	}
-	return str{}, fmt.Errorf("printing a %s is not supported (use |tojson)", typeName(v))
+	return str{}, fmt.Errorf("printing a %s is not supported", typeName(v))
+}
+
+func hasData(v value) bool {
+	switch x := seq(v).(type) {
+	case str:
+		return len(x.data) > 0
+	case []value:
+		for _, e := range x {
+			if hasData(e) {
+				return true
+			}
+		}
+	case *Dict:
+		for _, k := range x.keys {
+			if hasData(x.m[k]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pyRepr writes Python's repr of a list or dict value (how jinja2 prints
+// them).
+func pyRepr(b *strings.Builder, v value) error {
+	switch x := v.(type) {
+	case str:
+		pyStrRepr(b, x.s)
+	case []value:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if err := pyRepr(b, e); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	case *Dict:
+		b.WriteByte('{')
+		for i, k := range x.keys {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			pyStrRepr(b, k)
+			b.WriteString(": ")
+			if err := pyRepr(b, x.m[k]); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+	case tuple:
+		b.WriteByte('(')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			if err := pyRepr(b, e); err != nil {
+				return err
+			}
+		}
+		if len(x) == 1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte(')')
+	case nil, bool, int64, float64:
+		s, _ := toStr(x)
+		b.WriteString(s.s)
+	default:
+		return fmt.Errorf("printing a %s inside a list or dict is not supported", typeName(v))
+	}
+	return nil
+}
+
+// pyStrRepr is Python's repr of a str: single quotes unless the text has
+// ' and no ", escapes for the quote, backslash and unprintable runes.
+func pyStrRepr(b *strings.Builder, s string) {
+	q := byte('\'')
+	if strings.ContainsRune(s, '\'') && !strings.ContainsRune(s, '"') {
+		q = '"'
+	}
+	b.WriteByte(q)
+	for _, r := range s {
+		switch {
+		case r == rune(q) || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r == ' ' || unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(b, `\x%02x`, r)
+		case r < 0x10000:
+			fmt.Fprintf(b, `\u%04x`, r)
+		default:
+			fmt.Fprintf(b, `\U%08x`, r)
+		}
+	}
+	b.WriteByte(q)
 }
 
 // pyFloat is Python's repr of a float.
@@ -242,6 +374,9 @@ func equal(a, b value) bool {
 	case undefined:
 		_, ok := b.(undefined)
 		return ok
+	case tuple:
+		y, ok := b.(tuple)
+		return ok && equal([]value(x), []value(y))
 	case []value:
 		y, ok := b.([]value)
 		if !ok || len(x) != len(y) {
@@ -288,6 +423,7 @@ func num(v value) (float64, bool) {
 // toJSON is json.dumps(v, ensure_ascii=False) (transformers' tojson):
 // ", " and ": " separators, indent when indent >= 0.
 func toJSON(b *strings.Builder, v value, indent, depth int) error {
+	v = seq(v)
 	nl := func(d int) {
 		if indent >= 0 {
 			b.WriteByte('\n')
