@@ -682,6 +682,10 @@ func contains(container, item value) (bool, error) {
 		}
 		return false, nil
 	case *Dict:
+		switch item.(type) {
+		case []value, *Dict:
+			return false, fmt.Errorf("unhashable type: '%s'", typeName(item))
+		}
 		s, ok := item.(str)
 		if !ok {
 			return false, nil

@@ -335,9 +335,9 @@ func pyTitle(s string) string {
 	prevCased := false
 	for _, r := range s {
 		if prevCased {
-			b.WriteRune(unicode.ToLower(r))
+			b.WriteString(pyLower(string(r)))
 		} else {
-			b.WriteRune(unicode.ToTitle(r))
+			b.WriteString(titleRune(r))
 		}
 		prevCased = unicode.IsUpper(r) || unicode.IsLower(r) || unicode.IsTitle(r)
 	}
@@ -350,7 +350,7 @@ func capitalize(s string) string {
 	if n == 0 {
 		return s
 	}
-	return string(unicode.ToTitle(r)) + pyLower(s[n:])
+	return titleRune(r) + pyLower(s[n:])
 }
 
 // jinjaTitle is jinja2's title filter: words start after "-", whitespace
@@ -364,9 +364,9 @@ func jinjaTitle(s string) string {
 		case sep:
 			b.WriteRune(r)
 		case start:
-			b.WriteRune(unicode.ToUpper(r))
+			b.WriteString(pyUpper(string(r)))
 		default:
-			b.WriteRune(unicode.ToLower(r))
+			b.WriteString(pyLower(string(r)))
 		}
 		start = sep
 	}
@@ -709,7 +709,16 @@ func applyTest(name string, v value, args []value) (bool, error) {
 var (
 	upperSpecial = map[rune]string{'ß': "SS", 'ﬀ': "FF", 'ﬁ': "FI", 'ﬂ': "FL", 'ﬃ': "FFI", 'ﬄ': "FFL", 'ﬅ': "ST", 'ﬆ': "ST", 'ŉ': "ʼN", 'ǰ': "J̌", 'ΐ': "Ϊ́", 'ΰ': "Ϋ́", 'և': "ԵՒ"}
 	lowerSpecial = map[rune]string{'İ': "i̇"}
+	titleSpecial = map[rune]string{'ß': "Ss", 'ﬀ': "Ff", 'ﬁ': "Fi", 'ﬂ': "Fl", 'ﬃ': "Ffi", 'ﬄ': "Ffl", 'ﬅ': "St", 'ﬆ': "St", 'ŉ': "ʼN", 'ǰ': "J̌", 'և': "Եւ"}
 )
+
+// titleRune is Python's title case of one rune.
+func titleRune(r rune) string {
+	if x, ok := titleSpecial[r]; ok {
+		return x
+	}
+	return string(unicode.ToTitle(r))
+}
 
 // pyUpper is Python's str.upper.
 func pyUpper(s string) string { return caseMap(s, upperSpecial, unicode.ToUpper) }

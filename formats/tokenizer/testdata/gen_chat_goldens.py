@@ -165,6 +165,7 @@ FEATURES = {
     "undefined": "{{ x | trim }}|{{ x | upper }}|{{ x | join }}|{{ x | string }}|{{ x | length }}|{{ 'a' in x }}|{{ x ~ 'a' }}|{{ not x }}|{{ x == none }}|{% for a in x %}never{% endfor %}|{{ x | default('d') }}|{{ messages[0].nope is defined }}",
     "numbers": "{{ 1e3 }}|{{ 0.1 + 0.2 }}|{{ 10 / 4 }}|{{ 1 / 3 }}|{{ 1e20 * 10 }}|{{ 0.00001 }}|{{ 2.5e-3 }}|{{ -(messages | length) }}|{{ -2 | abs if false else -2 }}|{{ 3 // 2.0 }}|{{ -3 % 2.5 }}|{{ 1_000 }}|{{ true + 1 }}",
     "repr_map_tuples": "{{ messages[0] }}|{{ messages | map(attribute='role') | list }}|{{ ['a', 'B'] | map('upper') | join }}|{{ [none, true, 1.5, \"it's\", 'say \"x\"', '\\n\\t\\x01é'] }}|{{ (1, 'a') }}|{{ (1,) }}|{{ (1, 2) == [1, 2] }}|{% for k, v in {'a': 1, 'b': 'x'}.items() %}{{ k }}{{ v }}{% endfor %}|{{ {'a': 1}.items() | list }}|{{ range(1, 7, 2) | list }}",
+    "unicode_case": "{% for m in messages %}<{{ m.content | title }}|{{ m.content.title() }}|{{ m.content | capitalize }}|{{ m.content | upper }}|{{ m.content.lower() }}>{% endfor %}|{{ 'ßtraße ﬁne' | title }}|{{ 'ßtraße ﬁne'.title() }}|{{ 'ß' | capitalize }}",
     "raise": "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('no system messages, got: ' + m.content) }}{% endif %}{{ m.content }}{% endfor %}",
 }
 
