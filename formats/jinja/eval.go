@@ -114,10 +114,15 @@ func (s *scope) lookup(name string) (value, bool) {
 type renderer struct {
 	out   []Chunk
 	steps int
+	size  int // bytes output
 }
 
-// maxSteps bounds the work of one render (statements and loop iterations).
-const maxSteps = 10_000_000
+// maxSteps bounds the work of one render (statements and loop
+// iterations), maxLen the length of a string value and of the output.
+const (
+	maxSteps = 1_000_000
+	maxLen   = 1 << 24
+)
 
 type loopSignal struct{ brk bool }
 
@@ -160,6 +165,9 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			out, err := toStr(v)
 			if err != nil {
 				return &Error{Pos: s.x.at(), Msg: err.Error()}
+			}
+			if r.size += len(out.s); r.size > maxLen {
+				return &Error{Pos: s.x.at(), Msg: "output too long"}
 			}
 			r.emit(out)
 		case ifStmt:
@@ -235,6 +243,9 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 	if s.cond != nil {
 		var kept []value
 		for _, item := range items {
+			if r.steps++; r.steps > maxSteps {
+				return &Error{Pos: s.pos, Msg: "render takes too many steps"}
+			}
 			if err := bind(item); err != nil {
 				return err
 			}
@@ -250,6 +261,9 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 	}
 	n := int64(len(items))
 	for i, item := range items {
+		if r.steps++; r.steps > maxSteps {
+			return &Error{Pos: s.pos, Msg: "render takes too many steps"}
+		}
 		// Each iteration has its own scope: a set in one is gone in the next.
 		inner = &scope{vars: map[string]value{}, parent: sc}
 		if err := bind(item); err != nil {
@@ -490,6 +504,9 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 		if err != nil {
 			return nil, &Error{Pos: x.r.at(), Msg: err.Error()}
 		}
+		if len(a.s)+len(b.s) > maxLen {
+			return nil, &Error{Pos: x.pos, Msg: "string too long"}
+		}
 		return concatStr(a, b), nil
 	}
 	for _, v := range []value{l, rv} {
@@ -509,6 +526,9 @@ func arith(op string, l, r value) (value, error) {
 	rs, rok := r.(str)
 	switch {
 	case lok && rok && op == "+":
+		if len(ls.s)+len(rs.s) > maxLen {
+			return nil, errors.New("string too long")
+		}
 		return concatStr(ls, rs), nil
 	case op == "+":
 		if a, ok := l.([]value); ok {
@@ -530,7 +550,7 @@ func arith(op string, l, r value) (value, error) {
 			if k <= 0 {
 				return str{}, nil
 			}
-			if int64(len(s.s))*k > 1<<24 {
+			if int64(len(s.s))*k > maxLen {
 				return nil, errors.New("string repetition too large")
 			}
 			out := str{s: strings.Repeat(s.s, int(k))}

@@ -502,6 +502,9 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 			if err != nil {
 				return nil, err
 			}
+			if len(out.s)+len(sep.s)+len(s.s) > maxLen {
+				return nil, errors.New("string too long")
+			}
 			if i > 0 {
 				out = concatStr(out, sep)
 			}

@@ -76,3 +76,21 @@ func ExampleTemplate_RenderString() {
 	fmt.Printf("%q %v\n", out, err)
 	// Output: "<s>[INST] Hello [/INST]" <nil>
 }
+
+// TestLimits: a template that would grow without bound stops with an error.
+func TestLimits(t *testing.T) {
+	for _, src := range []string{
+		"{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+		"{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
+		"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+		"{{ 'x' * 100000000 }}",
+	} {
+		tp, err := Parse(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Render(nil); err == nil || !strings.Contains(err.Error(), "too") {
+			t.Errorf("%s: error %v, want a limit", src, err)
+		}
+	}
+}
