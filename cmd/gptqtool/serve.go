@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/jinja"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -346,8 +347,12 @@ func chatUnavailable(tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions) strin
 	case errors.Is(err, tokenizer.ErrNoChatTemplate):
 		return "the model's tokenizer_config.json has no chat_template; restart with --chat-template openchat or openchat-math for a model trained on one of those"
 	case errors.Is(err, tokenizer.ErrUnknownTemplate):
-		// The tokenizer's error names the Jinja construct and its place.
-		return fmt.Sprintf("the chat_template of the model's tokenizer_config.json uses Jinja that gptqtool does not render (%s); restart with --chat-template openchat or openchat-math for a model trained on one of those", strings.TrimPrefix(err.Error(), "tokenizer: "))
+		// The jinja error names the construct and its place.
+		why := err.Error()
+		if je := (*jinja.Error)(nil); errors.As(err, &je) {
+			why = fmt.Sprintf("line %d col %d: %s", je.Line, je.Col, je.Msg)
+		}
+		return fmt.Sprintf("the chat_template of the model's tokenizer_config.json uses Jinja that gptqtool does not render (%s); restart with --chat-template openchat or openchat-math for a model trained on one of those", why)
 	}
 	// (The vocabulary lacks a token the template writes: no flag helps.)
 	return strings.TrimPrefix(err.Error(), "tokenizer: ")

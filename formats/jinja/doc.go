@@ -28,6 +28,9 @@
 // Parse where the grammar shows it, else at Render: never a different
 // output.
 //
+// A render is bounded: a million statements and loop iterations, 16 MiB
+// for any string and for the output.
+//
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split and join; Render
 // returns the output as Chunks so that a tokenizer can recognise special
