@@ -356,9 +356,11 @@ type choice struct {
 	stop   stopper
 	text   strings.Builder // the whole text (non-streamed responses)
 	echo   string          // the prompt's text, with echo (streamed first)
-	// emitted counts the characters (code points) of text emitted so far:
-	// text_offset counts them, as vLLM's does (Python's len).
-	emitted int
+	// decoded counts the characters (code points) of text decoded so far,
+	// the echoed prompt's and what the stop strings hold back or cut
+	// included: a token's text_offset is where its text starts in the
+	// whole generation, in characters, as vLLM's (Python's len).
+	decoded int
 	chat    bool
 	// With echo and logprobs, the prompt and where each of its tokens'
 	// text starts in echoText: its text and log-probabilities come with
@@ -398,7 +400,7 @@ func (c *choice) continuePrompt(prompt []int, echo bool) {
 		return
 	}
 	text := b.String()
-	c.emitted = utf8.RuneCountInString(text)
+	c.decoded = utf8.RuneCountInString(text)
 	if c.logprobs {
 		c.prompt, c.promptStart, c.echoText = prompt, start, text
 		return
@@ -537,7 +539,9 @@ func (c *choice) step(e engine.Event) update {
 		// (The engine counts an end token it does not emit, as
 		// OpenAI's usage does.)
 		c.tokens = max(c.tokens, e.CompletionTokens)
-		u.text = c.stop.push(c.dec.Flush()) + c.stop.flush()
+		rest := c.dec.Flush()
+		c.decoded += utf8.RuneCountInString(rest)
+		u.text = c.stop.push(rest) + c.stop.flush()
 		switch e.FinishReason {
 		case "stop", "length":
 			c.finish = e.FinishReason
@@ -550,7 +554,6 @@ func (c *choice) step(e engine.Event) update {
 			c.finish = "stop"
 		}
 		u.final = true
-		c.emitted += utf8.RuneCountInString(u.text)
 		return u
 	}
 	c.tokens++
@@ -579,14 +582,14 @@ func (c *choice) step(e engine.Event) update {
 			v := finiteLogprob(e.Logprob)
 			top := c.topMap(e.Token, e.Logprob, e.Top)
 			u.textLP = &openai.TextLogprobs{Tokens: []string{validUTF8(tokText)}, TokenLogprobs: []*float64{&v},
-				TopLogprobs: []map[string]float64{top}, TextOffset: []int{c.emitted}}
+				TopLogprobs: []map[string]float64{top}, TextOffset: []int{c.decoded}}
 			c.textLP.Tokens = append(c.textLP.Tokens, u.textLP.Tokens...)
 			c.textLP.TokenLogprobs = append(c.textLP.TokenLogprobs, &v)
 			c.textLP.TopLogprobs = append(c.textLP.TopLogprobs, top)
-			c.textLP.TextOffset = append(c.textLP.TextOffset, c.emitted)
+			c.textLP.TextOffset = append(c.textLP.TextOffset, c.decoded)
 		}
 	}
-	c.emitted += utf8.RuneCountInString(u.text)
+	c.decoded += utf8.RuneCountInString(piece)
 	if c.stop.stopped {
 		c.stopSeen = true
 		c.finish = "stop"

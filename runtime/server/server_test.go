@@ -368,6 +368,59 @@ func TestStopStrings(t *testing.T) {
 	}
 }
 
+// TestStopStringLogprobs: a text completion's logprobs, with a stop string
+// spanning tokens, list every token generated, each with the text_offset
+// where its text starts in the whole generation (the text held back as a
+// possible stop string's start counts).
+func TestStopStringLogprobs(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	_, want, _ := storiesGreedy(t, ts.Tok) // (ASCII: characters are bytes)
+	stop := want[13:21]
+	logprobs := func(stream bool) textLogprobs {
+		t.Helper()
+		body := fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 60, "temperature": 0, "logprobs": 0, "stop": [%q], "stream": %v}`, stop, stream)
+		code, data := post(t, ts, "/v1/completions", body)
+		if code != 200 {
+			t.Fatalf("stream %v: %d %s", stream, code, data)
+		}
+		var chunks [][]byte
+		if stream {
+			evs := events(t, data)
+			for _, e := range evs[:len(evs)-1] {
+				chunks = append(chunks, []byte(e))
+			}
+		} else {
+			chunks = [][]byte{data}
+		}
+		var all textLogprobs
+		for _, c := range chunks {
+			var sc scored
+			if err := json.Unmarshal(c, &sc); err != nil {
+				t.Fatalf("%s: %v", c, err)
+			}
+			for _, ch := range sc.Choices {
+				if lp := ch.Logprobs; lp != nil {
+					all.Tokens = append(all.Tokens, lp.Tokens...)
+					all.TextOffset = append(all.TextOffset, lp.TextOffset...)
+				}
+			}
+		}
+		return all
+	}
+	whole := logprobs(false)
+	if len(whole.Tokens) == 0 || len(whole.TextOffset) != len(whole.Tokens) {
+		t.Fatalf("logprobs %+v", whole)
+	}
+	for i, tok := range whole.Tokens {
+		if off := whole.TextOffset[i]; off > len(want) || !strings.HasPrefix(want[off:], tok) {
+			t.Errorf("token %d %q: text_offset %d, where the generation has %q", i, tok, off, want[min(off, len(want)):min(off+len(tok), len(want))])
+		}
+	}
+	if end := whole.TextOffset[len(whole.TextOffset)-1] + len(whole.Tokens[len(whole.Tokens)-1]); end < 21 {
+		t.Errorf("the tokens' text ends at %d, before the stop string's end 21", end)
+	}
+}
+
 // TestSeedAndN: the same seed gives the same text; n choices, each its own.
 func TestSeedAndN(t *testing.T) {
 	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
