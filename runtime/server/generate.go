@@ -720,7 +720,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 	cutMidway, failed := false, false
 	for u := range all {
 		c := u.c
-		if u.text != "" || u.chatLP != nil {
+		// A token whose text is held back (a possible stop string's
+		// start, part of a character) or cut by a stop string still has
+		// its log-probabilities sent, as the whole response lists them.
+		if u.text != "" || u.chatLP != nil || u.textLP != nil {
 			if chat {
 				text := u.text
 				cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Content: &text}}

@@ -371,7 +371,7 @@ func TestStopStrings(t *testing.T) {
 // TestStopStringLogprobs: a text completion's logprobs, with a stop string
 // spanning tokens, list every token generated, each with the text_offset
 // where its text starts in the whole generation (the text held back as a
-// possible stop string's start counts).
+// possible stop string's start counts), streamed and not alike.
 func TestStopStringLogprobs(t *testing.T) {
 	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
 	_, want, _ := storiesGreedy(t, ts.Tok) // (ASCII: characters are bytes)
@@ -418,6 +418,10 @@ func TestStopStringLogprobs(t *testing.T) {
 	}
 	if end := whole.TextOffset[len(whole.TextOffset)-1] + len(whole.Tokens[len(whole.Tokens)-1]); end < 21 {
 		t.Errorf("the tokens' text ends at %d, before the stop string's end 21", end)
+	}
+	streamed := logprobs(true)
+	if !slices.Equal(streamed.Tokens, whole.Tokens) || !slices.Equal(streamed.TextOffset, whole.TextOffset) {
+		t.Errorf("streamed logprobs\n got tokens %q offsets %v\nwant tokens %q offsets %v", streamed.Tokens, streamed.TextOffset, whole.Tokens, whole.TextOffset)
 	}
 }
 
