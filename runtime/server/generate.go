@@ -153,11 +153,18 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		for i := range req.N {
 			cp := p
 			cp.MaxTokens = maxLen - len(prompt)
-			if req.MaxTokens != nil {
+			switch {
+			case req.MaxTokens != nil:
 				cp.MaxTokens = *req.MaxTokens
+			case !chat:
+				cp.MaxTokens = min(openai.DefaultCompletionMaxTokens, cp.MaxTokens)
 			}
 			if cp.MinTokens > cp.MaxTokens {
-				badRequest(w, &openai.FieldError{Field: "min_tokens", Msg: fmt.Sprintf("%d exceeds the %d tokens the request may generate", cp.MinTokens, cp.MaxTokens)})
+				msg := fmt.Sprintf("%d exceeds the %d tokens the request may generate", cp.MinTokens, cp.MaxTokens)
+				if req.MaxTokens == nil && !chat {
+					msg += fmt.Sprintf(" (max_tokens, %d by default in completions)", openai.DefaultCompletionMaxTokens)
+				}
+				badRequest(w, &openai.FieldError{Field: "min_tokens", Msg: msg})
 				return
 			}
 			asked += cp.MaxTokens

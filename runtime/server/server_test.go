@@ -425,6 +425,49 @@ func TestStopStringLogprobs(t *testing.T) {
 	}
 }
 
+// TestMaxTokensDefault: without max_tokens a text completion generates at
+// most 16 tokens (OpenAI's and vLLM's default for /v1/completions), or the
+// context left when less; a chat completion the context left.
+func TestMaxTokensDefault(t *testing.T) {
+	const maxLen = 64
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: maxLen}})
+	for _, tc := range []struct {
+		name, path, body string
+		stream           bool
+		want             func(prompt int) int
+	}{
+		{"completion", "/v1/completions", `{"prompt": "The cat", "temperature": 0, "ignore_eos": true}`, false, func(int) int { return 16 }},
+		{"completion streamed", "/v1/completions", `{"prompt": "The cat", "temperature": 0, "ignore_eos": true, "stream": true, "stream_options": {"include_usage": true}}`, true, func(int) int { return 16 }},
+		{"completion near the context", "/v1/completions", fmt.Sprintf(`{"prompt": %q, "temperature": 0, "ignore_eos": true}`, strings.Repeat("cat ", 54)), false, func(p int) int { return maxLen - p }},
+		{"chat", "/v1/chat/completions", `{"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "ignore_eos": true}`, false, func(p int) int { return maxLen - p }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, data := post(t, ts, tc.path, tc.body)
+			if code != 200 {
+				t.Fatalf("%d %s", code, data)
+			}
+			var c completion
+			if tc.stream {
+				_, chunks := streamText(t, data, false)
+				c = chunks[len(chunks)-1]
+				for _, ch := range chunks {
+					if len(ch.Choices) > 0 && ch.Choices[0].FinishReason != nil {
+						c.Choices = ch.Choices
+					}
+				}
+			} else {
+				c = decode(t, data)
+			}
+			if c.Usage == nil || len(c.Choices) != 1 || c.Choices[0].FinishReason == nil {
+				t.Fatalf("no usage or finish_reason: %s", data)
+			}
+			if want := tc.want(c.Usage.Prompt); c.Usage.Completion != want || *c.Choices[0].FinishReason != "length" {
+				t.Errorf("%d tokens (%s) after a prompt of %d, want %d (length)", c.Usage.Completion, *c.Choices[0].FinishReason, c.Usage.Prompt, want)
+			}
+		})
+	}
+}
+
 // TestSeedAndN: the same seed gives the same text; n choices, each its own.
 func TestSeedAndN(t *testing.T) {
 	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})

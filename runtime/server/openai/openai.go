@@ -47,6 +47,11 @@ type Prompt struct {
 // MaxPrompts bounds the prompts of one text completion request.
 const MaxPrompts = 256
 
+// DefaultCompletionMaxTokens is a text completion's max_tokens when the
+// request has none (OpenAI's and vLLM's default for /v1/completions); a
+// chat completion's default is the context left.
+const DefaultCompletionMaxTokens = 16
+
 // Request is a chat or text completion request: the fields both share,
 // plus Messages (chat) or Prompts (completions).
 type Request struct {
