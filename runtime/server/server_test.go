@@ -493,6 +493,38 @@ func TestSeedAndN(t *testing.T) {
 	}
 }
 
+// TestSeedRange: every 64-bit seed is taken as sent (vLLM takes seeds in
+// int64's range): seeds past 2^53 are neither refused nor rounded into
+// one another, one past int64 is a 400 naming the range, and so is an
+// integer max_tokens past the context, whatever its size.
+func TestSeedRange(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	text := func(seed string) string {
+		t.Helper()
+		code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 30, "temperature": 1, "seed": %s}`, seed))
+		if code != 200 {
+			t.Fatalf("seed %s: %d %s", seed, code, data)
+		}
+		return decode(t, data).Choices[0].Text
+	}
+	if a, b := text("9007199254740992"), text("9007199254740993"); a == b {
+		t.Errorf("seeds 2^53 and 2^53+1 gave the same text %q", a)
+	}
+	if a, b := text("9223372036854775807"), text("9223372036854775807"); a != b {
+		t.Errorf("seed 2^63-1 twice: %q, %q", a, b)
+	}
+	for _, c := range []struct{ body, param, text string }{
+		{`{"prompt": "x", "seed": 9223372036854775808}`, "seed", "between -9223372036854775808 and 9223372036854775807"},
+		{`{"prompt": "x", "max_tokens": 1152921504606846976}`, "max_tokens", "exceeds the context"},
+	} {
+		code, data := post(t, ts, "/v1/completions", c.body)
+		e := decode(t, data).Error
+		if code != 400 || e == nil || e.Param == nil || *e.Param != c.param || !strings.Contains(e.Message, c.text) {
+			t.Errorf("%s: %d %s, want a 400 naming %s and saying %q", c.body, code, data, c.param, c.text)
+		}
+	}
+}
+
 // TestLogprobs: chat logprobs and top_logprobs are consistent with greedy.
 func TestLogprobs(t *testing.T) {
 	ts := startServer(t, serverConfig{})

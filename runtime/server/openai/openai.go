@@ -120,12 +120,25 @@ func (f fields) number(k string) (*float64, error) {
 	return &v, nil
 }
 
+// integer reads an integer in int64's range: written as one it is taken
+// exactly (a seed past 2^53 is not rounded into its neighbours); written
+// with a fraction or an exponent (5.0, 1e3) it must be a whole number
+// that a float64 holds exactly.
 func (f fields) integer(k string) (*int64, error) {
 	if !f.has(k) {
 		return nil, nil
 	}
-	var v float64
-	if err := json.Unmarshal(f[k], &v); err != nil || v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+	var n json.Number
+	if raw := bytes.TrimSpace(f[k]); raw[0] == '"' || json.Unmarshal(raw, &n) != nil { // (a json.Number takes "5" too)
+		return nil, &FieldError{k, "must be an integer"}
+	}
+	if i, err := strconv.ParseInt(n.String(), 10, 64); err == nil {
+		return &i, nil
+	} else if errors.Is(err, strconv.ErrRange) {
+		return nil, &FieldError{k, fmt.Sprintf("must be an integer between %d and %d", int64(math.MinInt64), int64(math.MaxInt64))}
+	}
+	v, err := n.Float64()
+	if err != nil || v != math.Trunc(v) || math.Abs(v) > 1<<53 {
 		return nil, &FieldError{k, "must be an integer"}
 	}
 	i := int64(v)

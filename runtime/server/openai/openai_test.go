@@ -89,6 +89,9 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "max_tokens": 0, "echo": false}`, false, "max_tokens"},
 		{`{"prompt": "x", "max_tokens": -1, "echo": true}`, false, "max_tokens"},
 		{`{"prompt": "x", "seed": 1.5}`, false, "seed"},
+		{`{"prompt": "x", "seed": "5"}`, false, "seed"},
+		{`{"prompt": "x", "seed": 9223372036854775808}`, false, "seed"},
+		{`{"prompt": "x", "n": "2"}`, false, "n"},
 	} {
 		_, err := Parse([]byte(c.body), c.chat)
 		var fe *FieldError
