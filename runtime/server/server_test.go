@@ -603,6 +603,51 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestUnsupportedSamplingFields: vLLM's request fields that change what is
+// generated or returned, which this server does not do, are a 400 naming
+// the field when they ask for something (a vLLM client would otherwise get
+// an answer silently without it), and pass at vLLM's defaults.
+func TestUnsupportedSamplingFields(t *testing.T) {
+	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 64}})
+	const chatMsgs = `"messages": [{"role": "user", "content": "x"}]`
+	for _, c := range []struct{ path, field, value string }{
+		{"/v1/completions", "min_p", "0.1"},
+		{"/v1/chat/completions", "min_p", "0.05"},
+		{"/v1/completions", "include_stop_str_in_output", "true"},
+		{"/v1/completions", "skip_special_tokens", "false"},
+		{"/v1/completions", "use_beam_search", "true"},
+		{"/v1/completions", "prompt_logprobs", "1"},
+		{"/v1/completions", "allowed_token_ids", "[5, 6]"},
+		{"/v1/completions", "bad_words", `["the"]`},
+		{"/v1/completions", "truncate_prompt_tokens", "4"},
+		{"/v1/chat/completions", "continue_final_message", "true"},
+		{"/v1/chat/completions", "echo", "true"},
+	} {
+		t.Run(c.field+"="+c.value, func(t *testing.T) {
+			what := `"prompt": "x"`
+			if strings.Contains(c.path, "chat") {
+				what = chatMsgs
+			}
+			code, data := post(t, ts, c.path, fmt.Sprintf(`{%s, "max_tokens": 2, %q: %s}`, what, c.field, c.value))
+			e := decode(t, data).Error
+			if code != 400 || e == nil || e.Param == nil || *e.Param != c.field || !strings.Contains(e.Message, "not supported") {
+				t.Errorf("%d %s, want a 400 naming %s as not supported", code, data, c.field)
+			}
+		})
+	}
+	// Their defaults, as vLLM clients send them, pass.
+	defaults := `"max_tokens": 2, "min_p": 0, "include_stop_str_in_output": false, "skip_special_tokens": true, "use_beam_search": false,
+		"prompt_logprobs": null, "allowed_token_ids": null, "bad_words": [], "truncate_prompt_tokens": null`
+	for _, c := range []struct{ path, body string }{
+		{"/v1/completions", `{"prompt": "x", ` + defaults + `}`},
+		{"/v1/chat/completions", `{` + chatMsgs + `, ` + defaults + `, "continue_final_message": false, "echo": false}`},
+	} {
+		if code, data := post(t, ts, c.path, c.body); code != 200 {
+			t.Errorf("%s with vLLM's defaults: %d %s", c.path, code, data)
+		}
+	}
+}
+
 // TestAPIKeys: Bearer keys guard the API; health, metrics and the page
 // stay open.
 func TestAPIKeys(t *testing.T) {

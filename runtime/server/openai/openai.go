@@ -196,6 +196,12 @@ func Parse(body []byte, chat bool) (*Request, error) {
 		if r.Condition, err = f.str("condition"); err != nil {
 			return nil, err
 		}
+		// vLLM's chat extras this server does not do; false passes.
+		for _, k := range []string{"continue_final_message", "echo"} {
+			if v, err := f.boolean(k); err != nil || v {
+				return nil, &FieldError{k, "is not supported in chat completions: only false"}
+			}
+		}
 		if f.has("add_generation_prompt") {
 			add, err := f.boolean("add_generation_prompt")
 			if err != nil {
@@ -453,10 +459,11 @@ func parseLogitBias(f fields) (map[int]float64, error) {
 
 // unsupported refuses the fields that ask for what this server does not
 // do, rather than ignoring them as unknown: a client asking for JSON
-// output, tools or a suffix would otherwise get an answer that silently
-// lacks them. Their neutral values (what clients send by default: a text
-// response_format, no tools, tool_choice "none" or "auto", a null or empty
-// suffix, best_of 1) pass.
+// output, tools, a suffix or one of vLLM's sampling extras (min_p, beam
+// search, the stop string in the output, ...) would otherwise get an
+// answer that silently lacks them. Their neutral values (what clients send
+// by default: a text response_format, no tools, tool_choice "none" or
+// "auto", a null or empty suffix, best_of 1, vLLM's defaults) pass.
 func unsupported(f fields) error {
 	if f.has("response_format") {
 		var rf struct {
@@ -488,6 +495,36 @@ func unsupported(f fields) error {
 		if f.has(k) {
 			return &FieldError{k, "guided decoding is not supported"}
 		}
+	}
+	// vLLM's sampling extras this server does not do; their defaults
+	// (min_p 0, skip_special_tokens true, the others false, null or
+	// empty) pass.
+	if v, err := f.number("min_p"); err != nil || v != nil && *v != 0 {
+		return &FieldError{"min_p", "is not supported (use top_p or top_k): only 0"}
+	}
+	for _, b := range []struct {
+		k, msg string
+		def    bool
+	}{
+		{"include_stop_str_in_output", "is not supported: stop strings are never in the output", false},
+		{"skip_special_tokens", "is not supported: special tokens are always left out of the text", true},
+		{"use_beam_search", "is not supported (no beam search)", false},
+	} {
+		if v, err := f.boolean(b.k); err != nil || f.has(b.k) && v != b.def {
+			return &FieldError{b.k, fmt.Sprintf("%s: only %v", b.msg, b.def)}
+		}
+	}
+	if f.has("prompt_logprobs") {
+		return &FieldError{"prompt_logprobs", "is not supported: use echo with logprobs (completions)"}
+	}
+	for _, k := range []string{"allowed_token_ids", "bad_words"} {
+		var list []json.RawMessage
+		if f.has(k) && (json.Unmarshal(f[k], &list) != nil || len(list) > 0) {
+			return &FieldError{k, "is not supported: only an empty list (logit_bias can ban tokens)"}
+		}
+	}
+	if f.has("truncate_prompt_tokens") {
+		return &FieldError{"truncate_prompt_tokens", "is not supported: prompts are never truncated (a prompt longer than the context is a 400)"}
 	}
 	return nil
 }
