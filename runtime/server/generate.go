@@ -189,7 +189,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				return
 			}
 			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
-				stop: stopper{stops: req.Stop}, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
+				stop: stopper{stops: req.Stop}, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
 			if !chat {
 				// A completion continues its prompt's text (a first
 				// token's leading space is kept: prompt + text decodes
@@ -361,8 +361,11 @@ type choice struct {
 	tok    *tokenizer.Tokenizer
 	dec    *tokenizer.Decoder
 	stop   stopper
-	text   strings.Builder // the whole text (non-streamed responses)
-	echo   string          // the prompt's text, with echo (streamed first)
+	// minTokens (vLLM's min_tokens): the stop strings are checked only in
+	// the text of the tokens past the first minTokens.
+	minTokens int
+	text      strings.Builder // the whole text (non-streamed responses)
+	echo      string          // the prompt's text, with echo (streamed first)
 	// decoded counts the characters (code points) of text decoded so far,
 	// the echoed prompt's and what the stop strings hold back or cut
 	// included: a token's text_offset is where its text starts in the
@@ -548,7 +551,7 @@ func (c *choice) step(e engine.Event) update {
 		c.tokens = max(c.tokens, e.CompletionTokens)
 		rest := c.dec.Flush()
 		c.decoded += utf8.RuneCountInString(rest)
-		u.text = c.stop.push(rest) + c.stop.flush()
+		u.text = c.stop.push(rest, c.tokens > c.minTokens) + c.stop.flush()
 		switch e.FinishReason {
 		case "stop", "length":
 			c.finish = e.FinishReason
@@ -574,7 +577,7 @@ func (c *choice) step(e engine.Event) update {
 			piece = ""
 		}
 	}
-	u.text = c.stop.push(piece)
+	u.text = c.stop.push(piece, c.tokens > c.minTokens)
 	if c.logprobs {
 		tokText := pieceText(c.tok, e.Token)
 		lc := openai.LogprobContent{Token: validUTF8(tokText), Logprob: e.Logprob, Bytes: bytesOf(tokText), TopLogprobs: []openai.TopLogprob{}}

@@ -468,6 +468,53 @@ func TestMaxTokensDefault(t *testing.T) {
 	}
 }
 
+// TestMinTokensStopStrings: with min_tokens, a stop string in the text of
+// the first min_tokens tokens does not end the generation (vLLM checks stop
+// strings only past min_tokens, as it does stop tokens); the first one
+// that ends past that text does, streamed and not.
+func TestMinTokensStopStrings(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	_, want, n := storiesGreedy(t, ts.Tok) // (ASCII: characters are bytes)
+	const minTokens = 3
+	code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": %d, "temperature": 0, "logprobs": 0}`, n))
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	var sc scored
+	if err := json.Unmarshal(data, &sc); err != nil || sc.Choices[0].Text != want || len(sc.Choices[0].Logprobs.TextOffset) <= minTokens {
+		t.Fatalf("greedy %s: %v", data, err)
+	}
+	boundary := sc.Choices[0].Logprobs.TextOffset[minTokens] // the first min_tokens tokens' text
+	stop := want[:1]                                         // (the generation's first character: inside that text)
+	at := strings.Index(want[boundary-len(stop)+1:], stop)
+	if at < 0 {
+		t.Fatalf("%q does not come again in %q past %d", stop, want, boundary)
+	}
+	at += boundary - len(stop) + 1
+	for _, stream := range []bool{false, true} {
+		code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": %d, "temperature": 0, "min_tokens": %d, "stop": [%q], "stream": %v}`, n, minTokens, stop, stream))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		var text, finish string
+		if stream {
+			texts, chunks := streamText(t, data, false)
+			text = texts[0]
+			for _, c := range chunks {
+				if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
+					finish = *c.Choices[0].FinishReason
+				}
+			}
+		} else {
+			c := decode(t, data)
+			text, finish = c.Choices[0].Text, *c.Choices[0].FinishReason
+		}
+		if text != want[:at] || finish != "stop" {
+			t.Errorf("stream %v, stop %q, min_tokens %d: %q (%s), want %q (stop)", stream, stop, minTokens, text, finish, want[:at])
+		}
+	}
+}
+
 // TestSeedAndN: the same seed gives the same text; n choices, each its own.
 func TestSeedAndN(t *testing.T) {
 	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})

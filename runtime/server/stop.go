@@ -7,13 +7,19 @@ import "strings"
 // emitted. Push takes the next decoded text and returns what can be
 // emitted now; stopped reports that a stop string was found (the text
 // before it has been returned, the rest is dropped).
+//
+// Text pushed unarmed (the first min_tokens tokens') is never matched
+// alone: a stop string must end past it, as vLLM checks stop strings only
+// once more than min_tokens tokens were generated, in the text they added
+// (a stop string may start in the text before).
 type stopper struct {
 	stops   []string
 	held    string
+	guarded int // the bytes at the start of held pushed unarmed
 	stopped bool
 }
 
-func (s *stopper) push(text string) string {
+func (s *stopper) push(text string, armed bool) string {
 	if s.stopped {
 		return ""
 	}
@@ -21,14 +27,20 @@ func (s *stopper) push(text string) string {
 		return text
 	}
 	buf := s.held + text
+	guard := s.guarded
+	if !armed {
+		guard = len(buf)
+	}
 	cut := -1
 	for _, st := range s.stops {
-		if i := strings.Index(buf, st); i >= 0 && (cut < 0 || i < cut) {
-			cut = i
+		// The first match that ends past the guarded text.
+		from := max(0, guard-len(st)+1)
+		if i := strings.Index(buf[from:], st); i >= 0 && (cut < 0 || from+i < cut) {
+			cut = from + i
 		}
 	}
 	if cut >= 0 {
-		s.stopped, s.held = true, ""
+		s.stopped, s.held, s.guarded = true, "", 0
 		return buf[:cut]
 	}
 	// Keep the longest tail of buf that is a prefix of some stop string.
@@ -42,6 +54,7 @@ func (s *stopper) push(text string) string {
 		}
 	}
 	s.held = buf[len(buf)-keep:]
+	s.guarded = max(0, guard-(len(buf)-keep))
 	return buf[:len(buf)-keep]
 }
 
@@ -51,6 +64,6 @@ func (s *stopper) flush() string {
 		return ""
 	}
 	h := s.held
-	s.held = ""
+	s.held, s.guarded = "", 0
 	return h
 }
