@@ -572,6 +572,30 @@ func TestSeedRange(t *testing.T) {
 	}
 }
 
+// TestManyChoices: n up to OpenAI's 128 (pass@k evaluations ask for 20 or
+// more) gives n choices, indexed 0..n-1, their tokens summed in the usage
+// and the prompt's counted once; past 128 is a 400 naming n and the range.
+func TestManyChoices(t *testing.T) {
+	ts := startServer(t, serverConfig{Model: "models/stories260K-hf-mistral", Engine: engine.Options{MaxLen: 512}})
+	const n = 20
+	code, data := post(t, ts, "/v1/completions", fmt.Sprintf(`{"prompt": "Once upon a time", "max_tokens": 3, "temperature": 1, "ignore_eos": true, "seed": 1, "n": %d}`, n))
+	if code != 200 {
+		t.Fatalf("n=%d: %d %s", n, code, data)
+	}
+	c := decode(t, data)
+	seen := map[int]bool{}
+	for _, ch := range c.Choices {
+		seen[ch.Index] = true
+	}
+	if len(c.Choices) != n || len(seen) != n || seen[n] || c.Usage == nil || c.Usage.Completion != 3*n || c.Usage.Prompt != 5 {
+		t.Errorf("n=%d: %d choices, indices %v, usage %+v; want %d choices 0..%d, %d completion tokens, 5 prompt tokens", n, len(c.Choices), seen, c.Usage, n, n-1, 3*n)
+	}
+	code, data = post(t, ts, "/v1/completions", `{"prompt": "x", "max_tokens": 1, "n": 129}`)
+	if e := decode(t, data).Error; code != 400 || e == nil || e.Param == nil || *e.Param != "n" || !strings.Contains(e.Message, "128") {
+		t.Errorf("n=129: %d %s, want a 400 naming n and 128", code, data)
+	}
+}
+
 // TestLogprobs: chat logprobs and top_logprobs are consistent with greedy.
 func TestLogprobs(t *testing.T) {
 	ts := startServer(t, serverConfig{})

@@ -47,6 +47,10 @@ type Prompt struct {
 // MaxPrompts bounds the prompts of one text completion request.
 const MaxPrompts = 256
 
+// MaxN bounds n, the choices for each prompt (OpenAI's bound); the server
+// also bounds prompts × n by its queue.
+const MaxN = 128
+
 // DefaultCompletionMaxTokens is a text completion's max_tokens when the
 // request has none (OpenAI's and vLLM's default for /v1/completions); a
 // chat completion's default is the context left.
@@ -306,8 +310,8 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if v, err := f.integer("n"); err != nil {
 		return nil, err
 	} else if v != nil {
-		if *v < 1 || *v > 16 {
-			return nil, &FieldError{"n", "must be between 1 and 16"}
+		if *v < 1 || *v > MaxN {
+			return nil, &FieldError{"n", fmt.Sprintf("must be between 1 and %d", MaxN)}
 		}
 		r.N = int(*v)
 	}
