@@ -79,8 +79,12 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	maxLen := b.Engine.MaxLen()
 	field := func(i int) string { return fieldName(chat, len(prompts), i) }
 	if n, most := len(prompts)*req.N, b.Engine.MaxQueue(); n > most {
-		writeError(w, http.StatusBadRequest, openai.NewError(fmt.Sprintf("%d prompts with n=%d make %d generations; this server queues at most %d at once (--max-queue)", len(prompts), req.N, n, most),
-			"invalid_request_error", "prompt", ""))
+		// One prompt (a chat's messages too): n alone is too many.
+		msg, param := fmt.Sprintf("n=%d: this server queues at most %d generations at once (--max-queue)", req.N, most), "n"
+		if len(prompts) > 1 {
+			msg, param = fmt.Sprintf("%d prompts with n=%d make %d generations; this server queues at most %d at once (--max-queue)", len(prompts), req.N, n, most), "prompt"
+		}
+		writeError(w, http.StatusBadRequest, openai.NewError(msg, "invalid_request_error", param, ""))
 		return
 	}
 	promptTokens := 0

@@ -326,6 +326,18 @@ func TestPromptBatch(t *testing.T) {
 	if r := decode(t, data); code != 400 || r.Error == nil || !strings.Contains(r.Error.Message, "--max-queue") {
 		t.Errorf("9 generations with a queue of 8: %d %s", code, data)
 	}
+	// One prompt (a chat's messages, a completion's prompt) with n over
+	// the queue: the error names n, and no count of prompts.
+	for _, c := range []struct{ path, body string }{
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "n": 9, "max_tokens": 2}`},
+		{"/v1/completions", `{"prompt": "x", "n": 9, "max_tokens": 2}`},
+	} {
+		code, data := post(t, ts, c.path, c.body)
+		e := decode(t, data).Error
+		if code != 400 || e == nil || e.Param == nil || *e.Param != "n" || !strings.Contains(e.Message, "--max-queue") || strings.Contains(e.Message, "prompts") {
+			t.Errorf("%s n=9 with a queue of 8: %d %s, want a 400 naming n and --max-queue", c.path, code, data)
+		}
+	}
 }
 
 // TestCompletionContinuesPrompt: a completion's text continues its
