@@ -396,6 +396,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		extra["torch_dtype"] = torchDType
 	}
 	var qcOut *gptq.QuantizeConfig
+	var qcExtraOut map[string]any
 	if qc != nil && !o.Dequantize {
 		c := *qc
 		if o.Format != "" {
@@ -406,7 +407,25 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			c.ModelFileBaseName = &base
 		}
 		qcOut = &c
-		extra["quantization_config"] = c.ConfigJSONBlock()
+		blockExtra, qcExtra, err := gptqExtraKeys(cfg, qsrc, c.Format())
+		if err != nil {
+			return nil, err
+		}
+		block := map[string]any{}
+		b, err := json.Marshal(c.ConfigJSONBlock())
+		if err == nil {
+			err = json.Unmarshal(b, &block)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range blockExtra {
+			if _, ok := block[k]; !ok {
+				block[k] = v
+			}
+		}
+		extra["quantization_config"] = block
+		qcExtraOut = qcExtra
 	}
 	if o.Dequantize {
 		extra["quantization_config"] = hfconfig.Remove
@@ -419,7 +438,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	if qcOut != nil {
-		b, err := qcOut.MarshalQuantizeConfig()
+		b, err := qcOut.MarshalQuantizeConfigWith(qcExtraOut)
 		if err != nil {
 			return nil, err
 		}
@@ -461,6 +480,50 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	sum.Seconds = time.Since(start).Seconds()
 	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, %s\n", o.In, kind, o.Out, sum.Tensors, FormatSize(sum.SizeBytes))
 	return sum, nil
+}
+
+// gptqExtraKeys returns the keys of the input's GPTQ configs that Convert
+// does not write itself (GPTQModel's dynamic, lm_head and meta,
+// Transformers' modules_in_block_to_quantize, use_exllama, ...), which
+// loaders read to know which modules are quantized and how: those of
+// config.json's quantization_config (else of the file qsrc) for the
+// output's block, those of qsrc (else of the block) for its
+// quantize_config.json. GPTQModel's older "format" key, a checkpoint
+// format, is set to format.
+func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block, qc map[string]any, err error) {
+	inConfig, _ := cfg.Raw["quantization_config"].(map[string]any)
+	var inFile map[string]any
+	if filepath.Base(qsrc) != "config.json" {
+		b, err := os.ReadFile(qsrc)
+		if err != nil {
+			return nil, nil, err
+		}
+		d := json.NewDecoder(strings.NewReader(string(b)))
+		d.UseNumber()
+		if err := d.Decode(&inFile); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", qsrc, err)
+		}
+	}
+	clean := func(m map[string]any, fileKeys bool) map[string]any {
+		out := maps.Clone(m)
+		if fileKeys {
+			// AutoGPTQ's names of the weight file: quantize_config.json's only.
+			delete(out, "model_name_or_path")
+			delete(out, "model_file_base_name")
+		}
+		if _, ok := out["format"]; ok {
+			out["format"] = string(format)
+		}
+		return out
+	}
+	switch {
+	case inConfig != nil && inFile != nil:
+		return clean(inConfig, false), clean(inFile, false), nil
+	case inConfig != nil:
+		return clean(inConfig, false), clean(inConfig, false), nil
+	default:
+		return clean(inFile, true), clean(inFile, false), nil
+	}
 }
 
 // convertCard is the output's README.md: the input's model card (license,

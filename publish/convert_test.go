@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -782,5 +784,87 @@ func TestConvertGGUFSentencePieceVocab(t *testing.T) {
 		if tokens[w.id] != w.piece || scores[w.id] != w.score || types[w.id] != w.typ {
 			t.Errorf("id %d: (%q, score %g, type %d), want (%q, score %g, type %d)", w.id, tokens[w.id], scores[w.id], types[w.id], w.piece, w.score, w.typ)
 		}
+	}
+}
+
+// TestConvertGPTQKeepsLoaderKeys: the keys of a GPTQ checkpoint's configs
+// that convert does not write itself (GPTQModel's dynamic, lm_head and
+// meta, Transformers' modules_in_block_to_quantize and use_exllama, the
+// older "format" spelling) are kept in both config.json's
+// quantization_config and quantize_config.json, with only the checkpoint
+// format changed: vLLM, GPTQModel and transformers read them to know which
+// modules are quantized and how.
+func TestConvertGPTQKeepsLoaderKeys(t *testing.T) {
+	q := rtnCheckpoint(t, 4, 128, true)
+	kept := map[string]any{
+		"dynamic":                      map[string]any{"-:model.layers.5.mlp.down_proj": map[string]any{}},
+		"lm_head":                      false,
+		"meta":                         map[string]any{"quantizer": []any{"gptqmodel:2.2.0"}},
+		"modules_in_block_to_quantize": []any{[]any{"self_attn.q_proj"}},
+		"use_exllama":                  true,
+	}
+	editJSON := func(file string, edit func(map[string]any)) {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		edit(doc)
+		if b, err = json.MarshalIndent(doc, "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add := func(block map[string]any) {
+		for k, v := range kept {
+			block[k] = v
+		}
+		block["format"] = "gptq"
+	}
+	editJSON(filepath.Join(q, "config.json"), func(doc map[string]any) { add(doc["quantization_config"].(map[string]any)) })
+	editJSON(filepath.Join(q, "quantize_config.json"), add)
+	for _, tc := range []struct {
+		name   string
+		format gptq.Format
+		want   string
+	}{
+		{"v1 to v2", gptq.FormatV2, "gptq_v2"},
+		{"reshard", "", "gptq"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "out")
+			convert(t, publish.ConvertOptions{In: q, Out: out, Format: tc.format})
+			var cfg struct {
+				Q map[string]any `json:"quantization_config"`
+			}
+			var qc map[string]any
+			for file, v := range map[string]any{"config.json": &cfg, "quantize_config.json": &qc} {
+				b, err := os.ReadFile(filepath.Join(out, file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := json.Unmarshal(b, v); err != nil {
+					t.Fatalf("%s: %v", file, err)
+				}
+			}
+			for file, block := range map[string]map[string]any{"config.json quantization_config": cfg.Q, "quantize_config.json": qc} {
+				for k, want := range kept {
+					if got, ok := block[k]; !ok || !reflect.DeepEqual(got, want) {
+						t.Errorf("%s: %s = %v (present %v), want %v", file, k, got, ok, want)
+					}
+				}
+				for _, k := range []string{"checkpoint_format", "format"} {
+					if block[k] != tc.want {
+						t.Errorf("%s: %s = %v, want %q", file, k, block[k], tc.want)
+					}
+				}
+			}
+		})
 	}
 }

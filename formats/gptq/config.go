@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -111,6 +113,42 @@ func (c QuantizeConfig) MarshalQuantizeConfig() ([]byte, error) {
 		QuantMethod: c.QuantMethod, CheckpointFormat: string(c.Format()),
 	}
 	return marshalIndent(v)
+}
+
+// MarshalQuantizeConfigWith is MarshalQuantizeConfig followed by the keys
+// of extra that it does not write itself, sorted: keys of another tool's
+// config that convert carries over (GPTQModel's dynamic, lm_head, meta).
+func (c QuantizeConfig) MarshalQuantizeConfigWith(extra map[string]any) ([]byte, error) {
+	b, err := c.MarshalQuantizeConfig()
+	if err != nil || len(extra) == 0 {
+		return b, err
+	}
+	var written map[string]json.RawMessage
+	if err := json.Unmarshal(b, &written); err != nil {
+		return nil, err
+	}
+	keys := slices.Sorted(maps.Keys(extra))
+	keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := written[k]; return ok })
+	if len(keys) == 0 {
+		return b, nil
+	}
+	// b ends in "\n}\n": the extra keys go before the closing brace.
+	out := bytes.TrimSuffix(bytes.TrimRight(b, "\n"), []byte("}"))
+	out = bytes.TrimRight(out, "\n")
+	for _, k := range keys {
+		kb, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		v, err := marshalIndent(extra[k])
+		if err != nil {
+			return nil, fmt.Errorf("quantize_config.json: key %s: %w", kb, err)
+		}
+		v = bytes.ReplaceAll(bytes.TrimRight(v, "\n"), []byte("\n"), []byte("\n  "))
+		out = append(out, ",\n  "...)
+		out = append(append(append(out, kb...), ": "...), v...)
+	}
+	return append(out, "\n}\n"...), nil
 }
 
 func marshalIndent(v any) ([]byte, error) {
