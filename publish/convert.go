@@ -537,6 +537,17 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 	if err == nil && !o.Dequantize {
 		card := string(in)
 		if rest, ok := strings.CutPrefix(card, "---\n"); ok {
+			// A card of an earlier conversion: its converted_by line is
+			// replaced, as YAML readers (the Hub's) refuse a key twice.
+			if front, body, ok := strings.Cut(rest, "\n---\n"); ok {
+				var lines []string
+				for _, l := range strings.Split(front, "\n") {
+					if !strings.HasPrefix(l, "converted_by:") {
+						lines = append(lines, l)
+					}
+				}
+				rest = strings.Join(lines, "\n") + "\n---\n" + body
+			}
 			return []byte("---\n" + mark + rest)
 		}
 		return []byte("---\n" + mark + "---\n\n" + card)

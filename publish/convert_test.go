@@ -868,3 +868,36 @@ func TestConvertGPTQKeepsLoaderKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertCardOnce: a converted checkpoint converted again has one
+// converted_by key in its model card's front matter, where the Hub's YAML
+// reader refuses a key given twice ("duplicated mapping key").
+func TestConvertCardOnce(t *testing.T) {
+	tmp := t.TempDir()
+	first, second := filepath.Join(tmp, "sharded"), filepath.Join(tmp, "merged")
+	convert(t, publish.ConvertOptions{In: fixture(t, "models/openchat-tiny"), Out: first, MaxShardBytes: 5 << 20, Version: "1.0"})
+	convert(t, publish.ConvertOptions{In: first, Out: second, Version: "1.1"})
+	b, err := os.ReadFile(filepath.Join(second, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, ok := strings.CutPrefix(string(b), "---\n")
+	front, _, ok2 := strings.Cut(rest, "\n---\n")
+	if !ok || !ok2 {
+		t.Fatalf("README.md has no front matter:\n%s", b)
+	}
+	seen := map[string]int{}
+	for _, line := range strings.Split(front, "\n") {
+		if k, _, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "-") {
+			seen[k]++
+		}
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("front matter key %s given %d times:\n%s", k, n, front)
+		}
+	}
+	if !strings.Contains(front, "converted_by: gptqtool 1.1") {
+		t.Errorf("front matter does not name the last conversion (gptqtool 1.1):\n%s", front)
+	}
+}
