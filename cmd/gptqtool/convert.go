@@ -25,9 +25,10 @@ func newConvertCmd() *cobra.Command {
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
 
-  PyTorch .bin (pytorch_model.bin, or shards with pytorch_model.bin.index.json; read without
-  executing anything) or safetensors in; safetensors out ("format":"pt"), sharded past
-  --max-shard-size with model.safetensors.index.json (0: one file).
+  PyTorch .bin (pytorch_model.bin or a directory's only .bin file, or shards with
+  pytorch_model.bin.index.json; read without executing anything) or safetensors in;
+  safetensors out ("format":"pt"), sharded past --max-shard-size with
+  model.safetensors.index.json (0: one file).
   --dtype f32|f16|bf16 converts the floating-point tensors (round to nearest even); values
   beyond fp16's range are reported by tensor and refused unless --allow-overflow (clamped).
   --checkpoint-format gptq|gptq_v2 rewrites a GPTQ checkpoint's zero points for the other

@@ -240,6 +240,22 @@ func TestOpenDir(t *testing.T) {
 			t.Errorf("%d names, want %d", got, len(golden["tiny-llama/pytorch_model.bin"]))
 		}
 	})
+	// AutoGPTQ (use_safetensors=False) names its one file after
+	// quantize_config.json's model_file_base_name.
+	t.Run("other-file-name", func(t *testing.T) {
+		dir := t.TempDir()
+		name := filepath.Join(dir, "gptq_model-4bit-128g.bin")
+		copyTo(t, filepath.Join(single, WeightsName), name)
+		s, err := OpenDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if got := s.Files(); !slices.Equal(got, []string{name}) {
+			t.Errorf("Files() = %v, want [%s]", got, name)
+		}
+		checkGolden(t, s, golden["tiny-llama/pytorch_model.bin"], func(string) string { return name })
+	})
 }
 
 func copyTo(t *testing.T, src, dst string) {
@@ -265,6 +281,7 @@ func TestOpenDirErrors(t *testing.T) {
 		{"bad-index", map[string]string{IndexName: `{"weight_map":{"a":"../x.bin"}}`}, []string{IndexName, `tensor "a"`}, nil},
 		{"two-indexes", map[string]string{"a.bin.index.json": "{}", "b.bin.index.json": "{}"}, []string{"2 shard indexes"}, nil},
 		{"bad-shard", map[string]string{WeightsName: "not a zip"}, []string{WeightsName, "not a PyTorch zip checkpoint"}, nil},
+		{"two-bin-files", map[string]string{"a.bin": "x", "training_args.bin": "y"}, []string{"a.bin", "training_args.bin", WeightsName}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,21 +36,14 @@ type Set struct {
 
 // OpenDir opens the PyTorch checkpoint in dir, choosing in this order:
 // pytorch_model.bin; pytorch_model.bin.index.json and the shards its
-// weight_map names; the only *.bin.index.json in dir. Every listed tensor
+// weight_map names; the only *.bin.index.json in dir; the only *.bin file
+// in dir (AutoGPTQ's gptq_model-4bit-128g.bin). Every listed tensor
 // must be in its shard; tensors a shard holds beyond the index are ignored,
 // as transformers ignores them.
 func OpenDir(dir string) (*Set, error) {
 	single := filepath.Join(dir, WeightsName)
 	if st, err := os.Stat(single); err == nil && st.Mode().IsRegular() {
-		f, err := Open(single)
-		if err != nil {
-			return nil, err
-		}
-		s := &Set{dir: dir, files: []*File{f}, byName: make(map[string]*File, len(f.names)), names: f.Names()}
-		for _, n := range f.names {
-			s.byName[n] = f
-		}
-		return s, nil
+		return openSingle(dir, single)
 	}
 	index := filepath.Join(dir, IndexName)
 	if _, err := os.Stat(index); err == nil {
@@ -60,19 +53,45 @@ func OpenDir(dir string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	var indexes []string
+	var indexes, bins []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), indexSuffix) && !strings.HasPrefix(e.Name(), ".") {
-			indexes = append(indexes, e.Name())
+		switch n := e.Name(); {
+		case strings.HasPrefix(n, "."):
+		case strings.HasSuffix(n, indexSuffix):
+			indexes = append(indexes, n)
+		case strings.HasSuffix(n, ".bin") && e.Type().IsRegular():
+			bins = append(bins, n)
 		}
 	}
 	switch len(indexes) {
 	case 0:
-		return nil, fmt.Errorf("%s: no %s, %s or *%s file: %w", dir, WeightsName, IndexName, indexSuffix, ErrNoWeights)
 	case 1:
 		return openIndex(dir, filepath.Join(dir, indexes[0]))
+	default:
+		return nil, fmt.Errorf("%s: %d shard indexes %v, want at most one", dir, len(indexes), indexes)
 	}
-	return nil, fmt.Errorf("%s: %d shard indexes %v, want at most one", dir, len(indexes), indexes)
+	// One file of another name: AutoGPTQ (use_safetensors=False) names it
+	// after model_file_base_name, gptq_model-4bit-128g.bin.
+	switch len(bins) {
+	case 0:
+		return nil, fmt.Errorf("%s: no %s, %s or *%s file: %w", dir, WeightsName, IndexName, indexSuffix, ErrNoWeights)
+	case 1:
+		return openSingle(dir, filepath.Join(dir, bins[0]))
+	}
+	return nil, fmt.Errorf("%s: no %s or shard index, and %d .bin files (%s): which one holds the model is unclear; name it %s", dir, WeightsName, len(bins), strings.Join(bins, ", "), WeightsName)
+}
+
+// openSingle opens a checkpoint of one file.
+func openSingle(dir, file string) (*Set, error) {
+	f, err := Open(file)
+	if err != nil {
+		return nil, err
+	}
+	s := &Set{dir: dir, files: []*File{f}, byName: make(map[string]*File, len(f.names)), names: f.Names()}
+	for _, n := range f.names {
+		s.byName[n] = f
+	}
+	return s, nil
 }
 
 func openIndex(dir, indexPath string) (*Set, error) {
