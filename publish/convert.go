@@ -559,7 +559,13 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 		if qc.GroupSize == -1 {
 			gs = "none"
 		}
-		what = fmt.Sprintf("Dequantized from %s (GPTQ %d-bit, group size %s, act order %v) to %s, exactly as gptqtool's runtime dequantizes it", name, qc.Bits, gs, qc.DescAct, dtype)
+		// The runtime dequantizes to fp32: fp16 and bf16 round once more.
+		how := "each weight as gptqtool's runtime dequantizes it, rounded once more to " + dtype
+		if dtype == "float32" {
+			how = "exactly as gptqtool's runtime dequantizes it"
+		}
+		what = fmt.Sprintf("Dequantized from %s (GPTQ %d-bit, group size %s, act order %v) to %s by gptqtool %s, %s", name, qc.Bits, gs, qc.DescAct, dtype, o.Version, how)
+		return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s.\n", name, mark, name, what))
 	}
 	return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s by gptqtool %s.\n", name, mark, name, what, o.Version))
 }

@@ -901,3 +901,23 @@ func TestConvertCardOnce(t *testing.T) {
 		t.Errorf("front matter does not name the last conversion (gptqtool 1.1):\n%s", front)
 	}
 }
+
+// TestConvertDequantizeCard: the card of a dequantized checkpoint says
+// "exactly as gptqtool's runtime dequantizes it" only of fp32 weights;
+// fp16 and bf16 round each weight once more (README, convert --help).
+func TestConvertDequantizeCard(t *testing.T) {
+	q := rtnCheckpoint(t, 4, 128, true)
+	for _, dtype := range []string{"f32", "f16", "bf16"} {
+		t.Run(dtype, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "dq")
+			convert(t, publish.ConvertOptions{In: q, Out: out, Dequantize: true, DType: dtype})
+			b, err := os.ReadFile(filepath.Join(out, "README.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Contains(string(b), "exactly"), dtype == "f32"; got != want {
+				t.Errorf("README.md says \"exactly\": %v, want %v:\n%s", got, want, b)
+			}
+		})
+	}
+}
