@@ -455,7 +455,17 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	for _, e := range entries {
 		n := e.Name()
-		if !e.Type().IsRegular() || skipOnConvert(n) {
+		if skipOnConvert(n) {
+			continue
+		}
+		// A link to a file is copied as the file: a Hugging Face cache
+		// snapshot's files are links to ../../blobs/<hash>.
+		fi, err := os.Stat(filepath.Join(o.In, n))
+		if err != nil {
+			// A link whose blob is missing (a download cut short).
+			return nil, fmt.Errorf("convert: %s cannot be copied to the output: %w", filepath.Join(o.In, n), err)
+		}
+		if !fi.Mode().IsRegular() {
 			continue
 		}
 		if err := copyFile(filepath.Join(o.In, n), filepath.Join(tmp, n)); err != nil {

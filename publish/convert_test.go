@@ -921,3 +921,61 @@ func TestConvertDequantizeCard(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertHubCacheSnapshot: a Hugging Face cache snapshot, whose files
+// are links to ../../blobs/<hash>, converts with its tokenizer and
+// generation files copied (their contents), as from a plain directory.
+func TestConvertHubCacheSnapshot(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	hub := t.TempDir()
+	blobs, snap := filepath.Join(hub, "blobs"), filepath.Join(hub, "snapshots", "0123abc")
+	for _, d := range []string{blobs, snap} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for i, e := range entries {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blob := "blob" + strconv.Itoa(i)
+		if err := os.WriteFile(filepath.Join(blobs, blob), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..", "..", "blobs", blob), filepath.Join(snap, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, e.Name())
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	convert(t, publish.ConvertOptions{In: snap, Out: out})
+	for _, n := range names {
+		if n == "config.json" || strings.HasSuffix(n, ".safetensors") {
+			continue
+		}
+		want, _ := os.ReadFile(filepath.Join(src, n))
+		fi, err := os.Lstat(filepath.Join(out, n))
+		if err != nil {
+			t.Errorf("%s not copied: %v", n, err)
+			continue
+		}
+		got, _ := os.ReadFile(filepath.Join(out, n))
+		if !fi.Mode().IsRegular() || !bytes.Equal(got, want) {
+			t.Errorf("%s: mode %v, %d bytes, want a regular file of the source's %d bytes", n, fi.Mode(), len(got), len(want))
+		}
+	}
+	// A link whose blob is missing is named, not skipped.
+	if err := os.Remove(filepath.Join(blobs, "blob0")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = publish.Convert(context.Background(), publish.ConvertOptions{In: snap, Out: filepath.Join(t.TempDir(), "out")})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(snap, names[0])) {
+		t.Errorf("a dangling link %s: err = %v, want one naming it", names[0], err)
+	}
+}
