@@ -531,10 +531,11 @@ func (c *Checkpoint) commit(card func(int64) []byte) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	cfgJSON, err := c.cfg.MarshalWith(map[string]any{
-		"quantization_config": c.qc.ConfigJSONBlock(),
-		"torch_dtype":         "float16",
-	})
+	extra := map[string]any{"quantization_config": c.qc.ConfigJSONBlock()}
+	for _, k := range c.cfg.DTypeKeys() {
+		extra[k] = "float16"
+	}
+	cfgJSON, err := c.cfg.MarshalWith(extra)
 	if err != nil {
 		return 0, err
 	}

@@ -393,7 +393,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	// Configs and the files that go along unchanged.
 	extra := map[string]any{}
 	if torchDType != "" {
-		extra["torch_dtype"] = torchDType
+		for _, k := range cfg.DTypeKeys() {
+			extra[k] = torchDType
+		}
 	}
 	var qcOut *gptq.QuantizeConfig
 	var qcExtraOut map[string]any

@@ -979,3 +979,83 @@ func TestConvertHubCacheSnapshot(t *testing.T) {
 		t.Errorf("a dangling link %s: err = %v, want one naming it", names[0], err)
 	}
 }
+
+// TestConvertDTypeKey: a transformers 5.x config gives the weights' dtype
+// as "dtype", which 5.x reads before "torch_dtype": convert --dtype sets
+// that key, where it added a torch_dtype beside the old dtype and the
+// output's config said bfloat16 over fp16 weights.
+func TestConvertDTypeKey(t *testing.T) {
+	in := v5Config(t)
+	out := filepath.Join(t.TempDir(), "bf16")
+	convert(t, publish.ConvertOptions{In: in, Out: out, DType: "bf16"})
+	checkDTypeKey(t, out, "bfloat16")
+}
+
+// TestQuantizeDTypeKey: a checkpoint quantized from a transformers 5.x
+// config says float16 (its plain tensors' dtype) in the config's dtype key.
+func TestQuantizeDTypeKey(t *testing.T) {
+	in := filepath.Join(t.TempDir(), "bf16")
+	convert(t, publish.ConvertOptions{In: v5Config(t), Out: in, DType: "bf16"})
+	dir := filepath.Join(t.TempDir(), "q")
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: in, Out: dir, RTN: true, Sym: true, TrueSequential: true, Backend: cpu.New(0),
+		Branches: []publish.Branch{{Name: "q", Bits: 4, GroupSize: 128, Damp: 0.01}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkDTypeKey(t, dir, "float16")
+}
+
+// v5Config is a copy of openchat-tiny whose config.json gives "dtype" as
+// transformers 5.x writes it, not "torch_dtype".
+func v5Config(t *testing.T) string {
+	t.Helper()
+	in := filepath.Join(t.TempDir(), "v5")
+	copyTree(t, fixture(t, "models/openchat-tiny"), in)
+	file := filepath.Join(in, "config.json")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["dtype"] = doc["torch_dtype"]
+	delete(doc, "torch_dtype")
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// checkDTypeKey checks that dir's config.json gives want in "dtype" and
+// has no "torch_dtype", read as JSON and by hfconfig.
+func checkDTypeKey(t *testing.T, dir, want string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got["dtype"] != want {
+		t.Errorf("config.json dtype = %v, want %s", got["dtype"], want)
+	}
+	if v, ok := got["torch_dtype"]; ok {
+		t.Errorf("config.json torch_dtype = %v, want no such key (the input had none)", v)
+	}
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DType != want {
+		t.Errorf("hfconfig reads the output's dtype as %q, want %s", cfg.DType, want)
+	}
+}

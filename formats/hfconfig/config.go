@@ -272,6 +272,23 @@ var Remove = removeKey{}
 
 type removeKey struct{}
 
+// DTypeKeys returns the keys that give the weights' dtype in this config,
+// for a writer that changes it: "dtype" (transformers 5.x, read before
+// torch_dtype) and "torch_dtype" (4.x), each where the config has it;
+// "torch_dtype" where it has neither.
+func (c *Config) DTypeKeys() []string {
+	var keys []string
+	for _, k := range []string{"dtype", "torch_dtype"} {
+		if _, ok := c.Raw[k]; ok {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		keys = []string{"torch_dtype"}
+	}
+	return keys
+}
+
 // MarshalWith renders config.json: the original keys of Raw plus extra (which
 // override keys of the same name), like transformers' to_json_string: keys
 // sorted at every level (extra values included), 2-space indent, non-ASCII
