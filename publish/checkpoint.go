@@ -25,6 +25,9 @@ var copiedFiles = []string{
 	"generation_config.json",
 	"tokenizer.json", "tokenizer.model", "tokenizer_config.json",
 	"special_tokens_map.json", "added_tokens.json",
+	// The chat template, where transformers (4.47 on) saves it rather than
+	// in tokenizer_config.json.
+	"chat_template.jinja", "chat_template.json",
 }
 
 // Checkpoint writes one GPTQ checkpoint (spec §1–2) as the driver produces

@@ -1059,3 +1059,60 @@ func checkDTypeKey(t *testing.T, dir, want string) {
 		t.Errorf("hfconfig reads the output's dtype as %q, want %s", cfg.DType, want)
 	}
 }
+
+// TestChatTemplateJinja: a checkpoint saved by transformers 4.47 or later
+// keeps its chat template in chat_template.jinja, not in
+// tokenizer_config.json: convert --gguf writes it as
+// tokenizer.chat_template (as llama.cpp's converter does), and quantize
+// and convert carry the file over.
+func TestChatTemplateJinja(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	in := filepath.Join(t.TempDir(), "m")
+	copyTree(t, src, in)
+	file := filepath.Join(in, "tokenizer_config.json")
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, _ := doc["chat_template"].(string)
+	if tmpl == "" {
+		t.Fatalf("%s has no chat_template", file)
+	}
+	delete(doc, "chat_template")
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(file, b, 0o644)
+	os.WriteFile(filepath.Join(in, "chat_template.jinja"), []byte(tmpl), 0o644)
+
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	convert(t, publish.ConvertOptions{In: in, Out: path, GGUF: "q8_0"})
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := gguf.Value[string](f, "tokenizer.chat_template"); err != nil || got != tmpl {
+		t.Errorf("tokenizer.chat_template = %q (%v), want chat_template.jinja's %q", got, err, tmpl)
+	}
+
+	out := filepath.Join(t.TempDir(), "f32")
+	convert(t, publish.ConvertOptions{In: in, Out: out, DType: "f32"})
+	q := filepath.Join(t.TempDir(), "q")
+	_, err = publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: in, Out: q, RTN: true, Sym: true, TrueSequential: true, Backend: cpu.New(0),
+		Branches: []publish.Branch{{Name: "q", Bits: 4, GroupSize: 128, Damp: 0.01}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{out, q} {
+		if got, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err != nil || string(got) != tmpl {
+			t.Errorf("%s: chat_template.jinja %q (%v), want the input's", dir, got, err)
+		}
+	}
+}

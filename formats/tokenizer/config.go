@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // tokenField is a special token in tokenizer_config.json or
@@ -71,8 +73,11 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 	var cfg tokenizerConfig
 	cfgPath := filepath.Join(dir, "tokenizer_config.json")
 	ok, err := readJSON(cfgPath, &cfg)
-	if err != nil || !ok {
+	if err != nil {
 		return err
+	}
+	if !ok {
+		return t.loadChatTemplateFiles(dir)
 	}
 	for key, a := range cfg.AddedDecoder {
 		id, err := strconv.Atoi(key)
@@ -94,26 +99,67 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 		t.addEOS = *cfg.AddEOS
 	}
 	if !isNull(cfg.ChatTemplate) {
-		if err := json.Unmarshal(cfg.ChatTemplate, &t.chatTemplate); err != nil {
-			// A list of named templates: take "default".
-			var named []struct {
-				Name     string `json:"name"`
-				Template string `json:"template"`
-			}
-			if err2 := json.Unmarshal(cfg.ChatTemplate, &named); err2 != nil {
-				return fmt.Errorf("tokenizer: %s: chat_template: want a string or a list of {name, template}", cfgPath)
-			}
-			for _, n := range named {
-				if n.Name == "default" {
-					t.chatTemplate = n.Template
-				} else {
-					t.namedTemplates = append(t.namedTemplates, NamedTemplate{n.Name, n.Template})
-				}
-			}
+		return t.setChatTemplate(cfg.ChatTemplate, cfgPath)
+	}
+	return t.loadChatTemplateFiles(dir)
+}
+
+// setChatTemplate sets the chat template from a chat_template value of
+// file: a string, or a list of named templates ("default" the template).
+func (t *Tokenizer) setChatTemplate(raw json.RawMessage, file string) error {
+	if err := json.Unmarshal(raw, &t.chatTemplate); err == nil {
+		return nil
+	}
+	var named []struct {
+		Name     string `json:"name"`
+		Template string `json:"template"`
+	}
+	if err := json.Unmarshal(raw, &named); err != nil {
+		return fmt.Errorf("tokenizer: %s: chat_template: want a string or a list of {name, template}", file)
+	}
+	for _, n := range named {
+		if n.Name == "default" {
+			t.chatTemplate = n.Template
+		} else {
+			t.namedTemplates = append(t.namedTemplates, NamedTemplate{n.Name, n.Template})
 		}
 	}
 	t.compileChatTemplate()
 	return nil
+}
+
+// loadChatTemplateFiles reads the chat template that transformers (4.47
+// on) saves beside tokenizer_config.json rather than in it, as
+// transformers and llama.cpp's gguf-py read it: chat_template.jinja (the
+// file's text; additional_chat_templates/NAME.jinja are named templates),
+// else chat_template.json's chat_template. Neither is no template.
+func (t *Tokenizer) loadChatTemplateFiles(dir string) error {
+	jinja := filepath.Join(dir, "chat_template.jinja")
+	b, err := os.ReadFile(jinja)
+	switch {
+	case err == nil:
+		t.chatTemplate = string(b)
+		extra, _ := filepath.Glob(filepath.Join(dir, "additional_chat_templates", "*.jinja"))
+		slices.Sort(extra)
+		for _, f := range extra {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return fmt.Errorf("tokenizer: %w", err)
+			}
+			t.namedTemplates = append(t.namedTemplates, NamedTemplate{strings.TrimSuffix(filepath.Base(f), ".jinja"), string(b)})
+		}
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("tokenizer: %w", err)
+	}
+	var doc struct {
+		ChatTemplate json.RawMessage `json:"chat_template"`
+	}
+	path := filepath.Join(dir, "chat_template.json")
+	if ok, err := readJSON(path, &doc); err != nil || !ok || isNull(doc.ChatTemplate) {
+		return err
+	}
+	return t.setChatTemplate(doc.ChatTemplate, path)
 }
 
 // readJSON decodes path into v; a missing file gives ok=false and no error.

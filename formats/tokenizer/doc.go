@@ -23,7 +23,9 @@
 // Load picks tokenizer.json when present, else tokenizer.model plus
 // added_tokens.json, and applies special_tokens_map.json and
 // tokenizer_config.json (add_bos_token, add_eos_token, bos/eos/unk tokens,
-// added_tokens_decoder, chat_template).
+// added_tokens_decoder, chat_template; without chat_template,
+// chat_template.jinja and additional_chat_templates/*.jinja, else
+// chat_template.json, where transformers 4.47 and later save it).
 //
 // # Encoding
 //

@@ -476,6 +476,65 @@ func TestChatTemplateMissing(t *testing.T) {
 	}
 }
 
+// TestChatTemplateFiles: transformers (4.47 on) saves the chat template
+// as chat_template.jinja (other named templates as
+// additional_chat_templates/NAME.jinja), or earlier as chat_template.json,
+// instead of tokenizer_config.json's chat_template, and reads it from
+// there, as llama.cpp's gguf-py does (SpecialVocab): tokenizer_config.json's
+// key first, then chat_template.jinja, then chat_template.json.
+func TestChatTemplateFiles(t *testing.T) {
+	const jinja = "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}\n"
+	for _, tc := range []struct {
+		name      string
+		files     map[string]string
+		want      string
+		wantNamed []NamedTemplate
+	}{
+		{"jinja", map[string]string{"chat_template.jinja": jinja}, jinja, nil},
+		{"jinja and additional", map[string]string{
+			"chat_template.jinja":                      jinja,
+			"additional_chat_templates/tool_use.jinja": "tools",
+		}, jinja, []NamedTemplate{{"tool_use", "tools"}}},
+		{"json", map[string]string{"chat_template.json": `{"chat_template": "from json"}`}, "from json", nil},
+		{"jinja over json", map[string]string{"chat_template.jinja": jinja, "chat_template.json": `{"chat_template": "from json"}`}, jinja, nil},
+		{"tokenizer_config first", map[string]string{
+			"tokenizer_config.json": `{"chat_template": "from config"}`,
+			"chat_template.jinja":   jinja,
+		}, "from config", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyFile(t, filepath.Join(openchatDir, "tokenizer.json"), filepath.Join(dir, "tokenizer.json"))
+			if _, ok := tc.files["tokenizer_config.json"]; !ok {
+				writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"bos_token": "<s>"}`)
+			}
+			for name, content := range tc.files {
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				writeFile(t, filepath.Join(dir, name), content)
+			}
+			tok, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tok.ChatTemplate(); got != tc.want {
+				t.Errorf("ChatTemplate() = %q, want %q", got, tc.want)
+			}
+			if got := tok.NamedChatTemplates(); !slices.Equal(got, tc.wantNamed) {
+				t.Errorf("NamedChatTemplates() = %v, want %v", got, tc.wantNamed)
+			}
+		})
+	}
+	// A chat_template.json that is not what transformers writes is named.
+	dir := t.TempDir()
+	copyFile(t, filepath.Join(openchatDir, "tokenizer.json"), filepath.Join(dir, "tokenizer.json"))
+	writeFile(t, filepath.Join(dir, "chat_template.json"), `{"chat_template": 3}`)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "chat_template.json") {
+		t.Errorf("chat_template.json of a number: err = %v, want one naming the file", err)
+	}
+}
+
 func copyFile(t *testing.T, src, dst string) {
 	t.Helper()
 	b, err := os.ReadFile(src)
