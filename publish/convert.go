@@ -770,6 +770,10 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 			return nil, fmt.Errorf("--force would replace %s, which is not a .gguf file: choose another --out", o.Out)
 		}
 	}
+	// Its folders are made as a directory output's are.
+	if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
+		return nil, fmt.Errorf("convert: --out %s: %w", o.Out, err)
+	}
 	tok, err := tokenizer.Load(o.In)
 	if err != nil {
 		return nil, fmt.Errorf("convert: the GGUF file carries the tokenizer: %w", err)

@@ -214,6 +214,19 @@ func TestConvertGGUFPath(t *testing.T) {
 	upper := filepath.Join(dir, "STORIES.GGUF")
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "f16"})
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "q8_0", Force: true})
+	// Folders that do not exist yet are made, as for a directory output.
+	nested := filepath.Join(dir, "a", "b", "stories.gguf")
+	convert(t, publish.ConvertOptions{In: src, Out: nested, GGUF: "q8_0"})
+	if _, err := os.Stat(nested); err != nil {
+		t.Fatal(err)
+	}
+	// A file where a folder should be is named.
+	os.WriteFile(filepath.Join(dir, "file"), nil, 0o644)
+	bad := filepath.Join(dir, "file", "stories.gguf")
+	_, err = publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: bad, GGUF: "q8_0"})
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "file")) || strings.Contains(err.Error(), ".partial") {
+		t.Errorf("--out %s under a file: err = %v, want one naming %s (not a temporary file)", bad, err, filepath.Join(dir, "file"))
+	}
 }
 
 // TestConvertGGUFStalePartial checks that a GGUF conversion removes the
