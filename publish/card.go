@@ -3,6 +3,8 @@ package publish
 import (
 	"fmt"
 	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
 )
 
 // CardRow is one branch of a model card's table.
@@ -20,6 +22,22 @@ type CardInfo struct {
 	Rows      []CardRow
 	Command   string // the command line that made the checkpoints
 	Version   string
+	// Sym and Format are the checkpoints' sym and checkpoint_format.
+	Sym    bool
+	Format gptq.Format
+}
+
+// zeroPoints says how a checkpoint's zero points are stored (spec §1.4),
+// as its model card puts it.
+func zeroPoints(sym bool, f gptq.Format) string {
+	s := "sym"
+	if !sym {
+		s = "sym=false"
+	}
+	if f == gptq.FormatV2 {
+		return s + ", GPTQ v2 zeros"
+	}
+	return s + ", GPTQ v1 zeros"
 }
 
 // ModelCard renders a README.md in the form of the published GPTQ model cards:
@@ -30,7 +48,7 @@ func ModelCard(info CardInfo) []byte {
 	fmt.Fprintf(&b, "---\nbase_model: %s\nquantized_by: gptqtool %s\ntags:\n- gptq\n---\n\n", info.BaseModel, info.Version)
 	fmt.Fprintf(&b, "# %s — GPTQ\n\n", info.BaseModel)
 	fmt.Fprintf(&b, "GPTQ quantizations of %s made with gptqtool %s. Each branch is a complete checkpoint in the\n", info.BaseModel, info.Version)
-	b.WriteString("AutoGPTQ format (`quantize_config.json` and `config.json` `quantization_config`, sym, GPTQ v1 zeros):\n")
+	fmt.Fprintf(&b, "AutoGPTQ format (`quantize_config.json` and `config.json` `quantization_config`, %s):\n", zeroPoints(info.Sym, info.Format))
 	b.WriteString("loaders read the parameters from those files; nothing needs to be set by hand.\n\n")
 	b.WriteString("| Branch | Bits | GS | Act Order | Damp % | GPTQ dataset | Seq Len | Size | ExLlama | Description |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")

@@ -545,24 +545,46 @@ func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block
 // --force may replace.
 func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) []byte {
 	mark := "converted_by: gptqtool " + o.Version + "\n"
+	// A GPTQ checkpoint given the other checkpoint format: the card says
+	// so, and a gptqtool card's zero points phrase names the new format.
+	note, oldZeros, newZeros := "", "", ""
+	if qc != nil && o.Format != "" && o.Format != qc.Format() {
+		how := zeroPoints(qc.Sym, o.Format)
+		if o.Format == gptq.FormatV2 {
+			how += "; ExLlama v1 reads checkpoint_format gptq only, whatever the table below says" // spec §1.4, §3
+		}
+		note = fmt.Sprintf("%s%s (%s).\n\n", formatNotePrefix, o.Format, how)
+		oldZeros, newZeros = zeroPoints(qc.Sym, qc.Format()), zeroPoints(qc.Sym, o.Format)
+	}
 	in, err := os.ReadFile(filepath.Join(o.In, "README.md"))
 	if err == nil && !o.Dequantize {
 		card := string(in)
+		front, body := "", card
 		if rest, ok := strings.CutPrefix(card, "---\n"); ok {
-			// A card of an earlier conversion: its converted_by line is
-			// replaced, as YAML readers (the Hub's) refuse a key twice.
-			if front, body, ok := strings.Cut(rest, "\n---\n"); ok {
+			if f, b, ok := strings.Cut(rest, "\n---\n"); ok {
+				// A card of an earlier conversion: its converted_by line is
+				// replaced, as YAML readers (the Hub's) refuse a key twice.
 				var lines []string
-				for _, l := range strings.Split(front, "\n") {
+				for _, l := range strings.Split(f, "\n") {
 					if !strings.HasPrefix(l, "converted_by:") {
 						lines = append(lines, l)
 					}
 				}
-				rest = strings.Join(lines, "\n") + "\n---\n" + body
+				front, body = strings.Join(lines, "\n")+"\n", b
 			}
-			return []byte("---\n" + mark + rest)
 		}
-		return []byte("---\n" + mark + "---\n\n" + card)
+		if note != "" {
+			// An earlier conversion's note of the format goes.
+			var kept []string
+			for _, l := range strings.SplitAfter(body, "\n") {
+				if !strings.HasPrefix(l, formatNotePrefix) {
+					kept = append(kept, l)
+				}
+			}
+			body = strings.ReplaceAll(strings.TrimLeft(strings.Join(kept, ""), "\n"), oldZeros, newZeros)
+			body = note + body
+		}
+		return []byte("---\n" + mark + front + "---\n\n" + strings.TrimLeft(body, "\n"))
 	}
 	name := filepath.Base(filepath.Clean(o.In))
 	what := fmt.Sprintf("Converted from %s (%s weights)", name, kind)
@@ -579,8 +601,12 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 		what = fmt.Sprintf("Dequantized from %s (GPTQ %d-bit, group size %s, act order %v) to %s by gptqtool %s, %s", name, qc.Bits, gs, qc.DescAct, dtype, o.Version, how)
 		return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s.\n", name, mark, name, what))
 	}
-	return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s by gptqtool %s.\n", name, mark, name, what, o.Version))
+	return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s%s by gptqtool %s.\n", name, mark, name, note, what, o.Version))
 }
+
+// formatNotePrefix begins the line of a converted card that names the
+// checkpoint format convert gave it.
+const formatNotePrefix = "Converted by gptqtool to checkpoint_format "
 
 // release drops the pages of the source tensors behind an output tensor
 // from resident memory (mapped safetensors; others hold nothing), so that

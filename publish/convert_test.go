@@ -1129,3 +1129,42 @@ func TestChatTemplateJinja(t *testing.T) {
 		}
 	}
 }
+
+// TestCardZeroPoints: a checkpoint's model card says how its zero points
+// are stored as its configs do (sym and checkpoint_format), where every
+// card said "sym, GPTQ v1 zeros"; a checkpoint converted to the other
+// format says the format it now has.
+func TestCardZeroPoints(t *testing.T) {
+	card := func(dir string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	check := func(what, text string, want, notWant []string) {
+		t.Helper()
+		for _, w := range want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s: card does not say %q:\n%s", what, w, text)
+			}
+		}
+		for _, w := range notWant {
+			if strings.Contains(text, w) {
+				t.Errorf("%s: card says %q:\n%s", what, w, text)
+			}
+		}
+	}
+	sym := rtnCheckpoint(t, 4, 128, true)
+	check("sym v1", card(sym), []string{"sym, GPTQ v1 zeros"}, []string{"v2 zeros"})
+	asym := rtnCheckpoint(t, 4, 128, false)
+	check("asym v2", card(asym), []string{"sym=false, GPTQ v2 zeros"}, []string{"v1 zeros", " sym, "})
+
+	v2 := filepath.Join(t.TempDir(), "v2")
+	convert(t, publish.ConvertOptions{In: sym, Out: v2, Format: gptq.FormatV2})
+	check("sym converted to v2", card(v2), []string{"GPTQ v2 zeros", "checkpoint_format gptq_v2"}, []string{"v1 zeros"})
+	back := filepath.Join(t.TempDir(), "v1")
+	convert(t, publish.ConvertOptions{In: v2, Out: back, Format: gptq.FormatV1})
+	check("back to v1", card(back), []string{"GPTQ v1 zeros", "checkpoint_format gptq"}, []string{"v2 zeros", "gptq_v2"})
+}

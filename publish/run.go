@@ -441,7 +441,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 			Done: func(seconds float64) error {
 				card := func(size int64) []byte {
-					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: cp.Command(), Version: o.Version,
+					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: cp.Command(), Version: o.Version, Sym: o.Sym, Format: format,
 						Rows: []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}}})
 				}
 				size, err := cp.Commit(card)
@@ -477,7 +477,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		for i, b := range sum.Branches {
 			rows[i] = CardRow{Branch: o.Branches[i], Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: b.SizeBytes, ExLlama: b.ExLlama}
 		}
-		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: command, Version: o.Version})
+		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
 			return nil, err
 		}
