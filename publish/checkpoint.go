@@ -561,6 +561,9 @@ func (c *Checkpoint) commit(card func(int64) []byte) (int64, error) {
 			return 0, err
 		}
 	}
+	if err := copyChatTemplates(c.modelDir, c.tmp); err != nil {
+		return 0, err
+	}
 	// The bookkeeping goes last: until the rename, a kill leaves a
 	// partial output that resumes at the end.
 	if err := os.Remove(filepath.Join(c.tmp, progressFile)); err != nil {
@@ -614,6 +617,28 @@ func (c *Checkpoint) Suspend() bool {
 	c.w.Suspend() // the record already says how far the data is good
 	c.unlock()
 	return true
+}
+
+// chatTemplatesDir holds a model's named chat templates besides the
+// default one (transformers 4.47 on: additional_chat_templates/NAME.jinja).
+const chatTemplatesDir = "additional_chat_templates"
+
+// copyChatTemplates copies srcDir's chatTemplatesDir/*.jinja, if any, into
+// dstDir (links copied as the files they name).
+func copyChatTemplates(srcDir, dstDir string) error {
+	files, err := filepath.Glob(filepath.Join(srcDir, chatTemplatesDir, "*.jinja"))
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dstDir, chatTemplatesDir), 0o755); err != nil {
+		return err
+	}
+	for _, f := range files {
+		if err := copyFile(f, filepath.Join(dstDir, chatTemplatesDir, filepath.Base(f))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func copyFile(src, dst string) error {

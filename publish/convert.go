@@ -474,6 +474,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, err
 		}
 	}
+	if err := copyChatTemplates(o.In, tmp); err != nil {
+		return nil, err
+	}
 	if sum.SizeBytes, err = weightBytes(tmp); err != nil {
 		return nil, err
 	}

@@ -1101,6 +1101,9 @@ func TestChatTemplateJinja(t *testing.T) {
 	}
 	os.WriteFile(file, b, 0o644)
 	os.WriteFile(filepath.Join(in, "chat_template.jinja"), []byte(tmpl), 0o644)
+	os.MkdirAll(filepath.Join(in, "additional_chat_templates"), 0o755)
+	const tools = "{{ tools }}"
+	os.WriteFile(filepath.Join(in, "additional_chat_templates", "tool_use.jinja"), []byte(tools), 0o644)
 
 	path := filepath.Join(t.TempDir(), "m.gguf")
 	convert(t, publish.ConvertOptions{In: in, Out: path, GGUF: "q8_0"})
@@ -1111,6 +1114,9 @@ func TestChatTemplateJinja(t *testing.T) {
 	defer f.Close()
 	if got, err := gguf.Value[string](f, "tokenizer.chat_template"); err != nil || got != tmpl {
 		t.Errorf("tokenizer.chat_template = %q (%v), want chat_template.jinja's %q", got, err, tmpl)
+	}
+	if got, err := gguf.Value[string](f, "tokenizer.chat_template.tool_use"); err != nil || got != tools {
+		t.Errorf("tokenizer.chat_template.tool_use = %q (%v), want additional_chat_templates/tool_use.jinja's %q", got, err, tools)
 	}
 
 	out := filepath.Join(t.TempDir(), "f32")
@@ -1123,9 +1129,20 @@ func TestChatTemplateJinja(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The folder is the quantized checkpoint's own: --force replaces it.
+	_, err = publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: in, Out: q, RTN: true, Sym: true, TrueSequential: true, Backend: cpu.New(0), Force: true,
+		Branches: []publish.Branch{{Name: "q", Bits: 4, GroupSize: 128, Damp: 0.01}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, dir := range []string{out, q} {
 		if got, err := os.ReadFile(filepath.Join(dir, "chat_template.jinja")); err != nil || string(got) != tmpl {
 			t.Errorf("%s: chat_template.jinja %q (%v), want the input's", dir, got, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "additional_chat_templates", "tool_use.jinja")); err != nil || string(got) != tools {
+			t.Errorf("%s: additional_chat_templates/tool_use.jinja %q (%v), want the input's", dir, got, err)
 		}
 	}
 }

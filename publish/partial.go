@@ -403,6 +403,9 @@ func foreignEntries(dir string, entries []os.DirEntry) []string {
 	for _, e := range entries {
 		n := e.Name()
 		if e.IsDir() {
+			if n == chatTemplatesDir {
+				continue // copied from the model
+			}
 			path := filepath.Join(dir, n)
 			ours, _ := IsOurs(path)
 			partial := strings.HasSuffix(n, ".partial") && onlyPartialFiles(path)
