@@ -793,10 +793,12 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	}
 	if fi, err := os.Stat(o.Out); err == nil {
 		switch {
+		case fi.IsDir():
+			return nil, fmt.Errorf("%s exists and is a directory, not a file: --force replaces only a .gguf file: choose another --out", o.Out)
+		case !fi.Mode().IsRegular():
+			return nil, fmt.Errorf("%s exists and is not a file: --force replaces only a .gguf file: choose another --out", o.Out)
 		case !o.Force:
 			return nil, fmt.Errorf("%s exists (use --force to replace it)", o.Out)
-		case !fi.Mode().IsRegular():
-			return nil, fmt.Errorf("--force would replace %s, which is not a .gguf file: choose another --out", o.Out)
 		}
 	}
 	// Its folders are made as a directory output's are.

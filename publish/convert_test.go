@@ -214,6 +214,16 @@ func TestConvertGGUFPath(t *testing.T) {
 	upper := filepath.Join(dir, "STORIES.GGUF")
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "f16"})
 	convert(t, publish.ConvertOptions{In: src, Out: upper, GGUF: "q8_0", Force: true})
+	// A directory named like a GGUF file is refused without suggesting a
+	// --force that would refuse it too.
+	dirOut := filepath.Join(dir, "dir.gguf")
+	os.Mkdir(dirOut, 0o755)
+	for _, force := range []bool{false, true} {
+		_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: dirOut, GGUF: "q8_0", Force: force})
+		if err == nil || strings.Contains(err.Error(), "use --force") || !strings.Contains(err.Error(), "not a file") {
+			t.Errorf("--out %s, a directory, force %v: err = %v, want one saying it is not a file, without suggesting --force", dirOut, force, err)
+		}
+	}
 	// Folders that do not exist yet are made, as for a directory output.
 	nested := filepath.Join(dir, "a", "b", "stories.gguf")
 	convert(t, publish.ConvertOptions{In: src, Out: nested, GGUF: "q8_0"})
