@@ -2,6 +2,7 @@ package publish
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
@@ -25,6 +26,27 @@ type CardInfo struct {
 	// Sym and Format are the checkpoints' sym and checkpoint_format.
 	Sym    bool
 	Format gptq.Format
+}
+
+// modelID names the model in dir for a model card's base_model and a GGUF
+// file's general.name: the Hub id and the repository's name of a Hugging
+// Face cache snapshot (.../models--ORG--NAME/snapshots/REV: "ORG/NAME" and
+// "NAME"), where the directory's own name is a commit hash; else the
+// directory's name, twice.
+func modelID(dir string) (id, name string) {
+	dir = filepath.Clean(dir)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	base := filepath.Base(dir)
+	parent := filepath.Dir(dir)
+	if filepath.Base(parent) == "snapshots" {
+		if repo, ok := strings.CutPrefix(filepath.Base(filepath.Dir(parent)), "models--"); ok && repo != "" {
+			id = strings.ReplaceAll(repo, "--", "/")
+			return id, id[strings.LastIndexByte(id, '/')+1:]
+		}
+	}
+	return base, base
 }
 
 // zeroPoints says how a checkpoint's zero points are stored (spec §1.4),

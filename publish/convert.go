@@ -589,7 +589,7 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 		}
 		return []byte("---\n" + mark + front + "---\n\n" + strings.TrimLeft(body, "\n"))
 	}
-	name := filepath.Base(filepath.Clean(o.In))
+	name, _ := modelID(o.In)
 	what := fmt.Sprintf("Converted from %s (%s weights)", name, kind)
 	if qc != nil && o.Dequantize {
 		gs := fmt.Sprint(qc.GroupSize)
@@ -842,7 +842,8 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		release(src, name)
 		return w, []int{l.N, l.K}, err
 	}
-	opts := gguf.ConvertOptions{Type: typ, Name: filepath.Base(filepath.Clean(o.In)), AllowOverflow: o.AllowOverflow}
+	_, name := modelID(o.In)
+	opts := gguf.ConvertOptions{Type: typ, Name: name, AllowOverflow: o.AllowOverflow}
 	// With tokenizer.model, the tokens, scores and types are those that
 	// llama.cpp's converter writes (SentencePiece scores, its typing of
 	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.

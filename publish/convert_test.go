@@ -950,7 +950,7 @@ func TestConvertDequantizeCard(t *testing.T) {
 // generation files copied (their contents), as from a plain directory.
 func TestConvertHubCacheSnapshot(t *testing.T) {
 	src := fixture(t, "models/openchat-tiny")
-	hub := t.TempDir()
+	hub := filepath.Join(t.TempDir(), "models--openchat--openchat-tiny")
 	blobs, snap := filepath.Join(hub, "blobs"), filepath.Join(hub, "snapshots", "0123abc")
 	for _, d := range []string{blobs, snap} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -992,6 +992,20 @@ func TestConvertHubCacheSnapshot(t *testing.T) {
 		if !fi.Mode().IsRegular() || !bytes.Equal(got, want) {
 			t.Errorf("%s: mode %v, %d bytes, want a regular file of the source's %d bytes", n, fi.Mode(), len(got), len(want))
 		}
+	}
+	// The model is named by its Hub id, not by the snapshot's commit.
+	if b, _ := os.ReadFile(filepath.Join(out, "README.md")); !strings.Contains(string(b), "\nbase_model: openchat/openchat-tiny\n") {
+		t.Errorf("README.md does not give base_model openchat/openchat-tiny:\n%s", b)
+	}
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	convert(t, publish.ConvertOptions{In: snap, Out: path, GGUF: "q8_0"})
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := gguf.Value[string](f, "general.name"); got != "openchat-tiny" {
+		t.Errorf("general.name = %q (%v), want openchat-tiny", got, err)
 	}
 	// A link whose blob is missing is named, not skipped.
 	if err := os.Remove(filepath.Join(blobs, "blob0")); err != nil {

@@ -382,6 +382,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		}
 		return nil, err
 	}
+	baseModel, _ := modelID(o.ModelDir)
 	for i := range o.Branches {
 		br := o.Branches[i]
 		qc := gptq.DefaultQuantizeConfig()
@@ -441,7 +442,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			},
 			Done: func(seconds float64) error {
 				card := func(size int64) []byte {
-					return ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Command: cp.Command(), Version: o.Version, Sym: o.Sym, Format: format,
+					return ModelCard(CardInfo{BaseModel: baseModel, Command: cp.Command(), Version: o.Version, Sym: o.Sym, Format: format,
 						Rows: []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}}})
 				}
 				size, err := cp.Commit(card)
@@ -477,7 +478,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		for i, b := range sum.Branches {
 			rows[i] = CardRow{Branch: o.Branches[i], Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: b.SizeBytes, ExLlama: b.ExLlama}
 		}
-		card := ModelCard(CardInfo{BaseModel: filepath.Base(filepath.Clean(o.ModelDir)), Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format})
+		card := ModelCard(CardInfo{BaseModel: baseModel, Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
 			return nil, err
 		}
