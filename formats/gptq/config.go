@@ -389,7 +389,45 @@ func ParseQuantizeConfig(data []byte, file string) (*QuantizeConfig, error) {
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("gptq: %s: %w", file, err)
 	}
+	if err := checkDynamic(doc["dynamic"], c); err != nil {
+		return nil, fmt.Errorf("gptq: %s: %w", file, err)
+	}
 	return &c, nil
+}
+
+// checkDynamic refuses GPTQModel's per-module overrides (the dynamic key:
+// {"[+:|-:]regex": {key: value}}) that change how a module's tensors read,
+// its bits or group_size, which gptqtool does not apply: it would read
+// such a module with the checkpoint's own. Entries that leave a module
+// unquantized ("-:"), or repeat the checkpoint's values, are kept as they
+// are.
+func checkDynamic(raw json.RawMessage, c QuantizeConfig) error {
+	if raw == nil || isNull(raw) {
+		return nil
+	}
+	var dyn map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &dyn); err != nil {
+		return fmt.Errorf("dynamic: want an object of {pattern: {key: value}}: %w", err)
+	}
+	for _, pattern := range slices.Sorted(maps.Keys(dyn)) {
+		if strings.HasPrefix(pattern, "-:") {
+			continue
+		}
+		for _, kv := range []struct {
+			key  string
+			have int
+		}{{"bits", c.Bits}, {"group_size", c.GroupSize}} {
+			v, ok := dyn[pattern][kv.key]
+			if !ok || isNull(v) {
+				continue
+			}
+			var n int
+			if err := json.Unmarshal(v, &n); err != nil || n != kv.have {
+				return fmt.Errorf("dynamic %q: %s %s, where the checkpoint's is %d: per-module overrides (GPTQModel's dynamic) are not supported", pattern, kv.key, bytes.TrimSpace(v), kv.have)
+			}
+		}
+	}
+	return nil
 }
 
 func isNull(m json.RawMessage) bool { return string(bytes.TrimSpace(m)) == "null" }

@@ -200,6 +200,11 @@ func TestParseQuantizeConfigErrors(t *testing.T) {
 		{"meta not object", `{"bits":4,"meta":3}`, "meta"},
 		{"name not string", `{"bits":4,"model_file_base_name":3}`, "model_file_base_name"},
 		{"marlin", `{"bits":4,"checkpoint_format":"marlin"}`, "checkpoint_format"},
+		// GPTQModel's dynamic: per-module overrides that gptqtool would read
+		// with the checkpoint's own bits or group size.
+		{"dynamic bits", `{"bits":4,"dynamic":{"+:.*down_proj":{"bits":8}}}`, `dynamic "+:.*down_proj": bits 8, where the checkpoint's is 4`},
+		{"dynamic group", `{"bits":4,"group_size":128,"dynamic":{".*mlp.*":{"group_size":32}}}`, `dynamic ".*mlp.*": group_size 32, where the checkpoint's is 128`},
+		{"dynamic not object", `{"bits":4,"dynamic":[1]}`, "dynamic"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +216,26 @@ func TestParseQuantizeConfigErrors(t *testing.T) {
 				t.Errorf("err %v does not name the file", err)
 			}
 		})
+	}
+}
+
+// TestParseQuantizeConfigDynamic: GPTQModel's dynamic entries that leave
+// a module unquantized ("-:"), repeat the checkpoint's own bits and group
+// size or change only what does not change how the tensors read (sym,
+// desc_act: the zero points and g_idx are stored), read as the checkpoint
+// reads without them.
+func TestParseQuantizeConfigDynamic(t *testing.T) {
+	for _, doc := range []string{
+		`{"bits":4,"dynamic":{"-:model.layers.0.mlp.down_proj":{}}}`,
+		`{"bits":4,"group_size":128,"dynamic":{"+:.*down_proj":{"bits":4,"group_size":128}}}`,
+		`{"bits":4,"dynamic":{}}`,
+		`{"bits":4,"sym":true,"dynamic":{".*":{"sym":false,"desc_act":true}}}`, // tensors read alike
+		`{"bits":4,"dynamic":null}`,
+	} {
+		c, err := ParseQuantizeConfig([]byte(doc), "q.json")
+		if err != nil || c.Bits != 4 {
+			t.Errorf("%s: %+v, %v", doc, c, err)
+		}
 	}
 }
 
