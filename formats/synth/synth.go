@@ -195,7 +195,10 @@ func Write(o Options) (*Summary, error) {
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
-	extra := map[string]any{"num_hidden_layers": cfg.NumHiddenLayers, "torch_dtype": torchDType}
+	extra := map[string]any{"num_hidden_layers": cfg.NumHiddenLayers}
+	for _, k := range cfg.DTypeKeys() {
+		extra[k] = torchDType
+	}
 	if o.GPTQ != nil {
 		extra["quantization_config"] = o.GPTQ.ConfigJSONBlock()
 		qc, err := o.GPTQ.MarshalQuantizeConfig()

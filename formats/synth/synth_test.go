@@ -2,6 +2,7 @@ package synth
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -84,6 +85,42 @@ func TestWrite(t *testing.T) {
 	}
 	if _, err := Write(Options{ConfigDir: cfgDir, Out: a}); err == nil {
 		t.Errorf("an existing output directory was overwritten")
+	}
+}
+
+// TestWriteDTypeKey: a transformers 5.x config gives its dtype as
+// "dtype", which 5.x and hfconfig read before torch_dtype: the synthetic
+// checkpoint's config says its weights' dtype there, where a torch_dtype
+// was added beside the config's own dtype.
+func TestWriteDTypeKey(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	cfgDir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["dtype"] = doc["torch_dtype"] // float16; the synthetic weights are bf16
+	delete(doc, "torch_dtype")
+	if b, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	if _, err := Write(Options{ConfigDir: cfgDir, TokenizerDir: src, Out: out, Layers: 1, Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := hfconfig.Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg.Raw["torch_dtype"]; cfg.DType != "bfloat16" || ok {
+		t.Errorf("config: dtype %q (read), torch_dtype present %v; want bfloat16 and no torch_dtype", cfg.DType, ok)
 	}
 }
 
