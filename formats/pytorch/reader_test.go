@@ -281,7 +281,9 @@ func TestOpenDirErrors(t *testing.T) {
 		{"bad-index", map[string]string{IndexName: `{"weight_map":{"a":"../x.bin"}}`}, []string{IndexName, `tensor "a"`}, nil},
 		{"two-indexes", map[string]string{"a.bin.index.json": "{}", "b.bin.index.json": "{}"}, []string{"2 shard indexes"}, nil},
 		{"bad-shard", map[string]string{WeightsName: "not a zip"}, []string{WeightsName, "not a PyTorch zip checkpoint"}, nil},
-		{"two-bin-files", map[string]string{"a.bin": "x", "training_args.bin": "y"}, []string{"a.bin", "training_args.bin", WeightsName}, nil},
+		{"two-bin-files", map[string]string{"a.bin": "x", "b.bin": "y"}, []string{"a.bin", "b.bin", WeightsName}, nil},
+		// The Trainer's and accelerate's other pickles are not weights.
+		{"training-files", map[string]string{"training_args.bin": "x", "optimizer.bin": "y", "scheduler.bin": "z"}, []string{"no pytorch_model.bin"}, fs.ErrNotExist},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -59,7 +59,7 @@ func OpenDir(dir string) (*Set, error) {
 		case strings.HasPrefix(n, "."):
 		case strings.HasSuffix(n, indexSuffix):
 			indexes = append(indexes, n)
-		case strings.HasSuffix(n, ".bin") && e.Type().IsRegular():
+		case strings.HasSuffix(n, ".bin") && e.Type().IsRegular() && !trainingFiles[n]:
 			bins = append(bins, n)
 		}
 	}
@@ -79,6 +79,12 @@ func OpenDir(dir string) (*Set, error) {
 		return openSingle(dir, filepath.Join(dir, bins[0]))
 	}
 	return nil, fmt.Errorf("%s: no %s or shard index, and %d .bin files (%s): which one holds the model is unclear; name it %s", dir, WeightsName, len(bins), strings.Join(bins, ", "), WeightsName)
+}
+
+// trainingFiles are the pickles that transformers' Trainer and accelerate
+// save beside a checkpoint, which hold no weights.
+var trainingFiles = map[string]bool{
+	"training_args.bin": true, "optimizer.bin": true, "scheduler.bin": true, "scaler.bin": true,
 }
 
 // openSingle opens a checkpoint of one file.
