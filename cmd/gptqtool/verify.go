@@ -130,6 +130,23 @@ func (f *evalFlags) oneWindow(ids []int) error {
 	return fmt.Errorf("--text %s: %s (BOS included), fewer than one window of --ctx %d", f.text, count(len(ids), "token"), f.ctx)
 }
 
+// baselineText tokenizes --text with the baseline's tokenizer and refuses
+// a baseline whose tokenizer splits it otherwise than the model's (ids):
+// the two are compared on the same windows of the same ids, which a
+// vocabulary of the same size does not promise. cmd names the command in
+// the error.
+func (f *evalFlags) baselineText(cmd, baseline string, ids []int) error {
+	baseIDs, err := loadText(baseline, f.text)
+	if err != nil {
+		return err
+	}
+	if i := firstDiff(ids, baseIDs); i >= 0 {
+		return fmt.Errorf("%s: %s and %s tokenize --text %s differently (from token %d of %d and %d): the models must share a tokenizer",
+			cmd, f.model, baseline, f.text, i, len(ids), len(baseIDs))
+	}
+	return nil
+}
+
 // firstDiff is the first index where a and b differ (one ending first
 // counts), or -1 where they are equal.
 func firstDiff(a, b []int) int {
@@ -190,7 +207,8 @@ func newPerplexityCmd() *cobra.Command {
 		Long: `perplexity tokenizes the text once with the model's tokenizer, prepends BOS once, cuts the
 ids into non-overlapping windows of --ctx tokens (the tail is dropped) and reports
 exp(mean over windows of the mean cross-entropy of each window's tokens after the first).
-With --baseline, the baseline model is evaluated on the same windows and the delta printed.`,
+With --baseline, the baseline model (which must share the tokenizer) is evaluated on the
+same windows and the delta printed.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible(cmd.Context())
@@ -204,15 +222,19 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 				return err
 			}
 			defer closeBackend(b)
-			var baseIDs []int
 			if baseCP != nil {
 				defer baseCP.Close()
-				if baseIDs, err = loadText(baseline, f.text); err != nil {
-					return err
-				}
 			}
 			if err := f.oneWindow(ids); err != nil {
 				return err
+			}
+			if baseCP != nil {
+				// The baseline runs on the model's windows: a delta
+				// between two tokenizations' perplexities per token
+				// would compare nothing.
+				if err := f.baselineText("perplexity", baseline, ids); err != nil {
+					return err
+				}
 			}
 			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
@@ -229,7 +251,7 @@ With --baseline, the baseline model is evaluated on the same windows and the del
 				if err != nil {
 					return err
 				}
-				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, bm, baseIDs, f); err != nil {
+				if base, err = evalPerplexity(ctx, cmd.ErrOrStderr(), baseline, bm, ids, f); err != nil {
 					return err
 				}
 				out["baseline"] = baseline
@@ -285,16 +307,9 @@ func newKLCmd() *cobra.Command {
 			if err := f.oneWindow(ids); err != nil {
 				return err
 			}
-			// KL compares the two models' distributions token by token:
-			// their tokenizers must split the text alike (a vocabulary of
-			// the same size may still be another one).
-			baseIDs, err := loadText(baseline, f.text)
-			if err != nil {
+			// KL compares the two models' distributions token by token.
+			if err := f.baselineText("kl", baseline, ids); err != nil {
 				return err
-			}
-			if i := firstDiff(ids, baseIDs); i >= 0 {
-				return fmt.Errorf("kl: %s and %s tokenize --text %s differently (from token %d of %d and %d): the models must share a tokenizer",
-					f.model, baseline, f.text, i, len(ids), len(baseIDs))
 			}
 			m, err := loadModel(f.model, b, f.dtype)
 			if err != nil {
