@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -136,6 +137,10 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 			K, N, _ := model.LinearShape(cfg, m)
 			shapes = append(shapes, gptq.LinearShape{Name: model.LayerPrefix(li) + "." + m, K: K, N: N})
 		}
+	}
+	if o.RunOptions.SeqLen == 0 {
+		// The samples' length, as a complete checkpoint's card records it.
+		o.RunOptions.SeqLen = o.SeqLen
 	}
 	if err := r.checkOut(o.RunOptions); err != nil {
 		return nil, err
@@ -378,12 +383,46 @@ func completeCheckpoint(dir string, br Branch, o RunOptions) (ok bool, differs s
 		{"bits", qc.Bits, br.Bits}, {"group_size", qc.GroupSize, br.GroupSize}, {"desc_act", qc.DescAct, br.DescAct},
 		{"damp_percent", qc.DampPercent, br.Damp}, {"static_groups", qc.StaticGroups, br.StaticGroups},
 		{"sym", qc.Sym, o.Sym}, {"checkpoint_format", qc.CheckpointFormat, string(o.Format)},
+		{"true_sequential", qc.TrueSequential, o.TrueSequential},
 	} {
 		if c.there != c.here {
 			out = append(out, fmt.Sprintf("%s: %v there, %v now", c.key, c.there, c.here))
 		}
 	}
+	if dataset, seqLen, ok := cardRow(dir, br.Name); ok {
+		// What quantize_config.json does not record: the calibration
+		// data (round to nearest's is none) and its sequence length.
+		if dataset != o.DatasetName {
+			out = append(out, fmt.Sprintf("dataset: %s there, %s now", dataset, o.DatasetName))
+		}
+		if o.SeqLen > 0 && seqLen != o.SeqLen {
+			out = append(out, fmt.Sprintf("seq_len: %d there, %d now", seqLen, o.SeqLen))
+		}
+	}
 	return true, strings.Join(out, ", ")
+}
+
+// cardRow reads the GPTQ dataset and Seq Len columns of branch name's row
+// in the table of dir's model card (ModelCard); ok is false where the card
+// has no such row.
+func cardRow(dir, name string) (dataset string, seqLen int, ok bool) {
+	card, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		return "", 0, false
+	}
+	for line := range strings.SplitSeq(string(card), "\n") {
+		cols := strings.Split(line, " | ")
+		// | Branch | Bits | GS | Act Order | Damp % | GPTQ dataset | Seq Len | Size | ExLlama | Description |
+		if len(cols) != 10 || cols[0] != "| "+name {
+			continue
+		}
+		n, err := strconv.Atoi(cols[6])
+		if err != nil {
+			return "", 0, false
+		}
+		return cols[5], n, true
+	}
+	return "", 0, false
 }
 
 // completeOutputs reports whether every output of the run o is a

@@ -409,3 +409,53 @@ func TestResumeCheckedAtPreflight(t *testing.T) {
 		noWork(t, out)
 	})
 }
+
+// TestResumeCompleteOtherRecipe: --resume over a complete checkpoint is
+// refused, naming the option with both values, where the checkpoint records
+// an option that differs from the run's (true_sequential in
+// quantize_config.json; the dataset and the sequence length in the model
+// card's row), as it is for bits or damp. It said "already complete:
+// nothing left to resume" and exited 0 for --true-sequential=false, --rtn,
+// another --seq-len or another dataset over a GPTQ checkpoint of other ones.
+func TestResumeCompleteOtherRecipe(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	parquet, err := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonData := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	dir := t.TempDir()
+	base := []string{"quantize", "--device", "cpu", "--model", model, "--nsamples", "2", "--estimate=false", "--out", "q"}
+	quantize := func(extra ...string) ([]byte, int) {
+		t.Helper()
+		out, err := gptqtool(t, dir, nil, append(slices.Clone(base), extra...)...).CombinedOutput()
+		return out, exitStatus(t, err)
+	}
+	if out, code := quantize("--dataset", parquet, "--seq-len", "32"); code != 0 {
+		t.Fatalf("quantize: exit status %d:\n%s", code, out)
+	}
+	want := treeBytes(t, filepath.Join(dir, "q"))
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		want  string // "" for nothing left to resume
+	}{
+		{"same", []string{"--dataset", parquet, "--seq-len", "32"}, ""},
+		{"true sequential", []string{"--dataset", parquet, "--seq-len", "32", "--true-sequential=false"}, "true_sequential: true there, false now"},
+		{"rtn", []string{"--rtn", "--seq-len", "32"}, "dataset: alpaca_en_demo.parquet there, none (round to nearest) now"},
+		{"dataset", []string{"--dataset", jsonData, "--seq-len", "32"}, "dataset: alpaca_en_demo.parquet there, alpaca_en_demo.json now"},
+		{"seq len", []string{"--dataset", parquet, "--seq-len", "48"}, "seq_len: 32 there, 48 now"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, code := quantize(append(slices.Clone(tc.extra), "--resume")...)
+			if tc.want == "" {
+				if code != 0 || !strings.Contains(string(out), "q is already complete: nothing left to resume") {
+					t.Errorf("exit status %d, want 0 saying q is complete:\n%s", code, out)
+				}
+			} else if code != 1 || !strings.Contains(string(out), "q is a complete checkpoint of other options ("+tc.want) {
+				t.Errorf("exit status %d, want 1 naming %q:\n%s", code, tc.want, out)
+			}
+			sameTree(t, treeBytes(t, filepath.Join(dir, "q")), want, "the complete checkpoint")
+		})
+	}
+}
