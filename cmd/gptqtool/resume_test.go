@@ -459,3 +459,57 @@ func TestResumeCompleteOtherRecipe(t *testing.T) {
 		})
 	}
 }
+
+// TestModelCardStatesZeros: the model card's description of the format
+// agrees with the checkpoint's quantize_config.json: sym or sym=false, and v1 or
+// v2 zeros. It said "sym, GPTQ v1 zeros" for every checkpoint, --sym=false
+// (asymmetric, gptq_v2) and --checkpoint-format gptq_v2 ones included.
+func TestModelCardStatesZeros(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	data, err := filepath.Abs("../../testdata/datasets/alpaca_en_demo.parquet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+	}{
+		{"sym v1", nil},
+		{"asym", []string{"--sym=false"}},
+		{"sym v2", []string{"--checkpoint-format", "gptq_v2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := append([]string{"quantize", "--device", "cpu", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "32",
+				"--estimate=false", "--out", "q"}, tc.extra...)
+			if out, err := gptqtool(t, dir, nil, args...).CombinedOutput(); err != nil {
+				t.Fatalf("quantize: %v\n%s", err, out)
+			}
+			raw, err := os.ReadFile(filepath.Join(dir, "q", "quantize_config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var qc struct {
+				Sym    bool   `json:"sym"`
+				Format string `json:"checkpoint_format"`
+			}
+			if err := json.Unmarshal(raw, &qc); err != nil {
+				t.Fatal(err)
+			}
+			want := "sym=false, GPTQ v2 zeros"
+			switch {
+			case qc.Sym && qc.Format == "gptq":
+				want = "sym, GPTQ v1 zeros"
+			case qc.Sym:
+				want = "sym, GPTQ v2 zeros"
+			}
+			card, err := os.ReadFile(filepath.Join(dir, "q", "README.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(card), "`quantization_config`, "+want+")") {
+				t.Errorf("quantize_config.json has sym %v, checkpoint_format %s; the card does not say %q:\n%s", qc.Sym, qc.Format, want, card)
+			}
+		})
+	}
+}
