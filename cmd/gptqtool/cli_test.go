@@ -120,6 +120,10 @@ func TestUsageErrors(t *testing.T) {
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--max-shard-size", "nan"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--sym=false", "--checkpoint-format", "gptq"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--threads", "-1"},
+		// Round to nearest has no column order: --act-order was dropped
+		// silently, the plan and checkpoint saying act_order=false (a QA
+		// pass).
+		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--rtn", "--act-order"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "1"},
 		// Both ends of --ctx are usage errors (issue 11, finding 7).
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "5000"},
@@ -161,6 +165,9 @@ func TestUsageErrors(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			_, _, err := run(t, args...)
 			var ue usageError
+			if err == nil {
+				t.Fatal("no error, want a usage error (exit 2)")
+			}
 			if !errors.As(err, &ue) && !cobraUsage(err) {
 				t.Errorf("err = %v, want a usage error (exit 2)", err)
 			}

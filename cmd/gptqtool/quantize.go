@@ -129,6 +129,11 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if f.resume && f.force {
 		return usageError{errors.New("--resume continues an interrupted run, --force discards it: choose one")}
 	}
+	if f.rtn && f.actOrder {
+		// Round to nearest has no column order (a table's act-order rows
+		// are written without it, as their RTN baseline).
+		return usageError{errors.New("--rtn has no column order to choose: --act-order (desc_act) would be dropped: choose one")}
+	}
 	maxShard, err := parseSize(f.maxShard)
 	if err != nil {
 		return usageError{fmt.Errorf("--max-shard-size: %w", err)}
