@@ -65,6 +65,19 @@ type Fingerprint struct {
 	// Values are the options Options hashes (JSON), kept so that a refused
 	// resume can name what changed; records of earlier versions lack them.
 	Values json.RawMessage `json:"option_values,omitempty"`
+	// NSamples is the number of calibration samples (not hashed: Samples
+	// covers them), kept so that a refused resume can name --nsamples
+	// before the samples are read; 0 where unknown (round to nearest
+	// without data, records of earlier versions).
+	NSamples int `json:"nsamples,omitempty"`
+}
+
+// nsamplesChanged names a changed --nsamples with both values, or "".
+func (f Fingerprint) nsamplesChanged(g Fingerprint) string {
+	if f.NSamples > 0 && g.NSamples > 0 && f.NSamples != g.NSamples {
+		return fmt.Sprintf("--nsamples: %d in the interrupted run, %d now", f.NSamples, g.NSamples)
+	}
+	return ""
 }
 
 // diff names the parts of f (the interrupted run's) that differ from g
@@ -75,7 +88,11 @@ func (f Fingerprint) diff(g Fingerprint) []string {
 		out = append(out, "the model files")
 	}
 	if f.Samples != g.Samples {
-		out = append(out, "the calibration samples (dataset, --nsamples, --seq-len, --seed, --mode or rendering)")
+		what := "the calibration samples (dataset, --nsamples, --seq-len, --seed, --mode or rendering)"
+		if n := f.nsamplesChanged(g); n != "" {
+			what = "the calibration samples (" + n + ")"
+		}
+		out = append(out, what)
 	}
 	if f.Options != g.Options {
 		what := "the quantization options"
@@ -95,6 +112,9 @@ func (f Fingerprint) diffBeforeSamples(g Fingerprint) []string {
 	var out []string
 	if f.Model != g.Model {
 		out = append(out, "the model files")
+	}
+	if n := f.nsamplesChanged(g); n != "" {
+		out = append(out, "the calibration samples ("+n+")")
 	}
 	if changed := changedOptions(f.Values, g.Values); len(changed) > 0 {
 		out = append(out, "the quantization options ("+strings.Join(changed, "; ")+")")

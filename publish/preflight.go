@@ -462,7 +462,7 @@ func checkResume(o PreflightOptions, cfg *hfconfig.Config) error {
 		if err != nil {
 			return fmt.Errorf("quantize: %w", err)
 		}
-		branchFP, tableFP = ro.fingerprints(modelFP, "")
+		branchFP, tableFP = ro.fingerprints(modelFP, "", o.NSamples)
 		return nil
 	}
 	if ro.Table {

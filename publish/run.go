@@ -184,7 +184,7 @@ func (o RunOptions) normalized() RunOptions {
 // fingerprints returns what identifies each branch of the run o
 // (normalized) of the model with fingerprint modelFP on the samples with
 // fingerprint samplesFP, and (for a table) the table.
-func (o RunOptions) fingerprints(modelFP, samplesFP string) (branch func(Branch) Fingerprint, table Fingerprint) {
+func (o RunOptions) fingerprints(modelFP, samplesFP string, nsamples int) (branch func(Branch) Fingerprint, table Fingerprint) {
 	solverName := ""
 	if o.Solver != nil {
 		solverName = o.Solver.Name()
@@ -203,7 +203,7 @@ func (o RunOptions) fingerprints(modelFP, samplesFP string) (branch func(Branch)
 		if o.Solver == nil {
 			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
 		}
-		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt), Values: optionValues(opt)}
+		return Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(opt), Values: optionValues(opt), NSamples: nsamples}
 	}
 	if o.Table {
 		// (The table's hash is over its branches' fingerprints without
@@ -213,10 +213,10 @@ func (o RunOptions) fingerprints(modelFP, samplesFP string) (branch func(Branch)
 		for _, br := range o.Branches {
 			fp := branch(br)
 			values = append(values, fp.Values)
-			fp.Values = nil
+			fp.Values, fp.NSamples = nil, 0
 			fps = append(fps, fp)
 		}
-		table = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps), Values: optionValues(values)}
+		table = Fingerprint{Model: modelFP, Samples: samplesFP, Options: optionsFingerprint(fps), Values: optionValues(values), NSamples: nsamples}
 	}
 	return branch, table
 }
@@ -272,7 +272,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("quantize: %w", err)
 	}
-	fingerprint, tableFP := o.fingerprints(modelFP, SamplesFingerprint(o.Samples))
+	fingerprint, tableFP := o.fingerprints(modelFP, SamplesFingerprint(o.Samples), len(o.Samples))
 	// A table resumes in its own directory; everything else must be new or
 	// replaceable.
 	var table *tableRecord

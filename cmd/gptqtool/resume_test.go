@@ -360,6 +360,24 @@ func TestResumeCheckedAtPreflight(t *testing.T) {
 		noWork(t, out)
 	})
 
+	// The samples' count is named with both values, before the dataset
+	// is read, where the refusal came once the samples were read and
+	// listed "dataset, --nsamples, --seq-len, --seed, --mode or rendering"
+	// (a QA pass).
+	t.Run("other nsamples", func(t *testing.T) {
+		dir := partialCopy(t)
+		out, code := resume(t, dir, "--nsamples", "8")
+		if code != 1 {
+			t.Errorf("exit status %d, want 1:\n%s", code, out)
+		}
+		for _, w := range []string{"cannot resume q.partial", "--nsamples: 4 in the interrupted run, 8 now", "--force"} {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("output lacks %q:\n%s", w, out)
+			}
+		}
+		noWork(t, out)
+	})
+
 	for _, tc := range []struct {
 		name, file string
 		damage     func(path string) error
