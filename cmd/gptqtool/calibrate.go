@@ -66,6 +66,9 @@ func (o *calibrationFlags) options(modelDir string, log io.Writer) (calibrate.Op
 		return calibrate.Options{}, usageError{fmt.Errorf("--seq-len %d: want a positive number (leave it out for the default, min(4096, max_position_embeddings))", o.seqLen)}
 	case o.mode != calibrate.ModeRandom && o.mode != calibrate.ModeRecord:
 		return calibrate.Options{}, usageError{fmt.Errorf("--mode %q: want random or record", o.mode)}
+	case o.template != "" && o.textColumn != "":
+		// The template renders the whole row; the column would be ignored.
+		return calibrate.Options{}, usageError{fmt.Errorf("--template renders whole rows and --text-column names the one column to read: choose one (e.g. --template '{%s}')", o.textColumn)}
 	}
 	switch o.format {
 	case "", calibrate.FormatParquet, calibrate.FormatJSON, calibrate.FormatJSONL, calibrate.FormatText, calibrate.FormatParagraphs:

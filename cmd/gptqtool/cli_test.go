@@ -148,6 +148,10 @@ func TestUsageErrors(t *testing.T) {
 		{"convert", "--in", model, "--out", "x", "--max-shard-size", "0.5"},
 		{"convert", "--in", model, "--out", "x.gguf", "--gguf", "q4_0"},
 		{"calibrate", "--model", model, "--dataset", "d.json", "--dataset-format", "csv"},
+		// A row template renders the whole row: --text-column was ignored
+		// silently (a QA pass).
+		{"calibrate", "--model", model, "--dataset", "d.json", "--template", "{instruction}", "--text-column", "output"},
+		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--dataset", "d.json", "--template", "{instruction}", "--text-column", "output"},
 		{"generate", "--model", model, "--prompt", "x", "--chat-template", "chatml"},
 		{"tokenize", "--model", model, "--chat-template", "llama3", "x"},
 		{"serve", "--model", model, "--chat-template", "chatml"},
