@@ -77,6 +77,30 @@ func TestShortTextNamed(t *testing.T) {
 	}
 }
 
+// TestTextNotUTF8Named: a --text file that is not UTF-8 is refused naming
+// the flag, the file and the byte offset (as calibrate names a dataset's),
+// where the message read "FILE: tokenizer: encode: text is not valid utf-8",
+// and a missing one names the flag ("open FILE: no such file" before).
+func TestTextNotUTF8Named(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	bad := filepath.Join(t.TempDir(), "latin1.txt")
+	if err := os.WriteFile(bad, []byte("Once upon a caf\xe9 time"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, cmd := range [][]string{{"verify", "perplexity"}, {"verify", "kl", "--baseline", model}} {
+		_, _, err := run(t, append(cmd, "--device", "cpu", "--model", model, "--text", bad, "--ctx", "64")...)
+		want := "--text " + bad + ": invalid UTF-8 at byte 15"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error containing %q", cmd[1], err, want)
+		}
+		missing := bad + ".missing"
+		_, _, err = run(t, append(cmd, "--device", "cpu", "--model", model, "--text", missing, "--ctx", "64")...)
+		if want := "--text: open " + missing; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s, missing text: %v, want an error containing %q", cmd[1], err, want)
+		}
+	}
+}
+
 // TestShortTextDefaultCtx: without --ctx, a text shorter than one window
 // is refused naming the window's length as the default (stories260K: 512,
 // its max_position_embeddings), where the message said "--ctx 512", a flag
