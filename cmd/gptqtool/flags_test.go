@@ -232,3 +232,18 @@ func TestHelpDefaults(t *testing.T) {
 	}
 	walk(newRootCmd())
 }
+
+// TestCtxHelpNamesBaseline: --ctx's help in perplexity and kl, the commands
+// with a --baseline, says that its default is lowered to the baseline's
+// context too (as setup does and the README says), where it named the
+// model's alone.
+func TestCtxHelpNamesBaseline(t *testing.T) {
+	for _, c := range []*cobra.Command{newPerplexityCmd(), newKLCmd()} {
+		if c.Flags().Lookup("baseline") == nil {
+			t.Fatalf("%s has no --baseline", c.Name())
+		}
+		if usage := c.Flags().Lookup("ctx").Usage; !strings.Contains(usage, "baseline's") {
+			t.Errorf("%s --ctx: %q does not name the baseline's context", c.Name(), usage)
+		}
+	}
+}

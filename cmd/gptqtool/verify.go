@@ -47,7 +47,7 @@ func (f *evalFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ)")
 	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
-	fs.IntVar(&f.ctx, "ctx", 0, fmt.Sprintf("window length in tokens (default %d, or the model's max_position_embeddings where smaller)", defaultCtx))
+	fs.IntVar(&f.ctx, "ctx", 0, fmt.Sprintf("window length in tokens (default %d, or the model's or the baseline's max_position_embeddings where smaller)", defaultCtx))
 	f.ctxGiven = func() bool { return fs.Changed("ctx") }
 	fs.IntVar(&f.maxWindows, "max-windows", 0, "evaluate at most this many windows (0 = all)")
 	fs.StringVar(&f.device, "device", "auto", deviceHelp)
