@@ -2,6 +2,8 @@ package gptq
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"github.com/x448/float16"
 )
@@ -94,16 +96,38 @@ func ShapesFor(K, N, bits, groupSize int) (qweight, qzeros, scales, gIdx [2]int,
 	}
 	rows, e := PackedLen(K, bits)
 	if e != nil {
-		err = fmt.Errorf("in features K=%d cannot be packed at %d bits: qweight packs K along its rows: %w", K, bits, e)
+		err = fmt.Errorf("in features K=%d cannot be packed at %d bits: qweight packs K along its rows: %w (%s)", K, bits, e, packingBits(K, N))
 		return
 	}
 	cols, e := PackedLen(N, bits)
 	if e != nil {
-		err = fmt.Errorf("out features N=%d cannot be packed at %d bits: qzeros packs N along its columns: %w", N, bits, e)
+		err = fmt.Errorf("out features N=%d cannot be packed at %d bits: qzeros packs N along its columns: %w (%s)", N, bits, e, packingBits(K, N))
 		return
 	}
 	G := Groups(K, groupSize)
 	return [2]int{rows, N}, [2]int{G, cols}, [2]int{G, N}, [2]int{K, 0}, nil
+}
+
+// packingBits says which bit widths pack a Linear of K inputs and N
+// outputs (both whole int32 words), for an error about one that does not.
+func packingBits(K, N int) string {
+	var ok []string
+	for _, b := range []int{2, 3, 4, 8} {
+		if _, e := PackedLen(K, b); e != nil {
+			continue
+		}
+		if _, e := PackedLen(N, b); e != nil {
+			continue
+		}
+		ok = append(ok, strconv.Itoa(b))
+	}
+	switch len(ok) {
+	case 0:
+		return "no bit width packs it"
+	case 1:
+		return ok[0] + " bits packs it"
+	}
+	return strings.Join(ok[:len(ok)-1], ", ") + " or " + ok[len(ok)-1] + " bits pack it"
 }
 
 // Linear is one GPTQ-quantized nn.Linear as stored on disk (spec §1.1).

@@ -278,3 +278,29 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestShapesForSaysWhichBitsPack: a shape the bit width cannot pack names
+// the widths that pack both K and N (spec §1.2, §1.3: K and N multiples of
+// 32/bits, of 32 at 3 bits), or says none does, where the error stopped at
+// the multiple it needed: stories260K's gate/up (N=172) and down (K=172)
+// pack at 8 bits only.
+func TestShapesForSaysWhichBitsPack(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		K, N, bits int
+		want       string
+	}{
+		{"stories gate_proj", 64, 172, 4, "8 bits packs it"},
+		{"stories down_proj", 172, 64, 2, "8 bits packs it"},
+		{"odd", 64, 170, 4, "no bit width packs it"},
+		{"four and eight", 64, 8, 2, "4 or 8 bits pack it"},
+		{"two widths", 48, 64, 3, "2, 4 or 8 bits pack it"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, _, _, _, err := ShapesFor(c.K, c.N, c.bits, 32)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("ShapesFor(%d, %d, %d bits): %v, want an error containing %q", c.K, c.N, c.bits, err, c.want)
+			}
+		})
+	}
+}
