@@ -86,6 +86,9 @@ func (o *calibrationFlags) options(modelDir string, log io.Writer) (calibrate.Op
 	if err != nil {
 		return calibrate.Options{}, err
 	}
+	if err := tokenizerFits(modelDir, tok, cfg); err != nil {
+		return calibrate.Options{}, err
+	}
 	return calibrate.Options{
 		Paths:        o.datasets,
 		Format:       o.format,

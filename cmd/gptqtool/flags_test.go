@@ -247,3 +247,45 @@ func TestCtxHelpNamesBaseline(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenizerPastVocabRefused: a checkpoint whose tokenizer has more
+// tokens than its config.json's vocab_size (stories260K's weights, vocab
+// 512, beside openchat's tokenizer of 32,002) is refused before any work,
+// naming both counts and the config, by verify, calibrate and quantize,
+// where verify failed in its first window with "token id 5606 outside vocab
+// [0, 512)" and quantize once the dataset was read and embedded.
+func TestTokenizerPastVocabRefused(t *testing.T) {
+	stories, tiny := fixturePath(t, "models/stories260K-hf-mistral"), fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	copyDir(t, stories, model)
+	for _, name := range []string{"tokenizer.json", "tokenizer_config.json"} {
+		data, err := os.ReadFile(filepath.Join(tiny, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(model, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := filepath.Join(dir, "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("Once upon a time, there was a little girl. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("the tokenizer has 32002 tokens, more than vocab_size 512 in %s", filepath.Join(model, "config.json"))
+	for _, args := range [][]string{
+		{"verify", "perplexity", "--device", "cpu", "--model", model, "--text", text, "--ctx", "64"},
+		{"verify", "kl", "--device", "cpu", "--model", model, "--baseline", model, "--text", text, "--ctx", "64"},
+		{"calibrate", "--model", model, "--dataset", text, "--nsamples", "2", "--seq-len", "16"},
+		{"quantize", "--device", "cpu", "--model", model, "--dataset", text, "--nsamples", "2", "--seq-len", "16",
+			"--bits", "8", "--group", "32", "--estimate=false", "--out", filepath.Join(dir, "q")},
+	} {
+		_, stderr, err := run(t, args...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error containing %q", strings.Join(args[:2], " "), err, want)
+		}
+		if strings.Contains(stderr, "calibrate: read") {
+			t.Errorf("%s read the dataset before the refusal:\n%s", args[0], stderr)
+		}
+	}
+}

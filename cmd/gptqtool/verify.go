@@ -148,6 +148,17 @@ func (f *evalFlags) baselineText(cmd, baseline string, ids []int) error {
 	return nil
 }
 
+// tokenizerFits refuses the tokenizer of checkpoint dir where it has more
+// tokens than config.json's vocab_size (cfg): its ids would index past the
+// embedding, which the model reports only once a window or sample reaches
+// one. (Fewer is fine: vocabularies are often padded.)
+func tokenizerFits(dir string, tok *tokenizer.Tokenizer, cfg *hfconfig.Config) error {
+	if cfg.VocabSize > 0 && tok.VocabSize() > cfg.VocabSize {
+		return fmt.Errorf("%s: the tokenizer has %d tokens, more than vocab_size %d in %s: its tokenizer files are not the model's", dir, tok.VocabSize(), cfg.VocabSize, cfg.File)
+	}
+	return nil
+}
+
 // invalidUTF8At is the offset of the first byte of b that is not UTF-8
 // (-1 where all are).
 func invalidUTF8At(b []byte) int {
@@ -200,6 +211,12 @@ func loadText(modelDir, path string) ([]int, error) {
 	tok, err := tokenizer.Load(modelDir)
 	if err != nil {
 		return nil, err
+	}
+	// (A config that does not load is left to the model's load to report.)
+	if cfg, err := hfconfig.Load(modelDir); err == nil {
+		if err := tokenizerFits(modelDir, tok, cfg); err != nil {
+			return nil, err
+		}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
