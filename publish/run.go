@@ -243,6 +243,24 @@ type Summary struct {
 	Seconds  float64         `json:"seconds"`
 }
 
+// CompleteSummary is the summary of a --resume run o whose outputs are
+// already complete (Preflight's NothingToResume): each branch as it is,
+// marked reused.
+func CompleteSummary(o RunOptions) *Summary {
+	o = o.normalized() // round to nearest's branches have no act order
+	sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
+	for _, br := range o.Branches {
+		dir := o.Out
+		if o.Table {
+			dir = filepath.Join(o.Out, br.Name)
+		}
+		size, _ := weightBytes(dir)
+		sum.Branches = append(sum.Branches, BranchSummary{Name: br.Name, Dir: dir, Bits: br.Bits, GroupSize: br.GroupSize, DescAct: br.DescAct,
+			Damp: br.Damp, SizeBytes: size, Reused: true})
+	}
+	return sum
+}
+
 // Quantize runs GPTQ for each branch over one loaded model and one set of
 // calibration samples, and writes each as a complete checkpoint. Loading,
 // tokenizing, the layer-0 capture and layer 0's first Hessian are shared by
@@ -297,16 +315,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			return nil, err
 		}
 		if done {
-			sum := &Summary{Model: o.ModelDir, Out: o.Out, Samples: len(o.Samples), SeqLen: o.SeqLen}
-			for _, br := range o.Branches {
-				dir := o.Out
-				if o.Table {
-					dir = filepath.Join(o.Out, br.Name)
-				}
-				size, _ := weightBytes(dir)
-				sum.Branches = append(sum.Branches, BranchSummary{Name: br.Name, Dir: dir, Bits: br.Bits, GroupSize: br.GroupSize, DescAct: br.DescAct,
-					Damp: br.Damp, SizeBytes: size, Reused: true})
-			}
+			sum := CompleteSummary(o)
 			fmt.Fprintf(log, "%s is already complete: nothing left to resume\n", o.Out)
 			sum.Seconds = time.Since(start).Seconds()
 			return sum, nil

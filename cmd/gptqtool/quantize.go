@@ -273,7 +273,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	if report.NothingToResume {
 		fmt.Fprintf(log, "%s is already complete: nothing left to resume\n", f.out)
-		return nil
+		ro.SeqLen = pre.SeqLen
+		// (No dataset was read: "calibration" is null.)
+		return printQuantizeSummary(cmd.OutOrStdout(), f, nil, publish.CompleteSummary(ro))
 	}
 	if report.MemoryLimit > 0 {
 		// The job fits only if the collector keeps the heap near its live
@@ -323,9 +325,15 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		}
 		return nil
 	}
-	w := cmd.OutOrStdout()
+	return printQuantizeSummary(cmd.OutOrStdout(), f, ds.Stats, sum)
+}
+
+// printQuantizeSummary prints a run's summary on w: one JSON document
+// with --json (stats are the calibration's, a calibrate.Stats or nil),
+// else a line per branch.
+func printQuantizeSummary(w io.Writer, f quantizeFlags, stats any, sum *publish.Summary) error {
 	if f.asJSON {
-		return writeJSON(w, map[string]any{"calibration": ds.Stats, "summary": sum})
+		return writeJSON(w, map[string]any{"calibration": stats, "summary": sum})
 	}
 	for _, b := range sum.Branches {
 		fmt.Fprintf(w, "%s\t%s\t%d-bit g%d act_order=%v damp=%g\t%s\t%.1fs\n", b.Name, b.Dir, b.Bits, b.GroupSize, b.DescAct, b.Damp, publish.FormatSize(b.SizeBytes), b.Seconds)

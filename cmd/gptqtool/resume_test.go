@@ -453,6 +453,33 @@ func TestResumeCompleteOtherRecipe(t *testing.T) {
 		t.Fatalf("quantize: exit status %d:\n%s", code, out)
 	}
 	want := treeBytes(t, filepath.Join(dir, "q"))
+	// Nothing left to resume is a success: --json prints its summary, the
+	// checkpoint kept (it printed nothing on stdout, exit 0).
+	t.Run("json", func(t *testing.T) {
+		c := gptqtool(t, dir, nil, append(slices.Clone(base), "--dataset", parquet, "--seq-len", "32", "--resume", "--json")...)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		var doc struct {
+			Summary struct {
+				Branches []struct {
+					Name      string `json:"name"`
+					Bits      int    `json:"bits"`
+					SizeBytes int64  `json:"size_bytes"`
+					Reused    bool   `json:"reused"`
+				} `json:"branches"`
+			} `json:"summary"`
+		}
+		if err := json.Unmarshal(out, &doc); err != nil {
+			t.Fatalf("stdout is not one JSON document: %v\n%q", err, out)
+		}
+		if b := doc.Summary.Branches; len(b) != 1 || b[0].Name != "q" || b[0].Bits != 4 || !b[0].Reused || b[0].SizeBytes <= 0 {
+			t.Errorf("summary branches = %+v, want q, 4 bits, reused, its size", b)
+		}
+	})
 	for _, tc := range []struct {
 		name  string
 		extra []string
