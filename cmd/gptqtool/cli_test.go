@@ -120,6 +120,10 @@ func TestUsageErrors(t *testing.T) {
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--max-shard-size", "nan"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--sym=false", "--checkpoint-format", "gptq"},
 		{"quantize", "--model", model, "--out", "x", "--dataset", "d.json", "--threads", "-1"},
+		// Flags of the GPU driver that a CPU run ignored silently (a QA
+		// pass).
+		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--dataset", "d.json", "--device", "cpu", "--gpu-memory", "16GiB"},
+		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--dataset", "d.json", "--device", "cpu", "--chunk-rows", "64"},
 		// Round to nearest has no column order: --act-order was dropped
 		// silently, the plan and checkpoint saying act_order=false (a QA
 		// pass).
@@ -941,5 +945,27 @@ func TestQuantizeEmptyBranches(t *testing.T) {
 				t.Errorf("%s: %v, want nothing written", out, err)
 			}
 		})
+	}
+}
+
+// TestAutoCPUWarnsGPUFlags: where --device auto falls back to the cpu,
+// --gpu-memory and --chunk-rows (fp32 activations) are named as ignored on
+// stderr, where they were ignored silently (--device cpu refuses them:
+// TestUsageErrors).
+func TestAutoCPUWarnsGPUFlags(t *testing.T) {
+	if cudaHere() {
+		t.Skip("a CUDA device loads here: --device auto does not fall back to the cpu")
+	}
+	model := fixturePath(t, "models/openchat-tiny")
+	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	_, stderr, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "16", "--estimate=false",
+		"--dry-run", "--out", filepath.Join(t.TempDir(), "q"), "--gpu-memory", "8GiB", "--chunk-rows", "9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"warning: --gpu-memory 8GiB ignored: running on the cpu", "warning: --chunk-rows 9 ignored"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, stderr)
+		}
 	}
 }

@@ -195,6 +195,16 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if f.chunkRows < 0 {
 		return usageError{fmt.Errorf("--chunk-rows %d: want 0 (automatic) or more", f.chunkRows)}
 	}
+	halfOnCPU := f.activations == "f16" || f.activations == "bf16"
+	if f.device == "cpu" {
+		// Flags of the device driver, which a CPU run would ignore.
+		if f.gpuMemory != "" {
+			return usageError{fmt.Errorf("--gpu-memory %s caps a GPU's memory: --device cpu uses none (the preflight checks host memory)", f.gpuMemory)}
+		}
+		if f.chunkRows > 0 && !halfOnCPU {
+			return usageError{fmt.Errorf("--chunk-rows %d sizes the GPU driver's chunks (on the cpu, --activations f16 or bf16's): the cpu's fp32 driver has none", f.chunkRows)}
+		}
+	}
 	if err := checkDeviceFlags(f.device, f.threads); err != nil {
 		return err
 	}
@@ -225,7 +235,16 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	defer closeBackend(backend)
 	solver := solverFor(backend, bench != nil)
-	if cb, ok := backend.(*cpu.Backend); ok && (f.activations == "f16" || f.activations == "bf16") {
+	if _, ok := backend.(*cpu.Backend); ok && f.device != "cpu" {
+		// --device auto fell back to the cpu: say what it ignores.
+		if f.gpuMemory != "" {
+			fmt.Fprintf(log, "warning: --gpu-memory %s ignored: running on the cpu\n", f.gpuMemory)
+		}
+		if f.chunkRows > 0 && !halfOnCPU {
+			fmt.Fprintf(log, "warning: --chunk-rows %d ignored: the cpu's fp32 driver has no chunks\n", f.chunkRows)
+		}
+	}
+	if cb, ok := backend.(*cpu.Backend); ok && halfOnCPU {
 		// The device driver on the host: activations rounded where the
 		// CUDA kernels round them, the host solver on its Hessians.
 		backend, solver = cb.WithHalf(), quantize.HostSolver{}
