@@ -113,6 +113,9 @@ func ParseBranches(spec string) ([]Branch, error) {
 			if b.Name == "" || strings.ContainsAny(b.Name, `/\`) || b.Name == "." || b.Name == ".." {
 				return nil, fmt.Errorf("branches file %s: branch %d: name %q is not a valid directory name", spec, i, b.Name)
 			}
+			if why := reservedName(b.Name); why != "" {
+				return nil, fmt.Errorf("branches file %s: branch %d: name %q %s: choose another", spec, i, b.Name, why)
+			}
 			if seen[b.Name] {
 				return nil, fmt.Errorf("branches file %s: branch %q appears twice", spec, b.Name)
 			}
@@ -188,4 +191,22 @@ func jsonKind(k reflect.Kind) string {
 		return "a string"
 	}
 	return k.String()
+}
+
+// reservedName says why name cannot be a branch of a table (OUT/<name>/)
+// though it is a valid directory name, or "": it is a file the table
+// writes beside its branches, it would read as a branch's partial output,
+// or git refuses it as a branch name (a leading dot).
+func reservedName(name string) string {
+	switch {
+	case strings.EqualFold(name, "README.md"):
+		return "is the table's model card (OUT/README.md)"
+	case name == tableFile:
+		return "is the table's record of an interrupted run"
+	case strings.HasSuffix(name, ".partial"):
+		return "ends in .partial, the suffix of a checkpoint being built"
+	case strings.HasPrefix(name, "."):
+		return "starts with a dot (a hidden directory, and no git branch name)"
+	}
+	return ""
 }

@@ -22,6 +22,15 @@ func TestParseBranchesFile(t *testing.T) {
 		{"string desc_act", `[{"name":"a","bits":4,"group_size":128,"desc_act":"yes"}]`, "desc_act: got string, want true or false"},
 		{"object", `{"name":"a","bits":4,"group_size":128}`, "got object, want an array of branches"},
 		{"trailing data", `[{"name":"a","bits":4,"group_size":128}] []`, "more after the array of branches"},
+		// Names that collide with what the table writes beside its
+		// branches, or with a partial output's name, or that git refuses
+		// as a branch: README.md was quantized in full, then the table's
+		// card failed on its directory, leaving a temporary file (a QA
+		// pass).
+		{"card name", `[{"name":"README.md","bits":4,"group_size":128}]`, `name "README.md" is the table's model card`},
+		{"record name", `[{"name":"gptqtool-table.json","bits":4,"group_size":128}]`, `name "gptqtool-table.json" is the table's record`},
+		{"partial name", `[{"name":"a.partial","bits":4,"group_size":128}]`, `name "a.partial" ends in .partial`},
+		{"hidden name", `[{"name":".git","bits":4,"group_size":128}]`, `name ".git" starts with a dot`},
 		{"valid", `[{"name":"a","bits":4,"group_size":128,"desc_act":true}]` + "\n", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
