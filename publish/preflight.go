@@ -579,6 +579,14 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 		if _, err := exec.LookPath("git"); err != nil {
 			return fmt.Errorf("--git-repo %s: %w (install git, or drop --git-repo)", o.GitRepo, err)
 		}
+		for _, br := range o.Branches {
+			// git's own rules, asked of git: the repository is made after
+			// the run, where a name it refuses would fail last.
+			if out, err := exec.Command("git", "check-ref-format", "refs/heads/"+br.Name).CombinedOutput(); err != nil {
+				return fmt.Errorf("--git-repo: branch %q is not a valid git branch name (git check-ref-format: %v%s): rename it, or drop --git-repo",
+					br.Name, err, strings.TrimSpace(" "+string(out)))
+			}
+		}
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -556,5 +557,38 @@ func TestModelCardStatesZeros(t *testing.T) {
 				t.Errorf("quantize_config.json has sym %v, checkpoint_format %s; the card does not say %q:\n%s", qc.Sym, qc.Format, want, card)
 			}
 		})
+	}
+}
+
+// TestGitRepoBranchNameChecked: with --git-repo, a branch that git cannot
+// name (a space, a tilde) is refused at preflight, naming it, before the
+// dataset is read, where the whole table was quantized and written and the
+// repository then failed on "git update-ref" (exit 1, no repository).
+func TestGitRepoBranchNameChecked(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not found: --git-repo needs it")
+	}
+	model := fixturePath(t, "models/openchat-tiny")
+	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	dir := t.TempDir()
+	branches := filepath.Join(dir, "branches.json")
+	if err := os.WriteFile(branches, []byte(`[{"name":"ok","bits":4,"group_size":128},{"name":"a b~1","bits":8,"group_size":128}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := gptqtool(t, dir, nil, "quantize", "--device", "cpu", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "16",
+		"--estimate=false", "--branches", branches, "--out", "t", "--git-repo", "t.git").CombinedOutput()
+	if code := exitStatus(t, err); code != 1 {
+		t.Errorf("exit status %d, want 1:\n%s", code, out)
+	}
+	if want := `--git-repo: branch "a b~1" is not a valid git branch name`; !strings.Contains(string(out), want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+	if strings.Contains(string(out), "calibrate: read") {
+		t.Errorf("the dataset was read before the refusal:\n%s", out)
+	}
+	for _, p := range []string{"t", "t.git"} {
+		if _, err := os.Stat(filepath.Join(dir, p)); err == nil {
+			t.Errorf("%s was written", p)
+		}
 	}
 }
