@@ -128,6 +128,9 @@ func TestUsageErrors(t *testing.T) {
 		// silently, the plan and checkpoint saying act_order=false (a QA
 		// pass).
 		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--rtn", "--act-order"},
+		// Round to nearest without --dataset reads no data: the sampling
+		// flags did nothing, silently (a QA pass).
+		{"quantize", "--model", model, "--out", filepath.Join(t.TempDir(), "x"), "--rtn", "--nsamples", "8", "--seq-len", "64"},
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "1"},
 		// Both ends of --ctx are usage errors (issue 11, finding 7).
 		{"verify", "perplexity", "--model", model, "--text", "t.txt", "--ctx", "5000"},

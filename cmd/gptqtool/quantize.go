@@ -213,6 +213,17 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	// that can be checked before the dataset is read, in the preflight,
 	// before it times a layer.
 	needData := !f.rtn || len(f.cal.datasets) > 0 // round to nearest needs no data
+	if !needData {
+		var given []string
+		for _, name := range []string{"nsamples", "seq-len", "seed", "mode", "dataset-format", "text-column", "template", "chat-template", "system-messages"} {
+			if cmd.Flags().Changed(name) {
+				given = append(given, "--"+name)
+			}
+		}
+		if len(given) > 0 {
+			return usageError{fmt.Errorf("--rtn without --dataset reads no calibration data: %s would do nothing (drop them, or pass --dataset)", strings.Join(given, ", "))}
+		}
+	}
 	var copts calibrate.Options
 	var datasetBytes int64
 	if needData {

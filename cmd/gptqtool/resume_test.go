@@ -488,7 +488,7 @@ func TestResumeCompleteOtherRecipe(t *testing.T) {
 	}{
 		{"same", []string{"--dataset", parquet, "--seq-len", "32"}, ""},
 		{"true sequential", []string{"--dataset", parquet, "--seq-len", "32", "--true-sequential=false"}, "true_sequential: true there, false now"},
-		{"rtn", []string{"--rtn", "--seq-len", "32"}, "dataset: alpaca_en_demo.parquet there, none (round to nearest) now"},
+		{"rtn", []string{"--rtn", "--dataset", parquet, "--seq-len", "32"}, "dataset: alpaca_en_demo.parquet there, none (round to nearest) now"},
 		{"dataset", []string{"--dataset", jsonData, "--seq-len", "32"}, "dataset: alpaca_en_demo.parquet there, alpaca_en_demo.json now"},
 		{"seq len", []string{"--dataset", parquet, "--seq-len", "48"}, "seq_len: 32 there, 48 now"},
 	} {
