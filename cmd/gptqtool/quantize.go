@@ -202,7 +202,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 			return usageError{fmt.Errorf("--gpu-memory %s caps a GPU's memory: --device cpu uses none (the preflight checks host memory)", f.gpuMemory)}
 		}
 		if f.chunkRows > 0 && !halfOnCPU {
-			return usageError{fmt.Errorf("--chunk-rows %d sizes the GPU driver's chunks (on the cpu, --activations f16 or bf16's): the cpu's fp32 driver has none", f.chunkRows)}
+			return usageError{fmt.Errorf("--chunk-rows %d sizes the chunks of the GPU driver (or of --activations f16|bf16 on the cpu): the cpu's fp32 driver has none", f.chunkRows)}
 		}
 	}
 	if err := checkDeviceFlags(f.device, f.threads); err != nil {
@@ -303,6 +303,9 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	}
 	if report.NothingToResume {
 		fmt.Fprintf(log, "%s is already complete: nothing left to resume\n", f.out)
+		if bench != nil {
+			return nil
+		}
 		ro.SeqLen = pre.SeqLen
 		// (No dataset was read: "calibration" is null.)
 		return printQuantizeSummary(cmd.OutOrStdout(), f, nil, publish.CompleteSummary(ro))
