@@ -95,7 +95,11 @@ func read(dir string) (string, []byte, error) {
 		if strings.EqualFold(filepath.Ext(dir), ".gguf") {
 			return "", nil, fmt.Errorf("hfconfig: %s is a GGUF file, not a Hugging Face checkpoint directory (config.json and the weights)", dir)
 		}
-		return "", nil, fmt.Errorf("hfconfig: %s is a file, not a checkpoint directory: want the directory that holds config.json and the weights (%s?)", dir, filepath.Dir(dir))
+		parent := filepath.Dir(dir)
+		if parent == "." {
+			parent = "the current directory"
+		}
+		return "", nil, fmt.Errorf("hfconfig: %s is a file, not a checkpoint directory: want the directory that holds config.json and the weights (%s?)", dir, parent)
 	}
 	return "", nil, fmt.Errorf("hfconfig: %w", err)
 }

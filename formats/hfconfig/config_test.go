@@ -490,3 +490,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestLoadFileInWorkingDir: a file of the working directory passed by its
+// bare name is named with the directory it may have meant as "the current
+// directory", where the hint read "(.?)".
+func TestLoadFileInWorkingDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("model.safetensors", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load("model.safetensors")
+	const want = "model.safetensors is a file, not a checkpoint directory: want the directory that holds config.json and the weights (the current directory?)"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want one containing %q", err, want)
+	}
+}
