@@ -116,7 +116,7 @@ func (t *Tokenizer) TemplateName(opts ChatOptions) (string, error) {
 		return name, nil
 	}
 	if t.chatJinjaErr != nil {
-		return "", fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w: %w (or name one with --chat-template: openchat, openchat-math)", ErrUnknownTemplate, t.chatJinjaErr)
+		return "", fmt.Errorf("tokenizer: %s chat_template: %w: %w (or name one with --chat-template: openchat, openchat-math)", t.chatTemplateFile, ErrUnknownTemplate, t.chatJinjaErr)
 	}
 	return JinjaTemplate, nil
 }
@@ -163,7 +163,7 @@ func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, 
 		if errors.Is(err, jinja.ErrRaised) {
 			return nil, fmt.Errorf("tokenizer: chat_template: %w", err)
 		}
-		return nil, fmt.Errorf("tokenizer: tokenizer_config.json chat_template: %w: %w", ErrUnknownTemplate, err)
+		return nil, fmt.Errorf("tokenizer: %s chat_template: %w: %w", t.chatTemplateFile, ErrUnknownTemplate, err)
 	}
 	segs := make([]segment, len(chunks))
 	for i, c := range chunks {

@@ -59,8 +59,18 @@ type tokenizerConfig struct {
 }
 
 // loadConfigs applies special_tokens_map.json and then tokenizer_config.json
-// from dir; both are optional.
+// from dir; both are optional. The chat template, from whichever file gave
+// it, is parsed once read.
 func (t *Tokenizer) loadConfigs(dir string) error {
+	if err := t.readConfigs(dir); err != nil {
+		return err
+	}
+	t.compileChatTemplate()
+	return nil
+}
+
+// readConfigs is loadConfigs before the chat template is parsed.
+func (t *Tokenizer) readConfigs(dir string) error {
 	var sm specialTokensMap
 	smPath := filepath.Join(dir, "special_tokens_map.json")
 	if ok, err := readJSON(smPath, &sm); err != nil {
@@ -107,6 +117,7 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 // setChatTemplate sets the chat template from a chat_template value of
 // file: a string, or a list of named templates ("default" the template).
 func (t *Tokenizer) setChatTemplate(raw json.RawMessage, file string) error {
+	t.chatTemplateFile = filepath.Base(file)
 	if err := json.Unmarshal(raw, &t.chatTemplate); err == nil {
 		return nil
 	}
@@ -124,7 +135,6 @@ func (t *Tokenizer) setChatTemplate(raw json.RawMessage, file string) error {
 			t.namedTemplates = append(t.namedTemplates, NamedTemplate{n.Name, n.Template})
 		}
 	}
-	t.compileChatTemplate()
 	return nil
 }
 
@@ -138,7 +148,7 @@ func (t *Tokenizer) loadChatTemplateFiles(dir string) error {
 	b, err := os.ReadFile(jinja)
 	switch {
 	case err == nil:
-		t.chatTemplate = string(b)
+		t.chatTemplate, t.chatTemplateFile = string(b), filepath.Base(jinja)
 		extra, _ := filepath.Glob(filepath.Join(dir, "additional_chat_templates", "*.jinja"))
 		slices.Sort(extra)
 		for _, f := range extra {

@@ -77,13 +77,14 @@ type Tokenizer struct {
 	splitMeta  bool         // HF Metaspace split=true: a new word before every "▁"
 	chunkSafe  bool         // no piece has "▁" after a non-"▁": BPE may run per word
 
-	bos, eos       int
-	addBOS, addEOS bool
-	chatTemplate   string
-	chatJinja      *jinja.Template // chatTemplate parsed, when it is not openchat's
-	chatJinjaErr   error           // why chatTemplate could not be parsed
-	namedTemplates []NamedTemplate // chat_template's named entries but "default", in file order
-	source         string          // file the vocabulary came from, for errors
+	bos, eos         int
+	addBOS, addEOS   bool
+	chatTemplate     string
+	chatJinja        *jinja.Template // chatTemplate parsed, when it is not openchat's
+	chatJinjaErr     error           // why chatTemplate could not be parsed
+	chatTemplateFile string          // file chatTemplate came from, for errors
+	namedTemplates   []NamedTemplate // chat_template's named entries but "default", in file order
+	source           string          // file the vocabulary came from, for errors
 }
 
 // NamedTemplate is one entry of a chat_template given as a list of named

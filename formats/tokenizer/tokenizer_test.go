@@ -769,3 +769,54 @@ func TestWordSplitExact(t *testing.T) {
 		})
 	}
 }
+
+// TestChatTemplateFilesRender renders the template each file gives, where
+// TestChatTemplateFiles compares its text alone: a template read from
+// chat_template.jinja or a string chat_template is parsed as well as kept,
+// and one outside the Jinja subset is refused naming the file it came from.
+func TestChatTemplateFilesRender(t *testing.T) {
+	const jinja = "{{ bos_token }}{% for message in messages %}[{{ message['role'] }}]{{ message['content'] }}{% endfor %}\n"
+	const macro = "{% macro m() %}x{% endmacro %}{{ m() }}"
+	msgs := []Message{{Role: "user", Content: "Hi"}}
+	for _, tc := range []struct {
+		name     string
+		files    map[string]string
+		want     string
+		wantFile string // the file an error names; "" for no error
+	}{
+		{"jinja file", map[string]string{"chat_template.jinja": jinja}, "<s>[user]Hi", ""},
+		{"json file", map[string]string{"chat_template.json": `{"chat_template": "[{{ messages[0]['content'] }}]"}`}, "[Hi]", ""},
+		{"config string", map[string]string{"tokenizer_config.json": `{"bos_token": "<s>", "chat_template": "{{ messages[0]['role'] }}"}`}, "user", ""},
+		{"jinja file macro", map[string]string{"chat_template.jinja": macro}, "", "chat_template.jinja"},
+		{"json file macro", map[string]string{"chat_template.json": `{"chat_template": "{% macro m() %}x{% endmacro %}"}`}, "", "chat_template.json"},
+		{"config macro", map[string]string{"tokenizer_config.json": `{"chat_template": "{% macro m() %}x{% endmacro %}"}`}, "", "tokenizer_config.json"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyFile(t, filepath.Join(openchatDir, "tokenizer.json"), filepath.Join(dir, "tokenizer.json"))
+			if _, ok := tc.files["tokenizer_config.json"]; !ok {
+				writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"bos_token": "<s>"}`)
+			}
+			for name, content := range tc.files {
+				writeFile(t, filepath.Join(dir, name), content)
+			}
+			tok, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tok.RenderChat(msgs, ChatOptions{})
+			if tc.wantFile != "" {
+				if !errors.Is(err, ErrUnknownTemplate) || !strings.Contains(err.Error(), tc.wantFile) {
+					t.Fatalf("RenderChat: err = %v, want ErrUnknownTemplate naming %s", err, tc.wantFile)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("RenderChat = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
