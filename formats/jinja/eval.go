@@ -208,7 +208,7 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if !ok {
 				return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot assign attribute on non-namespace object %s", s.name)}
 			}
-			ns.d.Set(s.attr, v)
+			ns.d.set(s.attr, v)
 		case loopCtl:
 			return loopSignal{s.brk}
 		}
@@ -370,7 +370,7 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.Set(ks.s, v)
+			d.set(ks.s, v)
 		}
 		return d, nil
 	case *attrExpr:

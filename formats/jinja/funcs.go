@@ -77,7 +77,7 @@ func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
 			}
 			d := NewDict()
 			for _, k := range x.kwargs {
-				d.Set(k.name, kw[k.name])
+				d.set(k.name, kw[k.name])
 			}
 			return &namespace{d}, nil
 		case "range":

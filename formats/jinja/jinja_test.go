@@ -94,3 +94,26 @@ func TestLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestAssignValues: a namespace attribute or dict entry holds whatever a
+// template computes (tuples, dict items, namespaces) as jinja2 does; these
+// panicked with "unsupported input type" on the conversion meant for
+// Render's Go inputs.
+func TestAssignValues(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"{% set ns = namespace(x=(1, 2)) %}{{ ns.x }}", "(1, 2)"},
+		{"{% set ns = namespace() %}{% set ns.x = (1, 2) %}{{ ns.x[1] }}", "2"},
+		{"{{ {'a': (1, 2)}['a'] }}", "(1, 2)"},
+		{"{% set ns = namespace(i={'a': 1}.items()|list) %}{{ ns.i }}", "[('a', 1)]"},
+		{"{% set ns = namespace(n=none) %}{% set ns.n = namespace(v=3) %}{{ ns.n.v }}", "3"},
+	} {
+		tp, err := Parse(c.src)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		got, err := tp.RenderString(nil)
+		if err != nil || got != c.want {
+			t.Errorf("%s: got %q, %v, want %q", c.src, got, err, c.want)
+		}
+	}
+}

@@ -37,11 +37,15 @@ func NewDict() *Dict { return &Dict{m: map[string]value{}} }
 
 // Set sets key to v (converted as Render's inputs are), keeping the first
 // position of key.
-func (d *Dict) Set(key string, v any) {
+func (d *Dict) Set(key string, v any) { d.set(key, convert(v)) }
+
+// set is Set of a value already converted: what a template computed,
+// which may be of types Render's inputs are not (tuple, namespace).
+func (d *Dict) set(key string, v value) {
 	if _, ok := d.m[key]; !ok {
 		d.keys = append(d.keys, key)
 	}
-	d.m[key] = convert(v)
+	d.m[key] = v
 }
 
 func (d *Dict) get(key string) (value, bool) {
