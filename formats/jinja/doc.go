@@ -28,8 +28,10 @@
 // Parse where the grammar shows it, else at Render: never a different
 // output.
 //
-// A render is bounded: a million statements and loop iterations, 16 MiB
-// for any string and for the output.
+// A render is bounded: a million steps (a statement, a loop iteration,
+// 64 bytes of a string or 16 elements of a list an operator, filter or
+// call makes), 16 MiB for any string, printed list or dict and for the
+// output, a million elements for a list.
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split and join; Render

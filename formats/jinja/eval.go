@@ -81,6 +81,7 @@ func (t *Template) Render(vars map[string]any) ([]Chunk, error) {
 		}
 		return nil, locate(t.src, err)
 	}
+	r.flush()
 	return r.out, nil
 }
 
@@ -113,32 +114,42 @@ func (s *scope) lookup(name string) (value, bool) {
 
 type renderer struct {
 	out   []Chunk
+	cur   strings.Builder // the text of the chunk being written
+	data  bool            // whether cur is Data
 	steps int
 	size  int // bytes output
 }
 
 // maxSteps bounds the work of one render (statements and loop
-// iterations), maxLen the length of a string value and of the output.
+// iterations, and a step for each stepBytes of strings and each
+// stepItems elements of lists the template makes), maxLen the length of
+// a string value and of the output, maxItems the length of a list.
 const (
-	maxSteps = 1_000_000
-	maxLen   = 1 << 24
+	maxSteps  = 1_000_000
+	maxLen    = 1 << 24
+	maxItems  = 1 << 20
+	stepBytes = 1 << 6
+	stepItems = 1 << 4
 )
 
 type loopSignal struct{ brk bool }
 
 func (loopSignal) Error() string { return "loop control" }
 
+// emit appends s to the output: to the chunk being written while it is
+// of the same kind (a builder, where adding to the last Chunk's Text
+// copied all of it each time), else to a new one.
 func (r *renderer) emit(s str) {
 	pos := 0
 	add := func(text string, data bool) {
 		if text == "" {
 			return
 		}
-		if n := len(r.out); n > 0 && r.out[n-1].Data == data {
-			r.out[n-1].Text += text
-			return
+		if data != r.data {
+			r.flush()
+			r.data = data
 		}
-		r.out = append(r.out, Chunk{text, data})
+		r.cur.WriteString(text)
 	}
 	for _, sp := range s.data {
 		add(s.s[pos:sp.lo], false)
@@ -146,6 +157,31 @@ func (r *renderer) emit(s str) {
 		pos = sp.hi
 	}
 	add(s.s[pos:], false)
+}
+
+// flush ends the chunk being written.
+func (r *renderer) flush() {
+	if r.cur.Len() > 0 {
+		r.out = append(r.out, Chunk{r.cur.String(), r.data})
+		r.cur.Reset()
+	}
+}
+
+// charge counts the work of making v, a value an operator, filter or call
+// returned, against maxSteps.
+func (r *renderer) charge(v value, pos int) error {
+	switch x := v.(type) {
+	case str:
+		r.steps += len(x.s) / stepBytes
+	case []value:
+		r.steps += len(x) / stepItems
+	case tuple:
+		r.steps += len(x) / stepItems
+	}
+	if r.steps > maxSteps {
+		return &Error{Pos: pos, Msg: "render takes too many steps"}
+	}
+	return nil
 }
 
 func (r *renderer) exec(body []stmt, sc *scope) error {
@@ -400,9 +436,17 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 	case *sliceExpr:
 		return r.slice(x, sc)
 	case *callExpr:
-		return r.call(x, sc)
+		v, err := r.call(x, sc)
+		if err != nil {
+			return nil, err
+		}
+		return v, r.charge(v, x.at())
 	case *filterExpr:
-		return r.filter(x, sc)
+		v, err := r.filter(x, sc)
+		if err != nil {
+			return nil, err
+		}
+		return v, r.charge(v, x.at())
 	case *testExpr:
 		return r.test(x, sc)
 	case *unaryExpr:
@@ -430,7 +474,11 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 		}
 		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("bad operand type for unary %s: %s", x.op, typeName(v))}
 	case *binaryExpr:
-		return r.binary(x, sc)
+		v, err := r.binary(x, sc)
+		if err != nil {
+			return nil, err
+		}
+		return v, r.charge(v, x.at())
 	case *compareExpr:
 		l, err := r.eval(x.first, sc)
 		if err != nil {
@@ -533,11 +581,17 @@ func arith(op string, l, r value) (value, error) {
 	case op == "+":
 		if a, ok := l.([]value); ok {
 			if b, ok := r.([]value); ok {
+				if len(a)+len(b) > maxItems {
+					return nil, errors.New("list too long")
+				}
 				return append(append([]value{}, a...), b...), nil
 			}
 		}
 		if a, ok := l.(tuple); ok {
 			if b, ok := r.(tuple); ok {
+				if len(a)+len(b) > maxItems {
+					return nil, errors.New("tuple too long")
+				}
 				return append(append(tuple{}, a...), b...), nil
 			}
 		}
@@ -850,12 +904,12 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 			offs = append(offs, i)
 		}
 		offs = append(offs, len(s.s))
-		out := str{}
+		var out strBuf
 		for _, i := range idx {
-			out = concatStr(out, s.sub(offs[i], offs[i+1]))
+			out.add(s.sub(offs[i], offs[i+1]))
 		}
 		_ = runes
-		return out, nil
+		return out.str(), nil
 	}
 }
 

@@ -496,21 +496,21 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 		if err != nil {
 			return nil, err
 		}
-		out := str{}
+		var out strBuf
 		for i, it := range items {
 			s, err := toStr(it)
 			if err != nil {
 				return nil, err
 			}
-			if len(out.s)+len(sep.s)+len(s.s) > maxLen {
-				return nil, errors.New("string too long")
+			if out.len()+len(sep.s)+len(s.s) > maxLen {
+				return nil, errTooLong
 			}
 			if i > 0 {
-				out = concatStr(out, sep)
+				out.add(sep)
 			}
-			out = concatStr(out, s)
+			out.add(s)
 		}
-		return out, nil
+		return out.str(), nil
 	case "first", "last":
 		if err := noArgs(); err != nil {
 			return nil, err

@@ -84,6 +84,17 @@ func TestLimits(t *testing.T) {
 		"{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}",
 		"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
 		"{{ 'x' * 100000000 }}",
+		// Lists doubled, and a list of the list twice: the first grows
+		// without bound, the second prints (repr, tojson) 2^60 elements.
+		"{% set ns = namespace(l=[1]) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+		"{% set ns = namespace(l=(1,)) %}{% for i in range(40) %}{% set ns.l = ns.l + ns.l %}{% endfor %}",
+		"{% set ns = namespace(l=[]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}",
+		"{% set ns = namespace(l=[]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l|tojson }}",
+		// Few statements, each making a 16 MB string: 16 GB of work.
+		"{% set s = 'x' * 16000000 %}{% for i in range(1000) %}{% set y = s.upper() %}{% endfor %}",
+		// An indent past any output (which panicked in strings.Repeat).
+		"{{ [[1]]|tojson(indent=9223372036854775807) }}",
+		"{{ [[1]]|tojson(indent=100000000) }}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {
@@ -115,5 +126,44 @@ func TestAssignValues(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("%s: got %q, %v, want %q", c.src, got, err, c.want)
 		}
+	}
+}
+
+// TestLongValues: strings and output near the limits are built in time
+// linear in their length: slicing a long string, joining many, and many
+// small pieces of output each took time quadratic in it (an 8 MB string
+// reversed, minutes).
+func TestLongValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("renders 8 to 16 MB")
+	}
+	long := strings.Repeat("ab", 4_000_000)
+	many := make([]string, 100_000)
+	for i := range many {
+		many[i] = strings.Repeat("y", 99)
+	}
+	for _, c := range []struct {
+		name, src string
+		vars      map[string]any
+		want      string
+	}{
+		{"reverse", "{{ s[::-1] }}", map[string]any{"s": Data(long)}, strings.Repeat("ba", 4_000_000)},
+		{"slice", "{{ s[1:] }}", map[string]any{"s": Data(long)}, long[1:]},
+		{"join", "{{ l|join(',') }}", map[string]any{"l": many}, strings.Join(many, ",")},
+		{"output", "{% for i in range(40000) %}{% for j in range(9) %}{{ 'z' * 31 }}{% endfor %}{% endfor %}", nil, strings.Repeat("z", 40000*9*31)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tp, err := Parse(c.src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := tp.RenderString(c.vars)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != c.want {
+				t.Errorf("got %d bytes, want %d", len(got), len(c.want))
+			}
+		})
 	}
 }

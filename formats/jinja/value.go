@@ -1,6 +1,7 @@
 package jinja
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -110,6 +111,35 @@ func convert(v any) value {
 	}
 	panic(fmt.Sprintf("jinja: unsupported input type %T", v))
 }
+
+// errTooLong is a string value, or the text of a list or dict printed,
+// past maxLen.
+var errTooLong = errors.New("string too long")
+
+// strBuf builds a str from pieces in time linear in its length, where
+// repeated concatStr copies all that came before.
+type strBuf struct {
+	b    strings.Builder
+	data []span
+}
+
+func (w *strBuf) add(s str) {
+	off := w.b.Len()
+	w.b.WriteString(s.s)
+	for _, sp := range s.data {
+		sp.lo += off
+		sp.hi += off
+		if n := len(w.data); n > 0 && w.data[n-1].hi == sp.lo {
+			w.data[n-1].hi = sp.hi
+			continue
+		}
+		w.data = append(w.data, sp)
+	}
+}
+
+func (w *strBuf) len() int { return w.b.Len() }
+
+func (w *strBuf) str() str { return str{s: w.b.String(), data: w.data} }
 
 func concatStr(a, b str) str {
 	out := str{s: a.s + b.s}
@@ -251,6 +281,9 @@ func hasData(v value) bool {
 // pyRepr writes Python's repr of a list or dict value (how jinja2 prints
 // them).
 func pyRepr(b *strings.Builder, v value) error {
+	if b.Len() > maxLen {
+		return errTooLong
+	}
 	switch x := v.(type) {
 	case str:
 		pyStrRepr(b, x.s)
@@ -427,6 +460,9 @@ func num(v value) (float64, bool) {
 // toJSON is json.dumps(v, ensure_ascii=False) (transformers' tojson):
 // ", " and ": " separators, indent when indent >= 0.
 func toJSON(b *strings.Builder, v value, indent, depth int) error {
+	if b.Len() > maxLen || indent > maxLen || depth > maxLen || indent*(depth+1) > maxLen {
+		return errTooLong
+	}
 	v = seq(v)
 	nl := func(d int) {
 		if indent >= 0 {
