@@ -31,7 +31,8 @@
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or
 // call makes), 16 MiB for any string, printed list or dict and for the
-// output, a million elements for a list.
+// output, a million elements for a list; statements and expressions
+// nest at most 1000 deep.
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split and join; Render

@@ -118,6 +118,7 @@ type renderer struct {
 	data  bool            // whether cur is Data
 	steps int
 	size  int // bytes output
+	depth int // eval calls inside one another
 }
 
 // maxSteps bounds the work of one render (statements and loop
@@ -366,6 +367,12 @@ func iterate(v value) ([]value, error) {
 }
 
 func (r *renderer) eval(e expr, sc *scope) (value, error) {
+	// Parsing bounds nesting; chains (a + b + …, x|f|g…, x.a.b…) are
+	// parsed in a loop but evaluated recursively.
+	if r.depth++; r.depth > maxDepth {
+		return nil, &Error{Pos: e.at(), Msg: "expression nested too deeply"}
+	}
+	defer func() { r.depth-- }()
 	switch x := e.(type) {
 	case *litExpr:
 		return x.v, nil

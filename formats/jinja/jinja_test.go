@@ -167,3 +167,37 @@ func TestLongValues(t *testing.T) {
 		})
 	}
 }
+
+// TestNesting: statements and expressions nested past maxDepth are an
+// error, at Parse or Render, where a deep enough template (a few MB) ran
+// the stack out, a fatal error no caller can recover from.
+func TestNesting(t *testing.T) {
+	const n = maxDepth + 10
+	for name, src := range map[string]string{
+		"parens":  "{{ " + strings.Repeat("(", n) + "1" + strings.Repeat(")", n) + " }}",
+		"lists":   "{{ " + strings.Repeat("[", n) + "1" + strings.Repeat("]", n) + " }}",
+		"not":     "{{ " + strings.Repeat("not ", n) + "1 }}",
+		"minus":   "{{ " + strings.Repeat("-", n) + "1 }}",
+		"ifs":     strings.Repeat("{% if true %}", n) + "x" + strings.Repeat("{% endif %}", n),
+		"sum":     "{{ 1" + strings.Repeat(" + 1", n) + " }}",
+		"filters": "{{ 'a'" + strings.Repeat("|trim", n) + " }}",
+		"attrs":   "{% set ns = namespace(x=1) %}{{ ns" + strings.Repeat(".x", n) + " }}",
+	} {
+		tp, err := Parse(src)
+		if err == nil {
+			_, err = tp.Render(nil)
+		}
+		if err == nil || !strings.Contains(err.Error(), "nested too deeply") {
+			t.Errorf("%s: error %v, want nested too deeply", name, err)
+		}
+	}
+	// Within the bound: rendered.
+	src := "{{ " + strings.Repeat("(", 100) + "1" + strings.Repeat(")", 100) + " }}"
+	tp, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tp.RenderString(nil); err != nil || got != "1" {
+		t.Errorf("100 parentheses: %q, %v, want \"1\"", got, err)
+	}
+}

@@ -126,7 +126,25 @@ type parser struct {
 	// current tag's tokens
 	toks []token
 	t    int
+	// depth counts the statements and expressions being parsed inside
+	// one another, bounded by maxDepth.
+	depth int
 }
+
+// maxDepth bounds how deep statements and expressions nest, in parsing
+// and in rendering, so that a template cannot exhaust the stack (a fatal
+// error, not an error Render could return).
+const maxDepth = 1000
+
+// enter counts one level of nesting at pos; leave undoes it.
+func (p *parser) enter(pos int) error {
+	if p.depth++; p.depth > maxDepth {
+		return &Error{Pos: pos, Msg: "template nested too deeply"}
+	}
+	return nil
+}
+
+func (p *parser) leave() { p.depth-- }
 
 func parseTemplate(src string) ([]stmt, error) {
 	pieces, err := split(src)
@@ -190,6 +208,10 @@ func (p *parser) block() ([]stmt, string, error) {
 }
 
 func (p *parser) statement(kw token) (stmt, error) {
+	if err := p.enter(kw.pos); err != nil {
+		return nil, err
+	}
+	defer p.leave()
 	switch kw.s {
 	case "if":
 		return p.ifStatement(kw)
@@ -378,6 +400,10 @@ func (p *parser) expect(op string) error {
 
 // expression: or-expression [if or-expression [else expression]].
 func (p *parser) expression() (expr, error) {
+	if err := p.enter(p.toks[p.t].pos); err != nil {
+		return nil, err
+	}
+	defer p.leave()
 	x, err := p.orExpr(true)
 	if err != nil {
 		return nil, err
@@ -441,6 +467,10 @@ func (p *parser) notExpr() (expr, error) {
 	if p.isName("not") {
 		pos := p.toks[p.t].pos
 		p.t++
+		if err := p.enter(pos); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		x, err := p.notExpr()
 		if err != nil {
 			return nil, err
@@ -552,6 +582,10 @@ func (p *parser) unary(withFilters bool) (expr, error) {
 	var x expr
 	if p.isOp("-") || p.isOp("+") {
 		t := p.next()
+		if err := p.enter(t.pos); err != nil {
+			return nil, err
+		}
+		defer p.leave()
 		inner, err := p.unary(false)
 		if err != nil {
 			return nil, err
