@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -255,6 +256,28 @@ func TestOpenDir(t *testing.T) {
 			t.Errorf("Files() = %v, want [%s]", got, name)
 		}
 		checkGolden(t, s, golden["tiny-llama/pytorch_model.bin"], func(string) string { return name })
+	})
+	// A Hugging Face cache snapshot: the file is a link to its blob.
+	t.Run("other-file-name-link", func(t *testing.T) {
+		dir := t.TempDir()
+		blob := filepath.Join(dir, "blob")
+		copyTo(t, filepath.Join(single, WeightsName), blob)
+		snap := filepath.Join(dir, "snapshot")
+		if err := os.Mkdir(snap, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Join(snap, "gptq_model-4bit-128g.bin")
+		if err := os.Symlink("../blob", name); err != nil {
+			t.Skipf("symlink: %v", err)
+		}
+		s, err := OpenDir(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if got := s.Files(); !slices.Equal(got, []string{name}) {
+			t.Errorf("Files() = %v, want [%s]", got, name)
+		}
 	})
 }
 

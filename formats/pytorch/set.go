@@ -59,8 +59,12 @@ func OpenDir(dir string) (*Set, error) {
 		case strings.HasPrefix(n, "."):
 		case strings.HasSuffix(n, indexSuffix):
 			indexes = append(indexes, n)
-		case strings.HasSuffix(n, ".bin") && e.Type().IsRegular() && !trainingFiles[n]:
-			bins = append(bins, n)
+		case strings.HasSuffix(n, ".bin") && !trainingFiles[n]:
+			// A link (a Hugging Face cache snapshot's are) counts as
+			// the file it names.
+			if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Mode().IsRegular() {
+				bins = append(bins, n)
+			}
 		}
 	}
 	switch len(indexes) {
