@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // TestDTypeNames checks that --dtype takes the names users bring from
@@ -286,6 +287,38 @@ func TestTokenizerPastVocabRefused(t *testing.T) {
 		}
 		if strings.Contains(stderr, "calibrate: read") {
 			t.Errorf("%s read the dataset before the refusal:\n%s", args[0], stderr)
+		}
+	}
+}
+
+// TestTokenizerFitsSpecialPastVocab: special added tokens past vocab_size
+// alone (openchat's <|pad_0|> 32001 over a config of 32,001) are accepted,
+// as transformers loads such a checkpoint and text reaches them only where
+// it spells them; EOS past it (<|end_of_turn|> 32000, which generation
+// ends on) and an ordinary piece past it (31,999) are refused naming them.
+// The first refusal took every token past vocab_size alike.
+func TestTokenizerFitsSpecialPastVocab(t *testing.T) {
+	dir := fixturePath(t, "models/openchat-tiny")
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		vocab int
+		want  string // "" accepted
+	}{
+		{32002, ""},
+		{32001, ""},
+		{32000, `token 32000 "<|end_of_turn|>"`},
+		{31999, `token 31999 "`},
+	} {
+		cfg := &hfconfig.Config{VocabSize: tc.vocab, File: filepath.Join(dir, "config.json")}
+		err := tokenizerFits(dir, tok, cfg)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("vocab_size %d: %v, want accepted", tc.vocab, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("vocab_size %d: %v, want an error containing %q", tc.vocab, err, tc.want)
 		}
 	}
 }

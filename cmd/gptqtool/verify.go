@@ -148,13 +148,22 @@ func (f *evalFlags) baselineText(cmd, baseline string, ids []int) error {
 	return nil
 }
 
-// tokenizerFits refuses the tokenizer of checkpoint dir where it has more
-// tokens than config.json's vocab_size (cfg): its ids would index past the
-// embedding, which the model reports only once a window or sample reaches
-// one. (Fewer is fine: vocabularies are often padded.)
+// tokenizerFits refuses the tokenizer of checkpoint dir where text can
+// encode to an id past config.json's vocab_size (cfg): an ordinary piece,
+// BOS or EOS at or past it would index past the embedding, which the model
+// reports only once a window or sample reaches one. Special added tokens
+// past vocab_size alone (a pad token a fine-tune added without resizing the
+// embedding, which transformers loads too) are accepted: text encodes to
+// them only where it spells them, and the model refuses such an id. (Fewer
+// tokens than vocab_size is fine: vocabularies are often padded.)
 func tokenizerFits(dir string, tok *tokenizer.Tokenizer, cfg *hfconfig.Config) error {
-	if cfg.VocabSize > 0 && tok.VocabSize() > cfg.VocabSize {
-		return fmt.Errorf("%s: the tokenizer has %d tokens, more than vocab_size %d in %s: its tokenizer files are not the model's", dir, tok.VocabSize(), cfg.VocabSize, cfg.File)
+	if cfg.VocabSize <= 0 || tok.VocabSize() <= cfg.VocabSize {
+		return nil
+	}
+	for id := cfg.VocabSize; id < tok.VocabSize(); id++ {
+		if !tok.IsSpecial(id) || id == tok.BOS() || id == tok.EOS() {
+			return fmt.Errorf("%s: the tokenizer has %d tokens, more than vocab_size %d in %s (token %d %q is past it): its tokenizer files are not the model's", dir, tok.VocabSize(), cfg.VocabSize, cfg.File, id, tok.Piece(id))
+		}
 	}
 	return nil
 }
