@@ -14,6 +14,12 @@ import (
 // Jinja outside the subset package jinja renders.
 var ErrUnknownTemplate = errors.New("chat template not recognised")
 
+// ErrTemplateRender is returned (wrapped, with the jinja error) when a
+// chat template that parsed fails on the messages it is given: an index or
+// attribute the messages lack, a value of the wrong type, a render limit.
+// A template's own raise_exception wraps jinja.ErrRaised instead.
+var ErrTemplateRender = errors.New("chat template failed on these messages")
+
 // ErrNoChatTemplate is returned (wrapped) when ChatOptions names no
 // template and tokenizer_config.json has no chat_template.
 var ErrNoChatTemplate = errors.New("tokenizer_config.json has no chat_template")
@@ -163,7 +169,7 @@ func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, 
 		if errors.Is(err, jinja.ErrRaised) {
 			return nil, fmt.Errorf("tokenizer: chat_template: %w", err)
 		}
-		return nil, fmt.Errorf("tokenizer: %s chat_template: %w: %w", t.chatTemplateFile, ErrUnknownTemplate, err)
+		return nil, fmt.Errorf("tokenizer: %s chat_template: %w: %w", t.chatTemplateFile, ErrTemplateRender, err)
 	}
 	segs := make([]segment, len(chunks))
 	for i, c := range chunks {

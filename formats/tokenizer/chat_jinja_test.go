@@ -203,3 +203,35 @@ func FuzzChatTemplate(f *testing.F) {
 		tp.Render(map[string]any{"messages": []any{m}, "bos_token": "<s>", "eos_token": "</s>", "add_generation_prompt": true})
 	})
 }
+
+// TestChatTemplateRenderError: a template that parses but fails on the
+// messages given (messages[1] of a one-message chat: jinja2's
+// UndefinedError) wraps ErrTemplateRender with the jinja error's place, not
+// ErrUnknownTemplate, which says the template is beyond the renderer (the
+// server told the client so); a template beyond the subset still wraps
+// ErrUnknownTemplate.
+func TestChatTemplateRenderError(t *testing.T) {
+	for _, tc := range []struct {
+		name, template string
+		want           error
+		notWant        error
+	}{
+		{"fails on the messages", `{{ messages[1].content }}`, ErrTemplateRender, ErrUnknownTemplate},
+		{"beyond the subset", `{% macro m() %}{% endmacro %}`, ErrUnknownTemplate, ErrTemplateRender},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			copyFile(t, filepath.Join(openchatDir, "tokenizer.json"), filepath.Join(dir, "tokenizer.json"))
+			cfg, _ := json.Marshal(map[string]any{"bos_token": "<s>", "chat_template": tc.template})
+			writeFile(t, filepath.Join(dir, "tokenizer_config.json"), string(cfg))
+			tok, err := Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tok.EncodeChat([]Message{{Role: "user", Content: "x"}}, ChatOptions{})
+			if !errors.Is(err, tc.want) || errors.Is(err, tc.notWant) || !strings.Contains(err.Error(), "line 1 col") {
+				t.Errorf("EncodeChat: %v, want %v (not %v) naming line 1", err, tc.want, tc.notWant)
+			}
+		})
+	}
+}

@@ -61,7 +61,9 @@
 // in the template's text but not in message content, so "{{ bos_token }}"
 // is the BOS id and no other BOS is added. A template using Jinja outside
 // that subset is an error wrapping ErrUnknownTemplate, naming the construct
-// and its line and column, unless ChatOptions.Template names one.
+// and its line and column, unless ChatOptions.Template names one; a
+// template that parses but fails on the messages given (an attribute they
+// lack, a render limit) wraps ErrTemplateRender.
 //
 // A Tokenizer is immutable after loading and safe for concurrent use; a
 // Decoder is not.

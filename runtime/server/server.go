@@ -37,6 +37,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/gptqtool/gptqtool/formats/jinja"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
@@ -495,6 +496,12 @@ func chatError(err error, condition string) error {
 		return &openai.FieldError{Field: "messages", Msg: "this server has no chat template: the model's tokenizer_config.json has none and serve was not given --chat-template (openchat, openchat-math); send the text to /v1/completions, or restart serve with --chat-template"}
 	case errors.Is(err, tokenizer.ErrUnknownTemplate):
 		return &openai.FieldError{Field: "messages", Msg: "this server cannot render the chat_template of the model's tokenizer_config.json (it uses Jinja outside the subset gptqtool renders) and serve was not given --chat-template; send the text to /v1/completions, or restart serve with --chat-template"}
+	case errors.Is(err, tokenizer.ErrTemplateRender):
+		why := err.Error()
+		if je := (*jinja.Error)(nil); errors.As(err, &je) {
+			why = fmt.Sprintf("line %d col %d: %s", je.Line, je.Col, je.Msg)
+		}
+		return &openai.FieldError{Field: "messages", Msg: fmt.Sprintf("the model's chat template failed on these messages (%s); send the text to /v1/completions, or restart serve with --chat-template", why)}
 	case errors.Is(err, tokenizer.ErrTemplateToken):
 		field, what := "messages", "this server's chat template"
 		if condition != "" {

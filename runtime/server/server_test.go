@@ -1529,7 +1529,7 @@ func TestShutdownUnscored(t *testing.T) {
 
 // TestChatErrorJinja: a template's raise_exception is a 400 on messages
 // with the template's words; a template beyond the Jinja subset is the
-// server's own message.
+// server's own message, and one failing on the messages says so.
 func TestChatErrorJinja(t *testing.T) {
 	tp, err := jinja.Parse(`{{ raise_exception('roles must alternate') }}`)
 	if err != nil {
@@ -1543,5 +1543,19 @@ func TestChatErrorJinja(t *testing.T) {
 	fe, ok = chatError(fmt.Errorf("tokenizer: x: %w", tokenizer.ErrUnknownTemplate), "").(*openai.FieldError)
 	if !ok || fe.Field != "messages" || !strings.Contains(fe.Msg, "outside the subset") || strings.Contains(fe.Msg, "tokenizer:") {
 		t.Errorf("unrenderable template: %#v", fe)
+	}
+	// A template that parses but fails on the messages is said to fail on
+	// them, with the jinja error's place, not to be beyond the renderer.
+	tp, err = jinja.Parse(`{{ messages[1].content }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, failed := tp.Render(map[string]any{"messages": []any{}})
+	if failed == nil {
+		t.Fatal("messages[1] of no messages rendered")
+	}
+	fe, ok = chatError(fmt.Errorf("tokenizer: chat_template: %w: %w", tokenizer.ErrTemplateRender, failed), "").(*openai.FieldError)
+	if !ok || fe.Field != "messages" || !strings.Contains(fe.Msg, "failed on these messages (line 1 col") || strings.Contains(fe.Msg, "outside the subset") {
+		t.Errorf("template failing on the messages: %#v", fe)
 	}
 }
