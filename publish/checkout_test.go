@@ -82,3 +82,37 @@ func TestCheckOutSuggestsForceOnlyWhereItWorks(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckOutDotDotNames checks that a folder whose name starts with ".."
+// (such as "..x") is an ordinary folder: an output inside the model's folder
+// under one is refused, and a model under one inside the output is held by
+// it, where a prefix test on the relative path took "..x/q" for a path
+// outside.
+func TestCheckOutDotDotNames(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model")
+	if err := os.MkdirAll(filepath.Join(model, "..x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	deep := filepath.Join(dir, "..y", "model")
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, out, model, want string }{
+		{"out in ..x", filepath.Join(model, "..x"), model, "lies inside"},
+		{"out under ..x", filepath.Join(model, "..x", "q"), model, "lies inside"},
+		{"out named ..q", filepath.Join(model, "..q"), model, "lies inside"},
+		{"model under ..y", dir, deep, "holds the model"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := publish.CheckOut(c.out, c.model, false)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("CheckOut(%s, %s) = %v, want an error saying %q", c.out, c.model, err, c.want)
+			}
+		})
+	}
+	// A sibling "..z" of the model is outside it.
+	if err := publish.CheckOut(filepath.Join(dir, "..z"), model, false); err != nil {
+		t.Errorf("a sibling folder ..z of the model was refused: %v", err)
+	}
+}

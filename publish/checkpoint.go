@@ -332,10 +332,10 @@ func CheckOut(out, modelDir string, force bool) error {
 		}
 	}
 	o, m := abs(out), abs(modelDir)
-	if rel, err := filepath.Rel(o, m); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+	if rel, err := filepath.Rel(o, m); err == nil && !relOutside(rel) {
 		return fmt.Errorf("output directory %s holds the model %s: choose another --out", out, modelDir)
 	}
-	if rel, err := filepath.Rel(m, o); err == nil && !strings.HasPrefix(rel, "..") {
+	if rel, err := filepath.Rel(m, o); err == nil && !relOutside(rel) {
 		return fmt.Errorf("output directory %s lies inside the model directory %s: choose another --out", out, modelDir)
 	}
 	fi, err := os.Stat(out)
@@ -369,7 +369,7 @@ func CheckOut(out, modelDir string, force bool) error {
 		return fmt.Errorf("output directory %s exists (use --force to replace it)", out)
 	}
 	if wd, err := os.Getwd(); err == nil {
-		if rel, err := filepath.Rel(o, abs(wd)); err == nil && (rel == "." || !strings.HasPrefix(rel, "..")) {
+		if rel, err := filepath.Rel(o, abs(wd)); err == nil && !relOutside(rel) {
 			return fmt.Errorf("--force cannot replace %s: it is (or holds) the working directory: choose another --out", out)
 		}
 	}
@@ -386,6 +386,13 @@ func CheckOut(out, modelDir string, force bool) error {
 		return fmt.Errorf("--force would delete %s, which is not a gptqtool output: %s; remove it yourself or choose another --out", out, what)
 	}
 	return nil
+}
+
+// relOutside reports whether rel, a path filepath.Rel(base, target)
+// returned, leaves base: it is ".." or starts with ".." and a separator. A
+// name such as "..x" is a folder inside base.
+func relOutside(rel string) bool {
+	return rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
 // Plan lists every tensor of the GPTQ checkpoint of a model quantized with
