@@ -48,7 +48,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				return usageError{errors.New("--in and --out are required")}
 			}
 			var err error
-			if o.MaxShardBytes, err = parseSize(maxShard); err != nil {
+			if o.MaxShardBytes, err = parseShardSize(maxShard); err != nil {
 				return usageError{fmt.Errorf("--max-shard-size: %w", err)}
 			}
 			if o.Format = gptq.Format(format); format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2 {

@@ -322,3 +322,48 @@ func TestTokenizerFitsSpecialPastVocab(t *testing.T) {
 		}
 	}
 }
+
+// TestParseShardSize checks --max-shard-size against transformers'
+// convert_file_size_to_int (utils/hub.py), values derived by hand from it:
+// GiB/MiB/KiB are powers of two, GB/MB/KB powers of ten, and a lowercase
+// final "b" after GB/MB/KB means bits (the byte count divided by 8, floored).
+func TestParseShardSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"5GB", 5_000_000_000},
+		{"5gb", 5_000_000_000 / 8},
+		{"5Gb", 5_000_000_000 / 8},
+		{"5GiB", 5 << 30},
+		{"5gib", 5 << 30},
+		{"5Gib", 5 << 30},
+		{"3MB", 3_000_000},
+		{"3Mb", 375_000},
+		{"3MiB", 3 << 20},
+		{"7KB", 7_000},
+		{"7Kb", 875},
+		{"7kB", 7_000},
+		{"7KiB", 7 << 10},
+		{"1Kb", 125},
+		{"4096", 4096},
+		{"0", 0},
+	} {
+		t.Run(c.in, func(t *testing.T) {
+			got, err := parseShardSize(c.in)
+			if err != nil || got != c.want {
+				t.Errorf("parseShardSize(%q) = %d, %v, want %d", c.in, got, err, c.want)
+			}
+		})
+	}
+	for _, in := range []string{"5TB", "5XB", "5GiBb", "lots", "GB"} {
+		if got, err := parseShardSize(in); err == nil {
+			t.Errorf("parseShardSize(%q) = %d, want an error", in, got)
+		}
+	}
+	// The command names the flag in the error.
+	_, _, err := run(t, "convert", "--in", t.TempDir(), "--out", filepath.Join(t.TempDir(), "o"), "--max-shard-size", "5TB")
+	if err == nil || !strings.Contains(err.Error(), "--max-shard-size") {
+		t.Errorf("convert --max-shard-size 5TB: %v, want an error naming --max-shard-size", err)
+	}
+}

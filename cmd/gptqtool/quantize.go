@@ -134,7 +134,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		// are written without it, as their RTN baseline).
 		return usageError{errors.New("--rtn has no column order to choose: --act-order (desc_act) would be dropped: choose one")}
 	}
-	maxShard, err := parseSize(f.maxShard)
+	maxShard, err := parseShardSize(f.maxShard)
 	if err != nil {
 		return usageError{fmt.Errorf("--max-shard-size: %w", err)}
 	}
@@ -395,6 +395,26 @@ func datasetName(paths []string) string {
 		names[i] = filepath.Base(p)
 	}
 	return strings.Join(names, ", ")
+}
+
+// parseShardSize reads --max-shard-size as transformers'
+// convert_file_size_to_int (utils/hub.py) reads max_shard_size: GB, MB and KB
+// are powers of ten, GiB, MiB and KiB powers of two (either in any case), and
+// a lowercase final "b" after GB, MB or KB means bits, so "5Gb" is 5·10^9/8
+// bytes. A plain byte count is read too, 0 meaning one file.
+func parseShardSize(in string) (int64, error) {
+	n, err := parseSize(in)
+	if err != nil {
+		return 0, err
+	}
+	s := strings.TrimSpace(in)
+	if u := strings.ToUpper(s); strings.HasSuffix(s, "b") && !strings.HasSuffix(u, "IB") &&
+		(strings.HasSuffix(u, "GB") || strings.HasSuffix(u, "MB") || strings.HasSuffix(u, "KB")) {
+		if n /= 8; n == 0 {
+			return 0, fmt.Errorf("%q: less than a byte: want a size such as 4GB, 500MB or 0", in)
+		}
+	}
+	return n, nil
 }
 
 // parseSize reads sizes like 4GB, 500MB, 2GiB or a plain byte count.
