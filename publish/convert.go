@@ -94,6 +94,26 @@ func dtypeOf(name string) (safetensors.DType, string, error) {
 	return "", "", fmt.Errorf("dtype %q: want f32, f16 or bf16", name)
 }
 
+// plainDTypes names the dtypes of a GPTQ checkpoint's floating-point
+// tensors outside its packed modules (embedding, norms, head), as --dtype
+// spells them: "f16", "bf16" or "bf16, f32".
+func plainDTypes(infos []safetensors.TensorInfo) string {
+	packed := map[string]bool{}
+	for _, in := range infos {
+		if m, ok := strings.CutSuffix(in.Name, ".qweight"); ok {
+			packed[m] = true
+		}
+	}
+	var names []string
+	for _, in := range infos {
+		if m, _ := splitModule(in.Name); !packed[m] && isFloat(in.DType) {
+			names = append(names, strings.ToLower(string(in.DType)))
+		}
+	}
+	slices.Sort(names)
+	return strings.Join(slices.Compact(names), ", ")
+}
+
 func isFloat(dt safetensors.DType) bool {
 	return dt == safetensors.F32 || dt == safetensors.F16 || dt == safetensors.BF16
 }
@@ -184,8 +204,6 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, fmt.Errorf("convert: %s is not a GPTQ checkpoint: it has no checkpoint format to change", o.In)
 	case o.Format != "" && o.Format != gptq.FormatV1 && o.Format != gptq.FormatV2:
 		return nil, fmt.Errorf("convert: checkpoint format %q: want %q or %q", o.Format, gptq.FormatV1, gptq.FormatV2)
-	case qc != nil && !o.Dequantize && o.DType != "":
-		return nil, errors.New("convert: the plain tensors of a GPTQ checkpoint stay fp16 (what its loaders expect): --dtype needs --dequantize")
 	}
 	if o.Dequantize && target == "" {
 		target, torchDType = safetensors.F16, "float16"
@@ -195,6 +213,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	if qc != nil && !o.Dequantize && o.DType != "" {
+		return nil, fmt.Errorf("convert: --dtype %s needs --dequantize on a GPTQ checkpoint: without it the plain tensors are copied as they are (%s), not converted", o.DType, plainDTypes(src.Infos()))
+	}
 	// A checkpoint that config.json does not describe is refused before
 	// anything is written, as every loading command refuses it: tensors the
 	// config has no place for would be copied forward (or, into GGUF,

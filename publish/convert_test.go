@@ -1209,3 +1209,38 @@ func TestCardZeroPoints(t *testing.T) {
 	convert(t, publish.ConvertOptions{In: v2, Out: back, Format: gptq.FormatV1})
 	check("back to v1", card(back), []string{"GPTQ v1 zeros", "checkpoint_format gptq"}, []string{"v2 zeros", "gptq_v2"})
 }
+
+// TestConvertGPTQDTypeMessage: --dtype without --dequantize on a GPTQ
+// checkpoint is refused saying what convert does with its plain tensors
+// (copies them in their own dtype, naming it), where it said they "stay
+// fp16" also of a checkpoint whose plain tensors are bf16.
+func TestConvertGPTQDTypeMessage(t *testing.T) {
+	q := rtnCheckpoint(t, 4, 128, true) // plain tensors fp16
+	bf := filepath.Join(t.TempDir(), "bf")
+	copyTree(t, q, bf)
+	fixtures.RewriteTensors(t, bf, func(tt *safetensors.Tensor) bool {
+		if tt.DType != safetensors.F16 || strings.HasSuffix(tt.Name, ".scales") {
+			return true
+		}
+		f, err := tt.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range f {
+			binary.LittleEndian.PutUint16(tt.Data[2*i:], half.F32ToBF16(v))
+		}
+		tt.DType = safetensors.BF16
+		return true
+	})
+	for _, c := range []struct{ name, in, dtype, want string }{
+		{"bf16 plain", bf, "f16", "(bf16)"},
+		{"fp16 plain", q, "bf16", "(f16)"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: c.in, Out: filepath.Join(t.TempDir(), "o"), DType: c.dtype})
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "--dequantize") || strings.Contains(err.Error(), "stay fp16") {
+				t.Errorf("err = %v, want a refusal saying the plain tensors are copied as they are %s and naming --dequantize", err, c.want)
+			}
+		})
+	}
+}
