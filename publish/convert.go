@@ -122,6 +122,9 @@ func isFloat(dt safetensors.DType) bool {
 type outTensor struct {
 	info safetensors.TensorInfo
 	make func() ([]byte, error)
+	// toF16 names the source tensor of a plain tensor converted to fp16
+	// from another float dtype, whose values are checked before writing.
+	toF16 string
 }
 
 // CheckFlags reports options that contradict each other, before any file
@@ -322,7 +325,11 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			name, dt := n, target
 			info := t.TensorInfo
 			info.DType = dt
-			plan = append(plan, outTensor{info: info, make: func() ([]byte, error) {
+			toF16 := ""
+			if dt == safetensors.F16 && t.DType != dt {
+				toF16 = name
+			}
+			plan = append(plan, outTensor{info: info, toF16: toF16, make: func() ([]byte, error) {
 				t, err := src.Tensor(name)
 				if err != nil {
 					return nil, err
@@ -350,6 +357,35 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		if i := slices.IndexFunc(plan, func(p outTensor) bool { return p.info.Name == "lm_head.weight" }); i >= 0 {
 			plan = slices.Delete(plan, i, i+1)
 			sum.Dropped = append(sum.Dropped, "lm_head.weight (tied to model.embed_tokens.weight)")
+		}
+	}
+	// Plain tensors whose values fp16 cannot hold are refused before
+	// anything is written, one tensor read at a time, where the refusal
+	// came after the last tensor was written.
+	if target == safetensors.F16 && !o.AllowOverflow {
+		over := map[string]int{}
+		for _, p := range plan {
+			if p.toF16 == "" {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			t, err := src.Tensor(p.toF16)
+			if err != nil {
+				return nil, err
+			}
+			f, err := t.Float32()
+			if err != nil {
+				return nil, err
+			}
+			if n := f16Overflows(f); n > 0 {
+				over[p.toF16] = n
+			}
+			release(src, p.toF16)
+		}
+		if len(over) > 0 {
+			return nil, overflowError(over)
 		}
 	}
 	tmp := PartialDir(o.Out)
@@ -391,18 +427,16 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			w.Abort()
 			return nil, fmt.Errorf("convert: %w", err)
 		}
+		// A dequantized weight is checked as it is made (dequantizing
+		// twice would double the work): the first refuses at once.
+		if len(sum.Overflows) > 0 && !o.AllowOverflow {
+			w.Abort()
+			return nil, overflowError(sum.Overflows)
+		}
 		release(src, p.info.Name)
 		if o.Progress != nil {
 			o.Progress(i+1, len(plan))
 		}
-	}
-	if len(sum.Overflows) > 0 && !o.AllowOverflow {
-		w.Abort()
-		var parts []string
-		for _, n := range slices.Sorted(maps.Keys(sum.Overflows)) {
-			parts = append(parts, fmt.Sprintf("%s (%d)", n, sum.Overflows[n]))
-		}
-		return nil, fmt.Errorf("convert: values beyond fp16's range (±65504) in %s: use bf16 or f32, or --allow-overflow to clamp them", strings.Join(parts, ", "))
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
@@ -768,6 +802,28 @@ func convertZeros(src Source, name string, G, N, bits int, from, to gptq.Format)
 // encodeFloats writes f in dtype dt. For f16, values past its range are
 // counted in overflows[name] and clamped to ±65504 (the caller refuses the
 // conversion unless allowed).
+// f16Overflows counts the finite values of f that round to ±Inf in fp16
+// (|v| >= 65520, half way past 65504).
+func f16Overflows(f []float32) int {
+	n := 0
+	for _, v := range f {
+		if math.Abs(float64(v)) >= 65520 && !math.IsInf(float64(v), 0) {
+			n++
+		}
+	}
+	return n
+}
+
+// overflowError refuses the tensors of over (name → count of values beyond
+// fp16's range), naming each.
+func overflowError(over map[string]int) error {
+	var parts []string
+	for _, n := range slices.Sorted(maps.Keys(over)) {
+		parts = append(parts, fmt.Sprintf("%s (%d)", n, over[n]))
+	}
+	return fmt.Errorf("convert: values beyond fp16's range (±65504) in %s: use bf16 or f32, or --allow-overflow to clamp them", strings.Join(parts, ", "))
+}
+
 func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, overflows map[string]int) ([]byte, error) {
 	switch dt {
 	case safetensors.F32:

@@ -1244,3 +1244,33 @@ func TestConvertGPTQDTypeMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestConvertFP16OverflowBeforeWriting: values of plain tensors beyond
+// fp16's range are refused before any tensor is written (no progress is
+// reported, nothing is left), naming every such tensor, where the check ran
+// after the last tensor was written and a large conversion failed at its
+// very end.
+func TestConvertFP16OverflowBeforeWriting(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral") // fp32
+	dir := filepath.Join(t.TempDir(), "big")
+	copyTree(t, src, dir)
+	rewrite(t, dir, "model.layers.4.mlp.down_proj.weight", func(d []byte) {
+		binary.LittleEndian.PutUint32(d[0:], math.Float32bits(7e4))
+	})
+	rewrite(t, dir, "model.norm.weight", func(d []byte) {
+		binary.LittleEndian.PutUint32(d[0:], math.Float32bits(-1e6))
+	})
+	out := filepath.Join(t.TempDir(), "f16")
+	written := 0
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out, DType: "f16",
+		Progress: func(done, total int) { written = done }})
+	if err == nil || !strings.Contains(err.Error(), "model.layers.4.mlp.down_proj.weight (1)") || !strings.Contains(err.Error(), "model.norm.weight (1)") {
+		t.Fatalf("err = %v, want a refusal naming both tensors", err)
+	}
+	if written != 0 {
+		t.Errorf("%d tensors were written before the refusal, want 0", written)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(out)); len(entries) != 0 {
+		t.Errorf("refusal left %v", entries)
+	}
+}
