@@ -503,7 +503,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "README.md"), convertCard(o, qc, kind, torchDType), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "README.md"), convertCard(o, cfg, qc, kind, torchDType), 0o644); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(o.In)
@@ -601,7 +601,7 @@ func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block
 // a dequantized checkpoint (whose card described the quantization) a short
 // card saying where it came from. The key also marks the directory as one
 // --force may replace.
-func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) []byte {
+func convertCard(o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, kind, dtype string) []byte {
 	mark := "converted_by: gptqtool " + o.Version + "\n"
 	// A GPTQ checkpoint given the other checkpoint format: the card says
 	// so, and a gptqtool card's zero points phrase names the new format.
@@ -609,7 +609,7 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 	if qc != nil && o.Format != "" && o.Format != qc.Format() {
 		how := zeroPoints(qc.Sym, o.Format)
 		if o.Format == gptq.FormatV2 {
-			how += "; ExLlama v1 reads checkpoint_format gptq only, whatever the table below says" // spec §1.4, §3
+			how += "; ExLlama v1 reads checkpoint_format gptq only" // spec §1.4, §3
 		}
 		note = fmt.Sprintf("%s%s (%s).\n\n", formatNotePrefix, o.Format, how)
 		oldZeros, newZeros = zeroPoints(qc.Sym, qc.Format()), zeroPoints(qc.Sym, o.Format)
@@ -640,7 +640,7 @@ func convertCard(o ConvertOptions, qc *gptq.QuantizeConfig, kind, dtype string) 
 				}
 			}
 			body = strings.ReplaceAll(strings.TrimLeft(strings.Join(kept, ""), "\n"), oldZeros, newZeros)
-			body = note + body
+			body = note + cardExLlama(body, cfg, *qc, o.Format)
 		}
 		return []byte("---\n" + mark + front + "---\n\n" + strings.TrimLeft(body, "\n"))
 	}
@@ -669,6 +669,62 @@ const formatNotePrefix = "Converted by gptqtool to checkpoint_format "
 // release drops the pages of the source tensors behind an output tensor
 // from resident memory (mapped safetensors; others hold nothing), so that
 // converting a 15 GB checkpoint does not make a 15 GB process.
+// cardExLlama rewrites the ExLlama column of a model card's branch table
+// (ModelCard's) for checkpoints in format to: each row's Bits, GS and Act
+// Order, with qc's sym, give what ExLlama v1 makes of it (never Yes of
+// gptq_v2, spec §3). A row it cannot read keeps its cell, but gptq_v2
+// makes it No all the same.
+func cardExLlama(body string, cfg *hfconfig.Config, qc gptq.QuantizeConfig, to gptq.Format) string {
+	lines := strings.SplitAfter(body, "\n")
+	col := map[string]int{}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, "|") {
+			col = map[string]int{} // a table ended
+			continue
+		}
+		cells := strings.Split(strings.TrimRight(l, "\n"), "|")
+		if len(col) == 0 {
+			for j, c := range cells {
+				col[strings.TrimSpace(c)] = j
+			}
+			if _, ok := col["ExLlama"]; !ok {
+				col = map[string]int{"": -1} // another table: left alone
+			}
+			continue
+		}
+		e, ok := col["ExLlama"]
+		if !ok || e >= len(cells) || strings.HasPrefix(l, "|---") {
+			continue
+		}
+		yes := false
+		if to != gptq.FormatV2 {
+			row := qc
+			row.CheckpointFormat = string(to)
+			cell := func(k string) string {
+				if j, ok := col[k]; ok && j < len(cells) {
+					return strings.TrimSpace(cells[j])
+				}
+				return ""
+			}
+			bits, err := strconv.Atoi(cell("Bits"))
+			gs, act := cell("GS"), cell("Act Order")
+			if err != nil || (act != "Yes" && act != "No") {
+				continue
+			}
+			row.Bits, row.DescAct, row.GroupSize = bits, act == "Yes", -1
+			if gs != "None" {
+				if row.GroupSize, err = strconv.Atoi(gs); err != nil {
+					continue
+				}
+			}
+			yes = exllamaOK(row, cfg)
+		}
+		cells[e] = " " + yesNo(yes) + " "
+		lines[i] = strings.Join(cells, "|") + strings.TrimPrefix(l, strings.TrimRight(l, "\n"))
+	}
+	return strings.Join(lines, "")
+}
+
 func release(src Source, name string) {
 	r, ok := src.(interface{ Release(...string) })
 	if !ok {

@@ -1274,3 +1274,55 @@ func TestConvertFP16OverflowBeforeWriting(t *testing.T) {
 		t.Errorf("refusal left %v", entries)
 	}
 }
+
+// TestConvertCardExLlama: a checkpoint converted to gptq_v2 has its card's
+// ExLlama column say No (ExLlama v1 reads checkpoint_format gptq only,
+// spec §3), and one converted back to gptq says again what ExLlama makes of
+// each row, where the carried-over table kept saying Yes of a v2
+// checkpoint.
+func TestConvertCardExLlama(t *testing.T) {
+	// exllama returns the ExLlama cell of every row of the card's table.
+	exllama := func(dir string) []string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(dir, "README.md"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		col := -1
+		var cells []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "|") || strings.HasPrefix(l, "|---") {
+				continue
+			}
+			f := strings.Split(l, "|")
+			if col < 0 {
+				col = slices.IndexFunc(f, func(s string) bool { return strings.TrimSpace(s) == "ExLlama" })
+				continue
+			}
+			cells = append(cells, strings.TrimSpace(f[col]))
+		}
+		if col < 0 || len(cells) == 0 {
+			t.Fatalf("%s: no ExLlama column in the card:\n%s", dir, b)
+		}
+		return cells
+	}
+	q := rtnCheckpoint(t, 4, 128, true)
+	if got := exllama(q); !slices.Equal(got, []string{"Yes"}) {
+		t.Fatalf("4-bit sym gptq card: ExLlama %v, want [Yes]", got)
+	}
+	v2 := filepath.Join(t.TempDir(), "v2")
+	convert(t, publish.ConvertOptions{In: q, Out: v2, Format: gptq.FormatV2})
+	if got := exllama(v2); !slices.Equal(got, []string{"No"}) {
+		t.Errorf("converted to gptq_v2: ExLlama %v, want [No]", got)
+	}
+	back := filepath.Join(t.TempDir(), "v1")
+	convert(t, publish.ConvertOptions{In: v2, Out: back, Format: gptq.FormatV1})
+	if got := exllama(back); !slices.Equal(got, []string{"Yes"}) {
+		t.Errorf("converted back to gptq: ExLlama %v, want [Yes]", got)
+	}
+	// A checkpoint quantized as gptq_v2 says No, and Yes once converted.
+	asym := rtnCheckpoint(t, 4, 128, false)
+	if got := exllama(asym); !slices.Equal(got, []string{"No"}) {
+		t.Fatalf("gptq_v2 card: ExLlama %v, want [No]", got)
+	}
+}
