@@ -1559,3 +1559,19 @@ func TestChatErrorJinja(t *testing.T) {
 		t.Errorf("template failing on the messages: %#v", fe)
 	}
 }
+
+// TestStreamOptionsWithoutStream: stream_options without stream true is a
+// 400 naming it, as OpenAI's and vLLM's servers answer, where it was
+// accepted and did nothing.
+func TestStreamOptionsWithoutStream(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	for _, c := range []struct{ path, body string }{
+		{"/v1/completions", `{"prompt": "x", "max_tokens": 2, "stream_options": {"include_usage": true}}`},
+		{"/v1/chat/completions", `{"messages": [{"role": "user", "content": "x"}], "max_tokens": 2, "stream": false, "stream_options": {"include_usage": true}}`},
+	} {
+		code, data := post(t, ts, c.path, c.body)
+		if code != 400 || !strings.Contains(string(data), "stream_options") {
+			t.Errorf("%s %s: %d %s, want 400 naming stream_options", c.path, c.body, code, data)
+		}
+	}
+}

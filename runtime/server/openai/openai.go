@@ -332,6 +332,11 @@ func Parse(body []byte, chat bool) (*Request, error) {
 		if r.StreamOptions.IncludeUsage, err = fields(so).boolean("include_usage"); err != nil {
 			return nil, &FieldError{"stream_options.include_usage", "must be a boolean"}
 		}
+		// As OpenAI and vLLM refuse it: options of a stream that is not
+		// one would do nothing, silently.
+		if !r.Stream {
+			return nil, &FieldError{"stream_options", "should be set only when stream is true"}
+		}
 	}
 	return r, nil
 }

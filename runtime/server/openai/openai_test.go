@@ -65,6 +65,10 @@ func TestParse(t *testing.T) {
 		{`{"messages": [{"role": "user", "content": "x"}], "top_logprobs": 3}`, true, "top_logprobs"},
 		{`{"prompt": "x", "stream": "yes"}`, false, "stream"},
 		{`{"prompt": "x", "stream_options": {"include_usage": 1}}`, false, "stream_options.include_usage"},
+		// OpenAI and vLLM answer 400 to stream_options without stream.
+		{`{"prompt": "x", "stream_options": {"include_usage": true}}`, false, "stream_options"},
+		{`{"prompt": "x", "stream": false, "stream_options": {"include_usage": true}}`, false, "stream_options"},
+		{`{"messages": [{"role": "user", "content": "x"}], "stream_options": {}}`, true, "stream_options"},
 		{`{"prompt": {"a": 1}}`, false, "prompt"},
 		{`{"prompt": []}`, false, "prompt"},
 		{`{"prompt": [[1], []]}`, false, "prompt[1]"},
@@ -98,6 +102,10 @@ func TestParse(t *testing.T) {
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("%s: %v, want an error naming %s", c.body, err, c.field)
 		}
+	}
+	// stream_options null is no option given.
+	if r, err := Parse([]byte(`{"prompt": "x", "stream_options": null}`), false); err != nil || r.Stream {
+		t.Errorf("stream_options null without stream: %+v, %v, want it accepted", r, err)
 	}
 	if _, err := Parse([]byte(`[1]`), false); err == nil || err.Error() != "the body is a JSON array, want an object" {
 		t.Errorf("a JSON array body: %v, want the body is a JSON array, want an object", err)
