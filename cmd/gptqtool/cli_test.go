@@ -148,6 +148,8 @@ func TestUsageErrors(t *testing.T) {
 		{"serve", "--model", model, "--kv-cache", "0%"},
 		{"serve", "--model", model, "--kv-cache", "150%"},
 		{"serve", "--model", model, "--kv-cache", "lots"},
+		{"serve", "--model", model, "--allowed-origins", "app.example"},
+		{"serve", "--model", model, "--allowed-origins", "https://app.example/chat"},
 		{"convert", "--out", "x"},
 		{"convert", "--in", model, "--out", "x", "--dtype", "fp8"},
 		{"convert", "--in", model, "--out", "x", "--checkpoint-format", "marlin"},
@@ -969,6 +971,19 @@ func TestAutoCPUWarnsGPUFlags(t *testing.T) {
 	for _, w := range []string{"warning: --gpu-memory 8GiB ignored: running on the cpu", "warning: --chunk-rows 9 ignored"} {
 		if !strings.Contains(stderr, w) {
 			t.Errorf("stderr lacks %q:\n%s", w, stderr)
+		}
+	}
+}
+
+// TestServeAllowedOriginsFlag: --allowed-origins takes origins
+// (scheme://host[:port]) or *, and anything else is a usage error naming
+// the flag, before the model is read.
+func TestServeAllowedOriginsFlag(t *testing.T) {
+	for _, v := range []string{"app.example", "https://app.example/chat", "https://app.example?x=1", "*,"} {
+		_, _, err := run(t, "serve", "--model", filepath.Join(t.TempDir(), "none"), "--allowed-origins", v)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--allowed-origins") || !strings.Contains(err.Error(), "want an origin") {
+			t.Errorf("--allowed-origins %q: %v, want a usage error naming the flag and what it takes", v, err)
 		}
 	}
 }

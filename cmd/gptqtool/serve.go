@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,7 +36,7 @@ type serveFlags struct {
 	model, host, modelName, device, kvCache, maxBody, chatTemplate, logFormat string
 	dtype                                                                     string
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
-	apiKeys                                                                   []string
+	apiKeys, allowedOrigins                                                   []string
 	requestTimeout, shutdownTimeout                                           time.Duration
 	systemMessages, ahead, prefixCache                                        bool
 }
@@ -85,6 +86,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: tokenizer_config.json's chat_template)")
 	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "access log format on stderr: json or text")
+	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "answer CORS preflights of the API and allow these origins (comma separated, such as https://app.example:8443, or * for any); default: no CORS")
 	return cmd
 }
 
@@ -107,6 +109,11 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		return usageError{errors.New("--block-size, --max-queue and --max-batch must be positive, --step-tokens and --max-len 0 or more")}
 	case f.logFormat != "json" && f.logFormat != "text":
 		return usageError{fmt.Errorf("--log-format %q: want json or text", f.logFormat)}
+	}
+	for _, o := range f.allowedOrigins {
+		if !isOrigin(o) {
+			return usageError{fmt.Errorf("--allowed-origins %q: want an origin such as https://app.example or http://localhost:3000 (scheme, host, optional port, no path), or *", o)}
+		}
 	}
 	stderr := cmd.ErrOrStderr()
 	var handler slog.Handler = slog.NewJSONHandler(stderr, nil)
@@ -141,7 +148,7 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		aliases = append(aliases, "openchat_3.5")
 	}
 	srv := server.New(server.Options{ModelName: name, Aliases: aliases, APIKeys: f.apiKeys, MaxBodyBytes: maxBody,
-		RequestTimeout: f.requestTimeout, Log: log})
+		RequestTimeout: f.requestTimeout, Log: log, AllowedOrigins: f.allowedOrigins})
 	ln, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))
 	if err != nil {
 		return err
@@ -356,4 +363,16 @@ func chatUnavailable(tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions) strin
 	}
 	// (The vocabulary lacks a token the template writes: no flag helps.)
 	return strings.TrimPrefix(err.Error(), "tokenizer: ")
+}
+
+// isOrigin reports whether o is "*" or an origin as browsers send it in
+// the Origin header: scheme://host[:port], nothing after (a final "/" is
+// allowed).
+func isOrigin(o string) bool {
+	if o == "*" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Scheme != "" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") &&
+		u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.Contains(o, "#")
 }

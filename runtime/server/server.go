@@ -64,6 +64,13 @@ type Options struct {
 	RequestTimeout time.Duration
 	// Log receives one access-log record per request; nil discards.
 	Log *slog.Logger
+	// AllowedOrigins, when any, turns CORS on for the API routes (those
+	// APIKeys guard): a preflight OPTIONS from one of these origins
+	// (scheme://host[:port], or "*" for any) is a 204 allowing it, the
+	// route's methods and the headers asked for, and responses to it
+	// carry Access-Control-Allow-Origin. None: no CORS headers, and
+	// OPTIONS is a 405 like any method not routed.
+	AllowedOrigins []string
 }
 
 // Backend is what the server serves once the model is loaded.
@@ -87,6 +94,7 @@ type Server struct {
 	m       *metrics
 	mux     *http.ServeMux
 	methods map[string][]string // path -> the methods routed, for 405s
+	api     map[string]bool     // the API routes' paths, for CORS
 	routes  []string            // the patterns routed, in order, but the catch-all
 	created int64
 	cut     chan struct{} // closed by EndGrace
@@ -101,7 +109,7 @@ func New(o Options) *Server {
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux(), methods: map[string][]string{}, cut: make(chan struct{})}
+	s := &Server{o: o, created: time.Now().Unix(), mux: http.NewServeMux(), methods: map[string][]string{}, api: map[string]bool{}, cut: make(chan struct{})}
 	s.m = newMetrics(func() (engine.Stats, bool) {
 		if b := s.backend.Load(); b != nil {
 			return b.Engine.Stats(), true
@@ -119,6 +127,10 @@ func New(o Options) *Server {
 	s.route("GET /metrics", false, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}).ServeHTTP)
 	s.route("GET /{$}", false, s.page)
 	s.route("/", false, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && len(s.o.AllowedOrigins) > 0 && s.api[r.URL.Path] {
+			s.preflight(w, r)
+			return
+		}
 		if allow := s.methods[r.URL.Path]; len(allow) > 0 {
 			// (The catch-all route hides the mux's own 405.)
 			w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -190,11 +202,16 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 		path := strings.TrimSuffix(name, "{$}")
 		s.methods[path] = append(s.methods[path], pattern[:i])
 		s.routes = append(s.routes, pattern)
+		s.api[path] = s.api[path] || auth
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		r.Body = http.MaxBytesReader(sw, r.Body, s.o.MaxBodyBytes)
+		if auth {
+			// Before the key check: a browser reads a 401 only so.
+			s.allowOrigin(sw, r)
+		}
 		if auth && !s.authorized(r) {
 			writeError(sw, http.StatusUnauthorized, openai.NewError("invalid or missing API key: send Authorization: Bearer KEY", "invalid_request_error", "", "invalid_api_key"))
 		} else {
@@ -222,6 +239,63 @@ func (s *Server) route(pattern string, auth bool, h http.HandlerFunc) {
 		s.o.Log.Info("request", "method", r.Method, "path", r.URL.Path, "route", label, "status", sw.status,
 			"bytes", sw.bytes, "duration_ms", float64(d.Microseconds())/1000, "remote", r.RemoteAddr)
 	})
+}
+
+// corsOrigin returns the Access-Control-Allow-Origin value for a request
+// from origin: "*" where any origin is allowed, the origin where it is
+// listed (scheme and host compare without case), "" where CORS is off or
+// the origin is not allowed.
+func (s *Server) corsOrigin(origin string) string {
+	if origin == "" {
+		return ""
+	}
+	for _, o := range s.o.AllowedOrigins {
+		switch {
+		case o == "*":
+			return "*"
+		case strings.EqualFold(strings.TrimSuffix(o, "/"), origin):
+			return origin
+		}
+	}
+	return ""
+}
+
+// allowOrigin adds CORS's response headers for an allowed origin.
+func (s *Server) allowOrigin(w http.ResponseWriter, r *http.Request) bool {
+	if len(s.o.AllowedOrigins) == 0 {
+		return false
+	}
+	allow := s.corsOrigin(r.Header.Get("Origin"))
+	if allow != "*" {
+		// The answer depends on the Origin: caches must keep them apart.
+		w.Header().Add("Vary", "Origin")
+	}
+	if allow == "" {
+		return false
+	}
+	w.Header().Set("Access-Control-Allow-Origin", allow)
+	return true
+}
+
+// preflight answers a CORS preflight (OPTIONS) of an API route: 204
+// allowing the origin, the route's methods and the request headers the
+// browser asks for (Authorization and Content-Type where it names none),
+// or 403 for an origin not allowed.
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	if !s.allowOrigin(w, r) {
+		writeError(w, http.StatusForbidden, openai.NewError(fmt.Sprintf("OPTIONS %s: origin %q is not allowed (serve --allowed-origins)", r.URL.Path, r.Header.Get("Origin")),
+			"invalid_request_error", "", "origin_not_allowed"))
+		return
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", strings.Join(append(slices.Clone(s.methods[r.URL.Path]), http.MethodOptions), ", "))
+	headers := r.Header.Get("Access-Control-Request-Headers")
+	if headers == "" {
+		headers = "Authorization, Content-Type"
+	}
+	h.Set("Access-Control-Allow-Headers", headers)
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) authorized(r *http.Request) bool {
