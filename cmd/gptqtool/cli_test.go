@@ -987,3 +987,39 @@ func TestServeAllowedOriginsFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpUnknownTopic: "help" of a command that does not exist is a usage
+// error (exit 2) naming it, as "gptqtool nosuch" is, where cobra's help
+// printed "Unknown help topic" and the usage and exited 0, and "help bench
+// nosuch" printed bench's help, so that a script could not tell a typo from
+// help it asked for (a QA pass). Help of real commands still exits 0.
+func TestHelpUnknownTopic(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stderr for an error, in stdout for help
+	}{
+		{[]string{"help", "nosuch"}, 2, "nosuch"},
+		{[]string{"help", "bench", "decod"}, 2, "decod"},
+		{[]string{"help", "verify", "nosuch"}, 2, "nosuch"},
+		{[]string{"help", "inspect"}, 0, "gptqtool inspect"},
+		{[]string{"help", "bench", "decode"}, 0, "gptqtool bench decode"},
+		{[]string{"help"}, 0, "Available Commands"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c := gptqtool(t, t.TempDir(), nil, tc.args...)
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if code := exitStatus(t, c.Run()); code != tc.code {
+				t.Errorf("exit status %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			got := stdout.String()
+			if tc.code != 0 {
+				got = stderr.String()
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("output %q lacks %q", got, tc.want)
+			}
+		})
+	}
+}

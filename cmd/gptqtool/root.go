@@ -47,7 +47,32 @@ and checks and runs them with its own CPU (and CUDA) runtime.`,
 	for _, mk := range subcommands {
 		root.AddCommand(mk())
 	}
+	root.SetHelpCommand(newHelpCmd())
 	return root
+}
+
+// newHelpCmd is cobra's help command, except that a topic naming no
+// command is a usage error (exit 2), as the same words without "help" are,
+// where cobra printed "Unknown help topic" and exited 0, and printed a
+// group's help for a subcommand it does not have ("help bench decod").
+func newHelpCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "help prints the help of any command: gptqtool help [path to command].",
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err == nil && cmd != nil && len(rest) > 0 && cmd.HasSubCommands() {
+				err = fmt.Errorf("unknown command %q for %q", rest[0], cmd.CommandPath())
+			}
+			if cmd == nil || err != nil {
+				return usageError{fmt.Errorf("help %s: %v (%q lists the commands)", strings.Join(args, " "), err, "gptqtool --help")}
+			}
+			cmd.InitDefaultHelpFlag()
+			cmd.InitDefaultVersionFlag()
+			return cmd.Help()
+		},
+	}
 }
 
 // group makes cmd, a command of subcommands only (bench, verify), refuse an
