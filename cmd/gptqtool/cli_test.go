@@ -1023,3 +1023,27 @@ func TestHelpUnknownTopic(t *testing.T) {
 		})
 	}
 }
+
+// TestSynthDTypeUsage: a --dtype synth does not write is a usage error
+// (exit 2) naming the flag, before anything is read or written, as a bad
+// --layers or --shards is, where it exited 1 with "synth: dtype" (a QA
+// pass).
+func TestSynthDTypeUsage(t *testing.T) {
+	for _, v := range []string{"fp8", "F16", "float16", ""} {
+		t.Run(v, func(t *testing.T) {
+			dir := t.TempDir()
+			c := gptqtool(t, dir, nil, "synth", "--config", "cfg", "--tokenizer", "cfg", "--out", "out", "--dtype", v)
+			var stderr strings.Builder
+			c.Stderr = &stderr
+			if code := exitStatus(t, c.Run()); code != 2 {
+				t.Errorf("exit status %d, want 2 (stderr %q)", code, stderr.String())
+			}
+			if s := stderr.String(); !strings.Contains(s, fmt.Sprintf("--dtype %q", v)) {
+				t.Errorf("stderr %q: want --dtype %q named", s, v)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "out")); !os.IsNotExist(err) {
+				t.Errorf("out: %v, want nothing written", err)
+			}
+		})
+	}
+}

@@ -41,6 +41,11 @@ benchmarks that need no float checkpoint and no calibration.`,
 			if o.Shards < 1 {
 				return usageError{fmt.Errorf("--shards %d: want 1 or more", o.Shards)}
 			}
+			switch o.DType {
+			case "bf16", "f16", "f32":
+			default:
+				return usageError{fmt.Errorf("--dtype %q: want bf16, f16 or f32", o.DType)}
+			}
 			if bits != 0 {
 				q := gptq.DefaultQuantizeConfig()
 				q.Bits, q.GroupSize, q.DescAct = bits, group, actOrder
