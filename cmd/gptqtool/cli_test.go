@@ -1047,3 +1047,47 @@ func TestSynthDTypeUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestSynthTokenizerChecked: a --tokenizer that does not exist, is a file,
+// or holds neither tokenizer.json nor tokenizer.model is refused naming it,
+// before anything is written, where synth wrote a checkpoint without
+// tokenizer files and exited 0 (a QA pass). A directory with a tokenizer
+// gives the checkpoint its files.
+func TestSynthTokenizerChecked(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, tok string
+		ok        bool
+	}{
+		{"missing", filepath.Join(dir, "nosuch"), false},
+		{"file", filepath.Join(model, "config.json"), false},
+		{"empty", filepath.Join(dir, "empty"), false},
+		{"model", model, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, "out-"+tc.name)
+			_, _, err := run(t, "synth", "--config", model, "--tokenizer", tc.tok, "--out", out, "--layers", "1", "--shards", "1")
+			if !tc.ok {
+				if err == nil || !strings.Contains(err.Error(), tc.tok) {
+					t.Errorf("err %v: want an error naming %s", err, tc.tok)
+				}
+				if _, err := os.Stat(out); !os.IsNotExist(err) {
+					t.Errorf("out: %v, want nothing written", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range []string{"tokenizer.json", "tokenizer_config.json"} {
+				if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+					t.Errorf("%s: %v", f, err)
+				}
+			}
+		})
+	}
+}

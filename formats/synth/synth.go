@@ -74,6 +74,25 @@ var tokenizerFiles = []string{
 	"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
 }
 
+// checkTokenizerDir refuses a TokenizerDir that is not a directory holding
+// tokenizer.json or tokenizer.model, where the copy found nothing to copy
+// and the checkpoint came out without a tokenizer.
+func checkTokenizerDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("synth: tokenizer: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("synth: tokenizer %s is a file: want the directory that holds tokenizer.json or tokenizer.model", dir)
+	}
+	for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("synth: tokenizer %s holds neither tokenizer.json nor tokenizer.model", dir)
+}
+
 // dist is how one tensor's values are drawn.
 type dist struct {
 	kind      kind
@@ -133,6 +152,11 @@ func Write(o Options) (*Summary, error) {
 		sdt, torchDType = safetensors.F32, "float32"
 	default:
 		return nil, fmt.Errorf("synth: dtype %q: want bf16, f16 or f32", o.DType)
+	}
+	if o.TokenizerDir != "" {
+		if err := checkTokenizerDir(o.TokenizerDir); err != nil {
+			return nil, err
+		}
 	}
 	if _, err := os.Stat(o.Out); err == nil {
 		return nil, fmt.Errorf("synth: output directory %s exists", o.Out)
