@@ -1091,3 +1091,41 @@ func TestSynthTokenizerChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestCompletionUnknownShell: "completion" with a shell it has no script
+// for is a usage error (exit 2) naming it, as "bench decod" is, where
+// cobra printed the completion command's help on stdout and exited 0, so
+// that "gptqtool completion bsh > file" wrote help text as a script (a QA
+// pass). A real shell still gets its script.
+func TestCompletionUnknownShell(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string // in stderr for an error, in stdout otherwise
+	}{
+		{[]string{"completion", "bsh"}, 2, `unknown command "bsh"`},
+		{[]string{"completion", "bash"}, 0, "bash completion"},
+		{[]string{"completion"}, 0, "Available Commands"},
+		{[]string{"completion", "--help"}, 0, "Available Commands"},
+		{[]string{"completion", "zsh", "--help"}, 0, "zsh"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			c := gptqtool(t, t.TempDir(), nil, tc.args...)
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			if code := exitStatus(t, c.Run()); code != tc.code {
+				t.Errorf("exit status %d, want %d\nstdout:\n%.300s\nstderr:\n%s", code, tc.code, stdout.String(), stderr.String())
+			}
+			got := stdout.String()
+			if tc.code != 0 {
+				got = stderr.String()
+				if stdout.Len() != 0 {
+					t.Errorf("stdout %.200q, want nothing", stdout.String())
+				}
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("output %.300q lacks %q", got, tc.want)
+			}
+		})
+	}
+}

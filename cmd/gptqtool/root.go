@@ -48,6 +48,16 @@ and checks and runs them with its own CPU (and CUDA) runtime.`,
 		root.AddCommand(mk())
 	}
 	root.SetHelpCommand(newHelpCmd())
+	// cobra adds its completion command when it executes; made now, it is
+	// a group, so that "completion bsh" is refused rather than answered
+	// with help on stdout and status 0.
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Args = nil // (cobra's NoArgs would answer "--help" as a command)
+			group(c)
+		}
+	}
 	return root
 }
 
