@@ -103,10 +103,17 @@ embed, forward, hessian, solve, write), per layer, the peak device memory the al
 and held, and the peak resident host memory (VmHWM).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.dryRun {
+				return usageError{errors.New("--dry-run: bench quantize measures a run; quantize --dry-run prints the plan")}
+			}
 			start := time.Now()
 			var r quantizeRun
 			if err := runQuantize(cmd, f, &r); err != nil {
 				return err
+			}
+			if r.summary == nil {
+				// (--resume of a checkpoint already complete: nothing ran.)
+				return fmt.Errorf("bench quantize: %s is already complete: nothing was quantized, so nothing was measured (give a new --out, or drop --resume)", f.out)
 			}
 			out := map[string]any{
 				"command":               "gptqtool " + strings.Join(os.Args[1:], " "),

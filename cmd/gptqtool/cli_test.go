@@ -1129,3 +1129,53 @@ func TestCompletionUnknownShell(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchQuantizeNothingToMeasure: bench quantize with --dry-run, or
+// with --resume of a checkpoint already complete, runs no quantization: the
+// first is a usage error naming --dry-run, the second an error saying the
+// checkpoint is complete, where both panicked on the missing summary (a
+// nil pointer, exit status 2 with a goroutine dump) after printing the
+// plan (a QA pass). Neither prints a bench document.
+func TestBenchQuantizeNothingToMeasure(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "small.txt")
+	if err := os.WriteFile(data, []byte("The lighthouse keeper climbed the stairs every evening.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "q")
+	args := []string{"bench", "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "16", "--device", "cpu", "--out", out}
+	for _, tc := range []struct {
+		name  string
+		extra []string
+		code  int
+		want  string
+	}{
+		{"dry run", []string{"--dry-run"}, 2, "--dry-run"},
+		{"first run", nil, 0, ""},
+		{"resume complete", []string{"--resume"}, 1, "already complete"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := gptqtool(t, dir, nil, append(append([]string(nil), args...), tc.extra...)...)
+			var stdout, stderr strings.Builder
+			c.Stdout, c.Stderr = &stdout, &stderr
+			code := exitStatus(t, c.Run())
+			if code != tc.code || strings.Contains(stderr.String(), "panic") {
+				t.Fatalf("exit status %d, want %d\nstderr:\n%.2000s", code, tc.code, stderr.String())
+			}
+			if tc.code == 0 {
+				var doc map[string]any
+				if err := json.Unmarshal([]byte(stdout.String()), &doc); err != nil || doc["summary"] == nil {
+					t.Errorf("stdout is not a bench document with a summary (%v):\n%.500s", err, stdout.String())
+				}
+				return
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tc.want)
+			}
+			if strings.Contains(stdout.String(), `"wall_s"`) {
+				t.Errorf("stdout holds a bench document:\n%.500s", stdout.String())
+			}
+		})
+	}
+}
