@@ -24,6 +24,13 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure speed and memory (JSON on stdout)",
 	})
 	cmd.AddCommand(newBenchQuantizeCmd(), newBenchServeCmd(), newBenchDecodeCmd(), newBenchPrefillCmd())
+	// Their output is one JSON document either way; --json is taken, as
+	// every other command takes it, so that "bench … --json" is no error.
+	for _, c := range cmd.Commands() {
+		if c.Flags().Lookup("json") == nil {
+			c.Flags().Bool("json", false, "one JSON document (what bench prints in any case)")
+		}
+	}
 	return cmd
 }
 

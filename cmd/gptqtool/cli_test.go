@@ -1179,3 +1179,30 @@ func TestBenchQuantizeNothingToMeasure(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchJSONFlag: every bench command takes --json (its output is one
+// JSON document either way), as the other commands and the style guide's
+// "gptqtool bench … --json" have it, where decode, prefill and serve
+// refused it as an unknown flag, exit 2 (a QA pass).
+func TestBenchJSONFlag(t *testing.T) {
+	for _, sub := range []string{"decode", "prefill", "quantize", "serve"} {
+		t.Run(sub, func(t *testing.T) {
+			if _, _, err := run(t, "bench", sub, "--json", "--help"); err != nil {
+				t.Errorf("bench %s --json --help: %v", sub, err)
+			}
+		})
+	}
+	t.Run("decode runs", func(t *testing.T) {
+		model := fixturePath(t, "models/openchat-tiny")
+		out, _, err := run(t, "bench", "decode", "--model", model, "--device", "cpu", "--batch", "1", "--prompt", "2", "--new", "1", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Runs []map[string]any `json:"runs"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Runs) != 1 {
+			t.Errorf("stdout is not one bench document with one run (%v):\n%s", err, out)
+		}
+	})
+}
