@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
 	"github.com/spf13/cobra"
 )
 
@@ -40,8 +42,9 @@ ids of TEXT on one line, space separated; "-" reads standard input, its one
 final newline dropped (as generate --prompt - drops it: a heredoc adds one).
 
 With --chat FILE ("-" for standard input) it renders a JSON list of
-{"role","content"} messages (or {"messages": [...]}; roles system, developer
-(taken as system, as serve takes it), user, assistant) with the chat template
+{"role","content"} messages (or a chat request {"messages": [...]}; read as serve
+reads them: content a string or OpenAI's text parts; roles system, developer
+(taken as system), user, assistant) with the chat template
 and prints the ids, BOS as the template puts it. With --decode, TEXT is a list
 of ids (spaces or commas, one argument or several) and the text is printed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -195,15 +198,20 @@ func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenize: --chat: %w", err)
 	}
-	var msgs []tokenizer.Message
-	if err := json.Unmarshal(data, &msgs); err != nil {
-		var doc struct {
-			Messages []tokenizer.Message `json:"messages"`
-		}
-		if err2 := json.Unmarshal(data, &doc); err2 != nil || doc.Messages == nil {
-			return nil, fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)
-		}
-		msgs = doc.Messages
+	// The messages are read as serve reads a chat request's (OpenAI's
+	// content parts, developer taken as system): a bare list is the
+	// request's "messages".
+	body := bytes.TrimSpace(data)
+	if len(body) > 0 && body[0] == '[' {
+		body = append(append([]byte(`{"messages":`), body...), '}')
+	}
+	req, err := openai.Parse(body, true)
+	if err != nil {
+		return nil, fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)
+	}
+	msgs := make([]tokenizer.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
 	}
 	return msgs, nil
 }

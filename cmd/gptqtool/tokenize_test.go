@@ -197,3 +197,36 @@ func TestChatUnavailableJinja(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenizeChatTextParts: --chat takes the messages serve takes: a
+// content given as OpenAI's array of text parts gives the ids of the same
+// text as a string, where tokenize refused it ("cannot unmarshal array into
+// Go struct field Message.content"), so a chat request's body that serve
+// answers could not be tokenized (a QA pass); a part of another type is an
+// error naming it.
+func TestTokenizeChatTextParts(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(openchatTokDir, "tokenizer.json")); err != nil {
+		t.Skipf("fixture %s missing: %v", openchatTokDir, err)
+	}
+	ids := func(msgs string) (string, error) {
+		t.Helper()
+		return runRoot(t, msgs, "tokenize", "--model", openchatTokDir, "--chat", "-")
+	}
+	want, err := ids(`[{"role":"user","content":"Hello there"}]`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msgs := range []string{
+		`[{"role":"user","content":[{"type":"text","text":"Hello "},{"type":"text","text":"there"}]}]`,
+		`{"model":"openchat_3.5","messages":[{"role":"user","content":[{"type":"text","text":"Hello there"}]}]}`,
+	} {
+		got, err := ids(msgs)
+		if err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", msgs, got, err, want)
+		}
+	}
+	_, err = ids(`[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]`)
+	if err == nil || !strings.Contains(err.Error(), "messages[0].content[0].type") {
+		t.Errorf("an image part: %v, want an error naming messages[0].content[0].type", err)
+	}
+}
