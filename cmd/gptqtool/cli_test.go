@@ -1206,3 +1206,21 @@ func TestBenchJSONFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestHelpCompletesCommands: shell completion after "help" offers the
+// commands (and a group's subcommands), as cobra's own help command did
+// before gptqtool replaced it to make unknown topics usage errors.
+func TestHelpCompletesCommands(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "help", "insp"}, "inspect"},
+		{[]string{"__complete", "help", "bench", "dec"}, "decode"},
+	} {
+		out, _, err := run(t, tc.args...)
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("%v: %q, %v; want %q offered", tc.args, out, err, tc.want)
+		}
+	}
+}
