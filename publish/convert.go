@@ -148,6 +148,11 @@ func (o ConvertOptions) CheckFlags() error {
 			return fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))
 		}
 	}
+	// An --out named like a GGUF file without --gguf would be written as a
+	// safetensors directory of that name.
+	if o.GGUF == "" && strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
+		return fmt.Errorf("--out %s names a GGUF file, and a GGUF file is written with --gguf TYPE (f32, f16, bf16, q8_0 or q4_k); without it --out is a checkpoint directory: add --gguf, or name the directory otherwise", o.Out)
+	}
 	if o.Format != "" && o.Dequantize {
 		return fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", o.Format)
 	}

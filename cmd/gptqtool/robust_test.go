@@ -1123,9 +1123,6 @@ func TestQuantizeBF16Plain(t *testing.T) {
 	}
 }
 
-// TestConvertGGUFFlagConflicts: --gguf with --dtype, --checkpoint-format or
-// --dequantize is a usage error (exit 2) naming the flags given, as other
-// misused flags are, where it exited 1 after the checkpoint was opened.
 // TestConvertFormatDequantize: --checkpoint-format with --dequantize is a
 // usage error naming both flags, found before the checkpoint is read (a
 // plain checkpoint would otherwise fail with "not a GPTQ checkpoint").
@@ -1146,6 +1143,29 @@ func TestConvertFormatDequantize(t *testing.T) {
 	}
 }
 
+// TestConvertOutGGUFWithoutFlag: an --out named like a GGUF file without
+// --gguf is a usage error naming --gguf, where a safetensors directory of
+// that name was written.
+func TestConvertOutGGUFWithoutFlag(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	for _, name := range []string{"m.gguf", "M.GGUF"} {
+		t.Run(name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), name)
+			_, _, err := run(t, "convert", "--in", model, "--out", out)
+			var ue usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--gguf TYPE") {
+				t.Errorf("err = %v, want a usage error (exit 2) naming --gguf", err)
+			}
+			if _, err := os.Stat(out); !os.IsNotExist(err) {
+				t.Errorf("%s: %v, want nothing written", out, err)
+			}
+		})
+	}
+}
+
+// TestConvertGGUFFlagConflicts: --gguf with --dtype, --checkpoint-format or
+// --dequantize is a usage error (exit 2) naming the flags given, as other
+// misused flags are, where it exited 1 after the checkpoint was opened.
 func TestConvertGGUFFlagConflicts(t *testing.T) {
 	model := fixturePath(t, "models/stories260K-hf-mistral")
 	for _, tc := range []struct {
