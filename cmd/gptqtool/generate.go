@@ -142,6 +142,12 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	}
 	defer m.Close()
 	fmt.Fprintf(stderr, "loaded %s on %s in %.2fs\n", o.model, b.Name(), time.Since(loadStart).Seconds())
+	// sample.Generate stops at the context's end; say so up front rather
+	// than let a run end at "length" short of --max-tokens unexplained.
+	if ctx := m.Config.MaxPositionEmbeddings; ctx > len(promptIDs) && len(promptIDs)+o.maxTokens > ctx {
+		fmt.Fprintf(stderr, "generate: warning: --max-tokens %d with a prompt of %d tokens passes the context of %d (max_position_embeddings): at most %d new tokens\n",
+			o.maxTokens, len(promptIDs), ctx, ctx-len(promptIDs))
+	}
 
 	stop := slices.Clone(m.EOSTokenIDs)
 	if e := tok.EOS(); e >= 0 && !slices.Contains(stop, e) {

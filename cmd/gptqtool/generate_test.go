@@ -1,0 +1,45 @@
+package main
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// generateJSONOut runs generate --json and decodes its document.
+func generateJSONOut(t *testing.T, args ...string) (generateJSON, string) {
+	t.Helper()
+	out, stderr, err := run(t, append([]string{"generate", "--json"}, args...)...)
+	if err != nil {
+		t.Fatalf("generate %v: %v\n%s", args, err, stderr)
+	}
+	var doc generateJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("generate --json: %v\n%s", err, out)
+	}
+	return doc, stderr
+}
+
+// TestGenerateMaxTokensPastContext: a --max-tokens that the prompt leaves
+// no room for in the model's context (stories260K: max_position_embeddings
+// 512) is cut to what is left, and stderr says so, naming the context and
+// the tokens left; one that fits is not warned about.
+func TestGenerateMaxTokensPastContext(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	prompt := strings.Repeat("Once upon a time ", 100) // 402 tokens with BOS
+	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", prompt, "--max-tokens", "500")
+	left := 512 - doc.PromptTokens
+	if doc.GeneratedTokens > left {
+		t.Errorf("%d tokens generated after a prompt of %d in a context of 512", doc.GeneratedTokens, doc.PromptTokens)
+	}
+	for _, s := range []string{"--max-tokens 500", "512", "max_position_embeddings", "at most " + strconv.Itoa(left)} {
+		if !strings.Contains(stderr, s) {
+			t.Errorf("stderr does not say %q of the cut --max-tokens:\n%s", s, stderr)
+		}
+	}
+	_, stderr = generateJSONOut(t, "--model", dir, "--prompt", prompt, "--max-tokens", strconv.Itoa(left))
+	if strings.Contains(stderr, "max_position_embeddings") {
+		t.Errorf("--max-tokens %d fits the context, yet:\n%s", left, stderr)
+	}
+}
