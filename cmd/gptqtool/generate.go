@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,7 +63,7 @@ JSON document with both and the text.`,
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
 	f.Float64Var(&o.topP, "top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability")
 	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 = all)")
-	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling")
+	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling (default: a fresh one each run, reported on stderr and in --json)")
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
 	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: tokenizer_config.json's chat_template; setting it implies --chat)")
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
@@ -87,6 +88,7 @@ type generateJSON struct {
 	PrefillTokPerS  float64 `json:"prefill_tokens_per_second"`
 	DecodeTokPerS   float64 `json:"decode_tokens_per_second"`
 	Device          string  `json:"device"`
+	Seed            *uint64 `json:"seed"`
 }
 
 func runGenerate(cmd *cobra.Command, o generateOptions) error {
@@ -101,6 +103,11 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
 	case o.json && o.ids:
 		return usageError{errors.New("generate: --json and --ids exclude each other")}
+	}
+	if !cmd.Flags().Changed("seed") {
+		// As the server draws one for a request without a seed: runs
+		// without --seed are independent samples, not all seed 0's.
+		o.seed = rand.Uint64()
 	}
 	prompt := o.prompt
 	if prompt == "-" {
@@ -211,7 +218,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		if err := enc.Encode(generateJSON{
 			Model: o.model, PromptIDs: promptIDs, IDs: res.IDs, Text: text.String(), StopReason: reason,
 			PromptTokens: len(promptIDs), GeneratedTokens: len(res.IDs),
-			PrefillTokPerS: prefill, DecodeTokPerS: decode, Device: b.Name(),
+			PrefillTokPerS: prefill, DecodeTokPerS: decode, Device: b.Name(), Seed: &o.seed,
 		}); err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
@@ -229,7 +236,11 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 			return fmt.Errorf("generate: %w", err)
 		}
 	}
-	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s\n",
-		len(promptIDs), prefill, len(res.IDs), reason, decode)
+	seed := ""
+	if o.temperature > 0 && o.topK != 1 {
+		seed = fmt.Sprintf("; seed %d", o.seed)
+	}
+	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s%s\n",
+		len(promptIDs), prefill, len(res.IDs), reason, decode, seed)
 	return nil
 }

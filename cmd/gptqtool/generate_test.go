@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,5 +42,34 @@ func TestGenerateMaxTokensPastContext(t *testing.T) {
 	_, stderr = generateJSONOut(t, "--model", dir, "--prompt", prompt, "--max-tokens", strconv.Itoa(left))
 	if strings.Contains(stderr, "max_position_embeddings") {
 		t.Errorf("--max-tokens %d fits the context, yet:\n%s", left, stderr)
+	}
+}
+
+// TestGenerateSeed: without --seed each sampling run draws its own seed
+// (as the server does for a request without one, and transformers without
+// a set seed), reported in --json and on stderr; --seed with a reported
+// seed reproduces that run's tokens. Before, every run without --seed
+// sampled with seed 0: the same "random" text every time.
+func TestGenerateSeed(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	args := []string{"--model", dir, "--prompt", "Once upon a time", "--max-tokens", "20", "--temperature", "1"}
+	a, stderrA := generateJSONOut(t, args...)
+	b, _ := generateJSONOut(t, args...)
+	if a.Seed == nil || b.Seed == nil {
+		t.Fatalf("--json without --seed reports no seed: %+v", a)
+	}
+	if *a.Seed == *b.Seed { // two draws of 64 bits
+		t.Errorf("two runs without --seed both sampled with seed %d", *a.Seed)
+	}
+	if s := "seed " + strconv.FormatUint(*a.Seed, 10); !strings.Contains(stderrA, s) {
+		t.Errorf("stderr does not say %q:\n%s", s, stderrA)
+	}
+	again, _ := generateJSONOut(t, append(args, "--seed", strconv.FormatUint(*a.Seed, 10))...)
+	if !slices.Equal(again.IDs, a.IDs) || again.Seed == nil || *again.Seed != *a.Seed {
+		t.Errorf("--seed %d: ids %v (seed %v), want %v as the run that reported it", *a.Seed, again.IDs, again.Seed, a.IDs)
+	}
+	zero, _ := generateJSONOut(t, append(args, "--seed", "0")...)
+	if zero.Seed == nil || *zero.Seed != 0 {
+		t.Errorf("--seed 0 reports seed %v", zero.Seed)
 	}
 }
