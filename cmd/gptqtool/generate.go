@@ -62,7 +62,7 @@ JSON document with both and the text.`,
 	f.IntVar(&o.maxTokens, "max-tokens", 128, "most tokens to generate")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
 	f.Float64Var(&o.topP, "top-p", 1, "nucleus sampling: keep the most likely tokens up to this probability")
-	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 = all)")
+	f.IntVar(&o.topK, "top-k", 0, "keep only the K most likely tokens (0 or -1 = all, as serve's top_k)")
 	f.Uint64Var(&o.seed, "seed", 0, "random seed for sampling (default: a fresh one each run, reported on stderr and in --json)")
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
 	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: tokenizer_config.json's chat_template; setting it implies --chat)")
@@ -97,8 +97,8 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{fmt.Errorf("generate: --max-tokens %d: want > 0", o.maxTokens)}
 	case !(o.temperature >= 0) || math.IsInf(o.temperature, 0): // NaN fails every comparison
 		return usageError{fmt.Errorf("generate: --temperature %v: want a finite value >= 0 (0 is greedy)", o.temperature)}
-	case o.topK < 0:
-		return usageError{fmt.Errorf("generate: --top-k %d: want >= 0", o.topK)}
+	case o.topK < -1:
+		return usageError{fmt.Errorf("generate: --top-k %d: want >= 0 (0 or -1: all)", o.topK)}
 	case !(o.topP > 0 && o.topP <= 1):
 		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
 	case o.json && o.ids:

@@ -73,3 +73,19 @@ func TestGenerateSeed(t *testing.T) {
 		t.Errorf("--seed 0 reports seed %v", zero.Seed)
 	}
 }
+
+// TestGenerateTopKOff: --top-k -1 turns top-k off as 0 does (vLLM's -1,
+// which serve's top_k takes too), where it was a usage error; below -1 is
+// still one.
+func TestGenerateTopKOff(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	args := []string{"--model", dir, "--prompt", "Once upon a time", "--max-tokens", "20", "--temperature", "1.5", "--seed", "3"}
+	want, _ := generateJSONOut(t, append(args, "--top-k", "0")...)
+	got, _ := generateJSONOut(t, append(args, "--top-k", "-1")...)
+	if !slices.Equal(got.IDs, want.IDs) {
+		t.Errorf("--top-k -1: %v, want %v as --top-k 0", got.IDs, want.IDs)
+	}
+	if _, _, err := run(t, append([]string{"generate", "--top-k", "-2"}, args...)...); err == nil || !strings.Contains(err.Error(), "--top-k -2") {
+		t.Errorf("--top-k -2: %v, want a usage error naming it", err)
+	}
+}
