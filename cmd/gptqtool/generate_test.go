@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/runtime/server"
 )
 
 // generateJSONOut runs generate --json and decodes its document.
@@ -87,5 +90,45 @@ func TestGenerateTopKOff(t *testing.T) {
 	}
 	if _, _, err := run(t, append([]string{"generate", "--top-k", "-2"}, args...)...); err == nil || !strings.Contains(err.Error(), "--top-k -2") {
 		t.Errorf("--top-k -2: %v, want a usage error naming it", err)
+	}
+}
+
+// TestServeGenerationDefaults: serve's defaults from generation_config.json:
+// the keys it sets (repetition_penalty among them, as vLLM applies it to
+// requests without one) and OpenAI's for the rest; a repetition_penalty
+// that is not a positive number is refused naming the file.
+func TestServeGenerationDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name, doc string
+		want      server.Backend
+		err       string
+	}{
+		{"none", `{}`, server.Backend{Temperature: 1, TopP: 1}, ""},
+		{"sampling", `{"temperature": 0.7, "top_p": 0.9, "top_k": 40, "repetition_penalty": 1.1}`,
+			server.Backend{Temperature: 0.7, TopP: 0.9, TopK: 40, RepetitionPenalty: 1.1}, ""},
+		{"repetition only", `{"repetition_penalty": 1.05}`, server.Backend{Temperature: 1, TopP: 1, RepetitionPenalty: 1.05}, ""},
+		{"repetition 0", `{"repetition_penalty": 0}`, server.Backend{}, "g.json: repetition_penalty 0: want a finite value > 0"},
+		{"repetition negative", `{"repetition_penalty": -1.2}`, server.Backend{}, "g.json: repetition_penalty -1.2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gen, err := hfconfig.ParseGeneration([]byte(tc.doc), "g.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := server.Backend{Temperature: 1, TopP: 1}
+			err = generationDefaults(&got, gen, "g.json")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Errorf("error %v, want one with %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Temperature != tc.want.Temperature || got.TopP != tc.want.TopP || got.TopK != tc.want.TopK || got.RepetitionPenalty != tc.want.RepetitionPenalty {
+				t.Errorf("defaults %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

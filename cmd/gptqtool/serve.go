@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -325,15 +326,8 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	}
 	be := &server.Backend{Engine: e, Tokenizer: tok, Chat: chat, StopTokens: stops, Temperature: 1, TopP: 1}
 	if gen, err := hfconfig.LoadGeneration(f.model); err == nil {
-		// Only what generation_config.json sets overrides OpenAI's defaults.
-		if _, ok := gen.Raw["temperature"]; ok {
-			be.Temperature = gen.Temperature
-		}
-		if _, ok := gen.Raw["top_p"]; ok {
-			be.TopP = gen.TopP
-		}
-		if _, ok := gen.Raw["top_k"]; ok {
-			be.TopK = gen.TopK
+		if err := generationDefaults(be, gen, filepath.Join(f.model, "generation_config.json")); err != nil {
+			return nil, err
 		}
 	}
 	srv.SetBackend(be)
@@ -375,4 +369,27 @@ func isOrigin(o string) bool {
 	u, err := url.Parse(o)
 	return err == nil && u.Scheme != "" && u.Host != "" && u.User == nil && (u.Path == "" || u.Path == "/") &&
 		u.RawQuery == "" && !u.ForceQuery && u.Fragment == "" && !strings.Contains(o, "#")
+}
+
+// generationDefaults sets be's sampling defaults from generation_config.json
+// (file, for errors): only the keys it sets override OpenAI's defaults, and
+// its repetition_penalty is applied to requests without one, as vLLM
+// applies it.
+func generationDefaults(be *server.Backend, gen *hfconfig.GenerationConfig, file string) error {
+	if _, ok := gen.Raw["temperature"]; ok {
+		be.Temperature = gen.Temperature
+	}
+	if _, ok := gen.Raw["top_p"]; ok {
+		be.TopP = gen.TopP
+	}
+	if _, ok := gen.Raw["top_k"]; ok {
+		be.TopK = gen.TopK
+	}
+	if _, ok := gen.Raw["repetition_penalty"]; ok {
+		if !(gen.RepetitionPenalty > 0) || math.IsInf(gen.RepetitionPenalty, 0) {
+			return fmt.Errorf("%s: repetition_penalty %v: want a finite value > 0 (1: none)", file, gen.RepetitionPenalty)
+		}
+		be.RepetitionPenalty = gen.RepetitionPenalty
+	}
+	return nil
 }

@@ -629,7 +629,8 @@ func (r *reader) rope(c *Config) {
 
 // GenerationConfig holds generation_config.json with transformers'
 // GenerationConfig defaults for absent keys: temperature 1.0, top_p 1.0,
-// top_k 50, do_sample false, max_length 20; token ids -1 when absent.
+// top_k 50, repetition_penalty 1.0, do_sample false, max_length 20; token
+// ids -1 when absent.
 type GenerationConfig struct {
 	BOSTokenID  int
 	EOSTokenIDs []int
@@ -637,8 +638,10 @@ type GenerationConfig struct {
 	Temperature float64
 	TopP        float64
 	TopK        int
-	DoSample    bool
-	MaxLength   int
+	// RepetitionPenalty is transformers' (1: none).
+	RepetitionPenalty float64
+	DoSample          bool
+	MaxLength         int
 	// Raw is the whole parsed document; numbers are json.Number.
 	Raw map[string]any
 }
@@ -663,15 +666,16 @@ func ParseGeneration(data []byte, file string) (*GenerationConfig, error) {
 	}
 	r := reader{m: raw, file: file}
 	g := &GenerationConfig{
-		BOSTokenID:  r.optionalInt("bos_token_id", -1),
-		EOSTokenIDs: r.tokenIDs("eos_token_id"),
-		PadTokenID:  r.optionalInt("pad_token_id", -1),
-		Temperature: r.optionalFloat("temperature", 1.0),
-		TopP:        r.optionalFloat("top_p", 1.0),
-		TopK:        r.optionalInt("top_k", 50),
-		DoSample:    r.optionalBool("do_sample", false),
-		MaxLength:   r.optionalInt("max_length", 20),
-		Raw:         raw,
+		BOSTokenID:        r.optionalInt("bos_token_id", -1),
+		EOSTokenIDs:       r.tokenIDs("eos_token_id"),
+		PadTokenID:        r.optionalInt("pad_token_id", -1),
+		Temperature:       r.optionalFloat("temperature", 1.0),
+		TopP:              r.optionalFloat("top_p", 1.0),
+		TopK:              r.optionalInt("top_k", 50),
+		RepetitionPenalty: r.optionalFloat("repetition_penalty", 1.0),
+		DoSample:          r.optionalBool("do_sample", false),
+		MaxLength:         r.optionalInt("max_length", 20),
+		Raw:               raw,
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -411,7 +411,7 @@ func TestLoadGeneration(t *testing.T) {
 		want GenerationConfig
 	}{
 		{"configs/openchat-3.5-1210", GenerationConfig{BOSTokenID: 1, EOSTokenIDs: []int{32000}, PadTokenID: -1,
-			Temperature: 1, TopP: 1, TopK: 50, DoSample: false, MaxLength: 20}},
+			Temperature: 1, TopP: 1, TopK: 50, RepetitionPenalty: 1, DoSample: false, MaxLength: 20}},
 		{"models/openchat-tiny", GenerationConfig{}},
 	}
 	for _, tt := range tests {
@@ -431,12 +431,12 @@ func TestLoadGeneration(t *testing.T) {
 		})
 	}
 	t.Run("values", func(t *testing.T) {
-		g, err := ParseGeneration([]byte(`{"bos_token_id":1,"eos_token_id":[32000,2],"pad_token_id":0,"temperature":0.7,"top_p":0.9,"top_k":40,"do_sample":true,"max_length":4096}`), "g.json")
+		g, err := ParseGeneration([]byte(`{"bos_token_id":1,"eos_token_id":[32000,2],"pad_token_id":0,"temperature":0.7,"top_p":0.9,"top_k":40,"repetition_penalty":1.1,"do_sample":true,"max_length":4096}`), "g.json")
 		if err != nil {
 			t.Fatal(err)
 		}
 		g.Raw = nil
-		want := GenerationConfig{BOSTokenID: 1, EOSTokenIDs: []int{32000, 2}, PadTokenID: 0, Temperature: 0.7, TopP: 0.9, TopK: 40, DoSample: true, MaxLength: 4096}
+		want := GenerationConfig{BOSTokenID: 1, EOSTokenIDs: []int{32000, 2}, PadTokenID: 0, Temperature: 0.7, TopP: 0.9, TopK: 40, RepetitionPenalty: 1.1, DoSample: true, MaxLength: 4096}
 		if !reflect.DeepEqual(*g, want) {
 			t.Fatalf("got %+v, want %+v", *g, want)
 		}

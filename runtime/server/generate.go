@@ -101,7 +101,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			return
 		}
 	}
-	p := engine.Params{Temperature: b.Temperature, TopP: b.TopP, TopK: b.TopK,
+	p := engine.Params{Temperature: b.Temperature, TopP: b.TopP, TopK: b.TopK, RepetitionPenalty: b.RepetitionPenalty,
 		PresencePenalty: req.PresencePenalty, FrequencyPenalty: req.FrequencyPenalty, StopTokens: b.StopTokens,
 		Logprobs: req.Logprobs, TopLogprobs: req.TopLogprobs,
 		// echo with logprobs: the prompt's tokens' log-probabilities first.

@@ -84,6 +84,10 @@ type Backend struct {
 	// Temperature, TopP, TopK are the defaults (generation_config.json).
 	Temperature, TopP float64
 	TopK              int
+	// RepetitionPenalty is the default of a request without
+	// repetition_penalty (generation_config.json's, as vLLM takes it); 0
+	// or 1 is none.
+	RepetitionPenalty float64
 }
 
 // Server is the HTTP API. It is an http.Handler.
