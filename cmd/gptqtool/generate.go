@@ -43,8 +43,10 @@ func newGenerateCmd() *cobra.Command {
 		Use:   "generate --model DIR --prompt TEXT|- [--max-tokens N] [--temperature T]",
 		Short: "Generate text from a prompt with the gptqtool runtime",
 		Long: `generate loads a floating-point or GPTQ checkpoint and its tokenizer, encodes
-the prompt (BOS in front when the tokenizer adds it; with --chat, as one user
-turn of the model's chat template followed by the assistant prompt) and
+the prompt (BOS in front when the tokenizer adds it and special tokens such as
+<|end_of_turn|> in the text matched, as serve's completions and Hugging Face
+tokenizers encode a prompt; with --chat, as one user turn of the model's chat
+template followed by the assistant prompt) and
 samples up to --max-tokens tokens, stopping at an EOS id of config.json or
 generation_config.json. Temperature 0 is greedy (argmax, lowest id on ties).
 
@@ -125,10 +127,9 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		promptIDs, err = tok.EncodeChat([]tokenizer.Message{{Role: "user", Content: prompt}},
 			tokenizer.ChatOptions{Template: o.template, AddGenerationPrompt: true})
 	} else {
-		promptIDs, err = tok.Encode(prompt)
-		if err == nil && tok.AddBOS() && tok.BOS() >= 0 {
-			promptIDs = append([]int{tok.BOS()}, promptIDs...)
-		}
+		// As serve's completions and a Hugging Face tokenizer with
+		// add_special_tokens: a raw template's <|end_of_turn|> is the token.
+		promptIDs, err = tok.EncodeSpecialPrompt(prompt)
 	}
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)

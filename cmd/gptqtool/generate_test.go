@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -130,5 +132,33 @@ func TestServeGenerationDefaults(t *testing.T) {
 				t.Errorf("defaults %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestGeneratePromptSpecialTokens: generate encodes its prompt as a Hugging
+// Face tokenizer does with add_special_tokens (and serve's completions do):
+// added tokens such as <|end_of_turn|> written in the text are matched, so
+// openchat's README prompt, typed out, gives the ids the model card asserts
+// (tokenizers/openchat-3.5-1210/expected_chat_ids.json, single_turn_readme,
+// checked with four tokenizers), where "<|end_of_turn|>" was spelled with
+// eight ordinary pieces.
+func TestGeneratePromptSpecialTokens(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	raw, err := os.ReadFile(filepath.Join(fixturePath(t, "tokenizers/openchat-3.5-1210"), "expected_chat_ids.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want struct {
+		Readme struct {
+			Text string `json:"text"`
+			IDs  []int  `json:"input_ids_with_bos"`
+		} `json:"single_turn_readme"`
+	}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := generateJSONOut(t, "--model", model, "--prompt", want.Readme.Text, "--max-tokens", "1")
+	if !slices.Equal(doc.PromptIDs, want.Readme.IDs) {
+		t.Errorf("prompt ids of %q:\n got %v\nwant %v", want.Readme.Text, doc.PromptIDs, want.Readme.IDs)
 	}
 }
