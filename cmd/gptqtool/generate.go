@@ -181,9 +181,9 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		StopIDs:   stop,
 		Sampling:  sample.Options{Temperature: o.temperature, TopK: o.topK, TopP: o.topP, Seed: o.seed},
 	}, func(id int) error {
-		s, err := dec.Add(id)
+		s, err := generatedText(tok, dec, id)
 		if err != nil {
-			return fmt.Errorf("generate: decode id %d: %w", id, err)
+			return err
 		}
 		text.WriteString(s)
 		if stream {
@@ -244,4 +244,18 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s%s\n",
 		len(promptIDs), prefill, len(res.IDs), reason, decode, seed)
 	return nil
+}
+
+// generatedText is the text a generated id adds: none for a special token
+// (a BOS, an end of turn that is not a stop id, <|pad_0|>), as serve leaves
+// them out of a completion's text (vLLM's skip_special_tokens).
+func generatedText(tok *tokenizer.Tokenizer, dec *tokenizer.Decoder, id int) (string, error) {
+	if tok.IsSpecial(id) {
+		return "", nil
+	}
+	s, err := dec.Add(id)
+	if err != nil {
+		return "", fmt.Errorf("generate: decode id %d: %w", id, err)
+	}
+	return s, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/server"
 )
 
@@ -160,5 +161,30 @@ func TestGeneratePromptSpecialTokens(t *testing.T) {
 	doc, _ := generateJSONOut(t, "--model", model, "--prompt", want.Readme.Text, "--max-tokens", "1")
 	if !slices.Equal(doc.PromptIDs, want.Readme.IDs) {
 		t.Errorf("prompt ids of %q:\n got %v\nwant %v", want.Readme.Text, doc.PromptIDs, want.Readme.IDs)
+	}
+}
+
+// TestGeneratedTextSkipsSpecial: generate's text leaves special tokens out,
+// as serve's completions do (vLLM's skip_special_tokens): openchat's
+// "Hello world!" (ids 22557 1526 28808, the fixture's hello_world) with
+// <|end_of_turn|> (32000), <|pad_0|> (32001) and BOS (1) drawn among them
+// reads "Hello world!", where the added tokens' text was printed.
+func TestGeneratedTextSkipsSpecial(t *testing.T) {
+	tok, err := tokenizer.Load(fixturePath(t, "models/openchat-tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := tok.NewDecoder()
+	var got strings.Builder
+	for _, id := range []int{22557, 32000, 1526, 32001, 1, 28808} {
+		s, err := generatedText(tok, dec, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString(s)
+	}
+	got.WriteString(dec.Flush())
+	if want := "Hello world!"; got.String() != want {
+		t.Errorf("text %q, want %q", got.String(), want)
 	}
 }
