@@ -188,3 +188,23 @@ func TestGeneratedTextSkipsSpecial(t *testing.T) {
 		t.Errorf("text %q, want %q", got.String(), want)
 	}
 }
+
+// TestGeneratePromptFillsContext: a prompt that leaves no position to
+// generate in the model's context (stories260K: 512) is refused naming
+// its tokens, the context and the most a prompt may have (511), as serve
+// answers it, where the message gave the two numbers alone ("the prompt has
+// 512 tokens, the model's context ... 512").
+func TestGeneratePromptFillsContext(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	// "Once upon a time " is 4 tokens; with BOS and 127 of them, "Once" 1.
+	prompt := strings.Repeat("Once upon a time ", 127) + "Once upon a"
+	_, _, err := run(t, "generate", "--model", dir, "--prompt", prompt, "--max-tokens", "1", "--ids")
+	if err == nil {
+		t.Fatal("a prompt filling the context was run")
+	}
+	for _, s := range []string{"512 tokens", "context", "at most 511"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q lacks %q", err, s)
+		}
+	}
+}
