@@ -59,6 +59,12 @@ func testTokenSampler(e *env) {
 		{"greedy 5000 classes", 5000, classes, runtime.SampleParams{}},
 		{"one token", 1, scaled(1), runtime.SampleParams{Temperature: 1, TopP: 0.5}},
 		{"seven", 7, scaled(2), runtime.SampleParams{Temperature: 1, TopK: 3}},
+		// Temperatures near and below float32's range (1/T overflows
+		// float32 under about 2.9e-39): DrawToken takes the largest
+		// logit (the lowest id among equals, sampled among them).
+		{"temperature 1e-30", 1000, scaled(3), runtime.SampleParams{Temperature: 1e-30}},
+		{"temperature 1e-39", 1000, scaled(3), runtime.SampleParams{Temperature: 1e-39}},
+		{"temperature 1e-50", 1000, scaled(3), runtime.SampleParams{Temperature: 1e-50}},
 	} {
 		e.t.Run(c.name, func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
