@@ -125,13 +125,16 @@ func DrawToken(logits []float32, p SampleParams) int {
 	mx := math.Inf(-1)
 	for _, v := range logits {
 		if v == v {
-			mx = math.Max(mx, float64(v)/p.Temperature)
+			mx = math.Max(mx, float64(v))
 		}
 	}
 	if math.IsInf(mx, -1) {
 		return 0
 	}
-	weight := func(v float32) float64 { return math.Exp(float64(v)/p.Temperature - mx) }
+	// (v − max)/T, not v/T − max/T: a tiny T takes v/T out of float64's
+	// range, while (v − max)/T only goes to −Inf (weight 0) and is 0 at
+	// the largest logit, as the CUDA draw's (v − mx)·(1/T).
+	weight := func(v float32) float64 { return math.Exp((float64(v) - mx) / p.Temperature) }
 	topK := p.TopK > 0 && p.TopK < len(logits)
 	topP := p.TopP > 0 && p.TopP < 1
 	var kept []bool // nil: every token that is not NaN

@@ -50,6 +50,12 @@ func TestDrawToken(t *testing.T) {
 		{"repetition positive", []float32{1, 3, 2}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 2}}}, 2},
 		{"repetition negative", []float32{-1, -0.5}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 3}}}, 0},
 		{"presence", []float32{1, 3, 2}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 1, Sub: 1.5}}}, 2},
+		// A temperature so small that logit/T leaves float64's range (the
+		// JSON temperature 1e-320 is a valid one): the limit T -> 0+ is
+		// the argmax, whatever the logits' sign.
+		{"tiny temperature positive", []float32{1, 3, 2}, SampleParams{Temperature: 1e-320, U: 0.5}, 1},
+		{"tiny temperature negative", []float32{-5, -3, -4}, SampleParams{Temperature: 1e-320, U: 0.5}, 1},
+		{"tiny temperature top-p", []float32{-5, -3, -4}, SampleParams{Temperature: 1e-320, TopP: 0.5, U: 0.99}, 1},
 	} {
 		in := append([]float32(nil), c.logits...)
 		if got := DrawToken(c.logits, c.p); got != c.want {
