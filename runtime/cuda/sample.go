@@ -61,6 +61,21 @@ func (b *Backend) SampleTokensTo(dst, logits runtime.Tensor, rows []int, p []run
 	return b.ahead.start(b, d.ptr, len(rows))
 }
 
+// kernelTemperature is the temperature sample_rows gets for t: t in
+// float32, but a positive t below float32's smallest normal number
+// (1.2e-38, where t rounds to 0 or a subnormal that flushes to 0, or 1/t
+// overflows: the kernel weighs a logit v by exp((v - max) * (1/t)), and
+// 0 * inf is NaN) is that number, so that the draw stays on the sampling
+// path and the largest logit keeps weight 1, as the CPU's float64 draw
+// gives it at any positive temperature.
+func kernelTemperature(t float64) float32 {
+	const minNormal = 0x1p-126
+	if t > 0 && t < minNormal {
+		return minNormal
+	}
+	return float32(t)
+}
+
 // sampleRules checks a draw's arguments and packs its rules: [rows]
 // SampleRow, then the penalties' tokens, rep and sub factors.
 func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.SampleParams) ([]byte, error) {
@@ -84,12 +99,9 @@ func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.Sam
 		q := p[i]
 		o := raw[sampleRowBytes*i:]
 		le.PutUint32(o[0:], uint32(r))
-		// In float32 a tiny temperature must stay above 0 and a top-p just
-		// under 1 below it, or the rule would change.
-		temp, topP := float32(q.Temperature), float32(q.TopP)
-		if q.Temperature > 0 && temp == 0 {
-			temp = math.SmallestNonzeroFloat32
-		}
+		// In float32 a top-p just under 1 must stay below it, or the rule
+		// would change (a tiny temperature: kernelTemperature).
+		temp, topP := kernelTemperature(q.Temperature), float32(q.TopP)
 		if q.TopP < 1 && topP >= 1 {
 			topP = math.Nextafter32(1, 0)
 		}
