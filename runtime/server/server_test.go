@@ -146,6 +146,23 @@ func cutStream(t *testing.T, what string, code int, data []byte) []byte {
 
 // streamText concatenates the content (chat) or text deltas of a stream
 // per choice, and returns the parsed chunks.
+// completionEnd is the text and finish_reason of a one-choice text
+// completion's response body, streamed or not.
+func completionEnd(t *testing.T, data []byte, stream bool) (text, finish string) {
+	t.Helper()
+	if !stream {
+		c := decode(t, data)
+		return c.Choices[0].Text, *c.Choices[0].FinishReason
+	}
+	texts, chunks := streamText(t, data, false)
+	for _, c := range chunks {
+		if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
+			finish = *c.Choices[0].FinishReason
+		}
+	}
+	return texts[0], finish
+}
+
 func streamText(t *testing.T, body []byte, chat bool) (map[int]string, []completion) {
 	t.Helper()
 	evs := events(t, body)
@@ -349,19 +366,7 @@ func TestStopStrings(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("%d %s", code, data)
 		}
-		var text, finish string
-		if stream {
-			texts, chunks := streamText(t, data, false)
-			text = texts[0]
-			for _, c := range chunks {
-				if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
-					finish = *c.Choices[0].FinishReason
-				}
-			}
-		} else {
-			c := decode(t, data)
-			text, finish = c.Choices[0].Text, *c.Choices[0].FinishReason
-		}
+		text, finish := completionEnd(t, data, stream)
 		if text != want[:13] || finish != "stop" {
 			t.Errorf("stream %v: %q (%s), want %q (stop)", stream, text, finish, want[:13])
 		}
@@ -496,19 +501,7 @@ func TestMinTokensStopStrings(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("%d %s", code, data)
 		}
-		var text, finish string
-		if stream {
-			texts, chunks := streamText(t, data, false)
-			text = texts[0]
-			for _, c := range chunks {
-				if len(c.Choices) > 0 && c.Choices[0].FinishReason != nil {
-					finish = *c.Choices[0].FinishReason
-				}
-			}
-		} else {
-			c := decode(t, data)
-			text, finish = c.Choices[0].Text, *c.Choices[0].FinishReason
-		}
+		text, finish := completionEnd(t, data, stream)
 		if text != want[:at] || finish != "stop" {
 			t.Errorf("stream %v, stop %q, min_tokens %d: %q (%s), want %q (stop)", stream, stop, minTokens, text, finish, want[:at])
 		}
