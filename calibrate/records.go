@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // Record is one row of a dataset: a parquet row, a JSON object, or a text
@@ -121,7 +123,7 @@ func gunzip(path string, data []byte) ([]byte, error) {
 func decodeText(path, fm string, data []byte) ([]Record, error) {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("dataset %s: invalid UTF-8 at byte %d", path, invalidUTF8At(data))
+		return nil, fmt.Errorf("dataset %s: invalid UTF-8 at byte %d", path, tokenizer.InvalidUTF8At(data))
 	}
 	switch fm {
 	case FormatJSON:
@@ -133,18 +135,6 @@ func decodeText(path, fm string, data []byte) ([]Record, error) {
 	default:
 		return []Record{{Source: path, Fields: map[string]any{"text": string(data)}}}, nil
 	}
-}
-
-// invalidUTF8At returns the offset of the first invalid UTF-8 sequence.
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
 }
 
 // recordOf turns one decoded JSON value into record fields: an object as

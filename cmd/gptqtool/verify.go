@@ -168,19 +168,6 @@ func tokenizerFits(dir string, tok *tokenizer.Tokenizer, cfg *hfconfig.Config) e
 	return nil
 }
 
-// invalidUTF8At is the offset of the first byte of b that is not UTF-8
-// (-1 where all are).
-func invalidUTF8At(b []byte) int {
-	for i := 0; i < len(b); {
-		r, n := utf8.DecodeRune(b[i:])
-		if r == utf8.RuneError && n == 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
-}
-
 // firstDiff is the first index where a and b differ (one ending first
 // counts), or -1 where they are equal.
 func firstDiff(a, b []int) int {
@@ -232,7 +219,7 @@ func loadText(modelDir, path string) ([]int, error) {
 		return nil, fmt.Errorf("--text: %w", err)
 	}
 	if !utf8.Valid(data) {
-		return nil, fmt.Errorf("--text %s: invalid UTF-8 at byte %d: want a UTF-8 text file", path, invalidUTF8At(data))
+		return nil, fmt.Errorf("--text %s: invalid UTF-8 at byte %d: want a UTF-8 text file", path, tokenizer.InvalidUTF8At(data))
 	}
 	ids, err := tok.Encode(string(data))
 	if err != nil {

@@ -197,6 +197,20 @@ func (t *Tokenizer) IsSpecial(id int) bool {
 	return false
 }
 
+// InvalidUTF8At is the offset of the first byte of b that does not start
+// a valid UTF-8 sequence, or -1 where b is valid UTF-8: the place an error
+// about a text file that ErrInvalidUTF8 refuses names.
+func InvalidUTF8At(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
 // Encode tokenizes plain text: no BOS, added and special tokens are not
 // recognised ("<|end_of_turn|>" is spelled with ordinary pieces). Text that
 // is not valid UTF-8 is an error wrapping ErrInvalidUTF8.

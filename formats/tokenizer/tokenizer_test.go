@@ -820,3 +820,22 @@ func TestChatTemplateFilesRender(t *testing.T) {
 		})
 	}
 }
+
+// TestInvalidUTF8At: the offset of the first byte that starts no valid
+// UTF-8 sequence, hand-derived.
+func TestInvalidUTF8At(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+	}{
+		{"", -1},
+		{"héllo", -1},
+		{"ab\xffcd", 2},
+		{"é\xc3", 2},         // a truncated two-byte sequence
+		{"\xed\xa0\x80x", 0}, // a surrogate's encoding is not UTF-8
+	} {
+		if got := InvalidUTF8At([]byte(tc.in)); got != tc.want {
+			t.Errorf("InvalidUTF8At(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}
