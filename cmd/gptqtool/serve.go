@@ -351,7 +351,7 @@ func chatUnavailable(tok *tokenizer.Tokenizer, chat tokenizer.ChatOptions) strin
 		// The jinja error names the construct and its place.
 		why := err.Error()
 		if je := (*jinja.Error)(nil); errors.As(err, &je) {
-			why = fmt.Sprintf("line %d col %d: %s", je.Line, je.Col, je.Msg)
+			why = je.Where()
 		}
 		return fmt.Sprintf("the chat_template of the model's tokenizer_config.json uses Jinja that gptqtool does not render (%s); restart with --chat-template openchat or openchat-math for a model trained on one of those", why)
 	}

@@ -15,9 +15,11 @@ type Error struct {
 	Msg       string
 }
 
-func (e *Error) Error() string {
-	return fmt.Sprintf("jinja: line %d col %d: %s", e.Line, e.Col, e.Msg)
-}
+func (e *Error) Error() string { return "jinja: " + e.Where() }
+
+// Where is the error without its package's prefix, "line L col C: Msg",
+// for messages that say where a template came from themselves.
+func (e *Error) Where() string { return fmt.Sprintf("line %d col %d: %s", e.Line, e.Col, e.Msg) }
 
 // ErrRaised is wrapped by the error of a render that called
 // raise_exception(msg); RaiseError carries msg.

@@ -577,7 +577,7 @@ func chatError(err error, condition string) error {
 	case errors.Is(err, tokenizer.ErrTemplateRender):
 		why := err.Error()
 		if je := (*jinja.Error)(nil); errors.As(err, &je) {
-			why = fmt.Sprintf("line %d col %d: %s", je.Line, je.Col, je.Msg)
+			why = je.Where()
 		}
 		return &openai.FieldError{Field: "messages", Msg: fmt.Sprintf("the model's chat template failed on these messages (%s); send the text to /v1/completions, or restart serve with --chat-template", why)}
 	case errors.Is(err, tokenizer.ErrTemplateToken):
