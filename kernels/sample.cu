@@ -3,19 +3,20 @@
 // of its logits.
 //
 // sample_rows(logits [*, V] f32, V, rows SampleRow [n], adj_tok int [*],
-// adj_rep, adj_sub f32 [*], work [n, V] f32, out int [n]): block b draws
-// out[b] from row rows[b].row of logits. Grid n, SB = 512 threads.
+// adj_bias, adj_rep, adj_sub f32 [*], work [n, V] f32, out int [n]): block
+// b draws out[b] from row rows[b].row of logits. Grid n, SB = 512 threads.
 //   1. A non-finite logit: out = -1 - (its first index), nothing drawn.
 //   2. Penalties: the row is copied to work row b and entries
 //      [adj0, adj0+nadj) of the adj arrays change one token each
-//      (runtime.LogitAdjust: / rep when positive, * rep otherwise, − sub).
+//      (runtime.LogitAdjust: + bias, then / rep when positive, * rep
+//      otherwise, then − sub).
 //   3. temp <= 0 or topk == 1: the largest logit, the lowest index on ties.
 //   4. Otherwise each token weighs exp((v − max)/T) as a 2^-40 fixed-point
 //      integer (so that sums do not depend on their order). topk: a radix
 //      select on the logits' order-preserving keys (four passes of 8 bits,
 //      histograms in shared memory, warp-aggregated atomics) finds the k-th
-//      largest key tk and how many tokens of that key are kept (the lowest
-//      ids); topp: the same select over the weights' mass (of the top-k
+//      largest key tk; every token of that key is kept (transformers' and
+//      vLLM's top-k keep the ties of the k-th); topp: the same select over the weights' mass (of the top-k
 //      set) finds the smallest key tp whose tokens above it reach topp of
 //      the set's mass, and how many tokens of key tp complete it.
 //   5. The draw: r = floor(u · W) (u = U·2^64, W the kept weight), and the
@@ -154,6 +155,7 @@ __device__ __forceinline__ int warp_min(int v) {
 extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __restrict__ logits, int V,
                                                              const SampleRow* __restrict__ rows,
                                                              const int* __restrict__ adj_tok,
+                                                             const float* __restrict__ adj_bias,
                                                              const float* __restrict__ adj_rep,
                                                              const float* __restrict__ adj_sub, float* work, int* out) {
     __shared__ u32 hcnt[256];
@@ -200,7 +202,7 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
         for (int a = tid; a < R.nadj; a += SB) {
             const int t = adj_tok[R.adj0 + a];
             if (t < 0 || t >= V) continue;
-            float v = w[t];
+            float v = w[t] + adj_bias[R.adj0 + a];
             const float rp = adj_rep[R.adj0 + a];
             if (rp != 1.0f && rp != 0.0f) v = v > 0.0f ? v / rp : v * rp;
             w[t] = v - adj_sub[R.adj0 + a];
@@ -265,14 +267,15 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
                     if (cum + (int)hcnt[d] >= need) break;
                     cum += hcnt[d];
                 }
-                s_need = need - cum;
+                // The last pass's bin is the k-th's whole class: all kept.
+                s_need = shift == 0 ? (int)hcnt[d] : need - cum;
                 s_prefix = prefix | ((u32)d << shift);
             }
             __syncthreads();
             need = s_need, prefix = s_prefix, mask |= 255u << shift;
             __syncthreads();
         }
-        tk = prefix, needK = need;
+        tk = prefix, needK = need;  // tk's class: needK tokens, all kept
     }
     const u64 etk = topk ? weight(fval(tk)) : 0;
     u64 Sk;  // the mass of the top-k set (or of all)

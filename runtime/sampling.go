@@ -10,8 +10,9 @@ import (
 type SampleParams struct {
 	// Temperature divides the logits; 0 (or less) means greedy.
 	Temperature float64
-	// TopK keeps the K most likely tokens (the lower id first among equal
-	// logits); 0 keeps all.
+	// TopK keeps the K most likely tokens and every token whose logit
+	// equals the K-th's (transformers' and vLLM's top-k keep such ties);
+	// 0 keeps all.
 	TopK int
 	// TopP keeps the smallest set of most likely tokens (after TopK) whose
 	// probability reaches TopP; 0 or >= 1 keeps all.
@@ -27,16 +28,19 @@ type SampleParams struct {
 // temperature 0 (or less) or TopK 1.
 func (p SampleParams) Greedy() bool { return p.Temperature <= 0 || p.TopK == 1 }
 
-// LogitAdjust changes one token's logit: divided by Rep when positive,
-// multiplied by it otherwise (transformers' repetition penalty; 1 leaves
-// it), then Sub subtracted (OpenAI's presence and frequency penalties).
+// LogitAdjust changes one token's logit: Bias added first (OpenAI's
+// logit_bias, which vLLM adds before its penalties), then divided by Rep
+// when positive, multiplied by it otherwise (transformers' repetition
+// penalty; 1 leaves it), then Sub subtracted (OpenAI's presence and
+// frequency penalties).
 type LogitAdjust struct {
-	Token    int
-	Rep, Sub float32
+	Token          int
+	Bias, Rep, Sub float32
 }
 
 // Apply returns v adjusted by a.
 func (a LogitAdjust) Apply(v float32) float32 {
+	v += a.Bias
 	if a.Rep != 1 && a.Rep != 0 {
 		if v > 0 {
 			v /= a.Rep
@@ -105,10 +109,11 @@ type PendingTokens interface {
 // DrawToken is the reference rule of a draw from logits [vocab]: after
 // p.Adjust, greedy (the largest logit, the lowest id among equals) at
 // temperature 0 or with TopK 1; otherwise softmax(logits/T) restricted to
-// the TopK most likely tokens, renormalised, then to the smallest set of
-// most likely tokens whose probability reaches TopP, renormalised; the
-// token is the first, in id order, whose cumulative probability within
-// the kept set exceeds p.U. NaN logits are never drawn (unless all are:
+// the TopK most likely tokens and the ties of the TopK-th, renormalised,
+// then to the smallest set of most likely tokens (the lower id first among
+// equals) whose probability reaches TopP, renormalised; the token is the
+// first, in id order, whose cumulative probability within the kept set
+// exceeds p.U. NaN logits are never drawn (unless all are:
 // then 0). Backends' TokenSamplers follow this rule up to rounding.
 func DrawToken(logits []float32, p SampleParams) int {
 	if len(p.Adjust) > 0 {
@@ -153,7 +158,11 @@ func DrawToken(logits []float32, p SampleParams) int {
 			return a - b
 		})
 		if topK && p.TopK < len(order) {
-			order = order[:p.TopK]
+			k, kth := p.TopK, logits[order[p.TopK-1]]
+			for k < len(order) && logits[order[k]] == kth {
+				k++
+			}
+			order = order[:k]
 		}
 		if topP {
 			var sum float64

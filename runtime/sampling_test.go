@@ -42,14 +42,27 @@ func TestDrawToken(t *testing.T) {
 		// Top-p 0.75: 0.4 + 0.3 < 0.75, + 0.2 reaches it: ids 1..3 (mass 0.9).
 		{"top-p", p4, SampleParams{Temperature: 1, TopP: 0.75, U: 0.2}, 1},
 		{"top-p next", p4, SampleParams{Temperature: 1, TopP: 0.75, U: 0.3}, 2},
-		// Equal logits: the lower ids are kept.
-		{"top-k in a class", []float32{1, 2, 2, 2, 0}, SampleParams{Temperature: 1, TopK: 2, U: 0.99}, 2},
+		// Top-k keeps every tie of the k-th (as transformers and vLLM):
+		// top-2 of {1, 2, 2, 2, 0} keeps ids 1..3, a third each.
+		{"top-k keeps a class", []float32{1, 2, 2, 2, 0}, SampleParams{Temperature: 1, TopK: 2, U: 0.99}, 3},
+		{"top-k keeps a class low", []float32{1, 2, 2, 2, 0}, SampleParams{Temperature: 1, TopK: 2, U: 0.3}, 1},
+		// Top-3 of {3, 1, 1, 2}: 3 and 2, then both tied 1s: weights e^3,
+		// e, e, e^2 (sum 32.911), cumulative in id order 0.610, 0.693,
+		// 0.776, so u 0.75 draws id 2 (with id 1 alone of the tie kept,
+		// id 1: cumulative 0.665, 0.755).
+		{"top-k ties past k", []float32{3, 1, 1, 2}, SampleParams{Temperature: 1, TopK: 3, U: 0.75}, 2},
+		// Top-p cuts a class: the lower ids are kept.
 		{"top-p in a class", []float32{2, 2, 2, 2}, SampleParams{Temperature: 1, TopP: 0.3, U: 0.99}, 1},
 		// A positive logit is divided by the repetition penalty, a negative
 		// one multiplied; then Sub comes off.
 		{"repetition positive", []float32{1, 3, 2}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 2}}}, 2},
 		{"repetition negative", []float32{-1, -0.5}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 3}}}, 0},
 		{"presence", []float32{1, 3, 2}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Rep: 1, Sub: 1.5}}}, 2},
+		// The bias comes before the repetition penalty (vLLM's order):
+		// (3 + 1) / 2 = 2 ties id 2's 2 and the lower id wins; after the
+		// penalty it would be 3 / 2 + 1 = 2.5.
+		{"bias before repetition", []float32{1, 3, 2}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Bias: 1, Rep: 2}}}, 1},
+		{"bias before repetition below", []float32{1, 3, 2.01}, SampleParams{Adjust: []LogitAdjust{{Token: 1, Bias: 1, Rep: 2}}}, 2},
 		// A temperature so small that logit/T leaves float64's range (the
 		// JSON temperature 1e-320 is a valid one): the limit T -> 0+ is
 		// the argmax, whatever the logits' sign.

@@ -12,8 +12,9 @@ import (
 )
 
 // testTokenSampler checks a runtime.TokenSampler against runtime.DrawToken
-// on the same logits: greedy with ties, temperatures, top-k and top-p that
-// cut inside classes of equal logits, penalties, a vocabulary of one, and
+// on the same logits: greedy with ties, temperatures, top-k that keeps
+// classes of equal logits and top-p that cuts inside them, logit biases
+// and penalties, a vocabulary of one, and
 // rows with NaN or ±Inf. A draw may differ from the reference only where
 // its uniform number lies within 1e-6 of a boundary (the backend's sums
 // round differently).
@@ -84,7 +85,7 @@ func testTokenSampler(e *env) {
 				p.U = e.rng.Float64()
 				if r%2 == 1 {
 					for _, tok := range e.rng.Perm(c.V)[:min(c.V, 30)] {
-						p.Adjust = append(p.Adjust, runtime.LogitAdjust{Token: tok, Rep: 1 + float32(e.rng.Float64()), Sub: float32(e.rng.Float64())})
+						p.Adjust = append(p.Adjust, runtime.LogitAdjust{Token: tok, Bias: float32(2*e.rng.Float64() - 1), Rep: 1 + float32(e.rng.Float64()), Sub: float32(e.rng.Float64())})
 					}
 				}
 				draw, rules = append(draw, r), append(rules, p)

@@ -77,7 +77,8 @@ func kernelTemperature(t float64) float32 {
 }
 
 // sampleRules checks a draw's arguments and packs its rules: [rows]
-// SampleRow, then the penalties' tokens, rep and sub factors.
+// SampleRow, then the adjustments' tokens, biases, rep and sub factors
+// (adjBytes each).
 func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.SampleParams) ([]byte, error) {
 	lt := b.tensor(logits)
 	n := runtime.Rows(lt)
@@ -91,8 +92,9 @@ func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.Sam
 		}
 		nadj += len(p[i].Adjust)
 	}
-	raw := make([]byte, sampleRowBytes*len(rows)+12*nadj)
-	tok, rep, sub := raw[sampleRowBytes*len(rows):], raw[sampleRowBytes*len(rows)+4*nadj:], raw[sampleRowBytes*len(rows)+8*nadj:]
+	raw := make([]byte, sampleRowBytes*len(rows)+adjBytes*nadj)
+	adjs := raw[sampleRowBytes*len(rows):]
+	tok, bias, rep, sub := adjs, adjs[4*nadj:], adjs[8*nadj:], adjs[12*nadj:]
 	le := binary.LittleEndian
 	a := 0
 	for i, r := range rows {
@@ -118,6 +120,7 @@ func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.Sam
 		le.PutUint32(o[28:], uint32(len(q.Adjust)))
 		for _, adj := range q.Adjust {
 			le.PutUint32(tok[4*a:], uint32(int32(adj.Token)))
+			le.PutUint32(bias[4*a:], math.Float32bits(adj.Bias))
 			le.PutUint32(rep[4*a:], math.Float32bits(adj.Rep))
 			le.PutUint32(sub[4*a:], math.Float32bits(adj.Sub))
 			a++
@@ -132,7 +135,7 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 	if b.err != nil {
 		return b.err
 	}
-	nadj := (len(raw) - sampleRowBytes*len(rows)) / 12
+	nadj := (len(raw) - sampleRowBytes*len(rows)) / adjBytes
 	in, err := b.transient(&b.srules, int64(len(raw)))
 	if err != nil {
 		return err
@@ -171,8 +174,12 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		return b.argmaxLaunch(lt, len(rows), in.Ptr, pb.Ptr, count, out, [3]uint64{})
 	}
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
-		base, base+uint64(4*nadj), base+uint64(8*nadj), work, out)
+		base, base+uint64(4*nadj), base+uint64(8*nadj), base+uint64(12*nadj), work, out)
 }
+
+// adjBytes is the bytes of one runtime.LogitAdjust in a draw's rules:
+// its token, bias, rep and sub, four bytes each.
+const adjBytes = 16
 
 // argmaxBlocks is kernels/sample.cu's AG: the blocks of a row of
 // argmax_rows.

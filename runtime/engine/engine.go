@@ -780,11 +780,11 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 // logits still holds, and far below any logit.
 const banned = 1e30
 
-// rule is the sampling rule of s's next token: the sampler's next draw and
-// the penalties (OpenAI's presence and frequency penalties over the tokens
-// generated so far, transformers' repetition penalty over the prompt's and
-// those), then the logit bias and, before MinTokens, the stop tokens
-// banned.
+// rule is the sampling rule of s's next token: the sampler's next draw,
+// the logit bias, then the penalties (OpenAI's presence and frequency
+// penalties over the tokens generated so far, transformers' repetition
+// penalty over the prompt's and those; vLLM's order) and, before
+// MinTokens, the stop tokens banned.
 func (s *seq) rule() *runtime.SampleParams {
 	p := s.req.Params
 	r := s.sampler.Next()
@@ -811,20 +811,20 @@ func (s *seq) rule() *runtime.SampleParams {
 		for i, a := range adj {
 			at[a.Token] = i
 		}
-		add := func(t int, v float32) {
+		entry := func(t int) *runtime.LogitAdjust {
 			if i, ok := at[t]; ok {
-				adj[i].Sub += v
-				return
+				return &adj[i]
 			}
 			at[t] = len(adj)
-			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: v})
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1})
+			return &adj[len(adj)-1]
 		}
 		for t, b := range p.LogitBias {
-			add(t, -b)
+			entry(t).Bias += b
 		}
 		if ban {
 			for _, t := range p.StopTokens {
-				add(t, banned)
+				entry(t).Sub += banned
 			}
 		}
 	}

@@ -12,22 +12,23 @@ import (
 // TestRuleAdjust: a sequence's logit adjustments against a hand-derived
 // vector. Prompt [5 6], generated [6 7 7]; repetition penalty 2 (over the
 // prompt and the output, transformers'), presence 0.5 and frequency 0.25
-// (over the output only, vLLM's), logit bias {8: +1, 5: -1} after the
-// penalties, stop token 9 banned before min_tokens 4 (3 generated):
+// (over the output only, vLLM's), logit bias {8: +1, 5: -1, 7: +1} before
+// the penalties (vLLM's order), stop token 9 banned before min_tokens 4 (3
+// generated):
 //
-//	5: 2.0 / 2 - 1          = 0      (prompt only: no presence/frequency)
-//	6: -1.0 * 2 - (0.5+0.25) = -2.75 (negative: multiplied)
-//	7: 3.0 / 2 - (0.5+0.5)   = 0.5
-//	8: 1.0 + 1               = 2
+//	5: (2.0 - 1) / 2          = 0.5   (prompt only: no presence/frequency)
+//	6: -1.0 * 2 - (0.5+0.25)  = -2.75 (negative: multiplied)
+//	7: (3.0 + 1) / 2 - (0.5+0.5) = 1
+//	8: 1.0 + 1                = 2
 //	9: 0 - 1e30
 //
 // the rest unchanged.
 func TestRuleAdjust(t *testing.T) {
 	s := &seq{req: Request{Prompt: []int{5, 6}, Params: Params{MaxTokens: 10, RepetitionPenalty: 2, PresencePenalty: 0.5, FrequencyPenalty: 0.25,
-		LogitBias: map[int]float32{8: 1, 5: -1}, MinTokens: 4, StopTokens: []int{9}}},
+		LogitBias: map[int]float32{8: 1, 5: -1, 7: 1}, MinTokens: 4, StopTokens: []int{9}}},
 		counts: map[int]int{6: 1, 7: 2}, seen: map[int]bool{5: true, 6: true, 7: true}, gen: 3, sampler: sample.New(sample.Options{})}
 	got := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 2.0, -1.0, 3.0, 1.0, 0.0}
-	want := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0, -2.75, 0.5, 2, -1e30}
+	want := []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.5, -2.75, 1, 2, -1e30}
 	r := s.rule()
 	for _, a := range r.Adjust {
 		got[a.Token] = a.Apply(got[a.Token])
