@@ -10,6 +10,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -35,6 +36,57 @@ type QuantizeConfig struct {
 	// LMHead reports a GPTQModel checkpoint whose lm_head is quantized too
 	// (GPTQModel's lm_head key). Read only; not written by MarshalQuantizeConfig.
 	LMHead bool
+	// Dynamic is GPTQModel's dynamic key, its rules in file order: a
+	// module takes the first rule whose pattern Python's re.match matches
+	// at the start of its name (GPTQModel dynamic_get, vLLM
+	// get_dynamic_override). Only skip rules ("-:") are written.
+	Dynamic []DynamicRule
+	// ModulesInBlockToQuantize is optimum's modules_in_block_to_quantize:
+	// the module names inside a decoder layer ("self_attn.q_proj") that are
+	// quantized, grouped as the quantizer ran them; nil quantizes all.
+	// transformers/optimum quantize a Linear whose name ends with one of
+	// them; vLLM one whose name contains one.
+	ModulesInBlockToQuantize [][]string
+}
+
+// DynamicRule is one entry of GPTQModel's dynamic key.
+type DynamicRule struct {
+	// Pattern is the regular expression without its "-:" or "+:" prefix.
+	Pattern string
+	// Skip marks a "-:" rule: the matching modules are left unquantized
+	// (stored as module.weight).
+	Skip bool
+}
+
+// Skipped reports whether the checkpoint leaves the Linear module (its
+// full name, "model.layers.0.mlp.down_proj") unquantized: the first
+// dynamic rule matching it is a "-:" rule, or modules_in_block_to_quantize
+// is given and no entry ends the name. A pattern that Go's RE2 cannot
+// compile (Python-only syntax) is an error.
+func (c QuantizeConfig) Skipped(module string) (bool, error) {
+	for _, r := range c.Dynamic {
+		re, err := regexp.Compile(`^(?:` + r.Pattern + `)`) // re.match anchors at the start only
+		if err != nil {
+			return false, fmt.Errorf("dynamic %q: %w", r.Pattern, err)
+		}
+		if re.MatchString(module) {
+			if r.Skip {
+				return true, nil
+			}
+			break
+		}
+	}
+	if len(c.ModulesInBlockToQuantize) == 0 {
+		return false, nil
+	}
+	for _, g := range c.ModulesInBlockToQuantize {
+		for _, m := range g {
+			if strings.HasSuffix(module, m) {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
 }
 
 // DefaultQuantizeConfig returns AutoGPTQ's BaseQuantizeConfig defaults
@@ -97,6 +149,35 @@ type quantizeConfigJSON struct {
 	ModelFileBaseName *string `json:"model_file_base_name"`
 	QuantMethod       string  `json:"quant_method"`
 	CheckpointFormat  string  `json:"checkpoint_format"`
+	// (GPTQModel's and optimum's keys, written where a module is left
+	// unquantized.)
+	Dynamic                  dynamicJSON `json:"dynamic,omitempty"`
+	ModulesInBlockToQuantize [][]string  `json:"modules_in_block_to_quantize,omitempty"`
+}
+
+// dynamicJSON renders dynamic rules as GPTQModel writes them, in order:
+// {"-:pattern": {}}.
+type dynamicJSON []DynamicRule
+
+func (d dynamicJSON) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i, r := range d {
+		if !r.Skip {
+			return nil, fmt.Errorf("dynamic %q: only skip (\"-:\") rules are written", r.Pattern)
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		k, err := json.Marshal("-:" + r.Pattern)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(k)
+		b.WriteString(":{}")
+	}
+	b.WriteByte('}')
+	return b.Bytes(), nil
 }
 
 // MarshalQuantizeConfig renders quantize_config.json with every AutoGPTQ key
@@ -111,6 +192,7 @@ func (c QuantizeConfig) MarshalQuantizeConfig() ([]byte, error) {
 		DescAct: c.DescAct, StaticGroups: c.StaticGroups, Sym: c.Sym, TrueSequential: c.TrueSequential,
 		ModelNameOrPath: c.ModelNameOrPath, ModelFileBaseName: c.ModelFileBaseName,
 		QuantMethod: c.QuantMethod, CheckpointFormat: string(c.Format()),
+		Dynamic: c.Dynamic, ModulesInBlockToQuantize: c.ModulesInBlockToQuantize,
 	}
 	return marshalIndent(v)
 }
@@ -174,6 +256,10 @@ type ConfigBlock struct {
 	TrueSequential   bool    `json:"true_sequential"`
 	StaticGroups     bool    `json:"static_groups"`
 	CheckpointFormat string  `json:"checkpoint_format"`
+	// Dynamic and ModulesInBlockToQuantize as in quantize_config.json
+	// (transformers, vLLM and TGI read config.json).
+	Dynamic                  dynamicJSON `json:"dynamic,omitempty"`
+	ModulesInBlockToQuantize [][]string  `json:"modules_in_block_to_quantize,omitempty"`
 }
 
 // ConfigJSONBlock returns the config.json quantization_config block (spec
@@ -188,6 +274,7 @@ func (c QuantizeConfig) ConfigJSONBlock() any {
 		QuantMethod: qm, Bits: c.Bits, GroupSize: c.GroupSize, DescAct: c.DescAct, Sym: c.Sym,
 		DampPercent: c.DampPercent, TrueSequential: c.TrueSequential, StaticGroups: c.StaticGroups,
 		CheckpointFormat: string(c.Format()),
+		Dynamic:          c.Dynamic, ModulesInBlockToQuantize: c.ModulesInBlockToQuantize,
 	}
 }
 
@@ -392,6 +479,13 @@ func ParseQuantizeConfig(data []byte, file string) (*QuantizeConfig, error) {
 	if err := checkDynamic(doc["dynamic"], c); err != nil {
 		return nil, fmt.Errorf("gptq: %s: %w", file, err)
 	}
+	var err error
+	if c.Dynamic, err = dynamicRules(doc["dynamic"]); err != nil {
+		return nil, fmt.Errorf("gptq: %s: %w", file, err)
+	}
+	if c.ModulesInBlockToQuantize, err = modulesInBlock(doc["modules_in_block_to_quantize"]); err != nil {
+		return nil, fmt.Errorf("gptq: %s: %w", file, err)
+	}
 	return &c, nil
 }
 
@@ -428,6 +522,53 @@ func checkDynamic(raw json.RawMessage, c QuantizeConfig) error {
 		}
 	}
 	return nil
+}
+
+// dynamicRules reads the dynamic key's patterns in file order (the first
+// match decides, so the order of a JSON object matters here).
+func dynamicRules(raw json.RawMessage) ([]DynamicRule, error) {
+	if raw == nil || isNull(raw) {
+		return nil, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("dynamic: want an object of {pattern: {key: value}}")
+	}
+	var rules []DynamicRule
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return nil, fmt.Errorf("dynamic: %w", err)
+		}
+		key, _ := t.(string)
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return nil, fmt.Errorf("dynamic %q: %w", key, err)
+		}
+		r := DynamicRule{Pattern: strings.TrimPrefix(key, "+:")}
+		if p, ok := strings.CutPrefix(key, "-:"); ok {
+			r = DynamicRule{Pattern: p, Skip: true}
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// modulesInBlock reads modules_in_block_to_quantize: a list of lists of
+// names (optimum's form) or a flat list (accepted by vLLM).
+func modulesInBlock(raw json.RawMessage) ([][]string, error) {
+	if raw == nil || isNull(raw) {
+		return nil, nil
+	}
+	var nested [][]string
+	if err := json.Unmarshal(raw, &nested); err == nil {
+		return nested, nil
+	}
+	var flat []string
+	if err := json.Unmarshal(raw, &flat); err != nil {
+		return nil, fmt.Errorf("modules_in_block_to_quantize: got %s, want a list of lists of module names", bytes.TrimSpace(raw))
+	}
+	return [][]string{flat}, nil
 }
 
 func isNull(m json.RawMessage) bool { return string(bytes.TrimSpace(m)) == "null" }
