@@ -528,6 +528,22 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	}
 	d.phase("load", start)
 	results := map[string]ModuleResult{}
+	// skip records the modules of mods the job leaves unquantized (their
+	// source weights stay in the layer) and returns the others.
+	skip := func(mods []string) []string {
+		todo := j.Skip.filter(li, mods)
+		for _, m := range mods {
+			if !slices.Contains(todo, m) {
+				results[m] = ModuleResult{Layer: li, Module: m, Skipped: true}
+				fmt.Fprintf(d.log, "%s %s.%s: skipped (kept unquantized)\n", j.Name, model.LayerPrefix(li), m)
+				d.done++
+				if d.opts.Progress != nil {
+					d.opts.Progress(j.Name, d.done, d.total)
+				}
+			}
+		}
+		return todo
+	}
 	solve := func(mods []string, g runtime.Tensor) error {
 		t := time.Now()
 		ws := make([]runtime.Tensor, len(mods))
@@ -569,24 +585,39 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	switch {
 	case j.RTN:
 		for _, g := range model.ModuleGroups(true) {
+			if g = skip(g); len(g) == 0 {
+				continue
+			}
 			if err := solve(g, nil); err != nil {
 				return nil, err
 			}
 		}
 	case j.TrueSequential:
+		// effect: the pass changes what later passes read (the attention
+		// outputs in att, the residual in x), so it runs even where the
+		// group's modules are all skipped and no Hessian is wanted.
 		steps := []struct {
-			from model.Stage
-			stop string
-			att  bool
+			from   model.Stage
+			stop   string
+			att    bool
+			effect bool
 		}{
-			{model.FromInput, "attn_norm", false},
-			{model.FromInput, "attn_out", true},
-			{model.FromAttention, "ffn_norm", true},
-			{model.FromResidual, "ffn_act", false},
+			{model.FromInput, "attn_norm", false, false},
+			{model.FromInput, "attn_out", true, true},
+			{model.FromAttention, "ffn_norm", true, true},
+			{model.FromResidual, "ffn_act", false, false},
 		}
 		for gi, mods := range model.ModuleGroups(true) {
 			s := steps[gi]
 			in := model.LinearInput(mods[0])
+			if mods = skip(mods); len(mods) == 0 {
+				if s.effect {
+					if _, err := d.pass(layer, s.from, s.stop, s.att, false, nil); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			}
 			gs, err := d.pass(layer, s.from, s.stop, s.att, false, []string{in})
 			if err != nil {
 				return nil, err
@@ -602,15 +633,24 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		}
 	default:
 		// One pass with the layer's own weights for all four inputs (on a
-		// copy: x must stay the layer input), then every module.
-		inputs := []string{"attn_norm", "attn_out", "ffn_norm", "ffn_act"}
-		gs, err := d.pass(layer, model.FromInput, "ffn_act", false, true, inputs)
-		if err != nil {
-			return nil, err
+		// copy: x must stay the layer input), then every module; an input
+		// that only skipped modules read is not tapped.
+		todo := skip(model.ModuleGroups(false)[0])
+		var inputs []string
+		for _, in := range []string{"attn_norm", "attn_out", "ffn_norm", "ffn_act"} {
+			if slices.ContainsFunc(todo, func(m string) bool { return model.LinearInput(m) == in }) {
+				inputs = append(inputs, in)
+			}
+		}
+		var gs map[string]runtime.Tensor
+		if len(inputs) > 0 {
+			if gs, err = d.pass(layer, model.FromInput, lastInput(inputs), false, true, inputs); err != nil {
+				return nil, err
+			}
 		}
 		for _, in := range inputs {
 			var mods []string
-			for _, m := range model.ModuleGroups(false)[0] {
+			for _, m := range todo {
 				if model.LinearInput(m) == in {
 					mods = append(mods, m)
 				}
@@ -698,6 +738,16 @@ func (d *devRun) pass(layer *model.Layer, from model.Stage, stop string, att, co
 		return fail(err)
 	}
 	return grams, nil
+}
+
+// lastInput is the latest in forward order of the Linear inputs ins
+// (model.Intermediates), where a pass tapping them can stop.
+func lastInput(ins []string) string {
+	want := map[string]*Hessian{}
+	for _, in := range ins {
+		want[in] = nil
+	}
+	return lastIntermediate(want)
 }
 
 // inputWidth is the column count of a Linear input intermediate.

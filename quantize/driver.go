@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,11 +29,14 @@ type Sample struct {
 // quantized (spec §4.5), from the architecture table model.Linears.
 func moduleGroups(trueSequential bool) [][]string { return model.ModuleGroups(trueSequential) }
 
-// ModuleResult is one quantized Linear of one layer.
+// ModuleResult is one Linear of one layer: quantized (Result set), or
+// left unquantized by Job.Skip (Skipped, Result nil: the checkpoint keeps
+// the source weight).
 type ModuleResult struct {
 	Layer  int
 	Module string // e.g. "self_attn.q_proj"
 	*Result
+	Skipped bool
 	Seconds float64
 }
 
@@ -49,8 +53,9 @@ type Job struct {
 	// layout, no Hessian, no error feedback): the baseline GPTQ is measured
 	// against.
 	RTN bool
-	// Layer receives the quantized modules of one layer once the whole layer
-	// is done (modules in LinearModules order).
+	// Layer receives the modules of one layer once the whole layer is done,
+	// all of them in LinearModules order: those in Skip with Skipped set
+	// and no Result.
 	Layer func(layer int, modules []ModuleResult) error
 	// Done is called once the last layer has been handed to Layer, with the
 	// seconds the job took. May be nil.
@@ -66,6 +71,12 @@ type Job struct {
 	// computed; Layer is not called for them.
 	Start  int
 	Replay func(layer int) (map[string][]float32, error)
+	// Skip lists the modules left unquantized: they are not solved, the
+	// layer's forward keeps their source weights (so that, true-sequential,
+	// the modules after them see the unquantized module's outputs), and
+	// no Hessian is formed for an input that only skipped modules read.
+	// Replay need not return them.
+	Skip Skip
 }
 
 // replayWeights loads layer li's quantized weights from j.Replay into
@@ -79,6 +90,9 @@ func (j Job) replayWeights(layer *model.Layer, li int) error {
 		return fmt.Errorf("layer %d: %w", li, err)
 	}
 	for _, m := range model.LinearModules {
+		if j.Skip.Has(li, m) {
+			continue // the source weight, as the interrupted run had it
+		}
 		w, ok := ws[m]
 		if !ok {
 			return fmt.Errorf("layer %d: no replayed weight for %s", li, m)
@@ -310,14 +324,19 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
+		todo := j.Skip.filter(li, group)
 		var hs map[string]*Hessian
-		if !j.RTN {
+		if !j.RTN && len(todo) > 0 {
 			// Only layer 0's first group sees inputs that no job has changed.
-			if hs, err = st.hessians(ctx, b, pass, li, gi == 0 && li == 0, group, xs, samples); err != nil {
+			if hs, err = st.hessians(ctx, b, pass, li, gi == 0 && li == 0, todo, xs, samples); err != nil {
 				return nil, err
 			}
 		}
 		for _, m := range group {
+			if !slices.Contains(todo, m) {
+				results[m] = st.skipped(li, m)
+				continue
+			}
 			r, err := st.module(layer, cfg, li, m, hs)
 			if err != nil {
 				return nil, err
@@ -407,6 +426,17 @@ func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m s
 		st.progress(j.Name, st.done, st.total)
 	}
 	return ModuleResult{Layer: li, Module: m, Result: res, Seconds: secs}, nil
+}
+
+// skipped is the result of a module the job leaves unquantized: its
+// source weight stays in the layer.
+func (st *jobState) skipped(li int, m string) ModuleResult {
+	fmt.Fprintf(st.log, "%s %s.%s: skipped (kept unquantized)\n", st.job.Name, model.LayerPrefix(li), m)
+	st.done++
+	if st.progress != nil {
+		st.progress(st.job.Name, st.done, st.total)
+	}
+	return ModuleResult{Layer: li, Module: m, Skipped: true}
 }
 
 func hasAll(results map[string]ModuleResult, modules ...string) bool {

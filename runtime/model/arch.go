@@ -15,16 +15,21 @@ type Linear struct {
 	// Order is the module's place inside its group in the reference's
 	// quantization order (REF llama.py: k, v, q; up, gate).
 	Order int
+	// Fused names the module that vLLM (and SGLang) fuse this one into, its
+	// packed_modules_mapping: one weight for q/k/v ("self_attn.qkv_proj")
+	// and for gate/up ("mlp.gate_up_proj"), which must be quantized all
+	// alike. "" for a module loaded on its own.
+	Fused string
 }
 
 // Linears lists the Linear modules in execution order (LinearModules).
 var Linears = []Linear{
-	{Name: "self_attn.q_proj", Input: "attn_norm", Group: 0, Order: 2},
-	{Name: "self_attn.k_proj", Input: "attn_norm", Group: 0, Order: 0},
-	{Name: "self_attn.v_proj", Input: "attn_norm", Group: 0, Order: 1},
+	{Name: "self_attn.q_proj", Input: "attn_norm", Group: 0, Order: 2, Fused: "self_attn.qkv_proj"},
+	{Name: "self_attn.k_proj", Input: "attn_norm", Group: 0, Order: 0, Fused: "self_attn.qkv_proj"},
+	{Name: "self_attn.v_proj", Input: "attn_norm", Group: 0, Order: 1, Fused: "self_attn.qkv_proj"},
 	{Name: "self_attn.o_proj", Input: "attn_out", Group: 1, Order: 0},
-	{Name: "mlp.gate_proj", Input: "ffn_norm", Group: 2, Order: 1},
-	{Name: "mlp.up_proj", Input: "ffn_norm", Group: 2, Order: 0},
+	{Name: "mlp.gate_proj", Input: "ffn_norm", Group: 2, Order: 1, Fused: "mlp.gate_up_proj"},
+	{Name: "mlp.up_proj", Input: "ffn_norm", Group: 2, Order: 0, Fused: "mlp.gate_up_proj"},
 	{Name: "mlp.down_proj", Input: "ffn_act", Group: 3, Order: 0},
 }
 
