@@ -26,6 +26,13 @@ type CardInfo struct {
 	// Sym and Format are the checkpoints' sym and checkpoint_format.
 	Sym    bool
 	Format gptq.Format
+	// Skipped lists the Linear modules left unquantized (fp16
+	// module.weight); Uniform says the same ones in every layer (written
+	// as modules_in_block_to_quantize too); Partial describes fused groups
+	// skipped in part (quantize.Skip.PartialFused), which vLLM cannot load.
+	Skipped []string
+	Uniform bool
+	Partial []string
 }
 
 // modelID names the model in dir for a model card's base_model and a GGUF
@@ -86,10 +93,40 @@ func ModelCard(info CardInfo) []byte {
 	b.WriteString("\n- GS None means per-channel (`group_size: -1`). Act Order is `desc_act`.\n")
 	b.WriteString("- Seq Len is the calibration sequence length; it does not limit the model's context.\n")
 	b.WriteString("- Size is the size of the branch's weight files (GB = 10^9 bytes).\n")
+	if len(info.Skipped) > 0 {
+		skippedSection(&b, info)
+	}
 	if info.Command != "" {
 		fmt.Fprintf(&b, "\nMade with:\n\n```\n%s\n```\n", info.Command)
 	}
 	return []byte(b.String())
+}
+
+// skippedSection lists the modules left in 16-bit and which loaders load
+// a checkpoint with them (GPTQModel and vLLM read the dynamic key,
+// transformers/optimum only modules_in_block_to_quantize).
+func skippedSection(b *strings.Builder, info CardInfo) {
+	fmt.Fprintf(b, "\n## Modules left unquantized\n\n%d Linear modules are stored in fp16 (`module.weight`), not GPTQ:\n\n", len(info.Skipped))
+	for _, n := range info.Skipped {
+		fmt.Fprintf(b, "- `%s`\n", n)
+	}
+	b.WriteString("\nThe configs say so with GPTQModel's `dynamic` key (one `-:` rule per module)")
+	if info.Uniform {
+		b.WriteString(" and, the same modules being skipped in every layer, optimum's `modules_in_block_to_quantize`")
+	}
+	b.WriteString(".\n\n")
+	b.WriteString("- GPTQModel: loads it (`dynamic`).\n")
+	if len(info.Partial) > 0 {
+		fmt.Fprintf(b, "- vLLM: cannot load it: it fuses q/k/v and gate/up into one weight, quantized or not as a whole, and here %s.\n", strings.Join(info.Partial, "; "))
+	} else {
+		b.WriteString("- vLLM (gptq, gptq_marlin): loads it (`dynamic`, matched against the fused qkv_proj/gate_up_proj names too).\n")
+	}
+	if info.Uniform {
+		b.WriteString("- transformers/optimum: loads it (`modules_in_block_to_quantize`).\n")
+	} else {
+		b.WriteString("- transformers/optimum: cannot load it: they read no `dynamic` key and skip a module only in every layer alike (`modules_in_block_to_quantize`).\n")
+	}
+	b.WriteString("- AutoGPTQ: cannot load it: it reads neither key and expects every module quantized. ExLlama: not checked.\n")
 }
 
 // FormatSize renders bytes as the model cards do: GB (10^9) with two

@@ -266,6 +266,12 @@ func (c *Checkpoint) Replay(li int) (map[string][]float32, error) {
 	out := map[string][]float32{}
 	for _, m := range model.LinearModules {
 		name := model.LayerPrefix(li) + "." + m
+		if skipped, err := c.qc.Skipped(name); err != nil || skipped {
+			if err != nil {
+				return nil, err
+			}
+			continue // the driver keeps the source weight (Job.Replay)
+		}
 		K, N, _ := model.LinearShape(c.cfg, m)
 		l := gptq.Linear{K: K, N: N, Bits: c.qc.Bits, GroupSize: c.qc.GroupSize, Format: c.format}
 		read := func(suffix string) ([]byte, error) { return c.w.ReadBack(name + suffix) }
@@ -397,8 +403,10 @@ func relOutside(rel string) bool {
 
 // Plan lists every tensor of the GPTQ checkpoint of a model quantized with
 // qc, in the order the Checkpoint writes them: the embedding, then per layer
-// its norms and the packed modules, then the final norm and (untied) head.
-// The error names the tensor whose shape the bits/group size do not allow.
+// its norms and the packed modules (a module that qc leaves unquantized,
+// gptq.QuantizeConfig.Skipped, as its fp16 weight), then the final norm and
+// (untied) head. The error names the tensor whose shape the bits/group
+// size do not allow.
 func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInfo, error) {
 	infos := []safetensors.TensorInfo{{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}}}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
@@ -410,6 +418,14 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 			K, N, ok := model.LinearShape(cfg, m)
 			if !ok {
 				return nil, fmt.Errorf("%s: %s%s: sizes the model cannot run (hidden %d, heads %d/%d, head_dim %d)", cfg.File, p, m, cfg.HiddenSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim)
+			}
+			skipped, err := qc.Skipped(p + m)
+			if err != nil {
+				return nil, err
+			}
+			if skipped {
+				infos = append(infos, safetensors.TensorInfo{Name: p + m + ".weight", DType: safetensors.F16, Shape: []int{N, K}})
+				continue
 			}
 			qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
 			if err != nil {
@@ -450,7 +466,9 @@ func (c *Checkpoint) copyPlain(name string) error {
 	return c.w.Write(name, data)
 }
 
-// Layer packs and writes one quantized layer (driver Job.Layer).
+// Layer packs and writes one quantized layer (driver Job.Layer); a
+// skipped module is copied in fp16 as module.weight, as the checkpoint's
+// other unquantized tensors are.
 func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 	p := model.LayerPrefix(li) + "."
 	for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
@@ -459,6 +477,21 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 		}
 	}
 	for _, m := range modules {
+		skipped, err := c.qc.Skipped(m.Name())
+		if err != nil {
+			return err
+		}
+		if skipped != m.Skipped {
+			// (The driver's Job.Skip and the config's dynamic rules are
+			// made from one list: a difference is our bug.)
+			return fmt.Errorf("%s: the driver skipped it: %v, the checkpoint's config: %v", m.Name(), m.Skipped, skipped)
+		}
+		if m.Skipped {
+			if err := c.copyPlain(m.Name() + ".weight"); err != nil {
+				return err
+			}
+			continue
+		}
 		lin, err := Pack(m.Result, c.qc.Bits, c.qc.GroupSize, c.format)
 		if err != nil {
 			return fmt.Errorf("%s: %w", m.Name(), err)

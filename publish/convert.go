@@ -468,6 +468,11 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			base := "model"
 			c.ModelFileBaseName = &base
 		}
+		// The input's dynamic and modules_in_block_to_quantize (which say
+		// which modules it left unquantized) go over as they are, with
+		// the other keys of gptqExtraKeys, rules of every kind in their
+		// order.
+		c.Dynamic, c.ModulesInBlockToQuantize = nil, nil
 		qcOut = &c
 		blockExtra, qcExtra, err := gptqExtraKeys(cfg, qsrc, c.Format())
 		if err != nil {

@@ -34,8 +34,9 @@ type PreflightOptions struct {
 	// DatasetBytes is the size of the dataset files (read later), for the
 	// memory their tokens take.
 	DatasetBytes int64
-	// AllowUnportable accepts group sizes that some loaders reject (they
-	// are named in a warning instead of refusing the run).
+	// AllowUnportable accepts group sizes that some loaders reject, and
+	// SkipModules that skip part of a group vLLM fuses (they are named in
+	// a warning instead of refusing the run).
 	AllowUnportable bool
 	// Estimate times a one-layer run on this machine to estimate the
 	// run's time (Estimate in the report), once every other check has
@@ -145,6 +146,28 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 	if err := r.checkOut(o.RunOptions); err != nil {
 		return nil, err
 	}
+	skip, err := o.skip(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if partial := skip.PartialFused(); len(partial) > 0 {
+		msg := "--skip-modules: " + strings.Join(partial, "; ") + ": vLLM cannot load the result"
+		if o.AllowUnportable {
+			r.Warnings = append(r.Warnings, msg)
+		} else {
+			r.Problems = append(r.Problems, msg+" (skip the whole group, or --allow-unportable to write it anyway)")
+		}
+	}
+	for _, n := range skip.Names() {
+		// Written in fp16, as the plain tensors are.
+		t, err := set.Tensor(n + ".weight")
+		if err != nil {
+			return nil, err
+		}
+		if err := checkFP16Range(t); err != nil {
+			r.Problems = append(r.Problems, "--skip-modules: "+err.Error())
+		}
+	}
 	if o.Resume {
 		if err := checkResume(o, cfg); err != nil {
 			return nil, err
@@ -158,7 +181,7 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		qc := gptq.DefaultQuantizeConfig()
 		qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups
 		qc.DampPercent, qc.Sym, qc.CheckpointFormat = br.Damp, o.Sym, string(format)
-		infos, err := Plan(cfg, qc)
+		infos, err := Plan(cfg, withSkip(qc, skip))
 		if err != nil {
 			return nil, fmt.Errorf("branch %s: %w", br.Name, err)
 		}
@@ -185,7 +208,7 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 		}
 		if pb.State != "complete" {
 			r.DiskNeed += pb.SizeBytes
-			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
+			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential, Skip: skip})
 		}
 		r.Branches = append(r.Branches, pb)
 	}
@@ -502,7 +525,11 @@ func checkResume(o PreflightOptions, cfg *hfconfig.Config) error {
 		qc := gptq.DefaultQuantizeConfig()
 		qc.Bits, qc.GroupSize, qc.DescAct, qc.StaticGroups = br.Bits, br.GroupSize, br.DescAct, br.StaticGroups
 		qc.DampPercent, qc.Sym, qc.CheckpointFormat = br.Damp, ro.Sym, string(ro.Format)
-		infos, err := Plan(cfg, qc)
+		skip, err := ro.skip(cfg)
+		if err != nil {
+			return err
+		}
+		infos, err := Plan(cfg, withSkip(qc, skip))
 		if err != nil {
 			return fmt.Errorf("branch %s: %w", br.Name, err)
 		}
@@ -722,8 +749,12 @@ func (r *PreflightReport) estimate(ctx context.Context, set *safetensors.Set, cf
 		opts.MSENorm, opts.MSEGrid, opts.MSEMaxShrink = d.MSENorm, d.MSEGrid, d.MSEMaxShrink
 	}
 	var stats quantize.Stats
-	job := quantize.Job{Name: "calibration", GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: o.Format}
-	err := quantize.Run(ctx, set, &one, o.Backend, samples, []quantize.Job{job}, quantize.DriverOptions{
+	skip, err := o.skip(cfg) // (by name: layer 0's apply to the one layer)
+	if err != nil {
+		return err
+	}
+	job := quantize.Job{Name: "calibration", GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: o.Format, Skip: skip}
+	err = quantize.Run(ctx, set, &one, o.Backend, samples, []quantize.Job{job}, quantize.DriverOptions{
 		Solver: o.Solver, ChunkRows: o.ChunkRows, Activations: o.Activations, Profile: true, Stats: &stats})
 	if err != nil {
 		return fmt.Errorf("timing one layer on this machine: %w", err)

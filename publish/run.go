@@ -43,6 +43,9 @@ type RunOptions struct {
 	ReferenceGroups bool
 	Format          gptq.Format // FormatV1 unless asymmetric zeros need v2
 	BlockSize       int         // 0: 128
+	// SkipModules leaves Linear modules unquantized, in fp16: exact names
+	// or "re:REGEX" (quantize.ParseSkip), for every branch.
+	SkipModules []string
 
 	Samples     []quantize.Sample
 	DatasetName string // for the model card
@@ -181,6 +184,47 @@ func (o RunOptions) normalized() RunOptions {
 	return o
 }
 
+// skipList is SkipModules as a run records it: trimmed, without empty
+// entries, nil when none.
+func (o RunOptions) skipList() []string {
+	var out []string
+	for _, p := range o.SkipModules {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ResolveSkip resolves patterns (RunOptions.SkipModules) against the
+// layers of the model in modelDir, as a run will: for checking them
+// before a run.
+func ResolveSkip(modelDir string, patterns []string) (quantize.Skip, error) {
+	cfg, err := hfconfig.Load(modelDir)
+	if err != nil {
+		return quantize.Skip{}, err
+	}
+	return quantize.ParseSkip(patterns, cfg.NumHiddenLayers)
+}
+
+// skip resolves SkipModules against the model's layers.
+func (o RunOptions) skip(cfg *hfconfig.Config) (quantize.Skip, error) {
+	s, err := quantize.ParseSkip(o.SkipModules, cfg.NumHiddenLayers)
+	if err != nil {
+		return quantize.Skip{}, fmt.Errorf("quantize: skip modules: %w", err)
+	}
+	return s, nil
+}
+
+// withSkip is qc with the keys that tell loaders which modules skip
+// leaves unquantized: GPTQModel's dynamic (read by GPTQModel and vLLM)
+// and, where the same modules are skipped in every layer, optimum's
+// modules_in_block_to_quantize (transformers/optimum, vLLM).
+func withSkip(qc gptq.QuantizeConfig, skip quantize.Skip) gptq.QuantizeConfig {
+	qc.Dynamic, qc.ModulesInBlockToQuantize = skip.Dynamic(), skip.ModulesInBlock()
+	return qc
+}
+
 // fingerprints returns what identifies each branch of the run o
 // (normalized) of the model with fingerprint modelFP on the samples with
 // fingerprint samplesFP, and (for a table) the table.
@@ -198,8 +242,9 @@ func (o RunOptions) fingerprints(modelFP, samplesFP string, nsamples int) (branc
 			BlockSize, ChunkRows, SeqLen            int
 			MaxShard                                int64
 			Solver, Activations, Dataset, BaseModel string
+			Skip                                    []string `json:",omitempty"` // (absent from records of runs without it)
 		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, o.Format, o.BlockSize, o.ChunkRows, o.SeqLen,
-			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir))}
+			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir)), o.skipList()}
 		if o.Solver == nil {
 			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
 		}
@@ -284,6 +329,10 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	defer set.Close()
 	o = o.normalized()
 	format := o.Format
+	skip, err := o.skip(cfg)
+	if err != nil {
+		return nil, err
+	}
 	// What a resumed run must match: the model files, the samples and,
 	// per branch, everything else that decides its bytes.
 	modelFP, err := ModelFingerprint(o.ModelDir)
@@ -330,7 +379,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		// Refuse a job that cannot fit the device before any work.
 		var jobs []quantize.Job
 		for _, br := range o.Branches {
-			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential})
+			jobs = append(jobs, quantize.Job{Name: br.Name, RTN: o.RTN, TrueSequential: o.TrueSequential, Skip: skip})
 		}
 		p, err := quantize.PlanDevice(set, cfg, o.Backend, o.Solver, o.Samples, jobs, o.ChunkRows, o.Activations)
 		if err != nil {
@@ -400,6 +449,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		qc.CheckpointFormat = string(format)
 		base := "model"
 		qc.ModelFileBaseName = &base
+		qc = withSkip(qc, skip)
 		if err := qc.Validate(); err != nil {
 			return fail(fmt.Errorf("branch %s: %w", br.Name, err))
 		}
@@ -438,9 +488,12 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		}
 		job := quantize.Job{
 			Name: br.Name, GPTQ: opts, TrueSequential: o.TrueSequential, RTN: o.RTN, Format: format,
-			Start: cp.Start,
+			Start: cp.Start, Skip: skip,
 			Layer: func(li int, mods []quantize.ModuleResult) error {
 				for _, m := range mods {
+					if m.Skipped {
+						continue
+					}
 					bs.Modules++
 					bs.TotalLoss += m.Loss
 					if m.Damp > bs.MaxDamp {
@@ -452,7 +505,8 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			Done: func(seconds float64) error {
 				card := func(size int64) []byte {
 					return ModelCard(CardInfo{BaseModel: baseModel, Command: cp.Command(), Version: o.Version, Sym: o.Sym, Format: format,
-						Rows: []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}}})
+						Rows:    []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}},
+						Skipped: skip.Names(), Uniform: qc.ModulesInBlockToQuantize != nil, Partial: skip.PartialFused()})
 				}
 				size, err := cp.Commit(card)
 				if err != nil {
@@ -487,7 +541,8 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 		for i, b := range sum.Branches {
 			rows[i] = CardRow{Branch: o.Branches[i], Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: b.SizeBytes, ExLlama: b.ExLlama}
 		}
-		card := ModelCard(CardInfo{BaseModel: baseModel, Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format})
+		card := ModelCard(CardInfo{BaseModel: baseModel, Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format,
+			Skipped: skip.Names(), Uniform: skip.ModulesInBlock() != nil, Partial: skip.PartialFused()})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
 			return nil, err
 		}
