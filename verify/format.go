@@ -67,15 +67,29 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	add("quantization config", configProblems(dir, qc, src, cfg), fmt.Sprintf("from %s", filepath.Base(src)))
 	add("safetensors metadata format=pt", metadataProblems(set), "")
 
-	var shapeP, zeroP, gidxP, scaleP, leftP []string
+	var shapeP, zeroP, gidxP, scaleP, leftP, skipP []string
 	var shapes []gptq.LinearShape
-	read := 0 // modules whose tensors passed the dtype and shape check
+	read := 0    // modules whose tensors passed the dtype and shape check
+	skipped := 0 // modules the config leaves unquantized
 	format := qc.Format()
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		for _, m := range model.LinearModules {
 			name := fmt.Sprintf("model.layers.%d.%s", li, m)
 			K, N, _ := model.LinearShape(cfg, m)
 			shapes = append(shapes, gptq.LinearShape{Name: name, K: K, N: N})
+			switch skip, err := qc.Skipped(name); {
+			case err != nil:
+				skipP = append(skipP, fmt.Sprintf("%s: %v", name, err))
+				continue
+			case skip:
+				// GPTQModel's dynamic "-:" rule (or modules_in_block_to_quantize)
+				// leaves it unquantized: an fp16 weight, no GPTQ tensors.
+				skipped++
+				if p := skippedProblem(set, name, K, N); p != "" {
+					skipP = append(skipP, p)
+				}
+				continue
+			}
 			if set.Has(name + ".weight") {
 				leftP = append(leftP, fmt.Sprintf("%s.weight is stored unquantized", name))
 			}
@@ -103,11 +117,14 @@ func CheckFormat(dir string) (*FormatReport, error) {
 		}
 	}
 	nMod := fmt.Sprintf("%d modules", len(shapes))
+	if skipped > 0 {
+		nMod = fmt.Sprintf("%d modules (%d left unquantized by the config)", len(shapes)-skipped, skipped)
+	}
 	// The checks of the values see only the modules that could be read: a
 	// count of all would pass modules nobody looked at.
 	nRead := nMod
-	if read < len(shapes) {
-		nRead = fmt.Sprintf("%d of %d modules checked (%d failed the dtype and shape check)", read, len(shapes), len(shapes)-read)
+	if quant := len(shapes) - skipped; read < quant {
+		nRead = fmt.Sprintf("%d of %d modules checked (%d failed the dtype and shape check)", read, quant, quant-read)
 	}
 	// With no module read (bits or group_size wrong in the configs) they
 	// examined nothing: they fail as not checked, not pass on no evidence.
@@ -119,6 +136,9 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	}
 	add("quantized tensors: dtypes and shapes", shapeP, nMod)
 	add("no unquantized Linear weights left", leftP, nMod)
+	if skipped > 0 || len(skipP) > 0 {
+		add("modules the config leaves unquantized: fp16 weight only", skipP, fmt.Sprintf("%d modules", skipped))
+	}
 	if qc.Sym {
 		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), values(zeroP), nRead)
 	}
@@ -326,4 +346,22 @@ func summarize(problems []string) string {
 		buf.WriteString(p)
 	}
 	return buf.String()
+}
+
+// skippedProblem checks a Linear that the config leaves unquantized: its
+// weight in fp16 of shape [N, K], and none of the GPTQ tensors.
+func skippedProblem(set *safetensors.Set, name string, K, N int) string {
+	for _, sfx := range []string{".qweight", ".qzeros", ".scales", ".g_idx"} {
+		if set.Has(name + sfx) {
+			return fmt.Sprintf("%s%s: the config's dynamic key leaves %s unquantized, yet it has GPTQ tensors", name, sfx, name)
+		}
+	}
+	t, err := set.Tensor(name + ".weight")
+	if err != nil {
+		return fmt.Sprintf("%s.weight: missing, and the config leaves %s unquantized", name, name)
+	}
+	if t.DType != safetensors.F16 || !slices.Equal(t.Shape, []int{N, K}) {
+		return fmt.Sprintf("%s.weight: %s %v, want F16 [%d %d]", name, t.DType, t.Shape, N, K)
+	}
+	return ""
 }
