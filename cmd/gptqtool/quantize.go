@@ -38,6 +38,7 @@ type quantizeFlags struct {
 	maxShard                             string
 	chunkRows                            int
 	gpuMemory, activations               string
+	skipModules                          string
 	cal                                  calibrationFlags
 }
 
@@ -87,7 +88,8 @@ func addQuantizeFlags(cmd *cobra.Command, f *quantizeFlags) {
 	fs.BoolVar(&f.force, "force", false, "replace the output directory if it exists (only what gptqtool wrote), discard an interrupted run's partial output")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "check and plan the run (sizes, memory against what is free, disk, estimated time), print the plan and stop")
 	fs.BoolVar(&f.estimate, "estimate", true, "time one layer on this machine before the run to estimate its time (false skips it)")
-	fs.BoolVar(&f.allowUnportable, "allow-unportable", false, "write group sizes that some loaders cannot load (they are named in a warning instead of refusing the run)")
+	fs.BoolVar(&f.allowUnportable, "allow-unportable", false, "write group sizes, or --skip-modules skipping part of q/k/v or gate/up, that some loaders cannot load (they are named in a warning instead of refusing the run)")
+	fs.StringVar(&f.skipModules, "skip-modules", "", `leave these Linear modules unquantized (fp16), comma-separated: exact names (model.layers.0.mlp.down_proj) or re:REGEX matching the whole name; written as GPTQModel's dynamic "-:" rules`)
 	fs.BoolVar(&f.resume, "resume", false, "continue an interrupted run from its last complete layer (same model, dataset and options; the result is byte-identical)")
 	fs.BoolVar(&f.asJSON, "json", false, "print a JSON summary")
 	fs.StringVar(&f.gpuMemory, "gpu-memory", "", "GPU: cap the device memory used, e.g. 16GiB (as on a smaller card); the job is refused up front if it cannot fit")
@@ -208,6 +210,22 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	if err := checkDeviceFlags(f.device, f.threads); err != nil {
 		return err
 	}
+	var skipList []string
+	if cmd.Flags().Changed("skip-modules") {
+		if skipList = quantize.SplitSkipList(f.skipModules); len(skipList) == 0 {
+			return usageError{fmt.Errorf("--skip-modules %q: no module named: want module names or re:REGEX, comma-separated", f.skipModules)}
+		}
+		skip, err := publish.ResolveSkip(f.model, skipList)
+		switch {
+		case errors.Is(err, quantize.ErrSkip):
+			return usageError{fmt.Errorf("--skip-modules: %w", err)}
+		case err != nil:
+			return err // the model's config
+		}
+		if partial := skip.PartialFused(); len(partial) > 0 && !f.allowUnportable {
+			return usageError{fmt.Errorf("--skip-modules: %s: vLLM cannot load that: skip the whole group, or --allow-unportable to write it anyway", strings.Join(partial, "; "))}
+		}
+	}
 	log := cmd.ErrOrStderr()
 	// Every flag is checked before the backend starts, and everything else
 	// that can be checked before the dataset is read, in the preflight,
@@ -266,7 +284,7 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 	defer stop()
 	ro := publish.RunOptions{
 		ModelDir: f.model, Out: f.out, Branches: branches, Table: table, GitRepo: f.gitRepo,
-		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format,
+		Sym: f.sym, TrueSequential: f.trueSeq, MSE: f.mse, RTN: f.rtn, ReferenceGroups: f.refGroups, Format: format, SkipModules: skipList,
 		DatasetName:   datasetName(f.cal.datasets),
 		MaxShardBytes: maxShard, Force: f.force, Resume: f.resume, Backend: backend, Solver: solver,
 		ChunkRows: f.chunkRows, Activations: f.activations, Profile: bench != nil,
