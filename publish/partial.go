@@ -132,7 +132,7 @@ var optionNames = map[string]string{
 	"RefGroups": "--reference-groups", "Format": "--checkpoint-format", "BlockSize": "the block size",
 	"ChunkRows": "--chunk-rows", "SeqLen": "--seq-len", "MaxShard": "--max-shard-size",
 	"Solver": "the solver (--device)", "Activations": "--activations", "Dataset": "--dataset",
-	"BaseModel": "the model directory's name", "": "the branches",
+	"BaseModel": "the model directory's name", "Skip": "--skip-modules", "": "the branches",
 }
 
 // changedOptions names the options whose values differ between the

@@ -242,9 +242,9 @@ func (o RunOptions) fingerprints(modelFP, samplesFP string, nsamples int) (branc
 			BlockSize, ChunkRows, SeqLen            int
 			MaxShard                                int64
 			Solver, Activations, Dataset, BaseModel string
-			Skip                                    []string `json:",omitempty"` // (absent from records of runs without it)
+			Skip                                    string `json:",omitempty"` // the patterns, comma-separated (absent from records of runs without it)
 		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, o.Format, o.BlockSize, o.ChunkRows, o.SeqLen,
-			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir)), o.skipList()}
+			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir)), strings.Join(o.skipList(), ",")}
 		if o.Solver == nil {
 			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
 		}
