@@ -2,6 +2,7 @@ package gptq
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -159,8 +160,74 @@ func Loaders(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
 		// (mWhy already starts with the bit width: only 3 bits get here.)
 		add(LoaderNames[7], false, mWhy+"; TGI's triton kernel takes 2, 4, 8 bits")
 	}
+	skipLoaders(c, shapes, out)
 	for i := range out {
 		out[i].Reason = strings.TrimSpace(out[i].Reason)
 	}
 	return out
+}
+
+// vllmFused is vLLM's packed_modules_mapping for Llama/Mistral: the
+// modules it loads as one weight, quantized or not as a whole.
+var vllmFused = map[string][]string{
+	"qkv_proj":     {"q_proj", "k_proj", "v_proj"},
+	"gate_up_proj": {"gate_proj", "up_proj"},
+}
+
+// skipLoaders corrects out for a config that leaves modules of shapes
+// unquantized (QuantizeConfig.Skipped): GPTQModel and vLLM read the
+// dynamic key (vLLM also modules_in_block_to_quantize, but neither can
+// split a fused weight), transformers/optimum only
+// modules_in_block_to_quantize, AutoGPTQ neither; the others were not
+// checked.
+func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
+	skipped := func(name string) bool { s, err := c.Skipped(name); return s || err != nil }
+	some, partial := false, ""
+	for _, s := range shapes {
+		if !skipped(s.Name) {
+			continue
+		}
+		some = true
+		dir, leaf := s.Name, ""
+		if i := strings.LastIndexByte(s.Name, '.'); i >= 0 {
+			dir, leaf = s.Name[:i+1], s.Name[i+1:]
+		}
+		for fused, parts := range vllmFused {
+			if !slices.Contains(parts, leaf) {
+				continue
+			}
+			for _, p := range parts {
+				if !skipped(dir+p) && partial == "" {
+					partial = fmt.Sprintf("%s%s unquantized but %s%s quantized: vLLM loads them as one %s%s", dir, leaf, dir, p, dir, fused)
+				}
+			}
+		}
+	}
+	if !some {
+		return
+	}
+	for i := range out {
+		l := &out[i]
+		if !l.OK {
+			continue
+		}
+		switch l.Loader {
+		case LoaderNames[0]:
+			if c.ModulesInBlockToQuantize == nil {
+				l.OK, l.Reason = false, "modules left unquantized: reads no dynamic key, only modules_in_block_to_quantize (the same modules in every layer)"
+			}
+		case LoaderNames[1]:
+			l.OK, l.Reason = false, "modules left unquantized: reads no dynamic key, expects every module quantized"
+		case LoaderNames[2]:
+			l.Reason += "; dynamic skips"
+		case LoaderNames[5], LoaderNames[6]:
+			if partial != "" {
+				l.OK, l.Reason = false, partial
+			} else {
+				l.Reason += "; dynamic skips"
+			}
+		default:
+			l.Reason += "; modules left unquantized: not checked"
+		}
+	}
 }

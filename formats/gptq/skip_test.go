@@ -1,0 +1,61 @@
+package gptq
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestDynamicSkip: dynamic rules are read in file order, the first match
+// (re.match: anchored at the start only) decides, and written back as
+// GPTQModel writes them; the loaders table reflects a partial fused group.
+func TestDynamicSkip(t *testing.T) {
+	c, err := ParseQuantizeConfig([]byte(`{"bits": 4, "group_size": 128, "dynamic": {
+		"+:model\\.layers\\.1\\.mlp\\..*": {"bits": 4},
+		"-:model\\.layers\\.1\\.mlp\\.down_proj$": {},
+		"-:model\\.layers\\.2\\.self_attn\\.q_proj$": {}}}`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"model.layers.1.mlp.down_proj", false}, // the "+:" rule matches first
+		{"model.layers.2.self_attn.q_proj", true},
+		{"model.layers.2.self_attn.qkv_proj", false},
+		{"model.layers.20.self_attn.q_proj", false},
+		{"model.layers.2.self_attn.k_proj", false},
+	} {
+		if got, err := c.Skipped(tc.name); err != nil || got != tc.want {
+			t.Errorf("Skipped(%s) = %v, %v, want %v", tc.name, got, err, tc.want)
+		}
+	}
+	if _, err := c.MarshalQuantizeConfig(); err == nil {
+		t.Error("a \"+:\" rule was written (only skip rules are)")
+	}
+	c.Dynamic = c.Dynamic[1:]
+	b, err := c.MarshalQuantizeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseQuantizeConfig(b, "written")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Dynamic) != 2 || back.Dynamic[0] != c.Dynamic[0] || back.Dynamic[1] != c.Dynamic[1] || !strings.Contains(string(b), `$": {}`) {
+		t.Errorf("quantize_config.json:\n%s\nreads back as %v, want %v", b, back.Dynamic, c.Dynamic)
+	}
+	shapes := []LinearShape{{Name: "model.layers.2.self_attn.q_proj", K: 256, N: 256}, {Name: "model.layers.2.self_attn.k_proj", K: 256, N: 128}}
+	for _, l := range Loaders(*c, shapes) {
+		switch l.Loader {
+		case "vLLM gptq", "vLLM gptq_marlin", "AutoGPTQ", "transformers/optimum":
+			if l.OK {
+				t.Errorf("%s loads a checkpoint skipping q_proj but not k_proj: %s", l.Loader, l.Reason)
+			}
+		case "GPTQModel":
+			if !l.OK {
+				t.Errorf("GPTQModel: %s", l.Reason)
+			}
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package quantize_test
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/quantize"
+)
+
+func TestSplitSkipList(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want []string
+	}{
+		{"a,b", []string{"a", "b"}},
+		{`re:x\.(1|2),y`, []string{`re:x\.(1|2)`, "y"}},
+		{`re:x\.[0-9]{1,2}\.y, z,`, []string{`re:x\.[0-9]{1,2}\.y`, " z"}},
+		{" , ", nil},
+	} {
+		if got := quantize.SplitSkipList(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("SplitSkipList(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseSkip(t *testing.T) {
+	s, err := quantize.ParseSkip([]string{`re:model\.layers\.1\.mlp\.(gate|up)_proj`, "model.layers.0.self_attn.q_proj"}, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"model.layers.0.self_attn.q_proj", "model.layers.1.mlp.gate_proj", "model.layers.1.mlp.up_proj"}
+	if got := s.Names(); !slices.Equal(got, want) {
+		t.Errorf("Names() = %q, want %q", got, want)
+	}
+	if p := s.PartialFused(); len(p) != 1 {
+		t.Errorf("PartialFused() = %q, want layer 0's q/k/v alone", p)
+	}
+	if s.ModulesInBlock() != nil {
+		t.Error("ModulesInBlock of a skip that differs between layers")
+	}
+	// re: matches the whole name: layer 1 is not layer 10 or 11.
+	if s.Has(10, "mlp.gate_proj") || s.Has(11, "mlp.up_proj") {
+		t.Error("re:...layers\\.1\\... matched layer 10 or 11")
+	}
+}
