@@ -34,12 +34,15 @@ type tokenizeOptions struct {
 func newTokenizeCmd() *cobra.Command {
 	var o tokenizeOptions
 	cmd := &cobra.Command{
-		Use:   "tokenize --model DIR [--chat messages.json] [--no-bos] [--decode] TEXT|-",
+		Use:   "tokenize --model DIR [--chat messages.json] [--no-bos] [--special=false] [--decode] TEXT|-",
 		Short: "Print the token ids of a text or chat (or the text of ids with --decode)",
 		Long: `tokenize loads the tokenizer of a model directory (tokenizer.json, else
 tokenizer.model + added_tokens.json, with tokenizer_config.json) and prints the
 ids of TEXT on one line, space separated; "-" reads standard input, its one
 final newline dropped (as generate --prompt - drops it: a heredoc adds one).
+Special tokens written in TEXT (<|end_of_turn|>) are matched, as a Hugging
+Face tokenizer, serve's /tokenize and generate's prompt match them;
+--special=false encodes their text as plain text.
 
 With --chat FILE ("-" for standard input) it renders a JSON list of
 {"role","content"} messages (or a chat request {"messages": [...]}; read as serve
@@ -74,7 +77,7 @@ of ids (spaces or commas, one argument or several) and the text is printed.`,
 	f.StringVar(&o.chat, "chat", "", "JSON file of chat messages to render with the chat template (- for standard input)")
 	f.BoolVar(&o.noBOS, "no-bos", false, "do not put BOS in front of plain text")
 	f.BoolVar(&o.decode, "decode", false, "TEXT is a list of ids: print their text")
-	f.BoolVar(&o.special, "special", false, "recognise added tokens such as <|end_of_turn|> in plain text")
+	f.BoolVar(&o.special, "special", true, "recognise special tokens such as <|end_of_turn|> in TEXT, as a Hugging Face tokenizer does (--special=false: their text as plain text)")
 	f.BoolVar(&o.json, "json", false, `print one JSON document: {"ids": [...]} or {"text": "..."}`)
 	f.StringVar(&o.template, "chat-template", "", "chat template: openchat or openchat-math (default: tokenizer_config.json's chat_template)")
 	f.BoolVar(&o.system, "system-messages", false, "keep system messages in chats (openchat drops them by default)")

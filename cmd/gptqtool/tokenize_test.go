@@ -47,7 +47,10 @@ func TestTokenizeCmd(t *testing.T) {
 		{"text with bos", "", []string{"Hello world!"}, "1 22557 1526 28808\n"},
 		{"stdin no bos", "x  y", []string{"--no-bos", "-"}, "1318 28705 337\n"},
 		{"json", "", []string{"--json", "--no-bos", "Hello"}, `{"ids":[22557]}` + "\n"},
-		{"special", "", []string{"--special", "--no-bos", "Hello<|end_of_turn|>"}, "22557 32000\n"},
+		{"special by default", "", []string{"--no-bos", "Hello<|end_of_turn|>"}, "22557 32000\n"},
+		{"special with bos", "", []string{"--special", "Hello<|end_of_turn|>"}, "1 22557 32000\n"},
+		// Its text as plain text: "<", "|", "end", "_", "of", "_", "turn", "|", ">".
+		{"special off", "", []string{"--special=false", "--no-bos", "Hello<|end_of_turn|>"}, "22557 28789 28766 416 28730 1009 28730 499 28766 28767\n"},
 		{"chat file", "", []string{"--chat", chat}, "1 420 6316 28781 3198 3123 1247 28747 22557 32000 420 6316 28781 3198 3123 21631 28747\n"},
 		{"chat stdin", msgs, []string{"--chat", "-", "--no-generation-prompt"}, "1 420 6316 28781 3198 3123 1247 28747 22557 32000\n"},
 		{"decode", "", []string{"--decode", "1 22557 1526 28808"}, "Hello world!\n"},
