@@ -470,8 +470,8 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		}
 		// The input's dynamic and modules_in_block_to_quantize (which say
 		// which modules it left unquantized) go over as they are, with
-		// the other keys of gptqExtraKeys, rules of every kind in their
-		// order.
+		// the other keys of gptqExtraKeys: quantize_config.json's rules of
+		// every kind in their order (config.json's block is sorted).
 		c.Dynamic, c.ModulesInBlockToQuantize = nil, nil
 		qcOut = &c
 		blockExtra, qcExtra, err := gptqExtraKeys(cfg, qsrc, c.Format())
@@ -573,6 +573,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block, qc map[string]any, err error) {
 	inConfig, _ := cfg.Raw["quantization_config"].(map[string]any)
 	var inFile map[string]any
+	var fileDynamic json.RawMessage
 	if filepath.Base(qsrc) != "config.json" {
 		b, err := os.ReadFile(qsrc)
 		if err != nil {
@@ -583,6 +584,14 @@ func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block
 		if err := d.Decode(&inFile); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", qsrc, err)
 		}
+		// GPTQModel's dynamic rules apply in file order (the first match
+		// decides): as raw JSON they keep it, where a map would sort them.
+		// (config.json's block is written sorted, as transformers does.)
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(b, &raw); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", qsrc, err)
+		}
+		fileDynamic = raw["dynamic"]
 	}
 	clean := func(m map[string]any, fileKeys bool) map[string]any {
 		out := maps.Clone(m)
@@ -596,13 +605,20 @@ func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block
 		}
 		return out
 	}
+	fileKeys := func() map[string]any {
+		out := clean(inFile, false)
+		if fileDynamic != nil {
+			out["dynamic"] = fileDynamic
+		}
+		return out
+	}
 	switch {
 	case inConfig != nil && inFile != nil:
-		return clean(inConfig, false), clean(inFile, false), nil
+		return clean(inConfig, false), fileKeys(), nil
 	case inConfig != nil:
 		return clean(inConfig, false), clean(inConfig, false), nil
 	default:
-		return clean(inFile, true), clean(inFile, false), nil
+		return clean(inFile, true), fileKeys(), nil
 	}
 }
 

@@ -448,3 +448,98 @@ func TestSkipModulesResume(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipModulesConvertKeepsRuleOrder: convert carries the dynamic rules
+// of the input's quantize_config.json in their file order. The first rule
+// that re.match matches decides (GPTQModel, vLLM): a "-:" rule ahead of a
+// "+:" rule that repeats the checkpoint's bits leaves layer 0's down_proj
+// unquantized; sorted (a JSON object's keys), the "+:" rule would come
+// first and say it is quantized, where it is stored as an fp16 weight.
+// (config.json is written with its keys sorted at every level, as
+// transformers writes it, rules included.)
+func TestSkipModulesConvertKeepsRuleOrder(t *testing.T) {
+	modelDir := fixture(t, "models/openchat-tiny")
+	dir := filepath.Join(t.TempDir(), "q")
+	_, err := publish.Quantize(context.Background(), publish.RunOptions{
+		ModelDir: modelDir, Out: dir, Branches: []publish.Branch{{Name: "rtn", Bits: 8, GroupSize: -1, Damp: 0.01}},
+		Sym: true, TrueSequential: true, RTN: true, Backend: cpu.New(0), SkipModules: []string{"model.layers.0.mlp.down_proj"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule := []byte(`"-:model\\.layers\\.0\\.mlp\\.down_proj$": {}`)
+	wantRules := []string{`-:model\.layers\.0\.mlp\.down_proj$`, `+:model\.layers\.0\.`}
+	for _, file := range []string{"quantize_config.json", "config.json"} {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, rule) {
+			t.Fatalf("%s has no rule %s:\n%s", file, rule, b)
+		}
+		b = bytes.Replace(b, rule, append(slices.Clone(rule), `, "+:model\\.layers\\.0\\.": {"bits": 8}`...), 1)
+		if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conv := filepath.Join(t.TempDir(), "v2")
+	convert(t, publish.ConvertOptions{In: dir, Out: conv, Format: gptq.FormatV2})
+	for _, d := range []string{dir, conv} {
+		qc, _, err := gptq.ReadQuantizeConfig(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s, err := qc.Skipped("model.layers.0.mlp.down_proj"); err != nil || !s {
+			t.Errorf("%s: Skipped(model.layers.0.mlp.down_proj) = %v, %v, want true", d, s, err)
+		}
+	}
+	qcb, err := os.ReadFile(filepath.Join(conv, "quantize_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgb, err := os.ReadFile(filepath.Join(conv, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgDoc struct {
+		QC json.RawMessage `json:"quantization_config"`
+	}
+	if err := json.Unmarshal(cfgb, &cfgDoc); err != nil {
+		t.Fatal(err)
+	}
+	for file, block := range map[string]json.RawMessage{"quantize_config.json": qcb, "config.json": cfgDoc.QC} {
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(block, &doc); err != nil {
+			t.Fatal(err)
+		}
+		d := json.NewDecoder(bytes.NewReader(doc["dynamic"]))
+		if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+			t.Fatalf("%s: dynamic %s", file, doc["dynamic"])
+		}
+		var rules []string
+		for d.More() {
+			k, _ := d.Token()
+			var v any
+			if err := d.Decode(&v); err != nil {
+				t.Fatal(err)
+			}
+			rules = append(rules, k.(string))
+		}
+		want := wantRules
+		if file == "config.json" {
+			want = slices.Sorted(slices.Values(wantRules))
+		}
+		if !slices.Equal(rules, want) {
+			t.Errorf("converted %s: dynamic rules %q, want %q", file, rules, want)
+		}
+	}
+	rep, err := verify.CheckFormat(conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rep.Checks {
+		if !c.OK {
+			t.Errorf("converted: format check %q failed: %s", c.Name, c.Detail)
+		}
+	}
+}
