@@ -72,7 +72,8 @@ type Params struct {
 	// before this many tokens are generated.
 	MinTokens int
 	// LogitBias (OpenAI's logit_bias) is added to the tokens' logits
-	// before the draw (after the penalties; not to log-probabilities).
+	// before the draw (before the penalties, vLLM's order; not to
+	// log-probabilities).
 	LogitBias map[int]float32
 	// Logprobs asks for each token's log-probability and TopLogprobs (≤ 20)
 	// alternatives, from the model's distribution before penalties.

@@ -10,7 +10,8 @@ import (
 type Options struct {
 	// Temperature divides the logits; 0 means greedy.
 	Temperature float64
-	// TopK keeps the K most likely tokens; 0 keeps all.
+	// TopK keeps the K most likely tokens and those tied with the K-th
+	// (runtime.SampleParams.TopK); 0 keeps all.
 	TopK int
 	// TopP keeps the smallest set of most likely tokens whose probability
 	// reaches TopP; 0 or >= 1 keeps all.
