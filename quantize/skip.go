@@ -26,12 +26,18 @@ var ErrSkip = errors.New("skip pattern")
 
 // SplitSkipList splits a comma-separated list of skip patterns; a comma
 // inside brackets, braces or parentheses (a regular expression's {1,2})
-// does not split.
+// does not split, and a backslash-escaped bracket (\( \[) opens nothing.
 func SplitSkipList(list string) []string {
 	var out []string
-	depth, start := 0, 0
+	depth, start, escaped := 0, 0, false
 	for i, c := range list {
+		if escaped {
+			escaped = false
+			continue
+		}
 		switch c {
+		case '\\':
+			escaped = true
 		case '(', '[', '{':
 			depth++
 		case ')', ']', '}':

@@ -16,6 +16,9 @@ func TestSplitSkipList(t *testing.T) {
 		{`re:x\.(1|2),y`, []string{`re:x\.(1|2)`, "y"}},
 		{`re:x\.[0-9]{1,2}\.y, z,`, []string{`re:x\.[0-9]{1,2}\.y`, " z"}},
 		{" , ", nil},
+		// An escaped bracket is a literal: it opens nothing.
+		{`re:x\(y,z`, []string{`re:x\(y`, "z"}},
+		{`re:x\[,y`, []string{`re:x\[`, "y"}},
 	} {
 		if got := quantize.SplitSkipList(tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("SplitSkipList(%q) = %q, want %q", tc.in, got, tc.want)
