@@ -15,6 +15,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -252,8 +253,48 @@ func TestSkipModules(t *testing.T) {
 					t.Fatalf("logit %d = %v", i, v)
 				}
 			}
+
+			// A skipped module kept in BF16 (as GPTQModel may keep a bf16
+			// model's) passes the format check; one in I32 fails it, named.
+			skippedAs(t, dir, skipped[0], safetensors.BF16)
+			if rep, err := verify.CheckFormat(dir); err != nil || !rep.OK {
+				t.Errorf("a BF16 skipped weight fails the format check: %v %+v", err, rep)
+			}
+			skippedAs(t, dir, skipped[0], safetensors.I32)
+			rep, err = verify.CheckFormat(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			named := false
+			for _, c := range rep.Checks {
+				named = named || (!c.OK && strings.Contains(c.Detail, skipped[0]+".weight: I32"))
+			}
+			if rep.OK || !named {
+				t.Errorf("an I32 skipped weight: format check OK %v, no failure naming %s.weight: %+v", rep.OK, skipped[0], rep.Checks)
+			}
 		})
 	}
+}
+
+// skippedAs rewrites module's fp16 .weight in dir's model.safetensors as
+// dt: BF16 (the values rounded) or any other type (the same bytes).
+func skippedAs(t *testing.T, dir, module string, dt safetensors.DType) {
+	t.Helper()
+	fixtures.RewriteTensors(t, dir, func(tt *safetensors.Tensor) bool {
+		if tt.Name != module+".weight" {
+			return true
+		}
+		if dt == safetensors.BF16 && tt.DType == safetensors.F16 {
+			f := make([]float32, len(tt.Data)/2)
+			half.F16BytesToF32(f, tt.Data)
+			half.F32ToBF16Bytes(tt.Data, f)
+		}
+		tt.DType = dt
+		if dt == safetensors.I32 {
+			tt.Shape = []int{tt.Shape[0], tt.Shape[1] / 2}
+		}
+		return true
+	})
 }
 
 // TestSkipModulesUniform: a skip that is the same module in every layer

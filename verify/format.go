@@ -348,20 +348,22 @@ func summarize(problems []string) string {
 	return buf.String()
 }
 
-// skippedProblem checks a Linear that the config leaves unquantized: its
-// weight in fp16 of shape [N, K], and none of the GPTQ tensors.
+// skippedProblem checks a Linear that the config leaves unquantized (its
+// dynamic key or modules_in_block_to_quantize): its weight of shape [N,
+// K] in a float type the loaders read (gptqtool writes F16; GPTQModel may
+// keep the model's BF16), and none of the GPTQ tensors.
 func skippedProblem(set *safetensors.Set, name string, K, N int) string {
 	for _, sfx := range []string{".qweight", ".qzeros", ".scales", ".g_idx"} {
 		if set.Has(name + sfx) {
-			return fmt.Sprintf("%s%s: the config's dynamic key leaves %s unquantized, yet it has GPTQ tensors", name, sfx, name)
+			return fmt.Sprintf("%s%s: the config leaves %s unquantized (dynamic or modules_in_block_to_quantize), yet it has GPTQ tensors", name, sfx, name)
 		}
 	}
 	t, err := set.Tensor(name + ".weight")
 	if err != nil {
-		return fmt.Sprintf("%s.weight: missing, and the config leaves %s unquantized", name, name)
+		return fmt.Sprintf("%s.weight: missing, and the config leaves %s unquantized (dynamic or modules_in_block_to_quantize)", name, name)
 	}
-	if t.DType != safetensors.F16 || !slices.Equal(t.Shape, []int{N, K}) {
-		return fmt.Sprintf("%s.weight: %s %v, want F16 [%d %d]", name, t.DType, t.Shape, N, K)
+	if (t.DType != safetensors.F16 && t.DType != safetensors.BF16 && t.DType != safetensors.F32) || !slices.Equal(t.Shape, []int{N, K}) {
+		return fmt.Sprintf("%s.weight: %s %v, want F16, BF16 or F32 [%d %d]", name, t.DType, t.Shape, N, K)
 	}
 	return ""
 }

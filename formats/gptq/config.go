@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // ErrNotQuantized is wrapped by ReadQuantizeConfig when a directory has no
@@ -65,9 +66,9 @@ type DynamicRule struct {
 // compile (Python-only syntax) is an error.
 func (c QuantizeConfig) Skipped(module string) (bool, error) {
 	for _, r := range c.Dynamic {
-		re, err := regexp.Compile(`^(?:` + r.Pattern + `)`) // re.match anchors at the start only
+		re, err := matchRule(r.Pattern)
 		if err != nil {
-			return false, fmt.Errorf("dynamic %q: %w", r.Pattern, err)
+			return false, err
 		}
 		if re.MatchString(module) {
 			if r.Skip {
@@ -87,6 +88,24 @@ func (c QuantizeConfig) Skipped(module string) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// ruleRegexps caches matchRule's compiled patterns: Skipped runs for
+// every module of every layer (the plan, the writer, verify).
+var ruleRegexps sync.Map // pattern -> *regexp.Regexp
+
+// matchRule compiles a dynamic rule's pattern as Python's re.match reads
+// it (anchored at the start only), once per pattern.
+func matchRule(pattern string) (*regexp.Regexp, error) {
+	if re, ok := ruleRegexps.Load(pattern); ok {
+		return re.(*regexp.Regexp), nil
+	}
+	re, err := regexp.Compile(`^(?:` + pattern + `)`)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic %q: %w", pattern, err)
+	}
+	ruleRegexps.Store(pattern, re)
+	return re, nil
 }
 
 // DefaultQuantizeConfig returns AutoGPTQ's BaseQuantizeConfig defaults
