@@ -48,8 +48,31 @@ func reMatch(t *testing.T, pattern, name string) bool {
 	return re.MatchString(name)
 }
 
-// dynamicOf reads the dynamic key of a config object in file order.
-func dynamicOf(t *testing.T, block json.RawMessage) []string {
+// quantizationConfigs returns the two config objects of checkpoint dir
+// that carry the quantization settings: quantize_config.json and
+// config.json's quantization_config, by file name.
+func quantizationConfigs(t *testing.T, dir string) map[string]json.RawMessage {
+	t.Helper()
+	qcb, err := os.ReadFile(filepath.Join(dir, "quantize_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgb, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfgDoc struct {
+		QC json.RawMessage `json:"quantization_config"`
+	}
+	if err := json.Unmarshal(cfgb, &cfgDoc); err != nil {
+		t.Fatal(err)
+	}
+	return map[string]json.RawMessage{"quantize_config.json": qcb, "config.json": cfgDoc.QC}
+}
+
+// dynamicOf reads the dynamic key of a config object in file order: its
+// patterns and, for each, its overrides.
+func dynamicOf(t *testing.T, block json.RawMessage) ([]string, []map[string]any) {
 	t.Helper()
 	var doc map[string]json.RawMessage
 	if err := json.Unmarshal(block, &doc); err != nil {
@@ -60,15 +83,16 @@ func dynamicOf(t *testing.T, block json.RawMessage) []string {
 		t.Fatalf("dynamic: %s", doc["dynamic"])
 	}
 	var keys []string
+	var vals []map[string]any
 	for d.More() {
 		k, _ := d.Token()
 		var v map[string]any
-		if err := d.Decode(&v); err != nil || len(v) != 0 {
-			t.Fatalf("dynamic %v: %v, want {}", k, v)
+		if err := d.Decode(&v); err != nil {
+			t.Fatalf("dynamic %v: %v", k, err)
 		}
-		keys = append(keys, k.(string))
+		keys, vals = append(keys, k.(string)), append(vals, v)
 	}
-	return keys
+	return keys, vals
 }
 
 // TestSkipModules quantizes openchat-tiny with and without skipSet, with
@@ -156,22 +180,14 @@ func TestSkipModules(t *testing.T) {
 				`-:model\.layers\.4\.self_attn\.(?:k_proj|qkv_proj)$`,
 				`-:model\.layers\.4\.self_attn\.(?:v_proj|qkv_proj)$`,
 			}
-			qcb, err := os.ReadFile(filepath.Join(dir, "quantize_config.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfgb, err := os.ReadFile(filepath.Join(dir, "config.json"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			var cfgDoc struct {
-				QC json.RawMessage `json:"quantization_config"`
-			}
-			if err := json.Unmarshal(cfgb, &cfgDoc); err != nil {
-				t.Fatal(err)
-			}
-			for file, block := range map[string]json.RawMessage{"quantize_config.json": qcb, "config.json": cfgDoc.QC} {
-				rules, wantRules := dynamicOf(t, block), wantRules
+			for file, block := range quantizationConfigs(t, dir) {
+				rules, overrides := dynamicOf(t, block)
+				for i, v := range overrides {
+					if len(v) != 0 {
+						t.Errorf("%s: dynamic %s: %v, want {}", file, rules[i], v)
+					}
+				}
+				wantRules := wantRules
 				if file == "config.json" {
 					// (config.json's keys are written sorted; the order of
 					// rules that all skip does not change what they match.)
@@ -314,25 +330,14 @@ func TestSkipModulesUniform(t *testing.T) {
 	want := [][]string{{"self_attn.k_proj", "self_attn.v_proj", "self_attn.q_proj"}, {"self_attn.o_proj"}, {"mlp.up_proj", "mlp.gate_proj"}}
 	check := func(dir string) {
 		t.Helper()
-		for _, file := range []string{"quantize_config.json", "config.json"} {
-			b, err := os.ReadFile(filepath.Join(dir, file))
-			if err != nil {
-				t.Fatal(err)
-			}
+		for file, block := range quantizationConfigs(t, dir) {
 			var doc struct {
 				MIB [][]string `json:"modules_in_block_to_quantize"`
-				QC  struct {
-					MIB [][]string `json:"modules_in_block_to_quantize"`
-				} `json:"quantization_config"`
 			}
-			if err := json.Unmarshal(b, &doc); err != nil {
+			if err := json.Unmarshal(block, &doc); err != nil {
 				t.Fatal(err)
 			}
-			got := doc.MIB
-			if file == "config.json" {
-				got = doc.QC.MIB
-			}
-			if !slices.EqualFunc(got, want, slices.Equal) {
+			if got := doc.MIB; !slices.EqualFunc(got, want, slices.Equal) {
 				t.Errorf("%s: modules_in_block_to_quantize %q, want %q", file, got, want)
 			}
 		}
@@ -534,38 +539,8 @@ func TestSkipModulesConvertKeepsRuleOrder(t *testing.T) {
 			t.Errorf("%s: Skipped(model.layers.0.mlp.down_proj) = %v, %v, want true", d, s, err)
 		}
 	}
-	qcb, err := os.ReadFile(filepath.Join(conv, "quantize_config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgb, err := os.ReadFile(filepath.Join(conv, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfgDoc struct {
-		QC json.RawMessage `json:"quantization_config"`
-	}
-	if err := json.Unmarshal(cfgb, &cfgDoc); err != nil {
-		t.Fatal(err)
-	}
-	for file, block := range map[string]json.RawMessage{"quantize_config.json": qcb, "config.json": cfgDoc.QC} {
-		var doc map[string]json.RawMessage
-		if err := json.Unmarshal(block, &doc); err != nil {
-			t.Fatal(err)
-		}
-		d := json.NewDecoder(bytes.NewReader(doc["dynamic"]))
-		if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
-			t.Fatalf("%s: dynamic %s", file, doc["dynamic"])
-		}
-		var rules []string
-		for d.More() {
-			k, _ := d.Token()
-			var v any
-			if err := d.Decode(&v); err != nil {
-				t.Fatal(err)
-			}
-			rules = append(rules, k.(string))
-		}
+	for file, block := range quantizationConfigs(t, conv) {
+		rules, _ := dynamicOf(t, block)
 		want := wantRules
 		if file == "config.json" {
 			want = slices.Sorted(slices.Values(wantRules))
