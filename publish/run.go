@@ -170,30 +170,26 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	return cfg, set, nil
 }
 
-// normalized is o as a run uses it: the checkpoint format defaulted, and
-// for round to nearest the dataset named as none and the branches without
-// act order (rtnBranches).
+// normalized is o as a run uses it: the checkpoint format defaulted, the
+// skip patterns trimmed and without empty entries (as a run records them;
+// nil when none), and for round to nearest the dataset named as none and
+// the branches without act order (rtnBranches).
 func (o RunOptions) normalized() RunOptions {
 	if o.Format == "" {
 		o.Format = gptq.FormatV1
 	}
+	var skip []string
+	for _, p := range o.SkipModules {
+		if p = strings.TrimSpace(p); p != "" {
+			skip = append(skip, p)
+		}
+	}
+	o.SkipModules = skip
 	if o.RTN {
 		o.DatasetName = "none (round to nearest)"
 		o.Branches = rtnBranches(o.Branches)
 	}
 	return o
-}
-
-// skipList is SkipModules as a run records it: trimmed, without empty
-// entries, nil when none.
-func (o RunOptions) skipList() []string {
-	var out []string
-	for _, p := range o.SkipModules {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // ResolveSkip resolves patterns (RunOptions.SkipModules) against the
@@ -244,7 +240,7 @@ func (o RunOptions) fingerprints(modelFP, samplesFP string, nsamples int) (branc
 			Solver, Activations, Dataset, BaseModel string
 			Skip                                    string `json:",omitempty"` // the patterns, comma-separated (absent from records of runs without it)
 		}{o.Version, br, o.Sym, o.TrueSequential, o.MSE, o.RTN, o.ReferenceGroups, o.Format, o.BlockSize, o.ChunkRows, o.SeqLen,
-			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir)), strings.Join(o.skipList(), ",")}
+			o.MaxShardBytes, solverName, o.Activations, o.DatasetName, filepath.Base(filepath.Clean(o.ModelDir)), strings.Join(o.SkipModules, ",")}
 		if o.Solver == nil {
 			opt.ChunkRows, opt.Activations = 0, "" // the reference driver reads neither
 		}
