@@ -191,32 +191,29 @@ func (s Skip) PartialFused() []string {
 // The patterns use only syntax that Python's re and Go's RE2 read alike.
 func (s Skip) Dynamic() []gptq.DynamicRule {
 	var out []gptq.DynamicRule
-	for _, name := range s.Names() {
-		rest := strings.TrimPrefix(name, "model.layers.")
-		idx, m, _ := strings.Cut(rest, ".")
-		var li int
-		fmt.Sscan(idx, &li)
-		alts := []string{m}
-		if g := fusedGroup(m); g != nil && len(s.filter(li, g)) == 0 {
-			for _, l := range model.Linears {
-				if l.Name == m {
-					alts = append(alts, l.Fused)
-				}
+	for li := range s.layers { // (the order of Names)
+		for _, l := range model.Linears {
+			if !s.Has(li, l.Name) {
+				continue
 			}
+			alts := []string{l.Name}
+			if l.Fused != "" && len(s.filter(li, fusedGroup(l.Name))) == 0 {
+				alts = append(alts, l.Fused)
+			}
+			// "self_attn.q_proj" and "self_attn.qkv_proj" share
+			// "self_attn.": the alternation is over what follows it.
+			dir, _, _ := strings.Cut(l.Name, ".")
+			var leaves []string
+			for _, a := range alts {
+				leaves = append(leaves, regexp.QuoteMeta(strings.TrimPrefix(a, dir+".")))
+			}
+			leaf := leaves[0]
+			if len(leaves) > 1 {
+				leaf = "(?:" + strings.Join(leaves, "|") + ")"
+			}
+			pat := regexp.QuoteMeta(model.LayerPrefix(li)+"."+dir+".") + leaf + "$"
+			out = append(out, gptq.DynamicRule{Pattern: pat, Skip: true})
 		}
-		// "self_attn.q_proj" and "self_attn.qkv_proj" share "self_attn.":
-		// the alternation is over what follows it.
-		dir, _, _ := strings.Cut(m, ".")
-		var leaves []string
-		for _, a := range alts {
-			leaves = append(leaves, regexp.QuoteMeta(strings.TrimPrefix(a, dir+".")))
-		}
-		leaf := leaves[0]
-		if len(leaves) > 1 {
-			leaf = "(?:" + strings.Join(leaves, "|") + ")"
-		}
-		pat := regexp.QuoteMeta(model.LayerPrefix(li)+"."+dir+".") + leaf + "$"
-		out = append(out, gptq.DynamicRule{Pattern: pat, Skip: true})
 	}
 	return out
 }
