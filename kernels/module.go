@@ -107,12 +107,12 @@ func WarpgroupPart(tiles int) int {
 // parts' naming compiles with the whole file.
 func ModuleOf(file, name string) Module {
 	if file == "qglu.cu" {
-		// qglu<bits>_w<warps>d<depth>[_n|_j]_<dtype>[+sz16]: one bit
-		// width, block shape and dtype a part (the kernel, its _n,
-		// normalizing x, and its _j, joined with the down product after it).
+		// qglu<bits>_w<warps>d<depth>[_n]_<dtype>[+sz16]: one bit
+		// width, block shape and dtype a part (the kernel and its _n,
+		// normalizing x).
 		sym := Symbol(name)
 		f := strings.Split(sym, "_")
-		if len(f) == 4 && (f[2] == "n" || f[2] == "j") {
+		if len(f) == 4 && f[2] == "n" {
 			f = []string{f[0], f[1], f[3]}
 		}
 		if len(f) != 3 || (f[0] != "qglu4" && f[0] != "qglu8") {

@@ -109,188 +109,6 @@ __device__ __forceinline__ void ql_chunk(const u32x4& w, const u32x4 (&bf)[BITS 
     }
 }
 
-// JN (the _j kernels, runtime/cuda GPTQTOOL_QGLU_JOIN): the down product
-// after this GLU product, in the same launch, so that its weights stream
-// into each block's ring as soon as the block has no pieces left, before
-// the GLU's rows are whole, instead of after a kernel boundary. Its plan
-// is the plain wide kernels' (qgemv.cu _p with QF_PARTS): slabs of QL_W
-// tiles (one a warp) by S splits of K along the blocks, block b slab
-// b % (N / (16·QL_W)) and split b / (N / (16·QL_W)) (blocks past the
-// S·slabs idle), each split's sums left in part [S][M][N] for the norm
-// kernel after it (rmsnorm_parts_*) to add up, as that kernel's product
-// would. A block arrives at the grid's counter bar as its pieces are
-// done (its outputs written), copies its ring's first turn of down's
-// weights and its split's scales, then waits until every block has
-// arrived: the counter's top bit flips then (block 0 adds 2^31 - (nb - 1),
-// the others 1), so that it needs no reset between launches. x, down's
-// input, is the GLU's output rows (out, [M][N/2] in down's input order,
-// which oslots gives), read through L2: other blocks wrote them.
-// QJ_NOBAR=1 (a probe, wrong outputs): no wait at the barrier, each block
-// streams down as its pieces end (the fifty-fifth session: 48.9 µs alone
-// for the 7B 8-bit MLP against 61.1 with the barrier and 52.1 for two
-// kernels).
-#ifndef QJ_NOBAR
-#define QJ_NOBAR 0
-#endif
-// QJ_B (probes, 0 by default: every kernel compiles to dd252e7's code,
-// NVRTC 12.4 hashed): pieces of b26fa8f's tagged join (reverted) added to
-// the joined kernel's code behind a launch flag no launch passes (1024),
-// so that they change how the kernel compiles and nothing it does: bit 0,
-// a tagged store of each output in the GLU's epilogue (the row loop is
-// then compiled once instead of twice); bit 1, the stores of rows M to 3;
-// bit 2, two shared words written after x's staging and at the block's
-// last take; bit 3, a tagged staging of down's x. With QJ_NOBAR=1 the
-// fifty-sixth session measured 416.7 / 417.1 tok/s at 8 bits for this
-// code and 365.7 / 365.8 for b26fa8f's: the bits bisect that gap.
-#ifndef QJ_B
-#define QJ_B 0
-#endif
-struct QJoin {
-    const u32* qw;   // down's codes, qgemv.cu's tiled layout (plain tile order)
-    const void* sz;  // its scales (szw, [G][N])
-    float* part;     // [S][M][N]
-    u32* bar;        // the grid's arrivals
-    int K, N, gs, S;
-};
-
-__device__ __forceinline__ u32 ql_acquire(const u32* p) {
-    u32 v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
-}
-
-// ql_down: JN's down product (see QJoin), by a block whose warps have
-// left the GLU's loop; ring0, the warp's ring (its lane's slot 0), and
-// x's space after the block's rings.
-template <int BITS, typename T>
-__device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 ring0, u64 pol, int flags) {
-    constexpr int SPC = BITS == 4 ? 4 : 2;
-    constexpr int KB = 16 * SPC;
-    constexpr float XS = qlxs<T>::v;
-    extern __shared__ u32x4 smem_l[];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const int nb = gridDim.x, nsl = jd.N / (16 * QL_W), CK = jd.K / KB, cps = CK / jd.S;
-    const int slab = blockIdx.x % nsl, y = blockIdx.x / nsl, c0 = y * cps, kb0 = c0 * KB, LDX = cps * KB + 8;
-    const bool work = y < jd.S;
-    const int nt = slab * QL_W + warp;
-    u16* xs = (u16*)((char*)smem_l + QL_W * QL_D * 512);  // [M][LDX]
-    // The warps' scales of the split's groups, [QL_W][ngs][16], after x
-    // (loaded at each group change a group ahead, they stalled the loop,
-    // whose ring is full as it starts).
-    const int ngs = cps * KB / jd.gs;
-    szw* scs = (szw*)((char*)xs + ((M * LDX * 2 + 15) & ~15)) + warp * ngs * 16;
-    __shared__ u32 arrived;
-    // The block's pieces are added up and written (each by the warp that
-    // ended it last, within the loop every warp has left); its rings and
-    // slots are free.
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        __threadfence();
-        arrived = atomicAdd(jd.bar, blockIdx.x == 0 ? 0x80000000u - (u32)(nb - 1) : 1u);
-    }
-    // The weights and scales are the model's: the ring's first turn and the
-    // split's scales before the wait.
-    const u32x4* src = (const u32x4*)jd.qw + ((i64)nt * CK + c0) * 32 + lane;
-    if (work) {
-        // (The scales in the commit group of the first chunk.)
-        constexpr int CPG = sizeof(szw);  // 16-byte copies a group's 16 columns
-        const int gi0 = kb0 / jd.gs;
-        for (int i = lane; i < ngs * CPG; i += 32)
-            cp_async16(smem_addr(scs + (i / CPG) * 16) + (i % CPG) * 16,
-                       (const char*)((const szw*)jd.sz + (i64)(gi0 + i / CPG) * jd.N + nt * 16) + (i % CPG) * 16);
-#pragma unroll
-        for (int i = 0; i < QL_D; i++) {
-            if (i < cps) cp_async16_pol(ring0 + i * 512, src + i * 32, pol);
-            asm volatile("cp.async.commit_group;");
-        }
-    }
-    if (threadIdx.x == 0 && !QJ_NOBAR) {
-        const u32 a = arrived;
-        while (((a ^ ql_acquire(jd.bar)) & 0x80000000u) == 0) {
-        }
-    }
-    __syncthreads();
-    if (!work) return;
-#if QJ_B & 8
-    if (flags & 1024) {
-        const int n2 = cps * KB / 2;
-        for (int e = threadIdx.x; e < M * n2; e += blockDim.x) {
-            const int m = e / n2, r = e - m * n2;
-            const u64* p = (const u64*)jd.bar + (i64)m * jd.K + kb0 + r * 2;
-            u64 a, b;
-            u32 ns = 32;
-            for (;;) {
-                asm volatile("ld.relaxed.gpu.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
-                if ((u32)(a >> 32) == 7u && (u32)(b >> 32) == 7u) break;
-                __nanosleep(ns);
-                ns = min(2 * ns, 512u);
-            }
-            *(u32*)(xs + m * LDX + r * 2) = ((u32)a & 0xffffu) | ((u32)b << 16);
-        }
-    } else {
-#endif
-    // x: this split's inputs of the GLU's rows, as fp16 times XS.
-    const int n8 = cps * KB / 8;
-    for (int e = threadIdx.x; e < M * n8; e += blockDim.x) {
-        const int m = e / n8, r = e - m * n8;
-        const int4 raw = __ldcg((const int4*)(h + (i64)m * jd.K + kb0 + r * 8));
-        u32x4 v = u32x4{(u32)raw.x, (u32)raw.y, (u32)raw.z, (u32)raw.w};
-        if constexpr (XS != 1.0f) {
-            float f[8];
-            unpack8<T>(v, f);
-#pragma unroll
-            for (int j = 0; j < 8; j++) f[j] *= XS;
-            v = pack8<f16>(f);
-        }
-        *(u32x4*)(xs + m * LDX + r * 8) = v;
-    }
-#if QJ_B & 8
-    }
-#endif
-    __syncthreads();
-    const u32 magic = 0x64006400u;
-    const u32 xk = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8);
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    float s0 = 0.0f, s1 = 0.0f;
-    u32 zz0 = 0, zz1 = 0, nz1 = 0;
-    const int glen = jd.gs / KB;
-    int left = 0, gj = 0;
-    for (int i0 = 0; i0 < cps; i0 += QL_D) {
-#pragma unroll
-        for (int u = 0; u < QL_D; u++) {
-            const int i = i0 + u;
-            if (i >= cps) break;
-            // The slot item i-1 was read from, with item i-1+QL_D.
-            cp_async16_if(ring0 + ((u + QL_D - 1) % QL_D) * 512, src + (i - 1 + QL_D) * 32, i > 0 && i - 1 + QL_D < cps, pol);
-            asm volatile("cp.async.commit_group;");
-            asm volatile("cp.async.wait_group %0;" ::"n"(QL_D - 1) : "memory");
-            const u32x4 w = lds128(ring0 + u * 512);
-            u32x4 bf[SPC / 2];
-#pragma unroll
-            for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + i * (KB * 2) + 64 * q);
-            if (left == 0) {
-                // A group starts: the last one's sums times its scales,
-                // then this one's scales.
-                acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
-                tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
-                sz_group<BITS>(scs[gj * 16 + g], scs[gj * 16 + g + 8], s0, s1, zz0, zz1, nz1);
-                gj++;
-                left = glen;
-            }
-            left--;
-            ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
-        }
-    }
-    acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
-    asm volatile("cp.async.wait_group 0;");
-    if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-        const int m = 2 * t + (e & 1);
-        if (m < M) jd.part[((i64)y * M + m) * jd.N + nt * 16 + g + (e >> 1) * 8] = acc[e] / XS;
-    }
-}
-
 // NRM (the _n kernels, runtime/cuda GPTQTOOL_QGLU_NORM): x's rows are the
 // input of an RMSNorm whose weight in the weight's sequential input order
 // is nw (FuseNorm's), normalized as they are staged. Every block stages
@@ -298,10 +116,10 @@ __device__ void ql_down(const QJoin& jd, const T* __restrict__ h, int M, u32 rin
 // its warps' sums added in warp order, and stages each value as the norm
 // kernel would have written it (rounded to T), so that no norm kernel runs
 // between the product before and this one.
-template <int BITS, typename T, bool NRM, bool JN = false>
+template <int BITS, typename T, bool NRM>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
                      const int* __restrict__ perm, const int* __restrict__ oslots, u32* ctr, int K, int N, int M, int gs,
-                     int flags, const T* __restrict__ nw, float eps, const QJoin jd = QJoin{}) {
+                     int flags, const T* __restrict__ nw, float eps) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr int QL_C = QL_IN / KB;        // chunks a warp a piece
@@ -320,9 +138,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     __shared__ volatile int list[QL_LIST];    // the block's pieces in order (QL_WAIT: not yet, QL_NONE: the end)
     __shared__ volatile int parr[QL_SLOTS];   // a slot's warps' arrivals, cumulative
     __shared__ volatile int psumd[QL_SLOTS];  // a slot's pieces added up, cumulative
-#if QJ_B & 4
-    __shared__ volatile u32 ql_jt[2];
-#endif
     // (Traced, runtime/cuda trace.go: marks 1 after the wait, 2 with x
     // staged, 3 as warp 0's loop ends; the record as thread 0 returns.)
     TRACE_BEGIN(9);
@@ -476,11 +291,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             put(m, v);
         }
     }
-#if QJ_B & 4
-    if constexpr (JN) {
-        if (threadIdx.x == 0) ql_jt[0] = 7;
-    }
-#endif
     __syncthreads();
     TRACE_MARK(2);
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
@@ -496,13 +306,7 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         if (ok && !taking) list[i + 1] = QL_NONE;
         if (!taking) {
             __threadfence();
-#if QJ_B & 4
-            const u32 done = atomicAdd(ctr + 1, 1u);
-            if constexpr (JN) ql_jt[1] = done;
-            if (done == (u32)(nb - 1)) {
-#else
             if (atomicAdd(ctr + 1, 1u) == (u32)(nb - 1)) {
-#endif
                 __threadfence();
                 ctr[0] = 0, ctr[1] = 0;
             }
@@ -601,25 +405,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                     const int oc = pc * 16 + c;
                     const T o = from_f32<T>(ql_silu(gv) * up);
                     out[(i64)m * (N / 2) + (oslots ? oslots[oc] : oc)] = o;
-#if QJ_B & 1
-                    if constexpr (JN) {
-                        if (flags & 1024) {
-                            const u64 wd = ((u64)7 << 32) | *(const u16*)&o;
-                            asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"((u64*)jd.bar + (i64)m * (N / 2) + (oslots ? oslots[oc] : oc)), "l"(wd) : "memory");
-                        }
-                    }
-#endif
                 }
             }
-#if QJ_B & 2
-            if constexpr (JN) {
-                if ((flags & 1024) && lane < 16) {
-                    const int oc = pc * 16 + c;
-                    for (int m = M; m < 4; m++)
-                        asm volatile("st.relaxed.gpu.u64 [%0], %1;" ::"l"((u64*)jd.bar + (i64)m * (N / 2) + (oslots ? oslots[oc] : oc)), "l"((u64)7 << 32) : "memory");
-                }
-            }
-#endif
             __syncwarp();
             if (lane == 0) {
                 __threadfence_block();
@@ -631,22 +418,15 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }
     TRACE_MARK(3);
     asm volatile("cp.async.wait_group 0;");
-    if constexpr (JN) {
-        if constexpr (sizeof(T) == 2) ql_down<BITS, T>(jd, out, M, ring0, pol, flags);
-        return;
-    }
     if (!(flags & (QF_EARLY | QF_LATE))) pdl_launch();
 }
 
 // qglu<bits>_w<QL_W>d<QL_D>_<dtype>: QL_W warps, one block an SM; the
-// same with _n before the dtype: normalizing x (NRM); with _j: the down
-// product after it in the same launch (JN).
+// same with _n before the dtype: normalizing x (NRM).
 #define QGLU_SYM2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_##NAME
 #define QGLU_SYM(BITS, W, D, NAME) QGLU_SYM2(BITS, W, D, NAME)
 #define QGLU_SYMN2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_n_##NAME
 #define QGLU_SYMN(BITS, W, D, NAME) QGLU_SYMN2(BITS, W, D, NAME)
-#define QGLU_SYMJ2(BITS, W, D, NAME) qglu##BITS##_w##W##d##D##_j_##NAME
-#define QGLU_SYMJ(BITS, W, D, NAME) QGLU_SYMJ2(BITS, W, D, NAME)
 #define QGLU(BITS, NAME, T)                                                                                         \
     extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYM(BITS, QL_W, QL_D, NAME)(                \
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
@@ -657,13 +437,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
         int K, int N, int M, int gs, int flags, const T* nw, float eps) {                                            \
         qglu<BITS, T, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nw, eps);                   \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLU_SYMJ(BITS, QL_W, QL_D, NAME)(               \
-        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
-        int K, int N, int M, int gs, int flags, const u32* dqw, const szw* dsz, float* part, u32* bar, int dK, \
-        int dN, int dgs, int dS) {                                                                                   \
-        qglu<BITS, T, false, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f,      \
-                                   QJoin{dqw, dsz, part, bar, dK, dN, dgs, dS});                                     \
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)

@@ -478,7 +478,7 @@ func New(o Options) (*Backend, error) {
 	// GPTQTOOL_QGLU_JOIN=N, measured slower on the H200, 7B shape, g128 act
 	// order, the fifty-fourth session: 512.6 / 361.7 tok/s at 4 / 8 bits
 	// against 565.8 / 401.2 at one row; the switch and its launch are
-	// removed, qglu.cu's _j kernels are left unlaunched.)
+	// removed, and so are qglu.cu's _j kernels (506a783 is the last commit with them).)
 	// GPTQTOOL_QGLU_NORM=N: decode steps of up to N rows have the pieces
 	// kernel normalize gate/up's input as it stages it, o_proj adding into
 	// the residual stream, and no norm kernel between (runtime.GLUNormer;
