@@ -28,11 +28,11 @@ type CardInfo struct {
 	Format gptq.Format
 	// Skipped lists the Linear modules left unquantized (fp16
 	// module.weight); Uniform says the same ones in every layer (written
-	// as modules_in_block_to_quantize too); Partial describes fused groups
-	// skipped in part (quantize.Skip.PartialFused), which vLLM cannot load.
+	// as modules_in_block_to_quantize too); Support is which loaders load
+	// them (gptq.SkipSupport).
 	Skipped []string
 	Uniform bool
-	Partial []string
+	Support []gptq.LoaderSupport
 }
 
 // modelID names the model in dir for a model card's base_model and a GGUF
@@ -103,8 +103,7 @@ func ModelCard(info CardInfo) []byte {
 }
 
 // skippedSection lists the modules left in 16-bit and which loaders load
-// a checkpoint with them (GPTQModel and vLLM read the dynamic key,
-// transformers/optimum only modules_in_block_to_quantize).
+// a checkpoint with them (info.Support).
 func skippedSection(b *strings.Builder, info CardInfo) {
 	fmt.Fprintf(b, "\n## Modules left unquantized\n\n%d Linear modules are stored in fp16 (`module.weight`), not GPTQ:\n\n", len(info.Skipped))
 	for _, n := range info.Skipped {
@@ -114,19 +113,14 @@ func skippedSection(b *strings.Builder, info CardInfo) {
 	if info.Uniform {
 		b.WriteString(" and, the same modules being skipped in every layer, optimum's `modules_in_block_to_quantize`")
 	}
-	b.WriteString(".\n\n")
-	b.WriteString("- GPTQModel: loads it (`dynamic`).\n")
-	if len(info.Partial) > 0 {
-		fmt.Fprintf(b, "- vLLM: cannot load it: it fuses q/k/v and gate/up into one weight, quantized or not as a whole, and here %s.\n", strings.Join(info.Partial, "; "))
-	} else {
-		b.WriteString("- vLLM (gptq, gptq_marlin): loads it (`dynamic`, matched against the fused qkv_proj/gate_up_proj names too).\n")
+	b.WriteString(". Which loaders load them (read in each loader's code):\n\n")
+	for _, l := range info.Support {
+		if l.OK {
+			fmt.Fprintf(b, "- %s: loads them (%s).\n", l.Loader, l.Reason)
+		} else {
+			fmt.Fprintf(b, "- %s: cannot load them: %s.\n", l.Loader, l.Reason)
+		}
 	}
-	if info.Uniform {
-		b.WriteString("- transformers/optimum: loads it (`modules_in_block_to_quantize`).\n")
-	} else {
-		b.WriteString("- transformers/optimum: cannot load it: they read no `dynamic` key and skip a module only in every layer alike (`modules_in_block_to_quantize`).\n")
-	}
-	b.WriteString("- AutoGPTQ: cannot load it: it reads neither key and expects every module quantized. ExLlama: not checked.\n")
 }
 
 // FormatSize renders bytes as the model cards do: GB (10^9) with two

@@ -132,13 +132,7 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 	if format == "" {
 		format = gptq.FormatV1
 	}
-	var shapes []gptq.LinearShape
-	for li := 0; li < min(cfg.NumHiddenLayers, 1); li++ {
-		for _, m := range model.LinearModules {
-			K, N, _ := model.LinearShape(cfg, m)
-			shapes = append(shapes, gptq.LinearShape{Name: model.LayerPrefix(li) + "." + m, K: K, N: N})
-		}
-	}
+	shapes := linearShapes(cfg, 1)
 	if o.RunOptions.SeqLen == 0 {
 		// The samples' length, as a complete checkpoint's card records it.
 		o.RunOptions.SeqLen = o.SeqLen
@@ -340,6 +334,19 @@ func checkFP16Range(t safetensors.Tensor) error {
 	}
 	return fmt.Errorf("%s: tensor %q (%s): %d values beyond fp16's range (±65504), the first %g at element %d: a GPTQ checkpoint holds its non-quantized tensors in fp16 (as AutoGPTQ writes them, and GPTQ loaders run fp16), where they would be ±Inf",
 		t.File, t.Name, t.DType, n, firstV, first)
+}
+
+// linearShapes lists the Linear modules of cfg's first layers (all of
+// them: cfg.NumHiddenLayers), named in full, for gptq.Loaders.
+func linearShapes(cfg *hfconfig.Config, layers int) []gptq.LinearShape {
+	var shapes []gptq.LinearShape
+	for li := range min(cfg.NumHiddenLayers, layers) {
+		for _, m := range model.LinearModules {
+			K, N, _ := model.LinearShape(cfg, m)
+			shapes = append(shapes, gptq.LinearShape{Name: model.LayerPrefix(li) + "." + m, K: K, N: N})
+		}
+	}
+	return shapes
 }
 
 // lostLoaders names the loaders that would load the branch with group

@@ -502,7 +502,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 				card := func(size int64) []byte {
 					return ModelCard(CardInfo{BaseModel: baseModel, Command: cp.Command(), Version: o.Version, Sym: o.Sym, Format: format,
 						Rows:    []CardRow{{Branch: br, Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: size, ExLlama: bs.ExLlama}},
-						Skipped: skip.Names(), Uniform: qc.ModulesInBlockToQuantize != nil, Partial: skip.PartialFused()})
+						Skipped: skip.Names(), Uniform: qc.ModulesInBlockToQuantize != nil, Support: gptq.SkipSupport(qc, linearShapes(cfg, cfg.NumHiddenLayers))})
 				}
 				size, err := cp.Commit(card)
 				if err != nil {
@@ -538,7 +538,8 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 			rows[i] = CardRow{Branch: o.Branches[i], Dataset: o.DatasetName, SeqLen: o.SeqLen, Bytes: b.SizeBytes, ExLlama: b.ExLlama}
 		}
 		card := ModelCard(CardInfo{BaseModel: baseModel, Rows: rows, Command: command, Version: o.Version, Sym: o.Sym, Format: format,
-			Skipped: skip.Names(), Uniform: skip.ModulesInBlock() != nil, Partial: skip.PartialFused()})
+			Skipped: skip.Names(), Uniform: skip.ModulesInBlock() != nil,
+			Support: gptq.SkipSupport(withSkip(gptq.DefaultQuantizeConfig(), skip), linearShapes(cfg, cfg.NumHiddenLayers))})
 		if err := writeFileAtomic(filepath.Join(o.Out, "README.md"), card); err != nil {
 			return nil, err
 		}
@@ -557,12 +558,7 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 
 // exllamaOK reports whether ExLlama (v1) loads the checkpoint (spec §3).
 func exllamaOK(qc gptq.QuantizeConfig, cfg *hfconfig.Config) bool {
-	var shapes []gptq.LinearShape
-	for _, m := range model.LinearModules {
-		K, N, _ := model.LinearShape(cfg, m)
-		shapes = append(shapes, gptq.LinearShape{Name: m, K: K, N: N})
-	}
-	for _, l := range gptq.Loaders(qc, shapes) {
+	for _, l := range gptq.Loaders(qc, linearShapes(cfg, cfg.NumHiddenLayers)) {
 		if strings.HasPrefix(l.Loader, "ExLlama v1") {
 			return l.OK
 		}

@@ -251,7 +251,7 @@ func TestSkipModules(t *testing.T) {
 					t.Errorf("model card does not list %s", n)
 				}
 			}
-			if !strings.Contains(string(card), "transformers/optimum: cannot load it") {
+			if !strings.Contains(string(card), "transformers/optimum: cannot load them") {
 				t.Errorf("model card does not say transformers cannot load a per-layer skip:\n%s", card)
 			}
 

@@ -174,15 +174,33 @@ var vllmFused = map[string][]string{
 	"gate_up_proj": {"gate_proj", "up_proj"},
 }
 
-// skipLoaders corrects out for a config that leaves modules of shapes
-// unquantized (QuantizeConfig.Skipped): GPTQModel and vLLM read the
-// dynamic key (vLLM also modules_in_block_to_quantize, but neither can
-// split a fused weight), transformers/optimum only
-// modules_in_block_to_quantize, AutoGPTQ neither; the others were not
-// checked.
-func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
+// exl2Fused is, for a module ExLlamaV2 (0.2.7: attn.py, mlp.py) runs in a
+// fused kernel, the module whose being quantized makes it build that
+// kernel: it asserts that q_proj's siblings are quantized with it (and
+// gate_proj with up_proj) and passes down_proj's GPTQ handle, which an
+// fp16 down_proj does not have. With the key module fp16 it runs each
+// Linear on its own, any of them fp16.
+var exl2Fused = map[string]string{
+	"k_proj": "q_proj", "v_proj": "q_proj", "o_proj": "q_proj",
+	"gate_proj": "up_proj", "down_proj": "up_proj",
+}
+
+// SkipSupport says, for a config that leaves modules of shapes unquantized
+// (QuantizeConfig.Skipped), whether each loader of LoaderNames (in that
+// order) loads them, as its code reads them; nil when none is skipped.
+// An OK entry's Reason says how:
+//   - GPTQModel and vLLM read the dynamic key (vLLM also
+//     modules_in_block_to_quantize), but vLLM cannot split a fused weight;
+//   - transformers/optimum read only modules_in_block_to_quantize;
+//   - AutoGPTQ, ExLlama v1 (Ex4bitLinear) and TGI want every module's
+//     qweight (TGI's gptq_marlin loader; its other GPTQ loader's skip
+//     branch, for modules_to_not_convert, calls its fallback unbound:
+//     db931fcf, layers/gptq/__init__.py);
+//   - ExLlamaV2 reads neither key but loads an fp16 module.weight wherever
+//     it finds one, except inside a fused kernel (exl2Fused).
+func SkipSupport(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
 	skipped := func(name string) bool { s, err := c.Skipped(name); return s || err != nil }
-	some, partial := false, ""
+	some, partial, exl2 := false, "", ""
 	for _, s := range shapes {
 		if !skipped(s.Name) {
 			continue
@@ -191,6 +209,13 @@ func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
 		dir, leaf := s.Name, ""
 		if i := strings.LastIndexByte(s.Name, '.'); i >= 0 {
 			dir, leaf = s.Name[:i+1], s.Name[i+1:]
+		}
+		if key, ok := exl2Fused[leaf]; ok && exl2 == "" && !skipped(dir+key) {
+			part := "attention"
+			if key == "up_proj" {
+				part = "MLP"
+			}
+			exl2 = fmt.Sprintf("%s%s unquantized but %s%s quantized: ExLlamaV2 then runs the layer's %s as one GPTQ kernel", dir, leaf, dir, key, part)
 		}
 		for fused, parts := range vllmFused {
 			if !slices.Contains(parts, leaf) {
@@ -204,30 +229,54 @@ func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
 		}
 	}
 	if !some {
-		return
+		return nil
 	}
-	for i := range out {
-		l := &out[i]
-		if !l.OK {
-			continue
-		}
-		switch l.Loader {
-		case LoaderNames[0]:
+	out := make([]LoaderSupport, len(LoaderNames))
+	for i, n := range LoaderNames {
+		l := LoaderSupport{Loader: n, OK: true}
+		switch i {
+		case 0:
 			if c.ModulesInBlockToQuantize == nil {
-				l.OK, l.Reason = false, "modules left unquantized: reads no dynamic key, only modules_in_block_to_quantize (the same modules in every layer)"
+				l.OK, l.Reason = false, "reads no dynamic key, and modules_in_block_to_quantize skips a module only in every layer alike"
+			} else {
+				l.Reason = "modules_in_block_to_quantize"
 			}
-		case LoaderNames[1]:
-			l.OK, l.Reason = false, "modules left unquantized: reads no dynamic key, expects every module quantized"
-		case LoaderNames[2]:
-			l.Reason += "; dynamic skips"
-		case LoaderNames[5], LoaderNames[6]:
+		case 1:
+			l.OK, l.Reason = false, "reads neither the dynamic key nor modules_in_block_to_quantize, and wants every module quantized"
+		case 2:
+			l.Reason = "reads the dynamic key"
+		case 3:
+			l.OK, l.Reason = false, "reads no dynamic key, and wants every module's qweight"
+		case 4:
+			if exl2 != "" {
+				l.OK, l.Reason = false, exl2
+			} else {
+				l.Reason = "loads each unquantized module's fp16 weight"
+			}
+		case 5, 6:
 			if partial != "" {
 				l.OK, l.Reason = false, partial
 			} else {
-				l.Reason += "; dynamic skips"
+				l.Reason = "reads the dynamic key, its rules matched against the fused qkv_proj/gate_up_proj names too"
 			}
+		case 7:
+			l.OK, l.Reason = false, "reads no dynamic key, and wants every module's qweight"
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// skipLoaders corrects out (Loaders' entries) with SkipSupport.
+func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
+	for i, s := range SkipSupport(c, shapes) {
+		l := &out[i]
+		switch {
+		case !l.OK:
+		case !s.OK:
+			l.OK, l.Reason = false, "modules left unquantized: "+s.Reason
 		default:
-			l.Reason += "; modules left unquantized: not checked"
+			l.Reason += "; " + s.Reason
 		}
 	}
 }

@@ -59,3 +59,54 @@ func TestDynamicSkip(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipLoadersExLlamaTGI: ExLlamaV2 loads fp16 modules except inside the
+// attention or MLP it runs as one GPTQ kernel (q_proj, up_proj quantized);
+// TGI wants every module's qweight.
+func TestSkipLoadersExLlamaTGI(t *testing.T) {
+	var shapes []LinearShape
+	for _, m := range []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"} {
+		shapes = append(shapes, LinearShape{Name: "model.layers.0." + m, K: 256, N: 256})
+	}
+	for _, tc := range []struct {
+		skip   []string
+		exl2   bool
+		reason string // in ExLlamaV2's reason
+	}{
+		{[]string{"mlp.down_proj"}, false, "model.layers.0.mlp.down_proj unquantized but model.layers.0.mlp.up_proj quantized: ExLlamaV2 then runs the layer's MLP"},
+		{[]string{"mlp.gate_proj"}, false, "layer's MLP"},
+		{[]string{"self_attn.o_proj"}, false, "model.layers.0.self_attn.o_proj unquantized but model.layers.0.self_attn.q_proj quantized: ExLlamaV2 then runs the layer's attention"},
+		{[]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, true, "fp16"},
+		{[]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}, true, "fp16"},
+		{[]string{"mlp.gate_proj", "mlp.up_proj"}, true, "fp16"},
+		{[]string{"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}, true, "fp16"},
+	} {
+		dyn := ""
+		for i, m := range tc.skip {
+			if i > 0 {
+				dyn += ", "
+			}
+			dyn += `"-:^model\\.layers\\.0\\.` + strings.ReplaceAll(m, ".", `\\.`) + `$": {}`
+		}
+		c, err := ParseQuantizeConfig([]byte(`{"bits": 4, "group_size": 128, "sym": true, "dynamic": {`+dyn+`}}`), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range Loaders(*c, shapes) {
+			switch l.Loader {
+			case "ExLlamaV2":
+				if l.OK != tc.exl2 || !strings.Contains(l.Reason, tc.reason) {
+					t.Errorf("skip %v: ExLlamaV2 %v (%s), want %v with %q", tc.skip, l.OK, l.Reason, tc.exl2, tc.reason)
+				}
+			case "TGI":
+				if l.OK {
+					t.Errorf("skip %v: TGI loads it: %s", tc.skip, l.Reason)
+				}
+			case "GPTQModel":
+				if !l.OK {
+					t.Errorf("skip %v: GPTQModel: %s", tc.skip, l.Reason)
+				}
+			}
+		}
+	}
+}
