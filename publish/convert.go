@@ -938,11 +938,16 @@ func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, ov
 	return nil, fmt.Errorf("tensor %q: cannot write dtype %s", name, dt)
 }
 
+// GGUFTypes lists what --gguf takes: a tensor type for every weight, or
+// one of llama-quantize's mixes (gguf.Mixes).
+const GGUFTypes = "f32, f16, bf16, q8_0, q4_k, q5_k, q6_k, q4_k_s, q4_k_m, q5_k_s or q5_k_m"
+
 // convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
 func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
 	typ, err := gguf.ParseTensorType(o.GGUF)
-	if err != nil {
-		return nil, fmt.Errorf("convert: --gguf: %w (want f32, f16, bf16, q8_0 or q4_k)", err)
+	mix, isMix := gguf.ParseMix(o.GGUF)
+	if err != nil && !isMix {
+		return nil, fmt.Errorf("convert: --gguf: %w (want %s)", err, GGUFTypes)
 	}
 	// A GGUF file is named *.gguf, which is also what --force checks
 	// before it replaces one: a file written under another name could not
@@ -1003,6 +1008,9 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	}
 	_, name := modelID(o.In)
 	opts := gguf.ConvertOptions{Type: typ, Name: name, AllowOverflow: o.AllowOverflow}
+	if err != nil {
+		opts.Type, opts.Mix = 0, mix
+	}
 	// With tokenizer.model, the tokens, scores and types are those that
 	// llama.cpp's converter writes (SentencePiece scores, its typing of
 	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.

@@ -39,8 +39,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
   with a config without quantization_config.
   --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
-  types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0 or q4_k (rows
-  that are not whole blocks fall back, and are listed); GPTQ weights are dequantized first.
+  types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0, q4_k, q5_k or
+  q6_k, or in one of llama-quantize's mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m (the output weight
+  in q6_k, and for q4_k_s and the _m mixes some layers' attn_v and ffn_down in more bits, as
+  llama.cpp picks them); rows that are not whole blocks fall back, and are listed. GPTQ
+  weights are dequantized first.
   F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,9 +64,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				return usageError{fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)}
 			}
 			switch strings.ToLower(o.GGUF) {
-			case "", "f32", "f16", "bf16", "q8_0", "q4_k":
+			case "", "f32", "f16", "bf16", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m":
 			default:
-				return usageError{fmt.Errorf("--gguf %q: want f32, f16, bf16, q8_0 or q4_k", o.GGUF)}
+				return usageError{fmt.Errorf("--gguf %q: want %s", o.GGUF, publish.GGUFTypes)}
 			}
 			if err := o.CheckFlags(); err != nil {
 				return usageError{err}
@@ -109,7 +112,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
-	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0 or q4_k (GPTQ weights dequantized, then requantized)")
+	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0, q4_k, q5_k, q6_k or a llama-quantize mix q4_k_s, q4_k_m, q5_k_s, q5_k_m (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd

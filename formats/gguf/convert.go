@@ -67,12 +67,18 @@ func FromWeights(w Weights) TensorFunc {
 // ConvertOptions configures a conversion.
 type ConvertOptions struct {
 	// Type is the tensor type of the 2-D weights: TypeF32 (the zero
-	// value), TypeF16, TypeBF16, TypeQ8_0 or TypeQ4_K. 1-D tensors (the RMSNorm weights)
-	// are always F32. A weight whose rows (the input dimension) are not a
-	// multiple of the type's block size falls back, as llama.cpp's
-	// quantizer does: Q4_K to Q8_0, and Q8_0 (or Q4_K when Q8_0 does not
-	// fit either) to F16; ConvertResult.Fallbacks lists them.
+	// value), TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K, TypeQ5_K or TypeQ6_K.
+	// 1-D tensors (the RMSNorm weights) are always F32. A weight whose rows
+	// (the input dimension) are not a multiple of the type's block size
+	// falls back, as llama.cpp's quantizer does: the K types to Q8_0
+	// (llama.cpp takes Q5_0 and Q5_1 for Q4_K and Q5_K, which this package
+	// does not write), and Q8_0 (or a K type when Q8_0 does not fit
+	// either) to F16; ConvertResult.Fallbacks lists them.
 	Type TensorType
+	// Mix, when its Name is set, is one of llama-quantize's mixes (Mixes):
+	// it picks each 2-D weight's type, and general.file_type, in place of
+	// Type. Fallbacks apply as for Type.
+	Mix Mix
 	// Name is general.name. Default: the base name of the directory holding
 	// the config.json (cfg.File), or "model" when cfg.File is empty.
 	Name string
@@ -146,8 +152,11 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		return nil, err
 	}
 	fileType, ok := fileTypes[opts.Type]
+	if opts.Mix.Name != "" {
+		fileType, ok = opts.Mix.FileType, true
+	}
 	if !ok {
-		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0 or Q4_K", opts.Type)
+		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K", opts.Type)
 	}
 	res := &ConvertResult{Path: path, FileType: fileType}
 	specs := tensorSpecs(cfg)
@@ -155,8 +164,12 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	for i, s := range specs {
 		typ := TypeF32
 		if len(s.shape) == 2 {
+			want := opts.Type
+			if opts.Mix.Name != "" {
+				want = opts.Mix.typeOf(s.name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings)
+			}
 			var fb *Fallback
-			typ, fb = weightType(opts.Type, s)
+			typ, fb = weightType(want, s)
 			if fb != nil {
 				res.Fallbacks = append(res.Fallbacks, *fb)
 			}
@@ -234,13 +247,16 @@ func clampF16(vals []float32) ([]float32, int) {
 }
 
 // fileTypes maps the requested type to general.file_type (llama.h
-// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_K_S (uniform
-// Q4_K, as opposed to Q4_K_M's Q6_K mix), MOSTLY_BF16.
+// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_K_S and
+// MOSTLY_Q5_K_S (for uniform Q4_K and Q5_K, where llama.cpp's _S mixes
+// keep a few weights in more bits: Mixes), MOSTLY_Q6_K, MOSTLY_BF16.
 var fileTypes = map[TensorType]uint32{
 	TypeF32:  0,
 	TypeF16:  1,
 	TypeQ8_0: 7,
 	TypeQ4_K: 14,
+	TypeQ5_K: 16,
+	TypeQ6_K: 18,
 	TypeBF16: 32,
 }
 
@@ -340,7 +356,7 @@ func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 		return want, nil
 	}
 	got := TypeF16
-	if want == TypeQ4_K && row%QK8_0 == 0 {
+	if want.BlockSize() == QK_K && row%QK8_0 == 0 {
 		got = TypeQ8_0
 	}
 	return got, &Fallback{

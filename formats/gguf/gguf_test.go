@@ -199,7 +199,7 @@ func TestRoundTrip(t *testing.T) {
 		{TensorInfo{Name: "q4_k", Shape: []int{2, 512}, Type: TypeQ4_K}, x, nil},
 		{TensorInfo{Name: "empty", Shape: []int{0, 32}, Type: TypeQ8_0}, []float32{}, nil},
 		{TensorInfo{Name: "i32", Shape: []int{1, 1, 1, 5}, Type: TypeI32}, nil, make([]byte, 20)},
-		{TensorInfo{Name: "q6_k", Shape: []int{256}, Type: TypeQ6_K}, nil, bytes.Repeat([]byte{7}, 210)},
+		{TensorInfo{Name: "q3_k", Shape: []int{256}, Type: TypeQ3_K}, nil, bytes.Repeat([]byte{7}, 110)},
 	}
 	for _, align := range []uint32{0, 8, 64, 4096} {
 		name := "default"

@@ -11,8 +11,9 @@ import (
 )
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
-// (round to nearest even) element by element, Q8_0 and Q4_K block by block
-// with QuantizeQ8_0 and QuantizeQ4_K. len(src) must be a multiple of the
+// (round to nearest even) element by element, Q8_0, Q4_K, Q5_K and Q6_K
+// block by block with QuantizeQ8_0, QuantizeQ4_K, QuantizeQ5_K and
+// QuantizeQ6_K. len(src) must be a multiple of the
 // type's block size; since blocks never straddle rows, a whole tensor can
 // be encoded in one call. Large inputs are split across GOMAXPROCS
 // goroutines; the result does not depend on the split.
@@ -42,13 +43,17 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			QuantizeQ8_0(d, s)
 		case TypeQ4_K:
 			QuantizeQ4_K(d, s)
+		case TypeQ5_K:
+			QuantizeQ5_K(d, s)
+		case TypeQ6_K:
+			QuantizeQ6_K(d, s)
 		}
 	})
 	return dst, nil
 }
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q8_0,
-// Q4_K) to float32. Other types give an error wrapping ErrUnsupportedType.
+// Q4_K, Q5_K, Q6_K) to float32. Other types give an error wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
@@ -77,6 +82,10 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			DequantizeQ8_0(d, s)
 		case TypeQ4_K:
 			DequantizeQ4_K(d, s)
+		case TypeQ5_K:
+			DequantizeQ5_K(d, s)
+		case TypeQ6_K:
+			DequantizeQ6_K(d, s)
 		}
 	})
 	return dst, nil
@@ -86,7 +95,7 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 // goroutine: Q4_K's scale search costs about a microsecond per block.
 func grainFor(t TensorType) int {
 	switch t {
-	case TypeQ4_K:
+	case TypeQ4_K, TypeQ5_K, TypeQ6_K:
 		return 64
 	case TypeQ8_0:
 		return 1 << 11
@@ -237,69 +246,10 @@ func QuantizeQ4_K(dst []byte, src []float32) {
 	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesQ4_K {
 		panic(fmt.Sprintf("gguf: QuantizeQ4_K: %d values into %d bytes", len(src), len(dst)))
 	}
-	var (
-		L       [QK_K]uint8
-		laux    [32]uint8
-		weights [32]float32
-		mins    [QK_K / 32]float32
-		scales  [QK_K / 32]float32
-	)
+	var k kQuantizer
 	for b := 0; b < len(src)/QK_K; b++ {
-		x := src[b*QK_K : (b+1)*QK_K]
 		y := dst[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
-		clear(y)
-		var maxScale, maxMin float32
-		for j := range QK_K / 32 {
-			xs := x[32*j : 32*j+32]
-			var sumX2 float32
-			for _, v := range xs {
-				sumX2 += float32(v * v)
-			}
-			avX := float32(math.Sqrt(float64(sumX2 / 32)))
-			for l, v := range xs {
-				weights[l] = avX + abs32(v)
-			}
-			scales[j], mins[j] = makeQKX2Quants(15, xs, weights[:], L[32*j:32*j+32], laux[:], -1, 0.1, 20)
-			maxScale = max(maxScale, scales[j])
-			maxMin = max(maxMin, mins[j])
-		}
-		var invScale, invMin float32
-		if maxScale > 0 {
-			invScale = 63 / maxScale
-		}
-		if maxMin > 0 {
-			invMin = 63 / maxMin
-		}
-		s := y[q4kScales:q4kQS]
-		for j := range QK_K / 32 {
-			// uint8 of a negative int wraps, then min clamps: as the C
-			// reference's uint8_t assignment followed by MIN(63, ·).
-			ls := min(uint8(nearestInt(invScale*scales[j])), 63)
-			lm := min(uint8(nearestInt(invMin*mins[j])), 63)
-			if j < 4 {
-				s[j] = ls
-				s[j+4] = lm
-			} else {
-				s[j+4] = ls&0xF | (lm&0xF)<<4
-				s[j-4] |= (ls >> 4) << 6
-				s[j] |= (lm >> 4) << 6
-			}
-		}
-		dBits, dminBits := half.F32ToF16(maxScale/63), half.F32ToF16(maxMin/63)
-		binary.LittleEndian.PutUint16(y[0:], dBits)
-		binary.LittleEndian.PutUint16(y[2:], dminBits)
-		d, dmin := half.F16ToF32(dBits), half.F16ToF32(dminBits)
-		for j := range QK_K / 32 {
-			sc, m := scaleMinK4(j, s)
-			dj := d * float32(sc)
-			if dj == 0 {
-				continue // keep the search's levels, as the reference does
-			}
-			dm := dmin * float32(m)
-			for i := range 32 {
-				L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dj), 0, 15))
-			}
-		}
+		L := k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 15, -1, 20)
 		qs := y[q4kQS:]
 		for c := range 4 {
 			for l := range 32 {
@@ -307,6 +257,306 @@ func QuantizeQ4_K(dst []byte, src []float32) {
 			}
 		}
 	}
+}
+
+// kQuantizer holds the scratch of Q4_K's and Q5_K's common part.
+type kQuantizer struct {
+	L       [QK_K]uint8
+	laux    [32]uint8
+	weights [32]float32
+	mins    [QK_K / 32]float32
+	scales  [QK_K / 32]float32
+}
+
+// superBlock quantizes the 256 values x to levels in [0, nmax] with
+// Q4_K's scheme (steps 1–3 of QuantizeQ4_K; makeQKX2Quants searching
+// nstep+1 scales from rmin): it writes d, dmin and the packed 6-bit scales
+// and mins into y (clearing the rest of y) and returns the levels.
+func (k *kQuantizer) superBlock(y []byte, x []float32, nmax int, rmin float32, nstep int) *[QK_K]uint8 {
+	clear(y)
+	L := &k.L
+	var maxScale, maxMin float32
+	for j := range QK_K / 32 {
+		xs := x[32*j : 32*j+32]
+		var sumX2 float32
+		for _, v := range xs {
+			sumX2 += float32(v * v)
+		}
+		avX := float32(math.Sqrt(float64(sumX2 / 32)))
+		for l, v := range xs {
+			k.weights[l] = avX + abs32(v)
+		}
+		k.scales[j], k.mins[j] = makeQKX2Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], rmin, 0.1, nstep)
+		maxScale = max(maxScale, k.scales[j])
+		maxMin = max(maxMin, k.mins[j])
+	}
+	var invScale, invMin float32
+	if maxScale > 0 {
+		invScale = 63 / maxScale
+	}
+	if maxMin > 0 {
+		invMin = 63 / maxMin
+	}
+	s := y[q4kScales:q4kQS]
+	for j := range QK_K / 32 {
+		// uint8 of a negative int wraps, then min clamps: as the C
+		// reference's uint8_t assignment followed by MIN(63, ·).
+		ls := min(uint8(nearestInt(invScale*k.scales[j])), 63)
+		lm := min(uint8(nearestInt(invMin*k.mins[j])), 63)
+		if j < 4 {
+			s[j] = ls
+			s[j+4] = lm
+		} else {
+			s[j+4] = ls&0xF | (lm&0xF)<<4
+			s[j-4] |= (ls >> 4) << 6
+			s[j] |= (lm >> 4) << 6
+		}
+	}
+	dBits, dminBits := half.F32ToF16(maxScale/63), half.F32ToF16(maxMin/63)
+	binary.LittleEndian.PutUint16(y[0:], dBits)
+	binary.LittleEndian.PutUint16(y[2:], dminBits)
+	d, dmin := half.F16ToF32(dBits), half.F16ToF32(dminBits)
+	for j := range QK_K / 32 {
+		sc, m := scaleMinK4(j, s)
+		dj := d * float32(sc)
+		if dj == 0 {
+			continue // keep the search's levels, as the reference does
+		}
+		dm := dmin * float32(m)
+		for i := range 32 {
+			L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dj), 0, nmax))
+		}
+	}
+	return L
+}
+
+// Q5_K block layout (ggml-common.h block_q5_K), 176 bytes per 256 values:
+//
+//	bytes [0, 16)    d, dmin and the scales and mins as in Q4_K
+//	bytes [16, 48)   qh: the quants' fifth bits; value 64c+l (l < 32) has
+//	                 it in bit 2c of qh[l], value 64c+32+l in bit 2c+1
+//	bytes [48, 176)  qs: the low 4 bits, as Q4_K's qs
+//
+// Sub-block j decodes as x = d·sc_j·q − dmin·m_j with q in [0, 31].
+const (
+	q5kQH = 16
+	q5kQS = 48
+)
+
+// DequantizeQ5_K expands Q5_K super-blocks (ggml dequantize_row_q5_K). It
+// panics if the lengths do not match.
+func DequantizeQ5_K(dst []float32, src []byte) {
+	if len(dst)%QK_K != 0 || len(src) != len(dst)/QK_K*BlockBytesQ5_K {
+		panic(fmt.Sprintf("gguf: DequantizeQ5_K: %d bytes into %d values", len(src), len(dst)))
+	}
+	for b := 0; b < len(dst)/QK_K; b++ {
+		blk := src[b*BlockBytesQ5_K : (b+1)*BlockBytesQ5_K]
+		y := dst[b*QK_K : (b+1)*QK_K]
+		d := half.F16ToF32(binary.LittleEndian.Uint16(blk[0:]))
+		dmin := half.F16ToF32(binary.LittleEndian.Uint16(blk[2:]))
+		scales, qh, qs := blk[q4kScales:q5kQH], blk[q5kQH:q5kQS], blk[q5kQS:]
+		for c := range 4 {
+			sc1, m1 := scaleMinK4(2*c, scales)
+			sc2, m2 := scaleMinK4(2*c+1, scales)
+			d1, min1 := d*float32(sc1), dmin*float32(m1)
+			d2, min2 := d*float32(sc2), dmin*float32(m2)
+			q := qs[32*c : 32*c+32]
+			for l := range 32 {
+				lo := q[l]&0xF | (qh[l]>>(2*c)&1)<<4
+				hi := q[l]>>4 | (qh[l]>>(2*c+1)&1)<<4
+				y[64*c+l] = float32(d1*float32(lo)) - min1
+				y[64*c+32+l] = float32(d2*float32(hi)) - min2
+			}
+		}
+	}
+}
+
+// QuantizeQ5_K quantizes src (a multiple of 256 values) into Q5_K
+// super-blocks in dst (176 bytes per 256 values), following ggml's
+// reference quantizer quantize_row_q5_K_ref: QuantizeQ4_K's three steps
+// with 5-bit levels (the search: 16 candidate scales from 31 − 0.5 over
+// max−min). It panics if the lengths do not match.
+func QuantizeQ5_K(dst []byte, src []float32) {
+	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesQ5_K {
+		panic(fmt.Sprintf("gguf: QuantizeQ5_K: %d values into %d bytes", len(src), len(dst)))
+	}
+	var k kQuantizer
+	for b := 0; b < len(src)/QK_K; b++ {
+		y := dst[b*BlockBytesQ5_K : (b+1)*BlockBytesQ5_K]
+		L := k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 31, -0.5, 15)
+		qh, qs := y[q5kQH:q5kQS], y[q5kQS:]
+		for c := range 4 {
+			for l := range 32 {
+				lo, hi := L[64*c+l], L[64*c+32+l]
+				qs[32*c+l] = lo&0xF | (hi&0xF)<<4
+				qh[l] |= (lo>>4)<<(2*c) | (hi>>4)<<(2*c+1)
+			}
+		}
+	}
+}
+
+// Q6_K block layout (ggml-common.h block_q6_K), 210 bytes per 256 values:
+//
+//	bytes [0, 128)    ql: low 4 bits; in half h (values 128h .. 128h+127),
+//	                  value 128h+32i+l (i < 4, l < 32) is in the low (i < 2)
+//	                  or high (i >= 2) nibble of ql[64h + 32(i%2) + l]
+//	bytes [128, 192)  qh: high 2 bits, of that value in bits 2i, 2i+1 of
+//	                  qh[32h + l]
+//	bytes [192, 208)  scales: 16 int8, one per 16 values
+//	bytes [208, 210)  d: fp16
+//
+// A value decodes as x = d·scale·(q − 32) with q in [0, 63].
+const (
+	q6kQH     = 128
+	q6kScales = 192
+	q6kD      = 208
+)
+
+// DequantizeQ6_K expands Q6_K super-blocks (ggml dequantize_row_q6_K). It
+// panics if the lengths do not match.
+func DequantizeQ6_K(dst []float32, src []byte) {
+	if len(dst)%QK_K != 0 || len(src) != len(dst)/QK_K*BlockBytesQ6_K {
+		panic(fmt.Sprintf("gguf: DequantizeQ6_K: %d bytes into %d values", len(src), len(dst)))
+	}
+	for b := 0; b < len(dst)/QK_K; b++ {
+		blk := src[b*BlockBytesQ6_K : (b+1)*BlockBytesQ6_K]
+		y := dst[b*QK_K : (b+1)*QK_K]
+		d := half.F16ToF32(binary.LittleEndian.Uint16(blk[q6kD:]))
+		for h := range 2 {
+			ql, qh := blk[64*h:64*h+64], blk[q6kQH+32*h:q6kQH+32*h+32]
+			sc := blk[q6kScales+8*h : q6kScales+8*h+8]
+			for l := range 32 {
+				for i := range 4 {
+					q := ql[32*(i%2)+l] >> (4 * (i / 2)) & 0xF
+					q |= (qh[l] >> (2 * i) & 3) << 4
+					y[128*h+32*i+l] = float32(d*float32(int8(sc[l/16+2*i]))) * float32(int(q)-32)
+				}
+			}
+		}
+	}
+}
+
+// QuantizeQ6_K quantizes src (a multiple of 256 values) into Q6_K
+// super-blocks in dst (210 bytes per 256 values), following ggml's
+// reference quantizer quantize_row_q6_K_ref:
+//
+//  1. For each sub-block of 16 values, a symmetric scale from makeQXQuants
+//     (levels −32..31, weighted by x², 19 candidate scales).
+//  2. The scales are quantized to int8 against d = −max/128, max the scale
+//     of largest magnitude (with its sign), stored as fp16.
+//  3. Every value is requantized against its sub-block's decoded scale:
+//     q = clamp(round(x/(d·sc_j)), −32, 31) + 32.
+//
+// A super-block whose scales are all below 1e-15 is written as zeros. It
+// panics if the lengths do not match.
+func QuantizeQ6_K(dst []byte, src []float32) {
+	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesQ6_K {
+		panic(fmt.Sprintf("gguf: QuantizeQ6_K: %d values into %d bytes", len(src), len(dst)))
+	}
+	var (
+		L      [QK_K]uint8
+		scales [QK_K / 16]float32
+	)
+	for b := 0; b < len(src)/QK_K; b++ {
+		x := src[b*QK_K : (b+1)*QK_K]
+		y := dst[b*BlockBytesQ6_K : (b+1)*BlockBytesQ6_K]
+		clear(y)
+		var maxScale, maxAbs float32
+		for j := range QK_K / 16 {
+			scales[j] = makeQXQuants(32, x[16*j:16*j+16], L[16*j:16*j+16])
+			if a := abs32(scales[j]); a > maxAbs {
+				maxAbs, maxScale = a, scales[j]
+			}
+		}
+		if maxAbs < groupMaxEps {
+			continue
+		}
+		iscale := -128 / maxScale
+		dBits := half.F32ToF16(1 / iscale)
+		binary.LittleEndian.PutUint16(y[q6kD:], dBits)
+		d := half.F16ToF32(dBits)
+		sc := y[q6kScales:q6kD]
+		for j := range QK_K / 16 {
+			sc[j] = uint8(int8(min(127, nearestInt(iscale*scales[j]))))
+		}
+		for j := range QK_K / 16 {
+			dj := d * float32(int8(sc[j]))
+			if dj == 0 {
+				continue
+			}
+			for i := range 16 {
+				L[16*j+i] = uint8(clampInt(nearestInt(x[16*j+i]/dj), -32, 31) + 32)
+			}
+		}
+		for h := range 2 {
+			ql, qh := y[64*h:64*h+64], y[q6kQH+32*h:q6kQH+32*h+32]
+			for l := range 32 {
+				for i := range 4 {
+					q := L[128*h+32*i+l]
+					ql[32*(i%2)+l] |= (q & 0xF) << (4 * (i / 2))
+					qh[l] |= (q >> 4) << (2 * i)
+				}
+			}
+		}
+	}
+}
+
+// groupMaxEps is ggml's GROUP_MAX_EPS: a group whose largest magnitude is
+// below it quantizes to zeros.
+const groupMaxEps = 1e-15
+
+// makeQXQuants fits x ≈ scale·(L − nmax) with L − nmax in [−nmax, nmax−1]
+// (ggml make_qx_quants with rmse_type 1 and no importance weights: each
+// value weighted by x²), trying 1/scale = −(nmax + 0.1·is)/max for is in
+// −9..9 (max the value of largest magnitude, with its sign) and keeping
+// the one of least weighted error. It returns the scale and leaves the
+// levels in L.
+func makeQXQuants(nmax int, x []float32, L []uint8) float32 {
+	var mx, amax float32
+	for _, v := range x {
+		if a := abs32(v); a > amax {
+			amax, mx = a, v
+		}
+	}
+	if amax < groupMaxEps {
+		clear(L[:len(x)])
+		return 0
+	}
+	fmax := float32(nmax)
+	// sums returns Σ w·x·l and Σ w·l² for levels at iscale, storing them
+	// in L when set.
+	sums := func(iscale float32, set bool) (sumLX, sumL2 float32) {
+		for i, v := range x {
+			l := clampInt(nearestInt(iscale*v), -nmax, nmax-1)
+			if set {
+				L[i] = uint8(l + nmax)
+			}
+			w := float32(v * v)
+			fl := float32(l)
+			sumLX += float32(float32(w*v) * fl)
+			sumL2 += float32(float32(w*fl) * fl)
+		}
+		return sumLX, sumL2
+	}
+	sumLX, sumL2 := sums(-fmax/mx, true)
+	var scale float32
+	if sumL2 != 0 {
+		scale = sumLX / sumL2
+	}
+	best := scale * sumLX
+	for is := -9; is <= 9; is++ {
+		if is == 0 {
+			continue
+		}
+		iscale := -(fmax + float32(0.1*float32(is))) / mx
+		lx, l2 := sums(iscale, false)
+		if l2 > 0 && float32(lx*lx) > float32(best*l2) {
+			sums(iscale, true)
+			scale = lx / l2
+			best = scale * lx
+		}
+	}
+	return scale
 }
 
 // makeQKX2Quants fits x ≈ scale·L − min with L in [0, nmax] by weighted

@@ -443,7 +443,7 @@ func TestEncodeDecodeErrors(t *testing.T) {
 		want string
 	}{
 		{"encode q4_k partial", func() error { _, err := Encode(TypeQ4_K, make([]float32, 100)); return err }, "not a multiple of the Q4_K block size"},
-		{"encode q6_k", func() error { _, err := Encode(TypeQ6_K, make([]float32, 256)); return err }, "unsupported tensor type"},
+		{"encode q3_k", func() error { _, err := Encode(TypeQ3_K, make([]float32, 256)); return err }, "unsupported tensor type"},
 		{"decode short", func() error { _, err := Decode(TypeQ8_0, make([]byte, 33), 32); return err }, "33 bytes, want 34"},
 		{"decode iq2", func() error { _, err := Decode(TypeIQ2_XXS, make([]byte, 66), 256); return err }, "unsupported tensor type"},
 	}

@@ -57,13 +57,19 @@ const (
 )
 
 // Block sizes in bytes of the types this package quantizes
-// (ggml-common.h: block_q8_0, block_q4_K).
+// (ggml-common.h: block_q8_0, block_q4_K, block_q5_K, block_q6_K).
 const (
 	// BlockBytesQ8_0 is sizeof(block_q8_0): fp16 d + 32 int8 quants.
 	BlockBytesQ8_0 = 2 + QK8_0
 	// BlockBytesQ4_K is sizeof(block_q4_K): fp16 d, fp16 dmin, 12 bytes of
 	// packed 6-bit scales and mins, 128 bytes of 4-bit quants.
 	BlockBytesQ4_K = 2 + 2 + 12 + QK_K/2
+	// BlockBytesQ5_K is sizeof(block_q5_K): Q4_K's fields, then 32 bytes
+	// of the quants' fifth bits.
+	BlockBytesQ5_K = 2 + 2 + 12 + QK_K/8 + QK_K/2
+	// BlockBytesQ6_K is sizeof(block_q6_K): 128 bytes of low 4 bits, 64 of
+	// high 2 bits, 16 int8 scales, fp16 d.
+	BlockBytesQ6_K = QK_K/2 + QK_K/4 + QK_K/16 + 2
 )
 
 // ErrUnsupportedType is wrapped by errors for tensor types this package
@@ -91,8 +97,8 @@ var traits = map[TensorType]typeTraits{
 	TypeQ2_K:    {"Q2_K", QK_K, QK_K/16 + QK_K/4 + 2 + 2},
 	TypeQ3_K:    {"Q3_K", QK_K, QK_K/8 + QK_K/4 + 12 + 2},
 	TypeQ4_K:    {"Q4_K", QK_K, BlockBytesQ4_K},
-	TypeQ5_K:    {"Q5_K", QK_K, 2 + 2 + 12 + QK_K/8 + QK_K/2},
-	TypeQ6_K:    {"Q6_K", QK_K, QK_K/2 + QK_K/4 + QK_K/16 + 2},
+	TypeQ5_K:    {"Q5_K", QK_K, BlockBytesQ5_K},
+	TypeQ6_K:    {"Q6_K", QK_K, BlockBytesQ6_K},
 	TypeQ8_K:    {"Q8_K", QK_K, 4 + QK_K + QK_K/16*2},
 	TypeIQ2_XXS: {"IQ2_XXS", QK_K, 2 + QK_K/4},
 	TypeIQ2_XS:  {"IQ2_XS", QK_K, 2 + QK_K/4 + QK_K/32},
@@ -136,10 +142,10 @@ func (t TensorType) BlockSize() int { return traits[t].blockSize }
 func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 
 // Convertible reports whether this package converts t to and from float32:
-// F32, F16, BF16, Q8_0 and Q4_K.
+// F32, F16, BF16, Q8_0, Q4_K, Q5_K and Q6_K.
 func (t TensorType) Convertible() bool {
 	switch t {
-	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K:
+	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K, TypeQ5_K, TypeQ6_K:
 		return true
 	}
 	return false

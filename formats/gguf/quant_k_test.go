@@ -1,0 +1,237 @@
+package gguf
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+)
+
+// handQ5K is handQ4K's header and quants with a qh of fifth bits: 0x0F for
+// l < 16 (the fifth bits of chunks 0 and 1), 0xF0 for l >= 16 (chunks 2
+// and 3), placed between the scales and the quants (ggml-common.h
+// block_q5_K: d, dmin, scales[12], qh[32], qs[128]).
+func handQ5K() (blk []byte, sc, m [8]float32) {
+	q4, sc, m := handQ4K()
+	blk = append([]byte{}, q4[:16]...)
+	for l := range 32 {
+		blk = append(blk, map[bool]byte{true: 0x0F, false: 0xF0}[l < 16])
+	}
+	return append(blk, q4[16:]...), sc, m
+}
+
+func TestDequantizeQ5_KHand(t *testing.T) {
+	blk, _, _ := handQ5K()
+	if len(blk) != BlockBytesQ5_K {
+		t.Fatalf("hand block has %d bytes, want %d", len(blk), BlockBytesQ5_K)
+	}
+	got := make([]float32, 256)
+	DequantizeQ5_K(got, blk)
+	// Worked by hand: x = d·sc_j·q − dmin·m_j, q = nibble + 16·(fifth bit:
+	// bit 2c of qh[l] for the low nibbles of chunk c, bit 2c+1 for the high).
+	for _, s := range []struct {
+		pos  int
+		want float32
+	}{
+		{5, 1*(5+16) - 2.5},     // chunk 0 low, qs[5] = 5, qh[5] = 0x0F bit 0
+		{40, 2*(0+16) - 3},      // chunk 0 high (sub-block 1), qs[8] >> 4 = 0, qh[8] bit 1
+		{130, 17*2 - 10},        // chunk 2 low (sub-block 4), qs[66] & 15 = 2, qh[2] = 0x0F bit 4 clear
+		{150, 17*(6+16) - 10},   // chunk 2 low, qs[86] & 15 = 6, qh[22] = 0xF0 bit 4
+		{200, 51*8 - 30},        // chunk 3 low (sub-block 6), qs[104] & 15 = 8, qh[8] bit 6 clear
+		{255, 63*(7+16) - 16.5}, // chunk 3 high (sub-block 7), qs[127] >> 4 = 7, qh[31] = 0xF0 bit 7
+	} {
+		if got[s.pos] != s.want {
+			t.Errorf("value %d = %g, want %g", s.pos, got[s.pos], s.want)
+		}
+	}
+}
+
+// handQ6K is a Q6_K block built byte by byte (ggml-common.h block_q6_K:
+// ql[128], qh[64], scales[16] int8, d fp16): ql[k] = k, qh[k] = k,
+// scales[j] = j − 8, d = 0.5 (fp16 0x3800).
+func handQ6K() []byte {
+	var blk []byte
+	for k := range 128 {
+		blk = append(blk, byte(k))
+	}
+	for k := range 64 {
+		blk = append(blk, byte(k))
+	}
+	for j := range 16 {
+		blk = append(blk, byte(int8(j-8)))
+	}
+	return append(blk, 0x00, 0x38)
+}
+
+func TestDequantizeQ6_KHand(t *testing.T) {
+	blk := handQ6K()
+	if len(blk) != BlockBytesQ6_K {
+		t.Fatalf("hand block has %d bytes, want %d", len(blk), BlockBytesQ6_K)
+	}
+	got := make([]float32, 256)
+	DequantizeQ6_K(got, blk)
+	// Worked by hand: value p of half h = p/128, quarter i = p%128/32,
+	// lane l = p%32: low 4 bits from nibble i/2 of ql[64h+32(i%2)+l], high
+	// 2 bits from bits 2i, 2i+1 of qh[32h+l], scale scales[8h+l/16+2i];
+	// x = d·scale·(q − 32).
+	for _, s := range []struct {
+		pos  int
+		want float32
+	}{
+		{0, 0.5 * -8 * (0 - 32)},      // ql[0] = 0, qh[0] = 0, scales[0] = -8
+		{100, 0.5 * -2 * (2 - 32)},    // i 3, l 4: ql[36] = 0x24 high nibble 2, qh[4] = 4 bits 6-7 = 0, scales[6] = -2
+		{17, 0.5 * -7 * (17 - 32)},    // i 0, l 17: ql[17] = 0x11 low 1, qh[17] = 17 bits 0-1 = 1: q = 1 + 16, scales[1] = -7
+		{200, 0.5 * 4 * (36 - 32)},    // h 1, i 2, l 8: ql[72] = 0x48 high 4, qh[40] = 40 bits 4-5 = 2: q = 4 + 32, scales[12] = 4
+		{255, 0.5 * 7 * (7 + 0 - 32)}, // h 1, i 3, l 31: ql[127] = 0x7F high 7, qh[63] = 63 bits 6-7 = 0, scales[15] = 7
+	} {
+		if got[s.pos] != s.want {
+			t.Errorf("value %d = %g, want %g", s.pos, got[s.pos], s.want)
+		}
+	}
+}
+
+// TestKQuantRoundTrip: Q5_K and Q6_K reproduce Gaussian weights with the
+// error their levels allow, each value within half a step of its decoded
+// grid (inside the grid's range), and more bits give less error.
+func TestKQuantRoundTrip(t *testing.T) {
+	x := gaussian(2, 256*256, 0.02)
+	errs := map[TensorType]float64{}
+	for _, typ := range []TensorType{TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+		q, err := Encode(typ, x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := Decode(typ, q, len(x))
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs[typ] = nmse(y, x)
+		bb := typ.BlockBytes()
+		for b := 0; b < len(q)/bb; b++ {
+			blk := q[b*bb : (b+1)*bb]
+			// grid gives value i's step and the range of its sub-block.
+			var grid func(i int) (step, lo, hi float64)
+			switch typ {
+			case TypeQ5_K, TypeQ4_K:
+				d, dmin := float64(f16(blk[0:])), float64(f16(blk[2:]))
+				levels := map[TensorType]float64{TypeQ4_K: 15, TypeQ5_K: 31}[typ]
+				grid = func(i int) (float64, float64, float64) {
+					sc, m := scaleMinK4(i/32, blk[4:16])
+					step, lo := d*float64(sc), -dmin*float64(m)
+					return step, lo, lo + levels*step
+				}
+			case TypeQ6_K:
+				d := float64(f16(blk[208:]))
+				grid = func(i int) (float64, float64, float64) {
+					step := d * float64(int8(blk[192+i/16]))
+					lo, hi := -32*step, 31*step
+					return math.Abs(step), min(lo, hi), max(lo, hi)
+				}
+			}
+			for i := range 256 {
+				step, lo, hi := grid(i)
+				v := float64(x[256*b+i])
+				dist := math.Max(0, math.Max(lo-v, v-hi))
+				if e := math.Abs(float64(y[256*b+i]) - v); e > dist+step/2*(1+1e-5)+1e-9 {
+					t.Fatalf("%s block %d value %d: error %g > half step %g + outside distance %g", typ, b, i, e, step/2, dist)
+				}
+			}
+		}
+	}
+	t.Logf("NMSE Q4_K %.3g, Q5_K %.3g, Q6_K %.3g", errs[TypeQ4_K], errs[TypeQ5_K], errs[TypeQ6_K])
+	// 32 levels over a Gaussian sub-block of 32 values (range ≈ 4σ) give
+	// NMSE ≈ (4/31)²/12 ≈ 1.4e-3; 64 symmetric levels over 16 values whose
+	// largest is ≈ 2σ give ≈ (4/63)²/12 ≈ 3.4e-4.
+	for typ, bound := range map[TensorType]float64{TypeQ5_K: 2e-3, TypeQ6_K: 5e-4} {
+		if errs[typ] > bound {
+			t.Errorf("%s NMSE %.3g, want < %g", typ, errs[typ], bound)
+		}
+	}
+	if !(errs[TypeQ6_K] < errs[TypeQ5_K]/2 && errs[TypeQ5_K] < errs[TypeQ4_K]/2) {
+		t.Errorf("NMSE does not fall with the bits: Q4_K %.3g, Q5_K %.3g, Q6_K %.3g", errs[TypeQ4_K], errs[TypeQ5_K], errs[TypeQ6_K])
+	}
+}
+
+// TestQ6_KZeroBlock: a super-block of zeros (or below ggml's 1e-15) is
+// written as zeros and decodes to zeros.
+func TestQ6_KZeroBlock(t *testing.T) {
+	x := make([]float32, 512)
+	x[300] = 1e-16
+	q, err := Encode(TypeQ6_K, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, b := range q {
+		if b != 0 {
+			t.Fatalf("byte %d = %d, want 0", i, b)
+		}
+	}
+}
+
+// TestMixTypes: the mixes give a 7B Mistral (openchat-3.5-1210's config)
+// the tensor counts that llama.cpp's loader prints for llama-quantize's
+// files of Mistral-7B (e.g. Q4_K_M: "type q4_K: 193 tensors, type q6_K:
+// 33 tensors"; the 65 F32 norms aside).
+func TestMixTypes(t *testing.T) {
+	dir := filepath.Join("..", "..", "..", "shared", "fixtures", "configs", "openchat-3.5-1210")
+	if d := os.Getenv("GPTQTOOL_FIXTURES"); d != "" {
+		dir = filepath.Join(d, "configs", "openchat-3.5-1210")
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Skipf("fixture %s missing: %v", dir, err)
+	}
+	cfg, err := hfconfig.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mix  string
+		want map[TensorType]int
+	}{
+		{"Q4_K_S", map[TensorType]int{TypeQ4_K: 217, TypeQ5_K: 8, TypeQ6_K: 1}},
+		{"Q4_K_M", map[TensorType]int{TypeQ4_K: 193, TypeQ6_K: 33}},
+		{"Q5_K_S", map[TensorType]int{TypeQ5_K: 225, TypeQ6_K: 1}},
+		{"Q5_K_M", map[TensorType]int{TypeQ5_K: 193, TypeQ6_K: 33}},
+		{"q6_k", map[TensorType]int{TypeQ6_K: 226}},
+	} {
+		m, ok := ParseMix(tc.mix)
+		if !ok {
+			t.Fatalf("ParseMix(%q) found nothing", tc.mix)
+		}
+		got := map[TensorType]int{}
+		for _, s := range tensorSpecs(cfg) {
+			if len(s.shape) == 2 {
+				typ, fb := weightType(m.typeOf(s.name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings), s)
+				if fb != nil {
+					t.Errorf("%s: %s falls back: %s", tc.mix, s.name, fb.Reason)
+				}
+				got[typ]++
+			}
+		}
+		if len(got) != len(tc.want) {
+			t.Errorf("%s: %v, want %v", tc.mix, got, tc.want)
+		}
+		for typ, n := range tc.want {
+			if got[typ] != n {
+				t.Errorf("%s: %v, want %v", tc.mix, got, tc.want)
+				break
+			}
+		}
+	}
+	// The _M mixes' layers, by llama.cpp's use_more_bits for 32 layers:
+	// the first and last 4, and every third from 6.
+	m, _ := ParseMix("Q4_K_M")
+	var more []int
+	for i := range 32 {
+		if m.typeOf("blk."+strconv.Itoa(i)+".ffn_down.weight", 32, true) == TypeQ6_K {
+			more = append(more, i)
+		}
+	}
+	if want := []int{0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31}; !slices.Equal(more, want) {
+		t.Errorf("Q4_K_M ffn_down in Q6_K in layers %v, want %v", more, want)
+	}
+}
