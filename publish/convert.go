@@ -944,9 +944,14 @@ const GGUFTypes = "f32, f16, bf16, q8_0, q4_k, q5_k, q6_k, q4_k_s, q4_k_m, q5_k_
 
 // convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
 func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
+	// A tensor type for every weight, else a mix (q6_k is both: the same
+	// file).
 	typ, err := gguf.ParseTensorType(o.GGUF)
 	mix, isMix := gguf.ParseMix(o.GGUF)
-	if err != nil && !isMix {
+	switch {
+	case err == nil:
+		mix = gguf.Mix{}
+	case !isMix:
 		return nil, fmt.Errorf("convert: --gguf: %w (want %s)", err, GGUFTypes)
 	}
 	// A GGUF file is named *.gguf, which is also what --force checks
@@ -1007,10 +1012,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		return w, []int{l.N, l.K}, err
 	}
 	_, name := modelID(o.In)
-	opts := gguf.ConvertOptions{Type: typ, Name: name, AllowOverflow: o.AllowOverflow}
-	if err != nil {
-		opts.Type, opts.Mix = 0, mix
-	}
+	opts := gguf.ConvertOptions{Type: typ, Mix: mix, Name: name, AllowOverflow: o.AllowOverflow}
 	// With tokenizer.model, the tokens, scores and types are those that
 	// llama.cpp's converter writes (SentencePiece scores, its typing of
 	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.
@@ -1052,7 +1054,11 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		sum.SizeBytes = fi.Size()
 	}
 	sum.Seconds = time.Since(start).Seconds()
-	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, GGUF %s, %s\n", o.In, kind, o.Out, sum.Tensors, typ, FormatSize(sum.SizeBytes))
+	what := typ.String()
+	if mix.Name != "" {
+		what = mix.Name
+	}
+	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, GGUF %s, %s\n", o.In, kind, o.Out, sum.Tensors, what, FormatSize(sum.SizeBytes))
 	for _, w := range res.Warnings {
 		fmt.Fprintf(log, "warning: %s\n", w)
 	}

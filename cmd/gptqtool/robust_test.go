@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"os/exec"
@@ -864,6 +865,23 @@ func TestConvertCommand(t *testing.T) {
 	}
 	if _, _, err := run(t, "convert", "--in", st, "--out", g, "--gguf", "q5_x"); err == nil || !strings.Contains(err.Error(), "q5_x") {
 		t.Errorf("unknown GGUF type: %v", err)
+	}
+	// A llama-quantize mix: openchat-tiny (tied, 6 layers) in Q4_K_M has
+	// its token_embd (the output) and layers 2 and 5's attn_v in Q6_K,
+	// ffn_down (rows of 896) in Q8_0, the rest of the 2-D weights in Q4_K.
+	mixed := filepath.Join(tmp, "oc.gguf")
+	if _, stderr, err := run(t, "convert", "--in", fixturePath(t, "models/openchat-tiny"), "--out", mixed, "--gguf", "Q4_K_M"); err != nil || !strings.Contains(stderr, "GGUF Q4_K_M") {
+		t.Fatalf("convert --gguf Q4_K_M: %v\n%s", err, stderr)
+	}
+	if stdout, _, err = run(t, "inspect", "--json", mixed); err != nil {
+		t.Fatal(err)
+	}
+	rep.Types = nil
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"F32": 13, "Q4_K": 34, "Q6_K": 3, "Q8_0": 6}; !maps.Equal(rep.Types, want) {
+		t.Errorf("Q4_K_M tensor types %v, want %v", rep.Types, want)
 	}
 	// Resharded, the summary counts the weight files written (not the
 	// shards' index).

@@ -18,7 +18,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
 
-var allTypes = []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_K}
+var allTypes = []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K}
 
 // fixtureSpec is what a fixture's conversions are checked against.
 type fixtureSpec struct {
@@ -37,6 +37,12 @@ type fixtureSpec struct {
 	prompts [][]int
 	texts   []string
 }
+
+// kFallbacks are stories260K's fallbacks for the K types, whose blocks of
+// 256 no row (64 or 172) splits into.
+var kFallbacks = map[string]gguf.TensorType{"ffn_down.weight": gguf.TypeF16, "token_embd.weight": gguf.TypeQ8_0, "output.weight": gguf.TypeQ8_0,
+	"attn_q.weight": gguf.TypeQ8_0, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0, "attn_output.weight": gguf.TypeQ8_0,
+	"ffn_gate.weight": gguf.TypeQ8_0, "ffn_up.weight": gguf.TypeQ8_0}
 
 func TestStories260K(t *testing.T) {
 	var ref struct {
@@ -59,18 +65,18 @@ func TestStories260K(t *testing.T) {
 		// super-blocks; ffn_down's rows (172) not even into Q8_0 blocks.
 		fallbacks: map[gguf.TensorType]map[string]gguf.TensorType{
 			gguf.TypeQ8_0: {"ffn_down.weight": gguf.TypeF16},
-			gguf.TypeQ4_K: {"ffn_down.weight": gguf.TypeF16, "token_embd.weight": gguf.TypeQ8_0, "output.weight": gguf.TypeQ8_0,
-				"attn_q.weight": gguf.TypeQ8_0, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0, "attn_output.weight": gguf.TypeQ8_0,
-				"ffn_gate.weight": gguf.TypeQ8_0, "ffn_up.weight": gguf.TypeQ8_0},
+			gguf.TypeQ4_K: kFallbacks,
+			gguf.TypeQ5_K: kFallbacks,
+			gguf.TypeQ6_K: kFallbacks,
 		},
 		// Measured worst tensor: F16 4.4e-8, BF16 3.9e-6, Q8_0 3.8e-5,
-		// Q4_K the same (every tensor fell back). Bounds: about 2× (the
+		// the K types the same (every tensor fell back). Bounds: about 2× (the
 		// computation is deterministic) and below the next coarser
 		// format's level.
-		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 1e-7, gguf.TypeBF16: 8e-6, gguf.TypeQ8_0: 8e-5, gguf.TypeQ4_K: 8e-5},
+		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 1e-7, gguf.TypeBF16: 8e-6, gguf.TypeQ8_0: 8e-5, gguf.TypeQ4_K: 8e-5, gguf.TypeQ5_K: 8e-5, gguf.TypeQ6_K: 8e-5},
 		// Measured (worst prompt) max|Δlogp| / NMSE / KL: F16 7.6e-3 /
 		// 6.6e-7 / 3.3e-7, BF16 7.7e-2 / 4.5e-5 / 8.6e-6, Q8_0 0.27 /
-		// 6.9e-4 / 1.7e-5 (Q4_K: the same file). Bounds: about 3×, room
+		// 6.9e-4 / 1.7e-5 (the K types: the same file). Bounds: about 3×, room
 		// for other float orderings, still far below what a misplaced
 		// row or block would cost (NMSE ~1).
 		runtime: map[gguf.TensorType]tolerance{
@@ -79,6 +85,8 @@ func TestStories260K(t *testing.T) {
 			gguf.TypeBF16: {0.2, 1.5e-4, 3e-5},
 			gguf.TypeQ8_0: {0.8, 2e-3, 6e-5},
 			gguf.TypeQ4_K: {0.8, 2e-3, 6e-5},
+			gguf.TypeQ5_K: {0.8, 2e-3, 6e-5},
+			gguf.TypeQ6_K: {0.8, 2e-3, 6e-5},
 		},
 		prompts: [][]int{ref.Prompt, ref.Greedy[:24], ref.Greedy[:60], {1}},
 		texts:   []string{"Once upon a time", `Lily's mom said, "Let's go to the park."`, "  two  spaces\nand a line", "zebra café"},
@@ -115,14 +123,17 @@ func TestOpenchatTiny(t *testing.T) {
 		// intermediate 896 = 3.5 × 256: ffn_down's rows fall back to Q8_0.
 		fallbacks: map[gguf.TensorType]map[string]gguf.TensorType{
 			gguf.TypeQ4_K: {"ffn_down.weight": gguf.TypeQ8_0},
+			gguf.TypeQ5_K: {"ffn_down.weight": gguf.TypeQ8_0},
+			gguf.TypeQ6_K: {"ffn_down.weight": gguf.TypeQ8_0},
 		},
 		// Measured worst tensor: F16 0 (the checkpoint is fp16), BF16
 		// 2.9e-6, Q8_0 3.5e-5, Q4_K 5.4e-3 (token_embd; Gaussian data
-		// gives 5.8e-3, TestQ4_KRoundTrip). Bounds: about 2×.
-		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 0, gguf.TypeBF16: 6e-6, gguf.TypeQ8_0: 7e-5, gguf.TypeQ4_K: 1e-2},
+		// gives 5.8e-3, TestQ4_KRoundTrip), Q5_K 1.4e-3, Q6_K 3.7e-4.
+		// Bounds: about 2×.
+		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 0, gguf.TypeBF16: 6e-6, gguf.TypeQ8_0: 7e-5, gguf.TypeQ4_K: 1e-2, gguf.TypeQ5_K: 3e-3, gguf.TypeQ6_K: 8e-4},
 		// Measured (worst prompt) max|Δlogp| / NMSE / KL: BF16 5.8e-2 /
 		// 4.4e-5 / 2.5e-5, Q8_0 0.17 / 2.3e-4 / 3.2e-4, Q4_K 1.9 / 2.8e-2 /
-		// 7.5e-2. Q4_K moves a 13M-parameter model's distribution
+		// 7.5e-2, Q5_K 1.25 / 1.1e-2 / 1.4e-2, Q6_K 0.60 / 2.6e-3 / 4.0e-3. Q4_K moves a 13M-parameter model's distribution
 		// visibly (the max comes from tokens of log p ≈ −20) but keeps
 		// every argmax. Bounds: about 3×.
 		runtime: map[gguf.TensorType]tolerance{
@@ -132,6 +143,8 @@ func TestOpenchatTiny(t *testing.T) {
 			gguf.TypeBF16: {0.15, 1.5e-4, 8e-5},
 			gguf.TypeQ8_0: {0.5, 7e-4, 1e-3},
 			gguf.TypeQ4_K: {5, 8e-2, 0.2},
+			gguf.TypeQ5_K: {3.5, 3e-2, 4e-2},
+			gguf.TypeQ6_K: {1.8, 8e-3, 1.2e-2},
 		},
 		prompts: [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}},
 		texts: []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
@@ -233,7 +246,7 @@ func checkLayout(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
 }
 
 func checkMetadata(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
-	fileTypes := map[gguf.TensorType]uint32{gguf.TypeF32: 0, gguf.TypeF16: 1, gguf.TypeQ8_0: 7, gguf.TypeQ4_K: 14, gguf.TypeBF16: 32}
+	fileTypes := map[gguf.TensorType]uint32{gguf.TypeF32: 0, gguf.TypeF16: 1, gguf.TypeQ8_0: 7, gguf.TypeQ4_K: 14, gguf.TypeQ5_K: 16, gguf.TypeQ6_K: 18, gguf.TypeBF16: 32}
 	want := map[string]any{"general.file_type": fileTypes[c.typ]}
 	for k, v := range spec.meta {
 		want[k] = v

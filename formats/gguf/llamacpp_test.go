@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
@@ -115,15 +116,18 @@ type greedyRef struct {
 // fixture (max|Δlogp| / NMSE / KL): F32 1.7e-4 / 3.0e-9 / ~0, F16 7.0e-3 /
 // 2.0e-6 / ~0, BF16 7.0e-2 / 2.5e-4 / 4.1e-6, Q8_0 0.22 / 3.3e-3 / 4.3e-4
 // (stories260K: hidden size 64, two activation blocks per row), Q4_K 0.26 /
-// 2.0e-3 / 5.2e-4 (openchat-tiny; stories260K's Q4_K file is its Q8_0
-// file). Bounds: 3–5×, for llama.cpp's other CPU kernels (AVX2, AVX-512,
-// …) summing in other orders.
+// 2.0e-3 / 5.2e-4, Q5_K 0.18 / 1.2e-3 / 1.0e-3, Q6_K 0.27 / 1.8e-3 /
+// 1.7e-3 (openchat-tiny; stories260K's K-type files are its Q8_0 file).
+// Bounds: 3–5×, for llama.cpp's other CPU kernels (AVX2, AVX-512, …)
+// summing in other orders.
 var llamaTolerances = map[gguf.TensorType]tolerance{
 	gguf.TypeF32:  {1e-3, 3e-8, 1e-6},
 	gguf.TypeF16:  {3e-2, 1e-5, 1e-5},
 	gguf.TypeBF16: {0.3, 1e-3, 5e-5},
 	gguf.TypeQ8_0: {0.75, 1.5e-2, 2e-3},
 	gguf.TypeQ4_K: {0.75, 1.5e-2, 2e-3},
+	gguf.TypeQ5_K: {0.75, 1.5e-2, 4e-3},
+	gguf.TypeQ6_K: {0.75, 1.5e-2, 6e-3},
 }
 
 // checkLlamaCpp loads every converted file in llama.cpp and compares its
@@ -334,4 +338,70 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 	if llama := append(slices.Clone(ref.Greedy.Prompt), got.Greedy...); !slices.Equal(llama, ref.Greedy.IDs) {
 		t.Errorf("greedy ids\nllama.cpp %v\nreference %v", llama, ref.Greedy.IDs)
 	}
+}
+
+// TestLlamaCppMix: a Q4_K_M file of openchat-tiny (6 layers) holds the
+// types llama.cpp's rules give it (the tied token_embd is the output, in
+// Q6_K; attn_v by use_more_bits for 6 layers: layers 2 and 5; ffn_down's
+// rows of 896 fall back to Q8_0 whatever the rule asks), and llama.cpp
+// reads its mixed blocks as our runtime does.
+func TestLlamaCppMix(t *testing.T) {
+	ck := openCheckpoint(t, "models/openchat-tiny")
+	node := llamaCppAvailable(t)
+	mix, ok := gguf.ParseMix("q4_k_m")
+	if !ok {
+		t.Fatal("no Q4_K_M mix")
+	}
+	path := filepath.Join(t.TempDir(), "openchat-tiny-Q4_K_M.gguf")
+	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Mix: mix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if ft, _ := f.Get("general.file_type"); res.FileType != 15 || ft != uint32(15) {
+		t.Errorf("general.file_type %v (result %d), want 15 (LLAMA_FTYPE_MOSTLY_Q4_K_M)", ft, res.FileType)
+	}
+	for _, ti := range f.Tensors() {
+		want := gguf.TypeQ4_K
+		switch {
+		case len(ti.Shape) == 1:
+			want = gguf.TypeF32
+		case ti.Name == "token_embd.weight", ti.Name == "blk.2.attn_v.weight", ti.Name == "blk.5.attn_v.weight":
+			want = gguf.TypeQ6_K
+		case strings.HasSuffix(ti.Name, "ffn_down.weight"):
+			want = gguf.TypeQ8_0
+		}
+		if ti.Type != want {
+			t.Errorf("tensor %s: %s, want %s", ti.Name, ti.Type, want)
+		}
+	}
+	var ref struct {
+		Greedy struct {
+			Prompt []int `json:"prompt_ids"`
+			IDs    []int `json:"ids"`
+		} `json:"greedy_fp32"`
+	}
+	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
+	prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: 48, Logits: prompts}}})
+	c := &converted{typ: gguf.TypeQ4_K, path: path, res: res, file: f}
+	ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
+	var ds []diff
+	for j, lp := range resp.Models[0].LogProbs {
+		g := make([]float64, len(lp))
+		for k, v := range lp {
+			g[k] = math.NaN()
+			if v != nil {
+				g[k] = *v
+			}
+		}
+		ds = append(ds, compare(g, ours[j]))
+	}
+	d := worst(ds)
+	t.Logf("Q4_K_M: llama.cpp vs our runtime on the same weights: %v", d)
+	llamaTolerances[gguf.TypeQ6_K].check(t, "llama.cpp vs our runtime on Q4_K_M", d)
 }
