@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"io"
 	"os"
 	"sort"
@@ -129,7 +130,11 @@ func printReport(w io.Writer, r *verify.Report) {
 
 func printGGUF(w io.Writer, r *verify.GGUFReport) {
 	fmt.Fprintf(w, "%s\n", r.Path)
-	fmt.Fprintf(w, "  architecture   %s (%s), file type %d\n", r.Architecture, r.Name, r.FileType)
+	ft := fmt.Sprint(r.FileType)
+	if n := gguf.FileTypeName(r.FileType); n != "" {
+		ft += " (" + n + ")"
+	}
+	fmt.Fprintf(w, "  architecture   %s (%s), file type %s\n", r.Architecture, r.Name, ft)
 	var keys []string
 	for k := range r.Hyperparams {
 		keys = append(keys, k)

@@ -35,6 +35,23 @@ var Mixes = []Mix{
 	{Name: "Q6_K", FileType: 18, Base: TypeQ6_K},
 }
 
+// FileTypeName names general.file_type id as llama.h's llama_ftype does
+// ("Q4_K_M", "MOSTLY_F16" as "F16"), for the types this package writes; ""
+// for others.
+func FileTypeName(id uint32) string {
+	for _, m := range Mixes {
+		if m.FileType == id {
+			return m.Name
+		}
+	}
+	for t, f := range fileTypes {
+		if f == id {
+			return t.String()
+		}
+	}
+	return ""
+}
+
 // ParseMix finds the mix named s (case-insensitive).
 func ParseMix(s string) (Mix, bool) {
 	for _, m := range Mixes {

@@ -235,3 +235,12 @@ func TestMixTypes(t *testing.T) {
 		t.Errorf("Q4_K_M ffn_down in Q6_K in layers %v, want %v", more, want)
 	}
 }
+
+// TestFileTypeName: llama.h's llama_ftype values by name.
+func TestFileTypeName(t *testing.T) {
+	for id, want := range map[uint32]string{0: "F32", 1: "F16", 7: "Q8_0", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16", 2: ""} {
+		if got := FileTypeName(id); got != want {
+			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
+		}
+	}
+}
