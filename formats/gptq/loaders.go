@@ -275,6 +275,8 @@ func skipLoaders(c QuantizeConfig, shapes []LinearShape, out []LoaderSupport) {
 		case !l.OK:
 		case !s.OK:
 			l.OK, l.Reason = false, "modules left unquantized: "+s.Reason
+		case l.Reason == "":
+			l.Reason = s.Reason
 		default:
 			l.Reason += "; " + s.Reason
 		}

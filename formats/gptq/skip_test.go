@@ -76,6 +76,8 @@ func TestSkipLoadersExLlamaTGI(t *testing.T) {
 		{[]string{"mlp.down_proj"}, false, "model.layers.0.mlp.down_proj unquantized but model.layers.0.mlp.up_proj quantized: ExLlamaV2 then runs the layer's MLP"},
 		{[]string{"mlp.gate_proj"}, false, "layer's MLP"},
 		{[]string{"self_attn.o_proj"}, false, "model.layers.0.self_attn.o_proj unquantized but model.layers.0.self_attn.q_proj quantized: ExLlamaV2 then runs the layer's attention"},
+		{[]string{"self_attn.q_proj"}, true, "loads each unquantized module's fp16 weight"},
+		{[]string{"mlp.up_proj"}, true, "loads each unquantized module's fp16 weight"},
 		{[]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}, true, "fp16"},
 		{[]string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}, true, "fp16"},
 		{[]string{"mlp.gate_proj", "mlp.up_proj"}, true, "fp16"},
@@ -95,7 +97,7 @@ func TestSkipLoadersExLlamaTGI(t *testing.T) {
 		for _, l := range Loaders(*c, shapes) {
 			switch l.Loader {
 			case "ExLlamaV2":
-				if l.OK != tc.exl2 || !strings.Contains(l.Reason, tc.reason) {
+				if l.OK != tc.exl2 || !strings.Contains(l.Reason, tc.reason) || strings.HasPrefix(l.Reason, ";") {
 					t.Errorf("skip %v: ExLlamaV2 %v (%s), want %v with %q", tc.skip, l.OK, l.Reason, tc.exl2, tc.reason)
 				}
 			case "TGI":
