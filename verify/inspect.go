@@ -163,10 +163,25 @@ func Inspect(dir string) (*Report, error) {
 	case err != nil:
 		return nil, err
 	default:
+		// The loaders see the modules the config leaves unquantized too
+		// (fp16 module.weight, no qweight): gptq.SkipSupport.
+		all, quantized := shapes, map[string]bool{}
+		for _, s := range shapes {
+			quantized[s.Name] = true
+		}
+		for li := range cfg.NumHiddenLayers {
+			for _, m := range model.LinearModules {
+				name := model.LayerPrefix(li) + "." + m
+				if s, err := qc.Skipped(name); (s || err != nil) && !quantized[name] {
+					K, N, _ := model.LinearShape(cfg, m)
+					all = append(all, gptq.LinearShape{Name: name, K: K, N: N})
+				}
+			}
+		}
 		r.Quantization = &Quantization{
 			Source: filepath.Base(src), Bits: qc.Bits, GroupSize: qc.GroupSize, DescAct: qc.DescAct,
 			StaticGroups: qc.StaticGroups, Sym: qc.Sym, DampPercent: qc.DampPercent, TrueSequential: qc.TrueSequential,
-			CheckpointFormat: qc.CheckpointFormat, QuantizedModules: len(shapes), Loaders: gptq.Loaders(*qc, shapes),
+			CheckpointFormat: qc.CheckpointFormat, QuantizedModules: len(shapes), Loaders: gptq.Loaders(*qc, all),
 		}
 	}
 	return r, nil

@@ -45,6 +45,10 @@ func TestQuantizeSkipModules(t *testing.T) {
 	if !strings.Contains(string(card), "vLLM gptq_marlin: cannot load them: model.layers.1.mlp.up_proj unquantized but model.layers.1.mlp.gate_proj quantized") {
 		t.Errorf("card of a partial fused group does not say vLLM cannot load it:\n%s", card)
 	}
+	// inspect's loaders see the fp16 modules too (gptq.SkipSupport).
+	if stdout, _, err := run(t, "inspect", out); err != nil || !strings.Contains(stdout, "TGI  modules left unquantized") {
+		t.Errorf("inspect of a checkpoint with skipped modules: %v, TGI not refused:\n%s", err, stdout)
+	}
 	out = filepath.Join(t.TempDir(), "whole")
 	if _, _, err := run(t, "quantize", "--model", model, "--rtn", "--bits", "8", "--group", "-1", "--out", out,
 		"--skip-modules", `model.layers.0.mlp.down_proj,re:model\.layers\.[1-2]\.mlp\.(gate|up)_proj,re:model\.layers\.5\.self_attn\.[qkv]_proj`); err != nil {
