@@ -336,8 +336,8 @@ func checkFP16Range(t safetensors.Tensor) error {
 		t.File, t.Name, t.DType, n, firstV, first)
 }
 
-// linearShapes lists the Linear modules of cfg's first layers (all of
-// them: cfg.NumHiddenLayers), named in full, for gptq.Loaders.
+// linearShapes lists the Linear modules of cfg's first `layers` layers
+// (at most cfg.NumHiddenLayers), named in full, for gptq.Loaders.
 func linearShapes(cfg *hfconfig.Config, layers int) []gptq.LinearShape {
 	var shapes []gptq.LinearShape
 	for li := range min(cfg.NumHiddenLayers, layers) {

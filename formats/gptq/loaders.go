@@ -251,7 +251,7 @@ func SkipSupport(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
 			if exl2 != "" {
 				l.OK, l.Reason = false, exl2
 			} else {
-				l.Reason = "loads each unquantized module's fp16 weight"
+				l.Reason = "each as an fp16 Linear of its own"
 			}
 		case 5, 6:
 			if partial != "" {
