@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/gptqtool/gptqtool/formats/gguf"
 	"io"
 	"os"
 	"sort"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/verify"
 )

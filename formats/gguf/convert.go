@@ -166,7 +166,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		if len(s.shape) == 2 {
 			want := opts.Type
 			if opts.Mix.Name != "" {
-				want = opts.Mix.typeOf(s.name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings)
+				want = opts.Mix.typeFor(s.name, cfg)
 			}
 			var fb *Fallback
 			typ, fb = weightType(want, s)

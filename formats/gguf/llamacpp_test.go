@@ -347,7 +347,6 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 // reads its mixed blocks as our runtime does.
 func TestLlamaCppMix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
-	node := llamaCppAvailable(t)
 	mix, ok := gguf.ParseMix("q4_k_m")
 	if !ok {
 		t.Fatal("no Q4_K_M mix")
@@ -385,6 +384,8 @@ func TestLlamaCppMix(t *testing.T) {
 			IDs    []int `json:"ids"`
 		} `json:"greedy_fp32"`
 	}
+	// The types above need no llama.cpp; what follows does.
+	node := llamaCppAvailable(t)
 	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
 	prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
 	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: 48, Logits: prompts}}})

@@ -4,13 +4,17 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 )
 
 // Mix is one of llama-quantize's k-quant file types (llama.h llama_ftype):
 // most 2-D weights in Base, the output weight in Q6_K, and for the _M and
 // Q4_K_S mixes some layers' attn_v and ffn_down weights in a larger type,
 // as llama.cpp's llama_tensor_get_type picks them without an importance
-// matrix for a dense model (no experts, not a 70B).
+// matrix for a dense model (no experts), with its 70B rule: in a model of
+// 80 layers with grouped-query attention (llama.cpp's LLM_TYPE_70B), an
+// attn_v the rules leave in Q4_K is written in Q5_K.
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
@@ -74,6 +78,18 @@ func pick(c bool, a, b TensorType) TensorType {
 		return a
 	}
 	return b
+}
+
+// typeFor is typeOf for a model of config cfg, with llama.cpp's rule for
+// its LLM_TYPE_70B (a llama of 80 layers whose heads share K/V heads:
+// Llama-2/3 70B): attn_v in Q4_K (after the rules) is raised to Q5_K.
+func (m Mix) typeFor(name string, cfg *hfconfig.Config) TensorType {
+	t := m.typeOf(name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings)
+	if t == TypeQ4_K && strings.HasSuffix(name, ".attn_v.weight") &&
+		cfg.NumHiddenLayers == 80 && cfg.NumAttentionHeads != cfg.NumKeyValueHeads {
+		return TypeQ5_K
+	}
+	return t
 }
 
 // typeOf is the type the mix wants for the 2-D weight named name (a GGUF

@@ -205,7 +205,7 @@ func TestMixTypes(t *testing.T) {
 		got := map[TensorType]int{}
 		for _, s := range tensorSpecs(cfg) {
 			if len(s.shape) == 2 {
-				typ, fb := weightType(m.typeOf(s.name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings), s)
+				typ, fb := weightType(m.typeFor(s.name, cfg), s)
 				if fb != nil {
 					t.Errorf("%s: %s falls back: %s", tc.mix, s.name, fb.Reason)
 				}
@@ -241,6 +241,34 @@ func TestFileTypeName(t *testing.T) {
 	for id, want := range map[uint32]string{0: "F32", 1: "F16", 7: "Q8_0", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16", 2: ""} {
 		if got := FileTypeName(id); got != want {
 			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
+		}
+	}
+}
+
+// TestMix70B: llama.cpp's LLM_TYPE_70B (80 layers, grouped-query
+// attention: Llama-2/3 70B) raises attn_v from Q4_K to Q5_K after the
+// mixes' rules; 80 layers without GQA (LLaMA-1 65B) and other tensors keep
+// the rules' types.
+func TestMix70B(t *testing.T) {
+	gqa := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 8}
+	mha := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 64}
+	for _, tc := range []struct {
+		mix, name string
+		cfg       *hfconfig.Config
+		want      TensorType
+	}{
+		{"Q4_K_M", "blk.11.attn_v.weight", gqa, TypeQ5_K},   // use_more_bits false: Q4_K, raised
+		{"Q4_K_M", "blk.0.attn_v.weight", gqa, TypeQ6_K},    // use_more_bits
+		{"Q4_K_M", "blk.11.ffn_down.weight", gqa, TypeQ4_K}, // ffn_down: no 70B rule
+		{"Q4_K_M", "blk.11.attn_v.weight", mha, TypeQ4_K},   // 65B
+		{"Q4_K_S", "blk.40.attn_v.weight", gqa, TypeQ5_K},
+		{"Q4_K_S", "blk.40.attn_q.weight", gqa, TypeQ4_K},
+		{"Q5_K_M", "blk.11.attn_v.weight", gqa, TypeQ5_K},
+		{"Q6_K", "blk.1.attn_v.weight", gqa, TypeQ6_K},
+	} {
+		m, _ := ParseMix(tc.mix)
+		if got := m.typeFor(tc.name, tc.cfg); got != tc.want {
+			t.Errorf("%s %s (%d heads, %d KV heads): %s, want %s", tc.mix, tc.name, tc.cfg.NumAttentionHeads, tc.cfg.NumKeyValueHeads, got, tc.want)
 		}
 	}
 }
