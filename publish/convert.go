@@ -50,8 +50,12 @@ type ConvertOptions struct {
 	// GGUF writes a GGUF file at Out for llama.cpp instead: the 2-D weights
 	// in this type (f32, f16, bf16, q8_0, q4_k), GPTQ weights dequantized
 	// first.
-	GGUF  string
-	Force bool
+	GGUF string
+	// Imatrix is an importance matrix file (llama-imatrix's GGUF or .dat,
+	// or gptqtool imatrix's) weighing the K-type GGUF weights' error
+	// (gguf.ConvertOptions.Imatrix); only with GGUF.
+	Imatrix string
+	Force   bool
 	// Version is gptqtool's, recorded in the model card (converted_by).
 	Version string
 	Log     io.Writer
@@ -148,10 +152,13 @@ func (o ConvertOptions) CheckFlags() error {
 			return fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))
 		}
 	}
+	if o.Imatrix != "" && o.GGUF == "" {
+		return fmt.Errorf("--imatrix %s weighs a GGUF file's quantization: add --gguf TYPE (e.g. q4_k_m)", o.Imatrix)
+	}
 	// An --out named like a GGUF file without --gguf would be written as a
 	// safetensors directory of that name.
 	if o.GGUF == "" && strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
-		return fmt.Errorf("--out %s names a GGUF file, and a GGUF file is written with --gguf TYPE (f32, f16, bf16, q8_0 or q4_k); without it --out is a checkpoint directory: add --gguf, or name the directory otherwise", o.Out)
+		return fmt.Errorf("--out %s names a GGUF file, and a GGUF file is written with --gguf TYPE (%s); without it --out is a checkpoint directory: add --gguf, or name the directory otherwise", o.Out, GGUFTypes)
 	}
 	if o.Format != "" && o.Dequantize {
 		return fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", o.Format)
@@ -1013,6 +1020,11 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	}
 	_, name := modelID(o.In)
 	opts := gguf.ConvertOptions{Type: typ, Mix: mix, Name: name, AllowOverflow: o.AllowOverflow}
+	if o.Imatrix != "" {
+		if opts.Imatrix, err = gguf.ReadImatrix(o.Imatrix); err != nil {
+			return nil, fmt.Errorf("convert: --imatrix: %w", err)
+		}
+	}
 	// With tokenizer.model, the tokens, scores and types are those that
 	// llama.cpp's converter writes (SentencePiece scores, its typing of
 	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.

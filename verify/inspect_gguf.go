@@ -57,6 +57,9 @@ func InspectGGUF(path string) (*GGUFReport, error) {
 		r.NumParameters += t.NumElements()
 	}
 	if r.Architecture == "" {
+		if t, _ := gguf.Value[string](f, "general.type"); t == "imatrix" {
+			return r, fmt.Errorf("%s: an importance matrix (general.type imatrix, %d tensors), not a model: convert --gguf TYPE --imatrix %s reads it", path, r.NumTensors, path)
+		}
 		return r, fmt.Errorf("%s: no general.architecture", path)
 	}
 	return r, nil

@@ -44,7 +44,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
   in q6_k, and for q4_k_s and the _m mixes some layers' attn_v and ffn_down in more bits, as
   llama.cpp picks them); rows that are not whole blocks fall back, and are listed. GPTQ
   weights are dequantized first.
-  F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.`,
+  F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.
+  --imatrix FILE (with --gguf) weighs the K-type weights' quantization error by the importance
+  of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -112,6 +114,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
+	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the q4_k/q5_k/q6_k weights' quantization error by their columns' importance, as llama-quantize --imatrix does")
 	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0, q4_k, q5_k, q6_k or a llama-quantize mix q4_k_s, q4_k_m, q5_k_s, q5_k_m (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")

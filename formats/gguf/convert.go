@@ -79,6 +79,13 @@ type ConvertOptions struct {
 	// it picks each 2-D weight's type, and general.file_type, in place of
 	// Type. Fallbacks apply as for Type.
 	Mix Mix
+	// Imatrix, when set, weighs the quantization error of the Q4_K, Q5_K
+	// and Q6_K weights by their columns' importance (Imatrix.Importance,
+	// by GGUF name), as llama-quantize --imatrix does; weights it has no
+	// entry for are quantized without (ConvertResult.Warnings says which),
+	// and an entry whose length is not the weight's row length is an
+	// error.
+	Imatrix *Imatrix
 	// Name is general.name. Default: the base name of the directory holding
 	// the config.json (cfg.File), or "model" when cfg.File is empty.
 	Name string
@@ -188,6 +195,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	if err != nil {
 		return nil, err
 	}
+	var unweighted []string
 	for i, s := range specs {
 		if opts.Progress != nil {
 			opts.Progress(i, len(specs), s.name)
@@ -206,10 +214,30 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 				res.Overflows[s.source] += n
 			}
 		}
-		if err := w.WriteFloat32(s.name, vals); err != nil {
+		var qw []float32
+		if opts.Imatrix != nil && len(s.shape) == 2 && infos[i].Type.BlockSize() == QK_K {
+			if qw = opts.Imatrix.Importance(s.name); qw == nil {
+				unweighted = append(unweighted, s.name)
+			} else if len(qw) != s.shape[1] {
+				w.Abort()
+				return nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", s.name, len(qw), s.shape[1])
+			}
+		}
+		if qw == nil {
+			err = w.WriteFloat32(s.name, vals)
+		} else {
+			var data []byte
+			if data, err = EncodeWeighted(infos[i].Type, vals, s.shape[1], qw); err == nil {
+				err = w.WriteTensor(s.name, data)
+			}
+		}
+		if err != nil {
 			w.Abort()
 			return nil, err
 		}
+	}
+	if len(unweighted) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the importance matrix has no entry for %s: quantized without it (llama-imatrix leaves out output.weight unless --process-output)", strings.Join(unweighted, ", ")))
 	}
 	if len(res.Overflows) > 0 && !opts.AllowOverflow {
 		w.Abort()

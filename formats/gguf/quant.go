@@ -315,7 +315,14 @@ func (k *kQuantizer) superBlock(y []byte, x []float32, nmax int, rmin float32, n
 	dBits, dminBits := half.F32ToF16(maxScale/63), half.F32ToF16(maxMin/63)
 	binary.LittleEndian.PutUint16(y[0:], dBits)
 	binary.LittleEndian.PutUint16(y[2:], dminBits)
-	d, dmin := half.F16ToF32(dBits), half.F16ToF32(dminBits)
+	k.requantize(x, s, half.F16ToF32(dBits), half.F16ToF32(dminBits), nmax)
+	return L
+}
+
+// requantize sets k.L to every value's level in [0, nmax] against its
+// sub-block's decoded scale and min (the packed scales s, d and dmin):
+// q = clamp(round((x + dmin·m_j)/(d·sc_j)), 0, nmax).
+func (k *kQuantizer) requantize(x []float32, s []byte, d, dmin float32, nmax int) {
 	for j := range QK_K / 32 {
 		sc, m := scaleMinK4(j, s)
 		dj := d * float32(sc)
@@ -324,10 +331,9 @@ func (k *kQuantizer) superBlock(y []byte, x []float32, nmax int, rmin float32, n
 		}
 		dm := dmin * float32(m)
 		for i := range 32 {
-			L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dj), 0, nmax))
+			k.L[32*j+i] = uint8(clampInt(nearestInt((x[32*j+i]+dm)/dj), 0, nmax))
 		}
 	}
-	return L
 }
 
 // Q5_K block layout (ggml-common.h block_q5_K), 176 bytes per 256 values:
@@ -453,49 +459,58 @@ func QuantizeQ6_K(dst []byte, src []float32) {
 	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesQ6_K {
 		panic(fmt.Sprintf("gguf: QuantizeQ6_K: %d values into %d bytes", len(src), len(dst)))
 	}
+	for b := 0; b < len(src)/QK_K; b++ {
+		q6KBlock(dst[b*BlockBytesQ6_K:(b+1)*BlockBytesQ6_K], src[b*QK_K:(b+1)*QK_K], nil)
+	}
+}
+
+// q6KBlock quantizes one super-block x into y, each sub-block's scale
+// search weighting its values by qw (the column importances of
+// quantize_row_q6_K_impl) or, for nil qw, by x² (the reference).
+func q6KBlock(y []byte, x, qw []float32) {
 	var (
 		L      [QK_K]uint8
 		scales [QK_K / 16]float32
 	)
-	for b := 0; b < len(src)/QK_K; b++ {
-		x := src[b*QK_K : (b+1)*QK_K]
-		y := dst[b*BlockBytesQ6_K : (b+1)*BlockBytesQ6_K]
-		clear(y)
-		var maxScale, maxAbs float32
-		for j := range QK_K / 16 {
-			scales[j] = makeQXQuants(32, x[16*j:16*j+16], L[16*j:16*j+16])
-			if a := abs32(scales[j]); a > maxAbs {
-				maxAbs, maxScale = a, scales[j]
-			}
+	clear(y)
+	var maxScale, maxAbs float32
+	for j := range QK_K / 16 {
+		var w []float32
+		if qw != nil {
+			w = qw[16*j : 16*j+16]
 		}
-		if maxAbs < groupMaxEps {
+		scales[j] = makeQXQuants(32, x[16*j:16*j+16], L[16*j:16*j+16], w)
+		if a := abs32(scales[j]); a > maxAbs {
+			maxAbs, maxScale = a, scales[j]
+		}
+	}
+	if maxAbs < groupMaxEps {
+		return
+	}
+	iscale := -128 / maxScale
+	dBits := half.F32ToF16(1 / iscale)
+	binary.LittleEndian.PutUint16(y[q6kD:], dBits)
+	d := half.F16ToF32(dBits)
+	sc := y[q6kScales:q6kD]
+	for j := range QK_K / 16 {
+		sc[j] = uint8(int8(min(127, nearestInt(iscale*scales[j]))))
+	}
+	for j := range QK_K / 16 {
+		dj := d * float32(int8(sc[j]))
+		if dj == 0 {
 			continue
 		}
-		iscale := -128 / maxScale
-		dBits := half.F32ToF16(1 / iscale)
-		binary.LittleEndian.PutUint16(y[q6kD:], dBits)
-		d := half.F16ToF32(dBits)
-		sc := y[q6kScales:q6kD]
-		for j := range QK_K / 16 {
-			sc[j] = uint8(int8(min(127, nearestInt(iscale*scales[j]))))
+		for i := range 16 {
+			L[16*j+i] = uint8(clampInt(nearestInt(x[16*j+i]/dj), -32, 31) + 32)
 		}
-		for j := range QK_K / 16 {
-			dj := d * float32(int8(sc[j]))
-			if dj == 0 {
-				continue
-			}
-			for i := range 16 {
-				L[16*j+i] = uint8(clampInt(nearestInt(x[16*j+i]/dj), -32, 31) + 32)
-			}
-		}
-		for h := range 2 {
-			ql, qh := y[64*h:64*h+64], y[q6kQH+32*h:q6kQH+32*h+32]
-			for l := range 32 {
-				for i := range 4 {
-					q := L[128*h+32*i+l]
-					ql[32*(i%2)+l] |= (q & 0xF) << (4 * (i / 2))
-					qh[l] |= (q >> 4) << (2 * i)
-				}
+	}
+	for h := range 2 {
+		ql, qh := y[64*h:64*h+64], y[q6kQH+32*h:q6kQH+32*h+32]
+		for l := range 32 {
+			for i := range 4 {
+				q := L[128*h+32*i+l]
+				ql[32*(i%2)+l] |= (q & 0xF) << (4 * (i / 2))
+				qh[l] |= (q >> 4) << (2 * i)
 			}
 		}
 	}
@@ -506,12 +521,12 @@ func QuantizeQ6_K(dst []byte, src []float32) {
 const groupMaxEps = 1e-15
 
 // makeQXQuants fits x ≈ scale·(L − nmax) with L − nmax in [−nmax, nmax−1]
-// (ggml make_qx_quants with rmse_type 1 and no importance weights: each
-// value weighted by x²), trying 1/scale = −(nmax + 0.1·is)/max for is in
-// −9..9 (max the value of largest magnitude, with its sign) and keeping
-// the one of least weighted error. It returns the scale and leaves the
-// levels in L.
-func makeQXQuants(nmax int, x []float32, L []uint8) float32 {
+// (ggml make_qx_quants with rmse_type 1: each value weighted by qw, or by
+// x² for nil qw), trying 1/scale = −(nmax + 0.1·is)/max for is in −9..9
+// (max the value of largest magnitude, with its sign) and keeping the one
+// of least weighted error. It returns the scale and leaves the levels in
+// L.
+func makeQXQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
 	var mx, amax float32
 	for _, v := range x {
 		if a := abs32(v); a > amax {
@@ -532,6 +547,9 @@ func makeQXQuants(nmax int, x []float32, L []uint8) float32 {
 				L[i] = uint8(l + nmax)
 			}
 			w := float32(v * v)
+			if qw != nil {
+				w = qw[i]
+			}
 			fl := float32(l)
 			sumLX += float32(float32(w*v) * fl)
 			sumL2 += float32(float32(w*fl) * fl)

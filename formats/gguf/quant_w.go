@@ -1,0 +1,217 @@
+package gguf
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+)
+
+// EncodeWeighted is Encode with an importance per column (an imatrix
+// entry: the mean square of each input feature over calibration data),
+// for a tensor of rows of rowLen values: Q4_K, Q5_K and Q6_K rows are
+// quantized as llama-quantize does with an importance matrix
+// (quantize_row_q4_K_impl and its kin: each value's error weighted by its
+// column's importance), other types as Encode (llama.cpp's Q8_0 and the
+// float types take no weights). len(qw) must be rowLen.
+func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]byte, error) {
+	switch t {
+	case TypeQ4_K, TypeQ5_K, TypeQ6_K:
+	default:
+		return Encode(t, src)
+	}
+	if rowLen <= 0 || len(src)%rowLen != 0 || len(qw) != rowLen {
+		return nil, fmt.Errorf("encode %s with importance: %d values in rows of %d, %d weights", t, len(src), rowLen, len(qw))
+	}
+	rb, err := t.RowBytes(int64(rowLen))
+	if err != nil {
+		return nil, fmt.Errorf("encode %s rows of %d: %w", t, rowLen, err)
+	}
+	rows := len(src) / rowLen
+	dst := make([]byte, int64(rows)*rb)
+	parallelBlocks(rows, max(1, grainFor(t)*QK_K/rowLen), func(lo, hi int) {
+		var k kQuantizer
+		for r := lo; r < hi; r++ {
+			x, y := src[r*rowLen:(r+1)*rowLen], dst[int64(r)*rb:int64(r+1)*rb]
+			switch t {
+			case TypeQ4_K:
+				k.weightedRowQ4_K(y, x, qw)
+			case TypeQ5_K:
+				k.weightedRowQ5_K(y, x, qw)
+			case TypeQ6_K:
+				weightedRowQ6_K(y, x, qw)
+			}
+		}
+	})
+	return dst, nil
+}
+
+// weightedRowQ4_K quantizes one row x into Q4_K super-blocks y with the
+// column importances qw (ggml quantize_row_q4_K_impl).
+func (k *kQuantizer) weightedRowQ4_K(y []byte, x, qw []float32) {
+	for b := 0; b < len(x)/QK_K; b++ {
+		blk := y[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
+		L := k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 15, false)
+		qs := blk[q4kQS:]
+		for c := range 4 {
+			for l := range 32 {
+				qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
+			}
+		}
+	}
+}
+
+// weightedRowQ5_K is weightedRowQ4_K for Q5_K (ggml
+// quantize_row_q5_K_impl).
+func (k *kQuantizer) weightedRowQ5_K(y []byte, x, qw []float32) {
+	for b := 0; b < len(x)/QK_K; b++ {
+		blk := y[b*BlockBytesQ5_K : (b+1)*BlockBytesQ5_K]
+		L := k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 31, true)
+		qh, qs := blk[q5kQH:q5kQS], blk[q5kQS:]
+		for c := range 4 {
+			for l := range 32 {
+				lo, hi := L[64*c+l], L[64*c+32+l]
+				qs[32*c+l] = lo&0xF | (hi&0xF)<<4
+				qh[l] |= (lo>>4)<<(2*c) | (hi>>4)<<(2*c+1)
+			}
+		}
+	}
+}
+
+// weightedSuperBlock is superBlock with importances (ggml's _impl
+// quantizers for Q4_K and Q5_K): each value weighs qw·sqrt(σ² + x²), σ²
+// twice the block's mean square; each sub-block's scale and min come from
+// a 37-step search (makeQKX2Quants from nmax − 0.9 in steps of 0.05), and
+// the 8 scales and 8 mins are fitted to 6 bits by makeQPQuants, weighted
+// by their sub-blocks' total weight, instead of scaled to the largest.
+// clamp63 caps the 6-bit levels as the Q5_K quantizer does (Q4_K's stores
+// them as they come).
+func (k *kQuantizer) weightedSuperBlock(y []byte, x, qw []float32, nmax int, clamp63 bool) *[QK_K]uint8 {
+	clear(y)
+	L := &k.L
+	var sumX2 float32
+	for _, v := range x {
+		sumX2 += float32(v * v)
+	}
+	sigma2 := float32(2*sumX2) / QK_K
+	var sw [QK_K / 32]float32
+	for j := range QK_K / 32 {
+		xs := x[32*j : 32*j+32]
+		var sumW float32
+		for l, v := range xs {
+			k.weights[l] = qw[32*j+l] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
+			sumW += k.weights[l]
+		}
+		sw[j] = sumW
+		k.scales[j], k.mins[j] = makeQKX2Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], -0.9, 0.05, 36)
+	}
+	var ls, lm [QK_K / 32]uint8
+	dBlock := makeQPQuants(63, k.scales[:], ls[:], sw[:])
+	mBlock := makeQPQuants(63, k.mins[:], lm[:], sw[:])
+	s := y[q4kScales:q4kQS]
+	for j := range QK_K / 32 {
+		a, m := ls[j], lm[j]
+		if clamp63 {
+			a, m = min(a, 63), min(m, 63)
+		}
+		if j < 4 {
+			s[j] = a
+			s[j+4] = m
+		} else {
+			s[j+4] = a&0xF | (m&0xF)<<4
+			s[j-4] |= (a >> 4) << 6
+			s[j] |= (m >> 4) << 6
+		}
+	}
+	dBits, dminBits := half.F32ToF16(dBlock), half.F32ToF16(mBlock)
+	binary.LittleEndian.PutUint16(y[0:], dBits)
+	binary.LittleEndian.PutUint16(y[2:], dminBits)
+	k.requantize(x, s, half.F16ToF32(dBits), half.F16ToF32(dminBits), nmax)
+	return L
+}
+
+// makeQPQuants fits the non-negative x ≈ scale·L with L in [0, nmax]
+// weighted by qw (ggml make_qp_quants): the best of 9 scales around
+// max/nmax, then up to 5 rounds moving single levels while the weighted
+// fit improves. It returns the scale and leaves the levels in L.
+func makeQPQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
+	var mx float32
+	for _, v := range x {
+		if !(mx > v) {
+			mx = v
+		}
+	}
+	if mx == 0 {
+		clear(L[:len(x)])
+		return 0
+	}
+	fmax := float32(nmax)
+	iscale := fmax / mx
+	for i, v := range x {
+		L[i] = uint8(nearestInt(iscale * v))
+	}
+	scale := 1 / iscale
+	var bestMSE float32
+	for i, v := range x {
+		diff := v - float32(scale*float32(L[i]))
+		bestMSE += float32(float32(qw[i]*diff) * diff)
+	}
+	for is := -4; is <= 4; is++ {
+		if is == 0 {
+			continue
+		}
+		iscaleIs := (float32(0.1*float32(is)) + fmax) / mx
+		scaleIs := 1 / iscaleIs
+		var mse float32
+		for i, v := range x {
+			l := min(nmax, nearestInt(iscaleIs*v))
+			diff := v - float32(scaleIs*float32(l))
+			mse += float32(float32(qw[i]*diff) * diff)
+		}
+		if mse < bestMSE {
+			bestMSE, iscale = mse, iscaleIs
+		}
+	}
+	var sumLX, sumL2 float32
+	for i, v := range x {
+		l := min(nmax, nearestInt(iscale*v))
+		L[i] = uint8(l)
+		fl := float32(l)
+		sumLX += float32(float32(qw[i]*v) * fl)
+		sumL2 += float32(float32(qw[i]*fl) * fl)
+	}
+	for range 5 {
+		changed := false
+		for i, v := range x {
+			w, li := qw[i], float32(L[i])
+			slx := sumLX - float32(float32(w*v)*li)
+			sl2 := sumL2 - float32(float32(w*li)*li)
+			if slx > 0 && sl2 > 0 {
+				nl := min(nmax, nearestInt(float32(v*sl2)/slx))
+				if nl != int(L[i]) {
+					fn := float32(nl)
+					slx += float32(float32(w*v) * fn)
+					sl2 += float32(float32(w*fn) * fn)
+					if float32(float32(slx*slx)*sumL2) > float32(float32(sumLX*sumLX)*sl2) {
+						L[i], sumLX, sumL2 = uint8(nl), slx, sl2
+						changed = true
+					}
+				}
+			}
+		}
+		if !changed {
+			break
+		}
+	}
+	return sumLX / sumL2
+}
+
+// weightedRowQ6_K quantizes one row x into Q6_K super-blocks y with the
+// column importances qw (ggml quantize_row_q6_K_impl: the sub-block
+// scales' search weighs each value by its importance alone).
+func weightedRowQ6_K(y []byte, x, qw []float32) {
+	for b := 0; b < len(x)/QK_K; b++ {
+		q6KBlock(y[b*BlockBytesQ6_K:(b+1)*BlockBytesQ6_K], x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K])
+	}
+}

@@ -1,0 +1,88 @@
+package quantize
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// Importance is what an importance matrix (llama.cpp's imatrix) holds: for
+// each Linear weight ("model.layers.0.self_attn.q_proj.weight"), the sum
+// over the calibration tokens of each input feature's square, and the
+// token count.
+type Importance struct {
+	Sum2   map[string][]float64
+	Tokens int64
+	// Samples counts the samples run (imatrix.chunk_count), SeqLen is
+	// their length (imatrix.chunk_size).
+	Samples, SeqLen int
+}
+
+// CollectImportance runs every sample through m, unquantized, and sums the
+// squares of each Linear's input features over the samples' real tokens
+// (padding, which a record-mode sample holds at its end, is left out). A
+// Linear's input is the intermediate model.Linears names (q/k/v share the
+// attention norm's output, gate/up the MLP norm's). progress, when set, is
+// called after each sample.
+func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, progress func(done, total int)) (*Importance, error) {
+	imp := &Importance{Sum2: map[string][]float64{}, Samples: len(samples)}
+	// modules maps an intermediate's hook suffix to the Linears it feeds.
+	modules := map[string][]string{}
+	for _, l := range model.Linears {
+		modules[l.Input] = append(modules[l.Input], l.Name)
+	}
+	var mu sync.Mutex
+	for s, smp := range samples {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := len(smp.IDs)
+		for n > 0 && smp.Mask != nil && !smp.Mask[n-1] {
+			n--
+		}
+		imp.SeqLen = max(imp.SeqLen, len(smp.IDs))
+		if n == 0 {
+			continue
+		}
+		hook := func(name string, x []float32, rows, cols int) {
+			rest, ok := strings.CutPrefix(name, "model.layers.")
+			if !ok {
+				return
+			}
+			layer, inter, ok := strings.Cut(rest, ".")
+			if !ok || modules[inter] == nil {
+				return
+			}
+			sums := make([]float64, cols)
+			for r := range rows {
+				for j, v := range x[r*cols : (r+1)*cols] {
+					sums[j] += float64(v) * float64(v)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, mod := range modules[inter] {
+				key := "model.layers." + layer + "." + mod + ".weight"
+				acc := imp.Sum2[key]
+				if acc == nil {
+					acc = make([]float64, cols)
+					imp.Sum2[key] = acc
+				}
+				for j, v := range sums {
+					acc[j] += v
+				}
+			}
+		}
+		if _, err := m.ForwardLast(smp.IDs[:n], nil, hook); err != nil {
+			return nil, fmt.Errorf("importance: sample %d: %w", s, err)
+		}
+		imp.Tokens += int64(n)
+		if progress != nil {
+			progress(s+1, len(samples))
+		}
+	}
+	return imp, nil
+}
