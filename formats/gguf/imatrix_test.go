@@ -2,7 +2,9 @@ package gguf
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -135,4 +137,58 @@ func equalF32(a, b []float32) bool {
 		}
 	}
 	return true
+}
+
+// TestEncodeWeightedDegenerate: super-blocks whose importances are all
+// zero, and values so small that every sub-block scale is under ggml's
+// GROUP_MAX_EPS, give the bytes of ggml's quantize_q4_K/q5_K/q6_K with
+// quant_weights (SHA-256 of the output of llama.cpp's ggml-quants.c, the
+// node-llama-cpp v0.4.0 source, built with -ffp-contract=off): make_qp_quants
+// returns 0, not 0/0, when no level has weight, and zeroes a group whose
+// largest value is under GROUP_MAX_EPS.
+func TestEncodeWeightedDegenerate(t *testing.T) {
+	const rows, cols = 2, 512
+	inputs := func(c int) (x, qw []float32) {
+		x, qw = make([]float32, rows*cols), make([]float32, cols)
+		for i := range x {
+			x[i] = float32(math.Sin(float64(i)*0.7)) * 0.05
+		}
+		for j := range qw {
+			qw[j] = float32(1 + j%7)
+		}
+		switch c {
+		case 0: // all importances zero
+			clear(qw)
+		case 1: // sub-block scales under GROUP_MAX_EPS
+			for i := range x {
+				x[i] *= 1e-18
+			}
+		case 2: // the first super-block's importances zero
+			clear(qw[:256])
+		}
+		return x, qw
+	}
+	want := [3][3]string{
+		{"27d21f9b3b01160988dd07c0791464f60e5bd3b486026e1e8097644de49a1f5b", "bbb0437415048b15da5a4cbb3df8254f761bf50c77b4cd69695cfbbea5bf8f59", "16d0edc8b7ad7705b23a14058f366ff1c0dfa16a0ad14f741924c308754cf8d1"},
+		{"a5af198a5361e3a407b10849ec39e4c3be6ad06adf86c2d154f4d1b250465d30", "cf4652cfc5dd146066c3c5586b79114a89896e35a42ce372d4af354f0ebb0244", "16d0edc8b7ad7705b23a14058f366ff1c0dfa16a0ad14f741924c308754cf8d1"},
+		{"33d503dddeceff4fb9edbfd81949f4fbe84bd56c8c19b0fb79ba2640e5a8b425", "9da9bc3c858731cd78268f029d98f78349b5250de17bce7d4e68b4df1d79a1f8", "6147063ff7923f8a5fceb065acfd09bca73b55beb4464b077ca10c81089ac2e0"},
+	}
+	for c := range 3 {
+		x, qw := inputs(c)
+		for i, typ := range []TensorType{TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+			b, err := EncodeWeighted(typ, x, cols, qw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprintf("%x", sha256.Sum256(b)); got != want[c][i] {
+				t.Errorf("case %d %s: sha256 %s, ggml's %s", c, typ, got, want[c][i])
+			}
+			y, _ := Decode(typ, b, len(x))
+			for j, v := range y {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					t.Fatalf("case %d %s: value %d decodes to %g", c, typ, j, v)
+				}
+			}
+		}
+	}
 }

@@ -142,7 +142,7 @@ func makeQPQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
 			mx = v
 		}
 	}
-	if mx == 0 {
+	if mx < groupMaxEps { // all zero (or negligible), as ggml
 		clear(L[:len(x)])
 		return 0
 	}
@@ -203,6 +203,9 @@ func makeQPQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
 		if !changed {
 			break
 		}
+	}
+	if !(sumL2 > 0) { // no weight (all importances zero) or NaN: ggml returns 0
+		return 0
 	}
 	return sumLX / sumL2
 }
