@@ -35,15 +35,22 @@ type ImatrixEntry struct {
 }
 
 // Importance returns the mean square of each input feature of the weight
-// named name (a GGUF name), nil when the matrix has no entry for it.
+// named name (a GGUF name), nil when the matrix has no entry for it. As
+// llama-quantize's load_imatrix, the count is rounded to an integer, and an
+// entry of no tokens (a count of 0) weighs every column 1.
 func (m *Imatrix) Importance(name string) []float32 {
 	e, ok := m.Entries[name]
-	if !ok || e.Count <= 0 {
+	if !ok {
 		return nil
 	}
+	count := float32(math.Round(float64(e.Count)))
 	out := make([]float32, len(e.Sum2))
 	for j, s := range e.Sum2 {
-		out[j] = s / e.Count
+		if count > 0 {
+			out[j] = s / count
+		} else {
+			out[j] = 1
+		}
 	}
 	return out
 }

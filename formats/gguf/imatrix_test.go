@@ -71,6 +71,7 @@ func TestImatrixFiles(t *testing.T) {
 	m := &Imatrix{Entries: map[string]ImatrixEntry{
 		"blk.0.attn_q.weight":   {Sum2: []float32{4, 8, 0, 2}, Count: 4},
 		"blk.0.ffn_down.weight": {Sum2: []float32{1, 3}, Count: 2},
+		"blk.1.ffn_up.weight":   {Sum2: []float32{0, 0, 0}, Count: 0}, // no tokens: llama-quantize weighs each column 1
 	}, Chunks: 2, ChunkSize: 3, Datasets: []string{"alpaca"}}
 	path := filepath.Join(dir, "imatrix.gguf")
 	if err := m.Write(path); err != nil {
@@ -85,6 +86,9 @@ func TestImatrixFiles(t *testing.T) {
 	}
 	if got := back.Importance("blk.0.ffn_down.weight"); !equalF32(got, []float32{0.5, 1.5}) {
 		t.Errorf("ffn_down importance %v", got)
+	}
+	if got := back.Importance("blk.1.ffn_up.weight"); !equalF32(got, []float32{1, 1, 1}) {
+		t.Errorf("ffn_up (count 0) importance %v, want ones as llama-quantize", got)
 	}
 	if back.Chunks != 2 || back.ChunkSize != 3 || len(back.Datasets) != 1 || back.Datasets[0] != "alpaca" || back.Importance("output.weight") != nil {
 		t.Errorf("read back %+v", back)
