@@ -162,6 +162,14 @@ func readImatrixGGUF(path string) (*Imatrix, error) {
 		if len(counts) != 1 {
 			return nil, fmt.Errorf("imatrix %s: tensor %q holds %d counts, want 1 (a dense model's weight)", path, name+imatrixCounts, len(counts))
 		}
+		if c := float64(counts[0]); math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
+			return nil, fmt.Errorf("imatrix %s: tensor %q is %g, want a finite token count", path, name+imatrixCounts, c)
+		}
+		for j, v := range sums {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 {
+				return nil, fmt.Errorf("imatrix %s: tensor %q: value %d is %g, want a finite non-negative sum of squares", path, ti.Name, j, v)
+			}
+		}
 		m.Entries[name] = ImatrixEntry{Sum2: sums, Count: counts[0]}
 	}
 	if len(m.Entries) == 0 {

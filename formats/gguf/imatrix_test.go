@@ -119,6 +119,13 @@ func TestImatrixFiles(t *testing.T) {
 	if _, err := ReadImatrix(legacy); err == nil || !strings.Contains(err.Error(), "imatrix.dat") {
 		t.Errorf("truncated legacy file: %v", err)
 	}
+	bad := &Imatrix{Entries: map[string]ImatrixEntry{"blk.0.attn_q.weight": {Sum2: []float32{1, float32(math.Inf(1))}, Count: 2}}}
+	if err := bad.Write(filepath.Join(dir, "bad.gguf")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadImatrix(filepath.Join(dir, "bad.gguf")); err == nil || !strings.Contains(err.Error(), `"blk.0.attn_q.weight.in_sum2": value 1 is +Inf`) {
+		t.Errorf("an infinite sum: %v", err)
+	}
 	model := filepath.Join(dir, "model.gguf")
 	w, err := Create(model, []KV{{"general.architecture", "llama"}}, []TensorInfo{{Name: "x", Shape: []int{4}, Type: TypeF32}})
 	if err != nil {
