@@ -43,6 +43,17 @@ func TestImatrixCommand(t *testing.T) {
 	if !strings.Contains(stderr, "no entry for token_embd.weight") {
 		t.Errorf("convert with the imatrix does not name the weight it has no entry for:\n%s", stderr)
 	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]any{"quantize.imatrix.file": "oc.imatrix.gguf", "quantize.imatrix.entries_count": int32(42),
+		"quantize.imatrix.chunks_count": int32(4), "quantize.imatrix.dataset": "alpaca_en_demo.json"} {
+		if got, _ := f.Get(key); got != want {
+			t.Errorf("%s = %v (%T), want %v", key, got, got, want)
+		}
+	}
+	f.Close()
 	for _, tc := range []struct {
 		args []string
 		want string

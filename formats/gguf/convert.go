@@ -448,6 +448,15 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		{"llama.rope.freq_base", float32(cfg.RopeTheta)},
 		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	}
+	if m := opts.Imatrix; m != nil {
+		// The keys llama-quantize records an importance matrix under.
+		kvs = append(kvs, KV{"quantize.imatrix.file", m.Path},
+			KV{"quantize.imatrix.entries_count", int32(len(m.Entries))},
+			KV{"quantize.imatrix.chunks_count", int32(m.Chunks)})
+		if len(m.Datasets) > 0 {
+			kvs = append(kvs, KV{"quantize.imatrix.dataset", m.Datasets[0]})
+		}
+	}
 	vocab, err := tokenizerKVs(cfg, tok, opts)
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -26,6 +27,9 @@ type Imatrix struct {
 	Chunks    int      // imatrix.chunk_count: the samples summed
 	ChunkSize int      // imatrix.chunk_size: tokens a sample
 	Datasets  []string // imatrix.datasets
+	// Path is the base name of the file ReadImatrix read (Convert records
+	// it as quantize.imatrix.file, as llama-quantize does).
+	Path string
 }
 
 // ImatrixEntry is one weight's sums: Sum2[j] = Σ x_j² over Count tokens.
@@ -114,13 +118,16 @@ func ReadImatrix(path string) (*Imatrix, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imatrix: %w", err)
 	}
+	var m *Imatrix
 	if bytes.HasPrefix(b, []byte("GGUF")) {
-		return readImatrixGGUF(path)
+		m, err = readImatrixGGUF(path)
+	} else if m, err = readImatrixLegacy(b); err != nil {
+		err = fmt.Errorf("imatrix %s: %w (want llama-imatrix's GGUF or legacy .dat file)", path, err)
 	}
-	m, err := readImatrixLegacy(b)
 	if err != nil {
-		return nil, fmt.Errorf("imatrix %s: %w (want llama-imatrix's GGUF or legacy .dat file)", path, err)
+		return nil, err
 	}
+	m.Path = filepath.Base(path)
 	return m, nil
 }
 
