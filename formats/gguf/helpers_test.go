@@ -84,10 +84,21 @@ type converted struct {
 
 func convert(t testing.TB, ck *checkpoint, typ gguf.TensorType) *converted {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), filepath.Base(ck.dir)+"-"+typ.String()+".gguf")
-	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: typ})
+	return convertWith(t, ck, typ, gguf.ConvertOptions{Type: typ})
+}
+
+// convertWith converts ck with opts into a temporary file, read back; typ
+// names it (and picks the tolerances of the checks that take one).
+func convertWith(t testing.TB, ck *checkpoint, typ gguf.TensorType, opts gguf.ConvertOptions) *converted {
+	t.Helper()
+	name := typ.String()
+	if opts.Mix.Name != "" {
+		name = opts.Mix.Name
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(ck.dir)+"-"+name+".gguf")
+	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, opts)
 	if err != nil {
-		t.Fatalf("convert %s to %s: %v", ck.dir, typ, err)
+		t.Fatalf("convert %s to %s: %v", ck.dir, name, err)
 	}
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -95,6 +106,27 @@ func convert(t testing.TB, ck *checkpoint, typ gguf.TensorType) *converted {
 	}
 	t.Cleanup(func() { f.Close() })
 	return &converted{typ: typ, path: path, res: res, file: f}
+}
+
+// llamaDiff compares llama.cpp's next-token log-probabilities (nil where
+// it reported none) with ours, prompt by prompt, and returns the worst.
+func llamaDiff(t testing.TB, llama [][]*float64, ours [][]float64, vocab int) diff {
+	t.Helper()
+	var ds []diff
+	for j, lp := range llama {
+		if len(lp) != vocab {
+			t.Fatalf("prompt %d: llama.cpp gave %d probabilities, want %d", j, len(lp), vocab)
+		}
+		g := make([]float64, len(lp))
+		for k, v := range lp {
+			g[k] = math.NaN()
+			if v != nil {
+				g[k] = *v
+			}
+		}
+		ds = append(ds, compare(g, ours[j]))
+	}
+	return worst(ds)
 }
 
 // ggufWeights serves a converted file to the runtime under Hugging Face

@@ -3,7 +3,6 @@ package gguf_test
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/calibrate"
@@ -57,18 +56,7 @@ func TestImatrixQuality(t *testing.T) {
 		return m
 	}
 	calib, heldOut := importance(quantize.SamplesOf(ds.Samples)), importance(held)
-	write := func(opts gguf.ConvertOptions) *gguf.File {
-		path := filepath.Join(t.TempDir(), "m.gguf")
-		if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, opts); err != nil {
-			t.Fatal(err)
-		}
-		f, err := gguf.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		return f
-	}
+	write := func(opts gguf.ConvertOptions) *gguf.File { return convertWith(t, ck, opts.Type, opts).file }
 	ref := write(gguf.ConvertOptions{Type: gguf.TypeF32})
 	for _, typ := range []gguf.TensorType{gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
 		plain, weighted := write(gguf.ConvertOptions{Type: typ}), write(gguf.ConvertOptions{Type: typ, Imatrix: calib})

@@ -3,7 +3,6 @@ package gguf_test
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -177,22 +176,7 @@ func checkLlamaCpp(t *testing.T, ck *checkpoint, convs []*converted, spec fixtur
 				}
 			})
 			t.Run("logits", func(t *testing.T) {
-				ours := nextLogProbs(t, m, spec.prompts)
-				var ds []diff
-				for j, lp := range got.LogProbs {
-					if len(lp) != ck.cfg.VocabSize {
-						t.Fatalf("prompt %d: llama.cpp gave %d probabilities, want %d", j, len(lp), ck.cfg.VocabSize)
-					}
-					g := make([]float64, len(lp))
-					for k, v := range lp {
-						g[k] = math.NaN()
-						if v != nil {
-							g[k] = *v
-						}
-					}
-					ds = append(ds, compare(g, ours[j]))
-				}
-				d := worst(ds)
+				d := llamaDiff(t, got.LogProbs, nextLogProbs(t, m, spec.prompts), ck.cfg.VocabSize)
 				t.Logf("%s: llama.cpp vs our runtime on the same weights: %v", c.typ, d)
 				llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
 			})
@@ -351,18 +335,10 @@ func TestLlamaCppMix(t *testing.T) {
 	if !ok {
 		t.Fatal("no Q4_K_M mix")
 	}
-	path := filepath.Join(t.TempDir(), "openchat-tiny-Q4_K_M.gguf")
-	res, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Mix: mix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if ft, _ := f.Get("general.file_type"); res.FileType != 15 || ft != uint32(15) {
-		t.Errorf("general.file_type %v (result %d), want 15 (LLAMA_FTYPE_MOSTLY_Q4_K_M)", ft, res.FileType)
+	c := convertWith(t, ck, gguf.TypeQ4_K, gguf.ConvertOptions{Mix: mix})
+	f := c.file
+	if ft, _ := f.Get("general.file_type"); c.res.FileType != 15 || ft != uint32(15) {
+		t.Errorf("general.file_type %v (result %d), want 15 (LLAMA_FTYPE_MOSTLY_Q4_K_M)", ft, c.res.FileType)
 	}
 	for _, ti := range f.Tensors() {
 		want := gguf.TypeQ4_K
@@ -388,21 +364,9 @@ func TestLlamaCppMix(t *testing.T) {
 	node := llamaCppAvailable(t)
 	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
 	prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: 48, Logits: prompts}}})
-	c := &converted{typ: gguf.TypeQ4_K, path: path, res: res, file: f}
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 48, Logits: prompts}}})
 	ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
-	var ds []diff
-	for j, lp := range resp.Models[0].LogProbs {
-		g := make([]float64, len(lp))
-		for k, v := range lp {
-			g[k] = math.NaN()
-			if v != nil {
-				g[k] = *v
-			}
-		}
-		ds = append(ds, compare(g, ours[j]))
-	}
-	d := worst(ds)
+	d := llamaDiff(t, resp.Models[0].LogProbs, ours, ck.cfg.VocabSize)
 	t.Logf("Q4_K_M: llama.cpp vs our runtime on the same weights: %v", d)
 	llamaTolerances[gguf.TypeQ6_K].check(t, "llama.cpp vs our runtime on Q4_K_M", d)
 }
