@@ -11,8 +11,9 @@ import (
 // Mix is one of llama-quantize's k-quant file types (llama.h llama_ftype):
 // most 2-D weights in Base, the output weight in Q6_K, and for the _M and
 // Q4_K_S mixes some layers' attn_v and ffn_down weights in a larger type,
-// as llama.cpp's llama_tensor_get_type picks them without an importance
-// matrix for a dense model (no experts), with its 70B rule: in a model of
+// as llama.cpp's llama_tensor_get_type picks them for a dense model (no
+// experts; for these types its rules do not depend on whether an
+// importance matrix is given), with its 70B rule: in a model of
 // 80 layers with grouped-query attention (llama.cpp's LLM_TYPE_70B), an
 // attn_v the rules leave in Q4_K is written in Q5_K.
 type Mix struct {
