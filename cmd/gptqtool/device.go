@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
@@ -108,6 +110,9 @@ func dtypeFlag(v string) string {
 // "auto" keeps GPTQ weights quantized in fp16 and fp checkpoints in their
 // own dtype where the backend has 16-bit tensors, fp32 elsewhere.
 func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error) {
+	if gguf.IsFile(dir) {
+		return loadGGUF(dir, b, dtype)
+	}
 	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) {
 		cfg, err := hfconfig.Load(dir)
 		if err != nil {
@@ -166,4 +171,46 @@ func modelDType(dtype string, b runtime.Backend, conf func() (*hfconfig.Config, 
 		return dt, usageError{fmt.Errorf("--dtype %s: backend %s has %v tensors only", dtype, b.Name(), b.DTypes())}
 	}
 	return dt, nil
+}
+
+// loadGGUF loads a llama-architecture GGUF file (gguf.File.HFConfig) on b,
+// its weights dequantized (gguf.ModelWeights) into the dtype a --dtype
+// flag names ("auto": fp16 on cuda, fp32 on the cpu).
+func loadGGUF(path string, b runtime.Backend, dtype string) (*model.Model, error) {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cfg, err := f.HFConfig()
+	if err != nil {
+		return nil, err
+	}
+	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) { return cfg, false, nil })
+	if err != nil {
+		return nil, err
+	}
+	return model.FromWeightsWith(f.Weights(cfg), cfg, nil, b, model.Options{DType: dt})
+}
+
+// modelConfig is the config of a checkpoint directory or GGUF file.
+func modelConfig(path string) (*hfconfig.Config, error) {
+	if gguf.IsFile(path) {
+		f, err := gguf.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return f.HFConfig()
+	}
+	return hfconfig.Load(path)
+}
+
+// tokenizerDir is where a model's tokenizer files are: its directory, or
+// the folder of a GGUF file.
+func tokenizerDir(path string) string {
+	if gguf.IsFile(path) {
+		return filepath.Dir(path)
+	}
+	return path
 }

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -45,7 +47,7 @@ const defaultCtx = 2048
 
 func (f *evalFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ)")
+	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ), or a llama-architecture GGUF file (its weights dequantized; its text tokenized with the tokenizer files beside it)")
 	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
 	fs.IntVar(&f.ctx, "ctx", 0, fmt.Sprintf("window length in tokens (default %d, or the model's or the baseline's max_position_embeddings where smaller)", defaultCtx))
 	f.ctxGiven = func() bool { return fs.Changed("ctx") }
@@ -77,7 +79,7 @@ func (f *evalFlags) setup(log io.Writer, baseline string) (runtime.Backend, []in
 		return nil, nil, nil, usageError{fmt.Errorf("--max-windows %d: want 0 (all) or more", f.maxWindows)}
 	}
 	// (A config that does not load is left to the load to report.)
-	if cfg, err := hfconfig.Load(f.model); err == nil {
+	if cfg, err := modelConfig(f.model); err == nil {
 		if !given && cfg.MaxPositionEmbeddings > 0 {
 			f.ctx = min(f.ctx, cfg.MaxPositionEmbeddings)
 		}
@@ -204,12 +206,15 @@ func checkCtx(ctx int, cfg *hfconfig.Config, what string) error {
 // loadText tokenizes a text file the way the perplexity convention asks: the
 // whole file in one piece, BOS prepended once.
 func loadText(modelDir, path string) ([]int, error) {
-	tok, err := tokenizer.Load(modelDir)
+	tok, err := tokenizer.Load(tokenizerDir(modelDir))
 	if err != nil {
+		if gguf.IsFile(modelDir) {
+			return nil, fmt.Errorf("%w: a GGUF model's text is tokenized with the Hugging Face tokenizer files beside it (tokenizer.json …, in %s)", err, filepath.Dir(modelDir))
+		}
 		return nil, err
 	}
 	// (A config that does not load is left to the model's load to report.)
-	if cfg, err := hfconfig.Load(modelDir); err == nil {
+	if cfg, err := modelConfig(modelDir); err == nil {
 		if err := tokenizerFits(modelDir, tok, cfg); err != nil {
 			return nil, err
 		}

@@ -225,7 +225,12 @@ func appendNew(dst []int, ids ...int) []int {
 // FromWeights binds a model from already opened weights; quant is nil for a
 // floating-point checkpoint. The weights may be closed once it returns.
 func FromWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend) (*Model, error) {
-	m, err := bind(w, cfg, quant, b, Options{})
+	return FromWeightsWith(w, cfg, quant, b, Options{})
+}
+
+// FromWeightsWith is FromWeights with load options (LoadWith's).
+func FromWeightsWith(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend, o Options) (*Model, error) {
+	m, err := bind(w, cfg, quant, b, o)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestVerifyGGUF: verify perplexity and kl take a GGUF file as --model,
+// tokenizing with the tokenizer files beside it: an F16 file of the fp16
+// checkpoint scores exactly as the checkpoint, a Q4_K_M file a little
+// worse, against the checkpoint as --baseline; a GGUF with no tokenizer
+// beside it is refused, saying where the files go.
+func TestVerifyGGUF(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	text := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
+	dir := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"} {
+		b, err := os.ReadFile(filepath.Join(model, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	}
+	ppl := func(args ...string) string {
+		t.Helper()
+		stdout, stderr, err := run(t, append([]string{"verify", "perplexity", "--text", text, "--ctx", "128", "--max-windows", "3", "--device", "cpu"}, args...)...)
+		if err != nil {
+			t.Fatalf("verify perplexity %v: %v\n%s", args, err, stderr)
+		}
+		return strings.SplitN(stdout, "\n", 2)[0]
+	}
+	for _, typ := range []string{"f16", "q4_k_m"} {
+		if _, _, err := run(t, "convert", "--in", model, "--out", filepath.Join(dir, typ+".gguf"), "--gguf", typ); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hf, f16 := ppl("--model", model), ppl("--model", filepath.Join(dir, "f16.gguf"))
+	if hf != f16 || !strings.HasPrefix(hf, "ppl ") {
+		t.Errorf("the checkpoint: %q, its F16 GGUF: %q, want the same", hf, f16)
+	}
+	stdout, _, err := run(t, "verify", "kl", "--model", filepath.Join(dir, "q4_k_m.gguf"), "--baseline", model, "--text", text, "--ctx", "128", "--max-windows", "3", "--device", "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kl float64
+	if _, err := fmt.Sscanf(stdout, "kl %g", &kl); err != nil || !(kl > 0 && kl < 0.1) {
+		t.Errorf("Q4_K_M against the checkpoint: kl %g (%v), want in (0, 0.1):\n%s", kl, err, stdout)
+	}
+	bare := t.TempDir()
+	b, _ := os.ReadFile(filepath.Join(dir, "f16.gguf"))
+	os.WriteFile(filepath.Join(bare, "m.gguf"), b, 0o644)
+	if _, _, err := run(t, "verify", "perplexity", "--model", filepath.Join(bare, "m.gguf"), "--text", text, "--device", "cpu"); err == nil || !strings.Contains(err.Error(), "tokenizer files beside it") {
+		t.Errorf("a GGUF without its tokenizer: %v", err)
+	}
+}
