@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"strconv"
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -16,45 +17,124 @@ import (
 // architecture Convert writes, and llama.cpp's converter writes for Llama
 // and Mistral models): LlamaForCausalLM with the llama.* hyperparameters,
 // the tokenizer's special ids, and tied embeddings where the file has no
-// output weight. Errors name the file and the key.
+// output weight. A file whose metadata or tensors ask llama.cpp for more
+// than the runtime computes (RoPE scaling, Llama 3.1's rope_freqs, partial
+// rotary, experts, biases) is refused, wrapping ErrUnsupportedModel: run,
+// it would silently be another model than llama.cpp's. Errors name the
+// file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if a, _ := Value[string](f, "general.architecture"); a != "llama" {
 		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models)", f.path, a)
 	}
-	u := func(key string, req bool) (uint32, error) {
-		v, err := Value[uint32](f, "llama."+key)
-		if err != nil && req {
-			return 0, fmt.Errorf("%s: llama.%s: %w", f.path, key, err)
-		}
-		return v, nil
+	refuse := func(key string, v any, why string) error {
+		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
 	}
-	c := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "torch_dtype": "float16", "hidden_act": "silu"}
+	// u reads llama.key: absent is (0, false) where it is optional; a value
+	// of another type (a per-layer array included) is an error either way.
+	u := func(key string, req bool) (uint32, bool, error) {
+		if _, ok := f.Get("llama." + key); !ok && !req {
+			return 0, false, nil
+		}
+		v, err := Value[uint32](f, "llama."+key)
+		return v, err == nil, err
+	}
+	f32 := func(key string) (float32, bool, error) {
+		if _, ok := f.Get(key); !ok {
+			return 0, false, nil
+		}
+		v, err := Value[float32](f, key)
+		return v, err == nil, err
+	}
+	// torch_dtype (what --dtype auto runs in on a 16-bit backend) follows
+	// the file's type where that is a float one: BF16 stays bf16 (fp16 may
+	// overflow a bf16-trained model's activations), F32 fp32; quantized
+	// types and F16 run in fp16.
+	dtype := "float16"
+	if ft, err := Value[uint32](f, "general.file_type"); err == nil {
+		switch ft {
+		case fileTypes[TypeF32]:
+			dtype = "float32"
+		case fileTypes[TypeBF16]:
+			dtype = "bfloat16"
+		}
+	}
+	c := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "torch_dtype": dtype, "hidden_act": "silu"}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
 	} {
-		v, err := u(key, true)
+		v, _, err := u(key, true)
 		if err != nil {
 			return nil, err
 		}
 		c[field] = v
 	}
-	kv, _ := u("attention.head_count_kv", false)
-	if kv == 0 {
+	if n, ok, err := u("expert_count", false); err != nil {
+		return nil, err
+	} else if ok && n > 0 {
+		return nil, refuse("llama.expert_count", n, "a mixture of experts (Mixtral), which the runtime does not run")
+	}
+	kv, ok, err := u("attention.head_count_kv", false)
+	if err != nil {
+		return nil, err
+	}
+	if !ok || kv == 0 {
 		kv = c["num_attention_heads"].(uint32)
 	}
 	c["num_key_value_heads"] = kv
-	if hd, _ := u("attention.key_length", false); hd != 0 {
+	headDim := uint32(0)
+	if h := c["num_attention_heads"].(uint32); h > 0 {
+		headDim = c["hidden_size"].(uint32) / h
+	}
+	if hd, ok, err := u("attention.key_length", false); err != nil {
+		return nil, err
+	} else if ok && hd != 0 {
 		c["head_dim"] = hd
+		headDim = hd
+	}
+	if vd, ok, err := u("attention.value_length", false); err != nil {
+		return nil, err
+	} else if ok && vd != headDim {
+		return nil, refuse("llama.attention.value_length", vd, fmt.Sprintf("the runtime needs it equal to the key length %d", headDim))
+	}
+	// llama.cpp refuses a llama file whose n_rot is not the head size too.
+	if r, ok, err := u("rope.dimension_count", false); err != nil {
+		return nil, err
+	} else if ok && r != headDim {
+		return nil, refuse("llama.rope.dimension_count", r, fmt.Sprintf("RoPE over part of the head (size %d), which the runtime does not compute", headDim))
 	}
 	eps, err := Value[float32](f, "llama.attention.layer_norm_rms_epsilon")
 	if err != nil {
-		return nil, fmt.Errorf("%s: llama.attention.layer_norm_rms_epsilon: %w", f.path, err)
+		return nil, err
 	}
 	c["rms_norm_eps"] = eps
-	c["rope_theta"] = float32(10000)
-	if v, err := Value[float32](f, "llama.rope.freq_base"); err == nil {
+	c["rope_theta"] = float32(10000) // llama.cpp's default
+	if v, ok, err := f32("llama.rope.freq_base"); err != nil {
+		return nil, err
+	} else if ok {
 		c["rope_theta"] = v
+	}
+	// RoPE scaling as llama.cpp reads it: the type (default linear) and the
+	// factor (rope.scaling.factor, or the older rope.scale_linear); 0 or 1
+	// is no scaling.
+	if t, err := Value[string](f, "llama.rope.scaling.type"); err == nil {
+		if t != "none" && t != "linear" {
+			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling, which the runtime does not compute")
+		}
+	} else if _, ok := f.Get("llama.rope.scaling.type"); ok {
+		return nil, err
+	}
+	for _, key := range []string{"llama.rope.scaling.factor", "llama.rope.scale_linear"} {
+		if v, ok, err := f32(key); err != nil {
+			return nil, err
+		} else if ok && v != 0 && v != 1 {
+			return nil, refuse(key, v, "RoPE scaling, which the runtime does not compute")
+		}
+	}
+	if v, ok, err := f32("llama.rope.scaling.attn_factor"); err != nil {
+		return nil, err
+	} else if ok && v != 1 {
+		return nil, refuse("llama.rope.scaling.attn_factor", v, "RoPE scaling, which the runtime does not compute")
 	}
 	te, ok := f.Tensor("token_embd.weight")
 	if !ok || len(te.Shape) != 2 {
@@ -72,7 +152,32 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return hfconfig.Parse(b, f.path)
+	cfg, err := hfconfig.Parse(b, f.path)
+	if err != nil {
+		return nil, err
+	}
+	// Every tensor must be one the runtime computes with: llama.cpp applies
+	// the optional ones its llama graph knows (biases, rope_freqs, experts).
+	known := map[string]bool{}
+	for _, s := range tensorSpecs(cfg) {
+		known[s.name] = true
+	}
+	for _, t := range f.tensors {
+		if known[t.Name] {
+			continue
+		}
+		why := "a tensor the runtime has no use for (llama.cpp's llama graph may apply it)"
+		switch {
+		case t.Name == "rope_freqs.weight":
+			why = "RoPE frequency factors (Llama 3.1's rope scaling), which the runtime does not compute"
+		case strings.HasSuffix(t.Name, ".bias"):
+			why = "a bias, which the runtime does not add"
+		case strings.Contains(t.Name, "_exps") || strings.Contains(t.Name, "ffn_gate_inp"):
+			why = "an expert (a mixture of experts), which the runtime does not run"
+		}
+		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
+	}
+	return cfg, nil
 }
 
 // ModelWeights serves a llama-architecture file's tensors under their
