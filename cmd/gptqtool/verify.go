@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
@@ -219,6 +220,11 @@ func loadText(modelDir, path string) ([]int, error) {
 			return nil, err
 		}
 	}
+	if gguf.IsFile(modelDir) {
+		if err := ggufTokenizerMatches(modelDir, tok); err != nil {
+			return nil, err
+		}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("--text: %w", err)
@@ -424,4 +430,30 @@ func newFormatCmd() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON document")
 	return cmd
+}
+
+// ggufTokenizerMatches checks that the tokenizer files beside a GGUF file
+// are its model's: the file's vocabulary (tokenizer.ggml.tokens) holds
+// the same piece at every id both have, [PADn] fillers aside, and the
+// same BOS id.
+func ggufTokenizerMatches(path string, tok *tokenizer.Tokenizer) error {
+	f, err := gguf.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dir := filepath.Dir(path)
+	if bos, err := gguf.Value[uint32](f, "tokenizer.ggml.bos_token_id"); err == nil && int(bos) != tok.BOS() {
+		return fmt.Errorf("%s: BOS is token %d, the tokenizer files in %s say %d: they are not this model's", path, bos, dir, tok.BOS())
+	}
+	pieces, err := gguf.Value[[]string](f, "tokenizer.ggml.tokens")
+	if err != nil {
+		return nil // (a file without a vocabulary: nothing to compare)
+	}
+	for id := range min(len(pieces), tok.VocabSize()) {
+		if p := pieces[id]; p != tok.Piece(id) && !strings.HasPrefix(p, "[PAD") {
+			return fmt.Errorf("%s: token %d is %q, the tokenizer files in %s say %q: they are not this model's", path, id, p, dir, tok.Piece(id))
+		}
+	}
+	return nil
 }

@@ -12,7 +12,8 @@ import (
 // tokenizing with the tokenizer files beside it: an F16 file of the fp16
 // checkpoint scores exactly as the checkpoint, a Q4_K_M file a little
 // worse, against the checkpoint as --baseline; a GGUF with no tokenizer
-// beside it is refused, saying where the files go.
+// beside it, or another model's, is refused, saying where the files go or
+// which token differs.
 func TestVerifyGGUF(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
 	text := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
@@ -48,6 +49,22 @@ func TestVerifyGGUF(t *testing.T) {
 	var kl float64
 	if _, err := fmt.Sscanf(stdout, "kl %g", &kl); err != nil || !(kl > 0 && kl < 0.1) {
 		t.Errorf("Q4_K_M against the checkpoint: kl %g (%v), want in (0, 0.1):\n%s", kl, err, stdout)
+	}
+	// Tokenizer files of another vocabulary of the same size: refused,
+	// naming the first token that differs.
+	other := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "f16.gguf"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(f, ".gguf") && !strings.HasSuffix(f, ".model") {
+			b = []byte(strings.ReplaceAll(string(b), "<|pad_0|>", "<|pad_9|>"))
+		}
+		os.WriteFile(filepath.Join(other, f), b, 0o644)
+	}
+	if _, _, err := run(t, "verify", "perplexity", "--model", filepath.Join(other, "f16.gguf"), "--text", text, "--device", "cpu"); err == nil || !strings.Contains(err.Error(), `token 32001 is "<|pad_0|>"`) {
+		t.Errorf("another vocabulary beside the GGUF: %v", err)
 	}
 	bare := t.TempDir()
 	b, _ := os.ReadFile(filepath.Join(dir, "f16.gguf"))
