@@ -949,6 +949,24 @@ func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, ov
 // one of llama-quantize's mixes (gguf.Mixes).
 const GGUFTypes = "f32, f16, bf16, q8_0, q4_k, q5_k, q6_k, q4_k_s, q4_k_m, q5_k_s or q5_k_m"
 
+// checkGGUFOut refuses to write a GGUF file at out where something is:
+// a directory or other non-file always, a file unless force.
+func checkGGUFOut(out string, force bool) error {
+	fi, err := os.Stat(out)
+	if err != nil {
+		return nil
+	}
+	switch {
+	case fi.IsDir():
+		return fmt.Errorf("%s exists and is a directory, not a file: --force replaces only a .gguf file: choose another --out", out)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s exists and is not a file: --force replaces only a .gguf file: choose another --out", out)
+	case !force:
+		return fmt.Errorf("%s exists (use --force to replace it)", out)
+	}
+	return nil
+}
+
 // convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
 func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
 	// A tensor type for every weight, else a mix (q6_k is both: the same
@@ -967,15 +985,8 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	if !strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
 		return nil, fmt.Errorf("convert: --gguf writes one file: --out %s, want a path ending in .gguf", o.Out)
 	}
-	if fi, err := os.Stat(o.Out); err == nil {
-		switch {
-		case fi.IsDir():
-			return nil, fmt.Errorf("%s exists and is a directory, not a file: --force replaces only a .gguf file: choose another --out", o.Out)
-		case !fi.Mode().IsRegular():
-			return nil, fmt.Errorf("%s exists and is not a file: --force replaces only a .gguf file: choose another --out", o.Out)
-		case !o.Force:
-			return nil, fmt.Errorf("%s exists (use --force to replace it)", o.Out)
-		}
+	if err := checkGGUFOut(o.Out, o.Force); err != nil {
+		return nil, err
 	}
 	// Its folders are made as a directory output's are.
 	if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {

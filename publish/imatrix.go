@@ -30,13 +30,8 @@ func CheckImatrixOut(out string, force bool) error {
 	if !strings.EqualFold(filepath.Ext(out), ".gguf") {
 		return fmt.Errorf("imatrix: --out %s: the importance matrix is written as llama.cpp's GGUF imatrix (llama-quantize --imatrix reads it): want a path ending in .gguf", out)
 	}
-	if fi, err := os.Stat(out); err == nil {
-		switch {
-		case !fi.Mode().IsRegular():
-			return fmt.Errorf("imatrix: %s exists and is not a file: choose another --out", out)
-		case !force:
-			return fmt.Errorf("imatrix: %s exists (use --force to replace it)", out)
-		}
+	if err := checkGGUFOut(out, force); err != nil {
+		return fmt.Errorf("imatrix: %w", err)
 	}
 	return nil
 }
