@@ -18,7 +18,8 @@ func TestVerifyGGUF(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
 	text := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
 	dir := t.TempDir()
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"} {
+	tokenizerFiles := []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"}
+	for _, f := range tokenizerFiles {
 		b, err := os.ReadFile(filepath.Join(model, f))
 		if err != nil {
 			t.Fatal(err)
@@ -53,7 +54,7 @@ func TestVerifyGGUF(t *testing.T) {
 	// Tokenizer files of another vocabulary of the same size: refused,
 	// naming the first token that differs.
 	other := t.TempDir()
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "f16.gguf"} {
+	for _, f := range append(tokenizerFiles, "f16.gguf") {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)

@@ -249,12 +249,29 @@ func QuantizeQ4_K(dst []byte, src []float32) {
 	var k kQuantizer
 	for b := 0; b < len(src)/QK_K; b++ {
 		y := dst[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
-		L := k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 15, -1, 20)
-		qs := y[q4kQS:]
-		for c := range 4 {
-			for l := range 32 {
-				qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
-			}
+		packQ4K(y, k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 15, -1, 20))
+	}
+}
+
+// packQ4K writes the levels L (in [0, 15]) into Q4_K block y's qs.
+func packQ4K(y []byte, L *[QK_K]uint8) {
+	qs := y[q4kQS:]
+	for c := range 4 {
+		for l := range 32 {
+			qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
+		}
+	}
+}
+
+// packQ5K writes the levels L (in [0, 31]) into Q5_K block y's qs and qh
+// (qh cleared before).
+func packQ5K(y []byte, L *[QK_K]uint8) {
+	qh, qs := y[q5kQH:q5kQS], y[q5kQS:]
+	for c := range 4 {
+		for l := range 32 {
+			lo, hi := L[64*c+l], L[64*c+32+l]
+			qs[32*c+l] = lo&0xF | (hi&0xF)<<4
+			qh[l] |= (lo>>4)<<(2*c) | (hi>>4)<<(2*c+1)
 		}
 	}
 }
@@ -389,15 +406,7 @@ func QuantizeQ5_K(dst []byte, src []float32) {
 	var k kQuantizer
 	for b := 0; b < len(src)/QK_K; b++ {
 		y := dst[b*BlockBytesQ5_K : (b+1)*BlockBytesQ5_K]
-		L := k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 31, -0.5, 15)
-		qh, qs := y[q5kQH:q5kQS], y[q5kQS:]
-		for c := range 4 {
-			for l := range 32 {
-				lo, hi := L[64*c+l], L[64*c+32+l]
-				qs[32*c+l] = lo&0xF | (hi&0xF)<<4
-				qh[l] |= (lo>>4)<<(2*c) | (hi>>4)<<(2*c+1)
-			}
-		}
+		packQ5K(y, k.superBlock(y, src[b*QK_K:(b+1)*QK_K], 31, -0.5, 15))
 	}
 }
 

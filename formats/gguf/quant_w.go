@@ -52,13 +52,7 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 func (k *kQuantizer) weightedRowQ4_K(y []byte, x, qw []float32) {
 	for b := 0; b < len(x)/QK_K; b++ {
 		blk := y[b*BlockBytesQ4_K : (b+1)*BlockBytesQ4_K]
-		L := k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 15, false)
-		qs := blk[q4kQS:]
-		for c := range 4 {
-			for l := range 32 {
-				qs[32*c+l] = L[64*c+l] | L[64*c+32+l]<<4
-			}
-		}
+		packQ4K(blk, k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 15, false))
 	}
 }
 
@@ -67,15 +61,7 @@ func (k *kQuantizer) weightedRowQ4_K(y []byte, x, qw []float32) {
 func (k *kQuantizer) weightedRowQ5_K(y []byte, x, qw []float32) {
 	for b := 0; b < len(x)/QK_K; b++ {
 		blk := y[b*BlockBytesQ5_K : (b+1)*BlockBytesQ5_K]
-		L := k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 31, true)
-		qh, qs := blk[q5kQH:q5kQS], blk[q5kQS:]
-		for c := range 4 {
-			for l := range 32 {
-				lo, hi := L[64*c+l], L[64*c+32+l]
-				qs[32*c+l] = lo&0xF | (hi&0xF)<<4
-				qh[l] |= (lo>>4)<<(2*c) | (hi>>4)<<(2*c+1)
-			}
-		}
+		packQ5K(blk, k.weightedSuperBlock(blk, x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K], 31, true))
 	}
 }
 
