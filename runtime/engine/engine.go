@@ -85,6 +85,25 @@ type Params struct {
 	// token) once the prompt is in, before the first token (echo with
 	// logprobs; scoring).
 	PromptLogprobs bool
+	// Grammar, where non-nil, constrains the output (structured output):
+	// each sequence of the request gets a Matcher of its own, and each
+	// token is drawn on the host from its row's logits among those the
+	// Matcher allows, a stop token only where it says the output is
+	// complete. Where it is complete and allows no more text, the
+	// sequence stops there ("stop"), even before MinTokens. Such a
+	// sequence keeps the steps of its batch from being issued ahead
+	// (Options.NoAhead).
+	Grammar func() Matcher
+}
+
+// Matcher follows a sequence's tokens through a grammar (package
+// grammar's Matcher).
+type Matcher interface {
+	// Allowed returns the tokens that may come next, bit id%64 of word
+	// id/64 (read only), and whether the output is complete.
+	Allowed() (mask []uint64, end bool)
+	// Accept moves past the token drawn.
+	Accept(tok int) error
 }
 
 // Request is a prompt to continue.
@@ -224,6 +243,12 @@ type seq struct {
 	// or published).
 	keys      []kvcache.Key
 	published int
+	// match constrains the tokens (Params.Grammar); host is the rule of
+	// the draw it makes from the step in flight's logits, masked holds
+	// them masked.
+	match  Matcher
+	host   *runtime.SampleParams
+	masked []float32
 }
 
 // inflight is a step issued and not yet read.
@@ -343,6 +368,9 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	s := &seq{req: r, ctx: ctx, out: newMailbox(ctx), tokens: slices.Clone(r.Prompt), pre: len(r.Prompt), counts: map[int]int{},
 		sampler: sample.New(sample.Options{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: seed}),
 		submit:  time.Now()}
+	if p.Grammar != nil {
+		s.match = p.Grammar()
+	}
 	if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
 		s.seen = map[int]bool{}
 		for _, t := range r.Prompt {
@@ -492,12 +520,19 @@ func (e *Engine) read() {
 			e.sendPrompt(s)
 		}
 		switch {
-		case st.Sample != nil:
+		case st.Sample != nil || s.host != nil:
 			lg := out[i]
 			if st.AllLogits && lg != nil {
 				lg = lg[len(lg)-e.m.Vocab():] // the last token's row
 			}
-			e.emit(s, lg, tokens[i])
+			tok := tokens[i]
+			if s.host != nil {
+				var ok bool
+				if tok, ok = e.drawMatched(s, lg); !ok {
+					continue
+				}
+			}
+			e.emit(s, lg, tok)
 		case s.fed >= s.pre && s.req.Params.MaxTokens == 0: // scored, nothing to generate
 			e.finish(s, "length", nil)
 			e.drop(s)
@@ -586,7 +621,7 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	}
 	for _, s := range e.run {
 		p := s.req.Params
-		if !drew[s] || p.Logprobs || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+		if !drew[s] || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
 			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}
@@ -749,7 +784,7 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	var order []*seq
 	for _, s := range e.run {
 		if s.fed >= s.pre { // generating: feed the last token
-			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()})
+			steps = append(steps, s.drawOnHost(model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()}))
 			order = append(order, s)
 			budget -= len(s.tokens) - s.fed
 		}
@@ -767,6 +802,7 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 			}
 			if s.fed+n == s.pre && s.req.Params.MaxTokens > 0 {
 				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
+				st = s.drawOnHost(st)
 			}
 			steps = append(steps, st)
 			order = append(order, s)
@@ -774,6 +810,62 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 		}
 	}
 	return steps, order
+}
+
+// drawOnHost makes a step that draws for a constrained sequence (s.match)
+// bring its logits back instead, and keeps its rule for drawMatched.
+func (s *seq) drawOnHost(st model.StepSeq) model.StepSeq {
+	if s.match != nil && st.Sample != nil {
+		s.host, st.Sample, st.Logits = st.Sample, nil, true
+	}
+	return st
+}
+
+// drawMatched draws s's next token from its row's logits lg under s.host
+// among those s.match allows (the stop tokens where it says the output is
+// complete) and moves s.match past it. Where the output is complete and no
+// text may follow, or the draw fails, s is ended instead (ok false).
+func (e *Engine) drawMatched(s *seq, lg []float32) (tok int, ok bool) {
+	rule := s.host
+	s.host = nil
+	if j := runtime.FirstNonFinite(lg); j >= 0 {
+		return -1 - j, true // emit reports it
+	}
+	mask, end := s.match.Allowed()
+	if len(s.masked) != len(lg) {
+		s.masked = make([]float32, len(lg))
+	}
+	text := false
+	for id, v := range lg {
+		if mask[id>>6]>>(id&63)&1 == 0 {
+			v -= banned
+		} else {
+			text = true
+		}
+		s.masked[id] = v
+	}
+	switch {
+	case end && !text:
+		e.finish(s, "stop", nil)
+		e.drop(s)
+		return 0, false
+	case !text && !end:
+		e.finish(s, "error", errors.New("engine: the grammar allows no token here"))
+		return 0, false
+	case end:
+		for _, t := range s.req.Params.StopTokens {
+			s.masked[t] = lg[t]
+		}
+	}
+	tok = runtime.DrawToken(s.masked, *rule)
+	if slices.Contains(s.req.Params.StopTokens, tok) {
+		return tok, true
+	}
+	if err := s.match.Accept(tok); err != nil {
+		e.finish(s, "error", fmt.Errorf("engine: %w", err))
+		return 0, false
+	}
+	return tok, true
 }
 
 // banned is subtracted from a logit that must not be drawn (a stop token

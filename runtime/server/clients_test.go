@@ -35,7 +35,7 @@ func needNode(t *testing.T) {
 	if _, err := exec.LookPath("node"); err != nil {
 		t.Skip("node is not on PATH: install Node.js 20 or later to run the real-client tests")
 	}
-	for _, pkg := range []string{"openai", "playwright-core"} {
+	for _, pkg := range []string{"openai", "playwright-core", "ajv"} {
 		if _, err := os.Stat(filepath.Join(jsDir, "node_modules", pkg, "package.json")); err != nil {
 			t.Skipf("%s/node_modules/%s is missing: run `npm ci` in runtime/server/%s", jsDir, pkg, jsDir)
 		}
@@ -85,6 +85,22 @@ func TestOpenAINodeClient(t *testing.T) {
 	}
 	if s["authChecked"] != true {
 		t.Errorf("the wrong-key checks did not run: %v", s)
+	}
+}
+
+// TestStructuredOutputNodeClient sends response_format through the openai
+// package and validates the answers with Ajv against the schemas sent:
+// every schema must give answers that stop, and every one that stops must
+// pass.
+func TestStructuredOutputNodeClient(t *testing.T) {
+	needNode(t)
+	ts := startServer(t, serverConfig{})
+	s := runNode(t, "structured_output.mjs", ts.URL)
+	stopped, _ := s["stopped"].(map[string]any)
+	for _, name := range []string{"event", "tree", "choice"} {
+		if n, _ := stopped[name].(float64); n < 1 {
+			t.Errorf("%s: %v of 6 answers stopped, want at least one (the summary: %v)", name, stopped[name], s)
+		}
 	}
 }
 

@@ -140,6 +140,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			p.LogitBias[id] = float32(v)
 		}
 	}
+	if req.Schema != nil {
+		g, err := s.grammar(b, req.Schema)
+		if err != nil {
+			badRequest(w, err)
+			return
+		}
+		p.Grammar = func() engine.Matcher { return g.NewMatcher() }
+	}
 	ctx := r.Context()
 	if s.o.RequestTimeout > 0 {
 		var cancel context.CancelFunc

@@ -103,6 +103,8 @@ type Server struct {
 	created int64
 	cut     chan struct{} // closed by EndGrace
 	cutOnce sync.Once
+	// grammars holds the schemas of structured output, compiled.
+	grammars grammars
 }
 
 // New returns a server that answers 503 until SetBackend.

@@ -104,7 +104,15 @@ type Request struct {
 	MinTokens     int
 	Stream        bool
 	StreamOptions StreamOptions
+	// Schema, where non-nil, is the JSON Schema the output must match
+	// (response_format: {"type": "json_schema", "json_schema": {"schema":
+	// ...}}, or JSONObject for {"type": "json_object"}).
+	Schema json.RawMessage
 }
+
+// JSONObject is the schema of response_format {"type": "json_object"}
+// (OpenAI's JSON mode): any JSON object.
+var JSONObject = json.RawMessage(`{"type": "object"}`)
 
 type fields map[string]json.RawMessage
 
@@ -324,6 +332,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if r.Stream, err = f.boolean("stream"); err != nil {
 		return nil, err
 	}
+	if r.Schema, err = parseResponseFormat(f); err != nil {
+		return nil, err
+	}
 	if f.has("stream_options") {
 		var so map[string]json.RawMessage
 		if err := json.Unmarshal(f["stream_options"], &so); err != nil {
@@ -467,21 +478,12 @@ func parseLogitBias(f fields) (map[int]float64, error) {
 }
 
 // unsupported refuses the fields that ask for what this server does not
-// do, rather than ignoring them as unknown: a client asking for JSON
-// output, tools, a suffix or one of vLLM's sampling extras (min_p, beam
+// do, rather than ignoring them as unknown: a client asking for tools, a suffix or one of vLLM's sampling extras (min_p, beam
 // search, the stop string in the output, ...) would otherwise get an
 // answer that silently lacks them. Their neutral values (what clients send
-// by default: a text response_format, no tools, tool_choice "none" or
+// by default: no tools, tool_choice "none" or
 // "auto", a null or empty suffix, best_of 1, vLLM's defaults) pass.
 func unsupported(f fields) error {
-	if f.has("response_format") {
-		var rf struct {
-			Type string `json:"type"`
-		}
-		if err := json.Unmarshal(f["response_format"], &rf); err != nil || rf.Type != "text" && rf.Type != "" {
-			return &FieldError{"response_format", fmt.Sprintf("%s: only text output is supported (no JSON mode or schemas)", f["response_format"])}
-		}
-	}
 	for _, k := range []string{"tools", "functions"} {
 		var list []json.RawMessage
 		if f.has(k) && (json.Unmarshal(f[k], &list) != nil || len(list) > 0) {
@@ -760,4 +762,45 @@ func NewError(msg, typ, param, code string) ErrorBody {
 		e.Error.Code = &code
 	}
 	return e
+}
+
+// parseResponseFormat reads response_format: nil for text (or none), the
+// schema of json_schema (true, any value, where it has none), JSONObject
+// for json_object. Other types (regex, grammar, ...) are refused.
+func parseResponseFormat(f fields) (json.RawMessage, error) {
+	if !f.has("response_format") {
+		return nil, nil
+	}
+	var rf map[string]json.RawMessage
+	if err := json.Unmarshal(f["response_format"], &rf); err != nil {
+		return nil, &FieldError{"response_format", "must be an object"}
+	}
+	typ, err := fields(rf).str("type")
+	if err != nil {
+		return nil, &FieldError{"response_format.type", "must be a string"}
+	}
+	switch typ {
+	case "text":
+		return nil, nil
+	case "json_object":
+		return JSONObject, nil
+	case "json_schema":
+		var js map[string]json.RawMessage
+		if !fields(rf).has("json_schema") || json.Unmarshal(rf["json_schema"], &js) != nil {
+			return nil, &FieldError{"response_format.json_schema", "must be an object with the schema"}
+		}
+		if _, err := fields(js).str("name"); err != nil {
+			return nil, &FieldError{"response_format.json_schema.name", "must be a string"}
+		}
+		if _, err := fields(js).boolean("strict"); err != nil {
+			return nil, &FieldError{"response_format.json_schema.strict", "must be a boolean"}
+		}
+		if !fields(js).has("schema") {
+			return json.RawMessage("true"), nil
+		}
+		return js["schema"], nil
+	case "":
+		return nil, &FieldError{"response_format.type", "is missing: text, json_object or json_schema"}
+	}
+	return nil, &FieldError{"response_format.type", fmt.Sprintf("%q is not supported: text, json_object or json_schema", typ)}
 }

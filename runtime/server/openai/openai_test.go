@@ -82,7 +82,12 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "stop_token_ids": [1, null]}`, false, "stop_token_ids"},
 		{`{"prompt": "x", "stop_token_ids": [-5]}`, false, "stop_token_ids"},
 		{`{"prompt": "x", "min_tokens": -1}`, false, "min_tokens"},
-		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}`, true, "response_format"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "regex", "regex": "a+"}}`, true, "response_format.type"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"json_schema": {}}}`, true, "response_format.type"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": "json"}`, true, "response_format"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, true, "response_format.json_schema"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": 5}}}`, true, "response_format.json_schema.name"},
+		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": "yes"}}}`, true, "response_format.json_schema.strict"},
 		{`{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, true, "tools"},
 		{`{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}`, true, "tool_choice"},
 		{`{"prompt": "x", "suffix": "end"}`, false, "suffix"},
@@ -101,6 +106,23 @@ func TestParse(t *testing.T) {
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field {
 			t.Errorf("%s: %v, want an error naming %s", c.body, err, c.field)
+		}
+	}
+	// response_format: the schema the output must match.
+	for _, c := range []struct{ rf, want string }{
+		{`{"type": "text"}`, ""},
+		{`null`, ""},
+		{`{"type": "json_object"}`, string(JSONObject)},
+		{`{"type": "json_schema", "json_schema": {"name": "p", "strict": true, "schema": {"type": "integer"}}}`, `{"type": "integer"}`},
+		{`{"type": "json_schema", "json_schema": {"name": "any"}}`, `true`},
+	} {
+		r, err := Parse([]byte(`{"prompt": "x", "response_format": `+c.rf+`}`), false)
+		if err != nil {
+			t.Errorf("response_format %s: %v", c.rf, err)
+			continue
+		}
+		if string(r.Schema) != c.want {
+			t.Errorf("response_format %s: schema %s, %v, want %s", c.rf, r.Schema, err, c.want)
 		}
 	}
 	// stream_options null is no option given.

@@ -1,0 +1,599 @@
+package grammar
+
+import (
+	"encoding/binary"
+	"math/bits"
+	"slices"
+)
+
+// Bounds of what the recognizer makes.
+const (
+	// MaxIndent bounds the spaces and tabs after the newlines of a run of
+	// whitespace between JSON tokens (see spaced).
+	MaxIndent = 20
+	// MaxDepth bounds the nesting of objects and arrays.
+	MaxDepth = 32
+	// MaxNumber bounds a number's length in bytes.
+	MaxNumber = 24
+	// maxUnion bounds the unions expanded in one another (a $ref may
+	// make a union an alternative of itself).
+	maxUnion = 8
+)
+
+// op is what a frame is reading.
+type op uint8
+
+const (
+	opDone    op = iota // below the value: nothing more
+	opValue             // a value of n, whitespace first
+	opObject            // an object of n, in phase
+	opKey               // a declared key of the object below (up)
+	opArray             // an array of n, in phase
+	opString            // a string of n, in phase
+	opNumber            // a number of n, in phase
+	opLiteral           // one of n.lits
+)
+
+// Phases of an object.
+const (
+	objOpen  = iota // after '{': a key or '}'
+	objKey          // after ',': a key
+	objColon        // after a key: ':'
+	objNext         // after a value: ',' or '}'
+)
+
+// Phases of an array.
+const (
+	arrOpen = iota // after '[': a value or ']'
+	arrNext        // after a value: ',' or ']'
+)
+
+// Phases of a string.
+const (
+	strChar   = iota // a character or the closing '"'
+	strEscape        // after '\'
+	strHex           // in \uXXXX, b digits read
+	strCont          // in a UTF-8 character: b bytes left, the next in [lo, hi]
+)
+
+// Phases of a number (the JSON grammar's states).
+const (
+	numMinus     = iota // after '-'
+	numZero             // after a leading 0 (complete)
+	numInt              // in the integer's digits (complete)
+	numDot              // after '.'
+	numFrac             // in the fraction's digits (complete)
+	numExp              // after 'e'
+	numExpSign          // after the exponent's sign
+	numExpDigits        // in the exponent's digits (complete)
+)
+
+// frame is one level of the recognizer's stack. Frames are immutable once
+// made: a step copies the top and shares the rest.
+type frame struct {
+	up    *frame
+	n     *node
+	op    op
+	phase uint8
+	space uint8 // the current run of whitespace (spaced)
+	depth uint8 // objects and arrays open, this one included
+	lo    byte  // strCont: the next byte's range
+	hi    byte
+	// opObject: a is the first property that may still come, b the one
+	// whose key was read (objColon). opKey: a is the bytes of the key
+	// matched, keys the candidates alive (bit i: property up.a+i).
+	// opArray: a counts the items begun, where the node bounds them.
+	// opString: a counts the characters, where the node bounds them.
+	// opNumber: a counts the bytes. opLiteral: a bytes matched of the
+	// texts lits[b:c].
+	a, b, c int32
+	keys    uint64
+}
+
+// done is the bottom of every stack.
+var done = &frame{op: opDone}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\t' || c == '\r' }
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// Whitespace goes where JSON written compact or indented (json.dumps,
+// JSON.stringify) has it, and in no run a model could extend without end:
+// after '{', '[' and ',', and before '}' and ']', one space, or one or two
+// newlines and then at most MaxIndent spaces and tabs (llama.cpp's JSON
+// grammars' run); after ':' and before the value, one space; before ':' and
+// ',', none. frame.space holds the run so far: 0 none, spaceOne, or
+// newlines<<5 | indent.
+const spaceOne = 1 << 7
+
+// spaced is f after whitespace byte c, if the run may take it; a run that
+// is not full is one space at most.
+func spaced(f *frame, c byte, full bool, out []*frame) []*frame {
+	nl, indent := f.space>>5, f.space&31
+	var next uint8
+	switch {
+	case f.space == 0 && c == ' ':
+		next = spaceOne
+	case !full:
+		return out
+	case f.space == 0 && c == '\n':
+		next = 1 << 5
+	case c == '\n' && nl == 1 && indent == 0:
+		next = 2 << 5
+	case (c == ' ' || c == '\t') && nl >= 1 && f.space != spaceOne && indent < MaxIndent:
+		next = f.space + 1
+	default:
+		return out
+	}
+	g := *f
+	g.space = next
+	return append(out, &g)
+}
+
+// feed appends to out the stacks that follow f's after byte c.
+func feed(f *frame, c byte, out []*frame) []*frame {
+	switch f.op {
+	case opValue:
+		if isSpace(c) {
+			// An array's item after ',' is on a line of its own where
+			// the array is indented; an object's value and the whole
+			// value are not.
+			return spaced(f, c, f.up.op == opArray, out)
+		}
+		return start(f.up, f.n, c, f.depth, out, 0)
+	case opObject:
+		return feedObject(f, c, out)
+	case opKey:
+		return feedKey(f, c, out)
+	case opArray:
+		return feedArray(f, c, out)
+	case opString:
+		return feedString(f, c, out)
+	case opNumber:
+		return feedNumber(f, c, out)
+	case opLiteral:
+		lits := f.n.lits
+		lo, hi := int32(-1), int32(-1)
+		for i := f.b; i < f.c; i++ {
+			if l := lits[i]; int(f.a) < len(l) && l[f.a] == c {
+				if lo < 0 {
+					lo = i
+				}
+				hi = i + 1
+			}
+		}
+		if lo >= 0 {
+			g := *f
+			g.a++
+			g.b, g.c = lo, hi
+			return append(out, &g)
+		}
+		if len(lits[f.b]) == int(f.a) { // complete (the shortest sorts first)
+			return feed(f.up, c, out)
+		}
+	}
+	return out
+}
+
+// start appends the stacks that begin a value of n above up with byte c;
+// depth counts the containers open around it.
+func start(up *frame, n *node, c byte, depth uint8, out []*frame, unions int) []*frame {
+	switch n.kind {
+	case kUnion:
+		if unions >= maxUnion {
+			return out
+		}
+		for _, a := range n.alts {
+			out = start(up, a, c, depth, out, unions+1)
+		}
+	case kObject:
+		if c == '{' && depth < MaxDepth {
+			out = append(out, &frame{up: up, n: n, op: opObject, phase: objOpen, depth: depth + 1})
+		}
+	case kArray:
+		if c == '[' && depth < MaxDepth {
+			out = append(out, &frame{up: up, n: n, op: opArray, phase: arrOpen, depth: depth + 1})
+		}
+	case kString:
+		if c == '"' {
+			out = append(out, &frame{up: up, n: n, op: opString, depth: depth})
+		}
+	case kNumber:
+		ph := -1
+		switch {
+		case c == '-':
+			ph = numMinus
+		case c == '0':
+			ph = numZero
+		case c >= '1' && c <= '9':
+			ph = numInt
+		}
+		if ph >= 0 {
+			out = append(out, &frame{up: up, n: n, op: opNumber, phase: uint8(ph), a: 1, depth: depth})
+		}
+	case kLiteral:
+		lo, hi := int32(-1), int32(-1)
+		for i, l := range n.lits {
+			if l[0] == c {
+				if lo < 0 {
+					lo = int32(i)
+				}
+				hi = int32(i) + 1
+			}
+		}
+		if lo >= 0 {
+			out = append(out, &frame{up: up, n: n, op: opLiteral, a: 1, b: lo, c: hi, depth: depth})
+		}
+	}
+	return out
+}
+
+// freeKeys reports whether n's keys are of any name.
+func freeKeys(n *node) bool { return len(n.props) == 0 }
+
+// candidates returns the declared properties whose key may come next in
+// an object of n whose properties from a on may still come: those up to
+// and including the first required one (bit i: property a+i).
+func candidates(n *node, a int32) uint64 {
+	var m uint64
+	for i := int(a); i < len(n.props); i++ {
+		m |= 1 << (i - int(a))
+		if n.props[i].required {
+			break
+		}
+	}
+	return m
+}
+
+// closable reports whether an object of n may end with properties from a
+// on left out: none of them is required.
+func closable(n *node, a int32) bool {
+	for i := int(a); i < len(n.props); i++ {
+		if n.props[i].required {
+			return false
+		}
+	}
+	return true
+}
+
+func feedObject(f *frame, c byte, out []*frame) []*frame {
+	if isSpace(c) {
+		// (After a value, whitespace comes before '}' only.)
+		if f.phase == objColon || f.phase == objNext && !freeKeys(f.n) && !closable(f.n, f.a) {
+			return out
+		}
+		return spaced(f, c, true, out)
+	}
+	n := f.n
+	switch f.phase {
+	case objOpen, objKey:
+		if c == '}' && f.phase == objOpen && (freeKeys(n) || closable(n, f.a)) {
+			return append(out, f.up)
+		}
+		if c != '"' {
+			return out
+		}
+		if freeKeys(n) {
+			if n.extra == nil {
+				return out
+			}
+			g := *f
+			g.phase, g.space = objColon, 0
+			return append(out, &frame{up: &g, n: keyNode, op: opString, depth: f.depth})
+		}
+		if m := candidates(n, f.a); m != 0 {
+			g := *f
+			g.space = 0
+			return append(out, &frame{up: &g, n: n, op: opKey, a: 1, keys: m, depth: f.depth})
+		}
+	case objColon:
+		if c == ':' {
+			g := *f
+			g.phase, g.space = objNext, 0
+			v := n.extra
+			if !freeKeys(n) {
+				v = n.props[f.b].val
+			}
+			return append(out, &frame{up: &g, n: v, op: opValue, depth: f.depth})
+		}
+	case objNext:
+		if c == '}' && (freeKeys(n) || closable(n, f.a)) {
+			return append(out, f.up)
+		}
+		if c == ',' && f.space == 0 && (freeKeys(n) || candidates(n, f.a) != 0) {
+			g := *f
+			g.phase, g.space = objKey, 0
+			return append(out, &g)
+		}
+	}
+	return out
+}
+
+// keyNode is the string of a key of any name.
+var keyNode = &node{id: -2, kind: kString, maxLen: -1}
+
+func feedKey(f *frame, c byte, out []*frame) []*frame {
+	obj := f.up
+	props := obj.n.props
+	var alive uint64
+	complete := int32(-1)
+	for m := f.keys; m != 0; m &= m - 1 {
+		i := int32(bits.TrailingZeros64(m))
+		k := props[obj.a+i].key
+		if int(f.a) < len(k) && k[f.a] == c {
+			alive |= 1 << i
+			if int(f.a)+1 == len(k) {
+				complete = obj.a + i
+			}
+		}
+	}
+	switch {
+	case alive == 0:
+		return out
+	case complete >= 0: // the closing quote: no key is a prefix of another
+		g := *obj
+		g.phase, g.space, g.a, g.b = objColon, 0, complete+1, complete
+		return append(out, &g)
+	}
+	g := *f
+	g.a++
+	g.keys = alive
+	return append(out, &g)
+}
+
+// counted reports whether an array of n counts its items.
+func counted(n *node) bool { return n.minItems > 0 || n.maxItems >= 0 }
+
+func feedArray(f *frame, c byte, out []*frame) []*frame {
+	if isSpace(c) {
+		if f.phase == arrNext && int(f.a) < f.n.minItems {
+			return out
+		}
+		return spaced(f, c, true, out)
+	}
+	n := f.n
+	switch f.phase {
+	case arrOpen:
+		if c == ']' {
+			if n.minItems == 0 {
+				out = append(out, f.up)
+			}
+			return out
+		}
+		if n.maxItems == 0 {
+			return out
+		}
+		g := *f
+		g.phase, g.space = arrNext, 0
+		if counted(n) {
+			g.a = 1
+		}
+		return start(&g, n.items, c, f.depth, out, 0)
+	case arrNext:
+		if c == ']' && int(f.a) >= n.minItems {
+			return append(out, f.up)
+		}
+		if c == ',' && f.space == 0 && (n.maxItems < 0 || int(f.a) < n.maxItems) {
+			g := *f
+			g.space = 0
+			if counted(n) {
+				g.a++
+			}
+			return append(out, &frame{up: &g, n: n.items, op: opValue, depth: f.depth})
+		}
+	}
+	return out
+}
+
+func feedString(f *frame, c byte, out []*frame) []*frame {
+	n := f.n
+	bounded := n.minLen > 0 || n.maxLen >= 0
+	g := *f
+	switch f.phase {
+	case strChar:
+		if c == '"' {
+			if int(f.a) >= n.minLen {
+				out = append(out, f.up)
+			}
+			return out
+		}
+		if n.maxLen >= 0 && int(f.a) >= n.maxLen {
+			return out
+		}
+		if bounded {
+			g.a++
+		}
+		switch {
+		case c == '\\':
+			g.phase = strEscape
+		case c < 0x20:
+			return out
+		case c < 0x80:
+		case c >= 0xc2 && c <= 0xdf:
+			g.phase, g.b, g.lo, g.hi = strCont, 1, 0x80, 0xbf
+		case c == 0xe0:
+			g.phase, g.b, g.lo, g.hi = strCont, 2, 0xa0, 0xbf
+		case c == 0xed:
+			g.phase, g.b, g.lo, g.hi = strCont, 2, 0x80, 0x9f
+		case c >= 0xe1 && c <= 0xef:
+			g.phase, g.b, g.lo, g.hi = strCont, 2, 0x80, 0xbf
+		case c == 0xf0:
+			g.phase, g.b, g.lo, g.hi = strCont, 3, 0x90, 0xbf
+		case c >= 0xf1 && c <= 0xf3:
+			g.phase, g.b, g.lo, g.hi = strCont, 3, 0x80, 0xbf
+		case c == 0xf4:
+			g.phase, g.b, g.lo, g.hi = strCont, 3, 0x80, 0x8f
+		default:
+			return out
+		}
+	case strEscape:
+		switch c {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			g.phase = strChar
+		case 'u':
+			g.phase, g.b = strHex, 0
+		default:
+			return out
+		}
+	case strHex:
+		if !isHex(c) {
+			return out
+		}
+		if g.b++; g.b == 4 {
+			g.phase, g.b = strChar, 0
+		}
+	case strCont:
+		if c < f.lo || c > f.hi {
+			return out
+		}
+		g.lo, g.hi = 0x80, 0xbf
+		if g.b--; g.b == 0 {
+			g.phase, g.lo, g.hi = strChar, 0, 0
+		}
+	}
+	return append(out, &g)
+}
+
+// numComplete reports whether a number in phase ph may end there.
+func numComplete(ph uint8) bool {
+	return ph == numZero || ph == numInt || ph == numFrac || ph == numExpDigits
+}
+
+func feedNumber(f *frame, c byte, out []*frame) []*frame {
+	digit := c >= '0' && c <= '9'
+	next := -1
+	switch f.phase {
+	case numMinus:
+		switch {
+		case c == '0':
+			next = numZero
+		case digit:
+			next = numInt
+		}
+	case numZero, numInt, numFrac:
+		switch {
+		case digit && f.phase != numZero:
+			next = int(f.phase)
+		case c == '.' && f.phase != numFrac && !f.n.integer:
+			next = numDot
+		case (c == 'e' || c == 'E') && !f.n.integer:
+			next = numExp
+		}
+	case numDot:
+		if digit {
+			next = numFrac
+		}
+	case numExp:
+		switch {
+		case c == '+' || c == '-':
+			next = numExpSign
+		case digit:
+			next = numExpDigits
+		}
+	case numExpSign, numExpDigits:
+		if digit {
+			next = numExpDigits
+		}
+	}
+	if next >= 0 {
+		if f.a >= MaxNumber {
+			return out
+		}
+		g := *f
+		g.phase = uint8(next)
+		g.a++
+		return append(out, &g)
+	}
+	if numComplete(f.phase) {
+		return feed(f.up, c, out)
+	}
+	return out
+}
+
+// accepts reports whether the value of stack f is complete: every frame
+// above the bottom may end where it is.
+func accepts(f *frame) bool {
+	for ; f.op != opDone; f = f.up {
+		switch {
+		case f.op == opNumber && numComplete(f.phase):
+		case f.op == opLiteral && len(f.n.lits[f.b]) == int(f.a):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// state is the recognizer's state: the stacks it may be in.
+type state []*frame
+
+// step returns the state after byte c (empty: c cannot come).
+func (s state) step(c byte) state {
+	var out state
+	for _, f := range s {
+		out = feed(f, c, out)
+	}
+	if len(out) > 1 {
+		out = out.dedupe()
+	}
+	return out
+}
+
+// accepts reports whether the value may end in s.
+func (s state) accepts() bool {
+	for _, f := range s {
+		if accepts(f) {
+			return true
+		}
+	}
+	return false
+}
+
+// dedupe drops stacks equal to an earlier one.
+func (s state) dedupe() state {
+	keys := make([]string, 0, len(s))
+	out := s[:0]
+	for _, f := range s {
+		k := string(appendKey(nil, f))
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// key returns a string that equal states share: the memo's key.
+func (s state) key() string {
+	if len(s) == 1 {
+		return string(appendKey(nil, s[0]))
+	}
+	keys := make([]string, len(s))
+	for i, f := range s {
+		keys[i] = string(appendKey(nil, f))
+	}
+	slices.Sort(keys)
+	var b []byte
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return string(b)
+}
+
+// appendKey appends stack f's frames, top first.
+func appendKey(b []byte, f *frame) []byte {
+	for ; f != nil; f = f.up {
+		id := int64(-1)
+		if f.n != nil {
+			id = int64(f.n.id)
+		}
+		b = binary.AppendVarint(b, id)
+		b = append(b, byte(f.op), f.phase, f.space, f.depth, f.lo, f.hi)
+		b = binary.AppendVarint(b, int64(f.a))
+		b = binary.AppendVarint(b, int64(f.b))
+		b = binary.AppendVarint(b, int64(f.c))
+		b = binary.AppendUvarint(b, f.keys)
+	}
+	return b
+}

@@ -1,0 +1,593 @@
+package grammar
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// kind is what a node matches.
+type kind uint8
+
+const (
+	kObject  kind = iota // '{' ... '}'
+	kArray               // '[' ... ']'
+	kString              // '"' ... '"'
+	kNumber              // a JSON number (integer: no fraction or exponent)
+	kLiteral             // one of lits
+	kUnion               // one of alts
+)
+
+// node is a compiled schema. Nodes form a graph (a $ref may recur).
+type node struct {
+	id   int
+	kind kind
+	// kObject: the properties in the schema's order; extra, where non-nil,
+	// takes keys of any name instead (a schema without properties).
+	props []prop
+	extra *node
+	// kArray: items between minItems and maxItems (-1: no bound).
+	items              *node
+	minItems, maxItems int
+	// kString: characters between minLen and maxLen (-1: no bound).
+	minLen, maxLen int
+	// kNumber: integers only.
+	integer bool
+	// kLiteral: JSON texts, sorted, none a prefix of another unless it
+	// is a number.
+	lits []string
+	// kUnion: alternatives, none a union.
+	alts []*node
+}
+
+// prop is an object property: its key as JSON text (quotes included).
+type prop struct {
+	name     string
+	key      string
+	val      *node
+	required bool
+}
+
+// MaxProperties bounds an object's declared properties (a key's
+// candidates are a 64-bit set).
+const MaxProperties = 64
+
+// SchemaError is a schema the compiler refuses: Path is the JSON pointer
+// of the offending keyword or value.
+type SchemaError struct {
+	Path string
+	Msg  string
+}
+
+func (e *SchemaError) Error() string {
+	p := e.Path
+	if p == "" {
+		p = "/"
+	}
+	return fmt.Sprintf("schema %s: %s", p, e.Msg)
+}
+
+// ignored are keywords that describe and do not constrain.
+var ignored = map[string]bool{
+	"title": true, "description": true, "default": true, "examples": true, "$schema": true, "$id": true,
+	"$comment": true, "deprecated": true, "readOnly": true, "writeOnly": true, "strict": true,
+	// Definitions are compiled where a $ref reaches them.
+	"$defs": true, "definitions": true,
+}
+
+// compiler holds a schema's document (for $ref) and the nodes made.
+type compiler struct {
+	root  *object
+	nodes []*node
+	refs  map[string]*node
+	any   *node // the free-form value, made on first use
+}
+
+// Compile compiles a JSON Schema document into a Grammar over vocab.
+func Compile(schema []byte, v *Vocab) (*Grammar, error) {
+	doc, err := decode(schema)
+	if err != nil {
+		return nil, &SchemaError{Msg: err.Error()}
+	}
+	c := &compiler{refs: map[string]*node{}}
+	if m, ok := doc.(*object); ok {
+		c.root = m
+	}
+	n, err := c.compile(doc, "")
+	if err != nil {
+		return nil, err
+	}
+	return newGrammar(n, c.nodes, v), nil
+}
+
+// AnyObject is the schema of OpenAI's JSON mode (response_format
+// json_object): any JSON object.
+const AnyObject = `{"type": "object"}`
+
+func (c *compiler) newNode(k kind) *node {
+	n := &node{id: len(c.nodes), kind: k, maxItems: -1, maxLen: -1}
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+// anyValue is the node of any JSON value.
+func (c *compiler) anyValue() *node {
+	if c.any != nil {
+		return c.any
+	}
+	u := c.newNode(kUnion)
+	c.any = u
+	obj := c.newNode(kObject)
+	obj.extra = u
+	arr := c.newNode(kArray)
+	arr.items = u
+	lit := c.newNode(kLiteral)
+	lit.lits = []string{"false", "null", "true"}
+	u.alts = []*node{obj, arr, c.newNode(kString), c.newNode(kNumber), lit}
+	return u
+}
+
+func (c *compiler) compile(s any, path string) (*node, error) {
+	switch s := s.(type) {
+	case bool:
+		if s {
+			return c.anyValue(), nil
+		}
+		return nil, &SchemaError{path, "false matches nothing"}
+	case *object:
+		return c.compileObject(s, path)
+	}
+	return nil, &SchemaError{path, "a schema is an object or a boolean"}
+}
+
+// keywords each kind of schema takes besides the ignored ones.
+var typeKeywords = map[string][]string{
+	"object":  {"properties", "required", "additionalProperties"},
+	"array":   {"items", "minItems", "maxItems"},
+	"string":  {"minLength", "maxLength"},
+	"number":  nil,
+	"integer": nil,
+	"boolean": nil,
+	"null":    nil,
+}
+
+func (c *compiler) compileObject(o *object, path string) (*node, error) {
+	s := o.vals
+	if ref, ok := s["$ref"]; ok {
+		for k := range s {
+			if k != "$ref" && !ignored[k] {
+				return nil, &SchemaError{path + "/" + k, "is not supported beside $ref"}
+			}
+		}
+		r, ok := ref.(string)
+		if !ok {
+			return nil, &SchemaError{path + "/$ref", "must be a string"}
+		}
+		return c.ref(r, path+"/$ref")
+	}
+	for _, k := range []string{"anyOf", "oneOf", "allOf"} {
+		if _, ok := s[k]; !ok {
+			continue
+		}
+		for o := range s {
+			if o != k && !ignored[o] {
+				return nil, &SchemaError{path + "/" + o, fmt.Sprintf("is not supported beside %s", k)}
+			}
+		}
+		list, ok := s[k].([]any)
+		if !ok || len(list) == 0 {
+			return nil, &SchemaError{path + "/" + k, "must be a non-empty array"}
+		}
+		if k == "allOf" {
+			if len(list) != 1 {
+				return nil, &SchemaError{path + "/allOf", "only one schema is supported"}
+			}
+			return c.compile(list[0], path+"/allOf/0")
+		}
+		// oneOf as anyOf: the output matches at least one alternative.
+		var alts []*node
+		for i, a := range list {
+			n, err := c.compile(a, fmt.Sprintf("%s/%s/%d", path, k, i))
+			if err != nil {
+				return nil, err
+			}
+			alts = append(alts, n)
+		}
+		return c.union(alts), nil
+	}
+	for _, k := range []string{"enum", "const"} {
+		v, ok := s[k]
+		if !ok {
+			continue
+		}
+		for o := range s {
+			if o != k && o != "type" && !ignored[o] {
+				return nil, &SchemaError{path + "/" + o, fmt.Sprintf("is not supported beside %s", k)}
+			}
+		}
+		vals := []any{v}
+		if k == "enum" {
+			list, ok := v.([]any)
+			if !ok || len(list) == 0 {
+				return nil, &SchemaError{path + "/enum", "must be a non-empty array"}
+			}
+			vals = list
+		}
+		var lits []string
+		for _, x := range vals {
+			lits = append(lits, encode(x))
+		}
+		return c.literal(lits), nil
+	}
+	var types []string
+	switch t := s["type"].(type) {
+	case nil:
+		if _, ok := s["type"]; ok {
+			return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+		}
+		switch {
+		case s["properties"] != nil || s["additionalProperties"] != nil || s["required"] != nil:
+			types = []string{"object"}
+		case s["items"] != nil:
+			types = []string{"array"}
+		}
+	case string:
+		types = []string{t}
+	case []any:
+		for _, x := range t {
+			name, ok := x.(string)
+			if !ok {
+				return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+			}
+			types = append(types, name)
+		}
+		if len(types) == 0 {
+			return nil, &SchemaError{path + "/type", "must not be empty"}
+		}
+	default:
+		return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+	}
+	// Keywords that no type given here takes are refused by name.
+	takes := map[string]bool{"type": true}
+	for _, t := range types {
+		kws, ok := typeKeywords[t]
+		if !ok {
+			return nil, &SchemaError{path + "/type", fmt.Sprintf("unknown type %q", t)}
+		}
+		for _, k := range kws {
+			takes[k] = true
+		}
+	}
+	for _, k := range o.keys {
+		if !takes[k] && !ignored[k] {
+			if len(types) == 0 {
+				return nil, &SchemaError{path + "/" + k, "is not supported (or needs a type)"}
+			}
+			return nil, &SchemaError{path + "/" + k, fmt.Sprintf("is not supported for type %s", strings.Join(types, ", "))}
+		}
+	}
+	if len(types) == 0 {
+		return c.anyValue(), nil
+	}
+	var alts []*node
+	for _, t := range types {
+		n, err := c.typed(t, o, path)
+		if err != nil {
+			return nil, err
+		}
+		alts = append(alts, n)
+	}
+	return c.union(alts), nil
+}
+
+// typed compiles s as a schema of type t.
+func (c *compiler) typed(t string, o *object, path string) (*node, error) {
+	s := o.vals
+	switch t {
+	case "string":
+		n := c.newNode(kString)
+		var err error
+		if n.minLen, err = count(s, "minLength", 0, path); err != nil {
+			return nil, err
+		}
+		if n.maxLen, err = count(s, "maxLength", -1, path); err != nil {
+			return nil, err
+		}
+		if n.maxLen >= 0 && n.maxLen < n.minLen {
+			return nil, &SchemaError{path + "/maxLength", "is below minLength"}
+		}
+		return n, nil
+	case "number", "integer":
+		n := c.newNode(kNumber)
+		n.integer = t == "integer"
+		return n, nil
+	case "boolean":
+		return c.literal([]string{"true", "false"}), nil
+	case "null":
+		return c.literal([]string{"null"}), nil
+	case "array":
+		n := c.newNode(kArray)
+		var err error
+		if n.minItems, err = count(s, "minItems", 0, path); err != nil {
+			return nil, err
+		}
+		if n.maxItems, err = count(s, "maxItems", -1, path); err != nil {
+			return nil, err
+		}
+		if n.maxItems >= 0 && n.maxItems < n.minItems {
+			return nil, &SchemaError{path + "/maxItems", "is below minItems"}
+		}
+		if it, ok := s["items"]; ok {
+			if n.items, err = c.compile(it, path+"/items"); err != nil {
+				return nil, err
+			}
+		} else {
+			n.items = c.anyValue()
+		}
+		return n, nil
+	}
+	return c.object(o, path)
+}
+
+// object compiles an object schema: its properties in order, or (without
+// properties) keys of any name whose values additionalProperties gives.
+func (c *compiler) object(o *object, path string) (*node, error) {
+	s := o.vals
+	n := c.newNode(kObject)
+	props, _ := s["properties"].(*object)
+	if _, ok := s["properties"]; ok && props == nil {
+		return nil, &SchemaError{path + "/properties", "must be an object"}
+	}
+	if props == nil {
+		props = &object{}
+	}
+	required := map[string]bool{}
+	if r, ok := s["required"]; ok {
+		list, ok := r.([]any)
+		if !ok {
+			return nil, &SchemaError{path + "/required", "must be an array of strings"}
+		}
+		for _, x := range list {
+			name, ok := x.(string)
+			if !ok {
+				return nil, &SchemaError{path + "/required", "must be an array of strings"}
+			}
+			if _, ok := props.vals[name]; !ok {
+				return nil, &SchemaError{path + "/required", fmt.Sprintf("%q is not among the properties", name)}
+			}
+			required[name] = true
+		}
+	}
+	if len(props.keys) > MaxProperties {
+		return nil, &SchemaError{path + "/properties", fmt.Sprintf("%d properties: at most %d are supported", len(props.keys), MaxProperties)}
+	}
+	// The schema's order is the document's.
+	for _, name := range props.keys {
+		v, err := c.compile(props.vals[name], path+"/properties/"+escapePointer(name))
+		if err != nil {
+			return nil, err
+		}
+		n.props = append(n.props, prop{name: name, key: quote(name), val: v, required: required[name]})
+	}
+	if len(props.keys) == 0 {
+		switch ap := s["additionalProperties"].(type) {
+		case nil:
+			n.extra = c.anyValue()
+		case bool:
+			if ap {
+				n.extra = c.anyValue()
+			}
+		default:
+			x, err := c.compile(ap, path+"/additionalProperties")
+			if err != nil {
+				return nil, err
+			}
+			n.extra = x
+		}
+	}
+	// With properties, additionalProperties (whatever it allows) makes
+	// no more keys: the output holds the declared ones.
+	return n, nil
+}
+
+func escapePointer(s string) string {
+	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
+}
+
+// count reads a non-negative integer keyword, def when absent.
+func count(s map[string]any, k string, def int, path string) (int, error) {
+	v, ok := s[k]
+	if !ok {
+		return def, nil
+	}
+	num, ok := v.(json.Number)
+	if ok {
+		if i, err := num.Int64(); err == nil && i >= 0 && i <= 1<<20 {
+			return int(i), nil
+		}
+	}
+	return 0, &SchemaError{path + "/" + k, "must be a non-negative integer (at most 1048576)"}
+}
+
+// literal makes a node of JSON texts.
+func (c *compiler) literal(lits []string) *node {
+	n := c.newNode(kLiteral)
+	slices.Sort(lits)
+	n.lits = slices.Compact(lits)
+	return n
+}
+
+// union makes a node of alternatives, flattening nested unions; one
+// alternative is itself.
+func (c *compiler) union(alts []*node) *node {
+	var flat []*node
+	for _, a := range alts {
+		if a.kind == kUnion && a.alts != nil {
+			flat = append(flat, a.alts...)
+		} else {
+			flat = append(flat, a)
+		}
+	}
+	if len(flat) == 1 {
+		return flat[0]
+	}
+	n := c.newNode(kUnion)
+	n.alts = flat
+	return n
+}
+
+// ref resolves a local reference (#, #/$defs/x, #/definitions/x, any JSON
+// pointer into the document). A reference compiled before is the same node,
+// so a recursive schema is a cycle.
+func (c *compiler) ref(r, path string) (*node, error) {
+	if n, ok := c.refs[r]; ok {
+		return n, nil
+	}
+	if !strings.HasPrefix(r, "#") {
+		return nil, &SchemaError{path, fmt.Sprintf("%q: only references into this schema (#...) are supported", r)}
+	}
+	var target any = c.root
+	if c.root == nil || c.root.vals == nil {
+		return nil, &SchemaError{path, "the schema is not an object"}
+	}
+	if p := strings.TrimPrefix(r, "#"); p != "" {
+		if !strings.HasPrefix(p, "/") {
+			return nil, &SchemaError{path, fmt.Sprintf("%q is not a JSON pointer", r)}
+		}
+		for _, tok := range strings.Split(p[1:], "/") {
+			tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+			m, ok := target.(*object)
+			if !ok {
+				return nil, &SchemaError{path, fmt.Sprintf("%q: no such definition", r)}
+			}
+			if target, ok = m.vals[tok]; !ok {
+				return nil, &SchemaError{path, fmt.Sprintf("%q: no such definition", r)}
+			}
+		}
+	}
+	// A placeholder union stands for the reference while its target
+	// compiles, so that a cycle ends at it; it is then filled in.
+	ph := c.newNode(kUnion)
+	c.refs[r] = ph
+	n, err := c.compile(target, strings.TrimPrefix(r, "#"))
+	if err != nil {
+		return nil, err
+	}
+	if n.kind == kUnion {
+		ph.alts = n.alts
+	} else {
+		ph.alts = []*node{n}
+	}
+	return ph, nil
+}
+
+// object is a decoded JSON object with its keys in document order: a
+// schema's properties are generated in the order they are written.
+type object struct {
+	keys []string
+	vals map[string]any
+}
+
+// decode decodes one JSON document into nil, bool, json.Number, string,
+// []any and *object values.
+func decode(b []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	v, err := decodeValue(dec)
+	if err != nil {
+		return nil, fmt.Errorf("not JSON: %w", err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, fmt.Errorf("more than one JSON value")
+	}
+	return v, nil
+}
+
+func decodeValue(dec *json.Decoder) (any, error) {
+	t, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	switch t {
+	case json.Delim('{'):
+		o := &object{vals: map[string]any{}}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return nil, err
+			}
+			k := kt.(string)
+			v, err := decodeValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			if _, dup := o.vals[k]; !dup {
+				o.keys = append(o.keys, k)
+			}
+			o.vals[k] = v
+		}
+		_, err := dec.Token() // '}'
+		return o, err
+	case json.Delim('['):
+		list := []any{}
+		for dec.More() {
+			v, err := decodeValue(dec)
+			if err != nil {
+				return nil, err
+			}
+			list = append(list, v)
+		}
+		_, err := dec.Token() // ']'
+		return list, err
+	}
+	return t, nil
+}
+
+// encode writes a decoded value as compact JSON, objects' keys in order:
+// an enum's or a const's text as the output holds it.
+func encode(v any) string {
+	var b strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case *object:
+			b.WriteByte('{')
+			for i, k := range v.keys {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(quote(k))
+				b.WriteByte(':')
+				walk(v.vals[k])
+			}
+			b.WriteByte('}')
+		case []any:
+			b.WriteByte('[')
+			for i, x := range v {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				walk(x)
+			}
+			b.WriteByte(']')
+		case string:
+			b.WriteString(quote(v))
+		default:
+			out, _ := json.Marshal(v)
+			b.Write(out)
+		}
+	}
+	walk(v)
+	return b.String()
+}
+
+// quote is s as a JSON string, without json.Marshal's HTML escapes.
+func quote(s string) string {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(s) // a string always encodes
+	return strings.TrimSuffix(b.String(), "\n")
+}
