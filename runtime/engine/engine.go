@@ -249,6 +249,15 @@ type seq struct {
 	match  Matcher
 	host   *runtime.SampleParams
 	masked []float32
+	// next brings the mask after the last token accepted, walked while
+	// the step that draws the next one runs.
+	next chan matched
+}
+
+// matched is what Matcher.Allowed returns.
+type matched struct {
+	mask []uint64
+	end  bool
 }
 
 // inflight is a step issued and not yet read.
@@ -831,31 +840,49 @@ func (e *Engine) drawMatched(s *seq, lg []float32) (tok int, ok bool) {
 	if j := runtime.FirstNonFinite(lg); j >= 0 {
 		return -1 - j, true // emit reports it
 	}
-	mask, end := s.match.Allowed()
+	var a matched
+	if s.next != nil {
+		a = <-s.next
+		s.next = nil
+	} else {
+		a.mask, a.end = s.match.Allowed()
+	}
+	mask, end := a.mask, a.end
 	if len(s.masked) != len(lg) {
 		s.masked = make([]float32, len(lg))
 	}
-	text := false
+	allowed := 0 // tokens of text allowed
 	for id, v := range lg {
 		if mask[id>>6]>>(id&63)&1 == 0 {
 			v -= banned
 		} else {
-			text = true
+			allowed++
 		}
 		s.masked[id] = v
 	}
+	// The stop tokens are allowed where the output is complete, and only
+	// there, whatever the mask says of them.
+	stops := s.req.Params.StopTokens
+	for i, t := range stops {
+		if slices.Contains(stops[:i], t) {
+			continue
+		}
+		if mask[t>>6]>>(t&63)&1 == 1 {
+			allowed--
+		}
+		s.masked[t] = lg[t]
+		if !end {
+			s.masked[t] -= banned
+		}
+	}
 	switch {
-	case end && !text:
+	case end && allowed == 0:
 		e.finish(s, "stop", nil)
 		e.drop(s)
 		return 0, false
-	case !text && !end:
+	case allowed == 0 && !end:
 		e.finish(s, "error", errors.New("engine: the grammar allows no token here"))
 		return 0, false
-	case end:
-		for _, t := range s.req.Params.StopTokens {
-			s.masked[t] = lg[t]
-		}
 	}
 	tok = runtime.DrawToken(s.masked, *rule)
 	if slices.Contains(s.req.Params.StopTokens, tok) {
@@ -865,6 +892,16 @@ func (e *Engine) drawMatched(s *seq, lg []float32) (tok int, ok bool) {
 		e.finish(s, "error", fmt.Errorf("engine: %w", err))
 		return 0, false
 	}
+	// The next mask (a walk of the vocabulary where its state is new) is
+	// made while the next step runs; the Matcher is the walk's alone
+	// until it is received.
+	ch := make(chan matched, 1)
+	go func(m Matcher) {
+		var a matched
+		a.mask, a.end = m.Allowed()
+		ch <- a
+	}(s.match)
+	s.next = ch
 	return tok, true
 }
 

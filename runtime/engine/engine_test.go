@@ -827,3 +827,108 @@ func TestLogitBiasAndMinTokens(t *testing.T) {
 		}
 	}
 }
+
+// scriptMatcher is a Matcher that allows, at its i-th token, the tokens of
+// allow(i) and says the output is complete from token end on; it records
+// the tokens accepted.
+type scriptMatcher struct {
+	vocab    int
+	allow    func(i int) []int
+	end      int
+	accepted []int
+}
+
+func (m *scriptMatcher) Allowed() ([]uint64, bool) {
+	mask := make([]uint64, (m.vocab+63)/64)
+	for _, id := range m.allow(len(m.accepted)) {
+		mask[id>>6] |= 1 << (id & 63)
+	}
+	return mask, len(m.accepted) >= m.end
+}
+
+func (m *scriptMatcher) Accept(tok int) error {
+	if !slices.Contains(m.allow(len(m.accepted)), tok) {
+		return fmt.Errorf("token %d not allowed", tok)
+	}
+	m.accepted = append(m.accepted, tok)
+	return nil
+}
+
+// TestGrammarDraws checks draws under a Params.Grammar against what the
+// mask alone decides: a forced sequence is generated whatever the model
+// prefers, then the sequence stops where the matcher allows no more text;
+// a stop token favoured by a logit bias of 100 still waits for the output
+// to be complete; the most likely allowed token is drawn greedily; a
+// matcher that allows nothing ends the request with an error. Each runs
+// beside an unconstrained request, which decodes as it does alone.
+func TestGrammarDraws(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	V := m.Vocab()
+	eos := 2
+	logits, err := m.Forward(prompt, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := logits[len(logits)-V:]
+	for _, noAhead := range []bool{false, true} {
+		e := newEngine(t, m, Options{NoAhead: noAhead})
+		run := func(p Params, mt *scriptMatcher) ([]int, Event) {
+			p.Grammar = func() Matcher { return mt }
+			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			free, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 20}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			toks, done := collect(t, ch)
+			if f, _ := collect(t, free); !slices.Equal(f, greedy[len(prompt):len(prompt)+20]) {
+				t.Errorf("NoAhead %v: the unconstrained request beside: %v, want the greedy %v", noAhead, f, greedy[len(prompt):len(prompt)+20])
+			}
+			return toks, done
+		}
+		forced := []int{300, 17, 300, 42}
+		mt := &scriptMatcher{vocab: V, end: len(forced), allow: func(i int) []int {
+			if i < len(forced) {
+				return forced[i : i+1]
+			}
+			return nil
+		}}
+		toks, done := run(Params{MaxTokens: 30, StopTokens: []int{eos}, MinTokens: 10, Temperature: 1}, mt)
+		if !slices.Equal(toks, forced) || done.FinishReason != "stop" || !slices.Equal(mt.accepted, forced) {
+			t.Errorf("NoAhead %v: forced %v: %v (%s), accepted %v; want the forced tokens and stop", noAhead, forced, toks, done.FinishReason, mt.accepted)
+		}
+
+		any := make([]int, V)
+		for i := range any {
+			any[i] = i
+		}
+		mt = &scriptMatcher{vocab: V, end: 5, allow: func(int) []int { return any }}
+		toks, done = run(Params{MaxTokens: 30, StopTokens: []int{eos}, LogitBias: map[int]float32{eos: 100}}, mt)
+		if len(toks) != 5 || done.FinishReason != "stop" || slices.Contains(toks, eos) {
+			t.Errorf("NoAhead %v: EOS favoured by 100, complete after 5 tokens: %v (%s), want 5 tokens and stop", noAhead, toks, done.FinishReason)
+		}
+
+		// Greedy among {a, b}: the one of the larger logit.
+		a, b := 100, 200
+		want := a
+		if row[b] > row[a] {
+			want = b
+		}
+		mt = &scriptMatcher{vocab: V, end: 1, allow: func(i int) []int {
+			if i == 0 {
+				return []int{a, b}
+			}
+			return nil
+		}}
+		if toks, _ = run(Params{MaxTokens: 5}, mt); !slices.Equal(toks, []int{want}) {
+			t.Errorf("NoAhead %v: greedy among %d (%g) and %d (%g): %v, want [%d]", noAhead, a, row[a], b, row[b], toks, want)
+		}
+
+		mt = &scriptMatcher{vocab: V, end: 1 << 30, allow: func(int) []int { return nil }}
+		if _, done = run(Params{MaxTokens: 5}, mt); done.FinishReason != "error" || done.Err == nil {
+			t.Errorf("NoAhead %v: nothing allowed: %s (%v), want an error", noAhead, done.FinishReason, done.Err)
+		}
+	}
+}

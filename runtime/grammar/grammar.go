@@ -53,7 +53,7 @@ func (m *Matcher) Accept(id int) error {
 	}
 	st := m.st
 	for i := 0; i < len(t); i++ {
-		if st = st.step(t[i]); len(st) == 0 {
+		if st = st.step(nil, t[i], nil); len(st) == 0 {
 			return fmt.Errorf("grammar: token %d (%q) cannot follow here (byte %d)", id, t, i)
 		}
 	}
@@ -65,7 +65,7 @@ func (m *Matcher) Accept(id int) error {
 func (m *Matcher) AcceptText(t string) error {
 	st := m.st
 	for i := 0; i < len(t); i++ {
-		if st = st.step(t[i]); len(st) == 0 {
+		if st = st.step(nil, t[i], nil); len(st) == 0 {
 			return fmt.Errorf("grammar: %q cannot follow here (byte %d)", t, i)
 		}
 	}
@@ -83,7 +83,23 @@ func (g *Grammar) mask(s state) []uint64 {
 		return m
 	}
 	m = make([]uint64, (g.v.size+63)/64)
-	g.walk(0, s, m)
+	w := walker{m: m, t: &g.v.all}
+	if f := s[0]; len(s) == 1 && f.op == opString && f.phase == strChar {
+		// Inside a string: the plain tokens that fit, then a walk of
+		// the others.
+		if f.n.maxLen < 0 {
+			copy(m, g.v.plainMask)
+		} else {
+			left := int32(f.n.maxLen) - f.a
+			for i, id := range g.v.plain {
+				if g.v.runes[i] <= left {
+					m[id>>6] |= 1 << (id & 63)
+				}
+			}
+		}
+		w.t = &g.v.rest
+	}
+	w.walk(0, s, 0)
 	g.mu.Lock()
 	if len(g.memo) >= MaxMemo {
 		clear(g.memo)
@@ -93,19 +109,33 @@ func (g *Grammar) mask(s state) []uint64 {
 	return m
 }
 
-// walk sets in m the tokens below trie node i that state s accepts,
-// leaving the subtrees whose first byte it refuses.
-func (g *Grammar) walk(i int32, s state, m []uint64) {
-	v := g.v
+// walker walks the trie for a mask: its frames from one arena, its
+// states in one slice a depth of the trie (a state lives only while the
+// walk is below its node).
+type walker struct {
+	t      *trie
+	m      []uint64
+	a      arena
+	states []state
+}
+
+// walk sets in w.m the tokens below trie node i (at depth d) that state s
+// accepts, leaving the subtrees whose first byte it refuses.
+func (w *walker) walk(i int32, s state, d int) {
+	v := w.t
+	if d == len(w.states) {
+		w.states = append(w.states, nil)
+	}
 	for e := v.first[i]; e < v.first[i+1]; e++ {
-		next := s.step(v.edgeByte[e])
+		next := s.step(&w.a, v.edgeByte[e], w.states[d])
+		w.states[d] = next
 		if len(next) == 0 {
 			continue
 		}
 		to := v.edgeTo[e]
 		for _, id := range v.ids[v.idFirst[to]:v.idFirst[to+1]] {
-			m[id>>6] |= 1 << (id & 63)
+			w.m[id>>6] |= 1 << (id & 63)
 		}
-		g.walk(to, next, m)
+		w.walk(to, next, d+1)
 	}
 }

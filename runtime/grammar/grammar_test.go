@@ -255,7 +255,8 @@ func openchatVocab(t *testing.T) (*Vocab, *tokenizer.Tokenizer) {
 func TestMaskMatchesRecognizer(t *testing.T) {
 	v, _ := openchatVocab(t)
 	for _, c := range []struct{ schema, text string }{
-		{person, `{"name": "Ann", "age": 31, "tags": ["a", "b"], "kind": 12, "ok": true, "score": null}`},
+		{person, `{"name": "Annabelé", "age": 31, "tags": ["a", "b"], "kind": 12, "ok": true, "score": null}`},
+		{person, "{\n  \"name\": \"x\\u00e9\\n\",\n  \"age\": -0,\n  \"tags\": [\n    \"\"\n  ],\n  \"score\": -0.0e1\n}"},
 		{tree, `{"v": 1, "kids": [{"v": 2}, {"v": 3, "kids": [{"v": 4, "kids": []}]}]}`},
 		{AnyObject, "{\"a\": [1, -2.5e+3, \"x\\u00e9\\n日本\"], \"b\": {\"c\": false}}"},
 	} {
@@ -272,7 +273,7 @@ func TestMaskMatchesRecognizer(t *testing.T) {
 				if ref {
 					st := m.st
 					for j := 0; j < len(v.Text(id)) && len(st) > 0; j++ {
-						st = st.step(v.Text(id)[j])
+						st = st.step(nil, v.Text(id)[j], nil)
 					}
 					ref = len(st) > 0
 				}

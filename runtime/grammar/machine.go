@@ -108,7 +108,7 @@ const spaceOne = 1 << 7
 
 // spaced is f after whitespace byte c, if the run may take it; a run that
 // is not full is one space at most.
-func spaced(f *frame, c byte, full bool, out []*frame) []*frame {
+func spaced(a *arena, f *frame, c byte, full bool, out []*frame) []*frame {
 	nl, indent := f.space>>5, f.space&31
 	var next uint8
 	switch {
@@ -127,30 +127,30 @@ func spaced(f *frame, c byte, full bool, out []*frame) []*frame {
 	}
 	g := *f
 	g.space = next
-	return append(out, &g)
+	return append(out, a.put(g))
 }
 
 // feed appends to out the stacks that follow f's after byte c.
-func feed(f *frame, c byte, out []*frame) []*frame {
+func feed(a *arena, f *frame, c byte, out []*frame) []*frame {
 	switch f.op {
 	case opValue:
 		if isSpace(c) {
 			// An array's item after ',' is on a line of its own where
 			// the array is indented; an object's value and the whole
 			// value are not.
-			return spaced(f, c, f.up.op == opArray, out)
+			return spaced(a, f, c, f.up.op == opArray, out)
 		}
-		return start(f.up, f.n, c, f.depth, out, 0)
+		return start(a, f.up, f.n, c, f.depth, out, 0)
 	case opObject:
-		return feedObject(f, c, out)
+		return feedObject(a, f, c, out)
 	case opKey:
-		return feedKey(f, c, out)
+		return feedKey(a, f, c, out)
 	case opArray:
-		return feedArray(f, c, out)
+		return feedArray(a, f, c, out)
 	case opString:
-		return feedString(f, c, out)
+		return feedString(a, f, c, out)
 	case opNumber:
-		return feedNumber(f, c, out)
+		return feedNumber(a, f, c, out)
 	case opLiteral:
 		lits := f.n.lits
 		lo, hi := int32(-1), int32(-1)
@@ -166,10 +166,10 @@ func feed(f *frame, c byte, out []*frame) []*frame {
 			g := *f
 			g.a++
 			g.b, g.c = lo, hi
-			return append(out, &g)
+			return append(out, a.put(g))
 		}
 		if len(lits[f.b]) == int(f.a) { // complete (the shortest sorts first)
-			return feed(f.up, c, out)
+			return feed(a, f.up, c, out)
 		}
 	}
 	return out
@@ -177,26 +177,26 @@ func feed(f *frame, c byte, out []*frame) []*frame {
 
 // start appends the stacks that begin a value of n above up with byte c;
 // depth counts the containers open around it.
-func start(up *frame, n *node, c byte, depth uint8, out []*frame, unions int) []*frame {
+func start(a *arena, up *frame, n *node, c byte, depth uint8, out []*frame, unions int) []*frame {
 	switch n.kind {
 	case kUnion:
 		if unions >= maxUnion {
 			return out
 		}
-		for _, a := range n.alts {
-			out = start(up, a, c, depth, out, unions+1)
+		for _, alt := range n.alts {
+			out = start(a, up, alt, c, depth, out, unions+1)
 		}
 	case kObject:
 		if c == '{' && depth < MaxDepth {
-			out = append(out, &frame{up: up, n: n, op: opObject, phase: objOpen, depth: depth + 1})
+			out = append(out, a.put(frame{up: up, n: n, op: opObject, phase: objOpen, depth: depth + 1}))
 		}
 	case kArray:
 		if c == '[' && depth < MaxDepth {
-			out = append(out, &frame{up: up, n: n, op: opArray, phase: arrOpen, depth: depth + 1})
+			out = append(out, a.put(frame{up: up, n: n, op: opArray, phase: arrOpen, depth: depth + 1}))
 		}
 	case kString:
 		if c == '"' {
-			out = append(out, &frame{up: up, n: n, op: opString, depth: depth})
+			out = append(out, a.put(frame{up: up, n: n, op: opString, depth: depth}))
 		}
 	case kNumber:
 		ph := -1
@@ -209,7 +209,7 @@ func start(up *frame, n *node, c byte, depth uint8, out []*frame, unions int) []
 			ph = numInt
 		}
 		if ph >= 0 {
-			out = append(out, &frame{up: up, n: n, op: opNumber, phase: uint8(ph), a: 1, depth: depth})
+			out = append(out, a.put(frame{up: up, n: n, op: opNumber, phase: uint8(ph), a: 1, depth: depth}))
 		}
 	case kLiteral:
 		lo, hi := int32(-1), int32(-1)
@@ -222,7 +222,7 @@ func start(up *frame, n *node, c byte, depth uint8, out []*frame, unions int) []
 			}
 		}
 		if lo >= 0 {
-			out = append(out, &frame{up: up, n: n, op: opLiteral, a: 1, b: lo, c: hi, depth: depth})
+			out = append(out, a.put(frame{up: up, n: n, op: opLiteral, a: 1, b: lo, c: hi, depth: depth}))
 		}
 	}
 	return out
@@ -256,13 +256,13 @@ func closable(n *node, a int32) bool {
 	return true
 }
 
-func feedObject(f *frame, c byte, out []*frame) []*frame {
+func feedObject(a *arena, f *frame, c byte, out []*frame) []*frame {
 	if isSpace(c) {
 		// (After a value, whitespace comes before '}' only.)
 		if f.phase == objColon || f.phase == objNext && !freeKeys(f.n) && !closable(f.n, f.a) {
 			return out
 		}
-		return spaced(f, c, true, out)
+		return spaced(a, f, c, true, out)
 	}
 	n := f.n
 	switch f.phase {
@@ -279,12 +279,12 @@ func feedObject(f *frame, c byte, out []*frame) []*frame {
 			}
 			g := *f
 			g.phase, g.space = objColon, 0
-			return append(out, &frame{up: &g, n: keyNode, op: opString, depth: f.depth})
+			return append(out, a.put(frame{up: a.put(g), n: keyNode, op: opString, depth: f.depth}))
 		}
 		if m := candidates(n, f.a); m != 0 {
 			g := *f
 			g.space = 0
-			return append(out, &frame{up: &g, n: n, op: opKey, a: 1, keys: m, depth: f.depth})
+			return append(out, a.put(frame{up: a.put(g), n: n, op: opKey, a: 1, keys: m, depth: f.depth}))
 		}
 	case objColon:
 		if c == ':' {
@@ -294,7 +294,7 @@ func feedObject(f *frame, c byte, out []*frame) []*frame {
 			if !freeKeys(n) {
 				v = n.props[f.b].val
 			}
-			return append(out, &frame{up: &g, n: v, op: opValue, depth: f.depth})
+			return append(out, a.put(frame{up: a.put(g), n: v, op: opValue, depth: f.depth}))
 		}
 	case objNext:
 		if c == '}' && (freeKeys(n) || closable(n, f.a)) {
@@ -303,7 +303,7 @@ func feedObject(f *frame, c byte, out []*frame) []*frame {
 		if c == ',' && f.space == 0 && (freeKeys(n) || candidates(n, f.a) != 0) {
 			g := *f
 			g.phase, g.space = objKey, 0
-			return append(out, &g)
+			return append(out, a.put(g))
 		}
 	}
 	return out
@@ -312,7 +312,7 @@ func feedObject(f *frame, c byte, out []*frame) []*frame {
 // keyNode is the string of a key of any name.
 var keyNode = &node{id: -2, kind: kString, maxLen: -1}
 
-func feedKey(f *frame, c byte, out []*frame) []*frame {
+func feedKey(a *arena, f *frame, c byte, out []*frame) []*frame {
 	obj := f.up
 	props := obj.n.props
 	var alive uint64
@@ -333,23 +333,23 @@ func feedKey(f *frame, c byte, out []*frame) []*frame {
 	case complete >= 0: // the closing quote: no key is a prefix of another
 		g := *obj
 		g.phase, g.space, g.a, g.b = objColon, 0, complete+1, complete
-		return append(out, &g)
+		return append(out, a.put(g))
 	}
 	g := *f
 	g.a++
 	g.keys = alive
-	return append(out, &g)
+	return append(out, a.put(g))
 }
 
 // counted reports whether an array of n counts its items.
 func counted(n *node) bool { return n.minItems > 0 || n.maxItems >= 0 }
 
-func feedArray(f *frame, c byte, out []*frame) []*frame {
+func feedArray(a *arena, f *frame, c byte, out []*frame) []*frame {
 	if isSpace(c) {
 		if f.phase == arrNext && int(f.a) < f.n.minItems {
 			return out
 		}
-		return spaced(f, c, true, out)
+		return spaced(a, f, c, true, out)
 	}
 	n := f.n
 	switch f.phase {
@@ -368,7 +368,7 @@ func feedArray(f *frame, c byte, out []*frame) []*frame {
 		if counted(n) {
 			g.a = 1
 		}
-		return start(&g, n.items, c, f.depth, out, 0)
+		return start(a, a.put(g), n.items, c, f.depth, out, 0)
 	case arrNext:
 		if c == ']' && int(f.a) >= n.minItems {
 			return append(out, f.up)
@@ -379,13 +379,13 @@ func feedArray(f *frame, c byte, out []*frame) []*frame {
 			if counted(n) {
 				g.a++
 			}
-			return append(out, &frame{up: &g, n: n.items, op: opValue, depth: f.depth})
+			return append(out, a.put(frame{up: a.put(g), n: n.items, op: opValue, depth: f.depth}))
 		}
 	}
 	return out
 }
 
-func feedString(f *frame, c byte, out []*frame) []*frame {
+func feedString(a *arena, f *frame, c byte, out []*frame) []*frame {
 	n := f.n
 	bounded := n.minLen > 0 || n.maxLen >= 0
 	g := *f
@@ -451,7 +451,10 @@ func feedString(f *frame, c byte, out []*frame) []*frame {
 			g.phase, g.lo, g.hi = strChar, 0, 0
 		}
 	}
-	return append(out, &g)
+	if g == *f { // a character of an unbounded string: the same state
+		return append(out, f)
+	}
+	return append(out, a.put(g))
 }
 
 // numComplete reports whether a number in phase ph may end there.
@@ -459,7 +462,7 @@ func numComplete(ph uint8) bool {
 	return ph == numZero || ph == numInt || ph == numFrac || ph == numExpDigits
 }
 
-func feedNumber(f *frame, c byte, out []*frame) []*frame {
+func feedNumber(a *arena, f *frame, c byte, out []*frame) []*frame {
 	digit := c >= '0' && c <= '9'
 	next := -1
 	switch f.phase {
@@ -502,10 +505,10 @@ func feedNumber(f *frame, c byte, out []*frame) []*frame {
 		g := *f
 		g.phase = uint8(next)
 		g.a++
-		return append(out, &g)
+		return append(out, a.put(g))
 	}
 	if numComplete(f.phase) {
-		return feed(f.up, c, out)
+		return feed(a, f.up, c, out)
 	}
 	return out
 }
@@ -527,11 +530,12 @@ func accepts(f *frame) bool {
 // state is the recognizer's state: the stacks it may be in.
 type state []*frame
 
-// step returns the state after byte c (empty: c cannot come).
-func (s state) step(c byte) state {
-	var out state
+// step returns the state after byte c (empty: c cannot come), its new
+// frames from a, appended to out[:0].
+func (s state) step(a *arena, c byte, out state) state {
+	out = out[:0]
 	for _, f := range s {
-		out = feed(f, c, out)
+		out = feed(a, f, c, out)
 	}
 	if len(out) > 1 {
 		out = out.dedupe()
@@ -596,4 +600,25 @@ func appendKey(b []byte, f *frame) []byte {
 		b = binary.AppendUvarint(b, f.keys)
 	}
 	return b
+}
+
+// arena hands out frames from slabs, one allocation for many: a walk of
+// the trie makes a frame a byte and keeps none of them. A nil arena
+// allocates each frame on its own.
+type arena struct{ slab []frame }
+
+// arenaSlab bounds a slab's frames: slabs start at 64 and double.
+const arenaSlab = 4096
+
+func (a *arena) put(f frame) *frame {
+	if a == nil {
+		p := new(frame)
+		*p = f
+		return p
+	}
+	if len(a.slab) == cap(a.slab) {
+		a.slab = make([]frame, 0, min(max(2*cap(a.slab), 64), arenaSlab))
+	}
+	a.slab = append(a.slab, f)
+	return &a.slab[len(a.slab)-1]
 }

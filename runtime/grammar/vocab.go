@@ -16,10 +16,23 @@ import (
 type Vocab struct {
 	size int
 	text []string // token id → its bytes ("" for none)
-	// The trie, its nodes in breadth-first order: node i's edges are
-	// edges[first[i]:first[i+1]], sorted by byte, and the tokens whose
-	// text ends at node i are ids[idFirst[i]:idFirst[i+1]]. Node 0 is the
-	// root.
+	all  trie     // every token with text
+	// Inside a string, most tokens are plain: characters that leave the
+	// string open (no '"', no '\\', no control character, whole UTF-8
+	// characters). plain lists them with their characters (runes), in
+	// plainMask too; rest is the trie of the others, which a string's
+	// mask walks while the plain ones are set without a walk.
+	plain     []int32
+	runes     []int32
+	plainMask []uint64
+	rest      trie
+}
+
+// trie is a trie of token texts, its nodes in breadth-first order: node
+// i's edges are edgeByte/edgeTo[first[i]:first[i+1]], sorted by byte, and
+// the tokens whose text ends at node i are ids[idFirst[i]:idFirst[i+1]].
+// Node 0 is the root.
+type trie struct {
 	first, idFirst []int32
 	edgeByte       []byte
 	edgeTo         []int32
@@ -45,8 +58,34 @@ func NewVocab(entries []tokenizer.VocabEntry) (*Vocab, error) {
 	return newVocab(text), nil
 }
 
-// newVocab builds the trie of texts (token id → bytes).
+// newVocab builds the tries of texts (token id → bytes).
 func newVocab(text []string) *Vocab {
+	v := &Vocab{size: len(text), text: text, plainMask: make([]uint64, (len(text)+63)/64)}
+	rest := make([]string, len(text))
+	// A token is plain when it takes a string's characters state back to
+	// itself, each character counted: the recognizer decides.
+	str := &node{id: -3, kind: kString, maxLen: 1 << 30}
+	for id, t := range text {
+		f := &frame{up: done, n: str, op: opString}
+		st := state{f}
+		for i := 0; i < len(t) && len(st) > 0; i++ {
+			st = st.step(nil, t[i], nil)
+		}
+		if t != "" && len(st) == 1 && st[0].op == opString && st[0].phase == strChar {
+			v.plain = append(v.plain, int32(id))
+			v.runes = append(v.runes, st[0].a)
+			v.plainMask[id>>6] |= 1 << (id & 63)
+		} else {
+			rest[id] = t
+		}
+	}
+	v.all = newTrie(text)
+	v.rest = newTrie(rest)
+	return v
+}
+
+// newTrie builds the trie of the non-empty texts.
+func newTrie(text []string) trie {
 	type tnode struct {
 		next map[byte]*tnode
 		ids  []int32
@@ -70,27 +109,27 @@ func newVocab(text []string) *Vocab {
 		}
 		n.ids = append(n.ids, int32(id))
 	}
-	v := &Vocab{size: len(text), text: text}
+	var tr trie
 	queue := []*tnode{root}
 	for i := 0; i < len(queue); i++ {
 		n := queue[i]
-		v.first = append(v.first, int32(len(v.edgeByte)))
-		v.idFirst = append(v.idFirst, int32(len(v.ids)))
-		v.ids = append(v.ids, n.ids...)
+		tr.first = append(tr.first, int32(len(tr.edgeByte)))
+		tr.idFirst = append(tr.idFirst, int32(len(tr.ids)))
+		tr.ids = append(tr.ids, n.ids...)
 		keys := make([]byte, 0, len(n.next))
 		for c := range n.next {
 			keys = append(keys, c)
 		}
 		slices.Sort(keys)
 		for _, c := range keys {
-			v.edgeByte = append(v.edgeByte, c)
-			v.edgeTo = append(v.edgeTo, int32(len(queue)))
+			tr.edgeByte = append(tr.edgeByte, c)
+			tr.edgeTo = append(tr.edgeTo, int32(len(queue)))
 			queue = append(queue, n.next[c])
 		}
 	}
-	v.first = append(v.first, int32(len(v.edgeByte)))
-	v.idFirst = append(v.idFirst, int32(len(v.ids)))
-	return v
+	tr.first = append(tr.first, int32(len(tr.edgeByte)))
+	tr.idFirst = append(tr.idFirst, int32(len(tr.ids)))
+	return tr
 }
 
 // Size returns the vocabulary size: a mask has (Size()+63)/64 words.
