@@ -165,8 +165,19 @@ for step in $steps; do
         # prompt shares) one after another, 8 tokens each: the time
         # to first token of a long prompt through the server (with the prefix
         # cache on, the second and third find it cached).
-        for load in score long; do
+        # SERVE_JSON=1: structured output (response_format json_schema, a
+        # recipe schema) against the same load unconstrained: one stream of
+        # 8 requests of 128 tokens (plain1 / json1), and 64 streams of 256
+        # tokens (json64; the main load above is its unconstrained twin).
+        printf '%s' '{"type": "json_schema", "json_schema": {"name": "recipe", "schema": {"type": "object", "properties": {"title": {"type": "string"}, "servings": {"type": "integer"}, "steps": {"type": "array", "items": {"type": "string"}}}, "required": ["title", "servings", "steps"]}}}' >"$LOGS/recipe-format.json"
+        for load in score long plain1 json1 json64; do
           case $load in
+          plain1) [ "${SERVE_JSON:-0}" = 1 ] || continue
+            largs="--concurrency 1 --requests 8 --max-tokens 128 --ignore-eos" lp=SERVE_PROMPT_TEXT ;;
+          json1) [ "${SERVE_JSON:-0}" = 1 ] || continue
+            largs="--concurrency 1 --requests 8 --max-tokens 128 --ignore-eos --response-format @$LOGS/recipe-format.json" lp=SERVE_PROMPT_TEXT ;;
+          json64) [ "${SERVE_JSON:-0}" = 1 ] || continue
+            largs="--concurrency 64 --requests 64 --max-tokens 256 --ignore-eos --response-format @$LOGS/recipe-format.json" lp=SERVE_PROMPT_TEXT ;;
           score) [ "${SERVE_SCORE:-0}" = 1 ] || continue
             largs="--score --concurrency 16 --requests 64" lp=SERVE_PROMPT_TEXT ;;
           long) [ "${SERVE_LONG:-0}" = 1 ] || continue
@@ -175,7 +186,7 @@ for step in $steps; do
           esac
           run serve7b-$load$sfx 300 sh -c "'$bin/gptqtool' bench serve --url http://127.0.0.1:18999 $largs --prompt \"\$$lp\" >'$LOGS/serve7b-$load$sfx.json'"
           note "serve7b $load with $e ($sb):"
-          grep -E '"(requests|errors|first_error|prompt_tokens|seconds|tokens_per_second|prompt_tokens_per_second|p50_s|p99_s|max_s)"' "$LOGS/serve7b-$load$sfx.json" | tr -d '\n' | tee -a "$summary"
+          grep -E '"(requests|errors|first_error|prompt_tokens|completion_tokens|seconds|tokens_per_second|prompt_tokens_per_second|p50_s|p99_s|max_s)"' "$LOGS/serve7b-$load$sfx.json" | tr -d '\n' | tee -a "$summary"
           echo | tee -a "$summary"
         done
         kill -TERM $spid

@@ -36,6 +36,9 @@ type LoadOptions struct {
 	// and Temperature unused): the result has the prompt tokens scored a
 	// second and each request's latency.
 	Score bool
+	// ResponseFormat, where non-nil, is every request's response_format
+	// (structured output: {"type": "json_object"}, or json_schema).
+	ResponseFormat json.RawMessage
 }
 
 // Latency summarises durations in seconds.
@@ -104,6 +107,9 @@ func LoadTest(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			body["ignore_eos"] = true
 		}
 		body["stream_options"] = map[string]bool{"include_usage": true}
+		if o.ResponseFormat != nil {
+			body["response_format"] = o.ResponseFormat
+		}
 	}
 	if o.Model != "" {
 		body["model"] = o.Model

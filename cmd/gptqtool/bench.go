@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -36,6 +37,7 @@ func newBenchCmd() *cobra.Command {
 
 func newBenchServeCmd() *cobra.Command {
 	var o verify.LoadOptions
+	var responseFormat string
 	cmd := &cobra.Command{
 		Use:   "serve --url URL [--concurrency 64] [--requests N] [--max-tokens 256] [--ignore-eos]",
 		Short: "Load an OpenAI-compatible server with concurrent streams; report tok/s, TTFT and inter-token latency",
@@ -63,6 +65,20 @@ when requests failed ("errors", "first_error"); bench serve then exits 1, saying
 			}
 			if !(o.Temperature >= 0) || math.IsInf(o.Temperature, 0) {
 				return usageError{fmt.Errorf("--temperature %v: want a finite value >= 0", o.Temperature)}
+			}
+			if responseFormat != "" {
+				raw := []byte(responseFormat)
+				if name, ok := strings.CutPrefix(responseFormat, "@"); ok {
+					var err error
+					if raw, err = os.ReadFile(name); err != nil {
+						return fmt.Errorf("--response-format: %w", err)
+					}
+				}
+				var obj map[string]json.RawMessage
+				if err := json.Unmarshal(raw, &obj); err != nil {
+					return usageError{fmt.Errorf("--response-format: %v: want a JSON object such as {\"type\": \"json_object\"}", err)}
+				}
+				o.ResponseFormat = raw
 			}
 			r, err := verify.LoadTest(cmd.Context(), o)
 			if err != nil {
@@ -95,6 +111,7 @@ when requests failed ("errors", "first_error"); bench serve then exits 1, saying
 	fs.StringVar(&o.Prompt, "prompt", "Write a long story about a lighthouse keeper.", "the prompt of every request")
 	fs.BoolVar(&o.Chat, "chat", false, "use /v1/chat/completions with the prompt as a user message")
 	fs.Float64Var(&o.Temperature, "temperature", 1, "sampling temperature")
+	fs.StringVar(&responseFormat, "response-format", "", `every request's response_format, a JSON object or @FILE holding one (structured output: {"type": "json_object"}, or {"type": "json_schema", "json_schema": {"name": ..., "schema": ...}})`)
 	fs.BoolVar(&o.Score, "score", false, "score the prompt instead (lm-evaluation-harness's loglikelihood request: echo, logprobs 1, max_tokens 1, not streamed) and report prompt tokens scored a second and each request's latency")
 	return cmd
 }

@@ -145,6 +145,7 @@ func TestUsageErrors(t *testing.T) {
 		{"generate", "--model", model, "--prompt", "x", "--temperature", "+Inf"},
 		{"generate", "--model", model, "--prompt", "x", "--top-p", "NaN"},
 		{"bench", "serve", "--url", "http://127.0.0.1:1", "--temperature", "NaN"},
+		{"bench", "serve", "--url", "http://127.0.0.1:1", "--response-format", "json"},
 		{"serve", "--model", model, "--kv-cache", "0%"},
 		{"serve", "--model", model, "--kv-cache", "150%"},
 		{"serve", "--model", model, "--kv-cache", "lots"},
@@ -581,6 +582,51 @@ func TestBenchServeSomeFailed(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), `"errors": 2`) || !strings.Contains(stdout.String(), `"completion_tokens": 2`) {
 		t.Errorf("stdout %q: want the result, with 2 errors and the others' 2 tokens", stdout.String())
+	}
+}
+
+// TestBenchServeResponseFormat: --response-format sends its object (given
+// inline or as @FILE) as every request's response_format.
+func TestBenchServeResponseFormat(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			ResponseFormat json.RawMessage `json:"response_format"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		got = append(got, string(body.ResponseFormat))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: {\"choices\": [{\"index\": 0, \"text\": \"{}\"}]}\n\n")
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	const schema = `{"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer"}}}`
+	if err := os.WriteFile(filepath.Join(dir, "rf.json"), []byte(schema), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range []string{`{"type": "json_object"}`, "@rf.json"} {
+		got = nil
+		c := gptqtool(t, dir, nil, "bench", "serve", "--url", srv.URL, "--requests", "2", "--concurrency", "1", "--max-tokens", "1", "--response-format", arg)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", arg, err, out)
+		}
+		want := arg
+		if arg == "@rf.json" {
+			want = schema
+		}
+		var compact bytes.Buffer
+		if err := json.Compact(&compact, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		if want = compact.String(); len(got) != 2 || got[0] != want || got[1] != want {
+			t.Errorf("--response-format %s: the server saw %q, want %q twice", arg, got, want)
+		}
 	}
 }
 

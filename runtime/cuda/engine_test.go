@@ -2,14 +2,17 @@ package cuda_test
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/grammar"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -106,5 +109,109 @@ func TestEngineOnDevice(t *testing.T) {
 		if err := e.Close(context.Background()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestGrammarOnDevice runs a request constrained by a JSON schema
+// (structured output) on the device engine, whose draws it makes on the
+// host from the rows' logits brought back, beside an unconstrained one:
+// every token is one the schema's matcher allows there, its
+// log-probability is the CPU reference's within fp16's rounding, no token
+// the matcher allows is more likely on the CPU beyond that rounding
+// (greedy among the allowed), and a request that stops is JSON.
+func TestGrammarOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	dir := fixtures.Path(t, "models/openchat-tiny")
+	mc := load(t, dir, cpu.New(0))
+	mg, ids, _ := tinyF16(t, b)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := grammar.NewVocab(tok.VocabEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grammar.Compile([]byte(`{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 6}}, "required": ["a", "b"]}`), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := engine.New(engine.Options{Model: mg, Blocks: 64, BlockSize: 16, MaxLen: 256, StepTokens: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	prompt := ids[:50]
+	free, err := e.Submit(context.Background(), engine.Request{Prompt: ids[50:80], Params: engine.Params{MaxTokens: 40}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 60, Logprobs: true, StopTokens: []int{tok.EOS(), 32000},
+		Grammar: func() engine.Matcher { return g.NewMatcher() }})
+	for range free {
+	}
+	m := g.NewMatcher()
+	seq := append([]int(nil), prompt...)
+	var got []float64
+	var done engine.Event
+	for _, ev := range evs {
+		switch {
+		case ev.Done:
+			done = ev
+		case ev.Prompt == nil && !ev.Stop:
+			mask, _ := m.Allowed()
+			if mask[ev.Token>>6]>>(ev.Token&63)&1 == 0 {
+				t.Fatalf("token %d (%q) after %d generated: not allowed", ev.Token, v.Text(ev.Token), len(got))
+			}
+			if err := m.Accept(ev.Token); err != nil {
+				t.Fatal(err)
+			}
+			seq, got = append(seq, ev.Token), append(got, ev.Logprob)
+		}
+	}
+	if done.Err != nil || len(got) == 0 {
+		t.Fatalf("%s (%v) after %d tokens", done.FinishReason, done.Err, len(got))
+	}
+	logits, err := mc.Forward(seq, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := mc.Vocab()
+	replay := g.NewMatcher()
+	const tol = 3e-2
+	for i, lp := range got {
+		r := len(prompt) - 1 + i
+		row := logits[r*V : (r+1)*V]
+		lse := 0.0
+		hi := math.Inf(-1)
+		for _, x := range row {
+			hi = math.Max(hi, float64(x))
+		}
+		for _, x := range row {
+			lse += math.Exp(float64(x) - hi)
+		}
+		lse = hi + math.Log(lse)
+		mask, _ := replay.Allowed()
+		best := math.Inf(-1)
+		for id := range V {
+			if mask[id>>6]>>(id&63)&1 == 1 {
+				best = math.Max(best, float64(row[id])-lse)
+			}
+		}
+		want := float64(row[seq[r+1]]) - lse
+		if math.Abs(lp-want) > tol || want < best-tol {
+			t.Errorf("token %d (%q): %.4f on the device, %.4f on the CPU, the best allowed there %.4f", i, v.Text(seq[r+1]), lp, want, best)
+		}
+		if err := replay.Accept(seq[r+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text, err := tok.Decode(seq[len(prompt):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s after %d tokens: %q", done.FinishReason, len(got), text)
+	if done.FinishReason == "stop" && !json.Valid([]byte(text)) {
+		t.Errorf("%q stopped, and is not JSON", text)
 	}
 }
