@@ -3,13 +3,16 @@
 // of its logits.
 //
 // sample_rows(logits [*, V] f32, V, rows SampleRow [n], adj_tok int [*],
-// adj_bias, adj_rep, adj_sub f32 [*], work [n, V] f32, out int [n]): block
-// b draws out[b] from row rows[b].row of logits. Grid n, SB = 512 threads.
+// adj_bias, adj_rep, adj_sub f32 [*], masks u32 [*], work [n, V] f32, out int
+// [n]): block b draws out[b] from row rows[b].row of logits. Grid n, SB = 512
+// threads.
 //   1. A non-finite logit: out = -1 - (its first index), nothing drawn.
-//   2. Penalties: the row is copied to work row b and entries
-//      [adj0, adj0+nadj) of the adj arrays change one token each
-//      (runtime.LogitAdjust: + bias, then / rep when positive, * rep
-//      otherwise, then − sub).
+//   2. Masks and penalties: the row is copied to work row b; with a mask
+//      (mask0 >= 0: bit i of word mask0 + i/32 of masks, runtime's Allow) a
+//      token whose bit is 0 is lowered by BANNED (runtime.Banned) as it is
+//      copied; then entries [adj0, adj0+nadj) of the adj arrays change one
+//      token each (runtime.LogitAdjust: + bias, then / rep when positive,
+//      * rep otherwise, then − sub).
 //   3. temp <= 0 or topk == 1: the largest logit, the lowest index on ties.
 //   4. Otherwise each token weighs exp((v − max)/T) as a 2^-40 fixed-point
 //      integer (so that sums do not depend on their order). topk: a radix
@@ -38,7 +41,11 @@ struct SampleRow {
     u64 u;        // U · 2^64
     int adj0;     // first penalty entry
     int nadj;     // penalty entries
+    int mask0;    // first word of the mask (-1: none)
+    int pad;
 };
+
+#define BANNED 1e30f  // runtime.Banned
 
 // fkey orders floats as unsigned integers (-0 as 0, its equal); fval
 // inverts it.
@@ -157,7 +164,8 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
                                                              const int* __restrict__ adj_tok,
                                                              const float* __restrict__ adj_bias,
                                                              const float* __restrict__ adj_rep,
-                                                             const float* __restrict__ adj_sub, float* work, int* out) {
+                                                             const float* __restrict__ adj_sub,
+                                                             const u32* __restrict__ masks, float* work, int* out) {
     __shared__ u32 hcnt[256];
     __shared__ u64 hmass[256];
     __shared__ u64 redu[SW];
@@ -181,7 +189,8 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     // many round trips). A thread visits its indices in ascending order: its
     // first non-finite one is its least, and with a strict > the first of
     // equal logits stays.
-    const bool greedy = R.temp <= 0.0f || R.topk == 1, fast = greedy && R.nadj <= 0;
+    const bool masked = R.mask0 >= 0, copied = R.nadj > 0 || masked;
+    const bool greedy = R.temp <= 0.0f || R.topk == 1, fast = greedy && !copied;
     if (tid == 0) bad = 0x7fffffff, found = -1;
     __syncthreads();
     float bv;
@@ -194,10 +203,15 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
         return;
     }
 
-    // 2. Penalties, on a copy.
-    if (R.nadj > 0) {
+    // 2. The mask and the penalties, on a copy.
+    if (copied) {
         float* w = work + (i64)blockIdx.x * V;
-        for (int i = tid; i < V; i += SB) w[i] = src[i];
+        if (masked) {
+            const u32* m = masks + R.mask0;
+            for (int i = tid; i < V; i += SB) w[i] = (m[i >> 5] >> (i & 31)) & 1u ? src[i] : src[i] - BANNED;
+        } else {
+            for (int i = tid; i < V; i += SB) w[i] = src[i];
+        }
         __syncthreads();
         for (int a = tid; a < R.nadj; a += SB) {
             const int t = adj_tok[R.adj0 + a];
@@ -237,7 +251,7 @@ extern "C" __global__ void __launch_bounds__(SB) sample_rows(const float* __rest
     // The largest logit: without penalties the first pass found each
     // thread's.
     float mx = NEG_INF;
-    if (R.nadj > 0) {
+    if (copied) {
         for (int i = tid; i < V; i += SB) mx = fmaxf(mx, src[i]);
     } else {
         mx = bv;

@@ -19,10 +19,21 @@ type SampleParams struct {
 	TopP float64
 	// U is the draw's uniform number in [0, 1).
 	U float64
+	// Allow, where non-nil, holds the tokens that may be drawn (bit id%64
+	// of word id/64; structured output's grammar mask): every other
+	// token's logit is lowered by Banned first, before Adjust, so that it
+	// is drawn only where no allowed token is left (and then the lowest id
+	// greedily, as all such logits are equal).
+	Allow []uint64
 	// Adjust changes logits before everything else (penalties); at most one
 	// entry a token.
 	Adjust []LogitAdjust
 }
+
+// Banned is what a logit Allow refuses is lowered by: finite, so that a
+// draw's check for non-finite logits still holds, and far below any
+// logit (float32 v − Banned is −Banned for every |v| < 1e22).
+const Banned float32 = 1e30
 
 // Greedy reports whether p takes the largest logit (after Adjust):
 // temperature 0 (or less) or TopK 1.
@@ -107,7 +118,7 @@ type PendingTokens interface {
 }
 
 // DrawToken is the reference rule of a draw from logits [vocab]: after
-// p.Adjust, greedy (the largest logit, the lowest id among equals) at
+// p.Allow and p.Adjust, greedy (the largest logit, the lowest id among equals) at
 // temperature 0 or with TopK 1; otherwise softmax(logits/T) restricted to
 // the TopK most likely tokens and the ties of the TopK-th, renormalised,
 // then to the smallest set of most likely tokens (the lower id first among
@@ -116,8 +127,18 @@ type PendingTokens interface {
 // exceeds p.U. NaN logits are never drawn (unless all are:
 // then 0). Backends' TokenSamplers follow this rule up to rounding.
 func DrawToken(logits []float32, p SampleParams) int {
-	if len(p.Adjust) > 0 {
+	if p.Allow != nil {
 		logits = slices.Clone(logits)
+		for id := range logits {
+			if p.Allow[id>>6]>>(id&63)&1 == 0 {
+				logits[id] -= Banned
+			}
+		}
+	}
+	if len(p.Adjust) > 0 {
+		if p.Allow == nil {
+			logits = slices.Clone(logits)
+		}
 		for _, a := range p.Adjust {
 			if a.Token >= 0 && a.Token < len(logits) {
 				logits[a.Token] = a.Apply(logits[a.Token])

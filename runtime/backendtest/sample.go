@@ -14,7 +14,8 @@ import (
 // testTokenSampler checks a runtime.TokenSampler against runtime.DrawToken
 // on the same logits: greedy with ties, temperatures, top-k that keeps
 // classes of equal logits and top-p that cuts inside them, logit biases
-// and penalties, a vocabulary of one, and
+// and penalties, masks of allowed tokens (with and without penalties), a
+// vocabulary of one, and
 // rows with NaN or ±Inf. A draw may differ from the reference only where
 // its uniform number lies within 1e-6 of a boundary (the backend's sums
 // round differently).
@@ -86,6 +87,14 @@ func testTokenSampler(e *env) {
 				if r%2 == 1 {
 					for _, tok := range e.rng.Perm(c.V)[:min(c.V, 30)] {
 						p.Adjust = append(p.Adjust, runtime.LogitAdjust{Token: tok, Bias: float32(2*e.rng.Float64() - 1), Rep: 1 + float32(e.rng.Float64()), Sub: float32(e.rng.Float64())})
+					}
+				}
+				// Masks on rows 2, 5 and 8 (with penalties on 5): a
+				// third of the tokens, at least one.
+				if r%3 == 2 {
+					p.Allow = make([]uint64, (c.V+63)/64)
+					for _, tok := range e.rng.Perm(c.V)[:max(1, c.V/3)] {
+						p.Allow[tok>>6] |= 1 << (tok & 63)
 					}
 				}
 				draw, rules = append(draw, r), append(rules, p)

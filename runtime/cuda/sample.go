@@ -12,7 +12,7 @@ import (
 )
 
 // sampleRowBytes is the size of kernels/sample.cu's SampleRow.
-const sampleRowBytes = 32
+const sampleRowBytes = 40
 
 // SampleTokens implements runtime.TokenSampler: one block a row
 // (kernels/sample.cu), the rules and penalties in one upload, the tokens in
@@ -78,25 +78,35 @@ func kernelTemperature(t float64) float32 {
 
 // sampleRules checks a draw's arguments and packs its rules: [rows]
 // SampleRow, then the adjustments' tokens, biases, rep and sub factors
-// (adjBytes each).
+// (adjBytes each), then the masks of the rows with one (Allow), each
+// ceil(V/32) 32-bit words.
 func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.SampleParams) ([]byte, error) {
 	lt := b.tensor(logits)
 	n := runtime.Rows(lt)
 	if lt.dt != runtime.F32 || len(lt.shape) != 2 || len(p) != len(rows) {
 		return nil, fmt.Errorf("cuda: sample %d rows from logits %v %v with %d rules", len(rows), lt.dt, lt.shape, len(p))
 	}
-	nadj := 0
+	nadj, nmask := 0, 0
+	V := runtime.Cols(lt)
+	maskWords := (V + 31) / 32
 	for i, r := range rows {
 		if r < 0 || r >= n {
 			return nil, fmt.Errorf("cuda: sample from row %d of logits %v", r, lt.shape)
 		}
 		nadj += len(p[i].Adjust)
+		if a := p[i].Allow; a != nil {
+			if len(a) < (V+63)/64 {
+				return nil, fmt.Errorf("cuda: sample from logits %v with a mask of %d words", lt.shape, len(a))
+			}
+			nmask++
+		}
 	}
-	raw := make([]byte, sampleRowBytes*len(rows)+adjBytes*nadj)
-	adjs := raw[sampleRowBytes*len(rows):]
+	raw := make([]byte, sampleRowBytes*len(rows)+adjBytes*nadj+4*maskWords*nmask)
+	adjs := raw[sampleRowBytes*len(rows) : sampleRowBytes*len(rows)+adjBytes*nadj]
+	masks := raw[sampleRowBytes*len(rows)+adjBytes*nadj:]
 	tok, bias, rep, sub := adjs, adjs[4*nadj:], adjs[8*nadj:], adjs[12*nadj:]
 	le := binary.LittleEndian
-	a := 0
+	a, m := 0, 0
 	for i, r := range rows {
 		q := p[i]
 		o := raw[sampleRowBytes*i:]
@@ -118,6 +128,16 @@ func (b *Backend) sampleRules(logits runtime.Tensor, rows []int, p []runtime.Sam
 		}
 		le.PutUint32(o[24:], uint32(a))
 		le.PutUint32(o[28:], uint32(len(q.Adjust)))
+		mask0 := int32(-1)
+		if q.Allow != nil {
+			// Bit id of the mask is bit id%32 of 32-bit word id/32.
+			mask0 = int32(maskWords * m)
+			for w := range maskWords {
+				le.PutUint32(masks[4*(maskWords*m+w):], uint32(q.Allow[w/2]>>(32*(w%2))))
+			}
+			m++
+		}
+		le.PutUint32(o[32:], uint32(mask0))
 		for _, adj := range q.Adjust {
 			le.PutUint32(tok[4*a:], uint32(int32(adj.Token)))
 			le.PutUint32(bias[4*a:], math.Float32bits(adj.Bias))
@@ -135,13 +155,17 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 	if b.err != nil {
 		return b.err
 	}
-	nadj := (len(raw) - sampleRowBytes*len(rows)) / adjBytes
+	nadj, masked := 0, false
+	for _, q := range p {
+		nadj += len(q.Adjust)
+		masked = masked || q.Allow != nil
+	}
 	in, err := b.transient(&b.srules, int64(len(raw)))
 	if err != nil {
 		return err
 	}
 	var work uint64
-	if nadj > 0 {
+	if nadj > 0 || masked {
 		wb, err := b.transient(&b.swork, int64(len(rows))*int64(runtime.Cols(lt))*4)
 		if err != nil {
 			return err
@@ -161,7 +185,7 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		b.srulesIn, b.srulesUp = in, append(b.srulesUp[:0], raw...)
 	}
 	base := in.Ptr + uint64(sampleRowBytes*len(rows))
-	if b.argmax && nadj == 0 && allGreedy(p) {
+	if b.argmax && nadj == 0 && !masked && allGreedy(p) {
 		// argmax_rows: AG blocks a row, their partials and a counter a row.
 		pb, err := b.transient(&b.sargp, int64(len(rows))*argmaxBlocks*8)
 		if err != nil {
@@ -174,7 +198,7 @@ func (b *Backend) sampleLaunch(out uint64, lt *Tensor, rows []int, p []runtime.S
 		return b.argmaxLaunch(lt, len(rows), in.Ptr, pb.Ptr, count, out, [3]uint64{})
 	}
 	return b.launch("sample.cu", "sample_rows", Dim{X: len(rows)}, Dim{X: 512}, 0, lt.ptr, int32(runtime.Cols(lt)), in.Ptr,
-		base, base+uint64(4*nadj), base+uint64(8*nadj), base+uint64(12*nadj), work, out)
+		base, base+uint64(4*nadj), base+uint64(8*nadj), base+uint64(12*nadj), base+uint64(adjBytes*nadj), work, out)
 }
 
 // adjBytes is the bytes of one runtime.LogitAdjust in a draw's rules:

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	goruntime "runtime"
 	"slices"
@@ -87,12 +88,13 @@ type Params struct {
 	PromptLogprobs bool
 	// Grammar, where non-nil, constrains the output (structured output):
 	// each sequence of the request gets a Matcher of its own, and each
-	// token is drawn on the host from its row's logits among those the
-	// Matcher allows, a stop token only where it says the output is
-	// complete. Where it is complete and allows no more text, the
-	// sequence stops there ("stop"), even before MinTokens. Such a
-	// sequence keeps the steps of its batch from being issued ahead
-	// (Options.NoAhead).
+	// token is drawn among those the Matcher allows (the draw's
+	// runtime.SampleParams.Allow, on the backend where it draws), a stop
+	// token only where it says the output is complete. Where it is
+	// complete and allows no more text, the sequence stops there
+	// ("stop"), even before MinTokens. Such a sequence keeps the steps of
+	// its batch from being issued ahead (Options.NoAhead): its next mask
+	// depends on the token in flight.
 	Grammar func() Matcher
 }
 
@@ -243,21 +245,15 @@ type seq struct {
 	// or published).
 	keys      []kvcache.Key
 	published int
-	// match constrains the tokens (Params.Grammar); host is the rule of
-	// the draw it makes from the step in flight's logits, masked holds
-	// them masked.
-	match  Matcher
-	host   *runtime.SampleParams
-	masked []float32
-	// next brings the mask after the last token accepted, walked while
-	// the step that draws the next one runs.
-	next chan matched
-}
-
-// matched is what Matcher.Allowed returns.
-type matched struct {
-	mask []uint64
-	end  bool
+	// match constrains the tokens (Params.Grammar): allowed (read only,
+	// the matcher's) and end are what it allows next, allow the draw's
+	// mask made of them (the stop tokens set where end, cleared
+	// elsewhere); stale says a token was accepted since.
+	match   Matcher
+	allowed []uint64
+	end     bool
+	allow   []uint64
+	stale   bool
 }
 
 // inflight is a step issued and not yet read.
@@ -379,6 +375,10 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 		submit:  time.Now()}
 	if p.Grammar != nil {
 		s.match = p.Grammar()
+		s.allowed, s.end = s.match.Allowed()
+		if s.maskText() == 0 {
+			return nil, errors.New("engine: the grammar allows no token at its start")
+		}
 	}
 	if rp := p.RepetitionPenalty; rp != 0 && rp != 1 {
 		s.seen = map[int]bool{}
@@ -529,24 +529,18 @@ func (e *Engine) read() {
 			e.sendPrompt(s)
 		}
 		switch {
-		case st.Sample != nil || s.host != nil:
+		case st.Sample != nil:
 			lg := out[i]
 			if st.AllLogits && lg != nil {
 				lg = lg[len(lg)-e.m.Vocab():] // the last token's row
 			}
-			tok := tokens[i]
-			if s.host != nil {
-				var ok bool
-				if tok, ok = e.drawMatched(s, lg); !ok {
-					continue
-				}
-			}
-			e.emit(s, lg, tok)
+			e.emit(s, lg, tokens[i])
 		case s.fed >= s.pre && s.req.Params.MaxTokens == 0: // scored, nothing to generate
 			e.finish(s, "length", nil)
 			e.drop(s)
 		}
 	}
+	e.match(f.order)
 }
 
 // scorePrompts returns, for each sequence of step f that asked for every
@@ -793,7 +787,7 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	var order []*seq
 	for _, s := range e.run {
 		if s.fed >= s.pre { // generating: feed the last token
-			steps = append(steps, s.drawOnHost(model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()}))
+			steps = append(steps, model.StepSeq{Seq: &s.kv, Tokens: s.tokens[s.fed:], Logits: s.req.Params.Logprobs, Sample: s.rule()})
 			order = append(order, s)
 			budget -= len(s.tokens) - s.fed
 		}
@@ -811,7 +805,6 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 			}
 			if s.fed+n == s.pre && s.req.Params.MaxTokens > 0 {
 				st.Logits, st.Sample = s.req.Params.Logprobs, s.rule()
-				st = s.drawOnHost(st)
 			}
 			steps = append(steps, st)
 			order = append(order, s)
@@ -821,94 +814,71 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	return steps, order
 }
 
-// drawOnHost makes a step that draws for a constrained sequence (s.match)
-// bring its logits back instead, and keeps its rule for drawMatched.
-func (s *seq) drawOnHost(st model.StepSeq) model.StepSeq {
-	if s.match != nil && st.Sample != nil {
-		s.host, st.Sample, st.Logits = st.Sample, nil, true
-	}
-	return st
-}
-
-// drawMatched draws s's next token from its row's logits lg under s.host
-// among those s.match allows (the stop tokens where it says the output is
-// complete) and moves s.match past it. Where the output is complete and no
-// text may follow, or the draw fails, s is ended instead (ok false).
-func (e *Engine) drawMatched(s *seq, lg []float32) (tok int, ok bool) {
-	rule := s.host
-	s.host = nil
-	if j := runtime.FirstNonFinite(lg); j >= 0 {
-		return -1 - j, true // emit reports it
-	}
-	var a matched
-	if s.next != nil {
-		a = <-s.next
-		s.next = nil
-	} else {
-		a.mask, a.end = s.match.Allowed()
-	}
-	mask, end := a.mask, a.end
-	if len(s.masked) != len(lg) {
-		s.masked = make([]float32, len(lg))
-	}
-	allowed := 0 // tokens of text allowed
-	for id, v := range lg {
-		if mask[id>>6]>>(id&63)&1 == 0 {
-			v -= banned
-		} else {
-			allowed++
-		}
-		s.masked[id] = v
-	}
-	// The stop tokens are allowed where the output is complete, and only
-	// there, whatever the mask says of them.
-	stops := s.req.Params.StopTokens
-	for i, t := range stops {
-		if slices.Contains(stops[:i], t) {
+// match moves the constrained sequences that drew a token in the step
+// just read past it and makes their next masks, one goroutine each (a mask
+// of a state not seen before walks the vocabulary). A sequence whose output
+// is complete and that may take no more text stops there; one that may
+// take nothing ends with an error.
+func (e *Engine) match(seqs []*seq) {
+	var wg sync.WaitGroup
+	for _, s := range seqs {
+		if s.done || !s.stale {
 			continue
 		}
-		if mask[t>>6]>>(t&63)&1 == 1 {
-			allowed--
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.allowed, s.end = s.match.Allowed()
+		}()
+	}
+	wg.Wait()
+	for _, s := range seqs {
+		if s.done || !s.stale {
+			continue
 		}
-		s.masked[t] = lg[t]
-		if !end {
-			s.masked[t] -= banned
+		s.stale = false
+		switch text := s.maskText(); {
+		case text == 0 && s.end:
+			e.finish(s, "stop", nil)
+			e.drop(s)
+		case text == 0:
+			e.finish(s, "error", errors.New("engine: the grammar allows no token here"))
 		}
 	}
-	switch {
-	case end && allowed == 0:
-		e.finish(s, "stop", nil)
-		e.drop(s)
-		return 0, false
-	case allowed == 0 && !end:
-		e.finish(s, "error", errors.New("engine: the grammar allows no token here"))
-		return 0, false
+}
+
+// maskText counts the tokens of s.allowed that are not stop tokens.
+func (s *seq) maskText() int {
+	n := 0
+	for _, w := range s.allowed {
+		n += bits.OnesCount64(w)
 	}
-	tok = runtime.DrawToken(s.masked, *rule)
-	if slices.Contains(s.req.Params.StopTokens, tok) {
-		return tok, true
+	stops := s.req.Params.StopTokens
+	for i, t := range stops {
+		if !slices.Contains(stops[:i], t) && s.allowed[t>>6]>>(t&63)&1 == 1 {
+			n--
+		}
 	}
-	if err := s.match.Accept(tok); err != nil {
-		e.finish(s, "error", fmt.Errorf("engine: %w", err))
-		return 0, false
+	return n
+}
+
+// grammarMask is the mask of s's next draw: what its matcher allows, the
+// stop tokens where the output is complete and only there.
+func (s *seq) grammarMask() []uint64 {
+	s.allow = append(s.allow[:0], s.allowed...)
+	for _, t := range s.req.Params.StopTokens {
+		if s.end {
+			s.allow[t>>6] |= 1 << (t & 63)
+		} else {
+			s.allow[t>>6] &^= 1 << (t & 63)
+		}
 	}
-	// The next mask (a walk of the vocabulary where its state is new) is
-	// made while the next step runs; the Matcher is the walk's alone
-	// until it is received.
-	ch := make(chan matched, 1)
-	go func(m Matcher) {
-		var a matched
-		a.mask, a.end = m.Allowed()
-		ch <- a
-	}(s.match)
-	s.next = ch
-	return tok, true
+	return s.allow
 }
 
 // banned is subtracted from a logit that must not be drawn (a stop token
-// before MinTokens): finite, so that the draw's check for non-finite
-// logits still holds, and far below any logit.
-const banned = 1e30
+// before MinTokens).
+const banned = runtime.Banned
 
 // rule is the sampling rule of s's next token: the sampler's next draw,
 // the logit bias, then the penalties (OpenAI's presence and frequency
@@ -959,6 +929,9 @@ func (s *seq) rule() *runtime.SampleParams {
 		}
 	}
 	s.adjust, r.Adjust = adj, adj
+	if s.match != nil {
+		r.Allow = s.grammarMask()
+	}
 	return &r
 }
 
@@ -994,6 +967,13 @@ func (e *Engine) emit(s *seq, logits []float32, tok int) {
 		e.finish(s, "stop", nil)
 		e.drop(s)
 		return
+	}
+	if s.match != nil {
+		if err := s.match.Accept(tok); err != nil {
+			e.finish(s, "error", fmt.Errorf("engine: %w", err))
+			return
+		}
+		s.stale = true
 	}
 	s.gen++
 	s.counts[tok]++

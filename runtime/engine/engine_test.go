@@ -926,9 +926,20 @@ func TestGrammarDraws(t *testing.T) {
 			t.Errorf("NoAhead %v: greedy among %d (%g) and %d (%g): %v, want [%d]", noAhead, a, row[a], b, row[b], toks, want)
 		}
 
+		// A matcher that allows nothing: refused at once; one that allows
+		// nothing after its first token ends the request with an error.
 		mt = &scriptMatcher{vocab: V, end: 1 << 30, allow: func(int) []int { return nil }}
-		if _, done = run(Params{MaxTokens: 5}, mt); done.FinishReason != "error" || done.Err == nil {
-			t.Errorf("NoAhead %v: nothing allowed: %s (%v), want an error", noAhead, done.FinishReason, done.Err)
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 5, Grammar: func() Matcher { return mt }}}); err == nil {
+			t.Errorf("NoAhead %v: a grammar that allows nothing was accepted", noAhead)
+		}
+		mt = &scriptMatcher{vocab: V, end: 1 << 30, allow: func(i int) []int {
+			if i == 0 {
+				return []int{300}
+			}
+			return nil
+		}}
+		if toks, done = run(Params{MaxTokens: 5}, mt); done.FinishReason != "error" || done.Err == nil || !slices.Equal(toks, []int{300}) {
+			t.Errorf("NoAhead %v: nothing allowed after a token: %v, %s (%v), want [300] and an error", noAhead, toks, done.FinishReason, done.Err)
 		}
 	}
 }

@@ -155,7 +155,7 @@ func (m *Model) greedySlot(c *PagedCache, seqs []StepSeq) int {
 		return -1
 	}
 	for _, s := range seqs {
-		if s.Logits || s.Sample == nil || !s.Sample.Greedy() || len(s.Sample.Adjust) > 0 {
+		if s.Logits || s.Sample == nil || !s.Sample.Greedy() || len(s.Sample.Adjust) > 0 || s.Sample.Allow != nil {
 			return -1
 		}
 	}
