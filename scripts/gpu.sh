@@ -166,16 +166,18 @@ for step in $steps; do
         # to first token of a long prompt through the server (with the prefix
         # cache on, the second and third find it cached).
         # SERVE_JSON=1: structured output (response_format json_schema, a
-        # recipe schema) against the same load unconstrained: one stream of
+        # recipe schema) against the same loads unconstrained: one stream of
         # 8 requests of 128 tokens (plain1 / json1), and 64 streams of 256
-        # tokens (json64; the main load above is its unconstrained twin).
+        # tokens (plain64 / json64), the shared prompt's.
         printf '%s' '{"type": "json_schema", "json_schema": {"name": "recipe", "schema": {"type": "object", "properties": {"title": {"type": "string"}, "servings": {"type": "integer"}, "steps": {"type": "array", "items": {"type": "string"}}}, "required": ["title", "servings", "steps"]}}}' >"$LOGS/recipe-format.json"
-        for load in score long plain1 json1 json64; do
+        for load in score long plain1 json1 plain64 json64; do
           case $load in
           plain1) [ "${SERVE_JSON:-0}" = 1 ] || continue
             largs="--concurrency 1 --requests 8 --max-tokens 128 --ignore-eos" lp=SERVE_PROMPT_TEXT ;;
           json1) [ "${SERVE_JSON:-0}" = 1 ] || continue
             largs="--concurrency 1 --requests 8 --max-tokens 128 --ignore-eos --response-format @$LOGS/recipe-format.json" lp=SERVE_PROMPT_TEXT ;;
+          plain64) [ "${SERVE_JSON:-0}" = 1 ] || continue
+            largs="--concurrency 64 --requests 64 --max-tokens 256 --ignore-eos" lp=SERVE_PROMPT_TEXT ;;
           json64) [ "${SERVE_JSON:-0}" = 1 ] || continue
             largs="--concurrency 64 --requests 64 --max-tokens 256 --ignore-eos --response-format @$LOGS/recipe-format.json" lp=SERVE_PROMPT_TEXT ;;
           score) [ "${SERVE_SCORE:-0}" = 1 ] || continue
