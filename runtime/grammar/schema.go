@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -83,6 +85,17 @@ type compiler struct {
 	nodes []*node
 	refs  map[string]*node
 	any   *node // the free-form value, made on first use
+	// refPath is the path of each reference's placeholder (errors);
+	// oneOfs are the oneOf lists, checked for overlap once every
+	// reference is filled in.
+	refPath map[*node]string
+	oneOfs  []oneOf
+}
+
+// oneOf is a oneOf's alternatives, at path.
+type oneOf struct {
+	alts []*node
+	path string
 }
 
 // Compile compiles a JSON Schema document into a Grammar over vocab.
@@ -91,13 +104,21 @@ func Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	if err != nil {
 		return nil, &SchemaError{Msg: err.Error()}
 	}
-	c := &compiler{refs: map[string]*node{}}
+	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}}
 	if m, ok := doc.(*object); ok {
 		c.root = m
 	}
 	n, err := c.compile(doc, "")
 	if err != nil {
 		return nil, err
+	}
+	if err := c.flatten(); err != nil {
+		return nil, err
+	}
+	for _, o := range c.oneOfs {
+		if err := disjoint(o); err != nil {
+			return nil, err
+		}
 	}
 	return newGrammar(n, c.nodes, v), nil
 }
@@ -155,6 +176,10 @@ var typeKeywords = map[string][]string{
 
 func (c *compiler) compileObject(o *object, path string) (*node, error) {
 	s := o.vals
+	if _, ok := s["$id"]; ok && path != "" {
+		// (It would make the references inside it resolve against it.)
+		return nil, &SchemaError{path + "/$id", "is supported at the root only"}
+	}
 	if ref, ok := s["$ref"]; ok {
 		for k := range s {
 			if k != "$ref" && !ignored[k] {
@@ -186,7 +211,9 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 			}
 			return c.compile(list[0], path+"/allOf/0")
 		}
-		// oneOf as anyOf: the output matches at least one alternative.
+		// oneOf as anyOf: the output matches at least one alternative,
+		// and (checked once references are filled in) at most one, the
+		// alternatives sharing no value.
 		var alts []*node
 		for i, a := range list {
 			n, err := c.compile(a, fmt.Sprintf("%s/%s/%d", path, k, i))
@@ -194,6 +221,9 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 				return nil, err
 			}
 			alts = append(alts, n)
+		}
+		if k == "oneOf" {
+			c.oneOfs = append(c.oneOfs, oneOf{alts, path + "/oneOf"})
 		}
 		return c.union(alts), nil
 	}
@@ -215,48 +245,38 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 			}
 			vals = list
 		}
+		// A type beside them keeps the values of that type.
+		types, err := schemaTypes(s, path)
+		if err != nil {
+			return nil, err
+		}
 		var lits []string
 		for _, x := range vals {
-			lits = append(lits, encode(x))
+			if types == nil || slices.ContainsFunc(types, func(t string) bool { return hasType(x, t) }) {
+				lits = append(lits, encode(x))
+			}
+		}
+		if len(lits) == 0 {
+			return nil, &SchemaError{path + "/" + k, "no value is of the type given"}
 		}
 		return c.literal(lits), nil
 	}
-	var types []string
-	switch t := s["type"].(type) {
-	case nil:
-		if _, ok := s["type"]; ok {
-			return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
-		}
+	types, err := schemaTypes(s, path)
+	if err != nil {
+		return nil, err
+	}
+	if types == nil {
 		switch {
 		case s["properties"] != nil || s["additionalProperties"] != nil || s["required"] != nil:
 			types = []string{"object"}
 		case s["items"] != nil:
 			types = []string{"array"}
 		}
-	case string:
-		types = []string{t}
-	case []any:
-		for _, x := range t {
-			name, ok := x.(string)
-			if !ok {
-				return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
-			}
-			types = append(types, name)
-		}
-		if len(types) == 0 {
-			return nil, &SchemaError{path + "/type", "must not be empty"}
-		}
-	default:
-		return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
 	}
 	// Keywords that no type given here takes are refused by name.
 	takes := map[string]bool{"type": true}
 	for _, t := range types {
-		kws, ok := typeKeywords[t]
-		if !ok {
-			return nil, &SchemaError{path + "/type", fmt.Sprintf("unknown type %q", t)}
-		}
-		for _, k := range kws {
+		for _, k := range typeKeywords[t] {
 			takes[k] = true
 		}
 	}
@@ -280,6 +300,77 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 		alts = append(alts, n)
 	}
 	return c.union(alts), nil
+}
+
+// schemaTypes reads the type keyword: nil where there is none.
+func schemaTypes(s map[string]any, path string) ([]string, error) {
+	var types []string
+	switch t := s["type"].(type) {
+	case nil:
+		if _, ok := s["type"]; ok {
+			return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+		}
+		return nil, nil
+	case string:
+		types = []string{t}
+	case []any:
+		for _, x := range t {
+			name, ok := x.(string)
+			if !ok {
+				return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+			}
+			types = append(types, name)
+		}
+		if len(types) == 0 {
+			return nil, &SchemaError{path + "/type", "must not be empty"}
+		}
+	default:
+		return nil, &SchemaError{path + "/type", "must be a string or an array of strings"}
+	}
+	for _, t := range types {
+		if _, ok := typeKeywords[t]; !ok {
+			return nil, &SchemaError{path + "/type", fmt.Sprintf("unknown type %q", t)}
+		}
+	}
+	return types, nil
+}
+
+// hasType reports whether decoded value x is of JSON Schema type t (an
+// integer is a number whose fraction is zero: 2.0 and 1e2 are).
+func hasType(x any, t string) bool {
+	switch x := x.(type) {
+	case nil:
+		return t == "null"
+	case bool:
+		return t == "boolean"
+	case string:
+		return t == "string"
+	case []any:
+		return t == "array"
+	case *object:
+		return t == "object"
+	case json.Number:
+		return t == "number" || t == "integer" && integral(string(x))
+	}
+	return false
+}
+
+// integral reports whether JSON number text num has no fraction.
+func integral(num string) bool {
+	mant, exp := strings.TrimPrefix(num, "-"), int64(0)
+	if i := strings.IndexAny(mant, "eE"); i >= 0 {
+		e, err := strconv.ParseInt(strings.TrimPrefix(mant[i+1:], "+"), 10, 32)
+		if err != nil { // past int32: the sign says which way
+			e = math.MaxInt32
+			if mant[i+1] == '-' {
+				e = math.MinInt32
+			}
+		}
+		mant, exp = mant[:i], e
+	}
+	ip, fp, _ := strings.Cut(mant, ".")
+	// The digits from the point on (at len(ip)+exp) must be zeros.
+	return int64(len(strings.TrimRight(ip+fp, "0"))) <= int64(len(ip))+exp
 }
 
 // typed compiles s as a schema of type t.
@@ -471,6 +562,7 @@ func (c *compiler) ref(r, path string) (*node, error) {
 	// compiles, so that a cycle ends at it; it is then filled in.
 	ph := c.newNode(kUnion)
 	c.refs[r] = ph
+	c.refPath[ph] = path
 	n, err := c.compile(target, strings.TrimPrefix(r, "#"))
 	if err != nil {
 		return nil, err
@@ -481,6 +573,126 @@ func (c *compiler) ref(r, path string) (*node, error) {
 		ph.alts = []*node{n}
 	}
 	return ph, nil
+}
+
+// flatten replaces every union's alternatives by the values they reach
+// through unions (placeholders of references included), each once: a
+// union that holds itself (a recursive reference) then costs one
+// alternative per value, not a tree of unions maxUnion deep. A union that
+// reaches no value (a reference to itself and nothing else) is refused.
+func (c *compiler) flatten() error {
+	leaves := map[*node][]*node{}
+	for _, n := range c.nodes {
+		if n.kind != kUnion {
+			continue
+		}
+		var out []*node
+		seen := map[*node]bool{}
+		var walk func(u *node)
+		walk = func(u *node) {
+			for _, a := range u.alts {
+				if seen[a] {
+					continue
+				}
+				seen[a] = true
+				if a.kind == kUnion {
+					walk(a)
+				} else {
+					out = append(out, a)
+				}
+			}
+		}
+		walk(n)
+		if len(out) == 0 {
+			return &SchemaError{c.refPath[n], "refers to itself and matches nothing else"}
+		}
+		leaves[n] = out
+	}
+	for n, l := range leaves {
+		n.alts = l
+	}
+	return nil
+}
+
+// Types of JSON values, as bits.
+const (
+	tObject = 1 << iota
+	tArray
+	tString
+	tNumber
+	tBoolean
+	tNull
+)
+
+// valueTypes returns the types of the values n matches (after flatten).
+func valueTypes(n *node) int {
+	switch n.kind {
+	case kObject:
+		return tObject
+	case kArray:
+		return tArray
+	case kString:
+		return tString
+	case kNumber:
+		return tNumber
+	case kUnion:
+		t := 0
+		for _, a := range n.alts {
+			t |= valueTypes(a)
+		}
+		return t
+	}
+	t := 0
+	for _, l := range n.lits {
+		t |= litType(l)
+	}
+	return t
+}
+
+// litType is the type of JSON text l.
+func litType(l string) int {
+	switch l[0] {
+	case '{':
+		return tObject
+	case '[':
+		return tArray
+	case '"':
+		return tString
+	case 't', 'f':
+		return tBoolean
+	case 'n':
+		return tNull
+	}
+	return tNumber
+}
+
+// disjoint refuses a oneOf whose alternatives may share a value (a text
+// matching two fails oneOf): alternatives of different types, or lists of
+// strings, booleans and null (one text each) without a text in common.
+func disjoint(o oneOf) error {
+	scalar := func(n *node) bool {
+		if n.kind != kLiteral {
+			return false
+		}
+		for _, l := range n.lits {
+			if litType(l)&(tString|tBoolean|tNull) == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for i, a := range o.alts {
+		for _, b := range o.alts[:i] {
+			if valueTypes(a)&valueTypes(b) == 0 {
+				continue
+			}
+			if scalar(a) && scalar(b) && !slices.ContainsFunc(a.lits, func(l string) bool { return slices.Contains(b.lits, l) }) {
+				continue
+			}
+			return &SchemaError{o.path, "alternatives that may match one value are not supported (use anyOf)"}
+		}
+	}
+	return nil
 }
 
 // object is a decoded JSON object with its keys in document order: a
