@@ -15,6 +15,13 @@ const (
 	MaxDepth = 32
 	// MaxNumber bounds a number's length in bytes.
 	MaxNumber = 24
+	// MaxExponent bounds the digits of a number's exponent, so that every
+	// number is a finite float64 (1e999 is not, to encoding/json).
+	MaxExponent = 2
+	// MaxStacks bounds the stacks of a state (alternatives of a union
+	// still alive): a byte that would make more is refused, so that an
+	// ambiguous schema cannot make a step cost their product.
+	MaxStacks = 256
 	// maxUnion bounds the unions expanded in one another (a $ref may
 	// make a union an alternative of itself).
 	maxUnion = 8
@@ -52,8 +59,19 @@ const (
 const (
 	strChar   = iota // a character or the closing '"'
 	strEscape        // after '\'
-	strHex           // in \uXXXX, b digits read
+	strHex           // in \uXXXX, b digits read (c: surrogate, hi: the low one)
 	strCont          // in a UTF-8 character: b bytes left, the next in [lo, hi]
+	strLow           // after a high surrogate's escape: the '\' of the low one
+	strLowU          // after its '\': the 'u'
+)
+
+// In strHex, c says what the digits read make: hexD after a first digit
+// d, hexHigh a high surrogate (D800-DBFF), which a low one must follow;
+// hi is lowEscape where the escape is that low surrogate (DC00-DFFF).
+const (
+	hexD      = 1
+	hexHigh   = 2
+	lowEscape = 1
 )
 
 // Phases of a number (the JSON grammar's states).
@@ -431,17 +449,57 @@ func feedString(a *arena, f *frame, c byte, out []*frame) []*frame {
 		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 			g.phase = strChar
 		case 'u':
-			g.phase, g.b = strHex, 0
+			g.phase, g.b, g.c = strHex, 0, 0
 		default:
 			return out
 		}
 	case strHex:
+		// Surrogates come in pairs (a lone one is no character: strict
+		// parsers refuse it), the pair one character of the length.
 		if !isHex(c) {
 			return out
 		}
-		if g.b++; g.b == 4 {
-			g.phase, g.b = strChar, 0
+		d := c | 0x20 // (lower case)
+		switch {
+		case g.b == 0 && f.hi == lowEscape:
+			if d != 'd' {
+				return out
+			}
+		case g.b == 0:
+			if d == 'd' {
+				g.c = hexD
+			}
+		case g.b == 1 && f.hi == lowEscape:
+			if d < 'c' || d > 'f' {
+				return out
+			}
+		case g.b == 1 && f.c == hexD:
+			switch {
+			case d >= 'c' && d <= 'f':
+				return out // a low surrogate first
+			case d >= '8' && d <= '9' || d >= 'a' && d <= 'b':
+				g.c = hexHigh
+			default:
+				g.c = 0
+			}
 		}
+		if g.b++; g.b == 4 {
+			g.phase = strChar
+			if g.c == hexHigh {
+				g.phase = strLow
+			}
+			g.b, g.c, g.hi = 0, 0, 0
+		}
+	case strLow:
+		if c != '\\' {
+			return out
+		}
+		g.phase = strLowU
+	case strLowU:
+		if c != 'u' {
+			return out
+		}
+		g.phase, g.b, g.hi = strHex, 0, lowEscape
 	case strCont:
 		if c < f.lo || c > f.hi {
 			return out
@@ -499,12 +557,22 @@ func feedNumber(a *arena, f *frame, c byte, out []*frame) []*frame {
 		}
 	}
 	if next >= 0 {
-		if f.a >= MaxNumber {
+		// A phase that is not complete needs room for one more byte.
+		if f.a >= MaxNumber || !numComplete(uint8(next)) && f.a+1 >= MaxNumber {
 			return out
 		}
 		g := *f
 		g.phase = uint8(next)
 		g.a++
+		if next == numExpDigits { // c: the exponent's digits
+			if f.phase != numExpDigits {
+				g.c = 0
+			}
+			if g.c >= MaxExponent {
+				return out
+			}
+			g.c++
+		}
 		return append(out, a.put(g))
 	}
 	if numComplete(f.phase) {
@@ -540,6 +608,9 @@ func (s state) step(a *arena, c byte, out state) state {
 	if len(out) > 1 {
 		out = out.dedupe()
 	}
+	if len(out) > MaxStacks {
+		return nil
+	}
 	return out
 }
 
@@ -555,12 +626,12 @@ func (s state) accepts() bool {
 
 // dedupe drops stacks equal to an earlier one.
 func (s state) dedupe() state {
-	keys := make([]string, 0, len(s))
+	seen := make(map[string]bool, len(s))
 	out := s[:0]
 	for _, f := range s {
 		k := string(appendKey(nil, f))
-		if !slices.Contains(keys, k) {
-			keys = append(keys, k)
+		if !seen[k] {
+			seen[k] = true
 			out = append(out, f)
 		}
 	}
