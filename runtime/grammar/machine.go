@@ -205,11 +205,11 @@ func start(a *arena, up *frame, n *node, c byte, depth uint8, out []*frame, unio
 			out = start(a, up, alt, c, depth, out, unions+1)
 		}
 	case kObject:
-		if c == '{' && depth < MaxDepth {
+		if c == '{' && fits(n, depth) {
 			out = append(out, a.put(frame{up: up, n: n, op: opObject, phase: objOpen, depth: depth + 1}))
 		}
 	case kArray:
-		if c == '[' && depth < MaxDepth {
+		if c == '[' && fits(n, depth) {
 			out = append(out, a.put(frame{up: up, n: n, op: opArray, phase: arrOpen, depth: depth + 1}))
 		}
 	case kString:
@@ -249,15 +249,24 @@ func start(a *arena, up *frame, n *node, c byte, depth uint8, out []*frame, unio
 // freeKeys reports whether n's keys are of any name.
 func freeKeys(n *node) bool { return len(n.props) == 0 }
 
+// fits reports whether a value of n may start inside depth containers:
+// the nesting it needs stays within MaxDepth.
+func fits(n *node, depth uint8) bool { return int(depth)+n.minDepth <= MaxDepth }
+
 // candidates returns the declared properties whose key may come next in
-// an object of n whose properties from a on may still come: those up to
-// and including the first required one (bit i: property a+i).
-func candidates(n *node, a int32) uint64 {
+// an object of n (depth containers open, it included) whose properties
+// from a on may still come: those up to and including the first required
+// one, an optional one only where its value fits (bit i: property a+i).
+// (A required one fits: the object opened only where its values do.)
+func candidates(n *node, a int32, depth uint8) uint64 {
 	var m uint64
 	for i := int(a); i < len(n.props); i++ {
-		m |= 1 << (i - int(a))
 		if n.props[i].required {
+			m |= 1 << (i - int(a))
 			break
+		}
+		if fits(n.props[i].val, depth) {
+			m |= 1 << (i - int(a))
 		}
 	}
 	return m
@@ -292,14 +301,14 @@ func feedObject(a *arena, f *frame, c byte, out []*frame) []*frame {
 			return out
 		}
 		if freeKeys(n) {
-			if n.extra == nil {
+			if n.extra == nil || !fits(n.extra, f.depth) {
 				return out
 			}
 			g := *f
 			g.phase, g.space = objColon, 0
 			return append(out, a.put(frame{up: a.put(g), n: keyNode, op: opString, depth: f.depth}))
 		}
-		if m := candidates(n, f.a); m != 0 {
+		if m := candidates(n, f.a, f.depth); m != 0 {
 			g := *f
 			g.space = 0
 			return append(out, a.put(frame{up: a.put(g), n: n, op: opKey, a: 1, keys: m, depth: f.depth}))
@@ -318,7 +327,7 @@ func feedObject(a *arena, f *frame, c byte, out []*frame) []*frame {
 		if c == '}' && (freeKeys(n) || closable(n, f.a)) {
 			return append(out, f.up)
 		}
-		if c == ',' && f.space == 0 && (freeKeys(n) || candidates(n, f.a) != 0) {
+		if c == ',' && f.space == 0 && (freeKeys(n) || candidates(n, f.a, f.depth) != 0) {
 			g := *f
 			g.phase, g.space = objKey, 0
 			return append(out, a.put(g))

@@ -109,3 +109,51 @@ func TestUnionBlowup(t *testing.T) {
 		}
 	}
 }
+
+// TestDepthNoDeadEnd: a container opens only where the nesting its value
+// needs fits under MaxDepth: nesting as deep as the recognizer allows
+// leaves a way to close (an array that needs an item of an object was a
+// dead end at MaxDepth), and a schema with no value that fits is refused.
+func TestDepthNoDeadEnd(t *testing.T) {
+	for _, c := range []struct{ schema, deep string }{
+		{`{"$defs": {"t": {"type": "object", "properties": {"c": {"type": "array", "items": {"$ref": "#/$defs/t"}, "minItems": 1}}}}, "$ref": "#/$defs/t"}`,
+			strings.Repeat(`{"c":[`, 40)},
+		{`{"$defs": {"t": {"type": "object", "properties": {"c": {"type": "array", "items": {"$ref": "#/$defs/t"}, "minItems": 1}}}}, "type": "object", "additionalProperties": {"$ref": "#/$defs/t"}}`,
+			`{"c":` + strings.Repeat(`{"c":[`, 40)},
+		{`{"type": "array", "items": {"type": "array", "items": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {"x": {"type": "array", "minItems": 1}}, "required": ["x"]}}}}`,
+			`[[[{"x":` + strings.Repeat(`[`, 40)},
+	} {
+		schema := c.schema
+		g := compile(t, schema)
+		st := g.NewMatcher().st
+		text := ""
+		// As deep as it goes: the longest prefix of c.deep it takes.
+		for i := 0; i < len(c.deep); i++ {
+			next := st.step(nil, c.deep[i], nil)
+			if len(next) == 0 {
+				break
+			}
+			st, text = next, text+c.deep[i:i+1]
+		}
+		// Then closing, a byte at a time, preferring closers.
+		for i := 0; !st.accepts(); i++ {
+			took := false
+			for _, c := range []byte(`}]{["c:1`) {
+				if next := st.step(nil, c, nil); len(next) > 0 {
+					st, text, took = next, text+string(c), true
+					break
+				}
+			}
+			if !took || i > 1000 {
+				t.Fatalf("%s: dead end after %q", schema, text)
+			}
+		}
+		if !json.Valid([]byte(text)) || strings.Count(text, "[")+strings.Count(text, "{") < MaxDepth-1 {
+			t.Errorf("%s: %q", schema, text)
+		}
+	}
+	_, err := Compile([]byte(`{"$defs": {"n": {"type": "array", "items": {"$ref": "#/$defs/n"}, "minItems": 1}}, "$ref": "#/$defs/n"}`), newVocab(nil))
+	if err == nil {
+		t.Error("a schema with no finite value compiled")
+	}
+}

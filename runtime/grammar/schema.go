@@ -42,6 +42,10 @@ type node struct {
 	lits []string
 	// kUnion: alternatives, none a union.
 	alts []*node
+	// minDepth is the fewest objects and arrays nested in a value of n,
+	// n included where it is one (0 for scalars and literals): a
+	// container opens only where that fits under MaxDepth.
+	minDepth int
 }
 
 // prop is an object property: its key as JSON text (quotes included).
@@ -114,6 +118,10 @@ func Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	}
 	if err := c.flatten(); err != nil {
 		return nil, err
+	}
+	c.depths()
+	if n.minDepth > MaxDepth {
+		return nil, &SchemaError{Msg: fmt.Sprintf("no value nests fewer than %d objects and arrays", MaxDepth+1)}
 	}
 	for _, o := range c.oneOfs {
 		if err := disjoint(o); err != nil {
@@ -612,6 +620,45 @@ func (c *compiler) flatten() error {
 		n.alts = l
 	}
 	return nil
+}
+
+// depths sets every node's minDepth (after flatten), to a fixed point: a
+// recursive schema's nodes start unbounded and come down.
+func (c *compiler) depths() {
+	const unbounded = 1 << 20
+	for _, n := range c.nodes {
+		if n.kind == kObject || n.kind == kArray || n.kind == kUnion {
+			n.minDepth = unbounded
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, n := range c.nodes {
+			d := n.minDepth
+			switch n.kind {
+			case kObject:
+				d = 1
+				for _, p := range n.props {
+					if p.required {
+						d = max(d, 1+p.val.minDepth)
+					}
+				}
+			case kArray:
+				d = 1
+				if n.minItems > 0 {
+					d = 1 + n.items.minDepth
+				}
+			case kUnion:
+				for _, a := range n.alts {
+					d = min(d, a.minDepth)
+				}
+			}
+			d = min(d, unbounded)
+			if d < n.minDepth {
+				n.minDepth, changed = d, true
+			}
+		}
+	}
 }
 
 // Types of JSON values, as bits.
