@@ -46,6 +46,9 @@ type node struct {
 	// n included where it is one (0 for scalars and literals): a
 	// container opens only where that fits under MaxDepth.
 	minDepth int
+	// loose marks a node whose type the schema left out (properties
+	// without "type": object): the schema takes values of other types too.
+	loose bool
 }
 
 // prop is an object property: its key as JSON text (quotes included).
@@ -273,6 +276,7 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
+	loose := types == nil
 	if types == nil {
 		switch {
 		case s["properties"] != nil || s["additionalProperties"] != nil || s["required"] != nil:
@@ -305,6 +309,7 @@ func (c *compiler) compileObject(o *object, path string) (*node, error) {
 		if err != nil {
 			return nil, err
 		}
+		n.loose = loose
 		alts = append(alts, n)
 	}
 	return c.union(alts), nil
@@ -671,8 +676,12 @@ const (
 	tNull
 )
 
-// valueTypes returns the types of the values n matches (after flatten).
+// valueTypes returns the types of the values n's schema matches (after
+// flatten): every type where it gave none.
 func valueTypes(n *node) int {
+	if n.loose {
+		return tObject | tArray | tString | tNumber | tBoolean | tNull
+	}
 	switch n.kind {
 	case kObject:
 		return tObject
@@ -714,9 +723,47 @@ func litType(l string) int {
 }
 
 // disjoint refuses a oneOf whose alternatives may share a value (a text
-// matching two fails oneOf): alternatives of different types, or lists of
-// strings, booleans and null (one text each) without a text in common.
+// matching two fails oneOf).
 func disjoint(o oneOf) error {
+	for i, a := range o.alts {
+		for _, b := range o.alts[:i] {
+			if !apart(a, b, 0) {
+				return &SchemaError{o.path, "alternatives that may match one value are not supported (use anyOf)"}
+			}
+		}
+	}
+	return nil
+}
+
+// apart reports whether no value matches both a and b (false where it
+// cannot tell): they are of different types, or lists of strings,
+// booleans and null (one text a value) without a text in common, or
+// objects that both require a property whose values are apart (a
+// discriminated union's tags), or unions whose alternatives are.
+func apart(a, b *node, depth int) bool {
+	if valueTypes(a)&valueTypes(b) == 0 {
+		return true
+	}
+	if depth > 8 { // (a recursive schema)
+		return false
+	}
+	if a.kind == kUnion || b.kind == kUnion {
+		as, bs := []*node{a}, []*node{b}
+		if a.kind == kUnion {
+			as = a.alts
+		}
+		if b.kind == kUnion {
+			bs = b.alts
+		}
+		for _, x := range as {
+			for _, y := range bs {
+				if !apart(x, y, depth+1) {
+					return false
+				}
+			}
+		}
+		return true
+	}
 	scalar := func(n *node) bool {
 		if n.kind != kLiteral {
 			return false
@@ -728,18 +775,22 @@ func disjoint(o oneOf) error {
 		}
 		return true
 	}
-	for i, a := range o.alts {
-		for _, b := range o.alts[:i] {
-			if valueTypes(a)&valueTypes(b) == 0 {
+	if scalar(a) && scalar(b) {
+		return !slices.ContainsFunc(a.lits, func(l string) bool { return slices.Contains(b.lits, l) })
+	}
+	if a.kind == kObject && b.kind == kObject {
+		for _, p := range a.props {
+			if !p.required {
 				continue
 			}
-			if scalar(a) && scalar(b) && !slices.ContainsFunc(a.lits, func(l string) bool { return slices.Contains(b.lits, l) }) {
-				continue
+			for _, q := range b.props {
+				if q.required && q.name == p.name && apart(p.val, q.val, depth+1) {
+					return true
+				}
 			}
-			return &SchemaError{o.path, "alternatives that may match one value are not supported (use anyOf)"}
 		}
 	}
-	return nil
+	return false
 }
 
 // object is a decoded JSON object with its keys in document order: a

@@ -38,6 +38,10 @@ func TestCompileRefuses(t *testing.T) {
 		{`{"oneOf": [{"type": "number"}, {"type": "integer"}]}`, "/oneOf"},
 		{`{"oneOf": [{"type": "object", "properties": {"a": {"type": "string"}}}, {"type": "object", "properties": {"b": {"type": "string"}}}]}`, "/oneOf"},
 		{`{"oneOf": [{"enum": ["a", "b"]}, {"const": "b"}]}`, "/oneOf"},
+		// Without "type", properties take any value that is no object.
+		{`{"oneOf": [{"type": "string"}, {"properties": {"a": {"type": "integer"}}}]}`, "/oneOf"},
+		{`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}}, "required": ["kind"]}, {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}]}`, "/oneOf"},
+		{`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}}, "required": ["kind"]}, {"type": "object", "properties": {"kind": {"const": "b"}}}]}`, "/oneOf"},
 		{`{"type": "string", "const": null}`, "/const"},
 		// A reference to itself matches nothing the recognizer can make.
 		{`{"$ref": "#"}`, "/$ref"},
@@ -60,6 +64,8 @@ func TestCompileRefuses(t *testing.T) {
 		`{"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]}`,
 		`{"oneOf": [{"enum": ["a", "b"]}, {"const": "c"}, {"type": "array"}]}`,
 		`{"$defs": {"v": {"oneOf": [{"type": "array", "items": {"$ref": "#/$defs/v"}}, {"type": "integer"}]}}, "$ref": "#/$defs/v"}`,
+		// A discriminated union: a required tag of different values.
+		`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}, {"type": "object", "properties": {"n": {"type": "string"}, "kind": {"enum": ["b", "c"]}}, "required": ["n", "kind"]}]}`,
 	} {
 		if _, err := Compile([]byte(s), newVocab(nil)); err != nil {
 			t.Errorf("%s: %v", s, err)

@@ -18,6 +18,8 @@ var fuzzSchemas = []string{
 	`{"type": ["number", "string", "array", "null"], "items": {"enum": [0, 1, 10]}, "minLength": 1}`,
 	`{"type": "object", "properties": {"a": {"type": "number"}, "b": {"enum": [1, 12]}, "c": {"const": "x"}, "d": {"type": "integer"}}, "required": ["d"]}`,
 	`{"type": "object", "properties": {"x": {"type": "object", "properties": {}, "additionalProperties": false}, "y": {"type": "array", "maxItems": 0}}, "required": ["x", "y"]}`,
+	`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}, {"type": "object", "properties": {"n": {"type": "string", "maxLength": 3}, "kind": {"enum": ["b", "c"]}}, "required": ["n", "kind"]}, {"type": ["string", "null"], "maxLength": 2}]}`,
+	`{"type": "string", "minLength": 2, "maxLength": 3}`,
 }
 
 // walk draws random bytes the recognizer allows until the value is complete.
