@@ -250,6 +250,7 @@ type seq struct {
 	// mask made of them (the stop tokens set where end, cleared
 	// elsewhere); stale says a token was accepted since.
 	match   Matcher
+	vocab   int // the model's
 	allowed []uint64
 	end     bool
 	allow   []uint64
@@ -374,7 +375,7 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 		sampler: sample.New(sample.Options{Temperature: p.Temperature, TopK: p.TopK, TopP: p.TopP, Seed: seed}),
 		submit:  time.Now()}
 	if p.Grammar != nil {
-		s.match = p.Grammar()
+		s.match, s.vocab = p.Grammar(), e.m.Vocab()
 		s.allowed, s.end = s.match.Allowed()
 		if s.maskText() == 0 {
 			return nil, errors.New("engine: the grammar allows no token at its start")
@@ -855,7 +856,7 @@ func (s *seq) maskText() int {
 	}
 	stops := s.req.Params.StopTokens
 	for i, t := range stops {
-		if !slices.Contains(stops[:i], t) && s.allowed[t>>6]>>(t&63)&1 == 1 {
+		if !slices.Contains(stops[:i], t) && t>>6 < len(s.allowed) && s.allowed[t>>6]>>(t&63)&1 == 1 {
 			n--
 		}
 	}
@@ -865,7 +866,12 @@ func (s *seq) maskText() int {
 // grammarMask is the mask of s's next draw: what its matcher allows, the
 // stop tokens where the output is complete and only there.
 func (s *seq) grammarMask() []uint64 {
+	// (The matcher's mask covers the tokenizer's vocabulary, which may be
+	// smaller than the model's: ids past it are not allowed.)
 	s.allow = append(s.allow[:0], s.allowed...)
+	for len(s.allow) < (s.vocab+63)/64 {
+		s.allow = append(s.allow, 0)
+	}
 	for _, t := range s.req.Params.StopTokens {
 		if s.end {
 			s.allow[t>>6] |= 1 << (t & 63)

@@ -5,8 +5,9 @@ import (
 	"sync"
 )
 
-// MaxMemo bounds the masks a Grammar keeps; past it the memo starts over.
-const MaxMemo = 4096
+// MaxMemo bounds the masks a Grammar keeps (4 KB each for a vocabulary of
+// 32,000); past it the memo starts over.
+const MaxMemo = 1024
 
 // Grammar is a compiled schema over a vocabulary.
 type Grammar struct {

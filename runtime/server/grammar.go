@@ -11,9 +11,10 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
-// maxGrammars bounds the compiled schemas kept (with their masks); past
+// maxGrammars bounds the compiled schemas kept (with their masks, at most
+// grammar.MaxMemo each: 128 MiB in all for a vocabulary of 32,000); past
 // it the cache starts over.
-const maxGrammars = 64
+const maxGrammars = 32
 
 // grammars caches the backend's vocabulary trie and the schemas compiled
 // over it, by their compact text, so that a schema sent again finds the
