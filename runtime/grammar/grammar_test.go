@@ -164,6 +164,21 @@ func TestCompileErrors(t *testing.T) {
 		{`{"type": "array", "prefixItems": []}`, "/prefixItems"},
 		{`{"type": 5}`, "/type"},
 		{`{"type": "object"} {}`, "/"},
+		// oneOf is exactly one: alternatives that share a value make
+		// texts that match two.
+		{`{"oneOf": [{"type": "number"}, {"type": "integer"}]}`, "/oneOf"},
+		{`{"oneOf": [{"type": "object", "properties": {"a": {"type": "string"}}}, {"type": "object", "properties": {"b": {"type": "string"}}}]}`, "/oneOf"},
+		{`{"oneOf": [{"enum": ["a", "b"]}, {"const": "b"}]}`, "/oneOf"},
+		// Without "type", properties take any value that is no object.
+		{`{"oneOf": [{"type": "string"}, {"properties": {"a": {"type": "integer"}}}]}`, "/oneOf"},
+		{`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}}, "required": ["kind"]}, {"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}]}`, "/oneOf"},
+		{`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}}, "required": ["kind"]}, {"type": "object", "properties": {"kind": {"const": "b"}}}]}`, "/oneOf"},
+		{`{"type": "string", "const": null}`, "/const"},
+		// A reference to itself matches nothing the recognizer can make.
+		{`{"$ref": "#"}`, "/$ref"},
+		{`{"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}`, "/$ref"},
+		// $id below the root changes what "#..." means inside it.
+		{`{"$defs": {"x": {"$id": "http://e/x", "type": "object"}}, "$ref": "#/$defs/x"}`, "/$defs/x/$id"},
 	}
 	for _, c := range cases {
 		_, err := Compile([]byte(c.schema), newVocab(nil))
