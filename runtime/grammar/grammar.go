@@ -14,6 +14,7 @@ type Grammar struct {
 	root  *node
 	nodes int
 	v     *Vocab
+	raw   bool // the value is a text as it is, with no whitespace (Choice)
 
 	mu   sync.Mutex
 	memo map[string][]uint64
@@ -34,7 +35,11 @@ type Matcher struct {
 
 // NewMatcher returns a Matcher at the start of the value.
 func (g *Grammar) NewMatcher() *Matcher {
-	return &Matcher{g: g, st: state{{up: done, n: g.root, op: opValue}}}
+	f := &frame{up: done, n: g.root, op: opValue}
+	if g.raw {
+		f.space = spaceOne // (a run that takes no more whitespace)
+	}
+	return &Matcher{g: g, st: state{f}}
 }
 
 // Allowed returns the tokens that may come next, as a bitmask over the

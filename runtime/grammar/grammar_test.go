@@ -433,3 +433,34 @@ func BenchmarkMask(b *testing.B) {
 		})
 	}
 }
+
+// TestChoice: a choice grammar makes exactly one of its texts, as they are:
+// no whitespace, no JSON quoting, a text that is a prefix of another
+// complete where it ends.
+func TestChoice(t *testing.T) {
+	g, err := Choice([]string{"yes", "no", "yes!", `"q"`}, newVocab(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		text         string
+		ok, complete bool
+	}{
+		{"yes", true, true},
+		{"yes!", true, true},
+		{"ye", true, false},
+		{"no", true, true},
+		{`"q"`, true, true},
+		{" yes", false, false},
+		{"no ", false, false},
+		{"maybe", false, false},
+		{`"no"`, false, false},
+	} {
+		if ok, complete := matches(t, g, c.text); ok != c.ok || complete != c.complete {
+			t.Errorf("%q: accepted %v complete %v, want %v %v", c.text, ok, complete, c.ok, c.complete)
+		}
+	}
+	if _, err := Choice([]string{"a", ""}, newVocab(nil)); err == nil {
+		t.Error("an empty choice was taken")
+	}
+}

@@ -134,6 +134,19 @@ func Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	return newGrammar(n, c.nodes, v), nil
 }
 
+// Choice makes a Grammar whose output is exactly one of texts, as they
+// are (not JSON; vLLM's guided_choice): no whitespace around it.
+func Choice(texts []string, v *Vocab) (*Grammar, error) {
+	if len(texts) == 0 || slices.Contains(texts, "") {
+		return nil, &SchemaError{Msg: "a choice needs at least one text, none empty"}
+	}
+	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}}
+	n := c.literal(slices.Clone(texts))
+	g := newGrammar(n, c.nodes, v)
+	g.raw = true
+	return g, nil
+}
+
 // AnyObject is the schema of OpenAI's JSON mode (response_format
 // json_object): any JSON object.
 const AnyObject = `{"type": "object"}`

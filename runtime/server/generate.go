@@ -140,8 +140,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			p.LogitBias[id] = float32(v)
 		}
 	}
-	if req.Schema != nil {
-		g, err := s.grammar(b, req.Schema)
+	if req.Schema != nil || req.Choice != nil {
+		g, err := s.grammar(b, req)
 		if err != nil {
 			badRequest(w, err)
 			return

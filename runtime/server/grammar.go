@@ -26,9 +26,10 @@ type grammars struct {
 	byKey   map[string]*grammar.Grammar
 }
 
-// grammar returns schema compiled over b's vocabulary; a schema the
-// compiler refuses is a FieldError naming response_format.
-func (s *Server) grammar(b *Backend, schema json.RawMessage) (*grammar.Grammar, error) {
+// grammar returns what constrains req's output (req.Schema or
+// req.Choice) compiled over b's vocabulary; a schema the compiler refuses
+// is a FieldError naming the schema's field.
+func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, error) {
 	c := &s.grammars
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -40,17 +41,27 @@ func (s *Server) grammar(b *Backend, schema json.RawMessage) (*grammar.Grammar, 
 		c.backend, c.vocab, c.byKey = b, v, map[string]*grammar.Grammar{}
 	}
 	var key bytes.Buffer
-	if err := json.Compact(&key, schema); err != nil {
-		return nil, &openai.FieldError{Field: "response_format.json_schema.schema", Msg: fmt.Sprintf("not JSON: %v", err)}
+	if req.Choice != nil {
+		list, _ := json.Marshal(req.Choice)
+		key.WriteString("choice ")
+		key.Write(list)
+	} else if err := json.Compact(&key, req.Schema); err != nil {
+		return nil, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
 	}
 	if g, ok := c.byKey[key.String()]; ok {
 		return g, nil
 	}
-	g, err := grammar.Compile(schema, c.vocab)
+	var g *grammar.Grammar
+	var err error
+	if req.Choice != nil {
+		g, err = grammar.Choice(req.Choice, c.vocab)
+	} else {
+		g, err = grammar.Compile(req.Schema, c.vocab)
+	}
 	if err != nil {
 		var se *grammar.SchemaError
 		if errors.As(err, &se) {
-			return nil, &openai.FieldError{Field: "response_format.json_schema.schema", Msg: err.Error()}
+			return nil, &openai.FieldError{Field: req.SchemaField, Msg: err.Error()}
 		}
 		return nil, err
 	}

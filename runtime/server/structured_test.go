@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -199,5 +200,42 @@ func TestStructuredOutputErrors(t *testing.T) {
 		if code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != "response_format.json_schema.schema" || !strings.Contains(r.Error.Message, c.says) {
 			t.Errorf("%s: %d %s, want a 400 naming response_format.json_schema.schema and saying %q", c.schema, code, data, c.says)
 		}
+	}
+}
+
+// TestGuidedDecoding: vLLM's guided_choice and structured_outputs.choice
+// make exactly one of the texts (as they are, in completions and chats);
+// guided_json constrains as response_format does.
+func TestGuidedDecoding(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	choices := []string{"yes", "no", "maybe not", `"quoted"`}
+	for _, body := range []string{
+		`{"prompt": "Is the sea blue?", "guided_choice": ["yes", "no", "maybe not", "\"quoted\""], "max_tokens": 20, "temperature": 1, "seed": 4, "n": 6}`,
+		`{"messages": [{"role": "user", "content": "Is the sea blue?"}], "structured_outputs": {"choice": ["yes", "no", "maybe not", "\"quoted\""]}, "max_tokens": 20, "temperature": 1, "seed": 5, "n": 6}`,
+	} {
+		code, data := post(t, ts, map[bool]string{true: "/v1/chat/completions", false: "/v1/completions"}[strings.Contains(body, "messages")], body)
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		for _, ch := range decode(t, data).Choices {
+			text := ch.Text + ch.Message.Content
+			if !slices.Contains(choices, text) || *ch.FinishReason != "stop" {
+				t.Errorf("%s: choice %d: %q (%s), want one of %q and stop", body, ch.Index, text, *ch.FinishReason, choices)
+			}
+		}
+	}
+	code, data := post(t, ts, "/v1/completions", `{"prompt": "A number:", "guided_json": {"type": "integer"}, "max_tokens": 30, "temperature": 1, "seed": 1, "n": 4}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	for _, ch := range decode(t, data).Choices {
+		var v any
+		if *ch.FinishReason == "stop" && (json.Unmarshal([]byte(ch.Text), &v) != nil || v != math.Trunc(v.(float64))) {
+			t.Errorf("guided_json integer: %q", ch.Text)
+		}
+	}
+	code, data = post(t, ts, "/v1/completions", `{"prompt": "x", "guided_json": {"type": "string", "format": "email"}}`)
+	if r := decode(t, data); code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != "guided_json" {
+		t.Errorf("guided_json with a format: %d %s, want a 400 naming guided_json", code, data)
 	}
 }

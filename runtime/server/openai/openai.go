@@ -13,6 +13,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
@@ -106,8 +107,15 @@ type Request struct {
 	StreamOptions StreamOptions
 	// Schema, where non-nil, is the JSON Schema the output must match
 	// (response_format: {"type": "json_schema", "json_schema": {"schema":
-	// ...}}, or JSONObject for {"type": "json_object"}).
+	// ...}}, or JSONObject for {"type": "json_object"}; vLLM's guided_json
+	// and structured_outputs.json and .json_object).
 	Schema json.RawMessage
+	// Choice, where non-nil, is the texts one of which the output must be,
+	// exactly (vLLM's guided_choice and structured_outputs.choice).
+	Choice []string
+	// SchemaField names the field Schema or Choice came from, for errors
+	// (response_format.json_schema.schema, guided_json, ...).
+	SchemaField string
 }
 
 // JSONObject is the schema of response_format {"type": "json_object"}
@@ -332,7 +340,7 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if r.Stream, err = f.boolean("stream"); err != nil {
 		return nil, err
 	}
-	if r.Schema, err = parseResponseFormat(f); err != nil {
+	if err := parseStructured(f, r); err != nil {
 		return nil, err
 	}
 	if f.has("stream_options") {
@@ -502,9 +510,9 @@ func unsupported(f fields) error {
 	if v, err := f.integer("best_of"); err != nil || v != nil && *v != 1 {
 		return &FieldError{"best_of", "is not supported: only 1 (use n for several choices)"}
 	}
-	for _, k := range []string{"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"} {
+	for _, k := range []string{"guided_regex", "guided_grammar"} {
 		if f.has(k) {
-			return &FieldError{k, "guided decoding is not supported"}
+			return &FieldError{k, "guided decoding by regular expressions and grammars is not supported (guided_json, guided_choice and response_format are)"}
 		}
 	}
 	// vLLM's sampling extras this server does not do; their defaults
@@ -803,4 +811,99 @@ func parseResponseFormat(f fields) (json.RawMessage, error) {
 		return nil, &FieldError{"response_format.type", "is missing: text, json_object or json_schema"}
 	}
 	return nil, &FieldError{"response_format.type", fmt.Sprintf("%q is not supported: text, json_object or json_schema", typ)}
+}
+
+// parseStructured reads what constrains the output: response_format, or
+// vLLM's guided_json / guided_choice, or its structured_outputs ({"json":
+// ...}, {"choice": [...]} or {"json_object": true}); more than one is a 400.
+func parseStructured(f fields, r *Request) error {
+	var given []string
+	schema, err := parseResponseFormat(f)
+	if err != nil {
+		return err
+	}
+	if schema != nil {
+		given = append(given, "response_format")
+		r.Schema, r.SchemaField = schema, "response_format.json_schema.schema"
+	}
+	if f.has("guided_json") {
+		given = append(given, "guided_json")
+		r.SchemaField = "guided_json"
+		if r.Schema, err = schemaValue(f["guided_json"], "guided_json"); err != nil {
+			return err
+		}
+	}
+	if f.has("guided_choice") {
+		given = append(given, "guided_choice")
+		r.SchemaField = "guided_choice"
+		if r.Choice, err = choices(f["guided_choice"], "guided_choice"); err != nil {
+			return err
+		}
+	}
+	if f.has("structured_outputs") {
+		given = append(given, "structured_outputs")
+		var so map[string]json.RawMessage
+		if err := json.Unmarshal(f["structured_outputs"], &so); err != nil {
+			return &FieldError{"structured_outputs", "must be an object"}
+		}
+		sf := fields(so)
+		var kinds []string
+		for _, k := range []string{"json", "choice", "json_object", "regex", "grammar", "structural_tag"} {
+			if sf.has(k) {
+				kinds = append(kinds, k)
+			}
+		}
+		if len(kinds) != 1 {
+			return &FieldError{"structured_outputs", "must give exactly one of json, choice and json_object"}
+		}
+		r.SchemaField = "structured_outputs." + kinds[0]
+		switch kinds[0] {
+		case "json":
+			if r.Schema, err = schemaValue(so["json"], "structured_outputs.json"); err != nil {
+				return err
+			}
+		case "choice":
+			if r.Choice, err = choices(so["choice"], "structured_outputs.choice"); err != nil {
+				return err
+			}
+		case "json_object":
+			if on, err := sf.boolean("json_object"); err != nil || !on {
+				return &FieldError{"structured_outputs.json_object", "must be true"}
+			}
+			r.Schema = JSONObject
+		default:
+			return &FieldError{"structured_outputs." + kinds[0], "is not supported (json, choice and json_object are)"}
+		}
+	}
+	if len(given) > 1 {
+		return &FieldError{given[1], fmt.Sprintf("only one of %s may constrain the output", strings.Join(given, ", "))}
+	}
+	return nil
+}
+
+// schemaValue is a JSON Schema given as an object (or a boolean) or as a
+// string holding one (vLLM takes both).
+func schemaValue(raw json.RawMessage, field string) (json.RawMessage, error) {
+	var text string
+	if json.Unmarshal(raw, &text) == nil {
+		raw = json.RawMessage(text)
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, &FieldError{field, "must be a JSON Schema (an object, or a string holding one)"}
+	}
+	switch v.(type) {
+	case map[string]any, bool:
+		return raw, nil
+	}
+	return nil, &FieldError{field, "must be a JSON Schema (an object, or a string holding one)"}
+}
+
+// choices is a non-empty list of non-empty strings.
+func choices(raw json.RawMessage, field string) ([]string, error) {
+	var list []string
+	if err := json.Unmarshal(raw, &list); err != nil || len(list) == 0 || slices.Contains(list, "") {
+		return nil, &FieldError{field, "must be a non-empty list of non-empty strings"}
+	}
+	return list, nil
 }

@@ -2,6 +2,7 @@ package openai
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -92,7 +93,15 @@ func TestParse(t *testing.T) {
 		{`{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}`, true, "tool_choice"},
 		{`{"prompt": "x", "suffix": "end"}`, false, "suffix"},
 		{`{"prompt": "x", "best_of": 3}`, false, "best_of"},
-		{`{"prompt": "x", "guided_json": {}}`, false, "guided_json"},
+		{`{"prompt": "x", "guided_json": 5}`, false, "guided_json"},
+		{`{"prompt": "x", "guided_json": "{not json"}`, false, "guided_json"},
+		{`{"prompt": "x", "guided_choice": []}`, false, "guided_choice"},
+		{`{"prompt": "x", "guided_choice": ["a", ""]}`, false, "guided_choice"},
+		{`{"prompt": "x", "guided_regex": "a+"}`, false, "guided_regex"},
+		{`{"prompt": "x", "structured_outputs": {"regex": "a+"}}`, false, "structured_outputs.regex"},
+		{`{"prompt": "x", "structured_outputs": {"json": {}, "choice": ["a"]}}`, false, "structured_outputs"},
+		{`{"prompt": "x", "structured_outputs": {"json_object": false}}`, false, "structured_outputs.json_object"},
+		{`{"prompt": "x", "response_format": {"type": "json_object"}, "guided_choice": ["a"]}`, false, "guided_choice"},
 		{`{"prompt": [[1], null]}`, false, "prompt[1]"},
 		{`{"prompt": [[1, null]]}`, false, "prompt[0]"},
 		{`{"prompt": "x", "max_tokens": 0, "echo": false}`, false, "max_tokens"},
@@ -123,6 +132,27 @@ func TestParse(t *testing.T) {
 		}
 		if string(r.Schema) != c.want {
 			t.Errorf("response_format %s: schema %s, %v, want %s", c.rf, r.Schema, err, c.want)
+		}
+	}
+	// vLLM's guided decoding fields.
+	for _, c := range []struct {
+		body, schema, field string
+		choice              []string
+	}{
+		{`"guided_json": {"type": "integer"}`, `{"type": "integer"}`, "guided_json", nil},
+		{`"guided_json": "{\"type\": \"integer\"}"`, `{"type": "integer"}`, "guided_json", nil},
+		{`"guided_choice": ["yes", "no"]`, "", "guided_choice", []string{"yes", "no"}},
+		{`"structured_outputs": {"json": {"type": "string"}}`, `{"type": "string"}`, "structured_outputs.json", nil},
+		{`"structured_outputs": {"choice": ["a"]}`, "", "structured_outputs.choice", []string{"a"}},
+		{`"structured_outputs": {"json_object": true}`, string(JSONObject), "structured_outputs.json_object", nil},
+	} {
+		r, err := Parse([]byte(`{"prompt": "x", `+c.body+`}`), false)
+		if err != nil {
+			t.Errorf("%s: %v", c.body, err)
+			continue
+		}
+		if string(r.Schema) != c.schema || !slices.Equal(r.Choice, c.choice) || r.SchemaField != c.field {
+			t.Errorf("%s: schema %s choice %q field %s, want %s %q %s", c.body, r.Schema, r.Choice, r.SchemaField, c.schema, c.choice, c.field)
 		}
 	}
 	// stream_options null is no option given.
