@@ -3,6 +3,7 @@ package runtime
 import (
 	"cmp"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -28,6 +29,37 @@ type SampleParams struct {
 	// Adjust changes logits before everything else (penalties); at most one
 	// entry a token.
 	Adjust []LogitAdjust
+}
+
+// GrammarMask makes a draw's Allow from what a grammar allows next
+// (allowed, bit id%64 of word id/64, over a vocabulary that may be smaller
+// than the model's vocab: ids past it are not allowed) and whether the
+// output is complete (end): the stop tokens are allowed where it is, and
+// only there. It reuses dst and returns it with the tokens of text it
+// allows (stop tokens not counted): none with end means the output must
+// stop there, none without end that nothing can follow.
+func GrammarMask(dst, allowed []uint64, end bool, stops []int, vocab int) ([]uint64, int) {
+	dst = append(dst[:0], allowed...)
+	for len(dst) < (vocab+63)/64 {
+		dst = append(dst, 0)
+	}
+	for _, t := range stops {
+		if t >= 0 && t < 64*len(dst) {
+			dst[t>>6] &^= 1 << (t & 63)
+		}
+	}
+	text := 0
+	for _, w := range dst {
+		text += bits.OnesCount64(w)
+	}
+	if end {
+		for _, t := range stops {
+			if t >= 0 && t < 64*len(dst) {
+				dst[t>>6] |= 1 << (t & 63)
+			}
+		}
+	}
+	return dst, text
 }
 
 // Banned is what a logit Allow refuses is lowered by: finite, so that a

@@ -7,12 +7,14 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/grammar"
 	"github.com/gptqtool/gptqtool/runtime/sample"
 	"github.com/spf13/cobra"
 )
@@ -31,6 +33,8 @@ type generateOptions struct {
 	chat        bool
 	template    string
 	json        bool
+	jsonSchema  string
+	jsonObject  bool
 	ids         bool
 	device      string
 	dtype       string
@@ -49,6 +53,8 @@ tokenizers encode a prompt; with --chat, as one user turn of the model's chat
 template followed by the assistant prompt) and
 samples up to --max-tokens tokens, stopping at an EOS id of config.json or
 generation_config.json. Temperature 0 is greedy (argmax, lowest id on ties).
+--json-schema FILE (or --json-object) constrains the output to JSON of that
+schema, as serve's response_format does.
 
 The text streams to standard output as it is generated; speed goes to
 standard error. --ids prints the prompt and generated ids instead, --json one
@@ -69,6 +75,8 @@ JSON document with both and the text.`,
 	f.BoolVar(&o.chat, "chat", false, "wrap the prompt in the model's chat template as a user turn")
 	f.StringVar(&o.template, "chat-template", "", "chat template for --chat: openchat or openchat-math (default: tokenizer_config.json's chat_template; setting it implies --chat)")
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
+	f.StringVar(&o.jsonSchema, "json-schema", "", "constrain the output to JSON valid against the JSON Schema in this file (structured output, as serve's response_format)")
+	f.BoolVar(&o.jsonObject, "json-object", false, "constrain the output to a JSON object (as serve's response_format json_object)")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)
 	f.StringVar(&o.dtype, "dtype", "auto", dtypeHelp)
@@ -105,6 +113,8 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
 	case o.json && o.ids:
 		return usageError{errors.New("generate: --json and --ids exclude each other")}
+	case o.jsonSchema != "" && o.jsonObject:
+		return usageError{errors.New("generate: --json-schema and --json-object exclude each other")}
 	}
 	if !cmd.Flags().Changed("seed") {
 		// As the server draws one for a request without a seed: runs
@@ -136,6 +146,24 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	}
 	if len(promptIDs) == 0 {
 		return usageError{errors.New("generate: the prompt encodes to no tokens")}
+	}
+	var matcher sample.Matcher
+	if o.jsonSchema != "" || o.jsonObject {
+		schema := []byte(grammar.AnyObject)
+		if o.jsonSchema != "" {
+			if schema, err = os.ReadFile(o.jsonSchema); err != nil {
+				return fmt.Errorf("generate: --json-schema: %w", err)
+			}
+		}
+		v, err := grammar.NewVocab(tok.VocabEntries())
+		if err != nil {
+			return fmt.Errorf("generate: %w", err)
+		}
+		g, err := grammar.Compile(schema, v)
+		if err != nil {
+			return fmt.Errorf("generate: --json-schema %s: %w", o.jsonSchema, err)
+		}
+		matcher = g.NewMatcher()
 	}
 	b, err := newBackend(o.device, o.threads, cmd.ErrOrStderr())
 	if err != nil {
@@ -180,6 +208,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		MaxTokens: o.maxTokens,
 		StopIDs:   stop,
 		Sampling:  sample.Options{Temperature: o.temperature, TopK: o.topK, TopP: o.topP, Seed: o.seed},
+		Grammar:   matcher,
 	}, func(id int) error {
 		s, err := generatedText(tok, dec, id)
 		if err != nil {

@@ -208,3 +208,57 @@ func TestGeneratePromptFillsContext(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateJSONSchema: --json-schema constrains generate's output to JSON
+// of the schema (checked with encoding/json and by hand), --json-object to a
+// JSON object, over seeds; a schema the compiler refuses names the file and
+// the keyword.
+func TestGenerateJSONSchema(t *testing.T) {
+	dir := fixturePath(t, "models/openchat-tiny")
+	schema := filepath.Join(t.TempDir(), "person.json")
+	if err := os.WriteFile(schema, []byte(`{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
+		"age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3}},
+		"required": ["name", "age", "tags"], "additionalProperties": false}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stopped := 0
+	for seed := range 4 {
+		for _, flag := range []string{"--json-schema=" + schema, "--json-object"} {
+			doc, _ := generateJSONOut(t, "--model", dir, "--chat", "--prompt", "Describe a person as JSON.", flag,
+				"--max-tokens", "120", "--temperature", "0.8", "--seed", strconv.Itoa(seed))
+			if doc.StopReason != "eos" {
+				continue
+			}
+			stopped++
+			var v map[string]any
+			if err := json.Unmarshal([]byte(doc.Text), &v); err != nil {
+				t.Fatalf("%s seed %d: %q is not a JSON object: %v", flag, seed, doc.Text, err)
+			}
+			if flag == "--json-object" {
+				continue
+			}
+			name, _ := v["name"].(string)
+			age, isNum := v["age"].(float64)
+			tags, isList := v["tags"].([]any)
+			if len(v) != 3 || len([]rune(name)) > 12 || !isNum || age != float64(int64(age)) || !isList || len(tags) > 3 {
+				t.Errorf("seed %d: %q does not match the schema", seed, doc.Text)
+			}
+			for _, tag := range tags {
+				if tag != "a" && tag != "b" {
+					t.Errorf("seed %d: %q: tag %v outside the enum", seed, doc.Text, tag)
+				}
+			}
+		}
+	}
+	if stopped < 3 {
+		t.Errorf("%d of 8 generations completed their JSON within 120 tokens", stopped)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"type": "string", "format": "date"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "generate", "--model", dir, "--prompt", "x", "--json-schema", bad)
+	if err == nil || !strings.Contains(err.Error(), "bad.json") || !strings.Contains(err.Error(), "/format") {
+		t.Errorf("a schema with format: %v, want an error naming bad.json and /format", err)
+	}
+}

@@ -27,7 +27,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	goruntime "runtime"
 	"slices"
@@ -377,7 +376,7 @@ func (e *Engine) Submit(ctx context.Context, r Request) (<-chan Event, error) {
 	if p.Grammar != nil {
 		s.match, s.vocab = p.Grammar(), e.m.Vocab()
 		s.allowed, s.end = s.match.Allowed()
-		if s.maskText() == 0 {
+		if _, text := s.grammarMask(); text == 0 {
 			return nil, errors.New("engine: the grammar allows no token at its start")
 		}
 	}
@@ -838,7 +837,7 @@ func (e *Engine) match(seqs []*seq) {
 			continue
 		}
 		s.stale = false
-		switch text := s.maskText(); {
+		switch _, text := s.grammarMask(); {
 		case text == 0 && s.end:
 			e.finish(s, "stop", nil)
 			e.drop(s)
@@ -848,38 +847,12 @@ func (e *Engine) match(seqs []*seq) {
 	}
 }
 
-// maskText counts the tokens of s.allowed that are not stop tokens.
-func (s *seq) maskText() int {
-	n := 0
-	for _, w := range s.allowed {
-		n += bits.OnesCount64(w)
-	}
-	stops := s.req.Params.StopTokens
-	for i, t := range stops {
-		if !slices.Contains(stops[:i], t) && t>>6 < len(s.allowed) && s.allowed[t>>6]>>(t&63)&1 == 1 {
-			n--
-		}
-	}
-	return n
-}
-
-// grammarMask is the mask of s's next draw: what its matcher allows, the
-// stop tokens where the output is complete and only there.
-func (s *seq) grammarMask() []uint64 {
-	// (The matcher's mask covers the tokenizer's vocabulary, which may be
-	// smaller than the model's: ids past it are not allowed.)
-	s.allow = append(s.allow[:0], s.allowed...)
-	for len(s.allow) < (s.vocab+63)/64 {
-		s.allow = append(s.allow, 0)
-	}
-	for _, t := range s.req.Params.StopTokens {
-		if s.end {
-			s.allow[t>>6] |= 1 << (t & 63)
-		} else {
-			s.allow[t>>6] &^= 1 << (t & 63)
-		}
-	}
-	return s.allow
+// grammarMask makes the mask of s's next draw (runtime.GrammarMask) and
+// returns it with the tokens of text it allows.
+func (s *seq) grammarMask() ([]uint64, int) {
+	var text int
+	s.allow, text = runtime.GrammarMask(s.allow, s.allowed, s.end, s.req.Params.StopTokens, s.vocab)
+	return s.allow, text
 }
 
 // banned is subtracted from a logit that must not be drawn (a stop token
@@ -936,7 +909,7 @@ func (s *seq) rule() *runtime.SampleParams {
 	}
 	s.adjust, r.Adjust = adj, adj
 	if s.match != nil {
-		r.Allow = s.grammarMask()
+		r.Allow, _ = s.grammarMask()
 	}
 	return &r
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -19,6 +20,20 @@ type GenerateOptions struct {
 	StopIDs []int
 	// Sampling selects the sampling rule.
 	Sampling Options
+	// Grammar, where non-nil, constrains the tokens (structured output,
+	// package grammar's Matcher): each is drawn among those it allows,
+	// a stop id only where it says the output is complete; where it is
+	// complete and allows no more text, generation stops there.
+	Grammar Matcher
+}
+
+// Matcher follows the generated tokens through a grammar.
+type Matcher interface {
+	// Allowed returns the tokens that may come next (bit id%64 of word
+	// id/64, read only) and whether the output is complete.
+	Allowed() (mask []uint64, end bool)
+	// Accept moves past the token drawn.
+	Accept(id int) error
 }
 
 // Result describes one generation.
@@ -76,9 +91,23 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	s := New(opts.Sampling)
 	res := &Result{}
 	next := prompt
+	var allow []uint64
 	for len(res.IDs) < opts.MaxTokens {
 		start := time.Now()
 		rule := s.Next()
+		if g := opts.Grammar; g != nil {
+			mask, end := g.Allowed()
+			var text int
+			allow, text = runtime.GrammarMask(allow, mask, end, opts.StopIDs, m.Vocab())
+			switch {
+			case text == 0 && end:
+				res.Stopped = true
+				return res, nil
+			case text == 0:
+				return res, errors.New("sample: generate: the grammar allows no token here")
+			}
+			rule.Allow = allow
+		}
 		_, toks, err := m.StepSample(cache, []model.StepSeq{{Seq: &kv, Tokens: next, Sample: &rule}})
 		if err != nil {
 			return res, fmt.Errorf("sample: generate: %w", err)
@@ -95,6 +124,11 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 		if slices.Contains(opts.StopIDs, id) {
 			res.Stopped = true
 			break
+		}
+		if g := opts.Grammar; g != nil {
+			if err := g.Accept(id); err != nil {
+				return res, fmt.Errorf("sample: generate: %w", err)
+			}
 		}
 		res.IDs = append(res.IDs, id)
 		if fn != nil {
