@@ -8,11 +8,15 @@
 // ones may be skipped, required ones may not; keys beyond them only where
 // the schema declares no properties), an array, a string, a number, one
 // of a list of JSON texts (enum, const, true, false, null), or a union of
-// alternatives (anyOf, oneOf, a list of types). The output is always valid
-// against the schema; where the schema allows more than the recognizer
-// makes (properties in another order, keys beyond the declared ones), the
-// recognizer makes the common form. Keywords it cannot honour (pattern,
-// format, numeric bounds, ...) are refused by name, not ignored.
+// alternatives (anyOf, a list of types, and a oneOf whose alternatives
+// cannot share a value: different types or literals, or a required tag of
+// different values). The output is always valid against the schema; where
+// the schema allows more than the recognizer makes (properties in another
+// order, keys beyond the declared ones), the recognizer makes the common
+// form. Keywords it cannot honour (pattern, format, numeric bounds, a oneOf
+// whose alternatives overlap, ...) are refused by name, not ignored, and so
+// is a schema whose values cannot all be finished within MaxDepth. Choice
+// makes a Grammar of raw texts instead (vLLM's guided_choice).
 //
 // The recognizer reads bytes. Its state is a set of stacks of frames,
 // each frame immutable and shared with the states that came before, so
@@ -27,8 +31,10 @@
 // byte) in a trie. A Matcher follows one sequence's tokens through a
 // Grammar and gives, for its current state, the bitmask of allowed tokens
 // (the trie walked with the recognizer, subtrees cut where a byte is
-// refused) and whether the value is complete. Masks are memoized in the
-// Grammar by state, so that a string's content or a repeated array item
-// walks the trie once. A Grammar is safe for concurrent use; a Matcher is
-// not.
+// refused) and whether the value is complete. Inside a string most tokens
+// are plain characters that leave it open: those are set from a list made
+// once (within maxLength) and only the others' trie is walked. Masks are
+// memoized in the Grammar by state, so that a string's content or a
+// repeated array item walks the trie once. A Grammar is safe for
+// concurrent use; a Matcher is not.
 package grammar
