@@ -37,7 +37,7 @@ type Matcher struct {
 func (g *Grammar) NewMatcher() *Matcher {
 	f := &frame{up: done, n: g.root, op: opValue}
 	if g.raw {
-		f.space = spaceOne // (a run that takes no more whitespace)
+		f.space = spaceRaw
 	}
 	return &Matcher{g: g, st: state{f}}
 }

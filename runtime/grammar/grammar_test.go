@@ -460,6 +460,28 @@ func TestChoice(t *testing.T) {
 			t.Errorf("%q: accepted %v complete %v, want %v %v", c.text, ok, complete, c.ok, c.complete)
 		}
 	}
+	// A text's own whitespace, leading too, is its text: " yes" was
+	// refused at its first byte (taken as whitespace before the value,
+	// which a choice has none of), so that no token could start it.
+	g, err = Choice([]string{" yes", "\tno", "ok"}, newVocab(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		text         string
+		ok, complete bool
+	}{
+		{" yes", true, true},
+		{"\tno", true, true},
+		{"ok", true, true},
+		{"  yes", false, false},
+		{" ok", false, false},
+		{"yes", false, false},
+	} {
+		if ok, complete := matches(t, g, c.text); ok != c.ok || complete != c.complete {
+			t.Errorf("%q: accepted %v complete %v, want %v %v", c.text, ok, complete, c.ok, c.complete)
+		}
+	}
 	if _, err := Choice([]string{"a", ""}, newVocab(nil)); err == nil {
 		t.Error("an empty choice was taken")
 	}

@@ -124,6 +124,10 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 // newlines<<5 | indent.
 const spaceOne = 1 << 7
 
+// spaceRaw is the space of a raw grammar's value (Choice): no run of
+// whitespace comes before it, and whitespace is its text's own.
+const spaceRaw = 0xff
+
 // spaced is f after whitespace byte c, if the run may take it; a run that
 // is not full is one space at most.
 func spaced(a *arena, f *frame, c byte, full bool, out []*frame) []*frame {
@@ -152,7 +156,7 @@ func spaced(a *arena, f *frame, c byte, full bool, out []*frame) []*frame {
 func feed(a *arena, f *frame, c byte, out []*frame) []*frame {
 	switch f.op {
 	case opValue:
-		if isSpace(c) {
+		if isSpace(c) && f.space != spaceRaw {
 			// An array's item after ',' is on a line of its own where
 			// the array is indented; an object's value and the whole
 			// value are not.
