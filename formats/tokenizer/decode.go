@@ -46,6 +46,11 @@ func (t *Tokenizer) NewDecoder() *Decoder {
 	return &Decoder{t: t, atStart: t.prepend != prependNever}
 }
 
+// Continue makes d decode as inside a text: the next text piece keeps its
+// leading space (an output whose bytes a grammar chose, a guided choice's
+// text, is not the start of a text the encoder made).
+func (d *Decoder) Continue() { d.atStart = false }
+
 // Add decodes one more id and returns the text it completes, possibly "".
 // An id out of range is an error wrapping ErrUnknownID; the decoder is left
 // unchanged then.

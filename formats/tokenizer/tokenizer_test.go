@@ -334,6 +334,12 @@ func TestDecoderStreaming(t *testing.T) {
 	if want := []string{"", "", "", "", "🤖", " x"}; !slices.Equal(got, want) {
 		t.Errorf("Decoder pieces %q, want %q", got, want)
 	}
+	// Continue: the first piece keeps its leading space (28705 is "▁").
+	d2 := tok.NewDecoder()
+	d2.Continue()
+	if s, _ := d2.Add(28705); s != " " {
+		t.Errorf("Decoder after Continue: %q, want a space", s)
+	}
 	if _, err := d.Add(99999); !errors.Is(err, ErrUnknownID) {
 		t.Errorf("Decoder.Add(99999) error %v, want ErrUnknownID", err)
 	}

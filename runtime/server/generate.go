@@ -207,6 +207,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				// token's leading space is kept: prompt + text decodes
 				// as the whole), where a chat answer starts a text.
 				c.continuePrompt(prompt, req.Echo)
+			} else if req.Choice != nil {
+				// A choice's text is the answer byte for byte, a
+				// leading space too.
+				c.dec.Continue()
 			}
 			choices = append(choices, c)
 		}

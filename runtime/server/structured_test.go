@@ -224,6 +224,25 @@ func TestGuidedDecoding(t *testing.T) {
 			}
 		}
 	}
+	// Texts that begin with a space, in a completion and in a chat (whose
+	// answer starts a text, where a first piece's leading space is
+	// dropped): still exactly one of them.
+	spaced := []string{" yes", " no"}
+	for _, path := range []string{"/v1/completions", "/v1/chat/completions"} {
+		body := `{"prompt": "Is the sea blue?", "guided_choice": [" yes", " no"], "max_tokens": 20, "temperature": 1, "seed": 4, "n": 6}`
+		if strings.Contains(path, "chat") {
+			body = `{"messages": [{"role": "user", "content": "Is the sea blue?"}], "guided_choice": [" yes", " no"], "max_tokens": 20, "temperature": 1, "seed": 4, "n": 6}`
+		}
+		code, data := post(t, ts, path, body)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, data)
+		}
+		for _, ch := range decode(t, data).Choices {
+			if text := ch.Text + ch.Message.Content; !slices.Contains(spaced, text) || *ch.FinishReason != "stop" {
+				t.Errorf("%s: choice %d: %q (%s), want one of %q and stop", path, ch.Index, text, *ch.FinishReason, spaced)
+			}
+		}
+	}
 	code, data := post(t, ts, "/v1/completions", `{"prompt": "A number:", "guided_json": {"type": "integer"}, "max_tokens": 30, "temperature": 1, "seed": 1, "n": 4}`)
 	if code != 200 {
 		t.Fatalf("%d %s", code, data)
