@@ -33,18 +33,24 @@ type SampleParams struct {
 
 // GrammarMask makes a draw's Allow from what a grammar allows next
 // (allowed, bit id%64 of word id/64, over a vocabulary that may be smaller
-// than the model's vocab: ids past it are not allowed) and whether the
-// output is complete (end): the stop tokens are allowed where it is, and
-// only there. It reuses dst and returns it with the tokens of text it
+// or larger than the model's vocab: ids past either are not allowed) and
+// whether the output is complete (end): the stop tokens are allowed where
+// it is, and only there. It reuses dst and returns it with the tokens of text it
 // allows (stop tokens not counted): none with end means the output must
 // stop there, none without end that nothing can follow.
 func GrammarMask(dst, allowed []uint64, end bool, stops []int, vocab int) ([]uint64, int) {
-	dst = append(dst[:0], allowed...)
-	for len(dst) < (vocab+63)/64 {
+	// (ids past the vocabulary, where the grammar's covers more, cannot
+	// be drawn: neither allowed nor counted)
+	words := (vocab + 63) / 64
+	dst = append(dst[:0], allowed[:min(len(allowed), words)]...)
+	for len(dst) < words {
 		dst = append(dst, 0)
 	}
+	if r := vocab % 64; r != 0 {
+		dst[words-1] &= 1<<r - 1
+	}
 	for _, t := range stops {
-		if t >= 0 && t < 64*len(dst) {
+		if t >= 0 && t < vocab {
 			dst[t>>6] &^= 1 << (t & 63)
 		}
 	}
@@ -54,7 +60,7 @@ func GrammarMask(dst, allowed []uint64, end bool, stops []int, vocab int) ([]uin
 	}
 	if end {
 		for _, t := range stops {
-			if t >= 0 && t < 64*len(dst) {
+			if t >= 0 && t < vocab {
 				dst[t>>6] |= 1 << (t & 63)
 			}
 		}

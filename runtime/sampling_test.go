@@ -82,3 +82,20 @@ func TestDrawToken(t *testing.T) {
 		}
 	}
 }
+
+// TestGrammarMaskVocab: a grammar's mask may cover more ids than the
+// model's vocabulary (a tokenizer with tokens past the embedding); those
+// ids cannot be drawn, so they are neither allowed nor counted as text:
+// a mask of only such ids allows nothing.
+func TestGrammarMaskVocab(t *testing.T) {
+	const vocab = 100 // two words, ids 100..127 of the second past it
+	allowed := []uint64{0, 1 << (104 - 64), 1 << 3}
+	dst, text := GrammarMask(nil, allowed, false, []int{2}, vocab)
+	if text != 0 || len(dst) != 2 || dst[0] != 0 || dst[1] != 0 {
+		t.Errorf("mask %x, %d tokens of text; want two zero words and none", dst, text)
+	}
+	dst, text = GrammarMask(dst, []uint64{1<<5 | 1<<2}, true, []int{2, 130}, vocab)
+	if text != 1 || len(dst) != 2 || dst[0] != 1<<5|1<<2 || dst[1] != 0 {
+		t.Errorf("mask %x, %d tokens of text; want 5 and the stop token 2, one of text", dst, text)
+	}
+}
