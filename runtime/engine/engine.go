@@ -907,10 +907,20 @@ func (s *seq) rule() *runtime.SampleParams {
 			}
 		}
 	}
-	s.adjust, r.Adjust = adj, adj
 	if s.match != nil {
 		r.Allow, _ = s.grammarMask()
+		// Penalties on the allowed tokens only: a refused one stays
+		// lowered by runtime.Banned (a repetition penalty below 1
+		// multiplied its -1e30 up past the allowed ones' logits).
+		keep := adj[:0]
+		for _, a := range adj {
+			if a.Token >= 0 && a.Token < 64*len(r.Allow) && r.Allow[a.Token>>6]>>(a.Token&63)&1 == 1 {
+				keep = append(keep, a)
+			}
+		}
+		adj = keep
 	}
+	s.adjust, r.Adjust = adj, adj
 	return &r
 }
 

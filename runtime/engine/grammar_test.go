@@ -150,3 +150,23 @@ func TestGrammarUnderPreemption(t *testing.T) {
 		}
 	}
 }
+
+// TestGrammarPenaltiesKeepRefused: penalties must not lift a token the
+// grammar refuses over the ones it allows. A refused token is lowered by
+// runtime.Banned first; a repetition penalty then multiplied a refused
+// prompt token's -1e30 by 1e-35, up to -1e-5, above an allowed token
+// whose logit a bias of -100 made negative.
+func TestGrammarPenaltiesKeepRefused(t *testing.T) {
+	m, prompt, _ := stories(t)
+	e := newEngine(t, m, Options{})
+	ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3, RepetitionPenalty: 1e-35,
+		LogitBias: map[int]float32{100: -100},
+		Grammar:   func() Matcher { return &fixedMatcher{mask: allow(8, 100)} }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, done := collect(t, ch)
+	if done.Err != nil || !slices.Equal(toks, []int{100, 100, 100}) {
+		t.Errorf("%v (%s %v), want [100 100 100]: the only token allowed", toks, done.FinishReason, done.Err)
+	}
+}
