@@ -397,3 +397,35 @@ func TestGreedyDraw(t *testing.T) {
 		}
 	}
 }
+
+// TestGreedyDrawMasked: a greedy step where one sequence's draw is masked
+// (Allow, structured output) is not drawn in the step's graph, whose
+// greedy draw knows no mask: the masked sequence draws only what its mask
+// allows, as on the plain backend.
+func TestGreedyDrawMasked(t *testing.T) {
+	rb, mr, mp := replayModels(t)
+	defer mr.Close()
+	rules := slices.Clone(greedyRules)
+	rules[1].Allow = make([]uint64, (mp.Vocab()+63)/64)
+	for _, id := range []int{400, 4001} {
+		rules[1].Allow[id>>6] |= 1 << (id & 63)
+	}
+	want, _ := decodeAhead(t, mp, false, rules)
+	for _, tok := range want[1] {
+		if tok != 400 && tok != 4001 {
+			t.Fatalf("plain backend: sequence 1 drew %v, outside its mask", want[1])
+		}
+	}
+	for _, ahead := range []bool{false, true} {
+		rb.greedy = 0
+		got, _ := decodeAhead(t, mr, ahead, rules)
+		for i := range want {
+			if !slices.Equal(got[i], want[i]) {
+				t.Errorf("ahead %v: sequence %d drew %v in the step, %v on the plain backend", ahead, i, got[i], want[i])
+			}
+		}
+		if rb.greedy != 0 {
+			t.Errorf("ahead %v: %d greedy draws in the steps, want none (a masked rule)", ahead, rb.greedy)
+		}
+	}
+}
