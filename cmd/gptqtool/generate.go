@@ -65,7 +65,7 @@ JSON document with both and the text.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.model, "model", "", "model directory (required)")
+	f.StringVar(&o.model, "model", "", "model directory, or a GGUF file with the tokenizer files beside it (required)")
 	f.StringVar(&o.prompt, "prompt", "", "prompt text, - for standard input (its one final newline, \\n or \\r\\n, dropped, as tokenize - drops it) (required)")
 	f.IntVar(&o.maxTokens, "max-tokens", 128, "most tokens to generate")
 	f.Float64Var(&o.temperature, "temperature", 0, "sampling temperature; 0 is greedy")
@@ -128,7 +128,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 			return err
 		}
 	}
-	tok, err := tokenizer.Load(o.model)
+	tok, err := loadModelTokenizer(o.model)
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}

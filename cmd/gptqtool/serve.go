@@ -65,7 +65,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, f) },
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&f.model, "model", "", "the checkpoint directory to serve")
+	fs.StringVar(&f.model, "model", "", "the checkpoint directory to serve, or a GGUF file (its weights dequantized; the tokenizer files beside it)")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
 	fs.IntVar(&f.port, "port", 18888, "port to listen on (0 picks a free one)")
 	fs.StringVar(&f.modelName, "model-name", "", "model id in the API (default: the directory's name)")
@@ -122,7 +122,7 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		handler = slog.NewTextHandler(stderr, nil)
 	}
 	log := slog.New(handler)
-	cfg, err := hfconfig.Load(f.model)
+	cfg, err := modelConfig(f.model)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 	if ctx := cfg.MaxPositionEmbeddings; ctx > 0 && f.maxLen > ctx {
 		return usageError{fmt.Errorf("--max-len %d exceeds the model's max_position_embeddings %d (%s)", f.maxLen, ctx, cfg.File)}
 	}
-	tok, err := tokenizer.Load(f.model)
+	tok, err := loadModelTokenizer(f.model)
 	if err != nil {
 		return err
 	}
@@ -325,8 +325,8 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 		stops = append(stops, id)
 	}
 	be := &server.Backend{Engine: e, Tokenizer: tok, Chat: chat, StopTokens: stops, Temperature: 1, TopP: 1}
-	if gen, err := hfconfig.LoadGeneration(f.model); err == nil {
-		if err := generationDefaults(be, gen, filepath.Join(f.model, "generation_config.json")); err != nil {
+	if gen, err := hfconfig.LoadGeneration(tokenizerDir(f.model)); err == nil {
+		if err := generationDefaults(be, gen, filepath.Join(tokenizerDir(f.model), "generation_config.json")); err != nil {
 			return nil, err
 		}
 	}

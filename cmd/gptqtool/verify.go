@@ -204,26 +204,37 @@ func checkCtx(ctx int, cfg *hfconfig.Config, what string) error {
 	return nil
 }
 
-// loadText tokenizes a text file the way the perplexity convention asks: the
-// whole file in one piece, BOS prepended once.
-func loadText(modelDir, path string) ([]int, error) {
-	tok, err := tokenizer.Load(tokenizerDir(modelDir))
+// loadModelTokenizer loads the tokenizer of a checkpoint directory or of a
+// GGUF file (the Hugging Face tokenizer files beside it, which must be the
+// file's own vocabulary) and checks that it fits the model's config.
+func loadModelTokenizer(modelPath string) (*tokenizer.Tokenizer, error) {
+	tok, err := tokenizer.Load(tokenizerDir(modelPath))
 	if err != nil {
-		if gguf.IsFile(modelDir) {
-			return nil, fmt.Errorf("%w: a GGUF model's text is tokenized with the Hugging Face tokenizer files beside it (tokenizer.json …, in %s)", err, filepath.Dir(modelDir))
+		if gguf.IsFile(modelPath) {
+			return nil, fmt.Errorf("%w: a GGUF model's text is tokenized with the Hugging Face tokenizer files beside it (tokenizer.json …, in %s)", err, filepath.Dir(modelPath))
 		}
 		return nil, err
 	}
 	// (A config that does not load is left to the model's load to report.)
-	if cfg, err := modelConfig(modelDir); err == nil {
-		if err := tokenizerFits(modelDir, tok, cfg); err != nil {
+	if cfg, err := modelConfig(modelPath); err == nil {
+		if err := tokenizerFits(modelPath, tok, cfg); err != nil {
 			return nil, err
 		}
 	}
-	if gguf.IsFile(modelDir) {
-		if err := ggufTokenizerMatches(modelDir, tok); err != nil {
+	if gguf.IsFile(modelPath) {
+		if err := ggufTokenizerMatches(modelPath, tok); err != nil {
 			return nil, err
 		}
+	}
+	return tok, nil
+}
+
+// loadText tokenizes a text file the way the perplexity convention asks: the
+// whole file in one piece, BOS prepended once.
+func loadText(modelDir, path string) ([]int, error) {
+	tok, err := loadModelTokenizer(modelDir)
+	if err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {

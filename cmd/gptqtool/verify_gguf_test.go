@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -72,5 +74,65 @@ func TestVerifyGGUF(t *testing.T) {
 	os.WriteFile(filepath.Join(bare, "m.gguf"), b, 0o644)
 	if _, _, err := run(t, "verify", "perplexity", "--model", filepath.Join(bare, "m.gguf"), "--text", text, "--device", "cpu"); err == nil || !strings.Contains(err.Error(), "tokenizer files beside it") {
 		t.Errorf("a GGUF without its tokenizer: %v", err)
+	}
+}
+
+// TestGenerateAndServeGGUF: generate and serve take a GGUF file as --model,
+// with the tokenizer files beside it: an F16 file of the fp16 checkpoint
+// generates the checkpoint's greedy ids, and serves its greedy completion;
+// without tokenizer files beside it, generate says where they go.
+func TestGenerateAndServeGGUF(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"} {
+		b, err := os.ReadFile(filepath.Join(model, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(dir, "f16.gguf")
+	if _, _, err := run(t, "convert", "--in", model, "--out", file, "--gguf", "f16"); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(m string) string {
+		t.Helper()
+		out, stderr, err := run(t, "generate", "--model", m, "--prompt", "Once upon a time", "--max-tokens", "24", "--ids", "--device", "cpu")
+		if err != nil {
+			t.Fatalf("generate --model %s: %v\n%s", m, err, stderr)
+		}
+		return out
+	}
+	if a, b := ids(model), ids(file); a != b || a == "" {
+		t.Errorf("greedy ids: the checkpoint %q, its F16 GGUF %q", a, b)
+	}
+	complete := func(url string) string {
+		t.Helper()
+		resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "The sea", "max_tokens": 16, "temperature": 0}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Choices []struct {
+				Text string `json:"text"`
+			} `json:"choices"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || len(r.Choices) != 1 {
+			t.Fatalf("completion: %v %+v", err, r)
+		}
+		return r.Choices[0].Text
+	}
+	if a, b := complete(startServe(t, model).url), complete(startServe(t, file).url); a != b || a == "" {
+		t.Errorf("served greedy completions: the checkpoint %q, its F16 GGUF %q", a, b)
+	}
+	alone := t.TempDir()
+	if b, err := os.ReadFile(file); err == nil {
+		os.WriteFile(filepath.Join(alone, "f16.gguf"), b, 0o644)
+	}
+	if _, _, err := run(t, "generate", "--model", filepath.Join(alone, "f16.gguf"), "--prompt", "x"); err == nil || !strings.Contains(err.Error(), "beside it") {
+		t.Errorf("a GGUF without tokenizer files: %v, want an error saying where they go", err)
 	}
 }
