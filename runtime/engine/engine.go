@@ -814,9 +814,9 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 	return steps, order
 }
 
-// match moves the constrained sequences that drew a token in the step
-// just read past it and makes their next masks, one goroutine each (a mask
-// of a state not seen before walks the vocabulary). A sequence whose output
+// match makes the next masks of the constrained sequences whose matchers
+// took a token in the step just read (emit), one goroutine each (a mask of
+// a state not seen before walks the vocabulary). A sequence whose output
 // is complete and that may take no more text stops there; one that may
 // take nothing ends with an error.
 func (e *Engine) match(seqs []*seq) {

@@ -69,6 +69,26 @@ func newEngine(t *testing.T, m *model.Model, o Options) *Engine {
 	return e
 }
 
+// submitAll submits a request of each of ps at once (prompt(i) the i-th's
+// prompt) and reads each one's tokens and last event.
+func submitAll(t *testing.T, e *Engine, ps []Params, prompt func(i int) []int) ([][]int, []Event) {
+	t.Helper()
+	chs := make([]<-chan Event, len(ps))
+	for i, p := range ps {
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt(i), Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		chs[i] = ch
+	}
+	toks := make([][]int, len(ps))
+	dones := make([]Event, len(ps))
+	for i, ch := range chs {
+		toks[i], dones[i] = collect(t, ch)
+	}
+	return toks, dones
+}
+
 // collect reads a request's events to the end.
 func collect(t *testing.T, ch <-chan Event) ([]int, Event) {
 	t.Helper()
@@ -393,23 +413,12 @@ func TestAheadMatchesNoAhead(t *testing.T) {
 		obs := &countObserver{}
 		e := newEngine(t, m, Options{NoAhead: noAhead, MaxLen: 64, BlockSize: 4, Observer: obs})
 		ps := append(slices.Clone(reqs), extra...)
-		chs := make([]<-chan Event, len(ps))
-		for i, p := range ps {
-			pr := prompt
+		toks, dones := submitAll(t, e, ps, func(i int) []int {
 			if i >= len(reqs) {
-				pr = prompt[:1] // fewer tokens that a repetition penalty changes from the start
+				return prompt[:1] // fewer tokens that a repetition penalty changes from the start
 			}
-			ch, err := e.Submit(context.Background(), Request{Prompt: pr, Params: p})
-			if err != nil {
-				t.Fatal(err)
-			}
-			chs[i] = ch
-		}
-		toks := make([][]int, len(ps))
-		dones := make([]Event, len(ps))
-		for i, ch := range chs {
-			toks[i], dones[i] = collect(t, ch)
-		}
+			return prompt
+		})
 		st := e.Stats()
 		if st.BlocksUsed != 0 {
 			t.Errorf("%d blocks still used", st.BlocksUsed)

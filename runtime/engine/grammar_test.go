@@ -105,20 +105,7 @@ func TestGrammarUnderPreemption(t *testing.T) {
 		{MaxTokens: 40, Grammar: gm, StopTokens: stop, Temperature: 1.5, Seed: 6, SeedSet: true, FrequencyPenalty: 0.5},
 	}
 	run := func(e *Engine, ps []Params) ([][]int, []Event) {
-		chs := make([]<-chan Event, len(ps))
-		for i, p := range ps {
-			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
-			if err != nil {
-				t.Fatal(err)
-			}
-			chs[i] = ch
-		}
-		toks := make([][]int, len(ps))
-		dones := make([]Event, len(ps))
-		for i, ch := range chs {
-			toks[i], dones[i] = collect(t, ch)
-		}
-		return toks, dones
+		return submitAll(t, e, ps, func(int) []int { return prompt })
 	}
 	solo := make([][]int, len(params))
 	e1 := newEngine(t, m, Options{})

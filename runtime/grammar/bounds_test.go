@@ -10,10 +10,7 @@ import (
 // TestStringsAndNumbers: surrogate escapes come in pairs and count as one
 // character (as Ajv counts), and a number's exponent keeps it a float64.
 func TestStringsAndNumbers(t *testing.T) {
-	cases := []struct {
-		name, schema, text string
-		complete           bool
-	}{
+	testComplete(t, []completeCase{
 		{"minLength: a surrogate pair is one character", `{"type": "string", "minLength": 2}`, `"\ud83d\ude00"`, false},
 		{"minLength: a pair and one more", `{"type": "string", "minLength": 2}`, `"\ud83d\ude00x"`, true},
 		{"maxLength: a surrogate pair is one character", `{"type": "string", "maxLength": 1}`, `"\uD83D\uDE00"`, true},
@@ -23,7 +20,19 @@ func TestStringsAndNumbers(t *testing.T) {
 		{"not a surrogate", `{"type": "string"}`, `"\ud7ff\ue000\u00e9"`, true},
 		{"exponent past float64", `{"type": "number"}`, `1e999`, false},
 		{"exponent of two digits", `{"type": "number"}`, `-1.5E-99`, true},
-	}
+	})
+}
+
+// completeCase is a text and whether the recognizer of schema takes it as
+// a complete value.
+type completeCase struct {
+	name, schema, text string
+	complete           bool
+}
+
+// testComplete runs each case's text through its schema's recognizer.
+func testComplete(t *testing.T, cases []completeCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, complete := matches(t, compile(t, c.schema), c.text)

@@ -5,25 +5,14 @@ import "testing"
 // TestEnumBesideType: a type beside enum or const keeps the values of that
 // type (Ajv checks both).
 func TestEnumBesideType(t *testing.T) {
-	cases := []struct {
-		name, schema, text string
-		complete           bool
-	}{
+	testComplete(t, []completeCase{
 		{"enum beside type: the other type", `{"type": "string", "enum": ["a", 1]}`, `1`, false},
 		{"enum beside type: the type", `{"type": "string", "enum": ["a", 1]}`, `"a"`, true},
 		{"enum beside integer: a fraction", `{"type": "integer", "enum": [1, 1.5, 2.0, 1e2]}`, `1.5`, false},
 		{"enum beside integer: 2.0", `{"type": "integer", "enum": [1, 1.5, 2.0, 1e2]}`, `2.0`, true},
 		{"enum beside integer: 1e2", `{"type": "integer", "enum": [1, 1.5, 2.0, 1e2]}`, `1e2`, true},
 		{"enum beside a list of types", `{"type": ["string", "null"], "enum": [null, 3]}`, `3`, false},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, complete := matches(t, compile(t, c.schema), c.text)
-			if complete != c.complete {
-				t.Errorf("%s %s: complete %v, want %v", c.schema, c.text, complete, c.complete)
-			}
-		})
-	}
+	})
 }
 
 // TestCompileTakes: oneOf whose alternatives cannot share a value
