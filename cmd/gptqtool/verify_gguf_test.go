@@ -8,7 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
+
+// tokenizerFiles are openchat-tiny's tokenizer files, put beside a GGUF
+// file of it.
+var tokenizerFiles = []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"}
 
 // TestVerifyGGUF: verify perplexity and kl take a GGUF file as --model,
 // tokenizing with the tokenizer files beside it: an F16 file of the fp16
@@ -20,14 +26,7 @@ func TestVerifyGGUF(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
 	text := fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw")
 	dir := t.TempDir()
-	tokenizerFiles := []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"}
-	for _, f := range tokenizerFiles {
-		b, err := os.ReadFile(filepath.Join(model, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, f), b, 0o644)
-	}
+	fixtures.CopyFiles(t, model, dir, tokenizerFiles...)
 	ppl := func(args ...string) string {
 		t.Helper()
 		stdout, stderr, err := run(t, append([]string{"verify", "perplexity", "--text", text, "--ctx", "128", "--max-windows", "3", "--device", "cpu"}, args...)...)
@@ -70,9 +69,8 @@ func TestVerifyGGUF(t *testing.T) {
 		t.Errorf("another vocabulary beside the GGUF: %v", err)
 	}
 	bare := t.TempDir()
-	b, _ := os.ReadFile(filepath.Join(dir, "f16.gguf"))
-	os.WriteFile(filepath.Join(bare, "m.gguf"), b, 0o644)
-	if _, _, err := run(t, "verify", "perplexity", "--model", filepath.Join(bare, "m.gguf"), "--text", text, "--device", "cpu"); err == nil || !strings.Contains(err.Error(), "tokenizer files beside it") {
+	fixtures.CopyFiles(t, dir, bare, "f16.gguf")
+	if _, _, err := run(t, "verify", "perplexity", "--model", filepath.Join(bare, "f16.gguf"), "--text", text, "--device", "cpu"); err == nil || !strings.Contains(err.Error(), "tokenizer files beside it") {
 		t.Errorf("a GGUF without its tokenizer: %v", err)
 	}
 }
@@ -84,15 +82,7 @@ func TestVerifyGGUF(t *testing.T) {
 func TestGenerateAndServeGGUF(t *testing.T) {
 	model := fixturePath(t, "models/openchat-tiny")
 	dir := t.TempDir()
-	for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "tokenizer.model"} {
-		b, err := os.ReadFile(filepath.Join(model, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	fixtures.CopyFiles(t, model, dir, tokenizerFiles...)
 	file := filepath.Join(dir, "f16.gguf")
 	if _, _, err := run(t, "convert", "--in", model, "--out", file, "--gguf", "f16"); err != nil {
 		t.Fatal(err)
@@ -129,9 +119,7 @@ func TestGenerateAndServeGGUF(t *testing.T) {
 		t.Errorf("served greedy completions: the checkpoint %q, its F16 GGUF %q", a, b)
 	}
 	alone := t.TempDir()
-	if b, err := os.ReadFile(file); err == nil {
-		os.WriteFile(filepath.Join(alone, "f16.gguf"), b, 0o644)
-	}
+	fixtures.CopyFiles(t, dir, alone, "f16.gguf")
 	if _, _, err := run(t, "generate", "--model", filepath.Join(alone, "f16.gguf"), "--prompt", "x"); err == nil || !strings.Contains(err.Error(), "beside it") {
 		t.Errorf("a GGUF without tokenizer files: %v, want an error saying where they go", err)
 	}
