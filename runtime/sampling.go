@@ -165,22 +165,19 @@ type PendingTokens interface {
 // exceeds p.U. NaN logits are never drawn (unless all are:
 // then 0). Backends' TokenSamplers follow this rule up to rounding.
 func DrawToken(logits []float32, p SampleParams) int {
-	if p.Allow != nil {
+	if p.Allow != nil || len(p.Adjust) > 0 {
 		logits = slices.Clone(logits)
+	}
+	if p.Allow != nil {
 		for id := range logits {
 			if p.Allow[id>>6]>>(id&63)&1 == 0 {
 				logits[id] -= Banned
 			}
 		}
 	}
-	if len(p.Adjust) > 0 {
-		if p.Allow == nil {
-			logits = slices.Clone(logits)
-		}
-		for _, a := range p.Adjust {
-			if a.Token >= 0 && a.Token < len(logits) {
-				logits[a.Token] = a.Apply(logits[a.Token])
-			}
+	for _, a := range p.Adjust {
+		if a.Token >= 0 && a.Token < len(logits) {
+			logits[a.Token] = a.Apply(logits[a.Token])
 		}
 	}
 	if p.Greedy() {

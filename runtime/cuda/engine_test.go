@@ -14,6 +14,7 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/engine"
 	"github.com/gptqtool/gptqtool/runtime/grammar"
 	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/sample"
 )
 
 // cpuLogprobs is, from the CPU reference's full forward over ids, each
@@ -147,7 +148,7 @@ func TestGrammarOnDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 60, Logprobs: true, StopTokens: []int{tok.EOS(), 32000},
-		Grammar: func() engine.Matcher { return g.NewMatcher() }})
+		Grammar: func() sample.Matcher { return g.NewMatcher() }})
 	for range free {
 	}
 	m := g.NewMatcher()

@@ -94,17 +94,7 @@ type Params struct {
 	// ("stop"), even before MinTokens. Such a sequence keeps the steps of
 	// its batch from being issued ahead (Options.NoAhead): its next mask
 	// depends on the token in flight.
-	Grammar func() Matcher
-}
-
-// Matcher follows a sequence's tokens through a grammar (package
-// grammar's Matcher).
-type Matcher interface {
-	// Allowed returns the tokens that may come next, bit id%64 of word
-	// id/64 (read only), and whether the output is complete.
-	Allowed() (mask []uint64, end bool)
-	// Accept moves past the token drawn.
-	Accept(tok int) error
+	Grammar func() sample.Matcher
 }
 
 // Request is a prompt to continue.
@@ -246,9 +236,10 @@ type seq struct {
 	published int
 	// match constrains the tokens (Params.Grammar): allowed (read only,
 	// the matcher's) and end are what it allows next, allow the draw's
-	// mask made of them (the stop tokens set where end, cleared
-	// elsewhere); stale says a token was accepted since.
-	match   Matcher
+	// mask made of them whenever they change (grammarMask: the stop
+	// tokens set where end, cleared elsewhere); stale says a token was
+	// accepted since.
+	match   sample.Matcher
 	vocab   int // the model's
 	allowed []uint64
 	end     bool
@@ -908,7 +899,7 @@ func (s *seq) rule() *runtime.SampleParams {
 		}
 	}
 	if s.match != nil {
-		r.Allow, _ = s.grammarMask()
+		r.Allow = s.allow // (made with s.allowed: Submit, match)
 		// Penalties on the allowed tokens only: a refused one stays
 		// lowered by runtime.Banned (a repetition penalty below 1
 		// multiplied its -1e30 up past the allowed ones' logits).

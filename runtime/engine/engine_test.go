@@ -19,6 +19,7 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/backendtest"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/runtime/sample"
 )
 
 // stories loads stories260K on the portable CPU backend, whose batched
@@ -882,7 +883,7 @@ func TestGrammarDraws(t *testing.T) {
 	for _, noAhead := range []bool{false, true} {
 		e := newEngine(t, m, Options{NoAhead: noAhead})
 		run := func(p Params, mt *scriptMatcher) ([]int, Event) {
-			p.Grammar = func() Matcher { return mt }
+			p.Grammar = func() sample.Matcher { return mt }
 			ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: p})
 			if err != nil {
 				t.Fatal(err)
@@ -938,7 +939,7 @@ func TestGrammarDraws(t *testing.T) {
 		// A matcher that allows nothing: refused at once; one that allows
 		// nothing after its first token ends the request with an error.
 		mt = &scriptMatcher{vocab: V, end: 1 << 30, allow: func(int) []int { return nil }}
-		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 5, Grammar: func() Matcher { return mt }}}); err == nil {
+		if _, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 5, Grammar: func() sample.Matcher { return mt }}}); err == nil {
 			t.Errorf("NoAhead %v: a grammar that allows nothing was accepted", noAhead)
 		}
 		mt = &scriptMatcher{vocab: V, end: 1 << 30, allow: func(i int) []int {

@@ -9,6 +9,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/grammar"
+	"github.com/gptqtool/gptqtool/runtime/sample"
 )
 
 // fixedMatcher allows the same tokens at every step and never completes.
@@ -36,7 +37,7 @@ func TestGrammarMaskShorterThanVocab(t *testing.T) {
 	m, prompt, _ := stories(t) // vocabulary 512: 8 words
 	e := newEngine(t, m, Options{})
 	ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3,
-		Grammar: func() Matcher { return &fixedMatcher{mask: allow(7, 100, 200)} }}}) // a tokenizer of 448 tokens
+		Grammar: func() sample.Matcher { return &fixedMatcher{mask: allow(7, 100, 200)} }}}) // a tokenizer of 448 tokens
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestGrammarStopTokenWithText(t *testing.T) {
 	e := newEngine(t, m, Options{})
 	ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3, StopTokens: []int{100},
 		LogitBias: map[int]float32{100: 50},
-		Grammar:   func() Matcher { return &fixedMatcher{mask: allow(8, 100, 200)} }}})
+		Grammar:   func() sample.Matcher { return &fixedMatcher{mask: allow(8, 100, 200)} }}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +95,7 @@ func TestGrammarUnderPreemption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gm := func() Matcher { return g.NewMatcher() }
+	gm := func() sample.Matcher { return g.NewMatcher() }
 	stop := []int{tok.EOS()}
 	params := []Params{
 		{MaxTokens: 40, Grammar: gm, StopTokens: stop},
@@ -148,7 +149,7 @@ func TestGrammarPenaltiesKeepRefused(t *testing.T) {
 	e := newEngine(t, m, Options{})
 	ch, err := e.Submit(context.Background(), Request{Prompt: prompt, Params: Params{MaxTokens: 3, RepetitionPenalty: 1e-35,
 		LogitBias: map[int]float32{100: -100},
-		Grammar:   func() Matcher { return &fixedMatcher{mask: allow(8, 100)} }}})
+		Grammar:   func() sample.Matcher { return &fixedMatcher{mask: allow(8, 100)} }}})
 	if err != nil {
 		t.Fatal(err)
 	}

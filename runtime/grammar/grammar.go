@@ -11,21 +11,17 @@ const MaxMemo = 1024
 
 // Grammar is a compiled schema over a vocabulary.
 type Grammar struct {
-	root  *node
-	nodes int
-	v     *Vocab
-	raw   bool // the value is a text as it is, with no whitespace (Choice)
+	root *node
+	v    *Vocab
+	raw  bool // the value is a text as it is, with no whitespace (Choice)
 
 	mu   sync.Mutex
 	memo map[string][]uint64
 }
 
-func newGrammar(root *node, nodes []*node, v *Vocab) *Grammar {
-	return &Grammar{root: root, nodes: len(nodes), v: v, memo: map[string][]uint64{}}
+func newGrammar(root *node, v *Vocab) *Grammar {
+	return &Grammar{root: root, v: v, memo: map[string][]uint64{}}
 }
-
-// Vocab returns the vocabulary g constrains.
-func (g *Grammar) Vocab() *Vocab { return g.v }
 
 // Matcher follows one sequence's tokens through g.
 type Matcher struct {
@@ -57,26 +53,31 @@ func (m *Matcher) Accept(id int) error {
 	if t == "" {
 		return fmt.Errorf("grammar: token %d has no text the grammar allows", id)
 	}
-	st := m.st
-	for i := 0; i < len(t); i++ {
-		if st = st.step(nil, t[i], nil); len(st) == 0 {
-			return fmt.Errorf("grammar: token %d (%q) cannot follow here (byte %d)", id, t, i)
-		}
+	if i := m.advance(t); i >= 0 {
+		return fmt.Errorf("grammar: token %d (%q) cannot follow here (byte %d)", id, t, i)
 	}
-	m.st = st
 	return nil
 }
 
 // AcceptText moves m past bytes t (a test's or a prefix's text), as Accept.
 func (m *Matcher) AcceptText(t string) error {
+	if i := m.advance(t); i >= 0 {
+		return fmt.Errorf("grammar: %q cannot follow here (byte %d)", t, i)
+	}
+	return nil
+}
+
+// advance moves m past bytes t, or returns the index of the first byte
+// that cannot follow (-1: none) and leaves m unchanged.
+func (m *Matcher) advance(t string) int {
 	st := m.st
 	for i := 0; i < len(t); i++ {
 		if st = st.step(nil, t[i], nil); len(st) == 0 {
-			return fmt.Errorf("grammar: %q cannot follow here (byte %d)", t, i)
+			return i
 		}
 	}
 	m.st = st
-	return nil
+	return -1
 }
 
 // mask returns the memoized mask of state s, walking the trie on a miss.

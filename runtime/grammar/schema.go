@@ -131,7 +131,7 @@ func Compile(schema []byte, v *Vocab) (*Grammar, error) {
 			return nil, err
 		}
 	}
-	return newGrammar(n, c.nodes, v), nil
+	return newGrammar(n, v), nil
 }
 
 // Choice makes a Grammar whose output is exactly one of texts, as they
@@ -142,7 +142,7 @@ func Choice(texts []string, v *Vocab) (*Grammar, error) {
 	}
 	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}}
 	n := c.literal(slices.Clone(texts))
-	g := newGrammar(n, c.nodes, v)
+	g := newGrammar(n, v)
 	g.raw = true
 	return g, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/engine"
+	"github.com/gptqtool/gptqtool/runtime/sample"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
@@ -146,7 +147,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			badRequest(w, err)
 			return
 		}
-		p.Grammar = func() engine.Matcher { return g.NewMatcher() }
+		p.Grammar = func() sample.Matcher { return g.NewMatcher() }
 	}
 	ctx := r.Context()
 	if s.o.RequestTimeout > 0 {
