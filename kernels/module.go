@@ -29,6 +29,9 @@ import (
 //
 // head.cu compiles whole, for sm_90a only (ArchSpecific).
 //
+//   - stream.cu: STREAM_WG=1 for the stream_wg probes (warpgroup MMA,
+//     ArchSpecific); its other kernels compile whole.
+//
 // A qgemv.cu product or qdequant name with the suffix ScalesOnly is the
 // same kernel compiled with QG_SZ16=1 as well, for weights that carry their
 // scales alone (the symmetric quantizer's zeros); Symbol is its name in the
@@ -170,6 +173,12 @@ func ModuleOf(file, name string) Module {
 			return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_WG=" + wg}, ArchSpecific: true}
 		}
 		return Module{File: file, Defines: []string{"QG_BITS=" + bits, "KDT=" + strconv.Itoa(dt), "QG_NRM=" + nrm}}
+	case "stream.cu":
+		// stream_wg<V>: the probes on warpgroup MMA, sm_90a only.
+		if strings.HasPrefix(name, "stream_wg") {
+			return Module{File: file, Defines: []string{"STREAM_WG=1"}, ArchSpecific: true}
+		}
+		return whole
 	case "head.cu":
 		// Warpgroup MMA throughout.
 		return Module{File: file, ArchSpecific: true}

@@ -820,3 +820,114 @@ STREAM_BULK(4, 4)
 STREAM_BULK(8, 4)
 STREAM_LAYER_BULK(2, 4)
 STREAM_LAYER_BULK(2, 6)
+
+// stream_wg<V>: stream_mma's 4-bit work on warpgroup MMA instead of
+// mma.sync (sm_90a: compiled only in the STREAM_WG part, kernels/module.go):
+// the four warps of a warpgroup each stream a quarter of the warpgroup's
+// stretch (the same number of chunks, since a wgmma takes all four), decode
+// each chunk's four 16-input steps into A fragments in registers as qmma
+// does, and multiply them by x (8 rows, 16 blocks of 64 inputs in the
+// 128-byte swizzle, cycled through) with one wgmma.m64n8k16 a step, a
+// chunk's four in one commit group: chunk i+1 is decoded into the other
+// register set after wgmma.wait_group 1 has retired chunk i-1's. The
+// decoded steps are multiplied by a group's fp16 scale (as the _w kernels'
+// sc without WG_FS), so that one set of sums runs through and no group
+// drains the pipeline. V = 7: that; 8: the raw words as A (no decode: the
+// wgmma's own cost, as stream_mma3 is for mma.sync).
+#ifndef STREAM_WG
+#define STREAM_WG 0
+#endif
+#if STREAM_WG
+__device__ __forceinline__ void wg_mma_n8(float (&d)[4], const u32 (&a)[4], u32 dlo) {
+    asm volatile(
+        "{\n.reg .pred p;\n.reg .b64 d;\nsetp.ne.b32 p, 1, 0;\nmov.b64 d, {%8, %9};\n"
+        "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 {%0,%1,%2,%3}, {%4,%5,%6,%7}, d, p, 1, 1, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(dlo), "r"(WG_DHI));
+}
+
+template <int V> __device__ void stream_wg(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+    constexpr int D = 8;
+    extern __shared__ uint4 smem_s[];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const i64 G = (i64)gridDim.x * (blockDim.x >> 7), gg = (i64)blockIdx.x * (blockDim.x >> 7) + (warp >> 2);
+    const i64 g0 = gg * n / G, g1 = (gg + 1) * n / G;
+    const int nc = (int)((g1 - g0) / 4);
+    const uint4* p = src + (g0 + (i64)(warp & 3) * nc) * 32 + lane;
+    const u64 pol = l2_policy(ef);
+    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
+#pragma unroll
+    for (int i = 0; i < D; i++) {
+        if (i < nc) cp_async16_pol(ring0 + i * 512, p + i * 32, pol);
+        asm volatile("cp.async.commit_group;");
+    }
+    const u32 xs0 = smem_addr(smem_s + (blockDim.x >> 5) * D * 32), xs = (xs0 + 1023u) & ~1023u;
+    u16* xp = (u16*)((char*)smem_s + (xs - smem_addr(smem_s)));
+    for (int e = threadIdx.x; e < 16 * 512; e += blockDim.x) xp[e] = (u16)(0x3c00u ^ (e & 0x3ff));  // finite fp16
+    __syncthreads();
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    const u32 magic = 0x64006400u, zz0 = 0x64086408u, nz1 = 0x5f805f80u, hs = 0x3c003c00u;
+    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    u32 a[2][4][4];
+    auto decode = [&](const u32x4 w, u32 (&f)[4][4]) {
+#pragma unroll
+        for (int s = 0; s < 4; s++) {
+            if (V == 8) {
+                const u32 wd = word_of(w, s), wh = wd >> 8;
+                f[s][0] = wd, f[s][1] = wh, f[s][2] = wd ^ magic, f[s][3] = wh ^ magic;
+            } else {
+                dq_step<4>(w, s, magic, zz0, zz0, nz1, f[s]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) f[s][e] = hmul2(f[s][e], hs);
+            }
+        }
+    };
+    // take: chunk i from its slot, the slot of chunk i-1 (decoded by now)
+    // refilled with chunk i-1+D.
+    auto take = [&](int i) {
+        cp_async16_if(ring0 + ((i - 1) & (D - 1)) * 512, p + (i64)(i - 1 + D) * 32, i > 0 && i - 1 + D < nc, pol);
+        asm volatile("cp.async.commit_group;");
+        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+        return lds128(ring0 + (i & (D - 1)) * 512);
+    };
+    if (nc > 0) decode(take(0), a[0]);
+    for (int i0 = 0; i0 < nc; i0 += 2) {
+#pragma unroll
+        for (int u = 0; u < 2; u++) {
+            const int i = i0 + u;
+            if (i >= nc) break;
+            const u32 xd = wg_desc(xs + (i & 15) * 1024);
+            wg_fence();
+#pragma unroll
+            for (int s = 0; s < 4; s++) wg_mma_n8(d, a[u][s], xd + 2 * s);
+            wg_commit();
+            if (i + 1 < nc) {
+                // (V 8: the words, which are A itself, loaded after the
+                // wait, so that nothing defines A within a stage.)
+                u32x4 w;
+                if (V != 8) w = take(i + 1);
+                wg_wait<1>();
+                if (V == 8) w = take(i + 1);
+                decode(w, a[u ^ 1]);
+            }
+        }
+    }
+    wg_wait<0>();
+    {
+        float dd[1][4] = {{d[0], d[1], d[2], d[3]}};
+        wg_keep<1>(dd);
+        d[0] = dd[0][0], d[1] = dd[0][1], d[2] = dd[0][2], d[3] = dd[0][3];
+    }
+    asm volatile("cp.async.wait_group 0;");
+    u32 fold = 0;
+#pragma unroll
+    for (int e = 0; e < 4; e++) fold ^= __float_as_uint(d[e]);
+    if (fold == 0x9e3779b9u) *sink = fold;
+}
+#define STREAM_WGK(V)                                                                                                \
+    extern "C" __global__ void __launch_bounds__(1024) stream_wg##V(const uint4* src, i64 n, u32* sink, int ef) {      \
+        stream_wg<V>(src, n, sink, ef);                                                                             \
+    }
+STREAM_WGK(7)
+STREAM_WGK(8)
+#endif

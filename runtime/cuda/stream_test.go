@@ -105,6 +105,8 @@ func BenchmarkStream(b *testing.B) {
 		{"stream_mma4", 8 * chunk, 8 * 1032 * 2},
 		{"stream_mma5", 8 * chunk, 8 * 1032 * 2},
 		{"stream_mma6", 8 * chunk, 8 * 1032 * 2},
+		{"stream_wg7", 8 * chunk, 17 * 1024},
+		{"stream_wg8", 8 * chunk, 17 * 1024},
 	}
 	pad := be.SharedMemory()/2 + 4096 // one block an SM
 	for _, sms := range []int{be.SMs(), 16} {
