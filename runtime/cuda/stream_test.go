@@ -75,7 +75,8 @@ func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
 
 // BenchmarkStream measures how fast SMs stream weights from device memory
 // by each way of loading them, and with the one-tile product's work on
-// every chunk (kernels/stream.cu): every warp reads its own contiguous
+// every chunk (kernels/stream.cu; stream_wg: that work on warpgroup MMA,
+// sm_90a): every warp reads its own contiguous
 // stretch of 512-byte chunks, as a product's warps do, under evict_first.
 // One block an SM (its shared memory padded past half an SM's) of 24 or 32
 // warps, on every SM or on 16 only (what one SM can stream when device
