@@ -29,7 +29,11 @@ func decodeBucket(n int) int {
 // logits, and the I32 inputs (ids, positions, slots, block tables, the
 // greedy draw's host slot) that the host refreshes before each step.
 type decodeState struct {
-	rows                   int
+	rows int
+	// verify: steps whose sequences may take several rows (StepSeq.Draft),
+	// so that a row's attention reads rows its sequence's other rows write
+	// in the same step (not AttentionParams.CacheSettled).
+	verify                 bool
 	s                      scratch
 	logits                 runtime.Tensor // [rows, vocab] F32
 	idx                    runtime.Tensor // I32 [rows*(3+width)+1]: ids, pos, slot, tables, hslot
@@ -54,14 +58,18 @@ func (ds *decodeState) free(b runtime.Backend) {
 	b.Free(ds.idx)
 }
 
-// decodeState returns the cache's state for steps of rows rows, made on
-// first use.
-func (c *PagedCache) decodeState(m *Model, rows int) (*decodeState, error) {
-	if ds := c.dec[rows]; ds != nil {
+// decodeState returns the cache's state for steps of rows rows (verify:
+// with drafts, decodeState.verify), made on first use.
+func (c *PagedCache) decodeState(m *Model, rows int, verify bool) (*decodeState, error) {
+	key := rows
+	if verify {
+		key = -rows
+	}
+	if ds := c.dec[key]; ds != nil {
 		return ds, nil
 	}
 	b := m.b
-	ds := &decodeState{rows: rows, s: scratch{dt: m.dtype()}}
+	ds := &decodeState{rows: rows, verify: verify, s: scratch{dt: m.dtype()}}
 	fail := func(err error) (*decodeState, error) {
 		ds.free(b)
 		return nil, fmt.Errorf("model: decode state for %d rows: %w", rows, err)
@@ -84,13 +92,13 @@ func (c *PagedCache) decodeState(m *Model, rows int) (*decodeState, error) {
 	if c.dec == nil {
 		c.dec = map[int]*decodeState{}
 	}
-	c.dec[rows] = ds
+	c.dec[key] = ds
 	return ds, nil
 }
 
 // canDecode reports whether a step of seqs can take the decode path.
 func (m *Model) canDecode(seqs []StepSeq) bool {
-	if _, ok := m.b.(runtime.PagedDecoder); !ok || len(seqs) > maxDecodeRows || m.d.headDim > 256 || m.d.heads/m.d.kvHeads > 8 {
+	if _, ok := m.b.(runtime.PagedDecoder); !ok || decodeRows(seqs) > maxDecodeRows || m.d.headDim > 256 || m.d.heads/m.d.kvHeads > 8 {
 		return false
 	}
 	for _, s := range seqs {
@@ -108,13 +116,15 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 // runtime.TokenSampler) and the logits asked for come back.
 func (m *Model) decode(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	b := m.b
-	rows := len(seqs)
+	n := decodeRows(seqs)
+	rows := n
 	if _, ok := b.(runtime.Grapher); ok {
 		// Padded whether or not this cache records, so that the op-by-op
 		// reference runs the very same shapes.
 		rows = decodeBucket(rows)
 	}
-	ds, err := c.decodeState(m, rows)
+	verify := n > len(seqs)
+	ds, err := c.decodeState(m, rows, verify)
 	if err != nil {
 		return nil, err
 	}
@@ -122,26 +132,46 @@ func (m *Model) decode(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	if err := m.runDecode(c, ds, seqs, hs); err != nil {
 		return nil, err
 	}
-	at := make([]int, len(seqs))
-	for i := range at {
-		at[i] = i
+	// Row r of the step is sequence of[r]'s row r - first[of[r]].
+	of, first := make([]int, 0, n), make([]int, len(seqs))
+	for i, s := range seqs {
+		first[i] = len(of)
+		for range 1 + len(s.Draft) {
+			of = append(of, i)
+		}
 	}
 	var p *Pending
 	if hs >= 0 {
-		// Every sequence drew in the step, into c.fed and host slot hs.
-		pt, err := b.(runtime.GreedyDrawer).GreedyPending(hs, len(seqs))
+		// Every row drew in the step, into c.fed and host slot hs.
+		pt, err := b.(runtime.GreedyDrawer).GreedyPending(hs, n)
 		if err != nil {
 			return nil, fmt.Errorf("model: sampling: %w", err)
 		}
-		p = &Pending{seqs: len(seqs), logits: make([][]float32, len(seqs)), draws: at, pend: pt}
+		p = &Pending{seqs: len(seqs), logits: make([][]float32, len(seqs)), draws: of, pend: pt}
 		c.noteDraws(p, seqs, true)
-	} else if p, err = m.readOut(c, b.View(ds.logits, 0, len(seqs)), seqs, at); err != nil {
+	} else if p, err = m.readOut(c, b.View(ds.logits, 0, n), seqs, first); err != nil {
 		return nil, err
 	}
+	if verify {
+		p.drafts = make([]bool, len(seqs))
+		for i, s := range seqs {
+			p.drafts[i] = len(s.Draft) > 0
+		}
+	}
 	for _, s := range seqs {
-		s.Seq.Len++
+		s.Seq.Len += 1 + len(s.Draft)
 	}
 	return p, nil
+}
+
+// decodeRows is the rows a decode step of seqs takes: one a sequence, and
+// one more for each token of its Draft.
+func decodeRows(seqs []StepSeq) int {
+	n := len(seqs)
+	for _, s := range seqs {
+		n += len(s.Draft)
+	}
+	return n
 }
 
 // greedySlot is the host slot (runtime.GreedyDrawer.GreedySlot) of a
@@ -176,24 +206,32 @@ func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq, hs int
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }
 	_, feeds := b.(runtime.TokenFeeder)
 	feeds = feeds && c.onDevice
+	// Rows in sequence order; a sequence's draft tokens take the rows after
+	// its own, at the positions after its own.
+	i, off := 0, 0
 	for r := range rows {
 		id, pos, slot := int32(0), int32(0), trash*int32(bs)
 		var blocks []int32
-		if r < len(seqs) {
-			s := seqs[r].Seq
+		if i < len(seqs) {
+			s := seqs[i].Seq
 			switch {
-			case !seqs[r].Fed:
-				id = int32(seqs[r].Tokens[0])
+			case off > 0:
+				id = int32(seqs[i].Draft[off-1])
+			case !seqs[i].Fed:
+				id = int32(seqs[i].Tokens[0])
 			case feeds:
 				id = -1 - int32(c.drawn[s]) // EmbeddingFed reads it from c.fed
 			default:
 				tok, err := c.fedToken(s)
 				if err != nil {
-					return fmt.Errorf("model: decode step sequence %d: %w", r, err)
+					return fmt.Errorf("model: decode step sequence %d: %w", i, err)
 				}
 				id = int32(tok)
 			}
-			pos, slot, blocks = int32(s.Len), int32(s.Slot(s.Len, bs)), s.Blocks
+			pos, slot, blocks = int32(s.Len+off), int32(s.Slot(s.Len+off, bs)), s.Blocks
+			if off++; off > len(seqs[i].Draft) {
+				i, off = i+1, 0
+			}
 		}
 		put(r, id)
 		put(rows+r, pos)
@@ -259,7 +297,7 @@ func (m *Model) WarmDecode(c *PagedCache, maxRows int) error {
 	draws = draws && c.fed != nil && len(c.drawn) == 0
 	last := decodeBucket(min(maxRows, maxDecodeRows))
 	for n := 1; n <= last; n = decodeBucket(n) + 1 {
-		ds, err := c.decodeState(m, decodeBucket(n))
+		ds, err := c.decodeState(m, decodeBucket(n), false)
 		if err != nil {
 			return err
 		}
@@ -304,12 +342,17 @@ func (m *Model) readOut(c *PagedCache, lg runtime.Tensor, seqs []StepSeq, rows [
 		}
 		host = host || s.Logits || (s.Sample != nil && !onDevice)
 		if s.Sample != nil {
-			drawRows, drawSeqs, rules = append(drawRows, rows[i]), append(drawSeqs, i), append(rules, *s.Sample)
+			// (A draft's rows follow the sequence's own, each drawing
+			// under the same rule.)
+			for r := range 1 + len(s.Draft) {
+				drawRows, drawSeqs, rules = append(drawRows, rows[i]+r), append(drawSeqs, i), append(rules, *s.Sample)
+			}
 		}
 	}
 	out := make([][]float32, len(seqs))
+	var flat []float32
 	if host {
-		flat := make([]float32, runtime.Rows(lg)*V)
+		flat = make([]float32, runtime.Rows(lg)*V)
 		if err := b.Download(flat, lg); err != nil {
 			return nil, fmt.Errorf("model: logits: %w", err)
 		}
@@ -334,10 +377,10 @@ func (m *Model) readOut(c *PagedCache, lg runtime.Tensor, seqs []StepSeq, rows [
 			return nil, fmt.Errorf("model: sampling: %w", err)
 		}
 	default:
-		tokens := drawHost(seqs, out)
-		p.drawn = make([]int32, len(drawSeqs))
-		for j, i := range drawSeqs {
-			p.drawn[j] = int32(tokens[i])
+		// The reference rule (runtime.DrawFinite) on the rows brought back.
+		p.drawn = make([]int32, len(drawRows))
+		for j, r := range drawRows {
+			p.drawn[j] = int32(runtime.DrawFinite(flat[r*V:(r+1)*V], rules[j]))
 		}
 		if !host {
 			if err := b.Sync(); err != nil {
@@ -368,7 +411,9 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	}
 	// One token a sequence (Step checks it), each in blocks of its own: the
 	// kernel ahead of attention writes only each row's own position.
-	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, CacheSettled: true}
+	// (With drafts, a sequence's rows read the rows of the positions before
+	// theirs that its other rows write: ds.verify.)
+	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, CacheSettled: !ds.verify}
 	io, ok := b.(runtime.InputOrderer)
 	if !ok {
 		io = inPlace{b, pd}

@@ -288,6 +288,15 @@ type StepSeq struct {
 	// under this rule (StepSample), on the backend where it is a
 	// runtime.TokenSampler.
 	Sample *runtime.SampleParams
+	// Draft (speculative decoding) feeds these tokens at the positions
+	// after the sequence's one new token (Tokens of one, or Fed), each in a
+	// row of its own of the decode path, and draws a token after every
+	// one: Pending.Drafted has the 1+len(Draft) draws. Draw j is the
+	// model's token after the draft's first j tokens, so the draft holds
+	// up to the first j where Draft[j] differs from draw j, and the cache's
+	// rows past it must be written again (the caller sets Seq.Len back).
+	// A Draft needs a greedy Sample rule with no mask, and no Logits.
+	Draft []int
 }
 
 // Score is what StepSeq.Score asks: row r's log-probability of Targets[r]
@@ -346,6 +355,20 @@ type Pending struct {
 	tokens []int
 	err    error
 	done   bool
+	// drafts marks, in a step with drafts, the sequences with one;
+	// drafted holds their rows' draws once back.
+	drafts  []bool
+	drafted [][]int
+}
+
+// Drafted returns, once Wait has, sequence i's draws in the rows of its
+// StepSeq.Draft step: the token after its new token, then after each
+// draft token; nil for a sequence without a draft.
+func (p *Pending) Drafted(i int) []int {
+	if p.drafted == nil {
+		return nil
+	}
+	return p.drafted[i]
 }
 
 // Scores returns, by sequence, the rows' scores StepSeq.Score asked for,
@@ -364,8 +387,19 @@ func (p *Pending) Wait() (logits [][]float32, tokens []int, err error) {
 			p.pend = nil
 		}
 		p.tokens = make([]int, p.seqs)
+		if p.drafts != nil {
+			p.drafted = make([][]int, p.seqs)
+		}
+		// (A sequence's draws are consecutive: its token is the first.)
+		prev := -1
 		for j, i := range p.draws {
-			p.tokens[i] = int(p.drawn[j])
+			if i != prev {
+				p.tokens[i] = int(p.drawn[j])
+			}
+			prev = i
+			if p.drafts != nil && p.drafts[i] {
+				p.drafted[i] = append(p.drafted[i], int(p.drawn[j]))
+			}
 		}
 	}
 	if p.err != nil {
@@ -401,7 +435,20 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 				return nil, fmt.Errorf("model: step sequence %d: fed the last draw's token, and the last step drew none for it", i)
 			}
 		}
-		n := max(len(s.Tokens), 1)
+		if len(s.Draft) > 0 {
+			switch {
+			case len(s.Tokens) > 1:
+				return nil, fmt.Errorf("model: step sequence %d: a draft follows one new token, not %d", i, len(s.Tokens))
+			case s.Sample == nil || !s.Sample.Greedy() || s.Sample.Allow != nil || s.Logits || s.AllLogits:
+				return nil, fmt.Errorf("model: step sequence %d: a draft needs a greedy draw without a mask and no logits", i)
+			}
+			for _, id := range s.Draft {
+				if id < 0 || id >= m.d.vocab {
+					return nil, fmt.Errorf("model: step sequence %d: draft token id %d outside vocab [0, %d)", i, id, m.d.vocab)
+				}
+			}
+		}
+		n := max(len(s.Tokens), 1) + len(s.Draft)
 		end := s.Seq.Len + n
 		if end > s.Seq.Cap(bs) || end > c.maxLen {
 			return nil, fmt.Errorf("model: step sequence %d: %d positions, its blocks hold %d (at most %d)", i, end, s.Seq.Cap(bs), c.maxLen)
@@ -421,6 +468,11 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	}
 	if m.canDecode(seqs) {
 		return m.decode(c, seqs)
+	}
+	for i, s := range seqs {
+		if len(s.Draft) > 0 {
+			return nil, fmt.Errorf("model: step sequence %d: a draft takes the decode path, which this step cannot (%d rows, or a prompt chunk beside it)", i, decodeRows(seqs))
+		}
 	}
 	for i, s := range seqs {
 		if !s.Fed {
@@ -583,19 +635,9 @@ func (c *PagedCache) noteDraws(p *Pending, seqs []StepSeq, onDevice bool) {
 		c.drawn = map[*kvcache.Seq]int{}
 	}
 	for j, i := range p.draws {
-		c.drawn[seqs[i].Seq] = j
+		if len(seqs[i].Draft) == 0 { // (a draft's next token is the caller's choice)
+			c.drawn[seqs[i].Seq] = j
+		}
 	}
 }
 
-// drawHost draws the tokens of the sequences with a Sample rule from their
-// logits rows (runtime.DrawFinite, the reference rule).
-func drawHost(seqs []StepSeq, logits [][]float32) []int {
-	tokens := make([]int, len(seqs))
-	for i, s := range seqs {
-		if s.Sample == nil {
-			continue
-		}
-		tokens[i] = runtime.DrawFinite(logits[i], *s.Sample)
-	}
-	return tokens
-}
