@@ -640,4 +640,3 @@ func (c *PagedCache) noteDraws(p *Pending, seqs []StepSeq, onDevice bool) {
 		}
 	}
 }
-
