@@ -186,6 +186,23 @@ type Options struct {
 	// (the portable CPU one); elsewhere equal up to rounding, which can
 	// flip a near tie, as in vLLM.
 	NoPrefixCache bool
+	// Speculate turns on speculative decoding by prompt lookup (vLLM's
+	// "ngram" method) with drafts of up to this many tokens: a greedy
+	// sequence (no penalties, logit bias, log-probabilities, grammar or
+	// pending MinTokens) whose last LookupMax..LookupMin tokens occurred
+	// before in its prompt or output is fed, in the same step, the tokens
+	// that followed them there (model.StepSeq.Draft), and keeps the longest
+	// run the model's own greedy draws confirm, plus the model's token
+	// after it: one to Speculate+1 tokens a step, the same tokens as
+	// without drafts. Drafts are made only for steps of generating
+	// sequences (no prompt chunk) of at most SpeculateRows rows with their
+	// drafts (0: 8, the rows whose products read the weights once), and
+	// such sequences' steps are not issued ahead (their drafts need the
+	// token in flight).
+	Speculate     int
+	SpeculateRows int
+	// LookupMin and LookupMax bound the n-grams looked up (0: 2 and 4).
+	LookupMin, LookupMax int
 }
 
 // Stats is a snapshot for metrics.
@@ -205,6 +222,9 @@ type Stats struct {
 	PrefixQueries, PrefixHits int64
 	// BlocksCached counts the free blocks still caching a prefix.
 	BlocksCached int
+	// Drafted and Accepted count the draft tokens fed (Options.Speculate)
+	// and those the model's draws confirmed.
+	Drafted, Accepted int64
 }
 
 type seq struct {
@@ -511,6 +531,10 @@ func (e *Engine) read() {
 			continue
 		}
 		st := f.steps[i]
+		if len(st.Draft) > 0 {
+			e.verify(s, st.Draft, f.p.Drafted(i))
+			continue
+		}
 		if st.AllLogits {
 			s.promptLP = append(s.promptLP, scored[i]...)
 		}
@@ -532,6 +556,106 @@ func (e *Engine) read() {
 		}
 	}
 	e.match(f.order)
+}
+
+// verify takes the tokens of s's step with draft: drawn[j] is the model's
+// token after its new token and draft[:j], so the draft holds up to its
+// first token that differs from the draw before it. The cache keeps the
+// positions of the new token and the draft tokens that held (s.kv.Len is
+// set back past the others, which the next step writes again), and the
+// draws up to the first that differs are emitted: the tokens the model
+// would have drawn one step at a time.
+func (e *Engine) verify(s *seq, draft, drawn []int) {
+	n := 0
+	for n < len(draft) && draft[n] == drawn[n] {
+		n++
+	}
+	e.stats.Drafted += int64(len(draft))
+	e.stats.Accepted += int64(n)
+	s.fed += 1 + n
+	s.kv.Len = s.fed
+	for _, tok := range drawn[:n+1] {
+		e.emit(s, nil, tok)
+		if s.done {
+			return
+		}
+	}
+	e.publish(s)
+}
+
+// draft is the draft of s's next step (Options.Speculate): the tokens
+// that followed the latest earlier occurrence of its last n tokens, for
+// the longest n from LookupMax down to LookupMin that occurred, at most k
+// of them; nil where none did.
+func (e *Engine) draft(s *seq, k int) []int {
+	lo, hi := e.o.LookupMin, e.o.LookupMax
+	if lo <= 0 {
+		lo = 2
+	}
+	if hi <= 0 {
+		hi = max(4, lo)
+	}
+	toks := s.tokens
+	L := len(toks)
+	for n := min(hi, L-1); n >= lo; n-- {
+		tail := toks[L-n:]
+		for i := L - n - 1; i >= 0; i-- {
+			if slices.Equal(toks[i:i+n], tail) {
+				return toks[i+n : min(i+n+k, L)]
+			}
+		}
+	}
+	return nil
+}
+
+// drafts gives the generating sequences of steps (order's) their drafts
+// (Options.Speculate), in order while the step's rows stay within
+// SpeculateRows; only where steps has no prompt chunk.
+func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
+	if e.o.Speculate <= 0 {
+		return
+	}
+	rows := len(steps)
+	for _, st := range steps {
+		if len(st.Tokens) != 1 {
+			return // a prompt chunk, or a sequence to recompute
+		}
+	}
+	limit := e.o.SpeculateRows
+	if limit <= 0 {
+		limit = 8
+	}
+	bs := e.cache.Pool.BlockSize()
+	for i, s := range order {
+		st := &steps[i]
+		p := s.req.Params
+		if rows >= limit || s.fed < s.pre || !e.speculates(s) || st.Sample == nil || !st.Sample.Greedy() || len(st.Sample.Adjust) > 0 ||
+			st.Logits || st.AllLogits {
+			continue
+		}
+		// The step emits up to k+1 tokens and writes positions up to
+		// fed+k; no more than the request and the context take, nor than
+		// the blocks held or free without preempting.
+		k := min(e.o.Speculate, limit-rows, p.MaxTokens-s.gen-1, e.o.MaxLen-s.fed-1)
+		if k <= 0 {
+			continue
+		}
+		if e.cache.Pool.Reserve(&s.kv, s.fed+1+k) != nil {
+			k = min(k, s.kv.Cap(bs)-s.fed-1)
+		}
+		if d := e.draft(s, k); len(d) > 0 {
+			st.Draft = d
+			rows += len(d)
+		}
+	}
+}
+
+// speculates says whether s's steps may carry drafts: a greedy sequence
+// whose next draws do not depend on its tokens but through the model.
+func (e *Engine) speculates(s *seq) bool {
+	p := s.req.Params
+	return e.o.Speculate > 0 && p.Temperature <= 0 && !p.Logprobs && s.match == nil && s.seen == nil &&
+		p.PresencePenalty == 0 && p.FrequencyPenalty == 0 && len(p.LogitBias) == 0 && s.gen >= p.MinTokens
 }
 
 // scorePrompts returns, for each sequence of step f that asked for every
@@ -611,11 +735,13 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	}
 	drew := make(map[*seq]bool, len(e.pend.order))
 	for i, s := range e.pend.order {
-		drew[s] = e.pend.steps[i].Sample != nil
+		// (A draft's next token is chosen on the host, as is a sequence's
+		// that may take a draft.)
+		drew[s] = e.pend.steps[i].Sample != nil && len(e.pend.steps[i].Draft) == 0
 	}
 	for _, s := range e.run {
 		p := s.req.Params
-		if !drew[s] || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+		if !drew[s] || e.speculates(s) || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
 			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}
@@ -802,6 +928,7 @@ func (e *Engine) plan() ([]model.StepSeq, []*seq) {
 			budget -= n
 		}
 	}
+	e.drafts(steps, order)
 	return steps, order
 }
 

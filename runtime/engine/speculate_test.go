@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"testing"
+)
+
+// TestSpeculativeMatchesPlain: with drafts by prompt lookup
+// (Options.Speculate) every request gives exactly the tokens and finish of
+// the engine without them: greedy requests alone and beside sampled and
+// penalized ones (which take no drafts), requests ended by max_tokens, by
+// the context, and by a stop token inside an accepted draft, and under
+// preemption. Drafts were fed and some held, so the path ran.
+func TestSpeculativeMatchesPlain(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	// A prompt that holds the greedy continuation once already, so that
+	// lookups find runs the model may confirm, and a prompt of no repeats.
+	echo := append(slices.Clone(greedy), prompt...)
+	short := []int{1, 403, 407, 261, 378, 432, 383}
+	// A token the greedy continuation draws twice, as a stop token.
+	var stop int
+	seen := map[int]int{}
+	for _, tok := range greedy[len(prompt):] {
+		if seen[tok]++; seen[tok] == 2 && stop == 0 {
+			stop = tok
+		}
+	}
+	type req struct {
+		prompt []int
+		p      Params
+	}
+	reqs := []req{
+		{prompt, Params{MaxTokens: 120}},
+		{echo, Params{MaxTokens: 60}},
+		{short, Params{MaxTokens: 3}},
+		{prompt, Params{MaxTokens: 200, StopTokens: []int{stop}}},
+		{echo, Params{MaxTokens: 40, Temperature: 0.8, Seed: 7, SeedSet: true}},
+		{prompt, Params{MaxTokens: 40, RepetitionPenalty: 1.3}},
+		{echo, Params{MaxTokens: 30, MinTokens: 10, StopTokens: []int{stop}}},
+	}
+	run := func(o Options, together bool) ([][]int, []Event, Stats) {
+		e := newEngine(t, m, o)
+		toks, dones := make([][]int, len(reqs)), make([]Event, len(reqs))
+		if together {
+			ps := make([]Params, len(reqs))
+			for i, r := range reqs {
+				ps[i] = r.p
+			}
+			toks, dones = submitAll(t, e, ps, func(i int) []int { return reqs[i].prompt })
+		} else {
+			for i, r := range reqs {
+				ch, err := e.Submit(context.Background(), Request{Prompt: r.prompt, Params: r.p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				toks[i], dones[i] = collect(t, ch)
+			}
+		}
+		st := e.Stats()
+		if st.BlocksUsed != 0 {
+			t.Errorf("%+v: %d blocks still used", o, st.BlocksUsed)
+		}
+		return toks, dones, st
+	}
+	want, wantDone, _ := run(Options{MaxLen: 512}, false)
+	if wantDone[3].FinishReason != "stop" {
+		t.Fatalf("the stop token %d did not end request 3: %+v", stop, wantDone[3])
+	}
+	for _, c := range []struct {
+		name     string
+		o        Options
+		together bool
+	}{
+		{"alone", Options{MaxLen: 512, Speculate: 4}, false},
+		{"alone, drafts of 1, unigrams", Options{MaxLen: 512, Speculate: 1, LookupMin: 1, LookupMax: 1}, false},
+		{"together", Options{MaxLen: 512, Speculate: 5, SpeculateRows: 64}, true},
+		{"together, rows of 8", Options{MaxLen: 512, Speculate: 3}, true},
+		{"preempting", Options{MaxLen: 512, Speculate: 4, SpeculateRows: 64, Blocks: 40, BlockSize: 8}, true},
+	} {
+		got, done, st := run(c.o, c.together)
+		for i := range reqs {
+			if !slices.Equal(got[i], want[i]) || done[i].FinishReason != wantDone[i].FinishReason ||
+				done[i].CompletionTokens != wantDone[i].CompletionTokens {
+				t.Errorf("%s: request %d gave %v (%s, %d tokens), want %v (%s, %d)", c.name, i, got[i], done[i].FinishReason,
+					done[i].CompletionTokens, want[i], wantDone[i].FinishReason, wantDone[i].CompletionTokens)
+			}
+		}
+		if st.Drafted == 0 || st.Accepted == 0 || st.Accepted > st.Drafted {
+			t.Errorf("%s: %d draft tokens fed, %d held", c.name, st.Drafted, st.Accepted)
+		}
+		if c.name == "preempting" && st.Preemptions == 0 {
+			t.Errorf("%s: nothing was preempted", c.name)
+		}
+		t.Logf("%s: %d steps, %d draft tokens fed, %d held", c.name, st.Steps, st.Drafted, st.Accepted)
+	}
+	// The context's end: a request that runs into MaxLen.
+	e0 := newEngine(t, m, Options{MaxLen: len(echo) + 9})
+	e1 := newEngine(t, m, Options{MaxLen: len(echo) + 9, Speculate: 4})
+	var outs [2][]int
+	var dones [2]Event
+	for j, e := range []*Engine{e0, e1} {
+		ch, err := e.Submit(context.Background(), Request{Prompt: echo, Params: Params{MaxTokens: 9}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		outs[j], dones[j] = collect(t, ch)
+	}
+	if !slices.Equal(outs[0], outs[1]) || dones[1].FinishReason != "length" || len(outs[1]) != 9 {
+		t.Errorf("at the context's end: %v (%s), without drafts %v (%s)", outs[1], dones[1].FinishReason, outs[0], dones[0].FinishReason)
+	}
+}
+
+// TestDraftLookup checks the prompt-lookup drafts on hand-made token
+// histories: the longest n-gram first, its latest earlier occurrence, and
+// at most k tokens, never past the history.
+func TestDraftLookup(t *testing.T) {
+	e := &Engine{o: Options{Speculate: 4}}
+	for _, c := range []struct {
+		toks []int
+		k    int
+		lo   int
+		want []int
+	}{
+		{[]int{1, 2, 3, 9, 9, 1, 2, 3}, 4, 0, []int{9, 9, 1, 2}},             // trigram, then capped at k
+		{[]int{1, 2, 3, 4, 5, 7, 2, 3, 6, 1, 2, 3}, 4, 0, []int{4, 5, 7, 2}}, // "1 2 3", not the later "2 3"
+		{[]int{5, 6, 7, 8, 6, 7}, 3, 0, []int{8, 6, 7}},
+		{[]int{5, 6, 7, 8, 6, 7}, 1, 0, []int{8}},
+		{[]int{1, 2, 3, 4}, 4, 0, nil},            // no repeat
+		{[]int{4, 1, 2, 4}, 4, 0, nil},            // only a unigram repeats
+		{[]int{4, 1, 2, 4}, 4, 1, []int{1, 2, 4}}, // taken with LookupMin 1
+		{[]int{7, 7, 7}, 4, 0, []int{7}},          // the bigram at 0 is followed by one token
+	} {
+		e.o.LookupMin = c.lo
+		if got := e.draft(&seq{tokens: c.toks}, c.k); !slices.Equal(got, c.want) {
+			t.Errorf("draft(%v, %d) = %v, want %v", c.toks, c.k, got, c.want)
+		}
+	}
+}
