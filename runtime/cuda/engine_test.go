@@ -216,3 +216,48 @@ func TestGrammarOnDevice(t *testing.T) {
 		t.Errorf("%q stopped, and is not JSON", text)
 	}
 }
+
+// TestSpeculateOnDevice runs the engine with drafts by prompt lookup
+// (engine.Options.Speculate) on the device, openchat-tiny in fp16: its
+// steps verify a sequence's draft in rows of their own (recorded as
+// graphs of their own, attention reading the rows the same step writes),
+// and every token a greedy request gets is the CPU reference's most likely
+// one after the same tokens, within fp16's rounding. The prompt repeats a
+// stretch, so that drafts are found and some held. Two requests run
+// together, one of them sampled (no drafts for it).
+func TestSpeculateOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	mc := load(t, fixtures.Path(t, "models/openchat-tiny"), cpu.New(0))
+	mg, ids, _ := tinyF16(t, b)
+	prompt := append(append([]int(nil), ids[:80]...), ids[1:60]...)
+	const tol = 3e-2
+	e, err := engine.New(engine.Options{Model: mg, Blocks: 64, BlockSize: 16, MaxLen: 256, StepTokens: 256, Speculate: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	sampled := make(chan []engine.Event, 1)
+	go func() { sampled <- submitPrompt(t, e, prompt, engine.Params{MaxTokens: 24, Temperature: 0.7, Seed: 3, SeedSet: true}) }()
+	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 48})
+	<-sampled
+	seq := append([]int(nil), prompt...)
+	for _, ev := range evs {
+		if !ev.Done {
+			seq = append(seq, ev.Token)
+		}
+	}
+	if last := evs[len(evs)-1]; !last.Done || last.FinishReason != "length" || len(seq)-len(prompt) != 48 {
+		t.Fatalf("greedy request: %d tokens, last event %+v", len(seq)-len(prompt), last)
+	}
+	lps, best := cpuLogprobs(t, mc, seq)
+	for i := len(prompt); i < len(seq); i++ {
+		if r := i - 1; lps[r] < best[r]-tol {
+			t.Errorf("token %d (%d): %.4f on the CPU, its best there %.4f", i-len(prompt), seq[i], lps[r], best[r])
+		}
+	}
+	st := e.Stats()
+	if st.Drafted == 0 || st.Accepted == 0 {
+		t.Errorf("%d draft tokens fed, %d held: the drafts' path did not run", st.Drafted, st.Accepted)
+	}
+	t.Logf("%d steps, %d draft tokens fed, %d held", st.Steps, st.Drafted, st.Accepted)
+}
