@@ -402,7 +402,9 @@ func TestServeCommand(t *testing.T) {
 	root.SetOut(io.Discard)
 	root.SetErr(&errb)
 	// The KV cache as a share of the memory free after loading.
-	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "0.05%", "--api-keys", "secret"})
+	// (With drafts by prompt lookup, whose counters /metrics shows.)
+	root.SetArgs([]string{"serve", "--model", model, "--port", "0", "--device", "cpu", "--kv-cache", "0.05%", "--api-keys", "secret",
+		"--speculate", "4", "--speculate-ngram", "1:3"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -430,6 +432,18 @@ func TestServeCommand(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"completion_tokens":5`) {
 		t.Errorf("completion: %d %s", resp.StatusCode, body)
+	}
+	req, _ = http.NewRequest("GET", url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer secret")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, name := range []string{"gptqtool_spec_decode_draft_tokens_total", "gptqtool_spec_decode_accepted_tokens_total"} {
+		if !strings.Contains(string(body), "\n"+name+" ") {
+			t.Errorf("/metrics has no %s:\n%s", name, body)
+		}
 	}
 	cancel()
 	select {
@@ -1267,6 +1281,23 @@ func TestHelpCompletesCommands(t *testing.T) {
 		out, _, err := run(t, tc.args...)
 		if err != nil || !strings.Contains(out, tc.want) {
 			t.Errorf("%v: %q, %v; want %q offered", tc.args, out, err, tc.want)
+		}
+	}
+}
+
+// TestServeSpeculateFlags: --speculate and --speculate-ngram values that
+// make no sense are refused by name before anything loads.
+func TestServeSpeculateFlags(t *testing.T) {
+	model := fixturePath(t, "models/stories260K-hf-mistral")
+	for _, c := range []struct{ flag, val, want string }{
+		{"--speculate-ngram", "3:2", "--speculate-ngram \"3:2\": want MIN:MAX"},
+		{"--speculate-ngram", "0:2", "1 <= MIN <= MAX"},
+		{"--speculate-ngram", "2", "such as 2:4"},
+		{"--speculate", "-1", "--speculate -1: want 0 (off)"},
+	} {
+		_, _, err := run(t, "serve", "--model", model, "--port", "0", "--device", "cpu", c.flag, c.val)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("serve %s %s: %v, want an error saying %q", c.flag, c.val, err, c.want)
 		}
 	}
 }

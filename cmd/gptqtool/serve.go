@@ -37,6 +37,8 @@ type serveFlags struct {
 	model, host, modelName, device, kvCache, maxBody, chatTemplate, logFormat string
 	dtype                                                                     string
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
+	speculate                                                                 int
+	speculateNgram                                                            string
 	apiKeys, allowedOrigins                                                   []string
 	requestTimeout, shutdownTimeout                                           time.Duration
 	systemMessages, ahead, prefixCache                                        bool
@@ -81,6 +83,8 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.IntVar(&f.stepTokens, "step-tokens", 0, "tokens one step processes (decoding one per sequence, prompt chunks the rest); 0: 2048 on cuda, 512 on cpu")
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "keep the KV blocks a request wrote for later prompts that start with the same tokens (vLLM's automatic prefix caching; --prefix-cache=false computes every prompt whole)")
 	fs.BoolVar(&f.ahead, "ahead", aheadDefault(), "issue a decode step before the previous step's tokens are read, where no penalty or log-probability needs them (GPTQTOOL_AHEAD=0 turns the default off)")
+	fs.IntVar(&f.speculate, "speculate", 0, "speculative decoding by prompt lookup (vLLM's ngram method): greedy requests' steps carry up to this many draft tokens, copied from where their last tokens occurred before in the prompt or output, and keep those the model confirms (the same output, fewer steps where text repeats); 0: off")
+	fs.StringVar(&f.speculateNgram, "speculate-ngram", "2:4", "MIN:MAX, the lengths of the last tokens --speculate looks up, longest first")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")
@@ -315,8 +319,16 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 		maxLen = held
 	}
 	start := time.Now()
+	lookMin, lookMax, err := parseNgram(f.speculateNgram)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if f.speculate < 0 {
+		return nil, usageError{fmt.Errorf("--speculate %d: want 0 (off) or more draft tokens", f.speculate)}
+	}
 	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
-		MaxRunning: f.maxRunning, StepTokens: stepTokens(f.stepTokens, b), Observer: srv.Observer(), NoAhead: !f.ahead, NoPrefixCache: !f.prefixCache})
+		MaxRunning: f.maxRunning, StepTokens: stepTokens(f.stepTokens, b), Observer: srv.Observer(), NoAhead: !f.ahead, NoPrefixCache: !f.prefixCache,
+		Speculate: f.speculate, LookupMin: lookMin, LookupMax: lookMax})
 	if err != nil {
 		return nil, err
 	}
@@ -392,4 +404,15 @@ func generationDefaults(be *server.Backend, gen *hfconfig.GenerationConfig, file
 		be.RepetitionPenalty = gen.RepetitionPenalty
 	}
 	return nil
+}
+
+// parseNgram reads --speculate-ngram's MIN:MAX (1 <= MIN <= MAX).
+func parseNgram(v string) (lo, hi int, err error) {
+	a, b, ok := strings.Cut(v, ":")
+	lo, err1 := strconv.Atoi(strings.TrimSpace(a))
+	hi, err2 := strconv.Atoi(strings.TrimSpace(b))
+	if !ok || err1 != nil || err2 != nil || lo < 1 || hi < lo {
+		return 0, 0, fmt.Errorf("--speculate-ngram %q: want MIN:MAX with 1 <= MIN <= MAX, such as 2:4", v)
+	}
+	return lo, hi, nil
 }
