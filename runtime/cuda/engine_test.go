@@ -237,7 +237,9 @@ func TestSpeculateOnDevice(t *testing.T) {
 	}
 	defer e.Close(context.Background())
 	sampled := make(chan []engine.Event, 1)
-	go func() { sampled <- submitPrompt(t, e, prompt, engine.Params{MaxTokens: 24, Temperature: 0.7, Seed: 3, SeedSet: true}) }()
+	go func() {
+		sampled <- submitPrompt(t, e, prompt, engine.Params{MaxTokens: 24, Temperature: 0.7, Seed: 3, SeedSet: true})
+	}()
 	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 48})
 	<-sampled
 	seq := append([]int(nil), prompt...)
