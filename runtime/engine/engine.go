@@ -572,6 +572,7 @@ func (e *Engine) verify(s *seq, draft, drawn []int) {
 	}
 	e.stats.Drafted += int64(len(draft))
 	e.stats.Accepted += int64(n)
+	s.sampler.Skip(n) // the draws of the kept rows after the first (rule took its own)
 	s.fed += 1 + n
 	s.kv.Len = s.fed
 	for _, tok := range drawn[:n+1] {
@@ -621,16 +622,12 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 			return // a prompt chunk, or a sequence to recompute
 		}
 	}
-	limit := e.o.SpeculateRows
-	if limit <= 0 {
-		limit = 8
-	}
+	limit := e.speculateRows()
 	bs := e.cache.Pool.BlockSize()
 	for i, s := range order {
 		st := &steps[i]
 		p := s.req.Params
-		if rows >= limit || s.fed < s.pre || !e.speculates(s) || st.Sample == nil || !st.Sample.Greedy() || len(st.Sample.Adjust) > 0 ||
-			st.Logits || st.AllLogits {
+		if rows >= limit || s.fed < s.pre || !e.speculates(s) || st.Sample == nil || st.Logits || st.AllLogits {
 			continue
 		}
 		// The step emits up to k+1 tokens and writes positions up to
@@ -643,19 +640,39 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 		if e.cache.Pool.Reserve(&s.kv, s.fed+1+k) != nil {
 			k = min(k, s.kv.Cap(bs)-s.fed-1)
 		}
-		if d := e.draft(s, k); len(d) > 0 {
-			st.Draft = d
-			rows += len(d)
+		d := e.draft(s, k)
+		if len(d) == 0 {
+			continue
+		}
+		st.Draft = d
+		rows += len(d)
+		// Each row draws as the token at its position would be drawn
+		// without the draft: the sampler's next uniform numbers (taken as
+		// the tokens are kept, verify) and the penalties and bans after the
+		// draft's tokens before it. A greedy rule that none of those
+		// change is the same for every row.
+		if p.Temperature > 0 && p.TopK != 1 || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || s.gen < p.MinTokens {
+			st.DraftRules = s.sampler.Peek(len(d))
+			for j := range st.DraftRules {
+				s.adjustments(&st.DraftRules[j], nil, d[:j+1])
+			}
 		}
 	}
 }
 
-// speculates says whether s's steps may carry drafts: a greedy sequence
-// whose next draws do not depend on its tokens but through the model.
+// speculates says whether s's steps may carry drafts: any sequence but
+// those that bring back log-probabilities (every row's logits) or follow a
+// grammar (whose mask after a draft token is not made).
 func (e *Engine) speculates(s *seq) bool {
-	p := s.req.Params
-	return e.o.Speculate > 0 && p.Temperature <= 0 && !p.Logprobs && s.match == nil && s.seen == nil &&
-		p.PresencePenalty == 0 && p.FrequencyPenalty == 0 && len(p.LogitBias) == 0 && s.gen >= p.MinTokens
+	return e.o.Speculate > 0 && !s.req.Params.Logprobs && s.match == nil
+}
+
+// speculateRows is Options.SpeculateRows or its default.
+func (e *Engine) speculateRows() int {
+	if e.o.SpeculateRows > 0 {
+		return e.o.SpeculateRows
+	}
+	return 8
 }
 
 // scorePrompts returns, for each sequence of step f that asked for every
@@ -741,7 +758,7 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	}
 	for _, s := range e.run {
 		p := s.req.Params
-		if !drew[s] || e.speculates(s) || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+		if !drew[s] || e.speculates(s) && len(e.run) < e.speculateRows() || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
 			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}
@@ -983,25 +1000,55 @@ const banned = runtime.Banned
 // penalty over the prompt's and those; vLLM's order) and, before
 // MinTokens, the stop tokens banned.
 func (s *seq) rule() *runtime.SampleParams {
-	p := s.req.Params
 	r := s.sampler.Next()
+	s.adjust = s.adjustments(&r, s.adjust[:0], nil)
+	return &r
+}
+
+// adjustments sets r's Adjust (appended to adj, which it returns) and mask
+// for the token after s's tokens and then extra (a draft's first tokens:
+// the rule of the draft's row after them, rules).
+func (s *seq) adjustments(r *runtime.SampleParams, adj []runtime.LogitAdjust, extra []int) []runtime.LogitAdjust {
+	p := s.req.Params
+	count := func(t int) int {
+		c := s.counts[t]
+		for _, x := range extra {
+			if x == t {
+				c++
+			}
+		}
+		return c
+	}
 	sub := func(t int) float32 {
-		if c := s.counts[t]; c > 0 {
+		if c := count(t); c > 0 {
 			return float32(p.PresencePenalty + p.FrequencyPenalty*float64(c))
 		}
 		return 0
 	}
-	adj := s.adjust[:0]
+	// The tokens penalized: those seen (repetition penalty) or generated,
+	// and extra's not among them.
+	var more []int
+	for _, t := range extra {
+		if (s.seen != nil && !s.seen[t] || s.seen == nil && s.counts[t] == 0) && !slices.Contains(more, t) {
+			more = append(more, t)
+		}
+	}
 	if s.seen != nil {
 		for t := range s.seen {
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: float32(p.RepetitionPenalty), Sub: sub(t)})
+		}
+		for _, t := range more {
 			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: float32(p.RepetitionPenalty), Sub: sub(t)})
 		}
 	} else if p.PresencePenalty != 0 || p.FrequencyPenalty != 0 {
 		for t := range s.counts {
 			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: sub(t)})
 		}
+		for _, t := range more {
+			adj = append(adj, runtime.LogitAdjust{Token: t, Rep: 1, Sub: sub(t)})
+		}
 	}
-	ban := s.gen < p.MinTokens
+	ban := s.gen+len(extra) < p.MinTokens
 	if len(p.LogitBias) > 0 || ban {
 		// (At most one entry a token: what is there takes the rest.)
 		at := make(map[int]int, len(adj))
@@ -1038,8 +1085,8 @@ func (s *seq) rule() *runtime.SampleParams {
 		}
 		adj = keep
 	}
-	s.adjust, r.Adjust = adj, adj
-	return &r
+	r.Adjust = adj
+	return adj
 }
 
 // emit sends s's drawn token tok (or ends s): logits are its row's, for

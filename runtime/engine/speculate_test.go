@@ -8,9 +8,12 @@ import (
 
 // TestSpeculativeMatchesPlain: with drafts by prompt lookup
 // (Options.Speculate) every request gives exactly the tokens and finish of
-// the engine without them: greedy requests alone and beside sampled and
-// penalized ones (which take no drafts), requests ended by max_tokens, by
-// the context, and by a stop token inside an accepted draft, and under
+// the engine without them: greedy and seeded sampled requests (each row of
+// a draft drawn with the uniform number its position takes without
+// drafts), with repetition, presence and frequency penalties counting the
+// draft's tokens before each row, with min_tokens banning stop tokens
+// within a draft, requests ended by max_tokens, by the context, and by a
+// stop token inside an accepted draft, alone, batched and under
 // preemption. Drafts were fed and some held, so the path ran.
 func TestSpeculativeMatchesPlain(t *testing.T) {
 	m, prompt, greedy := stories(t)
@@ -36,8 +39,11 @@ func TestSpeculativeMatchesPlain(t *testing.T) {
 		{short, Params{MaxTokens: 3}},
 		{prompt, Params{MaxTokens: 200, StopTokens: []int{stop}}},
 		{echo, Params{MaxTokens: 40, Temperature: 0.8, Seed: 7, SeedSet: true}},
+		{echo, Params{MaxTokens: 40, Temperature: 0.5, TopP: 0.9, TopK: 20, Seed: 9, SeedSet: true}},
 		{prompt, Params{MaxTokens: 40, RepetitionPenalty: 1.3}},
+		{echo, Params{MaxTokens: 40, PresencePenalty: 0.5, FrequencyPenalty: 0.3, Temperature: 0.7, Seed: 5, SeedSet: true}},
 		{echo, Params{MaxTokens: 30, MinTokens: 10, StopTokens: []int{stop}}},
+		{echo, Params{MaxTokens: 30, LogitBias: map[int]float32{stop: 2}}},
 	}
 	run := func(o Options, together bool) ([][]int, []Event, Stats) {
 		e := newEngine(t, m, o)
@@ -93,6 +99,19 @@ func TestSpeculativeMatchesPlain(t *testing.T) {
 			t.Errorf("%s: nothing was preempted", c.name)
 		}
 		t.Logf("%s: %d steps, %d draft tokens fed, %d held", c.name, st.Steps, st.Drafted, st.Accepted)
+	}
+	// The sampled, penalized and banning requests take drafts themselves,
+	// and keep some.
+	for _, i := range []int{4, 5, 7, 8} {
+		e := newEngine(t, m, Options{MaxLen: 512, Speculate: 4})
+		ch, err := e.Submit(context.Background(), Request{Prompt: reqs[i].prompt, Params: reqs[i].p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		collect(t, ch)
+		if st := e.Stats(); st.Accepted == 0 {
+			t.Errorf("request %d (%+v) alone: %d draft tokens fed, %d held", i, reqs[i].p, st.Drafted, st.Accepted)
+		}
 	}
 	// The context's end: a request that runs into MaxLen.
 	e0 := newEngine(t, m, Options{MaxLen: len(echo) + 9})

@@ -185,7 +185,7 @@ func (m *Model) greedySlot(c *PagedCache, seqs []StepSeq) int {
 		return -1
 	}
 	for _, s := range seqs {
-		if s.Logits || s.Sample == nil || !s.Sample.Greedy() || len(s.Sample.Adjust) > 0 || s.Sample.Allow != nil {
+		if s.Logits || s.Sample == nil || !s.Sample.Greedy() || len(s.Sample.Adjust) > 0 || s.Sample.Allow != nil || s.DraftRules != nil {
 			return -1
 		}
 	}
@@ -345,7 +345,11 @@ func (m *Model) readOut(c *PagedCache, lg runtime.Tensor, seqs []StepSeq, rows [
 			// (A draft's rows follow the sequence's own, each drawing
 			// under the same rule.)
 			for r := range 1 + len(s.Draft) {
-				drawRows, drawSeqs, rules = append(drawRows, rows[i]+r), append(drawSeqs, i), append(rules, *s.Sample)
+				rule := *s.Sample
+				if r > 0 && s.DraftRules != nil {
+					rule = s.DraftRules[r-1]
+				}
+				drawRows, drawSeqs, rules = append(drawRows, rows[i]+r), append(drawSeqs, i), append(rules, rule)
 			}
 		}
 	}

@@ -106,6 +106,28 @@ func TestStepDraft(t *testing.T) {
 	if worst > 1e-3 {
 		t.Errorf("after setting Len back, logits differ from the unbatched path by %.3g", worst)
 	}
+	// Sampled rows, each under a rule of its own (DraftRules): row j's
+	// draw is the reference rule's on the logits after the draft's first j
+	// tokens.
+	bHist := append(append(slices.Clone(other), bNext), toks[0])
+	rules := []runtime.SampleParams{{Temperature: 0.8, U: 0.3}, {Temperature: 0.8, U: 0.55}, {Temperature: 1.2, TopK: 5, U: 0.9}}
+	bDraft := []int{g[0], g[1]}
+	p, err = m.StepAhead(c, []StepSeq{{Seq: &sb, Tokens: []int{toks[0]}, Draft: bDraft, Sample: &rules[0], DraftRules: rules[1:]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for j, got := range p.Drafted(0) {
+		lg, err := m.ForwardLast(append(slices.Clone(bHist), bDraft[:j]...), nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := runtime.DrawFinite(lg, rules[j]); got != want {
+			t.Errorf("sampled row %d drew %d, the reference rule %d", j, got, want)
+		}
+	}
 }
 
 // TestStepDraftRefused checks the drafts StepAhead refuses, by what they
@@ -127,8 +149,10 @@ func TestStepDraftRefused(t *testing.T) {
 		want string
 	}{
 		{StepSeq{Seq: &s, Tokens: []int{1, 2}, Draft: []int{3}, Sample: greedy}, "one new token"},
-		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}}, "greedy draw"},
-		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: &runtime.SampleParams{Temperature: 0.8}}, "greedy draw"},
+		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}}, "a draw without a mask"},
+		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: &runtime.SampleParams{Allow: []uint64{1}}}, "without a mask"},
+		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: greedy, DraftRules: []runtime.SampleParams{{Allow: []uint64{1}}}}, "without a mask"},
+		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3, 4}, Sample: greedy, DraftRules: []runtime.SampleParams{{}}}, "1 draft rules for 2"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: greedy, Logits: true}, "no logits"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{m.Vocab()}, Sample: greedy}, "draft token id"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: make([]int, 8), Sample: greedy}, "its blocks hold 8"},

@@ -25,12 +25,34 @@ type Options struct {
 // concurrent use.
 type Sampler struct {
 	opts Options
+	src  *rand.PCG
 	rng  *rand.Rand
 }
 
 // New returns a sampler for o.
 func New(o Options) *Sampler {
-	return &Sampler{opts: o, rng: rand.New(rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15))}
+	src := rand.NewPCG(o.Seed, o.Seed^0x9e3779b97f4a7c15)
+	return &Sampler{opts: o, src: src, rng: rand.New(src)}
+}
+
+// Peek returns the rules of the next n draws without taking them: Next
+// returns them in turn afterwards (speculative decoding draws the tokens
+// of a draft's rows with them, and takes only the draws it keeps, Skip).
+func (s *Sampler) Peek(n int) []runtime.SampleParams {
+	src := *s.src
+	ahead := &Sampler{opts: s.opts, src: &src, rng: rand.New(&src)}
+	out := make([]runtime.SampleParams, n)
+	for i := range out {
+		out[i] = ahead.Next()
+	}
+	return out
+}
+
+// Skip takes the next n draws unused.
+func (s *Sampler) Skip(n int) {
+	for range n {
+		s.Next()
+	}
 }
 
 // Greedy returns the index of the largest logit, the lowest on ties. NaN

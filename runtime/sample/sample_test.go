@@ -189,3 +189,36 @@ func ExampleSampler_Sample() {
 	fmt.Println(id == 1 || id == 2)
 	// Output: true
 }
+
+// TestPeekSkip: Peek gives the rules Next gives afterwards, in order,
+// without taking them, and Skip takes them unused; greedy rules carry no
+// uniform number.
+func TestPeekSkip(t *testing.T) {
+	o := Options{Temperature: 0.8, TopP: 0.9, Seed: 11}
+	a, b := New(o), New(o)
+	a.Next()
+	b.Next()
+	ahead := a.Peek(5)
+	again := a.Peek(5)
+	for i := range ahead {
+		if again[i].U != ahead[i].U {
+			t.Fatalf("a second Peek gave %v, the first %v", again, ahead)
+		}
+	}
+	for i, want := range ahead[:2] {
+		if got := a.Next(); got.U != want.U || got.Temperature != 0.8 || got.TopP != 0.9 {
+			t.Errorf("Next %d after Peek: %+v, peeked %+v", i, got, want)
+		}
+	}
+	a.Skip(2)
+	if got := a.Next(); got.U != ahead[4].U {
+		t.Errorf("after Skip(2), Next's U %v, want the fifth peeked %v", got.U, ahead[4].U)
+	}
+	b.Skip(4)
+	if got := b.Next(); got.U != ahead[4].U {
+		t.Errorf("a sampler that only skipped: U %v, want %v", got.U, ahead[4].U)
+	}
+	if g := New(Options{Seed: 1}).Peek(3); g[0].U != 0 || g[2].U != 0 {
+		t.Errorf("greedy rules peeked with U: %+v", g)
+	}
+}
