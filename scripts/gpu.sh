@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench]
+#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +101,13 @@ for step in $steps; do
     run stream-bench "${STREAM_TIMEOUT:-300}" "$bin/cuda.test" -test.run '^$' -test.bench "${STREAM_BENCH:-Stream|GridPhases}" \
       -test.benchtime ${STREAM_TIMES:-30}x
     grep -E '^Benchmark' "$LOGS/stream-bench.log" | tee -a "$summary"
+    ;;
+  specbench)
+    # Speculative decoding by prompt lookup on the engine (BenchmarkSpeculate:
+    # openchat-tiny in fp16, drafts of 0 / 3 / 7, a repeating prompt and a
+    # plain one).
+    run spec-bench 300 "$bin/cuda.test" -test.run '^$' -test.bench Speculate -test.benchtime ${SPEC_TIMES:-5}x
+    grep -E '^Benchmark' "$LOGS/spec-bench.log" | tee -a "$summary"
     ;;
   attnbench)
     # Decode attention of a 7B layer for contexts of 256-4096 positions and
