@@ -197,6 +197,11 @@ for step in $steps; do
           note "serve7b $load with $e ($sb):"
           grep -E '"(requests|errors|first_error|prompt_tokens|completion_tokens|seconds|tokens_per_second|prompt_tokens_per_second|p50_s|p99_s|max_s)"' "$LOGS/serve7b-$load$sfx.json" | tr -d '\n' | tee -a "$summary"
           echo | tee -a "$summary"
+          # (With --speculate: the draft tokens fed and held so far.)
+          case "$sflags" in *--speculate*)
+            (exec 3<>/dev/tcp/127.0.0.1/18999 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && grep -E '^gptqtool_spec_decode' <&3) 2>/dev/null | tr '\n' ' ' | tee -a "$summary"
+            echo | tee -a "$summary" ;;
+          esac
         done
         kill -TERM $spid
         wait $spid
