@@ -198,7 +198,9 @@ type Options struct {
 	// sequences (no prompt chunk) of at most SpeculateRows rows with their
 	// drafts (0: 8, the rows whose products read the weights once), and
 	// such sequences' steps are not issued ahead (their drafts need the
-	// token in flight).
+	// token in flight). A sequence whose drafts find no n-gram or keep no
+	// token twice in a row looks again only after 2, 4, ... 32 steps, which
+	// may go ahead.
 	Speculate     int
 	SpeculateRows int
 	// LookupMin and LookupMax bound the n-grams looked up (0: 2 and 4).
@@ -264,7 +266,10 @@ type seq struct {
 	allowed []uint64
 	end     bool
 	allow   []uint64
-	stale   bool
+	stale   bool	// misses counts the latest drafts in a row that found no n-gram or
+	// kept no token (Options.Speculate), wait the steps s takes without a
+	// draft before it looks again, and so may be issued ahead.
+	misses, wait int
 }
 
 // inflight is a step issued and not yet read.
@@ -535,6 +540,9 @@ func (e *Engine) read() {
 			e.verify(s, st.Draft, f.p.Drafted(i))
 			continue
 		}
+		if s.wait > 0 {
+			s.wait--
+		}
 		if st.AllLogits {
 			s.promptLP = append(s.promptLP, scored[i]...)
 		}
@@ -572,6 +580,11 @@ func (e *Engine) verify(s *seq, draft, drawn []int) {
 	}
 	e.stats.Drafted += int64(len(draft))
 	e.stats.Accepted += int64(n)
+	if n == 0 {
+		s.miss()
+	} else {
+		s.misses = 0
+	}
 	s.sampler.Skip(n) // the draws of the kept rows after the first (rule took its own)
 	s.fed += 1 + n
 	s.kv.Len = s.fed
@@ -627,7 +640,7 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 	for i, s := range order {
 		st := &steps[i]
 		p := s.req.Params
-		if rows >= limit || s.fed < s.pre || !e.speculates(s) || st.Sample == nil || st.Logits || st.AllLogits {
+		if rows >= limit || s.fed < s.pre || !e.speculates(s) || s.wait > 0 || st.Sample == nil || st.Logits || st.AllLogits {
 			continue
 		}
 		// The step emits up to k+1 tokens and writes positions up to
@@ -642,6 +655,7 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 		}
 		d := e.draft(s, k)
 		if len(d) == 0 {
+			s.miss()
 			continue
 		}
 		st.Draft = d
@@ -657,6 +671,17 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 				s.adjustments(&st.DraftRules[j], nil, d[:j+1])
 			}
 		}
+	}
+}
+
+// miss notes a draft of s that found no n-gram or kept no token: after
+// two in a row, s takes 2, 4, ... up to 32 steps without drafts (which
+// may be issued ahead) before it looks again, so that text that does not
+// repeat costs little more than the steps not issued ahead between.
+func (s *seq) miss() {
+	s.misses++
+	if s.misses >= 2 {
+		s.wait = 1 << min(s.misses-1, 5)
 	}
 }
 
@@ -758,7 +783,7 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	}
 	for _, s := range e.run {
 		p := s.req.Params
-		if !drew[s] || e.speculates(s) && len(e.run) < e.speculateRows() || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+		if !drew[s] || e.speculates(s) && s.wait == 0 && len(e.run) < e.speculateRows() || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
 			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}

@@ -156,3 +156,32 @@ func TestDraftLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestSpeculateBackOff: a request whose text rarely repeats (sampled at
+// temperature 1.5) stops looking for drafts after misses, and its steps
+// are issued ahead meanwhile (Stats.Ahead), with the same tokens as
+// without drafts.
+func TestSpeculateBackOff(t *testing.T) {
+	m, prompt, _ := stories(t)
+	p := Params{MaxTokens: 150, Temperature: 1.5, Seed: 3, SeedSet: true}
+	var toks [2][]int
+	var st [2]Stats
+	for j, k := range []int{0, 4} {
+		e := newEngine(t, m, Options{Speculate: k})
+		ch, err := e.Submit(context.Background(), Request{Prompt: prompt[:4], Params: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks[j], _ = collect(t, ch)
+		st[j] = e.Stats()
+	}
+	if !slices.Equal(toks[0], toks[1]) {
+		t.Errorf("with drafts %v, without %v", toks[1], toks[0])
+	}
+	// Without drafts nearly every step goes ahead; with them, the steps
+	// between looks do.
+	if st[1].Ahead < st[0].Ahead/2 || st[1].Ahead == 0 {
+		t.Errorf("%d steps issued ahead with drafts (%d fed, %d held), %d without", st[1].Ahead, st[1].Drafted, st[1].Accepted, st[0].Ahead)
+	}
+	t.Logf("ahead %d of %d steps with drafts (%d fed, %d held), %d of %d without", st[1].Ahead, st[1].Steps, st[1].Drafted, st[1].Accepted, st[0].Ahead, st[0].Steps)
+}
