@@ -266,7 +266,8 @@ type seq struct {
 	allowed []uint64
 	end     bool
 	allow   []uint64
-	stale   bool // misses counts the latest drafts in a row that found no n-gram or
+	stale   bool
+	// misses counts the latest drafts in a row that found no n-gram or
 	// kept no token (Options.Speculate), wait the steps s takes without a
 	// draft before it looks again, and so may be issued ahead.
 	misses, wait int
