@@ -333,7 +333,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if chat {
 		resp := openai.ChatCompletion{ID: id, Object: "chat.completion", Created: now(), Model: model, Usage: usage}
 		for _, c := range choices {
-			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: c.text.String()}, FinishReason: c.finish}
+			text := c.text.String()
+			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: &text}, FinishReason: c.finish}
 			if req.Logprobs {
 				ch.Logprobs = &openai.ChatLogprobs{Content: c.chatLP}
 				if ch.Logprobs.Content == nil {

@@ -665,10 +665,42 @@ type TextLogprobs struct {
 	TextOffset    []int                `json:"text_offset"`
 }
 
-// ChatMessage is the assistant message of a chat choice.
+// ChatMessage is the assistant message of a chat choice: its text, or
+// (Content nil, null on the wire) the tools it calls.
 type ChatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
+	Role      string     `json:"role"`
+	Content   *string    `json:"content"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+}
+
+// ToolCall is one call of an assistant message's tool_calls.
+type ToolCall struct {
+	ID       string       `json:"id"`
+	Type     string       `json:"type"`
+	Function FunctionCall `json:"function"`
+}
+
+// FunctionCall is the function a ToolCall calls; Arguments is a JSON
+// object's text.
+type FunctionCall struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// ToolCallDelta is a streamed piece of tool call Index: its first carries
+// ID, Type and the name, the others pieces of the arguments' text, which
+// concatenate to FunctionCall.Arguments.
+type ToolCallDelta struct {
+	Index    int           `json:"index"`
+	ID       string        `json:"id,omitempty"`
+	Type     string        `json:"type,omitempty"`
+	Function FunctionDelta `json:"function"`
+}
+
+// FunctionDelta is the function part of a ToolCallDelta.
+type FunctionDelta struct {
+	Name      string `json:"name,omitempty"`
+	Arguments string `json:"arguments"`
 }
 
 // ChatChoice is one choice of a chat completion.
@@ -691,8 +723,9 @@ type ChatCompletion struct {
 
 // Delta is the change a chat chunk carries.
 type Delta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Content   *string         `json:"content,omitempty"`
+	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 // ChunkChoice is one choice of a chat stream chunk.
