@@ -60,7 +60,8 @@ func newServeCmd() *cobra.Command {
 Requests are batched continuously over a paged KV cache; a full queue answers 429 with
 Retry-After. openchat models are also served as "openchat_3.5" and accept openchat's
 condition field ("GPT4 Correct", "Math Correct"); generation stops at <|end_of_turn|> and the
-model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
+model's EOS ids. Chats take tools (tool_choice none, auto, required or one function): the reply
+is grammar-constrained JSON, so that a call's arguments always match its tool's parameters. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
 --shutdown-timeout; a second one cuts them at once. Either way serve exits 0, its normal end
 (not the 130 or 143 of the other commands).`,
 		Args: exactArgs(0),
@@ -89,7 +90,7 @@ model's EOS ids. SIGTERM or SIGINT stops accepting requests and lets those in fl
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")
 	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: tokenizer_config.json's chat_template)")
-	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them)")
+	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them; a chat's tools are then described in its first user message)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "access log format on stderr: json or text")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "answer CORS preflights of the API and allow these origins (comma separated, such as https://app.example:8443, or * for any); default: no CORS")
 	return cmd

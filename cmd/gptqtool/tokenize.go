@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/server"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 	"github.com/spf13/cobra"
 )
@@ -47,7 +48,8 @@ Face tokenizer, serve's /tokenize and generate's prompt match them;
 With --chat FILE ("-" for standard input) it renders a JSON list of
 {"role","content"} messages (or a chat request {"messages": [...]}; read as serve
 reads them: content a string or OpenAI's text parts; roles system, developer
-(taken as system), user, assistant) with the chat template
+(taken as system), user, assistant, tool; an assistant's tool_calls, a tool's
+result and a request's tools rendered as serve renders them) with the chat template
 and prints the ids, BOS as the template puts it. With --decode, TEXT is a list
 of ids (spaces or commas, one argument or several) and the text is printed.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -124,15 +126,17 @@ func runTokenize(cmd *cobra.Command, o tokenizeOptions, args []string) error {
 	var ids []int
 	switch {
 	case o.chat != "":
-		msgs, err := readMessages(cmd.InOrStdin(), o.chat)
+		req, err := readMessages(cmd.InOrStdin(), o.chat)
 		if err != nil {
 			return err
 		}
-		ids, err = tok.EncodeChat(msgs, tokenizer.ChatOptions{
+		opts := tokenizer.ChatOptions{
 			Template:            o.template,
 			AddGenerationPrompt: !o.noGenPrompt,
 			SystemMessages:      o.system,
-		})
+		}
+		msgs, _ := server.ChatMessages(req, tok, opts)
+		ids, err = tok.EncodeChat(msgs, opts)
 		if err != nil {
 			return err
 		}
@@ -189,8 +193,9 @@ func readStdinText(stdin io.Reader, cmd string) (string, error) {
 	return strings.TrimSuffix(s, "\n"), nil
 }
 
-// readMessages reads a JSON list of messages or {"messages": [...]}.
-func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
+// readMessages reads a JSON list of messages or {"messages": [...]} (with
+// tools, tool_choice and the other fields of a chat request serve reads).
+func readMessages(stdin io.Reader, path string) (*openai.Request, error) {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -201,9 +206,10 @@ func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenize: --chat: %w", err)
 	}
-	// The messages are read as serve reads a chat request's (OpenAI's
-	// content parts, developer taken as system): a bare list is the
-	// request's "messages".
+	// The messages are read and rendered as serve reads a chat
+	// request's (OpenAI's content parts, developer taken as system, tool
+	// calls and results, tools described): a bare list is the request's
+	// "messages".
 	body := bytes.TrimSpace(data)
 	if len(body) > 0 && body[0] == '[' {
 		body = append(append([]byte(`{"messages":`), body...), '}')
@@ -212,11 +218,7 @@ func readMessages(stdin io.Reader, path string) ([]tokenizer.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenize: --chat %s: want a JSON list of {\"role\",\"content\"} or {\"messages\": [...]}: %w", path, err)
 	}
-	msgs := make([]tokenizer.Message, len(req.Messages))
-	for i, m := range req.Messages {
-		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
-	}
-	return msgs, nil
+	return req, nil
 }
 
 // parseIDs parses ids separated by spaces, commas or brackets ("[1, 2]" works).

@@ -122,9 +122,21 @@ func TestTokenizeChatDeveloper(t *testing.T) {
 			}
 		})
 	}
-	_, err := runRoot(t, `[{"role":"tool","content":"x"}]`, "tokenize", "--model", openchatTokDir, "--chat", "-")
-	if err == nil || !strings.Contains(err.Error(), "want system, developer, user or assistant") {
-		t.Errorf("a tool message: %v, want an error naming the roles taken", err)
+	_, err := runRoot(t, `[{"role":"wizard","content":"x"}]`, "tokenize", "--model", openchatTokDir, "--chat", "-")
+	if err == nil || !strings.Contains(err.Error(), "want system, developer, user, assistant or tool") {
+		t.Errorf("a wizard message: %v, want an error naming the roles taken", err)
+	}
+	// A tool message renders as serve renders it: a user message holding
+	// the result, with the name of the call it answers.
+	tool, err := runRoot(t, `[`+user+`,{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c1","content":"42"}]`,
+		"tokenize", "--model", openchatTokDir, "--chat", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	same, err := runRoot(t, `[`+user+`,{"role":"assistant","content":"{\"tool_calls\":[{\"name\":\"f\",\"arguments\":{}}]}"},{"role":"user","content":"{\"tool_response\":{\"tool_call_id\":\"c1\",\"name\":\"f\",\"content\":\"42\"}}"}]`,
+		"tokenize", "--model", openchatTokDir, "--chat", "-")
+	if err != nil || tool != same {
+		t.Errorf("a tool call and its result: %s, want the ids of the hand-written messages, %s (%v)", tool, same, err)
 	}
 }
 

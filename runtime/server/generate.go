@@ -141,7 +141,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			p.LogitBias[id] = float32(v)
 		}
 	}
-	if req.Schema != nil || req.Choice != nil {
+	if req.Schema != nil || req.Choice != nil || req.CallsTools() {
 		g, err := s.grammar(b, req)
 		if err != nil {
 			badRequest(w, err)
@@ -212,6 +212,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				// A choice's text is the answer byte for byte, a
 				// leading space too.
 				c.dec.Continue()
+			}
+			if req.CallsTools() {
+				c.reply = newReplyScanner(newCallID)
 			}
 			choices = append(choices, c)
 		}
@@ -335,6 +338,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		for _, c := range choices {
 			text := c.text.String()
 			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: &text}, FinishReason: c.finish}
+			if c.reply != nil {
+				ch.Message, ch.FinishReason = toolMessage(text, c.finish)
+			}
 			if req.Logprobs {
 				ch.Logprobs = &openai.ChatLogprobs{Content: c.chatLP}
 				if ch.Logprobs.Content == nil {
@@ -405,6 +411,30 @@ type choice struct {
 	chatLP      []openai.LogprobContent
 	textLP      openai.TextLogprobs
 	stopSeen    bool // a stop string ended it; its engine request was cancelled
+	// reply reads a tool-calling reply as it streams (nil without tools
+	// to call).
+	reply *replyScanner
+}
+
+// toolMessage is the message and finish reason of a whole tool-calling
+// reply: its calls (content null, finish_reason "tool_calls") or its
+// response's text; a reply that is not complete JSON (cut by max_tokens,
+// a stop string) is the raw text, as vLLM gives it, and finish as it is.
+func toolMessage(text, finish string) (openai.ChatMessage, string) {
+	m := openai.ChatMessage{Role: "assistant"}
+	r, ok := parseReply(text)
+	switch {
+	case !ok:
+		m.Content = &text
+		return m, finish
+	case r.calls == nil:
+		m.Content = &r.response
+		return m, "stop"
+	}
+	for _, f := range r.calls {
+		m.ToolCalls = append(m.ToolCalls, openai.ToolCall{ID: newCallID(), Type: "function", Function: f})
+	}
+	return m, "tool_calls"
 }
 
 // continuePrompt sets c's decoder where the prompt's text ends, so that
@@ -751,7 +781,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		// A token whose text is held back (a possible stop string's
 		// start, part of a character) or cut by a stop string still has
 		// its log-probabilities sent, as the whole response lists them.
-		if u.text != "" || u.chatLP != nil || u.textLP != nil {
+		if c.reply != nil {
+			// A tool-calling reply: the response's text, or the calls'
+			// deltas, never the JSON around them.
+			content, deltas := c.reply.Feed(u.text)
+			var lp *openai.ChatLogprobs
+			if u.chatLP != nil {
+				lp = &openai.ChatLogprobs{Content: u.chatLP}
+			}
+			for _, d := range deltas {
+				send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{ToolCalls: []openai.ToolCallDelta{d}}, Logprobs: lp}))
+				lp = nil
+			}
+			if content != "" || lp != nil {
+				cc := openai.ChunkChoice{Index: c.index, Logprobs: lp}
+				if content != "" {
+					cc.Delta.Content = &content
+				}
+				send(chatOf(cc))
+			}
+		} else if u.text != "" || u.chatLP != nil || u.textLP != nil {
 			if chat {
 				text := u.text
 				cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Content: &text}}
@@ -773,6 +822,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		}
 		if u.final {
 			finish := c.finish
+			if c.reply != nil && c.reply.Done() {
+				finish = "stop"
+				if c.reply.Form() == "tool_calls" {
+					finish = "tool_calls"
+				}
+			}
 			if chat {
 				send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{}, FinishReason: &finish}))
 			} else {

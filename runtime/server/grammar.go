@@ -26,9 +26,10 @@ type grammars struct {
 	byKey   map[string]*grammar.Grammar
 }
 
-// grammar returns what constrains req's output (req.Schema or
-// req.Choice) compiled over b's vocabulary; a schema the compiler refuses
-// is a FieldError naming the schema's field.
+// grammar returns what constrains req's output (its tools' reply,
+// req.Schema or req.Choice) compiled over b's vocabulary; a schema the
+// compiler refuses is a FieldError naming the schema's field (a tool's
+// parameters: tools[i].function.parameters).
 func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, error) {
 	c := &s.grammars
 	c.mu.Lock()
@@ -41,33 +42,76 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		c.backend, c.vocab, c.byKey = b, v, map[string]*grammar.Grammar{}
 	}
 	var key bytes.Buffer
-	if req.Choice != nil {
+	var schema []byte
+	switch {
+	case req.CallsTools():
+		var err error
+		if schema, err = toolSchema(req); err != nil {
+			return nil, err
+		}
+		key.WriteString("tools ")
+		key.Write(schema)
+	case req.Choice != nil:
 		list, _ := json.Marshal(req.Choice)
 		key.WriteString("choice ")
 		key.Write(list)
-	} else if err := json.Compact(&key, req.Schema); err != nil {
-		return nil, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
+	default:
+		if err := json.Compact(&key, req.Schema); err != nil {
+			return nil, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
+		}
+		schema = req.Schema
 	}
 	if g, ok := c.byKey[key.String()]; ok {
 		return g, nil
 	}
 	var g *grammar.Grammar
 	var err error
-	if req.Choice != nil {
+	field := req.SchemaField
+	switch {
+	case req.CallsTools():
+		// Each tool first, so that what the compiler refuses is named in
+		// it (tools[i].function.parameters): its parameters alone (a
+		// keyword, at its path there), then as the one tool a reply must
+		// call (arguments nested too deep once inside the reply, where
+		// under auto the response would still compile).
+		for i, t := range req.Tools {
+			field := fmt.Sprintf("tools[%d].function.parameters", i)
+			if _, err := grammar.Compile(t.Parameters, c.vocab); err != nil {
+				return nil, schemaError(err, field, "")
+			}
+			one := *req
+			one.ToolChoice, one.ToolName = openai.ToolChoiceFunction, t.Name
+			alone, err := toolSchema(&one)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := grammar.Compile(alone, c.vocab); err != nil {
+				return nil, schemaError(err, field, "inside a tool call, 3 levels deep in the reply: ")
+			}
+		}
+		field = "tools"
+		g, err = grammar.Compile(schema, c.vocab)
+	case req.Choice != nil:
 		g, err = grammar.Choice(req.Choice, c.vocab)
-	} else {
-		g, err = grammar.Compile(req.Schema, c.vocab)
+	default:
+		g, err = grammar.Compile(schema, c.vocab)
 	}
 	if err != nil {
-		var se *grammar.SchemaError
-		if errors.As(err, &se) {
-			return nil, &openai.FieldError{Field: req.SchemaField, Msg: err.Error()}
-		}
-		return nil, err
+		return nil, schemaError(err, field, "")
 	}
 	if len(c.byKey) >= maxGrammars {
 		clear(c.byKey)
 	}
 	c.byKey[key.String()] = g
 	return g, nil
+}
+
+// schemaError is a FieldError naming field for a schema the compiler
+// refuses (its message after what), or err as it is.
+func schemaError(err error, field, what string) error {
+	var se *grammar.SchemaError
+	if errors.As(err, &se) {
+		return &openai.FieldError{Field: field, Msg: what + err.Error()}
+	}
+	return err
 }

@@ -7,6 +7,9 @@
 //	GET  /v1/models, /v1/models/{model}, /health, /metrics (Prometheus), /  (a chat page)
 //	POST /tokenize, /detokenize; GET /tokenizer_info (vLLM's)
 //
+// Chats call tools (tools.go): the reply is constrained to one JSON object
+// that the server turns into OpenAI's tool_calls, or a plain answer.
+//
 // Requests are decoded field by field (package openai): unknown fields
 // are ignored, a wrong type is a 400 naming the field, a prompt longer than
 // the context is a 400. Stop strings are honoured across token boundaries
@@ -551,12 +554,16 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 	default:
 		return nil, &openai.FieldError{Field: "condition", Msg: fmt.Sprintf("%q: want \"GPT4 Correct\" or \"Math Correct\"", req.Condition)}
 	}
-	msgs := make([]tokenizer.Message, len(req.Messages))
-	for i, m := range req.Messages {
-		msgs[i] = tokenizer.Message{Role: m.Role, Content: m.Content}
-	}
+	msgs, from := ChatMessages(req, b.Tokenizer, opts)
 	ids, err := b.Tokenizer.EncodeChat(msgs, opts)
 	if err != nil {
+		var me *tokenizer.MessageError
+		if errors.As(err, &me) && me.Index < len(from) {
+			if from[me.Index] < 0 {
+				return nil, &openai.FieldError{Field: "tools", Msg: fmt.Sprintf("the tools' description: %v", me.Err)}
+			}
+			me.Index = from[me.Index]
+		}
 		return nil, chatError(err, req.Condition)
 	}
 	return ids, nil

@@ -1366,9 +1366,9 @@ func TestChatSetupErrors(t *testing.T) {
 }
 
 // TestChatRoles: OpenAI's developer role (its newer name for system) is
-// taken as system, kept or dropped as system messages are; a tool (or
-// function) message is a 400 naming messages[i].role, saying that tool
-// calling is not supported and which roles are.
+// taken as system, kept or dropped as system messages are; a function
+// message (the legacy function calling API) is a 400 naming
+// messages[i].role and pointing to tool messages.
 func TestChatRoles(t *testing.T) {
 	ts := startServer(t, serverConfig{})
 	tokens := func(t *testing.T, msgs string) string {
@@ -1401,14 +1401,14 @@ func TestChatRoles(t *testing.T) {
 			}
 		})
 	}
-	code, data := post(t, ts, "/v1/chat/completions", `{"messages": [`+user+`, {"role": "tool", "tool_call_id": "c1", "content": "42"}]}`)
+	code, data := post(t, ts, "/v1/chat/completions", `{"messages": [`+user+`, {"role": "function", "name": "f", "content": "42"}]}`)
 	r := decode(t, data)
 	if code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != "messages[1].role" {
-		t.Fatalf("a tool message: %d %s, want a 400 naming messages[1].role", code, data)
+		t.Fatalf("a function message: %d %s, want a 400 naming messages[1].role", code, data)
 	}
-	for _, w := range []string{`"tool"`, "not supported", "system, developer, user or assistant"} {
+	for _, w := range []string{`"function"`, "not supported", `"tool" message`, "tool_call_id"} {
 		if !strings.Contains(r.Error.Message, w) {
-			t.Errorf("a tool message: %q does not say %q", r.Error.Message, w)
+			t.Errorf("a function message: %q does not say %q", r.Error.Message, w)
 		}
 	}
 }

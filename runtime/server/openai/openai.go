@@ -27,11 +27,24 @@ type FieldError struct {
 func (e *FieldError) Error() string { return fmt.Sprintf("'%s': %s", e.Field, e.Msg) }
 
 // Message is one chat message; Content is a string or a list of text parts.
-// Role is system, user or assistant: Parse takes OpenAI's developer as
-// system and refuses tool and function messages (no tool calling).
+// Role is system, user, assistant or tool: Parse takes OpenAI's developer
+// as system and refuses the legacy function messages.
 type Message struct {
 	Role    string
 	Content string
+	// ToolCalls are the calls an assistant message made (its content
+	// may then be null).
+	ToolCalls []MessageToolCall
+	// ToolCallID is the call a tool message answers.
+	ToolCallID string
+}
+
+// MessageToolCall is one call of an assistant message's tool_calls.
+type MessageToolCall struct {
+	ID, Name string
+	// Arguments is the arguments' JSON text as sent (a string in
+	// OpenAI's format; an object sent instead is taken as its text).
+	Arguments string
 }
 
 // StreamOptions is stream_options.
@@ -116,6 +129,15 @@ type Request struct {
 	// SchemaField names the field Schema or Choice came from, for errors
 	// (response_format.json_schema.schema, guided_json, ...).
 	SchemaField string
+	// Tools are the functions a chat may call (tools), ToolChoice what it
+	// must do with them (tool_choice: ToolChoiceNone, ToolChoiceAuto,
+	// ToolChoiceRequired, or ToolChoiceFunction for ToolName's), and
+	// ParallelToolCalls whether a reply may call more than one
+	// (parallel_tool_calls, default true).
+	Tools             []Tool
+	ToolChoice        string
+	ToolName          string
+	ParallelToolCalls bool
 }
 
 // JSONObject is the schema of response_format {"type": "json_object"}
@@ -203,7 +225,7 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	}
 	r := &Request{N: 1}
 	var err error
-	if err := unsupported(f); err != nil {
+	if err := unsupported(f, chat); err != nil {
 		return nil, err
 	}
 	if r.Model, err = f.str("model"); err != nil {
@@ -214,6 +236,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 			return nil, err
 		}
 		if r.Condition, err = f.str("condition"); err != nil {
+			return nil, err
+		}
+		if err := parseTools(f, r); err != nil {
 			return nil, err
 		}
 		// vLLM's chat extras this server does not do; false passes.
@@ -343,6 +368,10 @@ func Parse(body []byte, chat bool) (*Request, error) {
 	if err := parseStructured(f, r); err != nil {
 		return nil, err
 	}
+	if r.CallsTools() && r.SchemaField != "" {
+		field, _, _ := strings.Cut(r.SchemaField, ".")
+		return nil, &FieldError{field, fmt.Sprintf("cannot be combined with tools under tool_choice %q: both constrain the output (tool_choice \"none\" keeps the tools without calling them)", r.ToolChoice)}
+	}
 	if f.has("stream_options") {
 		var so map[string]json.RawMessage
 		if err := json.Unmarshal(f["stream_options"], &so); err != nil {
@@ -374,20 +403,39 @@ func parseMessages(f fields) ([]Message, error) {
 	out := make([]Message, len(raw))
 	for i, m := range raw {
 		mf := fields(m)
+		at := func(k string) string { return fmt.Sprintf("messages[%d].%s", i, k) }
 		role, err := mf.str("role")
 		if err != nil || role == "" {
-			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), "must be a string"}
+			return nil, &FieldError{at("role"), "must be a string"}
 		}
 		// (developer, OpenAI's newer name for system, is taken as system.)
 		rendered, ok := tokenizer.ChatRole(role)
 		switch {
 		case ok:
-		case role == "tool" || role == "function":
-			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q is not supported (this server does no tool calling): want %s", role, tokenizer.ChatRoles)}
+		case role == "tool":
+			rendered = role
+		case role == "function":
+			return nil, &FieldError{at("role"), `"function" (the legacy function calling API) is not supported: send a tool's result as a "tool" message with its tool_call_id`}
 		default:
-			return nil, &FieldError{fmt.Sprintf("messages[%d].role", i), fmt.Sprintf("%q: want %s", role, tokenizer.ChatRoles)}
+			return nil, &FieldError{at("role"), fmt.Sprintf("%q: want %s", role, Roles)}
 		}
 		out[i].Role = rendered
+		if role == "tool" {
+			if !mf.has("tool_call_id") {
+				return nil, &FieldError{at("tool_call_id"), "is required in a tool message (the id of the call it answers)"}
+			}
+			if out[i].ToolCallID, err = mf.str("tool_call_id"); err != nil {
+				return nil, &FieldError{at("tool_call_id"), "must be a string"}
+			}
+		}
+		if mf.has("tool_calls") {
+			if rendered != "assistant" {
+				return nil, &FieldError{at("tool_calls"), "only assistant messages carry tool calls"}
+			}
+			if out[i].ToolCalls, err = parseMessageToolCalls(mf["tool_calls"], at("tool_calls")); err != nil {
+				return nil, err
+			}
+		}
 		if !mf.has("content") {
 			continue
 		}
@@ -401,7 +449,7 @@ func parseMessages(f fields) ([]Message, error) {
 			Text string `json:"text"`
 		}
 		if err := json.Unmarshal(mf["content"], &parts); err != nil {
-			return nil, &FieldError{fmt.Sprintf("messages[%d].content", i), "must be a string or an array of text parts"}
+			return nil, &FieldError{at("content"), "must be a string or an array of text parts"}
 		}
 		for j, p := range parts {
 			if p.Type != "text" {
@@ -412,6 +460,9 @@ func parseMessages(f fields) ([]Message, error) {
 	}
 	return out, nil
 }
+
+// Roles names the chat roles Parse takes, for errors.
+const Roles = "system, developer, user, assistant or tool"
 
 func parsePrompt(f fields, r *Request) error {
 	if !f.has("prompt") {
@@ -486,22 +537,25 @@ func parseLogitBias(f fields) (map[int]float64, error) {
 }
 
 // unsupported refuses the fields that ask for what this server does not
-// do, rather than ignoring them as unknown: a client asking for tools, a suffix or one of vLLM's sampling extras (min_p, beam
-// search, the stop string in the output, ...) would otherwise get an
-// answer that silently lacks them. Their neutral values (what clients send
-// by default: no tools, tool_choice "none" or
-// "auto", a null or empty suffix, best_of 1, vLLM's defaults) pass.
-func unsupported(f fields) error {
-	for _, k := range []string{"tools", "functions"} {
-		var list []json.RawMessage
-		if f.has(k) && (json.Unmarshal(f[k], &list) != nil || len(list) > 0) {
-			return &FieldError{k, "tools and function calling are not supported"}
+// do, rather than ignoring them as unknown: a suffix or one of vLLM's
+// sampling extras (min_p, beam search, the stop string in the output, ...)
+// would otherwise get an answer that silently lacks them, and so would
+// tools in a text completion (chat's are parseTools'). Their neutral
+// values (what clients send by default: a null or empty suffix, best_of 1,
+// vLLM's defaults) pass.
+func unsupported(f fields, chat bool) error {
+	if !chat {
+		for _, k := range []string{"tools", "functions"} {
+			var list []json.RawMessage
+			if f.has(k) && (json.Unmarshal(f[k], &list) != nil || len(list) > 0) {
+				return &FieldError{k, "tool calling is supported in chat completions only (/v1/chat/completions)"}
+			}
 		}
-	}
-	for _, k := range []string{"tool_choice", "function_call"} {
-		var s string
-		if f.has(k) && (json.Unmarshal(f[k], &s) != nil || s != "none" && s != "auto") {
-			return &FieldError{k, "tools and function calling are not supported"}
+		for _, k := range []string{"tool_choice", "function_call"} {
+			var s string
+			if f.has(k) && (json.Unmarshal(f[k], &s) != nil || s != "none" && s != "auto") {
+				return &FieldError{k, "tool calling is supported in chat completions only (/v1/chat/completions)"}
+			}
 		}
 	}
 	if v, err := f.str("suffix"); err != nil || v != "" {

@@ -51,7 +51,7 @@ func TestParse(t *testing.T) {
 	}{
 		{`{"messages": []}`, true, "messages"},
 		{`{"messages": [{"content": "x"}]}`, true, "messages[0].role"},
-		{`{"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "42"}]}`, true, "messages[1].role"},
+		{`{"messages": [{"role": "user", "content": "x"}, {"role": "function", "name": "f", "content": "42"}]}`, true, "messages[1].role"},
 		{`{"messages": [{"role": "wizard", "content": "x"}]}`, true, "messages[0].role"},
 		{`{"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}`, true, "messages[0].content[0].type"},
 		{`{"messages": [{"role": "user", "content": 5}]}`, true, "messages[0].content"},
@@ -89,8 +89,6 @@ func TestParse(t *testing.T) {
 		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, true, "response_format.json_schema"},
 		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": 5}}}`, true, "response_format.json_schema.name"},
 		{`{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "strict": "yes"}}}`, true, "response_format.json_schema.strict"},
-		{`{"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, true, "tools"},
-		{`{"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}`, true, "tool_choice"},
 		{`{"prompt": "x", "suffix": "end"}`, false, "suffix"},
 		{`{"prompt": "x", "best_of": 3}`, false, "best_of"},
 		{`{"prompt": "x", "guided_json": 5}`, false, "guided_json"},
