@@ -104,6 +104,22 @@ func TestStructuredOutputNodeClient(t *testing.T) {
 	}
 }
 
+// TestToolCallsNodeClient calls tools through the openai package (its
+// stream helper too) and validates every call's arguments with Ajv against
+// the tool's parameters; the streams must say what the whole answers say,
+// and the results go back as tool messages.
+func TestToolCallsNodeClient(t *testing.T) {
+	needNode(t)
+	ts := startServer(t, serverConfig{})
+	s := runNode(t, "tool_calls.mjs", ts.URL)
+	if n, _ := s["calls"].(float64); n < 1 {
+		t.Errorf("no call came whole (the summary: %v)", s)
+	}
+	if n, _ := s["streamed"].(float64); n < 1 {
+		t.Errorf("no call came streamed (the summary: %v)", s)
+	}
+}
+
 func TestChatPageInChromium(t *testing.T) {
 	needNode(t)
 	if _, err := os.Stat(chromiumPath); err != nil {
