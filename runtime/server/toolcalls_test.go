@@ -168,7 +168,7 @@ func TestToolCalls(t *testing.T) {
 		one              bool     // at most one call a reply
 		response         bool     // a response may come instead (and one must)
 	}{
-		{"auto", weather, `"tool_choice": "auto", "seed": 1`, 3, []string{"get_weather", "add"}, false, false},
+		{"auto", weather, `"tool_choice": "auto", "seed": 1`, 2, []string{"get_weather", "add"}, false, false},
 		{"auto, a greeting", hello, `"seed": 3`, 2, []string{"get_weather", "add"}, false, true},
 		{"required", weather, `"tool_choice": "required", "seed": 2`, 3, []string{"get_weather", "add"}, false, false},
 		{"required, one call", weather, `"tool_choice": "required", "parallel_tool_calls": false, "seed": 3`, 2, []string{"get_weather", "add"}, true, false},
