@@ -1,0 +1,669 @@
+package grammar
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"regexp/syntax"
+	"slices"
+	"unicode"
+	"unicode/utf8"
+)
+
+// MaxRegexStates bounds a regular expression's automaton: the states the
+// subset construction makes for it, and those of its combination with a
+// string's minLength and maxLength or with a format. A pattern past it is
+// refused.
+const MaxRegexStates = 8192
+
+// maxNFA bounds the states of the nondeterministic automaton a pattern
+// compiles to (counted repetition copies its operand).
+const maxNFA = 1 << 17
+
+// errNoMatch is a regular expression that no text matches.
+var errNoMatch = errors.New("no text matches it")
+
+// dfa is a deterministic automaton over the bytes of UTF-8 text, every
+// state live (an accepting state is reachable from it: a byte that leads
+// nowhere has no transition). State 0 is the start. Bytes fall in classes
+// that no transition tells apart.
+type dfa struct {
+	class  [256]uint8
+	nclass int
+	// next is the state after a byte, -1 for none: next[s*nclass+class[c]].
+	next   []int32
+	accept []bool
+	// ctl has bit c where control character c (below 0x20) may come
+	// next: a JSON string holds it escaped.
+	ctl []uint32
+}
+
+// step returns the state after byte c from state s, -1 for none.
+func (d *dfa) step(s int32, c byte) int32 { return d.next[int(s)*d.nclass+int(d.class[c])] }
+
+// states returns the number of states.
+func (d *dfa) states() int { return len(d.accept) }
+
+// matches reports whether d accepts text t.
+func (d *dfa) matches(t string) bool {
+	s := int32(0)
+	for i := 0; i < len(t) && s >= 0; i++ {
+		s = d.step(s, t[i])
+	}
+	return s >= 0 && d.accept[s]
+}
+
+// compileRegex compiles a regular expression (RE2 syntax, as Go's regexp
+// takes it: ^ and $ are the text's start and end, . is any character but
+// \n) to an automaton: of the texts it matches whole where full, of the
+// texts that contain a match otherwise (JSON Schema's pattern). The
+// multi-line anchors of (?m) and word boundaries are refused.
+func compileRegex(pattern string, full bool) (*dfa, error) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, err
+	}
+	n := &nfa{}
+	in, out, err := n.frag(re)
+	if err != nil {
+		return nil, err
+	}
+	sink := int32(-1)
+	if !full {
+		// A search: any text around the match.
+		pre, post := n.anyStar(), n.anyStar()
+		n.eps(pre[1], in)
+		n.eps(out, post[0])
+		in, out, sink = pre[0], post[1], post[0]
+	}
+	if len(n.edges) > maxNFA {
+		return nil, fmt.Errorf("too large: more than %d states before determinization", maxNFA)
+	}
+	d, err := n.determinize(in, out, sink)
+	if err != nil {
+		return nil, err
+	}
+	if d = d.trim(); d == nil {
+		return nil, errNoMatch
+	}
+	return d, nil
+}
+
+// edgeKind is what an NFA edge takes: a byte in a range, nothing, or
+// nothing where the text starts (^) or ends ($).
+type edgeKind uint8
+
+const (
+	eByte edgeKind = iota
+	eEps
+	eBegin
+	eEnd
+)
+
+type nedge struct {
+	kind   edgeKind
+	lo, hi byte
+	to     int32
+}
+
+// nfa is a nondeterministic automaton over bytes (Thompson's
+// construction), its states' edges by state.
+type nfa struct {
+	edges [][]nedge
+}
+
+func (n *nfa) add() int32 {
+	n.edges = append(n.edges, nil)
+	return int32(len(n.edges) - 1)
+}
+
+func (n *nfa) eps(from, to int32) {
+	n.edges[from] = append(n.edges[from], nedge{kind: eEps, to: to})
+}
+
+// anyStar makes a loop of any characters: its entry and exit.
+func (n *nfa) anyStar() [2]int32 {
+	in, out := n.add(), n.add()
+	cin, cout := n.runes([]rune{0, unicode.MaxRune})
+	n.eps(in, cin)
+	n.eps(cout, in)
+	n.eps(in, out)
+	return [2]int32{in, out}
+}
+
+// frag compiles re between an entry and an exit state of its own.
+func (n *nfa) frag(re *syntax.Regexp) (in, out int32, err error) {
+	if len(n.edges) > maxNFA {
+		return 0, 0, fmt.Errorf("too large: more than %d states before determinization", maxNFA)
+	}
+	switch re.Op {
+	case syntax.OpNoMatch:
+		return n.add(), n.add(), nil
+	case syntax.OpEmptyMatch:
+		in, out = n.add(), n.add()
+		n.eps(in, out)
+		return in, out, nil
+	case syntax.OpLiteral:
+		in = n.add()
+		out = in
+		for _, r := range re.Rune {
+			pairs := []rune{r, r}
+			if re.Flags&syntax.FoldCase != 0 {
+				pairs = foldPairs(r)
+			}
+			ci, co := n.runes(pairs)
+			n.eps(out, ci)
+			out = co
+		}
+		return in, out, nil
+	case syntax.OpCharClass:
+		in, out = n.runes(re.Rune)
+		return in, out, nil
+	case syntax.OpAnyCharNotNL:
+		in, out = n.runes([]rune{0, '\n' - 1, '\n' + 1, unicode.MaxRune})
+		return in, out, nil
+	case syntax.OpAnyChar:
+		in, out = n.runes([]rune{0, unicode.MaxRune})
+		return in, out, nil
+	case syntax.OpBeginText, syntax.OpEndText:
+		in, out = n.add(), n.add()
+		k := eBegin
+		if re.Op == syntax.OpEndText {
+			k = eEnd
+		}
+		n.edges[in] = append(n.edges[in], nedge{kind: k, to: out})
+		return in, out, nil
+	case syntax.OpBeginLine, syntax.OpEndLine:
+		return 0, 0, errors.New("the anchors of a line ((?m)) are not supported: ^ and $ are the text's start and end")
+	case syntax.OpWordBoundary, syntax.OpNoWordBoundary:
+		return 0, 0, errors.New(`word boundaries (\b, \B) are not supported`)
+	case syntax.OpCapture:
+		return n.frag(re.Sub[0])
+	case syntax.OpStar, syntax.OpPlus, syntax.OpQuest:
+		si, so, err := n.frag(re.Sub[0])
+		if err != nil {
+			return 0, 0, err
+		}
+		in, out = n.add(), n.add()
+		n.eps(in, si)
+		n.eps(so, out)
+		if re.Op != syntax.OpPlus {
+			n.eps(in, out)
+		}
+		if re.Op != syntax.OpQuest {
+			n.eps(so, si)
+		}
+		return in, out, nil
+	case syntax.OpRepeat:
+		// x{min,max}: min copies, then max-min optional ones (or a
+		// loop where max is -1).
+		in, out = n.add(), n.add()
+		cur := in
+		for i := 0; i < re.Min || re.Max < 0 && i == re.Min; i++ {
+			si, so, err := n.frag(re.Sub[0])
+			if err != nil {
+				return 0, 0, err
+			}
+			n.eps(cur, si)
+			if i == re.Min { // the loop
+				n.eps(so, si)
+				n.eps(cur, so)
+			}
+			cur = so
+		}
+		for i := re.Min; i < re.Max; i++ {
+			si, so, err := n.frag(re.Sub[0])
+			if err != nil {
+				return 0, 0, err
+			}
+			n.eps(cur, si)
+			n.eps(cur, out)
+			cur = so
+		}
+		n.eps(cur, out)
+		return in, out, nil
+	case syntax.OpConcat:
+		in = n.add()
+		out = in
+		for _, sub := range re.Sub {
+			si, so, err := n.frag(sub)
+			if err != nil {
+				return 0, 0, err
+			}
+			n.eps(out, si)
+			out = so
+		}
+		return in, out, nil
+	case syntax.OpAlternate:
+		in, out = n.add(), n.add()
+		for _, sub := range re.Sub {
+			si, so, err := n.frag(sub)
+			if err != nil {
+				return 0, 0, err
+			}
+			n.eps(in, si)
+			n.eps(so, out)
+		}
+		return in, out, nil
+	}
+	return 0, 0, fmt.Errorf("%v is not supported", re.Op)
+}
+
+// foldPairs returns the ranges of r and the characters it folds to
+// (case-insensitive matching), one a character.
+func foldPairs(r rune) []rune {
+	orbit := []rune{r}
+	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+		orbit = append(orbit, f)
+	}
+	slices.Sort(orbit)
+	var pairs []rune
+	for _, x := range orbit {
+		pairs = append(pairs, x, x)
+	}
+	return pairs
+}
+
+// runes compiles a character class (ranges of code points, lo and hi
+// pairs) to the UTF-8 byte sequences of its characters, surrogates left
+// out (no UTF-8 text holds them).
+func (n *nfa) runes(pairs []rune) (in, out int32) {
+	in, out = n.add(), n.add()
+	for i := 0; i+1 < len(pairs); i += 2 {
+		utf8Seqs(pairs[i], pairs[i+1], func(seq []byteRange) {
+			cur := in
+			for j, r := range seq {
+				to := out
+				if j < len(seq)-1 {
+					to = n.add()
+				}
+				n.edges[cur] = append(n.edges[cur], nedge{kind: eByte, lo: r.lo, hi: r.hi, to: to})
+				cur = to
+			}
+		})
+	}
+	return in, out
+}
+
+// byteRange is the bytes lo through hi.
+type byteRange struct{ lo, hi byte }
+
+// utf8Seqs calls emit with sequences of byte ranges whose products are,
+// together and each once, the UTF-8 encodings of the code points lo
+// through hi (surrogates excepted). A range is split until its ends have
+// one length and, at each continuation byte, either share the bytes
+// above it or span all of them below: then every byte ranges freely
+// between its ends' bytes.
+func utf8Seqs(lo, hi rune, emit func([]byteRange)) {
+	hi = min(hi, unicode.MaxRune)
+	if lo > hi {
+		return
+	}
+	if lo <= 0xdfff && hi >= 0xd800 {
+		if lo < 0xd800 {
+			utf8Seqs(lo, 0xd7ff, emit)
+		}
+		if hi > 0xdfff {
+			utf8Seqs(0xe000, hi, emit)
+		}
+		return
+	}
+	for _, m := range []rune{0x7f, 0x7ff, 0xffff} { // the last of each length
+		if lo <= m && hi > m {
+			utf8Seqs(lo, m, emit)
+			utf8Seqs(m+1, hi, emit)
+			return
+		}
+	}
+	n := utf8.RuneLen(lo)
+	for i := 1; i < n; i++ {
+		m := rune(1)<<(6*i) - 1 // the bits of the last i bytes
+		if lo&^m == hi&^m {
+			continue
+		}
+		if lo&m != 0 {
+			utf8Seqs(lo, lo|m, emit)
+			utf8Seqs(lo|m+1, hi, emit)
+			return
+		}
+		if hi&m != m {
+			utf8Seqs(lo, hi&^m-1, emit)
+			utf8Seqs(hi&^m, hi, emit)
+			return
+		}
+	}
+	var a, b [utf8.UTFMax]byte
+	utf8.EncodeRune(a[:], lo)
+	utf8.EncodeRune(b[:], hi)
+	seq := make([]byteRange, n)
+	for i := range seq {
+		seq[i] = byteRange{a[i], b[i]}
+	}
+	emit(seq)
+}
+
+// closure returns the states reached from set by edges that take no
+// byte: ^ edges where begin (the text's start), $ edges where end.
+func (n *nfa) closure(set []int32, begin, end bool, seen []bool) []int32 {
+	out := slices.Clone(set)
+	for _, s := range set {
+		seen[s] = true
+	}
+	for i := 0; i < len(out); i++ {
+		for _, e := range n.edges[out[i]] {
+			if e.kind == eByte || e.kind == eBegin && !begin || e.kind == eEnd && !end || seen[e.to] {
+				continue
+			}
+			seen[e.to] = true
+			out = append(out, e.to)
+		}
+	}
+	for _, s := range out {
+		seen[s] = false
+	}
+	slices.Sort(out)
+	return out
+}
+
+// determinize makes the automaton of the texts that lead from state in
+// to state out (the subset construction), at most MaxRegexStates states.
+// A set that holds sink (where >= 0: a search's match found, any text
+// after it) is sink's alone: what else it holds can add no text, and
+// would make a set for every way the text matched.
+func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
+	d := &dfa{}
+	var cut [257]bool
+	cut[0] = true
+	for _, es := range n.edges {
+		for _, e := range es {
+			if e.kind == eByte {
+				cut[e.lo], cut[int(e.hi)+1] = true, true
+			}
+		}
+	}
+	var reps []byte // a byte of each class
+	for c := 0; c < 256; c++ {
+		if cut[c] {
+			reps = append(reps, byte(c))
+		}
+		d.class[c] = uint8(len(reps) - 1)
+	}
+	d.nclass = len(reps)
+	seen := make([]bool, len(n.edges))
+	var sets [][]int32
+	index := map[string]int32{}
+	key := func(set []int32, first bool) string {
+		var b []byte
+		if first { // the start state: ^ holds there, and nowhere else
+			b = append(b, 0xff)
+		}
+		for _, s := range set {
+			b = binary.AppendUvarint(b, uint64(s))
+		}
+		return string(b)
+	}
+	sets = append(sets, n.closure([]int32{in}, true, false, seen))
+	index[key(sets[0], true)] = 0
+	for i := 0; i < len(sets); i++ {
+		set := sets[i]
+		d.accept = append(d.accept, slices.Contains(n.closure(set, i == 0, true, seen), out))
+		for _, c := range reps {
+			var next []int32
+			for _, s := range set {
+				for _, e := range n.edges[s] {
+					if e.kind == eByte && e.lo <= c && c <= e.hi && !slices.Contains(next, e.to) {
+						next = append(next, e.to)
+					}
+				}
+			}
+			if len(next) == 0 {
+				d.next = append(d.next, -1)
+				continue
+			}
+			next = n.closure(next, false, false, seen)
+			if sink >= 0 && slices.Contains(next, sink) {
+				next = n.closure([]int32{sink}, false, false, seen)
+			}
+			k := key(next, false)
+			t, ok := index[k]
+			if !ok {
+				if len(sets) >= MaxRegexStates {
+					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
+				}
+				t = int32(len(sets))
+				index[k] = t
+				sets = append(sets, next)
+			}
+			d.next = append(d.next, t)
+		}
+	}
+	return d, nil
+}
+
+// trim returns d without the states from which no accepting state can be
+// reached, equivalent states merged (Moore's refinement) and byte classes
+// that no state tells apart merged; nil where the start is such a state
+// (d matches nothing). States are numbered in breadth-first order from
+// the start.
+func (d *dfa) trim() *dfa {
+	ns, nc := d.states(), d.nclass
+	rev := make([][]int32, ns)
+	for s := range ns {
+		for c := range nc {
+			if t := d.next[s*nc+c]; t >= 0 {
+				rev[t] = append(rev[t], int32(s))
+			}
+		}
+	}
+	live := make([]bool, ns)
+	var queue []int32
+	for s, acc := range d.accept {
+		if acc {
+			live[s] = true
+			queue = append(queue, int32(s))
+		}
+	}
+	for i := 0; i < len(queue); i++ {
+		for _, p := range rev[queue[i]] {
+			if !live[p] {
+				live[p] = true
+				queue = append(queue, p)
+			}
+		}
+	}
+	if !live[0] {
+		return nil
+	}
+	// block[s]: s's class of equivalence, -1 for a dead state.
+	block := make([]int32, ns)
+	for s := range ns {
+		switch {
+		case !live[s]:
+			block[s] = -1
+		case d.accept[s]:
+			block[s] = 1
+		}
+	}
+	blocks := 0
+	for {
+		ids := map[string]int32{}
+		next := make([]int32, ns)
+		var sig []byte
+		for s := range ns {
+			if block[s] < 0 {
+				next[s] = -1
+				continue
+			}
+			sig = binary.AppendVarint(sig[:0], int64(block[s]))
+			for c := range nc {
+				t := d.next[s*nc+c]
+				b := int32(-1)
+				if t >= 0 {
+					b = block[t]
+				}
+				sig = binary.AppendVarint(sig, int64(b))
+			}
+			id, ok := ids[string(sig)]
+			if !ok {
+				id = int32(len(ids))
+				ids[string(sig)] = id
+			}
+			next[s] = id
+		}
+		block = next
+		if len(ids) == blocks {
+			break
+		}
+		blocks = len(ids)
+	}
+	// Number the blocks from the start, breadth first.
+	num := make([]int32, blocks)
+	for i := range num {
+		num[i] = -1
+	}
+	rep := make([]int32, 0, blocks) // a state of each new state
+	num[block[0]] = 0
+	rep = append(rep, 0)
+	for i := 0; i < len(rep); i++ {
+		s := int(rep[i])
+		for c := range nc {
+			if t := d.next[s*nc+c]; t >= 0 && block[t] >= 0 && num[block[t]] < 0 {
+				num[block[t]] = int32(len(rep))
+				rep = append(rep, t)
+			}
+		}
+	}
+	// Classes whose columns agree are one.
+	colID := map[string]uint8{}
+	merged := make([]uint8, nc)
+	var cols []int // an old class of each new one
+	for c := range nc {
+		var col []byte
+		for _, s := range rep {
+			t := d.next[int(s)*nc+c]
+			v := int32(-1)
+			if t >= 0 && block[t] >= 0 {
+				v = num[block[t]]
+			}
+			col = binary.AppendVarint(col, int64(v))
+		}
+		id, ok := colID[string(col)]
+		if !ok {
+			id = uint8(len(cols))
+			colID[string(col)] = id
+			cols = append(cols, c)
+		}
+		merged[c] = id
+	}
+	out := &dfa{nclass: len(cols)}
+	for b := range 256 {
+		out.class[b] = merged[d.class[b]]
+	}
+	for _, s := range rep {
+		out.accept = append(out.accept, d.accept[s])
+		for _, c := range cols {
+			t := d.next[int(s)*nc+c]
+			v := int32(-1)
+			if t >= 0 && block[t] >= 0 {
+				v = num[block[t]]
+			}
+			out.next = append(out.next, v)
+		}
+	}
+	out.ctl = make([]uint32, len(rep))
+	for s := range out.ctl {
+		for c := range 0x20 {
+			if out.step(int32(s), byte(c)) >= 0 {
+				out.ctl[s] |= 1 << c
+			}
+		}
+	}
+	return out
+}
+
+// pairs builds the automaton of pairs of states reached from start, step
+// giving the pair after a byte (false: none) and accept whether a pair
+// accepts, bytes in the classes of key (bytes of one key are one class);
+// then trims it.
+func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) ([2]int32, bool), accept func([2]int32) bool) (*dfa, error) {
+	d := &dfa{}
+	ids := map[int]uint8{}
+	var reps []byte
+	for c := range 256 {
+		k := key(byte(c))
+		id, ok := ids[k]
+		if !ok {
+			id = uint8(len(reps))
+			ids[k] = id
+			reps = append(reps, byte(c))
+		}
+		d.class[c] = id
+	}
+	d.nclass = len(reps)
+	states := [][2]int32{start}
+	index := map[[2]int32]int32{start: 0}
+	for i := 0; i < len(states); i++ {
+		p := states[i]
+		d.accept = append(d.accept, accept(p))
+		for _, c := range reps {
+			q, ok := step(p, c)
+			if !ok {
+				d.next = append(d.next, -1)
+				continue
+			}
+			t, ok := index[q]
+			if !ok {
+				if len(states) >= MaxRegexStates {
+					return nil, fmt.Errorf("more than %d states (MaxRegexStates)", MaxRegexStates)
+				}
+				t = int32(len(states))
+				index[q] = t
+				states = append(states, q)
+			}
+			d.next = append(d.next, t)
+		}
+	}
+	if d = d.trim(); d == nil {
+		return nil, errNoMatch
+	}
+	return d, nil
+}
+
+// intersect returns the automaton of the texts both a and b accept.
+func intersect(a, b *dfa) (*dfa, error) {
+	return pairs(func(c byte) int { return int(a.class[c])<<8 | int(b.class[c]) }, [2]int32{},
+		func(p [2]int32, c byte) ([2]int32, bool) {
+			x, y := a.step(p[0], c), b.step(p[1], c)
+			return [2]int32{x, y}, x >= 0 && y >= 0
+		},
+		func(p [2]int32) bool { return a.accept[p[0]] && b.accept[p[1]] })
+}
+
+// bounded returns the automaton of the texts d accepts that hold between
+// lo and hi characters (code points; hi -1: no bound). A character is
+// counted at its first byte.
+func bounded(d *dfa, lo, hi int) (*dfa, error) {
+	first := func(c byte) bool { return c < 0x80 || c >= 0xc0 }
+	top := int32(hi)
+	if hi < 0 {
+		top = int32(lo) // past lo, the count no longer matters
+	}
+	return pairs(func(c byte) int {
+		k := int(d.class[c]) << 1
+		if first(c) {
+			k |= 1
+		}
+		return k
+	}, [2]int32{},
+		func(p [2]int32, c byte) ([2]int32, bool) {
+			x, n := d.step(p[0], c), p[1]
+			if first(c) {
+				if hi >= 0 && n >= top {
+					return p, false
+				}
+				n = min(n+1, top)
+			}
+			return [2]int32{x, n}, x >= 0
+		},
+		func(p [2]int32) bool { return d.accept[p[0]] && int(p[1]) >= lo })
+}
