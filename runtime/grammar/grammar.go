@@ -91,9 +91,10 @@ func (g *Grammar) mask(s state) []uint64 {
 	}
 	m = make([]uint64, (g.v.size+63)/64)
 	w := walker{m: m, t: &g.v.all}
-	if f := s[0]; len(s) == 1 && f.op == opString && f.phase == strChar {
+	if f := s[0]; len(s) == 1 && f.op == opString && f.phase == strChar && f.n.re == nil {
 		// Inside a string: the plain tokens that fit, then a walk of
-		// the others.
+		// the others. (A string with a pattern walks them all: its
+		// automaton must take every byte.)
 		if f.n.maxLen < 0 {
 			copy(m, g.v.plainMask)
 		} else {

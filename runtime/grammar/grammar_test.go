@@ -147,8 +147,21 @@ func TestDepth(t *testing.T) {
 // refused, naming the keyword's path.
 func TestCompileErrors(t *testing.T) {
 	cases := []struct{ schema, path string }{
-		{`{"type": "string", "pattern": "^a"}`, "/pattern"},
-		{`{"type": "string", "format": "date"}`, "/format"},
+		// Patterns and formats the automaton cannot honour exactly.
+		{`{"type": "string", "pattern": "(?=a)b"}`, "/pattern"},
+		{`{"type": "string", "pattern": "(a)\\1"}`, "/pattern"},
+		{`{"type": "string", "pattern": 5}`, "/pattern"},
+		{`{"type": "object", "properties": {"a": {"type": "string", "pattern": "(?m)^a$"}}}`, "/properties/a/pattern"},
+		{`{"type": "string", "pattern": "^(a|b)*a(a|b){14}$"}`, "/pattern"},
+		{`{"type": "string", "pattern": "a^b"}`, "/pattern"},
+		{`{"type": "string", "format": "date", "pattern": "^x"}`, "/pattern"},
+		{`{"type": "string", "pattern": "^a{5}$", "maxLength": 3}`, "/maxLength"},
+		{`{"type": "string", "format": "uuid", "minLength": 37}`, "/minLength"},
+		{`{"type": "string", "pattern": "[a-z]", "maxLength": 100000}`, "/maxLength"},
+		{`{"type": "string", "format": "uri"}`, "/format"},
+		{`{"type": "string", "format": 1}`, "/format"},
+		{`{"type": "integer", "format": "int32"}`, "/format"},
+		{`{"pattern": "a"}`, "/pattern"},
 		{`{"type": "integer", "minimum": 0}`, "/minimum"},
 		{`{"type": "object", "properties": {"a": {"type": "number", "maximum": 1}}}`, "/properties/a/maximum"},
 		{`{"type": "thing"}`, "/type"},

@@ -39,6 +39,7 @@ const (
 	opString            // a string of n, in phase
 	opNumber            // a number of n, in phase
 	opLiteral           // one of n.lits
+	opRegex             // a raw text of n.re (Regex)
 )
 
 // Phases of an object.
@@ -105,7 +106,10 @@ type frame struct {
 	// opNumber: a counts the bytes. opLiteral: a bytes matched of the
 	// texts lits[b:c].
 	a, b, c int32
-	keys    uint64
+	// re is the state of n.re: the automaton of a string's decoded
+	// characters (opString) or of the text (opRegex).
+	re   int32
+	keys uint64
 }
 
 // done is the bottom of every stack.
@@ -173,6 +177,12 @@ func feed(a *arena, f *frame, c byte, out []*frame) []*frame {
 		return feedString(a, f, c, out)
 	case opNumber:
 		return feedNumber(a, f, c, out)
+	case opRegex:
+		if s := f.n.re.step(f.re, c); s >= 0 {
+			g := *f
+			g.re = s
+			return append(out, a.put(g))
+		}
 	case opLiteral:
 		lits := f.n.lits
 		lo, hi := int32(-1), int32(-1)
@@ -219,6 +229,10 @@ func start(a *arena, up *frame, n *node, c byte, depth uint8, out []*frame, unio
 	case kString:
 		if c == '"' {
 			out = append(out, a.put(frame{up: up, n: n, op: opString, depth: depth}))
+		}
+	case kRegex:
+		if s := n.re.step(0, c); s >= 0 {
+			out = append(out, a.put(frame{up: up, n: n, op: opRegex, re: s, depth: depth}))
 		}
 	case kNumber:
 		ph := -1
@@ -418,6 +432,9 @@ func feedArray(a *arena, f *frame, c byte, out []*frame) []*frame {
 
 func feedString(a *arena, f *frame, c byte, out []*frame) []*frame {
 	n := f.n
+	if n.re != nil {
+		return feedPattern(a, f, c, out)
+	}
 	bounded := n.minLen > 0 || n.maxLen >= 0
 	g := *f
 	switch f.phase {
@@ -528,6 +545,112 @@ func feedString(a *arena, f *frame, c byte, out []*frame) []*frame {
 	return append(out, a.put(g))
 }
 
+// feedPattern is feedString for a string whose characters n.re must
+// accept: each, decoded, goes through the automaton, a byte at a time, and
+// a byte that leaves it no state is refused; the closing quote comes only
+// where it accepts. (The automaton takes UTF-8 only: it checks what
+// strCont does.) Escapes are those JSON needs: \" \\ \/ \b \f \n \r \t,
+// and \u00XX for control characters (below 0x20), each only where the
+// character it stands for keeps the automaton alive. Every character has
+// a way to be written (raw, or escaped where JSON needs it), so that every
+// prefix allowed can finish.
+func feedPattern(a *arena, f *frame, c byte, out []*frame) []*frame {
+	d := f.n.re
+	g := *f
+	switch f.phase {
+	case strChar:
+		switch {
+		case c == '"':
+			if d.accept[f.re] {
+				out = append(out, f.up)
+			}
+			return out
+		case c == '\\':
+			if d.ctl[f.re] == 0 && d.step(f.re, '"') < 0 && d.step(f.re, '\\') < 0 && d.step(f.re, '/') < 0 {
+				return out
+			}
+			g.phase = strEscape
+			return append(out, a.put(g))
+		case c < 0x20:
+			return out
+		}
+	case strEscape:
+		switch c {
+		case '"', '\\', '/':
+		case 'b':
+			c = '\b'
+		case 'f':
+			c = '\f'
+		case 'n':
+			c = '\n'
+		case 'r':
+			c = '\r'
+		case 't':
+			c = '\t'
+		case 'u':
+			if d.ctl[f.re] == 0 {
+				return out
+			}
+			g.phase, g.b, g.c = strHex, 0, 0
+			return append(out, a.put(g))
+		default:
+			return out
+		}
+		g.phase = strChar
+	case strHex:
+		// \u00XX, XX below 20: the third digit 0 or 1 (c holds it as
+		// 0 or 16) where a control character of that half may come.
+		ctl := d.ctl[f.re]
+		switch f.b {
+		case 0, 1:
+			if c != '0' {
+				return out
+			}
+		case 2:
+			switch {
+			case c == '0' && ctl&0xffff != 0:
+			case c == '1' && ctl>>16 != 0:
+				g.c = 16
+			default:
+				return out
+			}
+		case 3:
+			if !isHex(c) {
+				return out
+			}
+			v := f.c + int32(hexValue(c))
+			if ctl>>v&1 == 0 {
+				return out
+			}
+			c = byte(v)
+			g.phase, g.b, g.c = strChar, 0, 0
+		}
+		if g.phase == strHex {
+			g.b++
+			return append(out, a.put(g))
+		}
+	default:
+		return out
+	}
+	s := d.step(f.re, c)
+	if s < 0 {
+		return out
+	}
+	g.re = s
+	return append(out, a.put(g))
+}
+
+// hexValue is hex digit c's value.
+func hexValue(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c >= 'a':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
 // numComplete reports whether a number in phase ph may end there.
 func numComplete(ph uint8) bool {
 	return ph == numZero || ph == numInt || ph == numFrac || ph == numExpDigits
@@ -601,6 +724,8 @@ func accepts(f *frame) bool {
 		switch {
 		case f.op == opNumber && numComplete(f.phase):
 		case f.op == opLiteral && len(f.n.lits[f.b]) == int(f.a):
+		case f.op == opRegex && f.n.re.accept[f.re]:
+		case f.op == opValue && f.n.kind == kRegex && f.n.re.accept[0]: // the empty text
 		default:
 			return false
 		}
@@ -681,6 +806,7 @@ func appendKey(b []byte, f *frame) []byte {
 		b = binary.AppendVarint(b, int64(f.a))
 		b = binary.AppendVarint(b, int64(f.b))
 		b = binary.AppendVarint(b, int64(f.c))
+		b = binary.AppendVarint(b, int64(f.re))
 		b = binary.AppendUvarint(b, f.keys)
 	}
 	return b

@@ -59,7 +59,8 @@ func maskMismatch(v *Vocab, m *Matcher) (int, bool, bool) {
 // without a walk, the rest walked, memoized) against byte-by-byte
 // acceptance of every token, in the states of hand-written texts (bounded
 // strings at their bounds, surrogate pairs, numbers near MaxNumber, a
-// choice) and of random token walks over every fuzz schema.
+// choice, strings with patterns and formats, escapes included, a Regex)
+// and of random token walks over every fuzz schema.
 func TestMaskMatchesRecognizerWalks(t *testing.T) {
 	v, _ := openchatVocab(t)
 	schemas := append(slices.Clone(fuzzSchemas),
@@ -70,22 +71,30 @@ func TestMaskMatchesRecognizerWalks(t *testing.T) {
 		`{"type": "array", "items": {"type": "number"}}`,
 		`{"anyOf": [{"type": "string", "maxLength": 2}, {"type": "string", "minLength": 4}]}`,
 		`{"type": "object", "additionalProperties": {"type": "string", "maxLength": 1}}`,
+		// Strings whose characters an automaton takes: no plain tokens.
+		`{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"}, "word": {"type": "string", "pattern": "[aeiou]", "maxLength": 6}, "when": {"type": "string", "format": "date-time"}}, "required": ["code", "word", "when"]}`,
+		`{"type": "array", "items": {"anyOf": [{"type": "string", "pattern": "^[\\u0000-\\u001f\"\\\\/é😀 a-z]{1,4}$"}, {"type": "string", "format": "ipv6"}, {"type": "string", "format": "email"}]}}`,
 	)
 	texts := map[string][]string{
 		"choice":                                         {" yes", "\"q\" \\u00e9"},
 		`{"type": "string", "maxLength": 1}`:             {`"\ud83d\ude00"`, `"é"`, `"\u00e9"`, `"a"`},
 		`{"type": "string", "maxLength": 3}`:             {`"ab\ud83d\ude00"`, `"\uD83D\uDE00\uD83D\uDE00x"`, `"a\n\\"`},
 		`{"type": "array", "items": {"type": "number"}}`: {"[" + strings.Repeat("1", 22) + ".5, -" + strings.Repeat("9", 19) + "e+99, 0.1E-12]"},
+		schemas[len(schemas)-1]: {`["a\u001F\"\\", "\/é😀", "::ffff:1.2.3.4", "a.b+c@mail.example.org"]`},
+		"regex": {"123-ab", "12.0.0.1"},
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	states := 0
 	choices := []string{" yes", "yes", "no", "\"q\" \\u00e9", "{\"a\": 1}"}
-	for _, s := range append(schemas, "choice") {
+	for _, s := range append(schemas, "choice", "regex") {
 		var g *Grammar
 		var err error
-		if s == "choice" {
+		switch s {
+		case "choice":
 			g, err = Choice(choices, v)
-		} else {
+		case "regex":
+			g, err = Regex(`\d{3}-[a-z]+|`+regexWalks[1]+`|`+regexWalks[2], v)
+		default:
 			g, err = Compile([]byte(s), v)
 		}
 		if err != nil {

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"regexp/syntax"
 	"slices"
+	"strconv"
+	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -59,7 +62,7 @@ func (d *dfa) matches(t string) bool {
 // texts that contain a match otherwise (JSON Schema's pattern). The
 // multi-line anchors of (?m) and word boundaries are refused.
 func compileRegex(pattern string, full bool) (*dfa, error) {
-	re, err := syntax.Parse(pattern, syntax.Perl)
+	re, err := syntax.Parse(ecmaEscapes(pattern), syntax.Perl)
 	if err != nil {
 		return nil, err
 	}
@@ -87,6 +90,55 @@ func compileRegex(pattern string, full bool) (*dfa, error) {
 		return nil, errNoMatch
 	}
 	return d, nil
+}
+
+// ecmaEscapes rewrites ECMA-262's \uXXXX and \u{X...} escapes (JSON
+// Schema's patterns are ECMA-262's), a surrogate pair as the character
+// it encodes, as RE2's \x{X...}; RE2 has no \u, so that no pattern it
+// takes changes meaning.
+func ecmaEscapes(p string) string {
+	if !strings.Contains(p, `\u`) {
+		return p
+	}
+	hex4 := func(s string) (rune, bool) {
+		if len(s) < 4 {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(s[:4], 16, 32)
+		return rune(v), err == nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '\\' || i+1 == len(p) {
+			b.WriteByte(p[i])
+			continue
+		}
+		if p[i+1] != 'u' {
+			b.WriteString(p[i : i+2]) // an escape pair: \\u stays
+			i++
+			continue
+		}
+		if j := strings.IndexByte(p[i:], '}'); strings.HasPrefix(p[i+2:], "{") && j > 0 {
+			fmt.Fprintf(&b, `\x%s`, p[i+2:i+j+1])
+			i += j
+			continue
+		}
+		r, ok := hex4(p[i+2:])
+		if !ok {
+			b.WriteString(p[i : i+2]) // (RE2 refuses it)
+			i++
+			continue
+		}
+		i += 5
+		if lo, ok := hex4(strings.TrimPrefix(p[i+1:], `\u`)); ok && utf16.IsSurrogate(r) && strings.HasPrefix(p[i+1:], `\u`) {
+			if pair := utf16.DecodeRune(r, lo); pair != utf8.RuneError {
+				r = pair
+				i += 6
+			}
+		}
+		fmt.Fprintf(&b, `\x{%x}`, r)
+	}
+	return b.String()
 }
 
 // edgeKind is what an NFA edge takes: a byte in a range, nothing, or
@@ -614,7 +666,7 @@ func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) (
 			t, ok := index[q]
 			if !ok {
 				if len(states) >= MaxRegexStates {
-					return nil, fmt.Errorf("more than %d states (MaxRegexStates)", MaxRegexStates)
+					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
 				}
 				t = int32(len(states))
 				index[q] = t

@@ -278,3 +278,101 @@ func TestRegexRefused(t *testing.T) {
 		t.Errorf("a^b searched: %v", err)
 	}
 }
+
+// TestECMAEscapes: ECMA-262's \u escapes become RE2's \x{...}, a surrogate
+// pair one character; escaped backslashes and other escapes stay.
+func TestECMAEscapes(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`a\u00e9b`, `a\x{e9}b`},
+		{`[\u0000-\u001F]`, `[\x{0}-\x{1f}]`},
+		{`\uD83D\uDE00`, `\x{1f600}`},
+		{`\ud83d`, `\x{d83d}`},
+		{`\u{1F600}+`, `\x{1F600}+`},
+		{`\\u0041`, `\\u0041`},
+		{`\\\u0041`, `\\\x{41}`},
+		{`\u12`, `\u12`},
+		{`\d\.`, `\d\.`},
+	} {
+		if got := ecmaEscapes(c.in); got != c.want {
+			t.Errorf("ecmaEscapes(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+	d, err := compileRegex(`^\u00e9\uD83D\uDE00$`, false)
+	if err != nil || !d.matches("é😀") || d.matches("é") {
+		t.Errorf(`^\u00e9\uD83D\uDE00$: %v`, err)
+	}
+}
+
+// TestRegexGrammar: Regex's output is a raw text the pattern matches
+// whole: no whitespace around it, no JSON quoting, complete where a match
+// ends; an empty match is complete before any byte.
+func TestRegexGrammar(t *testing.T) {
+	for _, c := range []struct {
+		pattern, text string
+		ok, complete  bool
+	}{
+		{`\d{3}-[a-z]+`, "123-ab", true, true},
+		{`\d{3}-[a-z]+`, "123-", true, false},
+		{`\d{3}-[a-z]+`, "12a", false, false},
+		{`\d{3}-[a-z]+`, " 123-a", false, false},
+		{`\d{3}-[a-z]+`, "123-ab ", false, false},
+		{`^"q" é$`, `"q" é`, true, true},
+		{`(ab)*`, "", true, true},
+		{`(ab)*`, "aba", true, false},
+		{`\s?yes`, " yes", true, true},
+		{`\s?yes`, "\nyes", true, true},
+		{`\s?yes`, "  yes", false, false},
+	} {
+		g, err := Regex(c.pattern, newVocab(nil))
+		if err != nil {
+			t.Fatalf("%q: %v", c.pattern, err)
+		}
+		if ok, complete := matches(t, g, c.text); ok != c.ok || complete != c.complete {
+			t.Errorf("%q on %q: accepted %v complete %v, want %v %v", c.pattern, c.text, ok, complete, c.ok, c.complete)
+		}
+	}
+	for _, p := range []string{`(?=a)`, `a{2,1}`, `\bx`, `(?m)^x`, `[^\x00-\x{10FFFF}]`} {
+		_, err := Regex(p, newVocab(nil))
+		var re *RegexError
+		if !errors.As(err, &re) || re.Pattern != p {
+			t.Errorf("%q: %v, want a RegexError naming it", p, err)
+		}
+	}
+}
+
+// regexWalks are the patterns TestRegexWalks and the mask tests walk.
+var regexWalks = []string{
+	`\d{3}-[a-z]+`,
+	`(\d{1,3}\.){3}\d{1,3}|[a-z]+( [a-z]+)*`,
+	`"q" [é😀\n]{1,3}|\{"a": \d\}`,
+	`(?i)(yes|no|maybe)`,
+	`[^\n]{2,6}\n`,
+}
+
+// TestRegexWalks draws random bytes a Regex grammar allows until it is
+// complete: never a dead end, and every complete text matches the pattern
+// whole (Go's regexp).
+func TestRegexWalks(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, p := range regexWalks {
+		g, err := Regex(p, newVocab(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := regexp.MustCompile(`^(?:` + p + `)$`)
+		complete := 0
+		for range 200 {
+			text, ok := walkBytes(t, g, r)
+			if !ok {
+				continue
+			}
+			complete++
+			if !re.MatchString(text) {
+				t.Errorf("%q: %q does not match", p, text)
+			}
+		}
+		if complete < 150 {
+			t.Errorf("%q: %d of 200 walks complete", p, complete)
+		}
+	}
+}

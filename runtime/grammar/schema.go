@@ -20,6 +20,7 @@ const (
 	kNumber              // a JSON number (integer: no fraction or exponent)
 	kLiteral             // one of lits
 	kUnion               // one of alts
+	kRegex               // a raw text that re accepts (Regex)
 )
 
 // node is a compiled schema. Nodes form a graph (a $ref may recur).
@@ -35,6 +36,10 @@ type node struct {
 	minItems, maxItems int
 	// kString: characters between minLen and maxLen (-1: no bound).
 	minLen, maxLen int
+	// re, where non-nil, is the automaton of a kString's value (its
+	// pattern, format and length bounds, minLen and maxLen then 0 and -1)
+	// or of a kRegex's text.
+	re *dfa
 	// kNumber: integers only.
 	integer bool
 	// kLiteral: JSON texts, sorted, none a prefix of another unless it
@@ -147,6 +152,81 @@ func Choice(texts []string, v *Vocab) (*Grammar, error) {
 	return g, nil
 }
 
+// RegexError is a regular expression Regex refuses.
+type RegexError struct {
+	Pattern string
+	Msg     string
+}
+
+func (e *RegexError) Error() string { return fmt.Sprintf("regex %q: %s", e.Pattern, e.Msg) }
+
+// Regex makes a Grammar whose output is a text that pattern matches whole
+// (vLLM's guided_regex), as it is (not JSON): RE2's syntax, as Go's
+// regexp takes it, ^ and $ the text's start and end.
+func Regex(pattern string, v *Vocab) (*Grammar, error) {
+	d, err := compileRegex(pattern, true)
+	if err != nil {
+		return nil, &RegexError{pattern, err.Error()}
+	}
+	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}}
+	n := c.newNode(kRegex)
+	n.re = d
+	g := newGrammar(n, v)
+	g.raw = true
+	return g, nil
+}
+
+// stringPattern compiles a string schema's pattern (JSON Schema's: the
+// value must contain a match) and format (the value must match it whole)
+// into n.re, with n's length bounds, which the automaton then counts.
+func stringPattern(n *node, s map[string]any, path string) error {
+	var d *dfa
+	if v, ok := s["format"]; ok {
+		name, ok := v.(string)
+		if !ok {
+			return &SchemaError{path + "/format", "must be a string"}
+		}
+		f, err := formatDFA(name)
+		if err != nil {
+			return &SchemaError{path + "/format", err.Error()}
+		}
+		d = f
+	}
+	if v, ok := s["pattern"]; ok {
+		p, ok := v.(string)
+		if !ok {
+			return &SchemaError{path + "/pattern", "must be a string"}
+		}
+		re, err := compileRegex(p, false)
+		if err == nil && d != nil {
+			re, err = intersect(d, re)
+			if err != nil {
+				err = fmt.Errorf("with format %q: %w", s["format"], err)
+			}
+		}
+		if err != nil {
+			return &SchemaError{path + "/pattern", fmt.Sprintf("%q: %v", p, err)}
+		}
+		d = re
+	}
+	if d == nil {
+		return nil
+	}
+	if n.minLen > 0 || n.maxLen >= 0 {
+		k := "/maxLength"
+		if n.maxLen < 0 {
+			k = "/minLength"
+		}
+		b, err := bounded(d, n.minLen, n.maxLen)
+		if err != nil {
+			return &SchemaError{path + k, fmt.Sprintf("with the pattern or format: %v", err)}
+		}
+		d = b
+	}
+	n.re, n.minLen, n.maxLen = d, 0, -1
+	return nil
+}
+
 // AnyObject is the schema of OpenAI's JSON mode (response_format
 // json_object): any JSON object.
 const AnyObject = `{"type": "object"}`
@@ -191,7 +271,7 @@ func (c *compiler) compile(s any, path string) (*node, error) {
 var typeKeywords = map[string][]string{
 	"object":  {"properties", "required", "additionalProperties"},
 	"array":   {"items", "minItems", "maxItems"},
-	"string":  {"minLength", "maxLength"},
+	"string":  {"minLength", "maxLength", "pattern", "format"},
 	"number":  nil,
 	"integer": nil,
 	"boolean": nil,
@@ -414,6 +494,9 @@ func (c *compiler) typed(t string, o *object, path string) (*node, error) {
 		}
 		if n.maxLen >= 0 && n.maxLen < n.minLen {
 			return nil, &SchemaError{path + "/maxLength", "is below minLength"}
+		}
+		if err := stringPattern(n, s, path); err != nil {
+			return nil, err
 		}
 		return n, nil
 	case "number", "integer":
