@@ -13,10 +13,37 @@
 // different values). The output is always valid against the schema; where
 // the schema allows more than the recognizer makes (properties in another
 // order, keys beyond the declared ones), the recognizer makes the common
-// form. Keywords it cannot honour (pattern, format, numeric bounds, a oneOf
-// whose alternatives overlap, ...) are refused by name, not ignored, and so
-// is a schema whose values cannot all be finished within MaxDepth. Choice
-// makes a Grammar of raw texts instead (vLLM's guided_choice).
+// form. A string's pattern (JSON Schema's: the value contains a match;
+// ^...$ anchors it) and format (date, time, date-time, uuid, ipv4, ipv6,
+// email, hostname; formats.go says what each makes) are regular
+// expressions. Keywords it cannot honour (numeric bounds, a oneOf whose
+// alternatives overlap, an unknown format, a pattern past what the
+// automaton does, ...) are refused by name and path, not ignored, and so
+// is a schema whose values cannot all be finished within MaxDepth. Choice makes a Grammar of raw texts
+// instead (vLLM's guided_choice), Regex one of the raw texts a regular
+// expression matches whole (vLLM's guided_regex).
+//
+// A regular expression is parsed by regexp/syntax (RE2's syntax with Perl
+// flags, as Go's regexp takes it; ECMA-262's \uXXXX escapes rewritten
+// first) and compiled here to a deterministic automaton over the bytes of
+// UTF-8 text: a character class becomes the byte sequences of its code
+// points (surrogates left out), the subset construction makes at most
+// MaxRegexStates states (past that the pattern is refused), the states
+// from which no match can be reached are cut, so that no byte is allowed
+// after which the text cannot match, and equivalent states are merged.
+// ^ and $ are the text's start and end, wherever they stand; . is any
+// character but \n (RE2's: ECMA-262's leaves out \r, U+2028 and U+2029
+// too); \d, \w and \s are ASCII. Lookaround and backreferences (which
+// RE2 does not parse), the line anchors of (?m) and \b are refused with
+// the reason. In a string the automaton reads the decoded value: a raw
+// character's bytes, an escape's character. Escapes are allowed only
+// where JSON needs them (\" \\ \/ \b \f \n \r \t, \u00XX for control
+// characters) and only where the character keeps the automaton alive, so
+// that every prefix allowed can finish; the closing quote comes where the
+// automaton accepts. A pattern beside a format is their intersection, and
+// minLength and maxLength (in code points) are counted in the automaton
+// itself (a product, within MaxRegexStates, or refused at the bound's
+// path). Automata are immutable; a format's is made once and shared.
 //
 // The recognizer reads bytes. Its state is a set of stacks of frames,
 // each frame immutable and shared with the states that came before, so
@@ -33,8 +60,10 @@
 // (the trie walked with the recognizer, subtrees cut where a byte is
 // refused) and whether the value is complete. Inside a string most tokens
 // are plain characters that leave it open: those are set from a list made
-// once (within maxLength) and only the others' trie is walked. Masks are
-// memoized in the Grammar by state, so that a string's content or a
-// repeated array item walks the trie once. A Grammar is safe for
+// once (within maxLength) and only the others' trie is walked (not in a
+// string with a pattern or format, where every token's bytes must keep
+// the automaton alive: the whole trie is walked). Masks are memoized in
+// the Grammar by state (the automaton's state included), so that a
+// string's content or a repeated array item walks the trie once. A Grammar is safe for
 // concurrent use; a Matcher is not.
 package grammar

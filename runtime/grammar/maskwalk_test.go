@@ -80,8 +80,8 @@ func TestMaskMatchesRecognizerWalks(t *testing.T) {
 		`{"type": "string", "maxLength": 1}`:             {`"\ud83d\ude00"`, `"é"`, `"\u00e9"`, `"a"`},
 		`{"type": "string", "maxLength": 3}`:             {`"ab\ud83d\ude00"`, `"\uD83D\uDE00\uD83D\uDE00x"`, `"a\n\\"`},
 		`{"type": "array", "items": {"type": "number"}}`: {"[" + strings.Repeat("1", 22) + ".5, -" + strings.Repeat("9", 19) + "e+99, 0.1E-12]"},
-		schemas[len(schemas)-1]: {`["a\u001F\"\\", "\/é😀", "::ffff:1.2.3.4", "a.b+c@mail.example.org"]`},
-		"regex": {"123-ab", "12.0.0.1"},
+		schemas[len(schemas)-1]:                          {`["a\u001F\"\\", "\/é😀", "::ffff:1.2.3.4", "a.b+c@mail.example.org"]`},
+		"regex":                                          {"123-ab", "12.0.0.1"},
 	}
 	r := rand.New(rand.NewPCG(11, 12))
 	states := 0
