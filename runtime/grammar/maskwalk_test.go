@@ -72,7 +72,6 @@ func TestMaskMatchesRecognizerWalks(t *testing.T) {
 		`{"anyOf": [{"type": "string", "maxLength": 2}, {"type": "string", "minLength": 4}]}`,
 		`{"type": "object", "additionalProperties": {"type": "string", "maxLength": 1}}`,
 		// Strings whose characters an automaton takes: no plain tokens.
-		`{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"}, "word": {"type": "string", "pattern": "[aeiou]", "maxLength": 6}, "when": {"type": "string", "format": "date-time"}}, "required": ["code", "word", "when"]}`,
 		`{"type": "array", "items": {"anyOf": [{"type": "string", "pattern": "^[\\u0000-\\u001f\"\\\\/é😀 a-z]{1,4}$"}, {"type": "string", "format": "ipv6"}, {"type": "string", "format": "email"}]}}`,
 	)
 	texts := map[string][]string{

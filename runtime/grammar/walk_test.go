@@ -20,6 +20,7 @@ var fuzzSchemas = []string{
 	`{"type": "object", "properties": {"x": {"type": "object", "properties": {}, "additionalProperties": false}, "y": {"type": "array", "maxItems": 0}}, "required": ["x", "y"]}`,
 	`{"oneOf": [{"type": "object", "properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind"]}, {"type": "object", "properties": {"n": {"type": "string", "maxLength": 3}, "kind": {"enum": ["b", "c"]}}, "required": ["n", "kind"]}, {"type": ["string", "null"], "maxLength": 2}]}`,
 	`{"type": "string", "minLength": 2, "maxLength": 3}`,
+	`{"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{3}$"}, "word": {"type": "string", "pattern": "[aeiou]", "maxLength": 6}, "note": {"type": ["string", "null"], "pattern": "^[^\\n]{0,8}(\\n|\\u00e9)?$"}, "when": {"type": "string", "format": "date-time"}}, "required": ["code", "word", "when"]}`,
 }
 
 // walk draws random bytes the recognizer allows until the value is complete.

@@ -97,7 +97,7 @@ func TestStructuredOutputNodeClient(t *testing.T) {
 	ts := startServer(t, serverConfig{})
 	s := runNode(t, "structured_output.mjs", ts.URL)
 	stopped, _ := s["stopped"].(map[string]any)
-	for _, name := range []string{"event", "tree", "choice"} {
+	for _, name := range []string{"event", "tree", "code", "choice"} {
 		if n, _ := stopped[name].(float64); n < 1 {
 			t.Errorf("%s: %v of 6 answers stopped, want at least one (the summary: %v)", name, stopped[name], s)
 		}

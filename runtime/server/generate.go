@@ -141,7 +141,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			p.LogitBias[id] = float32(v)
 		}
 	}
-	if req.Schema != nil || req.Choice != nil || req.CallsTools() {
+	if req.Schema != nil || req.Choice != nil || req.Regex != "" || req.CallsTools() {
 		g, err := s.grammar(b, req)
 		if err != nil {
 			badRequest(w, err)
@@ -208,9 +208,9 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				// token's leading space is kept: prompt + text decodes
 				// as the whole), where a chat answer starts a text.
 				c.continuePrompt(prompt, req.Echo)
-			} else if req.Choice != nil {
-				// A choice's text is the answer byte for byte, a
-				// leading space too.
+			} else if req.Choice != nil || req.Regex != "" {
+				// A choice's or a regex's text is the answer byte for
+				// byte, a leading space too.
 				c.dec.Continue()
 			}
 			if req.CallsTools() {

@@ -27,9 +27,9 @@ type grammars struct {
 }
 
 // grammar returns what constrains req's output (its tools' reply,
-// req.Schema or req.Choice) compiled over b's vocabulary; a schema the
-// compiler refuses is a FieldError naming the schema's field (a tool's
-// parameters: tools[i].function.parameters).
+// req.Schema, req.Choice or req.Regex) compiled over b's vocabulary; a
+// schema or pattern the compiler refuses is a FieldError naming its field
+// (a tool's parameters: tools[i].function.parameters).
 func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, error) {
 	c := &s.grammars
 	c.mu.Lock()
@@ -55,6 +55,8 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		list, _ := json.Marshal(req.Choice)
 		key.WriteString("choice ")
 		key.Write(list)
+	case req.Regex != "":
+		key.WriteString("regex " + req.Regex)
 	default:
 		if err := json.Compact(&key, req.Schema); err != nil {
 			return nil, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
@@ -93,6 +95,8 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		g, err = grammar.Compile(schema, c.vocab)
 	case req.Choice != nil:
 		g, err = grammar.Choice(req.Choice, c.vocab)
+	case req.Regex != "":
+		g, err = grammar.Regex(req.Regex, c.vocab)
 	default:
 		g, err = grammar.Compile(schema, c.vocab)
 	}
@@ -106,11 +110,12 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 	return g, nil
 }
 
-// schemaError is a FieldError naming field for a schema the compiler
-// refuses (its message after what), or err as it is.
+// schemaError is a FieldError naming field for a schema or pattern the
+// compiler refuses (its message after what), or err as it is.
 func schemaError(err error, field, what string) error {
 	var se *grammar.SchemaError
-	if errors.As(err, &se) {
+	var re *grammar.RegexError
+	if errors.As(err, &se) || errors.As(err, &re) {
 		return &openai.FieldError{Field: field, Msg: what + err.Error()}
 	}
 	return err

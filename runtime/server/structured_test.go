@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gptqtool/gptqtool/runtime/engine"
 )
@@ -190,7 +193,8 @@ func TestStructuredOutput(t *testing.T) {
 func TestStructuredOutputErrors(t *testing.T) {
 	ts := startServer(t, serverConfig{Engine: engine.Options{MaxLen: 64}})
 	for _, c := range []struct{ schema, says string }{
-		{`{"type": "string", "pattern": "^[a-z]+$"}`, "/pattern"},
+		{`{"type": "string", "pattern": "(?<=a)b"}`, "/pattern"},
+		{`{"type": "object", "properties": {"u": {"type": "string", "format": "uri"}}}`, "/properties/u/format"},
 		{`{"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}}`, "/properties/a/minimum"},
 		{`{"$ref": "#/$defs/nothing"}`, "no such definition"},
 		{`[1, 2]`, "a schema is an object or a boolean"},
@@ -253,8 +257,78 @@ func TestGuidedDecoding(t *testing.T) {
 			t.Errorf("guided_json integer: %q", ch.Text)
 		}
 	}
-	code, data = post(t, ts, "/v1/completions", `{"prompt": "x", "guided_json": {"type": "string", "format": "email"}}`)
+	code, data = post(t, ts, "/v1/completions", `{"prompt": "x", "guided_json": {"type": "string", "format": "uri"}}`)
 	if r := decode(t, data); code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != "guided_json" {
-		t.Errorf("guided_json with a format: %d %s, want a 400 naming guided_json", code, data)
+		t.Errorf("guided_json with an unknown format: %d %s, want a 400 naming guided_json", code, data)
+	}
+}
+
+// TestGuidedRegex: vLLM's guided_regex and structured_outputs.regex make a
+// text the pattern matches whole (Go's regexp checks it), in completions
+// and chats, a leading space kept; a schema's pattern and format constrain
+// its strings; a pattern the compiler refuses is a 400 naming its field.
+func TestGuidedRegex(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	for _, c := range []struct{ path, field, pattern string }{
+		{"/v1/completions", "guided_regex", `[a-z]{2,8}( [a-z]{2,8}){0,3}\.`},
+		{"/v1/chat/completions", "guided_regex", `(yes|no), [0-9]{1,3} [a-zé]{1,12}!?`},
+		{"/v1/chat/completions", "structured_outputs", ` \d{2}`},
+		{"/v1/completions", "structured_outputs", `\{"id": "[A-F0-9]{4}"\}|\u00e9{1,3}\n`},
+	} {
+		body := `"prompt": "Say something:"`
+		if strings.Contains(c.path, "chat") {
+			body = `"messages": [{"role": "user", "content": "Say something."}]`
+		}
+		quoted, _ := json.Marshal(c.pattern)
+		rx := `"guided_regex": ` + string(quoted)
+		if c.field == "structured_outputs" {
+			rx = `"structured_outputs": {"regex": ` + string(quoted) + `}`
+		}
+		body = `{` + body + `, ` + rx + `, "max_tokens": 60, "temperature": 1, "seed": 7, "n": 4}`
+		code, data := post(t, ts, c.path, body)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", body, code, data)
+		}
+		pattern := strings.ReplaceAll(c.pattern, `\u00e9`, `\x{e9}`) // (Go's regexp has no \u)
+		re := regexp.MustCompile(`^(?:` + pattern + `)$`)
+		for _, ch := range decode(t, data).Choices {
+			text := ch.Text + ch.Message.Content
+			if *ch.FinishReason != "stop" || !re.MatchString(text) {
+				t.Errorf("%s: choice %d: %q (%s), want a full match of %s and stop", body, ch.Index, text, *ch.FinishReason, pattern)
+			}
+			t.Logf("%s: %q", c.pattern, text)
+		}
+	}
+	schema := `{"type": "object", "properties": {"day": {"type": "string", "format": "date"}, "code": {"type": "string", "pattern": "^[A-Z]{3}$"}, "ip": {"type": "string", "format": "ipv4"}}, "required": ["day", "code", "ip"]}`
+	code, data := post(t, ts, "/v1/completions", `{"prompt": "A record:", "guided_json": `+schema+`, "max_tokens": 100, "temperature": 1, "seed": 8, "n": 4}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	for _, ch := range decode(t, data).Choices {
+		var v struct{ Day, Code, IP string }
+		if *ch.FinishReason != "stop" || json.Unmarshal([]byte(ch.Text), &v) != nil {
+			t.Errorf("guided_json with formats: choice %d: %q (%s)", ch.Index, ch.Text, *ch.FinishReason)
+			continue
+		}
+		_, dayErr := time.Parse(time.DateOnly, v.Day)
+		ip, ipErr := netip.ParseAddr(v.IP)
+		if dayErr != nil || ipErr != nil || !ip.Is4() || !regexp.MustCompile(`^[A-Z]{3}$`).MatchString(v.Code) {
+			t.Errorf("guided_json with formats: choice %d: %q", ch.Index, ch.Text)
+		}
+	}
+	for _, c := range []struct{ body, field string }{
+		{`{"prompt": "x", "guided_regex": "(?<=a)b"}`, "guided_regex"},
+		{`{"messages": [{"role": "user", "content": "x"}], "structured_outputs": {"regex": "a{2,1}"}}`, "structured_outputs.regex"},
+		{`{"prompt": "x", "guided_regex": "\\bword"}`, "guided_regex"},
+	} {
+		path := "/v1/completions"
+		if strings.Contains(c.body, "messages") {
+			path = "/v1/chat/completions"
+		}
+		code, data := post(t, ts, path, c.body)
+		r := decode(t, data)
+		if code != 400 || r.Error == nil || r.Error.Param == nil || *r.Error.Param != c.field || !strings.Contains(r.Error.Message, "regex") {
+			t.Errorf("%s: %d %s, want a 400 naming %s", c.body, code, data, c.field)
+		}
 	}
 }

@@ -126,8 +126,11 @@ type Request struct {
 	// Choice, where non-nil, is the texts one of which the output must be,
 	// exactly (vLLM's guided_choice and structured_outputs.choice).
 	Choice []string
-	// SchemaField names the field Schema or Choice came from, for errors
-	// (response_format.json_schema.schema, guided_json, ...).
+	// Regex, where non-empty, is a regular expression the output must
+	// match whole (vLLM's guided_regex and structured_outputs.regex).
+	Regex string
+	// SchemaField names the field Schema, Choice or Regex came from, for
+	// errors (response_format.json_schema.schema, guided_json, ...).
 	SchemaField string
 	// Tools are the functions a chat may call (tools), ToolChoice what it
 	// must do with them (tool_choice: ToolChoiceNone, ToolChoiceAuto,
@@ -564,10 +567,8 @@ func unsupported(f fields, chat bool) error {
 	if v, err := f.integer("best_of"); err != nil || v != nil && *v != 1 {
 		return &FieldError{"best_of", "is not supported: only 1 (use n for several choices)"}
 	}
-	for _, k := range []string{"guided_regex", "guided_grammar"} {
-		if f.has(k) {
-			return &FieldError{k, "guided decoding by regular expressions and grammars is not supported (guided_json, guided_choice and response_format are)"}
-		}
+	if f.has("guided_grammar") {
+		return &FieldError{"guided_grammar", "guided decoding by grammars is not supported (guided_json, guided_choice, guided_regex and response_format are)"}
 	}
 	// vLLM's sampling extras this server does not do; their defaults
 	// (min_p 0, skip_special_tokens true, the others false, null or
@@ -901,8 +902,9 @@ func parseResponseFormat(f fields) (json.RawMessage, error) {
 }
 
 // parseStructured reads what constrains the output: response_format, or
-// vLLM's guided_json / guided_choice, or its structured_outputs ({"json":
-// ...}, {"choice": [...]} or {"json_object": true}); more than one is a 400.
+// vLLM's guided_json / guided_choice / guided_regex, or its
+// structured_outputs ({"json": ...}, {"choice": [...]}, {"regex": "..."}
+// or {"json_object": true}); more than one is a 400.
 func parseStructured(f fields, r *Request) error {
 	var given []string
 	schema, err := parseResponseFormat(f)
@@ -927,6 +929,13 @@ func parseStructured(f fields, r *Request) error {
 			return err
 		}
 	}
+	if f.has("guided_regex") {
+		given = append(given, "guided_regex")
+		r.SchemaField = "guided_regex"
+		if r.Regex, err = regex(f["guided_regex"], "guided_regex"); err != nil {
+			return err
+		}
+	}
 	if f.has("structured_outputs") {
 		given = append(given, "structured_outputs")
 		var so map[string]json.RawMessage
@@ -941,7 +950,7 @@ func parseStructured(f fields, r *Request) error {
 			}
 		}
 		if len(kinds) != 1 {
-			return &FieldError{"structured_outputs", "must give exactly one of json, choice and json_object"}
+			return &FieldError{"structured_outputs", "must give exactly one of json, choice, regex and json_object"}
 		}
 		r.SchemaField = "structured_outputs." + kinds[0]
 		switch kinds[0] {
@@ -953,13 +962,17 @@ func parseStructured(f fields, r *Request) error {
 			if r.Choice, err = choices(so["choice"], "structured_outputs.choice"); err != nil {
 				return err
 			}
+		case "regex":
+			if r.Regex, err = regex(so["regex"], "structured_outputs.regex"); err != nil {
+				return err
+			}
 		case "json_object":
 			if on, err := sf.boolean("json_object"); err != nil || !on {
 				return &FieldError{"structured_outputs.json_object", "must be true"}
 			}
 			r.Schema = JSONObject
 		default:
-			return &FieldError{"structured_outputs." + kinds[0], "is not supported (json, choice and json_object are)"}
+			return &FieldError{"structured_outputs." + kinds[0], "is not supported (json, choice, regex and json_object are)"}
 		}
 	}
 	if len(given) > 1 {
@@ -984,6 +997,15 @@ func schemaValue(raw json.RawMessage, field string) (json.RawMessage, error) {
 		return raw, nil
 	}
 	return nil, &FieldError{field, "must be a JSON Schema (an object, or a string holding one)"}
+}
+
+// regex is a non-empty string (the pattern is compiled with the grammar).
+func regex(raw json.RawMessage, field string) (string, error) {
+	var p string
+	if err := json.Unmarshal(raw, &p); err != nil || p == "" {
+		return "", &FieldError{field, "must be a non-empty string (a regular expression)"}
+	}
+	return p, nil
 }
 
 // choices is a non-empty list of non-empty strings.

@@ -95,8 +95,13 @@ func TestParse(t *testing.T) {
 		{`{"prompt": "x", "guided_json": "{not json"}`, false, "guided_json"},
 		{`{"prompt": "x", "guided_choice": []}`, false, "guided_choice"},
 		{`{"prompt": "x", "guided_choice": ["a", ""]}`, false, "guided_choice"},
-		{`{"prompt": "x", "guided_regex": "a+"}`, false, "guided_regex"},
-		{`{"prompt": "x", "structured_outputs": {"regex": "a+"}}`, false, "structured_outputs.regex"},
+		{`{"prompt": "x", "guided_regex": 5}`, false, "guided_regex"},
+		{`{"prompt": "x", "guided_regex": ""}`, false, "guided_regex"},
+		{`{"prompt": "x", "guided_choice": ["a"], "guided_regex": "a+"}`, false, "guided_regex"},
+		{`{"prompt": "x", "guided_grammar": "root ::= \"a\""}`, false, "guided_grammar"},
+		{`{"prompt": "x", "structured_outputs": {"regex": ["a+"]}}`, false, "structured_outputs.regex"},
+		{`{"prompt": "x", "structured_outputs": {"regex": "a", "choice": ["a"]}}`, false, "structured_outputs"},
+		{`{"prompt": "x", "structured_outputs": {"grammar": "root ::= x"}}`, false, "structured_outputs.grammar"},
 		{`{"prompt": "x", "structured_outputs": {"json": {}, "choice": ["a"]}}`, false, "structured_outputs"},
 		{`{"prompt": "x", "structured_outputs": {"json_object": false}}`, false, "structured_outputs.json_object"},
 		{`{"prompt": "x", "response_format": {"type": "json_object"}, "guided_choice": ["a"]}`, false, "guided_choice"},
@@ -136,21 +141,24 @@ func TestParse(t *testing.T) {
 	for _, c := range []struct {
 		body, schema, field string
 		choice              []string
+		regex               string
 	}{
-		{`"guided_json": {"type": "integer"}`, `{"type": "integer"}`, "guided_json", nil},
-		{`"guided_json": "{\"type\": \"integer\"}"`, `{"type": "integer"}`, "guided_json", nil},
-		{`"guided_choice": ["yes", "no"]`, "", "guided_choice", []string{"yes", "no"}},
-		{`"structured_outputs": {"json": {"type": "string"}}`, `{"type": "string"}`, "structured_outputs.json", nil},
-		{`"structured_outputs": {"choice": ["a"]}`, "", "structured_outputs.choice", []string{"a"}},
-		{`"structured_outputs": {"json_object": true}`, string(JSONObject), "structured_outputs.json_object", nil},
+		{`"guided_json": {"type": "integer"}`, `{"type": "integer"}`, "guided_json", nil, ""},
+		{`"guided_json": "{\"type\": \"integer\"}"`, `{"type": "integer"}`, "guided_json", nil, ""},
+		{`"guided_choice": ["yes", "no"]`, "", "guided_choice", []string{"yes", "no"}, ""},
+		{`"structured_outputs": {"json": {"type": "string"}}`, `{"type": "string"}`, "structured_outputs.json", nil, ""},
+		{`"structured_outputs": {"choice": ["a"]}`, "", "structured_outputs.choice", []string{"a"}, ""},
+		{`"structured_outputs": {"json_object": true}`, string(JSONObject), "structured_outputs.json_object", nil, ""},
+		{`"guided_regex": "\\d+(a|b)"`, "", "guided_regex", nil, `\d+(a|b)`},
+		{`"structured_outputs": {"regex": "[^x]"}`, "", "structured_outputs.regex", nil, "[^x]"},
 	} {
 		r, err := Parse([]byte(`{"prompt": "x", `+c.body+`}`), false)
 		if err != nil {
 			t.Errorf("%s: %v", c.body, err)
 			continue
 		}
-		if string(r.Schema) != c.schema || !slices.Equal(r.Choice, c.choice) || r.SchemaField != c.field {
-			t.Errorf("%s: schema %s choice %q field %s, want %s %q %s", c.body, r.Schema, r.Choice, r.SchemaField, c.schema, c.choice, c.field)
+		if string(r.Schema) != c.schema || !slices.Equal(r.Choice, c.choice) || r.Regex != c.regex || r.SchemaField != c.field {
+			t.Errorf("%s: schema %s choice %q regex %q field %s, want %s %q %q %s", c.body, r.Schema, r.Choice, r.Regex, r.SchemaField, c.schema, c.choice, c.regex, c.field)
 		}
 	}
 	// stream_options null is no option given.
