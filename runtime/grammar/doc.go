@@ -28,9 +28,10 @@
 // first) and compiled here to a deterministic automaton over the bytes of
 // UTF-8 text: a character class becomes the byte sequences of its code
 // points (surrogates left out), the subset construction makes at most
-// MaxRegexStates states (past that the pattern is refused), the states
-// from which no match can be reached are cut, so that no byte is allowed
-// after which the text cannot match, and equivalent states are merged.
+// MaxRegexStates states in bounded work (past either the pattern is
+// refused, within a fraction of a second), the states from which no match
+// can be reached are cut, so that no byte is allowed after which the text
+// cannot match, and equivalent states are merged (Hopcroft).
 // ^ and $ are the text's start and end, wherever they stand; . is any
 // character but \n (RE2's: ECMA-262's leaves out \r, U+2028 and U+2029
 // too); \d, \w and \s are ASCII. Lookaround and backreferences (which
@@ -43,7 +44,7 @@
 // automaton accepts. A pattern beside a format is their intersection, and
 // minLength and maxLength (in code points) are counted in the automaton
 // itself (a product, within MaxRegexStates, or refused at the bound's
-// path). Automata are immutable; a format's is made once and shared.
+// path), unless every text it takes is within them. Automata are immutable; a format's is made once and shared.
 //
 // The recognizer reads bytes. Its state is a set of stacks of frames,
 // each frame immutable and shared with the states that came before, so

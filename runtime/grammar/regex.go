@@ -15,13 +15,19 @@ import (
 
 // MaxRegexStates bounds a regular expression's automaton: the states the
 // subset construction makes for it, and those of its combination with a
-// string's minLength and maxLength or with a format. A pattern past it is
-// refused.
-const MaxRegexStates = 8192
+// string's minLength and maxLength or with a format. A pattern past it, or
+// whose table of transitions (states × classes of bytes) passes
+// MaxRegexStates × 64 entries (8 MiB), is refused.
+const MaxRegexStates = 1 << 15
 
 // maxNFA bounds the states of the nondeterministic automaton a pattern
-// compiles to (counted repetition copies its operand).
-const maxNFA = 1 << 17
+// compiles to (counted repetition copies its operand), and maxWork the
+// states of it the subset construction visits, so that a pattern sent to
+// the server costs a fraction of a second at most to compile or refuse.
+const (
+	maxNFA  = 1 << 17
+	maxWork = 1 << 24
+)
 
 // errNoMatch is a regular expression that no text matches.
 var errNoMatch = errors.New("no text matches it")
@@ -456,8 +462,12 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 	}
 	sets = append(sets, n.closure([]int32{in}, true, false, seen))
 	index[key(sets[0], true)] = 0
+	work := 0
 	for i := 0; i < len(sets); i++ {
 		set := sets[i]
+		if work += len(set) * (len(reps) + 1); work > maxWork {
+			return nil, fmt.Errorf("its automaton is too costly to build (more than %d steps)", maxWork)
+		}
 		d.accept = append(d.accept, slices.Contains(n.closure(set, i == 0, true, seen), out))
 		for _, c := range reps {
 			var next []int32
@@ -479,7 +489,7 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 			k := key(next, false)
 			t, ok := index[k]
 			if !ok {
-				if len(sets) >= MaxRegexStates {
+				if len(sets) >= MaxRegexStates || (len(sets)+1)*len(reps) > MaxRegexStates*64 {
 					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
 				}
 				t = int32(len(sets))
@@ -493,7 +503,7 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 }
 
 // trim returns d without the states from which no accepting state can be
-// reached, equivalent states merged (Moore's refinement) and byte classes
+// reached, equivalent states merged (Hopcroft's refinement) and byte classes
 // that no state tells apart merged; nil where the start is such a state
 // (d matches nothing). States are numbered in breadth-first order from
 // the start.
@@ -526,48 +536,7 @@ func (d *dfa) trim() *dfa {
 	if !live[0] {
 		return nil
 	}
-	// block[s]: s's class of equivalence, -1 for a dead state.
-	block := make([]int32, ns)
-	for s := range ns {
-		switch {
-		case !live[s]:
-			block[s] = -1
-		case d.accept[s]:
-			block[s] = 1
-		}
-	}
-	blocks := 0
-	for {
-		ids := map[string]int32{}
-		next := make([]int32, ns)
-		var sig []byte
-		for s := range ns {
-			if block[s] < 0 {
-				next[s] = -1
-				continue
-			}
-			sig = binary.AppendVarint(sig[:0], int64(block[s]))
-			for c := range nc {
-				t := d.next[s*nc+c]
-				b := int32(-1)
-				if t >= 0 {
-					b = block[t]
-				}
-				sig = binary.AppendVarint(sig, int64(b))
-			}
-			id, ok := ids[string(sig)]
-			if !ok {
-				id = int32(len(ids))
-				ids[string(sig)] = id
-			}
-			next[s] = id
-		}
-		block = next
-		if len(ids) == blocks {
-			break
-		}
-		blocks = len(ids)
-	}
+	block, blocks := hopcroft(d, live)
 	// Number the blocks from the start, breadth first.
 	num := make([]int32, blocks)
 	for i := range num {
@@ -633,6 +602,141 @@ func (d *dfa) trim() *dfa {
 	return out
 }
 
+// hopcroft partitions d's live states into classes of equivalence (states
+// from which the same texts are accepted): Hopcroft's algorithm, a sink
+// standing for the dead states and missing transitions. block[s] is s's
+// class, -1 for a dead state; blocks bounds the classes' numbers.
+func hopcroft(d *dfa, live []bool) (block []int32, blocks int) {
+	ns, nc := d.states(), d.nclass
+	sink := int32(ns)
+	n := ns + 1
+	delta := func(s int32, c int) int32 {
+		if s == sink {
+			return sink
+		}
+		if t := d.next[int(s)*nc+c]; t >= 0 && live[t] {
+			return t
+		}
+		return sink
+	}
+	// The transitions backwards, by class and target: inv[start[c*n+t]:
+	// start[c*n+t+1]] are the states that go to t on class c.
+	start := make([]int32, nc*n+1)
+	for c := range nc {
+		for s := range n {
+			if s == ns || live[s] {
+				start[c*n+int(delta(int32(s), c))+1]++
+			}
+		}
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	inv := make([]int32, start[len(start)-1])
+	fill := slices.Clone(start)
+	for c := range nc {
+		for s := range n {
+			if s == ns || live[s] {
+				k := c*n + int(delta(int32(s), c))
+				inv[fill[k]] = int32(s)
+				fill[k]++
+			}
+		}
+	}
+	// The partition: elems holds each block's states in a run
+	// [first, end), loc where each state is, marked how many of a
+	// block's states (at its run's start) the current splitter reaches.
+	var elems []int32
+	loc := make([]int32, n)
+	of := make([]int32, n)
+	var first, end, marked []int32
+	for _, acc := range []bool{true, false} {
+		b := int32(len(first))
+		first = append(first, int32(len(elems)))
+		for s := range n {
+			if (s == ns && !acc) || s < ns && live[s] && d.accept[s] == acc {
+				loc[s] = int32(len(elems))
+				of[s] = b
+				elems = append(elems, int32(s))
+			}
+		}
+		end = append(end, int32(len(elems)))
+		marked = append(marked, 0)
+	}
+	type splitter struct{ b, c int32 }
+	var work []splitter
+	inWork := make([]bool, n*nc)
+	size := func(b int32) int32 { return end[b] - first[b] }
+	small := int32(0) // the accepting block, unless the other is smaller
+	if size(1) < size(0) {
+		small = 1
+	}
+	for c := range nc {
+		work = append(work, splitter{small, int32(c)})
+		inWork[int(small)*nc+c] = true
+	}
+	var members, touched []int32
+	for len(work) > 0 {
+		sp := work[len(work)-1]
+		work = work[:len(work)-1]
+		inWork[int(sp.b)*nc+int(sp.c)] = false
+		members = append(members[:0], elems[first[sp.b]:end[sp.b]]...)
+		touched = touched[:0]
+		for _, t := range members {
+			k := int(sp.c)*n + int(t)
+			for _, s := range inv[start[k]:start[k+1]] {
+				b := of[s]
+				i := first[b] + marked[b]
+				if loc[s] < i {
+					continue // marked already
+				}
+				o := elems[i]
+				elems[i], elems[loc[s]] = s, o
+				loc[o], loc[s] = loc[s], i
+				if marked[b]++; marked[b] == 1 {
+					touched = append(touched, b)
+				}
+			}
+		}
+		for _, b := range touched {
+			m := marked[b]
+			marked[b] = 0
+			if m == size(b) {
+				continue
+			}
+			nb := int32(len(first))
+			first = append(first, first[b])
+			end = append(end, first[b]+m)
+			marked = append(marked, 0)
+			first[b] += m
+			for _, s := range elems[first[nb]:end[nb]] {
+				of[s] = nb
+			}
+			for c := range nc {
+				switch {
+				case inWork[int(b)*nc+c]:
+					work = append(work, splitter{nb, int32(c)})
+					inWork[int(nb)*nc+c] = true
+				case size(nb) <= size(b):
+					work = append(work, splitter{nb, int32(c)})
+					inWork[int(nb)*nc+c] = true
+				default:
+					work = append(work, splitter{b, int32(c)})
+					inWork[int(b)*nc+c] = true
+				}
+			}
+		}
+	}
+	block = make([]int32, ns)
+	for s := range ns {
+		block[s] = -1
+		if live[s] {
+			block[s] = of[s]
+		}
+	}
+	return block, len(first)
+}
+
 // pairs builds the automaton of pairs of states reached from start, step
 // giving the pair after a byte (false: none) and accept whether a pair
 // accepts, bytes in the classes of key (bytes of one key are one class);
@@ -665,7 +769,7 @@ func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) (
 			}
 			t, ok := index[q]
 			if !ok {
-				if len(states) >= MaxRegexStates {
+				if len(states) >= MaxRegexStates || (len(states)+1)*len(reps) > MaxRegexStates*64 {
 					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
 				}
 				t = int32(len(states))
@@ -691,11 +795,98 @@ func intersect(a, b *dfa) (*dfa, error) {
 		func(p [2]int32) bool { return a.accept[p[0]] && b.accept[p[1]] })
 }
 
+// first reports whether byte c starts a character (is no UTF-8
+// continuation byte).
+func first(c byte) bool { return c < 0x80 || c >= 0xc0 }
+
+// span returns the fewest and the most characters of the texts d accepts
+// (most -1: no bound, d has a loop).
+func (d *dfa) span() (fewest, most int) {
+	ns := d.states()
+	// Fewest: breadth first, a continuation byte costing nothing.
+	dist := make([]int, ns)
+	for s := range dist {
+		dist[s] = -1
+	}
+	dist[0] = 0
+	// A deque: front (a stack) for states reached at no cost, back (a
+	// queue) for those a character further.
+	front, back := []int32{0}, []int32(nil)
+	for len(front)+len(back) > 0 {
+		var s int32
+		if n := len(front); n > 0 {
+			s, front = front[n-1], front[:n-1]
+		} else {
+			s, back = back[0], back[1:]
+		}
+		for c := range 256 {
+			t := d.step(s, byte(c))
+			if t < 0 {
+				continue
+			}
+			w := 0
+			if first(byte(c)) {
+				w = 1
+			}
+			if dist[t] < 0 || dist[s]+w < dist[t] {
+				dist[t] = dist[s] + w
+				if w == 0 {
+					front = append(front, t)
+				} else {
+					back = append(back, t)
+				}
+			}
+		}
+	}
+	fewest = -1
+	for s, acc := range d.accept {
+		if acc && (fewest < 0 || dist[s] < fewest) {
+			fewest = dist[s]
+		}
+	}
+	// Most: the longest path, where no loop (every state is live and
+	// reached from the start, so a loop makes texts of any length).
+	longest := make([]int, ns) // from each state to its last accepting one, -1 where none
+	state := make([]uint8, ns) // 0 unseen, 1 on the path, 2 done
+	var visit func(s int32) bool
+	visit = func(s int32) bool {
+		state[s] = 1
+		longest[s] = -1
+		if d.accept[s] {
+			longest[s] = 0
+		}
+		for c := range 256 {
+			t := d.step(s, byte(c))
+			if t < 0 {
+				continue
+			}
+			if state[t] == 1 || state[t] == 0 && !visit(t) {
+				return false
+			}
+			w := 0
+			if first(byte(c)) {
+				w = 1
+			}
+			if longest[t] >= 0 && longest[t]+w > longest[s] {
+				longest[s] = longest[t] + w
+			}
+		}
+		state[s] = 2
+		return true
+	}
+	if !visit(0) {
+		return fewest, -1
+	}
+	return fewest, longest[0]
+}
+
 // bounded returns the automaton of the texts d accepts that hold between
 // lo and hi characters (code points; hi -1: no bound). A character is
 // counted at its first byte.
 func bounded(d *dfa, lo, hi int) (*dfa, error) {
-	first := func(c byte) bool { return c < 0x80 || c >= 0xc0 }
+	if min, max := d.span(); lo <= min && (hi < 0 || max >= 0 && max <= hi) {
+		return d, nil // every text d accepts is within the bounds
+	}
 	top := int32(hi)
 	if hi < 0 {
 		top = int32(lo) // past lo, the count no longer matters

@@ -265,7 +265,7 @@ func TestRegexRefused(t *testing.T) {
 		{`(?m)^a$`, "(?m)"},
 		{`\bword`, "word boundaries"},
 		{`[`, "missing closing ]"},
-		{`^(a|b)*a(a|b){14}$`, "MaxRegexStates"},
+		{`^(a|b)*a(a|b){16}$`, "MaxRegexStates"},
 		{`a^b`, "no text matches"},
 		{`[^\x00-\x{10FFFF}]`, "no text matches"},
 	} {
@@ -373,6 +373,87 @@ func TestRegexWalks(t *testing.T) {
 		}
 		if complete < 150 {
 			t.Errorf("%q: %d of 200 walks complete", p, complete)
+		}
+	}
+}
+
+// TestRegexMinimal: no two states of an automaton accept the same texts
+// (the table-filling algorithm marks every pair distinguishable), so that
+// states the minimization should merge do not make masks of their own.
+func TestRegexMinimal(t *testing.T) {
+	var ds []*dfa
+	for _, c := range regexCases {
+		d, err := compileRegex(c.pattern, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	for name := range formats {
+		d, _ := formatDFA(name)
+		ds = append(ds, d)
+	}
+	for _, d := range ds {
+		n := d.states()
+		apart := make([]bool, n*n)
+		for p := range n {
+			for q := range n {
+				apart[p*n+q] = d.accept[p] != d.accept[q]
+			}
+		}
+		for changed := true; changed; {
+			changed = false
+			for p := range n {
+				for q := range n {
+					if apart[p*n+q] {
+						continue
+					}
+					for c := range d.nclass {
+						x, y := d.next[p*d.nclass+c], d.next[q*d.nclass+c]
+						if (x < 0) != (y < 0) || x >= 0 && apart[int(x)*n+int(y)] {
+							apart[p*n+q], changed = true, true
+							break
+						}
+					}
+				}
+			}
+		}
+		for p := range n {
+			for q := range p {
+				if !apart[p*n+q] {
+					t.Fatalf("states %d and %d of %d accept the same texts", q, p, n)
+				}
+			}
+		}
+	}
+}
+
+// TestRegexSpan: the fewest and most characters of the texts an automaton
+// accepts, worked out by hand from the patterns (the formats' too).
+func TestRegexSpan(t *testing.T) {
+	for _, c := range []struct {
+		pattern      string
+		fewest, most int
+	}{
+		{`[a-z]{2,5}`, 2, 5},
+		{`é{3}|x`, 1, 3},
+		{`a+`, 1, -1},
+		{`(ab)?`, 0, 2},
+		{`😀\n?`, 1, 2},
+		{formats["date"], 10, 10},
+		{formats["uuid"], 36, 36},
+		{formats["ipv4"], 7, 15},
+		{formats["ipv6"], 2, 45},
+		{formats["hostname"], 1, 8*30 + 7},
+		{formats["email"], 5, 63 + 1 + 4*30 + 3},
+		{formats["date-time"], 20, -1},
+	} {
+		d, err := compileRegex(c.pattern, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fewest, most := d.span(); fewest != c.fewest || most != c.most {
+			t.Errorf("%.40q: span %d %d, want %d %d", c.pattern, fewest, most, c.fewest, c.most)
 		}
 	}
 }
