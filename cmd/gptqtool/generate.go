@@ -35,6 +35,7 @@ type generateOptions struct {
 	json        bool
 	jsonSchema  string
 	jsonObject  bool
+	regex       string
 	ids         bool
 	device      string
 	dtype       string
@@ -54,7 +55,8 @@ template followed by the assistant prompt) and
 samples up to --max-tokens tokens, stopping at an EOS id of config.json or
 generation_config.json. Temperature 0 is greedy (argmax, lowest id on ties).
 --json-schema FILE (or --json-object) constrains the output to JSON of that
-schema, as serve's response_format does.
+schema, as serve's response_format does; --regex PATTERN to a text the
+regular expression (RE2's syntax) matches whole, as serve's guided_regex.
 
 The text streams to standard output as it is generated; speed goes to
 standard error. --ids prints the prompt and generated ids instead, --json one
@@ -77,6 +79,7 @@ JSON document with both and the text.`,
 	f.BoolVar(&o.json, "json", false, "print one JSON document with ids, text and speed")
 	f.StringVar(&o.jsonSchema, "json-schema", "", "constrain the output to JSON valid against the JSON Schema in this file (structured output, as serve's response_format)")
 	f.BoolVar(&o.jsonObject, "json-object", false, "constrain the output to a JSON object (as serve's response_format json_object)")
+	f.StringVar(&o.regex, "regex", "", "constrain the output to a text this regular expression (RE2 syntax) matches whole (as serve's guided_regex)")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)
 	f.StringVar(&o.dtype, "dtype", "auto", dtypeHelp)
@@ -113,8 +116,10 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{fmt.Errorf("generate: --top-p %v: want in (0, 1]", o.topP)}
 	case o.json && o.ids:
 		return usageError{errors.New("generate: --json and --ids exclude each other")}
-	case o.jsonSchema != "" && o.jsonObject:
-		return usageError{errors.New("generate: --json-schema and --json-object exclude each other")}
+	case btoi(o.jsonSchema != "")+btoi(o.jsonObject)+btoi(cmd.Flags().Changed("regex")) > 1:
+		return usageError{errors.New("generate: --json-schema, --json-object and --regex exclude each other")}
+	case cmd.Flags().Changed("regex") && o.regex == "":
+		return usageError{errors.New("generate: --regex: want a non-empty regular expression")}
 	}
 	if !cmd.Flags().Changed("seed") {
 		// As the server draws one for a request without a seed: runs
@@ -148,7 +153,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{errors.New("generate: the prompt encodes to no tokens")}
 	}
 	var matcher sample.Matcher
-	if o.jsonSchema != "" || o.jsonObject {
+	if o.jsonSchema != "" || o.jsonObject || o.regex != "" {
 		schema := []byte(grammar.AnyObject)
 		if o.jsonSchema != "" {
 			if schema, err = os.ReadFile(o.jsonSchema); err != nil {
@@ -159,8 +164,12 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		if err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
-		g, err := grammar.Compile(schema, v)
-		if err != nil {
+		var g *grammar.Grammar
+		if o.regex != "" {
+			if g, err = grammar.Regex(o.regex, v); err != nil {
+				return usageError{fmt.Errorf("generate: --regex: %w", err)}
+			}
+		} else if g, err = grammar.Compile(schema, v); err != nil {
 			return fmt.Errorf("generate: --json-schema %s: %w", o.jsonSchema, err)
 		}
 		matcher = g.NewMatcher()
@@ -201,6 +210,10 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 			}
 		}
 		dec.Flush()
+	} else if o.regex != "" {
+		// The regex's text is the answer byte for byte, a leading
+		// space too (as serve's guided_regex).
+		dec.Continue()
 	}
 	var text strings.Builder
 	stream := !o.json && !o.ids
@@ -273,6 +286,13 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s%s\n",
 		len(promptIDs), prefill, len(res.IDs), reason, decode, seed)
 	return nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // generatedText is the text a generated id adds: none for a special token

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -254,11 +256,50 @@ func TestGenerateJSONSchema(t *testing.T) {
 		t.Errorf("%d of 8 generations completed their JSON within 120 tokens", stopped)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
-	if err := os.WriteFile(bad, []byte(`{"type": "string", "format": "date"}`), 0o644); err != nil {
+	if err := os.WriteFile(bad, []byte(`{"type": "string", "format": "uri"}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err := run(t, "generate", "--model", dir, "--prompt", "x", "--json-schema", bad)
 	if err == nil || !strings.Contains(err.Error(), "bad.json") || !strings.Contains(err.Error(), "/format") {
 		t.Errorf("a schema with format: %v, want an error naming bad.json and /format", err)
+	}
+}
+
+// TestGenerateRegex: --regex constrains generate's output to a text the
+// pattern matches whole (Go's regexp checks it), a chat answer's leading
+// space kept; a pattern the compiler refuses, or --regex beside
+// --json-schema, is a usage error naming the flag.
+func TestGenerateRegex(t *testing.T) {
+	dir := fixturePath(t, "models/openchat-tiny")
+	for _, c := range []struct {
+		pattern string
+		chat    bool
+	}{
+		{`[a-z]{2,8}( [a-z]{2,8}){0,2}\.`, false},
+		{` (yes|no), \d{1,3}`, true},
+	} {
+		re := regexp.MustCompile(`^(?:` + c.pattern + `)$`)
+		for seed := range 3 {
+			args := []string{"--model", dir, "--prompt", "Say something.", "--regex", c.pattern,
+				"--max-tokens", "40", "--temperature", "1", "--seed", strconv.Itoa(seed)}
+			if c.chat {
+				args = append(args, "--chat")
+			}
+			doc, _ := generateJSONOut(t, args...)
+			if doc.StopReason != "eos" || !re.MatchString(doc.Text) {
+				t.Errorf("--regex %q seed %d: %q (%s), want a full match and eos", c.pattern, seed, doc.Text, doc.StopReason)
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"--regex", "(?<=a)b"},
+		{"--regex", ""},
+		{"--regex", "a+", "--json-object"},
+	} {
+		_, _, err := run(t, append([]string{"generate", "--model", dir, "--prompt", "x"}, args...)...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--regex") {
+			t.Errorf("generate %q: %v, want a usage error naming --regex", args, err)
+		}
 	}
 }
