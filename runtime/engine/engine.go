@@ -636,6 +636,9 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 			return // a prompt chunk, or a sequence to recompute
 		}
 	}
+	if !e.m.CanDraft(steps) {
+		return // not the decode path (a one-token chunk scoring its prompt, the model)
+	}
 	limit := e.speculateRows()
 	bs := e.cache.Pool.BlockSize()
 	for i, s := range order {
@@ -659,7 +662,10 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 			s.miss()
 			continue
 		}
-		st.Draft = d
+		if st.Draft = d; !e.m.CanDraft(steps) {
+			st.Draft = nil // past the decode path's rows (SpeculateRows above them)
+			break
+		}
 		rows += len(d)
 		// Each row draws as the token at its position would be drawn
 		// without the draft: the sampler's next uniform numbers (taken as

@@ -185,3 +185,68 @@ func TestSpeculateBackOff(t *testing.T) {
 	}
 	t.Logf("ahead %d of %d steps with drafts (%d fed, %d held), %d of %d without", st[1].Ahead, st[1].Steps, st[1].Drafted, st[1].Accepted, st[0].Ahead, st[0].Steps)
 }
+
+// TestSpeculateBesideOneTokenScoredChunk: a step whose only prompt chunk
+// is one token whose prompt log-probabilities are asked for (every row's
+// logits: not the decode path) gives no sequence beside it a draft, so
+// neither request fails and both give the tokens of the engine without
+// drafts. The chunk's request is submitted with a one-token prompt once
+// the other is generating from a prompt that holds its continuation.
+func TestSpeculateBesideOneTokenScoredChunk(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	echo := append(slices.Clone(greedy), prompt...)
+	pa := Params{MaxTokens: 200}
+	pb := Params{MaxTokens: 5, PromptLogprobs: true}
+	run := func(o Options) ([2][]int, [2]Event, Stats) {
+		e := newEngine(t, m, o)
+		cha, err := e.Submit(context.Background(), Request{Prompt: echo, Params: pa})
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := <-cha // a generated token: a is generating
+		chb, err := e.Submit(context.Background(), Request{Prompt: []int{1}, Params: pb})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var toks [2][]int
+		var dones [2]Event
+		toks[0], dones[0] = collect(t, cha)
+		toks[0] = append([]int{first.Token}, toks[0]...)
+		toks[1], dones[1] = collect(t, chb)
+		return toks, dones, e.Stats()
+	}
+	want, wantDone, _ := run(Options{MaxLen: 512})
+	got, done, st := run(Options{MaxLen: 512, Speculate: 4})
+	for i := range got {
+		if !slices.Equal(got[i], want[i]) || done[i].FinishReason != wantDone[i].FinishReason {
+			t.Errorf("request %d: %v (%s %v), without drafts %v (%s)", i, got[i], done[i].FinishReason, done[i].Err, want[i], wantDone[i].FinishReason)
+		}
+	}
+	if st.Accepted == 0 {
+		t.Errorf("no draft token held (%d fed)", st.Drafted)
+	}
+}
+
+// TestSpeculateRowsPastDecode: with SpeculateRows above the decode path's
+// rows (model.CanDraft), drafts stop where the step would leave it, and
+// the requests give the tokens of the engine without drafts.
+func TestSpeculateRowsPastDecode(t *testing.T) {
+	m, prompt, greedy := stories(t)
+	echo := append(slices.Clone(greedy), prompt...)
+	ps := make([]Params, 48) // 48 sequences with drafts of 7: 384 rows
+	for i := range ps {
+		ps[i] = Params{MaxTokens: 16}
+	}
+	in := func(int) []int { return echo }
+	want, _ := submitAll(t, newEngine(t, m, Options{MaxLen: 512, Blocks: 1024}), ps, in)
+	e := newEngine(t, m, Options{MaxLen: 512, Blocks: 1024, Speculate: 7, SpeculateRows: 1000})
+	got, done := submitAll(t, e, ps, in)
+	for i := range got {
+		if !slices.Equal(got[i], want[i]) || done[i].FinishReason != "length" {
+			t.Errorf("request %d: %v (%s %v), without drafts %v", i, got[i], done[i].FinishReason, done[i].Err, want[i])
+		}
+	}
+	if st := e.Stats(); st.Accepted == 0 {
+		t.Errorf("no draft token held (%d fed)", st.Drafted)
+	}
+}

@@ -109,6 +109,14 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 	return true
 }
 
+// CanDraft reports whether a step of seqs, with their StepSeq.Drafts, can
+// be issued: drafts take the decode path, which needs a
+// runtime.PagedDecoder, a head size up to 256, up to 8 query heads a KV
+// head, and steps of at most maxDecodeRows rows (drafts included) whose
+// sequences each feed one token and ask for no AllLogits (a one-token
+// prompt chunk whose prompt log-probabilities are asked for does).
+func (m *Model) CanDraft(seqs []StepSeq) bool { return m.canDecode(seqs) }
+
 // decode runs a step of one token per sequence (validated by StepAhead)
 // through the backend's PagedDecoder ops: the inputs go to the device in
 // one transfer, the layers run (replayed from a graph where the backend
