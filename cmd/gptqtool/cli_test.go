@@ -1286,9 +1286,11 @@ func TestHelpCompletesCommands(t *testing.T) {
 }
 
 // TestServeSpeculateFlags: --speculate and --speculate-ngram values that
-// make no sense are refused by name before anything loads.
+// make no sense are refused by name, as usage errors, before anything
+// loads (the --model given holds no model: its absence is not what is
+// said).
 func TestServeSpeculateFlags(t *testing.T) {
-	model := fixturePath(t, "models/stories260K-hf-mistral")
+	model := t.TempDir()
 	for _, c := range []struct{ flag, val, want string }{
 		{"--speculate-ngram", "3:2", "--speculate-ngram \"3:2\": want MIN:MAX"},
 		{"--speculate-ngram", "0:2", "1 <= MIN <= MAX"},
@@ -1296,8 +1298,9 @@ func TestServeSpeculateFlags(t *testing.T) {
 		{"--speculate", "-1", "--speculate -1: want 0 (off)"},
 	} {
 		_, _, err := run(t, "serve", "--model", model, "--port", "0", "--device", "cpu", c.flag, c.val)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("serve %s %s: %v, want an error saying %q", c.flag, c.val, err, c.want)
+		var ue usageError
+		if err == nil || !strings.Contains(err.Error(), c.want) || !errors.As(err, &ue) {
+			t.Errorf("serve %s %s: %v, want a usage error saying %q", c.flag, c.val, err, c.want)
 		}
 	}
 }

@@ -39,6 +39,7 @@ type serveFlags struct {
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
 	speculate                                                                 int
 	speculateNgram                                                            string
+	lookMin, lookMax                                                          int // --speculate-ngram's, parsed by runServe
 	apiKeys, allowedOrigins                                                   []string
 	requestTimeout, shutdownTimeout                                           time.Duration
 	systemMessages, ahead, prefixCache                                        bool
@@ -115,6 +116,12 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		return usageError{errors.New("--block-size, --max-queue and --max-batch must be positive, --step-tokens and --max-len 0 or more")}
 	case f.logFormat != "json" && f.logFormat != "text":
 		return usageError{fmt.Errorf("--log-format %q: want json or text", f.logFormat)}
+	}
+	if f.lookMin, f.lookMax, err = parseNgram(f.speculateNgram); err != nil {
+		return usageError{err}
+	}
+	if f.speculate < 0 {
+		return usageError{fmt.Errorf("--speculate %d: want 0 (off) or more draft tokens", f.speculate)}
 	}
 	for _, o := range f.allowedOrigins {
 		if !isOrigin(o) {
@@ -320,16 +327,9 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 		maxLen = held
 	}
 	start := time.Now()
-	lookMin, lookMax, err := parseNgram(f.speculateNgram)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	if f.speculate < 0 {
-		return nil, usageError{fmt.Errorf("--speculate %d: want 0 (off) or more draft tokens", f.speculate)}
-	}
 	e, err := engine.New(engine.Options{Model: m, Blocks: blocks, BlockSize: f.blockSize, MaxLen: maxLen, MaxQueue: f.maxQueue,
 		MaxRunning: f.maxRunning, StepTokens: stepTokens(f.stepTokens, b), Observer: srv.Observer(), NoAhead: !f.ahead, NoPrefixCache: !f.prefixCache,
-		Speculate: f.speculate, LookupMin: lookMin, LookupMax: lookMax})
+		Speculate: f.speculate, LookupMin: f.lookMin, LookupMax: f.lookMax})
 	if err != nil {
 		return nil, err
 	}
