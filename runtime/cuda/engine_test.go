@@ -227,7 +227,8 @@ func TestGrammarOnDevice(t *testing.T) {
 // and every token a greedy request gets is the CPU reference's most likely
 // one after the same tokens, within fp16's rounding. The prompt repeats a
 // stretch, so that drafts are found and some held. Two requests run
-// together, one of them sampled (no drafts for it).
+// together, one of them sampled (its draft rows drawn under rules of their
+// own, model.StepSeq.DraftRules; only checked to finish).
 func TestSpeculateOnDevice(t *testing.T) {
 	b := gputest.Backend(t)
 	mc := load(t, fixtures.Path(t, "models/openchat-tiny"), cpu.New(0))

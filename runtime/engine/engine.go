@@ -187,15 +187,19 @@ type Options struct {
 	// flip a near tie, as in vLLM.
 	NoPrefixCache bool
 	// Speculate turns on speculative decoding by prompt lookup (vLLM's
-	// "ngram" method) with drafts of up to this many tokens: a greedy
-	// sequence (no penalties, logit bias, log-probabilities, grammar or
-	// pending MinTokens) whose last LookupMax..LookupMin tokens occurred
-	// before in its prompt or output is fed, in the same step, the tokens
-	// that followed them there (model.StepSeq.Draft), and keeps the longest
-	// run the model's own greedy draws confirm, plus the model's token
-	// after it: one to Speculate+1 tokens a step, the same tokens as
-	// without drafts. Drafts are made only for steps of generating
-	// sequences (no prompt chunk) of at most SpeculateRows rows with their
+	// "ngram" method) with drafts of up to this many tokens: a sequence
+	// (any without log-probabilities or a grammar) whose last
+	// LookupMax..LookupMin tokens occurred before in its prompt or output
+	// is fed, in the same step, the tokens that followed them there
+	// (model.StepSeq.Draft), each row drawing as the token at its position
+	// would be drawn without the draft (its uniform number, the penalties
+	// and bans after the draft tokens before it), and keeps the longest
+	// run the model's own draws confirm, plus the model's token after it:
+	// one to Speculate+1 tokens a step, the same tokens as without drafts
+	// on a batch-invariant backend (the portable CPU one; elsewhere up to
+	// rounding, as with batching). Drafts are made only for steps of
+	// generating sequences (no prompt chunk) that take the decode path
+	// (model.CanDraft), of at most SpeculateRows rows with their
 	// drafts (0: 8, the rows whose products read the weights once), and
 	// such sequences' steps are not issued ahead (their drafts need the
 	// token in flight). A sequence whose drafts find no n-gram or keep no
