@@ -199,8 +199,9 @@ type Options struct {
 	// on a batch-invariant backend (the portable CPU one; elsewhere up to
 	// rounding, as with batching). Drafts are made only for steps of
 	// generating sequences (no prompt chunk) that take the decode path
-	// (model.CanDraft), of at most SpeculateRows rows with their
-	// drafts (0: 8, the rows whose products read the weights once), and
+	// (model.CanDraft; New refuses a model that has none), of at most
+	// SpeculateRows rows with their drafts (0: 8, the rows whose products
+	// read the weights once), and
 	// such sequences' steps are not issued ahead (their drafts need the
 	// token in flight). A sequence whose drafts find no n-gram or keep no
 	// token twice in a row looks again only after 2, 4, ... 32 steps, which
@@ -319,6 +320,10 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.StepTokens <= 0 {
 		o.StepTokens = 512
+	}
+	if o.Speculate > 0 && !o.Model.CanDraft(nil) {
+		// (Its steps would never carry a draft, nor be issued ahead.)
+		return nil, errors.New("engine: speculative decoding (Options.Speculate) takes the decode path, which this model lacks on its backend (model.CanDraft)")
 	}
 	c, err := o.Model.NewPagedCache(o.Blocks, o.BlockSize, o.MaxLen)
 	if err != nil {

@@ -3,7 +3,11 @@ package engine
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
 // TestSpeculativeMatchesPlain: with drafts by prompt lookup
@@ -248,5 +252,28 @@ func TestSpeculateRowsPastDecode(t *testing.T) {
 	}
 	if st := e.Stats(); st.Accepted == 0 {
 		t.Errorf("no draft token held (%d fed)", st.Drafted)
+	}
+}
+
+// plainBackend is the CPU backend as no more than a runtime.Backend: no
+// decode path (runtime.PagedDecoder), which drafts need.
+type plainBackend struct{ runtime.Backend }
+
+// TestSpeculateNeedsDecodePath: where the model has no decode path on its
+// backend (model.CanDraft), drafts can never be fed, and New says so
+// rather than running with steps that are never issued ahead.
+func TestSpeculateNeedsDecodePath(t *testing.T) {
+	m := storiesOn(t, plainBackend{cpu.NewPortable(2)})
+	_, err := New(Options{Model: m, MaxLen: 64, Blocks: 16, Speculate: 4})
+	if err == nil || !strings.Contains(err.Error(), "decode path") {
+		t.Fatalf("New with drafts on a backend without the decode path: %v, want an error saying so", err)
+	}
+	e := newEngine(t, m, Options{MaxLen: 64, Blocks: 16})
+	ch, err := e.Submit(context.Background(), Request{Prompt: []int{1, 403, 407}, Params: Params{MaxTokens: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if toks, done := collect(t, ch); len(toks) != 4 || done.FinishReason != "length" {
+		t.Errorf("without drafts: %v, %+v", toks, done)
 	}
 }

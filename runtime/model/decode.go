@@ -115,6 +115,7 @@ func (m *Model) canDecode(seqs []StepSeq) bool {
 // head, and steps of at most maxDecodeRows rows (drafts included) whose
 // sequences each feed one token and ask for no AllLogits (a one-token
 // prompt chunk whose prompt log-probabilities are asked for does).
+// CanDraft(nil) reports whether the model has the decode path at all.
 func (m *Model) CanDraft(seqs []StepSeq) bool { return m.canDecode(seqs) }
 
 // decode runs a step of one token per sequence (validated by StepAhead)
