@@ -111,7 +111,10 @@ func (p *Pool) BlocksFor(n int) int { return (n + p.blockSize - 1) / p.blockSize
 type Seq struct {
 	// Blocks are the block ids, in position order.
 	Blocks []int32
-	// Len is the positions written so far.
+	// Len is the positions written so far that hold the sequence's
+	// tokens; rows past it may hold stale ones (a draft's rejected
+	// tokens, model.StepSeq.Draft, once the caller sets Len back), which
+	// later steps write again before any row reads them.
 	Len int
 }
 
