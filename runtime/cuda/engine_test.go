@@ -240,12 +240,14 @@ func TestSpeculateOnDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close(context.Background())
-	sampled := make(chan []engine.Event, 1)
-	go func() {
-		sampled <- submitPrompt(t, e, prompt, engine.Params{MaxTokens: 24, Temperature: 0.7, Seed: 3, SeedSet: true})
-	}()
+	// Both submitted before either is read, so that they run together.
+	sampled, err := e.Submit(context.Background(), engine.Request{Prompt: prompt, Params: engine.Params{MaxTokens: 24, Temperature: 0.7, Seed: 3, SeedSet: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 48})
-	<-sampled
+	for range sampled {
+	}
 	seq := append([]int(nil), prompt...)
 	for _, ev := range evs {
 		if !ev.Done {
