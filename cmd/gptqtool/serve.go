@@ -85,7 +85,7 @@ is grammar-constrained JSON, so that a call's arguments always match its tool's 
 	fs.IntVar(&f.stepTokens, "step-tokens", 0, "tokens one step processes (decoding one per sequence, prompt chunks the rest); 0: 2048 on cuda, 512 on cpu")
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "keep the KV blocks a request wrote for later prompts that start with the same tokens (vLLM's automatic prefix caching; --prefix-cache=false computes every prompt whole)")
 	fs.BoolVar(&f.ahead, "ahead", aheadDefault(), "issue a decode step before the previous step's tokens are read, where no penalty or log-probability needs them (GPTQTOOL_AHEAD=0 turns the default off)")
-	fs.IntVar(&f.speculate, "speculate", 0, "speculative decoding by prompt lookup (vLLM's ngram method): requests' steps (but those with logprobs or structured output) carry up to this many draft tokens, copied from where their last tokens occurred before in the prompt or output, and keep those the model confirms (the same output, fewer steps where text repeats); 0: off")
+	fs.IntVar(&f.speculate, "speculate", 0, "speculative decoding by prompt lookup (vLLM's ngram method): requests' steps (but those with logprobs) carry up to this many draft tokens, copied from where their last tokens occurred before in the prompt or output, and keep those the model confirms (the same output, fewer steps where text repeats); 0: off")
 	fs.StringVar(&f.speculateNgram, "speculate-ngram", "2:4", "MIN:MAX, the lengths of the last tokens --speculate looks up, longest first")
 	fs.StringVar(&f.maxBody, "max-body", "1MiB", "largest request body")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")

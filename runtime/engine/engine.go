@@ -188,7 +188,10 @@ type Options struct {
 	NoPrefixCache bool
 	// Speculate turns on speculative decoding by prompt lookup (vLLM's
 	// "ngram" method) with drafts of up to this many tokens: a sequence
-	// (any without log-probabilities or a grammar) whose last
+	// (any without log-probabilities; under a grammar, one whose matcher
+	// is a sample.Forker, its draft cut before the first token the grammar
+	// refuses and each row drawing under the mask after the draft's tokens
+	// before it) whose last
 	// LookupMax..LookupMin tokens occurred before in its prompt or output
 	// is fed, in the same step, the tokens that followed them there
 	// (model.StepSeq.Draft), each row drawing as the token at its position
@@ -598,6 +601,9 @@ func (e *Engine) verify(s *seq, draft, drawn []int) {
 	s.sampler.Skip(n) // the draws of the kept rows after the first (rule took its own)
 	s.fed += 1 + n
 	s.kv.Len = s.fed
+	// (Under a grammar, a token after which the output is complete with no
+	// text to follow, where match stops the sequence, is never a draft's
+	// (draftMasks), so it can only be the last of these.)
 	for _, tok := range drawn[:n+1] {
 		e.emit(s, nil, tok)
 		if s.done {
@@ -667,6 +673,13 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 			k = min(k, s.kv.Cap(bs)-s.fed-1)
 		}
 		d := e.draft(s, k)
+		// Under a grammar, the draft ends before its first token the
+		// grammar refuses, and each of its rows draws under the mask after
+		// the draft's tokens before it.
+		var masks [][]uint64
+		if s.match != nil {
+			d, masks = s.draftMasks(d)
+		}
 		if len(d) == 0 {
 			s.miss()
 			continue
@@ -681,13 +694,45 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 		// the tokens are kept, verify) and the penalties and bans after the
 		// draft's tokens before it. A greedy rule that none of those
 		// change is the same for every row.
-		if p.Temperature > 0 && p.TopK != 1 || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || s.gen < p.MinTokens {
+		if p.Temperature > 0 && p.TopK != 1 || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 || s.gen < p.MinTokens ||
+			masks != nil {
 			st.DraftRules = s.sampler.Peek(len(d))
 			for j := range st.DraftRules {
-				s.adjustments(&st.DraftRules[j], nil, d[:j+1])
+				var mask []uint64
+				if masks != nil {
+					mask = masks[j]
+				}
+				s.adjustments(&st.DraftRules[j], nil, d[:j+1], mask)
 			}
 		}
 	}
+}
+
+// draftMasks follows draft d with a copy of s's matcher (sample.Forker):
+// the draft up to its first token the grammar refuses, or after which the
+// output is complete with no text to follow (where the sequence stops, as
+// match stops it), and the mask of each of its rows after the first (the
+// draw's Allow after the draft's tokens up to that row's). Nothing where
+// the matcher cannot be copied.
+func (s *seq) draftMasks(d []int) ([]int, [][]uint64) {
+	f, ok := s.match.(sample.Forker)
+	if !ok {
+		return nil, nil
+	}
+	m := f.Fork()
+	var masks [][]uint64
+	for j, tok := range d {
+		if m.Accept(tok) != nil {
+			return d[:j], masks
+		}
+		allowed, end := m.Allowed()
+		mask, text := runtime.GrammarMask(nil, allowed, end, s.req.Params.StopTokens, s.vocab)
+		if text == 0 {
+			return d[:j], masks
+		}
+		masks = append(masks, mask)
+	}
+	return d, masks
 }
 
 // miss notes a draft of s that found no n-gram or kept no token: after
@@ -703,9 +748,14 @@ func (s *seq) miss() {
 
 // speculates says whether s's steps may carry drafts: any sequence but
 // those that bring back log-probabilities (every row's logits) or follow a
-// grammar (whose mask after a draft token is not made).
+// grammar whose matcher cannot be copied (sample.Forker: a draft row's
+// mask is made by a copy).
 func (e *Engine) speculates(s *seq) bool {
-	return e.o.Speculate > 0 && !s.req.Params.Logprobs && s.match == nil
+	if e.o.Speculate <= 0 || s.req.Params.Logprobs {
+		return false
+	}
+	_, forks := s.match.(sample.Forker)
+	return s.match == nil || forks
 }
 
 // speculateRows is Options.SpeculateRows or its default.
@@ -1042,14 +1092,15 @@ const banned = runtime.Banned
 // MinTokens, the stop tokens banned.
 func (s *seq) rule() *runtime.SampleParams {
 	r := s.sampler.Next()
-	s.adjust = s.adjustments(&r, s.adjust[:0], nil)
+	s.adjust = s.adjustments(&r, s.adjust[:0], nil, s.allow)
 	return &r
 }
 
 // adjustments sets r's Adjust (appended to adj, which it returns) and mask
 // for the token after s's tokens and then extra (a draft's first tokens:
-// the rule of the draft's row after them, rules).
-func (s *seq) adjustments(r *runtime.SampleParams, adj []runtime.LogitAdjust, extra []int) []runtime.LogitAdjust {
+// the rule of the draft's row after them, drafts); allow is the grammar's
+// mask there, where s has a grammar.
+func (s *seq) adjustments(r *runtime.SampleParams, adj []runtime.LogitAdjust, extra []int, allow []uint64) []runtime.LogitAdjust {
 	p := s.req.Params
 	count := func(t int) int {
 		c := s.counts[t]
@@ -1114,7 +1165,7 @@ func (s *seq) adjustments(r *runtime.SampleParams, adj []runtime.LogitAdjust, ex
 		}
 	}
 	if s.match != nil {
-		r.Allow = s.allow // (made with s.allowed: Submit, match)
+		r.Allow = allow // (s.allow, made with s.allowed: Submit, match; a draft row's, drafts)
 		// Penalties on the allowed tokens only: a refused one stays
 		// lowered by runtime.Banned (a repetition penalty below 1
 		// multiplied its -1e30 up past the allowed ones' logits).

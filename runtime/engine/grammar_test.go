@@ -125,7 +125,8 @@ func TestGrammarUnderPreemption(t *testing.T) {
 		}
 		t.Logf("request %d alone: %s %q", i, dones[0].FinishReason, func() string { s, _ := tok.Decode(toks[0]); return s }())
 	}
-	for _, o := range []Options{{Blocks: 12, BlockSize: 8, StepTokens: 3}, {Blocks: 12, BlockSize: 8, NoAhead: true}} {
+	for _, o := range []Options{{Blocks: 12, BlockSize: 8, StepTokens: 3}, {Blocks: 12, BlockSize: 8, NoAhead: true},
+		{Blocks: 12, BlockSize: 8, Speculate: 4, SpeculateRows: 64}} {
 		e := newEngine(t, m, o)
 		toks, dones := run(e, params)
 		for i := range params {
@@ -156,5 +157,63 @@ func TestGrammarPenaltiesKeepRefused(t *testing.T) {
 	toks, done := collect(t, ch)
 	if done.Err != nil || !slices.Equal(toks, []int{100, 100, 100}) {
 		t.Errorf("%v (%s %v), want [100 100 100]: the only token allowed", toks, done.FinishReason, done.Err)
+	}
+}
+
+// TestSpeculateGrammar: constrained requests take drafts (each row under
+// the mask after the draft's tokens before it, made by a copy of the
+// matcher) and give the tokens they give without drafts; with a JSON
+// document of the schema in the prompt, drafts copied from it hold where
+// the grammar forces the token.
+func TestSpeculateGrammar(t *testing.T) {
+	m, prompt, _ := stories(t)
+	tok, err := tokenizer.Load(fixtures.Path(t, "models/stories260K-hf-mistral"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := grammar.NewVocab(tok.VocabEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grammar.Compile([]byte(engineSchema), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := tok.Encode(`{"a": 12, "b": "ab", "c": [1, 12, "x"]} {"a": 7, "b": "ab", "c": [12]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := append(slices.Clone(prompt), doc...)
+	gm := func() sample.Matcher { return g.NewMatcher() }
+	stop := []int{tok.EOS()}
+	params := []Params{
+		{MaxTokens: 60, Grammar: gm, StopTokens: stop},
+		{MaxTokens: 60, Grammar: gm, StopTokens: stop, Temperature: 0.8, Seed: 2, SeedSet: true},
+		{MaxTokens: 60, Grammar: gm, StopTokens: stop, RepetitionPenalty: 1.2, MinTokens: 5},
+	}
+	var want [][]int
+	var wantDone []Event
+	for j, k := range []int{0, 4} {
+		e := newEngine(t, m, Options{Speculate: k})
+		toks, dones := submitAll(t, e, params, func(int) []int { return p2 })
+		if j == 0 {
+			want, wantDone = toks, dones
+			continue
+		}
+		for i := range params {
+			if !slices.Equal(toks[i], want[i]) || dones[i].FinishReason != wantDone[i].FinishReason || dones[i].CompletionTokens != wantDone[i].CompletionTokens {
+				t.Errorf("request %d with drafts %v (%s, %d), without %v (%s, %d)", i, toks[i], dones[i].FinishReason, dones[i].CompletionTokens,
+					want[i], wantDone[i].FinishReason, wantDone[i].CompletionTokens)
+			}
+		}
+		st := e.Stats()
+		if st.Accepted == 0 {
+			t.Errorf("%d draft tokens fed, %d held", st.Drafted, st.Accepted)
+		}
+		t.Logf("%d steps, %d draft tokens fed, %d held", st.Steps, st.Drafted, st.Accepted)
+	}
+	for i := range params {
+		text, _ := tok.Decode(want[i])
+		t.Logf("request %d: %s %q", i, wantDone[i].FinishReason, text)
 	}
 }

@@ -3,6 +3,8 @@ package grammar
 import (
 	"fmt"
 	"sync"
+
+	"github.com/gptqtool/gptqtool/runtime/sample"
 )
 
 // MaxMemo bounds the masks a Grammar keeps (4 KB each for a vocabulary of
@@ -37,6 +39,10 @@ func (g *Grammar) NewMatcher() *Matcher {
 	}
 	return &Matcher{g: g, st: state{f}}
 }
+
+// Fork returns a copy of m at the same place, which moves on its own
+// (sample.Forker): the states' frames are immutable and shared.
+func (m *Matcher) Fork() sample.Matcher { return &Matcher{g: m.g, st: m.st} }
 
 // Allowed returns the tokens that may come next, as a bitmask over the
 // vocabulary (bit id%64 of word id/64; shared: the caller must not change

@@ -149,9 +149,7 @@ func TestStepDraftRefused(t *testing.T) {
 		want string
 	}{
 		{StepSeq{Seq: &s, Tokens: []int{1, 2}, Draft: []int{3}, Sample: greedy}, "one new token"},
-		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}}, "a draw without a mask"},
-		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: &runtime.SampleParams{Allow: []uint64{1}}}, "without a mask"},
-		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: greedy, DraftRules: []runtime.SampleParams{{Allow: []uint64{1}}}}, "without a mask"},
+		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}}, "a draft needs a draw"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3, 4}, Sample: greedy, DraftRules: []runtime.SampleParams{{}}}, "1 draft rules for 2"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{3}, Sample: greedy, Logits: true}, "no logits"},
 		{StepSeq{Seq: &s, Tokens: []int{1}, Draft: []int{m.Vocab()}, Sample: greedy}, "draft token id"},

@@ -295,7 +295,7 @@ type StepSeq struct {
 	// model's token after the draft's first j tokens, so the draft holds
 	// up to the first j where Draft[j] differs from draw j, and the cache's
 	// rows past it must be written again (the caller sets Seq.Len back).
-	// A Draft needs a Sample rule with no mask, and no Logits. Row j >= 1
+	// A Draft needs a Sample rule and no Logits. Row j >= 1
 	// draws under DraftRules[j-1], or Sample where DraftRules is nil: rules
 	// of their own let each row draw as the sequence's token at that
 	// position would be drawn (its uniform number, its penalties).
@@ -443,15 +443,10 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 			switch {
 			case len(s.Tokens) > 1:
 				return nil, fmt.Errorf("model: step sequence %d: a draft follows one new token, not %d", i, len(s.Tokens))
-			case s.Sample == nil || s.Sample.Allow != nil || s.Logits || s.AllLogits:
-				return nil, fmt.Errorf("model: step sequence %d: a draft needs a draw without a mask and no logits", i)
+			case s.Sample == nil || s.Logits || s.AllLogits:
+				return nil, fmt.Errorf("model: step sequence %d: a draft needs a draw and no logits", i)
 			case s.DraftRules != nil && len(s.DraftRules) != len(s.Draft):
 				return nil, fmt.Errorf("model: step sequence %d: %d draft rules for %d draft tokens", i, len(s.DraftRules), len(s.Draft))
-			}
-			for _, r := range s.DraftRules {
-				if r.Allow != nil {
-					return nil, fmt.Errorf("model: step sequence %d: a draft needs a draw without a mask", i)
-				}
 			}
 			for _, id := range s.Draft {
 				if id < 0 || id >= m.d.vocab {

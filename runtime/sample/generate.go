@@ -36,6 +36,12 @@ type Matcher interface {
 	Accept(id int) error
 }
 
+// A Forker is a Matcher that can be copied: the copy moves on its own
+// (the masks of a draft's rows in speculative decoding).
+type Forker interface {
+	Fork() Matcher
+}
+
 // Result describes one generation.
 type Result struct {
 	// IDs are the generated ids, the stop id excluded.
