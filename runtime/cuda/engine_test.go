@@ -317,3 +317,88 @@ func BenchmarkSpeculate(b *testing.B) {
 		}
 	}
 }
+
+// TestSpeculateGrammarOnDevice: a greedy request under a JSON schema with
+// drafts (engine.Options.Speculate) on the device, openchat-tiny in fp16,
+// its prompt holding documents of the schema for the lookups to copy: each
+// draft row draws under its own mask (sample_rows), and every token is
+// allowed and the CPU reference's best allowed one after the same tokens,
+// within fp16's rounding; some draft tokens hold.
+func TestSpeculateGrammarOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	dir := fixtures.Path(t, "models/openchat-tiny")
+	mc := load(t, dir, cpu.New(0))
+	mg, ids, _ := tinyF16(t, b)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := grammar.NewVocab(tok.VocabEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grammar.Compile([]byte(`{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "items": {"type": "array", "items": {"enum": ["apple", "pear"]}, "maxItems": 4}}, "required": ["name", "items"], "additionalProperties": false}`), v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := tok.Encode(` {"name": "fruit", "items": ["apple", "pear", "apple"]} {"name": "fruit", "items": ["pear", "apple"]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompt := append(append([]int(nil), ids[:40]...), docs...)
+	e, err := engine.New(engine.Options{Model: mg, Blocks: 64, BlockSize: 16, MaxLen: 256, StepTokens: 256, Speculate: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	evs := submitPrompt(t, e, prompt, engine.Params{MaxTokens: 60, StopTokens: []int{tok.EOS(), 32000},
+		Grammar: func() sample.Matcher { return g.NewMatcher() }})
+	seq := append([]int(nil), prompt...)
+	var done engine.Event
+	for _, ev := range evs {
+		if ev.Done {
+			done = ev
+		} else {
+			seq = append(seq, ev.Token)
+		}
+	}
+	if done.Err != nil || len(seq) == len(prompt) {
+		t.Fatalf("%s (%v) after %d tokens", done.FinishReason, done.Err, len(seq)-len(prompt))
+	}
+	logits, err := mc.Forward(seq, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	V := mc.Vocab()
+	replay := g.NewMatcher()
+	const tol = 3e-2
+	for i := len(prompt); i < len(seq); i++ {
+		row := logits[(i-1)*V : i*V]
+		mask, _ := replay.Allowed()
+		if mask[seq[i]>>6]>>(seq[i]&63)&1 == 0 {
+			t.Fatalf("token %d (%q): not allowed", i-len(prompt), v.Text(seq[i]))
+		}
+		best := math.Inf(-1)
+		for id := range V {
+			if mask[id>>6]>>(id&63)&1 == 1 {
+				best = math.Max(best, float64(row[id]))
+			}
+		}
+		// (Logits, not log-probabilities: the same shift in a row.)
+		if got := float64(row[seq[i]]); got < best-tol {
+			t.Errorf("token %d (%q): logit %.4f on the CPU, the best allowed there %.4f", i-len(prompt), v.Text(seq[i]), got, best)
+		}
+		if err := replay.Accept(seq[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := e.Stats()
+	text, _ := tok.Decode(seq[len(prompt):])
+	t.Logf("%s after %d tokens, %d steps, %d draft tokens fed, %d held: %q", done.FinishReason, len(seq)-len(prompt), st.Steps, st.Drafted, st.Accepted, text)
+	if st.Accepted == 0 {
+		t.Errorf("%d draft tokens fed, %d held: the drafts' path did not run", st.Drafted, st.Accepted)
+	}
+	if done.FinishReason == "stop" && !json.Valid([]byte(text)) {
+		t.Errorf("%q stopped, and is not JSON", text)
+	}
+}
