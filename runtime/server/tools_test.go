@@ -111,6 +111,44 @@ func TestToolSchema(t *testing.T) {
 	}
 }
 
+// TestToolSchemaNoParameters: a tool without parameters is, as OpenAI
+// defines it, a function of an empty parameter list: its call's arguments
+// are {} and nothing else.
+func TestToolSchemaNoParameters(t *testing.T) {
+	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := grammar.NewVocab(tok.VocabEntries())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := toolSchema(parseTools(t, `{"type": "function", "function": {"name": "now"}}`, `, "tool_choice": "required"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grammar.Compile(schema, v)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, schema)
+	}
+	for _, c := range []struct {
+		reply string
+		want  bool
+	}{
+		{`{"tool_calls": [{"name": "now", "arguments": {}}]}`, true},
+		{`{"tool_calls": [{"name": "now", "arguments": {"tz": "UTC"}}]}`, false},
+	} {
+		m := g.NewMatcher()
+		end := false
+		if m.AcceptText(c.reply) == nil {
+			_, end = m.Allowed()
+		}
+		if end != c.want {
+			t.Errorf("%s: taken %v, want %v", c.reply, end, c.want)
+		}
+	}
+}
+
 // TestRebase: a tool's parameters keep their meaning inside the reply's
 // schema: local references move with them, data and names that look like
 // references do not, a root $id goes.

@@ -20,8 +20,9 @@ type Tool struct {
 }
 
 // DefaultParameters is the parameters schema of a tool that gives none
-// (OpenAI's: a function of no arguments).
-var DefaultParameters = json.RawMessage(`{"type":"object","properties":{}}`)
+// (OpenAI's: a function of no arguments, its arguments {}; an object
+// schema without additionalProperties false would take any keys).
+var DefaultParameters = json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
 
 // The values of Request.ToolChoice.
 const (
