@@ -431,13 +431,15 @@ func parseReply(text string) (r toolReply, ok bool) {
 	}
 	// (Maps, not structs: encoding/json matches a struct's keys without
 	// case.)
-	var calls []map[string]json.RawMessage
+	var calls []json.RawMessage
 	if json.Unmarshal(top["tool_calls"], &calls) != nil || len(calls) == 0 {
 		return r, false
 	}
-	for _, c := range calls {
+	for _, raw := range calls {
+		var c map[string]json.RawMessage
 		var name string
-		if len(c) != 2 || c["arguments"] == nil || !bytes.HasPrefix(c["name"], []byte(`"`)) || json.Unmarshal(c["name"], &name) != nil {
+		if json.Unmarshal(raw, &c) != nil || repeatsKey(string(raw)) || len(c) != 2 || c["arguments"] == nil ||
+			!bytes.HasPrefix(c["name"], []byte(`"`)) || json.Unmarshal(c["name"], &name) != nil {
 			return r, false
 		}
 		r.calls = append(r.calls, openai.FunctionCall{Name: name, Arguments: compactText(c["arguments"])})
@@ -445,47 +447,33 @@ func parseReply(text string) (r toolReply, ok bool) {
 	return r, true
 }
 
-// repeatsKey says whether an object of JSON text has a key twice (which
-// encoding/json takes, the last value winning).
+// repeatsKey says whether the object of JSON text has one of its own keys
+// twice (which encoding/json takes, the last value winning, where the
+// scanner reads the first): the reply's root and call objects. Keys
+// repeated deeper, in a call's arguments, are the arguments' text, sent
+// as written either way.
 func repeatsKey(text string) bool {
-	type open struct {
-		keys    map[string]bool // nil for an array
-		wantKey bool
-	}
-	var stack []*open
 	dec := json.NewDecoder(strings.NewReader(text))
-	for {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return false
 		}
-		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
-			stack = stack[:len(stack)-1]
-			continue
+		k, _ := tok.(string)
+		if seen[k] {
+			return true
 		}
-		var top *open
-		if len(stack) > 0 {
-			top = stack[len(stack)-1]
-		}
-		if top != nil && top.keys != nil {
-			if top.wantKey {
-				k, _ := tok.(string)
-				if top.keys[k] {
-					return true
-				}
-				top.keys[k], top.wantKey = true, false
-				continue
-			}
-			top.wantKey = true // (after this value)
-		}
-		if d, ok := tok.(json.Delim); ok {
-			o := &open{}
-			if d == '{' {
-				o.keys, o.wantKey = map[string]bool{}, true
-			}
-			stack = append(stack, o)
+		seen[k] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return false
 		}
 	}
+	return false
 }
 
 // compactText is a JSON text's compact form (the text itself where it is

@@ -259,6 +259,33 @@ func TestReplyScannerNotAReply(t *testing.T) {
 	}
 }
 
+// TestParseReplyRepeatedArgument: arguments whose object repeats a key
+// (which the grammar makes where parameters declare no properties, as
+// {"type": "object"}) are still a call, whole as streamed: the arguments'
+// text goes to the client as written; only keys repeated in the reply's
+// own objects (the root, a call) make it no reply.
+func TestParseReplyRepeatedArgument(t *testing.T) {
+	const reply = `{"tool_calls": [{"name": "f", "arguments": {"a": 1, "a": 2, "b": {"c": [{"d": 0, "d": 1}]}}}]}`
+	want := []openai.FunctionCall{{Name: "f", Arguments: `{"a":1,"a":2,"b":{"c":[{"d":0,"d":1}]}}`}}
+	got := scan(t, []string{reply})
+	if !got.done || len(got.calls) != 1 || got.calls[0].Function != want[0] {
+		t.Fatalf("streamed: %+v, want %+v", got.calls, want)
+	}
+	m, finish := toolMessage(reply, "stop")
+	if finish != "tool_calls" || m.Content != nil || len(m.ToolCalls) != 1 || m.ToolCalls[0].Function != want[0] {
+		t.Errorf("whole: %s %+v, content %s; want tool_calls %+v, content null", finish, m.ToolCalls, str(m.Content), want)
+	}
+	for _, text := range []string{
+		`{"response": "a", "response": "b"}`,
+		`{"tool_calls": [{"name": "f", "name": "g", "arguments": {}}]}`,
+		`{"tool_calls": [{"name": "f", "arguments": {}, "arguments": {"a": 1}}]}`,
+	} {
+		if r, ok := parseReply(text); ok {
+			t.Errorf("%s: a reply %+v, want none (the stream reads the first key, encoding/json the last)", text, r)
+		}
+	}
+}
+
 func TestRepeatsKey(t *testing.T) {
 	for _, c := range []struct {
 		text string
@@ -266,7 +293,7 @@ func TestRepeatsKey(t *testing.T) {
 	}{
 		{`{"a": 1, "b": {"a": 2}, "c": [{"a": 1}, {"a": 2}]}`, false},
 		{`{"a": 1, "a": 2}`, true},
-		{`{"x": [{"k": "a", "k": "b"}]}`, true},
+		{`{"x": [{"k": "a", "k": "b"}]}`, false}, // (not its own keys)
 		{`{"x": {"y": [1, {"z": 1}], "y2": 3}, "x": 0}`, true},
 		{`["a", "a"]`, false},
 	} {
