@@ -35,13 +35,19 @@ func toolDef(i int) string { return fmt.Sprintf("tool%d", i) }
 // toolSchema is the JSON Schema a tool-calling reply must match: see
 // above; the call's object is an anyOf over the functions tool_choice
 // allows, each {"name": {"const": NAME}, "arguments": PARAMETERS} in that
-// order. Each tool's parameters sit under $defs (their local references
-// moved there with them), reached by a $ref.
+// order. Each such tool's parameters sit under $defs (their local
+// references moved there with them), reached by a $ref; the others' are
+// left out (grammar builds a named schema for each tool of a request).
 func toolSchema(req *openai.Request) ([]byte, error) {
+	allowed := func(t openai.Tool) bool { return req.ToolChoice != openai.ToolChoiceFunction || t.Name == req.ToolName }
 	var b bytes.Buffer
 	b.WriteString(`{"$defs":{`)
+	n := 0
 	for i, t := range req.Tools {
-		if i > 0 {
+		if !allowed(t) {
+			continue
+		}
+		if n++; n > 1 {
 			b.WriteByte(',')
 		}
 		fmt.Fprintf(&b, "%q:", toolDef(i))
@@ -52,7 +58,7 @@ func toolSchema(req *openai.Request) ([]byte, error) {
 	b.WriteString(`},`)
 	var calls []string
 	for i, t := range req.Tools {
-		if req.ToolChoice == openai.ToolChoiceFunction && t.Name != req.ToolName {
+		if !allowed(t) {
 			continue
 		}
 		name, _ := json.Marshal(t.Name)

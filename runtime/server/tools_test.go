@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -108,6 +110,37 @@ func TestToolSchema(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestToolSchemaDefs: the reply's schema holds the parameters of the tools
+// tool_choice lets it call, and only those: grammar checks each tool of a
+// request in a schema of its own (named), which would otherwise hold
+// every tool's parameters, n schemas of n tools each (seconds under the
+// grammar cache's lock for a few hundred tools).
+func TestToolSchemaDefs(t *testing.T) {
+	for _, c := range []struct {
+		extra string
+		want  []string
+	}{
+		{``, []string{"tool0", "tool1"}},
+		{`, "tool_choice": "required"`, []string{"tool0", "tool1"}},
+		{`, "tool_choice": {"type": "function", "function": {"name": "add"}}`, []string{"tool1"}},
+	} {
+		schema, err := toolSchema(parseTools(t, weatherTool+","+addTool, c.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Defs map[string]json.RawMessage `json:"$defs"`
+		}
+		if err := json.Unmarshal(schema, &doc); err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Sorted(maps.Keys(doc.Defs))
+		if !slices.Equal(got, c.want) {
+			t.Errorf("tool_choice%s: $defs %q, want %q", c.extra, got, c.want)
+		}
 	}
 }
 
