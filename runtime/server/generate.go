@@ -201,8 +201,15 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				}
 				return
 			}
+			// (Stop strings do not cut a tool-calling reply: it is one JSON
+			// document the grammar keeps whole, and a stop string would
+			// match its JSON rather than the text it carries.)
+			stops := req.Stop
+			if req.CallsTools() {
+				stops = nil
+			}
 			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
-				stop: stopper{stops: req.Stop}, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
+				stop: stopper{stops: stops}, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
 			if !chat {
 				// A completion continues its prompt's text (a first
 				// token's leading space is kept: prompt + text decodes

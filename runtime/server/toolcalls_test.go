@@ -425,3 +425,33 @@ func TestToolErrors(t *testing.T) {
 		t.Errorf("tool_choice none with a minimum: %d %s", code, data)
 	}
 }
+
+// TestToolCallsIgnoreStop: stop strings do not cut a tool-calling reply
+// (the JSON the grammar keeps whole), streamed or not: with stops that
+// occur in any such reply ("{", "\"", a newline), a required call still
+// comes back as a call.
+func TestToolCallsIgnoreStop(t *testing.T) {
+	ts := startServer(t, serverConfig{})
+	body := `{"messages": [{"role": "user", "content": "Add 1 and 2."}], "tools": [` + addTool + `], "tool_choice": "required",
+		"max_tokens": 100, "temperature": 0, "stop": ["{", "\"", "\n"]`
+	code, data := post(t, ts, "/v1/chat/completions", body+`}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	whole, _ := chatReplies(t, data)
+	code, data = post(t, ts, "/v1/chat/completions", body+`, "stream": true}`)
+	if code != 200 {
+		t.Fatalf("stream: %d %s", code, data)
+	}
+	streamed, _ := streamReplies(t, data, 1)
+	for _, r := range [][]chatReply{whole, streamed} {
+		if r[0].Finish != "tool_calls" || len(r[0].ToolCalls) == 0 {
+			t.Fatalf("finish %q with %d calls: %+v", r[0].Finish, len(r[0].ToolCalls), r[0])
+		}
+		for _, c := range r[0].ToolCalls {
+			if msg := checkArguments(c.Function.Name, c.Function.Arguments); msg != "" {
+				t.Errorf("%s(%s): %s", c.Function.Name, c.Function.Arguments, msg)
+			}
+		}
+	}
+}

@@ -167,7 +167,19 @@ func parseTool(raw json.RawMessage, field string) (Tool, error) {
 		if json.Unmarshal(fn["parameters"], &schema) != nil {
 			return t, &FieldError{field + ".function.parameters", "must be a JSON Schema object"}
 		}
-		t.Parameters = bytes.TrimSpace(fn["parameters"])
+		// A call's arguments are a JSON object: {} is no arguments (as none
+		// given), a schema without a type is taken as an object's, and one
+		// of another type is refused.
+		switch typ, has := schema["type"]; {
+		case len(schema) == 0:
+		case !has:
+			schema["type"] = json.RawMessage(`"object"`)
+			t.Parameters, _ = json.Marshal(schema)
+		case !bytes.Equal(bytes.TrimSpace(typ), []byte(`"object"`)):
+			return t, &FieldError{field + ".function.parameters.type", fmt.Sprintf("must be \"object\": a call's arguments are a JSON object; got %s", bytes.TrimSpace(typ))}
+		default:
+			t.Parameters = bytes.TrimSpace(fn["parameters"])
+		}
 	}
 	return t, nil
 }

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -54,6 +55,19 @@ func TestParseTools(t *testing.T) {
 	if now := r.Tools[1]; string(now.Parameters) != string(DefaultParameters) || now.Description != "" || now.Strict {
 		t.Errorf("a tool without parameters: %+v, want the default parameters %s", now, DefaultParameters)
 	}
+	// An empty schema is no arguments; one without a type an object's.
+	r, err = Parse([]byte(`{`+user+`, "tools": [{"type": "function", "function": {"name": "a", "parameters": {}}},
+		{"type": "function", "function": {"name": "b", "parameters": {"properties": {"x": {"type": "integer"}}}}}]}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := r.Tools[0]; string(a.Parameters) != string(DefaultParameters) {
+		t.Errorf("parameters {}: %s, want the default %s", a.Parameters, DefaultParameters)
+	}
+	var b map[string]any
+	if err := json.Unmarshal(r.Tools[1].Parameters, &b); err != nil || b["type"] != "object" || b["properties"] == nil {
+		t.Errorf("parameters without a type: %s (%v), want it with type object", r.Tools[1].Parameters, err)
+	}
 
 	// Each mistake names its field.
 	for _, c := range []struct{ body, field, says string }{
@@ -73,6 +87,8 @@ func TestParseTools(t *testing.T) {
 		{`"tools": [{"type": "function", "function": {"name": "f", "parameters": "{}"}}]`, "tools[0].function.parameters", "JSON Schema object"},
 		{`"tools": [{"type": "function", "function": {"name": "f", "parameters": [1]}}]`, "tools[0].function.parameters", "JSON Schema object"},
 		{`"tools": [{"type": "function", "function": {"name": "f", "strict": "yes"}}]`, "tools[0].function.strict", "boolean"},
+		{`"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]`, "tools[0].function.parameters.type", `must be "object"`},
+		{`"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": ["object", "null"]}}}]`, "tools[0].function.parameters.type", `got ["object", "null"]`},
 		{`"tools": [` + weather + `], "tool_choice": "any"`, "tool_choice", `"any": want "none", "auto", "required"`},
 		{`"tools": [` + weather + `], "tool_choice": 1`, "tool_choice", "want"},
 		{`"tools": [` + weather + `], "tool_choice": {"type": "tool", "function": {"name": "get_weather"}}`, "tool_choice.type", `"function"`},
