@@ -346,7 +346,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			text := c.text.String()
 			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: &text}, FinishReason: c.finish}
 			if c.reply != nil {
-				ch.Message, ch.FinishReason = toolMessage(text, c.finish)
+				ch.Message, ch.FinishReason = toolMessage(text, c.finish, callsFinish(req))
 			}
 			if req.Logprobs {
 				ch.Logprobs = &openai.ChatLogprobs{Content: c.chatLP}
@@ -424,10 +424,11 @@ type choice struct {
 }
 
 // toolMessage is the message and finish reason of a whole tool-calling
-// reply: its calls (content null, finish_reason "tool_calls") or its
-// response's text; a reply that is not complete JSON (cut by max_tokens,
-// a stop string) is the raw text, as vLLM gives it, and finish as it is.
-func toolMessage(text, finish string) (openai.ChatMessage, string) {
+// reply: its calls (content null, finish_reason "tool_calls", or "stop"
+// for a call the request named, as OpenAI gives it: callsFinish) or its
+// response's text; a reply that is not complete JSON (cut by max_tokens)
+// is the raw text, as vLLM gives it, and finish as it is.
+func toolMessage(text, finish, callsFinish string) (openai.ChatMessage, string) {
 	m := openai.ChatMessage{Role: "assistant"}
 	r, ok := parseReply(text)
 	switch {
@@ -441,7 +442,17 @@ func toolMessage(text, finish string) (openai.ChatMessage, string) {
 	for _, f := range r.calls {
 		m.ToolCalls = append(m.ToolCalls, openai.ToolCall{ID: newCallID(), Type: "function", Function: f})
 	}
-	return m, "tool_calls"
+	return m, callsFinish
+}
+
+// callsFinish is the finish reason of a reply of tool calls: "stop" where
+// the request named the tool to call, "tool_calls" otherwise (OpenAI's
+// answers, which vLLM follows).
+func callsFinish(req *openai.Request) string {
+	if req.ToolChoice == openai.ToolChoiceFunction {
+		return "stop"
+	}
+	return "tool_calls"
 }
 
 // continuePrompt sets c's decoder where the prompt's text ends, so that
@@ -832,7 +843,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			if c.reply != nil && c.reply.Done() {
 				finish = "stop"
 				if c.reply.Form() == "tool_calls" {
-					finish = "tool_calls"
+					finish = callsFinish(req)
 				}
 			}
 			if chat {

@@ -271,7 +271,7 @@ func TestParseReplyRepeatedArgument(t *testing.T) {
 	if !got.done || len(got.calls) != 1 || got.calls[0].Function != want[0] {
 		t.Fatalf("streamed: %+v, want %+v", got.calls, want)
 	}
-	m, finish := toolMessage(reply, "stop")
+	m, finish := toolMessage(reply, "stop", "tool_calls")
 	if finish != "tool_calls" || m.Content != nil || len(m.ToolCalls) != 1 || m.ToolCalls[0].Function != want[0] {
 		t.Errorf("whole: %s %+v, content %s; want tool_calls %+v, content null", finish, m.ToolCalls, str(m.Content), want)
 	}

@@ -153,7 +153,7 @@ async function main() {
   if (fc.finish_reason === "length") {
     summary.lengths++;
   } else {
-    check(fc.finish_reason === "tool_calls", "named: finish_reason", fc.finish_reason);
+    check(fc.finish_reason === "stop", "named: finish_reason (OpenAI's stop for a named call)", fc.finish_reason);
     checkCalls("named stream", fc.message, ["add"], true);
     checkCalls("named", namedWhole.choices[0].message, ["add"], true);
     sameCalls("named", fc.message, namedWhole.choices[0].message);
