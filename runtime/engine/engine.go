@@ -207,8 +207,8 @@ type Options struct {
 	// read the weights once), and
 	// such sequences' steps are not issued ahead (their drafts need the
 	// token in flight). A sequence whose drafts find no n-gram or keep no
-	// token twice in a row looks again only after 2, 4, ... 32 steps, which
-	// may go ahead.
+	// token twice in a row looks again only after 2, 4, then 8 steps,
+	// which may go ahead.
 	Speculate     int
 	SpeculateRows int
 	// LookupMin and LookupMax bound the n-grams looked up (0: 2 and 4).
@@ -736,13 +736,14 @@ func (s *seq) draftMasks(d []int) ([]int, [][]uint64) {
 }
 
 // miss notes a draft of s that found no n-gram or kept no token: after
-// two in a row, s takes 2, 4, ... up to 32 steps without drafts (which
-// may be issued ahead) before it looks again, so that text that does not
-// repeat costs little more than the steps not issued ahead between.
+// two in a row, s takes 2, 4, then 8 steps without drafts (which may be
+// issued ahead) before it looks again, so that text that does not repeat
+// costs little more than one step in eight not issued ahead, and text
+// that starts repeating later is found within 8 steps.
 func (s *seq) miss() {
 	s.misses++
 	if s.misses >= 2 {
-		s.wait = 1 << min(s.misses-1, 5)
+		s.wait = 1 << min(s.misses-1, 3)
 	}
 }
 
