@@ -22,11 +22,13 @@ const MaxRegexStates = 1 << 15
 
 // maxNFA bounds the states of the nondeterministic automaton a pattern
 // compiles to (counted repetition copies its operand), and maxWork the
-// states of it the subset construction visits, so that a pattern sent to
-// the server costs a fraction of a second at most to compile or refuse.
+// states and edges of it the subset construction visits (a set's edges
+// once for each class of bytes, and its successors' closures), so that a
+// pattern sent to the server costs a fraction of a second at most to
+// compile or refuse.
 const (
 	maxNFA  = 1 << 17
-	maxWork = 1 << 24
+	maxWork = 1 << 25
 )
 
 // errNoMatch is a regular expression that no text matches.
@@ -462,18 +464,32 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 	}
 	sets = append(sets, n.closure([]int32{in}, true, false, seen))
 	index[key(sets[0], true)] = 0
+	// work counts the states and edges visited: each set's edges once
+	// a class of bytes, and the states its successors' closures reach.
 	work := 0
+	cost := func(set []int32) int {
+		c := len(set)
+		for _, s := range set {
+			c += len(n.edges[s])
+		}
+		return c
+	}
+	tooCostly := fmt.Errorf("its automaton is too costly to build (more than %d steps)", maxWork)
+	// held[s] marks the successors (of set i on class ci: i*classes+ci+1) that hold s.
+	held := make([]int32, len(n.edges))
 	for i := 0; i < len(sets); i++ {
 		set := sets[i]
-		if work += len(set) * (len(reps) + 1); work > maxWork {
-			return nil, fmt.Errorf("its automaton is too costly to build (more than %d steps)", maxWork)
+		if work += cost(set) * (len(reps) + 1); work > maxWork {
+			return nil, tooCostly
 		}
 		d.accept = append(d.accept, slices.Contains(n.closure(set, i == 0, true, seen), out))
-		for _, c := range reps {
+		for ci, c := range reps {
 			var next []int32
+			mark := int32(i*len(reps) + ci + 1)
 			for _, s := range set {
 				for _, e := range n.edges[s] {
-					if e.kind == eByte && e.lo <= c && c <= e.hi && !slices.Contains(next, e.to) {
+					if e.kind == eByte && e.lo <= c && c <= e.hi && held[e.to] != mark {
+						held[e.to] = mark
 						next = append(next, e.to)
 					}
 				}
@@ -485,6 +501,9 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 			next = n.closure(next, false, false, seen)
 			if sink >= 0 && slices.Contains(next, sink) {
 				next = n.closure([]int32{sink}, false, false, seen)
+			}
+			if work += cost(next); work > maxWork {
+				return nil, tooCostly
 			}
 			k := key(next, false)
 			t, ok := index[k]

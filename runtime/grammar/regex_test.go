@@ -2,10 +2,12 @@ package grammar
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -251,6 +253,33 @@ func TestUTF8Seqs(t *testing.T) {
 		}
 		if total != want {
 			t.Errorf("%U-%U: the sequences hold %d texts, want %d characters", c[0], c[1], total, want)
+		}
+	}
+}
+
+// TestRegexCompileCost: a pattern of a few hundred bytes must not make the
+// server spend seconds compiling it (or refusing it): many optional copies
+// of a wide class, where a byte leads every copy's state to a successor of
+// its own (a subset of tens of thousands of NFA states, for each of the
+// classes the other alternative cuts the bytes into).
+func TestRegexCompileCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles patterns of the largest automata")
+	}
+	var cuts strings.Builder
+	for c := 0; c < 0x80; c += 2 {
+		fmt.Fprintf(&cuts, `\x%02x`, c)
+	}
+	for _, p := range []string{
+		`^(?:` + strings.Repeat(`(?:[\x00-\x7f]?){1000}`, 8) + `|[` + cuts.String() + `])$`,
+		`^(?:[\x{0}-\x{10FFFF}]?){1000}$`,
+	} {
+		for _, full := range []bool{false, true} {
+			t0 := time.Now()
+			_, err := compileRegex(p, full)
+			if d := time.Since(t0); d > 2*time.Second {
+				t.Errorf("%.40q (full %v): %v took %v", p, full, err, d)
+			}
 		}
 	}
 }
