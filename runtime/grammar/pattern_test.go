@@ -263,3 +263,41 @@ func TestWalkPatterns(t *testing.T) {
 		}
 	}
 }
+
+// manyStrings is an object schema of 4 objects of 50 string properties,
+// the pattern of property i from pattern(i).
+func manyStrings(pattern func(i int) string) string {
+	var objs []string
+	for o := range 4 {
+		var props []string
+		for i := range 50 {
+			p, _ := json.Marshal(pattern(o*50 + i))
+			props = append(props, fmt.Sprintf(`"p%d": {"type": "string", "pattern": %s}`, i, p))
+		}
+		objs = append(objs, fmt.Sprintf(`"o%d": {"type": "object", "properties": {%s}}`, o, strings.Join(props, ", ")))
+	}
+	return `{"type": "object", "properties": {` + strings.Join(objs, ", ") + `}}`
+}
+
+// TestPatternsCompileCost: the patterns of a schema share one bound on
+// their automata's work, so that a schema of 10 KB holding 200 patterns,
+// each of them cheap enough alone, costs the server no more than one
+// (it took 6 s); one pattern repeated is compiled once, and costs once.
+func TestPatternsCompileCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles 200 patterns of 1,000 states")
+	}
+	schema := manyStrings(func(i int) string { return fmt.Sprintf(`^[^a]{%d}$`, 800+i) })
+	t0 := time.Now()
+	_, err := Compile([]byte(schema), nil)
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("200 patterns: %v took %v", err, d)
+	}
+	if err == nil || !strings.Contains(err.Error(), "too costly") {
+		t.Errorf("200 patterns: error %v, want one saying they are too costly", err)
+	}
+	same := manyStrings(func(int) string { return `^.{0,1000}$` })
+	if _, err := Compile([]byte(same), nil); err != nil {
+		t.Errorf("one pattern 200 times: %v", err)
+	}
+}

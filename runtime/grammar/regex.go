@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"regexp/syntax"
 	"slices"
 	"strconv"
@@ -22,14 +23,27 @@ const MaxRegexStates = 1 << 15
 
 // maxNFA bounds the states of the nondeterministic automaton a pattern
 // compiles to (counted repetition copies its operand), and maxWork the
-// states and edges of it the subset construction visits (a set's edges
-// once for each class of bytes, and its successors' closures), so that a
-// pattern sent to the server costs a fraction of a second at most to
+// work of all the automata of a pattern or of a schema's patterns (see
+// budget), so that a request costs a fraction of a second at most to
 // compile or refuse.
 const (
 	maxNFA  = 1 << 17
 	maxWork = 1 << 25
 )
+
+// budget counts the work spent on automata (NFA states made, states and
+// edges the subset construction visits, entries of a product's table),
+// within maxWork: one pattern's, or a schema's patterns together, so that
+// a schema of many patterns costs no more than one.
+type budget struct{ used int }
+
+// spend adds n to the work, or returns an error past maxWork.
+func (b *budget) spend(n int) error {
+	if b.used += n; b.used > maxWork {
+		return fmt.Errorf("its automaton is too costly to build (more than %d steps, which the patterns of a schema share)", maxWork)
+	}
+	return nil
+}
 
 // errNoMatch is a regular expression that no text matches.
 var errNoMatch = errors.New("no text matches it")
@@ -70,6 +84,11 @@ func (d *dfa) matches(t string) bool {
 // texts that contain a match otherwise (JSON Schema's pattern). The
 // multi-line anchors of (?m) and word boundaries are refused.
 func compileRegex(pattern string, full bool) (*dfa, error) {
+	return compileRegexIn(pattern, full, &budget{})
+}
+
+// compileRegexIn is compileRegex, its work spent from w.
+func compileRegexIn(pattern string, full bool, w *budget) (*dfa, error) {
 	re, err := syntax.Parse(ecmaEscapes(pattern), syntax.Perl)
 	if err != nil {
 		return nil, err
@@ -90,8 +109,14 @@ func compileRegex(pattern string, full bool) (*dfa, error) {
 	if len(n.edges) > maxNFA {
 		return nil, fmt.Errorf("too large: more than %d states before determinization", maxNFA)
 	}
-	d, err := n.determinize(in, out, sink)
+	if err := w.spend(len(n.edges)); err != nil {
+		return nil, err
+	}
+	d, err := n.determinize(in, out, sink, w)
 	if err != nil {
+		return nil, err
+	}
+	if err := w.spend(d.trimCost()); err != nil {
 		return nil, err
 	}
 	if d = d.trim(); d == nil {
@@ -167,18 +192,21 @@ type nedge struct {
 }
 
 // nfa is a nondeterministic automaton over bytes (Thompson's
-// construction), its states' edges by state.
+// construction), its states' edges by state: those that take a byte in
+// edges, the others (nothing, ^, $) in empty, so that a closure reads
+// only these.
 type nfa struct {
-	edges [][]nedge
+	edges, empty [][]nedge
 }
 
 func (n *nfa) add() int32 {
 	n.edges = append(n.edges, nil)
+	n.empty = append(n.empty, nil)
 	return int32(len(n.edges) - 1)
 }
 
 func (n *nfa) eps(from, to int32) {
-	n.edges[from] = append(n.edges[from], nedge{kind: eEps, to: to})
+	n.empty[from] = append(n.empty[from], nedge{kind: eEps, to: to})
 }
 
 // anyStar makes a loop of any characters: its entry and exit.
@@ -231,7 +259,7 @@ func (n *nfa) frag(re *syntax.Regexp) (in, out int32, err error) {
 		if re.Op == syntax.OpEndText {
 			k = eEnd
 		}
-		n.edges[in] = append(n.edges[in], nedge{kind: k, to: out})
+		n.empty[in] = append(n.empty[in], nedge{kind: k, to: out})
 		return in, out, nil
 	case syntax.OpBeginLine, syntax.OpEndLine:
 		return 0, 0, errors.New("the anchors of a line ((?m)) are not supported: ^ and $ are the text's start and end")
@@ -410,8 +438,8 @@ func (n *nfa) closure(set []int32, begin, end bool, seen []bool) []int32 {
 		seen[s] = true
 	}
 	for i := 0; i < len(out); i++ {
-		for _, e := range n.edges[out[i]] {
-			if e.kind == eByte || e.kind == eBegin && !begin || e.kind == eEnd && !end || seen[e.to] {
+		for _, e := range n.empty[out[i]] {
+			if e.kind == eBegin && !begin || e.kind == eEnd && !end || seen[e.to] {
 				continue
 			}
 			seen[e.to] = true
@@ -430,7 +458,7 @@ func (n *nfa) closure(set []int32, begin, end bool, seen []bool) []int32 {
 // A set that holds sink (where >= 0: a search's match found, any text
 // after it) is sink's alone: what else it holds can add no text, and
 // would make a set for every way the text matched.
-func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
+func (n *nfa) determinize(in, out, sink int32, w *budget) (*dfa, error) {
 	d := &dfa{}
 	var cut [257]bool
 	cut[0] = true
@@ -464,34 +492,49 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 	}
 	sets = append(sets, n.closure([]int32{in}, true, false, seen))
 	index[key(sets[0], true)] = 0
-	// work counts the states and edges visited: each set's edges once
-	// a class of bytes, and the states its successors' closures reach.
-	work := 0
+	// The work is the states and edges visited: each byte edge of a set
+	// once for each class of bytes it takes, and the states and edges of
+	// its successors' closures (and their sorting).
 	cost := func(set []int32) int {
-		c := len(set)
+		c := len(set) * (1 + bits.Len(uint(len(set))))
 		for _, s := range set {
-			c += len(n.edges[s])
+			c += len(n.empty[s])
 		}
 		return c
 	}
-	tooCostly := fmt.Errorf("its automaton is too costly to build (more than %d steps)", maxWork)
-	// held[s] marks the successors (of set i on class ci: i*classes+ci+1) that hold s.
+	// nexts[ci] gathers the successors of a set on class ci, held[s]
+	// marks those of set i on class ci (i*classes+ci+1) that hold s.
+	nexts := make([][]int32, len(reps))
 	held := make([]int32, len(n.edges))
 	for i := 0; i < len(sets); i++ {
 		set := sets[i]
-		if work += cost(set) * (len(reps) + 1); work > maxWork {
-			return nil, tooCostly
+		work := cost(set) // (the accepting closure)
+		for _, s := range set {
+			for _, e := range n.edges[s] {
+				work += int(d.class[e.hi]) - int(d.class[e.lo]) + 1
+			}
+		}
+		if err := w.spend(work); err != nil {
+			return nil, err
 		}
 		d.accept = append(d.accept, slices.Contains(n.closure(set, i == 0, true, seen), out))
-		for ci, c := range reps {
-			var next []int32
+		for ci := range nexts {
+			nexts[ci] = nexts[ci][:0]
+		}
+		for _, s := range set {
+			for _, e := range n.edges[s] {
+				for ci := int(d.class[e.lo]); ci <= int(d.class[e.hi]); ci++ {
+					nexts[ci] = append(nexts[ci], e.to)
+				}
+			}
+		}
+		for ci := range reps {
+			next := nexts[ci][:0]
 			mark := int32(i*len(reps) + ci + 1)
-			for _, s := range set {
-				for _, e := range n.edges[s] {
-					if e.kind == eByte && e.lo <= c && c <= e.hi && held[e.to] != mark {
-						held[e.to] = mark
-						next = append(next, e.to)
-					}
+			for _, s := range nexts[ci] {
+				if held[s] != mark {
+					held[s] = mark
+					next = append(next, s)
 				}
 			}
 			if len(next) == 0 {
@@ -502,8 +545,8 @@ func (n *nfa) determinize(in, out, sink int32) (*dfa, error) {
 			if sink >= 0 && slices.Contains(next, sink) {
 				next = n.closure([]int32{sink}, false, false, seen)
 			}
-			if work += cost(next); work > maxWork {
-				return nil, tooCostly
+			if err := w.spend(cost(next)); err != nil {
+				return nil, err
 			}
 			k := key(next, false)
 			t, ok := index[k]
@@ -619,6 +662,12 @@ func (d *dfa) trim() *dfa {
 		}
 	}
 	return out
+}
+
+// trimCost is trim's work: Hopcroft's, the table's entries times the
+// logarithm of the states.
+func (d *dfa) trimCost() int {
+	return len(d.next) * bits.Len(uint(d.states()))
 }
 
 // hopcroft partitions d's live states into classes of equivalence (states
@@ -759,8 +808,8 @@ func hopcroft(d *dfa, live []bool) (block []int32, blocks int) {
 // pairs builds the automaton of pairs of states reached from start, step
 // giving the pair after a byte (false: none) and accept whether a pair
 // accepts, bytes in the classes of key (bytes of one key are one class);
-// then trims it.
-func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) ([2]int32, bool), accept func([2]int32) bool) (*dfa, error) {
+// then trims it. Each state's row of the table is spent from w.
+func pairs(w *budget, key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) ([2]int32, bool), accept func([2]int32) bool) (*dfa, error) {
 	d := &dfa{}
 	ids := map[int]uint8{}
 	var reps []byte
@@ -779,6 +828,9 @@ func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) (
 	index := map[[2]int32]int32{start: 0}
 	for i := 0; i < len(states); i++ {
 		p := states[i]
+		if err := w.spend(len(reps) + 1); err != nil {
+			return nil, err
+		}
 		d.accept = append(d.accept, accept(p))
 		for _, c := range reps {
 			q, ok := step(p, c)
@@ -798,15 +850,19 @@ func pairs(key func(c byte) int, start [2]int32, step func(p [2]int32, c byte) (
 			d.next = append(d.next, t)
 		}
 	}
+	if err := w.spend(d.trimCost()); err != nil {
+		return nil, err
+	}
 	if d = d.trim(); d == nil {
 		return nil, errNoMatch
 	}
 	return d, nil
 }
 
-// intersect returns the automaton of the texts both a and b accept.
-func intersect(a, b *dfa) (*dfa, error) {
-	return pairs(func(c byte) int { return int(a.class[c])<<8 | int(b.class[c]) }, [2]int32{},
+// intersect returns the automaton of the texts both a and b accept, its
+// work spent from w.
+func intersect(a, b *dfa, w *budget) (*dfa, error) {
+	return pairs(w, func(c byte) int { return int(a.class[c])<<8 | int(b.class[c]) }, [2]int32{},
 		func(p [2]int32, c byte) ([2]int32, bool) {
 			x, y := a.step(p[0], c), b.step(p[1], c)
 			return [2]int32{x, y}, x >= 0 && y >= 0
@@ -901,8 +957,11 @@ func (d *dfa) span() (fewest, most int) {
 
 // bounded returns the automaton of the texts d accepts that hold between
 // lo and hi characters (code points; hi -1: no bound). A character is
-// counted at its first byte.
-func bounded(d *dfa, lo, hi int) (*dfa, error) {
+// counted at its first byte. Its work is spent from w.
+func bounded(d *dfa, lo, hi int, w *budget) (*dfa, error) {
+	if err := w.spend(d.states() * 256); err != nil { // (span)
+		return nil, err
+	}
 	if min, max := d.span(); lo <= min && (hi < 0 || max >= 0 && max <= hi) {
 		return d, nil // every text d accepts is within the bounds
 	}
@@ -910,7 +969,7 @@ func bounded(d *dfa, lo, hi int) (*dfa, error) {
 	if hi < 0 {
 		top = int32(lo) // past lo, the count no longer matters
 	}
-	return pairs(func(c byte) int {
+	return pairs(w, func(c byte) int {
 		k := int(d.class[c]) << 1
 		if first(c) {
 			k |= 1

@@ -102,6 +102,19 @@ type compiler struct {
 	// reference is filled in.
 	refPath map[*node]string
 	oneOfs  []oneOf
+	// work is what the automata of the schema's patterns have cost (all
+	// of them within maxWork), stringDFAs the automaton of each string's
+	// pattern, format and length bounds, so that one repeated costs once.
+	work       budget
+	stringDFAs map[stringKey]*dfa
+}
+
+// stringKey is what a string's automaton is made of: its pattern and
+// format (has: which of them the schema gives) and its length bounds.
+type stringKey struct {
+	pattern, format string
+	has             uint8
+	minLen, maxLen  int
 }
 
 // oneOf is a oneOf's alternatives, at path.
@@ -179,52 +192,74 @@ func Regex(pattern string, v *Vocab) (*Grammar, error) {
 // stringPattern compiles a string schema's pattern (JSON Schema's: the
 // value must contain a match) and format (the value must match it whole)
 // into n.re, with n's length bounds, which the automaton then counts.
-func stringPattern(n *node, s map[string]any, path string) error {
-	var d *dfa
+func (c *compiler) stringPattern(n *node, s map[string]any, path string) error {
+	key := stringKey{minLen: n.minLen, maxLen: n.maxLen}
 	if v, ok := s["format"]; ok {
-		name, ok := v.(string)
-		if !ok {
+		if key.format, ok = v.(string); !ok {
 			return &SchemaError{path + "/format", "must be a string"}
 		}
-		f, err := formatDFA(name)
-		if err != nil {
-			return &SchemaError{path + "/format", err.Error()}
-		}
-		d = f
+		key.has |= 1
 	}
 	if v, ok := s["pattern"]; ok {
-		p, ok := v.(string)
-		if !ok {
+		if key.pattern, ok = v.(string); !ok {
 			return &SchemaError{path + "/pattern", "must be a string"}
 		}
-		re, err := compileRegex(p, false)
-		if err == nil && d != nil {
-			re, err = intersect(d, re)
-			if err != nil {
-				err = fmt.Errorf("with format %q: %w", s["format"], err)
-			}
-		}
-		if err != nil {
-			return &SchemaError{path + "/pattern", fmt.Sprintf("%q: %v", p, err)}
-		}
-		d = re
+		key.has |= 2
 	}
-	if d == nil {
+	if key.has == 0 {
 		return nil
 	}
-	if n.minLen > 0 || n.maxLen >= 0 {
-		k := "/maxLength"
-		if n.maxLen < 0 {
-			k = "/minLength"
+	d, ok := c.stringDFAs[key]
+	if !ok {
+		var err error
+		if d, err = c.stringDFA(key, path); err != nil {
+			return err
 		}
-		b, err := bounded(d, n.minLen, n.maxLen)
-		if err != nil {
-			return &SchemaError{path + k, fmt.Sprintf("with the pattern or format: %v", err)}
+		if c.stringDFAs == nil {
+			c.stringDFAs = map[stringKey]*dfa{}
 		}
-		d = b
+		c.stringDFAs[key] = d
 	}
 	n.re, n.minLen, n.maxLen = d, 0, -1
 	return nil
+}
+
+// stringDFA makes the automaton of key, at path.
+func (c *compiler) stringDFA(key stringKey, path string) (*dfa, error) {
+	var d *dfa
+	if key.has&1 != 0 {
+		f, err := formatDFA(key.format)
+		if err != nil {
+			return nil, &SchemaError{path + "/format", err.Error()}
+		}
+		d = f
+	}
+	if key.has&2 != 0 {
+		p := key.pattern
+		re, err := compileRegexIn(p, false, &c.work)
+		if err == nil && d != nil {
+			re, err = intersect(d, re, &c.work)
+			if err != nil {
+				err = fmt.Errorf("with format %q: %w", key.format, err)
+			}
+		}
+		if err != nil {
+			return nil, &SchemaError{path + "/pattern", fmt.Sprintf("%q: %v", p, err)}
+		}
+		d = re
+	}
+	if key.minLen > 0 || key.maxLen >= 0 {
+		k := "/maxLength"
+		if key.maxLen < 0 {
+			k = "/minLength"
+		}
+		b, err := bounded(d, key.minLen, key.maxLen, &c.work)
+		if err != nil {
+			return nil, &SchemaError{path + k, fmt.Sprintf("with the pattern or format: %v", err)}
+		}
+		d = b
+	}
+	return d, nil
 }
 
 // AnyObject is the schema of OpenAI's JSON mode (response_format
@@ -495,7 +530,7 @@ func (c *compiler) typed(t string, o *object, path string) (*node, error) {
 		if n.maxLen >= 0 && n.maxLen < n.minLen {
 			return nil, &SchemaError{path + "/maxLength", "is below minLength"}
 		}
-		if err := stringPattern(n, s, path); err != nil {
+		if err := c.stringPattern(n, s, path); err != nil {
 			return nil, err
 		}
 		return n, nil
