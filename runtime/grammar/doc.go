@@ -29,8 +29,9 @@
 // UTF-8 text: a character class becomes the byte sequences of its code
 // points (surrogates left out), the subset construction makes at most
 // MaxRegexStates states in bounded work (past either the pattern is
-// refused, within a fraction of a second; the patterns of a schema share
-// the bound, one repeated compiled once), the states from which no match
+// refused, within a fraction of a second; the patterns of a schema, or of
+// a Compiler's schemas, share the bound, one repeated compiled once), the
+// states from which no match
 // can be reached are cut, so that no byte is allowed after which the text
 // cannot match, and equivalent states are merged (Hopcroft).
 // ^ and $ are the text's start and end, wherever they stand; . is any

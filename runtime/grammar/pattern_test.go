@@ -301,3 +301,32 @@ func TestPatternsCompileCost(t *testing.T) {
 		t.Errorf("one pattern 200 times: %v", err)
 	}
 }
+
+// TestCompilerShares: the schemas a Compiler compiles share one bound on
+// their patterns' work, and a pattern compiled before costs nothing.
+func TestCompilerShares(t *testing.T) {
+	str := func(pattern string) []byte {
+		p, _ := json.Marshal(pattern)
+		return []byte(`{"type": "string", "pattern": ` + string(p) + `}`)
+	}
+	var w budget
+	if _, err := compileRegexIn(`^.{0,1000}$`, false, &w); err != nil || w.used < maxWork/10 {
+		t.Fatalf("the pattern costs %d of %d (%v): the test wants a tenth at least", w.used, maxWork, err)
+	}
+	cc := new(Compiler)
+	for i := range 20 {
+		if _, err := cc.Compile(str(`^.{0,1000}$`), nil); err != nil {
+			t.Fatalf("the same pattern, %d times: %v", i+1, err)
+		}
+	}
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		_, err = cc.Compile(str(fmt.Sprintf(`^.{0,%d}$`, 900+i)), nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "too costly") {
+		t.Errorf("20 patterns of a tenth of the bound each: %v, want one too costly", err)
+	}
+	if _, err := Compile(str(`^.{0,950}$`), nil); err != nil {
+		t.Errorf("another Compiler's bound: %v", err)
+	}
+}

@@ -33,14 +33,14 @@ const (
 
 // budget counts the work spent on automata (NFA states made, states and
 // edges the subset construction visits, entries of a product's table),
-// within maxWork: one pattern's, or a schema's patterns together, so that
-// a schema of many patterns costs no more than one.
+// within maxWork: one pattern's, or the patterns of a Compiler's schemas
+// together, so that many patterns cost no more than one.
 type budget struct{ used int }
 
 // spend adds n to the work, or returns an error past maxWork.
 func (b *budget) spend(n int) error {
 	if b.used += n; b.used > maxWork {
-		return fmt.Errorf("its automaton is too costly to build (more than %d steps, which the patterns of a schema share)", maxWork)
+		return fmt.Errorf("its automaton is too costly to build (more than %d steps, for all the patterns compiled together)", maxWork)
 	}
 	return nil
 }

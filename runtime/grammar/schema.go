@@ -102,11 +102,19 @@ type compiler struct {
 	// reference is filled in.
 	refPath map[*node]string
 	oneOfs  []oneOf
-	// work is what the automata of the schema's patterns have cost (all
-	// of them within maxWork), stringDFAs the automaton of each string's
-	// pattern, format and length bounds, so that one repeated costs once.
-	work       budget
-	stringDFAs map[stringKey]*dfa
+	// patterns holds the work and the automata of the strings' patterns
+	// and formats.
+	patterns *Compiler
+}
+
+// Compiler compiles schemas whose patterns share one bound on the work of
+// their automata (maxWork) and the automata made (one for each pattern,
+// format and length bounds): the schemas of one request, so that it costs
+// no more than one schema, however many it sends or repeats. The zero
+// value is ready; a Compiler is not safe for concurrent use.
+type Compiler struct {
+	work budget
+	dfas map[stringKey]*dfa
 }
 
 // stringKey is what a string's automaton is made of: its pattern and
@@ -125,11 +133,17 @@ type oneOf struct {
 
 // Compile compiles a JSON Schema document into a Grammar over vocab.
 func Compile(schema []byte, v *Vocab) (*Grammar, error) {
+	return new(Compiler).Compile(schema, v)
+}
+
+// Compile compiles a JSON Schema document into a Grammar over vocab, as
+// the package's Compile, its patterns within cc's bound.
+func (cc *Compiler) Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	doc, err := decode(schema)
 	if err != nil {
 		return nil, &SchemaError{Msg: err.Error()}
 	}
-	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}}
+	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}, patterns: cc}
 	if m, ok := doc.(*object); ok {
 		c.root = m
 	}
@@ -209,23 +223,24 @@ func (c *compiler) stringPattern(n *node, s map[string]any, path string) error {
 	if key.has == 0 {
 		return nil
 	}
-	d, ok := c.stringDFAs[key]
+	cc := c.patterns
+	d, ok := cc.dfas[key]
 	if !ok {
 		var err error
-		if d, err = c.stringDFA(key, path); err != nil {
+		if d, err = cc.stringDFA(key, path); err != nil {
 			return err
 		}
-		if c.stringDFAs == nil {
-			c.stringDFAs = map[stringKey]*dfa{}
+		if cc.dfas == nil {
+			cc.dfas = map[stringKey]*dfa{}
 		}
-		c.stringDFAs[key] = d
+		cc.dfas[key] = d
 	}
 	n.re, n.minLen, n.maxLen = d, 0, -1
 	return nil
 }
 
 // stringDFA makes the automaton of key, at path.
-func (c *compiler) stringDFA(key stringKey, path string) (*dfa, error) {
+func (c *Compiler) stringDFA(key stringKey, path string) (*dfa, error) {
 	var d *dfa
 	if key.has&1 != 0 {
 		f, err := formatDFA(key.format)

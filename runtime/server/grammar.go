@@ -75,24 +75,29 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		// it (tools[i].function.parameters): its parameters alone (a
 		// keyword, at its path there), then as the one tool a reply must
 		// call (arguments nested too deep once inside the reply, where
-		// under auto the response would still compile).
+		// under auto the response would still compile). One Compiler for
+		// all, so that the tools' patterns are compiled once and within
+		// one bound, and each tool's reply holds that tool alone, so that
+		// the request costs its tools' size, not its square.
+		gc := new(grammar.Compiler)
 		for i, t := range req.Tools {
 			field := fmt.Sprintf("tools[%d].function.parameters", i)
-			if _, err := grammar.Compile(t.Parameters, c.vocab); err != nil {
+			if _, err := gc.Compile(t.Parameters, c.vocab); err != nil {
 				return nil, schemaError(err, field, "")
 			}
 			one := *req
+			one.Tools = req.Tools[i : i+1]
 			one.ToolChoice, one.ToolName = openai.ToolChoiceFunction, t.Name
 			alone, err := toolSchema(&one)
 			if err != nil {
 				return nil, err
 			}
-			if _, err := grammar.Compile(alone, c.vocab); err != nil {
+			if _, err := gc.Compile(alone, c.vocab); err != nil {
 				return nil, schemaError(err, field, "inside a tool call, 3 levels deep in the reply: ")
 			}
 		}
 		field = "tools"
-		g, err = grammar.Compile(schema, c.vocab)
+		g, err = gc.Compile(schema, c.vocab)
 	case req.Choice != nil:
 		g, err = grammar.Choice(req.Choice, c.vocab)
 	case req.Regex != "":

@@ -2,11 +2,13 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
@@ -460,6 +462,59 @@ func TestToolCallsIgnoreStop(t *testing.T) {
 			if msg := checkArguments(c.Function.Name, c.Function.Arguments); msg != "" {
 				t.Errorf("%s(%s): %s", c.Function.Name, c.Function.Arguments, msg)
 			}
+		}
+	}
+}
+
+// TestToolsCompileCost: a request's tools cost the server their size, not
+// its square (each tool's reply held every tool: 1,000 small tools took
+// 6 s), and their patterns share one bound (40 tools of 4 patterns, each
+// tool within it alone, took 6 s: the 400 names the tool that passes it).
+func TestToolsCompileCost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles a thousand tools")
+	}
+	ts := startServer(t, serverConfig{})
+	request := func(n int, params func(i int) string) *openai.Request {
+		t.Helper()
+		var tools []string
+		for i := range n {
+			tools = append(tools, fmt.Sprintf(`{"type": "function", "function": {"name": "f%d", "parameters": %s}}`, i, params(i)))
+		}
+		req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], "tools": [`+strings.Join(tools, ", ")+`]}`), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	small := request(1000, func(int) string { return `{"type": "object", "properties": {"a": {"type": "string"}}}` })
+	patterns := request(40, func(i int) string {
+		var props []string
+		for k := range 4 {
+			p, _ := json.Marshal(fmt.Sprintf(`^.{0,%d}$`, 800+4*i+k))
+			props = append(props, fmt.Sprintf(`"s%d": {"type": "string", "pattern": %s}`, k, p))
+		}
+		return `{"type": "object", "properties": {` + strings.Join(props, ", ") + `}}`
+	})
+	for _, c := range []struct {
+		name string
+		req  *openai.Request
+		says string // "": compiles
+	}{
+		{"1000 tools", small, ""},
+		{"160 patterns", patterns, "too costly"},
+	} {
+		t0 := time.Now()
+		_, err := ts.Server.grammar(ts.backend(), c.req)
+		if d := time.Since(t0); d > 2*time.Second {
+			t.Errorf("%s: took %v", c.name, d)
+		}
+		var fe *openai.FieldError
+		switch {
+		case c.says == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.says != "" && (!errors.As(err, &fe) || !strings.HasPrefix(fe.Field, "tools[") || !strings.Contains(fe.Msg, c.says)):
+			t.Errorf("%s: error %v, want one naming a tool and saying %q", c.name, err, c.says)
 		}
 	}
 }
