@@ -28,7 +28,7 @@ const MaxRegexStates = 1 << 15
 // compile or refuse.
 const (
 	maxNFA  = 1 << 17
-	maxWork = 1 << 25
+	maxWork = 1 << 26
 )
 
 // budget counts the work spent on automata (NFA states made, states and
