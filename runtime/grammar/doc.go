@@ -25,7 +25,9 @@
 //
 // A regular expression is parsed by regexp/syntax (RE2's syntax with Perl
 // flags, as Go's regexp takes it; ECMA-262's \uXXXX escapes rewritten
-// first) and compiled here to a deterministic automaton over the bytes of
+// first, and in a schema's pattern . and \s as ECMA-262 reads them, as
+// validators run it: . no line terminator, \s Unicode's spaces too) and
+// compiled here to a deterministic automaton over the bytes of
 // UTF-8 text: a character class becomes the byte sequences of its code
 // points (surrogates left out), the subset construction makes at most
 // MaxRegexStates states in bounded work (past either the pattern is

@@ -78,6 +78,15 @@ func TestPatternStrings(t *testing.T) {
 		{"a bound forces the match: digit", str(`"pattern": "[0-9]", "maxLength": 3`), `"ab7"`, -1, true},
 		{"format and pattern", str(`"format": "date", "pattern": "^2024"`), `"2025`, 4, false},
 		{"date", str(`"format": "date"`), `"2024-02-29"`, -1, true},
+		// ECMA-262's . and \s, as validators run a schema's pattern.
+		{"dot takes no \\r", str(`"pattern": "^a.b$"`), `"a\rb"`, 3, false},
+		{"dot takes no U+2028", str(`"pattern": "^a.b$"`), "\"a\u2028b\"", 4, false}, // (its UTF-8's last byte)
+		{"dot takes a tab", str(`"pattern": "^a.b$"`), `"a\tb"`, -1, true},
+		{"\\s takes NBSP", str(`"pattern": "^\\s$"`), "\"\u00a0\"", -1, true},
+		{"\\s takes U+FEFF", str(`"pattern": "^\\s$"`), "\"\ufeff\"", -1, true},
+		{"\\S takes no NBSP", str(`"pattern": "^\\S$"`), "\"\u00a0\"", 2, false},
+		{"\\s in a class", str(`"pattern": "^[\\sx]$"`), "\"\u3000\"", -1, true},
+		{"a dot in a class is a dot", str(`"pattern": "^[.]$"`), `"x"`, 1, false},
 		{"date: not a leap year", str(`"format": "date"`), `"2023-02-29"`, 10, false},
 		{"date: 1900 is no leap year", str(`"format": "date"`), `"1900-02-29"`, 10, false},
 		{"date: 2000 is one", str(`"format": "date"`), `"2000-02-29"`, -1, true},
@@ -310,7 +319,7 @@ func TestCompilerShares(t *testing.T) {
 		return []byte(`{"type": "string", "pattern": ` + string(p) + `}`)
 	}
 	var w budget
-	if _, err := compileRegexIn(`^.{0,1000}$`, false, &w); err != nil {
+	if _, err := compileRegexIn(`^.{0,1000}$`, false, true, &w); err != nil {
 		t.Fatal(err)
 	}
 	n := 2*maxWork/w.used + 1 // patterns of about its cost past the bound

@@ -84,12 +84,18 @@ func (d *dfa) matches(t string) bool {
 // texts that contain a match otherwise (JSON Schema's pattern). The
 // multi-line anchors of (?m) and word boundaries are refused.
 func compileRegex(pattern string, full bool) (*dfa, error) {
-	return compileRegexIn(pattern, full, &budget{})
+	return compileRegexIn(pattern, full, false, &budget{})
 }
 
-// compileRegexIn is compileRegex, its work spent from w.
-func compileRegexIn(pattern string, full bool, w *budget) (*dfa, error) {
-	re, err := syntax.Parse(ecmaEscapes(pattern), syntax.Perl)
+// compileRegexIn is compileRegex, its work spent from w; with ecma, ., \s
+// and \S are ECMA-262's (ecmaClasses), as JSON Schema validators take a
+// pattern.
+func compileRegexIn(pattern string, full, ecma bool, w *budget) (*dfa, error) {
+	pattern = ecmaEscapes(pattern)
+	if ecma {
+		pattern = ecmaClasses(pattern)
+	}
+	re, err := syntax.Parse(pattern, syntax.Perl)
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +176,64 @@ func ecmaEscapes(p string) string {
 			}
 		}
 		fmt.Fprintf(&b, `\x{%x}`, r)
+	}
+	return b.String()
+}
+
+// ecmaSpace is ECMA-262's \s (WhiteSpace and LineTerminator) as the
+// ranges of an RE2 class.
+const ecmaSpace = `\t\n\x0b\f\r \x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}`
+
+// ecmaClasses rewrites what RE2 and ECMA-262 (JSON Schema's patterns,
+// which validators such as Ajv run as JavaScript's RegExp) read
+// differently, so that every text the automaton makes is one they
+// match: . outside a class is any character but the line terminators (\n,
+// \r, U+2028, U+2029), not only \n; \s is ECMA's whitespace, with Unicode's
+// spaces and U+FEFF, not only ASCII's, and \S outside a class its
+// complement. (\S inside a class keeps RE2's meaning, which takes more:
+// the Unicode spaces.)
+func ecmaClasses(p string) string {
+	if !strings.ContainsAny(p, `.\`) {
+		return p
+	}
+	var b strings.Builder
+	class := false // within [...]
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\' && i+1 < len(p):
+			switch e := p[i+1]; {
+			case e == 's' && class:
+				b.WriteString(ecmaSpace)
+			case e == 's':
+				b.WriteString("[" + ecmaSpace + "]")
+			case e == 'S' && !class:
+				b.WriteString("[^" + ecmaSpace + "]")
+			default:
+				b.WriteString(p[i : i+2])
+			}
+			i++
+		case c == '[' && !class:
+			class = true
+			b.WriteByte(c)
+			// (A ] first in a class, after ^ too, is a character of it, as
+			// RE2 reads it.)
+			if strings.HasPrefix(p[i+1:], "^") {
+				b.WriteByte('^')
+				i++
+			}
+			if strings.HasPrefix(p[i+1:], "]") {
+				b.WriteByte(']')
+				i++
+			}
+		case c == ']' && class:
+			class = false
+			b.WriteByte(c)
+		case c == '.' && !class:
+			b.WriteString(`[^\n\r\x{2028}\x{2029}]`)
+		default:
+			b.WriteByte(c)
+		}
 	}
 	return b.String()
 }

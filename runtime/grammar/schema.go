@@ -251,7 +251,7 @@ func (c *Compiler) stringDFA(key stringKey, path string) (*dfa, error) {
 	}
 	if key.has&2 != 0 {
 		p := key.pattern
-		re, err := compileRegexIn(p, false, &c.work)
+		re, err := compileRegexIn(p, false, true, &c.work)
 		if err == nil && d != nil {
 			re, err = intersect(d, re, &c.work)
 			if err != nil {
