@@ -168,13 +168,22 @@ func parseTool(raw json.RawMessage, field string) (Tool, error) {
 			return t, &FieldError{field + ".function.parameters", "must be a JSON Schema object"}
 		}
 		// A call's arguments are a JSON object: {} is no arguments (as none
-		// given), a schema without a type is taken as an object's, and one
-		// of another type is refused.
+		// given), a schema of an object's keywords without a type is taken
+		// as an object's, and one of another type is refused. (One that
+		// refers or combines, $ref or anyOf, is left as it is.)
+		_, ref := schema["$ref"]
+		objectish := false
+		for _, k := range []string{"properties", "required", "additionalProperties"} {
+			_, on := schema[k]
+			objectish = objectish || on
+		}
 		switch typ, has := schema["type"]; {
 		case len(schema) == 0:
-		case !has:
+		case !has && objectish && !ref:
 			schema["type"] = json.RawMessage(`"object"`)
 			t.Parameters, _ = json.Marshal(schema)
+		case !has:
+			t.Parameters = bytes.TrimSpace(fn["parameters"])
 		case !bytes.Equal(bytes.TrimSpace(typ), []byte(`"object"`)):
 			return t, &FieldError{field + ".function.parameters.type", fmt.Sprintf("must be \"object\": a call's arguments are a JSON object; got %s", bytes.TrimSpace(typ))}
 		default:
