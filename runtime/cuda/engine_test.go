@@ -124,22 +124,7 @@ func TestEngineOnDevice(t *testing.T) {
 // the matcher allows is more likely on the CPU beyond that rounding
 // (greedy among the allowed), and a request that stops is JSON.
 func TestGrammarOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	dir := fixtures.Path(t, "models/openchat-tiny")
-	mc := load(t, dir, cpu.New(0))
-	mg, ids, _ := tinyF16(t, b)
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := grammar.Compile([]byte(`{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 6}}, "required": ["a", "b"]}`), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mc, mg, ids, tok, v, g := tinyGrammar(t, `{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 6}}, "required": ["a", "b"]}`)
 	e, err := engine.New(engine.Options{Model: mg, Blocks: 64, BlockSize: 16, MaxLen: 256, StepTokens: 64})
 	if err != nil {
 		t.Fatal(err)
@@ -218,6 +203,28 @@ func TestGrammarOnDevice(t *testing.T) {
 	if done.FinishReason == "stop" && !json.Valid([]byte(text)) {
 		t.Errorf("%q stopped, and is not JSON", text)
 	}
+}
+
+// tinyGrammar is openchat-tiny on the CPU (the reference) and in fp16 on
+// the device, WikiText's first ids, its tokenizer and vocabulary, and
+// schema compiled over it.
+func tinyGrammar(t *testing.T, schema string) (mc, mg *model.Model, ids []int, tok *tokenizer.Tokenizer, v *grammar.Vocab, g *grammar.Grammar) {
+	t.Helper()
+	b := gputest.Backend(t)
+	dir := fixtures.Path(t, "models/openchat-tiny")
+	mc = load(t, dir, cpu.New(0))
+	mg, ids, _ = tinyF16(t, b)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = grammar.NewVocab(tok.VocabEntries()); err != nil {
+		t.Fatal(err)
+	}
+	if g, err = grammar.Compile([]byte(schema), v); err != nil {
+		t.Fatal(err)
+	}
+	return mc, mg, ids, tok, v, g
 }
 
 // TestSpeculateOnDevice runs the engine with drafts by prompt lookup
@@ -325,22 +332,7 @@ func BenchmarkSpeculate(b *testing.B) {
 // allowed and the CPU reference's best allowed one after the same tokens,
 // within fp16's rounding; some draft tokens hold.
 func TestSpeculateGrammarOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	dir := fixtures.Path(t, "models/openchat-tiny")
-	mc := load(t, dir, cpu.New(0))
-	mg, ids, _ := tinyF16(t, b)
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := grammar.Compile([]byte(`{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "items": {"type": "array", "items": {"enum": ["apple", "pear"]}, "maxItems": 4}}, "required": ["name", "items"], "additionalProperties": false}`), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mc, mg, ids, tok, v, g := tinyGrammar(t, `{"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "items": {"type": "array", "items": {"enum": ["apple", "pear"]}, "maxItems": 4}}, "required": ["name", "items"], "additionalProperties": false}`)
 	docs, err := tok.Encode(` {"name": "fruit", "items": ["apple", "pear", "apple"]} {"name": "fruit", "items": ["pear", "apple"]}`)
 	if err != nil {
 		t.Fatal(err)

@@ -77,12 +77,10 @@ const engineSchema = `{"type": "object", "properties": {
   "c": {"type": "array", "items": {"enum": [1, 12, "x"]}, "maxItems": 3}
 }, "required": ["a", "b", "c"], "additionalProperties": false}`
 
-// TestGrammarUnderPreemption: constrained requests (greedy, sampled, with
-// logprobs, several of one grammar) beside unconstrained ones give under
-// preemption what each gives alone, and every one that stopped decodes to
-// JSON of the schema.
-func TestGrammarUnderPreemption(t *testing.T) {
-	m, prompt, _ := stories(t)
+// storiesGrammar is stories260K's tokenizer and schema compiled over its
+// vocabulary.
+func storiesGrammar(t *testing.T, schema string) (*tokenizer.Tokenizer, *grammar.Grammar) {
+	t.Helper()
 	tok, err := tokenizer.Load(fixtures.Path(t, "models/stories260K-hf-mistral"))
 	if err != nil {
 		t.Fatal(err)
@@ -91,10 +89,20 @@ func TestGrammarUnderPreemption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := grammar.Compile([]byte(engineSchema), v)
+	g, err := grammar.Compile([]byte(schema), v)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return tok, g
+}
+
+// TestGrammarUnderPreemption: constrained requests (greedy, sampled, with
+// logprobs, several of one grammar) beside unconstrained ones give under
+// preemption what each gives alone, and every one that stopped decodes to
+// JSON of the schema.
+func TestGrammarUnderPreemption(t *testing.T) {
+	m, prompt, _ := stories(t)
+	tok, g := storiesGrammar(t, engineSchema)
 	gm := func() sample.Matcher { return g.NewMatcher() }
 	stop := []int{tok.EOS()}
 	params := []Params{
@@ -167,18 +175,7 @@ func TestGrammarPenaltiesKeepRefused(t *testing.T) {
 // the grammar forces the token.
 func TestSpeculateGrammar(t *testing.T) {
 	m, prompt, _ := stories(t)
-	tok, err := tokenizer.Load(fixtures.Path(t, "models/stories260K-hf-mistral"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := grammar.Compile([]byte(engineSchema), v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, g := storiesGrammar(t, engineSchema)
 	doc, err := tok.Encode(`{"a": 12, "b": "ab", "c": [1, 12, "x"]} {"a": 7, "b": "ab", "c": [12]}`)
 	if err != nil {
 		t.Fatal(err)
