@@ -36,10 +36,9 @@ func parseTools(t *testing.T, tools, extra string) *openai.Request {
 	return req
 }
 
-// TestToolSchema: the reply's schema, compiled by the grammar, takes the
-// replies tool_choice allows and refuses the others (checked by walking
-// each text through a matcher: refused, or accepted but not complete).
-func TestToolSchema(t *testing.T) {
+// tinyVocab is openchat-tiny's vocabulary for the grammar.
+func tinyVocab(t *testing.T) *grammar.Vocab {
+	t.Helper()
 	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +47,14 @@ func TestToolSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return v
+}
+
+// TestToolSchema: the reply's schema, compiled by the grammar, takes the
+// replies tool_choice allows and refuses the others (checked by walking
+// each text through a matcher: refused, or accepted but not complete).
+func TestToolSchema(t *testing.T) {
+	v := tinyVocab(t)
 	const (
 		paris    = `{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]}`
 		add      = `{"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": -2}}]}`
@@ -148,14 +155,7 @@ func TestToolSchemaDefs(t *testing.T) {
 // defines it, a function of an empty parameter list: its call's arguments
 // are {} and nothing else.
 func TestToolSchemaNoParameters(t *testing.T) {
-	tok, err := tokenizer.Load(fixtures.Path(t, "models/openchat-tiny"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := tinyVocab(t)
 	schema, err := toolSchema(parseTools(t, `{"type": "function", "function": {"name": "now"}}`, `, "tool_choice": "required"`))
 	if err != nil {
 		t.Fatal(err)
