@@ -850,7 +850,8 @@ func (e *Engine) planAhead() ([]model.StepSeq, []*seq, bool) {
 	}
 	for _, s := range e.run {
 		p := s.req.Params
-		if !drew[s] || e.speculates(s) && s.wait == 0 && len(e.run) < e.speculateRows() || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
+		mayDraft := e.speculates(s) && s.wait == 0 && len(e.run) < e.speculateRows()
+		if !drew[s] || mayDraft || p.Logprobs || s.match != nil || s.seen != nil || p.PresencePenalty != 0 || p.FrequencyPenalty != 0 ||
 			s.gen < p.MinTokens || s.gen+1 >= p.MaxTokens || len(s.tokens)+1 >= e.o.MaxLen {
 			return nil, nil, false
 		}
