@@ -36,6 +36,7 @@ type generateOptions struct {
 	jsonSchema  string
 	jsonObject  bool
 	regex       string
+	speculate   int
 	ids         bool
 	device      string
 	dtype       string
@@ -80,6 +81,7 @@ JSON document with both and the text.`,
 	f.StringVar(&o.jsonSchema, "json-schema", "", "constrain the output to JSON valid against the JSON Schema in this file (structured output, as serve's response_format)")
 	f.BoolVar(&o.jsonObject, "json-object", false, "constrain the output to a JSON object (as serve's response_format json_object)")
 	f.StringVar(&o.regex, "regex", "", "constrain the output to a text this regular expression (RE2 syntax) matches whole (as serve's guided_regex)")
+	f.IntVar(&o.speculate, "speculate", 0, "speculative decoding by prompt lookup, as serve's --speculate: up to this many draft tokens a step, copied from where the last 4..2 tokens occurred before, kept where the model's draws confirm them (the same output in fewer steps where text repeats); 0: off")
 	f.BoolVar(&o.ids, "ids", false, "print the prompt and generated token ids, space separated")
 	f.StringVar(&o.device, "device", "auto", deviceHelp)
 	f.StringVar(&o.dtype, "dtype", "auto", dtypeHelp)
@@ -102,6 +104,9 @@ type generateJSON struct {
 	DecodeTokPerS   float64 `json:"decode_tokens_per_second"`
 	Device          string  `json:"device"`
 	Seed            *uint64 `json:"seed"`
+	// (With --speculate: the draft tokens fed and those that held.)
+	DraftTokens    *int `json:"draft_tokens,omitempty"`
+	AcceptedTokens *int `json:"accepted_tokens,omitempty"`
 }
 
 func runGenerate(cmd *cobra.Command, o generateOptions) error {
@@ -120,6 +125,8 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		return usageError{errors.New("generate: --json-schema, --json-object and --regex exclude each other")}
 	case cmd.Flags().Changed("regex") && o.regex == "":
 		return usageError{errors.New("generate: --regex: want a non-empty regular expression")}
+	case o.speculate < 0:
+		return usageError{fmt.Errorf("generate: --speculate %d: want 0 (off) or more draft tokens", o.speculate)}
 	}
 	if !cmd.Flags().Changed("seed") {
 		// As the server draws one for a request without a seed: runs
@@ -222,6 +229,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 		StopIDs:   stop,
 		Sampling:  sample.Options{Temperature: o.temperature, TopK: o.topK, TopP: o.topP, Seed: o.seed},
 		Grammar:   matcher,
+		Speculate: o.speculate,
 	}, func(id int) error {
 		s, err := generatedText(tok, dec, id)
 		if err != nil {
@@ -258,11 +266,15 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	case o.json:
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", " ")
-		if err := enc.Encode(generateJSON{
+		doc := generateJSON{
 			Model: o.model, PromptIDs: promptIDs, IDs: res.IDs, Text: text.String(), StopReason: reason,
 			PromptTokens: len(promptIDs), GeneratedTokens: len(res.IDs),
 			PrefillTokPerS: prefill, DecodeTokPerS: decode, Device: b.Name(), Seed: &o.seed,
-		}); err != nil {
+		}
+		if o.speculate > 0 {
+			doc.DraftTokens, doc.AcceptedTokens = &res.Drafted, &res.Accepted
+		}
+		if err := enc.Encode(doc); err != nil {
 			return fmt.Errorf("generate: %w", err)
 		}
 	case o.ids:
@@ -282,6 +294,9 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	seed := ""
 	if o.temperature > 0 && o.topK != 1 {
 		seed = fmt.Sprintf("; seed %d", o.seed)
+	}
+	if o.speculate > 0 {
+		seed += fmt.Sprintf("; drafts: %d tokens fed, %d held", res.Drafted, res.Accepted)
 	}
 	fmt.Fprintf(stderr, "prompt %d tokens, %.1f tok/s; generated %d tokens (%s), %.1f tok/s%s\n",
 		len(promptIDs), prefill, len(res.IDs), reason, decode, seed)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -301,5 +302,30 @@ func TestGenerateRegex(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--regex") {
 			t.Errorf("generate %q: %v, want a usage error naming --regex", args, err)
 		}
+	}
+}
+
+// TestGenerateSpeculate: generate --speculate gives the ids of generate
+// without it (greedy, and seeded sampling), says how many draft tokens it
+// fed and kept (stderr and --json), and refuses a negative count.
+func TestGenerateSpeculate(t *testing.T) {
+	dir := fixturePath(t, "models/stories260K-hf-mistral")
+	// A prompt that repeats, so that lookups find drafts.
+	prompt := "Once upon a time, there was a little girl named Lily. Once upon a time, there was a little"
+	for _, extra := range [][]string{nil, {"--temperature", "0.8", "--seed", "5"}} {
+		args := append([]string{"--model", dir, "--prompt", prompt, "--max-tokens", "40"}, extra...)
+		plain, _ := generateJSONOut(t, args...)
+		spec, stderr := generateJSONOut(t, append(args, "--speculate", "4")...)
+		if !slices.Equal(spec.IDs, plain.IDs) || spec.StopReason != plain.StopReason {
+			t.Errorf("%v: --speculate 4 gave %v (%s), without %v (%s)", extra, spec.IDs, spec.StopReason, plain.IDs, plain.StopReason)
+		}
+		if plain.DraftTokens != nil || spec.DraftTokens == nil || spec.AcceptedTokens == nil || *spec.DraftTokens == 0 || *spec.AcceptedTokens > *spec.DraftTokens {
+			t.Errorf("%v: draft counts %v / %v without, %v / %v with --speculate", extra, plain.DraftTokens, plain.AcceptedTokens, spec.DraftTokens, spec.AcceptedTokens)
+		} else if want := fmt.Sprintf("drafts: %d tokens fed, %d held", *spec.DraftTokens, *spec.AcceptedTokens); !strings.Contains(stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, stderr)
+		}
+	}
+	if _, _, err := run(t, "generate", "--model", dir, "--prompt", "x", "--speculate", "-1"); err == nil || !strings.Contains(err.Error(), "--speculate -1") {
+		t.Errorf("--speculate -1: %v, want a usage error naming it", err)
 	}
 }

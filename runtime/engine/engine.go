@@ -613,29 +613,10 @@ func (e *Engine) verify(s *seq, draft, drawn []int) {
 	e.publish(s)
 }
 
-// draft is the draft of s's next step (Options.Speculate): the tokens
-// that followed the latest earlier occurrence of its last n tokens, for
-// the longest n from LookupMax down to LookupMin that occurred, at most k
-// of them; nil where none did.
+// draft is the draft of s's next step (Options.Speculate): prompt
+// lookup over its tokens (sample.Lookup), at most k tokens.
 func (e *Engine) draft(s *seq, k int) []int {
-	lo, hi := e.o.LookupMin, e.o.LookupMax
-	if lo <= 0 {
-		lo = 2
-	}
-	if hi <= 0 {
-		hi = max(4, lo)
-	}
-	toks := s.tokens
-	L := len(toks)
-	for n := min(hi, L-1); n >= lo; n-- {
-		tail := toks[L-n:]
-		for i := L - n - 1; i >= 0; i-- {
-			if slices.Equal(toks[i:i+n], tail) {
-				return toks[i+n : min(i+n+k, L)]
-			}
-		}
-	}
-	return nil
+	return sample.Lookup(s.tokens, k, e.o.LookupMin, e.o.LookupMax)
 }
 
 // drafts gives the generating sequences of steps (order's) their drafts
@@ -708,31 +689,10 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 	}
 }
 
-// draftMasks follows draft d with a copy of s's matcher (sample.Forker):
-// the draft up to its first token the grammar refuses, or after which the
-// output is complete with no text to follow (where the sequence stops, as
-// match stops it), and the mask of each of its rows after the first (the
-// draw's Allow after the draft's tokens up to that row's). Nothing where
-// the matcher cannot be copied.
+// draftMasks cuts draft d where s's grammar refuses it and gives its
+// rows' masks (sample.DraftMasks, a copy of the matcher).
 func (s *seq) draftMasks(d []int) ([]int, [][]uint64) {
-	f, ok := s.match.(sample.Forker)
-	if !ok {
-		return nil, nil
-	}
-	m := f.Fork()
-	var masks [][]uint64
-	for j, tok := range d {
-		if m.Accept(tok) != nil {
-			return d[:j], masks
-		}
-		allowed, end := m.Allowed()
-		mask, text := runtime.GrammarMask(nil, allowed, end, s.req.Params.StopTokens, s.vocab)
-		if text == 0 {
-			return d[:j], masks
-		}
-		masks = append(masks, mask)
-	}
-	return d, masks
+	return sample.DraftMasks(s.match, d, s.req.Params.StopTokens, s.vocab)
 }
 
 // miss notes a draft of s that found no n-gram or kept no token: after

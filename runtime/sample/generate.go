@@ -25,6 +25,63 @@ type GenerateOptions struct {
 	// a stop id only where it says the output is complete; where it is
 	// complete and allows no more text, generation stops there.
 	Grammar Matcher
+	// Speculate drafts up to this many tokens a step by prompt lookup
+	// (Lookup over the prompt and the output, n-grams of LookupMin to
+	// LookupMax tokens, 0: 2 and 4) and verifies them in the step
+	// (model.StepSeq.Draft), each row drawn with the uniform number and the
+	// mask its position takes without a draft: the same tokens, fewer steps
+	// where text repeats. Under a Grammar, only one that is a Forker.
+	Speculate            int
+	LookupMin, LookupMax int
+}
+
+// Lookup is prompt lookup's draft for tokens (speculative decoding, vLLM's
+// "ngram" method): the tokens that followed the latest earlier occurrence
+// of the last n tokens, for the longest n from hi down to lo that occurred
+// (0: 2 and 4), at most k of them; nil where none did.
+func Lookup(tokens []int, k, lo, hi int) []int {
+	if lo <= 0 {
+		lo = 2
+	}
+	if hi <= 0 {
+		hi = max(4, lo)
+	}
+	L := len(tokens)
+	for n := min(hi, L-1); n >= lo; n-- {
+		tail := tokens[L-n:]
+		for i := L - n - 1; i >= 0; i-- {
+			if slices.Equal(tokens[i:i+n], tail) {
+				return tokens[i+n : min(i+n+k, L)]
+			}
+		}
+	}
+	return nil
+}
+
+// DraftMasks follows draft d with a copy of m (a Forker): the draft up to
+// its first token m refuses, or after which the output is complete with
+// no text to follow (where generation stops), and the mask of each of its
+// rows after the first (runtime.GrammarMask after the draft's tokens up
+// to that row's, stops the stop ids). Nothing where m cannot be copied.
+func DraftMasks(m Matcher, d, stops []int, vocab int) ([]int, [][]uint64) {
+	f, ok := m.(Forker)
+	if !ok {
+		return nil, nil
+	}
+	c := f.Fork()
+	var masks [][]uint64
+	for j, tok := range d {
+		if c.Accept(tok) != nil {
+			return d[:j], masks
+		}
+		allowed, end := c.Allowed()
+		mask, text := runtime.GrammarMask(nil, allowed, end, stops, vocab)
+		if text == 0 {
+			return d[:j], masks
+		}
+		masks = append(masks, mask)
+	}
+	return d, masks
 }
 
 // Matcher follows the generated tokens through a grammar.
@@ -51,6 +108,9 @@ type Result struct {
 	// Prefill is the time of the prompt's forward pass, Decode that of the
 	// following steps.
 	Prefill, Decode time.Duration
+	// Drafted and Accepted count the draft tokens fed (Speculate) and
+	// those that held.
+	Drafted, Accepted int
 }
 
 // ErrStop may be returned by a Generate callback to end generation early
@@ -98,6 +158,32 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	res := &Result{}
 	next := prompt
 	var allow []uint64
+	// take handles a drawn token: false where generation ends (a stop id,
+	// the callback's ErrStop), with err for an error.
+	take := func(id int) (bool, error) {
+		if id < 0 {
+			return false, fmt.Errorf("sample: generate: %w: logit %d of step %d is NaN or infinite (a damaged checkpoint?)", ErrNonFinite, -1-id, len(res.IDs))
+		}
+		if slices.Contains(opts.StopIDs, id) {
+			res.Stopped = true
+			return false, nil
+		}
+		if g := opts.Grammar; g != nil {
+			if err := g.Accept(id); err != nil {
+				return false, fmt.Errorf("sample: generate: %w", err)
+			}
+		}
+		res.IDs = append(res.IDs, id)
+		if fn != nil {
+			if err := fn(id); err != nil {
+				if errors.Is(err, ErrStop) {
+					return false, nil
+				}
+				return false, err
+			}
+		}
+		return true, nil
+	}
 	for len(res.IDs) < opts.MaxTokens {
 		start := time.Now()
 		rule := s.Next()
@@ -114,38 +200,69 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 			}
 			rule.Allow = allow
 		}
-		_, toks, err := m.StepSample(cache, []model.StepSeq{{Seq: &kv, Tokens: next, Sample: &rule}})
+		st := model.StepSeq{Seq: &kv, Tokens: next, Sample: &rule}
+		// A draft (Speculate) once decoding: at most what the request and
+		// the cache have room for after this step's token.
+		if k := min(opts.Speculate, opts.MaxTokens-len(res.IDs)-1, L-kv.Len-1); k > 0 && len(next) == 1 {
+			d := Lookup(append(slices.Clone(prompt), res.IDs...), k, opts.LookupMin, opts.LookupMax)
+			var masks [][]uint64
+			if opts.Grammar != nil {
+				d, masks = DraftMasks(opts.Grammar, d, opts.StopIDs, m.Vocab())
+			}
+			if st.Draft = d; len(d) > 0 && m.CanDraft([]model.StepSeq{st}) {
+				// (A greedy rule without a mask is every row's: the step
+				// may then draw in its graph.)
+				if !rule.Greedy() || opts.Grammar != nil {
+					st.DraftRules = s.Peek(len(d))
+					for j := range masks {
+						st.DraftRules[j].Allow = masks[j]
+					}
+				}
+			} else {
+				st.Draft = nil
+			}
+		}
+		p, err := m.StepAhead(cache, []model.StepSeq{st})
 		if err != nil {
 			return res, fmt.Errorf("sample: generate: %w", err)
 		}
-		id := toks[0]
-		if id < 0 {
-			return res, fmt.Errorf("sample: generate: %w: logit %d of step %d is NaN or infinite (a damaged checkpoint?)", ErrNonFinite, -1-id, len(res.IDs))
+		_, toks, err := p.Wait()
+		if err != nil {
+			return res, fmt.Errorf("sample: generate: %w", err)
 		}
 		if len(res.IDs) == 0 && len(next) == len(prompt) {
 			res.Prefill += time.Since(start)
 		} else {
 			res.Decode += time.Since(start)
 		}
-		if slices.Contains(opts.StopIDs, id) {
-			res.Stopped = true
-			break
-		}
-		if g := opts.Grammar; g != nil {
-			if err := g.Accept(id); err != nil {
-				return res, fmt.Errorf("sample: generate: %w", err)
+		drawn := toks[:1]
+		if st.Draft != nil {
+			// The draft holds up to its first token that differs from the
+			// draw before it; the cache keeps what held.
+			drawn = p.Drafted(0)
+			n := 0
+			for n < len(st.Draft) && st.Draft[n] == drawn[n] {
+				n++
 			}
+			s.Skip(n)
+			kv.Len -= len(st.Draft) - n
+			drawn = drawn[:n+1]
+			res.Drafted += len(st.Draft)
+			res.Accepted += n
 		}
-		res.IDs = append(res.IDs, id)
-		if fn != nil {
-			if err := fn(id); err != nil {
-				if errors.Is(err, ErrStop) {
-					break
-				}
+		for _, id := range drawn {
+			more, err := take(id)
+			if err != nil {
 				return res, err
 			}
+			if !more {
+				return res, nil
+			}
+			if len(res.IDs) == opts.MaxTokens {
+				break
+			}
+			next = []int{id}
 		}
-		next = []int{id}
 	}
 	return res, nil
 }
