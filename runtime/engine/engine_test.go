@@ -2,12 +2,9 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,19 +24,8 @@ import (
 func stories(t *testing.T) (*model.Model, []int, []int) {
 	t.Helper()
 	m := storiesOn(t, cpu.NewPortable(2))
-	dir := fixtures.Path(t, "models/stories260K-hf-mistral")
-	var ref struct {
-		Prompt []int `json:"prompt_ids_with_bos"`
-		Greedy []int `json:"greedy_ids"`
-	}
-	raw, err := os.ReadFile(filepath.Join(dir, "expected_greedy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
-	return m, ref.Prompt, ref.Greedy
+	prompt, greedy := fixtures.StoriesGreedy(t)
+	return m, prompt, greedy
 }
 
 // storiesOn loads stories260K on b.

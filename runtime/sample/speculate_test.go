@@ -1,9 +1,6 @@
 package sample_test
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -21,17 +18,7 @@ import (
 // too, ended by max tokens or a stop id; drafts were fed and some held.
 func TestGenerateSpeculate(t *testing.T) {
 	dir := fixtures.Path(t, "models/stories260K-hf-mistral")
-	var ref struct {
-		Prompt []int `json:"prompt_ids_with_bos"`
-		Greedy []int `json:"greedy_ids"`
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "expected_greedy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
+	prompt, greedy := fixtures.StoriesGreedy(t)
 	m, err := model.Load(dir, cpu.NewPortable(2))
 	if err != nil {
 		t.Fatal(err)
@@ -54,8 +41,8 @@ func TestGenerateSpeculate(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The prompt holds the greedy continuation once already.
-	echo := append(slices.Clone(ref.Greedy), ref.Prompt...)
-	stop := ref.Greedy[len(ref.Prompt)+5]
+	echo := append(slices.Clone(greedy), prompt...)
+	stop := greedy[len(prompt)+5]
 	cases := []struct {
 		name   string
 		prompt []int
@@ -64,7 +51,7 @@ func TestGenerateSpeculate(t *testing.T) {
 		{"greedy", echo, sample.GenerateOptions{MaxTokens: 80}},
 		{"stop id", echo, sample.GenerateOptions{MaxTokens: 80, StopIDs: []int{stop}}},
 		{"seeded", echo, sample.GenerateOptions{MaxTokens: 60, Sampling: sample.Options{Temperature: 0.8, TopP: 0.9, Seed: 4}}},
-		{"schema", append(slices.Clone(ref.Prompt), doc...), sample.GenerateOptions{MaxTokens: 40, StopIDs: []int{tok.EOS()}}},
+		{"schema", append(slices.Clone(prompt), doc...), sample.GenerateOptions{MaxTokens: 40, StopIDs: []int{tok.EOS()}}},
 	}
 	var drafted, held int
 	for _, c := range cases {
