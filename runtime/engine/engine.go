@@ -587,10 +587,7 @@ func (e *Engine) read() {
 // draws up to the first that differs are emitted: the tokens the model
 // would have drawn one step at a time.
 func (e *Engine) verify(s *seq, draft, drawn []int) {
-	n := 0
-	for n < len(draft) && draft[n] == drawn[n] {
-		n++
-	}
+	n := sample.Held(draft, drawn)
 	e.stats.Drafted += int64(len(draft))
 	e.stats.Accepted += int64(n)
 	if n == 0 {
@@ -650,10 +647,10 @@ func (e *Engine) drafts(steps []model.StepSeq, order []*seq) {
 		if k <= 0 {
 			continue
 		}
-		if e.cache.Pool.Reserve(&s.kv, s.fed+1+k) != nil {
-			k = min(k, s.kv.Cap(bs)-s.fed-1)
-		}
 		d := e.draft(s, k)
+		if len(d) > 0 && e.cache.Pool.Reserve(&s.kv, s.fed+1+len(d)) != nil {
+			d = d[:max(min(len(d), s.kv.Cap(bs)-s.fed-1), 0)]
+		}
 		// Under a grammar, the draft ends before its first token the
 		// grammar refuses, and each of its rows draws under the mask after
 		// the draft's tokens before it.

@@ -58,6 +58,18 @@ func Lookup(tokens []int, k, lo, hi int) []int {
 	return nil
 }
 
+// Held is how many of draft's tokens hold against drawn, the draws of a
+// step with the draft (model.Pending.Drafted): drawn[j] is the token after
+// the draft's first j, so the draft holds up to its first token that
+// differs from the draw before it.
+func Held(draft, drawn []int) int {
+	n := 0
+	for n < len(draft) && draft[n] == drawn[n] {
+		n++
+	}
+	return n
+}
+
 // DraftMasks follows draft d with a copy of m (a Forker): the draft up to
 // its first token m refuses, or after which the output is complete with
 // no text to follow (where generation stops), and the mask of each of its
@@ -160,6 +172,11 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	var allow []uint64
 	// take handles a drawn token: false where generation ends (a stop id,
 	// the callback's ErrStop), with err for an error.
+	// hist is the prompt and the ids so far, where Speculate looks up.
+	var hist []int
+	if opts.Speculate > 0 {
+		hist = slices.Clone(prompt)
+	}
 	take := func(id int) (bool, error) {
 		if id < 0 {
 			return false, fmt.Errorf("sample: generate: %w: logit %d of step %d is NaN or infinite (a damaged checkpoint?)", ErrNonFinite, -1-id, len(res.IDs))
@@ -174,6 +191,9 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 			}
 		}
 		res.IDs = append(res.IDs, id)
+		if hist != nil {
+			hist = append(hist, id)
+		}
 		if fn != nil {
 			if err := fn(id); err != nil {
 				if errors.Is(err, ErrStop) {
@@ -204,7 +224,7 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 		// A draft (Speculate) once decoding: at most what the request and
 		// the cache have room for after this step's token.
 		if k := min(opts.Speculate, opts.MaxTokens-len(res.IDs)-1, L-kv.Len-1); k > 0 && len(next) == 1 {
-			d := Lookup(append(slices.Clone(prompt), res.IDs...), k, opts.LookupMin, opts.LookupMax)
+			d := Lookup(hist, k, opts.LookupMin, opts.LookupMax)
 			var masks [][]uint64
 			if opts.Grammar != nil {
 				d, masks = DraftMasks(opts.Grammar, d, opts.StopIDs, m.Vocab())
@@ -240,10 +260,7 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 			// The draft holds up to its first token that differs from the
 			// draw before it; the cache keeps what held.
 			drawn = p.Drafted(0)
-			n := 0
-			for n < len(st.Draft) && st.Draft[n] == drawn[n] {
-				n++
-			}
+			n := Held(st.Draft, drawn)
 			s.Skip(n)
 			kv.Len -= len(st.Draft) - n
 			drawn = drawn[:n+1]
