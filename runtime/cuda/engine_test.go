@@ -181,12 +181,7 @@ func TestGrammarOnDevice(t *testing.T) {
 		}
 		lse = hi + math.Log(lse)
 		mask, _ := replay.Allowed()
-		best := math.Inf(-1)
-		for id := range V {
-			if mask[id>>6]>>(id&63)&1 == 1 {
-				best = math.Max(best, float64(row[id])-lse)
-			}
-		}
+		best := bestAllowed(row, mask) - lse
 		want := float64(row[seq[r+1]]) - lse
 		if math.Abs(lp-want) > tol || want < best-tol {
 			t.Errorf("token %d (%q): %.4f on the device, %.4f on the CPU, the best allowed there %.4f", i, v.Text(seq[r+1]), lp, want, best)
@@ -203,6 +198,18 @@ func TestGrammarOnDevice(t *testing.T) {
 	if done.FinishReason == "stop" && !json.Valid([]byte(text)) {
 		t.Errorf("%q stopped, and is not JSON", text)
 	}
+}
+
+// bestAllowed is the largest of row's logits that mask allows (bit id%64
+// of word id/64).
+func bestAllowed(row []float32, mask []uint64) float64 {
+	best := math.Inf(-1)
+	for id, x := range row {
+		if mask[id>>6]>>(id&63)&1 == 1 {
+			best = math.Max(best, float64(x))
+		}
+	}
+	return best
 }
 
 // tinyGrammar is openchat-tiny on the CPU (the reference) and in fp16 on
@@ -370,12 +377,7 @@ func TestSpeculateGrammarOnDevice(t *testing.T) {
 		if mask[seq[i]>>6]>>(seq[i]&63)&1 == 0 {
 			t.Fatalf("token %d (%q): not allowed", i-len(prompt), v.Text(seq[i]))
 		}
-		best := math.Inf(-1)
-		for id := range V {
-			if mask[id>>6]>>(id&63)&1 == 1 {
-				best = math.Max(best, float64(row[id]))
-			}
-		}
+		best := bestAllowed(row, mask)
 		// (Logits, not log-probabilities: the same shift in a row.)
 		if got := float64(row[seq[i]]); got < best-tol {
 			t.Errorf("token %d (%q): logit %.4f on the CPU, the best allowed there %.4f", i-len(prompt), v.Text(seq[i]), got, best)
