@@ -180,6 +180,16 @@ func ecmaEscapes(p string) string {
 	return b.String()
 }
 
+// roomFor says whether an automaton of n states, with classes byte
+// classes a state's row, may take one more: at most MaxRegexStates states
+// and a table of at most MaxRegexStates·64 entries.
+func roomFor(n, classes int) error {
+	if n >= MaxRegexStates || (n+1)*classes > MaxRegexStates*64 {
+		return fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
+	}
+	return nil
+}
+
 // ecmaSpace is ECMA-262's \s (WhiteSpace and LineTerminator) as the
 // ranges of an RE2 class.
 const ecmaSpace = `\t\n\x0b\f\r \x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}\x{feff}`
@@ -615,8 +625,8 @@ func (n *nfa) determinize(in, out, sink int32, w *budget) (*dfa, error) {
 			k := key(next, false)
 			t, ok := index[k]
 			if !ok {
-				if len(sets) >= MaxRegexStates || (len(sets)+1)*len(reps) > MaxRegexStates*64 {
-					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
+				if err := roomFor(len(sets), len(reps)); err != nil {
+					return nil, err
 				}
 				t = int32(len(sets))
 				index[k] = t
@@ -904,8 +914,8 @@ func pairs(w *budget, key func(c byte) int, start [2]int32, step func(p [2]int32
 			}
 			t, ok := index[q]
 			if !ok {
-				if len(states) >= MaxRegexStates || (len(states)+1)*len(reps) > MaxRegexStates*64 {
-					return nil, fmt.Errorf("its automaton needs more than %d states (MaxRegexStates)", MaxRegexStates)
+				if err := roomFor(len(states), len(reps)); err != nil {
+					return nil, err
 				}
 				t = int32(len(states))
 				index[q] = t
