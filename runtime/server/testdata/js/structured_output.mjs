@@ -9,20 +9,9 @@
 // line of JSON that summarises what it saw.
 import OpenAI from "openai";
 import Ajv from "ajv";
+import { connect, check } from "./harness.mjs";
 
-const [base] = process.argv.slice(2);
-if (!base) {
-  console.error("usage: node structured_output.mjs BASE_URL");
-  process.exit(2);
-}
-
-function check(ok, what, got) {
-  if (!ok) {
-    throw new Error(what + (got === undefined ? "" : `; got ${JSON.stringify(got)}`));
-  }
-}
-
-const client = new OpenAI({ baseURL: base + "/v1", apiKey: "none", maxRetries: 0, timeout: 120_000 });
+const client = connect("structured_output.mjs");
 const ajv = new Ajv({ strict: false, allErrors: true });
 
 // Schemas as structured-output clients write them: OpenAI's strict form
