@@ -64,12 +64,12 @@ struct Ring {
     int nc;
     u64 pol;
 };
-template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restrict__ src, i64 n, int ef) {
+// ring_at: this warp's ring of D chunk slots over the nc chunks of src from
+// chunk c0 (ring_start's, stream_wg's warpgroup quarters), its first D
+// chunks in flight.
+template <int D> __device__ __forceinline__ Ring ring_at(const uint4* __restrict__ src, i64 c0, int nc, int ef) {
     extern __shared__ uint4 smem_s[];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    i64 c0;
-    int nc;
-    stretch(n, c0, nc);
     const Ring r{smem_addr(smem_s) + (warp * D * 32 + lane) * 16, src + c0 * 32 + lane, nc, l2_policy(ef)};
 #pragma unroll
     for (int i = 0; i < D; i++) {
@@ -77,6 +77,12 @@ template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restr
         asm volatile("cp.async.commit_group;");
     }
     return r;
+}
+template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restrict__ src, i64 n, int ef) {
+    i64 c0;
+    int nc;
+    stretch(n, c0, nc);
+    return ring_at<D>(src, c0, nc, ef);
 }
 
 // cpa_stretch: this warp's stretch of the n chunks at src through its
@@ -849,25 +855,22 @@ __device__ __forceinline__ void wg_mma_n8(float (&d)[4], const u32 (&a)[4], u32 
 template <int V> __device__ void stream_wg(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     constexpr int D = 8;
     extern __shared__ uint4 smem_s[];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
     const i64 G = (i64)gridDim.x * (blockDim.x >> 7), gg = (i64)blockIdx.x * (blockDim.x >> 7) + (warp >> 2);
     const i64 g0 = gg * n / G, g1 = (gg + 1) * n / G;
-    const int nc = (int)((g1 - g0) / 4);
-    const uint4* p = src + (g0 + (i64)(warp & 3) * nc) * 32 + lane;
-    const u64 pol = l2_policy(ef);
-    const u32 ring0 = smem_addr(smem_s) + (warp * D * 32 + lane) * 16;
-#pragma unroll
-    for (int i = 0; i < D; i++) {
-        if (i < nc) cp_async16_pol(ring0 + i * 512, p + i * 32, pol);
-        asm volatile("cp.async.commit_group;");
-    }
+    const int q = (int)((g1 - g0) / 4);
+    const Ring rg = ring_at<D>(src, g0 + (i64)(warp & 3) * q, q, ef);
+    const u32 ring0 = rg.ring0;
+    const uint4* p = rg.p;
+    const int nc = rg.nc;
+    const u64 pol = rg.pol;
     const u32 xs0 = smem_addr(smem_s + (blockDim.x >> 5) * D * 32), xs = (xs0 + 1023u) & ~1023u;
     u16* xp = (u16*)((char*)smem_s + (xs - smem_addr(smem_s)));
     for (int e = threadIdx.x; e < 16 * 512; e += blockDim.x) xp[e] = (u16)(0x3c00u ^ (e & 0x3ff));  // finite fp16
     __syncthreads();
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     const u32 magic = 0x64006400u, zz0 = 0x64086408u, nz1 = 0x5f805f80u, hs = 0x3c003c00u;
-    float d[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float d[1][4] = {{0.0f, 0.0f, 0.0f, 0.0f}};  // (one tile: wg_keep's shape)
     u32 a[2][4][4];
     auto decode = [&](const u32x4 w, u32 (&f)[4][4]) {
 #pragma unroll
@@ -899,7 +902,7 @@ template <int V> __device__ void stream_wg(const uint4* __restrict__ src, i64 n,
             const u32 xd = wg_desc(xs + (i & 15) * 1024);
             wg_fence();
 #pragma unroll
-            for (int s = 0; s < 4; s++) wg_mma_n8(d, a[u][s], xd + 2 * s);
+            for (int s = 0; s < 4; s++) wg_mma_n8(d[0], a[u][s], xd + 2 * s);
             wg_commit();
             if (i + 1 < nc) {
                 // (V 8: the words, which are A itself, loaded after the
@@ -913,15 +916,11 @@ template <int V> __device__ void stream_wg(const uint4* __restrict__ src, i64 n,
         }
     }
     wg_wait<0>();
-    {
-        float dd[1][4] = {{d[0], d[1], d[2], d[3]}};
-        wg_keep<1>(dd);
-        d[0] = dd[0][0], d[1] = dd[0][1], d[2] = dd[0][2], d[3] = dd[0][3];
-    }
+    wg_keep<1>(d);
     asm volatile("cp.async.wait_group 0;");
     u32 fold = 0;
 #pragma unroll
-    for (int e = 0; e < 4; e++) fold ^= __float_as_uint(d[e]);
+    for (int e = 0; e < 4; e++) fold ^= __float_as_uint(d[0][e]);
     if (fold == 0x9e3779b9u) *sink = fold;
 }
 #define STREAM_WGK(V)                                                                                                \
