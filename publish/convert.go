@@ -946,8 +946,8 @@ func encodeFloats(f []float32, dt safetensors.DType, name string, allow bool, ov
 }
 
 // GGUFTypes lists what --gguf takes: a tensor type for every weight, or
-// one of llama-quantize's mixes (gguf.Mixes).
-const GGUFTypes = "f32, f16, bf16, q8_0, q4_k, q5_k, q6_k, q4_k_s, q4_k_m, q5_k_s or q5_k_m"
+// one of llama-quantize's file types (gguf.ParseTarget).
+var GGUFTypes = gguf.TargetNames()
 
 // checkGGUFOut refuses to write a GGUF file at out where something is:
 // a directory or other non-file always, a file unless force.
@@ -969,15 +969,9 @@ func checkGGUFOut(out string, force bool) error {
 
 // convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
 func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
-	// A tensor type for every weight, else a mix (q6_k is both: the same
-	// file).
-	typ, err := gguf.ParseTensorType(o.GGUF)
-	mix, isMix := gguf.ParseMix(o.GGUF)
-	switch {
-	case err == nil:
-		mix = gguf.Mix{}
-	case !isMix:
-		return nil, fmt.Errorf("convert: --gguf: %w (want %s)", err, GGUFTypes)
+	typ, mix, err := gguf.ParseTarget(o.GGUF)
+	if err != nil {
+		return nil, fmt.Errorf("convert: --gguf: %w", err)
 	}
 	// A GGUF file is named *.gguf, which is also what --force checks
 	// before it replaces one: a file written under another name could not

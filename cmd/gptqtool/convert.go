@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/publish"
 )
@@ -39,13 +40,14 @@ tensor) into --out, built under a temporary name and renamed when complete:
   with a config without quantization_config.
   --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
-  types, special ids, chat template); the 2-D weights in f32, f16, bf16, q8_0, q4_k, q5_k or
-  q6_k, or in one of llama-quantize's mixes q4_k_s, q4_k_m, q5_k_s, q5_k_m (the output weight
-  in q6_k, and for q4_k_s and the _m mixes some layers' attn_v and ffn_down in more bits, as
-  llama.cpp picks them); rows that are not whole blocks fall back, and are listed. GPTQ
-  weights are dequantized first.
+  types, special ids, chat template). TYPE is f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k
+  (every 2-D weight in that type), or one of llama-quantize's file types q2_k, q2_k_s,
+  q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl,
+  iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and ffn_down in
+  other types, as llama.cpp picks them; q2_k_s needs --imatrix). Rows that are not whole
+  blocks fall back as llama-quantize's do, and are listed. GPTQ weights are dequantized first.
   F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.
-  --imatrix FILE (with --gguf) weighs the K-type weights' quantization error by the importance
+  --imatrix FILE (with --gguf) weighs the quantized weights' error by the importance
   of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -65,10 +67,10 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			default:
 				return usageError{fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)}
 			}
-			switch strings.ToLower(o.GGUF) {
-			case "", "f32", "f16", "bf16", "q8_0", "q4_k", "q5_k", "q6_k", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m":
-			default:
-				return usageError{fmt.Errorf("--gguf %q: want %s", o.GGUF, publish.GGUFTypes)}
+			if o.GGUF != "" {
+				if _, _, err := gguf.ParseTarget(o.GGUF); err != nil {
+					return usageError{fmt.Errorf("--gguf: %w", err)}
+				}
 			}
 			if err := o.CheckFlags(); err != nil {
 				return usageError{err}
@@ -114,8 +116,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
-	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the q4_k/q5_k/q6_k weights' quantization error by their columns' importance, as llama-quantize --imatrix does")
-	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama with the weights in f32, f16, bf16, q8_0, q4_k, q5_k, q6_k or a llama-quantize mix q4_k_s, q4_k_m, q5_k_s, q5_k_m (GPTQ weights dequantized, then requantized)")
+	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the quantized weights' error by their columns' importance (all but q8_0's), as llama-quantize --imatrix does")
+	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama: every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd

@@ -173,7 +173,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		if len(s.shape) == 2 {
 			want := opts.Type
 			if opts.Mix.Name != "" {
-				want = opts.Mix.typeFor(s.name, cfg)
+				want = opts.Mix.typeFor(s.name, cfg, opts.Imatrix != nil)
 			}
 			var fb *Fallback
 			typ, fb = weightType(want, s)
@@ -186,6 +186,9 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	}
 	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
+	}
+	if err := checkNeedsImatrix(opts, infos); err != nil {
+		return nil, err
 	}
 	kvs, err := modelKVs(cfg, tok, opts, fileType)
 	if err != nil {
@@ -215,7 +218,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			}
 		}
 		var qw []float32
-		if opts.Imatrix != nil && len(s.shape) == 2 && infos[i].Type.BlockSize() == QK_K {
+		if opts.Imatrix != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
 			if qw = opts.Imatrix.Importance(s.name); qw == nil {
 				unweighted = append(unweighted, s.name)
 			} else if len(qw) != s.shape[1] {
@@ -251,6 +254,40 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		return nil, err
 	}
 	return res, nil
+}
+
+// checkNeedsImatrix refuses, before anything is written, a mix that
+// llama-quantize refuses without an importance matrix (Q2_K_S): its Base
+// weights, but for token_embd and output, each need an entry.
+func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
+	m := opts.Mix
+	if !m.NeedsImatrix {
+		return nil
+	}
+	if opts.Imatrix == nil {
+		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", m.Name, m.Base)
+	}
+	var missing []string
+	for _, ti := range infos {
+		if ti.Type == m.Base && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && opts.Imatrix.Importance(ti.Name) == nil {
+			missing = append(missing, ti.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", m.Name, m.Base, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// takesImportance says whether EncodeWeighted weighs t's quantization
+// error by an importance matrix (llama.cpp's quantizers that take
+// quant_weights); Q8_0 and the float types take none.
+func takesImportance(t TensorType) bool {
+	switch t {
+	case TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ4_NL, TypeIQ4_XS:
+		return true
+	}
+	return false
 }
 
 // clampF16 returns vals with the values that F16 would round to ±Inf
@@ -376,16 +413,22 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	return specs
 }
 
-// weightType picks the type of a 2-D weight, falling back when its rows
-// do not split into whole blocks.
+// weightType picks the type of a 2-D weight, falling back as
+// llama-quantize does (tensor_type_fallback) when its rows do not split
+// into whole blocks: IQ4_XS to IQ4_NL, Q2_K and Q3_K to Q4_0, Q4_K to
+// Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to F16 when that does not fit either,
+// or for a type of 32-value blocks (where llama-quantize gives up).
 func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 	row := s.shape[1]
 	if row%want.BlockSize() == 0 {
 		return want, nil
 	}
-	got := TypeF16
-	if want.BlockSize() == QK_K && row%QK8_0 == 0 {
-		got = TypeQ8_0
+	got, ok := map[TensorType]TensorType{
+		TypeIQ4_XS: TypeIQ4_NL, TypeQ2_K: TypeQ4_0, TypeQ3_K: TypeQ4_0,
+		TypeQ4_K: TypeQ5_0, TypeQ5_K: TypeQ5_1, TypeQ6_K: TypeQ8_0,
+	}[want]
+	if !ok || row%got.BlockSize() != 0 {
+		got = TypeF16
 	}
 	return got, &Fallback{
 		Tensor: s.name, Want: want, Got: got,

@@ -2,42 +2,82 @@ package gguf
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 )
 
-// Mix is one of llama-quantize's k-quant file types (llama.h llama_ftype):
-// most 2-D weights in Base, the output weight in Q6_K, and for the _M and
-// Q4_K_S mixes some layers' attn_v and ffn_down weights in a larger type,
-// as llama.cpp's llama_tensor_get_type picks them for a dense model (no
-// experts; for these types its rules do not depend on whether an
-// importance matrix is given), with its 70B rule: in a model of
-// 80 layers with grouped-query attention (llama.cpp's LLM_TYPE_70B), an
-// attn_v the rules leave in Q4_K is written in Q5_K.
+// Mix is one of llama-quantize's file types (llama.h llama_ftype): most
+// 2-D weights in Base, the output weight in Q6_K (Q8_0 in a Q8_0 file,
+// or where its rows are not whole blocks of Base), and some layers'
+// attn_v, attn_output and ffn_down weights in other types, as llama.cpp's
+// llama_tensor_get_type picks them for a dense model (no experts). Some
+// rules depend on the model's grouped-query attention (heads per KV head),
+// some on whether an importance matrix is given; and in a model of 80
+// layers with grouped-query attention (llama.cpp's LLM_TYPE_70B) an attn_v
+// the rules leave in Q3_K or Q4_K is written in Q5_K.
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
 	Base     TensorType // the weights the rules leave alone
-	// attnV and ffnDown give the type of layer i's attn_v or ffn_down
-	// weight of n layers (nil: Base).
-	attnV, ffnDown func(i, n int) TensorType
+	// NeedsImatrix: llama-quantize refuses the mix without an importance
+	// matrix for its Base weights (Q2_K_S).
+	NeedsImatrix bool
+	// attnV, attnOut and ffnDown give the type of an attn_v, attn_output
+	// or ffn_down weight at site s (nil: Base).
+	attnV, attnOut, ffnDown func(s site) TensorType
 }
 
-// Mixes lists the mixes Convert writes.
+// site is where a weight sits, for a mix's rules: layer i of n, gqa query
+// heads per KV head, and whether an importance matrix is given.
+type site struct {
+	i, n, gqa int
+	imatrix   bool
+}
+
+// Mixes lists the mixes Convert writes, in llama.h's order.
 var Mixes = []Mix{
+	{Name: "Q4_0", FileType: 2, Base: TypeQ4_0,
+		ffnDown: func(s site) TensorType { return pick(s.imatrix && s.i < s.n/8, TypeQ4_1, TypeQ4_0) }},
+	{Name: "Q4_1", FileType: 3, Base: TypeQ4_1},
+	{Name: "Q5_0", FileType: 8, Base: TypeQ5_0,
+		ffnDown: func(s site) TensorType { return pick(s.imatrix && s.i < s.n/8, TypeQ5_1, TypeQ5_0) }},
+	{Name: "Q5_1", FileType: 9, Base: TypeQ5_1},
+	{Name: "Q2_K", FileType: 10, Base: TypeQ2_K,
+		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeQ3_K) },
+		attnOut: func(site) TensorType { return TypeQ3_K },
+		ffnDown: func(site) TensorType { return TypeQ3_K }},
+	{Name: "Q3_K_S", FileType: 11, Base: TypeQ3_K},
+	{Name: "Q3_K_M", FileType: 12, Base: TypeQ3_K,
+		attnV:   func(s site) TensorType { return pick(s.i < 2, TypeQ5_K, TypeQ4_K) },
+		attnOut: func(site) TensorType { return TypeQ4_K },
+		ffnDown: func(s site) TensorType { return pick(s.i < s.n/16, TypeQ5_K, TypeQ4_K) }},
+	{Name: "Q3_K_L", FileType: 13, Base: TypeQ3_K,
+		attnV:   func(site) TensorType { return TypeQ5_K },
+		attnOut: func(site) TensorType { return TypeQ5_K },
+		ffnDown: func(site) TensorType { return TypeQ5_K }},
 	{Name: "Q4_K_S", FileType: 14, Base: TypeQ4_K,
-		attnV:   func(i, n int) TensorType { return pick(i < 4, TypeQ5_K, TypeQ4_K) },
-		ffnDown: func(i, n int) TensorType { return pick(i < n/8, TypeQ5_K, TypeQ4_K) }},
+		attnV:   func(s site) TensorType { return pick(s.i < 4, TypeQ5_K, TypeQ4_K) },
+		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ5_K, TypeQ4_K) }},
 	{Name: "Q4_K_M", FileType: 15, Base: TypeQ4_K,
-		attnV:   func(i, n int) TensorType { return pick(useMoreBits(i, n), TypeQ6_K, TypeQ4_K) },
-		ffnDown: func(i, n int) TensorType { return pick(useMoreBits(i, n), TypeQ6_K, TypeQ4_K) }},
+		attnV:   func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ4_K) },
+		ffnDown: func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ4_K) }},
 	{Name: "Q5_K_S", FileType: 16, Base: TypeQ5_K},
 	{Name: "Q5_K_M", FileType: 17, Base: TypeQ5_K,
-		attnV:   func(i, n int) TensorType { return pick(useMoreBits(i, n), TypeQ6_K, TypeQ5_K) },
-		ffnDown: func(i, n int) TensorType { return pick(useMoreBits(i, n), TypeQ6_K, TypeQ5_K) }},
+		attnV:   func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ5_K) },
+		ffnDown: func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ5_K) }},
 	{Name: "Q6_K", FileType: 18, Base: TypeQ6_K},
+	{Name: "Q2_K_S", FileType: 21, Base: TypeQ2_K, NeedsImatrix: true,
+		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeQ2_K) },
+		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ4_K, TypeQ2_K) }},
+	{Name: "IQ4_NL", FileType: 25, Base: TypeIQ4_NL,
+		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_NL) },
+		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_NL) }},
+	{Name: "IQ4_XS", FileType: 30, Base: TypeIQ4_XS,
+		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_XS) },
+		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_XS) }},
 }
 
 // FileTypeName names general.file_type id as llama.h's llama_ftype does
@@ -81,24 +121,34 @@ func pick(c bool, a, b TensorType) TensorType {
 	return b
 }
 
-// typeFor is typeOf for a model of config cfg, with llama.cpp's rule for
-// its LLM_TYPE_70B (a llama of 80 layers whose heads share K/V heads:
-// Llama-2/3 70B): attn_v in Q4_K (after the rules) is raised to Q5_K.
-func (m Mix) typeFor(name string, cfg *hfconfig.Config) TensorType {
-	t := m.typeOf(name, cfg.NumHiddenLayers, !cfg.TieWordEmbeddings)
-	if t == TypeQ4_K && strings.HasSuffix(name, ".attn_v.weight") &&
-		cfg.NumHiddenLayers == 80 && cfg.NumAttentionHeads != cfg.NumKeyValueHeads {
+// typeFor is the type the mix wants for the 2-D weight named name (a GGUF
+// name: "output.weight", "blk.3.attn_v.weight") of a model of config cfg,
+// quantized with an importance matrix or not, before any fallback for
+// rows that are not whole blocks (weightType).
+func (m Mix) typeFor(name string, cfg *hfconfig.Config, imatrix bool) TensorType {
+	gqa := 1
+	if cfg.NumKeyValueHeads > 0 {
+		gqa = cfg.NumAttentionHeads / cfg.NumKeyValueHeads
+	}
+	t := m.typeOf(name, site{n: cfg.NumHiddenLayers, gqa: gqa, imatrix: imatrix}, !cfg.TieWordEmbeddings, cfg.HiddenSize)
+	if (t == TypeQ3_K || t == TypeQ4_K) && strings.HasSuffix(name, ".attn_v.weight") &&
+		cfg.NumHiddenLayers == 80 && gqa > 1 {
 		return TypeQ5_K
 	}
 	return t
 }
 
-// typeOf is the type the mix wants for the 2-D weight named name (a GGUF
-// name: "output.weight", "blk.3.attn_v.weight") of a model of n layers;
-// hasOutput says the file has an output weight (else token_embd, tied, is
-// the output, as llama.cpp treats it).
-func (m Mix) typeOf(name string, n int, hasOutput bool) TensorType {
+// typeOf is typeFor's rules without the 70B one: s gives the layer count,
+// the heads per KV head and the importance matrix (its layer is taken from
+// name); hasOutput says the file has an output weight (else token_embd,
+// tied, is the output, as llama.cpp treats it); rowLen is the output
+// weight's row length (the hidden size).
+func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType {
 	if name == "output.weight" || (!hasOutput && name == "token_embd.weight") {
+		switch {
+		case rowLen%m.Base.BlockSize() != 0, m.Base == TypeQ8_0:
+			return TypeQ8_0
+		}
 		return TypeQ6_K
 	}
 	rest, ok := strings.CutPrefix(name, "blk.")
@@ -110,11 +160,56 @@ func (m Mix) typeOf(name string, n int, hasOutput bool) TensorType {
 	if err != nil {
 		panic(fmt.Sprintf("gguf: tensor name %q", name))
 	}
-	switch {
-	case kind == "attn_v.weight" && m.attnV != nil:
-		return m.attnV(i, n)
-	case kind == "ffn_down.weight" && m.ffnDown != nil:
-		return m.ffnDown(i, n)
+	s.i = i
+	var rule func(site) TensorType
+	switch kind {
+	case "attn_v.weight":
+		rule = m.attnV
+	case "attn_output.weight":
+		rule = m.attnOut
+	case "ffn_down.weight":
+		rule = m.ffnDown
 	}
-	return m.Base
+	if rule == nil {
+		return m.Base
+	}
+	return rule(s)
+}
+
+// uniformTypes are the names ParseTarget reads as one tensor type for
+// every 2-D weight: those that are no llama-quantize file type of another
+// meaning (llama-quantize reads "Q3_K", "Q4_K" and "Q5_K" as its _M mixes;
+// its Q6_K and Q8_0 files hold every weight in that type anyway).
+var uniformTypes = []TensorType{TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ6_K, TypeQ5_K, TypeQ4_K, TypeQ3_K}
+
+// ParseTarget reads what a GGUF conversion is asked for (case-insensitive):
+// one of the uniform types f32, f16, bf16, q8_0, q6_k, q5_k, q4_k, q3_k
+// (every 2-D weight in that type), else one of llama-quantize's file types
+// (Mixes: q4_0 is llama-quantize's Q4_0 file, its output weight in Q6_K).
+// Exactly one of the results is set on success.
+func ParseTarget(s string) (TensorType, Mix, error) {
+	for _, t := range uniformTypes {
+		if strings.EqualFold(s, t.String()) {
+			return t, Mix{}, nil
+		}
+	}
+	if m, ok := ParseMix(s); ok {
+		return 0, m, nil
+	}
+	return 0, Mix{}, fmt.Errorf("unknown GGUF type %q (want %s)", s, TargetNames())
+}
+
+// TargetNames lists what ParseTarget reads, lowercase: the uniform types,
+// then the mixes.
+func TargetNames() string {
+	var names []string
+	for _, t := range uniformTypes {
+		names = append(names, strings.ToLower(t.String()))
+	}
+	for _, m := range Mixes {
+		if !slices.ContainsFunc(uniformTypes, func(t TensorType) bool { return strings.EqualFold(t.String(), m.Name) }) {
+			names = append(names, strings.ToLower(m.Name))
+		}
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

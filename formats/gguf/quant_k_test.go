@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -172,10 +173,13 @@ func TestQ6_KZeroBlock(t *testing.T) {
 	}
 }
 
-// TestMixTypes: the mixes give a 7B Mistral (openchat-3.5-1210's config)
-// the tensor counts that llama.cpp's loader prints for llama-quantize's
-// files of Mistral-7B (e.g. Q4_K_M: "type q4_K: 193 tensors, type q6_K:
-// 33 tensors"; the 65 F32 norms aside).
+// TestMixTypes: the mixes give a 7B Mistral (openchat-3.5-1210's config:
+// 32 layers, 4 query heads per KV head) the tensor counts that llama.cpp's
+// loader prints for llama-quantize's files of Mistral-7B and Llama-3-8B,
+// the same layout (e.g. Q4_K_M: "type q4_K: 193 tensors, type q6_K: 33
+// tensors"; Q3_K_M: q3_K 129, q4_K 92, q5_K 4, q6_K 1; Q2_K: q2_K 129,
+// q3_K 64, q4_K 32, q6_K 1; the 65 F32 norms aside), and with an
+// importance matrix the counts its rules (llama_tensor_get_type) give.
 func TestMixTypes(t *testing.T) {
 	dir := filepath.Join("..", "..", "..", "shared", "fixtures", "configs", "openchat-3.5-1210")
 	if d := os.Getenv("GPTQTOOL_FIXTURES"); d != "" {
@@ -189,14 +193,30 @@ func TestMixTypes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		mix  string
-		want map[TensorType]int
+		mix     string
+		imatrix bool
+		want    map[TensorType]int
 	}{
-		{"Q4_K_S", map[TensorType]int{TypeQ4_K: 217, TypeQ5_K: 8, TypeQ6_K: 1}},
-		{"Q4_K_M", map[TensorType]int{TypeQ4_K: 193, TypeQ6_K: 33}},
-		{"Q5_K_S", map[TensorType]int{TypeQ5_K: 225, TypeQ6_K: 1}},
-		{"Q5_K_M", map[TensorType]int{TypeQ5_K: 193, TypeQ6_K: 33}},
-		{"q6_k", map[TensorType]int{TypeQ6_K: 226}},
+		{"Q4_0", false, map[TensorType]int{TypeQ4_0: 225, TypeQ6_K: 1}},
+		{"Q4_0", true, map[TensorType]int{TypeQ4_0: 221, TypeQ4_1: 4, TypeQ6_K: 1}},
+		{"Q4_1", false, map[TensorType]int{TypeQ4_1: 225, TypeQ6_K: 1}},
+		{"Q5_0", false, map[TensorType]int{TypeQ5_0: 225, TypeQ6_K: 1}},
+		{"Q5_0", true, map[TensorType]int{TypeQ5_0: 221, TypeQ5_1: 4, TypeQ6_K: 1}},
+		{"Q5_1", true, map[TensorType]int{TypeQ5_1: 225, TypeQ6_K: 1}},
+		{"Q2_K", false, map[TensorType]int{TypeQ2_K: 129, TypeQ3_K: 64, TypeQ4_K: 32, TypeQ6_K: 1}},
+		{"Q2_K_S", true, map[TensorType]int{TypeQ2_K: 189, TypeQ4_K: 36, TypeQ6_K: 1}},
+		{"Q3_K_S", false, map[TensorType]int{TypeQ3_K: 225, TypeQ6_K: 1}},
+		{"Q3_K_M", false, map[TensorType]int{TypeQ3_K: 129, TypeQ4_K: 92, TypeQ5_K: 4, TypeQ6_K: 1}},
+		{"Q3_K_L", false, map[TensorType]int{TypeQ3_K: 129, TypeQ5_K: 96, TypeQ6_K: 1}},
+		{"Q4_K_S", false, map[TensorType]int{TypeQ4_K: 217, TypeQ5_K: 8, TypeQ6_K: 1}},
+		{"Q4_K_M", false, map[TensorType]int{TypeQ4_K: 193, TypeQ6_K: 33}},
+		{"Q4_K_M", true, map[TensorType]int{TypeQ4_K: 193, TypeQ6_K: 33}},
+		{"Q5_K_S", false, map[TensorType]int{TypeQ5_K: 225, TypeQ6_K: 1}},
+		{"Q5_K_M", false, map[TensorType]int{TypeQ5_K: 193, TypeQ6_K: 33}},
+		{"q6_k", false, map[TensorType]int{TypeQ6_K: 226}},
+		{"IQ4_NL", false, map[TensorType]int{TypeIQ4_NL: 189, TypeQ5_K: 36, TypeQ6_K: 1}},
+		{"IQ4_NL", true, map[TensorType]int{TypeIQ4_NL: 193, TypeQ5_K: 32, TypeQ6_K: 1}},
+		{"IQ4_XS", false, map[TensorType]int{TypeIQ4_XS: 189, TypeQ5_K: 36, TypeQ6_K: 1}},
 	} {
 		m, ok := ParseMix(tc.mix)
 		if !ok {
@@ -205,7 +225,7 @@ func TestMixTypes(t *testing.T) {
 		got := map[TensorType]int{}
 		for _, s := range tensorSpecs(cfg) {
 			if len(s.shape) == 2 {
-				typ, fb := weightType(m.typeFor(s.name, cfg), s)
+				typ, fb := weightType(m.typeFor(s.name, cfg, tc.imatrix), s)
 				if fb != nil {
 					t.Errorf("%s: %s falls back: %s", tc.mix, s.name, fb.Reason)
 				}
@@ -213,11 +233,11 @@ func TestMixTypes(t *testing.T) {
 			}
 		}
 		if len(got) != len(tc.want) {
-			t.Errorf("%s: %v, want %v", tc.mix, got, tc.want)
+			t.Errorf("%s (imatrix %v): %v, want %v", tc.mix, tc.imatrix, got, tc.want)
 		}
 		for typ, n := range tc.want {
 			if got[typ] != n {
-				t.Errorf("%s: %v, want %v", tc.mix, got, tc.want)
+				t.Errorf("%s (imatrix %v): %v, want %v", tc.mix, tc.imatrix, got, tc.want)
 				break
 			}
 		}
@@ -227,7 +247,7 @@ func TestMixTypes(t *testing.T) {
 	m, _ := ParseMix("Q4_K_M")
 	var more []int
 	for i := range 32 {
-		if m.typeOf("blk."+strconv.Itoa(i)+".ffn_down.weight", 32, true) == TypeQ6_K {
+		if m.typeOf("blk."+strconv.Itoa(i)+".ffn_down.weight", site{n: 32, gqa: 4}, true, 4096) == TypeQ6_K {
 			more = append(more, i)
 		}
 	}
@@ -238,7 +258,7 @@ func TestMixTypes(t *testing.T) {
 
 // TestFileTypeName: llama.h's llama_ftype values by name.
 func TestFileTypeName(t *testing.T) {
-	for id, want := range map[uint32]string{0: "F32", 1: "F16", 7: "Q8_0", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 32: "BF16", 2: ""} {
+	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 30: "IQ4_XS", 32: "BF16", 19: ""} {
 		if got := FileTypeName(id); got != want {
 			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
 		}
@@ -265,10 +285,59 @@ func TestMix70B(t *testing.T) {
 		{"Q4_K_S", "blk.40.attn_q.weight", gqa, TypeQ4_K},
 		{"Q5_K_M", "blk.11.attn_v.weight", gqa, TypeQ5_K},
 		{"Q6_K", "blk.1.attn_v.weight", gqa, TypeQ6_K},
+		{"Q3_K_S", "blk.40.attn_v.weight", gqa, TypeQ5_K}, // Q3_K raised too
+		{"Q3_K_S", "blk.40.attn_v.weight", mha, TypeQ3_K},
+		{"Q3_K_M", "blk.1.attn_v.weight", gqa, TypeQ5_K},
+		{"Q3_K_M", "blk.40.attn_v.weight", gqa, TypeQ5_K}, // Q4_K, raised
+		{"Q3_K_M", "blk.40.attn_v.weight", mha, TypeQ4_K},
+		{"Q2_K", "blk.40.attn_v.weight", gqa, TypeQ5_K}, // 8 heads a KV head: Q4_K, raised
+		{"Q2_K", "blk.40.attn_v.weight", mha, TypeQ3_K}, // no GQA: Q3_K
+		{"Q2_K", "blk.40.attn_output.weight", gqa, TypeQ3_K},
+		{"IQ4_XS", "blk.40.attn_v.weight", gqa, TypeQ5_K},
+		{"IQ4_XS", "blk.40.attn_v.weight", mha, TypeIQ4_XS},
 	} {
 		m, _ := ParseMix(tc.mix)
-		if got := m.typeFor(tc.name, tc.cfg); got != tc.want {
+		if got := m.typeFor(tc.name, tc.cfg, false); got != tc.want {
 			t.Errorf("%s %s (%d heads, %d KV heads): %s, want %s", tc.mix, tc.name, tc.cfg.NumAttentionHeads, tc.cfg.NumKeyValueHeads, got, tc.want)
+		}
+	}
+}
+
+// TestParseTarget: the uniform type names give one type for every weight,
+// llama-quantize's file type names their mixes (q4_0 among them, whose
+// output weight llama-quantize writes in Q6_K), anything else an error
+// naming what is accepted.
+func TestParseTarget(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		typ  TensorType
+		mix  string
+		file uint32
+	}{
+		{"f16", TypeF16, "", 1},
+		{"Q8_0", TypeQ8_0, "", 7},
+		{"q4_k", TypeQ4_K, "", 14},
+		{"q6_k", TypeQ6_K, "", 18},
+		{"q4_0", 0, "Q4_0", 2},
+		{"Q2_K", 0, "Q2_K", 10},
+		{"q3_k_m", 0, "Q3_K_M", 12},
+		{"iq4_xs", 0, "IQ4_XS", 30},
+	} {
+		typ, mix, err := ParseTarget(tc.in)
+		if err != nil || typ != tc.typ || mix.Name != tc.mix {
+			t.Errorf("ParseTarget(%q) = %v, %q, %v; want %v, %q", tc.in, typ, mix.Name, err, tc.typ, tc.mix)
+		}
+		file := fileTypes[typ]
+		if tc.mix != "" {
+			file = mix.FileType
+		}
+		if file != tc.file {
+			t.Errorf("%s: file type %d, want %d", tc.in, file, tc.file)
+		}
+	}
+	for _, bad := range []string{"", "q4_k_x", "iq2_xxs", "q8_k"} {
+		if _, _, err := ParseTarget(bad); err == nil || !strings.Contains(err.Error(), "q3_k_m") {
+			t.Errorf("ParseTarget(%q): %v, want an error listing the types", bad, err)
 		}
 	}
 }
