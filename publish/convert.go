@@ -47,9 +47,10 @@ type ConvertOptions struct {
 	// (they are clamped to ±65504); otherwise such tensors are refused.
 	// It applies to a GGUF file's F16 weights too.
 	AllowOverflow bool
-	// GGUF writes a GGUF file at Out for llama.cpp instead: the 2-D weights
-	// in this type (f32, f16, bf16, q8_0, q4_k), GPTQ weights dequantized
-	// first.
+	// GGUF writes GGUF files for llama.cpp instead, GPTQ weights
+	// dequantized first: one a target of this comma-separated list
+	// (gguf.ParseTargets: "q4_k_m", "q4_k_m,q5_k_m,q8_0"), at Out for one,
+	// into the directory Out for several (MODEL.Q4_K_M.gguf).
 	GGUF string
 	// Imatrix is an importance matrix file (llama-imatrix's GGUF or .dat,
 	// or gptqtool imatrix's) weighing the K-type GGUF weights' error
@@ -78,7 +79,17 @@ type ConvertSummary struct {
 	// not reproduce.
 	Fallbacks []string `json:"gguf_fallbacks,omitempty"`
 	Warnings  []string `json:"warnings,omitempty"`
-	Seconds   float64  `json:"seconds"`
+	// GGUF lists the GGUF files written, in --gguf's order.
+	GGUF    []GGUFFile `json:"gguf_files,omitempty"`
+	Seconds float64    `json:"seconds"`
+}
+
+// GGUFFile is one GGUF file a conversion wrote.
+type GGUFFile struct {
+	File      string  `json:"file"`
+	Type      string  `json:"type"` // "Q4_K_M", "Q8_0"
+	SizeBytes int64   `json:"size_bytes"`
+	Seconds   float64 `json:"seconds"`
 }
 
 // Source is a checkpoint's weights as Convert reads them: safetensors (a
@@ -967,24 +978,58 @@ func checkGGUFOut(out string, force bool) error {
 	return nil
 }
 
-// convertGGUF writes the checkpoint as one GGUF file for llama.cpp.
-func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
-	typ, mix, err := gguf.ParseTarget(o.GGUF)
+// ggufFile is one GGUF file of a conversion: its target and path.
+type ggufFile struct {
+	target gguf.Target
+	path   string
+}
+
+// ggufFiles resolves --gguf and --out: one target is written at --out (a
+// .gguf path), several into the directory --out, each named as model
+// repositories name them (MODEL.Q4_K_M.gguf). Every path is checked before
+// anything is written.
+func ggufFiles(o ConvertOptions, model string) ([]ggufFile, error) {
+	targets, err := gguf.ParseTargets(o.GGUF)
 	if err != nil {
 		return nil, fmt.Errorf("convert: --gguf: %w", err)
 	}
-	// A GGUF file is named *.gguf, which is also what --force checks
-	// before it replaces one: a file written under another name could not
-	// be replaced later.
-	if !strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
-		return nil, fmt.Errorf("convert: --gguf writes one file: --out %s, want a path ending in .gguf", o.Out)
+	var files []ggufFile
+	switch {
+	case len(targets) == 1:
+		// A GGUF file is named *.gguf, which is also what --force checks
+		// before it replaces one: a file written under another name could
+		// not be replaced later.
+		if !strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
+			return nil, fmt.Errorf("convert: --gguf writes one file: --out %s, want a path ending in .gguf", o.Out)
+		}
+		files = []ggufFile{{targets[0], o.Out}}
+	case strings.EqualFold(filepath.Ext(o.Out), ".gguf"):
+		return nil, fmt.Errorf("convert: --gguf %s writes %d files into the directory --out: %s names a file", o.GGUF, len(targets), o.Out)
+	default:
+		for _, t := range targets {
+			files = append(files, ggufFile{t, filepath.Join(o.Out, model+"."+t.Name()+".gguf")})
+		}
 	}
-	if err := checkGGUFOut(o.Out, o.Force); err != nil {
-		return nil, err
+	for _, f := range files {
+		if err := checkGGUFOut(f.path, o.Force); err != nil {
+			return nil, err
+		}
 	}
-	// Its folders are made as a directory output's are.
-	if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err != nil {
+	// Their folders are made as a directory output's are.
+	if err := os.MkdirAll(filepath.Dir(files[0].path), 0o755); err != nil {
 		return nil, fmt.Errorf("convert: --out %s: %w", o.Out, err)
+	}
+	return files, nil
+}
+
+// convertGGUF writes the checkpoint as GGUF files for llama.cpp, one a
+// target of --gguf, each from the checkpoint's weights (GPTQ weights
+// dequantized as they are read).
+func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, src Source, kind string, start time.Time, log io.Writer) (*ConvertSummary, error) {
+	_, name := modelID(o.In)
+	files, err := ggufFiles(o, name)
+	if err != nil {
+		return nil, err
 	}
 	tok, err := tokenizer.Load(o.In)
 	if err != nil {
@@ -1023,8 +1068,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		release(src, name)
 		return w, []int{l.N, l.K}, err
 	}
-	_, name := modelID(o.In)
-	opts := gguf.ConvertOptions{Type: typ, Mix: mix, Name: name, AllowOverflow: o.AllowOverflow}
+	opts := gguf.ConvertOptions{Name: name, AllowOverflow: o.AllowOverflow}
 	if o.Imatrix != "" {
 		if opts.Imatrix, err = gguf.ReadImatrix(o.Imatrix); err != nil {
 			return nil, fmt.Errorf("convert: --imatrix: %w", err)
@@ -1044,40 +1088,59 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 			opts.PadTokenID = &id
 		}
 	}
-	if o.Progress != nil {
-		opts.Progress = func(i, n int, _ string) { o.Progress(i, n) }
-	}
-	// A run killed before it removed its temporary file left it hidden
-	// beside --out: this run's file replaces what it was for.
-	if stale, err := gguf.PartialFiles(o.Out); err == nil {
-		for _, p := range stale {
-			if os.Remove(p) == nil {
-				fmt.Fprintf(log, "convert: removed %s, the partial file of an interrupted run\n", p)
+	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind}
+	for k, f := range files {
+		if o.Progress != nil {
+			// One count over every file's tensors.
+			opts.Progress = func(i, n int, _ string) { o.Progress(k*n+i, len(files)*n) }
+		}
+		// A run killed before it removed its temporary file left it hidden
+		// beside the output: this run's file replaces what it was for.
+		if stale, err := gguf.PartialFiles(f.path); err == nil {
+			for _, p := range stale {
+				if os.Remove(p) == nil {
+					fmt.Fprintf(log, "convert: removed %s, the partial file of an interrupted run\n", p)
+				}
 			}
 		}
-	}
-	res, err := gguf.Convert(o.Out, get, cfg, tok, opts)
-	if errors.Is(err, gguf.ErrF16Overflow) {
-		return nil, fmt.Errorf("convert: %w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("convert: %w", err)
-	}
-	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, Tensors: len(res.Tensors), Files: []string{filepath.Base(o.Out)}, Overflows: res.Overflows, Warnings: res.Warnings}
-	for _, f := range res.Fallbacks {
-		sum.Fallbacks = append(sum.Fallbacks, fmt.Sprintf("%s: %s instead of %s (%s)", f.Tensor, f.Got, f.Want, f.Reason))
-	}
-	if fi, err := os.Stat(o.Out); err == nil {
-		sum.SizeBytes = fi.Size()
+		began := time.Now()
+		opts.Type, opts.Mix = f.target.Type, f.target.Mix
+		res, err := gguf.Convert(f.path, get, cfg, tok, opts)
+		if errors.Is(err, gguf.ErrF16Overflow) {
+			return nil, fmt.Errorf("convert: %w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+		file := GGUFFile{File: filepath.Base(f.path), Type: f.target.Name(), Seconds: time.Since(began).Seconds()}
+		if fi, err := os.Stat(f.path); err == nil {
+			file.SizeBytes = fi.Size()
+		}
+		sum.GGUF = append(sum.GGUF, file)
+		sum.Files = append(sum.Files, file.File)
+		sum.SizeBytes += file.SizeBytes
+		sum.Tensors = len(res.Tensors)
+		prefix := ""
+		if len(files) > 1 {
+			prefix = file.File + ": "
+		}
+		for _, fb := range res.Fallbacks {
+			sum.Fallbacks = append(sum.Fallbacks, fmt.Sprintf("%s%s: %s instead of %s (%s)", prefix, fb.Tensor, fb.Got, fb.Want, fb.Reason))
+		}
+		for n, c := range res.Overflows {
+			if sum.Overflows == nil {
+				sum.Overflows = map[string]int{}
+			}
+			sum.Overflows[n] = max(sum.Overflows[n], c)
+		}
+		for _, w := range res.Warnings {
+			if !slices.Contains(sum.Warnings, w) {
+				sum.Warnings = append(sum.Warnings, w)
+				fmt.Fprintf(log, "warning: %s\n", w)
+			}
+		}
+		fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, GGUF %s, %s\n", o.In, kind, f.path, sum.Tensors, file.Type, FormatSize(file.SizeBytes))
 	}
 	sum.Seconds = time.Since(start).Seconds()
-	what := typ.String()
-	if mix.Name != "" {
-		what = mix.Name
-	}
-	fmt.Fprintf(log, "convert: %s (%s) → %s: %d tensors, GGUF %s, %s\n", o.In, kind, o.Out, sum.Tensors, what, FormatSize(sum.SizeBytes))
-	for _, w := range res.Warnings {
-		fmt.Fprintf(log, "warning: %s\n", w)
-	}
 	return sum, nil
 }

@@ -1326,3 +1326,54 @@ func TestConvertCardExLlama(t *testing.T) {
 		t.Fatalf("gptq_v2 card: ExLlama %v, want [No]", got)
 	}
 }
+
+// TestConvertGGUFTable: a --gguf list writes one file a type into the
+// directory --out, named as model repositories name them, each the same
+// file a one-type run writes; every path is checked before anything is
+// written, and a list with a .gguf --out is refused.
+func TestConvertGGUFTable(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	dir := filepath.Join(t.TempDir(), "gguf")
+	sum := convert(t, publish.ConvertOptions{In: src, Out: dir, GGUF: "q8_0, F16,q4_k_m"})
+	want := []string{"stories260K-hf-mistral.Q8_0.gguf", "stories260K-hf-mistral.F16.gguf", "stories260K-hf-mistral.Q4_K_M.gguf"}
+	if !slices.Equal(sum.Files, want) || len(sum.GGUF) != 3 {
+		t.Fatalf("files %v (%+v), want %v", sum.Files, sum.GGUF, want)
+	}
+	var total int64
+	for i, f := range sum.GGUF {
+		if f.File != want[i] || f.Type != []string{"Q8_0", "F16", "Q4_K_M"}[i] {
+			t.Errorf("file %d: %+v", i, f)
+		}
+		total += f.SizeBytes
+		one := filepath.Join(t.TempDir(), "one.gguf")
+		convert(t, publish.ConvertOptions{In: src, Out: one, GGUF: f.Type})
+		a, _ := os.ReadFile(filepath.Join(dir, f.File))
+		b, _ := os.ReadFile(one)
+		if len(a) == 0 || !bytes.Equal(a, b) || int64(len(a)) != f.SizeBytes {
+			t.Errorf("%s: %d bytes, not the %d-byte file --gguf %s alone writes", f.File, len(a), len(b), f.Type)
+		}
+	}
+	if total != sum.SizeBytes {
+		t.Errorf("size %d, files %d", sum.SizeBytes, total)
+	}
+	// One existing file stops the run before any other is written.
+	fresh := filepath.Join(t.TempDir(), "gguf")
+	os.MkdirAll(fresh, 0o755)
+	os.WriteFile(filepath.Join(fresh, "stories260K-hf-mistral.Q6_K.gguf"), []byte("x"), 0o644)
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: fresh, GGUF: "q8_0,q6_k"})
+	if err == nil || !strings.Contains(err.Error(), "Q6_K.gguf exists") {
+		t.Errorf("existing file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "stories260K-hf-mistral.Q8_0.gguf")); err == nil {
+		t.Error("a file was written before the refusal")
+	}
+	for _, tc := range []struct{ out, list, msg string }{
+		{filepath.Join(t.TempDir(), "x.gguf"), "q8_0,f16", "writes 2 files into the directory --out"},
+		{t.TempDir(), "q8_0,Q8_0", "given twice"},
+		{t.TempDir(), "q8_0,q9_k", `unknown GGUF type "q9_k"`},
+	} {
+		if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: tc.out, GGUF: tc.list}); err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("--gguf %s --out %s: %v, want %q", tc.list, tc.out, err, tc.msg)
+		}
+	}
+}

@@ -21,7 +21,7 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE]",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...]]",
 		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
@@ -44,7 +44,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
   (every 2-D weight in that type), or one of llama-quantize's file types q2_k, q2_k_s,
   q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl,
   iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and ffn_down in
-  other types, as llama.cpp picks them; q2_k_s needs --imatrix). Rows that are not whole
+  other types, as llama.cpp picks them; q2_k_s needs --imatrix). A comma-separated list
+  writes one file a type into the directory --out (MODEL.Q4_K_M.gguf). Rows that are not whole
   blocks fall back as llama-quantize's do, and are listed. GPTQ weights are dequantized first.
   F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.
   --imatrix FILE (with --gguf) weighs the quantized weights' error by the importance
@@ -68,7 +69,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				return usageError{fmt.Errorf("--dtype %q: want f32, f16 or bf16", o.DType)}
 			}
 			if o.GGUF != "" {
-				if _, _, err := gguf.ParseTarget(o.GGUF); err != nil {
+				if _, err := gguf.ParseTargets(o.GGUF); err != nil {
 					return usageError{fmt.Errorf("--gguf: %w", err)}
 				}
 			}

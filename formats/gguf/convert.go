@@ -67,24 +67,25 @@ func FromWeights(w Weights) TensorFunc {
 // ConvertOptions configures a conversion.
 type ConvertOptions struct {
 	// Type is the tensor type of the 2-D weights: TypeF32 (the zero
-	// value), TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K, TypeQ5_K or TypeQ6_K.
-	// 1-D tensors (the RMSNorm weights) are always F32. A weight whose rows
-	// (the input dimension) are not a multiple of the type's block size
-	// falls back, as llama.cpp's quantizer does: the K types to Q8_0
-	// (llama.cpp takes Q5_0 and Q5_1 for Q4_K and Q5_K, which this package
-	// does not write), and Q8_0 (or a K type when Q8_0 does not fit
-	// either) to F16; ConvertResult.Fallbacks lists them.
+	// value), or any type Encode writes. 1-D tensors (the RMSNorm weights)
+	// are always F32. A weight whose rows (the input dimension) are not a
+	// multiple of the type's block size falls back as llama-quantize's
+	// does (weightType: Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,
+	// Q6_K to Q8_0, IQ4_XS to IQ4_NL, to F16 where that does not fit
+	// either); ConvertResult.Fallbacks lists them.
 	Type TensorType
-	// Mix, when its Name is set, is one of llama-quantize's mixes (Mixes):
-	// it picks each 2-D weight's type, and general.file_type, in place of
-	// Type. Fallbacks apply as for Type.
+	// Mix, when its Name is set, is one of llama-quantize's file types
+	// (Mixes): it picks each 2-D weight's type, and general.file_type, in
+	// place of Type. Fallbacks apply as for Type.
 	Mix Mix
-	// Imatrix, when set, weighs the quantization error of the Q4_K, Q5_K
-	// and Q6_K weights by their columns' importance (Imatrix.Importance,
-	// by GGUF name), as llama-quantize --imatrix does; weights it has no
-	// entry for are quantized without (ConvertResult.Warnings says which),
-	// and an entry whose length is not the weight's row length is an
-	// error.
+	// Imatrix, when set, weighs the quantization error of every weight
+	// but Q8_0 and the float types by its columns' importance
+	// (Imatrix.Importance, by GGUF name), as llama-quantize --imatrix does;
+	// weights it has no entry for are quantized without
+	// (ConvertResult.Warnings says which; a mix that needs it,
+	// Mix.NeedsImatrix, refuses instead), and an entry whose length is not
+	// the weight's row length is an error. Some mixes' rules depend on
+	// whether it is set.
 	Imatrix *Imatrix
 	// Name is general.name. Default: the base name of the directory holding
 	// the config.json (cfg.File), or "model" when cfg.File is empty.

@@ -182,21 +182,53 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 // its Q6_K and Q8_0 files hold every weight in that type anyway).
 var uniformTypes = []TensorType{TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ6_K, TypeQ5_K, TypeQ4_K, TypeQ3_K}
 
+// Target is what one GGUF file is converted to: every 2-D weight in Type,
+// or, when Mix.Name is set, one of llama-quantize's file types.
+type Target struct {
+	Type TensorType
+	Mix  Mix
+}
+
+// Name is the target as llama.cpp's tools and model repositories name it:
+// the mix ("Q4_K_M"), else the type ("Q8_0", "F16").
+func (t Target) Name() string {
+	if t.Mix.Name != "" {
+		return t.Mix.Name
+	}
+	return t.Type.String()
+}
+
 // ParseTarget reads what a GGUF conversion is asked for (case-insensitive):
 // one of the uniform types f32, f16, bf16, q8_0, q6_k, q5_k, q4_k, q3_k
 // (every 2-D weight in that type), else one of llama-quantize's file types
 // (Mixes: q4_0 is llama-quantize's Q4_0 file, its output weight in Q6_K).
-// Exactly one of the results is set on success.
-func ParseTarget(s string) (TensorType, Mix, error) {
+func ParseTarget(s string) (Target, error) {
 	for _, t := range uniformTypes {
 		if strings.EqualFold(s, t.String()) {
-			return t, Mix{}, nil
+			return Target{Type: t}, nil
 		}
 	}
 	if m, ok := ParseMix(s); ok {
-		return 0, m, nil
+		return Target{Mix: m}, nil
 	}
-	return 0, Mix{}, fmt.Errorf("unknown GGUF type %q (want %s)", s, TargetNames())
+	return Target{}, fmt.Errorf("unknown GGUF type %q (want %s)", s, TargetNames())
+}
+
+// ParseTargets reads a comma-separated list of ParseTarget's names, each
+// at most once ("q4_k_m, q5_k_m,q8_0").
+func ParseTargets(list string) ([]Target, error) {
+	var ts []Target
+	for f := range strings.SplitSeq(list, ",") {
+		t, err := ParseTarget(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(ts, func(u Target) bool { return u.Name() == t.Name() }) {
+			return nil, fmt.Errorf("GGUF type %s given twice", t.Name())
+		}
+		ts = append(ts, t)
+	}
+	return ts, nil
 }
 
 // TargetNames lists what ParseTarget reads, lowercase: the uniform types,

@@ -323,21 +323,30 @@ func TestParseTarget(t *testing.T) {
 		{"q3_k_m", 0, "Q3_K_M", 12},
 		{"iq4_xs", 0, "IQ4_XS", 30},
 	} {
-		typ, mix, err := ParseTarget(tc.in)
-		if err != nil || typ != tc.typ || mix.Name != tc.mix {
-			t.Errorf("ParseTarget(%q) = %v, %q, %v; want %v, %q", tc.in, typ, mix.Name, err, tc.typ, tc.mix)
+		got, err := ParseTarget(tc.in)
+		if err != nil || got.Type != tc.typ || got.Mix.Name != tc.mix {
+			t.Errorf("ParseTarget(%q) = %v, %q, %v; want %v, %q", tc.in, got.Type, got.Mix.Name, err, tc.typ, tc.mix)
 		}
-		file := fileTypes[typ]
+		file := fileTypes[got.Type]
 		if tc.mix != "" {
-			file = mix.FileType
+			file = got.Mix.FileType
 		}
 		if file != tc.file {
 			t.Errorf("%s: file type %d, want %d", tc.in, file, tc.file)
 		}
 	}
 	for _, bad := range []string{"", "q4_k_x", "iq2_xxs", "q8_k"} {
-		if _, _, err := ParseTarget(bad); err == nil || !strings.Contains(err.Error(), "q3_k_m") {
+		if _, err := ParseTarget(bad); err == nil || !strings.Contains(err.Error(), "q3_k_m") {
 			t.Errorf("ParseTarget(%q): %v, want an error listing the types", bad, err)
+		}
+	}
+	ts, err := ParseTargets("q4_k_m, Q8_0,q3_k_s")
+	if err != nil || len(ts) != 3 || ts[0].Name() != "Q4_K_M" || ts[1].Name() != "Q8_0" || ts[2].Name() != "Q3_K_S" {
+		t.Errorf("ParseTargets: %v, %v", ts, err)
+	}
+	for _, bad := range []string{"q4_k_m,Q4_K_M", "q4_k_m,", "q4_k_m,q9"} {
+		if _, err := ParseTargets(bad); err == nil {
+			t.Errorf("ParseTargets(%q) succeeded", bad)
 		}
 	}
 }
