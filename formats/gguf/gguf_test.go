@@ -199,7 +199,9 @@ func TestRoundTrip(t *testing.T) {
 		{TensorInfo{Name: "q4_k", Shape: []int{2, 512}, Type: TypeQ4_K}, x, nil},
 		{TensorInfo{Name: "empty", Shape: []int{0, 32}, Type: TypeQ8_0}, []float32{}, nil},
 		{TensorInfo{Name: "i32", Shape: []int{1, 1, 1, 5}, Type: TypeI32}, nil, make([]byte, 20)},
-		{TensorInfo{Name: "q3_k", Shape: []int{256}, Type: TypeQ3_K}, nil, bytes.Repeat([]byte{7}, 110)},
+		{TensorInfo{Name: "q2_k", Shape: []int{4, 256}, Type: TypeQ2_K}, x, nil},
+		{TensorInfo{Name: "q3_k", Shape: []int{1024}, Type: TypeQ3_K}, x, nil},
+		{TensorInfo{Name: "iq2_xxs", Shape: []int{256}, Type: TypeIQ2_XXS}, nil, bytes.Repeat([]byte{7}, 66)},
 	}
 	for _, align := range []uint32{0, 8, 64, 4096} {
 		name := "default"

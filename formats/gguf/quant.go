@@ -11,12 +11,13 @@ import (
 )
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
-// (round to nearest even) element by element, Q8_0, Q4_K, Q5_K and Q6_K
-// block by block with QuantizeQ8_0, QuantizeQ4_K, QuantizeQ5_K and
-// QuantizeQ6_K. len(src) must be a multiple of the
-// type's block size; since blocks never straddle rows, a whole tensor can
-// be encoded in one call. Large inputs are split across GOMAXPROCS
-// goroutines; the result does not depend on the split.
+// (round to nearest even) element by element, Q8_0, Q2_K, Q3_K, Q4_K,
+// Q5_K and Q6_K block by block with QuantizeQ8_0, QuantizeQ2_K,
+// QuantizeQ3_K, QuantizeQ4_K, QuantizeQ5_K and QuantizeQ6_K. len(src)
+// must be a multiple of the type's block size; since blocks never
+// straddle rows, a whole tensor can be encoded in one call. Large inputs
+// are split across GOMAXPROCS goroutines; the result does not depend on
+// the split.
 func Encode(t TensorType, src []float32) ([]byte, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("encode %s: %w", t, ErrUnsupportedType)
@@ -47,13 +48,18 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			QuantizeQ5_K(d, s)
 		case TypeQ6_K:
 			QuantizeQ6_K(d, s)
+		case TypeQ2_K:
+			QuantizeQ2_K(d, s)
+		case TypeQ3_K:
+			QuantizeQ3_K(d, s)
 		}
 	})
 	return dst, nil
 }
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q8_0,
-// Q4_K, Q5_K, Q6_K) to float32. Other types give an error wrapping ErrUnsupportedType.
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to float32. Other types give an error
+// wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
@@ -86,6 +92,10 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			DequantizeQ5_K(d, s)
 		case TypeQ6_K:
 			DequantizeQ6_K(d, s)
+		case TypeQ2_K:
+			DequantizeQ2_K(d, s)
+		case TypeQ3_K:
+			DequantizeQ3_K(d, s)
 		}
 	})
 	return dst, nil
@@ -96,6 +106,8 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 func grainFor(t TensorType) int {
 	switch t {
 	case TypeQ4_K, TypeQ5_K, TypeQ6_K:
+		return 64
+	case TypeQ2_K, TypeQ3_K:
 		return 64
 	case TypeQ8_0:
 		return 1 << 11
@@ -591,6 +603,20 @@ func makeQXQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
 // make_qkx2_quants with use_mad = false). It returns the scale and min (min
 // ≥ 0: the offset subtracted) and leaves the levels in L.
 func makeQKX2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+	return qkx2Quants(nmax, x, w, L, laux, rmin, rdelta, nstep, false)
+}
+
+// qkx2Quants is make_qkx2_quants with its use_mad flag: when useMAD is
+// set, candidates are compared by their weighted absolute error Σ w·|diff|
+// instead of the squared Σ w·diff² (each candidate's scale and min are
+// least-squares fits either way).
+func qkx2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMAD bool) (scale, theMin float32) {
+	loss := func(diff float32) float32 {
+		if useMAD {
+			return abs32(diff)
+		}
+		return float32(diff * diff)
+	}
 	n := len(x)
 	lo, hi := x[0], x[0]
 	sumW := w[0]
@@ -614,7 +640,7 @@ func makeQKX2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta floa
 		l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
 		L[i] = uint8(l)
 		diff := float32(scale*float32(l)) + lo - x[i]
-		bestErr += float32(w[i] * float32(diff*diff))
+		bestErr += float32(w[i] * loss(diff))
 	}
 	for is := 0; is <= nstep; is++ {
 		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - lo)
@@ -640,7 +666,7 @@ func makeQKX2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta floa
 		var curErr float32
 		for i := range n {
 			diff := float32(thisScale*float32(laux[i])) + thisMin - x[i]
-			curErr += float32(w[i] * float32(diff*diff))
+			curErr += float32(w[i] * loss(diff))
 		}
 		if curErr < bestErr {
 			copy(L[:n], laux[:n])

@@ -28,6 +28,8 @@ func TestTypeTable(t *testing.T) {
 		{TypeF16, "F16", 1, 2},
 		{TypeBF16, "BF16", 1, 2},
 		{TypeQ8_0, "Q8_0", 32, 34},
+		{TypeQ2_K, "Q2_K", 256, 84},
+		{TypeQ3_K, "Q3_K", 256, 110},
 		{TypeQ4_K, "Q4_K", 256, 144},
 		{TypeQ4_0, "Q4_0", 32, 18},
 		{TypeQ5_K, "Q5_K", 256, 176},
@@ -443,7 +445,7 @@ func TestEncodeDecodeErrors(t *testing.T) {
 		want string
 	}{
 		{"encode q4_k partial", func() error { _, err := Encode(TypeQ4_K, make([]float32, 100)); return err }, "not a multiple of the Q4_K block size"},
-		{"encode q3_k", func() error { _, err := Encode(TypeQ3_K, make([]float32, 256)); return err }, "unsupported tensor type"},
+		{"encode q8_k", func() error { _, err := Encode(TypeQ8_K, make([]float32, 256)); return err }, "unsupported tensor type"},
 		{"decode short", func() error { _, err := Decode(TypeQ8_0, make([]byte, 33), 32); return err }, "33 bytes, want 34"},
 		{"decode iq2", func() error { _, err := Decode(TypeIQ2_XXS, make([]byte, 66), 256); return err }, "unsupported tensor type"},
 	}

@@ -10,14 +10,15 @@ import (
 
 // EncodeWeighted is Encode with an importance per column (an imatrix
 // entry: the mean square of each input feature over calibration data),
-// for a tensor of rows of rowLen values: Q4_K, Q5_K and Q6_K rows are
-// quantized as llama-quantize does with an importance matrix
+// for a tensor of rows of rowLen values: Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
+// rows are quantized as llama-quantize does with an importance matrix
 // (quantize_row_q4_K_impl and its kin: each value's error weighted by its
 // column's importance), other types as Encode (llama.cpp's Q8_0 and the
 // float types take no weights). len(qw) must be rowLen.
 func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]byte, error) {
 	switch t {
 	case TypeQ4_K, TypeQ5_K, TypeQ6_K:
+	case TypeQ2_K, TypeQ3_K:
 	default:
 		return Encode(t, src)
 	}
@@ -41,6 +42,10 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 				k.weightedRowQ5_K(y, x, qw)
 			case TypeQ6_K:
 				weightedRowQ6_K(y, x, qw)
+			case TypeQ2_K:
+				weightedRowQ2_K(y, x, qw)
+			case TypeQ3_K:
+				weightedRowQ3_K(y, x, qw)
 			}
 		}
 	})

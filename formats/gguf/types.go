@@ -57,10 +57,18 @@ const (
 )
 
 // Block sizes in bytes of the types this package quantizes
-// (ggml-common.h: block_q8_0, block_q4_K, block_q5_K, block_q6_K).
+// (ggml-common.h: block_q8_0, block_q2_K, block_q3_K, block_q4_K,
+// block_q5_K, block_q6_K).
 const (
 	// BlockBytesQ8_0 is sizeof(block_q8_0): fp16 d + 32 int8 quants.
 	BlockBytesQ8_0 = 2 + QK8_0
+	// BlockBytesQ2_K is sizeof(block_q2_K): 16 bytes of 4-bit scale and
+	// min pairs, 64 bytes of 2-bit quants, fp16 d, fp16 dmin.
+	BlockBytesQ2_K = QK_K/16 + QK_K/4 + 2 + 2
+	// BlockBytesQ3_K is sizeof(block_q3_K): 32 bytes of the quants' third
+	// bits, 64 bytes of their low 2 bits, 12 bytes of packed 6-bit scales,
+	// fp16 d.
+	BlockBytesQ3_K = QK_K/8 + QK_K/4 + 12 + 2
 	// BlockBytesQ4_K is sizeof(block_q4_K): fp16 d, fp16 dmin, 12 bytes of
 	// packed 6-bit scales and mins, 128 bytes of 4-bit quants.
 	BlockBytesQ4_K = 2 + 2 + 12 + QK_K/2
@@ -94,8 +102,8 @@ var traits = map[TensorType]typeTraits{
 	TypeQ5_1:    {"Q5_1", 32, 2 + 2 + 4 + 16},
 	TypeQ8_0:    {"Q8_0", QK8_0, BlockBytesQ8_0},
 	TypeQ8_1:    {"Q8_1", 32, 2 + 2 + 32},
-	TypeQ2_K:    {"Q2_K", QK_K, QK_K/16 + QK_K/4 + 2 + 2},
-	TypeQ3_K:    {"Q3_K", QK_K, QK_K/8 + QK_K/4 + 12 + 2},
+	TypeQ2_K:    {"Q2_K", QK_K, BlockBytesQ2_K},
+	TypeQ3_K:    {"Q3_K", QK_K, BlockBytesQ3_K},
 	TypeQ4_K:    {"Q4_K", QK_K, BlockBytesQ4_K},
 	TypeQ5_K:    {"Q5_K", QK_K, BlockBytesQ5_K},
 	TypeQ6_K:    {"Q6_K", QK_K, BlockBytesQ6_K},
@@ -142,10 +150,12 @@ func (t TensorType) BlockSize() int { return traits[t].blockSize }
 func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 
 // Convertible reports whether this package converts t to and from float32:
-// F32, F16, BF16, Q8_0, Q4_K, Q5_K and Q6_K.
+// F32, F16, BF16, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
 func (t TensorType) Convertible() bool {
 	switch t {
 	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K, TypeQ5_K, TypeQ6_K:
+		return true
+	case TypeQ2_K, TypeQ3_K:
 		return true
 	}
 	return false
