@@ -164,7 +164,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		fileType, ok = opts.Mix.FileType, true
 	}
 	if !ok {
-		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K", opts.Type)
+		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K", opts.Type)
 	}
 	res := &ConvertResult{Path: path, FileType: fileType}
 	specs := tensorSpecs(cfg)
@@ -313,13 +313,20 @@ func clampF16(vals []float32) ([]float32, int) {
 }
 
 // fileTypes maps the requested type to general.file_type (llama.h
-// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_K_S and
-// MOSTLY_Q5_K_S (for uniform Q4_K and Q5_K, where llama.cpp's _S mixes
-// keep a few weights in more bits: Mixes), MOSTLY_Q6_K, MOSTLY_BF16.
+// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q2_K,
+// MOSTLY_Q3_K_S, MOSTLY_Q4_K_S and MOSTLY_Q5_K_S (for uniform Q3_K, Q4_K
+// and Q5_K, where llama.cpp's _S mixes keep a few weights in more bits:
+// Mixes; llama.h has no plain Q3_K, and Q3_K_S is the one of its Q3_K
+// types whose rules leave every weight of a dense model but the output,
+// and a 70B's attn_v, in Q3_K),
+// MOSTLY_Q6_K, MOSTLY_BF16. The id only labels the file: llama.cpp takes
+// each tensor's type from its tensor info.
 var fileTypes = map[TensorType]uint32{
 	TypeF32:  0,
 	TypeF16:  1,
 	TypeQ8_0: 7,
+	TypeQ2_K: 10,
+	TypeQ3_K: 11,
 	TypeQ4_K: 14,
 	TypeQ5_K: 16,
 	TypeQ6_K: 18,
