@@ -27,18 +27,26 @@
 // # Tensor types
 //
 // Every ggml type can be read and copied as bytes (the type table gives
-// block sizes for validation); F32, F16, BF16, Q8_0 and Q4_K convert to and
-// from float32. Quantized types cut each row into blocks (ggml-common.h):
+// block sizes for validation); F32, F16, BF16, Q8_0 and Q2_K to Q6_K convert
+// to and from float32. Quantized types cut each row into blocks
+// (ggml-common.h), for example:
 //
 //	Q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; x = d·q
+//	Q2_K, 256 values in 84 bytes: 16 bytes of 4-bit (scale, min) pairs for
+//	    the sub-blocks of 16, 64 bytes of 2-bit quants, fp16 d, fp16 dmin;
+//	    x = d·scale_j·q − dmin·min_j
+//	Q3_K, 256 values in 110 bytes: 32 bytes of the quants' third bits, 64
+//	    of their low 2 bits, 12 of sixteen 6-bit scales, fp16 d;
+//	    x = d·(scale_j − 32)·(q − 4)
 //	Q4_K, 256 values in 144 bytes: fp16 d, fp16 dmin, 12 bytes of eight
 //	    6-bit (scale, min) pairs for the sub-blocks of 32, 128 bytes of
 //	    4-bit quants; x = d·scale_j·q − dmin·min_j (layout at DequantizeQ4_K)
 //
-// so a row's length must be a multiple of 32 (Q8_0) or 256 (Q4_K). The
-// quantizers follow ggml's reference quantizers (quantize_row_q8_0_ref,
-// quantize_row_q4_K_ref, without an importance matrix), so llama.cpp decodes
-// the blocks exactly as DequantizeQ8_0 and DequantizeQ4_K do.
+// so a row's length must be a multiple of 32 (Q8_0) or 256 (the K types).
+// The quantizers follow ggml's reference quantizers (quantize_row_q8_0_ref,
+// quantize_row_q4_K_ref and their kin) or, given an importance matrix
+// (EncodeWeighted), its _impl quantizers, so llama.cpp decodes the blocks
+// exactly as the Dequantize functions do.
 //
 // # Reading
 //
