@@ -297,7 +297,7 @@ func TestK23SpecialBlocks(t *testing.T) {
 	tests := []struct {
 		name string
 		x    func(i int) float32
-		tol  float32 // for both types: half Q2_K's step where it is the coarser
+		tol  float32 // bound on |decoded − x|, for both types
 	}{
 		{"zeros", func(int) float32 { return 0 }, 0},
 		{"tiny", func(i int) float32 { return 1e-18 * float32(i%5-2) }, 1e-17},
@@ -458,10 +458,15 @@ func k23GoldenInputs() (x [2][]float32, qw [2][]float32) {
 // TestK23MatchesGGML: Encode, EncodeWeighted and Decode give the bytes of
 // ggml's quantize_q2_K / quantize_q3_K (the _ref quantizers without
 // importances, the _impl ones with) and the values of its
-// dequantize_row_q2_K / dequantize_row_q3_K on k23GoldenInputs: SHA-256
-// of the output of llama.cpp's ggml-quants.c from the node-llama-cpp
-// 3.21.1 source (its llama.cpp bundle), built with -O2 -ffp-contract=off
-// -DNDEBUG.
+// dequantize_row_q2_K / dequantize_row_q3_K on k23GoldenInputs: the first
+// 16 hex digits of the SHA-256 of what ggml-quants.c gave, from the
+// llama.cpp that node-llama-cpp 3.21.1 bundles (testdata/js, its
+// llama/gitRelease.bundle, tag v0.4.0), built with gcc -O2
+// -ffp-contract=off -DNDEBUG and called on the rows of 1024 with
+// quant_weights NULL or the importances. (Built with asserts, ggml aborts
+// in nearest_int, on |value| > 4194303, for some sparse rows with zero
+// importances in Q2_K's weighted search; built without, as llama.cpp's
+// releases are, it goes on, and gave the bytes this package gives.)
 func TestK23MatchesGGML(t *testing.T) {
 	x, qw := k23GoldenInputs()
 	sum := func(v any) string {
