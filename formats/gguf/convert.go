@@ -280,17 +280,6 @@ func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
 	return nil
 }
 
-// takesImportance says whether EncodeWeighted weighs t's quantization
-// error by an importance matrix (llama.cpp's quantizers that take
-// quant_weights); Q8_0 and the float types take none.
-func takesImportance(t TensorType) bool {
-	switch t {
-	case TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ4_NL, TypeIQ4_XS:
-		return true
-	}
-	return false
-}
-
 // clampF16 returns vals with the values that F16 would round to ±Inf
 // (|v| >= 65520, Inf itself aside) clamped to ±65504, and how many there
 // were; vals itself when there are none, else a copy (get's slices are

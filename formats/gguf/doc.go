@@ -27,11 +27,16 @@
 // # Tensor types
 //
 // Every ggml type can be read and copied as bytes (the type table gives
-// block sizes for validation); F32, F16, BF16, Q8_0 and Q2_K to Q6_K convert
-// to and from float32. Quantized types cut each row into blocks
+// block sizes for validation); F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
+// IQ4_NL, IQ4_XS, Q8_0 and Q2_K to Q6_K convert to and from float32
+// (TensorType.Convertible). Quantized types cut each row into blocks
 // (ggml-common.h), for example:
 //
 //	Q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; x = d·q
+//	Q4_0, 32 values in 18 bytes: fp16 d, 4-bit qs[16]; x = d·(q − 8)
+//	    (Q4_1, Q5_0, Q5_1: layouts at QuantizeQ4_1 and its kin)
+//	IQ4_NL, 32 values in 18 bytes: fp16 d, 4-bit qs[16]; x = d·kv[q] with
+//	    a fixed non-linear codebook kv (IQ4_XS: layout at DequantizeIQ4_XS)
 //	Q2_K, 256 values in 84 bytes: 16 bytes of 4-bit (scale, min) pairs for
 //	    the sub-blocks of 16, 64 bytes of 2-bit quants, fp16 d, fp16 dmin;
 //	    x = d·scale_j·q − dmin·min_j
@@ -42,11 +47,12 @@
 //	    6-bit (scale, min) pairs for the sub-blocks of 32, 128 bytes of
 //	    4-bit quants; x = d·scale_j·q − dmin·min_j (layout at DequantizeQ4_K)
 //
-// so a row's length must be a multiple of 32 (Q8_0) or 256 (the K types).
-// The quantizers follow ggml's reference quantizers (quantize_row_q8_0_ref,
-// quantize_row_q4_K_ref and their kin) or, given an importance matrix
-// (EncodeWeighted), its _impl quantizers, so llama.cpp decodes the blocks
-// exactly as the Dequantize functions do.
+// so a row's length must be a multiple of 32 (Q8_0, Q4_0, Q4_1, Q5_0,
+// Q5_1, IQ4_NL) or 256 (the K types, IQ4_XS). The quantizers follow
+// ggml's (quantize_row_q8_0_ref, quantize_row_q4_K_ref, … without an
+// importance matrix, quantize_row_q4_K_impl and its kin with one:
+// EncodeWeighted), so llama.cpp decodes the blocks exactly as the
+// Dequantize functions do.
 //
 // # Reading
 //

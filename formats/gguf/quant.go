@@ -11,13 +11,12 @@ import (
 )
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
-// (round to nearest even) element by element, Q8_0, Q2_K, Q3_K, Q4_K,
-// Q5_K and Q6_K block by block with QuantizeQ8_0, QuantizeQ2_K,
-// QuantizeQ3_K, QuantizeQ4_K, QuantizeQ5_K and QuantizeQ6_K. len(src)
-// must be a multiple of the type's block size; since blocks never
-// straddle rows, a whole tensor can be encoded in one call. Large inputs
-// are split across GOMAXPROCS goroutines; the result does not depend on
-// the split.
+// (round to nearest even) element by element, Q4_0, Q4_1, Q5_0, Q5_1,
+// IQ4_NL, IQ4_XS, Q8_0 and Q2_K to Q6_K block by block with QuantizeQ4_0
+// and its kin. len(src) must be a multiple of the type's block size;
+// since blocks never straddle rows, a whole tensor can be encoded in one
+// call. Large inputs are split across GOMAXPROCS goroutines; the result
+// does not depend on the split.
 func Encode(t TensorType, src []float32) ([]byte, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("encode %s: %w", t, ErrUnsupportedType)
@@ -40,6 +39,18 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			half.F32ToF16Bytes(d, s)
 		case TypeBF16:
 			half.F32ToBF16Bytes(d, s)
+		case TypeQ4_0:
+			QuantizeQ4_0(d, s)
+		case TypeQ4_1:
+			QuantizeQ4_1(d, s)
+		case TypeQ5_0:
+			QuantizeQ5_0(d, s)
+		case TypeQ5_1:
+			QuantizeQ5_1(d, s)
+		case TypeIQ4_NL:
+			QuantizeIQ4_NL(d, s)
+		case TypeIQ4_XS:
+			QuantizeIQ4_XS(d, s)
 		case TypeQ8_0:
 			QuantizeQ8_0(d, s)
 		case TypeQ4_K:
@@ -57,9 +68,9 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 	return dst, nil
 }
 
-// Decode converts the bytes of n elements of type t (F32, F16, BF16, Q8_0,
-// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to float32. Other types give an error
-// wrapping ErrUnsupportedType.
+// Decode converts the bytes of n elements of type t (F32, F16, BF16, Q4_0,
+// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)
+// to float32. Other types give an error wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
@@ -84,6 +95,18 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			half.F16BytesToF32(d, s)
 		case TypeBF16:
 			half.BF16BytesToF32(d, s)
+		case TypeQ4_0:
+			DequantizeQ4_0(d, s)
+		case TypeQ4_1:
+			DequantizeQ4_1(d, s)
+		case TypeQ5_0:
+			DequantizeQ5_0(d, s)
+		case TypeQ5_1:
+			DequantizeQ5_1(d, s)
+		case TypeIQ4_NL:
+			DequantizeIQ4_NL(d, s)
+		case TypeIQ4_XS:
+			DequantizeIQ4_XS(d, s)
 		case TypeQ8_0:
 			DequantizeQ8_0(d, s)
 		case TypeQ4_K:
@@ -111,6 +134,12 @@ func grainFor(t TensorType) int {
 		return 64
 	case TypeQ8_0:
 		return 1 << 11
+	case TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1:
+		return 1 << 11
+	case TypeIQ4_NL: // a 16-scale search per block of 32: about 5 µs
+		return 64
+	case TypeIQ4_XS: // eight of IQ4_NL's searches per block
+		return 8
 	}
 	return 1 << 16
 }

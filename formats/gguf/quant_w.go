@@ -10,16 +10,14 @@ import (
 
 // EncodeWeighted is Encode with an importance per column (an imatrix
 // entry: the mean square of each input feature over calibration data),
-// for a tensor of rows of rowLen values: Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
-// rows are quantized as llama-quantize does with an importance matrix
-// (quantize_row_q4_K_impl and its kin: each value's error weighted by its
-// column's importance), other types as Encode (llama.cpp's Q8_0 and the
-// float types take no weights). len(qw) must be rowLen.
+// for a tensor of rows of rowLen values: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
+// IQ4_XS and Q2_K to Q6_K rows are quantized as llama-quantize does with
+// an importance matrix (quantize_row_q4_K_impl and its kin: each value's
+// error weighted by its column's importance), other types as Encode
+// (llama.cpp's Q8_0 and the float types take no weights). len(qw) must be
+// rowLen.
 func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]byte, error) {
-	switch t {
-	case TypeQ4_K, TypeQ5_K, TypeQ6_K:
-	case TypeQ2_K, TypeQ3_K:
-	default:
+	if !takesImportance(t) {
 		return Encode(t, src)
 	}
 	if rowLen <= 0 || len(src)%rowLen != 0 || len(qw) != rowLen {
@@ -31,7 +29,7 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 	}
 	rows := len(src) / rowLen
 	dst := make([]byte, int64(rows)*rb)
-	parallelBlocks(rows, max(1, grainFor(t)*QK_K/rowLen), func(lo, hi int) {
+	parallelBlocks(rows, max(1, grainFor(t)*t.BlockSize()/rowLen), func(lo, hi int) {
 		var k kQuantizer
 		for r := lo; r < hi; r++ {
 			x, y := src[r*rowLen:(r+1)*rowLen], dst[int64(r)*rb:int64(r+1)*rb]
@@ -46,10 +44,24 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 				weightedRowQ2_K(y, x, qw)
 			case TypeQ3_K:
 				weightedRowQ3_K(y, x, qw)
+			case TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1:
+				lt, _ := legacyOf(t)
+				lt.quantizeRow(y, x, qw)
+			case TypeIQ4_NL:
+				quantizeIQ4NL(y, x, qw)
+			case TypeIQ4_XS:
+				quantizeIQ4XS(y, x, qw)
 			}
 		}
 	})
 	return dst, nil
+}
+
+// takesImportance reports whether EncodeWeighted weighs the rows of t by
+// their columns' importance: every quantized type this package encodes
+// but Q8_0.
+func takesImportance(t TensorType) bool {
+	return t.Convertible() && t.BlockSize() > 1 && t != TypeQ8_0
 }
 
 // weightedRowQ4_K quantizes one row x into Q4_K super-blocks y with the

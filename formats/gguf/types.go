@@ -96,10 +96,10 @@ type typeTraits struct {
 var traits = map[TensorType]typeTraits{
 	TypeF32:     {"F32", 1, 4},
 	TypeF16:     {"F16", 1, 2},
-	TypeQ4_0:    {"Q4_0", 32, 2 + 16},
-	TypeQ4_1:    {"Q4_1", 32, 2 + 2 + 16},
-	TypeQ5_0:    {"Q5_0", 32, 2 + 4 + 16},
-	TypeQ5_1:    {"Q5_1", 32, 2 + 2 + 4 + 16},
+	TypeQ4_0:    {"Q4_0", QK4_0, BlockBytesQ4_0},
+	TypeQ4_1:    {"Q4_1", QK4_0, BlockBytesQ4_1},
+	TypeQ5_0:    {"Q5_0", QK4_0, BlockBytesQ5_0},
+	TypeQ5_1:    {"Q5_1", QK4_0, BlockBytesQ5_1},
 	TypeQ8_0:    {"Q8_0", QK8_0, BlockBytesQ8_0},
 	TypeQ8_1:    {"Q8_1", 32, 2 + 2 + 32},
 	TypeQ2_K:    {"Q2_K", QK_K, BlockBytesQ2_K},
@@ -112,10 +112,10 @@ var traits = map[TensorType]typeTraits{
 	TypeIQ2_XS:  {"IQ2_XS", QK_K, 2 + QK_K/4 + QK_K/32},
 	TypeIQ3_XXS: {"IQ3_XXS", QK_K, 2 + 3*QK_K/8},
 	TypeIQ1_S:   {"IQ1_S", QK_K, 2 + QK_K/8 + QK_K/16},
-	TypeIQ4_NL:  {"IQ4_NL", 32, 2 + 16},
+	TypeIQ4_NL:  {"IQ4_NL", QK4_NL, BlockBytesIQ4_NL},
 	TypeIQ3_S:   {"IQ3_S", QK_K, 2 + QK_K/4 + QK_K/32 + QK_K/8 + QK_K/64},
 	TypeIQ2_S:   {"IQ2_S", QK_K, 2 + QK_K/4 + QK_K/32 + QK_K/32},
-	TypeIQ4_XS:  {"IQ4_XS", QK_K, 2 + 2 + QK_K/64 + QK_K/2},
+	TypeIQ4_XS:  {"IQ4_XS", QK_K, BlockBytesIQ4_XS},
 	TypeI8:      {"I8", 1, 1},
 	TypeI16:     {"I16", 1, 2},
 	TypeI32:     {"I32", 1, 4},
@@ -150,12 +150,12 @@ func (t TensorType) BlockSize() int { return traits[t].blockSize }
 func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 
 // Convertible reports whether this package converts t to and from float32:
-// F32, F16, BF16, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K.
+// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0 and Q2_K
+// to Q6_K.
 func (t TensorType) Convertible() bool {
 	switch t {
-	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_K, TypeQ5_K, TypeQ6_K:
-		return true
-	case TypeQ2_K, TypeQ3_K:
+	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS,
+		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K:
 		return true
 	}
 	return false
