@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -164,7 +165,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		fileType, ok = opts.Mix.FileType, true
 	}
 	if !ok {
-		return nil, fmt.Errorf("gguf convert: tensor type %s: want F32, F16, BF16, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K", opts.Type)
+		return nil, fmt.Errorf("gguf convert: tensor type %s: want %s", opts.Type, fileTypeNames())
 	}
 	res := &ConvertResult{Path: path, FileType: fileType}
 	specs := tensorSpecs(cfg)
@@ -302,14 +303,13 @@ func clampF16(vals []float32) ([]float32, int) {
 }
 
 // fileTypes maps the requested type to general.file_type (llama.h
-// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q2_K,
-// MOSTLY_Q3_K_S, MOSTLY_Q4_K_S and MOSTLY_Q5_K_S (for uniform Q3_K, Q4_K
-// and Q5_K, where llama.cpp's _S mixes keep a few weights in more bits:
-// Mixes; llama.h has no plain Q3_K, and Q3_K_S is the one of its Q3_K
-// types whose rules leave every weight of a dense model but the output,
-// and a 70B's attn_v, in Q3_K),
-// MOSTLY_Q6_K, MOSTLY_BF16. The id only labels the file: llama.cpp takes
-// each tensor's type from its tensor info.
+// llama_ftype): ALL_F32, MOSTLY_F16, MOSTLY_BF16, MOSTLY_Q8_0, and for
+// the other types the llama_ftype of their name (MOSTLY_Q4_0, MOSTLY_Q2_K,
+// MOSTLY_IQ4_XS, …) or, where llama.h has none, the _S mix, whose rules
+// keep the fewest weights in more bits (MOSTLY_Q3_K_S, MOSTLY_Q4_K_S,
+// MOSTLY_Q5_K_S; Q3_K_S leaves every weight of a dense model but the
+// output, and a 70B's attn_v, in Q3_K). The id only labels the file:
+// llama.cpp takes each tensor's type from its tensor info.
 var fileTypes = map[TensorType]uint32{
 	TypeF32:  0,
 	TypeF16:  1,
@@ -320,6 +320,24 @@ var fileTypes = map[TensorType]uint32{
 	TypeQ5_K: 16,
 	TypeQ6_K: 18,
 	TypeBF16: 32,
+
+	TypeQ4_0:   2,
+	TypeQ4_1:   3,
+	TypeQ5_0:   8,
+	TypeQ5_1:   9,
+	TypeIQ4_NL: 25,
+	TypeIQ4_XS: 30,
+}
+
+// fileTypeNames lists the types Convert writes, in llama.h's order of
+// their file types.
+func fileTypeNames() string {
+	ts := slices.SortedFunc(maps.Keys(fileTypes), func(a, b TensorType) int { return cmp.Compare(fileTypes[a], fileTypes[b]) })
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.String()
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func checkModel(cfg *hfconfig.Config) error {
