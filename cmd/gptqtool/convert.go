@@ -97,6 +97,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				}
 			}
 			fmt.Fprintf(w, "%s: %d tensors in %d weight file(s), %s, from %s (%s) in %.1fs\n", sum.Out, sum.Tensors, weights, publish.FormatSize(sum.SizeBytes), sum.In, sum.Source, sum.Seconds)
+			if len(sum.GGUF) > 1 {
+				for _, f := range sum.GGUF {
+					fmt.Fprintf(w, "  %s: %s, %s\n", f.File, f.Type, publish.FormatSize(f.SizeBytes))
+				}
+			}
 			for n, c := range sum.Overflows {
 				fmt.Fprintf(w, "clamped %d values of %s to fp16's range\n", c, n)
 			}

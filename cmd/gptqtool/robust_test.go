@@ -868,7 +868,9 @@ func TestConvertCommand(t *testing.T) {
 	}
 	// A llama-quantize mix: openchat-tiny (tied, 6 layers) in Q4_K_M has
 	// its token_embd (the output) and layers 2 and 5's attn_v in Q6_K,
-	// ffn_down (rows of 896) in Q8_0, the rest of the 2-D weights in Q4_K.
+	// ffn_down (rows of 896) falling back to Q8_0 there (from Q6_K) and to
+	// Q5_0 in the other 4 layers (from Q4_K), the rest of the 2-D weights
+	// in Q4_K.
 	mixed := filepath.Join(tmp, "oc.gguf")
 	if _, stderr, err := run(t, "convert", "--in", fixturePath(t, "models/openchat-tiny"), "--out", mixed, "--gguf", "Q4_K_M"); err != nil || !strings.Contains(stderr, "GGUF Q4_K_M") {
 		t.Fatalf("convert --gguf Q4_K_M: %v\n%s", err, stderr)
@@ -880,8 +882,17 @@ func TestConvertCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int{"F32": 13, "Q4_K": 34, "Q6_K": 3, "Q8_0": 6}; !maps.Equal(rep.Types, want) {
+	if want := map[string]int{"F32": 13, "Q4_K": 34, "Q6_K": 3, "Q8_0": 2, "Q5_0": 4}; !maps.Equal(rep.Types, want) {
 		t.Errorf("Q4_K_M tensor types %v, want %v", rep.Types, want)
+	}
+	// A list of types: one file each in the directory --out, listed.
+	table := filepath.Join(tmp, "table")
+	stdout, _, err = run(t, "convert", "--in", st, "--out", table, "--gguf", "q8_0,q4_0")
+	if err != nil || !strings.Contains(stdout, "2 weight file(s)") || !strings.Contains(stdout, ".Q4_0.gguf: Q4_0, ") {
+		t.Errorf("convert --gguf q8_0,q4_0: %v\n%s", err, stdout)
+	}
+	if names, _ := filepath.Glob(filepath.Join(table, "*.gguf")); len(names) != 2 {
+		t.Errorf("--gguf q8_0,q4_0 wrote %v", names)
 	}
 	// Resharded, the summary counts the weight files written (not the
 	// shards' index).

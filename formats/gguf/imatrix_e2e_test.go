@@ -11,8 +11,8 @@ import (
 )
 
 // TestImatrixQuality: openchat-tiny's importance matrix from calibration
-// data (alpaca), then every weight in Q4_K, Q5_K and Q6_K with and without
-// it. The measure is what the importances stand for, each weight's error
+// data (alpaca), then every weight in each type that takes importances
+// (all quantized types but Q8_0) with and without it. The measure is what the importances stand for, each weight's error
 // weighted by its input features' mean squares (the diagonal of GPTQ's
 // Hessian), but taken on held-out text (WikiText-2 windows the importance
 // matrix never saw): the quantization with the importances must leave less
@@ -58,14 +58,17 @@ func TestImatrixQuality(t *testing.T) {
 	calib, heldOut := importance(quantize.SamplesOf(ds.Samples)), importance(held)
 	write := func(opts gguf.ConvertOptions) *gguf.File { return convertWith(t, ck, opts.Type, opts).file }
 	ref := write(gguf.ConvertOptions{Type: gguf.TypeF32})
-	for _, typ := range []gguf.TensorType{gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K} {
+	for _, typ := range allTypes {
+		if typ.BlockSize() == 1 || typ == gguf.TypeQ8_0 {
+			continue // no importances
+		}
 		plain, weighted := write(gguf.ConvertOptions{Type: typ}), write(gguf.ConvertOptions{Type: typ, Imatrix: calib})
 		var sumPlain, sumWeighted float64
 		n, better := 0, 0
 		for _, ti := range plain.Tensors() {
 			imp := heldOut.Importance(ti.Name)
 			if imp == nil || ti.Type != typ {
-				continue // ffn_down (rows of 896) falls back to Q8_0, which takes no importances
+				continue // ffn_down (rows of 896) falls back from the types of 256-value blocks
 			}
 			w, _ := ref.Float32(ti.Name)
 			a, _ := plain.Float32(ti.Name)
@@ -85,7 +88,11 @@ func TestImatrixQuality(t *testing.T) {
 		}
 		t.Logf("%s: held-out importance-weighted relative error, mean over %d weights: %.4g without the importance matrix, %.4g with (%+.1f%%), lower in %d",
 			typ, n, sumPlain/float64(n), sumWeighted/float64(n), 100*(sumWeighted/sumPlain-1), better)
-		if n != 6*ck.cfg.NumHiddenLayers || !(sumWeighted < sumPlain) || 10*better < 9*n {
+		wantN := 7 * ck.cfg.NumHiddenLayers
+		if typ.BlockSize() == gguf.QK_K {
+			wantN -= ck.cfg.NumHiddenLayers
+		}
+		if n != wantN || !(sumWeighted < sumPlain) || 10*better < 9*n {
 			t.Errorf("%s: with the importance matrix the held-out error is %.4g against %.4g without, lower in %d of %d weights: want lower in total and in 90%%", typ, sumWeighted, sumPlain, better, n)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -116,17 +117,29 @@ type greedyRef struct {
 // 2.0e-6 / ~0, BF16 7.0e-2 / 2.5e-4 / 4.1e-6, Q8_0 0.22 / 3.3e-3 / 4.3e-4
 // (stories260K: hidden size 64, two activation blocks per row), Q4_K 0.26 /
 // 2.0e-3 / 5.2e-4, Q5_K 0.18 / 1.2e-3 / 1.0e-3, Q6_K 0.27 / 1.8e-3 /
-// 1.7e-3 (openchat-tiny; stories260K's K-type files are its Q8_0 file).
+// 1.7e-3 (openchat-tiny; stories260K's K-type files are its files of the
+// fallback types), Q4_0 0.29 / 5.4e-4 / 9.6e-4, Q4_1 0.16 / 1.6e-3 /
+// 4.5e-4, Q5_0 0.17 / 5.3e-4 / 2.3e-4, Q5_1 0.18 / 6.3e-4 / 1.4e-3, IQ4_NL
+// 0.23 / 1.9e-3 / 9.8e-4, IQ4_XS 0.24 / 1.9e-3 / 5.9e-4, Q2_K 0.29 /
+// 6.7e-4 / 9.9e-4, Q3_K 0.30 / 2.3e-3 / 1.4e-3.
 // Bounds: 3–5×, for llama.cpp's other CPU kernels (AVX2, AVX-512, …)
 // summing in other orders.
 var llamaTolerances = map[gguf.TensorType]tolerance{
-	gguf.TypeF32:  {1e-3, 3e-8, 1e-6},
-	gguf.TypeF16:  {3e-2, 1e-5, 1e-5},
-	gguf.TypeBF16: {0.3, 1e-3, 5e-5},
-	gguf.TypeQ8_0: {0.75, 1.5e-2, 2e-3},
-	gguf.TypeQ4_K: {0.75, 1.5e-2, 2e-3},
-	gguf.TypeQ5_K: {0.75, 1.5e-2, 4e-3},
-	gguf.TypeQ6_K: {0.75, 1.5e-2, 6e-3},
+	gguf.TypeF32:    {1e-3, 3e-8, 1e-6},
+	gguf.TypeF16:    {3e-2, 1e-5, 1e-5},
+	gguf.TypeBF16:   {0.3, 1e-3, 5e-5},
+	gguf.TypeQ8_0:   {0.75, 1.5e-2, 2e-3},
+	gguf.TypeQ4_K:   {0.75, 1.5e-2, 2e-3},
+	gguf.TypeQ5_K:   {0.75, 1.5e-2, 4e-3},
+	gguf.TypeQ6_K:   {0.75, 1.5e-2, 6e-3},
+	gguf.TypeQ4_0:   {1, 3e-3, 4e-3},
+	gguf.TypeQ4_1:   {0.75, 6e-3, 2e-3},
+	gguf.TypeQ5_0:   {0.75, 3e-3, 2e-3},
+	gguf.TypeQ5_1:   {0.75, 3e-3, 5e-3},
+	gguf.TypeIQ4_NL: {0.9, 8e-3, 4e-3},
+	gguf.TypeIQ4_XS: {0.9, 8e-3, 4e-3},
+	gguf.TypeQ2_K:   {1.2, 3e-3, 5e-3},
+	gguf.TypeQ3_K:   {1.2, 8e-3, 5e-3},
 }
 
 // checkLlamaCpp loads every converted file in llama.cpp and compares its
@@ -324,49 +337,108 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 	}
 }
 
-// TestLlamaCppMix: a Q4_K_M file of openchat-tiny (6 layers) holds the
-// types llama.cpp's rules give it (the tied token_embd is the output, in
-// Q6_K; attn_v by use_more_bits for 6 layers: layers 2 and 5; ffn_down's
-// rows of 896 fall back to Q8_0 whatever the rule asks), and llama.cpp
-// reads its mixed blocks as our runtime does.
+// TestLlamaCppMix: files of openchat-tiny (6 layers, 2 query heads a KV
+// head, token_embd tied: the output) in llama-quantize's file types hold
+// the types llama.cpp's rules give them, worked out here by hand, and
+// llama.cpp reads their mixed blocks as our runtime does. In every mix
+// the output is Q6_K, and ffn_down's rows of 896 fall back from a type of
+// 256-value blocks to llama-quantize's type of 32-value blocks for it.
 func TestLlamaCppMix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
-	mix, ok := gguf.ParseMix("q4_k_m")
-	if !ok {
-		t.Fatal("no Q4_K_M mix")
+	layer := func(name string) int {
+		i, _ := strconv.Atoi(strings.Split(name, ".")[1])
+		return i
 	}
-	c := convertWith(t, ck, gguf.TypeQ4_K, gguf.ConvertOptions{Mix: mix})
-	f := c.file
-	if ft, _ := f.Get("general.file_type"); c.res.FileType != 15 || ft != uint32(15) {
-		t.Errorf("general.file_type %v (result %d), want 15 (LLAMA_FTYPE_MOSTLY_Q4_K_M)", ft, c.res.FileType)
-	}
-	for _, ti := range f.Tensors() {
-		want := gguf.TypeQ4_K
-		switch {
-		case len(ti.Shape) == 1:
-			want = gguf.TypeF32
-		case ti.Name == "token_embd.weight", ti.Name == "blk.2.attn_v.weight", ti.Name == "blk.5.attn_v.weight":
-			want = gguf.TypeQ6_K
-		case strings.HasSuffix(ti.Name, "ffn_down.weight"):
-			want = gguf.TypeQ8_0
+	for _, tc := range []struct {
+		mix  string
+		file uint32
+		// typ gives a 2-D weight's type, token_embd aside.
+		typ func(name string) gguf.TensorType
+	}{
+		// use_more_bits for 6 layers: layers 2 and 5 (Q6_K; ffn_down's
+		// falls back to Q8_0), the others' ffn_down Q4_K → Q5_0.
+		{"Q4_K_M", 15, func(n string) gguf.TensorType {
+			more := layer(n) == 2 || layer(n) == 5
+			switch {
+			case strings.HasSuffix(n, "attn_v.weight") && more:
+				return gguf.TypeQ6_K
+			case strings.HasSuffix(n, "ffn_down.weight") && more:
+				return gguf.TypeQ8_0
+			case strings.HasSuffix(n, "ffn_down.weight"):
+				return gguf.TypeQ5_0
+			}
+			return gguf.TypeQ4_K
+		}},
+		// attn_v Q5_K in layers 0 and 1, then Q4_K; attn_output Q4_K;
+		// ffn_down Q4_K (none of 6 layers is below 6/16) → Q5_0.
+		{"Q3_K_M", 12, func(n string) gguf.TensorType {
+			switch {
+			case strings.HasSuffix(n, "attn_v.weight") && layer(n) < 2:
+				return gguf.TypeQ5_K
+			case strings.HasSuffix(n, "attn_v.weight"), strings.HasSuffix(n, "attn_output.weight"):
+				return gguf.TypeQ4_K
+			case strings.HasSuffix(n, "ffn_down.weight"):
+				return gguf.TypeQ5_0
+			}
+			return gguf.TypeQ3_K
+		}},
+		// Fewer than 4 query heads a KV head: attn_v Q3_K, as attn_output;
+		// ffn_down Q3_K → Q4_0.
+		{"Q2_K", 10, func(n string) gguf.TensorType {
+			switch {
+			case strings.HasSuffix(n, "attn_v.weight"), strings.HasSuffix(n, "attn_output.weight"):
+				return gguf.TypeQ3_K
+			case strings.HasSuffix(n, "ffn_down.weight"):
+				return gguf.TypeQ4_0
+			}
+			return gguf.TypeQ2_K
+		}},
+		{"Q4_0", 2, func(string) gguf.TensorType { return gguf.TypeQ4_0 }},
+		// attn_v stays (fewer than 4 query heads a KV head), ffn_down's
+		// Q5_K rule takes layers below 6/8 = 0: none; IQ4_XS → IQ4_NL.
+		{"IQ4_XS", 30, func(n string) gguf.TensorType {
+			if strings.HasSuffix(n, "ffn_down.weight") {
+				return gguf.TypeIQ4_NL
+			}
+			return gguf.TypeIQ4_XS
+		}},
+	} {
+		mix, ok := gguf.ParseMix(tc.mix)
+		if !ok {
+			t.Fatalf("no %s mix", tc.mix)
 		}
-		if ti.Type != want {
-			t.Errorf("tensor %s: %s, want %s", ti.Name, ti.Type, want)
+		c := convertWith(t, ck, mix.Base, gguf.ConvertOptions{Mix: mix})
+		if ft, _ := c.file.Get("general.file_type"); c.res.FileType != tc.file || ft != tc.file {
+			t.Errorf("%s: general.file_type %v (result %d), want %d", tc.mix, ft, c.res.FileType, tc.file)
 		}
+		for _, ti := range c.file.Tensors() {
+			want := gguf.TypeQ6_K
+			switch {
+			case len(ti.Shape) == 1:
+				want = gguf.TypeF32
+			case ti.Name != "token_embd.weight":
+				want = tc.typ(ti.Name)
+			}
+			if ti.Type != want {
+				t.Errorf("%s: tensor %s: %s, want %s", tc.mix, ti.Name, ti.Type, want)
+			}
+		}
+		t.Run(tc.mix, func(t *testing.T) {
+			var ref struct {
+				Greedy struct {
+					Prompt []int `json:"prompt_ids"`
+					IDs    []int `json:"ids"`
+				} `json:"greedy_fp32"`
+			}
+			// The types above need no llama.cpp; what follows does.
+			node := llamaCppAvailable(t)
+			readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
+			prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
+			resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 48, Logits: prompts}}})
+			ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
+			d := llamaDiff(t, resp.Models[0].LogProbs, ours, ck.cfg.VocabSize)
+			t.Logf("%s: llama.cpp vs our runtime on the same weights: %v", tc.mix, d)
+			llamaTolerances[mix.Base].check(t, "llama.cpp vs our runtime on "+tc.mix, d)
+		})
 	}
-	var ref struct {
-		Greedy struct {
-			Prompt []int `json:"prompt_ids"`
-			IDs    []int `json:"ids"`
-		} `json:"greedy_fp32"`
-	}
-	// The types above need no llama.cpp; what follows does.
-	node := llamaCppAvailable(t)
-	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
-	prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 48, Logits: prompts}}})
-	ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
-	d := llamaDiff(t, resp.Models[0].LogProbs, ours, ck.cfg.VocabSize)
-	t.Logf("Q4_K_M: llama.cpp vs our runtime on the same weights: %v", d)
-	llamaTolerances[gguf.TypeQ6_K].check(t, "llama.cpp vs our runtime on Q4_K_M", d)
 }
