@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench]
+#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -434,6 +434,15 @@ for step in $steps; do
       --seq-len 4096 --nsamples 128 --out /tmp/oc7b-gptq --force >'$LOGS/bench7b.json' 2>'$LOGS/bench7b.stderr'"
     tail -3 "$LOGS/bench7b.stderr"
     grep -E '"(wall_s|quantize_s|peak_gpu_reserved_bytes|peak_gpu_device_used_bytes|peak_rss_bytes)"' "$LOGS/bench7b.json" | tee -a "$summary"
+    ;;
+  gguf7b)
+    # llama-quantize's file types from the 7B shape, one run writing one
+    # file a type (GGUF7B_TYPES), on the device host's cores.
+    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    run gguf7b "${GGUF7B_TIMEOUT:-400}" sh -c "/usr/bin/time -v '$bin/gptqtool' convert --in /tmp/oc7b --out /tmp/oc7b-gguf --force \
+      --gguf '${GGUF7B_TYPES:-q2_k,q3_k_m,q4_0,iq4_xs}' --json >'$LOGS/gguf7b.json' 2>'$LOGS/gguf7b.stderr'"
+    grep -E 'GGUF|Maximum resident|Elapsed' "$LOGS/gguf7b.stderr" | tee -a "$summary"
     ;;
   table7b)
     run table7b 600 sh -c "'$bin/gptqtool' bench quantize --device cuda --model /tmp/oc7b \

@@ -461,7 +461,7 @@ func TestEncodeDecodeErrors(t *testing.T) {
 func BenchmarkQuantize(b *testing.B) {
 	// One row block of the openchat-3.5 (Mistral 7B) shape: hidden 4096.
 	x := gaussian(4, 4096*64, 0.02)
-	for _, typ := range []TensorType{TypeQ8_0, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeF16} {
+	for _, typ := range []TensorType{TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeF16} {
 		b.Run(typ.String(), func(b *testing.B) {
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {
