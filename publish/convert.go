@@ -986,8 +986,8 @@ type ggufFile struct {
 
 // ggufFiles resolves --gguf and --out: one target is written at --out (a
 // .gguf path), several into the directory --out, each named as model
-// repositories name them (MODEL.Q4_K_M.gguf). Every path is checked before
-// anything is written.
+// repositories name them (MODEL.Q4_K_M.gguf). Every path is checked: none
+// may be taken, unless by a file --force replaces.
 func ggufFiles(o ConvertOptions, model string) ([]ggufFile, error) {
 	targets, err := gguf.ParseTargets(o.GGUF)
 	if err != nil {
@@ -1014,10 +1014,6 @@ func ggufFiles(o ConvertOptions, model string) ([]ggufFile, error) {
 		if err := checkGGUFOut(f.path, o.Force); err != nil {
 			return nil, err
 		}
-	}
-	// Their folders are made as a directory output's are.
-	if err := os.MkdirAll(filepath.Dir(files[0].path), 0o755); err != nil {
-		return nil, fmt.Errorf("convert: --out %s: %w", o.Out, err)
 	}
 	return files, nil
 }
@@ -1087,6 +1083,19 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		if id, err := strconv.Atoi(v.String()); err == nil && id >= 0 && id < cfg.VocabSize {
 			opts.PadTokenID = &id
 		}
+	}
+	// What each file would be refused for before a tensor is read (a
+	// Q2_K_S without an importance matrix, an importance matrix of another
+	// model) stops the run before the first file is written.
+	for _, f := range files {
+		opts.Type, opts.Mix = f.target.Type, f.target.Mix
+		if err := gguf.Check(cfg, opts); err != nil {
+			return nil, fmt.Errorf("convert: --gguf %s: %w", f.target.Name(), err)
+		}
+	}
+	// Their folders are made as a directory output's are.
+	if err := os.MkdirAll(filepath.Dir(files[0].path), 0o755); err != nil {
+		return nil, fmt.Errorf("convert: --out %s: %w", o.Out, err)
 	}
 	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind}
 	for k, f := range files {

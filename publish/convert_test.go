@@ -1377,3 +1377,28 @@ func TestConvertGGUFTable(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertGGUFTableChecksFirst: what would refuse a file of a --gguf
+// list before a tensor is read (Q2_K_S without an importance matrix, an
+// importance matrix entry of another length than its weight's rows)
+// refuses the run before the list's first file is written.
+func TestConvertGGUFTableChecksFirst(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.imatrix.gguf")
+	m := &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{"blk.0.attn_q.weight": {Sum2: []float32{1, 2, 3}, Count: 1}}}
+	if err := m.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ model, list, imatrix, msg string }{
+		{"models/openchat-tiny", "q8_0,q2_k_s", "", "Q2_K_S needs an importance matrix"},
+		{"models/stories260K-hf-mistral", "f16,q4_k_m", bad, `imatrix entry "blk.0.attn_q.weight" has 3 values`},
+	} {
+		out := filepath.Join(t.TempDir(), "gguf")
+		_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: fixture(t, tc.model), Out: out, GGUF: tc.list, Imatrix: tc.imatrix})
+		if err == nil || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("--gguf %s: %v, want an error containing %q", tc.list, err, tc.msg)
+		}
+		if entries, err := os.ReadDir(out); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("--gguf %s: the refusal left %v in --out", tc.list, entries)
+		}
+	}
+}

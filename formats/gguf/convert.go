@@ -154,45 +154,15 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	if cfg == nil || tok == nil || get == nil {
 		return nil, errors.New("gguf convert: config, tokenizer and tensor source are required")
 	}
-	if err := checkModel(cfg); err != nil {
+	res, specs, infos, err := plan(cfg, opts)
+	if err != nil {
 		return nil, err
 	}
+	res.Path = path
 	if err := checkBiases(get, cfg); err != nil {
 		return nil, err
 	}
-	fileType, ok := fileTypes[opts.Type]
-	if opts.Mix.Name != "" {
-		fileType, ok = opts.Mix.FileType, true
-	}
-	if !ok {
-		return nil, fmt.Errorf("gguf convert: tensor type %s: want %s", opts.Type, fileTypeNames())
-	}
-	res := &ConvertResult{Path: path, FileType: fileType}
-	specs := tensorSpecs(cfg)
-	infos := make([]TensorInfo, len(specs))
-	for i, s := range specs {
-		typ := TypeF32
-		if len(s.shape) == 2 {
-			want := opts.Type
-			if opts.Mix.Name != "" {
-				want = opts.Mix.typeFor(s.name, cfg, opts.Imatrix != nil)
-			}
-			var fb *Fallback
-			typ, fb = weightType(want, s)
-			if fb != nil {
-				res.Fallbacks = append(res.Fallbacks, *fb)
-			}
-		}
-		infos[i] = TensorInfo{Name: s.name, Shape: s.shape, Type: typ}
-		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ})
-	}
-	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
-	}
-	if err := checkNeedsImatrix(opts, infos); err != nil {
-		return nil, err
-	}
-	kvs, err := modelKVs(cfg, tok, opts, fileType)
+	kvs, err := modelKVs(cfg, tok, opts, res.FileType)
 	if err != nil {
 		return nil, err
 	}
@@ -223,9 +193,6 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		if opts.Imatrix != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
 			if qw = opts.Imatrix.Importance(s.name); qw == nil {
 				unweighted = append(unweighted, s.name)
-			} else if len(qw) != s.shape[1] {
-				w.Abort()
-				return nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", s.name, len(qw), s.shape[1])
 			}
 		}
 		if qw == nil {
@@ -256,6 +223,69 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		return nil, err
 	}
 	return res, nil
+}
+
+// Check returns the error Convert would return for a model of config cfg
+// converted with opts before it reads a tensor: a model outside the
+// Llama/Mistral family, a type Convert does not write, a mix that needs an
+// importance matrix (or an entry) it is not given, an importance matrix
+// entry whose length is not its weight's row length. A caller writing
+// several files from one checkpoint checks each before the first.
+func Check(cfg *hfconfig.Config, opts ConvertOptions) error {
+	if cfg == nil {
+		return errors.New("gguf convert: config is required")
+	}
+	_, _, _, err := plan(cfg, opts)
+	return err
+}
+
+// plan decides what Convert writes before any tensor is read: the result
+// it reports (general.file_type, every tensor's type, the fallbacks, the
+// warnings) and the output tensors, in file order; its errors are Check's.
+func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSpec, []TensorInfo, error) {
+	if err := checkModel(cfg); err != nil {
+		return nil, nil, nil, err
+	}
+	fileType, ok := fileTypes[opts.Type]
+	if opts.Mix.Name != "" {
+		fileType, ok = opts.Mix.FileType, true
+	}
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("gguf convert: tensor type %s: want %s", opts.Type, fileTypeNames())
+	}
+	res := &ConvertResult{FileType: fileType}
+	specs := tensorSpecs(cfg)
+	infos := make([]TensorInfo, len(specs))
+	for i, s := range specs {
+		typ := TypeF32
+		if len(s.shape) == 2 {
+			want := opts.Type
+			if opts.Mix.Name != "" {
+				want = opts.Mix.typeFor(s.name, cfg, opts.Imatrix != nil)
+			}
+			var fb *Fallback
+			typ, fb = weightType(want, s)
+			if fb != nil {
+				res.Fallbacks = append(res.Fallbacks, *fb)
+			}
+		}
+		infos[i] = TensorInfo{Name: s.name, Shape: s.shape, Type: typ}
+		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ})
+	}
+	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
+	}
+	if err := checkNeedsImatrix(opts, infos); err != nil {
+		return nil, nil, nil, err
+	}
+	if m := opts.Imatrix; m != nil {
+		for _, ti := range infos {
+			if e, ok := m.Entries[ti.Name]; ok && len(ti.Shape) == 2 && takesImportance(ti.Type) && len(e.Sum2) != ti.Shape[1] {
+				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), ti.Shape[1])
+			}
+		}
+	}
+	return res, specs, infos, nil
 }
 
 // checkNeedsImatrix refuses, before anything is written, a mix that

@@ -629,10 +629,18 @@ func TestConvertErrors(t *testing.T) {
 			"tokenizer has 512 ids, cfg/config.json vocab_size is 500", nil},
 		{"pad id", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeF32, PadTokenID: new(int(600))},
 			"tokenizer.ggml.padding_token_id 600 outside the vocabulary of 512", nil},
+		{"imatrix rows", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeQ4_0, Imatrix: &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{
+			"blk.2.attn_q.weight": {Sum2: make([]float32, 172), Count: 1}}}},
+			`imatrix entry "blk.2.attn_q.weight" has 172 values, the weight's rows 64`, nil},
 	}
+	// The errors gguf.Check gives too, before a tensor is read.
+	checked := map[string]bool{"classifier": true, "tensor type": true, "imatrix rows": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := parse(t, tt.edit)
+			if err := gguf.Check(cfg, tt.opts); checked[tt.name] != (err != nil) || err != nil && !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Check: %v, want an error containing %q: %v", err, tt.want, checked[tt.name])
+			}
 			dir := t.TempDir()
 			path := filepath.Join(dir, "out.gguf")
 			_, err := gguf.FromCheckpoint(path, tt.w, cfg, ck.tok, tt.opts)
