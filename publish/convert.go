@@ -1018,6 +1018,31 @@ func ggufFiles(o ConvertOptions, model string) ([]ggufFile, error) {
 	return files, nil
 }
 
+// ggufError is the error of a conversion whose file k failed: of a list,
+// it names the file, the files written before it (complete, and kept:
+// hours of work for a large model) and those not written.
+func ggufError(files []ggufFile, k int, err error) error {
+	if len(files) == 1 {
+		return fmt.Errorf("convert: %w", err)
+	}
+	var tail string
+	if k > 0 {
+		var kept []string
+		for _, f := range files[:k] {
+			kept = append(kept, filepath.Base(f.path))
+		}
+		tail += "; written before it, complete and kept: " + strings.Join(kept, ", ")
+	}
+	if k < len(files)-1 {
+		var left []string
+		for _, f := range files[k+1:] {
+			left = append(left, f.target.Name())
+		}
+		tail += "; not written: " + strings.Join(left, ", ")
+	}
+	return fmt.Errorf("convert: %s: %w%s", files[k].path, err, tail)
+}
+
 // convertGGUF writes the checkpoint as GGUF files for llama.cpp, one a
 // target of --gguf, each from the checkpoint's weights (GPTQ weights
 // dequantized as they are read).
@@ -1116,10 +1141,10 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		opts.Type, opts.Mix = f.target.Type, f.target.Mix
 		res, err := gguf.Convert(f.path, get, cfg, tok, opts)
 		if errors.Is(err, gguf.ErrF16Overflow) {
-			return nil, fmt.Errorf("convert: %w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)
+			err = fmt.Errorf("%w: use --gguf bf16 or f32, or --allow-overflow to clamp them", err)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("convert: %w", err)
+			return nil, ggufError(files, k, err)
 		}
 		file := GGUFFile{File: filepath.Base(f.path), Type: f.target.Name(), Seconds: time.Since(began).Seconds()}
 		if fi, err := os.Stat(f.path); err == nil {

@@ -1402,3 +1402,34 @@ func TestConvertGGUFTableChecksFirst(t *testing.T) {
 		}
 	}
 }
+
+// TestConvertGGUFTableFails: a file of a --gguf list that fails once
+// written to (here the run is cancelled in the list's second file) leaves
+// the files before it complete, none of its own, and an error that names
+// the file, the files kept and the types not written.
+func TestConvertGGUFTableFails(t *testing.T) {
+	src := fixture(t, "models/stories260K-hf-mistral")
+	out := filepath.Join(t.TempDir(), "gguf")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	progress := func(done, total int) {
+		if done > total/3 {
+			cancel()
+		}
+	}
+	_, err := publish.Convert(ctx, publish.ConvertOptions{In: src, Out: out, GGUF: "q8_0,f16,q4_k_m", Progress: progress})
+	first, second := filepath.Join(out, "stories260K-hf-mistral.Q8_0.gguf"), filepath.Join(out, "stories260K-hf-mistral.F16.gguf")
+	want := []string{"convert: " + second + ": ", "context canceled; written before it, complete and kept: stories260K-hf-mistral.Q8_0.gguf; not written: Q4_K_M"}
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), want[0]) || !strings.HasSuffix(err.Error(), want[1]) {
+		t.Errorf("error %v, want %q … %q", err, want[0], want[1])
+	}
+	if f, err := gguf.Open(first); err != nil {
+		t.Errorf("the file before the failure: %v", err)
+	} else {
+		f.Close()
+	}
+	entries, _ := os.ReadDir(out)
+	if len(entries) != 1 {
+		t.Errorf("--out holds %v, want the Q8_0 file alone", entries)
+	}
+}

@@ -45,8 +45,10 @@ tensor) into --out, built under a temporary name and renamed when complete:
   q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl,
   iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and ffn_down in
   other types, as llama.cpp picks them; q2_k_s needs --imatrix). A comma-separated list
-  writes one file a type into the directory --out (MODEL.Q4_K_M.gguf). Rows that are not whole
-  blocks fall back as llama-quantize's do, and are listed. GPTQ weights are dequantized first.
+  writes one file a type into the directory --out (MODEL.Q4_K_M.gguf), every path and type
+  checked first; a file that fails once begun leaves the files before it, complete, and the
+  error names them and the types not written. Rows that are not whole blocks fall back as
+  llama-quantize's do, and are listed. GPTQ weights are dequantized first.
   F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.
   --imatrix FILE (with --gguf) weighs the quantized weights' error by the importance
   of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).`,
@@ -123,7 +125,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
 	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the quantized weights' error by their columns' importance (all but q8_0's), as llama-quantize --imatrix does")
-	fs.StringVar(&o.GGUF, "gguf", "", "write one GGUF file (--out FILE.gguf) for llama.cpp/ollama: every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
+	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
