@@ -289,26 +289,28 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 }
 
 // checkNeedsImatrix refuses, before anything is written, a mix that
-// llama-quantize refuses without an importance matrix (Q2_K_S): its Base
-// weights, but for token_embd and output, each need an entry.
+// llama-quantize refuses without an importance matrix (Q2_K_S): as its
+// tensor_requires_imatrix, each weight left in its Base type, token_embd
+// and output aside, needs an entry (none when every such weight falls back
+// to another type).
 func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
 	m := opts.Mix
 	if !m.NeedsImatrix {
 		return nil
 	}
-	if opts.Imatrix == nil {
-		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", m.Name, m.Base)
-	}
 	var missing []string
 	for _, ti := range infos {
-		if ti.Type == m.Base && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && opts.Imatrix.Importance(ti.Name) == nil {
+		if ti.Type == m.Base && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && (opts.Imatrix == nil || opts.Imatrix.Importance(ti.Name) == nil) {
 			missing = append(missing, ti.Name)
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", m.Name, m.Base, strings.Join(missing, ", "))
+	switch {
+	case len(missing) == 0:
+		return nil
+	case opts.Imatrix == nil:
+		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", m.Name, m.Base)
 	}
-	return nil
+	return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", m.Name, m.Base, strings.Join(missing, ", "))
 }
 
 // clampF16 returns vals with the values that F16 would round to ±Inf

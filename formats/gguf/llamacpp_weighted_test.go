@@ -103,7 +103,9 @@ func randomImatrix(ck *checkpoint) *gguf.Imatrix {
 // TestQ2_K_SNeedsImatrix: Q2_K_S, which llama-quantize refuses without an
 // importance matrix, is refused before anything is written, without one
 // and with one that lacks a Q2_K weight's entry (named); token_embd needs
-// none (llama-imatrix's files have none for it).
+// none (llama-imatrix's files have none for it), nor does a model none of
+// whose weights stays in Q2_K (stories260K's rows of 64 and 172 fall back
+// to Q4_0 and F16), which llama-quantize converts without one.
 func TestQ2_K_SNeedsImatrix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	mix, _ := gguf.ParseMix("q2_k_s")
@@ -125,6 +127,9 @@ func TestQ2_K_SNeedsImatrix(t *testing.T) {
 		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 			t.Errorf("the refusal left %v", entries)
 		}
+	}
+	if err := gguf.Check(openCheckpoint(t, "models/stories260K-hf-mistral").cfg, gguf.ConvertOptions{Mix: mix}); err != nil {
+		t.Errorf("stories260K in Q2_K_S, no weight in Q2_K, without an importance matrix: %v", err)
 	}
 	c := convertWith(t, ck, gguf.TypeQ2_K, gguf.ConvertOptions{Mix: mix, Imatrix: m})
 	if c.res.FileType != 21 {
