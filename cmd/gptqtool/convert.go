@@ -41,7 +41,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
   --gguf TYPE writes one GGUF v3 file (--out FILE.gguf) that llama.cpp and ollama load:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
   types, special ids, chat template). TYPE is f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k
-  (every 2-D weight in that type), or one of llama-quantize's file types q2_k, q2_k_s,
+  (every 2-D weight in that type, the output included: not llama-quantize's Q4_K, which is
+  its Q4_K_M), or one of llama-quantize's file types q2_k, q2_k_s,
   q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl,
   iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and ffn_down in
   other types, as llama.cpp picks them; q2_k_s needs --imatrix). A comma-separated list

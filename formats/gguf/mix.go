@@ -177,9 +177,10 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 }
 
 // uniformTypes are the names ParseTarget reads as one tensor type for
-// every 2-D weight: those that are no llama-quantize file type of another
-// meaning (llama-quantize reads "Q3_K", "Q4_K" and "Q5_K" as its _M mixes;
-// its Q6_K and Q8_0 files hold every weight in that type anyway).
+// every 2-D weight, the output included. Q6_K and Q8_0 are also
+// llama-quantize's file types, which hold every weight in that type
+// anyway; but llama-quantize reads "Q3_K", "Q4_K" and "Q5_K" as its _M
+// mixes, which here Q3_K_M, Q4_K_M and Q5_K_M alone name.
 var uniformTypes = []TensorType{TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ6_K, TypeQ5_K, TypeQ4_K, TypeQ3_K}
 
 // Target is what one GGUF file is converted to: every 2-D weight in Type,
