@@ -69,7 +69,7 @@ type ConvertSummary struct {
 	In        string         `json:"in"`
 	Out       string         `json:"out"`
 	Source    string         `json:"source_format"`
-	Tensors   int            `json:"tensors"`
+	Tensors   int            `json:"tensors"` // of each file, for a GGUF list
 	Files     []string       `json:"files"`
 	SizeBytes int64          `json:"size_bytes"`
 	Overflows map[string]int `json:"fp16_overflows,omitempty"` // values clamped, by tensor

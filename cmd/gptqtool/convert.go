@@ -119,7 +119,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.In, "in", "", "the checkpoint directory to convert")
-	fs.StringVar(&o.Out, "out", "", "output directory (refused if it exists, unless --force)")
+	fs.StringVar(&o.Out, "out", "", "output directory (refused if it exists, unless --force); with --gguf TYPE the .gguf file, with --gguf LIST the directory of its files")
 	fs.StringVar(&o.DType, "dtype", "", "floating-point tensors in f32, f16 or bf16 (default: as they are; f16 with --dequantize)")
 	fs.StringVar(&maxShard, "max-shard-size", "4GB", "split the weights into shards of at most this size (0 = one file)")
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
@@ -127,7 +127,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
 	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the quantized weights' error by their columns' importance (all but q8_0's), as llama-quantize --imatrix does")
 	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
-	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote)")
+	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote); with --gguf, the .gguf files it writes")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
 }
