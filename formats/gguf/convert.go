@@ -369,7 +369,7 @@ func fileTypeNames() string {
 	for i, t := range ts {
 		names[i] = t.String()
 	}
-	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	return orList(names)
 }
 
 func checkModel(cfg *hfconfig.Config) error {

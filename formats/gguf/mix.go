@@ -244,5 +244,10 @@ func TargetNames() string {
 			names = append(names, strings.ToLower(m.Name))
 		}
 	}
+	return orList(names)
+}
+
+// orList joins names as a sentence offers a choice: "a, b or c".
+func orList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
