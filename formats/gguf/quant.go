@@ -632,14 +632,29 @@ func makeQXQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
 // make_qkx2_quants with use_mad = false). It returns the scale and min (min
 // ≥ 0: the offset subtracted) and leaves the levels in L.
 func makeQKX2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int) (scale, theMin float32) {
-	return qkx2Quants(nmax, x, w, L, laux, rmin, rdelta, nstep, false)
+	return qkxQuants(nmax, x, w, L, laux, rmin, rdelta, nstep, false, false)
 }
 
-// qkx2Quants is make_qkx2_quants with its use_mad flag: when useMAD is
-// set, candidates are compared by their weighted absolute error Σ w·|diff|
-// instead of the squared Σ w·diff² (each candidate's scale and min are
-// least-squares fits either way).
-func qkx2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMAD bool) (scale, theMin float32) {
+// makeQKX3Quants is makeQKX2Quants as ggml make_qkx3_quants (use_mad =
+// false, weights given) computes it: a candidate's levels are taken as 0
+// for a non-positive or NaN scaled value and nmax for one beyond nmax, so
+// that a candidate min close to the maximum cannot overflow the rounding.
+func makeQKX3Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int) (scale, theMin float32) {
+	return qkxQuants(nmax, x, w, L, laux, rmin, rdelta, nstep, false, true)
+}
+
+// qkxQuants is the search of make_qkx2_quants and make_qkx3_quants: the
+// levels at the inverse scale nmax/(max − min), then at (rmin + rdelta·is +
+// nmax)/(max − min) for is = 0..nstep, each candidate's levels with their
+// weighted least-squares scale and min (min ≤ 0, else 0 and the scale
+// refitted), kept when its error beats the best so far (and min, hence
+// the next candidates' levels, moved to it). useMAD compares candidates by
+// the weighted absolute error Σ w·|diff| (ggml's use_mad) instead of the
+// squared Σ w·diff²; qkx3 rounds the candidates' levels as
+// make_qkx3_quants does (see makeQKX3Quants), else as make_qkx2_quants
+// (nearest_int, then clamped: out of nearest_int's range the level is
+// whatever it gives, as in ggml built without asserts).
+func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMAD, qkx3 bool) (scale, theMin float32) {
 	loss := func(diff float32) float32 {
 		if useMAD {
 			return abs32(diff)
@@ -657,7 +672,7 @@ func qkx2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32,
 		sumX += float32(w[i] * x[i])
 	}
 	lo = min(lo, 0)
-	if hi == lo {
+	if hi <= lo {
 		clear(L[:n])
 		return 0, -lo
 	}
@@ -675,7 +690,14 @@ func qkx2Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32,
 		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - lo)
 		var sumL, sumL2, sumXL float32
 		for i := range n {
-			l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
+			v := float32(iscale * (x[i] - lo))
+			var l int
+			switch {
+			case !qkx3:
+				l = clampInt(nearestInt(v), 0, nmax)
+			case v > 0:
+				l = nearestInt(min(v, fmax))
+			}
 			laux[i] = uint8(l)
 			fl := float32(l)
 			sumL += float32(w[i] * fl)

@@ -107,10 +107,10 @@ func DequantizeQ2_K(dst []float32, src []byte) {
 // without an importance matrix):
 //
 //  1. For each sub-block of 16 values, weights w = |x| and a search
-//     (qkx2Quants with ggml's use_mad: 2-bit levels at the inverse scales
-//     3/(max−min), then (2.5 + 0.1k)/(max−min) for k = 0..15, each but the
-//     first with its least-squares scale and min) for the scale s and min
-//     m minimising Σ w·|s·q − m − x|.
+//     (qkxQuants as make_qkx2_quants with use_mad: 2-bit levels at the
+//     inverse scales 3/(max−min), then (2.5 + 0.1k)/(max−min) for k =
+//     0..15, each but the first with its least-squares scale and min) for
+//     the scale s and min m minimising Σ w·|s·q − m − x|.
 //  2. The 16 scales and 16 mins are quantized to 4 bits against the
 //     super-block d = max s/15 and dmin = max m/15 (both stored as fp16).
 //  3. Every value is requantized against its sub-block's decoded scale and
@@ -162,7 +162,7 @@ func q2KBlock(y []byte, x, qw []float32) {
 			for l, v := range xs {
 				w[l] = abs32(v)
 			}
-			scales[j], mins[j] = qkx2Quants(3, xs, w[:], L[16*j:16*j+16], laux[:], -0.5, 0.1, 15, true)
+			scales[j], mins[j] = qkxQuants(3, xs, w[:], L[16*j:16*j+16], laux[:], -0.5, 0.1, 15, true, false)
 			if scales[j] > maxScale {
 				maxScale = scales[j]
 			}
