@@ -139,12 +139,11 @@ func weightedRowQ2_K(y []byte, x, qw []float32) {
 // q2KBlock quantizes one super-block x into y: for nil qw as
 // QuantizeQ2_K, else as quantize_row_q2_K_impl with the importances qw:
 // each value weighs qw·sqrt(σ² + x²), σ² the block's mean square; each
-// sub-block's scale and min come from makeQKX2Quants' 37-step search
-// (from nmax − 0.9 in steps of 0.05, squared error: ggml calls
-// make_qkx3_quants, which given weights computes the same), and the 16
-// scales and 16 mins are fitted to 4 bits by makeQPQuants, weighted by
-// their sub-blocks' total weight, instead of scaled to the largest. Step
-// 3 is the same.
+// sub-block's scale and min come from makeQKX3Quants' 37-step search
+// (from nmax − 0.9 in steps of 0.05, squared error), and the 16 scales
+// and 16 mins are fitted to 4 bits by makeQPQuants, weighted by their
+// sub-blocks' total weight, instead of scaled to the largest. Step 3 is
+// the same.
 func q2KBlock(y []byte, x, qw []float32) {
 	var (
 		L                [QK_K]uint8
@@ -201,7 +200,7 @@ func q2KBlock(y []byte, x, qw []float32) {
 				sumW += w[l]
 			}
 			sw[j] = sumW
-			scales[j], mins[j] = makeQKX2Quants(3, xs, w[:], L[16*j:16*j+16], laux[:], -0.9, 0.05, 36)
+			scales[j], mins[j] = makeQKX3Quants(3, xs, w[:], L[16*j:16*j+16], laux[:], -0.9, 0.05, 36)
 		}
 		var ls, lm [QK_K / 16]uint8
 		dBits = half.F32ToF16(makeQPQuants(15, scales[:], ls[:], sw[:]))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -463,10 +464,11 @@ func k23GoldenInputs() (x [2][]float32, qw [2][]float32) {
 // llama.cpp that node-llama-cpp 3.21.1 bundles (testdata/js, its
 // llama/gitRelease.bundle, tag v0.4.0), built with gcc -O2
 // -ffp-contract=off -DNDEBUG and called on the rows of 1024 with
-// quant_weights NULL or the importances. (Built with asserts, ggml aborts
-// in nearest_int, on |value| > 4194303, for some sparse rows with zero
-// importances in Q2_K's weighted search; built without, as llama.cpp's
-// releases are, it goes on, and gave the bytes this package gives.)
+// quant_weights NULL or the importances. (That llama.cpp's
+// make_qkx3_quants rounds its candidates' levels as make_qkx2_quants does,
+// and built with asserts aborts in nearest_int on some sparse rows with
+// zero importances; later ones (01243c5) round them guarded, as this
+// package does, TestQ2_KWeightedSearchIsQKX3. Both give these hashes.)
 func TestK23MatchesGGML(t *testing.T) {
 	x, qw := k23GoldenInputs()
 	sum := func(v any) string {
@@ -505,5 +507,50 @@ func TestK23MatchesGGML(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestQ2_KWeightedSearchIsQKX3: quantize_row_q2_K_impl searches each
+// sub-block with make_qkx3_quants, whose candidates' levels are 0 for a
+// non-positive scaled value and nmax beyond nmax; make_qkx2_quants'
+// nearest_int, then clamp, differs once a candidate min has moved next to
+// the maximum and the scaled values leave nearest_int's range. Sub-block
+// 0 here: two weighted values a few ulps apart at the top, fourteen
+// unweighted ones far below. The search's fit to the two puts the min
+// there, the next candidates scale the others by about 1e8, and the
+// sub-block's scale (3e-8) rounds to a 4-bit 0, so its levels are the
+// search's: 0 for the unweighted values in ggml (make_qkx2_quants'
+// rounding gave them 3). Want: the block ggml-quants.c (llama.cpp
+// 01243c5, whose make_qkx3_quants has that rounding) gives, built with gcc
+// -O2 -ffp-contract=off -DNDEBUG.
+func TestQ2_KWeightedSearchIsQKX3(t *testing.T) {
+	x := gaussian(9, 256, 0.5)
+	qw := make([]float32, 256)
+	for i := range qw {
+		qw[i] = 1
+	}
+	for i := range 16 {
+		x[i], qw[i] = -2.8246386, 0
+	}
+	x[3], qw[3] = -0.46162128, 1
+	x[9], qw[9] = -0.46162143, 1
+	got, err := EncodeWeighted(TypeQ2_K, x, 256, qw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := hex.DecodeString("708587aaffdc6bda9fadcdcf9a58dcab6458b8732c" +
+		"64a0102428948c180ce4047ae6c5b03a2f4f5824ab" +
+		"80eb82af9b27599699d924d64d84c57b0286e015a5" +
+		"96965256a149a5c435c76545b949669d01b429042c")
+	if got[0]&0xF != 0 {
+		t.Fatalf("sub-block 0's scale is %d, want 0 (the test needs the search's levels kept)", got[0]&0xF)
+	}
+	for p := range 16 {
+		if l, w := lowBitsK23(got[q2kQS:q2kD], p), map[bool]uint8{true: 3}[p == 3]; l != w {
+			t.Errorf("value %d: level %d, want %d", p, l, w)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("block\n got % x\nwant % x", got, want)
 	}
 }
