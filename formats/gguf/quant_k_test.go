@@ -1,6 +1,8 @@
 package gguf
 
 import (
+	"crypto/sha256"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -347,6 +349,45 @@ func TestParseTarget(t *testing.T) {
 	for _, bad := range []string{"q4_k_m,Q4_K_M", "q4_k_m,", "q4_k_m,q9"} {
 		if _, err := ParseTargets(bad); err == nil {
 			t.Errorf("ParseTargets(%q) succeeded", bad)
+		}
+	}
+}
+
+// TestQ4_KQ5_KWeightedSearchIsQKX3: quantize_row_q4_K_impl and
+// quantize_row_q5_K_impl search each sub-block with make_qkx3_quants, as
+// Q2_K's does (TestQ2_KWeightedSearchIsQKX3): sub-block 0 holds two
+// weighted values a few ulps apart at the top and thirty unweighted ones
+// far below, so a candidate min lands next to the maximum and the next
+// candidates scale the others beyond nearest_int's range. Want: the first
+// 16 hex digits of the SHA-256 of the block ggml-quants.c (llama.cpp
+// 01243c5) gives, built with gcc -O2 -ffp-contract=off -DNDEBUG
+// (make_qkx2_quants' rounding gives b106a1796d97e558 and
+// 1684c092124af10a).
+func TestQ4_KQ5_KWeightedSearchIsQKX3(t *testing.T) {
+	for _, tc := range []struct {
+		typ        TensorType
+		lo, xa, xb float32
+		want       string
+	}{
+		{TypeQ4_K, -13.165151, -0.42889258, -0.42889273, "2afc11a26d607c02"},
+		{TypeQ5_K, -3.934238, -0.29632676, -0.29632682, "21112087aa55d7d0"},
+	} {
+		x := gaussian(9, 256, 0.5)
+		qw := make([]float32, 256)
+		for i := range qw {
+			qw[i] = 1
+		}
+		for i := range 32 {
+			x[i], qw[i] = tc.lo, 0
+		}
+		x[3], qw[3] = tc.xa, 1
+		x[9], qw[9] = tc.xb, 1
+		got, err := EncodeWeighted(tc.typ, x, 256, qw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := fmt.Sprintf("%x", sha256.Sum256(got))[:16]; sum != tc.want {
+			t.Errorf("%s: sha256 %s, ggml's %s", tc.typ, sum, tc.want)
 		}
 	}
 }

@@ -85,7 +85,7 @@ func (k *kQuantizer) weightedRowQ5_K(y []byte, x, qw []float32) {
 // weightedSuperBlock is superBlock with importances (ggml's _impl
 // quantizers for Q4_K and Q5_K): each value weighs qw·sqrt(σ² + x²), σ²
 // twice the block's mean square; each sub-block's scale and min come from
-// a 37-step search (makeQKX2Quants from nmax − 0.9 in steps of 0.05), and
+// a 37-step search (makeQKX3Quants from nmax − 0.9 in steps of 0.05), and
 // the 8 scales and 8 mins are fitted to 6 bits by makeQPQuants, weighted
 // by their sub-blocks' total weight, instead of scaled to the largest.
 // clamp63 caps the 6-bit levels as the Q5_K quantizer does (Q4_K's stores
@@ -107,7 +107,7 @@ func (k *kQuantizer) weightedSuperBlock(y []byte, x, qw []float32, nmax int, cla
 			sumW += k.weights[l]
 		}
 		sw[j] = sumW
-		k.scales[j], k.mins[j] = makeQKX2Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], -0.9, 0.05, 36)
+		k.scales[j], k.mins[j] = makeQKX3Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], -0.9, 0.05, 36)
 	}
 	var ls, lm [QK_K / 32]uint8
 	dBlock := makeQPQuants(63, k.scales[:], ls[:], sw[:])
