@@ -345,8 +345,13 @@ func (k *kQuantizer) superBlock(y []byte, x []float32, nmax int, rmin float32, n
 			k.weights[l] = avX + abs32(v)
 		}
 		k.scales[j], k.mins[j] = makeQKX2Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], rmin, 0.1, nstep)
-		maxScale = max(maxScale, k.scales[j])
-		maxMin = max(maxMin, k.mins[j])
+		// Comparisons, not max: a NaN is skipped, as in ggml.
+		if k.scales[j] > maxScale {
+			maxScale = k.scales[j]
+		}
+		if k.mins[j] > maxMin {
+			maxMin = k.mins[j]
+		}
 	}
 	var invScale, invMin float32
 	if maxScale > 0 {
@@ -666,12 +671,20 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 	sumW := w[0]
 	sumX := float32(sumW * x[0])
 	for i := 1; i < n; i++ {
-		lo = min(lo, x[i])
-		hi = max(hi, x[i])
+		// Comparisons, not min and max: a NaN other than x[0] is skipped,
+		// as in ggml (Go's min and max would return it).
+		if x[i] < lo {
+			lo = x[i]
+		}
+		if x[i] > hi {
+			hi = x[i]
+		}
 		sumW += w[i]
 		sumX += float32(w[i] * x[i])
 	}
-	lo = min(lo, 0)
+	if lo > 0 {
+		lo = 0
+	}
 	if hi <= lo {
 		clear(L[:n])
 		return 0, -lo

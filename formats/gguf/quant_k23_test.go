@@ -554,3 +554,68 @@ func TestQ2_KWeightedSearchIsQKX3(t *testing.T) {
 		t.Errorf("block\n got % x\nwant % x", got, want)
 	}
 }
+
+// TestKQuantsNonFiniteMatchGGML: super-blocks holding a NaN or an Inf
+// quantize without panicking, to ggml's bytes: ggml finds a sub-block's
+// range and the largest scale and min by comparisons, which skip a NaN
+// (one that is not the sub-block's first value), where Go's min and max
+// return it: a NaN there used to make its sub-block's scale and min NaN,
+// stored as whatever nearest_int makes of a NaN (Q2_K: 15 and 15 here),
+// and Q4_K's and Q5_K's d and dmin NaN (the first value's NaN too). Want:
+// the first 16 hex digits of the SHA-256 of what ggml-quants.c (llama.cpp
+// 01243c5, gcc -O2 -ffp-contract=off -DNDEBUG) gives for the six rows of
+// 256, without and with importances; and for Q2_K without importances,
+// the other values of a NaN's sub-block reproduced with Q2_K's usual
+// error.
+func TestKQuantsNonFiniteMatchGGML(t *testing.T) {
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	x := gaussian(10, 256*6, 0.02)
+	for b, s := range []struct {
+		v   float32
+		pos int
+	}{{nan, 0}, {nan, 5}, {inf, 0}, {inf, 37}, {-inf, 17}, {nan, 200}} {
+		x[256*b+s.pos] = s.v
+	}
+	qw := make([]float32, 256)
+	for i := range qw {
+		qw[i] = float32(1 + i%5)
+	}
+	want := map[TensorType][2]string{
+		TypeQ2_K: {"4aa795cae6e5cd27", "35d5191f621c9ab5"},
+		TypeQ3_K: {"9f02417e4c0e7ef8", "3cfd58909b23191a"},
+		TypeQ4_K: {"2a7e0ffec8ac953e", "481890d8bdd1faf7"},
+		TypeQ5_K: {"c00bb8fd4e379a4c", "1eaccae6be0b7530"},
+	}
+	for _, typ := range []TensorType{TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K} {
+		for k, w := range [][]float32{nil, qw} {
+			q, err := Encode(typ, x)
+			if w != nil {
+				q, err = EncodeWeighted(typ, x, 256, w)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum := fmt.Sprintf("%x", sha256.Sum256(q))[:16]; sum != want[typ][k] {
+				t.Errorf("%s importances %v: sha256 %s, ggml's %s", typ, w != nil, sum, want[typ][k])
+			}
+			if typ != TypeQ2_K || w != nil { // with importances a NaN spoils σ², hence the whole block
+				continue
+			}
+			y, err := Decode(typ, q, len(x))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []int{256 + 5, 5*256 + 200} { // the NaNs after a sub-block's first value
+				var xs, ys []float32
+				for i := p - p%16; i < p-p%16+16; i++ {
+					if i != p {
+						xs, ys = append(xs, x[i]), append(ys, y[i])
+					}
+				}
+				if e := nmse(ys, xs); e > 0.2 {
+					t.Errorf("Q2_K: the values beside the NaN at %d: NMSE %.3g, want < 0.2 (TestK23RoundTrip's bound)", p, e)
+				}
+			}
+		}
+	}
+}
