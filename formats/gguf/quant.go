@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -682,6 +683,7 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 		sumW += w[i]
 		sumX += float32(w[i] * x[i])
 	}
+	xMin := lo
 	if lo > 0 {
 		lo = 0
 	}
@@ -692,6 +694,7 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 	fmax := float32(nmax)
 	iscale := fmax / (hi - lo)
 	scale = 1 / iscale
+	nanX := qkx3 && slices.ContainsFunc(x[:n], func(v float32) bool { return v != v })
 	var bestErr float32
 	for i := range n {
 		l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
@@ -702,20 +705,32 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 	for is := 0; is <= nstep; is++ {
 		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - lo)
 		var sumL, sumL2, sumXL float32
-		for i := range n {
-			v := float32(iscale * (x[i] - lo))
-			var l int
-			switch {
-			case !qkx3:
-				l = clampInt(nearestInt(v), 0, nmax)
-			case v > 0:
-				l = nearestInt(min(v, fmax))
+		if qkx3 && (nanX || !(float32(abs32(iscale)*max(abs32(hi-lo), abs32(xMin-lo))) < 1<<21)) {
+			// make_qkx3_quants rounds v = iscale·(x − min) as v > 0 ?
+			// nearest_int(MIN(v, nmax)) : 0. That is nearest_int clamped
+			// to [0, nmax], below, wherever |v| is within nearest_int's
+			// range (|v| is at most |iscale|·max|x − min|) and no x is
+			// NaN; else, here, it is taken value by value.
+			for i := range n {
+				l := 0
+				if v := float32(iscale * (x[i] - lo)); v > 0 {
+					l = nearestInt(min(v, fmax))
+				}
+				laux[i] = uint8(l)
+				fl := float32(l)
+				sumL += float32(w[i] * fl)
+				sumL2 += float32(float32(w[i]*fl) * fl)
+				sumXL += float32(float32(w[i]*fl) * x[i])
 			}
-			laux[i] = uint8(l)
-			fl := float32(l)
-			sumL += float32(w[i] * fl)
-			sumL2 += float32(float32(w[i]*fl) * fl)
-			sumXL += float32(float32(w[i]*fl) * x[i])
+		} else {
+			for i := range n {
+				l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
+				laux[i] = uint8(l)
+				fl := float32(l)
+				sumL += float32(w[i] * fl)
+				sumL2 += float32(float32(w[i]*fl) * fl)
+				sumXL += float32(float32(w[i]*fl) * x[i])
+			}
 		}
 		D := float32(sumW*sumL2) - float32(sumL*sumL)
 		if D <= 0 {
