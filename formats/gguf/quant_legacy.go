@@ -135,10 +135,7 @@ func (lt legacyType) quantize(dst []byte, src []float32) {
 		x := src[b*QK4_0 : (b+1)*QK4_0]
 		y := dst[b*lt.bytes : (b+1)*lt.bytes]
 		if lt.hasMin {
-			lo, hi := float32(math.MaxFloat32), float32(-math.MaxFloat32)
-			for _, v := range x {
-				lo, hi = min(lo, v), max(hi, v)
-			}
+			lo, hi := minMax(x, math.MaxFloat32, -math.MaxFloat32)
 			d := (hi - lo) / float32(nmax)
 			var id float32
 			if d != 0 {
@@ -203,6 +200,24 @@ func (lt legacyType) quantizeRow(y []byte, x, qw []float32) {
 		}
 		lt.pack(blk, &L)
 	}
+}
+
+// minMax returns the least and greatest of x, starting from lo and hi, as
+// ggml's loops find them (if (v < min) min = v; …): a NaN in x is never
+// taken (one passed as lo or hi stays), where Go's min and max would
+// return it and spread it over the block's scale and offset. ggml's
+// quantize_row_q4_1_ref thus gives a block holding a NaN finite d and m,
+// the NaN itself level 0.
+func minMax(x []float32, lo, hi float32) (float32, float32) {
+	for _, v := range x {
+		if v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
+	}
+	return lo, hi
 }
 
 // signedMax returns the value of largest magnitude in x (the first of

@@ -8,6 +8,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -573,4 +575,61 @@ func ggmlCheckInput() (x, qw []float32) {
 		qw[c] = float32(math.Ldexp(float64(1+u()), int(u()*20)-10))
 	}
 	return x, qw
+}
+
+// TestLegacyNaNLikeGGML: a NaN inside a Q4_1 or Q5_1 block is skipped when
+// ggml's loops look for the block's least and greatest values, so the
+// block keeps finite d and m and the NaN takes level 0, as the block's
+// minimum does; Go's min and max would return the NaN and write a NaN d
+// and m. want holds the bytes of llama.cpp's quantize_q4_1 and
+// quantize_q5_1 (libggml-base of node-llama-cpp's llama.cpp build, called
+// on this input), without and with unit importances; with them a NaN
+// makes σ², and so every weight of the row, NaN, and each block keeps the
+// first guess of make_qkx3_quants.
+func TestLegacyNaNLikeGGML(t *testing.T) {
+	x := make([]float32, 64)
+	for i := range x {
+		x[i] = float32(i%7-3) / 4
+	}
+	x[5] = float32(math.NaN())
+	ones := make([]float32, 64)
+	for i := range ones {
+		ones[i] = 1
+	}
+	hexBytes := func(s string) []byte {
+		b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		lt              legacyType
+		plain, weighted string
+	}{
+		{legacyQ4_1,
+			"662e00ba 5083a5d8fa003f5083a5d8fa0d3f5083 662e00ba fa0d3f5083a5d8fa0d3f5083a5d8fa0d",
+			"662e00ba 5082a5c8fa002f5082a5c8fa0c2f5082 662e00ba fa0c2f5082a5c8fa0c2f5082a5c8fa0c"},
+		{legacyQ5_1,
+			"322a00ba 583c1e8f a0055aa0f5005fa0055aa0f50a5fa005 322a00ba c7e3f178 f50a5fa0055aa0f50a5fa0055aa0f50a",
+			"322a00ba 583c1e8f a0055aa0f5005fa0055aa0f50a5fa005 322a00ba c7e3f178 f50a5fa0055aa0f50a5fa0055aa0f50a"},
+	} {
+		got := make([]byte, 2*tt.lt.bytes)
+		tt.lt.quantize(got, x)
+		if want := hexBytes(tt.plain); !bytes.Equal(got, want) {
+			t.Errorf("%s with a NaN:\n got % x\nwant % x (ggml)", tt.lt.name, got, want)
+		}
+		// The same block with the NaN replaced by the block's minimum.
+		y := slices.Clone(x)
+		y[5] = slices.Min(append(slices.Clone(x[:5]), x[6:32]...))
+		same := make([]byte, 2*tt.lt.bytes)
+		tt.lt.quantize(same, y)
+		if !bytes.Equal(got, same) {
+			t.Errorf("%s: the NaN does not quantize as the block's minimum:\n got % x\nwant % x", tt.lt.name, got, same)
+		}
+		tt.lt.quantizeRow(got, x, ones)
+		if want := hexBytes(tt.weighted); !bytes.Equal(got, want) {
+			t.Errorf("%s with a NaN and importances:\n got % x\nwant % x (ggml)", tt.lt.name, got, want)
+		}
+	}
 }
