@@ -337,11 +337,7 @@ func (k *kQuantizer) superBlock(y []byte, x []float32, nmax int, rmin float32, n
 	var maxScale, maxMin float32
 	for j := range QK_K / 32 {
 		xs := x[32*j : 32*j+32]
-		var sumX2 float32
-		for _, v := range xs {
-			sumX2 += float32(v * v)
-		}
-		avX := float32(math.Sqrt(float64(sumX2 / 32)))
+		avX := float32(math.Sqrt(float64(sumSquares(xs) / 32)))
 		for l, v := range xs {
 			k.weights[l] = avX + abs32(v)
 		}
@@ -583,13 +579,8 @@ const groupMaxEps = 1e-15
 // of least weighted error. It returns the scale and leaves the levels in
 // L.
 func makeQXQuants(nmax int, x []float32, L []uint8, qw []float32) float32 {
-	var mx, amax float32
-	for _, v := range x {
-		if a := abs32(v); a > amax {
-			amax, mx = a, v
-		}
-	}
-	if amax < groupMaxEps {
+	mx := signedMax(x)
+	if abs32(mx) < groupMaxEps {
 		clear(L[:len(x)])
 		return 0
 	}
@@ -755,6 +746,58 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 		}
 	}
 	return scale, -lo
+}
+
+// minMax returns the least and greatest of x, starting from lo and hi, as
+// ggml's loops find them (if (v < min) min = v; …): a NaN in x is never
+// taken (one passed as lo or hi stays), where Go's min and max would
+// return it and spread it over the block's scale and offset. ggml's
+// quantize_row_q4_1_ref thus gives a block holding a NaN finite d and m,
+// the NaN itself level 0.
+func minMax(x []float32, lo, hi float32) (float32, float32) {
+	for _, v := range x {
+		if v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
+	}
+	return lo, hi
+}
+
+// signedMax returns the value of largest magnitude in x (the first of
+// equals), 0 for none.
+func signedMax(x []float32) float32 {
+	var amax, mx float32
+	for _, v := range x {
+		if a := abs32(v); a > amax {
+			amax, mx = a, v
+		}
+	}
+	return mx
+}
+
+// sumSquares returns Σ x², summed in order in float32 as ggml's loops do.
+func sumSquares(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += float32(v * v)
+	}
+	return s
+}
+
+// importanceWeights sets w[i] = qw[i]·sqrt(sigma2 + x[i]²), the weight
+// ggml's importance-weighted quantizers give each value (qw the column
+// importances, sigma2 their σ²), and returns Σ w in order.
+func importanceWeights(w, qw, x []float32, sigma2 float32) float32 {
+	w, qw = w[:len(x)], qw[:len(x)]
+	var sum float32
+	for i, v := range x {
+		w[i] = qw[i] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
+		sum += w[i]
+	}
+	return sum
 }
 
 // nearestInt rounds to the nearest integer, ties to even, exactly as

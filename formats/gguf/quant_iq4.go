@@ -3,7 +3,6 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
@@ -239,11 +238,7 @@ func (q *iq4Quantizer) scales32(x, qw []float32) float32 {
 // meanSquare2 is twice the mean square of x, the σ² of
 // quantize_row_iq4_nl_impl's weights.
 func meanSquare2(x []float32) float32 {
-	var s float32
-	for _, v := range x {
-		s += float32(v * v)
-	}
-	return s * (2 / float32(len(x)))
+	return sumSquares(x) * (2 / float32(len(x)))
 }
 
 // scales32With returns the scale d of least weighted error for the 32
@@ -251,10 +246,10 @@ func meanSquare2(x []float32) float32 {
 // value weighs qw·sqrt(sigma2 + x²), or x² for nil qw.
 func (q *iq4Quantizer) scales32With(x, qw []float32, sigma2 float32) float32 {
 	w := q.weight[:len(x)]
-	for j, v := range x {
-		if qw != nil {
-			w[j] = qw[j] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
-		} else {
+	if qw != nil {
+		importanceWeights(w, qw, x, sigma2)
+	} else {
+		for j, v := range x {
 			w[j] = float32(v * v)
 		}
 	}

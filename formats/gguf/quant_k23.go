@@ -3,7 +3,6 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
@@ -186,20 +185,11 @@ func q2KBlock(y []byte, x, qw []float32) {
 			dmBits = half.F32ToF16(maxMin / 15)
 		}
 	} else {
-		var sumX2 float32
-		for _, v := range x {
-			sumX2 += float32(v * v)
-		}
-		sigma2 := sumX2 / QK_K
+		sigma2 := sumSquares(x) / QK_K
 		var sw [QK_K / 16]float32
 		for j := range QK_K / 16 {
 			xs := x[16*j : 16*j+16]
-			var sumW float32
-			for l, v := range xs {
-				w[l] = qw[16*j+l] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
-				sumW += w[l]
-			}
-			sw[j] = sumW
+			sw[j] = importanceWeights(w[:], qw[16*j:], xs, sigma2)
 			scales[j], mins[j] = makeQKX3Quants(3, xs, w[:], L[16*j:16*j+16], laux[:], -0.9, 0.05, 36)
 		}
 		var ls, lm [QK_K / 16]uint8
@@ -314,20 +304,11 @@ func q3KBlock(y []byte, x, qw []float32) {
 			dBits = half.F32ToF16(1 / iscale)
 		}
 	} else {
-		var sumX2 float32
-		for _, v := range x {
-			sumX2 += float32(v * v)
-		}
-		sigma2 := float32(2*sumX2) / QK_K
+		sigma2 := float32(2*sumSquares(x)) / QK_K
 		var w, sw [QK_K / 16]float32
 		for j := range QK_K / 16 {
 			xs := x[16*j : 16*j+16]
-			var sumW float32
-			for l, v := range xs {
-				w[l] = qw[16*j+l] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
-				sumW += w[l]
-			}
-			sw[j] = sumW
+			sw[j] = importanceWeights(w[:], qw[16*j:], xs, sigma2)
 			scales[j] = makeQXQuants(4, xs, L[16*j:16*j+16], w[:])
 		}
 		var ls [QK_K / 16]uint8
@@ -363,13 +344,8 @@ func q3KBlock(y []byte, x, qw []float32) {
 // scale of the final levels and leaves the levels in L; a group whose
 // largest magnitude is below GROUP_MAX_EPS gets levels 0 and scale 0.
 func makeQ3Quants(nmax int, x []float32, L []uint8) float32 {
-	var mx, amax float32
-	for _, v := range x {
-		if a := abs32(v); a > amax {
-			amax, mx = a, v
-		}
-	}
-	if amax < groupMaxEps {
+	mx := signedMax(x)
+	if abs32(mx) < groupMaxEps {
 		clear(L[:len(x)])
 		return 0
 	}

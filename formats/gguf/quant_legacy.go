@@ -174,11 +174,7 @@ func (lt legacyType) quantize(dst []byte, src []float32) {
 // levels are the search's, not requantized against the fp16 scale.
 func (lt legacyType) quantizeRow(y []byte, x, qw []float32) {
 	lt.check("Quantize", len(x), len(y))
-	var sumX2 float32
-	for _, v := range x {
-		sumX2 += float32(v * v)
-	}
-	sigma2 := sumX2 / float32(len(x))
+	sigma2 := sumSquares(x) / float32(len(x))
 	nmax := lt.nmax()
 	var (
 		L, laux [QK4_0]uint8
@@ -187,9 +183,7 @@ func (lt legacyType) quantizeRow(y []byte, x, qw []float32) {
 	for b := range len(x) / QK4_0 {
 		xb := x[b*QK4_0 : (b+1)*QK4_0]
 		blk := y[b*lt.bytes : (b+1)*lt.bytes]
-		for j, v := range xb {
-			weight[j] = qw[b*QK4_0+j] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
-		}
+		importanceWeights(weight[:], qw[b*QK4_0:], xb, sigma2)
 		if lt.hasMin {
 			d, m := makeQKX3Quants(nmax, xb, weight[:], L[:], laux[:], -0.9, 0.05, 36)
 			binary.LittleEndian.PutUint16(blk, half.F32ToF16(d))
@@ -200,36 +194,6 @@ func (lt legacyType) quantizeRow(y []byte, x, qw []float32) {
 		}
 		lt.pack(blk, &L)
 	}
-}
-
-// minMax returns the least and greatest of x, starting from lo and hi, as
-// ggml's loops find them (if (v < min) min = v; …): a NaN in x is never
-// taken (one passed as lo or hi stays), where Go's min and max would
-// return it and spread it over the block's scale and offset. ggml's
-// quantize_row_q4_1_ref thus gives a block holding a NaN finite d and m,
-// the NaN itself level 0.
-func minMax(x []float32, lo, hi float32) (float32, float32) {
-	for _, v := range x {
-		if v < lo {
-			lo = v
-		}
-		if v > hi {
-			hi = v
-		}
-	}
-	return lo, hi
-}
-
-// signedMax returns the value of largest magnitude in x (the first of
-// equals), 0 for none.
-func signedMax(x []float32) float32 {
-	var amax, mx float32
-	for _, v := range x {
-		if a := abs32(v); a > amax {
-			amax, mx = a, v
-		}
-	}
-	return mx
 }
 
 // QuantizeQ4_0 quantizes src (a multiple of 32 values) into Q4_0 blocks in

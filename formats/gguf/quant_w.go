@@ -3,7 +3,6 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
@@ -93,20 +92,11 @@ func (k *kQuantizer) weightedRowQ5_K(y []byte, x, qw []float32) {
 func (k *kQuantizer) weightedSuperBlock(y []byte, x, qw []float32, nmax int, clamp63 bool) *[QK_K]uint8 {
 	clear(y)
 	L := &k.L
-	var sumX2 float32
-	for _, v := range x {
-		sumX2 += float32(v * v)
-	}
-	sigma2 := float32(2*sumX2) / QK_K
+	sigma2 := float32(2*sumSquares(x)) / QK_K
 	var sw [QK_K / 32]float32
 	for j := range QK_K / 32 {
 		xs := x[32*j : 32*j+32]
-		var sumW float32
-		for l, v := range xs {
-			k.weights[l] = qw[32*j+l] * float32(math.Sqrt(float64(sigma2+float32(v*v))))
-			sumW += k.weights[l]
-		}
-		sw[j] = sumW
+		sw[j] = importanceWeights(k.weights[:], qw[32*j:], xs, sigma2)
 		k.scales[j], k.mins[j] = makeQKX3Quants(nmax, xs, k.weights[:], L[32*j:32*j+32], k.laux[:], -0.9, 0.05, 36)
 	}
 	var ls, lm [QK_K / 32]uint8
