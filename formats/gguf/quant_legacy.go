@@ -119,8 +119,15 @@ func (lt legacyType) dequantize(dst []float32, src []byte) {
 		for j := range QK4_0 / 2 {
 			lo := qs[j]&0xF | uint8(qh>>j&1)<<4
 			hi := qs[j]>>4 | uint8(qh>>(j+QK4_0/2)&1)<<4
-			x[j] = float32(d*(float32(lo)-center)) + m
-			x[j+QK4_0/2] = float32(d*(float32(hi)-center)) + m
+			if lt.hasMin {
+				x[j] = float32(d*float32(lo)) + m
+				x[j+QK4_0/2] = float32(d*float32(hi)) + m
+			} else {
+				// No + 0: the centre level times a negative d is −0, as
+				// ggml's (q − 8)·d.
+				x[j] = d * (float32(lo) - center)
+				x[j+QK4_0/2] = d * (float32(hi) - center)
+			}
 		}
 	}
 }

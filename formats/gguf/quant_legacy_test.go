@@ -633,3 +633,27 @@ func TestLegacyNaNLikeGGML(t *testing.T) {
 		}
 	}
 }
+
+// TestDequantizeLegacyNegativeZero: with a negative d the centre level of
+// Q4_0 (8) and Q5_0 (16) decodes to −0, as ggml's (q − 8)·d does, not +0
+// (which adding a zero min would give): F16 or BF16 written from the
+// values then keeps llama.cpp's sign bits.
+func TestDequantizeLegacyNegativeZero(t *testing.T) {
+	for _, tt := range []struct {
+		typ TensorType
+		blk []byte
+	}{
+		{TypeQ4_0, append([]byte{0x00, 0xBC}, bytes.Repeat([]byte{0x88}, 16)...)},           // d = −1, every level 8
+		{TypeQ5_0, append([]byte{0x00, 0xBC, 0xFF, 0xFF, 0xFF, 0xFF}, make([]byte, 16)...)}, // every level 16
+	} {
+		got, err := Decode(tt.typ, tt.blk, 32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range got {
+			if v != 0 || !math.Signbit(float64(v)) {
+				t.Fatalf("%s value %d = %g (sign bit %v), want −0", tt.typ, i, v, math.Signbit(float64(v)))
+			}
+		}
+	}
+}
