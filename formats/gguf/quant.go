@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -11,13 +12,23 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 )
 
+// ErrNotQuantizable is wrapped by Encode's and EncodeWeighted's errors
+// when a quantized type cannot hold the values: a NaN or ±Inf among them,
+// or values so large that a block's fp16 scale (or min) would be ±Inf.
+// ggml quantizes such blocks all the same, to NaN or Inf scales or
+// arbitrary levels, which llama-quantize then refuses ("quantized data
+// validation failed", ggml_validate_row_data).
+var ErrNotQuantizable = errors.New("values the quantized type cannot hold")
+
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
 // (round to nearest even) element by element, Q4_0, Q4_1, Q5_0, Q5_1,
 // IQ4_NL, IQ4_XS, Q8_0 and Q2_K to Q6_K block by block with QuantizeQ4_0
 // and its kin. len(src) must be a multiple of the type's block size;
 // since blocks never straddle rows, a whole tensor can be encoded in one
 // call. Large inputs are split across GOMAXPROCS goroutines; the result
-// does not depend on the split.
+// does not depend on the split. For the quantized types a NaN or ±Inf in
+// src, or a block whose fp16 scale or min overflows, gives an error
+// wrapping ErrNotQuantizable (F32, F16 and BF16 store them as they are).
 func Encode(t TensorType, src []float32) ([]byte, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("encode %s: %w", t, ErrUnsupportedType)
@@ -29,8 +40,12 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 	dst := make([]byte, size)
 	bs, bb := t.BlockSize(), t.BlockBytes()
 	blocks := len(src) / bs
+	check := newQuantCheck(t)
 	parallelBlocks(blocks, grainFor(t), func(lo, hi int) {
 		s, d := src[lo*bs:hi*bs], dst[lo*bb:hi*bb]
+		if !check.input(lo*bs, s) {
+			return
+		}
 		switch t {
 		case TypeF32:
 			for i, v := range s {
@@ -65,8 +80,94 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 		case TypeQ3_K:
 			QuantizeQ3_K(d, s)
 		}
+		check.output(lo, d)
 	})
+	if err := check.err(src); err != nil {
+		return nil, fmt.Errorf("encode %s: %w", t, err)
+	}
 	return dst, nil
+}
+
+// quantCheck finds, across parallelBlocks' goroutines, the first value a
+// quantized type is given that is not finite and the first block whose
+// fp16 scale or min came out ±Inf or NaN (the fields ggml_validate_row_data
+// checks). For other types it checks nothing.
+type quantCheck struct {
+	bs     int   // values per block
+	bb     int   // bytes per block
+	scales []int // byte offsets of the fp16 scales in a block; nil: no checks
+	mu     sync.Mutex
+	value  int // the first non-finite value, -1 for none
+	block  int // the first block with a non-finite scale, -1 for none
+}
+
+func newQuantCheck(t TensorType) *quantCheck {
+	c := &quantCheck{bs: t.BlockSize(), bb: t.BlockBytes(), value: -1, block: -1}
+	switch t {
+	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS:
+		c.scales = []int{0}
+	case TypeQ4_1, TypeQ5_1, TypeQ4_K, TypeQ5_K:
+		c.scales = []int{0, 2}
+	case TypeQ2_K:
+		c.scales = []int{q2kD, q2kDmin}
+	case TypeQ3_K:
+		c.scales = []int{q3kD}
+	case TypeQ6_K:
+		c.scales = []int{q6kD}
+	}
+	return c
+}
+
+// input reports whether the values s, from index at on, are all finite,
+// noting the first that is not.
+func (c *quantCheck) input(at int, s []float32) bool {
+	if c.scales == nil {
+		return true
+	}
+	for i, v := range s {
+		if math.Float32bits(v)&0x7f800000 == 0x7f800000 { // NaN or ±Inf
+			c.mu.Lock()
+			if c.value < 0 || at+i < c.value {
+				c.value = at + i
+			}
+			c.mu.Unlock()
+			return false
+		}
+	}
+	return true
+}
+
+// output notes the first of the blocks d, block at on, with a NaN or ±Inf
+// fp16 scale.
+func (c *quantCheck) output(at int, d []byte) {
+	for b := 0; b < len(d)/max(c.bb, 1) && c.scales != nil; b++ {
+		for _, off := range c.scales {
+			if binary.LittleEndian.Uint16(d[b*c.bb+off:])&0x7c00 == 0x7c00 {
+				c.mu.Lock()
+				if c.block < 0 || at+b < c.block {
+					c.block = at + b
+				}
+				c.mu.Unlock()
+				return
+			}
+		}
+	}
+}
+
+// err describes what input and output found in src, nil if nothing.
+func (c *quantCheck) err(src []float32) error {
+	if c.value >= 0 {
+		return fmt.Errorf("value %d is %g: %w", c.value, src[c.value], ErrNotQuantizable)
+	}
+	if c.block >= 0 {
+		x := src[c.block*c.bs : (c.block+1)*c.bs]
+		var amax float32
+		for _, v := range x {
+			amax = max(amax, abs32(v))
+		}
+		return fmt.Errorf("block %d (values %d to %d, largest |value| %g): its fp16 scale overflows: %w", c.block, c.block*c.bs, (c.block+1)*c.bs-1, amax, ErrNotQuantizable)
+	}
+	return nil
 }
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q4_0,

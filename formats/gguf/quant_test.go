@@ -3,12 +3,15 @@ package gguf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -513,6 +516,82 @@ func TestNamedChatTemplates(t *testing.T) {
 	for k, w := range want {
 		if !reflect.DeepEqual(got[k], w) {
 			t.Errorf("%s = %#v, want %#v", k, got[k], w)
+		}
+	}
+}
+
+// TestEncodeNotQuantizable: a NaN or ±Inf, or a value so large that its
+// block's fp16 scale overflows, is refused by Encode and EncodeWeighted
+// for every quantized type (ggml would write NaN or Inf scales, or put the
+// NaN at an arbitrary level, and llama-quantize refuse the result), with
+// the first offending value or block named; F16 keeps them as they are;
+// importances must be finite and non-negative.
+func TestEncodeNotQuantizable(t *testing.T) {
+	const rowLen, rows = 512, 6
+	ones := make([]float32, rowLen)
+	for i := range ones {
+		ones[i] = 1
+	}
+	for _, typ := range []TensorType{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ8_0, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+		for _, tt := range []struct {
+			name string
+			at   []int // where to put v; the error names the first
+			v    float32
+			want string
+		}{
+			{"NaN", []int{2000, 1500}, float32(math.NaN()), "value 1500 is NaN"},
+			{"+Inf", []int{700}, float32(math.Inf(1)), "value 700 is +Inf"},
+			{"-Inf", []int{2559}, float32(math.Inf(-1)), "value 2559 is -Inf"},
+			{"1e10", []int{2600, 1030}, 1e10, "largest |value| 1e+10"},
+		} {
+			x := gaussian(9, rows*rowLen, 1)
+			for _, i := range tt.at {
+				x[i] = tt.v
+			}
+			want := tt.want
+			if tt.v == 1e10 { // the block of value 1030
+				b := 1030 / typ.BlockSize()
+				want = fmt.Sprintf("block %d (values %d to %d, %s)", b, b*typ.BlockSize(), (b+1)*typ.BlockSize()-1, tt.want)
+			}
+			for _, weighted := range []bool{false, true} {
+				var err error
+				if weighted {
+					_, err = EncodeWeighted(typ, x, rowLen, ones)
+				} else {
+					_, err = Encode(typ, x)
+				}
+				if !errors.Is(err, ErrNotQuantizable) || !strings.Contains(err.Error(), want) {
+					t.Errorf("%s %s (importances %v): error %v, want ErrNotQuantizable naming %q", typ, tt.name, weighted, err, want)
+				}
+			}
+		}
+	}
+	// Split across goroutines (IQ4_NL: 512 blocks, 4 chunks of 128), the
+	// first offence is still the one named.
+	prev := runtime.GOMAXPROCS(4)
+	x := gaussian(9, 512*32, 1)
+	x[13000], x[9000] = float32(math.Inf(1)), float32(math.NaN())
+	_, err := Encode(TypeIQ4_NL, x)
+	y := gaussian(9, 512*32, 1)
+	y[15000], y[5000] = 1e10, 1e10
+	_, err2 := Encode(TypeIQ4_NL, y)
+	runtime.GOMAXPROCS(prev)
+	if err == nil || !strings.Contains(err.Error(), "value 9000 is NaN") {
+		t.Errorf("IQ4_NL on 4 goroutines: error %v, want one naming value 9000", err)
+	}
+	if err2 == nil || !strings.Contains(err2.Error(), "block 156 ") {
+		t.Errorf("IQ4_NL on 4 goroutines: error %v, want one naming block 156", err2)
+	}
+	x = gaussian(9, 64, 1)
+	x[3], x[4] = float32(math.NaN()), float32(math.Inf(1))
+	if _, err := Encode(TypeF16, x); err != nil {
+		t.Errorf("F16 of NaN and Inf: %v", err)
+	}
+	for _, v := range []float32{-1, float32(math.NaN()), float32(math.Inf(1))} {
+		qw := slices.Clone(ones)
+		qw[7] = v
+		if _, err := EncodeWeighted(TypeQ4_0, gaussian(9, rowLen, 1), rowLen, qw); err == nil || !strings.Contains(err.Error(), "importance 7 is") {
+			t.Errorf("importance %g: error %v, want one naming importance 7", v, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package gguf
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
@@ -14,7 +15,8 @@ import (
 // an importance matrix (quantize_row_q4_K_impl and its kin: each value's
 // error weighted by its column's importance), other types as Encode
 // (llama.cpp's Q8_0 and the float types take no weights). len(qw) must be
-// rowLen.
+// rowLen, its entries finite and non-negative. Values the type cannot hold
+// give an error wrapping ErrNotQuantizable, as Encode's.
 func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]byte, error) {
 	if !takesImportance(t) {
 		return Encode(t, src)
@@ -22,16 +24,26 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 	if rowLen <= 0 || len(src)%rowLen != 0 || len(qw) != rowLen {
 		return nil, fmt.Errorf("encode %s with importance: %d values in rows of %d, %d weights", t, len(src), rowLen, len(qw))
 	}
+	for j, v := range qw {
+		if !(v >= 0) || math.IsInf(float64(v), 1) {
+			return nil, fmt.Errorf("encode %s with importance: importance %d is %g, want finite and non-negative", t, j, v)
+		}
+	}
 	rb, err := t.RowBytes(int64(rowLen))
 	if err != nil {
 		return nil, fmt.Errorf("encode %s rows of %d: %w", t, rowLen, err)
 	}
 	rows := len(src) / rowLen
 	dst := make([]byte, int64(rows)*rb)
+	check := newQuantCheck(t)
+	bpr := rowLen / t.BlockSize() // blocks per row
 	parallelBlocks(rows, max(1, grainFor(t)*t.BlockSize()/rowLen), func(lo, hi int) {
 		var k kQuantizer
 		for r := lo; r < hi; r++ {
 			x, y := src[r*rowLen:(r+1)*rowLen], dst[int64(r)*rb:int64(r+1)*rb]
+			if !check.input(r*rowLen, x) {
+				return
+			}
 			switch t {
 			case TypeQ4_K:
 				k.weightedRowQ4_K(y, x, qw)
@@ -51,8 +63,12 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 			case TypeIQ4_XS:
 				quantizeIQ4XS(y, x, qw)
 			}
+			check.output(r*bpr, y)
 		}
 	})
+	if err := check.err(src); err != nil {
+		return nil, fmt.Errorf("encode %s with importance: %w", t, err)
+	}
 	return dst, nil
 }
 
