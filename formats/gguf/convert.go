@@ -201,6 +201,8 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			var data []byte
 			if data, err = EncodeWeighted(infos[i].Type, vals, s.shape[1], qw); err == nil {
 				err = w.WriteTensor(s.name, data)
+			} else {
+				err = fmt.Errorf("gguf convert: tensor %q: %w", s.name, err)
 			}
 		}
 		if err != nil {

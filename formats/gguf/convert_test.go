@@ -579,8 +579,31 @@ func (e extraTensor) Tensor(name string) (safetensors.Tensor, error) {
 	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: []int{e.n}}, Data: data}, nil
 }
 
+// poisonedTensor sets element at of an F32 tensor of a checkpoint to v.
+type poisonedTensor struct {
+	w    gguf.Weights
+	name string
+	at   int
+	v    float32
+}
+
+func (p poisonedTensor) Tensor(name string) (safetensors.Tensor, error) {
+	tensor, err := p.w.Tensor(name)
+	if err != nil || name != p.name {
+		return tensor, err
+	}
+	if tensor.DType != safetensors.F32 {
+		return tensor, fmt.Errorf("poisonedTensor: %q is %s, want F32", name, tensor.DType)
+	}
+	data := slices.Clone(tensor.Data)
+	binary.LittleEndian.PutUint32(data[4*p.at:], math.Float32bits(p.v))
+	tensor.Data = data
+	return tensor, nil
+}
+
 func TestConvertErrors(t *testing.T) {
 	ck := openCheckpoint(t, "models/stories260K-hf-mistral")
+	upImatrix := &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{"blk.2.ffn_up.weight": {Sum2: slices.Repeat([]float32{1}, 64), Count: 1}}}
 	parse := func(t *testing.T, edit func(map[string]string)) *hfconfig.Config {
 		t.Helper()
 		fields := map[string]string{
@@ -632,6 +655,12 @@ func TestConvertErrors(t *testing.T) {
 		{"imatrix rows", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeQ4_0, Imatrix: &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{
 			"blk.2.attn_q.weight": {Sum2: make([]float32, 172), Count: 1}}}},
 			`imatrix entry "blk.2.attn_q.weight" has 172 values, the weight's rows 64`, nil},
+		{"NaN weight", func(map[string]string) {}, poisonedTensor{ck.set, "model.layers.2.mlp.up_proj.weight", 100, float32(math.NaN())}, gguf.ConvertOptions{Type: gguf.TypeQ4_0},
+			`tensor "blk.2.ffn_up.weight": encode Q4_0: value 100 is NaN`, gguf.ErrNotQuantizable},
+		{"NaN weight, imatrix", func(map[string]string) {}, poisonedTensor{ck.set, "model.layers.2.mlp.up_proj.weight", 100, float32(math.NaN())}, gguf.ConvertOptions{Type: gguf.TypeQ4_1, Imatrix: upImatrix},
+			`tensor "blk.2.ffn_up.weight": encode Q4_1 with importance: value 100 is NaN`, gguf.ErrNotQuantizable},
+		{"huge weight", func(map[string]string) {}, poisonedTensor{ck.set, "model.layers.2.mlp.up_proj.weight", 100, 1e7}, gguf.ConvertOptions{Type: gguf.TypeIQ4_NL},
+			`tensor "blk.2.ffn_up.weight": encode IQ4_NL: block 3 (values 96 to 127, largest |value| 1e+07): its fp16 scale overflows`, gguf.ErrNotQuantizable},
 	}
 	// The errors gguf.Check gives too, before a tensor is read.
 	checked := map[string]bool{"classifier": true, "tensor type": true, "imatrix rows": true}
