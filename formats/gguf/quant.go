@@ -753,12 +753,6 @@ func makeQKX3Quants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta floa
 // (nearest_int, then clamped: out of nearest_int's range the level is
 // whatever it gives, as in ggml built without asserts).
 func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, nstep int, useMAD, qkx3 bool) (scale, theMin float32) {
-	loss := func(diff float32) float32 {
-		if useMAD {
-			return abs32(diff)
-		}
-		return float32(diff * diff)
-	}
 	n := len(x)
 	lo, hi := x[0], x[0]
 	sumW := w[0]
@@ -787,13 +781,10 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 	iscale := fmax / (hi - lo)
 	scale = 1 / iscale
 	nanX := qkx3 && slices.ContainsFunc(x[:n], func(v float32) bool { return v != v })
-	var bestErr float32
 	for i := range n {
-		l := clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax)
-		L[i] = uint8(l)
-		diff := float32(scale*float32(l)) + lo - x[i]
-		bestErr += float32(w[i] * loss(diff))
+		L[i] = uint8(clampInt(nearestInt(float32(iscale*(x[i]-lo))), 0, nmax))
 	}
+	bestErr := qkxErr(x[:n], w[:n], L[:n], scale, lo, useMAD)
 	for is := 0; is <= nstep; is++ {
 		iscale = (rmin + float32(rdelta*float32(is)) + fmax) / (hi - lo)
 		var sumL, sumL2, sumXL float32
@@ -834,11 +825,7 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 			thisMin = 0
 			thisScale = sumXL / sumL2
 		}
-		var curErr float32
-		for i := range n {
-			diff := float32(thisScale*float32(laux[i])) + thisMin - x[i]
-			curErr += float32(w[i] * loss(diff))
-		}
+		curErr := qkxErr(x[:n], w[:n], laux[:n], thisScale, thisMin, useMAD)
 		if curErr < bestErr {
 			copy(L[:n], laux[:n])
 			bestErr = curErr
@@ -847,6 +834,25 @@ func qkxQuants(nmax int, x, w []float32, L, laux []uint8, rmin, rdelta float32, 
 		}
 	}
 	return scale, -lo
+}
+
+// qkxErr is qkxQuants' error of levels L at scale and min: Σ w·|diff|
+// (useMAD) or Σ w·diff², diff = scale·L + min − x, summed in order in
+// float32 as ggml does. (Two loops, not a loss function called per value:
+// the search spends most of a K-type quantization here.)
+func qkxErr(x, w []float32, L []uint8, scale, min float32, useMAD bool) float32 {
+	var e float32
+	if useMAD {
+		for i, v := range x {
+			e += float32(w[i] * abs32(float32(scale*float32(L[i]))+min-v))
+		}
+		return e
+	}
+	for i, v := range x {
+		diff := float32(scale*float32(L[i])) + min - v
+		e += float32(w[i] * float32(diff*diff))
+	}
+	return e
 }
 
 // minMax returns the least and greatest of x, starting from lo and hi, as
