@@ -127,14 +127,8 @@ func TestStories260K(t *testing.T) {
 }
 
 func TestOpenchatTiny(t *testing.T) {
-	var ref struct {
-		Greedy struct {
-			Prompt []int `json:"prompt_ids"`
-			IDs    []int `json:"ids"`
-		} `json:"greedy_fp32"`
-	}
 	dir := fixture(t, "models/openchat-tiny")
-	readJSON(t, filepath.Join(dir, "reference.json"), &ref)
+	prompt, ids := tinyGreedy(t, dir)
 	var tokCfg struct {
 		ChatTemplate string `json:"chat_template"`
 	}
@@ -197,12 +191,12 @@ func TestOpenchatTiny(t *testing.T) {
 			gguf.TypeQ6_K:   {1.8, 8e-3, 1.2e-2},
 		},
 		flipsArgmax: map[gguf.TensorType]bool{gguf.TypeQ2_K: true},
-		prompts:     [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}},
+		prompts:     tinyPrompts(t, dir),
 		texts: []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
 			"naïve café 東京 😀", "func main() {\n\tfmt.Println(42)\n}", "The  capital   of France"},
 	}
 	checkFixture(t, spec, func(t *testing.T, ck *checkpoint, convs []*converted) {
-		checkLlamaCpp(t, ck, convs, spec, &greedyRef{prompt: ref.Greedy.Prompt, want: ref.Greedy.IDs})
+		checkLlamaCpp(t, ck, convs, spec, &greedyRef{prompt: prompt, want: ids})
 	})
 }
 

@@ -329,3 +329,26 @@ func (tol tolerance) check(t testing.TB, what string, d diff) {
 		t.Errorf("%s: %v; want max|Δlogp| ≤ %.3g, NMSE ≤ %.3g, KL ≤ %.3g, argmax agreeing, none missing", what, d, tol.maxAbs, tol.nmse, tol.kl)
 	}
 }
+
+// tinyGreedy reads openchat-tiny's reference greedy run (reference.json's
+// greedy_fp32 in dir): its prompt, and the ids from the prompt on.
+func tinyGreedy(t testing.TB, dir string) (prompt, ids []int) {
+	t.Helper()
+	var ref struct {
+		Greedy struct {
+			Prompt []int `json:"prompt_ids"`
+			IDs    []int `json:"ids"`
+		} `json:"greedy_fp32"`
+	}
+	readJSON(t, filepath.Join(dir, "reference.json"), &ref)
+	return ref.Greedy.Prompt, ref.Greedy.IDs
+}
+
+// tinyPrompts are the prompts whose next-token distributions the
+// openchat-tiny tests compare: the greedy run's prompt, its first 40 ids,
+// BOS alone.
+func tinyPrompts(t testing.TB, dir string) [][]int {
+	t.Helper()
+	prompt, ids := tinyGreedy(t, dir)
+	return [][]int{prompt, ids[:40], {1}}
+}

@@ -310,18 +310,12 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 	if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16, Vocab: vocab}); err != nil {
 		t.Fatal(err)
 	}
-	var ref struct {
-		Greedy struct {
-			Prompt []int `json:"prompt_ids"`
-			IDs    []int `json:"ids"`
-		} `json:"greedy_fp32"`
-	}
-	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
+	prompt, ids := tinyGreedy(t, ck.dir)
 	texts := []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
 		"naïve café 東京 😀", "func main() {\n\tfmt.Println(42)\n}", "The  capital   of France"}
-	steps := len(ref.Greedy.IDs) - len(ref.Greedy.Prompt)
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: len(ref.Greedy.IDs) + 8,
-		Greedy: &greedyQ{Prompt: ref.Greedy.Prompt, Steps: steps}, Tokenize: texts}}})
+	steps := len(ids) - len(prompt)
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: len(ids) + 8,
+		Greedy: &greedyQ{Prompt: prompt, Steps: steps}, Tokenize: texts}}})
 	got := resp.Models[0]
 	for j, text := range texts {
 		want, err := ck.tok.Encode(text)
@@ -332,8 +326,8 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 			t.Errorf("tokenize %q: llama.cpp %v, ours %v", text, got.Tokenize[j], want)
 		}
 	}
-	if llama := append(slices.Clone(ref.Greedy.Prompt), got.Greedy...); !slices.Equal(llama, ref.Greedy.IDs) {
-		t.Errorf("greedy ids\nllama.cpp %v\nreference %v", llama, ref.Greedy.IDs)
+	if llama := append(slices.Clone(prompt), got.Greedy...); !slices.Equal(llama, ids) {
+		t.Errorf("greedy ids\nllama.cpp %v\nreference %v", llama, ids)
 	}
 }
 
@@ -424,16 +418,9 @@ func TestLlamaCppMix(t *testing.T) {
 			}
 		}
 		t.Run(tc.mix, func(t *testing.T) {
-			var ref struct {
-				Greedy struct {
-					Prompt []int `json:"prompt_ids"`
-					IDs    []int `json:"ids"`
-				} `json:"greedy_fp32"`
-			}
 			// The types above need no llama.cpp; what follows does.
 			node := llamaCppAvailable(t)
-			readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
-			prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
+			prompts := tinyPrompts(t, ck.dir)
 			resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 48, Logits: prompts}}})
 			ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
 			d := llamaDiff(t, resp.Models[0].LogProbs, ours, ck.cfg.VocabSize)

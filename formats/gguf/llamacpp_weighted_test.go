@@ -55,14 +55,7 @@ func TestLlamaCppWeighted(t *testing.T) {
 	}
 	// What follows needs llama.cpp.
 	node := llamaCppAvailable(t)
-	var ref struct {
-		Greedy struct {
-			Prompt []int `json:"prompt_ids"`
-			IDs    []int `json:"ids"`
-		} `json:"greedy_fp32"`
-	}
-	readJSON(t, filepath.Join(ck.dir, "reference.json"), &ref)
-	prompts := [][]int{ref.Greedy.Prompt, ref.Greedy.IDs[:40], {1}}
+	prompts := tinyPrompts(t, ck.dir)
 	req := llamaRequest{}
 	for _, c := range convs {
 		req.Models = append(req.Models, llamaModel{Path: c.path, Context: 48, Logits: prompts})

@@ -349,45 +349,6 @@ func TestK23SpecialBlocks(t *testing.T) {
 	}
 }
 
-// TestEncodeWeightedK23: with an importance per column spread over six
-// decades (TestEncodeWeighted's), Q2_K's and Q3_K's importance-weighted
-// quantizers leave less importance-weighted error than the reference
-// ones.
-func TestEncodeWeightedK23(t *testing.T) {
-	const rows, cols = 64, 512
-	x := gaussian(7, rows*cols, 0.02)
-	r := rand.New(rand.NewPCG(7, 8))
-	qw := make([]float32, cols)
-	for j := range qw {
-		qw[j] = float32(math.Pow(10, 6*r.Float64()-3))
-	}
-	werr := func(y []float32) float64 {
-		var e float64
-		for i, v := range x {
-			d := float64(y[i] - v)
-			e += float64(qw[i%cols]) * d * d
-		}
-		return e
-	}
-	for _, typ := range []TensorType{TypeQ2_K, TypeQ3_K} {
-		plain, err := Encode(typ, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		weighted, err := EncodeWeighted(typ, x, cols, qw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		yp, _ := Decode(typ, plain, len(x))
-		yw, _ := Decode(typ, weighted, len(x))
-		ep, ew := werr(yp), werr(yw)
-		t.Logf("%s: importance-weighted error %.4g without, %.4g with the importances (%.1f%%); plain NMSE %.3g / %.3g", typ, ep, ew, 100*(ew/ep-1), nmse(yp, x), nmse(yw, x))
-		if !(ew < 0.8*ep) {
-			t.Errorf("%s: weighted error %.4g with the importances, %.4g without: want at least 20%% less", typ, ew, ep)
-		}
-	}
-}
-
 // TestEncodeParallelK23: splitting across goroutines gives the bytes of
 // one sequential pass, with and without importances.
 func TestEncodeParallelK23(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
-	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -413,47 +412,6 @@ func TestLegacySpecialBlocks(t *testing.T) {
 					}
 				}
 			}
-		}
-	}
-}
-
-// TestLegacyEncodeWeighted: with an importance per column spread over six
-// decades, the importance-weighted quantizers (llama-quantize --imatrix)
-// leave less importance-weighted error than the reference ones.
-func TestLegacyEncodeWeighted(t *testing.T) {
-	const rows, cols = 64, 512
-	x := gaussian(7, rows*cols, 0.02)
-	r := rand.New(rand.NewPCG(7, 8))
-	qw := make([]float32, cols)
-	for j := range qw {
-		qw[j] = float32(math.Pow(10, 6*r.Float64()-3))
-	}
-	werr := func(y []float32) float64 {
-		var e float64
-		for i, v := range x {
-			d := float64(y[i] - v)
-			e += float64(qw[i%cols]) * d * d
-		}
-		return e
-	}
-	for _, typ := range legacyTypes {
-		plain, err := Encode(typ, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		weighted, err := EncodeWeighted(typ, x, cols, qw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		yp, _ := Decode(typ, plain, len(x))
-		yw, err := Decode(typ, weighted, len(x))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep, ew := werr(yp), werr(yw)
-		t.Logf("%s: importance-weighted error %.4g without, %.4g with the importances (%.1f%%); plain NMSE %.3g / %.3g", typ, ep, ew, 100*(ew/ep-1), nmse(yp, x), nmse(yw, x))
-		if !(ew < 0.95*ep) {
-			t.Errorf("%s: weighted error %.4g with the importances, %.4g without: want at least 5%% less", typ, ew, ep)
 		}
 	}
 }
