@@ -56,7 +56,12 @@ type ConvertOptions struct {
 	// or gptqtool imatrix's) weighing the K-type GGUF weights' error
 	// (gguf.ConvertOptions.Imatrix); only with GGUF.
 	Imatrix string
-	Force   bool
+	// OutputTensorType and TokenEmbeddingType name the GGUF type of the
+	// output weight and of token_embd (llama-quantize's
+	// --output-tensor-type and --token-embedding-type, e.g. "q8_0" for
+	// the "_L" files some repositories publish); "" keeps the mix's.
+	OutputTensorType, TokenEmbeddingType string
+	Force                                bool
 	// Version is gptqtool's, recorded in the model card (converted_by).
 	Version string
 	Log     io.Writer
@@ -161,6 +166,11 @@ func (o ConvertOptions) CheckFlags() error {
 		}
 		if len(given) > 0 {
 			return fmt.Errorf("--gguf %s: a GGUF file takes its type from --gguf (GPTQ weights are dequantized): drop %s", o.GGUF, strings.Join(given, ", "))
+		}
+	}
+	for _, f := range []struct{ flag, v string }{{"--output-tensor-type", o.OutputTensorType}, {"--token-embedding-type", o.TokenEmbeddingType}} {
+		if f.v != "" && o.GGUF == "" {
+			return fmt.Errorf("%s %s sets a GGUF file's type: add --gguf TYPE (e.g. q4_k_m)", f.flag, f.v)
 		}
 	}
 	if o.Imatrix != "" && o.GGUF == "" {
@@ -1090,6 +1100,19 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		return w, []int{l.N, l.K}, err
 	}
 	opts := gguf.ConvertOptions{Name: name, AllowOverflow: o.AllowOverflow}
+	for _, f := range []struct {
+		flag, v string
+		t       **gguf.TensorType
+	}{{"--output-tensor-type", o.OutputTensorType, &opts.OutputType}, {"--token-embedding-type", o.TokenEmbeddingType, &opts.TokenEmbeddingType}} {
+		if f.v == "" {
+			continue
+		}
+		t, err := gguf.ParseTensorType(f.v)
+		if err != nil || !t.Convertible() {
+			return nil, fmt.Errorf("convert: %s %s: want a type gptqtool writes (%s)", f.flag, f.v, strings.ToLower(gguf.TypeNames()))
+		}
+		*f.t = &t
+	}
 	if o.Imatrix != "" {
 		if opts.Imatrix, err = gguf.ReadImatrix(o.Imatrix); err != nil {
 			return nil, fmt.Errorf("convert: --imatrix: %w", err)

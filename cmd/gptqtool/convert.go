@@ -51,6 +51,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
   error names them and the types not written. Rows that are not whole blocks fall back as
   llama-quantize's do, and are listed. GPTQ weights are dequantized first.
   F16 weights holding values beyond fp16's range are refused as above unless --allow-overflow.
+  --output-tensor-type and --token-embedding-type (with --gguf) set those two weights' types as
+  llama-quantize's flags of the same names do (q8_0 for both makes the "_L" files some
+  repositories publish); a tied token_embd is the output.
   --imatrix FILE (with --gguf) weighs the quantized weights' error by the importance
   of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).`,
 		Args: exactArgs(0),
@@ -126,6 +129,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")
 	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the quantized weights' error by their columns' importance (all but q8_0's), as llama-quantize --imatrix does")
+	fs.StringVar(&o.OutputTensorType, "output-tensor-type", "", "with --gguf: the output weight's type (llama-quantize's --output-tensor-type, e.g. q8_0), in place of the mix's")
+	fs.StringVar(&o.TokenEmbeddingType, "token-embedding-type", "", "with --gguf: token_embd's type (llama-quantize's --token-embedding-type, e.g. q8_0), in place of the mix's")
 	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote); with --gguf, the .gguf files it writes")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")

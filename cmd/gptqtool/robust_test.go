@@ -885,6 +885,30 @@ func TestConvertCommand(t *testing.T) {
 	if want := map[string]int{"F32": 13, "Q4_K": 34, "Q6_K": 3, "Q8_0": 2, "Q5_0": 4}; !maps.Equal(rep.Types, want) {
 		t.Errorf("Q4_K_M tensor types %v, want %v", rep.Types, want)
 	}
+	// llama-quantize's --token-embedding-type on the tied token_embd
+	// (the output): Q8_0 in place of Q6_K.
+	large := filepath.Join(tmp, "oc-l.gguf")
+	if _, stderr, err := run(t, "convert", "--in", fixturePath(t, "models/openchat-tiny"), "--out", large, "--gguf", "q4_k_m", "--token-embedding-type", "q8_0"); err != nil {
+		t.Fatalf("convert --token-embedding-type q8_0: %v\n%s", err, stderr)
+	}
+	if stdout, _, err = run(t, "inspect", "--json", large); err != nil {
+		t.Fatal(err)
+	}
+	rep.Types = nil
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int{"F32": 13, "Q4_K": 34, "Q6_K": 2, "Q8_0": 3, "Q5_0": 4}; !maps.Equal(rep.Types, want) {
+		t.Errorf("Q4_K_M with --token-embedding-type q8_0: tensor types %v, want %v", rep.Types, want)
+	}
+	for _, args := range [][]string{
+		{"--out", filepath.Join(tmp, "x"), "--output-tensor-type", "q8_0"},
+		{"--out", filepath.Join(tmp, "y.gguf"), "--gguf", "q4_k_m", "--output-tensor-type", "iq2_xxs"},
+	} {
+		if _, _, err := run(t, append([]string{"convert", "--in", st}, args...)...); err == nil || !strings.Contains(err.Error(), "--output-tensor-type") {
+			t.Errorf("convert %v: %v, want an error naming --output-tensor-type", args, err)
+		}
+	}
 	// A list of types: one file each in the directory --out, listed.
 	table := filepath.Join(tmp, "table")
 	stdout, _, err = run(t, "convert", "--in", st, "--out", table, "--gguf", "q8_0,q4_0")

@@ -79,6 +79,12 @@ type ConvertOptions struct {
 	// (Mixes): it picks each 2-D weight's type, and general.file_type, in
 	// place of Type. Fallbacks apply as for Type.
 	Mix Mix
+	// OutputType and TokenEmbeddingType, when set, are llama-quantize's
+	// --output-tensor-type and --token-embedding-type: the type of the
+	// output weight and of token_embd, in place of what Type or Mix give
+	// them (a tied token_embd, which is the output, takes
+	// TokenEmbeddingType if set, else OutputType). Fallbacks apply.
+	OutputType, TokenEmbeddingType *TensorType
 	// Imatrix, when set, weighs the quantization error of every weight
 	// but Q8_0 and the float types by its columns' importance
 	// (Imatrix.Importance, by GGUF name), as llama-quantize --imatrix does;
@@ -253,7 +259,15 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		fileType, ok = opts.Mix.FileType, true
 	}
 	if !ok {
-		return nil, nil, nil, fmt.Errorf("gguf convert: tensor type %s: want %s", opts.Type, fileTypeNames())
+		return nil, nil, nil, fmt.Errorf("gguf convert: tensor type %s: want %s", opts.Type, TypeNames())
+	}
+	for _, o := range []struct {
+		what string
+		t    *TensorType
+	}{{"output tensor type", opts.OutputType}, {"token embedding type", opts.TokenEmbeddingType}} {
+		if o.t != nil && !o.t.Convertible() {
+			return nil, nil, nil, fmt.Errorf("gguf convert: %s %s: want %s", o.what, *o.t, TypeNames())
+		}
 	}
 	res := &ConvertResult{FileType: fileType}
 	specs := tensorSpecs(cfg)
@@ -264,6 +278,15 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 			want := opts.Type
 			if opts.Mix.Name != "" {
 				want = opts.Mix.typeFor(s.name, cfg, opts.Imatrix != nil)
+			}
+			// llama-quantize's --token-embedding-type, then its
+			// --output-tensor-type (a tied token_embd is the output).
+			isOutput := s.name == "output.weight" || (cfg.TieWordEmbeddings && s.name == "token_embd.weight")
+			switch {
+			case s.name == "token_embd.weight" && opts.TokenEmbeddingType != nil:
+				want = *opts.TokenEmbeddingType
+			case isOutput && opts.OutputType != nil:
+				want = *opts.OutputType
 			}
 			var fb *Fallback
 			typ, fb = weightType(want, s)
@@ -363,9 +386,9 @@ var fileTypes = map[TensorType]uint32{
 	TypeIQ4_XS: 30,
 }
 
-// fileTypeNames lists the types Convert writes, in llama.h's order of
+// TypeNames lists the types Convert writes, in llama.h's order of
 // their file types.
-func fileTypeNames() string {
+func TypeNames() string {
 	ts := slices.SortedFunc(maps.Keys(fileTypes), func(a, b TensorType) int { return cmp.Compare(fileTypes[a], fileTypes[b]) })
 	names := make([]string, len(ts))
 	for i, t := range ts {

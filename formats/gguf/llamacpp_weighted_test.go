@@ -129,3 +129,57 @@ func TestQ2_K_SNeedsImatrix(t *testing.T) {
 		t.Errorf("file type %d, want 21 (MOSTLY_Q2_K_S)", c.res.FileType)
 	}
 }
+
+// TestOutputAndEmbeddingTypes: OutputType and TokenEmbeddingType
+// (llama-quantize's --output-tensor-type and --token-embedding-type) set
+// those weights' types over the mix's, a tied token_embd (openchat-tiny's)
+// taking TokenEmbeddingType first, then OutputType; stories260K's untied
+// output and token_embd each take their own, falling back where their rows
+// (64) are not whole blocks; a type Convert does not write is refused.
+func TestOutputAndEmbeddingTypes(t *testing.T) {
+	q8, f16, q6 := gguf.TypeQ8_0, gguf.TypeF16, gguf.TypeQ6_K
+	tiny := openCheckpoint(t, "models/openchat-tiny")
+	stories := openCheckpoint(t, "models/stories260K-hf-mistral")
+	mix, _ := gguf.ParseMix("q4_k_m")
+	q40, _ := gguf.ParseMix("q4_0")
+	for _, tc := range []struct {
+		name          string
+		ck            *checkpoint
+		mix           gguf.Mix
+		out, embd     *gguf.TensorType
+		wantEmbd      gguf.TensorType
+		wantOut       gguf.TensorType // for an untied model
+		wantFallbacks int             // of token_embd and output
+	}{
+		{"tied, embedding type", tiny, mix, &f16, &q8, gguf.TypeQ8_0, 0, 0},
+		{"tied, output type", tiny, mix, &q8, nil, gguf.TypeQ8_0, 0, 0},
+		{"tied, neither", tiny, mix, nil, nil, gguf.TypeQ6_K, 0, 0},
+		{"untied, both", stories, q40, &q8, &f16, gguf.TypeF16, gguf.TypeQ8_0, 0},
+		{"untied, Q6_K falls back", stories, q40, &q6, nil, gguf.TypeQ4_0, gguf.TypeQ8_0, 1},
+	} {
+		c := convertWith(t, tc.ck, tc.mix.Base, gguf.ConvertOptions{Mix: tc.mix, OutputType: tc.out, TokenEmbeddingType: tc.embd})
+		types := map[string]gguf.TensorType{}
+		for _, ti := range c.file.Tensors() {
+			types[ti.Name] = ti.Type
+		}
+		if got := types["token_embd.weight"]; got != tc.wantEmbd {
+			t.Errorf("%s: token_embd %s, want %s", tc.name, got, tc.wantEmbd)
+		}
+		if got, ok := types["output.weight"]; ok != (tc.wantOut != 0) || got != tc.wantOut {
+			t.Errorf("%s: output %s (present %v), want %s", tc.name, got, ok, tc.wantOut)
+		}
+		n := 0
+		for _, fb := range c.res.Fallbacks {
+			if fb.Tensor == "token_embd.weight" || fb.Tensor == "output.weight" {
+				n++
+			}
+		}
+		if n != tc.wantFallbacks {
+			t.Errorf("%s: fallbacks %v, want %d of token_embd and output", tc.name, c.res.Fallbacks, tc.wantFallbacks)
+		}
+	}
+	bad := gguf.TypeIQ2_XXS
+	if _, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), tiny.set, tiny.cfg, tiny.tok, gguf.ConvertOptions{Mix: mix, OutputType: &bad}); err == nil || !strings.Contains(err.Error(), "output tensor type IQ2_XXS: want F32, F16, Q4_0") {
+		t.Errorf("output type IQ2_XXS: %v", err)
+	}
+}
