@@ -40,19 +40,8 @@ func TestEncodeWeighted(t *testing.T) {
 		if typ == TypeQ2_K || typ == TypeQ3_K {
 			keep = 0.8
 		}
-		plain, err := Encode(typ, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		weighted, err := EncodeWeighted(typ, x, cols, qw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		yp, _ := Decode(typ, plain, len(x))
-		yw, err := Decode(typ, weighted, len(x))
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, yp := roundTrip(t, typ, x, nil)
+		_, yw := roundTrip(t, typ, x, qw)
 		ep, ew := werr(yp), werr(yw)
 		t.Logf("%s: importance-weighted error %.4g without, %.4g with the importances (%.1f%%); plain NMSE %.3g / %.3g", typ, ep, ew, 100*(ew/ep-1), nmse(yp, x), nmse(yw, x))
 		if !(ew < keep*ep) {

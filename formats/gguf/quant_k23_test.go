@@ -245,17 +245,7 @@ func TestK23RoundTrip(t *testing.T) {
 	errs := map[string]float64{}
 	for _, typ := range []TensorType{TypeQ2_K, TypeQ3_K, TypeQ4_K} {
 		for _, weighted := range []bool{false, true} {
-			q, err := Encode(typ, x)
-			if weighted {
-				q, err = EncodeWeighted(typ, x, cols, qw)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			y, err := Decode(typ, q, len(x))
-			if err != nil {
-				t.Fatal(err)
-			}
+			q, y := roundTrip(t, typ, x, map[bool][]float32{true: qw}[weighted])
 			name := typ.String() + map[bool]string{true: " weighted"}[weighted]
 			errs[name] = nmse(y, x)
 			if typ == TypeQ4_K {
@@ -324,19 +314,9 @@ func TestK23SpecialBlocks(t *testing.T) {
 					for i := range x {
 						x[i] = tt.x(i)
 					}
-					q, err := Encode(typ, x)
-					if weighted {
-						q, err = EncodeWeighted(typ, x, 256, qw)
-					}
-					if err != nil {
-						t.Fatal(err)
-					}
+					q, y := roundTrip(t, typ, x, map[bool][]float32{true: qw}[weighted])
 					if tt.name == "zeros" && !bytes.Equal(q, make([]byte, len(q))) {
 						t.Errorf("zeros give % x, want zero bytes", q)
-					}
-					y, err := Decode(typ, q, 256)
-					if err != nil {
-						t.Fatal(err)
 					}
 					for i := range x {
 						if math.IsNaN(float64(y[i])) || math.IsInf(float64(y[i]), 0) || abs32(y[i]-x[i]) > tt.tol {

@@ -104,14 +104,7 @@ func TestKQuantRoundTrip(t *testing.T) {
 	x := gaussian(2, 256*256, 0.02)
 	errs := map[TensorType]float64{}
 	for _, typ := range []TensorType{TypeQ4_K, TypeQ5_K, TypeQ6_K} {
-		q, err := Encode(typ, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		y, err := Decode(typ, q, len(x))
-		if err != nil {
-			t.Fatal(err)
-		}
+		q, y := roundTrip(t, typ, x, nil)
 		errs[typ] = nmse(y, x)
 		bb := typ.BlockBytes()
 		for b := 0; b < len(q)/bb; b++ {

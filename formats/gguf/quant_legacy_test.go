@@ -297,14 +297,7 @@ func TestLegacyRoundTrip(t *testing.T) {
 	x := gaussian(5, 256*256, 0.02)
 	errs := map[TensorType]float64{}
 	for _, typ := range legacyTypes {
-		q, err := Encode(typ, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		y, err := Decode(typ, q, len(x))
-		if err != nil {
-			t.Fatal(err)
-		}
+		q, y := roundTrip(t, typ, x, nil)
 		errs[typ] = nmse(y, x)
 		lt, linear := legacyOf(typ)
 		if !linear {
@@ -390,21 +383,12 @@ func TestLegacySpecialBlocks(t *testing.T) {
 			}
 			for _, weighted := range []bool{false, true} {
 				name := typ.String() + " " + tt.name
-				var q []byte
-				var err error
+				var qw []float32
 				if weighted {
 					name += " weighted"
-					q, err = EncodeWeighted(typ, x, 256, ones)
-				} else {
-					q, err = Encode(typ, x)
+					qw = ones
 				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				y, err := Decode(typ, q, len(x))
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, y := roundTrip(t, typ, x, qw)
 				for i := range x {
 					if e := abs32(y[i] - x[i]); !(e <= tt.tol(x[i])) {
 						t.Errorf("%s: value %d = %g, want %g ± %g", name, i, y[i], x[i], tt.tol(x[i]))

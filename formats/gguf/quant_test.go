@@ -222,6 +222,25 @@ func gaussian(seed uint64, n int, scale float32) []float32 {
 	return x
 }
 
+// roundTrip encodes x as typ, with the column importances qw for rows
+// of len(qw) values when qw is set (EncodeWeighted), and decodes it back;
+// an error of either fails the test.
+func roundTrip(t testing.TB, typ TensorType, x, qw []float32) ([]byte, []float32) {
+	t.Helper()
+	q, err := Encode(typ, x)
+	if qw != nil {
+		q, err = EncodeWeighted(typ, x, len(qw), qw)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := Decode(typ, q, len(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, y
+}
+
 func nmse(got, want []float32) float64 {
 	var num, den float64
 	for i := range want {
