@@ -145,8 +145,9 @@ func (m Mix) typeFor(name string, cfg *hfconfig.Config, imatrix bool) TensorType
 // weight's row length (the hidden size).
 func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType {
 	if name == "output.weight" || (!hasOutput && name == "token_embd.weight") {
-		switch {
-		case rowLen%m.Base.BlockSize() != 0, m.Base == TypeQ8_0:
+		// (llama.cpp also keeps a Q8_0 file's output in Q8_0; no mix has
+		// that base: q8_0 is one type for every weight, ParseTarget.)
+		if rowLen%m.Base.BlockSize() != 0 {
 			return TypeQ8_0
 		}
 		return TypeQ6_K
