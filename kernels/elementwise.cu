@@ -186,3 +186,41 @@ extern "C" __global__ void score_rows_f32(double* lp, int* ids, double* top, con
         pv = bv, pi = bi;
     }
 }
+
+// col_squares_T(out [cols] double, x [rows, cols]): out[j] = Σ_r x[r][j]²,
+// products and sums in double, the importance matrix's sums (llama.cpp's
+// imatrix) of one pass. Block b owns columns [64b, 64b+64): lane l of warp w
+// takes columns 64b+l and 64b+32+l over rows w, w+8, …; the 8 warps' sums
+// are then added in warp order, so the result does not depend on timing.
+// Grid ceil(cols/64) blocks of 256 threads.
+#define COL_SQUARES(N, T)                                                                        \
+    extern "C" __global__ void col_squares_##N(double* out, const T* x, int rows, int cols) {    \
+        __shared__ double part[8][64];                                                           \
+        int lane = threadIdx.x & 31, w = threadIdx.x >> 5;                                       \
+        int c0 = blockIdx.x * 64 + lane, c1 = c0 + 32;                                           \
+        double s0 = 0, s1 = 0;                                                                   \
+        for (int r = w; r < rows; r += 8) {                                                      \
+            const T* row = x + (i64)r * cols;                                                    \
+            if (c0 < cols) {                                                                     \
+                double v = to_f32(row[c0]);                                                      \
+                s0 += v * v;                                                                     \
+            }                                                                                    \
+            if (c1 < cols) {                                                                     \
+                double v = to_f32(row[c1]);                                                      \
+                s1 += v * v;                                                                     \
+            }                                                                                    \
+        }                                                                                        \
+        part[w][lane] = s0;                                                                      \
+        part[w][lane + 32] = s1;                                                                 \
+        __syncthreads();                                                                         \
+        if (w == 0) {                                                                            \
+            double t0 = 0, t1 = 0;                                                               \
+            _Pragma("unroll") for (int k = 0; k < 8; k++) {                                      \
+                t0 += part[k][lane];                                                             \
+                t1 += part[k][lane + 32];                                                        \
+            }                                                                                    \
+            if (c0 < cols) out[c0] = t0;                                                         \
+            if (c1 < cols) out[c1] = t1;                                                         \
+        }                                                                                        \
+    }
+FOR_DTYPES(COL_SQUARES)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -25,8 +25,11 @@ type Importance struct {
 // squares of each Linear's input features over the samples' real tokens
 // (padding, which a record-mode sample holds at its end, is left out). A
 // Linear's input is the intermediate model.Linears names (q/k/v share the
-// attention norm's output, gate/up the MLP norm's). progress, when set, is
-// called after each sample.
+// attention norm's output, gate/up the MLP norm's). The sums of a sample
+// are formed where the activations live (runtime.ColumnSquares: on the
+// device, cols float64 values come back an intermediate) and added up
+// across samples in float64. progress, when set, is called after each
+// sample.
 func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, progress func(done, total int)) (*Importance, error) {
 	imp := &Importance{Sum2: map[string][]float64{}, Samples: len(samples)}
 	// modules maps an intermediate's hook suffix to the Linears it feeds.
@@ -34,7 +37,33 @@ func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, pr
 	for _, l := range model.Linears {
 		modules[l.Input] = append(modules[l.Input], l.Name)
 	}
-	var mu sync.Mutex
+	b := m.Backend()
+	tap := func(name string, x runtime.Tensor) error {
+		rest, ok := strings.CutPrefix(name, "model.layers.")
+		if !ok {
+			return nil
+		}
+		layer, inter, ok := strings.Cut(rest, ".")
+		if !ok || modules[inter] == nil {
+			return nil
+		}
+		sums, err := runtime.ColumnSquares(b, x)
+		if err != nil {
+			return err
+		}
+		for _, mod := range modules[inter] {
+			key := "model.layers." + layer + "." + mod + ".weight"
+			acc := imp.Sum2[key]
+			if acc == nil {
+				acc = make([]float64, len(sums))
+				imp.Sum2[key] = acc
+			}
+			for j, v := range sums {
+				acc[j] += v
+			}
+		}
+		return nil
+	}
 	for s, smp := range samples {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -47,36 +76,7 @@ func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, pr
 		if n == 0 {
 			continue
 		}
-		hook := func(name string, x []float32, rows, cols int) {
-			rest, ok := strings.CutPrefix(name, "model.layers.")
-			if !ok {
-				return
-			}
-			layer, inter, ok := strings.Cut(rest, ".")
-			if !ok || modules[inter] == nil {
-				return
-			}
-			sums := make([]float64, cols)
-			for r := range rows {
-				for j, v := range x[r*cols : (r+1)*cols] {
-					sums[j] += float64(v) * float64(v)
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			for _, mod := range modules[inter] {
-				key := "model.layers." + layer + "." + mod + ".weight"
-				acc := imp.Sum2[key]
-				if acc == nil {
-					acc = make([]float64, cols)
-					imp.Sum2[key] = acc
-				}
-				for j, v := range sums {
-					acc[j] += v
-				}
-			}
-		}
-		if _, err := m.ForwardLast(smp.IDs[:n], nil, hook); err != nil {
+		if err := m.Observe(smp.IDs[:n], tap); err != nil {
 			return nil, fmt.Errorf("importance: sample %d: %w", s, err)
 		}
 		imp.Tokens += int64(n)

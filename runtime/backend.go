@@ -235,6 +235,35 @@ type RowScorer interface {
 	ScoreRows(logits Tensor, targets []int, k int) (lp []float64, ids []int32, top []float64, err error)
 }
 
+// ColumnSquarer is a Backend that sums each column's squares where x
+// lives: sums[j] = Σ_r x[r][j]² for x [rows, cols], products and sums in
+// float64, so that an importance matrix (llama.cpp's imatrix) brings back
+// cols values of a layer's input instead of rows×cols.
+type ColumnSquarer interface {
+	ColumnSquares(x Tensor) ([]float64, error)
+}
+
+// ColumnSquares returns Σ_r x[r][j]² for each column j of x [rows, cols] in
+// float64: on the device when b implements ColumnSquarer, else from a
+// downloaded copy, rows added in order.
+func ColumnSquares(b Backend, x Tensor) ([]float64, error) {
+	if c, ok := b.(ColumnSquarer); ok {
+		return c.ColumnSquares(x)
+	}
+	rows, cols := Rows(x), Cols(x)
+	h := make([]float32, x.Len())
+	if err := b.Download(h, x); err != nil {
+		return nil, err
+	}
+	sums := make([]float64, cols)
+	for r := range rows {
+		for j, v := range h[r*cols : (r+1)*cols] {
+			sums[j] += float64(v) * float64(v)
+		}
+	}
+	return sums, nil
+}
+
 // ModelSpec is what a Preparer needs to know of a model before its first
 // op: the activation dtype, the bit widths of its GPTQ weights (none for a
 // floating-point model), whether they are symmetric (every zero

@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b]
+#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -443,6 +443,22 @@ for step in $steps; do
     run gguf7b "${GGUF7B_TIMEOUT:-400}" sh -c "/usr/bin/time -v '$bin/gptqtool' convert --in /tmp/oc7b --out /tmp/oc7b-gguf --force \
       --gguf '${GGUF7B_TYPES:-q2_k,q3_k_m,q4_0,iq4_xs}' --json >'$LOGS/gguf7b.json' 2>'$LOGS/gguf7b.stderr'"
     grep -E 'GGUF|Maximum resident|Elapsed' "$LOGS/gguf7b.stderr" | tee -a "$summary"
+    ;;
+  imatrix7b)
+    # The importance matrix of the 7B shape (bf16, IMATRIX7B_SAMPLES samples
+    # of 512 tokens), with this build and, where device-build.sh made one
+    # with DEVICE_BASE=REV, with gptqtool-base on the same machine.
+    [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    for b in gptqtool gptqtool-base; do
+      [ -x "$bin/$b" ] || continue
+      run "imatrix7b-$b" 300 sh -c "/usr/bin/time -v '$bin/$b' imatrix --model /tmp/oc7b --device cuda \
+        --dataset '$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json' --nsamples ${IMATRIX7B_SAMPLES:-32} --seq-len 512 \
+        --out /tmp/oc7b-$b.imatrix.gguf --force --json >'$LOGS/imatrix7b-$b.json' 2>'$LOGS/imatrix7b-$b.stderr'"
+      note "$b: $(tr -d '\n' <"$LOGS/imatrix7b-$b.json")"
+      grep -E 'imatrix:|Maximum resident|Elapsed' "$LOGS/imatrix7b-$b.stderr" | tee -a "$summary"
+    done
+    [ -f /tmp/oc7b-gptqtool-base.imatrix.gguf ] && { cmp /tmp/oc7b-gptqtool.imatrix.gguf /tmp/oc7b-gptqtool-base.imatrix.gguf && note "imatrix7b: the two files are identical" || note "imatrix7b: the files differ"; }
     ;;
   table7b)
     run table7b 600 sh -c "'$bin/gptqtool' bench quantize --device cuda --model /tmp/oc7b \

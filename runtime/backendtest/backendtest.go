@@ -119,6 +119,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"RoPE", testRoPE},
 		{"Attention", testAttention},
 		{"Gram", testGram},
+		{"ColumnSquares", testColumnSquares},
 		{"Raw", testRaw},
 		{"PagedDecoder", testPagedDecoder},
 		{"TokenSampler", testTokenSampler},

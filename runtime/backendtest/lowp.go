@@ -86,6 +86,7 @@ func runLowPrecision(t *testing.T, newBackend func() runtime.Backend) {
 				{"RoPE", lowRoPE},
 				{"Attention", lowAttention},
 				{"Gram", func(e *lowEnv) { testGramDType(e.env, e.dt) }},
+				{"ColumnSquares", func(e *lowEnv) { testColumnSquaresDType(e.env, e.dt) }},
 				{"CopyConvert", lowCopy},
 			}
 			for i, tc := range tests {
@@ -258,6 +259,46 @@ func testGramDType(e *env, dt runtime.DType) {
 }
 
 func testGram(e *env) { testGramDType(e, runtime.F32) }
+
+// testColumnSquaresDType checks runtime.ColumnSquares (the backend's
+// ColumnSquarer, or the download it falls back to) on x of dtype dt against
+// float64 sums of the values the backend holds: column counts on and off
+// the 64-column blocks a device kernel may use, and a view whose rows start
+// inside its tensor.
+func testColumnSquaresDType(e *env, dt runtime.DType) {
+	for _, s := range []struct{ rows, cols, row0 int }{{1, 1, 0}, {7, 5, 0}, {300, 96, 0}, {257, 2500, 0}, {40, 130, 9}} {
+		e.t.Run(fmt.Sprintf("%v_%dx%d_from%d", dt, s.rows, s.cols, s.row0), func(t *testing.T) {
+			e := &env{t: t, b: e.b, rng: e.rng}
+			all, err := e.b.Alloc(dt, s.row0+s.rows+3, s.cols)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.b.Upload(all, e.randn(all.Len())); err != nil {
+				t.Fatal(err)
+			}
+			xv := e.download(all)[s.row0*s.cols : (s.row0+s.rows)*s.cols]
+			got, err := runtime.ColumnSquares(e.b, e.b.View(all, s.row0, s.rows))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != s.cols {
+				t.Fatalf("%d sums for %d columns", len(got), s.cols)
+			}
+			for j := range s.cols {
+				var want float64
+				for r := range s.rows {
+					v := float64(xv[r*s.cols+j])
+					want += v * v
+				}
+				if math.Abs(got[j]-want) > 1e-12*want {
+					t.Fatalf("column %d: %.17g, want %.17g", j, got[j], want)
+				}
+			}
+		})
+	}
+}
+
+func testColumnSquares(e *env) { testColumnSquaresDType(e, runtime.F32) }
 
 // testRaw checks UploadRaw and DownloadRaw between every host dtype and
 // every tensor dtype: conversions are exact where the value fits, rounded to

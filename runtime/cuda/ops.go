@@ -884,3 +884,33 @@ var _ runtime.AddRMSNormer = (*Backend)(nil)
 var _ runtime.InputOrderer = (*Backend)(nil)
 var _ runtime.NormFuser = (*Backend)(nil)
 var _ runtime.GLUNormer = (*Backend)(nil)
+
+// ColumnSquares implements runtime.ColumnSquarer (kernels/elementwise.cu
+// col_squares_T): cols doubles come back instead of x.
+func (b *Backend) ColumnSquares(x runtime.Tensor) ([]float64, error) {
+	xt := b.tensor(x)
+	rows, cols := runtime.Rows(xt), runtime.Cols(xt)
+	if cols == 0 {
+		return nil, nil
+	}
+	b.enter()
+	defer b.exit()
+	out, err := b.scratch(&b.nll, int64(8*cols))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.launch("elementwise.cu", "col_squares_"+suffix(xt.dt), Dim{X: (cols + 63) / 64}, Dim{X: 256}, 0, out.Ptr, xt.ptr, int32(rows), int32(cols)); err != nil {
+		return nil, err
+	}
+	res := make([]byte, 8*cols)
+	if err := b.dtoh(res, out.Ptr); err != nil {
+		return nil, err
+	}
+	sums := make([]float64, cols)
+	for j := range sums {
+		sums[j] = math.Float64frombits(binary.LittleEndian.Uint64(res[8*j:]))
+	}
+	return sums, nil
+}
+
+var _ runtime.ColumnSquarer = (*Backend)(nil)

@@ -507,13 +507,27 @@ func (m *Model) body(seqs [][]int, caches []*Cache, hook Hook) ([]span, runtime.
 	if err != nil {
 		return nil, nil, err
 	}
-	x, err := m.run(spans, slices.Concat(seqs...), hook)
+	x, err := m.run(spans, slices.Concat(seqs...), observer{hook: hook})
 	return spans, x, err
+}
+
+// Observe runs ids as a fresh sequence through the embedding and every
+// layer, without a cache and without the head, and passes each layer's
+// intermediates to tap where they live (named as Hook names them,
+// "model.layers.<i>.attn_norm" …), so that statistics of the activations
+// (the importance matrix) need not download them.
+func (m *Model) Observe(ids []int, tap Tap) error {
+	spans, err := m.spans([][]int{ids}, nil)
+	if err != nil {
+		return err
+	}
+	_, err = m.run(spans, ids, observer{tap: tap})
+	return err
 }
 
 // run embeds ids (the stacked rows of spans) and runs every layer; caches
 // advance; x holds the last layer's output rows.
-func (m *Model) run(spans []span, ids []int, hook Hook) (runtime.Tensor, error) {
+func (m *Model) run(spans []span, ids []int, obs observer) (runtime.Tensor, error) {
 	last := spans[len(spans)-1]
 	T := last.row0 + last.rows
 	if err := m.s.ensure(m.b, m.d, T); err != nil {
@@ -522,11 +536,11 @@ func (m *Model) run(spans []span, ids []int, hook Hook) (runtime.Tensor, error) 
 	b := m.b
 	x := b.View(m.s.x, 0, T)
 	b.Embedding(x, m.embed, ids)
-	if err := emit(b, hook, "model.embed", x); err != nil {
+	if err := obs.emit(b, "model.embed", x); err != nil {
 		return nil, err
 	}
 	for i := range m.layers {
-		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, observer{hook: hook}, "", FromInput, nil); err != nil {
+		if err := m.layers[i].forward(b, m.d, &m.s, x, spans, i, obs, "", FromInput, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -495,7 +495,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	if err := c.index(spans, rows, m.d.headDim <= 256 && m.d.heads/m.d.kvHeads <= 8); err != nil {
 		return nil, err
 	}
-	x, err := m.run(spans, ids, nil)
+	x, err := m.run(spans, ids, observer{})
 	if err != nil {
 		return nil, err
 	}
