@@ -85,6 +85,36 @@ type ConvertOptions struct {
 	// them (a tied token_embd, which is the output, takes
 	// TokenEmbeddingType if set, else OutputType). Fallbacks apply.
 	OutputType, TokenEmbeddingType *TensorType
+	// Pure is llama-quantize's --pure: every 2-D weight in the file type's
+	// base type (Mix.Base), the mix's rules off, the output and a tied
+	// token_embd included (not Q6_K); OutputType, TokenEmbeddingType and
+	// TensorTypes still apply, and so do fallbacks (the output's too:
+	// Q4_K to Q5_0, where the mix's rule would give Q8_0). No effect on a
+	// uniform Type, whose weights are all in it anyway.
+	Pure bool
+	// TensorTypes are llama-quantize's --tensor-type overrides
+	// (ParseTensorTypeOverride): a 2-D weight whose GGUF name the first
+	// matching pattern matches takes its type in place of the mix's (or of
+	// Pure's), after TokenEmbeddingType and OutputType, which win over
+	// them; fallbacks apply. As in llama-quantize they apply to quantized
+	// file types only, not to F32, F16 or BF16 files. A pattern that
+	// matches none of the model's 2-D weights is an error.
+	TensorTypes []TensorTypeOverride
+	// LeaveOutput is llama-quantize's --leave-output-tensor: output.weight
+	// is written unquantized, in F16 (the type of the F16 GGUF file
+	// llama-quantize quantizes from; in the file's own type for F32 and
+	// BF16 files), over OutputType and TensorTypes. A model whose output
+	// is tied to token_embd has no output.weight: an error, as is
+	// LeaveOutput with OutputType.
+	LeaveOutput bool
+	// IncludeWeights and ExcludeWeights are llama-quantize's
+	// --include-weights and --exclude-weights: Imatrix is used only for
+	// (not for) the weights whose GGUF name contains one of the strings
+	// (a substring, not a pattern: "attn_v", "blk.0."), as if the importance
+	// matrix had only those entries (quantize.imatrix.entries_count
+	// counts them; none left, the file is converted as without Imatrix).
+	// Not both; each needs Imatrix, and an entry that contains it.
+	IncludeWeights, ExcludeWeights []string
 	// Imatrix, when set, weighs the quantization error of every weight
 	// but Q8_0 and the float types by its columns' importance
 	// (Imatrix.Importance, by GGUF name), as llama-quantize --imatrix does;
@@ -165,6 +195,12 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 		return nil, err
 	}
 	res.Path = path
+	// The importance matrix as given says which weights it has no entry
+	// for; the one Include/ExcludeWeights leave weighs them.
+	given := opts.Imatrix
+	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
+		return nil, err
+	}
 	if err := checkBiases(get, cfg); err != nil {
 		return nil, err
 	}
@@ -196,9 +232,11 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			}
 		}
 		var qw []float32
-		if opts.Imatrix != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
-			if qw = opts.Imatrix.Importance(s.name); qw == nil {
+		if given != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
+			if _, ok := given.Entries[s.name]; !ok {
 				unweighted = append(unweighted, s.name)
+			} else if opts.Imatrix != nil {
+				qw = opts.Imatrix.Importance(s.name) // nil if left out
 			}
 		}
 		if qw == nil {
@@ -237,8 +275,11 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 // converted with opts before it reads a tensor: a model outside the
 // Llama/Mistral family, a type Convert does not write, a mix that needs an
 // importance matrix (or an entry) it is not given, an importance matrix
-// entry whose length is not its weight's row length. A caller writing
-// several files from one checkpoint checks each before the first.
+// entry whose length is not its weight's row length, a TensorTypes
+// pattern that does not compile or matches no 2-D weight, LeaveOutput on
+// a tied model or with OutputType, Include/ExcludeWeights together, without
+// an importance matrix or naming no entry of it. A caller writing several
+// files from one checkpoint checks each before the first.
 func Check(cfg *hfconfig.Config, opts ConvertOptions) error {
 	if cfg == nil {
 		return errors.New("gguf convert: config is required")
@@ -271,27 +312,26 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	}
 	res := &ConvertResult{FileType: fileType}
 	specs := tensorSpecs(cfg)
+	var err error
+	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
+		return nil, nil, nil, err
+	}
+	rules, err := newTypeRules(cfg, opts, specs)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	infos := make([]TensorInfo, len(specs))
 	for i, s := range specs {
 		typ := TypeF32
 		if len(s.shape) == 2 {
-			want := opts.Type
-			if opts.Mix.Name != "" {
-				want = opts.Mix.typeFor(s.name, cfg, opts.Imatrix != nil)
-			}
-			// llama-quantize's --token-embedding-type, then its
-			// --output-tensor-type (a tied token_embd is the output).
-			isOutput := s.name == "output.weight" || (cfg.TieWordEmbeddings && s.name == "token_embd.weight")
-			switch {
-			case s.name == "token_embd.weight" && opts.TokenEmbeddingType != nil:
-				want = *opts.TokenEmbeddingType
-			case isOutput && opts.OutputType != nil:
-				want = *opts.OutputType
-			}
-			var fb *Fallback
-			typ, fb = weightType(want, s)
-			if fb != nil {
-				res.Fallbacks = append(res.Fallbacks, *fb)
+			want, fallback := rules.want(s)
+			typ = want
+			if fallback {
+				var fb *Fallback
+				typ, fb = weightType(want, s)
+				if fb != nil {
+					res.Fallbacks = append(res.Fallbacks, *fb)
+				}
 			}
 		}
 		infos[i] = TensorInfo{Name: s.name, Shape: s.shape, Type: typ}
