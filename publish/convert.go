@@ -61,7 +61,16 @@ type ConvertOptions struct {
 	// --output-tensor-type and --token-embedding-type, e.g. "q8_0" for
 	// the "_L" files some repositories publish); "" keeps the mix's.
 	OutputTensorType, TokenEmbeddingType string
-	Force                                bool
+	// Pure, TensorTypes, LeaveOutputTensor, IncludeWeights and
+	// ExcludeWeights are llama-quantize's --pure, --tensor-type
+	// (PATTERN=TYPE, gguf.ParseTensorTypeOverride), --leave-output-tensor,
+	// --include-weights and --exclude-weights (gguf.ConvertOptions' Pure,
+	// TensorTypes, LeaveOutput, IncludeWeights, ExcludeWeights), applied
+	// to every GGUF file; only with GGUF, the last two with Imatrix.
+	Pure, LeaveOutputTensor        bool
+	TensorTypes                    []string
+	IncludeWeights, ExcludeWeights []string
+	Force                          bool
 	// Version is gptqtool's, recorded in the model card (converted_by).
 	Version string
 	Log     io.Writer
@@ -176,6 +185,9 @@ func (o ConvertOptions) CheckFlags() error {
 	if o.Imatrix != "" && o.GGUF == "" {
 		return fmt.Errorf("--imatrix %s weighs a GGUF file's quantization: add --gguf TYPE (e.g. q4_k_m)", o.Imatrix)
 	}
+	if err := o.checkTensorFlags(); err != nil {
+		return err
+	}
 	// An --out named like a GGUF file without --gguf would be written as a
 	// safetensors directory of that name.
 	if o.GGUF == "" && strings.EqualFold(filepath.Ext(o.Out), ".gguf") {
@@ -183,6 +195,39 @@ func (o ConvertOptions) CheckFlags() error {
 	}
 	if o.Format != "" && o.Dequantize {
 		return fmt.Errorf("--checkpoint-format %s with --dequantize: a dequantized checkpoint has no GPTQ checkpoint format: drop one of them", o.Format)
+	}
+	return nil
+}
+
+// checkTensorFlags is CheckFlags for llama-quantize's per-tensor flags:
+// each needs --gguf; --tensor-type values parse; --include-weights and
+// --exclude-weights need --imatrix and not each other;
+// --leave-output-tensor and --output-tensor-type contradict each other.
+func (o ConvertOptions) checkTensorFlags() error {
+	given := []struct {
+		flag string
+		set  bool
+	}{
+		{"--pure", o.Pure}, {"--leave-output-tensor", o.LeaveOutputTensor}, {"--tensor-type", len(o.TensorTypes) > 0},
+		{"--include-weights", len(o.IncludeWeights) > 0}, {"--exclude-weights", len(o.ExcludeWeights) > 0},
+	}
+	for _, f := range given {
+		if f.set && o.GGUF == "" {
+			return fmt.Errorf("%s sets how a GGUF file is quantized: add --gguf TYPE (e.g. q4_k_m)", f.flag)
+		}
+	}
+	for _, v := range o.TensorTypes {
+		if _, err := gguf.ParseTensorTypeOverride(v); err != nil {
+			return fmt.Errorf("--tensor-type %w", err)
+		}
+	}
+	switch {
+	case len(o.IncludeWeights) > 0 && len(o.ExcludeWeights) > 0:
+		return errors.New("--include-weights and --exclude-weights: use one of them, as llama-quantize")
+	case (len(o.IncludeWeights) > 0 || len(o.ExcludeWeights) > 0) && o.Imatrix == "":
+		return errors.New("--include-weights and --exclude-weights select the entries of an importance matrix: add --imatrix FILE")
+	case o.LeaveOutputTensor && o.OutputTensorType != "":
+		return fmt.Errorf("--leave-output-tensor leaves output.weight unquantized, --output-tensor-type %s would quantize it: drop one of them", o.OutputTensorType)
 	}
 	return nil
 }
@@ -1099,7 +1144,15 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		release(src, name)
 		return w, []int{l.N, l.K}, err
 	}
-	opts := gguf.ConvertOptions{Name: name, AllowOverflow: o.AllowOverflow}
+	opts := gguf.ConvertOptions{Name: name, AllowOverflow: o.AllowOverflow, Pure: o.Pure, LeaveOutput: o.LeaveOutputTensor,
+		IncludeWeights: o.IncludeWeights, ExcludeWeights: o.ExcludeWeights}
+	for _, v := range o.TensorTypes {
+		t, err := gguf.ParseTensorTypeOverride(v)
+		if err != nil {
+			return nil, fmt.Errorf("convert: --tensor-type %w", err)
+		}
+		opts.TensorTypes = append(opts.TensorTypes, t)
+	}
 	for _, f := range []struct {
 		flag, v string
 		t       **gguf.TensorType

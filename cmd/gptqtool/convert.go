@@ -21,7 +21,7 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...]]",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]...]",
 		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
@@ -55,7 +55,20 @@ tensor) into --out, built under a temporary name and renamed when complete:
   llama-quantize's flags of the same names do (q8_0 for both makes the "_L" files some
   repositories publish); a tied token_embd is the output.
   --imatrix FILE (with --gguf) weighs the quantized weights' error by the importance
-  of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).`,
+  of their columns, as llama-quantize --imatrix does (gptqtool imatrix makes one).
+  llama-quantize's per-tensor flags (with --gguf; for every file of a list):
+  --pure puts every 2-D weight in the file type's base type (q4_k_m: Q4_K), the output
+  and token_embd included, without the mix's rules; rows that are not whole blocks still
+  fall back. --tensor-type PATTERN=TYPE (repeatable) gives TYPE (a ggml type: q8_0, q4_k,
+  f16, …) to the 2-D weights whose GGUF name the regular expression matches anywhere
+  (ffn_down=q8_0, '^blk\.0\.=q8_0'); the first matching flag wins; the pattern is
+  lowercased, as llama-quantize does, and is Go's RE2 (llama-quantize's is ECMAScript: no
+  backreferences or lookaround here); it applies to quantized types only (not f32, f16,
+  bf16), and --output-tensor-type and --token-embedding-type win over it.
+  --leave-output-tensor writes output.weight in F16 (llama-quantize leaves it in the F16
+  file it quantizes); refused for a model whose output is tied to token_embd.
+  --include-weights NAME / --exclude-weights NAME (repeatable, with --imatrix, not both)
+  use the importance matrix only for / not for the weights whose GGUF name contains NAME.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -131,6 +144,11 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&o.Imatrix, "imatrix", "", "with --gguf: an importance matrix (gptqtool imatrix's, or llama-imatrix's GGUF or .dat) that weighs the quantized weights' error by their columns' importance (all but q8_0's), as llama-quantize --imatrix does")
 	fs.StringVar(&o.OutputTensorType, "output-tensor-type", "", "with --gguf: the output weight's type (llama-quantize's --output-tensor-type, e.g. q8_0), in place of the mix's")
 	fs.StringVar(&o.TokenEmbeddingType, "token-embedding-type", "", "with --gguf: token_embd's type (llama-quantize's --token-embedding-type, e.g. q8_0), in place of the mix's")
+	fs.BoolVar(&o.Pure, "pure", false, "with --gguf: every 2-D weight in the file type's base type, without its per-tensor rules (llama-quantize's --pure)")
+	fs.StringArrayVar(&o.TensorTypes, "tensor-type", nil, "with --gguf, repeatable: `PATTERN=TYPE`: the 2-D weights whose GGUF name the regular expression matches (the first flag that does) in TYPE (llama-quantize's --tensor-type, e.g. ffn_down=q8_0)")
+	fs.BoolVar(&o.LeaveOutputTensor, "leave-output-tensor", false, "with --gguf: output.weight unquantized, in F16 (llama-quantize's --leave-output-tensor)")
+	fs.StringArrayVar(&o.IncludeWeights, "include-weights", nil, "with --imatrix, repeatable: use the importance matrix only for the weights whose GGUF name contains `NAME` (llama-quantize's --include-weights)")
+	fs.StringArrayVar(&o.ExcludeWeights, "exclude-weights", nil, "with --imatrix, repeatable: do not use the importance matrix for the weights whose GGUF name contains `NAME` (llama-quantize's --exclude-weights)")
 	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote); with --gguf, the .gguf files it writes")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")

@@ -68,7 +68,7 @@ func ParseTensorTypeOverride(s string) (TensorTypeOverride, error) {
 func compileOverride(o TensorTypeOverride) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(o.Pattern)
 	if err != nil {
-		return nil, fmt.Errorf("pattern: %w (Go's RE2 syntax: llama.cpp's ECMAScript backreferences and lookaround have no equivalent)", err)
+		return nil, fmt.Errorf("pattern: %w (gptqtool reads Go's RE2 syntax: unlike llama-quantize's ECMAScript, no backreferences or lookaround)", err)
 	}
 	return re, nil
 }

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// ggufTypes runs inspect --json on a GGUF file and returns its tensor
+// count by type.
+func ggufTypes(t *testing.T, path string) map[string]int {
+	t.Helper()
+	stdout, _, err := run(t, "inspect", "--json", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Types map[string]int `json:"tensor_types"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep.Types
+}
+
+// TestConvertTensorFlags: llama-quantize's per-tensor flags on convert
+// --gguf. openchat-tiny (6 layers, tied, ffn_down rows of 896) in Q4_K_M
+// with --pure and --tensor-type ffn_down=q8_0: token_embd and the 36
+// attention, gate and up weights Q4_K, the 6 ffn_down Q8_0, 13 F32 norms.
+// With a list, the flags apply to each file: attn_q=q8_0 gives the Q4_0
+// file 6 Q8_0 weights and the F16 file none (llama-quantize applies
+// --tensor-type to quantized types only). A bad regular expression, an
+// unknown type, a malformed value and contradicting flags are usage
+// errors naming the flag and value; what does not fit the model is an
+// error naming the tensor or pattern; neither writes a file.
+func TestConvertTensorFlags(t *testing.T) {
+	tiny := fixturePath(t, "models/openchat-tiny")
+	tmp := t.TempDir()
+	out := filepath.Join(tmp, "pure.gguf")
+	if _, stderr, err := run(t, "convert", "--in", tiny, "--out", out, "--gguf", "q4_k_m", "--pure", "--tensor-type", "ffn_down=q8_0"); err != nil {
+		t.Fatalf("convert --pure --tensor-type: %v\n%s", err, stderr)
+	}
+	if got, want := ggufTypes(t, out), map[string]int{"F32": 13, "Q4_K": 37, "Q8_0": 6}; !maps.Equal(got, want) {
+		t.Errorf("Q4_K_M --pure --tensor-type ffn_down=q8_0: tensor types %v, want %v", got, want)
+	}
+	list := filepath.Join(tmp, "list")
+	if _, stderr, err := run(t, "convert", "--in", tiny, "--out", list, "--gguf", "q4_0,f16", "--tensor-type", "attn_q=q8_0"); err != nil {
+		t.Fatalf("convert --gguf q4_0,f16 --tensor-type: %v\n%s", err, stderr)
+	}
+	for file, want := range map[string]map[string]int{
+		"openchat-tiny.Q4_0.gguf": {"F32": 13, "Q4_0": 36, "Q8_0": 6, "Q6_K": 1},
+		"openchat-tiny.F16.gguf":  {"F32": 13, "F16": 43},
+	} {
+		if got := ggufTypes(t, filepath.Join(list, file)); !maps.Equal(got, want) {
+			t.Errorf("--gguf q4_0,f16 --tensor-type attn_q=q8_0: %s: tensor types %v, want %v", file, got, want)
+		}
+	}
+	for _, tc := range []struct {
+		args  []string
+		usage bool
+		want  string
+	}{
+		{[]string{"--tensor-type", "(ffn=q8_0"}, true, `--tensor-type "(ffn=q8_0": pattern: error parsing regexp: missing closing )`},
+		{[]string{"--tensor-type", `(?!ffn)down=q8_0`}, true, "no backreferences or lookaround"},
+		{[]string{"--tensor-type", "ffn_down=q9_k"}, true, `--tensor-type "ffn_down=q9_k": type "q9_k": want a type gptqtool writes`},
+		{[]string{"--tensor-type", "ffn_down"}, true, `--tensor-type "ffn_down": want PATTERN=TYPE`},
+		{[]string{"--include-weights", "attn"}, true, "--include-weights and --exclude-weights select the entries of an importance matrix: add --imatrix"},
+		{[]string{"--imatrix", "x.gguf", "--include-weights", "attn", "--exclude-weights", "ffn"}, true, "use one of them"},
+		{[]string{"--leave-output-tensor", "--output-tensor-type", "q8_0"}, true, "--leave-output-tensor leaves output.weight unquantized, --output-tensor-type q8_0"},
+		{[]string{"--tensor-type", "ffn_dwn=q8_0"}, false, "--tensor-type ffn_dwn=Q8_0: the pattern matches none of the model's 2-D weights"},
+		{[]string{"--leave-output-tensor"}, false, "ties the output to token_embd.weight"},
+	} {
+		dst := filepath.Join(tmp, "bad.gguf")
+		_, _, err := run(t, append([]string{"convert", "--in", tiny, "--out", dst, "--gguf", "q4_k_m"}, tc.args...)...)
+		var ue usageError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.As(err, &ue) != tc.usage {
+			t.Errorf("convert %v: %v (usage error %v), want an error containing %q (usage error %v)", tc.args, err, errors.As(err, &ue), tc.want, tc.usage)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Errorf("convert %v: %s: %v, want nothing written", tc.args, dst, err)
+		}
+	}
+	// Without --gguf they have nothing to act on.
+	_, _, err := run(t, "convert", "--in", tiny, "--out", filepath.Join(tmp, "st"), "--pure")
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--pure sets how a GGUF file is quantized: add --gguf") {
+		t.Errorf("convert --pure without --gguf: %v, want the usage error", err)
+	}
+}
