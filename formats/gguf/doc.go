@@ -108,6 +108,17 @@
 // tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
 // add_space_prefix and tokenizer.chat_template.
 //
+// Each 2-D weight's type is picked as llama-quantize's
+// llama_tensor_get_type picks it (src/llama-quant.cpp): output.weight
+// left in F16 (ConvertOptions.LeaveOutput, --leave-output-tensor); else
+// TokenEmbeddingType for token_embd, OutputType for output.weight; else,
+// in a quantized file type, the first TensorTypes pattern (--tensor-type,
+// Go RE2 searched anywhere in the GGUF name) that matches, then without
+// Pure the mix's rules (Mix), with Pure the mix's base type; then the
+// fallback for rows that are not whole blocks. Include/ExcludeWeights
+// select the importance matrix's entries by substring first, as
+// llama-quantize's prepare_imatrix does.
+//
 // The tests check the output with llama.cpp itself (node-llama-cpp 3.21.1's
 // prebuilt CPU build, testdata/js): it loads every converted fixture, its
 // greedy continuation of stories260K equals the llama2.c reference, and its
