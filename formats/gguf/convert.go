@@ -83,7 +83,8 @@ type ConvertOptions struct {
 	// --output-tensor-type and --token-embedding-type: the type of the
 	// output weight and of token_embd, in place of what Type or Mix give
 	// them (a tied token_embd, which is the output, takes
-	// TokenEmbeddingType if set, else OutputType). Fallbacks apply.
+	// TokenEmbeddingType if set, else OutputType, unless Pure or a
+	// TensorTypes pattern that matches it). Fallbacks apply.
 	OutputType, TokenEmbeddingType *TensorType
 	// Pure is llama-quantize's --pure: every 2-D weight in the file type's
 	// base type (Mix.Base), the mix's rules off, the output and a tied

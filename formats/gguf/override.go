@@ -95,7 +95,7 @@ type typeRules struct {
 //     base type;
 //  4. tensor_type_fallback where rows are not whole blocks.
 //
-// Where the file type is not quantized (F32, F16, BF16), steps 3's
+// Where the file type is not quantized (F32, F16, BF16), step 3's
 // overrides and Pure do not apply, as in llama-quantize; a tied token_embd
 // still takes OutputType there (llama-quantize would leave it in the file's
 // type).
