@@ -512,8 +512,9 @@ func (m *Model) body(seqs [][]int, caches []*Cache, hook Hook) ([]span, runtime.
 }
 
 // Observe runs ids as a fresh sequence through the embedding and every
-// layer, without a cache and without the head, and passes each layer's
-// intermediates to tap where they live (named as Hook names them,
+// layer, without a cache and without the head, and passes the embedding's
+// output and each layer's intermediates to tap where they live, named and
+// ordered as ForwardLast's hook sees them ("model.embed",
 // "model.layers.<i>.attn_norm" …), so that statistics of the activations
 // (the importance matrix) need not download them.
 func (m *Model) Observe(ids []int, tap Tap) error {
