@@ -27,7 +27,7 @@ type Importance struct {
 // Linear's input is the intermediate model.Linears names (q/k/v share the
 // attention norm's output, gate/up the MLP norm's). The sums of a sample
 // are formed where the activations live (runtime.ColumnSquares: on the
-// device, cols float64 values come back an intermediate) and added up
+// device, cols float64 values come back for each intermediate) and added up
 // across samples in float64. progress, when set, is called after each
 // sample.
 func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, progress func(done, total int)) (*Importance, error) {

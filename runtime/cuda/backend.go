@@ -61,7 +61,7 @@ type Backend struct {
 	err      error // first error of an op (ops return none); reported by Sync
 
 	ids    *Buffer // scratch for Embedding ids and CrossEntropy targets
-	nll    *Buffer // scratch for CrossEntropy results
+	nll    *Buffer // scratch for CrossEntropy, ScoreRows and ColumnSquares results
 	rope   map[ropeKey]*Buffer
 	tmp    *Buffer // scratch for conversions and masked Gram rows
 	closed bool
