@@ -28,8 +28,8 @@
 //
 // Every ggml type can be read and copied as bytes (the type table gives
 // block sizes for validation); F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS, Q8_0 and Q2_K to Q6_K convert to and from float32
-// (TensorType.Convertible). Quantized types cut each row into blocks
+// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, Q8_0 and Q2_K to Q6_K convert to and
+// from float32 (TensorType.Convertible). Quantized types cut each row into blocks
 // (ggml-common.h), for example:
 //
 //	Q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; x = d·q
@@ -46,12 +46,21 @@
 //	Q4_K, 256 values in 144 bytes: fp16 d, fp16 dmin, 12 bytes of eight
 //	    6-bit (scale, min) pairs for the sub-blocks of 32, 128 bytes of
 //	    4-bit quants; x = d·scale_j·q − dmin·min_j (layout at DequantizeQ4_K)
+//	IQ3_XXS, 256 values in 98 bytes: fp16 d, one byte a group of 4
+//	    values indexing a fixed grid of 256 magnitude 4-vectors, and per
+//	    sub-block of 32 a uint32 of 7-bit sign groups (the 8th sign their
+//	    parity) and a 4-bit scale; x = d·(0.5 + ls_j)·0.5·grid·sign
+//	    (IQ3_S, 110 bytes: a 512-point grid, 8 stored signs, x =
+//	    d·(1 + 2·ls_j)·grid·sign; layouts at DequantizeIQ3_XXS and
+//	    DequantizeIQ3_S)
 //
 // so a row's length must be a multiple of 32 (Q8_0, Q4_0, Q4_1, Q5_0,
-// Q5_1, IQ4_NL) or 256 (the K types, IQ4_XS). The quantizers follow
+// Q5_1, IQ4_NL) or 256 (the K types, IQ4_XS, IQ3_XXS, IQ3_S). The quantizers follow
 // ggml's (quantize_row_q8_0_ref, quantize_row_q4_K_ref, … without an
 // importance matrix, quantize_row_q4_K_impl and its kin with one:
-// EncodeWeighted), so llama.cpp decodes the blocks exactly as the
+// EncodeWeighted; the grid searches of quantize_iq3_xxs and
+// quantize_iq3_s, whose neighbour lists are derived once, on first use,
+// from the grids), so llama.cpp decodes the blocks exactly as the
 // Dequantize functions do.
 //
 // # Reading

@@ -16,8 +16,8 @@ import (
 // TestEncodeWeighted: with an importance per column spread over six
 // decades, the importance-weighted quantizers (llama-quantize --imatrix)
 // leave less importance-weighted error than the reference ones in every
-// type that takes importances (at least 5% less, 20% for Q2_K and Q3_K,
-// whose levels are coarsest), decode with the same dequantizers, and Q8_0
+// type that takes importances (at least 5% less, 20% for Q2_K, Q3_K,
+// IQ3_XXS and IQ3_S, whose levels are coarsest), decode with the same dequantizers, and Q8_0
 // ignores the weights.
 func TestEncodeWeighted(t *testing.T) {
 	const rows, cols = 64, 512
@@ -35,9 +35,9 @@ func TestEncodeWeighted(t *testing.T) {
 		}
 		return e
 	}
-	for _, typ := range []TensorType{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+	for _, typ := range []TensorType{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ3_XXS, TypeIQ3_S} {
 		keep := 0.95
-		if typ == TypeQ2_K || typ == TypeQ3_K {
+		if typ == TypeQ2_K || typ == TypeQ3_K || typ == TypeIQ3_XXS || typ == TypeIQ3_S {
 			keep = 0.8
 		}
 		_, yp := roundTrip(t, typ, x, nil)

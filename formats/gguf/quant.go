@@ -22,8 +22,8 @@ var ErrNotQuantizable = errors.New("values the quantized type cannot hold")
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
 // (round to nearest even) element by element, Q4_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS, Q8_0 and Q2_K to Q6_K block by block with QuantizeQ4_0
-// and its kin. len(src) must be a multiple of the type's block size;
+// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, Q8_0 and Q2_K to Q6_K block by block
+// with QuantizeQ4_0 and its kin. len(src) must be a multiple of the type's block size;
 // since blocks never straddle rows, a whole tensor can be encoded in one
 // call. Large inputs are split across GOMAXPROCS goroutines; the result
 // does not depend on the split. For the quantized types a NaN or ±Inf in
@@ -79,6 +79,10 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			QuantizeQ2_K(d, s)
 		case TypeQ3_K:
 			QuantizeQ3_K(d, s)
+		case TypeIQ3_XXS:
+			QuantizeIQ3_XXS(d, s)
+		case TypeIQ3_S:
+			QuantizeIQ3_S(d, s)
 		}
 		check.output(lo, d)
 	})
@@ -104,7 +108,7 @@ type quantCheck struct {
 func newQuantCheck(t TensorType) *quantCheck {
 	c := &quantCheck{bs: t.BlockSize(), bb: t.BlockBytes(), value: -1, block: -1}
 	switch t {
-	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS:
+	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS, TypeIQ3_XXS, TypeIQ3_S:
 		c.scales = []int{0}
 	case TypeQ4_1, TypeQ5_1, TypeQ4_K, TypeQ5_K:
 		c.scales = []int{0, 2}
@@ -171,8 +175,8 @@ func (c *quantCheck) err(src []float32) error {
 }
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q4_0,
-// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)
-// to float32. Other types give an error wrapping ErrUnsupportedType.
+// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, Q8_0, Q2_K, Q3_K,
+// Q4_K, Q5_K, Q6_K) to float32. Other types give an error wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
@@ -221,6 +225,10 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			DequantizeQ2_K(d, s)
 		case TypeQ3_K:
 			DequantizeQ3_K(d, s)
+		case TypeIQ3_XXS:
+			DequantizeIQ3_XXS(d, s)
+		case TypeIQ3_S:
+			DequantizeIQ3_S(d, s)
 		}
 	})
 	return dst, nil
@@ -241,6 +249,8 @@ func grainFor(t TensorType) int {
 	case TypeIQ4_NL: // a 16-scale search per block of 32: about 5 µs
 		return 64
 	case TypeIQ4_XS: // eight of IQ4_NL's searches per block
+		return 8
+	case TypeIQ3_XXS, TypeIQ3_S: // a grid search per sub-block: tens of µs a block
 		return 8
 	}
 	return 1 << 16

@@ -39,6 +39,8 @@ func TestTypeTable(t *testing.T) {
 		{TypeQ6_K, "Q6_K", 256, 210},
 		{TypeQ8_K, "Q8_K", 256, 292},
 		{TypeIQ4_XS, "IQ4_XS", 256, 136},
+		{TypeIQ3_XXS, "IQ3_XXS", 256, BlockBytesIQ3_XXS},
+		{TypeIQ3_S, "IQ3_S", 256, BlockBytesIQ3_S},
 		{TypeIQ1_S, "IQ1_S", 256, 50},
 		{TypeTQ1_0, "TQ1_0", 256, 54},
 		{TypeMXFP4, "MXFP4", 32, 17},
@@ -483,7 +485,7 @@ func TestEncodeDecodeErrors(t *testing.T) {
 func BenchmarkQuantize(b *testing.B) {
 	// One row block of the openchat-3.5 (Mistral 7B) shape: hidden 4096.
 	x := gaussian(4, 4096*64, 0.02)
-	for _, typ := range []TensorType{TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeF16} {
+	for _, typ := range []TensorType{TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ3_XXS, TypeIQ3_S, TypeF16} {
 		b.Run(typ.String(), func(b *testing.B) {
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {
@@ -551,7 +553,7 @@ func TestEncodeNotQuantizable(t *testing.T) {
 	for i := range ones {
 		ones[i] = 1
 	}
-	for _, typ := range []TensorType{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ8_0, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K} {
+	for _, typ := range []TensorType{TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ8_0, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ3_XXS, TypeIQ3_S} {
 		for _, tt := range []struct {
 			name string
 			at   []int // where to put v; the error names the first

@@ -150,12 +150,14 @@ func (t TensorType) BlockSize() int { return traits[t].blockSize }
 func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 
 // Convertible reports whether this package converts t to and from float32:
-// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0 and Q2_K
-// to Q6_K.
+// F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0, Q2_K to
+// Q6_K, IQ3_XXS and IQ3_S.
 func (t TensorType) Convertible() bool {
 	switch t {
 	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS,
 		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K:
+		return true
+	case TypeIQ3_XXS, TypeIQ3_S:
 		return true
 	}
 	return false
