@@ -132,7 +132,8 @@ func ksignsIQ2XS(s uint8) uint8 {
 // any 4 levels (3 bits each, value i's in bits 3i .. 3i+2) to its point,
 // and for the codes off the grid the points nearest them.
 type iq3Lattice struct {
-	levels [][4]uint8 // levels[p][i] in 0..7: value i of grid point p
+	levels [][4]uint8   // levels[p][i] in 0..7: value i of grid point p
+	mags   [][4]float32 // mags[p][i] = 2·levels[p][i] + 1
 	// index[u] is the grid point with code u, or -1 if none.
 	index [4096]int16
 	// neighbours[u], for a code u off the grid, lists the grid points at
@@ -170,7 +171,7 @@ func iq3sLat() *iq3Lattice {
 // newIQ3Lattice builds the lattice of grid, a magnitude m being level
 // m>>shift, with the neighbours at the nearest nwant distances.
 func newIQ3Lattice(grid []uint32, shift uint, nwant int) *iq3Lattice {
-	lat := &iq3Lattice{levels: make([][4]uint8, len(grid))}
+	lat := &iq3Lattice{levels: make([][4]uint8, len(grid)), mags: make([][4]float32, len(grid))}
 	for u := range lat.index {
 		lat.index[u] = -1
 	}
@@ -179,6 +180,7 @@ func newIQ3Lattice(grid []uint32, shift uint, nwant int) *iq3Lattice {
 		for i := range 4 {
 			l := uint8(e>>(8*i)) >> shift
 			lat.levels[p][i] = l
+			lat.mags[p][i] = float32(2*l + 1)
 			u |= int(l) << (3 * i)
 		}
 		lat.index[u] = int16(p)
@@ -233,13 +235,19 @@ func iq3Code(L []uint8) int {
 // the first neighbour is taken.
 func (lat *iq3Lattice) bestNeighbour(u int, xval, w []float32, scale float32, L []uint8) int {
 	nb := lat.neighbours[u]
+	x, w4 := (*[4]float32)(xval), (*[4]float32)(w)
 	best, bestD2 := int(nb[0]), float32(math.MaxFloat32)
 	for _, p := range nb {
-		var d2 float32
-		for i, l := range lat.levels[p] {
-			diff := float32(scale*float32(2*l+1)) - xval[i]
-			d2 += float32(float32(w[i]*diff) * diff)
-		}
+		// Σ w·(scale·m − x)², summed in order as ggml does.
+		m := &lat.mags[p]
+		d := float32(scale*m[0]) - x[0]
+		d2 := float32(float32(w4[0]*d) * d)
+		d = float32(scale*m[1]) - x[1]
+		d2 += float32(float32(w4[1]*d) * d)
+		d = float32(scale*m[2]) - x[2]
+		d2 += float32(float32(w4[2]*d) * d)
+		d = float32(scale*m[3]) - x[3]
+		d2 += float32(float32(w4[3]*d) * d)
 		if d2 < bestD2 {
 			best, bestD2 = int(p), d2
 		}
