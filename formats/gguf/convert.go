@@ -72,8 +72,9 @@ type ConvertOptions struct {
 	// are always F32. A weight whose rows (the input dimension) are not a
 	// multiple of the type's block size falls back as llama-quantize's
 	// does (weightType: Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,
-	// Q6_K to Q8_0, IQ4_XS to IQ4_NL, to F16 where that does not fit
-	// either); ConvertResult.Fallbacks lists them.
+	// Q6_K to Q8_0, IQ4_XS, IQ3_XXS and IQ3_S to IQ4_NL, to F16 where that
+	// does not fit either); ConvertResult.Fallbacks lists them. Weights in
+	// IQ3_XXS need Imatrix, as in llama-quantize.
 	Type TensorType
 	// Mix, when its Name is set, is one of llama-quantize's file types
 	// (Mixes): it picks each 2-D weight's type, and general.file_type, in
@@ -121,7 +122,8 @@ type ConvertOptions struct {
 	// (Imatrix.Importance, by GGUF name), as llama-quantize --imatrix does;
 	// weights it has no entry for are quantized without
 	// (ConvertResult.Warnings says which; a mix that needs it,
-	// Mix.NeedsImatrix, refuses instead), and an entry whose length is not
+	// Mix.NeedsImatrix, and a weight in IQ3_XXS, token_embd and output
+	// aside, refuse instead), and an entry whose length is not
 	// the weight's row length is an error. Some mixes' rules depend on
 	// whether it is set.
 	Imatrix *Imatrix
@@ -341,6 +343,11 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
 	}
+	for _, ti := range infos {
+		if !ti.Type.Convertible() { // a mix's rule for a type not written yet
+			return nil, nil, nil, fmt.Errorf("gguf convert: %s puts %s in %s, which gptqtool does not write: %w", targetName(opts), ti.Name, ti.Type, ErrUnsupportedType)
+		}
+	}
 	if err := checkNeedsImatrix(opts, infos); err != nil {
 		return nil, nil, nil, err
 	}
@@ -354,29 +361,50 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	return res, specs, infos, nil
 }
 
-// checkNeedsImatrix refuses, before anything is written, a mix that
-// llama-quantize refuses without an importance matrix (Q2_K_S): as its
-// tensor_requires_imatrix, each weight left in its Base type, token_embd
-// and output aside, needs an entry (none when every such weight falls back
-// to another type).
+// checkNeedsImatrix refuses, before anything is written, a conversion
+// that llama-quantize refuses without an importance matrix: as its
+// tensor_requires_imatrix, each weight in a type too coarse without one
+// (requiresImatrix), token_embd and output aside, needs an entry (none
+// when every such weight falls back to another type).
 func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
-	m := opts.Mix
-	if !m.NeedsImatrix {
-		return nil
-	}
 	var missing []string
+	var types []TensorType
 	for _, ti := range infos {
-		if ti.Type == m.Base && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && (opts.Imatrix == nil || opts.Imatrix.Importance(ti.Name) == nil) {
+		if requiresImatrix(ti.Type, opts.Mix) && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && (opts.Imatrix == nil || opts.Imatrix.Importance(ti.Name) == nil) {
 			missing = append(missing, ti.Name)
+			if !slices.Contains(types, ti.Type) {
+				types = append(types, ti.Type)
+			}
 		}
 	}
-	switch {
-	case len(missing) == 0:
+	if len(missing) == 0 {
 		return nil
-	case opts.Imatrix == nil:
-		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", m.Name, m.Base)
 	}
-	return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", m.Name, m.Base, strings.Join(missing, ", "))
+	names := make([]string, len(types))
+	for i, t := range types {
+		names[i] = t.String()
+	}
+	if opts.Imatrix == nil {
+		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", targetName(opts), strings.Join(names, " and "))
+	}
+	return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", targetName(opts), strings.Join(names, " and "), strings.Join(missing, ", "))
+}
+
+// requiresImatrix reports whether llama-quantize refuses to write a weight
+// (token_embd and output aside) of type t in a file of mix m without its
+// importances (tensor_requires_imatrix): IQ3_XXS (and the 1- and 2-bit
+// i-quants) in any file, Q2_K in Q2_K_S (Mix.NeedsImatrix).
+func requiresImatrix(t TensorType, m Mix) bool {
+	switch t {
+	case TypeIQ3_XXS, TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S, TypeIQ1_S, TypeIQ1_M:
+		return true
+	}
+	return m.NeedsImatrix && t == m.Base
+}
+
+// targetName names what opts converts to: the mix, else the type.
+func targetName(opts ConvertOptions) string {
+	return Target{Type: opts.Type, Mix: opts.Mix}.Name()
 }
 
 // clampF16 returns vals with the values that F16 would round to ±Inf
@@ -425,6 +453,9 @@ var fileTypes = map[TensorType]uint32{
 	TypeQ5_1:   9,
 	TypeIQ4_NL: 25,
 	TypeIQ4_XS: 30,
+
+	TypeIQ3_XXS: 23,
+	TypeIQ3_S:   26,
 }
 
 // TypeNames lists the types Convert writes, in llama.h's order of
@@ -528,9 +559,10 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 
 // weightType picks the type of a 2-D weight, falling back as
 // llama-quantize does (tensor_type_fallback) when its rows do not split
-// into whole blocks: IQ4_XS to IQ4_NL, Q2_K and Q3_K to Q4_0, Q4_K to
-// Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to F16 when that does not fit either,
-// or for a type of 32-value blocks (where llama-quantize gives up).
+// into whole blocks: IQ4_XS, IQ3_XXS and IQ3_S to IQ4_NL, Q2_K and Q3_K
+// to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to F16 when that
+// does not fit either, or for a type of 32-value blocks (where
+// llama-quantize gives up).
 func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 	row := s.shape[1]
 	if row%want.BlockSize() == 0 {
@@ -539,6 +571,8 @@ func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 	got, ok := map[TensorType]TensorType{
 		TypeIQ4_XS: TypeIQ4_NL, TypeQ2_K: TypeQ4_0, TypeQ3_K: TypeQ4_0,
 		TypeQ4_K: TypeQ5_0, TypeQ5_K: TypeQ5_1, TypeQ6_K: TypeQ8_0,
+		// (IQ2_S: the IQ3_XXS mix's attn_q and attn_k.)
+		TypeIQ3_XXS: TypeIQ4_NL, TypeIQ3_S: TypeIQ4_NL, TypeIQ2_S: TypeIQ4_NL,
 	}[want]
 	if !ok || row%got.BlockSize() != 0 {
 		got = TypeF16

@@ -105,8 +105,12 @@
 // q_proj and k_proj rows are permuted per head (PermuteQK; k with the
 // key-value head count) because transformers rotates the two halves of a
 // head and llama.cpp adjacent pairs. Norms are F32; 2-D weights take the
-// requested type, with rows that do not split into whole blocks falling
-// back (Q4_K to Q8_0, else F16), listed in ConvertResult.Fallbacks.
+// requested type, or the one llama-quantize's file type (Mix) gives them,
+// with rows that do not split into whole blocks falling back as
+// llama-quantize's do (Q4_K to Q5_0, IQ3_S to IQ4_NL, …, else F16),
+// listed in ConvertResult.Fallbacks. As in llama-quantize, weights in
+// IQ3_XXS (and Q2_K_S's Q2_K), token_embd and output aside, are written
+// only with an importance matrix (ConvertOptions.Imatrix).
 // Metadata: general.* (architecture, name, file_type,
 // quantization_version 2), llama.* hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),

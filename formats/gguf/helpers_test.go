@@ -82,9 +82,16 @@ type converted struct {
 	file *gguf.File
 }
 
+// convert converts ck with every 2-D weight in typ: with randomImatrix's
+// importances for IQ3_XXS, which llama-quantize writes only with an
+// importance matrix (Convert refuses it without), else without.
 func convert(t testing.TB, ck *checkpoint, typ gguf.TensorType) *converted {
 	t.Helper()
-	return convertWith(t, ck, typ, gguf.ConvertOptions{Type: typ})
+	opts := gguf.ConvertOptions{Type: typ}
+	if typ == gguf.TypeIQ3_XXS {
+		opts.Imatrix = randomImatrix(ck)
+	}
+	return convertWith(t, ck, typ, opts)
 }
 
 // convertWith converts ck with opts into a temporary file, read back; typ

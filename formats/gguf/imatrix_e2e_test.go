@@ -21,6 +21,17 @@ import (
 // fp16 model, inside the noise of which weights round which way; Q5_K_M
 // measured worse than Q4_K_M there.)
 func TestImatrixQuality(t *testing.T) {
+	decode := func(t *testing.T, typ gguf.TensorType, w []float32) []float32 {
+		q, err := gguf.Encode(typ, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		y, err := gguf.Decode(typ, q, len(w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return y
+	}
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	alpaca := fixture(t, "datasets/instruct/alpaca_en_demo.json")
 	wiki, err := os.ReadFile(fixture(t, "datasets/wikitext-2-raw/wiki.test.raw"))
@@ -62,16 +73,19 @@ func TestImatrixQuality(t *testing.T) {
 		if typ.BlockSize() == 1 || typ == gguf.TypeQ8_0 {
 			continue // no importances
 		}
-		plain, weighted := write(gguf.ConvertOptions{Type: typ}), write(gguf.ConvertOptions{Type: typ, Imatrix: calib})
+		// Without the importances: Encode on the weights as Convert
+		// would write them (IQ3_XXS, which Convert writes only with an
+		// importance matrix, as llama-quantize, included).
+		weighted := write(gguf.ConvertOptions{Type: typ, Imatrix: calib})
 		var sumPlain, sumWeighted float64
 		n, better := 0, 0
-		for _, ti := range plain.Tensors() {
+		for _, ti := range weighted.Tensors() {
 			imp := heldOut.Importance(ti.Name)
 			if imp == nil || ti.Type != typ {
 				continue // ffn_down (rows of 896) falls back from the types of 256-value blocks
 			}
 			w, _ := ref.Float32(ti.Name)
-			a, _ := plain.Float32(ti.Name)
+			a := decode(t, typ, w)
 			b, _ := weighted.Float32(ti.Name)
 			var ea, eb, e0 float64
 			for i := range w {

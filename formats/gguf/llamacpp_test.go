@@ -2,7 +2,9 @@ package gguf_test
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,7 +123,9 @@ type greedyRef struct {
 // fallback types), Q4_0 0.29 / 5.4e-4 / 9.6e-4, Q4_1 0.16 / 1.6e-3 /
 // 4.5e-4, Q5_0 0.17 / 5.3e-4 / 2.3e-4, Q5_1 0.18 / 6.3e-4 / 1.4e-3, IQ4_NL
 // 0.23 / 1.9e-3 / 9.8e-4, IQ4_XS 0.24 / 1.9e-3 / 5.9e-4, Q2_K 0.29 /
-// 6.7e-4 / 9.9e-4, Q3_K 0.30 / 2.3e-3 / 1.4e-3.
+// 6.7e-4 / 9.9e-4, Q3_K 0.30 / 2.3e-3 / 1.4e-3, IQ3_XXS 0.25 / 7.4e-4 /
+// 7.5e-4, IQ3_S 0.24 / 3.8e-4 / 6.8e-4 (openchat-tiny; stories260K's
+// files of these are IQ4_NL, 0.29 / 3.6e-3 / 1.4e-4).
 // Bounds: 3–5×, for llama.cpp's other CPU kernels (AVX2, AVX-512, …)
 // summing in other orders.
 var llamaTolerances = map[gguf.TensorType]tolerance{
@@ -140,6 +144,9 @@ var llamaTolerances = map[gguf.TensorType]tolerance{
 	gguf.TypeIQ4_XS: {0.9, 8e-3, 4e-3},
 	gguf.TypeQ2_K:   {1.2, 3e-3, 5e-3},
 	gguf.TypeQ3_K:   {1.2, 8e-3, 5e-3},
+
+	gguf.TypeIQ3_XXS: {1.2, 1.5e-2, 4e-3},
+	gguf.TypeIQ3_S:   {1.2, 1.5e-2, 4e-3},
 }
 
 // checkLlamaCpp loads every converted file in llama.cpp and compares its
@@ -263,6 +270,8 @@ func checkJSParse(t *testing.T, c *converted, version int, meta map[string]any, 
 			want = v
 		case uint32:
 			want = float64(v)
+		case int32: // quantize.imatrix.entries_count, chunks_count
+			want = float64(v)
 		case float32:
 			want = float64(v)
 		case []string:
@@ -335,13 +344,22 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 // head, token_embd tied: the output) in llama-quantize's file types hold
 // the types llama.cpp's rules give them, worked out here by hand, and
 // llama.cpp reads their mixed blocks as our runtime does. In every mix
-// the output is Q6_K, and ffn_down's rows of 896 fall back from a type of
-// 256-value blocks to llama-quantize's type of 32-value blocks for it.
+// but IQ3_XXS (Q5_K) the output is Q6_K, and ffn_down's rows of 896 fall
+// back from a type of 256-value blocks to llama-quantize's type of
+// 32-value blocks for it. IQ3_XS and IQ3_XXS, which llama-quantize writes
+// only with an importance matrix, take randomImatrix's.
 func TestLlamaCppMix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	layer := func(name string) int {
 		i, _ := strconv.Atoi(strings.Split(name, ".")[1])
 		return i
+	}
+	// token_embd's type (the output, tied) where not Q6_K, and the mixes
+	// given an importance matrix.
+	out := map[string]gguf.TensorType{"IQ3_XXS": gguf.TypeQ5_K}
+	withImatrix := map[string]bool{"IQ3_XS": true, "IQ3_XXS": true}
+	suffix := func(n string, kinds ...string) bool {
+		return slices.ContainsFunc(kinds, func(k string) bool { return strings.HasSuffix(n, "."+k+".weight") })
 	}
 	for _, tc := range []struct {
 		mix  string
@@ -396,17 +414,72 @@ func TestLlamaCppMix(t *testing.T) {
 			}
 			return gguf.TypeIQ4_XS
 		}},
+		// attn_v stays (fewer than 4 query heads a KV head); IQ3_S → IQ4_NL.
+		{"IQ3_S", 26, func(n string) gguf.TensorType {
+			if suffix(n, "ffn_down") {
+				return gguf.TypeIQ4_NL
+			}
+			return gguf.TypeIQ3_S
+		}},
+		// attn_v and attn_output Q4_K; ffn_down's Q4_K rule takes layers
+		// below 6/8 = 0: none, IQ3_S → IQ4_NL.
+		{"IQ3_M", 27, func(n string) gguf.TensorType {
+			switch {
+			case suffix(n, "attn_v", "attn_output"):
+				return gguf.TypeQ4_K
+			case suffix(n, "ffn_down"):
+				return gguf.TypeIQ4_NL
+			}
+			return gguf.TypeIQ3_S
+		}},
+		// attn_q and attn_k IQ3_XXS, ffn_gate and ffn_up IQ3_XXS in layers
+		// 6/8 = 0 to 42/8 = 5 (not 5); the rest IQ3_S, ffn_down → IQ4_NL.
+		{"IQ3_XS", 22, func(n string) gguf.TensorType {
+			switch {
+			case suffix(n, "attn_q", "attn_k"), suffix(n, "ffn_gate", "ffn_up") && layer(n) < 5:
+				return gguf.TypeIQ3_XXS
+			case suffix(n, "ffn_down"):
+				return gguf.TypeIQ4_NL
+			}
+			return gguf.TypeIQ3_S
+		}},
+		// The output Q5_K; attn_q and attn_k IQ2_S; attn_v IQ3_XXS (fewer
+		// than 4 query heads a KV head, an importance matrix); attn_output
+		// IQ3_S; ffn_down IQ3_XXS (an importance matrix) → IQ4_NL.
+		{"IQ3_XXS", 23, func(n string) gguf.TensorType {
+			switch {
+			case suffix(n, "attn_q", "attn_k"):
+				return gguf.TypeIQ2_S
+			case suffix(n, "attn_output"):
+				return gguf.TypeIQ3_S
+			case suffix(n, "ffn_down"):
+				return gguf.TypeIQ4_NL
+			}
+			return gguf.TypeIQ3_XXS
+		}},
 	} {
 		mix, ok := gguf.ParseMix(tc.mix)
 		if !ok {
 			t.Fatalf("no %s mix", tc.mix)
 		}
-		c := convertWith(t, ck, mix.Base, gguf.ConvertOptions{Mix: mix})
+		opts := gguf.ConvertOptions{Mix: mix}
+		if withImatrix[tc.mix] {
+			opts.Imatrix = randomImatrix(ck)
+		}
+		if !gguf.TypeIQ2_S.Convertible() && tc.mix == "IQ3_XXS" {
+			// Until this package writes IQ2_S, Convert refuses the mix up
+			// front, naming the first weight it would need it for.
+			if err := gguf.Check(ck.cfg, opts); !errors.Is(err, gguf.ErrUnsupportedType) || !strings.Contains(err.Error(), "IQ3_XXS puts blk.0.attn_q.weight in IQ2_S") {
+				t.Errorf("IQ3_XXS without IQ2_S: Check gives %v, want ErrUnsupportedType naming blk.0.attn_q.weight", err)
+			}
+			continue
+		}
+		c := convertWith(t, ck, mix.Base, opts)
 		if ft, _ := c.file.Get("general.file_type"); c.res.FileType != tc.file || ft != tc.file {
 			t.Errorf("%s: general.file_type %v (result %d), want %d", tc.mix, ft, c.res.FileType, tc.file)
 		}
 		for _, ti := range c.file.Tensors() {
-			want := gguf.TypeQ6_K
+			want := cmp.Or(out[tc.mix], gguf.TypeQ6_K)
 			switch {
 			case len(ti.Shape) == 1:
 				want = gguf.TypeF32

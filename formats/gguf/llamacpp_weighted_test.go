@@ -22,7 +22,7 @@ import (
 // file's dequantized weights (llamaTolerances).
 func TestLlamaCppWeighted(t *testing.T) {
 	if testing.Short() {
-		t.Skip("converts openchat-tiny 22 times and runs 11 files in llama.cpp")
+		t.Skip("converts openchat-tiny 24 times and runs 12 files in llama.cpp")
 	}
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	imatrix := randomImatrix(ck)
@@ -30,11 +30,14 @@ func TestLlamaCppWeighted(t *testing.T) {
 	// 10⁴ times others, which costs plain NMSE; token_embd has none, as in
 	// llama-imatrix's files): Q4_0 9.2e-3, Q4_1 6.8e-3, Q5_0 2.1e-3, Q5_1
 	// 1.6e-3, IQ4_NL 7.0e-3, IQ4_XS 7.1e-3, Q2_K 0.11, Q3_K 2.9e-2, Q4_K
-	// 6.7e-3, Q5_K 1.6e-3, Q6_K 4.3e-4. Bounds: about 2×. llama.cpp against
-	// our runtime (max|Δlogp| / NMSE / KL): 0.16–0.25 / 2.0e-4–1.8e-3 /
-	// 2.6e-4–9.9e-4.
+	// 6.7e-3, Q5_K 1.6e-3, Q6_K 4.3e-4, IQ3_S 2.8e-2. Bounds: about 2×.
+	// llama.cpp against our runtime (max|Δlogp| / NMSE / KL): 0.16–0.25 /
+	// 2.0e-4–1.8e-3 / 2.6e-4–1.0e-3. (IQ3_XXS is left out: llama-quantize
+	// writes it only with an importance matrix, and so do the fixtures'
+	// tests, convert.)
 	weightedNMSE := map[gguf.TensorType]float64{gguf.TypeQ4_0: 2e-2, gguf.TypeQ4_1: 1.4e-2, gguf.TypeQ5_0: 4.5e-3, gguf.TypeQ5_1: 3.2e-3,
-		gguf.TypeIQ4_NL: 1.4e-2, gguf.TypeIQ4_XS: 1.4e-2, gguf.TypeQ2_K: 0.22, gguf.TypeQ3_K: 6e-2, gguf.TypeQ4_K: 1.3e-2, gguf.TypeQ5_K: 3.2e-3, gguf.TypeQ6_K: 8.5e-4}
+		gguf.TypeIQ4_NL: 1.4e-2, gguf.TypeIQ4_XS: 1.4e-2, gguf.TypeQ2_K: 0.22, gguf.TypeQ3_K: 6e-2, gguf.TypeQ4_K: 1.3e-2, gguf.TypeQ5_K: 3.2e-3, gguf.TypeQ6_K: 8.5e-4,
+		gguf.TypeIQ3_S: 6e-2}
 	var convs []*converted
 	for _, typ := range allTypes {
 		if _, ok := weightedNMSE[typ]; !ok {

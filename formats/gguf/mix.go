@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
@@ -10,24 +11,33 @@ import (
 )
 
 // Mix is one of llama-quantize's file types (llama.h llama_ftype): most
-// 2-D weights in Base, the output weight in Q6_K (Q8_0 in a Q8_0 file,
-// or where its rows are not whole blocks of Base), and some layers'
-// attn_v, attn_output and ffn_down weights in other types, as llama.cpp's
-// llama_tensor_get_type picks them for a dense model (no experts). Some
-// rules depend on the model's grouped-query attention (heads per KV head),
-// some on whether an importance matrix is given; and in a model of 80
-// layers with grouped-query attention (llama.cpp's LLM_TYPE_70B) an attn_v
-// the rules leave in Q3_K or Q4_K is written in Q5_K.
+// 2-D weights in Base, the output weight in Q6_K (Q5_K in IQ3_XXS; Q8_0
+// where its rows are not whole blocks of Base), and some layers' attn_v,
+// attn_output and ffn_down weights (in IQ3_XS and IQ3_XXS also attn_q,
+// attn_k, ffn_gate and ffn_up, and IQ3_XXS's token_embd) in other types,
+// as llama.cpp's llama_tensor_get_type picks them for a dense model (no
+// experts). Some rules depend on the model's grouped-query attention
+// (heads per KV head), some on whether an importance matrix is given; and
+// in a model of 80 layers with grouped-query attention (llama.cpp's
+// LLM_TYPE_70B) an attn_v the rules leave in Q3_K or Q4_K is written in
+// Q5_K.
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
 	Base     TensorType // the weights the rules leave alone
 	// NeedsImatrix: llama-quantize refuses the mix without an importance
-	// matrix for its Base weights (Q2_K_S).
+	// matrix for its Base weights (Q2_K_S). (Weights in IQ3_XXS need one
+	// in any file: requiresImatrix.)
 	NeedsImatrix bool
 	// attnV, attnOut and ffnDown give the type of an attn_v, attn_output
-	// or ffn_down weight at site s (nil: Base).
-	attnV, attnOut, ffnDown func(s site) TensorType
+	// or ffn_down weight at site s (nil: Base); attnQ, attnK, ffnGate and
+	// ffnUp likewise for attn_q, attn_k, ffn_gate and ffn_up.
+	attnV, attnOut, ffnDown      func(s site) TensorType
+	attnQ, attnK, ffnGate, ffnUp func(s site) TensorType
+	// output is the type of the output weight (and of a tied token_embd)
+	// whose rows are whole blocks of Base (0: Q6_K); tokenEmbd that of an
+	// untied token_embd (0: Base).
+	output, tokenEmbd TensorType
 }
 
 // site is where a weight sits, for a mix's rules: layer i of n, gqa query
@@ -72,9 +82,31 @@ var Mixes = []Mix{
 	{Name: "Q2_K_S", FileType: 21, Base: TypeQ2_K, NeedsImatrix: true,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeQ2_K) },
 		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ4_K, TypeQ2_K) }},
+	{Name: "IQ3_XS", FileType: 22, Base: TypeIQ3_S,
+		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeIQ3_S) },
+		attnQ:   func(site) TensorType { return TypeIQ3_XXS },
+		attnK:   func(site) TensorType { return TypeIQ3_XXS },
+		ffnGate: middleIQ3XXS,
+		ffnUp:   middleIQ3XXS},
+	{Name: "IQ3_XXS", FileType: 23, Base: TypeIQ3_XXS, output: TypeQ5_K, tokenEmbd: TypeIQ3_S,
+		attnV: func(s site) TensorType {
+			return pick(s.gqa >= 4, TypeQ4_K, pick(s.imatrix, TypeIQ3_XXS, TypeIQ3_S))
+		},
+		attnQ:   func(site) TensorType { return TypeIQ2_S },
+		attnK:   func(site) TensorType { return TypeIQ2_S },
+		attnOut: func(site) TensorType { return TypeIQ3_S },
+		ffnDown: func(s site) TensorType {
+			return pick(s.imatrix, TypeIQ3_XXS, pick(s.i < s.n/8, TypeQ4_K, TypeQ3_K))
+		}},
 	{Name: "IQ4_NL", FileType: 25, Base: TypeIQ4_NL,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_NL) },
 		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_NL) }},
+	{Name: "IQ3_S", FileType: 26, Base: TypeIQ3_S,
+		attnV: func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeIQ3_S) }},
+	{Name: "IQ3_M", FileType: 27, Base: TypeIQ3_S,
+		attnV:   func(site) TensorType { return TypeQ4_K },
+		attnOut: func(site) TensorType { return TypeQ4_K },
+		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ4_K, TypeIQ3_S) }},
 	{Name: "IQ4_XS", FileType: 30, Base: TypeIQ4_XS,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_XS) },
 		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_XS) }},
@@ -105,6 +137,12 @@ func ParseMix(s string) (Mix, bool) {
 		}
 	}
 	return Mix{}, false
+}
+
+// middleIQ3XXS is IQ3_XS's rule for ffn_gate and ffn_up: IQ3_XXS but in
+// the first and last eighth of the layers.
+func middleIQ3XXS(s site) TensorType {
+	return pick(s.i >= s.n/8 && s.i < 7*s.n/8, TypeIQ3_XXS, TypeIQ3_S)
 }
 
 // useMoreBits is llama.cpp's rule for the layers whose attn_v and
@@ -150,10 +188,13 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 		if rowLen%m.Base.BlockSize() != 0 {
 			return TypeQ8_0
 		}
-		return TypeQ6_K
+		return cmp.Or(m.output, TypeQ6_K)
 	}
 	rest, ok := strings.CutPrefix(name, "blk.")
 	if !ok {
+		if name == "token_embd.weight" {
+			return cmp.Or(m.tokenEmbd, m.Base)
+		}
 		return m.Base
 	}
 	num, kind, _ := strings.Cut(rest, ".")
@@ -170,6 +211,14 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 		rule = m.attnOut
 	case "ffn_down.weight":
 		rule = m.ffnDown
+	case "attn_q.weight":
+		rule = m.attnQ
+	case "attn_k.weight":
+		rule = m.attnK
+	case "ffn_gate.weight":
+		rule = m.ffnGate
+	case "ffn_up.weight":
+		rule = m.ffnUp
 	}
 	if rule == nil {
 		return m.Base

@@ -212,6 +212,19 @@ func TestMixTypes(t *testing.T) {
 		{"IQ4_NL", false, map[TensorType]int{TypeIQ4_NL: 189, TypeQ5_K: 36, TypeQ6_K: 1}},
 		{"IQ4_NL", true, map[TensorType]int{TypeIQ4_NL: 193, TypeQ5_K: 32, TypeQ6_K: 1}},
 		{"IQ4_XS", false, map[TensorType]int{TypeIQ4_XS: 189, TypeQ5_K: 36, TypeQ6_K: 1}},
+		// IQ3_XXS: token_embd IQ3_S, output Q5_K, attn_q and attn_k IQ2_S,
+		// attn_v Q4_K (4 query heads a KV head), attn_output IQ3_S, and
+		// ffn_down IQ3_XXS with an importance matrix, else Q4_K in the
+		// first eighth of the layers and Q3_K after.
+		{"IQ3_XXS", true, map[TensorType]int{TypeIQ3_XXS: 96, TypeIQ2_S: 64, TypeIQ3_S: 33, TypeQ4_K: 32, TypeQ5_K: 1}},
+		{"IQ3_XXS", false, map[TensorType]int{TypeIQ3_XXS: 64, TypeIQ2_S: 64, TypeIQ3_S: 33, TypeQ4_K: 36, TypeQ3_K: 28, TypeQ5_K: 1}},
+		// IQ3_XS: attn_q and attn_k IQ3_XXS, ffn_gate and ffn_up IQ3_XXS
+		// in layers 4..27 (IQ3_S in the first and last 4), attn_v Q4_K,
+		// the rest IQ3_S.
+		{"IQ3_XS", true, map[TensorType]int{TypeIQ3_XXS: 112, TypeIQ3_S: 81, TypeQ4_K: 32, TypeQ6_K: 1}},
+		{"IQ3_S", false, map[TensorType]int{TypeIQ3_S: 193, TypeQ4_K: 32, TypeQ6_K: 1}},
+		// IQ3_M: attn_v and attn_output Q4_K, ffn_down Q4_K in layers 0..3.
+		{"IQ3_M", false, map[TensorType]int{TypeIQ3_S: 157, TypeQ4_K: 68, TypeQ6_K: 1}},
 	} {
 		m, ok := ParseMix(tc.mix)
 		if !ok {
@@ -253,7 +266,7 @@ func TestMixTypes(t *testing.T) {
 
 // TestFileTypeName: llama.h's llama_ftype values by name.
 func TestFileTypeName(t *testing.T) {
-	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 30: "IQ4_XS", 32: "BF16", 19: ""} {
+	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 26: "IQ3_S", 27: "IQ3_M", 30: "IQ4_XS", 32: "BF16", 19: ""} {
 		if got := FileTypeName(id); got != want {
 			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
 		}
@@ -290,6 +303,14 @@ func TestMix70B(t *testing.T) {
 		{"Q2_K", "blk.40.attn_output.weight", gqa, TypeQ3_K},
 		{"IQ4_XS", "blk.40.attn_v.weight", gqa, TypeQ5_K},
 		{"IQ4_XS", "blk.40.attn_v.weight", mha, TypeIQ4_XS},
+		{"IQ3_S", "blk.40.attn_v.weight", gqa, TypeQ5_K}, // Q4_K, raised
+		{"IQ3_S", "blk.40.attn_v.weight", mha, TypeIQ3_S},
+		{"IQ3_M", "blk.40.attn_v.weight", mha, TypeQ4_K},
+		{"IQ3_M", "blk.40.attn_v.weight", gqa, TypeQ5_K},
+		{"IQ3_XXS", "blk.40.attn_v.weight", mha, TypeIQ3_S}, // no importance matrix
+		{"IQ3_XXS", "blk.40.attn_k.weight", gqa, TypeIQ2_S},
+		{"IQ3_XS", "blk.40.ffn_up.weight", gqa, TypeIQ3_XXS},
+		{"IQ3_XS", "blk.75.ffn_up.weight", gqa, TypeIQ3_S},
 	} {
 		m, _ := ParseMix(tc.mix)
 		if got := m.typeFor(tc.name, tc.cfg, false); got != tc.want {
@@ -317,6 +338,10 @@ func TestParseTarget(t *testing.T) {
 		{"Q2_K", 0, "Q2_K", 10},
 		{"q3_k_m", 0, "Q3_K_M", 12},
 		{"iq4_xs", 0, "IQ4_XS", 30},
+		{"iq3_xxs", 0, "IQ3_XXS", 23},
+		{"IQ3_XS", 0, "IQ3_XS", 22},
+		{"iq3_s", 0, "IQ3_S", 26},
+		{"iq3_m", 0, "IQ3_M", 27},
 	} {
 		got, err := ParseTarget(tc.in)
 		if err != nil || got.Type != tc.typ || got.Mix.Name != tc.mix {
