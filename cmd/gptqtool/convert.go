@@ -42,10 +42,12 @@ tensor) into --out, built under a temporary name and renamed when complete:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
   types, special ids, chat template). TYPE is f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k
   (every 2-D weight in that type, the output included: not llama-quantize's Q4_K, which is
-  its Q4_K_M), or one of llama-quantize's file types q2_k, q2_k_s,
+  its Q4_K_M), or one of llama-quantize's file types q2_k, q2_k_s, iq3_xs, iq3_xxs,
   q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl,
-  iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and ffn_down in
-  other types, as llama.cpp picks them; q2_k_s needs --imatrix). A comma-separated list
+  iq3_s, iq3_m, iq4_xs (the output weight in q6_k, and some layers' attn_v, attn_output and
+  ffn_down in other types, as llama.cpp picks them; q2_k_s, iq3_xs and iq3_xxs need
+  --imatrix; iq3_xxs puts attn_q and attn_k in IQ2_S, which gptqtool does not write yet,
+  and is refused until it does). A comma-separated list
   writes one file a type into the directory --out (MODEL.Q4_K_M.gguf), every path and type
   checked first; a file that fails once begun leaves the files before it, complete, and the
   error names them and the types not written. Rows that are not whole blocks fall back as
@@ -149,7 +151,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&o.LeaveOutputTensor, "leave-output-tensor", false, "with --gguf: output.weight unquantized, in F16 (llama-quantize's --leave-output-tensor)")
 	fs.StringArrayVar(&o.IncludeWeights, "include-weights", nil, "with --imatrix, repeatable: use the importance matrix only for the weights whose GGUF name contains `NAME` (llama-quantize's --include-weights)")
 	fs.StringArrayVar(&o.ExcludeWeights, "exclude-weights", nil, "with --imatrix, repeatable: do not use the importance matrix for the weights whose GGUF name contains `NAME` (llama-quantize's --exclude-weights)")
-	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
+	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq3_s, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote); with --gguf, the .gguf files it writes")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
