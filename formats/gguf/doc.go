@@ -60,8 +60,9 @@
 // importance matrix, quantize_row_q4_K_impl and its kin with one:
 // EncodeWeighted; the grid searches of quantize_iq3_xxs and
 // quantize_iq3_s, whose neighbour lists are derived once, on first use,
-// from the grids), so llama.cpp decodes the blocks exactly as the
-// Dequantize functions do.
+// from the grids; but IQ3_S keeps every sub-block's codes in its own slot
+// where ggml moves them past an all-zero sub-block), so llama.cpp decodes
+// the blocks exactly as the Dequantize functions do.
 //
 // # Reading
 //

@@ -472,18 +472,19 @@ func (q *iq3Quantizer) superBlockXXS(y []byte, x, qw []float32) {
 }
 
 // superBlockS quantizes the 256 values x into the IQ3_S block y, weighted
-// by qw (nil: none) as ggml quantize_row_iq3_s_impl does, including its
-// handling of an all-zero sub-block: ggml moves on to the next without
+// by qw (nil: none) as ggml quantize_row_iq3_s_impl does, but for an
+// all-zero sub-block among others: ggml moves on from one without
 // advancing its qs and signs pointers, so the grid indices' low bytes and
-// the signs of every later sub-block land one sub-block early (their
-// ninth bits and scales stay in place), and the last slots stay zero.
-// llama.cpp decodes such a block as DequantizeIQ3_S does.
+// the signs of every later sub-block land one sub-block early, beside
+// ninth bits and scales that stay in place, and llama.cpp then decodes
+// those sub-blocks from another's codes. Here every sub-block keeps its
+// own slot (an all-zero one holds zeros), so such a block decodes as it
+// was quantized; its bytes differ from ggml's there and only there.
 func (q *iq3Quantizer) superBlockS(y []byte, x, qw []float32) {
 	clear(y)
 	v := iq3Variant{lat: iq3sLat()}
 	sigma2 := float32(2*sumSquares(x)) / QK_K
 	var maxScale float32
-	slot := 0 // where ggml's qs and signs pointers are, in sub-blocks
 	for j := range QK_K / 32 {
 		var w []float32
 		if qw != nil {
@@ -495,11 +496,10 @@ func (q *iq3Quantizer) superBlockS(y []byte, x, qw []float32) {
 			continue
 		}
 		for k, p := range q.points {
-			y[2+8*slot+k] = uint8(p)
+			y[2+8*j+k] = uint8(p)
 			y[iq3sQH+j] |= uint8(p>>8) << k
 		}
-		copy(y[iq3sSigns+4*slot:], q.signs[:])
-		slot++
+		copy(y[iq3sSigns+4*j:], q.signs[:])
 		if !(maxScale > scale) {
 			maxScale = scale
 		}
