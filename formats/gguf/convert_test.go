@@ -657,7 +657,7 @@ func TestConvertErrors(t *testing.T) {
 			`tensor "model.layers.1.self_attn.o_proj.bias": largest |value| 2 (first nonzero element 5), want all zeros: unsupported model`, gguf.ErrUnsupportedModel},
 		{"bias without the key", func(map[string]string) {}, extraTensor{ck.set, "lm_head.bias", 512, 0, float32(math.NaN())}, gguf.ConvertOptions{Type: gguf.TypeF16},
 			`tensor "lm_head.bias": largest |value| NaN (first nonzero element 0)`, gguf.ErrUnsupportedModel},
-		{"tensor type", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeIQ2_XXS}, "tensor type IQ2_XXS: want F32, F16, Q4_0, ", nil},
+		{"tensor type", func(map[string]string) {}, ck.set, gguf.ConvertOptions{Type: gguf.TypeTQ1_0}, "tensor type TQ1_0: want F32, F16, Q4_0, ", nil},
 		{"missing tensor", func(map[string]string) {}, missingTensor{ck.set, "model.layers.3.mlp.up_proj.weight"}, gguf.ConvertOptions{Type: gguf.TypeQ8_0},
 			`tensor "model.layers.3.mlp.up_proj.weight"`, os.ErrNotExist},
 		{"shape", func(f map[string]string) { f["intermediate_size"] = "176" }, ck.set, gguf.ConvertOptions{Type: gguf.TypeF32},

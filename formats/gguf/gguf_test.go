@@ -201,7 +201,7 @@ func TestRoundTrip(t *testing.T) {
 		{TensorInfo{Name: "i32", Shape: []int{1, 1, 1, 5}, Type: TypeI32}, nil, make([]byte, 20)},
 		{TensorInfo{Name: "q2_k", Shape: []int{4, 256}, Type: TypeQ2_K}, x, nil},
 		{TensorInfo{Name: "q3_k", Shape: []int{1024}, Type: TypeQ3_K}, x, nil},
-		{TensorInfo{Name: "iq2_xxs", Shape: []int{256}, Type: TypeIQ2_XXS}, nil, bytes.Repeat([]byte{7}, 66)},
+		{TensorInfo{Name: "tq1_0", Shape: []int{256}, Type: TypeTQ1_0}, nil, bytes.Repeat([]byte{7}, 54)},
 	}
 	for _, align := range []uint32{0, 8, 64, 4096} {
 		name := "default"

@@ -181,8 +181,8 @@ func TestOutputAndEmbeddingTypes(t *testing.T) {
 			t.Errorf("%s: fallbacks %v, want %d of token_embd and output", tc.name, c.res.Fallbacks, tc.wantFallbacks)
 		}
 	}
-	bad := gguf.TypeIQ2_XXS
-	if _, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), tiny.set, tiny.cfg, tiny.tok, gguf.ConvertOptions{Mix: mix, OutputType: &bad}); err == nil || !strings.Contains(err.Error(), "output tensor type IQ2_XXS: want F32, F16, Q4_0") {
-		t.Errorf("output type IQ2_XXS: %v", err)
+	bad := gguf.TypeTQ1_0
+	if _, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), tiny.set, tiny.cfg, tiny.tok, gguf.ConvertOptions{Mix: mix, OutputType: &bad}); err == nil || !strings.Contains(err.Error(), "output tensor type TQ1_0: want F32, F16, Q4_0") {
+		t.Errorf("output type TQ1_0: %v", err)
 	}
 }

@@ -33,6 +33,9 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("encode %s: %w", t, ErrUnsupportedType)
 	}
+	if needsImportance(t) {
+		return nil, fmt.Errorf("encode %s: %w", t, ErrNeedsImportance)
+	}
 	size, err := t.RowBytes(int64(len(src)))
 	if err != nil {
 		return nil, fmt.Errorf("encode %d values: %w", len(src), err)
@@ -83,6 +86,8 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			QuantizeIQ3_XXS(d, s)
 		case TypeIQ3_S:
 			QuantizeIQ3_S(d, s)
+		case TypeIQ2_S:
+			QuantizeIQ2_S(d, s)
 		}
 		check.output(lo, d)
 	})
@@ -108,7 +113,8 @@ type quantCheck struct {
 func newQuantCheck(t TensorType) *quantCheck {
 	c := &quantCheck{bs: t.BlockSize(), bb: t.BlockBytes(), value: -1, block: -1}
 	switch t {
-	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS, TypeIQ3_XXS, TypeIQ3_S:
+	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS, TypeIQ3_XXS, TypeIQ3_S,
+		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
 		c.scales = []int{0}
 	case TypeQ4_1, TypeQ5_1, TypeQ4_K, TypeQ5_K:
 		c.scales = []int{0, 2}
@@ -229,6 +235,12 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			DequantizeIQ3_XXS(d, s)
 		case TypeIQ3_S:
 			DequantizeIQ3_S(d, s)
+		case TypeIQ2_XXS:
+			DequantizeIQ2_XXS(d, s)
+		case TypeIQ2_XS:
+			DequantizeIQ2_XS(d, s)
+		case TypeIQ2_S:
+			DequantizeIQ2_S(d, s)
 		}
 	})
 	return dst, nil
@@ -252,6 +264,8 @@ func grainFor(t TensorType) int {
 		return 8
 	case TypeIQ3_XXS, TypeIQ3_S: // a grid search per sub-block: tens of µs a block
 		return 8
+	case TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S: // 13 or 19 grid searches per sub-block
+		return 4
 	}
 	return 1 << 16
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"sync"
 
@@ -89,7 +88,7 @@ func DequantizeIQ3_XXS(dst []float32, src []byte) {
 			y := dst[b*QK_K+32*j : b*QK_K+32*j+32]
 			for g := range 8 {
 				m := iq3xxsGrid[blk[2+8*j+g]]
-				s := ksignsIQ2XS(uint8(sas >> (7 * (g / 2)) & 127))
+				s := ksignsIQ2XS[sas>>(7*(g/2))&127]
 				for i := range 4 {
 					y[4*g+i] = float32(db*float32(uint8(m>>(8*i)))) * signIQ3(s, 4*(g%2)+i)
 				}
@@ -119,12 +118,6 @@ func DequantizeIQ3_S(dst []float32, src []byte) {
 			}
 		}
 	}
-}
-
-// ksignsIQ2XS is ggml's ksigns_iq2xs[s]: the 7 sign bits s with an eighth,
-// bit 7, that makes the number of set bits even.
-func ksignsIQ2XS(s uint8) uint8 {
-	return s | uint8(bits.OnesCount8(s)&1)<<7
 }
 
 // iq3Lattice is what ggml's iq3xs_init_impl derives from a grid for the

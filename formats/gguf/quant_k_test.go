@@ -355,7 +355,7 @@ func TestParseTarget(t *testing.T) {
 			t.Errorf("%s: file type %d, want %d", tc.in, file, tc.file)
 		}
 	}
-	for _, bad := range []string{"", "q4_k_x", "iq2_xxs", "q8_k"} {
+	for _, bad := range []string{"", "q4_k_x", "tq1_0", "q8_k"} {
 		if _, err := ParseTarget(bad); err == nil || !strings.Contains(err.Error(), "q3_k_m") {
 			t.Errorf("ParseTarget(%q): %v, want an error listing the types", bad, err)
 		}

@@ -471,7 +471,7 @@ func TestEncodeDecodeErrors(t *testing.T) {
 		{"encode q4_k partial", func() error { _, err := Encode(TypeQ4_K, make([]float32, 100)); return err }, "not a multiple of the Q4_K block size"},
 		{"encode q8_k", func() error { _, err := Encode(TypeQ8_K, make([]float32, 256)); return err }, "unsupported tensor type"},
 		{"decode short", func() error { _, err := Decode(TypeQ8_0, make([]byte, 33), 32); return err }, "33 bytes, want 34"},
-		{"decode iq2", func() error { _, err := Decode(TypeIQ2_XXS, make([]byte, 66), 256); return err }, "unsupported tensor type"},
+		{"decode tq1_0", func() error { _, err := Decode(TypeTQ1_0, make([]byte, 54), 256); return err }, "unsupported tensor type"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -66,6 +66,8 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 				quantizeIQ3XXS(y, x, qw)
 			case TypeIQ3_S:
 				quantizeIQ3S(y, x, qw)
+			case TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
+				quantizeIQ2(t, y, x, qw)
 			}
 			check.output(r*bpr, y)
 		}

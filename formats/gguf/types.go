@@ -155,7 +155,8 @@ func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 func (t TensorType) Convertible() bool {
 	switch t {
 	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS,
-		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K:
+		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K,
+		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
 		return true
 	case TypeIQ3_XXS, TypeIQ3_S:
 		return true
