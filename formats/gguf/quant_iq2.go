@@ -335,13 +335,27 @@ func (q *iq2Quantizer) gridLevels(g *iq2Lattice, L []uint8, x, w []float32, id, 
 	}
 	nb := g.neighbours[-g.index[u]-1:]
 	best, point := float32(math.MaxFloat32), -1
+	xv, wv := (*[8]float32)(x), (*[8]float32)(w)
 	for _, k := range nb[1 : 1+int(nb[0])] {
+		// Σ w·(scale·q − x)², in order (unrolled: the search spends most
+		// of the quantization here).
 		p := &g.pos[k]
-		var d2 float32
-		for i := range 8 {
-			diff := float32(scale*p[i]) - x[i]
-			d2 += float32(w[i]*diff) * diff
-		}
+		d := float32(scale*p[0]) - xv[0]
+		d2 := float32(wv[0]*d) * d
+		d = float32(scale*p[1]) - xv[1]
+		d2 += float32(wv[1]*d) * d
+		d = float32(scale*p[2]) - xv[2]
+		d2 += float32(wv[2]*d) * d
+		d = float32(scale*p[3]) - xv[3]
+		d2 += float32(wv[3]*d) * d
+		d = float32(scale*p[4]) - xv[4]
+		d2 += float32(wv[4]*d) * d
+		d = float32(scale*p[5]) - xv[5]
+		d2 += float32(wv[5]*d) * d
+		d = float32(scale*p[6]) - xv[6]
+		d2 += float32(wv[6]*d) * d
+		d = float32(scale*p[7]) - xv[7]
+		d2 += float32(wv[7]*d) * d
 		if d2 < best {
 			best, point = d2, int(k)
 		}
