@@ -440,8 +440,12 @@ for step in $steps; do
     # file a type (GGUF7B_TYPES), on the device host's cores.
     [ -d /tmp/oc7b ] || run synth7b 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b --json
+    # GGUF7B_IMATRIX=1 passes the importance matrix the imatrix7b step wrote
+    # (the 1- to 3-bit i-quants need one).
+    im=
+    [ -n "${GGUF7B_IMATRIX:-}" ] && im="--imatrix /tmp/oc7b-gptqtool.imatrix.gguf"
     run gguf7b "${GGUF7B_TIMEOUT:-400}" sh -c "/usr/bin/time -v '$bin/gptqtool' convert --in /tmp/oc7b --out /tmp/oc7b-gguf --force \
-      --gguf '${GGUF7B_TYPES:-q2_k,q3_k_m,q4_0,iq4_xs}' --json >'$LOGS/gguf7b.json' 2>'$LOGS/gguf7b.stderr'"
+      --gguf '${GGUF7B_TYPES:-q2_k,q3_k_m,q4_0,iq4_xs}' $im --json >'$LOGS/gguf7b.json' 2>'$LOGS/gguf7b.stderr'"
     grep -E 'GGUF|Maximum resident|Elapsed' "$LOGS/gguf7b.stderr" | tee -a "$summary"
     ;;
   imatrix7b)
