@@ -156,7 +156,7 @@ func TestUsageErrors(t *testing.T) {
 		{"convert", "--in", model, "--out", "x", "--checkpoint-format", "marlin"},
 		{"convert", "--in", model, "--out", "x", "--max-shard-size", "lots"},
 		{"convert", "--in", model, "--out", "x", "--max-shard-size", "0.5"},
-		{"convert", "--in", model, "--out", "x.gguf", "--gguf", "iq2_xxs"},
+		{"convert", "--in", model, "--out", "x.gguf", "--gguf", "tq1_0"},
 		{"calibrate", "--model", model, "--dataset", "d.json", "--dataset-format", "csv"},
 		// A row template renders the whole row: --text-column was ignored
 		// silently (a QA pass).

@@ -903,7 +903,7 @@ func TestConvertCommand(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"--out", filepath.Join(tmp, "x"), "--output-tensor-type", "q8_0"},
-		{"--out", filepath.Join(tmp, "y.gguf"), "--gguf", "q4_k_m", "--output-tensor-type", "iq2_xxs"},
+		{"--out", filepath.Join(tmp, "y.gguf"), "--gguf", "q4_k_m", "--output-tensor-type", "tq1_0"},
 	} {
 		if _, _, err := run(t, append([]string{"convert", "--in", st}, args...)...); err == nil || !strings.Contains(err.Error(), "--output-tensor-type") {
 			t.Errorf("convert %v: %v, want an error naming --output-tensor-type", args, err)

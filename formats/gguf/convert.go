@@ -72,9 +72,10 @@ type ConvertOptions struct {
 	// are always F32. A weight whose rows (the input dimension) are not a
 	// multiple of the type's block size falls back as llama-quantize's
 	// does (weightType: Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,
-	// Q6_K to Q8_0, IQ4_XS, IQ3_XXS and IQ3_S to IQ4_NL, to F16 where that
-	// does not fit either); ConvertResult.Fallbacks lists them. Weights in
-	// IQ3_XXS need Imatrix, as in llama-quantize.
+	// Q6_K to Q8_0, IQ4_XS and the IQ2 and IQ3 types to IQ4_NL, to F16
+	// where that does not fit either); ConvertResult.Fallbacks lists them.
+	// Weights in IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS need Imatrix, as in
+	// llama-quantize (checkNeedsImatrix).
 	Type TensorType
 	// Mix, when its Name is set, is one of llama-quantize's file types
 	// (Mixes): it picks each 2-D weight's type, and general.file_type, in
@@ -121,11 +122,10 @@ type ConvertOptions struct {
 	// but Q8_0 and the float types by its columns' importance
 	// (Imatrix.Importance, by GGUF name), as llama-quantize --imatrix does;
 	// weights it has no entry for are quantized without
-	// (ConvertResult.Warnings says which; a mix that needs it,
-	// Mix.NeedsImatrix, and a weight in IQ3_XXS, token_embd and output
-	// aside, refuse instead), and an entry whose length is not
-	// the weight's row length is an error. Some mixes' rules depend on
-	// whether it is set.
+	// (ConvertResult.Warnings says which; a weight that needs one refuses
+	// instead, as llama-quantize's: checkNeedsImatrix), and an entry whose
+	// length is not the weight's row length is an error. Some mixes' rules
+	// depend on whether it is set.
 	Imatrix *Imatrix
 	// Name is general.name. Default: the base name of the directory holding
 	// the config.json (cfg.File), or "model" when cfg.File is empty.
@@ -365,12 +365,28 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 // that llama-quantize refuses without an importance matrix: as its
 // tensor_requires_imatrix, each weight in a type too coarse without one
 // (requiresImatrix), token_embd and output aside, needs an entry (none
-// when every such weight falls back to another type).
+// when every such weight falls back to another type). token_embd and
+// output in IQ2_XXS or IQ2_XS (--token-embedding-type,
+// --output-tensor-type) need one too: ggml quantizes those types only
+// with importances (needsImportance), and llama-quantize aborts there.
 func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
 	var missing []string
 	var types []TensorType
 	for _, ti := range infos {
-		if requiresImatrix(ti.Type, opts.Mix) && ti.Name != "token_embd.weight" && ti.Name != "output.weight" && (opts.Imatrix == nil || opts.Imatrix.Importance(ti.Name) == nil) {
+		if opts.Imatrix != nil && opts.Imatrix.Importance(ti.Name) != nil {
+			continue
+		}
+		if ti.Name == "token_embd.weight" || ti.Name == "output.weight" {
+			if needsImportance(ti.Type) {
+				why := "no importance matrix is given"
+				if opts.Imatrix != nil {
+					why = "the importance matrix has no entry for it"
+				}
+				return fmt.Errorf("gguf convert: %s in %s needs importances, and %s: ggml quantizes %s only with them (llama-imatrix leaves out output.weight unless --process-output, and never has token_embd.weight)", ti.Name, ti.Type, why, ti.Type)
+			}
+			continue
+		}
+		if requiresImatrix(ti.Type, opts.Mix) {
 			missing = append(missing, ti.Name)
 			if !slices.Contains(types, ti.Type) {
 				types = append(types, ti.Type)
@@ -454,8 +470,11 @@ var fileTypes = map[TensorType]uint32{
 	TypeIQ4_NL: 25,
 	TypeIQ4_XS: 30,
 
+	TypeIQ2_XXS: 19,
+	TypeIQ2_XS:  20,
 	TypeIQ3_XXS: 23,
 	TypeIQ3_S:   26,
+	TypeIQ2_S:   28,
 }
 
 // TypeNames lists the types Convert writes, in llama.h's order of
@@ -559,9 +578,9 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 
 // weightType picks the type of a 2-D weight, falling back as
 // llama-quantize does (tensor_type_fallback) when its rows do not split
-// into whole blocks: IQ4_XS, IQ3_XXS and IQ3_S to IQ4_NL, Q2_K and Q3_K
-// to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to F16 when that
-// does not fit either, or for a type of 32-value blocks (where
+// into whole blocks: IQ4_XS and the IQ1, IQ2 and IQ3 types to IQ4_NL,
+// Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1, Q6_K to Q8_0; to F16
+// when that does not fit either, or for a type of 32-value blocks (where
 // llama-quantize gives up).
 func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 	row := s.shape[1]
@@ -571,8 +590,8 @@ func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 	got, ok := map[TensorType]TensorType{
 		TypeIQ4_XS: TypeIQ4_NL, TypeQ2_K: TypeQ4_0, TypeQ3_K: TypeQ4_0,
 		TypeQ4_K: TypeQ5_0, TypeQ5_K: TypeQ5_1, TypeQ6_K: TypeQ8_0,
-		// (IQ2_S: the IQ3_XXS mix's attn_q and attn_k.)
-		TypeIQ3_XXS: TypeIQ4_NL, TypeIQ3_S: TypeIQ4_NL, TypeIQ2_S: TypeIQ4_NL,
+		TypeIQ1_S: TypeIQ4_NL, TypeIQ1_M: TypeIQ4_NL, TypeIQ2_XXS: TypeIQ4_NL, TypeIQ2_XS: TypeIQ4_NL,
+		TypeIQ2_S: TypeIQ4_NL, TypeIQ3_XXS: TypeIQ4_NL, TypeIQ3_S: TypeIQ4_NL,
 	}[want]
 	if !ok || row%got.BlockSize() != 0 {
 		got = TypeF16

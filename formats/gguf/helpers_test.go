@@ -82,14 +82,14 @@ type converted struct {
 	file *gguf.File
 }
 
-// convert converts ck with every 2-D weight in typ: with randomImatrix's
-// importances for IQ3_XXS, which llama-quantize writes only with an
-// importance matrix (Convert refuses it without), else without.
+// convert converts ck with every 2-D weight in typ: with fullImatrix's
+// importances for imatrixTypes, which llama-quantize writes only with an
+// importance matrix (Convert refuses them without), else without.
 func convert(t testing.TB, ck *checkpoint, typ gguf.TensorType) *converted {
 	t.Helper()
 	opts := gguf.ConvertOptions{Type: typ}
-	if typ == gguf.TypeIQ3_XXS {
-		opts.Imatrix = randomImatrix(ck)
+	if slices.Contains(imatrixTypes, typ) {
+		opts.Imatrix = fullImatrix(ck)
 	}
 	return convertWith(t, ck, typ, opts)
 }

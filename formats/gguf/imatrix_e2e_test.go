@@ -2,6 +2,8 @@ package gguf_test
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"os"
 	"testing"
 
@@ -19,10 +21,19 @@ import (
 // of it, in total and in at least 90% of the weights. (Perplexity is no
 // judge on this 13M-parameter model: its K-type files sit within 1% of the
 // fp16 model, inside the noise of which weights round which way; Q5_K_M
-// measured worse than Q4_K_M there.)
+// measured worse than Q4_K_M there.) The types ggml quantizes only with
+// importances (IQ2_XXS, IQ2_XS) are compared with uniform importances
+// instead of none.
 func TestImatrixQuality(t *testing.T) {
-	decode := func(t *testing.T, typ gguf.TensorType, w []float32) []float32 {
+	decode := func(t *testing.T, typ gguf.TensorType, w []float32, rowLen int) []float32 {
 		q, err := gguf.Encode(typ, w)
+		if errors.Is(err, gguf.ErrNeedsImportance) {
+			ones := make([]float32, rowLen)
+			for i := range ones {
+				ones[i] = 1
+			}
+			q, err = gguf.EncodeWeighted(typ, w, rowLen, ones)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,14 +80,25 @@ func TestImatrixQuality(t *testing.T) {
 	calib, heldOut := importance(quantize.SamplesOf(ds.Samples)), importance(held)
 	write := func(opts gguf.ConvertOptions) *gguf.File { return convertWith(t, ck, opts.Type, opts).file }
 	ref := write(gguf.ConvertOptions{Type: gguf.TypeF32})
+	calibEmbd := &gguf.Imatrix{Entries: maps.Clone(calib.Entries)}
+	calibEmbd.Entries["token_embd.weight"] = gguf.ImatrixEntry{Sum2: make([]float32, ck.cfg.HiddenSize)} // a count of 0: every column 1
 	for _, typ := range allTypes {
 		if typ.BlockSize() == 1 || typ == gguf.TypeQ8_0 {
 			continue // no importances
 		}
 		// Without the importances: Encode on the weights as Convert
-		// would write them (IQ3_XXS, which Convert writes only with an
-		// importance matrix, as llama-quantize, included).
-		weighted := write(gguf.ConvertOptions{Type: typ, Imatrix: calib})
+		// would write them (IQ3_XXS and IQ2_S, which Convert writes only
+		// with an importance matrix, as llama-quantize, included); with
+		// uniform ones for the types ggml quantizes only with importances,
+		// whose token_embd (llama-imatrix's files have no entry for it)
+		// takes uniform ones in the weighted file too.
+		_, err := gguf.Encode(typ, make([]float32, typ.BlockSize()))
+		needsImportance := errors.Is(err, gguf.ErrNeedsImportance)
+		opts := gguf.ConvertOptions{Type: typ, Imatrix: calib}
+		if needsImportance {
+			opts.Imatrix = calibEmbd
+		}
+		weighted := write(opts)
 		var sumPlain, sumWeighted float64
 		n, better := 0, 0
 		for _, ti := range weighted.Tensors() {
@@ -85,7 +107,7 @@ func TestImatrixQuality(t *testing.T) {
 				continue // ffn_down (rows of 896) falls back from the types of 256-value blocks
 			}
 			w, _ := ref.Float32(ti.Name)
-			a := decode(t, typ, w)
+			a := decode(t, typ, w, ti.Shape[1])
 			b, _ := weighted.Float32(ti.Name)
 			var ea, eb, e0 float64
 			for i := range w {
@@ -100,8 +122,12 @@ func TestImatrixQuality(t *testing.T) {
 				better++
 			}
 		}
-		t.Logf("%s: held-out importance-weighted relative error, mean over %d weights: %.4g without the importance matrix, %.4g with (%+.1f%%), lower in %d",
-			typ, n, sumPlain/float64(n), sumWeighted/float64(n), 100*(sumWeighted/sumPlain-1), better)
+		without := "without the importance matrix"
+		if needsImportance {
+			without = "with uniform importances"
+		}
+		t.Logf("%s: held-out importance-weighted relative error, mean over %d weights: %.4g %s, %.4g with the importance matrix (%+.1f%%), lower in %d",
+			typ, n, sumPlain/float64(n), without, sumWeighted/float64(n), 100*(sumWeighted/sumPlain-1), better)
 		wantN := 7 * ck.cfg.NumHiddenLayers
 		if typ.BlockSize() == gguf.QK_K {
 			wantN -= ck.cfg.NumHiddenLayers

@@ -225,6 +225,14 @@ func TestMixTypes(t *testing.T) {
 		{"IQ3_S", false, map[TensorType]int{TypeIQ3_S: 193, TypeQ4_K: 32, TypeQ6_K: 1}},
 		// IQ3_M: attn_v and attn_output Q4_K, ffn_down Q4_K in layers 0..3.
 		{"IQ3_M", false, map[TensorType]int{TypeIQ3_S: 157, TypeQ4_K: 68, TypeQ6_K: 1}},
+		// The 2-bit IQ file types, by llama_tensor_get_type_impl's rules
+		// for them: attn_v Q4_K (4 query heads a KV head), the first 4
+		// ffn_down and token_embd in Q2_K (IQ2_S, IQ2_M: IQ3_S, as every
+		// attn_output), the output in Q5_K.
+		{"IQ2_XXS", true, map[TensorType]int{TypeIQ2_XXS: 188, TypeQ2_K: 5, TypeQ4_K: 32, TypeQ5_K: 1}},
+		{"IQ2_XS", true, map[TensorType]int{TypeIQ2_XS: 188, TypeQ2_K: 5, TypeQ4_K: 32, TypeQ5_K: 1}},
+		{"IQ2_S", true, map[TensorType]int{TypeIQ2_XS: 156, TypeIQ3_S: 37, TypeQ4_K: 32, TypeQ5_K: 1}},
+		{"IQ2_M", true, map[TensorType]int{TypeIQ2_S: 156, TypeIQ3_S: 37, TypeQ4_K: 32, TypeQ5_K: 1}},
 	} {
 		m, ok := ParseMix(tc.mix)
 		if !ok {
@@ -266,7 +274,8 @@ func TestMixTypes(t *testing.T) {
 
 // TestFileTypeName: llama.h's llama_ftype values by name.
 func TestFileTypeName(t *testing.T) {
-	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 26: "IQ3_S", 27: "IQ3_M", 30: "IQ4_XS", 32: "BF16", 19: ""} {
+	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 26: "IQ3_S", 27: "IQ3_M", 30: "IQ4_XS", 32: "BF16",
+		19: "IQ2_XXS", 20: "IQ2_XS", 28: "IQ2_S", 29: "IQ2_M", 36: ""} {
 		if got := FileTypeName(id); got != want {
 			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
 		}
@@ -276,7 +285,8 @@ func TestFileTypeName(t *testing.T) {
 // TestMix70B: llama.cpp's LLM_TYPE_70B (80 layers, grouped-query
 // attention: Llama-2/3 70B) raises attn_v from Q4_K to Q5_K after the
 // mixes' rules; 80 layers without GQA (LLaMA-1 65B) and other tensors keep
-// the rules' types.
+// the rules' types, as do the 2-bit IQ file types, whose own rules come
+// before that one in llama_tensor_get_type_impl.
 func TestMix70B(t *testing.T) {
 	gqa := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 8}
 	mha := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 64}
@@ -311,6 +321,11 @@ func TestMix70B(t *testing.T) {
 		{"IQ3_XXS", "blk.40.attn_k.weight", gqa, TypeIQ2_S},
 		{"IQ3_XS", "blk.40.ffn_up.weight", gqa, TypeIQ3_XXS},
 		{"IQ3_XS", "blk.75.ffn_up.weight", gqa, TypeIQ3_S},
+		// The 2-bit IQ file types' rules come before the 70B one.
+		{"IQ2_XXS", "blk.40.attn_v.weight", gqa, TypeQ4_K},
+		{"IQ2_XXS", "blk.40.attn_v.weight", mha, TypeQ2_K},
+		{"IQ2_M", "blk.40.attn_v.weight", gqa, TypeQ4_K},
+		{"IQ2_S", "blk.40.attn_v.weight", mha, TypeIQ3_S},
 	} {
 		m, _ := ParseMix(tc.mix)
 		if got := m.typeFor(tc.name, tc.cfg, false); got != tc.want {
@@ -342,6 +357,10 @@ func TestParseTarget(t *testing.T) {
 		{"IQ3_XS", 0, "IQ3_XS", 22},
 		{"iq3_s", 0, "IQ3_S", 26},
 		{"iq3_m", 0, "IQ3_M", 27},
+		{"iq2_xxs", 0, "IQ2_XXS", 19},
+		{"IQ2_XS", 0, "IQ2_XS", 20},
+		{"iq2_s", 0, "IQ2_S", 28},
+		{"iq2_m", 0, "IQ2_M", 29},
 	} {
 		got, err := ParseTarget(tc.in)
 		if err != nil || got.Type != tc.typ || got.Mix.Name != tc.mix {
