@@ -1,7 +1,6 @@
 package gguf_test
 
 import (
-	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -19,7 +18,7 @@ import (
 // output need an entry too in IQ2_XXS and IQ2_XS, which ggml quantizes
 // only with importances (llama-quantize aborts there), not in IQ2_S; a
 // model none of whose weights stays in an IQ2 type (stories260K's rows of
-// 64 and 172 fall back) needs none.
+// 64 and 172 fall back, IQ2_S's and IQ2_M's IQ3_S ones too) needs none.
 func TestIQ2NeedsImatrix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	stories := openCheckpoint(t, "models/stories260K-hf-mistral")
@@ -65,37 +64,11 @@ func TestIQ2NeedsImatrix(t *testing.T) {
 			t.Errorf("%s: the refusal left %v", tc.name, entries)
 		}
 	}
-	for _, opts := range []gguf.ConvertOptions{{Mix: xxs}, {Mix: xs}, {Type: gguf.TypeIQ2_XXS}, {Type: gguf.TypeIQ2_S}} {
+	s, _ := gguf.ParseMix("iq2_s")
+	m2, _ := gguf.ParseMix("iq2_m")
+	for _, opts := range []gguf.ConvertOptions{{Mix: xxs}, {Mix: xs}, {Mix: s}, {Mix: m2}, {Type: gguf.TypeIQ2_XXS}, {Type: gguf.TypeIQ2_S}} {
 		if err := gguf.Check(stories.cfg, opts); err != nil {
 			t.Errorf("stories260K in %s %s, no weight in an IQ2 type, without an importance matrix: %v", opts.Mix.Name, opts.Type, err)
-		}
-	}
-}
-
-// TestIQ2MixNeedsIQ3_S: the IQ2_S and IQ2_M file types put attn_v (with
-// fewer than 4 query heads a KV head), attn_output, the first eighth of
-// ffn_down and an untied token_embd in IQ3_S, which gptqtool does not
-// write: refused before anything is written, naming the weight
-// (ErrUnsupportedType); where every IQ3_S weight falls back, as in
-// stories260K, the file is written.
-func TestIQ2MixNeedsIQ3_S(t *testing.T) {
-	if gguf.TypeIQ3_S.Convertible() {
-		t.Skip("gptqtool writes IQ3_S")
-	}
-	ck := openCheckpoint(t, "models/openchat-tiny")
-	stories := openCheckpoint(t, "models/stories260K-hf-mistral")
-	for _, name := range []string{"iq2_s", "iq2_m"} {
-		mix, _ := gguf.ParseMix(name)
-		err := gguf.Check(ck.cfg, gguf.ConvertOptions{Mix: mix, Imatrix: randomImatrix(ck)})
-		if err == nil || !strings.Contains(err.Error(), mix.Name+" puts blk.0.attn_v.weight in IQ3_S, which gptqtool does not write") {
-			t.Errorf("%s: %v", mix.Name, err)
-		}
-		if !errors.Is(err, gguf.ErrUnsupportedType) {
-			t.Errorf("%s: %v does not wrap ErrUnsupportedType", mix.Name, err)
-		}
-		c := convertWith(t, stories, mix.Base, gguf.ConvertOptions{Mix: mix})
-		if c.res.FileType != mix.FileType {
-			t.Errorf("%s: file type %d, want %d", mix.Name, c.res.FileType, mix.FileType)
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -354,9 +353,7 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 // ffn_down's rows of 896 fall back from a type of 256-value blocks to
 // llama-quantize's type of 32-value blocks for it. IQ3_XS, IQ3_XXS and the
 // 2-bit IQ ones, which llama-quantize writes only with an importance
-// matrix, take randomImatrix's. IQ2_S and IQ2_M put attn_v and attn_output
-// in IQ3_S: skipped while gptqtool does not write IQ3_S (Check refuses
-// them).
+// matrix, take randomImatrix's.
 func TestLlamaCppMix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	layer := func(name string) int {
@@ -481,21 +478,6 @@ func TestLlamaCppMix(t *testing.T) {
 		opts := gguf.ConvertOptions{Mix: mix}
 		if withImatrix[tc.mix] {
 			opts.Imatrix = randomImatrix(ck)
-		}
-		if !gguf.TypeIQ2_S.Convertible() && tc.mix == "IQ3_XXS" {
-			// Until this package writes IQ2_S, Convert refuses the mix up
-			// front, naming the first weight it would need it for.
-			if err := gguf.Check(ck.cfg, opts); !errors.Is(err, gguf.ErrUnsupportedType) || !strings.Contains(err.Error(), "IQ3_XXS puts blk.0.attn_q.weight in IQ2_S") {
-				t.Errorf("IQ3_XXS without IQ2_S: Check gives %v, want ErrUnsupportedType naming blk.0.attn_q.weight", err)
-			}
-			continue
-		}
-		if tc.typ("blk.0.attn_v.weight") == gguf.TypeIQ3_S && !gguf.TypeIQ3_S.Convertible() {
-			if err := gguf.Check(ck.cfg, opts); err == nil || !strings.Contains(err.Error(), "in IQ3_S, which gptqtool does not write") {
-				t.Errorf("%s: Check: %v, want a refusal naming IQ3_S", tc.mix, err)
-			}
-			t.Run(tc.mix, func(t *testing.T) { t.Skip("its attn_v and attn_output are IQ3_S, which gptqtool does not write") })
-			continue
 		}
 		c := convertWith(t, ck, mix.Base, opts)
 		if ft, _ := c.file.Get("general.file_type"); c.res.FileType != tc.file || ft != tc.file {

@@ -51,10 +51,8 @@ func TestIQ3NeedsImatrix(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
-	if gguf.TypeIQ2_S.Convertible() {
-		err := gguf.Check(tiny.cfg, gguf.ConvertOptions{Mix: mix("iq3_xxs")})
-		if err == nil || !strings.Contains(err.Error(), "IQ3_XXS needs an importance matrix") {
-			t.Errorf("IQ3_XXS mix without an importance matrix: %v", err)
-		}
+	err := gguf.Check(tiny.cfg, gguf.ConvertOptions{Mix: mix("iq3_xxs")})
+	if err == nil || !strings.Contains(err.Error(), "IQ3_XXS needs an importance matrix") {
+		t.Errorf("IQ3_XXS mix without an importance matrix: %v", err)
 	}
 }
