@@ -22,8 +22,11 @@ var ErrNotQuantizable = errors.New("values the quantized type cannot hold")
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
 // (round to nearest even) element by element, Q4_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, Q8_0 and Q2_K to Q6_K block by block
-// with QuantizeQ4_0 and its kin. len(src) must be a multiple of the type's block size;
+// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, Q8_0 and Q2_K to Q6_K block by
+// block with QuantizeQ4_0 and its kin. IQ2_XXS and IQ2_XS, which ggml
+// quantizes only with importances, give an error wrapping
+// ErrNeedsImportance: use EncodeWeighted. len(src) must be a multiple of
+// the type's block size;
 // since blocks never straddle rows, a whole tensor can be encoded in one
 // call. Large inputs are split across GOMAXPROCS goroutines; the result
 // does not depend on the split. For the quantized types a NaN or ±Inf in
@@ -181,8 +184,9 @@ func (c *quantCheck) err(src []float32) error {
 }
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q4_0,
-// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, Q8_0, Q2_K, Q3_K,
-// Q4_K, Q5_K, Q6_K) to float32. Other types give an error wrapping ErrUnsupportedType.
+// Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS,
+// IQ2_S, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to float32. Other types give
+// an error wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
