@@ -22,11 +22,11 @@ var ErrNotQuantizable = errors.New("values the quantized type cannot hold")
 
 // Encode converts src to the bytes of a tensor of type t: F32 and F16/BF16
 // (round to nearest even) element by element, Q4_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, Q8_0 and Q2_K to Q6_K block by
-// block with QuantizeQ4_0 and its kin. IQ2_XXS and IQ2_XS, which ggml
-// quantizes only with importances, give an error wrapping
-// ErrNeedsImportance: use EncodeWeighted. len(src) must be a multiple of
-// the type's block size;
+// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_S, IQ1_M, Q8_0 and Q2_K to Q6_K
+// block by block with QuantizeQ4_0 and its kin. IQ2_XXS, IQ2_XS and
+// IQ1_S, which ggml quantizes only with importances, give an error
+// wrapping ErrNeedsImportance: use EncodeWeighted. len(src) must be a
+// multiple of the type's block size;
 // since blocks never straddle rows, a whole tensor can be encoded in one
 // call. Large inputs are split across GOMAXPROCS goroutines; the result
 // does not depend on the split. For the quantized types a NaN or ±Inf in
@@ -91,6 +91,8 @@ func Encode(t TensorType, src []float32) ([]byte, error) {
 			QuantizeIQ3_S(d, s)
 		case TypeIQ2_S:
 			QuantizeIQ2_S(d, s)
+		case TypeIQ1_M:
+			QuantizeIQ1_M(d, s)
 		}
 		check.output(lo, d)
 	})
@@ -111,14 +113,20 @@ type quantCheck struct {
 	mu     sync.Mutex
 	value  int // the first non-finite value, -1 for none
 	block  int // the first block with a non-finite scale, -1 for none
+
+	// scaleOf, when set, gives a block's one fp16 scale (IQ1_M's, spread
+	// over four bytes) in place of scales.
+	scaleOf func(blk []byte) uint16
 }
 
 func newQuantCheck(t TensorType) *quantCheck {
 	c := &quantCheck{bs: t.BlockSize(), bb: t.BlockBytes(), value: -1, block: -1}
 	switch t {
 	case TypeQ4_0, TypeQ5_0, TypeQ8_0, TypeIQ4_NL, TypeIQ4_XS, TypeIQ3_XXS, TypeIQ3_S,
-		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
+		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S, TypeIQ1_S:
 		c.scales = []int{0}
+	case TypeIQ1_M:
+		c.scaleOf = iq1mScale
 	case TypeQ4_1, TypeQ5_1, TypeQ4_K, TypeQ5_K:
 		c.scales = []int{0, 2}
 	case TypeQ2_K:
@@ -134,7 +142,7 @@ func newQuantCheck(t TensorType) *quantCheck {
 // input reports whether the values s, from index at on, are all finite,
 // noting the first that is not.
 func (c *quantCheck) input(at int, s []float32) bool {
-	if c.scales == nil {
+	if c.scales == nil && c.scaleOf == nil {
 		return true
 	}
 	for i, v := range s {
@@ -153,16 +161,19 @@ func (c *quantCheck) input(at int, s []float32) bool {
 // output notes the first of the blocks d, block at on, with a NaN or ±Inf
 // fp16 scale.
 func (c *quantCheck) output(at int, d []byte) {
-	for b := 0; b < len(d)/max(c.bb, 1) && c.scales != nil; b++ {
+	for b := 0; b < len(d)/max(c.bb, 1) && (c.scales != nil || c.scaleOf != nil); b++ {
+		blk := d[b*c.bb : (b+1)*c.bb]
+		bad := c.scaleOf != nil && c.scaleOf(blk)&0x7c00 == 0x7c00
 		for _, off := range c.scales {
-			if binary.LittleEndian.Uint16(d[b*c.bb+off:])&0x7c00 == 0x7c00 {
-				c.mu.Lock()
-				if c.block < 0 || at+b < c.block {
-					c.block = at + b
-				}
-				c.mu.Unlock()
-				return
+			bad = bad || binary.LittleEndian.Uint16(blk[off:])&0x7c00 == 0x7c00
+		}
+		if bad {
+			c.mu.Lock()
+			if c.block < 0 || at+b < c.block {
+				c.block = at + b
 			}
+			c.mu.Unlock()
+			return
 		}
 	}
 }
@@ -185,8 +196,8 @@ func (c *quantCheck) err(src []float32) error {
 
 // Decode converts the bytes of n elements of type t (F32, F16, BF16, Q4_0,
 // Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS,
-// IQ2_S, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to float32. Other types give
-// an error wrapping ErrUnsupportedType.
+// IQ2_S, IQ1_S, IQ1_M, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) to float32.
+// Other types give an error wrapping ErrUnsupportedType.
 func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 	if !t.Convertible() {
 		return nil, fmt.Errorf("decode %s: %w", t, ErrUnsupportedType)
@@ -245,6 +256,10 @@ func Decode(t TensorType, src []byte, n int) ([]float32, error) {
 			DequantizeIQ2_XS(d, s)
 		case TypeIQ2_S:
 			DequantizeIQ2_S(d, s)
+		case TypeIQ1_S:
+			DequantizeIQ1_S(d, s)
+		case TypeIQ1_M:
+			DequantizeIQ1_M(d, s)
 		}
 	})
 	return dst, nil
@@ -269,6 +284,8 @@ func grainFor(t TensorType) int {
 	case TypeIQ3_XXS, TypeIQ3_S: // a grid search per sub-block: tens of µs a block
 		return 8
 	case TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S: // 13 or 19 grid searches per sub-block
+		return 4
+	case TypeIQ1_S, TypeIQ1_M: // an exhaustive search of two boundaries per sub-block
 		return 4
 	}
 	return 1 << 16

@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/gptqtool/gptqtool/formats/half"
 )
 
-// ErrNeedsImportance is wrapped by Encode's error for IQ2_XXS and IQ2_XS,
-// which ggml quantizes only with importances (ggml_quantize_requires_imatrix:
-// its quantize_row_iq2_xxs_impl and quantize_row_iq2_xs_impl assert
+// ErrNeedsImportance is wrapped by Encode's error for IQ2_XXS, IQ2_XS and
+// IQ1_S, which ggml quantizes only with importances
+// (ggml_quantize_requires_imatrix: its quantize_row_iq2_xxs_impl,
+// quantize_row_iq2_xs_impl and quantize_row_iq1_s_impl assert
 // quant_weights): EncodeWeighted writes them.
 var ErrNeedsImportance = errors.New("ggml quantizes this type only with importances (an importance matrix): use EncodeWeighted")
 
@@ -145,13 +147,14 @@ func DequantizeIQ2_S(dst []float32, src []byte) {
 }
 
 // iq2Lattice is what ggml's iq2xs_init_impl derives from a grid, once, for
-// the quantizers: each point's levels l (magnitude 8, 25, 43 as 0, 1, 2;
-// the quantizer's coordinate 2l+1), and for every code of 8 levels in
-// 0..2 (two bits each, value k's at bits 2k) the point it is, or the
-// points nearest it: all those at the nwant smallest squared distances
-// (2 for IQ2_XXS and IQ2_XS, 1 for IQ2_S), in order of distance, then
-// index. (ggml lists neighbours for codes holding level 3 too, which its
-// quantizers, clamping levels to 2, never look up.)
+// the quantizers: each point's levels l (IQ2's magnitudes 8, 25, 43,
+// IQ1's values −1, 0, 1 as 0, 1, 2; the quantizer's coordinate 2l+1), and
+// for every code of 8 levels in 0..2 (two bits each, value k's at bits 2k)
+// the point it is, or the points nearest it: all those at the nwant
+// smallest squared distances (2 for IQ2_XXS and IQ2_XS, 1 for IQ2_S, 3
+// for IQ1_S and IQ1_M), in order of distance, then index. (ggml lists
+// neighbours for codes holding level 3 too, which its quantizers, whose
+// levels are at most 2, never look up.)
 type iq2Lattice struct {
 	once   sync.Once
 	levels [][8]uint8
@@ -164,7 +167,7 @@ type iq2Lattice struct {
 }
 
 var (
-	iq2xxsLattice, iq2xsLattice, iq2sLattice iq2Lattice
+	iq2xxsLattice, iq2xsLattice, iq2sLattice, iq1sLattice iq2Lattice
 )
 
 // iq2LatticeOf returns t's lattice, built on first use.
@@ -181,17 +184,21 @@ func iq2LatticeOf(t TensorType) *iq2Lattice {
 		l, grid, nwant = &iq2xsLattice, iq2xsGrid[:], 2
 	case TypeIQ2_S:
 		l, grid, nwant = &iq2sLattice, iq2sGrid[:], 1
+	case TypeIQ1_S, TypeIQ1_M:
+		iq1sLattice.once.Do(func() { iq1sLattice.build(iq1sGrid[:], [3]uint8{0xff, 0x00, 0x01}, 3) })
+		return &iq1sLattice
 	default:
 		panic("gguf: no IQ2 lattice for " + t.String())
 	}
-	l.once.Do(func() { l.build(grid, nwant) })
+	l.once.Do(func() { l.build(grid, [3]uint8{0x08, 0x19, 0x2b}, nwant) })
 	return l
 }
 
 // iq2Codes is one more than the largest code of levels 0..2 (0xAAAA).
 const iq2Codes = 0xAAAA + 1
 
-func (l *iq2Lattice) build(grid []uint64, nwant int) {
+// build derives the lattice of grid, whose bytes are levels[0..2].
+func (l *iq2Lattice) build(grid []uint64, levels [3]uint8, nwant int) {
 	l.levels = make([][8]uint8, len(grid))
 	l.pos = make([][8]float32, len(grid))
 	l.index = make([]int32, iq2Codes)
@@ -201,16 +208,10 @@ func (l *iq2Lattice) build(grid []uint64, nwant int) {
 	for k, g := range grid {
 		code := 0
 		for i := range 8 {
-			var v uint8
-			switch uint8(g >> (8 * i)) {
-			case 0x08:
-				v = 0
-			case 0x19:
-				v = 1
-			case 0x2b:
-				v = 2
-			default:
-				panic(fmt.Sprintf("gguf: IQ2 grid point %d: magnitude %#x", k, uint8(g>>(8*i))))
+			b := uint8(g >> (8 * i))
+			v := uint8(slices.Index(levels[:], b))
+			if v > 2 {
+				panic(fmt.Sprintf("gguf: grid point %d: byte %#x", k, b))
 			}
 			l.levels[k][i] = v
 			l.pos[k][i] = float32(2*v + 1)
@@ -697,5 +698,5 @@ func quantizeIQ2(t TensorType, dst []byte, src, qw []float32) {
 // needsImportance reports whether ggml quantizes t only with importances
 // (ggml_quantize_requires_imatrix).
 func needsImportance(t TensorType) bool {
-	return t == TypeIQ2_XXS || t == TypeIQ2_XS
+	return t == TypeIQ2_XXS || t == TypeIQ2_XS || t == TypeIQ1_S
 }

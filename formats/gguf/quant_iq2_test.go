@@ -106,7 +106,7 @@ func TestIQ2Lattice(t *testing.T) {
 	for _, tc := range []struct {
 		typ   TensorType
 		nwant int
-	}{{TypeIQ2_XXS, 2}, {TypeIQ2_XS, 2}, {TypeIQ2_S, 1}} {
+	}{{TypeIQ2_XXS, 2}, {TypeIQ2_XS, 2}, {TypeIQ2_S, 1}, {TypeIQ1_S, 3}} {
 		g := iq2LatticeOf(tc.typ)
 		for k, lv := range g.levels {
 			u := 0

@@ -486,7 +486,7 @@ func BenchmarkQuantize(b *testing.B) {
 	// One row block of the openchat-3.5 (Mistral 7B) shape: hidden 4096.
 	x := gaussian(4, 4096*64, 0.02)
 	for _, typ := range []TensorType{TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS, TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K, TypeIQ3_XXS, TypeIQ3_S, TypeF16,
-		TypeIQ2_S} {
+		TypeIQ2_S, TypeIQ1_M} {
 		b.Run(typ.String(), func(b *testing.B) {
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {
@@ -496,12 +496,13 @@ func BenchmarkQuantize(b *testing.B) {
 			}
 		})
 	}
-	// With importances (EncodeWeighted), which IQ2_XXS and IQ2_XS need.
+	// With importances (EncodeWeighted), which IQ2_XXS, IQ2_XS and IQ1_S
+	// need.
 	qw := gaussian(5, 4096, 1)
 	for i, v := range qw {
 		qw[i] = v * v
 	}
-	for _, typ := range []TensorType{TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S} {
+	for _, typ := range []TensorType{TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S, TypeIQ1_S, TypeIQ1_M} {
 		b.Run(typ.String()+"/imatrix", func(b *testing.B) {
 			b.SetBytes(int64(4 * len(x)))
 			for b.Loop() {

@@ -11,10 +11,11 @@ import (
 // EncodeWeighted is Encode with an importance per column (an imatrix
 // entry: the mean square of each input feature over calibration data),
 // for a tensor of rows of rowLen values: Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL,
-// IQ4_XS, IQ3_XXS, IQ3_S, Q2_K to Q6_K and the IQ2 types (IQ2_XXS and
-// IQ2_XS only so) rows are quantized as llama-quantize does with an
-// importance matrix (quantize_row_q4_K_impl and its kin: each value's
-// error weighted by its column's importance), other types as Encode
+// IQ4_XS, IQ3_XXS, IQ3_S, Q2_K to Q6_K and the IQ2 and IQ1 types
+// (IQ2_XXS, IQ2_XS and IQ1_S only so) rows are quantized as llama-quantize
+// does with an importance matrix (quantize_row_q4_K_impl and its kin:
+// each value's error weighted by its column's importance), other types as
+// Encode
 // (llama.cpp's Q8_0 and the float types take no weights). len(qw) must be
 // rowLen, its entries finite and non-negative. Values the type cannot hold
 // give an error wrapping ErrNotQuantizable, as Encode's.
@@ -69,6 +70,8 @@ func EncodeWeighted(t TensorType, src []float32, rowLen int, qw []float32) ([]by
 				quantizeIQ3S(y, x, qw)
 			case TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
 				quantizeIQ2(t, y, x, qw)
+			case TypeIQ1_S, TypeIQ1_M:
+				quantizeIQ1(t, y, x, qw)
 			}
 			check.output(r*bpr, y)
 		}

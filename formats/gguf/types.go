@@ -151,13 +151,14 @@ func (t TensorType) BlockBytes() int { return traits[t].blockBytes }
 
 // Convertible reports whether this package converts t to and from float32:
 // F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q8_0, Q2_K to
-// Q6_K, IQ3_XXS, IQ3_S, and IQ2_XXS, IQ2_XS and IQ2_S (the first two only
-// with importances: EncodeWeighted).
+// Q6_K, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S and IQ1_M (IQ2_XXS,
+// IQ2_XS and IQ1_S only with importances: EncodeWeighted).
 func (t TensorType) Convertible() bool {
 	switch t {
 	case TypeF32, TypeF16, TypeBF16, TypeQ8_0, TypeQ4_0, TypeQ4_1, TypeQ5_0, TypeQ5_1, TypeIQ4_NL, TypeIQ4_XS,
 		TypeQ2_K, TypeQ3_K, TypeQ4_K, TypeQ5_K, TypeQ6_K,
-		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S:
+		TypeIQ2_XXS, TypeIQ2_XS, TypeIQ2_S,
+		TypeIQ1_S, TypeIQ1_M:
 		return true
 	case TypeIQ3_XXS, TypeIQ3_S:
 		return true
