@@ -42,12 +42,12 @@ tensor) into --out, built under a temporary name and renamed when complete:
   llama.cpp's tensor names and Q/K layout, its metadata and the tokenizer (tokens, scores,
   types, special ids, chat template). TYPE is f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k
   (every 2-D weight in that type, the output included: not llama-quantize's Q4_K, which is
-  its Q4_K_M), or one of llama-quantize's file types q2_k, q2_k_s, iq2_xxs, iq2_xs, iq2_s,
-  iq2_m, iq3_xs, iq3_xxs, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1, q4_k_s, q4_k_m,
-  q5_k_s, q5_k_m, iq4_nl, iq3_s, iq3_m, iq4_xs (the output weight in q6_k, q5_k for the iq2
-  ones and iq3_xxs, and some layers' attn_v, attn_output and ffn_down in other types, as
-  llama.cpp picks them; q2_k_s, the iq2 ones, iq3_xs and iq3_xxs need --imatrix, as
-  llama-quantize does). A comma-separated list
+  its Q4_K_M), or one of llama-quantize's file types q2_k, q2_k_s, iq1_s, iq1_m, iq2_xxs,
+  iq2_xs, iq2_s, iq2_m, iq3_xs, iq3_xxs, q3_k_s, q3_k_m, q3_k_l, q4_0, q4_1, q5_0, q5_1,
+  q4_k_s, q4_k_m, q5_k_s, q5_k_m, iq4_nl, iq3_s, iq3_m, iq4_xs (the output weight in q6_k,
+  q5_k for the iq1 and iq2 ones and iq3_xxs, and some layers' attn_v, attn_output and
+  ffn_down in other types, as llama.cpp picks them; q2_k_s, the iq1 and iq2 ones, iq3_xs and
+  iq3_xxs need --imatrix, as llama-quantize does). A comma-separated list
   writes one file a type into the directory --out (MODEL.Q4_K_M.gguf), every path and type
   checked first; a file that fails once begun leaves the files before it, complete, and the
   error names them and the types not written. Rows that are not whole blocks fall back as

@@ -72,10 +72,10 @@ type ConvertOptions struct {
 	// are always F32. A weight whose rows (the input dimension) are not a
 	// multiple of the type's block size falls back as llama-quantize's
 	// does (weightType: Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,
-	// Q6_K to Q8_0, IQ4_XS and the IQ2 and IQ3 types to IQ4_NL, to F16
-	// where that does not fit either); ConvertResult.Fallbacks lists them.
-	// Weights in IQ2_XXS, IQ2_XS, IQ2_S and IQ3_XXS need Imatrix, as in
-	// llama-quantize (checkNeedsImatrix).
+	// Q6_K to Q8_0, IQ4_XS and the IQ1, IQ2 and IQ3 types to IQ4_NL, to
+	// F16 where that does not fit either); ConvertResult.Fallbacks lists
+	// them. Weights in the IQ1 and IQ2 types and IQ3_XXS need Imatrix, as
+	// in llama-quantize (checkNeedsImatrix).
 	Type TensorType
 	// Mix, when its Name is set, is one of llama-quantize's file types
 	// (Mixes): it picks each 2-D weight's type, and general.file_type, in
@@ -366,7 +366,7 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 // tensor_requires_imatrix, each weight in a type too coarse without one
 // (requiresImatrix), token_embd and output aside, needs an entry (none
 // when every such weight falls back to another type). token_embd and
-// output in IQ2_XXS or IQ2_XS (--token-embedding-type,
+// output in IQ2_XXS, IQ2_XS or IQ1_S (--token-embedding-type,
 // --output-tensor-type) need one too: ggml quantizes those types only
 // with importances (needsImportance), and llama-quantize aborts there.
 func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
@@ -473,8 +473,10 @@ var fileTypes = map[TensorType]uint32{
 	TypeIQ2_XXS: 19,
 	TypeIQ2_XS:  20,
 	TypeIQ3_XXS: 23,
+	TypeIQ1_S:   24,
 	TypeIQ3_S:   26,
 	TypeIQ2_S:   28,
+	TypeIQ1_M:   31,
 }
 
 // TypeNames lists the types Convert writes, in llama.h's order of

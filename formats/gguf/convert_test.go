@@ -21,17 +21,17 @@ import (
 
 var allTypes = []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeBF16, gguf.TypeQ8_0, gguf.TypeQ4_0, gguf.TypeQ4_1, gguf.TypeQ5_0, gguf.TypeQ5_1,
 	gguf.TypeIQ4_NL, gguf.TypeIQ4_XS, gguf.TypeQ2_K, gguf.TypeQ3_K, gguf.TypeQ4_K, gguf.TypeQ5_K, gguf.TypeQ6_K,
-	gguf.TypeIQ3_XXS, gguf.TypeIQ3_S, gguf.TypeIQ2_XXS, gguf.TypeIQ2_XS, gguf.TypeIQ2_S}
+	gguf.TypeIQ3_XXS, gguf.TypeIQ3_S, gguf.TypeIQ2_XXS, gguf.TypeIQ2_XS, gguf.TypeIQ2_S, gguf.TypeIQ1_S, gguf.TypeIQ1_M}
 
 // imatrixTypes are the types of allTypes llama-quantize writes only with
 // an importance matrix (tensor_requires_imatrix): convert gives them
 // fullImatrix's.
-var imatrixTypes = []gguf.TensorType{gguf.TypeIQ3_XXS, gguf.TypeIQ2_XXS, gguf.TypeIQ2_XS, gguf.TypeIQ2_S}
+var imatrixTypes = []gguf.TensorType{gguf.TypeIQ3_XXS, gguf.TypeIQ2_XXS, gguf.TypeIQ2_XS, gguf.TypeIQ2_S, gguf.TypeIQ1_S, gguf.TypeIQ1_M}
 
 // fullImatrix is randomImatrix with entries for token_embd and output
-// too, which llama-imatrix's files lack, but which a file of IQ2_XXS or
-// IQ2_XS weights only needs (ggml quantizes those types only with
-// importances).
+// too, which llama-imatrix's files lack, but which a file of IQ2_XXS,
+// IQ2_XS or IQ1_S weights only needs (ggml quantizes those types only
+// with importances).
 func fullImatrix(ck *checkpoint) *gguf.Imatrix {
 	m := randomImatrix(ck)
 	r := rand.New(rand.NewPCG(13, 14))
@@ -113,28 +113,29 @@ func TestStories260K(t *testing.T) {
 			gguf.TypeIQ3_XXS: blockFallbacks(gguf.TypeIQ4_NL),
 			gguf.TypeIQ3_S:   blockFallbacks(gguf.TypeIQ4_NL),
 			gguf.TypeIQ2_XXS: blockFallbacks(gguf.TypeIQ4_NL), gguf.TypeIQ2_XS: blockFallbacks(gguf.TypeIQ4_NL), gguf.TypeIQ2_S: blockFallbacks(gguf.TypeIQ4_NL),
+			gguf.TypeIQ1_S: blockFallbacks(gguf.TypeIQ4_NL), gguf.TypeIQ1_M: blockFallbacks(gguf.TypeIQ4_NL),
 		},
 		// Measured worst tensor: F16 4.4e-8, BF16 3.9e-6, Q8_0 3.8e-5, Q4_0
 		// 9.2e-3, Q4_1 7.8e-3, Q5_0 2.5e-3, Q5_1 1.8e-3, IQ4_NL 7.0e-3; the
 		// types of 256-value blocks those of their fallback (every weight
-		// falls back; IQ3_XXS's and the IQ2 types', with fullImatrix's
-		// importances, 7.7e-3). Bounds: about 2× (the computation is
-		// deterministic).
+		// falls back; IQ3_XXS's and the IQ2 and IQ1 types', with
+		// fullImatrix's importances, 7.7e-3). Bounds: about 2× (the
+		// computation is deterministic).
 		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 1e-7, gguf.TypeBF16: 8e-6, gguf.TypeQ8_0: 8e-5,
 			gguf.TypeQ4_0: 2e-2, gguf.TypeQ4_1: 1.6e-2, gguf.TypeQ5_0: 5e-3, gguf.TypeQ5_1: 3.5e-3, gguf.TypeIQ4_NL: 1.4e-2,
 			gguf.TypeIQ4_XS: 1.4e-2, gguf.TypeQ2_K: 2e-2, gguf.TypeQ3_K: 2e-2, gguf.TypeQ4_K: 5e-3, gguf.TypeQ5_K: 3.5e-3, gguf.TypeQ6_K: 8e-5,
 			gguf.TypeIQ3_XXS: 1.6e-2, gguf.TypeIQ3_S: 1.4e-2,
-			gguf.TypeIQ2_XXS: 1.6e-2, gguf.TypeIQ2_XS: 1.6e-2, gguf.TypeIQ2_S: 1.6e-2},
+			gguf.TypeIQ2_XXS: 1.6e-2, gguf.TypeIQ2_XS: 1.6e-2, gguf.TypeIQ2_S: 1.6e-2, gguf.TypeIQ1_S: 1.6e-2, gguf.TypeIQ1_M: 1.6e-2},
 		// Measured (worst prompt) max|Δlogp| / NMSE / KL: F16 7.6e-3 /
 		// 6.6e-7 / 3.3e-7, BF16 7.7e-2 / 4.5e-5 / 8.6e-6, Q8_0 0.27 /
 		// 6.9e-4 / 1.7e-5, Q4_0 9.1 / 7.2 / 5.6e-2, Q4_1 2.6 / 0.19 / 9.5e-2,
 		// Q5_0 1.5 / 0.18 / 1.8e-2, Q5_1 2.0 / 0.18 / 4.3e-3, IQ4_NL 4.7 /
 		// 0.36 / 2.9e-2 (the types of 256-value blocks: their fallback's
-		// file; IQ3_XXS's and the IQ2 types', IQ4_NL with fullImatrix's
-		// importances, 2.7 / 9.2e-2 / 1.5e-2). A 260K-parameter
-		// model in 4 bits moves the log-probabilities of its unlikely tokens
-		// a lot (every argmax holds); that the blocks are read right is
-		// llama.cpp's check below. Bounds: about 2–3×.
+		// file; IQ3_XXS's and the IQ2 and IQ1 types', IQ4_NL with
+		// fullImatrix's importances, 2.7 / 9.2e-2 / 1.5e-2). A
+		// 260K-parameter model in 4 bits moves the log-probabilities of its
+		// unlikely tokens a lot (every argmax holds); that the blocks are
+		// read right is llama.cpp's check below. Bounds: about 2–3×.
 		runtime: map[gguf.TensorType]tolerance{
 			gguf.TypeF32:    {0, 0, 0}, // the same fp32 weights: identical logits
 			gguf.TypeF16:    {2e-2, 2e-6, 1e-6},
@@ -155,6 +156,7 @@ func TestStories260K(t *testing.T) {
 			gguf.TypeIQ3_XXS: {10, 0.8, 0.06},
 			gguf.TypeIQ3_S:   {10, 0.8, 0.06},
 			gguf.TypeIQ2_XXS: {8, 0.3, 0.05}, gguf.TypeIQ2_XS: {8, 0.3, 0.05}, gguf.TypeIQ2_S: {8, 0.3, 0.05},
+			gguf.TypeIQ1_S: {8, 0.3, 0.05}, gguf.TypeIQ1_M: {8, 0.3, 0.05},
 		},
 		prompts: [][]int{ref.Prompt, ref.Greedy[:24], ref.Greedy[:60], {1}},
 		texts:   []string{"Once upon a time", `Lily's mom said, "Let's go to the park."`, "  two  spaces\nand a line", "zebra café"},
@@ -195,6 +197,7 @@ func TestOpenchatTiny(t *testing.T) {
 			gguf.TypeIQ3_XXS: {"ffn_down.weight": gguf.TypeIQ4_NL},
 			gguf.TypeIQ3_S:   {"ffn_down.weight": gguf.TypeIQ4_NL},
 			gguf.TypeIQ2_XXS: {"ffn_down.weight": gguf.TypeIQ4_NL}, gguf.TypeIQ2_XS: {"ffn_down.weight": gguf.TypeIQ4_NL}, gguf.TypeIQ2_S: {"ffn_down.weight": gguf.TypeIQ4_NL},
+			gguf.TypeIQ1_S: {"ffn_down.weight": gguf.TypeIQ4_NL}, gguf.TypeIQ1_M: {"ffn_down.weight": gguf.TypeIQ4_NL},
 		},
 		// Measured worst tensor: F16 0 (the checkpoint is fp16), BF16
 		// 2.9e-6, Q8_0 3.5e-5, Q4_K 5.4e-3 (token_embd; Gaussian data
@@ -202,12 +205,12 @@ func TestOpenchatTiny(t *testing.T) {
 		// 9.2e-3, Q4_1 6.4e-3, Q5_0 2.1e-3, Q5_1 1.5e-3, IQ4_NL 6.2e-3,
 		// IQ4_XS 6.3e-3, Q2_K 9.4e-2, Q3_K 2.5e-2, IQ3_S 2.9e-2; with
 		// fullImatrix's importances (random, which cost plain NMSE)
-		// IQ3_XXS 7.0e-2, IQ2_XXS 0.28, IQ2_XS 0.15, IQ2_S 9.8e-2.
-		// Bounds: about 2×.
+		// IQ3_XXS 7.0e-2, IQ2_XXS 0.28, IQ2_XS 0.15, IQ2_S 9.8e-2, IQ1_S
+		// 0.34, IQ1_M 0.31. Bounds: about 2×.
 		weightNMSE: map[gguf.TensorType]float64{gguf.TypeF32: 0, gguf.TypeF16: 0, gguf.TypeBF16: 6e-6, gguf.TypeQ8_0: 7e-5, gguf.TypeQ4_K: 1e-2, gguf.TypeQ5_K: 3e-3, gguf.TypeQ6_K: 8e-4,
 			gguf.TypeQ4_0: 2e-2, gguf.TypeQ4_1: 1.3e-2, gguf.TypeQ5_0: 4.5e-3, gguf.TypeQ5_1: 3e-3, gguf.TypeIQ4_NL: 1.3e-2,
 			gguf.TypeIQ4_XS: 1.3e-2, gguf.TypeQ2_K: 0.2, gguf.TypeQ3_K: 5e-2, gguf.TypeIQ3_XXS: 0.15, gguf.TypeIQ3_S: 6e-2,
-			gguf.TypeIQ2_XXS: 0.55, gguf.TypeIQ2_XS: 0.3, gguf.TypeIQ2_S: 0.2},
+			gguf.TypeIQ2_XXS: 0.55, gguf.TypeIQ2_XS: 0.3, gguf.TypeIQ2_S: 0.2, gguf.TypeIQ1_S: 0.7, gguf.TypeIQ1_M: 0.65},
 		// Measured (worst prompt) max|Δlogp| / NMSE / KL: BF16 5.8e-2 /
 		// 4.4e-5 / 2.5e-5, Q8_0 0.17 / 2.3e-4 / 3.2e-4, Q4_0 2.7 / 5.5e-2 /
 		// 0.17, Q4_1 2.7 / 6.3e-2 / 6.4e-2, Q5_0 1.2 / 8.2e-3 / 2.0e-2, Q5_1
@@ -216,10 +219,11 @@ func TestOpenchatTiny(t *testing.T) {
 		// 1.8 / 3.2e-2 / 9.2e-2, Q5_K 1.3 / 1.9e-2 / 1.9e-2, Q6_K 0.60 /
 		// 2.6e-3 / 4.0e-3, IQ3_S 4.3 / 0.12 / 0.28; with random
 		// importances IQ3_XXS 7.5 / 0.67 / 0.80, IQ2_XXS 15 / 2.5 / 5.9,
-		// IQ2_XS 14 / 1.1 / 3.8, IQ2_S 8.6 / 0.60 / 1.9. 4 bits move a
-		// 13M-parameter model's distribution visibly (the max comes from
-		// tokens of log p ≈ −20) but keep every argmax; Q2_K, IQ3_XXS and
-		// the IQ2 types change some (flipsArgmax). Bounds: about 3×.
+		// IQ2_XS 14 / 1.1 / 3.8, IQ2_S 8.6 / 0.60 / 1.9, IQ1_S 13 / 2.0 /
+		// 10, IQ1_M 14 / 1.5 / 7.3. 4 bits move a 13M-parameter model's
+		// distribution visibly (the max comes from tokens of log p ≈ −20)
+		// but keep every argmax; Q2_K, IQ3_XXS and the IQ2 and IQ1 types
+		// change some (flipsArgmax). Bounds: about 3×.
 		runtime: map[gguf.TensorType]tolerance{
 			// The checkpoint is fp16: F32 and F16 hold its exact values.
 			gguf.TypeF32:    {0, 0, 0},
@@ -241,9 +245,11 @@ func TestOpenchatTiny(t *testing.T) {
 			gguf.TypeIQ3_XXS: {20, 1.2, 2.2},
 			gguf.TypeIQ3_S:   {12, 0.4, 0.8},
 			gguf.TypeIQ2_XXS: {45, 7.5, 18}, gguf.TypeIQ2_XS: {40, 3.3, 11}, gguf.TypeIQ2_S: {26, 1.8, 5.6},
+			gguf.TypeIQ1_S: {40, 6, 30}, gguf.TypeIQ1_M: {40, 4.5, 22},
 		},
-		flipsArgmax: map[gguf.TensorType]bool{gguf.TypeQ2_K: true, gguf.TypeIQ3_XXS: true, gguf.TypeIQ2_XXS: true, gguf.TypeIQ2_XS: true, gguf.TypeIQ2_S: true},
-		prompts:     tinyPrompts(t, dir),
+		flipsArgmax: map[gguf.TensorType]bool{gguf.TypeQ2_K: true, gguf.TypeIQ3_XXS: true, gguf.TypeIQ2_XXS: true, gguf.TypeIQ2_XS: true, gguf.TypeIQ2_S: true,
+			gguf.TypeIQ1_S: true, gguf.TypeIQ1_M: true},
+		prompts: tinyPrompts(t, dir),
 		texts: []string{"Hello, world!", "GPT4 Correct User: Hi<|end_of_turn|>GPT4 Correct Assistant:",
 			"naïve café 東京 😀", "func main() {\n\tfmt.Println(42)\n}", "The  capital   of France"},
 	}
@@ -348,7 +354,7 @@ func checkLayout(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
 func checkMetadata(t *testing.T, ck *checkpoint, c *converted, spec fixtureSpec) {
 	fileTypes := map[gguf.TensorType]uint32{gguf.TypeF32: 0, gguf.TypeF16: 1, gguf.TypeQ4_0: 2, gguf.TypeQ4_1: 3, gguf.TypeQ8_0: 7, gguf.TypeQ5_0: 8, gguf.TypeQ5_1: 9,
 		gguf.TypeQ2_K: 10, gguf.TypeQ3_K: 11, gguf.TypeQ4_K: 14, gguf.TypeQ5_K: 16, gguf.TypeQ6_K: 18, gguf.TypeIQ4_NL: 25, gguf.TypeIQ4_XS: 30, gguf.TypeBF16: 32,
-		gguf.TypeIQ3_XXS: 23, gguf.TypeIQ3_S: 26, gguf.TypeIQ2_XXS: 19, gguf.TypeIQ2_XS: 20, gguf.TypeIQ2_S: 28}
+		gguf.TypeIQ3_XXS: 23, gguf.TypeIQ3_S: 26, gguf.TypeIQ2_XXS: 19, gguf.TypeIQ2_XS: 20, gguf.TypeIQ2_S: 28, gguf.TypeIQ1_S: 24, gguf.TypeIQ1_M: 31}
 	want := map[string]any{"general.file_type": fileTypes[c.typ]}
 	for k, v := range spec.meta {
 		want[k] = v

@@ -28,9 +28,10 @@
 //
 // Every ggml type can be read and copied as bytes (the type table gives
 // block sizes for validation); F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, Q8_0 and Q2_K
-// to Q6_K convert to and from float32 (TensorType.Convertible). Quantized
-// types cut each row into blocks (ggml-common.h), for example:
+// IQ4_NL, IQ4_XS, IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S, IQ1_S, IQ1_M,
+// Q8_0 and Q2_K to Q6_K convert to and from float32
+// (TensorType.Convertible). Quantized types cut each row into blocks
+// (ggml-common.h), for example:
 //
 //	Q8_0, 32 values in 34 bytes: fp16 d, int8 qs[32]; x = d·q
 //	Q4_0, 32 values in 18 bytes: fp16 d, 4-bit qs[16]; x = d·(q − 8)
@@ -60,18 +61,26 @@
 //	    (IQ2_XS: 9-bit indices into 512 points, a scale per 16 values;
 //	    IQ2_S: 10-bit indices into 1024 points, 8 sign bits; layouts in
 //	    quant_iq2.go, the grids quant_iq2_grid.go's)
+//	IQ1_S, 256 values in 50 bytes: fp16 d, 11-bit indices into a grid of
+//	    2048 points (8 values each, −1, 0 or 1), per 32 values a 3-bit
+//	    scale s and a shift sign; x = d·(2s + 1)·(grid ± 1/8) (IQ1_M: a
+//	    scale and shift per 16 and 8 values, d spread over the scales'
+//	    top bits; layouts in quant_iq1.go)
 //
 // so a row's length must be a multiple of 32 (Q8_0, Q4_0, Q4_1, Q5_0,
-// Q5_1, IQ4_NL) or 256 (the K types, IQ4_XS, the IQ3 and IQ2 types). The
-// quantizers follow ggml's (quantize_row_q8_0_ref, quantize_row_q4_K_ref,
-// … without an importance matrix, quantize_row_q4_K_impl and its kin with
-// one: EncodeWeighted; the grid searches of quantize_iq3_xxs,
-// quantize_iq3_s and quantize_iq2_*, whose neighbour lists are derived
-// once, on first use, from the grids; but IQ3_S keeps every sub-block's
-// codes in its own slot where ggml moves them past an all-zero
-// sub-block), so llama.cpp decodes the blocks exactly as the Dequantize
-// functions do. ggml quantizes IQ2_XXS and IQ2_XS only with importances:
-// Encode refuses them (ErrNeedsImportance), EncodeWeighted writes them.
+// Q5_1, IQ4_NL) or 256 (the K types, IQ4_XS, the IQ3, IQ2 and IQ1 types).
+// The quantizers follow ggml's (quantize_row_q8_0_ref,
+// quantize_row_q4_K_ref, … without an importance matrix,
+// quantize_row_q4_K_impl and its kin with one: EncodeWeighted; the grid
+// searches of quantize_iq3_xxs, quantize_iq3_s, quantize_iq2_* and
+// quantize_iq1_*, whose neighbour lists are derived once, on first use,
+// from the grids; but IQ3_S keeps every sub-block's codes in its own slot
+// where ggml moves them past an all-zero sub-block), so llama.cpp decodes
+// the blocks exactly as the Dequantize functions do. ggml quantizes
+// IQ2_XXS, IQ2_XS and IQ1_S only with importances: Encode refuses them
+// (ErrNeedsImportance), EncodeWeighted writes them. The IQ1 quantizers
+// sort values as glibc's qsort does, ties in order: ggml built on another
+// C library may break ties otherwise.
 //
 // # Reading
 //
@@ -117,13 +126,14 @@
 // head and llama.cpp adjacent pairs. Norms are F32; 2-D weights take the
 // requested type, or the one llama-quantize's file type (Mix) gives them,
 // with rows that do not split into whole blocks falling back as
-// llama-quantize's do (Q4_K to Q5_0, the IQ3 and IQ2 types to IQ4_NL, …,
-// else F16), listed in ConvertResult.Fallbacks. As in llama-quantize,
-// weights in IQ3_XXS and the IQ2 types (and Q2_K_S's Q2_K), token_embd
-// and output aside, are written only with an importance matrix
-// (ConvertOptions.Imatrix), and are refused before anything is written
-// without one; so are token_embd and output in IQ2_XXS or IQ2_XS without
-// an entry of their own, which ggml quantizes only with importances.
+// llama-quantize's do (Q4_K to Q5_0, the IQ3, IQ2 and IQ1 types to
+// IQ4_NL, …, else F16), listed in ConvertResult.Fallbacks. As in
+// llama-quantize, weights in IQ3_XXS and the IQ2 and IQ1 types (and
+// Q2_K_S's Q2_K), token_embd and output aside, are written only with an
+// importance matrix (ConvertOptions.Imatrix), and are refused before
+// anything is written without one; so are token_embd and output in
+// IQ2_XXS, IQ2_XS or IQ1_S without an entry of their own, which ggml
+// quantizes only with importances.
 // Metadata: general.* (architecture, name, file_type,
 // quantization_version 2), llama.* hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),

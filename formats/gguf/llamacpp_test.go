@@ -124,10 +124,12 @@ type greedyRef struct {
 // 0.23 / 1.9e-3 / 9.8e-4, IQ4_XS 0.24 / 1.9e-3 / 5.9e-4, Q2_K 0.29 /
 // 6.7e-4 / 9.9e-4, Q3_K 0.30 / 2.3e-3 / 1.4e-3, IQ3_XXS 0.21 / 1.4e-3 /
 // 8.6e-4, IQ3_S 0.24 / 3.8e-4 / 6.8e-4, IQ2_XXS 0.24 / 3.6e-4 / 5.1e-3,
-// IQ2_XS 0.26 / 1.1e-3 / 1.5e-3, IQ2_S 0.19 / 6.9e-4 / 1.2e-3
-// (openchat-tiny, IQ3_XXS and the IQ2 types with fullImatrix's
-// importances; stories260K's files of these are IQ4_NL, 0.23 / 1.9e-3 /
-// 1.4e-4, with the importances 0.22 / 2.9e-3 / 7.5e-5).
+// IQ2_XS 0.26 / 1.1e-3 / 1.5e-3, IQ2_S 0.19 / 6.9e-4 / 1.2e-3, IQ1_S 0.30
+// / 5.2e-4 / 1.6e-3, IQ1_M 0.23 / 6.7e-4 / 9.7e-4 (openchat-tiny,
+// IQ3_XXS and the IQ2 and IQ1 types with fullImatrix's importances;
+// stories260K's files of these are IQ4_NL, 0.23 / 1.9e-3 / 1.4e-4, with
+// the importances 0.22 / 2.9e-3 / 7.5e-5; TestLlamaCppMix's mixes are
+// held to their base type's bounds too).
 // Bounds: 3–5×, for llama.cpp's other CPU kernels (AVX2, AVX-512, …)
 // summing in other orders.
 var llamaTolerances = map[gguf.TensorType]tolerance{
@@ -152,6 +154,8 @@ var llamaTolerances = map[gguf.TensorType]tolerance{
 	gguf.TypeIQ2_XXS: {1.2, 1e-2, 2e-2},
 	gguf.TypeIQ2_XS:  {1.2, 1e-2, 6e-3},
 	gguf.TypeIQ2_S:   {1.2, 1e-2, 5e-3},
+	gguf.TypeIQ1_S:   {1.2, 1e-2, 7e-3},
+	gguf.TypeIQ1_M:   {1.2, 1e-2, 5e-3},
 }
 
 // checkLlamaCpp loads every converted file in llama.cpp and compares its
@@ -349,11 +353,11 @@ func TestLlamaCppSentencePieceVocab(t *testing.T) {
 // head, token_embd tied: the output) in llama-quantize's file types hold
 // the types llama.cpp's rules give them, worked out here by hand, and
 // llama.cpp reads their mixed blocks as our runtime does. In every mix
-// but IQ3_XXS and the 2-bit IQ ones (Q5_K) the output is Q6_K, and
+// but IQ3_XXS and the 1- and 2-bit IQ ones (Q5_K) the output is Q6_K, and
 // ffn_down's rows of 896 fall back from a type of 256-value blocks to
 // llama-quantize's type of 32-value blocks for it. IQ3_XS, IQ3_XXS and the
-// 2-bit IQ ones, which llama-quantize writes only with an importance
-// matrix, take randomImatrix's.
+// 1- and 2-bit IQ ones, which llama-quantize writes only with an
+// importance matrix, take randomImatrix's.
 func TestLlamaCppMix(t *testing.T) {
 	ck := openCheckpoint(t, "models/openchat-tiny")
 	layer := func(name string) int {
@@ -362,8 +366,9 @@ func TestLlamaCppMix(t *testing.T) {
 	}
 	// token_embd's type (the output, tied) where not Q6_K, and the mixes
 	// given an importance matrix.
-	out := map[string]gguf.TensorType{"IQ3_XXS": gguf.TypeQ5_K, "IQ2_XXS": gguf.TypeQ5_K, "IQ2_XS": gguf.TypeQ5_K, "IQ2_S": gguf.TypeQ5_K, "IQ2_M": gguf.TypeQ5_K}
-	withImatrix := map[string]bool{"IQ3_XS": true, "IQ3_XXS": true, "IQ2_XXS": true, "IQ2_XS": true, "IQ2_S": true, "IQ2_M": true}
+	out := map[string]gguf.TensorType{"IQ3_XXS": gguf.TypeQ5_K, "IQ2_XXS": gguf.TypeQ5_K, "IQ2_XS": gguf.TypeQ5_K, "IQ2_S": gguf.TypeQ5_K, "IQ2_M": gguf.TypeQ5_K,
+		"IQ1_S": gguf.TypeQ5_K, "IQ1_M": gguf.TypeQ5_K}
+	withImatrix := map[string]bool{"IQ3_XS": true, "IQ3_XXS": true, "IQ2_XXS": true, "IQ2_XS": true, "IQ2_S": true, "IQ2_M": true, "IQ1_S": true, "IQ1_M": true}
 	suffix := func(n string, kinds ...string) bool {
 		return slices.ContainsFunc(kinds, func(k string) bool { return strings.HasSuffix(n, "."+k+".weight") })
 	}
@@ -470,6 +475,9 @@ func TestLlamaCppMix(t *testing.T) {
 		{"IQ2_XS", 20, iq2Mix(gguf.TypeIQ2_XS, gguf.TypeQ2_K, gguf.TypeIQ2_XS)},
 		{"IQ2_S", 28, iq2Mix(gguf.TypeIQ2_XS, gguf.TypeIQ3_S, gguf.TypeIQ3_S)},
 		{"IQ2_M", 29, iq2Mix(gguf.TypeIQ2_S, gguf.TypeIQ3_S, gguf.TypeIQ3_S)},
+		// The 1-bit ones: as IQ2_XXS, attn_output in IQ2_XXS.
+		{"IQ1_S", 24, iq2Mix(gguf.TypeIQ1_S, gguf.TypeQ2_K, gguf.TypeIQ2_XXS)},
+		{"IQ1_M", 31, iq2Mix(gguf.TypeIQ1_M, gguf.TypeQ2_K, gguf.TypeIQ2_XXS)},
 	} {
 		mix, ok := gguf.ParseMix(tc.mix)
 		if !ok {
@@ -539,7 +547,7 @@ func argmaxNearTie(t *testing.T, llama [][]*float64, ours [][]float64, margin fl
 }
 
 // iq2Mix gives openchat-tiny's 2-D weights' types (token_embd aside) in a
-// 2-bit IQ file type: attn_v in v, attn_output in out, ffn_down in
+// 1- or 2-bit IQ file type: attn_v in v, attn_output in out, ffn_down in
 // IQ4_NL (its rows of 896 fall back), the rest in base.
 func iq2Mix(base, v, out gguf.TensorType) func(string) gguf.TensorType {
 	return func(n string) gguf.TensorType {

@@ -12,23 +12,24 @@ import (
 
 // Mix is one of llama-quantize's file types (llama.h llama_ftype): most
 // 2-D weights in Base, the output weight in Q6_K (Q5_K in IQ3_XXS and the
-// 2-bit IQ file types; Q8_0 where its rows are not whole blocks of Base),
-// and some layers' attn_v, attn_output and ffn_down weights (in IQ3_XS and
-// IQ3_XXS also attn_q, attn_k, ffn_gate and ffn_up; in IQ3_XXS and the
-// 2-bit IQ file types token_embd) in other types, as llama.cpp's
+// 1- and 2-bit IQ file types; Q8_0 where its rows are not whole blocks of
+// Base), and some layers' attn_v, attn_output and ffn_down weights (in
+// IQ3_XS and IQ3_XXS also attn_q, attn_k, ffn_gate and ffn_up; in IQ3_XXS
+// and the 1- and 2-bit IQ file types token_embd) in other types, as
+// llama.cpp's
 // llama_tensor_get_type picks them for a dense model (no experts). Some
 // rules depend on the model's grouped-query attention (heads per KV head),
 // some on whether an importance matrix is given; and in a model of 80
 // layers with grouped-query attention (llama.cpp's LLM_TYPE_70B) an attn_v
-// the rules leave in Q3_K or Q4_K is written in Q5_K (but in the 2-bit IQ
-// file types, whose own rules come before that one).
+// the rules leave in Q3_K or Q4_K is written in Q5_K (but in the 1- and
+// 2-bit IQ file types, whose own rules come before that one).
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
 	Base     TensorType // the weights the rules leave alone
 	// NeedsImatrix: llama-quantize refuses the mix without an importance
 	// matrix for its Base weights (Q2_K_S). (Weights in IQ3_XXS and the
-	// 2-bit IQ types need one in any file: requiresImatrix.)
+	// 1- and 2-bit IQ types need one in any file: requiresImatrix.)
 	NeedsImatrix bool
 	// attnV, attnOut and ffnDown give the type of an attn_v, attn_output
 	// or ffn_down weight at site s (nil: Base); attnQ, attnK, ffnGate and
@@ -41,7 +42,7 @@ type Mix struct {
 	// alone.)
 	output, tokenEmbd TensorType
 	// no70B: the 70B attn_v rule does not apply (llama.cpp's branch for
-	// the 2-bit IQ file types comes before it).
+	// the 1- and 2-bit IQ file types comes before it).
 	no70B bool
 }
 
@@ -84,11 +85,11 @@ var Mixes = []Mix{
 		attnV:   func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ5_K) },
 		ffnDown: func(s site) TensorType { return pick(useMoreBits(s.i, s.n), TypeQ6_K, TypeQ5_K) }},
 	{Name: "Q6_K", FileType: 18, Base: TypeQ6_K},
-	// The 2-bit IQ file types (also IQ2_S and IQ2_M below) have
-	// llama.cpp's own branch of rules (llama_tensor_get_type_impl), the
-	// output in Q5_K: iq2Mix.
-	iq2Mix("IQ2_XXS", 19, TypeIQ2_XXS, TypeQ2_K),
-	iq2Mix("IQ2_XS", 20, TypeIQ2_XS, TypeQ2_K),
+	// The 1- and 2-bit IQ file types (IQ1_S, IQ2_S, IQ2_M and IQ1_M
+	// below too) have llama.cpp's own branch of rules
+	// (llama_tensor_get_type_impl), the output in Q5_K: lowIQMix.
+	lowIQMix("IQ2_XXS", 19, TypeIQ2_XXS, TypeQ2_K, TypeIQ2_XXS),
+	lowIQMix("IQ2_XS", 20, TypeIQ2_XS, TypeQ2_K, TypeIQ2_XS),
 	{Name: "Q2_K_S", FileType: 21, Base: TypeQ2_K, NeedsImatrix: true,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, TypeQ2_K) },
 		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ4_K, TypeQ2_K) }},
@@ -108,6 +109,8 @@ var Mixes = []Mix{
 		ffnDown: func(s site) TensorType {
 			return pick(s.imatrix, TypeIQ3_XXS, pick(s.i < s.n/8, TypeQ4_K, TypeQ3_K))
 		}},
+	// IQ1_S: as IQ2_XXS, attn_output in IQ2_XXS.
+	lowIQMix("IQ1_S", 24, TypeIQ1_S, TypeQ2_K, TypeIQ2_XXS),
 	{Name: "IQ4_NL", FileType: 25, Base: TypeIQ4_NL,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_NL) },
 		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_NL) }},
@@ -119,27 +122,26 @@ var Mixes = []Mix{
 		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, TypeQ4_K, TypeIQ3_S) }},
 	// IQ2_S's weights are IQ2_XS (llama_ftype_get_default_type), IQ2_M's
 	// IQ2_S.
-	iq2Mix("IQ2_S", 28, TypeIQ2_XS, TypeIQ3_S),
-	iq2Mix("IQ2_M", 29, TypeIQ2_S, TypeIQ3_S),
+	lowIQMix("IQ2_S", 28, TypeIQ2_XS, TypeIQ3_S, TypeIQ3_S),
+	lowIQMix("IQ2_M", 29, TypeIQ2_S, TypeIQ3_S, TypeIQ3_S),
 	{Name: "IQ4_XS", FileType: 30, Base: TypeIQ4_XS,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ5_K, TypeIQ4_XS) },
 		ffnDown: func(s site) TensorType { return pick(!s.imatrix && s.i < s.n/8, TypeQ5_K, TypeIQ4_XS) }},
+	// IQ1_M: as IQ1_S (lowIQMix).
+	lowIQMix("IQ1_M", 31, TypeIQ1_M, TypeQ2_K, TypeIQ2_XXS),
 }
 
-// iq2Mix is a 2-bit IQ file type of base weights: attn_v in Q4_K with 4
-// or more query heads a KV head, else in more; the first eighth of
-// ffn_down, attn_output (where more is IQ3_S) and an untied token_embd in
-// more; the output in Q5_K; no 70B rule. (Its IQ2 weights need an
+// lowIQMix is a 1- or 2-bit IQ file type of base weights: attn_v in Q4_K
+// with 4 or more query heads a KV head, else in more; the first eighth of
+// ffn_down and an untied token_embd in more; attn_output in out; the
+// output in Q5_K; no 70B rule. (Its IQ1 and IQ2 weights need an
 // importance matrix: requiresImatrix.)
-func iq2Mix(name string, fileType uint32, base, more TensorType) Mix {
-	m := Mix{Name: name, FileType: fileType, Base: base, output: TypeQ5_K, tokenEmbd: more, no70B: true,
+func lowIQMix(name string, fileType uint32, base, more, out TensorType) Mix {
+	return Mix{Name: name, FileType: fileType, Base: base, output: TypeQ5_K, tokenEmbd: more, no70B: true,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, more) },
+		attnOut: func(site) TensorType { return out },
 		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, more, base) },
 	}
-	if more == TypeIQ3_S {
-		m.attnOut = func(site) TensorType { return TypeIQ3_S }
-	}
-	return m
 }
 
 // FileTypeName names general.file_type id as llama.h's llama_ftype does

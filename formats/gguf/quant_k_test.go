@@ -233,6 +233,9 @@ func TestMixTypes(t *testing.T) {
 		{"IQ2_XS", true, map[TensorType]int{TypeIQ2_XS: 188, TypeQ2_K: 5, TypeQ4_K: 32, TypeQ5_K: 1}},
 		{"IQ2_S", true, map[TensorType]int{TypeIQ2_XS: 156, TypeIQ3_S: 37, TypeQ4_K: 32, TypeQ5_K: 1}},
 		{"IQ2_M", true, map[TensorType]int{TypeIQ2_S: 156, TypeIQ3_S: 37, TypeQ4_K: 32, TypeQ5_K: 1}},
+		// The 1-bit ones: as IQ2_XXS's, attn_output in IQ2_XXS.
+		{"IQ1_S", true, map[TensorType]int{TypeIQ1_S: 156, TypeIQ2_XXS: 32, TypeQ2_K: 5, TypeQ4_K: 32, TypeQ5_K: 1}},
+		{"IQ1_M", true, map[TensorType]int{TypeIQ1_M: 156, TypeIQ2_XXS: 32, TypeQ2_K: 5, TypeQ4_K: 32, TypeQ5_K: 1}},
 	} {
 		m, ok := ParseMix(tc.mix)
 		if !ok {
@@ -275,7 +278,7 @@ func TestMixTypes(t *testing.T) {
 // TestFileTypeName: llama.h's llama_ftype values by name.
 func TestFileTypeName(t *testing.T) {
 	for id, want := range map[uint32]string{0: "F32", 1: "F16", 2: "Q4_0", 7: "Q8_0", 10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 17: "Q5_K_M", 18: "Q6_K", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 26: "IQ3_S", 27: "IQ3_M", 30: "IQ4_XS", 32: "BF16",
-		19: "IQ2_XXS", 20: "IQ2_XS", 28: "IQ2_S", 29: "IQ2_M", 36: ""} {
+		19: "IQ2_XXS", 20: "IQ2_XS", 28: "IQ2_S", 29: "IQ2_M", 24: "IQ1_S", 31: "IQ1_M", 36: ""} {
 		if got := FileTypeName(id); got != want {
 			t.Errorf("FileTypeName(%d) = %q, want %q", id, got, want)
 		}
@@ -286,7 +289,7 @@ func TestFileTypeName(t *testing.T) {
 // attention: Llama-2/3 70B) raises attn_v from Q4_K to Q5_K after the
 // mixes' rules; 80 layers without GQA (LLaMA-1 65B) and other tensors keep
 // the rules' types, as do the 2-bit IQ file types, whose own rules come
-// before that one in llama_tensor_get_type_impl.
+// before that one in llama_tensor_get_type_impl (the 1-bit ones too).
 func TestMix70B(t *testing.T) {
 	gqa := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 8}
 	mha := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 64}
@@ -326,6 +329,8 @@ func TestMix70B(t *testing.T) {
 		{"IQ2_XXS", "blk.40.attn_v.weight", mha, TypeQ2_K},
 		{"IQ2_M", "blk.40.attn_v.weight", gqa, TypeQ4_K},
 		{"IQ2_S", "blk.40.attn_v.weight", mha, TypeIQ3_S},
+		{"IQ1_M", "blk.40.attn_v.weight", gqa, TypeQ4_K},
+		{"IQ1_S", "blk.40.attn_output.weight", gqa, TypeIQ2_XXS},
 	} {
 		m, _ := ParseMix(tc.mix)
 		if got := m.typeFor(tc.name, tc.cfg, false); got != tc.want {
@@ -361,6 +366,8 @@ func TestParseTarget(t *testing.T) {
 		{"IQ2_XS", 0, "IQ2_XS", 20},
 		{"iq2_s", 0, "IQ2_S", 28},
 		{"iq2_m", 0, "IQ2_M", 29},
+		{"iq1_s", 0, "IQ1_S", 24},
+		{"IQ1_M", 0, "IQ1_M", 31},
 	} {
 		got, err := ParseTarget(tc.in)
 		if err != nil || got.Type != tc.typ || got.Mix.Name != tc.mix {
