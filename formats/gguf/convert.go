@@ -344,7 +344,7 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
 	}
 	for _, ti := range infos {
-		if !ti.Type.Convertible() { // a mix's rule for a type not written yet
+		if !ti.Type.Convertible() { // a guard: no mix's rule gives one (TestMixesWritten)
 			return nil, nil, nil, fmt.Errorf("gguf convert: %s puts %s in %s, which gptqtool does not write: %w", targetName(opts), ti.Name, ti.Type, ErrUnsupportedType)
 		}
 	}

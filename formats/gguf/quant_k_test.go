@@ -285,11 +285,40 @@ func TestFileTypeName(t *testing.T) {
 	}
 }
 
+// TestMixesWritten: every type a mix's rules give (with and without an
+// importance matrix, with and without grouped-query attention, untied and
+// tied, 70B included) is one this package writes: plan's refusal of a type
+// not written is a guard no mix reaches.
+func TestMixesWritten(t *testing.T) {
+	kinds := []string{"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}
+	for _, m := range Mixes {
+		for _, cfg := range []*hfconfig.Config{
+			{NumHiddenLayers: 32, NumAttentionHeads: 32, NumKeyValueHeads: 8, HiddenSize: 4096},
+			{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 8, HiddenSize: 8192},
+			{NumHiddenLayers: 6, NumAttentionHeads: 2, NumKeyValueHeads: 2, HiddenSize: 256, TieWordEmbeddings: true},
+		} {
+			names := []string{"token_embd.weight", "output.weight"}
+			for i := range cfg.NumHiddenLayers {
+				for _, k := range kinds {
+					names = append(names, fmt.Sprintf("blk.%d.%s.weight", i, k))
+				}
+			}
+			for _, imatrix := range []bool{false, true} {
+				for _, name := range names {
+					if typ := m.typeFor(name, cfg, imatrix); !typ.Convertible() {
+						t.Errorf("%s (%d layers, imatrix %v): %s in %s, which this package does not write", m.Name, cfg.NumHiddenLayers, imatrix, name, typ)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestMix70B: llama.cpp's LLM_TYPE_70B (80 layers, grouped-query
 // attention: Llama-2/3 70B) raises attn_v from Q4_K to Q5_K after the
 // mixes' rules; 80 layers without GQA (LLaMA-1 65B) and other tensors keep
-// the rules' types, as do the 2-bit IQ file types, whose own rules come
-// before that one in llama_tensor_get_type_impl (the 1-bit ones too).
+// the rules' types, as do the 1- and 2-bit IQ file types, whose own rules
+// come before that one in llama_tensor_get_type_impl.
 func TestMix70B(t *testing.T) {
 	gqa := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 8}
 	mha := &hfconfig.Config{NumHiddenLayers: 80, NumAttentionHeads: 64, NumKeyValueHeads: 64}
