@@ -151,7 +151,10 @@
 // in a quantized file type, the first TensorTypes pattern (--tensor-type,
 // Go RE2 searched anywhere in the GGUF name) that matches, then without
 // Pure the mix's rules (Mix), with Pure the mix's base type; then the
-// fallback for rows that are not whole blocks. Include/ExcludeWeights
+// fallback for rows that are not whole blocks. The mix's layer rules see
+// a weight's rank among the weights of its kind they type, not its layer
+// number (llama.cpp's counters), so overriding some layers' weights
+// moves the rules for the later ones. Include/ExcludeWeights
 // select the importance matrix's entries by substring first, as
 // llama-quantize's prepare_imatrix does.
 //

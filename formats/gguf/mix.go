@@ -196,11 +196,21 @@ func pick(c bool, a, b TensorType) TensorType {
 // quantized with an importance matrix or not, before any fallback for
 // rows that are not whole blocks (weightType).
 func (m Mix) typeFor(name string, cfg *hfconfig.Config, imatrix bool) TensorType {
+	return m.typeAt(name, layerOf(name), cfg, imatrix)
+}
+
+// typeAt is typeFor with i as the layer its rules see. llama.cpp's rules
+// take it not from the name but from a count of the weights of that kind
+// they have typed so far (qs.i_attention_wv, i_ffn_down, i_ffn_gate,
+// i_ffn_up): a weight a --tensor-type pattern types is not counted, so
+// the same kind's weights after it are typed as if a layer earlier
+// (typeRules.want keeps the count).
+func (m Mix) typeAt(name string, i int, cfg *hfconfig.Config, imatrix bool) TensorType {
 	gqa := 1
 	if cfg.NumKeyValueHeads > 0 {
 		gqa = cfg.NumAttentionHeads / cfg.NumKeyValueHeads
 	}
-	t := m.typeOf(name, site{n: cfg.NumHiddenLayers, gqa: gqa, imatrix: imatrix}, !cfg.TieWordEmbeddings, cfg.HiddenSize)
+	t := m.typeOf(name, site{i: i, n: cfg.NumHiddenLayers, gqa: gqa, imatrix: imatrix}, !cfg.TieWordEmbeddings, cfg.HiddenSize)
 	if (t == TypeQ3_K || t == TypeQ4_K) && strings.HasSuffix(name, ".attn_v.weight") &&
 		cfg.NumHiddenLayers == 80 && gqa > 1 && !m.no70B {
 		return TypeQ5_K
@@ -208,9 +218,9 @@ func (m Mix) typeFor(name string, cfg *hfconfig.Config, imatrix bool) TensorType
 	return t
 }
 
-// typeOf is typeFor's rules without the 70B one: s gives the layer count,
-// the heads per KV head and the importance matrix (its layer is taken from
-// name); hasOutput says the file has an output weight (else token_embd,
+// typeOf is typeAt's rules without the 70B one: s gives the layer the
+// rules see, the layer count, the heads per KV head and the importance
+// matrix; hasOutput says the file has an output weight (else token_embd,
 // tied, is the output, as llama.cpp treats it); rowLen is the output
 // weight's row length (the hidden size).
 func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType {
@@ -229,12 +239,7 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 		}
 		return m.Base
 	}
-	num, kind, _ := strings.Cut(rest, ".")
-	i, err := strconv.Atoi(num)
-	if err != nil {
-		panic(fmt.Sprintf("gguf: tensor name %q", name))
-	}
-	s.i = i
+	_, kind, _ := strings.Cut(rest, ".")
 	var rule func(site) TensorType
 	switch kind {
 	case "attn_v.weight":
@@ -256,6 +261,22 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 		return m.Base
 	}
 	return rule(s)
+}
+
+// layerOf is the layer of the weight named name ("blk.3.attn_v.weight":
+// 3); 0 for a weight outside the layers. It panics on a malformed layer
+// number, which tensorSpecs never gives.
+func layerOf(name string) int {
+	rest, ok := strings.CutPrefix(name, "blk.")
+	if !ok {
+		return 0
+	}
+	num, _, _ := strings.Cut(rest, ".")
+	i, err := strconv.Atoi(num)
+	if err != nil {
+		panic(fmt.Sprintf("gguf: tensor name %q", name))
+	}
+	return i
 }
 
 // uniformTypes are the names ParseTarget reads as one tensor type for

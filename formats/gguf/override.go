@@ -80,6 +80,10 @@ type typeRules struct {
 	cfg       *hfconfig.Config
 	imatrix   bool // an importance matrix with entries, after Include/ExcludeWeights
 	overrides []*regexp.Regexp
+	// typed counts, by kind ("attn_v.weight"), the layers' weights the
+	// mix's rules have typed so far: the layer llama.cpp's rules see
+	// (Mix.typeAt).
+	typed map[string]int
 }
 
 // want is the type of the 2-D weight s before weightType's fallback, and
@@ -91,15 +95,19 @@ type typeRules struct {
 //  3. for a quantized file type only (ggml_is_quantized(default_type)), the
 //     first TensorTypes pattern that matches the name, in the order given;
 //     else, without Pure, the mix's rules (llama_tensor_get_type_impl,
-//     where a tied token_embd takes OutputType, as the output); else the
-//     base type;
+//     where a tied token_embd takes OutputType, as the output), a layer's
+//     weight typed as the rules' count of the weights of its kind before
+//     it gives its layer (a pattern that types some layers' ffn_down
+//     moves the later ffn_down's layer rules down, as in llama-quantize);
+//     else the base type;
 //  4. tensor_type_fallback where rows are not whole blocks.
 //
 // Where the file type is not quantized (F32, F16, BF16), step 3's
 // overrides and Pure do not apply, as in llama-quantize; a tied token_embd
 // still takes OutputType there (llama-quantize would leave it in the file's
-// type).
-func (r typeRules) want(s tensorSpec) (TensorType, bool) {
+// type). want must see the weights in llama-quantize's order, layer by
+// layer (tensorSpecs').
+func (r *typeRules) want(s tensorSpec) (TensorType, bool) {
 	o := r.opts
 	base := o.Type
 	if o.Mix.Name != "" {
@@ -133,7 +141,13 @@ func (r typeRules) want(s tensorSpec) (TensorType, bool) {
 	case tied && o.OutputType != nil:
 		return *o.OutputType, true
 	case o.Mix.Name != "":
-		return o.Mix.typeFor(s.name, r.cfg, r.imatrix), true
+		i := layerOf(s.name)
+		if rest, ok := strings.CutPrefix(s.name, "blk."); ok {
+			_, kind, _ := strings.Cut(rest, ".")
+			i = r.typed[kind]
+			r.typed[kind]++
+		}
+		return o.Mix.typeAt(s.name, i, r.cfg, r.imatrix), true
 	}
 	return base, true
 }
@@ -145,7 +159,7 @@ func (r typeRules) want(s tensorSpec) (TensorType, bool) {
 // OutputType. opts.Imatrix is the one Convert weighs with
 // (weightedImatrix).
 func newTypeRules(cfg *hfconfig.Config, opts ConvertOptions, specs []tensorSpec) (typeRules, error) {
-	r := typeRules{opts: opts, cfg: cfg, imatrix: opts.Imatrix != nil}
+	r := typeRules{opts: opts, cfg: cfg, imatrix: opts.Imatrix != nil, typed: map[string]int{}}
 	for _, o := range opts.TensorTypes {
 		if !o.Type.Convertible() {
 			return r, fmt.Errorf("gguf convert: --tensor-type %s: type %s: want %s", o, o.Type, TypeNames())

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,6 +132,51 @@ func TestOverrides7B(t *testing.T) {
 	}
 }
 
+// TestOverridesCountLayers: llama.cpp's layer rules see not a weight's
+// layer but how many weights of its kind they have typed before it
+// (qs.i_attention_wv, i_ffn_down, i_ffn_gate, i_ffn_up), and a weight a
+// --tensor-type pattern types is not counted: on the 7B Mistral, the
+// layers in each kind's types as llama-quantize --dry-run gives them
+// (built from llama.cpp's source beside node-llama-cpp's bundle), not as
+// the layer numbers would.
+func TestOverridesCountLayers(t *testing.T) {
+	cfg := loadConfig(t, filepath.Join("configs", "openchat-3.5-1210"))
+	im := fakeImatrix(cfg)
+	for _, tc := range []struct {
+		name string
+		opts ConvertOptions
+		kind string
+		want map[TensorType][]int // layers by type, the rest in Base
+	}{
+		// ffn_down of layers 4..31 are the rules' 0..27: Q6_K where
+		// use_more_bits(0..27, 32) holds, not in 4..31's own layers
+		// (3 of 4..7, 28..31).
+		{`q4_k_m --tensor-type blk\.[0-3]\.ffn_down=q8_0`, ConvertOptions{Mix: mustMix(t, "q4_k_m"), TensorTypes: overrides(t, `blk\.[0-3]\.ffn_down=q8_0`)}, "ffn_down",
+			map[TensorType][]int{TypeQ8_0: {0, 1, 2, 3}, TypeQ6_K: {4, 5, 6, 7, 10, 13, 16, 19, 22, 25, 28, 31}}},
+		{`q4_k_m --tensor-type blk\.(1|5)\.attn_v=q8_0`, ConvertOptions{Mix: mustMix(t, "q4_k_m"), TensorTypes: overrides(t, `blk\.(1|5)\.attn_v=q8_0`)}, "attn_v",
+			map[TensorType][]int{TypeQ8_0: {1, 5}, TypeQ6_K: {0, 2, 3, 4, 8, 11, 14, 17, 20, 23, 26, 29, 30, 31}}},
+		// IQ3_XS's ffn_up in IQ3_XXS from the rules' layer 4 to 27: layers
+		// 5 to 28 once layer 3's is overridden.
+		{`iq3_xs --tensor-type blk\.3\.ffn_(gate|up)=q8_0`, ConvertOptions{Mix: mustMix(t, "iq3_xs"), Imatrix: im, TensorTypes: overrides(t, `blk\.3\.ffn_(gate|up)=q8_0`)}, "ffn_up",
+			map[TensorType][]int{TypeQ8_0: {3}, TypeIQ3_XXS: {5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28}}},
+	} {
+		res, _, _, err := plan(cfg, tc.opts)
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		got := map[TensorType][]int{}
+		for _, ct := range res.Tensors {
+			if strings.HasSuffix(ct.Name, "."+tc.kind+".weight") && ct.Type != tc.opts.Mix.Base {
+				got[ct.Type] = append(got[ct.Type], layerOf(ct.Name))
+			}
+		}
+		if !maps.EqualFunc(got, tc.want, slices.Equal) {
+			t.Errorf("%s: %s layers by type %v, want %v", tc.name, tc.kind, got, tc.want)
+		}
+	}
+}
+
 // TestOverridesTiny: the type of every 2-D weight of openchat-tiny (6
 // layers, 2 query heads a KV head, rows of 256, ffn_down's of 896: not
 // whole blocks of 256, token_embd tied: the output) and stories260K (5
@@ -194,13 +240,19 @@ func TestOverridesTiny(t *testing.T) {
 		// included) Q8_0, the third pattern shadowed by the first; the
 		// other layers' attn_* Q5_K, attn_v of layers 2 and 5 included
 		// (an override is not the mix's rule); "attn" also matches
-		// attn_norm, which is 1-D and stays F32.
+		// attn_norm, which is 1-D and stays F32. ffn_down of layers 1..5
+		// are the rules' 0..4 (layer 0's is not counted), so layer 3's,
+		// not 2's and 5's, is Q6_K → Q8_0.
 		{`tiny q4_k_m --tensor-type blk\.0\.=q8_0 attn=q5_k blk\.0\.attn_v=f16`, tiny, ConvertOptions{Mix: mustMix(t, "q4_k_m"), TensorTypes: overrides(t, `blk\.0\.=q8_0`, "attn=q5_k", `blk\.0\.attn_v=f16`)}, func(n string) TensorType {
 			switch {
 			case strings.HasPrefix(n, "blk.0."):
 				return TypeQ8_0
 			case strings.Contains(n, "attn"):
 				return TypeQ5_K
+			case is(n, "ffn_down") && layer(n) == 3:
+				return TypeQ8_0
+			case is(n, "ffn_down"):
+				return TypeQ5_0
 			}
 			return q4km(n)
 		}, 5},

@@ -266,7 +266,7 @@ func TestMixTypes(t *testing.T) {
 	m, _ := ParseMix("Q4_K_M")
 	var more []int
 	for i := range 32 {
-		if m.typeOf("blk."+strconv.Itoa(i)+".ffn_down.weight", site{n: 32, gqa: 4}, true, 4096) == TypeQ6_K {
+		if m.typeOf("blk."+strconv.Itoa(i)+".ffn_down.weight", site{i: i, n: 32, gqa: 4}, true, 4096) == TypeQ6_K {
 			more = append(more, i)
 		}
 	}
