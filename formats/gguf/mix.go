@@ -14,8 +14,9 @@ import (
 // 2-D weights in Base, the output weight in Q6_K (Q5_K in IQ3_XXS and the
 // 1- and 2-bit IQ file types; Q8_0 where its rows are not whole blocks of
 // Base), and some layers' attn_v, attn_output and ffn_down weights (in
-// IQ3_XS and IQ3_XXS also attn_q, attn_k, ffn_gate and ffn_up; in IQ3_XXS
-// and the 1- and 2-bit IQ file types token_embd) in other types, as
+// IQ3_XS and IQ3_XXS also attn_q and attn_k, in IQ3_XS ffn_gate and
+// ffn_up; in IQ3_XXS and the 1- and 2-bit IQ file types token_embd) in
+// other types, as
 // llama.cpp's llama_tensor_get_type picks them for a dense model (no
 // experts). Some rules depend on the model's grouped-query attention
 // (heads per KV head), some on whether an importance matrix is given; and

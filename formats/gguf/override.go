@@ -31,8 +31,8 @@ func (o TensorTypeOverride) String() string { return o.Pattern + "=" + o.Type.St
 // any case ("q8_0", "Q4_K", "f16"), of the types Convert writes. The
 // pattern must compile as Go's RE2. On tensor names (ASCII, one line) an
 // RE2 pattern matches wherever llama.cpp's std::regex (ECMAScript) does,
-// but RE2 has no backreferences (\1) or negative lookaround ((?!, (?<!):
-// such a pattern is refused. RE2 also takes a few forms ECMAScript lacks
+// but RE2 has no backreferences (\1) or lookahead ((?=, (?!), which
+// ECMAScript has: such a pattern is refused. RE2 also takes a few forms ECMAScript lacks
 // ((?i), (?P<name>…)), which llama-quantize would refuse.
 func ParseTensorTypeOverride(s string) (TensorTypeOverride, error) {
 	pattern, typ, ok := strings.Cut(s, "=")

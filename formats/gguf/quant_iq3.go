@@ -540,9 +540,9 @@ func QuantizeIQ3_XXS(dst []byte, src []float32) {
 // (ggml quantize_iq3_s with no weights): QuantizeIQ3_XXS's search with
 // 8 stored signs (no parity trick), 19 candidate scales (t in −9..9),
 // every group requantized at the fitted s, and d stored as 1.033·max s/31.
-// Only a sub-block of zeros is skipped (and moves the later ones' grid
-// indices and signs, as ggml's does: superBlockS). It panics if the
-// lengths do not match.
+// Only a sub-block of zeros is skipped (written as zeros, scale 0; the
+// later ones keep their own slots, where ggml's move one slot early:
+// superBlockS). It panics if the lengths do not match.
 func QuantizeIQ3_S(dst []byte, src []float32) {
 	quantizeIQ3S(dst, src, nil)
 }
