@@ -400,10 +400,23 @@ func checkNeedsImatrix(opts ConvertOptions, infos []TensorInfo) error {
 	for i, t := range types {
 		names[i] = t.String()
 	}
-	if opts.Imatrix == nil {
-		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", targetName(opts), strings.Join(names, " and "))
+	// opts.Imatrix is what Include/ExcludeWeights left of the one given.
+	var sel string
+	switch {
+	case len(opts.ExcludeWeights) > 0:
+		sel = "--exclude-weights " + strings.Join(opts.ExcludeWeights, ",")
+	case len(opts.IncludeWeights) > 0:
+		sel = "--include-weights " + strings.Join(opts.IncludeWeights, ",")
 	}
-	return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s", targetName(opts), strings.Join(names, " and "), strings.Join(missing, ", "))
+	switch {
+	case opts.Imatrix == nil && sel != "":
+		return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight, as llama-quantize does: %s leaves it none", targetName(opts), strings.Join(names, " and "), sel)
+	case opts.Imatrix == nil:
+		return fmt.Errorf("gguf convert: %s needs an importance matrix (gptqtool imatrix, then --imatrix FILE), as llama-quantize does: its %s weights are too coarse without one", targetName(opts), strings.Join(names, " and "))
+	case sel != "":
+		sel = " (after " + sel + ")"
+	}
+	return fmt.Errorf("gguf convert: %s needs the importance matrix's entry for each %s weight: none for %s%s", targetName(opts), strings.Join(names, " and "), strings.Join(missing, ", "), sel)
 }
 
 // requiresImatrix reports whether llama-quantize refuses to write a weight

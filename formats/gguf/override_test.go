@@ -410,6 +410,10 @@ func TestOverrideErrors(t *testing.T) {
 		// Q2_K_S needs an entry for each Q2_K weight; --pure makes every
 		// weight but ffn_down (Q4_0 fallback) Q2_K, the excluded too.
 		{"q2_k_s --pure without attn_q's entries", tiny, ConvertOptions{Mix: mustMix(t, "q2_k_s"), Pure: true, Imatrix: fakeImatrix(tiny), ExcludeWeights: []string{"attn_q"}}, "Q2_K_S needs the importance matrix's entry for each Q2_K weight: none for blk.0.attn_q.weight, blk.1.attn_q.weight"},
+		// Every entry left out: the matrix was given, so the error names
+		// the flag that emptied it, not --imatrix.
+		{"iq3_xs without any entry", tiny, ConvertOptions{Mix: mustMix(t, "iq3_xs"), Imatrix: fakeImatrix(tiny), ExcludeWeights: []string{"blk."}}, "IQ3_XS needs the importance matrix's entry for each IQ3_XXS weight, as llama-quantize does: --exclude-weights blk. leaves it none"},
+		{"iq3_xs with include", tiny, ConvertOptions{Mix: mustMix(t, "iq3_xs"), Imatrix: fakeImatrix(tiny), IncludeWeights: []string{"attn_q"}}, "blk.5.attn_k.weight (after --include-weights attn_q)"},
 	} {
 		if err := Check(tc.cfg, tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error containing %q", tc.name, err, tc.want)
