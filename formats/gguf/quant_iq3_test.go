@@ -5,11 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"github.com/gptqtool/gptqtool/formats/half"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/half"
 )
 
 // TestDequantizeIQ3_XXSHand: a block built byte by byte. d = 1 (fp16
