@@ -16,9 +16,8 @@ import (
 // Base), and some layers' attn_v, attn_output and ffn_down weights (in
 // IQ3_XS and IQ3_XXS also attn_q and attn_k, in IQ3_XS ffn_gate and
 // ffn_up; in IQ3_XXS and the 1- and 2-bit IQ file types token_embd) in
-// other types, as
-// llama.cpp's llama_tensor_get_type picks them for a dense model (no
-// experts). Some rules depend on the model's grouped-query attention
+// other types, as llama.cpp's llama_tensor_get_type picks them for a
+// dense model (no experts). Some rules depend on the model's grouped-query attention
 // (heads per KV head), some on whether an importance matrix is given; and
 // in a model of 80 layers with grouped-query attention (llama.cpp's
 // LLM_TYPE_70B) an attn_v the rules leave in Q3_K or Q4_K is written in
