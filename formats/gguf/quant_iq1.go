@@ -552,21 +552,13 @@ func QuantizeIQ1_M(dst []byte, src []float32) {
 // quantizeIQ1 quantizes src into blocks of t (IQ1_S: qw required; IQ1_M:
 // qw may be nil), qw one importance per value of src.
 func quantizeIQ1(t TensorType, dst []byte, src, qw []float32) {
-	bb := t.BlockBytes()
-	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*bb || (qw == nil && t != TypeIQ1_M) {
-		panic(fmt.Sprintf("gguf: quantize %s: %d values into %d bytes (importances %v)", t, len(src), len(dst), qw != nil))
+	if qw == nil && needsImportance(t) {
+		panic(fmt.Sprintf("gguf: quantize %s: needs importances", t))
 	}
 	var q iq1Quantizer
-	for b := range len(src) / QK_K {
-		x, y := src[b*QK_K:(b+1)*QK_K], dst[b*bb:(b+1)*bb]
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK_K : (b+1)*QK_K]
-		}
-		if t == TypeIQ1_S {
-			q.blockS(y, x, w)
-		} else {
-			q.blockM(y, x, w)
-		}
+	block := q.blockM
+	if t == TypeIQ1_S {
+		block = q.blockS
 	}
+	eachBlock(t, dst, src, qw, block)
 }

@@ -673,26 +673,18 @@ func QuantizeIQ2_S(dst []byte, src []float32) {
 // quantizeIQ2 quantizes src into blocks of t (IQ2_XXS, IQ2_XS: qw
 // required; IQ2_S: qw may be nil), qw one importance per value of src.
 func quantizeIQ2(t TensorType, dst []byte, src, qw []float32) {
-	bb := t.BlockBytes()
-	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*bb || (qw == nil && t != TypeIQ2_S) {
-		panic(fmt.Sprintf("gguf: quantize %s: %d values into %d bytes (importances %v)", t, len(src), len(dst), qw != nil))
+	if qw == nil && needsImportance(t) {
+		panic(fmt.Sprintf("gguf: quantize %s: needs importances", t))
 	}
 	var q iq2Quantizer
-	for b := range len(src) / QK_K {
-		x, y := src[b*QK_K:(b+1)*QK_K], dst[b*bb:(b+1)*bb]
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK_K : (b+1)*QK_K]
-		}
-		switch t {
-		case TypeIQ2_XXS:
-			q.blockXXS(y, x, w)
-		case TypeIQ2_XS:
-			q.blockXS(y, x, w)
-		case TypeIQ2_S:
-			q.blockS(y, x, w)
-		}
+	block := q.blockS
+	switch t {
+	case TypeIQ2_XXS:
+		block = q.blockXXS
+	case TypeIQ2_XS:
+		block = q.blockXS
 	}
+	eachBlock(t, dst, src, qw, block)
 }
 
 // needsImportance reports whether ggml quantizes t only with importances

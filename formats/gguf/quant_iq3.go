@@ -550,31 +550,13 @@ func QuantizeIQ3_S(dst []byte, src []float32) {
 // quantizeIQ3XXS quantizes src into IQ3_XXS super-blocks dst, each value
 // weighted by qw (one importance per value of src; nil: none).
 func quantizeIQ3XXS(dst []byte, src, qw []float32) {
-	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesIQ3_XXS {
-		panic(fmt.Sprintf("gguf: QuantizeIQ3_XXS: %d values into %d bytes", len(src), len(dst)))
-	}
 	var q iq3Quantizer
-	for b := range len(src) / QK_K {
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK_K : (b+1)*QK_K]
-		}
-		q.superBlockXXS(dst[b*BlockBytesIQ3_XXS:(b+1)*BlockBytesIQ3_XXS], src[b*QK_K:(b+1)*QK_K], w)
-	}
+	eachBlock(TypeIQ3_XXS, dst, src, qw, q.superBlockXXS)
 }
 
 // quantizeIQ3S quantizes src into IQ3_S super-blocks dst, each value
 // weighted by qw (one importance per value of src; nil: none).
 func quantizeIQ3S(dst []byte, src, qw []float32) {
-	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesIQ3_S {
-		panic(fmt.Sprintf("gguf: QuantizeIQ3_S: %d values into %d bytes", len(src), len(dst)))
-	}
 	var q iq3Quantizer
-	for b := range len(src) / QK_K {
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK_K : (b+1)*QK_K]
-		}
-		q.superBlockS(dst[b*BlockBytesIQ3_S:(b+1)*BlockBytesIQ3_S], src[b*QK_K:(b+1)*QK_K], w)
-	}
+	eachBlock(TypeIQ3_S, dst, src, qw, q.superBlockS)
 }

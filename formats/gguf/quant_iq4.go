@@ -134,33 +134,15 @@ func QuantizeIQ4_XS(dst []byte, src []float32) {
 // quantizeIQ4NL quantizes src into IQ4_NL blocks dst, each value weighted
 // by qw (one importance per value of src; nil: none).
 func quantizeIQ4NL(dst []byte, src, qw []float32) {
-	if len(src)%QK4_NL != 0 || len(dst) != len(src)/QK4_NL*BlockBytesIQ4_NL {
-		panic(fmt.Sprintf("gguf: QuantizeIQ4_NL: %d values into %d bytes", len(src), len(dst)))
-	}
 	var q iq4Quantizer
-	for b := range len(src) / QK4_NL {
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK4_NL : (b+1)*QK4_NL]
-		}
-		q.block(dst[b*BlockBytesIQ4_NL:(b+1)*BlockBytesIQ4_NL], src[b*QK4_NL:(b+1)*QK4_NL], w)
-	}
+	eachBlock(TypeIQ4_NL, dst, src, qw, q.block)
 }
 
 // quantizeIQ4XS quantizes src into IQ4_XS super-blocks dst, each value
 // weighted by qw (one importance per value of src; nil: none).
 func quantizeIQ4XS(dst []byte, src, qw []float32) {
-	if len(src)%QK_K != 0 || len(dst) != len(src)/QK_K*BlockBytesIQ4_XS {
-		panic(fmt.Sprintf("gguf: QuantizeIQ4_XS: %d values into %d bytes", len(src), len(dst)))
-	}
 	var q iq4Quantizer
-	for b := range len(src) / QK_K {
-		var w []float32
-		if qw != nil {
-			w = qw[b*QK_K : (b+1)*QK_K]
-		}
-		q.superBlock(dst[b*BlockBytesIQ4_XS:(b+1)*BlockBytesIQ4_XS], src[b*QK_K:(b+1)*QK_K], w)
-	}
+	eachBlock(TypeIQ4_XS, dst, src, qw, q.superBlock)
 }
 
 // iq4Quantizer holds the scratch of quantize_row_iq4_nl_impl.

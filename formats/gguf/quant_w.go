@@ -237,3 +237,20 @@ func weightedRowQ6_K(y []byte, x, qw []float32) {
 		q6KBlock(y[b*BlockBytesQ6_K:(b+1)*BlockBytesQ6_K], x[b*QK_K:(b+1)*QK_K], qw[b*QK_K:(b+1)*QK_K])
 	}
 }
+
+// eachBlock runs block on each block of t in turn: its values of src, its
+// bytes of dst and its importances of qw (nil where qw is nil). It panics,
+// naming t, if dst does not hold src's blocks (or src is not whole blocks).
+func eachBlock(t TensorType, dst []byte, src, qw []float32, block func(y []byte, x, w []float32)) {
+	bs, bb := t.BlockSize(), t.BlockBytes()
+	if len(src)%bs != 0 || len(dst) != len(src)/bs*bb {
+		panic(fmt.Sprintf("gguf: quantize %s: %d values into %d bytes", t, len(src), len(dst)))
+	}
+	for b := range len(src) / bs {
+		var w []float32
+		if qw != nil {
+			w = qw[b*bs : (b+1)*bs]
+		}
+		block(dst[b*bb:(b+1)*bb], src[b*bs:(b+1)*bs], w)
+	}
+}
