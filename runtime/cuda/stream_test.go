@@ -76,7 +76,8 @@ func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
 // BenchmarkStream measures how fast SMs stream weights from device memory
 // by each way of loading them, and with the one-tile product's work on
 // every chunk (kernels/stream.cu; stream_wg: that work on warpgroup MMA,
-// sm_90a): every warp reads its own contiguous
+// sm_90a; stream_mmr: with its ring in registers, at 16 and 24 warps):
+// every warp reads its own contiguous
 // stretch of 512-byte chunks, as a product's warps do, under evict_first.
 // One block an SM (its shared memory padded past half an SM's) of 24 or 32
 // warps, on every SM or on 16 only (what one SM can stream when device
@@ -108,6 +109,9 @@ func BenchmarkStream(b *testing.B) {
 		{"stream_mma6", 8 * chunk, 8 * 1032 * 2},
 		{"stream_wg7", 8 * chunk, 17 * 1024},
 		{"stream_wg8", 8 * chunk, 17 * 1024},
+		{"stream_mmr0_d4", 0, 8 * 1032 * 2},
+		{"stream_mmr0_d8", 0, 8 * 1032 * 2},
+		{"stream_mmr2_d8", 0, 8 * 1032 * 2},
 	}
 	pad := be.SharedMemory()/2 + 4096 // one block an SM
 	for _, sms := range []int{be.SMs(), 16} {
@@ -116,7 +120,11 @@ func BenchmarkStream(b *testing.B) {
 			region = 16 << 20
 		}
 		for _, k := range kinds {
-			for _, warps := range []int{24, 32} {
+			ws := []int{24, 32}
+			if strings.HasPrefix(k.name, "stream_mmr") {
+				ws = []int{16, 24} // (launch bounds of 768 threads)
+			}
+			for _, warps := range ws {
 				shared := max(pad, warps*k.warp+k.block)
 				if shared > be.SharedMemory() {
 					continue
