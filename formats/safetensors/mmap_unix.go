@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // mapFile maps f read-only and returns the mapping and its release func.
@@ -39,8 +41,8 @@ func adviseRange(b []byte, advice int) {
 	if hi <= lo {
 		return
 	}
-	syscall.Madvise(b[lo-start:hi-start], advice)
+	unix.Madvise(b[lo-start:hi-start], advice)
 }
 
-func dropPages(b []byte)     { adviseRange(b, syscall.MADV_DONTNEED) }
-func prefetchPages(b []byte) { adviseRange(b, syscall.MADV_WILLNEED) }
+func dropPages(b []byte)     { adviseRange(b, unix.MADV_DONTNEED) }
+func prefetchPages(b []byte) { adviseRange(b, unix.MADV_WILLNEED) }
