@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,7 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]...]",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]... [--tensor-type-file FILE]]",
 		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
@@ -67,6 +68,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
   lowercased, as llama-quantize does, and is Go's RE2 (llama-quantize's is ECMAScript: no
   backreferences or lookaround here); it applies to quantized types only (not f32, f16,
   bf16), and --output-tensor-type and --token-embedding-type win over it.
+  --tensor-type-file FILE reads such values from FILE, separated by white space (spaces,
+  newlines), as if each were given by a --tensor-type flag where the file is named.
   --leave-output-tensor writes output.weight in F16 (llama-quantize leaves it in the F16
   file it quantizes); refused for a model whose output is tied to token_embd.
   --include-weights NAME / --exclude-weights NAME (repeatable, with --imatrix, not both)
@@ -93,6 +96,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				if _, err := gguf.ParseTargets(o.GGUF); err != nil {
 					return usageError{fmt.Errorf("--gguf: %w", err)}
 				}
+			} else if cmd.Flags().Changed("tensor-type-file") {
+				return usageError{errors.New("--tensor-type-file sets how a GGUF file is quantized: add --gguf TYPE (e.g. q4_k_m)")}
 			}
 			if err := o.CheckFlags(); err != nil {
 				return usageError{err}
@@ -147,7 +152,8 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&o.OutputTensorType, "output-tensor-type", "", "with --gguf: the output weight's type (llama-quantize's --output-tensor-type, e.g. q8_0), in place of the mix's")
 	fs.StringVar(&o.TokenEmbeddingType, "token-embedding-type", "", "with --gguf: token_embd's type (llama-quantize's --token-embedding-type, e.g. q8_0), in place of the mix's")
 	fs.BoolVar(&o.Pure, "pure", false, "with --gguf: every 2-D weight in the file type's base type, without its per-tensor rules (llama-quantize's --pure)")
-	fs.StringArrayVar(&o.TensorTypes, "tensor-type", nil, "with --gguf, repeatable: `PATTERN=TYPE`: the 2-D weights whose GGUF name the regular expression matches (the first flag that does) in TYPE (llama-quantize's --tensor-type, e.g. ffn_down=q8_0)")
+	fs.Var(tensorTypeFlag{&o.TensorTypes}, "tensor-type", "with --gguf, repeatable: `PATTERN=TYPE`: the 2-D weights whose GGUF name the regular expression matches (the first flag that does) in TYPE (llama-quantize's --tensor-type, e.g. ffn_down=q8_0)")
+	fs.Var(tensorTypeFileFlag{&o.TensorTypes}, "tensor-type-file", "with --gguf, repeatable: a `FILE` of --tensor-type values separated by white space, taken in place among the --tensor-type flags (llama-quantize's --tensor-type-file)")
 	fs.BoolVar(&o.LeaveOutputTensor, "leave-output-tensor", false, "with --gguf: output.weight unquantized, in F16 (llama-quantize's --leave-output-tensor)")
 	fs.StringArrayVar(&o.IncludeWeights, "include-weights", nil, "with --imatrix, repeatable: use the importance matrix only for the weights whose GGUF name contains `NAME` (llama-quantize's --include-weights)")
 	fs.StringArrayVar(&o.ExcludeWeights, "exclude-weights", nil, "with --imatrix, repeatable: do not use the importance matrix for the weights whose GGUF name contains `NAME` (llama-quantize's --exclude-weights)")
@@ -156,3 +162,39 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
 }
+
+// tensorTypeFlag is --tensor-type: each value appended to the list that
+// --tensor-type-file also appends to, so that the first matching pattern
+// is the first given, whichever flag gave it (llama-quantize keeps one
+// list for both). Values are checked with the other flags (CheckFlags).
+type tensorTypeFlag struct{ list *[]string }
+
+func (f tensorTypeFlag) Set(v string) error {
+	*f.list = append(*f.list, v)
+	return nil
+}
+func (f tensorTypeFlag) String() string { return "" }
+func (f tensorTypeFlag) Type() string   { return "stringArray" }
+
+// tensorTypeFileFlag is --tensor-type-file: the file's values, separated by
+// white space as llama-quantize's parse_tensor_type_file reads them
+// (`file >> arg`), appended in order to the --tensor-type list. Each is
+// checked as it is read, so that a bad one is named with its file.
+type tensorTypeFileFlag struct{ list *[]string }
+
+func (f tensorTypeFileFlag) Set(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	// C's isspace in the "C" locale, which std::istream's >> skips.
+	for i, v := range strings.FieldsFunc(string(b), func(r rune) bool { return strings.ContainsRune(" \t\n\v\f\r", r) }) {
+		if _, err := gguf.ParseTensorTypeOverride(v); err != nil {
+			return fmt.Errorf("%s: value %d: %w", path, i+1, err)
+		}
+		*f.list = append(*f.list, v)
+	}
+	return nil
+}
+func (f tensorTypeFileFlag) String() string { return "" }
+func (f tensorTypeFileFlag) Type() string   { return "stringArray" }

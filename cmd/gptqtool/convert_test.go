@@ -37,6 +37,8 @@ func ggufTypes(t *testing.T, path string) map[string]int {
 // unknown type, a malformed value and contradicting flags are usage
 // errors naming the flag and value; what does not fit the model is an
 // error naming the tensor or pattern; neither writes a file.
+// --tensor-type-file's values take their place among the --tensor-type
+// flags; a bad value is named with its file.
 func TestConvertTensorFlags(t *testing.T) {
 	tiny := fixturePath(t, "models/openchat-tiny")
 	tmp := t.TempDir()
@@ -79,6 +81,51 @@ func TestConvertTensorFlags(t *testing.T) {
 		var ue usageError
 		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.As(err, &ue) != tc.usage {
 			t.Errorf("convert %v: %v (usage error %v), want an error containing %q (usage error %v)", tc.args, err, errors.As(err, &ue), tc.want, tc.usage)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Errorf("convert %v: %s: %v, want nothing written", tc.args, dst, err)
+		}
+	}
+	// --tensor-type-file's values join the --tensor-type list where the
+	// file is named: with ffn_down=q5_0 given first, ffn_down keeps Q5_0
+	// and the file's ffn=q8_0 takes gate and up; with the file first, it
+	// takes all 18 ffn weights (its attn_v=q8_0 six more in both).
+	types := filepath.Join(tmp, "types.txt")
+	if err := os.WriteFile(types, []byte("  ffn=q8_0\n\tattn_v=q8_0 \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want map[string]int
+	}{
+		{[]string{"--tensor-type", "ffn_down=q5_0", "--tensor-type-file", types}, map[string]int{"F32": 13, "Q4_K": 19, "Q5_0": 6, "Q8_0": 18}},
+		{[]string{"--tensor-type-file", types, "--tensor-type", "ffn_down=q5_0"}, map[string]int{"F32": 13, "Q4_K": 19, "Q8_0": 24}},
+	} {
+		dst := filepath.Join(tmp, "file.gguf")
+		if _, stderr, err := run(t, append([]string{"convert", "--in", tiny, "--out", dst, "--gguf", "q4_k_m", "--pure", "--force"}, tc.args...)...); err != nil {
+			t.Fatalf("convert %v: %v\n%s", tc.args, err, stderr)
+		}
+		if got := ggufTypes(t, dst); !maps.Equal(got, tc.want) {
+			t.Errorf("convert --pure %v: tensor types %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	bad := filepath.Join(tmp, "bad.txt")
+	if err := os.WriteFile(bad, []byte("ffn=q8_0\nffn_dwn\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gguf", "q4_k_m", "--tensor-type-file", bad}, bad + `: value 2: "ffn_dwn": want PATTERN=TYPE`},
+		{[]string{"--gguf", "q4_k_m", "--tensor-type-file", filepath.Join(tmp, "none.txt")}, "none.txt: no such file"},
+		{[]string{"--tensor-type-file", types}, "--tensor-type-file sets how a GGUF file is quantized: add --gguf"},
+	} {
+		dst := filepath.Join(tmp, "bad2.gguf")
+		_, _, err := run(t, append([]string{"convert", "--in", tiny, "--out", dst}, tc.args...)...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("convert %v: %v, want a usage error containing %q", tc.args, err, tc.want)
 		}
 		if _, err := os.Stat(dst); !os.IsNotExist(err) {
 			t.Errorf("convert %v: %s: %v, want nothing written", tc.args, dst, err)
