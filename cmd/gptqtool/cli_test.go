@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -313,15 +314,19 @@ func TestDeviceWithoutCUDA(t *testing.T) {
 	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
 	_, _, err := run(t, "quantize", "--model", model, "--dataset", data, "--nsamples", "2", "--seq-len", "64",
 		"--out", filepath.Join(t.TempDir(), "q"), "--device", "cuda")
-	if err == nil || !strings.Contains(err.Error(), "libcuda.so.1") || !errors.Is(err, cuda.ErrNotAvailable) {
-		t.Errorf("--device cuda without a driver: %v, want an error naming libcuda.so.1", err)
+	driver := "libcuda.so.1"
+	if goruntime.GOOS == "windows" {
+		driver = "nvcuda.dll"
+	}
+	if err == nil || !strings.Contains(err.Error(), driver) || !errors.Is(err, cuda.ErrNotAvailable) {
+		t.Errorf("--device cuda without a driver: %v, want an error naming %s", err, driver)
 	}
 	_, stderr, err := run(t, "verify", "perplexity", "--model", model, "--text",
 		fixturePath(t, "datasets/wikitext-2-raw/wiki.test.raw"), "--ctx", "64", "--max-windows", "1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(stderr, "device: cpu") || !strings.Contains(stderr, "libcuda.so.1") {
+	if !strings.Contains(stderr, "device: cpu") || !strings.Contains(stderr, driver) {
 		t.Errorf("auto did not say it fell back to the CPU and why:\n%s", stderr)
 	}
 }

@@ -1,11 +1,13 @@
 // Package cuda is the CUDA backend of package runtime: one NVIDIA device
 // driven through our own bindings, made with purego (no cgo: the binary
-// builds anywhere and dlopens the libraries at run time), to the driver
-// API (libcuda.so.1), NVRTC, cuBLAS and cuSOLVER.
+// builds anywhere and loads the libraries at run time), to the driver API
+// (libcuda.so.1, nvcuda.dll on Windows), NVRTC, cuBLAS and cuSOLVER.
 //
 // Libraries are found by soname through the dynamic loader, then in the
-// usual CUDA folders and pip's nvidia/*/lib folders; errors that mean "no
-// CUDA here" wrap ErrNotAvailable (--device auto falls back to the CPU on
+// usual CUDA folders and pip's nvidia/*/lib folders (lib_unix.go); on
+// Windows by DLL name through the standard search, then in the toolkit's
+// bin folders and pip's nvidia\*\bin folders (lib_windows.go). Errors that
+// mean "no CUDA here" wrap ErrNotAvailable (--device auto falls back to the CPU on
 // them), the others name the call and the CUDA error (Error). The device's
 // primary context is made current on a locked OS thread for every call;
 // all work goes to one non-blocking stream, so device memory freed by a
