@@ -382,7 +382,7 @@ func CheckOut(out, modelDir string, force bool) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("--force would replace %s, which is a file, not a gptqtool output: remove it yourself or choose another --out", out)
 	}
-	if pfi, err := os.Stat(filepath.Dir(o)); err == nil && !sameDevice(fi, pfi) {
+	if !sameDevice(out, filepath.Dir(o)) {
 		return fmt.Errorf("--force cannot replace %s: it is a mount point: choose a directory inside it as --out", out)
 	}
 	if ours, what := IsOurs(out); !ours {

@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !unix && !windows
 
 package publish
 
@@ -11,4 +11,4 @@ func lockDir(path string) (*os.File, error) {
 }
 
 // sameDevice cannot tell mount points apart on this platform.
-func sameDevice(a, b os.FileInfo) bool { return true }
+func sameDevice(a, b string) bool { return true }

@@ -26,10 +26,15 @@ func lockDir(path string) (*os.File, error) {
 	return f, nil
 }
 
-// sameDevice reports whether a and b are on one filesystem (a mount point
-// is not on its parent's).
-func sameDevice(a, b os.FileInfo) bool {
-	sa, ok1 := a.Sys().(*syscall.Stat_t)
-	sb, ok2 := b.Sys().(*syscall.Stat_t)
+// sameDevice reports whether the paths a and b are on one filesystem (a
+// mount point is not on its parent's); true where either cannot be read.
+func sameDevice(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	sa, ok1 := fa.Sys().(*syscall.Stat_t)
+	sb, ok2 := fb.Sys().(*syscall.Stat_t)
 	return !ok1 || !ok2 || sa.Dev == sb.Dev
 }
