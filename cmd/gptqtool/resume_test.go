@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -64,9 +63,10 @@ func layersDone(path string) int {
 	return p.LayersDone
 }
 
-// killAt starts cmd and SIGKILLs it once the progress record at record
-// says at least layers layers are done (0: once the record exists). It
-// reports the layers the record held when the process died.
+// killAt starts cmd and kills it (SIGKILL; TerminateProcess on Windows)
+// once the progress record at record says at least layers layers are done
+// (0: once the record exists). It reports the layers the record held when
+// the process died.
 func killAt(t *testing.T, cmd interface {
 	Start() error
 	Wait() error
@@ -79,7 +79,9 @@ func killAt(t *testing.T, cmd interface {
 	for layersDone(record) < layers && time.Now().Before(deadline) {
 		time.Sleep(2 * time.Millisecond)
 	}
-	syscall.Kill(pid(), syscall.SIGKILL)
+	if p, err := os.FindProcess(pid()); err == nil {
+		p.Kill()
+	}
 	err := cmd.Wait()
 	if err == nil {
 		t.Fatalf("the run finished before it was killed at layer %d", layers)
@@ -261,9 +263,7 @@ func TestPartialOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	holdLock(t, lock)
 	c := gptqtool(t, dir, nil, append(args, "--force")...)
 	out, err := c.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "being written by") {
@@ -293,9 +293,7 @@ func TestRunInProgressNotInterrupted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
+	holdLock(t, lock)
 	for _, extra := range [][]string{nil, {"--resume"}} {
 		out, err := gptqtool(t, dir, nil, append(append([]string(nil), args...), extra...)...).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), "being written by another gptqtool run") || strings.Contains(string(out), "interrupted run") {
