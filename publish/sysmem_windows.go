@@ -1,0 +1,71 @@
+package publish
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/windows"
+)
+
+// memoryStatusEx is MEMORYSTATUSEX (sysinfoapi.h), which
+// golang.org/x/sys/windows does not declare.
+type memoryStatusEx struct {
+	Length               uint32
+	MemoryLoad           uint32
+	TotalPhys            uint64
+	AvailPhys            uint64
+	TotalPageFile        uint64 // the commit limit: physical memory plus page files
+	AvailPageFile        uint64 // what is left of it
+	TotalVirtual         uint64
+	AvailVirtual         uint64
+	AvailExtendedVirtual uint64
+}
+
+var procGlobalMemoryStatusEx = windows.NewLazySystemDLL("kernel32.dll").NewProc("GlobalMemoryStatusEx")
+
+// hostLimits finds how much more memory this process may use: the tighter
+// of the available physical memory (GlobalMemoryStatusEx's ullAvailPhys:
+// the free, zeroed and standby pages, Windows's counterpart of Linux's
+// MemAvailable) and what is left of the commit limit (ullAvailPageFile:
+// Windows does not overcommit, so memory Go's heap takes must be committed
+// first). A job object's memory limit is not read.
+func hostLimits() memLimits {
+	var l memLimits
+	ms := memoryStatusEx{Length: uint32(unsafe.Sizeof(memoryStatusEx{}))}
+	if r, _, _ := procGlobalMemoryStatusEx.Call(uintptr(unsafe.Pointer(&ms))); r == 0 {
+		return l
+	}
+	l.Available = int64(ms.AvailPhys)
+	l.Binding = fmt.Sprintf("free memory (available physical memory %s)", FormatSize(l.Available))
+	if c := int64(ms.AvailPageFile); c < l.Available {
+		l.Available = c
+		l.Binding = fmt.Sprintf("the commit limit (memory plus page files: %s, %s left)", FormatSize(int64(ms.TotalPageFile)), FormatSize(c))
+	}
+	return l
+}
+
+// HostAvailable is how much more memory this process may use (the tighter
+// of the available physical memory and the commit left) and what binds it;
+// 0 and "" where it cannot be read.
+func HostAvailable() (int64, string) {
+	l := hostLimits()
+	return l.Available, l.Binding
+}
+
+// diskFree is the space available to us (quotas counted) on the volume of
+// path (or of its nearest existing parent).
+func diskFree(path string) (int64, bool) {
+	for p := path; ; {
+		if u, err := windows.UTF16PtrFromString(p); err == nil {
+			var avail, total, free uint64
+			if windows.GetDiskFreeSpaceEx(u, &avail, &total, &free) == nil {
+				return int64(avail), true
+			}
+		}
+		parent := parentDir(p)
+		if parent == p {
+			return 0, false
+		}
+		p = parent
+	}
+}
