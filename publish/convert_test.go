@@ -971,9 +971,7 @@ func TestConvertHubCacheSnapshot(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(blobs, blob), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Symlink(filepath.Join("..", "..", "blobs", blob), filepath.Join(snap, e.Name())); err != nil {
-			t.Fatal(err)
-		}
+		symlink(t, filepath.Join("..", "..", "blobs", blob), filepath.Join(snap, e.Name()))
 		names = append(names, e.Name())
 	}
 	out := filepath.Join(t.TempDir(), "out")

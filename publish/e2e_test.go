@@ -220,12 +220,14 @@ func TestQuantizeRefusesBadInput(t *testing.T) {
 	b, _ := json.Marshal(raw)
 	os.WriteFile(filepath.Join(badArch, "config.json"), b, 0o644)
 	exists := t.TempDir()
-	// openchat-tiny's files under a config.json with another hidden_size.
+	// openchat-tiny's files under a config.json with another hidden_size:
+	// links, or copies where links cannot be made (Windows without
+	// Developer Mode).
 	wrongHidden := t.TempDir()
 	entries, _ := os.ReadDir(modelDir)
 	for _, e := range entries {
-		if e.Name() != "config.json" {
-			os.Symlink(filepath.Join(modelDir, e.Name()), filepath.Join(wrongHidden, e.Name()))
+		if e.Name() != "config.json" && os.Symlink(filepath.Join(modelDir, e.Name()), filepath.Join(wrongHidden, e.Name())) != nil {
+			fixtures.CopyFiles(t, modelDir, wrongHidden, e.Name())
 		}
 	}
 	json.Unmarshal(cfg, &raw)

@@ -76,8 +76,16 @@ func loadSentencePieceDir(dir string) (*Tokenizer, error) {
 		if _, err := os.Stat(src); err != nil {
 			continue
 		}
-		if err := os.Symlink(src, filepath.Join(tmp, name)); err != nil {
-			return nil, err
+		// A link, or a copy where links cannot be made (Windows without
+		// Developer Mode).
+		if os.Symlink(src, filepath.Join(tmp, name)) != nil {
+			b, err := os.ReadFile(src)
+			if err != nil {
+				return nil, err
+			}
+			if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return Load(tmp)
