@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -210,16 +209,30 @@ func checkSamplesOut(path string) error {
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	switch {
+	case err != nil && underFile(dir):
+		return fmt.Errorf("calibrate: --out %s: %s lies under a file, not in a directory", path, dir)
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("calibrate: --out %s: directory %s does not exist", path, dir)
-	case errors.Is(err, syscall.ENOTDIR):
-		return fmt.Errorf("calibrate: --out %s: %s lies under a file, not in a directory", path, dir)
 	case err != nil:
 		return fmt.Errorf("calibrate: --out %s: %w", path, err)
 	case !fi.IsDir():
 		return fmt.Errorf("calibrate: --out %s: %s is a file, not a directory", path, dir)
 	}
 	return nil
+}
+
+// underFile reports whether the nearest existing parent of dir, which
+// cannot be read, is a file: unix says ENOTDIR for a path under a file,
+// Windows that it does not exist.
+func underFile(dir string) bool {
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		if fi, err := os.Stat(d); err == nil {
+			return !fi.IsDir()
+		}
+		if filepath.Dir(d) == d {
+			return false
+		}
+	}
 }
 
 // writeSamples writes the samples file through a temporary file renamed

@@ -762,6 +762,7 @@ func TestCalibrateOutChecked(t *testing.T) {
 		{"no directory", filepath.Join(dir, "missing", "s.json"), "--out " + filepath.Join(dir, "missing", "s.json") + ": directory " + filepath.Join(dir, "missing") + " does not exist"},
 		{"under a file", filepath.Join(dir, "afile", "s.json"), "--out " + filepath.Join(dir, "afile", "s.json") + ": " + filepath.Join(dir, "afile") + " is a file, not a directory"},
 		{"a directory", filepath.Join(dir, "adir"), "--out " + filepath.Join(dir, "adir") + " is a directory: give a file name"},
+		{"deeper under a file", filepath.Join(dir, "afile", "sub", "s.json"), ": " + filepath.Join(dir, "afile", "sub") + " lies under a file, not in a directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, stderr, err := run(t, "calibrate", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "4", "--out", tc.out)
