@@ -14,8 +14,8 @@ type memoryStatusEx struct {
 	MemoryLoad           uint32
 	TotalPhys            uint64
 	AvailPhys            uint64
-	TotalPageFile        uint64 // the commit limit: physical memory plus page files
-	AvailPageFile        uint64 // what is left of it
+	TotalPageFile        uint64 // the commit limit: the system's (memory plus page files) or this process's, the smaller
+	AvailPageFile        uint64 // what this process may still commit
 	TotalVirtual         uint64
 	AvailVirtual         uint64
 	AvailExtendedVirtual uint64
@@ -26,11 +26,15 @@ var procGlobalMemoryStatusEx = windows.NewLazySystemDLL("kernel32.dll").NewProc(
 // hostLimits finds how much more memory this process may use: the tighter
 // of the available physical memory (GlobalMemoryStatusEx's ullAvailPhys:
 // the free, zeroed and standby pages, Windows's counterpart of Linux's
-// MemAvailable) and what is left of the commit limit (ullAvailPageFile:
-// Windows does not overcommit, so memory Go's heap takes must be committed
-// first). A job object's memory limit is not read.
+// MemAvailable) and what this process may still commit (ullAvailPageFile,
+// under the system's commit limit or its own, a job object's, whichever is
+// smaller): Windows does not overcommit, so memory Go's heap takes must be
+// committed first.
 func hostLimits() memLimits {
 	var l memLimits
+	if procGlobalMemoryStatusEx.Find() != nil {
+		return l
+	}
 	ms := memoryStatusEx{Length: uint32(unsafe.Sizeof(memoryStatusEx{}))}
 	if r, _, _ := procGlobalMemoryStatusEx.Call(uintptr(unsafe.Pointer(&ms))); r == 0 {
 		return l
@@ -39,7 +43,7 @@ func hostLimits() memLimits {
 	l.Binding = fmt.Sprintf("free memory (available physical memory %s)", FormatSize(l.Available))
 	if c := int64(ms.AvailPageFile); c < l.Available {
 		l.Available = c
-		l.Binding = fmt.Sprintf("the commit limit (memory plus page files: %s, %s left)", FormatSize(int64(ms.TotalPageFile)), FormatSize(c))
+		l.Binding = fmt.Sprintf("the commit limit (%s, %s left)", FormatSize(int64(ms.TotalPageFile)), FormatSize(c))
 	}
 	return l
 }
