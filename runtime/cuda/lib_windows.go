@@ -107,10 +107,21 @@ func cudaRoots() []string {
 	return roots
 }
 
-// openName loads a DLL by name through the standard search: the program's
-// folder, System32 (where nvcuda.dll is), the Windows folder, the current
-// folder, then PATH.
+// noCurrentDir takes the current folder out of the DLL search before the
+// first load. The standard search tries it before PATH, so a
+// nvrtc64_130_0.dll or cublas64_13.dll in the folder gptqtool runs in (a
+// downloaded model's, say) would be loaded, and run, in place of the
+// toolkit's, and a nvcuda.dll there on a machine without the driver.
+// SetDllDirectory("") removes it from every later LoadLibrary and
+// LoadLibraryEx of this process (NVRTC's own load of its builtins
+// included).
+var noCurrentDir = sync.OnceFunc(func() { windows.SetDllDirectory("") })
+
+// openName loads a DLL by name through the standard search, less the
+// current folder (noCurrentDir): the program's folder, System32 (where
+// nvcuda.dll is), the Windows folder, then PATH.
 func openName(name string) (uintptr, error) {
+	noCurrentDir()
 	h, err := windows.LoadLibrary(name)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", name, err)
@@ -125,6 +136,7 @@ func openName(name string) (uintptr, error) {
 // when it first compiles, through the standard search, so the folder also
 // goes on this process's PATH (as NVIDIA's cuda-pathfinder does).
 func openPath(path string) (uintptr, error) {
+	noCurrentDir()
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs // the flag is defined for full paths only
 	}
