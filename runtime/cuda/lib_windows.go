@@ -134,11 +134,17 @@ func openName(name string) (uintptr, error) {
 // (cublas64_13.dll imports cublasLt64_13.dll, which lies beside it). That
 // covers the load itself only: NVRTC loads nvrtc-builtins64_*.dll by name
 // when it first compiles, through the standard search, so the folder also
-// goes on this process's PATH (as NVIDIA's cuda-pathfinder does).
+// goes on this process's PATH (as NVIDIA's cuda-pathfinder does). A CUDA 12
+// wheel's DLL imports what other wheels hold (cusolver64_11.dll:
+// cusparse64_12.dll, nvJitLink_120_0.dll), found through PATH only: the
+// bin folders of the wheels beside it go there before the load.
 func openPath(path string) (uintptr, error) {
 	noCurrentDir()
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs // the flag is defined for full paths only
+	}
+	for _, d := range wheelBins(filepath.Dir(path)) {
+		appendPath(d)
 	}
 	h, err := windows.LoadLibraryEx(path, 0, windows.LOAD_WITH_ALTERED_SEARCH_PATH)
 	if err != nil {
@@ -146,6 +152,20 @@ func openPath(path string) (uintptr, error) {
 	}
 	appendPath(filepath.Dir(path))
 	return uintptr(h), nil
+}
+
+// wheelBins are the bin folders of the nvidia-* wheels installed beside
+// the one whose bin folder dir is (site-packages\nvidia\<library>\bin, a
+// CUDA 12 wheel, one library each), or nil where dir is none (a toolkit's
+// folder; CUDA 13's nvidia\cu13\bin\x86_64 holds every library).
+func wheelBins(dir string) []string {
+	nvidia := filepath.Dir(filepath.Dir(dir))
+	if !strings.EqualFold(filepath.Base(dir), "bin") || !strings.EqualFold(filepath.Base(nvidia), "nvidia") ||
+		!strings.EqualFold(filepath.Base(filepath.Dir(nvidia)), "site-packages") {
+		return nil
+	}
+	m, _ := filepath.Glob(filepath.Join(nvidia, "*", "bin"))
+	return m
 }
 
 var pathMu sync.Mutex

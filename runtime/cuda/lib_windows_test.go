@@ -36,3 +36,31 @@ func TestCUDARoots(t *testing.T) {
 		t.Errorf("searchDirs() starts %q, want %q", got, want)
 	}
 }
+
+// TestWheelBins: a CUDA 12 wheel's bin folder brings the bin folders of
+// the wheels beside it (where the DLLs it imports lie); a toolkit's folder
+// and CUDA 13's one wheel folder bring none.
+func TestWheelBins(t *testing.T) {
+	site := filepath.Join(t.TempDir(), "Lib", "site-packages")
+	bins := []string{
+		filepath.Join(site, "nvidia", "cublas", "bin"),
+		filepath.Join(site, "nvidia", "cusolver", "bin"),
+		filepath.Join(site, "nvidia", "cusparse", "bin"),
+		filepath.Join(site, "nvidia", "nvjitlink", "bin"),
+	}
+	cu13 := filepath.Join(t.TempDir(), "Lib", "site-packages", "nvidia", "cu13", "bin", "x86_64")
+	toolkit := filepath.Join(t.TempDir(), "CUDA", "v12.8", "bin")
+	for _, d := range append(slices.Clone(bins), cu13, toolkit) {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := wheelBins(bins[1]); !slices.Equal(got, bins) {
+		t.Errorf("wheelBins(%s) = %q, want %q", bins[1], got, bins)
+	}
+	for _, d := range []string{cu13, toolkit} {
+		if got := wheelBins(d); got != nil {
+			t.Errorf("wheelBins(%s) = %q, want none", d, got)
+		}
+	}
+}
