@@ -133,7 +133,8 @@ func newCalibrateCmd() *cobra.Command {
 		model    string
 		jsonOut  bool
 		out      string
-		cmdUsage = "calibrate --model DIR --dataset PATH... [--nsamples N] [--seq-len N] [--seed N] [--mode random|record] [--text-column C] [--template T] [--json] [--out samples.json]"
+		force    bool
+		cmdUsage = "calibrate --model DIR --dataset PATH... [--nsamples N] [--seq-len N] [--seed N] [--mode random|record] [--text-column C] [--template T] [--json] [--out samples.json [--force]]"
 	)
 	cmd := &cobra.Command{
 		Use:   cmdUsage,
@@ -143,7 +144,8 @@ directories or globs), renders its rows as the model was trained (instruction
 rows and conversations in the tokenizer's chat template, BOS per record),
 tokenizes them and cuts --nsamples samples of --seq-len tokens, exactly as
 quantize does with the same flags. It prints what was read; --out writes the
-samples as JSON (input_ids, attention_mask).
+samples as JSON (input_ids, attention_mask), to a file that does not exist
+yet unless --force.
 
 Modes: random (default) takes windows over the concatenated token stream at
 offsets drawn as IST-DASLab GPTQ does (Python random.seed(seed);
@@ -161,7 +163,7 @@ padded at the end with attention_mask 0.`,
 				return err
 			}
 			if out != "" {
-				if err := checkSamplesOut(out); err != nil {
+				if err := checkSamplesOut(out, force); err != nil {
 					return err
 				}
 			}
@@ -196,15 +198,20 @@ padded at the end with attention_mask 0.`,
 	addCalibrationFlags(f, &cf)
 	f.BoolVar(&jsonOut, "json", false, "print the summary as one JSON document")
 	f.StringVar(&out, "out", "", "write the samples to this JSON file")
+	f.BoolVar(&force, "force", false, "replace --out if it exists")
 	return cmd
 }
 
 // checkSamplesOut refuses, before the dataset is read, an --out that
 // writeSamples could not write: in a directory that does not exist or
-// under a file, or a directory itself.
-func checkSamplesOut(path string) error {
+// under a file, or a directory itself; and, unless force, one that exists,
+// as the other commands' --out (it may be the dataset itself, or a file of
+// the model's).
+func checkSamplesOut(path string, force bool) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return fmt.Errorf("calibrate: --out %s is a directory: give a file name", path)
+	} else if err == nil && !force {
+		return fmt.Errorf("calibrate: --out %s exists (use --force to replace it)", path)
 	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)

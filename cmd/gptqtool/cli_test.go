@@ -780,6 +780,46 @@ func TestCalibrateOutChecked(t *testing.T) {
 	}
 }
 
+// TestCalibrateOutExisting: an --out that exists is refused without
+// --force, before the dataset is read, and left as it was, as the other
+// commands' --out; calibrate overwrote any file there, the dataset it
+// read (--dataset d.json --out d.json) or the model's config.json
+// included (a QA pass). With --force it is replaced by the samples.
+func TestCalibrateOutExisting(t *testing.T) {
+	model := fixturePath(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	data := filepath.Join(dir, "d.jsonl")
+	rows := []byte(`{"text": "one two three four five six seven eight nine ten"}` + "\n")
+	if err := os.WriteFile(data, rows, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := run(t, "calibrate", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "4", "--out", data)
+	if want := "--out " + data + " exists (use --force to replace it)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("--out the dataset: err = %v, want one with %q", err, want)
+	}
+	if strings.Contains(stderr, "calibrate: read") {
+		t.Errorf("the dataset was read first:\n%s", stderr)
+	}
+	if got, err := os.ReadFile(data); err != nil || !bytes.Equal(got, rows) {
+		t.Errorf("the dataset after the refusal: %q, %v; want it unchanged, %q", got, err, rows)
+	}
+	out := filepath.Join(dir, "s.json")
+	if err := os.WriteFile(out, []byte("notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, "calibrate", "--model", model, "--dataset", data, "--nsamples", "1", "--seq-len", "4", "--out", out, "--force"); err != nil {
+		t.Fatalf("--force: %v\n%s", err, stderr)
+	}
+	var doc struct {
+		Samples []struct {
+			InputIDs []int `json:"input_ids"`
+		} `json:"samples"`
+	}
+	if b, err := os.ReadFile(out); err != nil || json.Unmarshal(b, &doc) != nil || len(doc.Samples) != 1 || len(doc.Samples[0].InputIDs) != 4 {
+		t.Errorf("--force: %s holds %+v (%v), want the one sample of 4 ids", out, doc, err)
+	}
+}
+
 // TestServeMaxLenPastContext: a --max-len past the model's
 // max_position_embeddings is a usage error naming both, as calibrate's
 // --seq-len and verify's --ctx are, where serve started and advertised a
