@@ -347,11 +347,15 @@ func CheckOut(out, modelDir string, force bool) error {
 	fi, err := os.Stat(out)
 	if err != nil {
 		// The output is made with its parents once the work is done: a file
-		// in the way is refused now, not then.
+		// in the way, or a folder that takes no new entries (no write
+		// permission, a read-only file system), is refused now, not then.
 		for d := filepath.Dir(filepath.Clean(out)); ; d = filepath.Dir(d) {
 			if pfi, err := os.Stat(d); err == nil {
 				if !pfi.IsDir() {
 					return fmt.Errorf("output directory %s cannot be made: %s is a file, not a directory: choose another --out", out, d)
+				}
+				if err := writable(d); err != nil {
+					return fmt.Errorf("output directory %s cannot be made: %s is not writable (%v): choose another --out", out, d, err)
 				}
 				break
 			}
@@ -390,6 +394,10 @@ func CheckOut(out, modelDir string, force bool) error {
 			return fmt.Errorf("--force would delete %s, %s; move those away or choose another --out", out, what)
 		}
 		return fmt.Errorf("--force would delete %s, which is not a gptqtool output: %s; remove it yourself or choose another --out", out, what)
+	}
+	// The replacement is built beside it and renamed into its place.
+	if err := writable(filepath.Dir(o)); err != nil {
+		return fmt.Errorf("--force cannot replace %s: %s is not writable (%v): choose another --out", out, filepath.Dir(o), err)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // lockDir takes the lock of a partial output without waiting: errBusy
@@ -37,4 +39,10 @@ func sameDevice(a, b string) bool {
 	sa, ok1 := fa.Sys().(*syscall.Stat_t)
 	sb, ok2 := fb.Sys().(*syscall.Stat_t)
 	return !ok1 || !ok2 || sa.Dev == sb.Dev
+}
+
+// writable returns why the folder dir cannot take new entries (no write
+// permission, an immutable folder, a read-only file system), or nil.
+func writable(dir string) error {
+	return unix.Access(dir, unix.W_OK)
 }
