@@ -96,6 +96,9 @@ tensor) into --out, built under a temporary name and renamed when complete:
 				if _, err := gguf.ParseTargets(o.GGUF); err != nil {
 					return usageError{fmt.Errorf("--gguf: %w", err)}
 				}
+				if cmd.Flags().Changed("max-shard-size") {
+					return usageError{fmt.Errorf("--gguf %s: a GGUF file is written whole (gptqtool writes no split GGUF): drop --max-shard-size", o.GGUF)}
+				}
 			} else if cmd.Flags().Changed("tensor-type-file") {
 				return usageError{errors.New("--tensor-type-file sets how a GGUF file is quantized: add --gguf TYPE (e.g. q4_k_m)")}
 			}
@@ -144,7 +147,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.StringVar(&o.In, "in", "", "the checkpoint directory to convert")
 	fs.StringVar(&o.Out, "out", "", "output directory (refused if it exists, unless --force); with --gguf TYPE the .gguf file, with --gguf LIST the directory of its files")
 	fs.StringVar(&o.DType, "dtype", "", "floating-point tensors in f32, f16 or bf16 (default: as they are; f16 with --dequantize)")
-	fs.StringVar(&maxShard, "max-shard-size", "4GB", "split the weights into shards of at most this size (0 = one file)")
+	fs.StringVar(&maxShard, "max-shard-size", "4GB", "split the safetensors weights into shards of at most this size (0 = one file; not with --gguf, whose file is written whole)")
 	fs.BoolVar(&o.Dequantize, "dequantize", false, "write a GPTQ checkpoint as floating-point weights")
 	fs.StringVar(&format, "checkpoint-format", "", "rewrite a GPTQ checkpoint for gptq (v1) or gptq_v2")
 	fs.BoolVar(&o.AllowOverflow, "allow-overflow", false, "clamp values beyond fp16's range instead of refusing (f16 tensors, GGUF F16 weights included)")

@@ -138,3 +138,24 @@ func TestConvertTensorFlags(t *testing.T) {
 		t.Errorf("convert --pure without --gguf: %v, want the usage error", err)
 	}
 }
+
+// TestConvertGGUFShardSize: --max-shard-size with --gguf is a usage error,
+// as --dtype and --checkpoint-format are, and nothing is written, where
+// convert ignored it and wrote one file past the size asked for (a QA
+// pass: --gguf q4_k_m --max-shard-size 1MB wrote one 10.8 MB file).
+func TestConvertGGUFShardSize(t *testing.T) {
+	tmp := t.TempDir()
+	for _, tc := range []struct{ gguf, out string }{
+		{"q8_0", filepath.Join(tmp, "s.gguf")},
+		{"q8_0,q4_0", filepath.Join(tmp, "list")},
+	} {
+		_, _, err := run(t, "convert", "--in", "../../publish/testdata/stories-bin", "--out", tc.out, "--gguf", tc.gguf, "--max-shard-size", "100KB")
+		var ue usageError
+		if want := "--gguf " + tc.gguf + ": a GGUF file is written whole"; !errors.As(err, &ue) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "drop --max-shard-size") {
+			t.Errorf("convert --gguf %s --max-shard-size 100KB: %v, want a usage error with %q", tc.gguf, err, want)
+		}
+		if _, err := os.Stat(tc.out); !os.IsNotExist(err) {
+			t.Errorf("convert --gguf %s --max-shard-size 100KB: %s: %v, want nothing written", tc.gguf, tc.out, err)
+		}
+	}
+}
