@@ -79,6 +79,54 @@ func TestInterruptedExitStatus(t *testing.T) {
 	}
 }
 
+// TestSynthInterrupted: synth stopped by Ctrl-C or SIGTERM while it
+// writes exits 130 or 143 and leaves nothing, where the signal killed it
+// and left a hidden .OUT.partial-N directory holding the shard being
+// written (hundreds of MB for one layer of the 7B shape, another at every
+// run; a QA pass). One layer of openchat-3.5-1210's shape (0.96 GB) takes
+// long enough to be caught writing.
+func TestSynthInterrupted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes up to a GB")
+	}
+	cfg := fixturePath(t, "configs/openchat-3.5-1210")
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run(tc.sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			c := gptqtool(t, dir, nil, "synth", "--config", cfg, "--out", "s", "--layers", "1")
+			var out strings.Builder
+			c.Stdout, c.Stderr = &out, &out
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			writing := func() bool {
+				shards, _ := filepath.Glob(filepath.Join(dir, ".s.partial-*", ".*.tmp"))
+				return len(shards) > 0
+			}
+			for deadline := time.Now().Add(time.Minute); !writing() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			c.Process.Signal(tc.sig)
+			if code := exitStatus(t, c.Wait()); code != tc.code {
+				t.Errorf("exit status %d, want %d:\n%s", code, tc.code, out.String())
+			}
+			if !strings.Contains(out.String(), "interrupted: nothing was left for s") {
+				t.Errorf("output lacks the interrupt's line:\n%s", out.String())
+			}
+			if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				t.Errorf("left %v, want nothing", names)
+			}
+		})
+	}
+}
+
 // TestServeSecondInterrupt: the first Ctrl-C of serve says that it is
 // shutting down, how long the requests in flight get and that a second
 // one stops at once; the second cuts the grace (the stream in flight ends

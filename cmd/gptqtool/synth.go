@@ -59,8 +59,13 @@ benchmarks that need no float checkpoint and no calibration.`,
 			} else if cmd.Flags().Changed("group") || actOrder {
 				return usageError{errors.New("--group and --act-order describe a GPTQ checkpoint: give --bits too")}
 			}
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
 			start := time.Now()
-			sum, err := synth.Write(o)
+			sum, err := synth.Write(ctx, o)
+			if err != nil && ctx.Err() != nil {
+				return fmt.Errorf("interrupted: nothing was left for %s (it is written under a temporary name, removed)", o.Out)
+			}
 			if err != nil {
 				return err
 			}

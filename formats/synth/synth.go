@@ -21,6 +21,7 @@
 package synth
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -118,8 +119,9 @@ const (
 )
 
 // Write creates the checkpoint. The directory is built under a temporary
-// name and renamed when complete.
-func Write(o Options) (*Summary, error) {
+// name and renamed when complete; a failure, or ctx ending (an interrupt),
+// removes it, between tensors, and returns the error (ctx's).
+func Write(ctx context.Context, o Options) (*Summary, error) {
 	cfgPath := filepath.Join(o.ConfigDir, "config.json")
 	raw, err := os.ReadFile(cfgPath)
 	if err != nil {
@@ -196,21 +198,31 @@ func Write(o Options) (*Summary, error) {
 	if threads <= 0 {
 		threads = goruntime.NumCPU()
 	}
-	// Generate the next tensor while the current one is written.
+	// Generate the next tensor while the current one is written; stop
+	// ends the generator after the tensor it is drawing.
 	type gen struct {
 		data []byte
 	}
-	next := make(chan gen, 1)
+	next, stop := make(chan gen, 1), make(chan struct{})
 	go func() {
+		defer close(next)
 		for i, ti := range infos {
-			next <- gen{data: fill(ti, dists[i], o.Seed, uint64(i), threads)}
+			select {
+			case next <- gen{data: fill(ti, dists[i], o.Seed, uint64(i), threads)}:
+			case <-stop:
+				return
+			}
 		}
-		close(next)
 	}()
 	for _, ti := range infos {
 		g := <-next
-		if err := w.Write(ti.Name, g.data); err != nil {
+		err := ctx.Err()
+		if err == nil {
+			err = w.Write(ti.Name, g.data)
+		}
+		if err != nil {
 			w.Abort()
+			close(stop)
 			for range next {
 			}
 			return nil, err

@@ -1,8 +1,10 @@
 package synth
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -44,7 +46,7 @@ func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name string, threads int) string {
 		out := filepath.Join(dir, name)
-		sum, err := Write(Options{ConfigDir: cfgDir, TokenizerDir: cfgDir, Out: out, Layers: 2, Seed: 7, Threads: threads})
+		sum, err := Write(context.Background(), Options{ConfigDir: cfgDir, TokenizerDir: cfgDir, Out: out, Layers: 2, Seed: 7, Threads: threads})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +85,7 @@ func TestWrite(t *testing.T) {
 	if math.Abs(std/want-1) > 0.02 {
 		t.Errorf("down_proj std %.5f, want %.5f", std, want)
 	}
-	if _, err := Write(Options{ConfigDir: cfgDir, Out: a}); err == nil {
+	if _, err := Write(context.Background(), Options{ConfigDir: cfgDir, Out: a}); err == nil {
 		t.Errorf("an existing output directory was overwritten")
 	}
 }
@@ -112,7 +114,7 @@ func TestWriteDTypeKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "out")
-	if _, err := Write(Options{ConfigDir: cfgDir, TokenizerDir: src, Out: out, Layers: 1, Seed: 7}); err != nil {
+	if _, err := Write(context.Background(), Options{ConfigDir: cfgDir, TokenizerDir: src, Out: out, Layers: 1, Seed: 7}); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := hfconfig.Load(out)
@@ -137,7 +139,7 @@ func TestWriteGPTQ(t *testing.T) {
 	q.Bits, q.GroupSize, q.DescAct = 4, 128, true
 	write := func(name string, threads int) string {
 		out := filepath.Join(dir, name)
-		sum, err := Write(Options{ConfigDir: cfgDir, TokenizerDir: cfgDir, Out: out, Layers: 2, Seed: 3, Threads: threads, GPTQ: &q})
+		sum, err := Write(context.Background(), Options{ConfigDir: cfgDir, TokenizerDir: cfgDir, Out: out, Layers: 2, Seed: 3, Threads: threads, GPTQ: &q})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +221,25 @@ func TestWriteGPTQ(t *testing.T) {
 	if std, want := math.Sqrt(ss/float64(len(w))), 0.9/math.Sqrt(float64(K)); math.Abs(std/want-1) > 0.05 {
 		t.Errorf("gate_proj dequantized std %.5f, want %.5f", std, want)
 	}
-	if _, err := Write(Options{ConfigDir: cfgDir, Out: filepath.Join(dir, "c"), GPTQ: &q, DType: "bf16"}); err == nil {
+	if _, err := Write(context.Background(), Options{ConfigDir: cfgDir, Out: filepath.Join(dir, "c"), GPTQ: &q, DType: "bf16"}); err == nil {
 		t.Error("a GPTQ synth in bf16 was not refused")
+	}
+}
+
+// TestWriteCancelled: a context ended (an interrupt) stops Write between
+// tensors with its error and leaves neither the output nor its temporary
+// directory, where Write ran to the end or, killed by the signal, left a
+// hidden .OUT.partial-N directory holding the shard being written.
+func TestWriteCancelled(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	out := filepath.Join(dir, "s")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Write(ctx, Options{ConfigDir: src, TokenizerDir: src, Out: out, Layers: 2}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Write with an ended context: %v, want context.Canceled", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("left %v, want nothing", entries)
 	}
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"context"
 	"math"
 	"path/filepath"
 	"testing"
@@ -18,7 +19,7 @@ func TestSynthGPTQLoads(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "q")
 	q := gptq.DefaultQuantizeConfig()
 	q.Bits, q.GroupSize, q.DescAct = 4, 128, true
-	if _, err := synth.Write(synth.Options{ConfigDir: src, TokenizerDir: src, Out: out, Layers: 2, Seed: 1, GPTQ: &q}); err != nil {
+	if _, err := synth.Write(context.Background(), synth.Options{ConfigDir: src, TokenizerDir: src, Out: out, Layers: 2, Seed: 1, GPTQ: &q}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := Load(out, cpu.New(0))
