@@ -153,6 +153,7 @@ type ConvertedTensor struct {
 	Source string     // Hugging Face name, "model.layers.0.self_attn.q_proj.weight"
 	Shape  []int      // row-major, as TensorInfo.Shape
 	Type   TensorType // type written
+	Size   int64      // bytes of its data, the padding after it aside
 }
 
 // Fallback records a weight written in another type than requested.
@@ -165,9 +166,12 @@ type Fallback struct {
 
 // ConvertResult reports what a conversion wrote.
 type ConvertResult struct {
-	Path      string
-	FileType  uint32            // general.file_type
-	Tensors   []ConvertedTensor // in file order
+	Path     string
+	FileType uint32            // general.file_type
+	Tensors  []ConvertedTensor // in file order
+	// SizeBytes is the file's size: header, metadata, padding and tensor
+	// data (FileSize).
+	SizeBytes int64
 	Fallbacks []Fallback
 	// Overflows counts, by Hugging Face name, the values of F16 weights
 	// beyond fp16's range (clamped with AllowOverflow).
@@ -193,29 +197,23 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	if cfg == nil || tok == nil || get == nil {
 		return nil, errors.New("gguf convert: config, tokenizer and tensor source are required")
 	}
-	res, specs, infos, err := plan(cfg, opts)
+	res, specs, infos, kvs, err := prepare(cfg, tok, opts)
 	if err != nil {
 		return nil, err
 	}
 	res.Path = path
-	// The importance matrix as given says which weights it has no entry
-	// for; the one Include/ExcludeWeights leave weighs them.
-	given := opts.Imatrix
+	// The importance matrix Include/ExcludeWeights leave weighs the
+	// weights.
 	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
 		return nil, err
 	}
 	if err := checkBiases(get, cfg); err != nil {
 		return nil, err
 	}
-	kvs, err := modelKVs(cfg, tok, opts, res.FileType)
-	if err != nil {
-		return nil, err
-	}
 	w, err := Create(path, kvs, infos)
 	if err != nil {
 		return nil, err
 	}
-	var unweighted []string
 	for i, s := range specs {
 		if opts.Progress != nil {
 			opts.Progress(i, len(specs), s.name)
@@ -235,12 +233,8 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			}
 		}
 		var qw []float32
-		if given != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
-			if _, ok := given.Entries[s.name]; !ok {
-				unweighted = append(unweighted, s.name)
-			} else if opts.Imatrix != nil {
-				qw = opts.Imatrix.Importance(s.name) // nil if left out
-			}
+		if opts.Imatrix != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
+			qw = opts.Imatrix.Importance(s.name) // nil without an entry
 		}
 		if qw == nil {
 			err = w.WriteFloat32(s.name, vals)
@@ -256,9 +250,6 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			w.Abort()
 			return nil, err
 		}
-	}
-	if len(unweighted) > 0 {
-		res.Warnings = append(res.Warnings, fmt.Sprintf("the importance matrix has no entry for %s: quantized without it (llama-imatrix leaves out output.weight unless --process-output)", strings.Join(unweighted, ", ")))
 	}
 	if len(res.Overflows) > 0 && !opts.AllowOverflow {
 		w.Abort()
@@ -291,6 +282,46 @@ func Check(cfg *hfconfig.Config, opts ConvertOptions) error {
 	return err
 }
 
+// Plan returns what Convert would write for cfg, tok and opts, without
+// reading a tensor or writing anything: general.file_type, every tensor's
+// name, shape, type and size, the fallbacks, the warnings (but for
+// Convert's overflow counts) and the file's size in bytes (SizeBytes:
+// header, metadata, padding and data, the size of the file Convert
+// writes). Its errors are those Convert returns before it reads a
+// weight: Check's and the metadata's. Convert reads the
+// weights and can still refuse what only their values show: a Linear bias
+// other than zeros, a tensor of another shape than cfg gives, F16 values
+// beyond fp16's range.
+func Plan(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, error) {
+	if cfg == nil || tok == nil {
+		return nil, errors.New("gguf convert: config and tokenizer are required")
+	}
+	res, _, _, _, err := prepare(cfg, tok, opts)
+	return res, err
+}
+
+// prepare is plan with the metadata: the pairs Convert writes, and the
+// file's size in res.
+func prepare(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, []tensorSpec, []TensorInfo, []KV, error) {
+	res, specs, infos, err := plan(cfg, opts)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	// The metadata records the importance matrix Include/ExcludeWeights
+	// leave (quantize.imatrix.entries_count).
+	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	kvs, err := modelKVs(cfg, tok, opts, res.FileType)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if res.SizeBytes, err = FileSize(kvs, infos); err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("gguf convert: %w", err)
+	}
+	return res, specs, infos, kvs, nil
+}
+
 // plan decides what Convert writes before any tensor is read: the result
 // it reports (general.file_type, every tensor's type, the fallbacks, the
 // warnings) and the output tensors, in file order; its errors are Check's.
@@ -315,6 +346,7 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	}
 	res := &ConvertResult{FileType: fileType}
 	specs := tensorSpecs(cfg)
+	given := opts.Imatrix
 	var err error
 	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
 		return nil, nil, nil, err
@@ -338,10 +370,27 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 			}
 		}
 		infos[i] = TensorInfo{Name: s.name, Shape: s.shape, Type: typ}
-		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ})
+		size, err := infos[i].Size()
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("gguf convert: tensor %q: shape %v %s: %w", s.name, s.shape, typ, err)
+		}
+		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ, Size: size})
 	}
 	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
+	}
+	// Weights the importance matrix as given has no entry for are
+	// quantized without one (a weight that needs one was refused above).
+	var unweighted []string
+	for _, ti := range infos {
+		if given != nil && len(ti.Shape) == 2 && takesImportance(ti.Type) {
+			if _, ok := given.Entries[ti.Name]; !ok {
+				unweighted = append(unweighted, ti.Name)
+			}
+		}
+	}
+	if len(unweighted) > 0 {
+		res.Warnings = append(res.Warnings, fmt.Sprintf("the importance matrix has no entry for %s: quantized without it (llama-imatrix leaves out output.weight unless --process-output)", strings.Join(unweighted, ", ")))
 	}
 	for _, ti := range infos {
 		if !ti.Type.Convertible() { // a guard: no mix's rule gives one (TestMixesWritten)

@@ -105,7 +105,8 @@
 // under a hidden temporary name in the target directory, fsynced and renamed
 // by a successful Close; an error, Abort or a missing tensor leaves nothing
 // under the final name. Tensor names must be shorter than 64 bytes (llama.cpp
-// keeps them in a 64-byte buffer).
+// keeps them in a 64-byte buffer). FileSize gives the size of the file that
+// Create and the writes make, from the same layout, without writing.
 //
 // # Conversion
 //
@@ -157,6 +158,12 @@
 // moves the rules for the later ones. Include/ExcludeWeights
 // select the importance matrix's entries by substring first, as
 // llama-quantize's prepare_imatrix does.
+//
+// Plan decides all of this without reading a tensor (llama-quantize
+// --dry-run): each tensor's type and size, the fallbacks and the file's
+// size in bytes, which is the size of the file Convert writes (the header,
+// the metadata and the padding included), with Convert's refusals but for
+// those only the weights' values show (F16 overflow, nonzero biases).
 //
 // The tests check the output with llama.cpp itself (node-llama-cpp 3.21.1's
 // prebuilt CPU build, testdata/js): it loads every converted fixture, its

@@ -43,7 +43,44 @@ type Writer struct {
 // tensors are ignored: tensors are laid out in declaration order, each at
 // the next multiple of the alignment.
 func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
-	w := &Writer{path: path, alignment: DefaultAlignment}
+	l, err := newLayout(path, kvs, tensors)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{path: path, tensors: l.tensors, sizes: l.sizes, alignment: l.alignment}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, partialPrefix(base)+"*"+partialSuffix)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: %w", err)
+	}
+	w.tmp = tmp
+	w.buf = bufio.NewWriterSize(tmp, 1<<20)
+	if err := w.write(l.header); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// layout is a GGUF file as Create lays it out before a byte is written:
+// the tensors with their offsets, their sizes, the alignment, the header
+// (everything before the data section, padding included) and the size of
+// the whole file once every tensor is written.
+type layout struct {
+	tensors   []TensorInfo
+	sizes     []int64
+	alignment int64
+	header    []byte
+	size      int64
+}
+
+// newLayout checks kvs and tensors as Create documents and lays them out;
+// path names the file in errors.
+func newLayout(path string, kvs []KV, tensors []TensorInfo) (*layout, error) {
+	l := &layout{alignment: DefaultAlignment}
 	seen := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
 		if !validKey(kv.Key) {
@@ -61,7 +98,7 @@ func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 			if !ok || a < 8 || a&(a-1) != 0 {
 				return nil, fmt.Errorf("%s: metadata key %q: %v (%T), want a uint32 power of two of at least 8", path, kv.Key, kv.Value, kv.Value)
 			}
-			w.alignment = int64(a)
+			l.alignment = int64(a)
 		}
 	}
 	names := make(map[string]bool, len(tensors))
@@ -83,33 +120,35 @@ func Create(path string, kvs []KV, tensors []TensorInfo) (*Writer, error) {
 		}
 		t.Shape = slices.Clone(t.Shape)
 		t.Offset = off
-		w.tensors = append(w.tensors, t)
-		w.sizes = append(w.sizes, size)
-		padded := alignUp(size, w.alignment)
+		l.tensors = append(l.tensors, t)
+		l.sizes = append(l.sizes, size)
+		padded := alignUp(size, l.alignment)
 		if off > maxInt64-padded {
 			return nil, fmt.Errorf("%s: tensor %q: data section overflows int64", path, t.Name)
 		}
 		off += padded
 	}
-	header, err := w.encodeHeader(kvs)
-	if err != nil {
+	var err error
+	if l.header, err = l.encodeHeader(kvs); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+	if int64(len(l.header)) > maxInt64-off {
+		return nil, fmt.Errorf("%s: file size overflows int64", path)
 	}
-	tmp, err := os.CreateTemp(dir, partialPrefix(base)+"*"+partialSuffix)
+	l.size = int64(len(l.header)) + off
+	return l, nil
+}
+
+// FileSize returns the size in bytes of the file that Create(path, kvs,
+// tensors) starts and Close completes: the header (metadata, tensor infos,
+// padding to the alignment) and every tensor's data, each padded to the
+// alignment. Nothing is written; its errors are Create's.
+func FileSize(kvs []KV, tensors []TensorInfo) (int64, error) {
+	l, err := newLayout("gguf", kvs, tensors)
 	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
+		return 0, err
 	}
-	w.tmp = tmp
-	w.buf = bufio.NewWriterSize(tmp, 1<<20)
-	if err := w.write(header); err != nil {
-		w.Abort()
-		return nil, err
-	}
-	return w, nil
+	return l.size, nil
 }
 
 // A Writer's temporary file beside path: partialPrefix(base of path), a
@@ -144,11 +183,11 @@ func PartialFiles(path string) ([]string, error) {
 
 // encodeHeader encodes everything before the data section, padding
 // included.
-func (w *Writer) encodeHeader(kvs []KV) ([]byte, error) {
+func (l *layout) encodeHeader(kvs []KV) ([]byte, error) {
 	le := binary.LittleEndian
 	b := append([]byte(nil), Magic...)
 	b = le.AppendUint32(b, Version)
-	b = le.AppendUint64(b, uint64(len(w.tensors)))
+	b = le.AppendUint64(b, uint64(len(l.tensors)))
 	b = le.AppendUint64(b, uint64(len(kvs)))
 	for _, kv := range kvs {
 		typ, _, _ := TypeOf(kv.Value)
@@ -159,7 +198,7 @@ func (w *Writer) encodeHeader(kvs []KV) ([]byte, error) {
 			return nil, fmt.Errorf("metadata key %q: %w", kv.Key, err)
 		}
 	}
-	for _, t := range w.tensors {
+	for _, t := range l.tensors {
 		b = appendString(b, t.Name)
 		b = le.AppendUint32(b, uint32(len(t.Shape)))
 		for _, d := range t.Dims() {
@@ -168,7 +207,7 @@ func (w *Writer) encodeHeader(kvs []KV) ([]byte, error) {
 		b = le.AppendUint32(b, uint32(t.Type))
 		b = le.AppendUint64(b, uint64(t.Offset))
 	}
-	return append(b, make([]byte, alignUp(int64(len(b)), w.alignment)-int64(len(b)))...), nil
+	return append(b, make([]byte, alignUp(int64(len(b)), l.alignment)-int64(len(b)))...), nil
 }
 
 func (w *Writer) write(b []byte) error {
