@@ -145,6 +145,15 @@ type ConvertOptions struct {
 	// clamped to ±65504 (counted in ConvertResult.Overflows); otherwise
 	// Convert refuses them with ErrF16Overflow, naming each tensor.
 	AllowOverflow bool
+	// KVOverrides are llama-quantize's --override-kv (ParseKVOverride),
+	// set over the metadata Convert derives as llama-quantize sets them: a
+	// key already there is removed and the pair appended, the last of a
+	// key winning (applyKVOverrides). Refused before anything is written:
+	// the keys the tensors' layout depends on (CheckKVOverride), a special
+	// token id outside the vocabulary, quantize.imatrix.* with an
+	// importance matrix (checkKVOverrides), a key Convert writes overridden
+	// with a value of another type.
+	KVOverrides []KV
 }
 
 // ConvertedTensor describes one tensor of the output.
@@ -167,7 +176,7 @@ type Fallback struct {
 // ConvertResult reports what a conversion wrote.
 type ConvertResult struct {
 	Path     string
-	FileType uint32            // general.file_type
+	FileType uint32            // general.file_type, as written (an override's)
 	Tensors  []ConvertedTensor // in file order
 	// SizeBytes is the file's size: header, metadata, padding and tensor
 	// data (FileSize).
@@ -272,8 +281,10 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 // entry whose length is not its weight's row length, a TensorTypes
 // pattern that does not compile or matches no 2-D weight, LeaveOutput on
 // a tied model or with OutputType, Include/ExcludeWeights together, without
-// an importance matrix or naming no entry of it. A caller writing several
-// files from one checkpoint checks each before the first.
+// an importance matrix or naming no entry of it, a KVOverrides key that
+// no file can take or (a token id) that the vocabulary cannot (Plan checks
+// the metadata further). A caller writing several files from one
+// checkpoint checks each before the first.
 func Check(cfg *hfconfig.Config, opts ConvertOptions) error {
 	if cfg == nil {
 		return errors.New("gguf convert: config is required")
@@ -288,7 +299,7 @@ func Check(cfg *hfconfig.Config, opts ConvertOptions) error {
 // Convert's overflow counts) and the file's size in bytes (SizeBytes:
 // header, metadata, padding and data, the size of the file Convert
 // writes). Its errors are those Convert returns before it reads a
-// weight: Check's and the metadata's. Convert reads the
+// weight: Check's and the metadata's (KVOverrides). Convert reads the
 // weights and can still refuse what only their values show: a Linear bias
 // other than zeros, a tensor of another shape than cfg gives, F16 values
 // beyond fp16's range.
@@ -300,8 +311,8 @@ func Plan(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (
 	return res, err
 }
 
-// prepare is plan with the metadata: the pairs Convert writes, and the
-// file's size in res.
+// prepare is plan with the metadata: the pairs Convert writes, overrides
+// applied, and the file's size in res.
 func prepare(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, []tensorSpec, []TensorInfo, []KV, error) {
 	res, specs, infos, err := plan(cfg, opts)
 	if err != nil {
@@ -315,6 +326,14 @@ func prepare(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions
 	kvs, err := modelKVs(cfg, tok, opts, res.FileType)
 	if err != nil {
 		return nil, nil, nil, nil, err
+	}
+	if kvs, err = applyKVOverrides(kvs, opts.KVOverrides); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if i := indexKV(kvs, "general.file_type"); i >= 0 {
+		if ft, ok := kvs[i].Value.(uint32); ok {
+			res.FileType = ft
+		}
 	}
 	if res.SizeBytes, err = FileSize(kvs, infos); err != nil {
 		return nil, nil, nil, nil, fmt.Errorf("gguf convert: %w", err)
@@ -349,6 +368,9 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	given := opts.Imatrix
 	var err error
 	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkKVOverrides(cfg, opts); err != nil {
 		return nil, nil, nil, err
 	}
 	rules, err := newTypeRules(cfg, opts, specs)

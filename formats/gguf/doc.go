@@ -143,7 +143,14 @@
 // (from tokenizer.model as llama.cpp's converter reads it where
 // ConvertOptions.Vocab gives SentencePieceVocab's entries, else from the
 // tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
-// add_space_prefix and tokenizer.chat_template.
+// add_space_prefix and tokenizer.chat_template. ConvertOptions.KVOverrides
+// (llama-quantize's --override-kv KEY=TYPE:VALUE, ParseKVOverride) then
+// set or replace keys as llama-quantize does (the key moved to the end,
+// int written as uint32); keys that describe the tensors or the token
+// arrays (general.architecture, the llama.* sizes and head counts,
+// tokenizer.ggml.model and its arrays) are refused, as are an override of
+// another type than the key's and a token id outside the vocabulary.
+// general.alignment lays the file out by the override's alignment.
 //
 // Each 2-D weight's type is picked as llama-quantize's
 // llama_tensor_get_type picks it (src/llama-quant.cpp): output.weight

@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -82,6 +83,32 @@ func FuzzNewFile(f *testing.F) {
 			if err != nil || !bytes.Equal(b, raws[i]) {
 				t.Fatalf("tensor %q: data changed in a round trip (%v)", ti.Name, err)
 			}
+		}
+	})
+}
+
+// FuzzParseKVOverride feeds arbitrary --override-kv values to the parser:
+// it must never panic, an accepted value is a pair the writer takes, and
+// it round-trips: written back as KEY=TYPE:VALUE (overrideString), it
+// parses to the same pair.
+func FuzzParseKVOverride(f *testing.F) {
+	for _, s := range []string{"general.name=str:my-model", "a=str:b=c:d", "llama.context_length=int:8192", "a=int:+7",
+		"llama.rope.freq_base=float:1e6", "a=float:-inf", "a=float:nan", "tokenizer.ggml.add_bos_token=bool:false",
+		"general.alignment=int:64", "general.architecture=str:x", "=str:x", "a=INT:1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		kv, err := ParseKVOverride(s)
+		if err != nil {
+			return
+		}
+		if _, err := newLayout("fuzz", []KV{kv}, nil); err != nil {
+			t.Fatalf("ParseKVOverride(%q) = %v (%T), which the writer refuses: %v", s, kv.Value, kv.Value, err)
+		}
+		back, err := ParseKVOverride(overrideString(kv))
+		same := err == nil && back.Key == kv.Key && (back.Value == kv.Value || fmt.Sprint(back.Value) == "NaN" && fmt.Sprint(kv.Value) == "NaN")
+		if !same {
+			t.Fatalf("ParseKVOverride(%q) = %v (%T); written back as %q it parses to %v (%T), %v", s, kv.Value, kv.Value, overrideString(kv), back.Value, back.Value, err)
 		}
 	})
 }
