@@ -70,7 +70,11 @@ type ConvertOptions struct {
 	Pure, LeaveOutputTensor        bool
 	TensorTypes                    []string
 	IncludeWeights, ExcludeWeights []string
-	Force                          bool
+	// DryRun plans every GGUF file as the conversion would, with the same
+	// checks and refusals, and writes nothing: the summary lists each
+	// file's tensors, types and size (GGUFFile.Tensors). Only with GGUF.
+	DryRun bool
+	Force  bool
 	// Version is gptqtool's, recorded in the model card (converted_by).
 	Version string
 	Log     io.Writer
@@ -94,16 +98,44 @@ type ConvertSummary struct {
 	Fallbacks []string `json:"gguf_fallbacks,omitempty"`
 	Warnings  []string `json:"warnings,omitempty"`
 	// GGUF lists the GGUF files written, in --gguf's order.
-	GGUF    []GGUFFile `json:"gguf_files,omitempty"`
-	Seconds float64    `json:"seconds"`
+	GGUF []GGUFFile `json:"gguf_files,omitempty"`
+	// DryRun: nothing was written; Files, SizeBytes and GGUF are what the
+	// conversion would write.
+	DryRun  bool    `json:"dry_run,omitempty"`
+	Seconds float64 `json:"seconds"`
 }
 
-// GGUFFile is one GGUF file a conversion wrote.
+// GGUFFile is one GGUF file a conversion wrote (or, in a dry run, would
+// write).
 type GGUFFile struct {
-	File      string  `json:"file"`
-	Type      string  `json:"type"` // "Q4_K_M", "Q8_0"
-	SizeBytes int64   `json:"size_bytes"`
-	Seconds   float64 `json:"seconds"`
+	File string `json:"file"`
+	Type string `json:"type"` // "Q4_K_M", "Q8_0"
+	// FileType is general.file_type (llama.h llama_ftype).
+	FileType  uint32 `json:"file_type"`
+	SizeBytes int64  `json:"size_bytes"`
+	// TensorBytes is the tensors' data without padding, Parameters their
+	// elements (norms included) and BitsPerWeight the one in bits per the
+	// other: llama-quantize's "quant size" and "BPW".
+	TensorBytes   int64   `json:"tensor_bytes"`
+	Parameters    int64   `json:"parameters"`
+	BitsPerWeight float64 `json:"bits_per_weight"`
+	Seconds       float64 `json:"seconds"`
+	// Tensors lists a dry run's tensors, in file order.
+	Tensors []GGUFTensor `json:"tensors,omitempty"`
+}
+
+// GGUFTensor is one tensor of a planned GGUF file.
+type GGUFTensor struct {
+	Name string `json:"name"` // GGUF name, "blk.0.attn_q.weight"
+	// Shape is row-major, [out, in] for a weight, as Hugging Face gives it
+	// (llama.cpp prints ggml's ne, the reverse).
+	Shape     []int  `json:"shape"`
+	Type      string `json:"type"`
+	SizeBytes int64  `json:"size_bytes"` // its data, without padding
+	// Fallback is the type the rules asked for when the rows are not whole
+	// blocks of it, and why ("" for none).
+	Fallback       string `json:"fallback_from,omitempty"`
+	FallbackReason string `json:"fallback_reason,omitempty"`
 }
 
 // Source is a checkpoint's weights as Convert reads them: safetensors (a
@@ -184,6 +216,9 @@ func (o ConvertOptions) CheckFlags() error {
 	}
 	if o.Imatrix != "" && o.GGUF == "" {
 		return fmt.Errorf("--imatrix %s weighs a GGUF file's quantization: add --gguf TYPE (e.g. q4_k_m)", o.Imatrix)
+	}
+	if o.DryRun && o.GGUF == "" {
+		return errors.New("--dry-run plans GGUF files: add --gguf TYPE (e.g. q4_k_m)")
 	}
 	if err := o.checkTensorFlags(); err != nil {
 		return err
@@ -1187,12 +1222,17 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	}
 	// What each file would be refused for before a tensor is read (a
 	// Q2_K_S without an importance matrix, an importance matrix of another
-	// model) stops the run before the first file is written.
-	for _, f := range files {
+	// model) stops the run before the first file is written; a dry run
+	// stops there, with the plans.
+	plans := make([]*gguf.ConvertResult, len(files))
+	for i, f := range files {
 		opts.Type, opts.Mix = f.target.Type, f.target.Mix
-		if err := gguf.Check(cfg, opts); err != nil {
+		if plans[i], err = gguf.Plan(cfg, tok, opts); err != nil {
 			return nil, fmt.Errorf("convert: --gguf %s: %w", f.target.Name(), err)
 		}
+	}
+	if o.DryRun {
+		return planGGUF(o, files, plans, kind, start, log), nil
 	}
 	// Their folders are made as a directory output's are.
 	if err := os.MkdirAll(filepath.Dir(files[0].path), 0o755); err != nil {
@@ -1222,7 +1262,8 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		if err != nil {
 			return nil, ggufError(files, k, err)
 		}
-		file := GGUFFile{File: filepath.Base(f.path), Type: f.target.Name(), Seconds: time.Since(began).Seconds()}
+		file := describeGGUF(f, res, false)
+		file.Seconds = time.Since(began).Seconds()
 		if fi, err := os.Stat(f.path); err == nil {
 			file.SizeBytes = fi.Size()
 		}
@@ -1234,9 +1275,7 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 		if len(files) > 1 {
 			prefix = file.File + ": "
 		}
-		for _, fb := range res.Fallbacks {
-			sum.Fallbacks = append(sum.Fallbacks, fmt.Sprintf("%s%s: %s instead of %s (%s)", prefix, fb.Tensor, fb.Got, fb.Want, fb.Reason))
-		}
+		sum.Fallbacks = append(sum.Fallbacks, fallbacks(prefix, res)...)
 		for n, c := range res.Overflows {
 			if sum.Overflows == nil {
 				sum.Overflows = map[string]int{}
@@ -1253,4 +1292,69 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	}
 	sum.Seconds = time.Since(start).Seconds()
 	return sum, nil
+}
+
+// describeGGUF describes the file f of a conversion from its result or
+// plan, with its tensors if asked.
+func describeGGUF(f ggufFile, res *gguf.ConvertResult, tensors bool) GGUFFile {
+	file := GGUFFile{File: filepath.Base(f.path), Type: f.target.Name(), FileType: res.FileType, SizeBytes: res.SizeBytes}
+	fallback := map[string]gguf.Fallback{}
+	for _, fb := range res.Fallbacks {
+		fallback[fb.Tensor] = fb
+	}
+	for _, t := range res.Tensors {
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= int64(d)
+		}
+		file.Parameters += n
+		file.TensorBytes += t.Size
+		if tensors {
+			gt := GGUFTensor{Name: t.Name, Shape: t.Shape, Type: t.Type.String(), SizeBytes: t.Size}
+			if fb, ok := fallback[t.Name]; ok {
+				gt.Fallback, gt.FallbackReason = fb.Want.String(), fb.Reason
+			}
+			file.Tensors = append(file.Tensors, gt)
+		}
+	}
+	if file.Parameters > 0 {
+		file.BitsPerWeight = float64(file.TensorBytes) * 8 / float64(file.Parameters)
+	}
+	return file
+}
+
+// fallbacks lists res's fallbacks as the summary does, each after prefix
+// (the file's name in a list).
+func fallbacks(prefix string, res *gguf.ConvertResult) []string {
+	var out []string
+	for _, fb := range res.Fallbacks {
+		out = append(out, fmt.Sprintf("%s%s: %s instead of %s (%s)", prefix, fb.Tensor, fb.Got, fb.Want, fb.Reason))
+	}
+	return out
+}
+
+// planGGUF is a dry run's summary: every file of the list as its plan
+// gives it, nothing written.
+func planGGUF(o ConvertOptions, files []ggufFile, plans []*gguf.ConvertResult, kind string, start time.Time, log io.Writer) *ConvertSummary {
+	sum := &ConvertSummary{In: o.In, Out: o.Out, Source: kind, DryRun: true}
+	for i, f := range files {
+		file := describeGGUF(f, plans[i], true)
+		sum.GGUF = append(sum.GGUF, file)
+		sum.Files = append(sum.Files, file.File)
+		sum.SizeBytes += file.SizeBytes
+		sum.Tensors = len(plans[i].Tensors)
+		prefix := ""
+		if len(files) > 1 {
+			prefix = file.File + ": "
+		}
+		sum.Fallbacks = append(sum.Fallbacks, fallbacks(prefix, plans[i])...)
+		for _, w := range plans[i].Warnings {
+			if !slices.Contains(sum.Warnings, w) {
+				sum.Warnings = append(sum.Warnings, w)
+				fmt.Fprintf(log, "warning: %s\n", w)
+			}
+		}
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	return sum
 }

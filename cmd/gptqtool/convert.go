@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -22,7 +24,7 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]... [--tensor-type-file FILE]]",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]... [--tensor-type-file FILE] [--dry-run]]",
 		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
@@ -73,7 +75,15 @@ tensor) into --out, built under a temporary name and renamed when complete:
   --leave-output-tensor writes output.weight in F16 (llama-quantize leaves it in the F16
   file it quantizes); refused for a model whose output is tied to token_embd.
   --include-weights NAME / --exclude-weights NAME (repeatable, with --imatrix, not both)
-  use the importance matrix only for / not for the weights whose GGUF name contains NAME.`,
+  use the importance matrix only for / not for the weights whose GGUF name contains NAME.
+  --dry-run (with --gguf) plans every file as the conversion would, with its checks and
+  refusals (an existing file without --force, an IQ type without --imatrix),
+  reads no weight and writes nothing, and prints per file each tensor's name, shape ([out, in]),
+  type and bytes (and the type a fallback replaced), the file's size in bytes (header,
+  metadata, padding and data: the size of the file the conversion writes) and the bits per
+  weight (tensor data over every tensor's elements, as llama-quantize reports them); --json
+  gives them as one document. F16 values beyond fp16's range are found only when the weights
+  are read.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -119,6 +129,10 @@ tensor) into --out, built under a temporary name and renamed when complete:
 			if asJSON {
 				return writeJSON(w, sum)
 			}
+			if sum.DryRun {
+				printGGUFPlan(w, sum)
+				return nil
+			}
 			weights := 0 // the files listed less the shards' index
 			for _, f := range sum.Files {
 				if !strings.HasSuffix(f, ".json") {
@@ -159,11 +173,34 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.Var(tensorTypeFileFlag{&o.TensorTypes}, "tensor-type-file", "with --gguf, repeatable: a `FILE` of --tensor-type values separated by white space, taken in place among the --tensor-type flags (llama-quantize's --tensor-type-file)")
 	fs.BoolVar(&o.LeaveOutputTensor, "leave-output-tensor", false, "with --gguf: output.weight unquantized, in F16 (llama-quantize's --leave-output-tensor)")
 	fs.StringArrayVar(&o.IncludeWeights, "include-weights", nil, "with --imatrix, repeatable: use the importance matrix only for the weights whose GGUF name contains `NAME` (llama-quantize's --include-weights)")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "with --gguf: plan every file (each tensor's type, the file's exact size, bits per weight) with the conversion's checks, read no weight, write nothing (llama-quantize's --dry-run)")
 	fs.StringArrayVar(&o.ExcludeWeights, "exclude-weights", nil, "with --imatrix, repeatable: do not use the importance matrix for the weights whose GGUF name contains `NAME` (llama-quantize's --exclude-weights)")
 	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq3_s, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")
 	fs.BoolVar(&o.Force, "force", false, "replace the output directory if it exists (only what gptqtool wrote); with --gguf, the .gguf files it writes")
 	fs.BoolVar(&asJSON, "json", false, "print a JSON summary")
 	return cmd
+}
+
+// printGGUFPlan prints a dry run: per file its tensors (name, shape,
+// type, bytes, the type a fallback replaced), then its size, tensor data,
+// weights and bits per weight; a list ends with the total.
+func printGGUFPlan(w io.Writer, sum *publish.ConvertSummary) {
+	for _, f := range sum.GGUF {
+		fmt.Fprintf(w, "%s: %s (general.file_type %d), %d tensors, not written (--dry-run)\n", f.File, f.Type, f.FileType, len(f.Tensors))
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range f.Tensors {
+			fmt.Fprintf(tw, "  %s\t%v\t%s\t%d bytes", t.Name, t.Shape, t.Type, t.SizeBytes)
+			if t.Fallback != "" {
+				fmt.Fprintf(tw, "\tfallback from %s: %s", t.Fallback, t.FallbackReason)
+			}
+			fmt.Fprintln(tw)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "  size %d bytes (%s): tensor data %d bytes, %d weights, %.4f bits per weight\n", f.SizeBytes, publish.FormatSize(f.SizeBytes), f.TensorBytes, f.Parameters, f.BitsPerWeight)
+	}
+	if len(sum.GGUF) > 1 {
+		fmt.Fprintf(w, "%d files, %d bytes (%s), into %s\n", len(sum.GGUF), sum.SizeBytes, publish.FormatSize(sum.SizeBytes), sum.Out)
+	}
 }
 
 // tensorTypeFlag is --tensor-type: each value appended to the list that

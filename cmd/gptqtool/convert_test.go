@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -157,5 +158,85 @@ func TestConvertGGUFShardSize(t *testing.T) {
 		if _, err := os.Stat(tc.out); !os.IsNotExist(err) {
 			t.Errorf("convert --gguf %s --max-shard-size 100KB: %s: %v, want nothing written", tc.gguf, tc.out, err)
 		}
+	}
+}
+
+// TestConvertDryRun: convert --gguf LIST --dry-run writes nothing and
+// prints, per file, each tensor's name, shape, type and bytes (the
+// fallback's type and reason where one applies) and the size of the file
+// the conversion then writes, byte for byte; --json gives the same plan
+// as one document. --dry-run without --gguf is a usage error.
+func TestConvertDryRun(t *testing.T) {
+	tiny := fixturePath(t, "models/openchat-tiny")
+	out := filepath.Join(t.TempDir(), "gguf")
+	args := []string{"convert", "--in", tiny, "--out", out, "--gguf", "q4_k_m,q8_0"}
+	stdout, stderr, err := run(t, append(args, "--dry-run")...)
+	if err != nil {
+		t.Fatalf("convert --dry-run: %v\n%s", err, stderr)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Fatalf("--dry-run made %s (%v)", out, err)
+	}
+	jsonOut, stderr, err := run(t, append(args, "--dry-run", "--json")...)
+	if err != nil {
+		t.Fatalf("convert --dry-run --json: %v\n%s", err, stderr)
+	}
+	var plan struct {
+		DryRun bool `json:"dry_run"`
+		Files  []struct {
+			File          string  `json:"file"`
+			SizeBytes     int64   `json:"size_bytes"`
+			BitsPerWeight float64 `json:"bits_per_weight"`
+			Tensors       []struct {
+				Name     string `json:"name"`
+				Type     string `json:"type"`
+				Fallback string `json:"fallback_from"`
+			} `json:"tensors"`
+		} `json:"gguf_files"`
+	}
+	if err := json.Unmarshal([]byte(jsonOut), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := run(t, args...); err != nil {
+		t.Fatalf("convert: %v\n%s", err, stderr)
+	}
+	if !plan.DryRun || len(plan.Files) != 2 {
+		t.Fatalf("--json plan: %+v", plan)
+	}
+	for _, f := range plan.Files {
+		fi, err := os.Stat(filepath.Join(out, f.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.SizeBytes != fi.Size() {
+			t.Errorf("%s: --json plans %d bytes, the file has %d", f.File, f.SizeBytes, fi.Size())
+		}
+		if !strings.Contains(stdout, fmt.Sprintf("  size %d bytes (", fi.Size())) {
+			t.Errorf("%s: the plan does not print the file's size, %d bytes:\n%s", f.File, fi.Size(), stdout)
+		}
+		types := map[string]int{}
+		for _, ts := range f.Tensors {
+			types[ts.Type]++
+		}
+		if got := ggufTypes(t, filepath.Join(out, f.File)); !maps.Equal(got, types) {
+			t.Errorf("%s: planned tensor types %v, the file's %v", f.File, types, got)
+		}
+	}
+	// blk.2's ffn_down, Q6_K in Q4_K_M, falls back to Q8_0 (rows of 896).
+	for _, want := range []string{
+		"openchat-tiny.Q4_K_M.gguf: Q4_K_M (general.file_type 15), 56 tensors, not written (--dry-run)\n",
+		"openchat-tiny.Q8_0.gguf: Q8_0 (general.file_type 7), 56 tensors, not written (--dry-run)\n",
+		"blk.2.ffn_down.weight [256 896] Q8_0 243712 bytes fallback from Q6_K: row length 896 is not a multiple of the Q6_K block size 256\n",
+		"blk.0.attn_k.weight [128 256] Q4_K 18432 bytes\n",
+		"bits per weight\n2 files, ",
+	} {
+		if norm := strings.Join(strings.Fields(stdout), " "); !strings.Contains(stdout, want) && !strings.Contains(norm, strings.Join(strings.Fields(want), " ")) {
+			t.Errorf("the plan lacks %q:\n%s", want, stdout)
+		}
+	}
+	_, _, err = run(t, "convert", "--in", tiny, "--out", filepath.Join(t.TempDir(), "st"), "--dry-run")
+	var ue usageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--dry-run plans GGUF files: add --gguf") {
+		t.Errorf("convert --dry-run without --gguf: %v, want the usage error", err)
 	}
 }
