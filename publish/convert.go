@@ -70,6 +70,10 @@ type ConvertOptions struct {
 	Pure, LeaveOutputTensor        bool
 	TensorTypes                    []string
 	IncludeWeights, ExcludeWeights []string
+	// KVOverrides are llama-quantize's --override-kv KEY=TYPE:VALUE
+	// (gguf.ParseKVOverride), set in every GGUF file's metadata over what
+	// gptqtool derives (gguf.ConvertOptions.KVOverrides); only with GGUF.
+	KVOverrides []string
 	// DryRun plans every GGUF file as the conversion would, with the same
 	// checks and refusals, and writes nothing: the summary lists each
 	// file's tensors, types and size (GGUFFile.Tensors). Only with GGUF.
@@ -110,7 +114,7 @@ type ConvertSummary struct {
 type GGUFFile struct {
 	File string `json:"file"`
 	Type string `json:"type"` // "Q4_K_M", "Q8_0"
-	// FileType is general.file_type (llama.h llama_ftype).
+	// FileType is general.file_type (llama.h llama_ftype; an override's).
 	FileType  uint32 `json:"file_type"`
 	SizeBytes int64  `json:"size_bytes"`
 	// TensorBytes is the tensors' data without padding, Parameters their
@@ -219,6 +223,14 @@ func (o ConvertOptions) CheckFlags() error {
 	}
 	if o.DryRun && o.GGUF == "" {
 		return errors.New("--dry-run plans GGUF files: add --gguf TYPE (e.g. q4_k_m)")
+	}
+	for _, v := range o.KVOverrides {
+		if o.GGUF == "" {
+			return fmt.Errorf("--override-kv %s sets a GGUF file's metadata: add --gguf TYPE (e.g. q4_k_m)", v)
+		}
+		if _, err := gguf.ParseKVOverride(v); err != nil {
+			return fmt.Errorf("--override-kv %w", err)
+		}
 	}
 	if err := o.checkTensorFlags(); err != nil {
 		return err
@@ -1220,10 +1232,17 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 			opts.PadTokenID = &id
 		}
 	}
+	for _, v := range o.KVOverrides {
+		kv, err := gguf.ParseKVOverride(v)
+		if err != nil {
+			return nil, fmt.Errorf("convert: --override-kv %w", err)
+		}
+		opts.KVOverrides = append(opts.KVOverrides, kv)
+	}
 	// What each file would be refused for before a tensor is read (a
 	// Q2_K_S without an importance matrix, an importance matrix of another
-	// model) stops the run before the first file is written; a dry run
-	// stops there, with the plans.
+	// model, an override the metadata cannot take) stops the run before the
+	// first file is written; a dry run stops there, with the plans.
 	plans := make([]*gguf.ConvertResult, len(files))
 	for i, f := range files {
 		opts.Type, opts.Mix = f.target.Type, f.target.Mix

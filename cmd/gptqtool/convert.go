@@ -24,7 +24,7 @@ func newConvertCmd() *cobra.Command {
 		asJSON           bool
 	)
 	cmd := &cobra.Command{
-		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]... [--tensor-type-file FILE] [--dry-run]]",
+		Use:   "convert --in DIR --out DIR|FILE.gguf [--dtype f16|bf16|f32] [--max-shard-size SIZE] [--dequantize] [--checkpoint-format gptq|gptq_v2] [--gguf TYPE[,TYPE...] [--pure] [--tensor-type PATTERN=TYPE]... [--tensor-type-file FILE] [--override-kv KEY=TYPE:VALUE]... [--dry-run]]",
 		Short: "Convert a checkpoint: PyTorch .bin to safetensors, dtypes, shards, GPTQ v1/v2, GPTQ to fp16, GGUF",
 		Long: `convert rewrites a Hugging Face checkpoint directory tensor by tensor (memory stays near one
 tensor) into --out, built under a temporary name and renamed when complete:
@@ -76,14 +76,26 @@ tensor) into --out, built under a temporary name and renamed when complete:
   file it quantizes); refused for a model whose output is tied to token_embd.
   --include-weights NAME / --exclude-weights NAME (repeatable, with --imatrix, not both)
   use the importance matrix only for / not for the weights whose GGUF name contains NAME.
+  --override-kv KEY=TYPE:VALUE (repeatable, with --gguf) sets or replaces a metadata key in
+  every file, as llama-quantize's flag does: TYPE int (written as uint32, 0 to 4294967295),
+  float (float32), bool (true or false) or str (at most 127 bytes); KEY at most 127 bytes; the
+  last of a key wins (general.name=str:my-model, tokenizer.ggml.add_bos_token=bool:false,
+  general.file_type=int:7, which, as in llama-quantize, replaces the file type's). A key
+  gptqtool writes keeps its type (an int for llama.context_length). Refused, as they describe
+  the tensors: general.architecture, llama.vocab_size, llama.embedding_length,
+  llama.block_count, llama.feed_forward_length, llama.attention.head_count(_kv),
+  llama.attention.key_length and value_length, llama.rope.dimension_count, tokenizer.ggml.model,
+  tokens, scores and token_type; a tokenizer.ggml.*_token_id outside the vocabulary;
+  quantize.imatrix.* with --imatrix. general.alignment=int:N (a power of two, at least 8) lays
+  the file out by N.
   --dry-run (with --gguf) plans every file as the conversion would, with its checks and
-  refusals (an existing file without --force, an IQ type without --imatrix),
-  reads no weight and writes nothing, and prints per file each tensor's name, shape ([out, in]),
-  type and bytes (and the type a fallback replaced), the file's size in bytes (header,
-  metadata, padding and data: the size of the file the conversion writes) and the bits per
-  weight (tensor data over every tensor's elements, as llama-quantize reports them); --json
-  gives them as one document. F16 values beyond fp16's range are found only when the weights
-  are read.`,
+  refusals (an existing file without --force, an IQ type without --imatrix, a bad
+  override), reads no weight and writes nothing, and prints per file each tensor's name,
+  shape ([out, in]), type and bytes (and the type a fallback replaced), the file's size in
+  bytes (header, metadata, padding and data: the size of the file the conversion writes)
+  and the bits per weight (tensor data over every tensor's elements, as llama-quantize
+  reports them); --json gives them as one document. F16 values beyond fp16's range are
+  found only when the weights are read.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
@@ -173,6 +185,7 @@ tensor) into --out, built under a temporary name and renamed when complete:
 	fs.Var(tensorTypeFileFlag{&o.TensorTypes}, "tensor-type-file", "with --gguf, repeatable: a `FILE` of --tensor-type values separated by white space, taken in place among the --tensor-type flags (llama-quantize's --tensor-type-file)")
 	fs.BoolVar(&o.LeaveOutputTensor, "leave-output-tensor", false, "with --gguf: output.weight unquantized, in F16 (llama-quantize's --leave-output-tensor)")
 	fs.StringArrayVar(&o.IncludeWeights, "include-weights", nil, "with --imatrix, repeatable: use the importance matrix only for the weights whose GGUF name contains `NAME` (llama-quantize's --include-weights)")
+	fs.StringArrayVar(&o.KVOverrides, "override-kv", nil, "with --gguf, repeatable: `KEY=TYPE:VALUE` (TYPE int, float, bool or str) sets or replaces a metadata key in every file (llama-quantize's --override-kv, e.g. general.name=str:my-model); keys that describe the tensors are refused")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "with --gguf: plan every file (each tensor's type, the file's exact size, bits per weight) with the conversion's checks, read no weight, write nothing (llama-quantize's --dry-run)")
 	fs.StringArrayVar(&o.ExcludeWeights, "exclude-weights", nil, "with --imatrix, repeatable: do not use the importance matrix for the weights whose GGUF name contains `NAME` (llama-quantize's --exclude-weights)")
 	fs.StringVar(&o.GGUF, "gguf", "", "write a GGUF file (--out FILE.gguf) for llama.cpp/ollama, or one a type of a comma-separated list (into the directory --out): every weight in f32, f16, bf16, q8_0, q6_k, q5_k, q4_k or q3_k, or a llama-quantize file type (q2_k … q5_k_m, q4_0, iq3_s, iq4_xs; see the help) (GPTQ weights dequantized, then requantized)")

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
 )
 
 // ggufTypes runs inspect --json on a GGUF file and returns its tensor
@@ -238,5 +240,50 @@ func TestConvertDryRun(t *testing.T) {
 	var ue usageError
 	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--dry-run plans GGUF files: add --gguf") {
 		t.Errorf("convert --dry-run without --gguf: %v, want the usage error", err)
+	}
+}
+
+// TestConvertOverrideKV: --override-kv KEY=TYPE:VALUE, repeatable, one
+// value a flag (a comma stays in the value, as llama-quantize takes it),
+// sets the keys in the written file; a malformed value or a key that
+// describes the tensors is a usage error naming the flag and value, an
+// override of a key gptqtool writes with another type an error before
+// anything is written; without --gguf it is a usage error.
+func TestConvertOverrideKV(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	out := filepath.Join(t.TempDir(), "o.gguf")
+	if _, stderr, err := run(t, "convert", "--in", src, "--out", out, "--gguf", "q8_0", "--override-kv", "general.name=str:a,b", "--override-kv", "my.ratio=float:0.5"); err != nil {
+		t.Fatalf("convert --override-kv: %v\n%s", err, stderr)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for key, want := range map[string]any{"general.name": "a,b", "my.ratio": float32(0.5)} {
+		if got, _ := f.Get(key); got != want {
+			t.Errorf("%s = %v (%T), want %v (%T)", key, got, got, want, want)
+		}
+	}
+	for _, tc := range []struct {
+		args  []string
+		usage bool
+		want  string
+	}{
+		{[]string{"--gguf", "q8_0", "--override-kv", "general.name=text:x"}, true, `--override-kv "general.name=text:x": type "text": want int, float, bool or str`},
+		{[]string{"--gguf", "q8_0", "--override-kv", "a=bool:yes"}, true, `--override-kv "a=bool:yes": bool value "yes": want true or false`},
+		{[]string{"--gguf", "q8_0", "--override-kv", "general.architecture=str:mistral"}, true, "--override-kv general.architecture=str:mistral: gptqtool derives general.architecture from the tensors it writes"},
+		{[]string{"--override-kv", "general.name=str:x"}, true, "--override-kv general.name=str:x sets a GGUF file's metadata: add --gguf"},
+		{[]string{"--gguf", "q8_0", "--override-kv", "llama.context_length=str:long"}, false, "gptqtool writes llama.context_length as an integer, the type llama.cpp reads it as: want int:VALUE"},
+	} {
+		dst := filepath.Join(t.TempDir(), "bad.gguf")
+		_, _, err := run(t, append([]string{"convert", "--in", src, "--out", dst}, tc.args...)...)
+		var ue usageError
+		if err == nil || !strings.Contains(err.Error(), tc.want) || errors.As(err, &ue) != tc.usage {
+			t.Errorf("convert %v: %v (usage error %v), want an error containing %q (usage error %v)", tc.args, err, errors.As(err, &ue), tc.want, tc.usage)
+		}
+		if _, err := os.Stat(dst); !os.IsNotExist(err) {
+			t.Errorf("convert %v: %s: %v, want nothing written", tc.args, dst, err)
+		}
 	}
 }
