@@ -76,7 +76,9 @@ type ConvertOptions struct {
 	KVOverrides []string
 	// DryRun plans every GGUF file as the conversion would, with the same
 	// checks and refusals, and writes nothing: the summary lists each
-	// file's tensors, types and size (GGUFFile.Tensors). Only with GGUF.
+	// file's tensors, types and size (GGUFFile.Tensors). Of the weights it
+	// reads only the Linear biases (refused unless zeros), so values beyond
+	// fp16's range are not found. Only with GGUF.
 	DryRun bool
 	Force  bool
 	// Version is gptqtool's, recorded in the model card (converted_by).

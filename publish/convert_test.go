@@ -690,6 +690,11 @@ func TestConvertGGUFLinearBias(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want one containing %q", err, tc.err)
 				}
+				// A dry run reads the biases too, and refuses alike.
+				_, derr := publish.Convert(context.Background(), publish.ConvertOptions{In: in, Out: out, GGUF: "f16", DryRun: true})
+				if derr == nil || derr.Error() != err.Error() {
+					t.Errorf("dry run: %v, want the conversion's %v", derr, err)
+				}
 				if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
 					t.Errorf("refusal left %v", entries)
 				}

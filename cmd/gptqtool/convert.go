@@ -90,12 +90,12 @@ tensor) into --out, built under a temporary name and renamed when complete:
   the file out by N.
   --dry-run (with --gguf) plans every file as the conversion would, with its checks and
   refusals (an existing file without --force, an IQ type without --imatrix, a bad
-  override), reads no weight and writes nothing, and prints per file each tensor's name,
-  shape ([out, in]), type and bytes (and the type a fallback replaced), the file's size in
-  bytes (header, metadata, padding and data: the size of the file the conversion writes)
-  and the bits per weight (tensor data over every tensor's elements, as llama-quantize
-  reports them); --json gives them as one document. F16 values beyond fp16's range are
-  found only when the weights are read.`,
+  override, a Linear bias other than zeros), reads no weight (but the biases) and writes
+  nothing, and prints per file each tensor's name, shape ([out, in]), type and bytes (and
+  the type a fallback replaced), the file's size in bytes (header, metadata, padding and
+  data: the size of the file the conversion writes) and the bits per weight (tensor data
+  over every tensor's elements, as llama-quantize reports them); --json gives them as one
+  document. F16 values beyond fp16's range are found only when the weights are read.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.In == "" || o.Out == "" {
