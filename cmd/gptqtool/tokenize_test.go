@@ -214,8 +214,8 @@ func TestChatUnavailableJinja(t *testing.T) {
 }
 
 // TestTokenizeChatTextParts: --chat takes the messages serve takes: a
-// content given as OpenAI's array of text parts gives the ids of the same
-// text as a string, where tokenize refused it ("cannot unmarshal array into
+// content given as OpenAI's array of text parts gives the ids of their
+// texts joined by newlines (as vLLM joins them) given as a string, where tokenize refused it ("cannot unmarshal array into
 // Go struct field Message.content"), so a chat request's body that serve
 // answers could not be tokenized (a QA pass); a part of another type is an
 // error naming it.
@@ -227,13 +227,13 @@ func TestTokenizeChatTextParts(t *testing.T) {
 		t.Helper()
 		return runRoot(t, msgs, "tokenize", "--model", openchatTokDir, "--chat", "-")
 	}
-	want, err := ids(`[{"role":"user","content":"Hello there"}]`)
+	want, err := ids(`[{"role":"user","content":"Hello\nthere"}]`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, msgs := range []string{
-		`[{"role":"user","content":[{"type":"text","text":"Hello "},{"type":"text","text":"there"}]}]`,
-		`{"model":"openchat_3.5","messages":[{"role":"user","content":[{"type":"text","text":"Hello there"}]}]}`,
+		`[{"role":"user","content":[{"type":"text","text":"Hello"},{"type":"text","text":"there"}]}]`,
+		`{"model":"openchat_3.5","messages":[{"role":"user","content":[{"type":"text","text":"Hello\nthere"}]}]}`,
 	} {
 		got, err := ids(msgs)
 		if err != nil || got != want {

@@ -26,7 +26,8 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return fmt.Sprintf("'%s': %s", e.Field, e.Msg) }
 
-// Message is one chat message; Content is a string or a list of text parts.
+// Message is one chat message; Content is a string or a list of text parts
+// (their texts joined by newlines).
 // Role is system, user, assistant or tool: Parse takes OpenAI's developer
 // as system and refuses the legacy function messages.
 type Message struct {
@@ -454,12 +455,16 @@ func parseMessages(f fields) ([]Message, error) {
 		if err := json.Unmarshal(mf["content"], &parts); err != nil {
 			return nil, &FieldError{at("content"), "must be a string or an array of text parts"}
 		}
+		// The parts' texts joined by newlines, as vLLM's and TensorRT-LLM's
+		// servers join them for a template that takes a string.
+		texts := make([]string, len(parts))
 		for j, p := range parts {
 			if p.Type != "text" {
 				return nil, &FieldError{fmt.Sprintf("messages[%d].content[%d].type", i, j), fmt.Sprintf("%q is not supported (text only)", p.Type)}
 			}
-			out[i].Content += p.Text
+			texts[j] = p.Text
 		}
+		out[i].Content = strings.Join(texts, "\n")
 	}
 	return out, nil
 }

@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Messages[0].Content != "ab" || *r.Temperature != 0.5 || *r.TopK != 0 || *r.MaxTokens != 7 || r.Stop[0] != "x" ||
+	if r.Messages[0].Content != "a\nb" || *r.Temperature != 0.5 || *r.TopK != 0 || *r.MaxTokens != 7 || r.Stop[0] != "x" ||
 		*r.Seed != 3 || r.N != 2 || r.PresencePenalty != 0.1 || !r.Logprobs || r.TopLogprobs != 4 || !r.Stream ||
 		!r.StreamOptions.IncludeUsage || r.Condition != "Math Correct" || r.Model != "m" {
 		t.Errorf("parsed %+v", r)

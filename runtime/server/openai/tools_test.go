@@ -136,7 +136,7 @@ func TestParseToolMessages(t *testing.T) {
 			{"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}},
 			{"id": "call_3", "function": {"name": "now"}}]},
 		{"role": "tool", "tool_call_id": "call_1", "content": "22 C"},
-		{"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "19"}, {"type": "text", "text": " C"}]},
+		{"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "19"}, {"type": "text", "text": "C"}]},
 		{"role": "assistant", "tool_calls": []}]}`), true)
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestParseToolMessages(t *testing.T) {
 		{Role: "user", Content: "Weather in Paris and Rome?"},
 		{Role: "assistant", ToolCalls: []MessageToolCall{{"call_1", "get_weather", `{"city": "Paris"}`}, {"call_2", "get_weather", `{"city": "Rome"}`}, {"call_3", "now", "{}"}}},
 		{Role: "tool", Content: "22 C", ToolCallID: "call_1"},
-		{Role: "tool", Content: "19 C", ToolCallID: "call_2"},
+		{Role: "tool", Content: "19\nC", ToolCallID: "call_2"},
 		{Role: "assistant"},
 	}
 	if len(r.Messages) != len(want) {
