@@ -17,7 +17,9 @@
 // filters trim, upper, lower, title, capitalize, string, length/count,
 // tojson (json.dumps with ensure_ascii=False, as transformers defines it;
 // indent), default/d, join, first, last, list, map (a filter name, or
-// attribute= with default=), selectattr, rejectattr;
+// attribute= with default=), selectattr, rejectattr, replace (count too),
+// reverse, int (jinja2's defaults: 0 where Python's int() and
+// int(float()) fail), abs;
 // string methods strip, lstrip, rstrip, upper, lower, title, capitalize,
 // startswith, endswith, split, replace; dict methods items, keys, values,
 // get; globals raise_exception, namespace, range.
@@ -25,8 +27,9 @@
 // Anything else (macros, call blocks, includes, block set, tuple
 // assignment, **, % string formatting, keyword arguments to methods,
 // other filters, tests, methods and globals) is an *Error naming the construct and its line and column, at
-// Parse where the grammar shows it, else at Render: never a different
-// output.
+// Parse where the grammar shows it, else at Render (a filter when it
+// runs, as a template may hold one in a branch it never takes): never a
+// different output.
 //
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or

@@ -3,6 +3,9 @@ package jinja
 import (
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -249,17 +252,36 @@ func strMethod(s str, name string, args []value) (value, error) {
 		if len(args) != 2 {
 			return nil, errors.New("takes 2 arguments")
 		}
-		old, _, err := strArg(args, 0, "old")
-		if err != nil {
-			return nil, err
+		old, ok := args[0].(str)
+		if !ok {
+			return nil, fmt.Errorf("old must be a string, not %s", typeName(args[0]))
 		}
 		repl, ok := args[1].(str)
 		if !ok {
 			return nil, errors.New("new must be a string")
 		}
-		return s.mapped(strings.ReplaceAll(s.s, old, repl.s)), nil
+		return replace(s, old, repl, -1)
 	}
 	return nil, errors.New("unknown method")
+}
+
+// replace is Python's str.replace (the first n occurrences of old, all
+// for n < 0; an empty old matches before every rune and at the end). The
+// result is data (Data) wholly where any of s, old and repl holds data, so
+// that a message's text can never make template text.
+func replace(s, old, repl str, n int64) (str, error) {
+	c := int64(strings.Count(s.s, old.s))
+	if n >= 0 && n < c {
+		c = n
+	}
+	if int64(len(s.s))+c*(int64(len(repl.s))-int64(len(old.s))) > maxLen {
+		return str{}, errTooLong
+	}
+	t := strings.Replace(s.s, old.s, repl.s, int(c))
+	if len(s.data) > 0 || len(old.data) > 0 || len(repl.data) > 0 {
+		return str{s: t, data: []span{{0, len(t)}}}, nil
+	}
+	return str{s: t}, nil
 }
 
 // strip is Python's str.strip/lstrip/rstrip: whitespace, or the runes of
@@ -387,6 +409,34 @@ func (r *renderer) filter(x *filterExpr, sc *scope) (value, error) {
 		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("filter %s: %v", x.name, err)}
 	}
 	return out, nil
+}
+
+// pyInt is Python's int(v) for a template value, else int(float(v)), else
+// 0 (jinja2's int filter): a string of an integer or a float (blanks
+// around it taken), a number (truncated toward zero), a boolean.
+func pyInt(v value) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case bool:
+		return b2i(x)
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) >= 1<<63 {
+			return 0
+		}
+		return int64(x)
+	case str:
+		t := strings.TrimFunc(x.s, pyIsSpace)
+		if n, err := strconv.ParseInt(strings.ReplaceAll(t, "_", ""), 10, 64); err == nil && !strings.HasPrefix(t, "_") && !strings.HasSuffix(t, "_") && !strings.Contains(t, "__") {
+			return n
+		}
+		// (Decimal forms only: Go's ParseFloat also reads hexadecimal,
+		// which Python's float does not.)
+		if f, err := strconv.ParseFloat(t, 64); err == nil && strings.Trim(t, "0123456789+-.eE") == "" {
+			return pyInt(f)
+		}
+	}
+	return 0
 }
 
 func applyFilter(name string, v value, args []value, kw map[string]value) (value, error) {
@@ -573,6 +623,84 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 			out = append(out, x)
 		}
 		return out, nil
+	case "replace":
+		// jinja2's do_replace without autoescape: str(s).replace(str(old),
+		// str(new), count).
+		if len(args) < 2 || len(args) > 3 {
+			return nil, errors.New("takes old, new and an optional count")
+		}
+		for k := range kw {
+			if k != "count" || len(args) == 3 {
+				return nil, fmt.Errorf("argument %s is not supported", k)
+			}
+		}
+		s, err := asStr()
+		if err != nil {
+			return nil, err
+		}
+		old, err := toStr(args[0])
+		if err != nil {
+			return nil, err
+		}
+		repl, err := toStr(args[1])
+		if err != nil {
+			return nil, err
+		}
+		n := int64(-1)
+		cv := kw["count"]
+		if len(args) == 3 {
+			cv = args[2]
+		}
+		if cv != nil {
+			c, ok := cv.(int64)
+			if !ok {
+				return nil, fmt.Errorf("count must be an integer, not %s", typeName(cv))
+			}
+			n = c
+		}
+		return replace(s, old, repl, n)
+	case "reverse":
+		// jinja2's do_reverse: a string's runes backwards, a list's items
+		// (a copy), a dict's keys.
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		if x, ok := v.(str); ok {
+			rs := []rune(x.s)
+			slices.Reverse(rs)
+			return x.mapped(string(rs)), nil
+		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		out := slices.Clone(items)
+		slices.Reverse(out)
+		return out, nil
+	case "abs":
+		// Python's abs: an int's, a float's, a boolean's as an int.
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		switch x := v.(type) {
+		case int64:
+			if x < 0 {
+				return -x, nil
+			}
+			return x, nil
+		case float64:
+			return math.Abs(x), nil
+		case bool:
+			return b2i(x), nil
+		}
+		return nil, fmt.Errorf("bad operand type for abs(): %s", typeName(v))
+	case "int":
+		// jinja2's do_int with its defaults (default 0, base 10): int(v),
+		// else int(float(v)), else 0.
+		if err := noArgs(); err != nil {
+			return nil, err
+		}
+		return pyInt(v), nil
 	case "selectattr", "rejectattr":
 		if kw != nil || len(args) < 1 {
 			return nil, errors.New("takes an attribute name and an optional test")

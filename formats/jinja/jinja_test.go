@@ -201,3 +201,57 @@ func TestNesting(t *testing.T) {
 		t.Errorf("100 parentheses: %q, %v, want \"1\"", got, err)
 	}
 }
+
+// TestStringFilters: replace, reverse and int as jinja2 2.x/3.x without
+// autoescape computes them (the values hand-derived from its do_replace,
+// do_reverse and do_int and Python's str.replace, int, float and abs); a
+// filter outside the subset in a branch never taken does not stop a
+// render, as in jinja2; and replace's result is data wherever a Data
+// input went into it.
+func TestStringFilters(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{`{{ 'a-b-c'|replace('-', '+') }}`, "a+b+c"},
+		{`{{ 'a-b-c'|replace('-', '+', 1) }}`, "a+b-c"},
+		{`{{ 'a-b-c'|replace('-', '+', count=1) }}`, "a+b-c"},
+		{`{{ 12|replace('1', 'x') }}`, "x2"},
+		{`{{ 'ab'|replace('', '-') }}`, "-a-b-"},
+		{`{{ 'ab'|replace('', '-', 2) }}`, "-a-b"},
+		{`{{ 'héllo'|reverse }}`, "olléh"},
+		{`{{ [1, 2, 3]|reverse|list }}`, "[3, 2, 1]"},
+		{`{{ '42'|int }} {{ ' 7 '|int }} {{ '3.9'|int }} {{ '-3.9'|int }} {{ 'x'|int }} {{ 2.7|int }}`, "42 7 3 -3 0 2"},
+		{`{{ true|int }} {{ none|int }} {{ '0x10'|int }} {{ '1_000'|int }} {{ ''|int }} {{ '1e3'|int }}`, "1 0 0 1000 0 1000"},
+		{`{{ -2|abs }} {{ -2.5|abs }} {{ true|abs }}`, "2 2.5 1"},
+		{`{% if false %}{{ x | wordwrap }}{% endif %}ok`, "ok"},
+	} {
+		tp, err := Parse(c.src)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		if got, err := tp.RenderString(nil); err != nil || got != c.want {
+			t.Errorf("%s = %q, %v; want %q", c.src, got, err, c.want)
+		}
+	}
+	tp, err := Parse(`{{ 'x'|replace('x', c) }}{{ 'y'.replace('y', c) }}{{ 'z' }}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tp.Render(map[string]any{"c": Data("<s>")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Chunk{{"<s><s>", true}, {"z", false}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
+	}
+	if _, err := (mustParse(t, `{{ c|replace('a', c) }}`)).RenderString(map[string]any{"c": strings.Repeat("a", 1<<13)}); !errors.Is(err, errTooLong) && (err == nil || !strings.Contains(err.Error(), "too long")) {
+		t.Errorf("a replace past the string limit: %v, want the limit's error", err)
+	}
+}
+
+func mustParse(t *testing.T, src string) *Template {
+	t.Helper()
+	tp, err := Parse(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
