@@ -421,6 +421,14 @@ func Quantize(ctx context.Context, o RunOptions) (*Summary, error) {
 	// On failure or interrupt the partial outputs with complete layers
 	// stay for --resume; the others go.
 	fail := func(err error) (*Summary, error) {
+		if errors.Is(err, quantize.ErrNonFiniteWeight) {
+			// The model's own values: resuming would fail alike, so
+			// nothing is kept for it.
+			for _, c := range cps {
+				c.Abort()
+			}
+			return nil, err
+		}
 		var kept []string
 		for _, c := range cps {
 			if c.Suspend() {

@@ -297,13 +297,19 @@ func GPTQ(w []float32, N, K int, h *Hessian, o Options, log io.Writer) (*Result,
 	return res, nil
 }
 
+// ErrNonFiniteWeight is wrapped by the error for a weight of the model
+// being quantized that holds NaN or ±Inf (a solver's input, not its
+// result): a fault of the checkpoint, which a rerun or --resume meets
+// again.
+var ErrNonFiniteWeight = errors.New("the checkpoint holds this value (a damaged or overflowed model file: --resume would meet it again)")
+
 // toFloat64 widens w and rejects non-finite values.
 func toFloat64(w []float32, K int) ([]float64, error) {
 	W := make([]float64, len(w))
 	for i, v := range w {
 		f := float64(v)
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return nil, fmt.Errorf("weight[%d,%d]=%g is not finite", i/K, i%K, f)
+			return nil, fmt.Errorf("weight[%d,%d]=%g is not finite: %w", i/K, i%K, f, ErrNonFiniteWeight)
 		}
 		W[i] = f
 	}

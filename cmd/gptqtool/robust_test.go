@@ -1242,3 +1242,30 @@ func TestConvertGGUFFlagConflicts(t *testing.T) {
 		})
 	}
 }
+
+// TestNonFiniteWeightNotKept: a checkpoint whose weight holds a NaN fails
+// quantize at that module, named, saying it is the checkpoint's value;
+// nothing is kept for --resume (which met the same NaN every time, a QA
+// pass) and nothing is left beside the output.
+func TestNonFiniteWeightNotKept(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nan")
+	copyDir(t, fixturePath(t, "models/openchat-tiny"), dir)
+	rewriteTensor(t, dir, "model.layers.1.mlp.up_proj.weight", func(d []byte) { binary.LittleEndian.PutUint16(d[2*1000:], 0x7e00) })
+	parent := t.TempDir()
+	_, _, err := run(t, "quantize", "--model", dir, "--dataset", "../../testdata/datasets/alpaca_en_demo.parquet",
+		"--nsamples", "4", "--seq-len", "64", "--bits", "4", "--group", "128", "--out", filepath.Join(parent, "q"))
+	if err == nil {
+		t.Fatal("quantize of a checkpoint holding a NaN weight succeeded")
+	}
+	for _, want := range []string{"model.layers.1.mlp.up_proj", "=NaN is not finite", "the checkpoint holds this value"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "kept for --resume") || strings.Contains(err.Error(), "rerun the same command") {
+		t.Errorf("error %q offers --resume", err)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("left beside the output: %v", left)
+	}
+}

@@ -495,13 +495,15 @@ func (s *Solver) module(f *factor, r quantize.SolveRequest, w runtime.Tensor) (*
 	if err := b.CopyToHost(fl, flags.Ptr); err != nil {
 		return nil, err
 	}
+	if binary.LittleEndian.Uint32(fl) != 0 {
+		return nil, fmt.Errorf("the weight holds non-finite values: %w", quantize.ErrNonFiniteWeight)
+	}
 	for i, msg := range []string{
-		"the weight holds non-finite values",
 		"a scale is not a finite positive fp16 value",
 		"the dequantized weight is not finite",
 		"a zero point of 0 cannot be stored in the gptq (v1) format (use gptq_v2)",
 	} {
-		if binary.LittleEndian.Uint32(fl[4*i:]) != 0 {
+		if binary.LittleEndian.Uint32(fl[4*(i+1):]) != 0 {
 			return nil, fmt.Errorf("%s", msg)
 		}
 	}
