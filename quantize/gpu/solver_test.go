@@ -2,6 +2,7 @@ package gpu_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -279,7 +280,9 @@ func TestSolverMatchesHost(t *testing.T) {
 }
 
 // TestSolverRefusesNonFinite checks that a NaN in the weight or the Hessian
-// is an error, never a checkpoint.
+// is an error, never a checkpoint; the weight's is the model's own value
+// (quantize.ErrNonFiniteWeight: nothing kept for --resume), the Hessian's
+// not.
 func TestSolverRefusesNonFinite(t *testing.T) {
 	b := gputest.Backend(t)
 	o := quantize.Options{Bits: 4, GroupSize: 128, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
@@ -301,6 +304,9 @@ func TestSolverRefusesNonFinite(t *testing.T) {
 				Weights: []runtime.Tensor{wt}, Gram: gt, Samples: p.n, Options: o, Format: gptq.FormatV1})
 			if err == nil {
 				t.Fatalf("a non-finite %s was accepted", where)
+			}
+			if errors.Is(err, quantize.ErrNonFiniteWeight) != (where == "weight") {
+				t.Errorf("a non-finite %s: %v, ErrNonFiniteWeight %v", where, err, errors.Is(err, quantize.ErrNonFiniteWeight))
 			}
 			t.Log(err)
 		})
