@@ -47,8 +47,8 @@ func TestImatrixCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for key, want := range map[string]any{"quantize.imatrix.file": "oc.imatrix.gguf", "quantize.imatrix.entries_count": int32(42),
-		"quantize.imatrix.chunks_count": int32(4), "quantize.imatrix.dataset": "alpaca_en_demo.json"} {
+	for key, want := range map[string]any{"quantize.imatrix.file": "oc.imatrix.gguf", "quantize.imatrix.entries_count": uint32(42),
+		"quantize.imatrix.chunks_count": uint32(4), "quantize.imatrix.dataset": "alpaca_en_demo.json"} {
 		if got, _ := f.Get(key); got != want {
 			t.Errorf("%s = %v (%T), want %v", key, got, got, want)
 		}

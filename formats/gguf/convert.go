@@ -744,10 +744,14 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	}
 	if m := opts.Imatrix; m != nil {
-		// The keys llama-quantize records an importance matrix under.
+		// The keys llama-quantize records an importance matrix under, its
+		// counts as uint32 (it writes every int override so) and the
+		// chunks only where the matrix says how many.
 		kvs = append(kvs, KV{"quantize.imatrix.file", m.Path},
-			KV{"quantize.imatrix.entries_count", int32(len(m.Entries))},
-			KV{"quantize.imatrix.chunks_count", int32(m.Chunks)})
+			KV{"quantize.imatrix.entries_count", uint32(len(m.Entries))})
+		if m.Chunks > 0 {
+			kvs = append(kvs, KV{"quantize.imatrix.chunks_count", uint32(m.Chunks)})
+		}
 		if len(m.Datasets) > 0 {
 			kvs = append(kvs, KV{"quantize.imatrix.dataset", m.Datasets[0]})
 		}

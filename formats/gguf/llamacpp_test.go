@@ -279,8 +279,6 @@ func checkJSParse(t *testing.T, c *converted, version int, meta map[string]any, 
 			want = v
 		case uint32:
 			want = float64(v)
-		case int32: // quantize.imatrix.entries_count, chunks_count
-			want = float64(v)
 		case float32:
 			want = float64(v)
 		case []string:

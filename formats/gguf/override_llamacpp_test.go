@@ -91,7 +91,7 @@ func TestIncludeExcludeWeights(t *testing.T) {
 		name     string
 		opts     gguf.ConvertOptions
 		weighted func(name string) bool
-		entries  int32
+		entries  uint32
 	}{
 		{"--exclude-weights attn_q", gguf.ConvertOptions{Type: typ, Imatrix: m, ExcludeWeights: []string{"attn_q"}},
 			func(n string) bool { return !strings.Contains(n, "attn_q") }, 36},
