@@ -552,9 +552,6 @@ func QuantizeIQ1_M(dst []byte, src []float32) {
 // quantizeIQ1 quantizes src into blocks of t (IQ1_S: qw required; IQ1_M:
 // qw may be nil), qw one importance per value of src.
 func quantizeIQ1(t TensorType, dst []byte, src, qw []float32) {
-	if qw == nil && needsImportance(t) {
-		panic(fmt.Sprintf("gguf: quantize %s: needs importances", t))
-	}
 	var q iq1Quantizer
 	block := q.blockM
 	if t == TypeIQ1_S {

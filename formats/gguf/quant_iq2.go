@@ -673,9 +673,6 @@ func QuantizeIQ2_S(dst []byte, src []float32) {
 // quantizeIQ2 quantizes src into blocks of t (IQ2_XXS, IQ2_XS: qw
 // required; IQ2_S: qw may be nil), qw one importance per value of src.
 func quantizeIQ2(t TensorType, dst []byte, src, qw []float32) {
-	if qw == nil && needsImportance(t) {
-		panic(fmt.Sprintf("gguf: quantize %s: needs importances", t))
-	}
 	var q iq2Quantizer
 	block := q.blockS
 	switch t {

@@ -240,8 +240,13 @@ func weightedRowQ6_K(y []byte, x, qw []float32) {
 
 // eachBlock runs block on each block of t in turn: its values of src, its
 // bytes of dst and its importances of qw (nil where qw is nil). It panics,
-// naming t, if dst does not hold src's blocks (or src is not whole blocks).
+// naming t, if qw is nil for a type ggml quantizes only with importances
+// (needsImportance), or if dst does not hold src's blocks (or src is not
+// whole blocks).
 func eachBlock(t TensorType, dst []byte, src, qw []float32, block func(y []byte, x, w []float32)) {
+	if qw == nil && needsImportance(t) {
+		panic(fmt.Sprintf("gguf: quantize %s: needs importances", t))
+	}
 	bs, bb := t.BlockSize(), t.BlockBytes()
 	if len(src)%bs != 0 || len(dst) != len(src)/bs*bb {
 		panic(fmt.Sprintf("gguf: quantize %s: %d values into %d bytes", t, len(src), len(dst)))
