@@ -2,10 +2,8 @@ package gguf
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -18,10 +16,7 @@ import (
 // (1: 1, −1, …, −1; 300: 0 −1 0 −1 0 0 0 −1; 1025: −1 −1 0 0 0 0 0 0;
 // 2047: all 1; 0: all −1).
 func TestDequantizeIQ1Hand(t *testing.T) {
-	type val struct {
-		pos  int
-		want float32
-	}
+	type val = handValue
 	for _, tc := range []struct {
 		typ  TensorType
 		blk  func(b []byte)
@@ -57,17 +52,7 @@ func TestDequantizeIQ1Hand(t *testing.T) {
 				{16, 2.75 * 1.125}, {17, 2.75 * -0.875}, {24, 2.75 * -1.125}, {31, 2.75 * -1.125}, {32, 0.25 * -0.875}, {255, 0.25 * -0.875}},
 		},
 	} {
-		blk := make([]byte, tc.typ.BlockBytes())
-		tc.blk(blk)
-		got, err := Decode(tc.typ, blk, QK_K)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range tc.vals {
-			if got[v.pos] != v.want {
-				t.Errorf("%s: value %d = %g, want %g", tc.typ, v.pos, got[v.pos], v.want)
-			}
-		}
+		checkHandBlock(t, tc.typ, tc.blk, tc.vals)
 	}
 }
 
@@ -245,12 +230,4 @@ func TestIQ1Importance(t *testing.T) {
 			t.Errorf("%s: weighted error %.4g with the importances, %.4g else: want at least 10%% less", tc.typ, ew, eb)
 		}
 	}
-}
-
-// sha16 is the first 16 hex digits of the SHA-256 of v's little-endian
-// bytes.
-func sha16(v any) string {
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, v)
-	return fmt.Sprintf("%x", sha256.Sum256(b.Bytes()))[:16]
 }

@@ -2,10 +2,8 @@ package gguf
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -18,10 +16,7 @@ import (
 // (iq2xxs_grid[1] = 0x080808080808082b: magnitudes 43, 8, …, 8, least
 // significant byte first).
 func TestDequantizeIQ2Hand(t *testing.T) {
-	type val struct {
-		pos  int
-		want float32
-	}
+	type val = handValue
 	for _, tc := range []struct {
 		typ  TensorType
 		blk  func(b []byte)
@@ -75,17 +70,7 @@ func TestDequantizeIQ2Hand(t *testing.T) {
 				{40, 2}, {43, 10.75}, {44, 10.75}, {46, 6.25}, {47, 6.25}, {8, 8 * 0.75}},
 		},
 	} {
-		blk := make([]byte, tc.typ.BlockBytes())
-		tc.blk(blk)
-		got, err := Decode(tc.typ, blk, QK_K)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range tc.vals {
-			if got[v.pos] != v.want {
-				t.Errorf("%s: value %d = %g, want %g", tc.typ, v.pos, got[v.pos], v.want)
-			}
-		}
+		checkHandBlock(t, tc.typ, tc.blk, tc.vals)
 	}
 }
 
@@ -222,11 +207,6 @@ func iq2GoldenInputs() (x [2][]float32, qw [2][]float32) {
 // two) or the importances.
 func TestIQ2MatchesGGML(t *testing.T) {
 	x, qw := iq2GoldenInputs()
-	sum := func(v any) string {
-		var b bytes.Buffer
-		binary.Write(&b, binary.LittleEndian, v)
-		return fmt.Sprintf("%x", sha256.Sum256(b.Bytes()))[:16]
-	}
 	// want[type][input][importances: none, qw[0], qw[1]] = bytes, values.
 	want := map[TensorType][2][3][2]string{
 		TypeIQ2_XXS: {
@@ -248,18 +228,8 @@ func TestIQ2MatchesGGML(t *testing.T) {
 				if w == nil && typ != TypeIQ2_S {
 					continue
 				}
-				q, err := Encode(typ, x[i])
-				if w != nil {
-					q, err = EncodeWeighted(typ, x[i], 1024, w)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				y, err := Decode(typ, q, len(x[i]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got := [2]string{sum(q), sum(y)}; got != want[typ][i][k] {
+				q, y := roundTrip(t, typ, x[i], w)
+				if got := [2]string{sha16(q), sha16(y)}; got != want[typ][i][k] {
 					t.Errorf("%s input %d importances %d: sha256 of bytes, values %v, ggml's %v", typ, i, k, got, want[typ][i][k])
 				}
 			}

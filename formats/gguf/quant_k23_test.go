@@ -3,7 +3,6 @@ package gguf
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -413,11 +412,6 @@ func k23GoldenInputs() (x [2][]float32, qw [2][]float32) {
 // package does, TestQ2_KWeightedSearchIsQKX3. Both give these hashes.)
 func TestK23MatchesGGML(t *testing.T) {
 	x, qw := k23GoldenInputs()
-	sum := func(v any) string {
-		var b bytes.Buffer
-		binary.Write(&b, binary.LittleEndian, v)
-		return fmt.Sprintf("%x", sha256.Sum256(b.Bytes()))[:16]
-	}
 	// want[type][input][importances: none, qw[0], qw[1]] = bytes, values.
 	want := map[TensorType][2][3][2]string{
 		TypeQ2_K: {
@@ -432,18 +426,8 @@ func TestK23MatchesGGML(t *testing.T) {
 	for _, typ := range []TensorType{TypeQ2_K, TypeQ3_K} {
 		for i := range x {
 			for k, w := range [][]float32{nil, qw[0], qw[1]} {
-				q, err := Encode(typ, x[i])
-				if w != nil {
-					q, err = EncodeWeighted(typ, x[i], 1024, w)
-				}
-				if err != nil {
-					t.Fatal(err)
-				}
-				y, err := Decode(typ, q, len(x[i]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				got := [2]string{sum(q), sum(y)}
+				q, y := roundTrip(t, typ, x[i], w)
+				got := [2]string{sha16(q), sha16(y)}
 				if got != want[typ][i][k] {
 					t.Errorf("%s input %d importances %d: sha256 of bytes, values %v, ggml's %v", typ, i, k, got, want[typ][i][k])
 				}

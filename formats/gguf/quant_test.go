@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -222,6 +223,38 @@ func gaussian(seed uint64, n int, scale float32) []float32 {
 		}
 	}
 	return x
+}
+
+// sha16 is the first 16 hex digits of the SHA-256 of v's little-endian
+// bytes.
+func sha16(v any) string {
+	var b bytes.Buffer
+	binary.Write(&b, binary.LittleEndian, v)
+	return fmt.Sprintf("%x", sha256.Sum256(b.Bytes()))[:16]
+}
+
+// handValue is one value a hand-built block must decode to: its position
+// in the block and the value worked out by hand.
+type handValue struct {
+	pos  int
+	want float32
+}
+
+// checkHandBlock fills a block of typ with fill, decodes it and compares
+// the values at vals' positions, exactly.
+func checkHandBlock(t *testing.T, typ TensorType, fill func(b []byte), vals []handValue) {
+	t.Helper()
+	blk := make([]byte, typ.BlockBytes())
+	fill(blk)
+	got, err := Decode(typ, blk, typ.BlockSize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vals {
+		if got[v.pos] != v.want {
+			t.Errorf("%s: value %d = %g, want %g", typ, v.pos, got[v.pos], v.want)
+		}
+	}
 }
 
 // roundTrip encodes x as typ, with the column importances qw for rows
