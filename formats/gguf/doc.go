@@ -143,7 +143,10 @@
 // (from tokenizer.model as llama.cpp's converter reads it where
 // ConvertOptions.Vocab gives SentencePieceVocab's entries, else from the
 // tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
-// add_space_prefix and tokenizer.chat_template. ConvertOptions.KVOverrides
+// add_space_prefix and tokenizer.chat_template (the tokenizer's, taken as
+// transformers takes it: where a checkpoint has both chat_template.jinja and
+// tokenizer_config.json's key, the file's, where llama.cpp's converter
+// writes the key's). ConvertOptions.KVOverrides
 // (llama-quantize's --override-kv KEY=TYPE:VALUE, ParseKVOverride) then
 // set or replace keys as llama-quantize does (the key moved to the end,
 // int written as uint32); keys that describe the tensors or the token

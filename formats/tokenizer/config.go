@@ -87,7 +87,7 @@ func (t *Tokenizer) readConfigs(dir string) error {
 		return err
 	}
 	if !ok {
-		return t.loadChatTemplateFiles(dir)
+		return t.loadChatTemplateFiles(dir, nil, "")
 	}
 	for key, a := range cfg.AddedDecoder {
 		id, err := strconv.Atoi(key)
@@ -108,10 +108,7 @@ func (t *Tokenizer) readConfigs(dir string) error {
 	if cfg.AddEOS != nil {
 		t.addEOS = *cfg.AddEOS
 	}
-	if !isNull(cfg.ChatTemplate) {
-		return t.setChatTemplate(cfg.ChatTemplate, cfgPath)
-	}
-	return t.loadChatTemplateFiles(dir)
+	return t.loadChatTemplateFiles(dir, cfg.ChatTemplate, cfgPath)
 }
 
 // setChatTemplate sets the chat template from a chat_template value of
@@ -138,12 +135,14 @@ func (t *Tokenizer) setChatTemplate(raw json.RawMessage, file string) error {
 	return nil
 }
 
-// loadChatTemplateFiles reads the chat template that transformers (4.47
-// on) saves beside tokenizer_config.json rather than in it, as
-// transformers and llama.cpp's gguf-py read it: chat_template.jinja (the
-// file's text; additional_chat_templates/NAME.jinja are named templates),
-// else chat_template.json's chat_template. Neither is no template.
-func (t *Tokenizer) loadChatTemplateFiles(dir string) error {
+// loadChatTemplateFiles sets the chat template as transformers (4.47 on)
+// picks it: chat_template.jinja beside tokenizer_config.json (the file's
+// text; additional_chat_templates/NAME.jinja are named templates) takes
+// priority over the config's chat_template (cfg, from cfgPath; "the file
+// template clobbers any template in the config", transformers'
+// test_chat_template_file_priority), which takes priority over
+// chat_template.json's chat_template. None of them is no template.
+func (t *Tokenizer) loadChatTemplateFiles(dir string, cfg json.RawMessage, cfgPath string) error {
 	jinja := filepath.Join(dir, "chat_template.jinja")
 	b, err := os.ReadFile(jinja)
 	switch {
@@ -161,6 +160,9 @@ func (t *Tokenizer) loadChatTemplateFiles(dir string) error {
 		return nil
 	case !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("tokenizer: %w", err)
+	}
+	if !isNull(cfg) {
+		return t.setChatTemplate(cfg, cfgPath)
 	}
 	var doc struct {
 		ChatTemplate json.RawMessage `json:"chat_template"`

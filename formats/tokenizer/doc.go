@@ -23,9 +23,10 @@
 // Load picks tokenizer.json when present, else tokenizer.model plus
 // added_tokens.json, and applies special_tokens_map.json and
 // tokenizer_config.json (add_bos_token, add_eos_token, bos/eos/unk tokens,
-// added_tokens_decoder, chat_template; without chat_template,
-// chat_template.jinja and additional_chat_templates/*.jinja, else
-// chat_template.json, where transformers 4.47 and later save it).
+// added_tokens_decoder, chat_template). The chat template is transformers':
+// chat_template.jinja (with additional_chat_templates/*.jinja), where
+// transformers 4.47 and later save it, over tokenizer_config.json's
+// chat_template, over chat_template.json's.
 //
 // # Encoding
 //

@@ -486,8 +486,11 @@ func TestChatTemplateMissing(t *testing.T) {
 // as chat_template.jinja (other named templates as
 // additional_chat_templates/NAME.jinja), or earlier as chat_template.json,
 // instead of tokenizer_config.json's chat_template, and reads it from
-// there, as llama.cpp's gguf-py does (SpecialVocab): tokenizer_config.json's
-// key first, then chat_template.jinja, then chat_template.json.
+// there. Where several hold one, the order is transformers': the file
+// chat_template.jinja first ("the file template clobbers any template in
+// the config", its test_chat_template_file_priority), then
+// tokenizer_config.json's key, then chat_template.json. (llama.cpp's
+// gguf-py SpecialVocab takes the config's key first.)
 func TestChatTemplateFiles(t *testing.T) {
 	const jinja = "{{ bos_token }}{% for message in messages %}{{ message['content'] }}{% endfor %}\n"
 	for _, tc := range []struct {
@@ -503,9 +506,13 @@ func TestChatTemplateFiles(t *testing.T) {
 		}, jinja, []NamedTemplate{{"tool_use", "tools"}}},
 		{"json", map[string]string{"chat_template.json": `{"chat_template": "from json"}`}, "from json", nil},
 		{"jinja over json", map[string]string{"chat_template.jinja": jinja, "chat_template.json": `{"chat_template": "from json"}`}, jinja, nil},
-		{"tokenizer_config first", map[string]string{
-			"tokenizer_config.json": `{"chat_template": "from config"}`,
+		{"jinja over tokenizer_config", map[string]string{
+			"tokenizer_config.json": `{"chat_template": [{"name": "default", "template": "from config"}, {"name": "rag", "template": "config rag"}]}`,
 			"chat_template.jinja":   jinja,
+		}, jinja, nil},
+		{"tokenizer_config over json", map[string]string{
+			"tokenizer_config.json": `{"chat_template": "from config"}`,
+			"chat_template.json":    `{"chat_template": "from json"}`,
 		}, "from config", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
