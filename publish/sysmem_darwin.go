@@ -70,3 +70,14 @@ func diskFree(path string) (int64, bool) {
 		p = parent
 	}
 }
+
+// PeakRSS is this process's peak resident set in bytes (getrusage's
+// ru_maxrss, which macOS counts in bytes where Linux counts kilobytes),
+// 0 where it cannot be read.
+func PeakRSS() int64 {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss
+}

@@ -140,3 +140,24 @@ func diskFree(path string) (int64, bool) {
 		p = parent
 	}
 }
+
+// PeakRSS is this process's peak resident set (/proc/self/status VmHWM)
+// in bytes, 0 where it cannot be read.
+func PeakRSS() int64 {
+	fh, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}

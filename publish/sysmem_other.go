@@ -11,3 +11,6 @@ func diskFree(path string) (int64, bool) { return 0, false }
 
 // HostAvailable reports nothing on this system (see the Linux version).
 func HostAvailable() (int64, string) { return 0, "" }
+
+// PeakRSS is unknown on this platform: 0.
+func PeakRSS() int64 { return 0 }

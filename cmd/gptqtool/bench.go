@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/verify"
 )
 
@@ -124,7 +123,7 @@ func newBenchQuantizeCmd() *cobra.Command {
 		Long: `bench quantize takes the flags of quantize, runs it with the backend synchronised at phase
 boundaries, and prints one JSON document: wall time end to end and per phase (calibrate, load,
 embed, forward, hessian, solve, write), per layer, the peak device memory the allocator reserved
-and held, and the peak resident host memory (VmHWM).`,
+and held, and the peak resident host memory (VmHWM on Linux, ru_maxrss on macOS, the peak working set on Windows).`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if f.dryRun {
@@ -151,7 +150,7 @@ and held, and the peak resident host memory (VmHWM).`,
 				"chunk_rows":            r.stats.ChunkRows,
 				"activation":            r.stats.DType,
 				"device_bytes_estimate": r.stats.DeviceBytes,
-				"peak_rss_bytes":        peakRSS(),
+				"peak_rss_bytes":        publish.PeakRSS(),
 				"summary":               r.summary,
 				"calibration":           r.calibration,
 			}
@@ -168,21 +167,4 @@ and held, and the peak resident host memory (VmHWM).`,
 	}
 	addQuantizeFlags(cmd, &f)
 	return cmd
-}
-
-// peakRSS is the process's peak resident set (VmHWM), 0 where unknown.
-func peakRSS() int64 {
-	fh, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
