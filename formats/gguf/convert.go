@@ -586,6 +586,9 @@ func checkModel(cfg *hfconfig.Config) error {
 	if cfg.HeadDim%2 != 0 {
 		return fmt.Errorf("%s: head_dim %d: %w (RoPE needs an even head size)", cfg.File, cfg.HeadDim, ErrUnsupportedModel)
 	}
+	if !cfg.RopeScaling.IsDefault() {
+		return fmt.Errorf("%s: rope scaling %s: %w (written as plain RoPE only)", cfg.File, cfg.RopeScaling, ErrUnsupportedModel)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 )
@@ -35,11 +36,11 @@ type Config struct {
 	MaxPositionEmbeddings int
 	RMSNormEps            float64
 	RopeTheta             float64
-	// RopeType is the RoPE scaling's type (rope_scaling or
-	// rope_parameters): "default" (none), the only one Load accepts, or
-	// another that LoadAny passes through (linear, dynamic, yarn, llama3,
-	// ...).
-	RopeType string
+	// RopeScaling is the RoPE scaling of rope_scaling (4.x) or
+	// rope_parameters (5.x): Type "default" (none), "linear" or "llama3"
+	// with their parameters, or, from LoadAny only, another type whose
+	// parameters are not read.
+	RopeScaling RopeScaling
 	// SlidingWindow is the attention window in tokens; 0 means none (null,
 	// or absent in a llama config). An absent key in a mistral config is
 	// MistralConfig's default, 4096.
@@ -586,11 +587,72 @@ func (r *reader) tokenIDs(key string) []int {
 	return []int{n}
 }
 
-// rope reads the 4.x rope_scaling and the 5.x rope_parameters; only plain
-// RoPE ("default") is supported. rope_parameters.rope_theta overrides a
-// top-level rope_theta.
+// RoPE scaling types (transformers' rope_type) the runtime computes.
+const (
+	RopeDefault = "default" // plain RoPE
+	RopeLinear  = "linear"  // every inverse frequency divided by Factor
+	RopeLlama3  = "llama3"  // Llama 3.1's banded scaling
+)
+
+// RopeScaling is a config's RoPE scaling, typed: what transformers'
+// rope_scaling (4.x) or rope_parameters (5.x) holds besides rope_theta.
+// The zero value is plain RoPE, as is Type "default".
+type RopeScaling struct {
+	// Type is RopeDefault, RopeLinear or RopeLlama3; LoadAny also passes
+	// other types (dynamic, yarn, longrope, ...), their parameters unread.
+	Type string
+	// Factor (linear and llama3, at least 1): linear divides every inverse
+	// frequency by it, which is positions divided by it
+	// (_compute_linear_scaling_rope_parameters); llama3 the low
+	// frequencies.
+	Factor float64
+	// LowFreqFactor, HighFreqFactor and OriginalMaxPositionEmbeddings are
+	// llama3's (_compute_llama3_parameters): a frequency whose wavelength
+	// 2π/inv exceeds original/low is divided by Factor, one below
+	// original/high is kept, and those between are interpolated smoothly.
+	// LowFreqFactor > 0, HighFreqFactor >= LowFreqFactor, original > 0.
+	LowFreqFactor, HighFreqFactor float64
+	OriginalMaxPositionEmbeddings int
+	// FreqFactors, when not nil, are the divisors of the plain inverse
+	// frequencies, one a frequency (head_dim/2 of them), in place of what
+	// the parameters above compute: llama.cpp's rope_freqs tensor, which
+	// its converter computes from a llama3 scaling and keeps instead of
+	// the parameters. Only formats/gguf sets it (Type is then llama3, the
+	// parameters zero); config.json has no key for it.
+	FreqFactors []float32
+}
+
+// IsDefault reports whether s is plain RoPE (no scaling).
+func (s RopeScaling) IsDefault() bool {
+	return (s.Type == "" || s.Type == RopeDefault) && s.FreqFactors == nil
+}
+
+// String describes s as the config spells it: "default", "linear
+// (factor 2)", "llama3 (factor 8, low_freq_factor 1, high_freq_factor 4,
+// original_max_position_embeddings 8192)", "llama3 (64 frequency factors)".
+func (s RopeScaling) String() string {
+	switch {
+	case s.Type == "":
+		return RopeDefault
+	case s.FreqFactors != nil:
+		return fmt.Sprintf("%s (%d frequency factors)", s.Type, len(s.FreqFactors))
+	case s.Type == RopeLinear:
+		return fmt.Sprintf("linear (factor %g)", s.Factor)
+	case s.Type == RopeLlama3:
+		return fmt.Sprintf("llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %d)",
+			s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPositionEmbeddings)
+	}
+	return s.Type
+}
+
+// rope reads the 4.x rope_scaling and the 5.x rope_parameters into
+// c.RopeScaling: plain RoPE, linear or llama3 (others are refused, or
+// passed by type for LoadAny). Where a config has both they must agree
+// (transformers 4.x reads rope_scaling alone, 5.x prefers it).
+// rope_parameters.rope_theta overrides a top-level rope_theta.
 func (r *reader) rope(c *Config) {
-	c.RopeType = "default"
+	c.RopeScaling = RopeScaling{Type: RopeDefault}
+	var first string
 	for _, key := range []string{"rope_scaling", "rope_parameters"} {
 		if !r.present(key) {
 			continue
@@ -600,24 +662,17 @@ func (r *reader) rope(c *Config) {
 			r.fail("%s: got %s, want an object or null", key, jsonKind(r.m[key]))
 			return
 		}
-		sub := reader{m: m, file: r.file}
-		typ := sub.optionalString("rope_type", "")
-		if typ == "" {
-			typ = sub.optionalString("type", "default")
-		}
-		if sub.err != nil {
-			r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		s, ok := r.ropeScaling(key, m)
+		if !ok {
 			return
 		}
-		if typ != "default" && !r.anyRoPE {
-			r.fail("%s: rope type %q: %w (only plain RoPE, \"default\", is implemented)", key, typ, ErrUnsupported)
+		if first != "" && !reflect.DeepEqual(s, c.RopeScaling) {
+			r.fail("%s: %s, but %s says %s: they must agree", key, s, first, c.RopeScaling)
 			return
 		}
-		if typ != "default" {
-			c.RopeType = typ
-		}
-		if key == "rope_parameters" && sub.present("rope_theta") {
-			f, err := toFloat(m["rope_theta"])
+		first, c.RopeScaling = key, s
+		if v, ok := m["rope_theta"]; ok && v != nil && key == "rope_parameters" {
+			f, err := toFloat(v)
 			if err != nil {
 				r.fail("%s.rope_theta: %v", key, err)
 				return
@@ -625,6 +680,124 @@ func (r *reader) rope(c *Config) {
 			c.RopeTheta = f
 		}
 	}
+}
+
+// ropeScaling reads one rope_scaling or rope_parameters object m (under
+// key): its type ("rope_type", or 4.x's older "type"; absent is plain
+// RoPE, as transformers reads it) and that type's parameters, each
+// required. It records the error and returns false on a missing or
+// invalid one.
+func (r *reader) ropeScaling(key string, m map[string]any) (RopeScaling, bool) {
+	sub := reader{m: m, file: r.file}
+	typ := sub.optionalString("rope_type", "")
+	if typ == "" {
+		typ = sub.optionalString("type", RopeDefault)
+	}
+	if sub.err != nil {
+		r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		return RopeScaling{}, false
+	}
+	for _, lt := range []string{"full_attention", "sliding_attention"} {
+		// transformers 5.x's parameters by layer type (Gemma's): a
+		// "default" read off the top level would silently be wrong.
+		if _, ok := m[lt]; ok {
+			if r.anyRoPE {
+				return RopeScaling{Type: "by layer type"}, true
+			}
+			r.fail("%s: RoPE parameters by layer type (%q): %w (one set for every layer is implemented)", key, lt, ErrUnsupported)
+			return RopeScaling{}, false
+		}
+	}
+	s := RopeScaling{Type: typ}
+	num := func(name string) float64 {
+		v, ok := m[name]
+		switch {
+		case !ok:
+			r.fail("%s: missing required key %q (rope type %q)", key, name, typ)
+			return 0
+		case v == nil:
+			r.fail("%s.%s: got null, want a number (rope type %q)", key, name, typ)
+			return 0
+		}
+		f, err := toFloat(v)
+		if err != nil {
+			r.fail("%s.%s: %v", key, name, err)
+		}
+		return f
+	}
+	switch typ {
+	case RopeDefault:
+	case RopeLinear:
+		s.Factor = num("factor")
+	case RopeLlama3:
+		s.Factor = num("factor")
+		s.LowFreqFactor = num("low_freq_factor")
+		s.HighFreqFactor = num("high_freq_factor")
+		if v, ok := m["original_max_position_embeddings"]; !ok {
+			r.fail("%s: missing required key %q (rope type %q)", key, "original_max_position_embeddings", typ)
+		} else if n, err := toInt(v); err != nil {
+			r.fail("%s.original_max_position_embeddings: %v", key, err)
+		} else {
+			s.OriginalMaxPositionEmbeddings = n
+		}
+	default:
+		if !r.anyRoPE {
+			r.fail("%s: rope type %q: %w (implemented: %s, %s, %s)", key, typ, ErrUnsupported, RopeDefault, RopeLinear, RopeLlama3)
+			return RopeScaling{}, false
+		}
+		return s, true
+	}
+	if r.err != nil {
+		return RopeScaling{}, false
+	}
+	if err := s.Validate(); err != nil {
+		r.fail("%s.%v", key, err)
+		return RopeScaling{}, false
+	}
+	return s, true
+}
+
+// Validate checks that s is a scaling the runtime computes, with its
+// parameters in the bounds transformers' _validate_*_parameters state;
+// the error names the parameter ("factor: got 0.5, want a number >= 1").
+// Another type is an error wrapping ErrUnsupported.
+func (s RopeScaling) Validate() error {
+	switch s.Type {
+	case "", RopeDefault:
+		if s.FreqFactors != nil {
+			return fmt.Errorf("rope type %q with frequency factors: want llama3", s.Type)
+		}
+		return nil
+	case RopeLinear, RopeLlama3:
+	default:
+		return fmt.Errorf("rope type %q: %w (implemented: %s, %s, %s)", s.Type, ErrUnsupported, RopeDefault, RopeLinear, RopeLlama3)
+	}
+	if s.FreqFactors != nil {
+		if s.Type != RopeLlama3 {
+			return fmt.Errorf("rope type %q with frequency factors: want llama3", s.Type)
+		}
+		for j, f := range s.FreqFactors {
+			if !(f > 0) || math.IsInf(float64(f), 0) {
+				return fmt.Errorf("frequency factor %d: got %g, want a positive finite number", j, f)
+			}
+		}
+		return nil
+	}
+	if !(s.Factor >= 1) || math.IsInf(s.Factor, 0) {
+		return fmt.Errorf("factor: got %g, want a number >= 1", s.Factor)
+	}
+	if s.Type == RopeLinear {
+		return nil
+	}
+	switch {
+	case !(s.LowFreqFactor > 0) || math.IsInf(s.LowFreqFactor, 0):
+		return fmt.Errorf("low_freq_factor: got %g, want a positive number", s.LowFreqFactor)
+	case !(s.HighFreqFactor >= s.LowFreqFactor) || math.IsInf(s.HighFreqFactor, 0):
+		return fmt.Errorf("high_freq_factor: got %g, want at least low_freq_factor %g", s.HighFreqFactor, s.LowFreqFactor)
+	case s.OriginalMaxPositionEmbeddings <= 0:
+		return fmt.Errorf("original_max_position_embeddings: got %d, want a positive integer", s.OriginalMaxPositionEmbeddings)
+	}
+	return nil
 }
 
 // GenerationConfig holds generation_config.json with transformers'

@@ -222,8 +222,8 @@ func TestParseErrors(t *testing.T) {
 		{"kv heads absent", with("num_attention_heads", 4), []string{"num_attention_heads 4 is not divisible by num_key_value_heads 8 (num_key_value_heads is absent: mistral's default)"}, false},
 		{"head_dim zero", with("head_dim", 0), []string{"head_dim: got 0"}, false},
 		{"gelu", with("hidden_act", "gelu"), []string{`hidden_act "gelu"`}, true},
-		{"rope linear", with("rope_scaling", map[string]any{"type": "linear", "factor": 2}), []string{`rope_scaling: rope type "linear"`}, true},
-		{"rope llama3", with("rope_parameters", map[string]any{"rope_type": "llama3", "rope_theta": 500000}), []string{`rope type "llama3"`}, true},
+		{"rope yarn", with("rope_scaling", map[string]any{"type": "yarn", "factor": 2}), []string{`cfg.json: rope_scaling: rope type "yarn"`}, true},
+		{"rope llama3 bare", with("rope_parameters", map[string]any{"rope_type": "llama3", "rope_theta": 500000}), []string{`cfg.json: rope_parameters: missing required key "factor" (rope type "llama3")`}, false},
 		{"rope not object", with("rope_scaling", 2), []string{"rope_scaling: got number"}, false},
 		{"dtype int8", with("torch_dtype", "int8"), []string{`dtype "int8"`}, true},
 		{"eos list of strings", with("eos_token_id", []string{"a"}), []string{"eos_token_id[0]"}, false},
@@ -257,12 +257,18 @@ func TestLoadAnyRoPE(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		extra map[string]any
-		want  string // RopeType; "" for a refusal by both
+		want  string // RopeScaling.Type; "" for a refusal by both
+		load  bool   // Load accepts it too
 	}{
-		{"none", nil, "default"},
-		{"linear", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, "linear"},
-		{"llama3", map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000}}, "llama3"},
-		{"gelu", map[string]any{"hidden_act": "gelu"}, ""},
+		{"none", nil, "default", true},
+		{"linear", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, "linear", true},
+		{"yarn", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4}}, "yarn", false},
+		{"dynamic", map[string]any{"rope_parameters": map[string]any{"rope_type": "dynamic", "factor": 2, "rope_theta": 500000}}, "dynamic", false},
+		{"by layer type", map[string]any{"rope_parameters": map[string]any{"full_attention": map[string]any{"rope_type": "default"}}}, "by layer type", false},
+		// A llama3 scaling without its parameters is broken, not merely
+		// unimplemented: both refuse it.
+		{"llama3 bare", map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000}}, "", false},
+		{"gelu", map[string]any{"hidden_act": "gelu"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := maps.Clone(base)
@@ -276,11 +282,130 @@ func TestLoadAnyRoPE(t *testing.T) {
 				if err == nil {
 					t.Errorf("LoadAny accepted %v", tc.extra)
 				}
-			case err != nil || c.RopeType != tc.want:
-				t.Errorf("LoadAny: %v, RopeType %q, want %q", err, c.RopeType, tc.want)
+			case err != nil || c.RopeScaling.Type != tc.want:
+				t.Errorf("LoadAny: %v, %+v, want type %q", err, c, tc.want)
 			}
-			if _, err := Load(dir); (err == nil) != (tc.want == "default") {
-				t.Errorf("Load: %v", err)
+			if _, err := Load(dir); (err == nil) != tc.load {
+				t.Errorf("Load: %v, want it to accept: %v", err, tc.load)
+			}
+		})
+	}
+}
+
+// TestParseRopeScaling: the RoPE scalings the runtime computes parse into
+// RopeScaling from either spelling (4.x rope_scaling with "rope_type" or
+// the older "type", 5.x rope_parameters), published configs included;
+// a missing or invalid parameter is an error naming the file and key.
+func TestParseRopeScaling(t *testing.T) {
+	llama31 := RopeScaling{Type: RopeLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+	t.Run("testdata", func(t *testing.T) {
+		for _, tc := range []struct {
+			file   string
+			want   RopeScaling
+			theta  float64
+			params int64
+		}{
+			// The published config.json of Llama-3.1-8B (transformers
+			// 4.43). Its published parameter count, 8,030,261,248, by
+			// hand: embed 128256·4096 = 525,336,576 twice (untied);
+			// layer 2·4096² + 2·4096·1024 + 3·4096·14336 + 8192 =
+			// 218,112,000, ×32; final norm 4096.
+			{"llama-3.1-8b.json", llama31, 500000, 8_030_261_248},
+			// Llama-3.2-1B's values in transformers 5.x's spelling
+			// (rope_parameters holding rope_theta, dtype). 1,235,814,400
+			// by hand: embed 128256·2048 = 262,668,288 (tied); layer
+			// 2·2048² + 2·2048·512 + 3·2048·8192 + 4096 = 60,821,504,
+			// ×16; final norm 2048.
+			{"llama-3.2-1b-5x.json", RopeScaling{Type: RopeLlama3, Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}, 500000, 1_235_814_400},
+			{"config-5x.json", RopeScaling{Type: RopeDefault}, 500000, 1_100_048_384},
+			{"mistral-v02.json", RopeScaling{Type: RopeDefault}, 1e6, 7_241_732_096},
+		} {
+			t.Run(tc.file, func(t *testing.T) {
+				data, err := os.ReadFile(filepath.Join("testdata", tc.file))
+				if err != nil {
+					t.Fatal(err)
+				}
+				c, err := Parse(data, tc.file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !reflect.DeepEqual(c.RopeScaling, tc.want) || c.RopeTheta != tc.theta || c.NumParameters() != tc.params {
+					t.Errorf("RopeScaling %+v, rope_theta %g, %d parameters; want %+v, %g, %d", c.RopeScaling, c.RopeTheta, c.NumParameters(), tc.want, tc.theta, tc.params)
+				}
+			})
+		}
+	})
+	base := map[string]any{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "vocab_size": 100, "max_position_embeddings": 131072}
+	llama3 := func(drop string, set ...any) map[string]any {
+		m := map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+		delete(m, drop)
+		for i := 0; i+1 < len(set); i += 2 {
+			m[set[i].(string)] = set[i+1]
+		}
+		return m
+	}
+	for _, tc := range []struct {
+		name  string
+		extra map[string]any
+		want  RopeScaling
+		err   string // the error's text after "cfg.json: "; "" for none
+		unsup bool
+	}{
+		{"null", map[string]any{"rope_scaling": nil}, RopeScaling{Type: RopeDefault}, "", false},
+		{"default", map[string]any{"rope_scaling": map[string]any{"rope_type": "default"}}, RopeScaling{Type: RopeDefault}, "", false},
+		{"no type", map[string]any{"rope_scaling": map[string]any{"factor": 2}}, RopeScaling{Type: RopeDefault}, "", false},
+		{"linear type", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, RopeScaling{Type: RopeLinear, Factor: 2}, "", false},
+		{"linear rope_type", map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 4.0}}, RopeScaling{Type: RopeLinear, Factor: 4}, "", false},
+		{"linear 5.x", map[string]any{"rope_parameters": map[string]any{"rope_type": "linear", "factor": 2.5, "rope_theta": 1e6}}, RopeScaling{Type: RopeLinear, Factor: 2.5}, "", false},
+		{"llama3 4.x", map[string]any{"rope_scaling": llama3("")}, llama31, "", false},
+		{"llama3 type key", map[string]any{"rope_scaling": llama3("rope_type", "type", "llama3")}, llama31, "", false},
+		{"llama3 5.x", map[string]any{"rope_parameters": llama3("", "rope_theta", 500000.0)}, llama31, "", false},
+		{"llama3 both agree", map[string]any{"rope_scaling": llama3(""), "rope_parameters": llama3("", "rope_theta", 500000.0)}, llama31, "", false},
+		{"llama3 low equals high", map[string]any{"rope_scaling": llama3("", "high_freq_factor", 1.0)},
+			RopeScaling{Type: RopeLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 1, OriginalMaxPositionEmbeddings: 8192}, "", false},
+
+		{"linear no factor", map[string]any{"rope_scaling": map[string]any{"type": "linear"}}, RopeScaling{}, `rope_scaling: missing required key "factor" (rope type "linear")`, false},
+		{"linear null factor", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": nil}}, RopeScaling{}, `rope_scaling.factor: got null, want a number (rope type "linear")`, false},
+		{"linear factor string", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": "2"}}, RopeScaling{}, `rope_scaling.factor: got string, want a number`, false},
+		{"linear factor below 1", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 0.5}}, RopeScaling{}, `rope_scaling.factor: got 0.5, want a number >= 1`, false},
+		{"llama3 no factor", map[string]any{"rope_scaling": llama3("factor")}, RopeScaling{}, `rope_scaling: missing required key "factor" (rope type "llama3")`, false},
+		{"llama3 no low", map[string]any{"rope_scaling": llama3("low_freq_factor")}, RopeScaling{}, `rope_scaling: missing required key "low_freq_factor" (rope type "llama3")`, false},
+		{"llama3 no high", map[string]any{"rope_parameters": llama3("high_freq_factor")}, RopeScaling{}, `rope_parameters: missing required key "high_freq_factor" (rope type "llama3")`, false},
+		{"llama3 no original", map[string]any{"rope_scaling": llama3("original_max_position_embeddings")}, RopeScaling{}, `rope_scaling: missing required key "original_max_position_embeddings" (rope type "llama3")`, false},
+		{"llama3 original fraction", map[string]any{"rope_scaling": llama3("", "original_max_position_embeddings", 8192.5)}, RopeScaling{}, `rope_scaling.original_max_position_embeddings: got 8192.5, want an integer`, false},
+		{"llama3 original zero", map[string]any{"rope_scaling": llama3("", "original_max_position_embeddings", 0)}, RopeScaling{}, `rope_scaling.original_max_position_embeddings: got 0, want a positive integer`, false},
+		{"llama3 low zero", map[string]any{"rope_scaling": llama3("", "low_freq_factor", 0)}, RopeScaling{}, `rope_scaling.low_freq_factor: got 0, want a positive number`, false},
+		{"llama3 high below low", map[string]any{"rope_scaling": llama3("", "high_freq_factor", 0.5)}, RopeScaling{}, `rope_scaling.high_freq_factor: got 0.5, want at least low_freq_factor 1`, false},
+		{"llama3 factor zero", map[string]any{"rope_scaling": llama3("", "factor", 0)}, RopeScaling{}, `rope_scaling.factor: got 0, want a number >= 1`, false},
+		{"llama3 both disagree", map[string]any{"rope_scaling": llama3(""), "rope_parameters": llama3("", "factor", 32.0)}, RopeScaling{},
+			`rope_parameters: llama3 (factor 32, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), but rope_scaling says llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192): they must agree`, false},
+		{"type not a string", map[string]any{"rope_scaling": map[string]any{"rope_type": 3}}, RopeScaling{}, `rope_scaling.rope_type: got number, want a string`, false},
+		{"yarn", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4.0}}, RopeScaling{},
+			`rope_scaling: rope type "yarn": unsupported (implemented: default, linear, llama3)`, true},
+		{"longrope", map[string]any{"rope_parameters": map[string]any{"rope_type": "longrope"}}, RopeScaling{}, `rope_parameters: rope type "longrope": unsupported`, true},
+		{"by layer type", map[string]any{"rope_parameters": map[string]any{"full_attention": llama3(""), "sliding_attention": map[string]any{"rope_type": "default"}}}, RopeScaling{},
+			`rope_parameters: RoPE parameters by layer type ("full_attention"): unsupported`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := maps.Clone(base)
+			maps.Copy(doc, tc.extra)
+			b, err := json.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Parse(b, "cfg.json")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), "cfg.json: "+tc.err) || errors.Is(err, ErrUnsupported) != tc.unsup {
+					t.Fatalf("err = %v, want one containing %q (unsupported: %v)", err, "cfg.json: "+tc.err, tc.unsup)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.RopeScaling, tc.want) {
+				t.Errorf("RopeScaling %+v, want %+v", c.RopeScaling, tc.want)
 			}
 		})
 	}
@@ -482,8 +607,11 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			t.Fatalf("reparse: %v\n%s", err, out)
 		}
-		if !reflect.DeepEqual(got(back), got(c)) {
-			t.Fatalf("round trip %+v, want %+v", got(back), got(c))
+		if !reflect.DeepEqual(got(back), got(c)) || !reflect.DeepEqual(back.RopeScaling, c.RopeScaling) {
+			t.Fatalf("round trip %+v %+v, want %+v %+v", got(back), back.RopeScaling, got(c), c.RopeScaling)
+		}
+		if s := c.RopeScaling; s.Type != RopeDefault && (s.Validate() != nil || !(s.Factor >= 1)) {
+			t.Fatalf("accepted an invalid scaling %+v", s)
 		}
 		if _, err := ParseGeneration(data, "fuzz.json"); err != nil {
 			return

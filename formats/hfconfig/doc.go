@@ -29,9 +29,23 @@
 //	eos_token_id             -1 when absent or null; a list sets EOSTokenIDs, and
 //	                         EOSTokenID is its first element
 //
-// rope_scaling (4.x) or a rope_parameters.rope_type (5.x) other than null or
-// "default" is rejected as unsupported, because the runtime implements plain
-// RoPE only.
+// RoPE scaling, rope_scaling (4.x; its type under "rope_type" or the older
+// "type") or rope_parameters (5.x), is read into Config.RopeScaling. The
+// types the runtime computes, each parameter required (a missing or invalid
+// one is an error naming the file and key):
+//
+//	"default" (or null, or no type key)  plain RoPE
+//	"linear"  factor >= 1: every inverse frequency divided by factor
+//	          (transformers' _compute_linear_scaling_rope_parameters)
+//	"llama3"  factor >= 1, low_freq_factor > 0, high_freq_factor >=
+//	          low_freq_factor, original_max_position_embeddings > 0: Llama
+//	          3.1 and 3.2 (_compute_llama3_parameters)
+//
+// Other types (dynamic, yarn, longrope, ...) and 5.x parameters by layer
+// type are refused as unsupported (ErrUnsupported); LoadAny, for work that
+// copies tensors without running the model, passes them by type. A config
+// with both rope_scaling and rope_parameters must give the same scaling in
+// each.
 //
 // Config.Raw holds the whole parsed document with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes

@@ -20,3 +20,26 @@ func ExampleParse() {
 	fmt.Println(c.HeadDim, c.RopeTheta, c.SlidingWindow, c.DType, c.NumParameters())
 	// Output: 128 1e+06 0 bfloat16 7241732096
 }
+
+func ExampleRopeScaling() {
+	// Llama 3.1's scaling, as its config.json (transformers 4.x) gives it.
+	doc := []byte(`{"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+		"num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+		"vocab_size": 128256, "max_position_embeddings": 131072, "rope_theta": 500000.0,
+		"rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+			"original_max_position_embeddings": 8192, "rope_type": "llama3"}}`)
+	c, err := hfconfig.Parse(doc, "config.json")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.RopeTheta, c.RopeScaling)
+	// A missing parameter is an error naming the file and key.
+	_, err = hfconfig.Parse([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+		"num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+		"rope_scaling": {"rope_type": "linear"}}`), "config.json")
+	fmt.Println(err)
+	// Output:
+	// 500000 llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192)
+	// config.json: rope_scaling: missing required key "factor" (rope type "linear")
+}

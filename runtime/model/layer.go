@@ -30,6 +30,9 @@ func dimsOf(cfg *hfconfig.Config) (dims, error) {
 		return dims{}, fmt.Errorf("model: %s: unsupported sizes hidden %d intermediate %d heads %d/%d head_dim %d vocab %d sliding_window %d rope_theta %v",
 			cfg.File, d.hidden, d.inter, d.heads, d.kvHeads, d.headDim, d.vocab, d.window, d.theta)
 	}
+	if !cfg.RopeScaling.IsDefault() {
+		return dims{}, fmt.Errorf("model: %s: rope scaling %s: %w (the backends compute plain RoPE only)", cfg.File, cfg.RopeScaling, hfconfig.ErrUnsupported)
+	}
 	// transformers MistralAttention: scaling = head_dim**-0.5.
 	d.scale = float32(1 / math.Sqrt(float64(d.headDim)))
 	return d, nil
