@@ -218,7 +218,8 @@ __device__ __forceinline__ float silu_f(float v) { return v / (1.0f + expf(-v));
 
 // QRope: a q/k/v product's RoPE and cache store (kc not null): row m is
 // at position pos[m] and goes to cache row slot[m]; invf [QCOLS/2] the
-// rotary frequencies of a head of QCOLS dimensions.
+// rotary inverse frequencies of a head of QCOLS dimensions (the host's
+// table, runtime.RoPEFreqs: plain or scaled).
 template <typename T> struct QRope {
     const int* pos;
     const int* slot;

@@ -3,9 +3,10 @@
 //
 // rope_seq_T(x [rows, cols], rows, cols, hd, pos0, seq, inv [hd/2]): rows/seq
 // stacked sequences of seq rows, row t at position pos0 + t%seq; every head
-// of hd columns is rotated: with d2 = hd/2 and j < d2, inv[j] =
-// fp32(1/theta^(2j/hd)) (computed on the host, as the CPU backend does),
-// a = fp32(pos)*inv[j] in fp32 (as transformers), cos and sin of a in
+// of hd columns is rotated: with d2 = hd/2 and j < d2, inv[j] the inverse
+// frequencies, plain or scaled, computed on the host (runtime.RoPEFreqs,
+// the CPU backend's table), a = fp32(pos)*inv[j] in fp32 (as
+// transformers), cos and sin of a in
 // double rounded to fp32, and
 // x[j], x[j+d2] = x[j]cos - x[j+d2]sin, x[j+d2]cos + x[j]sin.
 // One thread per (row, head, j); grid-stride.

@@ -145,11 +145,13 @@ type Backend interface {
 	SiLU(dst, x Tensor)
 	// RoPE rotates x [T, heads*headDim] in place with rotate-half rotary
 	// embeddings (transformers apply_rotary_pos_emb) for positions
-	// pos0..pos0+T-1: with d2 = headDim/2 and for j < d2,
-	// inv = float32(1/theta^(2j/headDim)), a = float32(pos)*inv (fp32
-	// product, as transformers computes it), and
+	// pos0..pos0+T-1: with d2 = headDim/2 and for j < d2, inv [d2] the
+	// inverse frequencies (RoPEFreqs: plain or scaled), a =
+	// float32(pos)*inv[j] (fp32 product, as transformers computes it), and
 	// x[j], x[j+d2] = x[j]cos a - x[j+d2] sin a, x[j+d2]cos a + x[j] sin a.
-	RoPE(x Tensor, headDim, pos0 int, theta float64)
+	// A backend may keep a copy of inv (a device table) for later calls
+	// with equal contents; the caller may reuse the slice.
+	RoPE(x Tensor, headDim, pos0 int, inv []float32)
 	// Attention computes causal softmax attention with grouped KV heads:
 	// q [T, Hq*D], k and v [S, Hkv*D] with S >= Pos0+T (rows beyond
 	// Pos0+T-1 are ignored), dst [T, Hq*D]; query head h reads KV head

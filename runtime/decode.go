@@ -13,9 +13,10 @@ type PagedDecoder interface {
 	// (in range: the caller checks them on the host).
 	EmbeddingAt(dst, table, ids Tensor)
 	// RoPEStore rotates rows r of q [rows, Hq*D] and k [rows, Hkv*D] in
-	// place as RoPE does, each at its own position pos[r] (I32 [rows]), then
-	// copies row r of k and of v into row slot[r] of kc and vc.
-	RoPEStore(q, k, v, kc, vc, pos, slot Tensor, headDim int, theta float64)
+	// place as RoPE does (inverse frequencies inv [headDim/2]), each at its
+	// own position pos[r] (I32 [rows]), then copies row r of k and of v
+	// into row slot[r] of kc and vc.
+	RoPEStore(q, k, v, kc, vc, pos, slot Tensor, headDim int, inv []float32)
 	// PagedAttention sets dst row r to the attention of query row r of q (at
 	// position pos[r]) over positions 0..pos[r] of its sequence, whose block
 	// table is row r of tables (I32 [rows, width]), under p's head size,
@@ -175,12 +176,12 @@ type MLPFuser interface {
 
 // RoPEFuser is a FusedQuantLoader whose q/k/v products can apply RoPE and
 // the KV-cache store of a decode step in their epilogue:
-// MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, theta) is
+// MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, inv) is
 // MatMulSplit(dsts, x, w) (MatMulSplitNorm with nw, a NormFuser's FuseNorm
 // weight, when nw is not nil) followed by RoPEStore(dsts[0], dsts[1],
-// dsts[2], kc, vc, pos, slot, headDim, theta), with the same results.
+// dsts[2], kc, vc, pos, slot, headDim, inv), with the same results.
 type RoPEFuser interface {
-	MatMulSplitRoPE(dsts []Tensor, x, nw Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, theta float64)
+	MatMulSplitRoPE(dsts []Tensor, x, nw Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, inv []float32)
 }
 
 // SamePermutation reports whether the weights can be fused: equal bits, K,

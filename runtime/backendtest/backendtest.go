@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -315,13 +316,49 @@ func testElementwise(e *env) {
 	e.check("add in place", e.download(d), want, tolElem)
 }
 
-func refRoPE(x []float32, cols, hd, pos0 int, theta float64) []float64 {
+// ropeTable is a table of inverse frequencies the RoPE ops are given
+// (inv) with the frequencies of the reference (ref, float64).
+type ropeTable struct {
+	inv []float32
+	ref []float64
+}
+
+// llama31 is Llama 3.1's RoPE scaling (rope_theta 500000).
+var llama31 = hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}
+
+// ropeTableOf returns the table of runtime.RoPEFreqs for head size hd:
+// plain RoPE of rope_theta 10000, its reference the formula in float64, or
+// with scaled Llama 3.1's (rope_theta 500000), its reference the table
+// itself (runtime's tests check its values; the ops' tests check that the
+// ops rotate by the table they are given).
+func ropeTableOf(hd int, scaled bool) ropeTable {
+	theta, s := 10000.0, hfconfig.RopeScaling{}
+	if scaled {
+		theta, s = 500000, llama31
+	}
+	inv, err := runtime.RoPEFreqs(hd, theta, s)
+	if err != nil {
+		panic(err)
+	}
+	ref := make([]float64, len(inv))
+	for j, v := range inv {
+		ref[j] = float64(v)
+		if !scaled {
+			ref[j] = 1 / math.Pow(theta, float64(2*j)/float64(hd))
+		}
+	}
+	return ropeTable{inv: inv, ref: ref}
+}
+
+// refRoPE rotates x [rows, cols] as RoPE does, in float64, by the inverse
+// frequencies inv [hd/2].
+func refRoPE(x []float32, cols, hd, pos0 int, inv []float64) []float64 {
 	out := f64(x)
 	d2 := hd / 2
 	for t := 0; t < len(x)/cols; t++ {
 		for h0 := 0; h0 < cols; h0 += hd {
 			for j := range d2 {
-				a := float64(pos0+t) / math.Pow(theta, float64(2*j)/float64(hd))
+				a := float64(pos0+t) * inv[j]
 				i1, i2 := t*cols+h0+j, t*cols+h0+j+d2
 				x1, x2 := float64(x[i1]), float64(x[i2])
 				out[i1] = x1*math.Cos(a) - x2*math.Sin(a)
@@ -332,17 +369,24 @@ func refRoPE(x []float32, cols, hd, pos0 int, theta float64) []float64 {
 	return out
 }
 
+// testRoPE checks RoPE with plain tables and with Llama 3.1's scaled one
+// past its original context of 8192 positions, where its low
+// frequencies, divided by 8, rotate by angles far from the plain table's.
 func testRoPE(e *env) {
-	for _, s := range []struct{ t, heads, hd, pos0 int }{{1, 1, 2, 0}, {5, 4, 8, 0}, {9, 2, 128, 37}, {3, 3, 64, 1000}} {
-		e.t.Run(fmt.Sprintf("T%d_h%d_d%d_p%d", s.t, s.heads, s.hd, s.pos0), func(t *testing.T) {
+	for _, s := range []struct {
+		t, heads, hd, pos0 int
+		scaled             bool
+	}{{1, 1, 2, 0, false}, {5, 4, 8, 0, false}, {9, 2, 128, 37, false}, {3, 3, 64, 1000, false}, {9, 2, 128, 9000, true}, {4, 3, 64, 3000, true}} {
+		e.t.Run(fmt.Sprintf("T%d_h%d_d%d_p%d_scaled%v", s.t, s.heads, s.hd, s.pos0, s.scaled), func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
 			cols := s.heads * s.hd
 			x := e.randn(s.t * cols)
 			xt := e.upload(x, s.t, cols)
-			e.b.RoPE(xt, s.hd, s.pos0, 10000)
+			tab := ropeTableOf(s.hd, s.scaled)
+			e.b.RoPE(xt, s.hd, s.pos0, tab.inv)
 			// The fp32 angle (transformers computes pos*inv_freq in fp32)
 			// differs from the exact one by ~pos·2⁻²⁴ rad.
-			e.check("rope", e.download(xt), refRoPE(x, cols, s.hd, s.pos0, 10000), tolRoPE*float64(1+s.pos0*s.pos0))
+			e.check("rope", e.download(xt), refRoPE(x, cols, s.hd, s.pos0, tab.ref), tolRoPE*float64(1+s.pos0*s.pos0))
 		})
 	}
 }

@@ -85,12 +85,14 @@ func testPagedDecoder(e *env) {
 			}
 			e.check("embedding at", e.download(x), wantX, tolExact)
 
-			pd.RoPEStore(qt, kt, vt, kct, vct, post, slott, s.hd, 10000)
+			// Llama 3's head sizes rotate by its scaled table.
+			tab := ropeTableOf(s.hd, s.hd == 64 || s.hd == 128)
+			pd.RoPEStore(qt, kt, vt, kct, vct, post, slott, s.hd, tab.inv)
 			wantQ, wantK := make([]float64, len(q)), make([]float64, len(k))
 			for r := range s.rows {
 				p := int(pos[r])
-				copy(wantQ[r*qc:], refRoPE(q[r*qc:(r+1)*qc], qc, s.hd, p, 10000))
-				copy(wantK[r*kvc:], refRoPE(k[r*kvc:(r+1)*kvc], kvc, s.hd, p, 10000))
+				copy(wantQ[r*qc:], refRoPE(q[r*qc:(r+1)*qc], qc, s.hd, p, tab.ref))
+				copy(wantK[r*kvc:], refRoPE(k[r*kvc:(r+1)*kvc], kvc, s.hd, p, tab.ref))
 			}
 			tolR := tolRoPE * float64(1+width*s.bs*width*s.bs)
 			e.check("rope-store q", e.download(qt), wantQ, tolR)

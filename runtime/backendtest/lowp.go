@@ -171,11 +171,15 @@ func lowElementwiseN(e *lowEnv, n int) {
 }
 
 func lowRoPE(e *lowEnv) {
-	for _, s := range []struct{ t, heads, hd, pos0 int }{{5, 4, 8, 0}, {9, 2, 128, 37}, {64, 8, 128, 0}} {
+	for _, s := range []struct {
+		t, heads, hd, pos0 int
+		scaled             bool
+	}{{5, 4, 8, 0, false}, {9, 2, 128, 37, false}, {64, 8, 128, 0, false}, {9, 2, 128, 9000, true}} {
 		cols := s.heads * s.hd
 		x, xv := e.upload(e.randn(s.t*cols), s.t, cols)
-		e.b.RoPE(x, s.hd, s.pos0, 10000)
-		e.check(fmt.Sprintf("rope T%d p%d", s.t, s.pos0), e.download(x), refRoPE(xv, cols, s.hd, s.pos0, 10000), tolLow[e.dt])
+		tab := ropeTableOf(s.hd, s.scaled)
+		e.b.RoPE(x, s.hd, s.pos0, tab.inv)
+		e.check(fmt.Sprintf("rope T%d p%d scaled %v", s.t, s.pos0, s.scaled), e.download(x), refRoPE(xv, cols, s.hd, s.pos0, tab.ref), tolLow[e.dt])
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -110,6 +111,10 @@ func BenchmarkElementwise(b *testing.B) {
 		g := randTensor(b, be, rows, benchInter)
 		u := randTensor(b, be, rows, benchInter)
 		q := randTensor(b, be, rows, benchHeads*benchHD)
+		inv, err := runtime.RoPEFreqs(benchHD, 10000, hfconfig.RopeScaling{})
+		if err != nil {
+			b.Fatal(err)
+		}
 		for _, op := range []struct {
 			name  string
 			bytes int
@@ -118,7 +123,7 @@ func BenchmarkElementwise(b *testing.B) {
 			{"RMSNorm", 8 * rows * benchHidden, func() { be.RMSNorm(x, x, w, 1e-5) }},
 			{"AddRMSNorm", 16 * rows * benchHidden, func() { be.AddRMSNorm(x, x, x, w, 1e-5) }},
 			{"SwiGLU", 12 * rows * benchInter, func() { be.SwiGLU(g, g, u) }},
-			{"RoPE", 8 * rows * benchHeads * benchHD, func() { be.RoPE(q, benchHD, 1000, 10000) }},
+			{"RoPE", 8 * rows * benchHeads * benchHD, func() { be.RoPE(q, benchHD, 1000, inv) }},
 		} {
 			b.Run(fmt.Sprintf("%s_%dx", op.name, rows), func(b *testing.B) {
 				b.SetBytes(int64(op.bytes))

@@ -48,7 +48,7 @@ func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 }
 
 // RoPEStore implements runtime.PagedDecoder.
-func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, inv []float32) {
 	qt, kt, vt, kct, vct := tensorOf(q), tensorOf(k), tensorOf(v), tensorOf(kc), tensorOf(vc)
 	rows, kvc := qt.rows(), kt.cols()
 	if kt.rows() != rows || vt.rows() != rows || vt.cols() != kvc || kct.cols() != kvc || vct.cols() != kvc || kct.rows() != vct.rows() {
@@ -56,8 +56,8 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 	}
 	p, s := indexOf("rope-store", pos, rows), indexOf("rope-store", slot, rows)
 	at := func(t int) int { return int(p[t]) }
-	b.rope(qt, headDim, theta, at)
-	b.rope(kt, headDim, theta, at)
+	b.rope(qt, headDim, inv, at)
+	b.rope(kt, headDim, inv, at)
 	for r := range rows {
 		sl := int(s[r])
 		if sl < 0 || sl >= kct.rows() {

@@ -160,21 +160,18 @@ func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) {
 }
 
 // RoPE implements runtime.Backend.
-func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
-	b.rope(tensorOf(x), headDim, theta, func(t int) int { return pos0 + t })
+func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
+	b.rope(tensorOf(x), headDim, inv, func(t int) int { return pos0 + t })
 }
 
-// rope rotates every head of each row t of xt at position pos(t).
-func (b *Backend) rope(xt *Tensor, headDim int, theta float64, pos func(t int) int) {
+// rope rotates every head of each row t of xt at position pos(t) by the
+// inverse frequencies inv [headDim/2].
+func (b *Backend) rope(xt *Tensor, headDim int, inv []float32, pos func(t int) int) {
 	cols := xt.cols()
-	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 {
-		panic(fmt.Sprintf("cpu: rope head dim %d for rows of %d", headDim, cols))
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || len(inv) != headDim/2 {
+		panic(fmt.Sprintf("cpu: rope head dim %d (%d inverse frequencies) for rows of %d", headDim, len(inv), cols))
 	}
 	d2 := headDim / 2
-	inv := make([]float32, d2)
-	for j := range inv {
-		inv[j] = float32(1 / math.Pow(theta, float64(2*j)/float64(headDim)))
-	}
 	rows := xt.rows()
 	b.parallelRange(rows, max(1, minChunk/cols), func(lo, hi int) {
 		cos := make([]float32, d2)

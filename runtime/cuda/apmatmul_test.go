@@ -82,7 +82,7 @@ func TestPagedAttentionMatMul(t *testing.T) {
 					for _, x := range []runtime.Tensor{q, k, v, kc, vc, at, out} {
 						defer b.Free(x)
 					}
-					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
+					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, plainRoPE(t, hd, 10000))
 					if add {
 						b.PagedAttentionMatMulAdd(out, at, q, kc, vc, tt, pt, bs, p, w)
 					} else {

@@ -60,10 +60,10 @@ type Backend struct {
 	solver   uintptr
 	err      error // first error of an op (ops return none); reported by Sync
 
-	ids    *Buffer // scratch for Embedding ids and CrossEntropy targets
-	nll    *Buffer // scratch for CrossEntropy, ScoreRows and ColumnSquares results
-	rope   map[ropeKey]*Buffer
-	tmp    *Buffer // scratch for conversions and masked Gram rows
+	ids    *Buffer     // scratch for Embedding ids and CrossEntropy targets
+	nll    *Buffer     // scratch for CrossEntropy, ScoreRows and ColumnSquares results
+	rope   []ropeTable // device copies of the RoPE tables ops were given
+	tmp    *Buffer     // scratch for conversions and masked Gram rows
 	closed bool
 
 	deq     *Buffer // a dequantized weight for products of many rows
@@ -689,8 +689,8 @@ func (b *Backend) closeLocked() {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}
 	}
-	for _, buf := range b.rope {
-		b.alloc.release(buf.Ptr, buf.cls)
+	for _, t := range b.rope {
+		b.alloc.release(t.buf.Ptr, t.buf.cls)
 	}
 	b.alloc.trim()
 	for _, m := range b.mods {

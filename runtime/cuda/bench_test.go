@@ -122,10 +122,11 @@ func BenchmarkElementwise(b *testing.B) {
 		report(b, 0, 2*2*float64(x.Len()))
 	})
 	b.Run("rope", func(b *testing.B) {
-		be.RoPESeq(x, 128, 0, 4096, 10000)
+		inv := plainRoPE(b, 128, 10000)
+		be.RoPESeq(x, 128, 0, 4096, inv)
 		be.Sync()
 		for b.Loop() {
-			be.RoPESeq(x, 128, 0, 4096, 10000)
+			be.RoPESeq(x, 128, 0, 4096, inv)
 			be.Sync()
 		}
 		report(b, 0, 2*2*float64(x.Len()))

@@ -68,9 +68,10 @@ func TestRoPESeq(t *testing.T) {
 	c, _ := b.Alloc(runtime.BF16, seqs*seq, cols)
 	b.Upload(a, x)
 	b.Upload(c, x)
-	b.RoPESeq(a, hd, 5, seq, 10000)
+	inv := llama31RoPE(t, hd)
+	b.RoPESeq(a, hd, 5, seq, inv)
 	for s := range seqs {
-		b.RoPE(b.View(c, s*seq, seq), hd, 5, 10000)
+		b.RoPE(b.View(c, s*seq, seq), hd, 5, inv)
 	}
 	ga, gc := make([]float32, len(x)), make([]float32, len(x))
 	b.Download(ga, a)

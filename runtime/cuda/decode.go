@@ -41,17 +41,17 @@ func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 }
 
 // RoPEStore implements runtime.PagedDecoder.
-func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, invf []float32) {
 	qt, kt, vt, kct, vct := b.tensor(q), b.tensor(k), b.tensor(v), b.tensor(kc), b.tensor(vc)
 	rows, kvc := runtime.Rows(qt), runtime.Cols(kt)
-	if headDim <= 0 || headDim%2 != 0 || runtime.Cols(qt)%headDim != 0 || kvc%headDim != 0 || runtime.Rows(kt) != rows ||
+	if headDim <= 0 || headDim%2 != 0 || len(invf) != headDim/2 || runtime.Cols(qt)%headDim != 0 || kvc%headDim != 0 || runtime.Rows(kt) != rows ||
 		vt.n != kt.n || runtime.Cols(kct) != kvc || kct.n != vct.n || kt.dt != qt.dt || vt.dt != qt.dt || kct.dt != qt.dt || vct.dt != qt.dt {
 		panic(fmt.Sprintf("cuda: rope-store q %v k %v v %v into %v %v, head dim %d", qt.shape, kt.shape, vt.shape, kct.shape, vct.shape, headDim))
 	}
 	pt, st := b.index("rope-store", pos, rows), b.index("rope-store", slot, rows)
 	b.enter()
 	defer b.exit()
-	inv, err := b.ropeFreqs(headDim, theta)
+	inv, err := b.ropeFreqs(invf)
 	if err != nil {
 		b.fail(err)
 		return
@@ -677,11 +677,14 @@ func (r *ropeArg) rows(r0 int) *ropeArg {
 // writes them (one kernel fewer a layer, the rotation bit for bit
 // rope_store's); otherwise the product, then RoPEStore.
 func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
-	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	kc, vc, pos, slot runtime.Tensor, headDim int, invf []float32) {
 	if !b.ropeFits(dsts, x, w, kc, vc, headDim) {
 		b.matmulSplit(dsts, x, w, nw, eps)
-		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
+		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, invf)
 		return
+	}
+	if len(invf) != headDim/2 {
+		panic(fmt.Sprintf("cuda: rope-fused matmul head dim %d with %d inverse frequencies", headDim, len(invf)))
 	}
 	xt, wt := b.tensor(x), b.tensor(w)
 	var nrm *normArg
@@ -696,7 +699,7 @@ func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, e
 	}
 	b.enter()
 	defer b.exit()
-	inv, err := b.ropeFreqs(headDim, theta)
+	inv, err := b.ropeFreqs(invf)
 	if err != nil {
 		b.fail(err)
 		return

@@ -657,7 +657,7 @@ func TestPagedDecoderOps(t *testing.T) {
 						for _, s := range []*side{g, h} {
 							pd := s.b.(runtime.PagedDecoder)
 							pd.EmbeddingAt(s.x, s.emb, s.ids)
-							pd.RoPEStore(s.q, s.k, s.v, s.kc, s.vc, s.pos, s.slot, hd, 10000)
+							pd.RoPEStore(s.q, s.k, s.v, s.kc, s.vc, s.pos, s.slot, hd, llama31RoPE(t, hd))
 							pd.PagedAttention(s.out, s.q, s.kc, s.vc, s.tab, s.pos, bs, p)
 						}
 						tol := map[runtime.DType]float64{runtime.F16: 1e-5, runtime.BF16: 1e-4, runtime.F32: 1e-10}[dt]

@@ -115,6 +115,7 @@ func BenchmarkDecodeOps(b *testing.B) {
 		}
 		pt, st, tt := i32Tensor(b, be, pos), i32Tensor(b, be, slot), i32Tensor(b, be, tab)
 		p := runtime.AttentionParams{HeadDim: hd, Scale: float32(1 / math.Sqrt(hd))}
+		inv := plainRoPE(b, hd, 10000)
 		ops := []struct {
 			name  string
 			bytes float64
@@ -123,16 +124,16 @@ func BenchmarkDecodeOps(b *testing.B) {
 			{"rmsnorm", 0, func() { be.RMSNorm(xn, x, norm, 1e-5) }},
 			{"add_rmsnorm", 0, func() { be.AddRMSNorm(xn, x, xn, norm, 1e-5) }},
 			{"qkv", wbytes(H, (hq+2*hkv)*hd), func() { be.MatMulSplit([]runtime.Tensor{q, k, v}, xn, qkv) }},
-			{"rope_store", 0, func() { be.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000) }},
+			{"rope_store", 0, func() { be.RoPEStore(q, k, v, kc, vc, pt, st, hd, inv) }},
 			{"paged_attn_256", float64(M) * ctx * 2 * hkv * hd * 2, func() { be.PagedAttention(att, q, kc, vc, tt, pt, bs, p) }},
 			{"o_proj_res", wbytes(hq*hd, H), func() { be.MatMulAdd(x, att, o, x) }},
 			{"gate_up_glu", wbytes(H, 2*I), func() { be.MatMulGLU(act, xn, gu) }},
 			{"qkv_norm", wbytes(H, (hq+2*hkv)*hd), func() { be.MatMulSplitNorm([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv) }},
 			{"qkv_rope", wbytes(H, (hq+2*hkv)*hd), func() {
-				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, xn, nil, 1e-5, qkv, kc, vc, pt, st, hd, 10000)
+				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, xn, nil, 1e-5, qkv, kc, vc, pt, st, hd, inv)
 			}},
 			{"qkv_norm_rope", wbytes(H, (hq+2*hkv)*hd), func() {
-				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv, kc, vc, pt, st, hd, 10000)
+				be.MatMulSplitRoPE([]runtime.Tensor{q, k, v}, x, qkvNorm, 1e-5, qkv, kc, vc, pt, st, hd, inv)
 			}},
 			{"gate_up_glu_norm", wbytes(H, 2*I), func() { be.MatMulGLUNorm(act, x, guNorm, 1e-5, gu) }},
 			{"down_res", wbytes(I, H), func() { be.MatMulAdd(x, act, down, x) }},

@@ -119,8 +119,13 @@ func TestHalfEmulation(t *testing.T) {
 					q := mk(t, randn(c.T*hq*hd, 1), c.T, hq*hd)
 					k := mk(t, randn(c.T*hkv*hd, 1), c.T, hkv*hd)
 					v := mk(t, randn(c.T*hkv*hd, 1), c.T, hkv*hd)
-					dev.RoPE(q.d, hd, 0, 10000)
-					host.RoPE(q.h, hd, 0, 10000)
+					// head size 128 with Llama 3.1's scaled table
+					inv := plainRoPE(t, hd, 10000)
+					if hd == 128 {
+						inv = llama31RoPE(t, hd)
+					}
+					dev.RoPE(q.d, hd, 0, inv)
+					host.RoPE(q.h, hd, 0, inv)
 					compare(t, fmt.Sprintf("rope hd%d T%d", hd, c.T), q, 0.999)
 					att := mk(t, nil, c.T, hq*hd)
 					p := runtime.AttentionParams{HeadDim: hd, Window: c.window, Scale: float32(1 / math.Sqrt(float64(hd)))}

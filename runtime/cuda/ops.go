@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"unsafe"
 
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -641,21 +642,21 @@ func (b *Backend) SiLU(dst, x runtime.Tensor) { b.elementwise("silu", dst, x) }
 func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) { b.elementwise("swiglu", dst, gate, up) }
 
 // RoPE implements runtime.Backend.
-func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, theta float64) {
-	b.RoPESeq(x, headDim, pos0, runtime.Rows(x), theta)
+func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
+	b.RoPESeq(x, headDim, pos0, runtime.Rows(x), inv)
 }
 
 // RoPESeq is RoPE on rows/seq stacked sequences of seq rows each, every one
 // starting at position pos0.
-func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, theta float64) {
+func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, invf []float32) {
 	xt := b.tensor(x)
 	cols, rows := runtime.Cols(xt), runtime.Rows(xt)
-	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || seq <= 0 || rows%seq != 0 {
-		panic(fmt.Sprintf("cuda: rope head dim %d, sequences of %d, for %v", headDim, seq, xt.shape))
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || seq <= 0 || rows%seq != 0 || len(invf) != headDim/2 {
+		panic(fmt.Sprintf("cuda: rope head dim %d (%d inverse frequencies), sequences of %d, for %v", headDim, len(invf), seq, xt.shape))
 	}
 	b.enter()
 	defer b.exit()
-	inv, err := b.ropeFreqs(headDim, theta)
+	inv, err := b.ropeFreqs(invf)
 	if err != nil {
 		b.fail(err)
 		return
@@ -664,17 +665,20 @@ func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, theta float6
 		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(pos0), int32(seq), inv)
 }
 
-// ropeFreqs returns the device table of inverse frequencies
-// fp32(1/theta^(2j/headDim)), j < headDim/2, computed once per (headDim,
-// theta) on the host exactly as the CPU backend computes them.
-func (b *Backend) ropeFreqs(headDim int, theta float64) (uint64, error) {
-	key := ropeKey{headDim, theta}
-	if p, ok := b.rope[key]; ok {
-		return p.Ptr, nil
+// ropeFreqs returns the device copy of the inverse-frequency table inv
+// (runtime.RoPEFreqs', the CPU backend's very values), uploaded on its
+// first use and found by its contents after: a model passes one table
+// on every call, so the search is one comparison of headDim/2 values,
+// with no allocation.
+func (b *Backend) ropeFreqs(inv []float32) (uint64, error) {
+	for _, t := range b.rope {
+		if slices.Equal(t.inv, inv) {
+			return t.buf.Ptr, nil
+		}
 	}
-	raw := make([]byte, 4*(headDim/2))
-	for j := range headDim / 2 {
-		binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(float32(1/math.Pow(theta, float64(2*j)/float64(headDim)))))
+	raw := make([]byte, 4*len(inv))
+	for j, v := range inv {
+		binary.LittleEndian.PutUint32(raw[4*j:], math.Float32bits(v))
 	}
 	buf, err := b.allocBufferLocked(int64(len(raw)))
 	if err != nil {
@@ -684,16 +688,14 @@ func (b *Backend) ropeFreqs(headDim int, theta float64) (uint64, error) {
 		b.alloc.release(buf.Ptr, buf.cls)
 		return 0, err
 	}
-	if b.rope == nil {
-		b.rope = map[ropeKey]*Buffer{}
-	}
-	b.rope[key] = buf
+	b.rope = append(b.rope, ropeTable{inv: slices.Clone(inv), buf: buf})
 	return buf.Ptr, nil
 }
 
-type ropeKey struct {
-	headDim int
-	theta   float64
+// ropeTable is a RoPE table and its device copy.
+type ropeTable struct {
+	inv []float32 // [headDim/2]
+	buf *Buffer
 }
 
 // Attention implements runtime.Backend: the tensor-core flash kernel for

@@ -56,7 +56,7 @@ func TestAttentionPrefetch(t *testing.T) {
 					for _, x := range []runtime.Tensor{q, k, v, kc, vc, out} {
 						defer b.Free(x)
 					}
-					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, 10000)
+					b.RoPEStore(q, k, v, kc, vc, pt, st, hd, plainRoPE(t, hd, 10000))
 					b.PagedAttention(out, q, kc, vc, tt, pt, bs, p)
 					return download(t, b, out)
 				}

@@ -5,14 +5,40 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
 )
+
+// plainRoPE returns runtime.RoPEFreqs' plain table of rope_theta theta for
+// head size hd.
+func plainRoPE(tb testing.TB, hd int, theta float64) []float32 {
+	tb.Helper()
+	inv, err := runtime.RoPEFreqs(hd, theta, hfconfig.RopeScaling{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return inv
+}
+
+// llama31RoPE returns runtime.RoPEFreqs' table of Llama 3.1 (rope_theta
+// 500000, llama3 scaling: factor 8, low 1, high 4, original 8192) for head
+// size hd.
+func llama31RoPE(tb testing.TB, hd int) []float32 {
+	tb.Helper()
+	inv, err := runtime.RoPEFreqs(hd, 500000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return inv
+}
 
 // TestRoPEFuse checks runtime.RoPEFuser on the device: a q/k/v product
 // that rotates q and k and stores k and v in the paged cache in its
 // epilogue gives, bit for bit, the outputs and caches of the product
 // followed by RoPEStore, for rows at scattered positions and cache slots,
+// rotated by a plain table and by Llama 3.1's scaled one (RoPEStore
+// against the CPU with either: backendtest),
 // with and without act order and a fused norm, in f16 and bf16, on every
 // kernel (one, two and four tiles, two passes of 32 rows, 4 and 8 bits,
 // split K in clusters and through global memory; the warpgroup-MMA
@@ -25,6 +51,10 @@ func TestRoPEFuse(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 42))
 	rand32 := normals(r)
 	const hd, hq, hkv, slots = 128, 4, 2, 64
+	ropes := []struct {
+		name string
+		inv  []float32
+	}{{"theta1e6", plainRoPE(t, hd, 1e6)}, {"llama3.1", llama31RoPE(t, hd)}}
 	prevCl := b.Clusters()
 	defer b.SetClusters(prevCl)
 	defer b.SetQMMAWG(b.QMMAWG())
@@ -64,8 +94,11 @@ func TestRoPEFuse(t *testing.T) {
 				t.Fatalf("FuseNorm: %v, %v", fs, err)
 			}
 			for _, M := range []int{1, 5, 8, 13, 20, 32, 40, 52} {
-				for _, norm := range []bool{false, true} {
-					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm)
+				for i, norm := range []bool{false, true} {
+					// Plain RoPE of rope_theta 1e6 and Llama 3.1's scaled
+					// table, by turns.
+					rope := ropes[(M+i)%2]
+					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v-%s", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm, rope.name)
 					t.Run(name, func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*c.K, 3), M, c.K)
 						pos, slot := make([]int32, M), make([]int32, M)
@@ -96,8 +129,8 @@ func TestRoPEFuse(t *testing.T) {
 						} else {
 							b.MatMulSplit(o2, x, split)
 						}
-						b.MatMulSplitRoPE(o1, x, nw, 1e-5, split, kc1, vc1, pt, st, hd, 1e6)
-						b.RoPEStore(o2[0], o2[1], o2[2], kc2, vc2, pt, st, hd, 1e6)
+						b.MatMulSplitRoPE(o1, x, nw, 1e-5, split, kc1, vc1, pt, st, hd, rope.inv)
+						b.RoPEStore(o2[0], o2[1], o2[2], kc2, vc2, pt, st, hd, rope.inv)
 						for i, name := range []string{"q", "k", "v"} {
 							sameBits(t, name, download(t, b, o1[i]), download(t, b, o2[i]))
 						}

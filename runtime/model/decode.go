@@ -482,13 +482,13 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		normed = false
 		switch {
 		case rf != nil && wq != nil:
-			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		case nw != nil:
 			nf.MatMulSplitNorm(qkv, xin, nw, d.eps, wq)
-			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		default:
 			w.project(b, xin, s.q, s.k, s.v)
-			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.theta)
+			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		}
 		attend := func() {
 			io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)

@@ -412,27 +412,27 @@ type ropeNorm struct {
 	fused int
 }
 
-func ropeThen(b runtime.PagedDecoder, split func(), dsts []runtime.Tensor, kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+func ropeThen(b runtime.PagedDecoder, split func(), dsts []runtime.Tensor, kc, vc, pos, slot runtime.Tensor, headDim int, inv []float32) {
 	split()
-	b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, theta)
+	b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, inv)
 }
 
 func (r *ropeQuant) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
-	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	kc, vc, pos, slot runtime.Tensor, headDim int, inv []float32) {
 	if nw != nil {
 		r.t.Fatal("a norm weight for a backend that does not fuse norms")
 	}
-	ropeThen(r, func() { r.MatMulSplit(dsts, x, w) }, dsts, kc, vc, pos, slot, headDim, theta)
+	ropeThen(r, func() { r.MatMulSplit(dsts, x, w) }, dsts, kc, vc, pos, slot, headDim, inv)
 	r.fused++
 }
 
 func (r *ropeNorm) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
-	kc, vc, pos, slot runtime.Tensor, headDim int, theta float64) {
+	kc, vc, pos, slot runtime.Tensor, headDim int, inv []float32) {
 	split := func() { r.MatMulSplit(dsts, x, w) }
 	if nw != nil {
 		split = func() { r.MatMulSplitNorm(dsts, x, nw, eps, w) }
 	}
-	ropeThen(r, split, dsts, kc, vc, pos, slot, headDim, theta)
+	ropeThen(r, split, dsts, kc, vc, pos, slot, headDim, inv)
 	r.fused++
 }
 

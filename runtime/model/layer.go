@@ -15,23 +15,26 @@ import (
 type dims struct {
 	hidden, inter, heads, kvHeads, headDim, vocab, window int
 	eps                                                   float32
-	theta                                                 float64
 	scale                                                 float32
+	// rope is the inverse frequencies [headDim/2] every RoPE op rotates by
+	// (runtime.RoPEFreqs of rope_theta and the config's scaling).
+	rope []float32
 }
 
 func dimsOf(cfg *hfconfig.Config) (dims, error) {
 	d := dims{
 		hidden: cfg.HiddenSize, inter: cfg.IntermediateSize, heads: cfg.NumAttentionHeads,
 		kvHeads: cfg.NumKeyValueHeads, headDim: cfg.HeadDim, vocab: cfg.VocabSize,
-		window: cfg.SlidingWindow, eps: float32(cfg.RMSNormEps), theta: cfg.RopeTheta,
+		window: cfg.SlidingWindow, eps: float32(cfg.RMSNormEps),
 	}
 	if d.hidden <= 0 || d.inter <= 0 || d.heads <= 0 || d.kvHeads <= 0 || d.headDim <= 0 || d.vocab <= 0 ||
-		d.headDim%2 != 0 || d.heads%d.kvHeads != 0 || d.window < 0 || d.theta <= 0 {
+		d.headDim%2 != 0 || d.heads%d.kvHeads != 0 || d.window < 0 || !(cfg.RopeTheta > 0) {
 		return dims{}, fmt.Errorf("model: %s: unsupported sizes hidden %d intermediate %d heads %d/%d head_dim %d vocab %d sliding_window %d rope_theta %v",
-			cfg.File, d.hidden, d.inter, d.heads, d.kvHeads, d.headDim, d.vocab, d.window, d.theta)
+			cfg.File, d.hidden, d.inter, d.heads, d.kvHeads, d.headDim, d.vocab, d.window, cfg.RopeTheta)
 	}
-	if !cfg.RopeScaling.IsDefault() {
-		return dims{}, fmt.Errorf("model: %s: rope scaling %s: %w (the backends compute plain RoPE only)", cfg.File, cfg.RopeScaling, hfconfig.ErrUnsupported)
+	var err error
+	if d.rope, err = runtime.RoPEFreqs(d.headDim, cfg.RopeTheta, cfg.RopeScaling); err != nil {
+		return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
 	}
 	// transformers MistralAttention: scaling = head_dim**-0.5.
 	d.scale = float32(1 / math.Sqrt(float64(d.headDim)))
@@ -379,11 +382,11 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 		// Rotated as RoPE rotates them (the kernels say so), every span's
 		// rows stored at their slots in one op.
 		c := spans[0].paged
-		b.(runtime.PagedDecoder).RoPEStore(q, k, v, c.k[li], c.v[li], ix.pos, ix.slot, d.headDim, d.theta)
+		b.(runtime.PagedDecoder).RoPEStore(q, k, v, c.k[li], c.v[li], ix.pos, ix.slot, d.headDim, d.rope)
 	} else {
 		for _, sp := range spans {
-			b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
-			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.theta)
+			b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.rope)
+			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.rope)
 		}
 	}
 	for _, e := range []struct {
