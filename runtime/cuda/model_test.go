@@ -28,14 +28,35 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 
 // TestModelMatchesCPU runs whole models on the device and on the CPU
 // reference: the logits of a sequence, the device-side scores against the
-// host cross-entropy of the same logits.
+// host cross-entropy of the same logits. Each fixture runs as it is and
+// with a llama3 RoPE scaling written into its config.json: Llama 3.1's on
+// openchat-tiny (head_dim 128: kept, smoothed and divided frequencies),
+// on stories260K (head_dim 8) one whose edges, 64 and 1024, put its four
+// frequencies in all three bands; there the CPU's logits move from the
+// unscaled model's by far more than the device may differ from them.
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
-	for _, name := range []string{"models/openchat-tiny", "models/stories260K-hf-mistral"} {
-		t.Run(filepath.Base(name), func(t *testing.T) {
-			dir := fixtures.Path(t, name)
+	for _, tc := range []struct {
+		name, fixture, scaling string
+	}{
+		{"openchat-tiny", "models/openchat-tiny", ""},
+		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
+		{"openchat-tiny-llama3", "models/openchat-tiny",
+			`{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}`},
+		{"stories260K-hf-mistral-llama3", "models/stories260K-hf-mistral",
+			`{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 16.0, "original_max_position_embeddings": 1024}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixtures.Path(t, tc.fixture)
+			plain := dir
+			if tc.scaling != "" {
+				dir = withRopeScaling(t, dir, tc.scaling)
+			}
 			mc, mg := load(t, dir, cpu.New(0)), load(t, dir, b)
+			if tc.scaling != "" && mg.Config.RopeScaling.Type != "llama3" {
+				t.Fatalf("rope scaling %v, want llama3", mg.Config.RopeScaling)
+			}
 			seq := ids
 			if v := mc.Config.VocabSize; v < 32000 {
 				seq = make([]int, len(ids))
@@ -57,6 +78,15 @@ func TestModelMatchesCPU(t *testing.T) {
 			}
 			if nmse := backendtest.NMSE(got, w64); !(nmse < 1e-9) {
 				t.Errorf("logits nmse %.3g against the CPU", nmse)
+			}
+			if tc.scaling != "" {
+				unscaled, err := load(t, plain, cpu.New(0)).Forward(seq, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if nmse := backendtest.NMSE(unscaled, w64); !(nmse > 1e-6) {
+					t.Errorf("the scaling moves the CPU's logits by nmse %.3g only: the comparison cannot tell it", nmse)
+				}
 			}
 			// Stacking two sequences changes the GEMM shapes, so the logits
 			// move by fp32 rounding (~1e-6); the scores follow.
@@ -81,6 +111,43 @@ func TestModelMatchesCPU(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withRopeScaling returns a checkpoint directory of src's files whose
+// config.json has rope_scaling set to scaling (JSON), its other files
+// linked.
+func withRopeScaling(t *testing.T, src, scaling string) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "config.json" {
+			continue
+		}
+		if err := os.Symlink(filepath.Join(src, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["rope_scaling"] = json.RawMessage(scaling)
+	out, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // TestStoriesGreedyOnDevice reproduces the stories260K greedy vector
