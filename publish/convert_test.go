@@ -597,9 +597,11 @@ func TestConvertRefusesWhatConfigDoesNotDescribe(t *testing.T) {
 }
 
 // TestConvertRoPEScaling: a checkpoint whose config.json has a RoPE
-// scaling the runtime does not implement is still converted to another
-// dtype (its config kept, rope_scaling and all), and refused for GGUF,
-// whose metadata would have to carry the scaling.
+// scaling the runtime does not implement (yarn) is still converted to
+// another dtype (its config kept, rope_scaling and all), and refused for
+// GGUF, whose metadata would have to carry the scaling; a linear one
+// converts to GGUF with llama.rope.scaling.type and .factor (formats/gguf
+// tests the file).
 func TestConvertRoPEScaling(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "in")
 	copyTree(t, "testdata/stories-bin", dir)
@@ -615,6 +617,23 @@ func TestConvertRoPEScaling(t *testing.T) {
 	}
 	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: filepath.Join(t.TempDir(), "x.gguf"), GGUF: "f32"}); err == nil || !strings.Contains(err.Error(), `rope type "yarn"`) {
 		t.Errorf("GGUF of a yarn RoPE scaling: %v, want a refusal naming it", err)
+	}
+	raw = bytes.Replace(raw, []byte(`{"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 512}`), []byte(`{"type": "linear", "factor": 2}`), 1)
+	os.WriteFile(path, raw, 0o644)
+	gg := filepath.Join(t.TempDir(), "x.gguf")
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: gg, GGUF: "f32"}); err != nil {
+		t.Fatalf("GGUF of a linear RoPE scaling: %v", err)
+	}
+	f, err := gguf.Open(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if typ, _ := f.Get("llama.rope.scaling.type"); typ != "linear" {
+		t.Errorf("llama.rope.scaling.type %v, want linear", typ)
+	}
+	if factor, _ := f.Get("llama.rope.scaling.factor"); factor != float32(2) {
+		t.Errorf("llama.rope.scaling.factor %v, want 2", factor)
 	}
 }
 

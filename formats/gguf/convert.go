@@ -586,8 +586,15 @@ func checkModel(cfg *hfconfig.Config) error {
 	if cfg.HeadDim%2 != 0 {
 		return fmt.Errorf("%s: head_dim %d: %w (RoPE needs an even head size)", cfg.File, cfg.HeadDim, ErrUnsupportedModel)
 	}
-	if !cfg.RopeScaling.IsDefault() {
-		return fmt.Errorf("%s: rope scaling %s: %w (written as plain RoPE only)", cfg.File, cfg.RopeScaling, ErrUnsupportedModel)
+	// RoPE scaling as convert_hf_to_gguf.py writes it: linear as
+	// {arch}.rope.scaling.type and .factor, llama3 as the rope_freqs
+	// tensor (ropeFreqFactors); nothing else.
+	s := cfg.RopeScaling
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
+	}
+	if s.FreqFactors != nil && len(s.FreqFactors) != cfg.HeadDim/2 {
+		return fmt.Errorf("%s: %d RoPE frequency factors for head_dim %d: want %d: %w", cfg.File, len(s.FreqFactors), cfg.HeadDim, cfg.HeadDim/2, ErrUnsupportedModel)
 	}
 	return nil
 }
@@ -632,18 +639,27 @@ func checkBiases(get TensorFunc, cfg *hfconfig.Config) error {
 
 // tensorSpec is one output tensor: its GGUF name, its Hugging Face source,
 // the shape the config implies, and for q/k the head count to permute by.
+// A tensor the converter derives from the config (rope_freqs) has no
+// source and its values.
 type tensorSpec struct {
 	name, source string
 	shape        []int
 	permuteHeads int
+	values       []float32
 }
 
 // tensorSpecs lists the output tensors in file order with llama.cpp's names
-// (llama-arch.cpp LLM_TENSOR_NAMES for LLM_ARCH_LLAMA).
+// (llama-arch.cpp LLM_TENSOR_NAMES for LLM_ARCH_LLAMA): a llama3 RoPE
+// scaling's rope_freqs first, as convert_hf_to_gguf.py writes the tensors
+// of generate_extra_tensors before the checkpoint's.
 func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
-	specs := []tensorSpec{{name: "token_embd.weight", source: "model.embed_tokens.weight", shape: []int{v, h}}}
+	var specs []tensorSpec
+	if cfg.RopeScaling.Type == hfconfig.RopeLlama3 {
+		specs = append(specs, tensorSpec{name: RopeFreqsTensor, shape: []int{hd / 2}, values: ropeFreqFactors(cfg)})
+	}
+	specs = append(specs, tensorSpec{name: "token_embd.weight", source: "model.embed_tokens.weight", shape: []int{v, h}})
 	for i := range cfg.NumHiddenLayers {
 		blk, hf := "blk."+strconv.Itoa(i)+".", "model.layers."+strconv.Itoa(i)+"."
 		specs = append(specs,
@@ -663,6 +679,50 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
 	}
 	return specs
+}
+
+// RopeFreqsTensor is the tensor of RoPE frequency factors that
+// llama.cpp's converter writes for a llama3 scaling (LLM_TENSOR_ROPE_FREQS):
+// F32 [head_dim/2], llama.cpp dividing each inverse frequency by its factor.
+const RopeFreqsTensor = "rope_freqs.weight"
+
+// ropeFreqFactors returns rope_freqs' values for cfg's llama3 scaling:
+// the FreqFactors it was read with (a GGUF file's), else what
+// LlamaModel.generate_extra_tensors computes, by the wavelength λ = 2π/f
+// of each plain inverse frequency f = 1/theta^(2j/head_dim), with o =
+// original_max_position_embeddings: 1 where λ < o/high_freq_factor,
+// factor where λ > o/low_freq_factor, else 1/((1-σ)/factor + σ) with σ =
+// (o/λ - low_freq_factor)/(high_freq_factor - low_freq_factor). The
+// converter does this in float32 (torch); here it is float64 rounded to
+// float32 once, which gives 1 and factor exactly and the smoothed band
+// within a unit in the last place of the converter's values. f divided by
+// its factor is transformers' scaled frequency (runtime.RoPEFreqs) up to
+// rounding. checkModel has validated the parameters.
+func ropeFreqFactors(cfg *hfconfig.Config) []float32 {
+	s := cfg.RopeScaling
+	if s.FreqFactors != nil {
+		return slices.Clone(s.FreqFactors)
+	}
+	d2 := cfg.HeadDim / 2
+	out := make([]float32, d2)
+	orig := float64(s.OriginalMaxPositionEmbeddings)
+	lowWavelen, highWavelen := orig/s.LowFreqFactor, orig/s.HighFreqFactor
+	for j := range out {
+		freq := 1 / math.Pow(cfg.RopeTheta, float64(2*j)/float64(cfg.HeadDim))
+		wavelen := 2 * math.Pi / freq
+		switch {
+		case wavelen < highWavelen:
+			out[j] = 1
+		case wavelen > lowWavelen:
+			out[j] = float32(s.Factor)
+		case s.HighFreqFactor == s.LowFreqFactor:
+			out[j] = 1 // the bands meet at λ: kept, as runtime.RoPEFreqs keeps it
+		default:
+			smooth := (orig/wavelen - s.LowFreqFactor) / (s.HighFreqFactor - s.LowFreqFactor)
+			out[j] = float32(1 / ((1-smooth)/s.Factor + smooth))
+		}
+	}
+	return out
 }
 
 // weightType picks the type of a 2-D weight, falling back as
@@ -692,6 +752,9 @@ func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 }
 
 func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, error) {
+	if s.values != nil {
+		return s.values, nil
+	}
 	vals, shape, err := get(s.source)
 	if err != nil {
 		return nil, fmt.Errorf("gguf convert: tensor %q: %w", s.source, err)
@@ -743,9 +806,16 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		{"llama.attention.key_length", uint32(cfg.HeadDim)},
 		{"llama.attention.value_length", uint32(cfg.HeadDim)},
 		{"llama.rope.dimension_count", uint32(cfg.HeadDim)},
-		{"llama.rope.freq_base", float32(cfg.RopeTheta)},
-		{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	}
+	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLinear {
+		// As TextModel.set_gguf_parameters writes a linear scaling, before
+		// the base; llama3's is the rope_freqs tensor.
+		kvs = append(kvs, KV{"llama.rope.scaling.type", "linear"}, KV{"llama.rope.scaling.factor", float32(s.Factor)})
+	}
+	kvs = append(kvs,
+		KV{"llama.rope.freq_base", float32(cfg.RopeTheta)},
+		KV{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+	)
 	if m := opts.Imatrix; m != nil {
 		// The keys llama-quantize records an importance matrix under, its
 		// counts as uint32 (it writes every int override so) and the

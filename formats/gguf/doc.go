@@ -155,6 +155,20 @@
 // another type than the key's and a token id outside the vocabulary.
 // general.alignment lays the file out by the override's alignment.
 //
+// RoPE scaling (hfconfig.RopeScaling) is written as convert_hf_to_gguf.py
+// writes it for LlamaModel: a linear one as llama.rope.scaling.type
+// "linear" and llama.rope.scaling.factor (float32), before
+// llama.rope.freq_base; a llama3 one (Llama 3.1, 3.2) as the tensor
+// rope_freqs.weight, F32 [head_dim/2], the first of the file, holding
+// each inverse frequency's divisor (1 in the high band, factor in the low
+// one, 1/((1-σ)/factor + σ) between; computed in float64 and rounded to
+// float32 where the converter computes in float32: within an ulp of its
+// values). File.HFConfig reads them back as llama.cpp's loader applies
+// them (the type "linear" when absent, rope.scale_linear for an absent
+// factor, type "none" scaling nothing) and refuses the scalings the
+// runtime does not compute (yarn, longrope, an attention factor,
+// rope_freqs with a linear factor).
+//
 // Each 2-D weight's type is picked as llama-quantize's
 // llama_tensor_get_type picks it (src/llama-quant.cpp): output.weight
 // left in F16 (ConvertOptions.LeaveOutput, --leave-output-tensor); else

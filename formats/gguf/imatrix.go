@@ -262,7 +262,9 @@ func readImatrixLegacy(b []byte) (*Imatrix, error) {
 func NewImatrix(cfg *hfconfig.Config, sums map[string][]float64, tokens int64, samples, seqLen int, datasets []string) (*Imatrix, error) {
 	names := map[string]string{}
 	for _, s := range tensorSpecs(cfg) {
-		names[s.source] = s.name
+		if s.source != "" {
+			names[s.source] = s.name
+		}
 	}
 	m := &Imatrix{Entries: map[string]ImatrixEntry{}, Chunks: samples, ChunkSize: seqLen, Datasets: datasets}
 	for hf, v := range sums {

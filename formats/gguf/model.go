@@ -17,11 +17,17 @@ import (
 // architecture Convert writes, and llama.cpp's converter writes for Llama
 // and Mistral models): LlamaForCausalLM with the llama.* hyperparameters,
 // the tokenizer's special ids, and tied embeddings where the file has no
-// output weight. A file whose metadata or tensors ask llama.cpp for more
-// than the runtime computes (RoPE scaling, Llama 3.1's rope_freqs, partial
-// rotary, experts, biases) is refused, wrapping ErrUnsupportedModel: run,
-// it would silently be another model than llama.cpp's. Errors name the
-// file and the key or tensor.
+// output weight. RoPE scaling is read as llama.cpp reads it: a linear one
+// (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with
+// rope.scaling.factor or the older rope.scale_linear other than 0 or 1) as
+// RopeScaling linear, none with type "none" whatever the factor says, and
+// the rope_freqs tensor (what llama.cpp's converter writes for a llama3
+// scaling) as a llama3 RopeScaling of its FreqFactors. A file whose
+// metadata or tensors ask llama.cpp for more than the runtime computes
+// (another scaling type, a linear factor below 1, rope_freqs with a linear
+// factor, an attention factor, partial rotary, experts, biases) is
+// refused, wrapping ErrUnsupportedModel: run, it would silently be another
+// model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if a, _ := Value[string](f, "general.architecture"); a != "llama" {
 		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models)", f.path, a)
@@ -114,22 +120,34 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	} else if ok {
 		c["rope_theta"] = v
 	}
-	// RoPE scaling as llama.cpp reads it: the type (default linear) and the
-	// factor (rope.scaling.factor, or the older rope.scale_linear); 0 or 1
-	// is no scaling.
+	// RoPE scaling as llama.cpp's loader reads it (llama_model::load_hparams,
+	// llama_context): the type, "linear" when absent; the factor,
+	// rope.scaling.factor or else the older rope.scale_linear, 0 meaning 1;
+	// type "none" scales nothing whatever the factor.
+	scaling := "linear"
 	if t, err := Value[string](f, "llama.rope.scaling.type"); err == nil {
 		if t != "none" && t != "linear" {
-			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling, which the runtime does not compute")
+			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling of a type the runtime does not compute (none and linear are)")
 		}
+		scaling = t
 	} else if _, ok := f.Get("llama.rope.scaling.type"); ok {
 		return nil, err
 	}
+	factorKey, factor := "", float32(0)
 	for _, key := range []string{"llama.rope.scaling.factor", "llama.rope.scale_linear"} {
 		if v, ok, err := f32(key); err != nil {
 			return nil, err
-		} else if ok && v != 0 && v != 1 {
-			return nil, refuse(key, v, "RoPE scaling, which the runtime does not compute")
+		} else if ok {
+			factorKey, factor = key, v
+			break
 		}
+	}
+	linear := scaling == "linear" && factor != 0 && factor != 1
+	if linear {
+		if !(factor >= 1) || math.IsInf(float64(factor), 0) {
+			return nil, refuse(factorKey, factor, "a linear RoPE scaling factor below 1 or not finite, which the runtime does not compute")
+		}
+		c["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": float64(factor)} // the file's float32, exactly
 	}
 	if v, ok, err := f32("llama.rope.scaling.attn_factor"); err != nil {
 		return nil, err
@@ -156,6 +174,16 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ti, ok := f.Tensor(RopeFreqsTensor); ok {
+		ff, err := f.ropeFreqs(ti, cfg.HeadDim)
+		if err != nil {
+			return nil, err
+		}
+		if linear {
+			return nil, fmt.Errorf("%s: tensor %q with %s %g: RoPE frequency factors and a linear scaling both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, factorKey, factor, ErrUnsupportedModel)
+		}
+		cfg.RopeScaling = hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: ff}
+	}
 	// Every tensor must be one the runtime computes with: llama.cpp applies
 	// the optional ones its llama graph knows (biases, rope_freqs, experts).
 	known := map[string]bool{}
@@ -168,8 +196,6 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		}
 		why := "a tensor the runtime has no use for (llama.cpp's llama graph may apply it)"
 		switch {
-		case t.Name == "rope_freqs.weight":
-			why = "RoPE frequency factors (Llama 3.1's rope scaling), which the runtime does not compute"
 		case strings.HasSuffix(t.Name, ".bias"):
 			why = "a bias, which the runtime does not add"
 		case strings.Contains(t.Name, "_exps") || strings.Contains(t.Name, "ffn_gate_inp"):
@@ -178,6 +204,24 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
 	}
 	return cfg, nil
+}
+
+// ropeFreqs reads the rope_freqs tensor ti: head_dim/2 positive finite
+// factors (llama.cpp creates it of shape {n_rot/2}).
+func (f *File) ropeFreqs(ti TensorInfo, headDim int) ([]float32, error) {
+	if len(ti.Shape) != 1 || ti.Shape[0] != headDim/2 {
+		return nil, fmt.Errorf("%s: tensor %q: shape %v, want [%d] (head_dim/2)", f.path, ti.Name, ti.Shape, headDim/2)
+	}
+	ff, err := f.Float32(ti.Name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.path, ti.Name, err)
+	}
+	for j, v := range ff {
+		if !(v > 0) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("%s: tensor %q: element %d is %g: want positive finite frequency factors", f.path, ti.Name, j, v)
+		}
+	}
+	return ff, nil
 }
 
 // ModelWeights serves a llama-architecture file's tensors under their
@@ -195,6 +239,9 @@ type ModelWeights struct {
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}}
 	for _, s := range tensorSpecs(cfg) {
+		if s.source == "" {
+			continue // derived from the config (rope_freqs: cfg.RopeScaling)
+		}
 		w.names[s.source] = s.name
 		if s.permuteHeads > 0 {
 			w.heads[s.source] = s.permuteHeads
