@@ -34,9 +34,12 @@ type Report struct {
 	VocabSize             int      `json:"vocab_size"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
 	RopeTheta             float64  `json:"rope_theta"`
-	SlidingWindow         int      `json:"sliding_window"` // 0: none
-	TieWordEmbeddings     bool     `json:"tie_word_embeddings"`
-	TorchDType            string   `json:"torch_dtype"`
+	// RopeScaling is config.json's RoPE scaling under its keys; absent for
+	// plain RoPE.
+	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
+	SlidingWindow     int          `json:"sliding_window"` // 0: none
+	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
+	TorchDType        string       `json:"torch_dtype"`
 	// NumParameters counts the parameters the weight files hold (a
 	// quantized Linear counts K·N, as unquantized).
 	NumParameters int64 `json:"num_parameters"`
@@ -55,6 +58,34 @@ type Report struct {
 	// (tensors the config does not explain or needs and lacks, tensors of
 	// another shape than it gives, parameter counts that differ).
 	Problems []string `json:"problems,omitempty"`
+}
+
+// RopeScaling is a Report's RoPE scaling (hfconfig.RopeScaling) under
+// transformers' keys; the llama3 keys only for llama3.
+type RopeScaling struct {
+	RopeType                      string  `json:"rope_type"`
+	Factor                        float64 `json:"factor"`
+	LowFreqFactor                 float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
+	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
+}
+
+// ropeScalingOf is s as a Report gives it: nil for plain RoPE.
+func ropeScalingOf(s hfconfig.RopeScaling) *RopeScaling {
+	if s.IsDefault() {
+		return nil
+	}
+	return &RopeScaling{RopeType: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor, HighFreqFactor: s.HighFreqFactor,
+		OriginalMaxPositionEmbeddings: s.OriginalMaxPositionEmbeddings}
+}
+
+// String describes r as config.json spells it.
+func (r *RopeScaling) String() string {
+	if r.RopeType == hfconfig.RopeLlama3 {
+		return fmt.Sprintf("llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %d)",
+			r.Factor, r.LowFreqFactor, r.HighFreqFactor, r.OriginalMaxPositionEmbeddings)
+	}
+	return fmt.Sprintf("%s (factor %g)", r.RopeType, r.Factor)
 }
 
 // Quantization is the GPTQ part of a Report.
@@ -90,7 +121,7 @@ func Inspect(dir string) (*Report, error) {
 		Dir: dir, ModelType: cfg.ModelType, Architectures: cfg.Architectures,
 		HiddenSize: cfg.HiddenSize, IntermediateSize: cfg.IntermediateSize, NumHiddenLayers: cfg.NumHiddenLayers,
 		NumAttentionHeads: cfg.NumAttentionHeads, NumKeyValueHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
-		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta,
+		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta, RopeScaling: ropeScalingOf(cfg.RopeScaling),
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
 	}

@@ -90,6 +90,54 @@ func TestInspectCmd(t *testing.T) {
 	}
 }
 
+// TestInspectRopeScaling: inspect names a config's RoPE scaling, in the
+// text and as rope_scaling under config.json's keys in the JSON, and
+// leaves the key out for plain RoPE.
+func TestInspectRopeScaling(t *testing.T) {
+	src := fixturePath(t, "models/stories260K-hf-mistral")
+	dir := t.TempDir()
+	for _, f := range []string{"config.json", "model.safetensors"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f == "config.json" {
+			data = bytes.Replace(data, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},`), 1)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, _, err := run(t, "inspect", dir)
+	const want = "rope_theta 10000, rope scaling llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), sliding window"
+	if err != nil || !strings.Contains(out, want) {
+		t.Errorf("inspect: %v, output lacks %q:\n%s", err, want, out)
+	}
+	for _, tc := range []struct {
+		dir  string
+		want string // rope_scaling's JSON; "" for none
+	}{
+		{dir, `{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":8192}`},
+		{src, ""},
+	} {
+		out, _, err := run(t, "inspect", "--json", tc.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		if raw, ok := doc["rope_scaling"]; ok {
+			json.Compact(&got, raw)
+		}
+		if got.String() != tc.want {
+			t.Errorf("%s: rope_scaling %s, want %q", tc.dir, got.String(), tc.want)
+		}
+	}
+}
+
 func jsonInt(v int64) string { b, _ := json.Marshal(v); return string(b) }
 
 func TestInspectRefusesTruncated(t *testing.T) {

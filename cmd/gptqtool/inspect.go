@@ -85,7 +85,11 @@ func printReport(w io.Writer, r *verify.Report) {
 	if r.SlidingWindow > 0 {
 		sw = fmt.Sprint(r.SlidingWindow)
 	}
-	fmt.Fprintf(w, "  context        %d positions, rope_theta %g, sliding window %s\n", r.MaxPositionEmbeddings, r.RopeTheta, sw)
+	rope := ""
+	if r.RopeScaling != nil {
+		rope = ", rope scaling " + r.RopeScaling.String()
+	}
+	fmt.Fprintf(w, "  context        %d positions, rope_theta %g%s, sliding window %s\n", r.MaxPositionEmbeddings, r.RopeTheta, rope, sw)
 	head := "untied lm_head"
 	if r.TieWordEmbeddings {
 		head = "tied to embed_tokens"
