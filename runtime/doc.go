@@ -26,6 +26,16 @@
 //   - Ops are ordered: an op sees the results of every op issued before it on
 //     the same backend. Download (and Sync) wait for them.
 //
+// # RoPE
+//
+// The RoPE ops (RoPE, RoPEStore, MatMulSplitRoPE) rotate by a table of
+// inverse frequencies [headDim/2] that RoPEFreqs builds from rope_theta
+// and the config's scaling (plain, linear, llama3, or a GGUF file's
+// frequency factors), once, at the model's load; no op computes
+// frequencies of its own, so a scaled model cannot fall back to the plain
+// table on some path. A backend may keep a device copy of a table it was
+// given (found again by its contents).
+//
 // # Optional ops
 //
 // Fused ops a backend may provide are one-method interfaces found by type
