@@ -10,9 +10,10 @@ import (
 )
 
 // FuzzNewFile feeds arbitrary file images to the reader: it must never
-// panic, every accepted tensor must lie inside the file and decode, and an
-// accepted file that the writer also accepts must survive a write and
-// re-read with the same metadata, tensor infos and bytes.
+// panic, every accepted tensor must lie inside the file and decode, a
+// llama config read from it (HFConfig) has a RoPE scaling the runtime
+// computes, and an accepted file that the writer also accepts must survive
+// a write and re-read with the same metadata, tensor infos and bytes.
 func FuzzNewFile(f *testing.F) {
 	paths, _ := filepath.Glob(filepath.Join("testdata", "*.gguf"))
 	for _, p := range paths {
@@ -26,10 +27,49 @@ func FuzzNewFile(f *testing.F) {
 	f.Add(header(0, 1).str(KeyAlignment).u32(4).u32(64).b)
 	f.Add(header(1, 1).str("k").u32(9).u32(9).u64(1).u32(8).u64(1).str("s").
 		str("t").u32(2).u64(256).u64(1).u32(uint32(TypeQ4_K)).u64(0).pad(32).raw(make([]byte, 144)...).pad(32).b)
+	// A llama model's metadata with a linear scaling, and with Llama 3's
+	// rope_freqs (head_dim 4: two factors).
+	for _, extra := range [][]KV{{{"llama.rope.scaling.type", "linear"}, {"llama.rope.scaling.factor", float32(2)}}, nil} {
+		kvs := append([]KV{{"general.architecture", "llama"}, {"llama.embedding_length", uint32(8)}, {"llama.feed_forward_length", uint32(8)},
+			{"llama.block_count", uint32(1)}, {"llama.attention.head_count", uint32(2)}, {"llama.context_length", uint32(16)},
+			{"llama.attention.layer_norm_rms_epsilon", float32(1e-5)}}, extra...)
+		infos := []TensorInfo{{Name: "token_embd.weight", Shape: []int{4, 8}, Type: TypeF32}}
+		if extra == nil {
+			infos = append(infos, TensorInfo{Name: RopeFreqsTensor, Shape: []int{2}, Type: TypeF32})
+		}
+		path := filepath.Join(f.TempDir(), "seed.gguf")
+		w, err := Create(path, kvs, infos)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, ti := range infos {
+			vals := make([]float32, ti.NumElements())
+			for i := range vals {
+				vals[i] = 1 + float32(i)
+			}
+			if err := w.WriteFloat32(ti.Name, vals); err != nil {
+				f.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			f.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := NewFile(bytes.NewReader(data), int64(len(data)), "fuzz.gguf")
 		if err != nil {
 			return
+		}
+		if cfg, err := file.HFConfig(); err == nil {
+			s := cfg.RopeScaling
+			if err := s.Validate(); err != nil || s.FreqFactors != nil && len(s.FreqFactors) != cfg.HeadDim/2 {
+				t.Fatalf("HFConfig gave a RoPE scaling the runtime refuses: %+v (%v)", s, err)
+			}
 		}
 		infos := file.Tensors()
 		raws := make([][]byte, len(infos))
