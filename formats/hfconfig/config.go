@@ -63,8 +63,9 @@ type Config struct {
 }
 
 // LoadAny is Load that accepts RoPE scalings the project does not
-// implement, naming them in Config.RopeType: for work that copies a
-// checkpoint's tensors without running it (a dtype or shard conversion).
+// implement, naming them in Config.RopeScaling.Type, and partial RoPE:
+// for work that copies a checkpoint's
+// tensors without running it (a dtype or shard conversion).
 func LoadAny(dir string) (*Config, error) {
 	file, data, err := read(dir)
 	if err != nil {
@@ -167,6 +168,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.EOSTokenID = c.EOSTokenIDs[0]
 	}
 	r.rope(c)
+	r.unrun()
 	if q, ok := raw["quantization_config"]; ok && q != nil {
 		if _, isObj := q.(map[string]any); !isObj {
 			r.fail("quantization_config: got %s, want an object", jsonKind(q))
@@ -418,7 +420,7 @@ type reader struct {
 	m       map[string]any
 	file    string
 	err     error
-	anyRoPE bool // RoPE scalings other than "default" pass (LoadAny)
+	anyRoPE bool // what the runtime does not compute passes (LoadAny): RoPE scalings, partial RoPE
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -643,6 +645,20 @@ func (s RopeScaling) String() string {
 			s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPositionEmbeddings)
 	}
 	return s.Type
+}
+
+// unrun refuses a partial_rotary_factor other than 1 (RoPE over part of
+// each head), which the runtime does not compute and would otherwise
+// ignore. LoadAny, which only copies tensors, passes it. (attention_bias
+// and mlp_bias are the loaders': they take all-zero biases and refuse
+// others, naming the tensor.)
+func (r *reader) unrun() {
+	if r.anyRoPE || r.err != nil {
+		return
+	}
+	if f := r.optionalFloat("partial_rotary_factor", 1); r.err == nil && f != 1 {
+		r.fail("partial_rotary_factor: %g: %w (RoPE over the whole head, 1, is implemented)", f, ErrUnsupported)
+	}
 }
 
 // rope reads the 4.x rope_scaling and the 5.x rope_parameters into

@@ -226,6 +226,7 @@ func TestParseErrors(t *testing.T) {
 		{"rope llama3 bare", with("rope_parameters", map[string]any{"rope_type": "llama3", "rope_theta": 500000}), []string{`cfg.json: rope_parameters: missing required key "factor" (rope type "llama3")`}, false},
 		{"rope not object", with("rope_scaling", 2), []string{"rope_scaling: got number"}, false},
 		{"dtype int8", with("torch_dtype", "int8"), []string{`dtype "int8"`}, true},
+		{"partial rotary", with("partial_rotary_factor", 0.5), []string{"cfg.json: partial_rotary_factor: 0.5"}, true},
 		{"eos list of strings", with("eos_token_id", []string{"a"}), []string{"eos_token_id[0]"}, false},
 		{"architectures string", with("architectures", "X"), []string{"architectures: got string"}, false},
 		{"quantization_config array", with("quantization_config", []int{1}), []string{"quantization_config: got array"}, false},
@@ -269,6 +270,9 @@ func TestLoadAnyRoPE(t *testing.T) {
 		// unimplemented: both refuse it.
 		{"llama3 bare", map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000}}, "", false},
 		{"gelu", map[string]any{"hidden_act": "gelu"}, "", false},
+		// Partial RoPE is not run, but copying the tensors as they are
+		// does not need it.
+		{"partial rotary", map[string]any{"partial_rotary_factor": 0.25}, "default", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := maps.Clone(base)

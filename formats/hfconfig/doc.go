@@ -45,7 +45,8 @@
 // type are refused as unsupported (ErrUnsupported); LoadAny, for work that
 // copies tensors without running the model, passes them by type. A config
 // with both rope_scaling and rope_parameters must give the same scaling in
-// each.
+// each. So is a partial_rotary_factor other than 1, which the runtime
+// would otherwise ignore; LoadAny passes it too.
 //
 // Config.Raw holds the whole parsed document with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes
