@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // findAll returns the matches of re in s, leftmost first, as find_iter.
@@ -188,4 +189,29 @@ func TestOnigBacktrackingBounded(t *testing.T) {
 	if got := findAll(re, s); !slices.Equal(got, [][2]int{{60, 61}}) {
 		t.Errorf("matches %v, want [[60 61]]", got)
 	}
+}
+
+// FuzzOnig checks that compiling any pattern never panics, and that the
+// matches of one that compiles are non-empty, ordered and on character
+// boundaries.
+func FuzzOnig(f *testing.F) {
+	for _, p := range []string{
+		`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
+		`\s+$`, `[\x{4E00}-\x{9FA5}]+`, `(?:a|ab)(?=c)`, `.{2,3}`, `[^(\s|.,!?…。，、।۔،)]+`,
+	} {
+		f.Add(p, "I'll be there 12345 times!\n\n  日本語 ok")
+	}
+	f.Fuzz(func(t *testing.T, pattern, text string) {
+		re, err := compileOnig(pattern)
+		if err != nil || !utf8.ValidString(text) {
+			return
+		}
+		prev := 0
+		for _, m := range findAll(re, text) {
+			if m[0] < prev || m[1] <= m[0] || m[1] > len(text) || !utf8.ValidString(text[m[0]:m[1]]) {
+				t.Fatalf("%q on %q: bad match %v", pattern, text, m)
+			}
+			prev = m[1]
+		}
+	})
 }
