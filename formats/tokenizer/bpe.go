@@ -5,14 +5,18 @@ import (
 	"unicode/utf8"
 )
 
-// chunkCache memoises the ids of words already seen in one encode call.
-type chunkCache map[string][]int32
+// chunkCache is the state of one encode call: the ids of the words (or
+// byte-level pre-tokens) already seen, and the pre-tokenizer's scratch.
+type chunkCache struct {
+	words map[string][]int32
+	pre   preScratch
+}
 
-func newChunkCache(textLen int) chunkCache {
+func newChunkCache(textLen int) *chunkCache {
 	if textLen < 256 {
-		return make(chunkCache)
+		return &chunkCache{words: make(map[string][]int32)}
 	}
-	return make(chunkCache, textLen/32)
+	return &chunkCache{words: make(map[string][]int32, textLen/32)}
 }
 
 // normalize applies the normalizer: optional whitespace collapsing, the
@@ -55,7 +59,10 @@ func collapseSpaces(s string) string {
 }
 
 // encodeSegment normalizes text (no added tokens in it) and appends its ids.
-func (t *Tokenizer) encodeSegment(dst []int, text string, atStart bool, cache chunkCache) []int {
+func (t *Tokenizer) encodeSegment(dst []int, text string, atStart bool, cache *chunkCache) []int {
+	if t.pre != nil {
+		return t.encodeByteLevel(dst, text, cache)
+	}
 	norm := t.normalize(text, atStart)
 	if norm == "" {
 		return dst
@@ -83,8 +90,8 @@ func (t *Tokenizer) encodeSegment(dst []int, text string, atStart bool, cache ch
 }
 
 // appendWord appends the ids of one word, via the cache.
-func (t *Tokenizer) appendWord(dst []int, w string, cache chunkCache) []int {
-	if ids, ok := cache[w]; ok {
+func (t *Tokenizer) appendWord(dst []int, w string, cache *chunkCache) []int {
+	if ids, ok := cache.words[w]; ok {
 		for _, id := range ids {
 			dst = append(dst, int(id))
 		}
@@ -92,7 +99,7 @@ func (t *Tokenizer) appendWord(dst []int, w string, cache chunkCache) []int {
 	}
 	ids := t.bpe(w)
 	if len(w) <= 64 {
-		cache[w] = ids
+		cache.words[w] = ids
 	}
 	for _, id := range ids {
 		dst = append(dst, int(id))

@@ -65,6 +65,11 @@ func (t *Tokenizer) loadConfigs(dir string) error {
 	if err := t.readConfigs(dir); err != nil {
 		return err
 	}
+	if t.pre != nil && !t.explicitAdd && t.tmplBOS >= 0 {
+		// The template's token is what transformers puts first, whatever
+		// bos_token says.
+		t.bos = t.tmplBOS
+	}
 	t.compileChatTemplate()
 	return nil
 }
@@ -101,6 +106,13 @@ func (t *Tokenizer) readConfigs(dir string) error {
 	t.finish()
 	if err := t.applySpecial(cfgPath, cfg.specialTokensMap); err != nil {
 		return err
+	}
+	if t.pre != nil && (cfg.AddBOS != nil || cfg.AddEOS != nil) {
+		// transformers 5 (TokenizersBackend) replaces the template by
+		// [bos_token] $A [eos_token] as the two keys say, a missing one
+		// false.
+		t.explicitAdd = true
+		t.addBOS, t.addEOS, t.tmplEOS = false, false, -1
 	}
 	if cfg.AddBOS != nil {
 		t.addBOS = *cfg.AddBOS

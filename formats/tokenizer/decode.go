@@ -17,6 +17,16 @@ import (
 // EncodeChat. An id out of range is an error wrapping ErrUnknownID.
 //
 // For valid UTF-8 s without U+2581, Decode(Encode(s)) == s.
+//
+// A byte-level tokenizer's ids decode as HF tokenizers' ByteLevel decoder
+// decodes them (transformers' decode, skip_special_tokens false): every
+// piece, added tokens' text included, is mapped back to the bytes its
+// characters stand for (a piece with a character outside the byte
+// alphabet gives its own UTF-8), and the bytes become text as Rust's
+// String::from_utf8_lossy makes it, one U+FFFD for each maximal invalid
+// sequence. The BOS token alone renders as nothing, as SentencePiece's
+// <s> does, so that Decode(EncodePrompt(s)) == s; for every valid UTF-8 s
+// (and NFC s where the normalizer is NFC), Decode(Encode(s)) == s.
 func (t *Tokenizer) Decode(ids []int) (string, error) {
 	d := t.NewDecoder()
 	var b strings.Builder
@@ -59,6 +69,13 @@ func (d *Decoder) Add(id int) (string, error) {
 	if id < 0 || id >= len(t.pieces) || t.kinds[id] == kindUnused {
 		return "", fmt.Errorf("id %d (vocabulary size %d): %w", id, len(t.pieces), ErrUnknownID)
 	}
+	if t.pre != nil {
+		if id == t.bos && t.kinds[id] != kindNormal {
+			return "", nil
+		}
+		d.pending = appendPieceBytes(d.pending, t.pieces[id])
+		return d.drainLossy(false), nil
+	}
 	switch t.kinds[id] {
 	case kindByte:
 		d.atStart = false
@@ -84,8 +101,14 @@ func (d *Decoder) Add(id int) (string, error) {
 }
 
 // Flush returns the bytes still held (an incomplete UTF-8 character, as
-// U+FFFD per byte) and empties the decoder's buffer.
-func (d *Decoder) Flush() string { return d.drain(true) }
+// U+FFFD per byte, or one U+FFFD for a byte-level tokenizer) and empties
+// the decoder's buffer.
+func (d *Decoder) Flush() string {
+	if d.t.pre != nil {
+		return d.drainLossy(true)
+	}
+	return d.drain(true)
+}
 
 // drain returns the pending bytes that form characters; with final, an
 // incomplete trailing character too, as U+FFFD per byte.
@@ -110,4 +133,76 @@ func (d *Decoder) drain(final bool) string {
 	}
 	d.pending = append(d.pending[:0], p...)
 	return b.String()
+}
+
+// drainLossy returns the pending bytes that form text as
+// String::from_utf8_lossy makes it: each maximal sequence that starts a
+// valid encoding but breaks off (or a byte that starts none) becomes one
+// U+FFFD. Without final, a trailing sequence that may still complete is
+// held back.
+func (d *Decoder) drainLossy(final bool) string {
+	p := d.pending
+	if len(p) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for len(p) > 0 {
+		if p[0] < utf8.RuneSelf {
+			b.WriteByte(p[0])
+			p = p[1:]
+			continue
+		}
+		if !utf8.FullRune(p) {
+			if !final {
+				break
+			}
+			b.WriteRune(utf8.RuneError) // cut off at the end: one U+FFFD
+			p = nil
+			break
+		}
+		r, n := utf8.DecodeRune(p)
+		if r != utf8.RuneError || n > 1 {
+			b.Write(p[:n])
+			p = p[n:]
+			continue
+		}
+		b.WriteRune(utf8.RuneError)
+		p = p[maximalSubpart(p):]
+	}
+	d.pending = append(d.pending[:0], p...)
+	return b.String()
+}
+
+// maximalSubpart is the length of the longest prefix of p that starts a
+// valid UTF-8 encoding, at least 1 (Unicode §3.9, U+FFFD substitution of
+// maximal subparts); p holds no valid character at its start.
+func maximalSubpart(p []byte) int {
+	need, lo, hi := 0, byte(0x80), byte(0xBF)
+	switch c := p[0]; {
+	case c >= 0xC2 && c <= 0xDF:
+		need = 1
+	case c == 0xE0:
+		need, lo = 2, 0xA0
+	case c == 0xED:
+		need, hi = 2, 0x9F
+	case c >= 0xE1 && c <= 0xEF:
+		need = 2
+	case c == 0xF0:
+		need, lo = 3, 0x90
+	case c == 0xF4:
+		need, hi = 3, 0x8F
+	case c >= 0xF1 && c <= 0xF3:
+		need = 3
+	default:
+		return 1
+	}
+	n := 1
+	for k := 0; k < need && n < len(p); k++ {
+		c := p[n]
+		if k == 0 && (c < lo || c > hi) || k > 0 && (c < 0x80 || c > 0xBF) {
+			return n
+		}
+		n++
+	}
+	return n
 }

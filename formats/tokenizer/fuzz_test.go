@@ -57,6 +57,11 @@ func FuzzLoadJSON(f *testing.F) {
 	f.Add([]byte(`{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2,"<0x61>":3},"merges":[["a","b"]],"byte_fallback":true}}`))
 	f.Add([]byte(`{"pre_tokenizer":{"type":"Metaspace","replacement":"▁","prepend_scheme":"first","split":false},"added_tokens":[{"id":3,"content":"<x>","special":true,"lstrip":true}],"model":{"type":"BPE","vocab":{"▁":0,"a":1,"▁a":2},"merges":["▁ a"],"unk_token":"a"}}`))
 	f.Add([]byte(`{"model":{"vocab":{"a":5},"merges":[]}}`))
+	// Byte-level: a Split then ByteLevel, NFC, a template adding BOS.
+	f.Add([]byte(tinyByteLevel{pattern: `(?i:'s)|\p{L}+|\p{N}{1,3}|\s+(?!\S)|\s+|.`, merges: []string{"a b", "Ġ a"}, normalizer: `{"type":"NFC"}`,
+		added: `[{"id":300,"content":"<x>","special":true}]`,
+		post:  `{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<x>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<x>":{"ids":[300]}}}`}.json(f)))
+	f.Add([]byte(`{"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel"},{"type":"Split","pattern":{"String":"a"},"behavior":"MergedWithNext","invert":true}]},"decoder":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":{"a":0,"b":1,"Ġ":2},"merges":[],"ignore_merges":true}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := parseJSON(data)
 		if err != nil {

@@ -25,6 +25,7 @@ type hfFile struct {
 	Normalizer    json.RawMessage `json:"normalizer"`
 	PreTokenizer  json.RawMessage `json:"pre_tokenizer"`
 	PostProcessor json.RawMessage `json:"post_processor"`
+	Decoder       json.RawMessage `json:"decoder"`
 	Model         struct {
 		Type                    string            `json:"type"`
 		UnkToken                *string           `json:"unk_token"`
@@ -32,6 +33,7 @@ type hfFile struct {
 		EndOfWordSuffix         *string           `json:"end_of_word_suffix"`
 		FuseUnk                 bool              `json:"fuse_unk"`
 		ByteFallback            bool              `json:"byte_fallback"`
+		IgnoreMerges            bool              `json:"ignore_merges"`
 		Vocab                   map[string]int    `json:"vocab"`
 		Merges                  []json.RawMessage `json:"merges"`
 	} `json:"model"`
@@ -48,16 +50,31 @@ type hfComponent struct {
 	PrependScheme  string          `json:"prepend_scheme"`
 	AddPrefixSpace *bool           `json:"add_prefix_space"`
 	Split          *bool           `json:"split"`
+	// Split, Digits, ByteLevel (pre-tokenizers of byte-level BPE)
+	Behavior         string `json:"behavior"`
+	Invert           bool   `json:"invert"`
+	UseRegex         *bool  `json:"use_regex"`
+	IndividualDigits bool   `json:"individual_digits"`
 }
 
 // maxVocab bounds the vocabulary size accepted from files.
 const maxVocab = 1 << 22
 
-// LoadJSON reads an HF tokenizer.json with a BPE model (byte_fallback,
-// merges as "a b" or ["a","b"]), the legacy normalizer (Prepend "▁" then
-// Replace " "→"▁") or the Metaspace pre-tokenizer, and added_tokens.
-// tokenizer_config.json is read by Load, not here; BOS is added when the
-// post_processor puts a special token first (the default when it has none).
+// LoadJSON reads an HF tokenizer.json with a BPE model (merges as "a b" or
+// ["a","b"]) and added_tokens, of one of two kinds:
+//
+//   - SentencePiece-style: byte_fallback, the legacy normalizer (Prepend
+//     "▁" then Replace " "→"▁") or the Metaspace pre-tokenizer; BOS is
+//     added when the post_processor puts a special token first (the
+//     default when it has none);
+//   - byte-level (GPT-2, Llama 3, Qwen2): a ByteLevel pre_tokenizer, alone
+//     or in a Sequence after Split (regex), Digits or Punctuation
+//     pre-tokenizers, the ByteLevel decoder, normalizer null or NFC,
+//     ignore_merges; the post_processor's TemplateProcessing (in a
+//     Sequence with ByteLevel or not) says which token goes before and
+//     after the text; ByteLevel or null adds none.
+//
+// tokenizer_config.json is read by Load, not here.
 func LoadJSON(path string) (*Tokenizer, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -151,15 +168,33 @@ func parseJSON(data []byte) (*Tokenizer, error) {
 			t.merges[key] = merge{prio: -float64(rank), id: int32(mid)}
 		}
 	}
-	if err := t.parseNormalizer(f.Normalizer); err != nil {
-		return nil, fmt.Errorf("normalizer: %w", err)
-	}
-	if err := t.parsePreTokenizer(f.PreTokenizer); err != nil {
-		return nil, fmt.Errorf("pre_tokenizer: %w", err)
+	byteLevel := isByteLevel(f.PreTokenizer)
+	if byteLevel {
+		if err := t.parseByteLevel(&f); err != nil {
+			return nil, err
+		}
+	} else {
+		if m.IgnoreMerges {
+			return nil, errors.New("model.ignore_merges: supported with a ByteLevel pre_tokenizer only")
+		}
+		if err := t.parseNormalizer(f.Normalizer); err != nil {
+			return nil, fmt.Errorf("normalizer: %w", err)
+		}
+		if err := t.parsePreTokenizer(f.PreTokenizer); err != nil {
+			return nil, fmt.Errorf("pre_tokenizer: %w", err)
+		}
 	}
 	for i, a := range f.AddedTokens {
 		if err := t.addToken(addedToken{content: a.Content, id: a.ID, special: a.Special, lstrip: a.LStrip, rstrip: a.RStrip, single: a.SingleWord}); err != nil {
 			return nil, fmt.Errorf("added_tokens[%d]: %w", i, err)
+		}
+		if byteLevel {
+			if a.Normalized && t.nfc && !isASCII(a.Content) {
+				// HF matches it in the NFC text, this tokenizer in the
+				// text as given: they can differ.
+				return nil, fmt.Errorf("added_tokens[%d] %q: normalized true with the NFC normalizer is supported for ASCII content only", i, a.Content)
+			}
+			continue
 		}
 		if a.Special && a.ID < n && m.Vocab[a.Content] == a.ID {
 			t.kinds[a.ID] = kindControl // <s>, </s>: special pieces of the model vocab
@@ -167,6 +202,13 @@ func parseJSON(data []byte) (*Tokenizer, error) {
 				t.kinds[a.ID] = kindAdded
 			}
 		}
+	}
+	if byteLevel {
+		if err := t.parseTemplate(f.PostProcessor); err != nil {
+			return nil, err
+		}
+		t.finish()
+		return t, nil
 	}
 	t.bos, t.eos = -1, -1
 	if id, ok := t.TokenID("<s>"); ok {
@@ -178,6 +220,145 @@ func parseJSON(data []byte) (*Tokenizer, error) {
 	t.addBOS = postProcessorAddsBOS(f.PostProcessor)
 	t.finish()
 	return t, nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// parseByteLevel reads the parts of a byte-level tokenizer.json besides
+// the model: normalizer (null or NFC), pre_tokenizer and decoder.
+func (t *Tokenizer) parseByteLevel(f *hfFile) error {
+	if f.Model.ByteFallback {
+		return errors.New("model.byte_fallback: true with a ByteLevel pre_tokenizer is not supported")
+	}
+	t.prepend = prependNever
+	t.ignoreMerges = f.Model.IgnoreMerges
+	if !isNull(f.Normalizer) {
+		var c hfComponent
+		if err := json.Unmarshal(f.Normalizer, &c); err != nil {
+			return fmt.Errorf("normalizer: %w", err)
+		}
+		list := []hfComponent{c}
+		if c.Type == "Sequence" {
+			list = c.Normalizers
+		}
+		for _, n := range list {
+			if n.Type != "NFC" {
+				return fmt.Errorf("normalizer: type %q is not supported with ByteLevel (want NFC or null)", n.Type)
+			}
+			t.nfc = true
+		}
+	}
+	pt, err := parseByteLevelPreTokenizer(f.PreTokenizer)
+	if err != nil {
+		return err
+	}
+	t.pre = pt
+	var dec hfComponent
+	if isNull(f.Decoder) {
+		return errors.New("decoder: null with a ByteLevel pre_tokenizer: want ByteLevel")
+	}
+	if err := json.Unmarshal(f.Decoder, &dec); err != nil {
+		return fmt.Errorf("decoder: %w", err)
+	}
+	if dec.Type != "ByteLevel" {
+		return fmt.Errorf("decoder: type %q with a ByteLevel pre_tokenizer: want ByteLevel", dec.Type)
+	}
+	return nil
+}
+
+// templateStep is an item of TemplateProcessing's single template.
+type templateStep struct {
+	SpecialToken *struct {
+		ID string `json:"id"`
+	} `json:"SpecialToken"`
+	Sequence *struct {
+		ID string `json:"id"`
+	} `json:"Sequence"`
+}
+
+// parseTemplate reads a byte-level tokenizer's post_processor: null or
+// ByteLevel add nothing; TemplateProcessing's single template (alone or
+// in a Sequence with ByteLevel) puts at most one special token before the
+// text (BOS, Llama 3's <|begin_of_text|>) and at most one after.
+func (t *Tokenizer) parseTemplate(raw json.RawMessage) error {
+	t.tmplBOS, t.tmplEOS = -1, -1
+	if isNull(raw) {
+		return nil
+	}
+	type processor struct {
+		Type          string         `json:"type"`
+		Processors    []processor    `json:"processors"`
+		Single        []templateStep `json:"single"`
+		SpecialTokens map[string]struct {
+			IDs []int `json:"ids"`
+		} `json:"special_tokens"`
+	}
+	var pp processor
+	if err := json.Unmarshal(raw, &pp); err != nil {
+		return fmt.Errorf("post_processor: %w", err)
+	}
+	list, field := []processor{pp}, "post_processor"
+	if pp.Type == "Sequence" {
+		list = pp.Processors
+	}
+	for i, p := range list {
+		f := field
+		if pp.Type == "Sequence" {
+			f = fmt.Sprintf("post_processor.processors[%d]", i)
+		}
+		switch p.Type {
+		case "ByteLevel":
+			continue
+		case "TemplateProcessing":
+		default:
+			return fmt.Errorf("%s: type %q is not supported with ByteLevel (want TemplateProcessing, ByteLevel or null)", f, p.Type)
+		}
+		var before, after []int
+		seen := false
+		for j, item := range p.Single {
+			switch {
+			case item.Sequence != nil:
+				if item.Sequence.ID != "A" || seen {
+					return fmt.Errorf("%s.single[%d]: sequence %q: want one sequence A", f, j, item.Sequence.ID)
+				}
+				seen = true
+			case item.SpecialToken != nil:
+				st, ok := p.SpecialTokens[item.SpecialToken.ID]
+				if !ok || len(st.IDs) != 1 {
+					return fmt.Errorf("%s.single[%d]: special token %q: want one id in special_tokens", f, j, item.SpecialToken.ID)
+				}
+				if id := st.IDs[0]; id < 0 || id >= len(t.pieces) || t.kinds[id] == kindUnused {
+					return fmt.Errorf("%s.special_tokens %q: id %d is not in the vocabulary", f, item.SpecialToken.ID, id)
+				}
+				if seen {
+					after = append(after, st.IDs[0])
+				} else {
+					before = append(before, st.IDs[0])
+				}
+			default:
+				return fmt.Errorf("%s.single[%d]: want SpecialToken or Sequence", f, j)
+			}
+		}
+		if !seen || len(before) > 1 || len(after) > 1 {
+			return fmt.Errorf("%s.single: want the sequence A with at most one special token before and one after", f)
+		}
+		if len(before) == 1 {
+			t.tmplBOS = before[0]
+		}
+		if len(after) == 1 {
+			t.tmplEOS = after[0]
+		}
+	}
+	t.bos, t.eos = t.tmplBOS, -1
+	t.addBOS, t.addEOS = t.tmplBOS >= 0, t.tmplEOS >= 0
+	return nil
 }
 
 func parseMerge(raw json.RawMessage) (string, string, error) {

@@ -361,13 +361,15 @@ func parseBytePiece(s string) (byte, bool) {
 
 func newTokenizer(n int) *Tokenizer {
 	t := &Tokenizer{
-		pieces: make([]string, n),
-		kinds:  make([]uint8, n),
-		ids:    make(map[string]int32, n),
-		merges: make(map[uint64]merge, n*2),
-		unk:    -1,
-		bos:    -1,
-		eos:    -1,
+		pieces:  make([]string, n),
+		kinds:   make([]uint8, n),
+		ids:     make(map[string]int32, n),
+		merges:  make(map[uint64]merge, n*2),
+		unk:     -1,
+		bos:     -1,
+		eos:     -1,
+		tmplBOS: -1,
+		tmplEOS: -1,
 	}
 	for i := range t.byteID {
 		t.byteID[i] = -1
@@ -392,6 +394,10 @@ func (t *Tokenizer) finish() {
 	}
 	// Longest added token first, so that findAdded prefers it on ties.
 	sortAdded(t.added)
+	t.addedIDs = make(map[int32]bool, len(t.added))
+	for _, a := range t.added {
+		t.addedIDs[int32(a.id)] = true
+	}
 }
 
 func sortAdded(a []addedToken) {

@@ -71,11 +71,25 @@ type Tokenizer struct {
 	revMerge map[int32][2]int32
 
 	added      []addedToken // longest content first
-	prepend    int          // prepend* scheme
-	escapeWS   bool         // replace " " with "▁"
-	collapseWS bool         // SentencePiece remove_extra_whitespaces
-	splitMeta  bool         // HF Metaspace split=true: a new word before every "▁"
-	chunkSafe  bool         // no piece has "▁" after a non-"▁": BPE may run per word
+	addedIDs   map[int32]bool
+	prepend    int  // prepend* scheme
+	escapeWS   bool // replace " " with "▁"
+	collapseWS bool // SentencePiece remove_extra_whitespaces
+	splitMeta  bool // HF Metaspace split=true: a new word before every "▁"
+	chunkSafe  bool // no piece has "▁" after a non-"▁": BPE may run per word
+
+	// Byte-level BPE (GPT-2, Llama 3, Qwen2): pieces are spelt with GPT-2's
+	// bytes_to_unicode characters; pre is the pre_tokenizer, nil for the
+	// SentencePiece kind.
+	pre          *preTokenizer
+	nfc          bool // NFC normalizer
+	ignoreMerges bool // a pre-token that is a piece is taken whole
+	// tmplBOS and tmplEOS are the ids the post_processor's template puts
+	// before and after the text (-1 for none); explicitAdd records that
+	// tokenizer_config.json set add_bos_token or add_eos_token, which
+	// then decide instead (transformers 5 rebuilds the template).
+	tmplBOS, tmplEOS int
+	explicitAdd      bool
 
 	bos, eos         int
 	addBOS, addEOS   bool
@@ -137,8 +151,9 @@ func (t *Tokenizer) BOS() int { return t.bos }
 // eos_token: <|end_of_turn|> for openchat), -1 when there is none.
 func (t *Tokenizer) EOS() int { return t.eos }
 
-// AddBOS reports whether BOS is put before encoded prompts (add_bos_token).
-func (t *Tokenizer) AddBOS() bool { return t.addBOS }
+// AddBOS reports whether BOS is put before encoded prompts (add_bos_token,
+// or the post_processor's template): never when there is no BOS token.
+func (t *Tokenizer) AddBOS() bool { return t.addBOS && t.bos >= 0 }
 
 // AddEOS reports whether EOS is put after encoded prompts (add_eos_token).
 func (t *Tokenizer) AddEOS() bool { return t.addEOS }
@@ -251,13 +266,18 @@ func (t *Tokenizer) EncodeSpecialPrompt(text string) ([]int, error) {
 	return t.wrap(ids), nil
 }
 
-// wrap puts BOS in front of ids when AddBOS and EOS after when AddEOS.
+// wrap puts BOS in front of ids when AddBOS and EOS after when AddEOS
+// (the template's token after the text, where it names one).
 func (t *Tokenizer) wrap(ids []int) []int {
 	if t.addBOS && t.bos >= 0 {
 		ids = append([]int{t.bos}, ids...)
 	}
-	if t.addEOS && t.eos >= 0 {
-		ids = append(ids, t.eos)
+	eos := t.eos
+	if t.tmplEOS >= 0 {
+		eos = t.tmplEOS
+	}
+	if t.addEOS && eos >= 0 {
+		ids = append(ids, eos)
 	}
 	return ids
 }

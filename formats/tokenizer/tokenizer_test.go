@@ -596,7 +596,7 @@ func TestBadInput(t *testing.T) {
 		{"negative id", "tokenizer.json", `{"model":{"type":"BPE","vocab":{"a":-1},"merges":[]}}`, "has id -1"},
 		{"duplicate id", "tokenizer.json", `{"model":{"type":"BPE","vocab":{"a":0,"b":0},"merges":[]}}`, "id 0 used by"},
 		{"bad normalizer", "tokenizer.json", `{"normalizer":{"type":"NFKC"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`, "NFKC"},
-		{"byte-level", "tokenizer.json", `{"pre_tokenizer":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`, "ByteLevel"},
+		{"byte-level without decoder", "tokenizer.json", `{"pre_tokenizer":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`, "decoder: null with a ByteLevel pre_tokenizer"},
 		{"added clash", "tokenizer.json", `{"added_tokens":[{"id":0,"content":"<x>"}],"model":{"type":"BPE","vocab":{"a":0},"merges":[]}}`, "already the piece"},
 		{"corrupt model", "tokenizer.model", "\x0a\xff\xff\xff", "corrupt protobuf"},
 		{"empty model", "tokenizer.model", "", "no pieces"},

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "strings"
+
 // TokenType is the type of a vocabulary entry, numbered as SentencePiece's
 // ModelProto.SentencePiece.Type, which llama.cpp's llama_token_type and
 // GGUF's tokenizer.ggml.token_type reuse.
@@ -86,5 +88,38 @@ func (t *Tokenizer) UnknownID() int { return int(t.unk) }
 
 // AddsSpacePrefix reports whether a "▁" is put in front of the text before
 // BPE (SentencePiece add_dummy_prefix, the Prepend normalizer or a
-// Metaspace pre-tokenizer that prepends).
+// Metaspace pre-tokenizer that prepends); false for a byte-level tokenizer.
 func (t *Tokenizer) AddsSpacePrefix() bool { return t.prepend != prependNever }
+
+// ByteLevel reports whether the vocabulary is byte-level BPE (GPT-2,
+// Llama 3, Qwen2: pieces spelt with GPT-2's bytes_to_unicode characters,
+// "Ġthe" for " the"), as opposed to SentencePiece-style pieces ("▁the",
+// <0xNN>). GGUF calls the former tokenizer.ggml.model "gpt2", the latter
+// "llama".
+func (t *Tokenizer) ByteLevel() bool { return t.pre != nil }
+
+// TokenBytes returns the bytes that token id stands for in text: a
+// SentencePiece piece's text with "▁" as a space, a <0xNN> piece's byte, a
+// byte-level piece's bytes (which may be part of a UTF-8 character). It is
+// nil for tokens that are not text of the vocabulary (control and added
+// tokens, the unknown piece, holes) and for ids out of range.
+func (t *Tokenizer) TokenBytes(id int) []byte {
+	if id < 0 || id >= len(t.pieces) || int32(id) == t.unk || t.addedIDs[int32(id)] {
+		return nil
+	}
+	if _, unused := t.revMerge[int32(id)]; unused {
+		return nil
+	}
+	p := t.pieces[id]
+	switch t.kinds[id] {
+	case kindNormal:
+		if t.pre != nil {
+			return appendPieceBytes(nil, p)
+		}
+		return []byte(strings.ReplaceAll(p, spaceSym, " "))
+	case kindByte:
+		b, _ := parseBytePiece(p)
+		return []byte{b}
+	}
+	return nil
+}
