@@ -6,7 +6,8 @@ import (
 )
 
 // BenchmarkEncodeWikiText encodes the whole WikiText-2 test split (1.29 MB)
-// with each loader's tokenizer.
+// with each loader's tokenizer (the Mistral SentencePiece vocabulary);
+// BenchmarkEncodeWikiTextByteLevel does the same with Qwen2's.
 func BenchmarkEncodeWikiText(b *testing.B) {
 	text, _ := readWiki(b)
 	toks := loadBoth(b, openchatDir)
@@ -23,6 +24,7 @@ func BenchmarkEncodeWikiText(b *testing.B) {
 				n = len(ids)
 			}
 			b.ReportMetric(float64(n), "ids")
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "tok/s")
 		})
 	}
 }
