@@ -167,10 +167,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 				return fmt.Errorf("generate: --json-schema: %w", err)
 			}
 		}
-		v, err := grammar.NewVocab(tok.VocabEntries())
-		if err != nil {
-			return fmt.Errorf("generate: %w", err)
-		}
+		v := grammar.NewVocab(tok)
 		var g *grammar.Grammar
 		if o.regex != "" {
 			if g, err = grammar.Regex(o.regex, v); err != nil {

@@ -225,9 +225,7 @@ func tinyGrammar(t *testing.T, schema string) (mc, mg *model.Model, ids []int, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v, err = grammar.NewVocab(tok.VocabEntries()); err != nil {
-		t.Fatal(err)
-	}
+	v = grammar.NewVocab(tok)
 	if g, err = grammar.Compile([]byte(schema), v); err != nil {
 		t.Fatal(err)
 	}

@@ -85,10 +85,7 @@ func storiesGrammar(t *testing.T, schema string) (*tokenizer.Tokenizer, *grammar
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := grammar.NewVocab(tok)
 	g, err := grammar.Compile([]byte(schema), v)
 	if err != nil {
 		t.Fatal(err)

@@ -59,10 +59,12 @@
 // is complete only a stop token may follow.
 //
 // A Vocab holds the bytes of every token a tokenizer can produce as text
-// (SentencePiece pieces with "▁" as a space, <0xNN> byte pieces as their
-// byte) in a trie. A Matcher follows one sequence's tokens through a
-// Grammar and gives, for its current state, the bitmask of allowed tokens
-// (the trie walked with the recognizer, subtrees cut where a byte is
+// (Tokenizer.TokenBytes: SentencePiece pieces with "▁" as a space, <0xNN>
+// byte pieces as their byte, byte-level pieces as the bytes their GPT-2
+// characters stand for, which may be part of a UTF-8 character) in a
+// trie. A Matcher follows one sequence's tokens through a Grammar and
+// gives, for its current state, the bitmask of allowed tokens (the trie
+// walked with the recognizer, subtrees cut where a byte is
 // refused) and whether the value is complete. Inside a string most tokens
 // are plain characters that leave it open: those are set from a list made
 // once (within maxLength) and only the others' trie is walked (not in a

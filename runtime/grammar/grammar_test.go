@@ -270,10 +270,7 @@ func openchatVocab(t *testing.T) (*Vocab, *tokenizer.Tokenizer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := NewVocab(tok)
 	return v, tok
 }
 
@@ -421,10 +418,7 @@ func BenchmarkMask(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := NewVocab(tok.VocabEntries())
-	if err != nil {
-		b.Fatal(err)
-	}
+	v := NewVocab(tok)
 	g, err := Compile([]byte(person), v)
 	if err != nil {
 		b.Fatal(err)

@@ -1,10 +1,7 @@
 package grammar
 
 import (
-	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
@@ -39,23 +36,15 @@ type trie struct {
 	ids            []int32
 }
 
-// NewVocab makes the Vocab of a tokenizer's entries (VocabEntries): a
-// normal piece's text with "▁" as a space, a <0xNN> piece's byte.
-func NewVocab(entries []tokenizer.VocabEntry) (*Vocab, error) {
-	text := make([]string, len(entries))
-	for id, e := range entries {
-		switch e.Type {
-		case tokenizer.TokenTypeNormal:
-			text[id] = strings.ReplaceAll(e.Piece, "\u2581", " ")
-		case tokenizer.TokenTypeByte:
-			v, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(e.Piece, "<0x"), ">"), 16, 8)
-			if err != nil || len(e.Piece) != 6 {
-				return nil, fmt.Errorf("grammar: token %d: byte piece %q is not <0xNN>", id, e.Piece)
-			}
-			text[id] = string([]byte{byte(v)})
-		}
+// NewVocab makes the Vocab of a tokenizer: each token's bytes
+// (Tokenizer.TokenBytes: a SentencePiece piece's text with "▁" as a
+// space, a <0xNN> piece's byte, a byte-level piece's bytes).
+func NewVocab(tok *tokenizer.Tokenizer) *Vocab {
+	text := make([]string, tok.VocabSize())
+	for id := range text {
+		text[id] = string(tok.TokenBytes(id))
 	}
-	return newVocab(text), nil
+	return newVocab(text)
 }
 
 // newVocab builds the tries of texts (token id → bytes).

@@ -28,10 +28,7 @@ func TestGenerateSpeculate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := grammar.NewVocab(tok)
 	g, err := grammar.Compile([]byte(`{"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 4}}, "required": ["a", "b"], "additionalProperties": false}`), v)
 	if err != nil {
 		t.Fatal(err)

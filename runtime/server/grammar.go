@@ -35,11 +35,7 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.backend != b {
-		v, err := grammar.NewVocab(b.Tokenizer.VocabEntries())
-		if err != nil {
-			return nil, err
-		}
-		c.backend, c.vocab, c.byKey = b, v, map[string]*grammar.Grammar{}
+		c.backend, c.vocab, c.byKey = b, grammar.NewVocab(b.Tokenizer), map[string]*grammar.Grammar{}
 	}
 	var key bytes.Buffer
 	var schema []byte

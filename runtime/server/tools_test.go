@@ -43,11 +43,7 @@ func tinyVocab(t *testing.T) *grammar.Vocab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := grammar.NewVocab(tok.VocabEntries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return grammar.NewVocab(tok)
 }
 
 // TestToolSchema: the reply's schema, compiled by the grammar, takes the
