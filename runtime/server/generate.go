@@ -8,7 +8,6 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -886,14 +885,17 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 
 func now() int64 { return time.Now().Unix() }
 
-// pieceText is a token's text for log-probabilities: its piece with "▁" as
-// a space, a byte piece as that byte.
+// pieceText is a token's text for log-probabilities: the bytes it stands
+// for (Tokenizer.TokenBytes: a SentencePiece piece with "▁" as a space, a
+// byte piece as that byte, a byte-level piece as the bytes its characters
+// stand for, "Ġthe" as " the"), or an added or special token's own text.
 func pieceText(t *tokenizer.Tokenizer, id int) string {
+	if b := t.TokenBytes(id); b != nil {
+		return string(b)
+	}
 	p := t.Piece(id)
-	if len(p) == 6 && strings.HasPrefix(p, "<0x") && strings.HasSuffix(p, ">") {
-		if v, err := strconv.ParseUint(p[3:5], 16, 8); err == nil {
-			return string([]byte{byte(v)})
-		}
+	if t.ByteLevel() {
+		return p
 	}
 	return strings.ReplaceAll(p, "▁", " ")
 }

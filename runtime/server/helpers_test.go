@@ -44,6 +44,8 @@ type serverConfig struct {
 	// Backend, when set, runs the model (default: the portable CPU
 	// backend), e.g. a failingBackend.
 	Backend runtime.Backend
+	// Tokenizer, when set, is used in place of the model's own.
+	Tokenizer *tokenizer.Tokenizer
 }
 
 // failingBackend is the CPU backend whose syncs, downloads and token draws
@@ -118,9 +120,12 @@ func startServer(t testing.TB, c serverConfig) *testServer {
 		c.Model = "models/openchat-tiny"
 	}
 	dir := fixtures.Path(t, c.Model)
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
+	tok := c.Tokenizer
+	if tok == nil {
+		var err error
+		if tok, err = tokenizer.Load(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var be runtime.Backend = cpu.NewPortable(2)
 	if c.Backend != nil {
