@@ -29,6 +29,13 @@ var ErrUnsupportedModel = errors.New("unsupported model")
 // ConvertOptions.AllowOverflow clamps them.
 var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
+// ErrByteLevelVocab is wrapped by Convert's and Plan's error for a
+// byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2), whose GGUF vocabulary
+// (tokenizer.ggml.model "gpt2", its merges and tokenizer.ggml.pre) is not
+// written yet: its pieces written as a "llama" vocabulary would make a
+// file that llama.cpp tokenizes wrongly.
+var ErrByteLevelVocab = errors.New(`a byte-level BPE vocabulary (tokenizer.ggml.model "gpt2") cannot be written yet`)
+
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
 var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM"}
@@ -198,8 +205,8 @@ func FromCheckpoint(path string, w Weights, cfg *hfconfig.Config, tok *tokenizer
 
 // Convert writes a Llama/Mistral-family model to a GGUF file at path that
 // llama.cpp loads as general.architecture "llama": hyperparameters from
-// cfg, the vocabulary of tok as a "llama" (SentencePiece-style) tokenizer,
-// and the tensors given by get under llama.cpp's names, q_proj and k_proj
+// cfg, the vocabulary of tok as a "llama" (SentencePiece-style) tokenizer
+// (a byte-level one is refused: ErrByteLevelVocab), and the tensors given by get under llama.cpp's names, q_proj and k_proj
 // rows permuted for llama.cpp's RoPE (PermuteQK). Tensors are read, encoded
 // and written one at a time; the file appears at path only when complete.
 func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, error) {
@@ -837,6 +844,9 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 }
 
 func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
+	if tok.ByteLevel() {
+		return nil, fmt.Errorf("gguf convert: the tokenizer: %w", ErrByteLevelVocab)
+	}
 	entries := opts.Vocab
 	if entries == nil {
 		entries = tok.VocabEntries()

@@ -138,8 +138,9 @@
 // Metadata: general.* (architecture, name, file_type,
 // quantization_version 2), llama.* hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),
-// and the tokenizer as tokenizer.ggml.model "llama": tokens, scores and
-// token types (tokenizer.TokenType numbering) for every id up to vocab_size
+// and the tokenizer as tokenizer.ggml.model "llama" (a byte-level BPE
+// tokenizer, GGUF's "gpt2", is refused: ErrByteLevelVocab): tokens, scores
+// and token types (tokenizer.TokenType numbering) for every id up to vocab_size
 // (from tokenizer.model as llama.cpp's converter reads it where
 // ConvertOptions.Vocab gives SentencePieceVocab's entries, else from the
 // tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/

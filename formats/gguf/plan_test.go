@@ -1,14 +1,18 @@
 package gguf_test
 
 import (
+	"encoding/json"
+	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
 
 // target parses a --gguf type ("q4_k_m", "f16") into Convert's options.
@@ -143,6 +147,49 @@ func TestPlanRefuses(t *testing.T) {
 	if _, err := gguf.Plan(ck.cfg, ck.tok, opts); err != nil {
 		t.Errorf("quantize.imatrix.file without an importance matrix: %v, want it written as llama-quantize writes it", err)
 	}
+	// A byte-level vocabulary (Llama 3's kind) is not written as a
+	// "llama" one: refused, and no file made.
+	bl := byteLevelTokenizer(t)
+	if _, err := gguf.Plan(ck.cfg, bl, target(t, "q8_0")); !errors.Is(err, gguf.ErrByteLevelVocab) {
+		t.Errorf("Plan with a byte-level tokenizer: %v, want ErrByteLevelVocab", err)
+	}
+	path := filepath.Join(t.TempDir(), "x.gguf")
+	if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, bl, target(t, "q8_0")); !errors.Is(err, gguf.ErrByteLevelVocab) {
+		t.Errorf("Convert with a byte-level tokenizer: %v, want ErrByteLevelVocab", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
+		t.Errorf("Convert with a byte-level tokenizer left %v", entries)
+	}
+}
+
+// byteLevelTokenizer is a byte-level BPE tokenizer of the 256 bytes in
+// GPT-2's spelling.
+func byteLevelTokenizer(t *testing.T) *tokenizer.Tokenizer {
+	t.Helper()
+	vocab := map[string]int{}
+	n := 0
+	for b := range 256 {
+		r := rune(b)
+		if !(b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE) {
+			r = rune(0x100 + n)
+			n++
+		}
+		vocab[string(r)] = b
+	}
+	vj, err := json.Marshal(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokenizer.json")
+	js := `{"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false},"decoder":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":` + string(vj) + `,"merges":[]}}`
+	if err := os.WriteFile(path, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.LoadJSON(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // TestKVOverrides: overrides read back from the file as llama-quantize
