@@ -230,7 +230,10 @@ func loadModelTokenizer(modelPath string) (*tokenizer.Tokenizer, error) {
 }
 
 // loadText tokenizes a text file the way the perplexity convention asks: the
-// whole file in one piece, BOS prepended once.
+// whole file in one piece, BOS prepended once where the tokenizer puts one
+// before a text (Llama, Mistral, Llama 3; Qwen2 has none), as the GPTQ
+// paper's code (the Hugging Face tokenizer on the whole text) and
+// llama.cpp's perplexity (add_bos) do.
 func loadText(modelDir, path string) ([]int, error) {
 	tok, err := loadModelTokenizer(modelDir)
 	if err != nil {
@@ -247,7 +250,10 @@ func loadText(modelDir, path string) ([]int, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return append([]int{tok.BOS()}, ids...), nil
+	if tok.AddBOS() {
+		ids = append([]int{tok.BOS()}, ids...)
+	}
+	return ids, nil
 }
 
 func newPerplexityCmd() *cobra.Command {
@@ -256,8 +262,9 @@ func newPerplexityCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "perplexity --model DIR --text FILE [--ctx N] [--max-windows N] [--baseline DIR]",
 		Short: "Perplexity on a text in non-overlapping windows (GPTQ paper convention)",
-		Long: `perplexity tokenizes the text once with the model's tokenizer, prepends BOS once, cuts the
-ids into non-overlapping windows of --ctx tokens (the tail is dropped) and reports
+		Long: `perplexity tokenizes the text once with the model's tokenizer, prepends BOS once (where the
+tokenizer puts one before a text: not for Qwen2), cuts the ids into non-overlapping windows of
+--ctx tokens (the tail is dropped) and reports
 exp(mean over windows of the mean cross-entropy of each window's tokens after the first).
 With --baseline, the baseline model (which must share the tokenizer) is evaluated on the
 same windows and the delta printed.`,
