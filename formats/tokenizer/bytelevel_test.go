@@ -427,3 +427,38 @@ func TestPreTokenizerSteps(t *testing.T) {
 		})
 	}
 }
+
+// TestByteLevelChat: a Llama 3-style template on a byte-level tokenizer:
+// "{{ bos_token }}" is the BOS id, <|eot_id|> an added token, message
+// content encoded as text; decoding gives the rendering back without the
+// BOS.
+func TestByteLevelChat(t *testing.T) {
+	tok, err := Load(filepath.Join("testdata", "bytelevel-tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []Message{{Role: "user", Content: "Hello<|eot_id|>"}}
+	rendered, err := tok.RenderChat(msgs, ChatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|><|eot_id|>"; rendered != want {
+		t.Fatalf("RenderChat = %q, want %q", rendered, want)
+	}
+	ids, err := tok.EncodeChat(msgs, ChatOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The content's "<|eot_id|>" is text, not the token.
+	text, err := tok.Encode("<|start_header_id|>user<|end_header_id|>\n\nHello<|eot_id|>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]int{266}, text...), 267)
+	if !slices.Equal(ids, want) {
+		t.Errorf("EncodeChat = %v, want %v", ids, want)
+	}
+	if dec, _ := tok.Decode(ids); dec != strings.TrimPrefix(rendered, "<|begin_of_text|>") {
+		t.Errorf("Decode(EncodeChat) = %q", dec)
+	}
+}

@@ -61,6 +61,11 @@ func FuzzLoadJSON(f *testing.F) {
 	f.Add([]byte(tinyByteLevel{pattern: `(?i:'s)|\p{L}+|\p{N}{1,3}|\s+(?!\S)|\s+|.`, merges: []string{"a b", "Ġ a"}, normalizer: `{"type":"NFC"}`,
 		added: `[{"id":300,"content":"<x>","special":true}]`,
 		post:  `{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<x>"}},{"Sequence":{"id":"A"}}],"special_tokens":{"<x>":{"ids":[300]}}}`}.json(f)))
+	tiny, err := os.ReadFile(filepath.Join("testdata", "bytelevel-tiny", "tokenizer.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(tiny)
 	f.Add([]byte(`{"pre_tokenizer":{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel"},{"type":"Split","pattern":{"String":"a"},"behavior":"MergedWithNext","invert":true}]},"decoder":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":{"a":0,"b":1,"Ġ":2},"merges":[],"ignore_merges":true}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := parseJSON(data)

@@ -53,8 +53,9 @@ type merge struct {
 	id   int32   // id of the merged symbol
 }
 
-// Tokenizer is a loaded Llama/Mistral-family BPE tokenizer. It is immutable
-// after loading and safe for concurrent use.
+// Tokenizer is a loaded BPE tokenizer, SentencePiece-style (Llama 2,
+// Mistral) or byte-level (GPT-2, Llama 3, Qwen2). It is immutable after
+// loading and safe for concurrent use.
 type Tokenizer struct {
 	pieces []string         // id -> piece text (content for added tokens); "" for holes
 	kinds  []uint8          // id -> kind*
@@ -170,7 +171,8 @@ func (t *Tokenizer) ChatTemplate() string { return t.chatTemplate }
 // a plain chat_template.
 func (t *Tokenizer) NamedChatTemplates() []NamedTemplate { return slices.Clone(t.namedTemplates) }
 
-// TokenID returns the id of a piece ("▁Hello", "<0x0A>") or added token ("<|end_of_turn|>").
+// TokenID returns the id of a piece ("▁Hello", "<0x0A>"; byte-level "ĠHello",
+// "Ċ") or added token ("<|end_of_turn|>").
 func (t *Tokenizer) TokenID(piece string) (int, bool) {
 	for _, a := range t.added {
 		if a.content == piece {
@@ -188,7 +190,7 @@ func (t *Tokenizer) TokenID(piece string) (int, bool) {
 }
 
 // Piece returns the piece of id as stored in the vocabulary ("▁Hello",
-// "<0x0A>", "<s>"), "" when id is out of range.
+// "<0x0A>", "<s>"; byte-level "ĠHello"), "" when id is out of range.
 func (t *Tokenizer) Piece(id int) string {
 	if id < 0 || id >= len(t.pieces) {
 		return ""
