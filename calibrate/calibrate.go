@@ -380,7 +380,7 @@ func WindowStarts(streamLen, n, seqLen int, seed int64) []int {
 // records without text passed over, cycling through the order again when
 // fewer than NSamples records have text. Records longer than SeqLen keep
 // their first SeqLen tokens; shorter ones are padded at the end with EOS
-// ids whose Mask is false.
+// ids (id 0 for a tokenizer without EOS) whose Mask is false.
 func recordSamples(ds *Dataset, recs []Record, enc encoder, opts Options, log io.Writer) error {
 	order := make([]int, len(recs))
 	for i := range order {
@@ -421,6 +421,7 @@ func recordSamples(ds *Dataset, recs []Record, enc encoder, opts Options, log io
 		}
 		s := Sample{IDs: make([]int, seqLen)}
 		copy(s.IDs, ids)
+		pad := max(enc.tok.EOS(), 0) // (masked: any id of the vocabulary)
 		switch {
 		case len(ids) > seqLen:
 			ds.Stats.Truncated++
@@ -431,7 +432,7 @@ func recordSamples(ds *Dataset, recs []Record, enc encoder, opts Options, log io
 				if i < len(ids) {
 					s.Mask[i] = true
 				} else {
-					s.IDs[i] = enc.tok.EOS()
+					s.IDs[i] = pad
 				}
 			}
 		}

@@ -2,6 +2,7 @@ package calibrate
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -180,6 +181,39 @@ func TestWikiText(t *testing.T) {
 	// wiki.test.raw.mistral-v0.1-spm-ids.u16le.bin), plus one BOS.
 	if ds.Stats.Tokens != 328879+1 || ds.Stats.Records != 1 || ds.Rendering != "column text" {
 		t.Errorf("stats = %+v, rendering %q", ds.Stats, ds.Rendering)
+	}
+}
+
+// TestRecordModeByteLevel: a byte-level tokenizer without BOS or EOS
+// (Qwen2's kind has neither BOS nor, without tokenizer_config.json, EOS):
+// samples start with the text, padding is id 0, never -1.
+func TestRecordModeByteLevel(t *testing.T) {
+	vocab := map[string]int{}
+	n := 0
+	for b := range 256 {
+		r := rune(b)
+		if !(b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE) {
+			r = rune(0x100 + n)
+			n++
+		}
+		vocab[string(r)] = b
+	}
+	vj, err := json.Marshal(vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := writeFile(t, "tokenizer.json", `{"pre_tokenizer":{"type":"ByteLevel","add_prefix_space":false},"decoder":{"type":"ByteLevel"},"model":{"type":"BPE","vocab":`+string(vj)+`,"merges":[]}}`)
+	tok, err := tokenizer.Load(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := Load(Options{Paths: []string{writeFile(t, "r.jsonl", `{"text": "hé"}`+"\n")}, Tokenizer: tok, Mode: ModeRecord, NSamples: 1, SeqLen: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := ds.Samples[0]
+	if want := []int{'h', 0xC3, 0xA9, 0, 0}; !slices.Equal(s.IDs, want) || !slices.Equal(s.Mask, []bool{true, true, true, false, false}) {
+		t.Errorf("sample %v mask %v, want %v and the padding masked", s.IDs, s.Mask, want)
 	}
 }
 

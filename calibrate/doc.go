@@ -53,7 +53,7 @@
 //     datautils draws (random.seed(seed); randint(0, len-seqlen-1)), through
 //     PyRandom, a faithful port of CPython's Mersenne Twister. ModeRecord
 //     takes one record per sample in Python random.shuffle order, truncated
-//     to SeqLen or padded at the end (Mask false, id EOS).
+//     to SeqLen or padded at the end (Mask false, id EOS, or 0 without one).
 //
 // Invariants: every Sample has exactly SeqLen ids, and Mask is nil or of the
 // same length with padding only at the end. The samples depend only on the
