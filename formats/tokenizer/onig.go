@@ -44,6 +44,9 @@ type onigRegex struct {
 	// lookClass is the class of a lookahead that is one character class
 	// ((?!\S)): matched without running its program.
 	lookClass *charClass
+	// first is the set of ASCII characters a match can start with (all
+	// where it can start with an assertion): find skips the others.
+	first [2]uint64
 }
 
 type instOp uint8
@@ -64,6 +67,11 @@ type inst struct {
 	neg  bool
 	x, y int32
 	cls  *charClass
+	// For opSplit: the ASCII characters that can come first on the way
+	// through x and through y (all where an assertion or the end may come
+	// first): a branch that cannot start with the next ASCII character is
+	// not tried. Matches are those of trying it.
+	firstX, firstY [2]uint64
 }
 
 // charClass is a set of characters: a bitmap for ASCII, and for other
@@ -173,7 +181,49 @@ func compileOnig(src string) (*onigRegex, error) {
 	if len(re.prog) > maxProg {
 		return nil, fmt.Errorf("the pattern compiles to %d instructions, more than %d", len(re.prog), maxProg)
 	}
+	re.setFirsts()
 	return re, nil
+}
+
+// allASCII is the first set that filters nothing.
+var allASCII = [2]uint64{^uint64(0), ^uint64(0)}
+
+// setFirsts computes the first sets of every split (and of the lookaheads').
+func (re *onigRegex) setFirsts() {
+	memo := make(map[int32][2]uint64)
+	var first func(pc int32) [2]uint64
+	first = func(pc int32) [2]uint64 {
+		if f, ok := memo[pc]; ok {
+			return f
+		}
+		// A repeat's body consumes before it comes back (nullable bodies
+		// are refused), so a pc in progress is never reached again
+		// without a character: all is a safe answer for it.
+		memo[pc] = allASCII
+		var f [2]uint64
+		switch in := &re.prog[pc]; in.op {
+		case opClass:
+			f = in.cls.ascii
+		case opJmp:
+			f = first(in.x)
+		case opSplit:
+			x, y := first(in.x), first(in.y)
+			f = [2]uint64{x[0] | y[0], x[1] | y[1]}
+		default: // assertions, the end: anything may follow
+			f = allASCII
+		}
+		memo[pc] = f
+		return f
+	}
+	for pc := range re.prog {
+		if in := &re.prog[pc]; in.op == opSplit {
+			in.firstX, in.firstY = first(in.x), first(in.y)
+		}
+	}
+	re.first = first(0)
+	for _, l := range re.looks {
+		l.setFirsts()
+	}
 }
 
 type onigParser struct {
@@ -884,6 +934,23 @@ func (re *onigRegex) matchAt(m *onigMatcher, s string, pos int) (int, bool) {
 				i += n
 				pc++
 			case opSplit:
+				if i < len(s) && s[i] < utf8.RuneSelf {
+					c := s[i]
+					okX := in.firstX[c>>6]>>(c&63)&1 != 0
+					okY := in.firstY[c>>6]>>(c&63)&1 != 0
+					switch {
+					case okX && okY:
+						stack = append(stack, backtrack{in.y, int32(i)})
+						pc = int(in.x)
+					case okX:
+						pc = int(in.x)
+					case okY:
+						pc = int(in.y)
+					default:
+						break run
+					}
+					continue
+				}
 				stack = append(stack, backtrack{in.y, int32(i)})
 				pc = int(in.x)
 			case opJmp:
@@ -924,6 +991,10 @@ func (re *onigRegex) matchAt(m *onigMatcher, s string, pos int) (int, bool) {
 // find returns the leftmost match of re in s at or after from.
 func (re *onigRegex) find(m *onigMatcher, s string, from int) (start, end int, ok bool) {
 	for i := from; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf && re.first[c>>6]>>(c&63)&1 == 0 {
+			i++
+			continue
+		}
 		if e, ok := re.matchAt(m, s, i); ok {
 			return i, e, true
 		}
