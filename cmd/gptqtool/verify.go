@@ -452,8 +452,10 @@ func newFormatCmd() *cobra.Command {
 
 // ggufTokenizerMatches checks that the tokenizer files beside a GGUF file
 // are its model's: the file's vocabulary (tokenizer.ggml.tokens) holds
-// the same piece at every id both have, [PADn] fillers aside, and the
-// same BOS id.
+// the same piece at every id both have, [PADn] fillers aside (a
+// byte-level vocabulary's pieces are spelt alike in both), and the same
+// BOS id where the tokenizer files have one (llama.cpp's converter names
+// one for tokenizers that have none, as Qwen2's).
 func ggufTokenizerMatches(path string, tok *tokenizer.Tokenizer) error {
 	f, err := gguf.Open(path)
 	if err != nil {
@@ -461,7 +463,7 @@ func ggufTokenizerMatches(path string, tok *tokenizer.Tokenizer) error {
 	}
 	defer f.Close()
 	dir := filepath.Dir(path)
-	if bos, err := gguf.Value[uint32](f, "tokenizer.ggml.bos_token_id"); err == nil && int(bos) != tok.BOS() {
+	if bos, err := gguf.Value[uint32](f, "tokenizer.ggml.bos_token_id"); err == nil && tok.BOS() >= 0 && int(bos) != tok.BOS() {
 		return fmt.Errorf("%s: BOS is token %d, the tokenizer files in %s say %d: they are not this model's", path, bos, dir, tok.BOS())
 	}
 	pieces, err := gguf.Value[[]string](f, "tokenizer.ggml.tokens")

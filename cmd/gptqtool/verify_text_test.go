@@ -5,8 +5,49 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 )
+
+// TestGGUFTokenizerMatchesByteLevel: the tokenizer files beside a GGUF
+// file of a byte-level vocabulary (llama.cpp's "gpt2": pieces spelt as in
+// tokenizer.json) match it; BOS is compared only where the tokenizer
+// files have one (llama.cpp writes one for Qwen2, whose files have none);
+// another piece at an id is refused.
+func TestGGUFTokenizerMatchesByteLevel(t *testing.T) {
+	dir := byteLevelDir(t)
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pieces := make([]string, tok.VocabSize())
+	for id := range pieces {
+		pieces[id] = tok.Piece(id)
+	}
+	write := func(pieces []string) string {
+		path := filepath.Join(t.TempDir(), "m.gguf")
+		w, err := gguf.Create(path, []gguf.KV{{Key: "tokenizer.ggml.model", Value: "gpt2"}, {Key: "tokenizer.ggml.tokens", Value: pieces},
+			{Key: "tokenizer.ggml.bos_token_id", Value: uint32(256)}}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if err := ggufTokenizerMatches(write(pieces), tok); err != nil {
+		t.Errorf("the same vocabulary: %v", err)
+	}
+	other := slices.Clone(pieces)
+	other[33] = "Ġ" // (33 is "!"; 32, the space, is "Ġ")
+	if err := ggufTokenizerMatches(write(other), tok); err == nil || !strings.Contains(err.Error(), `token 33 is "Ġ"`) {
+		t.Errorf("another piece at id 33: %v", err)
+	}
+}
 
 // TestLoadTextBOS: perplexity's text gets BOS in front where the
 // tokenizer puts one before a text (stories260K's SentencePiece
@@ -25,6 +66,19 @@ func TestLoadTextBOS(t *testing.T) {
 		t.Errorf("stories260K: %v, want %v", ids, want)
 	}
 
+	ids, err = loadText(byteLevelDir(t), text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{'O', 'n', 'c', 'e', ' ', 'u', 'p', 'o', 'n', ' ', 'a', ' ', 't', 'i', 'm', 'e'}; !slices.Equal(ids, want) {
+		t.Errorf("byte-level without BOS: %v, want the bytes %v", ids, want)
+	}
+}
+
+// byteLevelDir writes a byte-level tokenizer without BOS (Qwen2's kind):
+// the 256 bytes in GPT-2's spelling and <|endoftext|> (256), EOS.
+func byteLevelDir(t *testing.T) string {
+	t.Helper()
 	vocab := map[string]int{}
 	n := 0
 	for b := range 256 {
@@ -47,11 +101,5 @@ func TestLoadTextBOS(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ids, err = loadText(dir, text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []int{'O', 'n', 'c', 'e', ' ', 'u', 'p', 'o', 'n', ' ', 'a', ' ', 't', 'i', 'm', 'e'}; !slices.Equal(ids, want) {
-		t.Errorf("byte-level without BOS: %v, want the bytes %v", ids, want)
-	}
+	return dir
 }
