@@ -27,6 +27,9 @@ import (
 // sequence. The BOS token alone renders as nothing, as SentencePiece's
 // <s> does, so that Decode(EncodePrompt(s)) == s; for every valid UTF-8 s
 // (and NFC s where the normalizer is NFC), Decode(Encode(s)) == s.
+// tokenizer_config.json's clean_up_tokenization_spaces (true for Llama 3,
+// which makes transformers' decode turn " ," into ",") is not applied, as
+// vLLM's detokenizer does not apply it.
 func (t *Tokenizer) Decode(ids []int) (string, error) {
 	d := t.NewDecoder()
 	var b strings.Builder
