@@ -185,7 +185,7 @@ func TestChatUnavailableJinja(t *testing.T) {
 		want           []string // empty: available
 	}{
 		{"chatml", `{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}`, nil},
-		{"macro", `{% macro f() %}{% endmacro %}`, []string{"Jinja that gptqtool does not render", "macro", "line 1 col 4", "--chat-template"}},
+		{"include", `{% include 'f' %}`, []string{"Jinja that gptqtool does not render", "include", "line 1 col 4", "--chat-template"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()

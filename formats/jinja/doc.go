@@ -8,7 +8,10 @@
 // Supported: text, {{ }}, {% %}, {# #}, '-' and '+' whitespace control;
 // if/elif/else, for (with loop.index, index0, revindex, revindex0, first,
 // last, length, previtem, nextitem; "for a, b in"; "for x in xs if c";
-// break, continue), set (namespace() and ns.attr assignment); literals
+// break, continue), set (namespace() and ns.attr assignment, "set a, b =",
+// block set "{% set x | filters %}…{% endset %}"), macro (defaults,
+// varargs, kwargs, caller) and call blocks, filter blocks, and
+// transformers' {% generation %}, which renders its body; literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
 // tuples, dicts), printed as Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~, comparisons,
 // and, or, not, in, not in; inline "a if c else b"; tests defined,
@@ -22,10 +25,17 @@
 // int(float()) fail), abs;
 // string methods strip, lstrip, rstrip, upper, lower, title, capitalize,
 // startswith, endswith, split, replace; dict methods items, keys, values,
-// get; globals raise_exception, namespace, range.
+// get; globals raise_exception, namespace, range, and strftime_now
+// (transformers': the clock's local time, or Options.Now, formatted as
+// Python's strftime in the C locale).
 //
-// Anything else (macros, call blocks, includes, block set, tuple
-// assignment, **, % string formatting, keyword arguments to methods,
+// Scopes are jinja2's: a for iteration, a macro call, a block set's,
+// filter block's and generation's body each have their own, and what is
+// set in one is gone after it; a macro reads the names it does not set
+// from the scope it was defined in, as they are when it is called.
+//
+// Anything else (includes, extends, blocks, recursive loops, **, %
+// string formatting, keyword arguments to methods,
 // other filters, tests, methods and globals) is an *Error naming the construct and its line and column, at
 // Parse where the grammar shows it, else at Render (a filter when it
 // runs, as a template may hold one in a branch it never takes): never a
@@ -33,12 +43,14 @@
 //
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or
-// call makes), 16 MiB for any string, printed list or dict and for the
-// output, a million elements for a list; statements and expressions
-// nest at most 1000 deep.
+// call makes, 64 bytes of output, a macro's included), 16 MiB for any
+// string, printed list or dict and for the output, a million elements
+// for a list; statements, expressions and macro calls nest at most 1000
+// deep.
 //
 // Values keep track of which bytes came from Data inputs (message
-// content), through concatenation, slicing, strip, split and join; Render
+// content), through concatenation, slicing, strip, split and join, macro
+// arguments and output, block sets and filter blocks; Render
 // returns the output as Chunks so that a tokenizer can recognise special
 // tokens in template text only.
 package jinja

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 )
 
 // Error is a template that cannot be parsed or rendered: Line and Col
@@ -66,25 +67,50 @@ func locate(src string, err error) error {
 	return err
 }
 
+// Options are a render's settings besides its variables.
+type Options struct {
+	// Now is the time strftime_now formats; zero is the clock's time at
+	// the call, as transformers' strftime_now reads it.
+	Now time.Time
+}
+
 // Render renders t with vars as its global variables: strings, bools,
 // ints, float64s, nil, []any, *Dict, and Data strings. A variable not in
 // vars is undefined. Besides them the template may call raise_exception
-// (its error is a *RaiseError), namespace and range.
+// (its error is a *RaiseError), namespace, range and strftime_now.
 func (t *Template) Render(vars map[string]any) ([]Chunk, error) {
+	return t.RenderWith(vars, Options{})
+}
+
+// RenderWith is Render with opts.
+func (t *Template) RenderWith(vars map[string]any, opts Options) ([]Chunk, error) {
 	g := map[string]value{}
 	for k, v := range vars {
 		g[k] = convert(v)
 	}
-	r := &renderer{}
+	r := &renderer{buf: &strBuf{}, now: opts.Now}
 	sc := &scope{vars: g}
 	if err := r.exec(t.body, sc); err != nil {
-		if _, ok := err.(loopSignal); ok {
-			return nil, locate(t.src, &Error{Pos: 0, Msg: "break or continue outside a loop"})
-		}
 		return nil, locate(t.src, err)
 	}
-	r.flush()
-	return r.out, nil
+	return chunks(r.buf.str()), nil
+}
+
+// chunks cuts s into runs of template text and of data.
+func chunks(s str) []Chunk {
+	var out []Chunk
+	pos := 0
+	for _, sp := range s.data {
+		if sp.lo > pos {
+			out = append(out, Chunk{s.s[pos:sp.lo], false})
+		}
+		out = append(out, Chunk{s.s[sp.lo:sp.hi], true})
+		pos = sp.hi
+	}
+	if pos < len(s.s) {
+		out = append(out, Chunk{s.s[pos:], false})
+	}
+	return out
 }
 
 // RenderString is Render's text.
@@ -114,19 +140,23 @@ func (s *scope) lookup(name string) (value, bool) {
 	return nil, false
 }
 
+// child is a new scope inside s: what is set in it is gone after.
+func (s *scope) child() *scope { return &scope{vars: map[string]value{}, parent: s} }
+
 type renderer struct {
-	out   []Chunk
-	cur   strings.Builder // the text of the chunk being written
-	data  bool            // whether cur is Data
+	// buf is the output being written: the render's, or that of a
+	// macro call, block set or filter block.
+	buf   *strBuf
 	steps int
-	size  int // bytes output
 	depth int // eval calls inside one another
+	now   time.Time
 }
 
 // maxSteps bounds the work of one render (statements and loop
 // iterations, and a step for each stepBytes of strings and each
-// stepItems elements of lists the template makes), maxLen the length of
-// a string value and of the output, maxItems the length of a list.
+// stepItems elements of lists the template makes or outputs), maxLen the
+// length of a string value and of the output, maxItems the length of a
+// list.
 const (
 	maxSteps  = 1_000_000
 	maxLen    = 1 << 24
@@ -139,35 +169,28 @@ type loopSignal struct{ brk bool }
 
 func (loopSignal) Error() string { return "loop control" }
 
-// emit appends s to the output: to the chunk being written while it is
-// of the same kind (a builder, where adding to the last Chunk's Text
-// copied all of it each time), else to a new one.
-func (r *renderer) emit(s str) {
-	pos := 0
-	add := func(text string, data bool) {
-		if text == "" {
-			return
-		}
-		if data != r.data {
-			r.flush()
-			r.data = data
-		}
-		r.cur.WriteString(text)
+// emit appends s to the output being written.
+func (r *renderer) emit(s str, pos int) error {
+	if r.buf.len()+len(s.s) > maxLen {
+		return &Error{Pos: pos, Msg: "output too long"}
 	}
-	for _, sp := range s.data {
-		add(s.s[pos:sp.lo], false)
-		add(s.s[sp.lo:sp.hi], true)
-		pos = sp.hi
+	if r.steps += len(s.s) / stepBytes; r.steps > maxSteps {
+		return &Error{Pos: pos, Msg: "render takes too many steps"}
 	}
-	add(s.s[pos:], false)
+	r.buf.add(s)
+	return nil
 }
 
-// flush ends the chunk being written.
-func (r *renderer) flush() {
-	if r.cur.Len() > 0 {
-		r.out = append(r.out, Chunk{r.cur.String(), r.data})
-		r.cur.Reset()
-	}
+// capture renders body in sc and returns its output instead of writing
+// it; what was written is dropped on an error (a break or continue
+// too, as in jinja2).
+func (r *renderer) capture(body []stmt, sc *scope) (str, error) {
+	saved := r.buf
+	r.buf = &strBuf{}
+	err := r.exec(body, sc)
+	out := r.buf.str()
+	r.buf = saved
+	return out, err
 }
 
 // charge counts the work of making v, a value an operator, filter or call
@@ -195,7 +218,9 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 		}
 		switch s := st.(type) {
 		case textStmt:
-			r.emit(str{s: s.s})
+			if err := r.emit(str{s: s.s}, s.pos); err != nil {
+				return err
+			}
 		case outStmt:
 			v, err := r.eval(s.x, sc)
 			if err != nil {
@@ -205,10 +230,9 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if err != nil {
 				return &Error{Pos: s.x.at(), Msg: err.Error()}
 			}
-			if r.size += len(out.s); r.size > maxLen {
-				return &Error{Pos: s.x.at(), Msg: "output too long"}
+			if err := r.emit(out, s.x.at()); err != nil {
+				return err
 			}
-			r.emit(out)
 		case ifStmt:
 			done := false
 			for i, c := range s.conds {
@@ -238,19 +262,97 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if err != nil {
 				return err
 			}
-			if s.attr == "" {
-				sc.vars[s.name] = v
+			if s.names != nil {
+				if err := unpack(s, v, sc); err != nil {
+					return err
+				}
 				continue
 			}
-			obj, _ := sc.lookup(s.name)
-			ns, ok := obj.(*namespace)
-			if !ok {
-				return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot assign attribute on non-namespace object %s", s.name)}
+			if err := assign(sc, s.pos, s.name, s.attr, v); err != nil {
+				return err
 			}
-			ns.d.set(s.attr, v)
+		case setBlockStmt:
+			out, err := r.capture(s.body, sc.child())
+			if err != nil {
+				return err
+			}
+			v, err := r.filterChain(s.filters, out, sc)
+			if err != nil {
+				return err
+			}
+			if err := assign(sc, s.pos, s.name, s.attr, v); err != nil {
+				return err
+			}
+		case filterBlockStmt:
+			out, err := r.capture(s.body, sc.child())
+			if err != nil {
+				return err
+			}
+			v, err := r.filterChain(s.filters, out, sc)
+			if err != nil {
+				return err
+			}
+			text, err := toStr(v)
+			if err != nil {
+				return &Error{Pos: s.pos, Msg: err.Error()}
+			}
+			if err := r.emit(text, s.pos); err != nil {
+				return err
+			}
+		case scopeStmt:
+			if err := r.exec(s.body, sc.child()); err != nil {
+				return err
+			}
+		case *macroStmt:
+			sc.vars[s.name] = &macro{s, sc}
+		case callBlockStmt:
+			v, err := r.callWith(s.call, sc, &macro{s.caller, sc})
+			if err != nil {
+				return err
+			}
+			text, err := toStr(v)
+			if err != nil {
+				return &Error{Pos: s.pos, Msg: err.Error()}
+			}
+			if err := r.emit(text, s.pos); err != nil {
+				return err
+			}
 		case loopCtl:
 			return loopSignal{s.brk}
 		}
+	}
+	return nil
+}
+
+// assign sets name, or name.attr of a namespace, to v in sc.
+func assign(sc *scope, pos int, name, attr string, v value) error {
+	if attr == "" {
+		sc.vars[name] = v
+		return nil
+	}
+	obj, _ := sc.lookup(name)
+	ns, ok := obj.(*namespace)
+	if !ok {
+		return &Error{Pos: pos, Msg: fmt.Sprintf("cannot assign attribute on non-namespace object %s", name)}
+	}
+	ns.d.set(attr, v)
+	return nil
+}
+
+// unpack assigns the items of v to the names of s, as Python unpacks.
+func unpack(s setStmt, v value, sc *scope) error {
+	items, err := iterate(v)
+	if err != nil {
+		return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot unpack non-iterable %s object", typeName(v))}
+	}
+	switch n := len(s.names); {
+	case len(items) < n:
+		return &Error{Pos: s.pos, Msg: fmt.Sprintf("not enough values to unpack (expected %d, got %d)", n, len(items))}
+	case len(items) > n:
+		return &Error{Pos: s.pos, Msg: fmt.Sprintf("too many values to unpack (expected %d)", n)}
+	}
+	for i, n := range s.names {
+		sc.vars[n] = items[i]
 	}
 	return nil
 }
@@ -264,7 +366,7 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 	if err != nil {
 		return &Error{Pos: s.iter.at(), Msg: err.Error()}
 	}
-	inner := &scope{vars: map[string]value{}, parent: sc}
+	inner := sc.child()
 	bind := func(item value) error {
 		if len(s.vars) == 1 {
 			inner.vars[s.vars[0]] = item
@@ -304,7 +406,7 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 			return &Error{Pos: s.pos, Msg: "render takes too many steps"}
 		}
 		// Each iteration has its own scope: a set in one is gone in the next.
-		inner = &scope{vars: map[string]value{}, parent: sc}
+		inner = sc.child()
 		if err := bind(item); err != nil {
 			return err
 		}
@@ -383,7 +485,7 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			return v, nil
 		}
 		switch x.name {
-		case "raise_exception", "namespace", "range":
+		case "raise_exception", "namespace", "range", "strftime_now":
 			return builtin{x.name}, nil
 		}
 		return undefined{fmt.Sprintf("'%s' is undefined", x.name)}, nil
@@ -802,6 +904,9 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 		if e, ok := x.d.get(name); ok {
 			return e, nil
 		}
+	case *macro:
+		// jinja2's Macro has name, arguments and other attributes.
+		return nil, fmt.Errorf("the attributes of a macro (.%s) are not supported", name)
 	default:
 		if isMethod(v, name) {
 			return method{v, name}, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -51,6 +52,12 @@ func (r *renderer) args(args []expr, kwargs []kwarg, sc *scope) ([]value, map[st
 }
 
 func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
+	return r.callWith(x, sc, nil)
+}
+
+// callWith evaluates x, a call; caller, when not nil, is the caller a
+// call block passes.
+func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error) {
 	fn, err := r.eval(x.fn, sc)
 	if err != nil {
 		return nil, err
@@ -62,9 +69,32 @@ func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
 	fail := func(format string, a ...any) error {
 		return &Error{Pos: x.pos, Msg: fmt.Sprintf(format, a...)}
 	}
+	if m, ok := fn.(*macro); ok {
+		return r.callMacro(m, x, args, kw, caller)
+	}
+	if caller != nil {
+		return nil, fail("{%% call %%} of a %s, not a macro", typeName(fn))
+	}
 	switch f := fn.(type) {
 	case builtin:
 		switch f.name {
+		case "strftime_now":
+			if len(args) != 1 || kw != nil {
+				return nil, fail("strftime_now takes one argument")
+			}
+			format, ok := args[0].(str)
+			if !ok {
+				return nil, fail("strftime_now: the format must be a string, not %s", typeName(args[0]))
+			}
+			now := r.now
+			if now.IsZero() {
+				now = time.Now()
+			}
+			out, err := strftime(now, format.s)
+			if err != nil {
+				return nil, fail("strftime_now: %v", err)
+			}
+			return str{s: out}, nil
 		case "raise_exception":
 			if len(args) != 1 || kw != nil {
 				return nil, fail("raise_exception takes one argument")
@@ -128,6 +158,91 @@ func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
 		return nil, fail("%s", f.what)
 	}
 	return nil, fail("a %s is not callable", typeName(fn))
+}
+
+// callMacro calls m as jinja2 calls a macro: the arguments bound to its
+// parameters in order, then by name; a missing one is its default
+// (evaluated in the macro's scope, after the ones before it) or
+// undefined; extra positional arguments are varargs and extra keyword
+// arguments kwargs where the body reads those names, else an error. The
+// body renders in a scope of its own inside the one m was defined in,
+// and its output is the call's value.
+func (r *renderer) callMacro(m *macro, x *callExpr, args []value, kw map[string]value, caller *macro) (value, error) {
+	d := m.def
+	fail := func(format string, a ...any) error {
+		return &Error{Pos: x.pos, Msg: fmt.Sprintf(format, a...)}
+	}
+	// Macros calling one another (or a call block its macro) nest
+	// renders as deep as they go: bounded as expressions are.
+	if r.depth++; r.depth > maxDepth {
+		return nil, fail("macro calls nested too deeply")
+	}
+	defer func() { r.depth-- }()
+	if len(args) > len(d.params) && !d.catchVarargs {
+		return nil, fail("macro '%s' takes not more than %d argument(s)", d.name, len(d.params))
+	}
+	sc := m.scope.child()
+	for i, p := range d.params {
+		switch v, ok := kw[p]; {
+		case i < len(args):
+			sc.vars[p] = args[i]
+		case ok:
+			sc.vars[p] = v
+		case d.defaults[i] != nil:
+			v, err := r.eval(d.defaults[i], sc)
+			if err != nil {
+				return nil, err
+			}
+			sc.vars[p] = v
+		default:
+			sc.vars[p] = undefined{fmt.Sprintf("parameter '%s' was not provided", p)}
+		}
+	}
+	extra := NewDict()
+	for _, k := range x.kwargs {
+		// A keyword for a parameter given by position is extra too.
+		if i := slices.Index(d.params, k.name); i < 0 || i < len(args) {
+			extra.set(k.name, kw[k.name])
+		}
+	}
+	if len(extra.keys) > 0 && !d.catchKwargs {
+		return nil, fail("macro '%s' takes no keyword argument '%s'", d.name, extra.keys[0])
+	}
+	if caller != nil && !d.catchCaller {
+		return nil, fail("macro '%s' was invoked with two values for the special caller argument", d.name)
+	}
+	if d.catchVarargs {
+		var rest tuple
+		if len(args) > len(d.params) {
+			rest = tuple(slices.Clone(args[len(d.params):]))
+		}
+		sc.vars["varargs"] = rest
+	}
+	if d.catchKwargs {
+		sc.vars["kwargs"] = extra
+	}
+	if d.catchCaller {
+		if caller != nil {
+			sc.vars["caller"] = caller
+		} else {
+			sc.vars["caller"] = undefined{"No caller defined"}
+		}
+	}
+	return r.capture(d.body, sc)
+}
+
+// filterChain applies filters, those of a block set or filter block, to v.
+func (r *renderer) filterChain(filters []*filterExpr, v value, sc *scope) (value, error) {
+	for _, f := range filters {
+		var err error
+		if v, err = r.applyFilter(f, v, sc); err != nil {
+			return nil, err
+		}
+		if err := r.charge(v, f.pos); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
 }
 
 func strArg(args []value, i int, name string) (string, bool, error) {
@@ -400,6 +515,11 @@ func (r *renderer) filter(x *filterExpr, sc *scope) (value, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.applyFilter(x, v, sc)
+}
+
+// applyFilter applies x's filter, its arguments evaluated in sc, to v.
+func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error) {
 	args, kw, err := r.args(x.args, x.kwargs, sc)
 	if err != nil {
 		return nil, err

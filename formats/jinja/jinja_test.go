@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUnsupported: constructs outside the subset are errors naming the
@@ -13,7 +14,17 @@ func TestUnsupported(t *testing.T) {
 	for _, c := range []struct {
 		name, src, want string
 	}{
-		{"macro", "ab\n  {% macro f() %}{% endmacro %}", "line 2 col 6: {% macro %} is not supported"},
+		{"macro attribute", "ab\n  {% macro f() %}{% endmacro %}{{ f.name }}", "line 2 col 37: the attributes of a macro (.name) are not supported"},
+		{"break outside loop", "{% for x in y %}{% endfor %}{% break %}", "line 1 col 32: 'break' outside loop"},
+		{"break in a macro", "{% for x in y %}{% macro m() %}{% continue %}{% endmacro %}{% endfor %}", "line 1 col 35: 'continue' outside loop"},
+		{"macro arguments", "{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", "line 1 col 35: macro 'm' takes not more than 1 argument(s)"},
+		{"macro keyword", "{% macro m(a) %}{% endmacro %}{{ m(1, a=2) }}", "line 1 col 35: macro 'm' takes no keyword argument 'a'"},
+		{"no caller", "{% macro m() %}{% endmacro %}{% call m() %}{% endcall %}", "line 1 col 39: macro 'm' was invoked with two values for the special caller argument"},
+		{"caller undefined", "{% macro m() %}{{ caller() }}{% endmacro %}{{ m() }}", "line 1 col 25: No caller defined"},
+		{"default order", "{% macro m(a=1, b) %}{% endmacro %}", "line 1 col 17: non-default argument follows default argument"},
+		{"unpack", "{% set a, b = [1] %}", "line 1 col 4: not enough values to unpack (expected 2, got 1)"},
+		{"unclosed macro", "{% macro m() %}{% if x %}{% endmacro %}", "{% endmacro %} inside {% if %}"},
+		{"strftime flag", "{{ strftime_now('%-d') }}", "strftime_now: directive %- is not supported"},
 		{"include", "{% include 'x' %}", "line 1 col 4: {% include %} is not supported"},
 		{"unknown filter", "{{ 'a' | wordwrap }}", "line 1 col 10: filter wordwrap: not supported"},
 		{"unknown test", "{{ 1 is divisibleby 3 }}", "line 1 col 9: test divisibleby: not supported"},
@@ -25,7 +36,7 @@ func TestUnsupported(t *testing.T) {
 		{"attribute of undefined", "{{ x.y }}", "line 1 col 6: 'x' is undefined"},
 		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
 		{"for else", "{% for x in y %}{% else %}{% endfor %}", "{% for %}…{% else %} is not supported"},
-		{"block set", "{% set x %}a{% endset %}", "block sets and tuple assignment are not supported"},
+		{"unclosed block set", "{% set x %}a", "line 1 col 4: {% set %} is not closed (missing {% endset %})"},
 		{"unclosed tag", "{{ x", "line 1 col 1: tag is not closed"},
 		{"raw", "{% raw %}{{ x }}{% endraw %}", "{% raw %} is not supported"},
 	} {
@@ -95,6 +106,9 @@ func TestLimits(t *testing.T) {
 		// An indent past any output (which panicked in strings.Repeat).
 		"{{ [[1]]|tojson(indent=9223372036854775807) }}",
 		"{{ [[1]]|tojson(indent=100000000) }}",
+		// A macro's output is work too, though it is never printed.
+		"{% set s = 'x' * 16000000 %}{% macro m() %}{{ s }}{% endmacro %}{% for i in range(1000) %}{% set y = m() %}{% endfor %}",
+		"{% macro m() %}{{ 'x' * 10000000 }}{{ 'x' * 10000000 }}{% endmacro %}{% set y = m() %}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {
@@ -182,6 +196,8 @@ func TestNesting(t *testing.T) {
 		"sum":     "{{ 1" + strings.Repeat(" + 1", n) + " }}",
 		"filters": "{{ 'a'" + strings.Repeat("|trim", n) + " }}",
 		"attrs":   "{% set ns = namespace(x=1) %}{{ ns" + strings.Repeat(".x", n) + " }}",
+		"macro":   "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
+		"caller":  "{% macro m() %}{% call m() %}{% endcall %}{{ caller() }}{% endmacro %}{% call m() %}{% endcall %}",
 	} {
 		tp, err := Parse(src)
 		if err == nil {
@@ -254,4 +270,75 @@ func mustParse(t *testing.T, src string) *Template {
 		t.Fatal(err)
 	}
 	return tp
+}
+
+// TestStatements: macros, call blocks, block sets, filter blocks, tuple
+// assignment and {% generation %} render as jinja2 3.1 renders them with
+// transformers' settings (each want is jinja2's output), their scopes
+// included: a macro reads the scope it was defined in when it is called,
+// and what a macro, block set, filter block or generation body sets is
+// gone after it.
+func TestStatements(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{"{% macro m() %}{{ x }}{% endmacro %}{% set x = 1 %}{{ m() }}", "1"},
+		{"{% macro m() %}[{{ y }}]{% endmacro %}{% for y in [1,2] %}{{ m() }}{% endfor %}", "[][]"},
+		{"{% set x = 0 %}{% macro m() %}{{ x }}{% endmacro %}{% for y in [1,2] %}{% set x = y %}{{ m() }}{% endfor %}", "00"},
+		{"{% for y in [1,2] %}{% macro m() %}{{ y }}{% endmacro %}{{ m() }}{% endfor %}", "12"},
+		{"{% macro m(a, b=a) %}{{ a }}{{ b }}{% endmacro %}{{ m(1) }}", "11"},
+		{"{% macro m(a, b=2) %}{{ a }}{{ b }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 3, 4, c=5) }}", "13(4,){'c': 5}"},
+		{"{% macro m(a) %}{{ a }}{% endmacro %}{{ m() }}|{{ m()|length }}|{{ m(a=2) }}", "|0|2"},
+		{"{% macro m(a) %}{% set a = a ~ 'x' %}{{ a }}{% endmacro %}{{ m(1) }}", "1x"},
+		{"{% macro m() %}a{% endmacro %}{{ m() + 'b' }} {{ m() ~ 'b' }} {{ m() is string }} {{ m }}", "ab ab True <Macro 'm'>"},
+		{"{% set ns = namespace(a=1) %}{% macro m() %}{% set ns.a = 2 %}{% endmacro %}{{ m() }}{{ ns.a }}", "2"},
+		{"{% macro m() %}{% set x = 2 %}{% endmacro %}{% set x = 1 %}{{ m() }}{{ x }}", "1"},
+		{"{% macro m() %}{% macro n() %}n{% endmacro %}{{ n() }}{% endmacro %}{{ m() }}", "n"},
+		{"{% macro m() %}{{ caller is defined }}{% endmacro %}{{ m() }}", "False"},
+		{"{% macro m(a) %}<{{ caller(a) }}>{% endmacro %}{% call(v) m(1) %}[{{ v }}]{% endcall %}", "<[1]>"},
+		{"{% macro m() %}{{ caller() }}{% endmacro %}{% for i in [1,2] %}{% call m() %}{{ i }}{% set q = 1 %}{% endcall %}{% endfor %}{{ q }}", "12"},
+		{"{% set x %} hi {{ 1 }} {% endset %}[{{ x }}]", "[ hi 1 ]"},
+		{"{% set x | upper %}hi{% endset %}[{{ x }}]", "[HI]"},
+		{"{% for i in [1] %}{% set x %}hi{% endset %}{% endfor %}[{{ x }}]", "[]"},
+		{"{% set x %}{% set y = 1 %}a{% endset %}{{ y }}{{ x }}", "a"},
+		{"{% set ns = namespace(a=1) %}{% set ns.a %}zz{% endset %}{{ ns.a }}", "zz"},
+		{"{% for i in [1,2] %}{% set y %}{{ i }}{% if i == 1 %}{% continue %}{% endif %}{% endset %}{{ y }}{% endfor %}", "2"},
+		{"{% set x = 1 %}{% filter upper %}{% set x = 2 %}{{ x }}ab{% endfilter %}{{ x }}", "2AB1"},
+		{"{% for i in [1,2] %}{% filter upper %}{% if i == 1 %}{% continue %}{% endif %}x{% endfilter %}{% endfor %}", "X"},
+		{"{% set a, b = 1, 2 %}{{ a }}{{ b }}", "12"},
+		{"{% set a, b = 'xy' %}{{ a }}{{ b }}", "xy"},
+		{"{% set (a, b) = [1, 2] %}{{ a }}{{ b }}", "12"},
+		{"{% set x = 1, 2 %}{{ x }}", "(1, 2)"},
+		{"{% for i in [1] %}{% set a, b = 1, 2 %}{% endfor %}{{ a }}", ""},
+		{"{% set x = 1 %}{% generation %}{% set x = 2 %}{{ x }}{% endgeneration %}{{ x }}", "21"},
+		{"{{ strftime_now('%a %A %b %B %c %d %H %I %j %m %M %p %S %U %w %W %x %X %y %Y %Z %z %% %e %f %G %V %u %C %D %F %T %R %h %n %t %k %l') }}",
+			"Tue Tuesday Mar March Tue Mar  5 14:07:09 2024 05 14 02 065 03 07 PM 09 09 2 10 03/05/24 14:07:09 24 2024   %  5 000000 2024 10 2 20 03/05/24 2024-03-05 14:07:09 14:07 Mar \n \t 14  2"},
+	} {
+		tp, err := Parse(c.src)
+		if err != nil {
+			t.Errorf("%s: %v", c.src, err)
+			continue
+		}
+		chunks, err := tp.RenderWith(nil, Options{Now: time.Date(2024, 3, 5, 14, 7, 9, 0, time.UTC)})
+		var got strings.Builder
+		for _, ch := range chunks {
+			got.WriteString(ch.Text)
+		}
+		if err != nil || got.String() != c.want {
+			t.Errorf("%s = %q, %v; want %q", c.src, got.String(), err, c.want)
+		}
+	}
+}
+
+// TestMacroData: a message's text stays data through a macro's arguments
+// and output, a block set and a filter block, so that a tokenizer never
+// reads it as template text.
+func TestMacroData(t *testing.T) {
+	tp := mustParse(t, "{% macro m(x) %}<{{ x }}>{% endmacro %}{% set b %}[{{ c }}]{% endset %}{{ m(c) }}{{ b }}{% filter trim %} {{ c }} {% endfilter %}")
+	got, err := tp.Render(map[string]any{"c": Data("<s>")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Chunk{{"<", false}, {"<s>", true}, {">[", false}, {"<s>", true}, {"]", false}, {"<s>", true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
+	}
 }

@@ -2,6 +2,7 @@ package jinja
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -94,9 +95,12 @@ type kwarg struct {
 type stmt interface{}
 
 type (
-	textStmt struct{ s string }
-	outStmt  struct{ x expr }
-	ifStmt   struct {
+	textStmt struct {
+		s   string
+		pos int
+	}
+	outStmt struct{ x expr }
+	ifStmt  struct {
 		conds  []expr
 		bodies [][]stmt
 		els    []stmt
@@ -110,8 +114,47 @@ type (
 	}
 	setStmt struct {
 		node
-		name, attr string // attr: set name.attr = x
+		name, attr string   // attr: set name.attr = x
+		names      []string // set a, b = x: names, name ""
 		x          expr
+	}
+	// setBlockStmt is {% set name[.attr] [| filters] %}body{% endset %}:
+	// the body rendered in a scope of its own, filtered, assigned.
+	setBlockStmt struct {
+		node
+		name, attr string
+		filters    []*filterExpr // x nil: applied to the body's text
+		body       []stmt
+	}
+	// filterBlockStmt is {% filter f | g %}body{% endfilter %}.
+	filterBlockStmt struct {
+		node
+		filters []*filterExpr
+		body    []stmt
+	}
+	// scopeStmt renders body in a scope of its own: transformers'
+	// {% generation %}, a call block whose caller() jinja2 prints.
+	scopeStmt struct {
+		node
+		body []stmt
+	}
+	// macroStmt defines a macro (or, in a callBlockStmt, the caller).
+	macroStmt struct {
+		node
+		name     string
+		params   []string
+		defaults []expr // one per param, nil where it has none
+		body     []stmt
+		// The body reads varargs, kwargs or caller (as jinja2 decides
+		// whether a macro takes extra arguments and a caller).
+		catchVarargs, catchKwargs, catchCaller bool
+	}
+	// callBlockStmt is {% call(params) f(args) %}body{% endcall %}: f
+	// called with caller, a macro of params whose body is body.
+	callBlockStmt struct {
+		node
+		call   *callExpr
+		caller *macroStmt
 	}
 	loopCtl struct {
 		node
@@ -129,6 +172,13 @@ type parser struct {
 	// depth counts the statements and expressions being parsed inside
 	// one another, bounded by maxDepth.
 	depth int
+	// loops counts the for loops around the statement being parsed,
+	// within the macro, call or generation body it is in: break and
+	// continue need one.
+	loops int
+	// loads collects the names read inside the macro body being parsed
+	// (nil outside one).
+	loads map[string]bool
 }
 
 // maxDepth bounds how deep statements and expressions nest, in parsing
@@ -172,7 +222,7 @@ func (p *parser) block() ([]stmt, string, error) {
 		p.i++
 		switch pc.kind {
 		case tagText:
-			body = append(body, textStmt{pc.text})
+			body = append(body, textStmt{pc.text, pc.pos})
 		case tagVar:
 			if err := p.start(pc); err != nil {
 				return nil, "", err
@@ -194,7 +244,7 @@ func (p *parser) block() ([]stmt, string, error) {
 				return nil, "", &Error{Pos: kw.pos, Msg: "expected a statement name after {%"}
 			}
 			switch kw.s {
-			case "endif", "elif", "else", "endfor":
+			case "endif", "elif", "else", "endfor", "endmacro", "endset", "endfilter", "endcall", "endgeneration":
 				return body, kw.s, nil
 			}
 			s, err := p.statement(kw)
@@ -219,7 +269,25 @@ func (p *parser) statement(kw token) (stmt, error) {
 		return p.forStatement(kw)
 	case "set":
 		return p.setStatement(kw)
+	case "macro":
+		return p.macroStatement(kw)
+	case "call":
+		return p.callStatement(kw)
+	case "filter":
+		return p.filterStatement(kw)
+	case "generation":
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		body, err := p.frameBody(kw, "generation", "endgeneration")
+		if err != nil {
+			return nil, err
+		}
+		return scopeStmt{node{kw.pos}, body}, nil
 	case "break", "continue":
+		if p.loops == 0 {
+			return nil, &Error{Pos: kw.pos, Msg: fmt.Sprintf("'%s' outside loop", kw.s)}
+		}
 		if err := p.end(); err != nil {
 			return nil, err
 		}
@@ -309,7 +377,9 @@ func (p *parser) forStatement(kw token) (stmt, error) {
 	if err := p.end(); err != nil {
 		return nil, err
 	}
+	p.loops++
 	body, end, err := p.block()
+	p.loops--
 	if err != nil {
 		return nil, err
 	}
@@ -324,12 +394,31 @@ func (p *parser) forStatement(kw token) (stmt, error) {
 }
 
 func (p *parser) setStatement(kw token) (stmt, error) {
-	n := p.next()
-	if n.kind != tokName {
-		return nil, &Error{Pos: n.pos, Msg: "expected a variable name after set"}
+	var names []string
+	paren := p.isOp("(")
+	if paren {
+		p.t++
 	}
-	s := setStmt{node: node{kw.pos}, name: n.s}
-	if p.isOp(".") {
+	for {
+		n := p.next()
+		if n.kind != tokName {
+			return nil, &Error{Pos: n.pos, Msg: "expected a variable name after set"}
+		}
+		names = append(names, n.s)
+		if !p.isOp(",") {
+			break
+		}
+		p.t++
+	}
+	if paren {
+		if err := p.expect(")"); err != nil {
+			return nil, err
+		}
+	}
+	s := setStmt{node: node{kw.pos}, name: names[0]}
+	if len(names) > 1 || paren {
+		s.name, s.names = "", names
+	} else if p.isOp(".") {
 		p.t++
 		a := p.next()
 		if a.kind != tokName {
@@ -337,16 +426,204 @@ func (p *parser) setStatement(kw token) (stmt, error) {
 		}
 		s.attr = a.s
 	}
+	if s.names == nil && (p.isOp("|") || p.toks[p.t].kind == tokEOF) {
+		// A block set: {% set x %}…{% endset %}.
+		filters, err := p.filterChain()
+		if err != nil {
+			return nil, err
+		}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		body, end, err := p.block()
+		if err != nil {
+			return nil, err
+		}
+		if end != "endset" {
+			return nil, p.unclosed(kw, "set", "endset", end)
+		}
+		return setBlockStmt{node{kw.pos}, s.name, s.attr, filters, body}, p.end()
+	}
 	if !p.isOp("=") {
-		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "expected '=' in {% set %} (block sets and tuple assignment are not supported)"}
+		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "expected '=' in {% set %}"}
 	}
 	p.t++
 	x, err := p.expression()
 	if err != nil {
 		return nil, err
 	}
+	// set a, b = 1, 2: the value is a tuple without parentheses.
+	if p.isOp(",") {
+		l := &listExpr{node: node{x.at()}, items: []expr{x}, tuple: true}
+		for p.isOp(",") {
+			p.t++
+			if p.toks[p.t].kind == tokEOF {
+				break
+			}
+			e, err := p.expression()
+			if err != nil {
+				return nil, err
+			}
+			l.items = append(l.items, e)
+		}
+		x = l
+	}
 	s.x = x
 	return s, p.end()
+}
+
+// filterChain parses "| f(args) | g …" (none at all too), the filters of
+// a block set or a filter block.
+func (p *parser) filterChain() ([]*filterExpr, error) {
+	var out []*filterExpr
+	for p.isOp("|") {
+		p.t++
+		f, err := p.filter(nil)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func (p *parser) filterStatement(kw token) (stmt, error) {
+	if p.toks[p.t].kind == tokEOF {
+		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "expected a filter name after {% filter"}
+	}
+	f, err := p.filter(nil)
+	if err != nil {
+		return nil, err
+	}
+	more, err := p.filterChain()
+	if err != nil {
+		return nil, err
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	body, end, err := p.block()
+	if err != nil {
+		return nil, err
+	}
+	if end != "endfilter" {
+		return nil, p.unclosed(kw, "filter", "endfilter", end)
+	}
+	return filterBlockStmt{node{kw.pos}, append([]*filterExpr{f}, more...), body}, p.end()
+}
+
+// frameBody parses the body of a macro, call block or generation tag up
+// to its end tag: a frame of its own in jinja2, where break and continue
+// need a loop inside it.
+func (p *parser) frameBody(kw token, what, want string) ([]stmt, error) {
+	loops := p.loops
+	p.loops = 0
+	body, end, err := p.block()
+	p.loops = loops
+	if err != nil {
+		return nil, err
+	}
+	if end != want {
+		return nil, p.unclosed(kw, what, want, end)
+	}
+	return body, p.end()
+}
+
+// signature parses a macro's "(a, b=default, …)", the "(" current.
+func (p *parser) signature(m *macroStmt) error {
+	if err := p.expect("("); err != nil {
+		return err
+	}
+	for !p.isOp(")") {
+		n := p.next()
+		if n.kind != tokName {
+			return &Error{Pos: n.pos, Msg: "expected an argument name"}
+		}
+		if slices.Contains(m.params, n.s) {
+			return &Error{Pos: n.pos, Msg: fmt.Sprintf("duplicate argument '%s'", n.s)}
+		}
+		var def expr
+		if p.isOp("=") {
+			p.t++
+			x, err := p.expression()
+			if err != nil {
+				return err
+			}
+			def = x
+		} else if len(m.defaults) > 0 && m.defaults[len(m.defaults)-1] != nil {
+			return &Error{Pos: n.pos, Msg: "non-default argument follows default argument"}
+		}
+		m.params = append(m.params, n.s)
+		m.defaults = append(m.defaults, def)
+		if !p.isOp(",") {
+			break
+		}
+		p.t++
+	}
+	return p.expect(")")
+}
+
+// macroBody parses m's body, noting whether it reads varargs, kwargs or
+// caller (anywhere, nested macros included, as jinja2 looks).
+func (p *parser) macroBody(kw token, m *macroStmt, what, want string) error {
+	outer := p.loads
+	p.loads = map[string]bool{}
+	body, err := p.frameBody(kw, what, want)
+	loads := p.loads
+	p.loads = outer
+	if err != nil {
+		return err
+	}
+	for n := range loads {
+		if outer != nil {
+			outer[n] = true
+		}
+	}
+	m.body = body
+	m.catchVarargs, m.catchKwargs, m.catchCaller = loads["varargs"], loads["kwargs"], loads["caller"]
+	return nil
+}
+
+func (p *parser) macroStatement(kw token) (stmt, error) {
+	n := p.next()
+	if n.kind != tokName {
+		return nil, &Error{Pos: n.pos, Msg: "expected a macro name"}
+	}
+	m := &macroStmt{node: node{kw.pos}, name: n.s}
+	if err := p.signature(m); err != nil {
+		return nil, err
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	if err := p.macroBody(kw, m, "macro", "endmacro"); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (p *parser) callStatement(kw token) (stmt, error) {
+	m := &macroStmt{node: node{kw.pos}, name: "caller"}
+	if p.isOp("(") {
+		if err := p.signature(m); err != nil {
+			return nil, err
+		}
+	}
+	x, err := p.expression()
+	if err != nil {
+		return nil, err
+	}
+	c, ok := x.(*callExpr)
+	if !ok {
+		return nil, &Error{Pos: x.at(), Msg: "expected a call after {% call"}
+	}
+	if err := p.end(); err != nil {
+		return nil, err
+	}
+	if err := p.macroBody(kw, m, "call", "endcall"); err != nil {
+		return nil, err
+	}
+	return callBlockStmt{node{kw.pos}, c, m}, nil
 }
 
 // start makes pc's tokens current.
@@ -619,6 +896,9 @@ func (p *parser) primary() (expr, error) {
 		case "none", "None":
 			return &litExpr{pos, nil}, nil
 		}
+		if p.loads != nil {
+			p.loads[t.s] = true
+		}
 		return &nameExpr{pos, t.s}, nil
 	case tokInt:
 		n, err := strconv.ParseInt(t.s, 10, 64)
@@ -805,17 +1085,9 @@ func (p *parser) filters(x expr) (expr, error) {
 		switch {
 		case p.isOp("|"):
 			p.t++
-			n := p.next()
-			if n.kind != tokName {
-				return nil, &Error{Pos: n.pos, Msg: "expected a filter name after '|'"}
-			}
-			f := &filterExpr{node: node{n.pos}, x: x, name: n.s}
-			if p.isOp("(") {
-				p.t++
-				var err error
-				if f.args, f.kwargs, err = p.callArgs(); err != nil {
-					return nil, err
-				}
+			f, err := p.filter(x)
+			if err != nil {
+				return nil, err
 			}
 			x = f
 		case p.isName("is"):
@@ -863,6 +1135,23 @@ func (p *parser) filters(x expr) (expr, error) {
 			return x, nil
 		}
 	}
+}
+
+// filter parses a filter's name and arguments after "|", applied to x.
+func (p *parser) filter(x expr) (*filterExpr, error) {
+	n := p.next()
+	if n.kind != tokName {
+		return nil, &Error{Pos: n.pos, Msg: "expected a filter name after '|'"}
+	}
+	f := &filterExpr{node: node{n.pos}, x: x, name: n.s}
+	if p.isOp("(") {
+		p.t++
+		var err error
+		if f.args, f.kwargs, err = p.callArgs(); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
 
 // startsPrimary reports whether the next token can start a test's bare

@@ -10,7 +10,8 @@ import (
 )
 
 // value is a template value: nil (none), bool, int64, float64, str,
-// []value (list), *Dict, *namespace, undefined, method or builtin.
+// []value (list), tuple, *Dict, *namespace, undefined, method, builtin
+// or *macro.
 type value = any
 
 // str is a string value. data lists the byte ranges that came from Data
@@ -80,8 +81,17 @@ func seq(v value) value {
 	return v
 }
 
-// builtin is a global function (raise_exception, namespace, range).
+// builtin is a global function (raise_exception, namespace, range,
+// strftime_now).
 type builtin struct{ name string }
+
+// macro is a macro defined by {% macro %} (or a call block's caller),
+// with the scope it was defined in, where its body looks up the names it
+// does not set itself when it is called.
+type macro struct {
+	def   *macroStmt
+	scope *scope
+}
 
 // convert turns Go inputs into values.
 func convert(v any) value {
@@ -200,6 +210,8 @@ func typeName(v value) string {
 		return "Namespace"
 	case undefined:
 		return "Undefined"
+	case *macro:
+		return "Macro"
 	}
 	return "function"
 }
@@ -243,6 +255,8 @@ func toStr(v value) (str, error) {
 		return str{s: strconv.FormatInt(x, 10)}, nil
 	case float64:
 		return str{s: pyFloat(x)}, nil
+	case *macro:
+		return str{s: fmt.Sprintf("<Macro '%s'>", x.def.name)}, nil
 	case []value, tuple, *Dict:
 		var b strings.Builder
 		if err := pyRepr(&b, v); err != nil {

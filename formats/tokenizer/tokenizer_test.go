@@ -472,13 +472,13 @@ func TestChatTemplateMissing(t *testing.T) {
 		t.Errorf("a Jinja chat_template: RenderChat = %q, %v, want \"x\"", got, err)
 	}
 	// One outside the subset jinja renders is refused, naming the construct.
-	writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"chat_template": "{% macro m() %}{% endmacro %}"}`)
+	writeFile(t, filepath.Join(dir, "tokenizer_config.json"), `{"chat_template": "{% include 'x' %}"}`)
 	if tok, err = Load(dir); err != nil {
 		t.Fatal(err)
 	}
 	_, err = tok.RenderChat(nil, ChatOptions{})
-	if !errors.Is(err, ErrUnknownTemplate) || !strings.Contains(err.Error(), "macro") || !strings.Contains(err.Error(), "line 1 col 4") {
-		t.Errorf("a template with a macro: error %v, want ErrUnknownTemplate naming macro at line 1 col 4", err)
+	if !errors.Is(err, ErrUnknownTemplate) || !strings.Contains(err.Error(), "include") || !strings.Contains(err.Error(), "line 1 col 4") {
+		t.Errorf("a template with an include: error %v, want ErrUnknownTemplate naming include at line 1 col 4", err)
 	}
 }
 
@@ -789,7 +789,7 @@ func TestWordSplitExact(t *testing.T) {
 // and one outside the Jinja subset is refused naming the file it came from.
 func TestChatTemplateFilesRender(t *testing.T) {
 	const jinja = "{{ bos_token }}{% for message in messages %}[{{ message['role'] }}]{{ message['content'] }}{% endfor %}\n"
-	const macro = "{% macro m() %}x{% endmacro %}{{ m() }}"
+	const include = "{% include 'x' %}{{ m() }}"
 	msgs := []Message{{Role: "user", Content: "Hi"}}
 	for _, tc := range []struct {
 		name     string
@@ -800,9 +800,9 @@ func TestChatTemplateFilesRender(t *testing.T) {
 		{"jinja file", map[string]string{"chat_template.jinja": jinja}, "<s>[user]Hi", ""},
 		{"json file", map[string]string{"chat_template.json": `{"chat_template": "[{{ messages[0]['content'] }}]"}`}, "[Hi]", ""},
 		{"config string", map[string]string{"tokenizer_config.json": `{"bos_token": "<s>", "chat_template": "{{ messages[0]['role'] }}"}`}, "user", ""},
-		{"jinja file macro", map[string]string{"chat_template.jinja": macro}, "", "chat_template.jinja"},
-		{"json file macro", map[string]string{"chat_template.json": `{"chat_template": "{% macro m() %}x{% endmacro %}"}`}, "", "chat_template.json"},
-		{"config macro", map[string]string{"tokenizer_config.json": `{"chat_template": "{% macro m() %}x{% endmacro %}"}`}, "", "tokenizer_config.json"},
+		{"jinja file include", map[string]string{"chat_template.jinja": include}, "", "chat_template.jinja"},
+		{"json file include", map[string]string{"chat_template.json": `{"chat_template": "{% include 'x' %}"}`}, "", "chat_template.json"},
+		{"config include", map[string]string{"tokenizer_config.json": `{"chat_template": "{% include 'x' %}"}`}, "", "tokenizer_config.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
