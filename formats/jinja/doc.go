@@ -13,21 +13,32 @@
 // varargs, kwargs, caller) and call blocks, filter blocks, and
 // transformers' {% generation %}, which renders its body; literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
-// tuples, dicts), printed as Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~, comparisons,
-// and, or, not, in, not in; inline "a if c else b"; tests defined,
-// undefined, none, string, number, integer, float, boolean, true, false,
-// mapping, sequence, iterable, odd, even, eq/equalto/ne/lt/le/gt/ge, in;
-// filters trim, upper, lower, title, capitalize, string, length/count,
-// tojson (json.dumps with ensure_ascii=False, as transformers defines it;
-// indent), default/d, join, first, last, list, map (a filter name, or
-// attribute= with default=), selectattr, rejectattr, replace (count too),
-// reverse, int (jinja2's defaults: 0 where Python's int() and
-// int(float()) fail), abs;
-// string methods strip, lstrip, rstrip, upper, lower, title, capitalize,
-// startswith, endswith, split, replace; dict methods items, keys, values,
-// get; globals raise_exception, namespace, range, and strftime_now
-// (transformers': the clock's local time, or Options.Now, formatted as
-// Python's strftime in the C locale).
+// tuples, dicts with string, number, bool or none keys), printed as
+// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~,
+// comparisons, and, or, not, in, not in; inline "a if c else b"; tests
+// defined, undefined, none, string, number, integer, float, boolean,
+// true, false, mapping, sequence, iterable, odd, even,
+// eq/equalto/ne/lt/le/gt/ge, in; filters trim, upper, lower, title,
+// capitalize, string, length/count, tojson (transformers': json.dumps
+// with ensure_ascii=False, and its ensure_ascii, indent, separators and
+// sort_keys), default/d, join (attribute= too), first, last, list, map (a
+// filter name, or attribute= with default=), select, reject, selectattr,
+// rejectattr, items, dictsort, unique, min, max, sort, replace (count
+// too), reverse, int (jinja2's defaults: 0 where Python's int() and
+// int(float()) fail), abs, indent, safe; string methods strip, lstrip,
+// rstrip, upper, lower, title, capitalize, startswith, endswith, split,
+// replace, format ("{}", "{0}", "{name}", !s, !r); dict methods items,
+// keys, values, get; globals raise_exception, namespace, range, and
+// strftime_now (transformers': the clock's local time, or Options.Now,
+// formatted as Python's strftime in the C locale).
+//
+// Values behave as jinja2's Python values do where a template can tell:
+// map, select, reject, selectattr, rejectattr, unique, items and reverse
+// return one-pass iterators (true even when empty, used up by a loop,
+// first or in, without length or JSON), dict.items(), keys() and
+// values() views (printed as dict_items([…])), safe a Markup string that
+// HTML-escapes what + adds to it; the methods that change a list or a
+// dict are undefined, as in transformers' ImmutableSandboxedEnvironment.
 //
 // Scopes are jinja2's: a for iteration, a macro call, a block set's,
 // filter block's and generation's body each have their own, and what is
@@ -35,11 +46,12 @@
 // from the scope it was defined in, as they are when it is called.
 //
 // Anything else (includes, extends, blocks, recursive loops, **, %
-// string formatting, keyword arguments to methods,
-// other filters, tests, methods and globals) is an *Error naming the construct and its line and column, at
-// Parse where the grammar shows it, else at Render (a filter when it
-// runs, as a template may hold one in a branch it never takes): never a
-// different output.
+// string formatting, format specs, keyword arguments to methods other
+// than format, printing a generator (Python prints its address), other
+// filters, tests, methods and globals) is an *Error naming the construct
+// and its line and column, at Parse where the grammar shows it, else at
+// Render (a filter when it runs, as a template may hold one in a branch
+// it never takes): never a different output.
 //
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or
@@ -49,8 +61,8 @@
 // deep.
 //
 // Values keep track of which bytes came from Data inputs (message
-// content), through concatenation, slicing, strip, split and join, macro
-// arguments and output, block sets and filter blocks; Render
-// returns the output as Chunks so that a tokenizer can recognise special
-// tokens in template text only.
+// content), through concatenation, slicing, strip, split, join, indent,
+// format and Markup's escaping, macro arguments and output, block sets
+// and filter blocks; Render returns the output as Chunks so that a
+// tokenizer can recognise special tokens in template text only.
 package jinja

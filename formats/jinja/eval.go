@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 )
@@ -446,18 +447,19 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 	return nil
 }
 
-// iterate returns the items of a list, the keys of a dict, the characters
-// of a string; undefined is empty.
+// iterate returns the items of a list or a dict view, the keys of a
+// dict, the characters of a string, what an iterator has left (using it
+// up); undefined is empty.
 func iterate(v value) ([]value, error) {
 	switch x := seq(v).(type) {
 	case []value:
 		return x, nil
 	case *Dict:
-		out := make([]value, len(x.keys))
-		for i, k := range x.keys {
-			out[i] = str{s: k}
-		}
-		return out, nil
+		return slices.Clone(x.keys), nil
+	case *view:
+		return x.items, nil
+	case *iterator:
+		return x.rest(), nil
 	case str:
 		var out []value
 		for i, r := range x.s {
@@ -467,7 +469,7 @@ func iterate(v value) ([]value, error) {
 	case undefined:
 		return nil, nil
 	}
-	return nil, fmt.Errorf("a %s is not iterable", typeName(v))
+	return nil, fmt.Errorf("'%s' object is not iterable", typeName(v))
 }
 
 func (r *renderer) eval(e expr, sc *scope) (value, error) {
@@ -509,15 +511,13 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			if err != nil {
 				return nil, err
 			}
-			ks, ok := k.(str)
-			if !ok {
-				return nil, &Error{Pos: x.keys[i].at(), Msg: "dict keys other than strings are not supported"}
-			}
 			v, err := r.eval(x.vals[i], sc)
 			if err != nil {
 				return nil, err
 			}
-			d.set(ks.s, v)
+			if err := d.setKey(k, v); err != nil {
+				return nil, &Error{Pos: x.keys[i].at(), Msg: err.Error()}
+			}
 		}
 		return d, nil
 	case *attrExpr:
@@ -681,6 +681,29 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 }
 
 func arith(op string, l, r value) (value, error) {
+	_, lmok := l.(markup)
+	_, rmok := r.(markup)
+	if op == "+" && (lmok || rmok) {
+		// Markup + str escapes the str (either side); the sum is Markup.
+		var parts [2]str
+		for i, v := range []value{l, r} {
+			switch x := v.(type) {
+			case markup:
+				parts[i] = x.str
+			case str:
+				parts[i] = escapeHTML(x)
+			default:
+				return nil, operandError(op, l, r)
+			}
+		}
+		if len(parts[0].s)+len(parts[1].s) > maxLen {
+			return nil, errors.New("string too long")
+		}
+		return markup{concatStr(parts[0], parts[1])}, nil
+	}
+	if lmok || rmok {
+		return nil, fmt.Errorf("%s on a Markup string is not supported", op)
+	}
 	ls, lok := l.(str)
 	rs, rok := r.(str)
 	switch {
@@ -787,7 +810,18 @@ func arith(op string, l, r value) (value, error) {
 			return m, nil
 		}
 	}
-	return nil, fmt.Errorf("unsupported operand types for %s: %s and %s", op, typeName(l), typeName(r))
+	return nil, operandError(op, l, r)
+}
+
+// operandError is Python's TypeError for l op r.
+func operandError(op string, l, r value) error {
+	if op == "+" {
+		switch l.(type) {
+		case str, markup, []value, tuple:
+			return fmt.Errorf("can only concatenate %s (not \"%s\") to %s", typeName(l), typeName(r), typeName(l))
+		}
+	}
+	return fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(l), typeName(r))
 }
 
 // intOf returns an int or bool as int64.
@@ -801,7 +835,16 @@ func intOf(v value) (int64, bool) {
 	return 0, false
 }
 
+// plain is a Markup string as the str it is, anything else as it is.
+func plain(v value) value {
+	if m, ok := v.(markup); ok {
+		return m.str
+	}
+	return v
+}
+
 func compare(op string, l, r value) (bool, error) {
+	l, r = plain(l), plain(r)
 	switch op {
 	case "==":
 		return equal(l, r), nil
@@ -852,7 +895,8 @@ func cmpF(a, b float64) int {
 }
 
 func contains(container, item value) (bool, error) {
-	switch c := seq(container).(type) {
+	item = plain(item)
+	switch c := seq(plain(container)).(type) {
 	case str:
 		s, ok := item.(str)
 		if !ok {
@@ -871,17 +915,32 @@ func contains(container, item value) (bool, error) {
 		case []value, *Dict:
 			return false, fmt.Errorf("unhashable type: '%s'", typeName(item))
 		}
-		s, ok := item.(str)
-		if !ok {
-			return false, nil
-		}
-		_, in := c.m[s.s]
+		_, in := c.lookup(item)
 		return in, nil
+	case *view:
+		return slices.ContainsFunc(c.items, func(e value) bool { return equal(e, item) }), nil
+	case *iterator:
+		// Python's in takes items until it finds one: the rest stay.
+		for c.pos < len(c.items) {
+			c.pos++
+			if equal(c.items[c.pos-1], item) {
+				return true, nil
+			}
+		}
+		return false, nil
 	case undefined:
 		return false, nil // Undefined iterates as empty
 	}
-	return false, fmt.Errorf("argument of type %s is not iterable", typeName(container))
+	return false, fmt.Errorf("argument of type '%s' is not iterable", typeName(container))
 }
+
+// listMutators and dictMutators are the methods that change a list or a
+// dict, which jinja2's ImmutableSandboxedEnvironment (transformers') makes
+// an undefined that fails when used.
+var (
+	listMutators = map[string]bool{"append": true, "extend": true, "insert": true, "pop": true, "remove": true, "reverse": true, "sort": true, "clear": true}
+	dictMutators = map[string]bool{"pop": true, "popitem": true, "setdefault": true, "update": true, "clear": true}
+)
 
 // getAttr is jinja2's getattr (x.name): a dict's methods and then its
 // keys, a string's methods, a namespace's attributes, loop's fields.
@@ -892,6 +951,9 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 	case *Dict:
 		if attrFirst && isMethod(v, name) {
 			return method{v, name}, nil
+		}
+		if attrFirst && dictMutators[name] {
+			return undefined{fmt.Sprintf("access to attribute '%s' of 'dict' object is unsafe.", name)}, nil
 		}
 		if e, ok := x.get(name); ok {
 			return e, nil
@@ -910,6 +972,9 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 	default:
 		if isMethod(v, name) {
 			return method{v, name}, nil
+		}
+		if _, ok := seq(v).([]value); ok && listMutators[name] {
+			return undefined{fmt.Sprintf("access to attribute '%s' of '%s' object is unsafe.", name, typeName(v))}, nil
 		}
 	}
 	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(v), name)}, nil
@@ -946,7 +1011,10 @@ func getItem(v value, i value) (value, error) {
 		if k, ok := i.(str); ok {
 			return getAttr(v, k.s, false)
 		}
-		return undefined{"dict object has no element of a non-string key"}, nil
+		if e, ok := x.lookup(i); ok {
+			return e, nil
+		}
+		return undefined{fmt.Sprintf("'dict object' has no element %v", i)}, nil
 	}
 	if k, ok := i.(str); ok {
 		return getAttr(v, k.s, false)

@@ -14,7 +14,7 @@ import (
 
 // strMethods and dictMethods are the methods templates may call.
 var (
-	strMethods  = map[string]bool{"strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true, "title": true, "capitalize": true, "startswith": true, "endswith": true, "split": true, "replace": true}
+	strMethods  = map[string]bool{"strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true, "title": true, "capitalize": true, "startswith": true, "endswith": true, "split": true, "replace": true, "format": true}
 	dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
 )
 
@@ -146,6 +146,13 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			return out, nil
 		}
 	case method:
+		if s, ok := f.recv.(str); ok && f.name == "format" {
+			v, err := strFormat(s, args, kw)
+			if err != nil {
+				return nil, fail("str.format(): %v", err)
+			}
+			return v, nil
+		}
 		if kw != nil {
 			return nil, fail("keyword arguments to %s() are not supported", f.name)
 		}
@@ -206,7 +213,7 @@ func (r *renderer) callMacro(m *macro, x *callExpr, args []value, kw map[string]
 		}
 	}
 	if len(extra.keys) > 0 && !d.catchKwargs {
-		return nil, fail("macro '%s' takes no keyword argument '%s'", d.name, extra.keys[0])
+		return nil, fail("macro '%s' takes no keyword argument '%s'", d.name, extra.keys[0].(str).s)
 	}
 	if caller != nil && !d.catchCaller {
 		return nil, fail("macro '%s' was invoked with two values for the special caller argument", d.name)
@@ -268,23 +275,24 @@ func callMethod(m method, args []value) (value, error) {
 			for i, k := range recv.keys {
 				switch m.name {
 				case "items":
-					out[i] = tuple{str{s: k}, recv.m[k]}
+					out[i] = tuple{k, recv.at(i)}
 				case "keys":
-					out[i] = str{s: k}
+					out[i] = k
 				default:
-					out[i] = recv.m[k]
+					out[i] = recv.at(i)
 				}
 			}
-			return out, nil
+			return &view{"dict_" + m.name, out}, nil
 		case "get":
 			if len(args) < 1 || len(args) > 2 {
 				return nil, errors.New("takes 1 or 2 arguments")
 			}
-			k, ok := args[0].(str)
-			if ok {
-				if v, ok := recv.m[k.s]; ok {
-					return v, nil
-				}
+			switch args[0].(type) {
+			case []value, *Dict:
+				return nil, fmt.Errorf("unhashable type: '%s'", typeName(args[0]))
+			}
+			if v, ok := recv.lookup(args[0]); ok {
+				return v, nil
 			}
 			if len(args) == 2 {
 				return args[1], nil
@@ -378,6 +386,102 @@ func strMethod(s str, name string, args []value) (value, error) {
 		return replace(s, old, repl, -1)
 	}
 	return nil, errors.New("unknown method")
+}
+
+// strFormat is Python's str.format with replacement fields "{}", "{0}"
+// and "{name}", optionally !s or !r, and "{{" and "}}"; attribute and
+// index lookups in a field and format specs are refused.
+func strFormat(s str, args []value, kw map[string]value) (value, error) {
+	var out strBuf
+	auto, manual := 0, false
+	for i := 0; i < len(s.s); {
+		c := s.s[i]
+		if c == '}' {
+			if i+1 < len(s.s) && s.s[i+1] == '}' {
+				out.add(s.sub(i, i+1))
+				i += 2
+				continue
+			}
+			return nil, errors.New("Single '}' encountered in format string")
+		}
+		if c != '{' {
+			j := i
+			for j < len(s.s) && s.s[j] != '{' && s.s[j] != '}' {
+				j++
+			}
+			out.add(s.sub(i, j))
+			i = j
+			continue
+		}
+		if i+1 < len(s.s) && s.s[i+1] == '{' {
+			out.add(s.sub(i, i+1))
+			i += 2
+			continue
+		}
+		end := strings.IndexByte(s.s[i:], '}')
+		if end < 0 {
+			return nil, errors.New("Single '{' encountered in format string")
+		}
+		field := s.s[i+1 : i+end]
+		i += end + 1
+		if strings.ContainsAny(field, "{:.[") {
+			return nil, fmt.Errorf("the replacement field {%s} is not supported", field)
+		}
+		name, conv, hasConv := strings.Cut(field, "!")
+		var v value
+		switch {
+		case name == "":
+			if manual {
+				return nil, errors.New("cannot switch from manual field specification to automatic field numbering")
+			}
+			if auto >= len(args) {
+				return nil, fmt.Errorf("Replacement index %d out of range for positional args tuple", auto)
+			}
+			v = args[auto]
+			auto++
+		case strings.Trim(name, "0123456789") == "":
+			if auto > 0 {
+				return nil, errors.New("cannot switch from automatic field numbering to manual field specification")
+			}
+			manual = true
+			n, err := strconv.Atoi(name)
+			if err != nil || n >= len(args) {
+				return nil, fmt.Errorf("Replacement index %s out of range for positional args tuple", name)
+			}
+			v = args[n]
+		default:
+			x, ok := kw[name]
+			if !ok {
+				return nil, fmt.Errorf("KeyError: '%s'", name)
+			}
+			v = x
+		}
+		var text str
+		switch {
+		case !hasConv || conv == "s":
+			t, err := toStr(v)
+			if err != nil {
+				return nil, err
+			}
+			text = t
+		case conv == "r":
+			var b strings.Builder
+			if err := pyRepr(&b, v); err != nil {
+				return nil, err
+			}
+			text = str{s: b.String()}
+			if hasData(v) && b.Len() > 0 {
+				text.data = []span{{0, b.Len()}}
+			}
+		default:
+			return nil, fmt.Errorf("the conversion !%s is not supported", conv)
+		}
+		if out.len()+len(text.s) > maxLen {
+			return nil, errTooLong
+		}
+		out.add(text)
+	}
+	return out.str(), nil
 }
 
 // replace is Python's str.replace (the first n occurrences of old, all
@@ -559,311 +663,6 @@ func pyInt(v value) int64 {
 	return 0
 }
 
-func applyFilter(name string, v value, args []value, kw map[string]value) (value, error) {
-	noArgs := func() error {
-		if len(args) > 0 || kw != nil {
-			return errors.New("takes no arguments")
-		}
-		return nil
-	}
-	asStr := func() (str, error) { return toStr(v) } // Undefined is ""
-	switch name {
-	case "trim", "upper", "lower", "title", "capitalize", "string":
-		if name == "trim" {
-			if kw != nil || len(args) > 1 {
-				return nil, errors.New("takes at most 1 argument")
-			}
-		} else if err := noArgs(); err != nil {
-			return nil, err
-		}
-		s, err := asStr()
-		if err != nil {
-			return nil, err
-		}
-		switch name {
-		case "trim":
-			chars, set, err := strArg(args, 0, "chars")
-			if err != nil {
-				return nil, err
-			}
-			return strip(s, "strip", chars, set), nil
-		case "upper":
-			return s.mapped(pyUpper(s.s)), nil
-		case "lower":
-			return s.mapped(pyLower(s.s)), nil
-		case "title":
-			return s.mapped(jinjaTitle(s.s)), nil
-		case "capitalize":
-			return s.mapped(capitalize(s.s)), nil
-		}
-		return s, nil
-	case "length", "count":
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		switch x := seq(v).(type) {
-		case str:
-			return int64(utf8.RuneCountInString(x.s)), nil
-		case []value:
-			return int64(len(x)), nil
-		case *Dict:
-			return int64(len(x.keys)), nil
-		case undefined:
-			return int64(0), nil
-		}
-		return nil, fmt.Errorf("a %s has no length", typeName(v))
-	case "tojson":
-		indent := int64(-1)
-		if len(args) > 1 {
-			return nil, errors.New("takes at most 1 argument (indent)")
-		}
-		if len(args) == 1 {
-			kw = map[string]value{"indent": args[0]}
-		}
-		for k, a := range kw {
-			if k != "indent" {
-				return nil, fmt.Errorf("argument %s is not supported", k)
-			}
-			if a != nil {
-				n, ok := a.(int64)
-				if !ok || n < 0 {
-					return nil, errors.New("indent must be a non-negative integer")
-				}
-				indent = n
-			}
-		}
-		var b strings.Builder
-		if err := toJSON(&b, v, int(indent), 0); err != nil {
-			return nil, err
-		}
-		return str{s: b.String()}, nil
-	case "default", "d":
-		if kw != nil || len(args) > 2 {
-			return nil, errors.New("takes at most 2 positional arguments")
-		}
-		def := value(str{})
-		if len(args) > 0 {
-			def = args[0]
-		}
-		boolean := len(args) == 2 && truthy(args[1])
-		if _, ok := v.(undefined); ok || boolean && !truthy(v) {
-			return def, nil
-		}
-		return v, nil
-	case "join":
-		if kw != nil || len(args) > 1 {
-			return nil, errors.New("takes at most 1 positional argument")
-		}
-		sep := str{}
-		if len(args) == 1 {
-			s, ok := args[0].(str)
-			if !ok {
-				return nil, errors.New("the separator must be a string")
-			}
-			sep = s
-		}
-		items, err := iterate(v)
-		if err != nil {
-			return nil, err
-		}
-		var out strBuf
-		for i, it := range items {
-			s, err := toStr(it)
-			if err != nil {
-				return nil, err
-			}
-			if out.len()+len(sep.s)+len(s.s) > maxLen {
-				return nil, errTooLong
-			}
-			if i > 0 {
-				out.add(sep)
-			}
-			out.add(s)
-		}
-		return out.str(), nil
-	case "first", "last":
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		items, err := iterate(v)
-		if err != nil {
-			return nil, err
-		}
-		if len(items) == 0 {
-			return undefined{"No first item, sequence was empty."}, nil
-		}
-		if name == "first" {
-			return items[0], nil
-		}
-		if _, ok := v.(*Dict); ok {
-			return nil, errors.New("a dict has no last item")
-		}
-		return items[len(items)-1], nil
-	case "list":
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		return iterate(v)
-	case "map":
-		items, err := iterate(v)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]value, 0, len(items))
-		if a, ok := kw["attribute"]; ok && len(args) == 0 {
-			attr, ok := a.(str)
-			if !ok || len(kw) > 2 {
-				return nil, errors.New("attribute must be a string (and default the only other argument)")
-			}
-			def, hasDef := kw["default"]
-			for _, it := range items {
-				x, err := getAttrOrItem(it, attr.s)
-				if err != nil {
-					return nil, err
-				}
-				if _, u := x.(undefined); u && hasDef {
-					x = def
-				}
-				out = append(out, x)
-			}
-			return out, nil
-		}
-		if len(args) < 1 || kw != nil {
-			return nil, errors.New("takes a filter name or attribute=")
-		}
-		fn, ok := args[0].(str)
-		if !ok || fn.s == "map" {
-			return nil, errors.New("the filter name must be a string")
-		}
-		for _, it := range items {
-			x, err := applyFilter(fn.s, it, args[1:], nil)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, x)
-		}
-		return out, nil
-	case "replace":
-		// jinja2's do_replace without autoescape: str(s).replace(str(old),
-		// str(new), count).
-		if len(args) < 2 || len(args) > 3 {
-			return nil, errors.New("takes old, new and an optional count")
-		}
-		for k := range kw {
-			if k != "count" || len(args) == 3 {
-				return nil, fmt.Errorf("argument %s is not supported", k)
-			}
-		}
-		s, err := asStr()
-		if err != nil {
-			return nil, err
-		}
-		old, err := toStr(args[0])
-		if err != nil {
-			return nil, err
-		}
-		repl, err := toStr(args[1])
-		if err != nil {
-			return nil, err
-		}
-		n := int64(-1)
-		cv := kw["count"]
-		if len(args) == 3 {
-			cv = args[2]
-		}
-		if cv != nil {
-			c, ok := cv.(int64)
-			if !ok {
-				return nil, fmt.Errorf("count must be an integer, not %s", typeName(cv))
-			}
-			n = c
-		}
-		return replace(s, old, repl, n)
-	case "reverse":
-		// jinja2's do_reverse: a string's runes backwards, a list's items
-		// (a copy), a dict's keys.
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		if x, ok := v.(str); ok {
-			rs := []rune(x.s)
-			slices.Reverse(rs)
-			return x.mapped(string(rs)), nil
-		}
-		items, err := iterate(v)
-		if err != nil {
-			return nil, err
-		}
-		out := slices.Clone(items)
-		slices.Reverse(out)
-		return out, nil
-	case "abs":
-		// Python's abs: an int's, a float's, a boolean's as an int.
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		switch x := v.(type) {
-		case int64:
-			if x < 0 {
-				return -x, nil
-			}
-			return x, nil
-		case float64:
-			return math.Abs(x), nil
-		case bool:
-			return b2i(x), nil
-		}
-		return nil, fmt.Errorf("bad operand type for abs(): %s", typeName(v))
-	case "int":
-		// jinja2's do_int with its defaults (default 0, base 10): int(v),
-		// else int(float(v)), else 0.
-		if err := noArgs(); err != nil {
-			return nil, err
-		}
-		return pyInt(v), nil
-	case "selectattr", "rejectattr":
-		if kw != nil || len(args) < 1 {
-			return nil, errors.New("takes an attribute name and an optional test")
-		}
-		attr, ok := args[0].(str)
-		if !ok {
-			return nil, errors.New("the attribute name must be a string")
-		}
-		items, err := iterate(v)
-		if err != nil {
-			return nil, err
-		}
-		var out []value
-		for _, it := range items {
-			a, err := getAttrOrItem(it, attr.s)
-			if err != nil {
-				return nil, err
-			}
-			ok := truthy(a)
-			if len(args) > 1 {
-				tn, isStr := args[1].(str)
-				if !isStr {
-					return nil, errors.New("the test name must be a string")
-				}
-				if ok, err = applyTest(tn.s, a, args[2:]); err != nil {
-					return nil, err
-				}
-			}
-			if ok == (name == "selectattr") {
-				out = append(out, it)
-			}
-		}
-		return out, nil
-	}
-	return nil, errors.New("not supported")
-}
-
-// getAttrOrItem is jinja2's environment.getattr for an attribute filter:
-// an item when the value is a dict.
-func getAttrOrItem(v value, name string) (value, error) {
-	return getItem(v, str{s: name})
-}
-
 func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
 	v, err := r.eval(x.x, sc)
 	if err != nil {
@@ -902,8 +701,11 @@ func applyTest(name string, v value, args []value) (bool, error) {
 	case "none":
 		return v == nil, nil
 	case "string":
-		_, ok := v.(str)
-		return ok, nil
+		switch v.(type) {
+		case str, markup:
+			return true, nil
+		}
+		return false, nil
 	case "number":
 		switch v.(type) {
 		case int64, float64, bool:
@@ -928,8 +730,11 @@ func applyTest(name string, v value, args []value) (bool, error) {
 		return ok, nil
 	case "sequence", "iterable":
 		switch v.(type) {
-		case str, []value, tuple, *Dict:
+		case str, markup, []value, tuple, *Dict:
 			return true, nil
+		case *view, *iterator:
+			// Iterable, but without the index a sequence has.
+			return name == "iterable", nil
 		}
 		return false, nil
 	case "odd", "even":

@@ -342,3 +342,17 @@ func TestMacroData(t *testing.T) {
 		t.Errorf("Render = %v, want %v", got, want)
 	}
 }
+
+// TestDataFilters: a message's text stays data through Markup's
+// escaping, indent, str.format and a generator's items.
+func TestDataFilters(t *testing.T) {
+	tp := mustParse(t, `{{ ('<'|safe) + c }}|{{ c|indent(1, true) }}|{{ '<{}>'.format(c) }}|{{ [c]|map('upper')|join }}`)
+	got, err := tp.Render(map[string]any{"c": Data("a\n<b>")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Chunk{{"<", false}, {"a\n&lt;b&gt;", true}, {"| ", false}, {"a", true}, {"\n ", false}, {"<b>", true}, {"|<", false}, {"a\n<b>", true}, {">|", false}, {"A\n<B>", true}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
+	}
+}

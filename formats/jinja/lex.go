@@ -122,7 +122,9 @@ func indexTag(src string, i int) int {
 }
 
 // tagEnd returns the offset of the end marker closing a tag whose inside
-// starts at k; string literals inside {{ }} and {% %} may hold the marker.
+// starts at k; string literals inside {{ }} and {% %} may hold the
+// marker, and, as jinja2's lexer decides, so may brackets: {{ {'a': {}}}}
+// ends at the last "}}".
 func tagEnd(src string, k, kind int, end string) (int, error) {
 	if kind == tagComment {
 		e := strings.Index(src[k:], end)
@@ -131,9 +133,10 @@ func tagEnd(src string, k, kind int, end string) (int, error) {
 		}
 		return k + e, nil
 	}
+	depth := 0
 	for p := k; p < len(src); p++ {
-		switch c := src[p]; c {
-		case '\'', '"':
+		switch c := src[p]; {
+		case c == '\'' || c == '"':
 			q := p + 1
 			for q < len(src) && src[q] != c {
 				if src[q] == '\\' {
@@ -142,10 +145,12 @@ func tagEnd(src string, k, kind int, end string) (int, error) {
 				q++
 			}
 			p = q
-		default:
-			if strings.HasPrefix(src[p:], end) {
-				return p, nil
-			}
+		case depth == 0 && strings.HasPrefix(src[p:], end):
+			return p, nil
+		case c == '(' || c == '[' || c == '{':
+			depth++
+		case (c == ')' || c == ']' || c == '}') && depth > 0:
+			depth--
 		}
 	}
 	return 0, &Error{Pos: k - 2, Msg: fmt.Sprintf("tag is not closed (missing %s)", end)}

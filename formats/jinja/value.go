@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 )
 
 // value is a template value: nil (none), bool, int64, float64, str,
@@ -28,31 +30,94 @@ type span struct{ lo, hi int }
 // chunks of the output it ends up in have Data set.
 func Data(s string) any { return str{s: s, data: []span{{0, len(s)}}} }
 
-// Dict is an ordered mapping with string keys, as a Render input or value.
+// Dict is an ordered mapping, as a Render input or value. Its keys are
+// strings (Data ones too), ints, floats, bools or none, equal where
+// Python finds them equal (1, 1.0 and true are one key).
 type Dict struct {
-	keys []string
-	m    map[string]value
+	keys []value       // in the order first set
+	m    map[any]value // by hashKey
 }
 
 // NewDict returns an empty Dict.
-func NewDict() *Dict { return &Dict{m: map[string]value{}} }
+func NewDict() *Dict { return &Dict{m: map[any]value{}} }
 
-// Set sets key to v (converted as Render's inputs are), keeping the first
-// position of key.
-func (d *Dict) Set(key string, v any) { d.set(key, convert(v)) }
+// Set sets key (a string, a Data string, an int, a float64, a bool or
+// nil) to v, both converted as Render's inputs are, keeping the first
+// position (and the first form) of key.
+func (d *Dict) Set(key, v any) {
+	if err := d.setKey(convert(key), convert(v)); err != nil {
+		panic("jinja: Dict.Set: " + err.Error())
+	}
+}
 
-// set is Set of a value already converted: what a template computed,
+// noneKey is none's hashKey.
+type noneKey struct{}
+
+// hashKey is the Go map key of k as a dict key: one for keys Python finds
+// equal (1, 1.0 and true).
+func hashKey(k value) (any, error) {
+	switch x := k.(type) {
+	case str:
+		return x.s, nil
+	case int64:
+		return x, nil
+	case bool:
+		return b2i(x), nil
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
+			return int64(x), nil
+		}
+		return x, nil
+	case nil:
+		return noneKey{}, nil
+	case []value, *Dict:
+		return nil, fmt.Errorf("unhashable type: '%s'", typeName(k))
+	}
+	return nil, fmt.Errorf("a %s as a dict key is not supported", typeName(k))
+}
+
+// setKey is Set of values already converted: what a template computed,
 // which may be of types Render's inputs are not (tuple, namespace).
+func (d *Dict) setKey(k, v value) error {
+	h, err := hashKey(k)
+	if err != nil {
+		return err
+	}
+	if _, ok := d.m[h]; !ok {
+		d.keys = append(d.keys, k)
+	}
+	d.m[h] = v
+	return nil
+}
+
+// set sets a string key.
 func (d *Dict) set(key string, v value) {
 	if _, ok := d.m[key]; !ok {
-		d.keys = append(d.keys, key)
+		d.keys = append(d.keys, str{s: key})
 	}
 	d.m[key] = v
 }
 
+// get looks a string key up.
 func (d *Dict) get(key string) (value, bool) {
 	v, ok := d.m[key]
 	return v, ok
+}
+
+// lookup looks any key up; a key no dict can hold is not in it.
+func (d *Dict) lookup(k value) (value, bool) {
+	h, err := hashKey(k)
+	if err != nil {
+		return nil, false
+	}
+	v, ok := d.m[h]
+	return v, ok
+}
+
+// at is the value of d.keys[i].
+func (d *Dict) at(i int) value {
+	h, _ := hashKey(d.keys[i])
+	return d.m[h]
 }
 
 // namespace is namespace(): attributes assignable from inner scopes.
@@ -79,6 +144,37 @@ func seq(v value) value {
 		return []value(t)
 	}
 	return v
+}
+
+// markup is a string the safe filter marked safe: jinja2's Markup, which
+// HTML-escapes a string + adds to it (either side), though ~ and
+// printing take it as it is.
+type markup struct{ str }
+
+// iterator is a one-pass iterator: what jinja2's map, select, reject,
+// selectattr, rejectattr, unique and items filters return (Python
+// generators), and reverse of a list or dict (a reverse iterator).
+// Iterating it uses it up; it is true even when empty, has no length,
+// no index and no JSON, and does not print.
+type iterator struct {
+	kind  string // Python's type name, for errors
+	items []value
+	pos   int // items[:pos] are used up
+}
+
+// rest uses up it and returns the items it had left.
+func (it *iterator) rest() []value {
+	out := it.items[it.pos:]
+	it.pos = len(it.items)
+	return out
+}
+
+// view is dict.items(), keys() or values(): iterable, sized, compared by
+// its items, printed as Python prints it ("dict_keys(['a'])"), with no
+// index and no JSON.
+type view struct {
+	kind  string // dict_items, dict_keys, dict_values
+	items []value
 }
 
 // builtin is a global function (raise_exception, namespace, range,
@@ -189,7 +285,7 @@ func (s str) mapped(t string) str {
 
 // typeName names v's type as Python does, for errors.
 func typeName(v value) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 		return "NoneType"
 	case bool:
@@ -212,6 +308,12 @@ func typeName(v value) string {
 		return "Undefined"
 	case *macro:
 		return "Macro"
+	case markup:
+		return "Markup"
+	case *iterator:
+		return x.kind
+	case *view:
+		return x.kind
 	}
 	return "function"
 }
@@ -228,12 +330,16 @@ func truthy(v value) bool {
 		return x != 0
 	case str:
 		return x.s != ""
+	case markup:
+		return x.s != ""
 	case []value:
 		return len(x) > 0
 	case *Dict:
 		return len(x.keys) > 0
+	case *view:
+		return len(x.items) > 0
 	}
-	return true
+	return true // an iterator too, as a Python generator
 }
 
 // toStr is Python's str() as jinja2 prints values; lists and dicts are
@@ -257,7 +363,9 @@ func toStr(v value) (str, error) {
 		return str{s: pyFloat(x)}, nil
 	case *macro:
 		return str{s: fmt.Sprintf("<Macro '%s'>", x.def.name)}, nil
-	case []value, tuple, *Dict:
+	case markup:
+		return x.str, nil
+	case []value, tuple, *Dict, *view:
 		var b strings.Builder
 		if err := pyRepr(&b, v); err != nil {
 			return str{}, err
@@ -276,6 +384,10 @@ func hasData(v value) bool {
 	switch x := seq(v).(type) {
 	case str:
 		return len(x.data) > 0
+	case markup:
+		return len(x.data) > 0
+	case *view:
+		return hasData(x.items)
 	case []value:
 		for _, e := range x {
 			if hasData(e) {
@@ -283,8 +395,8 @@ func hasData(v value) bool {
 			}
 		}
 	case *Dict:
-		for _, k := range x.keys {
-			if hasData(x.m[k]) {
+		for i, k := range x.keys {
+			if hasData(k) || hasData(x.at(i)) {
 				return true
 			}
 		}
@@ -301,6 +413,17 @@ func pyRepr(b *strings.Builder, v value) error {
 	switch x := v.(type) {
 	case str:
 		pyStrRepr(b, x.s)
+	case markup:
+		b.WriteString("Markup(")
+		pyStrRepr(b, x.s)
+		b.WriteByte(')')
+	case *view:
+		b.WriteString(x.kind)
+		b.WriteByte('(')
+		if err := pyRepr(b, x.items); err != nil {
+			return err
+		}
+		b.WriteByte(')')
 	case []value:
 		b.WriteByte('[')
 		for i, e := range x {
@@ -318,9 +441,11 @@ func pyRepr(b *strings.Builder, v value) error {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			pyStrRepr(b, k)
+			if err := pyRepr(b, k); err != nil {
+				return err
+			}
 			b.WriteString(": ")
-			if err := pyRepr(b, x.m[k]); err != nil {
+			if err := pyRepr(b, x.at(i)); err != nil {
 				return err
 			}
 		}
@@ -416,12 +541,21 @@ func equal(a, b value) bool {
 		}
 		return false
 	}
+	if m, ok := a.(markup); ok {
+		a = m.str
+	}
+	if m, ok := b.(markup); ok {
+		b = m.str
+	}
 	switch x := a.(type) {
 	case nil:
 		return b == nil
 	case str:
 		y, ok := b.(str)
 		return ok && x.s == y.s
+	case *view:
+		y, ok := b.(*view)
+		return ok && x.kind == y.kind && x.kind != "dict_values" && sameItems(x.items, y.items)
 	case undefined:
 		_, ok := b.(undefined)
 		return ok
@@ -444,15 +578,31 @@ func equal(a, b value) bool {
 		if !ok || len(x.keys) != len(y.keys) {
 			return false
 		}
-		for _, k := range x.keys {
-			w, ok := y.m[k]
-			if !ok || !equal(x.m[k], w) {
+		for i, k := range x.keys {
+			w, ok := y.lookup(k)
+			if !ok || !equal(x.at(i), w) {
 				return false
 			}
 		}
 		return true
+	case *namespace, *macro, *iterator, builtin:
+		return a == b
 	}
-	return a == b
+	return false
+}
+
+// sameItems reports whether a and b hold equal items in any order (dict
+// keys and items views compare as sets).
+func sameItems(a, b []value) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.ContainsFunc(b, func(y value) bool { return equal(x, y) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // num returns a bool, int or float as float64 (Python compares them by value).
@@ -471,22 +621,30 @@ func num(v value) (float64, bool) {
 	return 0, false
 }
 
-// toJSON is json.dumps(v, ensure_ascii=False) (transformers' tojson):
-// ", " and ": " separators, indent when indent >= 0.
-func toJSON(b *strings.Builder, v value, indent, depth int) error {
-	if b.Len() > maxLen || indent > maxLen || depth > maxLen || indent*(depth+1) > maxLen {
+// jsonOpts are json.dumps's arguments that transformers' tojson passes
+// on: indent, separators, sort_keys and ensure_ascii.
+type jsonOpts struct {
+	indented        bool   // indent is not None: a newline before each item
+	indent          string // repeated per level
+	itemSep, keySep string
+	sortKeys, ascii bool
+}
+
+// defaultJSON is json.dumps's defaults with ensure_ascii=False, as
+// transformers' tojson calls it.
+var defaultJSON = jsonOpts{itemSep: ", ", keySep: ": "}
+
+// toJSON is json.dumps(v, …) with o.
+func toJSON(b *strings.Builder, v value, o *jsonOpts, depth int) error {
+	if b.Len() > maxLen || depth > maxLen || len(o.indent)*(depth+1) > maxLen {
 		return errTooLong
 	}
 	v = seq(v)
 	nl := func(d int) {
-		if indent >= 0 {
+		if o.indented {
 			b.WriteByte('\n')
-			b.WriteString(strings.Repeat(" ", indent*d))
+			b.WriteString(strings.Repeat(o.indent, d))
 		}
-	}
-	itemSep := ", "
-	if indent >= 0 {
-		itemSep = ","
 	}
 	switch x := v.(type) {
 	case nil:
@@ -496,18 +654,11 @@ func toJSON(b *strings.Builder, v value, indent, depth int) error {
 	case int64:
 		b.WriteString(strconv.FormatInt(x, 10))
 	case float64:
-		switch {
-		case math.IsInf(x, 1):
-			b.WriteString("Infinity")
-		case math.IsInf(x, -1):
-			b.WriteString("-Infinity")
-		case math.IsNaN(x):
-			b.WriteString("NaN")
-		default:
-			b.WriteString(pyFloat(x))
-		}
+		b.WriteString(jsonFloat(x))
 	case str:
-		jsonString(b, x.s)
+		jsonString(b, x.s, o.ascii)
+	case markup:
+		jsonString(b, x.s, o.ascii)
 	case []value:
 		if len(x) == 0 {
 			b.WriteString("[]")
@@ -516,10 +667,10 @@ func toJSON(b *strings.Builder, v value, indent, depth int) error {
 		b.WriteByte('[')
 		for i, e := range x {
 			if i > 0 {
-				b.WriteString(itemSep)
+				b.WriteString(o.itemSep)
 			}
 			nl(depth + 1)
-			if err := toJSON(b, e, indent, depth+1); err != nil {
+			if err := toJSON(b, e, o, depth+1); err != nil {
 				return err
 			}
 		}
@@ -530,28 +681,118 @@ func toJSON(b *strings.Builder, v value, indent, depth int) error {
 			b.WriteString("{}")
 			return nil
 		}
+		order, err := jsonKeyOrder(x, o.sortKeys)
+		if err != nil {
+			return err
+		}
 		b.WriteByte('{')
-		for i, k := range x.keys {
-			if i > 0 {
-				b.WriteString(itemSep)
+		for n, i := range order {
+			if n > 0 {
+				b.WriteString(o.itemSep)
 			}
 			nl(depth + 1)
-			jsonString(b, k)
-			b.WriteString(": ")
-			if err := toJSON(b, x.m[k], indent, depth+1); err != nil {
+			jsonString(b, jsonKey(x.keys[i]), o.ascii)
+			b.WriteString(o.keySep)
+			if err := toJSON(b, x.at(i), o, depth+1); err != nil {
 				return err
 			}
 		}
 		nl(depth)
 		b.WriteByte('}')
 	default:
-		return fmt.Errorf("tojson: a %s is not JSON serializable", typeName(v))
+		return fmt.Errorf("Object of type %s is not JSON serializable", typeName(v))
 	}
 	return nil
 }
 
-// jsonString writes s as Python's json.dumps with ensure_ascii=False does.
-func jsonString(b *strings.Builder, s string) {
+// jsonFloat is a float as json.dumps writes it.
+func jsonFloat(x float64) string {
+	switch {
+	case math.IsInf(x, 1):
+		return "Infinity"
+	case math.IsInf(x, -1):
+		return "-Infinity"
+	case math.IsNaN(x):
+		return "NaN"
+	}
+	return pyFloat(x)
+}
+
+// jsonKey is a dict key as json.dumps writes it: a string as it is, a
+// number or bool or none as its JSON.
+func jsonKey(k value) string {
+	switch x := k.(type) {
+	case str:
+		return x.s
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case float64:
+		return jsonFloat(x)
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	return "null"
+}
+
+// jsonKeyOrder lists the indices of d's keys in the order json.dumps
+// writes them: as set, or sorted (strings by code point, numbers by
+// value; Python cannot sort a mix).
+func jsonKeyOrder(d *Dict, sorted bool) ([]int, error) {
+	order := make([]int, len(d.keys))
+	for i := range order {
+		order[i] = i
+	}
+	if !sorted {
+		return order, nil
+	}
+	var err error
+	slices.SortStableFunc(order, func(i, j int) int {
+		c, e := pyCompare(d.keys[i], d.keys[j])
+		if e != nil && err == nil {
+			err = e
+		}
+		return c
+	})
+	return order, err
+}
+
+func isTuple(v value) bool {
+	_, ok := v.(tuple)
+	return ok
+}
+
+// pyCompare orders a and b as Python's < does: numbers (bools too) by
+// value, strings by code point; any other pair cannot be ordered.
+func pyCompare(a, b value) (int, error) {
+	if x, ok := num(a); ok {
+		if y, ok := num(b); ok {
+			return cmpF(x, y), nil
+		}
+	} else if x, ok := a.(str); ok {
+		if y, ok := b.(str); ok {
+			return strings.Compare(x.s, y.s), nil // UTF-8 byte order is code point order
+		}
+	} else if _, ok := a.(tuple); ok == isTuple(b) {
+		// Lists with lists and tuples with tuples: item by item.
+		x, xok := seq(a).([]value)
+		y, yok := seq(b).([]value)
+		if xok && yok {
+			for i := range min(len(x), len(y)) {
+				if equal(x[i], y[i]) {
+					continue
+				}
+				return pyCompare(x[i], y[i])
+			}
+			return cmpF(float64(len(x)), float64(len(y))), nil
+		}
+	}
+	return 0, fmt.Errorf("'<' not supported between instances of '%s' and '%s'", typeName(a), typeName(b))
+}
+
+// jsonString writes s as Python's json.dumps does; ascii is its
+// ensure_ascii (every rune past ASCII as \\u escapes, UTF-16 pairs past
+// the BMP).
+func jsonString(b *strings.Builder, s string, ascii bool) {
 	b.WriteByte('"')
 	for _, r := range s {
 		switch r {
@@ -570,9 +811,13 @@ func jsonString(b *strings.Builder, s string) {
 		case '\f':
 			b.WriteString(`\f`)
 		default:
-			if r < 0x20 {
+			switch {
+			case r < 0x20 || ascii && r >= 0x7f && r < 0x10000:
 				fmt.Fprintf(b, `\u%04x`, r)
-			} else {
+			case ascii && r >= 0x10000:
+				r1, r2 := utf16.EncodeRune(r)
+				fmt.Fprintf(b, `\u%04x\u%04x`, r1, r2)
+			default:
 				b.WriteRune(r)
 			}
 		}
