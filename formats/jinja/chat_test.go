@@ -41,7 +41,12 @@ type chatGolden struct {
 // the same bytes, or an error where jinja2 failed (a *RaiseError with
 // jinja2's message where the template raised).
 func TestChatTemplates(t *testing.T) {
-	dir := filepath.Join("testdata", "chat")
+	testChatGoldens(t, filepath.Join("testdata", "chat"))
+}
+
+// testChatGoldens runs TestChatTemplates on dir, laid out as
+// testdata/chat.
+func testChatGoldens(t *testing.T, dir string) {
 	raw, err := os.ReadFile(filepath.Join(dir, "conversations.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -977,7 +977,25 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 			return undefined{fmt.Sprintf("access to attribute '%s' of '%s' object is unsafe.", name, typeName(v))}, nil
 		}
 	}
-	return undefined{fmt.Sprintf("'%s object' has no attribute '%s'", typeName(v), name)}, nil
+	return undefined{fmt.Sprintf("'%s' has no attribute '%s'", objectRepr(v), name)}, nil
+}
+
+// objectRepr is jinja2's object_type_repr, which its undefined messages
+// name a value by: "None", or "list object".
+func objectRepr(v value) string {
+	if v == nil {
+		return "None"
+	}
+	return typeName(v) + " object"
+}
+
+// noElement is jinja2's message for v[i] that v does not have.
+func noElement(v, i value) string {
+	var b strings.Builder
+	if err := pyRepr(&b, i); err != nil {
+		b.WriteString(typeName(i))
+	}
+	return objectRepr(v) + " has no element " + b.String()
 }
 
 // getItem is jinja2's getitem (x[i]): an index, a key, else an attribute.
@@ -1014,12 +1032,12 @@ func getItem(v value, i value) (value, error) {
 		if e, ok := x.lookup(i); ok {
 			return e, nil
 		}
-		return undefined{fmt.Sprintf("'dict object' has no element %v", i)}, nil
+		return undefined{noElement(v, i)}, nil
 	}
 	if k, ok := i.(str); ok {
 		return getAttr(v, k.s, false)
 	}
-	return undefined{fmt.Sprintf("'%s object' has no element %v", typeName(v), i)}, nil
+	return undefined{noElement(v, i)}, nil
 }
 
 func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {

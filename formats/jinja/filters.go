@@ -295,7 +295,20 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 	case "indent":
 		return indent(v, args, kw)
 	}
-	return nil, errors.New("not supported")
+	if jinja2Filters[name] {
+		return nil, errors.New("not supported")
+	}
+	return nil, fmt.Errorf("No filter named '%s' found.", name)
+}
+
+// jinja2Filters are jinja2 3.1's filters, to tell one this package does
+// not support from one jinja2 does not have either.
+var jinja2Filters = map[string]bool{}
+
+func init() {
+	for _, f := range strings.Fields("abs attr batch capitalize center count d default dictsort e escape filesizeformat first float forceescape format groupby indent int items join last length list lower map max min pprint random reject rejectattr replace reverse round safe select selectattr slice sort string striptags sum title tojson trim truncate unique upper urlencode urlize wordcount wordwrap xmlattr") {
+		jinja2Filters[f] = true
+	}
 }
 
 // bind binds a filter's arguments to its parameters, as Python binds a

@@ -679,6 +679,16 @@ func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
 	return ok != x.neg, nil
 }
 
+// jinja2Tests are jinja2 3.1's tests (the symbols too), to tell one this
+// package does not support from one jinja2 does not have either.
+var jinja2Tests = map[string]bool{}
+
+func init() {
+	for _, f := range strings.Fields("boolean callable defined divisibleby eq equalto escaped even false filter float ge greaterthan gt in integer iterable le lessthan lower lt mapping ne none number odd sameas sequence string test true undefined upper == != < <= > >=") {
+		jinja2Tests[f] = true
+	}
+}
+
 func applyTest(name string, v value, args []value) (bool, error) {
 	want := 0
 	switch name {
@@ -686,7 +696,10 @@ func applyTest(name string, v value, args []value) (bool, error) {
 		want = 1
 	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even":
 	default:
-		return false, errors.New("not supported")
+		if jinja2Tests[name] {
+			return false, errors.New("not supported")
+		}
+		return false, fmt.Errorf("No test named '%s' found.", name)
 	}
 	if len(args) != want {
 		return false, fmt.Errorf("takes %d argument(s)", want)
