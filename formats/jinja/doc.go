@@ -55,10 +55,12 @@
 //
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or
-// call makes, 64 bytes of output, a macro's included), 16 MiB for any
-// string, printed list or dict and for the output, a million elements
-// for a list; statements, expressions and macro calls nest at most 1000
-// deep.
+// call makes, 64 bytes of output, a macro's included, and as much for
+// what a comparison, filter, index or method walks: == and in the whole
+// of the smaller value, a filter its input's elements, indexing a string
+// its bytes), 16 MiB for any string, printed list or dict and for the
+// output, a million elements for a list; statements, expressions and
+// macro calls nest at most 1000 deep.
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split, join, indent,

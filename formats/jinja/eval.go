@@ -149,6 +149,7 @@ type renderer struct {
 	// macro call, block set or filter block.
 	buf   *strBuf
 	steps int
+	units int // work short of a step (see work)
 	depth int // eval calls inside one another
 	now   time.Time
 }
@@ -192,6 +193,93 @@ func (r *renderer) capture(body []stmt, sc *scope) (str, error) {
 	out := r.buf.str()
 	r.buf = saved
 	return out, err
+}
+
+// work counts units of work (a byte of a string, or stepBytes/stepItems
+// an element of a list or dict walked) against maxSteps, for what walks
+// values without making them: comparisons, lookups, filters.
+func (r *renderer) work(units int) error {
+	r.units += units
+	if r.steps += r.units / stepBytes; r.steps > maxSteps {
+		return errors.New("render takes too many steps")
+	}
+	r.units %= stepBytes
+	return nil
+}
+
+// unitsPerItem is the work units of one element of a list or dict.
+const unitsPerItem = stepBytes / stepItems
+
+// shallow is the work of walking v itself: its bytes, or its elements
+// (what a filter that looks at each of them does).
+func shallow(v value) int {
+	switch x := seq(v).(type) {
+	case str:
+		return len(x.s)
+	case markup:
+		return len(x.s)
+	case []value:
+		return len(x) * unitsPerItem
+	case *Dict:
+		return len(x.keys) * unitsPerItem
+	case *view:
+		return len(x.items) * unitsPerItem
+	case *iterator:
+		return (len(x.items) - x.pos) * unitsPerItem
+	}
+	return 0
+}
+
+// deep is the work of walking v whole (comparing it with another value):
+// the bytes of its strings and its elements, at every depth; it stops
+// counting past limit.
+func deep(v value, limit int) int {
+	n := 0
+	var walk func(v value)
+	walk = func(v value) {
+		if n > limit {
+			return
+		}
+		n += shallow(v)
+		switch x := seq(v).(type) {
+		case []value:
+			for _, e := range x {
+				walk(e)
+			}
+		case *Dict:
+			for i, k := range x.keys {
+				walk(k)
+				walk(x.at(i))
+			}
+		case *view:
+			for _, e := range x.items {
+				walk(e)
+			}
+		case *iterator:
+			for _, e := range x.items[x.pos:] {
+				walk(e)
+			}
+		}
+	}
+	walk(v)
+	return n
+}
+
+// eq is equal(a, b), its work counted: that of walking the smaller of a
+// and b (equal stops at the first difference), or of comparing every
+// item of two dict views with every other.
+func (r *renderer) eq(a, b value) (bool, error) {
+	limit := (maxSteps - r.steps + 1) * stepBytes
+	units := unitsPerItem + min(deep(a, limit), deep(b, limit))
+	if x, ok := a.(*view); ok {
+		if y, ok := b.(*view); ok {
+			units += len(x.items) * len(y.items) * unitsPerItem
+		}
+	}
+	if err := r.work(units); err != nil {
+		return false, err
+	}
+	return equal(a, b), nil
 }
 
 // charge counts the work of making v, a value an operator, filter or call
@@ -539,6 +627,15 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A string's runes are counted to index it; a key is hashed.
+		if _, ok := v.(str); ok {
+			if err := r.work(shallow(v)); err != nil {
+				return nil, &Error{Pos: x.pos, Msg: err.Error()}
+			}
+		}
+		if err := r.work(shallow(i)); err != nil {
+			return nil, &Error{Pos: x.pos, Msg: err.Error()}
+		}
 		out, err := getItem(v, i)
 		if err != nil {
 			return nil, &Error{Pos: x.pos, Msg: err.Error()}
@@ -600,7 +697,7 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			if err != nil {
 				return nil, err
 			}
-			ok, err := compare(op, l, rv)
+			ok, err := r.compare(op, l, rv)
 			if err != nil {
 				return nil, &Error{Pos: x.rest[i].at(), Msg: err.Error()}
 			}
@@ -843,35 +940,27 @@ func plain(v value) value {
 	return v
 }
 
-func compare(op string, l, r value) (bool, error) {
-	l, r = plain(l), plain(r)
+func (r *renderer) compare(op string, a, b value) (bool, error) {
+	l, rv := plain(a), plain(b)
 	switch op {
 	case "==":
-		return equal(l, r), nil
+		return r.eq(l, rv)
 	case "!=":
-		return !equal(l, r), nil
+		ok, err := r.eq(l, rv)
+		return !ok, err
 	case "in", "not in":
-		in, err := contains(r, l)
+		in, err := r.contains(rv, l)
 		if err != nil {
 			return false, err
 		}
 		return in == (op == "in"), nil
 	}
-	var c int
-	if a, ok := num(l); ok {
-		b, ok := num(r)
-		if !ok {
-			return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
-		}
-		c = cmpF(a, b)
-	} else if a, ok := l.(str); ok {
-		b, ok := r.(str)
-		if !ok {
-			return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
-		}
-		c = strings.Compare(a.s, b.s) // UTF-8 byte order is code point order
-	} else {
-		return false, fmt.Errorf("'%s' not supported between a %s and a %s", op, typeName(l), typeName(r))
+	if err := r.work(min(shallow(l), shallow(rv))); err != nil {
+		return false, err
+	}
+	c, err := pyCompare(l, rv)
+	if err != nil {
+		return false, fmt.Errorf("'%s' not supported between instances of '%s' and '%s'", op, typeName(l), typeName(rv))
 	}
 	switch op {
 	case "<":
@@ -894,40 +983,53 @@ func cmpF(a, b float64) int {
 	return 0
 }
 
-func contains(container, item value) (bool, error) {
+// contains is Python's item in container.
+func (r *renderer) contains(container, item value) (bool, error) {
 	item = plain(item)
+	find := func(items []value) (int, error) {
+		for i, e := range items {
+			ok, err := r.eq(e, item)
+			if ok || err != nil {
+				return i, err
+			}
+		}
+		return -1, nil
+	}
 	switch c := seq(plain(container)).(type) {
 	case str:
 		s, ok := item.(str)
 		if !ok {
-			return false, fmt.Errorf("'in <string>' requires a string as left operand, not %s", typeName(item))
+			return false, fmt.Errorf("'in <string>' requires string as left operand, not %s", typeName(item))
+		}
+		if err := r.work(len(c.s)); err != nil {
+			return false, err
 		}
 		return strings.Contains(c.s, s.s), nil
 	case []value:
-		for _, e := range c {
-			if equal(e, item) {
-				return true, nil
-			}
-		}
-		return false, nil
+		i, err := find(c)
+		return i >= 0, err
 	case *Dict:
 		switch item.(type) {
 		case []value, *Dict:
 			return false, fmt.Errorf("unhashable type: '%s'", typeName(item))
 		}
+		if err := r.work(shallow(item)); err != nil {
+			return false, err
+		}
 		_, in := c.lookup(item)
 		return in, nil
 	case *view:
-		return slices.ContainsFunc(c.items, func(e value) bool { return equal(e, item) }), nil
+		i, err := find(c.items)
+		return i >= 0, err
 	case *iterator:
 		// Python's in takes items until it finds one: the rest stay.
-		for c.pos < len(c.items) {
-			c.pos++
-			if equal(c.items[c.pos-1], item) {
-				return true, nil
-			}
+		i, err := find(c.items[c.pos:])
+		if i < 0 {
+			c.pos = len(c.items)
+			return false, err
 		}
-		return false, nil
+		c.pos += i + 1
+		return true, err
 	case undefined:
 		return false, nil // Undefined iterates as empty
 	}
@@ -1069,6 +1171,9 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 	}
 	if step == 0 {
 		return nil, &Error{Pos: x.pos, Msg: "slice step cannot be zero"}
+	}
+	if err := r.work(shallow(v)); err != nil {
+		return nil, &Error{Pos: x.pos, Msg: err.Error()}
 	}
 	_, isTuple := v.(tuple)
 	v = seq(v)

@@ -10,10 +10,13 @@ import (
 	"unicode/utf8"
 )
 
-// applyFilter applies the filter name to v as jinja2 3.1's filter of that
+// filterValue applies the filter name to v as jinja2 3.1's filter of that
 // name computes it (tojson as transformers defines it). Filters that
 // return a Python generator or iterator in jinja2 return an *iterator.
-func applyFilter(name string, v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) filterValue(name string, v value, args []value, kw map[string]value) (value, error) {
+	if err := r.work(shallow(v)); err != nil {
+		return nil, err
+	}
 	noArgs := func() error {
 		if len(args) > 0 || kw != nil {
 			return errors.New("takes no arguments")
@@ -165,9 +168,9 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 		}
 		return slices.Clone(items), nil
 	case "map":
-		return mapFilter(v, args, kw)
+		return r.mapFilter(v, args, kw)
 	case "select", "reject", "selectattr", "rejectattr":
-		return selectFilter(name, v, args, kw)
+		return r.selectFilter(name, v, args, kw)
 	case "replace":
 		// jinja2's do_replace without autoescape: str(s).replace(str(old),
 		// str(new), count).
@@ -273,13 +276,13 @@ func applyFilter(name string, v value, args []value, kw map[string]value) (value
 		}
 		return nil, errors.New("Can only get item pairs from a mapping.")
 	case "dictsort":
-		return dictsort(v, args, kw)
+		return r.dictsort(v, args, kw)
 	case "unique":
-		return unique(v, args, kw)
+		return r.unique(v, args, kw)
 	case "min", "max":
-		return minMax(name, v, args, kw)
+		return r.minMax(name, v, args, kw)
 	case "sort":
-		return sortFilter(v, args, kw)
+		return r.sortFilter(v, args, kw)
 	case "safe":
 		if err := noArgs(); err != nil {
 			return nil, err
@@ -401,7 +404,7 @@ func mapAttr(items []value, attr, def value) ([]value, error) {
 // mapFilter is jinja2's map: each item's attribute (attribute=, with
 // default=), or each item through a filter; a generator, empty for a
 // false value (none too).
-func mapFilter(v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) mapFilter(v value, args []value, kw map[string]value) (value, error) {
 	gen := &iterator{kind: "generator"}
 	if a, ok := kw["attribute"]; ok && len(args) == 0 {
 		for k := range kw {
@@ -436,7 +439,7 @@ func mapFilter(v value, args []value, kw map[string]value) (value, error) {
 		return nil, err
 	}
 	for _, it := range items {
-		x, err := applyFilter(fn.s, it, args[1:], kw)
+		x, err := r.filterValue(fn.s, it, args[1:], kw)
 		if err != nil {
 			return nil, err
 		}
@@ -448,7 +451,7 @@ func mapFilter(v value, args []value, kw map[string]value) (value, error) {
 // selectFilter is jinja2's select, reject, selectattr and rejectattr: the
 // items (or their attribute) that pass a test, or are true; a generator,
 // empty for a false value (none too).
-func selectFilter(name string, v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) selectFilter(name string, v value, args []value, kw map[string]value) (value, error) {
 	if kw != nil {
 		return nil, errors.New("keyword arguments to tests are not supported")
 	}
@@ -487,7 +490,7 @@ func selectFilter(name string, v value, args []value, kw map[string]value) (valu
 		}
 		ok := truthy(a)
 		if test != "" {
-			if ok, err = applyTest(test, a, args); err != nil {
+			if ok, err = r.testValue(test, a, args); err != nil {
 				return nil, err
 			}
 		}
@@ -511,23 +514,24 @@ func ignoreCase(v value) value {
 
 // sortBy sorts items stably by key as Python's sorted(items, key=key,
 // reverse=reverse) does, or fails as it fails on keys it cannot order.
-func sortBy(items []value, key func(value) (value, error), reverse bool) ([]value, error) {
-	keys := make([]value, len(items))
-	for i, it := range items {
-		k, err := key(it)
-		if err != nil {
-			return nil, err
-		}
-		keys[i] = k
+func (r *renderer) sortBy(items []value, key func(value) (value, error), reverse bool) ([]value, error) {
+	keys, sizes, err := r.keys(items, key)
+	if err != nil {
+		return nil, err
 	}
 	order := make([]int, len(items))
 	for i := range order {
 		order[i] = i
 	}
-	var err error
 	slices.SortStableFunc(order, func(i, j int) int {
+		if err != nil {
+			return 0
+		}
+		if err = r.work(min(sizes[i], sizes[j])); err != nil {
+			return 0
+		}
 		c, e := pyCompare(keys[i], keys[j])
-		if e != nil && err == nil {
+		if e != nil {
 			err = e
 		}
 		if reverse {
@@ -545,9 +549,28 @@ func sortBy(items []value, key func(value) (value, error), reverse bool) ([]valu
 	return out, nil
 }
 
-// dictsort is jinja2's dictsort(case_sensitive=False, by='key',
+// keys is each item's key, and the work of comparing it (counted as the
+// work of making it, once).
+func (r *renderer) keys(items []value, key func(value) (value, error)) ([]value, []int, error) {
+	keys := make([]value, len(items))
+	sizes := make([]int, len(items))
+	limit := (maxSteps - r.steps + 1) * stepBytes
+	for i, it := range items {
+		k, err := key(it)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys[i], sizes[i] = k, deep(k, limit)
+		if err := r.work(sizes[i]); err != nil {
+			return nil, nil, err
+		}
+	}
+	return keys, sizes, nil
+}
+
+// dictsort is jinja2's r.dictsort(case_sensitive=False, by='key',
 // reverse=False): a dict's (key, value) pairs sorted, a list.
-func dictsort(v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) dictsort(v value, args []value, kw map[string]value) (value, error) {
 	p, err := bind(args, kw, "case_sensitive", "by", "reverse")
 	if err != nil {
 		return nil, err
@@ -572,7 +595,7 @@ func dictsort(v value, args []value, kw map[string]value) (value, error) {
 		items[i] = tuple{k, d.at(i)}
 	}
 	caseSensitive := truthy(p[0])
-	return sortBy(items, func(item value) (value, error) {
+	return r.sortBy(items, func(item value) (value, error) {
 		k := item.(tuple)[pos]
 		if !caseSensitive {
 			k = ignoreCase(k)
@@ -581,10 +604,10 @@ func dictsort(v value, args []value, kw map[string]value) (value, error) {
 	}, truthy(p[2]))
 }
 
-// unique is jinja2's unique(case_sensitive=False, attribute=None): the
+// unique is jinja2's r.unique(case_sensitive=False, attribute=None): the
 // items whose key (the attribute, strings lower-cased) was not seen
 // before, as a generator.
-func unique(v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) unique(v value, args []value, kw map[string]value) (value, error) {
 	p, err := bind(args, kw, "case_sensitive", "attribute")
 	if err != nil {
 		return nil, err
@@ -597,24 +620,44 @@ func unique(v value, args []value, kw map[string]value) (value, error) {
 	if err != nil {
 		return nil, err
 	}
-	gen := &iterator{kind: "generator"}
-	var seen []value
-	for _, it := range items {
+	keys, _, err := r.keys(items, func(it value) (value, error) {
 		k, err := get(it)
+		if err != nil || truthy(p[0]) {
+			return k, err
+		}
+		return ignoreCase(k), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	gen := &iterator{kind: "generator"}
+	seen := map[any]bool{}
+	var seenTuples []value
+	for i, k := range keys {
+		if t, ok := k.(tuple); ok {
+			// Tuples are hashable in Python, not as keys here: compared.
+			found := false
+			for _, s := range seenTuples {
+				if found, err = r.eq(s, t); found || err != nil {
+					break
+				}
+			}
+			if err != nil {
+				return nil, err
+			}
+			if !found {
+				seenTuples = append(seenTuples, t)
+				gen.items = append(gen.items, items[i])
+			}
+			continue
+		}
+		h, err := hashKey(k)
 		if err != nil {
 			return nil, err
 		}
-		if !truthy(p[0]) {
-			k = ignoreCase(k)
-		}
-		if _, err := hashKey(k); err != nil {
-			if _, ok := k.(tuple); !ok {
-				return nil, err
-			}
-		}
-		if !slices.ContainsFunc(seen, func(s value) bool { return equal(s, k) }) {
-			seen = append(seen, k)
-			gen.items = append(gen.items, it)
+		if !seen[h] {
+			seen[h] = true
+			gen.items = append(gen.items, items[i])
 		}
 	}
 	return gen, nil
@@ -622,7 +665,7 @@ func unique(v value, args []value, kw map[string]value) (value, error) {
 
 // minMax is jinja2's min and max (case_sensitive=False, attribute=None):
 // the first smallest or largest item by its key; undefined for none.
-func minMax(name string, v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) minMax(name string, v value, args []value, kw map[string]value) (value, error) {
 	p, err := bind(args, kw, "case_sensitive", "attribute")
 	if err != nil {
 		return nil, err
@@ -638,37 +681,35 @@ func minMax(name string, v value, args []value, kw map[string]value) (value, err
 	if len(items) == 0 {
 		return undefined{"No aggregated item, sequence was empty."}, nil
 	}
-	key := func(it value) (value, error) {
+	keys, sizes, err := r.keys(items, func(it value) (value, error) {
 		k, err := get(it)
 		if err != nil || truthy(p[0]) {
 			return k, err
 		}
 		return ignoreCase(k), nil
-	}
-	best := items[0]
-	bk, err := key(best)
+	})
 	if err != nil {
 		return nil, err
 	}
-	for _, it := range items[1:] {
-		k, err := key(it)
-		if err != nil {
+	best := 0
+	for i := 1; i < len(items); i++ {
+		if err := r.work(min(sizes[i], sizes[best])); err != nil {
 			return nil, err
 		}
-		c, err := pyCompare(k, bk)
+		c, err := pyCompare(keys[i], keys[best])
 		if err != nil {
 			return nil, err
 		}
 		if name == "min" && c < 0 || name == "max" && c > 0 {
-			best, bk = it, k
+			best = i
 		}
 	}
-	return best, nil
+	return items[best], nil
 }
 
 // sortFilter is jinja2's sort(reverse=False, case_sensitive=False,
 // attribute=None), a list; attribute may name several, "a,b".
-func sortFilter(v value, args []value, kw map[string]value) (value, error) {
+func (r *renderer) sortFilter(v value, args []value, kw map[string]value) (value, error) {
 	p, err := bind(args, kw, "reverse", "case_sensitive", "attribute")
 	if err != nil {
 		return nil, err
@@ -692,7 +733,7 @@ func sortFilter(v value, args []value, kw map[string]value) (value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sortBy(items, func(it value) (value, error) {
+	return r.sortBy(items, func(it value) (value, error) {
 		key := make([]value, len(getters))
 		for i, g := range getters {
 			k, err := g(it)

@@ -146,6 +146,13 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			return out, nil
 		}
 	case method:
+		units := shallow(f.recv)
+		for _, a := range args {
+			units += shallow(a)
+		}
+		if err := r.work(units); err != nil {
+			return nil, fail("%v", err)
+		}
 		if s, ok := f.recv.(str); ok && f.name == "format" {
 			v, err := strFormat(s, args, kw)
 			if err != nil {
@@ -628,7 +635,7 @@ func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error)
 	if err != nil {
 		return nil, err
 	}
-	out, err := applyFilter(x.name, v, args, kw)
+	out, err := r.filterValue(x.name, v, args, kw)
 	if err != nil {
 		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("filter %s: %v", x.name, err)}
 	}
@@ -672,7 +679,7 @@ func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok, err := applyTest(x.name, v, args)
+	ok, err := r.testValue(x.name, v, args)
 	if err != nil {
 		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("test %s: %v", x.name, err)}
 	}
@@ -689,7 +696,7 @@ func init() {
 	}
 }
 
-func applyTest(name string, v value, args []value) (bool, error) {
+func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 	want := 0
 	switch name {
 	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in":
@@ -757,17 +764,18 @@ func applyTest(name string, v value, args []value) (bool, error) {
 		}
 		return (n%2 != 0) == (name == "odd"), nil
 	case "equalto", "eq", "==":
-		return equal(v, args[0]), nil
+		return r.eq(v, args[0])
 	case "ne", "!=":
-		return !equal(v, args[0]), nil
+		ok, err := r.eq(v, args[0])
+		return !ok, err
 	case "in":
-		return contains(args[0], v)
+		return r.contains(args[0], v)
 	case "lt", "<", "le", "<=", "gt", ">", "ge", ">=":
 		op := map[string]string{"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[name]
 		if op == "" {
 			op = name
 		}
-		return compare(op, v, args[0])
+		return r.compare(op, v, args[0])
 	}
 	return false, errors.New("not supported")
 }

@@ -109,6 +109,15 @@ func TestLimits(t *testing.T) {
 		// A macro's output is work too, though it is never printed.
 		"{% set s = 'x' * 16000000 %}{% macro m() %}{{ s }}{% endmacro %}{% for i in range(1000) %}{% set y = m() %}{% endfor %}",
 		"{% macro m() %}{{ 'x' * 10000000 }}{{ 'x' * 10000000 }}{% endmacro %}{% set y = m() %}",
+		// Work that makes little: comparisons walking whole values,
+		// filters walking every element, a long string indexed.
+		"{% set l = range(100000)|list %}{% for i in range(100000) %}{{ 99999 in l }}{% endfor %}",
+		"{% set ns = namespace(l=[]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l == [ns.l[0], ns.l[1]] }}",
+		"{% set l = range(100000)|list %}{% for i in range(1000) %}{% set x = l|min %}{% endfor %}",
+		"{% set l = range(100000)|list %}{% for i in range(1000) %}{% set x = l|reverse %}{% endfor %}",
+		"{% set l = range(100000)|list %}{% for i in range(1000) %}{% set x = l[::-1] %}{% endfor %}",
+		"{% set s = 'x' * 10000000 %}{% for i in range(1000) %}{% set x = s[5] %}{% endfor %}",
+		"{% set s = ' ' * 10000000 %}{% for i in range(1000) %}{% set x = s.strip() %}{% endfor %}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {

@@ -1,0 +1,58 @@
+package jinja
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzRender: parsing and rendering any template, with the variables of a
+// tool-calling conversation, never panics; seeded with the chat templates
+// of testdata/chat and the constructs they use.
+func FuzzRender(f *testing.F) {
+	names, err := filepath.Glob(filepath.Join("testdata", "chat", "templates", "*.jinja"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, n := range names {
+		src, err := os.ReadFile(n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(string(src))
+	}
+	for _, s := range []string{
+		"{% macro m(a, b=1) %}{{ caller() }}{{ varargs }}{% endmacro %}{% call(x) m(1, 2, c=3) %}{{ x }}{% endcall %}",
+		"{% set a, b = 'xy' %}{% set c | upper %}{{ a }}{% endset %}{% filter trim %} {{ c }} {% endfilter %}",
+		"{{ {1: 2, 'a': [1, (2, 3)]}|dictsort|tojson(indent=2, sort_keys=true) }}{{ 'a{}'.format(x) }}",
+		"{% set g = [1, 2]|map('string') %}{{ g|first }}{{ g|list }}{{ ('<'|safe) + '>' }}{{ 'a\nb'|indent(2) }}",
+		"{{ strftime_now('%Y-%m-%d %H:%M %b %a') }}{% generation %}{{ x }}{% endgeneration %}",
+	} {
+		f.Add(s)
+	}
+	raw, err := os.ReadFile(filepath.Join("testdata", "chat", "conversations.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var spec struct {
+		Vars          json.RawMessage    `json:"vars"`
+		Conversations []chatConversation `json:"conversations"`
+	}
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		f.Fatal(err)
+	}
+	var conv chatConversation
+	for _, c := range spec.Conversations {
+		if c.Name == "two_calls" {
+			conv = c
+		}
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		tp, err := Parse(src)
+		if err != nil {
+			return
+		}
+		tp.RenderWith(chatVars(t, spec.Vars, conv), Options{Now: goldenNow})
+	})
+}
