@@ -365,3 +365,15 @@ func TestDataFilters(t *testing.T) {
 		t.Errorf("Render = %v, want %v", got, want)
 	}
 }
+
+// TestStrftimeNowClock: without Options.Now, strftime_now formats the
+// clock's local time, as transformers' datetime.now().strftime does.
+func TestStrftimeNowClock(t *testing.T) {
+	tp := mustParse(t, "{{ strftime_now('%Y-%m-%d %H') }}")
+	before := time.Now().Format("2006-01-02 15")
+	got, err := tp.RenderString(nil)
+	after := time.Now().Format("2006-01-02 15")
+	if err != nil || got != before && got != after {
+		t.Errorf("strftime_now = %q, %v; want %q", got, err, before)
+	}
+}
