@@ -831,7 +831,7 @@ func arith(op string, l, r value) (value, error) {
 		if rok {
 			s, n = rs, l
 		}
-		if k, ok := n.(int64); ok {
+		if k, ok := intOf(n); ok {
 			if k <= 0 {
 				return str{}, nil
 			}
@@ -844,6 +844,31 @@ func arith(op string, l, r value) (value, error) {
 					off := i * len(s.s)
 					out.data = append(out.data, span{sp.lo + off, sp.hi + off})
 				}
+			}
+			return out, nil
+		}
+	case op == "*":
+		// A list or tuple repeated (an int or bool on either side).
+		seqv, n := l, r
+		if _, ok := intOf(l); ok {
+			seqv, n = r, l
+		}
+		items, isList := seqv.([]value)
+		t, isTuple := seqv.(tuple)
+		if isTuple {
+			items = t
+		}
+		if k, ok := intOf(n); ok && (isList || isTuple) {
+			k = max(k, 0)
+			if int64(len(items))*k > maxItems {
+				return nil, errors.New("list too long")
+			}
+			out := make([]value, 0, int64(len(items))*k)
+			for range k {
+				out = append(out, items...)
+			}
+			if isTuple {
+				return tuple(out), nil
 			}
 			return out, nil
 		}
@@ -1175,6 +1200,10 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 	if err := r.work(shallow(v)); err != nil {
 		return nil, &Error{Pos: x.pos, Msg: err.Error()}
 	}
+	if _, ok := v.(*pyRange); ok {
+		// Python's slice of a range is a range.
+		return nil, &Error{Pos: x.pos, Msg: "slicing a range is not supported"}
+	}
 	_, isTuple := v.(tuple)
 	v = seq(v)
 	var n int64
@@ -1188,7 +1217,7 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 	case undefined:
 		return nil, &Error{Pos: x.pos, Msg: y.what}
 	default:
-		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("a %s cannot be sliced", typeName(v))}
+		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("'%s' object is not subscriptable", typeName(v))}
 	}
 	idx := pySlice(n, bounds[0], bounds[1], step)
 	switch y := v.(type) {

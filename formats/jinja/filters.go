@@ -223,7 +223,7 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 			slices.Reverse(out)
 			return out, nil
 		}
-		kind := map[string]string{"list": "list_reverseiterator", "dict": "dict_reversekeyiterator", "dict_keys": "dict_reversekeyiterator", "dict_items": "dict_reverseitemiterator", "dict_values": "dict_reversevalueiterator"}[typeName(v)]
+		kind := map[string]string{"list": "list_reverseiterator", "dict": "dict_reversekeyiterator", "dict_keys": "dict_reversekeyiterator", "dict_items": "dict_reverseitemiterator", "dict_values": "dict_reversevalueiterator", "range": "range_iterator"}[typeName(v)]
 		if kind == "" {
 			kind = "reversed"
 		}
@@ -257,7 +257,7 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 		if err := noArgs(); err != nil {
 			return nil, err
 		}
-		return pyInt(v), nil
+		return pyInt(v)
 	case "items":
 		// do_items: a mapping's (key, value) pairs as a generator;
 		// undefined has none.

@@ -136,14 +136,14 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			if step == 0 {
 				return nil, fail("range() step must not be zero")
 			}
-			var out []value
+			rg := &pyRange{start: lo, stop: hi, step: step}
 			for i := lo; (step > 0 && i < hi) || (step < 0 && i > hi); i += step {
-				if len(out) > 100_000 {
+				if len(rg.items) > 100_000 {
 					return nil, fail("range() too long")
 				}
-				out = append(out, i)
+				rg.items = append(rg.items, i)
 			}
-			return out, nil
+			return rg, nil
 		}
 	case method:
 		units := shallow(f.recv)
@@ -642,33 +642,72 @@ func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error)
 	return out, nil
 }
 
-// pyInt is Python's int(v) for a template value, else int(float(v)), else
-// 0 (jinja2's int filter): a string of an integer or a float (blanks
-// around it taken), a number (truncated toward zero), a boolean.
-func pyInt(v value) int64 {
+// pyInt is jinja2's int filter with its defaults: Python's int(v), else
+// int(float(v)), else 0 (a string of an integer or a float, blanks around
+// it taken; a number truncated toward zero; a boolean). Where Python's
+// int is past int64 (1e20, a long string of digits) or raises what the
+// filter does not catch (a float infinity; undefined), it is an error.
+func pyInt(v value) (int64, error) {
 	switch x := v.(type) {
 	case int64:
-		return x
+		return x, nil
 	case bool:
-		return b2i(x)
+		return b2i(x), nil
 	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) >= 1<<63 {
-			return 0
+		switch {
+		case math.IsNaN(x):
+			return 0, nil
+		case math.IsInf(x, 0):
+			return 0, errors.New("cannot convert float infinity to integer")
+		case math.Abs(x) >= 1<<63:
+			return 0, fmt.Errorf("%s is past a 64-bit integer", pyFloat(x))
 		}
-		return int64(x)
+		return int64(x), nil
 	case str:
-		t := strings.TrimFunc(x.s, pyIsSpace)
-		if n, err := strconv.ParseInt(strings.ReplaceAll(t, "_", ""), 10, 64); err == nil && !strings.HasPrefix(t, "_") && !strings.HasSuffix(t, "_") && !strings.Contains(t, "__") {
-			return n
+		t, ok := pyDigits(strings.TrimFunc(x.s, pyIsSpace))
+		if !ok {
+			return 0, fmt.Errorf("%q holds digits other than ASCII ones", x.s)
+		}
+		if n, err := strconv.ParseInt(t, 10, 64); err == nil {
+			return n, nil
+		} else if errors.Is(err, strconv.ErrRange) {
+			return 0, fmt.Errorf("%s is past a 64-bit integer", t)
+		}
+		switch strings.ToLower(strings.TrimLeft(t, "+-")) {
+		case "inf", "infinity", "nan":
+			// int(float(v)) fails, and the filter's default is taken.
+			return 0, nil
 		}
 		// (Decimal forms only: Go's ParseFloat also reads hexadecimal,
 		// which Python's float does not.)
 		if f, err := strconv.ParseFloat(t, 64); err == nil && strings.Trim(t, "0123456789+-.eE") == "" {
 			return pyInt(f)
 		}
+		return 0, nil
+	case undefined:
+		return 0, errors.New(x.what)
 	}
-	return 0
+	return 0, nil
 }
+
+// pyDigits removes the underscores Python's int and float take in a
+// number (one between two digits); ok is false where s holds a digit
+// other than ASCII's, which Python reads and this package does not.
+func pyDigits(s string) (string, bool) {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r > 0x7f && unicode.IsDigit(r):
+			return "", false
+		case r == '_' && i > 0 && i+1 < len(s) && isDigit(s[i-1]) && isDigit(s[i+1]):
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String(), true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
 	v, err := r.eval(x.x, sc)
@@ -750,19 +789,27 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 		return ok, nil
 	case "sequence", "iterable":
 		switch v.(type) {
-		case str, markup, []value, tuple, *Dict:
+		case str, markup, []value, tuple, *Dict, *pyRange:
 			return true, nil
 		case *view, *iterator:
 			// Iterable, but without the index a sequence has.
 			return name == "iterable", nil
+		case undefined:
+			// jinja2's Undefined has __len__, __getitem__ and __iter__.
+			return true, nil
 		}
 		return false, nil
 	case "odd", "even":
-		n, ok := v.(int64)
-		if !ok {
-			return false, fmt.Errorf("a %s is not an integer", typeName(v))
+		// value % 2 == 1 (or 0), as Python computes it for numbers.
+		m, err := arith("%", v, int64(2))
+		if err != nil {
+			return false, err
 		}
-		return (n%2 != 0) == (name == "odd"), nil
+		want := int64(0)
+		if name == "odd" {
+			want = 1
+		}
+		return equal(m, want), nil
 	case "equalto", "eq", "==":
 		return r.eq(v, args[0])
 	case "ne", "!=":

@@ -1120,7 +1120,12 @@ func (p *parser) filters(x expr) (expr, error) {
 				}
 				te.args = args
 			case p.startsPrimary():
-				// A test takes one argument without parentheses: "is divisibleby 3".
+				// A test takes one argument without parentheses: "is
+				// divisibleby 3"; jinja2 takes any name but else, or
+				// and and as one ("x is defined if c" fails to parse).
+				if p.isName("is") {
+					return nil, &Error{Pos: p.toks[p.t].pos, Msg: "You cannot chain multiple tests with is"}
+				}
 				a, err := p.primary()
 				if err != nil {
 					return nil, err
@@ -1162,11 +1167,7 @@ func (p *parser) startsPrimary() bool {
 	case tokInt, tokFloat, tokString:
 		return true
 	case tokName:
-		switch t.s {
-		case "else", "or", "and", "is", "in", "not", "if":
-			return false
-		}
-		return true
+		return t.s != "else" && t.s != "or" && t.s != "and"
 	case tokOp:
 		return t.s == "[" || t.s == "{"
 	}

@@ -140,10 +140,21 @@ type tuple []value
 // seq returns a tuple as a list, anything else as it is, for the uses
 // where the two do not differ.
 func seq(v value) value {
-	if t, ok := v.(tuple); ok {
-		return []value(t)
+	switch x := v.(type) {
+	case tuple:
+		return []value(x)
+	case *pyRange:
+		return x.items
 	}
 	return v
+}
+
+// pyRange is range(): a sequence of its items wherever it is used as
+// one, printed as Python prints it ("range(0, 3)"), without JSON and
+// equal to ranges only.
+type pyRange struct {
+	start, stop, step int64
+	items             []value
 }
 
 // markup is a string the safe filter marked safe: jinja2's Markup, which
@@ -314,6 +325,8 @@ func typeName(v value) string {
 		return x.kind
 	case *view:
 		return x.kind
+	case *pyRange:
+		return "range"
 	}
 	return "function"
 }
@@ -365,6 +378,11 @@ func toStr(v value) (str, error) {
 		return str{s: fmt.Sprintf("<Macro '%s'>", x.def.name)}, nil
 	case markup:
 		return x.str, nil
+	case *pyRange:
+		if x.step == 1 {
+			return str{s: fmt.Sprintf("range(%d, %d)", x.start, x.stop)}, nil
+		}
+		return str{s: fmt.Sprintf("range(%d, %d, %d)", x.start, x.stop, x.step)}, nil
 	case []value, tuple, *Dict, *view:
 		var b strings.Builder
 		if err := pyRepr(&b, v); err != nil {
@@ -417,6 +435,9 @@ func pyRepr(b *strings.Builder, v value) error {
 		b.WriteString("Markup(")
 		pyStrRepr(b, x.s)
 		b.WriteByte(')')
+	case *pyRange:
+		t, _ := toStr(x)
+		b.WriteString(t.s)
 	case *view:
 		b.WriteString(x.kind)
 		b.WriteByte('(')
@@ -556,6 +577,9 @@ func equal(a, b value) bool {
 	case *view:
 		y, ok := b.(*view)
 		return ok && x.kind == y.kind && x.kind != "dict_values" && sameItems(x.items, y.items)
+	case *pyRange:
+		y, ok := b.(*pyRange)
+		return ok && equal(x.items, y.items)
 	case undefined:
 		_, ok := b.(undefined)
 		return ok
@@ -638,6 +662,9 @@ var defaultJSON = jsonOpts{itemSep: ", ", keySep: ": "}
 func toJSON(b *strings.Builder, v value, o *jsonOpts, depth int) error {
 	if b.Len() > maxLen || depth > maxLen || len(o.indent)*(depth+1) > maxLen {
 		return errTooLong
+	}
+	if _, ok := v.(*pyRange); ok {
+		return errors.New("Object of type range is not JSON serializable")
 	}
 	v = seq(v)
 	nl := func(d int) {
@@ -756,6 +783,11 @@ func jsonKeyOrder(d *Dict, sorted bool) ([]int, error) {
 	return order, err
 }
 
+func isRange(v value) bool {
+	_, ok := v.(*pyRange)
+	return ok
+}
+
 func isTuple(v value) bool {
 	_, ok := v.(tuple)
 	return ok
@@ -772,7 +804,7 @@ func pyCompare(a, b value) (int, error) {
 		if y, ok := b.(str); ok {
 			return strings.Compare(x.s, y.s), nil // UTF-8 byte order is code point order
 		}
-	} else if _, ok := a.(tuple); ok == isTuple(b) {
+	} else if _, ok := a.(tuple); ok == isTuple(b) && !isRange(a) && !isRange(b) {
 		// Lists with lists and tuples with tuples: item by item.
 		x, xok := seq(a).([]value)
 		y, yok := seq(b).([]value)
