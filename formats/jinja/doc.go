@@ -36,7 +36,8 @@
 // map, select, reject, selectattr, rejectattr, unique, items and reverse
 // return one-pass iterators (true even when empty, used up by a loop,
 // first or in, without length or JSON), dict.items(), keys() and
-// values() views (printed as dict_items([…])), safe a Markup string that
+// values() views (printed as dict_items([…])), range() a range (printed
+// as range(0, 3), without JSON), safe a Markup string that
 // HTML-escapes what + adds to it; the methods that change a list or a
 // dict are undefined, as in transformers' ImmutableSandboxedEnvironment.
 //

@@ -554,6 +554,8 @@ func iterate(v value) ([]value, error) {
 			out = append(out, x.sub(i, i+len(string(r))))
 		}
 		return out, nil
+	case markup:
+		return iterate(x.str) // str's characters, as Python's Markup gives
 	case undefined:
 		return nil, nil
 	}
@@ -919,17 +921,14 @@ func arith(op string, l, r value) (value, error) {
 			if rf == 0 {
 				return nil, errors.New("float division by zero")
 			}
-			switch op {
-			case "/":
+			if op == "/" {
 				return lf / rf, nil
-			case "//":
-				return math.Floor(lf / rf), nil
 			}
-			m := math.Mod(lf, rf)
-			if m != 0 && (m < 0) != (rf < 0) {
-				m += rf
+			div, mod := pyDivmod(lf, rf)
+			if op == "//" {
+				return div, nil
 			}
-			return m, nil
+			return mod, nil
 		}
 	}
 	return nil, operandError(op, l, r)
@@ -944,6 +943,32 @@ func operandError(op string, l, r value) error {
 		}
 	}
 	return fmt.Errorf("unsupported operand type(s) for %s: '%s' and '%s'", op, typeName(l), typeName(r))
+}
+
+// pyDivmod is Python's divmod of floats (float_divmod), whose quotient
+// // gives: from fmod, so that -3 // (1/3) is -10.0 where floor(-3 /
+// (1/3)) is -9.0.
+func pyDivmod(vx, wx float64) (div, mod float64) {
+	mod = math.Mod(vx, wx)
+	div = (vx - mod) / wx
+	if mod != 0 {
+		if (wx < 0) != (mod < 0) {
+			mod += wx
+			div -= 1
+		}
+	} else {
+		mod = math.Copysign(0, wx)
+	}
+	if div != 0 {
+		fl := math.Floor(div)
+		if div-fl > 0.5 {
+			fl++
+		}
+		div = fl
+	} else {
+		div = math.Copysign(0, vx/wx)
+	}
+	return div, mod
 }
 
 // intOf returns an int or bool as int64.
@@ -1127,6 +1152,14 @@ func noElement(v, i value) string {
 
 // getItem is jinja2's getitem (x[i]): an index, a key, else an attribute.
 func getItem(v value, i value) (value, error) {
+	if m, ok := v.(markup); ok {
+		// Markup's index is Markup.
+		out, err := getItem(m.str, i)
+		if s, ok := out.(str); ok {
+			return markup{s}, err
+		}
+		return out, err
+	}
 	switch x := seq(v).(type) {
 	case undefined:
 		return nil, errors.New(x.what)
@@ -1204,6 +1237,19 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 		// Python's slice of a range is a range.
 		return nil, &Error{Pos: x.pos, Msg: "slicing a range is not supported"}
 	}
+	if m, ok := v.(markup); ok {
+		// Markup's slice is Markup.
+		out, err := r.sliceOf(x, m.str, bounds, step)
+		if s, ok := out.(str); ok {
+			return markup{s}, err
+		}
+		return out, err
+	}
+	return r.sliceOf(x, v, bounds, step)
+}
+
+// sliceOf is v[bounds] (a list, tuple or string).
+func (r *renderer) sliceOf(x *sliceExpr, v value, bounds [3]*int64, step int64) (value, error) {
 	_, isTuple := v.(tuple)
 	v = seq(v)
 	var n int64

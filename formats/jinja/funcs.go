@@ -684,6 +684,8 @@ func pyInt(v value) (int64, error) {
 			return pyInt(f)
 		}
 		return 0, nil
+	case markup:
+		return pyInt(x.str)
 	case undefined:
 		return 0, errors.New(x.what)
 	}

@@ -78,6 +78,9 @@ func TestJinja2Values(t *testing.T) {
 		{`{{ range(1, 7, 2) }}|{{ range(3)|string }}|{{ range(3) == range(0, 3) }}|{{ range(3) == [0, 1, 2] }}`, `range(1, 7, 2)|range(0, 3)|True|False`, ""},
 		{`{{ range(3)|tojson }}`, "", `Object of type range is not JSON serializable`},
 		{`{{ range(3)[1:] }}`, "", `slicing a range is not supported`}, // jinja2: range(1, 3)
+		{`{{ -3 // (1/3) }} {{ -3 % (1/3) }} {{ 7.5 // 2 }} {{ -7.5 // 2 }} {{ 7.5 % -2 }} {{ 0.0 // 5 }} {{ -0.0 // 5 }} {{ 1 // -0.5 }} {{ -1e-300 // 1e300 }}`, `-10.0 0.33333333333333315 3.0 -4.0 -0.5 0.0 -0.0 -2.0 -1.0`, ""},
+		{`{{ 1|safe|int }}`, `1`, ""},
+		{`{{ ('<a>'|safe)[1] + '<' }}|{{ ('<a>'|safe)[:2] + '<' }}|{{ ('<a>'|safe)|list }}`, `a&lt;|<a&lt;|['<', 'a', '>']`, ""},
 	} {
 		tp, err := Parse(c.src)
 		var got string
