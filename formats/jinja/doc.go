@@ -66,6 +66,7 @@
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split, join, indent,
 // format and Markup's escaping, macro arguments and output, block sets
-// and filter blocks; Render returns the output as Chunks so that a
-// tokenizer can recognise special tokens in template text only.
+// and filter blocks; a list, dict or JSON text (tojson) printed is data
+// wholly where any of it is. Render returns the output as Chunks so that
+// a tokenizer can recognise special tokens in template text only.
 package jinja

@@ -789,7 +789,13 @@ func jsonFilter(v value, args []value, kw map[string]value) (value, error) {
 	if err := toJSON(&b, v, &o, 0); err != nil {
 		return nil, err
 	}
-	return str{s: b.String()}, nil
+	out := str{s: b.String()}
+	// Data inside is not tracked through JSON's escapes: the whole is
+	// data if any part was, as a printed list is.
+	if hasData(v) && b.Len() > 0 {
+		out.data = []span{{0, b.Len()}}
+	}
+	return out, nil
 }
 
 // indent is jinja2's indent(width=4, first=False, blank=False): every

@@ -353,8 +353,17 @@ func TestMacroData(t *testing.T) {
 }
 
 // TestDataFilters: a message's text stays data through Markup's
-// escaping, indent, str.format and a generator's items.
+// escaping, indent, str.format, a generator's items and tojson (the whole
+// JSON text data, as a printed list is).
 func TestDataFilters(t *testing.T) {
+	json := mustParse(t, `{{ {'a': [c]}|tojson }}{{ {'a': 1}|tojson }}`)
+	gotJSON, err := json.Render(map[string]any{"c": Data("<s>")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Chunk{{`{"a": ["<s>"]}`, true}, {`{"a": 1}`, false}}; fmt.Sprint(gotJSON) != fmt.Sprint(want) {
+		t.Errorf("tojson: Render = %v, want %v", gotJSON, want)
+	}
 	tp := mustParse(t, `{{ ('<'|safe) + c }}|{{ c|indent(1, true) }}|{{ '<{}>'.format(c) }}|{{ [c]|map('upper')|join }}`)
 	got, err := tp.Render(map[string]any{"c": Data("a\n<b>")})
 	if err != nil {
