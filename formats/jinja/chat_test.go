@@ -39,7 +39,8 @@ type chatGolden struct {
 // conversation of testdata/chat/conversations.json, and compares with what
 // jinja2 rendered under transformers' settings (testdata/chat/render.py):
 // the same bytes, or an error where jinja2 failed (a *RaiseError with
-// jinja2's message where the template raised).
+// jinja2's message where the template raised); and no message's text
+// (passed as Data) comes out as template text.
 func TestChatTemplates(t *testing.T) {
 	testChatGoldens(t, filepath.Join("testdata", "chat"))
 }
@@ -108,10 +109,40 @@ func testChatGoldens(t *testing.T, dir string) {
 					if got := b.String(); got != *want.Output {
 						t.Errorf("output differs from jinja2's at byte %d:\n got: %q\nwant: %q", firstDiff(got, *want.Output), excerpt(got, *want.Output), excerpt(*want.Output, got))
 					}
+					// No message's text comes out as template text (but
+					// where the template has written it itself).
+					for _, ch := range chunks {
+						if ch.Data {
+							continue
+						}
+						for _, m := range messageTexts(vars["messages"]) {
+							if len(m) >= 12 && strings.Contains(ch.Text, m) && !strings.Contains(string(src), m) {
+								t.Errorf("message text %q in template text %q", m, ch.Text)
+							}
+						}
+					}
 				})
 			}
 		})
 	}
+}
+
+// messageTexts lists the strings in v, the messages.
+func messageTexts(v any) []string {
+	var out []string
+	switch x := v.(type) {
+	case str:
+		out = append(out, x.s)
+	case []any:
+		for _, e := range x {
+			out = append(out, messageTexts(e)...)
+		}
+	case *Dict:
+		for i := range x.keys {
+			out = append(out, messageTexts(x.at(i))...)
+		}
+	}
+	return out
 }
 
 // checkRefusal checks that err, this package's refusal, matches jinja2's
