@@ -508,18 +508,20 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 		lp.Set("first", i == 0)
 		lp.Set("last", idx == n-1)
 		lp.Set("length", n)
+		lp.Set("depth", 1) // loops are not recursive
+		lp.Set("depth0", 0)
 		if i > 0 {
-			lp.m["previtem"] = items[i-1]
+			lp.set("previtem", items[i-1])
 		} else {
-			lp.m["previtem"] = undefined{"there is no previous item"}
+			lp.set("previtem", undefined{"there is no previous item"})
 		}
 		if idx < n-1 {
-			lp.m["nextitem"] = items[i+1]
+			lp.set("nextitem", items[i+1])
 		} else {
-			lp.m["nextitem"] = undefined{"there is no next item"}
+			lp.set("nextitem", undefined{"there is no next item"})
 		}
-		lp.keys = append(lp.keys, "previtem", "nextitem")
-		inner.vars["loop"] = lp
+		lp.set("cycle", cycler{idx})
+		inner.vars["loop"] = &loopCtx{lp, idx + 1, n}
 		err := r.exec(s.body, inner)
 		var sig loopSignal
 		if errors.As(err, &sig) {
@@ -1117,6 +1119,13 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 	case *namespace:
 		if e, ok := x.d.get(name); ok {
 			return e, nil
+		}
+	case *loopCtx:
+		if e, ok := x.d.get(name); ok {
+			return e, nil
+		}
+		if name == "changed" {
+			return nil, errors.New("loop.changed is not supported")
 		}
 	case *macro:
 		// jinja2's Macro has name, arguments and other attributes.

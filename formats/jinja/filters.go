@@ -69,6 +69,8 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 			return int64(len(x.keys)), nil
 		case *view:
 			return int64(len(x.items)), nil
+		case *loopCtx:
+			return x.length, nil
 		case undefined:
 			return int64(0), nil
 		}

@@ -168,6 +168,11 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			return nil, fail("%s.%s(): %v", typeName(f.recv), f.name, err)
 		}
 		return v, nil
+	case cycler:
+		if len(args) == 0 || kw != nil {
+			return nil, fail("no items for cycling given")
+		}
+		return args[f.i%int64(len(args))], nil
 	case undefined:
 		return nil, fail("%s", f.what)
 	}
@@ -793,7 +798,7 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 		switch v.(type) {
 		case str, markup, []value, tuple, *Dict, *pyRange:
 			return true, nil
-		case *view, *iterator:
+		case *view, *iterator, *loopCtx:
 			// Iterable, but without the index a sequence has.
 			return name == "iterable", nil
 		case undefined:

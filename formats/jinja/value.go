@@ -192,6 +192,18 @@ type view struct {
 // strftime_now).
 type builtin struct{ name string }
 
+// loopCtx is a for loop's loop variable: its attributes (index, first,
+// cycle, …), its length as len(loop) and printed as jinja2's
+// LoopContext ("<LoopContext 1/2>").
+type loopCtx struct {
+	d             *Dict
+	index, length int64
+}
+
+// cycler is loop.cycle of iteration i (0-based): its i-th argument,
+// round.
+type cycler struct{ i int64 }
+
 // macro is a macro defined by {% macro %} (or a call block's caller),
 // with the scope it was defined in, where its body looks up the names it
 // does not set itself when it is called.
@@ -327,6 +339,8 @@ func typeName(v value) string {
 		return x.kind
 	case *pyRange:
 		return "range"
+	case *loopCtx:
+		return "LoopContext"
 	}
 	return "function"
 }
@@ -378,6 +392,8 @@ func toStr(v value) (str, error) {
 		return str{s: fmt.Sprintf("<Macro '%s'>", x.def.name)}, nil
 	case markup:
 		return x.str, nil
+	case *loopCtx:
+		return str{s: fmt.Sprintf("<LoopContext %d/%d>", x.index, x.length)}, nil
 	case *pyRange:
 		if x.step == 1 {
 			return str{s: fmt.Sprintf("range(%d, %d)", x.start, x.stop)}, nil
@@ -609,7 +625,7 @@ func equal(a, b value) bool {
 			}
 		}
 		return true
-	case *namespace, *macro, *iterator, builtin:
+	case *namespace, *macro, *iterator, *loopCtx, builtin, cycler:
 		return a == b
 	}
 	return false

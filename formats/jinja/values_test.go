@@ -80,6 +80,10 @@ func TestJinja2Values(t *testing.T) {
 		{`{{ range(3)[1:] }}`, "", `slicing a range is not supported`}, // jinja2: range(1, 3)
 		{`{{ -3 // (1/3) }} {{ -3 % (1/3) }} {{ 7.5 // 2 }} {{ -7.5 // 2 }} {{ 7.5 % -2 }} {{ 0.0 // 5 }} {{ -0.0 // 5 }} {{ 1 // -0.5 }} {{ -1e-300 // 1e300 }}`, `-10.0 0.33333333333333315 3.0 -4.0 -0.5 0.0 -0.0 -2.0 -1.0`, ""},
 		{`{{ 1|safe|int }}`, `1`, ""},
+		{`{% for i in 'abc' %}{{ loop.cycle('x', 'y') }}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}`, `x10y10x10`, ""},
+		{`{% for i in [1, 2] %}{{ loop|length }}{{ loop }}{{ loop['index'] }}{{ loop is iterable }}{{ loop is sequence }}{{ loop is mapping }}{% endfor %}`, `2<LoopContext 1/2>1TrueFalseFalse2<LoopContext 2/2>2TrueFalseFalse`, ""},
+		{`{% for i in [1] %}{{ loop.changed(1) }}{% endfor %}`, "", `loop.changed is not supported`}, // jinja2: True
+		{`{% for i in [1] %}{{ loop.cycle() }}{% endfor %}`, "", `no items for cycling given`},
 		{`{{ ('<a>'|safe)[1] + '<' }}|{{ ('<a>'|safe)[:2] + '<' }}|{{ ('<a>'|safe)|list }}`, `a&lt;|<a&lt;|['<', 'a', '>']`, ""},
 	} {
 		tp, err := Parse(c.src)
