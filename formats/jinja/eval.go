@@ -1109,6 +1109,9 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 		if attrFirst && dictMutators[name] {
 			return undefined{fmt.Sprintf("access to attribute '%s' of 'dict' object is unsafe.", name)}, nil
 		}
+		if attrFirst && pyMethods["dict"][name] {
+			return method{v, name}, nil
+		}
 		if e, ok := x.get(name); ok {
 			return e, nil
 		}
@@ -1131,8 +1134,11 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 		// jinja2's Macro has name, arguments and other attributes.
 		return nil, fmt.Errorf("the attributes of a macro (.%s) are not supported", name)
 	default:
-		if isMethod(v, name) {
+		if isMethod(v, name) || pyMethods[typeName(v)][name] {
 			return method{v, name}, nil
+		}
+		if a, ok := numberAttr(v, name); ok {
+			return a, nil
 		}
 		if _, ok := seq(v).([]value); ok && listMutators[name] {
 			return undefined{fmt.Sprintf("access to attribute '%s' of '%s' object is unsafe.", name, typeName(v))}, nil

@@ -28,6 +28,54 @@ func isMethod(v value, name string) bool {
 	return false
 }
 
+// pyMethods are the other public methods of Python's str, list, tuple,
+// dict, int and float (the sandbox's unsafe ones, which change a list or
+// dict, apart): x.name is a method in jinja2, defined and true, never a
+// dict's key, though this package cannot call or print it.
+var pyMethods = map[string]map[string]bool{}
+
+func init() {
+	for typ, names := range map[string]string{
+		"str":   "casefold center count encode expandtabs find format_map index isalnum isalpha isascii isdecimal isdigit isidentifier islower isnumeric isprintable isspace istitle isupper join ljust maketrans partition removeprefix removesuffix rfind rindex rjust rpartition rsplit splitlines swapcase translate zfill",
+		"list":  "copy count index",
+		"tuple": "count index",
+		"dict":  "copy fromkeys",
+		"int":   "as_integer_ratio bit_count bit_length conjugate from_bytes is_integer to_bytes",
+		"bool":  "as_integer_ratio bit_count bit_length conjugate from_bytes is_integer to_bytes",
+		"float": "as_integer_ratio conjugate fromhex hex is_integer",
+	} {
+		pyMethods[typ] = map[string]bool{}
+		for _, n := range strings.Fields(names) {
+			pyMethods[typ][n] = true
+		}
+	}
+}
+
+// numberAttr is a number's real, imag, numerator or denominator, as
+// Python's int (bool too) and float have them.
+func numberAttr(v value, name string) (value, bool) {
+	switch x := v.(type) {
+	case int64, bool:
+		n, _ := intOf(x)
+		switch name {
+		case "real", "numerator":
+			return n, true
+		case "imag":
+			return int64(0), true
+		case "denominator":
+			return int64(1), true
+		}
+	case float64:
+		switch name {
+		case "real":
+			return x, true
+		case "imag":
+			return 0.0, true
+		}
+	}
+	return nil, false
+}
+
 func (r *renderer) args(args []expr, kwargs []kwarg, sc *scope) ([]value, map[string]value, error) {
 	pos := make([]value, len(args))
 	for i, a := range args {
@@ -314,7 +362,7 @@ func callMethod(m method, args []value) (value, error) {
 	case str:
 		return strMethod(recv, m.name, args)
 	}
-	return nil, errors.New("unknown method")
+	return nil, errors.New("not supported")
 }
 
 func strMethod(s str, name string, args []value) (value, error) {
@@ -397,7 +445,7 @@ func strMethod(s str, name string, args []value) (value, error) {
 		}
 		return replace(s, old, repl, -1)
 	}
-	return nil, errors.New("unknown method")
+	return nil, errors.New("not supported")
 }
 
 // strFormat is Python's str.format with replacement fields "{}", "{0}"

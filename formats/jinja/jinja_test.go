@@ -32,7 +32,7 @@ func TestUnsupported(t *testing.T) {
 		{"string format", "{{ '%s' % 1 }}", "line 1 col 9: string formatting with % is not supported"},
 		{"print a function", "{{ 'a'.strip }}", "line 1 col 8: printing a function is not supported"},
 		{"method keyword", "{{ 'a b'.split(maxsplit=1) }}", "line 1 col 15: keyword arguments to split() are not supported"},
-		{"unknown method", "{{ 'a'.zfill(3) }}", "line 1 col 13: 'str object' has no attribute 'zfill'"},
+		{"unknown method", "{{ 'a'.zfill(3) }}", "line 1 col 13: str.zfill(): not supported"},
 		{"attribute of undefined", "{{ x.y }}", "line 1 col 6: 'x' is undefined"},
 		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
 		{"for else", "{% for x in y %}{% else %}{% endfor %}", "{% for %}…{% else %} is not supported"},
