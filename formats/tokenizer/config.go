@@ -42,6 +42,7 @@ type specialTokensMap struct {
 	BOS tokenField `json:"bos_token"`
 	EOS tokenField `json:"eos_token"`
 	UNK tokenField `json:"unk_token"`
+	PAD tokenField `json:"pad_token"`
 }
 
 type tokenizerConfig struct {
@@ -115,10 +116,10 @@ func (t *Tokenizer) readConfigs(dir string) error {
 		t.addBOS, t.addEOS, t.tmplEOS = false, false, -1
 	}
 	if cfg.AddBOS != nil {
-		t.addBOS = *cfg.AddBOS
+		t.addBOS, t.bosDecided = *cfg.AddBOS, true
 	}
 	if cfg.AddEOS != nil {
-		t.addEOS = *cfg.AddEOS
+		t.addEOS, t.eosDecided = *cfg.AddEOS, true
 	}
 	return t.loadChatTemplateFiles(dir, cfg.ChatTemplate, cfgPath)
 }
@@ -228,5 +229,13 @@ func (t *Tokenizer) applySpecial(path string, sm specialTokensMap) error {
 		return err
 	}
 	t.unk = int32(unk)
+	// pad_token names no token the encoder uses: one outside the
+	// vocabulary is no pad token, as gguf-py's SpecialVocab takes it.
+	if f := sm.PAD; f.set {
+		t.pad = -1
+		if id, ok := t.TokenID(f.content); ok && !f.null {
+			t.pad = id
+		}
+	}
 	return nil
 }

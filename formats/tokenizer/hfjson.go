@@ -163,6 +163,9 @@ func parseJSON(data []byte) (*Tokenizer, error) {
 		if !okL || !okR || !okM {
 			return nil, fmt.Errorf("model.merges[%d]: %q + %q: piece not in model.vocab", rank, a, b)
 		}
+		// As gguf-py's SpecialVocab spells a merge given as a pair: a
+		// space in a part as U+0120, the byte-level space.
+		t.mergeText = append(t.mergeText, strings.ReplaceAll(a, " ", "\u0120")+" "+strings.ReplaceAll(b, " ", "\u0120"))
 		key := uint64(uint32(l))<<32 | uint64(uint32(r))
 		if _, dup := t.merges[key]; !dup { // HF keeps the first rank
 			t.merges[key] = merge{prio: -float64(rank), id: int32(mid)}
@@ -210,6 +213,7 @@ func parseJSON(data []byte) (*Tokenizer, error) {
 		t.finish()
 		return t, nil
 	}
+	t.mergeText = nil // kept for byte-level vocabularies only
 	t.bos, t.eos = -1, -1
 	if id, ok := t.TokenID("<s>"); ok {
 		t.bos = id
@@ -358,6 +362,7 @@ func (t *Tokenizer) parseTemplate(raw json.RawMessage) error {
 	}
 	t.bos, t.eos = t.tmplBOS, -1
 	t.addBOS, t.addEOS = t.tmplBOS >= 0, t.tmplEOS >= 0
+	t.bosDecided, t.eosDecided = t.addBOS, t.addEOS
 	return nil
 }
 

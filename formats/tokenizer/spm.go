@@ -368,6 +368,7 @@ func newTokenizer(n int) *Tokenizer {
 		unk:     -1,
 		bos:     -1,
 		eos:     -1,
+		pad:     -1,
 		tmplBOS: -1,
 		tmplEOS: -1,
 	}

@@ -91,6 +91,13 @@ type Tokenizer struct {
 	// then decide instead (transformers 5 rebuilds the template).
 	tmplBOS, tmplEOS int
 	explicitAdd      bool
+	// bosDecided and eosDecided record that the template or
+	// tokenizer_config.json decides addBOS and addEOS (AddSpecialDecided).
+	bosDecided, eosDecided bool
+	// mergeText is a byte-level model.merges as "a b" strings, in file
+	// order, duplicates kept (MergeList).
+	mergeText []string
+	pad       int // pad_token's id, -1 when none
 
 	bos, eos         int
 	addBOS, addEOS   bool

@@ -1,6 +1,10 @@
 package tokenizer
 
-import "strings"
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
 
 // TokenType is the type of a vocabulary entry, numbered as SentencePiece's
 // ModelProto.SentencePiece.Type, which llama.cpp's llama_token_type and
@@ -122,4 +126,58 @@ func (t *Tokenizer) TokenBytes(id int) []byte {
 		return []byte{b}
 	}
 	return nil
+}
+
+// PadID returns the id of tokenizer_config.json's (or
+// special_tokens_map.json's) pad_token, -1 when none is named or it is
+// not in the vocabulary.
+func (t *Tokenizer) PadID() int { return t.pad }
+
+// IsAdded reports whether id is an added token (tokenizer.json's
+// added_tokens, added_tokens.json, added_tokens_decoder): matched whole in
+// the text, special or not (IsSpecial).
+func (t *Tokenizer) IsAdded(id int) bool { return t.addedIDs[int32(id)] }
+
+// MergeList returns a byte-level tokenizer's model.merges as "a b"
+// strings in file order, duplicates kept, a space inside a part written
+// as "Ġ" (U+0120) as gguf-py's SpecialVocab writes merges given as pairs;
+// nil for a SentencePiece-style tokenizer.
+func (t *Tokenizer) MergeList() []string { return slices.Clone(t.mergeText) }
+
+// AddSpecialDecided reports whether AddBOS and AddEOS come from the
+// tokenizer rather than a default: the post_processor's template puts a
+// special token before (bos) or after (eos) the text, or
+// tokenizer_config.json sets add_bos_token (bos) or add_eos_token (eos).
+// Always false for a SentencePiece-style tokenizer's template-less
+// default.
+func (t *Tokenizer) AddSpecialDecided() (bos, eos bool) { return t.bosDecided, t.eosDecided }
+
+// PreTokenizer describes a byte-level tokenizer's pre-tokenizer steps in
+// order, for messages: `Split(Regex "…")`, `Split(String "…")`,
+// `Digits`, `Punctuation`, `ByteLevel(use_regex)` (GPT-2's split) or
+// `ByteLevel`; nil for a SentencePiece-style tokenizer.
+func (t *Tokenizer) PreTokenizer() []string {
+	if t.pre == nil {
+		return nil
+	}
+	var out []string
+	for _, st := range t.pre.steps {
+		switch st.kind {
+		case stepRegex:
+			out = append(out, "Split(Regex "+strconv.Quote(st.re.src)+")")
+		case stepString:
+			out = append(out, "Split(String "+strconv.Quote(st.lit)+")")
+		case stepDigits:
+			out = append(out, "Digits")
+		case stepPunct:
+			out = append(out, "Punctuation")
+		case stepByteLevel:
+			if st.useRegex {
+				out = append(out, "ByteLevel(use_regex)")
+			} else {
+				out = append(out, "ByteLevel")
+			}
+		}
+	}
+	return out
 }
