@@ -29,13 +29,6 @@ var ErrUnsupportedModel = errors.New("unsupported model")
 // ConvertOptions.AllowOverflow clamps them.
 var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
-// ErrByteLevelVocab is wrapped by Convert's and Plan's error for a
-// byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2), whose GGUF vocabulary
-// (tokenizer.ggml.model "gpt2", its merges and tokenizer.ggml.pre) is not
-// written yet: its pieces written as a "llama" vocabulary would make a
-// file that llama.cpp tokenizes wrongly.
-var ErrByteLevelVocab = errors.New(`a byte-level BPE vocabulary (tokenizer.ggml.model "gpt2") cannot be written yet`)
-
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
 var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM"}
@@ -206,8 +199,8 @@ func FromCheckpoint(path string, w Weights, cfg *hfconfig.Config, tok *tokenizer
 // Convert writes a Llama/Mistral-family model to a GGUF file at path that
 // llama.cpp loads as general.architecture "llama": hyperparameters from
 // cfg, the vocabulary of tok as a "llama" (SentencePiece-style) tokenizer
-// (a byte-level one is refused: ErrByteLevelVocab), and the tensors given by get under llama.cpp's names, q_proj and k_proj
-// rows permuted for llama.cpp's RoPE (PermuteQK). Tensors are read, encoded
+// or, byte-level, as a "gpt2" one, and the tensors given by get under
+// llama.cpp's names, q_proj and k_proj rows permuted for llama.cpp's RoPE (PermuteQK). Tensors are read, encoded
 // and written one at a time; the file appears at path only when complete.
 func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) (*ConvertResult, error) {
 	if cfg == nil || tok == nil || get == nil {
@@ -845,7 +838,7 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 
 func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
 	if tok.ByteLevel() {
-		return nil, fmt.Errorf("gguf convert: the tokenizer: %w", ErrByteLevelVocab)
+		return byteLevelKVs(cfg, tok, opts)
 	}
 	entries := opts.Vocab
 	if entries == nil {
@@ -905,6 +898,12 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 		KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()},
 		KV{"tokenizer.ggml.add_space_prefix", tok.AddsSpacePrefix()},
 	)
+	return append(kvs, chatTemplateKVs(tok)...), nil
+}
+
+// chatTemplateKVs gives tokenizer.chat_template and the named templates.
+func chatTemplateKVs(tok *tokenizer.Tokenizer) []KV {
+	var kvs []KV
 	if tmpl := tok.ChatTemplate(); tmpl != "" {
 		kvs = append(kvs, KV{"tokenizer.chat_template", tmpl})
 	}
@@ -929,5 +928,5 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 	if len(names) > 0 {
 		kvs = append(kvs, KV{"tokenizer.chat_templates", names})
 	}
-	return kvs, nil
+	return kvs
 }

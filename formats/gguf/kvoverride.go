@@ -95,10 +95,11 @@ var derivedKeys = map[string]string{
 	"llama.attention.key_length":    "the head size of attn_q's and attn_k's rows",
 	"llama.attention.value_length":  "the head size of attn_v's rows",
 	"llama.rope.dimension_count":    "the head size: llama.cpp refuses a llama model whose rope dimension count is not its key length",
-	"tokenizer.ggml.model":          "the token arrays are written for llama.cpp's llama (SentencePiece) tokenizer",
+	"tokenizer.ggml.model":          "the token arrays are written for the tokenizer they are (llama.cpp's llama or gpt2)",
 	"tokenizer.ggml.tokens":         "an array of one entry a token id",
 	"tokenizer.ggml.scores":         "an array of one entry a token id",
 	"tokenizer.ggml.token_type":     "an array of one entry a token id",
+	"tokenizer.ggml.merges":         "the merges of the written tokens",
 }
 
 // CheckKVOverride refuses an override that no model can take, whatever

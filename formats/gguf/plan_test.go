@@ -147,18 +147,21 @@ func TestPlanRefuses(t *testing.T) {
 	if _, err := gguf.Plan(ck.cfg, ck.tok, opts); err != nil {
 		t.Errorf("quantize.imatrix.file without an importance matrix: %v, want it written as llama-quantize writes it", err)
 	}
-	// A byte-level vocabulary (Llama 3's kind) is not written as a
-	// "llama" one: refused, and no file made.
+	// A byte-level vocabulary whose pre-tokenizer llama.cpp's converter
+	// does not know (here GPT-2's split over 256 bytes and no merges, a
+	// check hash of no model) is refused, naming the pre-tokenizer, and
+	// no file made.
 	bl := byteLevelTokenizer(t)
-	if _, err := gguf.Plan(ck.cfg, bl, target(t, "q8_0")); !errors.Is(err, gguf.ErrByteLevelVocab) {
-		t.Errorf("Plan with a byte-level tokenizer: %v, want ErrByteLevelVocab", err)
+	_, err := gguf.Plan(ck.cfg, bl, target(t, "q8_0"))
+	if !errors.Is(err, gguf.ErrUnknownPreTokenizer) || !strings.Contains(err.Error(), "ByteLevel(use_regex)") {
+		t.Errorf("Plan with an unknown byte-level pre-tokenizer: %v, want ErrUnknownPreTokenizer naming ByteLevel(use_regex)", err)
 	}
 	path := filepath.Join(t.TempDir(), "x.gguf")
-	if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, bl, target(t, "q8_0")); !errors.Is(err, gguf.ErrByteLevelVocab) {
-		t.Errorf("Convert with a byte-level tokenizer: %v, want ErrByteLevelVocab", err)
+	if _, err := gguf.FromCheckpoint(path, ck.set, ck.cfg, bl, target(t, "q8_0")); !errors.Is(err, gguf.ErrUnknownPreTokenizer) {
+		t.Errorf("Convert with an unknown byte-level pre-tokenizer: %v, want ErrUnknownPreTokenizer", err)
 	}
 	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 0 {
-		t.Errorf("Convert with a byte-level tokenizer left %v", entries)
+		t.Errorf("Convert with an unknown byte-level pre-tokenizer left %v", entries)
 	}
 }
 
