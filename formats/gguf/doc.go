@@ -138,22 +138,36 @@
 // Metadata: general.* (architecture, name, file_type,
 // quantization_version 2), llama.* hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),
-// and the tokenizer as tokenizer.ggml.model "llama" (a byte-level BPE
-// tokenizer, GGUF's "gpt2", is refused: ErrByteLevelVocab): tokens, scores
-// and token types (tokenizer.TokenType numbering) for every id up to vocab_size
+// and a SentencePiece-style tokenizer as tokenizer.ggml.model "llama":
+// tokens, scores and token types (tokenizer.TokenType numbering) for every id up to vocab_size
 // (from tokenizer.model as llama.cpp's converter reads it where
 // ConvertOptions.Vocab gives SentencePieceVocab's entries, else from the
 // tokenizer), bos/eos/unknown (and optionally padding) ids, add_bos/add_eos/
 // add_space_prefix and tokenizer.chat_template (the tokenizer's, taken as
 // transformers takes it: where a checkpoint has both chat_template.jinja and
 // tokenizer_config.json's key, the file's, where llama.cpp's converter
-// writes the key's). ConvertOptions.KVOverrides
+// writes the key's). A byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2) is
+// written as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it:
+// tokenizer.ggml.model "gpt2"; tokenizer.ggml.pre, the name of llama.cpp's
+// pre-tokenizer, found as the converter finds it (ByteLevelPre: the
+// SHA-256 of the ids of its check text, looked up in its table; a hash it
+// does not know is refused with ErrUnknownPreTokenizer, naming the
+// pre-tokenizer's steps and patterns, not guessed); tokens as
+// tokenizer.json spells them, types normal, control (special added
+// tokens and those that look special), user-defined (other added tokens)
+// and unused ([PADn] up to vocab_size), no scores; tokenizer.ggml.merges
+// in tokenizer.json's order; bos/eos/unknown/padding ids from the
+// tokenizer's configs, else config.json's; add_bos_token and
+// add_eos_token only where the post_processor's template or
+// tokenizer_config.json decides them, as gguf-py's SpecialVocab writes
+// them; the chat templates as above. ConvertOptions.KVOverrides
 // (llama-quantize's --override-kv KEY=TYPE:VALUE, ParseKVOverride) then
 // set or replace keys as llama-quantize does (the key moved to the end,
 // int written as uint32); keys that describe the tensors or the token
 // arrays (general.architecture, the llama.* sizes and head counts,
-// tokenizer.ggml.model and its arrays) are refused, as are an override of
-// another type than the key's and a token id outside the vocabulary.
+// tokenizer.ggml.model, its arrays and merges) are refused, as are an
+// override of another type than the key's and a token id outside the
+// vocabulary.
 // general.alignment lays the file out by the override's alignment.
 //
 // RoPE scaling (hfconfig.RopeScaling) is written as convert_hf_to_gguf.py
@@ -194,5 +208,9 @@
 // prebuilt CPU build, testdata/js): it loads every converted fixture, its
 // greedy continuation of stories260K equals the llama2.c reference, and its
 // next-token logits match the project's runtime within the tolerances of
-// each tensor type.
+// each tensor type. A tiny Llama converted with the byte-level tokenizer
+// of each of llama.cpp's GPT-2, Qwen2 and (GPTQTOOL_LLAMACPP_MODELS) Llama
+// 3 vocabulary files holds every tokenizer.* key of the file as
+// convert_hf_to_gguf.py wrote it, and llama.cpp tokenizes text with it as
+// the tokenizer package does.
 package gguf
