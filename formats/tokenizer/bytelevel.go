@@ -39,6 +39,12 @@ func init() {
 	}
 }
 
+// ByteLevelSpelling spells s as byte-level vocabularies spell their pieces
+// (GPT-2's bytes_to_unicode, above): ByteLevelSpelling(" the") is "Ġthe",
+// and the 256 one-byte strings give a byte-level vocabulary's base
+// alphabet.
+func ByteLevelSpelling(s string) string { return string(appendByteText(nil, s)) }
+
 // appendByteText appends the byte-level spelling of s.
 func appendByteText(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {

@@ -462,3 +462,24 @@ func TestByteLevelChat(t *testing.T) {
 		t.Errorf("Decode(EncodeChat) = %q", dec)
 	}
 }
+
+// TestByteLevelSpelling: GPT-2's bytes_to_unicode by hand: the space and
+// newline are U+0120 and U+010A, the 33 bytes up to the space U+0100 on,
+// DEL to NBSP (34) U+0121 on, the soft hyphen last, U+0143; the printable
+// Latin-1 bytes themselves.
+func TestByteLevelSpelling(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{" the", "\u0120the"},
+		{"\n", "\u010a"},
+		{"\x00", "\u0100"},
+		{"\x7f\xa0", "\u0121\u0142"},
+		{"\xad", "\u0143"},
+		{"\xa1\xac\xae\xff", "\u00a1\u00ac\u00ae\u00ff"},
+		{"é", "\u00c3\u00a9"},
+		{"", ""},
+	} {
+		if got := ByteLevelSpelling(tc.in); got != tc.want {
+			t.Errorf("ByteLevelSpelling(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

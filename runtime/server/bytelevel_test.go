@@ -20,14 +20,8 @@ import (
 func byteLevelTokenizer(t *testing.T, n int) *tokenizer.Tokenizer {
 	t.Helper()
 	spell := make([]string, 256)
-	k := 0
 	for b := range 256 {
-		r := rune(b)
-		if !(b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE) {
-			r = rune(0x100 + k)
-			k++
-		}
-		spell[b] = string(r)
+		spell[b] = tokenizer.ByteLevelSpelling(string([]byte{byte(b)}))
 	}
 	vocab := map[string]int{}
 	for b := range 256 {
@@ -100,7 +94,7 @@ func TestByteLevelServe(t *testing.T) {
 		for _, v := range e.Bytes {
 			b = append(b, byte(v))
 		}
-		id, ok := tok.TokenID(spellBytes(b))
+		id, ok := tok.TokenID(tokenizer.ByteLevelSpelling(string(b)))
 		if !ok || string(tok.TokenBytes(id)) != string(b) {
 			t.Fatalf("logprob bytes %v are no token's bytes", e.Bytes)
 		}
@@ -143,23 +137,4 @@ func TestByteLevelServe(t *testing.T) {
 	if got, want := decode(t, data).Choices[0].Message.Content, text[:strings.Index(text, stop)]; got != want {
 		t.Errorf("stop %q: content %q, want %q", stop, got, want)
 	}
-}
-
-// spellBytes is the GPT-2 spelling of b.
-func spellBytes(b []byte) string {
-	var s strings.Builder
-	for _, c := range b {
-		r := rune(c)
-		if !(c >= '!' && c <= '~' || c >= 0xA1 && c <= 0xAC || c >= 0xAE) {
-			n := 0
-			for d := range int(c) {
-				if !(d >= '!' && d <= '~' || d >= 0xA1 && d <= 0xAC || d >= 0xAE) {
-					n++
-				}
-			}
-			r = rune(0x100 + n)
-		}
-		s.WriteRune(r)
-	}
-	return s.String()
 }
