@@ -1,11 +1,8 @@
 package gguf_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -18,23 +15,8 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/ggmlvocab"
 )
-
-// llamaCppModelsEnv names llama.cpp's models folder, for the vocabularies
-// not in testdata (Llama 3's is under Meta's license).
-const llamaCppModelsEnv = "GPTQTOOL_LLAMACPP_MODELS"
-
-// The split patterns of the published tokenizer.json files.
-const (
-	llama3Split   = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	qwen2Split    = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	byteLevelStep = `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}`
-)
-
-func splitByteLevel(pattern string) string {
-	b, _ := json.Marshal(pattern)
-	return `{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":` + string(b) + `},"behavior":"Isolated","invert":false},` + byteLevelStep + `]}`
-}
 
 // bpeRepo is what the Hugging Face repository that a llama.cpp vocabulary
 // file was converted from says beside the pieces and merges (the
@@ -52,41 +34,18 @@ type bpeRepo struct {
 
 var bpeRepos = map[string]bpeRepo{
 	// openai-community/gpt2
-	"gpt-2": {"null", `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, byteLevelStep, false,
+	"gpt-2": {"null", `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, ggmlvocab.ByteLevelStep, false,
 		map[string]any{"model_max_length": 1024}, map[string]any{"bos_token_id": 50256, "eos_token_id": 50256}, nil},
 	// Qwen/Qwen1.5-7B
-	"qwen2": {`{"type":"NFC"}`, splitByteLevel(qwen2Split), byteLevelStep, false,
+	"qwen2": {`{"type":"NFC"}`, ggmlvocab.SplitThenByteLevel(ggmlvocab.Qwen2Split), ggmlvocab.ByteLevelStep, false,
 		map[string]any{"bos_token": nil, "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
 		map[string]any{"bos_token_id": 151643, "eos_token_id": 151643}, nil},
 	// meta-llama/Meta-Llama-3-8B
-	"llama-bpe": {"null", splitByteLevel(llama3Split),
-		`{"type":"Sequence","processors":[` + byteLevelStep + `,{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<|begin_of_text|>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{"<|begin_of_text|>":{"id":"<|begin_of_text|>","ids":[128000],"tokens":["<|begin_of_text|>"]}}}]}`,
+	"llama-bpe": {"null", ggmlvocab.SplitThenByteLevel(ggmlvocab.Llama3Split),
+		`{"type":"Sequence","processors":[` + ggmlvocab.ByteLevelStep + `,{"type":"TemplateProcessing","single":[{"SpecialToken":{"id":"<|begin_of_text|>","type_id":0}},{"Sequence":{"id":"A","type_id":0}}],"pair":[],"special_tokens":{"<|begin_of_text|>":{"id":"<|begin_of_text|>","ids":[128000],"tokens":["<|begin_of_text|>"]}}}]}`,
 		true, map[string]any{"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"},
 		map[string]any{"bos_token_id": 128000, "eos_token_id": 128001},
 		map[string]any{"tokenizer.ggml.add_bos_token": true}},
-}
-
-// openVocab opens a llama.cpp vocabulary file, gzipped or not.
-func openVocab(t *testing.T, path string) *gguf.File {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f, err := gguf.NewFile(bytes.NewReader(data), int64(len(data)), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
 }
 
 func writeJSON(t *testing.T, path string, v any) {
@@ -101,49 +60,19 @@ func writeJSON(t *testing.T, path string, v any) {
 }
 
 // bpeCheckpoint writes, in a new folder, the tokenizer files and the
-// config.json of a tiny Llama whose vocabulary is the reference's: its
-// normal pieces and merges as the BPE model, its control tokens as
-// special added tokens, the repository's normalizer, pre-tokenizer,
-// post-processor and configs. It returns the tokenizer and the config.
+// config.json of a tiny Llama whose vocabulary is the reference's (the
+// tokenizer.json ggmlvocab.TokenizerJSON makes of it under the
+// repository's normalizer, pre-tokenizer and post-processor) and configs.
+// It returns the tokenizer and the config.
 func bpeCheckpoint(t *testing.T, ref *gguf.File, repo bpeRepo) (*tokenizer.Tokenizer, *hfconfig.Config) {
 	t.Helper()
 	tokens, err := gguf.Value[[]string](ref, "tokenizer.ggml.tokens")
 	if err != nil {
 		t.Fatal(err)
 	}
-	types, err := gguf.Value[[]int32](ref, "tokenizer.ggml.token_type")
-	if err != nil {
-		t.Fatal(err)
-	}
-	merges, err := gguf.Value[[]string](ref, "tokenizer.ggml.merges")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vocab := map[string]int{}
-	type added struct {
-		ID      int    `json:"id"`
-		Content string `json:"content"`
-		Special bool   `json:"special"`
-	}
-	var addedTokens []added
-	for id, p := range tokens {
-		switch {
-		case types[id] == 1:
-			vocab[p] = id
-		case types[id] == 3:
-			addedTokens = append(addedTokens, added{id, p, true})
-		case strings.HasPrefix(p, "[PAD"): // vocab_size padding: no token
-		default:
-			t.Fatalf("token %d %q: type %d", id, p, types[id])
-		}
-	}
 	dir := t.TempDir()
-	writeJSON(t, filepath.Join(dir, "tokenizer.json"), map[string]any{
-		"version": "1.0", "added_tokens": addedTokens,
-		"normalizer": json.RawMessage(repo.normalizer), "pre_tokenizer": json.RawMessage(repo.preTokenizer),
-		"post_processor": json.RawMessage(repo.postProcessor), "decoder": json.RawMessage(byteLevelStep),
-		"model": map[string]any{"type": "BPE", "ignore_merges": repo.ignoreMerges, "byte_fallback": false, "vocab": vocab, "merges": merges},
-	})
+	writeJSON(t, filepath.Join(dir, "tokenizer.json"), ggmlvocab.TokenizerJSON(t, ref, ggmlvocab.Setup{
+		Normalizer: repo.normalizer, PreTokenizer: repo.preTokenizer, PostProcessor: repo.postProcessor, IgnoreMerges: repo.ignoreMerges}))
 	tc := maps.Clone(repo.tokenizerConfig)
 	if tmpl, err := gguf.Value[string](ref, "tokenizer.chat_template"); err == nil {
 		tc["chat_template"] = tmpl
@@ -213,13 +142,13 @@ func TestByteLevelVocabLlamaCpp(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join("..", "tokenizer", "testdata", "llamacpp", "ggml-vocab-"+name+".gguf.gz")
 			if name == "llama-bpe" {
-				dir := os.Getenv(llamaCppModelsEnv)
+				dir := os.Getenv(ggmlvocab.ModelsEnv)
 				if dir == "" {
-					t.Skipf("set %s to llama.cpp's models folder (ggml-vocab-%s.gguf) to run", llamaCppModelsEnv, name)
+					t.Skipf("set %s to llama.cpp's models folder (ggml-vocab-%s.gguf) to run", ggmlvocab.ModelsEnv, name)
 				}
 				path = filepath.Join(dir, "ggml-vocab-"+name+".gguf")
 			}
-			ref := openVocab(t, path)
+			ref := ggmlvocab.Open(t, path)
 			repo := bpeRepos[name]
 			tok, cfg := bpeCheckpoint(t, ref, repo)
 			if got, err := gguf.ByteLevelPre(tok); err != nil || got != name {

@@ -1,10 +1,7 @@
 package tokenizer_test
 
 import (
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,38 +11,12 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/ggmlvocab"
 )
 
-// llamaCppEnv names llama.cpp's models folder (ggml-vocab-*.gguf with
-// their .inp and .out test vectors) for the vocabularies not in testdata.
-const llamaCppEnv = "GPTQTOOL_LLAMACPP_MODELS"
-
-// The split patterns of the published tokenizer.json files, as HF
-// tokenizers runs them (llama.cpp's llama-vocab.cpp rewrites some for its
-// own regex engine; these are the originals it quotes).
-const (
-	llama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	qwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-	qwen35Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-)
-
-// vocabSetup is what tokenizer.json says beside the vocabulary of a
-// llama.cpp test vocabulary (tokenizer.ggml.pre names it).
-type vocabSetup struct {
-	normalizer   string // JSON
-	preTokenizer string // JSON
-	ignoreMerges bool
-}
-
-func splitThenByteLevel(patterns ...string) string {
-	var steps []string
-	for _, p := range patterns {
-		b, _ := json.Marshal(p)
-		steps = append(steps, `{"type":"Split","pattern":{"Regex":`+string(b)+`},"behavior":"Isolated","invert":false}`)
-	}
-	steps = append(steps, `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}`)
-	return `{"type":"Sequence","pretokenizers":[` + strings.Join(steps, ",") + `]}`
-}
+// Qwen3.5's split pattern (tokenizer.json's; the others beside it in
+// ggmlvocab).
+const qwen35Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 
 // The Splits of DeepSeek LLM's and DeepSeek Coder's tokenizer.json, in
 // order, each Isolated (llama.cpp's llama-vocab.cpp lists them as is).
@@ -66,18 +37,20 @@ const (
 	falconPreTokenizer  = `{"type":"Sequence","pretokenizers":[{"type":"Punctuation","behavior":"Contiguous"},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true},{"type":"Digits","individual_digits":false},{"type":"Split","pattern":{"Regex":"[0-9][0-9][0-9]"},"behavior":"Isolated","invert":false}]}`
 )
 
-var vocabSetups = map[string]vocabSetup{
-	"deepseek-llm":   {"null", splitThenByteLevel(deepseekLLMPatterns...), false},
-	"deepseek-coder": {"null", splitThenByteLevel(deepseekCoderPatterns...), false},
-	"falcon":         {"null", falconPreTokenizer, false},
-	"starcoder":      {"null", digitsThenByteLevel, false},
-	"refact":         {"null", digitsThenByteLevel, false},
-	"command-r":      {`{"type":"NFC"}`, digitsThenByteLevel, false},
-	"mpt":            {`{"type":"NFC"}`, `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, false},
-	"gpt-2":          {"null", `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, false},
-	"llama-bpe":      {"null", splitThenByteLevel(llama3Pattern), true},
-	"qwen2":          {`{"type":"NFC"}`, splitThenByteLevel(qwen2Pattern), false},
-	"qwen35":         {"null", splitThenByteLevel(qwen35Pattern), false},
+// vocabSetups are what tokenizer.json says beside each test vocabulary's
+// pieces (tokenizer.ggml.pre names it); a ByteLevel post_processor.
+var vocabSetups = map[string]ggmlvocab.Setup{
+	"deepseek-llm":   {Normalizer: "null", PreTokenizer: ggmlvocab.SplitThenByteLevel(deepseekLLMPatterns...), PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"deepseek-coder": {Normalizer: "null", PreTokenizer: ggmlvocab.SplitThenByteLevel(deepseekCoderPatterns...), PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"falcon":         {Normalizer: "null", PreTokenizer: falconPreTokenizer, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"starcoder":      {Normalizer: "null", PreTokenizer: digitsThenByteLevel, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"refact":         {Normalizer: "null", PreTokenizer: digitsThenByteLevel, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"command-r":      {Normalizer: `{"type":"NFC"}`, PreTokenizer: digitsThenByteLevel, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"mpt":            {Normalizer: `{"type":"NFC"}`, PreTokenizer: `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"gpt-2":          {Normalizer: "null", PreTokenizer: `{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}`, PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"llama-bpe":      {Normalizer: "null", PreTokenizer: ggmlvocab.SplitThenByteLevel(ggmlvocab.Llama3Split), PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: true},
+	"qwen2":          {Normalizer: `{"type":"NFC"}`, PreTokenizer: ggmlvocab.SplitThenByteLevel(ggmlvocab.Qwen2Split), PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
+	"qwen35":         {Normalizer: "null", PreTokenizer: ggmlvocab.SplitThenByteLevel(qwen35Pattern), PostProcessor: ggmlvocab.ByteLevelStep, IgnoreMerges: false},
 }
 
 // writeTokenizerJSON writes, in a new folder, the tokenizer.json that the
@@ -88,76 +61,14 @@ var vocabSetups = map[string]vocabSetup{
 // the pre-tokenizer name.
 func writeTokenizerJSON(t testing.TB, path string) (string, string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if data, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f, err := gguf.NewFile(bytes.NewReader(data), int64(len(data)), path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := ggmlvocab.Open(t, path)
 	model, _ := gguf.Value[string](f, "tokenizer.ggml.model")
 	pre, _ := gguf.Value[string](f, "tokenizer.ggml.pre")
-	tokens, err := gguf.Value[[]string](f, "tokenizer.ggml.tokens")
-	if err != nil {
-		t.Fatal(err)
-	}
-	types, err := gguf.Value[[]int32](f, "tokenizer.ggml.token_type")
-	if err != nil {
-		t.Fatal(err)
-	}
-	merges, err := gguf.Value[[]string](f, "tokenizer.ggml.merges")
-	if err != nil {
-		t.Fatal(err)
-	}
 	setup, ok := vocabSetups[pre]
 	if model != "gpt2" || !ok {
 		t.Fatalf("%s: tokenizer.ggml.model %q pre %q: no tokenizer.json known", path, model, pre)
 	}
-	vocab := map[string]int{}
-	type added struct {
-		ID         int    `json:"id"`
-		Content    string `json:"content"`
-		Special    bool   `json:"special"`
-		Normalized bool   `json:"normalized"`
-	}
-	var addedTokens []added
-	for id, p := range tokens {
-		switch types[id] {
-		case 1:
-			vocab[p] = id
-		case 3:
-			addedTokens = append(addedTokens, added{ID: id, Content: p, Special: true})
-		case 4:
-			if !strings.HasPrefix(p, "[PAD") {
-				addedTokens = append(addedTokens, added{ID: id, Content: p, Normalized: true})
-			}
-		default:
-			t.Fatalf("%s: token %d %q: type %d", path, id, p, types[id])
-		}
-	}
-	doc := map[string]any{
-		"version":        "1.0",
-		"added_tokens":   addedTokens,
-		"normalizer":     json.RawMessage(setup.normalizer),
-		"pre_tokenizer":  json.RawMessage(setup.preTokenizer),
-		"post_processor": json.RawMessage(`{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}`),
-		"decoder":        json.RawMessage(`{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":false,"use_regex":false}`),
-		"model": map[string]any{
-			"type": "BPE", "dropout": nil, "unk_token": nil, "continuing_subword_prefix": nil, "end_of_word_suffix": nil,
-			"fuse_unk": false, "byte_fallback": false, "ignore_merges": setup.ignoreMerges, "vocab": vocab, "merges": merges,
-		},
-	}
-	b, err := json.Marshal(doc)
+	b, err := json.Marshal(ggmlvocab.TokenizerJSON(t, f, setup))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,9 +172,9 @@ func TestLlamaCppVectors(t *testing.T) {
 	}
 	for _, name := range []string{"llama-bpe", "qwen35", "deepseek-llm", "deepseek-coder", "falcon", "starcoder", "refact", "command-r", "mpt"} {
 		t.Run(name, func(t *testing.T) {
-			dir := os.Getenv(llamaCppEnv)
+			dir := os.Getenv(ggmlvocab.ModelsEnv)
 			if dir == "" {
-				t.Skipf("set %s to llama.cpp's models folder (ggml-vocab-%s.gguf) to run", llamaCppEnv, name)
+				t.Skipf("set %s to llama.cpp's models folder (ggml-vocab-%s.gguf) to run", ggmlvocab.ModelsEnv, name)
 			}
 			base := filepath.Join(dir, "ggml-vocab-"+name+".gguf")
 			if _, err := os.Stat(base); err != nil {
