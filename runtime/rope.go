@@ -43,6 +43,9 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("rope: scaling %s: %w", s, err)
 	}
+	if s.Type == hfconfig.RopeYarn {
+		return nil, fmt.Errorf("rope: scaling %s: %w (not computed yet)", s, hfconfig.ErrUnsupported)
+	}
 	d2 := headDim / 2
 	if s.FreqFactors != nil && len(s.FreqFactors) != d2 {
 		return nil, fmt.Errorf("rope: %d frequency factors for head_dim %d: want %d", len(s.FreqFactors), headDim, d2)

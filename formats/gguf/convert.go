@@ -593,6 +593,9 @@ func checkModel(cfg *hfconfig.Config) error {
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
 	}
+	if s.Type == hfconfig.RopeYarn {
+		return fmt.Errorf("%s: rope scaling %s: not written yet: %w", cfg.File, s, ErrUnsupportedModel)
+	}
 	if s.FreqFactors != nil && len(s.FreqFactors) != cfg.HeadDim/2 {
 		return fmt.Errorf("%s: %d RoPE frequency factors for head_dim %d: want %d: %w", cfg.File, len(s.FreqFactors), cfg.HeadDim, cfg.HeadDim/2, ErrUnsupportedModel)
 	}

@@ -594,18 +594,27 @@ const (
 	RopeDefault = "default" // plain RoPE
 	RopeLinear  = "linear"  // every inverse frequency divided by Factor
 	RopeLlama3  = "llama3"  // Llama 3.1's banded scaling
+	RopeYarn    = "yarn"    // YaRN: interpolation ramped by dimension, attention factor
+)
+
+// Yarn's parameter defaults where a config leaves them out (transformers'
+// _compute_yarn_parameters, from the YaRN paper).
+const (
+	YarnBetaFast = 32
+	YarnBetaSlow = 1
 )
 
 // RopeScaling is a config's RoPE scaling, typed: what transformers'
 // rope_scaling (4.x) or rope_parameters (5.x) holds besides rope_theta.
 // The zero value is plain RoPE, as is Type "default".
 type RopeScaling struct {
-	// Type is RopeDefault, RopeLinear or RopeLlama3; LoadAny also passes
-	// other types (dynamic, yarn, longrope, ...), their parameters unread.
+	// Type is RopeDefault, RopeLinear, RopeLlama3 or RopeYarn; LoadAny
+	// also passes other types (dynamic, longrope, ...), their parameters
+	// unread.
 	Type string
-	// Factor (linear and llama3, at least 1): linear divides every inverse
-	// frequency by it, which is positions divided by it
-	// (_compute_linear_scaling_rope_parameters); llama3 the low
+	// Factor (linear, llama3 and yarn, at least 1): linear divides every
+	// inverse frequency by it, which is positions divided by it
+	// (_compute_linear_scaling_rope_parameters); llama3 and yarn the low
 	// frequencies.
 	Factor float64
 	// LowFreqFactor, HighFreqFactor and OriginalMaxPositionEmbeddings are
@@ -613,8 +622,23 @@ type RopeScaling struct {
 	// 2π/inv exceeds original/low is divided by Factor, one below
 	// original/high is kept, and those between are interpolated smoothly.
 	// LowFreqFactor > 0, HighFreqFactor >= LowFreqFactor, original > 0.
+	// OriginalMaxPositionEmbeddings is also yarn's pretraining context,
+	// which sets its correction range.
 	LowFreqFactor, HighFreqFactor float64
 	OriginalMaxPositionEmbeddings int
+	// BetaFast, BetaSlow, Truncate and AttentionFactor are yarn's
+	// (_compute_yarn_parameters): the dimensions that turn fewer than
+	// BetaSlow times over OriginalMaxPositionEmbeddings positions are
+	// interpolated (divided by Factor), those that turn more than BetaFast
+	// times kept, with a linear ramp between; Truncate rounds the ramp's
+	// ends out to whole dimensions (the config's "truncate", default
+	// true). BetaFast >= BetaSlow > 0. AttentionFactor > 0 is what
+	// transformers multiplies cos and sin by, resolved from
+	// attention_factor, mscale and mscale_all_dim at parse (the runtime
+	// multiplies the attention logits by its square instead).
+	BetaFast, BetaSlow float64
+	Truncate           bool
+	AttentionFactor    float64
 	// FreqFactors, when not nil, are the divisors of the plain inverse
 	// frequencies, one a frequency (head_dim/2 of them), in place of what
 	// the parameters above compute: llama.cpp's rope_freqs tensor, which
@@ -631,7 +655,9 @@ func (s RopeScaling) IsDefault() bool {
 
 // String describes s as the config spells it: "default", "linear
 // (factor 2)", "llama3 (factor 8, low_freq_factor 1, high_freq_factor 4,
-// original_max_position_embeddings 8192)", "llama3 (64 frequency factors)".
+// original_max_position_embeddings 8192)", "llama3 (64 frequency
+// factors)", "yarn (factor 4, original_max_position_embeddings 32768,
+// beta_fast 32, beta_slow 1, truncate true, attention_factor 1.1386)".
 func (s RopeScaling) String() string {
 	switch {
 	case s.Type == "":
@@ -643,6 +669,9 @@ func (s RopeScaling) String() string {
 	case s.Type == RopeLlama3:
 		return fmt.Sprintf("llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %d)",
 			s.Factor, s.LowFreqFactor, s.HighFreqFactor, s.OriginalMaxPositionEmbeddings)
+	case s.Type == RopeYarn:
+		return fmt.Sprintf("yarn (factor %g, original_max_position_embeddings %d, beta_fast %g, beta_slow %g, truncate %v, attention_factor %g)",
+			s.Factor, s.OriginalMaxPositionEmbeddings, s.BetaFast, s.BetaSlow, s.Truncate, s.AttentionFactor)
 	}
 	return s.Type
 }
@@ -678,7 +707,7 @@ func (r *reader) rope(c *Config) {
 			r.fail("%s: got %s, want an object or null", key, jsonKind(r.m[key]))
 			return
 		}
-		s, ok := r.ropeScaling(key, m)
+		s, ok := r.ropeScaling(key, m, c.MaxPositionEmbeddings)
 		if !ok {
 			return
 		}
@@ -701,9 +730,9 @@ func (r *reader) rope(c *Config) {
 // ropeScaling reads one rope_scaling or rope_parameters object m (under
 // key): its type ("rope_type", or 4.x's older "type"; absent is plain
 // RoPE, as transformers reads it) and that type's parameters, each
-// required. It records the error and returns false on a missing or
-// invalid one.
-func (r *reader) ropeScaling(key string, m map[string]any) (RopeScaling, bool) {
+// required but yarn's optional ones (readYarn). It records the error and
+// returns false on a missing or invalid one.
+func (r *reader) ropeScaling(key string, m map[string]any, maxPos int) (RopeScaling, bool) {
 	sub := reader{m: m, file: r.file}
 	typ := sub.optionalString("rope_type", "")
 	if typ == "" {
@@ -756,9 +785,21 @@ func (r *reader) ropeScaling(key string, m map[string]any) (RopeScaling, bool) {
 		} else {
 			s.OriginalMaxPositionEmbeddings = n
 		}
+	case RopeYarn:
+		s.Factor = num("factor")
+		if r.err == nil {
+			r.readYarn(key, m, maxPos, &s)
+		}
 	default:
 		if !r.anyRoPE {
-			r.fail("%s: rope type %q: %w (implemented: %s, %s, %s)", key, typ, ErrUnsupported, RopeDefault, RopeLinear, RopeLlama3)
+			why := ""
+			switch typ {
+			case "dynamic":
+				why = "its frequencies change with the sequence length; "
+			case "longrope":
+				why = "its short or long factors apply by the sequence length; "
+			}
+			r.fail("%s: rope type %q: %w (%simplemented: %s)", key, typ, ErrUnsupported, why, strings.Join(ImplementedRopeTypes, ", "))
 			return RopeScaling{}, false
 		}
 		return s, true
@@ -773,6 +814,91 @@ func (r *reader) ropeScaling(key string, m map[string]any) (RopeScaling, bool) {
 	return s, true
 }
 
+// ImplementedRopeTypes lists the RoPE scaling types the runtime computes,
+// in the order error messages list them.
+var ImplementedRopeTypes = []string{RopeDefault, RopeLinear, RopeLlama3, RopeYarn}
+
+// readYarn reads yarn's parameters other than factor from m (under key)
+// into s, as transformers' _compute_yarn_parameters and the 5.x
+// standardize_rope_params take them:
+//
+//	original_max_position_embeddings  the block's; else the config's top-level
+//	                                   key (5.x moves it in); else
+//	                                   max_position_embeddings (maxPos)
+//	beta_fast, beta_slow               32 and 1 where absent, null or 0
+//	                                   (transformers' `or` default)
+//	truncate                           true where absent
+//	attention_factor                   where absent or null: with mscale and
+//	                                   mscale_all_dim both given and non-zero,
+//	                                   get_mscale(factor, mscale) /
+//	                                   get_mscale(factor, mscale_all_dim); else
+//	                                   get_mscale(factor) = 0.1·ln(factor) + 1
+//	                                   (1 for factor 1)
+//
+// The block's and the top-level original_max_position_embeddings must
+// agree where both are given (4.x reads the block's, 5.x the other).
+// Transformers releases 4.45 to 4.5x took factor as
+// max_position_embeddings / original_max_position_embeddings whenever the
+// block named the latter; today's take the factor given, as here.
+func (r *reader) readYarn(key string, m map[string]any, maxPos int, s *RopeScaling) {
+	sub := reader{m: m, file: r.file}
+	orig := sub.optionalInt("original_max_position_embeddings", 0)
+	top := r.optionalInt("original_max_position_embeddings", 0)
+	s.BetaFast = sub.optionalFloat("beta_fast", 0)
+	s.BetaSlow = sub.optionalFloat("beta_slow", 0)
+	s.Truncate = sub.optionalBool("truncate", true)
+	att := sub.optionalFloat("attention_factor", 0)
+	mscale := sub.optionalFloat("mscale", 0)
+	mscaleAll := sub.optionalFloat("mscale_all_dim", 0)
+	if sub.err != nil {
+		r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		return
+	}
+	switch {
+	case sub.present("original_max_position_embeddings") && r.present("original_max_position_embeddings") && orig != top:
+		r.fail("%s.original_max_position_embeddings: %d, but the top-level original_max_position_embeddings is %d: they must agree (transformers 4.x reads the first, 5.x the second)", key, orig, top)
+		return
+	case sub.present("original_max_position_embeddings"):
+		s.OriginalMaxPositionEmbeddings = orig
+	case r.present("original_max_position_embeddings"):
+		s.OriginalMaxPositionEmbeddings = top
+	default:
+		s.OriginalMaxPositionEmbeddings = maxPos
+	}
+	if s.BetaFast == 0 {
+		s.BetaFast = YarnBetaFast
+	}
+	if s.BetaSlow == 0 {
+		s.BetaSlow = YarnBetaSlow
+	}
+	switch {
+	case sub.present("attention_factor"):
+		if !(att > 0) {
+			r.fail("%s.attention_factor: got %g, want a positive number", key, att)
+			return
+		}
+		s.AttentionFactor = att
+	case mscale != 0 && mscaleAll != 0:
+		s.AttentionFactor = YarnMscale(s.Factor, mscale) / YarnMscale(s.Factor, mscaleAll)
+		if !(s.AttentionFactor > 0) || math.IsInf(s.AttentionFactor, 0) {
+			r.fail("%s: mscale %g and mscale_all_dim %g give the attention factor %g, want a positive number", key, mscale, mscaleAll, s.AttentionFactor)
+			return
+		}
+	default:
+		s.AttentionFactor = YarnMscale(s.Factor, 1)
+	}
+}
+
+// YarnMscale is transformers' get_mscale(scale, mscale) of
+// _compute_yarn_parameters (YaRN's √(1/t) = 0.1·ln(s) + 1, scaled by
+// mscale): 1 for scale <= 1, else 0.1·mscale·ln(scale) + 1.
+func YarnMscale(scale, mscale float64) float64 {
+	if scale <= 1 {
+		return 1
+	}
+	return 0.1*mscale*math.Log(scale) + 1
+}
+
 // Validate checks that s is a scaling the runtime computes, with its
 // parameters in the bounds transformers' _validate_*_parameters state;
 // the error names the parameter ("factor: got 0.5, want a number >= 1").
@@ -784,9 +910,9 @@ func (s RopeScaling) Validate() error {
 			return fmt.Errorf("rope type %q with frequency factors: want llama3", s.Type)
 		}
 		return nil
-	case RopeLinear, RopeLlama3:
+	case RopeLinear, RopeLlama3, RopeYarn:
 	default:
-		return fmt.Errorf("rope type %q: %w (implemented: %s, %s, %s)", s.Type, ErrUnsupported, RopeDefault, RopeLinear, RopeLlama3)
+		return fmt.Errorf("rope type %q: %w (implemented: %s)", s.Type, ErrUnsupported, strings.Join(ImplementedRopeTypes, ", "))
 	}
 	if s.FreqFactors != nil {
 		if s.Type != RopeLlama3 {
@@ -803,6 +929,19 @@ func (s RopeScaling) Validate() error {
 		return fmt.Errorf("factor: got %g, want a number >= 1", s.Factor)
 	}
 	if s.Type == RopeLinear {
+		return nil
+	}
+	if s.Type == RopeYarn {
+		switch {
+		case s.OriginalMaxPositionEmbeddings <= 0:
+			return fmt.Errorf("original_max_position_embeddings: got %d, want a positive integer", s.OriginalMaxPositionEmbeddings)
+		case !(s.BetaSlow > 0) || math.IsInf(s.BetaSlow, 0):
+			return fmt.Errorf("beta_slow: got %g, want a positive number", s.BetaSlow)
+		case !(s.BetaFast >= s.BetaSlow) || math.IsInf(s.BetaFast, 0):
+			return fmt.Errorf("beta_fast: got %g, want at least beta_slow %g", s.BetaFast, s.BetaSlow)
+		case !(s.AttentionFactor > 0) || math.IsInf(s.AttentionFactor, 0):
+			return fmt.Errorf("attention_factor: got %g, want a positive number", s.AttentionFactor)
+		}
 		return nil
 	}
 	switch {

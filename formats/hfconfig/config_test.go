@@ -222,7 +222,7 @@ func TestParseErrors(t *testing.T) {
 		{"kv heads absent", with("num_attention_heads", 4), []string{"num_attention_heads 4 is not divisible by num_key_value_heads 8 (num_key_value_heads is absent: mistral's default)"}, false},
 		{"head_dim zero", with("head_dim", 0), []string{"head_dim: got 0"}, false},
 		{"gelu", with("hidden_act", "gelu"), []string{`hidden_act "gelu"`}, true},
-		{"rope yarn", with("rope_scaling", map[string]any{"type": "yarn", "factor": 2}), []string{`cfg.json: rope_scaling: rope type "yarn"`}, true},
+		{"rope dynamic", with("rope_scaling", map[string]any{"type": "dynamic", "factor": 2}), []string{`cfg.json: rope_scaling: rope type "dynamic"`}, true},
 		{"rope llama3 bare", with("rope_parameters", map[string]any{"rope_type": "llama3", "rope_theta": 500000}), []string{`cfg.json: rope_parameters: missing required key "factor" (rope type "llama3")`}, false},
 		{"rope not object", with("rope_scaling", 2), []string{"rope_scaling: got number"}, false},
 		{"dtype int8", with("torch_dtype", "int8"), []string{`dtype "int8"`}, true},
@@ -263,7 +263,8 @@ func TestLoadAnyRoPE(t *testing.T) {
 	}{
 		{"none", nil, "default", true},
 		{"linear", map[string]any{"rope_scaling": map[string]any{"type": "linear", "factor": 2}}, "linear", true},
-		{"yarn", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4}}, "yarn", false},
+		{"yarn", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4}}, "yarn", true},
+		{"longrope", map[string]any{"rope_scaling": map[string]any{"rope_type": "longrope", "short_factor": []float64{1}}}, "longrope", false},
 		{"dynamic", map[string]any{"rope_parameters": map[string]any{"rope_type": "dynamic", "factor": 2, "rope_theta": 500000}}, "dynamic", false},
 		{"by layer type", map[string]any{"rope_parameters": map[string]any{"full_attention": map[string]any{"rope_type": "default"}}}, "by layer type", false},
 		// A llama3 scaling without its parameters is broken, not merely
@@ -349,6 +350,17 @@ func TestParseRopeScaling(t *testing.T) {
 		}
 		return m
 	}
+	// Qwen2.5's published long-context setting.
+	yarn := func(drop string, set ...any) map[string]any {
+		m := map[string]any{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+		delete(m, drop)
+		for i := 0; i+1 < len(set); i += 2 {
+			m[set[i].(string)] = set[i+1]
+		}
+		return m
+	}
+	qwen := RopeScaling{Type: RopeYarn, Factor: 4, OriginalMaxPositionEmbeddings: 32768, BetaFast: 32, BetaSlow: 1, Truncate: true, AttentionFactor: 1.138629436111989}
+	with := func(s RopeScaling, f func(*RopeScaling)) RopeScaling { f(&s); return s }
 	for _, tc := range []struct {
 		name  string
 		extra map[string]any
@@ -385,9 +397,49 @@ func TestParseRopeScaling(t *testing.T) {
 		{"llama3 both disagree", map[string]any{"rope_scaling": llama3(""), "rope_parameters": llama3("", "factor", 32.0)}, RopeScaling{},
 			`rope_parameters: llama3 (factor 32, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), but rope_scaling says llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192): they must agree`, false},
 		{"type not a string", map[string]any{"rope_scaling": map[string]any{"rope_type": 3}}, RopeScaling{}, `rope_scaling.rope_type: got number, want a string`, false},
-		{"yarn", map[string]any{"rope_scaling": map[string]any{"rope_type": "yarn", "factor": 4.0}}, RopeScaling{},
-			`rope_scaling: rope type "yarn": unsupported (implemented: default, linear, llama3)`, true},
-		{"longrope", map[string]any{"rope_parameters": map[string]any{"rope_type": "longrope"}}, RopeScaling{}, `rope_parameters: rope type "longrope": unsupported`, true},
+
+		// yarn: the attention factors by hand, 0.1·ln 4 + 1 and
+		// (0.1·ln 40 + 1)/(0.0707·ln 40 + 1) (Python's math.log).
+		{"yarn qwen", map[string]any{"rope_scaling": yarn("")}, qwen, "", false},
+		{"yarn type key 5.x", map[string]any{"rope_parameters": yarn("rope_type", "type", "yarn", "rope_theta", 1e6)}, qwen, "", false},
+		{"yarn both agree", map[string]any{"rope_scaling": yarn(""), "rope_parameters": yarn("", "rope_theta", 1e6)}, qwen, "", false},
+		{"yarn original from max_position_embeddings", map[string]any{"rope_scaling": yarn("original_max_position_embeddings")},
+			with(qwen, func(s *RopeScaling) { s.OriginalMaxPositionEmbeddings = 131072 }), "", false},
+		{"yarn original top-level", map[string]any{"rope_scaling": yarn("original_max_position_embeddings"), "original_max_position_embeddings": 4096},
+			with(qwen, func(s *RopeScaling) { s.OriginalMaxPositionEmbeddings = 4096 }), "", false},
+		{"yarn original both agree", map[string]any{"rope_scaling": yarn(""), "original_max_position_embeddings": 32768}, qwen, "", false},
+		{"yarn betas, no truncate", map[string]any{"rope_scaling": yarn("", "beta_fast", 16, "beta_slow", 2.5, "truncate", false)},
+			with(qwen, func(s *RopeScaling) { s.BetaFast, s.BetaSlow, s.Truncate = 16, 2.5, false }), "", false},
+		{"yarn betas null and zero", map[string]any{"rope_scaling": yarn("", "beta_fast", nil, "beta_slow", 0)}, qwen, "", false},
+		{"yarn attention_factor", map[string]any{"rope_scaling": yarn("", "attention_factor", 0.5, "mscale", 1, "mscale_all_dim", 0.707)},
+			with(qwen, func(s *RopeScaling) { s.AttentionFactor = 0.5 }), "", false},
+		{"yarn attention_factor null", map[string]any{"rope_scaling": yarn("", "attention_factor", nil)}, qwen, "", false},
+		{"yarn mscale", map[string]any{"rope_scaling": yarn("", "factor", 40, "mscale", 1, "mscale_all_dim", 0.707)},
+			with(qwen, func(s *RopeScaling) { s.Factor, s.AttentionFactor = 40, 1.0857263992561355 }), "", false},
+		{"yarn mscale alone", map[string]any{"rope_scaling": yarn("", "mscale", 0.707)}, qwen, "", false},
+		{"yarn mscale_all_dim zero", map[string]any{"rope_scaling": yarn("", "mscale", 1, "mscale_all_dim", 0)}, qwen, "", false},
+		{"yarn factor 1", map[string]any{"rope_scaling": yarn("", "factor", 1)}, with(qwen, func(s *RopeScaling) { s.Factor, s.AttentionFactor = 1, 1 }), "", false},
+
+		{"yarn no factor", map[string]any{"rope_scaling": yarn("factor")}, RopeScaling{}, `rope_scaling: missing required key "factor" (rope type "yarn")`, false},
+		{"yarn factor below 1", map[string]any{"rope_scaling": yarn("", "factor", 0.5)}, RopeScaling{}, `rope_scaling.factor: got 0.5, want a number >= 1`, false},
+		{"yarn original zero", map[string]any{"rope_scaling": yarn("", "original_max_position_embeddings", 0)}, RopeScaling{}, `rope_scaling.original_max_position_embeddings: got 0, want a positive integer`, false},
+		{"yarn original fraction", map[string]any{"rope_scaling": yarn("", "original_max_position_embeddings", 1.5)}, RopeScaling{}, `rope_scaling.original_max_position_embeddings: got 1.5, want an integer`, false},
+		{"yarn original disagree", map[string]any{"rope_scaling": yarn(""), "original_max_position_embeddings": 4096}, RopeScaling{},
+			`rope_scaling.original_max_position_embeddings: 32768, but the top-level original_max_position_embeddings is 4096: they must agree`, false},
+		{"yarn beta_slow negative", map[string]any{"rope_scaling": yarn("", "beta_slow", -1)}, RopeScaling{}, `rope_scaling.beta_slow: got -1, want a positive number`, false},
+		{"yarn beta_fast below slow", map[string]any{"rope_scaling": yarn("", "beta_fast", 2, "beta_slow", 4)}, RopeScaling{}, `rope_scaling.beta_fast: got 2, want at least beta_slow 4`, false},
+		{"yarn beta_fast string", map[string]any{"rope_scaling": yarn("", "beta_fast", "32")}, RopeScaling{}, `rope_scaling.beta_fast: got string, want a number`, false},
+		{"yarn truncate number", map[string]any{"rope_parameters": yarn("", "truncate", 1)}, RopeScaling{}, `rope_parameters.truncate: got number, want a boolean`, false},
+		{"yarn attention_factor zero", map[string]any{"rope_scaling": yarn("", "attention_factor", 0)}, RopeScaling{}, `rope_scaling.attention_factor: got 0, want a positive number`, false},
+		{"yarn mscale negative factor", map[string]any{"rope_scaling": yarn("", "mscale", 1, "mscale_all_dim", -10)}, RopeScaling{},
+			`rope_scaling: mscale 1 and mscale_all_dim -10 give the attention factor -2.947`, false},
+		{"yarn both disagree", map[string]any{"rope_scaling": yarn(""), "rope_parameters": yarn("", "beta_fast", 16)}, RopeScaling{},
+			`rope_parameters: yarn (factor 4, original_max_position_embeddings 32768, beta_fast 16, beta_slow 1, truncate true, attention_factor 1.138629436111989), but rope_scaling says yarn (factor 4, original_max_position_embeddings 32768, beta_fast 32`, false},
+
+		{"dynamic", map[string]any{"rope_scaling": map[string]any{"rope_type": "dynamic", "factor": 2.0}}, RopeScaling{},
+			`rope_scaling: rope type "dynamic": unsupported (its frequencies change with the sequence length; implemented: default, linear, llama3, yarn)`, true},
+		{"longrope", map[string]any{"rope_parameters": map[string]any{"rope_type": "longrope"}}, RopeScaling{}, `rope_parameters: rope type "longrope": unsupported (its short or long factors`, true},
+		{"unknown", map[string]any{"rope_scaling": map[string]any{"rope_type": "su"}}, RopeScaling{}, `rope_scaling: rope type "su": unsupported (implemented: default, linear, llama3, yarn)`, true},
 		{"by layer type", map[string]any{"rope_parameters": map[string]any{"full_attention": llama3(""), "sliding_attention": map[string]any{"rope_type": "default"}}}, RopeScaling{},
 			`rope_parameters: RoPE parameters by layer type ("full_attention"): unsupported`, true},
 	} {

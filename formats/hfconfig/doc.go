@@ -40,9 +40,17 @@
 //	"llama3"  factor >= 1, low_freq_factor > 0, high_freq_factor >=
 //	          low_freq_factor, original_max_position_embeddings > 0: Llama
 //	          3.1 and 3.2 (_compute_llama3_parameters)
+//	"yarn"    factor >= 1; optional original_max_position_embeddings > 0
+//	          (else the top-level key, else max_position_embeddings),
+//	          beta_fast >= beta_slow > 0 (32 and 1 where absent, null or
+//	          0), truncate (true), attention_factor > 0 (else from mscale
+//	          and mscale_all_dim, else 0.1·ln(factor) + 1): Qwen2.5's and
+//	          Qwen3's long contexts (_compute_yarn_parameters; readYarn)
 //
-// Other types (dynamic, yarn, longrope, ...) and 5.x parameters by layer
-// type are refused as unsupported (ErrUnsupported); LoadAny, for work that
+// Other types (dynamic, longrope, ...) and 5.x parameters by layer type
+// are refused as unsupported (ErrUnsupported): dynamic's frequencies
+// change with the sequence length and longrope's factors switch on it,
+// neither one table for every position; LoadAny, for work that
 // copies tensors without running the model, passes them by type. A config
 // with both rope_scaling and rope_parameters must give the same scaling in
 // each. So is a partial_rotary_factor other than 1, which the runtime
