@@ -597,7 +597,7 @@ func TestConvertRefusesWhatConfigDoesNotDescribe(t *testing.T) {
 }
 
 // TestConvertRoPEScaling: a checkpoint whose config.json has a RoPE
-// scaling the runtime does not implement (yarn) is still converted to
+// scaling the runtime does not implement (dynamic) is still converted to
 // another dtype (its config kept, rope_scaling and all), and refused for
 // GGUF, whose metadata would have to carry the scaling; a linear one
 // converts to GGUF with llama.rope.scaling.type and .factor (formats/gguf
@@ -607,18 +607,18 @@ func TestConvertRoPEScaling(t *testing.T) {
 	copyTree(t, "testdata/stories-bin", dir)
 	path := filepath.Join(dir, "config.json")
 	raw, _ := os.ReadFile(path)
-	raw = bytes.Replace(raw, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": {"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 512},`), 1)
+	raw = bytes.Replace(raw, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": {"rope_type": "dynamic", "factor": 4},`), 1)
 	os.WriteFile(path, raw, 0o644)
 	out := filepath.Join(t.TempDir(), "f16")
 	convert(t, publish.ConvertOptions{In: dir, Out: out, DType: "f16"})
 	got, err := os.ReadFile(filepath.Join(out, "config.json"))
-	if err != nil || !bytes.Contains(got, []byte(`"rope_scaling"`)) || !bytes.Contains(got, []byte(`"yarn"`)) {
+	if err != nil || !bytes.Contains(got, []byte(`"rope_scaling"`)) || !bytes.Contains(got, []byte(`"dynamic"`)) {
 		t.Errorf("the converted config lost its rope_scaling (%v):\n%s", err, got)
 	}
-	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: filepath.Join(t.TempDir(), "x.gguf"), GGUF: "f32"}); err == nil || !strings.Contains(err.Error(), `rope type "yarn"`) {
-		t.Errorf("GGUF of a yarn RoPE scaling: %v, want a refusal naming it", err)
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: filepath.Join(t.TempDir(), "x.gguf"), GGUF: "f32"}); err == nil || !strings.Contains(err.Error(), `rope type "dynamic"`) {
+		t.Errorf("GGUF of a dynamic RoPE scaling: %v, want a refusal naming it", err)
 	}
-	raw = bytes.Replace(raw, []byte(`{"rope_type": "yarn", "factor": 4, "original_max_position_embeddings": 512}`), []byte(`{"type": "linear", "factor": 2}`), 1)
+	raw = bytes.Replace(raw, []byte(`{"rope_type": "dynamic", "factor": 4}`), []byte(`{"type": "linear", "factor": 2}`), 1)
 	os.WriteFile(path, raw, 0o644)
 	gg := filepath.Join(t.TempDir(), "x.gguf")
 	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: gg, GGUF: "f32"}); err != nil {
