@@ -21,6 +21,12 @@ import (
 //	         inv[j] / Factor        where λ > o/l
 //	         (1-σ)·inv[j]/Factor + σ·inv[j], σ = (o/λ - l)/(h - l), between
 //	llama3 with FreqFactors (a GGUF file's rope_freqs): inv[j] / FreqFactors[j]
+//	yarn     with e = 1 - clamp((j - low)/(high - low), 0, 1) over yarn's
+//	         correction range [low, high] (yarnRange;
+//	         _compute_yarn_parameters): inv[j]/Factor·(1-e) + inv[j]·e,
+//	         kept below low, divided by Factor above high
+//
+// yarn's attention factor is not in the table: see AttentionFactor.
 //
 // Every value is computed in float64 and rounded to float32 once, the
 // convention the plain table has always had here (transformers does the
@@ -43,14 +49,19 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("rope: scaling %s: %w", s, err)
 	}
-	if s.Type == hfconfig.RopeYarn {
-		return nil, fmt.Errorf("rope: scaling %s: %w (not computed yet)", s, hfconfig.ErrUnsupported)
+	if s.Type == hfconfig.RopeYarn && !(theta > 1) {
+		// transformers divides by ln(theta) for the correction range.
+		return nil, fmt.Errorf("rope: rope_theta %g with scaling %s: want a number above 1", theta, s)
 	}
 	d2 := headDim / 2
 	if s.FreqFactors != nil && len(s.FreqFactors) != d2 {
 		return nil, fmt.Errorf("rope: %d frequency factors for head_dim %d: want %d", len(s.FreqFactors), headDim, d2)
 	}
 	inv := make([]float32, d2)
+	var low, high float64
+	if s.Type == hfconfig.RopeYarn {
+		low, high = yarnRange(headDim, theta, s)
+	}
 	for j := range inv {
 		base := 1 / math.Pow(theta, float64(2*j)/float64(headDim))
 		v := base
@@ -61,10 +72,51 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 			v = base / s.Factor
 		case s.Type == hfconfig.RopeLlama3:
 			v = llama3Freq(base, s)
+		case s.Type == hfconfig.RopeYarn:
+			// extrapolation e: 1 below the range (kept), 0 above it
+			// (interpolated), linear between.
+			e := 1 - min(max((float64(j)-low)/(high-low), 0), 1)
+			v = base/s.Factor*(1-e) + base*e
 		}
 		inv[j] = float32(v)
 	}
 	return inv, nil
+}
+
+// yarnRange returns yarn's correction range [low, high] in dimension
+// pairs j, as _compute_yarn_parameters' find_correction_range: the
+// dimension d(r) = headDim·ln(o/(2πr)) / (2·ln theta) at which a frequency
+// turns r times over o = OriginalMaxPositionEmbeddings positions, low =
+// d(BetaFast) and high = d(BetaSlow), rounded out (floor, ceil) where
+// Truncate, clamped to [0, headDim-1] (headDim, not headDim/2, as
+// transformers clamps), and high moved 0.001 above low where they meet
+// (linear_ramp_factor's guard against 0/0).
+func yarnRange(headDim int, theta float64, s hfconfig.RopeScaling) (low, high float64) {
+	dim, orig := float64(headDim), float64(s.OriginalMaxPositionEmbeddings)
+	corr := func(rot float64) float64 { return dim * math.Log(orig/(rot*2*math.Pi)) / (2 * math.Log(theta)) }
+	low, high = corr(s.BetaFast), corr(s.BetaSlow)
+	if s.Truncate {
+		low, high = math.Floor(low), math.Ceil(high)
+	}
+	low, high = max(low, 0), min(high, dim-1)
+	if low == high {
+		high += 0.001
+	}
+	return low, high
+}
+
+// AttentionFactor returns the factor transformers multiplies RoPE's cos
+// and sin by for scaling s: yarn's AttentionFactor, 1 for the others.
+// Since q and k are both rotated by them, it multiplies the attention
+// logits q·k by its square, which the model folds into the attention
+// scale (AttentionParams.Scale) rather than into the rotation: the
+// rotated q and k (the KV cache's K included) are RoPE's of the table
+// alone.
+func AttentionFactor(s hfconfig.RopeScaling) float64 {
+	if s.Type == hfconfig.RopeYarn {
+		return s.AttentionFactor
+	}
+	return 1
 }
 
 // llama3Freq scales one inverse frequency as transformers'

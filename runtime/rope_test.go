@@ -1,8 +1,11 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -98,6 +101,77 @@ func TestRoPEFreqsBandMargins(t *testing.T) {
 	}
 }
 
+// yarnTiny is a yarn scaling whose table over head_dim 8 is derived by
+// hand in TestRoPEFreqs.
+var yarnTiny = hfconfig.RopeScaling{Type: hfconfig.RopeYarn, Factor: 8, OriginalMaxPositionEmbeddings: 64, BetaFast: 2, BetaSlow: 1, Truncate: true, AttentionFactor: 1.2}
+
+// TestRoPEFreqsYarn checks yarn tables against testdata/yarn_freqs.json,
+// which testdata/yarn_freqs.py computes from the YaRN paper's formula in
+// Python (float64, each entry rounded to float32): Qwen2.5-7B's published
+// long-context setting, gpt-oss's (not truncated), DeepSeek-V2's RoPE
+// part and a tiny one, every entry within a unit in the last place (libm's
+// pow and Go's may round differently), and the cases' ramps non-trivial:
+// entries kept, interpolated and between.
+func TestRoPEFreqsYarn(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "yarn_freqs.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []struct {
+		Name                          string
+		HeadDim                       int     `json:"head_dim"`
+		Theta                         float64 `json:"rope_theta"`
+		Factor                        float64
+		OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+		BetaFast                      float64 `json:"beta_fast"`
+		BetaSlow                      float64 `json:"beta_slow"`
+		Truncate                      bool
+		Bits                          []uint32
+	}
+	if err := json.Unmarshal(data, &cases); err != nil {
+		t.Fatal(err)
+	}
+	if len(cases) != 4 {
+		t.Fatalf("%d cases, want 4", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			s := hfconfig.RopeScaling{Type: hfconfig.RopeYarn, Factor: c.Factor, OriginalMaxPositionEmbeddings: c.OriginalMaxPositionEmbeddings,
+				BetaFast: c.BetaFast, BetaSlow: c.BetaSlow, Truncate: c.Truncate, AttentionFactor: 1}
+			got, err := RoPEFreqs(c.HeadDim, c.Theta, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plain, err := RoPEFreqs(c.HeadDim, c.Theta, hfconfig.RopeScaling{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(c.Bits) {
+				t.Fatalf("%d entries, want %d", len(got), len(c.Bits))
+			}
+			kept, divided, between := 0, 0, 0
+			for j, b := range c.Bits {
+				want := math.Float32frombits(b)
+				if d := int64(math.Float32bits(got[j])) - int64(b); d < -1 || d > 1 {
+					t.Errorf("inv[%d] = %g (%#x), want %g (%#x)", j, got[j], math.Float32bits(got[j]), want, b)
+				}
+				switch r := float64(plain[j]) / float64(want); {
+				case math.Abs(r-1) < 1e-6:
+					kept++
+				case math.Abs(r-c.Factor) < 1e-5*c.Factor:
+					divided++
+				default:
+					between++
+				}
+			}
+			t.Logf("%d kept, %d between, %d divided by %g", kept, between, divided, c.Factor)
+			if kept == 0 || divided == 0 || between == 0 {
+				t.Errorf("%d kept, %d between, %d divided: want some of each", kept, between, divided)
+			}
+		})
+	}
+}
+
 // TestRoPEFreqs checks the plain and linear tables against the formula
 // (entries derived by hand), llama3 with the bands meeting, GGUF frequency
 // factors, and the refusals: nothing falls back to the plain table.
@@ -120,6 +194,25 @@ func TestRoPEFreqs(t *testing.T) {
 		// Edges both 100: 62.8 kept, 628 and 6283 divided.
 		{"llama3 bands meeting", hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, Factor: 2, LowFreqFactor: 1, HighFreqFactor: 1, OriginalMaxPositionEmbeddings: 100},
 			[]float32{1, 0.1, 0.005, 0.0005}},
+		// yarn over head_dim 8, original 64, beta_fast 2, beta_slow 1: the
+		// correction dimensions 8·ln(64/(2π·r))/(2·ln 10000) are 0.707 (r
+		// 2) and 1.008 (r 1), rounded out to [0, 2]; pair j's ramp
+		// j/2 interpolates 0, half and all of it: 1, 0.1·(½/8 + ½) =
+		// 0.05625, 0.01/8, 0.001/8.
+		{"yarn", yarnTiny, []float32{1, 0.05625, 0.00125, 0.000125}},
+		// Not truncated, [0.707, 1.008]: j 1 is near its end, ramp r =
+		// (1 - 0.707)/(1.008 - 0.707) = 0.973, 0.1·(r/8 + 1 - r) =
+		// 0.01483; 0 and 2 outside it.
+		{"yarn not truncated", func() hfconfig.RopeScaling { s := yarnTiny; s.Truncate = false; return s }(), []float32{1, func() float32 {
+			lo, hi := 8*math.Log(64/(4*math.Pi))/(2*math.Log(10000)), 8*math.Log(64/(2*math.Pi))/(2*math.Log(10000))
+			r := (1 - lo) / (hi - lo)
+			return float32(0.1 * (r/8 + 1 - r))
+		}(), 0.00125, 0.000125}},
+		// beta_fast 1 too: [floor 1.008, ceil 1.008] = [1, 2].
+		{"yarn betas equal", func() hfconfig.RopeScaling { s := yarnTiny; s.BetaFast = 1; return s }(), []float32{1, 0.1, 0.00125, 0.000125}},
+		// Not truncated, both ends 1.008: high moved 0.001 up; j 1 lies
+		// below, kept.
+		{"yarn betas equal not truncated", func() hfconfig.RopeScaling { s := yarnTiny; s.BetaFast, s.Truncate = 1, false; return s }(), []float32{1, 0.1, 0.00125, 0.000125}},
 		// llama.cpp's rope_freqs: each inverse frequency divided by its factor.
 		{"frequency factors", hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: []float32{1, 2, 4, 8}}, []float32{1, 0.05, 0.0025, 0.000125}},
 	} {
@@ -146,7 +239,9 @@ func TestRoPEFreqs(t *testing.T) {
 		{"odd head", 7, 10000, hfconfig.RopeScaling{}, "head_dim 7", false},
 		{"zero theta", 8, 0, hfconfig.RopeScaling{}, "rope_theta 0", false},
 		{"inf theta", 8, math.Inf(1), hfconfig.RopeScaling{}, "rope_theta +Inf", false},
-		{"yarn", 8, 10000, hfconfig.RopeScaling{Type: "yarn", Factor: 4}, `rope type "yarn": unsupported`, true},
+		{"dynamic", 8, 10000, hfconfig.RopeScaling{Type: "dynamic", Factor: 4}, `rope type "dynamic": unsupported`, true},
+		{"yarn without parameters", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeYarn, Factor: 4}, "original_max_position_embeddings: got 0", false},
+		{"yarn theta 1", 8, 1, yarnTiny, "rope_theta 1 with scaling yarn", false},
 		{"linear factor 0", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLinear}, "factor: got 0, want a number >= 1", false},
 		{"llama3 without parameters", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, Factor: 8}, "low_freq_factor: got 0", false},
 		{"factors too few", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: []float32{1, 2}}, "2 frequency factors for head_dim 8: want 4", false},
