@@ -36,8 +36,14 @@ func dimsOf(cfg *hfconfig.Config) (dims, error) {
 	if d.rope, err = runtime.RoPEFreqs(d.headDim, cfg.RopeTheta, cfg.RopeScaling); err != nil {
 		return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
 	}
-	// transformers MistralAttention: scaling = head_dim**-0.5.
-	d.scale = float32(1 / math.Sqrt(float64(d.headDim)))
+	// transformers MistralAttention: scaling = head_dim**-0.5, times the
+	// square of the RoPE attention factor (yarn's) that transformers
+	// multiplies cos and sin by: q and k both carry it, so q·k does
+	// twice. Folded here, it reaches every attention (CPU and CUDA,
+	// prefill, paged decode) without a kernel knowing of it; the rotated
+	// q and k, and the cache's K, are the table's rotation alone.
+	af := runtime.AttentionFactor(cfg.RopeScaling)
+	d.scale = float32(af * af / math.Sqrt(float64(d.headDim)))
 	return d, nil
 }
 

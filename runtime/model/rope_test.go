@@ -15,7 +15,167 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/kvcache"
 )
 
-// TestRoPEScaling: a llama3 or linear RoPE scaling in config.json changes
+// yarnTiny is a yarn scaling for stories260K (head_dim 8, rope_theta
+// 10000): factor 8 past original_max_position_embeddings 32, beta_fast
+// 32, beta_slow 0.25, whose correction dimensions
+// 8·ln(32/(2π·r))/(2·ln 10000) are below 0 (r 32) and 1.309 (r 0.25),
+// rounded out to [0, 2]; the default attention factor 0.1·ln 8 + 1.
+const yarnTiny = `{"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "beta_slow": 0.25}`
+
+// yarnTinyInv is yarnTiny's inverse frequency j by hand: ramp j/2 over
+// [0, 2], 1/10000^(j/4) kept at 0, divided by 8 from 2 on.
+func yarnTinyInv(j int) float64 {
+	r := min(float64(j)/2, 1)
+	inv := math.Pow(10000, -float64(j)/4)
+	return inv/8*r + inv*(1-r)
+}
+
+// TestYarnAttentionFactor: yarn's attention factor A, which transformers
+// multiplies into cos and sin, folded into the attention scale as A²
+// (dimsOf) computes what transformers does. Layer 0's attention output
+// (attn_out) on stories260K with yarnTiny, 64 positions (32 past the
+// original context), is computed here independently from its normed
+// input in float64: q, k and v projected, q and k rotated by cos·A and
+// sin·A of the frequencies by hand, causal softmax scaled by
+// head_dim^-0.5 as MistralAttention scales it, heads grouped 8 to 4. It
+// matches the runtime's, and not the same computation with A = 1; the
+// rotated q and k the runtime emits are the plain rotation (not times A),
+// as the KV cache stores K. An explicit attention_factor 0.5 is checked
+// the same way.
+func TestYarnAttentionFactor(t *testing.T) {
+	dir := fixture(t, "models/stories260K-hf-mistral")
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	const hidden, hd, heads, kvHeads = 64, 8, 8, 4
+	w := map[string][]float32{}
+	for _, m := range []string{"q_proj", "k_proj", "v_proj"} {
+		tt, err := set.Tensor("model.layers.0.self_attn." + m + ".weight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w[m], err = tt.Float32(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, ids := fixtures.StoriesGreedy(t)
+	ids = ids[:64]
+	T := len(ids)
+	for _, tc := range []struct {
+		name, scaling string
+		a             float64
+	}{
+		{"default factor", yarnTiny, 0.1*math.Log(8) + 1},
+		{"attention_factor 0.5", `{"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32, "beta_slow": 0.25, "attention_factor": 0.5}`, 0.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := bytes.Replace(raw, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": `+tc.scaling+`,`), 1)
+			cfg, err := hfconfig.Parse(doc, "config.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := FromWeights(set, cfg, nil, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			got := map[string][]float32{}
+			if _, err := m.Forward(ids, nil, func(name string, x []float32, rows, cols int) {
+				switch name {
+				case "model.layers.0.attn_norm", "model.layers.0.attn_q", "model.layers.0.attn_k", "model.layers.0.attn_out":
+					got[name] = append([]float32(nil), x...)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			norm := got["model.layers.0.attn_norm"]
+			// proj returns norm·wᵀ [T, n] with row p rotated by mag·cos and
+			// mag·sin of p·inv (rotate) or not.
+			proj := func(wm []float32, n int, rotate bool, mag float64) []float64 {
+				out := make([]float64, T*n)
+				for p := range T {
+					for o := range n {
+						var s float64
+						for k := range hidden {
+							s += float64(norm[p*hidden+k]) * float64(wm[o*hidden+k])
+						}
+						out[p*n+o] = s
+					}
+					if !rotate {
+						continue
+					}
+					for h0 := 0; h0 < n; h0 += hd {
+						row := out[p*n+h0 : p*n+h0+hd]
+						for j := range hd / 2 {
+							sin, cos := math.Sincos(float64(p) * yarnTinyInv(j))
+							x1, x2 := row[j], row[j+hd/2]
+							row[j], row[j+hd/2] = mag*(x1*cos-x2*sin), mag*(x2*cos+x1*sin)
+						}
+					}
+				}
+				return out
+			}
+			// attend is transformers' eager attention over the rotated
+			// q and k times a: softmax(q·k / √hd) v, causal.
+			attend := func(a float64) []float64 {
+				q, k, v := proj(w["q_proj"], heads*hd, true, a), proj(w["k_proj"], kvHeads*hd, true, a), proj(w["v_proj"], kvHeads*hd, false, 1)
+				out := make([]float64, T*heads*hd)
+				for p := range T {
+					for h := range heads {
+						kh := h / (heads / kvHeads)
+						sc := make([]float64, p+1)
+						mx := math.Inf(-1)
+						for j := range sc {
+							var s float64
+							for e := range hd {
+								s += q[p*heads*hd+h*hd+e] * k[j*kvHeads*hd+kh*hd+e]
+							}
+							sc[j] = s / math.Sqrt(hd)
+							mx = max(mx, sc[j])
+						}
+						var z float64
+						for j := range sc {
+							sc[j] = math.Exp(sc[j] - mx)
+							z += sc[j]
+						}
+						for j := range sc {
+							for e := range hd {
+								out[p*heads*hd+h*hd+e] += sc[j] / z * v[j*kvHeads*hd+kh*hd+e]
+							}
+						}
+					}
+				}
+				return out
+			}
+			att := got["model.layers.0.attn_out"]
+			withA, withoutA := backendtest.NMSE(att, attend(tc.a)), backendtest.NMSE(att, attend(1))
+			t.Logf("layer 0 attn_out: NMSE %.3g against cos and sin times A = %g, %.3g against A = 1", withA, tc.a, withoutA)
+			if withA > 1e-10 {
+				t.Errorf("layer 0 attn_out: NMSE %.3g against transformers' attention with cos and sin times %g", withA, tc.a)
+			}
+			if withoutA < 1e-4 {
+				t.Errorf("layer 0 attn_out: NMSE %.3g against the attention without the factor: it did not reach the scale", withoutA)
+			}
+			for _, e := range []struct {
+				name string
+				w    []float32
+				n    int
+			}{{"attn_q", w["q_proj"], heads * hd}, {"attn_k", w["k_proj"], kvHeads * hd}} {
+				if d := backendtest.NMSE(got["model.layers.0."+e.name], proj(e.w, e.n, true, 1)); d > 1e-11 {
+					t.Errorf("layer 0 %s: NMSE %.3g against the rotation without the factor: want RoPE's of the table alone", e.name, d)
+				}
+			}
+		})
+	}
+}
+
+// TestRoPEScaling: a llama3, linear or yarn RoPE scaling in config.json changes
 // what the model computes exactly as its frequencies say. On stories260K
 // (head_dim 8, rope_theta 10000: wavelengths 2π, 62.8, 628 and 6283)
 // with llama3 factor 8, low_freq_factor 1, high_freq_factor 16,
@@ -103,6 +263,10 @@ func TestRoPEScaling(t *testing.T) {
 				return plain(j) * ((1-smooth)/8 + smooth)
 			}},
 		{"linear", `{"type": "linear", "factor": 4}`, func(j int) float64 { return plain(j) / 4 }},
+		// yarn (yarnTiny): kept, half-ramped, divided, divided. attn_q
+		// is the table's rotation alone: the attention factor is in the
+		// attention scale (TestYarnAttentionFactor).
+		{"yarn", yarnTiny, yarnTinyInv},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, lg, norm, q := run(t, tc.scaling)
