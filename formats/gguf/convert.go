@@ -588,13 +588,23 @@ func checkModel(cfg *hfconfig.Config) error {
 	}
 	// RoPE scaling as convert_hf_to_gguf.py writes it: linear as
 	// {arch}.rope.scaling.type and .factor, llama3 as the rope_freqs
-	// tensor (ropeFreqFactors); nothing else.
+	// tensor (ropeFreqFactors), yarn as its keys (yarnKVs); nothing else.
 	s := cfg.RopeScaling
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
 	}
 	if s.Type == hfconfig.RopeYarn {
-		return fmt.Errorf("%s: rope scaling %s: not written yet: %w", cfg.File, s, ErrUnsupportedModel)
+		// llama.cpp's llama graph takes yarn's betas from its context
+		// parameters (32 and 1; the loader reads no yarn_beta_* key for
+		// this architecture) and always rounds the correction range out
+		// (ggml_rope_yarn_corr_dims): a file of other values would run as
+		// another model there.
+		switch {
+		case s.BetaFast != hfconfig.YarnBetaFast || s.BetaSlow != hfconfig.YarnBetaSlow:
+			return fmt.Errorf("%s: rope scaling %s: beta_fast %g and beta_slow %g, but llama.cpp runs a llama file's yarn with 32 and 1: %w", cfg.File, s, s.BetaFast, s.BetaSlow, ErrUnsupportedModel)
+		case !s.Truncate:
+			return fmt.Errorf("%s: rope scaling %s: truncate false, but llama.cpp rounds yarn's correction range out: %w", cfg.File, s, ErrUnsupportedModel)
+		}
 	}
 	if s.FreqFactors != nil && len(s.FreqFactors) != cfg.HeadDim/2 {
 		return fmt.Errorf("%s: %d RoPE frequency factors for head_dim %d: want %d: %w", cfg.File, len(s.FreqFactors), cfg.HeadDim, cfg.HeadDim/2, ErrUnsupportedModel)
@@ -682,6 +692,27 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
 	}
 	return specs
+}
+
+// yarnKVs are the keys of a yarn scaling s: what
+// TextModel.set_gguf_parameters writes (llama.rope.scaling.type "yarn",
+// .factor, .original_context_length) and, where s's attention factor A is
+// not YaRN's default get_mscale(factor) = 0.1·ln(factor) + 1, the key
+// llama.cpp's loader reads into it for every architecture:
+// llama.rope.scaling.attn_factor = A/get_mscale(factor). llama.cpp
+// rotates a llama file's yarn with the magnitude get_mscale(factor)
+// times that key (llama_context: yarn_attn_factor, then ggml's rope_yarn
+// multiplying in 1 + 0.1·ln(factor) after the context divided it out).
+// The converter's own rope.scaling.yarn_attn_factor for an explicit
+// attention_factor is not read for the llama architecture, nor are its
+// yarn_beta_fast/slow (checkModel refuses betas other than 32 and 1).
+func yarnKVs(s hfconfig.RopeScaling) []KV {
+	kvs := []KV{{"llama.rope.scaling.type", "yarn"}, {"llama.rope.scaling.factor", float32(s.Factor)},
+		{"llama.rope.scaling.original_context_length", uint32(s.OriginalMaxPositionEmbeddings)}}
+	if m := hfconfig.YarnMscale(s.Factor, 1); s.AttentionFactor != m {
+		kvs = append(kvs, KV{"llama.rope.scaling.attn_factor", float32(s.AttentionFactor / m)})
+	}
+	return kvs
 }
 
 // RopeFreqsTensor is the tensor of RoPE frequency factors that
@@ -810,10 +841,13 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		{"llama.attention.value_length", uint32(cfg.HeadDim)},
 		{"llama.rope.dimension_count", uint32(cfg.HeadDim)},
 	}
-	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLinear {
+	switch s := cfg.RopeScaling; s.Type {
+	case hfconfig.RopeLinear:
 		// As TextModel.set_gguf_parameters writes a linear scaling, before
 		// the base; llama3's is the rope_freqs tensor.
 		kvs = append(kvs, KV{"llama.rope.scaling.type", "linear"}, KV{"llama.rope.scaling.factor", float32(s.Factor)})
+	case hfconfig.RopeYarn:
+		kvs = append(kvs, yarnKVs(s)...)
 	}
 	kvs = append(kvs,
 		KV{"llama.rope.freq_base", float32(cfg.RopeTheta)},

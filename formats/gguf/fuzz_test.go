@@ -27,9 +27,10 @@ func FuzzNewFile(f *testing.F) {
 	f.Add(header(0, 1).str(KeyAlignment).u32(4).u32(64).b)
 	f.Add(header(1, 1).str("k").u32(9).u32(9).u64(1).u32(8).u64(1).str("s").
 		str("t").u32(2).u64(256).u64(1).u32(uint32(TypeQ4_K)).u64(0).pad(32).raw(make([]byte, 144)...).pad(32).b)
-	// A llama model's metadata with a linear scaling, and with Llama 3's
-	// rope_freqs (head_dim 4: two factors).
-	for _, extra := range [][]KV{{{"llama.rope.scaling.type", "linear"}, {"llama.rope.scaling.factor", float32(2)}}, nil} {
+	// A llama model's metadata with a linear scaling, with Llama 3's
+	// rope_freqs (head_dim 4: two factors), and with yarn.
+	for _, extra := range [][]KV{{{"llama.rope.scaling.type", "linear"}, {"llama.rope.scaling.factor", float32(2)}}, nil,
+		{{"llama.rope.scaling.type", "yarn"}, {"llama.rope.scaling.factor", float32(4)}, {"llama.rope.scaling.original_context_length", uint32(8)}, {"llama.rope.scaling.attn_factor", float32(1.25)}}} {
 		kvs := append([]KV{{"general.architecture", "llama"}, {"llama.embedding_length", uint32(8)}, {"llama.feed_forward_length", uint32(8)},
 			{"llama.block_count", uint32(1)}, {"llama.attention.head_count", uint32(2)}, {"llama.context_length", uint32(16)},
 			{"llama.attention.layer_norm_rms_epsilon", float32(1e-5)}}, extra...)

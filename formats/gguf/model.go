@@ -20,12 +20,14 @@ import (
 // output weight. RoPE scaling is read as llama.cpp reads it: a linear one
 // (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with
 // rope.scaling.factor or the older rope.scale_linear other than 0 or 1) as
-// RopeScaling linear, none with type "none" whatever the factor says, and
-// the rope_freqs tensor (what llama.cpp's converter writes for a llama3
-// scaling) as a llama3 RopeScaling of its FreqFactors. A file whose
+// RopeScaling linear, none with type "none" whatever the factor says, the
+// rope_freqs tensor (what llama.cpp's converter writes for a llama3
+// scaling) as a llama3 RopeScaling of its FreqFactors, and type "yarn" as
+// llama.cpp runs it on a llama file (yarnScaling). A file whose
 // metadata or tensors ask llama.cpp for more than the runtime computes
 // (another scaling type, a linear factor below 1, rope_freqs with a linear
-// factor, an attention factor, partial rotary, experts, biases) is
+// factor or yarn, an attention factor without yarn, yarn_* keys, partial
+// rotary, experts, biases) is
 // refused, wrapping ErrUnsupportedModel: run, it would silently be another
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
@@ -126,8 +128,8 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	// type "none" scales nothing whatever the factor.
 	scaling := "linear"
 	if t, err := Value[string](f, "llama.rope.scaling.type"); err == nil {
-		if t != "none" && t != "linear" {
-			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling of a type the runtime does not compute (none and linear are)")
+		if t != "none" && t != "linear" && t != "yarn" {
+			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling of a type the runtime does not compute (none, linear and yarn are)")
 		}
 		scaling = t
 	} else if _, ok := f.Get("llama.rope.scaling.type"); ok {
@@ -149,10 +151,18 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		}
 		c["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": float64(factor)} // the file's float32, exactly
 	}
-	if v, ok, err := f32("llama.rope.scaling.attn_factor"); err != nil {
+	attn, hasAttn, err := f32("llama.rope.scaling.attn_factor")
+	if err != nil {
 		return nil, err
-	} else if ok && v != 1 {
-		return nil, refuse("llama.rope.scaling.attn_factor", v, "RoPE scaling, which the runtime does not compute")
+	}
+	if scaling == "yarn" {
+		y, err := f.yarnScaling(c, factorKey, factor, attn, hasAttn)
+		if err != nil {
+			return nil, err
+		}
+		c["rope_scaling"] = y
+	} else if hasAttn && attn != 1 {
+		return nil, refuse("llama.rope.scaling.attn_factor", attn, "an attention factor without yarn, which the runtime does not compute")
 	}
 	te, ok := f.Tensor("token_embd.weight")
 	if !ok || len(te.Shape) != 2 {
@@ -182,6 +192,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		if linear {
 			return nil, fmt.Errorf("%s: tensor %q with %s %g: RoPE frequency factors and a linear scaling both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, factorKey, factor, ErrUnsupportedModel)
 		}
+		if cfg.RopeScaling.Type == hfconfig.RopeYarn {
+			return nil, fmt.Errorf("%s: tensor %q with llama.rope.scaling.type \"yarn\": RoPE frequency factors and yarn both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, ErrUnsupportedModel)
+		}
 		cfg.RopeScaling = hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: ff}
 	}
 	// Every tensor must be one the runtime computes with: llama.cpp applies
@@ -204,6 +217,48 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
 	}
 	return cfg, nil
+}
+
+// yarnScaling returns the rope_scaling block of a file whose
+// llama.rope.scaling.type is "yarn", as llama.cpp runs it: factor from
+// factorKey (0 or absent is 1, llama.cpp's freq_scale 1), the original
+// context from llama.rope.scaling.original_context_length (absent:
+// llama.context_length, c's max_position_embeddings), betas 32 and 1,
+// the range rounded out, and the attention factor get_mscale(factor)
+// times llama.rope.scaling.attn_factor (1 where absent). The
+// llama.rope.scaling.yarn_* keys, which llama.cpp's llama architecture
+// does not read (its converter writes them for a config's explicit
+// values), are refused: the checkpoint meant a scaling llama.cpp does not
+// compute from this file.
+func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn float32, hasAttn bool) (map[string]any, error) {
+	refuse := func(key string, v any, why string) error {
+		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
+	}
+	for _, k := range []string{"yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_log_multiplier"} {
+		if v, ok := f.Get("llama.rope.scaling." + k); ok {
+			return nil, refuse("llama.rope.scaling."+k, v, "a yarn parameter llama.cpp's llama architecture does not read (it runs 32, 1 and get_mscale(factor))")
+		}
+	}
+	if factor == 0 {
+		factor = 1
+	}
+	if !(factor >= 1) || math.IsInf(float64(factor), 0) {
+		return nil, refuse(factorKey, factor, "a yarn factor below 1 or not finite, which the runtime does not compute")
+	}
+	orig := c["max_position_embeddings"].(uint32)
+	if v, err := Value[uint32](f, "llama.rope.scaling.original_context_length"); err == nil {
+		orig = v
+	} else if _, ok := f.Get("llama.rope.scaling.original_context_length"); ok {
+		return nil, err
+	}
+	a := hfconfig.YarnMscale(float64(factor), 1)
+	if hasAttn {
+		if !(attn > 0) || math.IsInf(float64(attn), 0) {
+			return nil, refuse("llama.rope.scaling.attn_factor", attn, "want a positive finite attention factor")
+		}
+		a *= float64(attn)
+	}
+	return map[string]any{"rope_type": "yarn", "factor": float64(factor), "original_max_position_embeddings": orig, "attention_factor": a}, nil
 }
 
 // ropeFreqs reads the rope_freqs tensor ti: head_dim/2 positive finite

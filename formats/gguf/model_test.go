@@ -145,7 +145,9 @@ type appended struct {
 
 // TestHFConfigRefuses: a llama file asking llama.cpp for more than the
 // runtime computes is refused, naming the key or tensor: RoPE scaling of
-// another type, a linear factor below 1, an attention factor,
+// another type, a linear or yarn factor below 1, an attention factor
+// without yarn or not positive, yarn_* keys llama.cpp does not read for
+// llama, rope_freqs beside yarn,
 // rope_freqs that are not head_dim/2 positive factors or come with a
 // linear factor, partial rotary, experts, biases, a value head size unlike
 // the key's, and optional keys of another type (a per-layer head_count_kv)
@@ -166,7 +168,14 @@ func TestHFConfigRefuses(t *testing.T) {
 		extra []appended
 		want  string
 	}{
-		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4)}, want: "llama.rope.scaling.type"},
+		{set: map[string]any{"llama.rope.scaling.type": "dynamic", "llama.rope.scaling.factor": float32(4)}, want: "llama.rope.scaling.type"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_beta_fast": float32(16)}, want: "llama.rope.scaling.yarn_beta_fast 16: a yarn parameter llama.cpp's llama architecture does not read"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_attn_factor": float32(1)}, want: "llama.rope.scaling.yarn_attn_factor"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(0.5)}, want: "llama.rope.scaling.factor 0.5: a yarn factor below 1"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.attn_factor": float32(-1)}, want: "llama.rope.scaling.attn_factor -1: want a positive finite attention factor"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.original_context_length": "x"}, want: "llama.rope.scaling.original_context_length"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4)}, extra: []appended{freqs([]int{hd / 2}, ones)},
+			want: `tensor "rope_freqs.weight" with llama.rope.scaling.type "yarn": RoPE frequency factors and yarn both`},
 		{set: map[string]any{"llama.rope.scaling.type": "longrope"}, want: "llama.rope.scaling.type"},
 		{set: map[string]any{"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": float32(0.5)}, want: "llama.rope.scaling.factor 0.5: a linear RoPE scaling factor below 1"},
 		{set: map[string]any{"llama.rope.scale_linear": float32(-2)}, want: "llama.rope.scale_linear -2"},

@@ -2,11 +2,13 @@ package gguf_test
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
@@ -39,15 +41,35 @@ func scaledStories(t *testing.T, scaling string) *checkpoint {
 // divide the fourth by 8.
 const llama3Stories = `{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 16.0, "original_max_position_embeddings": 1024}`
 
+// yarnStories is a yarn scaling of stories260K: factor 4 past
+// original_max_position_embeddings 64, the default betas (32, 1), whose
+// correction dimensions 8·ln(64/(2π·r))/(2·ln 10000) are below 0 (r 32)
+// and 1.008 (r 1), rounded out to [0, 2]: the first frequency kept, the
+// second half interpolated, the others divided by 4; attention factor
+// 0.1·ln 4 + 1. yarnStoriesAttn adds an explicit attention_factor 1.5.
+const (
+	yarnStories     = `{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}`
+	yarnStoriesAttn = `{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "attention_factor": 1.5}`
+)
+
+// yarnPrompts are prompts of stories260K whose last positions (up to 70)
+// lie past yarnStories' original context.
+func yarnPrompts(t *testing.T) [][]int {
+	prompt, greedyIDs := storiesRef(t)
+	return [][]int{prompt, greedyIDs[:40], greedyIDs[:66], greedyIDs[:71]}
+}
+
 // TestConvertRoPEScaling: a llama3 scaling converts as
 // convert_hf_to_gguf.py's LlamaModel writes it, rope_freqs.weight (F32
 // [head_dim/2], the first tensor) holding each frequency's divisor
 // computed here from the converter's formula, and no scaling keys; a
 // linear one as llama.rope.scaling.type "linear" and .factor before
-// rope.freq_base, and no rope_freqs. Read back (HFConfig, Weights), each
-// file runs in our runtime as the checkpoint with its scaled config.json
-// does: the same logits but for the rounding of the llama3 factors to
-// float32.
+// rope.freq_base, and no rope_freqs; a yarn one as type "yarn", .factor,
+// .original_context_length and, for an attention factor other than
+// YaRN's default, .attn_factor. Read back (HFConfig, Weights), each file
+// runs in our runtime as the checkpoint with its scaled config.json does:
+// the same logits but for the rounding of the llama3 factors and yarn's
+// attn_factor to float32.
 func TestConvertRoPEScaling(t *testing.T) {
 	prompt, greedyIDs := storiesRef(t)
 	prompts := [][]int{prompt, greedyIDs[:24], greedyIDs[:60]}
@@ -59,8 +81,18 @@ func TestConvertRoPEScaling(t *testing.T) {
 	}{
 		{"llama3", llama3Stories, llama3Factors(8, 10000, 8, 1, 16, 1024), nil, tolerance{1e-4, 1e-10, 1e-10}},
 		{"linear", `{"type": "linear", "factor": 4}`, nil, map[string]any{"llama.rope.scaling.type": "linear", "llama.rope.scaling.factor": float32(4)}, tolerance{0, 0, 0}},
+		{"yarn", yarnStories, nil, map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4),
+			"llama.rope.scaling.original_context_length": uint32(64)}, tolerance{0, 0, 0}},
+		// llama.cpp's magnitude is get_mscale(4) = 1.1386 times
+		// rope.scaling.attn_factor: 1.5/1.1386 = 1.3174, rounded to
+		// float32 (the logits then within float32's step of A²).
+		{"yarn attention_factor", yarnStoriesAttn, nil, map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4),
+			"llama.rope.scaling.original_context_length": uint32(64), "llama.rope.scaling.attn_factor": float32(1.5 / (0.1*math.Log(4) + 1))}, tolerance{1e-4, 1e-10, 1e-10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if tc.name[:4] == "yarn" {
+				prompts = yarnPrompts(t)
+			}
 			ck := scaledStories(t, tc.scaling)
 			c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
 			ti := c.file.Tensors()
@@ -101,6 +133,15 @@ func TestConvertRoPEScaling(t *testing.T) {
 			case tc.factors != nil:
 				if cfg.RopeScaling.Type != hfconfig.RopeLlama3 || !slices.Equal(cfg.RopeScaling.FreqFactors, tc.factors) {
 					t.Errorf("read back %+v", cfg.RopeScaling)
+				}
+			case tc.name == "yarn attention_factor":
+				got, want := cfg.RopeScaling, ck.cfg.RopeScaling
+				if d := math.Abs(got.AttentionFactor/want.AttentionFactor - 1); d > 1e-7 {
+					t.Errorf("read back attention factor %v, want %v within float32's step", got.AttentionFactor, want.AttentionFactor)
+				}
+				got.AttentionFactor = want.AttentionFactor
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("read back %+v, want %+v", got, want)
 				}
 			case !reflect.DeepEqual(cfg.RopeScaling, ck.cfg.RopeScaling):
 				t.Errorf("read back %+v, want %+v", cfg.RopeScaling, ck.cfg.RopeScaling)
@@ -187,8 +228,10 @@ func TestRopeFreqFactorsLlama31(t *testing.T) {
 	}
 }
 
-// TestLlamaCppRoPEScaling: llama.cpp runs the files of a llama3 and a
-// linear scaling (rope_freqs; rope.scaling.type and .factor) as our
+// TestLlamaCppRoPEScaling: llama.cpp runs the files of a llama3, a
+// linear and two yarn scalings (rope_freqs; rope.scaling.type and .factor;
+// yarn's keys, with an attention factor of its own or not, the prompts
+// reaching past its original context) as our
 // runtime runs their checkpoint with the scaled config.json: next-token
 // distributions within the F32 tolerance of the other llama.cpp checks,
 // where the unscaled model's are far outside it.
@@ -200,21 +243,45 @@ func TestLlamaCppRoPEScaling(t *testing.T) {
 	unscaled := nextLogProbs(t, loadRuntime(t, plain.set, plain.cfg), prompts)
 	var cks []*checkpoint
 	req := llamaRequest{}
-	for _, scaling := range []string{llama3Stories, `{"type": "linear", "factor": 4}`} {
-		ck := scaledStories(t, scaling)
+	yp := yarnPrompts(t)
+	unscaledYarn := nextLogProbs(t, loadRuntime(t, plain.set, plain.cfg), yp)
+	cases := []struct{ name, scaling string }{{"llama3", llama3Stories}, {"linear", `{"type": "linear", "factor": 4}`},
+		{"yarn", yarnStories}, {"yarn attention_factor", yarnStoriesAttn}}
+	for _, tc := range cases {
+		ck := scaledStories(t, tc.scaling)
 		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
 		cks = append(cks, ck)
-		req.Models = append(req.Models, llamaModel{Path: c.path, Context: 72, Logits: prompts})
+		ps := prompts
+		if ck.cfg.RopeScaling.Type == hfconfig.RopeYarn {
+			ps = yp
+		}
+		req.Models = append(req.Models, llamaModel{Path: c.path, Context: 72, Logits: ps})
 	}
 	resp := runLlamaCpp(t, node, req)
 	t.Logf("llama.cpp %s", resp.LlamaCpp)
 	tol := llamaTolerances[gguf.TypeF32]
+	var yarnDefault [][]float64 // our runtime with yarn's default attention factor
 	for i, ck := range cks {
-		t.Run(ck.cfg.RopeScaling.Type, func(t *testing.T) {
-			ours := nextLogProbs(t, loadRuntime(t, ck.set, ck.cfg), prompts)
+		t.Run(cases[i].name, func(t *testing.T) {
+			ps, unscaled := prompts, unscaled
+			if ck.cfg.RopeScaling.Type == hfconfig.RopeYarn {
+				ps, unscaled = yp, unscaledYarn
+			}
+			ours := nextLogProbs(t, loadRuntime(t, ck.set, ck.cfg), ps)
 			d := llamaDiff(t, resp.Models[i].LogProbs, ours, ck.cfg.VocabSize)
 			t.Logf("llama.cpp vs our runtime, scaled: %v", d)
 			tol.check(t, "llama.cpp vs our runtime on the scaled model", d)
+			switch cases[i].name {
+			case "yarn":
+				yarnDefault = ours
+			case "yarn attention_factor":
+				// The attention factor is what tells the two files apart.
+				u := llamaDiff(t, resp.Models[i].LogProbs, yarnDefault, ck.cfg.VocabSize)
+				t.Logf("llama.cpp vs our runtime with yarn's default attention factor: %v", u)
+				if u.maxAbs <= tol.maxAbs && u.nmse <= tol.nmse {
+					t.Errorf("yarn's default attention factor is within the tolerance too (%v): the check cannot tell the factor", u)
+				}
+			}
 			u := llamaDiff(t, resp.Models[i].LogProbs, unscaled, ck.cfg.VocabSize)
 			t.Logf("llama.cpp vs our runtime unscaled: %v", u)
 			if u.maxAbs <= tol.maxAbs && u.nmse <= tol.nmse {
@@ -233,4 +300,22 @@ func storiesRef(t *testing.T) (prompt, greedy []int) {
 	}
 	readJSON(t, filepath.Join(fixture(t, "models/stories260K-hf-mistral"), "expected_greedy.json"), &ref)
 	return ref.Prompt, ref.Greedy
+}
+
+// TestConvertYarnRefused: a yarn scaling llama.cpp would run otherwise
+// than transformers on a llama file, betas other than 32 and 1 (its
+// loader reads none for llama) or truncate false (it always rounds the
+// range out), is refused before a file is planned, naming the parameter.
+func TestConvertYarnRefused(t *testing.T) {
+	for _, tc := range []struct{ scaling, want string }{
+		{`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_fast": 16}`, "beta_fast 16 and beta_slow 1, but llama.cpp runs a llama file's yarn with 32 and 1"},
+		{`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "beta_slow": 2}`, "beta_fast 32 and beta_slow 2"},
+		{`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "truncate": false}`, "truncate false, but llama.cpp rounds yarn's correction range out"},
+	} {
+		ck := scaledStories(t, tc.scaling)
+		_, err := gguf.Plan(ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, gguf.ErrUnsupportedModel) {
+			t.Errorf("%s: %v, want ErrUnsupportedModel saying %q", tc.scaling, err, tc.want)
+		}
+	}
 }
