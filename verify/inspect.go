@@ -61,13 +61,18 @@ type Report struct {
 }
 
 // RopeScaling is a Report's RoPE scaling (hfconfig.RopeScaling) under
-// transformers' keys; the llama3 keys only for llama3.
+// transformers' keys; the llama3 keys only for llama3, yarn's (its
+// defaults and attention factor resolved) only for yarn.
 type RopeScaling struct {
 	RopeType                      string  `json:"rope_type"`
 	Factor                        float64 `json:"factor"`
 	LowFreqFactor                 float64 `json:"low_freq_factor,omitempty"`
 	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
 	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
+	BetaFast                      float64 `json:"beta_fast,omitempty"`
+	BetaSlow                      float64 `json:"beta_slow,omitempty"`
+	Truncate                      *bool   `json:"truncate,omitempty"`
+	AttentionFactor               float64 `json:"attention_factor,omitempty"`
 }
 
 // ropeScalingOf is s as a Report gives it: nil for plain RoPE.
@@ -75,15 +80,23 @@ func ropeScalingOf(s hfconfig.RopeScaling) *RopeScaling {
 	if s.IsDefault() {
 		return nil
 	}
-	return &RopeScaling{RopeType: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor, HighFreqFactor: s.HighFreqFactor,
+	r := &RopeScaling{RopeType: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor, HighFreqFactor: s.HighFreqFactor,
 		OriginalMaxPositionEmbeddings: s.OriginalMaxPositionEmbeddings}
+	if s.Type == hfconfig.RopeYarn {
+		r.BetaFast, r.BetaSlow, r.Truncate, r.AttentionFactor = s.BetaFast, s.BetaSlow, &s.Truncate, s.AttentionFactor
+	}
+	return r
 }
 
 // String describes r as config.json spells it.
 func (r *RopeScaling) String() string {
-	if r.RopeType == hfconfig.RopeLlama3 {
+	switch r.RopeType {
+	case hfconfig.RopeLlama3:
 		return fmt.Sprintf("llama3 (factor %g, low_freq_factor %g, high_freq_factor %g, original_max_position_embeddings %d)",
 			r.Factor, r.LowFreqFactor, r.HighFreqFactor, r.OriginalMaxPositionEmbeddings)
+	case hfconfig.RopeYarn:
+		return fmt.Sprintf("yarn (factor %g, original_max_position_embeddings %d, beta_fast %g, beta_slow %g, truncate %v, attention_factor %.6g)",
+			r.Factor, r.OriginalMaxPositionEmbeddings, r.BetaFast, r.BetaSlow, r.Truncate != nil && *r.Truncate, r.AttentionFactor)
 	}
 	return fmt.Sprintf("%s (factor %g)", r.RopeType, r.Factor)
 }

@@ -91,33 +91,41 @@ func TestInspectCmd(t *testing.T) {
 }
 
 // TestInspectRopeScaling: inspect names a config's RoPE scaling, in the
-// text and as rope_scaling under config.json's keys in the JSON, and
-// leaves the key out for plain RoPE.
+// text and as rope_scaling under config.json's keys in the JSON (yarn's
+// defaults and attention factor resolved, 0.1·ln 4 + 1), and leaves the
+// key out for plain RoPE.
 func TestInspectRopeScaling(t *testing.T) {
 	src := fixturePath(t, "models/stories260K-hf-mistral")
-	dir := t.TempDir()
-	for _, f := range []string{"config.json", "model.safetensors"} {
-		data, err := os.ReadFile(filepath.Join(src, f))
-		if err != nil {
-			t.Fatal(err)
+	scaled := func(scaling, want string) string {
+		dir := t.TempDir()
+		for _, f := range []string{"config.json", "model.safetensors"} {
+			data, err := os.ReadFile(filepath.Join(src, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f == "config.json" {
+				data = bytes.Replace(data, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": `+scaling+`,`), 1)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if f == "config.json" {
-			data = bytes.Replace(data, []byte(`"rope_theta": 10000,`), []byte(`"rope_theta": 10000, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},`), 1)
+		out, _, err := run(t, "inspect", dir)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("inspect: %v, output lacks %q:\n%s", err, want, out)
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		return dir
 	}
-	out, _, err := run(t, "inspect", dir)
-	const want = "rope_theta 10000, rope scaling llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), sliding window"
-	if err != nil || !strings.Contains(out, want) {
-		t.Errorf("inspect: %v, output lacks %q:\n%s", err, want, out)
-	}
+	dir := scaled(`{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}`,
+		"rope_theta 10000, rope scaling llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192), sliding window")
+	yarn := scaled(`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128}`,
+		"rope_theta 10000, rope scaling yarn (factor 4, original_max_position_embeddings 128, beta_fast 32, beta_slow 1, truncate true, attention_factor 1.13863), sliding window")
 	for _, tc := range []struct {
 		dir  string
 		want string // rope_scaling's JSON; "" for none
 	}{
 		{dir, `{"rope_type":"llama3","factor":8,"low_freq_factor":1,"high_freq_factor":4,"original_max_position_embeddings":8192}`},
+		{yarn, `{"rope_type":"yarn","factor":4,"original_max_position_embeddings":128,"beta_fast":32,"beta_slow":1,"truncate":true,"attention_factor":1.138629436111989}`},
 		{src, ""},
 	} {
 		out, _, err := run(t, "inspect", "--json", tc.dir)
