@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -29,11 +30,12 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // TestModelMatchesCPU runs whole models on the device and on the CPU
 // reference: the logits of a sequence, the device-side scores against the
 // host cross-entropy of the same logits. Each fixture runs as it is and
-// with a llama3 RoPE scaling written into its config.json: Llama 3.1's on
-// openchat-tiny (head_dim 128: kept, smoothed and divided frequencies),
-// on stories260K (head_dim 8) one whose edges, 64 and 1024, put its four
-// frequencies in all three bands; there the CPU's logits move from the
-// unscaled model's by far more than the device may differ from them.
+// with a llama3 and a yarn RoPE scaling written into its config.json:
+// Llama 3.1's on openchat-tiny (head_dim 128: kept, smoothed and divided
+// frequencies), on stories260K (head_dim 8) one whose edges, 64 and
+// 1024, put its four frequencies in all three bands; yarn's with its
+// attention factor; there the CPU's logits move from the unscaled
+// model's by far more than the device may differ from them.
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -46,6 +48,13 @@ func TestModelMatchesCPU(t *testing.T) {
 			`{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}`},
 		{"stories260K-hf-mistral-llama3", "models/stories260K-hf-mistral",
 			`{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 16.0, "original_max_position_embeddings": 1024}`},
+		// yarn past an original context of 128 (the sequence is 300):
+		// kept, ramped and divided frequencies, and the attention factor
+		// 0.1·ln 4 + 1 in the attention scale.
+		{"openchat-tiny-yarn", "models/openchat-tiny",
+			`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128}`},
+		{"stories260K-hf-mistral-yarn", "models/stories260K-hf-mistral",
+			`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixtures.Path(t, tc.fixture)
@@ -54,8 +63,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = withRopeScaling(t, dir, tc.scaling)
 			}
 			mc, mg := load(t, dir, cpu.New(0)), load(t, dir, b)
-			if tc.scaling != "" && mg.Config.RopeScaling.Type != "llama3" {
-				t.Fatalf("rope scaling %v, want llama3", mg.Config.RopeScaling)
+			if want := strings.TrimPrefix(tc.name, filepath.Base(tc.fixture)+"-"); tc.scaling != "" && mg.Config.RopeScaling.Type != want {
+				t.Fatalf("rope scaling %v, want %s", mg.Config.RopeScaling, want)
 			}
 			seq := ids
 			if v := mc.Config.VocabSize; v < 32000 {
