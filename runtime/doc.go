@@ -30,11 +30,15 @@
 //
 // The RoPE ops (RoPE, RoPEStore, MatMulSplitRoPE) rotate by a table of
 // inverse frequencies [headDim/2] that RoPEFreqs builds from rope_theta
-// and the config's scaling (plain, linear, llama3, or a GGUF file's
+// and the config's scaling (plain, linear, llama3, yarn, or a GGUF file's
 // frequency factors), once, at the model's load; no op computes
 // frequencies of its own, so a scaled model cannot fall back to the plain
 // table on some path. A backend may keep a device copy of a table it was
-// given (found again by its contents).
+// given (found again by its contents). yarn's attention factor
+// (AttentionFactor), which transformers multiplies into cos and sin, is
+// not applied by the RoPE ops: the model multiplies the attention scale
+// (AttentionParams.Scale) by its square, the same logits, so rotated q
+// and k, and the KV cache's K, are the table's rotation alone.
 //
 // # Optional ops
 //
