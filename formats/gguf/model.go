@@ -228,28 +228,19 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 // times llama.rope.scaling.attn_factor (1 where absent). The
 // llama.rope.scaling.yarn_* keys, which llama.cpp's llama architecture
 // does not read (its converter writes them for a config's explicit
-// values), are refused: the checkpoint meant a scaling llama.cpp does not
+// values), are taken where they say what llama.cpp runs (ext_factor 1,
+// attn_factor that magnitude, betas 32 and 1, log_multiplier 0) and
+// refused otherwise: the checkpoint meant a scaling llama.cpp does not
 // compute from this file.
 func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn float32, hasAttn bool) (map[string]any, error) {
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
-	}
-	for _, k := range []string{"yarn_ext_factor", "yarn_attn_factor", "yarn_beta_fast", "yarn_beta_slow", "yarn_log_multiplier"} {
-		if v, ok := f.Get("llama.rope.scaling." + k); ok {
-			return nil, refuse("llama.rope.scaling."+k, v, "a yarn parameter llama.cpp's llama architecture does not read (it runs 32, 1 and get_mscale(factor))")
-		}
 	}
 	if factor == 0 {
 		factor = 1
 	}
 	if !(factor >= 1) || math.IsInf(float64(factor), 0) {
 		return nil, refuse(factorKey, factor, "a yarn factor below 1 or not finite, which the runtime does not compute")
-	}
-	orig := c["max_position_embeddings"].(uint32)
-	if v, err := Value[uint32](f, "llama.rope.scaling.original_context_length"); err == nil {
-		orig = v
-	} else if _, ok := f.Get("llama.rope.scaling.original_context_length"); ok {
-		return nil, err
 	}
 	a := hfconfig.YarnMscale(float64(factor), 1)
 	if hasAttn {
@@ -258,7 +249,37 @@ func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn floa
 		}
 		a *= float64(attn)
 	}
+	// What llama.cpp runs in place of each: a key saying the same is
+	// taken, another value is what the checkpoint meant and llama.cpp
+	// does not compute.
+	for _, k := range []struct {
+		key  string
+		runs float32
+	}{{"yarn_ext_factor", 1}, {"yarn_attn_factor", float32(a)}, {"yarn_beta_fast", hfconfig.YarnBetaFast}, {"yarn_beta_slow", hfconfig.YarnBetaSlow}, {"yarn_log_multiplier", 0}} {
+		key := "llama.rope.scaling." + k.key
+		if v, ok, err := f.f32(key); err != nil {
+			return nil, err
+		} else if ok && v != k.runs {
+			return nil, refuse(key, v, fmt.Sprintf("a yarn parameter llama.cpp's llama architecture does not read (it runs %g)", k.runs))
+		}
+	}
+	orig := c["max_position_embeddings"].(uint32)
+	if v, err := Value[uint32](f, "llama.rope.scaling.original_context_length"); err == nil {
+		orig = v
+	} else if _, ok := f.Get("llama.rope.scaling.original_context_length"); ok {
+		return nil, err
+	}
 	return map[string]any{"rope_type": "yarn", "factor": float64(factor), "original_max_position_embeddings": orig, "attention_factor": a}, nil
+}
+
+// f32 reads the float32 key: (0, false, nil) where absent, an error where
+// it holds another type.
+func (f *File) f32(key string) (float32, bool, error) {
+	if _, ok := f.Get(key); !ok {
+		return 0, false, nil
+	}
+	v, err := Value[float32](f, key)
+	return v, err == nil, err
 }
 
 // ropeFreqs reads the rope_freqs tensor ti: head_dim/2 positive finite

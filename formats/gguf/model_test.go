@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"maps"
+	"math"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -169,8 +170,10 @@ func TestHFConfigRefuses(t *testing.T) {
 		want  string
 	}{
 		{set: map[string]any{"llama.rope.scaling.type": "dynamic", "llama.rope.scaling.factor": float32(4)}, want: "llama.rope.scaling.type"},
-		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_beta_fast": float32(16)}, want: "llama.rope.scaling.yarn_beta_fast 16: a yarn parameter llama.cpp's llama architecture does not read"},
-		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_attn_factor": float32(1)}, want: "llama.rope.scaling.yarn_attn_factor"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_beta_fast": float32(16)}, want: "llama.rope.scaling.yarn_beta_fast 16: a yarn parameter llama.cpp's llama architecture does not read (it runs 32)"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_attn_factor": float32(1)}, want: "llama.rope.scaling.yarn_attn_factor 1: a yarn parameter llama.cpp's llama architecture does not read (it runs 1.1386"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_ext_factor": float32(0.5)}, want: "llama.rope.scaling.yarn_ext_factor 0.5"},
+		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.yarn_beta_slow": uint32(1)}, want: "llama.rope.scaling.yarn_beta_slow"},
 		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(0.5)}, want: "llama.rope.scaling.factor 0.5: a yarn factor below 1"},
 		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4), "llama.rope.scaling.attn_factor": float32(-1)}, want: "llama.rope.scaling.attn_factor -1: want a positive finite attention factor"},
 		{set: map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.original_context_length": "x"}, want: "llama.rope.scaling.original_context_length"},
@@ -258,5 +261,27 @@ func TestHFConfigRopeScaling(t *testing.T) {
 			}
 			m.Close()
 		})
+	}
+}
+
+// TestHFConfigYarnKeys: a yarn file whose rope.scaling.yarn_* keys say
+// what llama.cpp runs for a llama file anyway (convert_hf_to_gguf.py
+// writes them where a config spells its defaults out) reads as the yarn
+// llama.cpp computes: original context from context_length where its key
+// is absent, attention factor 0.1·ln 4 + 1.
+func TestHFConfigYarnKeys(t *testing.T) {
+	ck := openCheckpoint(t, "models/stories260K-hf-mistral")
+	c := convert(t, ck, gguf.TypeF32)
+	a := 0.1*math.Log(4) + 1
+	cfg, err := rewriteGGUF(t, c, map[string]any{"llama.rope.scaling.type": "yarn", "llama.rope.scaling.factor": float32(4),
+		"llama.rope.scaling.yarn_beta_fast": float32(32), "llama.rope.scaling.yarn_beta_slow": float32(1),
+		"llama.rope.scaling.yarn_ext_factor": float32(1), "llama.rope.scaling.yarn_attn_factor": float32(a)}).HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := hfconfig.RopeScaling{Type: hfconfig.RopeYarn, Factor: 4, OriginalMaxPositionEmbeddings: ck.cfg.MaxPositionEmbeddings,
+		BetaFast: 32, BetaSlow: 1, Truncate: true, AttentionFactor: a}
+	if !reflect.DeepEqual(cfg.RopeScaling, want) {
+		t.Errorf("RopeScaling %+v, want %+v", cfg.RopeScaling, want)
 	}
 }
