@@ -43,3 +43,22 @@ func ExampleRopeScaling() {
 	// 500000 llama3 (factor 8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192)
 	// config.json: rope_scaling: missing required key "factor" (rope type "linear")
 }
+
+func ExampleYarnMscale() {
+	// Qwen2.5's long-context setting: yarn with the defaults filled in and
+	// the attention factor YarnMscale(4, 1) = 0.1·ln 4 + 1.
+	doc := []byte(`{"model_type": "llama", "hidden_size": 3584, "intermediate_size": 18944,
+		"num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4,
+		"vocab_size": 152064, "max_position_embeddings": 32768, "rope_theta": 1000000.0,
+		"rope_scaling": {"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}}`)
+	c, err := hfconfig.Parse(doc, "config.json")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(c.RopeScaling)
+	fmt.Printf("%.6f\n", hfconfig.YarnMscale(4, 1))
+	// Output:
+	// yarn (factor 4, original_max_position_embeddings 32768, beta_fast 32, beta_slow 1, truncate true, attention_factor 1.138629436111989)
+	// 1.138629
+}
