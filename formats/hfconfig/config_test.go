@@ -646,6 +646,10 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// yarn with every optional key.
+	f.Add([]byte(`{"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+		"vocab_size": 100, "original_max_position_embeddings": 64, "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+		"original_max_position_embeddings": 64, "beta_fast": 16, "beta_slow": 2, "truncate": false, "mscale": 1, "mscale_all_dim": 0.5}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.json")
 		if err != nil {
