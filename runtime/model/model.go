@@ -10,7 +10,9 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -51,7 +53,9 @@ type Options struct {
 }
 
 // Load reads a checkpoint directory (config.json, *.safetensors, and for
-// GPTQ quantize_config.json or config.json quantization_config) and binds
+// GPTQ quantize_config.json or config.json quantization_config; AWQ and
+// compressed-tensors checkpoints read as the GPTQ checkpoint they are
+// equivalent to, package quantized) and binds
 // every tensor on b in fp32. Floating-point tensors may be F32, F16 or
 // BF16; GPTQ Linear modules are dequantized to fp32.
 func Load(dir string, b runtime.Backend) (*Model, error) {
@@ -110,11 +114,12 @@ func eosIDs(cfg *hfconfig.Config, gen *hfconfig.GenerationConfig) []int {
 type Checkpoint struct {
 	Dir    string
 	Config *hfconfig.Config
-	// Quant is the GPTQ config, nil for a floating-point checkpoint.
+	// Quant is the GPTQ config (for AWQ and compressed-tensors, the one
+	// they read as), nil for a floating-point checkpoint.
 	Quant *gptq.QuantizeConfig
 	// Generation is generation_config.json, nil where there is none.
 	Generation *hfconfig.GenerationConfig
-	set        *safetensors.Set
+	set        weights.Set
 }
 
 // Open reads and checks the checkpoint in dir as Check does, plus its
@@ -152,20 +157,22 @@ func (c *Checkpoint) Load(b runtime.Backend, o Options) (*Model, error) {
 func (c *Checkpoint) Close() error { return c.set.Close() }
 
 // openDir reads a checkpoint directory's configs and opens its weights as
-// LoadWith does; quant is nil for a floating-point checkpoint.
-func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, *safetensors.Set, error) {
+// LoadWith does; quant is nil for a floating-point checkpoint. An AWQ or
+// compressed-tensors checkpoint's weights are its GPTQ view
+// (quantized.Config.Open).
+func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
 	}
-	quant, src, err := gptq.ReadQuantizeConfig(dir)
+	qconf, err := quantized.ReadConfig(dir)
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):
-		quant = nil
+		qconf = nil
 	case err != nil:
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
-	default:
-		if err := gptq.CheckAgreement(dir, quant, src, true); err != nil {
+	case qconf.Method == quantized.GPTQ:
+		if err := gptq.CheckAgreement(dir, qconf.GPTQ, qconf.Source, true); err != nil {
 			return nil, nil, nil, fmt.Errorf("model: %w", err)
 		}
 	}
@@ -179,7 +186,41 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, *safetensors.S
 		}
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
 	}
-	return cfg, quant, set, nil
+	if qconf == nil {
+		return cfg, nil, set, nil
+	}
+	if _, err := dimsOf(cfg); err != nil {
+		set.Close()
+		return nil, nil, nil, err
+	}
+	w, quant, err := qconf.Open(set, QuantLinears(cfg))
+	if err != nil {
+		set.Close()
+		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
+	return cfg, quant, w, nil
+}
+
+// QuantLinears lists the Linear modules a quantized checkpoint of cfg may
+// quantize, with their sizes: every decoder layer's, and lm_head where the
+// model has its own (not tied to the embeddings); nil where cfg's sizes
+// are invalid (dimsOf reports it).
+func QuantLinears(cfg *hfconfig.Config) []gptq.LinearShape {
+	d, err := dimsOf(cfg)
+	if err != nil {
+		return nil
+	}
+	var out []gptq.LinearShape
+	for i := range cfg.NumHiddenLayers {
+		for _, m := range LinearModules {
+			n, k, _ := d.linearShape(m)
+			out = append(out, gptq.LinearShape{Name: LayerPrefix(i) + "." + m, K: k, N: n})
+		}
+	}
+	if !cfg.TieWordEmbeddings {
+		out = append(out, gptq.LinearShape{Name: "lm_head", K: d.hidden, N: d.vocab})
+	}
+	return out
 }
 
 // Check refuses a checkpoint directory that LoadWith would refuse before
@@ -200,7 +241,7 @@ func Check(dir string) error {
 }
 
 // check is Check of an opened directory.
-func check(dir string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, set *safetensors.Set) error {
+func check(dir string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, set weights.Set) error {
 	if _, err := dimsOf(cfg); err != nil {
 		return err
 	}
