@@ -22,6 +22,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/formats/weights"
@@ -307,18 +308,25 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	qc, qsrc, err := gptq.ReadQuantizeConfig(o.In)
+	// An AWQ or compressed-tensors checkpoint is read as the GPTQ (v2)
+	// checkpoint it equals (quantized.Config.Open) and written as one.
+	var qc *gptq.QuantizeConfig
+	qconf, err := quantized.ReadConfig(o.In)
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):
-		qc = nil
+		qconf = nil
 	case err != nil:
 		return nil, err
-	default:
+	case qconf.Method == quantized.GPTQ:
+		qc = qconf.GPTQ
 		// (The output's configs are written from qc alone: a disagreement
 		// would be settled silently.)
-		if err := gptq.CheckAgreement(o.In, qc, qsrc, false); err != nil {
+		if err := gptq.CheckAgreement(o.In, qc, qconf.Source, false); err != nil {
 			return nil, fmt.Errorf("convert: %w", err)
 		}
+	default:
+		// (qc is set once its weights are opened: Open gives it.)
+		qc = &gptq.QuantizeConfig{}
 	}
 	var target safetensors.DType
 	torchDType := ""
@@ -343,6 +351,16 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	fromGPTQ := qconf == nil || qconf.Method == quantized.GPTQ
+	if !fromGPTQ {
+		linears, err := model.QuantLinears(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+		if src, qc, err = qconf.Open(src, linears); err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+	}
 	if qc != nil && !o.Dequantize && o.DType != "" {
 		return nil, fmt.Errorf("convert: --dtype %s needs --dequantize on a GPTQ checkpoint: without it the plain tensors are copied as they are (%s), not converted", o.DType, plainDTypes(src.Infos()))
 	}
@@ -594,12 +612,17 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		// which modules it left unquantized) go over as they are, with
 		// the other keys of gptqExtraKeys: quantize_config.json's rules of
 		// every kind in their order (config.json's block is sorted).
-		c.Dynamic, c.ModulesInBlockToQuantize = nil, nil
-		qcOut = &c
-		blockExtra, qcExtra, err := gptqExtraKeys(cfg, qsrc, c.Format())
-		if err != nil {
-			return nil, err
+		blockExtra, qcExtra := map[string]any{}, map[string]any{}
+		if fromGPTQ {
+			c.Dynamic, c.ModulesInBlockToQuantize = nil, nil
+			if blockExtra, qcExtra, err = gptqExtraKeys(cfg, qconf.Source, c.Format()); err != nil {
+				return nil, err
+			}
 		}
+		// (From AWQ or compressed-tensors, c.Dynamic holds a skip rule for
+		// each module they leave unquantized: written as GPTQModel's
+		// dynamic key; none of their own keys go over.)
+		qcOut = &c
 		block := map[string]any{}
 		b, err := json.Marshal(c.ConfigJSONBlock())
 		if err == nil {

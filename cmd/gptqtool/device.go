@@ -9,8 +9,8 @@ import (
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
-	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
@@ -118,7 +118,7 @@ func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error
 		if err != nil {
 			return nil, false, err
 		}
-		_, _, qerr := gptq.ReadQuantizeConfig(dir)
+		_, qerr := quantized.ReadConfig(dir) // (GPTQ, AWQ or compressed-tensors)
 		return cfg, qerr == nil, nil
 	})
 	if err != nil {

@@ -241,7 +241,8 @@ func Compressed(m Module, bf16Scales bool) []safetensors.Tensor {
 
 // Write writes a checkpoint in dir (created): base's config.json with
 // block as its quantization_config (nil: none), files (name → contents),
-// and base's model.safetensors with each module's .weight replaced by
+// base's other files but its weights (the tokenizer's), and base's
+// weights in one model.safetensors with each module's .weight replaced by
 // pack(module)'s tensors.
 func Write(tb testing.TB, base, dir string, block map[string]any, files map[string]string, mods []Module, pack func(Module) []safetensors.Tensor) {
 	tb.Helper()
@@ -264,6 +265,21 @@ func Write(tb testing.TB, base, dir string, block map[string]any, files map[stri
 		tb.Fatal(err)
 	}
 	files = mapsWith(files, "config.json", string(data))
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if _, ok := files[n]; ok || !e.Type().IsRegular() || strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".index.json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(base, n))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files[n] = string(b)
+	}
 	for name, s := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
 			tb.Fatal(err)

@@ -44,7 +44,10 @@ func tinyBase(t *testing.T) (string, *hfconfig.Config) {
 // module's runtime.QuantWeight (act order made sequential) the same.
 func TestForeignCheckpoints(t *testing.T) {
 	base, cfg := tinyBase(t)
-	all := QuantLinears(cfg)
+	all, err := QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	const skip = "model.layers.1.mlp.down_proj"
 	linears := slices.DeleteFunc(slices.Clone(all), func(l gptq.LinearShape) bool { return l.Name == skip })
 	if len(linears) != len(all)-1 {
@@ -161,7 +164,10 @@ func TestForeignCheckpoints(t *testing.T) {
 // and field.
 func TestForeignRefusals(t *testing.T) {
 	base, cfg := tinyBase(t)
-	linears := QuantLinears(cfg)
+	linears, err := QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	mods := quantpack.Draw(5, linears, 4, 128, false, false)
 	awqBlock := func(kv ...any) map[string]any {
 		b := map[string]any{"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": true, "version": "gemm"}

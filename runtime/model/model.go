@@ -189,11 +189,12 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 	if qconf == nil {
 		return cfg, nil, set, nil
 	}
-	if _, err := dimsOf(cfg); err != nil {
+	linears, err := QuantLinears(cfg)
+	if err != nil {
 		set.Close()
 		return nil, nil, nil, err
 	}
-	w, quant, err := qconf.Open(set, QuantLinears(cfg))
+	w, quant, err := qconf.Open(set, linears)
 	if err != nil {
 		set.Close()
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
@@ -203,12 +204,12 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 
 // QuantLinears lists the Linear modules a quantized checkpoint of cfg may
 // quantize, with their sizes: every decoder layer's, and lm_head where the
-// model has its own (not tied to the embeddings); nil where cfg's sizes
-// are invalid (dimsOf reports it).
-func QuantLinears(cfg *hfconfig.Config) []gptq.LinearShape {
+// model has its own (not tied to the embeddings). An error says why
+// cfg's sizes are invalid.
+func QuantLinears(cfg *hfconfig.Config) ([]gptq.LinearShape, error) {
 	d, err := dimsOf(cfg)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var out []gptq.LinearShape
 	for i := range cfg.NumHiddenLayers {
@@ -220,7 +221,7 @@ func QuantLinears(cfg *hfconfig.Config) []gptq.LinearShape {
 	if !cfg.TieWordEmbeddings {
 		out = append(out, gptq.LinearShape{Name: "lm_head", K: d.hidden, N: d.vocab})
 	}
-	return out
+	return out, nil
 }
 
 // Check refuses a checkpoint directory that LoadWith would refuse before
