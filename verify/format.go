@@ -13,6 +13,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -26,7 +27,11 @@ type Check struct {
 
 // FormatReport is the outcome of CheckFormat.
 type FormatReport struct {
-	Dir     string               `json:"dir"`
+	Dir string `json:"dir"`
+	// Method is the checkpoint's quant_method: "gptq", or "awq" or
+	// "compressed-tensors", checked as the GPTQ checkpoint they read as,
+	// without GPTQ's loader table.
+	Method  string               `json:"quant_method"`
 	OK      bool                 `json:"ok"`
 	Checks  []Check              `json:"checks"`
 	Loaders []gptq.LoaderSupport `json:"loaders"`
@@ -41,21 +46,26 @@ const maxProblems = 5
 // tensors in fp16, sym zero points at 2^(bits-1), g_idx consistent with the
 // group size and act order, scales finite and positive, "format":"pt"
 // metadata. It reports every check rather than stopping at the first failure.
+// An AWQ or compressed-tensors checkpoint is checked as the GPTQ checkpoint
+// it reads as (package quantized): its own tensors' dtypes and shapes
+// against its config, then g_idx, scales, modules left unquantized and
+// tensors explained, without GPTQ's config, fp16, sym and loader checks.
 func CheckFormat(dir string) (*FormatReport, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
 		return nil, err
 	}
-	qc, src, err := gptq.ReadQuantizeConfig(dir)
+	qconf, err := quantized.ReadConfig(dir)
 	if err != nil {
 		return nil, err
 	}
-	set, err := safetensors.OpenDir(dir)
+	qc, src := qconf.GPTQ, qconf.Source
+	base, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	defer set.Close()
-	r := &FormatReport{Dir: dir}
+	defer base.Close()
+	r := &FormatReport{Dir: dir, Method: string(qconf.Method)}
 	add := func(name string, problems []string, detail string) {
 		c := Check{Name: name, OK: len(problems) == 0, Detail: detail}
 		if !c.OK {
@@ -63,9 +73,30 @@ func CheckFormat(dir string) (*FormatReport, error) {
 		}
 		r.Checks = append(r.Checks, c)
 	}
-
-	add("quantization config", configProblems(dir, qc, src, cfg), fmt.Sprintf("from %s", filepath.Base(src)))
-	add("safetensors metadata format=pt", metadataProblems(set), "")
+	// An AWQ or compressed-tensors checkpoint is checked as the GPTQ
+	// checkpoint it reads as (quantized.Config.Open), which first checks
+	// its own tensors against its config: the checks of GPTQ's configs
+	// and loaders do not apply to it.
+	set := tensorSet(base)
+	foreign := qconf.Method != quantized.GPTQ
+	if foreign {
+		linears, err := model.QuantLinears(cfg)
+		if err != nil {
+			return nil, err
+		}
+		add("quantization config", nil, fmt.Sprintf("from %s (%s, read as GPTQ)", filepath.Base(src), qconf.Method))
+		if set, qc, err = qconf.Open(base, linears); err != nil {
+			add("quantized tensors: dtypes and shapes", []string{err.Error()}, "")
+			return r, nil
+		}
+	} else {
+		add("quantization config", configProblems(dir, qc, src, cfg), fmt.Sprintf("from %s", filepath.Base(src)))
+	}
+	add("safetensors metadata format=pt", metadataProblems(base), "")
+	inSet := map[string]bool{}
+	for _, n := range set.Names() {
+		inSet[n] = true
+	}
 
 	var shapeP, zeroP, gidxP, scaleP, leftP, skipP []string
 	var shapes []gptq.LinearShape
@@ -85,12 +116,12 @@ func CheckFormat(dir string) (*FormatReport, error) {
 				// GPTQModel's dynamic "-:" rule (or modules_in_block_to_quantize)
 				// leaves it unquantized: an fp16 weight, no GPTQ tensors.
 				skipped++
-				if p := skippedProblem(set, name, K, N); p != "" {
+				if p := skippedProblem(set, inSet, name, K, N); p != "" {
 					skipP = append(skipP, p)
 				}
 				continue
 			}
-			if set.Has(name + ".weight") {
+			if inSet[name+".weight"] {
 				leftP = append(leftP, fmt.Sprintf("%s.weight is stored unquantized", name))
 			}
 			lin, err := readLinear(set, name, K, N, qc)
@@ -139,18 +170,22 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	if skipped > 0 || len(skipP) > 0 {
 		add("modules the config leaves unquantized: fp16 weight only", skipP, fmt.Sprintf("%d modules", skipped))
 	}
-	if qc.Sym {
+	if qc.Sym && !foreign {
 		add(fmt.Sprintf("sym zero points = %d (%s)", 1<<(qc.Bits-1), format), values(zeroP), nRead)
 	}
 	add("g_idx consistent with group size and act order", values(gidxP), nRead)
 	add("scales finite and positive", values(scaleP), nRead)
-	add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
+	if !foreign {
+		add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
+	}
 	var extraP []string
 	for _, n := range model.Unexplained(set.Names(), cfg, qc) {
 		extraP = append(extraP, fmt.Sprintf("%s: not explained by %s (num_hidden_layers %d)", n, filepath.Base(cfg.File), cfg.NumHiddenLayers))
 	}
 	add("every tensor explained by config.json", extraP, fmt.Sprintf("%d tensors", len(set.Names())))
-	r.Loaders = gptq.Loaders(*qc, shapes)
+	if !foreign {
+		r.Loaders = gptq.Loaders(*qc, shapes)
+	}
 	r.OK = true
 	for _, c := range r.Checks {
 		r.OK = r.OK && c.OK
@@ -158,9 +193,16 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	return r, nil
 }
 
+// tensorSet is a checkpoint's weights: a *safetensors.Set, or the GPTQ
+// view of an AWQ or compressed-tensors one.
+type tensorSet interface {
+	Names() []string
+	Tensor(name string) (safetensors.Tensor, error)
+}
+
 // readLinear binds the four tensors of a quantized Linear, checking dtypes and
 // shapes against spec §1.1.
-func readLinear(set *safetensors.Set, name string, K, N int, qc *gptq.QuantizeConfig) (*gptq.Linear, error) {
+func readLinear(set tensorSet, name string, K, N int, qc *gptq.QuantizeConfig) (*gptq.Linear, error) {
 	qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -259,7 +301,7 @@ func gIdxProblem(name string, g []int32, K int, qc *gptq.QuantizeConfig) string 
 	return ""
 }
 
-func plainProblems(set *safetensors.Set, cfg *hfconfig.Config) []string {
+func plainProblems(set tensorSet, cfg *hfconfig.Config) []string {
 	type want struct {
 		name  string
 		shape []int
@@ -352,9 +394,9 @@ func summarize(problems []string) string {
 // dynamic key or modules_in_block_to_quantize): its weight of shape [N,
 // K] in a float type the loaders read (gptqtool writes F16; GPTQModel may
 // keep the model's BF16), and none of the GPTQ tensors.
-func skippedProblem(set *safetensors.Set, name string, K, N int) string {
+func skippedProblem(set tensorSet, inSet map[string]bool, name string, K, N int) string {
 	for _, sfx := range []string{".qweight", ".qzeros", ".scales", ".g_idx"} {
-		if set.Has(name + sfx) {
+		if inSet[name+sfx] {
 			return fmt.Sprintf("%s%s: the config leaves %s unquantized (dynamic or modules_in_block_to_quantize), yet it has GPTQ tensors", name, sfx, name)
 		}
 	}

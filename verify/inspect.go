@@ -10,6 +10,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -101,8 +102,12 @@ func (r *RopeScaling) String() string {
 	return fmt.Sprintf("%s (factor %g)", r.RopeType, r.Factor)
 }
 
-// Quantization is the GPTQ part of a Report.
+// Quantization is the GPTQ part of a Report. An AWQ or compressed-tensors
+// checkpoint (QuantMethod) gives the parameters of the GPTQ checkpoint it
+// reads as (checkpoint_format gptq_v2), and no loaders: the table is
+// GPTQ's.
 type Quantization struct {
+	QuantMethod      string               `json:"quant_method"`
 	Source           string               `json:"source"` // the file the parameters came from
 	Bits             int                  `json:"bits"`
 	GroupSize        int                  `json:"group_size"`
@@ -130,6 +135,20 @@ func Inspect(dir string) (*Report, error) {
 		return nil, err
 	}
 	defer set.Close()
+	// An AWQ or compressed-tensors checkpoint is reported as the GPTQ
+	// checkpoint it reads as (package quantized): its tensors, once
+	// checked against its config, as GPTQ's.
+	qconf, qerr := quantized.ReadConfig(dir)
+	var foreign *gptq.QuantizeConfig
+	if qerr == nil && qconf.Method != quantized.GPTQ {
+		linears, err := model.QuantLinears(cfg)
+		if err != nil {
+			return nil, err
+		}
+		if set, foreign, err = qconf.Open(set, linears); err != nil {
+			return nil, err
+		}
+	}
 	r := &Report{Format: format,
 		Dir: dir, ModelType: cfg.ModelType, Architectures: cfg.Architectures,
 		HiddenSize: cfg.HiddenSize, IntermediateSize: cfg.IntermediateSize, NumHiddenLayers: cfg.NumHiddenLayers,
@@ -175,7 +194,15 @@ func Inspect(dir string) (*Report, error) {
 		r.SizeBytes += st.Size()
 	}
 	sort.Strings(r.Files)
-	qc, src, err := gptq.ReadQuantizeConfig(dir)
+	var qc *gptq.QuantizeConfig
+	var src string
+	err = qerr
+	switch {
+	case foreign != nil:
+		qc, src = foreign, qconf.Source
+	case qerr == nil:
+		qc, src = qconf.GPTQ, qconf.Source
+	}
 	if err == nil || errors.Is(err, gptq.ErrNotQuantized) {
 		if err := model.CheckWeights(set, cfg, qc); err != nil {
 			// Tensors unexplained and tensors missing are two problems.
@@ -190,7 +217,7 @@ func Inspect(dir string) (*Report, error) {
 		if err := model.CheckShapes(dir, set.Infos(), cfg, qc); err != nil {
 			r.Problems = append(r.Problems, err.Error())
 		}
-		if qc != nil {
+		if qc != nil && foreign == nil {
 			if err := gptq.CheckAgreement(dir, qc, src, false); err != nil {
 				r.Problems = append(r.Problems, err.Error())
 			}
@@ -225,7 +252,12 @@ func Inspect(dir string) (*Report, error) {
 		r.Quantization = &Quantization{
 			Source: filepath.Base(src), Bits: qc.Bits, GroupSize: qc.GroupSize, DescAct: qc.DescAct,
 			StaticGroups: qc.StaticGroups, Sym: qc.Sym, DampPercent: qc.DampPercent, TrueSequential: qc.TrueSequential,
-			CheckpointFormat: qc.CheckpointFormat, QuantizedModules: len(shapes), Loaders: gptq.Loaders(*qc, all),
+			CheckpointFormat: qc.CheckpointFormat, QuantizedModules: len(shapes), QuantMethod: "gptq",
+		}
+		if foreign != nil {
+			r.Quantization.QuantMethod = string(qconf.Method)
+		} else {
+			r.Quantization.Loaders = gptq.Loaders(*qc, all)
 		}
 	}
 	return r, nil

@@ -115,6 +115,14 @@ func printReport(w io.Writer, r *verify.Report) {
 	if q.GroupSize > 0 {
 		gs = fmt.Sprint(q.GroupSize)
 	}
+	if q.QuantMethod != "" && q.QuantMethod != "gptq" {
+		// (AWQ or compressed-tensors, read as GPTQ: GPTQ's loader table
+		// is not theirs.)
+		fmt.Fprintf(w, "  quantization   %s %d-bit, group %s, act order %v, sym %v (%s), read as GPTQ %s\n",
+			q.QuantMethod, q.Bits, gs, q.DescAct, q.Sym, q.Source, q.CheckpointFormat)
+		fmt.Fprintf(w, "  quantized      %d modules\n", q.QuantizedModules)
+		return
+	}
 	fmt.Fprintf(w, "  quantization   GPTQ %d-bit, group %s, act order %v, static groups %v, sym %v, damp %g, format %s (%s)\n",
 		q.Bits, gs, q.DescAct, q.StaticGroups, q.Sym, q.DampPercent, q.CheckpointFormat, q.Source)
 	fmt.Fprintf(w, "  quantized      %d modules\n", q.QuantizedModules)

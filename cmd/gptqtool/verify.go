@@ -407,7 +407,7 @@ func newFormatCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "format DIR",
-		Short: "Check a GPTQ checkpoint against the on-disk format loaders expect",
+		Short: "Check a GPTQ checkpoint (or AWQ, compressed-tensors) against the on-disk format loaders expect",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := verify.CheckFormat(args[0])
@@ -430,6 +430,13 @@ func newFormatCmd() *cobra.Command {
 						fmt.Fprintf(w, ": %s", c.Detail)
 					}
 					fmt.Fprintln(w)
+				}
+				if r.Method != "gptq" {
+					fmt.Fprintf(w, "(%s checkpoint checked as the GPTQ checkpoint it reads as; no GPTQ loader table: gptqtool convert writes it as GPTQ)\n", r.Method)
+					if !r.OK {
+						return fmt.Errorf("%s: format check failed", args[0])
+					}
+					return nil
 				}
 				fmt.Fprintln(w, "loaders:")
 				for _, l := range r.Loaders {

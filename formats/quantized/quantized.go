@@ -507,8 +507,10 @@ func (v *view) gptqTensor(m *module, name string) (safetensors.Tensor, error) {
 			return safetensors.Tensor{}, err
 		}
 		file := v.fileOf(m.src[0]) // (the packed codes' file: read already)
-		if err := l.Validate(m.name); err != nil {
-			return safetensors.Tensor{}, fmt.Errorf("%s: %s: %w", v.method, file, err)
+		// (Damaged scales are left to the reader's own Validate, which
+		// names them, as in a GPTQ checkpoint.)
+		if err := l.Validate(m.name); err != nil && !errors.Is(err, gptq.ErrBadScale) {
+			return safetensors.Tensor{}, fmt.Errorf("%s: %s: %w (the GPTQ form of %s)", v.method, file, err, strings.Join(m.src, ", "))
 		}
 		v.cache = map[string]safetensors.Tensor{}
 		put := func(suffix string, data []byte) {
