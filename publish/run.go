@@ -15,6 +15,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -144,8 +145,9 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, _, err := gptq.ReadQuantizeConfig(dir); err == nil {
-		return nil, nil, fmt.Errorf("quantize: %s is already a GPTQ checkpoint: quantize the unquantized model", dir)
+	if qc, err := quantized.ReadConfig(dir); err == nil {
+		method := map[quantized.Method]string{quantized.GPTQ: "a GPTQ", quantized.AWQ: "an AWQ", quantized.CompressedTensors: "a compressed-tensors"}[qc.Method]
+		return nil, nil, fmt.Errorf("quantize: %s is already %s checkpoint: quantize the unquantized model", dir, method)
 	}
 	// generation_config.json is copied into the checkpoint, whose load
 	// (gptqtool's, transformers') would refuse it: refused now, as the
