@@ -352,6 +352,10 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	defer src.Close()
 	fromGPTQ := qconf == nil || qconf.Method == quantized.GPTQ
+	from := "" // the quant_method of an AWQ or compressed-tensors input
+	if !fromGPTQ {
+		from = string(qconf.Method)
+	}
 	if !fromGPTQ {
 		linears, err := model.QuantLinears(cfg)
 		if err != nil {
@@ -658,7 +662,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "README.md"), convertCard(o, cfg, qc, kind, torchDType), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, "README.md"), convertCard(o, cfg, qc, from, kind, torchDType), 0o644); err != nil {
 		return nil, err
 	}
 	entries, err := os.ReadDir(o.In)
@@ -772,7 +776,9 @@ func gptqExtraKeys(cfg *hfconfig.Config, qsrc string, format gptq.Format) (block
 // a dequantized checkpoint (whose card described the quantization) a short
 // card saying where it came from. The key also marks the directory as one
 // --force may replace.
-func convertCard(o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, kind, dtype string) []byte {
+// from is the quant_method of an AWQ or compressed-tensors input ("" for
+// others): its card then says that the output is GPTQ.
+func convertCard(o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig, from, kind, dtype string) []byte {
 	mark := "converted_by: gptqtool " + o.Version + "\n"
 	// A GPTQ checkpoint given the other checkpoint format: the card says
 	// so, and a gptqtool card's zero points phrase names the new format.
@@ -802,7 +808,10 @@ func convertCard(o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig
 				front, body = strings.Join(lines, "\n")+"\n", b
 			}
 		}
-		if note != "" {
+		if from != "" {
+			body = fmt.Sprintf("Converted by gptqtool from %s to GPTQ (checkpoint_format %s): the same codes, scales and zero points.\n\n", from, outFormat(o, qc)) + strings.TrimLeft(body, "\n")
+		}
+		if note != "" && from == "" {
 			// An earlier conversion's note of the format goes.
 			var kept []string
 			for _, l := range strings.SplitAfter(body, "\n") {
@@ -827,10 +836,25 @@ func convertCard(o ConvertOptions, cfg *hfconfig.Config, qc *gptq.QuantizeConfig
 		if dtype == "float32" {
 			how = "exactly as gptqtool's runtime dequantizes it"
 		}
-		what = fmt.Sprintf("Dequantized from %s (GPTQ %d-bit, group size %s, act order %v) to %s by gptqtool %s, %s", name, qc.Bits, gs, qc.DescAct, dtype, o.Version, how)
+		method := "GPTQ"
+		if from != "" {
+			method = from
+		}
+		what = fmt.Sprintf("Dequantized from %s (%s %d-bit, group size %s, act order %v) to %s by gptqtool %s, %s", name, method, qc.Bits, gs, qc.DescAct, dtype, o.Version, how)
 		return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s.\n", name, mark, name, what))
 	}
+	if from != "" {
+		note, what = "", fmt.Sprintf("Converted from %s (%s, %s weights) to GPTQ (checkpoint_format %s, the same codes, scales and zero points)", name, from, kind, outFormat(o, qc))
+	}
 	return []byte(fmt.Sprintf("---\nbase_model: %s\n%s---\n\n# %s\n\n%s%s by gptqtool %s.\n", name, mark, name, note, what, o.Version))
+}
+
+// outFormat is the checkpoint format of Convert's GPTQ output.
+func outFormat(o ConvertOptions, qc *gptq.QuantizeConfig) gptq.Format {
+	if o.Format != "" {
+		return o.Format
+	}
+	return qc.Format()
 }
 
 // formatNotePrefix begins the line of a converted card that names the

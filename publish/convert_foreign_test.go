@@ -128,6 +128,9 @@ func TestConvertForeign(t *testing.T) {
 	if filepath.Base(src) != "quantize_config.json" || qc.QuantMethod != "gptq" || qc.Format() != gptq.FormatV2 || qc.Sym || qc.Bits != 4 || qc.GroupSize != 128 {
 		t.Errorf("output config %+v from %s", *qc, src)
 	}
+	if card, err := os.ReadFile(filepath.Join(out, "README.md")); err != nil || !strings.Contains(string(card), "(awq, safetensors weights) to GPTQ (checkpoint_format gptq_v2, the same codes, scales and zero points)") {
+		t.Errorf("output card %q (%v) does not say it was converted from AWQ", card, err)
+	}
 	if _, err := os.Stat(filepath.Join(out, "quant_config.json")); err == nil {
 		t.Error("AutoAWQ's quant_config.json copied to the GPTQ output")
 	}
