@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -228,13 +229,7 @@ func (c *Config) Open(set weights.Set, linears []gptq.LinearShape) (weights.Set,
 	if first == "" {
 		return nil, nil, fmt.Errorf("%s: %s: no Linear module is stored quantized", c.Method, c.Source)
 	}
-	v.names = slices.Sorted(func(yield func(string) bool) {
-		for n := range v.infos {
-			if !yield(n) {
-				return
-			}
-		}
-	})
+	v.names = slices.Sorted(maps.Keys(v.infos))
 	return v, &qc, nil
 }
 
