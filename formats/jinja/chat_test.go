@@ -1,10 +1,8 @@
 package jinja
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -190,70 +188,17 @@ func chatVars(t *testing.T, vars json.RawMessage, c chatConversation) map[string
 	return out
 }
 
-// jsonValue decodes JSON as Python's json.load does (objects ordered,
-// integers int, other numbers float); strings are Data when data is set.
-// Empty input is none.
+// jsonValue is FromJSON of raw, none for empty input.
 func jsonValue(t *testing.T, raw json.RawMessage, data bool) any {
 	t.Helper()
 	if len(raw) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	v, err := decodeJSON(dec, data)
+	v, err := FromJSON(raw, data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
-}
-
-func decodeJSON(dec *json.Decoder, data bool) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	switch x := tok.(type) {
-	case json.Delim:
-		if x == '[' {
-			l := []any{}
-			for dec.More() {
-				v, err := decodeJSON(dec, data)
-				if err != nil {
-					return nil, err
-				}
-				l = append(l, v)
-			}
-			_, err := dec.Token()
-			return l, err
-		}
-		d := NewDict()
-		for dec.More() {
-			k, err := dec.Token()
-			if err != nil {
-				return nil, err
-			}
-			v, err := decodeJSON(dec, data)
-			if err != nil {
-				return nil, err
-			}
-			d.Set(k.(string), v)
-		}
-		_, err := dec.Token()
-		return d, err
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i, nil
-		}
-		return x.Float64()
-	case string:
-		if data {
-			return Data(x), nil
-		}
-		return x, nil
-	case bool, nil:
-		return x, nil
-	}
-	return nil, fmt.Errorf("unexpected JSON token %v", tok)
 }
 
 // firstDiff is the offset of the first byte where a and b differ.
