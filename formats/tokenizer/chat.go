@@ -64,6 +64,21 @@ const ChatRoles = "system, developer, user or assistant"
 type Message struct {
 	Role    string `json:"role"`
 	Content string `json:"content"`
+	// ToolCalls are an assistant message's calls, ToolCallID and Name
+	// a "tool" message's call and function: a chat_template (not the
+	// openchat ones) renders them in the model's own tool-call format.
+	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
+	ToolCallID string     `json:"tool_call_id,omitempty"`
+	Name       string     `json:"name,omitempty"`
+}
+
+// ToolCall is one call of an assistant message, as OpenAI's API has it.
+type ToolCall struct {
+	ID, Name string
+	// Arguments is the arguments' JSON text; a template gets the object
+	// it decodes to (as transformers' callers pass it), or the text as a
+	// string where it is not JSON.
+	Arguments string
 }
 
 // ChatOptions selects and parameterises a chat template.
@@ -73,6 +88,10 @@ type ChatOptions struct {
 	Template string
 	// AddGenerationPrompt appends the assistant prefix for the reply.
 	AddGenerationPrompt bool
+	// Tools, where not empty, is a chat_template's tools: the JSON text
+	// of OpenAI's tools list ([{"type": "function", "function": {"name",
+	// "description", "parameters"}}, ...]).
+	Tools []byte
 	// SystemMessages keeps system messages under the openchat templates,
 	// rendered as they render any role ("GPT4 Correct System:
 	// …<|end_of_turn|>"); by default they are dropped, as openchat's own
@@ -138,16 +157,22 @@ func (t *Tokenizer) compileChatTemplate() {
 }
 
 // jinjaSegments renders msgs under the parsed chat_template with the
-// variables transformers' apply_chat_template gives it: messages,
-// add_generation_prompt, bos_token and eos_token (undefined when the
-// tokenizer has none), tools and documents none. Message content comes
-// back as content segments, all else as template text.
+// variables transformers' apply_chat_template gives it: messages (with
+// tool_calls, {"id", "type": "function", "function": {"name",
+// "arguments"}}, and a tool message's tool_call_id and name, where they
+// are set), add_generation_prompt, bos_token and eos_token (undefined
+// when the tokenizer has none), tools (none where opts has none) and
+// documents none. Message content, tools and tool calls come back as
+// content segments, all else as template text.
 func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, error) {
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
 		r, ok := ChatRole(m.Role)
+		if m.Role == "tool" {
+			r, ok = m.Role, true
+		}
 		if !ok {
-			return nil, &MessageError{i, "role", fmt.Errorf("%q: want %s", m.Role, ChatRoles)}
+			return nil, &MessageError{i, "role", fmt.Errorf("%q: want %s or tool", m.Role, ChatRoles)}
 		}
 		if !utf8.ValidString(m.Content) {
 			return nil, &MessageError{i, "content", ErrInvalidUTF8}
@@ -155,9 +180,41 @@ func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, 
 		d := jinja.NewDict()
 		d.Set("role", r)
 		d.Set("content", jinja.Data(m.Content))
+		if len(m.ToolCalls) > 0 {
+			calls := make([]any, len(m.ToolCalls))
+			for j, c := range m.ToolCalls {
+				var args any = jinja.Data(c.Arguments)
+				if v, err := jinja.FromJSON([]byte(c.Arguments), true); err == nil {
+					args = v
+				}
+				f := jinja.NewDict()
+				f.Set("name", jinja.Data(c.Name))
+				f.Set("arguments", args)
+				call := jinja.NewDict()
+				call.Set("id", jinja.Data(c.ID))
+				call.Set("type", "function")
+				call.Set("function", f)
+				calls[j] = call
+			}
+			d.Set("tool_calls", calls)
+		}
+		if m.ToolCallID != "" {
+			d.Set("tool_call_id", jinja.Data(m.ToolCallID))
+		}
+		if m.Name != "" {
+			d.Set("name", jinja.Data(m.Name))
+		}
 		list[i] = d
 	}
-	vars := map[string]any{"messages": list, "add_generation_prompt": opts.AddGenerationPrompt, "tools": nil, "documents": nil}
+	var tools any
+	if len(opts.Tools) > 0 {
+		v, err := jinja.FromJSON(opts.Tools, true)
+		if err != nil {
+			return nil, fmt.Errorf("tokenizer: tools: %w", err)
+		}
+		tools = v
+	}
+	vars := map[string]any{"messages": list, "add_generation_prompt": opts.AddGenerationPrompt, "tools": tools, "documents": nil}
 	if t.bos >= 0 {
 		vars["bos_token"] = t.pieces[t.bos]
 	}
