@@ -23,6 +23,16 @@
 // instead (vLLM's guided_choice), Regex one of the raw texts a regular
 // expression matches whole (vLLM's guided_regex).
 //
+// Sequence makes a Grammar of raw texts and values of one schema in
+// order, with a part that may repeat: a model's own tool-call format
+// (Hermes' "<tool_call>\n" call "\n</tool_call>", Mistral's
+// "[TOOL_CALLS]" and a list of calls). Lazy applies a Grammar from a
+// trigger on (llama.cpp's lazy grammars): free text until the text holds
+// the trigger, the Grammar's value from the trigger on; a token that would
+// complete the trigger with bytes the Grammar refuses is not allowed, so
+// that a trigger can always go on. NewVocabWith gives chosen added tokens
+// (the format's markers) their text, so that a grammar may allow them.
+//
 // A regular expression is parsed by regexp/syntax (RE2's syntax with Perl
 // flags, as Go's regexp takes it; ECMA-262's \uXXXX escapes rewritten
 // first, and in a schema's pattern . and \s as ECMA-262 reads them, as

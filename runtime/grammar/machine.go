@@ -40,6 +40,7 @@ const (
 	opNumber            // a number of n, in phase
 	opLiteral           // one of n.lits
 	opRegex             // a raw text of n.re (Regex)
+	opSeq               // a sequence of n: part a of n.seq (b 0) or n.loop (b 1) next
 )
 
 // Phases of an object.
@@ -183,6 +184,24 @@ func feed(a *arena, f *frame, c byte, out []*frame) []*frame {
 			g.re = s
 			return append(out, a.put(g))
 		}
+	case opSeq:
+		parts := f.n.seq
+		if f.b == 1 {
+			parts = f.n.loop
+		}
+		if int(f.a) < len(parts) {
+			g := *f
+			g.a++
+			return start(a, a.put(g), parts[f.a], c, f.depth, out, 0)
+		}
+		if len(f.n.loop) > 0 {
+			// The loop again (or a first time); the sequence may also
+			// end here, where nothing follows.
+			g := *f
+			g.a, g.b = 0, 1
+			out = feed(a, &g, c, out)
+		}
+		return feed(a, f.up, c, out)
 	case opLiteral:
 		lits := f.n.lits
 		lo, hi := int32(-1), int32(-1)
@@ -247,6 +266,8 @@ func start(a *arena, up *frame, n *node, c byte, depth uint8, out []*frame, unio
 		if ph >= 0 {
 			out = append(out, a.put(frame{up: up, n: n, op: opNumber, phase: uint8(ph), a: 1, depth: depth}))
 		}
+	case kSeq:
+		return feed(a, a.put(frame{up: up, n: n, op: opSeq, depth: depth}), c, out)
 	case kLiteral:
 		lo, hi := int32(-1), int32(-1)
 		for i, l := range n.lits {
@@ -725,6 +746,7 @@ func accepts(f *frame) bool {
 		case f.op == opNumber && numComplete(f.phase):
 		case f.op == opLiteral && len(f.n.lits[f.b]) == int(f.a):
 		case f.op == opRegex && f.n.re.accept[f.re]:
+		case f.op == opSeq && int(f.a) == len(f.n.seq) && f.b == 0, f.op == opSeq && int(f.a) == len(f.n.loop) && f.b == 1:
 		case f.op == opValue && f.n.kind == kRegex && f.n.re.accept[0]: // the empty text
 		default:
 			return false

@@ -21,6 +21,7 @@ const (
 	kLiteral             // one of lits
 	kUnion               // one of alts
 	kRegex               // a raw text that re accepts (Regex)
+	kSeq                 // seq's parts in order, then loop's any number of times (Sequence)
 )
 
 // node is a compiled schema. Nodes form a graph (a $ref may recur).
@@ -47,6 +48,9 @@ type node struct {
 	lits []string
 	// kUnion: alternatives, none a union.
 	alts []*node
+	// kSeq: the parts (raw texts as kLiteral nodes of one text, and
+	// values), then loop's any number of times.
+	seq, loop []*node
 	// minDepth is the fewest objects and arrays nested in a value of n,
 	// n included where it is one (0 for scalars and literals): a
 	// container opens only where that fits under MaxDepth.
@@ -139,9 +143,68 @@ func Compile(schema []byte, v *Vocab) (*Grammar, error) {
 // Compile compiles a JSON Schema document into a Grammar over vocab, as
 // the package's Compile, its patterns within cc's bound.
 func (cc *Compiler) Compile(schema []byte, v *Vocab) (*Grammar, error) {
+	_, n, err := cc.compile(schema)
+	if err != nil {
+		return nil, err
+	}
+	return newGrammar(n, v), nil
+}
+
+// Part is one part of a Sequence: a text as it is, or (Value) a JSON
+// value of the sequence's schema.
+type Part struct {
+	Text  string
+	Value bool
+}
+
+// Sequence makes a Grammar whose output is parts in order, then loop's
+// any number of times (none: nil): each text as it is, each value of
+// schema as Compile makes it but with no whitespace before or after it
+// (the texts say what comes around it). A model's tool-call format is one:
+// Hermes' "<tool_call>\n", a call, "\n</tool_call>", and for each further
+// call "\n<tool_call>\n", a call, "\n</tool_call>". The texts must not be
+// empty, nor parts.
+func (cc *Compiler) Sequence(schema []byte, parts, loop []Part, v *Vocab) (*Grammar, error) {
+	if len(parts) == 0 {
+		return nil, &SchemaError{Msg: "a sequence needs a part"}
+	}
+	c, val, err := cc.compile(schema)
+	if err != nil {
+		return nil, err
+	}
+	nodes := func(ps []Part) ([]*node, error) {
+		var out []*node
+		for _, p := range ps {
+			switch {
+			case p.Value:
+				out = append(out, val)
+			case p.Text == "":
+				return nil, &SchemaError{Msg: "a sequence's text is empty"}
+			default:
+				out = append(out, c.literal([]string{p.Text}))
+			}
+		}
+		return out, nil
+	}
+	n := c.newNode(kSeq)
+	if n.seq, err = nodes(parts); err != nil {
+		return nil, err
+	}
+	if n.loop, err = nodes(loop); err != nil {
+		return nil, err
+	}
+	n.minDepth = val.minDepth
+	g := newGrammar(n, v)
+	g.raw = true
+	return g, nil
+}
+
+// compile compiles a schema document: its compiler (the nodes made) and
+// root node.
+func (cc *Compiler) compile(schema []byte) (*compiler, *node, error) {
 	doc, err := decode(schema)
 	if err != nil {
-		return nil, &SchemaError{Msg: err.Error()}
+		return nil, nil, &SchemaError{Msg: err.Error()}
 	}
 	c := &compiler{refs: map[string]*node{}, refPath: map[*node]string{}, patterns: cc}
 	if m, ok := doc.(*object); ok {
@@ -149,21 +212,21 @@ func (cc *Compiler) Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	}
 	n, err := c.compile(doc, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := c.flatten(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c.depths()
 	if n.minDepth > MaxDepth {
-		return nil, &SchemaError{Msg: fmt.Sprintf("no value nests fewer than %d objects and arrays", MaxDepth+1)}
+		return nil, nil, &SchemaError{Msg: fmt.Sprintf("no value nests fewer than %d objects and arrays", MaxDepth+1)}
 	}
 	for _, o := range c.oneOfs {
 		if err := disjoint(o); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return newGrammar(n, v), nil
+	return c, n, nil
 }
 
 // Choice makes a Grammar whose output is exactly one of texts, as they

@@ -39,10 +39,21 @@ type trie struct {
 // NewVocab makes the Vocab of a tokenizer: each token's bytes
 // (Tokenizer.TokenBytes: a SentencePiece piece's text with "▁" as a
 // space, a <0xNN> piece's byte, a byte-level piece's bytes).
-func NewVocab(tok *tokenizer.Tokenizer) *Vocab {
+func NewVocab(tok *tokenizer.Tokenizer) *Vocab { return NewVocabWith(tok, nil) }
+
+// NewVocabWith is NewVocab with the tokens without text (added, control)
+// whose piece is one of added (a model's tool-call markers: Qwen's
+// <tool_call>, Mistral's [TOOL_CALLS]) as that text, so that a grammar
+// may allow them where it allows their text.
+func NewVocabWith(tok *tokenizer.Tokenizer, added []string) *Vocab {
 	text := make([]string, tok.VocabSize())
 	for id := range text {
 		text[id] = string(tok.TokenBytes(id))
+	}
+	for _, a := range added {
+		if id, ok := tok.TokenID(a); ok && text[id] == "" {
+			text[id] = a
+		}
 	}
 	return newVocab(text)
 }
