@@ -135,7 +135,8 @@ func runTokenize(cmd *cobra.Command, o tokenizeOptions, args []string) error {
 			AddGenerationPrompt: !o.noGenPrompt,
 			SystemMessages:      o.system,
 		}
-		msgs, _ := server.ChatMessages(req, tok, opts)
+		msgs, _, tools := server.ChatMessages(req, tok, opts)
+		opts.Tools = tools
 		ids, err = tok.EncodeChat(msgs, opts)
 		if err != nil {
 			return err

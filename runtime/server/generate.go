@@ -14,7 +14,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/engine"
-	"github.com/gptqtool/gptqtool/runtime/sample"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
@@ -146,7 +145,11 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			badRequest(w, err)
 			return
 		}
-		p.Grammar = func() sample.Matcher { return g.NewMatcher() }
+		p.Grammar = g.matcher
+	}
+	var native *toolFormat // the model's own tool-call format, where it calls tools in it
+	if chat && req.CallsTools() {
+		native = requestFormat(b, req)
 	}
 	ctx := r.Context()
 	if s.o.RequestTimeout > 0 {
@@ -220,7 +223,14 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				c.dec.Continue()
 			}
 			if req.CallsTools() {
-				c.reply = newReplyScanner(newCallID)
+				if native != nil {
+					c.reply, c.native = newNativeScanner(native), native
+				} else {
+					c.reply = newReplyScanner(newCallID)
+				}
+			}
+			if native != nil {
+				c.keep = keepIDs(b.Tokenizer, native)
 			}
 			choices = append(choices, c)
 		}
@@ -344,7 +354,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		for _, c := range choices {
 			text := c.text.String()
 			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: &text}, FinishReason: c.finish}
-			if c.reply != nil {
+			switch {
+			case c.native != nil:
+				ch.Message, ch.FinishReason = nativeMessage(c.native, text, c.finish, callsFinish(req))
+			case c.reply != nil:
 				ch.Message, ch.FinishReason = toolMessage(text, c.finish, callsFinish(req))
 			}
 			if req.Logprobs {
@@ -418,8 +431,26 @@ type choice struct {
 	textLP      openai.TextLogprobs
 	stopSeen    bool // a stop string ended it; its engine request was cancelled
 	// reply reads a tool-calling reply as it streams (nil without tools
-	// to call).
-	reply *replyScanner
+	// to call): a replyScanner (the generic format) or, where native is
+	// the model's format, a nativeScanner.
+	reply  toolReader
+	native *toolFormat
+	// keep are the special tokens of the model's tool-call format,
+	// whose text the reply keeps (Mistral's [TOOL_CALLS]).
+	keep map[int]string
+}
+
+// toolReader reads a tool-calling reply as it streams.
+type toolReader interface {
+	// Feed reads the next piece: the content and the call deltas to
+	// send for it.
+	Feed(piece string) (content string, deltas []openai.ToolCallDelta)
+	// Finish is the content held back at the end.
+	Finish() string
+	// Done says whether the reply is complete; Form what it is then
+	// ("tool_calls", or "response").
+	Done() bool
+	Form() string
 }
 
 // toolMessage is the message and finish reason of a whole tool-calling
@@ -636,7 +667,9 @@ func (c *choice) step(e engine.Event) update {
 	// left out of the text, as vLLM's skip_special_tokens does; their
 	// log-probabilities are still given, the stop token's too.
 	var piece string
-	if !e.Stop && !c.tok.IsSpecial(e.Token) {
+	if marker, ok := c.keep[e.Token]; ok && !e.Stop {
+		piece = c.dec.Flush() + marker
+	} else if !e.Stop && !c.tok.IsSpecial(e.Token) {
 		var err error
 		if piece, err = c.dec.Add(e.Token); err != nil {
 			piece = ""
@@ -802,6 +835,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			// A tool-calling reply: the response's text, or the calls'
 			// deltas, never the JSON around them.
 			content, deltas := c.reply.Feed(u.text)
+			if u.final {
+				content += c.reply.Finish()
+			}
 			var lp *openai.ChatLogprobs
 			if u.chatLP != nil {
 				lp = &openai.ChatLogprobs{Content: u.chatLP}

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/gptqtool/gptqtool/runtime/grammar"
+	"github.com/gptqtool/gptqtool/runtime/sample"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
@@ -23,27 +24,55 @@ type grammars struct {
 	mu      sync.Mutex
 	backend *Backend
 	vocab   *grammar.Vocab
-	byKey   map[string]*grammar.Grammar
+	byKey   map[string]compiled
 }
 
-// grammar returns what constrains req's output (its tools' reply,
-// req.Schema, req.Choice or req.Regex) compiled over b's vocabulary; a
-// schema or pattern the compiler refuses is a FieldError naming its field
-// (a tool's parameters: tools[i].function.parameters).
-func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, error) {
+// compiled is a cached grammar: g, or under tool_choice auto in a native
+// format, lazy (g from its trigger on).
+type compiled struct {
+	g    *grammar.Grammar
+	lazy *grammar.Lazy
+}
+
+// matcher returns a new Matcher of c.
+func (c compiled) matcher() sample.Matcher {
+	if c.lazy != nil {
+		return c.lazy.NewMatcher()
+	}
+	return c.g.NewMatcher()
+}
+
+// grammar returns what constrains req's output (its tools' reply, in the
+// model's format (native.go) or the generic one, req.Schema, req.Choice or
+// req.Regex) compiled over b's vocabulary (the format's markers as their
+// text); a schema or pattern the compiler refuses is a FieldError naming
+// its field (a tool's parameters: tools[i].function.parameters).
+func (s *Server) grammar(b *Backend, req *openai.Request) (compiled, error) {
 	c := &s.grammars
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.backend != b {
-		c.backend, c.vocab, c.byKey = b, grammar.NewVocab(b.Tokenizer), map[string]*grammar.Grammar{}
+		var markers []string
+		if f := backendFormat(b); f != nil {
+			markers = f.markers
+		}
+		c.backend, c.vocab, c.byKey = b, grammar.NewVocabWith(b.Tokenizer, markers), map[string]compiled{}
 	}
 	var key bytes.Buffer
 	var schema []byte
+	native := requestFormat(b, req)
 	switch {
+	case req.CallsTools() && native != nil:
+		var err error
+		if schema, err = nativeCallSchema(req, native); err != nil {
+			return compiled{}, err
+		}
+		fmt.Fprintf(&key, "native %s %s %v ", native.name, req.ToolChoice, req.ParallelToolCalls)
+		key.Write(schema)
 	case req.CallsTools():
 		var err error
 		if schema, err = toolSchema(req); err != nil {
-			return nil, err
+			return compiled{}, err
 		}
 		key.WriteString("tools ")
 		key.Write(schema)
@@ -55,7 +84,7 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		key.WriteString("regex " + req.Regex)
 	default:
 		if err := json.Compact(&key, req.Schema); err != nil {
-			return nil, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
+			return compiled{}, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
 		}
 		schema = req.Schema
 	}
@@ -66,6 +95,17 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 	var err error
 	field := req.SchemaField
 	switch {
+	case req.CallsTools() && native != nil:
+		// Each tool's parameters alone first, so that what the compiler
+		// refuses is named in its tool.
+		gc := new(grammar.Compiler)
+		for i, t := range req.Tools {
+			if _, err := gc.Compile(t.Parameters, c.vocab); err != nil {
+				return compiled{}, schemaError(err, fmt.Sprintf("tools[%d].function.parameters", i), "")
+			}
+		}
+		field = "tools"
+		g, err = nativeGrammar(gc, req, native, c.vocab)
 	case req.CallsTools():
 		// Each tool first, so that what the compiler refuses is named in
 		// it (tools[i].function.parameters): its parameters alone (a
@@ -79,17 +119,17 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		for i, t := range req.Tools {
 			field := fmt.Sprintf("tools[%d].function.parameters", i)
 			if _, err := gc.Compile(t.Parameters, c.vocab); err != nil {
-				return nil, schemaError(err, field, "")
+				return compiled{}, schemaError(err, field, "")
 			}
 			one := *req
 			one.Tools = req.Tools[i : i+1]
 			one.ToolChoice, one.ToolName = openai.ToolChoiceFunction, t.Name
 			alone, err := toolSchema(&one)
 			if err != nil {
-				return nil, err
+				return compiled{}, err
 			}
 			if _, err := gc.Compile(alone, c.vocab); err != nil {
-				return nil, schemaError(err, field, "inside a tool call, 3 levels deep in the reply: ")
+				return compiled{}, schemaError(err, field, "inside a tool call, 3 levels deep in the reply: ")
 			}
 		}
 		field = "tools"
@@ -102,13 +142,17 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (*grammar.Grammar, err
 		g, err = grammar.Compile(schema, c.vocab)
 	}
 	if err != nil {
-		return nil, schemaError(err, field, "")
+		return compiled{}, schemaError(err, field, "")
+	}
+	out := compiled{g: g}
+	if native != nil && req.CallsTools() && req.ToolChoice == openai.ToolChoiceAuto {
+		out.lazy = g.Lazy(native.trigger, native.atStart)
 	}
 	if len(c.byKey) >= maxGrammars {
 		clear(c.byKey)
 	}
-	c.byKey[key.String()] = g
-	return g, nil
+	c.byKey[key.String()] = out
+	return out, nil
 }
 
 // schemaError is a FieldError naming field for a schema or pattern the

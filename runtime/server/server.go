@@ -554,7 +554,8 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 	default:
 		return nil, &openai.FieldError{Field: "condition", Msg: fmt.Sprintf("%q: want \"GPT4 Correct\" or \"Math Correct\"", req.Condition)}
 	}
-	msgs, from := ChatMessages(req, b.Tokenizer, opts)
+	msgs, from, tools := ChatMessages(req, b.Tokenizer, opts)
+	opts.Tools = tools
 	ids, err := b.Tokenizer.EncodeChat(msgs, opts)
 	if err != nil {
 		var me *tokenizer.MessageError

@@ -53,6 +53,9 @@ type replyScanner struct {
 	deltas  []openai.ToolCallDelta
 	// newID makes the id of each call (newCallID; tests give their own).
 	newID func() string
+	// argsKey is the key of a call's arguments: "arguments", or Llama
+	// 3's "parameters" (nativeScanner).
+	argsKey string
 }
 
 // scope is an open object (its current key) or array (its items so far).
@@ -75,7 +78,7 @@ const (
 )
 
 func newReplyScanner(newID func() string) *replyScanner {
-	return &replyScanner{call: -1, newID: newID}
+	return &replyScanner{call: -1, newID: newID, argsKey: "arguments"}
 }
 
 // Feed reads the next piece of the reply and returns the response text it
@@ -96,6 +99,10 @@ func (s *replyScanner) Feed(piece string) (content string, deltas []openai.ToolC
 	s.flushArgs()
 	return s.content.String(), s.deltas
 }
+
+// Finish is the text held at the reply's end: none (a response's text
+// is sent as it comes).
+func (s *replyScanner) Finish() string { return "" }
 
 // Done says whether the reply is complete JSON.
 func (s *replyScanner) Done() bool { return s.done }
@@ -193,7 +200,7 @@ func (s *replyScanner) startValue(c byte) {
 		s.args.Reset()
 		s.full = s.full[:0]
 	}
-	if s.atCallField("arguments") && s.inCall {
+	if s.atCallField(s.argsKey) && s.inCall {
 		s.inArgs, s.argsDepth = true, len(s.stack)
 	}
 	if len(s.stack) > 0 && !s.top().object {

@@ -39,31 +39,12 @@ func toolDef(i int) string { return fmt.Sprintf("tool%d", i) }
 // references moved there with them), reached by a $ref; the others' are
 // left out (grammar builds a named schema for each tool of a request).
 func toolSchema(req *openai.Request) ([]byte, error) {
-	allowed := func(t openai.Tool) bool { return req.ToolChoice != openai.ToolChoiceFunction || t.Name == req.ToolName }
+	defs, calls, err := toolDefs(req, "arguments", false)
+	if err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	b.WriteString(`{"$defs":{`)
-	n := 0
-	for i, t := range req.Tools {
-		if !allowed(t) {
-			continue
-		}
-		if n++; n > 1 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, "%q:", toolDef(i))
-		if err := rebase(&b, t.Parameters, "#/$defs/"+toolDef(i)); err != nil {
-			return nil, &openai.FieldError{Field: fmt.Sprintf("tools[%d].function.parameters", i), Msg: err.Error()}
-		}
-	}
-	b.WriteString(`},`)
-	var calls []string
-	for i, t := range req.Tools {
-		if !allowed(t) {
-			continue
-		}
-		name, _ := json.Marshal(t.Name)
-		calls = append(calls, fmt.Sprintf(`{"type":"object","properties":{"name":{"const":%s},"arguments":{"$ref":"#/$defs/%s"}},"required":["name","arguments"],"additionalProperties":false}`, name, toolDef(i)))
-	}
+	b.WriteString(`{"$defs":{` + defs + `},`)
 	items := fmt.Sprintf(`"items":{"anyOf":[%s]},"minItems":1`, strings.Join(calls, ","))
 	if req.ToolChoice == openai.ToolChoiceFunction || !req.ParallelToolCalls {
 		items += `,"maxItems":1`
@@ -75,6 +56,43 @@ func toolSchema(req *openai.Request) ([]byte, error) {
 		fmt.Fprintf(&b, "%s}", toolCalls)
 	}
 	return b.Bytes(), nil
+}
+
+// toolDefs are the $defs members (compact JSON text) of the tools
+// tool_choice allows, each one's parameters rebased there (toolDef), and
+// the schema of a call of each, {"name": {"const": NAME}, argsKey:
+// {"$ref": its parameters}}, both keys required; with mistralID an
+// optional "id" of 9 letters and digits after them (Mistral's format).
+func toolDefs(req *openai.Request, argsKey string, mistralID bool) (string, []string, error) {
+	allowed := func(t openai.Tool) bool { return req.ToolChoice != openai.ToolChoiceFunction || t.Name == req.ToolName }
+	var b bytes.Buffer
+	n := 0
+	for i, t := range req.Tools {
+		if !allowed(t) {
+			continue
+		}
+		if n++; n > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:", toolDef(i))
+		if err := rebase(&b, t.Parameters, "#/$defs/"+toolDef(i)); err != nil {
+			return "", nil, &openai.FieldError{Field: fmt.Sprintf("tools[%d].function.parameters", i), Msg: err.Error()}
+		}
+	}
+	id := ""
+	if mistralID {
+		id = `,"id":{"type":"string","pattern":"^[a-zA-Z0-9]{9}$"}`
+	}
+	var calls []string
+	for i, t := range req.Tools {
+		if !allowed(t) {
+			continue
+		}
+		name, _ := json.Marshal(t.Name)
+		key, _ := json.Marshal(argsKey)
+		calls = append(calls, fmt.Sprintf(`{"type":"object","properties":{"name":{"const":%s},%s:{"$ref":"#/$defs/%s"}%s},"required":["name",%s],"additionalProperties":false}`, name, key, toolDef(i), id, key))
+	}
+	return b.String(), calls, nil
 }
 
 // Schema positions, for rebase: a schema, an object whose values are
@@ -280,16 +298,24 @@ type toolResponse struct {
 }
 
 // ChatMessages returns the messages of a chat request as the chat
-// template opts select renders them (chatMessages): tool calls and results
-// in the generic format, and the tools described where the reply calls
-// them, in a system message where the template keeps those. from[k] is the
-// request's index of msgs[k], -1 for a message added.
-func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.ChatOptions) (msgs []tokenizer.Message, from []int) {
+// template opts select renders them, and the tools it is given: in the
+// model's own tool-call format where its template has one (native.go:
+// the messages as they are, the tools where the reply calls them), else
+// in the generic format (chatMessages: tool calls and results as its
+// JSON, the tools described in a system message, where the template keeps
+// those). from[k] is the request's index of msgs[k], -1 for a message
+// added.
+func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.ChatOptions) (msgs []tokenizer.Message, from []int, tools []byte) {
+	if opts.Template == "" && detectToolFormat(t) != nil {
+		msgs, from = nativeMessages(req)
+		return msgs, from, templateTools(req)
+	}
 	systemKept := true
 	if name, err := t.TemplateName(opts); err == nil && name != tokenizer.JinjaTemplate {
 		systemKept = opts.SystemMessages
 	}
-	return chatMessages(req, systemKept)
+	msgs, from = chatMessages(req, systemKept)
+	return msgs, from, nil
 }
 
 // chatMessages turns a chat request's messages into the chat template's:

@@ -1,0 +1,443 @@
+package server
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/runtime/grammar"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
+)
+
+// Native tool calling: a model whose chat template has a tool-call format
+// of its own gets the request's tools through the template, its history's
+// calls and results as the template renders them, and writes calls in
+// that format, which the server constrains and reads (llama.cpp's
+// common/chat.cpp, vLLM's tool parsers). The format is found in the
+// way the template writes a call (detectToolFormat):
+//
+//   - hermes (Hermes 2 Pro and 3, Qwen 2.5 and 3, QwQ, Granite 4, ...):
+//     each call is "<tool_call>\n" {"name": NAME,
+//     "arguments": {...}} "\n</tool_call>", calls one after another with a
+//     newline between, after text or instead of it.
+//   - llama3 (Llama 3.1 to 3.3): the whole
+//     reply is one call {"name": NAME, "parameters": {...}} (the template
+//     refuses more than one).
+//   - mistral (Mistral Nemo, Small 2409): "[TOOL_CALLS]"
+//     and a JSON list of {"name": NAME, "arguments": {...}}, after text or
+//     instead of it; call ids are 9 letters and digits (the template
+//     refuses others).
+//
+// Templates that write calls otherwise (Qwen3-Coder's and GLM's XML
+// calls, Mistral Small 3.2's [ARGS], functionary's <function=...>), or
+// not at all, and the openchat templates keep the generic format
+// (tools.go).
+//
+// Under tool_choice "required" or a named function the reply is
+// constrained from its first token to the format's calls; under "auto" it
+// is free text until the format's trigger ("<tool_call>", "[TOOL_CALLS]",
+// or Llama 3's "{" at the start), and constrained from there on
+// (grammar.Lazy). Each call's arguments match its tool's parameters, as
+// in the generic format.
+type toolFormat struct {
+	name string
+	// markers are the format's texts that a vocabulary may hold as
+	// added or control tokens: the grammar allows them as their text
+	// (grammar.NewVocabWith), and the decoded reply keeps them.
+	markers []string
+	// trigger starts the calls; atStart: only at the reply's start,
+	// after whitespace at most.
+	trigger string
+	atStart bool
+	// argsKey is the key of a call's arguments.
+	argsKey string
+	// newID makes a call's id.
+	newID func() string
+}
+
+var (
+	hermesFormat  = &toolFormat{name: "hermes", markers: []string{"<tool_call>", "</tool_call>"}, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID}
+	llama3Format  = &toolFormat{name: "llama3", trigger: "{", atStart: true, argsKey: "parameters", newID: newCallID}
+	mistralFormat = &toolFormat{name: "mistral", markers: []string{"[TOOL_CALLS]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID}
+)
+
+// formatProbe is a conversation with one call, which detectToolFormat
+// renders to see how the template writes calls (as llama.cpp probes a
+// template's capabilities); its id has the 9 characters Mistral's
+// templates require.
+var formatProbe = []tokenizer.Message{{Role: "user", Content: "Hi"},
+	{Role: "assistant", ToolCalls: []tokenizer.ToolCall{{ID: "call00001", Name: "probe_tool", Arguments: `{"arg": "value"}`}}},
+	{Role: "tool", ToolCallID: "call00001", Name: "probe_tool", Content: "ok"}}
+
+const formatProbeTools = `[{"type": "function", "function": {"name": "probe_tool", "description": "A probe.", "parameters": {"type": "object", "properties": {"arg": {"type": "string"}}, "required": ["arg"]}}}]`
+
+// formatCache holds detectToolFormat's answer by template text.
+var formatCache sync.Map
+
+// detectToolFormat returns the tool-call format of t's chat template, nil
+// for the generic one: the format in which the template writes formatProbe's
+// call (a template that fails on it, or writes it otherwise, is generic).
+func detectToolFormat(t *tokenizer.Tokenizer) *toolFormat {
+	src := t.ChatTemplate()
+	if name, err := t.TemplateName(tokenizer.ChatOptions{}); err != nil || name != tokenizer.JinjaTemplate {
+		return nil
+	}
+	if f, ok := formatCache.Load(src); ok {
+		return f.(*toolFormat)
+	}
+	var f *toolFormat
+	text, err := t.RenderChat(formatProbe, tokenizer.ChatOptions{Tools: []byte(formatProbeTools)})
+	switch {
+	case err != nil:
+	case strings.Contains(text, "<tool_call>\n{\"name\": \"probe_tool\", \"arguments\": {\"arg\": \"value\"}}\n</tool_call>"):
+		f = hermesFormat
+	case strings.Contains(text, `{"name": "probe_tool", "parameters": {"arg": "value"}}`):
+		f = llama3Format
+	case strings.Contains(text, `[TOOL_CALLS][{"name": "probe_tool", "arguments": {"arg": "value"}`):
+		f = mistralFormat
+	}
+	formatCache.Store(src, f)
+	return f
+}
+
+// backendFormat is the tool-call format of b's chat template (nil: the
+// generic format; so under an openchat template).
+func backendFormat(b *Backend) *toolFormat {
+	if b.Chat.Template != "" {
+		return nil
+	}
+	return detectToolFormat(b.Tokenizer)
+}
+
+// requestFormat is the format req's chat is rendered and read in: the
+// backend's, but the generic one under an openchat condition.
+func requestFormat(b *Backend, req *openai.Request) *toolFormat {
+	if req.Condition != "" {
+		return nil
+	}
+	return backendFormat(b)
+}
+
+// keepIDs are the special tokens of f's markers in t's vocabulary, by
+// id, with their text: the decoded reply keeps them where it leaves other
+// special tokens out.
+func keepIDs(t *tokenizer.Tokenizer, f *toolFormat) map[int]string {
+	keep := map[int]string{}
+	for _, m := range f.markers {
+		if id, ok := t.TokenID(m); ok && t.IsSpecial(id) {
+			keep[id] = m
+		}
+	}
+	return keep
+}
+
+// newMistralID returns a Mistral call id: 9 random letters and digits (as
+// vLLM's MistralToolCall).
+func newMistralID() string {
+	id := make([]byte, 0, 9)
+	var buf [32]byte
+	for len(id) < cap(id) {
+		rand.Read(buf[:])
+		for _, c := range buf {
+			if c < 248 && len(id) < cap(id) {
+				id = append(id, callIDChars[c%62])
+			}
+		}
+	}
+	return string(id)
+}
+
+// templateTools is req's tools as a chat template takes them (OpenAI's
+// list: {"type": "function", "function": {"name", "description",
+// "parameters"}}), nil where the reply calls none.
+func templateTools(req *openai.Request) []byte {
+	if !req.CallsTools() {
+		return nil
+	}
+	type function struct {
+		Name        string          `json:"name"`
+		Description string          `json:"description,omitempty"`
+		Parameters  json.RawMessage `json:"parameters"`
+	}
+	type tool struct {
+		Type     string   `json:"type"`
+		Function function `json:"function"`
+	}
+	list := make([]tool, len(req.Tools))
+	for i, t := range req.Tools {
+		list[i] = tool{"function", function{t.Name, t.Description, t.Parameters}}
+	}
+	return []byte(compactJSON(list))
+}
+
+// nativeMessages turns a chat request's messages into the template's as
+// they are: an assistant message's calls as tool_calls, a tool message
+// with its tool_call_id and the name of the earlier call of that id.
+func nativeMessages(req *openai.Request) (msgs []tokenizer.Message, from []int) {
+	names := map[string]string{}
+	for i, m := range req.Messages {
+		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		if m.Role == "tool" {
+			tm.Name = names[m.ToolCallID]
+		}
+		for _, c := range m.ToolCalls {
+			args := strings.TrimSpace(c.Arguments)
+			if args == "" {
+				args = "{}"
+			}
+			tm.ToolCalls = append(tm.ToolCalls, tokenizer.ToolCall{ID: c.ID, Name: c.Name, Arguments: args})
+			if c.ID != "" {
+				names[c.ID] = c.Name
+			}
+		}
+		msgs = append(msgs, tm)
+		from = append(from, i)
+	}
+	return msgs, from
+}
+
+// nativeCallSchema is the JSON Schema of one call of f (Hermes', Llama
+// 3's) or of the list of calls (Mistral's): {"name": {"const": NAME},
+// f.argsKey: PARAMETERS} for each tool tool_choice allows, their
+// parameters under $defs (as toolSchema), a Mistral call's model-written
+// id optional.
+func nativeCallSchema(req *openai.Request, f *toolFormat) ([]byte, error) {
+	defs, calls, err := toolDefs(req, f.argsKey, f == mistralFormat)
+	if err != nil {
+		return nil, err
+	}
+	anyOf := fmt.Sprintf(`{"anyOf":[%s]}`, strings.Join(calls, ","))
+	if f != mistralFormat {
+		return []byte(fmt.Sprintf(`{"$defs":{%s},"anyOf":[%s]}`, defs, strings.Join(calls, ","))), nil
+	}
+	list := fmt.Sprintf(`"type":"array","items":%s,"minItems":1`, anyOf)
+	if req.ToolChoice == openai.ToolChoiceFunction || !req.ParallelToolCalls {
+		list += `,"maxItems":1`
+	}
+	return []byte(fmt.Sprintf(`{"$defs":{%s},%s}`, defs, list)), nil
+}
+
+// nativeGrammar compiles what constrains a reply of f to req's tools: a
+// grammar.Sequence of the format's texts and calls, and, under
+// tool_choice auto, the trigger that starts it.
+func nativeGrammar(gc *grammar.Compiler, req *openai.Request, f *toolFormat, v *grammar.Vocab) (*grammar.Grammar, error) {
+	schema, err := nativeCallSchema(req, f)
+	if err != nil {
+		return nil, err
+	}
+	call := grammar.Part{Value: true}
+	var parts, loop []grammar.Part
+	switch f {
+	case hermesFormat:
+		parts = []grammar.Part{{Text: "<tool_call>\n"}, call, {Text: "\n</tool_call>"}}
+		if req.ToolChoice != openai.ToolChoiceFunction && req.ParallelToolCalls {
+			loop = []grammar.Part{{Text: "\n<tool_call>\n"}, call, {Text: "\n</tool_call>"}}
+		}
+	case mistralFormat:
+		parts = []grammar.Part{{Text: "[TOOL_CALLS]"}, call}
+	default:
+		parts = []grammar.Part{call}
+	}
+	return gc.Sequence(schema, parts, loop, v)
+}
+
+// nativeScanner reads a reply of a native format as it is generated and
+// says what a stream sends for each piece: the text before the calls as
+// content (a possible start of the trigger, and whitespace before it,
+// held until what follows says; whitespace before the calls is left
+// out), and each call's id and name once its name is read and its
+// arguments as they come (a replyScanner reads the calls' JSON as the
+// generic format's {"tool_calls": [...]}).
+type nativeScanner struct {
+	f     *toolFormat
+	phase uint8
+	held  string          // free text not yet sent
+	sent  strings.Builder // the content sent
+	// calls reads the calls' JSON; opened: its {"tool_calls": [ is fed;
+	// seen holds text after a Hermes call, where the next may start.
+	calls  *replyScanner
+	opened bool
+	seen   string
+	raw    strings.Builder // the whole reply
+}
+
+// Phases of a nativeScanner.
+const (
+	nsFree    = iota // before the trigger
+	nsText           // text that no call can follow (Llama 3's, once not JSON)
+	nsOpen           // after the trigger, before the call's (list's) first byte
+	nsJSON           // in a call's JSON (Mistral: the list's)
+	nsBetween        // after a call: the next one's trigger, or the end
+)
+
+func newNativeScanner(f *toolFormat) *nativeScanner {
+	s := &nativeScanner{f: f, calls: newReplyScanner(f.newID)}
+	s.calls.argsKey = f.argsKey
+	return s
+}
+
+// Feed reads the next piece of the reply, as replyScanner.Feed.
+func (s *nativeScanner) Feed(piece string) (content string, deltas []openai.ToolCallDelta) {
+	s.raw.WriteString(piece)
+	s.calls.content.Reset()
+	s.calls.deltas = nil
+	var out strings.Builder
+	switch s.phase {
+	case nsText:
+		out.WriteString(piece)
+	case nsFree:
+		text := s.held + piece
+		s.held = ""
+		if s.f.atStart {
+			t := strings.TrimLeft(text, " \t\r\n")
+			switch {
+			case t == "":
+				s.held = text
+			case strings.HasPrefix(t, s.f.trigger):
+				s.phase = nsOpen
+				s.json(t)
+			default:
+				s.phase = nsText
+				out.WriteString(text)
+			}
+			break
+		}
+		if i := strings.Index(text, s.f.trigger); i >= 0 {
+			out.WriteString(strings.TrimRight(text[:i], " \t\r\n"))
+			s.phase = nsOpen
+			s.json(text[i+len(s.f.trigger):])
+			break
+		}
+		// Hold a possible start of the trigger, and whitespace
+		// before it.
+		keep := len(text)
+		for n := min(len(s.f.trigger)-1, len(text)); n > 0; n-- {
+			if strings.HasSuffix(text, s.f.trigger[:n]) {
+				keep = len(text) - n
+				break
+			}
+		}
+		keep = len(strings.TrimRight(text[:keep], " \t\r\n"))
+		out.WriteString(text[:keep])
+		s.held = text[keep:]
+	default:
+		s.json(piece)
+	}
+	s.calls.flushArgs()
+	s.sent.WriteString(out.String())
+	return out.String(), s.calls.deltas
+}
+
+// json reads text after the trigger: the calls' JSON, and between Hermes
+// calls the next one's trigger.
+func (s *nativeScanner) json(text string) {
+	for i := 0; i < len(text); i++ {
+		c := text[i]
+		switch s.phase {
+		case nsOpen:
+			start := byte('{')
+			if s.f == mistralFormat {
+				start = '['
+			}
+			if c != start {
+				continue // (whitespace; the grammar allows no other)
+			}
+			switch {
+			case s.f == mistralFormat:
+				s.feed(`{"tool_calls":`)
+			case !s.opened:
+				s.feed(`{"tool_calls":[`)
+			default:
+				s.feed(",")
+			}
+			s.opened = true
+			s.phase = nsJSON
+			s.calls.byte(c)
+		case nsJSON:
+			s.calls.byte(c)
+			// A call ends where its object closes (Mistral: the list).
+			if n := len(s.calls.stack); s.f == mistralFormat && n == 1 || s.f != mistralFormat && n == 2 && s.calls.state == stNext {
+				s.phase = nsBetween
+				if s.f == mistralFormat {
+					s.feed("}")
+				}
+			}
+		case nsBetween:
+			if s.f != hermesFormat {
+				continue
+			}
+			s.seen += string(c)
+			if strings.HasSuffix(s.seen, s.f.trigger) {
+				s.seen = ""
+				s.phase = nsOpen
+			}
+		}
+	}
+}
+
+func (s *nativeScanner) feed(text string) {
+	for i := 0; i < len(text); i++ {
+		s.calls.byte(text[i])
+	}
+}
+
+// Finish is the text held at the reply's end: free text that turned out
+// not to start the trigger (none once calls came).
+func (s *nativeScanner) Finish() string {
+	if s.phase != nsFree {
+		return ""
+	}
+	out := s.held
+	s.held = ""
+	s.sent.WriteString(out)
+	return out
+}
+
+// Done says whether the reply's calls are complete (the reply is calls,
+// not text; cut midway, it is neither).
+func (s *nativeScanner) Done() bool { return s.phase == nsBetween }
+
+// Form is "tool_calls" for a reply of calls, "response" otherwise.
+func (s *nativeScanner) Form() string {
+	if s.Done() {
+		return "tool_calls"
+	}
+	return "response"
+}
+
+// Calls are the calls read so far.
+func (s *nativeScanner) Calls() []openai.ToolCall { return s.calls.Calls() }
+
+// message is the whole reply's message and finish reason: its calls and
+// the text before them (null where none), or, where no call came, the
+// text; a reply whose calls were cut (max_tokens) is its raw text, as
+// vLLM gives it, and finish as it is.
+func (s *nativeScanner) message(finish, callsFinish string) (openai.ChatMessage, string) {
+	m := openai.ChatMessage{Role: "assistant"}
+	switch {
+	case s.Done():
+		if text := s.sent.String(); text != "" {
+			m.Content = &text
+		}
+		m.ToolCalls = s.Calls()
+		return m, callsFinish
+	case s.phase == nsOpen || s.phase == nsJSON:
+		text := s.raw.String()
+		m.Content = &text
+		return m, finish
+	}
+	text := s.sent.String()
+	m.Content = &text
+	return m, finish
+}
+
+// nativeMessage reads a whole reply of f (nativeScanner.message).
+func nativeMessage(f *toolFormat, text, finish, callsFinish string) (openai.ChatMessage, string) {
+	s := newNativeScanner(f)
+	s.Feed(text)
+	s.Finish()
+	return s.message(finish, callsFinish)
+}
