@@ -288,15 +288,21 @@ func TestChatMessages(t *testing.T) {
 	}
 }
 
-// callID is the form of a tool call's id.
-var callID = regexp.MustCompile(`^call_[a-zA-Z0-9]{24}$`)
+// callID is the form of a tool call's id: OpenAI's, or Mistral's 9
+// letters and digits (native.go).
+var callID = regexp.MustCompile(`^(call_[a-zA-Z0-9]{24}|[a-zA-Z0-9]{9})$`)
 
 func TestNewCallID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
 		id := newCallID()
-		if !callID.MatchString(id) || seen[id] {
+		if !callID.MatchString(id) || !strings.HasPrefix(id, "call_") || seen[id] {
 			t.Fatalf("id %q: want call_ and 24 letters and digits, each id new", id)
+		}
+		seen[id] = true
+		id = newMistralID()
+		if !callID.MatchString(id) || len(id) != 9 || seen[id] {
+			t.Fatalf("Mistral id %q: want 9 letters and digits, each id new", id)
 		}
 		seen[id] = true
 	}

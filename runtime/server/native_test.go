@@ -1,0 +1,491 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
+)
+
+// jinjaChat holds the real chat templates and jinja2's renders of them
+// (formats/jinja/testdata/chat).
+var jinjaChat = filepath.Join("..", "..", "formats", "jinja", "testdata", "chat")
+
+// readTemplate returns a template of jinjaChat's by its file's name.
+func readTemplate(t *testing.T, name string) string {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(jinjaChat, "templates", name+".jinja"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(src)
+}
+
+// templateTokenizer is openchat-tiny's tokenizer with chat_template src,
+// eos_token </s> (the goldens'), and, where marker is set, its added token
+// <|pad_0|> (id 32001) renamed marker, special or not: a model's
+// tool-call marker as one token, which the tiny model's vocabulary lacks.
+func templateTokenizer(t *testing.T, src, marker string, special bool) *tokenizer.Tokenizer {
+	t.Helper()
+	from := fixtures.Path(t, "models/openchat-tiny")
+	dir := t.TempDir()
+	rewrite := func(name string, edit func(string) string) {
+		data, err := os.ReadFile(filepath.Join(from, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(data)
+		if marker != "" {
+			text = strings.ReplaceAll(text, "<|pad_0|>", marker)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(edit(text)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// (Only the marker's own entries have "special": true next to its
+	// content: tokenizer.json's added_tokens and the config's
+	// added_tokens_decoder list it with its flags.)
+	setSpecial := func(text string) string {
+		if marker == "" || special {
+			return text
+		}
+		var v any
+		if err := json.Unmarshal([]byte(text), &v); err != nil {
+			t.Fatal(err)
+		}
+		var walk func(any)
+		walk = func(v any) {
+			switch x := v.(type) {
+			case map[string]any:
+				if x["content"] == marker {
+					x["special"] = false
+				}
+				for _, e := range x {
+					walk(e)
+				}
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			}
+		}
+		walk(v)
+		out, _ := json.Marshal(v)
+		return string(out)
+	}
+	rewrite("tokenizer.json", setSpecial)
+	rewrite("added_tokens.json", func(s string) string { return s })
+	rewrite("special_tokens_map.json", func(s string) string { return s })
+	rewrite("tokenizer_config.json", func(s string) string {
+		var cfg map[string]any
+		if err := json.Unmarshal([]byte(setSpecial(s)), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["chat_template"] = src
+		cfg["eos_token"] = "</s>"
+		out, _ := json.Marshal(cfg)
+		return string(out)
+	})
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestDetectToolFormat: every real template of jinjaChat gets the format
+// it writes a call in (its tools golden shows it): the ones listed, and
+// the generic format for the rest (XML calls, [ARGS], <function=...>,
+// <tool_calls>, or none).
+func TestDetectToolFormat(t *testing.T) {
+	want := map[string]*toolFormat{
+		"Qwen-Qwen2.5-7B-Instruct": hermesFormat, "Qwen-Qwen3-0.6B": hermesFormat, "Qwen-QwQ-32B": hermesFormat,
+		"NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use": hermesFormat, "NousResearch-Hermes-3-Llama-3.1-8B-tool_use": hermesFormat,
+		"MiMo-VL": hermesFormat, "Bielik-11B-v3.0-Instruct": hermesFormat, "Reka-Edge": hermesFormat,
+		"ibm-granite-granite-4.0": hermesFormat, "ibm-granite-granite-4.1": hermesFormat,
+		"meta-llama-Llama-3.1-8B-Instruct": llama3Format, "meta-llama-Llama-3.2-3B-Instruct": llama3Format,
+		"meta-llama-Llama-3.3-70B-Instruct":    llama3Format,
+		"mistralai-Mistral-Nemo-Instruct-2407": mistralFormat,
+	}
+	names, err := filepath.Glob(filepath.Join(jinjaChat, "templates", "*.jinja"))
+	if err != nil || len(names) < 60 {
+		t.Fatalf("%d templates: %v", len(names), err)
+	}
+	found := 0
+	for _, path := range names {
+		name := strings.TrimSuffix(filepath.Base(path), ".jinja")
+		src := readTemplate(t, name)
+		got := detectToolFormat(templateTokenizer(t, src, "", false))
+		if got != want[name] {
+			t.Errorf("%s: format %v, want %v", name, formatName(got), formatName(want[name]))
+		}
+		if got != nil {
+			found++
+		}
+	}
+	if found != len(want) {
+		t.Errorf("%d native formats found, want %d", found, len(want))
+	}
+}
+
+func formatName(f *toolFormat) string {
+	if f == nil {
+		return "generic"
+	}
+	return f.name
+}
+
+// TestNativePrompt: the tools conversations of conversations.json sent as
+// OpenAI requests (arguments as JSON text, tool messages without a name)
+// render under real templates as jinja2 rendered the conversations
+// themselves (formats/jinja/testdata/chat/golden): the tools, the calls
+// and the results reach the template as transformers gives them.
+func TestNativePrompt(t *testing.T) {
+	var convs struct {
+		Conversations []struct {
+			Name     string            `json:"name"`
+			Tools    json.RawMessage   `json:"tools"`
+			Messages []json.RawMessage `json:"messages"`
+		} `json:"conversations"`
+	}
+	data, err := os.ReadFile(filepath.Join(jinjaChat, "conversations.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &convs); err != nil {
+		t.Fatal(err)
+	}
+	bodies := map[string]string{}
+	for _, c := range convs.Conversations {
+		if c.Name != "tools" && c.Name != "two_calls" {
+			continue
+		}
+		var msgs []string
+		for _, raw := range c.Messages {
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &m); err != nil {
+				t.Fatal(err)
+			}
+			delete(m, "name") // (OpenAI's tool messages have none)
+			if calls, ok := m["tool_calls"]; ok {
+				var list []struct {
+					ID       string `json:"id"`
+					Type     string `json:"type"`
+					Function struct {
+						Name      string          `json:"name"`
+						Arguments json.RawMessage `json:"arguments"`
+					} `json:"function"`
+				}
+				if err := json.Unmarshal(calls, &list); err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, l := range list {
+					out = append(out, fmt.Sprintf(`{"id": %q, "type": "function", "function": {"name": %q, "arguments": %q}}`, l.ID, l.Function.Name, l.Function.Arguments))
+				}
+				m["tool_calls"] = json.RawMessage("[" + strings.Join(out, ", ") + "]")
+			}
+			b, _ := json.Marshal(m)
+			msgs = append(msgs, string(b))
+		}
+		bodies[c.Name] = fmt.Sprintf(`{"messages": [%s], "tools": %s}`, strings.Join(msgs, ", "), c.Tools)
+	}
+	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407"} {
+		var golden map[string]struct {
+			Output *string `json:"output"`
+		}
+		data, err := os.ReadFile(filepath.Join(jinjaChat, "golden", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &golden); err != nil {
+			t.Fatal(err)
+		}
+		tok := templateTokenizer(t, readTemplate(t, name), "", false)
+		for conv, body := range bodies {
+			want := golden[conv].Output
+			if want == nil {
+				continue // (Llama 3 refuses two calls)
+			}
+			t.Run(name+"/"+conv, func(t *testing.T) {
+				req, err := openai.Parse([]byte(body), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
+				msgs, _, tools := ChatMessages(req, tok, opts)
+				opts.Tools = tools
+				got, err := tok.RenderChat(msgs, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != *want {
+					t.Errorf("\n got %q\nwant %q", got, *want)
+				}
+			})
+		}
+	}
+}
+
+// nativeCase is a reply in a format's real form and what it means.
+type nativeCase struct {
+	name    string
+	f       *toolFormat
+	text    string
+	content *string  // the message's content
+	calls   []string // name(arguments) of each call
+	form    string
+	// streamed, where set, is the content a stream sends where it is not
+	// the message's: a reply cut in a call sends the text before it (and
+	// the call as far as it came), and the message is then the raw text.
+	streamed *string
+}
+
+func strp(s string) *string { return &s }
+
+// nativeCases are replies as the models write them (the formats' model
+// cards, llama.cpp's test-chat.cpp and vLLM's tool parser tests, retyped).
+var nativeCases = []nativeCase{
+	{"hermes: one call", hermesFormat, "<tool_call>\n{\"name\": \"get_current_weather\", \"arguments\": {\"city\": \"Dallas\", \"state\": \"TX\", \"unit\": \"fahrenheit\"}}\n</tool_call>",
+		nil, []string{`get_current_weather({"city":"Dallas","state":"TX","unit":"fahrenheit"})`}, "tool_calls", nil},
+	{"hermes: text first", hermesFormat, "Let me calculate that.\n<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"a\": 5, \"b\": 3}}\n</tool_call>",
+		strp("Let me calculate that."), []string{`calculator({"a":5,"b":3})`}, "tool_calls", nil},
+	{"hermes: two calls", hermesFormat, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2.5}}\n</tool_call>",
+		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
+	{"hermes: arguments first, escapes", hermesFormat, "<tool_call>\n{\"arguments\": {\"text\": \"caf\\u00e9 \\\"x\\\" 日本\"}, \"name\": \"echo\"}\n</tool_call>",
+		nil, []string{`echo({"text":"caf\u00e9 \"x\" 日本"})`}, "tool_calls", nil},
+	{"hermes: text only", hermesFormat, "Hello! The <tool> tag is HTML-like; no call here.", strp("Hello! The <tool> tag is HTML-like; no call here."), nil, "response", nil},
+	{name: "hermes: cut in a call", f: hermesFormat, text: "Sure.\n<tool_call>\n{\"name\": \"add\", \"argu",
+		content: strp("Sure.\n<tool_call>\n{\"name\": \"add\", \"argu"), form: "response", streamed: strp("Sure.")},
+	{"llama3: a call", llama3Format, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}",
+		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`}, "tool_calls", nil},
+	{"llama3: whitespace first", llama3Format, "\n {\"name\": \"searchTool\", \"parameters\": {\"query\": \"test\", \"n\": [1, {\"x\": null}]}}",
+		nil, []string{`searchTool({"query":"test","n":[1,{"x":null}]})`}, "tool_calls", nil},
+	{"llama3: text", llama3Format, "The weather in Paris is {\"sunny\"}.", strp("The weather in Paris is {\"sunny\"}."), nil, "response", nil},
+	{"mistral: two calls", mistralFormat, "[TOOL_CALLS][{\"name\": \"add\", \"arguments\":{\"a\": 3.5, \"b\": 4}}, {\"name\": \"get_current_weather\", \"arguments\":{\"city\": \"San Francisco\", \"state\": \"CA\", \"unit\": \"celsius\"}}]",
+		nil, []string{`add({"a":3.5,"b":4})`, `get_current_weather({"city":"San Francisco","state":"CA","unit":"celsius"})`}, "tool_calls", nil},
+	{"mistral: spaces and an id", mistralFormat, "[TOOL_CALLS] [ {\"name\":\"get_current_weather\", \"arguments\":{\"city\": \"San Francisco\"}, \"id\": \"abcDEF123\"}]",
+		nil, []string{`get_current_weather({"city":"San Francisco"})`}, "tool_calls", nil},
+	{"mistral: text first", mistralFormat, "I'll check. [TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}]",
+		strp("I'll check."), []string{`add({"a":1,"b":2})`}, "tool_calls", nil},
+	{"mistral: text with a bracket", mistralFormat, "Use [TOOL] or [x].", strp("Use [TOOL] or [x]."), nil, "response", nil},
+}
+
+// TestNativeScanner reads each case whole (the message) and streamed in
+// pieces of 1 to 7 bytes: the content sent, merged, is the message's,
+// the deltas merged are its calls, and the form is the case's.
+func TestNativeScanner(t *testing.T) {
+	for _, c := range nativeCases {
+		t.Run(c.name, func(t *testing.T) {
+			m, finish := nativeMessage(c.f, c.text, "stop", "tool_calls")
+			if str(m.Content) != str(c.content) {
+				t.Errorf("content %s, want %s", str(m.Content), str(c.content))
+			}
+			var got []string
+			for _, call := range m.ToolCalls {
+				got = append(got, call.Function.Name+"("+call.Function.Arguments+")")
+				if call.Type != "function" || !callID.MatchString(call.ID) || (c.f == mistralFormat) != (len(call.ID) == 9) {
+					t.Errorf("call %+v: want type function and an id of the format", call)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(c.calls, " ") {
+				t.Errorf("calls %q, want %q", got, c.calls)
+			}
+			if want := map[string]string{"tool_calls": "tool_calls", "response": "stop"}[c.form]; finish != want {
+				t.Errorf("finish %q, want %q", finish, want)
+			}
+			for size := 1; size <= 7; size++ {
+				s := newNativeScanner(c.f)
+				var content strings.Builder
+				var calls []string
+				for i := 0; i < len(c.text); i += size {
+					text, deltas := s.Feed(c.text[i:min(i+size, len(c.text))])
+					content.WriteString(text)
+					for _, d := range deltas {
+						if d.Index == len(calls) {
+							if d.ID == "" || d.Function.Name == "" || d.Function.Arguments != "" {
+								t.Fatalf("pieces of %d: call %d's first delta %+v", size, d.Index, d)
+							}
+							calls = append(calls, d.Function.Name+"(")
+						} else if d.Index == len(calls)-1 && d.ID == "" && d.Function.Name == "" {
+							calls[d.Index] += d.Function.Arguments
+						} else {
+							t.Fatalf("pieces of %d: delta %+v out of place", size, d)
+						}
+					}
+				}
+				content.WriteString(s.Finish())
+				for i := range calls {
+					calls[i] += ")"
+				}
+				if s.Form() != c.form {
+					t.Errorf("pieces of %d: form %q, want %q", size, s.Form(), c.form)
+				}
+				want := ""
+				switch {
+				case c.streamed != nil:
+					want = *c.streamed
+				case c.content != nil:
+					want = *c.content
+				}
+				if content.String() != want {
+					t.Errorf("pieces of %d: content %q, want %q", size, content.String(), want)
+				}
+				// (A call cut midway was sent as far as it came.)
+				if c.streamed == nil && strings.Join(calls, " ") != strings.Join(c.calls, " ") {
+					t.Errorf("pieces of %d: calls %q, want %q", size, calls, c.calls)
+				}
+			}
+		})
+	}
+}
+
+// nativeServers are the real templates the end-to-end tests serve
+// openchat-tiny under, each with its format's marker as one token where
+// the format has one (special as Mistral's [TOOL_CALLS] is, which the
+// reply keeps where it drops other special tokens), and the token that
+// starts a call: the marker, or Llama 3's "{".
+var nativeServers = []struct {
+	name, template, marker string
+	special                bool
+	f                      *toolFormat
+	trigger                string
+}{
+	{"hermes", "Qwen-Qwen2.5-7B-Instruct", "<tool_call>", false, hermesFormat, "<tool_call>"},
+	{"llama3", "meta-llama-Llama-3.1-8B-Instruct", "", false, llama3Format, "{"},
+	{"mistral", "mistralai-Mistral-Nemo-Instruct-2407", "[TOOL_CALLS]", true, mistralFormat, "[TOOL_CALLS]"},
+}
+
+// TestNativeToolCalls serves the tiny model under real tool-calling
+// templates: the prompt holds the tools as the template writes them (not
+// the generic format's description); under tool_choice required or a
+// named tool every reply is calls of the tools allowed whose arguments
+// match their parameters, read from the model's own format; under auto
+// a reply whose first token is the format's trigger (a logit_bias on it)
+// is a call, constrained from there, and one without is text; streamed
+// and whole (the same seed) say the same.
+func TestNativeToolCalls(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model under three templates")
+	}
+	for _, ns := range nativeServers {
+		t.Run(ns.name, func(t *testing.T) {
+			tok := templateTokenizer(t, readTemplate(t, ns.template), ns.marker, ns.special)
+			if got := detectToolFormat(tok); got != ns.f {
+				t.Fatalf("format %s, want %s", formatName(got), ns.f.name)
+			}
+			ts := startServer(t, serverConfig{Tokenizer: tok})
+			trigger, ok := tok.TokenID(ns.trigger)
+			if !ok {
+				t.Fatalf("no token %q", ns.trigger)
+			}
+			tools := `"tools": [` + weatherTool + `, ` + addTool + `]`
+
+			// The prompt: the template's own tools section.
+			ids := tokenize(t, ts, `{"messages": [{"role": "user", "content": "Weather?"}], `+tools+`}`)
+			prompt, err := tok.Decode(ids)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(prompt, `"name": "get_weather"`) || strings.Contains(prompt, "You can call these tools") {
+				t.Errorf("the prompt does not hold the tools as the template writes them:\n%s", prompt)
+			}
+
+			// (A random model rarely ends a list of Hermes calls: with
+			// parallel calls it goes on to max_tokens, so calls must come
+			// one a reply; Mistral's list, closed by the grammar, may
+			// hold several.)
+			cases := []struct {
+				name, body string
+				n, max     int
+				allowed    []string
+				one, text  bool // at most one call; a text reply may come
+			}{
+				{"required", `"tool_choice": "required", "parallel_tool_calls": false, "seed": 1`, 3, 250, []string{"get_weather", "add"}, true, false},
+				{"named", `"tool_choice": {"type": "function", "function": {"name": "add"}}, "seed": 2`, 3, 250, []string{"add"}, true, false},
+				{"auto, the trigger first", fmt.Sprintf(`"tool_choice": "auto", "parallel_tool_calls": false, "logit_bias": {"%d": 100}, "seed": 3`, trigger), 3, 250, []string{"get_weather", "add"}, true, false},
+				{"auto", `"tool_choice": "auto", "seed": 4`, 2, 40, []string{"get_weather", "add"}, ns.f != mistralFormat, true},
+			}
+			if ns.f == mistralFormat {
+				cases = append(cases, struct {
+					name, body string
+					n, max     int
+					allowed    []string
+					one, text  bool
+				}{"required, parallel", `"tool_choice": "required", "seed": 5`, 3, 250, []string{"get_weather", "add"}, false, false})
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					body := fmt.Sprintf(`{"messages": [{"role": "user", "content": "What is the weather in Paris?"}], %s, %s, "n": %d, "temperature": 1, "max_tokens": %d`, tools, c.body, c.n, c.max)
+					code, data := post(t, ts, "/v1/chat/completions", body+`}`)
+					if code != 200 {
+						t.Fatalf("%d %s", code, data)
+					}
+					whole, wu := chatReplies(t, data)
+					code, data = post(t, ts, "/v1/chat/completions", body+`, "stream": true, "stream_options": {"include_usage": true}}`)
+					if code != 200 {
+						t.Fatalf("stream: %d %s", code, data)
+					}
+					streamed, su := streamReplies(t, data, c.n)
+					if wu != su || wu.CompletionTokens == 0 {
+						t.Errorf("usage %+v, streamed %+v", wu, su)
+					}
+					calls := 0
+					for j, w := range whole {
+						t.Logf("choice %d: %s %s %+v", j, w.Finish, str(w.Content), w.ToolCalls)
+						s := streamed[j]
+						switch {
+						case w.Finish == "length":
+							// Cut: the raw text, which a stream sent as
+							// content up to a call's trigger.
+							if w.Content == nil || w.ToolCalls != nil {
+								t.Errorf("choice %d cut: content %s, %d calls; want the raw text", j, str(w.Content), len(w.ToolCalls))
+							} else if !strings.Contains(*w.Content, ns.trigger) && str(s.Content) != str(w.Content) {
+								t.Errorf("choice %d cut: streamed %s, whole %s", j, str(s.Content), str(w.Content))
+							}
+							continue
+						case len(w.ToolCalls) > 0:
+							calls++
+							want := "tool_calls"
+							if c.name == "named" {
+								want = "stop"
+							}
+							if w.Finish != want || c.one && len(w.ToolCalls) != 1 {
+								t.Errorf("choice %d: %d calls, finish %q; want %s", j, len(w.ToolCalls), w.Finish, want)
+							}
+							for _, call := range w.ToolCalls {
+								if !callID.MatchString(call.ID) || (ns.f == mistralFormat) != (len(call.ID) == 9) || call.Type != "function" || !slices.Contains(c.allowed, call.Function.Name) {
+									t.Errorf("choice %d: call %+v, want an id of the format, type function and one of %q", j, call, c.allowed)
+								}
+								if why := checkArguments(call.Function.Name, call.Function.Arguments); why != "" {
+									t.Errorf("choice %d: %s(%s): %s", j, call.Function.Name, call.Function.Arguments, why)
+								}
+							}
+						case !c.text || w.Content == nil || w.Finish != "stop":
+							t.Errorf("choice %d: text %s, finish %q, where calls must come", j, str(w.Content), w.Finish)
+						}
+						if s.Finish != w.Finish || str(s.Content) != str(w.Content) || len(s.ToolCalls) != len(w.ToolCalls) {
+							t.Errorf("choice %d streamed %s %s with %d calls, whole %s %s with %d", j, s.Finish, str(s.Content), len(s.ToolCalls), w.Finish, str(w.Content), len(w.ToolCalls))
+							continue
+						}
+						for k := range w.ToolCalls {
+							if s.ToolCalls[k].Function != w.ToolCalls[k].Function {
+								t.Errorf("choice %d: streamed call %d %+v, whole %+v", j, k, s.ToolCalls[k].Function, w.ToolCalls[k].Function)
+							}
+						}
+					}
+					if calls == 0 && !c.text {
+						t.Error("no choice called a tool")
+					}
+				})
+			}
+		})
+	}
+}
