@@ -413,18 +413,23 @@ func (s *nativeScanner) Calls() []openai.ToolCall { return s.calls.Calls() }
 
 // message is the whole reply's message and finish reason: its calls and
 // the text before them (null where none), or, where no call came, the
-// text; a reply whose calls were cut (max_tokens) is its raw text, as
-// vLLM gives it, and finish as it is.
+// text; a reply whose calls were cut (max_tokens), or are not JSON calls
+// (which the grammar makes none of), is its raw text, as vLLM gives it,
+// and finish as it is.
 func (s *nativeScanner) message(finish, callsFinish string) (openai.ChatMessage, string) {
 	m := openai.ChatMessage{Role: "assistant"}
+	valid := len(s.Calls()) > 0
+	for _, c := range s.Calls() {
+		valid = valid && c.Function.Name != "" && json.Valid([]byte(c.Function.Arguments))
+	}
 	switch {
-	case s.Done():
+	case s.Done() && valid:
 		if text := s.sent.String(); text != "" {
 			m.Content = &text
 		}
 		m.ToolCalls = s.Calls()
 		return m, callsFinish
-	case s.phase == nsOpen || s.phase == nsJSON:
+	case s.phase != nsFree && s.phase != nsText:
 		text := s.raw.String()
 		m.Content = &text
 		return m, finish

@@ -489,3 +489,52 @@ func TestNativeToolCalls(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNativeScanner: any text, in any two pieces, in each format, never
+// panics the scanner; the stream and the whole message agree (the same
+// calls, and the content sent is the message's where the reply is calls
+// or text), and a message's calls have JSON arguments.
+func FuzzNativeScanner(f *testing.F) {
+	for _, c := range nativeCases {
+		f.Add(c.text, uint(len(c.text)/2))
+	}
+	f.Add("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\":}}\n</tool_call>", uint(3))
+	f.Add("[TOOL_CALLS][{\"name\": 1, \"arguments\": {}}]", uint(0))
+	f.Fuzz(func(t *testing.T, text string, cut uint) {
+		k := int(cut % uint(len(text)+1))
+		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat} {
+			s := newNativeScanner(format)
+			var content strings.Builder
+			for _, piece := range []string{text[:k], text[k:]} {
+				c, _ := s.Feed(piece)
+				content.WriteString(c)
+			}
+			content.WriteString(s.Finish())
+			m, _ := nativeMessage(format, text, "stop", "tool_calls")
+			for _, c := range m.ToolCalls {
+				if !json.Valid([]byte(c.Function.Arguments)) {
+					t.Fatalf("%s: %q: call %+v: arguments not JSON", format.name, text, c)
+				}
+			}
+			if m.ToolCalls != nil {
+				want := ""
+				if m.Content != nil {
+					want = *m.Content
+				}
+				if content.String() != want {
+					t.Fatalf("%s: %q: streamed content %q, message %s", format.name, text, content.String(), str(m.Content))
+				}
+				if len(s.Calls()) != len(m.ToolCalls) {
+					t.Fatalf("%s: %q: %d calls streamed, %d whole", format.name, text, len(s.Calls()), len(m.ToolCalls))
+				}
+				for i, c := range s.Calls() {
+					if c.Function != m.ToolCalls[i].Function {
+						t.Fatalf("%s: %q: call %d streamed %+v, whole %+v", format.name, text, i, c.Function, m.ToolCalls[i].Function)
+					}
+				}
+			} else if !s.Done() && (s.phase == nsFree || s.phase == nsText) && content.String() != *m.Content {
+				t.Fatalf("%s: %q: streamed text %q, message %q", format.name, text, content.String(), *m.Content)
+			}
+		}
+	})
+}
