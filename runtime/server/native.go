@@ -209,11 +209,11 @@ func nativeCallSchema(req *openai.Request, f *toolFormat) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	anyOf := fmt.Sprintf(`{"anyOf":[%s]}`, strings.Join(calls, ","))
+	anyOf := fmt.Sprintf(`"anyOf":[%s]`, strings.Join(calls, ","))
 	if f != mistralFormat {
-		return []byte(fmt.Sprintf(`{"$defs":{%s},"anyOf":[%s]}`, defs, strings.Join(calls, ","))), nil
+		return []byte(fmt.Sprintf(`{"$defs":{%s},%s}`, defs, anyOf)), nil
 	}
-	list := fmt.Sprintf(`"type":"array","items":%s,"minItems":1`, anyOf)
+	list := fmt.Sprintf(`"type":"array","items":{%s},"minItems":1`, anyOf)
 	if req.ToolChoice == openai.ToolChoiceFunction || !req.ParallelToolCalls {
 		list += `,"maxItems":1`
 	}

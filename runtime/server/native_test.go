@@ -538,3 +538,74 @@ func FuzzNativeScanner(f *testing.F) {
 		}
 	})
 }
+
+// TestNativeGrammarTakesTemplateCalls: the grammar of each format takes
+// the calls as the real templates write them in history (jinja2's renders
+// of two_calls and tools hold these texts), whole, under tool_choice
+// required (parallel calls where the format has them) and, after text,
+// under auto; and refuses a call of a tool not given.
+func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
+	tools := `"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}},
+		{"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}}}]`
+	for _, c := range []struct {
+		f                     *toolFormat
+		golden, conv, calls   string
+		textFirst, notAllowed string
+	}{
+		{hermesFormat, "Qwen-Qwen2.5-7B-Instruct", "two_calls",
+			"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2.5}}\n</tool_call>",
+			"Let me check.\n", "<tool_call>\n{\"name\": \"sub\""},
+		{llama3Format, "meta-llama-Llama-3.1-8B-Instruct", "tools",
+			`{"name": "get_weather", "parameters": {"city": "Paris", "unit": "celsius"}}`, "", `{"name": "get_weather", "arguments"`},
+		{mistralFormat, "mistralai-Mistral-Nemo-Instruct-2407", "two_calls",
+			`[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}, "id": "abc123DEF"}, {"name": "add", "arguments": {"a": 1, "b": 2.5}, "id": "xyz789GHI"}]`,
+			"Sure. ", `[TOOL_CALLS][{"name": "add", "arguments": {"a": "1"`},
+	} {
+		t.Run(c.f.name, func(t *testing.T) {
+			var golden map[string]struct {
+				Output string `json:"output"`
+			}
+			data, err := os.ReadFile(filepath.Join(jinjaChat, "golden", c.golden+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(data, &golden); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(golden[c.conv].Output, c.calls) {
+				t.Fatalf("jinja2's render of %s under %s does not hold %q", c.conv, c.golden, c.calls)
+			}
+			tok := templateTokenizer(t, readTemplate(t, c.golden), "", false)
+			ts := &Server{}
+			b := &Backend{Tokenizer: tok}
+			for _, choice := range []string{"required", "auto"} {
+				req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "x"}], `+tools+`, "tool_choice": "`+choice+`"}`), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				g, err := ts.grammar(b, req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				text := c.calls
+				if choice == "auto" {
+					text = c.textFirst + c.calls
+				}
+				m := g.matcher()
+				type texter interface{ AcceptText(string) error }
+				if err := m.(texter).AcceptText(text); err != nil {
+					t.Errorf("%s: %v", choice, err)
+				} else if _, end := m.Allowed(); !end {
+					t.Errorf("%s: %q is not complete", choice, text)
+				}
+				bad := c.notAllowed
+				if choice == "auto" {
+					bad = c.textFirst + bad
+				}
+				if g.matcher().(texter).AcceptText(bad) == nil {
+					t.Errorf("%s: %q taken", choice, bad)
+				}
+			}
+		})
+	}
+}
