@@ -175,11 +175,19 @@ func templateTools(req *openai.Request) []byte {
 
 // nativeMessages turns a chat request's messages into the template's as
 // they are: an assistant message's calls as tool_calls, a tool message
-// with its tool_call_id and the name of the earlier call of that id.
-func nativeMessages(req *openai.Request) (msgs []tokenizer.Message, from []int) {
+// with its tool_call_id and the name of the earlier call of that id. In
+// Mistral's format an id longer than the 9 characters its templates take
+// (another server's, call_…) is cut to its last 9, as vLLM cuts it.
+func nativeMessages(req *openai.Request, f *toolFormat) (msgs []tokenizer.Message, from []int) {
+	id := func(s string) string {
+		if f == mistralFormat && len(s) > 9 {
+			return s[len(s)-9:]
+		}
+		return s
+	}
 	names := map[string]string{}
 	for i, m := range req.Messages {
-		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ToolCallID: m.ToolCallID}
+		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ToolCallID: id(m.ToolCallID)}
 		if m.Role == "tool" {
 			tm.Name = names[m.ToolCallID]
 		}
@@ -188,7 +196,7 @@ func nativeMessages(req *openai.Request) (msgs []tokenizer.Message, from []int) 
 			if args == "" {
 				args = "{}"
 			}
-			tm.ToolCalls = append(tm.ToolCalls, tokenizer.ToolCall{ID: c.ID, Name: c.Name, Arguments: args})
+			tm.ToolCalls = append(tm.ToolCalls, tokenizer.ToolCall{ID: id(c.ID), Name: c.Name, Arguments: args})
 			if c.ID != "" {
 				names[c.ID] = c.Name
 			}
@@ -370,6 +378,9 @@ func (s *nativeScanner) json(text string) {
 				continue
 			}
 			s.seen += string(c)
+			if len(s.seen) > len(s.f.trigger) {
+				s.seen = s.seen[1:]
+			}
 			if strings.HasSuffix(s.seen, s.f.trigger) {
 				s.seen = ""
 				s.phase = nsOpen

@@ -609,3 +609,29 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeMistralIDs: a history whose call ids are another server's
+// (call_ and 24 characters), which Mistral Nemo's template refuses, is
+// rendered with each id cut to its last 9 characters, as vLLM cuts them,
+// in the call and in its result alike.
+func TestNativeMistralIDs(t *testing.T) {
+	tok := templateTokenizer(t, readTemplate(t, "mistralai-Mistral-Nemo-Instruct-2407"), "", false)
+	req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "Add 1 and 2."},
+		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_abcdefghijklmnopqrstuvwx", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
+		{"role": "tool", "tool_call_id": "call_abcdefghijklmnopqrstuvwx", "content": "3"}], "tools": [`+addTool+`]}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
+	msgs, _, tools := ChatMessages(req, tok, opts)
+	opts.Tools = tools
+	got, err := tok.RenderChat(msgs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`[TOOL_CALLS][{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "pqrstuvwx"}]`, `{"content": 3, "call_id": "pqrstuvwx"}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the prompt does not hold %s:\n%s", want, got)
+		}
+	}
+}

@@ -306,8 +306,8 @@ type toolResponse struct {
 // those). from[k] is the request's index of msgs[k], -1 for a message
 // added.
 func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.ChatOptions) (msgs []tokenizer.Message, from []int, tools []byte) {
-	if opts.Template == "" && detectToolFormat(t) != nil {
-		msgs, from = nativeMessages(req)
+	if f := detectToolFormat(t); opts.Template == "" && f != nil {
+		msgs, from = nativeMessages(req, f)
 		return msgs, from, templateTools(req)
 	}
 	systemKept := true
