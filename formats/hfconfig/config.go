@@ -15,14 +15,15 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
 var ErrUnsupported = errors.New("unsupported")
 
-// Config is the subset of a Mistral/Llama config.json the project uses, with
-// defaults applied (see the package documentation), plus the raw document.
+// Config is the subset of a Mistral/Llama/Qwen2 config.json the project
+// uses, with defaults applied (see the package documentation), plus the raw
+// document.
 type Config struct {
 	ModelType             string
 	Architectures         []string
@@ -135,10 +136,17 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		return nil, r.err
 	}
 
-	mistral := c.ModelType == "mistral"
 	kvDefault, maxPosDefault, swDefault := c.NumAttentionHeads, 2048, 0
-	if mistral {
+	switch c.ModelType {
+	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
+	case "qwen2":
+		// Qwen2Config: num_key_value_heads=32 when absent (None, null,
+		// is num_attention_heads); no window unless use_sliding_window.
+		maxPosDefault = 32768
+		if _, ok := raw["num_key_value_heads"]; !ok {
+			kvDefault = 32
+		}
 	}
 	c.NumKeyValueHeads = r.optionalInt("num_key_value_heads", kvDefault)
 	kvGiven := r.present("num_key_value_heads")
@@ -151,6 +159,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
 	} else {
 		c.SlidingWindow = swDefault
+	}
+	if c.ModelType == "qwen2" {
+		r.qwen2Window(c)
 	}
 	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", false)
 	c.HiddenAct = r.optionalString("hidden_act", "silu")
@@ -246,6 +257,47 @@ func (c *Config) validate(headDimGiven, kvGiven bool) error {
 	return nil
 }
 
+// qwen2Window reads use_sliding_window (default false): transformers'
+// Qwen2 applies sliding_window only when it is true, and then only to the
+// layers from max_window_layers on, so that without it sliding_window and
+// max_window_layers mean nothing and c.SlidingWindow is 0. Per-layer
+// windows are not implemented: true is refused (every released Qwen2 and
+// Qwen2.5 model sets it false).
+func (r *reader) qwen2Window(c *Config) {
+	if r.err != nil {
+		return
+	}
+	if r.optionalBool("use_sliding_window", false) {
+		r.fail("use_sliding_window: true: %w (sliding-window attention in the layers from max_window_layers on is not implemented; released Qwen2 models set it false)", ErrUnsupported)
+		return
+	}
+	c.SlidingWindow = 0
+}
+
+// LinearBias reports whether config.json gives the Linear module of a
+// decoder layer (module as the tensor names spell it: "self_attn.q_proj",
+// "mlp.down_proj") a bias: in qwen2, q_proj, k_proj and v_proj
+// (transformers' Qwen2Attention, bias=True; o_proj and the MLP have none);
+// in llama, attention_bias for the four attention projections and
+// mlp_bias for the MLP's (LlamaConfig, default false); none in mistral.
+func (c *Config) LinearBias(module string) bool {
+	switch {
+	case c.ModelType == "qwen2":
+		switch module {
+		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
+			return true
+		}
+		return false
+	case strings.HasPrefix(module, "self_attn."):
+		b, _ := c.Raw["attention_bias"].(bool)
+		return b
+	case strings.HasPrefix(module, "mlp."):
+		b, _ := c.Raw["mlp_bias"].(bool)
+		return b
+	}
+	return false
+}
+
 func isSupported(modelType string) bool {
 	for _, s := range SupportedModelTypes {
 		if s == modelType {
@@ -257,15 +309,25 @@ func isSupported(modelType string) bool {
 
 // NumParameters returns the parameter count implied by the shapes: token
 // embedding, per layer q/k/v/o projections, gate/up/down projections and the
-// two RMSNorm weights, the final norm, and lm_head unless tied to the embedding.
-// Mistral and Llama have no biases.
+// two RMSNorm weights, the final norm, and lm_head unless tied to the embedding,
+// plus the Linear biases that LinearBias gives (Qwen2's q/k/v).
 func (c *Config) NumParameters() int64 {
 	h := int64(c.HiddenSize)
 	qDim := int64(c.NumAttentionHeads) * int64(c.HeadDim)
 	kvDim := int64(c.NumKeyValueHeads) * int64(c.HeadDim)
+	inter := int64(c.IntermediateSize)
 	embed := int64(c.VocabSize) * h
 	attn := h*qDim + 2*h*kvDim + qDim*h
-	mlp := 3 * h * int64(c.IntermediateSize)
+	mlp := 3 * h * inter
+	for _, b := range []struct {
+		module string
+		n      int64
+	}{{"self_attn.q_proj", qDim}, {"self_attn.k_proj", kvDim}, {"self_attn.v_proj", kvDim}, {"self_attn.o_proj", h},
+		{"mlp.gate_proj", inter}, {"mlp.up_proj", inter}, {"mlp.down_proj", h}} {
+		if c.LinearBias(b.module) {
+			attn += b.n
+		}
+	}
 	layer := attn + mlp + 2*h
 	n := embed + int64(c.NumHiddenLayers)*layer + h
 	if !c.TieWordEmbeddings {
@@ -678,9 +740,8 @@ func (s RopeScaling) String() string {
 
 // unrun refuses a partial_rotary_factor other than 1 (RoPE over part of
 // each head), which the runtime does not compute and would otherwise
-// ignore. LoadAny, which only copies tensors, passes it. (attention_bias
-// and mlp_bias are the loaders': they take all-zero biases and refuse
-// others, naming the tensor.)
+// ignore. LoadAny, which only copies tensors, passes it. (Biases are the
+// loaders': see LinearBias.)
 func (r *reader) unrun() {
 	if r.anyRoPE || r.err != nil {
 		return

@@ -131,6 +131,26 @@ func TestParseTestdata(t *testing.T) {
 				12800 + 82176 + 64},
 		},
 		{
+			// Qwen2.5-0.5B's config.json: use_sliding_window false, so its
+			// sliding_window 32768 is no window. Published count 494,032,768; by
+			// hand: embed 151936*896 = 136,134,656 (tied); layer q 896*896 + k,v
+			// 2*896*128 + o 896*896 = 1,835,008, q/k/v biases 896+128+128, mlp
+			// 3*896*4864 = 13,074,432, norms 1,792 -> 14,912,384; x24 =
+			// 357,897,216; + norm 896.
+			file: "qwen2.5-0.5b.json",
+			want: want{"qwen2", 896, 4864, 24, 14, 2, 64, 151936, 32768, 1e-6, 1e6, 0, true, "bfloat16", 151643, 151643, []int{151643},
+				136_134_656 + 357_897_216 + 896},
+		},
+		{
+			// Qwen2-7B-Instruct: untied head. Published 7,615,616,512; by hand:
+			// embed and head 152064*3584 = 544,997,376 each; layer 2*3584*3584 +
+			// 2*3584*512 + biases 3584+512+512 + 3*3584*18944 + 7,168 =
+			// 233,057,792; x28 = 6,525,618,176; + 3,584.
+			file: "qwen2-7b-instruct.json",
+			want: want{"qwen2", 3584, 18944, 28, 28, 4, 128, 152064, 32768, 1e-6, 1e6, 0, false, "bfloat16", 151643, 151645, []int{151645},
+				2*544_997_376 + 6_525_618_176 + 3_584},
+		},
+		{
 			// LlamaConfig defaults: kv heads = heads, max pos 2048, no window; head_dim null derives.
 			file: "minimal-llama.json",
 			want: want{"llama", 64, 128, 2, 4, 4, 16, 100, 2048, 1e-6, 10000, 0, false, "float32", -1, -1, nil,
@@ -207,7 +227,7 @@ func TestParseErrors(t *testing.T) {
 		{"null num_hidden_layers", with("num_hidden_layers", null), []string{`num_hidden_layers: got null, want a positive integer`}, false},
 		{"null num_attention_heads", with("num_attention_heads", null), []string{`num_attention_heads: got null, want a positive integer`}, false},
 		{"null vocab_size", with("vocab_size", null), []string{`cfg.json: vocab_size: got null, want a positive integer`}, false},
-		{"bad model_type", with("model_type", "qwen2"), []string{`model_type "qwen2"`, "supported: mistral, llama"}, true},
+		{"bad model_type", with("model_type", "qwen3"), []string{`model_type "qwen3"`, "supported: mistral, llama, qwen2"}, true},
 		{"bad json", []byte(`{"model_type": "mistral",`), []string{"cfg.json", "invalid JSON"}, false},
 		{"not an object", []byte(`[1]`), []string{"want an object"}, false},
 		{"trailing data", []byte(`{} {}`), []string{"trailing data"}, false},
@@ -692,4 +712,87 @@ func TestLoadFileInWorkingDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want one containing %q", err, want)
 	}
+}
+
+// TestQwen2 checks what a qwen2 config means beyond the shared keys:
+// Qwen2Config's defaults, the window that use_sliding_window alone turns
+// on (refused), and the Linear biases of each model type.
+func TestQwen2(t *testing.T) {
+	parse := func(t *testing.T, extra string) (*Config, error) {
+		t.Helper()
+		doc := `{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+			"num_attention_heads": 4, "vocab_size": 100` + extra + `}`
+		return Parse([]byte(doc), "qwen/config.json")
+	}
+	t.Run("defaults", func(t *testing.T) {
+		c, err := Parse([]byte(`{"model_type": "qwen2", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+			"num_attention_heads": 32, "vocab_size": 100}`), "qwen/config.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Qwen2Config: num_key_value_heads 32 when absent, max positions
+		// 32768, eps 1e-6, theta 10000, sliding_window 4096 unused.
+		if c.NumKeyValueHeads != 32 || c.MaxPositionEmbeddings != 32768 || c.RMSNormEps != 1e-6 || c.RopeTheta != 10000 || c.SlidingWindow != 0 {
+			t.Errorf("kv %d maxpos %d eps %g theta %g window %d, want 32 32768 1e-06 10000 0",
+				c.NumKeyValueHeads, c.MaxPositionEmbeddings, c.RMSNormEps, c.RopeTheta, c.SlidingWindow)
+		}
+	})
+	t.Run("kv null", func(t *testing.T) {
+		c, err := parse(t, `, "num_key_value_heads": null`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.NumKeyValueHeads != 4 {
+			t.Errorf("num_key_value_heads null: %d, want num_attention_heads 4", c.NumKeyValueHeads)
+		}
+	})
+	t.Run("window unused", func(t *testing.T) {
+		c, err := parse(t, `, "num_key_value_heads": 2, "sliding_window": 32, "max_window_layers": 1, "use_sliding_window": false`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.SlidingWindow != 0 {
+			t.Errorf("SlidingWindow = %d, want 0 (use_sliding_window false)", c.SlidingWindow)
+		}
+	})
+	t.Run("use_sliding_window", func(t *testing.T) {
+		_, err := parse(t, `, "num_key_value_heads": 2, "sliding_window": 32, "max_window_layers": 1, "use_sliding_window": true`)
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "qwen/config.json: use_sliding_window: true") {
+			t.Errorf("err = %v, want ErrUnsupported naming qwen/config.json and use_sliding_window", err)
+		}
+	})
+	t.Run("use_sliding_window string", func(t *testing.T) {
+		_, err := parse(t, `, "use_sliding_window": "no"`)
+		if err == nil || !strings.Contains(err.Error(), "use_sliding_window: got string, want a boolean") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("LinearBias", func(t *testing.T) {
+		modules := []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+		tests := []struct {
+			modelType, extra string
+			want             []bool
+		}{
+			{"qwen2", "", []bool{true, true, true, false, false, false, false}},
+			// attention_bias means nothing to Qwen2: its q/k/v always have one.
+			{"qwen2", `, "attention_bias": false`, []bool{true, true, true, false, false, false, false}},
+			{"llama", "", []bool{false, false, false, false, false, false, false}},
+			{"llama", `, "attention_bias": true`, []bool{true, true, true, true, false, false, false}},
+			{"llama", `, "mlp_bias": true`, []bool{false, false, false, false, true, true, true}},
+			{"mistral", `, "attention_bias": true`, []bool{true, true, true, true, false, false, false}},
+		}
+		for _, tt := range tests {
+			doc := `{"model_type": "` + tt.modelType + `", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+				"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100` + tt.extra + `}`
+			c, err := Parse([]byte(doc), "config.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range modules {
+				if got := c.LinearBias(m); got != tt.want[i] {
+					t.Errorf("%s%s: LinearBias(%s) = %v, want %v", tt.modelType, tt.extra, m, got, tt.want[i])
+				}
+			}
+		}
+	})
 }

@@ -1,5 +1,6 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral- and Llama-family causal language models, and writes config.json
+// of Mistral-, Llama- and Qwen2-family causal language models (model_type
+// "mistral", "llama", "qwen2"), and writes config.json
 // back with every original key preserved.
 //
 // Both transformers spellings are accepted:
@@ -12,16 +13,20 @@
 // model_type, hidden_size, intermediate_size, num_hidden_layers,
 // num_attention_heads, vocab_size.
 //
-// Optional keys and their defaults, following transformers' MistralConfig and
-// LlamaConfig (a null value counts as absent unless noted):
+// Optional keys and their defaults, following transformers' MistralConfig,
+// LlamaConfig and Qwen2Config (a null value counts as absent unless noted):
 //
-//	num_key_value_heads      mistral: 8; llama: num_attention_heads
+//	num_key_value_heads      mistral: 8; llama: num_attention_heads; qwen2: 32 when
+//	                         absent, num_attention_heads when null
 //	head_dim                 hidden_size / num_attention_heads (must divide evenly)
-//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048
+//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048; qwen2: 32768
 //	rms_norm_eps             1e-6
 //	rope_theta               10000 (4.x key, or rope_parameters.rope_theta in 5.x)
 //	sliding_window           mistral: 4096 when the key is absent, 0 (none) when null;
-//	                         llama: 0 (Llama has no sliding window)
+//	                         llama: 0 (Llama has no sliding window);
+//	                         qwen2: 0 whatever it says, unless use_sliding_window
+//	use_sliding_window       qwen2 only, false; true (a window in the layers from
+//	                         max_window_layers on) is refused as unsupported
 //	tie_word_embeddings      false
 //	torch_dtype / dtype      "float32" (torch's default dtype)
 //	hidden_act               "silu" (the only activation supported)
@@ -55,6 +60,10 @@
 // with both rope_scaling and rope_parameters must give the same scaling in
 // each. So is a partial_rotary_factor other than 1, which the runtime
 // would otherwise ignore; LoadAny passes it too.
+//
+// Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
+// always have one (Qwen2Attention); in llama (and mistral) attention_bias
+// gives the four attention projections one and mlp_bias the MLP's.
 //
 // Config.Raw holds the whole parsed document with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes
