@@ -1,5 +1,5 @@
 // elementwise.cu: conversions, residual adds, SwiGLU, embedding gather,
-// row masks. Every tensor is dense; n elements; grid-stride loops over a
+// Linear biases, row masks. Every tensor is dense; n elements; grid-stride loops over a
 // 1-D grid of 256-thread blocks (any grid size is correct). Arithmetic is
 // fp32; results are rounded once to the destination dtype.
 
@@ -45,6 +45,11 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
             if (id < 0) id = max(fed[-1 - id], 0);                                               \
             dst[i] = table[(i64)id * h + c];                                                     \
         }                                                                                        \
+    }                                                                                            \
+    /* add_bias_T: x [rows, cols] += bias [cols] in place (a Linear's bias on                    \
+       its product), n = rows*cols */                                                             \
+    extern "C" __global__ void add_bias_##N(T* x, const T* bias, i64 n, int cols) {               \
+        FOR_N(i, n) x[i] = from_f32<T>(to_f32(x[i]) + to_f32(bias[i % cols]));                   \
     }                                                                                            \
     /* mask_rows_T: dst [rows, cols] = x * mask[row]; mask fp32 [rows] */                         \
     extern "C" __global__ void mask_rows_##N(T* dst, const T* x, const float* mask, int rows, int cols) { \

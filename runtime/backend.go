@@ -139,6 +139,10 @@ type Backend interface {
 	MatMul(dst, x, w Tensor)
 	// Add sets dst = a + b elementwise; dst may alias a or b.
 	Add(dst, a, b Tensor)
+	// AddBias adds bias [N] to every row of x [M, N] in place (the bias
+	// of a torch Linear, added to MatMul's product: x[r,j] += bias[j],
+	// the sum in fp32 rounded once to x's dtype); bias has x's dtype.
+	AddBias(x, bias Tensor)
 	// Mul sets dst = a * b elementwise; dst may alias a or b.
 	Mul(dst, a, b Tensor)
 	// SiLU sets dst = x * sigmoid(x) elementwise; dst may alias x.

@@ -117,6 +117,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"AddRMSNorm", testAddRMSNorm},
 		{"MatMul", testMatMul},
 		{"Elementwise", testElementwise},
+		{"AddBias", testAddBias},
 		{"RoPE", testRoPE},
 		{"Attention", testAttention},
 		{"Gram", testGram},
@@ -314,6 +315,24 @@ func testElementwise(e *env) {
 		want[i] = float64(a[i]) + float64(c[i])
 	}
 	e.check("add in place", e.download(d), want, tolElem)
+}
+
+// addBiasShapes are AddBias's shapes: one row (decode), a row shorter
+// than a chunk, many rows, and a view's rows (row0 > 0).
+var addBiasShapes = []struct{ rows, cols, row0 int }{{1, 64, 0}, {5, 37, 0}, {300, 896, 0}, {4, 128, 3}}
+
+func testAddBias(e *env) {
+	for _, s := range addBiasShapes {
+		all := e.randn((s.row0 + s.rows) * s.cols)
+		bias := e.randn(s.cols)
+		xt, bt := e.upload(all, s.row0+s.rows, s.cols), e.upload(bias, s.cols)
+		e.b.AddBias(e.b.View(xt, s.row0, s.rows), bt)
+		want := f64(all)
+		for i := s.row0 * s.cols; i < len(want); i++ {
+			want[i] += float64(bias[i%s.cols])
+		}
+		e.check(fmt.Sprintf("addbias %dx%d from row %d", s.rows, s.cols, s.row0), e.download(xt), want, tolElem)
+	}
 }
 
 // ropeTable is a table of inverse frequencies the RoPE ops are given

@@ -83,6 +83,7 @@ func runLowPrecision(t *testing.T, newBackend func() runtime.Backend) {
 				{"AddRMSNorm", lowAddRMSNorm},
 				{"MatMul", lowMatMul},
 				{"Elementwise", lowElementwise},
+				{"AddBias", lowAddBias},
 				{"RoPE", lowRoPE},
 				{"Attention", lowAttention},
 				{"Gram", func(e *lowEnv) { testGramDType(e.env, e.dt) }},
@@ -167,6 +168,19 @@ func lowElementwiseN(e *lowEnv, n int) {
 			want[i] = tc.want(i)
 		}
 		e.check(tc.name, e.download(d), want, tolLow[e.dt])
+	}
+}
+
+func lowAddBias(e *lowEnv) {
+	for _, s := range addBiasShapes {
+		xt, xv := e.upload(e.randn((s.row0+s.rows)*s.cols), s.row0+s.rows, s.cols)
+		bt, bv := e.upload(e.randn(s.cols), s.cols)
+		e.b.AddBias(e.b.View(xt, s.row0, s.rows), bt)
+		want := f64(xv)
+		for i := s.row0 * s.cols; i < len(want); i++ {
+			want[i] += float64(bv[i%s.cols])
+		}
+		e.check(fmt.Sprintf("addbias %dx%d from row %d", s.rows, s.cols, s.row0), e.download(xt), want, tolLow[e.dt])
 	}
 }
 

@@ -125,6 +125,24 @@ func (b *Backend) Add(dst, a, c runtime.Tensor) {
 	}, a, c)
 }
 
+// AddBias implements runtime.Backend.
+func (b *Backend) AddBias(x, bias runtime.Tensor) {
+	xt, bt := tensorOf(x), tensorOf(bias)
+	n := xt.cols()
+	if bt.Len() != n || bt.dt != xt.dt {
+		panic(fmt.Sprintf("cpu: add bias %v %v to %v rows of %d", bt.dt, bt.shape, xt.dt, n))
+	}
+	b.parallelRange(xt.rows(), max(1, minChunk/max(n, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			row := xt.data[r*n : (r+1)*n]
+			for j, v := range bt.data {
+				row[j] += v
+			}
+		}
+		roundTo(xt.dt, xt.data[lo*n:hi*n])
+	})
+}
+
 // Mul implements runtime.Backend.
 func (b *Backend) Mul(dst, a, c runtime.Tensor) {
 	at, ct := tensorOf(a), tensorOf(c)

@@ -632,6 +632,20 @@ func (b *Backend) elementwise(op string, dst runtime.Tensor, ins ...runtime.Tens
 // Add implements runtime.Backend.
 func (b *Backend) Add(dst, a, c runtime.Tensor) { b.elementwise("add", dst, a, c) }
 
+// AddBias implements runtime.Backend: elementwise.cu's add_bias, one
+// thread an element. (Only models whose Linears have biases, Qwen2's
+// q/k/v, issue it.)
+func (b *Backend) AddBias(x, bias runtime.Tensor) {
+	xt, bt := b.tensor(x), b.tensor(bias)
+	cols := runtime.Cols(xt)
+	if bt.n != cols || bt.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: add bias %v %v to %v rows of %d", bt.dt, bt.shape, xt.dt, cols))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "add_bias_"+suffix(xt.dt), grid1(int64(xt.n)), Dim{X: threads}, 0, xt.ptr, bt.ptr, int64(xt.n), int32(cols))
+}
+
 // Mul implements runtime.Backend.
 func (b *Backend) Mul(dst, a, c runtime.Tensor) { b.elementwise("mul", dst, a, c) }
 
