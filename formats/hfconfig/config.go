@@ -279,20 +279,21 @@ func (r *reader) qwen2Window(c *Config) {
 // "mlp.down_proj") a bias: in qwen2, q_proj, k_proj and v_proj
 // (transformers' Qwen2Attention, bias=True; o_proj and the MLP have none);
 // in llama, attention_bias for the four attention projections and
-// mlp_bias for the MLP's (LlamaConfig, default false); none in mistral.
+// mlp_bias for the MLP's (LlamaConfig, default false); none in mistral
+// (MistralAttention and MistralMLP have none, whatever the keys say).
 func (c *Config) LinearBias(module string) bool {
-	switch {
-	case c.ModelType == "qwen2":
+	switch c.ModelType {
+	case "qwen2":
 		switch module {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-		return false
-	case strings.HasPrefix(module, "self_attn."):
-		b, _ := c.Raw["attention_bias"].(bool)
-		return b
-	case strings.HasPrefix(module, "mlp."):
-		b, _ := c.Raw["mlp_bias"].(bool)
+	case "llama":
+		key := "attention_bias"
+		if strings.HasPrefix(module, "mlp.") {
+			key = "mlp_bias"
+		}
+		b, _ := c.Raw[key].(bool)
 		return b
 	}
 	return false

@@ -779,7 +779,7 @@ func TestQwen2(t *testing.T) {
 			{"llama", "", []bool{false, false, false, false, false, false, false}},
 			{"llama", `, "attention_bias": true`, []bool{true, true, true, true, false, false, false}},
 			{"llama", `, "mlp_bias": true`, []bool{false, false, false, false, true, true, true}},
-			{"mistral", `, "attention_bias": true`, []bool{true, true, true, true, false, false, false}},
+			{"mistral", `, "attention_bias": true`, []bool{false, false, false, false, false, false, false}},
 		}
 		for _, tt := range tests {
 			doc := `{"model_type": "` + tt.modelType + `", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,

@@ -62,8 +62,8 @@
 // would otherwise ignore; LoadAny passes it too.
 //
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
-// always have one (Qwen2Attention); in llama (and mistral) attention_bias
-// gives the four attention projections one and mlp_bias the MLP's.
+// always have one (Qwen2Attention); in llama attention_bias gives the four
+// attention projections one and mlp_bias the MLP's; mistral's have none.
 //
 // Config.Raw holds the whole parsed document with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"strings"
 	"sync"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
@@ -332,7 +333,9 @@ func numel(shape []int) int {
 
 // plan lists the tensors in the Hugging Face order (embedding, layers,
 // final norm, head) with their distributions; with q the Linear modules
-// as GPTQ tensors (qweight, qzeros, scales, g_idx).
+// as GPTQ tensors (qweight, qzeros, scales, g_idx). A Linear that the
+// config gives a bias (hfconfig.Config.LinearBias: Qwen2's q/k/v) gets
+// module.bias [N] too.
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
 	h, inter := cfg.HiddenSize, cfg.IntermediateSize
 	qd, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
@@ -347,6 +350,11 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 	// lin adds module's weight [N, K], or its GPTQ tensors reading the
 	// input of processing order key.
 	lin := func(module string, N, K int, key uint64) {
+		if _, m, _ := strings.Cut(module[len("model.layers."):], "."); cfg.LinearBias(m) {
+			// Qwen2's q/k/v biases: of the products' own scale (a GPTQ
+			// checkpoint keeps them in fp16, as its other float tensors).
+			add(module+".bias", dist{std: 0.5}, N)
+		}
 		d := dist{std: 0.9 / math.Sqrt(float64(K)), tail: true}
 		if q == nil {
 			add(module+".weight", d, N, K)

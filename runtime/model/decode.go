@@ -480,23 +480,36 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
 		normed = false
+		// q/k/v biases (Qwen2's) go on the products before RoPE: not
+		// through a product that rotates in its epilogue.
+		biased := lw.qkvBiased()
 		switch {
-		case rf != nil && wq != nil:
+		case rf != nil && wq != nil && !biased:
 			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		case nw != nil:
 			nf.MatMulSplitNorm(qkv, xin, nw, d.eps, wq)
+			lw.addQKVBias(b, s.q, s.k, s.v)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		default:
 			w.project(b, xin, s.q, s.k, s.v)
+			lw.addQKVBias(b, s.q, s.k, s.v)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		}
 		attend := func() {
 			io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
 		}
+		// o_proj's bias (llama's attention_bias) goes on its product, or on
+		// x where the product was added into it.
+		oBias := func(t runtime.Tensor) {
+			if lw.bias[oProj] != nil {
+				b.AddBias(t, lw.bias[oProj])
+			}
+		}
 		switch {
 		case fuse && lw.normed.ffn != nil:
 			attend()
 			runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+			oBias(x)
 			nf.MatMulGLUNorm(s.gate, x, lw.normed.ffn, d.eps, lw.gateUp)
 		case gluNorm && lw.normed.glu != nil:
 			// o_proj straight from attention and added into x where the
@@ -509,6 +522,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 				attend()
 				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
 			}
+			oBias(x)
 			gn.MatMulGLUNormTo(s.gate, x, lw.normed.glu, d.eps, lw.gateUp, sl.down)
 		default:
 			// o_proj added into x by the product where the backend asks
@@ -518,6 +532,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			if resProj {
 				attend()
 				runtime.MatMulAdd(b, x, s.att, w.lin[oProj], x, s.o)
+				oBias(x)
 				io.RMSNormTo(s.xn, x, lw.ffnNorm, sl.ffn, d.eps)
 			} else {
 				if ap != nil {
@@ -526,6 +541,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 					attend()
 					b.MatMul(s.o, s.att, w.lin[oProj])
 				}
+				oBias(s.o)
 				io.AddRMSNormTo(s.xn, x, s.o, lw.ffnNorm, sl.ffn, d.eps)
 			}
 			if fuseMLP && lw.mlp != nil {

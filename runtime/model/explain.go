@@ -59,16 +59,18 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	}
 	for _, m := range LinearModules {
 		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
-			return suffix == "weight" || (suffix == "bias" && hasBias(cfg, m)) || (quant != nil && gptqTensor(suffix))
+			return suffix == "weight" || (suffix == "bias" && (cfg.LinearBias(m) || biasKey(cfg, m))) || (quant != nil && gptqTensor(suffix))
 		}
 	}
 	return false
 }
 
-// hasBias reports whether config.json gives the Linear module (of
-// LinearModules) a bias: transformers' LlamaConfig attention_bias for the
-// attention projections, mlp_bias for the MLP's.
-func hasBias(cfg *hfconfig.Config, module string) bool {
+// biasKey reports whether config.json sets LlamaConfig's key for the
+// Linear module's bias, attention_bias or mlp_bias, whatever its
+// model_type: a mistral config with one explains bias tensors, which must
+// then be zeros (CheckBiases), as MistralAttention has none to load them
+// into.
+func biasKey(cfg *hfconfig.Config, module string) bool {
 	key := "attention_bias"
 	if strings.HasPrefix(module, "mlp.") {
 		key = "mlp_bias"
@@ -77,13 +79,22 @@ func hasBias(cfg *hfconfig.Config, module string) bool {
 	return b
 }
 
+// addedBias reports whether the model adds module's bias (a name of
+// LinearModules): an attention projection that config.json gives one
+// (hfconfig.Config.LinearBias: Qwen2's q/k/v, llama's attention_bias).
+func addedBias(cfg *hfconfig.Config, module string) bool {
+	return strings.HasPrefix(module, "self_attn.") && cfg.LinearBias(module)
+}
+
 // ErrLinearBias is wrapped by CheckBiases's error.
 var ErrLinearBias = errors.New("a Linear bias that gptqtool does not apply")
 
 // CheckBiases returns an error naming the first Linear bias of w (a decoder
 // layer's LinearModules, then lm_head) that holds a value other than 0,
-// with its largest |value|: the runtime's Linears have no bias (the
-// backend's MatMul is torch's linear without one), so the model would run,
+// with its largest |value|, among those the model does not add (all but
+// the attention projections' that config.json gives biases, see
+// addedBias: the MLP's of mlp_bias, lm_head's, and any of a module that
+// config.json gives none, as AutoGPTQ writes them): the model would run,
 // and convert would write it, as another model. Absent biases and biases
 // of zeros alone are a no-op and pass: AutoGPTQ's QuantLinear writes
 // zeros when the float Linear had no bias, and a config.json with
@@ -94,7 +105,9 @@ func CheckBiases(w Weights, cfg *hfconfig.Config) error {
 	modules := make([]string, 0, cfg.NumHiddenLayers*len(LinearModules)+1)
 	for i := range cfg.NumHiddenLayers {
 		for _, m := range LinearModules {
-			modules = append(modules, "model.layers."+strconv.Itoa(i)+"."+m)
+			if !addedBias(cfg, m) {
+				modules = append(modules, "model.layers."+strconv.Itoa(i)+"."+m)
+			}
 		}
 	}
 	for _, module := range append(modules, "lm_head") {
@@ -189,8 +202,10 @@ var ErrIncomplete = fmt.Errorf("tensors that the config needs are missing")
 // for floating point) needs and names lacks, in load order: the embedding,
 // each layer's norms and Linears (module.weight, or with quant the four
 // GPTQ tensors where module.qweight is present: a quantized checkpoint may
-// leave modules unquantized), the final norm and, unless the embeddings
-// are tied, the head.
+// leave modules unquantized; in a qwen2 checkpoint q/k/v_proj's biases
+// too), the final norm and, unless the embeddings are tied, the head.
+// (A llama config's attention_bias over weights without biases is the
+// model transformers builds, its biases zeros: not missing.)
 func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []string {
 	have := make(map[string]bool, len(names))
 	for _, n := range names {
@@ -218,6 +233,9 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 		need(p + "post_attention_layernorm.weight")
 		for _, m := range LinearModules {
 			linear(p + m)
+			if cfg.ModelType == "qwen2" && addedBias(cfg, m) {
+				need(p + m + ".bias")
+			}
 		}
 	}
 	need("model.norm.weight")

@@ -19,6 +19,11 @@ type dims struct {
 	// rope is the inverse frequencies [headDim/2] every RoPE op rotates by
 	// (runtime.RoPEFreqs of rope_theta and the config's scaling).
 	rope []float32
+	// bias says which of q/k/v/o_proj (lin indices) config.json gives a
+	// bias the model adds (hfconfig.Config.LinearBias): Qwen2's q/k/v,
+	// llama's attention_bias. (The MLP's, mlp_bias, are not added: their
+	// tensors must be zeros, CheckBiases.)
+	bias [oProj + 1]bool
 }
 
 func dimsOf(cfg *hfconfig.Config) (dims, error) {
@@ -44,6 +49,9 @@ func dimsOf(cfg *hfconfig.Config) (dims, error) {
 	// q and k, and the cache's K, are the table's rotation alone.
 	af := runtime.AttentionFactor(cfg.RopeScaling)
 	d.scale = float32(af * af / math.Sqrt(float64(d.headDim)))
+	for j := range d.bias {
+		d.bias[j] = cfg.LinearBias(LinearModules[j])
+	}
 	return d, nil
 }
 
@@ -84,7 +92,11 @@ const (
 type layerWeights struct {
 	attnNorm, ffnNorm runtime.Tensor // [hidden]
 	lin               [7]runtime.Tensor
-	qkv, gateUp       runtime.Tensor
+	// bias are q/k/v/o_proj's biases [N] (lin indices), nil where the
+	// module has none or its bias is all zeros (the fused decode paths
+	// stay open to such a layer).
+	bias        [oProj + 1]runtime.Tensor
+	qkv, gateUp runtime.Tensor
 	// order is the layer's decode step on a backend whose quantized
 	// weights read their inputs in an order of their own; nil elsewhere.
 	order *decodeOrder
@@ -170,6 +182,23 @@ func (lw *layerWeights) project(b runtime.Backend, xn, q, k, v runtime.Tensor) {
 	b.MatMul(v, xn, lw.lin[vProj])
 }
 
+// qkvBiased reports whether q, k or v_proj has a bias, which the decode
+// step must add between the product and RoPE (so not through a product
+// that rotates in its epilogue, runtime.RoPEFuser).
+func (lw *layerWeights) qkvBiased() bool {
+	return lw.bias[qProj] != nil || lw.bias[kProj] != nil || lw.bias[vProj] != nil
+}
+
+// addQKVBias adds q/k/v_proj's biases to their products q, k, v, before
+// RoPE (transformers Qwen2Attention: the Linear's output is rotated).
+func (lw *layerWeights) addQKVBias(b runtime.Backend, q, k, v runtime.Tensor) {
+	for j, t := range []runtime.Tensor{q, k, v} {
+		if lw.bias[j] != nil {
+			b.AddBias(t, lw.bias[j])
+		}
+	}
+}
+
 // act sets gate to silu(gate_proj(xn)) * up_proj(xn); up is scratch.
 func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 	if lw.gateUp != nil {
@@ -184,7 +213,7 @@ func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 // tensors lists the layer's bound weight tensors.
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
-	for _, t := range append(lw.lin[:], lw.qkv, lw.gateUp) {
+	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp) {
 		if t != nil {
 			ts = append(ts, t)
 		}
@@ -214,6 +243,15 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 		}
 		n, k, _ := d.linearShape(m)
 		if lw.lin[j], err = bd.linear(p+m, n, k); err != nil {
+			return lw, err
+		}
+	}
+	for j, has := range d.bias {
+		if !has {
+			continue
+		}
+		n, _, _ := d.linearShape(LinearModules[j])
+		if lw.bias[j], err = bd.bias(p+LinearModules[j]+".bias", n); err != nil {
 			return lw, err
 		}
 	}
@@ -356,6 +394,9 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		fallthrough
 	case FromAttention:
 		b.MatMul(o, att, lw.lin[oProj])
+		if lw.bias[oProj] != nil {
+			b.AddBias(o, lw.bias[oProj])
+		}
 		runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
 	case FromResidual:
 		b.RMSNorm(xn, x, lw.ffnNorm, d.eps)
@@ -384,6 +425,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 		return err
 	}
 	lw.project(b, xn, q, k, v)
+	lw.addQKVBias(b, q, k, v)
 	if ix := spans[0].ix; ix != nil {
 		// Rotated as RoPE rotates them (the kernels say so), every span's
 		// rows stored at their slots in one op.

@@ -119,6 +119,29 @@ func (bd *binder) raw(name string, shape ...int) (runtime.Tensor, error) {
 	return dst, nil
 }
 
+// bias binds a Linear's bias [n] (name is module.bias; F32, F16 or BF16,
+// as GPTQ checkpoints keep it beside qweight) in the model's dtype, or
+// returns nil where the checkpoint has none or it is all zeros: transformers
+// zeroes a bias the checkpoint lacks (_init_weights), and a nil bias keeps
+// the fused decode paths (Missing asks for the biases a qwen2 checkpoint
+// must hold).
+func (bd *binder) bias(name string, n int) (runtime.Tensor, error) {
+	if _, err := bd.w.Tensor(name); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	v, err := float(bd.w, name, n)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(v, func(x float32) bool { return x != 0 }) {
+		return nil, nil
+	}
+	if bd.dt == runtime.F32 {
+		return bd.upload(name, v, n)
+	}
+	return bd.raw(name, n)
+}
+
 // linear binds module's [n, k] weight: module.weight in a floating-point
 // checkpoint, or the GPTQ tensors module.qweight/qzeros/scales/g_idx in a
 // quantized one: kept quantized (act order made sequential) on a backend

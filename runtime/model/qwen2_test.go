@@ -1,0 +1,384 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+)
+
+// refModel is a checkpoint's weights in float64, for refForward.
+type refModel struct {
+	cfg *hfconfig.Config
+	t   map[string][]float64
+}
+
+func loadRef(t *testing.T, dir string) *refModel {
+	t.Helper()
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	r := &refModel{cfg: cfg, t: map[string][]float64{}}
+	for _, n := range set.Names() {
+		tn, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := tn.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := make([]float64, len(v))
+		for i, x := range v {
+			f[i] = float64(x)
+		}
+		r.t[n] = f
+	}
+	return r
+}
+
+// refForward is transformers' Qwen2ForCausalLM (and LlamaForCausalLM with
+// attention_bias) written from its equations in float64: for each layer
+// h = x + o_proj(attn(rope(q_proj(n)+bq), rope(k_proj(n)+bk), v_proj(n)+bv)) (+ bo),
+// n = rmsnorm(x); out = h + down(silu(gate(m)) * up(m)), m = rmsnorm(h);
+// logits = rmsnorm(x)·Eᵀ (tied). Biases are read where the checkpoint has
+// them, unless noBias. It shares no code with the runtime.
+func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
+	c := r.cfg
+	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
+	T := len(ids)
+	eps := c.RMSNormEps
+	norm := func(x []float64, w []float64) []float64 {
+		var ss float64
+		for _, v := range x {
+			ss += v * v
+		}
+		inv := 1 / math.Sqrt(ss/float64(len(x))+eps)
+		out := make([]float64, len(x))
+		for i, v := range x {
+			out[i] = v * inv * w[i]
+		}
+		return out
+	}
+	linear := func(x []float64, name string, n, k int) []float64 {
+		w := r.t[name+".weight"]
+		out := make([]float64, n)
+		for i := range n {
+			var s float64
+			for j := range k {
+				s += x[j] * w[i*k+j]
+			}
+			if b, ok := r.t[name+".bias"]; ok && !noBias {
+				s += b[i]
+			}
+			out[i] = s
+		}
+		return out
+	}
+	rope := func(x []float64, heads, pos int) {
+		for h := range heads {
+			v := x[h*D : (h+1)*D]
+			for j := range D / 2 {
+				a := float64(pos) * math.Pow(c.RopeTheta, -2*float64(j)/float64(D))
+				x1, x2 := v[j], v[j+D/2]
+				v[j], v[j+D/2] = x1*math.Cos(a)-x2*math.Sin(a), x2*math.Cos(a)+x1*math.Sin(a)
+			}
+		}
+	}
+	emb := r.t["model.embed_tokens.weight"]
+	x := make([][]float64, T)
+	for t, id := range ids {
+		x[t] = append([]float64(nil), emb[id*H:(id+1)*H]...)
+	}
+	for l := range c.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		q, k, v := make([][]float64, T), make([][]float64, T), make([][]float64, T)
+		for t := range T {
+			n := norm(x[t], r.t[p+"input_layernorm.weight"])
+			q[t] = linear(n, p+"self_attn.q_proj", nh*D, H)
+			k[t] = linear(n, p+"self_attn.k_proj", nkv*D, H)
+			v[t] = linear(n, p+"self_attn.v_proj", nkv*D, H)
+			rope(q[t], nh, t)
+			rope(k[t], nkv, t)
+		}
+		for t := range T {
+			att := make([]float64, nh*D)
+			for h := range nh {
+				g := h / (nh / nkv)
+				s := make([]float64, t+1)
+				m := math.Inf(-1)
+				for j := range t + 1 {
+					var d float64
+					for i := range D {
+						d += q[t][h*D+i] * k[j][g*D+i]
+					}
+					s[j] = d / math.Sqrt(float64(D))
+					m = max(m, s[j])
+				}
+				var sum float64
+				for j := range s {
+					s[j] = math.Exp(s[j] - m)
+					sum += s[j]
+				}
+				for j := range s {
+					for i := range D {
+						att[h*D+i] += s[j] / sum * v[j][g*D+i]
+					}
+				}
+			}
+			o := linear(att, p+"self_attn.o_proj", H, nh*D)
+			for i := range x[t] {
+				x[t][i] += o[i]
+			}
+			n := norm(x[t], r.t[p+"post_attention_layernorm.weight"])
+			gate, up := linear(n, p+"mlp.gate_proj", I, H), linear(n, p+"mlp.up_proj", I, H)
+			for i := range gate {
+				gate[i] = gate[i] / (1 + math.Exp(-gate[i])) * up[i]
+			}
+			down := linear(gate, p+"mlp.down_proj", H, I)
+			for i := range x[t] {
+				x[t][i] += down[i]
+			}
+		}
+	}
+	head := r.t["lm_head.weight"]
+	if c.TieWordEmbeddings {
+		head = emb
+	}
+	logits := make([][]float64, T)
+	for t := range T {
+		n := norm(x[t], r.t["model.norm.weight"])
+		logits[t] = make([]float64, V)
+		for i := range V {
+			for j := range H {
+				logits[t][i] += n[j] * head[i*H+j]
+			}
+		}
+	}
+	return logits
+}
+
+// nmseRows is Σ(got-want)²/Σwant² over rows of logits.
+func nmseRows(got [][]float32, want [][]float64) float64 {
+	var num, den float64
+	for t := range want {
+		for i, w := range want[t] {
+			d := float64(got[t][i]) - w
+			num += d * d
+			den += w * w
+		}
+	}
+	return num / den
+}
+
+func splitRows(flat []float32, v int) [][]float32 {
+	rows := make([][]float32, len(flat)/v)
+	for t := range rows {
+		rows[t] = flat[t*v : (t+1)*v]
+	}
+	return rows
+}
+
+var qwen2IDs = []int{3, 200, 17, 99, 255, 0, 64, 128, 31, 7, 150, 42}
+
+// TestQwen2MatchesReference runs small random-weight Qwen2 checkpoints
+// (q/k/v biases) and a Llama one with attention_bias (q/k/v/o biases) on
+// the CPU backend, in one forward and token by token through the paged
+// decode step, against refForward in float64; the same reference without
+// biases is far off, so the biases are applied and matter.
+func TestQwen2MatchesReference(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit map[string]any
+	}{
+		{"qwen2", nil},
+		{"qwen2-untied", map[string]any{"tie_word_embeddings": false}},
+		{"llama-attention_bias", map[string]any{"model_type": "llama", "architectures": []string{"LlamaForCausalLM"}, "attention_bias": true,
+			"use_sliding_window": nil, "sliding_window": nil, "max_window_layers": nil}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixtures.Qwen2(t, tc.edit, synth.Options{DType: "f32", Seed: 3})
+			ref := loadRef(t, dir)
+			if tc.name == "llama-attention_bias" {
+				if _, ok := ref.t["model.layers.1.self_attn.o_proj.bias"]; !ok {
+					t.Fatal("synth wrote no o_proj bias for attention_bias")
+				}
+			}
+			want, plain := ref.forward(qwen2IDs, false), ref.forward(qwen2IDs, true)
+			if d := nmseRows(splitRows(flatten(plain), ref.cfg.VocabSize), want); !(d > 1e-3) {
+				t.Fatalf("the biases move the reference's logits by nmse %.3g only: the test could not tell them dropped", d)
+			}
+			m := loadModel(t, dir)
+			lg, err := m.Forward(qwen2IDs, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := nmseRows(splitRows(lg, m.Vocab()), want); !(d < 1e-10) {
+				t.Errorf("forward: logits nmse %.3g against the float64 reference", d)
+			}
+			// Prompt of 4 in one step, then one token a step: the paged
+			// decode path (runtime.PagedDecoder) with its RoPEStore.
+			c, seqs, steps := pagedPrompts(t, m, [][]int{qwen2IDs[:4]})
+			defer c.Free()
+			_ = seqs
+			steps[0].AllLogits = true
+			got := make([][]float32, 0, len(qwen2IDs))
+			for i := 4; i <= len(qwen2IDs); i++ {
+				out, err := m.Step(c, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, splitRows(out[0], m.Vocab())...)
+				if i < len(qwen2IDs) {
+					steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: qwen2IDs[i : i+1], Logits: true}
+				}
+			}
+			if !m.CanDraft(nil) {
+				t.Fatal("the CPU backend has no decode path")
+			}
+			if d := nmseRows(got, want); !(d < 1e-10) {
+				t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
+			}
+		})
+	}
+}
+
+func flatten(rows [][]float64) []float32 {
+	var out []float32
+	for _, r := range rows {
+		for _, v := range r {
+			out = append(out, float32(v))
+		}
+	}
+	return out
+}
+
+// TestQwen2Refusals: what a qwen2 checkpoint must hold and what it may
+// not say.
+func TestQwen2Refusals(t *testing.T) {
+	t.Run("bias missing", func(t *testing.T) {
+		dir := fixtures.Qwen2(t, nil, synth.Options{DType: "f32", Seed: 1})
+		fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool { return tn.Name != "model.layers.1.self_attn.v_proj.bias" })
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), "missing (model.layers.1.self_attn.v_proj.bias)") {
+			t.Errorf("Load: %v, want the missing v_proj bias named", err)
+		}
+	})
+	t.Run("o_proj bias", func(t *testing.T) {
+		// Qwen2's o_proj has no bias: a tensor for one is not explained.
+		dir := fixtures.Qwen2(t, nil, synth.Options{DType: "f32", Seed: 1})
+		fixtures.RewriteTensors(t, dir, nil, biasTensor("model.layers.0.self_attn.o_proj.bias", 64, 2, 1))
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), "does not explain (model.layers.0.self_attn.o_proj.bias)") {
+			t.Errorf("Load: %v, want the o_proj bias refused", err)
+		}
+	})
+	t.Run("use_sliding_window", func(t *testing.T) {
+		dir := fixtures.Qwen2(t, nil, synth.Options{DType: "f32", Seed: 1})
+		editConfig(t, dir, `"use_sliding_window": false`, `"use_sliding_window": true`)
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), "config.json: use_sliding_window: true") {
+			t.Errorf("Load: %v, want use_sliding_window refused", err)
+		}
+	})
+	t.Run("mlp_bias", func(t *testing.T) {
+		dir := fixtures.Qwen2(t, map[string]any{"model_type": "llama", "mlp_bias": true, "use_sliding_window": nil}, synth.Options{DType: "f32", Seed: 1})
+		// (synth draws the MLP's biases too: keep one, of one value.)
+		fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+			return !strings.Contains(tn.Name, "mlp.") || !strings.HasSuffix(tn.Name, ".bias")
+		},
+			biasTensor("model.layers.1.mlp.up_proj.bias", 128, 5, 0.25))
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), `tensor "model.layers.1.mlp.up_proj.bias": largest |value| 0.25 (element 5), want all zeros`) {
+			t.Errorf("Load: %v, want the MLP bias refused", err)
+		}
+	})
+}
+
+// qwen2GPTQ is 4-bit, group 32, act order: synth then writes each input's
+// modules with one random processing order (q/k/v, gate/up).
+func qwen2GPTQ() *gptq.QuantizeConfig {
+	q := gptq.DefaultQuantizeConfig()
+	q.Bits, q.GroupSize, q.DescAct = 4, 32, true
+	return &q
+}
+
+// qwen2Steps feeds qwen2IDs[:4] to a sequence of m, then one token a step
+// to the end of qwen2IDs, returning each step's last logits.
+func qwen2Steps(t *testing.T, m *Model) [][]float32 {
+	t.Helper()
+	c, _, steps := pagedPrompts(t, m, [][]int{qwen2IDs[:4]})
+	defer c.Free()
+	steps[0].Logits = true
+	var out [][]float32
+	for i := 4; i <= len(qwen2IDs); i++ {
+		lg, err := m.Step(c, steps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, lg[0])
+		if i < len(qwen2IDs) {
+			steps[0].Tokens = qwen2IDs[i : i+1]
+		}
+	}
+	return out
+}
+
+// TestQwen2DecodeFusedPaths runs a GPTQ Qwen2 checkpoint through the
+// decode step on the emulated fusing backends of fold_test: where q/k/v
+// products could rotate and store in their epilogue (runtime.RoPEFuser),
+// the biased layers must not let them (RoPE would come before the bias),
+// and still take the products that normalize their input; every step
+// matches the same emulated backend without fusion.
+func TestQwen2DecodeFusedPaths(t *testing.T) {
+	dir := fixtures.Qwen2(t, nil, synth.Options{Seed: 5, GPTQ: qwen2GPTQ()})
+	quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
+	open := func(b runtime.Backend) *Model {
+		m, err := LoadWith(dir, b, Options{DType: runtime.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	want := qwen2Steps(t, open(quant()))
+	plain := &ropeQuant{quantCPU: quant()}
+	normed := &ropeNorm{normCPU: &normCPU{quantCPU: quant()}}
+	for _, c := range []struct {
+		name  string
+		b     runtime.Backend
+		fused *int
+		norms func() int
+	}{
+		{"rope", plain, &plain.fused, func() int { return 0 }},
+		{"norm-rope", normed, &normed.fused, func() int { return normed.normCPU.fused }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := open(c.b)
+			if m.layers[0].qkv == nil || !m.layers[0].qkvBiased() {
+				t.Fatalf("layer 0: fused q/k/v %v, biased %v: the test does not reach the fused paths", m.layers[0].qkv != nil, m.layers[0].qkvBiased())
+			}
+			got := qwen2Steps(t, m)
+			if *c.fused != 0 {
+				t.Errorf("%d q/k/v products rotated in their epilogue, before the bias", *c.fused)
+			}
+			if c.name == "norm-rope" && c.norms() == 0 {
+				t.Error("no product normalized its input")
+			}
+			perStep := func(steps [][]float32) [][][]float32 {
+				out := make([][][]float32, len(steps))
+				for i, lg := range steps {
+					out[i] = [][]float32{lg}
+				}
+				return out
+			}
+			sameSteps(t, c.name, perStep(got), perStep(want))
+		})
+	}
+}
