@@ -36,12 +36,15 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // 1024, put its four frequencies in all three bands; yarn's with its
 // attention factor; there the CPU's logits move from the unscaled
 // model's by far more than the device may differ from them.
+// qwen2 is a random-weight Qwen2 checkpoint (fixtures.Qwen2, fp32) of
+// openchat-tiny's attention shape, its q/k/v biases added by AddBias.
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
 	for _, tc := range []struct {
 		name, fixture, scaling string
 	}{
+		{"qwen2", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -57,7 +60,12 @@ func TestModelMatchesCPU(t *testing.T) {
 			`{"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := fixtures.Path(t, tc.fixture)
+			var dir string
+			if tc.fixture == "" {
+				dir = qwen2Synth(t, "f32", nil)
+			} else {
+				dir = fixtures.Path(t, tc.fixture)
+			}
 			plain := dir
 			if tc.scaling != "" {
 				dir = withRopeScaling(t, dir, tc.scaling)
