@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -433,6 +434,7 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 			}
 			if skipped {
 				infos = append(infos, safetensors.TensorInfo{Name: p + m + ".weight", DType: safetensors.F16, Shape: []int{N, K}})
+				infos = appendBias(infos, cfg, p, m, N)
 				continue
 			}
 			qw, qz, sc, _, err := gptq.ShapesFor(K, N, qc.Bits, qc.GroupSize)
@@ -445,6 +447,7 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 				safetensors.TensorInfo{Name: p + m + ".scales", DType: safetensors.F16, Shape: sc[:]},
 				safetensors.TensorInfo{Name: p + m + ".g_idx", DType: safetensors.I32, Shape: []int{K}},
 			)
+			infos = appendBias(infos, cfg, p, m, N)
 		}
 	}
 	infos = append(infos, safetensors.TensorInfo{Name: "model.norm.weight", DType: safetensors.F16, Shape: []int{cfg.HiddenSize}})
@@ -452,6 +455,32 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 		infos = append(infos, safetensors.TensorInfo{Name: "lm_head.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}})
 	}
 	return infos, nil
+}
+
+// appendBias appends module m's bias [N] (fp16, as GPTQModel and AutoGPTQ
+// keep a quantized Linear's bias beside qweight) where the config gives it
+// one (hfconfig.Config.LinearBias: Qwen2's q/k/v).
+func appendBias(infos []safetensors.TensorInfo, cfg *hfconfig.Config, p, m string, N int) []safetensors.TensorInfo {
+	if !cfg.LinearBias(m) {
+		return infos
+	}
+	return append(infos, safetensors.TensorInfo{Name: p + m + ".bias", DType: safetensors.F16, Shape: []int{N}})
+}
+
+// copyBias writes module's bias in fp16 where the config gives it one: the
+// source's, or zeros where the source has none (a llama config's
+// attention_bias over weights without biases, which transformers zeroes).
+func (c *Checkpoint) copyBias(module string) error {
+	_, m, _ := strings.Cut(strings.TrimPrefix(module, "model.layers."), ".")
+	if !c.cfg.LinearBias(m) {
+		return nil
+	}
+	name := module + ".bias"
+	if _, err := c.src.Tensor(name); errors.Is(err, fs.ErrNotExist) {
+		_, N, _ := model.LinearShape(c.cfg, m)
+		return c.w.Write(name, make([]byte, 2*N))
+	}
+	return c.copyPlain(name)
 }
 
 // copyPlain writes a source tensor converted to fp16.
@@ -498,6 +527,9 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 			if err := c.copyPlain(m.Name() + ".weight"); err != nil {
 				return err
 			}
+			if err := c.copyBias(m.Name()); err != nil {
+				return err
+			}
 			continue
 		}
 		lin, err := Pack(m.Result, c.qc.Bits, c.qc.GroupSize, c.format)
@@ -515,6 +547,9 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 			return err
 		}
 		if err := c.w.Write(name+".g_idx", int32Bytes(lin.GIdx)); err != nil {
+			return err
+		}
+		if err := c.copyBias(name); err != nil {
 			return err
 		}
 	}

@@ -247,6 +247,14 @@ func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
 	names := slices.Clone(plain)
 	for li := range cfg.NumHiddenLayers {
 		names = append(names, model.LayerTensorNames(li)...)
+		for _, n := range model.LayerBiasNames(cfg, li) {
+			// (written in fp16 beside the module's GPTQ tensors; a llama
+			// config's attention_bias may have none, written as zeros)
+			if set.Has(n) || cfg.ModelType == "qwen2" {
+				names = append(names, n)
+				plain = append(plain, n)
+			}
+		}
 	}
 	for _, n := range names {
 		t, err := set.Tensor(n)

@@ -176,11 +176,12 @@ func Inspect(dir string) (*Report, error) {
 			}
 		case strings.HasSuffix(name, ".qzeros"), strings.HasSuffix(name, ".scales"), strings.HasSuffix(name, ".g_idx"),
 			strings.HasSuffix(name, ".rotary_emb.inv_freq"), name == "lm_head.weight" && cfg.TieWordEmbeddings,
-			strings.HasSuffix(name, "_proj.bias"), name == "lm_head.bias":
+			strings.HasSuffix(name, "_proj.bias") && !configBias(cfg, name), name == "lm_head.bias":
 			// quantization parameters, buffers, a duplicate of tied weights
-			// and Linear biases, which the config's count has none of
-			// (AutoGPTQ writes zeros; CheckWeights reports any other, and
-			// CheckExplained one the config has no place for)
+			// and Linear biases that the config gives none (AutoGPTQ writes
+			// zeros; CheckWeights reports any other, and CheckExplained one
+			// the config has no place for); those it gives (Qwen2's q/k/v)
+			// are in its count
 		default:
 			r.NumParameters += int64(t.NumElements())
 		}
@@ -261,4 +262,16 @@ func Inspect(dir string) (*Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// configBias reports whether the tensor name, a decoder layer's
+// "model.layers.<i>.<module>.bias", is a bias that cfg gives its module
+// (hfconfig.Config.LinearBias).
+func configBias(cfg *hfconfig.Config, name string) bool {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return false
+	}
+	_, module, _ := strings.Cut(strings.TrimSuffix(rest, ".bias"), ".")
+	return cfg.LinearBias(module)
 }

@@ -20,8 +20,9 @@ import (
 
 // ErrUnsupportedModel is wrapped by conversion errors for checkpoints
 // outside the Llama/Mistral family that llama.cpp's "llama" architecture
-// runs (another model_type or architectures entry, a Linear bias other than
-// zeros).
+// runs and the Qwen2 family of its "qwen2" architecture (another
+// model_type or architectures entry, a Linear bias other than zeros that
+// the architecture has no tensor for).
 var ErrUnsupportedModel = errors.New("unsupported model")
 
 // ErrF16Overflow is wrapped by Convert's error for F16 weights holding
@@ -31,7 +32,17 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+
+// Arch is the general.architecture a checkpoint of cfg converts to, and
+// the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
+// (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), else "llama".
+func Arch(cfg *hfconfig.Config) string {
+	if cfg.ModelType == "qwen2" {
+		return "qwen2"
+	}
+	return "llama"
+}
 
 // QuantizationVersion is general.quantization_version: the version of
 // ggml's quantized block formats (GGML_QNT_VERSION).
@@ -576,7 +587,7 @@ func TypeNames() string {
 
 func checkModel(cfg *hfconfig.Config) error {
 	if !slices.Contains(hfconfig.SupportedModelTypes, cfg.ModelType) {
-		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
@@ -614,16 +625,23 @@ func checkModel(cfg *hfconfig.Config) error {
 
 // checkBiases returns an error naming the first Linear bias that get
 // gives (a decoder layer's q, k, v, o, gate, up and down projections, then
-// lm_head) holding a value other than 0, wrapping ErrUnsupportedModel: the
-// file is written without biases. A config's attention_bias or mlp_bias
-// alone is no reason to refuse: biases that are absent (transformers
-// zero-initialises them) or zeros (AutoGPTQ's QuantLinear writes them) are
-// a no-op, as the runtime takes them too (model.CheckBiases).
+// lm_head) holding a value other than 0, wrapping ErrUnsupportedModel,
+// among those the file has no tensor for: all but Qwen2's q/k/v biases
+// (attn_q.bias …, tensorSpecs), so that a llama config's attention_bias
+// or mlp_bias with biases other than zeros is refused, though the runtime
+// adds attention_bias's (llama.cpp's llama architecture would take them
+// permuted too; gptqtool does not write them). A config's attention_bias
+// or mlp_bias alone is no reason to refuse: biases that are absent
+// (transformers zero-initialises them) or zeros (AutoGPTQ's QuantLinear
+// writes them) are a no-op.
 func checkBiases(get TensorFunc, cfg *hfconfig.Config) error {
 	modules := []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
 	var names []string
 	for i := range cfg.NumHiddenLayers {
 		for _, m := range modules {
+			if Arch(cfg) == "qwen2" && cfg.LinearBias(m) {
+				continue // written
+			}
 			names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
 		}
 	}
@@ -662,12 +680,22 @@ type tensorSpec struct {
 }
 
 // tensorSpecs lists the output tensors in file order with llama.cpp's names
-// (llama-arch.cpp LLM_TENSOR_NAMES for LLM_ARCH_LLAMA): a llama3 RoPE
-// scaling's rope_freqs first, as convert_hf_to_gguf.py writes the tensors
-// of generate_extra_tensors before the checkpoint's.
+// (llama-arch.cpp LLM_TENSOR_NAMES for LLM_ARCH_LLAMA and LLM_ARCH_QWEN2):
+// a llama3 RoPE scaling's rope_freqs first, as convert_hf_to_gguf.py
+// writes the tensors of generate_extra_tensors before the checkpoint's.
+// Qwen2's attn_q, attn_k and attn_v have biases ([N], F32, as the
+// converter writes 1-D tensors), and its q/k rows keep Hugging Face's
+// order: llama.cpp rotates qwen2 by halves (LLAMA_ROPE_TYPE_NEOX, as
+// transformers does), llama by interleaved pairs, for which LlamaModel's
+// converter permutes them (PermuteQK).
 func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
+	qHeads, kvHeads := cfg.NumAttentionHeads, cfg.NumKeyValueHeads
+	qwen2 := Arch(cfg) == "qwen2"
+	if qwen2 {
+		qHeads, kvHeads = 0, 0
+	}
 	var specs []tensorSpec
 	if cfg.RopeScaling.Type == hfconfig.RopeLlama3 {
 		specs = append(specs, tensorSpec{name: RopeFreqsTensor, shape: []int{hd / 2}, values: ropeFreqFactors(cfg)})
@@ -677,9 +705,18 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		blk, hf := "blk."+strconv.Itoa(i)+".", "model.layers."+strconv.Itoa(i)+"."
 		specs = append(specs,
 			tensorSpec{name: blk + "attn_norm.weight", source: hf + "input_layernorm.weight", shape: []int{h}},
-			tensorSpec{name: blk + "attn_q.weight", source: hf + "self_attn.q_proj.weight", shape: []int{q, h}, permuteHeads: cfg.NumAttentionHeads},
-			tensorSpec{name: blk + "attn_k.weight", source: hf + "self_attn.k_proj.weight", shape: []int{kv, h}, permuteHeads: cfg.NumKeyValueHeads},
+			tensorSpec{name: blk + "attn_q.weight", source: hf + "self_attn.q_proj.weight", shape: []int{q, h}, permuteHeads: qHeads},
+			tensorSpec{name: blk + "attn_k.weight", source: hf + "self_attn.k_proj.weight", shape: []int{kv, h}, permuteHeads: kvHeads},
 			tensorSpec{name: blk + "attn_v.weight", source: hf + "self_attn.v_proj.weight", shape: []int{kv, h}},
+		)
+		if qwen2 {
+			specs = append(specs,
+				tensorSpec{name: blk + "attn_q.bias", source: hf + "self_attn.q_proj.bias", shape: []int{q}},
+				tensorSpec{name: blk + "attn_k.bias", source: hf + "self_attn.k_proj.bias", shape: []int{kv}},
+				tensorSpec{name: blk + "attn_v.bias", source: hf + "self_attn.v_proj.bias", shape: []int{kv}},
+			)
+		}
+		specs = append(specs,
 			tensorSpec{name: blk + "attn_output.weight", source: hf + "self_attn.o_proj.weight", shape: []int{h, q}},
 			tensorSpec{name: blk + "ffn_norm.weight", source: hf + "post_attention_layernorm.weight", shape: []int{h}},
 			tensorSpec{name: blk + "ffn_gate.weight", source: hf + "mlp.gate_proj.weight", shape: []int{ff, h}},
@@ -706,11 +743,11 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 // The converter's own rope.scaling.yarn_attn_factor for an explicit
 // attention_factor is not read for the llama architecture, nor are its
 // yarn_beta_fast/slow (checkModel refuses betas other than 32 and 1).
-func yarnKVs(s hfconfig.RopeScaling) []KV {
-	kvs := []KV{{"llama.rope.scaling.type", "yarn"}, {"llama.rope.scaling.factor", float32(s.Factor)},
-		{"llama.rope.scaling.original_context_length", uint32(s.OriginalMaxPositionEmbeddings)}}
+func yarnKVs(a string, s hfconfig.RopeScaling) []KV {
+	kvs := []KV{{a + "rope.scaling.type", "yarn"}, {a + "rope.scaling.factor", float32(s.Factor)},
+		{a + "rope.scaling.original_context_length", uint32(s.OriginalMaxPositionEmbeddings)}}
 	if m := hfconfig.YarnMscale(s.Factor, 1); s.AttentionFactor != m {
-		kvs = append(kvs, KV{"llama.rope.scaling.attn_factor", float32(s.AttentionFactor / m)})
+		kvs = append(kvs, KV{a + "rope.scaling.attn_factor", float32(s.AttentionFactor / m)})
 	}
 	return kvs
 }
@@ -824,34 +861,35 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 			name = filepath.Base(filepath.Dir(cfg.File))
 		}
 	}
+	a := Arch(cfg) + "." // qwen2 takes the llama keys under its own name
 	kvs := []KV{
-		{"general.architecture", "llama"},
+		{"general.architecture", Arch(cfg)},
 		{"general.type", "model"},
 		{"general.name", name},
 		{"general.file_type", fileType},
 		{"general.quantization_version", uint32(QuantizationVersion)},
-		{"llama.vocab_size", uint32(cfg.VocabSize)},
-		{"llama.context_length", uint32(cfg.MaxPositionEmbeddings)},
-		{"llama.embedding_length", uint32(cfg.HiddenSize)},
-		{"llama.block_count", uint32(cfg.NumHiddenLayers)},
-		{"llama.feed_forward_length", uint32(cfg.IntermediateSize)},
-		{"llama.attention.head_count", uint32(cfg.NumAttentionHeads)},
-		{"llama.attention.head_count_kv", uint32(cfg.NumKeyValueHeads)},
-		{"llama.attention.key_length", uint32(cfg.HeadDim)},
-		{"llama.attention.value_length", uint32(cfg.HeadDim)},
-		{"llama.rope.dimension_count", uint32(cfg.HeadDim)},
+		{a + "vocab_size", uint32(cfg.VocabSize)},
+		{a + "context_length", uint32(cfg.MaxPositionEmbeddings)},
+		{a + "embedding_length", uint32(cfg.HiddenSize)},
+		{a + "block_count", uint32(cfg.NumHiddenLayers)},
+		{a + "feed_forward_length", uint32(cfg.IntermediateSize)},
+		{a + "attention.head_count", uint32(cfg.NumAttentionHeads)},
+		{a + "attention.head_count_kv", uint32(cfg.NumKeyValueHeads)},
+		{a + "attention.key_length", uint32(cfg.HeadDim)},
+		{a + "attention.value_length", uint32(cfg.HeadDim)},
+		{a + "rope.dimension_count", uint32(cfg.HeadDim)},
 	}
 	switch s := cfg.RopeScaling; s.Type {
 	case hfconfig.RopeLinear:
 		// As TextModel.set_gguf_parameters writes a linear scaling, before
 		// the base; llama3's is the rope_freqs tensor.
-		kvs = append(kvs, KV{"llama.rope.scaling.type", "linear"}, KV{"llama.rope.scaling.factor", float32(s.Factor)})
+		kvs = append(kvs, KV{a + "rope.scaling.type", "linear"}, KV{a + "rope.scaling.factor", float32(s.Factor)})
 	case hfconfig.RopeYarn:
-		kvs = append(kvs, yarnKVs(s)...)
+		kvs = append(kvs, yarnKVs(a, s)...)
 	}
 	kvs = append(kvs,
-		KV{"llama.rope.freq_base", float32(cfg.RopeTheta)},
-		KV{"llama.attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+		KV{a + "rope.freq_base", float32(cfg.RopeTheta)},
+		KV{a + "attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	)
 	if m := opts.Imatrix; m != nil {
 		// The keys llama-quantize records an importance matrix under, its

@@ -124,7 +124,16 @@
 //
 // q_proj and k_proj rows are permuted per head (PermuteQK; k with the
 // key-value head count) because transformers rotates the two halves of a
-// head and llama.cpp adjacent pairs. Norms are F32; 2-D weights take the
+// head and llama.cpp's llama architecture adjacent pairs.
+//
+// A Qwen2 model (model_type qwen2) is written as llama.cpp's "qwen2"
+// architecture (Arch), as the converter's Qwen2Model does: the same
+// tensors plus q_proj, k_proj and v_proj's biases as
+// blk.N.attn_{q,k,v}.bias (F32 [N]), the hyperparameters under qwen2.*,
+// and q/k rows unpermuted (llama.cpp rotates qwen2 by halves,
+// LLAMA_ROPE_TYPE_NEOX). Another Linear bias other than zeros (a llama
+// config's attention_bias or mlp_bias) is refused: the llama file is
+// written without biases. File.HFConfig reads llama files only. Norms are F32; 2-D weights take the
 // requested type, or the one llama-quantize's file type (Mix) gives them,
 // with rows that do not split into whole blocks falling back as
 // llama-quantize's do (Q4_K to Q5_0, the IQ3, IQ2 and IQ1 types to
@@ -136,7 +145,7 @@
 // IQ2_XXS, IQ2_XS or IQ1_S without an entry of their own, which ggml
 // quantizes only with importances.
 // Metadata: general.* (architecture, name, file_type,
-// quantization_version 2), llama.* hyperparameters with the value types
+// quantization_version 2), llama.* (qwen2.*) hyperparameters with the value types
 // llama.cpp's loader checks (uint32 sizes, float32 rope base and epsilon),
 // and a SentencePiece-style tokenizer as tokenizer.ggml.model "llama":
 // tokens, scores and token types (tokenizer.TokenType numbering) for every id up to vocab_size
@@ -222,5 +231,8 @@
 // of each of llama.cpp's GPT-2, Qwen2 and (GPTQTOOL_LLAMACPP_MODELS) Llama
 // 3 vocabulary files holds every tokenizer.* key of the file as
 // convert_hf_to_gguf.py wrote it, and llama.cpp tokenizes text with it as
-// the tokenizer package does.
+// the tokenizer package does. A random-weight Qwen2 with Qwen's
+// vocabulary, converted to F32, F16 and Q8_0, gives llama.cpp's qwen2
+// graph the runtime's log-probabilities (TestLlamaCppQwen2), which the
+// runtime without the biases does not.
 package gguf

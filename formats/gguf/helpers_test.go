@@ -137,8 +137,8 @@ func llamaDiff(t testing.TB, llama [][]*float64, ours [][]float64, vocab int) di
 }
 
 // ggufWeights serves a converted file to the runtime under Hugging Face
-// names: each tensor dequantized to F32 and, for q_proj/k_proj, the
-// head permutation undone. Running the runtime on it shows what the GGUF
+// names: each tensor dequantized to F32 and, for a llama file's
+// q_proj/k_proj, the head permutation undone. Running the runtime on it shows what the GGUF
 // file holds, independently of llama.cpp.
 type ggufWeights struct {
 	c       *converted
@@ -165,6 +165,9 @@ func (w *ggufWeights) float32(name string) ([]float32, []int, error) {
 	}
 	heads := 0
 	switch {
+	case gguf.Arch(w.cfg) == "qwen2":
+		// (qwen2's rows keep Hugging Face's order: llama.cpp rotates it
+		// by halves)
 	case strings.HasSuffix(name, ".q_proj.weight"):
 		heads = w.cfg.NumAttentionHeads
 	case strings.HasSuffix(name, ".k_proj.weight"):

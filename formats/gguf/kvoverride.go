@@ -110,7 +110,11 @@ var derivedKeys = map[string]string{
 // alignment the Writer then lays the file out by (llama-quantize keeps
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
-	if why, ok := derivedKeys[kv.Key]; ok {
+	key := kv.Key
+	if rest, ok := strings.CutPrefix(key, "qwen2."); ok {
+		key = "llama." + rest // the same keys under qwen2's name
+	}
+	if why, ok := derivedKeys[key]; ok {
 		return fmt.Errorf("%s: gptqtool derives %s from the tensors it writes (%s): it cannot be overridden", overrideString(kv), kv.Key, why)
 	}
 	typ, _, ok := TypeOf(kv.Value)

@@ -554,12 +554,26 @@ func LoadTensor(w Weights, b runtime.Backend, dt runtime.DType, name string, sha
 }
 
 // LayerTensorNames lists the floating-point tensors of decoder layer i as
-// an unquantized checkpoint names them.
+// an unquantized checkpoint names them (LayerBiasNames adds the biases).
 func LayerTensorNames(i int) []string {
 	p := LayerPrefix(i) + "."
 	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
 	for _, m := range LinearModules {
 		names = append(names, p+m+".weight")
+	}
+	return names
+}
+
+// LayerBiasNames lists the Linear biases of decoder layer i that cfg
+// gives (hfconfig.Config.LinearBias: Qwen2's q/k/v), which a qwen2
+// checkpoint holds and a llama one with attention_bias may.
+func LayerBiasNames(cfg *hfconfig.Config, i int) []string {
+	p := LayerPrefix(i) + "."
+	var names []string
+	for _, m := range LinearModules {
+		if cfg.LinearBias(m) {
+			names = append(names, p+m+".bias")
+		}
 	}
 	return names
 }
