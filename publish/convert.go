@@ -384,11 +384,13 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err := model.CheckShapes(o.In, src.Infos(), cfg, qc); err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	// A dequantized checkpoint and GGUF are written without Linear biases
-	// (the output's config gives none): a bias that is not zeros, which
-	// AutoGPTQ's QuantLinear adds or a config's attention_bias or mlp_bias
-	// allows, would be dropped. Biases absent or zeros are a no-op and pass,
-	// whatever the config says. Other outputs copy them.
+	// A dequantized checkpoint and GGUF are written without the Linear
+	// biases the config gives none: one that is not zeros, which AutoGPTQ's
+	// QuantLinear adds or a config's mlp_bias allows, would be dropped.
+	// Biases absent or zeros are a no-op and pass, whatever the config
+	// says. The biases the model adds (Qwen2's q/k/v, llama's
+	// attention_bias: model.CheckBiases passes them) are kept; GGUF refuses
+	// a llama file's (gguf.Convert). Other outputs copy them all.
 	if (qc != nil && o.Dequantize) || o.GGUF != "" {
 		if err := model.CheckBiases(src, cfg); err != nil {
 			return nil, fmt.Errorf("convert: %w (the output would be written without it)", err)
@@ -434,8 +436,11 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			return nil, err
 		}
 		module, suffix := splitModule(n)
+		// A bias the config gives the module stays beside its dequantized
+		// weight, in the weights' dtype.
+		keepBias := o.Dequantize && suffix == "bias" && configBias(cfg, module)
 		switch {
-		case quantized[module] && o.Dequantize:
+		case quantized[module] && o.Dequantize && !keepBias:
 			if suffix != "qweight" {
 				continue // qzeros, scales and g_idx go into the weight
 			}
@@ -470,7 +475,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 			plan = append(plan, outTensor{info: t.TensorInfo, make: func() ([]byte, error) {
 				return convertZeros(src, name, G, N, qc.Bits, from, to)
 			}})
-		case isFloat(t.DType) && target != "" && !(qc != nil && quantized[module]):
+		case isFloat(t.DType) && target != "" && !(qc != nil && quantized[module] && !keepBias):
 			name, dt := n, target
 			info := t.TensorInfo
 			info.DType = dt
@@ -950,6 +955,17 @@ func skipOnConvert(name string) bool {
 
 // splitModule splits "model.layers.0.self_attn.q_proj.qweight" into the
 // module and the last name component.
+// configBias reports whether cfg gives module, a decoder layer's Linear
+// ("model.layers.3.self_attn.q_proj"), a bias (hfconfig.Config.LinearBias).
+func configBias(cfg *hfconfig.Config, module string) bool {
+	rest, ok := strings.CutPrefix(module, "model.layers.")
+	if !ok {
+		return false
+	}
+	_, m, _ := strings.Cut(rest, ".")
+	return cfg.LinearBias(m)
+}
+
 func splitModule(name string) (string, string) {
 	i := strings.LastIndexByte(name, '.')
 	if i < 0 {

@@ -2,11 +2,13 @@ package publish_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -70,7 +72,64 @@ func TestQuantizeQwen2(t *testing.T) {
 		t.Errorf("%d biases written, want %d (q/k/v of every layer)", biases, want)
 	}
 
+	// Converted: dequantized to f32 (the biases kept, in f32) and to GGUF
+	// (attn_{q,k,v}.bias); the dequantized checkpoint runs as the GPTQ one.
+	dq := filepath.Join(t.TempDir(), "f32")
+	convert(t, publish.ConvertOptions{In: out, Out: dq, Dequantize: true, DType: "f32"})
+	dqt := tensors(t, dq)
+	path := filepath.Join(t.TempDir(), "q.gguf")
+	convert(t, publish.ConvertOptions{In: out, Out: path, GGUF: "f32"})
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := range d.NumHiddenLayers {
+		for _, m := range []string{"q", "k", "v"} {
+			name := fmt.Sprintf("model.layers.%d.self_attn.%s_proj.bias", i, m)
+			src, err := s.Tensor(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := src.Float32()
+			got, ok := dqt[name]
+			if !ok || got.DType != safetensors.F32 {
+				t.Fatalf("dequantized checkpoint: %s missing or not F32", name)
+			}
+			if g, _ := got.Float32(); !slices.Equal(g, want) {
+				t.Errorf("dequantized %s differs from the source's", name)
+			}
+			if g, err := f.Float32(fmt.Sprintf("blk.%d.attn_%s.bias", i, m)); err != nil || !slices.Equal(g, want) {
+				t.Errorf("GGUF blk.%d.attn_%s.bias: %v, or differs from the source's %s", i, m, err, name)
+			}
+		}
+	}
 	ids := fixtures.WikiIDs(t)[:1024]
+	{
+		mq, err := model.Load(out, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := model.Load(dq, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := mq.Forward(ids[:64], nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := md.Forward(ids[:64], nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mq.Close()
+		md.Close()
+		for i := range a {
+			if d := a[i] - b[i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("logit %d: GPTQ %g, dequantized %g", i, a[i], b[i])
+			}
+		}
+	}
 	kl := func(dir string) float64 {
 		t.Helper()
 		base, err := model.Load(src, cpu.New(0))
