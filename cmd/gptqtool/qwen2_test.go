@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// TestQwen2Commands runs the commands on a random-weight Qwen2 checkpoint
+// (q/k/v biases; openchat's tokenizer for text): inspect names it qwen2 and
+// counts its biases as config.json does; generate's greedy ids are the
+// runtime's; quantize writes a GPTQ checkpoint that verify kl measures
+// against it and that converts to a qwen2 GGUF.
+func TestQwen2Commands(t *testing.T) {
+	tok := fixturePath(t, "models/openchat-tiny")
+	dir := fixtures.Qwen2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "max_position_embeddings": 512},
+		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+
+	out, stderr, err := run(t, "inspect", dir, "--json")
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, stderr)
+	}
+	var rep struct {
+		ModelType        string `json:"model_type"`
+		NumParameters    int64  `json:"num_parameters"`
+		ConfigParameters int64  `json:"config_parameters"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	if rep.ModelType != "qwen2" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want qwen2 and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters)
+	}
+
+	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+	m, err := model.Load(dir, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids := slices.Clone(doc.PromptIDs)
+	for range 8 {
+		lg, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := lg[(len(ids)-1)*m.Vocab():]
+		best := 0
+		for i, v := range last {
+			if v > last[best] {
+				best = i
+			}
+		}
+		ids = append(ids, best)
+		if slices.Contains(m.EOSTokenIDs, best) {
+			break
+		}
+	}
+	if got := append(slices.Clone(doc.PromptIDs), doc.IDs...); len(doc.IDs) == 0 || !slices.Equal(got, ids[:len(got)]) {
+		t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
+	}
+
+	// serve's greedy completion is generate's text.
+	p := startServe(t, dir, "--dtype", "f32")
+	resp, err := http.Post(p.url+"/v1/completions", "application/json",
+		strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var comp struct {
+		Choices []struct {
+			Text string `json:"text"`
+		} `json:"choices"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&comp)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || len(comp.Choices) != 1 || comp.Choices[0].Text != doc.Text {
+		t.Errorf("serve: status %d, %v, %+v: want generate's text %q", resp.StatusCode, err, comp, doc.Text)
+	}
+
+	q := filepath.Join(t.TempDir(), "q")
+	if _, stderr, err := run(t, "quantize", "--model", dir, "--out", q, "--bits", "4", "--group", "128",
+		"--dataset", fixturePath(t, "datasets/instruct/alpaca_en_demo.json"), "--nsamples", "4", "--seq-len", "64", "--device", "cpu"); err != nil {
+		t.Fatalf("quantize: %v\n%s", err, stderr)
+	}
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = run(t, "verify", "kl", "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
+	if err != nil {
+		t.Fatalf("verify kl: %v\n%s", err, stderr)
+	}
+	var kl struct {
+		Result struct {
+			MeanKL float64 `json:"mean_kl"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &kl); err != nil || !(kl.Result.MeanKL > 0 && kl.Result.MeanKL < 0.5) {
+		t.Errorf("verify kl: %v, mean KL %g: want a small positive one\n%s", err, kl.Result.MeanKL, out)
+	}
+	gg := filepath.Join(t.TempDir(), "q.gguf")
+	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
+		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+	}
+}
