@@ -15,7 +15,9 @@ import (
 
 // HFConfig is the Hugging Face config of a llama-architecture file (the
 // architecture Convert writes, and llama.cpp's converter writes for Llama
-// and Mistral models): LlamaForCausalLM with the llama.* hyperparameters,
+// and Mistral models): LlamaForCausalLM with the llama.* hyperparameters
+// (a qwen2 file's: Qwen2ForCausalLM with the qwen2.* ones, its q/k/v
+// biases bound by ModelWeights),
 // the tokenizer's special ids, and tied embeddings where the file has no
 // output weight. RoPE scaling is read as llama.cpp reads it: a linear one
 // (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with
@@ -31,19 +33,21 @@ import (
 // refused, wrapping ErrUnsupportedModel: run, it would silently be another
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
-	if a, _ := Value[string](f, "general.architecture"); a != "llama" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models)", f.path, a)
+	arch, _ := Value[string](f, "general.architecture")
+	if arch != "llama" && arch != "qwen2" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models) or qwen2", f.path, arch)
 	}
+	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
 	}
 	// u reads llama.key: absent is (0, false) where it is optional; a value
 	// of another type (a per-layer array included) is an error either way.
 	u := func(key string, req bool) (uint32, bool, error) {
-		if _, ok := f.Get("llama." + key); !ok && !req {
+		if _, ok := f.Get(a + key); !ok && !req {
 			return 0, false, nil
 		}
-		v, err := Value[uint32](f, "llama."+key)
+		v, err := Value[uint32](f, a+key)
 		return v, err == nil, err
 	}
 	f32 := func(key string) (float32, bool, error) {
@@ -67,6 +71,10 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		}
 	}
 	c := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama", "torch_dtype": dtype, "hidden_act": "silu"}
+	if arch == "qwen2" {
+		// (llama.cpp's qwen2 graph: q/k/v biases, RoPE by halves)
+		c["architectures"], c["model_type"] = []string{"Qwen2ForCausalLM"}, "qwen2"
+	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
@@ -80,7 +88,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if n, ok, err := u("expert_count", false); err != nil {
 		return nil, err
 	} else if ok && n > 0 {
-		return nil, refuse("llama.expert_count", n, "a mixture of experts (Mixtral), which the runtime does not run")
+		return nil, refuse(a+"expert_count", n, "a mixture of experts (Mixtral), which the runtime does not run")
 	}
 	kv, ok, err := u("attention.head_count_kv", false)
 	if err != nil {
@@ -103,21 +111,21 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if vd, ok, err := u("attention.value_length", false); err != nil {
 		return nil, err
 	} else if ok && vd != headDim {
-		return nil, refuse("llama.attention.value_length", vd, fmt.Sprintf("the runtime needs it equal to the key length %d", headDim))
+		return nil, refuse(a+"attention.value_length", vd, fmt.Sprintf("the runtime needs it equal to the key length %d", headDim))
 	}
 	// llama.cpp refuses a llama file whose n_rot is not the head size too.
 	if r, ok, err := u("rope.dimension_count", false); err != nil {
 		return nil, err
 	} else if ok && r != headDim {
-		return nil, refuse("llama.rope.dimension_count", r, fmt.Sprintf("RoPE over part of the head (size %d), which the runtime does not compute", headDim))
+		return nil, refuse(a+"rope.dimension_count", r, fmt.Sprintf("RoPE over part of the head (size %d), which the runtime does not compute", headDim))
 	}
-	eps, err := Value[float32](f, "llama.attention.layer_norm_rms_epsilon")
+	eps, err := Value[float32](f, a+"attention.layer_norm_rms_epsilon")
 	if err != nil {
 		return nil, err
 	}
 	c["rms_norm_eps"] = eps
 	c["rope_theta"] = float32(10000) // llama.cpp's default
-	if v, ok, err := f32("llama.rope.freq_base"); err != nil {
+	if v, ok, err := f32(a + "rope.freq_base"); err != nil {
 		return nil, err
 	} else if ok {
 		c["rope_theta"] = v
@@ -127,16 +135,16 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	// rope.scaling.factor or else the older rope.scale_linear, 0 meaning 1;
 	// type "none" scales nothing whatever the factor.
 	scaling := "linear"
-	if t, err := Value[string](f, "llama.rope.scaling.type"); err == nil {
+	if t, err := Value[string](f, a+"rope.scaling.type"); err == nil {
 		if t != "none" && t != "linear" && t != "yarn" {
-			return nil, refuse("llama.rope.scaling.type", strconv.Quote(t), "RoPE scaling of a type the runtime does not compute (none, linear and yarn are)")
+			return nil, refuse(a+"rope.scaling.type", strconv.Quote(t), "RoPE scaling of a type the runtime does not compute (none, linear and yarn are)")
 		}
 		scaling = t
-	} else if _, ok := f.Get("llama.rope.scaling.type"); ok {
+	} else if _, ok := f.Get(a + "rope.scaling.type"); ok {
 		return nil, err
 	}
 	factorKey, factor := "", float32(0)
-	for _, key := range []string{"llama.rope.scaling.factor", "llama.rope.scale_linear"} {
+	for _, key := range []string{a + "rope.scaling.factor", a + "rope.scale_linear"} {
 		if v, ok, err := f32(key); err != nil {
 			return nil, err
 		} else if ok {
@@ -151,18 +159,18 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		}
 		c["rope_scaling"] = map[string]any{"rope_type": "linear", "factor": float64(factor)} // the file's float32, exactly
 	}
-	attn, hasAttn, err := f32("llama.rope.scaling.attn_factor")
+	attn, hasAttn, err := f32(a + "rope.scaling.attn_factor")
 	if err != nil {
 		return nil, err
 	}
 	if scaling == "yarn" {
-		y, err := f.yarnScaling(c, factorKey, factor, attn, hasAttn)
+		y, err := f.yarnScaling(c, a, factorKey, factor, attn, hasAttn)
 		if err != nil {
 			return nil, err
 		}
 		c["rope_scaling"] = y
 	} else if hasAttn && attn != 1 {
-		return nil, refuse("llama.rope.scaling.attn_factor", attn, "an attention factor without yarn, which the runtime does not compute")
+		return nil, refuse(a+"rope.scaling.attn_factor", attn, "an attention factor without yarn, which the runtime does not compute")
 	}
 	te, ok := f.Tensor("token_embd.weight")
 	if !ok || len(te.Shape) != 2 {
@@ -220,19 +228,20 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 }
 
 // yarnScaling returns the rope_scaling block of a file whose
-// llama.rope.scaling.type is "yarn", as llama.cpp runs it: factor from
-// factorKey (0 or absent is 1, llama.cpp's freq_scale 1), the original
-// context from llama.rope.scaling.original_context_length (absent:
-// llama.context_length, c's max_position_embeddings), betas 32 and 1,
+// {arch}.rope.scaling.type is "yarn" (arch the keys' prefix: "llama.",
+// "qwen2."), as llama.cpp runs it: factor from factorKey (0 or absent is
+// 1, llama.cpp's freq_scale 1), the original context from
+// {arch}.rope.scaling.original_context_length (absent:
+// {arch}.context_length, c's max_position_embeddings), betas 32 and 1,
 // the range rounded out, and the attention factor get_mscale(factor)
-// times llama.rope.scaling.attn_factor (1 where absent). The
-// llama.rope.scaling.yarn_* keys, which llama.cpp's llama architecture
+// times {arch}.rope.scaling.attn_factor (1 where absent). The
+// {arch}.rope.scaling.yarn_* keys, which llama.cpp's llama architecture
 // does not read (its converter writes them for a config's explicit
 // values), are taken where they say what llama.cpp runs (ext_factor 1,
 // attn_factor that magnitude, betas 32 and 1, log_multiplier 0) and
 // refused otherwise: the checkpoint meant a scaling llama.cpp does not
 // compute from this file.
-func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn float32, hasAttn bool) (map[string]any, error) {
+func (f *File) yarnScaling(c map[string]any, arch, factorKey string, factor, attn float32, hasAttn bool) (map[string]any, error) {
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
 	}
@@ -245,7 +254,7 @@ func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn floa
 	a := hfconfig.YarnMscale(float64(factor), 1)
 	if hasAttn {
 		if !(attn > 0) || math.IsInf(float64(attn), 0) {
-			return nil, refuse("llama.rope.scaling.attn_factor", attn, "want a positive finite attention factor")
+			return nil, refuse(arch+"rope.scaling.attn_factor", attn, "want a positive finite attention factor")
 		}
 		a *= float64(attn)
 	}
@@ -256,7 +265,7 @@ func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn floa
 		key  string
 		runs float32
 	}{{"yarn_ext_factor", 1}, {"yarn_attn_factor", float32(a)}, {"yarn_beta_fast", hfconfig.YarnBetaFast}, {"yarn_beta_slow", hfconfig.YarnBetaSlow}, {"yarn_log_multiplier", 0}} {
-		key := "llama.rope.scaling." + k.key
+		key := arch + "rope.scaling." + k.key
 		if v, ok, err := f.f32(key); err != nil {
 			return nil, err
 		} else if ok && v != k.runs {
@@ -264,9 +273,9 @@ func (f *File) yarnScaling(c map[string]any, factorKey string, factor, attn floa
 		}
 	}
 	orig := c["max_position_embeddings"].(uint32)
-	if v, err := Value[uint32](f, "llama.rope.scaling.original_context_length"); err == nil {
+	if v, err := Value[uint32](f, arch+"rope.scaling.original_context_length"); err == nil {
 		orig = v
-	} else if _, ok := f.Get("llama.rope.scaling.original_context_length"); ok {
+	} else if _, ok := f.Get(arch + "rope.scaling.original_context_length"); ok {
 		return nil, err
 	}
 	return map[string]any{"rope_type": "yarn", "factor": float64(factor), "original_max_position_embeddings": orig, "attention_factor": a}, nil

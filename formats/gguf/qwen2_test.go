@@ -108,9 +108,20 @@ func TestConvertQwen2(t *testing.T) {
 			t.Errorf("attn_q.weight[%d] = %g, q_proj.weight's %g", i, got[i], want[i])
 		}
 	}
-	// The runtime on the file's weights runs the checkpoint.
+	// The runtime on the file's weights runs the checkpoint, through the
+	// test's reading of the file and through File.HFConfig and Weights.
 	prompts := qwen2Prompts(t, ck.tok)
 	ours := nextLogProbs(t, loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg), prompts)
+	hc, err := c.file.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc.ModelType != "qwen2" || hc.NumKeyValueHeads != 2 || hc.RopeTheta != 1e6 || !hc.TieWordEmbeddings || hc.SlidingWindow != 0 {
+		t.Errorf("HFConfig: %s, kv heads %d, rope_theta %g, tied %v, window %d", hc.ModelType, hc.NumKeyValueHeads, hc.RopeTheta, hc.TieWordEmbeddings, hc.SlidingWindow)
+	}
+	if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), ours); !(d.maxAbs == 0) {
+		t.Errorf("the runtime on File.Weights vs on the test's reading of the file: %v", d)
+	}
 	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
