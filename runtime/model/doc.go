@@ -1,7 +1,16 @@
-// Package model runs Mistral/Llama-family decoder models (transformers
-// MistralForCausalLM / LlamaForCausalLM) on a runtime.Backend. The forward
-// pass is written once, here, in terms of the backend's ops; backends know
-// nothing of checkpoints or GPTQ.
+// Package model runs Mistral/Llama- and Qwen2-family decoder models
+// (transformers MistralForCausalLM / LlamaForCausalLM / Qwen2ForCausalLM)
+// on a runtime.Backend. The forward pass is written once, here, in terms of
+// the backend's ops; backends know nothing of checkpoints or GPTQ.
+//
+// Qwen2's q/k/v_proj (and a llama config's attention_bias projections)
+// have biases: bound as module.bias [N] in the model's dtype (GPTQ
+// checkpoints keep them in fp16 beside qweight), left out where all zeros,
+// and added (Backend.AddBias) to the products before RoPE. In a decode
+// step a biased layer does not take the q/k/v product that rotates and
+// stores in its epilogue (runtime.RoPEFuser): the product, the bias, then
+// RoPEStore. o_proj's bias is added to its product, or to x where the
+// product was added into it.
 //
 // # Data
 //
