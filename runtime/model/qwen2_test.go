@@ -330,55 +330,90 @@ func qwen2Steps(t *testing.T, m *Model) [][]float32 {
 	return out
 }
 
-// TestQwen2DecodeFusedPaths runs a GPTQ Qwen2 checkpoint through the
-// decode step on the emulated fusing backends of fold_test: where q/k/v
-// products could rotate and store in their epilogue (runtime.RoPEFuser),
-// the biased layers must not let them (RoPE would come before the bias),
-// and still take the products that normalize their input; every step
-// matches the same emulated backend without fusion.
+// apQuant adds runtime.AttentionProjector alone to the emulated backend:
+// o_proj's product straight from attention, then the add and norm.
+type apQuant struct {
+	*quantCPU
+	fused int
+}
+
+func (q *apQuant) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	q.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	q.MatMul(dst, att, w)
+	q.fused++
+}
+
+// TestQwen2DecodeFusedPaths runs GPTQ checkpoints with biases (Qwen2's
+// q/k/v; a llama config's attention_bias, q/k/v/o) through the decode
+// step on the emulated fusing backends of fold_test: where q/k/v products
+// could rotate and store in their epilogue (runtime.RoPEFuser), the biased
+// layers must not let them (RoPE would come before the bias) and still take
+// the products that normalize their input; o_proj's bias must reach x on
+// each of its paths (its product, added into x by MatMulAdd or straight
+// from attention). Every step matches the same emulated backend without
+// fusion, whose plain path TestQwen2MatchesReference holds to float64.
 func TestQwen2DecodeFusedPaths(t *testing.T) {
-	dir := fixtures.Qwen2(t, nil, synth.Options{Seed: 5, GPTQ: qwen2GPTQ()})
-	quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
-	open := func(b runtime.Backend) *Model {
-		m, err := LoadWith(dir, b, Options{DType: runtime.BF16})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(m.Close)
-		return m
-	}
-	want := qwen2Steps(t, open(quant()))
-	plain := &ropeQuant{quantCPU: quant()}
-	normed := &ropeNorm{normCPU: &normCPU{quantCPU: quant()}}
-	for _, c := range []struct {
-		name  string
-		b     runtime.Backend
-		fused *int
-		norms func() int
+	for _, ck := range []struct {
+		name string
+		edit map[string]any
 	}{
-		{"rope", plain, &plain.fused, func() int { return 0 }},
-		{"norm-rope", normed, &normed.fused, func() int { return normed.normCPU.fused }},
+		{"qwen2", nil},
+		{"llama-attention_bias", map[string]any{"model_type": "llama", "attention_bias": true, "use_sliding_window": nil}},
 	} {
-		t.Run(c.name, func(t *testing.T) {
-			m := open(c.b)
-			if m.layers[0].qkv == nil || !m.layers[0].qkvBiased() {
-				t.Fatalf("layer 0: fused q/k/v %v, biased %v: the test does not reach the fused paths", m.layers[0].qkv != nil, m.layers[0].qkvBiased())
-			}
-			got := qwen2Steps(t, m)
-			if *c.fused != 0 {
-				t.Errorf("%d q/k/v products rotated in their epilogue, before the bias", *c.fused)
-			}
-			if c.name == "norm-rope" && c.norms() == 0 {
-				t.Error("no product normalized its input")
-			}
-			perStep := func(steps [][]float32) [][][]float32 {
-				out := make([][][]float32, len(steps))
-				for i, lg := range steps {
-					out[i] = [][]float32{lg}
+		t.Run(ck.name, func(t *testing.T) {
+			dir := fixtures.Qwen2(t, ck.edit, synth.Options{Seed: 5, GPTQ: qwen2GPTQ()})
+			quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
+			open := func(b runtime.Backend) *Model {
+				m, err := LoadWith(dir, b, Options{DType: runtime.BF16})
+				if err != nil {
+					t.Fatal(err)
 				}
-				return out
+				t.Cleanup(m.Close)
+				return m
 			}
-			sameSteps(t, c.name, perStep(got), perStep(want))
+			want := qwen2Steps(t, open(quant()))
+			rope := &ropeQuant{quantCPU: quant()}
+			normed := &ropeNorm{normCPU: &normCPU{quantCPU: quant()}}
+			glu := &gluNormAP{gluNormCPU: &gluNormCPU{quantCPU: quant(), rows: 8}}
+			proj := &projQuant{quantCPU: quant()}
+			ap := &apQuant{quantCPU: quant()}
+			for _, c := range []struct {
+				name string
+				b    runtime.Backend
+				// used counts the fused calls the step must have made.
+				used func() int
+			}{
+				{"rope", rope, func() int { return 1 }},
+				{"norm-rope", normed, func() int { return normed.normCPU.fused }},
+				{"glu-norm", glu, func() int { return glu.added * glu.gluNormCPU.fused }},
+				{"residual-projection", proj, func() int { return proj.added }},
+				{"attention-projection", ap, func() int { return ap.fused }},
+			} {
+				t.Run(c.name, func(t *testing.T) {
+					m := open(c.b)
+					if m.layers[0].qkv == nil || !m.layers[0].qkvBiased() {
+						t.Fatalf("layer 0: fused q/k/v %v, biased %v: the test does not reach the fused paths", m.layers[0].qkv != nil, m.layers[0].qkvBiased())
+					}
+					if (ck.edit != nil) != (m.layers[0].bias[oProj] != nil) {
+						t.Fatalf("layer 0: o_proj bias %v", m.layers[0].bias[oProj] != nil)
+					}
+					got := qwen2Steps(t, m)
+					if rope.fused != 0 || normed.fused != 0 {
+						t.Errorf("%d q/k/v products rotated in their epilogue, before the bias", rope.fused+normed.fused)
+					}
+					if c.used() == 0 {
+						t.Error("the fused path was not taken")
+					}
+					perStep := func(steps [][]float32) [][][]float32 {
+						out := make([][][]float32, len(steps))
+						for i, lg := range steps {
+							out[i] = [][]float32{lg}
+						}
+						return out
+					}
+					sameSteps(t, c.name, perStep(got), perStep(want))
+				})
+			}
 		})
 	}
 }
