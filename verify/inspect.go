@@ -224,8 +224,24 @@ func Inspect(dir string) (*Report, error) {
 			}
 		}
 	}
-	if r.NumParameters != r.ConfigParameters {
-		r.Problems = append(r.Problems, fmt.Sprintf("the weight files hold %d parameters, %s implies %d", r.NumParameters, cfg.File, r.ConfigParameters))
+	// A llama config's attention_bias or mlp_bias over weights without the
+	// biases is the model transformers builds (the biases zeros): their
+	// count is not missing. (A qwen2 checkpoint must hold its own.)
+	held := r.ConfigParameters
+	if cfg.ModelType != "qwen2" {
+		for li := range cfg.NumHiddenLayers {
+			for _, n := range model.LayerBiasNames(cfg, li) {
+				if _, ok := infos[n]; !ok {
+					_, m, _ := strings.Cut(strings.TrimPrefix(strings.TrimSuffix(n, ".bias"), model.LayerPrefix(li)), ".")
+					if _, N, ok := model.LinearShape(cfg, m); ok {
+						held -= int64(N)
+					}
+				}
+			}
+		}
+	}
+	if r.NumParameters != held {
+		r.Problems = append(r.Problems, fmt.Sprintf("the weight files hold %d parameters, %s implies %d", r.NumParameters, cfg.File, held))
 	}
 	switch {
 	case errors.Is(err, gptq.ErrNotQuantized):

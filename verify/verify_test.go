@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -344,5 +345,50 @@ func TestCheckFormatNothingRead(t *testing.T) {
 	}
 	if seen != 3 {
 		t.Errorf("%d checks of the values, want 3 (zero points, g_idx, scales): %+v", seen, r.Checks)
+	}
+}
+
+// TestInspectBiases: a Qwen2 checkpoint's q/k/v biases are counted as
+// config.json counts them; a llama config's attention_bias over weights
+// without biases (the model transformers builds, biases zeros) is no
+// problem, and one whose biases are there counts them.
+func TestInspectBiases(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		edit   map[string]any
+		strip  bool
+		biases int64 // bias parameters in the files
+	}{
+		// 2 layers of q 64 + k 32 + v 32.
+		{"qwen2", nil, false, 2 * 128},
+		{"llama attention_bias", map[string]any{"model_type": "llama", "attention_bias": true, "use_sliding_window": nil}, false, 2 * (128 + 64)},
+		{"llama attention_bias absent", map[string]any{"model_type": "llama", "attention_bias": true, "use_sliding_window": nil}, true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fixtures.Qwen2(t, tc.edit, synth.Options{DType: "f32", Seed: 1})
+			if tc.strip {
+				fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool { return !strings.HasSuffix(tn.Name, ".bias") })
+			}
+			r, err := verify.Inspect(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Problems) > 0 {
+				t.Errorf("problems: %v", r.Problems)
+			}
+			if r.NumParameters != r.TensorElements || r.TensorElements == 0 {
+				t.Errorf("parameters %d, tensor elements %d", r.NumParameters, r.TensorElements)
+			}
+			var biases int64
+			set, _ := fixtures.OpenCheckpoint(t, dir)
+			for _, ti := range set.Infos() {
+				if strings.HasSuffix(ti.Name, ".bias") {
+					biases += int64(ti.NumElements())
+				}
+			}
+			if biases != tc.biases {
+				t.Errorf("%d bias parameters in the files, want %d", biases, tc.biases)
+			}
+		})
 	}
 }
