@@ -397,6 +397,13 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		}
 	}
 	if o.GGUF != "" {
+		// (a llama config's attention_bias: the runtime adds it, the GGUF
+		// file has no tensor for it; refused here for a dry run too)
+		if err := gguf.CheckBiases(gguf.FromWeights(src), cfg); err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+	}
+	if o.GGUF != "" {
 		return convertGGUF(ctx, o, cfg, qc, src, kind, start, log)
 	}
 	if err := CheckOut(o.Out, o.In, o.Force); err != nil {

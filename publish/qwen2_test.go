@@ -3,6 +3,7 @@ package publish_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -159,5 +160,29 @@ func TestQuantizeQwen2(t *testing.T) {
 	t.Logf("mean KL against the source: %.4g; with the biases zeroed %.4g", withBias, without)
 	if !(withBias < 0.1 && without > 10*withBias) {
 		t.Errorf("mean KL %.4g, with the biases zeroed %.4g: want the first small and far below the second", withBias, without)
+	}
+}
+
+// TestConvertGGUFLlamaAttentionBias: a llama config's attention_bias with
+// biases other than zeros runs in the runtime but has no tensor in the
+// llama GGUF file: convert refuses it, naming the first such bias, and a
+// dry run refuses it alike, writing nothing.
+func TestConvertGGUFLlamaAttentionBias(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	src := fixtures.Qwen2(t, map[string]any{"model_type": "llama", "architectures": []string{"LlamaForCausalLM"}, "attention_bias": true,
+		"use_sliding_window": nil, "vocab_size": 32002}, synth.Options{DType: "f32", Seed: 3, TokenizerDir: tok})
+	outDir := t.TempDir()
+	out := filepath.Join(outDir, "m.gguf")
+	const want = `tensor "model.layers.0.self_attn.q_proj.bias": largest |value|`
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f16"})
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "written without Linear biases") {
+		t.Fatalf("err = %v, want the q_proj bias refused", err)
+	}
+	_, derr := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f16", DryRun: true})
+	if derr == nil || derr.Error() != err.Error() {
+		t.Errorf("dry run: %v, want the conversion's %v", derr, err)
+	}
+	if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
+		t.Errorf("refusal left %v", entries)
 	}
 }

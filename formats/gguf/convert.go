@@ -227,7 +227,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	if opts.Imatrix, err = opts.weightedImatrix(); err != nil {
 		return nil, err
 	}
-	if err := checkBiases(get, cfg); err != nil {
+	if err := CheckBiases(get, cfg); err != nil {
 		return nil, err
 	}
 	w, err := Create(path, kvs, infos)
@@ -623,7 +623,7 @@ func checkModel(cfg *hfconfig.Config) error {
 	return nil
 }
 
-// checkBiases returns an error naming the first Linear bias that get
+// CheckBiases returns an error naming the first Linear bias that get
 // gives (a decoder layer's q, k, v, o, gate, up and down projections, then
 // lm_head) holding a value other than 0, wrapping ErrUnsupportedModel,
 // among those the file has no tensor for: all but Qwen2's q/k/v biases
@@ -634,7 +634,9 @@ func checkModel(cfg *hfconfig.Config) error {
 // or mlp_bias alone is no reason to refuse: biases that are absent
 // (transformers zero-initialises them) or zeros (AutoGPTQ's QuantLinear
 // writes them) are a no-op.
-func checkBiases(get TensorFunc, cfg *hfconfig.Config) error {
+// Convert checks them before it writes; a caller that plans files without
+// converting (a dry run) calls it to refuse what Convert would.
+func CheckBiases(get TensorFunc, cfg *hfconfig.Config) error {
 	modules := []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
 	var names []string
 	for i := range cfg.NumHiddenLayers {
