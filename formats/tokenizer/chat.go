@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -70,6 +71,11 @@ type Message struct {
 	ToolCalls  []ToolCall `json:"tool_calls,omitempty"`
 	ToolCallID string     `json:"tool_call_id,omitempty"`
 	Name       string     `json:"name,omitempty"`
+	// ReasoningContent is an assistant message's reasoning (a reasoning
+	// model's <think> block, as servers return it apart): a template
+	// that reads message.reasoning_content gets it; where it is empty
+	// the message has no such key.
+	ReasoningContent string `json:"reasoning_content,omitempty"`
 }
 
 // ToolCall is one call of an assistant message, as OpenAI's API has it.
@@ -98,7 +104,18 @@ type ChatOptions struct {
 	// server does. Any other chat_template gets every message and decides
 	// itself, as transformers' apply_chat_template does.
 	SystemMessages bool
+	// Vars are extra variables of a chat_template (not the openchat
+	// ones), as transformers' apply_chat_template passes its keyword
+	// arguments (vLLM's chat_template_kwargs: Qwen3's enable_thinking);
+	// values as jinja.FromJSON gives them. They do not replace the
+	// template's own inputs (messages, tools, add_generation_prompt,
+	// bos_token, eos_token, documents): a caller refuses those names.
+	Vars map[string]any
 }
+
+// TemplateInputs are the variables a chat_template gets from the
+// messages and the options; ChatOptions.Vars must not name them.
+var TemplateInputs = []string{"messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token"}
 
 // openchatTemplate is openchat-3.5's chat_template (tokenizer_config.json).
 const openchatTemplate = `{{ bos_token }}{% for message in messages %}{{ 'GPT4 Correct ' + message['role'].title() + ': ' + message['content'] + '<|end_of_turn|>'}}{% endfor %}{% if add_generation_prompt %}{{ 'GPT4 Correct Assistant:' }}{% endif %}`
@@ -204,6 +221,9 @@ func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, 
 		if m.Name != "" {
 			d.Set("name", jinja.Data(m.Name))
 		}
+		if m.ReasoningContent != "" {
+			d.Set("reasoning_content", jinja.Data(m.ReasoningContent))
+		}
 		list[i] = d
 	}
 	var tools any
@@ -214,7 +234,14 @@ func (t *Tokenizer) jinjaSegments(msgs []Message, opts ChatOptions) ([]segment, 
 		}
 		tools = v
 	}
-	vars := map[string]any{"messages": list, "add_generation_prompt": opts.AddGenerationPrompt, "tools": tools, "documents": nil}
+	vars := map[string]any{}
+	for k, v := range opts.Vars {
+		if slices.Contains(TemplateInputs, k) {
+			return nil, fmt.Errorf("tokenizer: chat_template variable %q: it is one of the template's inputs", k)
+		}
+		vars[k] = v
+	}
+	vars["messages"], vars["add_generation_prompt"], vars["tools"], vars["documents"] = list, opts.AddGenerationPrompt, tools, nil
 	if t.bos >= 0 {
 		vars["bos_token"] = t.pieces[t.bos]
 	}

@@ -123,3 +123,46 @@ func templateTokenizer(t *testing.T, src string) *Tokenizer {
 	}
 	return tok
 }
+
+// TestChatTemplateVars: extra variables reach the template (Qwen3's
+// enable_thinking false closes the block in the generation prompt, as
+// jinja2 renders it: formats/tokenizer/testdata/reasoning), an assistant
+// message's reasoning_content reaches a template that reads it, and a
+// variable named as one of the template's inputs is refused.
+func TestChatTemplateVars(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join(jinjaChatDir, "templates", "Qwen-Qwen3-0.6B.jinja"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var golden map[string]map[string]struct {
+		Output string `json:"output"`
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "reasoning", "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &golden); err != nil {
+		t.Fatal(err)
+	}
+	tok := templateTokenizer(t, string(src))
+	user := Message{Role: "user", Content: "2+2?"}
+	for _, c := range []struct {
+		name string
+		msgs []Message
+		opts ChatOptions
+	}{
+		{"thinking_off", []Message{user}, ChatOptions{AddGenerationPrompt: true, Vars: map[string]any{"enable_thinking": false}}},
+		{"thinking_on", []Message{user}, ChatOptions{AddGenerationPrompt: true, Vars: map[string]any{"enable_thinking": true}}},
+		{"history_last", []Message{user, {Role: "assistant", Content: "4", ReasoningContent: "Two plus two is four."}}, ChatOptions{}},
+	} {
+		got, err := tok.RenderChat(c.msgs, c.opts)
+		if want := golden["Qwen-Qwen3-0.6B"][c.name].Output; err != nil || got != want {
+			t.Errorf("%s: %q, %v; want %q", c.name, got, err, want)
+		}
+	}
+	for _, k := range TemplateInputs {
+		if _, err := tok.RenderChat([]Message{user}, ChatOptions{Vars: map[string]any{k: 1}}); err == nil {
+			t.Errorf("variable %q taken", k)
+		}
+	}
+}
