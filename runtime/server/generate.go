@@ -58,10 +58,13 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		return
 	}
 	var prompts [][]int
+	var think *thinking // how the reply is read for reasoning (nil: not)
 	if chat {
 		var ids []int
-		ids, err = s.chatIDs(b, req)
+		var text string
+		ids, text, err = s.chatPrompt(b, req, reasoningTemplate(b.Tokenizer))
 		prompts = [][]int{ids}
+		think = requestThinking(b, req, text)
 	} else {
 		prompts, err = promptIDs(b, req.Prompts, true)
 	}
@@ -140,7 +143,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		}
 	}
 	if req.Schema != nil || req.Choice != nil || req.Regex != "" || req.CallsTools() {
-		g, err := s.grammar(b, req)
+		g, err := s.grammar(b, req, think)
 		if err != nil {
 			badRequest(w, err)
 			return
@@ -230,7 +233,16 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				}
 			}
 			if native != nil {
-				c.keep = keepIDs(b.Tokenizer, native)
+				c.keep = keepIDs(b.Tokenizer, native.markers)
+			}
+			if think != nil {
+				c.think, c.split = think, newReasoningSplitter(think)
+				if c.keep == nil {
+					c.keep = map[int]string{}
+				}
+				for id, m := range keepIDs(b.Tokenizer, []string{thinkOpen, thinkClose}) {
+					c.keep[id] = m
+				}
 			}
 			choices = append(choices, c)
 		}
@@ -315,6 +327,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	}
 	for u := range ups {
 		u.c.text.WriteString(u.text)
+		u.c.reasoning.WriteString(u.reasoning)
 	}
 	if r.Context().Err() != nil {
 		return // the client is gone
@@ -344,11 +357,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 		writeError(w, http.StatusServiceUnavailable, cutError())
 		return
 	}
-	usage := openai.Usage{PromptTokens: promptTokens}
-	for _, c := range choices {
-		usage.CompletionTokens += c.tokens
-	}
-	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	usage := usageOf(promptTokens, choices)
 	if chat {
 		resp := openai.ChatCompletion{ID: id, Object: "chat.completion", Created: now(), Model: model, Usage: usage}
 		for _, c := range choices {
@@ -360,6 +369,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			case c.reply != nil:
 				ch.Message, ch.FinishReason = toolMessage(text, c.finish, callsFinish(req))
 			}
+			reasoningMessage(&ch.Message, c.think, c.split, c.reasoning.String())
 			if req.Logprobs {
 				ch.Logprobs = &openai.ChatLogprobs{Content: c.chatLP}
 				if ch.Logprobs.Content == nil {
@@ -438,6 +448,30 @@ type choice struct {
 	// keep are the special tokens of the model's tool-call format,
 	// whose text the reply keeps (Mistral's [TOOL_CALLS]).
 	keep map[int]string
+	// think, where the reply is read for reasoning, says how; split
+	// reads it; reasoning is its reasoning (non-streamed responses), and
+	// reasoningTokens counts the tokens in its block.
+	think           *thinking
+	split           *reasoningSplitter
+	reasoning       strings.Builder
+	reasoningTokens int
+}
+
+// usageOf is the usage of a response: its prompts' tokens, its choices',
+// and, where a choice reasoned, the reasoning's tokens among them.
+func usageOf(promptTokens int, choices []*choice) openai.Usage {
+	u := openai.Usage{PromptTokens: promptTokens}
+	for _, c := range choices {
+		u.CompletionTokens += c.tokens
+		if c.split != nil && c.split.Seen() {
+			if u.CompletionTokensDetails == nil {
+				u.CompletionTokensDetails = &openai.CompletionTokensDetails{}
+			}
+			u.CompletionTokensDetails.ReasoningTokens += c.reasoningTokens
+		}
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
 }
 
 // toolReader reads a tool-calling reply as it streams.
@@ -582,11 +616,14 @@ func finiteLogprob(v float64) float64 {
 
 // update is what one engine event of choice c contributes to the response.
 type update struct {
-	c      *choice
-	text   string
-	chatLP []openai.LogprobContent
-	textLP *openai.TextLogprobs
-	final  bool
+	c *choice
+	// text is the update's text; where the reply is read for reasoning,
+	// its content, and reasoning its reasoning.
+	text      string
+	reasoning string
+	chatLP    []openai.LogprobContent
+	textLP    *openai.TextLogprobs
+	final     bool
 }
 
 // merge fans the choices' engine events into one channel of updates,
@@ -648,6 +685,11 @@ func (c *choice) step(e engine.Event) update {
 		rest := c.dec.Flush()
 		c.decoded += utf8.RuneCountInString(rest)
 		u.text = c.stop.push(rest, c.tokens > c.minTokens) + c.stop.flush()
+		if c.split != nil {
+			r, t := c.split.Feed(u.text)
+			r2, t2 := c.split.Finish()
+			u.reasoning, u.text = r+r2, t+t2
+		}
 		switch e.FinishReason {
 		case "stop", "length":
 			c.finish = e.FinishReason
@@ -676,6 +718,15 @@ func (c *choice) step(e engine.Event) update {
 		}
 	}
 	u.text = c.stop.push(piece, c.tokens > c.minTokens)
+	if c.split != nil {
+		// (A token counts as reasoning where the text ends in the block
+		// before or after it: the markers' tokens too.)
+		before := c.split.InBlock()
+		u.reasoning, u.text = c.split.Feed(u.text)
+		if before || c.split.InBlock() {
+			c.reasoningTokens++
+		}
+	}
 	if c.logprobs {
 		tokText := pieceText(c.tok, e.Token)
 		lc := openai.LogprobContent{Token: validUTF8(tokText), Logprob: e.Logprob, Bytes: bytesOf(tokText), TopLogprobs: []openai.TopLogprob{}}
@@ -831,6 +882,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		// A token whose text is held back (a possible stop string's
 		// start, part of a character) or cut by a stop string still has
 		// its log-probabilities sent, as the whole response lists them.
+		if u.reasoning != "" && !c.think.drop {
+			r := u.reasoning
+			send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{ReasoningContent: &r}}))
+		}
 		if c.reply != nil {
 			// A tool-calling reply: the response's text, or the calls'
 			// deltas, never the JSON around them.
@@ -899,11 +954,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		return
 	}
 	if req.StreamOptions.IncludeUsage {
-		usage := openai.Usage{PromptTokens: promptLen}
-		for _, c := range choices {
-			usage.CompletionTokens += c.tokens
-		}
-		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+		usage := usageOf(promptLen, choices)
 		raw, _ := json.Marshal(usage)
 		if chat {
 			ch := chatOf()

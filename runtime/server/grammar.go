@@ -28,14 +28,19 @@ type grammars struct {
 }
 
 // compiled is a cached grammar: g, or under tool_choice auto in a native
-// format, lazy (g from its trigger on).
+// format, lazy (g from its trigger on); where the reply reasons first,
+// block (either after the reasoning block).
 type compiled struct {
-	g    *grammar.Grammar
-	lazy *grammar.Lazy
+	g     *grammar.Grammar
+	lazy  *grammar.Lazy
+	block *grammar.Block
 }
 
 // matcher returns a new Matcher of c.
 func (c compiled) matcher() sample.Matcher {
+	if c.block != nil {
+		return c.block.NewMatcher()
+	}
 	if c.lazy != nil {
 		return c.lazy.NewMatcher()
 	}
@@ -46,8 +51,9 @@ func (c compiled) matcher() sample.Matcher {
 // model's format (native.go) or the generic one, req.Schema, req.Choice or
 // req.Regex) compiled over b's vocabulary (the format's markers as their
 // text); a schema or pattern the compiler refuses is a FieldError naming
-// its field (a tool's parameters: tools[i].function.parameters).
-func (s *Server) grammar(b *Backend, req *openai.Request) (compiled, error) {
+// its field (a tool's parameters: tools[i].function.parameters). Where
+// think is set, it applies after the reply's reasoning block.
+func (s *Server) grammar(b *Backend, req *openai.Request, think *thinking) (compiled, error) {
 	c := &s.grammars
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -55,6 +61,9 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (compiled, error) {
 		var markers []string
 		if f := backendFormat(b); f != nil {
 			markers = f.markers
+		}
+		if reasoningTemplate(b.Tokenizer) {
+			markers = append(markers, thinkOpen, thinkClose)
 		}
 		c.backend, c.vocab, c.byKey = b, grammar.NewVocabWith(b.Tokenizer, markers), map[string]compiled{}
 	}
@@ -87,6 +96,9 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (compiled, error) {
 			return compiled{}, &openai.FieldError{Field: req.SchemaField, Msg: fmt.Sprintf("not JSON: %v", err)}
 		}
 		schema = req.Schema
+	}
+	if think != nil {
+		fmt.Fprintf(&key, " after a block (opened %v)", think.opened)
 	}
 	if g, ok := c.byKey[key.String()]; ok {
 		return g, nil
@@ -147,6 +159,12 @@ func (s *Server) grammar(b *Backend, req *openai.Request) (compiled, error) {
 	out := compiled{g: g}
 	if native != nil && req.CallsTools() && req.ToolChoice == openai.ToolChoiceAuto {
 		out.lazy = g.Lazy(native.trigger, native.atStart)
+	}
+	switch {
+	case think != nil && out.lazy != nil:
+		out.block = out.lazy.After(thinkOpen, thinkClose, think.opened)
+	case think != nil:
+		out.block = g.After(thinkOpen, thinkClose, think.opened)
 	}
 	if len(c.byKey) >= maxGrammars {
 		clear(c.byKey)

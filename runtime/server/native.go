@@ -121,12 +121,12 @@ func requestFormat(b *Backend, req *openai.Request) *toolFormat {
 	return backendFormat(b)
 }
 
-// keepIDs are the special tokens of f's markers in t's vocabulary, by
-// id, with their text: the decoded reply keeps them where it leaves other
-// special tokens out.
-func keepIDs(t *tokenizer.Tokenizer, f *toolFormat) map[int]string {
+// keepIDs are the special tokens of markers (a format's, the reasoning
+// block's) in t's vocabulary, by id, with their text: the decoded reply
+// keeps them where it leaves other special tokens out.
+func keepIDs(t *tokenizer.Tokenizer, markers []string) map[int]string {
 	keep := map[int]string{}
-	for _, m := range f.markers {
+	for _, m := range markers {
 		if id, ok := t.TokenID(m); ok && t.IsSpecial(id) {
 			keep[id] = m
 		}
@@ -187,7 +187,7 @@ func nativeMessages(req *openai.Request, f *toolFormat) (msgs []tokenizer.Messag
 	}
 	names := map[string]string{}
 	for i, m := range req.Messages {
-		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ToolCallID: id(m.ToolCallID)}
+		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ToolCallID: id(m.ToolCallID), ReasoningContent: m.ReasoningContent}
 		if m.Role == "tool" {
 			tm.Name = names[m.ToolCallID]
 		}

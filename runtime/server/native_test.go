@@ -583,7 +583,7 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g, err := ts.grammar(b, req)
+				g, err := ts.grammar(b, req, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

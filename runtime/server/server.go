@@ -87,6 +87,11 @@ type Backend struct {
 	// Temperature, TopP, TopK are the defaults (generation_config.json).
 	Temperature, TopP float64
 	TopK              int
+	// ReasoningFormat is how replies of a reasoning model are read
+	// (reasoning.go): ReasoningDeepSeek or "" (the reasoning block to
+	// reasoning_content where the chat template writes one), or
+	// ReasoningNone (left in content).
+	ReasoningFormat string
 	// RepetitionPenalty is the default of a request without
 	// repetition_penalty (generation_config.json's, as vLLM takes it); 0
 	// or 1 is none.
@@ -543,8 +548,20 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 // condition selects, with the assistant prompt after them unless
 // add_generation_prompt is false.
 func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
+	ids, _, err := s.chatPrompt(b, req, false)
+	return ids, err
+}
+
+// chatPrompt is chatIDs with, where text is set, the prompt's text (as
+// the template renders it).
+func (s *Server) chatPrompt(b *Backend, req *openai.Request, text bool) ([]int, string, error) {
 	opts := b.Chat
 	opts.AddGenerationPrompt = !req.NoGenerationPrompt
+	vars, err := templateVars(req)
+	if err != nil {
+		return nil, "", err
+	}
+	opts.Vars = vars
 	switch req.Condition {
 	case "":
 	case "GPT4 Correct":
@@ -552,7 +569,7 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 	case "Math Correct":
 		opts.Template = "openchat-math"
 	default:
-		return nil, &openai.FieldError{Field: "condition", Msg: fmt.Sprintf("%q: want \"GPT4 Correct\" or \"Math Correct\"", req.Condition)}
+		return nil, "", &openai.FieldError{Field: "condition", Msg: fmt.Sprintf("%q: want \"GPT4 Correct\" or \"Math Correct\"", req.Condition)}
 	}
 	msgs, from, tools := ChatMessages(req, b.Tokenizer, opts)
 	opts.Tools = tools
@@ -561,13 +578,20 @@ func (s *Server) chatIDs(b *Backend, req *openai.Request) ([]int, error) {
 		var me *tokenizer.MessageError
 		if errors.As(err, &me) && me.Index < len(from) {
 			if from[me.Index] < 0 {
-				return nil, &openai.FieldError{Field: "tools", Msg: fmt.Sprintf("the tools' description: %v", me.Err)}
+				return nil, "", &openai.FieldError{Field: "tools", Msg: fmt.Sprintf("the tools' description: %v", me.Err)}
 			}
 			me.Index = from[me.Index]
 		}
-		return nil, chatError(err, req.Condition)
+		return nil, "", chatError(err, req.Condition)
 	}
-	return ids, nil
+	if !text {
+		return ids, "", nil
+	}
+	prompt, err := b.Tokenizer.RenderChat(msgs, opts)
+	if err != nil {
+		return nil, "", chatError(err, req.Condition)
+	}
+	return ids, prompt, nil
 }
 
 // chatError words an EncodeChat error for the API: a message's is a

@@ -20,6 +20,8 @@ type chatReply struct {
 	Content   *string           `json:"content"`
 	ToolCalls []openai.ToolCall `json:"tool_calls"`
 	Finish    string
+	// Reasoning is reasoning_content (nil where absent).
+	Reasoning *string `json:"reasoning_content"`
 }
 
 // chatReplies reads a chat completion's choices and usage.
@@ -67,6 +69,7 @@ func streamReplies(t *testing.T, data []byte, n int) ([]chatReply, openai.Usage)
 				Delta struct {
 					Role      string                 `json:"role"`
 					Content   *string                `json:"content"`
+					Reasoning *string                `json:"reasoning_content"`
 					ToolCalls []openai.ToolCallDelta `json:"tool_calls"`
 				} `json:"delta"`
 				FinishReason *string `json:"finish_reason"`
@@ -89,6 +92,15 @@ func streamReplies(t *testing.T, data []byte, n int) ([]chatReply, openai.Usage)
 					r.Content = new(string)
 				}
 				*r.Content += *d
+			}
+			if d := c.Delta.Reasoning; d != nil {
+				if *d == "" || r.Content != nil || r.ToolCalls != nil {
+					t.Fatalf("choice %d: reasoning empty, or after the content: %s", c.Index, ev)
+				}
+				if r.Reasoning == nil {
+					r.Reasoning = new(string)
+				}
+				*r.Reasoning += *d
 			}
 			for _, d := range c.Delta.ToolCalls {
 				switch {
@@ -505,7 +517,7 @@ func TestToolsCompileCost(t *testing.T) {
 		{"160 patterns", patterns, "too costly"},
 	} {
 		t0 := time.Now()
-		_, err := ts.Server.grammar(ts.backend(), c.req)
+		_, err := ts.Server.grammar(ts.backend(), c.req, nil)
 		if d := time.Since(t0); d > 2*time.Second {
 			t.Errorf("%s: took %v", c.name, d)
 		}

@@ -333,7 +333,7 @@ func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.Ch
 func chatMessages(req *openai.Request, systemKept bool) (msgs []tokenizer.Message, from []int) {
 	names := map[string]string{} // call id -> function name, of the calls so far
 	for i, m := range req.Messages {
-		tm := tokenizer.Message{Role: m.Role, Content: m.Content}
+		tm := tokenizer.Message{Role: m.Role, Content: m.Content, ReasoningContent: m.ReasoningContent}
 		switch {
 		case m.Role == "tool":
 			tm = tokenizer.Message{Role: "user", Content: compactJSON(map[string]toolResponse{

@@ -38,6 +38,9 @@ type Message struct {
 	ToolCalls []MessageToolCall
 	// ToolCallID is the call a tool message answers.
 	ToolCallID string
+	// ReasoningContent is an assistant message's reasoning_content, as
+	// this server (and vLLM, llama.cpp) returned it.
+	ReasoningContent string
 }
 
 // MessageToolCall is one call of an assistant message's tool_calls.
@@ -142,7 +145,21 @@ type Request struct {
 	ToolChoice        string
 	ToolName          string
 	ParallelToolCalls bool
+	// ChatTemplateKwargs (vLLM's chat_template_kwargs) is a JSON object of
+	// extra variables for the chat template (Qwen3's enable_thinking);
+	// nil where none. Its names are not the template's own inputs.
+	ChatTemplateKwargs json.RawMessage
+	// ReasoningFormat (llama.cpp's reasoning_format) is "none" (the
+	// reply's reasoning stays in content), "deepseek" (it goes to
+	// reasoning_content), or "" for the server's setting.
+	ReasoningFormat string
+	// NoReasoning (vLLM's include_reasoning false): the reasoning is
+	// parsed but left out of the response.
+	NoReasoning bool
 }
+
+// ReasoningFormats are the values of reasoning_format (llama.cpp's names).
+var ReasoningFormats = []string{"none", "deepseek"}
 
 // JSONObject is the schema of response_format {"type": "json_object"}
 // (OpenAI's JSON mode): any JSON object.
@@ -250,6 +267,9 @@ func Parse(body []byte, chat bool) (*Request, error) {
 			if v, err := f.boolean(k); err != nil || v {
 				return nil, &FieldError{k, "is not supported in chat completions: only false"}
 			}
+		}
+		if err := parseReasoning(f, r); err != nil {
+			return nil, err
 		}
 		if f.has("add_generation_prompt") {
 			add, err := f.boolean("add_generation_prompt")
@@ -438,6 +458,14 @@ func parseMessages(f fields) ([]Message, error) {
 			}
 			if out[i].ToolCalls, err = parseMessageToolCalls(mf["tool_calls"], at("tool_calls")); err != nil {
 				return nil, err
+			}
+		}
+		if mf.has("reasoning_content") {
+			if rendered != "assistant" {
+				return nil, &FieldError{at("reasoning_content"), "only assistant messages carry reasoning"}
+			}
+			if out[i].ReasoningContent, err = mf.str("reasoning_content"); err != nil {
+				return nil, &FieldError{at("reasoning_content"), "must be a string"}
 			}
 		}
 		if !mf.has("content") {
@@ -694,6 +722,14 @@ type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`
 	CompletionTokens int `json:"completion_tokens"`
 	TotalTokens      int `json:"total_tokens"`
+	// CompletionTokensDetails, where the reply had a reasoning block,
+	// counts its tokens (which CompletionTokens includes), as OpenAI's.
+	CompletionTokensDetails *CompletionTokensDetails `json:"completion_tokens_details,omitempty"`
+}
+
+// CompletionTokensDetails is usage's completion_tokens_details.
+type CompletionTokensDetails struct {
+	ReasoningTokens int `json:"reasoning_tokens"`
 }
 
 // TopLogprob is one alternative of a chat logprobs entry.
@@ -728,9 +764,12 @@ type TextLogprobs struct {
 // ChatMessage is the assistant message of a chat choice: its text, or
 // (Content nil, null on the wire) the tools it calls.
 type ChatMessage struct {
-	Role      string     `json:"role"`
-	Content   *string    `json:"content"`
-	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	Role    string  `json:"role"`
+	Content *string `json:"content"`
+	// ReasoningContent is a reasoning model's reasoning (its <think>
+	// block), apart from Content (vLLM's and llama.cpp's field).
+	ReasoningContent *string    `json:"reasoning_content,omitempty"`
+	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ToolCall is one call of an assistant message's tool_calls.
@@ -783,9 +822,10 @@ type ChatCompletion struct {
 
 // Delta is the change a chat chunk carries.
 type Delta struct {
-	Role      string          `json:"role,omitempty"`
-	Content   *string         `json:"content,omitempty"`
-	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
+	Role             string          `json:"role,omitempty"`
+	Content          *string         `json:"content,omitempty"`
+	ReasoningContent *string         `json:"reasoning_content,omitempty"`
+	ToolCalls        []ToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 // ChunkChoice is one choice of a chat stream chunk.
@@ -1020,4 +1060,36 @@ func choices(raw json.RawMessage, field string) ([]string, error) {
 		return nil, &FieldError{field, "must be a non-empty list of non-empty strings"}
 	}
 	return list, nil
+}
+
+// parseReasoning reads a chat's chat_template_kwargs, reasoning_format and
+// include_reasoning.
+func parseReasoning(f fields, r *Request) error {
+	if f.has("chat_template_kwargs") {
+		var kw map[string]json.RawMessage
+		if err := json.Unmarshal(f["chat_template_kwargs"], &kw); err != nil {
+			return &FieldError{"chat_template_kwargs", "must be an object"}
+		}
+		for k := range kw {
+			if slices.Contains(tokenizer.TemplateInputs, k) {
+				return &FieldError{"chat_template_kwargs." + k, fmt.Sprintf("is one of the chat template's own inputs (%s), which the request sets", strings.Join(tokenizer.TemplateInputs, ", "))}
+			}
+		}
+		r.ChatTemplateKwargs = bytes.TrimSpace(f["chat_template_kwargs"])
+	}
+	var err error
+	if r.ReasoningFormat, err = f.str("reasoning_format"); err != nil {
+		return err
+	}
+	if r.ReasoningFormat != "" && !slices.Contains(ReasoningFormats, r.ReasoningFormat) {
+		return &FieldError{"reasoning_format", fmt.Sprintf("%q: want %s", r.ReasoningFormat, strings.Join(ReasoningFormats, " or "))}
+	}
+	if f.has("include_reasoning") {
+		include, err := f.boolean("include_reasoning")
+		if err != nil {
+			return err
+		}
+		r.NoReasoning = !include
+	}
+	return nil
 }

@@ -1,0 +1,280 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/runtime/server/openai"
+)
+
+// reasoningGolden holds jinja2's renders of the reasoning models'
+// templates (formats/tokenizer/testdata/reasoning: render.py, cases.json).
+var reasoningGolden = filepath.Join("..", "..", "formats", "tokenizer", "testdata", "reasoning")
+
+// reasoningCase is a conversation of cases.json.
+type reasoningCase struct {
+	Name                string            `json:"name"`
+	AddGenerationPrompt bool              `json:"add_generation_prompt"`
+	Kwargs              json.RawMessage   `json:"chat_template_kwargs"`
+	Tools               json.RawMessage   `json:"tools"`
+	Messages            []json.RawMessage `json:"messages"`
+}
+
+// body is c as an OpenAI request: tool calls' arguments as their JSON
+// text, the kwargs as chat_template_kwargs.
+func (c reasoningCase) body(t *testing.T) string {
+	t.Helper()
+	var msgs []string
+	for _, raw := range c.Messages {
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatal(err)
+		}
+		if calls, ok := m["tool_calls"]; ok {
+			var list []struct {
+				ID       string `json:"id"`
+				Function struct {
+					Name      string          `json:"name"`
+					Arguments json.RawMessage `json:"arguments"`
+				} `json:"function"`
+			}
+			if err := json.Unmarshal(calls, &list); err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, l := range list {
+				out = append(out, fmt.Sprintf(`{"id": %q, "type": "function", "function": {"name": %q, "arguments": %q}}`, l.ID, l.Function.Name, l.Function.Arguments))
+			}
+			m["tool_calls"] = json.RawMessage("[" + strings.Join(out, ", ") + "]")
+		}
+		b, _ := json.Marshal(m)
+		msgs = append(msgs, string(b))
+	}
+	body := fmt.Sprintf(`{"messages": [%s], "add_generation_prompt": %v`, strings.Join(msgs, ", "), c.AddGenerationPrompt)
+	if c.Kwargs != nil {
+		body += `, "chat_template_kwargs": ` + string(c.Kwargs)
+	}
+	if c.Tools != nil {
+		body += `, "tools": ` + string(c.Tools)
+	}
+	return body + "}"
+}
+
+// TestReasoningPrompt renders cases.json's conversations as OpenAI
+// requests (chat_template_kwargs, assistant messages with
+// reasoning_content, a call after reasoning) under the reasoning models'
+// real templates and compares the prompt with jinja2's render; and says
+// how each reply would be read: from inside the block where the prompt
+// opens it, not at all where the prompt closes it (Qwen3's enable_thinking
+// false), optionally where the template leaves it to the model (Qwen3).
+func TestReasoningPrompt(t *testing.T) {
+	var spec struct {
+		Cases []reasoningCase `json:"cases"`
+	}
+	var golden map[string]map[string]struct {
+		Output *string `json:"output"`
+	}
+	for name, v := range map[string]any{"cases.json": &spec, "golden.json": &golden} {
+		data, err := os.ReadFile(filepath.Join(reasoningGolden, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// How the first reply is read, by case: "opened", "optional" or
+	// "none" (from the templates' generation prompts, read by hand).
+	reads := map[string]map[string]string{
+		"deepseek-ai-DeepSeek-R1-Distill-Llama-8B": {"first": "opened", "thinking_off": "opened", "thinking_on": "opened"},
+		"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B": {"first": "none", "thinking_off": "none", "thinking_on": "opened"},
+		"Qwen-QwQ-32B":    {"first": "none", "thinking_off": "none", "thinking_on": "opened"},
+		"Qwen-Qwen3-0.6B": {"first": "optional", "thinking_off": "none", "thinking_on": "optional"},
+		"Qwen3.5-4B":      {"first": "opened", "thinking_off": "none", "thinking_on": "opened"},
+	}
+	s := &Server{}
+	checked := 0
+	for name, outs := range golden {
+		tok := templateTokenizer(t, readTemplate(t, name), "", false)
+		if !reasoningTemplate(tok) {
+			t.Errorf("%s: not found to write a reasoning block", name)
+		}
+		b := &Backend{Tokenizer: tok}
+		for _, c := range spec.Cases {
+			want := outs[c.Name].Output
+			if want == nil {
+				t.Fatalf("%s %s: jinja2 failed", name, c.Name)
+			}
+			// (A template without a tool-call format of its own gets
+			// the generic format's system message.)
+			if c.Tools != nil && detectToolFormat(tok) == nil {
+				continue
+			}
+			t.Run(name+"/"+c.Name, func(t *testing.T) {
+				req, err := openai.Parse([]byte(c.body(t)), true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, got, err := s.chatPrompt(b, req, true)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got != *want {
+					t.Errorf("\n got %q\nwant %q", got, *want)
+				}
+				checked++
+				if want, ok := reads[name][c.Name]; ok {
+					th := requestThinking(b, req, got)
+					read := "none"
+					switch {
+					case th != nil && th.opened:
+						read = "opened"
+					case th != nil:
+						read = "optional"
+					}
+					if read != want {
+						t.Errorf("the reply is read %s, want %s", read, want)
+					}
+					b.ReasoningFormat = ReasoningNone
+					if th := requestThinking(b, req, got); th != nil {
+						t.Error("read for reasoning under --reasoning-format none")
+					}
+					b.ReasoningFormat = ""
+				}
+			})
+		}
+	}
+	if checked < 30 {
+		t.Errorf("%d renders checked", checked)
+	}
+	// A template without the block (Qwen 2.5's) is not read for it.
+	if reasoningTemplate(templateTokenizer(t, readTemplate(t, "Qwen-Qwen2.5-7B-Instruct"), "", false)) {
+		t.Error("Qwen 2.5's template found to reason")
+	}
+}
+
+// TestReasoningKwargsErrors: chat_template_kwargs must be an object whose
+// names are not the template's own inputs; reasoning_format one of its
+// values, include_reasoning a boolean, reasoning_content a string of an
+// assistant message.
+func TestReasoningKwargsErrors(t *testing.T) {
+	msgs := `"messages": [{"role": "user", "content": "Hi"}]`
+	for _, c := range []struct{ body, field string }{
+		{`"chat_template_kwargs": [1]`, "chat_template_kwargs"},
+		{`"chat_template_kwargs": "x"`, "chat_template_kwargs"},
+		{`"chat_template_kwargs": {"messages": []}`, "chat_template_kwargs.messages"},
+		{`"chat_template_kwargs": {"enable_thinking": false, "add_generation_prompt": true}`, "chat_template_kwargs.add_generation_prompt"},
+		{`"chat_template_kwargs": {"tools": null}`, "chat_template_kwargs.tools"},
+		{`"reasoning_format": "auto2"`, "reasoning_format"},
+		{`"reasoning_format": 1`, "reasoning_format"},
+		{`"include_reasoning": "no"`, "include_reasoning"},
+	} {
+		_, err := openai.Parse([]byte(fmt.Sprintf(`{%s, %s}`, msgs, c.body)), true)
+		fe, ok := err.(*openai.FieldError)
+		if !ok || fe.Field != c.field {
+			t.Errorf("%s: error %v, want one of field %s", c.body, err, c.field)
+		}
+	}
+	for _, c := range []struct{ body, field string }{
+		{`"messages": [{"role": "user", "content": "Hi", "reasoning_content": "x"}]`, "messages[0].reasoning_content"},
+		{`"messages": [{"role": "assistant", "content": "Hi", "reasoning_content": 1}]`, "messages[0].reasoning_content"},
+	} {
+		_, err := openai.Parse([]byte("{"+c.body+"}"), true)
+		fe, ok := err.(*openai.FieldError)
+		if !ok || fe.Field != c.field {
+			t.Errorf("%s: error %v, want one of field %s", c.body, err, c.field)
+		}
+	}
+	req, err := openai.Parse([]byte(`{`+msgs+`, "chat_template_kwargs": {"enable_thinking": false, "x": {"a": [1, 2.5, "s"]}}, "reasoning_format": "none", "include_reasoning": false}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.ReasoningFormat != "none" || !req.NoReasoning {
+		t.Errorf("reasoning_format %q, include_reasoning %v", req.ReasoningFormat, !req.NoReasoning)
+	}
+	vars, err := templateVars(req)
+	if err != nil || len(vars) != 2 || vars["enable_thinking"] != false {
+		t.Errorf("vars %v, %v", vars, err)
+	}
+}
+
+// reasoningReply is a reply as a model writes it and how it reads.
+type reasoningReply struct {
+	name      string
+	opened    bool
+	text      string
+	reasoning *string // null: none
+	content   *string
+}
+
+// reasoningReplies are replies in the real forms: vLLM's deepseek_r1 and
+// qwen3 reasoning parser tests and llama.cpp's test-chat.cpp
+// (--reasoning-format deepseek), retyped, and Qwen3's and R1's own
+// layout ("<think>\n" … "\n</think>\n\n"). Where they differ, this server
+// reads as llama.cpp does: whitespace around the reasoning and before the
+// content left out, a reply cut in the block all reasoning.
+var reasoningReplies = []reasoningReply{
+	{name: "vllm r1: simple", opened: true, text: "This is a reasoning section</think>This is the rest", reasoning: strp("This is a reasoning section"), content: strp("This is the rest")},
+	{name: "vllm r1: complete reasoning", opened: true, text: "This is a reasoning section</think>", reasoning: strp("This is a reasoning section")},
+	{name: "vllm r1: no end", opened: true, text: "This is content", reasoning: strp("This is content")},
+	{name: "vllm r1: multiple lines", opened: true, text: "This\nThat</think>This is the rest\nThat", reasoning: strp("This\nThat"), content: strp("This is the rest\nThat")},
+	{name: "vllm r1: shortest", opened: true, text: "</think>This is the rest", content: strp("This is the rest")},
+	{name: "vllm r1: with think", text: "<think>This is a reasoning section</think>This is the rest", reasoning: strp("This is a reasoning section"), content: strp("This is the rest")},
+	{name: "vllm r1: think, no end", text: "<think>This is a reasoning section", reasoning: strp("This is a reasoning section")},
+	{name: "vllm qwen3: no think", text: "This is content", content: strp("This is content")},
+	{name: "vllm qwen3: multiline", text: "<think>This\nThat</think>This is the rest\nThat", reasoning: strp("This\nThat"), content: strp("This is the rest\nThat")},
+	{name: "llama.cpp: think", text: "<think>I'm\nthinking</think>Hello, world!\nWhat's up?", reasoning: strp("I'm\nthinking"), content: strp("Hello, world!\nWhat's up?")},
+	{name: "llama.cpp: forced open", opened: true, text: "I'm\nthinking</think>Hello, world!\nWhat's up?", reasoning: strp("I'm\nthinking"), content: strp("Hello, world!\nWhat's up?")},
+	{name: "qwen3 layout", text: "<think>\nOkay, 2+2 is 4.\n</think>\n\nThe answer is 4.", reasoning: strp("Okay, 2+2 is 4."), content: strp("The answer is 4.")},
+	{name: "r1 layout, opened", opened: true, text: "\nOkay, 2+2 is 4.\n</think>\n\nThe answer is **4**.", reasoning: strp("Okay, 2+2 is 4."), content: strp("The answer is **4**.")},
+	{name: "empty block", text: "<think>\n\n</think>\n\nHi there.", content: strp("Hi there.")},
+	{name: "whitespace first", text: "\n<think>x</think>y", reasoning: strp("x"), content: strp("y")},
+	{name: "a close-like text inside", opened: true, text: "a </thin b </think> c", reasoning: strp("a </thin b"), content: strp("c")},
+	{name: "a think in the answer", text: "Hi <think>x</think>", content: strp("Hi <think>x</think>")},
+	{name: "cut in the close", opened: true, text: "abc </thi", reasoning: strp("abc </thi")},
+	{name: "cut in the open", text: "<thi", content: strp("<thi")},
+	{name: "a second block is content", text: "<think>a</think>b<think>c</think>", reasoning: strp("a"), content: strp("b<think>c</think>")},
+}
+
+// TestReasoningSplitter reads each reply whole and streamed in pieces of
+// every size: the reasoning and content sent, merged, are the reply's,
+// and the message built from them is null where the case says.
+func TestReasoningSplitter(t *testing.T) {
+	for _, c := range reasoningReplies {
+		t.Run(c.name, func(t *testing.T) {
+			for size := 1; size <= len(c.text); size++ {
+				sp := newReasoningSplitter(&thinking{opened: c.opened})
+				var r, ct strings.Builder
+				for i := 0; i < len(c.text); i += size {
+					a, b := sp.Feed(c.text[i:min(i+size, len(c.text))])
+					r.WriteString(a)
+					ct.WriteString(b)
+				}
+				a, b := sp.Finish()
+				r.WriteString(a)
+				ct.WriteString(b)
+				content := ct.String()
+				m := openai.ChatMessage{Content: &content}
+				reasoningMessage(&m, &thinking{opened: c.opened}, sp, r.String())
+				if str(m.ReasoningContent) != str(c.reasoning) || str(m.Content) != str(c.content) {
+					t.Fatalf("pieces of %d: reasoning %s, content %s; want %s, %s", size, str(m.ReasoningContent), str(m.Content), str(c.reasoning), str(c.content))
+				}
+				if size == len(c.text) && sp.InBlock() != (c.content == nil && c.reasoning != nil && !strings.HasSuffix(c.text, thinkClose)) {
+					t.Errorf("in the block %v at the end", sp.InBlock())
+				}
+			}
+		})
+	}
+	// Dropped (include_reasoning false): read, not returned.
+	sp := newReasoningSplitter(&thinking{})
+	_, content := sp.Feed("<think>x</think>y")
+	m := openai.ChatMessage{Content: &content}
+	reasoningMessage(&m, &thinking{drop: true}, sp, "x")
+	if m.ReasoningContent != nil || str(m.Content) != `"y"` {
+		t.Errorf("dropped: reasoning %s, content %s", str(m.ReasoningContent), str(m.Content))
+	}
+}
