@@ -35,7 +35,7 @@ func init() { subcommands = append(subcommands, newServeCmd) }
 
 type serveFlags struct {
 	model, host, modelName, device, kvCache, maxBody, chatTemplate, logFormat string
-	dtype                                                                     string
+	dtype, reasoningFormat                                                    string
 	port, threads, maxLen, blockSize, maxQueue, maxRunning, stepTokens        int
 	speculate                                                                 int
 	speculateNgram                                                            string
@@ -62,7 +62,8 @@ Requests are batched continuously over a paged KV cache; a full queue answers 42
 Retry-After. openchat models are also served as "openchat_3.5" and accept openchat's
 condition field ("GPT4 Correct", "Math Correct"); generation stops at <|end_of_turn|> and the
 model's EOS ids. Chats take tools (tool_choice none, auto, required or one function): the reply
-is grammar-constrained JSON, so that a call's arguments always match its tool's parameters. SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
+is grammar-constrained JSON, so that a call's arguments always match its tool's parameters. A
+reasoning model's <think> block comes back as reasoning_content (--reasoning-format). SIGTERM or SIGINT stops accepting requests and lets those in flight finish for
 --shutdown-timeout; a second one cuts them at once. Either way serve exits 0, its normal end
 (not the 130 or 143 of the other commands).`,
 		Args: exactArgs(0),
@@ -91,6 +92,7 @@ is grammar-constrained JSON, so that a call's arguments always match its tool's 
 	fs.DurationVar(&f.requestTimeout, "request-timeout", 10*time.Minute, "longest generation (0 = none)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "time requests in flight get to finish on SIGTERM")
 	fs.StringVar(&f.chatTemplate, "chat-template", "", "openchat or openchat-math (default: tokenizer_config.json's chat_template)")
+	fs.StringVar(&f.reasoningFormat, "reasoning-format", server.ReasoningDeepSeek, "a reasoning model's <think> block (where the chat template writes one): deepseek returns it as reasoning_content, none leaves it in content (llama.cpp's names; a request's reasoning_format overrides)")
 	fs.BoolVar(&f.systemMessages, "system-messages", false, "keep system messages in chats (openchat drops them; a chat's tools are then described in its first user message)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "access log format on stderr: json or text")
 	fs.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, "answer CORS preflights of the API and allow these origins (comma separated, such as https://app.example:8443, or * for any); default: no CORS")
@@ -116,6 +118,8 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		return usageError{errors.New("--block-size, --max-queue and --max-batch must be positive, --step-tokens and --max-len 0 or more")}
 	case f.logFormat != "json" && f.logFormat != "text":
 		return usageError{fmt.Errorf("--log-format %q: want json or text", f.logFormat)}
+	case f.reasoningFormat != server.ReasoningNone && f.reasoningFormat != server.ReasoningDeepSeek:
+		return usageError{fmt.Errorf("--reasoning-format %q: want none or deepseek", f.reasoningFormat)}
 	}
 	if f.lookMin, f.lookMax, err = parseNgram(f.speculateNgram); err != nil {
 		return usageError{err}
@@ -337,7 +341,8 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	if id, ok := tok.TokenID("<|end_of_turn|>"); ok && !slices.Contains(stops, id) {
 		stops = append(stops, id)
 	}
-	be := &server.Backend{Engine: e, Tokenizer: tok, Chat: chat, StopTokens: stops, Temperature: 1, TopP: 1}
+	be := &server.Backend{Engine: e, Tokenizer: tok, Chat: chat, StopTokens: stops, Temperature: 1, TopP: 1,
+		ReasoningFormat: f.reasoningFormat}
 	if gen, err := hfconfig.LoadGeneration(tokenizerDir(f.model)); err == nil {
 		if err := generationDefaults(be, gen, filepath.Join(tokenizerDir(f.model), "generation_config.json")); err != nil {
 			return nil, err
