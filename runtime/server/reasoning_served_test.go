@@ -1,0 +1,306 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// chatBoth posts a chat body whole and streamed (with usage) and reads
+// both.
+func chatBoth(t *testing.T, ts *testServer, body string, n int) (whole, streamed []chatReply, wu, su usageDetails) {
+	t.Helper()
+	code, data := post(t, ts, "/v1/chat/completions", body+`}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	whole, _ = chatReplies(t, data)
+	wu = readUsage(t, data)
+	code, data = post(t, ts, "/v1/chat/completions", body+`, "stream": true, "stream_options": {"include_usage": true}}`)
+	if code != 200 {
+		t.Fatalf("stream: %d %s", code, data)
+	}
+	streamed, _ = streamReplies(t, data, n)
+	evs := events(t, data)
+	su = readUsage(t, []byte(evs[len(evs)-2]))
+	return whole, streamed, wu, su
+}
+
+// usageDetails is a response's usage with its reasoning tokens (-1 where
+// it has no completion_tokens_details).
+type usageDetails struct {
+	Completion, Reasoning int
+}
+
+func readUsage(t *testing.T, data []byte) usageDetails {
+	t.Helper()
+	var r struct {
+		Usage struct {
+			CompletionTokens int `json:"completion_tokens"`
+			Details          *struct {
+				ReasoningTokens int `json:"reasoning_tokens"`
+			} `json:"completion_tokens_details"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal(data, &r); err != nil {
+		t.Fatalf("%v: %s", err, data)
+	}
+	u := usageDetails{r.Usage.CompletionTokens, -1}
+	if r.Usage.Details != nil {
+		u.Reasoning = r.Usage.Details.ReasoningTokens
+	}
+	return u
+}
+
+// sameReplies reports where a stream's replies differ from the whole
+// response's.
+func sameReplies(t *testing.T, whole, streamed []chatReply) {
+	t.Helper()
+	for j, w := range whole {
+		s := streamed[j]
+		if str(s.Reasoning) != str(w.Reasoning) || str(s.Content) != str(w.Content) || s.Finish != w.Finish || len(s.ToolCalls) != len(w.ToolCalls) {
+			t.Errorf("choice %d streamed reasoning %s, content %s, %d calls, finish %s; whole %s, %s, %d, %s", j,
+				str(s.Reasoning), str(s.Content), len(s.ToolCalls), s.Finish, str(w.Reasoning), str(w.Content), len(w.ToolCalls), w.Finish)
+			continue
+		}
+		for k := range w.ToolCalls {
+			if s.ToolCalls[k].Function != w.ToolCalls[k].Function {
+				t.Errorf("choice %d: streamed call %d %+v, whole %+v", j, k, s.ToolCalls[k].Function, w.ToolCalls[k].Function)
+			}
+		}
+	}
+}
+
+// TestReasoningServed serves the tiny model under QwQ-32B's template with
+// enable_thinking (its generation prompt opens <think>), </think> one
+// token of its vocabulary (<|pad_0|> renamed, not special, as in Qwen's)
+// and a logit bias on it that makes the model close the block after some
+// reasoning: the reasoning and content of each choice, whole and streamed,
+// are those of the raw reply (reasoning_format none) split at </think>;
+// include_reasoning false leaves the reasoning out, a prompt that closes
+// the block (no enable_thinking) reads none; a stop string and max_tokens
+// cut the reasoning; tool_choice required gets valid calls after the
+// reasoning, json_schema a valid value after it.
+func TestReasoningServed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	tok := templateTokenizer(t, readTemplate(t, "Qwen-QwQ-32B"), thinkClose, false)
+	closeID, ok := tok.TokenID(thinkClose)
+	if !ok {
+		t.Fatal("no </think> token")
+	}
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	think := `"chat_template_kwargs": {"enable_thinking": true}`
+	bias := fmt.Sprintf(`"logit_bias": {"%d": 16}`, closeID)
+	user := `"messages": [{"role": "user", "content": "What is the weather in Paris?"}]`
+	body := func(extra string, n, maxTokens int) string {
+		return fmt.Sprintf(`{%s, %s, "n": %d, "temperature": 1, "seed": 7, "max_tokens": %d, %s`, user, bias, n, maxTokens, extra)
+	}
+
+	t.Run("text", func(t *testing.T) {
+		whole, streamed, wu, su := chatBoth(t, ts, body(think, 4, 40), 4)
+		sameReplies(t, whole, streamed)
+		if wu != su || wu.Reasoning <= 0 || wu.Reasoning >= wu.Completion {
+			t.Errorf("usage %+v, streamed %+v; want reasoning tokens among the completion's", wu, su)
+		}
+		code, data := post(t, ts, "/v1/chat/completions", body(think+`, "reasoning_format": "none"`, 4, 40)+"}")
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		raw, _ := chatReplies(t, data)
+		if u := readUsage(t, data); u.Reasoning != -1 {
+			t.Errorf("reasoning_format none: usage %+v", u)
+		}
+		both := 0
+		for j, w := range whole {
+			t.Logf("choice %d: %s reasoning %s content %s", j, w.Finish, str(w.Reasoning), str(w.Content))
+			r := raw[j]
+			if r.Reasoning != nil || r.Content == nil {
+				t.Fatalf("choice %d under reasoning_format none: reasoning %s, content %s", j, str(r.Reasoning), str(r.Content))
+			}
+			before, after, closed := strings.Cut(*r.Content, thinkClose)
+			wantR, wantC := strp(strings.TrimSpace(before)), strp(strings.TrimLeft(after, " \t\r\n"))
+			if *wantR == "" {
+				wantR = nil
+			}
+			if !closed || *wantC == "" {
+				wantC = nil
+			}
+			if str(w.Reasoning) != str(wantR) || str(w.Content) != str(wantC) {
+				t.Errorf("choice %d: reasoning %s, content %s; the raw reply %s splits into %s, %s", j, str(w.Reasoning), str(w.Content), str(r.Content), str(wantR), str(wantC))
+			}
+			if w.Reasoning != nil && w.Content != nil {
+				both++
+			}
+		}
+		if both == 0 {
+			t.Error("no choice both reasoned and answered")
+		}
+
+		code, data = post(t, ts, "/v1/chat/completions", body(think+`, "include_reasoning": false`, 4, 40)+"}")
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		dropped, _ := chatReplies(t, data)
+		for j, d := range dropped {
+			if d.Reasoning != nil || str(d.Content) != str(whole[j].Content) {
+				t.Errorf("include_reasoning false: choice %d reasoning %s, content %s; want none, %s", j, str(d.Reasoning), str(d.Content), str(whole[j].Content))
+			}
+		}
+
+		// (QwQ's template without enable_thinking closes the block in
+		// the prompt.)
+		whole, streamed, wu, _ = chatBoth(t, ts, body(`"seed": 7`, 2, 20), 2)
+		sameReplies(t, whole, streamed)
+		for j, w := range whole {
+			if w.Reasoning != nil || w.Content == nil {
+				t.Errorf("the block closed in the prompt: choice %d reasoning %s, content %s", j, str(w.Reasoning), str(w.Content))
+			}
+		}
+		if wu.Reasoning != -1 {
+			t.Errorf("the block closed in the prompt: usage %+v", wu)
+		}
+	})
+
+	t.Run("stop and max_tokens", func(t *testing.T) {
+		whole, streamed, _, _ := chatBoth(t, ts, fmt.Sprintf(`{%s, %s, "n": 3, "temperature": 1, "seed": 8, "max_tokens": 60, "stop": [" "]`, user, think), 3)
+		sameReplies(t, whole, streamed)
+		for j, w := range whole {
+			if w.Finish != "stop" || w.Content != nil || strings.Contains(str(w.Reasoning), " ") {
+				t.Errorf("stop: choice %d %s reasoning %s content %s; want the reasoning cut at its first space", j, w.Finish, str(w.Reasoning), str(w.Content))
+			}
+		}
+		whole, streamed, wu, _ := chatBoth(t, ts, fmt.Sprintf(`{%s, %s, "n": 2, "temperature": 1, "seed": 9, "max_tokens": 5`, user, think), 2)
+		sameReplies(t, whole, streamed)
+		for j, w := range whole {
+			if w.Finish != "length" || w.Content != nil || w.Reasoning == nil {
+				t.Errorf("max_tokens: choice %d %s reasoning %s content %s; want the reasoning cut", j, w.Finish, str(w.Reasoning), str(w.Content))
+			}
+		}
+		if wu.Completion != 10 || wu.Reasoning != 10 {
+			t.Errorf("max_tokens: usage %+v; want 10 tokens of reasoning", wu)
+		}
+	})
+
+	t.Run("required", func(t *testing.T) {
+		tools := `"tools": [` + weatherTool + `, ` + addTool + `], "tool_choice": "required", "parallel_tool_calls": false`
+		whole, streamed, wu, su := chatBoth(t, ts, body(think+", "+tools, 3, 250), 3)
+		sameReplies(t, whole, streamed)
+		if wu != su {
+			t.Errorf("usage %+v, streamed %+v", wu, su)
+		}
+		calls, reasoned := 0, 0
+		for j, w := range whole {
+			t.Logf("choice %d: %s reasoning %s content %s calls %+v", j, w.Finish, str(w.Reasoning), str(w.Content), w.ToolCalls)
+			if w.Reasoning != nil {
+				reasoned++
+			}
+			if w.Finish == "length" {
+				continue
+			}
+			if w.Finish != "tool_calls" || len(w.ToolCalls) != 1 || w.Content != nil {
+				t.Errorf("choice %d: %s, content %s, %d calls; want one call", j, w.Finish, str(w.Content), len(w.ToolCalls))
+				continue
+			}
+			calls++
+			c := w.ToolCalls[0]
+			if why := checkArguments(c.Function.Name, c.Function.Arguments); why != "" {
+				t.Errorf("choice %d: %s(%s): %s", j, c.Function.Name, c.Function.Arguments, why)
+			}
+		}
+		if calls == 0 || reasoned == 0 {
+			t.Errorf("%d choices called, %d reasoned", calls, reasoned)
+		}
+	})
+
+	t.Run("json_schema", func(t *testing.T) {
+		schema := `"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": false}}}`
+		whole, streamed, _, _ := chatBoth(t, ts, body(think+", "+schema, 3, 120), 3)
+		sameReplies(t, whole, streamed)
+		valid := 0
+		for j, w := range whole {
+			t.Logf("choice %d: %s reasoning %s content %s", j, w.Finish, str(w.Reasoning), str(w.Content))
+			if w.Finish == "length" {
+				continue
+			}
+			var v struct {
+				Answer *json.Number `json:"answer"`
+			}
+			if w.Content == nil {
+				t.Errorf("choice %d: no content", j)
+				continue
+			}
+			dec := json.NewDecoder(strings.NewReader(*w.Content))
+			dec.UseNumber()
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&v); err != nil || v.Answer == nil || dec.More() {
+				t.Errorf("choice %d: content %s is not the schema's: %v", j, str(w.Content), err)
+				continue
+			}
+			if _, err := v.Answer.Int64(); err != nil {
+				t.Errorf("choice %d: answer %s", j, *v.Answer)
+			}
+			valid++
+		}
+		if valid == 0 {
+			t.Error("no choice answered")
+		}
+	})
+
+	t.Run("auto", func(t *testing.T) {
+		tools := `"tools": [` + weatherTool + `, ` + addTool + `], "tool_choice": "auto"`
+		whole, streamed, _, _ := chatBoth(t, ts, body(think+", "+tools, 3, 40), 3)
+		sameReplies(t, whole, streamed)
+	})
+}
+
+// TestReasoningServedOptional serves the tiny model under Qwen3's
+// template, whose generation prompt leaves the block to the model: under
+// tool_choice required a reply may open it or call at once (the grammar
+// allows both starts), and either way ends in a valid call, read alike
+// whole and streamed; under enable_thinking false the prompt closes the
+// block and the reply is not read for one.
+func TestReasoningServedOptional(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	tok := templateTokenizer(t, readTemplate(t, "Qwen-Qwen3-0.6B"), thinkClose, false)
+	closeID, _ := tok.TokenID(thinkClose)
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	user := `"messages": [{"role": "user", "content": "What is the weather in Paris?"}]`
+	tools := `"tools": [` + weatherTool + `, ` + addTool + `], "tool_choice": "required", "parallel_tool_calls": false`
+	body := fmt.Sprintf(`{%s, %s, "logit_bias": {"%d": 16}, "n": 4, "temperature": 1, "seed": 3, "max_tokens": 250`, user, tools, closeID)
+	whole, streamed, _, _ := chatBoth(t, ts, body, 4)
+	sameReplies(t, whole, streamed)
+	calls := 0
+	for j, w := range whole {
+		t.Logf("choice %d: %s reasoning %s content %s calls %+v", j, w.Finish, str(w.Reasoning), str(w.Content), w.ToolCalls)
+		if w.Finish == "length" {
+			continue
+		}
+		if w.Finish != "tool_calls" || len(w.ToolCalls) != 1 || w.Content != nil {
+			t.Errorf("choice %d: %s, content %s, %d calls; want one call", j, w.Finish, str(w.Content), len(w.ToolCalls))
+			continue
+		}
+		calls++
+		c := w.ToolCalls[0]
+		if why := checkArguments(c.Function.Name, c.Function.Arguments); why != "" {
+			t.Errorf("choice %d: %s(%s): %s", j, c.Function.Name, c.Function.Arguments, why)
+		}
+	}
+	if calls == 0 {
+		t.Error("no choice called")
+	}
+	whole, streamed, wu, _ := chatBoth(t, ts, fmt.Sprintf(`{%s, "chat_template_kwargs": {"enable_thinking": false}, "logit_bias": {"%d": 16}, "n": 2, "temperature": 1, "seed": 3, "max_tokens": 20`, user, closeID), 2)
+	sameReplies(t, whole, streamed)
+	for j, w := range whole {
+		if w.Reasoning != nil || !strings.Contains(str(w.Content), thinkClose) {
+			t.Errorf("enable_thinking false: choice %d reasoning %s, content %s; want the raw text", j, str(w.Reasoning), str(w.Content))
+		}
+	}
+	if wu.Reasoning != -1 {
+		t.Errorf("enable_thinking false: usage %+v", wu)
+	}
+}
