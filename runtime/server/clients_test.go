@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -327,4 +328,21 @@ func parseChatStream(out string) (content, finish string, err error) {
 		return "", "", fmt.Errorf("%d chunks carry a finish_reason, want 1", finishes)
 	}
 	return content, finish, nil
+}
+
+// TestReasoningNodeClient runs reasoning.mjs against the tiny model served
+// under QwQ's template (enable_thinking opens <think> in the prompt; its
+// </think> one token, which the script biases): the openai package reads
+// reasoning_content beside content, whole and streamed alike.
+func TestReasoningNodeClient(t *testing.T) {
+	needNode(t)
+	tok := templateTokenizer(t, readTemplate(t, "Qwen-QwQ-32B"), thinkClose, false)
+	closeID, _ := tok.TokenID(thinkClose)
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	s := runNode(t, "reasoning.mjs", ts.URL, strconv.Itoa(closeID))
+	for _, k := range []string{"reasoned", "answered", "streamed"} {
+		if n, _ := s[k].(float64); n < 1 {
+			t.Errorf("no choice %s (the summary: %v)", k, s)
+		}
+	}
 }
