@@ -31,6 +31,10 @@ type Block struct {
 
 	mu   sync.Mutex
 	memo map[[2]int][]uint64 // masks of the block's phases, by phase and k
+	// empty says whether VALUE may be empty: the output may then end
+	// inside the block or after it (set once).
+	emptyOnce sync.Once
+	empty     bool
 }
 
 // source is what a Block applies after its block: a Grammar or a Lazy.
@@ -129,8 +133,8 @@ func (m *BlockMatcher) Allowed() (mask []uint64, end bool) {
 		}
 		return out, end
 	}
-	_, end = m.b.inner.newText().Allowed()
-	return m.b.mask(m.phase, m.k), end
+	m.b.emptyOnce.Do(func() { _, m.b.empty = m.b.inner.newText().Allowed() })
+	return m.b.mask(m.phase, m.k), m.b.empty
 }
 
 // Accept moves m past token id.

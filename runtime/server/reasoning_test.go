@@ -278,3 +278,35 @@ func TestReasoningSplitter(t *testing.T) {
 		t.Errorf("dropped: reasoning %s, content %s", str(m.ReasoningContent), str(m.Content))
 	}
 }
+
+// FuzzReasoningSplitter: any reply, opened or not, in any two pieces,
+// never panics the splitter and reads as it does whole; the reasoning and
+// content together hold no more than the reply's text.
+func FuzzReasoningSplitter(f *testing.F) {
+	for _, c := range reasoningReplies {
+		f.Add(c.text, uint(len(c.text)/2), c.opened)
+	}
+	f.Fuzz(func(t *testing.T, text string, cut uint, opened bool) {
+		th := &thinking{opened: opened}
+		read := func(pieces ...string) (string, string) {
+			sp := newReasoningSplitter(th)
+			var r, c strings.Builder
+			for _, p := range pieces {
+				a, b := sp.Feed(p)
+				r.WriteString(a)
+				c.WriteString(b)
+			}
+			a, b := sp.Finish()
+			return r.String() + a, c.String() + b
+		}
+		i := int(cut % uint(len(text)+1))
+		wr, wc := read(text)
+		pr, pc := read(text[:i], text[i:])
+		if wr != pr || wc != pc {
+			t.Fatalf("whole %q, %q; in two at %d %q, %q", wr, wc, i, pr, pc)
+		}
+		if len(wr)+len(wc) > len(text) {
+			t.Fatalf("%q, %q from %q", wr, wc, text)
+		}
+	})
+}
