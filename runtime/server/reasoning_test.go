@@ -310,3 +310,51 @@ func FuzzReasoningSplitter(f *testing.F) {
 		}
 	})
 }
+
+// TestReasoningThenCalls: a reply that reasons, then calls (Qwen3's and
+// QwQ's form under tool_choice auto), read as the server reads it (the
+// reasoning split off, the rest through the format's scanner) whole and
+// in pieces of every size: the reasoning apart, the calls and content of
+// each Hermes case as without the block, and a <tool_call> inside the
+// block no call.
+func TestReasoningThenCalls(t *testing.T) {
+	const reasoning = "The user wants the weather; I could write <tool_call> but first think."
+	for _, c := range nativeCases {
+		if c.f != hermesFormat || c.streamed != nil {
+			continue
+		}
+		text := "<think>\n" + reasoning + "\n</think>\n\n" + c.text
+		t.Run(c.name, func(t *testing.T) {
+			for size := 1; size <= len(text); size++ {
+				sp := newReasoningSplitter(&thinking{})
+				ns := newNativeScanner(hermesFormat)
+				var r, content strings.Builder
+				for i := 0; i < len(text); i += size {
+					a, b := sp.Feed(text[i:min(i+size, len(text))])
+					r.WriteString(a)
+					got, _ := ns.Feed(b)
+					content.WriteString(got)
+				}
+				a, b := sp.Finish()
+				r.WriteString(a)
+				got, _ := ns.Feed(b)
+				content.WriteString(got + ns.Finish())
+				m, _ := ns.message("stop", "tool_calls")
+				reasoningMessage(&m, &thinking{}, sp, r.String())
+				if str(m.ReasoningContent) != str(strp(reasoning)) || str(m.Content) != str(c.content) || ns.Form() != c.form {
+					t.Fatalf("pieces of %d: reasoning %s, content %s, form %s; want %q, %s, %s", size, str(m.ReasoningContent), str(m.Content), ns.Form(), reasoning, str(c.content), c.form)
+				}
+				var names []string
+				for _, call := range m.ToolCalls {
+					names = append(names, call.Function.Name+"("+compactJSON(json.RawMessage(call.Function.Arguments))+")")
+				}
+				if strings.Join(names, " ") != strings.Join(c.calls, " ") {
+					t.Fatalf("pieces of %d: calls %q, want %q", size, names, c.calls)
+				}
+				if c.content != nil && content.String() != *c.content {
+					t.Fatalf("pieces of %d: content sent %q", size, content.String())
+				}
+			}
+		})
+	}
+}
