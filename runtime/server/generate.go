@@ -884,7 +884,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		// its log-probabilities sent, as the whole response lists them.
 		if u.reasoning != "" && !c.think.drop {
 			r := u.reasoning
-			send(chatOf(openai.ChunkChoice{Index: c.index, Delta: openai.Delta{ReasoningContent: &r}}))
+			cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{ReasoningContent: &r}}
+			if u.chatLP != nil && u.text == "" {
+				// (The token's log-probabilities go with its text.)
+				cc.Logprobs, u.chatLP = &openai.ChatLogprobs{Content: u.chatLP}, nil
+			}
+			send(chatOf(cc))
 		}
 		if c.reply != nil {
 			// A tool-calling reply: the response's text, or the calls'
@@ -912,6 +917,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 			if chat {
 				text := u.text
 				cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{Content: &text}}
+				if text == "" && c.split != nil && !c.split.InContent() {
+					// (A token before the content, its text reasoning or
+					// held: its log-probabilities alone.)
+					cc.Delta.Content = nil
+				}
 				if u.chatLP != nil {
 					cc.Logprobs = &openai.ChatLogprobs{Content: u.chatLP}
 				}

@@ -132,6 +132,10 @@ func newReasoningSplitter(th *thinking) *reasoningSplitter {
 // InBlock says whether the text so far ends inside the block.
 func (s *reasoningSplitter) InBlock() bool { return s.phase == rsIn || s.phase == rsText }
 
+// InContent says whether the content has begun (the text after the
+// block, or a reply without one).
+func (s *reasoningSplitter) InContent() bool { return s.phase == rsRest }
+
 // Seen says whether the reply had a block.
 func (s *reasoningSplitter) Seen() bool { return s.seen }
 

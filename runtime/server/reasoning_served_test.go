@@ -172,7 +172,7 @@ func TestReasoningServed(t *testing.T) {
 				t.Errorf("stop: choice %d %s reasoning %s content %s; want the reasoning cut at its first space", j, w.Finish, str(w.Reasoning), str(w.Content))
 			}
 		}
-		whole, streamed, wu, _ := chatBoth(t, ts, fmt.Sprintf(`{%s, %s, "n": 2, "temperature": 1, "seed": 9, "max_tokens": 5`, user, think), 2)
+		whole, streamed, wu, _ := chatBoth(t, ts, fmt.Sprintf(`{%s, %s, "n": 2, "temperature": 1, "seed": 9, "max_tokens": 5, "logprobs": true`, user, think), 2)
 		sameReplies(t, whole, streamed)
 		for j, w := range whole {
 			if w.Finish != "length" || w.Content != nil || w.Reasoning == nil {
