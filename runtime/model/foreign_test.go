@@ -15,6 +15,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
@@ -247,5 +248,135 @@ func TestForeignRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
+	}
+}
+
+// TestForeignQwen2Biases packs one random Qwen2 (fixtures.Qwen2's shape,
+// q/k/v biases) as GPTQ v2, AWQ and compressed-tensors with the same codes
+// and the source's q/k/v_proj.bias tensors beside the packed weights, as
+// Qwen's AWQ checkpoints and llm-compressor's Qwen2 W4A16 ones keep them:
+// each module's QuantWeight and bias and the model's logits must be the
+// GPTQ checkpoint's, the biases bound, and the GPTQ checkpoint without
+// its biases must give other logits (a reader dropping them fails).
+func TestForeignQwen2Biases(t *testing.T) {
+	base := fixtures.Qwen2(t, nil, synth.Options{DType: "f16", Seed: 7})
+	cfg, err := hfconfig.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linears, err := QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := quantpack.Draw(9, linears, 4, 64, false, false)
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "gptq")
+	quantpack.Write(t, base, ref, map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"},
+		nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) })
+	ids := []int{1, 42, 200, 7, 99, 13}
+	open := func(t *testing.T, d string) (*Checkpoint, *Model) {
+		t.Helper()
+		c, err := Open(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		m, err := c.Load(cpu.New(0), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return c, m
+	}
+	rc, rm := open(t, ref)
+	want, err := rm.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range cfg.NumHiddenLayers {
+		for j := range vProj + 1 {
+			if rm.layers[i].bias[j] == nil {
+				t.Fatalf("GPTQ checkpoint: layer %d: %s's bias not bound", i, LinearModules[j])
+			}
+		}
+	}
+
+	t.Run("without biases", func(t *testing.T) {
+		nb := filepath.Join(t.TempDir(), "gptq")
+		quantpack.Write(t, base, nb, map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"},
+			nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) })
+		fixtures.RewriteTensors(t, nb, func(tn *safetensors.Tensor) bool {
+			if strings.HasSuffix(tn.Name, ".bias") {
+				clear(tn.Data)
+			}
+			return true
+		})
+		_, m := open(t, nb)
+		got, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(got, want) {
+			t.Error("zeroed biases give the same logits: the test cannot tell a dropped bias")
+		}
+	})
+
+	for _, tc := range []struct {
+		name  string
+		block map[string]any
+		pack  func(quantpack.Module) []safetensors.Tensor
+	}{
+		{"awq", map[string]any{"quant_method": "awq", "bits": 4, "group_size": 64, "zero_point": true, "version": "gemm", "modules_to_not_convert": nil}, quantpack.AWQ},
+		{"compressed-tensors", map[string]any{"quant_method": "compressed-tensors", "format": "pack-quantized", "quantization_status": "compressed",
+			"config_groups": map[string]any{"group_0": map[string]any{"targets": []string{"Linear"},
+				"weights": map[string]any{"num_bits": 4, "type": "int", "symmetric": false, "strategy": "group", "group_size": 64}}},
+			"ignore": []string{"lm_head"}},
+			func(m quantpack.Module) []safetensors.Tensor { return quantpack.Compressed(m, true) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := filepath.Join(t.TempDir(), "q")
+			quantpack.Write(t, base, d, tc.block, nil, mods, tc.pack)
+			fc, fm := open(t, d)
+			for _, l := range linears {
+				fl, err := readLinear(fc.set, l.Name, l.N, l.K, fc.Quant)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rl, err := readLinear(rc.set, l.Name, l.N, l.K, rc.Quant)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fq, err := Sequential(fl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rq, err := Sequential(rl)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fq == nil || !reflect.DeepEqual(fq, rq) {
+					t.Fatalf("%s: QuantWeight differs from the GPTQ checkpoint's", l.Name)
+				}
+				fb, ferr := fc.set.Tensor(l.Name + ".bias")
+				rb, rerr := rc.set.Tensor(l.Name + ".bias")
+				if (ferr == nil) != (rerr == nil) || (ferr == nil && (fb.DType != rb.DType || !slices.Equal(fb.Shape, rb.Shape) || !slices.Equal(fb.Data, rb.Data))) {
+					t.Errorf("%s.bias: %v (%v), want the GPTQ checkpoint's (%v)", l.Name, fb.TensorInfo, ferr, rerr)
+				}
+			}
+			for i := range cfg.NumHiddenLayers {
+				for j := range vProj + 1 {
+					if fm.layers[i].bias[j] == nil {
+						t.Errorf("layer %d: %s's bias not bound", i, LinearModules[j])
+					}
+				}
+			}
+			got, err := fm.Forward(ids, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("logits differ from the GPTQ checkpoint's")
+			}
+		})
 	}
 }
