@@ -4,17 +4,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -228,6 +231,119 @@ func TestConvertForeign(t *testing.T) {
 				t.Errorf("output does not open: %v", err)
 			} else {
 				c.Close()
+			}
+		})
+	}
+}
+
+// TestConvertForeignQwen2 converts a random Qwen2 (q/k/v biases) packed as
+// AWQ and as compressed-tensors, the biases beside the packed weights as
+// Qwen's AWQ and llm-compressor's W4A16 checkpoints keep them, and the
+// same codes stored as GPTQ v2: to GPTQ, the biases go over as they are;
+// dequantized and to GGUF, each output equals the one written from the
+// GPTQ checkpoint (the GGUF byte for byte), its biases the source's.
+func TestConvertForeignQwen2(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	base := fixtures.Qwen2(t, map[string]any{"vocab_size": 32002}, synth.Options{DType: "f16", Seed: 6, TokenizerDir: tok})
+	cfg, err := hfconfig.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linears, err := model.QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := quantpack.Draw(17, linears, 4, 64, false, false)
+	dir := t.TempDir()
+	ref := filepath.Join(dir, "gptq")
+	quantpack.Write(t, base, ref, map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"},
+		nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) })
+	src := tensors(t, base)
+	var biasNames []string
+	for n := range src {
+		if strings.HasSuffix(n, ".bias") {
+			biasNames = append(biasNames, n)
+		}
+	}
+	if want := 3 * cfg.NumHiddenLayers; len(biasNames) != want {
+		t.Fatalf("source holds %d biases, want %d", len(biasNames), want)
+	}
+	refDeq := filepath.Join(dir, "gptq-f32")
+	convert(t, publish.ConvertOptions{In: ref, Out: refDeq, Dequantize: true, DType: "f32"})
+	refGGUF := filepath.Join(dir, "gptq.gguf")
+	convert(t, publish.ConvertOptions{In: ref, Out: refGGUF, GGUF: "f32"})
+	wantGGUF, err := os.ReadFile(refGGUF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDeq := tensors(t, refDeq)
+
+	for _, tc := range []struct {
+		name  string
+		block map[string]any
+		pack  func(quantpack.Module) []safetensors.Tensor
+	}{
+		{"awq", map[string]any{"quant_method": "awq", "bits": 4, "group_size": 64, "zero_point": true, "version": "gemm"}, quantpack.AWQ},
+		{"compressed-tensors", map[string]any{"quant_method": "compressed-tensors", "format": "pack-quantized",
+			"config_groups": map[string]any{"group_0": map[string]any{"targets": []string{"Linear"},
+				"weights": map[string]any{"num_bits": 4, "symmetric": false, "strategy": "group", "group_size": 64}}},
+			"ignore": []string{"lm_head"}},
+			func(m quantpack.Module) []safetensors.Tensor { return quantpack.Compressed(m, false) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := filepath.Join(t.TempDir(), "gptq") // (the GGUF files name the model by its folder)
+			quantpack.Write(t, base, in, tc.block, nil, mods, tc.pack)
+
+			out := filepath.Join(t.TempDir(), "gptq")
+			convert(t, publish.ConvertOptions{In: in, Out: out})
+			checkGPTQModules(t, out, gptq.FormatV2, mods)
+			got := tensors(t, out)
+			for _, n := range biasNames {
+				g, ok := got[n]
+				if !ok || g.DType != src[n].DType || !slices.Equal(g.Shape, src[n].Shape) || !bytes.Equal(g.Data, src[n].Data) {
+					t.Errorf("GPTQ output: %s missing or not the source's", n)
+				}
+			}
+
+			deq := filepath.Join(t.TempDir(), "f32")
+			convert(t, publish.ConvertOptions{In: in, Out: deq, Dequantize: true, DType: "f32"})
+			got = tensors(t, deq)
+			if len(got) != len(wantDeq) {
+				t.Errorf("dequantized: %d tensors, want the GPTQ checkpoint's %d", len(got), len(wantDeq))
+			}
+			for n, w := range wantDeq {
+				if g, ok := got[n]; !ok || g.DType != w.DType || !bytes.Equal(g.Data, w.Data) {
+					t.Errorf("dequantized: %s missing or not the GPTQ checkpoint's", n)
+				}
+			}
+			for _, n := range biasNames {
+				want, _ := src[n].Float32()
+				if g, _ := got[n].Float32(); !slices.Equal(g, want) {
+					t.Errorf("dequantized %s: not the source's", n)
+				}
+			}
+
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			convert(t, publish.ConvertOptions{In: in, Out: path, GGUF: "f32"})
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(b, wantGGUF) {
+				t.Errorf("GGUF (%d bytes) differs from the GPTQ checkpoint's (%d bytes)", len(b), len(wantGGUF))
+			}
+			f, err := gguf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for i := range cfg.NumHiddenLayers {
+				for _, m := range []string{"q", "k", "v"} {
+					want, _ := src[fmt.Sprintf("model.layers.%d.self_attn.%s_proj.bias", i, m)].Float32()
+					if g, err := f.Float32(fmt.Sprintf("blk.%d.attn_%s.bias", i, m)); err != nil || !slices.Equal(g, want) {
+						t.Errorf("GGUF blk.%d.attn_%s.bias: %v, or not the source's", i, m, err)
+					}
+				}
 			}
 		})
 	}
