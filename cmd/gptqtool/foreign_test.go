@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -10,6 +14,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -64,5 +69,115 @@ func TestForeignCLI(t *testing.T) {
 	}
 	if _, _, err := run(t, "quantize", "--model", awqDir, "--rtn", "--out", filepath.Join(dir, "q")); err == nil || !strings.Contains(err.Error(), "already an AWQ checkpoint") {
 		t.Errorf("quantize of AWQ: err = %v", err)
+	}
+}
+
+// TestForeignQwen2CLI runs the commands on a random Qwen2 (q/k/v biases
+// beside the packed weights) stored as AWQ and as compressed-tensors:
+// generate gives the ids of the same codes stored as GPTQ v2 and not those
+// of that checkpoint with its biases zeroed, serve's greedy completion is
+// generate's text, verify format passes, verify kl against the GPTQ
+// checkpoint is 0, and convert writes a GPTQ checkpoint that generates
+// alike and a GGUF file.
+func TestForeignQwen2CLI(t *testing.T) {
+	tok := fixturePath(t, "models/openchat-tiny")
+	base := fixtures.Qwen2(t, map[string]any{"vocab_size": 32002}, synth.Options{DType: "f16", Seed: 12, TokenizerDir: tok})
+	cfg, err := hfconfig.Load(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linears, err := model.QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mods := quantpack.Draw(3, linears, 4, 64, false, false)
+	dir := t.TempDir()
+	gptqBlock := map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"}
+	packGPTQ := func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) }
+	ref, noBias := filepath.Join(dir, "gptq"), filepath.Join(dir, "nobias")
+	quantpack.Write(t, base, ref, gptqBlock, nil, mods, packGPTQ)
+	quantpack.Write(t, base, noBias, gptqBlock, nil, mods, packGPTQ)
+	fixtures.RewriteTensors(t, noBias, func(tn *safetensors.Tensor) bool {
+		if strings.HasSuffix(tn.Name, ".bias") {
+			clear(tn.Data)
+		}
+		return true
+	})
+	gen := func(m string) generateJSON {
+		t.Helper()
+		doc, _ := generateJSONOut(t, "--model", m, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+		return doc
+	}
+	want := gen(ref)
+	if len(want.IDs) == 0 {
+		t.Fatal("no ids from the GPTQ checkpoint")
+	}
+	if slices.Equal(gen(noBias).IDs, want.IDs) {
+		t.Fatal("the checkpoint without its biases generates the same ids: the test cannot tell a dropped bias")
+	}
+	for _, tc := range []struct {
+		name  string
+		block map[string]any
+		pack  func(quantpack.Module) []safetensors.Tensor
+	}{
+		{"awq", map[string]any{"quant_method": "awq", "bits": 4, "group_size": 64, "zero_point": true, "version": "gemm"}, quantpack.AWQ},
+		{"compressed-tensors", map[string]any{"quant_method": "compressed-tensors", "format": "pack-quantized",
+			"config_groups": map[string]any{"group_0": map[string]any{"targets": []string{"Linear"},
+				"weights": map[string]any{"num_bits": 4, "symmetric": false, "strategy": "group", "group_size": 64}}},
+			"ignore": []string{"lm_head"}},
+			func(m quantpack.Module) []safetensors.Tensor { return quantpack.Compressed(m, false) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := filepath.Join(t.TempDir(), tc.name)
+			quantpack.Write(t, base, in, tc.block, nil, mods, tc.pack)
+			if got := gen(in); !slices.Equal(got.IDs, want.IDs) {
+				t.Errorf("generate: %v, want the GPTQ checkpoint's %v", got.IDs, want.IDs)
+			}
+			if out, _, err := run(t, "verify", "format", in); err != nil || !strings.Contains(out, tc.name+" checkpoint checked as the GPTQ checkpoint") {
+				t.Errorf("verify format: %v\n%s", err, out)
+			}
+			text := filepath.Join(t.TempDir(), "text.txt")
+			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, stderr, err := run(t, "verify", "kl", "--model", in, "--baseline", ref, "--text", text, "--ctx", "64", "--device", "cpu", "--json")
+			if err != nil {
+				t.Fatalf("verify kl: %v\n%s", err, stderr)
+			}
+			var kl struct {
+				Result struct {
+					MeanKL float64 `json:"mean_kl"`
+				} `json:"result"`
+			}
+			if err := json.Unmarshal([]byte(out), &kl); err != nil || kl.Result.MeanKL != 0 {
+				t.Errorf("verify kl against the GPTQ checkpoint: %v, mean KL %g, want 0\n%s", err, kl.Result.MeanKL, out)
+			}
+			p := startServe(t, in, "--dtype", "f32")
+			resp, err := http.Post(p.url+"/v1/completions", "application/json",
+				strings.NewReader(`{"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var comp struct {
+				Choices []struct {
+					Text string `json:"text"`
+				} `json:"choices"`
+			}
+			err = json.NewDecoder(resp.Body).Decode(&comp)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != 200 || len(comp.Choices) != 1 || comp.Choices[0].Text != want.Text {
+				t.Errorf("serve: status %d, %v, %+v: want generate's text %q", resp.StatusCode, err, comp, want.Text)
+			}
+			converted := filepath.Join(t.TempDir(), "gptq")
+			if _, stderr, err := run(t, "convert", "--in", in, "--out", converted); err != nil {
+				t.Fatalf("convert: %v\n%s", err, stderr)
+			}
+			if got := gen(converted); !slices.Equal(got.IDs, want.IDs) {
+				t.Errorf("generate on the converted GPTQ checkpoint: %v, want %v", got.IDs, want.IDs)
+			}
+			if _, stderr, err := run(t, "convert", "--in", in, "--out", filepath.Join(t.TempDir(), "m.gguf"), "--gguf", "q8_0"); err != nil {
+				t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+			}
+		})
 	}
 }
