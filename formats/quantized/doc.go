@@ -22,7 +22,10 @@
 // under the same names, compressed-tensors' weight_packed, weight_scale,
 // weight_zero_point, weight_g_idx, weight_shape) and passes every other
 // tensor through, so that a tensor neither format explains is still
-// refused by the model's checks. Scales stored as bfloat16 or float32 are
+// refused by the model's checks. A Linear's bias (module.bias, Qwen2's
+// q/k/v_proj in Qwen's AWQ and llm-compressor's checkpoints) is such a
+// tensor: it reads as a GPTQ checkpoint's bias beside qweight, in its
+// stored dtype. Scales stored as bfloat16 or float32 are
 // taken where every value is exactly a float16 (GPTQ's and the runtime's
 // scale type), and refused naming the tensor and element otherwise.
 package quantized
