@@ -605,14 +605,14 @@ func checkModel(cfg *hfconfig.Config) error {
 		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
 	}
 	if s.Type == hfconfig.RopeYarn {
-		// llama.cpp's llama graph takes yarn's betas from its context
-		// parameters (32 and 1; the loader reads no yarn_beta_* key for
-		// this architecture) and always rounds the correction range out
-		// (ggml_rope_yarn_corr_dims): a file of other values would run as
-		// another model there.
+		// llama.cpp's llama and qwen2 graphs take yarn's betas from its
+		// context parameters (32 and 1; the loader reads no yarn_beta_*
+		// key for either architecture) and always round the correction
+		// range out (ggml_rope_yarn_corr_dims): a file of other values
+		// would run as another model there.
 		switch {
 		case s.BetaFast != hfconfig.YarnBetaFast || s.BetaSlow != hfconfig.YarnBetaSlow:
-			return fmt.Errorf("%s: rope scaling %s: beta_fast %g and beta_slow %g, but llama.cpp runs a llama file's yarn with 32 and 1: %w", cfg.File, s, s.BetaFast, s.BetaSlow, ErrUnsupportedModel)
+			return fmt.Errorf("%s: rope scaling %s: beta_fast %g and beta_slow %g, but llama.cpp runs a %s file's yarn with 32 and 1: %w", cfg.File, s, s.BetaFast, s.BetaSlow, Arch(cfg), ErrUnsupportedModel)
 		case !s.Truncate:
 			return fmt.Errorf("%s: rope scaling %s: truncate false, but llama.cpp rounds yarn's correction range out: %w", cfg.File, s, ErrUnsupportedModel)
 		}
@@ -733,18 +733,20 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	return specs
 }
 
-// yarnKVs are the keys of a yarn scaling s: what
-// TextModel.set_gguf_parameters writes (llama.rope.scaling.type "yarn",
-// .factor, .original_context_length) and, where s's attention factor A is
-// not YaRN's default get_mscale(factor) = 0.1·ln(factor) + 1, the key
-// llama.cpp's loader reads into it for every architecture:
-// llama.rope.scaling.attn_factor = A/get_mscale(factor). llama.cpp
-// rotates a llama file's yarn with the magnitude get_mscale(factor)
-// times that key (llama_context: yarn_attn_factor, then ggml's rope_yarn
-// multiplying in 1 + 0.1·ln(factor) after the context divided it out).
-// The converter's own rope.scaling.yarn_attn_factor for an explicit
-// attention_factor is not read for the llama architecture, nor are its
-// yarn_beta_fast/slow (checkModel refuses betas other than 32 and 1).
+// yarnKVs are the keys of a yarn scaling s, a the architecture's key
+// prefix ("llama.", "qwen2."): what TextModel.set_gguf_parameters writes
+// ({arch}.rope.scaling.type "yarn", .factor, .original_context_length)
+// and, where s's attention factor A is not YaRN's default
+// get_mscale(factor) = 0.1·ln(factor) + 1, the key llama.cpp's loader
+// reads into it for every architecture: {arch}.rope.scaling.attn_factor =
+// A/get_mscale(factor). llama.cpp rotates a llama or qwen2 file's yarn
+// with the magnitude get_mscale(factor) times that key (llama_context:
+// yarn_attn_factor, then ggml's rope_yarn multiplying in 1 + 0.1·ln(factor)
+// after the context divided it out). The converter's own
+// rope.scaling.yarn_attn_factor for an explicit attention_factor is not
+// read for either architecture (their load_arch_hparams read no yarn_*
+// key), nor are its yarn_beta_fast/slow (checkModel refuses betas other
+// than 32 and 1).
 func yarnKVs(a string, s hfconfig.RopeScaling) []KV {
 	kvs := []KV{{a + "rope.scaling.type", "yarn"}, {a + "rope.scaling.factor", float32(s.Factor)},
 		{a + "rope.scaling.original_context_length", uint32(s.OriginalMaxPositionEmbeddings)}}

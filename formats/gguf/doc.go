@@ -188,20 +188,22 @@
 // one, 1/((1-σ)/factor + σ) between; computed in float64 and rounded to
 // float32 where the converter computes in float32: within an ulp of its
 // values); a yarn one (Qwen2.5's and Qwen3's long contexts) as
-// TextModel.set_gguf_parameters writes it, llama.rope.scaling.type
+// TextModel.set_gguf_parameters writes it, {arch}.rope.scaling.type
 // "yarn", .factor (float32) and .original_context_length (uint32), and,
 // where its attention factor A is not YaRN's default 0.1·ln(factor) + 1,
-// llama.rope.scaling.attn_factor = A/(0.1·ln(factor) + 1), the key
-// llama.cpp multiplies its default magnitude by (yarnKVs); a yarn with
-// betas other than 32 and 1 or truncate false is refused, as llama.cpp
-// runs a llama file's yarn with those always. File.HFConfig reads them
-// back as llama.cpp's loader applies them (the type "linear" when absent,
-// rope.scale_linear for an absent factor, type "none" scaling nothing,
-// yarn's original context llama.context_length where absent) and refuses
-// the scalings the runtime does not compute (longrope, dynamic, an
-// attention factor without yarn, rope_freqs with a linear factor or
-// yarn, the rope.scaling.yarn_* keys llama.cpp's llama architecture does
-// not read).
+// {arch}.rope.scaling.attn_factor = A/(0.1·ln(factor) + 1), the key
+// llama.cpp multiplies its default magnitude by (yarnKVs), {arch} llama
+// or qwen2 (llama.cpp's loader reads these keys for every architecture,
+// and neither architecture's hyperparameters read a yarn_* key); a yarn
+// with betas other than 32 and 1 or truncate false is refused, as
+// llama.cpp runs a llama or qwen2 file's yarn with those always.
+// File.HFConfig reads them back as llama.cpp's loader applies them (the
+// type "linear" when absent, rope.scale_linear for an absent factor, type
+// "none" scaling nothing, yarn's original context {arch}.context_length
+// where absent) and refuses the scalings the runtime does not compute
+// (longrope, dynamic, an attention factor without yarn, rope_freqs with a
+// linear factor or yarn, the rope.scaling.yarn_* keys llama.cpp's llama
+// and qwen2 architectures do not read).
 //
 // Each 2-D weight's type is picked as llama-quantize's
 // llama_tensor_get_type picks it (src/llama-quant.cpp): output.weight

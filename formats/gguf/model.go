@@ -201,7 +201,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 			return nil, fmt.Errorf("%s: tensor %q with %s %g: RoPE frequency factors and a linear scaling both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, factorKey, factor, ErrUnsupportedModel)
 		}
 		if cfg.RopeScaling.Type == hfconfig.RopeYarn {
-			return nil, fmt.Errorf("%s: tensor %q with llama.rope.scaling.type \"yarn\": RoPE frequency factors and yarn both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, ErrUnsupportedModel)
+			return nil, fmt.Errorf("%s: tensor %q with %srope.scaling.type \"yarn\": RoPE frequency factors and yarn both, which the runtime does not compute: %w", f.path, RopeFreqsTensor, a, ErrUnsupportedModel)
 		}
 		cfg.RopeScaling = hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: ff}
 	}
@@ -235,9 +235,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 // {arch}.context_length, c's max_position_embeddings), betas 32 and 1,
 // the range rounded out, and the attention factor get_mscale(factor)
 // times {arch}.rope.scaling.attn_factor (1 where absent). The
-// {arch}.rope.scaling.yarn_* keys, which llama.cpp's llama architecture
-// does not read (its converter writes them for a config's explicit
-// values), are taken where they say what llama.cpp runs (ext_factor 1,
+// {arch}.rope.scaling.yarn_* keys, which llama.cpp's llama and qwen2
+// architectures do not read (its converter writes them for a config's
+// explicit values), are taken where they say what llama.cpp runs (ext_factor 1,
 // attn_factor that magnitude, betas 32 and 1, log_multiplier 0) and
 // refused otherwise: the checkpoint meant a scaling llama.cpp does not
 // compute from this file.
@@ -269,7 +269,7 @@ func (f *File) yarnScaling(c map[string]any, arch, factorKey string, factor, att
 		if v, ok, err := f.f32(key); err != nil {
 			return nil, err
 		} else if ok && v != k.runs {
-			return nil, refuse(key, v, fmt.Sprintf("a yarn parameter llama.cpp's llama architecture does not read (it runs %g)", k.runs))
+			return nil, refuse(key, v, fmt.Sprintf("a yarn parameter llama.cpp's %s architecture does not read (it runs %g)", strings.TrimSuffix(arch, "."), k.runs))
 		}
 	}
 	orig := c["max_position_embeddings"].(uint32)
