@@ -15,13 +15,13 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
 var ErrUnsupported = errors.New("unsupported")
 
-// Config is the subset of a Mistral/Llama/Qwen2 config.json the project
+// Config is the subset of a Mistral/Llama/Qwen2/Qwen3 config.json the project
 // uses, with defaults applied (see the package documentation), plus the raw
 // document.
 type Config struct {
@@ -140,9 +140,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	switch c.ModelType {
 	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
-	case "qwen2":
-		// Qwen2Config: num_key_value_heads=32 when absent (None, null,
-		// is num_attention_heads); no window unless use_sliding_window.
+	case "qwen2", "qwen3":
+		// Qwen2Config, Qwen3Config: num_key_value_heads=32 when absent
+		// (None, null, is num_attention_heads); no window unless
+		// use_sliding_window.
 		maxPosDefault = 32768
 		if _, ok := raw["num_key_value_heads"]; !ok {
 			kvDefault = 32
@@ -152,6 +153,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	kvGiven := r.present("num_key_value_heads")
 	headDimGiven := r.present("head_dim")
 	c.HeadDim = r.optionalInt("head_dim", 0)
+	if c.ModelType == "qwen3" && !headDimGiven {
+		// Qwen3Config: head_dim=128, not hidden_size/num_attention_heads.
+		c.HeadDim, headDimGiven = 128, true
+	}
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
 	c.RMSNormEps = r.optionalFloat("rms_norm_eps", 1e-6)
 	c.RopeTheta = r.optionalFloat("rope_theta", 10000)
@@ -160,8 +165,11 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	} else {
 		c.SlidingWindow = swDefault
 	}
-	if c.ModelType == "qwen2" {
+	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
 		r.qwen2Window(c)
+	}
+	if c.ModelType == "qwen3" {
+		r.layerTypes(c)
 	}
 	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", false)
 	c.HiddenAct = r.optionalString("hidden_act", "silu")
@@ -268,10 +276,49 @@ func (r *reader) qwen2Window(c *Config) {
 		return
 	}
 	if r.optionalBool("use_sliding_window", false) {
-		r.fail("use_sliding_window: true: %w (sliding-window attention in the layers from max_window_layers on is not implemented; released Qwen2 models set it false)", ErrUnsupported)
+		r.fail("use_sliding_window: true: %w (sliding-window attention in the layers from max_window_layers on is not implemented; released %s models set it false)", ErrUnsupported, qwenName(c.ModelType))
 		return
 	}
 	c.SlidingWindow = 0
+}
+
+func qwenName(modelType string) string {
+	if modelType == "qwen3" {
+		return "Qwen3"
+	}
+	return "Qwen2"
+}
+
+// layerTypes reads Qwen3Config's layer_types (default: every layer
+// "full_attention", since use_sliding_window is false): given, it must
+// hold num_hidden_layers entries, each "full_attention"; a
+// "sliding_attention" layer is refused as unsupported, as
+// use_sliding_window is.
+func (r *reader) layerTypes(c *Config) {
+	v, ok := r.m["layer_types"]
+	if r.err != nil || !ok || v == nil {
+		return
+	}
+	list, isList := v.([]any)
+	if !isList {
+		r.fail("layer_types: got %s, want a list of strings", jsonKind(v))
+		return
+	}
+	if len(list) != c.NumHiddenLayers {
+		r.fail("layer_types: %d entries for num_hidden_layers %d", len(list), c.NumHiddenLayers)
+		return
+	}
+	for i, e := range list {
+		switch e {
+		case "full_attention":
+		case "sliding_attention":
+			r.fail("layer_types[%d]: \"sliding_attention\": %w (per-layer sliding-window attention is not implemented)", i, ErrUnsupported)
+			return
+		default:
+			r.fail("layer_types[%d]: got %v, want \"full_attention\"", i, e)
+			return
+		}
+	}
 }
 
 // LinearBias reports whether config.json gives the Linear module of a
@@ -288,6 +335,13 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
+	case "qwen3":
+		// Qwen3Attention: bias=config.attention_bias on all four
+		// projections; Qwen3MLP has none.
+		if strings.HasPrefix(module, "self_attn.") {
+			b, _ := c.Raw["attention_bias"].(bool)
+			return b
+		}
 	case "llama":
 		key := "attention_bias"
 		if strings.HasPrefix(module, "mlp.") {
@@ -297,6 +351,15 @@ func (c *Config) LinearBias(module string) bool {
 		return b
 	}
 	return false
+}
+
+// QKNorm reports whether each attention layer normalizes every head of
+// q and of k by an RMSNorm of its own (self_attn.q_norm.weight and
+// self_attn.k_norm.weight [head_dim], eps rms_norm_eps) after the
+// projections (and their biases) and before RoPE: transformers'
+// Qwen3Attention, model_type qwen3.
+func (c *Config) QKNorm() bool {
+	return c.ModelType == "qwen3"
 }
 
 func isSupported(modelType string) bool {
@@ -311,7 +374,8 @@ func isSupported(modelType string) bool {
 // NumParameters returns the parameter count implied by the shapes: token
 // embedding, per layer q/k/v/o projections, gate/up/down projections and the
 // two RMSNorm weights, the final norm, and lm_head unless tied to the embedding,
-// plus the Linear biases that LinearBias gives (Qwen2's q/k/v).
+// plus the Linear biases that LinearBias gives (Qwen2's q/k/v) and the
+// per-head q/k norms' weights where QKNorm (Qwen3's, [head_dim] each).
 func (c *Config) NumParameters() int64 {
 	h := int64(c.HiddenSize)
 	qDim := int64(c.NumAttentionHeads) * int64(c.HeadDim)
@@ -330,6 +394,9 @@ func (c *Config) NumParameters() int64 {
 		}
 	}
 	layer := attn + mlp + 2*h
+	if c.QKNorm() {
+		layer += 2 * int64(c.HeadDim)
+	}
 	n := embed + int64(c.NumHiddenLayers)*layer + h
 	if !c.TieWordEmbeddings {
 		n += embed

@@ -151,6 +151,25 @@ func TestParseTestdata(t *testing.T) {
 				2*544_997_376 + 6_525_618_176 + 3_584},
 		},
 		{
+			// Qwen3-0.6B: head_dim 128 where hidden/heads is 64. Published
+			// 596,049,920 (tied); by hand: embed 151936*1024 = 155,582,464;
+			// layer q 1024*2048 + k,v 2*1024*1024 + o 2048*1024 = 6,291,456,
+			// mlp 3*1024*3072 = 9,437,184, norms 2*1024 + q/k norms 2*128 ->
+			// 15,730,944; x28 = 440,466,432; + norm 1024.
+			file: "qwen3-0.6b.json",
+			want: want{"qwen3", 1024, 3072, 28, 16, 8, 128, 151936, 40960, 1e-6, 1e6, 0, true, "bfloat16", 151643, 151645, []int{151645},
+				155_582_464 + 440_466_432 + 1024},
+		},
+		{
+			// Qwen3-8B: untied. Published 8,190,735,360; by hand: embed and
+			// head 151936*4096 = 622,329,856 each; layer 2*4096*4096 +
+			// 2*4096*1024 + 3*4096*12288 + 8192 + 256 = 192,946,432; x36 =
+			// 6,946,071,552; + 4096.
+			file: "qwen3-8b.json",
+			want: want{"qwen3", 4096, 12288, 36, 32, 8, 128, 151936, 40960, 1e-6, 1e6, 0, false, "bfloat16", 151643, 151645, []int{151645},
+				2*622_329_856 + 6_946_071_552 + 4096},
+		},
+		{
 			// LlamaConfig defaults: kv heads = heads, max pos 2048, no window; head_dim null derives.
 			file: "minimal-llama.json",
 			want: want{"llama", 64, 128, 2, 4, 4, 16, 100, 2048, 1e-6, 10000, 0, false, "float32", -1, -1, nil,
@@ -227,7 +246,7 @@ func TestParseErrors(t *testing.T) {
 		{"null num_hidden_layers", with("num_hidden_layers", null), []string{`num_hidden_layers: got null, want a positive integer`}, false},
 		{"null num_attention_heads", with("num_attention_heads", null), []string{`num_attention_heads: got null, want a positive integer`}, false},
 		{"null vocab_size", with("vocab_size", null), []string{`cfg.json: vocab_size: got null, want a positive integer`}, false},
-		{"bad model_type", with("model_type", "qwen3"), []string{`model_type "qwen3"`, "supported: mistral, llama, qwen2"}, true},
+		{"bad model_type", with("model_type", "qwen3_moe"), []string{`model_type "qwen3_moe"`, "supported: mistral, llama, qwen2, qwen3"}, true},
 		{"bad json", []byte(`{"model_type": "mistral",`), []string{"cfg.json", "invalid JSON"}, false},
 		{"not an object", []byte(`[1]`), []string{"want an object"}, false},
 		{"trailing data", []byte(`{} {}`), []string{"trailing data"}, false},
@@ -791,6 +810,122 @@ func TestQwen2(t *testing.T) {
 			for i, m := range modules {
 				if got := c.LinearBias(m); got != tt.want[i] {
 					t.Errorf("%s%s: LinearBias(%s) = %v, want %v", tt.modelType, tt.extra, m, got, tt.want[i])
+				}
+			}
+		}
+	})
+}
+
+// TestQwen3 checks what a qwen3 config means beyond the shared keys:
+// Qwen3Config's defaults (head_dim 128 whatever hidden_size says), the
+// refused windows, layer_types, attention_bias on all four attention
+// projections, and the per-head q/k norms.
+func TestQwen3(t *testing.T) {
+	parse := func(t *testing.T, extra string) (*Config, error) {
+		t.Helper()
+		doc := `{"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+			"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100` + extra + `}`
+		return Parse([]byte(doc), "qwen3/config.json")
+	}
+	t.Run("defaults", func(t *testing.T) {
+		c, err := Parse([]byte(`{"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+			"num_attention_heads": 32, "vocab_size": 100}`), "qwen3/config.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Qwen3Config: head_dim 128 (not 64/32), num_key_value_heads 32,
+		// max positions 32768, eps 1e-6, theta 10000, no window.
+		if c.HeadDim != 128 || c.NumKeyValueHeads != 32 || c.MaxPositionEmbeddings != 32768 || c.RMSNormEps != 1e-6 || c.RopeTheta != 10000 || c.SlidingWindow != 0 {
+			t.Errorf("head_dim %d kv %d maxpos %d eps %g theta %g window %d, want 128 32 32768 1e-06 10000 0",
+				c.HeadDim, c.NumKeyValueHeads, c.MaxPositionEmbeddings, c.RMSNormEps, c.RopeTheta, c.SlidingWindow)
+		}
+		if !c.QKNorm() {
+			t.Error("QKNorm() = false, want true")
+		}
+	})
+	t.Run("head_dim", func(t *testing.T) {
+		for _, tt := range []struct {
+			extra string
+			want  int
+		}{{"", 128}, {`, "head_dim": null`, 128}, {`, "head_dim": 32`, 32}} {
+			c, err := parse(t, tt.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.HeadDim != tt.want {
+				t.Errorf("%q: HeadDim = %d, want %d", tt.extra, c.HeadDim, tt.want)
+			}
+		}
+	})
+	t.Run("not qwen3", func(t *testing.T) {
+		for _, mt := range []string{"qwen2", "llama", "mistral"} {
+			c, err := Parse([]byte(`{"model_type": "`+mt+`", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+				"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}`), "config.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.QKNorm() || c.HeadDim != 16 {
+				t.Errorf("%s: QKNorm %v head_dim %d, want false 16", mt, c.QKNorm(), c.HeadDim)
+			}
+		}
+	})
+	t.Run("parameters", func(t *testing.T) {
+		c, err := parse(t, `, "head_dim": 32, "tie_word_embeddings": true, "attention_bias": true`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// embed 6400; layer q 64*128 + k,v 2*64*64 + o 128*64 = 24,576,
+		// biases 128+64+64+64 = 320, mlp 3*64*128 = 24,576, norms 128 +
+		// q/k norms 64 -> 49,664; x2; + 64.
+		if got, want := c.NumParameters(), int64(6400+2*49_664+64); got != want {
+			t.Errorf("NumParameters = %d, want %d", got, want)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		tests := []struct{ extra, want string }{
+			{`, "use_sliding_window": true, "sliding_window": 8`, "qwen3/config.json: use_sliding_window: true"},
+			{`, "layer_types": ["full_attention", "sliding_attention"]`, `qwen3/config.json: layer_types[1]: "sliding_attention"`},
+		}
+		for _, tt := range tests {
+			_, err := parse(t, tt.extra)
+			if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: err = %v, want ErrUnsupported naming %q", tt.extra, err, tt.want)
+			}
+		}
+		for _, tt := range []struct{ extra, want string }{
+			{`, "layer_types": ["full_attention"]`, "qwen3/config.json: layer_types: 1 entries for num_hidden_layers 2"},
+			{`, "layer_types": "full_attention"`, "qwen3/config.json: layer_types: got string, want a list of strings"},
+			{`, "layer_types": ["full_attention", "linear_attention"]`, `qwen3/config.json: layer_types[1]: got linear_attention, want "full_attention"`},
+		} {
+			_, err := parse(t, tt.extra)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%s: err = %v, want %q", tt.extra, err, tt.want)
+			}
+		}
+	})
+	t.Run("layer_types full", func(t *testing.T) {
+		if _, err := parse(t, `, "layer_types": ["full_attention", "full_attention"], "sliding_window": null, "max_window_layers": 28`); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("LinearBias", func(t *testing.T) {
+		modules := []string{"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+		for _, tt := range []struct {
+			extra string
+			want  []bool
+		}{
+			{"", []bool{false, false, false, false, false, false, false}},
+			{`, "attention_bias": false`, []bool{false, false, false, false, false, false, false}},
+			// Qwen3Attention: bias=attention_bias on q/k/v and o; mlp_bias is no Qwen3 key.
+			{`, "attention_bias": true, "mlp_bias": true`, []bool{true, true, true, true, false, false, false}},
+		} {
+			c, err := parse(t, tt.extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range modules {
+				if got := c.LinearBias(m); got != tt.want[i] {
+					t.Errorf("%q: LinearBias(%s) = %v, want %v", tt.extra, m, got, tt.want[i])
 				}
 			}
 		}

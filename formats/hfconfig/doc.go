@@ -1,6 +1,6 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama- and Qwen2-family causal language models (model_type
-// "mistral", "llama", "qwen2"), and writes config.json
+// of Mistral-, Llama-, Qwen2- and dense Qwen3-family causal language models
+// (model_type "mistral", "llama", "qwen2", "qwen3"), and writes config.json
 // back with every original key preserved.
 //
 // Both transformers spellings are accepted:
@@ -14,19 +14,25 @@
 // num_attention_heads, vocab_size.
 //
 // Optional keys and their defaults, following transformers' MistralConfig,
-// LlamaConfig and Qwen2Config (a null value counts as absent unless noted):
+// LlamaConfig, Qwen2Config and Qwen3Config (a null value counts as absent
+// unless noted):
 //
-//	num_key_value_heads      mistral: 8; llama: num_attention_heads; qwen2: 32 when
-//	                         absent, num_attention_heads when null
-//	head_dim                 hidden_size / num_attention_heads (must divide evenly)
-//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048; qwen2: 32768
+//	num_key_value_heads      mistral: 8; llama: num_attention_heads; qwen2, qwen3: 32
+//	                         when absent, num_attention_heads when null
+//	head_dim                 hidden_size / num_attention_heads (must divide evenly);
+//	                         qwen3: 128
+//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048; qwen2, qwen3: 32768
 //	rms_norm_eps             1e-6
 //	rope_theta               10000 (4.x key, or rope_parameters.rope_theta in 5.x)
 //	sliding_window           mistral: 4096 when the key is absent, 0 (none) when null;
 //	                         llama: 0 (Llama has no sliding window);
-//	                         qwen2: 0 whatever it says, unless use_sliding_window
-//	use_sliding_window       qwen2 only, false; true (a window in the layers from
-//	                         max_window_layers on) is refused as unsupported
+//	                         qwen2, qwen3: 0 whatever it says, unless use_sliding_window
+//	use_sliding_window       qwen2 and qwen3 only, false; true (a window in the layers
+//	                         from max_window_layers on) is refused as unsupported
+//	layer_types              qwen3 only: every layer "full_attention"; given, it must
+//	                         list num_hidden_layers entries, and "sliding_attention"
+//	                         is refused as unsupported
+//	attention_bias           llama, qwen3: false (see Linear biases)
 //	tie_word_embeddings      false
 //	torch_dtype / dtype      "float32" (torch's default dtype)
 //	hidden_act               "silu" (the only activation supported)
@@ -63,7 +69,14 @@
 //
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
 // always have one (Qwen2Attention); in llama attention_bias gives the four
-// attention projections one and mlp_bias the MLP's; mistral's have none.
+// attention projections one and mlp_bias the MLP's; in qwen3
+// attention_bias gives q/k/v/o_proj one (Qwen3Attention) and the MLP has
+// none; mistral's have none.
+//
+// Per-head q/k norms (Config.QKNorm): qwen3's attention normalizes each
+// head of q and of k (RMSNorm over head_dim, weights q_norm/k_norm
+// [head_dim], eps rms_norm_eps) after the projections and before RoPE;
+// NumParameters counts their 2·head_dim weights a layer.
 //
 // Config.Raw holds the whole parsed document with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes
