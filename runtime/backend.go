@@ -109,6 +109,11 @@ type Backend interface {
 	// View returns rows [row0, row0+rows) of t's first dimension, sharing
 	// storage with t.
 	View(t Tensor, row0, rows int) Tensor
+	// Reshape returns t (a tensor or a View, contiguous either way) with
+	// another shape of the same number of elements, sharing storage with
+	// t: a row-wise op then runs over other rows (q [T, heads·headDim] as
+	// [T·heads, headDim] for a per-head RMSNorm).
+	Reshape(t Tensor, shape ...int) Tensor
 	// Upload copies host fp32 values into t (converting to t's dtype);
 	// len(src) must equal t.Len().
 	Upload(t Tensor, src []float32) error

@@ -118,6 +118,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"MatMul", testMatMul},
 		{"Elementwise", testElementwise},
 		{"AddBias", testAddBias},
+		{"HeadRMSNorm", testHeadRMSNorm},
 		{"RoPE", testRoPE},
 		{"Attention", testAttention},
 		{"Gram", testGram},
@@ -332,6 +333,36 @@ func testAddBias(e *env) {
 			want[i] += float64(bias[i%s.cols])
 		}
 		e.check(fmt.Sprintf("addbias %dx%d from row %d", s.rows, s.cols, s.row0), e.download(xt), want, tolElem)
+	}
+}
+
+// headNormShapes are the per-head RMSNorms' shapes (Qwen3's q_norm/k_norm:
+// a [rows, heads·headDim] tensor reshaped to [rows·heads, headDim], in
+// place): one decode row, Qwen3's head_dim 128 over several rows, and a
+// View's rows (row0 > 0) reshaped.
+var headNormShapes = []struct{ rows, heads, hd, row0 int }{{1, 4, 16, 0}, {7, 8, 128, 0}, {3, 2, 64, 2}}
+
+// refHeadNorm is RefRMSNorm over each head of the rows of x from row0 on,
+// the rows before row0 unchanged.
+func refHeadNorm(x, w []float32, row0, heads, hd int) []float64 {
+	want := f64(x)
+	lo := row0 * heads * hd
+	copy(want[lo:], RefRMSNorm(x[lo:], w, hd, 1e-6))
+	return want
+}
+
+func testHeadRMSNorm(e *env) {
+	for _, s := range headNormShapes {
+		all := e.randn((s.row0 + s.rows) * s.heads * s.hd)
+		w := e.randn(s.hd)
+		xt, wt := e.upload(all, s.row0+s.rows, s.heads*s.hd), e.upload(w, s.hd)
+		v := e.b.Reshape(e.b.View(xt, s.row0, s.rows), s.rows*s.heads, s.hd)
+		if got := v.Shape(); len(got) != 2 || got[0] != s.rows*s.heads || got[1] != s.hd {
+			e.t.Fatalf("Reshape: shape %v, want [%d %d]", got, s.rows*s.heads, s.hd)
+		}
+		e.b.RMSNorm(v, v, wt, 1e-6)
+		e.check(fmt.Sprintf("head rmsnorm %dx%dx%d from row %d", s.rows, s.heads, s.hd, s.row0), e.download(xt),
+			refHeadNorm(all, w, s.row0, s.heads, s.hd), tolNorm)
 	}
 }
 

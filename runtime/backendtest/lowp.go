@@ -84,6 +84,7 @@ func runLowPrecision(t *testing.T, newBackend func() runtime.Backend) {
 				{"MatMul", lowMatMul},
 				{"Elementwise", lowElementwise},
 				{"AddBias", lowAddBias},
+				{"HeadRMSNorm", lowHeadRMSNorm},
 				{"RoPE", lowRoPE},
 				{"Attention", lowAttention},
 				{"Gram", func(e *lowEnv) { testGramDType(e.env, e.dt) }},
@@ -181,6 +182,17 @@ func lowAddBias(e *lowEnv) {
 			want[i] += float64(bv[i%s.cols])
 		}
 		e.check(fmt.Sprintf("addbias %dx%d from row %d", s.rows, s.cols, s.row0), e.download(xt), want, tolLow[e.dt])
+	}
+}
+
+func lowHeadRMSNorm(e *lowEnv) {
+	for _, s := range headNormShapes {
+		xt, xv := e.upload(e.randn((s.row0+s.rows)*s.heads*s.hd), s.row0+s.rows, s.heads*s.hd)
+		wt, wv := e.upload(e.randn(s.hd), s.hd)
+		v := e.b.Reshape(e.b.View(xt, s.row0, s.rows), s.rows*s.heads, s.hd)
+		e.b.RMSNorm(v, v, wt, 1e-6)
+		e.check(fmt.Sprintf("head rmsnorm %dx%dx%d from row %d", s.rows, s.heads, s.hd, s.row0), e.download(xt),
+			refHeadNorm(xv, wv, s.row0, s.heads, s.hd), tolLow[e.dt])
 	}
 }
 

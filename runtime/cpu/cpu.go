@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -146,6 +147,19 @@ func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
 		return &Tensor{shape: shape, ints: ct.ints[lo:hi:hi], i32: true}
 	}
 	return &Tensor{shape: shape, data: ct.data[lo:hi:hi], dt: ct.dt}
+}
+
+// Reshape implements runtime.Backend.
+func (b *Backend) Reshape(t runtime.Tensor, shape ...int) runtime.Tensor {
+	ct := tensorOf(t)
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if n != ct.Len() {
+		panic(fmt.Sprintf("cpu: reshape %v to %v", ct.shape, shape))
+	}
+	return &Tensor{shape: slices.Clone(shape), data: ct.data, ints: ct.ints, i32: ct.i32, dt: ct.dt}
 }
 
 // Upload implements runtime.Backend.

@@ -859,6 +859,19 @@ func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {
 	return &Tensor{dt: ct.dt, shape: shape, n: rows * stride, ptr: ct.ptr + uint64(row0*stride*ct.dt.Size())}
 }
 
+// Reshape implements runtime.Backend: a view (cls 0) of the same memory.
+func (b *Backend) Reshape(t runtime.Tensor, shape ...int) runtime.Tensor {
+	ct := b.tensor(t)
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	if n != ct.n || ct.q != nil {
+		panic(fmt.Sprintf("cuda: reshape %v to %v", ct.shape, shape))
+	}
+	return &Tensor{dt: ct.dt, shape: slices.Clone(shape), n: n, ptr: ct.ptr}
+}
+
 // Sync implements runtime.Backend.
 func (b *Backend) Sync() error {
 	b.enter()
