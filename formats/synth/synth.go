@@ -335,7 +335,9 @@ func numel(shape []int) int {
 // final norm, head) with their distributions; with q the Linear modules
 // as GPTQ tensors (qweight, qzeros, scales, g_idx). A Linear that the
 // config gives a bias (hfconfig.Config.LinearBias: Qwen2's q/k/v) gets
-// module.bias [N] too.
+// module.bias [N] too, and a config with per-head q/k norms
+// (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm/k_norm.weight
+// [head_dim], floating point in a GPTQ checkpoint too.
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
 	h, inter := cfg.HiddenSize, cfg.IntermediateSize
 	qd, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
@@ -398,8 +400,16 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		lin(p+"mlp.gate_proj", inter, h, key(3))
 		lin(p+"mlp.up_proj", inter, h, key(3))
 		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
+		if cfg.QKNorm() {
+			// Qwen3's per-head norms: spread out, as released ones are,
+			// so that where they apply (before RoPE) tells.
+			add(p+"self_attn.k_norm.weight", dist{mean: 1.0, std: 0.4}, cfg.HeadDim)
+		}
 		lin(p+"self_attn.k_proj", kv, h, key(1))
 		lin(p+"self_attn.o_proj", h, qd, key(2))
+		if cfg.QKNorm() {
+			add(p+"self_attn.q_norm.weight", dist{mean: 1.0, std: 0.4}, cfg.HeadDim)
+		}
 		lin(p+"self_attn.q_proj", qd, h, key(1))
 		lin(p+"self_attn.v_proj", kv, h, key(1))
 	}

@@ -480,19 +480,21 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			xin, nw, wq = s.xn, nil, w.qkv
 		}
 		normed = false
-		// q/k/v biases (Qwen2's) go on the products before RoPE: not
-		// through a product that rotates in its epilogue.
-		biased := lw.qkvBiased()
+		// q/k/v biases (Qwen2's) and q/k per-head norms (Qwen3's) go on
+		// the products before RoPE: not through a product that rotates in
+		// its epilogue.
 		switch {
-		case rf != nil && wq != nil && !biased:
+		case rf != nil && wq != nil && !lw.unfusedQK():
 			rf.MatMulSplitRoPE(qkv, xin, nw, d.eps, wq, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		case nw != nil:
 			nf.MatMulSplitNorm(qkv, xin, nw, d.eps, wq)
 			lw.addQKVBias(b, s.q, s.k, s.v)
+			lw.normQK(b, d, s.q, s.k)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		default:
 			w.project(b, xin, s.q, s.k, s.v)
 			lw.addQKVBias(b, s.q, s.k, s.v)
+			lw.normQK(b, d, s.q, s.k)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		}
 		attend := func() {

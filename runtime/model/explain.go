@@ -57,6 +57,9 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	case "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.rotary_emb.inv_freq":
 		return true
 	}
+	if rest == "self_attn.q_norm.weight" || rest == "self_attn.k_norm.weight" {
+		return cfg.QKNorm()
+	}
 	for _, m := range LinearModules {
 		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
 			return suffix == "weight" || (suffix == "bias" && (cfg.LinearBias(m) || biasKey(cfg, m))) || (quant != nil && gptqTensor(suffix))
@@ -203,7 +206,7 @@ var ErrIncomplete = fmt.Errorf("tensors that the config needs are missing")
 // each layer's norms and Linears (module.weight, or with quant the four
 // GPTQ tensors where module.qweight is present: a quantized checkpoint may
 // leave modules unquantized; in a qwen2 checkpoint q/k/v_proj's biases
-// too), the final norm and, unless the embeddings are tied, the head.
+// too; in a qwen3 one the per-head q_norm and k_norm), the final norm and, unless the embeddings are tied, the head.
 // (A llama config's attention_bias over weights without biases is the
 // model transformers builds, its biases zeros: not missing.)
 func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []string {
@@ -231,6 +234,10 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 		p := "model.layers." + strconv.Itoa(i) + "."
 		need(p + "input_layernorm.weight")
 		need(p + "post_attention_layernorm.weight")
+		if cfg.QKNorm() {
+			need(p + "self_attn.q_norm.weight")
+			need(p + "self_attn.k_norm.weight")
+		}
 		for _, m := range LinearModules {
 			linear(p + m)
 			if cfg.ModelType == "qwen2" && addedBias(cfg, m) {

@@ -24,6 +24,10 @@ type dims struct {
 	// llama's attention_bias. (The MLP's, mlp_bias, are not added: their
 	// tensors must be zeros, CheckBiases.)
 	bias [oProj + 1]bool
+	// qkNorm says each head of q and of k is RMS-normalized (weights
+	// self_attn.q_norm/k_norm [headDim], eps) after the projections and
+	// their biases, before RoPE (hfconfig.Config.QKNorm: Qwen3).
+	qkNorm bool
 }
 
 func dimsOf(cfg *hfconfig.Config) (dims, error) {
@@ -52,6 +56,7 @@ func dimsOf(cfg *hfconfig.Config) (dims, error) {
 	for j := range d.bias {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
+	d.qkNorm = cfg.QKNorm()
 	return d, nil
 }
 
@@ -95,8 +100,11 @@ type layerWeights struct {
 	// bias are q/k/v/o_proj's biases [N] (lin indices), nil where the
 	// module has none or its bias is all zeros (the fused decode paths
 	// stay open to such a layer).
-	bias        [oProj + 1]runtime.Tensor
-	qkv, gateUp runtime.Tensor
+	bias [oProj + 1]runtime.Tensor
+	// qNorm and kNorm are Qwen3's per-head q_norm and k_norm weights
+	// [headDim]; nil in models without them.
+	qNorm, kNorm runtime.Tensor
+	qkv, gateUp  runtime.Tensor
 	// order is the layer's decode step on a backend whose quantized
 	// weights read their inputs in an order of their own; nil elsewhere.
 	order *decodeOrder
@@ -189,6 +197,27 @@ func (lw *layerWeights) qkvBiased() bool {
 	return lw.bias[qProj] != nil || lw.bias[kProj] != nil || lw.bias[vProj] != nil
 }
 
+// unfusedQK reports whether the decode step must take q and k between
+// the product and RoPE (biases to add, per-head norms to apply), so not
+// through a product that rotates in its epilogue (runtime.RoPEFuser).
+func (lw *layerWeights) unfusedQK() bool {
+	return lw.qkvBiased() || lw.qNorm != nil
+}
+
+// normQK applies the per-head RMSNorms of q [T, heads·headDim] and k [T,
+// kvHeads·headDim] in place, each row of headDim on its own (transformers
+// Qwen3Attention: q_norm(q_proj(x).view(..., -1, head_dim)), before
+// apply_rotary_pos_emb); a no-op without them.
+func (lw *layerWeights) normQK(b runtime.Backend, d dims, q, k runtime.Tensor) {
+	if lw.qNorm == nil {
+		return
+	}
+	for _, e := range []struct{ x, w runtime.Tensor }{{q, lw.qNorm}, {k, lw.kNorm}} {
+		h := b.Reshape(e.x, runtime.Rows(e.x)*runtime.Cols(e.x)/d.headDim, d.headDim)
+		b.RMSNorm(h, h, e.w, d.eps)
+	}
+}
+
 // addQKVBias adds q/k/v_proj's biases to their products q, k, v, before
 // RoPE (transformers Qwen2Attention: the Linear's output is rotated).
 func (lw *layerWeights) addQKVBias(b runtime.Backend, q, k, v runtime.Tensor) {
@@ -213,7 +242,7 @@ func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 // tensors lists the layer's bound weight tensors.
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
-	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp) {
+	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm) {
 		if t != nil {
 			ts = append(ts, t)
 		}
@@ -230,6 +259,14 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	}
 	if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
 		return lw, err
+	}
+	if d.qkNorm {
+		if lw.qNorm, err = bd.fp(p+"self_attn.q_norm.weight", d.headDim); err != nil {
+			return lw, err
+		}
+		if lw.kNorm, err = bd.fp(p+"self_attn.k_norm.weight", d.headDim); err != nil {
+			return lw, err
+		}
 	}
 	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false, nil); err != nil {
 		return lw, err
@@ -426,6 +463,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 	}
 	lw.project(b, xn, q, k, v)
 	lw.addQKVBias(b, q, k, v)
+	lw.normQK(b, d, q, k)
 	if ix := spans[0].ix; ix != nil {
 		// Rotated as RoPE rotates them (the kernels say so), every span's
 		// rows stored at their slots in one op.

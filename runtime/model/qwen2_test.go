@@ -19,7 +19,19 @@ import (
 type refModel struct {
 	cfg *hfconfig.Config
 	t   map[string][]float64
+	// qkNorm says where forward applies the per-head q_norm/k_norm that
+	// the checkpoint holds (Qwen3): before RoPE as transformers does, or,
+	// for the tests' wrong models, not at all or after RoPE.
+	qkNorm qkNormAt
 }
+
+type qkNormAt int
+
+const (
+	qkBeforeRoPE qkNormAt = iota
+	qkNone
+	qkAfterRoPE
+)
 
 func loadRef(t *testing.T, dir string) *refModel {
 	t.Helper()
@@ -48,7 +60,10 @@ func loadRef(t *testing.T, dir string) *refModel {
 // h = x + o_proj(attn(rope(q_proj(n)+bq), rope(k_proj(n)+bk), v_proj(n)+bv)) (+ bo),
 // n = rmsnorm(x); out = h + down(silu(gate(m)) * up(m)), m = rmsnorm(h);
 // logits = rmsnorm(x)·Eᵀ (tied). Biases are read where the checkpoint has
-// them, unless noBias. It shares no code with the runtime.
+// them, unless noBias. Where it has self_attn.q_norm/k_norm (Qwen3), each
+// head of q and k (after the bias) is rmsnorm'd over head_dim with them,
+// before RoPE (r.qkNorm moves or drops that). It shares no code with the
+// runtime.
 func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 	c := r.cfg
 	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
@@ -104,8 +119,25 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 			q[t] = linear(n, p+"self_attn.q_proj", nh*D, H)
 			k[t] = linear(n, p+"self_attn.k_proj", nkv*D, H)
 			v[t] = linear(n, p+"self_attn.v_proj", nkv*D, H)
+			headNorm := func(x []float64, name string, heads int) {
+				w, ok := r.t[p+name]
+				if !ok {
+					return
+				}
+				for h := range heads {
+					copy(x[h*D:(h+1)*D], norm(x[h*D:(h+1)*D], w))
+				}
+			}
+			if r.qkNorm == qkBeforeRoPE {
+				headNorm(q[t], "self_attn.q_norm.weight", nh)
+				headNorm(k[t], "self_attn.k_norm.weight", nkv)
+			}
 			rope(q[t], nh, t)
 			rope(k[t], nkv, t)
+			if r.qkNorm == qkAfterRoPE {
+				headNorm(q[t], "self_attn.q_norm.weight", nh)
+				headNorm(k[t], "self_attn.k_norm.weight", nkv)
+			}
 		}
 		for t := range T {
 			att := make([]float64, nh*D)
@@ -352,16 +384,26 @@ func (q *apQuant) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runtime
 // each of its paths (its product, added into x by MatMulAdd or straight
 // from attention). Every step matches the same emulated backend without
 // fusion, whose plain path TestQwen2MatchesReference holds to float64.
+// Qwen3's per-head q/k norms (with and without attention_bias) take the
+// same unfused q/k path: TestQwen3MatchesReference holds their plain path.
 func TestQwen2DecodeFusedPaths(t *testing.T) {
 	for _, ck := range []struct {
-		name string
-		edit map[string]any
+		name  string
+		edit  map[string]any
+		qwen3 bool
+		oBias bool
 	}{
-		{"qwen2", nil},
-		{"llama-attention_bias", map[string]any{"model_type": "llama", "attention_bias": true, "use_sliding_window": nil}},
+		{"qwen2", nil, false, false},
+		{"llama-attention_bias", map[string]any{"model_type": "llama", "attention_bias": true, "use_sliding_window": nil}, false, true},
+		{"qwen3", nil, true, false},
+		{"qwen3-attention_bias", map[string]any{"attention_bias": true}, true, true},
 	} {
 		t.Run(ck.name, func(t *testing.T) {
-			dir := fixtures.Qwen2(t, ck.edit, synth.Options{Seed: 5, GPTQ: qwen2GPTQ()})
+			fixture := fixtures.Qwen2
+			if ck.qwen3 {
+				fixture = fixtures.Qwen3
+			}
+			dir := fixture(t, ck.edit, synth.Options{Seed: 5, GPTQ: qwen2GPTQ()})
 			quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
 			open := func(b runtime.Backend) *Model {
 				m, err := LoadWith(dir, b, Options{DType: runtime.BF16})
@@ -391,15 +433,18 @@ func TestQwen2DecodeFusedPaths(t *testing.T) {
 			} {
 				t.Run(c.name, func(t *testing.T) {
 					m := open(c.b)
-					if m.layers[0].qkv == nil || !m.layers[0].qkvBiased() {
-						t.Fatalf("layer 0: fused q/k/v %v, biased %v: the test does not reach the fused paths", m.layers[0].qkv != nil, m.layers[0].qkvBiased())
+					if m.layers[0].qkv == nil || !m.layers[0].unfusedQK() {
+						t.Fatalf("layer 0: fused q/k/v %v, biased or q/k-normed %v: the test does not reach the fused paths", m.layers[0].qkv != nil, m.layers[0].unfusedQK())
 					}
-					if (ck.edit != nil) != (m.layers[0].bias[oProj] != nil) {
+					if ck.qwen3 != (m.layers[0].qNorm != nil) {
+						t.Fatalf("layer 0: q_norm %v", m.layers[0].qNorm != nil)
+					}
+					if ck.oBias != (m.layers[0].bias[oProj] != nil) {
 						t.Fatalf("layer 0: o_proj bias %v", m.layers[0].bias[oProj] != nil)
 					}
 					got := qwen2Steps(t, m)
 					if rope.fused != 0 || normed.fused != 0 {
-						t.Errorf("%d q/k/v products rotated in their epilogue, before the bias", rope.fused+normed.fused)
+						t.Errorf("%d q/k/v products rotated in their epilogue, before the bias or q/k norm", rope.fused+normed.fused)
 					}
 					if c.used() == 0 {
 						t.Error("the fused path was not taken")
