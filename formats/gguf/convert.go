@@ -20,7 +20,8 @@ import (
 
 // ErrUnsupportedModel is wrapped by conversion errors for checkpoints
 // outside the Llama/Mistral family that llama.cpp's "llama" architecture
-// runs and the Qwen2 family of its "qwen2" architecture (another
+// runs, the Qwen2 family of its "qwen2" architecture and dense Qwen3 of
+// its "qwen3" (another
 // model_type or architectures entry, a Linear bias other than zeros that
 // the architecture has no tensor for).
 var ErrUnsupportedModel = errors.New("unsupported model")
@@ -32,14 +33,16 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
-// (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), else "llama".
+// (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), "qwen3" for
+// qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), else "llama".
 func Arch(cfg *hfconfig.Config) string {
-	if cfg.ModelType == "qwen2" {
-		return "qwen2"
+	switch cfg.ModelType {
+	case "qwen2", "qwen3":
+		return cfg.ModelType
 	}
 	return "llama"
 }
@@ -587,7 +590,7 @@ func TypeNames() string {
 
 func checkModel(cfg *hfconfig.Config) error {
 	if !slices.Contains(hfconfig.SupportedModelTypes, cfg.ModelType) {
-		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
@@ -628,7 +631,8 @@ func checkModel(cfg *hfconfig.Config) error {
 // lm_head) holding a value other than 0, wrapping ErrUnsupportedModel,
 // among those the file has no tensor for: all but Qwen2's q/k/v biases
 // (attn_q.bias …, tensorSpecs), so that a llama config's attention_bias
-// or mlp_bias with biases other than zeros is refused, though the runtime
+// or mlp_bias, or a qwen3 config's attention_bias (llama.cpp's qwen3
+// graph adds no bias), with biases other than zeros is refused, though the runtime
 // adds attention_bias's (llama.cpp's llama architecture would take them
 // permuted too; gptqtool does not write them). A config's attention_bias
 // or mlp_bias alone is no reason to refuse: biases that are absent
@@ -686,16 +690,18 @@ type tensorSpec struct {
 // a llama3 RoPE scaling's rope_freqs first, as convert_hf_to_gguf.py
 // writes the tensors of generate_extra_tensors before the checkpoint's.
 // Qwen2's attn_q, attn_k and attn_v have biases ([N], F32, as the
-// converter writes 1-D tensors), and its q/k rows keep Hugging Face's
-// order: llama.cpp rotates qwen2 by halves (LLAMA_ROPE_TYPE_NEOX, as
-// transformers does), llama by interleaved pairs, for which LlamaModel's
-// converter permutes them (PermuteQK).
+// converter writes 1-D tensors); Qwen3 has attn_q_norm and attn_k_norm
+// ([head_dim], F32; LLM_ARCH_QWEN3's LLM_TENSOR_ATTN_Q_NORM/K_NORM) and no
+// biases. Both keep q/k's rows in Hugging Face's order: llama.cpp rotates
+// qwen2 and qwen3 by halves (LLAMA_ROPE_TYPE_NEOX, as transformers does),
+// llama by interleaved pairs, for which LlamaModel's converter permutes
+// them (PermuteQK).
 func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	qHeads, kvHeads := cfg.NumAttentionHeads, cfg.NumKeyValueHeads
 	qwen2 := Arch(cfg) == "qwen2"
-	if qwen2 {
+	if Arch(cfg) != "llama" {
 		qHeads, kvHeads = 0, 0
 	}
 	var specs []tensorSpec
@@ -716,6 +722,12 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 				tensorSpec{name: blk + "attn_q.bias", source: hf + "self_attn.q_proj.bias", shape: []int{q}},
 				tensorSpec{name: blk + "attn_k.bias", source: hf + "self_attn.k_proj.bias", shape: []int{kv}},
 				tensorSpec{name: blk + "attn_v.bias", source: hf + "self_attn.v_proj.bias", shape: []int{kv}},
+			)
+		}
+		if cfg.QKNorm() {
+			specs = append(specs,
+				tensorSpec{name: blk + "attn_q_norm.weight", source: hf + "self_attn.q_norm.weight", shape: []int{hd}},
+				tensorSpec{name: blk + "attn_k_norm.weight", source: hf + "self_attn.k_norm.weight", shape: []int{hd}},
 			)
 		}
 		specs = append(specs,
@@ -865,7 +877,7 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 			name = filepath.Base(filepath.Dir(cfg.File))
 		}
 	}
-	a := Arch(cfg) + "." // qwen2 takes the llama keys under its own name
+	a := Arch(cfg) + "." // qwen2 and qwen3 take the llama keys under their own names
 	kvs := []KV{
 		{"general.architecture", Arch(cfg)},
 		{"general.type", "model"},

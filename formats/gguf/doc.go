@@ -133,7 +133,14 @@
 // and q/k rows unpermuted (llama.cpp rotates qwen2 by halves,
 // LLAMA_ROPE_TYPE_NEOX). Another Linear bias other than zeros (a llama
 // config's attention_bias or mlp_bias) is refused: the llama file is
-// written without biases. File.HFConfig reads llama files only. Norms are F32; 2-D weights take the
+// written without biases. A dense Qwen3 model (model_type qwen3) is
+// written as llama.cpp's "qwen3" architecture (Qwen3Model): the llama
+// tensors plus self_attn.q_norm and k_norm as blk.N.attn_q_norm.weight and
+// attn_k_norm.weight (F32 [head_dim]), the hyperparameters under qwen3.*
+// (key_length and value_length the config's head_dim, which need not be
+// hidden/heads), q/k rows unpermuted (NEOX as qwen2); its graph adds no
+// Linear bias, so a qwen3 attention_bias with biases other than zeros is
+// refused. File.HFConfig reads llama, qwen2 and qwen3 files back. Norms are F32; 2-D weights take the
 // requested type, or the one llama-quantize's file type (Mix) gives them,
 // with rows that do not split into whole blocks falling back as
 // llama-quantize's do (Q4_K to Q5_0, the IQ3, IQ2 and IQ1 types to

@@ -165,9 +165,9 @@ func (w *ggufWeights) float32(name string) ([]float32, []int, error) {
 	}
 	heads := 0
 	switch {
-	case gguf.Arch(w.cfg) == "qwen2":
-		// (qwen2's rows keep Hugging Face's order: llama.cpp rotates it
-		// by halves)
+	case gguf.Arch(w.cfg) != "llama":
+		// (qwen2's and qwen3's rows keep Hugging Face's order: llama.cpp
+		// rotates them by halves)
 	case strings.HasSuffix(name, ".q_proj.weight"):
 		heads = w.cfg.NumAttentionHeads
 	case strings.HasSuffix(name, ".k_proj.weight"):

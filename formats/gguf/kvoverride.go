@@ -111,8 +111,10 @@ var derivedKeys = map[string]string{
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
 	key := kv.Key
-	if rest, ok := strings.CutPrefix(key, "qwen2."); ok {
-		key = "llama." + rest // the same keys under qwen2's name
+	for _, a := range []string{"qwen2.", "qwen3."} {
+		if rest, ok := strings.CutPrefix(key, a); ok {
+			key = "llama." + rest // the same keys under qwen2's and qwen3's names
+		}
 	}
 	if why, ok := derivedKeys[key]; ok {
 		return fmt.Errorf("%s: gptqtool derives %s from the tensors it writes (%s): it cannot be overridden", overrideString(kv), kv.Key, why)

@@ -17,7 +17,9 @@ import (
 // architecture Convert writes, and llama.cpp's converter writes for Llama
 // and Mistral models): LlamaForCausalLM with the llama.* hyperparameters
 // (a qwen2 file's: Qwen2ForCausalLM with the qwen2.* ones, its q/k/v
-// biases bound by ModelWeights),
+// biases bound by ModelWeights; a qwen3 file's: Qwen3ForCausalLM with the
+// qwen3.* ones, head_dim the key length, its attn_q_norm/attn_k_norm bound
+// as q_norm/k_norm),
 // the tokenizer's special ids, and tied embeddings where the file has no
 // output weight. RoPE scaling is read as llama.cpp reads it: a linear one
 // (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with
@@ -34,8 +36,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models) or qwen2", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2 or qwen3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -75,6 +77,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		// (llama.cpp's qwen2 graph: q/k/v biases, RoPE by halves)
 		c["architectures"], c["model_type"] = []string{"Qwen2ForCausalLM"}, "qwen2"
 	}
+	if arch == "qwen3" {
+		// (llama.cpp's qwen3 graph: per-head q/k norms, no biases, RoPE
+		// by halves)
+		c["architectures"], c["model_type"] = []string{"Qwen3ForCausalLM"}, "qwen3"
+	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
@@ -107,6 +114,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	} else if ok && hd != 0 {
 		c["head_dim"] = hd
 		headDim = hd
+	}
+	if arch == "qwen3" {
+		// Qwen3Config's head_dim defaults to 128, llama.cpp's key length
+		// to hidden/heads: the config says which the file has.
+		c["head_dim"] = headDim
 	}
 	if vd, ok, err := u("attention.value_length", false); err != nil {
 		return nil, err
