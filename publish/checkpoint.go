@@ -420,8 +420,8 @@ func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInf
 	infos := []safetensors.TensorInfo{{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}}}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		p := model.LayerPrefix(li) + "."
-		for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
-			infos = append(infos, safetensors.TensorInfo{Name: p + n, DType: safetensors.F16, Shape: []int{cfg.HiddenSize}})
+		for _, n := range model.LayerNormNames(cfg, li) {
+			infos = append(infos, safetensors.TensorInfo{Name: n, DType: safetensors.F16, Shape: model.WantShape(n, cfg, nil)})
 		}
 		for _, m := range model.LinearModules {
 			K, N, ok := model.LinearShape(cfg, m)
@@ -507,9 +507,8 @@ func (c *Checkpoint) copyPlain(name string) error {
 // skipped module is copied in fp16 as module.weight, as the checkpoint's
 // other unquantized tensors are.
 func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
-	p := model.LayerPrefix(li) + "."
-	for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
-		if err := c.copyPlain(p + n); err != nil {
+	for _, n := range model.LayerNormNames(c.cfg, li) {
+		if err := c.copyPlain(n); err != nil {
 			return err
 		}
 	}

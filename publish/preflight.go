@@ -289,8 +289,7 @@ func plainTensorNames(cfg *hfconfig.Config) []string {
 		names = append(names, "lm_head.weight")
 	}
 	for li := range cfg.NumHiddenLayers {
-		p := model.LayerPrefix(li) + "."
-		names = append(names, p+"input_layernorm.weight", p+"post_attention_layernorm.weight")
+		names = append(names, model.LayerNormNames(cfg, li)...)
 	}
 	return names
 }

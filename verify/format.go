@@ -311,8 +311,8 @@ func plainProblems(set tensorSet, cfg *hfconfig.Config) []string {
 		ws = append(ws, want{"lm_head.weight", []int{cfg.VocabSize, cfg.HiddenSize}})
 	}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
-		for _, n := range []string{"input_layernorm.weight", "post_attention_layernorm.weight"} {
-			ws = append(ws, want{fmt.Sprintf("model.layers.%d.%s", li, n), []int{cfg.HiddenSize}})
+		for _, n := range model.LayerNormNames(cfg, li) {
+			ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
 		}
 	}
 	var ps []string

@@ -303,6 +303,8 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		switch rest {
 		case "input_layernorm.weight", "post_attention_layernorm.weight":
 			return []int{cfg.HiddenSize}
+		case "self_attn.q_norm.weight", "self_attn.k_norm.weight":
+			return []int{cfg.HeadDim}
 		}
 		module, sfx, _ := cutLast(rest, ".")
 		if K, N, ok = LinearShape(cfg, module); !ok {

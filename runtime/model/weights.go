@@ -564,6 +564,26 @@ func LayerTensorNames(i int) []string {
 	return names
 }
 
+// LayerNormNames lists decoder layer i's norm weights: input_layernorm
+// and post_attention_layernorm [hidden_size], and where cfg has per-head
+// q/k norms (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm and k_norm
+// [head_dim]. None is quantized: a GPTQ checkpoint keeps them in fp16.
+func LayerNormNames(cfg *hfconfig.Config, i int) []string {
+	p := LayerPrefix(i) + "."
+	return append([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, QKNormNames(cfg, i)...)
+}
+
+// QKNormNames lists decoder layer i's per-head q/k norm weights,
+// self_attn.q_norm and k_norm [head_dim], where cfg has them
+// (hfconfig.Config.QKNorm: Qwen3); none elsewhere.
+func QKNormNames(cfg *hfconfig.Config, i int) []string {
+	if !cfg.QKNorm() {
+		return nil
+	}
+	p := LayerPrefix(i) + "."
+	return []string{p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight"}
+}
+
 // LayerBiasNames lists the Linear biases of decoder layer i that cfg
 // gives (hfconfig.Config.LinearBias: Qwen2's q/k/v), which a qwen2
 // checkpoint holds and a llama one with attention_bias may.
