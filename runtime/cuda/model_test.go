@@ -37,7 +37,9 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // attention factor; there the CPU's logits move from the unscaled
 // model's by far more than the device may differ from them.
 // qwen2 is a random-weight Qwen2 checkpoint (fixtures.Qwen2, fp32) of
-// openchat-tiny's attention shape, its q/k/v biases added by AddBias.
+// openchat-tiny's attention shape, its q/k/v biases added by AddBias;
+// qwen3 a random-weight Qwen3 one (fixtures.Qwen3, fp32; 4 heads of 128
+// over hidden 256), its per-head q/k norms the RMSNorm over a Reshape.
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -45,6 +47,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		name, fixture, scaling string
 	}{
 		{"qwen2", "", ""},
+		{"qwen3", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -61,9 +64,12 @@ func TestModelMatchesCPU(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var dir string
-			if tc.fixture == "" {
+			switch {
+			case tc.name == "qwen3":
+				dir = qwen3Synth(t, "f32", nil, nil)
+			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
-			} else {
+			default:
 				dir = fixtures.Path(t, tc.fixture)
 			}
 			plain := dir
