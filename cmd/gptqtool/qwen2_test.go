@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -24,7 +25,24 @@ func TestQwen2Commands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	dir := fixtures.Qwen2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "max_position_embeddings": 512},
 		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+	qwenCommands(t, dir, "qwen2")
+}
 
+// TestQwen3Commands runs the commands of TestQwen2Commands on a
+// random-weight Qwen3 checkpoint (per-head q/k norms, head_dim 64 where
+// hidden/heads is 32): inspect names it qwen3 and counts its norms as
+// config.json does, and the rest as for Qwen2, the GGUF file qwen3's.
+func TestQwen3Commands(t *testing.T) {
+	tok := fixturePath(t, "models/openchat-tiny")
+	dir := fixtures.Qwen3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64},
+		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+	qwenCommands(t, dir, "qwen3")
+}
+
+// qwenCommands runs inspect, generate, serve, quantize, verify kl and
+// convert --gguf on dir, a checkpoint of modelType.
+func qwenCommands(t *testing.T, dir, modelType string) {
+	t.Helper()
 	out, stderr, err := run(t, "inspect", dir, "--json")
 	if err != nil {
 		t.Fatalf("inspect: %v\n%s", err, stderr)
@@ -37,8 +55,8 @@ func TestQwen2Commands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
-	if rep.ModelType != "qwen2" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
-		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want qwen2 and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters)
+	if rep.ModelType != modelType || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want %s and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters, modelType)
 	}
 
 	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
@@ -111,5 +129,13 @@ func TestQwen2Commands(t *testing.T) {
 	gg := filepath.Join(t.TempDir(), "q.gguf")
 	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
 		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+	}
+	f, err := gguf.Open(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if a, _ := gguf.Value[string](f, "general.architecture"); a != modelType {
+		t.Errorf("convert --gguf: general.architecture %q, want %s", a, modelType)
 	}
 }
