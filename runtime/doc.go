@@ -1,6 +1,6 @@
 // Package runtime defines the small interface through which the model runs:
 // a Backend owns device memory and implements the handful of ops a
-// Mistral/Llama/Qwen2 forward pass needs; the model (package runtime/model) is
+// Mistral/Llama/Qwen2/Qwen3 forward pass needs; the model (package runtime/model) is
 // written once over it, and every backend (runtime/cpu now, CUDA later)
 // implements the same ops with the same names, arguments and layouts.
 //

@@ -173,7 +173,7 @@ func modelDType(dtype string, b runtime.Backend, conf func() (*hfconfig.Config, 
 	return dt, nil
 }
 
-// loadGGUF loads a llama- or qwen2-architecture GGUF file (gguf.File.HFConfig) on b,
+// loadGGUF loads a llama-, qwen2- or qwen3-architecture GGUF file (gguf.File.HFConfig) on b,
 // its weights dequantized (gguf.ModelWeights) into the dtype a --dtype
 // flag names ("auto": fp16 on cuda, fp32 on the cpu).
 func loadGGUF(path string, b runtime.Backend, dtype string) (*model.Model, error) {

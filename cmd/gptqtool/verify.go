@@ -48,7 +48,7 @@ const defaultCtx = 2048
 
 func (f *evalFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ), or a llama- or qwen2-architecture GGUF file (its weights dequantized; its text tokenized with the tokenizer files beside it)")
+	fs.StringVar(&f.model, "model", "", "checkpoint directory (fp16/bf16/fp32 or GPTQ), or a llama-, qwen2- or qwen3-architecture GGUF file (its weights dequantized; its text tokenized with the tokenizer files beside it)")
 	fs.StringVar(&f.text, "text", "", "text file to evaluate, e.g. wiki.test.raw")
 	fs.IntVar(&f.ctx, "ctx", 0, fmt.Sprintf("window length in tokens (default %d, or the model's or the baseline's max_position_embeddings where smaller)", defaultCtx))
 	f.ctxGiven = func() bool { return fs.Changed("ctx") }

@@ -1,5 +1,6 @@
-// Package model runs Mistral/Llama- and Qwen2-family decoder models
-// (transformers MistralForCausalLM / LlamaForCausalLM / Qwen2ForCausalLM)
+// Package model runs Mistral/Llama-, Qwen2- and dense Qwen3-family decoder
+// models (transformers MistralForCausalLM / LlamaForCausalLM /
+// Qwen2ForCausalLM / Qwen3ForCausalLM)
 // on a runtime.Backend. The forward pass is written once, here, in terms of
 // the backend's ops; backends know nothing of checkpoints or GPTQ.
 //
@@ -11,6 +12,11 @@
 // stores in its epilogue (runtime.RoPEFuser): the product, the bias, then
 // RoPEStore. o_proj's bias is added to its product, or to x where the
 // product was added into it.
+//
+// Qwen3 normalizes each head of q and of k (self_attn.q_norm/k_norm
+// [head_dim], rms_norm_eps) after the products and biases, before RoPE:
+// Backend.RMSNorm in place over a [rows·heads, head_dim] Backend.Reshape.
+// Its decode steps take the unfused q/k path as biased layers do.
 //
 // # Data
 //
