@@ -607,6 +607,12 @@ func checkModel(cfg *hfconfig.Config) error {
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
 	}
+	if s.Type == hfconfig.RopeLlama3 && Arch(cfg) != "llama" {
+		// rope_freqs is no tensor of llama.cpp's qwen2 or qwen3
+		// architecture (LLM_TENSOR_NAMES): its loader would refuse the
+		// file for a tensor it did not create.
+		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture has no rope_freqs tensor to carry it: %w", cfg.File, s, Arch(cfg), ErrUnsupportedModel)
+	}
 	if s.Type == hfconfig.RopeYarn {
 		// llama.cpp's llama and qwen2 graphs take yarn's betas from its
 		// context parameters (32 and 1; the loader reads no yarn_beta_*

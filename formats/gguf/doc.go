@@ -140,7 +140,9 @@
 // (key_length and value_length the config's head_dim, which need not be
 // hidden/heads), q/k rows unpermuted (NEOX as qwen2); its graph adds no
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
-// refused. File.HFConfig reads llama, qwen2 and qwen3 files back. Norms are F32; 2-D weights take the
+// refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
+// llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
+// llama, qwen2 and qwen3 files back. Norms are F32; 2-D weights take the
 // requested type, or the one llama-quantize's file type (Mix) gives them,
 // with rows that do not split into whole blocks falling back as
 // llama-quantize's do (Q4_K to Q5_0, the IQ3, IQ2 and IQ1 types to

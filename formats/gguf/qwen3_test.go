@@ -119,6 +119,14 @@ func TestConvertQwen3(t *testing.T) {
 		t.Errorf("the runtime on the F16 file's weights vs on the checkpoint: %v", d)
 	}
 
+	t.Run("llama3 scaling", func(t *testing.T) {
+		ck := qwen3Checkpoint(t, map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0,
+			"low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 128}})
+		_, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "s.gguf"), ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16})
+		if err == nil || !strings.Contains(err.Error(), "qwen3 architecture has no rope_freqs tensor") {
+			t.Errorf("err = %v, want the llama3 scaling refused", err)
+		}
+	})
 	t.Run("attention_bias", func(t *testing.T) {
 		ck := qwen3Checkpoint(t, map[string]any{"attention_bias": true})
 		_, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "b.gguf"), ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF16})
