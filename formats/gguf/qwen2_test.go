@@ -175,7 +175,19 @@ func compareAll(got, want [][]float64) diff {
 func TestLlamaCppQwen2(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := qwen2Checkpoint(t)
-	prompts := qwen2Prompts(t, ck.tok)
+	llamaCppMatches(t, node, ck, qwen2Prompts(t, ck.tok), zeroBiases{ck.set}, "biases")
+}
+
+// llamaCppMatches loads ck's F32, F16 and Q8_0 GGUF files in llama.cpp
+// (node-llama-cpp, node) and compares its next-token log-probabilities on
+// prompts with our runtime on the same weights: the checkpoint itself for
+// F32 (llama.cpp computes in fp32), the file's dequantized weights for F16
+// and Q8_0. without is ck's weights with what it tests (the biases, the
+// q/k norms) taken out: our runtime on them must be far from llama.cpp's
+// F32 logits, or the comparison cannot tell that part
+// (TestLlamaCppQwen2, TestLlamaCppQwen3).
+func llamaCppMatches(t *testing.T, node string, ck *checkpoint, prompts [][]int, without model.Weights, what string) {
+	t.Helper()
 	types := []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
 	var convs []*converted
 	req := llamaRequest{}
@@ -202,15 +214,15 @@ func TestLlamaCppQwen2(t *testing.T) {
 			llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
 		})
 	}
-	t.Run("biases matter", func(t *testing.T) {
-		m, err := model.FromWeights(zeroBiases{ck.set}, ck.cfg, nil, cpu.New(0))
+	t.Run(what+" matter", func(t *testing.T) {
+		m, err := model.FromWeights(without, ck.cfg, nil, cpu.New(0))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer m.Close()
 		d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
 		if tol := llamaTolerances[gguf.TypeF32]; !(d.nmse > 100*tol.nmse) {
-			t.Errorf("llama.cpp's F32 logits vs our runtime without biases: %v: the comparison cannot tell the biases", d)
+			t.Errorf("llama.cpp's F32 logits vs our runtime without its %s: %v: the comparison cannot tell them", what, d)
 		}
 	})
 }

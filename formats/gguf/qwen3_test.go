@@ -145,44 +145,7 @@ func TestConvertQwen3(t *testing.T) {
 func TestLlamaCppQwen3(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := qwen3Checkpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	types := []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
-	var convs []*converted
-	req := llamaRequest{}
-	for _, typ := range types {
-		c := convertWith(t, ck, typ, gguf.ConvertOptions{Type: typ})
-		convs = append(convs, c)
-		req.Models = append(req.Models, llamaModel{Path: c.path, Context: 64, Logits: prompts})
-	}
-	resp := runLlamaCpp(t, node, req)
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	src, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	for i, c := range convs {
-		t.Run(c.typ.String(), func(t *testing.T) {
-			m := src
-			if c.typ != gguf.TypeF32 {
-				m = loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg)
-			}
-			d := llamaDiff(t, resp.Models[i].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
-			t.Logf("%s: llama.cpp vs our runtime: %v", c.typ, d)
-			llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
-		})
-	}
-	t.Run("q/k norms matter", func(t *testing.T) {
-		m, err := model.FromWeights(unitQKNorms{ck.set}, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
-		if tol := llamaTolerances[gguf.TypeF32]; !(d.nmse > 100*tol.nmse) {
-			t.Errorf("llama.cpp's F32 logits vs our runtime with unit q/k norms: %v: the comparison cannot tell the norms", d)
-		}
-	})
+	llamaCppMatches(t, node, ck, qwen2Prompts(t, ck.tok), unitQKNorms{ck.set}, "q/k norms")
 }
 
 // unitQKNorms serves a checkpoint's tensors with q_norm/k_norm all ones

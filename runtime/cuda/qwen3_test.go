@@ -9,10 +9,6 @@ import (
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
-	"github.com/gptqtool/gptqtool/runtime/backendtest"
-	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/kvcache"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // qwen3Synth writes a random-weight Qwen3 checkpoint (per-head q/k norms)
@@ -52,81 +48,7 @@ func TestQwen3DecodeOnDevice(t *testing.T) {
 		{"bf16", qwen3Synth(t, "bf16", nil, nil), runtime.BF16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mc := load(t, tc.dir, cpu.New(0))
-			mg, err := model.LoadWith(tc.dir, b, model.Options{DType: tc.dt})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer mg.Close()
-			ids := make([]int, 200)
-			for i, id := range fixtures.WikiIDs(t)[:200] {
-				ids[i] = id % mg.Vocab()
-			}
-			prompts := [][]int{ids[:37], ids[40:45], ids[50:150]}
-			logits := map[bool][][][]float32{}
-			for _, graphs := range []bool{true, false} {
-				c, err := mg.NewPagedCache(64, 16, 256)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c.NoGraphs = !graphs
-				seqs := make([]kvcache.Seq, len(prompts))
-				var steps []model.StepSeq
-				for i, p := range prompts {
-					if err := c.Pool.Reserve(&seqs[i], len(p)+8); err != nil {
-						t.Fatal(err)
-					}
-					steps = append(steps, model.StepSeq{Seq: &seqs[i], Tokens: p, Logits: true})
-				}
-				var all [][][]float32
-				for step := range 7 {
-					out, err := mg.Step(c, steps)
-					if err != nil {
-						t.Fatal(err)
-					}
-					all = append(all, out)
-					for i := range steps {
-						steps[i].Tokens = []int{ids[160+step*3+i]}
-					}
-				}
-				if graphs && c.GraphErr() != nil {
-					t.Fatalf("decode steps were not recorded: %v", c.GraphErr())
-				}
-				logits[graphs] = all
-				c.Free()
-			}
-			for step := range logits[true] {
-				for i := range prompts {
-					g, e := logits[true][step][i], logits[false][step][i]
-					for j := range g {
-						if g[j] != e[j] {
-							t.Fatalf("step %d sequence %d: replayed logit %d = %v, op by op %v", step, i, j, g[j], e[j])
-						}
-					}
-				}
-			}
-			for i, p := range prompts {
-				seq := append([]int(nil), p...)
-				for step := range 6 {
-					seq = append(seq, ids[160+step*3+i])
-				}
-				want, err := mc.ForwardLast(seq, nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				w64 := make([]float64, len(want))
-				for j, v := range want {
-					w64[j] = float64(v)
-				}
-				// bf16 activations round 8 bits where fp16 rounds 11.
-				tol := 1e-4
-				if tc.dt == runtime.BF16 {
-					tol = 2e-3
-				}
-				if nmse := backendtest.NMSE(logits[true][6][i], w64); !(nmse < tol) {
-					t.Errorf("sequence %d: %v decode logits nmse %.3g against the fp32 CPU", i, tc.dt, nmse)
-				}
-			}
+			decodeMatchesCPU(t, b, tc.dir, tc.dt)
 		})
 	}
 }
