@@ -193,13 +193,6 @@ func ToGPTQ(qweight, qzeros []int32, scales []uint16, K, N, groupSize int) (*gpt
 	if l.QZeros, err = gptq.PackQZeros(z, G, N, Bits, gptq.FormatV2); err != nil {
 		return nil, fmt.Errorf("awq: %w", err)
 	}
-	gs := groupSize
-	if gs == -1 {
-		gs = K
-	}
-	l.GIdx = make([]int32, K)
-	for k := range l.GIdx {
-		l.GIdx[k] = int32(k / gs)
-	}
+	l.GIdx = gptq.GIdx(K, groupSize, nil, false) // no act order: the trivial g_idx
 	return l, nil
 }

@@ -393,14 +393,7 @@ func (l *Linear) ToGPTQ() (*gptq.Linear, error) {
 	if l.GIdx != nil && !slices.Contains(l.GIdx, -1) {
 		out.GIdx = l.GIdx
 	} else {
-		step := gs
-		if step == -1 {
-			step = K
-		}
-		out.GIdx = make([]int32, K)
-		for k := range out.GIdx {
-			out.GIdx[k] = int32(k / step)
-		}
+		out.GIdx = gptq.GIdx(K, gs, nil, false)
 	}
 	return out, nil
 }

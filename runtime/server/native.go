@@ -1,7 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -136,19 +135,7 @@ func keepIDs(t *tokenizer.Tokenizer, markers []string) map[int]string {
 
 // newMistralID returns a Mistral call id: 9 random letters and digits (as
 // vLLM's MistralToolCall).
-func newMistralID() string {
-	id := make([]byte, 0, 9)
-	var buf [32]byte
-	for len(id) < cap(id) {
-		rand.Read(buf[:])
-		for _, c := range buf {
-			if c < 248 && len(id) < cap(id) {
-				id = append(id, callIDChars[c%62])
-			}
-		}
-	}
-	return string(id)
-}
+func newMistralID() string { return randomID("", 9) }
 
 // templateTools is req's tools as a chat template takes them (OpenAI's
 // list: {"type": "function", "function": {"name", "description",

@@ -394,9 +394,12 @@ const callIDChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456
 
 // newCallID returns a tool call's id: "call_" and 24 random letters and
 // digits, as OpenAI's.
-func newCallID() string {
-	id := make([]byte, 0, 29)
-	id = append(id, "call_"...)
+func newCallID() string { return randomID("call_", 24) }
+
+// randomID returns prefix and n random letters and digits (callIDChars).
+func randomID(prefix string, n int) string {
+	id := make([]byte, 0, len(prefix)+n)
+	id = append(id, prefix...)
 	var buf [64]byte
 	for len(id) < cap(id) {
 		rand.Read(buf[:])
