@@ -17,6 +17,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
@@ -113,25 +114,7 @@ func TestForeignCheckpoints(t *testing.T) {
 				t.Errorf("%s not skipped by %+v", skip, fc.Quant.Dynamic)
 			}
 			for _, l := range linears {
-				fl, err := readLinear(fc.set, l.Name, l.N, l.K, fc.Quant)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rl, err := readLinear(rc.set, l.Name, l.N, l.K, rc.Quant)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fq, err := Sequential(fl)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rq, err := Sequential(rl)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fq == nil || !reflect.DeepEqual(fq, rq) {
-					t.Fatalf("%s: QuantWeight differs from the GPTQ checkpoint's", l.Name)
-				}
+				sameQuantWeight(t, fc, rc, l)
 			}
 			b := cpu.New(0)
 			fm, err := fc.Load(b, Options{})
@@ -338,25 +321,7 @@ func TestForeignQwen2Biases(t *testing.T) {
 			quantpack.Write(t, base, d, tc.block, nil, mods, tc.pack)
 			fc, fm := open(t, d)
 			for _, l := range linears {
-				fl, err := readLinear(fc.set, l.Name, l.N, l.K, fc.Quant)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rl, err := readLinear(rc.set, l.Name, l.N, l.K, rc.Quant)
-				if err != nil {
-					t.Fatal(err)
-				}
-				fq, err := Sequential(fl)
-				if err != nil {
-					t.Fatal(err)
-				}
-				rq, err := Sequential(rl)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fq == nil || !reflect.DeepEqual(fq, rq) {
-					t.Fatalf("%s: QuantWeight differs from the GPTQ checkpoint's", l.Name)
-				}
+				sameQuantWeight(t, fc, rc, l)
 				fb, ferr := fc.set.Tensor(l.Name + ".bias")
 				rb, rerr := rc.set.Tensor(l.Name + ".bias")
 				if (ferr == nil) != (rerr == nil) || (ferr == nil && (fb.DType != rb.DType || !slices.Equal(fb.Shape, rb.Shape) || !slices.Equal(fb.Data, rb.Data))) {
@@ -378,5 +343,24 @@ func TestForeignQwen2Biases(t *testing.T) {
 				t.Errorf("logits differ from the GPTQ checkpoint's")
 			}
 		})
+	}
+}
+
+// sameQuantWeight fails t unless Linear l of the foreign checkpoint fc
+// reads as the same runtime QuantWeight as the GPTQ checkpoint rc's.
+func sameQuantWeight(t *testing.T, fc, rc *Checkpoint, l gptq.LinearShape) {
+	t.Helper()
+	var qs [2]*runtime.QuantWeight
+	for i, c := range []*Checkpoint{fc, rc} {
+		lin, err := readLinear(c.set, l.Name, l.N, l.K, c.Quant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if qs[i], err = Sequential(lin); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if qs[0] == nil || !reflect.DeepEqual(qs[0], qs[1]) {
+		t.Fatalf("%s: QuantWeight differs from the GPTQ checkpoint's", l.Name)
 	}
 }
