@@ -169,6 +169,31 @@ func TestChatPageInChromium(t *testing.T) {
 	}
 }
 
+// TestChatPageReasoningInChromium runs chat_page_reasoning.mjs with the
+// tiny model under DeepSeek-R1-Distill-Llama's template, which opens
+// <think> in every prompt: the page shows the thinking apart from the
+// answer, as the API returns them.
+func TestChatPageReasoningInChromium(t *testing.T) {
+	needNode(t)
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Skipf("%s is missing: apt-get install -y chromium", chromiumPath)
+	}
+	tok := templateTokenizer(t, readTemplate(t, "deepseek-ai-DeepSeek-R1-Distill-Llama-8B"), thinkClose, false)
+	closeID, _ := tok.TokenID(thinkClose)
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	s := runNode(t, "chat_page_reasoning.mjs", ts.URL, strconv.Itoa(closeID))
+	turns, _ := s["turns"].([]any)
+	answered := 0
+	for _, turn := range turns {
+		if m, _ := turn.(map[string]any); m["content"] != "" {
+			answered++
+		}
+	}
+	if len(turns) != 2 || answered == 0 {
+		t.Errorf("want two turns, at least one answered after its thinking (the summary: %v)", s)
+	}
+}
+
 // TestPageSelfContained checks, without a browser, what the page promises:
 // the ids tests drive it by, and nothing loaded from outside the server.
 func TestPageSelfContained(t *testing.T) {
