@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
+#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -379,6 +379,25 @@ for step in $steps; do
     (cd "$GPTQTOOL_KERNEL_CACHE" && find . -name '*.cubin' -newer /tmp/kernel-cache-mark | grep -E "${SASS_MATCH:-decode-PA_C_4}" | sort |
       while read -r f; do echo "=== $f"; cuobjdump -sass "$f"; done) | gzip >"$OUT/sass.txt.gz"
     note "sass: $(zcat "$OUT/sass.txt.gz" | grep -c '^===') cubins"
+    ;;
+  decodeshapes)
+    # Other models' shapes (biased q/k/v, per-head q/k norms: the decode
+    # step's unfused paths), 4-bit g128 act order from `gptqtool synth
+    # --bits`, decoded at DECODE_ENV_BATCH (default 1,8). DECODE_SHAPES names
+    # configs of formats/hfconfig/testdata (default qwen2-7b-instruct
+    # qwen3-8b); openchat's tokenizer stands in for theirs (speed depends on
+    # the vocabulary's size, which the config gives, not on its entries).
+    for c in ${DECODE_SHAPES:-qwen2-7b-instruct qwen3-8b}; do
+      cfg=formats/hfconfig/testdata/$c.json
+      [ -f "$cfg" ] || { note "decodeshapes: no $cfg"; continue; }
+      mkdir -p /tmp/cfg-$c && cp "$cfg" /tmp/cfg-$c/config.json
+      [ -d /tmp/shape-$c ] || run synth-$c 200 "$bin/gptqtool" synth --config /tmp/cfg-$c \
+        --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/shape-$c --bits 4 --group 128 --act-order --json
+      run decode-$c 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/shape-$c --batch ${DECODE_ENV_BATCH:-1,8} --prompt ${DECODE_PROMPT:-128} --new ${DECODE_NEW:-128} >'$LOGS/decode-$c.json'"
+      note "$c, 4-bit g128 act order:"
+      grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/decode-$c.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
+    done
     ;;
   decodebase)
     # The build scripts/device-build.sh made with DEVICE_BASE=REV, decoding
