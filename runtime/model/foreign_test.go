@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/gptqtool/gptqtool/internal/quantpack"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/x448/float16"
 )
 
 // tinyBase writes a floating-point checkpoint of openchat-tiny's shape
@@ -234,15 +236,54 @@ func TestForeignRefusals(t *testing.T) {
 	}
 }
 
-// TestForeignQwen2Biases packs one random Qwen2 (fixtures.Qwen2's shape,
-// q/k/v biases) as GPTQ v2, AWQ and compressed-tensors with the same codes
-// and the source's q/k/v_proj.bias tensors beside the packed weights, as
-// Qwen's AWQ checkpoints and llm-compressor's Qwen2 W4A16 ones keep them:
-// each module's QuantWeight and bias and the model's logits must be the
-// GPTQ checkpoint's, the biases bound, and the GPTQ checkpoint without
-// its biases must give other logits (a reader dropping them fails).
-func TestForeignQwen2Biases(t *testing.T) {
-	base := fixtures.Qwen2(t, nil, synth.Options{DType: "f16", Seed: 7})
+// TestForeignQwenExtras packs a random Qwen2 (q/k/v biases) and a random
+// Qwen3 (per-head q_norm/k_norm) as GPTQ v2, AWQ and compressed-tensors
+// with the same codes and the source's other tensors beside the packed
+// weights, as Qwen's AWQ checkpoints and llm-compressor's W4A16 ones keep
+// them: each module's QuantWeight, each extra tensor and the model's
+// logits must be the GPTQ checkpoint's, the extras bound, and the GPTQ
+// checkpoint with them altered (biases zeroed, norms set to ones) must
+// give other logits (a reader dropping them fails).
+func TestForeignQwenExtras(t *testing.T) {
+	for _, model := range []struct {
+		name    string
+		fixture func(testing.TB, map[string]any, synth.Options) string
+		extra   func(name string) bool        // a tensor the test alters
+		alter   func(*safetensors.Tensor)     // how
+		bound   func(lw *layerWeights) string // what of a layer's extras is not bound
+	}{
+		{"qwen2", fixtures.Qwen2, func(n string) bool { return strings.HasSuffix(n, ".bias") },
+			func(tn *safetensors.Tensor) { clear(tn.Data) },
+			func(lw *layerWeights) string {
+				for j := range vProj + 1 {
+					if lw.bias[j] == nil {
+						return LinearModules[j] + "'s bias"
+					}
+				}
+				return ""
+			}},
+		{"qwen3", fixtures.Qwen3, func(n string) bool { return strings.HasSuffix(n, "_norm.weight") && strings.Contains(n, "self_attn.") },
+			func(tn *safetensors.Tensor) {
+				one := float16.Fromfloat32(1).Bits()
+				for i := 0; i+1 < len(tn.Data); i += 2 {
+					binary.LittleEndian.PutUint16(tn.Data[i:], one)
+				}
+			},
+			func(lw *layerWeights) string {
+				if lw.qNorm == nil || lw.kNorm == nil {
+					return "q_norm/k_norm"
+				}
+				return ""
+			}},
+	} {
+		t.Run(model.name, func(t *testing.T) {
+			base := model.fixture(t, nil, synth.Options{DType: "f16", Seed: 7})
+			foreignQwenExtras(t, base, model.extra, model.alter, model.bound)
+		})
+	}
+}
+
+func foreignQwenExtras(t *testing.T, base string, extra func(string) bool, alter func(*safetensors.Tensor), bound func(*layerWeights) string) {
 	cfg, err := hfconfig.Load(base)
 	if err != nil {
 		t.Fatal(err)
@@ -252,10 +293,10 @@ func TestForeignQwen2Biases(t *testing.T) {
 		t.Fatal(err)
 	}
 	mods := quantpack.Draw(9, linears, 4, 64, false, false)
-	dir := t.TempDir()
-	ref := filepath.Join(dir, "gptq")
-	quantpack.Write(t, base, ref, map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"},
-		nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) })
+	gptqBlock := map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"}
+	gptqPack := func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) }
+	ref := filepath.Join(t.TempDir(), "gptq")
+	quantpack.Write(t, base, ref, gptqBlock, nil, mods, gptqPack)
 	ids := []int{1, 42, 200, 7, 99, 13}
 	open := func(t *testing.T, d string) (*Checkpoint, *Model) {
 		t.Helper()
@@ -276,31 +317,37 @@ func TestForeignQwen2Biases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var extras []string
+	for _, n := range rc.set.Names() {
+		if extra(n) {
+			extras = append(extras, n)
+		}
+	}
+	if len(extras) == 0 {
+		t.Fatal("the GPTQ checkpoint holds none of the tensors the test alters")
+	}
 	for i := range cfg.NumHiddenLayers {
-		for j := range vProj + 1 {
-			if rm.layers[i].bias[j] == nil {
-				t.Fatalf("GPTQ checkpoint: layer %d: %s's bias not bound", i, LinearModules[j])
-			}
+		if what := bound(&rm.layers[i]); what != "" {
+			t.Fatalf("GPTQ checkpoint: layer %d: %s not bound", i, what)
 		}
 	}
 
-	t.Run("without biases", func(t *testing.T) {
-		nb := filepath.Join(t.TempDir(), "gptq")
-		quantpack.Write(t, base, nb, map[string]any{"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false, "checkpoint_format": "gptq_v2"},
-			nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, gptq.FormatV2) })
-		fixtures.RewriteTensors(t, nb, func(tn *safetensors.Tensor) bool {
-			if strings.HasSuffix(tn.Name, ".bias") {
-				clear(tn.Data)
+	t.Run("altered", func(t *testing.T) {
+		d := filepath.Join(t.TempDir(), "gptq")
+		quantpack.Write(t, base, d, gptqBlock, nil, mods, gptqPack)
+		fixtures.RewriteTensors(t, d, func(tn *safetensors.Tensor) bool {
+			if extra(tn.Name) {
+				alter(tn)
 			}
 			return true
 		})
-		_, m := open(t, nb)
+		_, m := open(t, d)
 		got, err := m.Forward(ids, nil, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if slices.Equal(got, want) {
-			t.Error("zeroed biases give the same logits: the test cannot tell a dropped bias")
+			t.Error("altered extras give the same logits: the test cannot tell a dropped tensor")
 		}
 	})
 
@@ -322,17 +369,17 @@ func TestForeignQwen2Biases(t *testing.T) {
 			fc, fm := open(t, d)
 			for _, l := range linears {
 				sameQuantWeight(t, fc, rc, l)
-				fb, ferr := fc.set.Tensor(l.Name + ".bias")
-				rb, rerr := rc.set.Tensor(l.Name + ".bias")
-				if (ferr == nil) != (rerr == nil) || (ferr == nil && (fb.DType != rb.DType || !slices.Equal(fb.Shape, rb.Shape) || !slices.Equal(fb.Data, rb.Data))) {
-					t.Errorf("%s.bias: %v (%v), want the GPTQ checkpoint's (%v)", l.Name, fb.TensorInfo, ferr, rerr)
+			}
+			for _, n := range extras {
+				ft, ferr := fc.set.Tensor(n)
+				rt, rerr := rc.set.Tensor(n)
+				if ferr != nil || rerr != nil || ft.DType != rt.DType || !slices.Equal(ft.Shape, rt.Shape) || !slices.Equal(ft.Data, rt.Data) {
+					t.Errorf("%s: %v (%v), want the GPTQ checkpoint's (%v)", n, ft.TensorInfo, ferr, rerr)
 				}
 			}
 			for i := range cfg.NumHiddenLayers {
-				for j := range vProj + 1 {
-					if fm.layers[i].bias[j] == nil {
-						t.Errorf("layer %d: %s's bias not bound", i, LinearModules[j])
-					}
+				if what := bound(&fm.layers[i]); what != "" {
+					t.Errorf("layer %d: %s not bound", i, what)
 				}
 			}
 			got, err := fm.Forward(ids, nil, nil)
