@@ -7,8 +7,12 @@
 //
 // Supported: text, {{ }}, {% %}, {# #}, '-' and '+' whitespace control;
 // if/elif/else, for (with loop.index, index0, revindex, revindex0, first,
-// last, length, previtem, nextitem; "for a, b in"; "for x in xs if c";
-// break, continue), set (namespace() and ns.attr assignment, "set a, b =",
+// last, length, previtem, nextitem, depth, depth0, cycle(…), changed(…);
+// "for a, b in"; "for x in xs if c"; break, continue; {% else %},
+// rendered, as jinja2 compiles it, when no iteration reached the end of
+// the body (none ran, or break or continue ended each); "recursive",
+// where loop(items) renders the body over items one level deeper and is
+// its output), set (namespace() and ns.attr assignment, "set a, b =",
 // block set "{% set x | filters %}…{% endset %}"), macro (defaults,
 // varargs, kwargs, caller) and call blocks, filter blocks, and
 // transformers' {% generation %}, which renders its body; literals
@@ -46,7 +50,7 @@
 // set in one is gone after it; a macro reads the names it does not set
 // from the scope it was defined in, as they are when it is called.
 //
-// Anything else (includes, extends, blocks, recursive loops, **, %
+// Anything else (includes, extends, blocks, **, %
 // string formatting, format specs, keyword arguments to methods other
 // than format, printing a generator (Python prints its address), other
 // filters, tests, methods and globals) is an *Error naming the construct
@@ -60,8 +64,8 @@
 // what a comparison, filter, index or method walks: == and in the whole
 // of the smaller value, a filter its input's elements, indexing a string
 // its bytes), 16 MiB for any string, printed list or dict and for the
-// output, a million elements for a list; statements, expressions and
-// macro calls nest at most 1000 deep.
+// output, a million elements for a list; statements, expressions,
+// macro calls and recursive loop calls nest at most 1000 deep.
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split, join, indent,

@@ -342,7 +342,7 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 					return err
 				}
 			}
-		case forStmt:
+		case *forStmt:
 			if err := r.loop(s, sc); err != nil {
 				return err
 			}
@@ -446,14 +446,22 @@ func unpack(s setStmt, v value, sc *scope) error {
 	return nil
 }
 
-func (r *renderer) loop(s forStmt, sc *scope) error {
+func (r *renderer) loop(s *forStmt, sc *scope) error {
 	it, err := r.eval(s.iter, sc)
 	if err != nil {
 		return err
 	}
+	return r.runLoop(s, sc, it, s.iter.at(), 1)
+}
+
+// runLoop runs s over the items of it, in sc, at depth (loop.depth: 1,
+// or one more each time a recursive loop calls loop(items)). As jinja2
+// compiles it, the else body runs when no iteration reached the end of
+// the body: none at all, or each ended by break or continue.
+func (r *renderer) runLoop(s *forStmt, sc *scope, it value, pos int, depth int64) error {
 	items, err := iterate(it)
 	if err != nil {
-		return &Error{Pos: s.iter.at(), Msg: err.Error()}
+		return &Error{Pos: pos, Msg: err.Error()}
 	}
 	inner := sc.child()
 	bind := func(item value) error {
@@ -489,6 +497,11 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 		}
 		items = kept
 	}
+	run := &loopRun{depth: depth}
+	if s.recursive {
+		run.s, run.sc = s, sc
+	}
+	completed := false
 	n := int64(len(items))
 	for i, item := range items {
 		if r.steps++; r.steps > maxSteps {
@@ -508,8 +521,8 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 		lp.Set("first", i == 0)
 		lp.Set("last", idx == n-1)
 		lp.Set("length", n)
-		lp.Set("depth", 1) // loops are not recursive
-		lp.Set("depth0", 0)
+		lp.Set("depth", depth)
+		lp.Set("depth0", depth-1)
 		if i > 0 {
 			lp.set("previtem", items[i-1])
 		} else {
@@ -521,7 +534,8 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 			lp.set("nextitem", undefined{"there is no next item"})
 		}
 		lp.set("cycle", cycler{idx})
-		inner.vars["loop"] = &loopCtx{lp, idx + 1, n}
+		lp.set("changed", changer{run})
+		inner.vars["loop"] = &loopCtx{lp, idx + 1, n, run}
 		err := r.exec(s.body, inner)
 		var sig loopSignal
 		if errors.As(err, &sig) {
@@ -533,8 +547,27 @@ func (r *renderer) loop(s forStmt, sc *scope) error {
 		if err != nil {
 			return err
 		}
+		completed = true
+	}
+	if !completed && s.els != nil {
+		return r.exec(s.els, sc.child())
 	}
 	return nil
+}
+
+// recurse is loop(items) of a recursive loop's run: the loop's body over
+// items one level deeper, its output the value.
+func (r *renderer) recurse(run *loopRun, items value, pos int) (value, error) {
+	if r.depth++; r.depth > maxDepth {
+		return nil, &Error{Pos: pos, Msg: "recursive loop calls nested too deeply"}
+	}
+	defer func() { r.depth-- }()
+	saved := r.buf
+	r.buf = &strBuf{}
+	err := r.runLoop(run.s, run.sc, items, pos, run.depth+1)
+	out := r.buf.str()
+	r.buf = saved
+	return out, err
 }
 
 // iterate returns the items of a list or a dict view, the keys of a
@@ -1126,9 +1159,6 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 	case *loopCtx:
 		if e, ok := x.d.get(name); ok {
 			return e, nil
-		}
-		if name == "changed" {
-			return nil, errors.New("loop.changed is not supported")
 		}
 	case *macro:
 		// jinja2's Macro has name, arguments and other attributes.

@@ -221,6 +221,28 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			return nil, fail("no items for cycling given")
 		}
 		return args[f.i%int64(len(args))], nil
+	case changer:
+		// LoopContext.changed: whether its arguments differ from the
+		// last call's (true on the first).
+		if kw != nil {
+			return nil, fail("LoopContext.changed() takes no keyword arguments")
+		}
+		if err := r.work(deep(tuple(args), maxLen)); err != nil {
+			return nil, fail("%v", err)
+		}
+		if f.run.changed && equal(f.run.last, tuple(args)) {
+			return false, nil
+		}
+		f.run.last, f.run.changed = tuple(args), true
+		return true, nil
+	case *loopCtx:
+		if f.run.s == nil {
+			return nil, fail("The loop must have the 'recursive' marker to be called recursively.")
+		}
+		if len(args) != 1 || kw != nil {
+			return nil, fail("loop() of a recursive loop takes one argument, the items")
+		}
+		return r.recurse(f.run, args[0], x.pos)
 	case undefined:
 		return nil, fail("%s", f.what)
 	}

@@ -28,6 +28,7 @@ func FuzzRender(f *testing.F) {
 		"{{ {1: 2, 'a': [1, (2, 3)]}|dictsort|tojson(indent=2, sort_keys=true) }}{{ 'a{}'.format(x) }}",
 		"{% set g = [1, 2]|map('string') %}{{ g|first }}{{ g|list }}{{ ('<'|safe) + '>' }}{{ 'a\nb'|indent(2) }}",
 		"{{ strftime_now('%Y-%m-%d %H:%M %b %a') }}{% generation %}{{ x }}{% endgeneration %}",
+		"{% for m in messages if m.role == 'x' recursive %}{{ loop.depth }}{{ loop.changed(m.role) }}{{ loop(m.tool_calls) }}{% else %}none{% endfor %}",
 	} {
 		f.Add(s)
 	}

@@ -35,10 +35,11 @@ func TestUnsupported(t *testing.T) {
 		{"unknown method", "{{ 'a'.zfill(3) }}", "line 1 col 13: str.zfill(): not supported"},
 		{"attribute of undefined", "{{ x.y }}", "line 1 col 6: 'x' is undefined"},
 		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
-		{"for else", "{% for x in y %}{% else %}{% endfor %}", "{% for %}…{% else %} is not supported"},
 		{"unclosed block set", "{% set x %}a", "line 1 col 4: {% set %} is not closed (missing {% endset %})"},
 		{"unclosed tag", "{{ x", "line 1 col 1: tag is not closed"},
 		{"raw", "{% raw %}{{ x }}{% endraw %}", "{% raw %} is not supported"},
+		{"loop not recursive", "{% for x in [1] %}\n {{ loop([]) }}{% endfor %}", "line 2 col 9: The loop must have the 'recursive' marker to be called recursively."},
+		{"else break", "{% for x in [1] recursive %}{% else %}{% break %}{% endfor %}", "line 1 col 42: 'break' outside loop"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			tp, err := Parse(c.src)
@@ -207,6 +208,8 @@ func TestNesting(t *testing.T) {
 		"attrs":   "{% set ns = namespace(x=1) %}{{ ns" + strings.Repeat(".x", n) + " }}",
 		"macro":   "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}",
 		"caller":  "{% macro m() %}{% call m() %}{% endcall %}{{ caller() }}{% endmacro %}{% call m() %}{% endcall %}",
+		"loop": "{% set ns = namespace(l=[]) %}{% for i in range(2000) %}{% set ns.l = [ns.l] %}{% endfor %}" +
+			"{% for x in [ns.l] recursive %}{{ loop(x) }}{% endfor %}",
 	} {
 		tp, err := Parse(src)
 		if err == nil {

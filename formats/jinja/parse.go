@@ -107,10 +107,12 @@ type (
 	}
 	forStmt struct {
 		node
-		vars []string
-		iter expr
-		cond expr // nil: no filter
-		body []stmt
+		vars      []string
+		iter      expr
+		cond      expr // nil: no filter
+		body      []stmt
+		els       []stmt // {% else %}: rendered when no iteration ran to its end
+		recursive bool   // loop(items) renders the body again, one level deeper
 	}
 	setStmt struct {
 		node
@@ -345,7 +347,7 @@ func (p *parser) unclosed(kw token, what, want, got string) error {
 }
 
 func (p *parser) forStatement(kw token) (stmt, error) {
-	s := forStmt{node: node{kw.pos}}
+	s := &forStmt{node: node{kw.pos}}
 	for {
 		n := p.next()
 		if n.kind != tokName {
@@ -372,7 +374,8 @@ func (p *parser) forStatement(kw token) (stmt, error) {
 		}
 	}
 	if p.isName("recursive") {
-		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "recursive loops are not supported"}
+		p.t++
+		s.recursive = true
 	}
 	if err := p.end(); err != nil {
 		return nil, err
@@ -383,13 +386,27 @@ func (p *parser) forStatement(kw token) (stmt, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.body = body
 	if end == "else" {
-		return nil, &Error{Pos: p.toks[0].pos, Msg: "{% for %}…{% else %} is not supported"}
+		if err := p.end(); err != nil {
+			return nil, err
+		}
+		// The else body is outside the loop: a break in it is the
+		// enclosing loop's; a recursive loop's else is inside its loop
+		// function in jinja2, where no loop encloses it.
+		loops := p.loops
+		if s.recursive {
+			p.loops = 0
+		}
+		s.els, end, err = p.block()
+		p.loops = loops
+		if err != nil {
+			return nil, err
+		}
 	}
 	if end != "endfor" {
 		return nil, p.unclosed(kw, "for", "endfor", end)
 	}
-	s.body = body
 	return s, p.end()
 }
 

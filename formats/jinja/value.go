@@ -198,7 +198,22 @@ type builtin struct{ name string }
 type loopCtx struct {
 	d             *Dict
 	index, length int64
+	run           *loopRun
 }
+
+// loopRun is one run of a for loop (one level of a recursive loop),
+// which its iterations share: the arguments loop.changed last saw and,
+// for a recursive loop, what loop(items) renders again.
+type loopRun struct {
+	last    tuple // loop.changed's last arguments
+	changed bool  // loop.changed has been called
+	s       *forStmt
+	sc      *scope // the scope the loop statement runs in
+	depth   int64  // loop.depth
+}
+
+// changer is loop.changed of a loop run.
+type changer struct{ run *loopRun }
 
 // cycler is loop.cycle of iteration i (0-based): its i-th argument,
 // round.
@@ -625,7 +640,7 @@ func equal(a, b value) bool {
 			}
 		}
 		return true
-	case *namespace, *macro, *iterator, *loopCtx, builtin, cycler:
+	case *namespace, *macro, *iterator, *loopCtx, builtin, cycler, changer:
 		return a == b
 	}
 	return false

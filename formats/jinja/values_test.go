@@ -82,7 +82,7 @@ func TestJinja2Values(t *testing.T) {
 		{`{{ 1|safe|int }}`, `1`, ""},
 		{`{% for i in 'abc' %}{{ loop.cycle('x', 'y') }}{{ loop.depth }}{{ loop.depth0 }}{% endfor %}`, `x10y10x10`, ""},
 		{`{% for i in [1, 2] %}{{ loop|length }}{{ loop }}{{ loop['index'] }}{{ loop is iterable }}{{ loop is sequence }}{{ loop is mapping }}{% endfor %}`, `2<LoopContext 1/2>1TrueFalseFalse2<LoopContext 2/2>2TrueFalseFalse`, ""},
-		{`{% for i in [1] %}{{ loop.changed(1) }}{% endfor %}`, "", `loop.changed is not supported`}, // jinja2: True
+		{`{% for i in [1] %}{{ loop.changed(1) }}{% endfor %}`, `True`, ""},
 		{`{% for i in [1] %}{{ loop.cycle() }}{% endfor %}`, "", `no items for cycling given`},
 		{`{{ 'a'.zfill is defined }}{{ 'a'.zfill is none }}|{{ 'a'.nope is defined }}|{{ 5.real }}{{ 5.imag }}{{ true.real }}{{ 2.5.real }}{{ 5.denominator }}|{{ [1].copy is defined }}|{% set d = {'copy': 1, 'x': 2} %}{{ d.copy is defined }}{{ d['copy'] }}{{ d.x }}`, `TrueFalse|False|5012.51|True|True12`, ""},
 		{`{{ 'a'.zfill(3) }}`, "", `str.zfill(): not supported`},                              // jinja2: 00a
