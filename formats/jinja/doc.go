@@ -18,7 +18,9 @@
 // transformers' {% generation %}, which renders its body; literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
 // tuples, dicts with string, number, bool or none keys), printed as
-// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~,
+// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~ and ** (left-associative, as jinja2 parses
+// it; a whole-number exponent, an int for ints, else a float correctly
+// rounded as C's pow; ints are 64-bit, a result past that an error),
 // comparisons, and, or, not, in, not in; inline "a if c else b"; tests
 // defined, undefined, none, string, number, integer, float, boolean,
 // true, false, mapping, sequence, iterable, odd, even,
@@ -50,7 +52,7 @@
 // set in one is gone after it; a macro reads the names it does not set
 // from the scope it was defined in, as they are when it is called.
 //
-// Anything else (includes, extends, blocks, **, %
+// Anything else (includes, extends, blocks, %
 // string formatting, format specs, keyword arguments to methods other
 // than format, printing a generator (Python prints its address), other
 // filters, tests, methods and globals) is an *Error naming the construct

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -912,16 +914,15 @@ func arith(op string, l, r value) (value, error) {
 	case lok && op == "%":
 		return nil, errors.New("string formatting with % is not supported")
 	}
+	if op == "**" {
+		return pyPow(l, r)
+	}
 	li, liok := intOf(l)
 	ri, riok := intOf(r)
 	if liok && riok {
 		switch op {
-		case "+":
-			return li + ri, nil
-		case "-":
-			return li - ri, nil
-		case "*":
-			return li * ri, nil
+		case "+", "-", "*":
+			return intArith(op, li, ri)
 		case "/":
 			if ri == 0 {
 				return nil, errors.New("division by zero")
@@ -971,6 +972,9 @@ func arith(op string, l, r value) (value, error) {
 
 // operandError is Python's TypeError for l op r.
 func operandError(op string, l, r value) error {
+	if op == "**" {
+		op = "** or pow()"
+	}
 	if op == "+" {
 		switch l.(type) {
 		case str, markup, []value, tuple:
@@ -1004,6 +1008,126 @@ func pyDivmod(vx, wx float64) (div, mod float64) {
 		div = math.Copysign(0, vx/wx)
 	}
 	return div, mod
+}
+
+// errIntRange is an integer result past int64, which Python's ints hold
+// and this package's do not.
+var errIntRange = errors.New("an integer past 64 bits is not supported")
+
+// intArith is a + b, a - b or a * b of ints, an error where Python's
+// result would not fit int64.
+func intArith(op string, a, b int64) (value, error) {
+	var out int64
+	var ok bool
+	switch op {
+	case "+":
+		out = a + b
+		ok = (out > a) == (b > 0)
+	case "-":
+		out = a - b
+		ok = (out < a) == (b > 0)
+	default:
+		ua, ub := uint64(a), uint64(b)
+		if a < 0 {
+			ua = -ua
+		}
+		if b < 0 {
+			ub = -ub
+		}
+		hi, lo := bits.Mul64(ua, ub)
+		out = a * b
+		ok = hi == 0 && (lo <= math.MaxInt64 || (a < 0) != (b < 0) && lo == 1<<63)
+	}
+	if !ok {
+		return nil, errIntRange
+	}
+	return out, nil
+}
+
+// pyPow is Python's l ** r for numbers (bools as ints): an int for ints
+// with a non-negative exponent, else a float (C's pow, correctly
+// rounded here: the exponent must be a whole number, as templates use
+// it; a fractional one is refused, as Go's math.Pow may differ from C's
+// in the last bit and a negative base gives Python a complex number).
+func pyPow(l, r value) (value, error) {
+	li, liok := intOf(l)
+	ri, riok := intOf(r)
+	if liok && riok && ri >= 0 {
+		out := int64(1)
+		for base, e := li, ri; e > 0; e >>= 1 {
+			if e&1 == 1 {
+				v, err := intArith("*", out, base)
+				if err != nil {
+					return nil, err
+				}
+				out = v.(int64)
+			}
+			if e > 1 {
+				v, err := intArith("*", base, base)
+				if err != nil {
+					return nil, err
+				}
+				base = v.(int64)
+			}
+		}
+		return out, nil
+	}
+	x, xok := num(l)
+	y, yok := num(r)
+	if !xok || !yok {
+		return nil, operandError("**", l, r)
+	}
+	return floatPow(x, y)
+}
+
+// floatPow is C's pow(x, y) as Python's float ** float calls it, for a
+// whole-number y: computed in 256-bit precision, rounded once.
+func floatPow(x, y float64) (float64, error) {
+	switch {
+	case y == 0:
+		return 1, nil
+	case math.IsNaN(x) || math.IsInf(x, 0) || math.IsNaN(y) || math.IsInf(y, 0) || x == 1:
+		// Annex F's special cases, which Go's Pow follows.
+		return math.Pow(x, y), nil
+	case x == 0 && y < 0:
+		return 0, errors.New("0.0 cannot be raised to a negative power")
+	case x == 0:
+		return math.Pow(x, y), nil
+	case y != math.Trunc(y):
+		return 0, fmt.Errorf("** with a fractional exponent (%s) is not supported", pyFloat(y))
+	}
+	odd := math.Mod(y, 2) != 0
+	neg := x < 0 && odd
+	if l := y * math.Log2(math.Abs(x)); l > 1100 {
+		return 0, errors.New("(34, 'Numerical result out of range')")
+	} else if l < -1200 {
+		if neg {
+			return math.Copysign(0, -1), nil
+		}
+		return 0, nil
+	}
+	const prec = 256
+	z := new(big.Float).SetPrec(prec).SetInt64(1)
+	b := new(big.Float).SetPrec(prec).SetFloat64(math.Abs(x))
+	for e := uint64(math.Abs(y)); e > 0; e >>= 1 {
+		if e&1 == 1 {
+			z.Mul(z, b)
+		}
+		if e > 1 {
+			b.Mul(b, b)
+		}
+	}
+	if y < 0 {
+		z.Quo(new(big.Float).SetPrec(prec).SetInt64(1), z)
+	}
+	out, _ := z.Float64()
+	if math.IsInf(out, 0) {
+		return 0, errors.New("(34, 'Numerical result out of range')")
+	}
+	if neg {
+		out = -out
+	}
+	return out, nil
 }
 
 // intOf returns an int or bool as int64.

@@ -864,8 +864,15 @@ func (p *parser) pow() (expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.isOp("**") {
-		return nil, &Error{Pos: p.toks[p.t].pos, Msg: "the ** operator is not supported"}
+	// Left-associative, as jinja2 parses it (2 ** 3 ** 2 is 64), and
+	// below a sign (-2 ** 2 is 4).
+	for p.isOp("**") {
+		t := p.next()
+		r, err := p.unary(true)
+		if err != nil {
+			return nil, err
+		}
+		l = &binaryExpr{node{t.pos}, "**", l, r}
 	}
 	return l, nil
 }

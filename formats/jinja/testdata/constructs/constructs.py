@@ -97,6 +97,27 @@ CASES = [
     ("{% for x in [1] %}{{ loop.changed(a=1) }}{% endfor %}", LOOSE),
     ("{% for x in [1, 2, 3] %}{{ loop.cycle('odd', 'even') }} {% endfor %}", None),
     ("{% for x in [1, 2, 3, 4] if x != 2 %}{{ loop.cycle('a', 'b', 'c') }}{% endfor %}", None),
+    # ** (left-associative in jinja2, below a sign and above * and /)
+    ("{{ 2 ** 3 ** 2 }}|{{ -2 ** 2 }}|{{ 2 ** -1 }}|{{ 0 ** 0 }}|{{ 2 ** -2 ** 2 }}|{{ 3 * 2 ** 2 }}|{{ 2 ** 2 * 3 }}|{{ -2 ** 3 }}", None),
+    ("{{ true ** 2 }}|{{ 2 ** true }}|{{ x ** 2 }}|{{ f ** 2 }}|{{ 2 ** x }}|{{ 1.1 ** 10 }}|{{ 1.5 ** -3 }}|{{ (-1.5) ** 3.0 }}", None),
+    ("{{ 2 ** 62 }}|{{ (-2) ** 63 }}|{{ 7 ** 22 }}|{{ 10 ** -5 }}|{{ 2 ** -1074 }}|{{ 2 ** -1080 }}|{{ (-2) ** -1081 }}", None),
+    ("{{ 1.0000001 ** 100000 }}|{{ 3.3 ** 57 }}|{{ 0.1 ** 7 }}|{{ (-0.0) ** 3 }}|{{ 0.0 ** 0 }}|{{ 1 ** -9 }}|{{ (-1) ** 1001 }}", None),
+    ("{{ 1e308 * 10 ** 2 }}|{{ (1e308 * 10) ** 0 }}|{{ (1e308 * 10) ** -1 }}|{{ 1 ** 10000000000000000 }}|{{ (-1) ** 10000000000000001 }}", None),
+    ("{{ 2 ** 3|string }}", None),
+    ("{{ 'a' ** 2 }}", None),
+    ("{{ [1] ** 2 }}", None),
+    ("{{ 0 ** -1 }}", None),
+    ("{{ 0.0 ** -2 }}", None),
+    ("{{ 10.0 ** 400 }}", None),
+    ("{{ undefined_v ** 2 }}", None),
+    ("{{ 2 ** 64 }}", "an integer past 64 bits is not supported"),
+    ("{{ 9 ** 0.5 }}", "** with a fractional exponent (0.5) is not supported"),
+    ("{{ (-8) ** (1/3) }}", "** with a fractional exponent"),
+    # int arithmetic past 64 bits, which Python's ints hold
+    ("{{ 9223372036854775807 + 1 }}", "an integer past 64 bits is not supported"),
+    ("{{ -9223372036854775807 - 2 }}", "an integer past 64 bits is not supported"),
+    ("{{ 4611686018427387904 * 2 }}", "an integer past 64 bits is not supported"),
+    ("{{ -4611686018427387904 * 2 }}|{{ 3037000499 * 3037000499 }}|{{ -9223372036854775807 - 1 }}", None),
 ]
 
 
