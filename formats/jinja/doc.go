@@ -18,9 +18,13 @@
 // transformers' {% generation %}, which renders its body; literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
 // tuples, dicts with string, number, bool or none keys), printed as
-// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // % ~ and ** (left-associative, as jinja2 parses
-// it; a whole-number exponent, an int for ints, else a float correctly
-// rounded as C's pow; ints are 64-bit, a result past that an error),
+// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // ~;
+// ** (left-associative, as jinja2 parses it; a whole-number exponent, an
+// int for ints, else a float correctly rounded as C's pow; ints are
+// 64-bit, a result past that an error); % (modulo, or Python's
+// printf-style formatting of a string: "%s" % x, a tuple of arguments,
+// "%(name)s" % dict, %%, with flags, width, precision and * for the
+// conversions s, r, c, d, i, u, x, X, o, e, E, f, F, g, G);
 // comparisons, and, or, not, in, not in; inline "a if c else b"; tests
 // defined, undefined, none, string, number, integer, float, boolean,
 // true, false, mapping, sequence, iterable, odd, even,
@@ -33,8 +37,9 @@
 // too), reverse, int (jinja2's defaults: 0 where Python's int() and
 // int(float()) fail), abs, indent, safe; string methods strip, lstrip,
 // rstrip, upper, lower, title, capitalize, startswith, endswith, split,
-// replace, format ("{}", "{0}", "{name}", !s, !r); dict methods items,
-// keys, values, get; globals raise_exception, namespace, range, and
+// replace, format ("{}", "{0}", "{name}", !s, !r, and format specs
+// [[fill]align][sign][#][0][width][.precision][type] for strings, ints
+// and floats); dict methods items, keys, values, get; globals raise_exception, namespace, range, and
 // strftime_now (transformers': the clock's local time, or Options.Now,
 // formatted as Python's strftime in the C locale).
 //
@@ -52,8 +57,9 @@
 // set in one is gone after it; a macro reads the names it does not set
 // from the scope it was defined in, as they are when it is called.
 //
-// Anything else (includes, extends, blocks, %
-// string formatting, format specs, keyword arguments to methods other
+// Anything else (includes, extends, blocks, %a and other conversions,
+// format specs' grouping (",", "_"), "n", "z" and a float's precision
+// without a type, nested fields, keyword arguments to methods other
 // than format, printing a generator (Python prints its address), other
 // filters, tests, methods and globals) is an *Error naming the construct
 // and its line and column, at Parse where the grammar shows it, else at
@@ -71,7 +77,8 @@
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split, join, indent,
-// format and Markup's escaping, macro arguments and output, block sets
+// format and % formatting (what a conversion spec from data writes is
+// data), Markup's escaping, macro arguments and output, block sets
 // and filter blocks; a list, dict or JSON text (tojson) printed is data
 // wholly where any of it is. Render returns the output as Chunks so that
 // a tokenizer can recognise special tokens in template text only.

@@ -804,6 +804,18 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 		}
 		return concatStr(a, b), nil
 	}
+	if s, ok := l.(str); ok && x.op == "%" {
+		// Printf-style formatting, which takes an undefined argument as
+		// Python's str % does (str() of it is "").
+		if err := r.work(shallow(s) + deep(rv, maxLen)); err != nil {
+			return nil, &Error{Pos: x.pos, Msg: err.Error()}
+		}
+		out, err := percentFormat(s, rv)
+		if err != nil {
+			return nil, &Error{Pos: x.pos, Msg: err.Error()}
+		}
+		return out, nil
+	}
 	for _, v := range []value{l, rv} {
 		if u, ok := v.(undefined); ok {
 			return nil, &Error{Pos: x.pos, Msg: u.what}
@@ -911,8 +923,6 @@ func arith(op string, l, r value) (value, error) {
 			}
 			return out, nil
 		}
-	case lok && op == "%":
-		return nil, errors.New("string formatting with % is not supported")
 	}
 	if op == "**" {
 		return pyPow(l, r)

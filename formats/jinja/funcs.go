@@ -506,8 +506,11 @@ func strFormat(s str, args []value, kw map[string]value) (value, error) {
 		}
 		field := s.s[i+1 : i+end]
 		i += end + 1
-		if strings.ContainsAny(field, "{:.[") {
-			return nil, fmt.Errorf("the replacement field {%s} is not supported", field)
+		// field_name[!conversion][:format_spec]; a spec holding a
+		// nested field, and attribute or index lookups, are refused.
+		field, spec, hasSpec := strings.Cut(field, ":")
+		if strings.ContainsAny(field, "{.[") || strings.Contains(spec, "{") {
+			return nil, fmt.Errorf("the replacement field {%s} is not supported", s.s[i-end:i-1])
 		}
 		name, conv, hasConv := strings.Cut(field, "!")
 		var v value
@@ -538,26 +541,31 @@ func strFormat(s str, args []value, kw map[string]value) (value, error) {
 			}
 			v = x
 		}
-		var text str
 		switch {
-		case !hasConv || conv == "s":
+		case !hasConv:
+		case conv == "s":
 			t, err := toStr(v)
 			if err != nil {
 				return nil, err
 			}
-			text = t
+			v = t
 		case conv == "r":
-			var b strings.Builder
-			if err := pyRepr(&b, v); err != nil {
+			t, err := reprText(v)
+			if err != nil {
 				return nil, err
 			}
-			text = str{s: b.String()}
-			if hasData(v) && b.Len() > 0 {
-				text.data = []span{{0, b.Len()}}
-			}
+			v = t
 		default:
 			return nil, fmt.Errorf("the conversion !%s is not supported", conv)
 		}
+		if !hasSpec {
+			spec = ""
+		}
+		text, err := formatSpec(v, spec)
+		if err != nil {
+			return nil, err
+		}
+		text = wholeData(text, s.sub(i-end-1, i))
 		if out.len()+len(text.s) > maxLen {
 			return nil, errTooLong
 		}

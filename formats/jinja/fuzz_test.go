@@ -28,6 +28,8 @@ func FuzzRender(f *testing.F) {
 		"{{ {1: 2, 'a': [1, (2, 3)]}|dictsort|tojson(indent=2, sort_keys=true) }}{{ 'a{}'.format(x) }}",
 		"{% set g = [1, 2]|map('string') %}{{ g|first }}{{ g|list }}{{ ('<'|safe) + '>' }}{{ 'a\nb'|indent(2) }}",
 		"{{ strftime_now('%Y-%m-%d %H:%M %b %a') }}{% generation %}{{ x }}{% endgeneration %}",
+		"{{ '%s|%-5d|%05.2f|%r|%#x|%(k)s|%c|%%' % (x, 1, 2.5, 'a', 255, 'b', 65) }}{{ '%(role)s' % messages[0] }}{{ 2 ** 10 ** -1 }}",
+		"{{ '{:>10}|{:.2f}|{0:03d}|{:^7}|{:+e}|{:#x}|{:%}'.format(1, 2.5, 3, 'a', 4.5, 5, 0.25) }}",
 		"{% for m in messages if m.role == 'x' recursive %}{{ loop.depth }}{{ loop.changed(m.role) }}{{ loop(m.tool_calls) }}{% else %}none{% endfor %}",
 	} {
 		f.Add(s)

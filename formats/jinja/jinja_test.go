@@ -29,7 +29,8 @@ func TestUnsupported(t *testing.T) {
 		{"unknown filter", "{{ 'a' | wordwrap }}", "line 1 col 10: filter wordwrap: not supported"},
 		{"unknown test", "{{ 1 is divisibleby 3 }}", "line 1 col 9: test divisibleby: not supported"},
 		{"power", "{{ 2 **\n 0.5 }}", "line 1 col 6: ** with a fractional exponent (0.5) is not supported"},
-		{"string format", "{{ '%s' % 1 }}", "line 1 col 9: string formatting with % is not supported"},
+		{"string format", "{{ 'a' ~\n '%a' % 1 }}", "line 2 col 7: the conversion %a is not supported"},
+		{"format spec", "{{ '{:,}'.format(1) }}", "line 1 col 17: str.format(): the format spec \",\" is not supported"},
 		{"print a function", "{{ 'a'.strip }}", "line 1 col 8: printing a function is not supported"},
 		{"method keyword", "{{ 'a b'.split(maxsplit=1) }}", "line 1 col 15: keyword arguments to split() are not supported"},
 		{"unknown method", "{{ 'a'.zfill(3) }}", "line 1 col 13: str.zfill(): not supported"},
@@ -119,6 +120,13 @@ func TestLimits(t *testing.T) {
 		"{% set l = range(100000)|list %}{% for i in range(1000) %}{% set x = l[::-1] %}{% endfor %}",
 		"{% set s = 'x' * 10000000 %}{% for i in range(1000) %}{% set x = s[5] %}{% endfor %}",
 		"{% set s = ' ' * 10000000 %}{% for i in range(1000) %}{% set x = s.strip() %}{% endfor %}",
+		// Widths and precisions past the string limit, and within it many times.
+		"{{ '%99999999d' % 1 }}",
+		"{{ '%.99999999f' % 1 }}",
+		"{{ '%*d' % (99999999, 1) }}",
+		"{{ '{:>99999999}'.format(1) }}",
+		"{% for i in range(1000) %}{% set y = '%16000000d' % 1 %}{% endfor %}",
+		"{% for i in range(1000) %}{% set y = '{:16000000}'.format('') %}{% endfor %}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {
@@ -387,5 +395,28 @@ func TestStrftimeNowClock(t *testing.T) {
 	after := time.Now().Format("2006-01-02 15")
 	if err != nil || got != before && got != after {
 		t.Errorf("strftime_now = %q, %v; want %q", got, err, before)
+	}
+}
+
+// TestFormatData: a message's text stays data through % formatting and
+// format specs (padding is template text), and what a conversion spec
+// or %% that came from data writes is data too.
+func TestFormatData(t *testing.T) {
+	tp := mustParse(t, `{{ '<%s>|%4s|%.1s|%r|%d' % (c, c, c, c, 1) }}|{{ '%(k)s' % {'k': c} }}|{{ '{:>4}'.format(c) }}|{{ (c ~ '%%%5d') % 1 }}`)
+	got, err := tp.Render(map[string]any{"c": Data("ab")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Chunk{{"<", false}, {"ab", true}, {">|  ", false}, {"ab", true}, {"|", false}, {"a", true}, {"|", false}, {"'ab'", true}, {"|1|", false}, {"ab", true}, {"|  ", false}, {"ab", true}, {"|", false}, {"ab", true}, {"%    1", false}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
+	}
+	tp = mustParse(t, `{{ c % 7 }}|{{ d.format(7) }}|{{ e % () }}`)
+	got, err = tp.Render(map[string]any{"c": Data("%3d"), "d": Data("{:>3}"), "e": Data("%%")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []Chunk{{"  7", true}, {"|", false}, {"  7", true}, {"|", false}, {"%", true}}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Render = %v, want %v", got, want)
 	}
 }

@@ -946,6 +946,10 @@ func (p *parser) primary() (expr, error) {
 	case tokOp:
 		switch t.s {
 		case "(":
+			if p.isOp(")") {
+				p.t++
+				return &listExpr{node: pos, tuple: true}, nil // ()
+			}
 			x, err := p.expression()
 			if err != nil {
 				return nil, err

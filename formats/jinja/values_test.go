@@ -44,7 +44,7 @@ func TestJinja2Values(t *testing.T) {
 		{`{{ {'a': [1, {'b': 'é'}]}|tojson }}|{{ {'a': [1, {'b': 'é'}]}|tojson(indent=2) }}|{{ {'b': 1, 'a': 2}|tojson(sort_keys=true) }}`, "{\"a\": [1, {\"b\": \"é\"}]}|{\n  \"a\": [\n    1,\n    {\n      \"b\": \"é\"\n    }\n  ]\n}|{\"a\": 2, \"b\": 1}", ""},
 		{`{{ {'a': [1, 2]}|tojson(separators=(',', ':')) }}|{{ {'a': 'é😀\u2028'}|tojson(ensure_ascii=true) }}|{{ {'a': 1}|tojson(indent='\t') }}|{{ [1]|tojson(true) }}|{{ {'a': [1]}|tojson(indent=0) }}`, "{\"a\":[1,2]}|{\"a\": \"\\u00e9\\ud83d\\ude00\\u2028\"}|{\n\t\"a\": 1\n}|[1]|{\n\"a\": [\n1\n]\n}", ""},
 		{`{{ '{}-{}'.format(1, 'a') }}|{{ '{0}{0}{1}'.format('z', none) }}|{{ '{a}/{b!r}'.format(a=1, b='q') }}|{{ '{{x}}'.format() }}|{{ '{}'.format([1, 'a']) }}|{{ '{}'.format(1.0) }}`, `1-a|zzNone|1/'q'|{x}|[1, 'a']|1.0`, ""},
-		{`{{ '{:>3}'.format(1) }}`, "", `the replacement field {:>3} is not supported`}, // jinja2: "  1"
+		{`{{ '{:>3}'.format(1) }}`, "  1", ""},
 		{`{{ [1,2]|reverse|list }}{{ {'a': 1, 'b': 2}|reverse|list }}{{ 'abc'|reverse }}`, `[2, 1]['b', 'a']cba`, ""},
 		{`{{ [1,2]|reverse }}`, "", `printing a list_reverseiterator is not supported`}, // jinja2: <list_reverseiterator object at 0x…>
 		{`{{ [1]|map('string') }}`, "", `printing a generator is not supported`},        // jinja2: <generator object sync_do_map at 0x…>
