@@ -25,8 +25,12 @@ import (
 //	         correction range [low, high] (yarnRange;
 //	         _compute_yarn_parameters): inv[j]/Factor·(1-e) + inv[j]·e,
 //	         kept below low, divided by Factor above high
+//	longrope inv[j] / LongFactor[j] where Long, else inv[j] / ShortFactor[j]
+//	         (_compute_longrope_parameters; hfconfig's readLongrope says
+//	         why one table)
 //
-// yarn's attention factor is not in the table: see AttentionFactor.
+// yarn's and longrope's attention factors are not in the table: see
+// AttentionFactor.
 //
 // Every value is computed in float64 and rounded to float32 once, the
 // convention the plain table has always had here (transformers does the
@@ -57,6 +61,13 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 	if s.FreqFactors != nil && len(s.FreqFactors) != d2 {
 		return nil, fmt.Errorf("rope: %d frequency factors for head_dim %d: want %d", len(s.FreqFactors), headDim, d2)
 	}
+	ext := s.ShortFactor
+	if s.Long {
+		ext = s.LongFactor
+	}
+	if s.Type == hfconfig.RopeLongrope && len(ext) != d2 {
+		return nil, fmt.Errorf("rope: scaling %s for head_dim %d: want %d factors", s, headDim, d2)
+	}
 	inv := make([]float32, d2)
 	var low, high float64
 	if s.Type == hfconfig.RopeYarn {
@@ -72,6 +83,8 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 			v = base / s.Factor
 		case s.Type == hfconfig.RopeLlama3:
 			v = llama3Freq(base, s)
+		case s.Type == hfconfig.RopeLongrope:
+			v = base / ext[j]
 		case s.Type == hfconfig.RopeYarn:
 			// extrapolation e: 1 below the range (kept), 0 above it
 			// (interpolated), linear between.
@@ -106,14 +119,15 @@ func yarnRange(headDim int, theta float64, s hfconfig.RopeScaling) (low, high fl
 }
 
 // AttentionFactor returns the factor transformers multiplies RoPE's cos
-// and sin by for scaling s: yarn's AttentionFactor, 1 for the others.
+// and sin by for scaling s: yarn's and longrope's AttentionFactor, 1 for
+// the others.
 // Since q and k are both rotated by them, it multiplies the attention
 // logits q·k by its square, which the model folds into the attention
 // scale (AttentionParams.Scale) rather than into the rotation: the
 // rotated q and k (the KV cache's K included) are RoPE's of the table
 // alone.
 func AttentionFactor(s hfconfig.RopeScaling) float64 {
-	if s.Type == hfconfig.RopeYarn {
+	if s.Type == hfconfig.RopeYarn || s.Type == hfconfig.RopeLongrope {
 		return s.AttentionFactor
 	}
 	return 1

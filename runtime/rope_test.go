@@ -256,3 +256,35 @@ func TestRoPEFreqs(t *testing.T) {
 		})
 	}
 }
+
+// TestRoPEFreqsLongrope: Phi-3's longrope divides the plain frequency
+// 1/theta^(2j/d) by the short or the long factor j (Long), as
+// _compute_longrope_parameters does, and its attention factor is
+// AttentionFactor's; factors of another count than head_dim/2 are refused.
+func TestRoPEFreqsLongrope(t *testing.T) {
+	s := hfconfig.RopeScaling{Type: hfconfig.RopeLongrope, ShortFactor: []float64{1, 1.5, 2, 4}, LongFactor: []float64{1, 3, 9, 27},
+		Factor: 4, OriginalMaxPositionEmbeddings: 64, AttentionFactor: 1.3}
+	for _, long := range []bool{false, true} {
+		s.Long = long
+		inv, err := RoPEFreqs(8, 500, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ext := s.ShortFactor
+		if long {
+			ext = s.LongFactor
+		}
+		for j, got := range inv {
+			want := float32(1 / (ext[j] * math.Pow(500, float64(2*j)/8)))
+			if got != want {
+				t.Errorf("long %v: inv[%d] = %g, want %g", long, j, got, want)
+			}
+		}
+	}
+	if got := AttentionFactor(s); got != 1.3 {
+		t.Errorf("AttentionFactor = %g, want 1.3", got)
+	}
+	if _, err := RoPEFreqs(16, 500, s); err == nil {
+		t.Error("4 factors for head_dim 16: no error")
+	}
+}

@@ -63,7 +63,8 @@ type Report struct {
 
 // RopeScaling is a Report's RoPE scaling (hfconfig.RopeScaling) under
 // transformers' keys; the llama3 keys only for llama3, yarn's (its
-// defaults and attention factor resolved) only for yarn.
+// defaults and attention factor resolved) only for yarn, longrope's
+// attention factor and which factors apply only for longrope.
 type RopeScaling struct {
 	RopeType                      string  `json:"rope_type"`
 	Factor                        float64 `json:"factor"`
@@ -74,6 +75,9 @@ type RopeScaling struct {
 	BetaSlow                      float64 `json:"beta_slow,omitempty"`
 	Truncate                      *bool   `json:"truncate,omitempty"`
 	AttentionFactor               float64 `json:"attention_factor,omitempty"`
+	// LongFactor, for longrope alone, says the runtime's table takes
+	// long_factor (max_position_embeddings > original), not short_factor.
+	LongFactor *bool `json:"long_factor_applies,omitempty"`
 }
 
 // ropeScalingOf is s as a Report gives it: nil for plain RoPE.
@@ -83,8 +87,12 @@ func ropeScalingOf(s hfconfig.RopeScaling) *RopeScaling {
 	}
 	r := &RopeScaling{RopeType: s.Type, Factor: s.Factor, LowFreqFactor: s.LowFreqFactor, HighFreqFactor: s.HighFreqFactor,
 		OriginalMaxPositionEmbeddings: s.OriginalMaxPositionEmbeddings}
-	if s.Type == hfconfig.RopeYarn {
+	switch s.Type {
+	case hfconfig.RopeYarn:
 		r.BetaFast, r.BetaSlow, r.Truncate, r.AttentionFactor = s.BetaFast, s.BetaSlow, &s.Truncate, s.AttentionFactor
+	case hfconfig.RopeLongrope:
+		r.AttentionFactor = s.AttentionFactor
+		r.LongFactor = &s.Long
 	}
 	return r
 }
@@ -98,6 +106,13 @@ func (r *RopeScaling) String() string {
 	case hfconfig.RopeYarn:
 		return fmt.Sprintf("yarn (factor %g, original_max_position_embeddings %d, beta_fast %g, beta_slow %g, truncate %v, attention_factor %.6g)",
 			r.Factor, r.OriginalMaxPositionEmbeddings, r.BetaFast, r.BetaSlow, r.Truncate != nil && *r.Truncate, r.AttentionFactor)
+	case hfconfig.RopeLongrope:
+		which := "short_factor"
+		if r.LongFactor != nil && *r.LongFactor {
+			which = "long_factor"
+		}
+		return fmt.Sprintf("longrope (%s, factor %g, original_max_position_embeddings %d, attention_factor %.6g)",
+			which, r.Factor, r.OriginalMaxPositionEmbeddings, r.AttentionFactor)
 	}
 	return fmt.Sprintf("%s (factor %g)", r.RopeType, r.Factor)
 }

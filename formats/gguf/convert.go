@@ -589,7 +589,9 @@ func TypeNames() string {
 }
 
 func checkModel(cfg *hfconfig.Config) error {
-	if !slices.Contains(hfconfig.SupportedModelTypes, cfg.ModelType) {
+	// Not phi3: llama.cpp's phi3 architecture (fused attn_qkv, ffn_up
+	// holding gate and up, rope factor tensors) is not written yet.
+	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3"}, cfg.ModelType) {
 		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
 	for i, a := range cfg.Architectures {

@@ -15,13 +15,13 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
 var ErrUnsupported = errors.New("unsupported")
 
-// Config is the subset of a Mistral/Llama/Qwen2/Qwen3 config.json the project
+// Config is the subset of a Mistral/Llama/Qwen2/Qwen3/Phi-3 config.json the project
 // uses, with defaults applied (see the package documentation), plus the raw
 // document.
 type Config struct {
@@ -38,9 +38,9 @@ type Config struct {
 	RMSNormEps            float64
 	RopeTheta             float64
 	// RopeScaling is the RoPE scaling of rope_scaling (4.x) or
-	// rope_parameters (5.x): Type "default" (none), "linear" or "llama3"
-	// with their parameters, or, from LoadAny only, another type whose
-	// parameters are not read.
+	// rope_parameters (5.x): Type "default" (none), "linear", "llama3",
+	// "yarn" or (phi3 only) "longrope" with their parameters, or, from
+	// LoadAny only, another type whose parameters are not read.
 	RopeScaling RopeScaling
 	// SlidingWindow is the attention window in tokens; 0 means none (null,
 	// or absent in a llama config). An absent key in a mistral config is
@@ -136,8 +136,13 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		return nil, r.err
 	}
 
-	kvDefault, maxPosDefault, swDefault := c.NumAttentionHeads, 2048, 0
+	kvDefault, maxPosDefault, swDefault, epsDefault := c.NumAttentionHeads, 2048, 0, 1e-6
 	switch c.ModelType {
+	case "phi3":
+		// Phi3Config: num_key_value_heads None (num_attention_heads),
+		// max_position_embeddings 4096, rms_norm_eps 1e-5, sliding_window
+		// None.
+		maxPosDefault, epsDefault = 4096, 1e-5
 	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
 	case "qwen2", "qwen3":
@@ -158,7 +163,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.HeadDim, headDimGiven = 128, true
 	}
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
-	c.RMSNormEps = r.optionalFloat("rms_norm_eps", 1e-6)
+	c.RMSNormEps = r.optionalFloat("rms_norm_eps", epsDefault)
 	c.RopeTheta = r.optionalFloat("rope_theta", 10000)
 	if _, ok := raw["sliding_window"]; ok {
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
@@ -186,6 +191,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	if len(c.EOSTokenIDs) > 0 {
 		c.EOSTokenID = c.EOSTokenIDs[0]
 	}
+	r.modelType = c.ModelType
 	r.rope(c)
 	r.unrun()
 	if q, ok := raw["quantization_config"]; ok && q != nil {
@@ -204,6 +210,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	}
 	if err := c.validate(headDimGiven, kvGiven); err != nil {
 		return nil, err
+	}
+	if s := c.RopeScaling; s.Type == RopeLongrope && c.ModelType == "phi3" && len(s.ShortFactor) != c.HeadDim/2 {
+		// Phi3Config.validate_rope: one factor a rotated pair.
+		return nil, fmt.Errorf("%s: %s: short_factor and long_factor hold %d factors, want head_dim/2 = %d", c.File, r.ropeKey, len(s.ShortFactor), c.HeadDim/2)
 	}
 	return c, nil
 }
@@ -551,6 +561,9 @@ type reader struct {
 	file    string
 	err     error
 	anyRoPE bool // what the runtime does not compute passes (LoadAny): RoPE scalings, partial RoPE
+	// modelType is the config's model_type where a RoPE scaling depends
+	// on it (phi3's longrope); ropeKey the key the scaling was read from.
+	modelType, ropeKey string
 }
 
 func (r *reader) fail(format string, args ...any) {
@@ -725,6 +738,9 @@ const (
 	RopeLinear  = "linear"  // every inverse frequency divided by Factor
 	RopeLlama3  = "llama3"  // Llama 3.1's banded scaling
 	RopeYarn    = "yarn"    // YaRN: interpolation ramped by dimension, attention factor
+	// RopeLongrope is Phi-3's LongRoPE: every frequency divided by a
+	// factor of its own, an attention factor (phi3 configs only).
+	RopeLongrope = "longrope"
 )
 
 // Yarn's parameter defaults where a config leaves them out (transformers'
@@ -776,6 +792,16 @@ type RopeScaling struct {
 	// the parameters. Only formats/gguf sets it (Type is then llama3, the
 	// parameters zero); config.json has no key for it.
 	FreqFactors []float32
+	// ShortFactor and LongFactor are longrope's (_compute_longrope_parameters):
+	// inverse frequency j is divided by ShortFactor[j], or LongFactor[j]
+	// where Long, head_dim/2 positive factors each. Factor and
+	// AttentionFactor are longrope's too (the latter multiplies cos and
+	// sin, as yarn's does), and OriginalMaxPositionEmbeddings the
+	// pretraining context past which transformers takes the long factors.
+	// Long says the table takes LongFactor: max_position_embeddings >
+	// OriginalMaxPositionEmbeddings (see readLongrope for why).
+	ShortFactor, LongFactor []float64
+	Long                    bool
 }
 
 // IsDefault reports whether s is plain RoPE (no scaling).
@@ -802,6 +828,13 @@ func (s RopeScaling) String() string {
 	case s.Type == RopeYarn:
 		return fmt.Sprintf("yarn (factor %g, original_max_position_embeddings %d, beta_fast %g, beta_slow %g, truncate %v, attention_factor %g)",
 			s.Factor, s.OriginalMaxPositionEmbeddings, s.BetaFast, s.BetaSlow, s.Truncate, s.AttentionFactor)
+	case s.Type == RopeLongrope:
+		which := "short"
+		if s.Long {
+			which = "long"
+		}
+		return fmt.Sprintf("longrope (%d factors, the %s ones applying, factor %g, original_max_position_embeddings %d, attention_factor %g)",
+			len(s.ShortFactor), which, s.Factor, s.OriginalMaxPositionEmbeddings, s.AttentionFactor)
 	}
 	return s.Type
 }
@@ -816,6 +849,21 @@ func (r *reader) unrun() {
 	}
 	if f := r.optionalFloat("partial_rotary_factor", 1); r.err == nil && f != 1 {
 		r.fail("partial_rotary_factor: %g: %w (RoPE over the whole head, 1, is implemented)", f, ErrUnsupported)
+		return
+	}
+	// transformers 5.x moves it into rope_parameters (standardize_rope_params),
+	// where a config it saved keeps it.
+	for _, key := range []string{"rope_scaling", "rope_parameters"} {
+		m, ok := r.m[key].(map[string]any)
+		if !ok {
+			continue
+		}
+		sub := reader{m: m, file: r.file}
+		if f := sub.optionalFloat("partial_rotary_factor", 1); sub.err != nil {
+			r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		} else if f != 1 {
+			r.fail("%s.partial_rotary_factor: %g: %w (RoPE over the whole head, 1, is implemented)", key, f, ErrUnsupported)
+		}
 	}
 }
 
@@ -844,7 +892,7 @@ func (r *reader) rope(c *Config) {
 			r.fail("%s: %s, but %s says %s: they must agree", key, s, first, c.RopeScaling)
 			return
 		}
-		first, c.RopeScaling = key, s
+		first, c.RopeScaling, r.ropeKey = key, s, key
 		if v, ok := m["rope_theta"]; ok && v != nil && key == "rope_parameters" {
 			f, err := toFloat(v)
 			if err != nil {
@@ -879,6 +927,19 @@ func (r *reader) ropeScaling(key string, m map[string]any, maxPos int) (RopeScal
 				return RopeScaling{Type: "by layer type"}, true
 			}
 			r.fail("%s: RoPE parameters by layer type (%q): %w (one set for every layer is implemented)", key, lt, ErrUnsupported)
+			return RopeScaling{}, false
+		}
+	}
+	if r.modelType == "phi3" {
+		switch typ {
+		case "su", RopeYarn:
+			// Phi3Config.convert_rope_params_to_dict: the names of
+			// longrope in the first Phi-3 configs.
+			typ = RopeLongrope
+		case RopeDefault, RopeLongrope:
+		default:
+			// Phi3Config.validate_rope refuses every other type.
+			r.fail("%s: rope type %q: %w (Phi3Config takes default and longrope)", key, typ, ErrUnsupported)
 			return RopeScaling{}, false
 		}
 	}
@@ -919,14 +980,21 @@ func (r *reader) ropeScaling(key string, m map[string]any, maxPos int) (RopeScal
 		if r.err == nil {
 			r.readYarn(key, m, maxPos, &s)
 		}
+	case RopeLongrope:
+		if r.modelType != "phi3" {
+			if r.anyRoPE {
+				return s, true
+			}
+			r.fail("%s: rope type %q: %w (implemented for phi3 alone)", key, typ, ErrUnsupported)
+			return RopeScaling{}, false
+		}
+		r.readLongrope(key, m, maxPos, &s)
 	default:
 		if !r.anyRoPE {
 			why := ""
 			switch typ {
 			case "dynamic":
 				why = "its frequencies change with the sequence length; "
-			case "longrope":
-				why = "its short or long factors apply by the sequence length; "
 			}
 			r.fail("%s: rope type %q: %w (%simplemented: %s)", key, typ, ErrUnsupported, why, strings.Join(ImplementedRopeTypes, ", "))
 			return RopeScaling{}, false
@@ -943,9 +1011,108 @@ func (r *reader) ropeScaling(key string, m map[string]any, maxPos int) (RopeScal
 	return s, true
 }
 
-// ImplementedRopeTypes lists the RoPE scaling types the runtime computes,
-// in the order error messages list them.
+// ImplementedRopeTypes lists the RoPE scaling types the runtime computes
+// for every model type, in the order error messages list them (phi3's
+// longrope besides).
 var ImplementedRopeTypes = []string{RopeDefault, RopeLinear, RopeLlama3, RopeYarn}
+
+// Phi3OriginalMaxPositionEmbeddings is Phi3Config's default
+// original_max_position_embeddings.
+const Phi3OriginalMaxPositionEmbeddings = 4096
+
+// readLongrope reads longrope's parameters from m (under key) into s as
+// transformers 5.x's Phi3Config and _compute_longrope_parameters take
+// them:
+//
+//	short_factor, long_factor         required lists of positive numbers, as
+//	                                  many in each (head_dim/2, checked once
+//	                                  head_dim is known)
+//	original_max_position_embeddings  the top-level key, else Phi3Config's
+//	                                  4096 (standardize_rope_params gives the
+//	                                  top-level attribute priority over the
+//	                                  block's; a block's that differs is
+//	                                  refused, not silently overridden)
+//	factor                            the block's; else max_position_embeddings
+//	                                  / original
+//	attention_factor                  the block's; else 1 for factor <= 1,
+//	                                  else sqrt(1 + ln(factor)/ln(original))
+//
+// Long says which factors the table uses: transformers starts every
+// sequence with the short ones and switches to the long ones once a
+// sequence passes original positions (dynamic_rope_update's
+// longrope_frequency_update, with the attention factor fixed); the runtime
+// has one table for every position, so it takes the factors of the
+// context the config is made for: long where max_position_embeddings >
+// original (Phi-3-mini-128k, Phi-3.5-mini, Phi-4-mini: transformers' table
+// for a sequence past 4096), short otherwise. llama.cpp chooses the same
+// way by its context length (n_ctx_per_seq > n_ctx_orig_yarn).
+func (r *reader) readLongrope(key string, m map[string]any, maxPos int, s *RopeScaling) {
+	factors := func(name string) []float64 {
+		v, ok := m[name]
+		if !ok {
+			r.fail("%s: missing required key %q (rope type %q)", key, name, RopeLongrope)
+			return nil
+		}
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			r.fail("%s.%s: got %s, want a list of numbers", key, name, jsonKind(v))
+			return nil
+		}
+		out := make([]float64, len(list))
+		for i, e := range list {
+			f, err := toFloat(e)
+			if err == nil && !(f > 0) {
+				err = fmt.Errorf("got %g, want a positive number", f)
+			}
+			if err != nil {
+				r.fail("%s.%s[%d]: %v", key, name, i, err)
+				return nil
+			}
+			out[i] = f
+		}
+		return out
+	}
+	s.ShortFactor, s.LongFactor = factors("short_factor"), factors("long_factor")
+	if r.err != nil {
+		return
+	}
+	if len(s.ShortFactor) != len(s.LongFactor) {
+		r.fail("%s: short_factor has %d factors, long_factor %d: want as many", key, len(s.ShortFactor), len(s.LongFactor))
+		return
+	}
+	sub := reader{m: m, file: r.file}
+	orig := r.optionalInt("original_max_position_embeddings", Phi3OriginalMaxPositionEmbeddings)
+	block := sub.optionalInt("original_max_position_embeddings", orig)
+	factor := sub.optionalFloat("factor", 0)
+	att := sub.optionalFloat("attention_factor", 0)
+	switch {
+	case sub.err != nil:
+		r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		return
+	case r.err != nil:
+		return
+	case orig <= 0:
+		r.fail("original_max_position_embeddings: got %d, want a positive integer", orig)
+		return
+	case block != orig:
+		r.fail("%s.original_max_position_embeddings: %d, but the top-level original_max_position_embeddings is %d (Phi3Config's default 4096 where absent), which transformers uses: they must agree", key, block, orig)
+		return
+	}
+	s.OriginalMaxPositionEmbeddings = orig
+	s.Factor = float64(maxPos) / float64(orig)
+	if sub.present("factor") {
+		s.Factor = factor
+	}
+	switch {
+	case sub.present("attention_factor"):
+		s.AttentionFactor = att
+	case s.Factor <= 1:
+		s.AttentionFactor = 1
+	default:
+		s.AttentionFactor = math.Sqrt(1 + math.Log(s.Factor)/math.Log(float64(orig)))
+	}
+	s.Long = maxPos > orig
+}
 
 // readYarn reads yarn's parameters other than factor from m (under key)
 // into s, as transformers' _compute_yarn_parameters and the 5.x
@@ -1040,6 +1207,8 @@ func (s RopeScaling) Validate() error {
 		}
 		return nil
 	case RopeLinear, RopeLlama3, RopeYarn:
+	case RopeLongrope:
+		return s.validateLongrope()
 	default:
 		return fmt.Errorf("rope type %q: %w (implemented: %s)", s.Type, ErrUnsupported, strings.Join(ImplementedRopeTypes, ", "))
 	}
@@ -1080,6 +1249,31 @@ func (s RopeScaling) Validate() error {
 		return fmt.Errorf("high_freq_factor: got %g, want at least low_freq_factor %g", s.HighFreqFactor, s.LowFreqFactor)
 	case s.OriginalMaxPositionEmbeddings <= 0:
 		return fmt.Errorf("original_max_position_embeddings: got %d, want a positive integer", s.OriginalMaxPositionEmbeddings)
+	}
+	return nil
+}
+
+func (s RopeScaling) validateLongrope() error {
+	if s.FreqFactors != nil {
+		return fmt.Errorf("rope type %q with frequency factors: want llama3", s.Type)
+	}
+	if len(s.ShortFactor) == 0 || len(s.ShortFactor) != len(s.LongFactor) {
+		return fmt.Errorf("short_factor and long_factor: %d and %d factors, want as many, at least one", len(s.ShortFactor), len(s.LongFactor))
+	}
+	for i, fs := range [][]float64{s.ShortFactor, s.LongFactor} {
+		for j, f := range fs {
+			if !(f > 0) || math.IsInf(f, 0) {
+				return fmt.Errorf("%s[%d]: got %g, want a positive finite number", [...]string{"short_factor", "long_factor"}[i], j, f)
+			}
+		}
+	}
+	switch {
+	case s.OriginalMaxPositionEmbeddings <= 0:
+		return fmt.Errorf("original_max_position_embeddings: got %d, want a positive integer", s.OriginalMaxPositionEmbeddings)
+	case !(s.Factor > 0) || math.IsInf(s.Factor, 0):
+		return fmt.Errorf("factor: got %g, want a positive number", s.Factor)
+	case !(s.AttentionFactor > 0) || math.IsInf(s.AttentionFactor, 0):
+		return fmt.Errorf("attention_factor: got %g, want a positive number", s.AttentionFactor)
 	}
 	return nil
 }

@@ -477,7 +477,7 @@ func TestParseRopeScaling(t *testing.T) {
 
 		{"dynamic", map[string]any{"rope_scaling": map[string]any{"rope_type": "dynamic", "factor": 2.0}}, RopeScaling{},
 			`rope_scaling: rope type "dynamic": unsupported (its frequencies change with the sequence length; implemented: default, linear, llama3, yarn)`, true},
-		{"longrope", map[string]any{"rope_parameters": map[string]any{"rope_type": "longrope"}}, RopeScaling{}, `rope_parameters: rope type "longrope": unsupported (its short or long factors`, true},
+		{"longrope", map[string]any{"rope_parameters": map[string]any{"rope_type": "longrope"}}, RopeScaling{}, `rope_parameters: rope type "longrope": unsupported (implemented for phi3 alone)`, true},
 		{"unknown", map[string]any{"rope_scaling": map[string]any{"rope_type": "su"}}, RopeScaling{}, `rope_scaling: rope type "su": unsupported (implemented: default, linear, llama3, yarn)`, true},
 		{"by layer type", map[string]any{"rope_parameters": map[string]any{"full_attention": llama3(""), "sliding_attention": map[string]any{"rope_type": "default"}}}, RopeScaling{},
 			`rope_parameters: RoPE parameters by layer type ("full_attention"): unsupported`, true},

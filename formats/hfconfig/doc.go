@@ -1,6 +1,7 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2- and dense Qwen3-family causal language models
-// (model_type "mistral", "llama", "qwen2", "qwen3"), and writes config.json
+// of Mistral-, Llama-, Qwen2-, dense Qwen3- and Phi-3-family causal language
+// models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3": Phi-3,
+// Phi-3.5 and Phi-4 are Phi3ForCausalLM), and writes config.json
 // back with every original key preserved.
 //
 // Both transformers spellings are accepted:
@@ -14,25 +15,34 @@
 // num_attention_heads, vocab_size.
 //
 // Optional keys and their defaults, following transformers' MistralConfig,
-// LlamaConfig, Qwen2Config and Qwen3Config (a null value counts as absent
-// unless noted):
+// LlamaConfig, Qwen2Config, Qwen3Config and Phi3Config (a null value counts
+// as absent unless noted):
 //
-//	num_key_value_heads      mistral: 8; llama: num_attention_heads; qwen2, qwen3: 32
-//	                         when absent, num_attention_heads when null
+//	num_key_value_heads      mistral: 8; llama, phi3: num_attention_heads; qwen2,
+//	                         qwen3: 32 when absent, num_attention_heads when null
 //	head_dim                 hidden_size / num_attention_heads (must divide evenly);
 //	                         qwen3: 128
-//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048; qwen2, qwen3: 32768
-//	rms_norm_eps             1e-6
+//	max_position_embeddings  mistral: 131072 (4096*32); llama: 2048; qwen2, qwen3: 32768;
+//	                         phi3: 4096
+//	rms_norm_eps             1e-6; phi3: 1e-5
 //	rope_theta               10000 (4.x key, or rope_parameters.rope_theta in 5.x)
 //	sliding_window           mistral: 4096 when the key is absent, 0 (none) when null;
-//	                         llama: 0 (Llama has no sliding window);
+//	                         llama: 0 (Llama has no sliding window); phi3: 0 when
+//	                         absent or null, else the window, which transformers'
+//	                         Phi3Model masks as Mistral's (a query sees the last
+//	                         sliding_window positions, itself included:
+//	                         create_sliding_window_causal_mask), so Phi-3-mini-4k's
+//	                         2047 runs as given;
 //	                         qwen2, qwen3: 0 whatever it says, unless use_sliding_window
 //	use_sliding_window       qwen2 and qwen3 only, false; true (a window in the layers
 //	                         from max_window_layers on) is refused as unsupported
 //	layer_types              qwen3 only: every layer "full_attention"; given, it must
 //	                         list num_hidden_layers entries, and "sliding_attention"
 //	                         is refused as unsupported
-//	attention_bias           llama, qwen3: false (see Linear biases)
+//	attention_bias           llama, qwen3: false (see Linear biases); phi3: no
+//	                         Linear has a bias whatever it says
+//	original_max_position_embeddings  phi3: 4096, longrope's pretraining context
+//	resid_pdrop, embd_pdrop, attention_dropout  ignored (dropout: training only)
 //	tie_word_embeddings      false
 //	torch_dtype / dtype      "float32" (torch's default dtype)
 //	hidden_act               "silu" (the only activation supported)
@@ -58,20 +68,43 @@
 //	          and mscale_all_dim, else 0.1·ln(factor) + 1): Qwen2.5's and
 //	          Qwen3's long contexts (_compute_yarn_parameters; readYarn)
 //
-// Other types (dynamic, longrope, ...) and 5.x parameters by layer type
-// are refused as unsupported (ErrUnsupported): dynamic's frequencies
-// change with the sequence length and longrope's factors switch on it,
-// neither one table for every position; LoadAny, for work that
+// phi3 takes "default" and "longrope" alone, as Phi3Config.validate_rope
+// does, its older names "su" and "yarn" read as longrope (not YaRN):
+//
+//	"longrope"  short_factor and long_factor, head_dim/2 positive numbers
+//	            each: inverse frequency j divided by factor j; the top-level
+//	            original_max_position_embeddings (4096 where absent; a
+//	            block's must agree); factor (else max_position_embeddings /
+//	            original) and attention_factor (else sqrt(1 +
+//	            ln(factor)/ln(original)), 1 for factor <= 1), which
+//	            multiplies cos and sin (_compute_longrope_parameters)
+//
+// transformers switches from the short to the long factors once a sequence
+// passes original positions; the runtime has one table for every position
+// and takes the long factors where max_position_embeddings > original
+// (Phi-3.5-mini, Phi-4-mini, the 128k Phi-3 models), the short ones
+// otherwise, as llama.cpp does by its context length: such a model's
+// logits on a sequence of at most original tokens are those of
+// transformers run past original, not of transformers on that sequence
+// alone (RopeScaling.Long).
+//
+// Other types (dynamic, and longrope outside phi3, ...) and 5.x parameters
+// by layer type are refused as unsupported (ErrUnsupported): dynamic's
+// frequencies change with the sequence length, not one table for every
+// position; LoadAny, for work that
 // copies tensors without running the model, passes them by type. A config
 // with both rope_scaling and rope_parameters must give the same scaling in
-// each. So is a partial_rotary_factor other than 1, which the runtime
+// each. So is a partial_rotary_factor other than 1, top-level or in the
+// RoPE block (Phi-4-mini's 0.75: transformers rotates the first
+// head_dim·factor dimensions of each head by halves of that part, which
+// the runtime's RoPE over whole heads does not compute), which the runtime
 // would otherwise ignore; LoadAny passes it too.
 //
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
 // always have one (Qwen2Attention); in llama attention_bias gives the four
 // attention projections one and mlp_bias the MLP's; in qwen3
 // attention_bias gives q/k/v/o_proj one (Qwen3Attention) and the MLP has
-// none; mistral's have none.
+// none; mistral's and phi3's have none (Phi3Attention, Phi3MLP).
 //
 // Per-head q/k norms (Config.QKNorm): qwen3's attention normalizes each
 // head of q and of k (RMSNorm over head_dim, weights q_norm/k_norm
