@@ -337,7 +337,9 @@ func numel(shape []int) int {
 // config gives a bias (hfconfig.Config.LinearBias: Qwen2's q/k/v) gets
 // module.bias [N] too, and a config with per-head q/k norms
 // (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm/k_norm.weight
-// [head_dim], floating point in a GPTQ checkpoint too.
+// [head_dim], floating point in a GPTQ checkpoint too. A phi3 config gets
+// Phi-3's fused self_attn.qkv_proj [q; k; v] and mlp.gate_up_proj
+// [gate; up] in their place (floating point only).
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
 	h, inter := cfg.HiddenSize, cfg.IntermediateSize
 	qd, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
@@ -390,6 +392,10 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			dists = append(dists, gd)
 		}
 	}
+	phi3 := cfg.ModelType == "phi3"
+	if phi3 && q != nil {
+		return nil, nil, fmt.Errorf("synth: %s: a GPTQ phi3 checkpoint is not written (its fused qkv_proj and gate_up_proj)", cfg.File)
+	}
 	add("model.embed_tokens.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
@@ -397,13 +403,24 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		key := func(input uint64) uint64 { return uint64(i)<<8 | input }
 		add(p+"input_layernorm.weight", dist{mean: 0.7, std: 0.04}, h)
 		lin(p+"mlp.down_proj", h, inter, key(4))
-		lin(p+"mlp.gate_proj", inter, h, key(3))
-		lin(p+"mlp.up_proj", inter, h, key(3))
+		if phi3 {
+			// Phi-3's fused gate_up_proj [gate; up] and qkv_proj [q; k; v]:
+			// the parts' distribution (all read the hidden state).
+			lin(p+"mlp.gate_up_proj", 2*inter, h, key(3))
+		} else {
+			lin(p+"mlp.gate_proj", inter, h, key(3))
+			lin(p+"mlp.up_proj", inter, h, key(3))
+		}
 		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
 		if cfg.QKNorm() {
 			// Qwen3's per-head norms: spread out, as released ones are,
 			// so that where they apply (before RoPE) tells.
 			add(p+"self_attn.k_norm.weight", dist{mean: 1.0, std: 0.4}, cfg.HeadDim)
+		}
+		if phi3 {
+			lin(p+"self_attn.o_proj", h, qd, key(2))
+			lin(p+"self_attn.qkv_proj", qd+2*kv, h, key(1))
+			continue
 		}
 		lin(p+"self_attn.k_proj", kv, h, key(1))
 		lin(p+"self_attn.o_proj", h, qd, key(2))

@@ -1,6 +1,6 @@
-// Package model runs Mistral/Llama-, Qwen2- and dense Qwen3-family decoder
-// models (transformers MistralForCausalLM / LlamaForCausalLM /
-// Qwen2ForCausalLM / Qwen3ForCausalLM)
+// Package model runs Mistral/Llama-, Qwen2-, dense Qwen3- and Phi-3-family
+// decoder models (transformers MistralForCausalLM / LlamaForCausalLM /
+// Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM)
 // on a runtime.Backend. The forward pass is written once, here, in terms of
 // the backend's ops; backends know nothing of checkpoints or GPTQ.
 //
@@ -17,6 +17,11 @@
 // [head_dim], rms_norm_eps) after the products and biases, before RoPE:
 // Backend.RMSNorm in place over a [rows·heads, head_dim] Backend.Reshape.
 // Its decode steps take the unfused q/k path as biased layers do.
+//
+// Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj are read as their
+// parts (package fused, applied by Load and Open), so the model binds and
+// runs q/k/v_proj and gate/up_proj as llama's; its longrope scaling is a
+// RoPE table and an attention factor, as yarn's (runtime.RoPEFreqs).
 //
 // # Data
 //

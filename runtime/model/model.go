@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
@@ -176,7 +177,7 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 			return nil, nil, nil, fmt.Errorf("model: %w", err)
 		}
 	}
-	set, err := safetensors.OpenDir(dir)
+	st, err := safetensors.OpenDir(dir)
 	if err != nil {
 		// A PyTorch checkpoint (AutoGPTQ's use_safetensors=False, older
 		// transformers) is read by convert alone: say so, rather than only
@@ -185,6 +186,17 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 			return nil, nil, nil, fmt.Errorf("model: %s holds PyTorch weights (%s), which are loaded only as safetensors: convert them first (gptqtool convert --in %s --out DIR): %w", dir, filepath.Base(bins[0]), dir, err)
 		}
 		return nil, nil, nil, fmt.Errorf("model: %w", err)
+	}
+	// Phi-3's fused qkv_proj and gate_up_proj read as their parts, so that
+	// the rest of the loader sees the llama layout (package fused).
+	var set weights.Set = st
+	if mods := fused.Modules(cfg); mods != nil {
+		fs, err := fused.Open(st, cfg.NumHiddenLayers, mods)
+		if err != nil {
+			st.Close()
+			return nil, nil, nil, fmt.Errorf("model: %w", err)
+		}
+		set = fs
 	}
 	if qconf == nil {
 		return cfg, nil, set, nil

@@ -1,0 +1,186 @@
+package fused
+
+import (
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
+)
+
+// Part is one module of a fused Linear: its name within the layer
+// ("self_attn.q_proj") and its output rows N.
+type Part struct {
+	Module string
+	N      int
+}
+
+// Module is a fused Linear of a decoder layer: its name within the layer
+// ("self_attn.qkv_proj") and its parts in row order.
+type Module struct {
+	Name  string
+	Parts []Part
+}
+
+// Rows returns the fused module's output rows, the sum of its parts'.
+func (m Module) Rows() int {
+	n := 0
+	for _, p := range m.Parts {
+		n += p.N
+	}
+	return n
+}
+
+// Modules returns the fused Linears of cfg's decoder layers: for phi3,
+// self_attn.qkv_proj (q_proj [heads·head_dim], k_proj and v_proj
+// [kv_heads·head_dim]) and mlp.gate_up_proj (gate_proj and up_proj
+// [intermediate_size]); none for the other model types.
+func Modules(cfg *hfconfig.Config) []Module {
+	if cfg.ModelType != "phi3" {
+		return nil
+	}
+	q, kv := cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
+	return []Module{
+		{"self_attn.qkv_proj", []Part{{"self_attn.q_proj", q}, {"self_attn.k_proj", kv}, {"self_attn.v_proj", kv}}},
+		{"mlp.gate_up_proj", []Part{{"mlp.gate_proj", cfg.IntermediateSize}, {"mlp.up_proj", cfg.IntermediateSize}}},
+	}
+}
+
+// FusedName returns the name of the fused module holding part (both
+// within the layer) among mods, "" where none does.
+func FusedName(mods []Module, part string) string {
+	for _, m := range mods {
+		for _, p := range m.Parts {
+			if p.Module == part {
+				return m.Name
+			}
+		}
+	}
+	return ""
+}
+
+// slice is where a part's tensor lies in its fused tensor.
+type slice struct {
+	fused    string // the fused tensor's name
+	row0, n  int    // its rows [row0, row0+n)
+	k        int    // columns
+	fusedRow int    // the fused tensor's rows
+}
+
+// Set is a weights.Set whose fused Linears read as their parts.
+type Set struct {
+	base   weights.Set
+	parts  map[string]slice // part tensor name → its slice
+	hidden map[string]bool  // fused tensor names
+	infos  []safetensors.TensorInfo
+}
+
+// Open wraps base for layers decoder layers whose modules mods are fused.
+// With no mods, or none of their tensors in base, the Set passes base
+// through.
+func Open(base weights.Set, layers int, mods []Module) (*Set, error) {
+	s := &Set{base: base, parts: map[string]slice{}, hidden: map[string]bool{}}
+	byName := map[string]safetensors.TensorInfo{}
+	for _, ti := range base.Infos() {
+		byName[ti.Name] = ti
+	}
+	for i := range layers {
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, m := range mods {
+			name := p + m.Name + ".weight"
+			ti, ok := byName[name]
+			if !ok {
+				continue
+			}
+			if len(ti.Shape) != 2 || ti.Shape[0] != m.Rows() {
+				return nil, fmt.Errorf("fused: %s: tensor %q: shape %v, want [%d K] (%s)", file(base, name), name, ti.Shape, m.Rows(), describe(m))
+			}
+			s.hidden[name] = true
+			row := 0
+			for _, part := range m.Parts {
+				pn := p + part.Module + ".weight"
+				if _, dup := byName[pn]; dup {
+					return nil, fmt.Errorf("fused: %s: tensor %q beside %q, which holds it", file(base, pn), pn, name)
+				}
+				s.parts[pn] = slice{fused: name, row0: row, n: part.N, k: ti.Shape[1], fusedRow: m.Rows()}
+				s.infos = append(s.infos, safetensors.TensorInfo{Name: pn, DType: ti.DType, Shape: []int{part.N, ti.Shape[1]}})
+				row += part.N
+			}
+		}
+	}
+	for _, ti := range base.Infos() {
+		if !s.hidden[ti.Name] {
+			s.infos = append(s.infos, ti)
+		}
+	}
+	slices.SortFunc(s.infos, func(a, b safetensors.TensorInfo) int { return strings.Compare(a.Name, b.Name) })
+	return s, nil
+}
+
+// describe names m's parts in row order.
+func describe(m Module) string {
+	var b strings.Builder
+	for i, p := range m.Parts {
+		if i > 0 {
+			b.WriteString(", then ")
+		}
+		fmt.Fprintf(&b, "%s's %d rows", p.Module, p.N)
+	}
+	return b.String()
+}
+
+// file names the file holding name in base, for errors.
+func file(base weights.Set, name string) string {
+	if t, err := base.Tensor(name); err == nil {
+		return t.File
+	}
+	return strings.Join(base.Files(), ", ")
+}
+
+// Names lists the tensors, parts in place of fused ones, sorted.
+func (s *Set) Names() []string {
+	names := make([]string, len(s.infos))
+	for i, ti := range s.infos {
+		names[i] = ti.Name
+	}
+	return names
+}
+
+// Infos lists the tensors' names, dtypes and shapes, sorted by name.
+func (s *Set) Infos() []safetensors.TensorInfo { return slices.Clone(s.infos) }
+
+// Tensor returns the tensor called name: a part's rows of its fused
+// tensor, sharing its data, or base's tensor. A fused name is not found
+// (an error wrapping fs.ErrNotExist).
+func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
+	if s.hidden[name] {
+		return safetensors.Tensor{}, fmt.Errorf("fused: tensor %q reads as its parts: %w", name, fs.ErrNotExist)
+	}
+	sl, ok := s.parts[name]
+	if !ok {
+		return s.base.Tensor(name)
+	}
+	t, err := s.base.Tensor(sl.fused)
+	if err != nil {
+		return safetensors.Tensor{}, err
+	}
+	size := t.DType.Size()
+	if len(t.Data) != sl.fusedRow*sl.k*size {
+		return safetensors.Tensor{}, fmt.Errorf("fused: %s: tensor %q: %d data bytes, want %d", t.File, sl.fused, len(t.Data), sl.fusedRow*sl.k*size)
+	}
+	row := sl.k * size
+	return safetensors.Tensor{
+		TensorInfo: safetensors.TensorInfo{Name: name, DType: t.DType, Shape: []int{sl.n, sl.k}},
+		Data:       t.Data[sl.row0*row : (sl.row0+sl.n)*row : (sl.row0+sl.n)*row],
+		File:       t.File,
+	}, nil
+}
+
+// Files lists base's files.
+func (s *Set) Files() []string { return s.base.Files() }
+
+// Close closes base.
+func (s *Set) Close() error { return s.base.Close() }
