@@ -308,6 +308,11 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ModelType == "phi3" {
+		// Its fused qkv_proj and gate_up_proj would be written under
+		// their own names, which the checks of the copy do not know yet.
+		return nil, fmt.Errorf("convert: %s: model_type phi3: %w (converting Phi-3's fused qkv_proj and gate_up_proj is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
+	}
 	// An AWQ or compressed-tensors checkpoint is read as the GPTQ (v2)
 	// checkpoint it equals (quantized.Config.Open) and written as one.
 	var qc *gptq.QuantizeConfig

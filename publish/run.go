@@ -145,6 +145,11 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.ModelType == "phi3" {
+		// The GPTQ checkpoint would hold qkv_proj and gate_up_proj as one
+		// quantized module each (GPTQModel's layout), not yet written.
+		return nil, nil, fmt.Errorf("quantize: %s: model_type phi3: %w (GPTQ of Phi-3's fused qkv_proj and gate_up_proj is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
+	}
 	if qc, err := quantized.ReadConfig(dir); err == nil {
 		method := map[quantized.Method]string{quantized.GPTQ: "a GPTQ", quantized.AWQ: "an AWQ", quantized.CompressedTensors: "a compressed-tensors"}[qc.Method]
 		return nil, nil, fmt.Errorf("quantize: %s is already %s checkpoint: quantize the unquantized model", dir, method)

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
@@ -150,6 +151,13 @@ func Inspect(dir string) (*Report, error) {
 		return nil, err
 	}
 	defer set.Close()
+	// Phi-3's fused qkv_proj and gate_up_proj are counted and checked as
+	// their parts, as the model loads them (package fused).
+	if mods := fused.Modules(cfg); mods != nil {
+		if set, err = fused.Open(set, cfg.NumHiddenLayers, mods); err != nil {
+			return nil, err
+		}
+	}
 	// An AWQ or compressed-tensors checkpoint is reported as the GPTQ
 	// checkpoint it reads as (package quantized): its tensors, once
 	// checked against its config, as GPTQ's.
