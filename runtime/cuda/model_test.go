@@ -39,7 +39,10 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // qwen2 is a random-weight Qwen2 checkpoint (fixtures.Qwen2, fp32) of
 // openchat-tiny's attention shape, its q/k/v biases added by AddBias;
 // qwen3 a random-weight Qwen3 one (fixtures.Qwen3, fp32; 4 heads of 128
-// over hidden 256), its per-head q/k norms the RMSNorm over a Reshape.
+// over hidden 256), its per-head q/k norms the RMSNorm over a Reshape;
+// phi3 a random-weight Phi-3 one (phi3Synth: fused qkv_proj and
+// gate_up_proj read as their parts, a window of 100 positions, longrope
+// with its attention factor).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -48,6 +51,7 @@ func TestModelMatchesCPU(t *testing.T) {
 	}{
 		{"qwen2", "", ""},
 		{"qwen3", "", ""},
+		{"phi3", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -67,6 +71,8 @@ func TestModelMatchesCPU(t *testing.T) {
 			switch {
 			case tc.name == "qwen3":
 				dir = qwen3Synth(t, "f32", nil, nil)
+			case tc.name == "phi3":
+				dir = phi3Synth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:

@@ -53,7 +53,7 @@ func TestQwen2DecodeOnDevice(t *testing.T) {
 // through the paged decode step on b, with CUDA graphs and op by op: the
 // replayed and op-by-op steps must agree exactly, and the last step match
 // the fp32 CPU reference of each sequence alone (TestQwen2DecodeOnDevice,
-// TestQwen3DecodeOnDevice).
+// TestQwen3DecodeOnDevice, TestPhi3DecodeOnDevice).
 func decodeMatchesCPU(t *testing.T, b runtime.Backend, dir string, dt runtime.DType) {
 	t.Helper()
 	mc := load(t, dir, cpu.New(0))
