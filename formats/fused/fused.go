@@ -62,19 +62,17 @@ func FusedName(mods []Module, part string) string {
 	return ""
 }
 
-// slice is where a part's tensor lies in its fused tensor.
-type slice struct {
-	fused    string // the fused tensor's name
-	row0, n  int    // its rows [row0, row0+n)
-	k        int    // columns
-	fusedRow int    // the fused tensor's rows
+// partRef is where a part's tensor lies: part i of a fused tensor.
+type partRef struct {
+	t Tensor
+	i int
 }
 
 // Set is a weights.Set whose fused Linears read as their parts.
 type Set struct {
 	base   weights.Set
-	parts  map[string]slice // part tensor name → its slice
-	hidden map[string]bool  // fused tensor names
+	parts  map[string]partRef // part tensor name → its fused tensor
+	hidden map[string]bool    // fused tensor names
 	infos  []safetensors.TensorInfo
 }
 
@@ -82,7 +80,7 @@ type Set struct {
 // With no mods, or none of their tensors in base, the Set passes base
 // through.
 func Open(base weights.Set, layers int, mods []Module) (*Set, error) {
-	s := &Set{base: base, parts: map[string]slice{}, hidden: map[string]bool{}}
+	s := &Set{base: base, parts: map[string]partRef{}, hidden: map[string]bool{}}
 	byName := map[string]safetensors.TensorInfo{}
 	for _, ti := range base.Infos() {
 		byName[ti.Name] = ti
@@ -90,24 +88,24 @@ func Open(base weights.Set, layers int, mods []Module) (*Set, error) {
 	for i := range layers {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		for _, m := range mods {
-			name := p + m.Name + ".weight"
-			ti, ok := byName[name]
-			if !ok {
-				continue
-			}
-			if len(ti.Shape) != 2 || ti.Shape[0] != m.Rows() {
-				return nil, fmt.Errorf("fused: %s: tensor %q: shape %v, want [%d K] (%s)", file(base, name), name, ti.Shape, m.Rows(), describe(m))
-			}
-			s.hidden[name] = true
-			row := 0
-			for _, part := range m.Parts {
-				pn := p + part.Module + ".weight"
-				if _, dup := byName[pn]; dup {
-					return nil, fmt.Errorf("fused: %s: tensor %q beside %q, which holds it", file(base, pn), pn, name)
+			for _, suffix := range Suffixes {
+				name := p + m.Name + "." + suffix
+				ti, ok := byName[name]
+				if !ok {
+					continue
 				}
-				s.parts[pn] = slice{fused: name, row0: row, n: part.N, k: ti.Shape[1], fusedRow: m.Rows()}
-				s.infos = append(s.infos, safetensors.TensorInfo{Name: pn, DType: ti.DType, Shape: []int{part.N, ti.Shape[1]}})
-				row += part.N
+				t, _, err := layout(p, m, suffix, ti.DType, ti.Shape)
+				if err != nil {
+					return nil, fmt.Errorf("fused: %s: tensor %q: %w", file(base, name), name, err)
+				}
+				s.hidden[name] = true
+				for k, pn := range t.Parts {
+					if _, dup := byName[pn]; dup {
+						return nil, fmt.Errorf("fused: %s: tensor %q beside %q, which holds it", file(base, pn), pn, name)
+					}
+					s.parts[pn] = partRef{t, k}
+					s.infos = append(s.infos, t.PartInfo(k))
+				}
 			}
 		}
 	}
@@ -159,24 +157,19 @@ func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
 	if s.hidden[name] {
 		return safetensors.Tensor{}, fmt.Errorf("fused: tensor %q reads as its parts: %w", name, fs.ErrNotExist)
 	}
-	sl, ok := s.parts[name]
+	ref, ok := s.parts[name]
 	if !ok {
 		return s.base.Tensor(name)
 	}
-	t, err := s.base.Tensor(sl.fused)
+	t, err := s.base.Tensor(ref.t.Name)
 	if err != nil {
 		return safetensors.Tensor{}, err
 	}
-	size := t.DType.Size()
-	if len(t.Data) != sl.fusedRow*sl.k*size {
-		return safetensors.Tensor{}, fmt.Errorf("fused: %s: tensor %q: %d data bytes, want %d", t.File, sl.fused, len(t.Data), sl.fusedRow*sl.k*size)
+	data, err := ref.t.Part(t.Data, ref.i)
+	if err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: %w", t.File, err)
 	}
-	row := sl.k * size
-	return safetensors.Tensor{
-		TensorInfo: safetensors.TensorInfo{Name: name, DType: t.DType, Shape: []int{sl.n, sl.k}},
-		Data:       t.Data[sl.row0*row : (sl.row0+sl.n)*row : (sl.row0+sl.n)*row],
-		File:       t.File,
-	}, nil
+	return safetensors.Tensor{TensorInfo: ref.t.PartInfo(ref.i), Data: data, File: t.File}, nil
 }
 
 // Files lists base's files.
