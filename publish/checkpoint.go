@@ -9,9 +9,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
@@ -47,7 +49,10 @@ type Checkpoint struct {
 	modelDir string
 	lock     *os.File
 	progress Progress
-	done     bool // committed
+	// join writes the parts of fused modules (Phi-3's q/k/v_proj and
+	// gate/up_proj) as their fused tensors; nil for other models.
+	join *fused.Joiner
+	done bool // committed
 	// Start is the number of layers an interrupted run already wrote
 	// (0 for a fresh checkpoint): the driver's Job.Start.
 	Start int
@@ -80,13 +85,14 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	if log == nil {
 		log = io.Discard
 	}
-	infos, err := Plan(cfg, qc)
+	join, err := planJoin(cfg, qc)
 	if err != nil {
 		return nil, err
 	}
+	infos := join.Infos()
 	wopts := writerOptions(qc, opts.MaxShardBytes)
 	tmp := PartialDir(dir)
-	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir}
+	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir, join: join}
 	prev, err := c.claim(opts, log)
 	if err != nil {
 		return nil, err
@@ -102,6 +108,7 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		c.progress = *prev
 		c.progress.PID, c.progress.Host = os.Getpid(), host
 		c.Start = prev.LayersDone
+		c.join.Resume(prev.Writer.Next)
 		fmt.Fprintf(log, "%s: resuming at layer %d (%d of %d layers kept; layers are numbered from 0)\n", dir, prev.LayersDone, prev.LayersDone, prev.Layers)
 		return c, nil
 	}
@@ -275,7 +282,7 @@ func (c *Checkpoint) Replay(li int) (map[string][]float32, error) {
 		}
 		K, N, _ := model.LinearShape(c.cfg, m)
 		l := gptq.Linear{K: K, N: N, Bits: c.qc.Bits, GroupSize: c.qc.GroupSize, Format: c.format}
-		read := func(suffix string) ([]byte, error) { return c.w.ReadBack(name + suffix) }
+		read := func(suffix string) ([]byte, error) { return c.readBack(name + suffix) }
 		b, err := read(".qweight")
 		if err != nil {
 			return nil, err
@@ -303,6 +310,36 @@ func (c *Checkpoint) Replay(li int) (map[string][]float32, error) {
 		out[m] = w
 	}
 	return out, nil
+}
+
+// readBack returns the data of a tensor written so far: a part of a fused
+// tensor as its slice of the fused tensor's.
+func (c *Checkpoint) readBack(name string) ([]byte, error) {
+	f := c.join.PartOf(name)
+	if f == "" {
+		return c.w.ReadBack(name)
+	}
+	t, _ := c.join.Fused(f)
+	data, err := c.w.ReadBack(f)
+	if err != nil {
+		return nil, err
+	}
+	return t.Part(data, slices.Index(t.Parts, name))
+}
+
+// write writes a tensor of the part-named plan (planJoin): a part of a
+// fused tensor is kept until the fused tensor is complete.
+func (c *Checkpoint) write(name string, data []byte) error {
+	out, err := c.join.Add(name, data)
+	if err != nil {
+		return err
+	}
+	for _, t := range out {
+		if err := c.w.Write(t.Name, t.Data); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func bytesInt32(b []byte) []int32 {
@@ -414,9 +451,31 @@ func relOutside(rel string) bool {
 // qc, in the order the Checkpoint writes them: the embedding, then per layer
 // its norms and the packed modules (a module that qc leaves unquantized,
 // gptq.QuantizeConfig.Skipped, as its fp16 weight), then the final norm and
-// (untied) head. The error names the tensor whose shape the bits/group
-// size do not allow.
+// (untied) head. A fused module (Phi-3's qkv_proj and gate_up_proj, package
+// fused) is one quantized module, as GPTQModel writes it, in place of its
+// parts. The error names the tensor whose shape the bits/group size do not
+// allow.
 func Plan(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInfo, error) {
+	j, err := planJoin(cfg, qc)
+	if err != nil {
+		return nil, err
+	}
+	return j.Infos(), nil
+}
+
+// planJoin plans the checkpoint's tensors with the parts of its fused
+// modules (planParts), joined into the fused ones (fused.Join).
+func planJoin(cfg *hfconfig.Config, qc gptq.QuantizeConfig) (*fused.Joiner, error) {
+	infos, err := planParts(cfg, qc)
+	if err != nil {
+		return nil, err
+	}
+	return fused.Join(infos, cfg.NumHiddenLayers, fused.Modules(cfg))
+}
+
+// planParts lists the tensors of the checkpoint as the llama layout has
+// them: fused modules as their parts.
+func planParts(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.TensorInfo, error) {
 	infos := []safetensors.TensorInfo{{Name: "model.embed_tokens.weight", DType: safetensors.F16, Shape: []int{cfg.VocabSize, cfg.HiddenSize}}}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		p := model.LayerPrefix(li) + "."
@@ -478,7 +537,7 @@ func (c *Checkpoint) copyBias(module string) error {
 	name := module + ".bias"
 	if _, err := c.src.Tensor(name); errors.Is(err, fs.ErrNotExist) {
 		_, N, _ := model.LinearShape(c.cfg, m)
-		return c.w.Write(name, make([]byte, 2*N))
+		return c.write(name, make([]byte, 2*N))
 	}
 	return c.copyPlain(name)
 }
@@ -500,7 +559,7 @@ func (c *Checkpoint) copyPlain(name string) error {
 		data = make([]byte, 2*len(f))
 		half.F32ToF16Bytes(data, f)
 	}
-	return c.w.Write(name, data)
+	return c.write(name, data)
 }
 
 // Layer packs and writes one quantized layer (driver Job.Layer); a
@@ -511,6 +570,9 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 		if err := c.copyPlain(n); err != nil {
 			return err
 		}
+	}
+	if err := checkFusedPerms(c.cfg, modules); err != nil {
+		return err
 	}
 	for _, m := range modules {
 		skipped, err := c.qc.Skipped(m.Name())
@@ -536,16 +598,16 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 			return fmt.Errorf("%s: %w", m.Name(), err)
 		}
 		name := m.Name()
-		if err := c.w.Write(name+".qweight", int32Bytes(lin.QWeight)); err != nil {
+		if err := c.write(name+".qweight", int32Bytes(lin.QWeight)); err != nil {
 			return err
 		}
-		if err := c.w.Write(name+".qzeros", int32Bytes(lin.QZeros)); err != nil {
+		if err := c.write(name+".qzeros", int32Bytes(lin.QZeros)); err != nil {
 			return err
 		}
-		if err := c.w.Write(name+".scales", uint16Bytes(lin.Scales)); err != nil {
+		if err := c.write(name+".scales", uint16Bytes(lin.Scales)); err != nil {
 			return err
 		}
-		if err := c.w.Write(name+".g_idx", int32Bytes(lin.GIdx)); err != nil {
+		if err := c.write(name+".g_idx", int32Bytes(lin.GIdx)); err != nil {
 			return err
 		}
 		if err := c.copyBias(name); err != nil {
@@ -563,6 +625,31 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 		}
 	}
 	return c.record(li + 1)
+}
+
+// checkFusedPerms checks that the parts of each fused module of cfg
+// (package fused) were quantized in one act order: they share one
+// Hessian, whose diagonal GPTQ sorts, so their permutations are equal
+// and one g_idx serves them all (with static groups too, where g_idx
+// does not show the order).
+func checkFusedPerms(cfg *hfconfig.Config, modules []quantize.ModuleResult) error {
+	byName := map[string]quantize.ModuleResult{}
+	for _, m := range modules {
+		byName[m.Module] = m
+	}
+	for _, f := range fused.Modules(cfg) {
+		first := byName[f.Parts[0].Module]
+		for _, p := range f.Parts[1:] {
+			m := byName[p.Module]
+			if first.Result == nil || m.Result == nil || first.Perm == nil && m.Perm == nil {
+				continue
+			}
+			if !slices.Equal(first.Perm, m.Perm) {
+				return fmt.Errorf("%s and %s, parts of %s.%s, were quantized in different act orders: they must share one", first.Name(), m.Name(), model.LayerPrefix(m.Layer), f.Name)
+			}
+		}
+	}
+	return nil
 }
 
 // Pack turns a GPTQ result into the on-disk tensors of spec §1 (a result

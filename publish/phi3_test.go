@@ -1,55 +1,273 @@
 package publish_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/publish"
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+	"github.com/gptqtool/gptqtool/verify"
 )
 
-// TestPhi3Refused: quantizing a phi3 checkpoint and converting one (to
-// another dtype or to GGUF) are refused as not implemented, naming the
-// model type, before anything is written: their fused qkv_proj and
-// gate_up_proj have no GPTQ or copy path yet.
-func TestPhi3Refused(t *testing.T) {
+// phi3Samples are random calibration sequences of the random Phi-3's
+// vocabulary (256 tokens).
+func phi3Samples(n, seqLen int) []quantize.Sample {
+	r := rand.New(rand.NewPCG(5, 6))
+	out := make([]quantize.Sample, n)
+	for i := range out {
+		out[i].IDs = make([]int, seqLen)
+		for j := range out[i].IDs {
+			out[i].IDs[j] = r.IntN(256)
+		}
+	}
+	return out
+}
+
+// splitPhi3 writes the llama checkpoint of the same weights as the phi3
+// checkpoint src: config.json as llama's (Phi-3 without a window or
+// longrope is llama), the fused tensors as their parts (package fused's
+// row slices, checked against Phi-3's forward in runtime/model).
+func splitPhi3(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["model_type"], cfg["architectures"] = "llama", []string{"LlamaForCausalLM"}
+	for _, k := range []string{"original_max_position_embeddings", "sliding_window", "embd_pdrop", "resid_pdrop"} {
+		delete(cfg, k)
+	}
+	if raw, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, c := fixtures.OpenCheckpoint(t, src)
+	set, err := fused.Open(st, c.NumHiddenLayers, fused.Modules(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ts []safetensors.Tensor
+	for _, n := range set.Names() {
+		tn, err := set.Tensor(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, tn)
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, nil); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestQuantizePhi3 quantizes a random Phi-3 (fused qkv_proj and
+// gate_up_proj) and the llama checkpoint of the same weights split
+// (splitPhi3) with the same samples, act order with and without static
+// groups. The Phi-3 checkpoint holds qkv_proj and gate_up_proj as one
+// GPTQ module each (GPTQModel's names) and no part; each fused tensor's
+// column blocks (qweight, scales; qzeros by packed word) are the split
+// checkpoint's q/k/v (gate/up) tensors byte for byte, its g_idx each
+// part's; every other tensor is equal. Loaded, the two give the same
+// logits; the format check and inspect pass; KL against the float source
+// is small.
+func TestQuantizePhi3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes two models twice")
+	}
 	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
-	for _, tc := range []struct {
-		name string
-		run  func(out string) error
-	}{
-		{"quantize", func(out string) error {
-			_, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: src, Out: out,
-				Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 32, Damp: 0.1}}, Sym: true})
-			return err
-		}},
-		{"convert", func(out string) error {
-			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, DType: "bf16"})
-			return err
-		}},
-		{"convert gguf", func(out string) error {
-			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out + ".gguf", GGUF: "f32"})
-			return err
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "out")
-			err := tc.run(out)
-			if !errors.Is(err, hfconfig.ErrUnsupported) || !strings.Contains(err.Error(), "config.json: model_type phi3") {
-				t.Fatalf("err = %v, want phi3 refused as unsupported, naming the config and model type", err)
-			}
-			for _, p := range []string{out, out + ".gguf"} {
-				if _, serr := os.Stat(p); !errors.Is(serr, fs.ErrNotExist) {
-					t.Errorf("%s written (stat: %v)", p, serr)
+	split := splitPhi3(t, src)
+	samples := phi3Samples(8, 64)
+	branches := []publish.Branch{
+		{Name: "act", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1},
+		{Name: "static", Bits: 4, GroupSize: 32, DescAct: true, StaticGroups: true, Damp: 0.1},
+	}
+	run := func(modelDir string) string {
+		out := filepath.Join(t.TempDir(), "q")
+		_, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: modelDir, Out: out, Branches: branches, Table: true,
+			Sym: true, TrueSequential: true, Samples: samples, SeqLen: 64, Backend: cpu.New(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	phi, llama := run(src), run(split)
+	_, cfg := fixtures.OpenCheckpoint(t, src)
+	mods := fused.Modules(cfg)
+	for _, br := range branches {
+		t.Run(br.Name, func(t *testing.T) {
+			pd, ld := filepath.Join(phi, br.Name), filepath.Join(llama, br.Name)
+			pt, lt := tensors(t, pd), tensors(t, ld)
+			explained := map[string]bool{}
+			for li := range cfg.NumHiddenLayers {
+				p := fmt.Sprintf("model.layers.%d.", li)
+				for _, m := range mods {
+					for _, suffix := range []string{"qweight", "scales", "qzeros", "g_idx"} {
+						f, ok := pt[p+m.Name+"."+suffix]
+						if !ok {
+							t.Fatalf("%s%s.%s missing", p, m.Name, suffix)
+						}
+						col := 0 // in elements of f's rows
+						for _, part := range m.Parts {
+							name := p + part.Module + "." + suffix
+							explained[name] = true
+							if _, ok := pt[name]; ok {
+								t.Errorf("%s written beside %s", name, f.Name)
+							}
+							want := lt[name]
+							if suffix == "g_idx" {
+								if !bytes.Equal(f.Data, want.Data) {
+									t.Errorf("%s differs from the split checkpoint's %s", f.Name, name)
+								}
+								continue
+							}
+							es, rows, cols := f.DType.Size(), f.Shape[0], f.Shape[1]
+							w := want.Shape[1]
+							if want.Shape[0] != rows {
+								t.Fatalf("%s %v beside %s %v", f.Name, f.Shape, name, want.Shape)
+							}
+							for r := range rows {
+								got := f.Data[(r*cols+col)*es : (r*cols+col+w)*es]
+								if !bytes.Equal(got, want.Data[r*w*es:(r+1)*w*es]) {
+									t.Fatalf("%s: row %d, columns [%d, %d) differ from %s", f.Name, r, col, col+w, name)
+								}
+							}
+							col += w
+						}
+						if suffix != "g_idx" && col != f.Shape[1] {
+							t.Errorf("%s: %d columns, the parts have %d", f.Name, f.Shape[1], col)
+						}
+						explained[f.Name] = true
+					}
 				}
 			}
+			for n, want := range lt {
+				if explained[n] {
+					continue
+				}
+				if got, ok := pt[n]; !ok || !bytes.Equal(got.Data, want.Data) {
+					t.Errorf("%s missing or differs from the split checkpoint's", n)
+				}
+			}
+			if len(pt) != len(lt)-4*(3+2)*cfg.NumHiddenLayers+4*2*cfg.NumHiddenLayers {
+				t.Errorf("%d tensors, want %d", len(pt), len(lt)-12*cfg.NumHiddenLayers)
+			}
+
+			rep, err := verify.CheckFormat(pd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range rep.Checks {
+				if !c.OK {
+					t.Errorf("format check %q failed: %s", c.Name, c.Detail)
+				}
+			}
+			ins, err := verify.Inspect(pd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ins.Problems) > 0 {
+				t.Errorf("inspect: %v", ins.Problems)
+			}
+
+			ids := phi3Samples(1, 128)[0].IDs
+			logits := func(dir string) []float32 {
+				m, err := model.Load(dir, cpu.New(0))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				l, err := m.Forward(ids[:32], nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			a, b := logits(pd), logits(ld)
+			for i := range a {
+				if a[i] != b[i] {
+					t.Fatalf("logit %d: phi3 checkpoint %g, split %g", i, a[i], b[i])
+				}
+			}
+			base, err := model.Load(src, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer base.Close()
+			m, err := model.Load(pd, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			r, err := verify.KL(context.Background(), m, base, ids, verify.PerplexityOptions{Ctx: 64, MaxWindows: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("mean KL against the float source: %.4g", r.MeanKL)
+			if !(r.MeanKL < 0.1) {
+				t.Errorf("mean KL %.4g against the float source, want < 0.1", r.MeanKL)
+			}
 		})
+	}
+}
+
+// TestQuantizePhi3SkipPart: --skip-modules naming a part of a fused
+// module (or a pattern matching one) is refused naming the fused module,
+// before anything is written.
+func TestQuantizePhi3SkipPart(t *testing.T) {
+	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
+	for _, tc := range []struct{ pattern, want string }{
+		{"model.layers.1.self_attn.k_proj", "model.layers.1.self_attn.k_proj is part of model.layers.1.self_attn.qkv_proj"},
+		{"re:.*up_proj", "model.layers.0.mlp.up_proj is part of model.layers.0.mlp.gate_up_proj"},
+	} {
+		out := filepath.Join(t.TempDir(), "out")
+		_, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: src, Out: out, SkipModules: []string{tc.pattern},
+			Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 32, Damp: 0.1}}, Sym: true, Samples: phi3Samples(2, 16), Backend: cpu.New(0)})
+		if !errors.Is(err, quantize.ErrSkip) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.pattern, err, tc.want)
+		}
+		if _, serr := os.Stat(out); !errors.Is(serr, fs.ErrNotExist) {
+			t.Errorf("%s written (stat: %v)", out, serr)
+		}
+	}
+}
+
+// TestPhi3Refused: converting a phi3 checkpoint to GGUF is refused as not
+// implemented, naming the model type, before anything is written.
+func TestPhi3Refused(t *testing.T) {
+	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
+	out := filepath.Join(t.TempDir(), "out")
+	for _, o := range []publish.ConvertOptions{{In: src, Out: out, DType: "bf16"}, {In: src, Out: out + ".gguf", GGUF: "f32"}} {
+		_, err := publish.Convert(context.Background(), o)
+		if !errors.Is(err, hfconfig.ErrUnsupported) || !strings.Contains(err.Error(), "config.json: model_type phi3") {
+			t.Fatalf("err = %v, want phi3 refused as unsupported, naming the config and model type", err)
+		}
+	}
+	for _, p := range []string{out, out + ".gguf"} {
+		if _, serr := os.Stat(p); !errors.Is(serr, fs.ErrNotExist) {
+			t.Errorf("%s written (stat: %v)", p, serr)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -242,7 +243,7 @@ func Preflight(ctx context.Context, o PreflightOptions) (*PreflightReport, error
 // checkReadable finds every floating-point tensor the run reads and checks
 // its dtype (bind checks the shapes per layer), and the values of the
 // plain tensors that the checkpoint holds in fp16 (checkFP16Range).
-func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
+func checkReadable(set weights.Set, cfg *hfconfig.Config) error {
 	plain := plainTensorNames(cfg)
 	names := slices.Clone(plain)
 	for li := range cfg.NumHiddenLayers {
@@ -250,7 +251,7 @@ func checkReadable(set *safetensors.Set, cfg *hfconfig.Config) error {
 		for _, n := range model.LayerBiasNames(cfg, li) {
 			// (written in fp16 beside the module's GPTQ tensors; a llama
 			// config's attention_bias may have none, written as zeros)
-			if set.Has(n) || cfg.ModelType == "qwen2" {
+			if _, err := set.Tensor(n); err == nil || cfg.ModelType == "qwen2" {
 				names = append(names, n)
 				plain = append(plain, n)
 			}
@@ -297,7 +298,7 @@ func plainTensorNames(cfg *hfconfig.Config) []string {
 // plainFrom returns the dtypes other than F16 of the plain tensors of set
 // (plainTensorNames), lower case and sorted ("bf16"): those the checkpoint
 // converts to fp16.
-func plainFrom(set *safetensors.Set, cfg *hfconfig.Config) []string {
+func plainFrom(set weights.Set, cfg *hfconfig.Config) []string {
 	var out []string
 	for _, n := range plainTensorNames(cfg) {
 		if t, err := set.Tensor(n); err == nil && t.DType != safetensors.F16 {
@@ -633,7 +634,7 @@ func (r *PreflightReport) checkOut(o RunOptions) error {
 }
 
 // memory sizes host and device memory and compares them with what is free.
-func (r *PreflightReport) memory(cfg *hfconfig.Config, set *safetensors.Set, o PreflightOptions, S, T int, jobs []quantize.Job) {
+func (r *PreflightReport) memory(cfg *hfconfig.Config, set weights.Set, o PreflightOptions, S, T int, jobs []quantize.Job) {
 	device := o.Solver != nil
 	extra := []quantize.PlanPart{{What: "dataset (from its file sizes)", Bytes: 12 * o.DatasetBytes}}
 	if o.RTN {
@@ -729,7 +730,7 @@ func memoryHint(o PreflightOptions, S, T int, device bool) string {
 // samples and scales it: per layer and job, the solves, plus the forward
 // and Hessian work per token (attention grows with the sequence, the rest
 // does not).
-func (r *PreflightReport) estimate(ctx context.Context, set *safetensors.Set, cfg *hfconfig.Config, o PreflightOptions, jobs []quantize.Job) error {
+func (r *PreflightReport) estimate(ctx context.Context, set weights.Set, cfg *hfconfig.Config, o PreflightOptions, jobs []quantize.Job) error {
 	start := time.Now()
 	one := *cfg
 	one.NumHiddenLayers = 1

@@ -13,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -139,16 +141,14 @@ func rtnBranches(branches []Branch) []Branch {
 
 // openModel opens the unquantized checkpoint a run quantizes: its config,
 // and its weights when they are what the config explains, each in a float
-// dtype and the shape the config gives it.
-func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
+// dtype and the shape the config gives it. A fused module (Phi-3's
+// qkv_proj and gate_up_proj) reads as its parts (package fused): the
+// driver quantizes the parts with their shared Hessian, the Checkpoint
+// writes them fused again.
+func openModel(dir string) (*hfconfig.Config, weights.Set, error) {
 	cfg, err := hfconfig.Load(dir)
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.ModelType == "phi3" {
-		// The GPTQ checkpoint would hold qkv_proj and gate_up_proj as one
-		// quantized module each (GPTQModel's layout), not yet written.
-		return nil, nil, fmt.Errorf("quantize: %s: model_type phi3: %w (GPTQ of Phi-3's fused qkv_proj and gate_up_proj is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
 	}
 	if qc, err := quantized.ReadConfig(dir); err == nil {
 		method := map[quantized.Method]string{quantized.GPTQ: "a GPTQ", quantized.AWQ: "an AWQ", quantized.CompressedTensors: "a compressed-tensors"}[qc.Method]
@@ -160,9 +160,16 @@ func openModel(dir string) (*hfconfig.Config, *safetensors.Set, error) {
 	if _, err := hfconfig.LoadGeneration(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("quantize: %w (it would be copied into the checkpoint: fix it, or remove it to write none)", err)
 	}
-	set, err := safetensors.OpenDir(dir)
+	st, err := safetensors.OpenDir(dir)
 	if err != nil {
 		return nil, nil, err
+	}
+	var set weights.Set = st
+	if mods := fused.Modules(cfg); mods != nil {
+		if set, err = fused.Open(st, cfg.NumHiddenLayers, mods); err != nil {
+			st.Close()
+			return nil, nil, fmt.Errorf("quantize: %w", err)
+		}
 	}
 	if err := model.CheckWeights(set, cfg, nil); err != nil {
 		set.Close()
@@ -210,11 +217,25 @@ func ResolveSkip(modelDir string, patterns []string) (quantize.Skip, error) {
 	return quantize.ParseSkip(patterns, cfg.NumHiddenLayers)
 }
 
-// skip resolves SkipModules against the model's layers.
+// skip resolves SkipModules against the model's layers. A part of a
+// fused module (Phi-3's q/k/v_proj, gate/up_proj) is refused, naming the
+// fused module: GPTQModel quantizes the fused module as one, so its
+// dynamic rules name qkv_proj and gate_up_proj and cannot address a part,
+// and rules naming the parts would not match its modules either.
 func (o RunOptions) skip(cfg *hfconfig.Config) (quantize.Skip, error) {
 	s, err := quantize.ParseSkip(o.SkipModules, cfg.NumHiddenLayers)
 	if err != nil {
 		return quantize.Skip{}, fmt.Errorf("quantize: skip modules: %w", err)
+	}
+	for li := range cfg.NumHiddenLayers {
+		for _, m := range fused.Modules(cfg) {
+			for _, p := range m.Parts {
+				if s.Has(li, p.Module) {
+					return quantize.Skip{}, fmt.Errorf("quantize: skip modules: %w: %s.%s is part of %s.%s, which a %s checkpoint quantizes as one module (GPTQModel's dynamic rules cannot address its parts): skipping it is not supported",
+						quantize.ErrSkip, model.LayerPrefix(li), p.Module, model.LayerPrefix(li), m.Name, cfg.ModelType)
+				}
+			}
+		}
 	}
 	return s, nil
 }

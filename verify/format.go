@@ -10,11 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -78,6 +80,17 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	// its own tensors against its config: the checks of GPTQ's configs
 	// and loaders do not apply to it.
 	set := tensorSet(base)
+	// A fused module (Phi-3's qkv_proj, gate_up_proj) is checked as its
+	// parts, as the model loads it (package fused).
+	var ws weights.Set = base
+	if mods := fused.Modules(cfg); mods != nil {
+		fs, err := fused.Open(base, cfg.NumHiddenLayers, mods)
+		if err != nil {
+			add("quantized tensors: dtypes and shapes", []string{err.Error()}, "")
+			return r, nil
+		}
+		set, ws = fs, fs
+	}
 	foreign := qconf.Method != quantized.GPTQ
 	if foreign {
 		linears, err := model.QuantLinears(cfg)
@@ -85,7 +98,7 @@ func CheckFormat(dir string) (*FormatReport, error) {
 			return nil, err
 		}
 		add("quantization config", nil, fmt.Sprintf("from %s (%s, read as GPTQ)", filepath.Base(src), qconf.Method))
-		if set, qc, err = qconf.Open(base, linears); err != nil {
+		if set, qc, err = qconf.Open(ws, linears); err != nil {
 			add("quantized tensors: dtypes and shapes", []string{err.Error()}, "")
 			return r, nil
 		}

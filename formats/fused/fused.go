@@ -172,6 +172,24 @@ func (s *Set) Tensor(name string) (safetensors.Tensor, error) {
 	return safetensors.Tensor{TensorInfo: ref.t.PartInfo(ref.i), Data: data, File: t.File}, nil
 }
 
+// Release passes names to base's Release, where it has one (a
+// safetensors.Set drops its pages of the tensors), a part as its fused
+// tensor.
+func (s *Set) Release(names ...string) {
+	r, ok := s.base.(interface{ Release(...string) })
+	if !ok {
+		return
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if ref, ok := s.parts[n]; ok {
+			n = ref.t.Name
+		}
+		out = append(out, n)
+	}
+	r.Release(out...)
+}
+
 // Files lists base's files.
 func (s *Set) Files() []string { return s.base.Files() }
 

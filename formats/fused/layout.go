@@ -305,6 +305,10 @@ type Joiner struct {
 	next   int               // infos[next] is the next to return
 }
 
+// Resume makes a Joiner for a writer that has the first next tensors of
+// Infos already: Add returns the tensors from the next-th on.
+func (j *Joiner) Resume(next int) { j.next = next }
+
 // Infos lists the checkpoint's tensors: the fused ones in place of their
 // parts.
 func (j *Joiner) Infos() []safetensors.TensorInfo {
