@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/half"
@@ -308,10 +309,10 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ModelType == "phi3" {
-		// Its fused qkv_proj and gate_up_proj would be written under
-		// their own names, which the checks of the copy do not know yet.
-		return nil, fmt.Errorf("convert: %s: model_type phi3: %w (converting Phi-3's fused qkv_proj and gate_up_proj is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
+	if cfg.ModelType == "phi3" && o.GGUF != "" {
+		// llama.cpp's phi3 architecture (fused attn_qkv, ffn_up of gate
+		// and up) is not written yet.
+		return nil, fmt.Errorf("convert: %s: model_type phi3: %w (GGUF of Phi-3 is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
 	}
 	// An AWQ or compressed-tensors checkpoint is read as the GPTQ (v2)
 	// checkpoint it equals (quantized.Config.Open) and written as one.
@@ -356,6 +357,16 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	// A fused module (Phi-3's qkv_proj, gate_up_proj) is converted as its
+	// parts (package fused) and written fused again (fused.Joiner).
+	base, mods := src, fused.Modules(cfg)
+	var fset *fused.Set
+	if mods != nil {
+		if fset, err = fused.Open(src, cfg.NumHiddenLayers, mods); err != nil {
+			return nil, fmt.Errorf("convert: %w", err)
+		}
+		src = fset
+	}
 	fromGPTQ := qconf == nil || qconf.Method == quantized.GPTQ
 	from := "" // the quant_method of an AWQ or compressed-tensors input
 	if !fromGPTQ {
@@ -419,8 +430,13 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	// are written in state-dict order.
 	names := slices.SortedFunc(slices.Values(src.Names()), compareNames)
 	meta := map[string]string{}
-	if set, ok := src.(*safetensors.Set); ok {
+	// (An AWQ or compressed-tensors input is written in state-dict order:
+	// its files' names are not the GPTQ view's.)
+	if set, ok := base.(*safetensors.Set); ok && fromGPTQ {
 		names = set.FileOrder()
+		if fset != nil {
+			names = fset.Expand(names)
+		}
 		meta = set.Metadata()
 		if _, ok := meta["gptq_checkpoint_format"]; ok && o.Format != "" {
 			meta["gptq_checkpoint_format"] = string(o.Format)
@@ -576,9 +592,22 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	for i, p := range plan {
 		infos[i] = p.info
 	}
-	w, err := safetensors.Create(tmp, infos, safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta})
+	join, err := fused.Join(infos, cfg.NumHiddenLayers, mods)
+	if err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	w, err := safetensors.Create(tmp, join.Infos(), safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta})
 	if err != nil {
 		return nil, err
+	}
+	write := func(name string, data []byte) error {
+		out, err := join.Add(name, data)
+		for _, t := range out {
+			if err := w.Write(t.Name, t.Data); err != nil {
+				return err
+			}
+		}
+		return err
 	}
 	for i, p := range plan {
 		if err := ctx.Err(); err != nil {
@@ -587,7 +616,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		}
 		data, err := p.make()
 		if err == nil {
-			err = w.Write(p.info.Name, data)
+			err = write(p.info.Name, data)
 		}
 		if err != nil {
 			w.Abort()
@@ -719,7 +748,7 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	done = true
 	syncParent(o.Out)
-	sum.Tensors = len(plan)
+	sum.Tensors = len(join.Infos())
 	if len(sum.Overflows) == 0 {
 		sum.Overflows = nil
 	}

@@ -3,6 +3,7 @@ package publish_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/fused"
+	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
@@ -258,16 +260,91 @@ func TestQuantizePhi3SkipPart(t *testing.T) {
 // implemented, naming the model type, before anything is written.
 func TestPhi3Refused(t *testing.T) {
 	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
-	out := filepath.Join(t.TempDir(), "out")
-	for _, o := range []publish.ConvertOptions{{In: src, Out: out, DType: "bf16"}, {In: src, Out: out + ".gguf", GGUF: "f32"}} {
-		_, err := publish.Convert(context.Background(), o)
-		if !errors.Is(err, hfconfig.ErrUnsupported) || !strings.Contains(err.Error(), "config.json: model_type phi3") {
-			t.Fatalf("err = %v, want phi3 refused as unsupported, naming the config and model type", err)
+	out := filepath.Join(t.TempDir(), "out.gguf")
+	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f32"})
+	if !errors.Is(err, hfconfig.ErrUnsupported) || !strings.Contains(err.Error(), "config.json: model_type phi3") {
+		t.Fatalf("err = %v, want phi3 refused as unsupported, naming the config and model type", err)
+	}
+	if _, serr := os.Stat(out); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("%s written (stat: %v)", out, serr)
+	}
+}
+
+// TestConvertPhi3: a GPTQ phi3 checkpoint converted v1 → v2 → v1 is
+// itself again byte for byte, the v2 one holds the fused modules (their
+// zero points one higher) and gives the same logits; dequantized to f32
+// it holds the fused float weights and gives the GPTQ checkpoint's
+// logits; the float source converted to f16 holds its fused tensors,
+// each value the source's rounded to fp16.
+func TestConvertPhi3(t *testing.T) {
+	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
+	q := filepath.Join(t.TempDir(), "q")
+	if _, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: src, Out: q, Sym: true, TrueSequential: true,
+		Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1}},
+		Samples:  phi3Samples(4, 64), SeqLen: 64, Backend: cpu.New(0)}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	v2, v1, dq, f16 := filepath.Join(dir, "v2"), filepath.Join(dir, "v1"), filepath.Join(dir, "dq"), filepath.Join(dir, "f16")
+	convert(t, publish.ConvertOptions{In: q, Out: v2, Format: "gptq_v2"})
+	convert(t, publish.ConvertOptions{In: v2, Out: v1, Format: "gptq"})
+	convert(t, publish.ConvertOptions{In: q, Out: dq, Dequantize: true, DType: "f32"})
+	convert(t, publish.ConvertOptions{In: src, Out: f16, DType: "f16"})
+	qt, v2t, v1t, dqt, f16t := tensors(t, q), tensors(t, v2), tensors(t, v1), tensors(t, dq), tensors(t, f16)
+	if len(v1t) != len(qt) {
+		t.Errorf("v1 again: %d tensors, want %d", len(v1t), len(qt))
+	}
+	for n, want := range qt {
+		if got, ok := v1t[n]; !ok || !bytes.Equal(got.Data, want.Data) {
+			t.Errorf("v1 again: %s missing or differs", n)
 		}
 	}
-	for _, p := range []string{out, out + ".gguf"} {
-		if _, serr := os.Stat(p); !errors.Is(serr, fs.ErrNotExist) {
-			t.Errorf("%s written (stat: %v)", p, serr)
+	z1, z2 := qt["model.layers.0.self_attn.qkv_proj.qzeros"], v2t["model.layers.0.self_attn.qkv_proj.qzeros"]
+	if len(z1.Data) == 0 || binary.LittleEndian.Uint32(z1.Data) != 0x77777777 || binary.LittleEndian.Uint32(z2.Data) != 0x88888888 {
+		t.Errorf("qkv_proj.qzeros: v1 %x, v2 %x, want words 77777777 and 88888888", z1.Data[:4], z2.Data[:4])
+	}
+	for _, n := range []string{"model.layers.1.self_attn.qkv_proj.weight", "model.layers.1.mlp.gate_up_proj.weight"} {
+		if got, ok := dqt[n]; !ok || got.DType != safetensors.F32 {
+			t.Errorf("dequantized: %s missing or not F32", n)
+		}
+		st := tensors(t, src)[n]
+		want, _ := st.Float32()
+		got, ok := f16t[n]
+		if !ok || got.DType != safetensors.F16 {
+			t.Fatalf("f16: %s missing or not F16", n)
+		}
+		g, _ := got.Float32()
+		for i := range want {
+			if g[i] != half.F16ToF32(half.F32ToF16(want[i])) {
+				t.Fatalf("f16: %s[%d] = %g, want %g rounded to fp16", n, i, g[i], want[i])
+			}
+		}
+	}
+	for n := range dqt {
+		if strings.Contains(n, "q_proj") || strings.Contains(n, "gate_proj") {
+			t.Errorf("dequantized: part %s written", n)
+		}
+	}
+	ids := phi3Samples(1, 32)[0].IDs
+	logits := func(dir string) []float32 {
+		m, err := model.Load(dir, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		l, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	a := logits(q)
+	for _, d := range []string{v2, dq} {
+		b := logits(d)
+		for i := range a {
+			if diff := a[i] - b[i]; diff > 1e-4 || diff < -1e-4 {
+				t.Fatalf("%s: logit %d: %g, GPTQ checkpoint %g", filepath.Base(d), i, b[i], a[i])
+			}
 		}
 	}
 }

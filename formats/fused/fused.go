@@ -190,6 +190,25 @@ func (s *Set) Release(names ...string) {
 	r.Release(out...)
 }
 
+// Expand returns names with each fused tensor replaced by its parts, in
+// their order (a list of base's names, such as its file order, as the
+// Set's).
+func (s *Set) Expand(names []string) []string {
+	parts := map[string][]string{}
+	for _, ref := range s.parts {
+		parts[ref.t.Name] = ref.t.Parts
+	}
+	var out []string
+	for _, n := range names {
+		if ps, ok := parts[n]; ok {
+			out = append(out, ps...)
+		} else {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Files lists base's files.
 func (s *Set) Files() []string { return s.base.Files() }
 
