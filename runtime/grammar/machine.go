@@ -182,7 +182,12 @@ func feed(a *arena, f *frame, c byte, out []*frame) []*frame {
 		if s := f.n.re.step(f.re, c); s >= 0 {
 			g := *f
 			g.re = s
-			return append(out, a.put(g))
+			out = append(out, a.put(g))
+		}
+		if f.n.re.accept[f.re] {
+			// (In a Sequence the text may end here and the next part
+			// go on.)
+			return feed(a, f.up, c, out)
 		}
 	case opSeq:
 		parts := f.n.seq

@@ -150,11 +150,19 @@ func (cc *Compiler) Compile(schema []byte, v *Vocab) (*Grammar, error) {
 	return newGrammar(n, v), nil
 }
 
-// Part is one part of a Sequence: a text as it is, or (Value) a JSON
-// value of the sequence's schema.
+// Part is one part of a Sequence: a text as it is, (Value) a JSON value
+// of the sequence's schema, (Ref) a value of the schema that a local
+// reference of the schema names ("#/$defs/x"; the schema must use the
+// reference), (Pattern) a raw text that the regular expression matches
+// whole (as Regex), or (Alts) the parts of one of several sequences: a
+// call of one of several tools, the tool's name in a text and its
+// arguments a Ref (Mistral's "[TOOL_CALLS]" NAME "[ARGS]" ARGUMENTS).
 type Part struct {
-	Text  string
-	Value bool
+	Text    string
+	Value   bool
+	Ref     string
+	Pattern string
+	Alts    [][]Part
 }
 
 // Sequence makes a Grammar whose output is parts in order, then loop's
@@ -172,28 +180,66 @@ func (cc *Compiler) Sequence(schema []byte, parts, loop []Part, v *Vocab) (*Gram
 	if err != nil {
 		return nil, err
 	}
-	nodes := func(ps []Part) ([]*node, error) {
+	// depth is the fewest containers a sequence's values nest (the
+	// deepest of its parts').
+	var nodes func(ps []Part) ([]*node, int, error)
+	nodes = func(ps []Part) ([]*node, int, error) {
 		var out []*node
+		depth := 0
 		for _, p := range ps {
+			var n *node
 			switch {
 			case p.Value:
-				out = append(out, val)
+				n = val
+			case p.Ref != "":
+				var ok bool
+				if n, ok = c.refs[p.Ref]; !ok {
+					return nil, 0, &SchemaError{Msg: fmt.Sprintf("a sequence's reference %q: the schema uses none", p.Ref)}
+				}
+			case p.Pattern != "":
+				d, err := compileRegex(p.Pattern, true)
+				if err != nil {
+					return nil, 0, &RegexError{p.Pattern, err.Error()}
+				}
+				n = c.newNode(kRegex)
+				n.re = d
+			case p.Alts != nil:
+				var alts []*node
+				n = c.newNode(kUnion)
+				n.minDepth = MaxDepth + 1
+				for _, a := range p.Alts {
+					if len(a) == 0 {
+						return nil, 0, &SchemaError{Msg: "a sequence's alternative has no part"}
+					}
+					s := c.newNode(kSeq)
+					var err error
+					if s.seq, s.minDepth, err = nodes(a); err != nil {
+						return nil, 0, err
+					}
+					n.minDepth = min(n.minDepth, s.minDepth)
+					alts = append(alts, s)
+				}
+				if len(alts) == 0 {
+					return nil, 0, &SchemaError{Msg: "a sequence's choice has no alternative"}
+				}
+				n.alts = alts
 			case p.Text == "":
-				return nil, &SchemaError{Msg: "a sequence's text is empty"}
+				return nil, 0, &SchemaError{Msg: "a sequence's text is empty"}
 			default:
-				out = append(out, c.literal([]string{p.Text}))
+				n = c.literal([]string{p.Text})
 			}
+			depth = max(depth, n.minDepth)
+			out = append(out, n)
 		}
-		return out, nil
+		return out, depth, nil
 	}
 	n := c.newNode(kSeq)
-	if n.seq, err = nodes(parts); err != nil {
+	if n.seq, n.minDepth, err = nodes(parts); err != nil {
 		return nil, err
 	}
-	if n.loop, err = nodes(loop); err != nil {
+	if n.loop, _, err = nodes(loop); err != nil {
 		return nil, err
 	}
-	n.minDepth = val.minDepth
 	g := newGrammar(n, v)
 	g.raw = true
 	return g, nil

@@ -87,3 +87,92 @@ func TestSequenceMask(t *testing.T) {
 		}
 	}
 }
+
+// argsSchema is two tools' arguments under $defs, the root the union of
+// both (which makes the references used), as the server writes it for a
+// format whose call's name is text.
+const argsSchema = `{"$defs": {
+	"w": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"], "additionalProperties": false},
+	"a": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"], "additionalProperties": false}},
+	"anyOf": [{"$ref": "#/$defs/w"}, {"$ref": "#/$defs/a"}]}`
+
+// mistralCalls is Mistral's v11 calls: each "[TOOL_CALLS]" NAME, an
+// optional "[CALL_ID]" and 9 letters and digits, "[ARGS]" and that tool's
+// arguments; one or more.
+func mistralCalls(t *testing.T, v *Vocab) *Grammar {
+	t.Helper()
+	var alts [][]Part
+	for _, tool := range []struct{ name, ref string }{{"get_weather", "#/$defs/w"}, {"add", "#/$defs/a"}} {
+		alts = append(alts,
+			[]Part{{Text: "[TOOL_CALLS]" + tool.name + "[ARGS]"}, {Ref: tool.ref}},
+			[]Part{{Text: "[TOOL_CALLS]" + tool.name + "[CALL_ID]"}, {Pattern: "[a-zA-Z0-9]{9}"}, {Text: "[ARGS]"}, {Ref: tool.ref}})
+	}
+	call := []Part{{Alts: alts}}
+	g, err := new(Compiler).Sequence([]byte(argsSchema), call, call, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestSequenceAlternatives: a part that is one of several sequences,
+// each with its tool's arguments (Ref) and an id (Pattern): the
+// arguments are the named tool's only, the id is a whole match, and the
+// loop repeats the choice.
+func TestSequenceAlternatives(t *testing.T) {
+	g := mistralCalls(t, newVocab(nil))
+	one := `[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}`
+	two := one + `[TOOL_CALLS]add[CALL_ID]abc123DEF[ARGS]{"a":1,"b":2.5}`
+	for _, c := range []struct {
+		name, text   string
+		ok, complete bool
+	}{
+		{"one call", one, true, true},
+		{"two calls, an id", two, true, true},
+		{"three calls", two + one, true, true},
+		{"a prefix", one[:20], true, false},
+		{"in the id", `[TOOL_CALLS]add[CALL_ID]abc12`, true, false},
+		{"a short id", `[TOOL_CALLS]add[CALL_ID]abc12[ARGS]`, false, false},
+		{"a long id", `[TOOL_CALLS]add[CALL_ID]abc123DEFG`, false, false},
+		{"arguments of another tool", `[TOOL_CALLS]add[ARGS]{"city"`, false, false},
+		{"a tool not given", `[TOOL_CALLS]sub[ARGS]`, false, false},
+		{"space before the arguments", `[TOOL_CALLS]add[ARGS] {`, false, false},
+		{"text after", one + " ok", false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ok, complete := matches(t, g, c.text)
+			if ok != c.ok || complete != c.complete {
+				t.Errorf("%q: accepted %v, complete %v; want %v, %v", c.text, ok, complete, c.ok, c.complete)
+			}
+		})
+	}
+	for _, bad := range [][]Part{{{Ref: "#/$defs/x"}}, {{Alts: [][]Part{}}}, {{Alts: [][]Part{{}}}}, {{Pattern: "("}}} {
+		if _, err := new(Compiler).Sequence([]byte(argsSchema), bad, nil, newVocab(nil)); err == nil {
+			t.Errorf("a sequence %+v compiled", bad)
+		}
+	}
+}
+
+// TestSequenceAlternativesMask: the masks along two such calls against the
+// real openchat vocabulary, byte by byte.
+func TestSequenceAlternativesMask(t *testing.T) {
+	v, _ := openchatVocab(t)
+	g := mistralCalls(t, v)
+	first := `[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}`
+	text := first + `[TOOL_CALLS]add[CALL_ID]abc123DEF[ARGS]{"a": 1, "b": 2}`
+	m := g.NewMatcher()
+	for i := 0; i <= len(text); i++ {
+		if id, in, ref := maskMismatch(v, m); id >= 0 {
+			t.Fatalf("after %q: token %d %q in the mask %v, accepted byte by byte %v", text[:i], id, v.Text(id), in, ref)
+		}
+		_, end := m.Allowed()
+		if want := i == len(first) || i == len(text); end != want {
+			t.Errorf("after %q: complete %v, want %v", text[:i], end, want)
+		}
+		if i < len(text) {
+			if err := m.AcceptText(text[i : i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
