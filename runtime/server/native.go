@@ -29,11 +29,18 @@ import (
 //     and a JSON list of {"name": NAME, "arguments": {...}}, after text or
 //     instead of it; call ids are 9 letters and digits (the template
 //     refuses others).
+//   - mistral-args (mistral-common's tokenizer v11 and later: Devstral,
+//     Magistral, Ministral 3, Mistral Small 3.1): each call is
+//     "[TOOL_CALLS]" NAME "[ARGS]" {...}, calls one after another with
+//     nothing between, after text or instead of it.
+//   - mistral-call-id (tokenizer v13: Mistral Small 3.2): the same, with
+//     "[CALL_ID]" and the call's 9-character id after the name in
+//     history; the model may write one ("[TOOL_CALLS]" NAME "[CALL_ID]"
+//     ID "[ARGS]" {...}), which is then the call's id, or leave it out.
 //
 // Templates that write calls otherwise (Qwen3-Coder's and GLM's XML
-// calls, Mistral Small 3.2's [ARGS], functionary's <function=...>), or
-// not at all, and the openchat templates keep the generic format
-// (tools.go).
+// calls, functionary's <function=...>), or not at all, and the openchat
+// templates keep the generic format (tools.go).
 //
 // Under tool_choice "required" or a named function the reply is
 // constrained from its first token to the format's calls; under "auto" it
@@ -55,13 +62,27 @@ type toolFormat struct {
 	argsKey string
 	// newID makes a call's id.
 	newID func() string
+	// shortIDs: the template takes call ids of 9 characters only
+	// (Mistral's).
+	shortIDs bool
+	// nameText: a call's name is text before its JSON arguments, each
+	// call after the trigger ("[TOOL_CALLS]" NAME "[ARGS]" {...});
+	// callID: an id may come between them ("[CALL_ID]" ID).
+	nameText, callID bool
 }
 
 var (
 	hermesFormat  = &toolFormat{name: "hermes", markers: []string{"<tool_call>", "</tool_call>"}, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID}
 	llama3Format  = &toolFormat{name: "llama3", trigger: "{", atStart: true, argsKey: "parameters", newID: newCallID}
-	mistralFormat = &toolFormat{name: "mistral", markers: []string{"[TOOL_CALLS]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID}
+	mistralFormat = &toolFormat{name: "mistral", markers: []string{"[TOOL_CALLS]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID, shortIDs: true}
+	// (Their vocabularies hold [CALL_ID] either way.)
+	mistralArgsFormat   = &toolFormat{name: "mistral-args", markers: []string{"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID, shortIDs: true, nameText: true}
+	mistralCallIDFormat = &toolFormat{name: "mistral-call-id", markers: []string{"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID, shortIDs: true, nameText: true, callID: true}
 )
+
+// mistralIDPattern is a Mistral call id (mistral-common's: 9 letters and
+// digits).
+const mistralIDPattern = "[a-zA-Z0-9]{9}"
 
 // formatProbe is a conversation with one call, which detectToolFormat
 // renders to see how the template writes calls (as llama.cpp probes a
@@ -97,6 +118,10 @@ func detectToolFormat(t *tokenizer.Tokenizer) *toolFormat {
 		f = llama3Format
 	case strings.Contains(text, `[TOOL_CALLS][{"name": "probe_tool", "arguments": {"arg": "value"}`):
 		f = mistralFormat
+	case strings.Contains(text, `[TOOL_CALLS]probe_tool[ARGS]{"arg": "value"}`):
+		f = mistralArgsFormat
+	case strings.Contains(text, `[TOOL_CALLS]probe_tool[CALL_ID]call00001[ARGS]{"arg": "value"}`):
+		f = mistralCallIDFormat
 	}
 	formatCache.Store(src, f)
 	return f
@@ -163,11 +188,11 @@ func templateTools(req *openai.Request) []byte {
 // nativeMessages turns a chat request's messages into the template's as
 // they are: an assistant message's calls as tool_calls, a tool message
 // with its tool_call_id and the name of the earlier call of that id. In
-// Mistral's format an id longer than the 9 characters its templates take
-// (another server's, call_…) is cut to its last 9, as vLLM cuts it.
+// Mistral's formats an id longer than the 9 characters their templates
+// take (another server's, call_…) is cut to its last 9, as vLLM cuts it.
 func nativeMessages(req *openai.Request, f *toolFormat) (msgs []tokenizer.Message, from []int) {
 	id := func(s string) string {
-		if f == mistralFormat && len(s) > 9 {
+		if f.shortIDs && len(s) > 9 {
 			return s[len(s)-9:]
 		}
 		return s
@@ -217,7 +242,9 @@ func nativeCallSchema(req *openai.Request, f *toolFormat) ([]byte, error) {
 
 // nativeGrammar compiles what constrains a reply of f to req's tools: a
 // grammar.Sequence of the format's texts and calls, and, under
-// tool_choice auto, the trigger that starts it.
+// tool_choice auto, the trigger that starts it. Where the name is text
+// (mistral-args), a call is one of the allowed tools' texts, each
+// followed by its own parameters (a grammar.Part's Ref into the schema).
 func nativeGrammar(gc *grammar.Compiler, req *openai.Request, f *toolFormat, v *grammar.Vocab) (*grammar.Grammar, error) {
 	schema, err := nativeCallSchema(req, f)
 	if err != nil {
@@ -225,6 +252,24 @@ func nativeGrammar(gc *grammar.Compiler, req *openai.Request, f *toolFormat, v *
 	}
 	call := grammar.Part{Value: true}
 	var parts, loop []grammar.Part
+	if f.nameText {
+		var alts [][]grammar.Part
+		for i, t := range req.Tools {
+			if req.ToolChoice == openai.ToolChoiceFunction && t.Name != req.ToolName {
+				continue
+			}
+			args := grammar.Part{Ref: "#/$defs/" + toolDef(i)}
+			alts = append(alts, []grammar.Part{{Text: f.trigger + t.Name + "[ARGS]"}, args})
+			if f.callID {
+				alts = append(alts, []grammar.Part{{Text: f.trigger + t.Name + "[CALL_ID]"}, {Pattern: mistralIDPattern}, {Text: "[ARGS]"}, args})
+			}
+		}
+		parts = []grammar.Part{{Alts: alts}}
+		if req.ToolChoice != openai.ToolChoiceFunction && req.ParallelToolCalls {
+			loop = parts
+		}
+		return gc.Sequence(schema, parts, loop, v)
+	}
 	switch f {
 	case hermesFormat:
 		parts = []grammar.Part{{Text: "<tool_call>\n"}, call, {Text: "\n</tool_call>"}}
@@ -257,6 +302,8 @@ type nativeScanner struct {
 	opened bool
 	seen   string
 	raw    strings.Builder // the whole reply
+	// name and id are a text-named call's (nameText) as read so far.
+	name, id string
 }
 
 // Phases of a nativeScanner.
@@ -266,6 +313,8 @@ const (
 	nsOpen           // after the trigger, before the call's (list's) first byte
 	nsJSON           // in a call's JSON (Mistral: the list's)
 	nsBetween        // after a call: the next one's trigger, or the end
+	nsName           // in a call's name (nameText), up to [ARGS] or [CALL_ID]
+	nsID             // in a call's id, up to [ARGS]
 )
 
 func newNativeScanner(f *toolFormat) *nativeScanner {
@@ -332,7 +381,17 @@ func (s *nativeScanner) json(text string) {
 	for i := 0; i < len(text); i++ {
 		c := text[i]
 		switch s.phase {
-		case nsOpen:
+		case nsOpen, nsName:
+			if s.f.nameText {
+				s.phase = nsName
+				s.name += string(c)
+				if name, ok := strings.CutSuffix(s.name, "[ARGS]"); ok {
+					s.startCall(name, "")
+				} else if name, ok := strings.CutSuffix(s.name, "[CALL_ID]"); ok {
+					s.name, s.id, s.phase = name, "", nsID
+				}
+				continue
+			}
 			start := byte('{')
 			if s.f == mistralFormat {
 				start = '['
@@ -351,17 +410,29 @@ func (s *nativeScanner) json(text string) {
 			s.opened = true
 			s.phase = nsJSON
 			s.calls.byte(c)
+		case nsID:
+			s.id += string(c)
+			if id, ok := strings.CutSuffix(s.id, "[ARGS]"); ok {
+				s.startCall(s.name, id)
+			}
 		case nsJSON:
 			s.calls.byte(c)
-			// A call ends where its object closes (Mistral: the list).
-			if n := len(s.calls.stack); s.f == mistralFormat && n == 1 || s.f != mistralFormat && n == 2 && s.calls.state == stNext {
+			// A call ends where its object closes (Mistral: the list;
+			// a text-named call: its arguments, in the object the
+			// scanner opened).
+			n := len(s.calls.stack)
+			switch {
+			case s.f == mistralFormat && n == 1:
 				s.phase = nsBetween
-				if s.f == mistralFormat {
-					s.feed("}")
-				}
+				s.feed("}")
+			case s.f.nameText && n == 3 && s.calls.state == stNext:
+				s.phase = nsBetween
+				s.feed("}")
+			case s.f != mistralFormat && !s.f.nameText && n == 2 && s.calls.state == stNext:
+				s.phase = nsBetween
 			}
 		case nsBetween:
-			if s.f != hermesFormat {
+			if s.f != hermesFormat && !s.f.nameText {
 				continue
 			}
 			s.seen += string(c)
@@ -374,6 +445,24 @@ func (s *nativeScanner) json(text string) {
 			}
 		}
 	}
+}
+
+// startCall reads a text-named call's name and id (the model's, or "":
+// the format's new one) and goes on to its arguments, which the
+// replyScanner reads as a call's of the generic format.
+func (s *nativeScanner) startCall(name, id string) {
+	if s.opened {
+		s.feed(",")
+	} else {
+		s.feed(`{"tool_calls":[`)
+	}
+	s.opened = true
+	if id != "" {
+		s.calls.newID = func() string { return id }
+	}
+	s.feed(`{"name":` + compactJSON(name) + `,"arguments":`)
+	s.calls.newID = s.f.newID
+	s.name, s.id, s.phase = "", "", nsJSON
 }
 
 func (s *nativeScanner) feed(text string) {

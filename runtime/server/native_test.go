@@ -102,7 +102,7 @@ func templateTokenizer(t *testing.T, src, marker string, special bool) *tokenize
 
 // TestDetectToolFormat: every real template of jinjaChat gets the format
 // it writes a call in (its tools golden shows it): the ones listed, and
-// the generic format for the rest (XML calls, [ARGS], <function=...>,
+// the generic format for the rest (XML calls, <function=...>,
 // <tool_calls>, or none).
 func TestDetectToolFormat(t *testing.T) {
 	want := map[string]*toolFormat{
@@ -113,6 +113,8 @@ func TestDetectToolFormat(t *testing.T) {
 		"meta-llama-Llama-3.1-8B-Instruct": llama3Format, "meta-llama-Llama-3.2-3B-Instruct": llama3Format,
 		"meta-llama-Llama-3.3-70B-Instruct":    llama3Format,
 		"mistralai-Mistral-Nemo-Instruct-2407": mistralFormat,
+		"unsloth-mistral-Devstral-Small-2507":  mistralArgsFormat, "mistralai-Ministral-3-14B-Reasoning-2512": mistralArgsFormat,
+		"Mistral-Small-3.2-24B-Instruct-2506": mistralCallIDFormat,
 	}
 	names, err := filepath.Glob(filepath.Join(jinjaChat, "templates", "*.jinja"))
 	if err != nil || len(names) < 60 {
@@ -197,7 +199,8 @@ func TestNativePrompt(t *testing.T) {
 		}
 		bodies[c.Name] = fmt.Sprintf(`{"messages": [%s], "tools": %s}`, strings.Join(msgs, ", "), c.Tools)
 	}
-	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407"} {
+	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407",
+		"unsloth-mistral-Devstral-Small-2507", "mistralai-Ministral-3-14B-Reasoning-2512", "Mistral-Small-3.2-24B-Instruct-2506"} {
 		var golden map[string]struct {
 			Output *string `json:"output"`
 		}
@@ -276,6 +279,21 @@ var nativeCases = []nativeCase{
 	{"mistral: text first", mistralFormat, "I'll check. [TOOL_CALLS][{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": 2}}]",
 		strp("I'll check."), []string{`add({"a":1,"b":2})`}, "tool_calls", nil},
 	{"mistral: text with a bracket", mistralFormat, "Use [TOOL] or [x].", strp("Use [TOOL] or [x]."), nil, "response", nil},
+	{"mistral-args: one call", mistralArgsFormat, `[TOOL_CALLS]get_current_weather[ARGS]{"city": "San Francisco", "state": "CA", "unit": "celsius"}`,
+		nil, []string{`get_current_weather({"city":"San Francisco","state":"CA","unit":"celsius"})`}, "tool_calls", nil},
+	{"mistral-args: text first, two calls", mistralArgsFormat, `Let me check.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "unit": "celsius"}[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2.5}`,
+		strp("Let me check."), []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
+	{"mistral-args: nested, escapes", mistralArgsFormat, "[TOOL_CALLS]write_file[ARGS]{\"path\": \"a]b.txt\", \"text\": \"[ARGS] \\\"q\\\" caf\\u00e9\", \"opts\": {\"n\": [1, {\"x\": null}]}}",
+		nil, []string{`write_file({"path":"a]b.txt","text":"[ARGS] \"q\" caf\u00e9","opts":{"n":[1,{"x":null}]}})`}, "tool_calls", nil},
+	{"mistral-args: text", mistralArgsFormat, "Use [TOOL] or [ARGS].", strp("Use [TOOL] or [ARGS]."), nil, "response", nil},
+	{name: "mistral-args: cut in the name", f: mistralArgsFormat, text: "Sure. [TOOL_CALLS]get_wea",
+		content: strp("Sure. [TOOL_CALLS]get_wea"), form: "response", streamed: strp("Sure.")},
+	{name: "mistral-args: cut in the arguments", f: mistralArgsFormat, text: `[TOOL_CALLS]add[ARGS]{"a": 1, "b"`,
+		content: strp(`[TOOL_CALLS]add[ARGS]{"a": 1, "b"`), form: "response", streamed: strp("")},
+	{"mistral-call-id: ids", mistralCallIDFormat, `[TOOL_CALLS]get_weather[CALL_ID]abc123DEF[ARGS]{"city": "Paris", "unit": "celsius"}[TOOL_CALLS]add[CALL_ID]xyz789GHI[ARGS]{"a": 1, "b": 2.5}`,
+		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
+	{"mistral-call-id: no id", mistralCallIDFormat, `[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2}`,
+		nil, []string{`add({"a":1,"b":2})`}, "tool_calls", nil},
 }
 
 // TestNativeScanner reads each case whole (the message) and streamed in
@@ -291,7 +309,7 @@ func TestNativeScanner(t *testing.T) {
 			var got []string
 			for _, call := range m.ToolCalls {
 				got = append(got, call.Function.Name+"("+call.Function.Arguments+")")
-				if call.Type != "function" || !callID.MatchString(call.ID) || (c.f == mistralFormat) != (len(call.ID) == 9) {
+				if call.Type != "function" || !callID.MatchString(call.ID) || c.f.shortIDs != (len(call.ID) == 9) {
 					t.Errorf("call %+v: want type function and an id of the format", call)
 				}
 			}
@@ -361,6 +379,8 @@ var nativeServers = []struct {
 	{"hermes", "Qwen-Qwen2.5-7B-Instruct", "<tool_call>", false, hermesFormat, "<tool_call>"},
 	{"llama3", "meta-llama-Llama-3.1-8B-Instruct", "", false, llama3Format, "{"},
 	{"mistral", "mistralai-Mistral-Nemo-Instruct-2407", "[TOOL_CALLS]", true, mistralFormat, "[TOOL_CALLS]"},
+	{"mistral-args", "unsloth-mistral-Devstral-Small-2507", "[TOOL_CALLS]", true, mistralArgsFormat, "[TOOL_CALLS]"},
+	{"mistral-call-id", "Mistral-Small-3.2-24B-Instruct-2506", "[TOOL_CALLS]", true, mistralCallIDFormat, "[TOOL_CALLS]"},
 }
 
 // TestNativeToolCalls serves the tiny model under real tool-calling
@@ -423,7 +443,7 @@ func TestNativeToolCalls(t *testing.T) {
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
-					body := fmt.Sprintf(`{"messages": [{"role": "user", "content": "What is the weather in Paris?"}], %s, %s, "n": %d, "temperature": 1, "max_tokens": %d`, tools, c.body, c.n, c.max)
+					body := fmt.Sprintf(`{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the weather in Paris?"}], %s, %s, "n": %d, "temperature": 1, "max_tokens": %d`, tools, c.body, c.n, c.max)
 					code, data := post(t, ts, "/v1/chat/completions", body+`}`)
 					if code != 200 {
 						t.Fatalf("%d %s", code, data)
@@ -461,7 +481,7 @@ func TestNativeToolCalls(t *testing.T) {
 								t.Errorf("choice %d: %d calls, finish %q; want %s", j, len(w.ToolCalls), w.Finish, want)
 							}
 							for _, call := range w.ToolCalls {
-								if !callID.MatchString(call.ID) || (ns.f == mistralFormat) != (len(call.ID) == 9) || call.Type != "function" || !slices.Contains(c.allowed, call.Function.Name) {
+								if !callID.MatchString(call.ID) || ns.f.shortIDs != (len(call.ID) == 9) || call.Type != "function" || !slices.Contains(c.allowed, call.Function.Name) {
 									t.Errorf("choice %d: call %+v, want an id of the format, type function and one of %q", j, call, c.allowed)
 								}
 								if why := checkArguments(call.Function.Name, call.Function.Arguments); why != "" {
@@ -502,7 +522,7 @@ func FuzzNativeScanner(f *testing.F) {
 	f.Add("[TOOL_CALLS][{\"name\": 1, \"arguments\": {}}]", uint(0))
 	f.Fuzz(func(t *testing.T, text string, cut uint) {
 		k := int(cut % uint(len(text)+1))
-		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat} {
+		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat, mistralArgsFormat, mistralCallIDFormat} {
 			s := newNativeScanner(format)
 			var content strings.Builder
 			for _, piece := range []string{text[:k], text[k:]} {
@@ -560,6 +580,12 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 		{mistralFormat, "mistralai-Mistral-Nemo-Instruct-2407", "two_calls",
 			`[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}, "id": "abc123DEF"}, {"name": "add", "arguments": {"a": 1, "b": 2.5}, "id": "xyz789GHI"}]`,
 			"Sure. ", `[TOOL_CALLS][{"name": "add", "arguments": {"a": "1"`},
+		{mistralArgsFormat, "unsloth-mistral-Devstral-Small-2507", "two_calls",
+			`[TOOL_CALLS]get_weather[ARGS]{"city": "Paris", "unit": "celsius"}[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2.5}`,
+			"Let me check.", `[TOOL_CALLS]add[ARGS]{"city"`},
+		{mistralCallIDFormat, "Mistral-Small-3.2-24B-Instruct-2506", "two_calls",
+			`[TOOL_CALLS]get_weather[CALL_ID]abc123DEF[ARGS]{"city": "Paris", "unit": "celsius"}[TOOL_CALLS]add[CALL_ID]xyz789GHI[ARGS]{"a": 1, "b": 2.5}`,
+			"Let me check.", `[TOOL_CALLS]add[CALL_ID]xyz789GH[ARGS]`},
 	} {
 		t.Run(c.f.name, func(t *testing.T) {
 			var golden map[string]struct {
@@ -630,6 +656,55 @@ func TestNativeMistralIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{`[TOOL_CALLS][{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "pqrstuvwx"}]`, `{"content": 3, "call_id": "pqrstuvwx"}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("the prompt does not hold %s:\n%s", want, got)
+		}
+	}
+}
+
+// TestNativeModelCallIDs: a Mistral Small 3.2 reply's own [CALL_ID]s are
+// its calls' ids, whole and streamed; a call without one gets a new id.
+func TestNativeModelCallIDs(t *testing.T) {
+	text := `[TOOL_CALLS]get_weather[CALL_ID]abc123DEF[ARGS]{"city": "Paris"}[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2}`
+	m, _ := nativeMessage(mistralCallIDFormat, text, "stop", "tool_calls")
+	if len(m.ToolCalls) != 2 || m.ToolCalls[0].ID != "abc123DEF" || len(m.ToolCalls[1].ID) != 9 || m.ToolCalls[1].ID == "abc123DEF" {
+		t.Fatalf("calls %+v, want ids abc123DEF and a new one", m.ToolCalls)
+	}
+	s := newNativeScanner(mistralCallIDFormat)
+	var ids []string
+	for i := 0; i < len(text); i += 3 {
+		_, deltas := s.Feed(text[i:min(i+3, len(text))])
+		for _, d := range deltas {
+			if d.ID != "" {
+				ids = append(ids, d.ID)
+			}
+		}
+	}
+	if len(ids) != 2 || ids[0] != "abc123DEF" {
+		t.Errorf("streamed ids %q, want abc123DEF first", ids)
+	}
+}
+
+// TestNativeMistralSmallIDs: Mistral Small 3.2's template, which writes
+// each call's id after [CALL_ID] and refuses ids not of 9 characters,
+// renders another server's ids cut to their last 9 characters, in the
+// call and in its result.
+func TestNativeMistralSmallIDs(t *testing.T) {
+	tok := templateTokenizer(t, readTemplate(t, "Mistral-Small-3.2-24B-Instruct-2506"), "", false)
+	req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "Add 1 and 2."},
+		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_abcdefghijklmnopqrstuvwx", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
+		{"role": "tool", "tool_call_id": "call_abcdefghijklmnopqrstuvwx", "content": "3"}], "tools": [`+addTool+`]}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
+	msgs, _, tools := ChatMessages(req, tok, opts)
+	opts.Tools = tools
+	got, err := tok.RenderChat(msgs, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`[TOOL_CALLS]add[CALL_ID]pqrstuvwx[ARGS]{"a": 1, "b": 2}</s>`, `[TOOL_RESULTS]pqrstuvwx[TOOL_CONTENT]3[/TOOL_RESULTS]`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the prompt does not hold %s:\n%s", want, got)
 		}
