@@ -751,13 +751,54 @@ func accepts(f *frame) bool {
 		case f.op == opNumber && numComplete(f.phase):
 		case f.op == opLiteral && len(f.n.lits[f.b]) == int(f.a):
 		case f.op == opRegex && f.n.re.accept[f.re]:
-		case f.op == opSeq && int(f.a) == len(f.n.seq) && f.b == 0, f.op == opSeq && int(f.a) == len(f.n.loop) && f.b == 1:
+		case f.op == opSeq && seqRestEmpty(f):
 		case f.op == opValue && f.n.kind == kRegex && f.n.re.accept[0]: // the empty text
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+// seqRestEmpty reports whether a sequence's frame may end where it is:
+// its parts still to come may all be empty (optional ones, Alts with an
+// alternative of no parts).
+func seqRestEmpty(f *frame) bool {
+	parts := f.n.seq
+	if f.b == 1 {
+		parts = f.n.loop
+	}
+	for _, p := range parts[f.a:] {
+		if !mayBeEmpty(p, 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// mayBeEmpty reports whether n's output may be empty: a sequence whose
+// parts all may, a union with an alternative that may (depth bounds
+// the walk).
+func mayBeEmpty(n *node, depth int) bool {
+	if depth > maxUnion {
+		return false
+	}
+	switch n.kind {
+	case kSeq:
+		for _, p := range n.seq {
+			if !mayBeEmpty(p, depth+1) {
+				return false
+			}
+		}
+		return true
+	case kUnion:
+		for _, a := range n.alts {
+			if mayBeEmpty(a, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // state is the recognizer's state: the stacks it may be in.

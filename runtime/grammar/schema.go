@@ -156,7 +156,8 @@ func (cc *Compiler) Compile(schema []byte, v *Vocab) (*Grammar, error) {
 // reference), (Pattern) a raw text that the regular expression matches
 // whole (as Regex), or (Alts) the parts of one of several sequences: a
 // call of one of several tools, the tool's name in a text and its
-// arguments a Ref (Mistral's "[TOOL_CALLS]" NAME "[ARGS]" ARGUMENTS).
+// arguments a Ref (Mistral's "[TOOL_CALLS]" NAME "[ARGS]" ARGUMENTS); an
+// alternative of no parts makes the others optional.
 type Part struct {
 	Text    string
 	Value   bool
@@ -208,9 +209,6 @@ func (cc *Compiler) Sequence(schema []byte, parts, loop []Part, v *Vocab) (*Gram
 				n = c.newNode(kUnion)
 				n.minDepth = MaxDepth + 1
 				for _, a := range p.Alts {
-					if len(a) == 0 {
-						return nil, 0, &SchemaError{Msg: "a sequence's alternative has no part"}
-					}
 					s := c.newNode(kSeq)
 					var err error
 					if s.seq, s.minDepth, err = nodes(a); err != nil {

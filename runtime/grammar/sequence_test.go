@@ -146,7 +146,7 @@ func TestSequenceAlternatives(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range [][]Part{{{Ref: "#/$defs/x"}}, {{Alts: [][]Part{}}}, {{Alts: [][]Part{{}}}}, {{Pattern: "("}}} {
+	for _, bad := range [][]Part{{{Ref: "#/$defs/x"}}, {{Alts: [][]Part{}}}, {{Pattern: "("}}} {
 		if _, err := new(Compiler).Sequence([]byte(argsSchema), bad, nil, newVocab(nil)); err == nil {
 			t.Errorf("a sequence %+v compiled", bad)
 		}
@@ -173,6 +173,32 @@ func TestSequenceAlternativesMask(t *testing.T) {
 			if err := m.AcceptText(text[i : i+1]); err != nil {
 				t.Fatal(err)
 			}
+		}
+	}
+}
+
+// TestSequenceOptional: an alternative of no parts makes a part optional
+// (Qwen3-Coder's optional parameters), before a text and at the end.
+func TestSequenceOptional(t *testing.T) {
+	opt := Part{Alts: [][]Part{{}, {{Text: "<p=unit>\n"}, {Pattern: "celsius|fahrenheit"}, {Text: "\n</p>\n"}}}}
+	g, err := new(Compiler).Sequence([]byte(argsSchema), []Part{{Text: "<f>\n"}, opt, {Text: "</f>"}, opt}, nil, newVocab(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		text         string
+		ok, complete bool
+	}{
+		{"<f>\n</f>", true, true},
+		{"<f>\n<p=unit>\ncelsius\n</p>\n</f>", true, true},
+		{"<f>\n</f><p=unit>\nfahrenheit\n</p>\n", true, true},
+		{"<f>\n</f><p=unit>\nfahrenheit", true, false},
+		{"<f>\n<p=unit>\nkelvin", false, false},
+		{"<f>\n<p=unit>\ncelsius\n</p>\n<p=unit>", false, false},
+	} {
+		ok, complete := matches(t, g, c.text)
+		if ok != c.ok || complete != c.complete {
+			t.Errorf("%q: accepted %v, complete %v; want %v, %v", c.text, ok, complete, c.ok, c.complete)
 		}
 	}
 }

@@ -227,7 +227,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			}
 			if req.CallsTools() {
 				if native != nil {
-					c.reply, c.native = newNativeScanner(native), native
+					c.reply, c.native = newNativeScanner(native, req.Tools), native
 				} else {
 					c.reply = newReplyScanner(newCallID)
 				}
@@ -365,7 +365,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			ch := openai.ChatChoice{Index: c.index, Message: openai.ChatMessage{Role: "assistant", Content: &text}, FinishReason: c.finish}
 			switch {
 			case c.native != nil:
-				ch.Message, ch.FinishReason = nativeMessage(c.native, text, c.finish, callsFinish(req))
+				ch.Message, ch.FinishReason = nativeMessage(c.native, req.Tools, text, c.finish, callsFinish(req))
 			case c.reply != nil:
 				ch.Message, ch.FinishReason = toolMessage(text, c.finish, callsFinish(req))
 			}

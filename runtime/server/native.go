@@ -37,10 +37,15 @@ import (
 //     "[CALL_ID]" and the call's 9-character id after the name in
 //     history; the model may write one ("[TOOL_CALLS]" NAME "[CALL_ID]"
 //     ID "[ARGS]" {...}), which is then the call's id, or leave it out.
+//   - qwen3-xml (Qwen3-Coder, Qwen 3.5): each call is "<tool_call>\n
+//     <function=NAME>\n" and its parameters, "<parameter=P>\n" VALUE
+//     "\n</parameter>\n" each, then "</function>\n</tool_call>", the values
+//     raw text read by their parameters' types (xmlcalls.go), calls one
+//     after another with a newline between, after text or instead of it.
 //
-// Templates that write calls otherwise (Qwen3-Coder's and GLM's XML
-// calls, functionary's <function=...>), or not at all, and the openchat
-// templates keep the generic format (tools.go).
+// Templates that write calls otherwise (GLM's XML calls, functionary's
+// <function=...>), or not at all, and the openchat templates keep the
+// generic format (tools.go).
 //
 // Under tool_choice "required" or a named function the reply is
 // constrained from its first token to the format's calls; under "auto" it
@@ -69,6 +74,8 @@ type toolFormat struct {
 	// call after the trigger ("[TOOL_CALLS]" NAME "[ARGS]" {...});
 	// callID: an id may come between them ("[CALL_ID]" ID).
 	nameText, callID bool
+	// xml: Qwen3-Coder's calls (xmlcalls.go).
+	xml bool
 }
 
 var (
@@ -79,6 +86,8 @@ var (
 	mistralArgsFormat   = &toolFormat{name: "mistral-args", markers: []string{"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID, shortIDs: true, nameText: true}
 	mistralCallIDFormat = &toolFormat{name: "mistral-call-id", markers: []string{"[TOOL_CALLS]", "[ARGS]", "[CALL_ID]"}, trigger: "[TOOL_CALLS]", argsKey: "arguments", newID: newMistralID, shortIDs: true, nameText: true, callID: true}
 )
+
+var qwenXMLFormat = &toolFormat{name: "qwen3-xml", markers: []string{"<tool_call>", "</tool_call>"}, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID, xml: true}
 
 // mistralIDPattern is a Mistral call id (mistral-common's: 9 letters and
 // digits).
@@ -122,6 +131,8 @@ func detectToolFormat(t *tokenizer.Tokenizer) *toolFormat {
 		f = mistralArgsFormat
 	case strings.Contains(text, `[TOOL_CALLS]probe_tool[CALL_ID]call00001[ARGS]{"arg": "value"}`):
 		f = mistralCallIDFormat
+	case strings.Contains(text, "<tool_call>\n<function=probe_tool>\n<parameter=arg>\nvalue\n</parameter>\n</function>\n</tool_call>"):
+		f = qwenXMLFormat
 	}
 	formatCache.Store(src, f)
 	return f
@@ -225,6 +236,9 @@ func nativeMessages(req *openai.Request, f *toolFormat) (msgs []tokenizer.Messag
 // parameters under $defs (as toolSchema), a Mistral call's model-written
 // id optional.
 func nativeCallSchema(req *openai.Request, f *toolFormat) ([]byte, error) {
+	if f.xml {
+		return xmlCallSchema(req)
+	}
 	defs, calls, err := toolDefs(req, f.argsKey, f == mistralFormat)
 	if err != nil {
 		return nil, err
@@ -249,6 +263,9 @@ func nativeGrammar(gc *grammar.Compiler, req *openai.Request, f *toolFormat, v *
 	schema, err := nativeCallSchema(req, f)
 	if err != nil {
 		return nil, err
+	}
+	if f.xml {
+		return xmlGrammar(gc, req, v)
 	}
 	call := grammar.Part{Value: true}
 	var parts, loop []grammar.Part
@@ -304,6 +321,10 @@ type nativeScanner struct {
 	raw    strings.Builder // the whole reply
 	// name and id are a text-named call's (nameText) as read so far.
 	name, id string
+	// xml reads Qwen3-Coder's calls, paramTypes the types of the
+	// request's tools' parameters (toolParamTypes).
+	xml        xmlCalls
+	paramTypes map[string]map[string]string
 }
 
 // Phases of a nativeScanner.
@@ -317,9 +338,14 @@ const (
 	nsID             // in a call's id, up to [ARGS]
 )
 
-func newNativeScanner(f *toolFormat) *nativeScanner {
+// newNativeScanner returns a scanner of a reply of f to a request with
+// tools (which qwen3-xml reads parameter values by).
+func newNativeScanner(f *toolFormat, tools []openai.Tool) *nativeScanner {
 	s := &nativeScanner{f: f, calls: newReplyScanner(f.newID)}
 	s.calls.argsKey = f.argsKey
+	if f.xml {
+		s.paramTypes = toolParamTypes(tools)
+	}
 	return s
 }
 
@@ -378,6 +404,10 @@ func (s *nativeScanner) Feed(piece string) (content string, deltas []openai.Tool
 // json reads text after the trigger: the calls' JSON, and between Hermes
 // calls the next one's trigger.
 func (s *nativeScanner) json(text string) {
+	if s.f.xml {
+		s.xmlText(text)
+		return
+	}
 	for i := 0; i < len(text); i++ {
 		c := text[i]
 		switch s.phase {
@@ -444,6 +474,30 @@ func (s *nativeScanner) json(text string) {
 				s.phase = nsOpen
 			}
 		}
+	}
+}
+
+// xmlText reads text after the trigger in Qwen3-Coder's format: a call,
+// and between calls the next one's trigger.
+func (s *nativeScanner) xmlText(text string) {
+	for text != "" {
+		if s.phase != nsBetween {
+			s.phase = nsJSON
+			done, rest := s.xml.feed(s, text)
+			if !done {
+				return
+			}
+			s.phase, text = nsBetween, rest
+			continue
+		}
+		s.seen += text
+		i := strings.Index(s.seen, s.f.trigger)
+		if i < 0 {
+			s.seen = s.seen[max(0, len(s.seen)-len(s.f.trigger)+1):]
+			return
+		}
+		text = s.seen[i+len(s.f.trigger):]
+		s.seen, s.phase = "", nsOpen
 	}
 }
 
@@ -527,8 +581,8 @@ func (s *nativeScanner) message(finish, callsFinish string) (openai.ChatMessage,
 }
 
 // nativeMessage reads a whole reply of f (nativeScanner.message).
-func nativeMessage(f *toolFormat, text, finish, callsFinish string) (openai.ChatMessage, string) {
-	s := newNativeScanner(f)
+func nativeMessage(f *toolFormat, tools []openai.Tool, text, finish, callsFinish string) (openai.ChatMessage, string) {
+	s := newNativeScanner(f, tools)
 	s.Feed(text)
 	s.Finish()
 	return s.message(finish, callsFinish)

@@ -115,6 +115,8 @@ func TestDetectToolFormat(t *testing.T) {
 		"mistralai-Mistral-Nemo-Instruct-2407": mistralFormat,
 		"unsloth-mistral-Devstral-Small-2507":  mistralArgsFormat, "mistralai-Ministral-3-14B-Reasoning-2512": mistralArgsFormat,
 		"Mistral-Small-3.2-24B-Instruct-2506": mistralCallIDFormat,
+		"Qwen3-Coder":                         qwenXMLFormat, "Qwen3.5-4B": qwenXMLFormat, "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": qwenXMLFormat,
+		"StepFun3.5-Flash": qwenXMLFormat,
 	}
 	names, err := filepath.Glob(filepath.Join(jinjaChat, "templates", "*.jinja"))
 	if err != nil || len(names) < 60 {
@@ -200,7 +202,7 @@ func TestNativePrompt(t *testing.T) {
 		bodies[c.Name] = fmt.Sprintf(`{"messages": [%s], "tools": %s}`, strings.Join(msgs, ", "), c.Tools)
 	}
 	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407",
-		"unsloth-mistral-Devstral-Small-2507", "mistralai-Ministral-3-14B-Reasoning-2512", "Mistral-Small-3.2-24B-Instruct-2506"} {
+		"unsloth-mistral-Devstral-Small-2507", "mistralai-Ministral-3-14B-Reasoning-2512", "Mistral-Small-3.2-24B-Instruct-2506", "Qwen3-Coder", "Qwen3.5-4B"} {
 		var golden map[string]struct {
 			Output *string `json:"output"`
 		}
@@ -294,6 +296,23 @@ var nativeCases = []nativeCase{
 		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
 	{"mistral-call-id: no id", mistralCallIDFormat, `[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2}`,
 		nil, []string{`add({"a":1,"b":2})`}, "tool_calls", nil},
+	{"qwen3-xml: one call", qwenXMLFormat, "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=unit>\ncelsius\n</parameter>\n</function>\n</tool_call>",
+		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`}, "tool_calls", nil},
+	{"qwen3-xml: text first, two calls, types", qwenXMLFormat, "Let me check.\n\n<tool_call>\n<function=get_weather>\n<parameter=city>\nSan Francisco, CA\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=add>\n<parameter=a>\n1\n</parameter>\n<parameter=b>\n2.5\n</parameter>\n</function>\n</tool_call>",
+		strp("Let me check."), []string{`get_weather({"city":"San Francisco, CA"})`, `add({"a":1,"b":"2.5"})`}, "tool_calls", nil},
+	{"qwen3-xml: code, JSON values", qwenXMLFormat, "<tool_call>\n<function=write_file>\n<parameter=path>\n/tmp/a b.py\n</parameter>\n<parameter=text>\n\ndef f(x):\n    return \"a\\\\b\" < x <div>\n\n</parameter>\n<parameter=append>\nTrue\n</parameter>\n<parameter=opts>\n{\"n\": [1, {\"x\": null}]}\n</parameter>\n<parameter=lines>\nnull\n</parameter>\n<parameter=mode>\n0644\n</parameter>\n</function>\n</tool_call>",
+		nil, []string{`write_file({"path":"/tmp/a b.py","text":"\ndef f(x):\n    return \"a\\\\b\" < x <div>\n","append":true,"opts":{"n":[1,{"x":null}]},"lines":null,"mode":"0644"})`}, "tool_calls", nil},
+	{"qwen3-xml: text", qwenXMLFormat, "Use <function=f> or <tool> here.", strp("Use <function=f> or <tool> here."), nil, "response", nil},
+	{name: "qwen3-xml: cut in a parameter", f: qwenXMLFormat, text: "Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1",
+		content: strp("Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1"), form: "response", streamed: strp("Sure.")},
+}
+
+// xmlTools are the tools of the qwen3-xml cases, whose parameters' types
+// say how their raw values read.
+var xmlTools = []openai.Tool{
+	{Name: "get_weather", Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}`)},
+	{Name: "add", Parameters: json.RawMessage(`{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "integer"}}, "required": ["a", "b"]}`)},
+	{Name: "write_file", Parameters: json.RawMessage(`{"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}, "append": {"type": "boolean"}, "opts": {"type": "object"}, "lines": {"type": ["array", "null"]}}}`)},
 }
 
 // TestNativeScanner reads each case whole (the message) and streamed in
@@ -302,7 +321,7 @@ var nativeCases = []nativeCase{
 func TestNativeScanner(t *testing.T) {
 	for _, c := range nativeCases {
 		t.Run(c.name, func(t *testing.T) {
-			m, finish := nativeMessage(c.f, c.text, "stop", "tool_calls")
+			m, finish := nativeMessage(c.f, xmlTools, c.text, "stop", "tool_calls")
 			if str(m.Content) != str(c.content) {
 				t.Errorf("content %s, want %s", str(m.Content), str(c.content))
 			}
@@ -320,7 +339,7 @@ func TestNativeScanner(t *testing.T) {
 				t.Errorf("finish %q, want %q", finish, want)
 			}
 			for size := 1; size <= 7; size++ {
-				s := newNativeScanner(c.f)
+				s := newNativeScanner(c.f, xmlTools)
 				var content strings.Builder
 				var calls []string
 				for i := 0; i < len(c.text); i += size {
@@ -381,6 +400,7 @@ var nativeServers = []struct {
 	{"mistral", "mistralai-Mistral-Nemo-Instruct-2407", "[TOOL_CALLS]", true, mistralFormat, "[TOOL_CALLS]"},
 	{"mistral-args", "unsloth-mistral-Devstral-Small-2507", "[TOOL_CALLS]", true, mistralArgsFormat, "[TOOL_CALLS]"},
 	{"mistral-call-id", "Mistral-Small-3.2-24B-Instruct-2506", "[TOOL_CALLS]", true, mistralCallIDFormat, "[TOOL_CALLS]"},
+	{"qwen3-xml", "Qwen3-Coder", "<tool_call>", false, qwenXMLFormat, "<tool_call>"},
 }
 
 // TestNativeToolCalls serves the tiny model under real tool-calling
@@ -414,7 +434,11 @@ func TestNativeToolCalls(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !strings.Contains(prompt, `"name": "get_weather"`) || strings.Contains(prompt, "You can call these tools") {
+			tool := `"name": "get_weather"`
+			if ns.f.xml {
+				tool = "<name>get_weather</name>"
+			}
+			if !strings.Contains(prompt, tool) || strings.Contains(prompt, "You can call these tools") {
 				t.Errorf("the prompt does not hold the tools as the template writes them:\n%s", prompt)
 			}
 
@@ -522,15 +546,15 @@ func FuzzNativeScanner(f *testing.F) {
 	f.Add("[TOOL_CALLS][{\"name\": 1, \"arguments\": {}}]", uint(0))
 	f.Fuzz(func(t *testing.T, text string, cut uint) {
 		k := int(cut % uint(len(text)+1))
-		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat, mistralArgsFormat, mistralCallIDFormat} {
-			s := newNativeScanner(format)
+		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat, mistralArgsFormat, mistralCallIDFormat, qwenXMLFormat} {
+			s := newNativeScanner(format, xmlTools)
 			var content strings.Builder
 			for _, piece := range []string{text[:k], text[k:]} {
 				c, _ := s.Feed(piece)
 				content.WriteString(c)
 			}
 			content.WriteString(s.Finish())
-			m, _ := nativeMessage(format, text, "stop", "tool_calls")
+			m, _ := nativeMessage(format, xmlTools, text, "stop", "tool_calls")
 			for _, c := range m.ToolCalls {
 				if !json.Valid([]byte(c.Function.Arguments)) {
 					t.Fatalf("%s: %q: call %+v: arguments not JSON", format.name, text, c)
@@ -586,6 +610,9 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 		{mistralCallIDFormat, "Mistral-Small-3.2-24B-Instruct-2506", "two_calls",
 			`[TOOL_CALLS]get_weather[CALL_ID]abc123DEF[ARGS]{"city": "Paris", "unit": "celsius"}[TOOL_CALLS]add[CALL_ID]xyz789GHI[ARGS]{"a": 1, "b": 2.5}`,
 			"Let me check.", `[TOOL_CALLS]add[CALL_ID]xyz789GH[ARGS]`},
+		{qwenXMLFormat, "Qwen3-Coder", "two_calls",
+			"<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=unit>\ncelsius\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=add>\n<parameter=a>\n1\n</parameter>\n<parameter=b>\n2.5\n</parameter>\n</function>\n</tool_call>",
+			"Let me check.\n\n", "<tool_call>\n<function=add>\n<parameter=a>\nx"},
 	} {
 		t.Run(c.f.name, func(t *testing.T) {
 			var golden map[string]struct {
@@ -666,11 +693,11 @@ func TestNativeMistralIDs(t *testing.T) {
 // its calls' ids, whole and streamed; a call without one gets a new id.
 func TestNativeModelCallIDs(t *testing.T) {
 	text := `[TOOL_CALLS]get_weather[CALL_ID]abc123DEF[ARGS]{"city": "Paris"}[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2}`
-	m, _ := nativeMessage(mistralCallIDFormat, text, "stop", "tool_calls")
+	m, _ := nativeMessage(mistralCallIDFormat, nil, text, "stop", "tool_calls")
 	if len(m.ToolCalls) != 2 || m.ToolCalls[0].ID != "abc123DEF" || len(m.ToolCalls[1].ID) != 9 || m.ToolCalls[1].ID == "abc123DEF" {
 		t.Fatalf("calls %+v, want ids abc123DEF and a new one", m.ToolCalls)
 	}
-	s := newNativeScanner(mistralCallIDFormat)
+	s := newNativeScanner(mistralCallIDFormat, nil)
 	var ids []string
 	for i := 0; i < len(text); i += 3 {
 		_, deltas := s.Feed(text[i:min(i+3, len(text))])

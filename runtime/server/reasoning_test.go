@@ -327,7 +327,7 @@ func TestReasoningThenCalls(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			for size := 1; size <= len(text); size++ {
 				sp := newReasoningSplitter(&thinking{})
-				ns := newNativeScanner(hermesFormat)
+				ns := newNativeScanner(hermesFormat, nil)
 				var r, content strings.Builder
 				for i := 0; i < len(text); i += size {
 					a, b := sp.Feed(text[i:min(i+size, len(text))])
