@@ -883,8 +883,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		// start, part of a character) or cut by a stop string still has
 		// its log-probabilities sent, as the whole response lists them.
 		if u.reasoning != "" && !c.think.drop {
-			r := u.reasoning
-			cc := openai.ChunkChoice{Index: c.index, Delta: openai.Delta{ReasoningContent: &r}}
+			cc := openai.ChunkChoice{Index: c.index}
+			cc.Delta.SetReasoning(u.reasoning)
 			if u.chatLP != nil && u.text == "" {
 				// (The token's log-probabilities go with its text.)
 				cc.Logprobs, u.chatLP = &openai.ChatLogprobs{Content: u.chatLP}, nil

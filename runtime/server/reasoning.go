@@ -203,7 +203,7 @@ func (s *reasoningSplitter) Finish() (reasoning, content string) {
 	return "", ""
 }
 
-// reasoningMessage sets m's reasoning_content from a reply's reasoning
+// reasoningMessage sets m's reasoning_content and reasoning from a reply's reasoning
 // (none where the reply had no block or an empty one, or the request
 // drops it) and, where the reply had a block, makes an empty content null
 // (vLLM's parsers' answer).
@@ -212,7 +212,7 @@ func reasoningMessage(m *openai.ChatMessage, th *thinking, sp *reasoningSplitter
 		return
 	}
 	if reasoning != "" && !th.drop {
-		m.ReasoningContent = &reasoning
+		m.SetReasoning(reasoning)
 	}
 	if m.Content != nil && *m.Content == "" && m.ToolCalls == nil {
 		m.Content = nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/runtime/server/openai"
 )
 
@@ -182,6 +183,9 @@ func TestReasoningKwargsErrors(t *testing.T) {
 	for _, c := range []struct{ body, field string }{
 		{`"messages": [{"role": "user", "content": "Hi", "reasoning_content": "x"}]`, "messages[0].reasoning_content"},
 		{`"messages": [{"role": "assistant", "content": "Hi", "reasoning_content": 1}]`, "messages[0].reasoning_content"},
+		{`"messages": [{"role": "user", "content": "Hi", "reasoning": "x"}]`, "messages[0].reasoning"},
+		{`"messages": [{"role": "assistant", "content": "Hi", "reasoning": ["x"]}]`, "messages[0].reasoning"},
+		{`"messages": [{"role": "assistant", "content": "Hi", "reasoning": "x", "reasoning_content": "y"}]`, "messages[0].reasoning"},
 	} {
 		_, err := openai.Parse([]byte("{"+c.body+"}"), true)
 		fe, ok := err.(*openai.FieldError)
@@ -356,5 +360,37 @@ func TestReasoningThenCalls(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReasoningAlias: an assistant message's reasoning under vLLM's
+// present name, reasoning, reaches the template as reasoning_content
+// does (Qwen3's template renders it in the history's last turn), and so
+// does the same text under both names.
+func TestReasoningAlias(t *testing.T) {
+	tok := templateTokenizer(t, readTemplate(t, "Qwen-Qwen3-0.6B"), "", false)
+	render := func(field string) string {
+		t.Helper()
+		req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "1+1?"},
+			{"role": "assistant", "content": "2", `+field+`}, {"role": "tool", "tool_call_id": "x", "content": "ok"}]}`), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
+		msgs, _, _ := ChatMessages(req, tok, opts)
+		out, err := tok.RenderChat(msgs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := render(`"reasoning_content": "One and one make two."`)
+	if !strings.Contains(want, "<think>\nOne and one make two.\n</think>") {
+		t.Fatalf("the template does not render reasoning_content:\n%s", want)
+	}
+	for _, field := range []string{`"reasoning": "One and one make two."`, `"reasoning": "One and one make two.", "reasoning_content": "One and one make two."`} {
+		if got := render(field); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", field, got, want)
+		}
 	}
 }

@@ -20,8 +20,10 @@ type chatReply struct {
 	Content   *string           `json:"content"`
 	ToolCalls []openai.ToolCall `json:"tool_calls"`
 	Finish    string
-	// Reasoning is reasoning_content (nil where absent).
+	// Reasoning is reasoning_content (nil where absent); the reply
+	// must give the same under vLLM's name, reasoning (alias).
 	Reasoning *string `json:"reasoning_content"`
+	Alias     *string `json:"reasoning"`
 }
 
 // chatReplies reads a chat completion's choices and usage.
@@ -45,6 +47,9 @@ func chatReplies(t *testing.T, data []byte) ([]chatReply, openai.Usage) {
 		}
 		out[c.Index] = c.Message
 		out[c.Index].Finish = c.FinishReason
+		if str(c.Message.Alias) != str(c.Message.Reasoning) {
+			t.Fatalf("choice %d: reasoning %s, reasoning_content %s", c.Index, str(c.Message.Alias), str(c.Message.Reasoning))
+		}
 	}
 	return out, r.Usage
 }
@@ -70,6 +75,7 @@ func streamReplies(t *testing.T, data []byte, n int) ([]chatReply, openai.Usage)
 					Role      string                 `json:"role"`
 					Content   *string                `json:"content"`
 					Reasoning *string                `json:"reasoning_content"`
+					Alias     *string                `json:"reasoning"`
 					ToolCalls []openai.ToolCallDelta `json:"tool_calls"`
 				} `json:"delta"`
 				FinishReason *string `json:"finish_reason"`
@@ -92,6 +98,9 @@ func streamReplies(t *testing.T, data []byte, n int) ([]chatReply, openai.Usage)
 					r.Content = new(string)
 				}
 				*r.Content += *d
+			}
+			if str(c.Delta.Alias) != str(c.Delta.Reasoning) {
+				t.Fatalf("choice %d: a delta's reasoning and reasoning_content differ: %s", c.Index, ev)
 			}
 			if d := c.Delta.Reasoning; d != nil {
 				if *d == "" || r.Content != nil || r.ToolCalls != nil {

@@ -38,8 +38,10 @@ type Message struct {
 	ToolCalls []MessageToolCall
 	// ToolCallID is the call a tool message answers.
 	ToolCallID string
-	// ReasoningContent is an assistant message's reasoning_content, as
-	// this server (and vLLM, llama.cpp) returned it.
+	// ReasoningContent is an assistant message's reasoning, as this
+	// server (and vLLM, llama.cpp) returned it: its reasoning_content, or
+	// reasoning (vLLM's name since 0.11; both, where a client sends both,
+	// must be the same).
 	ReasoningContent string
 }
 
@@ -460,13 +462,21 @@ func parseMessages(f fields) ([]Message, error) {
 				return nil, err
 			}
 		}
-		if mf.has("reasoning_content") {
+		for k, key := range []string{"reasoning_content", "reasoning"} {
+			if !mf.has(key) {
+				continue
+			}
 			if rendered != "assistant" {
-				return nil, &FieldError{at("reasoning_content"), "only assistant messages carry reasoning"}
+				return nil, &FieldError{at(key), "only assistant messages carry reasoning"}
 			}
-			if out[i].ReasoningContent, err = mf.str("reasoning_content"); err != nil {
-				return nil, &FieldError{at("reasoning_content"), "must be a string"}
+			r, err := mf.str(key)
+			if err != nil {
+				return nil, &FieldError{at(key), "must be a string"}
 			}
+			if k == 1 && mf.has("reasoning_content") && r != out[i].ReasoningContent {
+				return nil, &FieldError{at(key), "differs from reasoning_content (the same reasoning by its two names)"}
+			}
+			out[i].ReasoningContent = r
 		}
 		if !mf.has("content") {
 			continue
@@ -767,8 +777,11 @@ type ChatMessage struct {
 	Role    string  `json:"role"`
 	Content *string `json:"content"`
 	// ReasoningContent is a reasoning model's reasoning (its <think>
-	// block), apart from Content (vLLM's and llama.cpp's field).
+	// block), apart from Content (llama.cpp's field, and vLLM's before
+	// 0.11); Reasoning is the same text under vLLM's present name (both
+	// set by SetReasoning).
 	ReasoningContent *string    `json:"reasoning_content,omitempty"`
+	Reasoning        *string    `json:"reasoning,omitempty"`
 	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }
 
@@ -822,11 +835,20 @@ type ChatCompletion struct {
 
 // Delta is the change a chat chunk carries.
 type Delta struct {
-	Role             string          `json:"role,omitempty"`
-	Content          *string         `json:"content,omitempty"`
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+	// ReasoningContent and Reasoning are a piece of the reasoning, under
+	// both names (as ChatMessage's).
 	ReasoningContent *string         `json:"reasoning_content,omitempty"`
+	Reasoning        *string         `json:"reasoning,omitempty"`
 	ToolCalls        []ToolCallDelta `json:"tool_calls,omitempty"`
 }
+
+// SetReasoning sets m's reasoning, under both its names.
+func (m *ChatMessage) SetReasoning(r string) { m.ReasoningContent, m.Reasoning = &r, &r }
+
+// SetReasoning sets d's piece of reasoning, under both its names.
+func (d *Delta) SetReasoning(r string) { d.ReasoningContent, d.Reasoning = &r, &r }
 
 // ChunkChoice is one choice of a chat stream chunk.
 type ChunkChoice struct {
