@@ -206,15 +206,21 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				}
 				return
 			}
-			// (Stop strings do not cut a tool-calling reply: it is one JSON
-			// document the grammar keeps whole, and a stop string would
-			// match its JSON rather than the text it carries.)
-			stops := req.Stop
-			if req.CallsTools() {
-				stops = nil
+			// (Stop strings cut a tool-calling reply of a native format
+			// in its text before the calls, never in the calls, which the
+			// format's trigger fences off; they do not cut a reply of the
+			// generic format: it is one JSON document the grammar keeps
+			// whole, and a stop string would match its JSON rather than
+			// the text it carries.)
+			stop := stopper{stops: req.Stop}
+			switch {
+			case req.CallsTools() && native != nil:
+				stop.fence, stop.fenceAtStart = native.trigger, native.atStart
+			case req.CallsTools():
+				stop.stops = nil
 			}
 			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
-				stop: stopper{stops: stops}, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
+				stop: stop, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
 			if !chat {
 				// A completion continues its prompt's text (a first
 				// token's leading space is kept: prompt + text decodes

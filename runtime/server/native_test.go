@@ -737,3 +737,79 @@ func TestNativeMistralSmallIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestNativeStop serves the tiny model under Qwen 2.5's template: a
+// tool-calling request's stop string cuts its text reply where it
+// occurs (the reply of the same seed without it, cut there; finish
+// stop), whole and streamed, and leaves a call whole where it occurs in
+// the call's JSON.
+func TestNativeStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	tok := templateTokenizer(t, readTemplate(t, "Qwen-Qwen2.5-7B-Instruct"), "<tool_call>", false)
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	trigger, ok := tok.TokenID("<tool_call>")
+	if !ok {
+		t.Fatal("no token <tool_call>")
+	}
+	body := func(extra string) string {
+		return `{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the weather in Paris?"}], "tools": [` + weatherTool + `, ` + addTool + `], "temperature": 1, "max_tokens": 40, ` + extra + `}`
+	}
+	text := fmt.Sprintf(`"tool_choice": "auto", "logit_bias": {"%d": -100}, "seed": 7`, trigger)
+	code, data := post(t, ts, "/v1/chat/completions", body(text))
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	whole, _ := chatReplies(t, data)
+	if whole[0].Content == nil || whole[0].ToolCalls != nil || len(*whole[0].Content) < 20 {
+		t.Fatalf("the reply is not a text of 20 bytes or more: %s %+v", str(whole[0].Content), whole[0].ToolCalls)
+	}
+	content := *whole[0].Content
+	// A stop string of 3 bytes whose first match is past the 8th byte.
+	p := 8
+	for ; p+3 <= len(content) && strings.Index(content, content[p:p+3]) != p; p++ {
+	}
+	if p+3 > len(content) {
+		t.Fatalf("no stop string to cut %q with", content)
+	}
+	stop := compactJSON(content[p : p+3])
+	want := str(strp(content[:p]))
+	code, data = post(t, ts, "/v1/chat/completions", body(text+`, "stop": `+stop))
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	got, _ := chatReplies(t, data)
+	if str(got[0].Content) != want || got[0].Finish != "stop" {
+		t.Errorf("stop %s: content %s, finish %s; want %s, stop", stop, str(got[0].Content), got[0].Finish, want)
+	}
+	code, data = post(t, ts, "/v1/chat/completions", body(text+`, "stop": `+stop+`, "stream": true`))
+	if code != 200 {
+		t.Fatalf("stream: %d %s", code, data)
+	}
+	streamed, _ := streamReplies(t, data, 1)
+	if str(streamed[0].Content) != want || streamed[0].Finish != "stop" {
+		t.Errorf("stop %s streamed: content %s, finish %s; want %s, stop", stop, str(streamed[0].Content), streamed[0].Finish, want)
+	}
+
+	// In a call's JSON: the call is whole.
+	calls := `"tool_choice": "required", "parallel_tool_calls": false, "seed": 1, "max_tokens": 250, "stop": ["\"name\"", "arguments", "}"]`
+	for _, stream := range []bool{false, true} {
+		code, data = post(t, ts, "/v1/chat/completions", body(calls+fmt.Sprintf(`, "stream": %v`, stream)))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		var r []chatReply
+		if stream {
+			r, _ = streamReplies(t, data, 1)
+		} else {
+			r, _ = chatReplies(t, data)
+		}
+		if len(r[0].ToolCalls) != 1 || r[0].Finish != "tool_calls" {
+			t.Fatalf("stream %v: %d calls, finish %s; want one, tool_calls", stream, len(r[0].ToolCalls), r[0].Finish)
+		}
+		if why := checkArguments(r[0].ToolCalls[0].Function.Name, r[0].ToolCalls[0].Function.Arguments); why != "" {
+			t.Errorf("stream %v: %+v: %s", stream, r[0].ToolCalls[0].Function, why)
+		}
+	}
+}

@@ -36,3 +36,40 @@ func TestStopper(t *testing.T) {
 		}
 	}
 }
+
+// TestStopperFence: with a native format's trigger as the fence, stop
+// strings cut the text before it and never the calls from it on (a stop
+// string inside the trigger, or after it, passes), a possible start of
+// the trigger waits for what follows, and Llama 3's "{" fences only at
+// the reply's start.
+func TestStopperFence(t *testing.T) {
+	for _, c := range []struct {
+		stops   []string
+		fence   string
+		atStart bool
+		pieces  []string
+		want    string
+		stop    bool
+	}{
+		{[]string{"END"}, "<tool_call>", false, []string{"I'll look. E", "ND more"}, "I'll look. ", true},
+		{[]string{"END"}, "<tool_call>", false, []string{"ok <tool_", "call>\n{\"name\": \"END\"}"}, "ok <tool_call>\n{\"name\": \"END\"}", false},
+		{[]string{"call"}, "<tool_call>", false, []string{"<tool_", "call>{}"}, "<tool_call>{}", false},
+		{[]string{"call"}, "<tool_call>", false, []string{"<tool_", "x call"}, "<tool_x ", true},
+		{[]string{"[TOOL"}, "[TOOL_CALLS]", false, []string{"a [TOOL", "_CALLS]get[ARGS]{}"}, "a [TOOL_CALLS]get[ARGS]{}", false},
+		{[]string{"[TOOL"}, "[TOOL_CALLS]", false, []string{"a [TOOL", "S] b"}, "a ", true},
+		{[]string{"a"}, "[TOOL_CALLS]", false, []string{"x[TOOL_CALLS]a"}, "x[TOOL_CALLS]a", false},
+		{[]string{"\n"}, "{", true, []string{"\n ", " {\"name\": \"x\",\n \"parameters\": {}}"}, "\n  {\"name\": \"x\",\n \"parameters\": {}}", false},
+		{[]string{"\nm"}, "{", true, []string{"\n ", "Hi {x}\nmore"}, "\n Hi {x}", true},
+		{[]string{"}"}, "{", true, []string{"text {a}"}, "text {a", true},
+	} {
+		s := stopper{stops: c.stops, fence: c.fence, fenceAtStart: c.atStart}
+		var got strings.Builder
+		for _, p := range c.pieces {
+			got.WriteString(s.push(p, true))
+		}
+		got.WriteString(s.flush())
+		if got.String() != c.want || s.stopped != c.stop {
+			t.Errorf("stops %q fence %q pieces %q: %q (stopped %v), want %q (%v)", c.stops, c.fence, c.pieces, got.String(), s.stopped, c.want, c.stop)
+		}
+	}
+}
