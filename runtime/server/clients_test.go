@@ -122,20 +122,26 @@ func TestToolCallsNodeClient(t *testing.T) {
 }
 
 // TestNativeToolCallsNodeClient runs tool_calls.mjs against the tiny model
-// served under Qwen 2.5's template (its <tool_call> as one token): the
-// calls, whole and streamed, come from the model's own format, and the
-// follow-up's history goes back to the template as its tool_calls and
-// tool messages.
+// served under Qwen 2.5's template and Qwen3-Coder's (their <tool_call>
+// as one token): the calls, whole and streamed, come from the model's own
+// format (JSON, XML), and the follow-up's history goes back to the
+// template as its tool_calls and tool messages.
 func TestNativeToolCallsNodeClient(t *testing.T) {
 	needNode(t)
-	tok := templateTokenizer(t, readTemplate(t, "Qwen-Qwen2.5-7B-Instruct"), "<tool_call>", false)
-	ts := startServer(t, serverConfig{Tokenizer: tok})
-	s := runNode(t, "tool_calls.mjs", ts.URL, "one-call")
-	if n, _ := s["calls"].(float64); n < 1 {
-		t.Errorf("no call came whole (the summary: %v)", s)
-	}
-	if n, _ := s["streamed"].(float64); n < 1 {
-		t.Errorf("no call came streamed (the summary: %v)", s)
+	// Hermes' JSON calls and Qwen3-Coder's XML ones (ids of OpenAI's
+	// form, which the script checks).
+	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "Qwen3-Coder"} {
+		t.Run(name, func(t *testing.T) {
+			tok := templateTokenizer(t, readTemplate(t, name), "<tool_call>", false)
+			ts := startServer(t, serverConfig{Tokenizer: tok})
+			s := runNode(t, "tool_calls.mjs", ts.URL, "one-call")
+			if n, _ := s["calls"].(float64); n < 1 {
+				t.Errorf("no call came whole (the summary: %v)", s)
+			}
+			if n, _ := s["streamed"].(float64); n < 1 {
+				t.Errorf("no call came streamed (the summary: %v)", s)
+			}
+		})
 	}
 }
 
