@@ -26,7 +26,12 @@
 // Sequence makes a Grammar of raw texts and values of one schema in
 // order, with a part that may repeat: a model's own tool-call format
 // (Hermes' "<tool_call>\n" call "\n</tool_call>", Mistral's
-// "[TOOL_CALLS]" and a list of calls). Lazy applies a Grammar from a
+// "[TOOL_CALLS]" and a list of calls). A part may also be a value of one
+// of the schema's $defs (Ref), a raw text of a regular expression
+// (Pattern), or one of several sequences of parts (Alts; an empty one
+// makes the part optional): a call whose tool's name is text and whose
+// arguments are that tool's (Mistral's "[TOOL_CALLS]" NAME "[ARGS]"
+// {...}), Qwen3-Coder's XML parameters with raw values. Lazy applies a Grammar from a
 // trigger on (llama.cpp's lazy grammars): free text until the text holds
 // the trigger, the Grammar's value from the trigger on; a token that would
 // complete the trigger with bytes the Grammar refuses is not allowed, so
