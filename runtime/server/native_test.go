@@ -302,6 +302,8 @@ var nativeCases = []nativeCase{
 		strp("Let me check."), []string{`get_weather({"city":"San Francisco, CA"})`, `add({"a":1,"b":"2.5"})`}, "tool_calls", nil},
 	{"qwen3-xml: code, JSON values", qwenXMLFormat, "<tool_call>\n<function=write_file>\n<parameter=path>\n/tmp/a b.py\n</parameter>\n<parameter=text>\n\ndef f(x):\n    return \"a\\\\b\" < x <div>\n\n</parameter>\n<parameter=append>\nTrue\n</parameter>\n<parameter=opts>\n{\"n\": [1, {\"x\": null}]}\n</parameter>\n<parameter=lines>\nnull\n</parameter>\n<parameter=mode>\n0644\n</parameter>\n</function>\n</tool_call>",
 		nil, []string{`write_file({"path":"/tmp/a b.py","text":"\ndef f(x):\n    return \"a\\\\b\" < x <div>\n","append":true,"opts":{"n":[1,{"x":null}]},"lines":null,"mode":"0644"})`}, "tool_calls", nil},
+	{"qwen3-xml: a closing tag in a value", qwenXMLFormat, "<tool_call>\n<function=write_file>\n<parameter=text>\ns = '</parameter>'\n</function>\n</parameter>\n</function>\n</tool_call>",
+		nil, []string{`write_file({"text":"s = '</parameter>'\n</function>"})`}, "tool_calls", nil},
 	{"qwen3-xml: text", qwenXMLFormat, "Use <function=f> or <tool> here.", strp("Use <function=f> or <tool> here."), nil, "response", nil},
 	{name: "qwen3-xml: cut in a parameter", f: qwenXMLFormat, text: "Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1",
 		content: strp("Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1"), form: "response", streamed: strp("Sure.")},

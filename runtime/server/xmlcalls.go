@@ -347,15 +347,15 @@ func (x *xmlCalls) feed(s *nativeScanner, text string) (done bool, rest string) 
 		if gt < 0 {
 			return false, ""
 		}
-		end := strings.Index(x.buf[p+gt+1:], "</parameter>")
+		// A value ends at "\n</parameter>", which the grammar keeps out
+		// of a value (a "</parameter>" of its own, in code, is text).
+		end := strings.Index(x.buf[p+gt+1:], "\n</parameter>")
 		if end < 0 {
 			return false, ""
 		}
 		name := x.buf[p+len("<parameter=") : p+gt]
-		value := x.buf[p+gt+1 : p+gt+1+end]
-		value = strings.TrimPrefix(value, "\n")
-		value = strings.TrimSuffix(value, "\n")
-		x.buf = x.buf[p+gt+1+end+len("</parameter>"):]
+		value := strings.TrimPrefix(x.buf[p+gt+1:p+gt+1+end], "\n")
+		x.buf = x.buf[p+gt+1+end+len("\n</parameter>"):]
 		if x.params++; x.params > 1 {
 			s.feed(",")
 		}

@@ -69,6 +69,7 @@ func TestXMLGrammar(t *testing.T) {
 		{"the object's parameters", `"required"`, call("write", "path", "p", "opts", `{"m": 1}`), false, false},
 		{"a parameter not declared", `"required"`, call("write", "path", "p", "size", "3"), false, false},
 		{"a value that ends the parameter early", `"required"`, call("write", "path", "a\n</parameter>"), false, false},
+		{"a closing tag in a line of a value", `"required"`, call("write", "path", "s = '</parameter>'"), true, true},
 		{"a tool not given", `"required"`, call("sub", "a", "1"), false, false},
 		{"cut", `"required"`, call("add", "a", "1", "b", "2")[:40], true, false},
 	} {
