@@ -704,6 +704,11 @@ func (c *choice) step(e engine.Event) update {
 		default: // cancelled: a timeout or the server's shutdown
 			c.finish = "abort"
 		}
+		if c.stop.stopped && (c.finish == "stop" || c.finish == "length") {
+			// (A stop string in the last text, or in text held to the
+			// end as a fence's possible start.)
+			c.stopSeen = true
+		}
 		if c.stopSeen {
 			c.finish = "stop"
 		}

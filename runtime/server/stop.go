@@ -110,12 +110,31 @@ func (s *stopper) push(text string, armed bool) string {
 	return buf[:from]
 }
 
-// flush returns what is held at the end of the generation.
+// flush returns what is held at the end of the generation: with a fence,
+// what was held as its possible start (or, at the start, as whitespace
+// before it) is matched now that no fence follows.
 func (s *stopper) flush() string {
 	if s.stopped {
 		return ""
 	}
-	h := s.held
+	h, guard := s.held, s.guarded
 	s.held, s.guarded = "", 0
+	if s.fence == "" || s.fenced {
+		return h
+	}
+	cut := -1
+	for _, st := range s.stops {
+		from := max(0, guard-len(st)+1)
+		if from > len(h) {
+			continue
+		}
+		if i := strings.Index(h[from:], st); i >= 0 && (cut < 0 || from+i < cut) {
+			cut = from + i
+		}
+	}
+	if cut >= 0 {
+		s.stopped = true
+		return h[:cut]
+	}
 	return h
 }

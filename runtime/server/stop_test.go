@@ -73,3 +73,46 @@ func TestStopperFence(t *testing.T) {
 		}
 	}
 }
+
+// FuzzStopperFence: any text in three pieces, a stop string and a fence
+// (at the start or anywhere): what comes out is a prefix of the text,
+// all of it unless stopped; stopped, the stop string follows it, its
+// first match, ending before the fence (before the reply's first
+// non-space where the fence is at the start).
+func FuzzStopperFence(f *testing.F) {
+	f.Add("I'll look. END<tool_call>x", "END", "<tool_call>", false, uint(3), uint(9))
+	f.Add("a [TOOL_CALLS]get[ARGS]{}", "[TOOL", "[TOOL_CALLS]", false, uint(7), uint(8))
+	f.Add("\n {\"name\": \"x\"}", "\n", "{", true, uint(1), uint(2))
+	f.Fuzz(func(t *testing.T, text, stop, fence string, atStart bool, i, j uint) {
+		if stop == "" || fence == "" {
+			return
+		}
+		a := int(i % uint(len(text)+1))
+		b := a + int(j%uint(len(text)-a+1))
+		s := stopper{stops: []string{stop}, fence: fence, fenceAtStart: atStart}
+		var out strings.Builder
+		for _, p := range []string{text[:a], text[a:b], text[b:]} {
+			out.WriteString(s.push(p, true))
+		}
+		out.WriteString(s.flush())
+		got := out.String()
+		if !strings.HasPrefix(text, got) {
+			t.Fatalf("%q: out %q is not a prefix", text, got)
+		}
+		fenceAt := strings.Index(text, fence)
+		if atStart {
+			fenceAt = -1
+			if rest := strings.TrimLeft(text, " \t\r\n"); strings.HasPrefix(rest, fence) {
+				fenceAt = 0
+			}
+		}
+		if fenceAt < 0 {
+			fenceAt = len(text)
+		}
+		first := strings.Index(text, stop)
+		wantStop := first >= 0 && first+len(stop) <= fenceAt
+		if s.stopped != wantStop || wantStop && got != text[:first] || !wantStop && got != text {
+			t.Fatalf("%q stop %q fence %q (at start %v): out %q, stopped %v", text, stop, fence, atStart, got, s.stopped)
+		}
+	})
+}
