@@ -208,19 +208,22 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			}
 			// (Stop strings cut a tool-calling reply of a native format
 			// in its text before the calls, never in the calls, which the
-			// format's trigger fences off; they do not cut a reply of the
-			// generic format: it is one JSON document the grammar keeps
-			// whole, and a stop string would match its JSON rather than
-			// the text it carries.)
+			// format's trigger fences off; in the generic format, whose
+			// reply is one JSON document, they are matched in its
+			// response's decoded text (respStop), not in its JSON.)
 			stop := stopper{stops: req.Stop}
+			var respStop *stopper
 			switch {
 			case req.CallsTools() && native != nil:
 				stop.fence, stop.fenceAtStart = native.trigger, native.atStart
 			case req.CallsTools():
 				stop.stops = nil
+				if len(req.Stop) > 0 {
+					respStop = &stopper{stops: req.Stop}
+				}
 			}
 			c := &choice{index: pi*req.N + i, events: ch, cancel: cancel, tok: b.Tokenizer, dec: b.Tokenizer.NewDecoder(),
-				stop: stop, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
+				stop: stop, respStop: respStop, minTokens: req.MinTokens, logprobs: req.Logprobs, top: req.TopLogprobs, chat: chat}
 			if !chat {
 				// A completion continues its prompt's text (a first
 				// token's leading space is kept: prompt + text decodes
@@ -372,6 +375,10 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			switch {
 			case c.native != nil:
 				ch.Message, ch.FinishReason = nativeMessage(c.native, req.Tools, text, c.finish, callsFinish(req))
+			case c.respStop != nil && c.respStop.stopped:
+				// The response's text up to its stop string.
+				cut := c.response.String()
+				ch.Message, ch.FinishReason = openai.ChatMessage{Role: "assistant", Content: &cut}, "stop"
 			case c.reply != nil:
 				ch.Message, ch.FinishReason = toolMessage(text, c.finish, callsFinish(req))
 			}
@@ -451,6 +458,11 @@ type choice struct {
 	// the model's format, a nativeScanner.
 	reply  toolReader
 	native *toolFormat
+	// respStop, where set, matches the stop strings in a generic
+	// tool-calling reply's response text (respond); response is that
+	// text as cut.
+	respStop *stopper
+	response strings.Builder
 	// keep are the special tokens of the model's tool-call format,
 	// whose text the reply keeps (Mistral's [TOOL_CALLS]).
 	keep map[int]string
@@ -627,9 +639,14 @@ type update struct {
 	// its content, and reasoning its reasoning.
 	text      string
 	reasoning string
-	chatLP    []openai.LogprobContent
-	textLP    *openai.TextLogprobs
-	final     bool
+	// fed: a generic tool-calling reply read here for its stop strings
+	// (respond), content and deltas what the stream sends for it.
+	fed     bool
+	content string
+	deltas  []openai.ToolCallDelta
+	chatLP  []openai.LogprobContent
+	textLP  *openai.TextLogprobs
+	final   bool
 }
 
 // merge fans the choices' engine events into one channel of updates,
@@ -696,6 +713,9 @@ func (c *choice) step(e engine.Event) update {
 			r2, t2 := c.split.Finish()
 			u.reasoning, u.text = r+r2, t+t2
 		}
+		if c.respStop != nil {
+			c.respond(&u, c.tokens > c.minTokens, true)
+		}
 		switch e.FinishReason {
 		case "stop", "length":
 			c.finish = e.FinishReason
@@ -704,7 +724,7 @@ func (c *choice) step(e engine.Event) update {
 		default: // cancelled: a timeout or the server's shutdown
 			c.finish = "abort"
 		}
-		if c.stop.stopped && (c.finish == "stop" || c.finish == "length") {
+		if (c.stop.stopped || c.respStop != nil && c.respStop.stopped) && (c.finish == "stop" || c.finish == "length") {
 			// (A stop string in the last text, or in text held to the
 			// end as a fence's possible start.)
 			c.stopSeen = true
@@ -760,13 +780,29 @@ func (c *choice) step(e engine.Event) update {
 		}
 	}
 	c.decoded += utf8.RuneCountInString(piece)
-	if c.stop.stopped {
+	if c.respStop != nil {
+		c.respond(&u, c.tokens > c.minTokens, false)
+	}
+	if c.stop.stopped || c.respStop != nil && c.respStop.stopped {
 		c.stopSeen = true
 		c.finish = "stop"
 		c.cancel()
 		u.final = true
 	}
 	return u
+}
+
+// respond reads u's text of a generic tool-calling reply: the reply
+// scanner's content (the response's text) and deltas, the content cut at
+// a stop string (final: the end, what was held flushed).
+func (c *choice) respond(u *update, armed, final bool) {
+	content, deltas := c.reply.Feed(u.text)
+	content = c.respStop.push(content, armed)
+	if final {
+		content += c.respStop.flush()
+	}
+	u.fed, u.content, u.deltas = true, content, deltas
+	c.response.WriteString(content)
 }
 
 // generatedOf is the tokens the choices generated, together.
@@ -905,9 +941,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *openai.Requ
 		if c.reply != nil {
 			// A tool-calling reply: the response's text, or the calls'
 			// deltas, never the JSON around them.
-			content, deltas := c.reply.Feed(u.text)
-			if u.final {
-				content += c.reply.Finish()
+			content, deltas := u.content, u.deltas
+			if !u.fed {
+				content, deltas = c.reply.Feed(u.text)
+				if u.final {
+					content += c.reply.Finish()
+				}
 			}
 			var lp *openai.ChatLogprobs
 			if u.chatLP != nil {

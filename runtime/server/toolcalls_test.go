@@ -539,3 +539,56 @@ func TestToolsCompileCost(t *testing.T) {
 		}
 	}
 }
+
+// TestToolCallsStopResponse: in the generic format, a stop string cuts a
+// reply's response text where it occurs in the decoded text (the reply
+// of the same seed without it, cut there; finish stop), whole and
+// streamed, not in the JSON around it.
+func TestToolCallsStopResponse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	ts := startServer(t, serverConfig{})
+	body := func(extra string) string {
+		return `{"messages": [{"role": "user", "content": "Say hello."}], "tools": [` + weatherTool + `], "tool_choice": "auto", "temperature": 1, "max_tokens": 120, ` + extra + `}`
+	}
+	// A seed whose reply is a response of 20 bytes or more.
+	var response, seed string
+	for s := 1; s <= 40 && response == ""; s++ {
+		seed = fmt.Sprintf(`"seed": %d`, s)
+		code, data := post(t, ts, "/v1/chat/completions", body(seed))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		r, _ := chatReplies(t, data)
+		if r[0].Finish == "stop" && r[0].ToolCalls == nil && r[0].Content != nil && len(*r[0].Content) >= 20 {
+			response = *r[0].Content
+		}
+	}
+	if response == "" {
+		t.Fatal("no seed of 40 gave a response of 20 bytes or more")
+	}
+	p := 8
+	for ; p+3 <= len(response) && strings.Index(response, response[p:p+3]) != p; p++ {
+	}
+	if p+3 > len(response) {
+		t.Fatalf("no stop string to cut %q with", response)
+	}
+	stop := compactJSON(response[p : p+3])
+	want := str(strp(response[:p]))
+	for _, stream := range []bool{false, true} {
+		code, data := post(t, ts, "/v1/chat/completions", body(seed+`, "stop": [`+stop+`, "{\"response\""], "stream": `+fmt.Sprint(stream)))
+		if code != 200 {
+			t.Fatalf("%d %s", code, data)
+		}
+		var r []chatReply
+		if stream {
+			r, _ = streamReplies(t, data, 1)
+		} else {
+			r, _ = chatReplies(t, data)
+		}
+		if str(r[0].Content) != want || r[0].Finish != "stop" || r[0].ToolCalls != nil {
+			t.Errorf("stream %v, stop %s: content %s, finish %s, %d calls; want %s, stop", stream, stop, str(r[0].Content), r[0].Finish, len(r[0].ToolCalls), want)
+		}
+	}
+}
