@@ -457,10 +457,11 @@ func TestToolErrors(t *testing.T) {
 	}
 }
 
-// TestToolCallsIgnoreStop: stop strings do not cut a tool-calling reply
-// (the JSON the grammar keeps whole), streamed or not: with stops that
-// occur in any such reply ("{", "\"", a newline), a required call still
-// comes back as a call.
+// TestToolCallsIgnoreStop: stop strings do not cut a generic tool-calling
+// reply's calls (the JSON the grammar keeps whole; they are matched in a
+// response's text only), streamed or not: with stops that occur in any
+// such reply ("{", "\"", a newline), a required call still comes back as
+// a call.
 func TestToolCallsIgnoreStop(t *testing.T) {
 	ts := startServer(t, serverConfig{})
 	body := `{"messages": [{"role": "user", "content": "Add 1 and 2."}], "tools": [` + addTool + `], "tool_choice": "required",
