@@ -467,8 +467,9 @@ func formatSpec(v value, spec string) (str, error) {
 	var alt, zero bool
 	width, prec := -1, -1
 	rest := spec
+	fillSet := false
 	if r, n := utf8.DecodeRuneInString(rest); len(rest) > n && strings.IndexByte("<>=^", rest[n]) >= 0 {
-		fill, align, rest = r, rest[n], rest[n+1:]
+		fill, align, rest, fillSet = r, rest[n], rest[n+1:], true
 	} else if rest[0] == '<' || rest[0] == '>' || rest[0] == '=' || rest[0] == '^' {
 		align, rest = rest[0], rest[1:]
 	}
@@ -525,15 +526,18 @@ func formatSpec(v value, spec string) (str, error) {
 	if verb == 'n' {
 		return str{}, fmt.Errorf("the format spec %q is not supported", spec)
 	}
-	zeroFill := zero && align == 0
-	if zeroFill {
-		fill, align = '0', '='
+	// '0' without a fill makes the fill '0' whatever the alignment, and
+	// a number's alignment '=' where none is given (CPython's
+	// parse_internal_render_format_spec): '{:<05}' of 5 is "50000",
+	// '{:05}' of 'ab' "ab000".
+	if zero && !fillSet {
+		fill = '0'
+		if _, isStr := plain(v).(str); !isStr && align == 0 {
+			align = '='
+		}
 	}
 	switch x := plain(v).(type) {
 	case str:
-		if zeroFill {
-			align = '<' // Python 3.10's '0' for strings: zeros after them
-		}
 		if verb != 0 && verb != 's' {
 			return str{}, fmt.Errorf("Unknown format code '%c' for object of type 'str'", verb)
 		}
