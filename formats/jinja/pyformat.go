@@ -594,7 +594,11 @@ func formatSpec(v value, spec string) (str, error) {
 			if prec >= 0 {
 				return str{}, fmt.Errorf("the format spec %q (a float's precision without a type) is not supported", spec)
 			}
-			return str{s: padNum(signOf(math.Signbit(x) && !math.IsNaN(x), sign), "", pyFloat(math.Abs(x)), width, fill, align)}, nil
+			digits := pyFloat(math.Abs(x))
+			if mant, exp, hasExp := strings.Cut(digits, "e"); alt && hasExp && !strings.Contains(mant, ".") {
+				digits = mant + ".e" + exp // '#': repr's 1e+16 as 1.e+16
+			}
+			return str{s: padNum(signOf(math.Signbit(x) && !math.IsNaN(x), sign), "", digits, width, fill, align)}, nil
 		case 'e', 'E', 'f', 'F', 'g', 'G', '%':
 			return floatSpec(x, verb, prec, alt, sign, width, fill, align), nil
 		}

@@ -180,6 +180,8 @@ CASES = [
     ("{{ '{:.3}'.format(3.14159) }}", "a float's precision without a type"),
     ("{{ '{:{w}}'.format(1, w=5) }}", "the replacement field {:{w} is not supported"),
     ("{{ '{:05}'.format('ab') }}", None),
+    # '#' without a type: a float's repr with a point always
+    ("{{ '{:#}|{:#8}|{:+#012}|{:#}|{:#}|{:#}' .format(1e16, 1e22, 1e-5, 2.5, 1.0, 5e-324) }}", None),
     # '0' with an alignment: zeros as the fill ('=' only where no alignment is given), unless a fill is
     ("{{ '{:<05}|{:^07}|{:>08s}|{:<08x}|{:^07.1F}|{:=012g}|{:x<05}|{:<05}|{:>+06d}|{:^06}|{:*>05}' .format(5, 'a', 'é', 1114111, -1.5e-10, 99999.95, 5, 0.0, 7, true, 'q') }}", None),
 ]
