@@ -570,6 +570,9 @@ func formatSpec(v value, spec string) (str, error) {
 				if sign != 0 {
 					return str{}, errors.New("Sign not allowed with integer format specifier 'c'")
 				}
+				if alt {
+					return str{}, errors.New("Alternate form (#) not allowed with integer format specifier 'c'")
+				}
 				c, err := charOf(n)
 				if err != nil {
 					return str{}, err

@@ -174,6 +174,7 @@ CASES = [
     ("{{ '{:+s}'.format('a') }}", None),
     ("{{ '{:=5}'.format('a') }}", None),
     ("{{ '{:xx}'.format(1) }}", None),
+    ("{{ '{:#c}'.format(65) }}", None),
     ("{{ '{:,}'.format(1234567) }}", "the format spec \",\" is not supported"),
     ("{{ '{:_d}'.format(1234567) }}", "the format spec \"_d\" is not supported"),
     ("{{ '{:n}'.format(1234) }}", "the format spec \"n\" is not supported"),
