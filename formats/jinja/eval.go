@@ -707,6 +707,9 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 		case "-":
 			switch n := v.(type) {
 			case int64:
+				if n == math.MinInt64 {
+					return nil, &Error{Pos: x.pos, Msg: errIntRange.Error()}
+				}
 				return -n, nil
 			case float64:
 				return -n, nil
@@ -941,6 +944,9 @@ func arith(op string, l, r value) (value, error) {
 		case "//", "%":
 			if ri == 0 {
 				return nil, errors.New("integer division or modulo by zero")
+			}
+			if op == "//" && li == math.MinInt64 && ri == -1 {
+				return nil, errIntRange
 			}
 			q, m := li/ri, li%ri
 			if m != 0 && (m < 0) != (ri < 0) {

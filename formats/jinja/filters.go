@@ -243,6 +243,9 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 		}
 		switch x := v.(type) {
 		case int64:
+			if x == math.MinInt64 {
+				return nil, errIntRange
+			}
 			if x < 0 {
 				return -x, nil
 			}

@@ -117,6 +117,10 @@ CASES = [
     ("{{ 9223372036854775807 + 1 }}", "an integer past 64 bits is not supported"),
     ("{{ -9223372036854775807 - 2 }}", "an integer past 64 bits is not supported"),
     ("{{ 4611686018427387904 * 2 }}", "an integer past 64 bits is not supported"),
+    ("{{ (-9223372036854775807 - 1) // -1 }}", "an integer past 64 bits is not supported"),
+    ("{{ -(-9223372036854775807 - 1) }}", "an integer past 64 bits is not supported"),
+    ("{{ (-9223372036854775807 - 1)|abs }}", "an integer past 64 bits is not supported"),
+    ("{{ (-9223372036854775807 - 1) % -1 }}|{{ (-9223372036854775807 - 1) // 1 }}|{{ -(-9223372036854775807) }}|{{ (-9223372036854775807)|abs }}", None),
     ("{{ -4611686018427387904 * 2 }}|{{ 3037000499 * 3037000499 }}|{{ -9223372036854775807 - 1 }}", None),
     # % formatting (printf-style, Python's PyUnicode_Format)
     ("{{ '%s' % x }}|{{ '%s-%s' % (1, 'a') }}|{{ '%d|%05.2f|%r|%x' % (42, 3.14159, 'q', 255) }}|{{ '%(name)s is %(age)d' % {'name': 'Bo', 'age': 7} }}|{{ '100%%' % () }}|{{ '%s%%' % 5 }}", None),
