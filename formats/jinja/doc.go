@@ -19,7 +19,9 @@
 // (strings with Python escapes, ints, floats, true/false/none, lists,
 // tuples, dicts with string, number, bool or none keys), printed as
 // Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // ~;
-// ** (left-associative, as jinja2 parses it; a whole-number exponent, an
+// ** (left-associative, as jinja2 parses it; a constant negative base
+// with an exponent that is not constant is -(|base| ** exp), as jinja2's
+// generated code computes it; a whole-number exponent, an
 // int for ints, else a float correctly rounded as C's pow; ints are
 // 64-bit, a result past that an error); % (modulo, or Python's
 // printf-style formatting of a string: "%s" % x, a tuple of arguments,

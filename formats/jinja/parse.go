@@ -2,6 +2,7 @@ package jinja
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 )
@@ -872,9 +873,81 @@ func (p *parser) pow() (expr, error) {
 		if err != nil {
 			return nil, err
 		}
+		// jinja2 folds a constant base and, with an exponent it cannot
+		// fold, writes a negative one into its Python code as a bare
+		// literal: -2 ** n compiles to Python's -2 ** n, which is
+		// -(2 ** n) (-4 for n = 2, where -2 ** 2 folds to 4).
+		if lv, ok := constNum(l); ok && negative(lv) {
+			if _, rok := constNum(r); !rok {
+				abs := lv
+				if f, isFloat := lv.(float64); isFloat {
+					abs = math.Abs(f)
+				} else {
+					abs = -lv.(int64)
+				}
+				l = &unaryExpr{node{l.at()}, "-", &binaryExpr{node{t.pos}, "**", &litExpr{node{l.at()}, abs}, r}}
+				continue
+			}
+		}
 		l = &binaryExpr{node{t.pos}, "**", l, r}
 	}
 	return l, nil
+}
+
+// constNum is the number jinja2's optimizer makes of x when it compiles
+// the template (a number literal, signs and arithmetic of them), if any.
+func constNum(x expr) (value, bool) {
+	switch e := x.(type) {
+	case *litExpr:
+		switch e.v.(type) {
+		case int64, float64, bool:
+			return e.v, true
+		}
+	case *unaryExpr:
+		v, ok := constNum(e.x)
+		if !ok {
+			return nil, false
+		}
+		if n, isInt := intOf(v); isInt {
+			if e.op == "+" {
+				return n, true
+			}
+			if n != math.MinInt64 {
+				return -n, true
+			}
+		} else if f, isFloat := v.(float64); isFloat {
+			if e.op == "+" {
+				return f, true
+			}
+			return -f, true
+		}
+	case *binaryExpr:
+		l, lok := constNum(e.l)
+		r, rok := constNum(e.r)
+		if !lok || !rok {
+			return nil, false
+		}
+		switch e.op {
+		case "+", "-", "*", "/", "//", "%", "**":
+			if v, err := arith(e.op, l, r); err == nil {
+				return v, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// negative reports whether jinja2 writes the number v into Python code
+// with a minus sign (-0.0 too; not the smallest int64, which this package
+// does not make, nor NaN).
+func negative(v value) bool {
+	switch n := v.(type) {
+	case int64:
+		return n < 0 && n != math.MinInt64
+	case float64:
+		return math.Signbit(n) && !math.IsNaN(n) && !math.IsInf(n, 0)
+	}
+	return false
 }
 
 // unary parses a value with its postfixes, signs and (withFilters) its
