@@ -3,6 +3,7 @@ package jinja
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,26 @@ func TestLimits(t *testing.T) {
 		if _, err := tp.Render(nil); err == nil || !strings.Contains(err.Error(), "too") {
 			t.Errorf("%s: error %v, want a limit", src, err)
 		}
+	}
+}
+
+// TestFormatPrecisionWork: %g with a huge precision and no '#' makes
+// what jinja2 makes (the digits up to the exact expansion) without making
+// the zeros it strips: its output is small, so the render's steps do not
+// count them, and a loop of such formats took minutes.
+func TestFormatPrecisionWork(t *testing.T) {
+	tp := mustParse(t, "{{ '%.16000000g|%.16000000G' % (1.5, 2.5) }}|{{ '{:.16000000g}'.format(0.1) }}|{{ '%.16000000g' % 1e22 }}")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	got, err := tp.RenderString(nil)
+	runtime.ReadMemStats(&after)
+	// jinja2 3.1.6's rendering.
+	want := "1.5|2.5|0.1000000000000000055511151231257827021181583404541015625|10000000000000000000000"
+	if err != nil || got != want {
+		t.Errorf("RenderString = %q, %v; want %q", got, err, want)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("the render allocated %d bytes, want at most 1 MiB", n)
 	}
 }
 

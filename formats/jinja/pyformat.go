@@ -115,10 +115,18 @@ func floatDigits(f float64, verb byte, prec int, alt bool) string {
 		s = strconv.FormatFloat(f, 'e', prec, 64)
 	default: // g, G: %e's exponent after rounding to prec digits picks the form
 		p := max(prec, 1)
-		e := strconv.FormatFloat(f, 'e', p-1, 64)
+		// A float64's exact decimal expansion has at most 767
+		// significant digits; past them %g only adds zeros, which it
+		// strips without '#'. Making them would be work that the render's
+		// steps do not count ('%.16000000g' % 1.5 is "1.5").
+		q := p
+		if !alt {
+			q = min(p, 800)
+		}
+		e := strconv.FormatFloat(f, 'e', q-1, 64)
 		x, _ := strconv.Atoi(e[strings.IndexByte(e, 'e')+1:])
 		if x >= -4 && x < p {
-			s = strconv.FormatFloat(f, 'f', p-1-x, 64)
+			s = strconv.FormatFloat(f, 'f', q-1-x, 64)
 		} else {
 			s = e
 		}
