@@ -940,6 +940,12 @@ func arith(op string, l, r value) (value, error) {
 			if ri == 0 {
 				return nil, errors.New("division by zero")
 			}
+			if li > 1<<53 || li < -1<<53 || ri > 1<<53 || ri < -1<<53 {
+				// Python rounds the quotient once; the ints' own
+				// conversions to float would round first.
+				q, _ := new(big.Rat).SetFrac64(li, ri).Float64()
+				return q, nil
+			}
 			return float64(li) / float64(ri), nil
 		case "//", "%":
 			if ri == 0 {
