@@ -80,6 +80,9 @@ try {
     const thought = await box.locator("div").textContent();
     check(thought === want.reasoning, `turn ${i + 1}: the box shows reasoning_content exactly`, { page: thought, api: want.reasoning });
     check(await box.locator("summary").textContent() === "Thinking", `turn ${i + 1}: the box is labelled`);
+    // Open while the thinking comes, folded once the answer begins.
+    const open = await box.evaluate((el) => el.open);
+    check(open === (want.content === ""), `turn ${i + 1}: the box is ${want.content === "" ? "open (no answer yet)" : "folded (answered)"}`, open);
     // The box comes right before its answer, which holds the content alone.
     check(await box.evaluate((el) => el.nextElementSibling.classList.contains("assistant")), `turn ${i + 1}: the box precedes its answer`);
     const answer = await bot.textContent();
