@@ -798,10 +798,25 @@ type RopeScaling struct {
 	// AttentionFactor are longrope's too (the latter multiplies cos and
 	// sin, as yarn's does), and OriginalMaxPositionEmbeddings the
 	// pretraining context past which transformers takes the long factors.
-	// Long says the table takes LongFactor: max_position_embeddings >
-	// OriginalMaxPositionEmbeddings (see readLongrope for why).
+	// Long says the table takes LongFactor: as read, max_position_embeddings
+	// > OriginalMaxPositionEmbeddings (the config's own context); a model
+	// run with a context of its own chooses again by it (ForContext; see
+	// readLongrope for why).
 	ShortFactor, LongFactor []float64
 	Long                    bool
+}
+
+// ForContext returns s as a model run with a context of n positions (its
+// longest sequence, prompt and generated tokens) applies it: for longrope,
+// the long factors where n > OriginalMaxPositionEmbeddings, the short ones
+// where n is within it (transformers' choice for a sequence of n positions,
+// llama.cpp's for n_ctx n); other types unchanged. The attention factor
+// stays: transformers and vLLM multiply both tables by the same one.
+func (s RopeScaling) ForContext(n int) RopeScaling {
+	if s.Type == RopeLongrope {
+		s.Long = n > s.OriginalMaxPositionEmbeddings
+	}
+	return s
 }
 
 // IsDefault reports whether s is plain RoPE (no scaling).
@@ -1037,14 +1052,15 @@ const Phi3OriginalMaxPositionEmbeddings = 4096
 //	attention_factor                  the block's; else 1 for factor <= 1,
 //	                                  else sqrt(1 + ln(factor)/ln(original))
 //
-// Long says which factors the table uses: transformers starts every
-// sequence with the short ones and switches to the long ones once a
-// sequence passes original positions (dynamic_rope_update's
+// Long says which factors the table uses at the config's own context,
+// max_position_embeddings (ForContext chooses for another): transformers
+// starts every sequence with the short ones and switches to the long ones
+// once a sequence passes original positions (dynamic_rope_update's
 // longrope_frequency_update, with the attention factor fixed); the runtime
-// has one table for every position, so it takes the factors of the
-// context the config is made for: long where max_position_embeddings >
-// original (Phi-3-mini-128k, Phi-3.5-mini, Phi-4-mini: transformers' table
-// for a sequence past 4096), short otherwise. llama.cpp chooses the same
+// has one table per loaded model, so it takes the factors of the context
+// the model is run with: long where that context > original (Phi-3-mini-128k,
+// Phi-3.5-mini, Phi-4-mini at max_position_embeddings: transformers' table
+// for a sequence past 4096), short within it. llama.cpp chooses the same
 // way by its context length (n_ctx_per_seq > n_ctx_orig_yarn).
 func (r *reader) readLongrope(key string, m map[string]any, maxPos int, s *RopeScaling) {
 	factors := func(name string) []float64 {
@@ -1111,7 +1127,7 @@ func (r *reader) readLongrope(key string, m map[string]any, maxPos int, s *RopeS
 	default:
 		s.AttentionFactor = math.Sqrt(1 + math.Log(s.Factor)/math.Log(float64(orig)))
 	}
-	s.Long = maxPos > orig
+	*s = s.ForContext(maxPos)
 }
 
 // readYarn reads yarn's parameters other than factor from m (under key)

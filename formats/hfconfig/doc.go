@@ -81,12 +81,14 @@
 //
 // transformers switches from the short to the long factors once a sequence
 // passes original positions; the runtime has one table for every position
-// and takes the long factors where max_position_embeddings > original
-// (Phi-3.5-mini, Phi-4-mini, the 128k Phi-3 models), the short ones
-// otherwise, as llama.cpp does by its context length: such a model's
-// logits on a sequence of at most original tokens are those of
-// transformers run past original, not of transformers on that sequence
-// alone (RopeScaling.Long).
+// per loaded model and chooses by the context the model is run with, as
+// llama.cpp does by its context length: the long factors where that
+// context > original, the short ones within it (RopeScaling.ForContext).
+// As read, RopeScaling.Long is the choice at max_position_embeddings
+// (long for Phi-3.5-mini, Phi-4-mini, the 128k Phi-3 models); a model
+// loaded for a context within original (verify perplexity --ctx 2048)
+// gives transformers' logits on such windows, one loaded for more gives,
+// on a sequence within original, those of transformers run past it.
 //
 // Other types (dynamic, and longrope outside phi3, ...) and 5.x parameters
 // by layer type are refused as unsupported (ErrUnsupported): dynamic's

@@ -77,6 +77,26 @@ func TestPhi3(t *testing.T) {
 		if err := s.Validate(); err != nil {
 			t.Errorf("Validate: %v", err)
 		}
+		// ForContext: the short factors up to original (the boundary
+		// included, as transformers' seq_len > original), the long past
+		// it; the other parameters kept.
+		for _, tc := range []struct {
+			n    int
+			long bool
+		}{{1, false}, {2048, false}, {4096, false}, {4097, true}, {131072, true}} {
+			got := s.ForContext(tc.n)
+			if got.Long != tc.long || got.AttentionFactor != s.AttentionFactor || got.Factor != s.Factor || got.OriginalMaxPositionEmbeddings != 4096 {
+				t.Errorf("ForContext(%d) = %s, want long %v, the rest kept", tc.n, got, tc.long)
+			}
+		}
+		if s.ForContext(2048).Long == s.Long {
+			t.Errorf("ForContext(2048) changed nothing")
+		}
+		// Other types ignore it.
+		y := RopeScaling{Type: RopeYarn, Factor: 4, OriginalMaxPositionEmbeddings: 32768}
+		if got := y.ForContext(1 << 20); got.Long {
+			t.Errorf("yarn ForContext: %+v, want Long false", got)
+		}
 	})
 
 	const base = `{"model_type": "phi3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
