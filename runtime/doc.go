@@ -30,8 +30,9 @@
 //
 // The RoPE ops (RoPE, RoPEStore, MatMulSplitRoPE) rotate by a table of
 // inverse frequencies [headDim/2] that RoPEFreqs builds from rope_theta
-// and the config's scaling (plain, linear, llama3, yarn, or a GGUF file's
-// frequency factors), once, at the model's load; no op computes
+// and the config's scaling (plain, linear, llama3, yarn, longrope with
+// the factors of the model's context, or a GGUF file's frequency
+// factors), once, at the model's load; no op computes
 // frequencies of its own, so a scaled model cannot fall back to the plain
 // table on some path. A backend may keep a device copy of a table it was
 // given (found again by its contents). yarn's attention factor

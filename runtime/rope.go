@@ -26,8 +26,9 @@ import (
 //	         _compute_yarn_parameters): inv[j]/Factor·(1-e) + inv[j]·e,
 //	         kept below low, divided by Factor above high
 //	longrope inv[j] / LongFactor[j] where Long, else inv[j] / ShortFactor[j]
-//	         (_compute_longrope_parameters; hfconfig's readLongrope says
-//	         why one table)
+//	         (_compute_longrope_parameters; the caller sets Long by the
+//	         context the model runs with, hfconfig's ForContext, whose
+//	         readLongrope says why one table)
 //
 // yarn's and longrope's attention factors are not in the table: see
 // AttentionFactor.
@@ -120,7 +121,10 @@ func yarnRange(headDim int, theta float64, s hfconfig.RopeScaling) (low, high fl
 
 // AttentionFactor returns the factor transformers multiplies RoPE's cos
 // and sin by for scaling s: yarn's and longrope's AttentionFactor, 1 for
-// the others.
+// the others. longrope's applies with either table: transformers returns
+// one attention factor for both (_compute_longrope_parameters), and vLLM's
+// Phi3LongRoPEScaledRotaryEmbedding gives short_mscale and long_mscale the
+// same default.
 // Since q and k are both rotated by them, it multiplies the attention
 // logits q·k by its square, which the model folds into the attention
 // scale (AttentionParams.Scale) rather than into the rotation: the

@@ -77,7 +77,11 @@ type RopeScaling struct {
 	Truncate                      *bool   `json:"truncate,omitempty"`
 	AttentionFactor               float64 `json:"attention_factor,omitempty"`
 	// LongFactor, for longrope alone, says the runtime's table takes
-	// long_factor (max_position_embeddings > original), not short_factor.
+	// long_factor at the default context, max_position_embeddings (which
+	// is > original), not short_factor. A model loaded for a context of
+	// at most original positions (verify's --ctx, serve's --max-len,
+	// generate's prompt and --max-tokens) takes short_factor whatever it
+	// says (hfconfig.RopeScaling.ForContext).
 	LongFactor *bool `json:"long_factor_applies,omitempty"`
 }
 
@@ -108,11 +112,11 @@ func (r *RopeScaling) String() string {
 		return fmt.Sprintf("yarn (factor %g, original_max_position_embeddings %d, beta_fast %g, beta_slow %g, truncate %v, attention_factor %.6g)",
 			r.Factor, r.OriginalMaxPositionEmbeddings, r.BetaFast, r.BetaSlow, r.Truncate != nil && *r.Truncate, r.AttentionFactor)
 	case hfconfig.RopeLongrope:
-		which := "short_factor"
+		which := "short_factor at the default context (max_position_embeddings, within the original)"
 		if r.LongFactor != nil && *r.LongFactor {
-			which = "long_factor"
+			which = fmt.Sprintf("long_factor at the default context (max_position_embeddings, past the original), short_factor for a context of at most %d (--ctx, --max-len)", r.OriginalMaxPositionEmbeddings)
 		}
-		return fmt.Sprintf("longrope (%s, factor %g, original_max_position_embeddings %d, attention_factor %.6g)",
+		return fmt.Sprintf("longrope (%s; factor %g, original_max_position_embeddings %d, attention_factor %.6g with either)",
 			which, r.Factor, r.OriginalMaxPositionEmbeddings, r.AttentionFactor)
 	}
 	return fmt.Sprintf("%s (factor %g)", r.RopeType, r.Factor)

@@ -65,11 +65,16 @@ type PerplexityResult struct {
 // windows validates the options for m and a text of n tokens and returns
 // the number of windows to evaluate.
 func (o PerplexityOptions) windows(m *model.Model, n int) (int, error) {
-	switch max := m.Config.MaxPositionEmbeddings; {
+	// The model's context is max_position_embeddings unless it was loaded
+	// for a shorter one (model.Options.Context), whose RoPE table (Phi-3's
+	// short longrope factors) holds for no position past it.
+	switch max := m.Context(); {
 	case o.Ctx < 2:
 		return 0, fmt.Errorf("ctx %d: need at least 2 tokens per window", o.Ctx)
-	case max > 0 && o.Ctx > max:
+	case max > 0 && o.Ctx > max && max == m.Config.MaxPositionEmbeddings:
 		return 0, fmt.Errorf("ctx %d exceeds the model's max_position_embeddings %d", o.Ctx, max)
+	case max > 0 && o.Ctx > max:
+		return 0, fmt.Errorf("ctx %d exceeds the context of %d the model was loaded for", o.Ctx, max)
 	case o.Batch < 0:
 		return 0, fmt.Errorf("batch %d: want 0 (one window per call) or more", o.Batch)
 	case o.MaxWindows < 0:

@@ -22,6 +22,14 @@
 // parts (package fused, applied by Load and Open), so the model binds and
 // runs q/k/v_proj and gate/up_proj as llama's; its longrope scaling is a
 // RoPE table and an attention factor, as yarn's (runtime.RoPEFreqs).
+// The table is chosen once per loaded model by the context it is loaded
+// for (Options.Context, else max_position_embeddings): the short factors
+// within original_max_position_embeddings, the long ones past it, as
+// llama.cpp chooses by n_ctx. transformers chooses per sequence (short
+// until a sequence passes the original length), which a KV cache cannot
+// follow: the keys it holds were rotated by the table of their time. A
+// paged cache longer than Context is refused, so no position runs past
+// the context its table was chosen for.
 //
 // # Data
 //

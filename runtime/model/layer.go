@@ -30,7 +30,12 @@ type dims struct {
 	qkNorm bool
 }
 
-func dimsOf(cfg *hfconfig.Config) (dims, error) {
+// dimsOf is dimsAt of the config's own context.
+func dimsOf(cfg *hfconfig.Config) (dims, error) { return dimsAt(cfg, cfg.MaxPositionEmbeddings) }
+
+// dimsAt returns the dims of cfg for a model run with a context of ctx
+// positions, which chooses longrope's factors (hfconfig's ForContext).
+func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 	d := dims{
 		hidden: cfg.HiddenSize, inter: cfg.IntermediateSize, heads: cfg.NumAttentionHeads,
 		kvHeads: cfg.NumKeyValueHeads, headDim: cfg.HeadDim, vocab: cfg.VocabSize,
@@ -42,7 +47,7 @@ func dimsOf(cfg *hfconfig.Config) (dims, error) {
 			cfg.File, d.hidden, d.inter, d.heads, d.kvHeads, d.headDim, d.vocab, d.window, cfg.RopeTheta)
 	}
 	var err error
-	if d.rope, err = runtime.RoPEFreqs(d.headDim, cfg.RopeTheta, cfg.RopeScaling); err != nil {
+	if d.rope, err = runtime.RoPEFreqs(d.headDim, cfg.RopeTheta, cfg.RopeScaling.ForContext(ctx)); err != nil {
 		return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
 	}
 	// transformers MistralAttention: scaling = head_dim**-0.5, times the

@@ -29,6 +29,12 @@ type Model struct {
 	// generation_config.json, deduplicated, in that order.
 	EOSTokenIDs []int
 
+	// ctx is the context the model runs with (Options.Context, else
+	// max_position_embeddings; 0 where neither is known), rope the RoPE
+	// scaling as it applies there.
+	ctx  int
+	rope hfconfig.RopeScaling
+
 	b      runtime.Backend
 	d      dims
 	bd     binder
@@ -51,6 +57,19 @@ type Options struct {
 	// multiplies by them quantized (runtime.QuantLoader): the reference
 	// path. In F32 they are always dequantized.
 	Dequantize bool
+	// Context is the longest sequence (prompt and generated tokens, a
+	// perplexity window) the model is run with, in positions: 0 (the
+	// default) is max_position_embeddings. It chooses Phi-3's longrope
+	// factors, once for the model: the short ones where Context <=
+	// original_max_position_embeddings, the long ones past it
+	// (hfconfig.RopeScaling.ForContext). transformers chooses per
+	// sequence, switching to the long factors once a sequence passes the
+	// original length; a model with a KV cache cannot, since the keys it
+	// holds were rotated by the table of their time and would be read
+	// against positions rotated by the other (transformers recomputes
+	// every key each step; llama.cpp also chooses once, by n_ctx).
+	// NewPagedCache refuses a maxLen past it, verify a window past it.
+	Context int
 }
 
 // Load reads a checkpoint directory (config.json, *.safetensors, and for
@@ -293,7 +312,16 @@ func FromWeightsWith(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig
 }
 
 func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend, o Options) (*Model, error) {
-	d, err := dimsOf(cfg)
+	ctx := o.Context
+	switch max := cfg.MaxPositionEmbeddings; {
+	case ctx < 0:
+		return nil, fmt.Errorf("model: context %d: want 0 (max_position_embeddings) or more", ctx)
+	case ctx == 0:
+		ctx = max
+	case max > 0 && ctx > max:
+		return nil, fmt.Errorf("model: context %d exceeds max_position_embeddings %d in %s", ctx, max, cfg.File)
+	}
+	d, err := dimsAt(cfg, ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +339,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		}
 		p.Prepare(spec)
 	}
-	m := &Model{Config: cfg, Quant: quant, b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize}, s: scratch{dt: o.DType}}
+	m := &Model{Config: cfg, Quant: quant, ctx: ctx, rope: cfg.RopeScaling.ForContext(ctx), b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize}, s: scratch{dt: o.DType}}
 	fail := func(err error) (*Model, error) {
 		m.bd.free()
 		return nil, err
@@ -383,6 +411,16 @@ func CheckWeights(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) e
 	}
 	return CheckBiases(w, cfg)
 }
+
+// Context returns the context the model was loaded for, in positions:
+// Options.Context, else max_position_embeddings (0 where the config has
+// none). Its RoPE table is the one of that context (RopeScaling).
+func (m *Model) Context() int { return m.ctx }
+
+// RopeScaling returns the config's RoPE scaling as the model applies it:
+// for longrope, Long says whether its table takes the long factors at
+// Context.
+func (m *Model) RopeScaling() hfconfig.RopeScaling { return m.rope }
 
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() runtime.Backend { return m.b }

@@ -71,7 +71,8 @@ func (c *PagedCache) GraphErr() error { return c.graphErr }
 
 // NewPagedCache allocates a paged cache of blocks blocks of blockSize
 // positions for sequences of at most maxLen positions, plus one block that
-// the padding rows of a replayed decode step write to.
+// the padding rows of a replayed decode step write to. A maxLen past the
+// model's Context is refused.
 func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error) {
 	pool, err := kvcache.NewPool(blocks, blockSize)
 	if err != nil {
@@ -79,6 +80,10 @@ func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error
 	}
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("model: paged cache for sequences of %d positions", maxLen)
+	}
+	if m.ctx > 0 && maxLen > m.ctx {
+		// Past the context its RoPE table was chosen for (Options.Context).
+		return nil, fmt.Errorf("model: paged cache for sequences of %d positions: the model was loaded for a context of %d", maxLen, m.ctx)
 	}
 	c := &PagedCache{Pool: pool, b: m.b, maxLen: maxLen, width: pool.BlocksFor(maxLen)}
 	alloc := func(rows int) (runtime.Tensor, error) {

@@ -165,10 +165,13 @@ func (p phi3Ref) forward(ids []int) [][]float64 {
 // forward and token by token through the paged decode step, against
 // phi3Ref in float64: plain, with a sliding window of 3 positions (as
 // Phi-3-mini-4k's 2047), and with longrope (max positions 512 over an
-// original 64: the long factors and the attention factor sqrt(1 +
-// ln 8/ln 64)). The reference reading the fused rows in another order,
-// without the window, with the short factors or without the attention
-// factor is far off, so each is what the runtime computes.
+// original 64, the attention factor sqrt(1 + ln 8/ln 64) at every
+// context): loaded for the default context (512) and for 65 positions,
+// the long factors; for 32 positions and for exactly the original 64,
+// the short ones (Options.Context, as transformers on a sequence of that
+// length). The reference reading the fused rows in another order, without
+// the window, with the other factors or without the attention factor is
+// far off, so each is what the runtime computes.
 func TestPhi3MatchesReference(t *testing.T) {
 	short := []float64{1, 1.25, 1.5, 2, 2, 3, 4, 4}
 	long := []float64{1, 2, 4, 8, 12, 16, 24, 32}
@@ -179,16 +182,23 @@ func TestPhi3MatchesReference(t *testing.T) {
 		name  string
 		edit  map[string]any
 		dtype string
+		ctx   int // Options.Context; 0: max_position_embeddings
 		ref   phi3Ref
 		wrong map[string]phi3Ref
 	}{
-		{"phi3", nil, "f32", phi3Ref{af: 1}, map[string]phi3Ref{
+		{"phi3", nil, "f32", 0, phi3Ref{af: 1}, map[string]phi3Ref{
 			"with k and v swapped": {af: 1, swapKV: true}, "with gate and up swapped": {af: 1, swapGateUp: true}}},
-		{"phi3-bf16", nil, "bf16", phi3Ref{af: 1}, map[string]phi3Ref{"with gate and up swapped": {af: 1, swapGateUp: true}}},
-		{"phi3-window", map[string]any{"sliding_window": 3}, "f32", phi3Ref{af: 1, window: 3}, map[string]phi3Ref{
+		{"phi3-bf16", nil, "bf16", 0, phi3Ref{af: 1}, map[string]phi3Ref{"with gate and up swapped": {af: 1, swapGateUp: true}}},
+		{"phi3-window", map[string]any{"sliding_window": 3}, "f32", 0, phi3Ref{af: 1, window: 3}, map[string]phi3Ref{
 			"without the window": {af: 1}, "with a window of 4": {af: 1, window: 4}}},
-		{"phi3-longrope", longrope, "f32", phi3Ref{ext: long, af: afLong}, map[string]phi3Ref{
+		{"phi3-longrope", longrope, "f32", 0, phi3Ref{ext: long, af: afLong}, map[string]phi3Ref{
 			"with the short factors": {ext: short, af: afLong}, "without the attention factor": {ext: long, af: 1}, "unscaled": {af: 1}}},
+		{"phi3-longrope-ctx65", longrope, "f32", 65, phi3Ref{ext: long, af: afLong}, map[string]phi3Ref{
+			"with the short factors": {ext: short, af: afLong}}},
+		{"phi3-longrope-ctx64", longrope, "f32", 64, phi3Ref{ext: short, af: afLong}, map[string]phi3Ref{
+			"with the long factors": {ext: long, af: afLong}, "without the attention factor": {ext: short, af: 1}}},
+		{"phi3-longrope-ctx32", longrope, "f32", 32, phi3Ref{ext: short, af: afLong}, map[string]phi3Ref{
+			"with the long factors": {ext: long, af: afLong}, "without the attention factor": {ext: short, af: 1}, "unscaled": {af: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixtures.Phi3(t, tc.edit, synth.Options{DType: tc.dtype, Seed: 5})
@@ -205,7 +215,11 @@ func TestPhi3MatchesReference(t *testing.T) {
 					t.Fatalf("the reference %s is within nmse %.3g: the test could not tell", name, d)
 				}
 			}
-			m := loadModel(t, dir)
+			m, err := LoadWith(dir, cpu.New(0), Options{Context: tc.ctx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
 			lg, err := m.Forward(qwen2IDs, nil, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -250,4 +264,52 @@ func TestPhi3Refusals(t *testing.T) {
 			t.Errorf("Load: %v, want partial_rotary_factor refused", err)
 		}
 	})
+}
+
+// TestPhi3Context: Options.Context chooses the longrope factors the model
+// applies (RopeScaling: short up to the original 64, the boundary
+// included, long past it and by default, at max_position_embeddings 512),
+// Context reports it, a paged cache for longer sequences is refused, and
+// a context past max_position_embeddings or below 0 is refused at load.
+func TestPhi3Context(t *testing.T) {
+	dir := fixtures.Phi3(t, map[string]any{"max_position_embeddings": 512, "original_max_position_embeddings": 64,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": []float64{1, 1.25, 1.5, 2, 2, 3, 4, 4},
+			"long_factor": []float64{1, 2, 4, 8, 12, 16, 24, 32}}}, synth.Options{DType: "f32", Seed: 2})
+	for _, tc := range []struct {
+		ctx, want int
+		long      bool
+	}{{0, 512, true}, {512, 512, true}, {65, 65, true}, {64, 64, false}, {32, 32, false}} {
+		t.Run(fmt.Sprint("ctx", tc.ctx), func(t *testing.T) {
+			m, err := LoadWith(dir, cpu.New(1), Options{Context: tc.ctx})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if got := m.Context(); got != tc.want {
+				t.Errorf("Context() = %d, want %d", got, tc.want)
+			}
+			if got := m.RopeScaling(); got.Long != tc.long || got.Type != "longrope" {
+				t.Errorf("RopeScaling() = %s, want long %v", got, tc.long)
+			}
+			c, err := m.NewPagedCache(40, 16, tc.want)
+			if err != nil {
+				t.Fatalf("NewPagedCache(maxLen %d): %v", tc.want, err)
+			}
+			c.Free()
+			if _, err := m.NewPagedCache(40, 16, tc.want+1); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("loaded for a context of %d", tc.want)) {
+				t.Errorf("NewPagedCache(maxLen %d): %v, want the context named", tc.want+1, err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		ctx  int
+		want string
+	}{{513, "context 513 exceeds max_position_embeddings 512"}, {-1, "context -1: want 0"}} {
+		if m, err := LoadWith(dir, cpu.New(1), Options{Context: tc.ctx}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			if m != nil {
+				m.Close()
+			}
+			t.Errorf("LoadWith(Context %d): %v, want %q", tc.ctx, err, tc.want)
+		}
+	}
 }

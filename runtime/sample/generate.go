@@ -146,10 +146,11 @@ func Generate(m *model.Model, prompt []int, opts GenerateOptions, fn func(id int
 	if opts.MaxTokens <= 0 {
 		return nil, fmt.Errorf("sample: generate: max tokens %d, want > 0", opts.MaxTokens)
 	}
-	// Never past the model's context: the cache is allocated up front.
-	if ctx := m.Config.MaxPositionEmbeddings; ctx > 0 {
+	// Never past the model's context (max_position_embeddings, or the
+	// context it was loaded for): the cache is allocated up front.
+	if ctx := m.Context(); ctx > 0 {
 		if len(prompt) >= ctx {
-			return nil, fmt.Errorf("sample: generate: the prompt has %d tokens; the model's context (max_position_embeddings) is %d, and a prompt must leave a position to generate (at most %d tokens)", len(prompt), ctx, ctx-1)
+			return nil, fmt.Errorf("sample: generate: the prompt has %d tokens; the model's context is %d, and a prompt must leave a position to generate (at most %d tokens)", len(prompt), ctx, ctx-1)
 		}
 		opts.MaxTokens = min(opts.MaxTokens, ctx-len(prompt))
 	}
