@@ -56,7 +56,9 @@ func (f *speedFlags) load(cmd *cobra.Command) (*model.Model, map[string]any, err
 	if err != nil {
 		return nil, nil, err
 	}
-	m, err := loadModel(f.model, b, f.dtype)
+	// (The RoPE table of max_position_embeddings, as serve's default: its
+	// values do not change the speed.)
+	m, err := loadModel(f.model, b, f.dtype, 0)
 	if err != nil {
 		return nil, nil, err
 	}

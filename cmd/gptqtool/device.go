@@ -108,10 +108,13 @@ func dtypeFlag(v string) string {
 
 // loadModel loads a checkpoint on b in the dtype a --dtype flag names;
 // "auto" keeps GPTQ weights quantized in fp16 and fp checkpoints in their
-// own dtype where the backend has 16-bit tensors, fp32 elsewhere.
-func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error) {
+// own dtype where the backend has 16-bit tensors, fp32 elsewhere. ctx is
+// the longest sequence the command runs, in positions (model.Options'
+// Context: 0 for max_position_embeddings), which chooses Phi-3's longrope
+// factors.
+func loadModel(dir string, b runtime.Backend, dtype string, ctx int) (*model.Model, error) {
 	if gguf.IsFile(dir) {
-		return loadGGUF(dir, b, dtype)
+		return loadGGUF(dir, b, dtype, ctx)
 	}
 	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) {
 		cfg, err := hfconfig.Load(dir)
@@ -124,17 +127,17 @@ func loadModel(dir string, b runtime.Backend, dtype string) (*model.Model, error
 	if err != nil {
 		return nil, err
 	}
-	return model.LoadWith(dir, b, model.Options{DType: dt})
+	return model.LoadWith(dir, b, model.Options{DType: dt, Context: ctx})
 }
 
 // loadCheckpoint is loadModel of a checkpoint already opened (and checked)
 // with model.Open: its configs and headers are not read again.
-func loadCheckpoint(c *model.Checkpoint, b runtime.Backend, dtype string) (*model.Model, error) {
+func loadCheckpoint(c *model.Checkpoint, b runtime.Backend, dtype string, ctx int) (*model.Model, error) {
 	dt, err := modelDType(dtype, b, func() (*hfconfig.Config, bool, error) { return c.Config, c.Quant != nil, nil })
 	if err != nil {
 		return nil, err
 	}
-	return c.Load(b, model.Options{DType: dt})
+	return c.Load(b, model.Options{DType: dt, Context: ctx})
 }
 
 // modelDType is the dtype a --dtype flag names on b; for "auto", conf
@@ -176,7 +179,7 @@ func modelDType(dtype string, b runtime.Backend, conf func() (*hfconfig.Config, 
 // loadGGUF loads a llama-, qwen2- or qwen3-architecture GGUF file (gguf.File.HFConfig) on b,
 // its weights dequantized (gguf.ModelWeights) into the dtype a --dtype
 // flag names ("auto": fp16 on cuda, fp32 on the cpu).
-func loadGGUF(path string, b runtime.Backend, dtype string) (*model.Model, error) {
+func loadGGUF(path string, b runtime.Backend, dtype string, ctx int) (*model.Model, error) {
 	f, err := gguf.Open(path)
 	if err != nil {
 		return nil, err
@@ -190,7 +193,7 @@ func loadGGUF(path string, b runtime.Backend, dtype string) (*model.Model, error
 	if err != nil {
 		return nil, err
 	}
-	return model.FromWeightsWith(f.Weights(cfg), cfg, nil, b, model.Options{DType: dt})
+	return model.FromWeightsWith(f.Weights(cfg), cfg, nil, b, model.Options{DType: dt, Context: ctx})
 }
 
 // modelConfig is the config of a checkpoint directory or GGUF file.

@@ -185,7 +185,11 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	defer closeBackend(b)
 	stderr := cmd.ErrOrStderr()
 	loadStart := time.Now()
-	m, err := loadModel(o.model, b, o.dtype)
+	// The context is what this run fills: the prompt and --max-tokens
+	// (max_position_embeddings at most, where generation stops anyway),
+	// as transformers' generate of this prompt chooses Phi-3's longrope
+	// factors by it.
+	m, err := loadModel(o.model, b, o.dtype, generateContext(o.model, len(promptIDs), o.maxTokens))
 	if err != nil {
 		return fmt.Errorf("generate: %w", err)
 	}
@@ -193,7 +197,7 @@ func runGenerate(cmd *cobra.Command, o generateOptions) error {
 	fmt.Fprintf(stderr, "loaded %s on %s in %.2fs\n", o.model, b.Name(), time.Since(loadStart).Seconds())
 	// sample.Generate stops at the context's end; say so up front rather
 	// than let a run end at "length" short of --max-tokens unexplained.
-	if ctx := m.Config.MaxPositionEmbeddings; ctx > len(promptIDs) && len(promptIDs)+o.maxTokens > ctx {
+	if ctx := m.Context(); ctx > len(promptIDs) && len(promptIDs)+o.maxTokens > ctx {
 		fmt.Fprintf(stderr, "generate: warning: --max-tokens %d with a prompt of %d tokens passes the context of %d (max_position_embeddings): at most %d new tokens\n",
 			o.maxTokens, len(promptIDs), ctx, ctx-len(promptIDs))
 	}
@@ -319,4 +323,20 @@ func generatedText(tok *tokenizer.Tokenizer, dec *tokenizer.Decoder, id int) (st
 		return "", fmt.Errorf("generate: decode id %d: %w", id, err)
 	}
 	return s, nil
+}
+
+// generateContext is the context generate loads the checkpoint at path
+// for: prompt + maxTokens positions, capped at its max_position_embeddings
+// (0, the model's own, where the config does not load here: the load
+// reports why).
+func generateContext(path string, prompt, maxTokens int) int {
+	cfg, err := modelConfig(path)
+	if err != nil {
+		return 0
+	}
+	n := prompt + maxTokens
+	if max := cfg.MaxPositionEmbeddings; max > 0 && (n > max || n <= 0) {
+		return max
+	}
+	return n
 }

@@ -57,7 +57,9 @@ As llama-imatrix does by default, the output weight (lm_head) is left out.`,
 				return err
 			}
 			defer closeBackend(b)
-			m, err := loadModel(model, b, dtype)
+			// The calibration samples are the context (--seq-len positions
+			// at most), as llama.cpp's imatrix runs at its -c.
+			m, err := loadModel(model, b, dtype, ds.SeqLen)
 			if err != nil {
 				return err
 			}

@@ -287,16 +287,19 @@ func loadServing(f serveFlags, cfg *hfconfig.Config, tok *tokenizer.Tokenizer, c
 	if err != nil {
 		return nil, err
 	}
-	m, err := loadModel(f.model, b, f.dtype)
-	if err != nil {
-		return nil, err
-	}
 	maxLen := f.maxLen
 	if maxLen == 0 {
 		maxLen = cfg.MaxPositionEmbeddings
 	}
 	if maxLen <= 0 {
 		return nil, fmt.Errorf("%s: no max_position_embeddings: set --max-len", cfg.File)
+	}
+	// The model's context is the engine's: Phi-3's longrope factors are
+	// the long ones at the default (max_position_embeddings), the short
+	// ones for a --max-len within original_max_position_embeddings.
+	m, err := loadModel(f.model, b, f.dtype, maxLen)
+	if err != nil {
+		return nil, err
 	}
 	kvBytes := kv.bytes
 	if kv.fraction > 0 {

@@ -295,7 +295,7 @@ same windows and the delta printed.`,
 					return err
 				}
 			}
-			m, err := loadModel(f.model, b, f.dtype)
+			m, err := loadModel(f.model, b, f.dtype, f.ctx)
 			if err != nil {
 				return err
 			}
@@ -306,7 +306,7 @@ same windows and the delta printed.`,
 			out := map[string]any{"model": f.model, "text": f.text, "ctx": f.ctx, "result": res}
 			var base *verify.PerplexityResult
 			if baseline != "" {
-				bm, err := loadCheckpoint(baseCP, b, f.dtype)
+				bm, err := loadCheckpoint(baseCP, b, f.dtype, f.ctx)
 				if err != nil {
 					return err
 				}
@@ -370,12 +370,12 @@ func newKLCmd() *cobra.Command {
 			if err := f.baselineText("kl", baseline, ids); err != nil {
 				return err
 			}
-			m, err := loadModel(f.model, b, f.dtype)
+			m, err := loadModel(f.model, b, f.dtype, f.ctx)
 			if err != nil {
 				return err
 			}
 			defer m.Close()
-			base, err := loadCheckpoint(baseCP, b, f.dtype)
+			base, err := loadCheckpoint(baseCP, b, f.dtype, f.ctx)
 			if err != nil {
 				return err
 			}
