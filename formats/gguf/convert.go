@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,15 +34,16 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
 // (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), "qwen3" for
-// qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), else "llama".
+// qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), "phi3" for phi3 (Phi3MiniModel,
+// MODEL_ARCH.PHI3), else "llama".
 func Arch(cfg *hfconfig.Config) string {
 	switch cfg.ModelType {
-	case "qwen2", "qwen3":
+	case "qwen2", "qwen3", "phi3":
 		return cfg.ModelType
 	}
 	return "llama"
@@ -412,7 +414,11 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		}
 		res.Tensors = append(res.Tensors, ConvertedTensor{Name: s.name, Source: s.source, Shape: slices.Clone(s.shape), Type: typ, Size: size})
 	}
-	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
+	if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings && Arch(cfg) == "phi3" {
+		// The file carries phi3.attention.sliding_window, but llama.cpp's
+		// phi3 loader turns the window off (llama_model_phi3::load_arch_hparams).
+		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's phi3 architecture disables the window it reads and attends to the whole context, so its outputs differ from transformers' (and gptqtool's) beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
+	} else if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
 	}
 	// Weights the importance matrix as given has no entry for are
@@ -589,10 +595,8 @@ func TypeNames() string {
 }
 
 func checkModel(cfg *hfconfig.Config) error {
-	// Not phi3: llama.cpp's phi3 architecture (fused attn_qkv, ffn_up
-	// holding gate and up, rope factor tensors) is not written yet.
-	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3"}, cfg.ModelType) {
-		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3"}, cfg.ModelType) {
+		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
@@ -608,6 +612,12 @@ func checkModel(cfg *hfconfig.Config) error {
 	s := cfg.RopeScaling
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("%s: rope scaling: %w: %w", cfg.File, err, ErrUnsupportedModel)
+	}
+	// longrope is llama.cpp's phi3 architecture's alone (its
+	// rope_factors_long/short tensors); phi3's graph has no other scaling
+	// that config.json can ask for (hfconfig refuses the others for phi3).
+	if (s.Type == hfconfig.RopeLongrope) != (Arch(cfg) == "phi3") && !s.IsDefault() {
+		return fmt.Errorf("%s: rope scaling %s: llama.cpp's %s architecture does not compute it (longrope is its phi3 architecture's, and that one's only scaling): %w", cfg.File, s, Arch(cfg), ErrUnsupportedModel)
 	}
 	if s.Type == hfconfig.RopeLlama3 && Arch(cfg) != "llama" {
 		// rope_freqs is no tensor of llama.cpp's qwen2 or qwen3
@@ -658,6 +668,11 @@ func CheckBiases(get TensorFunc, cfg *hfconfig.Config) error {
 			}
 			names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
 		}
+		if Arch(cfg) == "phi3" {
+			for _, m := range []string{"self_attn.qkv_proj", "mlp.gate_up_proj"} {
+				names = append(names, "model.layers."+strconv.Itoa(i)+"."+m+".bias")
+			}
+		}
 	}
 	for _, name := range append(names, "lm_head.bias") {
 		vals, _, err := get(name)
@@ -691,6 +706,17 @@ type tensorSpec struct {
 	shape        []int
 	permuteHeads int
 	values       []float32
+	// parts are the modules a fused tensor (phi3's attn_qkv, ffn_up)
+	// stacks, in row order: read and stacked where get has no source (a
+	// checkpoint read through package fused, which gives the parts).
+	parts []tensorPart
+}
+
+// tensorPart is a module whose rows a fused tensor holds: its Hugging
+// Face name and its rows.
+type tensorPart struct {
+	source string
+	rows   int
 }
 
 // tensorSpecs lists the output tensors in file order with llama.cpp's names
@@ -705,6 +731,9 @@ type tensorSpec struct {
 // llama by interleaved pairs, for which LlamaModel's converter permutes
 // them (PermuteQK).
 func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
+	if Arch(cfg) == "phi3" {
+		return phi3TensorSpecs(cfg)
+	}
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	qHeads, kvHeads := cfg.NumAttentionHeads, cfg.NumKeyValueHeads
@@ -751,6 +780,65 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
 	}
 	return specs
+}
+
+// phi3TensorSpecs lists a phi3 file's tensors (LLM_ARCH_PHI3's
+// create_tensor calls; Phi3MiniModel's names): a longrope scaling's
+// rope_factors_long.weight and rope_factors_short.weight first (F32
+// [head_dim/2], generate_extra_tensors' order), then the llama tensors
+// with self_attn.qkv_proj as blk.N.attn_qkv.weight [q+2·kv, hidden] (rows
+// q, k, v, as llama.cpp's build_qkv splits it) and mlp.gate_up_proj as
+// blk.N.ffn_up.weight [2·intermediate, hidden] (rows gate, then up:
+// llama.cpp's phi3 graph runs ffn_up through ggml_swiglu, silu of the
+// first half times the second, as Phi3MLP's gate_up.chunk(2) does). The
+// rows keep Hugging Face's order: llama.cpp rotates phi3 by halves
+// (LLAMA_ROPE_TYPE_NEOX).
+func phi3TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
+	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
+	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
+	var specs []tensorSpec
+	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLongrope {
+		specs = append(specs,
+			tensorSpec{name: RopeFactorsLongTensor, shape: []int{hd / 2}, values: toFloat32(s.LongFactor)},
+			tensorSpec{name: RopeFactorsShortTensor, shape: []int{hd / 2}, values: toFloat32(s.ShortFactor)})
+	}
+	specs = append(specs, tensorSpec{name: "token_embd.weight", source: "model.embed_tokens.weight", shape: []int{v, h}})
+	for i := range cfg.NumHiddenLayers {
+		blk, hf := "blk."+strconv.Itoa(i)+".", "model.layers."+strconv.Itoa(i)+"."
+		specs = append(specs,
+			tensorSpec{name: blk + "attn_norm.weight", source: hf + "input_layernorm.weight", shape: []int{h}},
+			tensorSpec{name: blk + "attn_qkv.weight", source: hf + "self_attn.qkv_proj.weight", shape: []int{q + 2*kv, h},
+				parts: []tensorPart{{hf + "self_attn.q_proj.weight", q}, {hf + "self_attn.k_proj.weight", kv}, {hf + "self_attn.v_proj.weight", kv}}},
+			tensorSpec{name: blk + "attn_output.weight", source: hf + "self_attn.o_proj.weight", shape: []int{h, q}},
+			tensorSpec{name: blk + "ffn_norm.weight", source: hf + "post_attention_layernorm.weight", shape: []int{h}},
+			tensorSpec{name: blk + "ffn_up.weight", source: hf + "mlp.gate_up_proj.weight", shape: []int{2 * ff, h},
+				parts: []tensorPart{{hf + "mlp.gate_proj.weight", ff}, {hf + "mlp.up_proj.weight", ff}}},
+			tensorSpec{name: blk + "ffn_down.weight", source: hf + "mlp.down_proj.weight", shape: []int{h, ff}},
+		)
+	}
+	specs = append(specs, tensorSpec{name: "output_norm.weight", source: "model.norm.weight", shape: []int{h}})
+	if !cfg.TieWordEmbeddings {
+		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
+	}
+	return specs
+}
+
+// RopeFactorsLongTensor and RopeFactorsShortTensor are the longrope
+// factors of llama.cpp's phi3 architecture (LLM_TENSOR_ROPE_FACTORS_LONG,
+// _SHORT): F32 [head_dim/2], llama.cpp dividing each inverse frequency by
+// the long ones where its context per sequence exceeds
+// {arch}.rope.scaling.original_context_length, else by the short ones.
+const (
+	RopeFactorsLongTensor  = "rope_factors_long.weight"
+	RopeFactorsShortTensor = "rope_factors_short.weight"
+)
+
+func toFloat32(xs []float64) []float32 {
+	out := make([]float32, len(xs))
+	for i, x := range xs {
+		out[i] = float32(x)
+	}
+	return out
 }
 
 // yarnKVs are the keys of a yarn scaling s, a the architecture's key
@@ -851,11 +939,14 @@ func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, 
 		return s.values, nil
 	}
 	vals, shape, err := get(s.source)
+	if s.parts != nil && errors.Is(err, fs.ErrNotExist) {
+		return readParts(get, s, cfg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gguf convert: tensor %q: %w", s.source, err)
 	}
 	if !slices.Equal(shape, s.shape) {
-		return nil, fmt.Errorf("gguf convert: tensor %q: shape %v, %s implies %v", s.source, shape, cfg.File, s.shape)
+		return nil, fmt.Errorf("gguf convert: tensor %q: shape %v, %s implies %v%s", s.source, shape, cfg.File, s.shape, partsNote(s))
 	}
 	n := 1
 	for _, d := range shape {
@@ -874,6 +965,44 @@ func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, 
 	return out, nil
 }
 
+// readParts reads a fused tensor's parts from get and stacks their rows.
+func readParts(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, error) {
+	k := s.shape[1]
+	out := make([]float32, 0, s.shape[0]*k)
+	for _, p := range s.parts {
+		vals, shape, err := get(p.source)
+		if err != nil {
+			return nil, fmt.Errorf("gguf convert: tensor %q (no %q): %w", p.source, s.source, err)
+		}
+		if want := []int{p.rows, k}; !slices.Equal(shape, want) {
+			return nil, fmt.Errorf("gguf convert: tensor %q: shape %v, %s implies %v", p.source, shape, cfg.File, want)
+		}
+		if len(vals) != p.rows*k {
+			return nil, fmt.Errorf("gguf convert: tensor %q: %d values for shape %v", p.source, len(vals), shape)
+		}
+		out = append(out, vals...)
+	}
+	return out, nil
+}
+
+// partsNote describes a fused tensor's rows for errors: " (q_proj's 64
+// rows, then k_proj's 32, then v_proj's 32)"; "" for another tensor.
+func partsNote(s tensorSpec) string {
+	if s.parts == nil {
+		return ""
+	}
+	var b strings.Builder
+	for i, p := range s.parts {
+		sep := " ("
+		if i > 0 {
+			sep = ", then "
+		}
+		name := strings.TrimSuffix(p.source[strings.LastIndex(strings.TrimSuffix(p.source, ".weight"), ".")+1:], ".weight")
+		fmt.Fprintf(&b, "%s%s's %d rows", sep, name, p.rows)
+	}
+	return b.String() + ")"
+}
+
 // modelKVs builds the metadata: general.*, the llama hyperparameters and
 // the tokenizer (the keys convert_hf_to_gguf.py writes for LlamaModel, with
 // the types llama.cpp's loader checks).
@@ -885,13 +1014,26 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 			name = filepath.Base(filepath.Dir(cfg.File))
 		}
 	}
-	a := Arch(cfg) + "." // qwen2 and qwen3 take the llama keys under their own names
 	kvs := []KV{
 		{"general.architecture", Arch(cfg)},
 		{"general.type", "model"},
 		{"general.name", name},
 		{"general.file_type", fileType},
 		{"general.quantization_version", uint32(QuantizationVersion)},
+	}
+	if Arch(cfg) == "phi3" {
+		kvs = append(kvs, phi3KVs(cfg)...)
+	} else {
+		kvs = append(kvs, llamaKVs(cfg)...)
+	}
+	return imatrixVocabKVs(cfg, tok, opts, kvs)
+}
+
+// llamaKVs are the hyperparameters of a llama, qwen2 or qwen3 file
+// (LlamaModel's and TextModel's set_gguf_parameters).
+func llamaKVs(cfg *hfconfig.Config) []KV {
+	a := Arch(cfg) + "." // qwen2 and qwen3 take the llama keys under their own names
+	kvs := []KV{
 		{a + "vocab_size", uint32(cfg.VocabSize)},
 		{a + "context_length", uint32(cfg.MaxPositionEmbeddings)},
 		{a + "embedding_length", uint32(cfg.HiddenSize)},
@@ -911,10 +1053,60 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 	case hfconfig.RopeYarn:
 		kvs = append(kvs, yarnKVs(a, s)...)
 	}
-	kvs = append(kvs,
+	return append(kvs,
 		KV{a + "rope.freq_base", float32(cfg.RopeTheta)},
 		KV{a + "attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	)
+}
+
+// phi3KVs are a phi3 file's hyperparameters, the keys
+// Phi3MiniModel.set_gguf_parameters writes, in its order (no vocab_size,
+// key_length or value_length: llama.cpp takes hidden/heads):
+// context_length; rope.scaling.original_context_length, the scaling's
+// original context or else config.json's top-level
+// original_max_position_embeddings (Phi3Config's 4096 where absent; the
+// converter fails there); the sizes and head counts;
+// attention.layer_norm_rms_epsilon; rope.dimension_count the head size;
+// rope.freq_base; attention.sliding_window, 0 for none (the converter's
+// "Phi-4" marker; llama.cpp's phi3 loader disables any window). A longrope
+// scaling adds rope.scaling.attn_factor, its attention factor: the
+// converter's sqrt(1 + ln(max/original)/ln(original)) (1 where max <=
+// original) unless config.json's rope_scaling gives factor or
+// attention_factor, which the converter ignores and transformers (and
+// gptqtool) apply. llama.cpp multiplies cos and sin by it, as transformers
+// does, with the long or short factors alike.
+func phi3KVs(cfg *hfconfig.Config) []KV {
+	const a = "phi3."
+	orig := hfconfig.Phi3OriginalMaxPositionEmbeddings
+	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLongrope {
+		orig = s.OriginalMaxPositionEmbeddings
+	} else if v, ok := cfg.Raw["original_max_position_embeddings"].(json.Number); ok {
+		if n, err := strconv.Atoi(v.String()); err == nil && n > 0 {
+			orig = n
+		}
+	}
+	kvs := []KV{
+		{a + "context_length", uint32(cfg.MaxPositionEmbeddings)},
+		{a + "rope.scaling.original_context_length", uint32(orig)},
+		{a + "embedding_length", uint32(cfg.HiddenSize)},
+		{a + "feed_forward_length", uint32(cfg.IntermediateSize)},
+		{a + "block_count", uint32(cfg.NumHiddenLayers)},
+		{a + "attention.head_count", uint32(cfg.NumAttentionHeads)},
+		{a + "attention.head_count_kv", uint32(cfg.NumKeyValueHeads)},
+		{a + "attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
+		{a + "rope.dimension_count", uint32(cfg.HeadDim)},
+		{a + "rope.freq_base", float32(cfg.RopeTheta)},
+		{a + "attention.sliding_window", uint32(cfg.SlidingWindow)},
+	}
+	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLongrope {
+		kvs = append(kvs, KV{a + "rope.scaling.attn_factor", float32(s.AttentionFactor)})
+	}
+	return kvs
+}
+
+// imatrixVocabKVs ends modelKVs: the importance matrix's keys and the
+// tokenizer's.
+func imatrixVocabKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions, kvs []KV) ([]KV, error) {
 	if m := opts.Imatrix; m != nil {
 		// The keys llama-quantize records an importance matrix under, its
 		// counts as uint32 (it writes every int override so) and the
@@ -947,6 +1139,7 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 	if len(entries) > n {
 		return nil, fmt.Errorf("gguf convert: tokenizer has %d ids, %s vocab_size is %d", len(entries), cfg.File, n)
 	}
+	phi3 := Arch(cfg) == "phi3"
 	tokens := make([]string, n)
 	scores := make([]float32, n)
 	types := make([]int32, n)
@@ -954,6 +1147,9 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 		// Ids the tokenizer lacks (vocab_size padding) become unused
 		// [PADn] pieces, as convert_hf_to_gguf.py writes them.
 		e := tokenizer.VocabEntry{Type: tokenizer.TokenTypeUnused}
+		if phi3 {
+			e.Score = padTokenScore // (Phi3MiniModel.set_vocab's)
+		}
 		if id < len(entries) {
 			e = entries[id]
 		}
@@ -962,6 +1158,9 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 			e.Type = tokenizer.TokenTypeUnused
 		}
 		tokens[id], scores[id], types[id] = e.Piece, e.Score, int32(e.Type)
+	}
+	if phi3 {
+		return phi3VocabKVs(cfg, tok, opts, tokens, scores, types)
 	}
 	kvs := []KV{
 		{"tokenizer.ggml.model", "llama"},
@@ -997,6 +1196,58 @@ func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 		KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()},
 		KV{"tokenizer.ggml.add_space_prefix", tok.AddsSpacePrefix()},
 	)
+	return append(kvs, chatTemplateKVs(tok)...), nil
+}
+
+// phi3VocabKVs are a phi3 file's SentencePiece tokenizer keys, as
+// Phi3MiniModel.set_vocab writes them: tokenizer.ggml.model "llama" and
+// tokenizer.ggml.pre "default", the tokens, scores and types, then what
+// gguf-py's SpecialVocab adds: the bos, eos, unknown and padding ids (the
+// tokenizer's, else config.json's), add_bos_token and add_eos_token only
+// where the tokenizer's configs decide them, the chat templates. The
+// converter writes no add_space_prefix, which llama.cpp then takes as
+// true for a llama vocabulary: written (false) only for a tokenizer that
+// adds no space prefix, so that llama.cpp tokenizes as it does.
+func phi3VocabKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions, tokens []string, scores []float32, types []int32) ([]KV, error) {
+	n := len(tokens)
+	kvs := []KV{
+		{"tokenizer.ggml.model", "llama"},
+		{"tokenizer.ggml.pre", "default"},
+		{"tokenizer.ggml.tokens", tokens},
+		{"tokenizer.ggml.scores", scores},
+		{"tokenizer.ggml.token_type", types},
+	}
+	pad := tok.PadID()
+	if pad < 0 && opts.PadTokenID != nil {
+		pad = *opts.PadTokenID
+	}
+	for _, x := range []struct {
+		key string
+		id  int
+	}{
+		{"tokenizer.ggml.bos_token_id", orConfig(tok.BOS(), cfg, "bos_token_id")},
+		{"tokenizer.ggml.eos_token_id", orConfig(tok.EOS(), cfg, "eos_token_id")},
+		{"tokenizer.ggml.unknown_token_id", tok.UnknownID()},
+		{"tokenizer.ggml.padding_token_id", pad},
+	} {
+		if x.id < 0 {
+			continue
+		}
+		if x.id >= n {
+			return nil, fmt.Errorf("gguf convert: %s %d outside the vocabulary of %d", x.key, x.id, n)
+		}
+		kvs = append(kvs, KV{x.key, uint32(x.id)})
+	}
+	bos, eos := tok.AddSpecialDecided()
+	if bos {
+		kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", tok.AddBOS()})
+	}
+	if eos {
+		kvs = append(kvs, KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()})
+	}
+	if !tok.AddsSpacePrefix() {
+		kvs = append(kvs, KV{"tokenizer.ggml.add_space_prefix", false})
+	}
 	return append(kvs, chatTemplateKVs(tok)...), nil
 }
 

@@ -242,7 +242,9 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 	_, kind, _ := strings.Cut(rest, ".")
 	var rule func(site) TensorType
 	switch kind {
-	case "attn_v.weight":
+	case "attn_v.weight", "attn_qkv.weight":
+		// (phi3's fused attn_qkv: llama-quantize's category_is_attn_v
+		// types it by attn_v's rules, counted as attn_v)
 		rule = m.attnV
 	case "attn_output.weight":
 		rule = m.attnOut

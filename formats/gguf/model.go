@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -36,8 +37,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2 or qwen3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "phi3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2, qwen3 or phi3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -81,6 +82,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		// (llama.cpp's qwen3 graph: per-head q/k norms, no biases, RoPE
 		// by halves)
 		c["architectures"], c["model_type"] = []string{"Qwen3ForCausalLM"}, "qwen3"
+	}
+	if arch == "phi3" {
+		// (llama.cpp's phi3 graph: fused attn_qkv and ffn_up, RoPE by
+		// halves, the longrope factor tensors)
+		c["architectures"], c["model_type"] = []string{"Phi3ForCausalLM"}, "phi3"
 	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
@@ -175,7 +181,15 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if scaling == "yarn" {
+	longrope := false
+	if arch == "phi3" {
+		if longrope, err = f.phi3Config(c, a, scaling, linear, factorKey, factor, attn, hasAttn); err != nil {
+			return nil, err
+		}
+	}
+	if longrope {
+		// (the attention factor is longrope's: phi3Config took it)
+	} else if scaling == "yarn" {
 		y, err := f.yarnScaling(c, a, factorKey, factor, attn, hasAttn)
 		if err != nil {
 			return nil, err
@@ -204,7 +218,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ti, ok := f.Tensor(RopeFreqsTensor); ok {
+	if ti, ok := f.Tensor(RopeFreqsTensor); ok && arch != "phi3" { // (phi3: refused below, as llama.cpp's phi3 loader does)
 		ff, err := f.ropeFreqs(ti, cfg.HeadDim)
 		if err != nil {
 			return nil, err
@@ -222,6 +236,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	known := map[string]bool{}
 	for _, s := range tensorSpecs(cfg) {
 		known[s.name] = true
+		// A fused tensor's rows are cut by the config (ModelWeights):
+		// checked here, where the runtime checks only the parts it is given.
+		if ti, ok := f.Tensor(s.name); ok && s.parts != nil && !slices.Equal(ti.Shape, s.shape) {
+			return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v%s from the metadata", f.path, s.name, ti.Shape, s.shape, partsNote(s))
+		}
 	}
 	for _, t := range f.tensors {
 		if known[t.Name] {
@@ -237,6 +256,89 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
 	}
 	return cfg, nil
+}
+
+// phi3Config completes c for a phi3 file (a the keys' prefix "phi3.") as
+// llama.cpp's phi3 architecture runs it: sliding_window from
+// phi3.attention.sliding_window (0 or absent: none; llama.cpp disables
+// the window, the runtime applies it as transformers does),
+// original_max_position_embeddings from
+// phi3.rope.scaling.original_context_length (absent: context_length,
+// llama.cpp's n_ctx_orig_yarn), and where the file has
+// rope_factors_long.weight and rope_factors_short.weight a longrope
+// rope_scaling of those factors with attention_factor
+// phi3.rope.scaling.attn_factor (1 where absent, as llama.cpp runs it);
+// longrope reports that. One factor tensor without the other, RoPE
+// scaling keys that llama.cpp would apply besides (a type other than none
+// or linear, a linear factor), and an attention factor without the
+// factor tensors are refused.
+func (f *File) phi3Config(c map[string]any, a, scaling string, linear bool, factorKey string, factor, attn float32, hasAttn bool) (longrope bool, err error) {
+	refuse := func(key string, v any, why string) error {
+		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
+	}
+	if sw, err := Value[uint32](f, a+"attention.sliding_window"); err == nil {
+		if sw > 0 {
+			c["sliding_window"] = sw
+		}
+	} else if _, ok := f.Get(a + "attention.sliding_window"); ok {
+		return false, err
+	}
+	orig := c["max_position_embeddings"].(uint32)
+	if v, err := Value[uint32](f, a+"rope.scaling.original_context_length"); err == nil {
+		orig = v
+	} else if _, ok := f.Get(a + "rope.scaling.original_context_length"); ok {
+		return false, err
+	}
+	if orig == 0 {
+		return false, refuse(a+"rope.scaling.original_context_length", orig, "want a positive context length")
+	}
+	c["original_max_position_embeddings"] = orig
+	switch {
+	case scaling != "none" && scaling != "linear":
+		return false, refuse(a+"rope.scaling.type", strconv.Quote(scaling), "a RoPE scaling llama.cpp applies to a phi3 file and Phi-3 configs do not have")
+	case linear:
+		return false, refuse(factorKey, factor, "a linear RoPE scaling llama.cpp applies to a phi3 file and Phi-3 configs do not have")
+	}
+	long, hasLong := f.Tensor(RopeFactorsLongTensor)
+	short, hasShort := f.Tensor(RopeFactorsShortTensor)
+	if hasLong != hasShort {
+		missing := RopeFactorsShortTensor
+		if !hasLong {
+			missing = RopeFactorsLongTensor
+		}
+		return false, fmt.Errorf("%s: tensor %q missing beside the other longrope factors: llama.cpp would rotate with the factors for one context and plainly for the other: %w", f.path, missing, ErrUnsupportedModel)
+	}
+	if !hasLong {
+		if hasAttn && attn != 1 {
+			return false, refuse(a+"rope.scaling.attn_factor", attn, "an attention factor without the longrope factors, which the runtime does not compute")
+		}
+		return false, nil
+	}
+	heads := c["num_attention_heads"].(uint32)
+	headDim := int(c["hidden_size"].(uint32) / max(heads, 1))
+	if hd, ok := c["head_dim"].(uint32); ok {
+		headDim = int(hd)
+	}
+	var lists [2][]float64
+	for i, ti := range []TensorInfo{long, short} {
+		ff, err := f.ropeFreqs(ti, headDim)
+		if err != nil {
+			return false, err
+		}
+		lists[i] = make([]float64, len(ff))
+		for j, v := range ff {
+			lists[i][j] = float64(v)
+		}
+	}
+	if !hasAttn {
+		attn = 1
+	}
+	if !(attn > 0) || math.IsInf(float64(attn), 0) {
+		return false, refuse(a+"rope.scaling.attn_factor", attn, "want a positive finite attention factor")
+	}
+	c["rope_scaling"] = map[string]any{"rope_type": "longrope", "long_factor": lists[0], "short_factor": lists[1],
+		"attention_factor": float64(attn), "original_max_position_embeddings": orig}
+	return true, nil
 }
 
 // yarnScaling returns the rope_scaling block of a file whose
@@ -326,18 +428,41 @@ func (f *File) ropeFreqs(ti TensorInfo, headDim int) ([]float32, error) {
 // type Decode reads dequantized, q_proj's and k_proj's rows put back in
 // Hugging Face's head order (UnpermuteQK). It is what the runtime loads a
 // GGUF model from (model.Weights).
+//
+// A phi3 file's fused attn_qkv and ffn_up read as their parts (q_proj,
+// k_proj, v_proj; gate_proj, up_proj: their rows of the fused tensor),
+// the names the runtime binds, as package fused presents a checkpoint's.
+// Not safe for concurrent use (it keeps the fused tensor read last).
 type ModelWeights struct {
 	f     *File
-	names map[string]string // Hugging Face name → GGUF name
-	heads map[string]int    // Hugging Face name → heads to unpermute by
+	names map[string]string   // Hugging Face name → GGUF name
+	heads map[string]int      // Hugging Face name → heads to unpermute by
+	parts map[string]rowRange // a fused tensor's part → its rows
+	// last is the fused tensor dequantized last, which its next part
+	// reads again.
+	last struct {
+		name string
+		vals []float32
+	}
+}
+
+// rowRange is a part's rows [row0, row0+n) of the fused GGUF tensor gguf.
+type rowRange struct {
+	gguf    string
+	row0, n int
 }
 
 // Weights returns f's tensors for cfg (HFConfig's) under Hugging Face names.
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
-	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}}
+	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}}
 	for _, s := range tensorSpecs(cfg) {
 		if s.source == "" {
 			continue // derived from the config (rope_freqs: cfg.RopeScaling)
+		}
+		row := 0
+		for _, p := range s.parts {
+			w.parts[p.source] = rowRange{gguf: s.name, row0: row, n: p.rows}
+			row += p.rows
 		}
 		w.names[s.source] = s.name
 		if s.permuteHeads > 0 {
@@ -350,16 +475,29 @@ func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 // Tensor implements model.Weights.
 func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 	gname, ok := w.names[name]
-	if !ok {
+	part, isPart := w.parts[name]
+	if isPart {
+		gname = part.gguf
+	} else if !ok {
 		return safetensors.Tensor{}, fmt.Errorf("%s: no GGUF tensor for %q: %w", w.f.path, name, fs.ErrNotExist)
 	}
 	ti, ok := w.f.Tensor(gname)
 	if !ok {
 		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q (%s): %w", w.f.path, gname, name, fs.ErrNotExist)
 	}
-	vals, err := w.f.Float32(gname)
-	if err != nil {
+	var vals []float32
+	var err error
+	if isPart && w.last.name == gname {
+		vals = w.last.vals
+	} else if vals, err = w.f.Float32(gname); err != nil {
 		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", w.f.path, gname, err)
+	}
+	if isPart {
+		// HFConfig has checked the fused tensor's rows against the config.
+		w.last.name, w.last.vals = gname, vals
+		k := ti.Shape[1]
+		vals = vals[part.row0*k : (part.row0+part.n)*k]
+		ti.Shape = []int{part.n, k}
 	}
 	for i, v := range vals {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {

@@ -185,7 +185,8 @@ func TestLlamaCppQwen2(t *testing.T) {
 // and Q8_0. without is ck's weights with what it tests (the biases, the
 // q/k norms) taken out: our runtime on them must be far from llama.cpp's
 // F32 logits, or the comparison cannot tell that part
-// (TestLlamaCppQwen2, TestLlamaCppQwen3).
+// (TestLlamaCppQwen2, TestLlamaCppQwen3); nil where the caller checks
+// that otherwise (TestLlamaCppPhi3Longrope).
 func llamaCppMatches(t *testing.T, node string, ck *checkpoint, prompts [][]int, without model.Weights, what string) {
 	t.Helper()
 	types := []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
@@ -198,7 +199,7 @@ func llamaCppMatches(t *testing.T, node string, ck *checkpoint, prompts [][]int,
 	}
 	resp := runLlamaCpp(t, node, req)
 	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	src, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
+	src, err := model.FromWeights(fusedView(t, ck.set, ck.cfg), ck.cfg, nil, cpu.New(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,12 +208,15 @@ func llamaCppMatches(t *testing.T, node string, ck *checkpoint, prompts [][]int,
 		t.Run(c.typ.String(), func(t *testing.T) {
 			m := src
 			if c.typ != gguf.TypeF32 {
-				m = loadRuntime(t, newGGUFWeights(c, ck.cfg), ck.cfg)
+				m = loadRuntime(t, fusedView(t, newGGUFWeights(c, ck.cfg), ck.cfg), ck.cfg)
 			}
 			d := llamaDiff(t, resp.Models[i].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
 			t.Logf("%s: llama.cpp vs our runtime: %v", c.typ, d)
 			llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
 		})
+	}
+	if without == nil {
+		return
 	}
 	t.Run(what+" matter", func(t *testing.T) {
 		m, err := model.FromWeights(without, ck.cfg, nil, cpu.New(0))

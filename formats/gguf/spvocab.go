@@ -48,6 +48,22 @@ const (
 // fs.ErrNotExist means dir has no tokenizer.model: llama.cpp then reads
 // tokenizer.json instead, and so does Convert (tokenizer.VocabEntries).
 func SentencePieceVocab(dir string, vocabSize int) ([]tokenizer.VocabEntry, error) {
+	return sentencePieceVocab(dir, vocabSize, false)
+}
+
+// Phi3SentencePieceVocab is SentencePieceVocab as llama.cpp's converter
+// builds a Phi-3 model's vocabulary (Phi3MiniModel.set_vocab): the same
+// pieces, [PADn] ids and added_tokens.json entries, but each
+// tokenizer_config.json added_tokens_decoder entry, then each tokenizer.json
+// added_tokens entry, typed TokenTypeControl where "special" and
+// TokenTypeUserDefined otherwise, its text as it is, score -1000 (no
+// does_token_look_special, no "▁" rewritten). An added id at or past
+// vocabSize is left out (the converter fails on one past its list).
+func Phi3SentencePieceVocab(dir string, vocabSize int) ([]tokenizer.VocabEntry, error) {
+	return sentencePieceVocab(dir, vocabSize, true)
+}
+
+func sentencePieceVocab(dir string, vocabSize int, phi3 bool) ([]tokenizer.VocabEntry, error) {
 	modelPath := filepath.Join(dir, "tokenizer.model")
 	pieces, err := tokenizer.SentencePieceVocab(modelPath)
 	if err != nil {
@@ -113,14 +129,58 @@ func SentencePieceVocab(dir string, vocabSize int) ([]tokenizer.VocabEntry, erro
 				continue
 			}
 			e := tokenizer.VocabEntry{Piece: *tok.Content, Score: addedTokenScore, Type: tokenizer.TokenTypeControl}
-			if !tok.Special && !looksSpecial(e.Piece) {
+			if phi3 && !tok.Special {
+				e.Type = tokenizer.TokenTypeUserDefined
+			} else if !phi3 && !tok.Special && !looksSpecial(e.Piece) {
 				e.Type = tokenizer.TokenTypeUserDefined
 				e.Piece = strings.ReplaceAll(e.Piece, "▁", " ")
 			}
 			out[id] = e
 		}
 	}
+	if phi3 {
+		if err := phi3AddedTokens(filepath.Join(dir, "tokenizer.json"), out); err != nil {
+			return nil, err
+		}
+	}
 	return out, nil
+}
+
+// phi3AddedTokens types tokenizer.json's added_tokens in out as
+// Phi3MiniModel.set_vocab does: control where special, else
+// user-defined, score -1000; a missing file has none.
+func phi3AddedTokens(path string, out []tokenizer.VocabEntry) error {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("gguf vocab: %w", err)
+	}
+	var doc struct {
+		AddedTokens []struct {
+			ID      *int    `json:"id"`
+			Content *string `json:"content"`
+			Special bool    `json:"special"`
+		} `json:"added_tokens"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("gguf vocab: %s: %w", path, err)
+	}
+	for i, a := range doc.AddedTokens {
+		if a.ID == nil || a.Content == nil || *a.ID < 0 {
+			return fmt.Errorf("gguf vocab: %s: added_tokens[%d]: want {\"id\": integer >= 0, \"content\": string, ...}", path, i)
+		}
+		if *a.ID >= len(out) {
+			continue
+		}
+		e := tokenizer.VocabEntry{Piece: *a.Content, Score: addedTokenScore, Type: tokenizer.TokenTypeUserDefined}
+		if a.Special {
+			e.Type = tokenizer.TokenTypeControl
+		}
+		out[*a.ID] = e
+	}
+	return nil
 }
 
 // looksSpecial reports whether an added token's text marks it a control
