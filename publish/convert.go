@@ -309,11 +309,6 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ModelType == "phi3" && o.GGUF != "" {
-		// llama.cpp's phi3 architecture (fused attn_qkv, ffn_up of gate
-		// and up) is not written yet.
-		return nil, fmt.Errorf("convert: %s: model_type phi3: %w (GGUF of Phi-3 is not implemented yet)", cfg.File, hfconfig.ErrUnsupported)
-	}
 	// An AWQ or compressed-tensors checkpoint is read as the GPTQ (v2)
 	// checkpoint it equals (quantized.Config.Open) and written as one.
 	var qc *gptq.QuantizeConfig
@@ -351,6 +346,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	}
 	if o.Dequantize && target == "" {
 		target, torchDType = safetensors.F16, "float16"
+	}
+	if cfg.ModelType == "phi3" && qconf != nil && o.GGUF != "" {
+		return nil, fmt.Errorf("convert: %s: model_type phi3 quantized with %s: %w (GGUF from a float Phi-3 checkpoint only, not yet from its quantized fused qkv_proj and gate_up_proj)", cfg.File, qconf.Method, hfconfig.ErrUnsupported)
 	}
 	src, kind, err := weights.OpenDir(o.In)
 	if err != nil {
@@ -1327,7 +1325,11 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	// With tokenizer.model, the tokens, scores and types are those that
 	// llama.cpp's converter writes (SentencePiece scores, its typing of
 	// added tokens, [PADn] up to vocab_size); without, the tokenizer's.
-	switch vocab, err := gguf.SentencePieceVocab(o.In, cfg.VocabSize); {
+	vocabOf := gguf.SentencePieceVocab
+	if gguf.Arch(cfg) == "phi3" {
+		vocabOf = gguf.Phi3SentencePieceVocab // (Phi3MiniModel.set_vocab's typing)
+	}
+	switch vocab, err := vocabOf(o.In, cfg.VocabSize); {
 	case err == nil:
 		opts.Vocab = vocab
 	case !errors.Is(err, fs.ErrNotExist):

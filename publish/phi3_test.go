@@ -11,10 +11,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/fused"
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
@@ -256,20 +258,6 @@ func TestQuantizePhi3SkipPart(t *testing.T) {
 	}
 }
 
-// TestPhi3Refused: converting a phi3 checkpoint to GGUF is refused as not
-// implemented, naming the model type, before anything is written.
-func TestPhi3Refused(t *testing.T) {
-	src := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
-	out := filepath.Join(t.TempDir(), "out.gguf")
-	_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: src, Out: out, GGUF: "f32"})
-	if !errors.Is(err, hfconfig.ErrUnsupported) || !strings.Contains(err.Error(), "config.json: model_type phi3") {
-		t.Fatalf("err = %v, want phi3 refused as unsupported, naming the config and model type", err)
-	}
-	if _, serr := os.Stat(out); !errors.Is(serr, fs.ErrNotExist) {
-		t.Errorf("%s written (stat: %v)", out, serr)
-	}
-}
-
 // TestConvertPhi3: a GPTQ phi3 checkpoint converted v1 → v2 → v1 is
 // itself again byte for byte, the v2 one holds the fused modules (their
 // zero points one higher) and gives the same logits; dequantized to f32
@@ -290,6 +278,15 @@ func TestConvertPhi3(t *testing.T) {
 	convert(t, publish.ConvertOptions{In: v2, Out: v1, Format: "gptq"})
 	convert(t, publish.ConvertOptions{In: q, Out: dq, Dequantize: true, DType: "f32"})
 	convert(t, publish.ConvertOptions{In: src, Out: f16, DType: "f16"})
+	// GGUF of a quantized phi3 is refused (its dequantized copy converts).
+	gg := filepath.Join(dir, "q.gguf")
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: gg, GGUF: "f32"}); !errors.Is(err, hfconfig.ErrUnsupported) ||
+		!strings.Contains(err.Error(), "model_type phi3 quantized with gptq") {
+		t.Errorf("GGUF of the GPTQ checkpoint: err = %v, want phi3 quantized refused as unsupported", err)
+	}
+	if _, serr := os.Stat(gg); !errors.Is(serr, fs.ErrNotExist) {
+		t.Errorf("%s written (stat: %v)", gg, serr)
+	}
 	qt, v2t, v1t, dqt, f16t := tensors(t, q), tensors(t, v2), tensors(t, v1), tensors(t, dq), tensors(t, f16)
 	if len(v1t) != len(qt) {
 		t.Errorf("v1 again: %d tensors, want %d", len(v1t), len(qt))
@@ -347,4 +344,87 @@ func TestConvertPhi3(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConvertPhi3GGUF converts a float phi3 checkpoint (openchat's
+// SentencePiece tokenizer, a window of 8) with convert --gguf: the F32
+// file is llama.cpp's phi3 architecture (fused attn_qkv and ffn_up, the
+// window's key, tokenizer pre "default"), warns that llama.cpp disables
+// the window, and loads as generate and serve load a GGUF file (HFConfig
+// and Weights) into the model the checkpoint is: the same logits; a
+// Q4_K_M file is written too (attn_qkv typed as attn_v).
+func TestConvertPhi3GGUF(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	src := fixtures.Phi3(t, map[string]any{"vocab_size": 32002, "sliding_window": 8}, synth.Options{DType: "f32", Seed: 3, TokenizerDir: tok})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "phi3-f32.gguf")
+	sum := convert(t, publish.ConvertOptions{In: src, Out: out, GGUF: "f32"})
+	if !slices.ContainsFunc(sum.Warnings, func(w string) bool { return strings.Contains(w, "llama.cpp's phi3 architecture disables the window") }) {
+		t.Errorf("warnings %q, want the window's", sum.Warnings)
+	}
+	f, err := gguf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for key, want := range map[string]any{"general.architecture": "phi3", "phi3.attention.sliding_window": uint32(8), "tokenizer.ggml.pre": "default"} {
+		if got, ok := f.Get(key); !ok || got != want {
+			t.Errorf("%s = %v (%v), want %v", key, got, ok, want)
+		}
+	}
+	for _, name := range []string{"blk.1.attn_qkv.weight", "blk.1.ffn_up.weight"} {
+		if _, ok := f.Tensor(name); !ok {
+			t.Errorf("no tensor %s", name)
+		}
+	}
+	cfg, err := f.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := model.FromWeights(f.Weights(cfg), cfg, nil, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer got.Close()
+	want, err := model.Load(src, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	ids := []int{1, 415, 5565, 302, 4843, 349, 264, 1628, 28723, 415, 5565, 302, 7293, 349}
+	a, b := lastLogits(t, got, ids), lastLogits(t, want, ids)
+	for i := range b {
+		if a[i] != b[i] {
+			t.Fatalf("logit %d: the GGUF file %g, the checkpoint %g", i, a[i], b[i])
+		}
+	}
+	q := filepath.Join(dir, "phi3-q4_k_m.gguf")
+	qs := convert(t, publish.ConvertOptions{In: src, Out: q, GGUF: "q4_k_m"})
+	if len(qs.GGUF) != 1 {
+		t.Fatalf("q4_k_m: %+v", qs)
+	}
+	qf, err := gguf.Open(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qf.Close()
+	// (Q4_K_M's use_more_bits: the last of 2 layers' attn_v in Q6_K, here
+	// Q8_0 for rows of 64; ffn_up the base Q4_K, here Q5_0)
+	for name, want := range map[string]gguf.TensorType{"blk.1.attn_qkv.weight": gguf.TypeQ8_0, "blk.1.ffn_up.weight": gguf.TypeQ5_0} {
+		if ti, ok := qf.Tensor(name); !ok || ti.Type != want {
+			t.Errorf("%s: %+v (%v), want %s", name, ti, ok, want)
+		}
+	}
+}
+
+// lastLogits is m's logits after ids.
+func lastLogits(t *testing.T, m *model.Model, ids []int) []float32 {
+	t.Helper()
+	c := m.NewCache(len(ids))
+	defer c.Free()
+	lg, err := m.ForwardLast(ids, c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.Clone(lg)
 }

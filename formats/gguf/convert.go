@@ -21,8 +21,8 @@ import (
 
 // ErrUnsupportedModel is wrapped by conversion errors for checkpoints
 // outside the Llama/Mistral family that llama.cpp's "llama" architecture
-// runs, the Qwen2 family of its "qwen2" architecture and dense Qwen3 of
-// its "qwen3" (another
+// runs, the Qwen2 family of its "qwen2" architecture, dense Qwen3 of
+// its "qwen3" and Phi-3 of its "phi3" (another
 // model_type or architectures entry, a Linear bias other than zeros that
 // the architecture has no tensor for).
 var ErrUnsupportedModel = errors.New("unsupported model")

@@ -142,7 +142,28 @@
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
 // refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
-// llama, qwen2 and qwen3 files back. Norms are F32; 2-D weights take the
+// llama, qwen2, qwen3 and phi3 files back.
+//
+// A Phi-3 model (model_type phi3) is written as llama.cpp's "phi3"
+// architecture, as the converter's Phi3MiniModel does:
+//
+//	model.layers.N.self_attn.qkv_proj   blk.N.attn_qkv.weight  rows q, k, v
+//	model.layers.N.mlp.gate_up_proj     blk.N.ffn_up.weight    rows gate, up
+//	longrope short_factor, long_factor  rope_factors_short.weight,
+//	                                    rope_factors_long.weight (F32, first)
+//
+// the other tensors as llama's, rows unpermuted (NEOX); a checkpoint read
+// through package fused (the parts q_proj, …, up_proj) is stacked back.
+// The keys are Phi3MiniModel's (phi3KVs: no vocab_size or key_length,
+// rope.scaling.original_context_length, attention.sliding_window, 0 for
+// none, and with longrope rope.scaling.attn_factor); the tokenizer's are
+// its set_vocab's (tokenizer.ggml.pre "default", Phi3SentencePieceVocab's
+// typing, SpecialVocab's add_bos/add_eos where decided, no
+// add_space_prefix unless false). llama.cpp's phi3 loader disables the
+// sliding window (Convert warns) and picks the long factors where its
+// context exceeds the original context, the runtime where
+// max_position_embeddings does (hfconfig.RopeScaling.Long). llama-quantize's
+// mixes type attn_qkv by attn_v's rules (category_is_attn_v). Norms are F32; 2-D weights take the
 // requested type, or the one llama-quantize's file type (Mix) gives them,
 // with rows that do not split into whole blocks falling back as
 // llama-quantize's do (Q4_K to Q5_0, the IQ3, IQ2 and IQ1 types to

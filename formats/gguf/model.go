@@ -20,7 +20,8 @@ import (
 // (a qwen2 file's: Qwen2ForCausalLM with the qwen2.* ones, its q/k/v
 // biases bound by ModelWeights; a qwen3 file's: Qwen3ForCausalLM with the
 // qwen3.* ones, head_dim the key length, its attn_q_norm/attn_k_norm bound
-// as q_norm/k_norm),
+// as q_norm/k_norm; a phi3 file's: Phi3ForCausalLM with the phi3.* ones,
+// its window and longrope factors, phi3Config),
 // the tokenizer's special ids, and tied embeddings where the file has no
 // output weight. RoPE scaling is read as llama.cpp reads it: a linear one
 // (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with

@@ -369,7 +369,8 @@ func phi3Prompts(t *testing.T, tok *tokenizer.Tokenizer, n int) [][]int {
 
 // TestPhi3Refused: a fused tensor of other rows than the config gives is
 // refused naming the tensor, converting (qkv_proj) and reading a file
-// back (attn_qkv, ffn_up), as are yarn keys on a phi3 file; a
+// back (attn_qkv, ffn_up), as are yarn keys on a phi3 file and an
+// override of phi3's sizes; a
 // llama-quantize file type types attn_qkv as attn_v; a float phi3 checkpoint read through
 // package fused (the parts) converts to the same file as its fused
 // tensors.
@@ -423,6 +424,17 @@ func TestPhi3Refused(t *testing.T) {
 			if w, ok := want[ct.Name]; ok && ct.Type != w {
 				t.Errorf("Q4_K_M: %s in %s, want %s", ct.Name, ct.Type, w)
 			}
+		}
+	})
+	t.Run("override", func(t *testing.T) {
+		_, err := gguf.ParseKVOverride("phi3.feed_forward_length=int:64")
+		if err == nil || !strings.Contains(err.Error(), "cannot be overridden") {
+			t.Errorf("overriding phi3.feed_forward_length: %v, want it refused", err)
+		}
+		kv := gguf.KV{Key: "phi3.attention.head_count_kv", Value: uint32(4)}
+		_, err = gguf.Plan(ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32, KVOverrides: []gguf.KV{kv}})
+		if err == nil || !strings.Contains(err.Error(), "cannot be overridden") {
+			t.Errorf("Plan overriding phi3.attention.head_count_kv: %v, want it refused", err)
 		}
 	})
 	t.Run("parts", func(t *testing.T) {
