@@ -496,6 +496,9 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 	if isPart {
 		// HFConfig has checked the fused tensor's rows against the config.
 		w.last.name, w.last.vals = gname, vals
+		if part.row0+part.n == ti.Shape[0] {
+			w.last.name, w.last.vals = "", nil // its last part: not read again in order
+		}
 		k := ti.Shape[1]
 		vals = vals[part.row0*k : (part.row0+part.n)*k]
 		ti.Shape = []int{part.n, k}
