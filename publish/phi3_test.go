@@ -237,6 +237,107 @@ func TestQuantizePhi3(t *testing.T) {
 	}
 }
 
+// TestQuantizePhi3LongropeContext: quantize loads a longrope Phi-3's
+// layers for its samples' length, as transformers (GPTQModel) chooses the
+// factors for a calibration sequence: a Phi-3 of 512 positions over an
+// original 64, quantized with samples of 64 positions (the boundary
+// included), is byte for byte the same weights quantized under a config
+// whose long factors are its short ones (so that the short table is the
+// only one); with samples of 128 it is the one whose short factors are its
+// long ones. The two tables give different checkpoints at 64 (else the
+// test could not tell), and the log says the choice. Both drivers.
+func TestQuantizePhi3LongropeContext(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes three models twice for two drivers")
+	}
+	short := []float64{1, 1.25, 1.5, 2, 2, 3, 4, 4}
+	long := []float64{1, 2, 4, 8, 12, 16, 24, 32}
+	src := fixtures.Phi3(t, map[string]any{"max_position_embeddings": 512, "original_max_position_embeddings": 64,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": short, "long_factor": long}},
+		synth.Options{DType: "f32", Seed: 1})
+	// withFactors is src's weights under a config whose longrope factors
+	// are s and l.
+	withFactors := func(s, l []float64) string {
+		t.Helper()
+		dir := t.TempDir()
+		raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		cfg["rope_scaling"] = map[string]any{"type": "longrope", "short_factor": s, "long_factor": l}
+		if raw, err = json.Marshal(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.ReadFile(filepath.Join(src, "model.safetensors"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "model.safetensors"), st, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	onlyShort, onlyLong := withFactors(short, short), withFactors(long, long)
+	br := publish.Branch{Name: "main", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1}
+	for _, solver := range []quantize.Solver{nil, quantize.HostSolver{}} {
+		name := "reference"
+		if solver != nil {
+			name = "device"
+		}
+		t.Run(name, func(t *testing.T) {
+			quant := func(modelDir string, seqLen int) (map[string]safetensors.Tensor, string) {
+				t.Helper()
+				out := filepath.Join(t.TempDir(), "q")
+				var log bytes.Buffer
+				_, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: modelDir, Out: out, Branches: []publish.Branch{br},
+					Sym: true, TrueSequential: true, Samples: phi3Samples(4, seqLen), SeqLen: seqLen, Backend: cpu.New(0), Solver: solver, Log: &log})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tensors(t, out), log.String()
+			}
+			same := func(a, b map[string]safetensors.Tensor) string {
+				for n, want := range b {
+					if got, ok := a[n]; !ok || !bytes.Equal(got.Data, want.Data) {
+						return n
+					}
+				}
+				if len(a) != len(b) {
+					return fmt.Sprintf("%d tensors, want %d", len(a), len(b))
+				}
+				return ""
+			}
+			s64, _ := quant(onlyShort, 64)
+			l64, _ := quant(onlyLong, 64)
+			if same(s64, l64) == "" {
+				t.Fatal("the short and the long table quantize to the same checkpoint at 64 positions: the test could not tell")
+			}
+			got64, log64 := quant(src, 64)
+			if d := same(got64, s64); d != "" {
+				t.Errorf("samples of 64: %s differs from the short-table checkpoint's", d)
+			}
+			if w := "calibration context: 64 positions, rope longrope (8 factors, the short ones applying"; !strings.Contains(log64, w) {
+				t.Errorf("samples of 64: no %q in the log:\n%s", w, log64)
+			}
+			got128, log128 := quant(src, 128)
+			l128, _ := quant(onlyLong, 128)
+			if d := same(got128, l128); d != "" {
+				t.Errorf("samples of 128: %s differs from the long-table checkpoint's", d)
+			}
+			if w := "calibration context: 128 positions, rope longrope (8 factors, the long ones applying"; !strings.Contains(log128, w) {
+				t.Errorf("samples of 128: no %q in the log:\n%s", w, log128)
+			}
+		})
+	}
+}
+
 // TestQuantizePhi3SkipPart: --skip-modules naming a part of a fused
 // module (or a pattern matching one) is refused naming the fused module,
 // before anything is written.

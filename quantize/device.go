@@ -479,7 +479,7 @@ func (d *devRun) replay(j Job, li int) error {
 		return nil
 	}
 	start := time.Now()
-	layer, err := model.LoadLayerAs(d.w, d.cfg, li, d.b, d.dt)
+	layer, err := model.LoadLayerWith(d.w, d.cfg, li, d.b, model.Options{DType: d.dt, Context: CalibrationContext(d.cfg, d.samples)})
 	if err != nil {
 		return err
 	}
@@ -515,7 +515,7 @@ func (d *devRun) replay(j Job, li int) error {
 // layerOf quantizes layer li for job j and leaves its output in x.
 func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	start := time.Now()
-	layer, err := model.LoadLayerAs(d.w, d.cfg, li, d.b, d.dt)
+	layer, err := model.LoadLayerWith(d.w, d.cfg, li, d.b, model.Options{DType: d.dt, Context: CalibrationContext(d.cfg, d.samples)})
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,10 @@
 //     passes that resume at the attention output or the residual, forms
 //     Hessians there with Backend.Gram (a device tap), and hands each module
 //     group to a Solver: HostSolver (this package's GPTQ) or a device
-//     solver (package quantize/gpu), which returns packed tensors.
+//     solver (package quantize/gpu), which returns packed tensors. Both
+//     load the layers for the samples' length (CalibrationContext), which
+//     chooses Phi-3's longrope factors as transformers does for a
+//     calibration sequence of that length.
 //
 // # Layouts
 //

@@ -155,6 +155,10 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 			return fmt.Errorf("quantize: job %s: GPTQ needs calibration samples", j.Name)
 		}
 	}
+	if cfg.RopeScaling.Type == hfconfig.RopeLongrope {
+		n := CalibrationContext(cfg, samples)
+		fmt.Fprintf(log, "calibration context: %d positions, rope %s\n", n, cfg.RopeScaling.ForContext(n))
+	}
 	if opts.Solver != nil {
 		return runDevice(ctx, w, cfg, b, samples, jobs, opts)
 	}
@@ -188,6 +192,24 @@ func Run(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.B
 	return nil
 }
 
+// CalibrationContext is the context, in positions, the drivers load the
+// layers for: the longest sample, at most max_position_embeddings (0, a
+// run without samples: max_position_embeddings). It chooses Phi-3's
+// longrope factors (model.Options.Context) as transformers does for a
+// sequence of that length, so that GPTQModel's calibration at --seq-len
+// within original_max_position_embeddings (short factors) gives the same
+// Hessians here.
+func CalibrationContext(cfg *hfconfig.Config, samples []Sample) int {
+	n := 0
+	for _, s := range samples {
+		n = max(n, len(s.IDs))
+	}
+	if n == 0 || cfg.MaxPositionEmbeddings > 0 && n > cfg.MaxPositionEmbeddings {
+		return cfg.MaxPositionEmbeddings
+	}
+	return n
+}
+
 // runJob quantizes every layer for one job. The last job works on embedded
 // itself; earlier ones on a copy.
 func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, samples []Sample, embedded [][]float32, last bool, j Job, shared map[string]*Hessian, log io.Writer, progress func(string, int, int), stats *Stats) error {
@@ -204,7 +226,7 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 		}
 	}
 	st := &jobState{job: j, log: log, progress: progress, shared: shared, stats: stats,
-		total: cfg.NumHiddenLayers * len(model.LinearModules)}
+		total: cfg.NumHiddenLayers * len(model.LinearModules), context: CalibrationContext(cfg, samples)}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		ls := &LayerStats{Job: j.Name, Layer: li, Phases: map[string]float64{}}
 		st.ls = ls
@@ -248,6 +270,7 @@ type jobState struct {
 	total    int
 	stats    *Stats      // run totals, nil if not wanted
 	ls       *LayerStats // the current layer's phases
+	context  int         // the layers' context (CalibrationContext)
 }
 
 // phase adds the time since start to phase name of the layer and the run.
@@ -277,7 +300,7 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 	if j.RTN {
 		return nil // no activations to rebuild
 	}
-	layer, err := model.LoadLayer(w, cfg, li, b)
+	layer, err := model.LoadLayerWith(w, cfg, li, b, model.Options{Context: st.context})
 	if err != nil {
 		return err
 	}
@@ -311,7 +334,7 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32, samples []Sample) ([]ModuleResult, error) {
 	j := st.job
 	t0 := time.Now()
-	layer, err := model.LoadLayer(w, cfg, li, b)
+	layer, err := model.LoadLayerWith(w, cfg, li, b, model.Options{Context: st.context})
 	if err != nil {
 		return nil, err
 	}

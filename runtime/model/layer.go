@@ -539,7 +539,21 @@ func LoadLayer(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend) (*Laye
 // the GPU calibration forward). Host-side methods (Forward, Weight,
 // SetWeight) convert to and from fp32.
 func LoadLayerAs(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, dt runtime.DType) (*Layer, error) {
-	d, err := dimsOf(cfg)
+	return LoadLayerWith(w, cfg, i, b, Options{DType: dt})
+}
+
+// LoadLayerWith is LoadLayerAs with o's DType and Context (the model's
+// Options; Dequantize does not apply): the layer runs sequences of at most
+// o.Context positions (0: max_position_embeddings), which chooses Phi-3's
+// longrope factors as a model loaded with o does. The quantize drivers
+// load their layers for the calibration samples' length.
+func LoadLayerWith(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, o Options) (*Layer, error) {
+	ctx, err := contextOf(cfg, o.Context)
+	if err != nil {
+		return nil, err
+	}
+	dt := o.DType
+	d, err := dimsAt(cfg, ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -311,15 +311,24 @@ func FromWeightsWith(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig
 	return m, nil
 }
 
-func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend, o Options) (*Model, error) {
-	ctx := o.Context
+// contextOf resolves Options.Context for cfg: 0 is max_position_embeddings;
+// below 0, or past max_position_embeddings, refused.
+func contextOf(cfg *hfconfig.Config, ctx int) (int, error) {
 	switch max := cfg.MaxPositionEmbeddings; {
 	case ctx < 0:
-		return nil, fmt.Errorf("model: context %d: want 0 (max_position_embeddings) or more", ctx)
+		return 0, fmt.Errorf("model: context %d: want 0 (max_position_embeddings) or more", ctx)
 	case ctx == 0:
-		ctx = max
+		return max, nil
 	case max > 0 && ctx > max:
-		return nil, fmt.Errorf("model: context %d exceeds max_position_embeddings %d in %s", ctx, max, cfg.File)
+		return 0, fmt.Errorf("model: context %d exceeds max_position_embeddings %d in %s", ctx, max, cfg.File)
+	}
+	return ctx, nil
+}
+
+func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime.Backend, o Options) (*Model, error) {
+	ctx, err := contextOf(cfg, o.Context)
+	if err != nil {
+		return nil, err
 	}
 	d, err := dimsAt(cfg, ctx)
 	if err != nil {
