@@ -531,6 +531,10 @@ func TestLlamaCppPhi3Longrope(t *testing.T) {
 	}
 	resp := runLlamaCpp(t, node, req)
 	tol := llamaTolerances[gguf.TypeF32]
+	// The runtime chooses the table by the context it loads the model for
+	// (max_position_embeddings here), not by the Long it is given: the
+	// other table comes from moving the original context across it (the
+	// attention factor, resolved at parse, stays).
 	run := func(ck *checkpoint, edit func(*hfconfig.RopeScaling)) [][]float64 {
 		cfg := *ck.cfg
 		if edit != nil {
@@ -544,11 +548,11 @@ func TestLlamaCppPhi3Longrope(t *testing.T) {
 		others map[string]func(*hfconfig.RopeScaling)
 	}{
 		{"long", long, map[string]func(*hfconfig.RopeScaling){
-			"the short factors":   func(s *hfconfig.RopeScaling) { s.Long = false },
+			"the short factors":   func(s *hfconfig.RopeScaling) { s.OriginalMaxPositionEmbeddings = 512 },
 			"no attention factor": func(s *hfconfig.RopeScaling) { s.AttentionFactor = 1 },
 		}},
 		{"short", short, map[string]func(*hfconfig.RopeScaling){
-			"the long factors": func(s *hfconfig.RopeScaling) { s.Long = true },
+			"the long factors": func(s *hfconfig.RopeScaling) { s.OriginalMaxPositionEmbeddings = 64 },
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
