@@ -347,9 +347,6 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if o.Dequantize && target == "" {
 		target, torchDType = safetensors.F16, "float16"
 	}
-	if cfg.ModelType == "phi3" && qconf != nil && o.GGUF != "" {
-		return nil, fmt.Errorf("convert: %s: model_type phi3 quantized with %s: %w (GGUF from a float Phi-3 checkpoint only, not yet from its quantized fused qkv_proj and gate_up_proj)", cfg.File, qconf.Method, hfconfig.ErrUnsupported)
-	}
 	src, kind, err := weights.OpenDir(o.In)
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -18,7 +19,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/half"
-	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -379,15 +379,6 @@ func TestConvertPhi3(t *testing.T) {
 	convert(t, publish.ConvertOptions{In: v2, Out: v1, Format: "gptq"})
 	convert(t, publish.ConvertOptions{In: q, Out: dq, Dequantize: true, DType: "f32"})
 	convert(t, publish.ConvertOptions{In: src, Out: f16, DType: "f16"})
-	// GGUF of a quantized phi3 is refused (its dequantized copy converts).
-	gg := filepath.Join(dir, "q.gguf")
-	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: gg, GGUF: "f32"}); !errors.Is(err, hfconfig.ErrUnsupported) ||
-		!strings.Contains(err.Error(), "model_type phi3 quantized with gptq") {
-		t.Errorf("GGUF of the GPTQ checkpoint: err = %v, want phi3 quantized refused as unsupported", err)
-	}
-	if _, serr := os.Stat(gg); !errors.Is(serr, fs.ErrNotExist) {
-		t.Errorf("%s written (stat: %v)", gg, serr)
-	}
 	qt, v2t, v1t, dqt, f16t := tensors(t, q), tensors(t, v2), tensors(t, v1), tensors(t, dq), tensors(t, f16)
 	if len(v1t) != len(qt) {
 		t.Errorf("v1 again: %d tensors, want %d", len(v1t), len(qt))
@@ -515,6 +506,105 @@ func TestConvertPhi3GGUF(t *testing.T) {
 		if ti, ok := qf.Tensor(name); !ok || ti.Type != want {
 			t.Errorf("%s: %+v (%v), want %s", name, ti, ok, want)
 		}
+	}
+}
+
+// TestConvertPhi3GPTQToGGUF converts a GPTQ phi3 checkpoint (act order,
+// fused qkv_proj and gate_up_proj modules) to GGUF F32 and F16: each
+// module dequantized through its parts and stacked again (attn_qkv rows
+// q, k, v; ffn_up gate, up). The F32 file's fused tensors are the
+// runtime's dequantization of the checkpoint (its dequantized copy's
+// fused tensors) exactly and give the checkpoint's logits; the F16 file's
+// are those rounded to fp16 and give them within 1e-2; the float source
+// before quantization is further from them than that (so the check tells
+// the GPTQ weights from the float ones). llama.cpp on the F32 file:
+// formats/gguf's TestLlamaCppPhi3GPTQ.
+func TestConvertPhi3GPTQToGGUF(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	src := fixtures.Phi3(t, map[string]any{"vocab_size": 32002}, synth.Options{DType: "f32", Seed: 3, TokenizerDir: tok})
+	q := filepath.Join(t.TempDir(), "q")
+	samples := phi3Samples(4, 64) // (ids below 256: within the vocabulary)
+	if _, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: src, Out: q, Sym: true, TrueSequential: true,
+		Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1}},
+		Samples:  samples, SeqLen: 64, Backend: cpu.New(0)}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	dq := filepath.Join(dir, "dq")
+	convert(t, publish.ConvertOptions{In: q, Out: dq, Dequantize: true, DType: "f32"})
+	dqt := tensors(t, dq)
+	ids := []int{1, 415, 5565, 302, 4843, 349, 264, 1628, 28723, 415, 5565, 302, 7293, 349}
+	load := func(dir string) []float32 {
+		m, err := model.Load(dir, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		return lastLogits(t, m, ids)
+	}
+	want, float := load(q), load(src)
+	maxDiff := func(a, b []float32) float64 {
+		var d float64
+		for i := range a {
+			d = max(d, math.Abs(float64(a[i])-float64(b[i])))
+		}
+		return d
+	}
+	d := maxDiff(float, want)
+	t.Logf("the float source's logits within %g of the GPTQ checkpoint's", d)
+	if !(d > 1e-2) {
+		t.Fatalf("the float source's logits are within %g of the GPTQ checkpoint's: the check cannot tell them", d)
+	}
+	for _, tc := range []struct {
+		typ   string
+		round func(float32) float32
+		tol   float64
+	}{
+		{"f32", func(v float32) float32 { return v }, 0},
+		{"f16", func(v float32) float32 { return half.F16ToF32(half.F32ToF16(v)) }, 1e-2},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			out := filepath.Join(dir, "phi3-"+tc.typ+".gguf")
+			convert(t, publish.ConvertOptions{In: q, Out: out, GGUF: tc.typ})
+			f, err := gguf.Open(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for li := range 2 {
+				for gg, hf := range map[string]string{"attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp.gate_up_proj"} {
+					name := fmt.Sprintf("blk.%d.%s.weight", li, gg)
+					got, err := f.Float32(name)
+					if err != nil {
+						t.Fatal(err)
+					}
+					w := dqt[fmt.Sprintf("model.layers.%d.%s.weight", li, hf)]
+					ref, err := w.Float32()
+					if err != nil || len(got) != len(ref) {
+						t.Fatalf("%s: %d values, the dequantized %s %v (%v)", name, len(got), w.Name, w.Shape, err)
+					}
+					for i := range ref {
+						if got[i] != tc.round(ref[i]) {
+							t.Fatalf("%s[%d] = %g, want the dequantized %s's %g in %s", name, i, got[i], w.Name, ref[i], tc.typ)
+						}
+					}
+				}
+			}
+			cfg, err := f.HFConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.FromWeights(f.Weights(cfg), cfg, nil, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			d := maxDiff(lastLogits(t, m, ids), want)
+			t.Logf("logits within %g of the GPTQ checkpoint's", d)
+			if !(d <= tc.tol) {
+				t.Errorf("logits differ from the GPTQ checkpoint's by up to %g, want at most %g", d, tc.tol)
+			}
+		})
 	}
 }
 

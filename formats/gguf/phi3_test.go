@@ -1,6 +1,7 @@
 package gguf_test
 
 import (
+	"context"
 	"errors"
 	"math"
 	"os"
@@ -16,6 +17,9 @@ import (
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/publish"
+	"github.com/gptqtool/gptqtool/quantize"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -567,6 +571,55 @@ func TestLlamaCppPhi3Longrope(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLlamaCppPhi3GPTQ: a GPTQ phi3 checkpoint (act order; fused
+// qkv_proj and gate_up_proj modules) converted to GGUF F32 as convert
+// --gguf does (publish.Convert: each part dequantized, the parts stacked
+// into attn_qkv and ffn_up) runs in llama.cpp as our runtime runs the GPTQ
+// checkpoint, within llamaCppMatches' F32 tolerance; our runtime on the
+// float weights before quantization is far from llama.cpp's (the check
+// tells the GPTQ weights from the float ones). (llamaCppMatches itself
+// converts float checkpoints; the read-back logits of the F32 and F16
+// files: publish's TestConvertPhi3GPTQToGGUF.)
+func TestLlamaCppPhi3GPTQ(t *testing.T) {
+	node := llamaCppAvailable(t)
+	ck := phi3Checkpoint(t, phi3TokenizerDir(t), nil)
+	prompts := phi3Prompts(t, ck.tok, 40)
+	var samples []quantize.Sample
+	for i := range 4 {
+		ids, err := ck.tok.Encode(strings.Repeat("The quick brown fox jumps over the lazy dog, number "+strconv.Itoa(i)+". ", 8))
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples = append(samples, quantize.Sample{IDs: ids[:64]})
+	}
+	q := filepath.Join(t.TempDir(), "q")
+	if _, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: ck.dir, Out: q, Sym: true, TrueSequential: true,
+		Branches: []publish.Branch{{Name: "main", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1}},
+		Samples:  samples, SeqLen: 64, Backend: cpu.New(0)}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "phi3-gptq-f32.gguf")
+	if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: q, Out: path, GGUF: "f32"}); err != nil {
+		t.Fatal(err)
+	}
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: path, Context: 64, Logits: prompts}}})
+	t.Logf("llama.cpp %s", resp.LlamaCpp)
+	m, err := model.Load(q, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tol := llamaTolerances[gguf.TypeF32]
+	d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
+	t.Logf("llama.cpp vs our runtime on the GPTQ checkpoint: %v", d)
+	tol.check(t, "llama.cpp vs our runtime on the GPTQ checkpoint", d)
+	u := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, fusedView(t, ck.set, ck.cfg), ck.cfg), prompts), ck.cfg.VocabSize)
+	t.Logf("llama.cpp vs our runtime on the float weights: %v", u)
+	if !(u.nmse > 100*tol.nmse) {
+		t.Errorf("llama.cpp's logits vs our runtime on the float weights before quantization: %v: the comparison cannot tell them", u)
 	}
 }
 
