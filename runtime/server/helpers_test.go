@@ -142,7 +142,9 @@ func startServer(t testing.TB, c serverConfig) *testServer {
 	eo := c.Engine
 	eo.Model = m
 	if eo.MaxLen == 0 {
-		eo.MaxLen = 1024
+		// 1024 positions, or fewer where the model was loaded for fewer
+		// (stories260K's 512): a cache past its context is refused.
+		eo.MaxLen = min(1024, m.Context())
 	}
 	if eo.Blocks == 0 {
 		eo.Blocks = 1024
