@@ -106,6 +106,20 @@ func byteLevelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 	if merges := tok.MergeList(); len(merges) > 0 {
 		kvs = append(kvs, KV{"tokenizer.ggml.merges", merges})
 	}
+	special, err := specialTokenKVs(cfg, tok, opts, n)
+	if err != nil {
+		return nil, err
+	}
+	kvs = append(kvs, special...)
+	return append(kvs, chatTemplateKVs(tok)...), nil
+}
+
+// specialTokenKVs are a file's special token ids (bos, eos, unknown,
+// padding: the tokenizer's, else config.json's or --pad-token-id, each
+// below the vocabulary's n ids) and, where the tokenizer's configs decide
+// them, add_bos_token and add_eos_token.
+func specialTokenKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions, n int) ([]KV, error) {
+	var kvs []KV
 	pad := tok.PadID()
 	if pad < 0 && opts.PadTokenID != nil {
 		pad = *opts.PadTokenID
@@ -134,7 +148,7 @@ func byteLevelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 	if eos {
 		kvs = append(kvs, KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()})
 	}
-	return append(kvs, chatTemplateKVs(tok)...), nil
+	return kvs, nil
 }
 
 // orConfig returns id, or where it is -1 config.json's key when that is

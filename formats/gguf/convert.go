@@ -1217,34 +1217,11 @@ func phi3VocabKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOp
 		{"tokenizer.ggml.scores", scores},
 		{"tokenizer.ggml.token_type", types},
 	}
-	pad := tok.PadID()
-	if pad < 0 && opts.PadTokenID != nil {
-		pad = *opts.PadTokenID
+	special, err := specialTokenKVs(cfg, tok, opts, n)
+	if err != nil {
+		return nil, err
 	}
-	for _, x := range []struct {
-		key string
-		id  int
-	}{
-		{"tokenizer.ggml.bos_token_id", orConfig(tok.BOS(), cfg, "bos_token_id")},
-		{"tokenizer.ggml.eos_token_id", orConfig(tok.EOS(), cfg, "eos_token_id")},
-		{"tokenizer.ggml.unknown_token_id", tok.UnknownID()},
-		{"tokenizer.ggml.padding_token_id", pad},
-	} {
-		if x.id < 0 {
-			continue
-		}
-		if x.id >= n {
-			return nil, fmt.Errorf("gguf convert: %s %d outside the vocabulary of %d", x.key, x.id, n)
-		}
-		kvs = append(kvs, KV{x.key, uint32(x.id)})
-	}
-	bos, eos := tok.AddSpecialDecided()
-	if bos {
-		kvs = append(kvs, KV{"tokenizer.ggml.add_bos_token", tok.AddBOS()})
-	}
-	if eos {
-		kvs = append(kvs, KV{"tokenizer.ggml.add_eos_token", tok.AddEOS()})
-	}
+	kvs = append(kvs, special...)
 	if !tok.AddsSpacePrefix() {
 		kvs = append(kvs, KV{"tokenizer.ggml.add_space_prefix", false})
 	}
