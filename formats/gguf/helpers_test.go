@@ -59,7 +59,13 @@ type checkpoint struct {
 
 func openCheckpoint(t testing.TB, rel string) *checkpoint {
 	t.Helper()
-	dir := fixture(t, rel)
+	return openCheckpointDir(t, fixture(t, rel))
+}
+
+// openCheckpointDir opens the checkpoint in dir: its tensors, config and
+// tokenizer.
+func openCheckpointDir(t testing.TB, dir string) *checkpoint {
+	t.Helper()
 	set, err := safetensors.OpenDir(dir)
 	if err != nil {
 		t.Fatal(err)

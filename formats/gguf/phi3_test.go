@@ -96,20 +96,7 @@ func phi3Checkpoint(t *testing.T, tokDir string, edit map[string]any) *checkpoin
 		e[k] = v
 	}
 	dir := fixtures.Phi3(t, e, synth.Options{DType: "f32", Seed: 11, TokenizerDir: tokDir})
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { set.Close() })
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &checkpoint{dir: dir, set: set, cfg: cfg, tok: tok}
+	return openCheckpointDir(t, dir)
 }
 
 // phi3Factors are longrope factors for head_dim 16 (8 of each), exact in

@@ -43,20 +43,7 @@ func qwen2Checkpoint(t *testing.T) *checkpoint {
 	writeJSON(t, filepath.Join(tokDir, "tokenizer_config.json"), tc)
 	dir := fixtures.Qwen2(t, map[string]any{"vocab_size": len(tokens), "num_hidden_layers": 2},
 		synth.Options{DType: "f32", Seed: 9, TokenizerDir: tokDir})
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { set.Close() })
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &checkpoint{dir: dir, set: set, cfg: cfg, tok: tok}
+	return openCheckpointDir(t, dir)
 }
 
 // TestConvertQwen2 converts a Qwen2 checkpoint: general.architecture

@@ -8,10 +8,8 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
-	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
-	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -28,20 +26,7 @@ func qwen3Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 		e[k] = v
 	}
 	dir := fixtures.Qwen3(t, e, synth.Options{DType: "f32", Seed: 9, TokenizerDir: q2.dir})
-	set, err := safetensors.OpenDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { set.Close() })
-	cfg, err := hfconfig.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := tokenizer.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &checkpoint{dir: dir, set: set, cfg: cfg, tok: tok}
+	return openCheckpointDir(t, dir)
 }
 
 // TestConvertQwen3 converts a Qwen3 checkpoint: general.architecture
