@@ -666,28 +666,39 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 }
 
 // TestNativeMistralIDs: a history whose call ids are another server's
-// (call_ and 24 characters), which Mistral Nemo's template refuses, is
-// rendered with each id cut to its last 9 characters, as vLLM cuts them,
-// in the call and in its result alike.
+// (call_ and 24 characters), which Mistral's templates refuse (Nemo's and
+// Small 3.2's, which writes each id after [CALL_ID]), is rendered with each
+// id cut to its last 9 characters, as vLLM cuts them, in the call and in
+// its result alike.
 func TestNativeMistralIDs(t *testing.T) {
-	tok := templateTokenizer(t, readTemplate(t, "mistralai-Mistral-Nemo-Instruct-2407"), "", false)
-	req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "Add 1 and 2."},
+	for _, tc := range []struct {
+		template string
+		want     []string
+	}{
+		{"mistralai-Mistral-Nemo-Instruct-2407", []string{`[TOOL_CALLS][{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "pqrstuvwx"}]`, `{"content": 3, "call_id": "pqrstuvwx"}`}},
+		{"Mistral-Small-3.2-24B-Instruct-2506", []string{`[TOOL_CALLS]add[CALL_ID]pqrstuvwx[ARGS]{"a": 1, "b": 2}</s>`, `[TOOL_RESULTS]pqrstuvwx[TOOL_CONTENT]3[/TOOL_RESULTS]`}},
+	} {
+		t.Run(tc.template, func(t *testing.T) {
+			tok := templateTokenizer(t, readTemplate(t, tc.template), "", false)
+			req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "Add 1 and 2."},
 		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_abcdefghijklmnopqrstuvwx", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
 		{"role": "tool", "tool_call_id": "call_abcdefghijklmnopqrstuvwx", "content": "3"}], "tools": [`+addTool+`]}`), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
-	msgs, _, tools := ChatMessages(req, tok, opts)
-	opts.Tools = tools
-	got, err := tok.RenderChat(msgs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`[TOOL_CALLS][{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "pqrstuvwx"}]`, `{"content": 3, "call_id": "pqrstuvwx"}`} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the prompt does not hold %s:\n%s", want, got)
-		}
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
+			msgs, _, tools := ChatMessages(req, tok, opts)
+			opts.Tools = tools
+			got, err := tok.RenderChat(msgs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(got, want) {
+					t.Errorf("the prompt does not hold %s:\n%s", want, got)
+				}
+			}
+		})
 	}
 }
 
@@ -711,32 +722,6 @@ func TestNativeModelCallIDs(t *testing.T) {
 	}
 	if len(ids) != 2 || ids[0] != "abc123DEF" {
 		t.Errorf("streamed ids %q, want abc123DEF first", ids)
-	}
-}
-
-// TestNativeMistralSmallIDs: Mistral Small 3.2's template, which writes
-// each call's id after [CALL_ID] and refuses ids not of 9 characters,
-// renders another server's ids cut to their last 9 characters, in the
-// call and in its result.
-func TestNativeMistralSmallIDs(t *testing.T) {
-	tok := templateTokenizer(t, readTemplate(t, "Mistral-Small-3.2-24B-Instruct-2506"), "", false)
-	req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "Add 1 and 2."},
-		{"role": "assistant", "content": null, "tool_calls": [{"id": "call_abcdefghijklmnopqrstuvwx", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 1, \"b\": 2}"}}]},
-		{"role": "tool", "tool_call_id": "call_abcdefghijklmnopqrstuvwx", "content": "3"}], "tools": [`+addTool+`]}`), true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := tokenizer.ChatOptions{AddGenerationPrompt: true}
-	msgs, _, tools := ChatMessages(req, tok, opts)
-	opts.Tools = tools
-	got, err := tok.RenderChat(msgs, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{`[TOOL_CALLS]add[CALL_ID]pqrstuvwx[ARGS]{"a": 1, "b": 2}</s>`, `[TOOL_RESULTS]pqrstuvwx[TOOL_CONTENT]3[/TOOL_RESULTS]`} {
-		if !strings.Contains(got, want) {
-			t.Errorf("the prompt does not hold %s:\n%s", want, got)
-		}
 	}
 }
 
