@@ -62,7 +62,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 	if chat {
 		var ids []int
 		var text string
-		ids, text, err = s.chatPrompt(b, req, reasoningTemplate(b.Tokenizer))
+		ids, text, err = s.chatPrompt(b, req, reasoningTemplate(b.Tokenizer) != nil)
 		prompts = [][]int{ids}
 		think = requestThinking(b, req, text)
 	} else {
@@ -249,7 +249,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 				if c.keep == nil {
 					c.keep = map[int]string{}
 				}
-				for id, m := range keepIDs(b.Tokenizer, []string{thinkOpen, thinkClose}) {
+				for id, m := range keepIDs(b.Tokenizer, []string{think.markers.open, think.markers.close}) {
 					c.keep[id] = m
 				}
 			}

@@ -62,8 +62,8 @@ func (s *Server) grammar(b *Backend, req *openai.Request, think *thinking) (comp
 		if f := backendFormat(b); f != nil {
 			markers = f.markers
 		}
-		if reasoningTemplate(b.Tokenizer) {
-			markers = append(markers, thinkOpen, thinkClose)
+		if m := reasoningTemplate(b.Tokenizer); m != nil {
+			markers = append(markers, m.open, m.close)
 		}
 		c.backend, c.vocab, c.byKey = b, grammar.NewVocabWith(b.Tokenizer, markers), map[string]compiled{}
 	}
@@ -162,9 +162,9 @@ func (s *Server) grammar(b *Backend, req *openai.Request, think *thinking) (comp
 	}
 	switch {
 	case think != nil && out.lazy != nil:
-		out.block = out.lazy.After(thinkOpen, thinkClose, think.opened)
+		out.block = out.lazy.After(think.markers.open, think.markers.close, think.opened)
 	case think != nil:
-		out.block = g.After(thinkOpen, thinkClose, think.opened)
+		out.block = g.After(think.markers.open, think.markers.close, think.opened)
 	}
 	if len(c.byKey) >= maxGrammars {
 		clear(c.byKey)

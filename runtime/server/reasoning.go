@@ -35,10 +35,35 @@ import (
 // it calls or answers, as llama.cpp's lazy grammars allow; stop strings
 // and max_tokens count the reasoning as the rest of the reply, and
 // usage's completion_tokens_details.reasoning_tokens counts its tokens.
+//
+// Mistral's reasoning models (Magistral Small and Medium 1.2 on,
+// Ministral 3 Reasoning) write the block between the special tokens
+// [THINK] and [/THINK] instead, read the same way (vLLM's mistral
+// reasoning parser is its deepseek_r1 one with those tokens). Their
+// templates write no generation prompt after "[/INST]", so the reply may
+// open a block; and they take an assistant message's reasoning not as
+// reasoning_content but as a content chunk {"type": "thinking"} (as
+// mistral_common's ThinkChunk) that they write between the markers
+// before the text: the history's reasoning is written into the content
+// so, the bytes the template writes for the chunk.
 const (
-	thinkOpen  = "<think>"
-	thinkClose = "</think>"
+	thinkOpen    = "<think>"
+	thinkClose   = "</think>"
+	mistralOpen  = "[THINK]"
+	mistralClose = "[/THINK]"
 )
+
+// reasoningMarkers are the markers of a template's reasoning block.
+type reasoningMarkers struct {
+	open, close string
+	// inline: the template reads an assistant message's reasoning only
+	// in its content, between the markers (Mistral's thinking chunk),
+	// not from reasoning_content.
+	inline bool
+}
+
+// thinkMarkers are the <think> block's markers.
+var thinkMarkers = reasoningMarkers{open: thinkOpen, close: thinkClose}
 
 // Reasoning formats (serve --reasoning-format, a request's
 // reasoning_format: llama.cpp's names).
@@ -47,20 +72,44 @@ const (
 	ReasoningDeepSeek = "deepseek"
 )
 
-// reasoningTemplate says whether t's chat template (not an openchat one)
-// writes a reasoning block.
-func reasoningTemplate(t *tokenizer.Tokenizer) bool {
+// reasoningTemplate is the markers of the reasoning block t's chat
+// template (not an openchat one) writes, both of a pair, nil where it
+// writes none.
+func reasoningTemplate(t *tokenizer.Tokenizer) *reasoningMarkers {
 	if name, err := t.TemplateName(tokenizer.ChatOptions{}); err != nil || name != tokenizer.JinjaTemplate {
-		return false
+		return nil
 	}
 	src := t.ChatTemplate()
-	return strings.Contains(src, thinkOpen) && strings.Contains(src, thinkClose)
+	switch {
+	case strings.Contains(src, thinkOpen) && strings.Contains(src, thinkClose):
+		m := thinkMarkers
+		return &m
+	case strings.Contains(src, mistralOpen) && strings.Contains(src, mistralClose):
+		return &reasoningMarkers{open: mistralOpen, close: mistralClose, inline: !strings.Contains(src, "reasoning_content")}
+	}
+	return nil
+}
+
+// inlineReasoning writes each assistant message's reasoning into its
+// content, between the markers, where the template reads it only there
+// (m.inline).
+func inlineReasoning(msgs []tokenizer.Message, m *reasoningMarkers) {
+	if m == nil || !m.inline {
+		return
+	}
+	for i := range msgs {
+		if r := msgs[i].ReasoningContent; r != "" {
+			msgs[i].Content = m.open + r + m.close + msgs[i].Content
+			msgs[i].ReasoningContent = ""
+		}
+	}
 }
 
 // thinking is how a request's reply is read for reasoning: nil where it
 // is not; opened where the prompt opened the block.
 type thinking struct {
-	opened bool
+	markers reasoningMarkers
+	opened  bool
 	// drop: the reasoning is read but not returned (include_reasoning
 	// false).
 	drop bool
@@ -73,14 +122,18 @@ func requestThinking(b *Backend, req *openai.Request, prompt string) *thinking {
 	if req.ReasoningFormat != "" {
 		format = req.ReasoningFormat
 	}
-	if format == ReasoningNone || req.Condition != "" || b.Chat.Template != "" || !reasoningTemplate(b.Tokenizer) {
+	if format == ReasoningNone || req.Condition != "" || b.Chat.Template != "" {
+		return nil
+	}
+	m := reasoningTemplate(b.Tokenizer)
+	if m == nil {
 		return nil
 	}
 	end := strings.TrimRight(prompt, " \t\r\n")
-	if strings.HasSuffix(end, thinkClose) || req.NoGenerationPrompt {
+	if strings.HasSuffix(end, m.close) || req.NoGenerationPrompt {
 		return nil
 	}
-	return &thinking{opened: strings.HasSuffix(end, thinkOpen), drop: req.NoReasoning}
+	return &thinking{markers: *m, opened: strings.HasSuffix(end, m.open), drop: req.NoReasoning}
 }
 
 // templateVars is chat_template_kwargs as a template's variables (each
@@ -108,6 +161,7 @@ func templateVars(req *openai.Request) (map[string]any, error) {
 // and the rest, holding what the next piece decides: a possible start of
 // a marker, whitespace that may end the reasoning or start the content.
 type reasoningSplitter struct {
+	reasoningMarkers
 	phase uint8
 	held  string
 	seen  bool // a block came
@@ -124,9 +178,9 @@ const (
 
 func newReasoningSplitter(th *thinking) *reasoningSplitter {
 	if th.opened {
-		return &reasoningSplitter{phase: rsIn, seen: true}
+		return &reasoningSplitter{reasoningMarkers: th.markers, phase: rsIn, seen: true}
 	}
-	return &reasoningSplitter{}
+	return &reasoningSplitter{reasoningMarkers: th.markers}
 }
 
 // InBlock says whether the text so far ends inside the block.
@@ -148,9 +202,9 @@ func (s *reasoningSplitter) Feed(piece string) (reasoning, content string) {
 		case rsStart:
 			t := strings.TrimLeft(text, " \t\r\n")
 			switch {
-			case strings.HasPrefix(t, thinkOpen):
-				s.phase, s.seen, text = rsIn, true, t[len(thinkOpen):]
-			case strings.HasPrefix(thinkOpen, t):
+			case strings.HasPrefix(t, s.open):
+				s.phase, s.seen, text = rsIn, true, t[len(s.open):]
+			case strings.HasPrefix(s.open, t):
 				s.held = text
 				return
 			default:
@@ -164,16 +218,16 @@ func (s *reasoningSplitter) Feed(piece string) (reasoning, content string) {
 			text = t
 			s.phase++ // rsText, rsRest
 		case rsText:
-			if i := strings.Index(text, thinkClose); i >= 0 {
+			if i := strings.Index(text, s.close); i >= 0 {
 				reasoning += strings.TrimRight(text[:i], " \t\r\n")
-				s.phase, text = rsAfter, text[i+len(thinkClose):]
+				s.phase, text = rsAfter, text[i+len(s.close):]
 				continue
 			}
 			// Hold a possible start of the close, and whitespace
 			// before it.
 			keep := len(text)
-			for n := min(len(thinkClose)-1, len(text)); n > 0; n-- {
-				if strings.HasSuffix(text, thinkClose[:n]) {
+			for n := min(len(s.close)-1, len(text)); n > 0; n-- {
+				if strings.HasSuffix(text, s.close[:n]) {
 					keep = len(text) - n
 					break
 				}

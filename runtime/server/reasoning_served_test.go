@@ -304,3 +304,76 @@ func TestReasoningServedOptional(t *testing.T) {
 		t.Errorf("enable_thinking false: usage %+v", wu)
 	}
 }
+
+// TestReasoningServedMistral serves the tiny model under Ministral 3
+// Reasoning's template, whose prompt leaves the block to the model, with
+// [/THINK] one special token of its vocabulary (<|pad_0|> renamed, as
+// Mistral's control token) and a logit bias on it: under a json_schema a
+// reply may open [THINK] or answer at once (the grammar allows both
+// starts); one that opened it has its reasoning apart, without the
+// markers, and the schema's value as content, read alike whole and
+// streamed, its reasoning tokens counted; under reasoning_format none
+// the reply is not read for a block (the control token's text left out,
+// as other special tokens').
+func TestReasoningServedMistral(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	tok := templateTokenizer(t, readTemplate(t, "mistralai-Ministral-3-14B-Reasoning-2512"), mistralClose, true)
+	closeID, ok := tok.TokenID(mistralClose)
+	if !ok || !tok.IsSpecial(closeID) {
+		t.Fatal("no special [/THINK] token")
+	}
+	ts := startServer(t, serverConfig{Tokenizer: tok})
+	user := `"messages": [{"role": "user", "content": "2+2?"}]`
+	schema := `"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": false}}}`
+	body := fmt.Sprintf(`{%s, %s, "logit_bias": {"%d": 12}, "n": 6, "temperature": 1, "seed": 5, "max_tokens": 200`, user, schema, closeID)
+	whole, streamed, wu, su := chatBoth(t, ts, body, 6)
+	sameReplies(t, whole, streamed)
+	if wu != su {
+		t.Errorf("usage %+v, streamed %+v", wu, su)
+	}
+	reasoned := 0
+	for j, w := range whole {
+		t.Logf("choice %d: %s reasoning %s content %s", j, w.Finish, str(w.Reasoning), str(w.Content))
+		if w.Finish == "length" {
+			continue
+		}
+		var v struct {
+			Answer *json.Number `json:"answer"`
+		}
+		if w.Content == nil {
+			t.Errorf("choice %d: no content", j)
+			continue
+		}
+		dec := json.NewDecoder(strings.NewReader(*w.Content))
+		dec.UseNumber()
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil || v.Answer == nil || dec.More() {
+			t.Errorf("choice %d: content %s is not the schema's: %v", j, str(w.Content), err)
+		}
+		if w.Reasoning != nil {
+			reasoned++
+			if strings.Contains(*w.Reasoning, "THINK]") {
+				t.Errorf("choice %d: a marker in the reasoning %s", j, *w.Reasoning)
+			}
+		}
+	}
+	if reasoned == 0 || wu.Reasoning <= 0 || wu.Reasoning >= wu.Completion {
+		t.Errorf("%d choices reasoned, usage %+v; want some, their tokens among the completion's", reasoned, wu)
+	}
+
+	code, data := post(t, ts, "/v1/chat/completions", strings.TrimSuffix(body, "}")+`, "reasoning_format": "none"}`)
+	if code != 200 {
+		t.Fatalf("%d %s", code, data)
+	}
+	raw, _ := chatReplies(t, data)
+	for j, r := range raw {
+		if r.Reasoning != nil || r.Content == nil {
+			t.Errorf("reasoning_format none: choice %d reasoning %s, content %s; want all content", j, str(r.Reasoning), str(r.Content))
+		}
+	}
+	if u := readUsage(t, data); u.Reasoning != -1 {
+		t.Errorf("reasoning_format none: usage %+v", u)
+	}
+}

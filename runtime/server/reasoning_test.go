@@ -96,13 +96,20 @@ func TestReasoningPrompt(t *testing.T) {
 		"Qwen-QwQ-32B":    {"first": "none", "thinking_off": "none", "thinking_on": "opened"},
 		"Qwen-Qwen3-0.6B": {"first": "optional", "thinking_off": "none", "thinking_on": "optional"},
 		"Qwen3.5-4B":      {"first": "opened", "thinking_off": "none", "thinking_on": "opened"},
+		"mistralai-Ministral-3-14B-Reasoning-2512": {"first": "optional", "thinking_off": "optional", "thinking_on": "optional"},
 	}
+	// The block's markers, by template.
+	mistral := map[string]bool{"mistralai-Ministral-3-14B-Reasoning-2512": true}
 	s := &Server{}
 	checked := 0
 	for name, outs := range golden {
 		tok := templateTokenizer(t, readTemplate(t, name), "", false)
-		if !reasoningTemplate(tok) {
-			t.Errorf("%s: not found to write a reasoning block", name)
+		want := thinkMarkers
+		if mistral[name] {
+			want = reasoningMarkers{open: mistralOpen, close: mistralClose, inline: true}
+		}
+		if got := reasoningTemplate(tok); got == nil || *got != want {
+			t.Errorf("%s: block markers %+v, want %+v", name, got, want)
 		}
 		b := &Backend{Tokenizer: tok}
 		for _, c := range spec.Cases {
@@ -149,12 +156,16 @@ func TestReasoningPrompt(t *testing.T) {
 			})
 		}
 	}
-	if checked < 30 {
+	if checked < 36 {
 		t.Errorf("%d renders checked", checked)
 	}
 	// A template without the block (Qwen 2.5's) is not read for it.
-	if reasoningTemplate(templateTokenizer(t, readTemplate(t, "Qwen-Qwen2.5-7B-Instruct"), "", false)) {
-		t.Error("Qwen 2.5's template found to reason")
+	// A template without the block (Qwen 2.5's, Mistral Small 3.2's) is
+	// not read for it.
+	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "Mistral-Small-3.2-24B-Instruct-2506"} {
+		if m := reasoningTemplate(templateTokenizer(t, readTemplate(t, name), "", false)); m != nil {
+			t.Errorf("%s found to reason, markers %+v", name, m)
+		}
 	}
 }
 
@@ -209,6 +220,7 @@ func TestReasoningKwargsErrors(t *testing.T) {
 // reasoningReply is a reply as a model writes it and how it reads.
 type reasoningReply struct {
 	name      string
+	mistral   bool // [THINK] … [/THINK]
 	opened    bool
 	text      string
 	reasoning *string // null: none
@@ -242,6 +254,33 @@ var reasoningReplies = []reasoningReply{
 	{name: "cut in the close", opened: true, text: "abc </thi", reasoning: strp("abc </thi")},
 	{name: "cut in the open", text: "<thi", content: strp("<thi")},
 	{name: "a second block is content", text: "<think>a</think>b<think>c</think>", reasoning: strp("a"), content: strp("b<think>c</think>")},
+
+	// Mistral's (vLLM's mistral reasoning parser tests, retyped;
+	// Magistral's and Ministral 3 Reasoning's own layout, no whitespace
+	// at the markers).
+	{name: "mistral: vllm simple", mistral: true, text: "[THINK]This is a reasoning section[/THINK]This is the rest", reasoning: strp("This is a reasoning section"), content: strp("This is the rest")},
+	{name: "mistral: vllm complete reasoning", mistral: true, text: "[THINK]This is a reasoning section[/THINK]", reasoning: strp("This is a reasoning section")},
+	{name: "mistral: vllm no think", mistral: true, text: "This is content", content: strp("This is content")},
+	{name: "mistral: vllm no end", mistral: true, text: "[THINK]This is a reasoning section", reasoning: strp("This is a reasoning section")},
+	{name: "mistral: vllm multiple lines", mistral: true, text: "[THINK]This\nThat[/THINK]This is the rest\nThat", reasoning: strp("This\nThat"), content: strp("This is the rest\nThat")},
+	{name: "mistral: vllm shortest", mistral: true, text: "[THINK][/THINK]This is the rest", content: strp("This is the rest")},
+	{name: "mistral: ministral layout", mistral: true, text: "[THINK]Okay, the user asks for 2+2. That is 4.[/THINK]The answer is **4**.", reasoning: strp("Okay, the user asks for 2+2. That is 4."), content: strp("The answer is **4**.")},
+	{name: "mistral: then a call", mistral: true, text: "[THINK]I should call add.[/THINK][TOOL_CALLS]add[ARGS]{\"a\": 2}", reasoning: strp("I should call add."), content: strp("[TOOL_CALLS]add[ARGS]{\"a\": 2}")},
+	{name: "mistral: opened", mistral: true, opened: true, text: "x[/THINK]y", reasoning: strp("x"), content: strp("y")},
+	{name: "mistral: a close-like text inside", mistral: true, text: "[THINK]a [/THIN b [/THINK] c", reasoning: strp("a [/THIN b"), content: strp("c")},
+	{name: "mistral: cut in the close", mistral: true, text: "[THINK]abc [/THI", reasoning: strp("abc [/THI")},
+	{name: "mistral: cut in the open", mistral: true, text: "[THI", content: strp("[THI")},
+	{name: "mistral: a think tag is text", mistral: true, text: "<think>a</think>b", content: strp("<think>a</think>b")},
+	{name: "mistral: a think close inside", mistral: true, text: "[THINK]a</think>b[/THINK]c", reasoning: strp("a</think>b"), content: strp("c")},
+	{name: "think: a mistral block is text", text: "[THINK]a[/THINK]b", content: strp("[THINK]a[/THINK]b")},
+}
+
+// markers is the markers c is read with.
+func (c reasoningReply) markers() reasoningMarkers {
+	if c.mistral {
+		return reasoningMarkers{open: mistralOpen, close: mistralClose}
+	}
+	return thinkMarkers
 }
 
 // TestReasoningSplitter reads each reply whole and streamed in pieces of
@@ -250,8 +289,9 @@ var reasoningReplies = []reasoningReply{
 func TestReasoningSplitter(t *testing.T) {
 	for _, c := range reasoningReplies {
 		t.Run(c.name, func(t *testing.T) {
+			th := &thinking{markers: c.markers(), opened: c.opened}
 			for size := 1; size <= len(c.text); size++ {
-				sp := newReasoningSplitter(&thinking{opened: c.opened})
+				sp := newReasoningSplitter(th)
 				var r, ct strings.Builder
 				for i := 0; i < len(c.text); i += size {
 					a, b := sp.Feed(c.text[i:min(i+size, len(c.text))])
@@ -263,35 +303,35 @@ func TestReasoningSplitter(t *testing.T) {
 				ct.WriteString(b)
 				content := ct.String()
 				m := openai.ChatMessage{Content: &content}
-				reasoningMessage(&m, &thinking{opened: c.opened}, sp, r.String())
+				reasoningMessage(&m, th, sp, r.String())
 				if str(m.ReasoningContent) != str(c.reasoning) || str(m.Content) != str(c.content) {
 					t.Fatalf("pieces of %d: reasoning %s, content %s; want %s, %s", size, str(m.ReasoningContent), str(m.Content), str(c.reasoning), str(c.content))
 				}
-				if size == len(c.text) && sp.InBlock() != (c.content == nil && c.reasoning != nil && !strings.HasSuffix(c.text, thinkClose)) {
+				if size == len(c.text) && sp.InBlock() != (c.content == nil && c.reasoning != nil && !strings.HasSuffix(c.text, th.markers.close)) {
 					t.Errorf("in the block %v at the end", sp.InBlock())
 				}
 			}
 		})
 	}
 	// Dropped (include_reasoning false): read, not returned.
-	sp := newReasoningSplitter(&thinking{})
+	sp := newReasoningSplitter(&thinking{markers: thinkMarkers})
 	_, content := sp.Feed("<think>x</think>y")
 	m := openai.ChatMessage{Content: &content}
-	reasoningMessage(&m, &thinking{drop: true}, sp, "x")
+	reasoningMessage(&m, &thinking{markers: thinkMarkers, drop: true}, sp, "x")
 	if m.ReasoningContent != nil || str(m.Content) != `"y"` {
 		t.Errorf("dropped: reasoning %s, content %s", str(m.ReasoningContent), str(m.Content))
 	}
 }
 
-// FuzzReasoningSplitter: any reply, opened or not, in any two pieces,
+// FuzzReasoningSplitter: any reply, opened or not, either markers, in any two pieces,
 // never panics the splitter and reads as it does whole; the reasoning and
 // content together hold no more than the reply's text.
 func FuzzReasoningSplitter(f *testing.F) {
 	for _, c := range reasoningReplies {
-		f.Add(c.text, uint(len(c.text)/2), c.opened)
+		f.Add(c.text, uint(len(c.text)/2), c.opened, c.mistral)
 	}
-	f.Fuzz(func(t *testing.T, text string, cut uint, opened bool) {
-		th := &thinking{opened: opened}
+	f.Fuzz(func(t *testing.T, text string, cut uint, opened, mistral bool) {
+		th := &thinking{markers: reasoningReply{mistral: mistral}.markers(), opened: opened}
 		read := func(pieces ...string) (string, string) {
 			sp := newReasoningSplitter(th)
 			var r, c strings.Builder
@@ -330,7 +370,7 @@ func TestReasoningThenCalls(t *testing.T) {
 		text := "<think>\n" + reasoning + "\n</think>\n\n" + c.text
 		t.Run(c.name, func(t *testing.T) {
 			for size := 1; size <= len(text); size++ {
-				sp := newReasoningSplitter(&thinking{})
+				sp := newReasoningSplitter(&thinking{markers: thinkMarkers})
 				ns := newNativeScanner(hermesFormat, nil)
 				var r, content strings.Builder
 				for i := 0; i < len(text); i += size {
@@ -344,7 +384,7 @@ func TestReasoningThenCalls(t *testing.T) {
 				got, _ := ns.Feed(b)
 				content.WriteString(got + ns.Finish())
 				m, _ := ns.message("stop", "tool_calls")
-				reasoningMessage(&m, &thinking{}, sp, r.String())
+				reasoningMessage(&m, &thinking{markers: thinkMarkers}, sp, r.String())
 				if str(m.ReasoningContent) != str(strp(reasoning)) || str(m.Content) != str(c.content) || ns.Form() != c.form {
 					t.Fatalf("pieces of %d: reasoning %s, content %s, form %s; want %q, %s, %s", size, str(m.ReasoningContent), str(m.Content), ns.Form(), reasoning, str(c.content), c.form)
 				}

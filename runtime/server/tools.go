@@ -308,6 +308,7 @@ type toolResponse struct {
 func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.ChatOptions) (msgs []tokenizer.Message, from []int, tools []byte) {
 	if f := detectToolFormat(t); opts.Template == "" && f != nil {
 		msgs, from = nativeMessages(req, f)
+		inlineReasoning(msgs, reasoningTemplate(t))
 		return msgs, from, templateTools(req)
 	}
 	systemKept := true
@@ -315,6 +316,9 @@ func ChatMessages(req *openai.Request, t *tokenizer.Tokenizer, opts tokenizer.Ch
 		systemKept = opts.SystemMessages
 	}
 	msgs, from = chatMessages(req, systemKept)
+	if opts.Template == "" {
+		inlineReasoning(msgs, reasoningTemplate(t))
+	}
 	return msgs, from, nil
 }
 
