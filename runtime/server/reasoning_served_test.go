@@ -312,8 +312,9 @@ func TestReasoningServedOptional(t *testing.T) {
 // reply may open [THINK] or answer at once (the grammar allows both
 // starts); one that opened it has its reasoning apart, without the
 // markers, and the schema's value as content, read alike whole and
-// streamed, its reasoning tokens counted; under reasoning_format none
-// the reply is not read for a block (the control token's text left out,
+// streamed, its reasoning tokens counted; under tool_choice required the
+// calls in Mistral's [TOOL_CALLS]name[ARGS]{…} form follow [/THINK];
+// under reasoning_format none the reply is not read for a block (the control token's text left out,
 // as other special tokens').
 func TestReasoningServedMistral(t *testing.T) {
 	if testing.Short() {
@@ -375,5 +376,31 @@ func TestReasoningServedMistral(t *testing.T) {
 	}
 	if u := readUsage(t, data); u.Reasoning != -1 {
 		t.Errorf("reasoning_format none: usage %+v", u)
+	}
+
+	tools := `"tools": [` + weatherTool + `, ` + addTool + `], "tool_choice": "required", "parallel_tool_calls": false`
+	whole, streamed, wu, su = chatBoth(t, ts, fmt.Sprintf(`{"messages": [{"role": "user", "content": "What is the weather in Paris?"}], %s, "logit_bias": {"%d": 12}, "n": 6, "temperature": 1, "seed": 5, "max_tokens": 250`, tools, closeID), 6)
+	sameReplies(t, whole, streamed)
+	if wu != su {
+		t.Errorf("required: usage %+v, streamed %+v", wu, su)
+	}
+	calls := 0
+	for j, w := range whole {
+		t.Logf("required: choice %d: %s reasoning %s content %s calls %+v", j, w.Finish, str(w.Reasoning), str(w.Content), w.ToolCalls)
+		if w.Finish == "length" {
+			continue
+		}
+		if w.Finish != "tool_calls" || len(w.ToolCalls) != 1 || w.Content != nil || w.Reasoning == nil || strings.Contains(*w.Reasoning, "THINK]") {
+			t.Errorf("required: choice %d: %s, reasoning %s, content %s, %d calls; want reasoning, then one call", j, w.Finish, str(w.Reasoning), str(w.Content), len(w.ToolCalls))
+			continue
+		}
+		calls++
+		c := w.ToolCalls[0]
+		if why := checkArguments(c.Function.Name, c.Function.Arguments); why != "" {
+			t.Errorf("required: choice %d: %s(%s): %s", j, c.Function.Name, c.Function.Arguments, why)
+		}
+	}
+	if calls == 0 {
+		t.Error("required: no choice called")
 	}
 }
