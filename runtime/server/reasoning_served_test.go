@@ -216,8 +216,7 @@ func TestReasoningServed(t *testing.T) {
 	})
 
 	t.Run("json_schema", func(t *testing.T) {
-		schema := `"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": false}}}`
-		whole, streamed, _, _ := chatBoth(t, ts, body(think+", "+schema, 3, 120), 3)
+		whole, streamed, _, _ := chatBoth(t, ts, body(think+", "+answerSchema, 3, 120), 3)
 		sameReplies(t, whole, streamed)
 		valid := 0
 		for j, w := range whole {
@@ -225,22 +224,12 @@ func TestReasoningServed(t *testing.T) {
 			if w.Finish == "length" {
 				continue
 			}
-			var v struct {
-				Answer *json.Number `json:"answer"`
-			}
-			if w.Content == nil {
-				t.Errorf("choice %d: no content", j)
+			answer := schemaAnswer(t, j, w.Content)
+			if answer == nil {
 				continue
 			}
-			dec := json.NewDecoder(strings.NewReader(*w.Content))
-			dec.UseNumber()
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&v); err != nil || v.Answer == nil || dec.More() {
-				t.Errorf("choice %d: content %s is not the schema's: %v", j, str(w.Content), err)
-				continue
-			}
-			if _, err := v.Answer.Int64(); err != nil {
-				t.Errorf("choice %d: answer %s", j, *v.Answer)
+			if _, err := answer.Int64(); err != nil {
+				t.Errorf("choice %d: answer %s", j, *answer)
 			}
 			valid++
 		}
@@ -327,8 +316,7 @@ func TestReasoningServedMistral(t *testing.T) {
 	}
 	ts := startServer(t, serverConfig{Tokenizer: tok})
 	user := `"messages": [{"role": "user", "content": "2+2?"}]`
-	schema := `"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": false}}}`
-	body := fmt.Sprintf(`{%s, %s, "logit_bias": {"%d": 12}, "n": 6, "temperature": 1, "seed": 5, "max_tokens": 200`, user, schema, closeID)
+	body := fmt.Sprintf(`{%s, %s, "logit_bias": {"%d": 12}, "n": 6, "temperature": 1, "seed": 5, "max_tokens": 200`, user, answerSchema, closeID)
 	whole, streamed, wu, su := chatBoth(t, ts, body, 6)
 	sameReplies(t, whole, streamed)
 	if wu != su {
@@ -340,19 +328,7 @@ func TestReasoningServedMistral(t *testing.T) {
 		if w.Finish == "length" {
 			continue
 		}
-		var v struct {
-			Answer *json.Number `json:"answer"`
-		}
-		if w.Content == nil {
-			t.Errorf("choice %d: no content", j)
-			continue
-		}
-		dec := json.NewDecoder(strings.NewReader(*w.Content))
-		dec.UseNumber()
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&v); err != nil || v.Answer == nil || dec.More() {
-			t.Errorf("choice %d: content %s is not the schema's: %v", j, str(w.Content), err)
-		}
+		schemaAnswer(t, j, w.Content)
 		if w.Reasoning != nil {
 			reasoned++
 			if strings.Contains(*w.Reasoning, "THINK]") {
@@ -403,4 +379,29 @@ func TestReasoningServedMistral(t *testing.T) {
 	if calls == 0 {
 		t.Error("required: no choice called")
 	}
+}
+
+// answerSchema is a response_format whose value is {"answer": an integer}.
+const answerSchema = `"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"], "additionalProperties": false}}}`
+
+// schemaAnswer is choice j's content read as answerSchema's value (no
+// other field, nothing after it), its answer; nil, with an error on t,
+// where there is no content or it is not that value.
+func schemaAnswer(t *testing.T, j int, content *string) *json.Number {
+	t.Helper()
+	if content == nil {
+		t.Errorf("choice %d: no content", j)
+		return nil
+	}
+	var v struct {
+		Answer *json.Number `json:"answer"`
+	}
+	dec := json.NewDecoder(strings.NewReader(*content))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil || v.Answer == nil || dec.More() {
+		t.Errorf("choice %d: content %s is not the schema's: %v", j, str(content), err)
+		return nil
+	}
+	return v.Answer
 }
