@@ -50,24 +50,12 @@ func phi3Samples(n, seqLen int) []quantize.Sample {
 func splitPhi3(t *testing.T, src string) string {
 	t.Helper()
 	dir := t.TempDir()
-	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cfg map[string]any
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	cfg["model_type"], cfg["architectures"] = "llama", []string{"LlamaForCausalLM"}
-	for _, k := range []string{"original_max_position_embeddings", "sliding_window", "embd_pdrop", "resid_pdrop"} {
-		delete(cfg, k)
-	}
-	if raw, err = json.Marshal(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editConfig(t, src, dir, func(cfg map[string]any) {
+		cfg["model_type"], cfg["architectures"] = "llama", []string{"LlamaForCausalLM"}
+		for _, k := range []string{"original_max_position_embeddings", "sliding_window", "embd_pdrop", "resid_pdrop"} {
+			delete(cfg, k)
+		}
+	})
 	st, c := fixtures.OpenCheckpoint(t, src)
 	set, err := fused.Open(st, c.NumHiddenLayers, fused.Modules(c))
 	if err != nil {
@@ -85,6 +73,26 @@ func splitPhi3(t *testing.T, src string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// editConfig writes src's config.json into dir with edit applied.
+func editConfig(t *testing.T, src, dir string, edit func(cfg map[string]any)) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(src, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	edit(cfg)
+	if raw, err = json.Marshal(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestQuantizePhi3 quantizes a random Phi-3 (fused qkv_proj and
@@ -260,28 +268,10 @@ func TestQuantizePhi3LongropeContext(t *testing.T) {
 	withFactors := func(s, l []float64) string {
 		t.Helper()
 		dir := t.TempDir()
-		raw, err := os.ReadFile(filepath.Join(src, "config.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var cfg map[string]any
-		if err := json.Unmarshal(raw, &cfg); err != nil {
-			t.Fatal(err)
-		}
-		cfg["rope_scaling"] = map[string]any{"type": "longrope", "short_factor": s, "long_factor": l}
-		if raw, err = json.Marshal(cfg); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), raw, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		st, err := os.ReadFile(filepath.Join(src, "model.safetensors"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, "model.safetensors"), st, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		editConfig(t, src, dir, func(cfg map[string]any) {
+			cfg["rope_scaling"] = map[string]any{"type": "longrope", "short_factor": s, "long_factor": l}
+		})
+		fixtures.CopyFiles(t, src, dir, "model.safetensors")
 		return dir
 	}
 	onlyShort, onlyLong := withFactors(short, short), withFactors(long, long)
