@@ -145,6 +145,27 @@ type QuantLoader interface {
 	LoadQuant(q *QuantWeight) (Tensor, error)
 }
 
+// QuantDTyper is a QuantLoader that names the activation dtypes its
+// quantized weights multiply (the CPU backend's: F32). The model keeps
+// GPTQ weights quantized in a dtype QuantDType accepts; a QuantLoader
+// without it takes F16 and BF16 activations only.
+type QuantDTyper interface {
+	QuantDType(dt DType) bool
+}
+
+// KeepsQuant reports whether b multiplies by quantized weights
+// (QuantLoader) with activations of dtype dt (QuantDTyper, else F16 or
+// BF16).
+func KeepsQuant(b Backend, dt DType) bool {
+	if _, ok := b.(QuantLoader); !ok {
+		return false
+	}
+	if d, ok := b.(QuantDTyper); ok {
+		return d.QuantDType(dt)
+	}
+	return dt == F16 || dt == BF16
+}
+
 // ResidualMatMuler is a Backend with a MatMul that adds into its output:
 // dst = add + x·wᵀ, add [M, N] may be dst itself (the residual stream).
 type ResidualMatMuler interface {

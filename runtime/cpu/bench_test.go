@@ -134,3 +134,60 @@ func BenchmarkElementwise(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMatMulQuant multiplies by a 4-bit weight (group size 128, no
+// act order, and act order) kept packed (LoadQuant) and by its
+// dequantized fp32 form, at the openchat-3.5 shapes; bytes/s counts the
+// weight's bytes each form reads.
+func BenchmarkMatMulQuant(b *testing.B) {
+	be := New(0)
+	shapes := []struct {
+		name    string
+		m, n, k int
+	}{
+		{"decode_1x4096x4096", 1, benchHidden, benchHidden},
+		{"decode_1x14336x4096", 1, benchInter, benchHidden},
+		{"prefill_128x4096x4096", 128, benchHidden, benchHidden},
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, s := range shapes {
+		for _, perm := range []bool{false, true} {
+			q := randomQuant(r, 4, s.k, s.n, 128, perm)
+			qt, err := be.LoadQuant(q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := randTensor(b, be, s.m, s.k)
+			dst := randTensor(b, be, s.m, s.n)
+			forms := []struct {
+				name  string
+				w     runtime.Tensor
+				bytes int64
+			}{{"packed", qt, tensorOf(qt).q.bytes()}}
+			if !perm {
+				dense, err := be.Alloc(runtime.F32, s.n, s.k)
+				if err != nil {
+					b.Fatal(err)
+				}
+				copy(tensorOf(dense).data, q.Dequantize())
+				forms = append(forms, struct {
+					name  string
+					w     runtime.Tensor
+					bytes int64
+				}{"fp32", dense, 4 * int64(s.n*s.k)})
+			}
+			for _, f := range forms {
+				name := fmt.Sprintf("%s/%s", s.name, f.name)
+				if perm {
+					name += "_actorder"
+				}
+				b.Run(name, func(b *testing.B) {
+					b.SetBytes(f.bytes)
+					for b.Loop() {
+						be.MatMul(dst, x, f.w)
+					}
+				})
+			}
+		}
+	}
+}

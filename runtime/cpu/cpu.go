@@ -17,6 +17,9 @@ type Backend struct {
 	greedy  greedySlots
 	// half: F16 and BF16 tensors are allocated too (WithHalf).
 	half bool
+	// mem counts the bytes of tensor storage allocated and not freed
+	// (Resident), shared with the backends made from this one.
+	mem *atomic.Int64
 }
 
 // New returns a CPU backend running ops on threads goroutines
@@ -25,7 +28,7 @@ func New(threads int) *Backend {
 	if threads <= 0 {
 		threads = goruntime.NumCPU()
 	}
-	return &Backend{threads: threads, kern: bestKernels()}
+	return &Backend{threads: threads, kern: bestKernels(), mem: new(atomic.Int64)}
 }
 
 // NewPortable is New without the assembly kernels: every op in portable Go.
@@ -41,7 +44,7 @@ func NewPortable(threads int) *Backend {
 // several independent computations at once give each a share of the
 // threads.
 func (b *Backend) WithThreads(n int) runtime.Backend {
-	return &Backend{threads: max(n, 1), kern: b.kern, half: b.half}
+	return &Backend{threads: max(n, 1), kern: b.kern, half: b.half, mem: b.mem}
 }
 
 // Threads reports the number of worker goroutines.
@@ -65,6 +68,12 @@ type Tensor struct {
 	ints  []int32
 	i32   bool
 	dt    runtime.DType // F32, F16 or BF16 for data
+	// q is a packed quantized weight (LoadQuant), which only MatMul and
+	// MatMulAdd read, as their w; data is nil.
+	q *qweight
+	// size is the bytes Alloc or LoadQuant counted for the tensor
+	// (Resident); 0 for a View or Reshape.
+	size int64
 }
 
 // DType implements runtime.Tensor: F32 (or F16/BF16), or I32 for index
@@ -83,6 +92,9 @@ func (t *Tensor) Shape() []int { return t.shape }
 func (t *Tensor) Len() int {
 	if t.i32 {
 		return len(t.ints)
+	}
+	if t.q != nil {
+		return t.q.n * t.q.k
 	}
 	return len(t.data)
 }
@@ -114,10 +126,11 @@ func (b *Backend) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) 
 		}
 		n *= d
 	}
+	b.resident().Add(int64(n) * 4)
 	if dt == runtime.I32 {
-		return &Tensor{shape: append([]int(nil), shape...), ints: make([]int32, n), i32: true}, nil
+		return &Tensor{shape: append([]int(nil), shape...), ints: make([]int32, n), i32: true, size: int64(n) * 4}, nil
 	}
-	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n), dt: dt}, nil
+	return &Tensor{shape: append([]int(nil), shape...), data: make([]float32, n), dt: dt, size: int64(n) * 4}, nil
 }
 
 // Free implements runtime.Backend. Memory is garbage collected; Free drops
@@ -127,9 +140,25 @@ func (b *Backend) Free(t runtime.Tensor) {
 		return
 	}
 	ct := tensorOf(t)
-	ct.data, ct.ints = nil, nil
+	b.resident().Add(-ct.size)
+	ct.data, ct.ints, ct.q, ct.size = nil, nil, nil, 0
 	ct.shape = []int{0}
 }
+
+// resident returns the counter of Resident (one made on first use by a
+// Backend built without New).
+func (b *Backend) resident() *atomic.Int64 {
+	if b.mem == nil {
+		b.mem = new(atomic.Int64)
+	}
+	return b.mem
+}
+
+// Resident reports the bytes of tensor storage that Alloc and LoadQuant
+// made and Free has not released, over b and the backends made from it
+// (WithThreads, WithHalf): the memory a loaded model's weights take. Views
+// and reshapes share their parent's storage and count nothing.
+func (b *Backend) Resident() int64 { return b.resident().Load() }
 
 // View implements runtime.Backend.
 func (b *Backend) View(t runtime.Tensor, row0, rows int) runtime.Tensor {

@@ -19,7 +19,7 @@ import (
 // round only their outputs: they do not emulate decode.cu. F32 tensors
 // behave exactly as on b.
 func (b *Backend) WithHalf() *Backend {
-	return &Backend{threads: b.threads, kern: b.kern, half: true}
+	return &Backend{threads: b.threads, kern: b.kern, half: true, mem: b.resident()}
 }
 
 // roundTo rounds v to the nearest value of dtype dt (F16 or BF16; F32

@@ -12,10 +12,14 @@ type kernels struct {
 	dot1x4 func(k int, a []float32, b []float32, ldb int, c *[4]float32)
 	// axpy sets y[p] += alpha * x[p] for p < len(y).
 	axpy func(alpha float32, x, y []float32)
+	// dequant4 sets out[32*b+i] = s*(float32(q)-z) for the codes q of
+	// len(out)/32 consecutive 4-bit blocks of src (qweight's layout; every
+	// implementation computes the same values).
+	dequant4 func(out []float32, src []byte, s, z float32)
 }
 
 // goKernels are the portable kernels.
-var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo}
+var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go}
 
 func dot1x4Go(k int, a []float32, b []float32, ldb int, c *[4]float32) {
 	a = a[:k]

@@ -14,7 +14,10 @@ func dot1x4AVX(k int, a *float32, b *float32, ldb int, c *[4]float32)
 //go:noescape
 func axpyAVX(n int, alpha float32, x *float32, y *float32)
 
-var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm}
+//go:noescape
+func dequant4AVX(nblk int, src *byte, out *float32, s, z float32)
+
+var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm}
 
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -69,4 +72,10 @@ func axpyAsm(alpha float32, x, y []float32) {
 	for p := n8; p < n; p++ {
 		y[p] += alpha * x[p]
 	}
+}
+
+func dequant4Asm(out []float32, src []byte, s, z float32) {
+	nblk := len(out) / qblock
+	_ = src[16*nblk-1]
+	dequant4AVX(nblk, &src[0], &out[0], s, z)
 }

@@ -162,3 +162,47 @@ loopaxpy:
 	JLT         loopaxpy
 	VZEROUPPER
 	RET
+
+// func dequant4AVX(nblk int, src *byte, out *float32, s, z float32)
+// For nblk blocks of 32 4-bit codes (16 bytes each, byte i = q[i] |
+// q[i+16]<<4), out[32*b+i] = s*(float32(q[i]) - z): the subtraction
+// exact, the product rounded once, as the Go loop computes it; nblk > 0.
+TEXT ·dequant4AVX(SB), NOSPLIT, $0-32
+	MOVQ         nblk+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         out+16(FP), DI
+	VBROADCASTSS s+24(FP), Y13
+	VBROADCASTSS z+28(FP), Y14
+	MOVL         $15, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+loopdq4:
+	VPMOVZXBD (SI), Y0
+	VPMOVZXBD 8(SI), Y1
+	VPAND     Y15, Y0, Y2
+	VPSRLD    $4, Y0, Y3
+	VPAND     Y15, Y1, Y4
+	VPSRLD    $4, Y1, Y5
+	VCVTDQ2PS Y2, Y2
+	VCVTDQ2PS Y3, Y3
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y5, Y5
+	VSUBPS    Y14, Y2, Y2
+	VSUBPS    Y14, Y3, Y3
+	VSUBPS    Y14, Y4, Y4
+	VSUBPS    Y14, Y5, Y5
+	VMULPS    Y13, Y2, Y2
+	VMULPS    Y13, Y3, Y3
+	VMULPS    Y13, Y4, Y4
+	VMULPS    Y13, Y5, Y5
+	VMOVUPS   Y2, (DI)
+	VMOVUPS   Y4, 32(DI)
+	VMOVUPS   Y3, 64(DI)
+	VMOVUPS   Y5, 96(DI)
+	ADDQ      $16, SI
+	ADDQ      $128, DI
+	DECQ      CX
+	JNZ       loopdq4
+	VZEROUPPER
+	RET

@@ -23,8 +23,17 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	if wt.cols() != k || d.rows() != m || d.cols() != n {
 		panic(fmt.Sprintf("cpu: matmul dst %v = x %v · w %vᵀ: shape mismatch", d.shape, xt.shape, wt.shape))
 	}
-	b.matmul(d.data, xt.data, wt.data, m, n, k)
+	b.product(d.data, xt, wt, m, n, k)
 	b.round(d)
+}
+
+// product sets c[m,n] = x · wᵀ, w dense or quantized (LoadQuant).
+func (b *Backend) product(c []float32, x, w *Tensor, m, n, k int) {
+	if w.q != nil {
+		b.matmulQuant(c, x.data, m, w.q)
+		return
+	}
+	b.matmul(c, x.data, w.data, m, n, k)
 }
 
 // matmul sets c[m,n] = a[m,k] · w[n,k]ᵀ with all matrices dense row-major.
@@ -114,7 +123,7 @@ func (b *Backend) MatMulAdd(dst, x, w, add runtime.Tensor) {
 	}
 	defer prodScratch.Put(sp)
 	prod := (*sp)[:m*n]
-	b.matmul(prod, xt.data, wt.data, m, n, k)
+	b.product(prod, xt, wt, m, n, k)
 	b.parallelRange(len(prod), minChunk, func(lo, hi int) {
 		roundTo(d.dt, prod[lo:hi])
 		for i := lo; i < hi; i++ {

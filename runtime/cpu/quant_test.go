@@ -1,0 +1,196 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// randomQuant is a random QuantWeight: codes, zeros in [0, 2^bits], fp16
+// scales of both signs, and act order (a random Perm) when perm is set.
+func randomQuant(r *rand.Rand, bits, K, N, groupSize int, perm bool) *runtime.QuantWeight {
+	q := &runtime.QuantWeight{Bits: bits, K: K, N: N, GroupSize: groupSize}
+	G := q.Groups()
+	q.Codes = make([]uint8, K*N)
+	for i := range q.Codes {
+		q.Codes[i] = uint8(r.IntN(1 << bits))
+	}
+	q.Scales = make([]uint16, G*N)
+	q.Zeros = make([]uint16, G*N)
+	for i := range q.Scales {
+		s := float32(0.001 + 0.05*r.Float64())
+		if r.IntN(4) == 0 {
+			s = -s
+		}
+		q.Scales[i] = half.F32ToF16(s)
+		q.Zeros[i] = uint16(r.IntN(1<<bits + 1))
+	}
+	if perm {
+		q.Perm = make([]int32, K)
+		for k, p := range r.Perm(K) {
+			q.Perm[k] = int32(p)
+		}
+	}
+	return q
+}
+
+type quantCase struct {
+	bits, K, N, groupSize int
+	perm                  bool
+}
+
+var quantCases = []quantCase{
+	{4, 4096, 8, 128, false},
+	{4, 4096, 8, 128, true},
+	{4, 1000, 7, 1000, false}, // one group, K not a multiple of a block
+	{4, 2100, 9, 32, false},   // K past two kc slices
+	{4, 2100, 9, 96, true},
+	{4, 300, 5, 48, false}, // groups not dividing blocks
+	{4, 301, 6, 7, true},
+	{8, 1030, 5, 128, false},
+	{8, 1030, 5, 128, true},
+	{8, 77, 3, 77, false},
+	{3, 2050, 6, 128, false},
+	{3, 2050, 6, 32, true},
+	{3, 45, 4, 20, false},
+	{2, 1100, 7, 64, false},
+	{2, 1100, 7, 128, true},
+	{2, 33, 5, 33, false},
+	{4, 1030, 70, 128, true}, // several tiles of w's rows
+}
+
+func (c quantCase) name() string {
+	return fmt.Sprintf("bits%d_K%d_N%d_g%d_perm%v", c.bits, c.K, c.N, c.groupSize, c.perm)
+}
+
+// TestDequantRow checks the tile dequantizer against
+// runtime.QuantWeight.Dequantize bit for bit, for every slice a MatMul
+// reads and for odd slices too.
+func TestDequantRow(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, b := range []*Backend{New(2), NewPortable(2)} {
+		for _, c := range quantCases {
+			t.Run(b.kern.name+"/"+c.name(), func(t *testing.T) {
+				q := randomQuant(r, c.bits, c.K, c.N, c.groupSize, c.perm)
+				want := q.Dequantize()
+				qt, err := b.LoadQuant(q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := tensorOf(qt).q
+				for n := range c.N {
+					for _, k0 := range []int{0, 1, 31, 32, 33, kc, c.K / 2, c.K - 1} {
+						for _, kk := range []int{1, 5, 32, 100, kc} {
+							kk = min(kk, c.K-k0)
+							if k0 >= c.K || kk <= 0 {
+								continue
+							}
+							got := make([]float32, kk)
+							w.dequantRow(got, n, k0, b.kern.dequant4, make([]float32, 2*w.groups))
+							for i, v := range got {
+								if math.Float32bits(v) != math.Float32bits(want[n*c.K+k0+i]) {
+									t.Fatalf("row %d input %d (slice at %d): got %v, want %v", n, k0+i, k0, v, want[n*c.K+k0+i])
+								}
+							}
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestMatMulQuant checks MatMul and MatMulAdd with a quantized weight
+// against the same ops with its dequantized weight, bit for bit, on the
+// assembly and the portable kernels, for row counts that leave singles
+// after triples and span several row blocks.
+func TestMatMulQuant(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, be := range []*Backend{New(3), NewPortable(2)} {
+		for _, c := range quantCases {
+			for _, m := range []int{1, 2, 3, 5, 200, 400} {
+				if m == 400 && c.N < 64 {
+					continue
+				}
+				if testing.Short() && m == 200 && c.K > 1100 {
+					continue
+				}
+				t.Run(fmt.Sprintf("%s/%s/m%d", be.kern.name, c.name(), m), func(t *testing.T) {
+					q := randomQuant(r, c.bits, c.K, c.N, c.groupSize, c.perm)
+					qt, err := be.LoadQuant(q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					dense := tensorFrom(t, be, q.Dequantize(), c.N, c.K)
+					xv := make([]float32, m*c.K)
+					for i := range xv {
+						xv[i] = float32(r.NormFloat64())
+					}
+					x := tensorFrom(t, be, xv, m, c.K)
+					add := make([]float32, m*c.N)
+					for i := range add {
+						add[i] = float32(r.NormFloat64())
+					}
+					for _, op := range []string{"matmul", "matmul-add"} {
+						got, want := tensorFrom(t, be, add, m, c.N), tensorFrom(t, be, add, m, c.N)
+						if op == "matmul" {
+							be.MatMul(got, x, qt)
+							be.MatMul(want, x, dense)
+						} else {
+							be.MatMulAdd(got, x, qt, got)
+							be.MatMulAdd(want, x, dense, want)
+						}
+						gd, wd := tensorOf(got).data, tensorOf(want).data
+						for i := range gd {
+							if math.Float32bits(gd[i]) != math.Float32bits(wd[i]) {
+								t.Fatalf("%s: element [%d %d]: got %v, want %v", op, i/c.N, i%c.N, gd[i], wd[i])
+							}
+						}
+					}
+					be.Free(qt)
+				})
+			}
+		}
+	}
+}
+
+func tensorFrom(t *testing.T, b *Backend, v []float32, shape ...int) runtime.Tensor {
+	t.Helper()
+	x, err := b.Alloc(runtime.F32, shape...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Upload(x, v); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// TestQuantResident checks that a quantized weight takes its packed size
+// (bits/8 bytes a weight, and 4 bytes a group's scale and zero point of
+// an output), not fp32's 4 bytes a weight, and that Free gives it back.
+func TestQuantResident(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, bits := range []int{2, 3, 4, 8} {
+		b := New(1)
+		K, N, gs := 1024, 96, 128
+		q := randomQuant(r, bits, K, N, gs, false)
+		qt, err := b.LoadQuant(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := b.Resident()
+		want := int64(K*N*bits/8 + 4*N*K/gs)
+		if got != want {
+			t.Errorf("%d bits: resident %d bytes, want %d (fp32: %d)", bits, got, want, 4*K*N)
+		}
+		b.Free(qt)
+		if got := b.Resident(); got != 0 {
+			t.Errorf("%d bits: resident %d bytes after Free, want 0", bits, got)
+		}
+	}
+}
