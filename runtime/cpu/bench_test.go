@@ -138,7 +138,8 @@ func BenchmarkElementwise(b *testing.B) {
 // BenchmarkMatMulQuant multiplies by a 4-bit weight (group size 128, no
 // act order, and act order) kept packed (LoadQuant) and by its
 // dequantized fp32 form, at the openchat-3.5 shapes; bytes/s counts the
-// weight's bytes each form reads.
+// weight's bytes each form reads, cpu-ns/op the process's CPU time an op
+// divided by the threads.
 func BenchmarkMatMulQuant(b *testing.B) {
 	be := New(0)
 	shapes := []struct {
@@ -183,9 +184,15 @@ func BenchmarkMatMulQuant(b *testing.B) {
 				}
 				b.Run(name, func(b *testing.B) {
 					b.SetBytes(f.bytes)
+					c0 := processCPU()
 					for b.Loop() {
 						be.MatMul(dst, x, f.w)
 					}
+					// The process's CPU time an op over the threads: the
+					// op's time on an idle machine, where others' load
+					// stretches the wall time.
+					cpu := processCPU() - c0
+					b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(be.Threads()), "cpu-ns/op")
 				})
 			}
 		}

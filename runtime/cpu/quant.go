@@ -165,13 +165,52 @@ func unpackBlock(q *[qblock]uint8, src []byte, bits int) {
 	}
 }
 
+// tableLen is the length of rowTable's table for one row: for act order
+// at up to 4 bits the products of every group and code (G·2^bits), at 8
+// bits the groups' scales and zero points (2·G); 0 without act order.
+func (w *qweight) tableLen() int {
+	switch {
+	case w.group == nil:
+		return 0
+	case w.bits <= 4:
+		return w.groups << w.bits
+	}
+	return 2 * w.groups
+}
+
+// rowTable fills dst (tableLen values) for row n: at up to 4 bits
+// dst[g<<bits|q] = scale·(q − zero) of group g, the product Dequantize
+// computes; at 8 bits the fp32 scales, then the zero points. Without act
+// order there is none.
+func (w *qweight) rowTable(dst []float32, n int) {
+	if w.group == nil {
+		return
+	}
+	G := w.groups
+	sc, zs := w.scales[n*G:(n+1)*G], w.zeros[n*G:(n+1)*G]
+	if w.bits > 4 {
+		for g := range G {
+			dst[g], dst[G+g] = half.F16ToF32(sc[g]), float32(zs[g])
+		}
+		return
+	}
+	codes := 1 << w.bits
+	for g := range G {
+		s, z := half.F16ToF32(sc[g]), float32(zs[g])
+		t := dst[g*codes : (g+1)*codes]
+		for q := range t {
+			t[q] = s * (float32(q) - z)
+		}
+	}
+}
+
 // dequantRow sets out[c-k0] = W[n, c] for c in [k0, k0+len(out)):
 // scale·(code − zero) in fp32, the scale converted exactly from fp16 and
 // code − zero an integer, as runtime.QuantWeight.Dequantize and
 // gptq.Linear.Dequantize compute it (one rounding, of the product). Runs
-// of whole 4-bit blocks in one group go to d4 (kernels.dequant4); sz is
-// scratch of 2·G values for act order's per-input groups.
-func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte, float32, float32), sz []float32) {
+// of whole 4-bit blocks in one group go to d4 (kernels.dequant4). With act
+// order, table is row n's rowTable.
+func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte, float32, float32), table []float32) {
 	k1 := k0 + len(out)
 	row := w.codes[n*w.stride : (n+1)*w.stride]
 	G := w.groups
@@ -180,18 +219,23 @@ func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte
 	var q [qblock]uint8
 	if w.group != nil {
 		// Act order: each input's own group.
-		sf, zf := sz[:G], sz[G:2*G]
-		for g := range G {
-			sf[g], zf[g] = half.F16ToF32(sc[g]), float32(zs[g])
-		}
 		for c := k0; c < k1; {
 			blk := c / qblock
 			unpackBlock(&q, row[blk*bs:], w.bits)
 			end := min((blk+1)*qblock, k1)
 			grp := w.group[c:end]
 			o := out[c-k0 : end-k0]
-			for i, g := range grp {
-				o[i] = sf[g] * (float32(q[(c+i)%qblock]) - zf[g])
+			off := c % qblock
+			if w.bits <= 4 {
+				lut := table[:G<<w.bits]
+				for i, g := range grp {
+					o[i] = lut[int(g)<<w.bits|int(q[(off+i)%qblock])]
+				}
+			} else {
+				sf, zf := table[:G], table[G:2*G]
+				for i, g := range grp {
+					o[i] = sf[g] * (float32(q[(off+i)%qblock]) - zf[g])
+				}
 			}
 			c = end
 		}
@@ -268,23 +312,26 @@ func (b *Backend) matmulQuant(c, a []float32, m int, w *qweight) {
 		j0 := (task / mt) * nb
 		i1 := min(i0+qmb, m)
 		j1 := min(j0+nb, n)
+		// The tile, then act order's row tables, made once for all K
+		// slices.
+		tl := w.tableLen()
+		need := qnb*kc + qnb*tl
 		sp, _ := qScratch.Get().(*[]float32)
-		if sp == nil || cap(*sp) < qnb*kc {
-			buf := make([]float32, qnb*kc)
+		if sp == nil || cap(*sp) < need {
+			buf := make([]float32, need)
 			sp = &buf
 		}
 		defer qScratch.Put(sp)
-		tile := *sp
-		var sz []float32
-		if w.group != nil {
-			sz = make([]float32, 2*w.groups)
+		tile, tables := (*sp)[:qnb*kc], (*sp)[qnb*kc:need]
+		for j := j0; j < j1; j++ {
+			w.rowTable(tables[(j-j0)*tl:(j-j0+1)*tl], j)
 		}
 		var acc12 [12]float32
 		var acc4 [4]float32
 		for k0 := 0; k0 < k; k0 += kc {
 			kk := min(kc, k-k0)
 			for j := j0; j < j1; j++ {
-				w.dequantRow(tile[(j-j0)*kk:(j-j0+1)*kk], j, k0, kern.dequant4, sz)
+				w.dequantRow(tile[(j-j0)*kk:(j-j0+1)*kk], j, k0, kern.dequant4, tables[(j-j0)*tl:(j-j0+1)*tl])
 			}
 			first := k0 == 0
 			put := func(i, j int, v float32) {

@@ -83,6 +83,8 @@ func TestDequantRow(t *testing.T) {
 				}
 				w := tensorOf(qt).q
 				for n := range c.N {
+					table := make([]float32, w.tableLen())
+					w.rowTable(table, n)
 					for _, k0 := range []int{0, 1, 31, 32, 33, kc, c.K / 2, c.K - 1} {
 						for _, kk := range []int{1, 5, 32, 100, kc} {
 							kk = min(kk, c.K-k0)
@@ -90,7 +92,7 @@ func TestDequantRow(t *testing.T) {
 								continue
 							}
 							got := make([]float32, kk)
-							w.dequantRow(got, n, k0, b.kern.dequant4, make([]float32, 2*w.groups))
+							w.dequantRow(got, n, k0, b.kern.dequant4, table)
 							for i, v := range got {
 								if math.Float32bits(v) != math.Float32bits(want[n*c.K+k0+i]) {
 									t.Fatalf("row %d input %d (slice at %d): got %v, want %v", n, k0+i, k0, v, want[n*c.K+k0+i])

@@ -29,6 +29,10 @@ type quantCPU struct {
 
 func (q *quantCPU) DTypes() []runtime.DType { return []runtime.DType{runtime.F32, runtime.BF16} }
 
+// QuantDType is the CUDA backend's rule (16-bit activations), not the
+// embedded CPU backend's (F32).
+func (q *quantCPU) QuantDType(dt runtime.DType) bool { return dt == runtime.F16 || dt == runtime.BF16 }
+
 func (q *quantCPU) Alloc(dt runtime.DType, shape ...int) (runtime.Tensor, error) {
 	if dt == runtime.BF16 {
 		dt = runtime.F32

@@ -54,8 +54,9 @@ type Options struct {
 	// backend has them. Logits are F32 whatever it is.
 	DType runtime.DType
 	// Dequantize binds GPTQ weights dequantized even on a backend that
-	// multiplies by them quantized (runtime.QuantLoader): the reference
-	// path. In F32 they are always dequantized.
+	// multiplies by them quantized (runtime.KeepsQuant: the CUDA backend
+	// in 16-bit, the CPU backend in F32, whose products equal the
+	// dequantized weights' bit for bit): the reference path.
 	Dequantize bool
 	// Context is the longest sequence (prompt and generated tokens, a
 	// perplexity window) the model is run with, in positions: 0 (the
@@ -343,7 +344,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if p, ok := b.(runtime.Preparer); ok {
 		// The backend readies its kernels while the weights upload.
 		spec := runtime.ModelSpec{DType: o.DType, HeadDim: d.headDim, QueryHeads: d.heads, KVHeads: d.kvHeads}
-		if quant != nil && o.DType != runtime.F32 && !o.Dequantize {
+		if quant != nil && runtime.KeepsQuant(b, o.DType) && !o.Dequantize {
 			spec.Bits, spec.Sym = []int{quant.Bits}, quant.Sym
 		}
 		p.Prepare(spec)

@@ -145,8 +145,8 @@ func (bd *binder) bias(name string, n int) (runtime.Tensor, error) {
 // linear binds module's [n, k] weight: module.weight in a floating-point
 // checkpoint, or the GPTQ tensors module.qweight/qzeros/scales/g_idx in a
 // quantized one: kept quantized (act order made sequential) on a backend
-// that multiplies by them (runtime.QuantLoader) when the model runs in
-// 16-bit, dequantized (spec §1.1) otherwise. A quantized checkpoint may
+// that multiplies by them with the model's activations (keepsQuant),
+// dequantized (spec §1.1) otherwise. A quantized checkpoint may
 // leave some modules unquantized; then module.weight is used.
 func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
 	if bd.quant != nil {
@@ -189,10 +189,11 @@ func (bd *binder) quantized(module string, l *gptq.Linear) (runtime.Tensor, bool
 }
 
 // keepsQuant reports whether GPTQ weights stay quantized on the backend:
-// it multiplies by them (runtime.QuantLoader) and the model runs in 16-bit.
+// it multiplies by them with the model's activations (runtime.KeepsQuant:
+// the CUDA backend in 16-bit, the CPU backend in F32), unless the
+// dequantized reference path is asked for.
 func (bd *binder) keepsQuant() bool {
-	_, isQ := bd.b.(runtime.QuantLoader)
-	return isQ && bd.quant != nil && bd.dt != runtime.F32 && !bd.dequant
+	return bd.quant != nil && !bd.dequant && runtime.KeepsQuant(bd.b, bd.dt)
 }
 
 // loadQuant loads qw, module's weight, on the backend; ok false (no

@@ -1,0 +1,108 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/internal/quantpack"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+)
+
+// TestCPUQuantExact stores openchat-tiny's Linears quantized (random codes
+// drawn by quantpack, packed by package gptq) at every bit width, group
+// sizes 32, 128 and -1, sym and asym, with and without act order, and
+// checks that the CPU backend's packed weights (the default in F32) give
+// the logits of the dequantized fp32 weights (Options.Dequantize) bit for
+// bit, for a short prompt (rows in triples and singles) and one longer
+// than a row block of the packed product; and that the packed weights take
+// their packed size in memory (Backend.Resident), not fp32's.
+func TestCPUQuantExact(t *testing.T) {
+	base := fixture(t, "models/openchat-tiny")
+	set, cfg := fixtures.OpenCheckpoint(t, base)
+	set.Close()
+	linears, err := QuantLinears(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wiki := fixtures.WikiIDs(t)
+	prompts := [][]int{{1, 420, 6316, 28781, 7}, wiki[:200]}
+	for _, tc := range []struct {
+		bits, gs      int
+		sym, actOrder bool
+	}{
+		{4, 128, false, true},
+		{4, 128, true, false},
+		{4, 32, false, true},
+		{4, -1, false, false},
+		{8, 128, true, false},
+		{8, 32, false, true},
+		{3, 128, false, true},
+		{3, 32, true, false},
+		{2, 32, false, false},
+		{2, 128, true, true},
+	} {
+		name := fmt.Sprintf("%dbit_g%d_sym%v_act%v", tc.bits, tc.gs, tc.sym, tc.actOrder)
+		t.Run(name, func(t *testing.T) {
+			if testing.Short() && tc.bits != 4 {
+				t.Skip("short: 4-bit only")
+			}
+			mods := quantpack.Draw(11, linears, tc.bits, tc.gs, tc.sym, tc.actOrder)
+			dir := filepath.Join(t.TempDir(), "gptq")
+			// GPTQ v1 stores zero−1: v2 where a zero point is 0.
+			block := map[string]any{"quant_method": "gptq", "bits": tc.bits, "group_size": tc.gs, "desc_act": tc.actOrder, "sym": tc.sym}
+			format := gptq.FormatV1
+			if !tc.sym {
+				block["checkpoint_format"], format = "gptq_v2", gptq.FormatV2
+			}
+			quantpack.Write(t, base, dir, block, nil, mods, func(m quantpack.Module) []safetensors.Tensor { return quantpack.GPTQ(m, format) })
+			load := func(dequant bool) (*Model, *cpu.Backend) {
+				b := cpu.New(0)
+				m, err := LoadWith(dir, b, Options{Dequantize: dequant})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m, b
+			}
+			packed, pb := load(false)
+			defer packed.Close()
+			ref, rb := load(true)
+			defer ref.Close()
+
+			// Memory: the models differ in their Linears only.
+			var fp32, want int64
+			for _, l := range linears {
+				G := int64(gptq.Groups(l.K, tc.gs))
+				fp32 += 4 * int64(l.K*l.N)
+				want += int64((l.K+31)/32*4*tc.bits*l.N) + 4*G*int64(l.N)
+				if tc.actOrder {
+					want += 4 * int64(l.K) // each input's group
+				}
+			}
+			other := rb.Resident() - fp32
+			if got := pb.Resident() - other; got != want {
+				t.Errorf("packed Linears take %d bytes, want %d (fp32: %d)", got, want, fp32)
+			}
+
+			for _, ids := range prompts {
+				got, err := packed.Forward(ids, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := ref.Forward(ids, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%d tokens: logit %d of row %d: packed %v, dequantized %v", len(ids), i%cfg.VocabSize, i/cfg.VocabSize, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
