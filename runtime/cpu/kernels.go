@@ -16,10 +16,14 @@ type kernels struct {
 	// len(out)/32 consecutive 4-bit blocks of src (qweight's layout; every
 	// implementation computes the same values).
 	dequant4 func(out []float32, src []byte, s, z float32)
+	// dequant4LUT sets out[i] = lut[grp[i]<<4|q[i]] for the codes q of
+	// len(out)/32 consecutive 4-bit blocks of src: act order's inputs, each
+	// of its own group, whose products lut tables (qweight.rowTable).
+	dequant4LUT func(out []float32, src []byte, grp []int32, lut []float32)
 }
 
 // goKernels are the portable kernels.
-var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go}
+var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go, dequant4LUT: dequant4LUTGo}
 
 func dot1x4Go(k int, a []float32, b []float32, ldb int, c *[4]float32) {
 	a = a[:k]

@@ -17,7 +17,10 @@ func axpyAVX(n int, alpha float32, x *float32, y *float32)
 //go:noescape
 func dequant4AVX(nblk int, src *byte, out *float32, s, z float32)
 
-var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm}
+//go:noescape
+func dequant4LUTAVX(nblk int, src *byte, grp *int32, lut *float32, out *float32)
+
+var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm}
 
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -78,4 +81,11 @@ func dequant4Asm(out []float32, src []byte, s, z float32) {
 	nblk := len(out) / qblock
 	_ = src[16*nblk-1]
 	dequant4AVX(nblk, &src[0], &out[0], s, z)
+}
+
+func dequant4LUTAsm(out []float32, src []byte, grp []int32, lut []float32) {
+	nblk := len(out) / qblock
+	_ = src[16*nblk-1]
+	_ = grp[qblock*nblk-1]
+	dequant4LUTAVX(nblk, &src[0], &grp[0], &lut[0], &out[0])
 }

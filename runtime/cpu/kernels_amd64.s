@@ -206,3 +206,45 @@ loopdq4:
 	JNZ       loopdq4
 	VZEROUPPER
 	RET
+
+// DQ4LUT gathers 8 values of the table at (grp[off/4..] << 4 | codes in C)
+// and stores them at off(DI). Clobbers Y6, Y7, Y8.
+#define DQ4LUT(C, off) \
+	VMOVDQU     off(R8), Y6 \
+	VPSLLD      $4, Y6, Y6 \
+	VPOR        C, Y6, Y6 \
+	VPCMPEQD    Y7, Y7, Y7 \
+	VGATHERDPS  Y7, (BX)(Y6*4), Y8 \
+	VMOVUPS     Y8, off(DI)
+
+// func dequant4LUTAVX(nblk int, src *byte, grp *int32, lut *float32, out *float32)
+// For nblk blocks of 32 4-bit codes (dequant4AVX's layout), out[i] =
+// lut[grp[i]<<4 | q[i]]: act order's table of each group's products.
+TEXT ·dequant4LUTAVX(SB), NOSPLIT, $0-40
+	MOVQ         nblk+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         grp+16(FP), R8
+	MOVQ         lut+24(FP), BX
+	MOVQ         out+32(FP), DI
+	MOVL         $15, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+loopdq4lut:
+	VPMOVZXBD (SI), Y0
+	VPMOVZXBD 8(SI), Y1
+	VPAND     Y15, Y0, Y2
+	VPSRLD    $4, Y0, Y3
+	VPAND     Y15, Y1, Y4
+	VPSRLD    $4, Y1, Y5
+	DQ4LUT(Y2, 0)
+	DQ4LUT(Y4, 32)
+	DQ4LUT(Y3, 64)
+	DQ4LUT(Y5, 96)
+	ADDQ      $16, SI
+	ADDQ      $128, R8
+	ADDQ      $128, DI
+	DECQ      CX
+	JNZ       loopdq4lut
+	VZEROUPPER
+	RET

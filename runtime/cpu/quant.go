@@ -208,9 +208,9 @@ func (w *qweight) rowTable(dst []float32, n int) {
 // scale·(code − zero) in fp32, the scale converted exactly from fp16 and
 // code − zero an integer, as runtime.QuantWeight.Dequantize and
 // gptq.Linear.Dequantize compute it (one rounding, of the product). Runs
-// of whole 4-bit blocks in one group go to d4 (kernels.dequant4). With act
-// order, table is row n's rowTable.
-func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte, float32, float32), table []float32) {
+// of whole 4-bit blocks go to kern's dequant4 (in one group) and
+// dequant4LUT (act order). With act order, table is row n's rowTable.
+func (w *qweight) dequantRow(out []float32, n, k0 int, kern *kernels, table []float32) {
 	k1 := k0 + len(out)
 	row := w.codes[n*w.stride : (n+1)*w.stride]
 	G := w.groups
@@ -221,6 +221,13 @@ func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte
 		// Act order: each input's own group.
 		for c := k0; c < k1; {
 			blk := c / qblock
+			if w.bits == 4 && c%qblock == 0 {
+				if nb := (k1 - c) / qblock; nb > 0 {
+					kern.dequant4LUT(out[c-k0:c-k0+nb*qblock], row[blk*16:], w.group[c:c+nb*qblock], table)
+					c += nb * qblock
+					continue
+				}
+			}
 			unpackBlock(&q, row[blk*bs:], w.bits)
 			end := min((blk+1)*qblock, k1)
 			grp := w.group[c:end]
@@ -247,7 +254,7 @@ func (w *qweight) dequantRow(out []float32, n, k0 int, d4 func([]float32, []byte
 		s, z := half.F16ToF32(sc[g]), float32(zs[g])
 		if w.bits == 4 && c%qblock == 0 {
 			if nb := (seg - c) / qblock; nb > 0 {
-				d4(out[c-k0:c-k0+nb*qblock], row[c/qblock*16:], s, z)
+				kern.dequant4(out[c-k0:c-k0+nb*qblock], row[c/qblock*16:], s, z)
 				c += nb * qblock
 			}
 		}
@@ -275,6 +282,18 @@ func dequant4Go(out []float32, src []byte, s, z float32) {
 	}
 }
 
+// dequant4LUTGo sets out[i] = lut[grp[i]<<4|q[i]] for the codes of
+// len(out)/32 4-bit blocks.
+func dequant4LUTGo(out []float32, src []byte, grp []int32, lut []float32) {
+	for b := range len(out) / qblock {
+		o, g := out[b*qblock:(b+1)*qblock], grp[b*qblock:(b+1)*qblock]
+		for i, v := range src[b*16 : b*16+16] {
+			o[i] = lut[int(g[i])<<4|int(v&15)]
+			o[i+16] = lut[int(g[i+16])<<4|int(v>>4)]
+		}
+	}
+}
+
 // qScratch holds the dequantized tiles of MatMul's quantized weights
 // (*[]float32), one a task.
 var qScratch sync.Pool
@@ -286,7 +305,7 @@ var qScratch sync.Pool
 // dot3x4), amortizes the dequantization over that many rows.
 const (
 	qnb       = 32
-	qnbDecode = 16
+	qnbDecode = 4
 	qmb       = 192
 )
 
@@ -331,7 +350,7 @@ func (b *Backend) matmulQuant(c, a []float32, m int, w *qweight) {
 		for k0 := 0; k0 < k; k0 += kc {
 			kk := min(kc, k-k0)
 			for j := j0; j < j1; j++ {
-				w.dequantRow(tile[(j-j0)*kk:(j-j0+1)*kk], j, k0, kern.dequant4, tables[(j-j0)*tl:(j-j0+1)*tl])
+				w.dequantRow(tile[(j-j0)*kk:(j-j0+1)*kk], j, k0, &kern, tables[(j-j0)*tl:(j-j0+1)*tl])
 			}
 			first := k0 == 0
 			put := func(i, j int, v float32) {

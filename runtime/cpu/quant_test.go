@@ -92,7 +92,7 @@ func TestDequantRow(t *testing.T) {
 								continue
 							}
 							got := make([]float32, kk)
-							w.dequantRow(got, n, k0, b.kern.dequant4, table)
+							w.dequantRow(got, n, k0, &b.kern, table)
 							for i, v := range got {
 								if math.Float32bits(v) != math.Float32bits(want[n*c.K+k0+i]) {
 									t.Fatalf("row %d input %d (slice at %d): got %v, want %v", n, k0+i, k0, v, want[n*c.K+k0+i])
