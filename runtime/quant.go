@@ -166,6 +166,21 @@ func KeepsQuant(b Backend, dt DType) bool {
 	return dt == F16 || dt == BF16
 }
 
+// WeightLoader is a Backend that keeps a 16-bit checkpoint's Linear
+// weight in its dtype while the model computes in F32: LoadWeight takes
+// the weight's n·k little-endian values of dtype dt (F16 or BF16) and
+// returns a tensor of shape [n, k] that MatMul and MatMulAdd accept as
+// their w, with the products of the weight converted to fp32 bit for bit
+// (and nothing else accepts); Free releases it. A dtype it does not keep
+// is ErrWeightUnsupported, and the model uploads the fp32 values instead.
+type WeightLoader interface {
+	LoadWeight(src []byte, dt DType, n, k int) (Tensor, error)
+}
+
+// ErrWeightUnsupported is returned by WeightLoader.LoadWeight for a dtype
+// it does not keep.
+var ErrWeightUnsupported = errors.New("weight dtype not kept by this backend")
+
 // ResidualMatMuler is a Backend with a MatMul that adds into its output:
 // dst = add + x·wᵀ, add [M, N] may be dst itself (the residual stream).
 type ResidualMatMuler interface {

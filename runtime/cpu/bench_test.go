@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 
+	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -195,6 +196,49 @@ func BenchmarkMatMulQuant(b *testing.B) {
 					b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(be.Threads()), "cpu-ns/op")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkMatMulWeight16 multiplies by an F16 and a BF16 weight kept
+// 16-bit (LoadWeight) at the openchat-3.5 shapes; bytes/s counts the 2
+// bytes a weight read (BenchmarkMatMulQuant's fp32 form is the baseline).
+func BenchmarkMatMulWeight16(b *testing.B) {
+	be := New(0)
+	shapes := []struct {
+		name    string
+		m, n, k int
+	}{
+		{"decode_1x4096x4096", 1, benchHidden, benchHidden},
+		{"decode_1x14336x4096", 1, benchInter, benchHidden},
+		{"prefill_128x4096x4096", 128, benchHidden, benchHidden},
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, s := range shapes {
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+			raw := make([]byte, 2*s.n*s.k)
+			for i := 0; i < len(raw); i += 2 {
+				h := half.F32ToF16(float32(r.NormFloat64()))
+				if dt == runtime.BF16 {
+					h = half.F32ToBF16(float32(r.NormFloat64()))
+				}
+				raw[i], raw[i+1] = byte(h), byte(h>>8)
+			}
+			w, err := be.LoadWeight(raw, dt, s.n, s.k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := randTensor(b, be, s.m, s.k)
+			dst := randTensor(b, be, s.m, s.n)
+			b.Run(fmt.Sprintf("%s/%v", s.name, dt), func(b *testing.B) {
+				b.SetBytes(int64(len(raw)))
+				c0 := processCPU()
+				for b.Loop() {
+					be.MatMul(dst, x, w)
+				}
+				cpu := processCPU() - c0
+				b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N)/float64(be.Threads()), "cpu-ns/op")
+			})
 		}
 	}
 }

@@ -71,6 +71,8 @@ type Tensor struct {
 	// q is a packed quantized weight (LoadQuant), which only MatMul and
 	// MatMulAdd read, as their w; data is nil.
 	q *qweight
+	// h is a 16-bit weight (LoadWeight), read the same way.
+	h *hweight
 	// size is the bytes Alloc or LoadQuant counted for the tensor
 	// (Resident); 0 for a View or Reshape.
 	size int64
@@ -95,6 +97,9 @@ func (t *Tensor) Len() int {
 	}
 	if t.q != nil {
 		return t.q.n * t.q.k
+	}
+	if t.h != nil {
+		return t.h.n * t.h.k
 	}
 	return len(t.data)
 }
@@ -141,7 +146,7 @@ func (b *Backend) Free(t runtime.Tensor) {
 	}
 	ct := tensorOf(t)
 	b.resident().Add(-ct.size)
-	ct.data, ct.ints, ct.q, ct.size = nil, nil, nil, 0
+	ct.data, ct.ints, ct.q, ct.h, ct.size = nil, nil, nil, nil, 0
 	ct.shape = []int{0}
 }
 
@@ -205,10 +210,11 @@ func (b *Backend) Upload(t runtime.Tensor, src []float32) error {
 // Download implements runtime.Backend.
 func (b *Backend) Download(dst []float32, t runtime.Tensor) error {
 	ct := tensorOf(t)
-	if len(dst) != len(ct.data) {
+	vals := ct.values()
+	if len(dst) != len(vals) {
 		return fmt.Errorf("cpu: download tensor %v into %d values", ct.shape, len(dst))
 	}
-	copy(dst, ct.data)
+	copy(dst, vals)
 	return nil
 }
 

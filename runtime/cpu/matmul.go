@@ -27,10 +27,15 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 	b.round(d)
 }
 
-// product sets c[m,n] = x · wᵀ, w dense or quantized (LoadQuant).
+// product sets c[m,n] = x · wᵀ, w dense, quantized (LoadQuant) or 16-bit
+// (LoadWeight).
 func (b *Backend) product(c []float32, x, w *Tensor, m, n, k int) {
-	if w.q != nil {
+	switch {
+	case w.q != nil:
 		b.matmulQuant(c, x.data, m, w.q)
+		return
+	case w.h != nil:
+		b.matmulQuant(c, x.data, m, w.h)
 		return
 	}
 	b.matmul(c, x.data, w.data, m, n, k)

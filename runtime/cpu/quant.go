@@ -294,6 +294,20 @@ func dequant4LUTGo(out []float32, src []byte, grp []int32, lut []float32) {
 	}
 }
 
+// tiledWeight is a weight W [N, K] kept in a compact form that
+// matmulQuant expands a tile of rows at a time: packed GPTQ codes
+// (qweight) or 16-bit values (hweight).
+type tiledWeight interface {
+	dims() (n, k int)
+	// tableLen and rowTable: what a row needs once for all its tiles.
+	tableLen() int
+	rowTable(dst []float32, n int)
+	// dequantRow sets out to W[n, k0:k0+len(out)] in fp32.
+	dequantRow(out []float32, n, k0 int, kern *kernels, table []float32)
+}
+
+func (w *qweight) dims() (n, k int) { return w.n, w.k }
+
 // qScratch holds the dequantized tiles of MatMul's quantized weights
 // (*[]float32), one a task.
 var qScratch sync.Pool
@@ -314,8 +328,8 @@ const (
 // of x's rows, quads of w's, singles after) as matmul, over fp32 tiles of
 // w dequantized as Dequantize writes them, so that every output element is
 // the same sum of the same products in the same order.
-func (b *Backend) matmulQuant(c, a []float32, m int, w *qweight) {
-	n, k := w.n, w.k
+func (b *Backend) matmulQuant(c, a []float32, m int, w tiledWeight) {
+	n, k := w.dims()
 	if m == 0 || n == 0 {
 		return
 	}

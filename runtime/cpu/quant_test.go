@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -80,6 +81,15 @@ func TestDequantRow(t *testing.T) {
 				qt, err := b.LoadQuant(q)
 				if err != nil {
 					t.Fatal(err)
+				}
+				down := make([]float32, c.N*c.K)
+				if err := b.Download(down, qt); err != nil {
+					t.Fatal(err)
+				}
+				for i := range down {
+					if math.Float32bits(down[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("download: element %d: got %v, want %v", i, down[i], want[i])
+					}
 				}
 				w := tensorOf(qt).q
 				for n := range c.N {
@@ -194,5 +204,70 @@ func TestQuantResident(t *testing.T) {
 		if got := b.Resident(); got != 0 {
 			t.Errorf("%d bits: resident %d bytes after Free, want 0", bits, got)
 		}
+	}
+}
+
+// TestMatMulWeight16 checks MatMul and MatMulAdd with an F16 or BF16
+// weight kept 16-bit (LoadWeight) against the same ops with its fp32
+// values, bit for bit, and Download's fp32 values, for odd shapes.
+func TestMatMulWeight16(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, be := range []*Backend{New(3), NewPortable(2)} {
+		for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+			for _, s := range []struct{ m, n, k int }{{1, 7, 33}, {4, 70, 1030}, {200, 9, 2100}, {3, 64, 1024}} {
+				t.Run(fmt.Sprintf("%s/%v/%dx%dx%d", be.kern.name, dt, s.m, s.n, s.k), func(t *testing.T) {
+					raw := make([]byte, 2*s.n*s.k)
+					vals := make([]float32, s.n*s.k)
+					for i := range vals {
+						v := float32(r.NormFloat64())
+						if dt == runtime.F16 {
+							h := half.F32ToF16(v)
+							raw[2*i], raw[2*i+1] = byte(h), byte(h>>8)
+							vals[i] = half.F16ToF32(h)
+						} else {
+							h := half.F32ToBF16(v)
+							raw[2*i], raw[2*i+1] = byte(h), byte(h>>8)
+							vals[i] = half.BF16ToF32(h)
+						}
+					}
+					wt, err := be.LoadWeight(raw, dt, s.n, s.k)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := be.Resident(); got < int64(len(raw)) {
+						t.Errorf("resident %d bytes, want at least the weight's %d", got, len(raw))
+					}
+					down := make([]float32, s.n*s.k)
+					if err := be.Download(down, wt); err != nil {
+						t.Fatal(err)
+					}
+					for i := range down {
+						if math.Float32bits(down[i]) != math.Float32bits(vals[i]) {
+							t.Fatalf("download: element %d: got %v, want %v", i, down[i], vals[i])
+						}
+					}
+					dense := tensorFrom(t, be, vals, s.n, s.k)
+					xv := make([]float32, s.m*s.k)
+					for i := range xv {
+						xv[i] = float32(r.NormFloat64())
+					}
+					x := tensorFrom(t, be, xv, s.m, s.k)
+					got, want := tensorFrom(t, be, make([]float32, s.m*s.n), s.m, s.n), tensorFrom(t, be, make([]float32, s.m*s.n), s.m, s.n)
+					be.MatMul(got, x, wt)
+					be.MatMul(want, x, dense)
+					be.MatMulAdd(got, x, wt, got)
+					be.MatMulAdd(want, x, dense, want)
+					gd, wd := tensorOf(got).data, tensorOf(want).data
+					for i := range gd {
+						if math.Float32bits(gd[i]) != math.Float32bits(wd[i]) {
+							t.Fatalf("element [%d %d]: got %v, want %v", i/s.n, i%s.n, gd[i], wd[i])
+						}
+					}
+				})
+			}
+		}
+	}
+	if _, err := New(1).LoadWeight(make([]byte, 8), runtime.F32, 1, 2); !errors.Is(err, runtime.ErrWeightUnsupported) {
+		t.Errorf("F32 weight: err = %v, want ErrWeightUnsupported", err)
 	}
 }

@@ -69,18 +69,19 @@ func (b *Backend) DownloadRaw(dst []byte, dt runtime.DType, t runtime.Tensor) er
 		}
 		return nil
 	}
-	if len(dst) != len(ct.data)*dt.Size() {
-		return fmt.Errorf("cpu: download tensor %v into %d bytes of %v (want %d)", ct.shape, len(dst), dt, len(ct.data)*dt.Size())
+	vals := ct.values()
+	if len(dst) != len(vals)*dt.Size() {
+		return fmt.Errorf("cpu: download tensor %v into %d bytes of %v (want %d)", ct.shape, len(dst), dt, len(vals)*dt.Size())
 	}
 	switch dt {
 	case runtime.F32:
-		for i, v := range ct.data {
+		for i, v := range vals {
 			binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 		}
 	case runtime.F16:
-		half.F32ToF16Bytes(dst, ct.data)
+		half.F32ToF16Bytes(dst, vals)
 	case runtime.BF16:
-		half.F32ToBF16Bytes(dst, ct.data)
+		half.F32ToBF16Bytes(dst, vals)
 	}
 	return nil
 }

@@ -1,13 +1,16 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"path/filepath"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -100,6 +103,67 @@ func TestCPUQuantExact(t *testing.T) {
 				for i := range want {
 					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 						t.Fatalf("%d tokens: logit %d of row %d: packed %v, dequantized %v", len(ids), i%cfg.VocabSize, i/cfg.VocabSize, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCPUWeight16Exact checks that the CPU backend's 16-bit Linear
+// weights (runtime.WeightLoader, the default for an F16 or BF16
+// checkpoint in F32) give the logits of the weights converted to fp32 at
+// load (Options.WidenWeights) bit for bit, on openchat-tiny (F16) and a
+// BF16 model of its shape, and take 2 bytes a weight (Resident).
+func TestCPUWeight16Exact(t *testing.T) {
+	src := fixture(t, "models/openchat-tiny")
+	bf16 := filepath.Join(t.TempDir(), "bf16")
+	if _, err := synth.Write(context.Background(), synth.Options{ConfigDir: src, Out: bf16, Layers: 2, Seed: 5, DType: "bf16", Shards: 1}); err != nil {
+		t.Fatal(err)
+	}
+	prompts := [][]int{{1, 420, 6316, 28781, 7}, fixtures.WikiIDs(t)[:200]}
+	for _, dir := range []string{src, bf16} {
+		t.Run(filepath.Base(dir), func(t *testing.T) {
+			cfg, err := hfconfig.Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			linears, err := QuantLinears(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			load := func(widen bool) (*Model, *cpu.Backend) {
+				b := cpu.New(0)
+				m, err := LoadWith(dir, b, Options{WidenWeights: widen})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return m, b
+			}
+			kept, kb := load(false)
+			defer kept.Close()
+			ref, rb := load(true)
+			defer ref.Close()
+			var weights int64
+			for _, l := range linears {
+				weights += int64(l.K * l.N)
+			}
+			other := rb.Resident() - 4*weights
+			if got := kb.Resident() - other; got != 2*weights {
+				t.Errorf("16-bit Linears take %d bytes, want %d (fp32: %d)", got, 2*weights, 4*weights)
+			}
+			for _, ids := range prompts {
+				got, err := kept.Forward(ids, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := ref.Forward(ids, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%d tokens: logit %d of row %d: 16-bit %v, fp32 %v", len(ids), i%cfg.VocabSize, i/cfg.VocabSize, got[i], want[i])
 					}
 				}
 			}

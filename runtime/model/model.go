@@ -58,6 +58,11 @@ type Options struct {
 	// in 16-bit, the CPU backend in F32, whose products equal the
 	// dequantized weights' bit for bit): the reference path.
 	Dequantize bool
+	// WidenWeights binds an F16 or BF16 checkpoint's Linear weights
+	// converted to fp32 even on a backend that keeps them 16-bit in an F32
+	// model (runtime.WeightLoader: the CPU backend, whose products equal
+	// the converted weights' bit for bit): the reference path.
+	WidenWeights bool
 	// Context is the longest sequence (prompt and generated tokens, a
 	// perplexity window) the model is run with, in positions: 0 (the
 	// default) is max_position_embeddings. It chooses Phi-3's longrope
@@ -349,7 +354,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		}
 		p.Prepare(spec)
 	}
-	m := &Model{Config: cfg, Quant: quant, ctx: ctx, rope: cfg.RopeScaling.ForContext(ctx), b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize}, s: scratch{dt: o.DType}}
+	m := &Model{Config: cfg, Quant: quant, ctx: ctx, rope: cfg.RopeScaling.ForContext(ctx), b: b, d: d, bd: binder{w: w, b: b, quant: quant, dt: o.DType, dequant: o.Dequantize, widen: o.WidenWeights}, s: scratch{dt: o.DType}}
 	fail := func(err error) (*Model, error) {
 		m.bd.free()
 		return nil, err
@@ -382,7 +387,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		if m.head, err = m.bd.linear("lm_head", d.vocab, d.hidden); err != nil {
 			return fail(err)
 		}
-	} else if m.head, err = m.bd.fp("lm_head.weight", d.vocab, d.hidden); err != nil {
+	} else if m.head, err = m.bd.weight("lm_head.weight", d.vocab, d.hidden); err != nil {
 		return fail(err)
 	}
 	return m, nil

@@ -32,7 +32,11 @@ type binder struct {
 	// dequant binds GPTQ weights dequantized even where the backend could
 	// keep them quantized (the reference path).
 	dequant bool
-	made    []runtime.Tensor
+	// widen binds 16-bit Linear weights in the model's F32 even where the
+	// backend could keep them 16-bit (runtime.WeightLoader; the reference
+	// path).
+	widen bool
+	made  []runtime.Tensor
 }
 
 func (bd *binder) free() {
@@ -169,7 +173,43 @@ func (bd *binder) linear(module string, n, k int) (runtime.Tensor, error) {
 			return nil, fmt.Errorf("model: %w", err)
 		}
 	}
-	return bd.fp(module+".weight", n, k)
+	return bd.weight(module+".weight", n, k)
+}
+
+// weight binds a floating-point Linear weight [n, k]: kept in the
+// checkpoint's F16 or BF16 where the model computes in F32 on a backend
+// that multiplies by such weights (runtime.WeightLoader, the CPU's: half
+// the memory, the same products), else as fp binds it.
+func (bd *binder) weight(name string, n, k int) (runtime.Tensor, error) {
+	wl, ok := bd.b.(runtime.WeightLoader)
+	if !ok || bd.dt != runtime.F32 || bd.widen {
+		return bd.fp(name, n, k)
+	}
+	t, err := bd.w.Tensor(name)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	var dt runtime.DType
+	switch t.DType {
+	case safetensors.F16:
+		dt = runtime.F16
+	case safetensors.BF16:
+		dt = runtime.BF16
+	default:
+		return bd.fp(name, n, k)
+	}
+	if !slices.Equal(t.Shape, []int{n, k}) {
+		return nil, fmt.Errorf("model: %s: tensor %q: shape %v, want %v", t.File, name, t.Shape, []int{n, k})
+	}
+	w, err := wl.LoadWeight(t.Data, dt, n, k)
+	switch {
+	case errors.Is(err, runtime.ErrWeightUnsupported):
+		return bd.fp(name, n, k)
+	case err != nil:
+		return nil, fmt.Errorf("model: %s: tensor %q: %w", t.File, name, err)
+	}
+	bd.made = append(bd.made, w)
+	return w, nil
 }
 
 // quantized binds l as a backend quantized weight where the backend and
