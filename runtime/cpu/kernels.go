@@ -1,5 +1,7 @@
 package cpu
 
+import "github.com/gptqtool/gptqtool/formats/half"
+
 // kernels are the inner loops of MatMul and Attention. Every
 // implementation computes the same sums; the order of additions inside a
 // sum may differ between implementations (8-wide partial sums in the
@@ -20,10 +22,17 @@ type kernels struct {
 	// len(out)/32 consecutive 4-bit blocks of src: act order's inputs, each
 	// of its own group, whose products lut tables (qweight.rowTable).
 	dequant4LUT func(out []float32, src []byte, grp []int32, lut []float32)
+	// bf16 and f16 set out[i] to the value of the i-th little-endian
+	// BF16 or F16 of src (exact conversions).
+	bf16, f16 func(out []float32, src []byte)
 }
 
 // goKernels are the portable kernels.
-var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go, dequant4LUT: dequant4LUTGo}
+var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go, dequant4LUT: dequant4LUTGo,
+	bf16: bf16Go, f16: f16Go}
+
+func bf16Go(out []float32, src []byte) { half.BF16BytesToF32(out, src[:2*len(out)]) }
+func f16Go(out []float32, src []byte)  { half.F16BytesToF32(out, src[:2*len(out)]) }
 
 func dot1x4Go(k int, a []float32, b []float32, ldb int, c *[4]float32) {
 	a = a[:k]

@@ -1,6 +1,10 @@
 package cpu
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"github.com/gptqtool/gptqtool/formats/half"
+)
 
 // The assembly kernels need k a positive multiple of 8; the wrappers add
 // the tail in Go.
@@ -20,13 +24,44 @@ func dequant4AVX(nblk int, src *byte, out *float32, s, z float32)
 //go:noescape
 func dequant4LUTAVX(nblk int, src *byte, grp *int32, lut *float32, out *float32)
 
-var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm}
+//go:noescape
+func bf16ToF32AVX(n int, src *byte, out *float32)
+
+//go:noescape
+func f16ToF32AVX(n int, src *byte, out *float32)
+
+var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
+	bf16: bf16Asm, f16: f16Go}
 
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return avxKernels
+		k := avxKernels
+		if cpu.X86.HasF16C {
+			k.f16 = f16Asm
+		}
+		return k
 	}
 	return goKernels
+}
+
+func bf16Asm(out []float32, src []byte) {
+	n := len(out)
+	n8 := n &^ 7
+	if n8 > 0 {
+		_ = src[2*n-1]
+		bf16ToF32AVX(n8, &src[0], &out[0])
+	}
+	half.BF16BytesToF32(out[n8:], src[2*n8:2*n])
+}
+
+func f16Asm(out []float32, src []byte) {
+	n := len(out)
+	n8 := n &^ 7
+	if n8 > 0 {
+		_ = src[2*n-1]
+		f16ToF32AVX(n8, &src[0], &out[0])
+	}
+	half.F16BytesToF32(out[n8:], src[2*n8:2*n])
 }
 
 func dot3x4Asm(k int, a []float32, lda int, b []float32, ldb int, c *[12]float32) {

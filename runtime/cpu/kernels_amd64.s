@@ -248,3 +248,40 @@ loopdq4lut:
 	JNZ       loopdq4lut
 	VZEROUPPER
 	RET
+
+// func bf16ToF32AVX(n int, src *byte, out *float32)
+// out[i] = the bf16 value i of src (its bits shifted up 16: exact); n a
+// positive multiple of 8.
+TEXT ·bf16ToF32AVX(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ out+16(FP), DI
+
+loopbf16:
+	VPMOVZXWD (SI), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVDQU   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       loopbf16
+	VZEROUPPER
+	RET
+
+// func f16ToF32AVX(n int, src *byte, out *float32)
+// out[i] = the fp16 value i of src (VCVTPH2PS: exact, subnormals
+// included); n a positive multiple of 8.
+TEXT ·f16ToF32AVX(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ out+16(FP), DI
+
+loopf16:
+	VCVTPH2PS (SI), Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       loopf16
+	VZEROUPPER
+	RET

@@ -271,3 +271,34 @@ func TestMatMulWeight16(t *testing.T) {
 		t.Errorf("F32 weight: err = %v, want ErrWeightUnsupported", err)
 	}
 }
+
+// TestWiden16Exhaustive converts every F16 and BF16 bit pattern with each
+// kernel set and checks the fp32 bits against package half's (NaNs only
+// as NaNs: F16C quiets a signalling one).
+func TestWiden16Exhaustive(t *testing.T) {
+	src := make([]byte, 2*65536+6) // a tail past a multiple of 8
+	for i := range 65536 + 3 {
+		h := uint16(i)
+		src[2*i], src[2*i+1] = byte(h), byte(h>>8)
+	}
+	n := len(src) / 2
+	for _, b := range []*Backend{New(1), NewPortable(1)} {
+		for _, c := range []struct {
+			name string
+			conv func([]float32, []byte)
+			ref  func(uint16) float32
+		}{{"f16", b.kern.f16, half.F16ToF32}, {"bf16", b.kern.bf16, half.BF16ToF32}} {
+			out := make([]float32, n)
+			c.conv(out, src)
+			for i, v := range out {
+				want := c.ref(uint16(i))
+				if math.IsNaN(float64(want)) && math.IsNaN(float64(v)) {
+					continue
+				}
+				if math.Float32bits(v) != math.Float32bits(want) {
+					t.Fatalf("%s %s: %#04x: got %#08x, want %#08x", b.kern.name, c.name, uint16(i), math.Float32bits(v), math.Float32bits(want))
+				}
+			}
+		}
+	}
+}

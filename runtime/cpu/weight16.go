@@ -3,7 +3,6 @@ package cpu
 import (
 	"fmt"
 
-	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -38,14 +37,14 @@ func (w *hweight) tableLen() int                 { return 0 }
 func (w *hweight) rowTable(dst []float32, n int) {}
 
 // dequantRow converts W[n, k0:k0+len(out)] to fp32 (exact).
-func (w *hweight) dequantRow(out []float32, n, k0 int, _ *kernels, _ []float32) {
+func (w *hweight) dequantRow(out []float32, n, k0 int, kern *kernels, _ []float32) {
 	o := 2 * (n*w.k + k0)
 	src := w.raw[o : o+2*len(out)]
 	if w.dt == runtime.BF16 {
-		half.BF16BytesToF32(out, src)
+		kern.bf16(out, src)
 		return
 	}
-	half.F16BytesToF32(out, src)
+	kern.f16(out, src)
 }
 
 // values returns t's elements in fp32: its data, or for a compact weight
