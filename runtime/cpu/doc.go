@@ -9,10 +9,25 @@
 //
 // A Tensor is a []float32 in row-major PyTorch order plus its shape; a View
 // is a sub-slice of its parent's storage. Only runtime.F32 tensors exist
-// here (the model converts fp16/bf16 checkpoints to fp32 on upload), but
-// for a WithHalf backend's F16 and BF16 tensors: fp32 values that every op
-// rounds to the tensor's dtype where the CUDA kernels round, so that a GPU
-// calibration forward can be reproduced on the host.
+// here (the model converts fp16/bf16 activations' tensors to fp32 on
+// upload), but for a WithHalf backend's F16 and BF16 tensors: fp32 values
+// that every op rounds to the tensor's dtype where the CUDA kernels round,
+// so that a GPU calibration forward can be reproduced on the host.
+//
+// # Compact weights
+//
+// LoadQuant (runtime.QuantLoader) keeps a GPTQ weight packed: each output
+// row's codes in the original input order (act order undone at load, each
+// input's group in a table), blocks of 32 codes in 4·bits bytes, fp16
+// scales and zero points per row and group (quant.go). LoadWeight
+// (runtime.WeightLoader) keeps an F16 or BF16 Linear weight as its 16-bit
+// values (weight16.go). Only MatMul and MatMulAdd read either, as their w:
+// a task expands a tile of weight rows (4 at decode, 32 otherwise) by
+// slices of kc inputs into fp32 scratch, exactly as the fp32 weight would
+// hold them (scale·(code − zero), one rounding; exact 16-bit widening),
+// and runs the dense kernels over it with matmul's slices and grouping of
+// rows, so that every output is the dense product's bit for bit. Resident
+// counts the bytes all tensors hold.
 //
 // # Parallelism
 //

@@ -41,8 +41,15 @@
 // after that nothing is checked per call.
 //
 // GPTQ checkpoints (detected by quantize_config.json or a
-// quantization_config block) are dequantized at load with formats/gptq into
-// [N, K] fp32 weights, so the backend sees an ordinary Linear.
+// quantization_config block) are kept quantized (runtime.QuantWeight, act
+// order made sequential) on a backend that multiplies by them with the
+// model's activations (runtime.KeepsQuant: the CUDA backend in 16-bit, the
+// CPU backend in F32), else dequantized at load with formats/gptq into
+// [N, K] weights, so the backend sees an ordinary Linear; the CPU backend's
+// packed products equal the dequantized ones bit for bit
+// (Options.Dequantize forces the dequantized form). In F32, an F16 or BF16
+// checkpoint's Linear weights stay 16-bit on a runtime.WeightLoader (the
+// CPU backend; Options.WidenWeights converts them at load instead).
 //
 // # Layouts
 //

@@ -83,7 +83,9 @@ type Options struct {
 // compressed-tensors checkpoints read as the GPTQ checkpoint they are
 // equivalent to, package quantized) and binds
 // every tensor on b in fp32. Floating-point tensors may be F32, F16 or
-// BF16; GPTQ Linear modules are dequantized to fp32.
+// BF16; GPTQ Linear modules are dequantized to fp32, or kept packed where
+// b multiplies by them in F32 (the CPU backend, with the same products),
+// and 16-bit Linear weights stay 16-bit there too (runtime.WeightLoader).
 func Load(dir string, b runtime.Backend) (*Model, error) {
 	return LoadWith(dir, b, Options{})
 }
