@@ -136,25 +136,26 @@ func BenchmarkElementwise(b *testing.B) {
 	}
 }
 
-// BenchmarkMatMulQuant multiplies by a 4-bit weight (group size 128, no
-// act order, and act order) kept packed (LoadQuant) and by its
+// BenchmarkMatMulQuant multiplies by a 4-bit weight (and an 8-bit one;
+// group size 128, no act order, and act order) kept packed (LoadQuant) and by its
 // dequantized fp32 form, at the openchat-3.5 shapes; bytes/s counts the
 // weight's bytes each form reads, cpu-ns/op the process's CPU time an op
 // divided by the threads.
 func BenchmarkMatMulQuant(b *testing.B) {
 	be := New(0)
 	shapes := []struct {
-		name    string
-		m, n, k int
+		name          string
+		m, n, k, bits int
 	}{
-		{"decode_1x4096x4096", 1, benchHidden, benchHidden},
-		{"decode_1x14336x4096", 1, benchInter, benchHidden},
-		{"prefill_128x4096x4096", 128, benchHidden, benchHidden},
+		{"decode_1x4096x4096", 1, benchHidden, benchHidden, 4},
+		{"decode_1x14336x4096", 1, benchInter, benchHidden, 4},
+		{"prefill_128x4096x4096", 128, benchHidden, benchHidden, 4},
+		{"decode_1x4096x4096_8bit", 1, benchHidden, benchHidden, 8},
 	}
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, s := range shapes {
 		for _, perm := range []bool{false, true} {
-			q := randomQuant(r, 4, s.k, s.n, 128, perm)
+			q := randomQuant(r, s.bits, s.k, s.n, 128, perm)
 			qt, err := be.LoadQuant(q)
 			if err != nil {
 				b.Fatal(err)

@@ -44,7 +44,7 @@ func NewPortable(threads int) *Backend {
 // several independent computations at once give each a share of the
 // threads.
 func (b *Backend) WithThreads(n int) runtime.Backend {
-	return &Backend{threads: max(n, 1), kern: b.kern, half: b.half, mem: b.mem}
+	return &Backend{threads: max(n, 1), kern: b.kern, half: b.half, mem: b.resident()}
 }
 
 // Threads reports the number of worker goroutines.

@@ -22,6 +22,12 @@ type kernels struct {
 	// len(out)/32 consecutive 4-bit blocks of src: act order's inputs, each
 	// of its own group, whose products lut tables (qweight.rowTable).
 	dequant4LUT func(out []float32, src []byte, grp []int32, lut []float32)
+	// dequant8 sets out[i] = s*(float32(src[i])-z) for 8-bit codes.
+	dequant8 func(out []float32, src []byte, s, z float32)
+	// dequant8Gather sets out[i] = sz[g]*(float32(src[i])-sz[G+g]), g =
+	// grp[i], for 8-bit codes of act order: sz holds the row's G scales,
+	// then its G zero points (qweight.rowTable).
+	dequant8Gather func(out []float32, src []byte, grp []int32, sz []float32)
 	// bf16 and f16 set out[i] to the value of the i-th little-endian
 	// BF16 or F16 of src (exact conversions).
 	bf16, f16 func(out []float32, src []byte)
@@ -29,7 +35,7 @@ type kernels struct {
 
 // goKernels are the portable kernels.
 var goKernels = kernels{name: "go", dot3x4: dot3x4Go, dot1x4: dot1x4Go, axpy: axpyGo, dequant4: dequant4Go, dequant4LUT: dequant4LUTGo,
-	bf16: bf16Go, f16: f16Go}
+	dequant8: dequant8Go, dequant8Gather: dequant8GatherGo, bf16: bf16Go, f16: f16Go}
 
 func bf16Go(out []float32, src []byte) { half.BF16BytesToF32(out, src[:2*len(out)]) }
 func f16Go(out []float32, src []byte)  { half.F16BytesToF32(out, src[:2*len(out)]) }

@@ -30,8 +30,14 @@ func bf16ToF32AVX(n int, src *byte, out *float32)
 //go:noescape
 func f16ToF32AVX(n int, src *byte, out *float32)
 
+//go:noescape
+func dequant8AVX(n int, src *byte, out *float32, s, z float32)
+
+//go:noescape
+func dequant8GatherAVX(n int, src *byte, grp *int32, sz *float32, ng int, out *float32)
+
 var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
-	bf16: bf16Asm, f16: f16Go}
+	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go}
 
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -123,4 +129,25 @@ func dequant4LUTAsm(out []float32, src []byte, grp []int32, lut []float32) {
 	_ = src[16*nblk-1]
 	_ = grp[qblock*nblk-1]
 	dequant4LUTAVX(nblk, &src[0], &grp[0], &lut[0], &out[0])
+}
+
+func dequant8Asm(out []float32, src []byte, s, z float32) {
+	n := len(out)
+	n8 := n &^ 7
+	if n8 > 0 {
+		_ = src[n-1]
+		dequant8AVX(n8, &src[0], &out[0], s, z)
+	}
+	dequant8Go(out[n8:], src[n8:n], s, z)
+}
+
+func dequant8GatherAsm(out []float32, src []byte, grp []int32, sz []float32) {
+	n := len(out)
+	n8 := n &^ 7
+	if n8 > 0 {
+		_ = src[n-1]
+		_ = grp[n-1]
+		dequant8GatherAVX(n8, &src[0], &grp[0], &sz[0], len(sz)/2, &out[0])
+	}
+	dequant8GatherGo(out[n8:], src[n8:n], grp[n8:n], sz)
 }

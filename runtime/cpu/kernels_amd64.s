@@ -285,3 +285,58 @@ loopf16:
 	JNZ       loopf16
 	VZEROUPPER
 	RET
+
+// func dequant8AVX(n int, src *byte, out *float32, s, z float32)
+// out[i] = s*(float32(src[i]) - z) for n 8-bit codes, n a positive
+// multiple of 8 (the subtraction exact, the product rounded once).
+TEXT ·dequant8AVX(SB), NOSPLIT, $0-32
+	MOVQ         n+0(FP), CX
+	MOVQ         src+8(FP), SI
+	MOVQ         out+16(FP), DI
+	VBROADCASTSS s+24(FP), Y13
+	VBROADCASTSS z+28(FP), Y14
+
+loopdq8:
+	VPMOVZXBD (SI), Y0
+	VCVTDQ2PS Y0, Y0
+	VSUBPS    Y14, Y0, Y0
+	VMULPS    Y13, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $8, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       loopdq8
+	VZEROUPPER
+	RET
+
+// func dequant8GatherAVX(n int, src *byte, grp *int32, sz *float32, ng int, out *float32)
+// out[i] = sz[grp[i]]*(float32(src[i]) - sz[ng+grp[i]]) for n 8-bit codes
+// (act order: sz holds the row's ng scales, then its ng zero points), n a
+// positive multiple of 8.
+TEXT ·dequant8GatherAVX(SB), NOSPLIT, $0-48
+	MOVQ n+0(FP), CX
+	MOVQ src+8(FP), SI
+	MOVQ grp+16(FP), R8
+	MOVQ sz+24(FP), BX
+	MOVQ ng+32(FP), DX
+	LEAQ (BX)(DX*4), DX
+	MOVQ out+40(FP), DI
+
+loopdq8g:
+	VMOVDQU    (R8), Y6
+	VPCMPEQD   Y7, Y7, Y7
+	VGATHERDPS Y7, (BX)(Y6*4), Y8
+	VPCMPEQD   Y7, Y7, Y7
+	VGATHERDPS Y7, (DX)(Y6*4), Y9
+	VPMOVZXBD  (SI), Y0
+	VCVTDQ2PS  Y0, Y0
+	VSUBPS     Y9, Y0, Y0
+	VMULPS     Y0, Y8, Y0
+	VMOVUPS    Y0, (DI)
+	ADDQ       $8, SI
+	ADDQ       $32, R8
+	ADDQ       $32, DI
+	SUBQ       $8, CX
+	JNZ        loopdq8g
+	VZEROUPPER
+	RET

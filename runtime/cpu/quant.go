@@ -217,6 +217,11 @@ func (w *qweight) dequantRow(out []float32, n, k0 int, kern *kernels, table []fl
 	sc, zs := w.scales[n*G:(n+1)*G], w.zeros[n*G:(n+1)*G]
 	bs := 4 * w.bits
 	var q [qblock]uint8
+	if w.group != nil && w.bits == 8 {
+		// Act order at 8 bits: a block's bytes are its codes.
+		kern.dequant8Gather(out, row[k0:k1], w.group[k0:k1], table[:2*G])
+		return
+	}
 	if w.group != nil {
 		// Act order: each input's own group.
 		for c := k0; c < k1; {
@@ -252,6 +257,11 @@ func (w *qweight) dequantRow(out []float32, n, k0 int, kern *kernels, table []fl
 		g := c / w.groupSize
 		seg := min(k1, (g+1)*w.groupSize)
 		s, z := half.F16ToF32(sc[g]), float32(zs[g])
+		if w.bits == 8 {
+			kern.dequant8(out[c-k0:seg-k0], row[c:seg], s, z)
+			c = seg
+			continue
+		}
 		if w.bits == 4 && c%qblock == 0 {
 			if nb := (seg - c) / qblock; nb > 0 {
 				kern.dequant4(out[c-k0:c-k0+nb*qblock], row[c/qblock*16:], s, z)
@@ -307,6 +317,25 @@ type tiledWeight interface {
 }
 
 func (w *qweight) dims() (n, k int) { return w.n, w.k }
+
+// dequant8Go sets out[i] = s·(q[i] − z) for 8-bit codes.
+func dequant8Go(out []float32, src []byte, s, z float32) {
+	src = src[:len(out)]
+	for i, v := range src {
+		out[i] = s * (float32(v) - z)
+	}
+}
+
+// dequant8GatherGo sets out[i] = scale·(q[i] − zero) of input i's group
+// grp[i], sz the row's G scales then G zero points.
+func dequant8GatherGo(out []float32, src []byte, grp []int32, sz []float32) {
+	G := len(sz) / 2
+	src, grp = src[:len(out)], grp[:len(out)]
+	for i, v := range src {
+		g := int(grp[i])
+		out[i] = sz[g] * (float32(v) - sz[G+g])
+	}
+}
 
 // qScratch holds the dequantized tiles of MatMul's quantized weights
 // (*[]float32), one a task.
