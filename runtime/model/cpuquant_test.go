@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
@@ -164,6 +166,90 @@ func TestCPUWeight16Exact(t *testing.T) {
 				for i := range want {
 					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
 						t.Fatalf("%d tokens: logit %d of row %d: 16-bit %v, fp32 %v", len(ids), i%cfg.VocabSize, i/cfg.VocabSize, got[i], want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCPUQuantTiles checks the CPU backend's packed weights against GPTQ's
+// own dequantization (gptq.Linear.Dequantize), bit for bit, at shapes
+// whose inputs are not a multiple of the tiles (K past one slice of 1024
+// inputs by a part of a 32-code block; group sizes that divide neither;
+// outputs not a multiple of 32):
+// the expanded weight (Download) and the products for 1, 5 and 200 rows.
+func TestCPUQuantTiles(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, c := range []struct {
+		K, N, bits, gs int
+		format         gptq.Format
+		gidx           string
+	}{
+		{1064, 40, 4, 100, gptq.FormatV1, "act-order"},
+		{1064, 40, 4, 56, gptq.FormatV2, "static"},
+		{1064, 44, 8, -1, gptq.FormatV2, "static"},
+		{1056, 36, 8, 96, gptq.FormatV1, "act-order"},
+		{1056, 96, 3, 160, gptq.FormatV2, "act-order"},
+		{1056, 96, 3, 48, gptq.FormatV1, "static"},
+		{1040, 48, 2, 40, gptq.FormatV2, "act-order"},
+		{1040, 48, 2, -1, gptq.FormatV1, "static"},
+	} {
+		name := fmt.Sprintf("%dbit_K%d_N%d_g%d_%s", c.bits, c.K, c.N, c.gs, c.gidx)
+		t.Run(name, func(t *testing.T) {
+			l := randomLinear(r, c.K, c.N, c.bits, c.gs, c.format, c.gidx)
+			want, err := l.Dequantize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := Sequential(l)
+			if err != nil || q == nil {
+				t.Fatalf("sequential: %v, %v", q, err)
+			}
+			b := cpu.New(3)
+			w, err := b.LoadQuant(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]float32, c.N*c.K)
+			if err := b.Download(got, w); err != nil {
+				t.Fatal(err)
+			}
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("W[%d, %d] = %v, want %v", i/c.K, i%c.K, got[i], want[i])
+				}
+			}
+			dense, err := b.Alloc(runtime.F32, c.N, c.K)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Upload(dense, want); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range []int{1, 5, 200} {
+				xv := make([]float32, m*c.K)
+				for i := range xv {
+					xv[i] = float32(r.NormFloat64())
+				}
+				x, _ := b.Alloc(runtime.F32, m, c.K)
+				if err := b.Upload(x, xv); err != nil {
+					t.Fatal(err)
+				}
+				yq, _ := b.Alloc(runtime.F32, m, c.N)
+				yd, _ := b.Alloc(runtime.F32, m, c.N)
+				b.MatMul(yq, x, w)
+				b.MatMul(yd, x, dense)
+				gq, gd := make([]float32, m*c.N), make([]float32, m*c.N)
+				if err := b.Download(gq, yq); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Download(gd, yd); err != nil {
+					t.Fatal(err)
+				}
+				for i := range gd {
+					if math.Float32bits(gq[i]) != math.Float32bits(gd[i]) {
+						t.Fatalf("%d rows: y[%d, %d] = %v, want %v", m, i/c.N, i%c.N, gq[i], gd[i])
 					}
 				}
 			}
