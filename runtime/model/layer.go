@@ -543,7 +543,9 @@ func LoadLayerAs(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, dt r
 }
 
 // LoadLayerWith is LoadLayerAs with o's DType and Context (the model's
-// Options; Dequantize does not apply): the layer runs sequences of at most
+// Options; Dequantize and WidenWeights do not apply: the Linear weights,
+// which SetWeight replaces, are always tensors of dtype o.DType): the
+// layer runs sequences of at most
 // o.Context positions (0: max_position_embeddings), which chooses Phi-3's
 // longrope factors as a model loaded with o does. The quantize drivers
 // load their layers for the calibration samples' length.
@@ -563,7 +565,9 @@ func LoadLayerWith(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, o 
 	if !runtime.Supports(b, dt) {
 		return nil, fmt.Errorf("model: backend %s has no %v tensors", b.Name(), dt)
 	}
-	l := &Layer{Index: i, b: b, d: d, bd: binder{w: w, b: b, dt: dt}, s: scratch{dt: dt}}
+	// widen: SetWeight uploads into the Linear weights, so they are
+	// tensors of the layer's dtype, never a backend's 16-bit ones.
+	l := &Layer{Index: i, b: b, d: d, bd: binder{w: w, b: b, dt: dt, widen: true}, s: scratch{dt: dt}}
 	if l.w, err = bindLayer(&l.bd, d, i); err != nil {
 		l.bd.free()
 		return nil, err
