@@ -42,10 +42,18 @@ import (
 //     "\n</parameter>\n" each, then "</function>\n</tool_call>", the values
 //     raw text read by their parameters' types (xmlcalls.go), calls one
 //     after another with a newline between, after text or instead of it.
+//   - glm45 (GLM-4.5, GLM-4.6): each call is "<tool_call>" NAME "\n"
+//     and its arguments, "<arg_key>" K "</arg_key>\n<arg_value>" V
+//     "</arg_value>\n" each, then "</tool_call>", a string's value raw
+//     text and another's JSON (glmcalls.go), calls one after another with
+//     a newline between, after text or instead of it.
+//   - glm47 (GLM-4.7): the same without those newlines.
 //
-// Templates that write calls otherwise (GLM's XML calls, functionary's
-// <function=...>), or not at all, and the openchat templates keep the
-// generic format (tools.go).
+// (Poolside's Laguna templates write GLM's calls too.)
+//
+// Templates that write calls otherwise (functionary's <function=...>,
+// Kimi's, DeepSeek's), or not at all, and the openchat templates keep
+// the generic format (tools.go).
 //
 // Under tool_choice "required" or a named function the reply is
 // constrained from its first token to the format's calls; under "auto" it
@@ -76,6 +84,10 @@ type toolFormat struct {
 	nameText, callID bool
 	// xml: Qwen3-Coder's calls (xmlcalls.go).
 	xml bool
+	// glm: GLM's calls (glmcalls.go), sep what the template writes
+	// after a call's name, a key and a value, and between calls.
+	glm bool
+	sep string
 }
 
 var (
@@ -88,6 +100,14 @@ var (
 )
 
 var qwenXMLFormat = &toolFormat{name: "qwen3-xml", markers: []string{"<tool_call>", "</tool_call>"}, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID, xml: true}
+
+// GLM's formats: GLM-4.5's and 4.6's calls, and GLM-4.7's, which have no
+// newlines.
+var (
+	glmMarkers  = []string{"<tool_call>", "</tool_call>", "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"}
+	glm45Format = &toolFormat{name: "glm45", markers: glmMarkers, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID, glm: true, sep: "\n"}
+	glm47Format = &toolFormat{name: "glm47", markers: glmMarkers, trigger: "<tool_call>", argsKey: "arguments", newID: newCallID, glm: true}
+)
 
 // mistralIDPattern is a Mistral call id (mistral-common's: 9 letters and
 // digits).
@@ -133,6 +153,10 @@ func detectToolFormat(t *tokenizer.Tokenizer) *toolFormat {
 		f = mistralCallIDFormat
 	case strings.Contains(text, "<tool_call>\n<function=probe_tool>\n<parameter=arg>\nvalue\n</parameter>\n</function>\n</tool_call>"):
 		f = qwenXMLFormat
+	case strings.Contains(text, "<tool_call>probe_tool\n<arg_key>arg</arg_key>\n<arg_value>value</arg_value>\n</tool_call>"):
+		f = glm45Format
+	case strings.Contains(text, "<tool_call>probe_tool<arg_key>arg</arg_key><arg_value>value</arg_value></tool_call>"):
+		f = glm47Format
 	}
 	formatCache.Store(src, f)
 	return f
@@ -239,6 +263,9 @@ func nativeCallSchema(req *openai.Request, f *toolFormat) ([]byte, error) {
 	if f.xml {
 		return xmlCallSchema(req)
 	}
+	if f.glm {
+		return glmCallSchema(req)
+	}
 	defs, calls, err := toolDefs(req, f.argsKey, f == mistralFormat)
 	if err != nil {
 		return nil, err
@@ -266,6 +293,9 @@ func nativeGrammar(gc *grammar.Compiler, req *openai.Request, f *toolFormat, v *
 	}
 	if f.xml {
 		return xmlGrammar(gc, req, v)
+	}
+	if f.glm {
+		return glmGrammar(gc, req, f, v)
 	}
 	call := grammar.Part{Value: true}
 	var parts, loop []grammar.Part
@@ -325,6 +355,8 @@ type nativeScanner struct {
 	// request's tools' parameters (toolParamTypes).
 	xml        xmlCalls
 	paramTypes map[string]map[string]string
+	// glm reads GLM's calls (paramTypes: glmParamTypes).
+	glm glmCalls
 }
 
 // Phases of a nativeScanner.
@@ -343,8 +375,11 @@ const (
 func newNativeScanner(f *toolFormat, tools []openai.Tool) *nativeScanner {
 	s := &nativeScanner{f: f, calls: newReplyScanner(f.newID)}
 	s.calls.argsKey = f.argsKey
-	if f.xml {
+	switch {
+	case f.xml:
 		s.paramTypes = toolParamTypes(tools)
+	case f.glm:
+		s.paramTypes = glmParamTypes(tools)
 	}
 	return s
 }
@@ -404,7 +439,7 @@ func (s *nativeScanner) Feed(piece string) (content string, deltas []openai.Tool
 // json reads text after the trigger: the calls' JSON, and between Hermes
 // calls the next one's trigger.
 func (s *nativeScanner) json(text string) {
-	if s.f.xml {
+	if s.f.xml || s.f.glm {
 		s.xmlText(text)
 		return
 	}
@@ -477,13 +512,19 @@ func (s *nativeScanner) json(text string) {
 	}
 }
 
-// xmlText reads text after the trigger in Qwen3-Coder's format: a call,
-// and between calls the next one's trigger.
+// xmlText reads text after the trigger in Qwen3-Coder's format or GLM's:
+// a call, and between calls the next one's trigger.
 func (s *nativeScanner) xmlText(text string) {
 	for text != "" {
 		if s.phase != nsBetween {
 			s.phase = nsJSON
-			done, rest := s.xml.feed(s, text)
+			var done bool
+			var rest string
+			if s.f.glm {
+				done, rest = s.glm.feed(s, text)
+			} else {
+				done, rest = s.xml.feed(s, text)
+			}
 			if !done {
 				return
 			}

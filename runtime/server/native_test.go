@@ -102,8 +102,8 @@ func templateTokenizer(t *testing.T, src, marker string, special bool) *tokenize
 
 // TestDetectToolFormat: every real template of jinjaChat gets the format
 // it writes a call in (its tools golden shows it): the ones listed, and
-// the generic format for the rest (XML calls, <function=...>,
-// <tool_calls>, or none).
+// the generic format for the rest (<function=...>, <tool_calls>, Kimi's
+// and DeepSeek's markers, or none).
 func TestDetectToolFormat(t *testing.T) {
 	want := map[string]*toolFormat{
 		"Qwen-Qwen2.5-7B-Instruct": hermesFormat, "Qwen-Qwen3-0.6B": hermesFormat, "Qwen-QwQ-32B": hermesFormat,
@@ -117,6 +117,9 @@ func TestDetectToolFormat(t *testing.T) {
 		"Mistral-Small-3.2-24B-Instruct-2506": mistralCallIDFormat,
 		"Qwen3-Coder":                         qwenXMLFormat, "Qwen3.5-4B": qwenXMLFormat, "NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": qwenXMLFormat,
 		"StepFun3.5-Flash": qwenXMLFormat,
+		"GLM-4.6":          glm45Format, "GLM-4.7-Flash": glm47Format,
+		// (Poolside's Laguna templates write GLM's calls.)
+		"poolside-Laguna-XS.2": glm45Format, "poolside-Laguna-XS-2.1": glm45Format, "poolside-Laguna-S-2.1": glm47Format,
 	}
 	names, err := filepath.Glob(filepath.Join(jinjaChat, "templates", "*.jinja"))
 	if err != nil || len(names) < 60 {
@@ -202,7 +205,7 @@ func TestNativePrompt(t *testing.T) {
 		bodies[c.Name] = fmt.Sprintf(`{"messages": [%s], "tools": %s}`, strings.Join(msgs, ", "), c.Tools)
 	}
 	for _, name := range []string{"Qwen-Qwen2.5-7B-Instruct", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use", "meta-llama-Llama-3.1-8B-Instruct", "mistralai-Mistral-Nemo-Instruct-2407",
-		"unsloth-mistral-Devstral-Small-2507", "mistralai-Ministral-3-14B-Reasoning-2512", "Mistral-Small-3.2-24B-Instruct-2506", "Qwen3-Coder", "Qwen3.5-4B"} {
+		"unsloth-mistral-Devstral-Small-2507", "mistralai-Ministral-3-14B-Reasoning-2512", "Mistral-Small-3.2-24B-Instruct-2506", "Qwen3-Coder", "Qwen3.5-4B", "GLM-4.6", "GLM-4.7-Flash"} {
 		var golden map[string]struct {
 			Output *string `json:"output"`
 		}
@@ -307,6 +310,30 @@ var nativeCases = []nativeCase{
 	{"qwen3-xml: text", qwenXMLFormat, "Use <function=f> or <tool> here.", strp("Use <function=f> or <tool> here."), nil, "response", nil},
 	{name: "qwen3-xml: cut in a parameter", f: qwenXMLFormat, text: "Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1",
 		content: strp("Sure.\n<tool_call>\n<function=add>\n<parameter=a>\n1"), form: "response", streamed: strp("Sure.")},
+	// (vLLM's glm4_moe and glm47_moe parser tests.)
+	{"glm45: one call", glm45Format, "<tool_call>get_current_weather\n    <arg_key>city</arg_key>\n    <arg_value>Dallas</arg_value>\n    <arg_key>state</arg_key>\n    <arg_value>TX</arg_value>\n    <arg_key>unit</arg_key>\n    <arg_value>fahrenheit</arg_value>\n    </tool_call>",
+		nil, []string{`get_current_weather({"city":"Dallas","state":"TX","unit":"fahrenheit"})`}, "tool_calls", nil},
+	{"glm45: two calls", glm45Format, "<tool_call>get_current_weather\n    <arg_key>city</arg_key>\n    <arg_value>Dallas</arg_value>\n    </tool_call>\n    <tool_call>get_current_weather\n    <arg_key>city</arg_key>\n    <arg_value>Orlando</arg_value>\n    <arg_key>state</arg_key>\n    <arg_value>FL</arg_value>\n    </tool_call>",
+		nil, []string{`get_current_weather({"city":"Dallas"})`, `get_current_weather({"city":"Orlando","state":"FL"})`}, "tool_calls", nil},
+	{"glm45: text first, Chinese", glm45Format, "I will help you get the weather.<tool_call>get_weather\n    <arg_key>city</arg_key>\n    <arg_value>北京</arg_value>\n    <arg_key>date</arg_key>\n    <arg_value>2025-08-01</arg_value>\n    </tool_call>",
+		strp("I will help you get the weather."), []string{`get_weather({"city":"北京","date":"2025-08-01"})`}, "tool_calls", nil},
+	{"glm45: text between calls", glm45Format, "I will help you get the weather info.\n\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Beijing</arg_value>\n</tool_call>\n\nmeanwhile, Shanghai.\n\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Shanghai</arg_value>\n</tool_call>",
+		strp("I will help you get the weather info."), []string{`get_weather({"city":"Beijing"})`, `get_weather({"city":"Shanghai"})`}, "tool_calls", nil},
+	{"glm45: no arguments", glm45Format, "<tool_call>get_current_time\n</tool_call>",
+		nil, []string{`get_current_time({})`}, "tool_calls", nil},
+	{"glm45: values by type", glm45Format, "<tool_call>calculate\n<arg_key>operation</arg_key>\n<arg_value>add</arg_value>\n<arg_key>a</arg_key>\n<arg_value>42</arg_value>\n<arg_key>b</arg_key>\n<arg_value> 3.14 </arg_value>\n<arg_key>enabled</arg_key>\n<arg_value>True</arg_value>\n<arg_key>opts</arg_key>\n<arg_value>{\"n\": [1, null]}</arg_value>\n</tool_call>",
+		nil, []string{`calculate({"operation":"add","a":42,"b":3.14,"enabled":true,"opts":{"n":[1,null]}})`}, "tool_calls", nil},
+	{"glm45: a string kept as written", glm45Format, "<tool_call>apply_diff\n<arg_key>s</arg_key>\n<arg_value>    indented code    </arg_value>\n<arg_key>n</arg_key>\n<arg_value>12</arg_value>\n</tool_call>",
+		nil, []string{`apply_diff({"s":"    indented code    ","n":"12"})`}, "tool_calls", nil},
+	{"glm45: code in a string", glm45Format, "<tool_call>apply_diff\n<arg_key>s</arg_key>\n<arg_value>if a < b:\n    print(\"</b>\" + '\\n')\n</arg_value>\n</tool_call>",
+		nil, []string{`apply_diff({"s":"if a < b:\n    print(\"</b>\" + '\\n')\n"})`}, "tool_calls", nil},
+	{"glm45: text", glm45Format, "Use <tool> or <arg_key> here.", strp("Use <tool> or <arg_key> here."), nil, "response", nil},
+	{name: "glm45: cut in a value", f: glm45Format, text: "Sure.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Bei",
+		content: strp("Sure.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Bei"), form: "response", streamed: strp("Sure.")},
+	{"glm47: two calls", glm47Format, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>unit</arg_key><arg_value>celsius</arg_value></tool_call><tool_call>add<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key><arg_value>2.5</arg_value></tool_call>",
+		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
+	{"glm47: text first, a newline between key and value", glm47Format, "Let me check.<tool_call>get_weather<arg_key>city</arg_key>\n<arg_value>Paris</arg_value></tool_call>",
+		strp("Let me check."), []string{`get_weather({"city":"Paris"})`}, "tool_calls", nil},
 }
 
 // xmlTools are the tools of the qwen3-xml cases, whose parameters' types
@@ -315,6 +342,7 @@ var xmlTools = []openai.Tool{
 	{Name: "get_weather", Parameters: json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}`)},
 	{Name: "add", Parameters: json.RawMessage(`{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "integer"}}, "required": ["a", "b"]}`)},
 	{Name: "write_file", Parameters: json.RawMessage(`{"type": "object", "properties": {"path": {"type": "string"}, "text": {"type": "string"}, "append": {"type": "boolean"}, "opts": {"type": "object"}, "lines": {"type": ["array", "null"]}}}`)},
+	{Name: "apply_diff", Parameters: json.RawMessage(`{"type": "object", "properties": {"s": {"type": "string"}, "n": {"type": "string"}}, "required": ["s"]}`)},
 }
 
 // TestNativeScanner reads each case whole (the message) and streamed in
@@ -396,13 +424,19 @@ var nativeServers = []struct {
 	special                bool
 	f                      *toolFormat
 	trigger                string
+	// extra is more of each request's body (the template's variables).
+	extra string
 }{
-	{"hermes", "Qwen-Qwen2.5-7B-Instruct", "<tool_call>", false, hermesFormat, "<tool_call>"},
-	{"llama3", "meta-llama-Llama-3.1-8B-Instruct", "", false, llama3Format, "{"},
-	{"mistral", "mistralai-Mistral-Nemo-Instruct-2407", "[TOOL_CALLS]", true, mistralFormat, "[TOOL_CALLS]"},
-	{"mistral-args", "unsloth-mistral-Devstral-Small-2507", "[TOOL_CALLS]", true, mistralArgsFormat, "[TOOL_CALLS]"},
-	{"mistral-call-id", "Mistral-Small-3.2-24B-Instruct-2506", "[TOOL_CALLS]", true, mistralCallIDFormat, "[TOOL_CALLS]"},
-	{"qwen3-xml", "Qwen3-Coder", "<tool_call>", false, qwenXMLFormat, "<tool_call>"},
+	{"hermes", "Qwen-Qwen2.5-7B-Instruct", "<tool_call>", false, hermesFormat, "<tool_call>", ""},
+	{"llama3", "meta-llama-Llama-3.1-8B-Instruct", "", false, llama3Format, "{", ""},
+	{"mistral", "mistralai-Mistral-Nemo-Instruct-2407", "[TOOL_CALLS]", true, mistralFormat, "[TOOL_CALLS]", ""},
+	{"mistral-args", "unsloth-mistral-Devstral-Small-2507", "[TOOL_CALLS]", true, mistralArgsFormat, "[TOOL_CALLS]", ""},
+	{"mistral-call-id", "Mistral-Small-3.2-24B-Instruct-2506", "[TOOL_CALLS]", true, mistralCallIDFormat, "[TOOL_CALLS]", ""},
+	{"qwen3-xml", "Qwen3-Coder", "<tool_call>", false, qwenXMLFormat, "<tool_call>", ""},
+	// (GLM's generation prompts open their reasoning, or let the reply
+	// open it, where the tiny model would stay.)
+	{"glm45", "GLM-4.6", "<tool_call>", false, glm45Format, "<tool_call>", `, "chat_template_kwargs": {"enable_thinking": false}`},
+	{"glm47", "GLM-4.7-Flash", "<tool_call>", false, glm47Format, "<tool_call>", `, "chat_template_kwargs": {"enable_thinking": false}`},
 }
 
 // TestNativeToolCalls serves the tiny model under real tool-calling
@@ -469,7 +503,7 @@ func TestNativeToolCalls(t *testing.T) {
 			}
 			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
-					body := fmt.Sprintf(`{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the weather in Paris?"}], %s, %s, "n": %d, "temperature": 1, "max_tokens": %d`, tools, c.body, c.n, c.max)
+					body := fmt.Sprintf(`{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the weather in Paris?"}], %s, %s, "n": %d, "temperature": 1, "max_tokens": %d%s`, tools, c.body, c.n, c.max, ns.extra)
 					code, data := post(t, ts, "/v1/chat/completions", body+`}`)
 					if code != 200 {
 						t.Fatalf("%d %s", code, data)
@@ -548,7 +582,7 @@ func FuzzNativeScanner(f *testing.F) {
 	f.Add("[TOOL_CALLS][{\"name\": 1, \"arguments\": {}}]", uint(0))
 	f.Fuzz(func(t *testing.T, text string, cut uint) {
 		k := int(cut % uint(len(text)+1))
-		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat, mistralArgsFormat, mistralCallIDFormat, qwenXMLFormat} {
+		for _, format := range []*toolFormat{hermesFormat, llama3Format, mistralFormat, mistralArgsFormat, mistralCallIDFormat, qwenXMLFormat, glm45Format, glm47Format} {
 			s := newNativeScanner(format, xmlTools)
 			var content strings.Builder
 			for _, piece := range []string{text[:k], text[k:]} {
@@ -615,6 +649,12 @@ func TestNativeGrammarTakesTemplateCalls(t *testing.T) {
 		{qwenXMLFormat, "Qwen3-Coder", "two_calls",
 			"<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=unit>\ncelsius\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=add>\n<parameter=a>\n1\n</parameter>\n<parameter=b>\n2.5\n</parameter>\n</function>\n</tool_call>",
 			"Let me check.\n\n", "<tool_call>\n<function=add>\n<parameter=a>\nx"},
+		{glm45Format, "GLM-4.6", "two_calls",
+			"<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>unit</arg_key>\n<arg_value>celsius</arg_value>\n</tool_call>\n<tool_call>add\n<arg_key>a</arg_key>\n<arg_value>1</arg_value>\n<arg_key>b</arg_key>\n<arg_value>2.5</arg_value>\n</tool_call>",
+			"Let me check.\n", "<tool_call>add\n<arg_key>a</arg_key>\n<arg_value>x"},
+		{glm47Format, "GLM-4.7-Flash", "two_calls",
+			"<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>unit</arg_key><arg_value>celsius</arg_value></tool_call><tool_call>add<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key><arg_value>2.5</arg_value></tool_call>",
+			"Let me check.", "<tool_call>get_weather<arg_key>unit</arg_key>"},
 	} {
 		t.Run(c.f.name, func(t *testing.T) {
 			var golden map[string]struct {

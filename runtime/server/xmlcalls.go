@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 
@@ -168,25 +167,7 @@ func xmlRef(i int, p string) string {
 // whose values are JSON (objects, arrays, those of no scalar type), so
 // that the grammar's Refs reach them.
 func xmlCallSchema(req *openai.Request) ([]byte, error) {
-	defs, _, err := toolDefs(req, "arguments", false)
-	if err != nil {
-		return nil, err
-	}
-	var refs []string
-	for i, t := range req.Tools {
-		if !toolAllowed(req, t) {
-			continue
-		}
-		for _, p := range xmlParams(t.Parameters) {
-			if xmlJSONValue(p.schema) {
-				refs = append(refs, fmt.Sprintf(`{"$ref":%s}`, compactJSON(xmlRef(i, p.name))))
-			}
-		}
-	}
-	if len(refs) == 0 {
-		return []byte(fmt.Sprintf(`{"$defs":{%s}}`, defs)), nil
-	}
-	return []byte(fmt.Sprintf(`{"$defs":{%s},"anyOf":[%s]}`, defs, strings.Join(refs, ","))), nil
+	return paramsSchema(req, xmlJSONValue)
 }
 
 // xmlJSONValue says whether a parameter's value is written as JSON: an
