@@ -13,10 +13,12 @@ import (
 // comes before its answer and which a schema or a tool-call format must
 // not constrain (llama.cpp's grammars for thinking models). The output is
 //
-//	[open FREE close WHITESPACE] VALUE
+//	[WHITESPACE open FREE close WHITESPACE] VALUE
 //
 // where FREE is any text without close, and VALUE is what the inner
-// Grammar or Lazy allows. With opened the output starts inside FREE (the
+// Grammar or Lazy allows (whitespace may come before open as after
+// close: GLM-4.5's and 4.6's replies start "\n<think>", as their
+// templates write them in history). With opened the output starts inside FREE (the
 // prompt opened the block, as DeepSeek-R1's and QwQ's generation prompts
 // do); without, the block is optional: the output starts with open or
 // with VALUE. Inside the block every token is allowed but those that
@@ -175,6 +177,9 @@ func (b *Block) advance(st BlockMatcher, t string) (BlockMatcher, error) {
 		}
 		if !st.openDead {
 			s := b.open[:st.k] + t
+			if st.k == 0 {
+				s = strings.TrimLeft(t, " \t\r\n")
+			}
 			switch {
 			case strings.HasPrefix(s, b.open):
 				return b.advance(BlockMatcher{b: b, phase: blFree}, s[len(b.open):])

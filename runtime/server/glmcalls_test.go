@@ -99,3 +99,48 @@ func TestGLMGrammar(t *testing.T) {
 		}
 	}
 }
+
+// TestGLMReasoningGrammar: under GLM-4.6's template, whose replies may
+// open a block ("\n<think>" as the template writes it in history), the
+// grammar of required calls takes a block, with the newline before it or
+// not, before the calls; and under GLM-4.7's, whose prompt opens the
+// block, the rest of the block first.
+func TestGLMReasoningGrammar(t *testing.T) {
+	call := map[string]string{"GLM-4.6": "<tool_call>add\n<arg_key>a</arg_key>\n<arg_value>1</arg_value>\n<arg_key>b</arg_key>\n<arg_value>2</arg_value>\n</tool_call>",
+		"GLM-4.7-Flash": "<tool_call>add<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key><arg_value>2</arg_value></tool_call>"}
+	for _, c := range []struct {
+		template, prompt, reply string
+		ok                      bool
+	}{
+		{"GLM-4.6", "", "\n<think>I should add.</think>\n" + call["GLM-4.6"], true},
+		{"GLM-4.6", "", "<think>I should add.</think>" + call["GLM-4.6"], true},
+		{"GLM-4.6", "", call["GLM-4.6"], true},
+		{"GLM-4.6", "", "\nI should add." + call["GLM-4.6"], false},
+		{"GLM-4.7-Flash", "", "I should add.</think>" + call["GLM-4.7-Flash"], true},
+		{"GLM-4.7-Flash", `, "chat_template_kwargs": {"enable_thinking": false}`, call["GLM-4.7-Flash"], true},
+		{"GLM-4.7-Flash", `, "chat_template_kwargs": {"enable_thinking": false}`, "I should add.</think>" + call["GLM-4.7-Flash"], false},
+	} {
+		t.Run(c.template+"/"+c.reply, func(t *testing.T) {
+			b := &Backend{Tokenizer: templateTokenizer(t, readTemplate(t, c.template), "", false)}
+			s := &Server{}
+			req, err := openai.Parse([]byte(`{"messages": [{"role": "user", "content": "1+2?"}], "tools": [`+addTool+`], "tool_choice": "required"`+c.prompt+`}`), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, prompt, err := s.chatPrompt(b, req, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := s.grammar(b, req, requestThinking(b, req, prompt))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := g.matcher()
+			type texter interface{ AcceptText(string) error }
+			err = m.(texter).AcceptText(c.reply)
+			if _, end := m.Allowed(); (err == nil && end) != c.ok {
+				t.Errorf("accepted %v (%v), complete %v; want %v", err == nil, err, end, c.ok)
+			}
+		})
+	}
+}
