@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,19 @@ func TestReasoningPrompt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// GLM's templates, rendered with the same cases
+	// (testdata/reasoning/render.py).
+	var glm map[string]map[string]struct {
+		Output *string `json:"output"`
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "reasoning", "golden.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &glm); err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(golden, glm)
 	// How the first reply is read, by case: "opened", "optional" or
 	// "none" (from the templates' generation prompts, read by hand).
 	reads := map[string]map[string]string{
@@ -97,6 +111,8 @@ func TestReasoningPrompt(t *testing.T) {
 		"Qwen-Qwen3-0.6B": {"first": "optional", "thinking_off": "none", "thinking_on": "optional"},
 		"Qwen3.5-4B":      {"first": "opened", "thinking_off": "none", "thinking_on": "opened"},
 		"mistralai-Ministral-3-14B-Reasoning-2512": {"first": "optional", "thinking_off": "optional", "thinking_on": "optional"},
+		"GLM-4.6":       {"first": "optional", "thinking_off": "none", "thinking_on": "optional"},
+		"GLM-4.7-Flash": {"first": "opened", "thinking_off": "none", "thinking_on": "opened"},
 	}
 	// The block's markers, by template.
 	mistral := map[string]bool{"mistralai-Ministral-3-14B-Reasoning-2512": true}
@@ -156,7 +172,7 @@ func TestReasoningPrompt(t *testing.T) {
 			})
 		}
 	}
-	if checked < 36 {
+	if checked < 50 {
 		t.Errorf("%d renders checked", checked)
 	}
 	// A template without the block (Qwen 2.5's) is not read for it.
@@ -356,22 +372,33 @@ func FuzzReasoningSplitter(f *testing.F) {
 }
 
 // TestReasoningThenCalls: a reply that reasons, then calls (Qwen3's and
-// QwQ's form under tool_choice auto), read as the server reads it (the
-// reasoning split off, the rest through the format's scanner) whole and
-// in pieces of every size: the reasoning apart, the calls and content of
-// each Hermes case as without the block, and a <tool_call> inside the
-// block no call.
+// QwQ's form under tool_choice auto, GLM-4.5/4.6's after "<|assistant|>",
+// GLM-4.7's after a prompt that opened the block), read as the server
+// reads it (the reasoning split off, the rest through the format's
+// scanner) whole and in pieces of every size: the reasoning apart, the
+// calls and content of each Hermes and GLM case as without the block,
+// and a <tool_call> inside the block no call.
 func TestReasoningThenCalls(t *testing.T) {
 	const reasoning = "The user wants the weather; I could write <tool_call> but first think."
+	forms := map[*toolFormat]struct {
+		block  string
+		opened bool
+	}{
+		hermesFormat: {"<think>\n" + reasoning + "\n</think>\n\n", false},
+		glm45Format:  {"\n<think>" + reasoning + "</think>\n", false},
+		glm47Format:  {reasoning + "</think>", true},
+	}
 	for _, c := range nativeCases {
-		if c.f != hermesFormat || c.streamed != nil {
+		form, ok := forms[c.f]
+		if !ok || c.streamed != nil {
 			continue
 		}
-		text := "<think>\n" + reasoning + "\n</think>\n\n" + c.text
+		text := form.block + c.text
+		th := &thinking{markers: thinkMarkers, opened: form.opened}
 		t.Run(c.name, func(t *testing.T) {
 			for size := 1; size <= len(text); size++ {
-				sp := newReasoningSplitter(&thinking{markers: thinkMarkers})
-				ns := newNativeScanner(hermesFormat, nil)
+				sp := newReasoningSplitter(th)
+				ns := newNativeScanner(c.f, xmlTools)
 				var r, content strings.Builder
 				for i := 0; i < len(text); i += size {
 					a, b := sp.Feed(text[i:min(i+size, len(text))])
@@ -384,7 +411,7 @@ func TestReasoningThenCalls(t *testing.T) {
 				got, _ := ns.Feed(b)
 				content.WriteString(got + ns.Finish())
 				m, _ := ns.message("stop", "tool_calls")
-				reasoningMessage(&m, &thinking{markers: thinkMarkers}, sp, r.String())
+				reasoningMessage(&m, th, sp, r.String())
 				if str(m.ReasoningContent) != str(strp(reasoning)) || str(m.Content) != str(c.content) || ns.Form() != c.form {
 					t.Fatalf("pieces of %d: reasoning %s, content %s, form %s; want %q, %s, %s", size, str(m.ReasoningContent), str(m.Content), ns.Form(), reasoning, str(c.content), c.form)
 				}
