@@ -707,12 +707,13 @@ func (c *choice) step(e engine.Event) update {
 		c.tokens = max(c.tokens, e.CompletionTokens)
 		rest := c.dec.Flush()
 		c.decoded += utf8.RuneCountInString(rest)
-		u.text = c.stop.push(rest, c.tokens > c.minTokens) + c.stop.flush()
 		if c.split != nil {
-			r, t := c.split.Feed(u.text)
+			// (Stop strings match the content, never the reasoning.)
+			r, t := c.split.Feed(rest)
 			r2, t2 := c.split.Finish()
-			u.reasoning, u.text = r+r2, t+t2
+			u.reasoning, rest = r+r2, t+t2
 		}
+		u.text = c.stop.push(rest, c.tokens > c.minTokens) + c.stop.flush()
 		if c.respStop != nil {
 			c.respond(&u, c.tokens > c.minTokens, true)
 		}
@@ -748,16 +749,19 @@ func (c *choice) step(e engine.Event) update {
 			piece = ""
 		}
 	}
-	u.text = c.stop.push(piece, c.tokens > c.minTokens)
+	content := piece
 	if c.split != nil {
 		// (A token counts as reasoning where the text ends in the block
-		// before or after it: the markers' tokens too.)
+		// before or after it: the markers' tokens too. Stop strings
+		// match the content only, as vLLM's reasoning parsers leave
+		// them out of the reasoning.)
 		before := c.split.InBlock()
-		u.reasoning, u.text = c.split.Feed(u.text)
+		u.reasoning, content = c.split.Feed(piece)
 		if before || c.split.InBlock() {
 			c.reasoningTokens++
 		}
 	}
+	u.text = c.stop.push(content, c.tokens > c.minTokens)
 	if c.logprobs {
 		tokText := pieceText(c.tok, e.Token)
 		lc := openai.LogprobContent{Token: validUTF8(tokText), Logprob: e.Logprob, Bytes: bytesOf(tokText), TopLogprobs: []openai.TopLogprob{}}

@@ -32,9 +32,15 @@ import (
 //
 // What constrains a reply (a tool call format, a schema, a choice)
 // applies after the block (grammar.Block), so that a model thinks before
-// it calls or answers, as llama.cpp's lazy grammars allow; stop strings
-// and max_tokens count the reasoning as the rest of the reply, and
-// usage's completion_tokens_details.reasoning_tokens counts its tokens.
+// it calls or answers, as llama.cpp's lazy grammars allow. Stop strings
+// match the content only, never the reasoning (vLLM skips them in the
+// reasoning, #14550; its V1 engine matched them there again, which its
+// issues #38499 and #52393 report as a bug that cuts the reasoning and
+// loses the answer; hosted APIs match the answer only): a stop string in
+// the block neither ends the reply nor is cut from the reasoning, and
+// one in the content cuts it there. max_tokens counts the reasoning as
+// the rest of the reply, and usage's
+// completion_tokens_details.reasoning_tokens counts its tokens.
 //
 // Mistral's reasoning models (Magistral Small and Medium 1.2 on,
 // Ministral 3 Reasoning) write the block between the special tokens
