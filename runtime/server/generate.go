@@ -244,14 +244,20 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, chat bool) {
 			if native != nil {
 				c.keep = keepIDs(b.Tokenizer, native.markers)
 			}
-			if think != nil {
-				c.think, c.split = think, newReasoningSplitter(think)
+			if m := chatMarkers(b, req); chat && m != nil {
+				// The block's markers, where special tokens (Mistral's
+				// [THINK]), are the splitter's to read or, under
+				// reasoning_format none, the content's as they came,
+				// as a <think> block's text is.
 				if c.keep == nil {
 					c.keep = map[int]string{}
 				}
-				for id, m := range keepIDs(b.Tokenizer, []string{think.markers.open, think.markers.close}) {
-					c.keep[id] = m
+				for id, t := range keepIDs(b.Tokenizer, []string{m.open, m.close}) {
+					c.keep[id] = t
 				}
+			}
+			if think != nil {
+				c.think, c.split = think, newReasoningSplitter(think)
 			}
 			choices = append(choices, c)
 		}
@@ -753,8 +759,7 @@ func (c *choice) step(e engine.Event) update {
 	if c.split != nil {
 		// (A token counts as reasoning where the text ends in the block
 		// before or after it: the markers' tokens too. Stop strings
-		// match the content only, as vLLM's reasoning parsers leave
-		// them out of the reasoning.)
+		// match the content only: reasoning.go says why.)
 		before := c.split.InBlock()
 		u.reasoning, content = c.split.Feed(piece)
 		if before || c.split.InBlock() {

@@ -18,7 +18,9 @@ import (
 // parsers and llama.cpp's --reasoning-format deepseek do. A model is one
 // where its chat template writes both markers (as llama.cpp finds it);
 // serve --reasoning-format none, or a request's reasoning_format "none",
-// leaves the reasoning in content.
+// leaves the reasoning in content, its markers as the model wrote them
+// (Mistral's special [THINK] and [/THINK] too, which the decoded text
+// keeps where it leaves other special tokens out).
 //
 // Where the block starts is read from the prompt, as llama.cpp's
 // thinking_forced_open: a generation prompt that ends inside an open block
@@ -128,10 +130,10 @@ func requestThinking(b *Backend, req *openai.Request, prompt string) *thinking {
 	if req.ReasoningFormat != "" {
 		format = req.ReasoningFormat
 	}
-	if format == ReasoningNone || req.Condition != "" || b.Chat.Template != "" {
+	if format == ReasoningNone {
 		return nil
 	}
-	m := reasoningTemplate(b.Tokenizer)
+	m := chatMarkers(b, req)
 	if m == nil {
 		return nil
 	}
@@ -140,6 +142,16 @@ func requestThinking(b *Backend, req *openai.Request, prompt string) *thinking {
 		return nil
 	}
 	return &thinking{markers: *m, opened: strings.HasSuffix(end, m.open), drop: req.NoReasoning}
+}
+
+// chatMarkers are the markers of the reasoning block of a chat req under
+// b's chat template, nil where the template writes none, or the chat is
+// under an openchat template.
+func chatMarkers(b *Backend, req *openai.Request) *reasoningMarkers {
+	if req.Condition != "" || b.Chat.Template != "" {
+		return nil
+	}
+	return reasoningTemplate(b.Tokenizer)
 }
 
 // templateVars is chat_template_kwargs as a template's variables (each

@@ -428,3 +428,69 @@ func schemaAnswer(t *testing.T, j int, content *string) *json.Number {
 	}
 	return v.Answer
 }
+
+// TestReasoningNoneMistral serves the tiny model under Ministral 3
+// Reasoning's template with [THINK], then [/THINK], one special token of
+// its vocabulary and a logit bias on it: under reasoning_format none the
+// markers stay in the content as the model wrote them, whole and
+// streamed alike (they were left out as other special tokens are), and
+// the default format reads the same seed's reply as that content split
+// at them (a reply that opens with [THINK] its reasoning).
+func TestReasoningNoneMistral(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves the tiny model")
+	}
+	for _, c := range []struct {
+		marker string
+		bias   int
+	}{{mistralOpen, 17}, {mistralClose, 12}} {
+		marker := c.marker
+		t.Run(marker, func(t *testing.T) {
+			tok := templateTokenizer(t, readTemplate(t, "mistralai-Ministral-3-14B-Reasoning-2512"), marker, true)
+			id, ok := tok.TokenID(marker)
+			if !ok || !tok.IsSpecial(id) {
+				t.Fatalf("no special %s token", marker)
+			}
+			ts := startServer(t, serverConfig{Tokenizer: tok})
+			body := fmt.Sprintf(`{"messages": [{"role": "user", "content": "2+2?"}], "logit_bias": {"%d": %d}, "n": 4, "temperature": 1, "seed": 3, "max_tokens": 30, "ignore_eos": true`, id, c.bias)
+			raw, streamed, wu, _ := chatBoth(t, ts, body+`, "reasoning_format": "none"`, 4)
+			sameReplies(t, raw, streamed)
+			if wu.Reasoning != -1 {
+				t.Errorf("reasoning_format none: usage %+v", wu)
+			}
+			split, _, _, _ := chatBoth(t, ts, body, 4)
+			kept, opened := 0, 0
+			for j, r := range raw {
+				t.Logf("choice %d: %s %s", j, r.Finish, str(r.Content))
+				if r.Reasoning != nil || r.Content == nil {
+					t.Fatalf("reasoning_format none: choice %d reasoning %s, content %s; want all content", j, str(r.Reasoning), str(r.Content))
+				}
+				if strings.Contains(*r.Content, marker) {
+					kept++
+				}
+				// The content split as the splitter reads it: a block
+				// only at the start.
+				var wantR, wantC *string
+				text := strings.TrimLeft(*r.Content, " \t\r\n")
+				if after, ok := strings.CutPrefix(text, mistralOpen); ok {
+					opened++
+					before, rest, closed := strings.Cut(after, mistralClose)
+					if r := strings.TrimSpace(before); r != "" {
+						wantR = &r
+					}
+					if c := strings.TrimLeft(rest, " \t\r\n"); closed && c != "" {
+						wantC = &c
+					}
+				} else {
+					wantC = r.Content
+				}
+				if s := split[j]; str(s.Reasoning) != str(wantR) || str(s.Content) != str(wantC) {
+					t.Errorf("choice %d: reasoning %s, content %s; the raw reply %s splits into %s, %s", j, str(s.Reasoning), str(s.Content), str(r.Content), str(wantR), str(wantC))
+				}
+			}
+			if kept == 0 || marker == mistralOpen && opened == 0 {
+				t.Errorf("%d choices' content holds %s, %d opens with it; want some", kept, marker, opened)
+			}
+		})
+	}
+}
