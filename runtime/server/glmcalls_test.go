@@ -56,6 +56,7 @@ func TestGLMGrammar(t *testing.T) {
 		template string
 	}{{glm45Format, "GLM-4.6"}, {glm47Format, "GLM-4.7-Flash"}} {
 		sep := f.f.sep
+		b := &Backend{Tokenizer: templateTokenizer(t, readTemplate(t, f.template), "", false)}
 		for _, c := range []struct {
 			name, choice, text string
 			ok, complete       bool
@@ -83,7 +84,6 @@ func TestGLMGrammar(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				b := &Backend{Tokenizer: templateTokenizer(t, readTemplate(t, f.template), "", false)}
 				g, err := (&Server{}).grammar(b, req, nil)
 				if err != nil {
 					t.Fatal(err)
