@@ -332,6 +332,8 @@ var nativeCases = []nativeCase{
 		content: strp("Sure.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Bei"), form: "response", streamed: strp("Sure.")},
 	{"glm47: two calls", glm47Format, "<tool_call>get_weather<arg_key>city</arg_key><arg_value>Paris</arg_value><arg_key>unit</arg_key><arg_value>celsius</arg_value></tool_call><tool_call>add<arg_key>a</arg_key><arg_value>1</arg_value><arg_key>b</arg_key><arg_value>2.5</arg_value></tool_call>",
 		nil, []string{`get_weather({"city":"Paris","unit":"celsius"})`, `add({"a":1,"b":2.5})`}, "tool_calls", nil},
+	{"glm47: no arguments, whitespace first", glm47Format, "  \n  <tool_call>get_current_time</tool_call>",
+		nil, []string{`get_current_time({})`}, "tool_calls", nil},
 	{"glm47: text first, a newline between key and value", glm47Format, "Let me check.<tool_call>get_weather<arg_key>city</arg_key>\n<arg_value>Paris</arg_value></tool_call>",
 		strp("Let me check."), []string{`get_weather({"city":"Paris"})`}, "tool_calls", nil},
 }
