@@ -297,9 +297,12 @@ func TestPatternsCompileCost(t *testing.T) {
 		t.Skip("compiles 200 patterns of 1,000 states")
 	}
 	schema := manyStrings(func(i int) string { return fmt.Sprintf(`^[^a]{%d}$`, 800+i) })
+	// The bound is on work, not time (the error below); the clock only
+	// catches a refusal that came after the work it should have spared, far
+	// past what a loaded CI machine's noise stretches (under 1 s idle).
 	t0 := time.Now()
 	_, err := Compile([]byte(schema), nil)
-	if d := time.Since(t0); d > 2*time.Second {
+	if d := time.Since(t0); d > 30*time.Second {
 		t.Errorf("200 patterns: %v took %v", err, d)
 	}
 	if err == nil || !strings.Contains(err.Error(), "too costly") {
