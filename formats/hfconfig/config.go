@@ -42,6 +42,13 @@ type Config struct {
 	// "yarn" or (phi3 only) "longrope" with their parameters, or, from
 	// LoadAny only, another type whose parameters are not read.
 	RopeScaling RopeScaling
+	// RotaryDim is the number of leading channels of each head that RoPE
+	// rotates (by halves of that part; the rest pass through):
+	// int(head_dim · partial_rotary_factor) as transformers' rope init
+	// computes it, head_dim where the factor is absent or 1. Only phi3
+	// takes another (Phi-4-mini's 0.75: 96 of 128); it is even and in
+	// [2, head_dim].
+	RotaryDim int
 	// SlidingWindow is the attention window in tokens; 0 means none (null,
 	// or absent in a llama config). An absent key in a mistral config is
 	// MistralConfig's default, 4096.
@@ -193,7 +200,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	}
 	r.modelType = c.ModelType
 	r.rope(c)
-	r.unrun()
+	partial, partialKey := r.partialRotary()
 	if q, ok := raw["quantization_config"]; ok && q != nil {
 		if _, isObj := q.(map[string]any); !isObj {
 			r.fail("quantization_config: got %s, want an object", jsonKind(q))
@@ -211,9 +218,23 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	if err := c.validate(headDimGiven, kvGiven); err != nil {
 		return nil, err
 	}
-	if s := c.RopeScaling; s.Type == RopeLongrope && c.ModelType == "phi3" && len(s.ShortFactor) != c.HeadDim/2 {
+	c.RotaryDim = c.HeadDim
+	if partial != 1 {
+		// transformers' rope init: dim = int(head_dim * partial_rotary_factor).
+		c.RotaryDim = int(float64(c.HeadDim) * partial)
+		if (c.RotaryDim < 2 || c.RotaryDim > c.HeadDim || c.RotaryDim%2 != 0) && anyRoPE {
+			c.RotaryDim = c.HeadDim
+		} else if c.RotaryDim < 2 || c.RotaryDim > c.HeadDim || c.RotaryDim%2 != 0 {
+			return nil, fmt.Errorf("%s: %s: %g of head_dim %d gives %d rotary dimensions, want an even number from 2 to head_dim", c.File, partialKey, partial, c.HeadDim, c.RotaryDim)
+		}
+	}
+	if s := c.RopeScaling; s.Type == RopeLongrope && c.ModelType == "phi3" && len(s.ShortFactor) != c.RotaryDim/2 {
 		// Phi3Config.validate_rope: one factor a rotated pair.
-		return nil, fmt.Errorf("%s: %s: short_factor and long_factor hold %d factors, want head_dim/2 = %d", c.File, r.ropeKey, len(s.ShortFactor), c.HeadDim/2)
+		want := fmt.Sprintf("head_dim/2 = %d", c.HeadDim/2)
+		if c.RotaryDim != c.HeadDim {
+			want = fmt.Sprintf("the rotary dimensions/2 = %d (head_dim %d · partial_rotary_factor %g)", c.RotaryDim/2, c.HeadDim, partial)
+		}
+		return nil, fmt.Errorf("%s: %s: short_factor and long_factor hold %d factors, want %s", c.File, r.ropeKey, len(s.ShortFactor), want)
 	}
 	return c, nil
 }
@@ -854,32 +875,62 @@ func (s RopeScaling) String() string {
 	return s.Type
 }
 
-// unrun refuses a partial_rotary_factor other than 1 (RoPE over part of
-// each head), which the runtime does not compute and would otherwise
-// ignore. LoadAny, which only copies tensors, passes it. (Biases are the
-// loaders': see LinearBias.)
-func (r *reader) unrun() {
-	if r.anyRoPE || r.err != nil {
-		return
+// partialRotary reads partial_rotary_factor (default 1), top-level or in
+// the RoPE block (transformers 5.x's standardize_rope_params moves it into
+// rope_parameters, where a config it saved keeps it; where given in more
+// than one place they must agree), returning it and the key it was read
+// from. transformers honours it in phi3 alone: Phi3's apply_rotary_pos_emb
+// rotates the first rotary_dim channels of each head and passes the rest,
+// while Llama's, Mistral's and Qwen2/3's multiply the whole head by cos
+// and sin of rotary_dim entries (which fails for any factor but 1), so
+// another model type's factor other than 1 is refused as unsupported.
+// LoadAny, which only copies tensors, passes what it cannot check and
+// reads the factor as 1 then.
+func (r *reader) partialRotary() (float64, string) {
+	if r.err != nil {
+		return 1, ""
 	}
-	if f := r.optionalFloat("partial_rotary_factor", 1); r.err == nil && f != 1 {
-		r.fail("partial_rotary_factor: %g: %w (RoPE over the whole head, 1, is implemented)", f, ErrUnsupported)
-		return
+	f, key := 1.0, ""
+	if r.present("partial_rotary_factor") {
+		f, key = r.optionalFloat("partial_rotary_factor", 1), "partial_rotary_factor"
 	}
-	// transformers 5.x moves it into rope_parameters (standardize_rope_params),
-	// where a config it saved keeps it.
-	for _, key := range []string{"rope_scaling", "rope_parameters"} {
-		m, ok := r.m[key].(map[string]any)
-		if !ok {
+	for _, block := range []string{"rope_scaling", "rope_parameters"} {
+		m, ok := r.m[block].(map[string]any)
+		if !ok || r.err != nil {
 			continue
 		}
 		sub := reader{m: m, file: r.file}
-		if f := sub.optionalFloat("partial_rotary_factor", 1); sub.err != nil {
-			r.fail("%s.%v", key, strings.TrimPrefix(sub.err.Error(), r.file+": "))
-		} else if f != 1 {
-			r.fail("%s.partial_rotary_factor: %g: %w (RoPE over the whole head, 1, is implemented)", key, f, ErrUnsupported)
+		if !sub.present("partial_rotary_factor") {
+			continue
+		}
+		g := sub.optionalFloat("partial_rotary_factor", 1)
+		switch {
+		case sub.err != nil:
+			r.fail("%s.%v", block, strings.TrimPrefix(sub.err.Error(), r.file+": "))
+		case key != "" && g != f:
+			r.fail("%s.partial_rotary_factor: %g, but %s is %g: they must agree", block, g, key, f)
+		default:
+			f, key = g, block+".partial_rotary_factor"
 		}
 	}
+	switch {
+	case r.err != nil:
+		if r.anyRoPE {
+			r.err = nil
+		}
+		return 1, ""
+	case f == 1:
+		return 1, key
+	case r.anyRoPE && (r.modelType != "phi3" || !(f > 0 && f <= 1)):
+		return 1, key
+	case r.modelType != "phi3":
+		r.fail("%s: %g: %w (transformers' %s rotates the whole head, partial_rotary_factor 1; phi3 takes another)", key, f, ErrUnsupported, r.modelType)
+		return 1, key
+	case !(f > 0 && f <= 1):
+		r.fail("%s: got %g, want a number in (0, 1]", key, f)
+		return 1, key
+	}
+	return f, key
 }
 
 // rope reads the 4.x rope_scaling and the 5.x rope_parameters into

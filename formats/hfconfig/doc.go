@@ -1,7 +1,8 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
 // of Mistral-, Llama-, Qwen2-, dense Qwen3- and Phi-3-family causal language
 // models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3": Phi-3,
-// Phi-3.5 and Phi-4 are Phi3ForCausalLM), and writes config.json
+// Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
+// Phi3ForCausalLM), and writes config.json
 // back with every original key preserved.
 //
 // Both transformers spellings are accepted:
@@ -42,6 +43,8 @@
 //	attention_bias           llama, qwen3: false (see Linear biases); phi3: no
 //	                         Linear has a bias whatever it says
 //	original_max_position_embeddings  phi3: 4096, longrope's pretraining context
+//	partial_rotary_factor    1 (whole heads rotated); phi3 alone takes another
+//	                         (see Partial RoPE)
 //	resid_pdrop, embd_pdrop, attention_dropout  ignored (dropout: training only)
 //	tie_word_embeddings      false
 //	torch_dtype / dtype      "float32" (torch's default dtype)
@@ -96,11 +99,18 @@
 // position; LoadAny, for work that
 // copies tensors without running the model, passes them by type. A config
 // with both rope_scaling and rope_parameters must give the same scaling in
-// each. So is a partial_rotary_factor other than 1, top-level or in the
-// RoPE block (Phi-4-mini's 0.75: transformers rotates the first
-// head_dim·factor dimensions of each head by halves of that part, which
-// the runtime's RoPE over whole heads does not compute), which the runtime
-// would otherwise ignore; LoadAny passes it too.
+// each.
+//
+// Partial RoPE (Config.RotaryDim): phi3's partial_rotary_factor,
+// top-level or in the RoPE block (both agreeing where both are given),
+// default 1: transformers rotates the first int(head_dim·factor) channels
+// of each head, by halves of that part (channels j and j+RotaryDim/2),
+// and passes the rest (Phi3's apply_rotary_pos_emb, q_rot and q_pass);
+// the inverse frequencies are taken over RotaryDim, and longrope's factor
+// lists hold RotaryDim/2 entries. Phi-4-mini-instruct's 0.75 of 128 gives
+// 96. The factor must give an even RotaryDim from 2 to head_dim. Other
+// model types' attention multiplies the whole head by cos and sin, so
+// their factor other than 1 is refused as unsupported; LoadAny passes it.
 //
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
 // always have one (Qwen2Attention); in llama attention_bias gives the four

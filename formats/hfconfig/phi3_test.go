@@ -165,9 +165,16 @@ func TestPhi3(t *testing.T) {
 			extra, want string
 			unsupported bool
 		}{
-			// Phi-4-mini's partial RoPE: the runtime rotates whole heads.
-			{`, "partial_rotary_factor": 0.75`, "phi3/config.json: partial_rotary_factor: 0.75", true},
-			{`, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}`, "phi3/config.json: rope_parameters.partial_rotary_factor: 0.5", true},
+			// Partial RoPE of an odd or empty part, or past the head
+			// (head_dim 16).
+			{`, "partial_rotary_factor": 0.3125`, "phi3/config.json: partial_rotary_factor: 0.3125 of head_dim 16 gives 5 rotary dimensions", false},
+			{`, "partial_rotary_factor": 0.0625`, "phi3/config.json: partial_rotary_factor: 0.0625 of head_dim 16 gives 1 rotary dimensions, want an even number from 2 to head_dim", false},
+			{`, "partial_rotary_factor": 0`, "phi3/config.json: partial_rotary_factor: got 0, want a number in (0, 1]", false},
+			{`, "partial_rotary_factor": 1.5`, "phi3/config.json: partial_rotary_factor: got 1.5, want a number in (0, 1]", false},
+			{`, "partial_rotary_factor": "0.5"`, "phi3/config.json: partial_rotary_factor: got string, want a number", false},
+			{`, "partial_rotary_factor": 0.5, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.75}`, "phi3/config.json: rope_parameters.partial_rotary_factor: 0.75, but partial_rotary_factor is 0.5: they must agree", false},
+			// The factors are one a rotated pair: 4 for 8 rotary dimensions.
+			{`, "partial_rotary_factor": 0.5, "rope_scaling": {"type": "longrope", ` + block + `}`, "phi3/config.json: rope_scaling: short_factor and long_factor hold 8 factors, want the rotary dimensions/2 = 4 (head_dim 16 · partial_rotary_factor 0.5)", false},
 			{`, "rope_scaling": {"type": "linear", "factor": 2}`, `phi3/config.json: rope_scaling: rope type "linear": unsupported (Phi3Config takes default and longrope)`, true},
 			{`, "rope_scaling": {"type": "dynamic", "factor": 2}`, `phi3/config.json: rope_scaling: rope type "dynamic"`, true},
 			{`, "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 1, 1]` + `, "long_factor": [1, 1, 1, 1]}`, "phi3/config.json: rope_scaling: short_factor and long_factor hold 4 factors, want head_dim/2 = 8", false},
@@ -183,6 +190,61 @@ func TestPhi3(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) || errors.Is(err, ErrUnsupported) != tt.unsupported {
 				t.Errorf("%s: err = %v, want %q (unsupported: %v)", tt.extra, err, tt.want, tt.unsupported)
 			}
+		}
+	})
+	t.Run("partial rotary", func(t *testing.T) {
+		// transformers' dim = int(head_dim * partial_rotary_factor),
+		// truncated (0.3 of 16 is 4.8: 4); top-level or in the 5.x
+		// block; the longrope factors one a rotated pair.
+		for _, tt := range []struct {
+			extra string
+			want  int
+		}{
+			{"", 16},
+			{`, "partial_rotary_factor": 1`, 16},
+			{`, "partial_rotary_factor": 0.75`, 12},
+			{`, "partial_rotary_factor": 0.3`, 4},
+			{`, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}`, 8},
+			{`, "partial_rotary_factor": 0.5, "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}`, 8},
+			{`, "partial_rotary_factor": 0.5, "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 2, 2], "long_factor": [1, 2, 4, 8]}`, 8},
+		} {
+			c, err := parse(t, tt.extra)
+			if err != nil {
+				t.Errorf("%s: %v", tt.extra, err)
+				continue
+			}
+			if c.RotaryDim != tt.want || c.HeadDim != 16 {
+				t.Errorf("%s: RotaryDim %d (head_dim %d), want %d", tt.extra, c.RotaryDim, c.HeadDim, tt.want)
+			}
+		}
+	})
+	t.Run("Phi-4-mini", func(t *testing.T) {
+		// microsoft/Phi-4-mini-instruct's config.json (testdata). Its
+		// published count is 3,836,021,760. By hand: embed 200064*3072 =
+		// 614,596,608 (lm_head tied); a layer's qkv_proj 3072*(3072+2*1024)
+		// + o_proj 3072*3072 + gate_up_proj 16384*3072 + down_proj
+		// 3072*8192 + norms 6144 = 100,669,440, x32 = 3,221,422,080;
+		// final norm 3072.
+		data, err := os.ReadFile("testdata/phi-4-mini-instruct.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Parse(data, "phi-4-mini.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want{"phi3", 3072, 8192, 32, 24, 8, 128, 200064, 131072, 1e-5, 10000, 262144, true, "bfloat16", 199999, 199999, []int{199999},
+			3_836_021_760}
+		if g := got(c); !reflect.DeepEqual(g, w) {
+			t.Errorf("got  %+v\nwant %+v", g, w)
+		}
+		// partial_rotary_factor 0.75 of head_dim 128: 96 rotated, 48
+		// factors in each longrope table; factor 131072/4096 = 32 as
+		// Phi-3.5's, so the same attention factor sqrt(17/12).
+		s := c.RopeScaling
+		if c.RotaryDim != 96 || len(s.ShortFactor) != 48 || len(s.LongFactor) != 48 || !s.Long || s.Factor != 32 ||
+			math.Abs(s.AttentionFactor-math.Sqrt(17.0/12)) > 1e-15 || s.LongFactor[47] != 47.77 || s.ShortFactor[47] != 1 {
+			t.Errorf("rotary dim %d, %s, long %v, factors %v / %v", c.RotaryDim, s, s.Long, s.ShortFactor, s.LongFactor)
 		}
 	})
 	t.Run("longrope elsewhere", func(t *testing.T) {
