@@ -3,11 +3,14 @@
 // as a CUDA graph and replayed.
 //
 // rope_store_T(q [rows, hq*hd], k [rows, hkv*hd], v, kc, vc [slots, hkv*hd],
-// pos, slot int32 [rows], inv [hd/2], rows, hq, hkv, hd): rotates every head
-// of q and k row t at position pos[t] exactly as rope_seq does (fp32 angle,
-// sincos in double), writes the rotated k row and the v row into row slot[t]
-// of kc and vc. One thread per (row, head, j) rotation pair, then one per v
-// element; grid-stride.
+// pos, slot int32 [rows], inv [rd/2], rows, hq, hkv, hd, rd): rotates the
+// first rd channels of every head of q and k row t at position pos[t]
+// exactly as rope_seq does (fp32 angle, sincos in double; rd < hd is
+// partial RoPE, the other channels kept), writes the k row (rotated part
+// and kept part) and the v row into row slot[t] of kc and vc. One thread
+// per (row, head, j) for j < hd/2: j < rd/2 rotates the pair (j, j+rd/2),
+// j >= rd/2 carries the kept pair rd+2(j-rd/2), +1 of a k head to the
+// cache; then one per v element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
 // hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late, dfr), hd <= 32*C,
@@ -57,10 +60,10 @@
 #define ROPE_STORE(N, T)                                                                                      \
     extern "C" __global__ void rope_store_##N(T* q, T* k, const T* v, T* kc, T* vc, const int* pos,              \
                                               const int* slot, const float* invf, int rows, int hq, int hkv,     \
-                                              int hd) {                                                          \
+                                              int hd, int rd) {                                                  \
         pdl_launch();                                                                                           \
         pdl_wait();                                                                                             \
-        const int d2 = hd / 2, heads = hq + hkv;                                                                \
+        const int d2 = hd / 2, r2 = rd / 2, heads = hq + hkv;                                                   \
         const i64 kvc = (i64)hkv * hd, nrot = (i64)rows * heads * d2, nv = (i64)rows * kvc;                      \
         FOR_N(i, nrot + nv) {                                                                                   \
             if (i < nrot) {                                                                                     \
@@ -68,17 +71,23 @@
                 i64 rh = i / d2;                                                                                \
                 int h = (int)(rh % heads);                                                                      \
                 i64 t = rh / heads;                                                                             \
-                float cs, sn;                                                                                   \
-                rope_angle(pos[t], invf[j], cs, sn);                                                            \
                 T* p = h < hq ? q + t * hq * hd + (i64)h * hd : k + t * kvc + (i64)(h - hq) * hd;               \
+                int c1 = j, c2 = j + r2;                                                                        \
                 T y1, y2;                                                                                       \
-                rope_rot<T>(to_f32(p[j]), to_f32(p[j + d2]), cs, sn, y1, y2);                                   \
-                p[j] = y1;                                                                                      \
-                p[j + d2] = y2;                                                                                 \
+                if (j < r2) {                                                                                   \
+                    float cs, sn;                                                                               \
+                    rope_angle(pos[t], invf[j], cs, sn);                                                        \
+                    rope_rot<T>(to_f32(p[c1]), to_f32(p[c2]), cs, sn, y1, y2);                                  \
+                    p[c1] = y1;                                                                                 \
+                    p[c2] = y2;                                                                                 \
+                } else {                                                                                        \
+                    c1 = rd + 2 * (j - r2), c2 = c1 + 1;                                                        \
+                    y1 = p[c1], y2 = p[c2];                                                                     \
+                }                                                                                               \
                 if (h >= hq) {                                                                                  \
                     T* o = kc + (i64)slot[t] * kvc + (i64)(h - hq) * hd;                                        \
-                    o[j] = y1;                                                                                  \
-                    o[j + d2] = y2;                                                                             \
+                    o[c1] = y1;                                                                                 \
+                    o[c2] = y2;                                                                                 \
                 }                                                                                               \
             } else {                                                                                            \
                 i64 e = i - nrot, t = e / kvc, c = e % kvc;                                                     \

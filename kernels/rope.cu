@@ -1,19 +1,22 @@
 // rope.cu: rotate-half rotary embeddings (transformers apply_rotary_pos_emb),
 // in place.
 //
-// rope_seq_T(x [rows, cols], rows, cols, hd, pos0, seq, inv [hd/2]): rows/seq
-// stacked sequences of seq rows, row t at position pos0 + t%seq; every head
-// of hd columns is rotated: with d2 = hd/2 and j < d2, inv[j] the inverse
-// frequencies, plain or scaled, computed on the host (runtime.RoPEFreqs,
-// the CPU backend's table), a = fp32(pos)*inv[j] in fp32 (as
-// transformers), cos and sin of a in
+// rope_seq_T(x [rows, cols], rows, cols, hd, rd, pos0, seq, inv [rd/2]):
+// rows/seq stacked sequences of seq rows, row t at position pos0 + t%seq;
+// the first rd channels of every head of hd columns are rotated (rd = hd,
+// or less for partial RoPE: Phi-4-mini's 96 of 128, Phi3's
+// apply_rotary_pos_emb q_rot) and the rest left as they are: with d2 =
+// rd/2 and j < d2, inv[j] the inverse frequencies, plain or scaled,
+// computed on the host (runtime.RoPEFreqs, the CPU backend's table), a =
+// fp32(pos)*inv[j] in fp32 (as transformers), cos and sin of a in
 // double rounded to fp32, and
 // x[j], x[j+d2] = x[j]cos - x[j+d2]sin, x[j+d2]cos + x[j]sin.
 // One thread per (row, head, j); grid-stride.
 
 #define ROPE(N, T)                                                                                        \
-    extern "C" __global__ void rope_seq_##N(T* x, int rows, int cols, int hd, int pos0, int seq, const float* invf) { \
-        int d2 = hd / 2, heads = cols / hd;                                                               \
+    extern "C" __global__ void rope_seq_##N(T* x, int rows, int cols, int hd, int rd, int pos0, int seq,    \
+                                            const float* invf) {                                          \
+        int d2 = rd / 2, heads = cols / hd;                                                               \
         FOR_N(i, (i64)rows * heads * d2) {                                                                \
             int j = (int)(i % d2);                                                                        \
             i64 rh = i / d2;                                                                              \

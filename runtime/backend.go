@@ -154,10 +154,13 @@ type Backend interface {
 	SiLU(dst, x Tensor)
 	// RoPE rotates x [T, heads*headDim] in place with rotate-half rotary
 	// embeddings (transformers apply_rotary_pos_emb) for positions
-	// pos0..pos0+T-1: with d2 = headDim/2 and for j < d2, inv [d2] the
-	// inverse frequencies (RoPEFreqs: plain or scaled), a =
-	// float32(pos)*inv[j] (fp32 product, as transformers computes it), and
-	// x[j], x[j+d2] = x[j]cos a - x[j+d2] sin a, x[j+d2]cos a + x[j] sin a.
+	// pos0..pos0+T-1: with d2 = len(inv), 1 <= d2 <= headDim/2, and for
+	// j < d2, inv [d2] the inverse frequencies (RoPEFreqs: plain or
+	// scaled), a = float32(pos)*inv[j] (fp32 product, as transformers
+	// computes it), and in each head
+	// x[j], x[j+d2] = x[j]cos a - x[j+d2] sin a, x[j+d2]cos a + x[j] sin a;
+	// channels 2·d2..headDim-1 are left as they are (partial RoPE: the
+	// rotary dimension is the table's 2·d2, see the package doc).
 	// A backend may keep a copy of inv (a device table) for later calls
 	// with equal contents; the caller may reuse the slice.
 	RoPE(x Tensor, headDim, pos0 int, inv []float32)

@@ -13,7 +13,8 @@ type PagedDecoder interface {
 	// (in range: the caller checks them on the host).
 	EmbeddingAt(dst, table, ids Tensor)
 	// RoPEStore rotates rows r of q [rows, Hq*D] and k [rows, Hkv*D] in
-	// place as RoPE does (inverse frequencies inv [headDim/2]), each at its
+	// place as RoPE does (inverse frequencies inv [rotaryDim/2], the
+	// channels past rotaryDim = 2·len(inv) kept), each at its
 	// own position pos[r] (I32 [rows]), then copies row r of k and of v
 	// into row slot[r] of kc and vc.
 	RoPEStore(q, k, v, kc, vc, pos, slot Tensor, headDim int, inv []float32)
@@ -179,7 +180,9 @@ type MLPFuser interface {
 // MatMulSplitRoPE(dsts, x, nw, eps, w, kc, vc, pos, slot, headDim, inv) is
 // MatMulSplit(dsts, x, w) (MatMulSplitNorm with nw, a NormFuser's FuseNorm
 // weight, when nw is not nil) followed by RoPEStore(dsts[0], dsts[1],
-// dsts[2], kc, vc, pos, slot, headDim, inv), with the same results.
+// dsts[2], kc, vc, pos, slot, headDim, inv), with the same results (for a
+// table of any length RoPEStore takes: an implementation that rotates
+// whole heads only runs the composed form for a shorter one).
 type RoPEFuser interface {
 	MatMulSplitRoPE(dsts []Tensor, x, nw Tensor, eps float32, w Tensor, kc, vc, pos, slot Tensor, headDim int, inv []float32)
 }

@@ -29,7 +29,7 @@
 // # RoPE
 //
 // The RoPE ops (RoPE, RoPEStore, MatMulSplitRoPE) rotate by a table of
-// inverse frequencies [headDim/2] that RoPEFreqs builds from rope_theta
+// inverse frequencies [rotaryDim/2] that RoPEFreqs builds from rope_theta
 // and the config's scaling (plain, linear, llama3, yarn, longrope with
 // the factors of the model's context, or a GGUF file's frequency
 // factors), once, at the model's load; no op computes
@@ -40,6 +40,16 @@
 // not applied by the RoPE ops: the model multiplies the attention scale
 // (AttentionParams.Scale) by its square, the same logits, so rotated q
 // and k, and the KV cache's K, are the table's rotation alone.
+//
+// The table's length gives the rotary dimension, 2·len(inv), which may be
+// less than the head size (partial RoPE, phi3's partial_rotary_factor:
+// Phi-4-mini rotates 96 of 128): the ops rotate the first 2·len(inv)
+// channels of each head by halves of that part and leave the rest as
+// they are, as transformers' Phi3 apply_rotary_pos_emb (q_rot, q_pass).
+// No op takes the rotary dimension as an argument of its own, so a table
+// and a dimension cannot disagree. A fused op that rotates whole heads
+// only (a backend's RoPEFuser) must fall back to its composed form for a
+// shorter table.
 //
 // # Optional ops
 //

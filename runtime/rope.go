@@ -7,11 +7,16 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 )
 
-// RoPEFreqs returns the inverse frequencies of rotary embeddings over heads
-// of headDim, inv [headDim/2] float32: the table RoPE, RoPEStore and
-// MatMulSplitRoPE rotate by (angle pos·inv[j] for dimensions j and
-// j+headDim/2), as transformers' ROPE_INIT_FUNCTIONS compute it for
-// s.Type (modeling_rope_utils.py):
+// RoPEFreqs returns the inverse frequencies of rotary embeddings over dim
+// rotated channels of each head, inv [dim/2] float32: the table RoPE,
+// RoPEStore and MatMulSplitRoPE rotate by (angle pos·inv[j] for
+// dimensions j and j+dim/2). dim is the head size, or with partial RoPE
+// (hfconfig.Config.RotaryDim) the rotated part of it, as transformers'
+// rope init takes dim = int(head_dim·partial_rotary_factor): every
+// exponent below is over dim, not the head size, and longrope's and
+// FreqFactors' lists hold dim/2 entries. The table is as
+// transformers' ROPE_INIT_FUNCTIONS compute it for s.Type
+// (modeling_rope_utils.py), headDim standing for dim:
 //
 //	default  inv[j] = 1/theta^(2j/headDim)
 //	linear   inv[j] / Factor                   (_compute_linear_scaling_rope_parameters)
@@ -46,7 +51,7 @@ import (
 // is an error, never the unscaled table.
 func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, error) {
 	if headDim <= 0 || headDim%2 != 0 {
-		return nil, fmt.Errorf("rope: head_dim %d: want a positive even number", headDim)
+		return nil, fmt.Errorf("rope: rotary dimension %d: want a positive even number", headDim)
 	}
 	if !(theta > 0) || math.IsInf(theta, 0) {
 		return nil, fmt.Errorf("rope: rope_theta %g: want a positive finite number", theta)
@@ -60,14 +65,14 @@ func RoPEFreqs(headDim int, theta float64, s hfconfig.RopeScaling) ([]float32, e
 	}
 	d2 := headDim / 2
 	if s.FreqFactors != nil && len(s.FreqFactors) != d2 {
-		return nil, fmt.Errorf("rope: %d frequency factors for head_dim %d: want %d", len(s.FreqFactors), headDim, d2)
+		return nil, fmt.Errorf("rope: %d frequency factors for rotary dimension %d: want %d", len(s.FreqFactors), headDim, d2)
 	}
 	ext := s.ShortFactor
 	if s.Long {
 		ext = s.LongFactor
 	}
 	if s.Type == hfconfig.RopeLongrope && len(ext) != d2 {
-		return nil, fmt.Errorf("rope: scaling %s for head_dim %d: want %d factors", s, headDim, d2)
+		return nil, fmt.Errorf("rope: scaling %s for rotary dimension %d: want %d factors", s, headDim, d2)
 	}
 	inv := make([]float32, d2)
 	var low, high float64

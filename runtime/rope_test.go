@@ -236,7 +236,7 @@ func TestRoPEFreqs(t *testing.T) {
 		want  string
 		unsup bool
 	}{
-		{"odd head", 7, 10000, hfconfig.RopeScaling{}, "head_dim 7", false},
+		{"odd head", 7, 10000, hfconfig.RopeScaling{}, "rotary dimension 7", false},
 		{"zero theta", 8, 0, hfconfig.RopeScaling{}, "rope_theta 0", false},
 		{"inf theta", 8, math.Inf(1), hfconfig.RopeScaling{}, "rope_theta +Inf", false},
 		{"dynamic", 8, 10000, hfconfig.RopeScaling{Type: "dynamic", Factor: 4}, `rope type "dynamic": unsupported`, true},
@@ -244,7 +244,7 @@ func TestRoPEFreqs(t *testing.T) {
 		{"yarn theta 1", 8, 1, yarnTiny, "rope_theta 1 with scaling yarn", false},
 		{"linear factor 0", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLinear}, "factor: got 0, want a number >= 1", false},
 		{"llama3 without parameters", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, Factor: 8}, "low_freq_factor: got 0", false},
-		{"factors too few", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: []float32{1, 2}}, "2 frequency factors for head_dim 8: want 4", false},
+		{"factors too few", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: []float32{1, 2}}, "2 frequency factors for rotary dimension 8: want 4", false},
 		{"factor zero", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLlama3, FreqFactors: []float32{1, 0, 1, 1}}, "frequency factor 1: got 0", false},
 		{"factors on linear", 8, 10000, hfconfig.RopeScaling{Type: hfconfig.RopeLinear, Factor: 2, FreqFactors: []float32{1, 1, 1, 1}}, "want llama3", false},
 	} {

@@ -352,6 +352,16 @@ func (r *reader) layerTypes(c *Config) {
 	}
 }
 
+// RoPEDim returns the channels of each head RoPE rotates: RotaryDim, or
+// HeadDim where RotaryDim is 0 (a Config built in code rather than
+// parsed, which rotates whole heads).
+func (c *Config) RoPEDim() int {
+	if c.RotaryDim == 0 {
+		return c.HeadDim
+	}
+	return c.RotaryDim
+}
+
 // LinearBias reports whether config.json gives the Linear module of a
 // decoder layer (module as the tensor names spell it: "self_attn.q_proj",
 // "mlp.down_proj") a bias: in qwen2, q_proj, k_proj and v_proj

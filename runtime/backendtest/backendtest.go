@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -401,10 +402,11 @@ func ropeTableOf(hd int, scaled bool) ropeTable {
 }
 
 // refRoPE rotates x [rows, cols] as RoPE does, in float64, by the inverse
-// frequencies inv [hd/2].
+// frequencies inv [rd/2]: the first rd = 2·len(inv) channels of each head
+// of hd, the rest kept (partial RoPE).
 func refRoPE(x []float32, cols, hd, pos0 int, inv []float64) []float64 {
 	out := f64(x)
-	d2 := hd / 2
+	d2 := len(inv)
 	for t := 0; t < len(x)/cols; t++ {
 		for h0 := 0; h0 < cols; h0 += hd {
 			for j := range d2 {
@@ -421,18 +423,22 @@ func refRoPE(x []float32, cols, hd, pos0 int, inv []float64) []float64 {
 
 // testRoPE checks RoPE with plain tables and with Llama 3.1's scaled one
 // past its original context of 8192 positions, where its low
-// frequencies, divided by 8, rotate by angles far from the plain table's.
+// frequencies, divided by 8, rotate by angles far from the plain table's,
+// over whole heads and over their first rd channels (partial RoPE:
+// Phi-4-mini's 96 of 128, the rest kept).
 func testRoPE(e *env) {
 	for _, s := range []struct {
 		t, heads, hd, pos0 int
 		scaled             bool
-	}{{1, 1, 2, 0, false}, {5, 4, 8, 0, false}, {9, 2, 128, 37, false}, {3, 3, 64, 1000, false}, {9, 2, 128, 9000, true}, {4, 3, 64, 3000, true}} {
-		e.t.Run(fmt.Sprintf("T%d_h%d_d%d_p%d_scaled%v", s.t, s.heads, s.hd, s.pos0, s.scaled), func(t *testing.T) {
+		rd                 int // rotary dimension; 0: hd
+	}{{1, 1, 2, 0, false, 0}, {5, 4, 8, 0, false, 0}, {9, 2, 128, 37, false, 0}, {3, 3, 64, 1000, false, 0}, {9, 2, 128, 9000, true, 0}, {4, 3, 64, 3000, true, 0},
+		{9, 3, 128, 37, false, 96}, {4, 2, 128, 9000, true, 96}, {5, 4, 8, 3, false, 2}, {3, 2, 12, 5, false, 6}} {
+		e.t.Run(fmt.Sprintf("T%d_h%d_d%d_p%d_scaled%v_rd%d", s.t, s.heads, s.hd, s.pos0, s.scaled, s.rd), func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
 			cols := s.heads * s.hd
 			x := e.randn(s.t * cols)
 			xt := e.upload(x, s.t, cols)
-			tab := ropeTableOf(s.hd, s.scaled)
+			tab := ropeTableOf(cmp.Or(s.rd, s.hd), s.scaled)
 			e.b.RoPE(xt, s.hd, s.pos0, tab.inv)
 			// The fp32 angle (transformers computes pos*inv_freq in fp32)
 			// differs from the exact one by ~pos·2⁻²⁴ rad.

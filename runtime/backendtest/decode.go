@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -35,21 +36,25 @@ func testPagedDecoder(e *env) {
 	if !ok {
 		e.t.Skipf("%s has no PagedDecoder ops", e.b.Name())
 	}
-	for _, s := range []struct{ rows, hq, hkv, hd, bs, window int }{
-		{1, 1, 1, 8, 4, 0},
-		{3, 4, 2, 8, 4, 0},
-		{2, 8, 1, 12, 8, 0},
-		{4, 6, 2, 16, 16, 5},
-		{2, 4, 4, 6, 4, 0},
-		{3, 8, 2, 128, 16, 0},
-		{2, 4, 1, 256, 16, 100},
+	for _, s := range []struct{ rows, hq, hkv, hd, bs, window, rd int }{
+		{1, 1, 1, 8, 4, 0, 0},
+		{3, 4, 2, 8, 4, 0, 0},
+		{2, 8, 1, 12, 8, 0, 0},
+		{4, 6, 2, 16, 16, 5, 0},
+		{2, 4, 4, 6, 4, 0, 0},
+		{3, 8, 2, 128, 16, 0, 0},
+		{2, 4, 1, 256, 16, 100, 0},
 		// Contexts of 1,280 to 5,120 positions: a backend splitting them in
 		// tiles of 128 takes 10 to 32 splits (and its cap at the longest).
-		{2, 8, 2, 32, 32, 0},
-		{3, 4, 2, 64, 64, 300},
-		{1, 4, 1, 64, 128, 0},
+		{2, 8, 2, 32, 32, 0, 0},
+		{3, 4, 2, 64, 64, 300, 0},
+		{1, 4, 1, 64, 128, 0, 0},
+		// Partial RoPE (rd of hd rotated, the rest kept and stored):
+		// Phi-4-mini's 96 of 128, and a small head.
+		{3, 8, 2, 128, 16, 0, 96},
+		{2, 4, 2, 12, 4, 0, 4},
 	} {
-		e.t.Run(fmt.Sprintf("rows%d_hq%d_hkv%d_d%d_bs%d_w%d", s.rows, s.hq, s.hkv, s.hd, s.bs, s.window), func(t *testing.T) {
+		e.t.Run(fmt.Sprintf("rows%d_hq%d_hkv%d_d%d_bs%d_w%d_rd%d", s.rows, s.hq, s.hkv, s.hd, s.bs, s.window, s.rd), func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
 			const width, blocks, vocab = 40, 48, 11
 			qc, kvc := s.hq*s.hd, s.hkv*s.hd
@@ -86,7 +91,7 @@ func testPagedDecoder(e *env) {
 			e.check("embedding at", e.download(x), wantX, tolExact)
 
 			// Llama 3's head sizes rotate by its scaled table.
-			tab := ropeTableOf(s.hd, s.hd == 64 || s.hd == 128)
+			tab := ropeTableOf(cmp.Or(s.rd, s.hd), s.hd == 64 || s.hd == 128)
 			pd.RoPEStore(qt, kt, vt, kct, vct, post, slott, s.hd, tab.inv)
 			wantQ, wantK := make([]float64, len(q)), make([]float64, len(k))
 			for r := range s.rows {

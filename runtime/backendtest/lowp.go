@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -200,12 +201,13 @@ func lowRoPE(e *lowEnv) {
 	for _, s := range []struct {
 		t, heads, hd, pos0 int
 		scaled             bool
-	}{{5, 4, 8, 0, false}, {9, 2, 128, 37, false}, {64, 8, 128, 0, false}, {9, 2, 128, 9000, true}} {
+		rd                 int // rotary dimension; 0: hd
+	}{{5, 4, 8, 0, false, 0}, {9, 2, 128, 37, false, 0}, {64, 8, 128, 0, false, 0}, {9, 2, 128, 9000, true, 0}, {9, 3, 128, 37, false, 96}} {
 		cols := s.heads * s.hd
 		x, xv := e.upload(e.randn(s.t*cols), s.t, cols)
-		tab := ropeTableOf(s.hd, s.scaled)
+		tab := ropeTableOf(cmp.Or(s.rd, s.hd), s.scaled)
 		e.b.RoPE(x, s.hd, s.pos0, tab.inv)
-		e.check(fmt.Sprintf("rope T%d p%d scaled %v", s.t, s.pos0, s.scaled), e.download(x), refRoPE(xv, cols, s.hd, s.pos0, tab.ref), tolLow[e.dt])
+		e.check(fmt.Sprintf("rope T%d p%d scaled %v rd %d", s.t, s.pos0, s.scaled, s.rd), e.download(x), refRoPE(xv, cols, s.hd, s.pos0, tab.ref), tolLow[e.dt])
 	}
 }
 

@@ -183,13 +183,14 @@ func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
 }
 
 // rope rotates every head of each row t of xt at position pos(t) by the
-// inverse frequencies inv [headDim/2].
+// inverse frequencies inv [rotaryDim/2]: the first 2·len(inv) channels of
+// a head, the rest kept (partial RoPE).
 func (b *Backend) rope(xt *Tensor, headDim int, inv []float32, pos func(t int) int) {
 	cols := xt.cols()
-	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || len(inv) != headDim/2 {
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || len(inv) == 0 || 2*len(inv) > headDim {
 		panic(fmt.Sprintf("cpu: rope head dim %d (%d inverse frequencies) for rows of %d", headDim, len(inv), cols))
 	}
-	d2 := headDim / 2
+	d2 := len(inv)
 	rows := xt.rows()
 	b.parallelRange(rows, max(1, minChunk/cols), func(lo, hi int) {
 		cos := make([]float32, d2)
@@ -202,7 +203,7 @@ func (b *Backend) rope(xt *Tensor, headDim int, inv []float32, pos func(t int) i
 			}
 			row := xt.data[t*cols : (t+1)*cols]
 			for h0 := 0; h0 < cols; h0 += headDim {
-				lo, hi := row[h0:h0+d2], row[h0+d2:h0+headDim]
+				lo, hi := row[h0:h0+d2], row[h0+d2:h0+2*d2]
 				for j := range d2 {
 					x1, x2 := lo[j], hi[j]
 					lo[j] = x1*cos[j] - x2*sin[j]

@@ -44,7 +44,7 @@ func (b *Backend) EmbeddingFed(dst, table, ids, fed runtime.Tensor) {
 func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim int, invf []float32) {
 	qt, kt, vt, kct, vct := b.tensor(q), b.tensor(k), b.tensor(v), b.tensor(kc), b.tensor(vc)
 	rows, kvc := runtime.Rows(qt), runtime.Cols(kt)
-	if headDim <= 0 || headDim%2 != 0 || len(invf) != headDim/2 || runtime.Cols(qt)%headDim != 0 || kvc%headDim != 0 || runtime.Rows(kt) != rows ||
+	if headDim <= 0 || headDim%2 != 0 || len(invf) == 0 || 2*len(invf) > headDim || runtime.Cols(qt)%headDim != 0 || kvc%headDim != 0 || runtime.Rows(kt) != rows ||
 		vt.n != kt.n || runtime.Cols(kct) != kvc || kct.n != vct.n || kt.dt != qt.dt || vt.dt != qt.dt || kct.dt != qt.dt || vct.dt != qt.dt {
 		panic(fmt.Sprintf("cuda: rope-store q %v k %v v %v into %v %v, head dim %d", qt.shape, kt.shape, vt.shape, kct.shape, vct.shape, headDim))
 	}
@@ -59,7 +59,7 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 	hq, hkv := runtime.Cols(qt)/headDim, kvc/headDim
 	n := int64(rows)*int64(hq+hkv)*int64(headDim/2) + int64(rows)*int64(kvc)
 	b.run("decode.cu", "rope_store_"+suffix(qt.dt), grid1(n), Dim{X: threads}, 0,
-		qt.ptr, kt.ptr, vt.ptr, kct.ptr, vct.ptr, pt.ptr, st.ptr, inv, int32(rows), int32(hq), int32(hkv), int32(headDim))
+		qt.ptr, kt.ptr, vt.ptr, kct.ptr, vct.ptr, pt.ptr, st.ptr, inv, int32(rows), int32(hq), int32(hkv), int32(headDim), int32(2*len(invf)))
 }
 
 // pagedNames are the paged attention kernels by dimensions a lane (hd <=
@@ -675,10 +675,13 @@ func (r *ropeArg) rows(r0 int) *ropeArg {
 // MatMulSplitRoPE implements runtime.RoPEFuser: where ropeFits, the q/k/v
 // product's kernel rotates q and k and stores k and v in the caches as it
 // writes them (one kernel fewer a layer, the rotation bit for bit
-// rope_store's); otherwise the product, then RoPEStore.
+// rope_store's); otherwise the product, then RoPEStore. The epilogue
+// rotates whole heads (qgemv.cu QRope: a block's columns j and j+64), so
+// a table shorter than headDim/2 (partial RoPE, Phi-4-mini's) takes the
+// composed form.
 func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, eps float32, w runtime.Tensor,
 	kc, vc, pos, slot runtime.Tensor, headDim int, invf []float32) {
-	if !b.ropeFits(dsts, x, w, kc, vc, headDim) {
+	if 2*len(invf) != headDim || !b.ropeFits(dsts, x, w, kc, vc, headDim) {
 		b.matmulSplit(dsts, x, w, nw, eps)
 		b.RoPEStore(dsts[0], dsts[1], dsts[2], kc, vc, pos, slot, headDim, invf)
 		return

@@ -665,7 +665,7 @@ func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
 func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, invf []float32) {
 	xt := b.tensor(x)
 	cols, rows := runtime.Cols(xt), runtime.Rows(xt)
-	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || seq <= 0 || rows%seq != 0 || len(invf) != headDim/2 {
+	if headDim <= 0 || headDim%2 != 0 || cols%headDim != 0 || seq <= 0 || rows%seq != 0 || len(invf) == 0 || 2*len(invf) > headDim {
 		panic(fmt.Sprintf("cuda: rope head dim %d (%d inverse frequencies), sequences of %d, for %v", headDim, len(invf), seq, xt.shape))
 	}
 	b.enter()
@@ -675,8 +675,9 @@ func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, invf []float
 		b.fail(err)
 		return
 	}
-	b.run("rope.cu", "rope_seq_"+suffix(xt.dt), grid1(int64(rows*cols/2)), Dim{X: threads}, 0,
-		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(pos0), int32(seq), inv)
+	// The rotary dimension is the table's (partial RoPE below headDim).
+	b.run("rope.cu", "rope_seq_"+suffix(xt.dt), grid1(int64(rows)*int64(cols/headDim)*int64(len(invf))), Dim{X: threads}, 0,
+		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(2*len(invf)), int32(pos0), int32(seq), inv)
 }
 
 // ropeFreqs returns the device copy of the inverse-frequency table inv
@@ -708,7 +709,7 @@ func (b *Backend) ropeFreqs(inv []float32) (uint64, error) {
 
 // ropeTable is a RoPE table and its device copy.
 type ropeTable struct {
-	inv []float32 // [headDim/2]
+	inv []float32 // [rotaryDim/2]
 	buf *Buffer
 }
 
