@@ -34,3 +34,22 @@
         }                                                                                                 \
     }
 FOR_DTYPES(ROPE)
+
+// rope_tail_T(x [rows, cols], rows, cols, hd, c0, f): channels c0..hd-1 of
+// every head of hd columns times f, in place (fp32 product rounded once
+// to T): partial RoPE's unrotated channels of q scaled by 1/af², where
+// the model folds longrope's attention factor af, which transformers
+// multiplies into the rotated part's cos and sin alone, into the
+// attention scale as af² (runtime.TailScaler). One thread per element;
+// grid-stride.
+#define ROPE_TAIL(N, T)                                                                                   \
+    extern "C" __global__ void rope_tail_##N(T* x, int rows, int cols, int hd, int c0, float f) {         \
+        int w = hd - c0, heads = cols / hd;                                                               \
+        FOR_N(i, (i64)rows * heads * w) {                                                                 \
+            int c = (int)(i % w);                                                                         \
+            i64 rh = i / w;                                                                               \
+            T* p = x + rh * hd + c0 + c;                                                                  \
+            *p = from_f32<T>(to_f32(*p) * f);                                                             \
+        }                                                                                                 \
+    }
+FOR_DTYPES(ROPE_TAIL)

@@ -202,6 +202,46 @@ type AddRMSNormer interface {
 	AddRMSNorm(norm, x, delta, weight Tensor, eps float32)
 }
 
+// TailScaler is a Backend that scales the last channels of every head in
+// place: ScaleTail(x, headDim, c0, f) sets x[t, h·headDim+c] *= f for
+// c0 <= c < headDim (the fp32 product rounded once to x's dtype). The
+// model scales partial RoPE's unrotated channels of q by it (see
+// ScaleTail).
+type TailScaler interface {
+	ScaleTail(x Tensor, headDim, c0 int, f float32)
+}
+
+// ScaleTail multiplies channels c0..headDim-1 of every head of x [T,
+// heads·headDim] by f in place, by b's TailScaler, else on the host
+// (Download, scale, Upload: correct, slow, and outside a graph). With
+// partial RoPE and an attention factor af (longrope's), transformers
+// multiplies only the rotated channels' cos and sin by af, so q·k is
+// af²·(rotated part) + (unrotated part); the model folds af² into the
+// attention scale as for whole-head RoPE and scales q's unrotated
+// channels by 1/af² to give the latter its own weight back.
+func ScaleTail(b Backend, x Tensor, headDim, c0 int, f float32) {
+	if s, ok := b.(TailScaler); ok {
+		s.ScaleTail(x, headDim, c0, f)
+		return
+	}
+	cols := Cols(x)
+	if headDim <= 0 || cols%headDim != 0 || c0 < 0 || c0 > headDim {
+		panic(fmt.Sprintf("runtime: scale tail head dim %d from %d for %v", headDim, c0, x.Shape()))
+	}
+	buf := make([]float32, Rows(x)*cols)
+	if err := b.Download(buf, x); err != nil {
+		panic(fmt.Sprintf("runtime: scale tail: %v", err))
+	}
+	for h0 := 0; h0 < len(buf); h0 += headDim {
+		for c := c0; c < headDim; c++ {
+			buf[h0+c] *= f
+		}
+	}
+	if err := b.Upload(x, buf); err != nil {
+		panic(fmt.Sprintf("runtime: scale tail: %v", err))
+	}
+}
+
 // SwiGLU sets dst = silu(gate) * up, fused when b implements SwiGLUer.
 func SwiGLU(b Backend, dst, gate, up Tensor) {
 	if f, ok := b.(SwiGLUer); ok {

@@ -121,6 +121,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"AddBias", testAddBias},
 		{"HeadRMSNorm", testHeadRMSNorm},
 		{"RoPE", testRoPE},
+		{"ScaleTail", testScaleTail},
 		{"Attention", testAttention},
 		{"Gram", testGram},
 		{"ColumnSquares", testColumnSquares},
@@ -443,6 +444,29 @@ func testRoPE(e *env) {
 			// The fp32 angle (transformers computes pos*inv_freq in fp32)
 			// differs from the exact one by ~pos·2⁻²⁴ rad.
 			e.check("rope", e.download(xt), refRoPE(x, cols, s.hd, s.pos0, tab.ref), tolRoPE*float64(1+s.pos0*s.pos0))
+		})
+	}
+}
+
+// testScaleTail checks runtime.ScaleTail (the backend's TailScaler, or
+// the host fallback): the channels from c0 on of every head times f, the
+// others exact.
+func testScaleTail(e *env) {
+	for _, s := range []struct{ t, heads, hd, c0 int }{{3, 4, 128, 96}, {5, 2, 12, 4}, {2, 3, 8, 8}, {1, 2, 8, 0}} {
+		e.t.Run(fmt.Sprintf("T%d_h%d_d%d_c%d", s.t, s.heads, s.hd, s.c0), func(t *testing.T) {
+			e := &env{t: t, b: e.b, rng: e.rng}
+			cols := s.heads * s.hd
+			x := e.randn(s.t * cols)
+			xt := e.upload(x, s.t, cols)
+			const f = 0.70588235
+			runtime.ScaleTail(e.b, xt, s.hd, s.c0, f)
+			want := f64(x)
+			for i := range want {
+				if i%s.hd >= s.c0 {
+					want[i] = float64(x[i] * f)
+				}
+			}
+			e.check("scale tail", e.download(xt), want, tolExact)
 		})
 	}
 }

@@ -182,6 +182,24 @@ func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
 	b.rope(tensorOf(x), headDim, inv, func(t int) int { return pos0 + t })
 }
 
+// ScaleTail implements runtime.TailScaler.
+func (b *Backend) ScaleTail(x runtime.Tensor, headDim, c0 int, f float32) {
+	xt := tensorOf(x)
+	cols := xt.cols()
+	if headDim <= 0 || cols%headDim != 0 || c0 < 0 || c0 > headDim {
+		panic(fmt.Sprintf("cpu: scale tail head dim %d from %d for rows of %d", headDim, c0, cols))
+	}
+	for t := range xt.rows() {
+		row := xt.data[t*cols : (t+1)*cols]
+		for h0 := 0; h0 < cols; h0 += headDim {
+			for c := h0 + c0; c < h0+headDim; c++ {
+				row[c] *= f
+			}
+		}
+		roundTo(xt.dt, row)
+	}
+}
+
 // rope rotates every head of each row t of xt at position pos(t) by the
 // inverse frequencies inv [rotaryDim/2]: the first 2·len(inv) channels of
 // a head, the rest kept (partial RoPE).

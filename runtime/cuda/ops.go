@@ -680,6 +680,22 @@ func (b *Backend) RoPESeq(x runtime.Tensor, headDim, pos0, seq int, invf []float
 		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(2*len(invf)), int32(pos0), int32(seq), inv)
 }
 
+// ScaleTail implements runtime.TailScaler (rope.cu rope_tail).
+func (b *Backend) ScaleTail(x runtime.Tensor, headDim, c0 int, f float32) {
+	xt := b.tensor(x)
+	cols, rows := runtime.Cols(xt), runtime.Rows(xt)
+	if headDim <= 0 || cols%headDim != 0 || c0 < 0 || c0 > headDim {
+		panic(fmt.Sprintf("cuda: scale tail head dim %d from %d for %v", headDim, c0, xt.shape))
+	}
+	if c0 == headDim || rows == 0 {
+		return
+	}
+	b.enter()
+	defer b.exit()
+	b.run("rope.cu", "rope_tail_"+suffix(xt.dt), grid1(int64(rows)*int64(cols/headDim)*int64(headDim-c0)), Dim{X: threads}, 0,
+		xt.ptr, int32(rows), int32(cols), int32(headDim), int32(c0), f)
+}
+
 // ropeFreqs returns the device copy of the inverse-frequency table inv
 // (runtime.RoPEFreqs', the CPU backend's very values), uploaded on its
 // first use and found by its contents after: a model passes one table

@@ -49,3 +49,41 @@ func TestPhi3DecodeOnDevice(t *testing.T) {
 		})
 	}
 }
+
+// phi4MiniSynth is phi3Synth with Phi-4-mini's partial RoPE: 96 of each
+// head's 128 channels rotated (partial_rotary_factor 0.75), 48 short and
+// 48 long factors, longrope's attention factor on the rotated channels
+// alone.
+func phi4MiniSynth(t *testing.T, dtype string) string {
+	t.Helper()
+	short, long := make([]float64, 48), make([]float64, 48)
+	for i := range short {
+		short[i] = 1 + 0.5*float64(i)/47
+		long[i] = 1 + 3*math.Sqrt(float64(i)/47)
+	}
+	return fixtures.Phi3(t, map[string]any{"hidden_size": 256, "intermediate_size": 896, "num_attention_heads": 2,
+		"num_key_value_heads": 1, "vocab_size": 2000, "sliding_window": 100, "max_position_embeddings": 1024,
+		"original_max_position_embeddings": 128, "partial_rotary_factor": 0.75,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": short, "long_factor": long}},
+		synth.Options{DType: dtype, Seed: 13})
+}
+
+// TestPhi4MiniDecodeOnDevice is TestPhi3DecodeOnDevice on phi4MiniSynth:
+// rope_seq (prefill) and rope_store (decode steps) rotate the first 96
+// channels and keep the rest (k's stored to the cache too), rope_tail
+// scales q's kept channels by 1/af², in fp16 and bf16, with CUDA graphs
+// and op by op, against the fp32 CPU.
+func TestPhi4MiniDecodeOnDevice(t *testing.T) {
+	b := gputest.Backend(t)
+	for _, tc := range []struct {
+		name string
+		dt   runtime.DType
+	}{
+		{"f16", runtime.F16},
+		{"bf16", runtime.BF16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			decodeMatchesCPU(t, b, phi4MiniSynth(t, tc.name), tc.dt)
+		})
+	}
+}

@@ -497,6 +497,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			lw.normQK(b, d, s.q, s.k)
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.rope)
 		}
+		d.scaleTail(b, s.q)
 		attend := func() {
 			io.PagedAttentionTo(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, sl.o)
 		}

@@ -16,9 +16,17 @@ type dims struct {
 	hidden, inter, heads, kvHeads, headDim, vocab, window int
 	eps                                                   float32
 	scale                                                 float32
-	// rope is the inverse frequencies [headDim/2] every RoPE op rotates by
-	// (runtime.RoPEFreqs of rope_theta and the config's scaling).
+	// rope is the inverse frequencies [rotaryDim/2] every RoPE op rotates
+	// by (runtime.RoPEFreqs of rope_theta and the config's scaling over
+	// hfconfig.Config.RoPEDim): its length gives the ops the rotary
+	// dimension, headDim or, with phi3's partial_rotary_factor, its
+	// leading part (the rest of each head passes unrotated).
 	rope []float32
+	// tail is what q's unrotated channels (2·len(rope) on in each head)
+	// are multiplied by after RoPE, 1/af², where partial RoPE meets an
+	// attention factor af other than 1 (runtime.ScaleTail says why); 0:
+	// nothing to do (whole heads rotated, or af 1).
+	tail float32
 	// bias says which of q/k/v/o_proj (lin indices) config.json gives a
 	// bias the model adds (hfconfig.Config.LinearBias): Qwen2's q/k/v,
 	// llama's attention_bias. (The MLP's, mlp_bias, are not added: their
@@ -47,7 +55,10 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 			cfg.File, d.hidden, d.inter, d.heads, d.kvHeads, d.headDim, d.vocab, d.window, cfg.RopeTheta)
 	}
 	var err error
-	if d.rope, err = runtime.RoPEFreqs(d.headDim, cfg.RopeTheta, cfg.RopeScaling.ForContext(ctx)); err != nil {
+	if rd := cfg.RoPEDim(); rd <= 0 || rd > d.headDim || rd%2 != 0 {
+		return dims{}, fmt.Errorf("model: %s: rotary dimension %d of head_dim %d: want an even number in [2, head_dim]", cfg.File, rd, d.headDim)
+	}
+	if d.rope, err = runtime.RoPEFreqs(cfg.RoPEDim(), cfg.RopeTheta, cfg.RopeScaling.ForContext(ctx)); err != nil {
 		return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
 	}
 	// transformers MistralAttention: scaling = head_dim**-0.5, times the
@@ -58,11 +69,22 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 	// q and k, and the cache's K, are the table's rotation alone.
 	af := runtime.AttentionFactor(cfg.RopeScaling)
 	d.scale = float32(af * af / math.Sqrt(float64(d.headDim)))
+	if 2*len(d.rope) < d.headDim && af != 1 {
+		d.tail = float32(1 / (af * af))
+	}
 	for j := range d.bias {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
 	d.qkNorm = cfg.QKNorm()
 	return d, nil
+}
+
+// scaleTail scales q's unrotated channels by d.tail where partial RoPE
+// meets an attention factor (runtime.ScaleTail).
+func (d dims) scaleTail(b runtime.Backend, q runtime.Tensor) {
+	if d.tail != 0 {
+		runtime.ScaleTail(b, q, d.headDim, 2*len(d.rope), d.tail)
+	}
 }
 
 func (d dims) qDim() int  { return d.heads * d.headDim }
@@ -480,6 +502,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.rope)
 		}
 	}
+	d.scaleTail(b, q)
 	for _, e := range []struct {
 		name string
 		t    runtime.Tensor

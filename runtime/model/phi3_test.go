@@ -16,8 +16,11 @@ import (
 // float64 over the checkpoint's own fused tensors, sharing no code with
 // the runtime or package fused: for each layer, n = rmsnorm(x),
 // qkv = qkv_proj(n) split at heads·D and heads·D + kv·D (Phi3Attention),
-// RoPE by halves with inv[j] = theta^(-2j/D)/ext[j] (longrope's factors;
-// 1 without) and cos, sin times the attention factor, attention over the
+// RoPE by halves with inv[j] = theta^(-2j/R)/ext[j] (longrope's factors;
+// 1 without) and cos, sin times the attention factor over the first R
+// channels of each head, the rest passed (R = D, or head_dim ·
+// partial_rotary_factor: Phi3's apply_rotary_pos_emb, q_rot and q_pass,
+// pairs j and j+R/2), attention over the
 // last window positions (all where window is 0), h = x + o_proj(·);
 // m = rmsnorm(h), gate, up = gate_up_proj(m).chunk(2) (Phi3MLP),
 // out = h + down(up·silu(gate)); logits = rmsnorm(x)·lm_headᵀ. The
@@ -28,6 +31,13 @@ type phi3Ref struct {
 	ext    []float64 // longrope's factors for the table; nil: none
 	af     float64   // attention factor multiplying cos and sin
 	window int
+	// rd is the rotary dimension R (0: D); expD takes the exponent over D
+	// rather than R (a wrong model).
+	rd   int
+	expD bool
+	// afAll multiplies the unrotated channels by the attention factor too
+	// (a wrong model: transformers scales cos and sin of q_rot alone).
+	afAll bool
 	// swapKV and swapGateUp read the fused rows in the wrong order.
 	swapKV, swapGateUp bool
 }
@@ -61,18 +71,31 @@ func (p phi3Ref) forward(ids []int) [][]float64 {
 		}
 		return out
 	}
+	R := D
+	if p.rd != 0 {
+		R = p.rd
+	}
+	expDim := R
+	if p.expD {
+		expDim = D
+	}
 	rope := func(x []float64, heads, pos int) {
 		for h := range heads {
-			v := x[h*D : (h+1)*D]
-			for j := range D / 2 {
+			if p.afAll {
+				for i := h*D + R; i < (h+1)*D; i++ {
+					x[i] *= p.af
+				}
+			}
+			v := x[h*D : h*D+R] // q_rot; v[R:D] is q_pass
+			for j := range R / 2 {
 				e := 1.0
 				if p.ext != nil {
 					e = p.ext[j]
 				}
-				a := float64(pos) * math.Pow(c.RopeTheta, -2*float64(j)/float64(D)) / e
+				a := float64(pos) * math.Pow(c.RopeTheta, -2*float64(j)/float64(expDim)) / e
 				cos, sin := math.Cos(a)*p.af, math.Sin(a)*p.af
-				x1, x2 := v[j], v[j+D/2]
-				v[j], v[j+D/2] = x1*cos-x2*sin, x2*cos+x1*sin
+				x1, x2 := v[j], v[j+R/2]
+				v[j], v[j+R/2] = x1*cos-x2*sin, x2*cos+x1*sin
 			}
 		}
 	}
@@ -169,15 +192,25 @@ func (p phi3Ref) forward(ids []int) [][]float64 {
 // context): loaded for the default context (512) and for 65 positions,
 // the long factors; for 32 positions and for exactly the original 64,
 // the short ones (Options.Context, as transformers on a sequence of that
-// length). The reference reading the fused rows in another order, without
-// the window, with the other factors or without the attention factor is
-// far off, so each is what the runtime computes.
+// length). With partial_rotary_factor 0.75 (Phi-4-mini's; 12 of the
+// head's 16 channels rotated, the frequencies over 12, six longrope
+// factors a table), plain and longrope with either table, the attention
+// factor on the rotated channels alone. The reference
+// reading the fused rows in another order, without the window, with the
+// other factors, without the attention factor, rotating whole heads,
+// taking the partial frequencies over the head size or scaling the
+// unrotated channels by the attention factor too is far off, so each is
+// what the runtime computes.
 func TestPhi3MatchesReference(t *testing.T) {
 	short := []float64{1, 1.25, 1.5, 2, 2, 3, 4, 4}
 	long := []float64{1, 2, 4, 8, 12, 16, 24, 32}
 	longrope := map[string]any{"max_position_embeddings": 512, "original_max_position_embeddings": 64,
 		"rope_scaling": map[string]any{"type": "longrope", "short_factor": short, "long_factor": long}}
 	afLong := math.Sqrt(1 + math.Log(8)/math.Log(64))
+	partial := map[string]any{"partial_rotary_factor": 0.75}
+	shortP, longP := []float64{1, 1.25, 1.5, 2, 3, 4}, []float64{1, 2, 4, 8, 16, 32}
+	partialLongrope := map[string]any{"partial_rotary_factor": 0.75, "max_position_embeddings": 512, "original_max_position_embeddings": 64,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": shortP, "long_factor": longP}}
 	for _, tc := range []struct {
 		name  string
 		edit  map[string]any
@@ -199,6 +232,15 @@ func TestPhi3MatchesReference(t *testing.T) {
 			"with the long factors": {ext: long, af: afLong}, "without the attention factor": {ext: short, af: 1}}},
 		{"phi3-longrope-ctx32", longrope, "f32", 32, phi3Ref{ext: short, af: afLong}, map[string]phi3Ref{
 			"with the long factors": {ext: long, af: afLong}, "without the attention factor": {ext: short, af: 1}, "unscaled": {af: 1}}},
+		{"phi3-partial", partial, "f32", 0, phi3Ref{af: 1, rd: 12}, map[string]phi3Ref{
+			"rotating whole heads": {af: 1}, "with the frequencies over head_dim": {af: 1, rd: 12, expD: true}, "rotating 8": {af: 1, rd: 8}}},
+		{"phi3-partial-bf16", partial, "bf16", 0, phi3Ref{af: 1, rd: 12}, map[string]phi3Ref{"rotating whole heads": {af: 1}}},
+		{"phi3-partial-longrope", partialLongrope, "f32", 0, phi3Ref{ext: longP, af: afLong, rd: 12}, map[string]phi3Ref{
+			"with the short factors": {ext: shortP, af: afLong, rd: 12}, "with the frequencies over head_dim": {ext: longP, af: afLong, rd: 12, expD: true},
+			"unscaled": {af: 1, rd: 12}, "with the attention factor on whole heads": {ext: longP, af: afLong, rd: 12, afAll: true}}},
+		{"phi3-partial-longrope-ctx32", partialLongrope, "f32", 32, phi3Ref{ext: shortP, af: afLong, rd: 12}, map[string]phi3Ref{
+			"with the long factors": {ext: longP, af: afLong, rd: 12}, "without the attention factor": {ext: shortP, af: 1, rd: 12},
+			"with the attention factor on whole heads": {ext: shortP, af: afLong, rd: 12, afAll: true}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := fixtures.Phi3(t, tc.edit, synth.Options{DType: tc.dtype, Seed: 5})
@@ -235,8 +277,8 @@ func TestPhi3MatchesReference(t *testing.T) {
 }
 
 // TestPhi3Refusals: a fused tensor of another row count than its parts',
-// a part beside its fused module, and a phi3 config with partial RoPE are
-// refused at load, naming what is wrong.
+// a part beside its fused module, and a phi3 config whose partial RoPE
+// gives an odd rotary dimension are refused at load, naming what is wrong.
 func TestPhi3Refusals(t *testing.T) {
 	t.Run("qkv_proj rows", func(t *testing.T) {
 		// q 64 + k, v 2·32 = 128 rows; 96 written.
@@ -258,9 +300,10 @@ func TestPhi3Refusals(t *testing.T) {
 	})
 	t.Run("partial_rotary_factor", func(t *testing.T) {
 		dir := fixtures.Phi3(t, nil, synth.Options{DType: "f32", Seed: 1})
-		editConfig(t, dir, `"model_type": "phi3"`, `"model_type": "phi3", "partial_rotary_factor": 0.75`)
+		// 0.3125 of head_dim 16 is 5.
+		editConfig(t, dir, `"model_type": "phi3"`, `"model_type": "phi3", "partial_rotary_factor": 0.3125`)
 		_, err := Load(dir, cpu.New(1))
-		if err == nil || !strings.Contains(err.Error(), "config.json: partial_rotary_factor: 0.75") {
+		if err == nil || !strings.Contains(err.Error(), "config.json: partial_rotary_factor: 0.3125 of head_dim 16 gives 5 rotary dimensions") {
 			t.Errorf("Load: %v, want partial_rotary_factor refused", err)
 		}
 	})
