@@ -19,6 +19,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/fused"
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -608,4 +609,89 @@ func lastLogits(t *testing.T, m *model.Model, ids []int) []float32 {
 		t.Fatal(err)
 	}
 	return slices.Clone(lg)
+}
+
+// TestQuantizePhi3Partial quantizes a random Phi-3 with Phi-4-mini's
+// partial RoPE (partial_rotary_factor 0.75: 12 of head_dim 16 rotated;
+// longrope with 6 factors a table past an original 64), with both
+// drivers: the checkpoint keeps partial_rotary_factor, passes the format
+// check, loads rotating 12 channels and is close to the float source (KL
+// < 0.1); the same weights under a factor of 0.5 (8 channels, the first 4
+// factors) quantize to other weights, so the calibration forward rotates
+// the config's part of each head.
+func TestQuantizePhi3Partial(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes two models for two drivers")
+	}
+	short, long := []float64{1, 1.125, 1.25, 1.5, 2, 2.5}, []float64{1, 1.5, 2, 3, 4, 8}
+	src := fixtures.Phi3(t, map[string]any{"partial_rotary_factor": 0.75, "max_position_embeddings": 512, "original_max_position_embeddings": 64,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": short, "long_factor": long}},
+		synth.Options{DType: "f32", Seed: 1})
+	half := t.TempDir()
+	editConfig(t, src, half, func(cfg map[string]any) {
+		cfg["partial_rotary_factor"] = 0.5
+		cfg["rope_scaling"] = map[string]any{"type": "longrope", "short_factor": short[:4], "long_factor": long[:4]}
+	})
+	fixtures.CopyFiles(t, src, half, "model.safetensors")
+	br := publish.Branch{Name: "main", Bits: 4, GroupSize: 32, DescAct: true, Damp: 0.1}
+	for _, solver := range []quantize.Solver{nil, quantize.HostSolver{}} {
+		name := "reference"
+		if solver != nil {
+			name = "device"
+		}
+		t.Run(name, func(t *testing.T) {
+			quant := func(modelDir string) string {
+				t.Helper()
+				out := filepath.Join(t.TempDir(), "q")
+				_, err := publish.Quantize(context.Background(), publish.RunOptions{ModelDir: modelDir, Out: out, Branches: []publish.Branch{br},
+					Sym: true, TrueSequential: true, Samples: phi3Samples(4, 96), SeqLen: 96, Backend: cpu.New(0), Solver: solver})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return out
+			}
+			out := quant(src)
+			rep, err := verify.CheckFormat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range rep.Checks {
+				if !c.OK {
+					t.Errorf("format check %q failed: %s", c.Name, c.Detail)
+				}
+			}
+			m, err := model.Load(out, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if c, err := hfconfig.Load(out); err != nil || c.RoPEDim() != 12 {
+				t.Errorf("the quantized checkpoint's config: %v, want 12 of 16 channels rotated", err)
+			}
+			base, err := model.Load(src, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer base.Close()
+			ids := phi3Samples(1, 128)[0].IDs
+			r, err := verify.KL(context.Background(), m, base, ids, verify.PerplexityOptions{Ctx: 64, MaxWindows: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("mean KL against the float source: %.4g", r.MeanKL)
+			if !(r.MeanKL < 0.1) {
+				t.Errorf("mean KL %.4g against the float source, want < 0.1", r.MeanKL)
+			}
+			a, b := tensors(t, out), tensors(t, quant(half))
+			differ := false
+			for n, want := range b {
+				if got, ok := a[n]; ok && strings.HasSuffix(n, "o_proj.qweight") && !bytes.Equal(got.Data, want.Data) {
+					differ = true
+				}
+			}
+			if !differ {
+				t.Error("rotating 8 channels quantizes o_proj as rotating 12 does: the calibration forward's RoPE is not the config's")
+			}
+		})
+	}
 }

@@ -785,7 +785,8 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 // phi3TensorSpecs lists a phi3 file's tensors (LLM_ARCH_PHI3's
 // create_tensor calls; Phi3MiniModel's names): a longrope scaling's
 // rope_factors_long.weight and rope_factors_short.weight first (F32
-// [head_dim/2], generate_extra_tensors' order), then the llama tensors
+// [rotary dimension/2]: head_dim/2, or Phi-4-mini's 96/2 with its
+// partial_rotary_factor; generate_extra_tensors' order), then the llama tensors
 // with self_attn.qkv_proj as blk.N.attn_qkv.weight [q+2·kv, hidden] (rows
 // q, k, v, as llama.cpp's build_qkv splits it) and mlp.gate_up_proj as
 // blk.N.ffn_up.weight [2·intermediate, hidden] (rows gate, then up:
@@ -799,8 +800,8 @@ func phi3TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 	var specs []tensorSpec
 	if s := cfg.RopeScaling; s.Type == hfconfig.RopeLongrope {
 		specs = append(specs,
-			tensorSpec{name: RopeFactorsLongTensor, shape: []int{hd / 2}, values: toFloat32(s.LongFactor)},
-			tensorSpec{name: RopeFactorsShortTensor, shape: []int{hd / 2}, values: toFloat32(s.ShortFactor)})
+			tensorSpec{name: RopeFactorsLongTensor, shape: []int{cfg.RoPEDim() / 2}, values: toFloat32(s.LongFactor)},
+			tensorSpec{name: RopeFactorsShortTensor, shape: []int{cfg.RoPEDim() / 2}, values: toFloat32(s.ShortFactor)})
 	}
 	specs = append(specs, tensorSpec{name: "token_embd.weight", source: "model.embed_tokens.weight", shape: []int{v, h}})
 	for i := range cfg.NumHiddenLayers {
@@ -825,7 +826,7 @@ func phi3TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 
 // RopeFactorsLongTensor and RopeFactorsShortTensor are the longrope
 // factors of llama.cpp's phi3 architecture (LLM_TENSOR_ROPE_FACTORS_LONG,
-// _SHORT): F32 [head_dim/2], llama.cpp dividing each inverse frequency by
+// _SHORT): F32 [rotary dimension/2], llama.cpp dividing each inverse frequency by
 // the long ones where its context per sequence exceeds
 // {arch}.rope.scaling.original_context_length, else by the short ones.
 const (
@@ -1066,7 +1067,12 @@ func llamaKVs(cfg *hfconfig.Config) []KV {
 // original context or else config.json's top-level
 // original_max_position_embeddings (Phi3Config's 4096 where absent; the
 // converter fails there); the sizes and head counts;
-// attention.layer_norm_rms_epsilon; rope.dimension_count the head size;
+// attention.layer_norm_rms_epsilon; rope.dimension_count the rotary
+// dimension (the head size, or with partial_rotary_factor its rotated
+// part, as the converter's int(partial_rotary_factor · hidden) / heads:
+// llama.cpp's n_rot, whose ggml_rope_ext rotates the first n_rot channels
+// of each head and copies the rest, its attention factor on the rotated
+// ones alone, as transformers);
 // rope.freq_base; attention.sliding_window, 0 for none (the converter's
 // "Phi-4" marker; llama.cpp's phi3 loader disables any window). A longrope
 // scaling adds rope.scaling.attn_factor, its attention factor: the
@@ -1094,7 +1100,7 @@ func phi3KVs(cfg *hfconfig.Config) []KV {
 		{a + "attention.head_count", uint32(cfg.NumAttentionHeads)},
 		{a + "attention.head_count_kv", uint32(cfg.NumKeyValueHeads)},
 		{a + "attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
-		{a + "rope.dimension_count", uint32(cfg.HeadDim)},
+		{a + "rope.dimension_count", uint32(cfg.RoPEDim())},
 		{a + "rope.freq_base", float32(cfg.RopeTheta)},
 		{a + "attention.sliding_window", uint32(cfg.SlidingWindow)},
 	}

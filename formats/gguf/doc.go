@@ -156,7 +156,10 @@
 // through package fused (the parts q_proj, …, up_proj) is stacked back.
 // The keys are Phi3MiniModel's (phi3KVs: no vocab_size or key_length,
 // rope.scaling.original_context_length, attention.sliding_window, 0 for
-// none, and with longrope rope.scaling.attn_factor); the tokenizer's are
+// none, rope.dimension_count the rotary dimension (Phi-4-mini's
+// partial_rotary_factor: 96 of 128, read back as that factor; the
+// rope_factors tensors hold half of it), and with longrope
+// rope.scaling.attn_factor); the tokenizer's are
 // its set_vocab's (tokenizer.ggml.pre "default", Phi3SentencePieceVocab's
 // typing, SpecialVocab's add_bos/add_eos where decided, no
 // add_space_prefix unless false). llama.cpp's phi3 loader disables the

@@ -133,10 +133,17 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, refuse(a+"attention.value_length", vd, fmt.Sprintf("the runtime needs it equal to the key length %d", headDim))
 	}
 	// llama.cpp refuses a llama file whose n_rot is not the head size too.
+	// A phi3 file's may be less (Phi-4-mini's 96 of 128): partial RoPE,
+	// read back as the partial_rotary_factor that gives it.
+	rotary := headDim
 	if r, ok, err := u("rope.dimension_count", false); err != nil {
 		return nil, err
 	} else if ok && r != headDim {
-		return nil, refuse(a+"rope.dimension_count", r, fmt.Sprintf("RoPE over part of the head (size %d), which the runtime does not compute", headDim))
+		if arch != "phi3" || r == 0 || r%2 != 0 || r > headDim {
+			return nil, refuse(a+"rope.dimension_count", r, fmt.Sprintf("RoPE over part of the head (size %d), which the runtime computes for phi3 alone, over an even part", headDim))
+		}
+		rotary = r
+		c["partial_rotary_factor"] = float64(r) / float64(headDim)
 	}
 	eps, err := Value[float32](f, a+"attention.layer_norm_rms_epsilon")
 	if err != nil {
@@ -184,7 +191,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	longrope := false
 	if arch == "phi3" {
-		if longrope, err = f.phi3Config(c, a, scaling, linear, factorKey, factor, attn, hasAttn); err != nil {
+		if longrope, err = f.phi3Config(c, a, int(rotary), scaling, linear, factorKey, factor, attn, hasAttn); err != nil {
 			return nil, err
 		}
 	}
@@ -218,6 +225,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	cfg, err := hfconfig.Parse(b, f.path)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.RoPEDim() != int(rotary) {
+		return nil, refuse(a+"rope.dimension_count", rotary, fmt.Sprintf("read back as %d rotated channels of %d", cfg.RoPEDim(), headDim))
 	}
 	if ti, ok := f.Tensor(RopeFreqsTensor); ok && arch != "phi3" { // (phi3: refused below, as llama.cpp's phi3 loader does)
 		ff, err := f.ropeFreqs(ti, cfg.HeadDim)
@@ -267,13 +277,14 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 // phi3.rope.scaling.original_context_length (absent: context_length,
 // llama.cpp's n_ctx_orig_yarn), and where the file has
 // rope_factors_long.weight and rope_factors_short.weight a longrope
-// rope_scaling of those factors with attention_factor
+// rope_scaling of those factors ([rotary/2] each, rotary the file's
+// rope.dimension_count) with attention_factor
 // phi3.rope.scaling.attn_factor (1 where absent, as llama.cpp runs it);
 // longrope reports that. One factor tensor without the other, RoPE
 // scaling keys that llama.cpp would apply besides (a type other than none
 // or linear, a linear factor), and an attention factor without the
 // factor tensors are refused.
-func (f *File) phi3Config(c map[string]any, a, scaling string, linear bool, factorKey string, factor, attn float32, hasAttn bool) (longrope bool, err error) {
+func (f *File) phi3Config(c map[string]any, a string, rotary int, scaling string, linear bool, factorKey string, factor, attn float32, hasAttn bool) (longrope bool, err error) {
 	refuse := func(key string, v any, why string) error {
 		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
 	}
@@ -315,14 +326,9 @@ func (f *File) phi3Config(c map[string]any, a, scaling string, linear bool, fact
 		}
 		return false, nil
 	}
-	heads := c["num_attention_heads"].(uint32)
-	headDim := int(c["hidden_size"].(uint32) / max(heads, 1))
-	if hd, ok := c["head_dim"].(uint32); ok {
-		headDim = int(hd)
-	}
 	var lists [2][]float64
 	for i, ti := range []TensorInfo{long, short} {
-		ff, err := f.ropeFreqs(ti, headDim)
+		ff, err := f.ropeFreqs(ti, rotary)
 		if err != nil {
 			return false, err
 		}

@@ -112,6 +112,22 @@ func phi3Longrope() map[string]any {
 	return map[string]any{"type": "longrope", "short_factor": phi3Short, "long_factor": phi3Long}
 }
 
+// phi3ShortP and phi3LongP are longrope factors for partial RoPE over 12
+// of head_dim 16 (partial_rotary_factor 0.75, Phi-4-mini's): 6 of each,
+// exact in float32.
+var (
+	phi3ShortP = []float64{1, 1.125, 1.25, 1.5, 2, 2.5}
+	phi3LongP  = []float64{1, 1.5, 2, 3, 4, 8}
+)
+
+// phi3Partial is Phi-4-mini's shape of RoPE on the test checkpoints:
+// partial_rotary_factor 0.75 (12 of 16 channels rotated) and a longrope
+// scaling of phi3ShortP and phi3LongP past an original context of 64.
+func phi3Partial() map[string]any {
+	return map[string]any{"partial_rotary_factor": 0.75, "original_max_position_embeddings": 64,
+		"rope_scaling": map[string]any{"type": "longrope", "short_factor": phi3ShortP, "long_factor": phi3LongP}}
+}
+
 // convertPhi3 converts ck to typ with Phi3SentencePieceVocab's vocabulary
 // (what publish passes for a phi3 checkpoint with tokenizer.model).
 func convertPhi3(t *testing.T, ck *checkpoint, typ gguf.TensorType) *converted {
@@ -150,6 +166,13 @@ func TestConvertPhi3Keys(t *testing.T) {
 		{"longrope", map[string]any{"rope_scaling": phi3Longrope(), "original_max_position_embeddings": 64}, map[string]any{
 			"phi3.attention.sliding_window": uint32(0), "phi3.rope.scaling.original_context_length": uint32(64),
 			"phi3.rope.scaling.attn_factor": float32(math.Sqrt(1 + math.Log(512.0/64)/math.Log(64))),
+		}},
+		// Phi-4-mini's partial RoPE: Phi3MiniModel writes
+		// rope.dimension_count int(0.75·64)/4 = 12 and factor tensors of 6.
+		{"longrope partial", phi3Partial(), map[string]any{
+			"phi3.attention.sliding_window": uint32(0), "phi3.rope.scaling.original_context_length": uint32(64),
+			"phi3.rope.scaling.attn_factor": float32(math.Sqrt(1 + math.Log(512.0/64)/math.Log(64))),
+			"phi3.rope.dimension_count":     uint32(12),
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -235,7 +258,7 @@ func TestConvertPhi3Keys(t *testing.T) {
 				names = append(names, ti.Name)
 			}
 			var wantNames []string
-			if tc.name == "longrope" {
+			if tc.name != "window" {
 				wantNames = append(wantNames, "rope_factors_long.weight", "rope_factors_short.weight")
 			}
 			wantNames = append(wantNames, "token_embd.weight")
@@ -251,8 +274,12 @@ func TestConvertPhi3Keys(t *testing.T) {
 			for name, src := range map[string]string{"blk.1.attn_qkv.weight": "model.layers.1.self_attn.qkv_proj.weight", "blk.0.ffn_up.weight": "model.layers.0.mlp.gate_up_proj.weight"} {
 				checkSameAsF16(t, c, name, ck, src)
 			}
-			if tc.name == "longrope" {
-				for name, want := range map[string][]float64{"rope_factors_long.weight": phi3Long, "rope_factors_short.weight": phi3Short} {
+			if tc.name != "window" {
+				factors := map[string][]float64{"rope_factors_long.weight": phi3Long, "rope_factors_short.weight": phi3Short}
+				if tc.name == "longrope partial" {
+					factors = map[string][]float64{"rope_factors_long.weight": phi3LongP, "rope_factors_short.weight": phi3ShortP}
+				}
+				for name, want := range factors {
 					got, err := c.file.Float32(name)
 					if err != nil {
 						t.Fatal(err)
@@ -313,6 +340,7 @@ func TestConvertPhi3ReadBack(t *testing.T) {
 		{"window", map[string]any{"sliding_window": 4}, tolerance{0, 0, 0}},
 		{"longrope long", map[string]any{"rope_scaling": phi3Longrope(), "original_max_position_embeddings": 64}, tolerance{1e-4, 1e-10, 1e-10}},
 		{"longrope short", map[string]any{"rope_scaling": phi3Longrope()}, tolerance{0, 0, 0}},
+		{"longrope partial", phi3Partial(), tolerance{1e-4, 1e-10, 1e-10}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ck := phi3Checkpoint(t, tokDir, tc.edit)
@@ -325,6 +353,9 @@ func TestConvertPhi3ReadBack(t *testing.T) {
 				hc.HeadDim != 16 || hc.NumKeyValueHeads != 2 || hc.TieWordEmbeddings || hc.MaxPositionEmbeddings != 512 {
 				t.Errorf("HFConfig: %s %v, window %d (want %d), head_dim %d, kv heads %d, tied %v, max positions %d",
 					hc.ModelType, hc.Architectures, hc.SlidingWindow, ck.cfg.SlidingWindow, hc.HeadDim, hc.NumKeyValueHeads, hc.TieWordEmbeddings, hc.MaxPositionEmbeddings)
+			}
+			if hc.RoPEDim() != ck.cfg.RoPEDim() {
+				t.Errorf("HFConfig: %d rotary dimensions, want %d", hc.RoPEDim(), ck.cfg.RoPEDim())
 			}
 			got, want := hc.RopeScaling, ck.cfg.RopeScaling
 			if d := math.Abs(got.AttentionFactor - want.AttentionFactor); want.AttentionFactor != 0 && d > 1e-7*want.AttentionFactor {
@@ -558,6 +589,51 @@ func TestLlamaCppPhi3Longrope(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLlamaCppPhi3Partial: Phi-4-mini's partial RoPE (phi3Partial: 12 of
+// head_dim 16 rotated, longrope's long factors and attention factor past
+// an original context of 64) converted to F32, F16 and Q8_0 runs in
+// llama.cpp (phi3.rope.dimension_count 12, its n_rot: ggml_rope_ext
+// rotates the first 12 channels by halves of them, copies the rest, the
+// attention factor on the rotated ones) as our runtime runs the
+// checkpoint, within llamaCppMatches' tolerances. Our runtime rotating
+// whole heads, rotating 8 of the channels or without the attention
+// factor is far off.
+func TestLlamaCppPhi3Partial(t *testing.T) {
+	node := llamaCppAvailable(t)
+	tokDir := phi3TokenizerDir(t)
+	ck := phi3Checkpoint(t, tokDir, phi3Partial())
+	if ck.cfg.RoPEDim() != 12 || !ck.cfg.RopeScaling.Long || ck.cfg.RopeScaling.AttentionFactor == 1 {
+		t.Fatalf("rotary dimension %d, %s: want 12, the long factors and an attention factor", ck.cfg.RoPEDim(), ck.cfg.RopeScaling)
+	}
+	prompts := phi3Prompts(t, ck.tok, 60)
+	llamaCppMatches(t, node, ck, prompts, nil, "")
+
+	c := convertPhi3(t, ck, gguf.TypeF32)
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 96, Logits: prompts}}})
+	tol := llamaTolerances[gguf.TypeF32]
+	for what, edit := range map[string]func(*hfconfig.Config){
+		// Whole heads rotated: the plain table over 16 (longrope's
+		// factors have no entries for the other pairs).
+		"whole heads rotated": func(c *hfconfig.Config) {
+			c.RotaryDim, c.RopeScaling = 16, hfconfig.RopeScaling{Type: hfconfig.RopeDefault}
+		},
+		"no attention factor": func(c *hfconfig.Config) { c.RopeScaling.AttentionFactor = 1 },
+		"rotated over 8 of them": func(c *hfconfig.Config) {
+			c.RotaryDim = 8
+			c.RopeScaling.LongFactor = c.RopeScaling.LongFactor[:4]
+			c.RopeScaling.ShortFactor = c.RopeScaling.ShortFactor[:4]
+		},
+	} {
+		cfg := *ck.cfg
+		edit(&cfg)
+		u := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, fusedView(t, ck.set, &cfg), &cfg), prompts), cfg.VocabSize)
+		t.Logf("llama.cpp vs our runtime with %s: %v", what, u)
+		if u.maxAbs <= tol.maxAbs && u.nmse <= tol.nmse {
+			t.Errorf("our runtime with %s is within the tolerance too (%v): the check cannot tell it", what, u)
+		}
 	}
 }
 
