@@ -49,7 +49,10 @@
 // No op takes the rotary dimension as an argument of its own, so a table
 // and a dimension cannot disagree. A fused op that rotates whole heads
 // only (a backend's RoPEFuser) must fall back to its composed form for a
-// shorter table.
+// shorter table. With partial RoPE the attention factor scales only the
+// rotated channels in transformers, so the model folds its square into
+// the scale as above and then multiplies q's unrotated channels by its
+// inverse square (ScaleTail).
 //
 // # Optional ops
 //

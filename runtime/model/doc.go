@@ -22,6 +22,11 @@
 // parts (package fused, applied by Load and Open), so the model binds and
 // runs q/k/v_proj and gate/up_proj as llama's; its longrope scaling is a
 // RoPE table and an attention factor, as yarn's (runtime.RoPEFreqs).
+// Phi-4-mini's partial_rotary_factor makes the table cover the first
+// hfconfig.Config.RoPEDim channels of each head (the RoPE ops take the
+// rotary dimension from the table's length); with an attention factor,
+// q's unrotated channels are scaled by its inverse square after RoPE
+// (runtime.ScaleTail), since the attention scale carries its square.
 // The table is chosen once per loaded model by the context it is loaded
 // for (Options.Context, else max_position_embeddings): the short factors
 // within original_max_position_embeddings, the long ones past it, as
