@@ -37,8 +37,10 @@ func llama31RoPE(tb testing.TB, hd int) []float32 {
 // that rotates q and k and stores k and v in the paged cache in its
 // epilogue gives, bit for bit, the outputs and caches of the product
 // followed by RoPEStore, for rows at scattered positions and cache slots,
-// rotated by a plain table and by Llama 3.1's scaled one (RoPEStore
-// against the CPU with either: backendtest),
+// rotated by a plain table, by Llama 3.1's scaled one and by a partial
+// one (Phi-4-mini's 96 of 128 channels, which the epilogue does not
+// compute: MatMulSplitRoPE takes the product and RoPEStore; RoPEStore
+// against the CPU with each: backendtest),
 // with and without act order and a fused norm, in f16 and bf16, on every
 // kernel (one, two and four tiles, two passes of 32 rows, 4 and 8 bits,
 // split K in clusters and through global memory; the warpgroup-MMA
@@ -54,7 +56,7 @@ func TestRoPEFuse(t *testing.T) {
 	ropes := []struct {
 		name string
 		inv  []float32
-	}{{"theta1e6", plainRoPE(t, hd, 1e6)}, {"llama3.1", llama31RoPE(t, hd)}}
+	}{{"theta1e6", plainRoPE(t, hd, 1e6)}, {"llama3.1", llama31RoPE(t, hd)}, {"partial96", plainRoPE(t, 96, 1e4)}}
 	prevCl := b.Clusters()
 	defer b.SetClusters(prevCl)
 	defer b.SetQMMAWG(b.QMMAWG())
@@ -97,7 +99,7 @@ func TestRoPEFuse(t *testing.T) {
 				for i, norm := range []bool{false, true} {
 					// Plain RoPE of rope_theta 1e6 and Llama 3.1's scaled
 					// table, by turns.
-					rope := ropes[(M+i)%2]
+					rope := ropes[(M+i)%len(ropes)]
 					name := fmt.Sprintf("K%d-b%d-g%d-perm%v-cl%v-wg%v-%v-M%d-norm%v-%s", c.K, c.bits, c.gs, c.perm, c.clusters, c.wg, dt, M, norm, rope.name)
 					t.Run(name, func(t *testing.T) {
 						x, _ := upload(t, b, dt, rand32(M*c.K, 3), M, c.K)
