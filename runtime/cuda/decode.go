@@ -710,8 +710,9 @@ func (b *Backend) MatMulSplitRoPE(dsts []runtime.Tensor, x, nw runtime.Tensor, e
 	b.qmatmul(outs, xt, wt, nil, 0, nrm, &ropeArg{pos: pt.ptr, slot: st.ptr, inv: inv, kc: b.tensor(kc).ptr, vc: b.tensor(vc).ptr})
 }
 
-// FusesRoPE reports whether MatMulSplitRoPE with these tensors runs as
-// one kernel (ropeFits), for tests.
+// FusesRoPE reports whether MatMulSplitRoPE with these tensors and a
+// whole-head table (headDim/2 frequencies; a partial one never fuses)
+// runs as one kernel (ropeFits), for tests.
 func (b *Backend) FusesRoPE(dsts []runtime.Tensor, x, w, kc, vc runtime.Tensor, headDim int) bool {
 	return b.ropeFits(dsts, x, w, kc, vc, headDim)
 }
