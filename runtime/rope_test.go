@@ -288,3 +288,55 @@ func TestRoPEFreqsLongrope(t *testing.T) {
 		t.Error("4 factors for head_dim 16: no error")
 	}
 }
+
+// TestRoPEFreqsPhi4Mini builds Phi-4-mini-instruct's tables from its
+// config.json (formats/hfconfig's testdata: partial_rotary_factor 0.75 of
+// head_dim 128, longrope): over the rotary dimension 96, as transformers'
+// rope init takes dim = int(head_dim · partial_rotary_factor), 48 entries
+// 10000^(-2j/96)/factor[j] of the long factors (its own context) and of
+// the short ones within the original 4096; the exponent over head_dim
+// gives other values.
+func TestRoPEFreqsPhi4Mini(t *testing.T) {
+	file := filepath.Join("..", "formats", "hfconfig", "testdata", "phi-4-mini-instruct.json")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := hfconfig.Parse(data, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.RopeScaling
+	if cfg.RoPEDim() != 96 || !s.Long {
+		t.Fatalf("rotary dimension %d, %s: want 96, the long factors", cfg.RoPEDim(), s)
+	}
+	for _, tc := range []struct {
+		name    string
+		s       hfconfig.RopeScaling
+		factors []float64
+	}{{"long", s, s.LongFactor}, {"short", s.ForContext(4096), s.ShortFactor}} {
+		got, err := RoPEFreqs(cfg.RoPEDim(), cfg.RopeTheta, tc.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 48 {
+			t.Fatalf("%s: %d entries, want 48", tc.name, len(got))
+		}
+		overHead := 0
+		for j, v := range got {
+			want := float32(math.Pow(10000, -2*float64(j)/96) / tc.factors[j])
+			if v != want {
+				t.Errorf("%s: inv[%d] = %g, want %g", tc.name, j, v, want)
+			}
+			if float32(math.Pow(10000, -2*float64(j)/128)/tc.factors[j]) != v {
+				overHead++
+			}
+		}
+		if overHead < 47 {
+			t.Errorf("%s: only %d entries differ from the exponent over head_dim 128", tc.name, overHead)
+		}
+	}
+	if _, err := RoPEFreqs(cfg.HeadDim, cfg.RopeTheta, s); err == nil {
+		t.Error("a table over head_dim 128 from 48 factors: no error")
+	}
+}
