@@ -36,6 +36,11 @@ type Report struct {
 	VocabSize             int      `json:"vocab_size"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
 	RopeTheta             float64  `json:"rope_theta"`
+	// PartialRotaryFactor is the part of each head RoPE rotates
+	// (RotaryDim/HeadDim: phi3's partial_rotary_factor, Phi-4-mini's
+	// 0.75); absent for whole heads.
+	PartialRotaryFactor float64 `json:"partial_rotary_factor,omitempty"`
+	RotaryDim           int     `json:"rotary_dim,omitempty"`
 	// RopeScaling is config.json's RoPE scaling under its keys; absent for
 	// plain RoPE.
 	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
@@ -183,6 +188,9 @@ func Inspect(dir string) (*Report, error) {
 		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta, RopeScaling: ropeScalingOf(cfg.RopeScaling),
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
+	}
+	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {
+		r.PartialRotaryFactor, r.RotaryDim = float64(rd)/float64(cfg.HeadDim), rd
 	}
 	var shapes []gptq.LinearShape
 	infos := map[string]safetensors.TensorInfo{}

@@ -25,4 +25,15 @@ func TestInspectPhi3(t *testing.T) {
 	if r.NumParameters != want || r.ConfigParameters != want || len(r.Problems) != 0 || r.ModelType != "phi3" {
 		t.Errorf("parameters %d (config %d), problems %v, model_type %q; want %d, none, phi3", r.NumParameters, r.ConfigParameters, r.Problems, r.ModelType, want)
 	}
+	if r.RotaryDim != 0 || r.PartialRotaryFactor != 0 {
+		t.Errorf("whole heads rotated: rotary_dim %d, partial_rotary_factor %g, want neither", r.RotaryDim, r.PartialRotaryFactor)
+	}
+	// Phi-4-mini's partial RoPE: 12 of head_dim 16, the same parameters.
+	r, err = verify.Inspect(fixtures.Phi3(t, map[string]any{"partial_rotary_factor": 0.75}, synth.Options{DType: "bf16", Seed: 1}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RotaryDim != 12 || r.PartialRotaryFactor != 0.75 || r.NumParameters != want || len(r.Problems) != 0 {
+		t.Errorf("partial: rotary_dim %d, partial_rotary_factor %g, parameters %d, problems %v; want 12, 0.75, %d, none", r.RotaryDim, r.PartialRotaryFactor, r.NumParameters, r.Problems, want)
+	}
 }

@@ -80,7 +80,11 @@ func printReport(w io.Writer, r *verify.Report) {
 	fmt.Fprintf(w, "%s\n", r.Dir)
 	fmt.Fprintf(w, "  architecture   %s (%s)\n", strings.Join(r.Architectures, ","), r.ModelType)
 	fmt.Fprintf(w, "  layers         %d, hidden %d, intermediate %d\n", r.NumHiddenLayers, r.HiddenSize, r.IntermediateSize)
-	fmt.Fprintf(w, "  attention      %d heads, %d kv heads, head_dim %d\n", r.NumAttentionHeads, r.NumKeyValueHeads, r.HeadDim)
+	partial := ""
+	if r.RotaryDim != 0 {
+		partial = fmt.Sprintf(", RoPE over %d of them (partial_rotary_factor %g)", r.RotaryDim, r.PartialRotaryFactor)
+	}
+	fmt.Fprintf(w, "  attention      %d heads, %d kv heads, head_dim %d%s\n", r.NumAttentionHeads, r.NumKeyValueHeads, r.HeadDim, partial)
 	sw := "none"
 	if r.SlidingWindow > 0 {
 		sw = fmt.Sprint(r.SlidingWindow)
