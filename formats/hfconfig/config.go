@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma3_text"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -52,8 +52,21 @@ type Config struct {
 	// SlidingWindow is the attention window in tokens; 0 means none (null,
 	// or absent in a llama config). An absent key in a mistral config is
 	// MistralConfig's default, 4096.
-	SlidingWindow     int
-	TieWordEmbeddings bool
+	SlidingWindow int
+	// LayerTypes is each layer's attention, "sliding_attention" (under
+	// SlidingWindow) or "full_attention": gemma3_text's layer_types or
+	// sliding_window_pattern; nil in the other model types, whose layers
+	// all attend alike (LayerWindow, LayerRope).
+	LayerTypes []string
+	// RopeLocalTheta is the RoPE base of gemma3_text's sliding layers
+	// (rope_local_base_freq, 10000), which rotate without RopeScaling; 0
+	// elsewhere.
+	RopeLocalTheta float64
+	// QueryPreAttnScalar is gemma3_text's query_pre_attn_scalar (256):
+	// attention scores are scaled by its -0.5 power, not head_dim's; 0
+	// elsewhere.
+	QueryPreAttnScalar float64
+	TieWordEmbeddings  bool
 	// DType is "float16", "bfloat16" or "float32", from torch_dtype (4.x) or dtype (5.x).
 	DType     string
 	HiddenAct string
@@ -130,6 +143,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	c := &Config{Raw: raw, File: file}
 
 	c.ModelType = r.requiredString("model_type")
+	if r.err == nil && c.ModelType == "gemma3" {
+		return nil, fmt.Errorf("%s: model_type \"gemma3\" (Gemma3ForConditionalGeneration, the text model's config under text_config): %w (the text-only Gemma 3 checkpoints, model_type \"gemma3_text\", Gemma3ForCausalLM, are supported)", file, ErrUnsupported)
+	}
 	if r.err == nil && !isSupported(c.ModelType) {
 		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "))
 	}
@@ -152,6 +168,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		maxPosDefault, epsDefault = 4096, 1e-5
 	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
+	case "gemma3_text":
+		// Gemma3TextConfig: num_key_value_heads 4, max_position_embeddings
+		// 131072, rms_norm_eps 1e-6, sliding_window 4096.
+		kvDefault, maxPosDefault, swDefault = 4, 131072, 4096
 	case "qwen2", "qwen3":
 		// Qwen2Config, Qwen3Config: num_key_value_heads=32 when absent
 		// (None, null, is num_attention_heads); no window unless
@@ -169,9 +189,17 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Qwen3Config: head_dim=128, not hidden_size/num_attention_heads.
 		c.HeadDim, headDimGiven = 128, true
 	}
+	if c.ModelType == "gemma3_text" && !headDimGiven {
+		// Gemma3TextConfig: head_dim=256.
+		c.HeadDim, headDimGiven = 256, true
+	}
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
 	c.RMSNormEps = r.optionalFloat("rms_norm_eps", epsDefault)
-	c.RopeTheta = r.optionalFloat("rope_theta", 10000)
+	thetaDefault := 10000.0
+	if c.ModelType == "gemma3_text" {
+		thetaDefault = 1e6 // Gemma3TextConfig's rope_theta
+	}
+	c.RopeTheta = r.optionalFloat("rope_theta", thetaDefault)
 	if _, ok := raw["sliding_window"]; ok {
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
 	} else {
@@ -183,8 +211,14 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	if c.ModelType == "qwen3" {
 		r.layerTypes(c)
 	}
-	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", false)
-	c.HiddenAct = r.optionalString("hidden_act", "silu")
+	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", c.ModelType == "gemma3_text")
+	if c.ModelType == "gemma3_text" {
+		// Gemma3TextConfig reads hidden_activation (a hidden_act goes to
+		// its kwargs, unread).
+		c.HiddenAct = r.optionalString("hidden_activation", "gelu_pytorch_tanh")
+	} else {
+		c.HiddenAct = r.optionalString("hidden_act", "silu")
+	}
 	c.DType = r.optionalString("torch_dtype", "")
 	if d := r.optionalString("dtype", ""); d != "" {
 		c.DType = d
@@ -199,6 +233,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.EOSTokenID = c.EOSTokenIDs[0]
 	}
 	r.modelType = c.ModelType
+	if c.ModelType == "gemma3_text" {
+		r.gemma3(c)
+	}
 	r.rope(c)
 	partial, partialKey := r.partialRotary()
 	if q, ok := raw["quantization_config"]; ok && q != nil {
@@ -285,7 +322,11 @@ func (c *Config) validate(headDimGiven, kvGiven bool) error {
 	if !(c.RopeTheta > 0) {
 		return fmt.Errorf("%s: rope_theta: got %g, want a positive number", c.File, c.RopeTheta)
 	}
-	if c.HiddenAct != "silu" {
+	if c.ModelType == "gemma3_text" {
+		if c.HiddenAct != "gelu_pytorch_tanh" {
+			return fmt.Errorf("%s: hidden_activation %q: %w (supported: gelu_pytorch_tanh)", c.File, c.HiddenAct, ErrUnsupported)
+		}
+	} else if c.HiddenAct != "silu" {
 		return fmt.Errorf("%s: hidden_act %q: %w (supported: silu)", c.File, c.HiddenAct, ErrUnsupported)
 	}
 	switch c.DType {
@@ -400,7 +441,7 @@ func (c *Config) LinearBias(module string) bool {
 // projections (and their biases) and before RoPE: transformers'
 // Qwen3Attention, model_type qwen3.
 func (c *Config) QKNorm() bool {
-	return c.ModelType == "qwen3"
+	return c.ModelType == "qwen3" || c.ModelType == "gemma3_text"
 }
 
 func isSupported(modelType string) bool {
@@ -435,6 +476,9 @@ func (c *Config) NumParameters() int64 {
 		}
 	}
 	layer := attn + mlp + 2*h
+	if c.Gemma3() {
+		layer += 2 * h // pre_feedforward_layernorm's and post_feedforward_layernorm's
+	}
 	if c.QKNorm() {
 		layer += 2 * int64(c.HeadDim)
 	}
@@ -969,6 +1013,9 @@ func (r *reader) rope(c *Config) {
 			return
 		}
 		first, c.RopeScaling, r.ropeKey = key, s, key
+		if full, ok := r.gemmaFull(key, m); ok {
+			m = full
+		}
 		if v, ok := m["rope_theta"]; ok && v != nil && key == "rope_parameters" {
 			f, err := toFloat(v)
 			if err != nil {
@@ -986,6 +1033,11 @@ func (r *reader) rope(c *Config) {
 // required but yarn's optional ones (readYarn). It records the error and
 // returns false on a missing or invalid one.
 func (r *reader) ropeScaling(key string, m map[string]any, maxPos int) (RopeScaling, bool) {
+	if full, ok := r.gemmaFull(key, m); ok {
+		// gemma3_text's 5.x parameters by layer type: the full layers'
+		// scaling (the sliding layers' base is read by gemma3).
+		key, m = key+".full_attention", full
+	}
 	sub := reader{m: m, file: r.file}
 	typ := sub.optionalString("rope_type", "")
 	if typ == "" {
