@@ -1,4 +1,4 @@
-// elementwise.cu: conversions, residual adds, SwiGLU, embedding gather,
+// elementwise.cu: conversions, residual adds, SwiGLU and GELU GLU, embedding gather, scaling,
 // Linear biases, row masks. Every tensor is dense; n elements; grid-stride loops over a
 // 1-D grid of 256-thread blocks (any grid size is correct). Arithmetic is
 // fp32; results are rounded once to the destination dtype.
@@ -56,6 +56,22 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
         FOR_N(i, (i64)rows * cols) dst[i] = from_f32<T>(to_f32(x[i]) * mask[i / cols]);           \
     }
 FOR_DTYPES(ELEMENTWISE)
+
+// gelu_glu_T: d = gelu_tanh(gate) * up (transformers Gemma3MLP with
+// gelu_pytorch_tanh: 0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³)))), one
+// rounding; scale_T: d = x * s (Gemma's embedding scale). d may alias
+// the inputs.
+__device__ __forceinline__ float gelu_tanh(float v) {
+    return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+}
+#define GEMMA_ELEMENTWISE(N, T)                                                                  \
+    extern "C" __global__ void gelu_glu_##N(T* d, const T* gate, const T* up, i64 n) {           \
+        FOR_N(i, n) d[i] = from_f32<T>(gelu_tanh(to_f32(gate[i])) * to_f32(up[i]));             \
+    }                                                                                            \
+    extern "C" __global__ void scale_##N(T* d, const T* x, float s, i64 n) {                     \
+        FOR_N(i, n) d[i] = from_f32<T>(to_f32(x[i]) * s);                                        \
+    }
+FOR_DTYPES(GEMMA_ELEMENTWISE)
 
 // The same ops on 16-bit tensors, 8 elements per thread in 16-byte vectors
 // (n8 = n/8; every pointer 16-byte aligned): add_v8_T, mul_v8_T,

@@ -71,6 +71,31 @@ __device__ __forceinline__ void rms_row(T* dst, const T* x, const T* w, int h, f
     }
 FOR_DTYPES(NORM)
 
+// rmsnorm_offset_T(dst [rows, h], x [rows, h], w [h], h, eps): Gemma's
+// RMSNorm (transformers Gemma3RMSNorm: x * rsqrt(mean(x²) + eps) * (1 +
+// w), all in fp32, rounded once); one block a row as rmsnorm_T, without
+// slots. dst may alias x (each thread rewrites the elements it read,
+// after block_sum's barrier).
+#define NORM_OFFSET(N, T)                                                                               \
+    extern "C" __global__ void rmsnorm_offset_##N(T* dst, const T* x, const T* w, int h, float eps) {   \
+        __shared__ float red[32];                                                                       \
+        pdl_launch();                                                                                   \
+        pdl_wait();                                                                                     \
+        i64 r = blockIdx.x;                                                                             \
+        const T* xr = x + r * h;                                                                        \
+        T* dr = dst + r * h;                                                                            \
+        float ss = 0.0f;                                                                                \
+        for (int i = threadIdx.x; i < h; i += blockDim.x) {                                             \
+            float v = to_f32(xr[i]);                                                                    \
+            ss += v * v;                                                                                \
+        }                                                                                               \
+        ss = block_sum(ss, red);                                                                        \
+        float inv = 1.0f / sqrtf(ss / (float)h + eps);                                                  \
+        for (int i = threadIdx.x; i < h; i += blockDim.x)                                               \
+            dr[i] = from_f32<T>((to_f32(xr[i]) * inv) * (1.0f + to_f32(w[i])));                         \
+    }
+FOR_DTYPES(NORM_OFFSET)
+
 // norm_put8: normalized elements 8i..8i+7 of a row (f): to output slots
 // a and b in out (the staged row or dst) with slots, else to dst in one
 // 16-byte store.

@@ -196,6 +196,31 @@ type SwiGLUer interface {
 	SwiGLU(dst, gate, up Tensor)
 }
 
+// GELUGLUer is a Backend with dst = gelu_tanh(gate) * up elementwise
+// (transformers Gemma3MLP: act_fn(gate_proj(x)) * up_proj(x), act_fn
+// gelu_pytorch_tanh, 0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³)))),
+// in fp32 rounded once; dst may alias gate or up. Gemma 3's models need
+// it (there is no composed fallback: the Backend has no GELU).
+type GELUGLUer interface {
+	GELUGLU(dst, gate, up Tensor)
+}
+
+// OffsetRMSNormer is a Backend with Gemma's RMSNorm: dst[r,:] = x[r,:] /
+// sqrt(mean(x[r,:]²)+eps) * (1 + weight), the mean, the product and 1 +
+// weight in fp32 (transformers Gemma3RMSNorm), rounded once; dst may be
+// x; weight [Cols]. Folding 1 + weight into a half-precision weight would
+// round it, so Gemma 3's models need it.
+type OffsetRMSNormer interface {
+	OffsetRMSNorm(dst, x, weight Tensor, eps float32)
+}
+
+// Scaler is a Backend with dst = x * s elementwise, the product in fp32
+// rounded once to dst's dtype (Gemma's embedding scale; the caller rounds
+// s to the activation dtype as transformers does); dst may be x.
+type Scaler interface {
+	Scale(dst, x Tensor, s float32)
+}
+
 // AddRMSNormer is a Backend with a fused residual add and RMSNorm:
 // x += delta, then norm = RMSNorm(x, weight, eps).
 type AddRMSNormer interface {

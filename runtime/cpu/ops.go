@@ -177,6 +177,54 @@ func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) {
 	}, gate, up)
 }
 
+// GELUGLU implements runtime.GELUGLUer: dst = gelu_tanh(gate) * up.
+func (b *Backend) GELUGLU(dst, gate, up runtime.Tensor) {
+	gt, ut := tensorOf(gate), tensorOf(up)
+	b.elementwise("gelu-glu", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = geluTanh(gt.data[i]) * ut.data[i]
+		}
+	}, gate, up)
+}
+
+// geluTanh is torch's gelu(x, approximate="tanh") in fp32:
+// 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))).
+func geluTanh(x float32) float32 {
+	inner := float32(math.Sqrt(2/math.Pi)) * (x + 0.044715*x*x*x)
+	return 0.5 * x * (1 + float32(math.Tanh(float64(inner))))
+}
+
+// Scale implements runtime.Scaler: dst = x * s.
+func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
+	xt := tensorOf(x)
+	b.elementwise("scale", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = xt.data[i] * s
+		}
+	}, x)
+}
+
+// OffsetRMSNorm implements runtime.OffsetRMSNormer: Gemma's RMSNorm,
+// (x * inv) * (1 + w) in fp32.
+func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	d, xt, wt := tensorOf(dst), tensorOf(x), tensorOf(weight)
+	sameLen("rmsnorm-offset", d, xt)
+	h := xt.cols()
+	if wt.Len() != h {
+		panic(fmt.Sprintf("cpu: rmsnorm-offset weight %v for rows of %d", wt.shape, h))
+	}
+	w1 := make([]float32, h)
+	for i, w := range wt.data {
+		w1[i] = 1 + w
+	}
+	b.parallelRange(xt.rows(), max(1, minChunk/max(h, 1)), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			rmsRow(d.data[r*h:(r+1)*h], xt.data[r*h:(r+1)*h], w1, eps)
+		}
+		roundTo(d.dt, d.data[lo*h:hi*h])
+	})
+}
+
 // RoPE implements runtime.Backend.
 func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
 	b.rope(tensorOf(x), headDim, inv, func(t int) int { return pos0 + t })

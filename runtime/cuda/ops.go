@@ -655,6 +655,38 @@ func (b *Backend) SiLU(dst, x runtime.Tensor) { b.elementwise("silu", dst, x) }
 // SwiGLU implements runtime.SwiGLUer.
 func (b *Backend) SwiGLU(dst, gate, up runtime.Tensor) { b.elementwise("swiglu", dst, gate, up) }
 
+// GELUGLU implements runtime.GELUGLUer: elementwise.cu's gelu_glu.
+func (b *Backend) GELUGLU(dst, gate, up runtime.Tensor) {
+	d, g, u := b.tensor(dst), b.tensor(gate), b.tensor(up)
+	sameShape("gelu-glu", d, g, u)
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "gelu_glu_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, g.ptr, u.ptr, int64(d.n))
+}
+
+// Scale implements runtime.Scaler: elementwise.cu's scale.
+func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
+	d, xt := b.tensor(dst), b.tensor(x)
+	sameShape("scale", d, xt)
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "scale_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, s, int64(d.n))
+}
+
+// OffsetRMSNorm implements runtime.OffsetRMSNormer: norm.cu's
+// rmsnorm_offset, one block a row.
+func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {
+	d, xt, w := b.tensor(dst), b.tensor(x), b.tensor(weight)
+	sameShape("rmsnorm-offset", d, xt)
+	h := runtime.Cols(xt)
+	if w.n != h || w.dt != xt.dt {
+		panic(fmt.Sprintf("cuda: rmsnorm-offset weight %v %v for rows of %d %v", w.dt, w.shape, h, xt.dt))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("norm.cu", "rmsnorm_offset_"+suffix(d.dt), Dim{X: runtime.Rows(xt)}, Dim{X: b.normThreadsFor(runtime.Rows(xt))}, 0, d.ptr, xt.ptr, w.ptr, int32(h), eps)
+}
+
 // RoPE implements runtime.Backend.
 func (b *Backend) RoPE(x runtime.Tensor, headDim, pos0 int, inv []float32) {
 	b.RoPESeq(x, headDim, pos0, runtime.Rows(x), inv)
