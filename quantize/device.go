@@ -521,10 +521,10 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	}
 	defer layer.Free()
 	if r, ok := d.w.(interface{ Release(...string) }); ok {
-		r.Release(slices.Concat(model.LayerTensorNames(li), model.QKNormNames(d.cfg, li), model.LayerBiasNames(d.cfg, li))...)
+		r.Release(slices.Concat(model.LayerTensorNames(li), model.QKNormNames(d.cfg, li), model.GemmaNormNames(d.cfg, li), model.LayerBiasNames(d.cfg, li))...)
 	}
 	if p, ok := d.w.(interface{ Prefetch(...string) }); ok && li+1 < d.cfg.NumHiddenLayers {
-		p.Prefetch(slices.Concat(model.LayerTensorNames(li+1), model.QKNormNames(d.cfg, li+1), model.LayerBiasNames(d.cfg, li+1))...)
+		p.Prefetch(slices.Concat(model.LayerTensorNames(li+1), model.QKNormNames(d.cfg, li+1), model.GemmaNormNames(d.cfg, li+1), model.LayerBiasNames(d.cfg, li+1))...)
 	}
 	d.phase("load", start)
 	results := map[string]ModuleResult{}

@@ -337,7 +337,8 @@ func numel(shape []int) int {
 // config gives a bias (hfconfig.Config.LinearBias: Qwen2's q/k/v) gets
 // module.bias [N] too, and a config with per-head q/k norms
 // (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm/k_norm.weight
-// [head_dim], floating point in a GPTQ checkpoint too. A phi3 config gets
+// [head_dim], floating point in a GPTQ checkpoint too; a gemma3_text
+// config pre_feedforward_layernorm and post_feedforward_layernorm too. A phi3 config gets
 // Phi-3's fused self_attn.qkv_proj [q; k; v] and mlp.gate_up_proj
 // [gate; up] in their place (floating point only).
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
@@ -412,6 +413,11 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}
 		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
+		if cfg.Gemma3() {
+			// Gemma 3's other two norms (its norms multiply by 1 + w).
+			add(p+"post_feedforward_layernorm.weight", dist{mean: 0.5, std: 0.06}, h)
+			add(p+"pre_feedforward_layernorm.weight", dist{mean: 0.3, std: 0.06}, h)
+		}
 		if cfg.QKNorm() {
 			// Qwen3's per-head norms: spread out, as released ones are,
 			// so that where they apply (before RoPE) tells.

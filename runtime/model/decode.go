@@ -422,6 +422,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	} else {
 		pd.EmbeddingAt(x, m.embed, ds.ids)
 	}
+	if d.gemma {
+		m.gemmaDecodeOps(c, ds)
+		return
+	}
 	// One token a sequence (Step checks it), each in blocks of its own: the
 	// kernel ahead of attention writes only each row's own position.
 	// (With drafts, a sequence's rows read the rows of the positions before
@@ -592,7 +596,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		runtime.MatMulAdd(b, x, s.gate, w.lin[downProj], x, s.o)
 	}
 	if !normed {
-		b.RMSNorm(s.xn, x, m.norm, d.eps)
+		d.norm(b, s.xn, x, m.norm)
 	}
 	b.MatMul(ds.logits, s.xn, m.head)
 }

@@ -60,6 +60,9 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	if rest == "self_attn.q_norm.weight" || rest == "self_attn.k_norm.weight" {
 		return cfg.QKNorm()
 	}
+	if rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight" {
+		return cfg.Gemma3()
+	}
 	for _, m := range LinearModules {
 		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
 			return suffix == "weight" || (suffix == "bias" && (cfg.LinearBias(m) || biasKey(cfg, m))) || (quant != nil && gptqTensor(suffix))
@@ -234,6 +237,9 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 		p := "model.layers." + strconv.Itoa(i) + "."
 		need(p + "input_layernorm.weight")
 		need(p + "post_attention_layernorm.weight")
+		for _, n := range GemmaNormNames(cfg, i) {
+			need(n)
+		}
 		if cfg.QKNorm() {
 			need(p + "self_attn.q_norm.weight")
 			need(p + "self_attn.k_norm.weight")
@@ -303,6 +309,11 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		switch rest {
 		case "input_layernorm.weight", "post_attention_layernorm.weight":
 			return []int{cfg.HiddenSize}
+		case "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight":
+			if cfg.Gemma3() {
+				return []int{cfg.HiddenSize}
+			}
+			return nil
 		case "self_attn.q_norm.weight", "self_attn.k_norm.weight":
 			return []int{cfg.HeadDim}
 		}

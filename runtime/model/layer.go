@@ -36,6 +36,47 @@ type dims struct {
 	// self_attn.q_norm/k_norm [headDim], eps) after the projections and
 	// their biases, before RoPE (hfconfig.Config.QKNorm: Qwen3).
 	qkNorm bool
+	// gemma is Gemma 3's layer (hfconfig.Config.Gemma3): every norm
+	// multiplies by 1 + weight (runtime.OffsetRMSNormer), the attention
+	// and MLP outputs are normalized before their residual adds, the MLP
+	// is a GELU-tanh GLU, embeddings are scaled by embedScale.
+	gemma bool
+	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
+	// activation dtype where it applies, as transformers casts it).
+	embedScale float32
+	// layerRope and layerWindow are the RoPE table and window of each
+	// layer where they differ between layers (Gemma 3's sliding and full
+	// layers); nil where every layer takes rope and window (ropeOf,
+	// windowOf).
+	layerRope   [][]float32
+	layerWindow []int
+}
+
+// ropeOf returns layer li's RoPE table.
+func (d dims) ropeOf(li int) []float32 {
+	if d.layerRope != nil {
+		return d.layerRope[li]
+	}
+	return d.rope
+}
+
+// windowOf returns layer li's attention window (0: none).
+func (d dims) windowOf(li int) int {
+	if d.layerWindow != nil {
+		return d.layerWindow[li]
+	}
+	return d.window
+}
+
+// norm sets dst to the RMSNorm of x's rows with weight w: Gemma's (1 + w,
+// runtime.OffsetRMSNormer, which bind checks the backend has) in gemma
+// layers, the plain one elsewhere.
+func (d dims) norm(b runtime.Backend, dst, x, w runtime.Tensor) {
+	if d.gemma {
+		b.(runtime.OffsetRMSNormer).OffsetRMSNorm(dst, x, w, d.eps)
+		return
+	}
+	b.RMSNorm(dst, x, w, d.eps)
 }
 
 // dimsOf is dimsAt of the config's own context.
@@ -76,6 +117,11 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
 	d.qkNorm = cfg.QKNorm()
+	if cfg.Gemma3() {
+		if err := d.gemma3(cfg, ctx); err != nil {
+			return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
+		}
+	}
 	return d, nil
 }
 
@@ -131,7 +177,12 @@ type layerWeights struct {
 	// qNorm and kNorm are Qwen3's per-head q_norm and k_norm weights
 	// [headDim]; nil in models without them.
 	qNorm, kNorm runtime.Tensor
-	qkv, gateUp  runtime.Tensor
+	// postAttnNorm and postFFNorm are Gemma 3's post_attention_layernorm
+	// and post_feedforward_layernorm [hidden], normalizing the attention's
+	// and the MLP's outputs before their residual adds (ffnNorm is then
+	// pre_feedforward_layernorm); nil elsewhere.
+	postAttnNorm, postFFNorm runtime.Tensor
+	qkv, gateUp              runtime.Tensor
 	// order is the layer's decode step on a backend whose quantized
 	// weights read their inputs in an order of their own; nil elsewhere.
 	order *decodeOrder
@@ -241,7 +292,7 @@ func (lw *layerWeights) normQK(b runtime.Backend, d dims, q, k runtime.Tensor) {
 	}
 	for _, e := range []struct{ x, w runtime.Tensor }{{q, lw.qNorm}, {k, lw.kNorm}} {
 		h := b.Reshape(e.x, runtime.Rows(e.x)*runtime.Cols(e.x)/d.headDim, d.headDim)
-		b.RMSNorm(h, h, e.w, d.eps)
+		d.norm(b, h, h, e.w)
 	}
 }
 
@@ -263,13 +314,18 @@ func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 	}
 	b.MatMul(gate, xn, lw.lin[gateProj])
 	b.MatMul(up, xn, lw.lin[upProj])
+	if lw.postAttnNorm != nil {
+		// Gemma3MLP: gelu_pytorch_tanh(gate_proj(x)) * up_proj(x).
+		b.(runtime.GELUGLUer).GELUGLU(gate, gate, up)
+		return
+	}
 	runtime.SwiGLU(b, gate, gate, up)
 }
 
 // tensors lists the layer's bound weight tensors.
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
-	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm) {
+	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm) {
 		if t != nil {
 			ts = append(ts, t)
 		}
@@ -284,7 +340,17 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.attnNorm, err = bd.fp(p+"input_layernorm.weight", d.hidden); err != nil {
 		return lw, err
 	}
-	if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
+	if d.gemma {
+		// Gemma3DecoderLayer's four norms.
+		for _, n := range []struct {
+			t    *runtime.Tensor
+			name string
+		}{{&lw.postAttnNorm, "post_attention_layernorm"}, {&lw.ffnNorm, "pre_feedforward_layernorm"}, {&lw.postFFNorm, "post_feedforward_layernorm"}} {
+			if *n.t, err = bd.fp(p+n.name+".weight", d.hidden); err != nil {
+				return lw, err
+			}
+		}
+	} else if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
 		return lw, err
 	}
 	if d.qkNorm {
@@ -298,7 +364,9 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false, nil); err != nil {
 		return lw, err
 	}
-	if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
+	if d.gemma {
+		// (No fused gate/up: the backend's GLU product is SwiGLU's.)
+	} else if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
 		return lw, err
 	}
 	for j, m := range LinearModules {
@@ -461,9 +529,17 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		if lw.bias[oProj] != nil {
 			b.AddBias(o, lw.bias[oProj])
 		}
+		if lw.postAttnNorm != nil {
+			// Gemma3DecoderLayer: x + post_attention_layernorm(attn),
+			// then pre_feedforward_layernorm.
+			d.norm(b, o, o, lw.postAttnNorm)
+			b.Add(x, x, o)
+			d.norm(b, xn, x, lw.ffnNorm)
+			break
+		}
 		runtime.AddRMSNorm(b, xn, x, o, lw.ffnNorm, d.eps)
 	case FromResidual:
-		b.RMSNorm(xn, x, lw.ffnNorm, d.eps)
+		d.norm(b, xn, x, lw.ffnNorm)
 	}
 	if err := emitAs("ffn_norm", xn); err != nil {
 		return err
@@ -474,7 +550,14 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	if err := emitAs("ffn_act", gate); err != nil {
 		return err
 	}
-	runtime.MatMulAdd(b, x, gate, lw.lin[downProj], x, o)
+	if lw.postFFNorm != nil {
+		// Gemma3DecoderLayer: x + post_feedforward_layernorm(mlp).
+		b.MatMul(o, gate, lw.lin[downProj])
+		d.norm(b, o, o, lw.postFFNorm)
+		b.Add(x, x, o)
+	} else {
+		runtime.MatMulAdd(b, x, gate, lw.lin[downProj], x, o)
+	}
 	return emitAs("out", x)
 }
 
@@ -484,7 +567,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att runtime.Tensor, spans []span, li int, emitAs func(string, runtime.Tensor) error) error {
 	T := runtime.Rows(x)
 	xn, q, k, v := b.View(s.xn, 0, T), b.View(s.q, 0, T), b.View(s.k, 0, T), b.View(s.v, 0, T)
-	b.RMSNorm(xn, x, lw.attnNorm, d.eps)
+	d.norm(b, xn, x, lw.attnNorm)
 	if err := emitAs("attn_norm", xn); err != nil {
 		return err
 	}
@@ -495,11 +578,11 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 		// Rotated as RoPE rotates them (the kernels say so), every span's
 		// rows stored at their slots in one op.
 		c := spans[0].paged
-		b.(runtime.PagedDecoder).RoPEStore(q, k, v, c.k[li], c.v[li], ix.pos, ix.slot, d.headDim, d.rope)
+		b.(runtime.PagedDecoder).RoPEStore(q, k, v, c.k[li], c.v[li], ix.pos, ix.slot, d.headDim, d.ropeOf(li))
 	} else {
 		for _, sp := range spans {
-			b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.rope)
-			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.rope)
+			b.RoPE(b.View(q, sp.row0, sp.rows), d.headDim, sp.pos0, d.ropeOf(li))
+			b.RoPE(b.View(k, sp.row0, sp.rows), d.headDim, sp.pos0, d.ropeOf(li))
 		}
 	}
 	d.scaleTail(b, q)
@@ -514,7 +597,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 	if ix := spans[0].ix; ix != nil && ix.one > 0 {
 		c := spans[0].paged
 		b.(runtime.PagedDecoder).PagedAttention(b.View(att, 0, ix.one), b.View(q, 0, ix.one), c.k[li], c.v[li], ix.tables,
-			b.View(ix.pos, 0, ix.one), c.Pool.BlockSize(), runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale})
+			b.View(ix.pos, 0, ix.one), c.Pool.BlockSize(), runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale})
 		spans = spans[ix.one:]
 	}
 	for _, sp := range spans {
@@ -532,7 +615,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 			sk, sv = sp.paged.gather(b, li, sp.seq, sp.pos0+sp.rows)
 		}
 		b.Attention(b.View(att, sp.row0, sp.rows), b.View(q, sp.row0, sp.rows), sk, sv, runtime.AttentionParams{
-			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.window, Scale: d.scale,
+			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.windowOf(li), Scale: d.scale,
 		})
 	}
 	return emitAs("attn_out", att)
@@ -587,6 +670,9 @@ func LoadLayerWith(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, o 
 	}
 	if !runtime.Supports(b, dt) {
 		return nil, fmt.Errorf("model: backend %s has no %v tensors", b.Name(), dt)
+	}
+	if err := checkGemma(d, b); err != nil {
+		return nil, err
 	}
 	// widen: SetWeight uploads into the Linear weights, so they are
 	// tensors of the layer's dtype, never a backend's 16-bit ones.

@@ -345,6 +345,9 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if !runtime.Supports(b, o.DType) || o.DType == runtime.I32 {
 		return nil, fmt.Errorf("model: backend %s has no %v activations", b.Name(), o.DType)
 	}
+	if err := checkGemma(d, b); err != nil {
+		return nil, err
+	}
 	if err := CheckWeights(w, cfg, quant); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
@@ -369,6 +372,12 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	for i := range m.layers {
 		if m.layers[i], err = bindLayer(&m.bd, d, i); err != nil {
 			return fail(err)
+		}
+		if d.gemma {
+			// The decode step's fusions (input orders, norms in the
+			// products, the MLP as one op) are Llama's layer: Gemma's
+			// steps run op by op (gemmaDecodeOps).
+			continue
 		}
 		if io != nil {
 			m.layers[i].order = orderLayer(io, &m.layers[i])
@@ -646,6 +655,7 @@ func (m *Model) run(spans []span, ids []int, obs observer) (runtime.Tensor, erro
 	b := m.b
 	x := b.View(m.s.x, 0, T)
 	b.Embedding(x, m.embed, ids)
+	m.d.scaleEmbeddings(b, x)
 	if err := obs.emit(b, "model.embed", x); err != nil {
 		return nil, err
 	}
@@ -680,10 +690,10 @@ func (m *Model) forward(seqs [][]int, caches []*Cache, hook Hook, lastOnly bool)
 	if lastOnly {
 		rows = len(spans)
 		for i, sp := range spans {
-			b.RMSNorm(b.View(m.s.xn, i, 1), b.View(x, sp.row0+sp.rows-1, 1), m.norm, m.d.eps)
+			m.d.norm(b, b.View(m.s.xn, i, 1), b.View(x, sp.row0+sp.rows-1, 1), m.norm)
 		}
 	} else {
-		b.RMSNorm(b.View(m.s.xn, 0, T), x, m.norm, m.d.eps)
+		m.d.norm(b, b.View(m.s.xn, 0, T), x, m.norm)
 	}
 	xn := b.View(m.s.xn, 0, rows)
 	if err := emit(b, hook, "model.norm", xn); err != nil {
@@ -778,7 +788,7 @@ func (m *Model) ScoreBatch(seqs [][]int) ([][]float64, error) {
 	b := m.b
 	last := spans[len(spans)-1]
 	T := last.row0 + last.rows
-	b.RMSNorm(b.View(m.s.xn, 0, T), x, m.norm, m.d.eps)
+	m.d.norm(b, b.View(m.s.xn, 0, T), x, m.norm)
 	xn := b.View(m.s.xn, 0, T)
 	out := make([][]float64, len(seqs))
 	err = headRuns(spans, func(r0, r1, i0, i1 int) error {

@@ -512,7 +512,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 	var want []int
 	for i, s := range seqs {
 		if s.Logits || s.Sample != nil {
-			b.RMSNorm(b.View(m.s.xn, len(want), 1), b.View(x, spans[i].row0+spans[i].rows-1, 1), m.norm, m.d.eps)
+			m.d.norm(b, b.View(m.s.xn, len(want), 1), b.View(x, spans[i].row0+spans[i].rows-1, 1), m.norm)
 			want = append(want, i)
 		}
 	}
@@ -580,7 +580,7 @@ func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]f
 			for r0 := 0; r0 < n; r0 += scoreRows {
 				c := min(n-r0, scoreRows)
 				xn := b.View(m.s.xn, 0, c)
-				b.RMSNorm(xn, b.View(x, sp.row0+r0, c), m.norm, m.d.eps)
+				m.d.norm(b, xn, b.View(x, sp.row0+r0, c), m.norm)
 				if err := m.ensureLogits(c); err != nil {
 					return nil, nil, err
 				}
@@ -611,7 +611,7 @@ func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]f
 		for r0 := 0; r0 < sp.rows; r0 += scoreRows {
 			n := min(sp.rows-r0, scoreRows)
 			xn := b.View(m.s.xn, 0, n)
-			b.RMSNorm(xn, b.View(x, sp.row0+r0, n), m.norm, m.d.eps)
+			m.d.norm(b, xn, b.View(x, sp.row0+r0, n), m.norm)
 			if err := m.logitsOf(xn, rows[r0*V:(r0+n)*V]); err != nil {
 				return nil, nil, err
 			}

@@ -611,7 +611,18 @@ func LayerTensorNames(i int) []string {
 // [head_dim]. None is quantized: a GPTQ checkpoint keeps them in fp16.
 func LayerNormNames(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
-	return append([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, QKNormNames(cfg, i)...)
+	return slices.Concat([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, GemmaNormNames(cfg, i), QKNormNames(cfg, i))
+}
+
+// GemmaNormNames lists decoder layer i's norm weights of Gemma 3's own,
+// pre_feedforward_layernorm and post_feedforward_layernorm [hidden]
+// (hfconfig.Config.Gemma3); none elsewhere.
+func GemmaNormNames(cfg *hfconfig.Config, i int) []string {
+	if !cfg.Gemma3() {
+		return nil
+	}
+	p := LayerPrefix(i) + "."
+	return []string{p + "pre_feedforward_layernorm.weight", p + "post_feedforward_layernorm.weight"}
 }
 
 // QKNormNames lists decoder layer i's per-head q/k norm weights,

@@ -1,0 +1,275 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+)
+
+// gemmaWrong drops one detail of Gemma 3 from gemmaForward, for the
+// tests that show the reference tells it.
+type gemmaWrong struct {
+	noPlusOne    bool // norms multiply by w, not 1 + w
+	noEmbedScale bool // embeddings not scaled by sqrt(hidden_size)
+	globalRope   bool // sliding layers rotate by rope_theta, not rope_local_base_freq
+	noWindow     bool // sliding layers attend to every position
+	noPostNorms  bool // attention and MLP outputs added unnormalized
+	headDimScale bool // scores scaled by head_dim**-0.5, not query_pre_attn_scalar's
+}
+
+// gemmaForward is transformers' Gemma3ForCausalLM written from its
+// equations in float64, sharing no code with the runtime: x =
+// embed(ids)·sqrt(H); for each layer, with norm(x, w) = x /
+// sqrt(mean(x²)+eps) · (1 + w) (Gemma3RMSNorm),
+// h = x + post_attention_layernorm(o_proj(attn(rope(q_norm(q)), rope(k_norm(k)), v))),
+// q/k/v the products of input_layernorm(x), q_norm/k_norm per head, RoPE
+// base rope_local_base_freq and a window of sliding_window in the sliding
+// layers ((i+1) % sliding_window_pattern != 0), rope_theta and no window
+// in the full ones, scores scaled by query_pre_attn_scalar**-0.5;
+// out = h + post_feedforward_layernorm(down(gelu_tanh(gate(m)) · up(m))),
+// m = pre_feedforward_layernorm(h); logits = norm(x, model.norm)·Eᵀ.
+func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
+	c := r.cfg
+	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
+	T := len(ids)
+	norm := func(x, w []float64) []float64 {
+		var ss float64
+		for _, v := range x {
+			ss += v * v
+		}
+		inv := 1 / math.Sqrt(ss/float64(len(x))+c.RMSNormEps)
+		out := make([]float64, len(x))
+		for i, v := range x {
+			g := 1 + w[i]
+			if wrong.noPlusOne {
+				g = w[i]
+			}
+			out[i] = v * inv * g
+		}
+		return out
+	}
+	linear := func(x []float64, name string, n, k int) []float64 {
+		w := r.t[name+".weight"]
+		out := make([]float64, n)
+		for i := range n {
+			for j := range k {
+				out[i] += x[j] * w[i*k+j]
+			}
+		}
+		return out
+	}
+	pattern := 2 // Gemma3Config's sliding_window_pattern
+	emb := r.t["model.embed_tokens.weight"]
+	x := make([][]float64, T)
+	for t, id := range ids {
+		x[t] = append([]float64(nil), emb[id*H:(id+1)*H]...)
+		if !wrong.noEmbedScale {
+			for i := range x[t] {
+				x[t][i] *= math.Sqrt(float64(H))
+			}
+		}
+	}
+	for l := range c.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		sliding := (l+1)%pattern != 0
+		theta, window := c.RopeTheta, 0
+		if sliding {
+			theta, window = 10000, c.SlidingWindow
+			if wrong.globalRope {
+				theta = c.RopeTheta
+			}
+			if wrong.noWindow {
+				window = 0
+			}
+		}
+		rope := func(x []float64, heads, pos int) {
+			for h := range heads {
+				v := x[h*D : (h+1)*D]
+				for j := range D / 2 {
+					a := float64(pos) * math.Pow(theta, -2*float64(j)/float64(D))
+					x1, x2 := v[j], v[j+D/2]
+					v[j], v[j+D/2] = x1*math.Cos(a)-x2*math.Sin(a), x2*math.Cos(a)+x1*math.Sin(a)
+				}
+			}
+		}
+		q, k, v := make([][]float64, T), make([][]float64, T), make([][]float64, T)
+		for t := range T {
+			n := norm(x[t], r.t[p+"input_layernorm.weight"])
+			q[t] = linear(n, p+"self_attn.q_proj", nh*D, H)
+			k[t] = linear(n, p+"self_attn.k_proj", nkv*D, H)
+			v[t] = linear(n, p+"self_attn.v_proj", nkv*D, H)
+			for _, e := range []struct {
+				x     []float64
+				name  string
+				heads int
+			}{{q[t], "self_attn.q_norm.weight", nh}, {k[t], "self_attn.k_norm.weight", nkv}} {
+				for h := range e.heads {
+					copy(e.x[h*D:(h+1)*D], norm(e.x[h*D:(h+1)*D], r.t[p+e.name]))
+				}
+			}
+			rope(q[t], nh, t)
+			rope(k[t], nkv, t)
+		}
+		scale := 1 / math.Sqrt(c.QueryPreAttnScalar)
+		if wrong.headDimScale {
+			scale = 1 / math.Sqrt(float64(D))
+		}
+		for t := range T {
+			att := make([]float64, nh*D)
+			j0 := 0
+			if window > 0 {
+				j0 = max(0, t-window+1)
+			}
+			for h := range nh {
+				g := h / (nh / nkv)
+				s := make([]float64, t+1)
+				m := math.Inf(-1)
+				for j := j0; j <= t; j++ {
+					var d float64
+					for i := range D {
+						d += q[t][h*D+i] * k[j][g*D+i]
+					}
+					s[j] = d * scale
+					m = max(m, s[j])
+				}
+				var sum float64
+				for j := j0; j <= t; j++ {
+					s[j] = math.Exp(s[j] - m)
+					sum += s[j]
+				}
+				for j := j0; j <= t; j++ {
+					for i := range D {
+						att[h*D+i] += s[j] / sum * v[j][g*D+i]
+					}
+				}
+			}
+			o := linear(att, p+"self_attn.o_proj", H, nh*D)
+			if !wrong.noPostNorms {
+				o = norm(o, r.t[p+"post_attention_layernorm.weight"])
+			}
+			for i := range x[t] {
+				x[t][i] += o[i]
+			}
+			n := norm(x[t], r.t[p+"pre_feedforward_layernorm.weight"])
+			gate, up := linear(n, p+"mlp.gate_proj", I, H), linear(n, p+"mlp.up_proj", I, H)
+			for i, g := range gate {
+				gelu := 0.5 * g * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(g+0.044715*g*g*g)))
+				gate[i] = gelu * up[i]
+			}
+			down := linear(gate, p+"mlp.down_proj", H, I)
+			if !wrong.noPostNorms {
+				down = norm(down, r.t[p+"post_feedforward_layernorm.weight"])
+			}
+			for i := range x[t] {
+				x[t][i] += down[i]
+			}
+		}
+	}
+	logits := make([][]float64, T)
+	for t := range T {
+		n := norm(x[t], r.t["model.norm.weight"])
+		logits[t] = make([]float64, V)
+		for i := range V {
+			for j := range H {
+				logits[t][i] += n[j] * emb[i*H+j]
+			}
+		}
+	}
+	return logits
+}
+
+// TestGemma3MatchesReference runs a small random-weight Gemma 3 text
+// checkpoint (4 layers, sliding ones with a window of 3 under the 12
+// positions and full ones, head_dim 32 where hidden/heads is 16,
+// query_pre_attn_scalar 24) on the CPU backend, in one forward, token by
+// token through the paged decode step and layer by layer (LoadLayer),
+// against gemmaForward in float64; the reference with any one Gemma
+// detail dropped is far off.
+func TestGemma3MatchesReference(t *testing.T) {
+	dir := fixtures.Gemma3(t, nil, synth.Options{DType: "f32", Seed: 5})
+	ref := loadRef(t, dir)
+	if ref.cfg.LayerWindow(0) != 3 || ref.cfg.LayerWindow(1) != 0 || ref.cfg.HeadDim != 32 {
+		t.Fatalf("fixture: windows %d %d head_dim %d", ref.cfg.LayerWindow(0), ref.cfg.LayerWindow(1), ref.cfg.HeadDim)
+	}
+	want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
+	for name, w := range map[string]gemmaWrong{
+		"without the +1 on the norms":       {noPlusOne: true},
+		"without the embedding scale":       {noEmbedScale: true},
+		"with rope_theta in sliding layers": {globalRope: true},
+		"without the window":                {noWindow: true},
+		"without the post norms":            {noPostNorms: true},
+		"with head_dim's attention scale":   {headDimScale: true},
+	} {
+		if d := nmseRows(splitRows(flatten(gemmaForward(ref, qwen2IDs, w)), ref.cfg.VocabSize), want); !(d > 1e-3) {
+			t.Errorf("the reference %s is within nmse %.3g: the test could not tell", name, d)
+		}
+	}
+	m := loadModel(t, dir)
+	lg, err := m.Forward(qwen2IDs, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := nmseRows(splitRows(lg, m.Vocab()), want); !(d < 1e-10) {
+		t.Errorf("forward: logits nmse %.3g against the float64 reference", d)
+	}
+	if d := nmseRows(qwen2AllSteps(t, m), want); !(d < 1e-10) {
+		t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
+	}
+	// Layer by layer, as the GPTQ driver runs them: the model's own
+	// intermediates of each layer's output.
+	outs := map[string][]float32{}
+	if _, err := m.Forward(qwen2IDs, nil, func(name string, v []float32, _, _ int) {
+		if strings.HasSuffix(name, ".out") || name == "model.embed" {
+			outs[name] = append([]float32(nil), v...)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	x := outs["model.embed"]
+	for i := range cfg.NumHiddenLayers {
+		l, err := LoadLayer(set, cfg, i, cpu.New(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if x, err = l.Forward(x, nil); err != nil {
+			t.Fatal(err)
+		}
+		l.Free()
+		w := outs[LayerPrefix(i)+".out"]
+		for j := range w {
+			if d := math.Abs(float64(x[j] - w[j])); d > 1e-4*(1+math.Abs(float64(w[j]))) {
+				t.Fatalf("layer %d: LoadLayer's output [%d] %g, the model's %g", i, j, x[j], w[j])
+			}
+		}
+	}
+}
+
+// TestGemma3Refusals: a gemma3_text checkpoint must hold its four norms a
+// layer; another model type may not have Gemma's.
+func TestGemma3Refusals(t *testing.T) {
+	t.Run("post_feedforward_layernorm missing", func(t *testing.T) {
+		dir := fixtures.Gemma3(t, nil, synth.Options{DType: "f32", Seed: 1})
+		fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+			return tn.Name != "model.layers.2.post_feedforward_layernorm.weight"
+		})
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), "model.layers.2.post_feedforward_layernorm.weight") {
+			t.Errorf("Load: %v, want the missing norm named", err)
+		}
+	})
+	t.Run("pre_feedforward_layernorm in qwen3", func(t *testing.T) {
+		dir := fixtures.Qwen3(t, nil, synth.Options{DType: "f32", Seed: 1})
+		fixtures.RewriteTensors(t, dir, nil, biasTensor("model.layers.0.pre_feedforward_layernorm.weight", 64, 0, 1))
+		_, err := Load(dir, cpu.New(1))
+		if err == nil || !strings.Contains(err.Error(), "does not explain (model.layers.0.pre_feedforward_layernorm.weight)") {
+			t.Errorf("Load: %v, want Gemma's norm in a qwen3 checkpoint refused", err)
+		}
+	})
+}
