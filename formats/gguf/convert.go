@@ -595,6 +595,9 @@ func TypeNames() string {
 }
 
 func checkModel(cfg *hfconfig.Config) error {
+	if cfg.Gemma3() {
+		return fmt.Errorf("%s: model_type %q: %w (llama.cpp's gemma3 architecture is not written yet; supported: llama, mistral, qwen2, qwen3, phi3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	}
 	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3"}, cfg.ModelType) {
 		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}

@@ -398,11 +398,19 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		return nil, nil, fmt.Errorf("synth: %s: a GPTQ phi3 checkpoint is not written (its fused qkv_proj and gate_up_proj)", cfg.File)
 	}
 	add("model.embed_tokens.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
+	// normW is a norm weight's distribution about mean: Gemma 3's norms
+	// multiply by 1 + w, so its weights sit one lower to scale alike.
+	normW := func(mean, std float64) dist {
+		if cfg.Gemma3() {
+			mean--
+		}
+		return dist{mean: mean, std: std}
+	}
 	for i := 0; i < cfg.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
 		// One processing order per input: q/k/v share theirs, as do gate/up.
 		key := func(input uint64) uint64 { return uint64(i)<<8 | input }
-		add(p+"input_layernorm.weight", dist{mean: 0.7, std: 0.04}, h)
+		add(p+"input_layernorm.weight", normW(0.7, 0.04), h)
 		lin(p+"mlp.down_proj", h, inter, key(4))
 		if phi3 {
 			// Phi-3's fused gate_up_proj [gate; up] and qkv_proj [q; k; v]:
@@ -412,16 +420,16 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			lin(p+"mlp.gate_proj", inter, h, key(3))
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}
-		add(p+"post_attention_layernorm.weight", dist{mean: 0.8, std: 0.06}, h)
+		add(p+"post_attention_layernorm.weight", normW(0.8, 0.06), h)
 		if cfg.Gemma3() {
-			// Gemma 3's other two norms (its norms multiply by 1 + w).
-			add(p+"post_feedforward_layernorm.weight", dist{mean: 0.5, std: 0.06}, h)
-			add(p+"pre_feedforward_layernorm.weight", dist{mean: 0.3, std: 0.06}, h)
+			// Gemma 3's other two norms.
+			add(p+"post_feedforward_layernorm.weight", normW(1.5, 0.06), h)
+			add(p+"pre_feedforward_layernorm.weight", normW(1.3, 0.06), h)
 		}
 		if cfg.QKNorm() {
 			// Qwen3's per-head norms: spread out, as released ones are,
 			// so that where they apply (before RoPE) tells.
-			add(p+"self_attn.k_norm.weight", dist{mean: 1.0, std: 0.4}, cfg.HeadDim)
+			add(p+"self_attn.k_norm.weight", normW(1.0, 0.4), cfg.HeadDim)
 		}
 		if phi3 {
 			lin(p+"self_attn.o_proj", h, qd, key(2))
@@ -431,12 +439,12 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		lin(p+"self_attn.k_proj", kv, h, key(1))
 		lin(p+"self_attn.o_proj", h, qd, key(2))
 		if cfg.QKNorm() {
-			add(p+"self_attn.q_norm.weight", dist{mean: 1.0, std: 0.4}, cfg.HeadDim)
+			add(p+"self_attn.q_norm.weight", normW(1.0, 0.4), cfg.HeadDim)
 		}
 		lin(p+"self_attn.q_proj", qd, h, key(1))
 		lin(p+"self_attn.v_proj", kv, h, key(1))
 	}
-	add("model.norm.weight", dist{mean: 2.0, std: 0.1}, h)
+	add("model.norm.weight", normW(2.0, 0.1), h)
 	if !cfg.TieWordEmbeddings {
 		add("lm_head.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
 	}

@@ -42,7 +42,9 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // over hidden 256), its per-head q/k norms the RMSNorm over a Reshape;
 // phi3 a random-weight Phi-3 one (phi3Synth: fused qkv_proj and
 // gate_up_proj read as their parts, a window of 100 positions, longrope
-// with its attention factor).
+// with its attention factor); gemma3 a random-weight Gemma 3 text one
+// (gemma3Synth: sliding and full layers with their own windows and RoPE
+// tables, Gemma's norms, GELU-tanh GLU and embedding scale).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -52,6 +54,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		{"qwen2", "", ""},
 		{"qwen3", "", ""},
 		{"phi3", "", ""},
+		{"gemma3", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -73,6 +76,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = qwen3Synth(t, "f32", nil, nil)
 			case tc.name == "phi3":
 				dir = phi3Synth(t, "f32")
+			case tc.name == "gemma3":
+				dir = gemma3Synth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:
