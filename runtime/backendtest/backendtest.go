@@ -120,6 +120,7 @@ func Run(t *testing.T, newBackend func() runtime.Backend) {
 		{"Elementwise", testElementwise},
 		{"AddBias", testAddBias},
 		{"HeadRMSNorm", testHeadRMSNorm},
+		{"Gemma", testGemma},
 		{"RoPE", testRoPE},
 		{"ScaleTail", testScaleTail},
 		{"Attention", testAttention},

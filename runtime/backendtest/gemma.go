@@ -1,0 +1,63 @@
+package backendtest
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// testGemma checks Gemma 3's ops where the backend has them against
+// float64: runtime.OffsetRMSNormer (x·rsqrt(mean(x²)+eps)·(1+w), out of
+// place and in place), runtime.GELUGLUer (gelu_tanh(gate)·up, in place
+// too) and runtime.Scaler.
+func testGemma(e *env) {
+	if on, ok := e.b.(runtime.OffsetRMSNormer); ok {
+		for _, s := range []struct{ rows, h int }{{1, 64}, {5, 37}, {300, 256}} {
+			e.t.Run(fmt.Sprintf("OffsetRMSNorm %dx%d", s.rows, s.h), func(t *testing.T) {
+				e := &env{t: t, b: e.b, rng: e.rng}
+				x, w := e.randn(s.rows*s.h), e.randn(s.h)
+				w1 := make([]float32, s.h)
+				for i, v := range w {
+					w1[i] = 1 + v
+				}
+				xt, wt := e.upload(x, s.rows, s.h), e.upload(w, s.h)
+				dst := e.alloc(s.rows, s.h)
+				on.OffsetRMSNorm(dst, xt, wt, 1e-6)
+				want := RefRMSNorm(x, w1, s.h, 1e-6)
+				e.check("rmsnorm-offset", e.download(dst), want, tolNorm)
+				on.OffsetRMSNorm(xt, xt, wt, 1e-6)
+				e.check("rmsnorm-offset in place", e.download(xt), want, tolNorm)
+			})
+		}
+	}
+	const n = 3*(1<<14) + 5
+	a, c := e.randn(n), e.randn(n)
+	for i := range a {
+		a[i] *= 3 // past tanh's bend
+	}
+	at, ct := e.upload(a, n), e.upload(c, n)
+	if g, ok := e.b.(runtime.GELUGLUer); ok {
+		want := make([]float64, n)
+		for i := range want {
+			v := float64(a[i])
+			want[i] = 0.5 * v * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(v+0.044715*v*v*v))) * float64(c[i])
+		}
+		dst := e.alloc(n)
+		g.GELUGLU(dst, at, ct)
+		e.check("gelu-glu", e.download(dst), want, tolElem)
+		in := e.upload(a, n)
+		g.GELUGLU(in, in, ct)
+		e.check("gelu-glu in place", e.download(in), want, tolElem)
+	}
+	if sc, ok := e.b.(runtime.Scaler); ok {
+		want := make([]float64, n)
+		for i := range want {
+			want[i] = float64(a[i]) * 33.75
+		}
+		dst := e.alloc(n)
+		sc.Scale(dst, at, 33.75)
+		e.check("scale", e.download(dst), want, tolElem)
+	}
+}
