@@ -43,10 +43,17 @@ type Report struct {
 	RotaryDim           int     `json:"rotary_dim,omitempty"`
 	// RopeScaling is config.json's RoPE scaling under its keys; absent for
 	// plain RoPE.
-	RopeScaling       *RopeScaling `json:"rope_scaling,omitempty"`
-	SlidingWindow     int          `json:"sliding_window"` // 0: none
-	TieWordEmbeddings bool         `json:"tie_word_embeddings"`
-	TorchDType        string       `json:"torch_dtype"`
+	RopeScaling   *RopeScaling `json:"rope_scaling,omitempty"`
+	SlidingWindow int          `json:"sliding_window"` // 0: none
+	// LayerTypes, RopeLocalBaseFreq and QueryPreAttnScalar are Gemma 3's
+	// (hfconfig.Config's LayerTypes, RopeLocalTheta, QueryPreAttnScalar):
+	// sliding_window applies to the sliding_attention layers alone, which
+	// rotate by rope_local_base_freq; absent for other models.
+	LayerTypes         []string `json:"layer_types,omitempty"`
+	RopeLocalBaseFreq  float64  `json:"rope_local_base_freq,omitempty"`
+	QueryPreAttnScalar float64  `json:"query_pre_attn_scalar,omitempty"`
+	TieWordEmbeddings  bool     `json:"tie_word_embeddings"`
+	TorchDType         string   `json:"torch_dtype"`
 	// NumParameters counts the parameters the weight files hold (a
 	// quantized Linear counts K·N, as unquantized).
 	NumParameters int64 `json:"num_parameters"`
@@ -187,6 +194,7 @@ func Inspect(dir string) (*Report, error) {
 		NumAttentionHeads: cfg.NumAttentionHeads, NumKeyValueHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
 		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta, RopeScaling: ropeScalingOf(cfg.RopeScaling),
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
+		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
 	}
 	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {

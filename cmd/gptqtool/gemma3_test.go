@@ -17,7 +17,7 @@ import (
 // TestGemma3Commands runs a random Gemma 3 text checkpoint through the
 // commands: inspect (model_type gemma3_text, the parameter count with
 // Gemma's four norms and q/k norms equal to the config's), generate (the
-// runtime's greedy ids), quantize with calibration (the GPTQ output
+// runtime's greedy ids; inspect reports the sliding layers), quantize with calibration (the GPTQ output
 // passes verify format, its KL to the source small), and convert --gguf
 // refused naming the model type.
 func TestGemma3Commands(t *testing.T) {
@@ -32,15 +32,24 @@ func TestGemma3Commands(t *testing.T) {
 		t.Fatalf("inspect: %v\n%s", err, stderr)
 	}
 	var rep struct {
-		ModelType        string `json:"model_type"`
-		NumParameters    int64  `json:"num_parameters"`
-		ConfigParameters int64  `json:"config_parameters"`
+		ModelType         string   `json:"model_type"`
+		NumParameters     int64    `json:"num_parameters"`
+		ConfigParameters  int64    `json:"config_parameters"`
+		LayerTypes        []string `json:"layer_types"`
+		RopeLocalBaseFreq float64  `json:"rope_local_base_freq"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("inspect --json: %v\n%s", err, out)
 	}
 	if rep.ModelType != "gemma3_text" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
 		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want gemma3_text and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters)
+	}
+
+	if len(rep.LayerTypes) != 4 || rep.LayerTypes[1] != "full_attention" || rep.RopeLocalBaseFreq != 10000 {
+		t.Errorf("inspect --json: layer_types %v, rope_local_base_freq %g", rep.LayerTypes, rep.RopeLocalBaseFreq)
+	}
+	if out, _, err := run(t, "inspect", dir); err != nil || !strings.Contains(out, "sliding window 16 in 2 of 4 layers (rope_local_base_freq 10000") {
+		t.Errorf("inspect: %v, want the sliding layers reported\n%s", err, out)
 	}
 
 	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")

@@ -1,8 +1,9 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2-, dense Qwen3- and Phi-3-family causal language
-// models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3": Phi-3,
-// Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
-// Phi3ForCausalLM), and writes config.json
+// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3- and Gemma 3 text causal
+// language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
+// Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
+// Phi3ForCausalLM; "gemma3_text": Gemma3ForCausalLM, see gemma3.go), and
+// writes config.json
 // back with every original key preserved.
 //
 // Both transformers spellings are accepted:
@@ -118,7 +119,22 @@
 // attention_bias gives q/k/v/o_proj one (Qwen3Attention) and the MLP has
 // none; mistral's and phi3's have none (Phi3Attention, Phi3MLP).
 //
-// Per-head q/k norms (Config.QKNorm): qwen3's attention normalizes each
+// Gemma 3 (gemma3_text, Gemma3TextConfig's defaults): num_key_value_heads
+// 4, head_dim 256, max_position_embeddings 131072, rope_theta 1e6,
+// sliding_window 4096, tie_word_embeddings true, hidden_activation
+// "gelu_pytorch_tanh" (read in place of hidden_act, the only activation
+// accepted there), query_pre_attn_scalar 256 (Config.AttentionScale),
+// rope_local_base_freq 10000 (Config.RopeLocalTheta; 5.x's
+// rope_parameters by layer type read as full_attention's scaling and
+// sliding_attention's base), layer_types (else sliding_window_pattern 6:
+// layer i slides unless (i+1) % 6 == 0; Config.LayerTypes, LayerWindow,
+// LayerRope: the sliding layers rotate by the local base unscaled, the
+// full ones by rope_theta and the scaling, and attend without a window).
+// A non-null attn_logit_softcapping or final_logit_softcapping is refused
+// naming the key; model_type "gemma3" (Gemma3ForConditionalGeneration,
+// its text model under text_config) is refused naming text_config.
+//
+// Per-head q/k norms (Config.QKNorm): qwen3's and gemma3_text's attention normalizes each
 // head of q and of k (RMSNorm over head_dim, weights q_norm/k_norm
 // [head_dim], eps rms_norm_eps) after the projections and before RoPE;
 // NumParameters counts their 2·head_dim weights a layer.

@@ -1,6 +1,7 @@
-// Package model runs Mistral/Llama-, Qwen2-, dense Qwen3- and Phi-3-family
-// decoder models (transformers MistralForCausalLM / LlamaForCausalLM /
-// Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM)
+// Package model runs Mistral/Llama-, Qwen2-, dense Qwen3-, Phi-3- and
+// Gemma 3 text decoder models (transformers MistralForCausalLM /
+// LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM
+// / Gemma3ForCausalLM)
 // on a runtime.Backend. The forward pass is written once, here, in terms of
 // the backend's ops; backends know nothing of checkpoints or GPTQ.
 //
@@ -17,6 +18,20 @@
 // [head_dim], rms_norm_eps) after the products and biases, before RoPE:
 // Backend.RMSNorm in place over a [rows·heads, head_dim] Backend.Reshape.
 // Its decode steps take the unfused q/k path as biased layers do.
+//
+// Gemma 3 (gemma3_text) scales the embeddings by sqrt(hidden_size)
+// (runtime.Scaler, the scale rounded to the activation dtype), multiplies
+// every norm by 1 + weight (runtime.OffsetRMSNormer: the four of a layer,
+// its q/k norms, the final one), normalizes the attention and MLP outputs
+// (post_attention_layernorm, post_feedforward_layernorm) before their
+// residual adds, with pre_feedforward_layernorm as the MLP's input norm
+// (layerWeights.ffnNorm, so that the ffn_norm intermediate is gate/up's
+// input), runs a GELU-tanh GLU (runtime.GELUGLUer) and gives each layer
+// its own RoPE table and window (dims.ropeOf, windowOf: the sliding layers'
+// local base and window, the full layers' global table and none). Its
+// layers take none of the decode step's fusions (input orders, norms in
+// products, fused gate/up or MLP: Llama's layer); gemmaDecodeOps runs the
+// step op by op. bind refuses a backend without the three ops.
 //
 // Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj are read as their
 // parts (package fused, applied by Load and Open), so the model binds and
