@@ -417,9 +417,9 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-	case "qwen3":
-		// Qwen3Attention: bias=config.attention_bias on all four
-		// projections; Qwen3MLP has none.
+	case "qwen3", "gemma3_text":
+		// Qwen3Attention, Gemma3Attention: bias=config.attention_bias on
+		// all four projections; Qwen3MLP and Gemma3MLP have none.
 		if strings.HasPrefix(module, "self_attn.") {
 			b, _ := c.Raw["attention_bias"].(bool)
 			return b

@@ -41,7 +41,7 @@
 //	layer_types              qwen3 only: every layer "full_attention"; given, it must
 //	                         list num_hidden_layers entries, and "sliding_attention"
 //	                         is refused as unsupported
-//	attention_bias           llama, qwen3: false (see Linear biases); phi3: no
+//	attention_bias           llama, qwen3, gemma3_text: false (see Linear biases); phi3: no
 //	                         Linear has a bias whatever it says
 //	original_max_position_embeddings  phi3: 4096, longrope's pretraining context
 //	partial_rotary_factor    1 (whole heads rotated); phi3 alone takes another
@@ -116,7 +116,7 @@
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
 // always have one (Qwen2Attention); in llama attention_bias gives the four
 // attention projections one and mlp_bias the MLP's; in qwen3
-// attention_bias gives q/k/v/o_proj one (Qwen3Attention) and the MLP has
+// attention_bias gives q/k/v/o_proj one (Qwen3Attention; gemma3_text alike) and the MLP has
 // none; mistral's and phi3's have none (Phi3Attention, Phi3MLP).
 //
 // Gemma 3 (gemma3_text, Gemma3TextConfig's defaults): num_key_value_heads

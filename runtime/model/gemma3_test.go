@@ -6,9 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/half"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
@@ -55,11 +57,14 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 		return out
 	}
 	linear := func(x []float64, name string, n, k int) []float64 {
-		w := r.t[name+".weight"]
+		w, b := r.t[name+".weight"], r.t[name+".bias"]
 		out := make([]float64, n)
 		for i := range n {
 			for j := range k {
 				out[i] += x[j] * w[i*k+j]
+			}
+			if b != nil {
+				out[i] += b[i]
 			}
 		}
 		return out
@@ -192,6 +197,26 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 // against gemmaForward in float64; the reference with any one Gemma
 // detail dropped is far off.
 func TestGemma3MatchesReference(t *testing.T) {
+	t.Run("attention_bias", func(t *testing.T) {
+		// Gemma3Attention's q/k/v/o biases (none released has them).
+		dir := fixtures.Gemma3(t, map[string]any{"attention_bias": true}, synth.Options{DType: "f32", Seed: 6})
+		ref := loadRef(t, dir)
+		if _, ok := ref.t["model.layers.1.self_attn.o_proj.bias"]; !ok {
+			t.Fatal("no o_proj bias written")
+		}
+		want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
+		m := loadModel(t, dir)
+		lg, err := m.Forward(qwen2IDs, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := nmseRows(splitRows(lg, m.Vocab()), want); !(d < 1e-10) {
+			t.Errorf("forward: logits nmse %.3g against the float64 reference", d)
+		}
+		if d := nmseRows(qwen2AllSteps(t, m), want); !(d < 1e-10) {
+			t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
+		}
+	})
 	dir := fixtures.Gemma3(t, nil, synth.Options{DType: "f32", Seed: 5})
 	ref := loadRef(t, dir)
 	if ref.cfg.LayerWindow(0) != 3 || ref.cfg.LayerWindow(1) != 0 || ref.cfg.HeadDim != 32 {
@@ -272,4 +297,49 @@ func TestGemma3Refusals(t *testing.T) {
 			t.Errorf("Load: %v, want Gemma's norm in a qwen3 checkpoint refused", err)
 		}
 	})
+}
+
+// TestGemma3EmbedScaleRounded: in a 16-bit model the embedding scale is
+// sqrt(hidden_size) rounded to the dtype first, as transformers'
+// Gemma3TextScaledWordEmbedding casts embed_scale to the weights' dtype
+// (hidden 96: sqrt 9.798 is 9.8125 in bf16, 9.796875 in f16), and the
+// product rounded once; in fp32 it is float32(sqrt(96)).
+func TestGemma3EmbedScaleRounded(t *testing.T) {
+	dir := fixtures.Gemma3(t, map[string]any{"hidden_size": 96}, synth.Options{DType: "bf16", Seed: 2})
+	ref := loadRef(t, dir)
+	emb := ref.t["model.embed_tokens.weight"]
+	ids := qwen2IDs[:5]
+	for _, tc := range []struct {
+		dt    runtime.DType
+		scale float64
+		round func(float64) float64
+	}{
+		{runtime.F32, float64(float32(math.Sqrt(96))), func(v float64) float64 { return float64(float32(v)) }},
+		{runtime.BF16, 9.8125, func(v float64) float64 { return float64(half.BF16ToF32(half.F32ToBF16(float32(v)))) }},
+		{runtime.F16, 9.796875, func(v float64) float64 { return float64(half.F16ToF32(half.F32ToF16(float32(v)))) }},
+	} {
+		t.Run(tc.dt.String(), func(t *testing.T) {
+			m, err := LoadWith(dir, cpu.New(1).WithHalf(), Options{DType: tc.dt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			var got []float32
+			if _, err := m.Forward(ids, nil, func(name string, v []float32, _, _ int) {
+				if name == "model.embed" {
+					got = append([]float32(nil), v...)
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for r, id := range ids {
+				for j := range 96 {
+					e := tc.round(emb[id*96+j]) // the table in the dtype
+					if want := tc.round(e * tc.scale); float64(got[r*96+j]) != want {
+						t.Fatalf("row %d [%d]: %g, want %g (%g × %g rounded)", r, j, got[r*96+j], want, e, tc.scale)
+					}
+				}
+			}
+		})
+	}
 }
