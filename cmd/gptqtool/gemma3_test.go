@@ -107,6 +107,19 @@ func TestGemma3Commands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &kl); err != nil || !(kl.Result.MeanKL > 0 && kl.Result.MeanKL < 1) {
 		t.Errorf("verify kl: %v, mean KL %g: want a small positive one\n%s", err, kl.Result.MeanKL, out)
 	}
+	// The dequantized checkpoint keeps Gemma's norms: verify kl against
+	// the GPTQ one is 0 (up to the fp16 rounding of the weights).
+	deq := filepath.Join(t.TempDir(), "deq")
+	if _, stderr, err := run(t, "convert", "--in", q, "--out", deq, "--dequantize"); err != nil {
+		t.Fatalf("convert --dequantize: %v\n%s", err, stderr)
+	}
+	out, stderr, err = run(t, "verify", "kl", "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
+	if err != nil {
+		t.Fatalf("verify kl: %v\n%s", err, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), &kl); err != nil || !(kl.Result.MeanKL < 1e-4) {
+		t.Errorf("verify kl of the dequantized checkpoint: %v, mean KL %g: want about 0\n%s", err, kl.Result.MeanKL, out)
+	}
 	gg := filepath.Join(t.TempDir(), "q.gguf")
 	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err == nil || !strings.Contains(err.Error(), `model_type "gemma3_text"`) {
 		t.Errorf("convert --gguf: %v, want a refusal naming gemma3_text\n%s", err, stderr)
