@@ -235,3 +235,45 @@ func TestDeviceDriverQwen3(t *testing.T) {
 		t.Errorf("%s: loss %.6g with the q/k norms, %.6g with unit ones: the calibration did not apply them", name, ref[name].Loss, unit[name].Loss)
 	}
 }
+
+// TestDeviceDriverGemma3 runs both drivers on a random-weight Gemma 3
+// text checkpoint (a sliding layer with a window of 16 under the samples'
+// 128 positions and a full one, Gemma's 1 + w norms, post norms and
+// GELU-tanh MLP): the device driver's staged passes (FromAttention,
+// FromResidual) and the reference's per-sample forwards carry them alike,
+// so codes and losses agree; and the loss of layer 0's gate_proj, whose
+// input is pre_feedforward_layernorm's output, moves when that norm's
+// weights are set to zeros (a unit scale): the calibration reads it.
+func TestDeviceDriverGemma3(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	dir := fixtures.Gemma3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
+		"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32,
+		"sliding_window": 16},
+		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
+	samples := calibration(t, dir, 6, 128)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
+	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
+		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
+	}
+	for name, r := range ref {
+		if a := agreement(r, dev[name]); a < 0.98 {
+			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
+		}
+		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
+			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
+		}
+	}
+	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+		if strings.HasSuffix(tn.Name, "pre_feedforward_layernorm.weight") {
+			clear(tn.Data)
+		}
+		return true
+	})
+	unit := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	name := model.LayerPrefix(0) + ".mlp.gate_proj"
+	if rel := (unit[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
+		t.Errorf("%s: loss %.6g with pre_feedforward_layernorm, %.6g with a unit one: the calibration did not read it", name, ref[name].Loss, unit[name].Loss)
+	}
+}
