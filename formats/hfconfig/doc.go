@@ -131,7 +131,9 @@
 // LayerRope: the sliding layers rotate by the local base unscaled, the
 // full ones by rope_theta and the scaling, and attend without a window).
 // A non-null attn_logit_softcapping or final_logit_softcapping is refused
-// naming the key; model_type "gemma3" (Gemma3ForConditionalGeneration,
+// naming the key, as is use_bidirectional_attention true (EmbeddingGemma;
+// a _sliding_window_pattern, as transformers 4.53+ saves it, is read as
+// sliding_window_pattern); model_type "gemma3" (Gemma3ForConditionalGeneration,
 // its text model under text_config) is refused naming text_config.
 //
 // Per-head q/k norms (Config.QKNorm): qwen3's and gemma3_text's attention normalizes each

@@ -67,13 +67,19 @@ func (r *reader) gemmaFull(key string, m map[string]any) (map[string]any, bool) 
 // rope_parameters.sliding_attention.rope_theta, whose type must be
 // default), query_pre_attn_scalar (256). attn_logit_softcapping and
 // final_logit_softcapping must be null or absent (Gemma 3 has none; a
-// value is Gemma 2's, refused naming the key).
+// value is Gemma 2's, refused naming the key), use_bidirectional_attention
+// false (EmbeddingGemma's true is refused).
 func (r *reader) gemma3(c *Config) {
 	for _, key := range []string{"attn_logit_softcapping", "final_logit_softcapping"} {
 		if r.present(key) {
 			r.fail("%s: %v: %w (Gemma 3 has no soft-capping; want null)", key, r.m[key], ErrUnsupported)
 			return
 		}
+	}
+	if r.optionalBool("use_bidirectional_attention", false) {
+		// EmbeddingGemma's encoder: no causal mask.
+		r.fail("use_bidirectional_attention: true: %w (causal attention, false, is implemented)", ErrUnsupported)
+		return
 	}
 	c.QueryPreAttnScalar = r.optionalFloat("query_pre_attn_scalar", 256)
 	if r.err == nil && !(c.QueryPreAttnScalar > 0) {
@@ -118,7 +124,10 @@ func (r *reader) gemma3(c *Config) {
 		}
 		return
 	}
-	pattern := r.optionalInt("sliding_window_pattern", 6)
+	// (transformers 4.53+ keeps the pattern as _sliding_window_pattern
+	// beside layer_types.)
+	pattern := r.optionalInt("_sliding_window_pattern", 6)
+	pattern = r.optionalInt("sliding_window_pattern", pattern)
 	if r.err == nil && pattern <= 0 {
 		r.fail("sliding_window_pattern: got %d, want a positive integer", pattern)
 	}

@@ -70,6 +70,20 @@ func TestGemma3(t *testing.T) {
 		}
 		return []byte(s)
 	}
+	t.Run("_sliding_window_pattern", func(t *testing.T) {
+		c, err := Parse(edit(t, map[string]string{"sliding_window_pattern": "2", "num_hidden_layers": "4"}), "x.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := Parse([]byte(strings.Replace(string(edit(t, map[string]string{"num_hidden_layers": "4"})), `"sliding_window_pattern": 6`, `"_sliding_window_pattern": 2`, 1)), "x.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"sliding_attention", "full_attention", "sliding_attention", "full_attention"}
+		if !reflect.DeepEqual(c.LayerTypes, want) || !reflect.DeepEqual(d.LayerTypes, want) {
+			t.Errorf("layer types %v and %v, want %v", c.LayerTypes, d.LayerTypes, want)
+		}
+	})
 	t.Run("defaults", func(t *testing.T) {
 		c, err := Parse([]byte(`{"model_type": "gemma3_text", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 7, "num_attention_heads": 8, "vocab_size": 100}`), "min.json")
 		if err != nil {
@@ -122,6 +136,7 @@ func TestGemma3(t *testing.T) {
 		{"pattern", map[string]string{"sliding_window_pattern": "0"}, "sliding_window_pattern"},
 		{"scalar", map[string]string{"query_pre_attn_scalar": "0"}, "query_pre_attn_scalar"},
 		{"multimodal", map[string]string{"model_type": `"gemma3"`}, "text_config"},
+		{"bidirectional", map[string]string{"use_bidirectional_attention": "true"}, "use_bidirectional_attention"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(edit(t, tt.kv), "x.json")
