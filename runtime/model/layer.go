@@ -364,10 +364,12 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.qkv, err = bd.fused(p, d, []int{qProj, kProj, vProj}, false, nil); err != nil {
 		return lw, err
 	}
-	if d.gemma {
-		// (No fused gate/up: the backend's GLU product is SwiGLU's.)
-	} else if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
-		return lw, err
+	// Gemma's gate/up stay apart: the backends' fused GLU product is
+	// SwiGLU's.
+	if !d.gemma {
+		if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
+			return lw, err
+		}
 	}
 	for j, m := range LinearModules {
 		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) || lw.lin[j] != nil {
