@@ -19,7 +19,8 @@ import (
 // Gemma's four norms and q/k norms equal to the config's), generate (the
 // runtime's greedy ids; inspect reports the sliding layers), quantize with calibration (the GPTQ output
 // passes verify format, its KL to the source small), and convert --gguf
-// refused naming the model type.
+// refused for a layer pattern llama.cpp's gemma3 architecture runs
+// otherwise.
 func TestGemma3Commands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
@@ -121,7 +122,9 @@ func TestGemma3Commands(t *testing.T) {
 		t.Errorf("verify kl of the dequantized checkpoint: %v, mean KL %g: want about 0\n%s", err, kl.Result.MeanKL, out)
 	}
 	gg := filepath.Join(t.TempDir(), "q.gguf")
-	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err == nil || !strings.Contains(err.Error(), `model_type "gemma3_text"`) {
-		t.Errorf("convert --gguf: %v, want a refusal naming gemma3_text\n%s", err, stderr)
+	// (Every sixth layer full, as llama.cpp's gemma3 architecture fixes:
+	// this model's second is.)
+	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err == nil || !strings.Contains(err.Error(), "layer_types[1]") {
+		t.Errorf("convert --gguf: %v, want a refusal naming layer_types[1]\n%s", err, stderr)
 	}
 }

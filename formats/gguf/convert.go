@@ -34,7 +34,7 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
 // converter accepts.
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
@@ -45,6 +45,8 @@ func Arch(cfg *hfconfig.Config) string {
 	switch cfg.ModelType {
 	case "qwen2", "qwen3", "phi3":
 		return cfg.ModelType
+	case "gemma3_text":
+		return "gemma3"
 	}
 	return "llama"
 }
@@ -418,7 +420,8 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		// The file carries phi3.attention.sliding_window, but llama.cpp's
 		// phi3 loader turns the window off (llama_model_phi3::load_arch_hparams).
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's phi3 architecture disables the window it reads and attends to the whole context, so its outputs differ from transformers' (and gptqtool's) beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
-	} else if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings {
+	} else if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings && Arch(cfg) != "gemma3" {
+		// (gemma3's sliding layers attend within gemma3.attention.sliding_window.)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
 	}
 	// Weights the importance matrix as given has no entry for are
@@ -595,11 +598,13 @@ func TypeNames() string {
 }
 
 func checkModel(cfg *hfconfig.Config) error {
-	if cfg.Gemma3() {
-		return fmt.Errorf("%s: model_type %q: %w (llama.cpp's gemma3 architecture is not written yet; supported: llama, mistral, qwen2, qwen3, phi3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"}, cfg.ModelType) {
+		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
-	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3"}, cfg.ModelType) {
-		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	if cfg.Gemma3() {
+		if err := checkGemma3(cfg); err != nil {
+			return err
+		}
 	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
@@ -709,6 +714,8 @@ type tensorSpec struct {
 	shape        []int
 	permuteHeads int
 	values       []float32
+	// addOne writes 1 + the source's values (gemma3's norms).
+	addOne bool
 	// parts are the modules a fused tensor (phi3's attn_qkv, ffn_up)
 	// stacks, in row order: read and stacked where get has no source (a
 	// checkpoint read through package fused, which gives the parts).
@@ -734,8 +741,11 @@ type tensorPart struct {
 // llama by interleaved pairs, for which LlamaModel's converter permutes
 // them (PermuteQK).
 func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
-	if Arch(cfg) == "phi3" {
+	switch Arch(cfg) {
+	case "phi3":
 		return phi3TensorSpecs(cfg)
+	case "gemma3":
+		return gemma3TensorSpecs(cfg)
 	}
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
@@ -959,6 +969,13 @@ func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, 
 	if len(vals) != n {
 		return nil, fmt.Errorf("gguf convert: tensor %q: %d values for shape %v", s.source, len(vals), shape)
 	}
+	if s.addOne {
+		out := make([]float32, len(vals))
+		for i, v := range vals {
+			out[i] = 1 + v
+		}
+		return out, nil
+	}
 	if s.permuteHeads == 0 {
 		return vals, nil
 	}
@@ -1025,9 +1042,12 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		{"general.file_type", fileType},
 		{"general.quantization_version", uint32(QuantizationVersion)},
 	}
-	if Arch(cfg) == "phi3" {
+	switch Arch(cfg) {
+	case "phi3":
 		kvs = append(kvs, phi3KVs(cfg)...)
-	} else {
+	case "gemma3":
+		kvs = append(kvs, gemma3KVs(cfg)...)
+	default:
 		kvs = append(kvs, llamaKVs(cfg)...)
 	}
 	return imatrixVocabKVs(cfg, tok, opts, kvs)

@@ -111,9 +111,9 @@ var derivedKeys = map[string]string{
 // padding to 32 whatever the key says, which breaks the file).
 func CheckKVOverride(kv KV) error {
 	key := kv.Key
-	for _, a := range []string{"qwen2.", "qwen3.", "phi3."} {
+	for _, a := range []string{"qwen2.", "qwen3.", "phi3.", "gemma3."} {
 		if rest, ok := strings.CutPrefix(key, a); ok {
-			key = "llama." + rest // the same keys under qwen2's, qwen3's and phi3's names (phi3's sizes cut its fused attn_qkv and ffn_up)
+			key = "llama." + rest // the same keys under qwen2's, qwen3's, phi3's and gemma3's names (phi3's sizes cut its fused attn_qkv and ffn_up)
 		}
 	}
 	if why, ok := derivedKeys[key]; ok {
