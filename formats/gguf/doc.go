@@ -144,6 +144,17 @@
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
 // llama, qwen2, qwen3 and phi3 files back.
 //
+// A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's
+// "gemma3" architecture, as the converter's Gemma3Model does (gemma3.go):
+// every norm 1 + w in F32, input_layernorm as attn_norm,
+// post_attention_layernorm as post_attention_norm,
+// pre_feedforward_layernorm as ffn_norm, post_feedforward_layernorm as
+// post_ffw_norm, q/k norms as attn_q_norm/attn_k_norm, rows unpermuted
+// (NEOX); gemma3.* keys with the window and a linear scaling. llama.cpp
+// fixes the layer pattern (every sixth full), the sliding layers' base
+// (10000) and the attention scale (head_dim**-0.5), so a config saying
+// otherwise is refused. File.HFConfig does not read gemma3 files back.
+//
 // A Phi-3 model (model_type phi3) is written as llama.cpp's "phi3"
 // architecture, as the converter's Phi3MiniModel does:
 //
