@@ -122,3 +122,30 @@ func gemma3KVs(cfg *hfconfig.Config) []KV {
 	}
 	return kvs
 }
+
+// gemma3Config completes c for a gemma3 file (a the keys' prefix
+// "gemma3.") as llama.cpp's gemma3 architecture runs it:
+// sliding_window from gemma3.attention.sliding_window (required, as
+// llama.cpp's loader requires it), every sixth layer full
+// (sliding_window_pattern 6), the sliding layers' base 10000, scores
+// scaled by head_dim**-0.5 (the 62-layer 27B's by (hidden/heads)**-0.5:
+// query_pre_attn_scalar). A RoPE scaling other than none or linear is
+// refused.
+func (f *File) gemma3Config(c map[string]any, a, scaling string, headDim uint32) error {
+	sw, err := Value[uint32](f, a+"attention.sliding_window")
+	if err != nil {
+		return err
+	}
+	if sw == 0 {
+		return fmt.Errorf("%s: %sattention.sliding_window 0: want a window: %w", f.path, a, ErrUnsupportedModel)
+	}
+	if scaling != "none" && scaling != "linear" {
+		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling Gemma 3 configs do not have: %w", f.path, a, scaling, ErrUnsupportedModel)
+	}
+	c["sliding_window"], c["sliding_window_pattern"], c["rope_local_base_freq"] = sw, 6, 10000
+	c["query_pre_attn_scalar"] = headDim
+	if c["num_hidden_layers"].(uint32) == 62 {
+		c["query_pre_attn_scalar"] = c["hidden_size"].(uint32) / max(c["num_attention_heads"].(uint32), 1)
+	}
+	return nil
+}

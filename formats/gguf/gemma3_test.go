@@ -82,6 +82,29 @@ func TestConvertGemma3(t *testing.T) {
 	if _, ok := c.file.Tensor("output.weight"); ok {
 		t.Error("output.weight in a tied gemma3 file")
 	}
+	t.Run("read back", func(t *testing.T) {
+		// An F32 file runs as the checkpoint, bit for bit: each norm read
+		// back as its stored 1 + w less 1, to which the runtime adds 1.
+		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+		hc, err := c.file.HFConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hc.ModelType != "gemma3_text" || hc.HeadDim != 32 || hc.SlidingWindow != 3 || hc.QueryPreAttnScalar != 32 || hc.RopeLocalTheta != 10000 ||
+			hc.LayerWindow(4) != 3 || hc.LayerWindow(5) != 0 || !hc.TieWordEmbeddings || hc.HiddenAct != "gelu_pytorch_tanh" {
+			t.Errorf("HFConfig: %s, head_dim %d, window %d, scalar %g, local base %g, layer types %v, tied %v, act %q",
+				hc.ModelType, hc.HeadDim, hc.SlidingWindow, hc.QueryPreAttnScalar, hc.RopeLocalTheta, hc.LayerTypes, hc.TieWordEmbeddings, hc.HiddenAct)
+		}
+		prompts := qwen2Prompts(t, ck.tok)
+		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
+			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
+		}
+	})
 	t.Run("linear scaling", func(t *testing.T) {
 		ck := gemma3Checkpoint(t, map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 8.0}})
 		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})

@@ -38,8 +38,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "phi3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2, qwen3 or phi3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "phi3" && arch != "gemma3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2, qwen3, phi3 or gemma3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -89,6 +89,13 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		// halves, the longrope factor tensors)
 		c["architectures"], c["model_type"] = []string{"Phi3ForCausalLM"}, "phi3"
 	}
+	if arch == "gemma3" {
+		// (llama.cpp's gemma3 graph: scaled embeddings, 1 + w norms read
+		// as stored, q/k norms, post norms, GELU-tanh MLP, RoPE by halves;
+		// gemma3Config reads its fixed pattern, base and scale)
+		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma3ForCausalLM"}, "gemma3_text", "gelu_pytorch_tanh"
+		delete(c, "hidden_act")
+	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
@@ -122,9 +129,10 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["head_dim"] = hd
 		headDim = hd
 	}
-	if arch == "qwen3" {
-		// Qwen3Config's head_dim defaults to 128, llama.cpp's key length
-		// to hidden/heads: the config says which the file has.
+	if arch == "qwen3" || arch == "gemma3" {
+		// Qwen3Config's head_dim defaults to 128 (Gemma3TextConfig's to
+		// 256), llama.cpp's key length to hidden/heads: the config says
+		// which the file has.
 		c["head_dim"] = headDim
 	}
 	if vd, ok, err := u("attention.value_length", false); err != nil {
@@ -190,6 +198,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, err
 	}
 	longrope := false
+	if arch == "gemma3" {
+		if err := f.gemma3Config(c, a, scaling, headDim); err != nil {
+			return nil, err
+		}
+	}
 	if arch == "phi3" {
 		if longrope, err = f.phi3Config(c, a, int(rotary), scaling, linear, factorKey, factor, attn, hasAttn); err != nil {
 			return nil, err
@@ -445,6 +458,10 @@ type ModelWeights struct {
 	names map[string]string   // Hugging Face name → GGUF name
 	heads map[string]int      // Hugging Face name → heads to unpermute by
 	parts map[string]rowRange // a fused tensor's part → its rows
+	// shifted are gemma3's norms, stored as 1 + w: read back as the
+	// stored value - 1 (exact where it is at least 0.5), which the
+	// runtime's Gemma norm adds 1 to again: the stored value.
+	shifted map[string]bool
 	// last is the fused tensor dequantized last, which its next part
 	// reads again.
 	last struct {
@@ -461,7 +478,7 @@ type rowRange struct {
 
 // Weights returns f's tensors for cfg (HFConfig's) under Hugging Face names.
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
-	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}}
+	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}}
 	for _, s := range tensorSpecs(cfg) {
 		if s.source == "" {
 			continue // derived from the config (rope_freqs: cfg.RopeScaling)
@@ -474,6 +491,9 @@ func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 		w.names[s.source] = s.name
 		if s.permuteHeads > 0 {
 			w.heads[s.source] = s.permuteHeads
+		}
+		if s.addOne {
+			w.shifted[s.source] = true
 		}
 	}
 	return w
@@ -513,6 +533,13 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
 			return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q (%s): element %d is %g: want finite weights", w.f.path, gname, ti.Type, i, v)
 		}
+	}
+	if w.shifted[name] {
+		out := make([]float32, len(vals))
+		for i, v := range vals {
+			out[i] = v - 1
+		}
+		vals = out
 	}
 	if h := w.heads[name]; h > 0 {
 		out := make([]float32, len(vals))
