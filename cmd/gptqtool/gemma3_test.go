@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -18,15 +19,16 @@ import (
 // commands: inspect (model_type gemma3_text, the parameter count with
 // Gemma's four norms and q/k norms equal to the config's), generate (the
 // runtime's greedy ids; inspect reports the sliding layers), quantize with calibration (the GPTQ output
-// passes verify format, its KL to the source small), and convert --gguf
-// refused for a layer pattern llama.cpp's gemma3 architecture runs
-// otherwise.
+// passes verify format, its KL to the source small), convert --gguf to
+// llama.cpp's gemma3 architecture (6 layers, the sixth full, as llama.cpp
+// fixes it), and generate on an F32 GGUF of the checkpoint gives its ids.
 func TestGemma3Commands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
 	}
 	tok := fixturePath(t, "models/openchat-tiny")
-	dir := fixtures.Gemma3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16},
+	dir := fixtures.Gemma3(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16,
+		"num_hidden_layers": 6, "sliding_window_pattern": 6},
 		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
 	out, stderr, err := run(t, "inspect", dir, "--json")
 	if err != nil {
@@ -46,10 +48,10 @@ func TestGemma3Commands(t *testing.T) {
 		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want gemma3_text and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters)
 	}
 
-	if len(rep.LayerTypes) != 4 || rep.LayerTypes[1] != "full_attention" || rep.RopeLocalBaseFreq != 10000 {
+	if len(rep.LayerTypes) != 6 || rep.LayerTypes[5] != "full_attention" || rep.LayerTypes[4] != "sliding_attention" || rep.RopeLocalBaseFreq != 10000 {
 		t.Errorf("inspect --json: layer_types %v, rope_local_base_freq %g", rep.LayerTypes, rep.RopeLocalBaseFreq)
 	}
-	if out, _, err := run(t, "inspect", dir); err != nil || !strings.Contains(out, "sliding window 16 in 2 of 4 layers (rope_local_base_freq 10000") {
+	if out, _, err := run(t, "inspect", dir); err != nil || !strings.Contains(out, "sliding window 16 in 5 of 6 layers (rope_local_base_freq 10000") {
 		t.Errorf("inspect: %v, want the sliding layers reported\n%s", err, out)
 	}
 
@@ -122,9 +124,24 @@ func TestGemma3Commands(t *testing.T) {
 		t.Errorf("verify kl of the dequantized checkpoint: %v, mean KL %g: want about 0\n%s", err, kl.Result.MeanKL, out)
 	}
 	gg := filepath.Join(t.TempDir(), "q.gguf")
-	// (Every sixth layer full, as llama.cpp's gemma3 architecture fixes:
-	// this model's second is.)
-	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err == nil || !strings.Contains(err.Error(), "layer_types[1]") {
-		t.Errorf("convert --gguf: %v, want a refusal naming layer_types[1]\n%s", err, stderr)
+	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
+		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+	}
+	f, err := gguf.Open(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma3" {
+		t.Errorf("convert --gguf: general.architecture %q, want gemma3", a)
+	}
+	// An F32 file of the float checkpoint generates its ids.
+	g32 := filepath.Join(dir, "f32.gguf") // (beside the tokenizer files)
+	if _, stderr, err := run(t, "convert", "--in", dir, "--out", g32, "--gguf", "f32"); err != nil {
+		t.Fatalf("convert --gguf f32: %v\n%s", err, stderr)
+	}
+	gdoc, stderr := generateJSONOut(t, "--model", g32, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+	if !slices.Equal(gdoc.IDs, doc.IDs) {
+		t.Errorf("generate on the F32 GGUF: ids %v, the checkpoint's %v\n%s", gdoc.IDs, doc.IDs, stderr)
 	}
 }

@@ -142,7 +142,7 @@
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
 // refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
-// llama, qwen2, qwen3 and phi3 files back.
+// llama, qwen2, qwen3, phi3 and gemma3 files back.
 //
 // A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's
 // "gemma3" architecture, as the converter's Gemma3Model does (gemma3.go):
@@ -153,7 +153,10 @@
 // (NEOX); gemma3.* keys with the window and a linear scaling. llama.cpp
 // fixes the layer pattern (every sixth full), the sliding layers' base
 // (10000) and the attention scale (head_dim**-0.5), so a config saying
-// otherwise is refused. File.HFConfig does not read gemma3 files back.
+// otherwise is refused. File.HFConfig reads gemma3 files back as the
+// gemma3_text config llama.cpp runs (the window from
+// attention.sliding_window, the fixed pattern, base and scale), Weights
+// each norm as the stored 1 + w less 1.
 //
 // A Phi-3 model (model_type phi3) is written as llama.cpp's "phi3"
 // architecture, as the converter's Phi3MiniModel does:
