@@ -12,6 +12,9 @@ import (
 const (
 	testLlama3Pattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 	testQwen2Pattern  = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
+	// GPT-4o's o200k split, which Phi-4-mini's tokenizer.json runs
+	// (llama.cpp's pre-tokenizer gpt-4o).
+	testGPT4oPattern = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // tinyByteLevel is a hand-made byte-level tokenizer.json: ids 0..255 the
@@ -393,6 +396,8 @@ func TestPreTokenizerSteps(t *testing.T) {
 		{"prefix space", `{"type":"ByteLevel","add_prefix_space":true,"use_regex":false}`, "hi", []string{" hi"}},
 		{"no prefix space twice", `{"type":"ByteLevel","add_prefix_space":true,"use_regex":false}`, " hi", []string{" hi"}},
 		{"gpt-2 split", `{"type":"ByteLevel","add_prefix_space":false}`, "I'll go  now!\n", []string{"I", "'ll", " go", " ", " now", "!", "\n"}},
+		{"gpt-4o split then ByteLevel", `{"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":` + jsonString(testGPT4oPattern) + `},"behavior":"Isolated","invert":false},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":false}]}`,
+			"We'RE HTTPServer's 12345\n\n 東京😀/x", []string{"We'RE", " HTTPServer's", " ", "123", "45", "\n\n", " 東京", "😀/", "x"}},
 		{"after ByteLevel", `{"type":"Sequence","pretokenizers":[{"type":"ByteLevel","add_prefix_space":false,"use_regex":false},{"type":"Digits","individual_digits":true}]}`, "x²", []string{"xÂ", "²"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -482,4 +487,10 @@ func TestByteLevelSpelling(t *testing.T) {
 			t.Errorf("ByteLevelSpelling(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
+}
+
+// jsonString is s as a JSON string.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

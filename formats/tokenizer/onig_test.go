@@ -50,12 +50,15 @@ func TestOnigAgainstGoRegexp(t *testing.T) {
 		`[\x{4E00}-\x{9FA5}\x{0800}-\x{4E00}\x{AC00}-\x{D7FF}]+`,
 		`[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_` + "`" + `{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*`,
 		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}`,
+		// GPT-4o's o200k split (Phi-4-mini's tokenizer.json) without its
+		// lookahead alternative.
+		`[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+`,
 		`(?:a|ab)(?:c|bcd)(?:d*)`,
 		`x{2,}|y{1,2}z|\p{Han}+|\P{L}{3}`,
 		`.+`,
 	}
 	alphabet := []string{"a", "b", "c", "d", "x", "y", "z", "S", "T", "'", "'s", "'S", "'ſ", "'ll", "'LL", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u3000",
-		"1", "22", "333", "٣", "Ⅻ", "é", "e\u0301", "ß", "日本", "한", "!", "?!", ".", "-", "$", "😀", "\u200d", "Ａ", "_"}
+		"1", "22", "333", "٣", "Ⅻ", "é", "e\u0301", "ß", "日本", "한", "!", "?!", ".", "-", "$", "😀", "\u200d", "Ａ", "_", "/", "É", "ǅ", "ʰ"}
 	r := rand.New(rand.NewPCG(7, 8))
 	var texts []string
 	for range 2000 {
@@ -118,6 +121,17 @@ func TestOnigHand(t *testing.T) {
 		{`\d+`, "a1٣x", []string{"1٣"}},
 		{`\S+`, "ab c\u00a0d", []string{"ab", "c", "d"}},
 		{`\p{^L}+`, "ab12c", []string{"12"}},
+		// GPT-4o's o200k split (Phi-4-mini's): a word is upper-case
+		// letters then lower-case ones (Lm, Lo and marks both), or upper-case
+		// ones alone, each with an optional contraction; punctuation takes
+		// the newlines and slashes after it; digits go by three.
+		{testGPT4oPattern, "I've been 'told he's there, 'RE you sure? We'Ve a'lL",
+			[]string{"I've", " been", " '", "told", " he's", " there", ",", " '", "RE", " you", " sure", "?", " We'Ve", " a'lL"}},
+		{testGPT4oPattern, "HelloWorld CamelCASE HTTPServer ÉCOLE ǅemal ʰa",
+			[]string{"Hello", "World", " Camel", "CASE", " HTTPServer", " ÉCOLE", " ǅemal", " ʰa"}},
+		{testGPT4oPattern, "3 33 3333 1234567 x2y", []string{"3", " ", "33", " ", "333", "3", " ", "123", "456", "7", " x", "2", "y"}},
+		{testGPT4oPattern, "a/b...\n//c  \n\n\t x\n", []string{"a", "/b", "...\n//", "c", "  \n\n", "\t", " x", "\n"}},
+		{testGPT4oPattern, "我想在apple工作1314151天～ 😀😀!", []string{"我想在apple工作", "131", "415", "1", "天", "～", " 😀😀!"}},
 	}
 	for _, tc := range tests {
 		re, err := compileOnig(tc.pattern)
