@@ -34,9 +34,22 @@ func ByteLevelPre(tok *tokenizer.Tokenizer) (string, error) {
 	if !tok.ByteLevel() {
 		return "", errors.New("gguf: tokenizer.ggml.pre: not a byte-level tokenizer")
 	}
-	ids, err := tok.EncodeSpecialPrompt(chkText)
+	h, err := checkHash(tok)
 	if err != nil {
 		return "", fmt.Errorf("gguf: tokenizer.ggml.pre: %w", err)
+	}
+	if name, ok := chkHashes[h]; ok {
+		return name, nil
+	}
+	return "", fmt.Errorf("gguf: tokenizer.ggml.pre: pre_tokenizer %s (check hash %s): %w", strings.Join(tok.PreTokenizer(), ", "), h, ErrUnknownPreTokenizer)
+}
+
+// checkHash is the SHA-256 (hex) of chkText's ids as Python prints the
+// list.
+func checkHash(tok *tokenizer.Tokenizer) (string, error) {
+	ids, err := tok.EncodeSpecialPrompt(chkText)
+	if err != nil {
+		return "", err
 	}
 	var b strings.Builder
 	b.WriteByte('[')
@@ -48,11 +61,7 @@ func ByteLevelPre(tok *tokenizer.Tokenizer) (string, error) {
 	}
 	b.WriteByte(']')
 	sum := sha256.Sum256([]byte(b.String()))
-	h := hex.EncodeToString(sum[:])
-	if name, ok := chkHashes[h]; ok {
-		return name, nil
-	}
-	return "", fmt.Errorf("gguf: tokenizer.ggml.pre: pre_tokenizer %s (check hash %s): %w", strings.Join(tok.PreTokenizer(), ", "), h, ErrUnknownPreTokenizer)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 // byteLevelKVs builds the tokenizer.ggml.* keys of a byte-level BPE
@@ -234,7 +243,7 @@ var chkHashes = map[string]string{
 	"d4c8f286ea6b520b3d495c4455483cfa2302c0cfcd4be05d781b6a8a0a7cdaf1": "megrez",                   // https://huggingface.co/Infinigence/Megrez-3B-Instruct
 	"877081d19cf6996e2c4ff0e1236341e9b7bde288f5311a56a937f0afbbb3aeb5": "deepseek-v3",              // https://huggingface.co/deepseek-ai/DeepSeek-V3
 	"b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5": "deepseek-r1-qwen",         // https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
-	"ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e": "gpt-4o",                   // https://huggingface.co/Xenova/gpt-4o
+	"ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e": "gpt-4o",                   // https://huggingface.co/Xenova/gpt-4o (Phi-4-mini-instruct's too: llama.cpp PR #12099 added it for that model)
 	"7dec86086fcc38b66b7bc1575a160ae21cf705be7718b9d5598190d7c12db76f": "superbpe",                 // https://huggingface.co/UW/OLMo2-8B-SuperBPE-t180k
 	"1994ffd01900cfb37395608534236ecd63f2bd5995d6cb1004dda1af50240f15": "trillion",                 // https://huggingface.co/trillionlabs/Trillion-7B-preview
 	"96a5f08be6259352137b512d4157e333e21df7edd3fcd152990608735a65b224": "bailingmoe",               // https://huggingface.co/inclusionAI/Ling-lite
