@@ -1158,6 +1158,8 @@ func imatrixVocabKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts Conver
 
 func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
 	if tok.ByteLevel() {
+		// Any architecture's, phi3's too: Phi3MiniModel.set_vocab hands
+		// a GPT2Tokenizer (Phi-4, Phi-4-mini) to _set_vocab_gpt2.
 		return byteLevelKVs(cfg, tok, opts)
 	}
 	entries := opts.Vocab

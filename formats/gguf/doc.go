@@ -174,9 +174,14 @@
 // partial_rotary_factor: 96 of 128, read back as that factor; the
 // rope_factors tensors hold half of it), and with longrope
 // rope.scaling.attn_factor); the tokenizer's are
-// its set_vocab's (tokenizer.ggml.pre "default", Phi3SentencePieceVocab's
-// typing, SpecialVocab's add_bos/add_eos where decided, no
-// add_space_prefix unless false). llama.cpp's phi3 loader disables the
+// its set_vocab's: for Phi-3's SentencePiece tokenizer tokenizer.ggml.pre
+// "default", Phi3SentencePieceVocab's typing, SpecialVocab's
+// add_bos/add_eos where decided, no add_space_prefix unless false; for
+// the byte-level BPE tokenizer of Phi-4 and Phi-4-mini (GPT2Tokenizer,
+// which set_vocab hands to _set_vocab_gpt2) the byte-level keys below,
+// Phi-4-mini's pre "gpt-4o" (GPT-4o's o200k split; its check hash is
+// Xenova/gpt-4o's) with add_bos_token false from its
+// tokenizer_config.json. llama.cpp's phi3 loader disables the
 // sliding window (Convert warns) and picks the long factors where its
 // context exceeds the original context, the runtime where
 // max_position_embeddings does (hfconfig.RopeScaling.Long). llama-quantize's
@@ -202,7 +207,8 @@
 // add_space_prefix and tokenizer.chat_template (the tokenizer's, taken as
 // transformers takes it: where a checkpoint has both chat_template.jinja and
 // tokenizer_config.json's key, the file's, where llama.cpp's converter
-// writes the key's). A byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2) is
+// writes the key's). A byte-level BPE tokenizer (GPT-2, Llama 3, Qwen2,
+// Phi-4-mini) is
 // written as convert_hf_to_gguf.py's _set_vocab_gpt2 writes it:
 // tokenizer.ggml.model "gpt2"; tokenizer.ggml.pre, the name of llama.cpp's
 // pre-tokenizer, found as the converter finds it (ByteLevelPre: the
