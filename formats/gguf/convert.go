@@ -1159,7 +1159,10 @@ func imatrixVocabKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts Conver
 func tokenizerKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions) ([]KV, error) {
 	if tok.ByteLevel() {
 		// Any architecture's, phi3's too: Phi3MiniModel.set_vocab hands
-		// a GPT2Tokenizer (Phi-4, Phi-4-mini) to _set_vocab_gpt2.
+		// a GPT2Tokenizer (Phi-4, Phi-4-mini) to _set_vocab_gpt2. (It
+		// goes by tokenizer_class: a byte-level tokenizer of another
+		// class it would read as SentencePiece and fail without
+		// tokenizer.model; here it is written as what it is.)
 		return byteLevelKVs(cfg, tok, opts)
 	}
 	entries := opts.Vocab

@@ -211,7 +211,7 @@ func TestOnigBacktrackingBounded(t *testing.T) {
 func FuzzOnig(f *testing.F) {
 	for _, p := range []string{
 		`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`,
-		`\s+$`, `[\x{4E00}-\x{9FA5}]+`, `(?:a|ab)(?=c)`, `.{2,3}`, `[^(\s|.,!?…。，、।۔،)]+`,
+		`\s+$`, `[\x{4E00}-\x{9FA5}]+`, `(?:a|ab)(?=c)`, `.{2,3}`, `[^(\s|.,!?…。，、।۔،)]+`, testGPT4oPattern,
 	} {
 		f.Add(p, "I'll be there 12345 times!\n\n  日本語 ok")
 	}
