@@ -81,6 +81,12 @@ type Config struct {
 	Raw map[string]any
 	// File is the path the config was read from, used in errors.
 	File string
+	// Outer is the whole document of a multimodal Gemma 3 config
+	// (model_type gemma3, Gemma3ForConditionalGeneration), whose text
+	// model the rest of Config describes: Raw is then its text_config
+	// with Gemma3TextConfig's defaults filled in, and MarshalWith and
+	// DTypeKeys work on Outer. Nil for every other config.
+	Outer map[string]any
 }
 
 // LoadAny is Load that accepts RoPE scalings the project does not
@@ -144,7 +150,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 
 	c.ModelType = r.requiredString("model_type")
 	if r.err == nil && c.ModelType == "gemma3" {
-		return nil, fmt.Errorf("%s: model_type \"gemma3\" (Gemma3ForConditionalGeneration, the text model's config under text_config): %w (the text-only Gemma 3 checkpoints, model_type \"gemma3_text\", Gemma3ForCausalLM, are supported)", file, ErrUnsupported)
+		return parseGemma3(raw, file, anyRoPE)
 	}
 	if r.err == nil && !isSupported(c.ModelType) {
 		return nil, fmt.Errorf("%s: model_type %q: %w (supported: %s)", file, c.ModelType, ErrUnsupported, strings.Join(SupportedModelTypes, ", "))
@@ -500,8 +506,12 @@ type removeKey struct{}
 // "torch_dtype" where it has neither.
 func (c *Config) DTypeKeys() []string {
 	var keys []string
+	doc := c.Raw
+	if c.Outer != nil {
+		doc = c.Outer
+	}
 	for _, k := range []string{"dtype", "torch_dtype"} {
-		if _, ok := c.Raw[k]; ok {
+		if _, ok := doc[k]; ok {
 			keys = append(keys, k)
 		}
 	}
@@ -511,14 +521,19 @@ func (c *Config) DTypeKeys() []string {
 	return keys
 }
 
-// MarshalWith renders config.json: the original keys of Raw plus extra (which
+// MarshalWith renders config.json: the original keys of Raw (Outer where
+// set: a multimodal Gemma 3's whole document) plus extra (which
 // override keys of the same name), like transformers' to_json_string: keys
 // sorted at every level (extra values included), 2-space indent, non-ASCII
 // escaped, trailing newline. A nil value in extra writes null; Remove drops
 // the key.
 func (c *Config) MarshalWith(extra map[string]any) ([]byte, error) {
-	doc := make(map[string]any, len(c.Raw)+len(extra))
-	for k, v := range c.Raw {
+	src := c.Raw
+	if c.Outer != nil {
+		src = c.Outer
+	}
+	doc := make(map[string]any, len(src)+len(extra))
+	for k, v := range src {
 		doc[k] = v
 	}
 	for k, v := range extra {

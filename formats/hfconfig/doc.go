@@ -2,7 +2,8 @@
 // of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3- and Gemma 3 text causal
 // language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
 // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
-// Phi3ForCausalLM; "gemma3_text": Gemma3ForCausalLM, see gemma3.go), and
+// Phi3ForCausalLM; "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
+// the text model of "gemma3", Gemma3ForConditionalGeneration), and
 // writes config.json
 // back with every original key preserved.
 //
@@ -133,15 +134,28 @@
 // A non-null attn_logit_softcapping or final_logit_softcapping is refused
 // naming the key, as is use_bidirectional_attention true (EmbeddingGemma;
 // a _sliding_window_pattern, as transformers 4.53+ saves it, is read as
-// sliding_window_pattern); model_type "gemma3" (Gemma3ForConditionalGeneration,
-// its text model under text_config) is refused naming text_config.
+// sliding_window_pattern).
+//
+// Multimodal Gemma 3 (model_type "gemma3", Gemma3ForConditionalGeneration:
+// gemma-3-4b/12b/27b): the Config is its text model's, read from the
+// required text_config as a gemma3_text config, whose omitted keys take
+// Gemma3TextConfig's defaults (vocab_size 262208, hidden_size 2304,
+// intermediate_size 9216, num_hidden_layers 26, num_attention_heads 8,
+// bos/eos/pad 2/1/0, and the defaults above); the top level's
+// torch_dtype/dtype, bos/eos/pad_token_id and quantization_config take
+// precedence. ModelType reads "gemma3_text"; Config.Multimodal reports
+// the case, Config.Outer holds the whole document, which MarshalWith
+// writes back (vision_config and all; extra keys at the top level, where
+// GPTQModel writes quantization_config). Config.TextNames maps the
+// checkpoint's tensor names (language_model.model.… before transformers
+// 4.52, model.language_model.… after) to the text model's and back.
 //
 // Per-head q/k norms (Config.QKNorm): qwen3's and gemma3_text's attention normalizes each
 // head of q and of k (RMSNorm over head_dim, weights q_norm/k_norm
 // [head_dim], eps rms_norm_eps) after the projections and before RoPE;
 // NumParameters counts their 2·head_dim weights a layer.
 //
-// Config.Raw holds the whole parsed document with numbers kept as json.Number,
+// Config.Raw holds the whole parsed document (a gemma3's text_config) with numbers kept as json.Number,
 // so MarshalWith reproduces every original value exactly. MarshalWith writes
 // like transformers' PretrainedConfig.to_json_string: keys sorted at every
 // level, 2-space indent, non-ASCII escaped as \uXXXX, a trailing newline.

@@ -135,6 +135,7 @@ func TestGemma3(t *testing.T) {
 		{"layer_types kind", map[string]string{"num_hidden_layers": "1", "layer_types": `["chunked_attention"]`}, "layer_types[0]"},
 		{"pattern", map[string]string{"sliding_window_pattern": "0"}, "sliding_window_pattern"},
 		{"scalar", map[string]string{"query_pre_attn_scalar": "0"}, "query_pre_attn_scalar"},
+		// A gemma3 document without text_config: the key is required.
 		{"multimodal", map[string]string{"model_type": `"gemma3"`}, "text_config"},
 		{"bidirectional", map[string]string{"use_bidirectional_attention": "true"}, "use_bidirectional_attention"},
 	} {
@@ -143,9 +144,105 @@ func TestGemma3(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err %v, want one naming %q", err, tt.want)
 			}
-			if tt.name != "layer_types length" && tt.name != "layer_types kind" && tt.name != "pattern" && tt.name != "scalar" && !errors.Is(err, ErrUnsupported) {
+			if tt.name != "layer_types length" && tt.name != "layer_types kind" && tt.name != "pattern" && tt.name != "scalar" && tt.name != "multimodal" && !errors.Is(err, ErrUnsupported) {
 				t.Errorf("err %v does not wrap ErrUnsupported", err)
 			}
 		})
+	}
+}
+
+// TestGemma3Multimodal reads gemma-3-4b-it's published config.json
+// (testdata; model_type gemma3): its text_config with Gemma3TextConfig's
+// defaults for the keys it omits, the top level's dtype and eos ids, the
+// whole document written back by MarshalWith, and the two tensor-name
+// layouts.
+func TestGemma3Multimodal(t *testing.T) {
+	data, err := os.ReadFile("testdata/gemma-3-4b-it.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data, "gemma-3-4b-it.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The language model by hand: embed 262208*2560 = 671,252,480 (tied); a
+	// layer's q 2560*2048 + k, v 2*2560*1024 + o 2048*2560 = 15,728,640,
+	// MLP 3*2560*10240 = 78,643,200, four norms 4*2560 and q/k norms
+	// 2*256 = 10,752: 94,382,592, x34 = 3,209,008,128; final norm 2560.
+	// (The published 4.3B adds the SigLIP tower and projector.)
+	w := want{"gemma3_text", 2560, 10240, 34, 8, 4, 256, 262208, 131072, 1e-6, 1e6, 1024, true, "bfloat16", 2, 1, []int{1, 106},
+		3_880_263_168}
+	if g := got(c); !reflect.DeepEqual(g, w) {
+		t.Errorf("got  %+v\nwant %+v", g, w)
+	}
+	if !c.Multimodal() || !c.Gemma3() || c.RopeScaling.Type != RopeLinear || c.RopeScaling.Factor != 8 || c.QueryPreAttnScalar != 256 {
+		t.Errorf("multimodal %v gemma3 %v scaling %+v query_pre_attn_scalar %g", c.Multimodal(), c.Gemma3(), c.RopeScaling, c.QueryPreAttnScalar)
+	}
+	if theta, s := c.LayerRope(0); theta != 10000 || !s.IsDefault() || c.LayerWindow(5) != 0 || c.LayerWindow(4) != 1024 {
+		t.Errorf("layer 0 theta %g scaling %v, windows %d %d", theta, s, c.LayerWindow(4), c.LayerWindow(5))
+	}
+	if got, want := c.Architectures, []string{"Gemma3ForConditionalGeneration"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("architectures %v, want %v", got, want)
+	}
+	out, err := c.MarshalWith(map[string]any{"quantization_config": map[string]any{"bits": 4}, "torch_dtype": "float16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, "out.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.DType != "float16" || string(back.QuantizationConfig) != `{"bits":4}` || !reflect.DeepEqual(back.Outer["vision_config"], c.Outer["vision_config"]) ||
+		!reflect.DeepEqual(back.Outer["text_config"], c.Outer["text_config"]) || back.Outer["mm_tokens_per_image"] == nil {
+		t.Errorf("written back:\n%s", out)
+	}
+	if got, want := c.DTypeKeys(), []string{"torch_dtype"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("DTypeKeys %v, want %v", got, want)
+	}
+	for _, tc := range []struct {
+		name        string
+		names       []string
+		text, store [][2]string // stored, text name
+	}{
+		{"4.50", []string{"language_model.model.embed_tokens.weight", "vision_tower.vision_model.post_layernorm.weight"}, [][2]string{
+			{"language_model.model.layers.3.mlp.up_proj.weight", "model.layers.3.mlp.up_proj.weight"},
+			{"language_model.model.norm.weight", "model.norm.weight"},
+			{"language_model.lm_head.weight", "lm_head.weight"},
+			{"vision_tower.vision_model.post_layernorm.weight", "vision_tower.vision_model.post_layernorm.weight"},
+			{"multi_modal_projector.mm_input_projection_weight", "multi_modal_projector.mm_input_projection_weight"},
+		}, nil},
+		{"4.52", []string{"model.vision_tower.vision_model.post_layernorm.weight", "model.language_model.embed_tokens.weight"}, [][2]string{
+			{"model.language_model.layers.3.self_attn.q_proj.qweight", "model.layers.3.self_attn.q_proj.qweight"},
+			{"model.language_model.embed_tokens.weight", "model.embed_tokens.weight"},
+			{"lm_head.weight", "lm_head.weight"},
+			{"model.vision_tower.vision_model.post_layernorm.weight", "model.vision_tower.vision_model.post_layernorm.weight"},
+			{"model.multi_modal_projector.mm_soft_emb_norm.weight", "model.multi_modal_projector.mm_soft_emb_norm.weight"},
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			toText, toStored, err := c.TextNames(tc.names)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range tc.text {
+				if got := toText(p[0]); got != p[1] {
+					t.Errorf("toText(%q) = %q, want %q", p[0], got, p[1])
+				}
+				if got := toStored(p[1]); got != p[0] {
+					t.Errorf("toStored(%q) = %q, want %q", p[1], got, p[0])
+				}
+			}
+		})
+	}
+	if _, _, err := c.TextNames([]string{"model.layers.0.mlp.up_proj.weight"}); err == nil || !strings.Contains(err.Error(), "language_model") {
+		t.Errorf("a checkpoint without the prefix: %v", err)
+	}
+	for name, doc := range map[string]string{
+		"no text_config": `{"model_type": "gemma3"}`,
+		"other text":     `{"model_type": "gemma3", "text_config": {"model_type": "gemma2"}}`,
+	} {
+		if _, err := Parse([]byte(doc), "x.json"); err == nil || !strings.Contains(err.Error(), "text_config") {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }
