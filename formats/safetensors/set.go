@@ -22,6 +22,10 @@ type Set struct {
 	files  []*File          // in Files() order
 	byName map[string]*File // tensor name -> file holding it
 	names  []string         // sorted
+	// stored maps a renamed tensor's name to its name in the file, and
+	// disk any name back (Rename); both nil when not renamed.
+	stored map[string]string
+	disk   func(string) string
 }
 
 // Index is the content of a model.safetensors.index.json file.
@@ -218,8 +222,52 @@ func (s *Set) Tensor(name string) (Tensor, error) {
 	if !ok {
 		return Tensor{}, fmt.Errorf("%s: tensor %q: %w", s.dir, name, ErrNotInCheckpoint)
 	}
-	t, _ := f.Tensor(name)
+	t, _ := f.Tensor(s.inFile(name))
+	t.Name = name
 	return t, nil
+}
+
+// inFile returns the name the file holds the tensor name under.
+func (s *Set) inFile(name string) string {
+	if n, ok := s.stored[name]; ok {
+		return n
+	}
+	return name
+}
+
+// Rename gives the set's tensors the names toNew makes of their stored
+// ones (for a checkpoint whose tensors sit under a prefix: a multimodal
+// model's text model); toOld maps any name back, as DiskName reports it
+// to a writer of a checkpoint in the same layout. Two tensors given one
+// name are refused.
+func (s *Set) Rename(toNew, toOld func(string) string) error {
+	byName := make(map[string]*File, len(s.byName))
+	stored := map[string]string{}
+	names := make([]string, 0, len(s.names))
+	for _, old := range s.names {
+		f := s.byName[old]
+		n := toNew(s.inFile(old))
+		if _, dup := byName[n]; dup {
+			return fmt.Errorf("%s: tensor %q: two tensors renamed to it", s.dir, n)
+		}
+		byName[n] = f
+		if n != s.inFile(old) {
+			stored[n] = s.inFile(old)
+		}
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	s.byName, s.stored, s.names, s.disk = byName, stored, names, toOld
+	return nil
+}
+
+// DiskName returns the name a tensor named name is stored under in the
+// set's layout: name itself unless the set was renamed (Rename's toOld).
+func (s *Set) DiskName(name string) string {
+	if s.disk == nil {
+		return name
+	}
+	return s.disk(name)
 }
 
 // Infos returns name, dtype and shape of every tensor, in Names order.
@@ -227,8 +275,8 @@ func (s *Set) Infos() []TensorInfo {
 	out := make([]TensorInfo, 0, len(s.names))
 	for _, n := range s.names {
 		f := s.byName[n]
-		e := f.hdr.entries[f.index[n]]
-		out = append(out, TensorInfo{Name: e.Name, DType: e.DType, Shape: append([]int(nil), e.Shape...)})
+		e := f.hdr.entries[f.index[s.inFile(n)]]
+		out = append(out, TensorInfo{Name: n, DType: e.DType, Shape: append([]int(nil), e.Shape...)})
 	}
 	return out
 }
@@ -237,9 +285,17 @@ func (s *Set) Infos() []TensorInfo {
 // Files order), each in data-offset order. Rewriting a checkpoint in this
 // order keeps its layout.
 func (s *Set) FileOrder() []string {
+	back := make(map[string]string, len(s.stored))
+	for n, old := range s.stored {
+		back[old] = n
+	}
 	var out []string
 	for _, f := range s.files {
 		for _, e := range f.hdr.entries {
+			if n, ok := back[e.Name]; ok {
+				out = append(out, n)
+				continue
+			}
 			out = append(out, e.Name)
 		}
 	}
@@ -259,7 +315,7 @@ func (s *Set) Files() []string {
 func (s *Set) TotalBytes() int64 {
 	var n int64
 	for name, f := range s.byName {
-		e := f.hdr.entries[f.index[name]]
+		e := f.hdr.entries[f.index[s.inFile(name)]]
 		n += e.end - e.begin
 	}
 	return n

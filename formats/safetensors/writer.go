@@ -31,6 +31,11 @@ type WriterOptions struct {
 	// can continue an interrupted write. dir must then be private to the
 	// writer (a run's own partial directory).
 	Resumable bool
+	// Rename gives the name each tensor is stored under in the headers
+	// and the index (a multimodal checkpoint's text model under its
+	// prefix: Set.DiskName); the Writer's methods take the declared
+	// names. Nil stores the declared names.
+	Rename func(string) string
 }
 
 // WriterState is how far a Writer got: every tensor before Next is
@@ -118,7 +123,7 @@ func Create(dir string, tensors []TensorInfo, opts WriterOptions) (*Writer, erro
 	}
 	w.planShards()
 	for _, s := range w.shards {
-		h, err := encodeHeader(w.tensors[s.first:s.last], w.sizes[s.first:s.last], meta)
+		h, err := encodeHeader(w.stored(w.tensors[s.first:s.last]), w.sizes[s.first:s.last], meta)
 		if err != nil {
 			return nil, err
 		}
@@ -164,6 +169,18 @@ func (w *Writer) Shards() []string {
 	out := make([]string, len(w.shards))
 	for i, s := range w.shards {
 		out[i] = s.final
+	}
+	return out
+}
+
+// stored returns tensors under the names opts.Rename stores them under.
+func (w *Writer) stored(tensors []TensorInfo) []TensorInfo {
+	if w.opts.Rename == nil {
+		return tensors
+	}
+	out := make([]TensorInfo, len(tensors))
+	for i, t := range tensors {
+		out[i] = TensorInfo{Name: w.opts.Rename(t.Name), DType: t.DType, Shape: t.Shape}
 	}
 	return out
 }
@@ -570,7 +587,11 @@ func (w *Writer) writeIndexTemp() (string, error) {
 	wm := make(map[string]string, len(w.tensors))
 	for i, t := range w.tensors {
 		total += w.sizes[i]
-		wm[t.Name] = w.shards[w.shardOf[i]].final
+		name := t.Name
+		if w.opts.Rename != nil {
+			name = w.opts.Rename(name)
+		}
+		wm[name] = w.shards[w.shardOf[i]].final
 	}
 	b, err := json.MarshalIndent(struct {
 		Metadata  map[string]int64  `json:"metadata"`
