@@ -352,6 +352,12 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	defer src.Close()
+	// A multimodal Gemma 3's text model is read under its own names, the
+	// vision tower and projector as they are (written back under the
+	// checkpoint's names: DiskName).
+	if err := weights.ForText(src, cfg); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
 	// A fused module (Phi-3's qkv_proj, gate_up_proj) is converted as its
 	// parts (package fused) and written fused again (fused.Joiner).
 	base, mods := src, fused.Modules(cfg)

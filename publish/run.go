@@ -17,7 +17,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
-	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -160,7 +159,7 @@ func openModel(dir string) (*hfconfig.Config, weights.Set, error) {
 	if _, err := hfconfig.LoadGeneration(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("quantize: %w (it would be copied into the checkpoint: fix it, or remove it to write none)", err)
 	}
-	st, err := safetensors.OpenDir(dir)
+	st, err := weights.OpenText(dir, cfg)
 	if err != nil {
 		return nil, nil, err
 	}

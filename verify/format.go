@@ -62,7 +62,7 @@ func CheckFormat(dir string) (*FormatReport, error) {
 		return nil, err
 	}
 	qc, src := qconf.GPTQ, qconf.Source
-	base, err := safetensors.OpenDir(dir)
+	base, err := weights.OpenText(dir, cfg)
 	if err != nil {
 		return nil, err
 	}

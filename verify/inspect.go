@@ -167,6 +167,9 @@ func Inspect(dir string) (*Report, error) {
 		return nil, err
 	}
 	defer set.Close()
+	if err := weights.ForText(set, cfg); err != nil {
+		return nil, err
+	}
 	// Phi-3's fused qkv_proj and gate_up_proj are counted and checked as
 	// their parts, as the model loads them (package fused).
 	if mods := fused.Modules(cfg); mods != nil {

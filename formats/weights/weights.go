@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/pytorch"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 )
@@ -44,4 +45,36 @@ func OpenDir(dir string) (Set, string, error) {
 		return nil, "", err
 	}
 	return set, PyTorch, nil
+}
+
+// ForText names set's tensors as cfg's text model's where cfg is a
+// multimodal Gemma 3's (hfconfig.Config.TextNames: language_model.model.…
+// or model.language_model.… read as model.…; the vision tower's and the
+// projector's keep their names; safetensors.Set.DiskName maps back). Other
+// sets are left as they are. A multimodal model's PyTorch weights are
+// refused.
+func ForText(set Set, cfg *hfconfig.Config) error {
+	toText, toStored, err := cfg.TextNames(set.Names())
+	if err != nil || toText == nil {
+		return err
+	}
+	st, ok := set.(*safetensors.Set)
+	if !ok {
+		return fmt.Errorf("%s: PyTorch weights of a multimodal gemma3 checkpoint: %w (its safetensors are read)", cfg.File, hfconfig.ErrUnsupported)
+	}
+	return st.Rename(toText, toStored)
+}
+
+// OpenText opens dir's safetensors checkpoint (safetensors.OpenDir) with
+// its tensors named as cfg's text model's (ForText).
+func OpenText(dir string, cfg *hfconfig.Config) (*safetensors.Set, error) {
+	st, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := ForText(st, cfg); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
 }

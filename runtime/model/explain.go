@@ -37,6 +37,11 @@ func Unexplained(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfi
 }
 
 func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bool {
+	if cfg.Multimodal() && !hfconfig.TextModelName(name) {
+		// A multimodal Gemma 3's vision tower and projector: kept as
+		// they are, never loaded.
+		return true
+	}
 	switch name {
 	case "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight":
 		return true

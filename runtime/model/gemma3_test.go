@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -338,6 +339,37 @@ func TestGemma3EmbedScaleRounded(t *testing.T) {
 					if want := tc.round(e * tc.scale); float64(got[r*96+j]) != want {
 						t.Fatalf("row %d [%d]: %g, want %g (%g × %g rounded)", r, j, got[r*96+j], want, e, tc.scale)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestGemma3Multimodal loads a multimodal Gemma 3 checkpoint (model_type
+// gemma3) in both tensor-name layouts: its text model's logits equal, bit
+// for bit, those of the same weights as a gemma3_text checkpoint, in
+// fp32 and bf16 (the vision tower and projector are kept, not loaded).
+func TestGemma3Multimodal(t *testing.T) {
+	for _, layout := range []string{"4.50", "4.52"} {
+		t.Run(layout, func(t *testing.T) {
+			mm, text := fixtures.Gemma3Multimodal(t, layout, nil, synth.Options{Seed: 7})
+			if err := Check(mm); err != nil {
+				t.Fatal(err)
+			}
+			for _, dt := range []runtime.DType{runtime.F32, runtime.BF16} {
+				var logits [2][]float32
+				for i, dir := range []string{text, mm} {
+					m, err := LoadWith(dir, cpu.New(1).WithHalf(), Options{DType: dt})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if logits[i], err = m.Forward(qwen2IDs, nil, nil); err != nil {
+						t.Fatal(err)
+					}
+					m.Close()
+				}
+				if len(logits[0]) == 0 || !slices.Equal(logits[0], logits[1]) {
+					t.Errorf("%v: the multimodal checkpoint's logits differ from the text checkpoint's", dt)
 				}
 			}
 		})

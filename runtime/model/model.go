@@ -12,7 +12,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/quantized"
-	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/weights"
 	"github.com/gptqtool/gptqtool/runtime"
 )
@@ -204,7 +203,7 @@ func openDir(dir string) (*hfconfig.Config, *gptq.QuantizeConfig, weights.Set, e
 			return nil, nil, nil, fmt.Errorf("model: %w", err)
 		}
 	}
-	st, err := safetensors.OpenDir(dir)
+	st, err := weights.OpenText(dir, cfg)
 	if err != nil {
 		// A PyTorch checkpoint (AutoGPTQ's use_safetensors=False, older
 		// transformers) is read by convert alone: say so, rather than only
