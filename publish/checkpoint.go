@@ -52,6 +52,10 @@ type Checkpoint struct {
 	// join writes the parts of fused modules (Phi-3's q/k/v_proj and
 	// gate/up_proj) as their fused tensors; nil for other models.
 	join *fused.Joiner
+	// kept are a multimodal Gemma 3's tensors outside its text model
+	// (vision tower, projector), written last byte for byte under their
+	// own names; nil for other models.
+	kept []string
 	done bool // committed
 	// Start is the number of layers an interrupted run already wrote
 	// (0 for a fresh checkpoint): the driver's Job.Start.
@@ -91,8 +95,14 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 	}
 	infos := join.Infos()
 	wopts := writerOptions(qc, opts.MaxShardBytes)
+	kept, keptInfos, rename, err := keptTensors(src, cfg)
+	if err != nil {
+		return nil, err
+	}
+	infos = append(infos, keptInfos...)
+	wopts.Rename = rename
 	tmp := PartialDir(dir)
-	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir, join: join}
+	c := &Checkpoint{dir: dir, tmp: tmp, src: src, cfg: cfg, qc: qc, format: gptq.Format(qc.CheckpointFormat), modelDir: modelDir, join: join, kept: kept}
 	prev, err := c.claim(opts, log)
 	if err != nil {
 		return nil, err
@@ -130,6 +140,39 @@ func NewCheckpoint(dir, modelDir string, src model.Weights, cfg *hfconfig.Config
 		return nil, err
 	}
 	return c, nil
+}
+
+// keptTensors lists a multimodal Gemma 3's tensors outside its text model
+// (the vision tower's and the projector's, as GPTQModel and llm-compressor
+// leave them), which the checkpoint keeps as they are, and returns the
+// names the text model's tensors are stored under (the source's layout:
+// language_model.model.… or model.language_model.…). Other models keep
+// none and store the names as they are.
+func keptTensors(src model.Weights, cfg *hfconfig.Config) ([]string, []safetensors.TensorInfo, func(string) string, error) {
+	if !cfg.Multimodal() {
+		return nil, nil, nil, nil
+	}
+	set, ok := src.(interface {
+		Names() []string
+		DiskName(string) string
+	})
+	if !ok {
+		return nil, nil, nil, fmt.Errorf("%s: a multimodal gemma3 checkpoint's weights do not list their tensors", cfg.File)
+	}
+	var names []string
+	var infos []safetensors.TensorInfo
+	for _, n := range set.Names() {
+		if hfconfig.TextModelName(n) {
+			continue
+		}
+		t, err := src.Tensor(n)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		names = append(names, n)
+		infos = append(infos, t.TensorInfo)
+	}
+	return names, infos, set.DiskName, nil
 }
 
 // writerOptions are the options the weights of a checkpoint quantized
@@ -696,6 +739,15 @@ func (c *Checkpoint) Commit(card func(weightBytes int64) []byte) (int64, error) 
 }
 
 func (c *Checkpoint) commit(card func(int64) []byte) (int64, error) {
+	for _, n := range c.kept {
+		t, err := c.src.Tensor(n)
+		if err != nil {
+			return 0, err
+		}
+		if err := c.w.Write(n, t.Data); err != nil {
+			return 0, err
+		}
+	}
 	if err := c.w.Close(); err != nil {
 		return 0, err
 	}

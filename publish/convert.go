@@ -597,7 +597,12 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("convert: %w", err)
 	}
-	w, err := safetensors.Create(tmp, join.Infos(), safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta})
+	wopts := safetensors.WriterOptions{MaxShardBytes: o.MaxShardBytes, Metadata: meta}
+	if set, ok := base.(*safetensors.Set); ok {
+		// A multimodal Gemma 3's text model under the input's prefix.
+		wopts.Rename = set.DiskName
+	}
+	w, err := safetensors.Create(tmp, join.Infos(), wopts)
 	if err != nil {
 		return nil, err
 	}
@@ -1264,6 +1269,17 @@ func convertGGUF(ctx context.Context, o ConvertOptions, cfg *hfconfig.Config, qc
 	tok, err := tokenizer.Load(o.In)
 	if err != nil {
 		return nil, fmt.Errorf("convert: the GGUF file carries the tokenizer: %w", err)
+	}
+	if cfg.Multimodal() {
+		// llama.cpp's convert_hf_to_gguf.py writes Gemma 3's vision tower
+		// and projector to a separate mmproj file (--mmproj).
+		n := 0
+		for _, t := range src.Names() {
+			if !hfconfig.TextModelName(t) {
+				n++
+			}
+		}
+		fmt.Fprintf(log, "convert: %s is a multimodal gemma3 checkpoint: the GGUF file holds its text model alone; the vision tower and projector (%d tensors) are left out (llama.cpp reads them from a separate mmproj file, which gptqtool does not write)\n", o.In, n)
 	}
 	fromWeights := gguf.FromWeights(src)
 	plain := func(name string) ([]float32, []int, error) {

@@ -33,8 +33,10 @@ var ErrUnsupportedModel = errors.New("unsupported model")
 var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 
 // SupportedArchitectures lists the config.json architectures entries the
-// converter accepts.
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM"}
+// converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
+// 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
+// Gemma3Model registers both; the vision tower goes to its mmproj file).
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2

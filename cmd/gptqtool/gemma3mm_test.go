@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+)
+
+// TestGemma3MultimodalCommands runs a small multimodal Gemma 3 checkpoint
+// (model_type gemma3; internal/fixtures.Gemma3Multimodal) in both
+// tensor-name layouts through the commands: generate gives the text
+// model's ids (those of the same weights as a gemma3_text checkpoint);
+// quantize quantizes the text model's Linears alone, under the input's
+// prefix, keeps the vision tower's and projector's tensors byte for byte
+// under their names and config.json's structure (text_config,
+// vision_config, the top level's keys; quantization_config at the top),
+// and its output passes verify format, loads back (verify kl to the
+// source small) and converts (shards: every tensor byte for byte; --dtype:
+// the vision tensors kept, converted); convert --gguf writes the text
+// model as gemma3 and says the vision tower is left out.
+func TestGemma3MultimodalCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes a model")
+	}
+	tok := fixturePath(t, "models/openchat-tiny")
+	dataset := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, layout := range []struct{ name, lm string }{{"4.50", "language_model.model."}, {"4.52", "model.language_model."}} {
+		t.Run(layout.name, func(t *testing.T) {
+			mm, textDir := fixtures.Gemma3Multimodal(t, layout.name, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
+				"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 6, "sliding_window_pattern": 6}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+			gen := []string{"--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32"}
+			want, _ := generateJSONOut(t, append([]string{"--model", textDir}, gen...)...)
+			got, stderr := generateJSONOut(t, append([]string{"--model", mm}, gen...)...)
+			if len(want.IDs) == 0 || !slices.Equal(got.IDs, want.IDs) {
+				t.Errorf("generate: ids %v, the gemma3_text checkpoint's %v\n%s", got.IDs, want.IDs, stderr)
+			}
+
+			q := filepath.Join(t.TempDir(), "q")
+			if _, stderr, err := run(t, "quantize", "--model", mm, "--out", q, "--bits", "4", "--group", "128",
+				"--dataset", dataset, "--nsamples", "4", "--seq-len", "64", "--device", "cpu"); err != nil {
+				t.Fatalf("quantize: %v\n%s", err, stderr)
+			}
+			if _, stderr, err := run(t, "verify", "format", q); err != nil {
+				t.Errorf("verify format: %v\n%s", err, stderr)
+			}
+			src, out := readConfig(t, mm), readConfig(t, q)
+			qc, _ := out["quantization_config"].(map[string]any)
+			if out["model_type"] != "gemma3" || qc == nil || qc["bits"] != json.Number("4") || !reflect.DeepEqual(out["text_config"], src["text_config"]) ||
+				!reflect.DeepEqual(out["vision_config"], src["vision_config"]) || !reflect.DeepEqual(out["mm_tokens_per_image"], src["mm_tokens_per_image"]) ||
+				!reflect.DeepEqual(out["architectures"], src["architectures"]) {
+				t.Errorf("quantize: config.json %v, the source's %v", out, src)
+			}
+			names := sameKept(t, mm, q)
+			for _, n := range []string{layout.lm + "layers.0.self_attn.q_proj.qweight", layout.lm + "layers.3.mlp.down_proj.scales", layout.lm + "embed_tokens.weight", layout.lm + "norm.weight"} {
+				if !slices.Contains(names, n) {
+					t.Errorf("quantize: no tensor %q in %v", n, names)
+				}
+			}
+			for _, n := range names {
+				if hfconfig.TextModelName(n) {
+					t.Errorf("quantize: tensor %q outside the checkpoint's layout", n)
+				}
+			}
+			out2, stderr, err := run(t, "verify", "kl", "--model", q, "--baseline", mm, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
+			if err != nil {
+				t.Fatalf("verify kl: %v\n%s", err, stderr)
+			}
+			var kl struct {
+				Result struct {
+					MeanKL float64 `json:"mean_kl"`
+				} `json:"result"`
+			}
+			if err := json.Unmarshal([]byte(out2), &kl); err != nil || !(kl.Result.MeanKL > 0 && kl.Result.MeanKL < 1) {
+				t.Errorf("verify kl: %v, mean KL %g: want a small positive one\n%s", err, kl.Result.MeanKL, out2)
+			}
+
+			// Shards of the GPTQ checkpoint: every tensor byte for byte.
+			sh := filepath.Join(t.TempDir(), "sh")
+			if _, stderr, err := run(t, "convert", "--in", q, "--out", sh, "--max-shard-size", "200KB"); err != nil {
+				t.Fatalf("convert --max-shard-size: %v\n%s", err, stderr)
+			}
+			if shards, _ := filepath.Glob(filepath.Join(sh, "*.safetensors")); len(shards) < 2 {
+				t.Errorf("convert --max-shard-size: %d files", len(shards))
+			}
+			if got, want := sameKept(t, q, sh), names; !slices.Equal(got, want) {
+				t.Errorf("convert --max-shard-size: tensors %v, want %v", got, want)
+			}
+			if _, stderr, err := run(t, "verify", "format", sh); err != nil {
+				t.Errorf("verify format of the shards: %v\n%s", err, stderr)
+			}
+			// --dtype f32 of the source: the vision tensors kept, in f32.
+			f32 := filepath.Join(t.TempDir(), "f32")
+			if _, stderr, err := run(t, "convert", "--in", mm, "--out", f32, "--dtype", "f32"); err != nil {
+				t.Fatalf("convert --dtype f32: %v\n%s", err, stderr)
+			}
+			a, b := openRaw(t, mm), openRaw(t, f32)
+			if !slices.Equal(a.Names(), b.Names()) {
+				t.Errorf("convert --dtype f32: tensors %v, the source's %v", b.Names(), a.Names())
+			}
+			for _, n := range b.Names() {
+				if tn, _ := b.Tensor(n); tn.DType != safetensors.F32 {
+					t.Errorf("convert --dtype f32: %s in %s", n, tn.DType)
+				}
+			}
+			if cfg := readConfig(t, f32); cfg["vision_config"] == nil || cfg["model_type"] != "gemma3" {
+				t.Errorf("convert --dtype f32: config %v", cfg)
+			}
+
+			gg := filepath.Join(t.TempDir(), "q.gguf")
+			_, stderr, err = run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0")
+			if err != nil {
+				t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+			}
+			if !strings.Contains(stderr, "vision tower and projector (4 tensors) are left out") {
+				t.Errorf("convert --gguf: stderr does not say the vision tower is left out:\n%s", stderr)
+			}
+			f, err := gguf.Open(gg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma3" {
+				t.Errorf("convert --gguf: general.architecture %q, want gemma3", a)
+			}
+		})
+	}
+}
+
+// readConfig reads dir/config.json, numbers as json.Number.
+func readConfig(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// openRaw opens dir's safetensors under their stored names.
+func openRaw(t *testing.T, dir string) *safetensors.Set {
+	t.Helper()
+	s, err := safetensors.OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// sameKept checks that every tensor of src outside the text model (the
+// vision tower's, the projector's) is in out under its name with the
+// same dtype, shape and bytes, and returns out's stored names.
+func sameKept(t *testing.T, src, out string) []string {
+	t.Helper()
+	a, b := openRaw(t, src), openRaw(t, out)
+	kept := 0
+	for _, n := range a.Names() {
+		if strings.Contains(n, "language_model") || n == "lm_head.weight" {
+			continue
+		}
+		kept++
+		ta, _ := a.Tensor(n)
+		tb, err := b.Tensor(n)
+		if err != nil || tb.DType != ta.DType || !slices.Equal(tb.Shape, ta.Shape) || !bytes.Equal(tb.Data, ta.Data) {
+			t.Errorf("%s: tensor %q not kept byte for byte (%v)", out, n, err)
+		}
+	}
+	if kept != 4 {
+		t.Errorf("%s: %d vision/projector tensors, want 4", src, kept)
+	}
+	return b.Names()
+}
