@@ -60,6 +60,11 @@ type Report struct {
 	// ConfigParameters is the count config.json implies; it differs from
 	// NumParameters when the two disagree (see Problems).
 	ConfigParameters int64 `json:"config_parameters"`
+	// VisionParameters counts a multimodal Gemma 3's parameters outside
+	// its language model (vision tower, projector), which are kept and
+	// never loaded, and which NumParameters leaves out; 0 (absent) for
+	// other models.
+	VisionParameters int64 `json:"vision_parameters,omitempty"`
 	// TensorElements is the sum of the stored tensors' element counts; equal
 	// to NumParameters for an unquantized checkpoint.
 	TensorElements int64          `json:"tensor_elements"`
@@ -214,6 +219,8 @@ func Inspect(dir string) (*Report, error) {
 		r.DTypes[string(t.DType)]++
 		r.TensorElements += int64(t.NumElements())
 		switch {
+		case cfg.Multimodal() && !hfconfig.TextModelName(name):
+			r.VisionParameters += int64(t.NumElements())
 		case strings.HasSuffix(name, ".qweight"):
 			mod := strings.TrimSuffix(name, ".qweight")
 			if g, ok := infos[mod+".g_idx"]; ok && len(t.Shape) == 2 && len(g.Shape) == 1 {

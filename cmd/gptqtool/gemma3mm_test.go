@@ -43,6 +43,23 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 		t.Run(layout.name, func(t *testing.T) {
 			mm, textDir := fixtures.Gemma3Multimodal(t, layout.name, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
 				"head_dim": 64, "query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 6, "sliding_window_pattern": 6}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+			rep, stderr, err := run(t, "inspect", mm, "--json")
+			if err != nil {
+				t.Fatalf("inspect: %v\n%s\n%s", err, stderr, rep)
+			}
+			var ins struct {
+				ModelType        string `json:"model_type"`
+				NumParameters    int64  `json:"num_parameters"`
+				ConfigParameters int64  `json:"config_parameters"`
+				VisionParameters int64  `json:"vision_parameters"`
+			}
+			// The four vision/projector tensors: 8·3·2·2 + 8 + 8·64 + 8.
+			if err := json.Unmarshal([]byte(rep), &ins); err != nil || ins.NumParameters != ins.ConfigParameters || ins.NumParameters == 0 || ins.VisionParameters != 624 {
+				t.Errorf("inspect --json: %v: %d parameters, config's %d, vision %d (want 624)\n%s", err, ins.NumParameters, ins.ConfigParameters, ins.VisionParameters, rep)
+			}
+			if txt, _, err := run(t, "inspect", mm); err != nil || !strings.Contains(txt, "vision         624 parameters") {
+				t.Errorf("inspect: %v, want the vision parameters reported\n%s", err, txt)
+			}
 			gen := []string{"--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32"}
 			want, _ := generateJSONOut(t, append([]string{"--model", textDir}, gen...)...)
 			got, stderr := generateJSONOut(t, append([]string{"--model", mm}, gen...)...)
@@ -57,6 +74,9 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 			}
 			if _, stderr, err := run(t, "verify", "format", q); err != nil {
 				t.Errorf("verify format: %v\n%s", err, stderr)
+			}
+			if txt, stderr, err := run(t, "inspect", q); err != nil || !strings.Contains(txt, "vision         624 parameters") {
+				t.Errorf("inspect of the GPTQ checkpoint: %v\n%s%s", err, txt, stderr)
 			}
 			src, out := readConfig(t, mm), readConfig(t, q)
 			qc, _ := out["quantization_config"].(map[string]any)
