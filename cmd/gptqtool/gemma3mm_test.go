@@ -25,9 +25,9 @@ import (
 // prefix, keeps the vision tower's and projector's tensors byte for byte
 // under their names and config.json's structure (text_config,
 // vision_config, the top level's keys; quantization_config at the top),
-// and its output passes verify format, loads back (verify kl to the
-// source small) and converts (shards: every tensor byte for byte; --dtype:
-// the vision tensors kept, converted); convert --gguf writes the text
+// and its output passes verify format and inspect, loads back (verify kl
+// to the source small) and converts (shards: every tensor byte for byte;
+// --dequantize and --dtype: the vision tensors kept, converted); convert --gguf writes the text
 // model as gemma3 and says the vision tower is left out.
 func TestGemma3MultimodalCommands(t *testing.T) {
 	if testing.Short() {
@@ -122,6 +122,22 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 			}
 			if _, stderr, err := run(t, "verify", "format", sh); err != nil {
 				t.Errorf("verify format of the shards: %v\n%s", err, stderr)
+			}
+			// --dequantize: the text model in fp16 under the same prefix,
+			// the vision tensors kept (in fp16), KL to the GPTQ one about 0.
+			deq := filepath.Join(t.TempDir(), "deq")
+			if _, stderr, err := run(t, "convert", "--in", q, "--out", deq, "--dequantize"); err != nil {
+				t.Fatalf("convert --dequantize: %v\n%s", err, stderr)
+			}
+			if got, want := openRaw(t, deq).Names(), openRaw(t, mm).Names(); !slices.Equal(got, want) {
+				t.Errorf("convert --dequantize: tensors %v, the source's %v", got, want)
+			}
+			out3, stderr, err := run(t, "verify", "kl", "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
+			if err != nil {
+				t.Fatalf("verify kl: %v\n%s", err, stderr)
+			}
+			if err := json.Unmarshal([]byte(out3), &kl); err != nil || !(kl.Result.MeanKL < 1e-4) {
+				t.Errorf("verify kl of the dequantized checkpoint: %v, mean KL %g: want about 0\n%s", err, kl.Result.MeanKL, out3)
 			}
 			// --dtype f32 of the source: the vision tensors kept, in f32.
 			f32 := filepath.Join(t.TempDir(), "f32")
