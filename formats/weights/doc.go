@@ -11,4 +11,13 @@
 // packages for how each validates, maps or reads. A directory holding
 // neither fails OpenDir with an error that says so and wraps
 // pytorch.ErrNoWeights (and so fs.ErrNotExist).
+//
+// ForText and OpenText name a multimodal Gemma 3's tensors as its text
+// model's (model.layers.N…, where the checkpoint stores
+// language_model.model.layers.N… or model.language_model.layers.N…; see
+// hfconfig.Config.TextNames), so that every reader of the text model
+// (load, quantize, convert, inspect, verify) uses one set of names; the
+// vision tower's and projector's tensors keep theirs, and a writer stores
+// the text model back under the input's prefix (safetensors.Set.DiskName,
+// WriterOptions.Rename).
 package weights
