@@ -169,13 +169,8 @@ func (g *glmCalls) feed(s *nativeScanner, text string) (done bool, rest string) 
 			}
 			g.tool = strings.TrimSpace(g.buf[:end])
 			g.buf = g.buf[end:]
-			if s.opened {
-				s.feed(",")
-			} else {
-				s.feed(`{"tool_calls":[`)
-			}
-			s.opened = true
-			s.feed(`{"name":` + compactJSON(g.tool) + `,"arguments":{`)
+			s.openCall(g.tool)
+			s.feed("{")
 			g.inCall, g.args = true, 0
 			continue
 		}

@@ -546,18 +546,24 @@ func (s *nativeScanner) xmlText(text string) {
 // the format's new one) and goes on to its arguments, which the
 // replyScanner reads as a call's of the generic format.
 func (s *nativeScanner) startCall(name, id string) {
+	if id != "" {
+		s.calls.newID = func() string { return id }
+	}
+	s.openCall(name)
+	s.calls.newID = s.f.newID
+	s.name, s.id, s.phase = "", "", nsJSON
+}
+
+// openCall feeds the generic format's text up to a call's arguments: the
+// calls' opening (or the comma after the call before) and the call's name.
+func (s *nativeScanner) openCall(name string) {
 	if s.opened {
 		s.feed(",")
 	} else {
 		s.feed(`{"tool_calls":[`)
 	}
 	s.opened = true
-	if id != "" {
-		s.calls.newID = func() string { return id }
-	}
 	s.feed(`{"name":` + compactJSON(name) + `,"arguments":`)
-	s.calls.newID = s.f.newID
-	s.name, s.id, s.phase = "", "", nsJSON
 }
 
 func (s *nativeScanner) feed(text string) {

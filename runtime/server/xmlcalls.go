@@ -303,13 +303,8 @@ func (x *xmlCalls) feed(s *nativeScanner, text string) (done bool, rest string) 
 			}
 			x.tool = x.buf[start+len("<function=") : start+end]
 			x.buf = x.buf[start+end+1:]
-			if s.opened {
-				s.feed(",")
-			} else {
-				s.feed(`{"tool_calls":[`)
-			}
-			s.opened = true
-			s.feed(`{"name":` + compactJSON(x.tool) + `,"arguments":{`)
+			s.openCall(x.tool)
+			s.feed("{")
 			x.inCall, x.params = true, 0
 			continue
 		}
