@@ -67,41 +67,50 @@ func (b *Backend) matmul(c, a, w []float32, m, n, k int) {
 		var acc4 [4]float32
 		for k0 := 0; k0 < k; k0 += kc {
 			kk := min(kc, k-k0)
-			first := k0 == 0
-			put := func(i, j int, v float32) {
-				if first {
-					c[i*n+j] = v
-				} else {
-					c[i*n+j] += v
-				}
-			}
-			j := j0
-			for ; j+4 <= j1; j += 4 {
-				wj := w[j*k+k0:]
-				i := i0
-				for ; i+3 <= i1; i += 3 {
-					kern.dot3x4(kk, a[i*k+k0:], k, wj, k, &acc12)
-					for r := range 3 {
-						for q := range 4 {
-							put(i+r, j+q, acc12[4*r+q])
-						}
-					}
-				}
-				for ; i < i1; i++ {
-					kern.dot1x4(kk, a[i*k+k0:], wj, k, &acc4)
-					for q := range 4 {
-						put(i, j+q, acc4[q])
-					}
-				}
-			}
-			for ; j < j1; j++ {
-				wj := w[j*k+k0 : j*k+k0+kk]
-				for i := i0; i < i1; i++ {
-					put(i, j, dotGo(a[i*k+k0:i*k+k0+kk], wj))
+			blockProduct(&kern, c, n, a, k, i0, i1, k0, kk, w[k0:], k, 0, j0, j1, k0 == 0, &acc12, &acc4)
+		}
+	})
+}
+
+// blockProduct writes (first) or adds into c [·, n] the products of rows
+// i0..i1-1 of a [·, k] over columns k0..k0+kk-1 with weight rows
+// j0..j1-1, row j's kk values at wb[(j-jb)*ldw:]: the dense product's
+// slice of K and the packed weights' expanded tile alike, so that both sum
+// in one order.
+func blockProduct(kern *kernels, c []float32, n int, a []float32, k, i0, i1, k0, kk int, wb []float32, ldw, jb, j0, j1 int,
+	first bool, acc12 *[12]float32, acc4 *[4]float32) {
+	put := func(i, j int, v float32) {
+		if first {
+			c[i*n+j] = v
+		} else {
+			c[i*n+j] += v
+		}
+	}
+	j := j0
+	for ; j+4 <= j1; j += 4 {
+		wj := wb[(j-jb)*ldw:]
+		i := i0
+		for ; i+3 <= i1; i += 3 {
+			kern.dot3x4(kk, a[i*k+k0:], k, wj, ldw, acc12)
+			for r := range 3 {
+				for q := range 4 {
+					put(i+r, j+q, acc12[4*r+q])
 				}
 			}
 		}
-	})
+		for ; i < i1; i++ {
+			kern.dot1x4(kk, a[i*k+k0:], wj, ldw, acc4)
+			for q := range 4 {
+				put(i, j+q, acc4[q])
+			}
+		}
+	}
+	for ; j < j1; j++ {
+		wj := wb[(j-jb)*ldw : (j-jb)*ldw+kk]
+		for i := i0; i < i1; i++ {
+			put(i, j, dotGo(a[i*k+k0:i*k+k0+kk], wj))
+		}
+	}
 }
 
 // prodScratch holds MatMulAdd's product buffers (*[]float32).

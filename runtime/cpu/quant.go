@@ -395,39 +395,7 @@ func (b *Backend) matmulQuant(c, a []float32, m int, w tiledWeight) {
 			for j := j0; j < j1; j++ {
 				w.dequantRow(tile[(j-j0)*kk:(j-j0+1)*kk], j, k0, &kern, tables[(j-j0)*tl:(j-j0+1)*tl])
 			}
-			first := k0 == 0
-			put := func(i, j int, v float32) {
-				if first {
-					c[i*n+j] = v
-				} else {
-					c[i*n+j] += v
-				}
-			}
-			j := j0
-			for ; j+4 <= j1; j += 4 {
-				wj := tile[(j-j0)*kk:]
-				i := i0
-				for ; i+3 <= i1; i += 3 {
-					kern.dot3x4(kk, a[i*k+k0:], k, wj, kk, &acc12)
-					for r := range 3 {
-						for q := range 4 {
-							put(i+r, j+q, acc12[4*r+q])
-						}
-					}
-				}
-				for ; i < i1; i++ {
-					kern.dot1x4(kk, a[i*k+k0:], wj, kk, &acc4)
-					for q := range 4 {
-						put(i, j+q, acc4[q])
-					}
-				}
-			}
-			for ; j < j1; j++ {
-				wj := tile[(j-j0)*kk : (j-j0+1)*kk]
-				for i := i0; i < i1; i++ {
-					put(i, j, dotGo(a[i*k+k0:i*k+k0+kk], wj))
-				}
-			}
+			blockProduct(&kern, c, n, a, k, i0, i1, k0, kk, tile, kk, j0, j0, j1, k0 == 0, &acc12, &acc4)
 		}
 	})
 }
