@@ -5,8 +5,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
-	"github.com/gptqtool/gptqtool/internal/gputest"
-	"github.com/gptqtool/gptqtool/runtime"
 )
 
 // gemma3Synth writes a random-weight Gemma 3 text checkpoint
@@ -30,16 +28,5 @@ func gemma3Synth(t *testing.T, dtype string) string {
 // step's fusions are off for Gemma's layers, the norm.cu and
 // elementwise.cu kernels of its own run.
 func TestGemma3DecodeOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	for _, tc := range []struct {
-		name string
-		dt   runtime.DType
-	}{
-		{"f16", runtime.F16},
-		{"bf16", runtime.BF16},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			decodeMatchesCPU(t, b, gemma3Synth(t, tc.name), tc.dt)
-		})
-	}
+	halfDecodeMatchesCPU(t, gemma3Synth)
 }

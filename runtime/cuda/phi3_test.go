@@ -6,8 +6,6 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
-	"github.com/gptqtool/gptqtool/internal/gputest"
-	"github.com/gptqtool/gptqtool/runtime"
 )
 
 // phi3Synth writes a random-weight Phi-3 checkpoint (fixtures.Phi3: fused
@@ -36,18 +34,7 @@ func phi3Synth(t *testing.T, dtype string) string {
 // graphs and op by op (decodeMatchesCPU): the same kernels as llama's, fed
 // the scaled frequencies and the windowed cache.
 func TestPhi3DecodeOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	for _, tc := range []struct {
-		name string
-		dt   runtime.DType
-	}{
-		{"f16", runtime.F16},
-		{"bf16", runtime.BF16},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			decodeMatchesCPU(t, b, phi3Synth(t, tc.name), tc.dt)
-		})
-	}
+	halfDecodeMatchesCPU(t, phi3Synth)
 }
 
 // phi4MiniSynth is phi3Synth with Phi-4-mini's partial RoPE: 96 of each
@@ -74,16 +61,5 @@ func phi4MiniSynth(t *testing.T, dtype string) string {
 // scales q's kept channels by 1/af², in fp16 and bf16, with CUDA graphs
 // and op by op, against the fp32 CPU.
 func TestPhi4MiniDecodeOnDevice(t *testing.T) {
-	b := gputest.Backend(t)
-	for _, tc := range []struct {
-		name string
-		dt   runtime.DType
-	}{
-		{"f16", runtime.F16},
-		{"bf16", runtime.BF16},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			decodeMatchesCPU(t, b, phi4MiniSynth(t, tc.name), tc.dt)
-		})
-	}
+	halfDecodeMatchesCPU(t, phi4MiniSynth)
 }

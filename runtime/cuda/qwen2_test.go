@@ -49,6 +49,23 @@ func TestQwen2DecodeOnDevice(t *testing.T) {
 	}
 }
 
+// halfDecodeMatchesCPU is decodeMatchesCPU in fp16 and in bf16 on the
+// checkpoint synth writes in that dtype.
+func halfDecodeMatchesCPU(t *testing.T, synth func(t *testing.T, dtype string) string) {
+	b := gputest.Backend(t)
+	for _, tc := range []struct {
+		name string
+		dt   runtime.DType
+	}{
+		{"f16", runtime.F16},
+		{"bf16", runtime.BF16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			decodeMatchesCPU(t, b, synth(t, tc.name), tc.dt)
+		})
+	}
+}
+
 // decodeMatchesCPU decodes three sequences of the checkpoint in dir in dt
 // through the paged decode step on b, with CUDA graphs and op by op: the
 // replayed and op-by-op steps must agree exactly, and the last step match
