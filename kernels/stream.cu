@@ -1003,3 +1003,99 @@ template <int V> __device__ void stream_wg(const uint4* __restrict__ src, i64 n,
 STREAM_WGK(7)
 STREAM_WGK(8)
 #endif
+
+// stream_i8<V>: stream_mma's ring and chunks with the one-row loop of a
+// product whose activations are int8 (a row's inputs quantized once a
+// step, one scale a group of 128) instead of fp16: the 4-bit codes need no
+// conversion, only split into bytes (lo = w & 0x0F0F0F0F, hi = (w >> 4) &
+// 0x0F0F0F0F: three instructions a word against stream_mma's nine), and a
+// chunk's 16 rows × 64 inputs take two int8 mma (m16n8k32, s32 sums)
+// instead of four fp16 ones; every two chunks (a group) the sums are
+// converted, less the group's zero times its Σx, and scaled into fp32.
+// V = 0: that loop, x's B fragments by one ldmatrix.x4 a chunk; 2: the
+// split alone (folded into the word); 7: the same split with dp4a on the
+// CUDA cores instead of mma (a lane's 32 codes against its 32 bytes of x,
+// two 16-byte loads a chunk; one row's sum a lane pair, added up once at
+// the end). Whether int8 activations would leave an SM's loop more
+// headroom over its share of memory than stream_mma0's ~10%.
+__device__ __forceinline__ void mma16832s8(int* d, const u32* a, u32 b0, u32 b1) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <int V> __device__ void stream_i8(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+    constexpr int D = 8, LDX = 1024 + 16;  // x: 8 rows of 1024 int8 inputs (+16 bytes against bank conflicts)
+    extern __shared__ uint4 smem_s[];
+    const int lane = threadIdx.x & 31;
+    const Ring rg = ring_start<D>(src, n, ef);
+    const u32 ring0 = rg.ring0;
+    const uint4* p = rg.p;
+    const int nc = rg.nc;
+    const u64 pol = rg.pol;
+    u8* xs = (u8*)(smem_s + (blockDim.x >> 5) * D * 32);
+    for (int e = threadIdx.x; e < 8 * LDX; e += blockDim.x) xs[e] = (u8)((e * 37) & 0x7f);
+    __syncthreads();
+    // ldmatrix of b16 pairs: matrix i of a chunk's x is inputs 16i.. of rows 0-7.
+    const u32 xb = smem_addr(xs + (lane & 7) * LDX + (lane >> 3) * 16);
+    const u32 xq = smem_addr(xs + (lane & 1) * 32);
+    const float s0 = 1.0f, s1 = 0.5f, zx0 = 8.0f, zx1 = 8.0f;
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int tmp[4] = {0, 0, 0, 0};
+    u32 fold = 0;
+    int left = 2;
+    const uint4* refill = p + (D - 2) * 32;
+    for (int i0 = 0; i0 < nc; i0 += D) {
+#pragma unroll
+        for (int u = 0; u < D; u++) {
+            const int i = i0 + u;
+            if (i >= nc) break;
+            refill += 32;
+            cp_async16_if(ring0 + ((u - 1) & (D - 1)) * 512, refill, i > 0 && i - 1 + D < nc, pol);
+            asm volatile("cp.async.commit_group;");
+            asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+            const u32x4 w = lds128(ring0 + u * 512);
+            const u32 xo = (i & 15) * 64;
+            if (left == 0) {
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    acc[e] = fmaf(e < 2 ? s0 : s1, (float)tmp[e] - (e < 2 ? zx0 : zx1), acc[e]);
+                    tmp[e] = 0;
+                }
+                left = 2;
+            }
+            left--;
+            u32 a[8];
+#pragma unroll
+            for (int s = 0; s < 4; s++) {
+                const u32 wd = word_of(w, s);
+                a[2 * s] = wd & 0x0F0F0F0Fu;
+                a[2 * s + 1] = (wd >> 4) & 0x0F0F0F0Fu;
+            }
+            if (V == 2) {
+#pragma unroll
+                for (int s = 0; s < 8; s++) fold ^= a[s];
+            } else if (V == 7) {
+                const u32x4 x0 = lds128(xq + xo), x1 = lds128(xq + xo + 16);
+                const u32 xv[8] = {x0.a, x0.b, x0.c, x0.d, x1.a, x1.b, x1.c, x1.d};
+#pragma unroll
+                for (int s = 0; s < 8; s++) tmp[s & 1] = __dp4a((int)a[s], (int)xv[s], tmp[s & 1]);
+            } else {
+                const u32x4 bf = ldsm4(xb + xo);
+                mma16832s8(tmp, a, bf.a, bf.b);
+                mma16832s8(tmp, a + 4, bf.c, bf.d);
+            }
+        }
+    }
+    asm volatile("cp.async.wait_group 0;");
+    if (V == 7) acc[0] += __shfl_xor_sync(0xffffffffu, acc[0] + (float)tmp[0] + (float)tmp[1], 1);
+#pragma unroll
+    for (int e = 0; e < 4; e++) fold ^= __float_as_uint(acc[e] + (float)tmp[e]);
+    if (fold == 0x9e3779b9u) *sink = fold;
+}
+#define STREAM_I8(V)                                                                                                 \
+    extern "C" __global__ void __launch_bounds__(1024) stream_i8_##V(const uint4* src, i64 n, u32* sink, int ef) {     \
+        stream_i8<V>(src, n, sink, ef);                                                                             \
+    }
+STREAM_I8(0)
+STREAM_I8(2)
+STREAM_I8(7)

@@ -76,7 +76,9 @@ func timeRuns(b *testing.B, be *cuda.Backend, run func()) {
 // BenchmarkStream measures how fast SMs stream weights from device memory
 // by each way of loading them, and with the one-tile product's work on
 // every chunk (kernels/stream.cu; stream_wg: that work on warpgroup MMA,
-// sm_90a; stream_mmr: with its ring in registers, at 16 and 24 warps):
+// sm_90a; stream_mmr: with its ring in registers, at 16 and 24 warps;
+// stream_i8: with int8 activations, the codes split into bytes for int8
+// mma or dp4a):
 // every warp reads its own contiguous
 // stretch of 512-byte chunks, as a product's warps do, under evict_first.
 // One block an SM (its shared memory padded past half an SM's) of 24 or 32
@@ -112,6 +114,9 @@ func BenchmarkStream(b *testing.B) {
 		{"stream_mmr0_d4", 0, 8 * 1032 * 2},
 		{"stream_mmr0_d8", 0, 8 * 1032 * 2},
 		{"stream_mmr2_d8", 0, 8 * 1032 * 2},
+		{"stream_i8_0", 8 * chunk, 8 * 1040},
+		{"stream_i8_2", 8 * chunk, 8 * 1040},
+		{"stream_i8_7", 8 * chunk, 8 * 1040},
 	}
 	pad := be.SharedMemory()/2 + 4096 // one block an SM
 	for _, sms := range []int{be.SMs(), 16} {
