@@ -36,8 +36,65 @@ func dequant8AVX(n int, src *byte, out *float32, s, z float32)
 //go:noescape
 func dequant8GatherAVX(n int, src *byte, grp *int32, sz *float32, ng int, out *float32)
 
+//go:noescape
+func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+
+//go:noescape
+func panelDot8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+
+//go:noescape
+func panelTileLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, out *float32, ldo int)
+
+//go:noescape
+func panelTile8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, out *float32, ldo int)
+
 var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
-	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go}
+	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go, panelDot: panelDotAsm, panelTile: panelTileAsm}
+
+// panelShifts[bits] are the shifts of a panel entry's 8 codes, r·bits.
+var panelShifts = func() (s [5][8]uint32) {
+	for bits := 2; bits <= 4; bits++ {
+		for r := range 8 {
+			s[bits][r] = uint32(r * bits)
+		}
+	}
+	return s
+}()
+
+// panelSpan is the number of inputs from the first chunk's to the last
+// one's end, and of code bytes read there (a 2- or 3-bit entry is read as
+// a dword: the layout pads the codes).
+func panelSpan(nchunk, bits, skip int) (inputs, bytes int) {
+	inputs = (nchunk-1)*(8+skip) + 8
+	return inputs, (inputs-1)*bits + max(bits, 4)
+}
+
+func panelDotAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, x []float32, skip int, acc *[64]float32) {
+	if nchunk <= 0 {
+		clear(acc[:])
+		return
+	}
+	in, nb := panelSpan(nchunk, bits, skip)
+	_, _, _, _ = codes[nb-1], grp[in-1], x[in-1], tbl[15]
+	if bits == 8 {
+		panelDot8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], skip, acc)
+		return
+	}
+	panelDotLoAVX(nchunk, &codes[0], bits, &panelShifts[bits], 1<<bits-1, &grp[0], &tbl[0], &x[0], skip, acc)
+}
+
+func panelTileAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, out []float32, ldo int) {
+	if nchunk <= 0 {
+		return
+	}
+	in, nb := panelSpan(nchunk, bits, 0)
+	_, _, _, _ = codes[nb-1], grp[in-1], tbl[15], out[7*ldo+in-1]
+	if bits == 8 {
+		panelTile8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &out[0], ldo)
+		return
+	}
+	panelTileLoAVX(nchunk, &codes[0], bits, &panelShifts[bits], 1<<bits-1, &grp[0], &tbl[0], &out[0], ldo)
+}
 
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

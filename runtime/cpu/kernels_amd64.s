@@ -340,3 +340,274 @@ loopdq8g:
 	JNZ        loopdq8g
 	VZEROUPPER
 	RET
+
+// The panel kernels read act-order weights in panels of 8 output rows
+// (qweight's panel layout): input c's entry holds the 8 rows' codes,
+// row r's at bits r·bits.. of a little-endian word of bits bytes (8 bytes
+// at 8 bits, byte r row r's code), and tbl holds each group's 8 fp32
+// scales then 8 zero points (64 bytes a group). W[r, c] is computed in
+// lane r of a vector (the scale and zero of input c's group are a vector
+// load, whatever the group), as scale·(code − zero): the subtraction exact,
+// the product rounded once, the value Dequantize writes.
+
+// PCODELO sets Y8 to the codes of the entry at (SI) (bits <= 4: a dword
+// broadcast, shifted by Y14 = r·bits and masked by Y15) as fp32.
+#define PCODELO \
+	VPBROADCASTD (SI), Y8 \
+	VPSRLVD      Y14, Y8, Y8 \
+	VPAND        Y15, Y8, Y8 \
+	VCVTDQ2PS    Y8, Y8
+
+// PCODE8 sets Y8 to the 8 code bytes at (SI) as fp32.
+#define PCODE8 \
+	VPMOVZXBD (SI), Y8 \
+	VCVTDQ2PS Y8, Y8
+
+// PWEIGHT turns the codes in Y8 into the weights of input c (its group at
+// off(R8)): Y8 = scale·(Y8 − zero). Clobbers R9.
+#define PWEIGHT(off) \
+	MOVL   off(R8), R9 \
+	SHLQ   $6, R9 \
+	VSUBPS 32(BX)(R9*1), Y8, Y8 \
+	VMULPS (BX)(R9*1), Y8, Y8
+
+// PFMA adds x[c] (at off(DI)) times the weights in Y8 into ACC.
+#define PFMA(off, ACC) \
+	VBROADCASTSS off(DI), Y9 \
+	VFMADD231PS  Y8, Y9, ACC
+
+#define PDOTLO(l, ACC) \
+	PCODELO \
+	PWEIGHT(4*l) \
+	PFMA(4*l, ACC) \
+	ADDQ R10, SI
+
+#define PDOT8(l, ACC) \
+	PCODE8 \
+	PWEIGHT(4*l) \
+	PFMA(4*l, ACC) \
+	ADDQ $8, SI
+
+// PSTORE8 stores the accumulators Y0..Y7 at acc (AX).
+#define PSTORE8 \
+	VMOVUPS Y0, (AX) \
+	VMOVUPS Y1, 32(AX) \
+	VMOVUPS Y2, 64(AX) \
+	VMOVUPS Y3, 96(AX) \
+	VMOVUPS Y4, 128(AX) \
+	VMOVUPS Y5, 160(AX) \
+	VMOVUPS Y6, 192(AX) \
+	VMOVUPS Y7, 224(AX)
+
+#define PZERO8 \
+	VXORPS Y0, Y0, Y0 \
+	VXORPS Y1, Y1, Y1 \
+	VXORPS Y2, Y2, Y2 \
+	VXORPS Y3, Y3, Y3 \
+	VXORPS Y4, Y4, Y4 \
+	VXORPS Y5, Y5, Y5 \
+	VXORPS Y6, Y6, Y6 \
+	VXORPS Y7, Y7, Y7
+
+// func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+// For nchunk chunks of 8 inputs (codes, grp and x at the chunk's first
+// input; skip inputs passed over after each chunk), acc[8*l+r] = Σ over
+// the chunks' l-th inputs c of x[c]·W[r, c], in chunk order (FMA): lane r
+// of the dense kernels' accumulator of input class l, for 8 rows at once.
+// bits 2, 3 or 4; shifts[r] = r·bits, mask = 2^bits − 1; nchunk > 0.
+TEXT ·panelDotLoAVX(SB), NOSPLIT, $0-80
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         grp+40(FP), R8
+	MOVQ         tbl+48(FP), BX
+	MOVQ         x+56(FP), DI
+	MOVQ         skip+64(FP), R11
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+72(FP), AX
+	PZERO8
+
+looppdlo:
+	PDOTLO(0, Y0)
+	PDOTLO(1, Y1)
+	PDOTLO(2, Y2)
+	PDOTLO(3, Y3)
+	PDOTLO(4, Y4)
+	PDOTLO(5, Y5)
+	PDOTLO(6, Y6)
+	PDOTLO(7, Y7)
+	ADDQ R12, SI
+	ADDQ $32, R8
+	ADDQ R11, R8
+	ADDQ $32, DI
+	ADDQ R11, DI
+	DECQ CX
+	JNZ  looppdlo
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// func panelDot8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+// panelDotLoAVX for 8-bit codes.
+TEXT ·panelDot8AVX(SB), NOSPLIT, $0-56
+	MOVQ  nchunk+0(FP), CX
+	MOVQ  codes+8(FP), SI
+	MOVQ  grp+16(FP), R8
+	MOVQ  tbl+24(FP), BX
+	MOVQ  x+32(FP), DI
+	MOVQ  skip+40(FP), R11
+	MOVQ  R11, R12
+	SHLQ  $3, R12
+	SHLQ  $2, R11
+	MOVQ  acc+48(FP), AX
+	PZERO8
+
+looppd8:
+	PDOT8(0, Y0)
+	PDOT8(1, Y1)
+	PDOT8(2, Y2)
+	PDOT8(3, Y3)
+	PDOT8(4, Y4)
+	PDOT8(5, Y5)
+	PDOT8(6, Y6)
+	PDOT8(7, Y7)
+	ADDQ R12, SI
+	ADDQ $32, R8
+	ADDQ R11, R8
+	ADDQ $32, DI
+	ADDQ R11, DI
+	DECQ CX
+	JNZ  looppd8
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// PTWLO and PTW8 set ACC to the weights of the input whose entry is at
+// (SI) and group at off(R8), and advance SI to the next entry.
+#define PTWLO(off, ACC) \
+	PCODELO \
+	PWEIGHT(off) \
+	VMOVAPS Y8, ACC \
+	ADDQ    R10, SI
+
+#define PTW8(off, ACC) \
+	PCODE8 \
+	PWEIGHT(off) \
+	VMOVAPS Y8, ACC \
+	ADDQ    $8, SI
+
+// PTRANSPOSE transposes the 8×8 block in Y0..Y7 (Y_c lane r = W[r, c])
+// and stores row r's 8 values at (DX) + r·R11. Clobbers Y8..Y15, R12.
+#define PTRANSPOSE \
+	VUNPCKLPS  Y1, Y0, Y8 \
+	VUNPCKHPS  Y1, Y0, Y9 \
+	VUNPCKLPS  Y3, Y2, Y10 \
+	VUNPCKHPS  Y3, Y2, Y11 \
+	VUNPCKLPS  Y5, Y4, Y12 \
+	VUNPCKHPS  Y5, Y4, Y13 \
+	VUNPCKLPS  Y7, Y6, Y14 \
+	VUNPCKHPS  Y7, Y6, Y15 \
+	VSHUFPS    $0x44, Y10, Y8, Y0 \
+	VSHUFPS    $0xEE, Y10, Y8, Y1 \
+	VSHUFPS    $0x44, Y11, Y9, Y2 \
+	VSHUFPS    $0xEE, Y11, Y9, Y3 \
+	VSHUFPS    $0x44, Y14, Y12, Y4 \
+	VSHUFPS    $0xEE, Y14, Y12, Y5 \
+	VSHUFPS    $0x44, Y15, Y13, Y6 \
+	VSHUFPS    $0xEE, Y15, Y13, Y7 \
+	MOVQ       DX, R12 \
+	VPERM2F128 $0x20, Y4, Y0, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x20, Y5, Y1, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x20, Y6, Y2, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x20, Y7, Y3, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x31, Y4, Y0, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x31, Y5, Y1, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x31, Y6, Y2, Y8 \
+	VMOVUPS    Y8, (R12) \
+	ADDQ       R11, R12 \
+	VPERM2F128 $0x31, Y7, Y3, Y8 \
+	VMOVUPS    Y8, (R12)
+
+// func panelTileLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, out *float32, ldo int)
+// For nchunk chunks of 8 inputs, out[r*ldo + c] = W[r, c] for the 8 rows
+// of the panel (c counted from the first chunk's input): the panel's
+// rows in fp32, row-major, as the dense kernels read them. bits 2, 3 or
+// 4 (shifts and mask as panelDotLoAVX's); nchunk > 0.
+TEXT ·panelTileLoAVX(SB), NOSPLIT, $0-72
+	MOVQ  nchunk+0(FP), CX
+	MOVQ  codes+8(FP), SI
+	MOVQ  bits+16(FP), R10
+	MOVQ  shifts+24(FP), DI
+	MOVQ  mask+32(FP), AX
+	MOVQ  grp+40(FP), R8
+	MOVQ  tbl+48(FP), BX
+	MOVQ  out+56(FP), DX
+	MOVQ  ldo+64(FP), R11
+	SHLQ  $2, R11
+
+looptlo:
+	VMOVDQU      (DI), Y14
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	PTWLO(0, Y0)
+	PTWLO(4, Y1)
+	PTWLO(8, Y2)
+	PTWLO(12, Y3)
+	PTWLO(16, Y4)
+	PTWLO(20, Y5)
+	PTWLO(24, Y6)
+	PTWLO(28, Y7)
+	PTRANSPOSE
+	ADDQ $32, R8
+	ADDQ $32, DX
+	DECQ CX
+	JNZ  looptlo
+	VZEROUPPER
+	RET
+
+// func panelTile8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, out *float32, ldo int)
+// panelTileLoAVX for 8-bit codes.
+TEXT ·panelTile8AVX(SB), NOSPLIT, $0-48
+	MOVQ nchunk+0(FP), CX
+	MOVQ codes+8(FP), SI
+	MOVQ grp+16(FP), R8
+	MOVQ tbl+24(FP), BX
+	MOVQ out+32(FP), DX
+	MOVQ ldo+40(FP), R11
+	SHLQ $2, R11
+
+looptl8:
+	PTW8(0, Y0)
+	PTW8(4, Y1)
+	PTW8(8, Y2)
+	PTW8(12, Y3)
+	PTW8(16, Y4)
+	PTW8(20, Y5)
+	PTW8(24, Y6)
+	PTW8(28, Y7)
+	PTRANSPOSE
+	ADDQ $32, R8
+	ADDQ $32, DX
+	DECQ CX
+	JNZ  looptl8
+	VZEROUPPER
+	RET

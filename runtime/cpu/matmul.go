@@ -31,6 +31,9 @@ func (b *Backend) MatMul(dst, x, w runtime.Tensor) {
 // (LoadWeight).
 func (b *Backend) product(c []float32, x, w *Tensor, m, n, k int) {
 	switch {
+	case w.q != nil && w.q.panels:
+		b.matmulPanel(c, x.data, m, w.q)
+		return
 	case w.q != nil:
 		b.matmulQuant(c, x.data, m, w.q)
 		return

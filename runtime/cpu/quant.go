@@ -38,6 +38,9 @@ type qweight struct {
 	// group [K] is original input c's group where act order scattered
 	// them, nil where input c is in group c/groupSize.
 	group []int32
+	// panels: codes are in the panel layout (panel.go), which act-order
+	// weights take on the AVX2 kernels, not the row layout above.
+	panels bool
 }
 
 // bytes is the storage the weight holds.
@@ -58,7 +61,6 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	K, N, G := q.K, q.N, q.Groups()
 	w := &qweight{bits: q.Bits, k: K, n: N, groupSize: q.GroupSize, groups: G,
 		stride: (K + qblock - 1) / qblock * 4 * q.Bits}
-	w.codes = make([]byte, N*w.stride)
 	w.scales = make([]uint16, N*G)
 	w.zeros = make([]uint16, N*G)
 	for g := range G {
@@ -77,9 +79,16 @@ func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 			w.group[c] = int32(k / q.GroupSize)
 		}
 	}
+	if b.usePanels(q) {
+		w.panels = true
+		b.packPanels(w, q, inv)
+		b.resident().Add(w.bytes())
+		return &Tensor{shape: []int{N, K}, q: w, dt: runtime.F32, size: w.bytes()}, nil
+	}
 	// Transpose the codes [K, N] into rows, 64 outputs (a cache line of
 	// each code row) at a time.
 	const nb = 64
+	w.codes = make([]byte, N*w.stride)
 	b.parallel((N+nb-1)/nb, func(task int) {
 		n0 := task * nb
 		n1 := min(n0+nb, N)
@@ -170,7 +179,7 @@ func unpackBlock(q *[qblock]uint8, src []byte, bits int) {
 // bits the groups' scales and zero points (2·G); 0 without act order.
 func (w *qweight) tableLen() int {
 	switch {
-	case w.group == nil:
+	case w.group == nil || w.panels:
 		return 0
 	case w.bits <= 4:
 		return w.groups << w.bits
@@ -183,7 +192,7 @@ func (w *qweight) tableLen() int {
 // computes; at 8 bits the fp32 scales, then the zero points. Without act
 // order there is none.
 func (w *qweight) rowTable(dst []float32, n int) {
-	if w.group == nil {
+	if w.group == nil || w.panels {
 		return
 	}
 	G := w.groups
@@ -211,6 +220,10 @@ func (w *qweight) rowTable(dst []float32, n int) {
 // of whole 4-bit blocks go to kern's dequant4 (in one group) and
 // dequant4LUT (act order). With act order, table is row n's rowTable.
 func (w *qweight) dequantRow(out []float32, n, k0 int, kern *kernels, table []float32) {
+	if w.panels {
+		w.dequantPanelRow(out, n, k0)
+		return
+	}
 	k1 := k0 + len(out)
 	row := w.codes[n*w.stride : (n+1)*w.stride]
 	G := w.groups

@@ -62,6 +62,14 @@ var quantCases = []quantCase{
 	{2, 1100, 7, 128, true},
 	{2, 33, 5, 33, false},
 	{4, 1030, 70, 128, true}, // several tiles of w's rows
+	// Act order in the panel layout (N and K multiples of 8, on AVX2):
+	// a last slice of one chunk, an odd number of chunks, several tiles.
+	{4, 2056, 72, 128, true},
+	{4, 1048, 16, 8, true},
+	{8, 1032, 40, 128, true},
+	{3, 1064, 8, 32, true},
+	{2, 2088, 24, 64, true},
+	{4, 24, 8, 24, true},
 }
 
 func (c quantCase) name() string {
@@ -136,6 +144,9 @@ func TestMatMulQuant(t *testing.T) {
 					qt, err := be.LoadQuant(q)
 					if err != nil {
 						t.Fatal(err)
+					}
+					if got, want := tensorOf(qt).q.panels, be.kern.panelDot != nil && c.perm && c.N%8 == 0 && c.K%8 == 0; got != want {
+						t.Fatalf("panel layout %v, want %v", got, want)
 					}
 					dense := tensorFrom(t, be, q.Dequantize(), c.N, c.K)
 					xv := make([]float32, m*c.K)

@@ -1,0 +1,206 @@
+package cpu
+
+import (
+	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// The panel layout of an act-order weight. In the row layout each input c
+// of a row has a group of its own (the checkpoint's g_idx), so that a
+// vector of a row's consecutive weights needs a gather of their scales and
+// zero points. Turned sideways, a vector holds 8 rows' weights of one
+// input, whose group is one for all 8: their scales and zero points are a
+// vector load, and act order costs nothing. The inputs stay in their
+// original order, and the dot products are summed in the dense kernels'
+// order (below), so products equal the dequantized weight's bit for bit
+// where reordering the inputs by group (as the CUDA backend does, and the
+// activation with them) would change the order of every sum.
+//
+// Panel p holds rows 8p..8p+7; its entry for input c is bits bytes at
+// (p·K + c)·bits of codes, row r's code at bits r·bits.. of the entry read
+// as a little-endian integer (at 8 bits, byte r). The codes end with 4
+// bytes of padding: the kernels read an entry of 2 or 3 bytes as a dword.
+//
+// The order of the sums. dot1x4 (one row of x) keeps 16 partial sums of
+// an output a slice of kc inputs, input p of the slice in sum p%16 (two
+// 8-lane accumulators, alternate 8-input chunks), then adds sum l and sum
+// l+8, then lanes l and l+4, then pairs, then the pair sums (HSUM);
+// dot3x4 (triples of rows) keeps 8 (p%8) and reduces them as HSUM does.
+// panelDot computes the partial sums for 8 outputs at once, a chunk's
+// input l in accumulator l, passing every other chunk over (skip 8) for
+// dot1x4's two accumulators; reduce8 and reduce16 add them up as HSUM
+// does. A slice's sum is stored or added to the output as blockProduct
+// puts it.
+
+// panelRows is the most rows of x whose products read the panels
+// directly; with more, a task expands the panels into a tile of rows for
+// the dense kernels (panelTile), whose cost the rows share.
+const panelRows = 3
+
+// usePanels reports whether LoadQuant keeps q in the panel layout: act
+// order, on kernels that read it, with whole panels and chunks.
+func (b *Backend) usePanels(q *runtime.QuantWeight) bool {
+	return q.Perm != nil && b.kern.panelDot != nil && q.N%8 == 0 && q.K%8 == 0
+}
+
+// packPanels fills w.codes in the panel layout from q's codes (sequential
+// input k = inv[c] holds original input c).
+func (b *Backend) packPanels(w *qweight, q *runtime.QuantWeight, inv []int32) {
+	K, N, bits := w.k, w.n, w.bits
+	w.codes = make([]byte, N/8*K*bits+4)
+	b.parallel(N/8, func(p int) {
+		dst := w.codes[p*K*bits : (p+1)*K*bits]
+		for c := range K {
+			src := q.Codes[int(inv[c])*N+8*p : int(inv[c])*N+8*p+8]
+			var e uint64
+			for r, v := range src {
+				e |= uint64(v) << (r * bits)
+			}
+			d := dst[c*bits : (c+1)*bits]
+			for i := range d {
+				d[i] = byte(e >> (8 * i))
+			}
+		}
+	})
+}
+
+// panelCode returns W[n, c]'s code in the panel layout.
+func (w *qweight) panelCode(n, c int) uint8 {
+	o := (n/8*w.k + c) * w.bits
+	var e uint64
+	for i, v := range w.codes[o : o+w.bits] {
+		e |= uint64(v) << (8 * i)
+	}
+	return uint8(e >> (n % 8 * w.bits) & (1<<w.bits - 1))
+}
+
+// dequantPanelRow is dequantRow for the panel layout (Download and tests:
+// MatMul reads the panels with panelDot and panelTile).
+func (w *qweight) dequantPanelRow(out []float32, n, k0 int) {
+	G := w.groups
+	sc, zs := w.scales[n*G:(n+1)*G], w.zeros[n*G:(n+1)*G]
+	for i := range out {
+		c := k0 + i
+		g := w.group[c]
+		out[i] = half.F16ToF32(sc[g]) * (float32(w.panelCode(n, c)) - float32(zs[g]))
+	}
+}
+
+// panelTable fills tbl [G][16] for panel p: group g's 8 rows' scales in
+// fp32, then their zero points.
+func (w *qweight) panelTable(tbl []float32, p int) {
+	G := w.groups
+	for r := range 8 {
+		n := 8*p + r
+		sc, zs := w.scales[n*G:(n+1)*G], w.zeros[n*G:(n+1)*G]
+		for g := range G {
+			tbl[16*g+r] = half.F16ToF32(sc[g])
+			tbl[16*g+8+r] = float32(zs[g])
+		}
+	}
+}
+
+// reduce8 returns each row r's sum of acc as dot3x4's HSUM adds an
+// accumulator's 8 lanes (acc[8*l+r]: row r's lane l).
+func reduce8(acc *[64]float32, out *[8]float32) {
+	for r := range 8 {
+		u0 := acc[r] + acc[32+r]
+		u1 := acc[8+r] + acc[40+r]
+		u2 := acc[16+r] + acc[48+r]
+		u3 := acc[24+r] + acc[56+r]
+		out[r] = (u0 + u1) + (u2 + u3)
+	}
+}
+
+// reduce16 returns each row's sum as dot1x4 adds its two accumulators (a,
+// the even chunks', and b), then the lanes as HSUM does.
+func reduce16(a, b *[64]float32, out *[8]float32) {
+	var s [64]float32
+	for i := range s {
+		s[i] = a[i] + b[i]
+	}
+	reduce8(&s, out)
+}
+
+// matmulPanel sets c[m,n] = a[m,k] · wᵀ for w in the panel layout, every
+// output the same sum in the same order as matmul's with the dequantized
+// weight: up to panelRows rows of x read the panels directly (per row,
+// dot3x4's order for rows in triples, dot1x4's for the rest, as
+// blockProduct groups them); more expand them a tile of qnb rows at a time
+// and run blockProduct over it, as matmulQuant does.
+func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
+	n, k := w.n, w.k
+	if m == 0 {
+		return
+	}
+	kern := b.kern
+	tl := 16 * w.groups
+	if m <= panelRows {
+		triples := m / 3 * 3
+		b.parallel(n/8, func(p int) {
+			sp, _ := qScratch.Get().(*[]float32)
+			if sp == nil || cap(*sp) < tl {
+				buf := make([]float32, tl)
+				sp = &buf
+			}
+			defer qScratch.Put(sp)
+			tbl := (*sp)[:tl]
+			w.panelTable(tbl, p)
+			codes := w.codes[p*k*w.bits:]
+			var acc, acc2 [64]float32
+			var sum [8]float32
+			for k0 := 0; k0 < k; k0 += kc {
+				nch := min(kc, k-k0) / 8
+				for i := range m {
+					x := a[i*k+k0 : i*k+k]
+					if i < triples {
+						kern.panelDot(nch, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 0, &acc)
+						reduce8(&acc, &sum)
+					} else {
+						kern.panelDot((nch+1)/2, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 8, &acc)
+						kern.panelDot(nch/2, codes[(k0+8)*w.bits:], w.bits, w.group[k0+8:], tbl, x[8:], 8, &acc2)
+						reduce16(&acc, &acc2, &sum)
+					}
+					dst := c[i*n+8*p : i*n+8*p+8]
+					if k0 == 0 {
+						copy(dst, sum[:])
+					} else {
+						for r, v := range sum {
+							dst[r] += v
+						}
+					}
+				}
+			}
+		})
+		return
+	}
+	mt := (m + qmb - 1) / qmb
+	nt := (n + qnb - 1) / qnb
+	b.parallel(mt*nt, func(task int) {
+		i0 := (task % mt) * qmb
+		j0 := (task / mt) * qnb
+		i1 := min(i0+qmb, m)
+		j1 := min(j0+qnb, n)
+		need := qnb*kc + qnb/8*tl
+		sp, _ := qScratch.Get().(*[]float32)
+		if sp == nil || cap(*sp) < need {
+			buf := make([]float32, need)
+			sp = &buf
+		}
+		defer qScratch.Put(sp)
+		tile, tables := (*sp)[:qnb*kc], (*sp)[qnb*kc:need]
+		for j := j0; j < j1; j += 8 {
+			w.panelTable(tables[(j-j0)/8*tl:(j-j0)/8*tl+tl], j/8)
+		}
+		var acc12 [12]float32
+		var acc4 [4]float32
+		for k0 := 0; k0 < k; k0 += kc {
+			kk := min(kc, k-k0)
+			for j := j0; j < j1; j += 8 {
+				p := j / 8
+				kern.panelTile(kk/8, w.codes[(p*k+k0)*w.bits:], w.bits, w.group[k0:], tables[(j-j0)/8*tl:], tile[(j-j0)*kk:], kk)
+			}
+			blockProduct(&kern, c, n, a, k, i0, i1, k0, kk, tile, kk, j0, j0, j1, k0 == 0, &acc12, &acc4)
+		}
+	})
+}
