@@ -37,7 +37,7 @@ func dequant8AVX(n int, src *byte, out *float32, s, z float32)
 func dequant8GatherAVX(n int, src *byte, grp *int32, sz *float32, ng int, out *float32)
 
 //go:noescape
-func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32, cont int)
 
 //go:noescape
 func panelDot8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
@@ -62,11 +62,18 @@ var panelShifts = func() (s [5][8]uint32) {
 }()
 
 // panelSpan is the number of inputs from the first chunk's to the last
-// one's end, and of code bytes read there (a 2- or 3-bit entry is read as
-// a dword: the layout pads the codes).
+// one's end, and of code bytes read there (an entry of 2 or 3 bytes is
+// read as a dword).
 func panelSpan(nchunk, bits, skip int) (inputs, bytes int) {
 	inputs = (nchunk-1)*(8+skip) + 8
 	return inputs, (inputs-1)*bits + max(bits, 4)
+}
+
+// lastChunk copies the code entries of the chunk at input c into buf,
+// padded for the dword reads of the weight's last entries.
+func lastChunk(buf *[8*3 + 4]byte, codes []byte, c, bits int) *byte {
+	copy(buf[:], codes[c*bits:(c+8)*bits])
+	return &buf[0]
 }
 
 func panelDotAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, x []float32, skip int, acc *[64]float32) {
@@ -75,12 +82,26 @@ func panelDotAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, x []float
 		return
 	}
 	in, nb := panelSpan(nchunk, bits, skip)
-	_, _, _, _ = codes[nb-1], grp[in-1], x[in-1], tbl[15]
+	_, _, _ = grp[in-1], x[in-1], tbl[15]
 	if bits == 8 {
+		_ = codes[nb-1]
 		panelDot8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], skip, acc)
 		return
 	}
-	panelDotLoAVX(nchunk, &codes[0], bits, &panelShifts[bits], 1<<bits-1, &grp[0], &tbl[0], &x[0], skip, acc)
+	sh, mask := &panelShifts[bits], 1<<bits-1
+	if nb <= len(codes) {
+		panelDotLoAVX(nchunk, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &x[0], skip, acc, 0)
+		return
+	}
+	// The dword read of the weight's last entry would pass its end.
+	cont := 0
+	if nchunk > 1 {
+		panelDotLoAVX(nchunk-1, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &x[0], skip, acc, 0)
+		cont = 1
+	}
+	var buf [8*3 + 4]byte
+	c := in - 8
+	panelDotLoAVX(1, lastChunk(&buf, codes, c, bits), bits, sh, mask, &grp[c], &tbl[0], &x[c], skip, acc, cont)
 }
 
 func panelTileAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, out []float32, ldo int) {
@@ -88,14 +109,24 @@ func panelTileAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, out []fl
 		return
 	}
 	in, nb := panelSpan(nchunk, bits, 0)
-	_, _, _, _ = codes[nb-1], grp[in-1], tbl[15], out[7*ldo+in-1]
+	_, _, _ = grp[in-1], tbl[15], out[7*ldo+in-1]
 	if bits == 8 {
+		_ = codes[nb-1]
 		panelTile8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &out[0], ldo)
 		return
 	}
-	panelTileLoAVX(nchunk, &codes[0], bits, &panelShifts[bits], 1<<bits-1, &grp[0], &tbl[0], &out[0], ldo)
+	sh, mask := &panelShifts[bits], 1<<bits-1
+	if nb <= len(codes) {
+		panelTileLoAVX(nchunk, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &out[0], ldo)
+		return
+	}
+	if nchunk > 1 {
+		panelTileLoAVX(nchunk-1, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &out[0], ldo)
+	}
+	var buf [8*3 + 4]byte
+	c := in - 8
+	panelTileLoAVX(1, lastChunk(&buf, codes, c, bits), bits, sh, mask, &grp[c], &tbl[0], &out[c], ldo)
 }
-
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		k := avxKernels

@@ -409,13 +409,14 @@ loopdq8g:
 	VXORPS Y6, Y6, Y6 \
 	VXORPS Y7, Y7, Y7
 
-// func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32)
+// func panelDotLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, skip int, acc *[64]float32, cont int)
 // For nchunk chunks of 8 inputs (codes, grp and x at the chunk's first
 // input; skip inputs passed over after each chunk), acc[8*l+r] = Σ over
 // the chunks' l-th inputs c of x[c]·W[r, c], in chunk order (FMA): lane r
 // of the dense kernels' accumulator of input class l, for 8 rows at once.
-// bits 2, 3 or 4; shifts[r] = r·bits, mask = 2^bits − 1; nchunk > 0.
-TEXT ·panelDotLoAVX(SB), NOSPLIT, $0-80
+// bits 2, 3 or 4; shifts[r] = r·bits, mask = 2^bits − 1; nchunk > 0. With
+// cont not 0 the sums go on from acc's.
+TEXT ·panelDotLoAVX(SB), NOSPLIT, $0-88
 	MOVQ         nchunk+0(FP), CX
 	MOVQ         codes+8(FP), SI
 	MOVQ         bits+16(FP), R10
@@ -433,6 +434,17 @@ TEXT ·panelDotLoAVX(SB), NOSPLIT, $0-80
 	SHLQ         $2, R11
 	MOVQ         acc+72(FP), AX
 	PZERO8
+	MOVQ         cont+80(FP), R9
+	TESTQ        R9, R9
+	JZ           looppdlo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
 
 looppdlo:
 	PDOTLO(0, Y0)

@@ -18,8 +18,8 @@ import (
 //
 // Panel p holds rows 8p..8p+7; its entry for input c is bits bytes at
 // (p·K + c)·bits of codes, row r's code at bits r·bits.. of the entry read
-// as a little-endian integer (at 8 bits, byte r). The codes end with 4
-// bytes of padding: the kernels read an entry of 2 or 3 bytes as a dword.
+// as a little-endian integer (at 8 bits, byte r): bits/8 bytes a weight,
+// with no padding.
 //
 // The order of the sums. dot1x4 (one row of x) keeps 16 partial sums of
 // an output a slice of kc inputs, input p of the slice in sum p%16 (two
@@ -47,7 +47,7 @@ func (b *Backend) usePanels(q *runtime.QuantWeight) bool {
 // input k = inv[c] holds original input c).
 func (b *Backend) packPanels(w *qweight, q *runtime.QuantWeight, inv []int32) {
 	K, N, bits := w.k, w.n, w.bits
-	w.codes = make([]byte, N/8*K*bits+4)
+	w.codes = make([]byte, N/8*K*bits)
 	b.parallel(N/8, func(p int) {
 		dst := w.codes[p*K*bits : (p+1)*K*bits]
 		for c := range K {

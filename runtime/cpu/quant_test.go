@@ -70,6 +70,8 @@ var quantCases = []quantCase{
 	{3, 1064, 8, 32, true},
 	{2, 2088, 24, 64, true},
 	{4, 24, 8, 24, true},
+	{3, 8, 16, 4, true}, // the last entries, read as dwords, from a copy
+	{2, 1032, 16, 128, true},
 }
 
 func (c quantCase) name() string {
@@ -195,25 +197,31 @@ func tensorFrom(t *testing.T, b *Backend, v []float32, shape ...int) runtime.Ten
 
 // TestQuantResident checks that a quantized weight takes its packed size
 // (bits/8 bytes a weight, and 4 bytes a group's scale and zero point of
-// an output), not fp32's 4 bytes a weight, and that Free gives it back.
+// an output; with act order 4 bytes an input's group), in the row and the
+// panel layout, not fp32's 4 bytes a weight, and that Free gives it back.
 func TestQuantResident(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, bits := range []int{2, 3, 4, 8} {
-		b := New(1)
-		K, N, gs := 1024, 96, 128
-		q := randomQuant(r, bits, K, N, gs, false)
-		qt, err := b.LoadQuant(q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := b.Resident()
-		want := int64(K*N*bits/8 + 4*N*K/gs)
-		if got != want {
-			t.Errorf("%d bits: resident %d bytes, want %d (fp32: %d)", bits, got, want, 4*K*N)
-		}
-		b.Free(qt)
-		if got := b.Resident(); got != 0 {
-			t.Errorf("%d bits: resident %d bytes after Free, want 0", bits, got)
+		for _, perm := range []bool{false, true} {
+			b := New(1)
+			K, N, gs := 1024, 96, 128
+			q := randomQuant(r, bits, K, N, gs, perm)
+			qt, err := b.LoadQuant(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := b.Resident()
+			want := int64(K*N*bits/8 + 4*N*K/gs)
+			if perm {
+				want += 4 * int64(K)
+			}
+			if got != want {
+				t.Errorf("%d bits, act order %v: resident %d bytes, want %d (fp32: %d)", bits, perm, got, want, 4*K*N)
+			}
+			b.Free(qt)
+			if got := b.Resident(); got != 0 {
+				t.Errorf("%d bits, act order %v: resident %d bytes after Free, want 0", bits, perm, got)
+			}
 		}
 	}
 }
