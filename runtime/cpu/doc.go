@@ -26,8 +26,17 @@
 // slices of kc inputs into fp32 scratch, exactly as the fp32 weight would
 // hold them (scale·(code − zero), one rounding; exact 16-bit widening),
 // and runs the dense kernels over it with matmul's slices and grouping of
-// rows, so that every output is the dense product's bit for bit. Resident
-// counts the bytes all tensors hold.
+// rows, so that every output is the dense product's bit for bit.
+//
+// An act-order weight (each input of its own group) takes the panel
+// layout instead on the AVX2 kernels (panel.go): 8 rows' codes of one
+// input side by side, inputs in their original order, so that a vector of
+// weights shares one group's scales and zero points (a vector load, not a
+// gather). Up to 3 rows of x multiply the panels directly, keeping the
+// dense kernels' partial sums lane for lane and adding them as they do;
+// more rows expand the panels into rows for the dense kernels. Either way
+// the products are the dense product's bit for bit. Resident counts the
+// bytes all tensors hold.
 //
 // # Parallelism
 //

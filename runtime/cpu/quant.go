@@ -14,9 +14,11 @@ import (
 const qblock = 32
 
 // qweight is a group-quantized weight W [N, K] kept packed
-// (runtime.QuantLoader): row n holds its K codes in the original input
-// order (act order undone at load), so that a dequantized tile of rows is
-// W's rows exactly as runtime.QuantWeight.Dequantize writes them.
+// (runtime.QuantLoader). In the row layout, row n holds its K codes in the
+// original input order (act order undone at load), so that a dequantized
+// tile of rows is W's rows exactly as runtime.QuantWeight.Dequantize
+// writes them; act-order weights on the AVX2 kernels take the panel
+// layout instead (panels, panel.go).
 //
 // Each block of 32 codes of a row takes 4·bits bytes:
 //
@@ -52,8 +54,8 @@ func (w *qweight) bytes() int64 {
 // group size and act order. The weight multiplies F32 activations only
 // (QuantDType): MatMul dequantizes tiles of its rows to fp32 as
 // runtime.QuantWeight.Dequantize computes them and multiplies with the
-// dense kernels, so that products equal those of the dequantized weight
-// bit for bit.
+// dense kernels (or, in the panel layout, sums as they do), so that
+// products equal those of the dequantized weight bit for bit.
 func (b *Backend) LoadQuant(q *runtime.QuantWeight) (runtime.Tensor, error) {
 	if err := q.Validate(); err != nil {
 		return nil, fmt.Errorf("cpu: load quantized: %w", err)
