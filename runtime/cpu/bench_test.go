@@ -149,6 +149,8 @@ func BenchmarkMatMulQuant(b *testing.B) {
 	}{
 		{"decode_1x4096x4096", 1, benchHidden, benchHidden, 4},
 		{"decode_1x14336x4096", 1, benchInter, benchHidden, 4},
+		{"decode_2x4096x4096", 2, benchHidden, benchHidden, 4},
+		{"decode_3x4096x4096", 3, benchHidden, benchHidden, 4},
 		{"prefill_128x4096x4096", 128, benchHidden, benchHidden, 4},
 		{"decode_1x4096x4096_8bit", 1, benchHidden, benchHidden, 8},
 	}

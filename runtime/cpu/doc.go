@@ -32,7 +32,7 @@
 // layout instead on the AVX2 kernels (panel.go): 8 rows' codes of one
 // input side by side, inputs in their original order, so that a vector of
 // weights shares one group's scales and zero points (a vector load, not a
-// gather). Up to 3 rows of x multiply the panels directly, keeping the
+// gather). Up to 2 rows of x multiply the panels directly, keeping the
 // dense kernels' partial sums lane for lane and adding them as they do;
 // more rows expand the panels into rows for the dense kernels. Either way
 // the products are the dense product's bit for bit. Resident counts the

@@ -21,21 +21,23 @@ import (
 // as a little-endian integer (at 8 bits, byte r): bits/8 bytes a weight,
 // with no padding.
 //
-// The order of the sums. dot1x4 (one row of x) keeps 16 partial sums of
-// an output a slice of kc inputs, input p of the slice in sum p%16 (two
-// 8-lane accumulators, alternate 8-input chunks), then adds sum l and sum
-// l+8, then lanes l and l+4, then pairs, then the pair sums (HSUM);
-// dot3x4 (triples of rows) keeps 8 (p%8) and reduces them as HSUM does.
-// panelDot computes the partial sums for 8 outputs at once, a chunk's
-// input l in accumulator l, passing every other chunk over (skip 8) for
-// dot1x4's two accumulators; reduce8 and reduce16 add them up as HSUM
-// does. A slice's sum is stored or added to the output as blockProduct
-// puts it.
+// The order of the sums. dot1x4, which blockProduct runs for one or two
+// rows of x, keeps 16 partial sums of an output a slice of kc inputs,
+// input p of the slice in sum p%16 (two 8-lane accumulators, alternate
+// 8-input chunks), then adds sum l and sum l+8, then lanes l and l+4, then
+// pairs, then the pair sums (HSUM). panelDot computes the partial sums for
+// 8 outputs at once, a chunk's input l in accumulator l, passing every
+// other chunk over (skip 8) for dot1x4's two accumulators; reduce16 adds
+// them up as dot1x4 does. A slice's sum is stored or added to the output
+// as blockProduct puts it.
 
 // panelRows is the most rows of x whose products read the panels
-// directly; with more, a task expands the panels into a tile of rows for
-// the dense kernels (panelTile), whose cost the rows share.
-const panelRows = 3
+// directly (one pass over the codes a row); with more, a task expands the
+// panels into a tile of rows for the dense kernels (panelTile), whose cost
+// the rows share. Measured on 4096×4096 4-bit weights (2 cores, AVX2,
+// CPU time an op): 3 rows took 3.8 ms directly, 2.9 ms expanded; 2 rows
+// 2.7 ms directly, 2.9 ms expanded.
+const panelRows = 2
 
 // usePanels reports whether LoadQuant keeps q in the panel layout: act
 // order, on kernels that read it, with whole panels and chunks.
@@ -100,34 +102,25 @@ func (w *qweight) panelTable(tbl []float32, p int) {
 	}
 }
 
-// reduce8 returns each row r's sum of acc as dot3x4's HSUM adds an
-// accumulator's 8 lanes (acc[8*l+r]: row r's lane l).
-func reduce8(acc *[64]float32, out *[8]float32) {
+// reduce16 sets out[r] to row r's sum as dot1x4 adds its two
+// accumulators (a, the even chunks', and b; a[8*l+r] is row r's lane l),
+// then the lanes as HSUM does.
+func reduce16(a, b *[64]float32, out *[8]float32) {
 	for r := range 8 {
-		u0 := acc[r] + acc[32+r]
-		u1 := acc[8+r] + acc[40+r]
-		u2 := acc[16+r] + acc[48+r]
-		u3 := acc[24+r] + acc[56+r]
+		var s [8]float32
+		for l := range s {
+			s[l] = a[8*l+r] + b[8*l+r]
+		}
+		u0, u1, u2, u3 := s[0]+s[4], s[1]+s[5], s[2]+s[6], s[3]+s[7]
 		out[r] = (u0 + u1) + (u2 + u3)
 	}
 }
 
-// reduce16 returns each row's sum as dot1x4 adds its two accumulators (a,
-// the even chunks', and b), then the lanes as HSUM does.
-func reduce16(a, b *[64]float32, out *[8]float32) {
-	var s [64]float32
-	for i := range s {
-		s[i] = a[i] + b[i]
-	}
-	reduce8(&s, out)
-}
-
 // matmulPanel sets c[m,n] = a[m,k] · wᵀ for w in the panel layout, every
 // output the same sum in the same order as matmul's with the dequantized
-// weight: up to panelRows rows of x read the panels directly (per row,
-// dot3x4's order for rows in triples, dot1x4's for the rest, as
-// blockProduct groups them); more expand them a tile of qnb rows at a time
-// and run blockProduct over it, as matmulQuant does.
+// weight: up to panelRows rows of x read the panels directly (dot1x4's
+// order); more expand them a tile of qnb rows at a time and run
+// blockProduct over it, as matmulQuant does.
 func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	n, k := w.n, w.k
 	if m == 0 {
@@ -136,7 +129,6 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	kern := b.kern
 	tl := 16 * w.groups
 	if m <= panelRows {
-		triples := m / 3 * 3
 		b.parallel(n/8, func(p int) {
 			sp, _ := qScratch.Get().(*[]float32)
 			if sp == nil || cap(*sp) < tl {
@@ -153,14 +145,9 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 				nch := min(kc, k-k0) / 8
 				for i := range m {
 					x := a[i*k+k0 : i*k+k]
-					if i < triples {
-						kern.panelDot(nch, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 0, &acc)
-						reduce8(&acc, &sum)
-					} else {
-						kern.panelDot((nch+1)/2, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 8, &acc)
-						kern.panelDot(nch/2, codes[(k0+8)*w.bits:], w.bits, w.group[k0+8:], tbl, x[8:], 8, &acc2)
-						reduce16(&acc, &acc2, &sum)
-					}
+					kern.panelDot((nch+1)/2, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 8, &acc)
+					kern.panelDot(nch/2, codes[(k0+8)*w.bits:], w.bits, w.group[k0+8:], tbl, x[8:], 8, &acc2)
+					reduce16(&acc, &acc2, &sum)
 					dst := c[i*n+8*p : i*n+8*p+8]
 					if k0 == 0 {
 						copy(dst, sum[:])
