@@ -46,21 +46,26 @@ func (b *Backend) usePanels(q *runtime.QuantWeight) bool {
 }
 
 // packPanels fills w.codes in the panel layout from q's codes (sequential
-// input k = inv[c] holds original input c).
+// input k = inv[c] holds original input c), 8 panels (a cache line of each
+// code row) at a time.
 func (b *Backend) packPanels(w *qweight, q *runtime.QuantWeight, inv []int32) {
 	K, N, bits := w.k, w.n, w.bits
 	w.codes = make([]byte, N/8*K*bits)
-	b.parallel(N/8, func(p int) {
-		dst := w.codes[p*K*bits : (p+1)*K*bits]
+	const pb = 8
+	b.parallel((N/8+pb-1)/pb, func(task int) {
+		p0 := task * pb
+		p1 := min(p0+pb, N/8)
 		for c := range K {
-			src := q.Codes[int(inv[c])*N+8*p : int(inv[c])*N+8*p+8]
-			var e uint64
-			for r, v := range src {
-				e |= uint64(v) << (r * bits)
-			}
-			d := dst[c*bits : (c+1)*bits]
-			for i := range d {
-				d[i] = byte(e >> (8 * i))
+			row := q.Codes[int(inv[c])*N : int(inv[c]+1)*N]
+			for p := p0; p < p1; p++ {
+				var e uint64
+				for r, v := range row[8*p : 8*p+8] {
+					e |= uint64(v) << (r * bits)
+				}
+				d := w.codes[(p*K+c)*bits : (p*K+c+1)*bits]
+				for i := range d {
+					d[i] = byte(e >> (8 * i))
+				}
 			}
 		}
 	})
