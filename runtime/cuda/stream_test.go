@@ -117,6 +117,7 @@ func BenchmarkStream(b *testing.B) {
 		{"stream_i8_0", 8 * chunk, 8 * 1040},
 		{"stream_i8_2", 8 * chunk, 8 * 1040},
 		{"stream_i8_7", 8 * chunk, 8 * 1040},
+		{"stream_i8_8", 8 * chunk, 8 * 1040},
 	}
 	pad := be.SharedMemory()/2 + 4096 // one block an SM
 	for _, sms := range []int{be.SMs(), 16} {
@@ -262,12 +263,26 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"phases", 11, 32}, {"carry8", 11, 32}, {"carry16", 11, 24}, {"bulk4", 11, 32}, {"bulk6", 11, 32},
 		{"flow1", 0, 32}, {"flow", 0, 32}, {"flow87", 0, 32},
 		{"dyn16", 0, 32}, {"dyn32", 0, 32}, {"dynwhole", 0, 32}, {"dyn16nh", 0, 32}, {"dynwholenh", 0, 32},
+		{"launches/mma0", 0, 32}, {"whole/mma0", 0, 32}, {"launches/i8_0", 0, 32}, {"whole/i8_0", 0, 32},
+		{"launches/i8_7", 0, 32}, {"whole/i8_7", 0, 32},
 	} {
+		// how/loop: the four launches or the whole layer with a product's
+		// one-row loop on every chunk (stream_mma0: today's fp16 loop;
+		// stream_i8_0 / _7: int8 activations on mma / dp4a), whose headroom
+		// over an SM's share of memory differs, against stream_cpa8's.
+		how, loop, _ := strings.Cut(c.how, "/")
+		kernel, xs := "stream_cpa8", 0
+		if loop != "" {
+			kernel, xs = "stream_"+loop, 8*1040
+			if loop == "mma0" {
+				xs = 8 * 1032 * 2
+			}
+		}
 		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
 		if depth == 0 {
 			depth = 8
 		}
-		block, ring := cuda.Dim{X: 32 * c.warps}, max(pad, c.warps*depth*chunk)
+		block, ring := cuda.Dim{X: 32 * c.warps}, max(pad, c.warps*depth*chunk+xs)
 		idle := int64(c.idle) * 1000
 		b.Run(fmt.Sprintf("layer/%s/idle%dus", c.how, c.idle), func(b *testing.B) {
 			run := func() {
@@ -279,11 +294,11 @@ func BenchmarkGridPhases(b *testing.B) {
 				for l := range layers {
 					base := buf.Ptr + uint64(l*layer)
 					var err error
-					switch c.how {
+					switch how {
 					case "launches":
 						off := uint64(0)
 						for _, p := range products {
-							if err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base+off, p/chunk, sink, int32(1)); err != nil {
+							if err = be.Launch("stream.cu", kernel, grid, block, ring, base+off, p/chunk, sink, int32(1)); err != nil {
 								break
 							}
 							off += uint64(p)
@@ -305,7 +320,7 @@ func BenchmarkGridPhases(b *testing.B) {
 						err = be.Launch("stream.cu", "stream_flow8", grid, block, ring, base, products[0]/chunk, products[1]/chunk,
 							products[2]/chunk, products[3]/chunk, idle, sink, flags.Ptr, gen, sl[0], sl[1], sl[2])
 					default:
-						err = be.Launch("stream.cu", "stream_cpa8", grid, block, ring, base, layer/chunk, sink, int32(1))
+						err = be.Launch("stream.cu", kernel, grid, block, ring, base, layer/chunk, sink, int32(1))
 					}
 					if err != nil {
 						b.Fatal(err)
