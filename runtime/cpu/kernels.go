@@ -31,17 +31,19 @@ type kernels struct {
 	// bf16 and f16 set out[i] to the value of the i-th little-endian
 	// BF16 or F16 of src (exact conversions).
 	bf16, f16 func(out []float32, src []byte)
-	// panelDot and panelTile read act-order weights in qweight's panel
-	// layout (8 rows an entry; tbl a panel's panelTable), nchunk chunks of
-	// 8 inputs from codes, grp and x at the first chunk's input, skip
-	// inputs passed over after each chunk. panelDot sets acc[8*l+r] = Σ
-	// over the chunks' l-th inputs c, in order, of x[c]·W[r, c] (FMA): lane
-	// l of the dense dot kernels' accumulators for 8 rows at once.
-	// panelTile (skip 0) sets out[r*ldo+c] = W[r, c], the panel's rows in
-	// fp32. Both nil where the panel layout is not used (the portable
-	// kernels: LoadQuant keeps act order in the row layout).
-	panelDot  func(nchunk int, codes []byte, bits int, grp []int32, tbl, x []float32, skip int, acc *[64]float32)
-	panelTile func(nchunk int, codes []byte, bits int, grp []int32, tbl, out []float32, ldo int)
+	// panelDot and panelTile read weights in qweight's panel layout (8
+	// rows an entry; tbl a panel's panelTable), nchunk chunks of 8 inputs
+	// from codes and x at the first chunk's input c0, skip inputs passed
+	// over after each chunk. Input c0+i is in group grp[i] (act order:
+	// grp at c0), or, grp nil, in group (c0+i)/gs, gs a multiple of 8.
+	// panelDot sets acc[8*l+r] = Σ over the chunks' l-th inputs c, in
+	// order, of x[c]·W[r, c] (FMA): lane l of the dense dot kernels'
+	// accumulators for 8 rows at once. panelTile (skip 0) sets
+	// out[r*ldo+c] = W[r, c], the panel's rows in fp32. Both nil where the
+	// panel layout is not used (the portable kernels: LoadQuant keeps the
+	// row layout).
+	panelDot  func(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, x []float32, skip int, acc *[64]float32)
+	panelTile func(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, out []float32, ldo int)
 }
 
 // goKernels are the portable kernels.

@@ -48,6 +48,18 @@ func panelTileLoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask i
 //go:noescape
 func panelTile8AVX(nchunk int, codes *byte, grp *int32, tbl *float32, out *float32, ldo int)
 
+//go:noescape
+func panelDotLoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, skip int, acc *[64]float32, cont int)
+
+//go:noescape
+func panelDot8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, skip int, acc *[64]float32)
+
+//go:noescape
+func panelTileLoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, out *float32, ldo int)
+
+//go:noescape
+func panelTile8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, out *float32, ldo int)
+
 var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
 	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go, panelDot: panelDotAsm, panelTile: panelTileAsm}
 
@@ -76,57 +88,102 @@ func lastChunk(buf *[8*3 + 4]byte, codes []byte, c, bits int) *byte {
 	return &buf[0]
 }
 
-func panelDotAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, x []float32, skip int, acc *[64]float32) {
+// panelGroup returns tbl at the group of input c, c/gs, of a weight
+// without act order, and the number of inputs from c to its end.
+func panelGroup(tbl []float32, c, gs int) ([]float32, int) {
+	g := c / gs
+	return tbl[16*g:], (g+1)*gs - c
+}
+
+func panelDotAsm(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, x []float32, skip int, acc *[64]float32) {
 	if nchunk <= 0 {
 		clear(acc[:])
 		return
 	}
 	in, nb := panelSpan(nchunk, bits, skip)
-	_, _, _ = grp[in-1], x[in-1], tbl[15]
+	_, _ = x[in-1], tbl[15]
+	if grp != nil {
+		_ = grp[in-1]
+	} else {
+		_ = tbl[16*((c0+in-1)/gs)+15]
+	}
 	if bits == 8 {
 		_ = codes[nb-1]
-		panelDot8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], skip, acc)
+		if grp != nil {
+			panelDot8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], skip, acc)
+			return
+		}
+		t, left := panelGroup(tbl, c0, gs)
+		panelDot8SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], skip, acc)
 		return
 	}
 	sh, mask := &panelShifts[bits], 1<<bits-1
+	// lo runs n chunks from input c (relative to c0), codes at cp.
+	lo := func(n, c int, cp *byte, cont int) {
+		if grp != nil {
+			panelDotLoAVX(n, cp, bits, sh, mask, &grp[c], &tbl[0], &x[c], skip, acc, cont)
+			return
+		}
+		t, left := panelGroup(tbl, c0+c, gs)
+		panelDotLoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], skip, acc, cont)
+	}
 	if nb <= len(codes) {
-		panelDotLoAVX(nchunk, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &x[0], skip, acc, 0)
+		lo(nchunk, 0, &codes[0], 0)
 		return
 	}
 	// The dword read of the weight's last entry would pass its end.
 	cont := 0
 	if nchunk > 1 {
-		panelDotLoAVX(nchunk-1, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &x[0], skip, acc, 0)
+		lo(nchunk-1, 0, &codes[0], 0)
 		cont = 1
 	}
 	var buf [8*3 + 4]byte
 	c := in - 8
-	panelDotLoAVX(1, lastChunk(&buf, codes, c, bits), bits, sh, mask, &grp[c], &tbl[0], &x[c], skip, acc, cont)
+	lo(1, c, lastChunk(&buf, codes, c, bits), cont)
 }
 
-func panelTileAsm(nchunk int, codes []byte, bits int, grp []int32, tbl, out []float32, ldo int) {
+func panelTileAsm(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, out []float32, ldo int) {
 	if nchunk <= 0 {
 		return
 	}
 	in, nb := panelSpan(nchunk, bits, 0)
-	_, _, _ = grp[in-1], tbl[15], out[7*ldo+in-1]
+	_, _ = tbl[15], out[7*ldo+in-1]
+	if grp != nil {
+		_ = grp[in-1]
+	} else {
+		_ = tbl[16*((c0+in-1)/gs)+15]
+	}
 	if bits == 8 {
 		_ = codes[nb-1]
-		panelTile8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &out[0], ldo)
+		if grp != nil {
+			panelTile8AVX(nchunk, &codes[0], &grp[0], &tbl[0], &out[0], ldo)
+			return
+		}
+		t, left := panelGroup(tbl, c0, gs)
+		panelTile8SeqAVX(nchunk, &codes[0], &t[0], left, gs, &out[0], ldo)
 		return
 	}
 	sh, mask := &panelShifts[bits], 1<<bits-1
+	lo := func(n, c int, cp *byte) {
+		if grp != nil {
+			panelTileLoAVX(n, cp, bits, sh, mask, &grp[c], &tbl[0], &out[c], ldo)
+			return
+		}
+		t, left := panelGroup(tbl, c0+c, gs)
+		panelTileLoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &out[c], ldo)
+	}
 	if nb <= len(codes) {
-		panelTileLoAVX(nchunk, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &out[0], ldo)
+		lo(nchunk, 0, &codes[0])
 		return
 	}
 	if nchunk > 1 {
-		panelTileLoAVX(nchunk-1, &codes[0], bits, sh, mask, &grp[0], &tbl[0], &out[0], ldo)
+		lo(nchunk-1, 0, &codes[0])
 	}
 	var buf [8*3 + 4]byte
 	c := in - 8
-	panelTileLoAVX(1, lastChunk(&buf, codes, c, bits), bits, sh, mask, &grp[c], &tbl[0], &out[c], ldo)
+	lo(1, c, lastChunk(&buf, codes, c, bits))
 }
+
 func bestKernels() kernels {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		k := avxKernels

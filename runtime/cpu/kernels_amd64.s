@@ -623,3 +623,217 @@ looptl8:
 	JNZ  looptl8
 	VZEROUPPER
 	RET
+
+// The panel kernels of weights without act order: input c is in group
+// c/gs, gs a multiple of 8, so that a chunk's 8 inputs share one group
+// and the groups follow each other. tbl is at the first chunk's group,
+// left (> 0) is the number of inputs from the first chunk's first input
+// to that group's end; after each chunk (8 + skip inputs) the kernels
+// move tbl on by a group (64 bytes) as often as left, lessened by the
+// step, needs gs added to stay positive. The weights are computed as the
+// act-order kernels' are, scale·(code − zero), the same operations.
+
+// PADVANCE(L, R, STEP) moves BX to the group of the next chunk: L holds
+// left, R gs, STEP the inputs a chunk advances.
+#define PADVANCE(L, R, STEP, next, again) \
+	SUBQ STEP, L \
+	JGT  next \
+again: \
+	ADDQ $64, BX \
+	ADDQ R, L \
+	JLE  again \
+next:
+
+// PSWEIGHT: Y8 = scale·(Y8 − zero), the chunk's scales in Y12 and zero
+// points in Y13.
+#define PSWEIGHT \
+	VSUBPS Y13, Y8, Y8 \
+	VMULPS Y12, Y8, Y8
+
+#define PSDOTLO(l, ACC) \
+	PCODELO \
+	PSWEIGHT \
+	PFMA(4*l, ACC) \
+	ADDQ R10, SI
+
+#define PSDOT8(l, ACC) \
+	PCODE8 \
+	PSWEIGHT \
+	PFMA(4*l, ACC) \
+	ADDQ $8, SI
+
+// func panelDotLoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, skip int, acc *[64]float32, cont int)
+// panelDotLoAVX without act order (tbl, left and gs as above).
+TEXT ·panelDotLoSeqAVX(SB), NOSPLIT, $0-96
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         tbl+40(FP), BX
+	MOVQ         left+48(FP), R13
+	MOVQ         gs+56(FP), R9
+	MOVQ         x+64(FP), DI
+	MOVQ         skip+72(FP), R11
+	LEAQ         8(R11), DX
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+80(FP), AX
+	PZERO8
+	MOVQ         cont+88(FP), R8
+	TESTQ        R8, R8
+	JZ           looppslo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+
+looppslo:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	PSDOTLO(0, Y0)
+	PSDOTLO(1, Y1)
+	PSDOTLO(2, Y2)
+	PSDOTLO(3, Y3)
+	PSDOTLO(4, Y4)
+	PSDOTLO(5, Y5)
+	PSDOTLO(6, Y6)
+	PSDOTLO(7, Y7)
+	ADDQ    R12, SI
+	ADDQ    $32, DI
+	ADDQ    R11, DI
+	PADVANCE(R13, R9, DX, nextpslo, grppslo)
+	DECQ    CX
+	JNZ     looppslo
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// func panelDot8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, skip int, acc *[64]float32)
+// panelDotLoSeqAVX for 8-bit codes.
+TEXT ·panelDot8SeqAVX(SB), NOSPLIT, $0-64
+	MOVQ  nchunk+0(FP), CX
+	MOVQ  codes+8(FP), SI
+	MOVQ  tbl+16(FP), BX
+	MOVQ  left+24(FP), R13
+	MOVQ  gs+32(FP), R9
+	MOVQ  x+40(FP), DI
+	MOVQ  skip+48(FP), R11
+	LEAQ  8(R11), DX
+	MOVQ  R11, R12
+	SHLQ  $3, R12
+	SHLQ  $2, R11
+	MOVQ  acc+56(FP), AX
+	PZERO8
+
+looppsd8:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	PSDOT8(0, Y0)
+	PSDOT8(1, Y1)
+	PSDOT8(2, Y2)
+	PSDOT8(3, Y3)
+	PSDOT8(4, Y4)
+	PSDOT8(5, Y5)
+	PSDOT8(6, Y6)
+	PSDOT8(7, Y7)
+	ADDQ    R12, SI
+	ADDQ    $32, DI
+	ADDQ    R11, DI
+	PADVANCE(R13, R9, DX, nextpsd8, grppsd8)
+	DECQ    CX
+	JNZ     looppsd8
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// PSTWLO and PSTW8 are PTWLO and PTW8 without act order: the chunk's
+// group at (BX) (the transpose leaves no vector register free to hold
+// its scales).
+#define PSTWLO(ACC) \
+	PCODELO \
+	VSUBPS  32(BX), Y8, Y8 \
+	VMULPS  (BX), Y8, Y8 \
+	VMOVAPS Y8, ACC \
+	ADDQ    R10, SI
+
+#define PSTW8(ACC) \
+	PCODE8 \
+	VSUBPS  32(BX), Y8, Y8 \
+	VMULPS  (BX), Y8, Y8 \
+	VMOVAPS Y8, ACC \
+	ADDQ    $8, SI
+
+// func panelTileLoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, out *float32, ldo int)
+// panelTileLoAVX without act order.
+TEXT ·panelTileLoSeqAVX(SB), NOSPLIT, $0-80
+	MOVQ  nchunk+0(FP), CX
+	MOVQ  codes+8(FP), SI
+	MOVQ  bits+16(FP), R10
+	MOVQ  shifts+24(FP), DI
+	MOVQ  mask+32(FP), AX
+	MOVQ  tbl+40(FP), BX
+	MOVQ  left+48(FP), R8
+	MOVQ  gs+56(FP), R9
+	MOVQ  out+64(FP), DX
+	MOVQ  ldo+72(FP), R11
+	SHLQ  $2, R11
+	MOVQ  $8, R13
+
+looptslo:
+	VMOVDQU      (DI), Y14
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	PSTWLO(Y0)
+	PSTWLO(Y1)
+	PSTWLO(Y2)
+	PSTWLO(Y3)
+	PSTWLO(Y4)
+	PSTWLO(Y5)
+	PSTWLO(Y6)
+	PSTWLO(Y7)
+	PTRANSPOSE
+	ADDQ         $32, DX
+	PADVANCE(R8, R9, R13, nexttslo, grptslo)
+	DECQ         CX
+	JNZ          looptslo
+	VZEROUPPER
+	RET
+
+// func panelTile8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, out *float32, ldo int)
+// panelTileLoSeqAVX for 8-bit codes.
+TEXT ·panelTile8SeqAVX(SB), NOSPLIT, $0-56
+	MOVQ nchunk+0(FP), CX
+	MOVQ codes+8(FP), SI
+	MOVQ tbl+16(FP), BX
+	MOVQ left+24(FP), R8
+	MOVQ gs+32(FP), R9
+	MOVQ out+40(FP), DX
+	MOVQ ldo+48(FP), R11
+	SHLQ $2, R11
+	MOVQ $8, R13
+
+looptsl8:
+	PSTW8(Y0)
+	PSTW8(Y1)
+	PSTW8(Y2)
+	PSTW8(Y3)
+	PSTW8(Y4)
+	PSTW8(Y5)
+	PSTW8(Y6)
+	PSTW8(Y7)
+	PTRANSPOSE
+	ADDQ $32, DX
+	PADVANCE(R8, R9, R13, nexttsl8, grptsl8)
+	DECQ CX
+	JNZ  looptsl8
+	VZEROUPPER
+	RET

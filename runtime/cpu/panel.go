@@ -5,12 +5,17 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
-// The panel layout of an act-order weight. In the row layout each input c
-// of a row has a group of its own (the checkpoint's g_idx), so that a
+// The panel layout. In the row layout each input c of an act-order
+// weight has a group of its own (the checkpoint's g_idx), so that a
 // vector of a row's consecutive weights needs a gather of their scales and
 // zero points. Turned sideways, a vector holds 8 rows' weights of one
 // input, whose group is one for all 8: their scales and zero points are a
-// vector load, and act order costs nothing. The inputs stay in their
+// vector load, and act order costs nothing. Without act order the
+// panels serve too (group size a multiple of 8): a chunk of 8 inputs is
+// in one group, c/groupSize, whose scales the kernels load once for the
+// chunk, and one pass over the codes for both the dequantization and the
+// FMA beats the row layout's tile of fp32 written and read back. The
+// inputs stay in their
 // original order, and the dot products are summed in the dense kernels'
 // order (below), so products equal the dequantized weight's bit for bit
 // where reordering the inputs by group (as the CUDA backend does, and the
@@ -39,15 +44,16 @@ import (
 // 2.7 ms directly, 2.9 ms expanded.
 const panelRows = 2
 
-// usePanels reports whether LoadQuant keeps q in the panel layout: act
-// order, on kernels that read it, with whole panels and chunks.
+// usePanels reports whether LoadQuant keeps q in the panel layout: on
+// kernels that read it, with whole panels and chunks, and chunks in one
+// group where the groups are contiguous (no act order).
 func (b *Backend) usePanels(q *runtime.QuantWeight) bool {
-	return q.Perm != nil && b.kern.panelDot != nil && q.N%8 == 0 && q.K%8 == 0
+	return b.kern.panelDot != nil && q.N%8 == 0 && q.K%8 == 0 && (q.Perm != nil || q.GroupSize%8 == 0)
 }
 
 // packPanels fills w.codes in the panel layout from q's codes (sequential
-// input k = inv[c] holds original input c), 8 panels (a cache line of each
-// code row) at a time.
+// input k = inv[c] holds original input c; inv nil: k = c), 8 panels (a
+// cache line of each code row) at a time.
 func (b *Backend) packPanels(w *qweight, q *runtime.QuantWeight, inv []int32) {
 	K, N, bits := w.k, w.n, w.bits
 	w.codes = make([]byte, N/8*K*bits)
@@ -56,7 +62,11 @@ func (b *Backend) packPanels(w *qweight, q *runtime.QuantWeight, inv []int32) {
 		p0 := task * pb
 		p1 := min(p0+pb, N/8)
 		for c := range K {
-			row := q.Codes[int(inv[c])*N : int(inv[c]+1)*N]
+			k := c
+			if inv != nil {
+				k = int(inv[c])
+			}
+			row := q.Codes[k*N : (k+1)*N]
 			for p := p0; p < p1; p++ {
 				var e uint64
 				for r, v := range row[8*p : 8*p+8] {
@@ -88,7 +98,10 @@ func (w *qweight) dequantPanelRow(out []float32, n, k0 int) {
 	sc, zs := w.scales[n*G:(n+1)*G], w.zeros[n*G:(n+1)*G]
 	for i := range out {
 		c := k0 + i
-		g := w.group[c]
+		g := c / w.groupSize
+		if w.group != nil {
+			g = int(w.group[c])
+		}
 		out[i] = half.F16ToF32(sc[g]) * (float32(w.panelCode(n, c)) - float32(zs[g]))
 	}
 }
@@ -105,6 +118,15 @@ func (w *qweight) panelTable(tbl []float32, p int) {
 			tbl[16*g+8+r] = float32(zs[g])
 		}
 	}
+}
+
+// groupsFrom is w.group from input c, nil without act order (the kernels
+// take input c's group to be c/groupSize).
+func (w *qweight) groupsFrom(c int) []int32 {
+	if w.group == nil {
+		return nil
+	}
+	return w.group[c:]
 }
 
 // reduce16 sets out[r] to row r's sum as dot1x4 adds its two
@@ -150,8 +172,8 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 				nch := min(kc, k-k0) / 8
 				for i := range m {
 					x := a[i*k+k0 : i*k+k]
-					kern.panelDot((nch+1)/2, codes[k0*w.bits:], w.bits, w.group[k0:], tbl, x, 8, &acc)
-					kern.panelDot(nch/2, codes[(k0+8)*w.bits:], w.bits, w.group[k0+8:], tbl, x[8:], 8, &acc2)
+					kern.panelDot((nch+1)/2, codes[k0*w.bits:], w.bits, w.groupsFrom(k0), k0, w.groupSize, tbl, x, 8, &acc)
+					kern.panelDot(nch/2, codes[(k0+8)*w.bits:], w.bits, w.groupsFrom(k0+8), k0+8, w.groupSize, tbl, x[8:], 8, &acc2)
 					reduce16(&acc, &acc2, &sum)
 					dst := c[i*n+8*p : i*n+8*p+8]
 					if k0 == 0 {
@@ -190,7 +212,7 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 			kk := min(kc, k-k0)
 			for j := j0; j < j1; j += 8 {
 				p := j / 8
-				kern.panelTile(kk/8, w.codes[(p*k+k0)*w.bits:], w.bits, w.group[k0:], tables[(j-j0)/8*tl:], tile[(j-j0)*kk:], kk)
+				kern.panelTile(kk/8, w.codes[(p*k+k0)*w.bits:], w.bits, w.groupsFrom(k0), k0, w.groupSize, tables[(j-j0)/8*tl:], tile[(j-j0)*kk:], kk)
 			}
 			blockProduct(&kern, c, n, a, k, i0, i1, k0, kk, tile, kk, j0, j0, j1, k0 == 0, &acc12, &acc4)
 		}

@@ -72,6 +72,21 @@ var quantCases = []quantCase{
 	{4, 24, 8, 24, true},
 	{3, 8, 16, 4, true}, // the last entries, read as dwords, from a copy
 	{2, 1032, 16, 128, true},
+	// Without act order in the panel layout (group size a multiple of 8
+	// too): the group of a chunk from its input, across K slices and
+	// groups that straddle them, past two groups a chunk (group size 8,
+	// panelDot's skip), one group, a last group cut short.
+	{4, 2056, 72, 128, false},
+	{4, 1048, 16, 8, false},
+	{4, 2072, 16, 96, false},
+	{8, 1032, 40, 128, false},
+	{8, 40, 8, 16, false},
+	{3, 1064, 8, 32, false},
+	{3, 8, 16, 8, false}, // the last entries, read as dwords, from a copy
+	{2, 2088, 24, 64, false},
+	{2, 1032, 16, 1032, false},
+	{4, 24, 8, 24, false},
+	{4, 320, 8, 20, false}, // a group size not a multiple of 8: rows
 }
 
 func (c quantCase) name() string {
@@ -147,7 +162,7 @@ func TestMatMulQuant(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if got, want := tensorOf(qt).q.panels, be.kern.panelDot != nil && c.perm && c.N%8 == 0 && c.K%8 == 0; got != want {
+					if got, want := tensorOf(qt).q.panels, be.kern.panelDot != nil && c.N%8 == 0 && c.K%8 == 0 && (c.perm || c.groupSize%8 == 0); got != want {
 						t.Fatalf("panel layout %v, want %v", got, want)
 					}
 					dense := tensorFrom(t, be, q.Dequantize(), c.N, c.K)
