@@ -61,7 +61,8 @@ func panelTileLoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mas
 func panelTile8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, out *float32, ldo int)
 
 var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
-	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go, panelDot: panelDotAsm, panelTile: panelTileAsm}
+	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go, panelDot: panelDotAsm, panelTile: panelTileAsm,
+	panelDot3: panelDot3Asm}
 
 // panelShifts[bits] are the shifts of a panel entry's 8 codes, r·bits.
 var panelShifts = func() (s [5][8]uint32) {
@@ -295,4 +296,46 @@ func dequant8GatherAsm(out []float32, src []byte, grp []int32, sz []float32) {
 		dequant8GatherAVX(n8, &src[0], &grp[0], &sz[0], len(sz)/2, &out[0])
 	}
 	dequant8GatherGo(out[n8:], src[n8:n], grp[n8:n], sz)
+}
+
+//go:noescape
+func panelDot3LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32, cont int)
+
+//go:noescape
+func panelDot38SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
+
+// panelDot3Asm is kernels.panelDot3 (groups c/gs only).
+func panelDot3Asm(nchunk int, codes []byte, bits int, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32) {
+	if nchunk <= 0 {
+		clear(acc[:])
+		return
+	}
+	in := (nchunk-1)*(4+skip) + 4
+	nb := (in-1)*bits + max(bits, 4)
+	_, _ = x[2*ldx+in-1], tbl[16*((c0+in-1)/gs)+15]
+	if bits == 8 {
+		_ = codes[nb-1]
+		t, left := panelGroup(tbl, c0, gs)
+		panelDot38SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
+		return
+	}
+	sh, mask := &panelShifts[bits], 1<<bits-1
+	lo := func(n, c int, cp *byte, cont int) {
+		t, left := panelGroup(tbl, c0+c, gs)
+		panelDot3LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
+	}
+	if nb <= len(codes) {
+		lo(nchunk, 0, &codes[0], 0)
+		return
+	}
+	// The dword read of the weight's last entry would pass its end.
+	cont := 0
+	if nchunk > 1 {
+		lo(nchunk-1, 0, &codes[0], 0)
+		cont = 1
+	}
+	var buf [8*3 + 4]byte
+	c := in - 4
+	copy(buf[:], codes[c*bits:])
+	lo(1, c, &buf[0], cont)
 }

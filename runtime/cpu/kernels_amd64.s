@@ -837,3 +837,147 @@ looptsl8:
 	JNZ  looptsl8
 	VZEROUPPER
 	RET
+
+// PD3W sets Y12 to the weights of the input whose codes Y12 holds, the
+// chunk's group at (BX) (no vector register is left to hold its scales).
+#define PD3W \
+	VCVTDQ2PS Y12, Y12 \
+	VSUBPS    32(BX), Y12, Y12 \
+	VMULPS    (BX), Y12, Y12
+
+// PD3FMA adds x[i][c] (at off(DI), rows R8 bytes apart) times the weights
+// in Y12 into A0, A1 and A2, for rows 0, 1 and 2.
+#define PD3FMA(off, A0, A1, A2) \
+	VBROADCASTSS off(DI), Y13 \
+	VFMADD231PS  Y12, Y13, A0 \
+	VBROADCASTSS off(DI)(R8*1), Y13 \
+	VFMADD231PS  Y12, Y13, A1 \
+	VBROADCASTSS off(DI)(R8*2), Y13 \
+	VFMADD231PS  Y12, Y13, A2
+
+#define PD3LO(off, A0, A1, A2) \
+	VPBROADCASTD (SI), Y12 \
+	VPSRLVD      Y14, Y12, Y12 \
+	VPAND        Y15, Y12, Y12 \
+	PD3W \
+	PD3FMA(off, A0, A1, A2) \
+	ADDQ         R10, SI
+
+#define PD38(off, A0, A1, A2) \
+	VPMOVZXBD (SI), Y12 \
+	PD3W \
+	PD3FMA(off, A0, A1, A2) \
+	ADDQ      $8, SI
+
+// PSTORE12 stores the accumulators Y0..Y11 at acc (AX).
+#define PSTORE12 \
+	PSTORE8 \
+	VMOVUPS Y8, 256(AX) \
+	VMOVUPS Y9, 288(AX) \
+	VMOVUPS Y10, 320(AX) \
+	VMOVUPS Y11, 352(AX)
+
+// func panelDot3LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32, cont int)
+// For 3 rows of x (ldx apart) and nchunk chunks of 4 inputs (codes and x
+// at the first chunk's first input; skip inputs passed over after each
+// chunk), acc[32*i + 8*l + r] = Σ over the chunks' l-th inputs c of
+// x[i][c]·W[r, c], in chunk order (FMA): each input's weights computed
+// once for the 3 rows. Groups as panelDotLoSeqAVX's (a chunk of 4 lies
+// in one of its 8); bits 2, 3 or 4; nchunk > 0. With cont not 0 the sums
+// go on from acc's.
+TEXT ·panelDot3LoSeqAVX(SB), NOSPLIT, $0-104
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         tbl+40(FP), BX
+	MOVQ         left+48(FP), R13
+	MOVQ         x+64(FP), DI
+	MOVQ         ldx+72(FP), R8
+	SHLQ         $2, R8
+	MOVQ         skip+80(FP), R11
+	LEAQ         4(R11), DX
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+88(FP), AX
+	PZERO8
+	VXORPS       Y8, Y8, Y8
+	VXORPS       Y9, Y9, Y9
+	VXORPS       Y10, Y10, Y10
+	VXORPS       Y11, Y11, Y11
+	MOVQ         cont+96(FP), R9
+	TESTQ        R9, R9
+	JZ           gsp3lo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+	VMOVUPS      256(AX), Y8
+	VMOVUPS      288(AX), Y9
+	VMOVUPS      320(AX), Y10
+	VMOVUPS      352(AX), Y11
+
+gsp3lo:
+	MOVQ gs+56(FP), R9
+
+loopp3lo:
+	PD3LO(0, Y0, Y4, Y8)
+	PD3LO(4, Y1, Y5, Y9)
+	PD3LO(8, Y2, Y6, Y10)
+	PD3LO(12, Y3, Y7, Y11)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	PADVANCE(R13, R9, DX, nextp3lo, grpp3lo)
+	DECQ CX
+	JNZ  loopp3lo
+	PSTORE12
+	VZEROUPPER
+	RET
+
+// func panelDot38SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
+// panelDot3LoSeqAVX for 8-bit codes.
+TEXT ·panelDot38SeqAVX(SB), NOSPLIT, $0-72
+	MOVQ   nchunk+0(FP), CX
+	MOVQ   codes+8(FP), SI
+	MOVQ   tbl+16(FP), BX
+	MOVQ   left+24(FP), R13
+	MOVQ   gs+32(FP), R9
+	MOVQ   x+40(FP), DI
+	MOVQ   ldx+48(FP), R8
+	SHLQ   $2, R8
+	MOVQ   skip+56(FP), R11
+	LEAQ   4(R11), DX
+	MOVQ   R11, R12
+	SHLQ   $3, R12
+	SHLQ   $2, R11
+	MOVQ   acc+64(FP), AX
+	PZERO8
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loopp38:
+	PD38(0, Y0, Y4, Y8)
+	PD38(4, Y1, Y5, Y9)
+	PD38(8, Y2, Y6, Y10)
+	PD38(12, Y3, Y7, Y11)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	PADVANCE(R13, R9, DX, nextp38, grpp38)
+	DECQ CX
+	JNZ  loopp38
+	PSTORE12
+	VZEROUPPER
+	RET

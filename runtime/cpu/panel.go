@@ -41,7 +41,8 @@ import (
 // panels into a tile of rows for the dense kernels (panelTile), whose cost
 // the rows share. Measured on 4096×4096 4-bit weights (2 cores, AVX2,
 // CPU time an op): 3 rows took 3.8 ms directly, 2.9 ms expanded; 2 rows
-// 2.7 ms directly, 2.9 ms expanded.
+// 2.7 ms directly, 2.9 ms expanded. Without act order 2 and 3 rows read
+// the panels at once instead (matmulPanel3).
 const panelRows = 2
 
 // usePanels reports whether LoadQuant keeps q in the panel layout: on
@@ -146,8 +147,9 @@ func reduce16(a, b *[64]float32, out *[8]float32) {
 // matmulPanel sets c[m,n] = a[m,k] · wᵀ for w in the panel layout, every
 // output the same sum in the same order as matmul's with the dequantized
 // weight: up to panelRows rows of x read the panels directly (dot1x4's
-// order); more expand them a tile of qnb rows at a time and run
-// blockProduct over it, as matmulQuant does.
+// order), without act order 2 or 3 rows too (matmulPanel3); more expand
+// them a tile of qnb rows at a time and run blockProduct over it, as
+// matmulQuant does.
 func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	n, k := w.n, w.k
 	if m == 0 {
@@ -155,6 +157,10 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	}
 	kern := b.kern
 	tl := 16 * w.groups
+	if m <= 3 && m >= 2 && w.group == nil {
+		b.matmulPanel3(c, a, m, w)
+		return
+	}
 	if m <= panelRows {
 		b.parallel(n/8, func(p int) {
 			sp, _ := qScratch.Get().(*[]float32)
@@ -215,6 +221,77 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 				kern.panelTile(kk/8, w.codes[(p*k+k0)*w.bits:], w.bits, w.groupsFrom(k0), k0, w.groupSize, tables[(j-j0)/8*tl:], tile[(j-j0)*kk:], kk)
 			}
 			blockProduct(&kern, c, n, a, k, i0, i1, k0, kk, tile, kk, j0, j0, j1, k0 == 0, &acc12, &acc4)
+		}
+	})
+}
+
+// matmulPanel3 is matmulPanel for 2 or 3 rows of x and w without act
+// order: panelDot3 computes each input's weights once for the rows, in
+// the order of the dense kernels for that many rows: dot3x4's for 3
+// (input p of a slice in sum p%8, then HSUM), dot1x4's for 2 (x padded
+// with a copy of its second row, whose sums are dropped).
+func (b *Backend) matmulPanel3(c, a []float32, m int, w *qweight) {
+	n, k, bits, gs := w.n, w.k, w.bits, w.groupSize
+	kern := b.kern
+	tl := 16 * w.groups
+	var x []float32
+	if m == 3 {
+		x = a[:3*k]
+	} else {
+		x = make([]float32, 3*k)
+		copy(x, a[:2*k])
+		copy(x[2*k:], a[k:2*k])
+	}
+	b.parallel(n/8, func(p int) {
+		sp, _ := qScratch.Get().(*[]float32)
+		if sp == nil || cap(*sp) < tl {
+			buf := make([]float32, tl)
+			sp = &buf
+		}
+		defer qScratch.Put(sp)
+		tbl := (*sp)[:tl]
+		w.panelTable(tbl, p)
+		codes := w.codes[p*k*bits : (p+1)*k*bits]
+		// dot runs nchunk chunks from input c0, skip inputs apart.
+		dot := func(nchunk, c0, skip int, acc *[96]float32) {
+			if nchunk <= 0 {
+				clear(acc[:])
+				return
+			}
+			kern.panelDot3(nchunk, codes[c0*bits:], bits, c0, gs, tbl, x[c0:], k, skip, acc)
+		}
+		var lo, hi, lo2, hi2 [96]float32
+		var s [8]float32
+		for k0 := 0; k0 < k; k0 += kc {
+			nch := min(kc, k-k0) / 8
+			if m == 3 {
+				dot(nch, k0, 4, &lo)
+				dot(nch, k0+4, 4, &hi)
+			} else {
+				dot((nch+1)/2, k0, 12, &lo)
+				dot((nch+1)/2, k0+4, 12, &hi)
+				dot(nch/2, k0+8, 12, &lo2)
+				dot(nch/2, k0+12, 12, &hi2)
+			}
+			for i := range m {
+				dst := c[i*n+8*p : i*n+8*p+8]
+				for r := range 8 {
+					for l := range 4 {
+						s[l], s[l+4] = lo[32*i+8*l+r], hi[32*i+8*l+r]
+						if m == 2 {
+							s[l] += lo2[32*i+8*l+r]
+							s[l+4] += hi2[32*i+8*l+r]
+						}
+					}
+					u0, u1, u2, u3 := s[0]+s[4], s[1]+s[5], s[2]+s[6], s[3]+s[7]
+					v := (u0 + u1) + (u2 + u3)
+					if k0 == 0 {
+						dst[r] = v
+					} else {
+						dst[r] += v
+					}
+				}
+			}
 		}
 	})
 }
