@@ -62,7 +62,7 @@ func panelTile8SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, out *
 
 var avxKernels = kernels{name: "avx2", dot3x4: dot3x4Asm, dot1x4: dot1x4Asm, axpy: axpyAsm, dequant4: dequant4Asm, dequant4LUT: dequant4LUTAsm,
 	dequant8: dequant8Asm, dequant8Gather: dequant8GatherAsm, bf16: bf16Asm, f16: f16Go, panelDot: panelDotAsm, panelTile: panelTileAsm,
-	panelDot3: panelDot3Asm}
+	panelDotRows: panelDotRowsAsm}
 
 // panelShifts[bits] are the shifts of a panel entry's 8 codes, r·bits.
 var panelShifts = func() (s [5][8]uint32) {
@@ -304,25 +304,39 @@ func panelDot3LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mas
 //go:noescape
 func panelDot38SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
 
-// panelDot3Asm is kernels.panelDot3 (groups c/gs only).
-func panelDot3Asm(nchunk int, codes []byte, bits int, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32) {
+//go:noescape
+func panelDot2LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32, cont int)
+
+//go:noescape
+func panelDot28SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
+
+// panelDotRowsAsm is kernels.panelDotRows (groups c/gs only).
+func panelDotRowsAsm(rows, nchunk int, codes []byte, bits int, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32) {
 	if nchunk <= 0 {
 		clear(acc[:])
 		return
 	}
 	in := (nchunk-1)*(4+skip) + 4
 	nb := (in-1)*bits + max(bits, 4)
-	_, _ = x[2*ldx+in-1], tbl[16*((c0+in-1)/gs)+15]
+	_, _ = x[(rows-1)*ldx+in-1], tbl[16*((c0+in-1)/gs)+15]
 	if bits == 8 {
 		_ = codes[nb-1]
 		t, left := panelGroup(tbl, c0, gs)
-		panelDot38SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
+		if rows == 2 {
+			panelDot28SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
+		} else {
+			panelDot38SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
+		}
 		return
 	}
 	sh, mask := &panelShifts[bits], 1<<bits-1
 	lo := func(n, c int, cp *byte, cont int) {
 		t, left := panelGroup(tbl, c0+c, gs)
-		panelDot3LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
+		if rows == 2 {
+			panelDot2LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
+		} else {
+			panelDot3LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
+		}
 	}
 	if nb <= len(codes) {
 		lo(nchunk, 0, &codes[0], 0)

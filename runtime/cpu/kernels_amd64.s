@@ -981,3 +981,115 @@ loopp38:
 	PSTORE12
 	VZEROUPPER
 	RET
+
+// PD2LO and PD28 add x[i][c] (at off(DI), rows R8 bytes apart) times the
+// weights of the input at (SI) into A0 and A1, for rows 0 and 1, the
+// chunk's scales in Y12 and zero points in Y13.
+#define PD2FMA(off, A0, A1) \
+	VBROADCASTSS off(DI), Y9 \
+	VFMADD231PS  Y8, Y9, A0 \
+	VBROADCASTSS off(DI)(R8*1), Y9 \
+	VFMADD231PS  Y8, Y9, A1
+
+#define PD2LO(off, A0, A1) \
+	PCODELO \
+	PSWEIGHT \
+	PD2FMA(off, A0, A1) \
+	ADDQ R10, SI
+
+#define PD28(off, A0, A1) \
+	PCODE8 \
+	PSWEIGHT \
+	PD2FMA(off, A0, A1) \
+	ADDQ $8, SI
+
+// func panelDot2LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32, cont int)
+// panelDot3LoSeqAVX for 2 rows of x: acc[32*i + 8*l + r] for i < 2.
+TEXT ·panelDot2LoSeqAVX(SB), NOSPLIT, $0-104
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         tbl+40(FP), BX
+	MOVQ         left+48(FP), R13
+	MOVQ         x+64(FP), DI
+	MOVQ         ldx+72(FP), R8
+	SHLQ         $2, R8
+	MOVQ         skip+80(FP), R11
+	LEAQ         4(R11), DX
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+88(FP), AX
+	PZERO8
+	MOVQ         cont+96(FP), R9
+	TESTQ        R9, R9
+	JZ           gsp2lo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+
+gsp2lo:
+	MOVQ gs+56(FP), R9
+
+loopp2lo:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	PD2LO(0, Y0, Y4)
+	PD2LO(4, Y1, Y5)
+	PD2LO(8, Y2, Y6)
+	PD2LO(12, Y3, Y7)
+	ADDQ    R12, SI
+	ADDQ    $16, DI
+	ADDQ    R11, DI
+	PADVANCE(R13, R9, DX, nextp2lo, grpp2lo)
+	DECQ    CX
+	JNZ     loopp2lo
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// func panelDot28SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
+// panelDot2LoSeqAVX for 8-bit codes.
+TEXT ·panelDot28SeqAVX(SB), NOSPLIT, $0-72
+	MOVQ nchunk+0(FP), CX
+	MOVQ codes+8(FP), SI
+	MOVQ tbl+16(FP), BX
+	MOVQ left+24(FP), R13
+	MOVQ gs+32(FP), R9
+	MOVQ x+40(FP), DI
+	MOVQ ldx+48(FP), R8
+	SHLQ $2, R8
+	MOVQ skip+56(FP), R11
+	LEAQ 4(R11), DX
+	MOVQ R11, R12
+	SHLQ $3, R12
+	SHLQ $2, R11
+	MOVQ acc+64(FP), AX
+	PZERO8
+
+loopp28:
+	VMOVUPS (BX), Y12
+	VMOVUPS 32(BX), Y13
+	PD28(0, Y0, Y4)
+	PD28(4, Y1, Y5)
+	PD28(8, Y2, Y6)
+	PD28(12, Y3, Y7)
+	ADDQ    R12, SI
+	ADDQ    $16, DI
+	ADDQ    R11, DI
+	PADVANCE(R13, R9, DX, nextp28, grpp28)
+	DECQ    CX
+	JNZ     loopp28
+	PSTORE8
+	VZEROUPPER
+	RET

@@ -42,7 +42,7 @@ import (
 // the rows share. Measured on 4096×4096 4-bit weights (2 cores, AVX2,
 // CPU time an op): 3 rows took 3.8 ms directly, 2.9 ms expanded; 2 rows
 // 2.7 ms directly, 2.9 ms expanded. Without act order 2 and 3 rows read
-// the panels at once instead (matmulPanel3).
+// the panels together instead (matmulPanel3).
 const panelRows = 2
 
 // usePanels reports whether LoadQuant keeps q in the panel layout: on
@@ -226,22 +226,15 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 }
 
 // matmulPanel3 is matmulPanel for 2 or 3 rows of x and w without act
-// order: panelDot3 computes each input's weights once for the rows, in
-// the order of the dense kernels for that many rows: dot3x4's for 3
-// (input p of a slice in sum p%8, then HSUM), dot1x4's for 2 (x padded
-// with a copy of its second row, whose sums are dropped).
+// order: panelDotRows computes each input's weights once for the rows,
+// summing in the order of the dense kernels for that many rows: dot3x4's
+// for 3 (input p of a slice in sum p%8, then HSUM), dot1x4's for 2 (16
+// sums: even and odd chunks apart).
 func (b *Backend) matmulPanel3(c, a []float32, m int, w *qweight) {
 	n, k, bits, gs := w.n, w.k, w.bits, w.groupSize
 	kern := b.kern
 	tl := 16 * w.groups
-	var x []float32
-	if m == 3 {
-		x = a[:3*k]
-	} else {
-		x = make([]float32, 3*k)
-		copy(x, a[:2*k])
-		copy(x[2*k:], a[k:2*k])
-	}
+	x := a[:m*k]
 	b.parallel(n/8, func(p int) {
 		sp, _ := qScratch.Get().(*[]float32)
 		if sp == nil || cap(*sp) < tl {
@@ -258,7 +251,7 @@ func (b *Backend) matmulPanel3(c, a []float32, m int, w *qweight) {
 				clear(acc[:])
 				return
 			}
-			kern.panelDot3(nchunk, codes[c0*bits:], bits, c0, gs, tbl, x[c0:], k, skip, acc)
+			kern.panelDotRows(m, nchunk, codes[c0*bits:], bits, c0, gs, tbl, x[c0:], k, skip, acc)
 		}
 		var lo, hi, lo2, hi2 [96]float32
 		var s [8]float32
