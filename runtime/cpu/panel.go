@@ -10,16 +10,16 @@ import (
 // vector of a row's consecutive weights needs a gather of their scales and
 // zero points. Turned sideways, a vector holds 8 rows' weights of one
 // input, whose group is one for all 8: their scales and zero points are a
-// vector load, and act order costs nothing. Without act order the
-// panels serve too (group size a multiple of 8): a chunk of 8 inputs is
-// in one group, c/groupSize, whose scales the kernels load once for the
-// chunk, and one pass over the codes for both the dequantization and the
-// FMA beats the row layout's tile of fp32 written and read back. The
-// inputs stay in their
-// original order, and the dot products are summed in the dense kernels'
-// order (below), so products equal the dequantized weight's bit for bit
-// where reordering the inputs by group (as the CUDA backend does, and the
-// activation with them) would change the order of every sum.
+// vector load, and act order costs nothing. Without act order the panels
+// serve too, where the group size is a multiple of 8: a chunk of 8 inputs
+// lies in one group, c/groupSize (nothing stored), whose scales the
+// kernels load once for the chunk; and one pass over the codes that
+// dequantizes and multiplies beats the row layout's tile of fp32 written
+// and read back. The inputs stay in their original order, and the dot
+// products are summed in the dense kernels' order (below), so products
+// equal the dequantized weight's bit for bit where reordering the inputs
+// by group (as the CUDA backend does, and the activation with them) would
+// change the order of every sum.
 //
 // Panel p holds rows 8p..8p+7; its entry for input c is bits bytes at
 // (p·K + c)·bits of codes, row r's code at bits r·bits.. of the entry read
@@ -33,8 +33,13 @@ import (
 // pairs, then the pair sums (HSUM). panelDot computes the partial sums for
 // 8 outputs at once, a chunk's input l in accumulator l, passing every
 // other chunk over (skip 8) for dot1x4's two accumulators; reduce16 adds
-// them up as dot1x4 does. A slice's sum is stored or added to the output
-// as blockProduct puts it.
+// them up as dot1x4 does. dot3x4, which blockProduct runs for a triple of
+// rows, keeps 8 partial sums (input p in sum p%8), then HSUM; panelDotRows
+// (weights without act order, 2 or 3 rows) computes half a chunk's sums,
+// inputs 0–3 or 4–7, for all the rows at once, in a call for each half
+// (and each of dot1x4's alternate chunks), and matmulPanel3 adds them up
+// as dot1x4 or dot3x4 does. A slice's sum is stored or added to the
+// output as blockProduct puts it.
 
 // panelRows is the most rows of x whose products read the panels
 // directly (one pass over the codes a row); with more, a task expands the

@@ -17,8 +17,9 @@ const qblock = 32
 // (runtime.QuantLoader). In the row layout, row n holds its K codes in the
 // original input order (act order undone at load), so that a dequantized
 // tile of rows is W's rows exactly as runtime.QuantWeight.Dequantize
-// writes them; act-order weights on the AVX2 kernels take the panel
-// layout instead (panels, panel.go).
+// writes them; on the AVX2 kernels weights take the panel layout instead
+// (panels, panel.go) where N and K are multiples of 8, and, without act
+// order, the group size.
 //
 // Each block of 32 codes of a row takes 4·bits bytes:
 //
@@ -40,8 +41,8 @@ type qweight struct {
 	// group [K] is original input c's group where act order scattered
 	// them, nil where input c is in group c/groupSize.
 	group []int32
-	// panels: codes are in the panel layout (panel.go), which act-order
-	// weights take on the AVX2 kernels, not the row layout above.
+	// panels: codes are in the panel layout (panel.go), which weights
+	// take on the AVX2 kernels (usePanels), not the row layout above.
 	panels bool
 }
 

@@ -75,7 +75,8 @@ var quantCases = []quantCase{
 	// Without act order in the panel layout (group size a multiple of 8
 	// too): the group of a chunk from its input, across K slices and
 	// groups that straddle them, past two groups a chunk (group size 8,
-	// panelDot's skip), one group, a last group cut short.
+	// the skips of panelDot and panelDotRows), one group, a last group cut
+	// short; 2 and 3 rows of x read these panels too.
 	{4, 2056, 72, 128, false},
 	{4, 1048, 16, 8, false},
 	{4, 2072, 16, 96, false},

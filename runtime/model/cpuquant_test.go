@@ -23,11 +23,12 @@ import (
 // sizes 32, 128 and -1, sym and asym, with and without act order, and
 // checks that the CPU backend's packed weights (the default in F32) give
 // the logits of the dequantized fp32 weights (Options.Dequantize) bit for
-// bit, for one row and three (decode steps' products: one row reads act
-// order's panels directly, three expand them), a short prompt (rows in
-// triples and singles) and one longer than a row block of the packed
-// product; and that the packed weights take their packed size in memory
-// (Backend.Resident), not fp32's.
+// bit, for one row, two and three (decode steps' products: one and two
+// rows read the panels directly, three expand act order's and read the
+// others' directly), a short prompt (rows in triples and singles) and one
+// longer than a row block of the packed product; and that the packed
+// weights take their packed size in memory (Backend.Resident), not
+// fp32's.
 func TestCPUQuantExact(t *testing.T) {
 	base := fixture(t, "models/openchat-tiny")
 	set, cfg := fixtures.OpenCheckpoint(t, base)
@@ -37,7 +38,7 @@ func TestCPUQuantExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	wiki := fixtures.WikiIDs(t)
-	prompts := [][]int{{1}, {1, 420, 6316}, {1, 420, 6316, 28781, 7}, wiki[:200]}
+	prompts := [][]int{{1}, {1, 420}, {1, 420, 6316}, {1, 420, 6316, 28781, 7}, wiki[:200]}
 	for _, tc := range []struct {
 		bits, gs      int
 		sym, actOrder bool
