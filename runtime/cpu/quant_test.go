@@ -215,28 +215,41 @@ func tensorFrom(t *testing.T, b *Backend, v []float32, shape ...int) runtime.Ten
 // (bits/8 bytes a weight, and 4 bytes a group's scale and zero point of
 // an output; with act order 4 bytes an input's group), in the row and the
 // panel layout, not fp32's 4 bytes a weight, and that Free gives it back.
+// Where K is not a multiple of 32 the row layout pads each row's last
+// block of 32 codes and the panel layout does not.
 func TestQuantResident(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
-	for _, bits := range []int{2, 3, 4, 8} {
-		for _, perm := range []bool{false, true} {
-			b := New(1)
-			K, N, gs := 1024, 96, 128
-			q := randomQuant(r, bits, K, N, gs, perm)
-			qt, err := b.LoadQuant(q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := b.Resident()
-			want := int64(K*N*bits/8 + 4*N*K/gs)
-			if perm {
-				want += 4 * int64(K)
-			}
-			if got != want {
-				t.Errorf("%d bits, act order %v: resident %d bytes, want %d (fp32: %d)", bits, perm, got, want, 4*K*N)
-			}
-			b.Free(qt)
-			if got := b.Resident(); got != 0 {
-				t.Errorf("%d bits, act order %v: resident %d bytes after Free, want 0", bits, perm, got)
+	for _, K := range []int{1024, 1000} {
+		for _, bits := range []int{2, 3, 4, 8} {
+			for _, perm := range []bool{false, true} {
+				for _, b := range []*Backend{New(1), NewPortable(1)} {
+					N, gs := 96, 128
+					q := randomQuant(r, bits, K, N, gs, perm)
+					qt, err := b.LoadQuant(q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					G := (K + gs - 1) / gs
+					codes := N * ((K + 31) / 32) * 4 * bits
+					if tensorOf(qt).q.panels {
+						codes = K * N * bits / 8
+					}
+					if got, want := tensorOf(qt).q.panels, b.kern.panelDot != nil; got != want {
+						t.Errorf("%s: K %d, %d bits, act order %v: panel layout %v, want %v", b.kern.name, K, bits, perm, got, want)
+					}
+					got := b.Resident()
+					want := int64(codes + 4*N*G)
+					if perm {
+						want += 4 * int64(K)
+					}
+					if got != want {
+						t.Errorf("%s: K %d, %d bits, act order %v: resident %d bytes, want %d (fp32: %d)", b.kern.name, K, bits, perm, got, want, 4*K*N)
+					}
+					b.Free(qt)
+					if got := b.Resident(); got != 0 {
+						t.Errorf("%s: K %d, %d bits, act order %v: resident %d bytes after Free, want 0", b.kern.name, K, bits, perm, got)
+					}
+				}
 			}
 		}
 	}

@@ -86,6 +86,8 @@ func TestCPUQuantExact(t *testing.T) {
 			for _, l := range linears {
 				G := int64(gptq.Groups(l.K, tc.gs))
 				fp32 += 4 * int64(l.K*l.N)
+				// The row layout's blocks of 32 codes; the panel layout
+				// takes as much where 32 divides K, as in openchat-tiny.
 				want += int64((l.K+31)/32*4*tc.bits*l.N) + 4*G*int64(l.N)
 				if tc.actOrder {
 					want += 4 * int64(l.K) // each input's group
