@@ -33,11 +33,11 @@
 // too): 8 rows' codes of one input side by side, inputs in their original
 // order, so that a vector of weights shares one group's scales and zero
 // points (a vector load, not an act-order weight's gather; without act
-// order input c's group is c/groupSize, nothing stored). Up to 2 rows of
-// x multiply the panels directly (without act order up to 3, a pass over
-// the codes for all of them), keeping the dense kernels' partial sums
-// lane for lane and adding them as they do; more rows expand the panels
-// into rows for the dense kernels. Either way the products are the dense
+// order input c's group is c/groupSize, nothing stored). Up to 3 rows of
+// x multiply the panels directly (one pass over the codes for all of
+// them), keeping the dense kernels' partial sums lane for lane and adding
+// them as they do; more rows expand the panels into rows for the dense
+// kernels. Either way the products are the dense
 // product's bit for bit. Resident counts the bytes all tensors hold.
 //
 // # Parallelism

@@ -45,12 +45,12 @@ type kernels struct {
 	panelDot  func(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, x []float32, skip int, acc *[64]float32)
 	panelTile func(nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, out []float32, ldo int)
 	// panelDotRows is panelDot for 2 or 3 rows of x at once (row i at
-	// x[i*ldx:]), for weights without act order, in chunks of 4 inputs (a
-	// half of an 8-input chunk; skip as panelDot's): acc[32*i+8*l+r] = Σ
-	// over the chunks' l-th inputs c, in order, of x[i*ldx+c]·W[r, c]
-	// (FMA), i < rows. Each input's weights are computed once for the
-	// rows. nil with panelDot.
-	panelDotRows func(rows, nchunk int, codes []byte, bits int, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32)
+	// x[i*ldx:]; groups as panelDot's) in chunks of 4 inputs (a half of
+	// an 8-input chunk; skip as panelDot's): acc[32*i+8*l+r] = Σ over the
+	// chunks' l-th inputs c, in order, of x[i*ldx+c]·W[r, c] (FMA), i <
+	// rows. Each input's weights are computed once for the rows. nil with
+	// panelDot.
+	panelDotRows func(rows, nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32)
 }
 
 // goKernels are the portable kernels.

@@ -310,31 +310,60 @@ func panelDot2LoSeqAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mas
 //go:noescape
 func panelDot28SeqAVX(nchunk int, codes *byte, tbl *float32, left, gs int, x *float32, ldx, skip int, acc *[96]float32)
 
-// panelDotRowsAsm is kernels.panelDotRows (groups c/gs only).
-func panelDotRowsAsm(rows, nchunk int, codes []byte, bits int, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32) {
+//go:noescape
+func panelDot2LoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32, cont int)
+
+//go:noescape
+func panelDot28AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32)
+
+//go:noescape
+func panelDot3LoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32, cont int)
+
+//go:noescape
+func panelDot38AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32)
+
+func panelDotRowsAsm(rows, nchunk int, codes []byte, bits int, grp []int32, c0, gs int, tbl, x []float32, ldx, skip int, acc *[96]float32) {
 	if nchunk <= 0 {
 		clear(acc[:])
 		return
 	}
 	in := (nchunk-1)*(4+skip) + 4
 	nb := (in-1)*bits + max(bits, 4)
-	_, _ = x[(rows-1)*ldx+in-1], tbl[16*((c0+in-1)/gs)+15]
+	_, _ = x[(rows-1)*ldx+in-1], tbl[15]
+	if grp != nil {
+		_ = grp[in-1]
+	} else {
+		_ = tbl[16*((c0+in-1)/gs)+15]
+	}
 	if bits == 8 {
 		_ = codes[nb-1]
-		t, left := panelGroup(tbl, c0, gs)
-		if rows == 2 {
+		switch {
+		case grp != nil && rows == 2:
+			panelDot28AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], ldx, skip, acc)
+		case grp != nil:
+			panelDot38AVX(nchunk, &codes[0], &grp[0], &tbl[0], &x[0], ldx, skip, acc)
+		case rows == 2:
+			t, left := panelGroup(tbl, c0, gs)
 			panelDot28SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
-		} else {
+		default:
+			t, left := panelGroup(tbl, c0, gs)
 			panelDot38SeqAVX(nchunk, &codes[0], &t[0], left, gs, &x[0], ldx, skip, acc)
 		}
 		return
 	}
 	sh, mask := &panelShifts[bits], 1<<bits-1
+	// lo runs n chunks from input c (relative to c0), codes at cp.
 	lo := func(n, c int, cp *byte, cont int) {
-		t, left := panelGroup(tbl, c0+c, gs)
-		if rows == 2 {
+		switch {
+		case grp != nil && rows == 2:
+			panelDot2LoAVX(n, cp, bits, sh, mask, &grp[c], &tbl[0], &x[c], ldx, skip, acc, cont)
+		case grp != nil:
+			panelDot3LoAVX(n, cp, bits, sh, mask, &grp[c], &tbl[0], &x[c], ldx, skip, acc, cont)
+		case rows == 2:
+			t, left := panelGroup(tbl, c0+c, gs)
 			panelDot2LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
-		} else {
+		default:
+			t, left := panelGroup(tbl, c0+c, gs)
 			panelDot3LoSeqAVX(n, cp, bits, sh, mask, &t[0], left, gs, &x[c], ldx, skip, acc, cont)
 		}
 	}

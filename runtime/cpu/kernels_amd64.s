@@ -1093,3 +1093,220 @@ loopp28:
 	PSTORE8
 	VZEROUPPER
 	RET
+
+// The act-order forms of panelDot2LoSeqAVX and panelDot3LoSeqAVX: input
+// c's group at grp (R13), 4 bytes an input, as the act-order panelDot's.
+
+// PAWEIGHT(off, W) turns the codes in W (fp32) into the weights of the
+// input whose group is at off(R13): W = scale·(W − zero). Clobbers R9.
+#define PAWEIGHT(off, W) \
+	MOVL   off(R13), R9 \
+	SHLQ   $6, R9 \
+	VSUBPS 32(BX)(R9*1), W, W \
+	VMULPS (BX)(R9*1), W, W
+
+#define PA2LO(off, A0, A1) \
+	PCODELO \
+	PAWEIGHT(off, Y8) \
+	PD2FMA(off, A0, A1) \
+	ADDQ R10, SI
+
+#define PA28(off, A0, A1) \
+	PCODE8 \
+	PAWEIGHT(off, Y8) \
+	PD2FMA(off, A0, A1) \
+	ADDQ $8, SI
+
+#define PA3LO(off, A0, A1, A2) \
+	VPBROADCASTD (SI), Y12 \
+	VPSRLVD      Y14, Y12, Y12 \
+	VPAND        Y15, Y12, Y12 \
+	VCVTDQ2PS    Y12, Y12 \
+	PAWEIGHT(off, Y12) \
+	PD3FMA(off, A0, A1, A2) \
+	ADDQ         R10, SI
+
+#define PA38(off, A0, A1, A2) \
+	VPMOVZXBD (SI), Y12 \
+	VCVTDQ2PS Y12, Y12 \
+	PAWEIGHT(off, Y12) \
+	PD3FMA(off, A0, A1, A2) \
+	ADDQ      $8, SI
+
+// func panelDot2LoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32, cont int)
+// panelDot2LoSeqAVX with act order.
+TEXT ·panelDot2LoAVX(SB), NOSPLIT, $0-96
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         grp+40(FP), R13
+	MOVQ         tbl+48(FP), BX
+	MOVQ         x+56(FP), DI
+	MOVQ         ldx+64(FP), R8
+	SHLQ         $2, R8
+	MOVQ         skip+72(FP), R11
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+80(FP), AX
+	PZERO8
+	MOVQ         cont+88(FP), R9
+	TESTQ        R9, R9
+	JZ           loopa2lo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+
+loopa2lo:
+	PA2LO(0, Y0, Y4)
+	PA2LO(4, Y1, Y5)
+	PA2LO(8, Y2, Y6)
+	PA2LO(12, Y3, Y7)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	ADDQ $16, R13
+	ADDQ R11, R13
+	DECQ CX
+	JNZ  loopa2lo
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// func panelDot28AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32)
+// panelDot2LoAVX for 8-bit codes.
+TEXT ·panelDot28AVX(SB), NOSPLIT, $0-64
+	MOVQ nchunk+0(FP), CX
+	MOVQ codes+8(FP), SI
+	MOVQ grp+16(FP), R13
+	MOVQ tbl+24(FP), BX
+	MOVQ x+32(FP), DI
+	MOVQ ldx+40(FP), R8
+	SHLQ $2, R8
+	MOVQ skip+48(FP), R11
+	MOVQ R11, R12
+	SHLQ $3, R12
+	SHLQ $2, R11
+	MOVQ acc+56(FP), AX
+	PZERO8
+
+loopa28:
+	PA28(0, Y0, Y4)
+	PA28(4, Y1, Y5)
+	PA28(8, Y2, Y6)
+	PA28(12, Y3, Y7)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	ADDQ $16, R13
+	ADDQ R11, R13
+	DECQ CX
+	JNZ  loopa28
+	PSTORE8
+	VZEROUPPER
+	RET
+
+// func panelDot3LoAVX(nchunk int, codes *byte, bits int, shifts *[8]uint32, mask int, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32, cont int)
+// panelDot3LoSeqAVX with act order.
+TEXT ·panelDot3LoAVX(SB), NOSPLIT, $0-96
+	MOVQ         nchunk+0(FP), CX
+	MOVQ         codes+8(FP), SI
+	MOVQ         bits+16(FP), R10
+	MOVQ         shifts+24(FP), AX
+	VMOVDQU      (AX), Y14
+	MOVQ         mask+32(FP), AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	MOVQ         grp+40(FP), R13
+	MOVQ         tbl+48(FP), BX
+	MOVQ         x+56(FP), DI
+	MOVQ         ldx+64(FP), R8
+	SHLQ         $2, R8
+	MOVQ         skip+72(FP), R11
+	MOVQ         R11, R12
+	IMULQ        R10, R12
+	SHLQ         $2, R11
+	MOVQ         acc+80(FP), AX
+	PZERO8
+	VXORPS       Y8, Y8, Y8
+	VXORPS       Y9, Y9, Y9
+	VXORPS       Y10, Y10, Y10
+	VXORPS       Y11, Y11, Y11
+	MOVQ         cont+88(FP), R9
+	TESTQ        R9, R9
+	JZ           loopa3lo
+	VMOVUPS      (AX), Y0
+	VMOVUPS      32(AX), Y1
+	VMOVUPS      64(AX), Y2
+	VMOVUPS      96(AX), Y3
+	VMOVUPS      128(AX), Y4
+	VMOVUPS      160(AX), Y5
+	VMOVUPS      192(AX), Y6
+	VMOVUPS      224(AX), Y7
+	VMOVUPS      256(AX), Y8
+	VMOVUPS      288(AX), Y9
+	VMOVUPS      320(AX), Y10
+	VMOVUPS      352(AX), Y11
+
+loopa3lo:
+	PA3LO(0, Y0, Y4, Y8)
+	PA3LO(4, Y1, Y5, Y9)
+	PA3LO(8, Y2, Y6, Y10)
+	PA3LO(12, Y3, Y7, Y11)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	ADDQ $16, R13
+	ADDQ R11, R13
+	DECQ CX
+	JNZ  loopa3lo
+	PSTORE12
+	VZEROUPPER
+	RET
+
+// func panelDot38AVX(nchunk int, codes *byte, grp *int32, tbl *float32, x *float32, ldx, skip int, acc *[96]float32)
+// panelDot3LoAVX for 8-bit codes.
+TEXT ·panelDot38AVX(SB), NOSPLIT, $0-64
+	MOVQ   nchunk+0(FP), CX
+	MOVQ   codes+8(FP), SI
+	MOVQ   grp+16(FP), R13
+	MOVQ   tbl+24(FP), BX
+	MOVQ   x+32(FP), DI
+	MOVQ   ldx+40(FP), R8
+	SHLQ   $2, R8
+	MOVQ   skip+48(FP), R11
+	MOVQ   R11, R12
+	SHLQ   $3, R12
+	SHLQ   $2, R11
+	MOVQ   acc+56(FP), AX
+	PZERO8
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+loopa38:
+	PA38(0, Y0, Y4, Y8)
+	PA38(4, Y1, Y5, Y9)
+	PA38(8, Y2, Y6, Y10)
+	PA38(12, Y3, Y7, Y11)
+	ADDQ R12, SI
+	ADDQ $16, DI
+	ADDQ R11, DI
+	ADDQ $16, R13
+	ADDQ R11, R13
+	DECQ CX
+	JNZ  loopa38
+	PSTORE12
+	VZEROUPPER
+	RET

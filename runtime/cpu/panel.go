@@ -35,20 +35,21 @@ import (
 // other chunk over (skip 8) for dot1x4's two accumulators; reduce16 adds
 // them up as dot1x4 does. dot3x4, which blockProduct runs for a triple of
 // rows, keeps 8 partial sums (input p in sum p%8), then HSUM; panelDotRows
-// (weights without act order, 2 or 3 rows) computes half a chunk's sums,
-// inputs 0–3 or 4–7, for all the rows at once, in a call for each half
-// (and each of dot1x4's alternate chunks), and matmulPanel3 adds them up
-// as dot1x4 or dot3x4 does. A slice's sum is stored or added to the
+// (2 or 3 rows) computes half a chunk's sums, inputs 0–3 or 4–7, for all
+// the rows at once, in a call for each half (and each of dot1x4's
+// alternate chunks), and matmulPanelRows adds them up as dot1x4 or dot3x4
+// does. A slice's sum is stored or added to the
 // output as blockProduct puts it.
 
 // panelRows is the most rows of x whose products read the panels
-// directly (one pass over the codes a row); with more, a task expands the
+// directly: one with panelDot, 2 or 3 with panelDotRows, which computes
+// each input's weights once for the rows; with more, a task expands the
 // panels into a tile of rows for the dense kernels (panelTile), whose cost
-// the rows share. Measured on 4096×4096 4-bit weights (2 cores, AVX2,
-// CPU time an op): 3 rows took 3.8 ms directly, 2.9 ms expanded; 2 rows
-// 2.7 ms directly, 2.9 ms expanded. Without act order 2 and 3 rows read
-// the panels together instead (matmulPanel3).
-const panelRows = 2
+// the rows share. Measured on 4096×4096 4-bit act-order weights (2 cores,
+// AVX2, CPU time an op): 3 rows took 3.8 ms in a pass over the codes a
+// row, 2.9–3.1 ms expanded, 2.3–2.4 ms with panelDotRows; 2 rows 2.6–2.7
+// ms in a pass a row, 2.9 ms expanded, 2.0–2.1 ms with panelDotRows.
+const panelRows = 3
 
 // usePanels reports whether LoadQuant keeps q in the panel layout: on
 // kernels that read it, with whole panels and chunks, and chunks in one
@@ -151,10 +152,10 @@ func reduce16(a, b *[64]float32, out *[8]float32) {
 
 // matmulPanel sets c[m,n] = a[m,k] · wᵀ for w in the panel layout, every
 // output the same sum in the same order as matmul's with the dequantized
-// weight: up to panelRows rows of x read the panels directly (dot1x4's
-// order), without act order 2 or 3 rows too (matmulPanel3); more expand
-// them a tile of qnb rows at a time and run blockProduct over it, as
-// matmulQuant does.
+// weight: one row of x reads the panels directly in dot1x4's order, up to
+// panelRows in the dense kernels' order for that many rows
+// (matmulPanelRows); more expand them a tile of qnb rows at a time and run
+// blockProduct over it, as matmulQuant does.
 func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	n, k := w.n, w.k
 	if m == 0 {
@@ -162,11 +163,11 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	}
 	kern := b.kern
 	tl := 16 * w.groups
-	if m <= 3 && m >= 2 && w.group == nil {
-		b.matmulPanel3(c, a, m, w)
+	if m > 1 && m <= panelRows {
+		b.matmulPanelRows(c, a, m, w)
 		return
 	}
-	if m <= panelRows {
+	if m == 1 {
 		b.parallel(n/8, func(p int) {
 			sp, _ := qScratch.Get().(*[]float32)
 			if sp == nil || cap(*sp) < tl {
@@ -230,12 +231,12 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	})
 }
 
-// matmulPanel3 is matmulPanel for 2 or 3 rows of x and w without act
-// order: panelDotRows computes each input's weights once for the rows,
-// summing in the order of the dense kernels for that many rows: dot3x4's
-// for 3 (input p of a slice in sum p%8, then HSUM), dot1x4's for 2 (16
-// sums: even and odd chunks apart).
-func (b *Backend) matmulPanel3(c, a []float32, m int, w *qweight) {
+// matmulPanelRows is matmulPanel for 2 or 3 rows of x: panelDotRows
+// computes each input's weights once for the rows, summing in the order
+// of the dense kernels for that many rows: dot3x4's for 3 (input p of a
+// slice in sum p%8, then HSUM), dot1x4's for 2 (16 sums: even and odd
+// chunks apart).
+func (b *Backend) matmulPanelRows(c, a []float32, m int, w *qweight) {
 	n, k, bits, gs := w.n, w.k, w.bits, w.groupSize
 	kern := b.kern
 	tl := 16 * w.groups
@@ -256,7 +257,7 @@ func (b *Backend) matmulPanel3(c, a []float32, m int, w *qweight) {
 				clear(acc[:])
 				return
 			}
-			kern.panelDotRows(m, nchunk, codes[c0*bits:], bits, c0, gs, tbl, x[c0:], k, skip, acc)
+			kern.panelDotRows(m, nchunk, codes[c0*bits:], bits, w.groupsFrom(c0), c0, gs, tbl, x[c0:], k, skip, acc)
 		}
 		var lo, hi, lo2, hi2 [96]float32
 		var s [8]float32

@@ -23,12 +23,10 @@ import (
 // sizes 32, 128 and -1, sym and asym, with and without act order, and
 // checks that the CPU backend's packed weights (the default in F32) give
 // the logits of the dequantized fp32 weights (Options.Dequantize) bit for
-// bit, for one row, two and three (decode steps' products: one and two
-// rows read the panels directly, three expand act order's and read the
-// others' directly), a short prompt (rows in triples and singles) and one
-// longer than a row block of the packed product; and that the packed
-// weights take their packed size in memory (Backend.Resident), not
-// fp32's.
+// bit, for one row, two and three (decode steps' products, which read
+// the panels directly), a short prompt (rows in triples and singles) and
+// one longer than a row block of the packed product; and that the packed
+// weights take their packed size in memory (Backend.Resident), not fp32's.
 func TestCPUQuantExact(t *testing.T) {
 	base := fixture(t, "models/openchat-tiny")
 	set, cfg := fixtures.OpenCheckpoint(t, base)
