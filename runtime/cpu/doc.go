@@ -37,8 +37,8 @@
 // x multiply the panels directly (one pass over the codes for all of
 // them), keeping the dense kernels' partial sums lane for lane and adding
 // them as they do; more rows expand the panels into rows for the dense
-// kernels. Either way the products are the dense
-// product's bit for bit. Resident counts the bytes all tensors hold.
+// kernels. Either way the products are the dense product's bit for bit.
+// Resident counts the bytes all tensors hold.
 //
 // # Parallelism
 //

@@ -38,8 +38,8 @@ import (
 // (2 or 3 rows) computes half a chunk's sums, inputs 0–3 or 4–7, for all
 // the rows at once, in a call for each half (and each of dot1x4's
 // alternate chunks), and matmulPanelRows adds them up as dot1x4 or dot3x4
-// does. A slice's sum is stored or added to the
-// output as blockProduct puts it.
+// does. A slice's sum is stored or added to the output as blockProduct
+// puts it.
 
 // panelRows is the most rows of x whose products read the panels
 // directly: one with panelDot, 2 or 3 with panelDotRows, which computes
