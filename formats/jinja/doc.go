@@ -26,7 +26,9 @@
 // 64-bit, a result past that an error); % (modulo, or Python's
 // printf-style formatting of a string: "%s" % x, a tuple of arguments,
 // "%(name)s" % dict, %%, with flags, width, precision and * for the
-// conversions s, r, c, d, i, u, x, X, o, e, E, f, F, g, G);
+// conversions s, r, c, d, i, u, x, X, o, e, E, f, F, g, G; on a Markup
+// string, markupsafe's: %s and %r escape what they write, %d and %f
+// read a string's number, %c, %x and %o fail, the result is Markup);
 // comparisons, and, or, not, in, not in; inline "a if c else b"; tests
 // defined, undefined, none, string, number, integer, float, boolean,
 // true, false, mapping, sequence, iterable, odd, even,
@@ -51,7 +53,7 @@
 // first or in, without length or JSON), dict.items(), keys() and
 // values() views (printed as dict_items([…])), range() a range (printed
 // as range(0, 3), without JSON), safe a Markup string that
-// HTML-escapes what + adds to it; the methods that change a list or a
+// HTML-escapes what + adds to it (* repeats it, % as above); the methods that change a list or a
 // dict are undefined, as in transformers' ImmutableSandboxedEnvironment.
 //
 // Scopes are jinja2's: a for iteration, a macro call, a block set's,

@@ -807,13 +807,17 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 		}
 		return concatStr(a, b), nil
 	}
-	if s, ok := l.(str); ok && x.op == "%" {
+	m, esc := l.(markup)
+	if s, ok := l.(str); (ok || esc) && x.op == "%" {
 		// Printf-style formatting, which takes an undefined argument as
 		// Python's str % does (str() of it is "").
+		if esc {
+			s = m.str
+		}
 		if err := r.work(shallow(s) + deep(rv, maxLen)); err != nil {
 			return nil, &Error{Pos: x.pos, Msg: err.Error()}
 		}
-		out, err := percentFormat(s, rv)
+		out, err := percentFormat(s, rv, esc)
 		if err != nil {
 			return nil, &Error{Pos: x.pos, Msg: err.Error()}
 		}
@@ -852,8 +856,20 @@ func arith(op string, l, r value) (value, error) {
 		}
 		return markup{concatStr(parts[0], parts[1])}, nil
 	}
-	if lmok || rmok {
-		return nil, fmt.Errorf("%s on a Markup string is not supported", op)
+	if op == "*" && (lmok || rmok) {
+		// Markup.__mul__ and __rmul__: the str repeated, as Markup.
+		other := l
+		if lmok {
+			other = r
+		}
+		if _, ok := intOf(other); !ok {
+			return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(other))
+		}
+		out, err := arith(op, plain(l), plain(r))
+		if err != nil {
+			return nil, err
+		}
+		return markup{out.(str)}, nil
 	}
 	ls, lok := l.(str)
 	rs, rok := r.(str)

@@ -184,14 +184,22 @@ func isFormatMapping(v value) bool {
 	return false
 }
 
-// percentFormat is Python's s % args.
-func percentFormat(s str, args value) (value, error) {
+// percentFormat is Python's s % args; esc is Markup's % (markupsafe's
+// Markup.__mod__), which wraps each argument in an _MarkupEscapeHelper:
+// %s and %r HTML-escape what they write (a Markup argument's %s as it
+// is), %d and %f convert with Python's int() and float() (a string's
+// number read), %c, %x, %X and %o fail. The result is then Markup.
+func percentFormat(s str, args value, esc bool) (value, error) {
 	var positional []value
 	single := true
 	if t, ok := args.(tuple); ok {
 		positional, single = t, false
 	}
 	mapping := isFormatMapping(args)
+	if esc && single && !mapping {
+		// Markup.__mod__ makes any other single argument a 1-tuple.
+		positional, single = []value{args}, false
+	}
 	next := 0
 	nextArg := func() (value, error) {
 		if single {
@@ -347,6 +355,11 @@ func percentFormat(s str, args value) (value, error) {
 			align = '<'
 		}
 		var piece str
+		if esc {
+			if arg, err = escArg(verb, arg); err != nil {
+				return nil, err
+			}
+		}
 		switch verb {
 		case 's', 'r', 'c':
 			switch {
@@ -359,6 +372,9 @@ func percentFormat(s str, args value) (value, error) {
 			}
 			if err != nil {
 				return nil, err
+			}
+			if _, ok := arg.(markup); esc && (verb == 'r' || !ok) {
+				piece = escapeHTML(piece)
 			}
 			if prec >= 0 && verb != 'c' {
 				piece = truncRunes(piece, prec)
@@ -430,7 +446,84 @@ func percentFormat(s str, args value) (value, error) {
 	if !single && next < len(positional) || single && next == 0 && !mapping {
 		return nil, errors.New("not all arguments converted during string formatting")
 	}
+	if esc {
+		return markup{out.str()}, nil
+	}
 	return out.str(), nil
+}
+
+// escArg is what the conversion verb of Markup's % formats of arg, as
+// its _MarkupEscapeHelper gives it: for d, i and u, Python's int(arg);
+// for e, E, f, F, g and G, float(arg); for s and r, arg (escaped by the
+// caller). The helper has no __index__, so c, x, X and o fail.
+func escArg(verb byte, arg value) (value, error) {
+	switch verb {
+	case 'c':
+		return nil, errors.New("%c requires int or char")
+	case 'x', 'X', 'o':
+		return nil, fmt.Errorf("%%%c format: an integer is required, not _MarkupEscapeHelper", verb)
+	case 'd', 'i', 'u':
+		switch x := plain(arg).(type) {
+		case str:
+			return pyIntStr(x.s)
+		case int64, bool, float64, undefined:
+			return x, nil
+		}
+		return nil, fmt.Errorf("%%%c format: a real number is required, not _MarkupEscapeHelper", verb)
+	case 'e', 'E', 'f', 'F', 'g', 'G':
+		switch x := plain(arg).(type) {
+		case str:
+			return pyFloatStr(x.s)
+		case int64, bool, float64, undefined:
+			return x, nil
+		}
+		return nil, fmt.Errorf("float() argument must be a string or a real number, not '%s'", typeName(arg))
+	}
+	return arg, nil
+}
+
+// pyIntStr is Python's int(s) of a string: base 10, blanks around it and
+// underscores between digits taken, else Python's ValueError.
+func pyIntStr(s string) (value, error) {
+	t, ok := pyDigits(strings.TrimFunc(s, pyIsSpace))
+	digits := strings.TrimLeft(t, "+-")
+	if ok && len(t)-len(digits) <= 1 && digits != "" && strings.Trim(digits, "0123456789") == "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil {
+			return nil, errIntRange
+		}
+		return n, nil
+	}
+	var b strings.Builder
+	pyStrRepr(&b, s)
+	return nil, fmt.Errorf("invalid literal for int() with base 10: %s", b.String())
+}
+
+// pyFloatStr is Python's float(s) of a string: a decimal number, inf,
+// infinity or nan, blanks around it and underscores between digits
+// taken, else Python's ValueError.
+func pyFloatStr(s string) (value, error) {
+	t, ok := pyDigits(strings.TrimFunc(s, pyIsSpace))
+	body := strings.ToLower(strings.TrimLeft(t, "+-"))
+	if ok && len(t)-len(body) <= 1 && body != "" {
+		switch body {
+		case "inf", "infinity":
+			if t[0] == '-' {
+				return math.Inf(-1), nil
+			}
+			return math.Inf(1), nil
+		case "nan":
+			return math.NaN(), nil
+		}
+		if strings.Trim(body, "0123456789.e+-") == "" {
+			if f, err := strconv.ParseFloat(t, 64); err == nil || errors.Is(err, strconv.ErrRange) {
+				return f, nil
+			}
+		}
+	}
+	var b strings.Builder
+	pyStrRepr(&b, s)
+	return nil, fmt.Errorf("could not convert string to float: %s", b.String())
 }
 
 // charOf is %c of v: the character of an int code point, or a
