@@ -13,7 +13,8 @@ import (
 // testdata/constructs/constructs.json, each with what jinja2 3.1.6 made
 // of it under transformers' settings (testdata/constructs/constructs.py:
 // for … else, recursive loops, loop.changed and loop.cycle, **, %
-// formatting and format specs), and wants jinja2's output byte for byte;
+// formatting and format specs, Markup's % and *, *args and **kwargs in
+// calls), and wants jinja2's output byte for byte;
 // where jinja2 raised, an *Error with a line saying what jinja2's error
 // says (unless the case is marked loose); where a case names a refusal,
 // an *Error saying it. Every string of the variables is Data, so the

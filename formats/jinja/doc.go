@@ -18,7 +18,9 @@
 // transformers' {% generation %}, which renders its body; literals
 // (strings with Python escapes, ints, floats, true/false/none, lists,
 // tuples, dicts with string, number, bool or none keys), printed as
-// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; + - * / // ~;
+// Python prints them; x.attr, x['key'], x[i], x[a:b:c]; calls, filters
+// and tests with *args (an iterable's items) and **kwargs (a dict's
+// entries) after their other arguments, as jinja2 parses them; + - * / // ~;
 // ** (left-associative, as jinja2 parses it; a constant negative base
 // with an exponent that is not constant is -(|base| ** exp), as jinja2's
 // generated code computes it; a whole-number exponent, an

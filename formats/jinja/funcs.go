@@ -76,27 +76,76 @@ func numberAttr(v value, name string) (value, bool) {
 	return nil, false
 }
 
-func (r *renderer) args(args []expr, kwargs []kwarg, sc *scope) ([]value, map[string]value, error) {
-	pos := make([]value, len(args))
+// args evaluates a call's arguments: the positional ones, then *args'
+// items, and the keyword ones, then **kwargs' entries, whose names come
+// in order in names (kw is nil where there are none).
+func (r *renderer) args(args []expr, kwargs []kwarg, dyn dynArgs, sc *scope) (pos []value, kw map[string]value, names []string, err error) {
+	pos = make([]value, len(args))
 	for i, a := range args {
 		v, err := r.eval(a, sc)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		pos[i] = v
 	}
-	var kw map[string]value
-	for _, k := range kwargs {
-		v, err := r.eval(k.x, sc)
+	if dyn.args != nil {
+		v, err := r.eval(dyn.args, sc)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, nil, nil, &Error{Pos: dyn.args.at(), Msg: fmt.Sprintf("Value after * must be an iterable, not %s", typeName(v))}
+		}
+		if len(pos)+len(items) > maxItems {
+			return nil, nil, nil, &Error{Pos: dyn.args.at(), Msg: "too many arguments"}
+		}
+		if err := r.work(shallow(items)); err != nil {
+			return nil, nil, nil, &Error{Pos: dyn.args.at(), Msg: err.Error()}
+		}
+		pos = append(pos, items...)
+	}
+	add := func(name string, v value) {
 		if kw == nil {
 			kw = map[string]value{}
 		}
-		kw[k.name] = v
+		kw[name] = v
+		names = append(names, name)
 	}
-	return pos, kw, nil
+	for _, k := range kwargs {
+		v, err := r.eval(k.x, sc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		add(k.name, v)
+	}
+	if dyn.kwargs != nil {
+		v, err := r.eval(dyn.kwargs, sc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		fail := func(format string, a ...any) error {
+			return &Error{Pos: dyn.kwargs.at(), Msg: fmt.Sprintf(format, a...)}
+		}
+		d, ok := v.(*Dict)
+		if !ok {
+			if u, ok := v.(undefined); ok {
+				return nil, nil, nil, fail("%s", u.what)
+			}
+			return nil, nil, nil, fail("argument after ** must be a mapping, not %s", typeName(v))
+		}
+		for i, k := range d.keys {
+			name, ok := k.(str)
+			if !ok {
+				return nil, nil, nil, fail("keywords must be strings")
+			}
+			if _, dup := kw[name.s]; dup {
+				return nil, nil, nil, fail("got multiple values for keyword argument '%s'", name.s)
+			}
+			add(name.s, d.at(i))
+		}
+	}
+	return pos, kw, names, nil
 }
 
 func (r *renderer) call(x *callExpr, sc *scope) (value, error) {
@@ -110,7 +159,7 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 	if err != nil {
 		return nil, err
 	}
-	args, kw, err := r.args(x.args, x.kwargs, sc)
+	args, kw, names, err := r.args(x.args, x.kwargs, x.dyn, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +167,7 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 		return &Error{Pos: x.pos, Msg: fmt.Sprintf(format, a...)}
 	}
 	if m, ok := fn.(*macro); ok {
-		return r.callMacro(m, x, args, kw, caller)
+		return r.callMacro(m, x, args, kw, names, caller)
 	}
 	if caller != nil {
 		return nil, fail("{%% call %%} of a %s, not a macro", typeName(fn))
@@ -157,8 +206,8 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 				return nil, fail("namespace() takes keyword arguments only")
 			}
 			d := NewDict()
-			for _, k := range x.kwargs {
-				d.set(k.name, kw[k.name])
+			for _, k := range names {
+				d.set(k, kw[k])
 			}
 			return &namespace{d}, nil
 		case "range":
@@ -256,7 +305,7 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 // arguments kwargs where the body reads those names, else an error. The
 // body renders in a scope of its own inside the one m was defined in,
 // and its output is the call's value.
-func (r *renderer) callMacro(m *macro, x *callExpr, args []value, kw map[string]value, caller *macro) (value, error) {
+func (r *renderer) callMacro(m *macro, x *callExpr, args []value, kw map[string]value, names []string, caller *macro) (value, error) {
 	d := m.def
 	fail := func(format string, a ...any) error {
 		return &Error{Pos: x.pos, Msg: fmt.Sprintf(format, a...)}
@@ -288,10 +337,10 @@ func (r *renderer) callMacro(m *macro, x *callExpr, args []value, kw map[string]
 		}
 	}
 	extra := NewDict()
-	for _, k := range x.kwargs {
+	for _, k := range names {
 		// A keyword for a parameter given by position is extra too.
-		if i := slices.Index(d.params, k.name); i < 0 || i < len(args) {
-			extra.set(k.name, kw[k.name])
+		if i := slices.Index(d.params, k); i < 0 || i < len(args) {
+			extra.set(k, kw[k])
 		}
 	}
 	if len(extra.keys) > 0 && !d.catchKwargs {
@@ -714,7 +763,7 @@ func (r *renderer) filter(x *filterExpr, sc *scope) (value, error) {
 
 // applyFilter applies x's filter, its arguments evaluated in sc, to v.
 func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error) {
-	args, kw, err := r.args(x.args, x.kwargs, sc)
+	args, kw, _, err := r.args(x.args, x.kwargs, x.dyn, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -799,9 +848,12 @@ func (r *renderer) test(x *testExpr, sc *scope) (value, error) {
 	if err != nil {
 		return nil, err
 	}
-	args, _, err := r.args(x.args, nil, sc)
+	args, kw, _, err := r.args(x.args, nil, x.dyn, sc)
 	if err != nil {
 		return nil, err
+	}
+	if kw != nil {
+		return nil, &Error{Pos: x.pos, Msg: "keyword arguments to tests are not supported"}
 	}
 	ok, err := r.testValue(x.name, v, args)
 	if err != nil {

@@ -50,6 +50,7 @@ type (
 		fn     expr
 		args   []expr
 		kwargs []kwarg
+		dyn    dynArgs
 	}
 	filterExpr struct {
 		node
@@ -57,14 +58,20 @@ type (
 		name   string
 		args   []expr
 		kwargs []kwarg
+		dyn    dynArgs
 	}
 	testExpr struct {
 		node
 		x    expr
 		name string
 		args []expr
+		dyn  dynArgs
 		neg  bool
 	}
+	// dynArgs are a call's *args and **kwargs (nil when left out): the
+	// items of an iterable after the positional arguments, a dict's
+	// entries after the keyword arguments.
+	dynArgs   struct{ args, kwargs expr }
 	unaryExpr struct {
 		node
 		op string
@@ -1138,38 +1145,63 @@ func (p *parser) postfix(x expr) (expr, error) {
 			}
 		case t.kind == tokOp && t.s == "(":
 			p.t++
-			args, kwargs, err := p.callArgs()
+			args, kwargs, dyn, err := p.callArgs()
 			if err != nil {
 				return nil, err
 			}
-			x = &callExpr{node{t.pos}, x, args, kwargs}
+			x = &callExpr{node{t.pos}, x, args, kwargs, dyn}
 		default:
 			return x, nil
 		}
 	}
 }
 
-// callArgs parses arguments up to and including ")".
-func (p *parser) callArgs() ([]expr, []kwarg, error) {
+// callArgs parses arguments up to and including ")": positional ones,
+// then keyword ones, with at most one *args (after the positional ones)
+// and one **kwargs (last), in the order jinja2's parse_call_args takes.
+func (p *parser) callArgs() ([]expr, []kwarg, dynArgs, error) {
 	var args []expr
 	var kwargs []kwarg
+	var dyn dynArgs
 	for !p.isOp(")") {
-		if p.toks[p.t].kind == tokName && p.toks[p.t+1].kind == tokOp && p.toks[p.t+1].s == "=" {
-			name := p.next().s
+		t := p.toks[p.t]
+		bad := false
+		switch {
+		case p.isOp("*"):
+			bad = dyn.args != nil || dyn.kwargs != nil
+		case p.isOp("**"):
+			bad = dyn.kwargs != nil
+		case t.kind == tokName && p.toks[p.t+1].kind == tokOp && p.toks[p.t+1].s == "=":
+			bad = dyn.kwargs != nil
+		default:
+			if len(kwargs) > 0 && dyn.args == nil && dyn.kwargs == nil {
+				return nil, nil, dyn, &Error{Pos: t.pos, Msg: "positional argument after keyword argument"}
+			}
+			bad = dyn.args != nil || dyn.kwargs != nil
+		}
+		if bad {
+			return nil, nil, dyn, &Error{Pos: t.pos, Msg: "invalid syntax for function call expression"}
+		}
+		var name string
+		switch {
+		case p.isOp("*"), p.isOp("**"):
 			p.t++
-			x, err := p.expression()
-			if err != nil {
-				return nil, nil, err
-			}
+		case t.kind == tokName && p.toks[p.t+1].kind == tokOp && p.toks[p.t+1].s == "=":
+			name = p.next().s
+			p.t++
+		}
+		x, err := p.expression()
+		if err != nil {
+			return nil, nil, dyn, err
+		}
+		switch {
+		case t.kind == tokOp && t.s == "*":
+			dyn.args = x
+		case t.kind == tokOp && t.s == "**":
+			dyn.kwargs = x
+		case name != "":
 			kwargs = append(kwargs, kwarg{name, x})
-		} else {
-			if len(kwargs) > 0 {
-				return nil, nil, &Error{Pos: p.toks[p.t].pos, Msg: "positional argument after keyword argument"}
-			}
-			x, err := p.expression()
-			if err != nil {
-				return nil, nil, err
-			}
+		default:
 			args = append(args, x)
 		}
 		if !p.isOp(",") {
@@ -1177,7 +1209,7 @@ func (p *parser) callArgs() ([]expr, []kwarg, error) {
 		}
 		p.t++
 	}
-	return args, kwargs, p.expect(")")
+	return args, kwargs, dyn, p.expect(")")
 }
 
 // filters parses "| name(args)" and "is [not] name args" after a value.
@@ -1212,14 +1244,14 @@ func (p *parser) filters(x expr) (expr, error) {
 			switch {
 			case p.isOp("("):
 				p.t++
-				args, kwargs, err := p.callArgs()
+				args, kwargs, dyn, err := p.callArgs()
 				if err != nil {
 					return nil, err
 				}
 				if len(kwargs) > 0 {
 					return nil, &Error{Pos: n.pos, Msg: "keyword arguments to tests are not supported"}
 				}
-				te.args = args
+				te.args, te.dyn = args, dyn
 			case p.startsPrimary():
 				// A test takes one argument without parentheses: "is
 				// divisibleby 3"; jinja2 takes any name but else, or
@@ -1253,7 +1285,7 @@ func (p *parser) filter(x expr) (*filterExpr, error) {
 	if p.isOp("(") {
 		p.t++
 		var err error
-		if f.args, f.kwargs, err = p.callArgs(); err != nil {
+		if f.args, f.kwargs, f.dyn, err = p.callArgs(); err != nil {
 			return nil, err
 		}
 	}

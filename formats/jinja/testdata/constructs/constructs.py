@@ -225,6 +225,28 @@ CASES = [
     ("{{ '{:#}|{:#8}|{:+#012}|{:#}|{:#}|{:#}' .format(1e16, 1e22, 1e-5, 2.5, 1.0, 5e-324) }}", None),
     # '0' with an alignment: zeros as the fill ('=' only where no alignment is given), unless a fill is
     ("{{ '{:<05}|{:^07}|{:>08s}|{:<08x}|{:^07.1F}|{:=012g}|{:x<05}|{:<05}|{:>+06d}|{:^06}|{:*>05}' .format(5, 'a', 'é', 1114111, -1.5e-10, 99999.95, 5, 0.0, 7, true, 'q') }}", None),
+    # *args and **kwargs in calls (jinja2's parse_call_args: dyn_args, dyn_kwargs)
+    ("{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(*[5, 6]) }}|{{ m(**{'a': 1}) }}|{{ m(1, **{'b': 9}) }}|{{ m(*[7], b=8) }}|{{ m(*[], **{'a': 0, 'b': 1}) }}", None),
+    ("{% macro m() %}{{ varargs|length }}{{ kwargs|dictsort }}{{ kwargs }}{% endmacro %}{{ m(*[1,2], **{'z': 1, 'a': 2}) }}|{{ m(b=1, **{'z': 1, 'a': 2}) }}", None),
+    ("{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(*'xy') }}|{{ m(*{'k': 1, 'j': 2}) }}|{{ m(*[1,2]|map('string')) }}|{{ m(*(3, 4)) }}|{{ m(*range(2)) }}|{{ m(*undefined_v) }}|{{ m(*{'k': 1}.items()) }}", None),
+    ("{% macro m() %}{{ caller(*[1, 2], **{'k': 3}) }}{% endmacro %}{% call(a, b) m() %}{{ a }}{{ b }}{{ kwargs }}{% endcall %}", None),
+    ("{{ 'a{}b{k}'.format(*[1], **{'k': 2}) }}|{{ [1,2]|join(*[',']) }}|{{ 'abc'.replace(*['b', 'x']) }}|{{ 'x'|replace(*['x','y']) }}|{{ [1]|map(*['string'])|list }}|{{ {'a': 1}|tojson(**{'indent': 1}) }}|{{ 2 is eq(*[2]) }}", None),
+    ("{% set ns = namespace(b=0, **{'a': 1}) %}{{ ns.a }}{{ ns.b }}|{{ range(*[3]) | list }}|{{ strftime_now(*['%Y']) }}", None),
+    ("{% for x in [[1]] recursive %}{{ loop(*[[]]) }}{% endfor %}|{% for x in [1] %}{{ loop.cycle(*['a', 'b']) }}{{ loop.changed(*[x]) }}{% endfor %}", None),
+    ('{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(*5) }}', None),
+    ('{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(**[1]) }}', LOOSE),
+    ("{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(1, b=3, **{'b': 1}) }}", LOOSE),
+    ('{% macro m(a, b=2) %}{{ a }}{{ b }}{% endmacro %}{{ m(**{1: 2}) }}', None),
+    ('{% macro m(a) %}{{ a }}{% endmacro %}{{ m(**undefined_v) }}', None),
+    ('{% macro m(a) %}{{ a }}{% endmacro %}{{ m(*[1, 2]) }}', None),
+    ("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(**{'c': 1}) }}", None),
+    ('{{ m(**none) }}', LOOSE),
+    ('{{ f(*a, *b) }}', None),
+    ('{{ f(**a, *b) }}', None),
+    ('{{ f(*a, 1) }}', None),
+    ('{{ f(**b, k=1) }}', None),
+    ('{{ f(**b, **c) }}', None),
+    ("{{ 1 is eq(**{'x': 1}) }}", LOOSE),
 ]
 
 
