@@ -20,19 +20,22 @@
 // tuples, dicts with string, number, bool or none keys), printed as
 // Python prints them; x.attr, x['key'], x[i], x[a:b:c]; calls, filters
 // and tests with *args (an iterable's items) and **kwargs (a dict's
-// entries) after their other arguments, as jinja2 parses them; + - * / // ~;
-// ** (left-associative, as jinja2 parses it; a constant negative base
-// with an exponent that is not constant is -(|base| ** exp), as jinja2's
-// generated code computes it; a whole-number exponent, an
-// int for ints, else a float correctly rounded as C's pow; ints are
-// 64-bit, a result past that an error); % (modulo, or Python's
-// printf-style formatting of a string: "%s" % x, a tuple of arguments,
+// entries) after their other arguments, as jinja2 parses them;
+// + - * / // ~; ** (left-associative, as jinja2 parses it; a constant
+// negative base with an exponent that is not constant is
+// -(|base| ** exp), as jinja2's generated code computes it; a
+// whole-number exponent, an int for ints, else a float correctly
+// rounded as C's pow); % (modulo, or Python's printf-style formatting of a string: "%s" % x, a tuple of arguments,
 // "%(name)s" % dict, %%, with flags, width, precision and * for the
 // conversions s, r, c, d, i, u, x, X, o, e, E, f, F, g, G; on a Markup
 // string, markupsafe's: %s and %r escape what they write, %d and %f
 // read a string's number, %c, %x and %o fail, the result is Markup);
-// comparisons, and, or, not, in, not in; inline "a if c else b"; tests
-// defined, undefined, none, string, number, integer, float, boolean,
+// comparisons, and, or, not, in, not in; inline "a if c else b". Ints
+// are Python's, unbounded: past int64 exact (a power, a product, a
+// literal, the int filter, a JSON input), compared with floats by value,
+// printed in full, refused past 131072 bits (a bound, as for strings)
+// and, as Python refuses, printed past 4300 digits or made a float past
+// float64's range. Tests defined, undefined, none, string, number, integer, float, boolean,
 // true, false, mapping, sequence, iterable, odd, even,
 // eq/equalto/ne/lt/le/gt/ge, in; filters trim, upper, lower, title,
 // capitalize, string, length/count, tojson (transformers': json.dumps

@@ -78,7 +78,8 @@ type Options struct {
 }
 
 // Render renders t with vars as its global variables: strings, bools,
-// ints, float64s, nil, []any, *Dict, and Data strings. A variable not in
+// ints, *big.Ints (of at most 131072 bits), float64s, nil, []any, *Dict,
+// and Data strings. A variable not in
 // vars is undefined. Besides them the template may call raise_exception
 // (its error is a *RaiseError), namespace, range and strftime_now.
 func (t *Template) Render(vars map[string]any) ([]Chunk, error) {
@@ -708,18 +709,22 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			switch n := v.(type) {
 			case int64:
 				if n == math.MinInt64 {
-					return nil, &Error{Pos: x.pos, Msg: errIntRange.Error()}
+					return bigInt{new(big.Int).Neg(big.NewInt(n))}, nil
 				}
 				return -n, nil
+			case bigInt:
+				return mkInt(new(big.Int).Neg(n.v))
 			case float64:
 				return -n, nil
 			case bool:
 				return -b2i(n), nil
 			}
 		case "+":
-			switch v.(type) {
-			case int64, float64:
+			switch n := v.(type) {
+			case int64, float64, bigInt:
 				return v, nil
+			case bool:
+				return b2i(n), nil
 			}
 		}
 		return nil, &Error{Pos: x.pos, Msg: fmt.Sprintf("bad operand type for unary %s: %s", x.op, typeName(v))}
@@ -828,6 +833,9 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 			return nil, &Error{Pos: x.pos, Msg: u.what}
 		}
 	}
+	if err := r.work(intWork(l, rv)); err != nil {
+		return nil, &Error{Pos: x.pos, Msg: err.Error()}
+	}
 	out, err := arith(x.op, l, rv)
 	if err != nil {
 		return nil, &Error{Pos: x.pos, Msg: err.Error()}
@@ -901,6 +909,9 @@ func arith(op string, l, r value) (value, error) {
 		if rok {
 			s, n = rs, l
 		}
+		if _, ok := n.(bigInt); ok {
+			return nil, errIndexSize
+		}
 		if k, ok := intOf(n); ok {
 			if k <= 0 {
 				return str{}, nil
@@ -920,13 +931,16 @@ func arith(op string, l, r value) (value, error) {
 	case op == "*":
 		// A list or tuple repeated (an int or bool on either side).
 		seqv, n := l, r
-		if _, ok := intOf(l); ok {
+		if isInt(l) {
 			seqv, n = r, l
 		}
 		items, isList := seqv.([]value)
 		t, isTuple := seqv.(tuple)
 		if isTuple {
 			items = t
+		}
+		if _, ok := n.(bigInt); ok && (isList || isTuple) {
+			return nil, errIndexSize
 		}
 		if k, ok := intOf(n); ok && (isList || isTuple) {
 			k = max(k, 0)
@@ -945,6 +959,14 @@ func arith(op string, l, r value) (value, error) {
 	}
 	if op == "**" {
 		return pyPow(l, r)
+	}
+	if lb, ok := l.(bigInt); ok && isInt(r) {
+		rb, _ := bigOf(r)
+		return bigArith(op, lb.v, rb)
+	}
+	if rb, ok := r.(bigInt); ok && isInt(l) {
+		lb, _ := bigOf(l)
+		return bigArith(op, lb, rb.v)
 	}
 	li, liok := intOf(l)
 	ri, riok := intOf(r)
@@ -968,7 +990,7 @@ func arith(op string, l, r value) (value, error) {
 				return nil, errors.New("integer division or modulo by zero")
 			}
 			if op == "//" && li == math.MinInt64 && ri == -1 {
-				return nil, errIntRange
+				return bigArith(op, big.NewInt(li), big.NewInt(ri))
 			}
 			q, m := li/ri, li%ri
 			if m != 0 && (m < 0) != (ri < 0) {
@@ -984,6 +1006,13 @@ func arith(op string, l, r value) (value, error) {
 	lf, lfok := num(l)
 	rf, rfok := num(r)
 	if lfok && rfok {
+		for _, v := range []value{l, r} {
+			if b, ok := v.(bigInt); ok {
+				if _, err := bigFloat(b.v); err != nil {
+					return nil, err
+				}
+			}
+		}
 		switch op {
 		case "+":
 			return lf + rf, nil
@@ -1048,12 +1077,8 @@ func pyDivmod(vx, wx float64) (div, mod float64) {
 	return div, mod
 }
 
-// errIntRange is an integer result past int64, which Python's ints hold
-// and this package's do not.
-var errIntRange = errors.New("an integer past 64 bits is not supported")
-
-// intArith is a + b, a - b or a * b of ints, an error where Python's
-// result would not fit int64.
+// intArith is a + b, a - b or a * b of ints, a bigInt where the result
+// is past int64.
 func intArith(op string, a, b int64) (value, error) {
 	var out int64
 	var ok bool
@@ -1077,7 +1102,7 @@ func intArith(op string, a, b int64) (value, error) {
 		ok = hi == 0 && (lo <= math.MaxInt64 || (a < 0) != (b < 0) && lo == 1<<63)
 	}
 	if !ok {
-		return nil, errIntRange
+		return bigArith(op, big.NewInt(a), big.NewInt(b))
 	}
 	return out, nil
 }
@@ -1088,32 +1113,22 @@ func intArith(op string, a, b int64) (value, error) {
 // it; a fractional one is refused, as Go's math.Pow may differ from C's
 // in the last bit and a negative base gives Python a complex number).
 func pyPow(l, r value) (value, error) {
-	li, liok := intOf(l)
-	ri, riok := intOf(r)
-	if liok && riok && ri >= 0 {
-		out := int64(1)
-		for base, e := li, ri; e > 0; e >>= 1 {
-			if e&1 == 1 {
-				v, err := intArith("*", out, base)
-				if err != nil {
-					return nil, err
-				}
-				out = v.(int64)
-			}
-			if e > 1 {
-				v, err := intArith("*", base, base)
-				if err != nil {
-					return nil, err
-				}
-				base = v.(int64)
-			}
-		}
-		return out, nil
+	li, liok := bigOf(l)
+	ri, riok := bigOf(r)
+	if liok && riok && ri.Sign() >= 0 {
+		return bigPow(li, ri)
 	}
 	x, xok := num(l)
 	y, yok := num(r)
 	if !xok || !yok {
 		return nil, operandError("**", l, r)
+	}
+	for _, v := range []value{l, r} {
+		if b, ok := v.(bigInt); ok {
+			if _, err := bigFloat(b.v); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return floatPow(x, y)
 }
@@ -1208,6 +1223,9 @@ func (r *renderer) compare(op string, a, b value) (bool, error) {
 	c, err := pyCompare(l, rv)
 	if err != nil {
 		return false, fmt.Errorf("'%s' not supported between instances of '%s' and '%s'", op, typeName(l), typeName(rv))
+	}
+	if _, ok := cmpNum(l, rv); !ok && isNumber(l) && isNumber(rv) {
+		return false, nil // NaN: no order holds
 	}
 	switch op {
 	case "<":
@@ -1367,6 +1385,14 @@ func getItem(v value, i value) (value, error) {
 		}
 		return out, err
 	}
+	if b, ok := i.(bigInt); ok {
+		// Python's IndexError (past any index), which jinja2's getitem
+		// makes undefined.
+		switch seq(v).(type) {
+		case []value, str:
+			return undefined{fmt.Sprintf("%s object has no element %s", typeName(v), b.v)}, nil
+		}
+	}
 	switch x := seq(v).(type) {
 	case undefined:
 		return nil, errors.New(x.what)
@@ -1425,6 +1451,17 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 			continue
 		}
 		n, ok := intOf(b)
+		if bb, isBig := b.(bigInt); isBig {
+			// Python clamps a slice's ints to a C ssize_t's range, and
+			// a step to -(2**63 - 1) at least.
+			n, ok = math.MaxInt64, true
+			if bb.v.Sign() < 0 {
+				n = math.MinInt64
+				if k == 2 {
+					n = -math.MaxInt64
+				}
+			}
+		}
 		if !ok {
 			return nil, &Error{Pos: e.at(), Msg: "slice indices must be integers or None"}
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -242,9 +243,11 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 			return nil, err
 		}
 		switch x := v.(type) {
+		case bigInt:
+			return mkInt(new(big.Int).Abs(x.v))
 		case int64:
 			if x == math.MinInt64 {
-				return nil, errIntRange
+				return mkInt(new(big.Int).Neg(big.NewInt(x)))
 			}
 			if x < 0 {
 				return -x, nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +61,15 @@ func numberAttr(v value, name string) (value, bool) {
 		switch name {
 		case "real", "numerator":
 			return n, true
+		case "imag":
+			return int64(0), true
+		case "denominator":
+			return int64(1), true
+		}
+	case bigInt:
+		switch name {
+		case "real", "numerator":
+			return x, true
 		case "imag":
 			return int64(0), true
 		case "denominator":
@@ -214,6 +224,9 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			var ints []int64
 			for _, a := range args {
 				n, ok := a.(int64)
+				if _, isBig := a.(bigInt); isBig {
+					return nil, fail("range() of an integer past 64 bits is not supported")
+				}
 				if !ok {
 					return nil, fail("range() takes integers")
 				}
@@ -776,52 +789,58 @@ func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error)
 
 // pyInt is jinja2's int filter with its defaults: Python's int(v), else
 // int(float(v)), else 0 (a string of an integer or a float, blanks around
-// it taken; a number truncated toward zero; a boolean). Where Python's
-// int is past int64 (1e20, a long string of digits) or raises what the
-// filter does not catch (a float infinity; undefined), it is an error.
-func pyInt(v value) (int64, error) {
+// it taken; a number truncated toward zero; a boolean). Where Python
+// raises what the filter does not catch (a float infinity; undefined),
+// it is an error.
+func pyInt(v value) (value, error) {
 	switch x := v.(type) {
-	case int64:
+	case int64, bigInt:
 		return x, nil
 	case bool:
 		return b2i(x), nil
 	case float64:
 		switch {
 		case math.IsNaN(x):
-			return 0, nil
+			return int64(0), nil
 		case math.IsInf(x, 0):
-			return 0, errors.New("cannot convert float infinity to integer")
-		case math.Abs(x) >= 1<<63:
-			return 0, fmt.Errorf("%s is past a 64-bit integer", pyFloat(x))
+			return nil, errors.New("cannot convert float infinity to integer")
 		}
-		return int64(x), nil
+		return intFromFloat(x)
 	case str:
 		t, ok := pyDigits(strings.TrimFunc(x.s, pyIsSpace))
 		if !ok {
-			return 0, fmt.Errorf("%q holds digits other than ASCII ones", x.s)
+			return nil, fmt.Errorf("%q holds digits other than ASCII ones", x.s)
 		}
 		if n, err := strconv.ParseInt(t, 10, 64); err == nil {
 			return n, nil
-		} else if errors.Is(err, strconv.ErrRange) {
-			return 0, fmt.Errorf("%s is past a 64-bit integer", t)
+		}
+		digits := strings.TrimLeft(t, "+-")
+		if len(t)-len(digits) <= 1 && digits != "" && strings.Trim(digits, "0123456789") == "" && len(digits) <= maxStrDigits {
+			// Past int64; a string past Python's digit limit fails
+			// int() and goes on to int(float()).
+			b, _ := new(big.Int).SetString(t, 10)
+			return mkInt(b)
 		}
 		switch strings.ToLower(strings.TrimLeft(t, "+-")) {
 		case "inf", "infinity", "nan":
 			// int(float(v)) fails, and the filter's default is taken.
-			return 0, nil
+			return int64(0), nil
 		}
 		// (Decimal forms only: Go's ParseFloat also reads hexadecimal,
 		// which Python's float does not.)
-		if f, err := strconv.ParseFloat(t, 64); err == nil && strings.Trim(t, "0123456789+-.eE") == "" {
+		if f, err := strconv.ParseFloat(t, 64); (err == nil || errors.Is(err, strconv.ErrRange)) && strings.Trim(t, "0123456789+-.eE") == "" {
+			if math.IsInf(f, 0) {
+				return int64(0), nil // int(float(v)) overflows, which the filter catches
+			}
 			return pyInt(f)
 		}
-		return 0, nil
+		return int64(0), nil
 	case markup:
 		return pyInt(x.str)
 	case undefined:
-		return 0, errors.New(x.what)
+		return nil, errors.New(x.what)
 	}
-	return 0, nil
+	return int64(0), nil
 }
 
 // pyDigits removes the underscores Python's int and float take in a
@@ -904,13 +923,16 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 		return false, nil
 	case "number":
 		switch v.(type) {
-		case int64, float64, bool:
+		case int64, bigInt, float64, bool:
 			return true, nil
 		}
 		return false, nil
 	case "integer":
-		_, ok := v.(int64)
-		return ok, nil
+		switch v.(type) {
+		case int64, bigInt:
+			return true, nil
+		}
+		return false, nil
 	case "float":
 		_, ok := v.(float64)
 		return ok, nil

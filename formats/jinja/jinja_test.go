@@ -128,6 +128,11 @@ func TestLimits(t *testing.T) {
 		"{{ '{:>99999999}'.format(1) }}",
 		"{% for i in range(1000) %}{% set y = '%16000000d' % 1 %}{% endfor %}",
 		"{% for i in range(1000) %}{% set y = '{:16000000}'.format('') %}{% endfor %}",
+		// Ints squared without bound, a power past the bound, and
+		// divisions of ints within it in a loop.
+		"{% set ns = namespace(n=3) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+		"{{ 3 ** 100000000 }}",
+		"{% set n = 3 ** 80000 %}{% for i in range(100000) %}{% for j in range(10) %}{% set m = n // (n - 1) %}{% endfor %}{% endfor %}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {

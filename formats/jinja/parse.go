@@ -3,6 +3,7 @@ package jinja
 import (
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 )
@@ -890,7 +891,8 @@ func (p *parser) pow() (expr, error) {
 				if f, isFloat := lv.(float64); isFloat {
 					abs = math.Abs(f)
 				} else {
-					abs = -lv.(int64)
+					b, _ := bigOf(lv)
+					abs, _ = mkInt(new(big.Int).Neg(b))
 				}
 				l = &unaryExpr{node{l.at()}, "-", &binaryExpr{node{t.pos}, "**", &litExpr{node{l.at()}, abs}, r}}
 				continue
@@ -907,7 +909,7 @@ func constNum(x expr) (value, bool) {
 	switch e := x.(type) {
 	case *litExpr:
 		switch e.v.(type) {
-		case int64, float64, bool:
+		case int64, bigInt, float64, bool:
 			return e.v, true
 		}
 	case *unaryExpr:
@@ -915,13 +917,12 @@ func constNum(x expr) (value, bool) {
 		if !ok {
 			return nil, false
 		}
-		if n, isInt := intOf(v); isInt {
-			if e.op == "+" {
-				return n, true
+		if n, isInt := bigOf(v); isInt {
+			if e.op == "-" {
+				n = new(big.Int).Neg(n)
 			}
-			if n != math.MinInt64 {
-				return -n, true
-			}
+			out, err := mkInt(n)
+			return out, err == nil
 		} else if f, isFloat := v.(float64); isFloat {
 			if e.op == "+" {
 				return f, true
@@ -945,12 +946,13 @@ func constNum(x expr) (value, bool) {
 }
 
 // negative reports whether jinja2 writes the number v into Python code
-// with a minus sign (-0.0 too; not the smallest int64, which this package
-// does not make, nor NaN).
+// with a minus sign (-0.0 too; not NaN).
 func negative(v value) bool {
 	switch n := v.(type) {
+	case bigInt:
+		return n.v.Sign() < 0
 	case int64:
-		return n < 0 && n != math.MinInt64
+		return n < 0
 	case float64:
 		return math.Signbit(n) && !math.IsNaN(n) && !math.IsInf(n, 0)
 	}
@@ -1005,9 +1007,19 @@ func (p *parser) primary() (expr, error) {
 		}
 		return &nameExpr{pos, t.s}, nil
 	case tokInt:
-		n, err := strconv.ParseInt(t.s, 10, 64)
+		if n, err := strconv.ParseInt(t.s, 10, 64); err == nil {
+			return &litExpr{pos, n}, nil
+		}
+		b, ok := new(big.Int).SetString(t.s, 10)
+		if !ok {
+			return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("bad integer %s", t.s)}
+		}
+		if len(t.s) > maxStrDigits {
+			return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("Exceeds the limit (%d digits) for integer string conversion: value has %d digits; use sys.set_int_max_str_digits() to increase the limit", maxStrDigits, len(t.s))}
+		}
+		n, err := mkInt(b)
 		if err != nil {
-			return nil, &Error{Pos: t.pos, Msg: fmt.Sprintf("integer %s out of range", t.s)}
+			return nil, &Error{Pos: t.pos, Msg: err.Error()}
 		}
 		return &litExpr{pos, n}, nil
 	case tokFloat:

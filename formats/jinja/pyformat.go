@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -63,14 +64,17 @@ func signOf(neg bool, flag byte) string {
 }
 
 // intDigits is n's magnitude in verb's base (d, x, X, o, b), at least
-// prec digits, and its prefix in the alternate form ('#').
-func intDigits(n int64, verb byte, prec int, alt bool) (digits, prefix string) {
-	u := uint64(n)
-	if n < 0 {
-		u = -u
-	}
+// prec digits, and its prefix in the alternate form ('#'); decimal
+// digits past Python's limit for an int's str() are its error.
+func intDigits(n *big.Int, verb byte, prec int, alt bool) (digits, prefix string, err error) {
 	base := map[byte]int{'d': 10, 'x': 16, 'X': 16, 'o': 8, 'b': 2}[verb]
-	digits = strconv.FormatUint(u, base)
+	if base == 10 {
+		if digits, err = intString(new(big.Int).Abs(n)); err != nil {
+			return "", "", err
+		}
+	} else {
+		digits = new(big.Int).Abs(n).Text(base)
+	}
 	if verb == 'X' {
 		digits = strings.ToUpper(digits)
 	}
@@ -80,7 +84,7 @@ func intDigits(n int64, verb byte, prec int, alt bool) (digits, prefix string) {
 	if alt && verb != 'd' {
 		prefix = "0" + string(verb)
 	}
-	return digits, prefix
+	return digits, prefix, nil
 }
 
 // floatDigits is |f| formatted as C's printf formats it for verb (e, E,
@@ -381,12 +385,10 @@ func percentFormat(s str, args value, esc bool) (value, error) {
 			}
 			piece = padText(piece, width, fill, align)
 		case 'd', 'i', 'u', 'x', 'X', 'o':
-			var n int64
+			var n *big.Int
 			switch x := plain(arg).(type) {
-			case int64:
-				n = x
-			case bool:
-				n = b2i(x)
+			case int64, bool, bigInt:
+				n, _ = bigOf(x)
 			case float64:
 				if verb == 'x' || verb == 'X' || verb == 'o' {
 					return nil, fmt.Errorf("%%%c format: an integer is required, not float", verb)
@@ -397,10 +399,11 @@ func percentFormat(s str, args value, esc bool) (value, error) {
 				if math.IsNaN(x) {
 					return nil, errors.New("cannot convert float NaN to integer")
 				}
-				if math.Abs(x) >= 1<<63 {
-					return nil, errIntRange
+				i, err := intFromFloat(x)
+				if err != nil {
+					return nil, err
 				}
-				n = int64(x)
+				n, _ = bigOf(i)
 			case undefined:
 				return nil, errors.New(x.what)
 			default:
@@ -414,13 +417,21 @@ func percentFormat(s str, args value, esc bool) (value, error) {
 			if v == 'i' || v == 'u' {
 				v = 'd'
 			}
-			digits, prefix := intDigits(n, v, prec, flags.alt)
+			digits, prefix, err := intDigits(n, v, prec, flags.alt)
+			if err != nil {
+				return nil, err
+			}
 			if flags.zero && !flags.left {
 				fill, align = '0', '='
 			}
-			piece = str{s: padNum(signOf(n < 0, sign), prefix, digits, width, fill, align)}
+			piece = str{s: padNum(signOf(n.Sign() < 0, sign), prefix, digits, width, fill, align)}
 		case 'e', 'E', 'f', 'F', 'g', 'G':
 			f, ok := num(plain(arg))
+			if b, isBig := plain(arg).(bigInt); isBig {
+				if _, err := bigFloat(b.v); err != nil {
+					return nil, err
+				}
+			}
 			if !ok {
 				if u, ok := arg.(undefined); ok {
 					return nil, errors.New(u.what)
@@ -466,7 +477,7 @@ func escArg(verb byte, arg value) (value, error) {
 		switch x := plain(arg).(type) {
 		case str:
 			return pyIntStr(x.s)
-		case int64, bool, float64, undefined:
+		case int64, bool, bigInt, float64, undefined:
 			return x, nil
 		}
 		return nil, fmt.Errorf("%%%c format: a real number is required, not _MarkupEscapeHelper", verb)
@@ -474,7 +485,7 @@ func escArg(verb byte, arg value) (value, error) {
 		switch x := plain(arg).(type) {
 		case str:
 			return pyFloatStr(x.s)
-		case int64, bool, float64, undefined:
+		case int64, bool, bigInt, float64, undefined:
 			return x, nil
 		}
 		return nil, fmt.Errorf("float() argument must be a string or a real number, not '%s'", typeName(arg))
@@ -488,11 +499,11 @@ func pyIntStr(s string) (value, error) {
 	t, ok := pyDigits(strings.TrimFunc(s, pyIsSpace))
 	digits := strings.TrimLeft(t, "+-")
 	if ok && len(t)-len(digits) <= 1 && digits != "" && strings.Trim(digits, "0123456789") == "" {
-		n, err := strconv.ParseInt(t, 10, 64)
-		if err != nil {
-			return nil, errIntRange
+		if len(digits) > maxStrDigits {
+			return nil, fmt.Errorf("Exceeds the limit (%d digits) for integer string conversion: value has %d digits; use sys.set_int_max_str_digits() to increase the limit", maxStrDigits, len(digits))
 		}
-		return n, nil
+		n, _ := new(big.Int).SetString(t, 10)
+		return mkInt(n)
 	}
 	var b strings.Builder
 	pyStrRepr(&b, s)
@@ -530,6 +541,8 @@ func pyFloatStr(s string) (value, error) {
 // one-character string.
 func charOf(v value) (str, error) {
 	switch x := plain(v).(type) {
+	case bigInt:
+		return str{}, errors.New("%c arg not in range(0x110000)")
 	case int64, bool:
 		n, _ := intOf(x)
 		if n < 0 || n > utf8.MaxRune {
@@ -657,8 +670,8 @@ func formatSpec(v value, spec string) (str, error) {
 			x = truncRunes(x, prec)
 		}
 		return padText(x, width, fill, align), nil
-	case int64, bool:
-		n, _ := intOf(x)
+	case int64, bool, bigInt:
+		n, _ := bigOf(x)
 		if align == 0 {
 			align = '>'
 		}
@@ -674,7 +687,10 @@ func formatSpec(v value, spec string) (str, error) {
 				if alt {
 					return str{}, errors.New("Alternate form (#) not allowed with integer format specifier 'c'")
 				}
-				c, err := charOf(n)
+				if _, ok := x.(bigInt); ok {
+					return str{}, errors.New("Python int too large to convert to C long")
+				}
+				c, err := charOf(x)
 				if err != nil {
 					return str{}, err
 				}
@@ -683,10 +699,17 @@ func formatSpec(v value, spec string) (str, error) {
 			if verb == 0 {
 				verb = 'd'
 			}
-			d, prefix := intDigits(n, verb, -1, alt)
-			return str{s: padNum(signOf(n < 0, sign), prefix, d, width, fill, align)}, nil
+			d, prefix, err := intDigits(n, verb, -1, alt)
+			if err != nil {
+				return str{}, err
+			}
+			return str{s: padNum(signOf(n.Sign() < 0, sign), prefix, d, width, fill, align)}, nil
 		case 'e', 'E', 'f', 'F', 'g', 'G', '%':
-			return floatSpec(float64(n), verb, prec, alt, sign, width, fill, align), nil
+			f, err := bigFloat(n)
+			if err != nil {
+				return str{}, err
+			}
+			return floatSpec(f, verb, prec, alt, sign, width, fill, align), nil
 		}
 		return str{}, fmt.Errorf("Unknown format code '%c' for object of type '%s'", verb, typeName(x))
 	case float64:

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,11 +62,18 @@ func hashKey(k value) (any, error) {
 		return x.s, nil
 	case int64:
 		return x, nil
+	case bigInt:
+		return bigKey(x.v.String()), nil
 	case bool:
 		return b2i(x), nil
 	case float64:
 		if x == math.Trunc(x) && math.Abs(x) < 1<<63 {
 			return int64(x), nil
+		}
+		if x == math.Trunc(x) && !math.IsInf(x, 0) {
+			// A whole float past int64 is the key of the int it equals.
+			b, _ := big.NewFloat(x).Int(nil)
+			return bigKey(b.String()), nil
 		}
 		return x, nil
 	case nil:
@@ -119,6 +127,10 @@ func (d *Dict) at(i int) value {
 	h, _ := hashKey(d.keys[i])
 	return d.m[h]
 }
+
+// bigKey is the Go map key of a bigInt (its decimal digits), apart from
+// a string key's.
+type bigKey string
 
 // namespace is namespace(): attributes assignable from inner scopes.
 type namespace struct{ d *Dict }
@@ -230,10 +242,16 @@ type macro struct {
 // convert turns Go inputs into values.
 func convert(v any) value {
 	switch x := v.(type) {
-	case nil, bool, int64, float64, str, *Dict, undefined:
+	case nil, bool, int64, bigInt, float64, str, *Dict, undefined:
 		return x
 	case int:
 		return int64(x)
+	case *big.Int:
+		n, err := mkInt(new(big.Int).Set(x))
+		if err != nil {
+			panic("jinja: input *big.Int: " + err.Error())
+		}
+		return n
 	case float32:
 		return float64(x)
 	case string:
@@ -328,7 +346,7 @@ func typeName(v value) string {
 		return "NoneType"
 	case bool:
 		return "bool"
-	case int64:
+	case int64, bigInt:
 		return "int"
 	case float64:
 		return "float"
@@ -368,6 +386,8 @@ func truthy(v value) bool {
 		return x
 	case int64:
 		return x != 0
+	case bigInt:
+		return true
 	case float64:
 		return x != 0
 	case str:
@@ -401,6 +421,9 @@ func toStr(v value) (str, error) {
 		return str{s: "False"}, nil
 	case int64:
 		return str{s: strconv.FormatInt(x, 10)}, nil
+	case bigInt:
+		s, err := intString(x.v)
+		return str{s: s}, err
 	case float64:
 		return str{s: pyFloat(x)}, nil
 	case *macro:
@@ -516,8 +539,11 @@ func pyRepr(b *strings.Builder, v value) error {
 			b.WriteByte(',')
 		}
 		b.WriteByte(')')
-	case nil, bool, int64, float64:
-		s, _ := toStr(x)
+	case nil, bool, int64, bigInt, float64:
+		s, err := toStr(x)
+		if err != nil {
+			return err
+		}
 		b.WriteString(s.s)
 	default:
 		return fmt.Errorf("printing a %s inside a list or dict is not supported", typeName(v))
@@ -587,9 +613,10 @@ func pyFloat(f float64) string {
 
 // equal is Python's ==.
 func equal(a, b value) bool {
-	if x, ok := num(a); ok {
-		if y, ok := num(b); ok {
-			return x == y
+	if _, ok := num(a); ok {
+		if _, ok := num(b); ok {
+			c, ok := cmpNum(a, b)
+			return ok && c == 0
 		}
 		return false
 	}
@@ -660,7 +687,8 @@ func sameItems(a, b []value) bool {
 	return true
 }
 
-// num returns a bool, int or float as float64 (Python compares them by value).
+// num returns a bool, int or float as float64, an int past float64's
+// range as an infinity (bigFloat is Python's float(), an error there).
 func num(v value) (float64, bool) {
 	switch x := v.(type) {
 	case bool:
@@ -670,6 +698,9 @@ func num(v value) (float64, bool) {
 		return 0, true
 	case int64:
 		return float64(x), true
+	case bigInt:
+		f, _ := new(big.Float).SetInt(x.v).Float64()
+		return f, true
 	case float64:
 		return x, true
 	}
@@ -711,6 +742,12 @@ func toJSON(b *strings.Builder, v value, o *jsonOpts, depth int) error {
 		b.WriteString(strconv.FormatBool(x))
 	case int64:
 		b.WriteString(strconv.FormatInt(x, 10))
+	case bigInt:
+		s, err := intString(x.v)
+		if err != nil {
+			return err
+		}
+		b.WriteString(s)
 	case float64:
 		b.WriteString(jsonFloat(x))
 	case str:
@@ -784,6 +821,8 @@ func jsonKey(k value) string {
 		return x.s
 	case int64:
 		return strconv.FormatInt(x, 10)
+	case bigInt:
+		return x.v.String()
 	case float64:
 		return jsonFloat(x)
 	case bool:
@@ -829,7 +868,10 @@ func isTuple(v value) bool {
 func pyCompare(a, b value) (int, error) {
 	if x, ok := num(a); ok {
 		if y, ok := num(b); ok {
-			return cmpF(x, y), nil
+			if c, ok := cmpNum(a, b); ok {
+				return c, nil
+			}
+			return cmpF(x, y), nil // NaN, ordered as Python's sort leaves it
 		}
 	} else if x, ok := a.(str); ok {
 		if y, ok := b.(str); ok {

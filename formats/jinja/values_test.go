@@ -65,11 +65,11 @@ func TestJinja2Values(t *testing.T) {
 		{`{{ {(1, 2): 3} }}`, "", `a tuple as a dict key is not supported`}, // jinja2: {(1, 2): 3}
 		{`{{ {[1]: 3} }}`, "", `unhashable type: 'list'`},
 		{`{{ 'ab'|safe|upper }}|{{ ('<'|safe)|indent }}|{{ ('<'|safe) ~ ('<'|safe) }}`, `AB|<|<<`, ""},
-		{`{{ 1e20|int }}`, "", `1e+20 is past a 64-bit integer`}, // jinja2: 100000000000000000000
+		{`{{ 1e20|int }}`, "100000000000000000000", ""},
 		{`{{ undefined_x|int }}`, "", `'undefined_x' is undefined`},
 		{`{{ 'nan'|int }}|{{ '1_000.5'|int }}|{{ '1__0'|int }}|{{ ' -7 '|int }}|{{ '0x10'|int }}|{{ 'inf'|int }}`, `0|1000|0|-7|0|0`, ""},
 		{"{{ '٣'|int }}", "", `holds digits other than ASCII ones`}, // jinja2: 3
-		{`{{ '99999999999999999999'|int }}`, "", `99999999999999999999 is past a 64-bit integer`},
+		{`{{ '99999999999999999999'|int }}`, "99999999999999999999", ""},
 		{`{{ [1,2] * 2 }}|{{ 2 * (1,) }}|{{ 'ab' * true }}|{{ [1] * -1 }}`, `[1, 2, 1, 2]|(1, 1)|ab|[]`, ""},
 		{`{{ 3 is odd }}{{ 2.0 is even }}{{ true is odd }}{{ 2.5 is odd }}`, `TrueTrueTrueFalse`, ""},
 		{`{{ undefined_x is sequence }}{{ undefined_x is iterable }}`, `TrueTrue`, ""},
@@ -152,4 +152,30 @@ func TestJinja2Random(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d templates rendered as jinja2 did; the others failed in both or were refused", rendered, len(spec.Cases))
+}
+
+// TestFromJSONNumbers: FromJSON reads numbers as Python's json.loads
+// does: an integer past int64 an int (a *big.Int), refused past Python's
+// 4300 digits as json.loads refuses it, and a float past float64's
+// range an infinity or zero. Python 3.11: json.loads('[1e400, -1e400,
+// 1e-400, 18446744073709551616]') is [inf, -inf, 0.0,
+// 18446744073709551616]; json.loads('9' * 4301) raises "Exceeds the
+// limit (4300 digits) for integer string conversion: value has 4301
+// digits; …".
+func TestFromJSONNumbers(t *testing.T) {
+	v, err := FromJSON([]byte(`[1e400, -1e400, 1e-400, 18446744073709551616]`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := mustParse(t, `{{ l }}|{{ l[3] + 1 }}|{{ l|tojson }}`)
+	got, err := tp.RenderString(map[string]any{"l": v})
+	if want := `[inf, -inf, 0.0, 18446744073709551616]|18446744073709551617|[Infinity, -Infinity, 0.0, 18446744073709551616]`; err != nil || got != want {
+		t.Errorf("got %q, %v; want %q", got, err, want)
+	}
+	if _, err := FromJSON([]byte(strings.Repeat("9", 4301)), false); err == nil || !strings.Contains(err.Error(), "Exceeds the limit (4300 digits) for integer string conversion: value has 4301 digits") {
+		t.Errorf("4301 digits: error %v, want Python's", err)
+	}
+	if _, err := FromJSON([]byte(strings.Repeat("9", 4300)), false); err != nil {
+		t.Errorf("4300 digits: %v", err)
+	}
 }
