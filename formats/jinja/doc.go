@@ -45,11 +45,15 @@
 // rejectattr, items, dictsort, unique, min, max, sort, replace (count
 // too), reverse, int (jinja2's defaults: 0 where Python's int() and
 // int(float()) fail), abs, indent, safe; string methods strip, lstrip,
-// rstrip, upper, lower, title, capitalize, startswith, endswith, split,
-// replace, format ("{}", "{0}", "{name}", !s, !r, and format specs
+// rstrip, upper, lower, title, capitalize, startswith, endswith (start
+// and end too), split, rsplit, splitlines, replace, join, center,
+// ljust, rjust, zfill, find, rfind, index, rindex, count, partition,
+// rpartition, removeprefix, removesuffix, isalpha, isalnum, isdecimal,
+// isdigit, isnumeric, isspace, islower, isupper, format ("{}", "{0}",
+// "{name}", !s, !r, and format specs
 // [[fill]align][sign][#][0][width][.precision][type] for strings, ints
-// and floats); dict methods items, keys, values, get; globals raise_exception, namespace, range, and
-// strftime_now (transformers': the clock's local time, or Options.Now,
+// and floats); dict methods items, keys, values, get; globals
+// raise_exception, namespace, range, and strftime_now (transformers': the clock's local time, or Options.Now,
 // formatted as Python's strftime in the C locale).
 //
 // Values behave as jinja2's Python values do where a template can tell:

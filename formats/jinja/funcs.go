@@ -19,6 +19,12 @@ var (
 	dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
 )
 
+func init() {
+	for _, n := range strings.Fields("center ljust rjust zfill find rfind index rindex count isalpha isalnum isdigit isdecimal isnumeric isspace islower isupper removeprefix removesuffix partition rpartition join rsplit splitlines") {
+		strMethods[n] = true
+	}
+}
+
 func isMethod(v value, name string) bool {
 	switch v.(type) {
 	case str:
@@ -474,8 +480,21 @@ func strMethod(s str, name string, args []value) (value, error) {
 		}
 		return s.mapped(capitalize(s.s)), nil
 	case "startswith", "endswith":
-		if len(args) != 1 {
-			return nil, errors.New("takes 1 argument")
+		if len(args) < 1 || len(args) > 3 {
+			return nil, errors.New("takes 1 to 3 arguments")
+		}
+		if len(args) > 1 {
+			// s.startswith(prefix, start, end) is s[start:end].startswith(prefix),
+			// though "" does not start a slice past the end.
+			offs := runeOffsets(s.s)
+			lo, hi, err := sliceBounds(args[1:], len(offs)-1)
+			if err != nil {
+				return nil, err
+			}
+			if lo > len(offs)-1 || hi < lo {
+				return false, nil
+			}
+			return strMethod(s.sub(offs[lo], offs[hi]), name, args[:1])
 		}
 		var prefixes []string
 		switch a := seq(args[0]).(type) {
@@ -529,7 +548,7 @@ func strMethod(s str, name string, args []value) (value, error) {
 		}
 		return replace(s, old, repl, -1)
 	}
-	return nil, errors.New("not supported")
+	return moreStrMethod(s, name, args)
 }
 
 // strFormat is Python's str.format with replacement fields "{}", "{0}"
@@ -706,7 +725,7 @@ func split1(s str, sep string, set bool, maxsplit int64) (value, error) {
 			return out, nil
 		}
 		if maxsplit >= 0 && int64(len(out)) >= maxsplit {
-			return append(out, strip(s.sub(i, len(s.s)), "rstrip", "", false)), nil
+			return append(out, s.sub(i, len(s.s))), nil // trailing blanks kept, as CPython's split_whitespace
 		}
 		j := i
 		for j < len(s.s) {

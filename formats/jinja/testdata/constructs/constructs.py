@@ -299,6 +299,21 @@ CASES = [
     ('{% set ns = namespace(n=1) %}{% for i in range(80) %}{% set ns.n = ns.n * 3 %}{% endfor %}{{ ns.n }}|{{ ns.n % 1000007 }}|{{ ns.n // 3**79 }}', None),
     # an int past 64 bits from JSON (json.loads's int)
     ("{{ big }}|{{ big + 1 }}|{{ big - 2 }}|{{ big|tojson }}|{{ {'n': big}|tojson }}|{{ big is integer }}|{{ big * big }}|{{ big == 18446744073709551617 }}|{{ big // 2 }}|{{ big / 2 }}|{{ '%x' % big }}", None),
+    # str methods: startswith/endswith with start and end, padding, searching, class tests, join, partition, rsplit, splitlines; split's remainder keeps its trailing blanks
+    ("{{ 'abc'.startswith('b', 1) }}|{{ 'abc'.startswith('', 3) }}|{{ 'abc'.startswith('', 4) }}|{{ 'abc'.endswith('b', 0, 2) }}|{{ 'abc'.endswith(('x', 'c'), -1) }}|{{ 'abc'.startswith('a', -10, 1) }}|{{ 'abc'.startswith('', 2, 1) }}", None),
+    ("{{ 'a,b,c'.rsplit(',', 1) }}|{{ ' a  b  c '.rsplit() }}|{{ ' a  b  c '.rsplit(none, 1) }}|{{ 'a,b'.rsplit(',') }}|{{ 'a\\nb\\r\\nc\\rd\\n'.splitlines() }}|{{ 'a\\nb\\r\\n'.splitlines(true) }}|{{ ''.splitlines() }}|{{ 'x\\x0by'.splitlines() }}", None),
+    ("{{ 'x'.center(5, '*') }}|{{ 'x'.center(4, '*') }}|{{ 'ab'.center(5) }}|{{ 'ab'.center(6, '-') }}|{{ 'abc'.center(6) }}|{{ 'x'.ljust(3) }}|{{ 'x'.rjust(3, '0') }}|{{ 'é'.center(4, 'ü') }}|{{ 'abc'.center(2) }}|{{ 'x'.ljust(-1) }}", None),
+    ("{{ '7'.zfill(3) }}|{{ '-7'.zfill(4) }}|{{ '+x'.zfill(4) }}|{{ 'abc'.zfill(2) }}|{{ ''.zfill(2) }}", None),
+    ("{{ 'abcabc'.find('b') }}|{{ 'abcabc'.rfind('b') }}|{{ 'abcabc'.find('b', 2) }}|{{ 'abcabc'.find('b', 2, 4) }}|{{ 'abc'.find('z') }}|{{ 'abc'.find('') }}|{{ 'abc'.find('', 3) }}|{{ 'abc'.find('', 4) }}|{{ 'abc'.rfind('') }}|{{ 'héllo'.find('l') }}|{{ 'abc'.index('c') }}|{{ 'abcb'.rindex('b') }}|{{ 'aXa'.count('a') }}|{{ 'aaa'.count('aa') }}|{{ 'abc'.count('') }}|{{ 'abc'.count('', 1) }}|{{ 'abc'.count('', 5) }}|{{ 'abcabc'.count('b', -3) }}", None),
+    ("{{ 'abc'.index('z') }}", None),
+    ("{{ 'abc'.find(1) }}", None),
+    ("{{ 'abc'.isalpha() }}|{{ '123'.isdigit() }}|{{ ' \\t'.isspace() }}|{{ 'Ab'.islower() }}|{{ 'ab1'.islower() }}|{{ 'AB'.isupper() }}|{{ 'a1'.isalnum() }}|{{ ''.isalpha() }}|{{ '١٢'.isdecimal() }}|{{ 'é'.isalpha() }}|{{ '12'.isnumeric() }}|{{ '1.5'.isdigit() }}|{{ '123'.islower() }}", None),
+    ("{{ 'hello'.removeprefix('he') }}|{{ 'hello'.removesuffix('lo') }}|{{ 'hello'.removeprefix('x') }}|{{ 'a=b=c'.partition('=') }}|{{ 'a=b=c'.rpartition('=') }}|{{ 'abc'.partition('=') }}|{{ 'abc'.rpartition('=') }}", None),
+    ("{{ ', '.join(['a', 'b']) }}|{{ ''.join('abc') }}|{{ '-'.join(d) }}|{{ ', '.join(messages|map(attribute='role')) }}|{{ '.'.join([]) }}", None),
+    ("{{ ', '.join([1, 2]) }}", None),
+    ("{{ ','.join(5) }}", None),
+    ("{{ 'a'.partition('') }}", None),
+    ("{{ ' a  b  c '.split(none, 1) }}|{{ ' a  b  c '.split(' ', 1) }}|{{ 'a b c  '.split(None, 2) }}", None),
 ]
 
 
