@@ -44,7 +44,10 @@
 // filter name, or attribute= with default=), select, reject, selectattr,
 // rejectattr, items, dictsort, unique, min, max, sort, replace (count
 // too), reverse, int (jinja2's defaults: 0 where Python's int() and
-// int(float()) fail), abs, indent, safe; string methods strip, lstrip,
+// int(float()) fail), abs, indent, safe, float, round (common, ceil,
+// floor), sum (Python 3.11's: floats added one by one), format,
+// escape/e, forceescape, wordcount, center, truncate (leeway 5), batch,
+// slice; string methods strip, lstrip,
 // rstrip, upper, lower, title, capitalize, startswith, endswith (start
 // and end too), split, rsplit, splitlines, replace, join, center,
 // ljust, rjust, zfill, find, rfind, index, rindex, count, partition,

@@ -79,14 +79,15 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 	case "tojson":
 		return jsonFilter(v, args, kw)
 	case "default", "d":
-		if kw != nil || len(args) > 2 {
-			return nil, errors.New("takes at most 2 positional arguments")
+		p, err := bind(args, kw, "default_value", "boolean")
+		if err != nil {
+			return nil, err
 		}
 		def := value(str{})
-		if len(args) > 0 {
-			def = args[0]
+		if len(args) > 0 || kw["default_value"] != nil {
+			def = p[0]
 		}
-		boolean := len(args) == 2 && truthy(args[1])
+		boolean := truthy(p[1])
 		if _, ok := v.(undefined); ok || boolean && !truthy(v) {
 			return def, nil
 		}
@@ -305,6 +306,8 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 		return markup{s}, nil
 	case "indent":
 		return indent(v, args, kw)
+	case "float", "round", "sum", "format", "escape", "e", "forceescape", "wordcount", "center", "truncate", "batch", "slice":
+		return r.moreFilter(name, v, args, kw)
 	}
 	if jinja2Filters[name] {
 		return nil, errors.New("not supported")

@@ -1,0 +1,435 @@
+package jinja
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"unicode"
+	"unicode/utf8"
+)
+
+// moreFilter applies the filters of jinja2 3.1's filters.py past the
+// ones filterValue runs itself: float, round, sum, format, escape (e),
+// forceescape, wordcount, center, truncate, batch and slice.
+func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]value) (value, error) {
+	switch name {
+	case "float":
+		// do_float: float(value), its default where that raises
+		// TypeError or ValueError.
+		p, err := bind(args, kw, "default")
+		if err != nil {
+			return nil, err
+		}
+		def := value(0.0)
+		if len(args) > 0 || kw["default"] != nil {
+			def = p[0]
+		}
+		switch x := plain(v).(type) {
+		case float64:
+			return x, nil
+		case int64, bool:
+			f, _ := num(x)
+			return f, nil
+		case bigInt:
+			return bigFloat(x.v) // OverflowError, which do_float does not catch
+		case str:
+			f, err := pyFloatStr(x.s)
+			if err != nil {
+				return def, nil
+			}
+			return f, nil
+		case undefined:
+			return nil, errors.New(x.what)
+		}
+		return def, nil
+	case "round":
+		return roundFilter(v, args, kw)
+	case "sum":
+		// sync_do_sum: sum(iterable, start), of an attribute of each
+		// item where one is given; Python 3.11's sum, which adds floats
+		// one by one.
+		p, err := bind(args, kw, "attribute", "start")
+		if err != nil {
+			return nil, err
+		}
+		items, err := iterate(v)
+		if err != nil {
+			return nil, err
+		}
+		if p[0] != nil {
+			if items, err = mapAttr(items, p[0], nil); err != nil {
+				return nil, err
+			}
+		}
+		total := value(int64(0))
+		if len(args) > 1 || kw["start"] != nil {
+			total = p[1]
+		}
+		switch total.(type) {
+		case str, markup:
+			return nil, errors.New("sum() can't sum strings [use ''.join(seq) instead]")
+		}
+		for _, it := range items {
+			if u, ok := it.(undefined); ok {
+				return nil, errors.New(u.what)
+			}
+			if total, err = arith("+", total, it); err != nil {
+				return nil, err
+			}
+			if err := r.work(shallow(total) + intWork(total, it)); err != nil {
+				return nil, err
+			}
+		}
+		return total, nil
+	case "format":
+		// do_format: soft_str(value) % (kwargs or args).
+		if len(args) > 0 && kw != nil {
+			return nil, errors.New("can't handle positional and keyword arguments at the same time")
+		}
+		operand := value(tuple(args))
+		if kw != nil {
+			d := NewDict()
+			for k, e := range kw {
+				d.set(k, e)
+			}
+			operand = d
+		}
+		if m, ok := v.(markup); ok {
+			return percentFormat(m.str, operand, true)
+		}
+		s, err := toStr(v)
+		if err != nil {
+			return nil, err
+		}
+		return percentFormat(s, operand, false)
+	case "escape", "e", "forceescape":
+		// markupsafe's escape: Markup as it is (forceescape escapes its
+		// text too), anything else str() escaped, as Markup.
+		if len(args) > 0 || kw != nil {
+			return nil, errors.New("takes no arguments")
+		}
+		if m, ok := v.(markup); ok {
+			if name != "forceescape" {
+				return m, nil
+			}
+			return markup{escapeHTML(m.str)}, nil
+		}
+		s, err := toStr(v)
+		if err != nil {
+			return nil, err
+		}
+		return markup{escapeHTML(s)}, nil
+	case "wordcount":
+		// do_wordcount: the matches of \\w+ (Unicode letters, digits,
+		// underscore) in str(value).
+		if len(args) > 0 || kw != nil {
+			return nil, errors.New("takes no arguments")
+		}
+		s, err := toStr(v)
+		if err != nil {
+			return nil, err
+		}
+		n, in := int64(0), false
+		for _, c := range s.s {
+			w := c == '_' || unicode.IsLetter(c) || unicode.IsNumber(c)
+			if w && !in {
+				n++
+			}
+			in = w
+		}
+		return n, nil
+	case "center":
+		p, err := bind(args, kw, "width")
+		if err != nil {
+			return nil, err
+		}
+		if p[0] == nil {
+			p[0] = int64(80)
+		}
+		s, err := toStr(v)
+		if err != nil {
+			return nil, err
+		}
+		out, err := moreStrMethod(s, "center", p[:1])
+		if _, ok := v.(markup); ok && err == nil {
+			return markup{out.(str)}, nil // Markup's center is Markup
+		}
+		return out, err
+	case "truncate":
+		return truncate(v, args, kw)
+	case "batch", "slice":
+		return batchSlice(name, v, args, kw)
+	}
+	return nil, errors.New("not supported")
+}
+
+// roundFilter is do_round: Python's round(value, precision) ("common"),
+// or math.ceil or math.floor of value * 10**precision over 10**precision.
+func roundFilter(v value, args []value, kw map[string]value) (value, error) {
+	p, err := bind(args, kw, "precision", "method")
+	if err != nil {
+		return nil, err
+	}
+	prec := value(int64(0))
+	if p[0] != nil {
+		prec = p[0]
+	}
+	method := "common"
+	if p[1] != nil {
+		m, ok := p[1].(str)
+		if !ok {
+			return nil, errors.New("method must be common, ceil or floor")
+		}
+		method = m.s
+	}
+	if method != "common" && method != "ceil" && method != "floor" {
+		return nil, errors.New("method must be common, ceil or floor")
+	}
+	n, ok := intOf(prec)
+	if !ok {
+		return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(prec))
+	}
+	if u, ok := v.(undefined); ok {
+		return nil, errors.New(u.what)
+	}
+	if method != "common" {
+		scale, err := pyPow(int64(10), prec)
+		if err != nil {
+			return nil, err
+		}
+		x, err := arith("*", v, scale)
+		if err != nil {
+			return nil, err
+		}
+		var whole value
+		switch y := x.(type) {
+		case float64:
+			if math.IsInf(y, 0) {
+				return nil, errors.New("cannot convert float infinity to integer")
+			}
+			if math.IsNaN(y) {
+				return nil, errors.New("cannot convert float NaN to integer")
+			}
+			if method == "ceil" {
+				y = math.Ceil(y)
+			} else {
+				y = math.Floor(y)
+			}
+			if whole, err = intFromFloat(y); err != nil {
+				return nil, err
+			}
+		case int64, bool, bigInt:
+			whole = y
+		default:
+			return nil, fmt.Errorf("must be real number, not %s", typeName(x))
+		}
+		return arith("/", whole, scale)
+	}
+	if n < -1<<20 || n > 1<<20 {
+		return nil, fmt.Errorf("round with a precision of %d is not supported", n)
+	}
+	switch x := v.(type) {
+	case bool, int64, bigInt:
+		// round(int, n): the int, or rounded half to even to a multiple of
+		// 10**-n; an int either way.
+		b, _ := bigOf(x)
+		if n >= 0 {
+			return mkInt(new(big.Int).Set(b))
+		}
+		return mkInt(roundHalfEven(new(big.Rat).SetInt(b), n))
+	case float64:
+		// round(float, n): the float nearest the exact value rounded half
+		// to even at n decimals, as CPython's double_round computes it.
+		if math.IsInf(x, 0) || math.IsNaN(x) || x == 0 {
+			return x, nil
+		}
+		q := new(big.Rat).SetInt(roundHalfEven(new(big.Rat).SetFloat64(x), n))
+		if n > 0 {
+			q.Quo(q, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(n), nil)))
+		}
+		f, _ := q.Float64()
+		if math.IsInf(f, 0) {
+			return nil, errors.New("rounded value too large to represent")
+		}
+		if f == 0 {
+			f = math.Copysign(0, x)
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("type %s doesn't define __round__ method", typeName(v))
+}
+
+// roundHalfEven is x * 10**n rounded to an integer, ties to even; for
+// a negative n, that integer times 10**-n (x rounded to a multiple of
+// 10**-n).
+func roundHalfEven(x *big.Rat, n int64) *big.Int {
+	ten := new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(math.Abs(float64(n)))), nil)
+	y := new(big.Rat).Set(x)
+	if n >= 0 {
+		y.Mul(y, new(big.Rat).SetInt(ten))
+	} else {
+		y.Quo(y, new(big.Rat).SetInt(ten))
+	}
+	q, m := new(big.Int).QuoRem(y.Num(), y.Denom(), new(big.Int))
+	// |m| / denom against one half: twice |m| against denom.
+	twice := new(big.Int).Abs(m)
+	twice.Lsh(twice, 1)
+	switch c := twice.Cmp(y.Denom()); {
+	case c > 0, c == 0 && q.Bit(0) == 1:
+		if y.Sign() < 0 {
+			q.Sub(q, big.NewInt(1))
+		} else {
+			q.Add(q, big.NewInt(1))
+		}
+	}
+	if n < 0 {
+		q.Mul(q, ten)
+	}
+	return q
+}
+
+// truncate is do_truncate with the environment's default leeway (5).
+func truncate(v value, args []value, kw map[string]value) (value, error) {
+	p, err := bind(args, kw, "length", "killwords", "end", "leeway")
+	if err != nil {
+		return nil, err
+	}
+	length, leeway := int64(255), int64(5)
+	end := str{s: "..."}
+	for i, dst := range []*int64{&length, nil, nil, &leeway} {
+		if dst == nil || p[i] == nil {
+			continue
+		}
+		n, ok := intOf(p[i])
+		if !ok {
+			return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(p[i]))
+		}
+		*dst = n
+	}
+	if p[2] != nil {
+		e, ok := p[2].(str)
+		if !ok {
+			return nil, fmt.Errorf("object of type '%s' has no len()", typeName(p[2]))
+		}
+		end = e
+	}
+	s, ok := plain(v).(str)
+	if !ok {
+		return nil, fmt.Errorf("object of type '%s' has no len()", typeName(v))
+	}
+	endLen := int64(utf8.RuneCountInString(end.s))
+	if length < endLen {
+		return nil, fmt.Errorf("expected length >= %d, got %d", endLen, length)
+	}
+	if leeway < 0 {
+		return nil, fmt.Errorf("expected leeway >= 0, got %d", leeway)
+	}
+	offs := runeOffsets(s.s)
+	if int64(len(offs)-1) <= length+leeway {
+		return v, nil
+	}
+	head := s.sub(0, offs[min(length-endLen, int64(len(offs)-1))])
+	if !truthy(p[1]) {
+		parts, err := rsplit(head, " ", true, 1)
+		if err != nil {
+			return nil, err
+		}
+		head = parts.([]value)[0].(str)
+	}
+	return concatStr(head, end), nil
+}
+
+// batchSlice is do_batch (items in lists of linecount, the last filled
+// with fill_with where given) or sync_do_slice (items in slices lists
+// of as even a length as can be), as a generator.
+func batchSlice(name string, v value, args []value, kw map[string]value) (value, error) {
+	first := "linecount"
+	if name == "slice" {
+		first = "slices"
+	}
+	p, err := bind(args, kw, first, "fill_with")
+	if err != nil {
+		return nil, err
+	}
+	if p[0] == nil {
+		return nil, fmt.Errorf("missing a required argument: '%s'", first)
+	}
+	n, ok := intOf(p[0])
+	if !ok {
+		return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(p[0]))
+	}
+	items, err := iterate(v)
+	if err != nil {
+		return nil, err
+	}
+	fill, hasFill := p[1], p[1] != nil
+	var out []value
+	if name == "batch" {
+		if n <= 0 && len(items) > 0 {
+			// len(tmp) == linecount holds only before the first item
+			// (linecount 0: an empty batch first), then never: one
+			// batch of all.
+			if n == 0 {
+				out = append(out, []value{})
+			}
+			return &iterator{kind: "generator", items: append(out, slices0(items))}, nil
+		}
+		for lo := 0; lo < len(items); lo += int(n) {
+			b := slices0(items[lo:min(lo+int(n), len(items))])
+			if hasFill && int64(len(b)) < n {
+				if n > maxItems {
+					return nil, errors.New("list too long")
+				}
+				for int64(len(b)) < n {
+					b = append(b, fill)
+				}
+			}
+			out = append(out, b)
+		}
+		return &iterator{kind: "generator", items: out}, nil
+	}
+	if n == 0 {
+		return nil, errors.New("integer division or modulo by zero")
+	}
+	if n > maxItems {
+		return nil, errors.New("slice count too large")
+	}
+	length := int64(len(items))
+	per, extra := length/n, length%n
+	if per*n > length || extra < 0 {
+		// A negative count: Python's floored // and %.
+		per, extra = floorDiv(length, n), length-floorDiv(length, n)*n
+	}
+	offset := int64(0)
+	for k := range max(n, 0) {
+		start := offset + k*per
+		if k < extra {
+			offset++
+		}
+		end := offset + (k+1)*per
+		lo, hi := min(max(start, 0), length), min(max(end, 0), length)
+		b := []value{}
+		if lo < hi {
+			b = slices0(items[lo:hi])
+		}
+		if hasFill && k >= extra {
+			b = append(b, fill)
+		}
+		out = append(out, b)
+	}
+	return &iterator{kind: "generator", items: out}, nil
+}
+
+// slices0 is a copy of items, a list of its own.
+func slices0(items []value) []value {
+	return append([]value{}, items...)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
