@@ -35,9 +35,10 @@
 // literal, the int filter, a JSON input), compared with floats by value,
 // printed in full, refused past 131072 bits (a bound, as for strings)
 // and, as Python refuses, printed past 4300 digits or made a float past
-// float64's range. Tests defined, undefined, none, string, number, integer, float, boolean,
-// true, false, mapping, sequence, iterable, odd, even,
-// eq/equalto/ne/lt/le/gt/ge, in; filters trim, upper, lower, title,
+// float64's range. Tests defined, undefined, none, string, number,
+// integer, float, boolean, true, false, mapping, sequence, iterable,
+// odd, even, divisibleby, lower, upper, escaped, callable,
+// eq/equalto/ne/lt/lessthan/le/gt/greaterthan/ge, in; filters trim, upper, lower, title,
 // capitalize, string, length/count, tojson (transformers': json.dumps
 // with ensure_ascii=False, and its ensure_ascii, indent, separators and
 // sort_keys), default/d, join (attribute= too), first, last, list, map (a
@@ -56,8 +57,11 @@
 // "{name}", !s, !r, and format specs
 // [[fill]align][sign][#][0][width][.precision][type] for strings, ints
 // and floats); dict methods items, keys, values, get; globals
-// raise_exception, namespace, range, and strftime_now (transformers': the clock's local time, or Options.Now,
-// formatted as Python's strftime in the C locale).
+// raise_exception, namespace, range, dict (keywords, a mapping or
+// pairs), joiner, cycler (next(), current, reset()) and strftime_now
+// (transformers': the clock's local time, or Options.Now, formatted as
+// Python's strftime in the C locale); {% with %} (its values evaluated
+// outside, set in a scope of its own).
 //
 // Values behave as jinja2's Python values do where a template can tell:
 // map, select, reject, selectattr, rejectattr, unique, items and reverse

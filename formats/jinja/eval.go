@@ -395,6 +395,25 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if err := r.exec(s.body, sc.child()); err != nil {
 				return err
 			}
+		case withStmt:
+			inner := sc.child()
+			for _, set := range s.sets {
+				v, err := r.eval(set.x, sc)
+				if err != nil {
+					return err
+				}
+				if set.names != nil {
+					err = unpack(set, v, inner)
+				} else {
+					err = assign(inner, set.pos, set.name, "", v)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if err := r.exec(s.body, inner); err != nil {
+				return err
+			}
 		case *macroStmt:
 			sc.vars[s.name] = &macro{s, sc}
 		case callBlockStmt:
@@ -615,7 +634,7 @@ func (r *renderer) eval(e expr, sc *scope) (value, error) {
 			return v, nil
 		}
 		switch x.name {
-		case "raise_exception", "namespace", "range", "strftime_now":
+		case "raise_exception", "namespace", "range", "strftime_now", "dict", "joiner", "cycler", "lipsum":
 			return builtin{x.name}, nil
 		}
 		return undefined{fmt.Sprintf("'%s' is undefined", x.name)}, nil
@@ -987,7 +1006,7 @@ func arith(op string, l, r value) (value, error) {
 			return float64(li) / float64(ri), nil
 		case "//", "%":
 			if ri == 0 {
-				return nil, errors.New("integer division or modulo by zero")
+				return nil, zeroDivision(op, false)
 			}
 			if op == "//" && li == math.MinInt64 && ri == -1 {
 				return bigArith(op, big.NewInt(li), big.NewInt(ri))
@@ -1022,7 +1041,7 @@ func arith(op string, l, r value) (value, error) {
 			return lf * rf, nil
 		case "/", "//", "%":
 			if rf == 0 {
-				return nil, errors.New("float division by zero")
+				return nil, zeroDivision(op, true)
 			}
 			if op == "/" {
 				return lf / rf, nil
@@ -1035,6 +1054,24 @@ func arith(op string, l, r value) (value, error) {
 		}
 	}
 	return nil, operandError(op, l, r)
+}
+
+// zeroDivision is Python 3.11's ZeroDivisionError for op (/, // or %)
+// by zero, of floats where float.
+func zeroDivision(op string, float bool) error {
+	switch {
+	case op == "/" && float:
+		return errors.New("float division by zero")
+	case op == "/":
+		return errors.New("division by zero")
+	case op == "//" && float:
+		return errors.New("float floor division by zero")
+	case op == "//":
+		return errors.New("integer division or modulo by zero")
+	case float:
+		return errors.New("float modulo")
+	}
+	return errors.New("integer modulo by zero")
 }
 
 // operandError is Python's TypeError for l op r.
@@ -1343,6 +1380,13 @@ func getAttr(v value, name string, attrFirst bool) (value, error) {
 	case *macro:
 		// jinja2's Macro has name, arguments and other attributes.
 		return nil, fmt.Errorf("the attributes of a macro (.%s) are not supported", name)
+	case *pyCycler:
+		switch name {
+		case "next", "reset":
+			return method{v, name}, nil
+		case "current":
+			return x.items[x.pos], nil
+		}
 	default:
 		if isMethod(v, name) || pyMethods[typeName(v)][name] {
 			return method{v, name}, nil

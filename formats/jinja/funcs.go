@@ -217,6 +217,46 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 				return nil, fail("raise_exception: %v", err)
 			}
 			return nil, &RaiseError{msg.s}
+		case "dict":
+			// dict(**kwargs), as jinja2's globals give it; a positional
+			// argument (a mapping or pairs) is refused.
+			if len(args) > 1 {
+				return nil, fail("dict expected at most 1 argument, got %d", len(args))
+			}
+			d := NewDict()
+			if len(args) == 1 {
+				if err := dictFrom(d, args[0]); err != nil {
+					return nil, fail("%v", err)
+				}
+			}
+			for _, k := range names {
+				d.set(k, kw[k])
+			}
+			return d, nil
+		case "joiner":
+			p, err := bind(args, kw, "sep")
+			if err != nil {
+				return nil, fail("joiner(): %v", err)
+			}
+			sep := str{s: ", "}
+			if p[0] != nil {
+				s, err := toStr(p[0])
+				if err != nil {
+					return nil, fail("%v", err)
+				}
+				sep = s
+			}
+			return &pyJoiner{sep: sep}, nil
+		case "cycler":
+			if kw != nil {
+				return nil, fail("cycler() takes no keyword arguments")
+			}
+			if len(args) == 0 {
+				return nil, fail("at least one item has to be provided")
+			}
+			return &pyCycler{items: slices.Clone(args)}, nil
+		case "lipsum":
+			return nil, fail("lipsum() is not supported (its text is random)")
 		case "namespace":
 			if len(args) > 0 {
 				return nil, fail("namespace() takes keyword arguments only")
@@ -284,6 +324,15 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 			return nil, fail("%s.%s(): %v", typeName(f.recv), f.name, err)
 		}
 		return v, nil
+	case *pyJoiner:
+		if len(args) > 0 || kw != nil {
+			return nil, fail("joiner takes no arguments")
+		}
+		if !f.used {
+			f.used = true
+			return str{}, nil
+		}
+		return f.sep, nil
 	case cycler:
 		if len(args) == 0 || kw != nil {
 			return nil, fail("no items for cycling given")
@@ -315,6 +364,36 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 		return nil, fail("%s", f.what)
 	}
 	return nil, fail("a %s is not callable", typeName(fn))
+}
+
+// dictFrom sets in d what Python's dict(arg) takes from arg: a mapping's
+// entries, or the pairs of an iterable of two-item sequences.
+func dictFrom(d *Dict, arg value) error {
+	if src, ok := arg.(*Dict); ok {
+		for i, k := range src.keys {
+			if err := d.setKey(k, src.at(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	items, err := iterate(arg)
+	if err != nil {
+		return err
+	}
+	for i, it := range items {
+		pair, err := iterate(it)
+		if err != nil {
+			return fmt.Errorf("cannot convert dictionary update sequence element #%d to a sequence", i)
+		}
+		if len(pair) != 2 {
+			return fmt.Errorf("dictionary update sequence element #%d has length %d; 2 is required", i, len(pair))
+		}
+		if err := d.setKey(pair[0], pair[1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // callMacro calls m as jinja2 calls a macro: the arguments bound to its
@@ -451,6 +530,17 @@ func callMethod(m method, args []value) (value, error) {
 		}
 	case str:
 		return strMethod(recv, m.name, args)
+	case *pyCycler:
+		if len(args) > 0 {
+			return nil, errors.New("takes no arguments")
+		}
+		if m.name == "reset" {
+			recv.pos = 0
+			return nil, nil
+		}
+		out := recv.items[recv.pos]
+		recv.pos = (recv.pos + 1) % len(recv.items)
+		return out, nil
 	}
 	return nil, errors.New("not supported")
 }
@@ -913,9 +1003,9 @@ func init() {
 func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 	want := 0
 	switch name {
-	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "in":
+	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan", "in", "divisibleby":
 		want = 1
-	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even":
+	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even", "lower", "upper", "escaped", "callable":
 	default:
 		if jinja2Tests[name] {
 			return false, errors.New("not supported")
@@ -977,6 +1067,40 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 			return true, nil
 		}
 		return false, nil
+	case "divisibleby":
+		// test_divisibleby: value % num == 0 (a string's % formats).
+		var m value
+		var err error
+		switch x := v.(type) {
+		case undefined:
+			return false, errors.New(x.what)
+		case str:
+			m, err = percentFormat(x, args[0], false)
+		case markup:
+			m, err = percentFormat(x.str, args[0], true)
+		default:
+			m, err = arith("%", v, plain(args[0]))
+		}
+		if err != nil {
+			return false, err
+		}
+		return equal(m, int64(0)), nil
+	case "lower", "upper":
+		// test_lower, test_upper: str(value).islower(), .isupper().
+		s, err := toStr(v)
+		if err != nil {
+			return false, err
+		}
+		return strIs("is"+name, s.s)
+	case "escaped":
+		_, ok := v.(markup)
+		return ok, nil
+	case "callable":
+		switch v.(type) {
+		case *macro, builtin, method, cycler, changer, *loopCtx, *pyJoiner, undefined:
+			return true, nil
+		}
+		return false, nil
 	case "odd", "even":
 		// value % 2 == 1 (or 0), as Python computes it for numbers.
 		m, err := arith("%", v, int64(2))
@@ -995,8 +1119,8 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 		return !ok, err
 	case "in":
 		return r.contains(args[0], v)
-	case "lt", "<", "le", "<=", "gt", ">", "ge", ">=":
-		op := map[string]string{"lt": "<", "le": "<=", "gt": ">", "ge": ">="}[name]
+	case "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan":
+		op := map[string]string{"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "lessthan": "<", "greaterthan": ">"}[name]
 		if op == "" {
 			op = name
 		}

@@ -125,7 +125,7 @@ func bigArith(op string, a, b *big.Int) (value, error) {
 		return q, nil
 	case "//", "%":
 		if b.Sign() == 0 {
-			return nil, errors.New("integer division or modulo by zero")
+			return nil, zeroDivision(op, false)
 		}
 		m := new(big.Int)
 		z.QuoRem(a, b, m)

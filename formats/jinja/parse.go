@@ -149,6 +149,13 @@ type (
 		node
 		body []stmt
 	}
+	// withStmt is {% with a = x, b = y %}body{% endwith %}: the values
+	// evaluated in the enclosing scope, set in the body's own.
+	withStmt struct {
+		node
+		sets []setStmt
+		body []stmt
+	}
 	// macroStmt defines a macro (or, in a callBlockStmt, the caller).
 	macroStmt struct {
 		node
@@ -255,7 +262,7 @@ func (p *parser) block() ([]stmt, string, error) {
 				return nil, "", &Error{Pos: kw.pos, Msg: "expected a statement name after {%"}
 			}
 			switch kw.s {
-			case "endif", "elif", "else", "endfor", "endmacro", "endset", "endfilter", "endcall", "endgeneration":
+			case "endif", "elif", "else", "endfor", "endmacro", "endset", "endfilter", "endcall", "endgeneration", "endwith":
 				return body, kw.s, nil
 			}
 			s, err := p.statement(kw)
@@ -286,6 +293,8 @@ func (p *parser) statement(kw token) (stmt, error) {
 		return p.callStatement(kw)
 	case "filter":
 		return p.filterStatement(kw)
+	case "with":
+		return p.withStatement(kw)
 	case "generation":
 		if err := p.end(); err != nil {
 			return nil, err
@@ -511,6 +520,61 @@ func (p *parser) filterChain() ([]*filterExpr, error) {
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// withStatement parses {% with %} as jinja2's parse_with: assignments
+// (a name or names) separated by commas, then the body to endwith.
+func (p *parser) withStatement(kw token) (stmt, error) {
+	w := withStmt{node: node{kw.pos}}
+	for p.toks[p.t].kind != tokEOF {
+		if len(w.sets) > 0 {
+			if err := p.expect(","); err != nil {
+				return nil, err
+			}
+		}
+		var names []string
+		paren := p.isOp("(")
+		if paren {
+			p.t++
+		}
+		for {
+			n := p.next()
+			if n.kind != tokName {
+				return nil, &Error{Pos: n.pos, Msg: "expected a variable name in {% with %}"}
+			}
+			names = append(names, n.s)
+			if !p.isOp(",") {
+				break
+			}
+			p.t++
+		}
+		if paren {
+			if err := p.expect(")"); err != nil {
+				return nil, err
+			}
+		}
+		if err := p.expect("="); err != nil {
+			return nil, err
+		}
+		x, err := p.expression()
+		if err != nil {
+			return nil, err
+		}
+		st := setStmt{node: node{kw.pos}, name: names[0], x: x}
+		if len(names) > 1 || paren {
+			st.name, st.names = "", names
+		}
+		w.sets = append(w.sets, st)
+	}
+	body, end, err := p.block()
+	if err != nil {
+		return nil, err
+	}
+	if end != "endwith" {
+		return nil, p.unclosed(kw, "with", "endwith", end)
+	}
+	w.body = body
+	return w, p.end()
 }
 
 func (p *parser) filterStatement(kw token) (stmt, error) {

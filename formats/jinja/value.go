@@ -224,6 +224,20 @@ type loopRun struct {
 	depth   int64  // loop.depth
 }
 
+// pyCycler is jinja2's cycler(*items): next() gives its items round,
+// current the one next() gives next, reset() starts again.
+type pyCycler struct {
+	items []value
+	pos   int
+}
+
+// pyJoiner is jinja2's joiner(sep): calling it gives "" the first time,
+// sep after.
+type pyJoiner struct {
+	sep  str
+	used bool
+}
+
 // changer is loop.changed of a loop run.
 type changer struct{ run *loopRun }
 
@@ -374,6 +388,10 @@ func typeName(v value) string {
 		return "range"
 	case *loopCtx:
 		return "LoopContext"
+	case *pyCycler:
+		return "Cycler"
+	case *pyJoiner:
+		return "Joiner"
 	}
 	return "function"
 }
