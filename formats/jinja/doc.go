@@ -5,7 +5,8 @@
 // undefined variables as jinja2's default Undefined (falsy, printed as "",
 // iterated as empty, an error for anything else).
 //
-// Supported: text, {{ }}, {% %}, {# #}, '-' and '+' whitespace control;
+// Supported: text, {{ }}, {% %}, {# #}, {% raw %}, '-' and '+'
+// whitespace control;
 // if/elif/else, for (with loop.index, index0, revindex, revindex0, first,
 // last, length, previtem, nextitem, depth, depth0, cycle(…), changed(…);
 // "for a, b in"; "for x in xs if c"; break, continue; {% else %},
@@ -44,8 +45,8 @@
 // sort_keys), default/d, join (attribute= too), first, last, list, map (a
 // filter name, or attribute= with default=), select, reject, selectattr,
 // rejectattr, items, dictsort, unique, min, max, sort, replace (count
-// too), reverse, int (jinja2's defaults: 0 where Python's int() and
-// int(float()) fail), abs, indent, safe, float, round (common, ceil,
+// too), reverse, int (default and base: the default where Python's
+// int() and int(float()) fail), abs, indent, safe, float, round (common, ceil,
 // floor), sum (Python 3.11's: floats added one by one), format,
 // escape/e, forceescape, wordcount, center, truncate (leeway 5), batch,
 // slice; string methods strip, lstrip,

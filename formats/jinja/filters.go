@@ -261,12 +261,25 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 		}
 		return nil, fmt.Errorf("bad operand type for abs(): %s", typeName(v))
 	case "int":
-		// jinja2's do_int with its defaults (default 0, base 10): int(v),
-		// else int(float(v)), else 0.
-		if err := noArgs(); err != nil {
+		// jinja2's do_int: int(v) (int(v, base) of a string), else
+		// int(float(v)), else default.
+		p, err := bind(args, kw, "default", "base")
+		if err != nil {
 			return nil, err
 		}
-		return pyInt(v)
+		def := value(int64(0))
+		if len(args) > 0 || kw["default"] != nil {
+			def = p[0]
+		}
+		base := int64(10)
+		if p[1] != nil {
+			b, ok := intOf(p[1])
+			if !ok {
+				return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(p[1]))
+			}
+			base = b
+		}
+		return pyInt(v, def, base)
 	case "items":
 		// do_items: a mapping's (key, value) pairs as a generator;
 		// undefined has none.

@@ -896,12 +896,12 @@ func (r *renderer) applyFilter(x *filterExpr, v value, sc *scope) (value, error)
 	return out, nil
 }
 
-// pyInt is jinja2's int filter with its defaults: Python's int(v), else
-// int(float(v)), else 0 (a string of an integer or a float, blanks around
-// it taken; a number truncated toward zero; a boolean). Where Python
-// raises what the filter does not catch (a float infinity; undefined),
-// it is an error.
-func pyInt(v value) (value, error) {
+// pyInt is jinja2's int filter: Python's int(v) (int(v, base) of a
+// string: blanks around it, a sign, underscores between digits, the
+// base's prefix), else int(float(v)), else def. Where Python raises what
+// the filter does not catch (a float infinity; undefined), it is an
+// error.
+func pyInt(v value, def value, base int64) (value, error) {
 	switch x := v.(type) {
 	case int64, bigInt:
 		return x, nil
@@ -910,46 +910,105 @@ func pyInt(v value) (value, error) {
 	case float64:
 		switch {
 		case math.IsNaN(x):
-			return int64(0), nil
+			return def, nil
 		case math.IsInf(x, 0):
 			return nil, errors.New("cannot convert float infinity to integer")
 		}
 		return intFromFloat(x)
 	case str:
-		t, ok := pyDigits(strings.TrimFunc(x.s, pyIsSpace))
-		if !ok {
+		t := strings.TrimFunc(x.s, pyIsSpace)
+		if _, ok := pyDigits(t); !ok {
 			return nil, fmt.Errorf("%q holds digits other than ASCII ones", x.s)
 		}
-		if n, err := strconv.ParseInt(t, 10, 64); err == nil {
-			return n, nil
+		if n, ok := parseIntBase(t, base); ok {
+			return mkInt(n)
 		}
-		digits := strings.TrimLeft(t, "+-")
-		if len(t)-len(digits) <= 1 && digits != "" && strings.Trim(digits, "0123456789") == "" && len(digits) <= maxStrDigits {
-			// Past int64; a string past Python's digit limit fails
-			// int() and goes on to int(float()).
-			b, _ := new(big.Int).SetString(t, 10)
-			return mkInt(b)
-		}
+		t, _ = pyDigits(t)
 		switch strings.ToLower(strings.TrimLeft(t, "+-")) {
 		case "inf", "infinity", "nan":
 			// int(float(v)) fails, and the filter's default is taken.
-			return int64(0), nil
+			return def, nil
 		}
 		// (Decimal forms only: Go's ParseFloat also reads hexadecimal,
 		// which Python's float does not.)
 		if f, err := strconv.ParseFloat(t, 64); (err == nil || errors.Is(err, strconv.ErrRange)) && strings.Trim(t, "0123456789+-.eE") == "" {
 			if math.IsInf(f, 0) {
-				return int64(0), nil // int(float(v)) overflows, which the filter catches
+				return def, nil // int(float(v)) overflows, which the filter catches
 			}
-			return pyInt(f)
+			return pyInt(f, def, base)
 		}
-		return int64(0), nil
+		return def, nil
 	case markup:
-		return pyInt(x.str)
+		return pyInt(x.str, def, base)
 	case undefined:
 		return nil, errors.New(x.what)
 	}
-	return int64(0), nil
+	return def, nil
+}
+
+// parseIntBase is Python's int(s, base) of a string stripped of blanks,
+// false where Python raises ValueError: a base outside 0 and 2..36, a
+// digit outside the base, misplaced underscores, a base-0 decimal with a
+// leading zero, more than 4300 digits in a base not a power of two.
+func parseIntBase(s string, base int64) (*big.Int, bool) {
+	if base != 0 && (base < 2 || base > 36) {
+		return nil, false
+	}
+	neg := false
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	prefixed := false
+	if len(s) >= 2 && s[0] == '0' {
+		p := map[byte]int64{'x': 16, 'o': 8, 'b': 2}[s[1]|0x20]
+		if p != 0 && (base == 0 || base == p) {
+			base, s, prefixed = p, s[2:], true
+		}
+	}
+	decimal0 := base == 0
+	if base == 0 {
+		base = 10
+	}
+	var digits strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' {
+			// One underscore between digits, or after a base prefix.
+			if i+1 >= len(s) || s[i+1] == '_' || i == 0 && !prefixed {
+				return nil, false
+			}
+			continue
+		}
+		d := int64(36)
+		switch {
+		case c >= '0' && c <= '9':
+			d = int64(c - '0')
+		case c|0x20 >= 'a' && c|0x20 <= 'z':
+			d = int64(c|0x20-'a') + 10
+		}
+		if d >= base {
+			return nil, false
+		}
+		digits.WriteByte(c)
+	}
+	t := digits.String()
+	if t == "" {
+		return nil, false
+	}
+	if decimal0 && t[0] == '0' && strings.Trim(t, "0") != "" {
+		return nil, false
+	}
+	if base&(base-1) != 0 && len(t) > maxStrDigits {
+		return nil, false
+	}
+	n, ok := new(big.Int).SetString(t, int(base))
+	if !ok {
+		return nil, false
+	}
+	if neg {
+		n.Neg(n)
+	}
+	return n, true
 }
 
 // pyDigits removes the underscores Python's int and float take in a

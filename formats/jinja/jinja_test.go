@@ -39,7 +39,7 @@ func TestUnsupported(t *testing.T) {
 		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
 		{"unclosed block set", "{% set x %}a", "line 1 col 4: {% set %} is not closed (missing {% endset %})"},
 		{"unclosed tag", "{{ x", "line 1 col 1: tag is not closed"},
-		{"raw", "{% raw %}{{ x }}{% endraw %}", "{% raw %} is not supported"},
+		{"unclosed raw", "a\n {% raw %}{{ x }}{% endraw", "line 2 col 2: Missing end of raw directive"},
 		{"loop not recursive", "{% for x in [1] %}\n {{ loop([]) }}{% endfor %}", "line 2 col 9: The loop must have the 'recursive' marker to be called recursively."},
 		{"else break", "{% for x in [1] recursive %}{% else %}{% break %}{% endfor %}", "line 1 col 42: 'break' outside loop"},
 	} {

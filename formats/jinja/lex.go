@@ -86,6 +86,14 @@ func split(src string) ([]piece, error) {
 		}
 		inner, innerPos := src[k:e], k
 		i = e + 2
+		if kind == tagBlock && strings.TrimFunc(strings.TrimSuffix(inner, "-"), pyIsSpace) == "raw" {
+			var err error
+			if out, i, err = rawBlock(src, out, j, i, strings.HasSuffix(inner, "-")); err != nil {
+				return nil, err
+			}
+			lineStarting = i > 0 && src[i-1] == '\n'
+			continue
+		}
 		if strings.HasSuffix(inner, "-") {
 			inner = inner[:len(inner)-1]
 			for i < len(src) {
@@ -104,6 +112,72 @@ func split(src string) ([]piece, error) {
 		}
 	}
 	return out, nil
+}
+
+// rawBlock appends the text of a {% raw %} block whose tag starts at
+// tag and ends before i (strip: it ends with "-%}") and returns the
+// offset past its {% endraw %}. As jinja2's lexer has it, the raw tag
+// drops the blanks after it only with '-' (trim_blocks does not apply
+// to it); the endraw tag strips the text before it as any block tag does
+// ('-', or lstrip_blocks) and trim_blocks applies after it.
+func rawBlock(src string, out []piece, tag, i int, strip bool) ([]piece, int, error) {
+	if strip {
+		i += len(src[i:]) - len(strings.TrimLeftFunc(src[i:], pyIsSpace))
+	}
+	lineStarting := i > 0 && src[i-1] == '\n'
+	for q := i; ; {
+		k := strings.Index(src[q:], "{%")
+		if k < 0 {
+			return nil, 0, &Error{Pos: tag, Msg: "Missing end of raw directive"}
+		}
+		q += k
+		p := q + 2
+		sign := byte(0)
+		if p < len(src) && (src[p] == '-' || src[p] == '+') {
+			sign = src[p]
+			p++
+		}
+		rest := strings.TrimLeftFunc(src[p:], pyIsSpace)
+		if !strings.HasPrefix(rest, "endraw") {
+			q += 2
+			continue
+		}
+		rest = strings.TrimLeftFunc(rest[len("endraw"):], pyIsSpace)
+		var end string
+		for _, e := range []string{"+%}", "-%}", "%}"} {
+			if strings.HasPrefix(rest, e) {
+				end = e
+				break
+			}
+		}
+		if end == "" {
+			q += 2
+			continue
+		}
+		text := src[i:q]
+		switch {
+		case sign == '-':
+			text = strings.TrimRightFunc(text, pyIsSpace)
+		case sign != '+':
+			lpos := strings.LastIndexByte(text, '\n') + 1
+			if (lpos > 0 || lineStarting) && strings.Trim(text[lpos:], " \t") == "" {
+				text = text[:lpos]
+			}
+		}
+		if text != "" {
+			out = append(out, piece{tagText, text, i})
+		}
+		next := len(src) - len(rest) + len(end)
+		switch end {
+		case "-%}":
+			next += len(src[next:]) - len(strings.TrimLeftFunc(src[next:], pyIsSpace))
+		case "%}":
+			if next < len(src) && src[next] == '\n' {
+				next++
+			}
+		}
+		return out, next, nil
+	}
 }
 
 // indexTag returns the offset of the next "{{", "{%" or "{#" at or after i, or -1.

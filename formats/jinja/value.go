@@ -450,6 +450,18 @@ func toStr(v value) (str, error) {
 		return x.str, nil
 	case *loopCtx:
 		return str{s: fmt.Sprintf("<LoopContext %d/%d>", x.index, x.length)}, nil
+	case *namespace:
+		// jinja2's Namespace.__repr__: <Namespace {…}> of its attributes.
+		var b strings.Builder
+		b.WriteString("<Namespace ")
+		if err := pyRepr(&b, x.d); err != nil {
+			return str{}, err
+		}
+		b.WriteByte('>')
+		if hasData(x.d) {
+			return str{s: b.String(), data: []span{{0, b.Len()}}}, nil
+		}
+		return str{s: b.String()}, nil
 	case *pyRange:
 		if x.step == 1 {
 			return str{s: fmt.Sprintf("range(%d, %d)", x.start, x.stop)}, nil
@@ -557,6 +569,14 @@ func pyRepr(b *strings.Builder, v value) error {
 			b.WriteByte(',')
 		}
 		b.WriteByte(')')
+	case undefined:
+		b.WriteString("Undefined") // jinja2's Undefined.__repr__, whatever is missing
+	case *namespace:
+		s, err := toStr(x)
+		if err != nil {
+			return err
+		}
+		b.WriteString(s.s)
 	case nil, bool, int64, bigInt, float64:
 		s, err := toStr(x)
 		if err != nil {

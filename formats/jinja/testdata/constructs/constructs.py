@@ -366,6 +366,16 @@ CASES = [
     ('{{ 2**70 // 0 }}', None),
     ('{{ 2**70 / 0 }}', None),
     ('{{ 7 % false }}', None),
+    # {% raw %} with jinja2's whitespace rules; the int filter's default and base; a Namespace and Undefined printed
+    ("{{ 'ff'|int(base=16) }}|{{ '0x1A'|int(0, 16) }}|{{ '12'|int(default=3) }}|{{ 'z'|int(7) }}|{{ '0b101'|int(base=0) }}|{{ '11'|int(base=2) }}|{{ 'z'|int(base=36) }}|{{ 3.9|int(base=16) }}", None),
+    ("{{ '0x_1f'|int(base=16) }}|{{ '0X1F'|int(base=0) }}|{{ '010'|int(base=0) }}|{{ '000'|int(base=0) }}|{{ '0_0'|int(base=0) }}|{{ '_1'|int }}|{{ '1_'|int }}|{{ ' -0o17 '|int(base=8) }}|{{ '0o17'|int(base=16) }}|{{ '12'|int(base=1) }}|{{ '12'|int(base=37) }}|{{ '1.5'|int(base=16) }}|{{ 'g'|int(base=16) }}|{{ '+-1'|int }}|{{ '-'|int }}|{{ ''|int }}", None),
+    ("{{ ('f' * 5000)|int(base=16) > 0 }}|{{ ('9' * 4300)|int > 0 }}|{{ ('9' * 4301)|int }}|{{ '0b'|int(base=0) }}|{{ '0x'|int(base=16) }}|{{ 'ZZ'|int(base=36) }}|{{ none|int(5) }}|{{ [1]|int }}|{{ '1e3'|int }}|{{ ' 12 '|int(base=0) }}", None),
+    ('{% raw %}{{ x }}{% endraw %}|{%- raw -%}  a  {%- endraw -%}|', None),
+    ('a\n  {% raw %}\n  {{ b }}\n  {% endraw %}\nc', None),
+    ('{% raw -%}   x {%+ endraw %}|{%+ raw %}{% if %}{%endraw%}\ny', None),
+    ('{% raw %}{% raw %}{% endraw %}|{% raw %}{%- endraw +%}\nz', None),
+    ("{% set ns = namespace(a=1, b='x') %}{{ ns }}|{{ namespace() }}|{{ [namespace(c=[1])] }}", None),
+    ("{{ messages|map(attribute='missing')|list }}|{{ [undefined_v] }}|{{ {'a': undefined_v} }}|{{ (undefined_v,) }}", None),
 ]
 
 
