@@ -319,6 +319,26 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 		return markup{s}, nil
 	case "indent":
 		return indent(v, args, kw)
+	case "attr":
+		// do_attr: getattr(obj, str(name)), never an item; undefined
+		// where there is no such attribute.
+		if len(args) != 1 || kw != nil {
+			return nil, errors.New("takes one argument, the name")
+		}
+		n, err := toStr(args[0])
+		if err != nil {
+			return nil, err
+		}
+		if d, ok := v.(*Dict); ok {
+			switch {
+			case isMethod(d, n.s) || pyMethods["dict"][n.s]:
+				return method{d, n.s}, nil
+			case dictMutators[n.s]:
+				return undefined{fmt.Sprintf("access to attribute '%s' of 'dict' object is unsafe.", n.s)}, nil
+			}
+			return undefined{fmt.Sprintf("'dict object' has no attribute '%s'", n.s)}, nil
+		}
+		return getAttr(v, n.s, true)
 	case "float", "round", "sum", "format", "escape", "e", "forceescape", "wordcount", "center", "truncate", "batch", "slice":
 		return r.moreFilter(name, v, args, kw)
 	}

@@ -1062,9 +1062,9 @@ func init() {
 func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 	want := 0
 	switch name {
-	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan", "in", "divisibleby":
+	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan", "in", "divisibleby", "sameas":
 		want = 1
-	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even", "lower", "upper", "escaped", "callable":
+	case "defined", "undefined", "none", "string", "number", "integer", "float", "boolean", "true", "false", "mapping", "sequence", "iterable", "odd", "even", "lower", "upper", "escaped", "callable", "filter", "test":
 	default:
 		if jinja2Tests[name] {
 			return false, errors.New("not supported")
@@ -1154,6 +1154,41 @@ func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
 	case "escaped":
 		_, ok := v.(markup)
 		return ok, nil
+	case "filter", "test":
+		// Whether the environment has a filter (test) of that name:
+		// jinja2's, transformers' tojson among them.
+		n, ok := v.(str)
+		if !ok {
+			return false, nil
+		}
+		if name == "filter" {
+			return jinja2Filters[n.s], nil
+		}
+		return jinja2Tests[n.s], nil
+	case "sameas":
+		// test_sameas: value is other. None, True and False are
+		// singletons, and dicts, namespaces and macros are what a
+		// template holds of them; whether two ints or strings are one
+		// object is CPython's caching, which this package does not copy.
+		o := args[0]
+		switch x := v.(type) {
+		case nil, bool:
+			return v == o, nil
+		case *Dict, *namespace, *macro, *pyCycler, *pyJoiner:
+			return v == o, nil
+		case undefined:
+			_, ou := o.(undefined)
+			if !ou {
+				return false, nil
+			}
+			return false, errors.New("sameas of two undefined values is not supported")
+		default:
+			switch o.(type) {
+			case nil, bool, *Dict, *namespace, *macro:
+				return false, nil
+			}
+			return false, fmt.Errorf("sameas of a value of type %s is not supported", typeName(x))
+		}
 	case "callable":
 		switch v.(type) {
 		case *macro, builtin, method, cycler, changer, *loopCtx, *pyJoiner, undefined:

@@ -28,7 +28,7 @@ func TestUnsupported(t *testing.T) {
 		{"strftime flag", "{{ strftime_now('%-d') }}", "strftime_now: directive %- is not supported"},
 		{"include", "{% include 'x' %}", "line 1 col 4: {% include %} is not supported"},
 		{"unknown filter", "{{ 'a' | wordwrap }}", "line 1 col 10: filter wordwrap: not supported"},
-		{"unknown test", "{{ 1 is sameas 1 }}", "line 1 col 9: test sameas: not supported"},
+		{"unsupported test", "{{ 1 is sameas 1 }}", "line 1 col 9: test sameas: sameas of a value of type int is not supported"},
 		{"power", "{{ 2 **\n 0.5 }}", "line 1 col 6: ** with a fractional exponent (0.5) is not supported"},
 		{"string format", "{{ 'a' ~\n '%a' % 1 }}", "line 2 col 7: the conversion %a is not supported"},
 		{"format spec", "{{ '{:,}'.format(1) }}", "line 1 col 17: str.format(): the format spec \",\" is not supported"},

@@ -1288,10 +1288,24 @@ func (p *parser) callArgs() ([]expr, []kwarg, dynArgs, error) {
 	return args, kwargs, dyn, p.expect(")")
 }
 
-// filters parses "| name(args)" and "is [not] name args" after a value.
+// filters parses "| name(args)" and "is [not] name args" after a value,
+// and calls of what they give: x|attr('f')() (jinja2's
+// parse_filter_expr).
 func (p *parser) filters(x expr) (expr, error) {
 	for {
 		switch {
+		case p.isOp("(") && x != nil:
+			if _, ok := x.(*filterExpr); !ok {
+				if _, ok := x.(*testExpr); !ok {
+					return x, nil
+				}
+			}
+			t := p.next()
+			args, kwargs, dyn, err := p.callArgs()
+			if err != nil {
+				return nil, err
+			}
+			x = &callExpr{node{t.pos}, x, args, kwargs, dyn}
 		case p.isOp("|"):
 			p.t++
 			f, err := p.filter(x)

@@ -376,6 +376,15 @@ CASES = [
     ('{% raw %}{% raw %}{% endraw %}|{% raw %}{%- endraw +%}\nz', None),
     ("{% set ns = namespace(a=1, b='x') %}{{ ns }}|{{ namespace() }}|{{ [namespace(c=[1])] }}", None),
     ("{{ messages|map(attribute='missing')|list }}|{{ [undefined_v] }}|{{ {'a': undefined_v} }}|{{ (undefined_v,) }}", None),
+    # the attr filter, sameas of singletons, dicts and namespaces, a call after a filter
+    ("{{ messages|attr('length') }}|{{ d|attr('a') }}|{{ 'x'|attr('upper') is defined }}|{{ d|attr('items') is defined }}|{{ (d|attr('keys'))()|list }}|{{ 'ab'|attr('upper')() }}|{{ 5|attr('real') }}|{{ d|attr('update') is defined }}|{{ [1]|attr('append') is defined }}|{{ [1]|attr('count') is defined }}", None),
+    ("{% set ns = namespace(a=1) %}{{ ns|attr('a') }}|{{ ns|attr('b') is defined }}|{% for x in [1, 2] %}{{ loop|attr('index') }}{% endfor %}", None),
+    ("{{ undefined_v|attr('a') }}", None),
+    ("{{ none|attr('a') is defined }}|{{ none is sameas none }}|{{ true is sameas true }}|{{ 1 is sameas true }}|{{ false is sameas 0 }}|{{ none is sameas false }}|{% set a = {'k': 1} %}{% set b = a %}{{ a is sameas b }}|{{ a is sameas {'k': 1} }}|{{ x is sameas none }}|{{ 'a' is sameas none }}|{{ undefined_v is sameas none }}", None),
+    ("{{ 1 is sameas 1 }}", "sameas of a value of type int is not supported"),
+    ("{{ 'ab'|attr('upper')() }}|{{ 'a b'|attr('split')()|length }}|{{ 3 is divisibleby(3) }}", None),
+    # tests filter and test: whether the environment has one of that name
+    ("{{ 'upper' is filter }}|{{ 'tojson' is filter }}|{{ 'nope' is filter }}|{{ 'odd' is test }}|{{ '==' is test }}|{{ 'nope' is test }}|{{ 5 is filter }}|{{ undefined_v is test }}|{{ 'generation' is filter }}|{{ 'sameas' is test }}|{{ 'wordwrap' is filter }}", None),
 ]
 
 
