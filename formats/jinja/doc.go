@@ -5,8 +5,8 @@
 // undefined variables as jinja2's default Undefined (falsy, printed as "",
 // iterated as empty, an error for anything else).
 //
-// Supported: text, {{ }}, {% %}, {# #}, {% raw %}, '-' and '+'
-// whitespace control; if/elif/else, for (with loop.index, index0,
+// Supported: text, {{ }}, {% %}, {# #}, {% raw %}, {% print %}, '-' and
+// '+' whitespace control; if/elif/else, for (with loop.index, index0,
 // revindex, revindex0, first, last, length, previtem, nextitem, depth,
 // depth0, cycle(…), changed(…); "for a, b in"; "for x in xs if c";
 // break, continue; {% else %}, rendered, as jinja2 compiles it, when no

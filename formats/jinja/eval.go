@@ -395,6 +395,10 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if err := r.exec(s.body, sc.child()); err != nil {
 				return err
 			}
+		case printStmt:
+			if err := r.exec(s, sc); err != nil {
+				return err
+			}
 		case withStmt:
 			inner := sc.child()
 			for _, set := range s.sets {

@@ -156,6 +156,8 @@ type (
 		sets []setStmt
 		body []stmt
 	}
+	// printStmt is {% print x, y %}: its expressions printed.
+	printStmt []stmt
 	// macroStmt defines a macro (or, in a callBlockStmt, the caller).
 	macroStmt struct {
 		node
@@ -312,8 +314,30 @@ func (p *parser) statement(kw token) (stmt, error) {
 			return nil, err
 		}
 		return loopCtl{node{kw.pos}, kw.s == "break"}, nil
+	case "print":
+		// {% print x, y %} is {{ x }}{{ y }} (none: nothing), as
+		// jinja2's parse_print reads it.
+		var out []stmt
+		for p.toks[p.t].kind != tokEOF {
+			if len(out) > 0 {
+				if err := p.expect(","); err != nil {
+					return nil, err
+				}
+			}
+			x, err := p.expression()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, outStmt{x})
+		}
+		return printStmt(out), nil
 	}
-	return nil, &Error{Pos: kw.pos, Msg: fmt.Sprintf("{%% %s %%} is not supported", kw.s)}
+	switch kw.s {
+	case "block", "extends", "include", "import", "from", "autoescape":
+		return nil, &Error{Pos: kw.pos, Msg: fmt.Sprintf("{%% %s %%} is not supported", kw.s)}
+	}
+	// A tag transformers' environment does not know either.
+	return nil, &Error{Pos: kw.pos, Msg: fmt.Sprintf("Encountered unknown tag '%s'.", kw.s)}
 }
 
 func (p *parser) ifStatement(kw token) (stmt, error) {
