@@ -354,8 +354,8 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 			if err != nil {
 				return err
 			}
-			if s.names != nil {
-				if err := unpack(s, v, sc); err != nil {
+			if s.tuple != nil {
+				if err := bindTarget(*s.tuple, v, sc, s.pos); err != nil {
 					return err
 				}
 				continue
@@ -406,8 +406,8 @@ func (r *renderer) exec(body []stmt, sc *scope) error {
 				if err != nil {
 					return err
 				}
-				if set.names != nil {
-					err = unpack(set, v, inner)
+				if set.tuple != nil {
+					err = bindTarget(*set.tuple, v, inner, set.pos)
 				} else {
 					err = assign(inner, set.pos, set.name, "", v)
 				}
@@ -455,21 +455,42 @@ func assign(sc *scope, pos int, name, attr string, v value) error {
 }
 
 // unpack assigns the items of v to the names of s, as Python unpacks.
-func unpack(s setStmt, v value, sc *scope) error {
+// bindTarget sets t's names in sc to v, unpacking v as Python does
+// where t is a tuple (any iterable, as many items as names).
+func bindTarget(t target, v value, sc *scope, pos int) error {
+	if t.items == nil {
+		sc.vars[t.name] = v
+		return nil
+	}
+	if !isIterable(v) {
+		return &Error{Pos: pos, Msg: fmt.Sprintf("cannot unpack non-iterable %s object", typeName(v))}
+	}
 	items, err := iterate(v)
 	if err != nil {
-		return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot unpack non-iterable %s object", typeName(v))}
+		return &Error{Pos: pos, Msg: err.Error()}
 	}
-	switch n := len(s.names); {
+	switch n := len(t.items); {
 	case len(items) < n:
-		return &Error{Pos: s.pos, Msg: fmt.Sprintf("not enough values to unpack (expected %d, got %d)", n, len(items))}
+		return &Error{Pos: pos, Msg: fmt.Sprintf("not enough values to unpack (expected %d, got %d)", n, len(items))}
 	case len(items) > n:
-		return &Error{Pos: s.pos, Msg: fmt.Sprintf("too many values to unpack (expected %d)", n)}
+		return &Error{Pos: pos, Msg: fmt.Sprintf("too many values to unpack (expected %d)", n)}
 	}
-	for i, n := range s.names {
-		sc.vars[n] = items[i]
+	for i, sub := range t.items {
+		if err := bindTarget(sub, items[i], sc, pos); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// isIterable reports whether Python can iterate v (undefined can, as
+// jinja2's Undefined, and is empty).
+func isIterable(v value) bool {
+	switch seq(v).(type) {
+	case []value, *Dict, *view, *iterator, str, markup, undefined:
+		return true
+	}
+	return false
 }
 
 func (r *renderer) loop(s *forStmt, sc *scope) error {
@@ -491,18 +512,7 @@ func (r *renderer) runLoop(s *forStmt, sc *scope, it value, pos int, depth int64
 	}
 	inner := sc.child()
 	bind := func(item value) error {
-		if len(s.vars) == 1 {
-			inner.vars[s.vars[0]] = item
-			return nil
-		}
-		l, ok := seq(item).([]value)
-		if !ok || len(l) != len(s.vars) {
-			return &Error{Pos: s.pos, Msg: fmt.Sprintf("cannot unpack a %s into %d loop variables", typeName(item), len(s.vars))}
-		}
-		for i, n := range s.vars {
-			inner.vars[n] = l[i]
-		}
-		return nil
+		return bindTarget(s.vars, item, inner, s.pos)
 	}
 	if s.cond != nil {
 		var kept []value

@@ -116,7 +116,7 @@ type (
 	}
 	forStmt struct {
 		node
-		vars      []string
+		vars      target
 		iter      expr
 		cond      expr // nil: no filter
 		body      []stmt
@@ -125,8 +125,8 @@ type (
 	}
 	setStmt struct {
 		node
-		name, attr string   // attr: set name.attr = x
-		names      []string // set a, b = x: names, name ""
+		name, attr string  // attr: set name.attr = x
+		tuple      *target // set a, (b, c) = x: the tuple, name ""
 		x          expr
 	}
 	// setBlockStmt is {% set name[.attr] [| filters] %}body{% endset %}:
@@ -390,17 +390,11 @@ func (p *parser) unclosed(kw token, what, want, got string) error {
 
 func (p *parser) forStatement(kw token) (stmt, error) {
 	s := &forStmt{node: node{kw.pos}}
-	for {
-		n := p.next()
-		if n.kind != tokName {
-			return nil, &Error{Pos: n.pos, Msg: "expected a loop variable name"}
-		}
-		s.vars = append(s.vars, n.s)
-		if !p.isOp(",") {
-			break
-		}
-		p.t++
+	vars, err := p.target("a loop variable name")
+	if err != nil {
+		return nil, err
 	}
+	s.vars = vars
 	if n := p.next(); n.kind != tokName || n.s != "in" {
 		return nil, &Error{Pos: n.pos, Msg: "expected 'in' in {% for %}"}
 	}
@@ -452,31 +446,61 @@ func (p *parser) forStatement(kw token) (stmt, error) {
 	return s, p.end()
 }
 
+// target is an assignment target (for, set, with): a name, or a tuple
+// of targets (items not nil), which unpacks an iterable.
+type target struct {
+	name  string
+	items []target
+}
+
+// target parses names and parenthesized tuples of them separated by
+// commas, as jinja2's parse_assign_target: "a", "a, b", "a, (b, c)",
+// "(a)" (a name). what names the name wanted, for errors.
+func (p *parser) target(what string) (target, error) {
+	t, err := p.targetAtom(what)
+	if err != nil || !p.isOp(",") {
+		return t, err
+	}
+	tuple := target{items: []target{t}}
+	for p.isOp(",") {
+		p.t++
+		if p.isOp(")") {
+			break // (a, b,): a trailing comma inside parentheses
+		}
+		t, err := p.targetAtom(what)
+		if err != nil {
+			return target{}, err
+		}
+		tuple.items = append(tuple.items, t)
+	}
+	return tuple, nil
+}
+
+// targetAtom parses a name or a parenthesized target.
+func (p *parser) targetAtom(what string) (target, error) {
+	if p.isOp("(") {
+		p.t++
+		t, err := p.target(what)
+		if err != nil {
+			return target{}, err
+		}
+		return t, p.expect(")")
+	}
+	n := p.next()
+	if n.kind != tokName {
+		return target{}, &Error{Pos: n.pos, Msg: "expected " + what}
+	}
+	return target{name: n.s}, nil
+}
+
 func (p *parser) setStatement(kw token) (stmt, error) {
-	var names []string
-	paren := p.isOp("(")
-	if paren {
-		p.t++
+	tgt, err := p.target("a variable name after set")
+	if err != nil {
+		return nil, err
 	}
-	for {
-		n := p.next()
-		if n.kind != tokName {
-			return nil, &Error{Pos: n.pos, Msg: "expected a variable name after set"}
-		}
-		names = append(names, n.s)
-		if !p.isOp(",") {
-			break
-		}
-		p.t++
-	}
-	if paren {
-		if err := p.expect(")"); err != nil {
-			return nil, err
-		}
-	}
-	s := setStmt{node: node{kw.pos}, name: names[0]}
-	if len(names) > 1 || paren {
-		s.name, s.names = "", names
+	s := setStmt{node: node{kw.pos}, name: tgt.name}
+	if tgt.items != nil {
+		s.name, s.tuple = "", &tgt
 	} else if p.isOp(".") {
 		p.t++
 		a := p.next()
@@ -485,7 +509,7 @@ func (p *parser) setStatement(kw token) (stmt, error) {
 		}
 		s.attr = a.s
 	}
-	if s.names == nil && (p.isOp("|") || p.toks[p.t].kind == tokEOF) {
+	if s.tuple == nil && (p.isOp("|") || p.toks[p.t].kind == tokEOF) {
 		// A block set: {% set x %}…{% endset %}.
 		filters, err := p.filterChain()
 		if err != nil {
@@ -556,26 +580,9 @@ func (p *parser) withStatement(kw token) (stmt, error) {
 				return nil, err
 			}
 		}
-		var names []string
-		paren := p.isOp("(")
-		if paren {
-			p.t++
-		}
-		for {
-			n := p.next()
-			if n.kind != tokName {
-				return nil, &Error{Pos: n.pos, Msg: "expected a variable name in {% with %}"}
-			}
-			names = append(names, n.s)
-			if !p.isOp(",") {
-				break
-			}
-			p.t++
-		}
-		if paren {
-			if err := p.expect(")"); err != nil {
-				return nil, err
-			}
+		tgt, err := p.target("a variable name in {% with %}")
+		if err != nil {
+			return nil, err
 		}
 		if err := p.expect("="); err != nil {
 			return nil, err
@@ -584,9 +591,9 @@ func (p *parser) withStatement(kw token) (stmt, error) {
 		if err != nil {
 			return nil, err
 		}
-		st := setStmt{node: node{kw.pos}, name: names[0], x: x}
-		if len(names) > 1 || paren {
-			st.name, st.names = "", names
+		st := setStmt{node: node{kw.pos}, name: tgt.name, x: x}
+		if tgt.items != nil {
+			st.name, st.tuple = "", &tgt
 		}
 		w.sets = append(w.sets, st)
 	}

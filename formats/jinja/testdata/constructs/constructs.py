@@ -502,6 +502,18 @@ CASES = [
     ('{% print %}', None),
     ('[{% print x, s, none %}]', None),
     ('{% print x s %}', LOOSE),
+    # nested assignment targets in for, set and with (any iterable unpacked)
+    ("{% for a, (b, c) in [(1, (2, 3))] %}{{ a }}{{ b }}{{ c }}{% endfor %}|{% set (a, (b, c)) = (1, [2, 3]) %}{{ a }}{{ b }}{{ c }}|{% for (a, b) in [(1, 2)] %}{{ a }}{{ b }}{% endfor %}|{% set (a) = 1 %}{{ a }}|{% set (a,) = [7] %}{{ a }}|{% for a, b in ['xy', {'k': 1, 'j': 2}] %}{{ a }}{{ b }};{% endfor %}|{% with a, (b, c) = (1, 'xy') %}{{ a }}{{ b }}{{ c }}{% endwith %}", None),
+    ('{% for a, b in [1] %}{% endfor %}', None),
+    ('{% for a, b in [(1,2,3)] %}{% endfor %}', None),
+    ('{% for a, (b, c) in [(1, 2)] %}{% endfor %}', None),
+    ('{% set a, b = 1 %}', None),
+    ('{% set a, b = [1] %}', None),
+    ('{% for a, b in [undefined_v] %}[{{ a }}]{% endfor %}', None),
+    ('{% for (a) in [1] %}{{a}}{% endfor %}', None),
+    ('{% for a, in [[1]] %}{{a}}{% endfor %}', LOOSE),
+    ('{% set a, = [1] %}{{ a }}', LOOSE),
+    ('{% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %}|{% for k, v in d.items() if v is number %}{{ k }}{% endfor %}', None),
 ]
 
 
