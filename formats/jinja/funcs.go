@@ -16,11 +16,11 @@ import (
 // strMethods and dictMethods are the methods templates may call.
 var (
 	strMethods  = map[string]bool{"strip": true, "lstrip": true, "rstrip": true, "upper": true, "lower": true, "title": true, "capitalize": true, "startswith": true, "endswith": true, "split": true, "replace": true, "format": true}
-	dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true}
+	dictMethods = map[string]bool{"items": true, "keys": true, "values": true, "get": true, "copy": true}
 )
 
 func init() {
-	for _, n := range strings.Fields("center ljust rjust zfill find rfind index rindex count isalpha isalnum isdigit isdecimal isnumeric isspace islower isupper removeprefix removesuffix partition rpartition join rsplit splitlines") {
+	for _, n := range strings.Fields("center ljust rjust zfill find rfind index rindex count isalpha isalnum isdigit isdecimal isnumeric isspace islower isupper isascii removeprefix removesuffix partition rpartition join rsplit splitlines expandtabs swapcase") {
 		strMethods[n] = true
 	}
 }
@@ -31,6 +31,10 @@ func isMethod(v value, name string) bool {
 		return strMethods[name]
 	case *Dict:
 		return dictMethods[name]
+	case []value:
+		return name == "index" || name == "count" || name == "copy"
+	case tuple:
+		return name == "index" || name == "count"
 	}
 	return false
 }
@@ -512,6 +516,17 @@ func callMethod(m method, args []value) (value, error) {
 				}
 			}
 			return &view{"dict_" + m.name, out}, nil
+		case "copy":
+			if len(args) > 0 {
+				return nil, errors.New("takes no arguments")
+			}
+			d := NewDict()
+			for i, k := range recv.keys {
+				if err := d.setKey(k, recv.at(i)); err != nil {
+					return nil, err
+				}
+			}
+			return d, nil
 		case "get":
 			if len(args) < 1 || len(args) > 2 {
 				return nil, errors.New("takes 1 or 2 arguments")
@@ -530,6 +545,8 @@ func callMethod(m method, args []value) (value, error) {
 		}
 	case str:
 		return strMethod(recv, m.name, args)
+	case []value, tuple:
+		return seqMethod(recv, m.name, args)
 	case *pyCycler:
 		if len(args) > 0 {
 			return nil, errors.New("takes no arguments")

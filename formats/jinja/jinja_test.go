@@ -34,7 +34,7 @@ func TestUnsupported(t *testing.T) {
 		{"format spec", "{{ '{:,}'.format(1) }}", "line 1 col 17: str.format(): the format spec \",\" is not supported"},
 		{"print a function", "{{ 'a'.strip }}", "line 1 col 8: printing a function is not supported"},
 		{"method keyword", "{{ 'a b'.split(maxsplit=1) }}", "line 1 col 15: keyword arguments to split() are not supported"},
-		{"unknown method", "{{ 'a'.swapcase() }}", "line 1 col 16: str.swapcase(): not supported"},
+		{"unknown method", "{{ 'a'.casefold() }}", "line 1 col 16: str.casefold(): not supported"},
 		{"attribute of undefined", "{{ x.y }}", "line 1 col 6: 'x' is undefined"},
 		{"unclosed if", "{% if true %}x", "line 1 col 4: {% if %} is not closed"},
 		{"unclosed block set", "{% set x %}a", "line 1 col 4: {% set %} is not closed (missing {% endset %})"},

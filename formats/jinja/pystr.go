@@ -264,6 +264,71 @@ func moreStrMethod(s str, name string, args []value) (value, error) {
 			maxsplit = n
 		}
 		return rsplit(s, sep, set, maxsplit)
+	case "isascii":
+		if err := argc(0, 0); err != nil {
+			return nil, err
+		}
+		for i := 0; i < len(s.s); i++ {
+			if s.s[i] >= 0x80 {
+				return false, nil
+			}
+		}
+		return true, nil
+	case "swapcase":
+		// CPython's do_swapcase: an uppercase rune lowered, a lowercase
+		// one uppercased (fully: ß is SS), others as they are.
+		if err := argc(0, 0); err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		for _, r := range s.s {
+			switch {
+			case unicode.IsUpper(r):
+				b.WriteString(pyLower(string(r)))
+			case unicode.IsLower(r):
+				b.WriteString(pyUpper(string(r)))
+			default:
+				b.WriteRune(r)
+			}
+		}
+		return s.mapped(b.String()), nil
+	case "expandtabs":
+		// Tabs to spaces up to the next multiple of tabsize, the column
+		// counted in code points from the last \n or \r.
+		if err := argc(0, 1); err != nil {
+			return nil, err
+		}
+		size := int64(8)
+		if len(args) == 1 {
+			n, ok := intOf(args[0])
+			if !ok {
+				return nil, fmt.Errorf("'%s' object cannot be interpreted as an integer", typeName(args[0]))
+			}
+			size = n
+		}
+		var out strBuf
+		col, start := int64(0), 0
+		for i, r := range s.s {
+			switch r {
+			case '\t':
+				out.add(s.sub(start, i))
+				start = i + 1
+				if size > 0 {
+					pad := size - col%size
+					if int64(out.len())+pad > maxLen {
+						return nil, errTooLong
+					}
+					out.add(str{s: strings.Repeat(" ", int(pad))})
+					col += pad
+				}
+			case '\n', '\r':
+				col = 0
+			default:
+				col++
+			}
+		}
+		out.add(s.sub(start, len(s.s)))
+		return out.str(), nil
 	case "splitlines":
 		if err := argc(0, 1); err != nil {
 			return nil, err
@@ -409,4 +474,49 @@ func strIs(name, s string) (bool, error) {
 		return cased, nil
 	}
 	return true, nil
+}
+
+// seqMethod runs a list's or tuple's method name: index, count, copy.
+func seqMethod(recv value, name string, args []value) (value, error) {
+	items := seq(recv).([]value)
+	switch name {
+	case "copy":
+		if len(args) > 0 {
+			return nil, errors.New("takes no arguments")
+		}
+		return append([]value{}, items...), nil
+	case "count":
+		if len(args) != 1 {
+			return nil, fmt.Errorf("%s.count() takes exactly one argument (%d given)", typeName(recv), len(args))
+		}
+		n := int64(0)
+		for _, e := range items {
+			if equal(e, args[0]) {
+				n++
+			}
+		}
+		return n, nil
+	case "index":
+		if len(args) < 1 || len(args) > 3 {
+			return nil, fmt.Errorf("index expected at least 1 argument, got %d", len(args))
+		}
+		lo, hi, err := sliceBounds(args[1:], len(items))
+		if err != nil {
+			return nil, err
+		}
+		for i := lo; i < min(hi, len(items)); i++ {
+			if equal(items[i], args[0]) {
+				return int64(i), nil
+			}
+		}
+		if _, ok := recv.(tuple); ok {
+			return nil, errors.New("tuple.index(x): x not in tuple")
+		}
+		var b strings.Builder
+		if err := pyRepr(&b, args[0]); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s is not in list", b.String())
+	}
+	return nil, errors.New("not supported")
 }

@@ -514,6 +514,13 @@ CASES = [
     ('{% for a, in [[1]] %}{{a}}{% endfor %}', LOOSE),
     ('{% set a, = [1] %}{{ a }}', LOOSE),
     ('{% for k, v in d|dictsort %}{{ k }}{{ v }}{% endfor %}|{% for k, v in d.items() if v is number %}{{ k }}{% endfor %}', None),
+    # list and tuple index and count, list and dict copy; str expandtabs, swapcase, isascii
+    ("{{ [1, 2, 3].index(2) }}|{{ [1, 2, 2].count(2) }}|{{ (1, 2).index(2) }}|{{ d.copy() }}|{{ [1].copy() }}|{{ [1, 2, 1].index(1, 1) }}|{{ [1, 2, 3].index(3, -1) }}|{{ ['a', 1.0].count(1) }}|{{ (1, 1).count(1) }}|{% set c = d.copy() %}{{ c is mapping }}{{ c == d }}|{{ [[1]].index([1]) }}", None),
+    ('{{ [1, 2].index(3) }}', None),
+    ("{{ [1, 'x'].index('y') }}", None),
+    ('{{ (1,).index(9) }}', None),
+    ('{{ [1].count() }}', None),
+    ("{{ 'a\\tb'.expandtabs(4) }}|{{ 'a\\tbc\\td'.expandtabs() }}|{{ 'abcdefgh\\tx'.expandtabs(4) }}|{{ 'a\\n\\tb'.expandtabs(2) }}|{{ 'é\\tx'.expandtabs(3) }}|{{ 'a\\tb'.expandtabs(0) }}|{{ 'a\\tb'.expandtabs(-1) }}|{{ 'Hello ß'.swapcase() }}|{{ 'a'.isascii() }}|{{ 'é'.isascii() }}|{{ ''.isascii() }}", None),
 ]
 
 
