@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
 
 // moreFilter applies the filters of jinja2 3.1's filters.py past the
 // ones filterValue runs itself: float, round, sum, format, escape (e),
-// forceescape, wordcount, center, truncate, batch and slice.
+// forceescape, wordcount, center, truncate, striptags, urlencode, batch
+// and slice.
 func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]value) (value, error) {
 	switch name {
 	case "float":
@@ -158,6 +161,28 @@ func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]
 		return out, err
 	case "truncate":
 		return truncate(v, args, kw)
+	case "striptags", "urlencode":
+		if len(args) > 0 || kw != nil {
+			return nil, errors.New("takes no arguments")
+		}
+		var out string
+		var err error
+		if name == "striptags" {
+			s, serr := toStr(v)
+			if serr != nil {
+				return nil, serr
+			}
+			out, err = stripTags(s.s)
+		} else {
+			out, err = urlencode(v)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if hasData(v) && out != "" {
+			return str{s: out, data: []span{{0, len(out)}}}, nil
+		}
+		return str{s: out}, nil
 	case "batch", "slice":
 		return batchSlice(name, v, args, kw)
 	}
@@ -432,4 +457,188 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// stripTags is markupsafe's Markup.striptags: comments, then tags
+// removed (each search starting again from the text's start, as
+// markupsafe's loops do), blanks collapsed to single spaces, entities
+// unescaped. Of the entities html.unescape knows, those outside
+// unescapeEntity's are refused rather than guessed.
+func stripTags(v string) (string, error) {
+	for from := 0; ; {
+		start := strings.Index(v[from:], "<!--")
+		if start < 0 {
+			break
+		}
+		start += from
+		end := strings.Index(v[start:], "-->")
+		if end < 0 {
+			break
+		}
+		v = v[:start] + v[start+end+3:]
+		from = max(start-3, 0) // the join may make a new "<!--"
+	}
+	var b strings.Builder
+	for {
+		start := strings.IndexByte(v, '<')
+		if start < 0 {
+			break
+		}
+		end := strings.IndexByte(v[start:], '>')
+		if end < 0 {
+			break
+		}
+		b.WriteString(v[:start])
+		v = v[start+end+1:]
+	}
+	b.WriteString(v)
+	words := strings.FieldsFunc(b.String(), pyIsSpace)
+	return unescapeHTML(strings.Join(words, " "))
+}
+
+// unescapeHTML is Python's html.unescape for the entities templates
+// meet: &amp; &lt; &gt; &quot; &apos; &nbsp; and numeric references to
+// printable code points, each with its ';'; any other entity is an
+// error naming it.
+func unescapeHTML(s string) (string, error) {
+	if !strings.Contains(s, "&") {
+		return s, nil
+	}
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '&')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		b.WriteString(s[:i])
+		s = s[i:]
+		// html.unescape's pattern: &#digits, &#xhex or a name of up to
+		// 32 characters, each with an optional ';'.
+		k := 1
+		for k < len(s) && k <= 33 && !strings.ContainsRune("\t\n\f <&#;", rune(s[k])) {
+			k++
+		}
+		if len(s) > 1 && s[1] == '#' {
+			k = 2
+			for k < len(s) && (isDigit(s[k]) || s[k]|0x20 >= 'a' && s[k]|0x20 <= 'f' || k == 2 && s[k]|0x20 == 'x') {
+				k++
+			}
+		}
+		if k == 1 || k == 2 && len(s) > 1 && s[1] == '#' {
+			b.WriteByte('&') // no reference: the '&' as it is
+			s = s[1:]
+			continue
+		}
+		ref := s[:k]
+		if k >= len(s) || s[k] != ';' {
+			return "", fmt.Errorf("unescaping %q (without its ';') is not supported", ref)
+		}
+		r, ok := unescapeEntity(ref[1:])
+		if !ok {
+			return "", fmt.Errorf("unescaping %q is not supported", ref+";")
+		}
+		b.WriteString(r)
+		s = s[k+1:]
+	}
+}
+
+// unescapeEntity is the text of the entity name (or #number), false
+// where unescapeHTML does not know it.
+func unescapeEntity(name string) (string, bool) {
+	switch name {
+	case "amp":
+		return "&", true
+	case "lt":
+		return "<", true
+	case "gt":
+		return ">", true
+	case "quot":
+		return `"`, true
+	case "apos":
+		return "'", true
+	case "nbsp":
+		return "\u00a0", true
+	}
+	if !strings.HasPrefix(name, "#") {
+		return "", false
+	}
+	digits, base := name[1:], 10
+	if digits != "" && digits[0]|0x20 == 'x' {
+		digits, base = digits[1:], 16
+	}
+	n, err := strconv.ParseUint(digits, base, 32)
+	printable := n == '\t' || n == '\n' || n == '\r' || n >= 0x20 && n < 0x7f ||
+		n >= 0xa0 && n < 0xd800 || n >= 0xe000 && n < 0xfdd0 || n > 0xfdef && n <= 0x10ffff && n&0xfffe != 0xfffe
+	if err != nil || !printable {
+		return "", false
+	}
+	return string(rune(n)), true
+}
+
+// urlencode is jinja2's do_urlencode: a string (or a non-iterable)
+// percent-encoded with '/' kept; a dict's items or an iterable's pairs
+// as a query string (k=v joined by '&', spaces as '+').
+func urlencode(v value) (string, error) {
+	quote := func(x value, qs bool) (string, error) {
+		s, err := toStr(x)
+		if err != nil {
+			return "", err
+		}
+		var b strings.Builder
+		for i := 0; i < len(s.s); i++ {
+			c := s.s[i]
+			switch {
+			case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', isDigit(c), strings.IndexByte("_.-~", c) >= 0, c == '/' && !qs:
+				b.WriteByte(c)
+			case c == ' ' && qs:
+				b.WriteByte('+')
+			default:
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		return b.String(), nil
+	}
+	switch x := v.(type) {
+	case str, markup:
+		return quote(x, false)
+	case *Dict:
+		var parts []string
+		for i, k := range x.keys {
+			ks, err := quote(k, true)
+			if err != nil {
+				return "", err
+			}
+			vs, err := quote(x.at(i), true)
+			if err != nil {
+				return "", err
+			}
+			parts = append(parts, ks+"="+vs)
+		}
+		return strings.Join(parts, "&"), nil
+	}
+	if !isIterable(v) {
+		return quote(v, false)
+	}
+	items, err := iterate(v)
+	if err != nil {
+		return "", err
+	}
+	var parts []string
+	for _, it := range items {
+		pair, err := iterate(it)
+		if err != nil || len(pair) != 2 {
+			return "", fmt.Errorf("cannot unpack %s into a key and a value", typeName(it))
+		}
+		ks, err := quote(pair[0], true)
+		if err != nil {
+			return "", err
+		}
+		vs, err := quote(pair[1], true)
+		if err != nil {
+			return "", err
+		}
+		parts = append(parts, ks+"="+vs)
+	}
+	return strings.Join(parts, "&"), nil
 }

@@ -521,6 +521,12 @@ CASES = [
     ('{{ (1,).index(9) }}', None),
     ('{{ [1].count() }}', None),
     ("{{ 'a\\tb'.expandtabs(4) }}|{{ 'a\\tbc\\td'.expandtabs() }}|{{ 'abcdefgh\\tx'.expandtabs(4) }}|{{ 'a\\n\\tb'.expandtabs(2) }}|{{ 'é\\tx'.expandtabs(3) }}|{{ 'a\\tb'.expandtabs(0) }}|{{ 'a\\tb'.expandtabs(-1) }}|{{ 'Hello ß'.swapcase() }}|{{ 'a'.isascii() }}|{{ 'é'.isascii() }}|{{ ''.isascii() }}", None),
+    # striptags (markupsafe's; the common entities unescaped, others refused) and urlencode
+    ('{{ \'<a href="x">link</a> text <!-- c --> &amp; more\'|striptags }}|{{ \'  a   b  \'|striptags }}|{{ \'<b>x</b>\'|striptags }}|{{ \'a &lt; b &gt; c &quot;d&#39; &#x41;&#66;\'|striptags }}|{{ \'a & b\'|striptags }}|{{ \'a &# b &; c\'|striptags }}|{{ \'<<a>>\'|striptags }}|{{ \'<!<!-- x -->-- y -->z\'|striptags }}|{{ \'a <b\'|striptags }}|{{ (\'<i>x</i>\'|safe)|striptags }}|{{ 5|striptags }}|{{ \'x\\n\\ty\'|striptags }}|{{ \'a&nbsp;b\'|striptags|length }}', None),
+    ("{{ 'x &copy; y'|striptags }}", 'unescaping "&copy;" is not supported'),
+    ("{{ 'x &amp y'|striptags }}", "(without its ';') is not supported"),
+    ("{{ 'a b/c?d=e&f'|urlencode }}|{{ {'a': 'b c', 'd': 1}|urlencode }}|{{ [('a', 'é')]|urlencode }}|{{ 'é'|urlencode }}|{{ 5|urlencode }}|{{ 'a~b_c.d-e'|urlencode }}|{{ none|urlencode }}|{{ ['ab', 'cd']|urlencode }}|{{ {'a/b': '/'}|urlencode }}", None),
+    ('{{ [1, 2]|urlencode }}', LOOSE),
 ]
 
 
