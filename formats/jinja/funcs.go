@@ -273,12 +273,12 @@ func (r *renderer) callWith(x *callExpr, sc *scope, caller *macro) (value, error
 		case "range":
 			var ints []int64
 			for _, a := range args {
-				n, ok := a.(int64)
+				n, ok := intOf(a) // a bool too, as Python's range takes it
 				if _, isBig := a.(bigInt); isBig {
 					return nil, fail("range() of an integer past 64 bits is not supported")
 				}
 				if !ok {
-					return nil, fail("range() takes integers")
+					return nil, fail("'%s' object cannot be interpreted as an integer", typeName(a))
 				}
 				ints = append(ints, n)
 			}

@@ -527,6 +527,25 @@ CASES = [
     ("{{ 'x &amp y'|striptags }}", "(without its ';') is not supported"),
     ("{{ 'a b/c?d=e&f'|urlencode }}|{{ {'a': 'b c', 'd': 1}|urlencode }}|{{ [('a', 'é')]|urlencode }}|{{ 'é'|urlencode }}|{{ 5|urlencode }}|{{ 'a~b_c.d-e'|urlencode }}|{{ none|urlencode }}|{{ ['ab', 'cd']|urlencode }}|{{ {'a/b': '/'}|urlencode }}", None),
     ('{{ [1, 2]|urlencode }}', LOOSE),
+    # more of the survey: repr of strings and floats, tojson keys, sorting, range, scopes, whitespace
+    ('{{ [\'\\u2028\', "it\'s", \'a"b\', "a\'b\\"c", \'\\x00\\x7f\\x80\\xff\', \'\\ud7ff\', \'\\U0001F600\', \'\\\\\'] }}', None),
+    ("{{ {'nan': 0.0 * (1e308 * 10), 'inf': 1e308 * 10}|tojson }}|{{ [0.0 * (1e308 * 10)] }}|{{ {1: 'a', true: 'b', 2.5: 'c', none: 'd'}|tojson }}|{{ {'b': 1, 'a': 2}|tojson(sort_keys=true, indent=1) }}", None),
+    ("{{ {1: 'a', 'b': 2}|tojson(sort_keys=true) }}", None),
+    ("{{ {'a': 1, 2: 'b'}|dictsort }}", None),
+    ("{{ [{'a': {'b': 2}}, {'a': {'b': 1}}]|sort(attribute='a.b')|map(attribute='a.b')|list }}|{{ [{'n': 2}, {'n': 1}]|min(attribute='n') }}|{{ [{'n': 'b'}, {'n': 'A'}]|max(attribute='n', case_sensitive=true) }}|{{ {'a': 1, 'b': 2}|join(',') }}|{{ 'abc'|list }}|{{ [[1, 2], [1, 2]]|unique|list }}", None),
+    ("{{ [{'a': 1}, {'a': 1}]|unique|list }}", None),
+    ('{{ 1.0 }}|{{ 1e16 }}|{{ 1.5e16 }}|{{ 12345678901234567.0 }}|{{ 0.000001 }}|{{ 0.0000001 }}|{{ -1e-7 }}|{{ 2.5e-5 * 2 }}|{{ 1e300 * 1e10 }}|{{ -(1e300 * 1e10) }}|{{ 5e-324 }}|{{ 1.7976931348623157e308 }}', None),
+    ("{{ [1, 'a', none, true, 1.5, [2], {'k': (1, 2)}] }}|{{ (none,) }}|{{ ((1, 2), [3]) }}|{{ {'a': {}} }}|{{ [{}] }}|{{ {(): 1} if false else 'skip' }}", None),
+    ("{{ messages|map(attribute='role')|map('upper')|join('/') }}|{{ messages|map('tojson')|first }}|{{ [1, 2]|map('string')|map('length')|sum }}|{{ ['a', 'B']|map('capitalize')|list }}|{{ [' a']|map('trim')|first }}", None),
+    ("{{ [3, 1, 2]|sort(reverse=true)|first }}|{{ ['b', 'a', 'C']|sort|join }}|{{ ['b', 'a', 'C']|sort(case_sensitive=true)|join }}|{{ [2, 1.5, true]|sort }}|{{ [[2], [1, 5], [1]]|sort }}", None),
+    ("{{ range(10)|batch(3)|map('sum')|list }}|{{ range(10)|select('even')|map('string')|join }}|{{ range(5)|reject('odd')|list }}|{{ range(3)|map('string')|list }}|{{ range(0)|list }}|{{ range(10, 0, -3)|list }}", None),
+    ("{% for i in range(3) %}{{ loop.index }}{% if loop.first %}F{% endif %}{% if loop.last %}L{% endif %}{{ loop.cycle('x', 'y', 'z') }}{% endfor %}|{% for i in [] %}{% else %}empty{% endfor %}", None),
+    ('{% set x = 1 %}{% if true %}{% set x = 2 %}{% endif %}{{ x }}|{% for i in [1] %}{% set x = 3 %}{% endfor %}{{ x }}|{% macro m() %}{% set x = 4 %}{{ x }}{% endmacro %}{{ m() }}{{ x }}', None),
+    ('{{ "{{ not a tag }}" }}|{{ \'{% x %}\' }}|{{ \'{#\' ~ \'#}\' }}', None),
+    ('{%- for m in messages -%}\n{{- m.role }}: {{ m.content }}\n{% endfor -%}\nEND', None),
+    ('{% if true %}\n  A\n{% endif %}\n  {% if true -%}\n  B\n  {%- endif %}\nC', None),
+    ('{{ range(true)|list }}|{{ range(false, 3)|list }}|{{ range(3, 0, -true)|list }}', None),
+    ('{{ range(1.5) }}', None),
 ]
 
 
