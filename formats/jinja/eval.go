@@ -217,6 +217,8 @@ const unitsPerItem = stepBytes / stepItems
 // (what a filter that looks at each of them does).
 func shallow(v value) int {
 	switch x := seq(v).(type) {
+	case bigInt:
+		return len(x.v.Bits()) * 8
 	case str:
 		return len(x.s)
 	case markup:
@@ -871,6 +873,11 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 	}
 	out, err := arith(x.op, l, rv)
 	if err != nil {
+		return nil, &Error{Pos: x.pos, Msg: err.Error()}
+	}
+	if err := r.work(intWork(out, out)); err != nil {
+		// What made a bigInt (a power of small ints, say) is as much
+		// work as multiplying it by itself.
 		return nil, &Error{Pos: x.pos, Msg: err.Error()}
 	}
 	return out, nil

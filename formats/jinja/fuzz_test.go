@@ -9,7 +9,8 @@ import (
 
 // FuzzRender: parsing and rendering any template, with the variables of a
 // tool-calling conversation, never panics; seeded with the chat templates
-// of testdata/chat and the constructs they use.
+// of testdata/chat, the constructs they use and the templates of
+// testdata/constructs.
 func FuzzRender(f *testing.F) {
 	names, err := filepath.Glob(filepath.Join("testdata", "chat", "templates", "*.jinja"))
 	if err != nil {
@@ -33,6 +34,23 @@ func FuzzRender(f *testing.F) {
 		"{% for m in messages if m.role == 'x' recursive %}{{ loop.depth }}{{ loop.changed(m.role) }}{{ loop(m.tool_calls) }}{% else %}none{% endfor %}",
 	} {
 		f.Add(s)
+	}
+	// And each template of testdata/constructs (ints past int64, Markup's
+	// %, *args, raw, with, the filters past the common ones …).
+	cons, err := os.ReadFile(filepath.Join("testdata", "constructs", "constructs.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var cases struct {
+		Cases []struct {
+			Src string `json:"src"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(cons, &cases); err != nil {
+		f.Fatal(err)
+	}
+	for _, c := range cases.Cases {
+		f.Add(c.Src)
 	}
 	raw, err := os.ReadFile(filepath.Join("testdata", "chat", "conversations.json"))
 	if err != nil {

@@ -133,6 +133,13 @@ func TestLimits(t *testing.T) {
 		"{% set ns = namespace(n=3) %}{% for i in range(40) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
 		"{{ 3 ** 100000000 }}",
 		"{% set n = 3 ** 80000 %}{% for i in range(100000) %}{% for j in range(10) %}{% set m = n // (n - 1) %}{% endfor %}{% endfor %}",
+		// Big ints made from small ones (a power), hashed, compared;
+		// rounding at many digits; many short batches.
+		"{% for i in range(100000) %}{% set y = (7 ** 40000) == 7 ** 40000 %}{% endfor %}",
+		"{% for i in range(100000) %}{% set y = {7 ** 40000: 1} %}{% endfor %}",
+		"{% for i in range(100000) %}{% set y = 0.5|round(100000) %}{% endfor %}",
+		"{% for i in range(100000) %}{% set y = 1e300|round(-300) %}{% endfor %}",
+		"{% for i in range(100000) %}{% set y = range(100000)|batch(1)|list %}{% endfor %}",
 	} {
 		tp, err := Parse(src)
 		if err != nil {

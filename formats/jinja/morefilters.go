@@ -47,6 +47,16 @@ func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]
 		}
 		return def, nil
 	case "round":
+		if len(args) > 0 {
+			// Rounding at n digits multiplies and divides numbers of
+			// about n digits.
+			if n, ok := intOf(args[0]); ok {
+				d := min(max(n, -n), 400) // past 400 digits it is refused or trivial
+				if err := r.work(int(d + d*d/8)); err != nil {
+					return nil, err
+				}
+			}
+		}
 		return roundFilter(v, args, kw)
 	case "sum":
 		// sync_do_sum: sum(iterable, start), of an attribute of each
@@ -184,7 +194,14 @@ func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]
 		}
 		return str{s: out}, nil
 	case "batch", "slice":
-		return batchSlice(name, v, args, kw)
+		out, err := batchSlice(name, v, args, kw)
+		if it, ok := out.(*iterator); ok {
+			// A step per list made, however short.
+			if err := r.work(len(it.items) * stepBytes); err != nil {
+				return nil, err
+			}
+		}
+		return out, err
 	}
 	return nil, errors.New("not supported")
 }
@@ -219,6 +236,11 @@ func roundFilter(v value, args []value, kw map[string]value) (value, error) {
 		return nil, errors.New(u.what)
 	}
 	if method != "common" {
+		if n > 400 || n < -400 {
+			// 10**n past a float's range either way: value * 10**n or
+			// its reciprocal overflow or vanish, the int made is huge.
+			return nil, fmt.Errorf("round(%s) with a precision of %d is not supported", method, n)
+		}
 		scale, err := pyPow(int64(10), prec)
 		if err != nil {
 			return nil, err
@@ -251,23 +273,29 @@ func roundFilter(v value, args []value, kw map[string]value) (value, error) {
 		}
 		return arith("/", whole, scale)
 	}
-	if n < -1<<20 || n > 1<<20 {
-		return nil, fmt.Errorf("round with a precision of %d is not supported", n)
-	}
 	switch x := v.(type) {
 	case bool, int64, bigInt:
 		// round(int, n): the int, or rounded half to even to a multiple of
-		// 10**-n; an int either way.
+		// 10**-n; an int either way (0 where 10**-n is past twice the
+		// int, which holds at most maxStrDigits*10 digits).
 		b, _ := bigOf(x)
-		if n >= 0 {
+		switch {
+		case n >= 0:
 			return mkInt(new(big.Int).Set(b))
+		case n < -maxIntBits/3:
+			return int64(0), nil
 		}
 		return mkInt(roundHalfEven(new(big.Rat).SetInt(b), n))
 	case float64:
 		// round(float, n): the float nearest the exact value rounded half
-		// to even at n decimals, as CPython's double_round computes it.
-		if math.IsInf(x, 0) || math.IsNaN(x) || x == 0 {
+		// to even at n decimals, as CPython's double_round computes it;
+		// past its NDIGITS_MAX (323) the float itself, below NDIGITS_MIN
+		// (-308) a zero of its sign.
+		switch {
+		case math.IsInf(x, 0) || math.IsNaN(x) || x == 0 || n > 323:
 			return x, nil
+		case n < -308:
+			return math.Copysign(0, x), nil
 		}
 		q := new(big.Rat).SetInt(roundHalfEven(new(big.Rat).SetFloat64(x), n))
 		if n > 0 {

@@ -63,7 +63,7 @@ func hashKey(k value) (any, error) {
 	case int64:
 		return x, nil
 	case bigInt:
-		return bigKey(x.v.String()), nil
+		return keyOfBig(x.v), nil
 	case bool:
 		return b2i(x), nil
 	case float64:
@@ -73,7 +73,7 @@ func hashKey(k value) (any, error) {
 		if x == math.Trunc(x) && !math.IsInf(x, 0) {
 			// A whole float past int64 is the key of the int it equals.
 			b, _ := big.NewFloat(x).Int(nil)
-			return bigKey(b.String()), nil
+			return keyOfBig(b), nil
 		}
 		return x, nil
 	case nil:
@@ -128,9 +128,15 @@ func (d *Dict) at(i int) value {
 	return d.m[h]
 }
 
-// bigKey is the Go map key of a bigInt (its decimal digits), apart from
-// a string key's.
+// bigKey is the Go map key of a bigInt (its sign and magnitude's
+// bytes), apart from a string key's.
 type bigKey string
+
+// keyOfBig is b's bigKey, made in time linear in its size (decimal
+// digits are not).
+func keyOfBig(b *big.Int) bigKey {
+	return bigKey(fmt.Sprint(b.Sign()) + string(b.Bytes()))
+}
 
 // namespace is namespace(): attributes assignable from inner scopes.
 type namespace struct{ d *Dict }
