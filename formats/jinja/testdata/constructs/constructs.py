@@ -546,6 +546,11 @@ CASES = [
     ('{% if true %}\n  A\n{% endif %}\n  {% if true -%}\n  B\n  {%- endif %}\nC', None),
     ('{{ range(true)|list }}|{{ range(false, 3)|list }}|{{ range(3, 0, -true)|list }}', None),
     ('{{ range(1.5) }}', None),
+    # round's precision bounds (CPython's NDIGITS_MAX and NDIGITS_MIN)
+    ('{{ 0.5|round(400) }}|{{ 1e300|round(-309) }}|{{ -1e300|round(-309) }}|{{ 5e-324|round(323) }}|{{ 5e-324|round(324) }}|{{ 1.5|round(323) }}|{{ -2.5|round(-400) }}|{{ 123|round(-50000) }}|{{ 1e308|round(-308) }}|{{ 5e307|round(-308) }}|{{ 15|round(-1) }}|{{ 25|round(-1) }}|{{ -15|round(-1) }}|{{ (2**70)|round(-20) }}', None),
+    ("{{ 2|round(400, 'floor') }}", None),
+    ("{{ 1e300|round(300, 'ceil') }}", None),
+    ('{{ 2|round(401, "floor") }}', "round(floor) with a precision of 401 is not supported"),
 ]
 
 
