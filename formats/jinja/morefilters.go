@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -426,10 +427,10 @@ func batchSlice(name string, v value, args []value, kw map[string]value) (value,
 			if n == 0 {
 				out = append(out, []value{})
 			}
-			return &iterator{kind: "generator", items: append(out, slices0(items))}, nil
+			return &iterator{kind: "generator", items: append(out, slices.Clone(items))}, nil
 		}
 		for lo := 0; lo < len(items); lo += int(n) {
-			b := slices0(items[lo:min(lo+int(n), len(items))])
+			b := slices.Clone(items[lo:min(lo+int(n), len(items))])
 			if hasFill && int64(len(b)) < n {
 				if n > maxItems {
 					return nil, errors.New("list too long")
@@ -448,14 +449,13 @@ func batchSlice(name string, v value, args []value, kw map[string]value) (value,
 	if n > maxItems {
 		return nil, errors.New("slice count too large")
 	}
+	if n < 0 {
+		return &iterator{kind: "generator"}, nil // range(slices) is empty
+	}
 	length := int64(len(items))
 	per, extra := length/n, length%n
-	if per*n > length || extra < 0 {
-		// A negative count: Python's floored // and %.
-		per, extra = floorDiv(length, n), length-floorDiv(length, n)*n
-	}
 	offset := int64(0)
-	for k := range max(n, 0) {
+	for k := range n {
 		start := offset + k*per
 		if k < extra {
 			offset++
@@ -464,7 +464,7 @@ func batchSlice(name string, v value, args []value, kw map[string]value) (value,
 		lo, hi := min(max(start, 0), length), min(max(end, 0), length)
 		b := []value{}
 		if lo < hi {
-			b = slices0(items[lo:hi])
+			b = slices.Clone(items[lo:hi])
 		}
 		if hasFill && k >= extra {
 			b = append(b, fill)
@@ -472,19 +472,6 @@ func batchSlice(name string, v value, args []value, kw map[string]value) (value,
 		out = append(out, b)
 	}
 	return &iterator{kind: "generator", items: out}, nil
-}
-
-// slices0 is a copy of items, a list of its own.
-func slices0(items []value) []value {
-	return append([]value{}, items...)
-}
-
-func floorDiv(a, b int64) int64 {
-	q := a / b
-	if (a%b != 0) && ((a < 0) != (b < 0)) {
-		q--
-	}
-	return q
 }
 
 // stripTags is markupsafe's Markup.striptags: comments, then tags
