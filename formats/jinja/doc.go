@@ -85,14 +85,14 @@
 // set in one is gone after it; a macro reads the names it does not set
 // from the scope it was defined in, as they are when it is called.
 //
-// Anything else (includes, extends, blocks, %a and other conversions,
-// format specs' grouping (",", "_"), "n", "z" and a float's precision
-// without a type, nested fields, keyword arguments to methods other
-// than format, printing a generator (Python prints its address), other
-// filters, tests, methods and globals) is an *Error naming the construct
-// and its line and column, at Parse where the grammar shows it, else at
-// Render (a filter when it runs, as a template may hold one in a branch
-// it never takes): never a different output.
+// Anything else (includes, extends, blocks, autoescape, %a and other
+// conversions, format specs' grouping (",", "_"), "n", "z" and a float's
+// precision without a type, nested fields, keyword arguments to methods
+// other than format, printing a generator (Python prints its address),
+// other filters, tests, methods and globals) is an *Error naming the
+// construct and its line and column, at Parse where the grammar shows
+// it, else at Render (a filter when it runs, as a template may hold one
+// in a branch it never takes): never a different output.
 //
 // A render is bounded: a million steps (a statement, a loop iteration,
 // 64 bytes of a string or 16 elements of a list an operator, filter or
@@ -100,13 +100,16 @@
 // what a comparison, filter, index or method walks: == and in the whole
 // of the smaller value, a filter its input's elements, indexing a string
 // its bytes), 16 MiB for any string, printed list or dict and for the
-// output, a million elements for a list; statements, expressions,
-// macro calls and recursive loop calls nest at most 1000 deep.
+// output, a million elements for a list, 131072 bits for an int (an
+// operator on ints past int64 counting the product of their words, and
+// what it makes as its square); statements, expressions, macro calls
+// and recursive loop calls nest at most 1000 deep.
 //
 // Values keep track of which bytes came from Data inputs (message
 // content), through concatenation, slicing, strip, split, join, indent,
 // format and % formatting (what a conversion spec from data writes is
-// data), Markup's escaping, macro arguments and output, block sets
+// data), striptags and urlencode (data wholly where any input was),
+// Markup's escaping, macro arguments and output, block sets
 // and filter blocks; a list, dict or JSON text (tojson) printed is data
 // wholly where any of it is. Render returns the output as Chunks so that
 // a tokenizer can recognise special tokens in template text only.
