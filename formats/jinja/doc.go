@@ -54,21 +54,22 @@
 // floor), sum (Python 3.11's: floats added one by one), format,
 // escape/e, forceescape, wordcount, center, truncate (leeway 5),
 // striptags (the entities &amp; &lt; &gt; &quot; &apos; &nbsp; and
-// numeric ones; others refused), urlencode, batch, slice; string methods
-// strip, lstrip, rstrip, upper, lower, title, capitalize, startswith,
-// endswith (start and end too), split, rsplit, splitlines, replace,
-// join, center, ljust, rjust, zfill, find, rfind, index, rindex, count,
-// partition, rpartition, removeprefix, removesuffix, isalpha, isalnum,
-// isdecimal, isdigit, isnumeric, isspace, islower, isupper, isascii,
-// expandtabs, swapcase, format ("{}", "{0}", "{name}", !s, !r, and
-// format specs [[fill]align][sign][#][0][width][.precision][type] for
-// strings, ints and floats); dict methods items, keys, values, get,
-// copy; list methods index, count, copy (tuples index and count);
-// globals raise_exception, namespace, range, dict (keywords, a mapping
-// or pairs), joiner, cycler (next(), current, reset()) and strftime_now
-// (transformers': the clock's local time, or Options.Now, formatted as
-// Python's strftime in the C locale); {% with %} (its values evaluated
-// outside, set in a scope of its own).
+// numeric ones; others refused), urlencode, groupby (jinja2's (grouper,
+// list) tuples), batch, slice; string methods strip, lstrip, rstrip,
+// upper, lower, title, capitalize, startswith, endswith (start and end
+// too), split, rsplit, splitlines, replace, join, center, ljust, rjust,
+// zfill, find, rfind, index, rindex, count, partition, rpartition,
+// removeprefix, removesuffix, isalpha, isalnum, isdecimal, isdigit,
+// isnumeric, isspace, islower, isupper, isascii, expandtabs, swapcase,
+// format ("{}", "{0}", "{name}", !s, !r, and format specs
+// [[fill]align][sign][#][0][width][.precision][type] for strings, ints
+// and floats); dict methods items, keys, values, get, copy; list methods
+// index, count, copy (tuples index and count); globals raise_exception,
+// namespace, range, dict (keywords, a mapping or pairs), joiner, cycler
+// (next(), current, reset()) and strftime_now (transformers': the
+// clock's local time, or Options.Now, formatted as Python's strftime in
+// the C locale); {% with %} (its values evaluated outside, set in a
+// scope of its own).
 //
 // Values behave as jinja2's Python values do where a template can tell:
 // map, select, reject, selectattr, rejectattr, unique, items and reverse

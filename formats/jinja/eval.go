@@ -884,6 +884,7 @@ func (r *renderer) binary(x *binaryExpr, sc *scope) (value, error) {
 }
 
 func arith(op string, l, r value) (value, error) {
+	l, r = asTuple(l), asTuple(r)
 	_, lmok := l.(markup)
 	_, rmok := r.(markup)
 	if op == "+" && (lmok || rmok) {
@@ -1370,6 +1371,15 @@ var (
 // getAttr is jinja2's getattr (x.name): a dict's methods and then its
 // keys, a string's methods, a namespace's attributes, loop's fields.
 func getAttr(v value, name string, attrFirst bool) (value, error) {
+	if g, ok := v.(*groupTuple); ok {
+		switch name {
+		case "grouper":
+			return g.t[0], nil
+		case "list":
+			return g.t[1], nil
+		}
+		v = g.t
+	}
 	switch x := v.(type) {
 	case undefined:
 		return nil, errors.New(x.what)
@@ -1559,6 +1569,7 @@ func (r *renderer) slice(x *sliceExpr, sc *scope) (value, error) {
 
 // sliceOf is v[bounds] (a list, tuple or string).
 func (r *renderer) sliceOf(x *sliceExpr, v value, bounds [3]*int64, step int64) (value, error) {
+	v = asTuple(v)
 	_, isTuple := v.(tuple)
 	v = seq(v)
 	var n int64

@@ -339,7 +339,7 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 			return undefined{fmt.Sprintf("'dict object' has no attribute '%s'", n.s)}, nil
 		}
 		return getAttr(v, n.s, true)
-	case "float", "round", "sum", "format", "escape", "e", "forceescape", "wordcount", "center", "truncate", "striptags", "urlencode", "batch", "slice":
+	case "groupby", "float", "round", "sum", "format", "escape", "e", "forceescape", "wordcount", "center", "truncate", "striptags", "urlencode", "batch", "slice":
 		return r.moreFilter(name, v, args, kw)
 	}
 	if jinja2Filters[name] {

@@ -1077,6 +1077,7 @@ func init() {
 }
 
 func (r *renderer) testValue(name string, v value, args []value) (bool, error) {
+	v = asTuple(v)
 	want := 0
 	switch name {
 	case "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">", "ge", ">=", "lessthan", "greaterthan", "in", "divisibleby", "sameas":

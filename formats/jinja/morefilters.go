@@ -14,8 +14,8 @@ import (
 
 // moreFilter applies the filters of jinja2 3.1's filters.py past the
 // ones filterValue runs itself: float, round, sum, format, escape (e),
-// forceescape, wordcount, center, truncate, striptags, urlencode, batch
-// and slice.
+// forceescape, wordcount, center, truncate, striptags, urlencode,
+// groupby, batch and slice.
 func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]value) (value, error) {
 	switch name {
 	case "float":
@@ -172,6 +172,8 @@ func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]
 		return out, err
 	case "truncate":
 		return truncate(v, args, kw)
+	case "groupby":
+		return r.groupBy(v, args, kw)
 	case "striptags", "urlencode":
 		if len(args) > 0 || kw != nil {
 			return nil, errors.New("takes no arguments")
@@ -656,4 +658,59 @@ func urlencode(v value) (string, error) {
 		parts = append(parts, ks+"="+vs)
 	}
 	return strings.Join(parts, "&"), nil
+}
+
+// groupBy is sync_do_groupby: the items sorted by the attribute (lower
+// case unless case_sensitive), runs of equal keys as (grouper, list)
+// groupTuples, the grouper as the first item of the run has it.
+func (r *renderer) groupBy(v value, args []value, kw map[string]value) (value, error) {
+	p, err := bind(args, kw, "attribute", "default", "case_sensitive")
+	if err != nil {
+		return nil, err
+	}
+	if p[0] == nil {
+		return nil, errors.New("missing a required argument: 'attribute'")
+	}
+	get, err := attrGetter(p[0], p[1])
+	if err != nil {
+		return nil, err
+	}
+	sensitive := truthy(p[2])
+	key := func(item value) (value, error) {
+		k, err := get(item)
+		if err != nil || sensitive {
+			return k, err
+		}
+		return ignoreCase(k), nil
+	}
+	items, err := iterate(v)
+	if err != nil {
+		return nil, err
+	}
+	sorted, err := r.sortBy(slices.Clone(items), key, false)
+	if err != nil {
+		return nil, err
+	}
+	var out []value
+	var last value
+	for _, it := range sorted {
+		k, err := key(it)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 && equal(k, last) {
+			g := out[len(out)-1].(*groupTuple)
+			g.t[1] = append(g.t[1].([]value), it)
+			continue
+		}
+		grouper := k
+		if !sensitive {
+			if grouper, err = get(it); err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, &groupTuple{tuple{grouper, []value{it}}})
+		last = k
+	}
+	return out, nil
 }

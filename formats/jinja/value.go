@@ -161,8 +161,24 @@ func seq(v value) value {
 	switch x := v.(type) {
 	case tuple:
 		return []value(x)
+	case *groupTuple:
+		return []value(x.t)
 	case *pyRange:
 		return x.items
+	}
+	return v
+}
+
+// groupTuple is an item of the groupby filter's list: jinja2's
+// _GroupTuple, a tuple (grouper, list) with those two attributes.
+// Wherever a tuple and it differ only in type, asTuple makes it the
+// tuple.
+type groupTuple struct{ t tuple }
+
+// asTuple is a groupTuple as its tuple, anything else as it is.
+func asTuple(v value) value {
+	if g, ok := v.(*groupTuple); ok {
+		return g.t
 	}
 	return v
 }
@@ -361,7 +377,7 @@ func (s str) mapped(t string) str {
 
 // typeName names v's type as Python does, for errors.
 func typeName(v value) string {
-	switch x := v.(type) {
+	switch x := asTuple(v).(type) {
 	case nil:
 		return "NoneType"
 	case bool:
@@ -431,6 +447,7 @@ func truthy(v value) bool {
 // toStr is Python's str() as jinja2 prints values; lists and dicts are
 // refused rather than printed in Python's repr.
 func toStr(v value) (str, error) {
+	v = asTuple(v)
 	switch x := v.(type) {
 	case str:
 		return x, nil
@@ -518,6 +535,7 @@ func pyRepr(b *strings.Builder, v value) error {
 	if b.Len() > maxLen {
 		return errTooLong
 	}
+	v = asTuple(v)
 	switch x := v.(type) {
 	case str:
 		pyStrRepr(b, x.s)
@@ -657,6 +675,7 @@ func pyFloat(f float64) string {
 
 // equal is Python's ==.
 func equal(a, b value) bool {
+	a, b = asTuple(a), asTuple(b)
 	if _, ok := num(a); ok {
 		if _, ok := num(b); ok {
 			c, ok := cmpNum(a, b)
@@ -910,6 +929,7 @@ func isTuple(v value) bool {
 // pyCompare orders a and b as Python's < does: numbers (bools too) by
 // value, strings by code point; any other pair cannot be ordered.
 func pyCompare(a, b value) (int, error) {
+	a, b = asTuple(a), asTuple(b)
 	if x, ok := num(a); ok {
 		if y, ok := num(b); ok {
 			if c, ok := cmpNum(a, b); ok {

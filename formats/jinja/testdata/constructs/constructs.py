@@ -551,6 +551,14 @@ CASES = [
     ("{{ 2|round(400, 'floor') }}", None),
     ("{{ 1e300|round(300, 'ceil') }}", None),
     ('{{ 2|round(401, "floor") }}', "round(floor) with a precision of 401 is not supported"),
+    # groupby: (grouper, list) tuples with those attributes
+    ("{{ messages|groupby('role') }}", None),
+    ("{% for g in messages|groupby('role') %}{{ g.grouper }}:{{ g.list|map(attribute='content')|join(',') }};{% endfor %}|{% for role, items in messages|groupby('role') %}{{ role }}={{ items|length }};{% endfor %}|{{ (messages|groupby('role'))[0][0] }}|{{ [{'a': 'B'}, {'a': 'b'}]|groupby('a')|map(attribute='grouper')|list }}|{{ [{'a': 'B'}, {'a': 'b'}]|groupby('a', case_sensitive=true)|map(attribute='grouper')|list }}|{{ [{'a': 1}, {}]|groupby('a', default=0)|map(attribute='grouper')|list }}", None),
+    ("{% set g = (messages|groupby('role'))[1] %}{{ g }}|{{ g|length }}|{{ g == ('user', [messages[0], messages[2]]) }}|{{ g[0:1] }}|{{ g is sequence }}|{{ g|tojson }}|{{ g['grouper'] }}|{{ g.count('user') }}|{{ g|first }}|{{ g + (1,) }}|{{ [g] }}|{{ g|string }}|{{ g.list|length }}|{{ g.nope is defined }}", None),
+    ("{{ [{'k': [1]}, {'k': [1]}, {'k': [0]}]|groupby('k')|list }}|{{ [{'a': {'b': 2}}, {'a': {'b': 1}}]|groupby('a.b')|map(attribute='grouper')|list }}|{{ []|groupby('x') }}|{{ [1, 2]|groupby(0) if false }}", None),
+    ("{{ [{'a': 1}, {'a': 'x'}]|groupby('a') }}", None),
+    ('{{ messages|groupby }}', LOOSE),
+    ("{{ [{'a': 'B', 'n': 1}, {'a': 'b', 'n': 2}, {'a': 'A', 'n': 3}]|groupby('a') }}", None),
 ]
 
 
