@@ -77,9 +77,11 @@
 // first or in, without length or JSON), dict.items(), keys() and
 // values() views (printed as dict_items([…])), range() a range (printed
 // as range(0, 3), without JSON), safe a Markup string that HTML-escapes
-// what + adds to it (* repeats it, % as above); the methods that change
-// a list or a dict are undefined, as in transformers'
-// ImmutableSandboxedEnvironment.
+// what + adds to it (* repeats it, % as above; its str methods as
+// markupsafe's: replace, join and the padding ones escape what they add,
+// most give Markup; its unescape and striptags; not its format); the
+// methods that change a list or a dict are undefined, as in
+// transformers' ImmutableSandboxedEnvironment.
 //
 // Scopes are jinja2's: a for iteration, a macro call, a block set's,
 // filter block's and generation's body each have their own, and what is

@@ -29,6 +29,8 @@ func isMethod(v value, name string) bool {
 	switch v.(type) {
 	case str:
 		return strMethods[name]
+	case markup:
+		return strMethods[name] && name != "format" || name == "unescape" || name == "striptags"
 	case *Dict:
 		return dictMethods[name]
 	case []value:
@@ -54,6 +56,9 @@ func init() {
 		"int":   "as_integer_ratio bit_count bit_length conjugate from_bytes is_integer to_bytes",
 		"bool":  "as_integer_ratio bit_count bit_length conjugate from_bytes is_integer to_bytes",
 		"float": "as_integer_ratio conjugate fromhex hex is_integer",
+		// Markup: str's, its own escape, and what strMethods has but
+		// Markup's calls refuse.
+		"Markup": "casefold encode format_map isidentifier isprintable istitle maketrans translate escape format",
 	} {
 		pyMethods[typ] = map[string]bool{}
 		for _, n := range strings.Fields(names) {
@@ -545,6 +550,8 @@ func callMethod(m method, args []value) (value, error) {
 		}
 	case str:
 		return strMethod(recv, m.name, args)
+	case markup:
+		return markupMethod(recv, m.name, args)
 	case []value, tuple:
 		return seqMethod(recv, m.name, args)
 	case *pyCycler:

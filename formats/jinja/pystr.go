@@ -3,6 +3,7 @@ package jinja
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -519,4 +520,106 @@ func seqMethod(recv value, name string, args []value) (value, error) {
 		return nil, fmt.Errorf("%s is not in list", b.String())
 	}
 	return nil, errors.New("not supported")
+}
+
+// markupWraps are the str methods markupsafe's Markup overrides to give
+// Markup (a list or tuple of Markup for the splitting ones); the others
+// it inherits give what str's give.
+var markupWraps = map[string]bool{
+	"capitalize": true, "title": true, "lower": true, "upper": true, "replace": true,
+	"ljust": true, "rjust": true, "center": true, "lstrip": true, "rstrip": true,
+	"strip": true, "expandtabs": true, "swapcase": true, "zfill": true,
+	"removeprefix": true, "removesuffix": true, "partition": true, "rpartition": true,
+	"split": true, "rsplit": true, "splitlines": true, "join": true,
+}
+
+// escapeArg is markupsafe's escape(v) as a str: Markup as it is,
+// anything else str() HTML-escaped.
+func escapeArg(v value) (value, error) {
+	if m, ok := v.(markup); ok {
+		return m.str, nil
+	}
+	s, err := toStr(v)
+	if err != nil {
+		return nil, err
+	}
+	return escapeHTML(s), nil
+}
+
+// markupMethod runs the str method name of a Markup string as
+// markupsafe's Markup does: replace escapes its new text, ljust, rjust
+// and center their fill, join its items; the overridden methods give
+// Markup; unescape and striptags are Markup's own; format (an
+// EscapeFormatter) is refused.
+func markupMethod(m markup, name string, args []value) (value, error) {
+	switch name {
+	case "unescape", "striptags":
+		if len(args) > 0 {
+			return nil, errors.New("takes no arguments")
+		}
+		var out string
+		var err error
+		if name == "unescape" {
+			out, err = unescapeHTML(m.s)
+		} else {
+			out, err = stripTags(m.s)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(m.data) > 0 && out != "" {
+			return str{s: out, data: []span{{0, len(out)}}}, nil
+		}
+		return str{s: out}, nil
+	case "format", "format_map":
+		return nil, errors.New("Markup's format (escaping its arguments) is not supported")
+	}
+	args = slices.Clone(args)
+	var err error
+	switch name {
+	case "replace":
+		if len(args) >= 2 {
+			args[1], err = escapeArg(args[1])
+		}
+	case "ljust", "rjust", "center":
+		if len(args) >= 2 {
+			args[1], err = escapeArg(args[1])
+		}
+	case "join":
+		if len(args) == 1 {
+			items, ierr := iterate(args[0])
+			if ierr != nil {
+				return nil, errors.New("can only join an iterable")
+			}
+			escaped := make([]value, len(items))
+			for i, it := range items {
+				if escaped[i], err = escapeArg(it); err != nil {
+					return nil, err
+				}
+			}
+			args[0] = escaped
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, err := strMethod(m.str, name, args)
+	if err != nil || !markupWraps[name] {
+		return out, err
+	}
+	switch x := out.(type) {
+	case str:
+		return markup{x}, nil
+	case []value:
+		for i, e := range x {
+			x[i] = markup{e.(str)}
+		}
+		return x, nil
+	case tuple:
+		for i, e := range x {
+			x[i] = markup{e.(str)}
+		}
+		return x, nil
+	}
+	return out, nil
 }

@@ -559,6 +559,12 @@ CASES = [
     ("{{ [{'a': 1}, {'a': 'x'}]|groupby('a') }}", None),
     ('{{ messages|groupby }}', LOOSE),
     ("{{ [{'a': 'B', 'n': 1}, {'a': 'b', 'n': 2}, {'a': 'A', 'n': 3}]|groupby('a') }}", None),
+    # str methods of a Markup string, as markupsafe's Markup runs them
+    ("{{ ('<a>'|safe).upper() }}|{{ ('<a>'|safe).upper is defined }}|{{ ('a b'|safe).split() }}|{{ ('a'|safe).nope is defined }}|{{ ('a'|safe).casefold is defined }}|{{ ('a'|safe).escape is defined }}", None),
+    ("{{ ('<b>x</b>'|safe).replace('x', '<i>') }}|{{ ('<b>x</b>'|safe).replace('x', '<i>'|safe) }}|{{ ('x'|safe).center(5, '*') }}|{{ (', '|safe).join(['<a>', '<b>'|safe, 1]) }}|{{ ('a=b'|safe).partition('=') }}|{{ ('a<b'|safe).startswith('a<') }}|{{ ('a<b'|safe).find('<') }}|{{ ('  x '|safe).strip() }}|{{ ('ab'|safe).title() + '<' }}|{{ ('a\\nb'|safe).splitlines() }}|{{ ('x'|safe).zfill(3) }}|{{ ('abc'|safe).removeprefix('a') }}|{{ ('a'|safe).isalpha() }}|{{ ('a b'|safe).rsplit(none, 1) }}", None),
+    ("{{ ('x'|safe).center(5, '<') }}", None),
+    ("{{ ('a &amp; <b>b</b>'|safe).striptags() }}|{{ ('a &lt; b'|safe).unescape() }}|{{ ('a &lt; b'|safe).unescape() + '<' }}", None),
+    ("{{ ('{}'|safe).format('<') }}", "Markup's format (escaping its arguments) is not supported"),
 ]
 
 
