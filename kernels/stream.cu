@@ -727,11 +727,12 @@ __device__ void stream_layer_bulk(const uint4* src, i64 n0, i64 n1, i64 n2, i64 
 // discarded by the products and keep zeros here) instead of two
 // ldmatrix.x4; 5: as 4 with every lane loading (eight rows); 6: as 0
 // with the B fragments held in registers (no x loads: the bound).
-template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+template <int V, bool P = false> __device__ void stream_mma(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     constexpr int D = 8, LDX = 1024 + 8;
     extern __shared__ uint4 smem_s[];
     const int lane = threadIdx.x & 31;
     const Ring rg = ring_start<D>(src, n, ef);
+    if (P) pdl_wait();
     const u32 ring0 = rg.ring0;
     const uint4* p = rg.p;
     const int nc = rg.nc;
@@ -795,6 +796,7 @@ template <int V> __device__ void stream_mma(const uint4* __restrict__ src, i64 n
         }
     }
     asm volatile("cp.async.wait_group 0;");
+    if (P) pdl_launch();
 #pragma unroll
     for (int e = 0; e < 4; e++) fold ^= __float_as_uint(acc[e] + tmp[0][e] + tmp[1][e]);
     if (fold == 0x9e3779b9u) *sink = fold;
@@ -1025,11 +1027,12 @@ __device__ __forceinline__ void mma16832s8(int* d, const u32* a, u32 b0, u32 b1)
                  : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-template <int V> __device__ void stream_i8(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
+template <int V, bool P = false> __device__ void stream_i8(const uint4* __restrict__ src, i64 n, u32* sink, int ef) {
     constexpr int D = 8, LDX = 1024 + 16;  // x: 8 rows of 1024 int8 inputs (+16 bytes against bank conflicts)
     extern __shared__ uint4 smem_s[];
     const int lane = threadIdx.x & 31;
     const Ring rg = ring_start<D>(src, n, ef);
+    if (P) pdl_wait();
     const u32 ring0 = rg.ring0;
     const uint4* p = rg.p;
     const int nc = rg.nc;
@@ -1095,6 +1098,7 @@ template <int V> __device__ void stream_i8(const uint4* __restrict__ src, i64 n,
         }
     }
     asm volatile("cp.async.wait_group 0;");
+    if (P) pdl_launch();
     if (V >= 7) acc[0] += __shfl_xor_sync(0xffffffffu, acc[0] + (float)tmp[0] + (float)tmp[1], 1);
 #pragma unroll
     for (int e = 0; e < 4; e++) fold ^= __float_as_uint(acc[e] + (float)tmp[e]);
@@ -1108,3 +1112,32 @@ STREAM_I8(0)
 STREAM_I8(2)
 STREAM_I8(7)
 STREAM_I8(8)
+
+// stream_pdl_*: stream_mma0, stream_i8_7 and stream_cpa8 launched with
+// programmatic dependent launch (runtime/cuda pdlKernels), as the
+// products are: the ring's first chunks go out, then the wait for the
+// kernel before; the next kernel may launch as each block's loop ends.
+// BenchmarkGridPhases' launches/pdl_* cases run them at 16 warps, two
+// blocks an SM, so that the next launch's block starts beside this one's.
+extern "C" __global__ void __launch_bounds__(1024) stream_pdl_mma0(const uint4* src, i64 n, u32* sink, int ef) {
+    stream_mma<0, true>(src, n, sink, ef);
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_pdl_i8_7(const uint4* src, i64 n, u32* sink, int ef) {
+    stream_i8<7, true>(src, n, sink, ef);
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_pdl_cpa8(const uint4* src, i64 n, u32* sink, int ef) {
+    constexpr int D = 8;
+    const Ring rg = ring_start<D>(src, n, ef);
+    pdl_wait();
+    u32 acc = 0;
+    for (int i = 0; i < rg.nc; i++) {
+        const int slot = i & (D - 1);
+        if (i > 0 && i - 1 + D < rg.nc) cp_async16_pol(rg.ring0 + ((slot - 1) & (D - 1)) * 512, rg.p + (i64)(i - 1 + D) * 32, rg.pol);
+        asm volatile("cp.async.commit_group;");
+        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
+        acc ^= fold4(lds128(rg.ring0 + slot * 512));
+    }
+    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    pdl_launch();
+    if (acc == 0x9e3779b9u) *sink = acc;
+}

@@ -1295,8 +1295,9 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // programmatic stream serialization, so that they start while it ends
 // (the products stream their first weights meanwhile). stream_tail (a
 // probe of BenchmarkPieces) waits for nothing: it reads and writes nothing
-// the kernel before it does.
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail"}
+// the kernel before it does; stream_pdl_* (BenchmarkGridPhases' probes)
+// wait as the products do.
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail", "stream_pdl_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

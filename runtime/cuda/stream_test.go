@@ -265,24 +265,38 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"dyn16", 0, 32}, {"dyn32", 0, 32}, {"dynwhole", 0, 32}, {"dyn16nh", 0, 32}, {"dynwholenh", 0, 32},
 		{"launches/mma0", 0, 32}, {"whole/mma0", 0, 32}, {"launches/i8_0", 0, 32}, {"whole/i8_0", 0, 32},
 		{"launches/i8_7", 0, 32}, {"whole/i8_7", 0, 32},
+		{"launches/w16.cpa8", 0, 16}, {"launches/pdl_cpa8", 0, 16}, {"launches/w16.mma0", 0, 16},
+		{"launches/pdl_mma0", 0, 16}, {"launches/w16.i8_7", 0, 16}, {"launches/pdl_i8_7", 0, 16},
 	} {
 		// how/loop: the four launches or the whole layer with a product's
 		// one-row loop on every chunk (stream_mma0: today's fp16 loop;
 		// stream_i8_0 / _7: int8 activations on mma / dp4a), whose headroom
 		// over an SM's share of memory differs, against stream_cpa8's.
+		// w16. and pdl_ (launches only): 16 warps, two blocks an SM
+		// (no padding), so that a launch's block starts on an SM beside the
+		// one before's; pdl_ as the products are launched (stream_pdl_*:
+		// the ring's first chunks, then the wait for the kernel before).
 		how, loop, _ := strings.Cut(c.how, "/")
+		loop, w16 := strings.CutPrefix(loop, "w16.")
 		kernel, xs := "stream_cpa8", 0
 		if loop != "" {
 			kernel, xs = "stream_"+loop, 8*1040
-			if loop == "mma0" {
+			if strings.HasSuffix(loop, "mma0") {
 				xs = 8 * 1032 * 2
 			}
+			if strings.HasSuffix(loop, "cpa8") {
+				xs = 0
+			}
 		}
+		two := w16 || strings.HasPrefix(loop, "pdl_")
 		depth := map[string]int{"carry16": 16, "bulk4": 8, "bulk6": 12}[c.how] // chunks a warp in flight
 		if depth == 0 {
 			depth = 8
 		}
 		block, ring := cuda.Dim{X: 32 * c.warps}, max(pad, c.warps*depth*chunk+xs)
+		if two {
+			ring = c.warps*depth*chunk + xs
+		}
 		idle := int64(c.idle) * 1000
 		b.Run(fmt.Sprintf("layer/%s/idle%dus", c.how, c.idle), func(b *testing.B) {
 			run := func() {
