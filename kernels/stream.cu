@@ -1113,7 +1113,7 @@ STREAM_I8(2)
 STREAM_I8(7)
 STREAM_I8(8)
 
-// stream_pdl_*: stream_mma0, stream_i8_7 and stream_cpa8 launched with
+// stream_pdl_*: stream_mma0, stream_i8_0 / _7 / _8 and stream_cpa8 launched with
 // programmatic dependent launch (runtime/cuda pdlKernels), as the
 // products are: the ring's first chunks go out, then the wait for the
 // kernel before; the next kernel may launch as each block's loop ends.
@@ -1124,6 +1124,12 @@ extern "C" __global__ void __launch_bounds__(1024) stream_pdl_mma0(const uint4* 
 }
 extern "C" __global__ void __launch_bounds__(1024) stream_pdl_i8_7(const uint4* src, i64 n, u32* sink, int ef) {
     stream_i8<7, true>(src, n, sink, ef);
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_pdl_i8_8(const uint4* src, i64 n, u32* sink, int ef) {
+    stream_i8<8, true>(src, n, sink, ef);
+}
+extern "C" __global__ void __launch_bounds__(1024) stream_pdl_i8_0(const uint4* src, i64 n, u32* sink, int ef) {
+    stream_i8<0, true>(src, n, sink, ef);
 }
 extern "C" __global__ void __launch_bounds__(1024) stream_pdl_cpa8(const uint4* src, i64 n, u32* sink, int ef) {
     constexpr int D = 8;

@@ -267,6 +267,7 @@ func BenchmarkGridPhases(b *testing.B) {
 		{"launches/i8_7", 0, 32}, {"whole/i8_7", 0, 32},
 		{"launches/w16.cpa8", 0, 16}, {"launches/pdl_cpa8", 0, 16}, {"launches/w16.mma0", 0, 16},
 		{"launches/pdl_mma0", 0, 16}, {"launches/w16.i8_7", 0, 16}, {"launches/pdl_i8_7", 0, 16},
+		{"launches/w16.i8_8", 0, 16}, {"launches/pdl_i8_8", 0, 16}, {"launches/w16.i8_0", 0, 16}, {"launches/pdl_i8_0", 0, 16},
 	} {
 		// how/loop: the four launches or the whole layer with a product's
 		// one-row loop on every chunk (stream_mma0: today's fp16 loop;
