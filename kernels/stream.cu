@@ -24,6 +24,9 @@
 //                   barrier or running on across them;
 //   stream_layer_bulk<C, S>: stream_layer with the copy engine's copies
 //                   (stream_bulk's stages; NVRTC 12 and later).
+//   stream_i8<V>:   stream_mma's loop with int8 activations (below);
+//   stream_pdl_*:   stream_mma0, stream_i8 and stream_cpa8 launched with
+//                   PDL, as the products are.
 // Grid: any number of blocks of up to 1024 threads (32 warps); dynamic
 // shared memory for each warp's ring (stream_mma: and x after the rings).
 

@@ -179,7 +179,14 @@ func BenchmarkStream(b *testing.B) {
 // phases with barriers, dynwhole the layer as one phase; the counters are
 // zeroed once a run, one memset for all its layers), against phases and
 // whole: whether the boundaries' cost is the blocks' imbalance (the nh
-// cases copy without the evict_first hint the others give).
+// cases copy without the evict_first hint the others give). And
+// launches/LOOP and whole/LOOP: the four launches and the one with a
+// product's one-row loop on every chunk (mma0 main's fp16 mma; i8_0, i8_7,
+// i8_8 int8 activations on mma, dp4a, dp4a with two int8 parts), whose
+// headroom over an SM's share of memory differs; launches/w16.LOOP at 16
+// warps, two blocks an SM, and launches/pdl_LOOP the same launched with
+// PDL as the products are (stream_pdl_*), a launch's blocks beside the
+// last one's.
 func BenchmarkGridPhases(b *testing.B) {
 	dynKernel := func(how string) string { // the nh cases copy without the L2 hint
 		if strings.HasSuffix(how, "nh") {
