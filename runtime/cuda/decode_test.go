@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -301,6 +302,106 @@ func TestPiecesGLU(t *testing.T) {
 // builds (the pairs, and the scales alone: kernels.ScalesOnly).
 func qgluLaunches(b *cuda.Backend, name string) int {
 	return b.Launches("qglu.cu", name) + b.Launches("qglu.cu", name+kernels.ScalesOnly)
+}
+
+// TestPiecesGLUInt8 checks the pieces kernel's one-row 4-bit products with
+// x as two int8 parts (qglu.cu's I8, SetQGLUI8): against float64 and the
+// fp16 pieces kernel, fp16 and bf16 x, with and without act order and
+// output slots, groups of 128 and of the whole K, a block of x all zeros
+// and one of a single large value (the scales' two ends); and its kernel
+// normalizing x, against the host's norm. Two int8 parts hold x to about
+// 2^-15 of its block's largest value, finer than fp16 in all but the
+// smallest elements, so the bounds are the fp16 kernel's.
+func TestPiecesGLUInt8(t *testing.T) {
+	b := gputest.Backend(t)
+	defer b.SetQMMAWide(b.QMMAWide())
+	defer b.SetQGLUPieces(b.QGLUPieces())
+	defer b.SetQGLUI8(false)
+	defer b.SetQGLUNorm(b.GLUNormRows())
+	r := rand.New(rand.NewPCG(77, 78))
+	type icase struct{ K, N, gs int }
+	for _, c := range []icase{{4096, 14336, 128}, {1024, 896, 128}, {2048, 1344, 2048}, {1536, 448, 512}} {
+		for _, perm := range []bool{false, true} {
+			for _, dt := range []runtime.DType{runtime.F16, runtime.BF16} {
+				t.Run(fmt.Sprintf("K%d-N%d-g%d-perm=%v-%v", c.K, c.N, c.gs, perm, dt), func(t *testing.T) {
+					glu, gate, up := loadGLU(t, b, r, c.K, c.N, 4, c.gs, perm)
+					xv := normals(r)(c.K, 512/float64(c.K))
+					for i := range 128 { // (x's first block of sequential inputs: zeros, without act order)
+						xv[i] = 0
+					}
+					xv[300] = 40 * 512 / float32(c.K)
+					x, xr := upload(t, b, dt, xv, 1, c.K)
+					want := gluRef(xr, gate, up, 1, c.N, c.K)
+					zero := func() runtime.Tensor {
+						o, _ := upload(t, b, dt, make([]float32, c.N), 1, c.N)
+						return o
+					}
+					b.SetQMMAWide(1)
+					b.SetQGLUPieces(4)
+					b.SetQGLUShape(0, 0)
+					b.SetQGLUI8(false)
+					ref := zero()
+					b.MatMulGLU(ref, x, glu)
+					b.SetQGLUI8(true)
+					kname := cuda.QGLUI8Kernel(dt)
+					n0 := qgluLaunches(b, kname)
+					got, got2, gs := zero(), zero(), zero()
+					slots := randomSlots(r, c.N)
+					b.MatMulGLU(got, x, glu)
+					b.MatMulGLU(got2, x, glu)
+					b.MatMulGLUTo(gs, x, glu, i32Tensor(t, b, slots))
+					b.SetQGLUI8(false)
+					if n := qgluLaunches(b, kname) - n0; n != 3 {
+						t.Fatalf("the int8 pieces kernel ran %d times for three products, want 3", n)
+					}
+					gotv, refv := download(t, b, got), download(t, b, ref)
+					tol := 1e-5
+					if dt == runtime.BF16 {
+						tol = 1e-4 // (the outputs' rounding)
+					}
+					agree(t, "int8 pieces", gotv, "fp16 pieces", refv, want, tol, tol)
+					sameBits(t, "int8 pieces, second run", download(t, b, got2), gotv)
+					sameBits(t, "int8 pieces to slots", download(t, b, gs), moved(gotv, 1, c.N, slots))
+				})
+			}
+		}
+	}
+	// Normalizing x on the int8 kernel: against the host's norm.
+	t.Run("norm", func(t *testing.T) {
+		const K, N = 4096, 14336
+		glu, gate, up := loadGLU(t, b, r, K, N, 4, 128, true)
+		x, xr := upload(t, b, runtime.F16, normals(r)(K, 0.03), 1, K)
+		wv := normals(r)(K, 0.2)
+		for i := range wv {
+			wv[i] = (wv[i] + 1) * 512 / float32(K)
+		}
+		nw1, wr := upload(t, b, runtime.F16, wv, 1, K)
+		b.SetQMMAWide(1)
+		b.SetQGLUPieces(4)
+		b.SetQGLUNorm(4)
+		nw, err := b.FuseGLUNorm(nw1, glu)
+		if err != nil || nw == nil {
+			t.Fatalf("FuseGLUNorm: %v, %v", nw, err)
+		}
+		defer b.Free(nw)
+		xn := make([]float32, len(xr))
+		for i, v := range backendtest.RefRMSNorm(xr, wr, K, 1e-5) {
+			xn[i] = float32(v)
+		}
+		want := gluRef(xn, gate, up, 1, N, K)
+		got, _ := upload(t, b, runtime.F16, make([]float32, N), 1, N)
+		b.SetQGLUI8(true)
+		nname := strings.Replace(cuda.QGLUNormKernel(4, 1), "qglu4_", "qglu4x_", 1)
+		n0 := qgluLaunches(b, nname)
+		b.MatMulGLUNormTo(got, x, nw, 1e-5, glu, nil)
+		b.SetQGLUI8(false)
+		if n := qgluLaunches(b, nname) - n0; n != 1 {
+			t.Fatalf("the normalizing int8 pieces kernel ran %d times, want 1", n)
+		}
+		if nmse := backendtest.NMSE(download(t, b, got), want); !(nmse < 1e-5) {
+			t.Errorf("normalizing int8: nmse %.3g against float64", nmse)
+		}
+	})
 }
 
 // TestPiecesGLUNorm checks the pieces kernel normalizing its input

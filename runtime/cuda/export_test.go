@@ -1,6 +1,10 @@
 package cuda
 
-import "github.com/gptqtool/gptqtool/runtime"
+import (
+	"strings"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
 
 // Launches reports how many times kernel name of source file src has been
 // launched on b (0 where it never was), for tests that check which kernel
@@ -100,6 +104,13 @@ func QGLUKernel(bits, M, warps, depth int) string {
 		warps, depth = defaultQGLUShape(bits, M)
 	}
 	return qgluName(bits, warps, depth, runtime.F16)
+}
+
+// QGLUI8Kernel is QGLUKernel's kernel of one row at 4 bits with int8 x
+// (qglu.cu's I8) for x of dt, in the default shape.
+func QGLUI8Kernel(dt runtime.DType) string {
+	warps, depth := defaultQGLUShape(4, 1)
+	return strings.Replace(qgluName(4, warps, depth, dt), "qglu4_", "qglu4x_", 1)
 }
 
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it

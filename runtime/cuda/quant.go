@@ -1000,6 +1000,11 @@ func (b *Backend) SetQGLUPad(n int) {
 // flight a warp (defaultQGLUShape: 992.4 and 992.7 against 977.5 and
 // 976.9, two calls of the fifty-third session; with 4 chunks 938.9), but
 // not three or four (1,399.4 / 1,858.9 against 1,426.1 / 1,894.8).
+// SetQGLUI8 sets whether one-row 4-bit GLU products on the pieces kernel
+// take x as int8 parts (qglu.cu's I8; as GPTQTOOL_QGLU_I8=1 does), for
+// tests and measurements.
+func (b *Backend) SetQGLUI8(on bool) { b.qgluI8 = on }
+
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
@@ -1665,6 +1670,7 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 // (qgluShared).
 const (
 	qgluMaxRows = 4
+	qgluI8Block = 128 // inputs an int8 scale of x (qglu.cu's I8)
 	qgluBlockIn = 8192
 	qgluSlots   = 4
 	qgluList    = 64
@@ -1761,9 +1767,13 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	chunks := in / kb
 	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
+	i8 := b.qgluI8 && q.bits == 4 && M == 1 && q.gs%qgluI8Block == 0
 	kname := qgluName(q.bits, warps, depth, x.dt)
 	if nrm != nil {
 		kname = qgluNormName(q.bits, warps, depth, x.dt)
+	}
+	if i8 {
+		kname = strings.Replace(kname, "qglu4_", "qglu4x_", 1)
 	}
 	name, szp := q.scales(kname, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
@@ -1775,6 +1785,9 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	need := warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4
 	if nrm != nil {
 		need += q.k * (4 + x.dt.Size())
+	}
+	if i8 {
+		need += 2*q.k + q.k/qgluI8Block*64 // x's two int8 parts, a block's sums for each t
 	}
 	shared := b.qgluShared(need)
 	if shared > b.shared {
