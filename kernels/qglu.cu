@@ -35,8 +35,9 @@
 // I8 (the qglu4x kernels, QL_I8=1, runtime/cuda GPTQTOOL_QGLU_I8: 4 bits,
 // one row, groups of whole 128-input blocks): x is staged as above, then
 // taken to int8 in blocks of 128 sequential inputs, x ≈ sx·(hi + lo/256)
-// (sx the block's largest |x| / 127; hi and lo int8, as accurate as the
-// fp16 x or more), laid out so that a lane's word of a 16-input step holds
+// (sx the block's largest |x| / 127; hi and lo int8: x to about 2^-15 of
+// its block's largest value, finer than fp16 for all but elements below
+// about 1/32 of it), laid out so that a lane's word of a 16-input step holds
 // the bytes of the inputs its weight word's codes are for: inputs 2t, 2t+8,
 // 2t+1, 2t+9 of the step, the order of a code word's low nibbles (row g)
 // and of its high ones (row g+8). The loop then splits each code word

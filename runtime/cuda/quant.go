@@ -986,6 +986,15 @@ func (b *Backend) SetQGLUPad(n int) {
 	b.qgluPad = max(n, -1)
 }
 
+// SetQGLUI8 sets whether one-row 4-bit GLU products on the pieces kernel
+// take x as int8 parts (qglu.cu's I8; as GPTQTOOL_QGLU_I8=1 does), for
+// tests and measurements.
+func (b *Backend) SetQGLUI8(on bool) {
+	b.enter()
+	defer b.exit()
+	b.qgluI8 = on
+}
+
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
 // default four rows at 8 bits, where pieces even out gate/up's end (+3.2%
@@ -1000,11 +1009,6 @@ func (b *Backend) SetQGLUPad(n int) {
 // flight a warp (defaultQGLUShape: 992.4 and 992.7 against 977.5 and
 // 976.9, two calls of the fifty-third session; with 4 chunks 938.9), but
 // not three or four (1,399.4 / 1,858.9 against 1,426.1 / 1,894.8).
-// SetQGLUI8 sets whether one-row 4-bit GLU products on the pieces kernel
-// take x as int8 parts (qglu.cu's I8; as GPTQTOOL_QGLU_I8=1 does), for
-// tests and measurements.
-func (b *Backend) SetQGLUI8(on bool) { b.qgluI8 = on }
-
 func (b *Backend) qgluRows(bits int) int {
 	if b.qgluPieces >= 0 {
 		return b.qgluPieces
