@@ -501,6 +501,23 @@ func strArg(args []value, i int, name string) (string, bool, error) {
 	return s.s, true, nil
 }
 
+// splitArgs reads str.split's and str.rsplit's arguments (sep=None,
+// maxsplit=-1): the separator, whether one was given, and the most splits.
+func splitArgs(args []value) (sep string, set bool, maxsplit int64, err error) {
+	if sep, set, err = strArg(args, 0, "sep"); err != nil {
+		return "", false, 0, err
+	}
+	maxsplit = -1
+	if len(args) == 2 {
+		n, ok := args[1].(int64)
+		if !ok {
+			return "", false, 0, errors.New("maxsplit must be an integer")
+		}
+		maxsplit = n
+	}
+	return sep, set, maxsplit, nil
+}
+
 func callMethod(m method, args []value) (value, error) {
 	switch recv := m.recv.(type) {
 	case *Dict:
@@ -635,17 +652,9 @@ func strMethod(s str, name string, args []value) (value, error) {
 		if len(args) > 2 {
 			return nil, errors.New("takes at most 2 arguments")
 		}
-		sep, set, err := strArg(args, 0, "sep")
+		sep, set, maxsplit, err := splitArgs(args)
 		if err != nil {
 			return nil, err
-		}
-		maxsplit := int64(-1)
-		if len(args) == 2 {
-			n, ok := args[1].(int64)
-			if !ok {
-				return nil, errors.New("maxsplit must be an integer")
-			}
-			maxsplit = n
 		}
 		return split1(s, sep, set, maxsplit)
 	case "replace":

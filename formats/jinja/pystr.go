@@ -252,17 +252,9 @@ func moreStrMethod(s str, name string, args []value) (value, error) {
 		if err := argc(0, 2); err != nil {
 			return nil, err
 		}
-		sep, set, err := strArg(args, 0, "sep")
+		sep, set, maxsplit, err := splitArgs(args)
 		if err != nil {
 			return nil, err
-		}
-		maxsplit := int64(-1)
-		if len(args) == 2 {
-			n, ok := args[1].(int64)
-			if !ok {
-				return nil, errors.New("maxsplit must be an integer")
-			}
-			maxsplit = n
 		}
 		return rsplit(s, sep, set, maxsplit)
 	case "isascii":
