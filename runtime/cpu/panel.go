@@ -169,11 +169,7 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 	}
 	if m == 1 {
 		b.parallel(n/8, func(p int) {
-			sp, _ := qScratch.Get().(*[]float32)
-			if sp == nil || cap(*sp) < tl {
-				buf := make([]float32, tl)
-				sp = &buf
-			}
+			sp := qScratchOf(tl)
 			defer qScratch.Put(sp)
 			tbl := (*sp)[:tl]
 			w.panelTable(tbl, p)
@@ -208,11 +204,7 @@ func (b *Backend) matmulPanel(c, a []float32, m int, w *qweight) {
 		i1 := min(i0+qmb, m)
 		j1 := min(j0+qnb, n)
 		need := qnb*kc + qnb/8*tl
-		sp, _ := qScratch.Get().(*[]float32)
-		if sp == nil || cap(*sp) < need {
-			buf := make([]float32, need)
-			sp = &buf
-		}
+		sp := qScratchOf(need)
 		defer qScratch.Put(sp)
 		tile, tables := (*sp)[:qnb*kc], (*sp)[qnb*kc:need]
 		for j := j0; j < j1; j += 8 {
@@ -242,11 +234,7 @@ func (b *Backend) matmulPanelRows(c, a []float32, m int, w *qweight) {
 	tl := 16 * w.groups
 	x := a[:m*k]
 	b.parallel(n/8, func(p int) {
-		sp, _ := qScratch.Get().(*[]float32)
-		if sp == nil || cap(*sp) < tl {
-			buf := make([]float32, tl)
-			sp = &buf
-		}
+		sp := qScratchOf(tl)
 		defer qScratch.Put(sp)
 		tbl := (*sp)[:tl]
 		w.panelTable(tbl, p)

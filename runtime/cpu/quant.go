@@ -357,6 +357,17 @@ func dequant8GatherGo(out []float32, src []byte, grp []int32, sz []float32) {
 // (*[]float32), one a task.
 var qScratch sync.Pool
 
+// qScratchOf is a scratch of at least n floats from qScratch (given back
+// with qScratch.Put).
+func qScratchOf(n int) *[]float32 {
+	sp, _ := qScratch.Get().(*[]float32)
+	if sp == nil || cap(*sp) < n {
+		buf := make([]float32, n)
+		sp = &buf
+	}
+	return sp
+}
+
 // quantTile bounds: a task dequantizes qnb rows of W (qnbDecode for up to
 // 3 rows of x, so that every thread has work) in slices of kc inputs and
 // multiplies them by up to qmb rows of x. qnb·kc fp32 (128 KiB) stays in
@@ -394,11 +405,7 @@ func (b *Backend) matmulQuant(c, a []float32, m int, w tiledWeight) {
 		// slices.
 		tl := w.tableLen()
 		need := qnb*kc + qnb*tl
-		sp, _ := qScratch.Get().(*[]float32)
-		if sp == nil || cap(*sp) < need {
-			buf := make([]float32, need)
-			sp = &buf
-		}
+		sp := qScratchOf(need)
 		defer qScratch.Put(sp)
 		tile, tables := (*sp)[:qnb*kc], (*sp)[qnb*kc:need]
 		for j := j0; j < j1; j++ {
