@@ -103,14 +103,9 @@ func (r *renderer) filterValue(name string, v value, args []value, kw map[string
 				return nil, err
 			}
 		}
-		items, err := iterate(v)
+		items, err := attrItems(v, p[1])
 		if err != nil {
 			return nil, err
-		}
-		if p[1] != nil {
-			if items, err = mapAttr(items, p[1], nil); err != nil {
-				return nil, err
-			}
 		}
 		var out strBuf
 		for i, it := range items {
@@ -429,6 +424,16 @@ func attrGetter(attr value, def value) (func(value) (value, error), error) {
 }
 
 // mapAttr is map(attribute=attr, default=def) of items.
+// attrItems is the items of v, or each one's attribute attr where attr is
+// not nil (join's and sum's attribute argument).
+func attrItems(v, attr value) ([]value, error) {
+	items, err := iterate(v)
+	if err != nil || attr == nil {
+		return items, err
+	}
+	return mapAttr(items, attr, nil)
+}
+
 func mapAttr(items []value, attr, def value) ([]value, error) {
 	get, err := attrGetter(attr, def)
 	if err != nil {

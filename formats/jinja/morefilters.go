@@ -67,14 +67,9 @@ func (r *renderer) moreFilter(name string, v value, args []value, kw map[string]
 		if err != nil {
 			return nil, err
 		}
-		items, err := iterate(v)
+		items, err := attrItems(v, p[0])
 		if err != nil {
 			return nil, err
-		}
-		if p[0] != nil {
-			if items, err = mapAttr(items, p[0], nil); err != nil {
-				return nil, err
-			}
 		}
 		total := value(int64(0))
 		if len(args) > 1 || kw["start"] != nil {
