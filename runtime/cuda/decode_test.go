@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -391,7 +390,7 @@ func TestPiecesGLUInt8(t *testing.T) {
 		want := gluRef(xn, gate, up, 1, N, K)
 		got, _ := upload(t, b, runtime.F16, make([]float32, N), 1, N)
 		b.SetQGLUI8(true)
-		nname := strings.Replace(cuda.QGLUNormKernel(4, 1), "qglu4_", "qglu4x_", 1)
+		nname := cuda.QGLUI8NormKernel()
 		n0 := qgluLaunches(b, nname)
 		b.MatMulGLUNormTo(got, x, nw, 1e-5, glu, nil)
 		b.SetQGLUI8(false)

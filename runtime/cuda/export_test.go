@@ -1,10 +1,6 @@
 package cuda
 
-import (
-	"strings"
-
-	"github.com/gptqtool/gptqtool/runtime"
-)
+import "github.com/gptqtool/gptqtool/runtime"
 
 // Launches reports how many times kernel name of source file src has been
 // launched on b (0 where it never was), for tests that check which kernel
@@ -110,7 +106,14 @@ func QGLUKernel(bits, M, warps, depth int) string {
 // (qglu.cu's I8) for x of dt, in the default shape.
 func QGLUI8Kernel(dt runtime.DType) string {
 	warps, depth := defaultQGLUShape(4, 1)
-	return strings.Replace(qgluName(4, warps, depth, dt), "qglu4_", "qglu4x_", 1)
+	return qgluInt8Name(qgluName(4, warps, depth, dt))
+}
+
+// QGLUI8NormKernel is QGLUI8Kernel's kernel that normalizes x (fp16), in
+// the default shape.
+func QGLUI8NormKernel() string {
+	warps, depth := defaultQGLUShape(4, 1)
+	return qgluInt8Name(qgluNormName(4, warps, depth, runtime.F16))
 }
 
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it

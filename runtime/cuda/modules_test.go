@@ -81,7 +81,7 @@ func launchedKernels() map[string][]string {
 		// Its int8 form (GPTQTOOL_QGLU_I8: one row, 4 bits).
 		w, d := defaultQGLUShape(4, 1)
 		for _, n := range []string{qgluName(4, w, d, dt), qgluNormName(4, w, d, dt)} {
-			n = strings.Replace(n, "qglu4_", "qglu4x_", 1)
+			n = qgluInt8Name(n)
 			out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
 		}
 	}

@@ -1724,6 +1724,12 @@ func qgluName(bits, warps, depth int, dt runtime.DType) string {
 	return fmt.Sprintf("qglu%d_w%dd%d_%s", bits, warps, depth, suffix(dt))
 }
 
+// qgluInt8Name is the int8-x form (qglu.cu's I8, the qglu4x kernels) of a
+// 4-bit pieces kernel name from qgluName or qgluNormName.
+func qgluInt8Name(name string) string {
+	return strings.Replace(name, "qglu4_", "qglu4x_", 1)
+}
+
 // qgluNormName is qgluName's kernel that normalizes x as it stages it
 // (NRM, the _n kernels).
 func qgluNormName(bits, warps, depth int, dt runtime.DType) string {
@@ -1777,7 +1783,7 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 		kname = qgluNormName(q.bits, warps, depth, x.dt)
 	}
 	if i8 {
-		kname = strings.Replace(kname, "qglu4_", "qglu4x_", 1)
+		kname = qgluInt8Name(kname)
 	}
 	name, szp := q.scales(kname, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
