@@ -91,9 +91,12 @@ template <int D> __device__ __forceinline__ Ring ring_start(const uint4* __restr
 // cpa_stretch: this warp's stretch of the n chunks at src through its
 // ring (stream_cpa; a phase of stream_phases), folded into a word.
 // first: where lane 0 writes the global timer as the first chunk has
-// arrived (stream_phases_ts), or null.
-template <int D> __device__ __forceinline__ u32 cpa_stretch(const uint4* __restrict__ src, i64 n, int ef, u64* first = nullptr) {
+// arrived (stream_phases_ts), or null. P: the ring's first chunks go out
+// before the wait for the kernel before (stream_pdl_cpa8).
+template <int D, bool P = false>
+__device__ __forceinline__ u32 cpa_stretch(const uint4* __restrict__ src, i64 n, int ef, u64* first = nullptr) {
     const Ring rg = ring_start<D>(src, n, ef);
+    if (P) pdl_wait();
     const u32 ring0 = rg.ring0;
     const uint4* p = rg.p;
     const int nc = rg.nc;
@@ -1022,9 +1025,10 @@ STREAM_WGK(8)
 // CUDA cores instead of mma (a lane's 32 codes against its 32 bytes of x,
 // two 16-byte loads a chunk; one row's sum a lane pair, added up once at
 // the end); 8: 7 with x in two int8 parts, x ≈ s·(hi + lo/256), twice the
-// dp4a and loads of x (as accurate as fp16 x or more: int8 alone moved
-// openchat-tiny's 4-bit perplexity by 0.05%, the two parts by 0.0001%). Whether int8 activations would leave an SM's loop more
-// headroom over its share of memory than stream_mma0's ~10%.
+// dp4a and loads of x (int8 alone moved openchat-tiny's 4-bit perplexity
+// by 0.05%, the two parts by 0.0001%). Whether int8 activations would
+// leave an SM's loop more headroom over its share of memory than
+// stream_mma0's ~10%.
 __device__ __forceinline__ void mma16832s8(int* d, const u32* a, u32 b0, u32 b1) {
     asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
@@ -1135,18 +1139,7 @@ extern "C" __global__ void __launch_bounds__(1024) stream_pdl_i8_0(const uint4* 
     stream_i8<0, true>(src, n, sink, ef);
 }
 extern "C" __global__ void __launch_bounds__(1024) stream_pdl_cpa8(const uint4* src, i64 n, u32* sink, int ef) {
-    constexpr int D = 8;
-    const Ring rg = ring_start<D>(src, n, ef);
-    pdl_wait();
-    u32 acc = 0;
-    for (int i = 0; i < rg.nc; i++) {
-        const int slot = i & (D - 1);
-        if (i > 0 && i - 1 + D < rg.nc) cp_async16_pol(rg.ring0 + ((slot - 1) & (D - 1)) * 512, rg.p + (i64)(i - 1 + D) * 32, rg.pol);
-        asm volatile("cp.async.commit_group;");
-        asm volatile("cp.async.wait_group %0;" ::"n"(D - 1));
-        acc ^= fold4(lds128(rg.ring0 + slot * 512));
-    }
-    asm volatile("cp.async.wait_group 0;" ::: "memory");
+    const u32 acc = cpa_stretch<8, true>(src, n, ef);
     pdl_launch();
     if (acc == 0x9e3779b9u) *sink = acc;
 }
