@@ -112,13 +112,13 @@ func ModuleOf(file, name string) Module {
 	if file == "qglu.cu" {
 		// qglu<bits>_w<warps>d<depth>[_n]_<dtype>[+sz16]: one bit
 		// width, block shape and dtype a part (the kernel and its _n,
-		// normalizing x); qglu4x the same with int8 x (QL_I8).
+		// normalizing x).
 		sym := Symbol(name)
 		f := strings.Split(sym, "_")
 		if len(f) == 4 && f[2] == "n" {
 			f = []string{f[0], f[1], f[3]}
 		}
-		if len(f) != 3 || (f[0] != "qglu4" && f[0] != "qglu8" && f[0] != "qglu4x") {
+		if len(f) != 3 || (f[0] != "qglu4" && f[0] != "qglu8") {
 			return Module{File: file}
 		}
 		dt, ok := dtypeIndex(f[2])
@@ -128,10 +128,7 @@ func ModuleOf(file, name string) Module {
 		if !ok || !shaped || !strings.HasPrefix(f[1], "w") || err1 != nil || err2 != nil || wn <= 0 || dn <= 0 {
 			return Module{File: file}
 		}
-		m := Module{File: file, Defines: []string{"QL_BITS=" + f[0][4:5], "KDT=" + strconv.Itoa(dt), "QL_W=" + strconv.Itoa(wn), "QL_D=" + strconv.Itoa(dn)}}
-		if f[0] == "qglu4x" {
-			m.Defines = append(m.Defines, "QL_I8=1") // (int8 x: qglu.cu's I8)
-		}
+		m := Module{File: file, Defines: []string{"QL_BITS=" + f[0][4:], "KDT=" + strconv.Itoa(dt), "QL_W=" + strconv.Itoa(wn), "QL_D=" + strconv.Itoa(dn)}}
 		if sym != name {
 			m.Defines = append(m.Defines, "QG_SZ16=1")
 		}

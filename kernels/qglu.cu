@@ -32,23 +32,6 @@
 // oslots[c] (c where oslots is null). A warp waits only for a slot that
 // has not been added up yet.
 //
-// I8 (the qglu4x kernels, QL_I8=1, runtime/cuda GPTQTOOL_QGLU_I8: 4 bits,
-// one row, groups of whole 128-input blocks): x is staged as above, then
-// taken to int8 in blocks of 128 sequential inputs, x ≈ sx·(hi + lo/256)
-// (sx the block's largest |x| / 127; hi and lo int8: x to about 2^-15 of
-// its block's largest value, finer than fp16 for all but elements below
-// about 1/32 of it), laid out so that a lane's word of a 16-input step holds
-// the bytes of the inputs its weight word's codes are for: inputs 2t, 2t+8,
-// 2t+1, 2t+9 of the step, the order of a code word's low nibbles (row g)
-// and of its high ones (row g+8). The loop then splits each code word
-// into its two rows' bytes (w & 0x0F0F0F0F, (w >> 4) & 0x0F0F0F0F) and sums
-// code · x on the CUDA cores (dp4a), four a word (two rows, hi and lo);
-// every block of 128 inputs the integer sums less the group's zero times
-// the lane's sum of x go into the group's fp32 sums times sx, and a piece's
-// sums are added up over the four lanes of a row (t) before they go to
-// their slot. The one-row loop on mma leaves an SM little room over its
-// share of memory (docs/benchmarks.md, the seventy-seventh session).
-//
 // ctr: [0] the pieces taken, [1] the blocks done taking; the last block
 // done taking zeroes both for the next launch. QF_EARLY lets the next
 // kernel launch at once, QF_LATE only as the blocks end, neither as each
@@ -133,7 +116,7 @@ __device__ __forceinline__ void ql_chunk(const u32x4& w, const u32x4 (&bf)[BITS 
 // its warps' sums added in warp order, and stages each value as the norm
 // kernel would have written it (rounded to T), so that no norm kernel runs
 // between the product before and this one.
-template <int BITS, typename T, bool NRM, bool I8 = false>
+template <int BITS, typename T, bool NRM>
 __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __restrict__ qw, const szw* __restrict__ sz,
                      const int* __restrict__ perm, const int* __restrict__ oslots, u32* ctr, int K, int N, int M, int gs,
                      int flags, const T* __restrict__ nw, float eps) {
@@ -172,12 +155,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     float* psum = (float*)(xs + M * LDX);                 // [QL_SLOTS][QL_W][M][16]
     int* prs = (int*)(psum + QL_SLOTS * QL_W * M * 16);    // NRM: [K], the permutation
     T* nws = (T*)(prs + K);                                // NRM: [K], the norm weight
-    // I8: x's int8 parts hi and lo [K/64 chunks][4 t][4 steps] u32 (a
-    // lane's word of a step), and a block of 128 inputs' [4 t] (sx, Σ hi,
-    // Σ lo over lane t's inputs, 0).
-    u8* xh8 = (u8*)(NRM ? (void*)(nws + K) : (void*)prs);
-    u8* xl8 = xh8 + K;
-    u32x4* xsm = (u32x4*)(xl8 + K);
     if (threadIdx.x < QL_LIST) list[threadIdx.x] = threadIdx.x == 0 ? (int)blockIdx.x : QL_WAIT;
     if (threadIdx.x < QL_SLOTS) parr[threadIdx.x] = 0, psumd[threadIdx.x] = 0;
 
@@ -315,40 +292,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         }
     }
     __syncthreads();
-    if constexpr (I8) {
-        // Blocks of 128 inputs of row 0, a warp a block in turn: lane L
-        // takes inputs 4L..4L+3 of it to hi and lo, in their lanes' words.
-        for (int bk = warp; bk < K / 128; bk += QL_W) {
-            const int i0 = 128 * bk + 4 * lane;
-            const uint2 raw = *(const uint2*)(xs + i0);
-            float v[4] = {h_lo(raw.x), h_lo(raw.x >> 16), h_lo(raw.y), h_lo(raw.y >> 16)};
-            float am = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) am = fmaxf(am, __shfl_xor_sync(0xffffffffu, am, o));
-            const float inv = am > 0.0f ? 127.0f / am : 0.0f;
-#pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const float q = v[j] * inv, h = rintf(q);
-                const float l = fminf(fmaxf(rintf((q - h) * 256.0f), -127.0f), 127.0f);
-                const int r = i0 + j, qq = r & 15;
-                const int off = (r >> 6) * 64 + ((qq & 7) >> 1) * 16 + ((r >> 4) & 3) * 4 + (((qq & 1) << 1) | (qq >> 3));
-                xh8[off] = (u8)(int)h, xl8[off] = (u8)(int)l;
-            }
-            __syncwarp();
-            if (lane < 4) {
-                int sh = 0, sl = 0;
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const u32x4 wh = *(const u32x4*)(xh8 + (2 * bk + c) * 64 + lane * 16);
-                    const u32x4 wl = *(const u32x4*)(xl8 + (2 * bk + c) * 64 + lane * 16);
-                    sh = __dp4a((int)wh.a, 0x01010101, __dp4a((int)wh.b, 0x01010101, __dp4a((int)wh.c, 0x01010101, __dp4a((int)wh.d, 0x01010101, sh))));
-                    sl = __dp4a((int)wl.a, 0x01010101, __dp4a((int)wl.b, 0x01010101, __dp4a((int)wl.c, 0x01010101, __dp4a((int)wl.d, 0x01010101, sl))));
-                }
-                xsm[bk * 4 + lane] = u32x4{__float_as_uint(am / 127.0f), (u32)sh, (u32)sl, 0u};
-            }
-        }
-        __syncthreads();
-    }
     TRACE_MARK(2);
     // publish (warp 0, lane 0): list entry i from ctr[0]'s value r; whether
     // to take another (not past the last piece, nor past the list, whose
@@ -377,12 +320,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     const u32 magic = 0x64006400u;  // fp16 1024, twice
     const u32 xk = smem_addr(xs + imin(lane & 7, M - 1) * LDX + (lane >> 3) * 8) + wk * (QL_IN * 2);
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tmp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    // I8: this lane's words of x (lane t's of each chunk), its block sums,
-    // a block's integer sums (rows g and g+8, hi and lo) and the group's
-    // zeros.
-    const u32 xh8a = smem_addr(xh8) + (wk * QL_C * 64 + t * 16), xl8a = smem_addr(xl8) + (wk * QL_C * 64 + t * 16);
-    const u32 xsma = smem_addr(xsm) + (wk * (QL_C / 2) * 64 + t * 16);
-    int ih0 = 0, il0 = 0, ih1 = 0, il1 = 0, z0 = 0, z1 = 0;
     int pc = blockIdx.x;
     for (int k = 0;; k++) {
         const u32x4* nsrc = src;
@@ -411,13 +348,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
             asm volatile("cp.async.wait_group %0;" ::"n"(QL_D - 1) : "memory");  // (the scales too)
             const u32x4 w = lds128(ring0 + (u % QL_D) * 512);
             u32x4 bf[SPC / 2];
-            u32x4 x8h, x8l;
-            if constexpr (I8) {
-                x8h = lds128(xh8a + u * 64), x8l = lds128(xl8a + u * 64);
-            } else {
 #pragma unroll
-                for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + u * (KB * 2) + 64 * q);
-            }
+            for (int q = 0; q < SPC / 2; q++) bf[q] = ldsm4(xk + u * (KB * 2) + 64 * q);
             if ((u & (glen - 1)) == 0) {
                 // A group starts: the last one's sums times its scales,
                 // then this one's scales (rows g and g+8 of the tile;
@@ -429,27 +361,8 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
                 }
                 const szw* sc = mysc + (k & 1) * SB + (u >> gsh) * 16;
                 sz_group<BITS>(sc[g], sc[g + 8], s0, s1, zz0, zz1, nz1);
-                if constexpr (I8) z0 = (int)(zz0 & 0xffffu) - 0x6400, z1 = (int)(zz1 & 0xffffu) - 0x6400;
             }
-            if constexpr (I8) {
-#pragma unroll
-                for (int st = 0; st < 4; st++) {
-                    const u32 wd = word_of(w, st), lo = wd & 0x0F0F0F0Fu, hi = (wd >> 4) & 0x0F0F0F0Fu;
-                    const int xh = (int)word_of(x8h, st), xl = (int)word_of(x8l, st);
-                    ih0 = __dp4a((int)lo, xh, ih0), il0 = __dp4a((int)lo, xl, il0);
-                    ih1 = __dp4a((int)hi, xh, ih1), il1 = __dp4a((int)hi, xl, il1);
-                }
-                if (u & 1) {  // a block of 128 inputs ends
-                    const u32x4 xb = lds128(xsma + (u >> 1) * 64);
-                    const float sx = __uint_as_float(xb.a);
-                    const int sh = (int)xb.b, sl = (int)xb.c;
-                    tmp[0] = fmaf(sx, (float)(ih0 - z0 * sh) + (float)(il0 - z0 * sl) * (1.0f / 256.0f), tmp[0]);
-                    tmp[2] = fmaf(sx, (float)(ih1 - z1 * sh) + (float)(il1 - z1 * sl) * (1.0f / 256.0f), tmp[2]);
-                    ih0 = il0 = ih1 = il1 = 0;
-                }
-            } else {
-                ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
-            }
+            ql_chunk<BITS>(w, bf, magic, zz0, zz1, nz1, tmp);
         }
         acc[0] += s0 * tmp[0], acc[1] += s0 * tmp[1], acc[2] += s1 * tmp[2], acc[3] += s1 * tmp[3];
         tmp[0] = tmp[1] = tmp[2] = tmp[3] = 0.0f;
@@ -459,13 +372,6 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
         while (psumd[sl] < use) {
         }
         volatile float* ps = psum + sl * QL_W * W;
-        if constexpr (I8) {  // a row's sums over its four lanes (t)
-#pragma unroll
-            for (int o = 1; o < 4; o <<= 1) {
-                acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], o);
-                acc[2] += __shfl_xor_sync(0xffffffffu, acc[2], o);
-            }
-        }
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             const int m = 2 * t + (e & 1);
@@ -534,33 +440,9 @@ __device__ void qglu(T* __restrict__ out, const T* __restrict__ x, const u32* __
     }
 #define QGLU_4(NAME, T) QGLU(4, NAME, T)
 #define QGLU_8(NAME, T) QGLU(8, NAME, T)
-// qglu4x_w<QL_W>d<QL_D>[_n]_<dtype>: the I8 kernels (QL_I8=1, a module of
-// their own).
-#define QGLUX_SYM2(W, D, NAME) qglu4x_w##W##d##D##_##NAME
-#define QGLUX_SYM(W, D, NAME) QGLUX_SYM2(W, D, NAME)
-#define QGLUX_SYMN2(W, D, NAME) qglu4x_w##W##d##D##_n_##NAME
-#define QGLUX_SYMN(W, D, NAME) QGLUX_SYMN2(W, D, NAME)
-#define QGLU_4X(NAME, T)                                                                                            \
-    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLUX_SYM(QL_W, QL_D, NAME)(                     \
-        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
-        int K, int N, int M, int gs, int flags) {                                                                    \
-        qglu<4, T, false, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nullptr, 0.0f);         \
-    }                                                                                                                \
-    extern "C" __global__ void __launch_bounds__(32 * QL_W, 1) QGLUX_SYMN(QL_W, QL_D, NAME)(                    \
-        T* out, const T* x, const u32* qw, const szw* sz, const int* perm, const int* oslots, u32* ctr,   \
-        int K, int N, int M, int gs, int flags, const T* nw, float eps) {                                            \
-        qglu<4, T, true, true>(out, x, qw, sz, perm, oslots, ctr, K, N, M, gs, flags, nw, eps);                \
-    }
-#ifndef QL_I8
-#define QL_I8 0
-#endif
-#if QL_I8
-FOR_DTYPES(QGLU_4X)
-#else
 #if !defined(QL_BITS) || QL_BITS == 4
 FOR_DTYPES(QGLU_4)
 #endif
 #if !defined(QL_BITS) || QL_BITS == 8
 FOR_DTYPES(QGLU_8)
-#endif
 #endif

@@ -17,8 +17,7 @@ defines() {
   case "$(basename "$1")" in
     qgemv.cu) printf '%s\n' "" "QG_BITS=0" "QG_BITS=4 KDT=1 QG_NRM=0" "QG_BITS=8 KDT=2 QG_NRM=1" \
       "QG_BITS=4 KDT=0 QG_NRM=0 QG_SZ16=1" "QG_BITS=4 KDT=1 QG_WG=1" "QG_BITS=8 KDT=2 QG_WG=2 QG_SZ16=1" ;;
-    qglu.cu) printf '%s\n' "" "QL_BITS=4 KDT=1 QL_W=16 QL_D=8" "QL_BITS=8 KDT=2 QL_W=32 QL_D=4 QG_SZ16=1" \
-      "QL_BITS=4 KDT=2 QL_W=16 QL_D=8 QL_I8=1" "QL_BITS=4 KDT=0 QL_W=16 QL_D=8 QL_I8=1 QG_SZ16=1" ;;
+    qglu.cu) printf '%s\n' "" "QL_BITS=4 KDT=1 QL_W=16 QL_D=8" "QL_BITS=8 KDT=2 QL_W=32 QL_D=4 QG_SZ16=1" ;;
     decode.cu) printf '%s\n' "" "PA_C=0" "PA_C=4 PA_G=4 KDT=1" "PA_C=4 PA_G=4 KDT=2 PA_PRE=1 PA_TC=1" "PA_C=2 PA_G=8 KDT=1 PA_TC=1" ;;
     stream.cu) printf '%s\n' "" "STREAM_WG=1" ;;
     *) printf '%s\n' "" ;;

@@ -151,7 +151,6 @@ type Backend struct {
 	qgluPad      int             // GPTQTOOL_QGLU_SMEM: bytes of shared memory the pieces kernel's blocks take beyond their need (-1: qgluShared's rule)
 	qgluNorm     int             // GPTQTOOL_QGLU_NORM=N: GLU products of at most N rows (1-qgluMaxRows) normalize their input on the pieces kernel (runtime.GLUNormer); 0 none
 	qgluSeq      int             // the pieces kernel's launches so far (which pair of counters the next one takes)
-	qgluI8       bool            // GPTQTOOL_QGLU_I8=1: one-row 4-bit GLU products on the pieces kernel take x as int8 parts (qglu.cu's I8)
 	qgluPieces   int             // GPTQTOOL_QGLU_PIECES=N: GLU products of at most N rows (1-qgluMaxRows) that the wide kernels would run take their work in pieces from a counter instead (qglu.cu); 0 none, -1 the default (qgluRows)
 	qst          [2]int          // GPTQTOOL_QMMA_QST: the qmma kernels' chunks in flight a warp, kernels of one tile and of more (qstDepth; 0: the defaults)
 	evictFirst   bool            // quantized products and gemv.cu stream weights with the L2 policy evict_first (GPTQTOOL_EVICT_FIRST=0: evict_normal)
@@ -488,10 +487,6 @@ func New(o Options) (*Backend, error) {
 	// 400.3 / 729.7: the pieces kernel's blocks, which take a whole SM,
 	// start only as o_proj's leave, and wait after it what the add + norm
 	// kernel otherwise covers.
-	// GPTQTOOL_QGLU_I8=1: the pieces kernel's one-row 4-bit products with
-	// groups of whole 128-input blocks take x as two int8 parts and sum on
-	// the CUDA cores (qglu.cu's I8), for measuring; off by default.
-	b.qgluI8 = os.Getenv("GPTQTOOL_QGLU_I8") == "1"
 	if b.qgluNorm, err = envInt("GPTQTOOL_QGLU_NORM", 0, 0, qgluMaxRows, fmt.Sprintf("0-%d rows", qgluMaxRows)); err != nil {
 		return nil, err
 	}

@@ -102,20 +102,6 @@ func QGLUKernel(bits, M, warps, depth int) string {
 	return qgluName(bits, warps, depth, runtime.F16)
 }
 
-// QGLUI8Kernel is QGLUKernel's kernel of one row at 4 bits with int8 x
-// (qglu.cu's I8) for x of dt, in the default shape.
-func QGLUI8Kernel(dt runtime.DType) string {
-	warps, depth := defaultQGLUShape(4, 1)
-	return qgluInt8Name(qgluName(4, warps, depth, dt))
-}
-
-// QGLUI8NormKernel is QGLUI8Kernel's kernel that normalizes x (fp16), in
-// the default shape.
-func QGLUI8NormKernel() string {
-	warps, depth := defaultQGLUShape(4, 1)
-	return qgluInt8Name(qgluNormName(4, warps, depth, runtime.F16))
-}
-
 // QGLUNormKernel is QGLUKernel's kernel that normalizes x as it stages it
 // (qglu.cu's _n kernels), in the default shape for M rows.
 func QGLUNormKernel(bits, M int) string {

@@ -78,12 +78,6 @@ func launchedKernels() map[string][]string {
 				}
 			}
 		}
-		// Its int8 form (GPTQTOOL_QGLU_I8: one row, 4 bits).
-		w, d := defaultQGLUShape(4, 1)
-		for _, n := range []string{qgluName(4, w, d, dt), qgluNormName(4, w, d, dt)} {
-			n = qgluInt8Name(n)
-			out["qglu.cu"] = append(out["qglu.cu"], n, n+kernels.ScalesOnly)
-		}
 	}
 	for _, names := range out {
 		slices.Sort(names)
@@ -111,24 +105,22 @@ func TestModuleOfLaunchedKernels(t *testing.T) {
 	// and of 5-8 tiles, each also with the scales alone) + glu/gather; 16
 	// paged attention kernels × 3 dtypes × (plain, _pre) + rope_store; 8
 	// _tc kernels (64 and 128 wide) × 2 dtypes × (_tc, _tcpre); qglu.cu's
-	// 3 shapes (one at 4 bits, two at 8) and the int8 form × 3 dtypes × 2
-	// scale builds.
-	if len(parts) != 49+97+32+24 {
-		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+24, parts)
+	// 3 shapes (one at 4 bits, two at 8) × 3 dtypes × 2 scale builds.
+	if len(parts) != 49+97+32+18 {
+		t.Errorf("%d parts, want %d: %v", len(parts), 49+97+32+18, parts)
 	}
 	want := map[string]int{
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":              3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]":              3,       // _n, _sg_n, _n_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":               6,       // t2-t4 × _w, _w_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]":               8,       // t5-t8 × _w, _w_r
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]":    3*3 + 3, // as above but qdequant, which reads the pairs
-		"qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1,QG_SZ16=1]":    3,
-		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1,QG_SZ16=1]":     6,
-		"qgemv.cu[QG_BITS=8,KDT=0,QG_WG=2,QG_SZ16=1]":     8,
-		"qgemv.cu[QG_BITS=0]":                             6, // glu_rows and gather_cols, 3 dtypes
-		"decode.cu[PA_C=4,PA_G=4,KDT=1]":                  1,
-		"decode.cu[PA_C=0]":                               3,
-		"qglu.cu[QL_BITS=4,KDT=2,QL_W=16,QL_D=8,QL_I8=1]": 2, // qglu4x and its _n
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0]":           3*3 + 4, // t1/t2/t4 × plain, _sg, _r; t1_a, t1_g, t1_p; qdequant
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=1]":           3,       // _n, _sg_n, _n_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1]":            6,       // t2-t4 × _w, _w_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=2]":            8,       // t5-t8 × _w, _w_r
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_NRM=0,QG_SZ16=1]": 3*3 + 3, // as above but qdequant, which reads the pairs
+		"qgemv.cu[QG_BITS=8,KDT=2,QG_NRM=1,QG_SZ16=1]": 3,
+		"qgemv.cu[QG_BITS=4,KDT=1,QG_WG=1,QG_SZ16=1]":  6,
+		"qgemv.cu[QG_BITS=8,KDT=0,QG_WG=2,QG_SZ16=1]":  8,
+		"qgemv.cu[QG_BITS=0]":                          6, // glu_rows and gather_cols, 3 dtypes
+		"decode.cu[PA_C=4,PA_G=4,KDT=1]":               1,
+		"decode.cu[PA_C=0]":                            3,
 	}
 	for k, n := range want {
 		if parts[k] != n {

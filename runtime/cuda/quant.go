@@ -986,15 +986,6 @@ func (b *Backend) SetQGLUPad(n int) {
 	b.qgluPad = max(n, -1)
 }
 
-// SetQGLUI8 sets whether one-row 4-bit GLU products on the pieces kernel
-// take x as int8 parts (qglu.cu's I8; as GPTQTOOL_QGLU_I8=1 does), for
-// tests and measurements.
-func (b *Backend) SetQGLUI8(on bool) {
-	b.enter()
-	defer b.exit()
-	b.qgluI8 = on
-}
-
 // qgluRows is the most rows of a GLU product of bits that the pieces
 // kernel runs where the wide kernels would: SetQGLUPieces' setting, or by
 // default four rows at 8 bits, where pieces even out gate/up's end (+3.2%
@@ -1674,7 +1665,6 @@ func (b *Backend) qmatmulAP(outs [3]*Tensor, x, w, res *Tensor, slots uint64, nr
 // (qgluShared).
 const (
 	qgluMaxRows = 4
-	qgluI8Block = 128 // inputs an int8 scale of x (qglu.cu's I8)
 	qgluBlockIn = 8192
 	qgluSlots   = 4
 	qgluList    = 64
@@ -1724,12 +1714,6 @@ func qgluName(bits, warps, depth int, dt runtime.DType) string {
 	return fmt.Sprintf("qglu%d_w%dd%d_%s", bits, warps, depth, suffix(dt))
 }
 
-// qgluInt8Name is the int8-x form (qglu.cu's I8, the qglu4x kernels) of a
-// 4-bit pieces kernel name from qgluName or qgluNormName.
-func qgluInt8Name(name string) string {
-	return strings.Replace(name, "qglu4_", "qglu4x_", 1)
-}
-
 // qgluNormName is qgluName's kernel that normalizes x as it stages it
 // (NRM, the _n kernels).
 func qgluNormName(bits, warps, depth int, dt runtime.DType) string {
@@ -1777,13 +1761,9 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	chunks := in / kb
 	gp := chunks / min(q.gs/kb, chunks)
 	szb := 4
-	i8 := b.qgluI8 && q.bits == 4 && M == 1 && q.gs%qgluI8Block == 0
 	kname := qgluName(q.bits, warps, depth, x.dt)
 	if nrm != nil {
 		kname = qgluNormName(q.bits, warps, depth, x.dt)
-	}
-	if i8 {
-		kname = qgluInt8Name(kname)
 	}
 	name, szp := q.scales(kname, true)
 	if strings.HasSuffix(name, kernels.ScalesOnly) {
@@ -1795,9 +1775,6 @@ func (b *Backend) qglu(out, x *Tensor, q *quant, w *Tensor, slots uint64, M int,
 	need := warps*depth*512 + warps*2*gp*16*szb + M*(q.k+8)*2 + qgluSlots*warps*M*16*4
 	if nrm != nil {
 		need += q.k * (4 + x.dt.Size())
-	}
-	if i8 {
-		need += 2*q.k + q.k/qgluI8Block*64 // x's two int8 parts, a block's sums for each t
 	}
 	shared := b.qgluShared(need)
 	if shared > b.shared {
