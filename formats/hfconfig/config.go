@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma3_text"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -75,6 +75,10 @@ type Config struct {
 	BOSTokenID  int
 	EOSTokenID  int
 	EOSTokenIDs []int
+	// MoE is the sparse mixture-of-experts MLP of a mixtral or qwen3_moe
+	// config (Sparse says which layers have it); nil in the other model
+	// types.
+	MoE *MoE
 	// QuantizationConfig is the raw quantization_config block, nil if absent or null.
 	QuantizationConfig json.RawMessage
 	// Raw is the whole parsed document; numbers are json.Number.
@@ -174,6 +178,14 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		maxPosDefault, epsDefault = 4096, 1e-5
 	case "mistral":
 		kvDefault, maxPosDefault, swDefault = 8, 4096*32, 4096
+	case "mixtral":
+		// MixtralConfig: num_key_value_heads 8, max_position_embeddings
+		// 4096*32, rms_norm_eps 1e-5, sliding_window None.
+		kvDefault, maxPosDefault, epsDefault = 8, 4096*32, 1e-5
+	case "qwen3_moe":
+		// Qwen3MoeConfig: num_key_value_heads 4, max_position_embeddings
+		// 32768; no window unless use_sliding_window.
+		kvDefault, maxPosDefault = 4, 32768
 	case "gemma3_text":
 		// Gemma3TextConfig: num_key_value_heads 4, max_position_embeddings
 		// 131072, rms_norm_eps 1e-6, sliding_window 4096.
@@ -202,8 +214,8 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
 	c.RMSNormEps = r.optionalFloat("rms_norm_eps", epsDefault)
 	thetaDefault := 10000.0
-	if c.ModelType == "gemma3_text" {
-		thetaDefault = 1e6 // Gemma3TextConfig's rope_theta
+	if c.ModelType == "gemma3_text" || c.ModelType == "mixtral" {
+		thetaDefault = 1e6 // Gemma3TextConfig's and MixtralConfig's rope_theta
 	}
 	c.RopeTheta = r.optionalFloat("rope_theta", thetaDefault)
 	if _, ok := raw["sliding_window"]; ok {
@@ -211,12 +223,13 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	} else {
 		c.SlidingWindow = swDefault
 	}
-	if c.ModelType == "qwen2" || c.ModelType == "qwen3" {
+	if c.ModelType == "qwen2" || c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" {
 		r.qwen2Window(c)
 	}
-	if c.ModelType == "qwen3" {
+	if c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" {
 		r.layerTypes(c)
 	}
+	r.moe(c)
 	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", c.ModelType == "gemma3_text")
 	if c.ModelType == "gemma3_text" {
 		// Gemma3TextConfig reads hidden_activation (a hidden_act goes to
@@ -361,8 +374,11 @@ func (r *reader) qwen2Window(c *Config) {
 }
 
 func qwenName(modelType string) string {
-	if modelType == "qwen3" {
+	switch modelType {
+	case "qwen3":
 		return "Qwen3"
+	case "qwen3_moe":
+		return "Qwen3-MoE"
 	}
 	return "Qwen2"
 }
@@ -423,9 +439,10 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-	case "qwen3", "gemma3_text":
-		// Qwen3Attention, Gemma3Attention: bias=config.attention_bias on
-		// all four projections; Qwen3MLP and Gemma3MLP have none.
+	case "qwen3", "qwen3_moe", "gemma3_text":
+		// Qwen3Attention, Qwen3MoeAttention, Gemma3Attention:
+		// bias=config.attention_bias on all four projections; their MLPs
+		// and experts have none.
 		if strings.HasPrefix(module, "self_attn.") {
 			b, _ := c.Raw["attention_bias"].(bool)
 			return b
@@ -445,9 +462,9 @@ func (c *Config) LinearBias(module string) bool {
 // q and of k by an RMSNorm of its own (self_attn.q_norm.weight and
 // self_attn.k_norm.weight [head_dim], eps rms_norm_eps) after the
 // projections (and their biases) and before RoPE: transformers'
-// Qwen3Attention, model_type qwen3.
+// Qwen3Attention, model_type qwen3 (and qwen3_moe, gemma3_text).
 func (c *Config) QKNorm() bool {
-	return c.ModelType == "qwen3" || c.ModelType == "gemma3_text"
+	return c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "gemma3_text"
 }
 
 func isSupported(modelType string) bool {
@@ -481,7 +498,10 @@ func (c *Config) NumParameters() int64 {
 			attn += b.n
 		}
 	}
-	layer := attn + mlp + 2*h
+	layer := attn + 2*h
+	if c.MoE == nil {
+		layer += mlp
+	}
 	if c.Gemma3() {
 		layer += 2 * h // pre_feedforward_layernorm's and post_feedforward_layernorm's
 	}
@@ -489,6 +509,9 @@ func (c *Config) NumParameters() int64 {
 		layer += 2 * int64(c.HeadDim)
 	}
 	n := embed + int64(c.NumHiddenLayers)*layer + h
+	if c.MoE != nil {
+		n += c.moeParameters()
+	}
 	if !c.TieWordEmbeddings {
 		n += embed
 	}

@@ -246,7 +246,7 @@ func TestParseErrors(t *testing.T) {
 		{"null num_hidden_layers", with("num_hidden_layers", null), []string{`num_hidden_layers: got null, want a positive integer`}, false},
 		{"null num_attention_heads", with("num_attention_heads", null), []string{`num_attention_heads: got null, want a positive integer`}, false},
 		{"null vocab_size", with("vocab_size", null), []string{`cfg.json: vocab_size: got null, want a positive integer`}, false},
-		{"bad model_type", with("model_type", "qwen3_moe"), []string{`model_type "qwen3_moe"`, "supported: mistral, llama, qwen2, qwen3"}, true},
+		{"bad model_type", with("model_type", "deepseek_v3"), []string{`model_type "deepseek_v3"`, "supported: mistral, llama, qwen2, qwen3"}, true},
 		{"bad json", []byte(`{"model_type": "mistral",`), []string{"cfg.json", "invalid JSON"}, false},
 		{"not an object", []byte(`[1]`), []string{"want an object"}, false},
 		{"trailing data", []byte(`{} {}`), []string{"trailing data"}, false},

@@ -338,7 +338,9 @@ func numel(shape []int) int {
 // module.bias [N] too, and a config with per-head q/k norms
 // (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm/k_norm.weight
 // [head_dim], floating point in a GPTQ checkpoint too; a gemma3_text
-// config pre_feedforward_layernorm and post_feedforward_layernorm too. A phi3 config gets
+// config pre_feedforward_layernorm and post_feedforward_layernorm too; a
+// mixture-of-experts layer (hfconfig.Config.Sparse) its router (floating
+// point) and its experts' Linears in place of the MLP's. A phi3 config gets
 // Phi-3's fused self_attn.qkv_proj [q; k; v] and mlp.gate_up_proj
 // [gate; up] in their place (floating point only).
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
@@ -411,12 +413,29 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		// One processing order per input: q/k/v share theirs, as do gate/up.
 		key := func(input uint64) uint64 { return uint64(i)<<8 | input }
 		add(p+"input_layernorm.weight", normW(0.7, 0.04), h)
-		lin(p+"mlp.down_proj", h, inter, key(4))
-		if phi3 {
+		if cfg.Sparse(i) {
+			// A mixture-of-experts layer: the router, whose logits
+			// spread over about one unit so that tokens pick different
+			// experts, then each expert's three Linears (an input order
+			// of its own for its gate/up, another for its down).
+			m := cfg.MoE
+			add(m.RouterName(i), dist{std: 1.5 / math.Sqrt(float64(h))}, m.Experts, h)
+			for e := range m.Experts {
+				names := m.ExpertModules(e)
+				lin(p+names[0], m.ExpertSize, h, key(1<<32|uint64(2*e)))
+				lin(p+names[1], m.ExpertSize, h, key(1<<32|uint64(2*e)))
+				lin(p+names[2], h, m.ExpertSize, key(1<<32|uint64(2*e+1)))
+			}
+		} else {
+			lin(p+"mlp.down_proj", h, inter, key(4))
+		}
+		switch {
+		case cfg.Sparse(i):
+		case phi3:
 			// Phi-3's fused gate_up_proj [gate; up] and qkv_proj [q; k; v]:
 			// the parts' distribution (all read the hidden state).
 			lin(p+"mlp.gate_up_proj", 2*inter, h, key(3))
-		} else {
+		default:
 			lin(p+"mlp.gate_proj", inter, h, key(3))
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}

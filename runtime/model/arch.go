@@ -1,5 +1,11 @@
 package model
 
+import (
+	"slices"
+
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+)
+
 // Linear describes one Linear module of a Mistral/Llama decoder layer: the
 // one table the model, the GPTQ driver, the checkpoint writer and the
 // format check read (shapes come from the config through LinearShape).
@@ -87,4 +93,39 @@ func ModuleGroups(trueSequential bool) [][]string {
 		all = append(all, g...)
 	}
 	return [][]string{all}
+}
+
+// LayerLinears lists decoder layer li's Linear modules in execution order:
+// Linears in a dense layer; in a mixture-of-experts layer
+// (hfconfig.Config.Sparse) the attention's four, then each expert's gate,
+// up and down (hfconfig.MoE.ExpertModules), whose input is the tokens the
+// router sends that expert. The router itself (hfconfig.MoE.RouterName)
+// is no Linear of this list: it stays in floating point, as GPTQModel and
+// vLLM keep it.
+func LayerLinears(cfg *hfconfig.Config, li int) []Linear {
+	if !cfg.Sparse(li) {
+		return Linears
+	}
+	out := slices.Clone(Linears[:oProj+1])
+	for e := range cfg.MoE.Experts {
+		m := cfg.MoE.ExpertModules(e)
+		out = append(out,
+			Linear{Name: m[0], Input: "ffn_norm", Group: 2, Order: 2*e + 1},
+			Linear{Name: m[1], Input: "ffn_norm", Group: 2, Order: 2 * e},
+			Linear{Name: m[2], Input: "ffn_act", Group: 3, Order: e})
+	}
+	return out
+}
+
+// LayerModules is the names of LayerLinears(cfg, li).
+func LayerModules(cfg *hfconfig.Config, li int) []string {
+	if !cfg.Sparse(li) {
+		return LinearModules
+	}
+	ls := LayerLinears(cfg, li)
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Name
+	}
+	return out
 }

@@ -426,6 +426,10 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 		m.gemmaDecodeOps(c, ds)
 		return
 	}
+	if d.moe != nil {
+		m.moeDecodeOps(c, ds)
+		return
+	}
 	// One token a sequence (Step checks it), each in blocks of its own: the
 	// kernel ahead of attention writes only each row's own position.
 	// (With drafts, a sequence's rows read the rows of the positions before

@@ -68,7 +68,10 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	if rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight" {
 		return cfg.Gemma3()
 	}
-	for _, m := range LinearModules {
+	if cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
+		return true
+	}
+	for _, m := range LayerModules(cfg, li) {
 		if suffix, ok := strings.CutPrefix(rest, m+"."); ok {
 			return suffix == "weight" || (suffix == "bias" && (cfg.LinearBias(m) || biasKey(cfg, m))) || (quant != nil && gptqTensor(suffix))
 		}
@@ -211,7 +214,8 @@ var ErrIncomplete = fmt.Errorf("tensors that the config needs are missing")
 
 // Missing returns the tensors that a checkpoint of cfg (GPTQ with quant, nil
 // for floating point) needs and names lacks, in load order: the embedding,
-// each layer's norms and Linears (module.weight, or with quant the four
+// each layer's norms, router (a mixture-of-experts layer's) and Linears
+// (LayerModules: module.weight, or with quant the four
 // GPTQ tensors where module.qweight is present: a quantized checkpoint may
 // leave modules unquantized; in a qwen2 checkpoint q/k/v_proj's biases
 // too; in a qwen3 one the per-head q_norm and k_norm), the final norm and, unless the embeddings are tied, the head.
@@ -249,7 +253,10 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 			need(p + "self_attn.q_norm.weight")
 			need(p + "self_attn.k_norm.weight")
 		}
-		for _, m := range LinearModules {
+		if cfg.Sparse(i) {
+			need(cfg.MoE.RouterName(i))
+		}
+		for _, m := range LayerModules(cfg, i) {
 			linear(p + m)
 			if cfg.ModelType == "qwen2" && addedBias(cfg, m) {
 				need(p + m + ".bias")
@@ -310,7 +317,10 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		K, N, suffix = cfg.HiddenSize, cfg.VocabSize, rest
 	} else {
 		rest := strings.TrimPrefix(name, "model.layers.")
-		_, rest, _ = strings.Cut(rest, ".")
+		idx, rest, _ := strings.Cut(rest, ".")
+		if li, err := strconv.Atoi(idx); err == nil && cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
+			return []int{cfg.MoE.Experts, cfg.HiddenSize}
+		}
 		switch rest {
 		case "input_layernorm.weight", "post_attention_layernorm.weight":
 			return []int{cfg.HiddenSize}

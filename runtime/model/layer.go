@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -50,7 +52,15 @@ type dims struct {
 	// windowOf).
 	layerRope   [][]float32
 	layerWindow []int
+	// moe is the config's mixture of experts (hfconfig.Config.MoE; nil for
+	// a dense model) and sparse says which layers have it
+	// (hfconfig.Config.Sparse).
+	moe    *hfconfig.MoE
+	sparse []bool
 }
+
+// sparseAt reports whether layer li's MLP is the mixture of experts.
+func (d dims) sparseAt(li int) bool { return d.moe != nil && d.sparse[li] }
 
 // ropeOf returns layer li's RoPE table.
 func (d dims) ropeOf(li int) []float32 {
@@ -117,6 +127,13 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
 	d.qkNorm = cfg.QKNorm()
+	if cfg.MoE != nil {
+		d.moe = cfg.MoE
+		d.sparse = make([]bool, cfg.NumHiddenLayers)
+		for li := range d.sparse {
+			d.sparse[li] = cfg.Sparse(li)
+		}
+	}
 	if cfg.Gemma3() {
 		if err := d.gemma3(cfg, ctx); err != nil {
 			return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
@@ -150,7 +167,33 @@ func (d dims) linearShape(module string) (n, k int, ok bool) {
 	case "mlp.down_proj":
 		return d.hidden, d.inter, true
 	}
+	if _, j, ok := d.expertModule(module); ok {
+		if j == 2 {
+			return d.hidden, d.moe.ExpertSize, true
+		}
+		return d.moe.ExpertSize, d.hidden, true
+	}
 	return 0, 0, false
+}
+
+// expertModule parses an expert's Linear module name (hfconfig.MoE's
+// ExpertModules: block.experts.<e>.<name>) into the expert e and j, 0 for
+// its gate, 1 up, 2 down.
+func (d dims) expertModule(module string) (e, j int, ok bool) {
+	if d.moe == nil {
+		return 0, 0, false
+	}
+	rest, ok := strings.CutPrefix(module, d.moe.Block+".experts.")
+	if !ok {
+		return 0, 0, false
+	}
+	idx, name, ok := strings.Cut(rest, ".")
+	e, err := strconv.Atoi(idx)
+	if !ok || err != nil || e < 0 || e >= d.moe.Experts || strconv.Itoa(e) != idx {
+		return 0, 0, false
+	}
+	j = slices.Index([]string{d.moe.Gate, d.moe.Up, d.moe.Down}, name)
+	return e, j, j >= 0
 }
 
 // Indices into layerWeights.lin, in LinearModules order.
@@ -196,6 +239,11 @@ type layerWeights struct {
 	// made from the weights the step reads (order's where it has them);
 	// nil where the backend does not fuse them.
 	mlp runtime.Tensor
+	// router [Experts, hidden] and experts are a mixture-of-experts
+	// layer's MLP (dims.sparseAt), whose lin gate/up/down entries are then
+	// nil; nil in a dense layer.
+	router  runtime.Tensor
+	experts []expert
 }
 
 // decodeOrder has a decode step write each input of the layer's products
@@ -325,10 +373,13 @@ func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 // tensors lists the layer's bound weight tensors.
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
-	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm) {
+	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router) {
 		if t != nil {
 			ts = append(ts, t)
 		}
+	}
+	for _, e := range lw.experts {
+		ts = append(ts, e.gate, e.up, e.down)
 	}
 	return ts
 }
@@ -366,13 +417,18 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	}
 	// Gemma's gate/up stay apart: the backends' fused GLU product is
 	// SwiGLU's.
-	if !d.gemma {
+	sparse := d.sparseAt(i)
+	if sparse {
+		if err := bindMoE(bd, d, i, &lw); err != nil {
+			return lw, err
+		}
+	} else if !d.gemma {
 		if lw.gateUp, lw.lin[downProj], err = bd.mlp(p, d); err != nil {
 			return lw, err
 		}
 	}
 	for j, m := range LinearModules {
-		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) || lw.lin[j] != nil {
+		if (lw.qkv != nil && j <= vProj) || (lw.gateUp != nil && (j == gateProj || j == upProj)) || lw.lin[j] != nil || (sparse && j > oProj) {
 			continue
 		}
 		n, k, _ := d.linearShape(m)
@@ -401,11 +457,17 @@ type scratch struct {
 	rows                             int
 	dt                               runtime.DType // activation dtype; the zero value is F32
 	xn, q, k, v, att, o, gate, up, x runtime.Tensor
+	// router [rows, Experts], ein and eout [rows, hidden], egate and eup
+	// [rows, ExpertSize]: a mixture-of-experts layer's logits and one
+	// expert's rows (moe); nil in a dense model.
+	router, ein, egate, eup, eout runtime.Tensor
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x} {
-		b.Free(t)
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout} {
+		if t != nil {
+			b.Free(t)
+		}
 	}
 	*s = scratch{dt: s.dt}
 }
@@ -429,6 +491,10 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 	s.q, s.att = alloc(d.qDim()), alloc(d.qDim())
 	s.k, s.v = alloc(d.kvDim()), alloc(d.kvDim())
 	s.gate, s.up = alloc(d.inter), alloc(d.inter)
+	if d.moe != nil {
+		s.router, s.ein, s.eout = alloc(d.moe.Experts), alloc(d.hidden), alloc(d.hidden)
+		s.egate, s.eup = alloc(d.moe.ExpertSize), alloc(d.moe.ExpertSize)
+	}
 	if err != nil {
 		s.free(b)
 		return fmt.Errorf("model: scratch for %d tokens: %w", rows, err)
@@ -547,6 +613,13 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		return err
 	}
 
+	if d.sparseAt(li) {
+		// out = h + Σ over the row's experts of weight · expert(n)
+		if err := lw.moe(b, d, s, xn, x); err != nil {
+			return err
+		}
+		return emitAs("out", x)
+	}
 	// out = h + down_proj(silu(gate_proj(n)) * up_proj(n)), n = post_attention_layernorm(h)
 	lw.act(b, xn, gate, up)
 	if err := emitAs("ffn_act", gate); err != nil {

@@ -251,7 +251,7 @@ func QuantLinears(cfg *hfconfig.Config) ([]gptq.LinearShape, error) {
 	}
 	var out []gptq.LinearShape
 	for i := range cfg.NumHiddenLayers {
-		for _, m := range LinearModules {
+		for _, m := range LayerModules(cfg, i) {
 			n, k, _ := d.linearShape(m)
 			out = append(out, gptq.LinearShape{Name: LayerPrefix(i) + "." + m, K: k, N: n})
 		}
@@ -347,6 +347,9 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if err := checkGemma(d, b); err != nil {
 		return nil, err
 	}
+	if err := checkMoE(d, b); err != nil {
+		return nil, err
+	}
 	if err := CheckWeights(w, cfg, quant); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
@@ -372,10 +375,11 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		if m.layers[i], err = bindLayer(&m.bd, d, i); err != nil {
 			return fail(err)
 		}
-		if d.gemma {
+		if d.gemma || d.moe != nil {
 			// The decode step's fusions (input orders, norms in the
-			// products, the MLP as one op) are Llama's layer: Gemma's
-			// steps run op by op (gemmaDecodeOps).
+			// products, the MLP as one op) are Llama's dense layer:
+			// Gemma's and mixture-of-experts models' steps run op by op
+			// (gemmaDecodeOps, moeDecodeOps).
 			continue
 		}
 		if io != nil {

@@ -23,6 +23,10 @@ type refModel struct {
 	// the checkpoint holds (Qwen3): before RoPE as transformers does, or,
 	// for the tests' wrong models, not at all or after RoPE.
 	qkNorm qkNormAt
+	// moeTopK (if not 0) and moeNoNorm change moe's routing, for the
+	// tests' wrong models.
+	moeTopK   int
+	moeNoNorm bool
 }
 
 type qkNormAt int
@@ -59,7 +63,8 @@ func loadRef(t *testing.T, dir string) *refModel {
 // attention_bias) written from its equations in float64: for each layer
 // h = x + o_proj(attn(rope(q_proj(n)+bq), rope(k_proj(n)+bk), v_proj(n)+bv)) (+ bo),
 // n = rmsnorm(x); out = h + down(silu(gate(m)) * up(m)), m = rmsnorm(h);
-// logits = rmsnorm(x)·Eᵀ (tied). Biases are read where the checkpoint has
+// logits = rmsnorm(x)·Eᵀ (tied); a mixture-of-experts layer's MLP is
+// moe's. Biases are read where the checkpoint has
 // them, unless noBias. Where it has self_attn.q_norm/k_norm (Qwen3), each
 // head of q and k (after the bias) is rmsnorm'd over head_dim with them,
 // before RoPE (r.qkNorm moves or drops that). It shares no code with the
@@ -169,11 +174,19 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 				x[t][i] += o[i]
 			}
 			n := norm(x[t], r.t[p+"post_attention_layernorm.weight"])
-			gate, up := linear(n, p+"mlp.gate_proj", I, H), linear(n, p+"mlp.up_proj", I, H)
-			for i := range gate {
-				gate[i] = gate[i] / (1 + math.Exp(-gate[i])) * up[i]
+			mlp := func(n []float64, prefix string, I int) []float64 {
+				gate, up := linear(n, prefix+"gate_proj", I, H), linear(n, prefix+"up_proj", I, H)
+				for i := range gate {
+					gate[i] = gate[i] / (1 + math.Exp(-gate[i])) * up[i]
+				}
+				return linear(gate, prefix+"down_proj", H, I)
 			}
-			down := linear(gate, p+"mlp.down_proj", H, I)
+			var down []float64
+			if c.Sparse(l) {
+				down = r.moe(n, l, mlp)
+			} else {
+				down = mlp(n, p+"mlp.", I)
+			}
 			for i := range x[t] {
 				x[t][i] += down[i]
 			}

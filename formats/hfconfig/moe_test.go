@@ -1,0 +1,142 @@
+package hfconfig
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// mixtral8x7B is Mixtral-8x7B-v0.1's config.json.
+const mixtral8x7B = `{"architectures": ["MixtralForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 1, "eos_token_id": 2,
+ "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+ "max_position_embeddings": 32768, "model_type": "mixtral", "num_attention_heads": 32, "num_experts_per_tok": 2,
+ "num_hidden_layers": 32, "num_key_value_heads": 8, "num_local_experts": 8, "output_router_logits": false,
+ "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.02, "sliding_window": null,
+ "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.36.0.dev0", "use_cache": true,
+ "vocab_size": 32000}`
+
+// qwen3A3B is Qwen3-30B-A3B's config.json.
+const qwen3A3B = `{"architectures": ["Qwen3MoeForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+ "bos_token_id": 151643, "decoder_sparse_step": 1, "eos_token_id": 151645, "head_dim": 128, "hidden_act": "silu",
+ "hidden_size": 2048, "initializer_range": 0.02, "intermediate_size": 6144, "max_position_embeddings": 40960,
+ "max_window_layers": 48, "mlp_only_layers": [], "model_type": "qwen3_moe", "moe_intermediate_size": 768,
+ "norm_topk_prob": true, "num_attention_heads": 32, "num_experts": 128, "num_experts_per_tok": 8,
+ "num_hidden_layers": 48, "num_key_value_heads": 4, "output_router_logits": false, "rms_norm_eps": 1e-06,
+ "rope_scaling": null, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.001, "sliding_window": null,
+ "tie_word_embeddings": false, "torch_dtype": "bfloat16", "transformers_version": "4.51.0", "use_cache": true,
+ "use_sliding_window": false, "vocab_size": 151936}`
+
+func TestMixtral(t *testing.T) {
+	c, err := Parse([]byte(mixtral8x7B), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MoE{Experts: 8, TopK: 2, ExpertSize: 14336, NormTopK: true, Block: "block_sparse_moe", Gate: "w1", Up: "w3", Down: "w2"}
+	if !reflect.DeepEqual(c.MoE, want) {
+		t.Errorf("MoE %+v, want %+v", c.MoE, want)
+	}
+	// 46,702,792,704: Mixtral-8x7B's parameter count as its model card
+	// and safetensors index give it (46.7B), summed by hand: embeddings
+	// and head 2 × 32000 × 4096; a layer's attention 41,943,040, norms
+	// 8,192, router 8 × 4096, experts 8 × 3 × 4096 × 14336; the final norm.
+	if got := c.NumParameters(); got != 46_702_792_704 {
+		t.Errorf("NumParameters %d, want 46702792704", got)
+	}
+	if c.HeadDim != 128 || c.SlidingWindow != 0 || c.RMSNormEps != 1e-5 || c.QKNorm() || c.LinearBias("self_attn.q_proj") {
+		t.Errorf("head_dim %d, window %d, eps %g, qk norm %v, q bias %v", c.HeadDim, c.SlidingWindow, c.RMSNormEps, c.QKNorm(), c.LinearBias("self_attn.q_proj"))
+	}
+	for li := range c.NumHiddenLayers {
+		if !c.Sparse(li) {
+			t.Fatalf("layer %d dense", li)
+		}
+	}
+	if got := c.MoE.RouterName(3); got != "model.layers.3.block_sparse_moe.gate.weight" {
+		t.Errorf("RouterName %q", got)
+	}
+	if got := c.MoE.ExpertModules(7); got != [3]string{"block_sparse_moe.experts.7.w1", "block_sparse_moe.experts.7.w3", "block_sparse_moe.experts.7.w2"} {
+		t.Errorf("ExpertModules %q", got)
+	}
+	// MixtralConfig's defaults where the keys are absent.
+	c, err = Parse([]byte(`{"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 8, "vocab_size": 100}`), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MoE.Experts != 8 || c.MoE.TopK != 2 || c.MoE.ExpertSize != 96 || c.NumKeyValueHeads != 8 || c.RopeTheta != 1e6 || c.RMSNormEps != 1e-5 ||
+		c.MaxPositionEmbeddings != 131072 || c.SlidingWindow != 0 {
+		t.Errorf("defaults: %+v kv %d theta %g eps %g max pos %d window %d", c.MoE, c.NumKeyValueHeads, c.RopeTheta, c.RMSNormEps, c.MaxPositionEmbeddings, c.SlidingWindow)
+	}
+}
+
+func TestQwen3MoE(t *testing.T) {
+	c, err := Parse([]byte(qwen3A3B), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MoE{Experts: 128, TopK: 8, ExpertSize: 768, NormTopK: true, Block: "mlp", Gate: "gate_proj", Up: "up_proj", Down: "down_proj"}
+	if !reflect.DeepEqual(c.MoE, want) {
+		t.Errorf("MoE %+v, want %+v", c.MoE, want)
+	}
+	// 30,532,122,624: Qwen3-30B-A3B's count (its model card's 30.5B),
+	// by hand: embeddings and head 2 × 151936 × 2048; a layer's attention
+	// 18,874,368, q/k norms 256, norms 4,096, router 128 × 2048, experts
+	// 128 × 3 × 2048 × 768; the final norm.
+	if got := c.NumParameters(); got != 30_532_122_624 {
+		t.Errorf("NumParameters %d, want 30532122624", got)
+	}
+	if !c.QKNorm() || c.HeadDim != 128 || c.SlidingWindow != 0 {
+		t.Errorf("qk norm %v head_dim %d window %d", c.QKNorm(), c.HeadDim, c.SlidingWindow)
+	}
+	if got := c.MoE.ExpertModules(0); got != [3]string{"mlp.experts.0.gate_proj", "mlp.experts.0.up_proj", "mlp.experts.0.down_proj"} {
+		t.Errorf("ExpertModules %q", got)
+	}
+
+	// Qwen3MoeConfig's defaults; dense layers from mlp_only_layers and
+	// decoder_sparse_step (Qwen3MoeDecoderLayer: sparse where (i+1) %
+	// step == 0 and i is not listed).
+	small := `{"model_type": "qwen3_moe", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 6,
+		"num_attention_heads": 4, "vocab_size": 100, "decoder_sparse_step": 2, "mlp_only_layers": [5]}`
+	c, err = Parse([]byte(small), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.MoE.Experts != 128 || c.MoE.TopK != 8 || c.MoE.ExpertSize != 768 || c.MoE.NormTopK || c.NumKeyValueHeads != 4 || c.HeadDim != 16 {
+		t.Errorf("defaults: %+v kv %d head_dim %d", c.MoE, c.NumKeyValueHeads, c.HeadDim)
+	}
+	var sparse []int
+	for li := range c.NumHiddenLayers {
+		if c.Sparse(li) {
+			sparse = append(sparse, li)
+		}
+	}
+	if !reflect.DeepEqual(sparse, []int{1, 3}) {
+		t.Errorf("sparse layers %v, want [1 3]", sparse)
+	}
+	// Four dense layers of 3·64·96 and two sparse ones of 128 × 64 + 128
+	// × 3 × 64 × 768 over the attention, norms and embeddings.
+	h, attn := int64(64), int64(64*64*2+2*64*64)
+	layers := 6*(attn+2*h+2*16) + 4*3*h*96 + 2*(128*h+128*3*h*768)
+	if got, want := c.NumParameters(), 2*100*h+layers+h; got != want {
+		t.Errorf("NumParameters %d, want %d", got, want)
+	}
+}
+
+func TestMoEErrors(t *testing.T) {
+	base := `"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "vocab_size": 100`
+	for _, tc := range []struct {
+		doc, want string
+	}{
+		{`{"model_type": "mixtral", ` + base + `, "num_local_experts": 0}`, "num_local_experts: got 0"},
+		{`{"model_type": "mixtral", ` + base + `, "num_experts_per_tok": 9}`, "num_experts_per_tok: got 9, want 1 to num_local_experts (8)"},
+		{`{"model_type": "qwen3_moe", ` + base + `, "moe_intermediate_size": -1}`, "moe_intermediate_size: got -1"},
+		{`{"model_type": "qwen3_moe", ` + base + `, "decoder_sparse_step": 0}`, "decoder_sparse_step: got 0"},
+		{`{"model_type": "qwen3_moe", ` + base + `, "mlp_only_layers": [4]}`, "mlp_only_layers: layer 4 of num_hidden_layers 4"},
+		{`{"model_type": "qwen3_moe", ` + base + `, "mlp_only_layers": "1"}`, "mlp_only_layers: got string, want a list of integers"},
+		{`{"model_type": "qwen3_moe", ` + base + `, "use_sliding_window": true}`, "Qwen3-MoE"},
+	} {
+		_, err := Parse([]byte(tc.doc), "config.json")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.json") {
+			t.Errorf("%s: got %v, want an error naming config.json and %q", tc.doc, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// expert is one expert's SwiGLU MLP of a mixture-of-experts layer: gate
+// and up [ExpertSize, hidden], down [hidden, ExpertSize].
+type expert struct{ gate, up, down runtime.Tensor }
+
+// bindMoE binds layer li's router [Experts, hidden] (kept in floating
+// point) and its experts' Linears (floating point or GPTQ, as any Linear).
+func bindMoE(bd *binder, d dims, li int, lw *layerWeights) error {
+	var err error
+	if lw.router, err = bd.weight(d.moe.RouterName(li), d.moe.Experts, d.hidden); err != nil {
+		return err
+	}
+	p := LayerPrefix(li) + "."
+	lw.experts = make([]expert, d.moe.Experts)
+	for e := range lw.experts {
+		for j, m := range d.moe.ExpertModules(e) {
+			n, k, _ := d.linearShape(m)
+			t, err := bd.linear(p+m, n, k)
+			if err != nil {
+				return err
+			}
+			*[]*runtime.Tensor{&lw.experts[e].gate, &lw.experts[e].up, &lw.experts[e].down}[j] = t
+		}
+	}
+	return nil
+}
+
+// route is one expert's share of a step's rows: the rows the router sends
+// it and the weight of its output in each.
+type route struct {
+	rows    []int
+	weights []float32
+}
+
+// routeRows chooses each row's experts from the router's logits [rows,
+// experts] as transformers' MixtralTopKRouter and Qwen3MoeTopKRouter do:
+// a softmax over all the experts in fp32, the topK largest probabilities
+// (the lower expert first among equal ones), divided by their sum where
+// normTopK. It returns each expert's rows in row order.
+func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route {
+	routes := make([]route, experts)
+	probs := make([]float32, experts)
+	chosen := make([]int, 0, topK)
+	for r := range rows {
+		l := logits[r*experts : (r+1)*experts]
+		most := float32(math.Inf(-1))
+		for _, v := range l {
+			most = max(most, v)
+		}
+		var sum float32
+		for e, v := range l {
+			probs[e] = float32(math.Exp(float64(v - most)))
+			sum += probs[e]
+		}
+		for e := range probs {
+			probs[e] /= sum
+		}
+		chosen = chosen[:0]
+		var total float32
+		for range topK {
+			best := -1
+			for e, p := range probs {
+				if p >= 0 && (best < 0 || p > probs[best]) {
+					best = e
+				}
+			}
+			if best < 0 {
+				break // (NaN logits: no expert compares; the row's output stays zero)
+			}
+			chosen = append(chosen, best)
+			total += probs[best]
+			probs[best] = -1 - probs[best] // taken; restored below
+		}
+		for _, e := range chosen {
+			w := -1 - probs[e]
+			if normTopK {
+				w /= total
+			}
+			routes[e].rows = append(routes[e].rows, r)
+			routes[e].weights = append(routes[e].weights, w)
+		}
+	}
+	return routes
+}
+
+// moe adds layer lw's mixture of experts of xn [T, hidden] into x
+// (transformers' MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock): the
+// router's logits come to the host, each expert runs on the rows it is
+// sent, its output scaled by the row's weight (in fp32, rounded once to
+// the activation dtype), and the experts' outputs add up in expert order
+// (index_add_) before one residual add. It uses the scratch's MoE
+// buffers and s.o.
+func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor) error {
+	T, E := runtime.Rows(xn), d.moe.Experts
+	logits := b.View(s.router, 0, T)
+	b.MatMul(logits, xn, lw.router)
+	host := make([]float32, T*E)
+	if err := b.Download(host, logits); err != nil {
+		return fmt.Errorf("model: router logits: %w", err)
+	}
+	acc := b.View(s.o, 0, T)
+	written := make([]bool, T)
+	sc := b.(runtime.Scaler)
+	for e, r := range routeRows(host, T, E, d.moe.TopK, d.moe.NormTopK) {
+		n := len(r.rows)
+		if n == 0 {
+			continue
+		}
+		in, g, u, out := b.View(s.ein, 0, n), b.View(s.egate, 0, n), b.View(s.eup, 0, n), b.View(s.eout, 0, n)
+		for j, row := range r.rows {
+			b.Copy(b.View(in, j, 1), b.View(xn, row, 1))
+		}
+		ex := lw.experts[e]
+		b.MatMul(g, in, ex.gate)
+		b.MatMul(u, in, ex.up)
+		runtime.SwiGLU(b, g, g, u)
+		b.MatMul(out, g, ex.down)
+		for j, row := range r.rows {
+			o, dst := b.View(out, j, 1), b.View(acc, row, 1)
+			sc.Scale(o, o, r.weights[j])
+			if written[row] {
+				b.Add(dst, dst, o)
+			} else {
+				b.Copy(dst, o)
+				written[row] = true
+			}
+		}
+	}
+	for row, w := range written {
+		if !w {
+			sc.Scale(b.View(acc, row, 1), b.View(xn, row, 1), 0) // (no expert: a zero output)
+		}
+	}
+	b.Add(x, x, acc)
+	return nil
+}
+
+// checkMoE refuses a backend that cannot run mixture-of-experts layers:
+// their routing reads the router's logits on the host in the middle of a
+// step, which a backend that records decode steps (runtime.Grapher: the
+// CUDA backend) cannot replay, and their weighting needs runtime.Scaler.
+func checkMoE(d dims, b runtime.Backend) error {
+	if d.moe == nil {
+		return nil
+	}
+	if _, ok := b.(runtime.Grapher); ok {
+		return fmt.Errorf("model: backend %s does not run mixture-of-experts layers yet (the router's choices are read on the host mid-step, which its recorded decode steps cannot do): use the CPU backend (--device cpu)", b.Name())
+	}
+	if _, ok := b.(runtime.Scaler); !ok {
+		return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which mixture-of-experts layers need", b.Name())
+	}
+	return nil
+}
+
+// moeDecodeOps issues the layers and head of a decode step of a
+// mixture-of-experts model over ds's rows, whose embeddings x holds: op by
+// op, as the layer's forward (MixtralDecoderLayer, Qwen3MoeDecoderLayer),
+// its sparse layers' MLPs by moe and its dense ones' (qwen3_moe's
+// mlp_only_layers) as Llama's; the step's fusions stay off.
+func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
+	b, d, s := m.b, m.d, &ds.s
+	pd := b.(runtime.PagedDecoder)
+	x := s.x
+	for li := range m.layers {
+		lw := &m.layers[li]
+		d.norm(b, s.xn, x, lw.attnNorm)
+		lw.project(b, s.xn, s.q, s.k, s.v)
+		lw.addQKVBias(b, s.q, s.k, s.v)
+		lw.normQK(b, d, s.q, s.k)
+		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
+		d.scaleTail(b, s.q)
+		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, CacheSettled: !ds.verify}
+		pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
+		b.MatMul(s.o, s.att, lw.lin[oProj])
+		if lw.bias[oProj] != nil {
+			b.AddBias(s.o, lw.bias[oProj])
+		}
+		runtime.AddRMSNorm(b, s.xn, x, s.o, lw.ffnNorm, d.eps)
+		if d.sparseAt(li) {
+			if err := lw.moe(b, d, s, s.xn, x); err != nil {
+				// (A download of a tensor the step made: only a
+				// programming error fails it, as the backends' ops panic.)
+				panic(err)
+			}
+			continue
+		}
+		lw.act(b, s.xn, s.gate, s.up)
+		runtime.MatMulAdd(b, x, s.gate, lw.lin[downProj], x, s.o)
+	}
+	d.norm(b, s.xn, x, m.norm)
+	b.MatMul(ds.logits, s.xn, m.head)
+}

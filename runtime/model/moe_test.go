@@ -1,0 +1,219 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+)
+
+// moe is transformers' MixtralSparseMoeBlock / Qwen3MoeSparseMoeBlock in
+// float64 for one row n of layer l: probabilities p = softmax(router·n)
+// over all experts, the top k of them (ties: the lower expert), divided by
+// their sum where the config renormalizes, and Σ p_e · expert_e(n), where
+// an expert is mlp over the checkpoint's names (mixtral's w1/w3/w2 read as
+// mlp's gate_proj/up_proj/down_proj). r.moeTopK overrides k and
+// r.moeNoNorm drops the renormalization, for the tests' wrong models.
+func (r *refModel) moe(n []float64, l int, mlp func(n []float64, prefix string, I int) []float64) []float64 {
+	m := r.cfg.MoE
+	H := r.cfg.HiddenSize
+	w := r.t[m.RouterName(l)]
+	p := make([]float64, m.Experts)
+	most := math.Inf(-1)
+	for e := range p {
+		for j := range H {
+			p[e] += w[e*H+j] * n[j]
+		}
+		most = max(most, p[e])
+	}
+	var sum float64
+	for e := range p {
+		p[e] = math.Exp(p[e] - most)
+		sum += p[e]
+	}
+	order := make([]int, m.Experts)
+	for e := range order {
+		order[e] = e
+		p[e] /= sum
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case p[a] > p[b]:
+			return -1
+		case p[a] < p[b]:
+			return 1
+		}
+		return 0
+	})
+	k := m.TopK
+	if r.moeTopK > 0 {
+		k = r.moeTopK
+	}
+	top := order[:k]
+	var total float64
+	for _, e := range top {
+		total += p[e]
+	}
+	out := make([]float64, H)
+	for _, e := range top {
+		weight := p[e]
+		if m.NormTopK && !r.moeNoNorm {
+			weight /= total
+		}
+		// The expert's Linears under the names mlp reads.
+		names := m.ExpertModules(e)
+		prefix := fmt.Sprintf("model.layers.%d.ref.experts.%d.", l, e)
+		for i, suffix := range []string{"gate_proj", "up_proj", "down_proj"} {
+			r.t[prefix+suffix+".weight"] = r.t[fmt.Sprintf("model.layers.%d.%s.weight", l, names[i])]
+		}
+		y := mlp(n, prefix, m.ExpertSize)
+		for i := range out {
+			out[i] += weight * y[i]
+		}
+	}
+	return out
+}
+
+var moeIDs = []int{3, 200, 17, 99, 255, 0, 64, 128, 31, 7, 150, 42, 5, 77}
+
+// TestMoEMatchesReference runs small random-weight Mixtral and Qwen3-MoE
+// checkpoints (the Qwen3-MoE one with a dense last layer) on the CPU
+// backend in fp32, in one forward and token by token through the paged
+// decode step, against refForward with the float64 moe above; the same
+// reference with one expert a token, or without renormalizing, is far off,
+// so the routing is what the test checks.
+func TestMoEMatchesReference(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dir  func(t *testing.T) string
+	}{
+		{"mixtral", func(t *testing.T) string { return fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 5}) }},
+		{"qwen3_moe", func(t *testing.T) string { return fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 6}) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.dir(t)
+			ref := loadRef(t, dir)
+			want := ref.forward(moeIDs, false)
+			for _, wrong := range []struct {
+				name   string
+				topK   int
+				noNorm bool
+			}{{"one expert a token", 1, false}, {"not renormalized", 0, true}} {
+				ref.moeTopK, ref.moeNoNorm = wrong.topK, wrong.noNorm
+				if d := nmseRows(splitRows(flatten(ref.forward(moeIDs, false)), ref.cfg.VocabSize), want); !(d > 1e-3) {
+					t.Fatalf("%s moves the reference's logits by nmse %.3g only: the test could not tell", wrong.name, d)
+				}
+			}
+			ref.moeTopK, ref.moeNoNorm = 0, false
+			m := loadModel(t, dir)
+			lg, err := m.Forward(moeIDs, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := nmseRows(splitRows(lg, m.Vocab()), want); !(d < 1e-10) {
+				t.Errorf("forward: logits nmse %.3g against the float64 reference", d)
+			}
+			// A prompt of 4 in one step, then a token a step through the
+			// paged decode step (moeDecodeOps).
+			c, _, steps := pagedPrompts(t, m, [][]int{moeIDs[:4]})
+			defer c.Free()
+			steps[0].AllLogits = true
+			got := make([][]float32, 0, len(moeIDs))
+			for i := 4; i <= len(moeIDs); i++ {
+				out, err := m.Step(c, steps)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, splitRows(out[0], m.Vocab())...)
+				if i < len(moeIDs) {
+					steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: moeIDs[i : i+1], Logits: true}
+				}
+			}
+			if d := nmseRows(got, want); !(d < 1e-10) {
+				t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
+			}
+		})
+	}
+}
+
+// TestMoERefusals: what a mixture-of-experts checkpoint must hold.
+func TestMoERefusals(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 1})
+	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+		return tn.Name != "model.layers.1.block_sparse_moe.gate.weight" && tn.Name != "model.layers.0.block_sparse_moe.experts.7.w2.weight"
+	})
+	_, err := Load(dir, cpu.New(1))
+	if err == nil || !strings.Contains(err.Error(), "2 tensors that the config needs are missing (model.layers.0.block_sparse_moe.experts.7.w2.weight, model.layers.1.block_sparse_moe.gate.weight)") {
+		t.Errorf("Load: %v, want the missing expert and router named", err)
+	}
+	// Fewer experts in config.json than the weights hold.
+	dir = fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 1})
+	editConfig(t, dir, `"num_local_experts": 8`, `"num_local_experts": 7`)
+	_, err = Load(dir, cpu.New(1))
+	if err == nil || !strings.Contains(err.Error(), "does not explain (model.layers.0.block_sparse_moe.experts.7.w1.weight") {
+		t.Errorf("Load: %v, want the eighth expert's tensors unexplained", err)
+	}
+}
+
+// TestMoEGPTQ loads GPTQ checkpoints (4-bit, groups of 32, act order) of
+// both MoE fixtures, every expert quantized and the router in floating
+// point, on the CPU backend with the experts kept packed and dequantized
+// (the reference path): the forwards give the same bits, the paged
+// prompt step and the decode step after it the forward's logits of their
+// positions, and the checkpoint passes Check.
+func TestMoEGPTQ(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(testing.TB, map[string]any, synth.Options) string
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.write(t, nil, synth.Options{Seed: 7, GPTQ: qwen2GPTQ()})
+			if err := Check(dir); err != nil {
+				t.Fatal(err)
+			}
+			set, cfg := fixtures.OpenCheckpoint(t, dir)
+			if !slices.Contains(set.Names(), "model.layers.0."+cfg.MoE.ExpertModules(3)[2]+".qweight") || !slices.Contains(set.Names(), cfg.MoE.RouterName(0)) {
+				t.Fatal("the fixture has no quantized expert or no router")
+			}
+			var logits [2][]float32
+			for i, dequant := range []bool{false, true} {
+				m, err := LoadWith(dir, cpu.New(0), Options{Dequantize: dequant})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				if logits[i], err = m.Forward(moeIDs, nil, nil); err != nil {
+					t.Fatal(err)
+				}
+				c, _, steps := pagedPrompts(t, m, [][]int{moeIDs[:4]})
+				defer c.Free()
+				for row := 3; row <= 4; row++ {
+					steps[0].Logits = true
+					out, err := m.Step(c, steps)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want := make([]float64, m.Vocab())
+					for j, v := range logits[i][row*m.Vocab() : (row+1)*m.Vocab()] {
+						want[j] = float64(v)
+					}
+					if d := nmseRows([][]float32{out[0]}, [][]float64{want}); !(d < 1e-10) {
+						t.Errorf("dequantize %v: the paged step's logits of position %d: nmse %.3g against the forward's", dequant, row, d)
+					}
+					steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: moeIDs[4:5]}
+				}
+			}
+			for i := range logits[0] {
+				if math.Float32bits(logits[0][i]) != math.Float32bits(logits[1][i]) {
+					t.Fatalf("logit %d: packed %v, dequantized %v", i, logits[0][i], logits[1][i])
+				}
+			}
+		})
+	}
+}
