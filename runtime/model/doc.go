@@ -33,6 +33,16 @@
 // products, fused gate/up or MLP: Llama's layer); gemmaDecodeOps runs the
 // step op by op. bind refuses a backend without the three ops.
 //
+// Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
+// each sparse layer's router and experts (moe.go; LayerLinears lists the
+// experts' Linears for Check, QuantLinears and the format checks). A
+// sparse layer's MLP downloads the router's logits, routes every row on
+// the host (routeRows: MixtralTopKRouter's softmax, top k and
+// renormalization) and runs each expert on its rows, scaling and adding
+// the outputs in expert order; decode steps run op by op (moeDecodeOps).
+// Reading the routing mid-step rules out recorded steps, so bind refuses a
+// runtime.Grapher backend (CUDA) for them (checkMoE).
+//
 // Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj are read as their
 // parts (package fused, applied by Load and Open), so the model binds and
 // runs q/k/v_proj and gate/up_proj as llama's; its longrope scaling is a
