@@ -121,20 +121,7 @@ func TestMoEMatchesReference(t *testing.T) {
 			}
 			// A prompt of 4 in one step, then a token a step through the
 			// paged decode step (moeDecodeOps).
-			c, _, steps := pagedPrompts(t, m, [][]int{moeIDs[:4]})
-			defer c.Free()
-			steps[0].AllLogits = true
-			got := make([][]float32, 0, len(moeIDs))
-			for i := 4; i <= len(moeIDs); i++ {
-				out, err := m.Step(c, steps)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, splitRows(out[0], m.Vocab())...)
-				if i < len(moeIDs) {
-					steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: moeIDs[i : i+1], Logits: true}
-				}
-			}
+			got := allSteps(t, m, moeIDs)
 			if d := nmseRows(got, want); !(d < 1e-10) {
 				t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
 			}

@@ -269,21 +269,7 @@ func TestQwen2MatchesReference(t *testing.T) {
 			}
 			// Prompt of 4 in one step, then one token a step: the paged
 			// decode path (runtime.PagedDecoder) with its RoPEStore.
-			c, seqs, steps := pagedPrompts(t, m, [][]int{qwen2IDs[:4]})
-			defer c.Free()
-			_ = seqs
-			steps[0].AllLogits = true
-			got := make([][]float32, 0, len(qwen2IDs))
-			for i := 4; i <= len(qwen2IDs); i++ {
-				out, err := m.Step(c, steps)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got = append(got, splitRows(out[0], m.Vocab())...)
-				if i < len(qwen2IDs) {
-					steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: qwen2IDs[i : i+1], Logits: true}
-				}
-			}
+			got := qwen2AllSteps(t, m)
 			if !m.CanDraft(nil) {
 				t.Fatal("the CPU backend has no decode path")
 			}

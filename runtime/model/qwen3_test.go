@@ -61,22 +61,25 @@ func TestQwen3MatchesReference(t *testing.T) {
 	}
 }
 
-// qwen2AllSteps feeds qwen2IDs[:4] in one paged step, then one token a
-// step, returning every position's logits.
-func qwen2AllSteps(t *testing.T, m *Model) [][]float32 {
+// qwen2AllSteps is allSteps of qwen2IDs.
+func qwen2AllSteps(t *testing.T, m *Model) [][]float32 { return allSteps(t, m, qwen2IDs) }
+
+// allSteps feeds ids[:4] in one paged step, then one token a step,
+// returning every position's logits.
+func allSteps(t *testing.T, m *Model, ids []int) [][]float32 {
 	t.Helper()
-	c, _, steps := pagedPrompts(t, m, [][]int{qwen2IDs[:4]})
+	c, _, steps := pagedPrompts(t, m, [][]int{ids[:4]})
 	defer c.Free()
 	steps[0].AllLogits = true
-	got := make([][]float32, 0, len(qwen2IDs))
-	for i := 4; i <= len(qwen2IDs); i++ {
+	got := make([][]float32, 0, len(ids))
+	for i := 4; i <= len(ids); i++ {
 		out, err := m.Step(c, steps)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, splitRows(out[0], m.Vocab())...)
-		if i < len(qwen2IDs) {
-			steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: qwen2IDs[i : i+1], Logits: true}
+		if i < len(ids) {
+			steps[0] = StepSeq{Seq: steps[0].Seq, Tokens: ids[i : i+1], Logits: true}
 		}
 	}
 	return got
