@@ -98,8 +98,8 @@ func ModuleGroups(trueSequential bool) [][]string {
 // LayerLinears lists decoder layer li's Linear modules in execution order:
 // Linears in a dense layer; in a mixture-of-experts layer
 // (hfconfig.Config.Sparse) the attention's four, then each expert's gate,
-// up and down (hfconfig.MoE.ExpertModules), whose input is the tokens the
-// router sends that expert. The router itself (hfconfig.MoE.RouterName)
+// up and down (hfconfig.MoE.ExpertModules), whose inputs are ExpertInput
+// and ExpertAct: the rows of the tokens the router sends that expert. The router itself (hfconfig.MoE.RouterName)
 // is no Linear of this list: it stays in floating point, as GPTQModel and
 // vLLM keep it.
 func LayerLinears(cfg *hfconfig.Config, li int) []Linear {
@@ -109,10 +109,11 @@ func LayerLinears(cfg *hfconfig.Config, li int) []Linear {
 	out := slices.Clone(Linears[:oProj+1])
 	for e := range cfg.MoE.Experts {
 		m := cfg.MoE.ExpertModules(e)
+		in, act := ExpertInput(cfg.MoE, e), ExpertAct(cfg.MoE, e)
 		out = append(out,
-			Linear{Name: m[0], Input: "ffn_norm", Group: 2, Order: 2*e + 1},
-			Linear{Name: m[1], Input: "ffn_norm", Group: 2, Order: 2 * e},
-			Linear{Name: m[2], Input: "ffn_act", Group: 3, Order: e})
+			Linear{Name: m[0], Input: in, Group: 2, Order: 2*e + 1},
+			Linear{Name: m[1], Input: in, Group: 2, Order: 2 * e},
+			Linear{Name: m[2], Input: act, Group: 3, Order: e})
 	}
 	return out
 }

@@ -461,10 +461,15 @@ type scratch struct {
 	// [rows, ExpertSize]: a mixture-of-experts layer's logits and one
 	// expert's rows (moe); nil in a dense model.
 	router, ein, egate, eup, eout runtime.Tensor
+	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
+	// and SwiGLU output at their tokens' rows for the layer's observers,
+	// cleared from zeroIn and zeroAct (ensurePads); nil until a pass
+	// observes a mixture-of-experts layer.
+	padIn, zeroIn, padAct, zeroAct runtime.Tensor
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.padIn, s.zeroIn, s.padAct, s.zeroAct} {
 		if t != nil {
 			b.Free(t)
 		}
@@ -615,7 +620,11 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 
 	if d.sparseAt(li) {
 		// out = h + Σ over the row's experts of weight · expert(n)
-		if err := lw.moe(b, d, s, xn, x); err != nil {
+		var emit func(string, runtime.Tensor) error
+		if obs.hook != nil || obs.tap != nil || (stop != "" && stop != "out") {
+			emit = emitAs // (observed, or the pass stops at an expert's intermediate)
+		}
+		if err := lw.moe(b, d, s, xn, x, emit); err != nil {
 			return err
 		}
 		return emitAs("out", x)
@@ -788,8 +797,9 @@ func (l *Layer) DType() runtime.DType { return l.s.dt }
 // stop is one of Intermediates ("" runs to "out"); tap sees every
 // intermediate produced, as a backend tensor valid during the call.
 func (l *Layer) Run(x runtime.Tensor, seqLen int, from Stage, att runtime.Tensor, stop string, tap Tap) error {
-	if stop != "" && !slices.Contains(Intermediates, stop) {
-		return fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, Intermediates)
+	inters := l.d.intermediates(l.Index)
+	if stop != "" && !slices.Contains(inters, stop) {
+		return fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, inters)
 	}
 	rows := runtime.Rows(x)
 	if runtime.Cols(x) != l.d.hidden || x.DType() != l.s.dt || seqLen <= 0 || rows == 0 || rows%seqLen != 0 {
@@ -805,7 +815,7 @@ func (l *Layer) Run(x runtime.Tensor, seqLen int, from Stage, att runtime.Tensor
 		return fmt.Errorf("model: layer %d: no attention output to resume from", l.Index)
 	}
 	if from != FromInput {
-		if i := slices.Index(Intermediates, stop); stop != "" && i <= slices.Index(Intermediates, "attn_out") {
+		if i := slices.Index(inters, stop); stop != "" && i <= slices.Index(inters, "attn_out") {
 			return fmt.Errorf("model: layer %d: a pass from stage %d cannot stop at %q", l.Index, from, stop)
 		}
 	}
@@ -824,14 +834,15 @@ func (l *Layer) Run(x runtime.Tensor, seqLen int, from Stage, att runtime.Tensor
 }
 
 // WeightTensor returns the backend tensor of a Linear module's weight, [N,
-// K] in the layer's dtype; module is one of LinearModules. A GPU solver
+// K] in the layer's dtype; module is one of the layer's Linear modules
+// (LayerModules: LinearModules, or a sparse layer's attention and experts). A GPU solver
 // overwrites it in place with the quantized weights.
 func (l *Layer) WeightTensor(module string) (runtime.Tensor, error) {
 	j, _, _ := l.module(module)
 	if j < 0 {
-		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, LinearModules)
+		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, l.modules())
 	}
-	return l.w.lin[j], nil
+	return l.weight(j), nil
 }
 
 // Forward runs the layer on one sequence x [T, hidden] (host, fp32) at
@@ -866,8 +877,8 @@ func (l *Layer) ForwardFromAttention(x, att []float32, stop string, hook Hook) (
 }
 
 func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error) {
-	if stop != "" && !slices.Contains(Intermediates, stop) {
-		return nil, fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, Intermediates)
+	if inters := l.d.intermediates(l.Index); stop != "" && !slices.Contains(inters, stop) {
+		return nil, fmt.Errorf("model: layer %d: unknown intermediate %q (want one of %v)", l.Index, stop, inters)
 	}
 	h := l.d.hidden
 	if len(x) == 0 || len(x)%h != 0 {
@@ -909,6 +920,14 @@ func (l *Layer) run(x, att []float32, stop string, hook Hook) ([]float32, error)
 
 func (l *Layer) module(module string) (int, int, int) {
 	j := slices.Index(LinearModules, module)
+	if l.d.sparseAt(l.Index) {
+		if j > oProj {
+			return -1, 0, 0 // (a sparse layer has no dense MLP)
+		}
+		if e, k, ok := l.d.expertModule(module); ok {
+			j = len(LinearModules) + 3*e + k
+		}
+	}
 	if j < 0 {
 		return -1, 0, 0
 	}
@@ -916,15 +935,38 @@ func (l *Layer) module(module string) (int, int, int) {
 	return j, n, k
 }
 
+// weight is the tensor of module index j (module's): lin[j], or past
+// LinearModules an expert's gate, up or down.
+func (l *Layer) weight(j int) runtime.Tensor {
+	if j < len(LinearModules) {
+		return l.w.lin[j]
+	}
+	ex := &l.w.experts[(j-len(LinearModules))/3]
+	return [3]runtime.Tensor{ex.gate, ex.up, ex.down}[(j-len(LinearModules))%3]
+}
+
+// modules is the layer's Linear modules, for errors.
+func (l *Layer) modules() []string {
+	if !l.d.sparseAt(l.Index) {
+		return LinearModules
+	}
+	out := slices.Clone(LinearModules[:oProj+1])
+	for e := range l.d.moe.Experts {
+		m := l.d.moe.ExpertModules(e)
+		out = append(out, m[:]...)
+	}
+	return out
+}
+
 // Weight returns a host copy of a Linear module's weight, [N, K] row-major;
-// module is one of LinearModules.
+// module is one of the layer's Linear modules (LayerModules).
 func (l *Layer) Weight(module string) ([]float32, error) {
 	j, n, k := l.module(module)
 	if j < 0 {
-		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, LinearModules)
+		return nil, fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, l.modules())
 	}
 	out := make([]float32, n*k)
-	if err := l.b.Download(out, l.w.lin[j]); err != nil {
+	if err := l.b.Download(out, l.weight(j)); err != nil {
 		return nil, fmt.Errorf("model: layer %d: %s: %w", l.Index, module, err)
 	}
 	return out, nil
@@ -935,12 +977,12 @@ func (l *Layer) Weight(module string) ([]float32, error) {
 func (l *Layer) SetWeight(module string, w []float32) error {
 	j, n, k := l.module(module)
 	if j < 0 {
-		return fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, LinearModules)
+		return fmt.Errorf("model: layer %d: unknown linear module %q (want one of %v)", l.Index, module, l.modules())
 	}
 	if len(w) != n*k {
 		return fmt.Errorf("model: layer %d: %s: %d values, want [%d %d]", l.Index, module, len(w), n, k)
 	}
-	if err := l.b.Upload(l.w.lin[j], w); err != nil {
+	if err := l.b.Upload(l.weight(j), w); err != nil {
 		return fmt.Errorf("model: layer %d: %s: %w", l.Index, module, err)
 	}
 	return nil

@@ -3,7 +3,10 @@ package model
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strconv"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
@@ -98,7 +101,14 @@ func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route
 // the activation dtype), and the experts' outputs add up in expert order
 // (index_add_) before one residual add. It uses the scratch's MoE
 // buffers and s.o.
-func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor) error {
+//
+// With emit (the layer's observers; nil in decode steps) it first emits
+// every expert's input (ExpertInput: xn's rows routed to it, zeros in the
+// others, so that a Hessian of it sums over the expert's own tokens and
+// the padding mask still lines up with the rows), then each expert's
+// SwiGLU output (ExpertAct, likewise); emit's error (errStopped at the
+// pass's stop) ends it.
+func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor, emit func(string, runtime.Tensor) error) error {
 	T, E := runtime.Rows(xn), d.moe.Experts
 	logits := b.View(s.router, 0, T)
 	b.MatMul(logits, xn, lw.router)
@@ -106,12 +116,43 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 	if err := b.Download(host, logits); err != nil {
 		return fmt.Errorf("model: router logits: %w", err)
 	}
+	routes := routeRows(host, T, E, d.moe.TopK, d.moe.NormTopK)
+	// padded writes an expert's rows of src (n of them, or xn's own rows
+	// where src is nil) at their tokens' rows of a zeroed [T, cols] pad
+	// and emits it.
+	padded := func(name string, r route, src, pad, zero runtime.Tensor) error {
+		pad, zero = b.View(pad, 0, T), b.View(zero, 0, T)
+		b.Copy(pad, zero)
+		for j, row := range r.rows {
+			from := b.View(xn, row, 1)
+			if src != nil {
+				from = b.View(src, j, 1)
+			}
+			b.Copy(b.View(pad, row, 1), from)
+		}
+		return emit(name, pad)
+	}
+	if emit != nil {
+		if err := s.ensurePads(b, d); err != nil {
+			return err
+		}
+		for e, r := range routes {
+			if err := padded(ExpertInput(d.moe, e), r, nil, s.padIn, s.zeroIn); err != nil {
+				return err
+			}
+		}
+	}
 	acc := b.View(s.o, 0, T)
 	written := make([]bool, T)
 	sc := b.(runtime.Scaler)
-	for e, r := range routeRows(host, T, E, d.moe.TopK, d.moe.NormTopK) {
+	for e, r := range routes {
 		n := len(r.rows)
 		if n == 0 {
+			if emit != nil {
+				if err := padded(ExpertAct(d.moe, e), r, nil, s.padAct, s.zeroAct); err != nil {
+					return err
+				}
+			}
 			continue
 		}
 		in, g, u, out := b.View(s.ein, 0, n), b.View(s.egate, 0, n), b.View(s.eup, 0, n), b.View(s.eout, 0, n)
@@ -122,6 +163,11 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		b.MatMul(g, in, ex.gate)
 		b.MatMul(u, in, ex.up)
 		runtime.SwiGLU(b, g, g, u)
+		if emit != nil {
+			if err := padded(ExpertAct(d.moe, e), r, g, s.padAct, s.zeroAct); err != nil {
+				return err
+			}
+		}
 		b.MatMul(out, g, ex.down)
 		for j, row := range r.rows {
 			o, dst := b.View(out, j, 1), b.View(acc, row, 1)
@@ -140,6 +186,74 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		}
 	}
 	b.Add(x, x, acc)
+	return nil
+}
+
+// ExpertInput and ExpertAct are the intermediates (hook names after
+// "model.layers.<i>.") of expert e's gate/up input and of its SwiGLU
+// output, down's input, in a mixture-of-experts layer: <block>.experts.<e>.in
+// and .act, [T, cols] with zeros in the rows of the tokens the router does
+// not send it.
+func ExpertInput(m *hfconfig.MoE, e int) string {
+	return m.Block + ".experts." + strconv.Itoa(e) + ".in"
+}
+
+// ExpertAct: see ExpertInput.
+func ExpertAct(m *hfconfig.MoE, e int) string {
+	return m.Block + ".experts." + strconv.Itoa(e) + ".act"
+}
+
+// intermediates lists layer li's intermediates in the order it produces
+// them: Intermediates, or in a mixture-of-experts layer the attention's,
+// ffn_norm, every expert's input, every expert's SwiGLU output, out.
+func (d dims) intermediates(li int) []string {
+	if !d.sparseAt(li) {
+		return Intermediates
+	}
+	out := slices.Clone(Intermediates[:slices.Index(Intermediates, "ffn_norm")+1])
+	for e := range d.moe.Experts {
+		out = append(out, ExpertInput(d.moe, e))
+	}
+	for e := range d.moe.Experts {
+		out = append(out, ExpertAct(d.moe, e))
+	}
+	return append(out, "out")
+}
+
+// LayerIntermediates lists decoder layer li's intermediates (hook names
+// after "model.layers.<li>.") in the order the layer produces them:
+// Intermediates in a dense layer; see dims.intermediates.
+func LayerIntermediates(cfg *hfconfig.Config, li int) []string {
+	d := dims{moe: cfg.MoE}
+	if cfg.MoE != nil {
+		d.sparse = make([]bool, cfg.NumHiddenLayers)
+		d.sparse[li] = cfg.Sparse(li)
+	}
+	return d.intermediates(li)
+}
+
+// ensurePads allocates the scratch's zero-padded expert buffers and the
+// zeros they are cleared from, for as many rows as the scratch holds.
+func (s *scratch) ensurePads(b runtime.Backend, d dims) error {
+	if s.padIn != nil {
+		return nil
+	}
+	var err error
+	alloc := func(cols int, zero bool) runtime.Tensor {
+		if err != nil {
+			return nil
+		}
+		var t runtime.Tensor
+		if t, err = b.Alloc(s.dt, s.rows, cols); err == nil && zero {
+			err = b.Upload(t, make([]float32, s.rows*cols))
+		}
+		return t
+	}
+	s.padIn, s.zeroIn = alloc(d.hidden, false), alloc(d.hidden, true)
+	s.padAct, s.zeroAct = alloc(d.moe.ExpertSize, false), alloc(d.moe.ExpertSize, true)
+	if err != nil {
+		return fmt.Errorf("model: expert scratch for %d tokens: %w", s.rows, err)
+	}
 	return nil
 }
 
@@ -185,7 +299,7 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 		}
 		runtime.AddRMSNorm(b, s.xn, x, s.o, lw.ffnNorm, d.eps)
 		if d.sparseAt(li) {
-			if err := lw.moe(b, d, s, s.xn, x); err != nil {
+			if err := lw.moe(b, d, s, s.xn, x, nil); err != nil {
 				// (A download of a tensor the step made: only a
 				// programming error fails it, as the backends' ops panic.)
 				panic(err)

@@ -204,3 +204,104 @@ func TestMoEGPTQ(t *testing.T) {
 		})
 	}
 }
+
+// TestMoELayerIntermediates: a Mixtral layer loaded on its own (the GPTQ
+// drivers' calibration forward) emits each expert's input, xn's rows of
+// the tokens routed to it and zeros elsewhere, the experts holding T·k
+// rows in all, and each expert's SwiGLU output of those rows (checked on
+// the host from Weight's gate and up); a pass stops after the last
+// expert's input; SetWeight of an expert's down changes the layer's
+// output, and the names are those LayerIntermediates and LayerLinears
+// give.
+func TestMoELayerIntermediates(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 2})
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	l, err := LoadLayer(set, cfg, 1, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	const T = 12
+	H, E, ES := cfg.HiddenSize, cfg.MoE.Experts, cfg.MoE.ExpertSize
+	x := make([]float32, T*H)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)*0.37)) * 0.8
+	}
+	got := map[string][]float32{}
+	var order []string
+	prefix := LayerPrefix(1) + "."
+	out, err := l.Forward(x, func(name string, v []float32, rows, cols int) {
+		order = append(order, strings.TrimPrefix(name, prefix))
+		got[strings.TrimPrefix(name, prefix)] = slices.Clone(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := LayerIntermediates(cfg, 1); !slices.Equal(order, want) {
+		t.Fatalf("intermediates %v, want %v", order, want)
+	}
+	xn := got["ffn_norm"]
+	routed := 0
+	for e := range E {
+		in, act := got[ExpertInput(cfg.MoE, e)], got[ExpertAct(cfg.MoE, e)]
+		ms := cfg.MoE.ExpertModules(e)
+		wg, err := l.Weight(ms[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		wu, err := l.Weight(ms[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := range T {
+			row := in[r*H : (r+1)*H]
+			if !slices.ContainsFunc(row, func(v float32) bool { return v != 0 }) {
+				if a := act[r*ES : (r+1)*ES]; slices.ContainsFunc(a, func(v float32) bool { return v != 0 }) {
+					t.Fatalf("expert %d row %d: no input but an output", e, r)
+				}
+				continue
+			}
+			routed++
+			if !slices.Equal(row, xn[r*H:(r+1)*H]) {
+				t.Fatalf("expert %d row %d: input is not ffn_norm's row", e, r)
+			}
+			for c := range ES {
+				var g, u float64
+				for k := range H {
+					g += float64(row[k]) * float64(wg[c*H+k])
+					u += float64(row[k]) * float64(wu[c*H+k])
+				}
+				want := g / (1 + math.Exp(-g)) * u
+				if d := math.Abs(float64(act[r*ES+c]) - want); d > 1e-5*(1+math.Abs(want)) {
+					t.Fatalf("expert %d row %d channel %d: act %v, want %v", e, r, c, act[r*ES+c], want)
+				}
+			}
+		}
+	}
+	if routed != T*cfg.MoE.TopK {
+		t.Errorf("%d routed rows, want T·k = %d", routed, T*cfg.MoE.TopK)
+	}
+	// The Linears' inputs are those intermediates.
+	for _, lin := range LayerLinears(cfg, 1)[4:] {
+		if _, ok := got[lin.Input]; !ok {
+			t.Errorf("%s: input %q never emitted", lin.Name, lin.Input)
+		}
+	}
+	if o, err := l.ForwardUntil(x, ExpertInput(cfg.MoE, E-1), nil); err != nil || o != nil {
+		t.Errorf("ForwardUntil the last expert input: %v, %d values", err, len(o))
+	}
+	down := cfg.MoE.ExpertModules(0)[2]
+	if err := l.SetWeight(down, make([]float32, H*ES)); err != nil {
+		t.Fatal(err)
+	}
+	out2, err := l.Forward(x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(out, out2) {
+		t.Error("zeroing expert 0's down changed nothing")
+	}
+	if _, err := l.Weight("mlp.down_proj"); err == nil || !strings.Contains(err.Error(), "block_sparse_moe.experts.7.w2") {
+		t.Errorf("Weight(mlp.down_proj) of a sparse layer: %v, want refused listing the experts", err)
+	}
+}
