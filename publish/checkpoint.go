@@ -315,7 +315,7 @@ func (c *Checkpoint) Command() string { return c.progress.Command }
 // Result.W holds them.
 func (c *Checkpoint) Replay(li int) (map[string][]float32, error) {
 	out := map[string][]float32{}
-	for _, m := range model.LinearModules {
+	for _, m := range model.LayerModules(c.cfg, li) {
 		name := model.LayerPrefix(li) + "." + m
 		if skipped, err := c.qc.Skipped(name); err != nil || skipped {
 			if err != nil {
@@ -525,7 +525,11 @@ func planParts(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.Tens
 		for _, n := range model.LayerNormNames(cfg, li) {
 			infos = append(infos, safetensors.TensorInfo{Name: n, DType: safetensors.F16, Shape: model.WantShape(n, cfg, nil)})
 		}
-		for _, m := range model.LinearModules {
+		if cfg.Sparse(li) {
+			// The router stays in floating point, as GPTQModel keeps it.
+			infos = append(infos, safetensors.TensorInfo{Name: cfg.MoE.RouterName(li), DType: safetensors.F16, Shape: []int{cfg.MoE.Experts, cfg.HiddenSize}})
+		}
+		for _, m := range model.LayerModules(cfg, li) {
 			K, N, ok := model.LinearShape(cfg, m)
 			if !ok {
 				return nil, fmt.Errorf("%s: %s%s: sizes the model cannot run (hidden %d, heads %d/%d, head_dim %d)", cfg.File, p, m, cfg.HiddenSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads, cfg.HeadDim)
@@ -611,6 +615,11 @@ func (c *Checkpoint) copyPlain(name string) error {
 func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 	for _, n := range model.LayerNormNames(c.cfg, li) {
 		if err := c.copyPlain(n); err != nil {
+			return err
+		}
+	}
+	if c.cfg.Sparse(li) {
+		if err := c.copyPlain(c.cfg.MoE.RouterName(li)); err != nil {
 			return err
 		}
 	}

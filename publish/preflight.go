@@ -247,7 +247,7 @@ func checkReadable(set weights.Set, cfg *hfconfig.Config) error {
 	plain := plainTensorNames(cfg)
 	names := slices.Clone(plain)
 	for li := range cfg.NumHiddenLayers {
-		names = append(names, model.LayerTensorNames(li)...)
+		names = append(names, model.LayerTensorNamesOf(cfg, li)...)
 		for _, n := range model.LayerBiasNames(cfg, li) {
 			// (written in fp16 beside the module's GPTQ tensors; a llama
 			// config's attention_bias may have none, written as zeros)
@@ -349,7 +349,7 @@ func checkFP16Range(t safetensors.Tensor) error {
 func linearShapes(cfg *hfconfig.Config, layers int) []gptq.LinearShape {
 	var shapes []gptq.LinearShape
 	for li := range min(cfg.NumHiddenLayers, layers) {
-		for _, m := range model.LinearModules {
+		for _, m := range model.LayerModules(cfg, li) {
 			K, N, _ := model.LinearShape(cfg, m)
 			shapes = append(shapes, gptq.LinearShape{Name: model.LayerPrefix(li) + "." + m, K: K, N: N})
 		}

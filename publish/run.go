@@ -213,7 +213,7 @@ func ResolveSkip(modelDir string, patterns []string) (quantize.Skip, error) {
 	if err != nil {
 		return quantize.Skip{}, err
 	}
-	return quantize.ParseSkip(patterns, cfg.NumHiddenLayers)
+	return quantize.ParseSkipFor(patterns, cfg)
 }
 
 // skip resolves SkipModules against the model's layers. A part of a
@@ -222,7 +222,7 @@ func ResolveSkip(modelDir string, patterns []string) (quantize.Skip, error) {
 // dynamic rules name qkv_proj and gate_up_proj and cannot address a part,
 // and rules naming the parts would not match its modules either.
 func (o RunOptions) skip(cfg *hfconfig.Config) (quantize.Skip, error) {
-	s, err := quantize.ParseSkip(o.SkipModules, cfg.NumHiddenLayers)
+	s, err := quantize.ParseSkipFor(o.SkipModules, cfg)
 	if err != nil {
 		return quantize.Skip{}, fmt.Errorf("quantize: skip modules: %w", err)
 	}

@@ -156,7 +156,7 @@ func runDevice(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b run
 		log = io.Discard
 	}
 	d := &devRun{ctx: ctx, w: w, cfg: cfg, b: b, solver: opts.Solver, log: log, opts: opts, samples: samples,
-		total: cfg.NumHiddenLayers * len(model.LinearModules) * len(jobs), stats: opts.Stats}
+		total: totalModules(cfg) * len(jobs), stats: opts.Stats}
 	if d.stats != nil {
 		d.stats.Phases = map[string]float64{}
 	}
@@ -271,7 +271,14 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 		p.Host, es = true, 4
 	}
 	hidden, q, kv, inter := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
+	mlp := mlpSizes(cfg)
 	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
+	if m := cfg.MoE; m != nil {
+		// The router's logits, one expert's rows and the zero-padded
+		// expert buffers with their zeros (model's moe).
+		E, ES := int64(m.Experts), int64(m.ExpertSize)
+		rowBytes += (E + 6*hidden + 6*ES) * es
+	}
 	perSample := rowBytes * int64(p.T)
 	k := max(1, min(int64(p.S), chunkBudget/max(perSample, 1)))
 	if chunkRows > 0 {
@@ -283,14 +290,17 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 	add := func(what string, n int64) { p.Parts = append(p.Parts, PlanPart{what, n}) }
 	add("activations", rows*hidden*es)
 	add("chunk scratch", int64(p.Chunk)*rowBytes)
-	add("layer weights", (2*hidden+hidden*(q+2*kv)+q*hidden+3*hidden*inter)*es)
+	add("layer weights", (2*hidden+hidden*(q+2*kv)+q*hidden+mlp.params)*es)
 	add("embedding table", int64(cfg.VocabSize)*hidden*es)
 	if p.TrueSeq {
 		add("attention outputs", rows*q*es)
 	}
-	grams := inter * inter * 4
+	grams := mlp.group * 4
 	if p.Plain {
 		grams += (2*hidden*hidden + q*q) * 4
+		if m := cfg.MoE; m != nil {
+			grams += int64(m.Experts) * int64(cfg.HiddenSize) * int64(cfg.HiddenSize) * 4 // (inputs and outputs at once)
+		}
 		add("input copy", int64(p.Chunk)*hidden*es)
 	}
 	add("Hessians", grams)
@@ -304,7 +314,7 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 	}
 	if wr, ok := solver.(WorkspaceReporter); ok {
 		var ws int64
-		for _, m := range model.LinearModules {
+		for _, m := range mlp.modules {
 			K, N, _ := model.LinearShape(cfg, m)
 			ws = max(ws, wr.Workspace(N, K))
 		}
@@ -471,7 +481,7 @@ func (d *devRun) job(j Job) error {
 // passes layerOf makes (no Hessians, no solves), leaving in x bit for bit
 // the output the uninterrupted run computed.
 func (d *devRun) replay(j Job, li int) error {
-	d.done += len(model.LinearModules)
+	d.done += len(model.LayerModules(d.cfg, li))
 	if d.opts.Progress != nil {
 		d.opts.Progress(j.Name, d.done, d.total)
 	}
@@ -484,10 +494,11 @@ func (d *devRun) replay(j Job, li int) error {
 		return err
 	}
 	defer layer.Free()
-	if err := j.replayWeights(layer, li); err != nil {
+	if err := j.replayWeights(layer, d.cfg, li); err != nil {
 		return err
 	}
 	d.phase("load", start)
+	mlpIn, mlpAct := mlpStops(d.cfg, li)
 	type step struct {
 		from model.Stage
 		stop string
@@ -498,8 +509,8 @@ func (d *devRun) replay(j Job, li int) error {
 		steps = []step{
 			{model.FromInput, "attn_norm", false},
 			{model.FromInput, "attn_out", true},
-			{model.FromAttention, "ffn_norm", true},
-			{model.FromResidual, "ffn_act", false},
+			{model.FromAttention, mlpIn, true},
+			{model.FromResidual, mlpAct, false},
 			{model.FromResidual, "out", false},
 		}
 	}
@@ -521,10 +532,10 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	}
 	defer layer.Free()
 	if r, ok := d.w.(interface{ Release(...string) }); ok {
-		r.Release(slices.Concat(model.LayerTensorNames(li), model.QKNormNames(d.cfg, li), model.GemmaNormNames(d.cfg, li), model.LayerBiasNames(d.cfg, li))...)
+		r.Release(model.LayerWeightNames(d.cfg, li)...)
 	}
 	if p, ok := d.w.(interface{ Prefetch(...string) }); ok && li+1 < d.cfg.NumHiddenLayers {
-		p.Prefetch(slices.Concat(model.LayerTensorNames(li+1), model.QKNormNames(d.cfg, li+1), model.GemmaNormNames(d.cfg, li+1), model.LayerBiasNames(d.cfg, li+1))...)
+		p.Prefetch(model.LayerWeightNames(d.cfg, li+1)...)
 	}
 	d.phase("load", start)
 	results := map[string]ModuleResult{}
@@ -544,7 +555,10 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		}
 		return todo
 	}
-	solve := func(mods []string, g runtime.Tensor) error {
+	// solve quantizes mods, whose inputs' Gram matrix is g (nil: none), by
+	// the job's solver, or to nearest where the job does or rtn says (an
+	// expert no calibration token reached).
+	solve := func(mods []string, g runtime.Tensor, rtn bool) error {
 		t := time.Now()
 		ws := make([]runtime.Tensor, len(mods))
 		for i, m := range mods {
@@ -553,8 +567,8 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 			}
 		}
 		solver := d.solver
-		if j.RTN {
-			solver = HostSolver{RTN: true}
+		if j.RTN || rtn {
+			solver, g = HostSolver{RTN: true}, nil
 		}
 		res, err := solver.Solve(d.ctx, SolveRequest{Backend: d.b, Layer: li, Modules: mods, Weights: ws, Gram: g,
 			Samples: d.S, Options: j.GPTQ, Format: j.Format, Log: prefixWriter{d.log, model.LayerPrefix(li)}})
@@ -570,9 +584,12 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		for i, m := range mods {
 			mr := ModuleResult{Layer: li, Module: m, Result: res[i], Seconds: secs}
 			results[m] = mr
-			if j.RTN {
+			switch {
+			case j.RTN:
 				fmt.Fprintf(d.log, "%s %s: round to nearest %.2fs\n", j.Name, mr.Name(), secs)
-			} else {
+			case rtn:
+				fmt.Fprintf(d.log, "%s %s: no calibration token reached it (an expert the router never chose): round to nearest %.2fs\n", j.Name, mr.Name(), secs)
+			default:
 				fmt.Fprintf(d.log, "%s %s: loss %.6g damp %.3g solve %.2fs\n", j.Name, mr.Name(), res[i].Loss, res[i].Damp, secs)
 			}
 			d.done++
@@ -582,13 +599,40 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		}
 		return nil
 	}
+	// solveInputs quantizes the modules of todo by the Gram matrices gs of
+	// their inputs, one solve per input (an expert's up and gate share
+	// theirs), in todo's order of inputs; an expert input no routed row
+	// reached (routed, from the pass that tapped it) is rounded to nearest.
+	solveInputs := func(todo []string, gs map[string]runtime.Tensor, routed []int) error {
+		var ins []string
+		byIn := map[string][]string{}
+		for _, m := range todo {
+			in := model.LayerInput(d.cfg, li, m)
+			if _, ok := byIn[in]; !ok {
+				ins = append(ins, in)
+			}
+			byIn[in] = append(byIn[in], m)
+		}
+		for _, in := range ins {
+			if err := solve(byIn[in], gs[in], expertUnrouted(d.cfg, in, routed)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	freeAll := func(gs map[string]runtime.Tensor) {
+		for _, g := range gs {
+			d.b.Free(g)
+		}
+	}
+	mlpIn, mlpAct := mlpStops(d.cfg, li)
 	switch {
 	case j.RTN:
-		for _, g := range model.ModuleGroups(true) {
+		for _, g := range model.LayerModuleGroups(d.cfg, li, true) {
 			if g = skip(g); len(g) == 0 {
 				continue
 			}
-			if err := solve(g, nil); err != nil {
+			if err := solve(g, nil, false); err != nil {
 				return nil, err
 			}
 		}
@@ -604,12 +648,11 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		}{
 			{model.FromInput, "attn_norm", false, false},
 			{model.FromInput, "attn_out", true, true},
-			{model.FromAttention, "ffn_norm", true, true},
-			{model.FromResidual, "ffn_act", false, false},
+			{model.FromAttention, mlpIn, true, true},
+			{model.FromResidual, mlpAct, false, false},
 		}
-		for gi, mods := range model.ModuleGroups(true) {
+		for gi, mods := range model.LayerModuleGroups(d.cfg, li, true) {
 			s := steps[gi]
-			in := model.LinearInput(mods[0])
 			if mods = skip(mods); len(mods) == 0 {
 				if s.effect {
 					if _, err := d.pass(layer, s.from, s.stop, s.att, false, nil); err != nil {
@@ -618,12 +661,18 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 				}
 				continue
 			}
-			gs, err := d.pass(layer, s.from, s.stop, s.att, false, []string{in})
+			var taps []string
+			for _, m := range mods {
+				if in := model.LayerInput(d.cfg, li, m); !slices.Contains(taps, in) {
+					taps = append(taps, in)
+				}
+			}
+			gs, err := d.pass(layer, s.from, s.stop, s.att, false, taps)
 			if err != nil {
 				return nil, err
 			}
-			err = solve(mods, gs[in])
-			d.b.Free(gs[in])
+			err = solveInputs(mods, gs, layer.ExpertRows())
+			freeAll(gs)
 			if err != nil {
 				return nil, err
 			}
@@ -635,45 +684,58 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		// One pass with the layer's own weights for all four inputs (on a
 		// copy: x must stay the layer input), then every module; an input
 		// that only skipped modules read is not tapped.
-		todo := skip(model.ModuleGroups(false)[0])
+		todo := skip(model.LayerModuleGroups(d.cfg, li, false)[0])
 		var inputs []string
-		for _, in := range []string{"attn_norm", "attn_out", "ffn_norm", "ffn_act"} {
-			if slices.ContainsFunc(todo, func(m string) bool { return model.LinearInput(m) == in }) {
+		for _, in := range model.LayerIntermediates(d.cfg, li) {
+			if slices.ContainsFunc(todo, func(m string) bool { return model.LayerInput(d.cfg, li, m) == in }) {
 				inputs = append(inputs, in)
 			}
 		}
 		var gs map[string]runtime.Tensor
 		if len(inputs) > 0 {
-			if gs, err = d.pass(layer, model.FromInput, lastInput(inputs), false, true, inputs); err != nil {
+			if gs, err = d.pass(layer, model.FromInput, lastInput(model.LayerIntermediates(d.cfg, li), inputs), false, true, inputs); err != nil {
 				return nil, err
 			}
 		}
-		for _, in := range inputs {
-			var mods []string
-			for _, m := range todo {
-				if model.LinearInput(m) == in {
-					mods = append(mods, m)
-				}
-			}
-			if err := solve(mods, gs[in]); err != nil {
-				for _, g := range gs {
-					d.b.Free(g)
-				}
-				return nil, err
-			}
-		}
-		for _, g := range gs {
-			d.b.Free(g)
+		err := solveInputs(todo, gs, layer.ExpertRows())
+		freeAll(gs)
+		if err != nil {
+			return nil, err
 		}
 		if _, err := d.pass(layer, model.FromInput, "out", false, false, nil); err != nil {
 			return nil, err
 		}
 	}
-	ordered := make([]ModuleResult, 0, len(model.LinearModules))
-	for _, m := range model.LinearModules {
+	ordered := make([]ModuleResult, 0, len(results))
+	for _, m := range model.LayerModules(d.cfg, li) {
 		ordered = append(ordered, results[m])
 	}
 	return ordered, nil
+}
+
+// mlpStops are where the true-sequential passes of layer li of cfg stop
+// for the MLP's two groups: ffn_norm and ffn_act, or in a sparse layer
+// the last expert's input and SwiGLU output (every expert's then emitted).
+func mlpStops(cfg *hfconfig.Config, li int) (in, act string) {
+	if !cfg.Sparse(li) {
+		return "ffn_norm", "ffn_act"
+	}
+	return model.ExpertInput(cfg.MoE, cfg.MoE.Experts-1), model.ExpertAct(cfg.MoE, cfg.MoE.Experts-1)
+}
+
+// expertUnrouted reports whether in is an expert's input (ExpertInput or
+// ExpertAct) that no row reached in the pass whose routed rows a
+// model.Layer's ExpertRows gave.
+func expertUnrouted(cfg *hfconfig.Config, in string, routed []int) bool {
+	if cfg.MoE == nil || routed == nil {
+		return false
+	}
+	for e := range cfg.MoE.Experts {
+		if in == model.ExpertInput(cfg.MoE, e) || in == model.ExpertAct(cfg.MoE, e) {
+			return routed[e] == 0
+		}
+	}
+	return false
 }
 
 // pass runs the layer over every chunk of x from stage from to stop and
@@ -740,14 +802,15 @@ func (d *devRun) pass(layer *model.Layer, from model.Stage, stop string, att, co
 	return grams, nil
 }
 
-// lastInput is the latest in forward order of the Linear inputs ins
-// (model.Intermediates), where a pass tapping them can stop.
-func lastInput(ins []string) string {
+// lastInput is the latest in forward order (inters, the layer's
+// model.LayerIntermediates) of the Linear inputs ins, where a pass tapping
+// them can stop.
+func lastInput(inters, ins []string) string {
 	want := map[string]*Hessian{}
 	for _, in := range ins {
 		want[in] = nil
 	}
-	return lastIntermediate(want)
+	return lastIntermediate(inters, want)
 }
 
 // inputWidth is the column count of a Linear input intermediate.
@@ -756,6 +819,16 @@ func (d *devRun) inputWidth(in string) int {
 		if l.Input == in {
 			K, _, _ := model.LinearShape(d.cfg, l.Name)
 			return K
+		}
+	}
+	if m := d.cfg.MoE; m != nil {
+		for e := range m.Experts {
+			switch in {
+			case model.ExpertInput(m, e):
+				return d.cfg.HiddenSize
+			case model.ExpertAct(m, e):
+				return m.ExpertSize
+			}
 		}
 	}
 	panic("quantize: unknown linear input " + in)

@@ -25,9 +25,15 @@ type Sample struct {
 	Mask []bool
 }
 
-// moduleGroups returns the Linear modules of a layer in the order they are
-// quantized (spec §4.5), from the architecture table model.Linears.
-func moduleGroups(trueSequential bool) [][]string { return model.ModuleGroups(trueSequential) }
+// totalModules is the Linear modules of every layer of cfg (a sparse
+// layer's experts counted), for progress.
+func totalModules(cfg *hfconfig.Config) int {
+	n := 0
+	for li := range cfg.NumHiddenLayers {
+		n += len(model.LayerModules(cfg, li))
+	}
+	return n
+}
 
 // ModuleResult is one Linear of one layer: quantized (Result set), or
 // left unquantized by Job.Skip (Skipped, Result nil: the checkpoint keeps
@@ -54,8 +60,8 @@ type Job struct {
 	// against.
 	RTN bool
 	// Layer receives the modules of one layer once the whole layer is done,
-	// all of them in LinearModules order: those in Skip with Skipped set
-	// and no Result.
+	// all of them in LayerModules order (a sparse layer's experts after its
+	// attention): those in Skip with Skipped set and no Result.
 	Layer func(layer int, modules []ModuleResult) error
 	// Done is called once the last layer has been handed to Layer, with the
 	// seconds the job took. May be nil.
@@ -81,7 +87,7 @@ type Job struct {
 
 // replayWeights loads layer li's quantized weights from j.Replay into
 // layer.
-func (j Job) replayWeights(layer *model.Layer, li int) error {
+func (j Job) replayWeights(layer *model.Layer, cfg *hfconfig.Config, li int) error {
 	if j.Replay == nil {
 		return fmt.Errorf("layer %d: resumed at layer %d without the earlier layers' weights", li, j.Start)
 	}
@@ -89,7 +95,7 @@ func (j Job) replayWeights(layer *model.Layer, li int) error {
 	if err != nil {
 		return fmt.Errorf("layer %d: %w", li, err)
 	}
-	for _, m := range model.LinearModules {
+	for _, m := range model.LayerModules(cfg, li) {
 		if j.Skip.Has(li, m) {
 			continue // the source weight, as the interrupted run had it
 		}
@@ -226,7 +232,7 @@ func runJob(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtim
 		}
 	}
 	st := &jobState{job: j, log: log, progress: progress, shared: shared, stats: stats,
-		total: cfg.NumHiddenLayers * len(model.LinearModules), context: CalibrationContext(cfg, samples)}
+		total: totalModules(cfg), context: CalibrationContext(cfg, samples)}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		ls := &LayerStats{Job: j.Name, Layer: li, Phases: map[string]float64{}}
 		st.ls = ls
@@ -293,7 +299,7 @@ func (st *jobState) add(name string, s float64) {
 // becomes bit for bit what the uninterrupted run computed.
 func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32) error {
 	j := st.job
-	st.done += len(model.LinearModules)
+	st.done += len(model.LayerModules(cfg, li))
 	if st.progress != nil {
 		st.progress(j.Name, st.done, st.total)
 	}
@@ -305,7 +311,7 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 		return err
 	}
 	defer layer.Free()
-	if err := j.replayWeights(layer, li); err != nil {
+	if err := j.replayWeights(layer, cfg, li); err != nil {
 		return err
 	}
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs)), attFinal: true}
@@ -330,7 +336,7 @@ func (st *jobState) replay(ctx context.Context, w model.Weights, cfg *hfconfig.C
 }
 
 // layer quantizes layer li group by group and replaces xs with the
-// quantized layer's outputs. It returns the modules in LinearModules order.
+// quantized layer's outputs. It returns the modules in LayerModules order.
 func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Config, b runtime.Backend, li int, xs [][]float32, samples []Sample) ([]ModuleResult, error) {
 	j := st.job
 	t0 := time.Now()
@@ -343,7 +349,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs))}
 	defer pass.free()
 	results := map[string]ModuleResult{}
-	for gi, group := range moduleGroups(j.TrueSequential) {
+	for gi, group := range model.LayerModuleGroups(cfg, li, j.TrueSequential) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -351,7 +357,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		var hs map[string]*Hessian
 		if !j.RTN && len(todo) > 0 {
 			// Only layer 0's first group sees inputs that no job has changed.
-			if hs, err = st.hessians(ctx, b, pass, li, gi == 0 && li == 0, todo, xs, samples); err != nil {
+			if hs, err = st.hessians(ctx, b, cfg, pass, li, gi == 0 && li == 0, todo, xs, samples); err != nil {
 				return nil, err
 			}
 		}
@@ -374,8 +380,8 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		return nil, err
 	}
 	st.phase("forward", t1)
-	ordered := make([]ModuleResult, 0, len(model.LinearModules))
-	for _, m := range model.LinearModules {
+	ordered := make([]ModuleResult, 0, len(results))
+	for _, m := range model.LayerModules(cfg, li) {
 		ordered = append(ordered, results[m])
 	}
 	return ordered, nil
@@ -383,11 +389,11 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 
 // hessians returns the Hessians of the inputs of a module group, from the
 // shared cache when cacheable.
-func (st *jobState) hessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, cacheable bool, group []string, xs [][]float32, samples []Sample) (map[string]*Hessian, error) {
+func (st *jobState) hessians(ctx context.Context, b runtime.Backend, cfg *hfconfig.Config, pass *layerPass, li int, cacheable bool, group []string, xs [][]float32, samples []Sample) (map[string]*Hessian, error) {
 	want := map[string]*Hessian{}
 	missing := false
 	for _, m := range group {
-		name := model.LinearInput(m)
+		name := model.LayerInput(cfg, li, m)
 		h, ok := st.shared[name]
 		if cacheable && ok {
 			want[name] = h
@@ -400,7 +406,7 @@ func (st *jobState) hessians(ctx context.Context, b runtime.Backend, pass *layer
 		return want, nil
 	}
 	t0 := time.Now()
-	hs, hessSecs, err := collectHessians(ctx, b, pass, li, xs, samples, want)
+	hs, hessSecs, err := collectHessians(ctx, b, pass, model.LayerIntermediates(cfg, li), li, xs, samples, want)
 	st.add("hessian", hessSecs)
 	st.add("forward", time.Since(t0).Seconds()-hessSecs)
 	if err != nil {
@@ -426,10 +432,12 @@ func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m s
 		return ModuleResult{}, err
 	}
 	var res *Result
-	if j.RTN {
+	h := hs[model.LayerInput(cfg, li, m)]
+	rtn := j.RTN || (h != nil && h.Empty())
+	if rtn {
 		res, err = RTN(w, N, K, j.GPTQ)
 	} else {
-		res, err = GPTQ(w, N, K, hs[model.LinearInput(m)], j.GPTQ, prefixWriter{st.log, name})
+		res, err = GPTQ(w, N, K, h, j.GPTQ, prefixWriter{st.log, name})
 	}
 	if err != nil {
 		return ModuleResult{}, fmt.Errorf("%s: %w", name, err)
@@ -439,9 +447,12 @@ func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m s
 	}
 	secs := time.Since(start).Seconds()
 	st.add("solve", secs)
-	if j.RTN {
+	switch {
+	case j.RTN:
 		fmt.Fprintf(st.log, "%s %s: round to nearest %.2fs\n", j.Name, name, secs)
-	} else {
+	case rtn:
+		fmt.Fprintf(st.log, "%s %s: no calibration token reached it (an expert the router never chose): round to nearest %.2fs\n", j.Name, name, secs)
+	default:
 		fmt.Fprintf(st.log, "%s %s: loss %.6g damp %.3g solve %.2fs\n", j.Name, name, res.Loss, res.Damp, secs)
 	}
 	st.done++
@@ -600,7 +611,7 @@ func (p *layerPass) output(ctx context.Context, li int, xs [][]float32) error {
 // into the Hessians in sample order (a float64 running mean depends on the
 // order), by one folder with all of the backend's threads, while the
 // workers run ahead by at most a few samples each.
-func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, float64, error) {
+func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, inters []string, li int, xs [][]float32, samples []Sample, want map[string]*Hessian) (map[string]*Hessian, float64, error) {
 	hs := map[string]*Hessian{}
 	grams := map[string]*gram{}
 	defer func() {
@@ -609,9 +620,9 @@ func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li
 		}
 	}()
 	prefix := model.LayerPrefix(li) + "."
-	stop := lastIntermediate(want)
+	stop := lastIntermediate(inters, want)
 	var names []string // the fold order of one sample's intermediates
-	for _, n := range model.Intermediates {
+	for _, n := range inters {
 		if _, ok := want[n]; ok {
 			names = append(names, n)
 		}
@@ -713,12 +724,13 @@ func collectHessians(ctx context.Context, b runtime.Backend, pass *layerPass, li
 	return hs, hessSecs, nil
 }
 
-// lastIntermediate is the latest (in forward order) of the intermediates in
-// want, so the forward pass can stop once it has been produced.
-func lastIntermediate(want map[string]*Hessian) string {
+// lastIntermediate is the latest in forward order (inters, the layer's
+// model.LayerIntermediates) of the intermediates in want, so the forward
+// pass can stop once it has been produced.
+func lastIntermediate(inters []string, want map[string]*Hessian) string {
 	last, pos := "", -1
 	for name := range want {
-		for i, n := range model.Intermediates {
+		for i, n := range inters {
 			if n == name && i > pos {
 				last, pos = n, i
 			}

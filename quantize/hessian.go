@@ -30,6 +30,20 @@ func NewHessian(K int) *Hessian {
 	return &Hessian{K: K, H: make([]float64, K*K)}
 }
 
+// Empty reports whether H is zero on its whole diagonal: no input row
+// reached the Linear (an expert the router chose for no calibration
+// token, whose ExpertInput rows are all zeros). GPTQ would take every
+// column as dead and zero the weight; the drivers round such a Linear to
+// nearest instead.
+func (h *Hessian) Empty() bool {
+	for i := range h.K {
+		if h.H[i*h.K+i] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // hessChunk is the number of rows turned into float64 at a time. Larger
 // chunks give GEMM a longer inner dimension; 256 rows of K=14336 is 29 MB.
 const hessChunk = 256

@@ -1,6 +1,8 @@
 package quantize
 
 import (
+	"slices"
+
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -38,7 +40,8 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 	}
 	h, q, kv, I := int64(cfg.HiddenSize), int64(cfg.NumAttentionHeads*cfg.HeadDim), int64(cfg.NumKeyValueHeads*cfg.HeadDim), int64(cfg.IntermediateSize)
 	V := int64(cfg.VocabSize)
-	layerParams := h*(q+2*kv) + q*h + 3*h*I + 2*h
+	mlp := mlpSizes(cfg)
+	layerParams := h*(q+2*kv) + q*h + mlp.params + 2*h
 	rows := int64(S) * int64(T)
 	gptqJobs := 0
 	for _, j := range jobs {
@@ -65,18 +68,18 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 			add("attention outputs", rows*q*4)
 			// The widest Hessian in float64, the Gram products in fp32
 			// (host and backend), layer 0's shared Hessian.
-			add("Hessians", I*I*8+2*(I*int64(T)*4+I*I*4)+h*h*8)
+			add("Hessians", mlp.group*8+2*(I*int64(T)*4+I*I*4)+h*h*8)
 			// Each worker's forward scratch, and the intermediates of up to
 			// two samples per worker waiting for the fold.
 			w := int64(max(1, min(workers, S)))
 			add("forward scratch", w*int64(T)*(6*h+2*q+4*kv+3*I)*4)
-			add("intermediates awaiting the fold", 2*w*int64(T)*(2*h+q+I)*4)
+			add("intermediates awaiting the fold", 2*w*int64(T)*(2*h+q+I+mlp.row)*4)
 		}
 		// The layer in fp32 and its quantized results (codes and weights).
 		add("layer", layerParams*4+layerParams*5)
 		// The largest solve: weights in float64, codes, H and its inverse.
 		var solve int64
-		for _, m := range model.LinearModules {
+		for _, m := range mlp.modules {
 			K, N, _ := model.LinearShape(cfg, m)
 			solve = max(solve, int64(N)*int64(K)*14+2*int64(K)*int64(K)*8)
 		}
@@ -89,5 +92,30 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 	}
 	p.Need = p.Live + p.Live/8
 	p.Peak = 2*(p.Live-hostBase) + hostBase
+	return p
+}
+
+// mlpPlan sizes a layer's MLP for the plans: the parameters of its largest
+// layer's (a sparse layer's router and experts), the widest group's
+// Hessian elements (the dense MLP's intermediate_size², or every expert's
+// input or SwiGLU output at once), the values a row's expert intermediates
+// add (each expert's zero-padded input and output) and the distinct Linear
+// modules of the layers (for the largest solve).
+type mlpPlan struct {
+	params, group, row int64
+	modules            []string
+}
+
+func mlpSizes(cfg *hfconfig.Config) mlpPlan {
+	h, I := int64(cfg.HiddenSize), int64(cfg.IntermediateSize)
+	p := mlpPlan{params: 3 * h * I, group: I * I, modules: model.LinearModules}
+	if m := cfg.MoE; m != nil {
+		E, ES := int64(m.Experts), int64(m.ExpertSize)
+		p.params = max(p.params, E*h+3*E*h*ES)
+		p.group = max(p.group, E*max(h*h, ES*ES))
+		p.row = E * (h + ES)
+		ex := m.ExpertModules(0)
+		p.modules = append(slices.Clone(model.LinearModules), ex[:]...)
+	}
 	return p
 }

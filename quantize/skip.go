@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -18,6 +19,33 @@ type Skip struct {
 	patterns []string        // as given, for the record
 	mods     map[string]bool // full module names
 	layers   int
+	// cfg, where ParseSkipFor made the Skip, gives each layer's modules
+	// (model.LayerModules: a sparse layer's experts); nil: every layer
+	// has model.LinearModules.
+	cfg *hfconfig.Config
+}
+
+// modules lists layer li's Linear modules in execution order.
+func (s Skip) modules(li int) []string {
+	if s.cfg == nil {
+		return model.LinearModules
+	}
+	return model.LayerModules(s.cfg, li)
+}
+
+// linears lists layer li's Linears (model.LayerLinears).
+func (s Skip) linears(li int) []model.Linear {
+	if s.cfg == nil {
+		return model.Linears
+	}
+	return model.LayerLinears(s.cfg, li)
+}
+
+// ParseSkipFor is ParseSkip for the layers of cfg, each with its own
+// modules (model.LayerModules: a mixture-of-experts layer's experts, e.g.
+// "re:model\.layers\.\d+\.block_sparse_moe\.experts\.7\..*").
+func ParseSkipFor(patterns []string, cfg *hfconfig.Config) (Skip, error) {
+	return parseSkip(patterns, cfg.NumHiddenLayers, cfg)
 }
 
 // ErrSkip is wrapped by ParseSkip's errors: a pattern that does not
@@ -60,7 +88,15 @@ func SplitSkipList(list string) []string {
 // them, or a regular expression that does not compile, is an error naming
 // it; so is a list that leaves no module to quantize.
 func ParseSkip(patterns []string, layers int) (Skip, error) {
-	s := Skip{mods: map[string]bool{}, layers: layers}
+	return parseSkip(patterns, layers, nil)
+}
+
+func parseSkip(patterns []string, layers int, cfg *hfconfig.Config) (Skip, error) {
+	s := Skip{mods: map[string]bool{}, layers: layers, cfg: cfg}
+	total := 0
+	for li := range layers {
+		total += len(s.modules(li))
+	}
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
 		if p == "" {
@@ -77,7 +113,7 @@ func ParseSkip(patterns []string, layers int) (Skip, error) {
 		}
 		n := 0
 		for li := range layers {
-			for _, m := range model.LinearModules {
+			for _, m := range s.modules(li) {
 				if name := model.LayerPrefix(li) + "." + m; match(name) {
 					s.mods[name] = true
 					n++
@@ -86,10 +122,10 @@ func ParseSkip(patterns []string, layers int) (Skip, error) {
 		}
 		if n == 0 {
 			return Skip{}, fmt.Errorf("%w %q matches no quantizable Linear module (%s.%s ... %s.%s; a regular expression needs \"re:\" and must match the whole name)",
-				ErrSkip, p, model.LayerPrefix(0), model.LinearModules[0], model.LayerPrefix(layers-1), model.LinearModules[len(model.LinearModules)-1])
+				ErrSkip, p, model.LayerPrefix(0), s.modules(0)[0], model.LayerPrefix(layers-1), s.modules(layers - 1)[len(s.modules(layers-1))-1])
 		}
 	}
-	if layers > 0 && len(s.mods) == layers*len(model.LinearModules) {
+	if layers > 0 && len(s.mods) == total {
 		return Skip{}, fmt.Errorf("%w %s: every Linear module would be left unquantized: nothing to quantize", ErrSkip, strings.Join(s.patterns, ","))
 	}
 	return s, nil
@@ -107,12 +143,12 @@ func (s Skip) Has(li int, module string) bool {
 	return s.mods[model.LayerPrefix(li)+"."+module]
 }
 
-// Names lists the skipped modules' full names, by layer and in
-// LinearModules order.
+// Names lists the skipped modules' full names, by layer and in each
+// layer's module order.
 func (s Skip) Names() []string {
 	var out []string
 	for li := range s.layers {
-		for _, m := range model.LinearModules {
+		for _, m := range s.modules(li) {
 			if s.Has(li, m) {
 				out = append(out, model.LayerPrefix(li)+"."+m)
 			}
@@ -192,7 +228,7 @@ func (s Skip) PartialFused() []string {
 func (s Skip) Dynamic() []gptq.DynamicRule {
 	var out []gptq.DynamicRule
 	for li := range s.layers { // (the order of Names)
-		for _, l := range model.Linears {
+		for _, l := range s.linears(li) {
 			if !s.Has(li, l.Name) {
 				continue
 			}
@@ -227,14 +263,21 @@ func (s Skip) ModulesInBlock() [][]string {
 		return nil
 	}
 	for li := 1; li < s.layers; li++ {
-		for _, m := range model.LinearModules {
+		if !slices.Equal(s.modules(li), s.modules(0)) {
+			return nil // (qwen3_moe's dense layers among its sparse ones)
+		}
+		for _, m := range s.modules(0) {
 			if s.Has(li, m) != s.Has(0, m) {
 				return nil
 			}
 		}
 	}
 	var out [][]string
-	for _, g := range model.ModuleGroups(true) {
+	groups := model.ModuleGroups(true)
+	if s.cfg != nil {
+		groups = model.LayerModuleGroups(s.cfg, 0, true)
+	}
+	for _, g := range groups {
 		if kept := s.filter(0, g); len(kept) > 0 {
 			out = append(out, slices.Clone(kept))
 		}

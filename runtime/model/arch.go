@@ -130,3 +130,40 @@ func LayerModules(cfg *hfconfig.Config, li int) []string {
 	}
 	return out
 }
+
+// LayerModuleGroups is ModuleGroups for decoder layer li of cfg: the same
+// four groups in a dense layer; in a mixture-of-experts layer the third
+// group is every expert's up and gate (in the reference's order within an
+// expert, expert by expert) and the fourth every expert's down, each
+// expert's modules reading its own input (LayerLinears). Without
+// trueSequential, one group of all of them.
+func LayerModuleGroups(cfg *hfconfig.Config, li int, trueSequential bool) [][]string {
+	if !cfg.Sparse(li) {
+		return ModuleGroups(trueSequential)
+	}
+	var groups [][]string
+	for _, l := range LayerLinears(cfg, li) {
+		for len(groups) <= l.Group {
+			groups = append(groups, nil)
+		}
+		groups[l.Group] = append(groups[l.Group], "")
+	}
+	for _, l := range LayerLinears(cfg, li) {
+		groups[l.Group][l.Order] = l.Name
+	}
+	if trueSequential {
+		return groups
+	}
+	return [][]string{slices.Concat(groups...)}
+}
+
+// LayerInput is the intermediate that feeds module in decoder layer li of
+// cfg (LayerLinears' Input), "" for a module the layer does not have.
+func LayerInput(cfg *hfconfig.Config, li int, module string) string {
+	for _, l := range LayerLinears(cfg, li) {
+		if l.Name == module {
+			return l.Input
+		}
+	}
+	return ""
+}

@@ -466,6 +466,9 @@ type scratch struct {
 	// cleared from zeroIn and zeroAct (ensurePads); nil until a pass
 	// observes a mixture-of-experts layer.
 	padIn, zeroIn, padAct, zeroAct runtime.Tensor
+	// routed counts each expert's rows in observed passes (moe,
+	// Layer.ExpertRows); it outlives free.
+	routed []int
 }
 
 func (s *scratch) free(b runtime.Backend) {
@@ -474,7 +477,7 @@ func (s *scratch) free(b runtime.Backend) {
 			b.Free(t)
 		}
 	}
-	*s = scratch{dt: s.dt}
+	*s = scratch{dt: s.dt, routed: s.routed}
 }
 
 // ensure grows the scratch to hold at least rows tokens.

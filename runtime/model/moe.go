@@ -106,8 +106,9 @@ func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route
 // every expert's input (ExpertInput: xn's rows routed to it, zeros in the
 // others, so that a Hessian of it sums over the expert's own tokens and
 // the padding mask still lines up with the rows), then each expert's
-// SwiGLU output (ExpertAct, likewise); emit's error (errStopped at the
-// pass's stop) ends it.
+// SwiGLU output (ExpertAct, likewise), counting each expert's rows in
+// s.routed (Layer.ExpertRows); emit's error (errStopped at the pass's
+// stop) ends it.
 func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor, emit func(string, runtime.Tensor) error) error {
 	T, E := runtime.Rows(xn), d.moe.Experts
 	logits := b.View(s.router, 0, T)
@@ -136,7 +137,11 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		if err := s.ensurePads(b, d); err != nil {
 			return err
 		}
+		if len(s.routed) != E {
+			s.routed = make([]int, E)
+		}
 		for e, r := range routes {
+			s.routed[e] += len(r.rows)
 			if err := padded(ExpertInput(d.moe, e), r, nil, s.padIn, s.zeroIn); err != nil {
 				return err
 			}
@@ -311,4 +316,15 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 	}
 	d.norm(b, s.xn, x, m.norm)
 	b.MatMul(ds.logits, s.xn, m.head)
+}
+
+// ExpertRows returns, for each expert of a sparse layer, the rows the
+// router sent it in the layer's observed passes (those that emit the
+// experts' intermediates) since the last call, and starts counting again;
+// nil for a dense layer or before such a pass. A driver rounds an expert
+// that no calibration row reached to nearest (its Hessian is zero).
+func (l *Layer) ExpertRows() []int {
+	out := slices.Clone(l.s.routed)
+	clear(l.s.routed)
+	return out
 }

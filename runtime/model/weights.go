@@ -605,6 +605,27 @@ func LayerTensorNames(i int) []string {
 	return names
 }
 
+// LayerWeightNames lists the floating-point tensors of decoder layer i of
+// cfg as an unquantized checkpoint names them: LayerTensorNamesOf's, then
+// the q/k and Gemma norms and the biases cfg gives.
+func LayerWeightNames(cfg *hfconfig.Config, i int) []string {
+	return slices.Concat(LayerTensorNamesOf(cfg, i), QKNormNames(cfg, i), GemmaNormNames(cfg, i), LayerBiasNames(cfg, i))
+}
+
+// LayerTensorNamesOf is LayerTensorNames for decoder layer i of cfg: a
+// sparse layer's router and experts in place of the dense MLP.
+func LayerTensorNamesOf(cfg *hfconfig.Config, i int) []string {
+	p := LayerPrefix(i) + "."
+	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
+	if cfg.Sparse(i) {
+		names = append(names, cfg.MoE.RouterName(i))
+	}
+	for _, m := range LayerModules(cfg, i) {
+		names = append(names, p+m+".weight")
+	}
+	return names
+}
+
 // LayerNormNames lists decoder layer i's norm weights: input_layernorm
 // and post_attention_layernorm [hidden_size], and where cfg has per-head
 // q/k norms (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm and k_norm
