@@ -121,8 +121,9 @@ func parseSkip(patterns []string, layers int, cfg *hfconfig.Config) (Skip, error
 			}
 		}
 		if n == 0 {
+			last := s.modules(layers - 1)
 			return Skip{}, fmt.Errorf("%w %q matches no quantizable Linear module (%s.%s ... %s.%s; a regular expression needs \"re:\" and must match the whole name)",
-				ErrSkip, p, model.LayerPrefix(0), s.modules(0)[0], model.LayerPrefix(layers-1), s.modules(layers - 1)[len(s.modules(layers-1))-1])
+				ErrSkip, p, model.LayerPrefix(0), s.modules(0)[0], model.LayerPrefix(layers-1), last[len(last)-1])
 		}
 	}
 	if layers > 0 && len(s.mods) == total {

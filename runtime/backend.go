@@ -221,6 +221,14 @@ type Scaler interface {
 	Scale(dst, x Tensor, s float32)
 }
 
+// RowScaler is a Backend with dst[r, :] = x[r, :] * scales[r], each product
+// in fp32 rounded once to dst's dtype; scales is an F32 tensor of one value
+// a row of x, and dst may be x (a mixture of experts' routing weights on
+// its experts' stacked output rows).
+type RowScaler interface {
+	ScaleRows(dst, x, scales Tensor)
+}
+
 // AddRMSNormer is a Backend with a fused residual add and RMSNorm:
 // x += delta, then norm = RMSNorm(x, weight, eps).
 type AddRMSNormer interface {

@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
+#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [gputests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -63,6 +63,11 @@ for step in $steps; do
     # testsquant runs that one in a call of its own.
     run cuda-tests "${CUDA_TIMEOUT:-480}" "$bin/cuda.test" -test.v -test.count=1 -test.skip '^TestQuantMatMul$'
     run solver-tests 240 "$bin/gpu.test" -test.v -test.count=1 -test.run 'SolverMatchesHost|RefusesNonFinite|Preflight'
+    ;;
+  gputests)
+    # quantize/gpu's tests matching GPU_TESTS (all without it) within
+    # GPU_TIMEOUT seconds (default 300).
+    run gpu-tests "${GPU_TIMEOUT:-300}" "$bin/gpu.test" -test.v -test.count=1 ${GPU_TESTS:+-test.run "$GPU_TESTS"}
     ;;
   testsquant)
     run cuda-tests-quant "${CUDA_TIMEOUT:-480}" "$bin/cuda.test" -test.v -test.count=1 -test.run '^TestQuantMatMul$'

@@ -18,11 +18,12 @@ import (
 )
 
 // TestMoECommands runs random Mixtral and Qwen3-MoE checkpoints (the
-// openchat tokenizer) through generate and verify perplexity on the CPU:
-// generate's greedy ids are the runtime's greedy continuation (a forward
-// over the whole sequence each token, the decode steps' routing checked
-// against the forward's), and verify perplexity gives what verify.Perplexity
-// gives on the model loaded here.
+// openchat tokenizer) through generate, verify perplexity and quantize on
+// the CPU: generate's greedy ids are the runtime's greedy continuation (a
+// forward over the whole sequence each token, the decode steps' routing
+// checked against the forward's), verify perplexity gives what
+// verify.Perplexity gives on the model loaded here, and the quantized
+// checkpoint passes verify format and keeps a small KL to the source.
 func TestMoECommands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	for _, tc := range []struct {
@@ -74,6 +75,39 @@ func TestMoECommands(t *testing.T) {
 			}
 			if got := res.Result.PPL; !(got > 1) || math.Abs(got-want.PPL) > 1e-9*want.PPL {
 				t.Errorf("verify perplexity: ppl %.10g, want %.10g", got, want.PPL)
+			}
+
+			// quantize with calibration: the experts' GPTQ tensors and
+			// the router pass verify format, and the KL to the source is
+			// small.
+			q := filepath.Join(t.TempDir(), "q")
+			args := []string{"quantize", "--model", dir, "--out", q, "--bits", "4", "--group", "32",
+				"--dataset", fixturePath(t, "datasets/instruct/alpaca_en_demo.json"), "--nsamples", "4", "--seq-len", "64", "--device", "cpu"}
+			if _, stderr, err := run(t, args...); err != nil {
+				t.Fatalf("quantize: %v\n%s", err, stderr)
+			}
+			if out, stderr, err := run(t, "verify", "format", q); err != nil {
+				t.Errorf("verify format: %v\n%s%s", err, out, stderr)
+			}
+			qm, err := model.Load(q, cpu.New(0))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer qm.Close()
+			if qm.Quant == nil || qm.Quant.Bits != 4 {
+				t.Fatalf("the output is not a 4-bit GPTQ checkpoint: %+v", qm.Quant)
+			}
+			out, stderr, err = run(t, "verify", "kl", "--model", q, "--baseline", dir, "--text", text, "--ctx", "64", "--max-windows", "2", "--device", "cpu", "--json")
+			if err != nil {
+				t.Fatalf("verify kl: %v\n%s", err, stderr)
+			}
+			var kl struct {
+				Result struct {
+					MeanKL float64 `json:"mean_kl"`
+				} `json:"result"`
+			}
+			if err := json.Unmarshal([]byte(out), &kl); err != nil || !(kl.Result.MeanKL > 0 && kl.Result.MeanKL < 1) {
+				t.Errorf("verify kl: %v, mean KL %g: want a small positive one\n%s", err, kl.Result.MeanKL, out)
 			}
 		})
 	}

@@ -11,7 +11,7 @@ import (
 // testGemma checks Gemma 3's ops where the backend has them against
 // float64: runtime.OffsetRMSNormer (x·rsqrt(mean(x²)+eps)·(1+w), out of
 // place and in place), runtime.GELUGLUer (gelu_tanh(gate)·up, in place
-// too) and runtime.Scaler.
+// too), runtime.Scaler and runtime.RowScaler.
 func testGemma(e *env) {
 	if on, ok := e.b.(runtime.OffsetRMSNormer); ok {
 		for _, s := range []struct{ rows, h int }{{1, 64}, {5, 37}, {300, 256}} {
@@ -50,6 +50,22 @@ func testGemma(e *env) {
 		in := e.upload(a, n)
 		g.GELUGLU(in, in, ct)
 		e.check("gelu-glu in place", e.download(in), want, tolElem)
+	}
+	if rs, ok := e.b.(runtime.RowScaler); ok {
+		for _, sh := range []struct{ rows, cols int }{{1, 64}, {7, 37}, {300, 256}} {
+			x, w := e.randn(sh.rows*sh.cols), e.randn(sh.rows)
+			w[0] = 0
+			want := make([]float64, len(x))
+			for i := range want {
+				want[i] = float64(x[i]) * float64(w[i/sh.cols])
+			}
+			xt, st := e.upload(x, sh.rows, sh.cols), e.upload(w, sh.rows)
+			dst := e.alloc(sh.rows, sh.cols)
+			rs.ScaleRows(dst, xt, st)
+			e.check(fmt.Sprintf("scale rows %dx%d", sh.rows, sh.cols), e.download(dst), want, tolElem)
+			rs.ScaleRows(xt, xt, st)
+			e.check(fmt.Sprintf("scale rows %dx%d in place", sh.rows, sh.cols), e.download(xt), want, tolElem)
+		}
 	}
 	if sc, ok := e.b.(runtime.Scaler); ok {
 		want := make([]float64, n)

@@ -204,6 +204,20 @@ func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
 	}, x)
 }
 
+// ScaleRows implements runtime.RowScaler.
+func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
+	xt, st := tensorOf(x), tensorOf(scales)
+	cols := xt.cols()
+	if st.dt != runtime.F32 || st.Len() != xt.rows() {
+		panic(fmt.Sprintf("cpu: scale rows of %v by %v %v", xt.shape, st.dt, st.shape))
+	}
+	b.elementwise("scale-rows", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = xt.data[i] * st.data[i/cols]
+		}
+	}, x)
+}
+
 // OffsetRMSNorm implements runtime.OffsetRMSNormer: Gemma's RMSNorm,
 // (x * inv) * (1 + w) in fp32.
 func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {

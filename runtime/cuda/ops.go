@@ -673,6 +673,20 @@ func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
 	b.run("elementwise.cu", "scale_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, s, int64(d.n))
 }
 
+// ScaleRows implements runtime.RowScaler: elementwise.cu's mask_rows
+// (the masked Gram's kernel, whose mask is any fp32 value a row).
+func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
+	d, xt, st := b.tensor(dst), b.tensor(x), b.tensor(scales)
+	sameShape("scale-rows", d, xt)
+	rows, cols := runtime.Rows(xt), runtime.Cols(xt)
+	if st.dt != runtime.F32 || st.n != rows {
+		panic(fmt.Sprintf("cuda: scale rows of %v by %v %v", xt.shape, st.dt, st.shape))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "mask_rows_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, st.ptr, int32(rows), int32(cols))
+}
+
 // OffsetRMSNorm implements runtime.OffsetRMSNormer: norm.cu's
 // rmsnorm_offset, one block a row.
 func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {

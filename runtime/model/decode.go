@@ -209,7 +209,7 @@ func (m *Model) greedySlot(c *PagedCache, seqs []StepSeq) int {
 func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq, hs int) error {
 	b := m.b
 	g, grapher := b.(runtime.Grapher)
-	graphs := grapher && !c.NoGraphs && c.graphErr == nil
+	graphs := grapher && !c.NoGraphs && c.graphErr == nil && m.d.moe == nil
 	rows := ds.rows
 	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }

@@ -457,22 +457,24 @@ type scratch struct {
 	rows                             int
 	dt                               runtime.DType // activation dtype; the zero value is F32
 	xn, q, k, v, att, o, gate, up, x runtime.Tensor
-	// router [rows, Experts], ein and eout [rows, hidden], egate and eup
-	// [rows, ExpertSize]: a mixture-of-experts layer's logits and one
-	// expert's rows (moe); nil in a dense model.
-	router, ein, egate, eup, eout runtime.Tensor
+	// A mixture-of-experts layer's (moe; nil in a dense model): router
+	// [rows, Experts] its logits; ein [rows·TopK, hidden] the experts'
+	// rows stacked, egate and eup [rows·TopK+1, ExpertSize] their gate/up
+	// products, eout [rows·TopK+1, hidden] their outputs, each with a zero
+	// last row; wts (F32) [rows·TopK] the stacked rows' weights.
+	router, ein, egate, eup, eout, wts runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
-	// cleared from zeroIn and zeroAct (ensurePads); nil until a pass
-	// observes a mixture-of-experts layer.
-	padIn, zeroIn, padAct, zeroAct runtime.Tensor
+	// gathered from xnExt [rows+1, hidden] (xn and a zero row) and egate
+	// (ensurePads); nil until a pass observes a mixture-of-experts layer.
+	padIn, padAct, xnExt runtime.Tensor
 	// routed counts each expert's rows in observed passes (moe,
 	// Layer.ExpertRows); it outlives free.
 	routed []int
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.padIn, s.zeroIn, s.padAct, s.zeroAct} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.padIn, s.padAct, s.xnExt} {
 		if t != nil {
 			b.Free(t)
 		}
@@ -500,8 +502,25 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 	s.k, s.v = alloc(d.kvDim()), alloc(d.kvDim())
 	s.gate, s.up = alloc(d.inter), alloc(d.inter)
 	if d.moe != nil {
-		s.router, s.ein, s.eout = alloc(d.moe.Experts), alloc(d.hidden), alloc(d.hidden)
-		s.egate, s.eup = alloc(d.moe.ExpertSize), alloc(d.moe.ExpertSize)
+		k := d.moe.TopK
+		s.router = alloc(d.moe.Experts)
+		stack := func(cols int) runtime.Tensor {
+			if err != nil {
+				return nil
+			}
+			var t runtime.Tensor
+			if t, err = b.Alloc(s.dt, rows*k+1, cols); err == nil {
+				err = b.Upload(b.View(t, rows*k, 1), make([]float32, cols)) // the zero row
+			}
+			return t
+		}
+		s.egate, s.eup, s.eout = stack(d.moe.ExpertSize), stack(d.moe.ExpertSize), stack(d.hidden)
+		if err == nil {
+			s.ein, err = b.Alloc(s.dt, rows*k, d.hidden)
+		}
+		if err == nil {
+			s.wts, err = b.Alloc(runtime.F32, rows*k)
+		}
 	}
 	if err != nil {
 		s.free(b)
@@ -759,6 +778,9 @@ func LoadLayerWith(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, o 
 		return nil, fmt.Errorf("model: backend %s has no %v tensors", b.Name(), dt)
 	}
 	if err := checkGemma(d, b); err != nil {
+		return nil, err
+	}
+	if err := checkMoE(d, b); err != nil {
 		return nil, err
 	}
 	// widen: SetWeight uploads into the Linear weights, so they are

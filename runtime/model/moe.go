@@ -95,44 +95,56 @@ func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route
 }
 
 // moe adds layer lw's mixture of experts of xn [T, hidden] into x
-// (transformers' MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock): the
-// router's logits come to the host, each expert runs on the rows it is
-// sent, its output scaled by the row's weight (in fp32, rounded once to
-// the activation dtype), and the experts' outputs add up in expert order
-// (index_add_) before one residual add. It uses the scratch's MoE
+// (transformers' MixtralSparseMoeBlock, Qwen3MoeSparseMoeBlock). The
+// router's logits come to the host and routeRows chooses each row's
+// experts; the rest is a fixed number of ops a layer, whatever T: every
+// expert's rows gathered into one stack (Embedding by row index), each
+// expert's gate and up products on its stretch of it, one SwiGLU, each
+// expert's down product, every stacked output scaled by its row's weight
+// (runtime.RowScaler, in fp32 rounded once to the activation dtype), and
+// the outputs of each row gathered back and added in expert order (as
+// index_add_ adds them), then one residual add. It uses the scratch's MoE
 // buffers and s.o.
 //
-// With emit (the layer's observers; nil in decode steps) it first emits
-// every expert's input (ExpertInput: xn's rows routed to it, zeros in the
-// others, so that a Hessian of it sums over the expert's own tokens and
-// the padding mask still lines up with the rows), then each expert's
-// SwiGLU output (ExpertAct, likewise), counting each expert's rows in
-// s.routed (Layer.ExpertRows); emit's error (errStopped at the pass's
-// stop) ends it.
+// With emit (the layer's observers, or a pass stopping at one of its
+// intermediates; nil in decode steps) it first emits every expert's input
+// (ExpertInput: xn's rows routed to it, zeros in the others, so that a
+// Hessian of it sums over the expert's own tokens and the padding mask
+// still lines up with the rows), then, after the SwiGLU, every expert's
+// output (ExpertAct, likewise), counting each expert's rows in s.routed
+// (Layer.ExpertRows); emit's error (errStopped at the pass's stop) ends
+// it.
 func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor, emit func(string, runtime.Tensor) error) error {
-	T, E := runtime.Rows(xn), d.moe.Experts
+	T, E, K := runtime.Rows(xn), d.moe.Experts, d.moe.TopK
 	logits := b.View(s.router, 0, T)
 	b.MatMul(logits, xn, lw.router)
 	host := make([]float32, T*E)
 	if err := b.Download(host, logits); err != nil {
 		return fmt.Errorf("model: router logits: %w", err)
 	}
-	routes := routeRows(host, T, E, d.moe.TopK, d.moe.NormTopK)
-	// padded writes an expert's rows of src (n of them, or xn's own rows
-	// where src is nil) at their tokens' rows of a zeroed [T, cols] pad
-	// and emits it.
-	padded := func(name string, r route, src, pad, zero runtime.Tensor) error {
-		pad, zero = b.View(pad, 0, T), b.View(zero, 0, T)
-		b.Copy(pad, zero)
-		for j, row := range r.rows {
-			from := b.View(xn, row, 1)
-			if src != nil {
-				from = b.View(src, j, 1)
-			}
-			b.Copy(b.View(pad, row, 1), from)
-		}
-		return emit(name, pad)
+	routes := routeRows(host, T, E, K, d.moe.NormTopK)
+	// The stack: expert e's rows at base[e] on; each row's stack
+	// positions in expert order (slots), a zero row (zeroAt) where it has
+	// fewer than K experts.
+	zeroAt := s.rows * K
+	base := make([]int, E+1)
+	rows := make([]int, 0, T*K)
+	weights := make([]float32, 0, T*K)
+	slots := make([][]int, K)
+	for k := range slots {
+		slots[k] = slices.Repeat([]int{zeroAt}, T)
 	}
+	filled := make([]int, T)
+	for e, r := range routes {
+		base[e+1] = base[e] + len(r.rows)
+		for j, row := range r.rows {
+			slots[filled[row]][row] = base[e] + j
+			filled[row]++
+		}
+		rows = append(rows, r.rows...)
+		weights = append(weights, r.weights...)
+	}
+	N := base[E]
 	if emit != nil {
 		if err := s.ensurePads(b, d); err != nil {
 			return err
@@ -140,55 +152,64 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		if len(s.routed) != E {
 			s.routed = make([]int, E)
 		}
+		b.Copy(b.View(s.xnExt, 0, T), xn)
 		for e, r := range routes {
 			s.routed[e] += len(r.rows)
-			if err := padded(ExpertInput(d.moe, e), r, nil, s.padIn, s.zeroIn); err != nil {
+			idx := slices.Repeat([]int{s.rows}, T) // (xnExt's zero row)
+			for _, row := range r.rows {
+				idx[row] = row
+			}
+			pad := b.View(s.padIn, 0, T)
+			b.Embedding(pad, s.xnExt, idx)
+			if err := emit(ExpertInput(d.moe, e), pad); err != nil {
 				return err
 			}
 		}
 	}
-	acc := b.View(s.o, 0, T)
-	written := make([]bool, T)
-	sc := b.(runtime.Scaler)
-	for e, r := range routes {
-		n := len(r.rows)
-		if n == 0 {
-			if emit != nil {
-				if err := padded(ExpertAct(d.moe, e), r, nil, s.padAct, s.zeroAct); err != nil {
-					return err
-				}
+	in, g, u, out := b.View(s.ein, 0, N), b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
+	if N > 0 {
+		b.Embedding(in, xn, rows)
+		for e := range E {
+			if n := base[e+1] - base[e]; n > 0 {
+				b.MatMul(b.View(g, base[e], n), b.View(in, base[e], n), lw.experts[e].gate)
+				b.MatMul(b.View(u, base[e], n), b.View(in, base[e], n), lw.experts[e].up)
 			}
-			continue
 		}
-		in, g, u, out := b.View(s.ein, 0, n), b.View(s.egate, 0, n), b.View(s.eup, 0, n), b.View(s.eout, 0, n)
-		for j, row := range r.rows {
-			b.Copy(b.View(in, j, 1), b.View(xn, row, 1))
-		}
-		ex := lw.experts[e]
-		b.MatMul(g, in, ex.gate)
-		b.MatMul(u, in, ex.up)
 		runtime.SwiGLU(b, g, g, u)
-		if emit != nil {
-			if err := padded(ExpertAct(d.moe, e), r, g, s.padAct, s.zeroAct); err != nil {
+	}
+	if emit != nil {
+		for e := range E {
+			idx := slices.Repeat([]int{zeroAt}, T) // (egate's zero row)
+			for j, row := range routes[e].rows {
+				idx[row] = base[e] + j
+			}
+			pad := b.View(s.padAct, 0, T)
+			b.Embedding(pad, s.egate, idx)
+			if err := emit(ExpertAct(d.moe, e), pad); err != nil {
 				return err
 			}
 		}
-		b.MatMul(out, g, ex.down)
-		for j, row := range r.rows {
-			o, dst := b.View(out, j, 1), b.View(acc, row, 1)
-			sc.Scale(o, o, r.weights[j])
-			if written[row] {
-				b.Add(dst, dst, o)
-			} else {
-				b.Copy(dst, o)
-				written[row] = true
+	}
+	if N > 0 {
+		for e := range E {
+			if n := base[e+1] - base[e]; n > 0 {
+				b.MatMul(b.View(out, base[e], n), b.View(g, base[e], n), lw.experts[e].down)
 			}
 		}
-	}
-	for row, w := range written {
-		if !w {
-			sc.Scale(b.View(acc, row, 1), b.View(xn, row, 1), 0) // (no expert: a zero output)
+		wt := b.View(s.wts, 0, N)
+		if err := b.Upload(wt, weights); err != nil {
+			return fmt.Errorf("model: routing weights: %w", err)
 		}
+		b.(runtime.RowScaler).ScaleRows(out, out, wt)
+	}
+	// Each row's outputs, added in expert order, then into x. (The
+	// stack's input is free by now: its first T rows take the slots
+	// after the first.)
+	acc, tmp := b.View(s.o, 0, T), b.View(s.ein, 0, T)
+	b.Embedding(acc, s.eout, slots[0])
+	for k := 1; k < K; k++ {
+		b.Embedding(tmp, s.eout, slots[k])
+		b.Add(acc, acc, tmp)
 	}
 	b.Add(x, x, acc)
 	return nil
@@ -237,44 +258,44 @@ func LayerIntermediates(cfg *hfconfig.Config, li int) []string {
 	return d.intermediates(li)
 }
 
-// ensurePads allocates the scratch's zero-padded expert buffers and the
-// zeros they are cleared from, for as many rows as the scratch holds.
+// ensurePads allocates the scratch's zero-padded expert buffers and xn's
+// copy with a zero row after the scratch's rows (xnExt), for as many rows
+// as the scratch holds.
 func (s *scratch) ensurePads(b runtime.Backend, d dims) error {
 	if s.padIn != nil {
 		return nil
 	}
 	var err error
-	alloc := func(cols int, zero bool) runtime.Tensor {
+	alloc := func(rows, cols int) runtime.Tensor {
 		if err != nil {
 			return nil
 		}
 		var t runtime.Tensor
-		if t, err = b.Alloc(s.dt, s.rows, cols); err == nil && zero {
-			err = b.Upload(t, make([]float32, s.rows*cols))
-		}
+		t, err = b.Alloc(s.dt, rows, cols)
 		return t
 	}
-	s.padIn, s.zeroIn = alloc(d.hidden, false), alloc(d.hidden, true)
-	s.padAct, s.zeroAct = alloc(d.moe.ExpertSize, false), alloc(d.moe.ExpertSize, true)
+	s.padIn, s.padAct = alloc(s.rows, d.hidden), alloc(s.rows, d.moe.ExpertSize)
+	s.xnExt = alloc(s.rows+1, d.hidden)
+	if err == nil {
+		err = b.Upload(b.View(s.xnExt, s.rows, 1), make([]float32, d.hidden))
+	}
 	if err != nil {
 		return fmt.Errorf("model: expert scratch for %d tokens: %w", s.rows, err)
 	}
 	return nil
 }
 
-// checkMoE refuses a backend that cannot run mixture-of-experts layers:
-// their routing reads the router's logits on the host in the middle of a
-// step, which a backend that records decode steps (runtime.Grapher: the
-// CUDA backend) cannot replay, and their weighting needs runtime.Scaler.
+// checkMoE refuses a backend without runtime.RowScaler, which weighs a
+// mixture-of-experts layer's expert outputs. (Its routing reads the
+// router's logits on the host in the middle of a step, so a model's decode
+// steps run op by op even where the backend records them: NewPagedCache
+// sets NoGraphs.)
 func checkMoE(d dims, b runtime.Backend) error {
 	if d.moe == nil {
 		return nil
 	}
-	if _, ok := b.(runtime.Grapher); ok {
-		return fmt.Errorf("model: backend %s does not run mixture-of-experts layers yet (the router's choices are read on the host mid-step, which its recorded decode steps cannot do): use the CPU backend (--device cpu)", b.Name())
-	}
-	if _, ok := b.(runtime.Scaler); !ok {
-		return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which mixture-of-experts layers need", b.Name())
+	if _, ok := b.(runtime.RowScaler); !ok {
+		return fmt.Errorf("model: backend %s has no ScaleRows (runtime.RowScaler), which mixture-of-experts layers need", b.Name())
 	}
 	return nil
 }
