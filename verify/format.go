@@ -117,7 +117,8 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	skipped := 0 // modules the config leaves unquantized
 	format := qc.Format()
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
-		for _, m := range model.LinearModules {
+		// (A mixture-of-experts layer's experts in place of its MLP.)
+		for _, m := range model.LayerModules(cfg, li) {
 			name := fmt.Sprintf("model.layers.%d.%s", li, m)
 			K, N, _ := model.LinearShape(cfg, m)
 			shapes = append(shapes, gptq.LinearShape{Name: name, K: K, N: N})
@@ -189,7 +190,11 @@ func CheckFormat(dir string) (*FormatReport, error) {
 	add("g_idx consistent with group size and act order", values(gidxP), nRead)
 	add("scales finite and positive", values(scaleP), nRead)
 	if !foreign {
-		add("plain tensors (embedding, norms, head) in fp16", plainProblems(set, cfg), "")
+		plain := "plain tensors (embedding, norms, head) in fp16"
+		if cfg.MoE != nil {
+			plain = "plain tensors (embedding, norms, routers, head) in fp16"
+		}
+		add(plain, plainProblems(set, cfg), "")
 	}
 	var extraP []string
 	for _, n := range model.Unexplained(set.Names(), cfg, qc) {
@@ -314,6 +319,9 @@ func gIdxProblem(name string, g []int32, K int, qc *gptq.QuantizeConfig) string 
 	return ""
 }
 
+// plainProblems lists the tensors a GPTQ checkpoint keeps unquantized
+// (embedding, norms, the routers of mixture-of-experts layers, head) that
+// are missing, not fp16 or not of the config's shape.
 func plainProblems(set tensorSet, cfg *hfconfig.Config) []string {
 	type want struct {
 		name  string
@@ -325,6 +333,11 @@ func plainProblems(set tensorSet, cfg *hfconfig.Config) []string {
 	}
 	for li := 0; li < cfg.NumHiddenLayers; li++ {
 		for _, n := range model.LayerNormNames(cfg, li) {
+			ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
+		}
+		if cfg.Sparse(li) {
+			// The router stays in floating point, as GPTQModel keeps it.
+			n := cfg.MoE.RouterName(li)
 			ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
 		}
 	}

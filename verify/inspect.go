@@ -54,6 +54,9 @@ type Report struct {
 	QueryPreAttnScalar float64  `json:"query_pre_attn_scalar,omitempty"`
 	TieWordEmbeddings  bool     `json:"tie_word_embeddings"`
 	TorchDType         string   `json:"torch_dtype"`
+	// MoE describes a mixture-of-experts model's sparse MLPs
+	// (hfconfig.MoE); absent for dense models.
+	MoE *MoE `json:"mixture_of_experts,omitempty"`
 	// NumParameters counts the parameters the weight files hold (a
 	// quantized Linear counts K·N, as unquantized).
 	NumParameters int64 `json:"num_parameters"`
@@ -158,6 +161,33 @@ type Quantization struct {
 	Loaders          []gptq.LoaderSupport `json:"loaders"`
 }
 
+// MoE is a Report's mixture of experts (hfconfig.MoE), under
+// qwen3_moe's config keys (mixtral's num_local_experts is num_experts,
+// its intermediate_size moe_intermediate_size).
+type MoE struct {
+	NumExperts          int  `json:"num_experts"`
+	NumExpertsPerTok    int  `json:"num_experts_per_tok"`
+	MoEIntermediateSize int  `json:"moe_intermediate_size"`
+	NormTopKProb        bool `json:"norm_topk_prob"`
+	// SparseLayers counts the layers with experts (hfconfig.Config.Sparse);
+	// the others have a dense MLP of intermediate_size.
+	SparseLayers int `json:"sparse_layers"`
+}
+
+// moeOf is cfg's MoE for a Report, nil for a dense model.
+func moeOf(cfg *hfconfig.Config) *MoE {
+	if cfg.MoE == nil {
+		return nil
+	}
+	m := &MoE{NumExperts: cfg.MoE.Experts, NumExpertsPerTok: cfg.MoE.TopK, MoEIntermediateSize: cfg.MoE.ExpertSize, NormTopKProb: cfg.MoE.NormTopK}
+	for li := range cfg.NumHiddenLayers {
+		if cfg.Sparse(li) {
+			m.SparseLayers++
+		}
+	}
+	return m
+}
+
 // Inspect reads a checkpoint directory's config.json, weight headers and
 // quantization config. Only headers are read (safetensors files are mapped;
 // PyTorch .bin files are read without executing anything, storages not at
@@ -203,7 +233,7 @@ func Inspect(dir string) (*Report, error) {
 		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta, RopeScaling: ropeScalingOf(cfg.RopeScaling),
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
-		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{},
+		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg),
 	}
 	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {
 		r.PartialRotaryFactor, r.RotaryDim = float64(rd)/float64(cfg.HeadDim), rd
@@ -311,7 +341,7 @@ func Inspect(dir string) (*Report, error) {
 			quantized[s.Name] = true
 		}
 		for li := range cfg.NumHiddenLayers {
-			for _, m := range model.LinearModules {
+			for _, m := range model.LayerModules(cfg, li) {
 				name := model.LayerPrefix(li) + "." + m
 				if s, err := qc.Skipped(name); (s || err != nil) && !quantized[name] {
 					K, N, _ := model.LinearShape(cfg, m)

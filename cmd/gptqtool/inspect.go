@@ -80,6 +80,13 @@ func printReport(w io.Writer, r *verify.Report) {
 	fmt.Fprintf(w, "%s\n", r.Dir)
 	fmt.Fprintf(w, "  architecture   %s (%s)\n", strings.Join(r.Architectures, ","), r.ModelType)
 	fmt.Fprintf(w, "  layers         %d, hidden %d, intermediate %d\n", r.NumHiddenLayers, r.HiddenSize, r.IntermediateSize)
+	if m := r.MoE; m != nil {
+		norm := ""
+		if m.NormTopKProb {
+			norm = ", weights renormalized"
+		}
+		fmt.Fprintf(w, "  experts        %d of intermediate %d in %d of %d layers, %d a token%s\n", m.NumExperts, m.MoEIntermediateSize, m.SparseLayers, r.NumHiddenLayers, m.NumExpertsPerTok, norm)
+	}
 	partial := ""
 	if r.RotaryDim != 0 {
 		partial = fmt.Sprintf(", RoPE over %d of them (partial_rotary_factor %g)", r.RotaryDim, r.PartialRotaryFactor)
