@@ -309,6 +309,13 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.GGUF != "" {
+		// A model GGUF does not carry (a mixture of experts, another
+		// family) is refused before its tokenizer or weights are read.
+		if err := gguf.CheckModel(cfg); err != nil {
+			return nil, fmt.Errorf("convert: --gguf %s: %w", o.GGUF, err)
+		}
+	}
 	// An AWQ or compressed-tensors checkpoint is read as the GPTQ (v2)
 	// checkpoint it equals (quantized.Config.Open) and written as one.
 	var qc *gptq.QuantizeConfig

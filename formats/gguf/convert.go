@@ -296,7 +296,7 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 
 // Check returns the error Convert would return for a model of config cfg
 // converted with opts before it reads a tensor: a model outside the
-// Llama/Mistral family, a type Convert does not write, a mix that needs an
+// Llama/Mistral family or a mixture of experts, a type Convert does not write, a mix that needs an
 // importance matrix (or an entry) it is not given, an importance matrix
 // entry whose length is not its weight's row length, a TensorTypes
 // pattern that does not compile or matches no 2-D weight, LeaveOutput on
@@ -365,7 +365,7 @@ func prepare(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOptions
 // it reports (general.file_type, every tensor's type, the fallbacks, the
 // warnings) and the output tensors, in file order; its errors are Check's.
 func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSpec, []TensorInfo, error) {
-	if err := checkModel(cfg); err != nil {
+	if err := CheckModel(cfg); err != nil {
 		return nil, nil, nil, err
 	}
 	fileType, ok := fileTypes[opts.Type]
@@ -599,7 +599,17 @@ func TypeNames() string {
 	return orList(names)
 }
 
-func checkModel(cfg *hfconfig.Config) error {
+// CheckModel refuses, wrapping ErrUnsupportedModel and naming the config
+// file, a model Convert does not write (Check's first check, which needs
+// no options): a model_type or architecture
+// outside its list, a mixture of experts (llama.cpp stores a layer's
+// experts stacked in ffn_gate_exps, ffn_up_exps and ffn_down_exps beside
+// ffn_gate_inp, which Convert does not write), Gemma 3 settings it does
+// not carry, odd head sizes and RoPE scalings llama.cpp does not compute.
+func CheckModel(cfg *hfconfig.Config) error {
+	if cfg.MoE != nil {
+		return fmt.Errorf("%s: model_type %q: %w: a mixture of experts (%d experts a layer), whose stacked ffn_*_exps tensors gptqtool does not write (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)", cfg.File, cfg.ModelType, ErrUnsupportedModel, cfg.MoE.Experts)
+	}
 	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"}, cfg.ModelType) {
 		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
 	}
@@ -869,7 +879,7 @@ func toFloat32(xs []float64) []float32 {
 // after the context divided it out). The converter's own
 // rope.scaling.yarn_attn_factor for an explicit attention_factor is not
 // read for either architecture (their load_arch_hparams read no yarn_*
-// key), nor are its yarn_beta_fast/slow (checkModel refuses betas other
+// key), nor are its yarn_beta_fast/slow (CheckModel refuses betas other
 // than 32 and 1).
 func yarnKVs(a string, s hfconfig.RopeScaling) []KV {
 	kvs := []KV{{a + "rope.scaling.type", "yarn"}, {a + "rope.scaling.factor", float32(s.Factor)},
@@ -896,7 +906,7 @@ const RopeFreqsTensor = "rope_freqs.weight"
 // float32 once, which gives 1 and factor exactly and the smoothed band
 // within a unit in the last place of the converter's values. f divided by
 // its factor is transformers' scaled frequency (runtime.RoPEFreqs) up to
-// rounding. checkModel has validated the parameters.
+// rounding. CheckModel has validated the parameters.
 func ropeFreqFactors(cfg *hfconfig.Config) []float32 {
 	s := cfg.RopeScaling
 	if s.FreqFactors != nil {
