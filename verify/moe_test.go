@@ -1,10 +1,12 @@
 package verify_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +16,8 @@ import (
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/quantpack"
+	"github.com/gptqtool/gptqtool/publish"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
 	"github.com/gptqtool/gptqtool/verify"
 )
@@ -105,7 +109,11 @@ func TestMoEFormatAndInspect(t *testing.T) {
 
 // TestMoEForeignFormats reads AWQ and compressed-tensors checkpoints of a
 // small Mixtral (quantpack's packers over model.QuantLinears, experts
-// included) as GPTQ: CheckFormat and Inspect pass and count every expert.
+// included) as GPTQ: CheckFormat and Inspect pass and count every expert;
+// converted to GPTQ, each passes CheckFormat and gives the same logits.
+// Their configs leave the routers (and lm_head) out as published Mixtral
+// ones do (AWQ's modules_to_not_convert ["gate", "lm_head"],
+// compressed-tensors' ignore of block_sparse_moe.gate).
 func TestMoEForeignFormats(t *testing.T) {
 	base := fixtures.Mixtral(t, nil, synth.Options{DType: "f16", Seed: 10})
 	cfg, err := hfconfig.Load(base)
@@ -116,12 +124,17 @@ func TestMoEForeignFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// lm_head left unquantized, as AutoAWQ and llm-compressor leave it.
+	if last := linears[len(linears)-1]; last.Name != "lm_head" {
+		t.Fatalf("QuantLinears ends with %s, want lm_head", last.Name)
+	}
+	linears = linears[:len(linears)-1]
 	awqDir := filepath.Join(t.TempDir(), "awq")
-	quantpack.Write(t, base, awqDir, map[string]any{"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": true, "version": "gemm"},
+	quantpack.Write(t, base, awqDir, map[string]any{"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": true, "version": "gemm", "modules_to_not_convert": []string{"gate", "lm_head"}},
 		nil, quantpack.Draw(1, linears, 4, 32, false, false), quantpack.AWQ)
 	ctDir := filepath.Join(t.TempDir(), "ct")
 	quantpack.Write(t, base, ctDir, map[string]any{"quant_method": "compressed-tensors", "format": "pack-quantized",
-		"config_groups": map[string]any{"g": map[string]any{"targets": []string{"Linear"},
+		"ignore": []string{"lm_head", "re:.*block_sparse_moe.gate$"}, "config_groups": map[string]any{"g": map[string]any{"targets": []string{"Linear"},
 			"weights": map[string]any{"num_bits": 4, "symmetric": true, "strategy": "group", "group_size": 32, "actorder": "group"}}}},
 		nil, quantpack.Draw(2, linears, 4, 32, true, true), func(m quantpack.Module) []safetensors.Tensor { return quantpack.Compressed(m, true) })
 	for dir, method := range map[string]string{awqDir: "awq", ctDir: "compressed-tensors"} {
@@ -139,7 +152,34 @@ func TestMoEForeignFormats(t *testing.T) {
 		if q := ir.Quantization; q == nil || q.QuantMethod != method || q.QuantizedModules != len(linears) || len(ir.Problems) != 0 {
 			t.Errorf("%s: Inspect problems %v, quantization %+v; want %d modules", method, ir.Problems, ir.Quantization, len(linears))
 		}
+		// Converted to GPTQ, it passes the GPTQ checks and runs as it did.
+		out := filepath.Join(t.TempDir(), "gptq")
+		if _, err := publish.Convert(context.Background(), publish.ConvertOptions{In: dir, Out: out}); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := verify.CheckFormat(out); err != nil || !r.OK {
+			t.Fatalf("%s converted to GPTQ: CheckFormat %v, failed %v", method, err, failedChecks(r))
+		}
+		ids := []int{1, 17, 200, 3, 99}
+		if got, want := moeLogits(t, out, ids), moeLogits(t, dir, ids); !slices.Equal(got, want) {
+			t.Errorf("%s converted to GPTQ: the logits differ from the %s checkpoint's", method, method)
+		}
 	}
+}
+
+// moeLogits runs ids through the model in dir on the CPU backend.
+func moeLogits(t *testing.T, dir string, ids []int) []float32 {
+	t.Helper()
+	m, err := model.Load(dir, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lg, err := m.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lg
 }
 
 // TestMoEFormatSkippedExpert: a GPTQ Mixtral whose dynamic rule leaves
