@@ -345,7 +345,8 @@ func checkFP16Range(t safetensors.Tensor) error {
 }
 
 // linearShapes lists the Linear modules of cfg's first `layers` layers
-// (at most cfg.NumHiddenLayers), named in full, for gptq.Loaders.
+// (at most cfg.NumHiddenLayers; a mixture-of-experts layer's experts in
+// place of its MLP), named in full, for gptq.Loaders.
 func linearShapes(cfg *hfconfig.Config, layers int) []gptq.LinearShape {
 	var shapes []gptq.LinearShape
 	for li := range min(cfg.NumHiddenLayers, layers) {
