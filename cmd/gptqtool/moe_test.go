@@ -123,3 +123,31 @@ func argmax(v []float32) int {
 	}
 	return best
 }
+
+// TestInspectMoE: inspect prints a Qwen3-MoE checkpoint's experts (16 of
+// 48 channels in 2 of its 3 layers, 4 a token, renormalized) and, with
+// --json, them under mixture_of_experts; a dense model has neither.
+func TestInspectMoE(t *testing.T) {
+	dir := fixtures.Qwen3MoE(t, nil, synth.Options{DType: "bf16", Seed: 5})
+	out, _, err := run(t, "inspect", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "experts        16 of intermediate 48 in 2 of 3 layers, 4 a token, weights renormalized\n"; !strings.Contains(out, want) {
+		t.Errorf("inspect:\n%s\nwant a line %q", out, want)
+	}
+	out, _, err = run(t, "inspect", "--json", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `"mixture_of_experts": {`; !strings.Contains(out, want) {
+		t.Errorf("inspect --json:\n%s\nwant %s", out, want)
+	}
+	out, _, err = run(t, "inspect", "--json", fixtures.Qwen3(t, nil, synth.Options{DType: "bf16", Seed: 5}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "mixture_of_experts") {
+		t.Errorf("a dense Qwen3 reports mixture_of_experts:\n%s", out)
+	}
+}
