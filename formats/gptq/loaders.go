@@ -185,12 +185,32 @@ var exl2Fused = map[string]string{
 	"gate_proj": "up_proj", "down_proj": "up_proj",
 }
 
+// expertsBlock is the prefix shared by the experts of a
+// mixture-of-experts layer for an expert's Linear, e.g.
+// "model.layers.0.block_sparse_moe.experts." for
+// "model.layers.0.block_sparse_moe.experts.3.w1" (transformers' naming in
+// Mixtral, Qwen-MoE and kin); false for another module.
+func expertsBlock(name string) (string, bool) {
+	i := strings.LastIndex(name, ".experts.")
+	if i < 0 {
+		return "", false
+	}
+	block := name[:i+len(".experts.")]
+	idx, _, ok := strings.Cut(name[len(block):], ".")
+	if !ok || idx == "" || strings.Trim(idx, "0123456789") != "" {
+		return "", false
+	}
+	return block, true
+}
+
 // SkipSupport says, for a config that leaves modules of shapes unquantized
 // (QuantizeConfig.Skipped), whether each loader of LoaderNames (in that
 // order) loads them, as its code reads them; nil when none is skipped.
 // An OK entry's Reason says how:
 //   - GPTQModel and vLLM read the dynamic key (vLLM also
-//     modules_in_block_to_quantize), but vLLM cannot split a fused weight;
+//     modules_in_block_to_quantize), but vLLM cannot split a fused weight,
+//     nor a mixture-of-experts layer's experts, which its FusedMoE stacks
+//     into one weight;
 //   - transformers/optimum read only modules_in_block_to_quantize;
 //   - AutoGPTQ, ExLlama v1 (Ex4bitLinear) and TGI want every module's
 //     qweight (TGI's gptq_marlin loader; its other GPTQ loader's skip
@@ -216,6 +236,14 @@ func SkipSupport(c QuantizeConfig, shapes []LinearShape) []LoaderSupport {
 				part = "MLP"
 			}
 			exl2 = fmt.Sprintf("%s%s unquantized but %s%s quantized: ExLlamaV2 then runs the layer's %s as one GPTQ kernel", dir, leaf, dir, key, part)
+		}
+		if block, ok := expertsBlock(s.Name); ok && partial == "" {
+			for _, o := range shapes {
+				if strings.HasPrefix(o.Name, block) && !skipped(o.Name) {
+					partial = fmt.Sprintf("%s unquantized but %s quantized: vLLM loads a layer's experts as one FusedMoE weight, quantized alike", s.Name, o.Name)
+					break
+				}
+			}
 		}
 		for fused, parts := range vllmFused {
 			if !slices.Contains(parts, leaf) {

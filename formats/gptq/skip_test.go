@@ -1,6 +1,7 @@
 package gptq
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -110,5 +111,47 @@ func TestSkipLoadersExLlamaTGI(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSkipExpertsVLLM: vLLM stacks a mixture-of-experts layer's experts
+// into one FusedMoE weight, so a dynamic rule leaving one expert (of
+// Mixtral's w1/w2/w3 or Qwen3-MoE's gate/up/down_proj naming) unquantized
+// while another is quantized is refused for both vLLM loaders, naming the
+// two; leaving the attention alone unquantized is not.
+func TestSkipExpertsVLLM(t *testing.T) {
+	for _, tc := range []struct {
+		name, block string
+		parts       []string
+		rule        string
+		partial     string // in vLLM's reason; "" for OK
+	}{
+		{"mixtral one expert", "model.layers.0.block_sparse_moe.experts.", []string{"w1", "w3", "w2"},
+			`-:model\.layers\.0\.block_sparse_moe\.experts\.1\.`, "model.layers.0.block_sparse_moe.experts.1.w1 unquantized but model.layers.0.block_sparse_moe.experts.0.w1 quantized: vLLM loads a layer's experts as one FusedMoE weight"},
+		{"qwen3_moe one projection", "model.layers.0.mlp.experts.", []string{"gate_proj", "up_proj", "down_proj"},
+			`-:model\.layers\.0\.mlp\.experts\.0\.down_proj$`, "model.layers.0.mlp.experts.0.down_proj unquantized but model.layers.0.mlp.experts.0.gate_proj quantized"},
+		{"attention", "model.layers.0.block_sparse_moe.experts.", []string{"w1", "w3", "w2"},
+			`-:model\.layers\.0\.self_attn\.o_proj$`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			shapes := []LinearShape{{Name: "model.layers.0.self_attn.o_proj", K: 256, N: 256}}
+			for e := range 2 {
+				for _, p := range tc.parts {
+					shapes = append(shapes, LinearShape{Name: fmt.Sprintf("%s%d.%s", tc.block, e, p), K: 256, N: 256})
+				}
+			}
+			c, err := ParseQuantizeConfig([]byte(fmt.Sprintf(`{"bits": 4, "group_size": 128, "dynamic": {%q: {}}}`, tc.rule)), "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range Loaders(*c, shapes) {
+				if !strings.HasPrefix(l.Loader, "vLLM") {
+					continue
+				}
+				if tc.partial == "" && (!l.OK || strings.Contains(l.Reason, "FusedMoE")) || tc.partial != "" && (l.OK || !strings.Contains(l.Reason, tc.partial)) {
+					t.Errorf("%s: ok %v, %q; want ok %v, naming %q", l.Loader, l.OK, l.Reason, tc.partial == "", tc.partial)
+				}
+			}
+		})
 	}
 }
