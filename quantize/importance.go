@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
@@ -29,8 +30,12 @@ type Importance struct {
 // are formed where the activations live (runtime.ColumnSquares: on the
 // device, cols float64 values come back for each intermediate) and added up
 // across samples in float64. progress, when set, is called after each
-// sample.
+// sample. A model CheckImportance refuses is refused before any sample
+// runs.
 func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, progress func(done, total int)) (*Importance, error) {
+	if err := CheckImportance(m.Config); err != nil {
+		return nil, fmt.Errorf("importance: %w", err)
+	}
 	imp := &Importance{Sum2: map[string][]float64{}, Samples: len(samples)}
 	// modules maps an intermediate's hook suffix to the Linears it feeds.
 	modules := map[string][]string{}
@@ -85,4 +90,17 @@ func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, pr
 		}
 	}
 	return imp, nil
+}
+
+// CheckImportance refuses a config whose importance matrix
+// CollectImportance cannot form: a mixture-of-experts model
+// (hfconfig.Config.MoE), whose experts each read only the tokens routed to
+// them (llama.cpp sums those per expert, under its merged ffn_*_exps
+// tensors, which convert --gguf does not write either). The error names
+// the config file and its model_type.
+func CheckImportance(cfg *hfconfig.Config) error {
+	if cfg.MoE == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: model_type %s: importance matrices of mixture-of-experts models are not supported (nor is their GGUF conversion)", cfg.File, cfg.ModelType)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -149,5 +150,25 @@ func TestInspectMoE(t *testing.T) {
 	}
 	if strings.Contains(out, "mixture_of_experts") {
 		t.Errorf("a dense Qwen3 reports mixture_of_experts:\n%s", out)
+	}
+}
+
+// TestImatrixRefusesMoE: imatrix of a small Mixtral is refused before the
+// dataset is read (the one named does not exist), naming its config.json
+// and model_type, with no file written.
+func TestImatrixRefusesMoE(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 4})
+	out := filepath.Join(t.TempDir(), "imatrix.gguf")
+	_, _, err := run(t, "imatrix", "--model", dir, "--dataset", filepath.Join(t.TempDir(), "no-such-dataset.json"), "--out", out, "--device", "cpu")
+	if err == nil {
+		t.Fatal("imatrix of a mixture-of-experts model: no error")
+	}
+	for _, want := range []string{"imatrix: ", filepath.Join(dir, "config.json"), "model_type mixtral", "mixture-of-experts"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not name %q", err, want)
+		}
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after the refusal (%v)", out, err)
 	}
 }
