@@ -207,3 +207,34 @@ func f32Tensor(name string, v []float32, rows, cols int) safetensors.Tensor {
 	}
 	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: []int{rows, cols}}, Data: data}
 }
+
+// TestMoESkip: skip rules resolved against a Mixtral's layers (ParseSkipFor)
+// reach its experts: one expert's three Linears in every layer, listed in
+// the layers' module order, with a GPTQModel dynamic rule each; a pattern
+// of the dense MLP's names matches nothing there.
+func TestMoESkip(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 1})
+	_, cfg := fixtures.OpenCheckpoint(t, dir)
+	s, err := quantize.ParseSkipFor([]string{`re:model\.layers\.\d+\.block_sparse_moe\.experts\.7\..*`}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for li := range cfg.NumHiddenLayers {
+		for _, m := range cfg.MoE.ExpertModules(7) {
+			want = append(want, model.LayerPrefix(li)+"."+m)
+		}
+	}
+	if got := s.Names(); !slices.Equal(got, want) {
+		t.Errorf("Names %v, want %v", got, want)
+	}
+	if n := len(s.Dynamic()); n != len(want) {
+		t.Errorf("%d dynamic rules, want %d", n, len(want))
+	}
+	if !s.Has(1, "block_sparse_moe.experts.7.w2") || s.Has(1, "block_sparse_moe.experts.6.w2") {
+		t.Error("Has disagrees with the pattern")
+	}
+	if _, err := quantize.ParseSkipFor([]string{"model.layers.0.mlp.down_proj"}, cfg); err == nil || !strings.Contains(err.Error(), "matches no quantizable Linear module") {
+		t.Errorf("a dense MLP name on a Mixtral: %v, want refused", err)
+	}
+}

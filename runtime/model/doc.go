@@ -35,13 +35,17 @@
 //
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
 // each sparse layer's router and experts (moe.go; LayerLinears lists the
-// experts' Linears for Check, QuantLinears and the format checks). A
-// sparse layer's MLP downloads the router's logits, routes every row on
-// the host (routeRows: MixtralTopKRouter's softmax, top k and
-// renormalization) and runs each expert on its rows, scaling and adding
-// the outputs in expert order; decode steps run op by op (moeDecodeOps).
-// Reading the routing mid-step rules out recorded steps, so bind refuses a
-// runtime.Grapher backend (CUDA) for them (checkMoE).
+// experts' Linears for Check, QuantLinears, the format checks and the GPTQ
+// drivers). A sparse layer's MLP downloads the router's logits, routes
+// every row on the host (routeRows: MixtralTopKRouter's softmax, top k and
+// renormalization), and runs in a fixed number of ops: the experts' rows
+// gathered into one stack, each expert's products on its stretch, the
+// outputs weighted (runtime.RowScaler, which bind checks for: checkMoE)
+// and gathered back in expert order. Decode steps run op by op
+// (moeDecodeOps), never recorded (NewPagedCache sets NoGraphs). For the
+// GPTQ drivers a sparse layer emits every expert's input and SwiGLU output
+// as zero-padded intermediates (ExpertInput, ExpertAct) and counts each
+// expert's rows (Layer.ExpertRows).
 //
 // Phi-3's fused self_attn.qkv_proj and mlp.gate_up_proj are read as their
 // parts (package fused, applied by Load and Open), so the model binds and
