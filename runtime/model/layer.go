@@ -370,16 +370,14 @@ func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
 	runtime.SwiGLU(b, gate, gate, up)
 }
 
-// tensors lists the layer's bound weight tensors.
+// tensors lists the layer's bound weight tensors, a mixture of experts'
+// experts aside (StepBytes counts the share of them a row reads).
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
 	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router) {
 		if t != nil {
 			ts = append(ts, t)
 		}
-	}
-	for _, e := range lw.experts {
-		ts = append(ts, e.gate, e.up, e.down)
 	}
 	return ts
 }

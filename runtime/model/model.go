@@ -846,10 +846,11 @@ func (m *Model) dtype() runtime.DType { return m.s.dt }
 // DType is the dtype of the model's activations and KV cache.
 func (m *Model) DType() runtime.DType { return m.s.dt }
 
-// StepBytes is the weight memory one decode step reads: every layer's
-// weights, the final norm and the head (the embedding table is read a row a
-// token). Over the device's bandwidth it bounds the tokens per second of a
-// batch-1 decode.
+// StepBytes is the weight memory one decode step of one row reads: every
+// layer's weights, the final norm and the head (the embedding table is read
+// a row a token); of a mixture-of-experts layer's experts, the top k that a
+// row runs (their mean size times k). Over the device's bandwidth it bounds
+// the tokens per second of a batch-1 decode.
 func (m *Model) StepBytes() int64 {
 	size := func(t runtime.Tensor) int64 {
 		if d, ok := t.(interface{ ReadBytes() int64 }); ok {
@@ -859,6 +860,13 @@ func (m *Model) StepBytes() int64 {
 	}
 	n := size(m.norm) + size(m.head)
 	for _, l := range m.layers {
+		var experts int64
+		for _, e := range l.experts {
+			experts += size(e.gate) + size(e.up) + size(e.down)
+		}
+		if len(l.experts) > 0 {
+			n += experts * int64(m.d.moe.TopK) / int64(len(l.experts))
+		}
 		for _, t := range l.tensors() {
 			n += size(t)
 		}

@@ -305,3 +305,20 @@ func TestMoELayerIntermediates(t *testing.T) {
 		t.Errorf("Weight(mlp.down_proj) of a sparse layer: %v, want refused listing the experts", err)
 	}
 }
+
+// TestMoEStepBytes: a Mixtral's decode step reads, of each layer's 8
+// experts, the 2 a row runs: StepBytes counts the dense weights and a
+// quarter of the experts' bytes (fp32 on the CPU), summed here from the
+// config's shapes.
+func TestMoEStepBytes(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 1})
+	m := loadModel(t, dir)
+	c := m.Config
+	H, V, L := int64(c.HiddenSize), int64(c.VocabSize), int64(c.NumHiddenLayers)
+	q, kv := int64(c.NumAttentionHeads*c.HeadDim), int64(c.NumKeyValueHeads*c.HeadDim)
+	ES, E, K := int64(c.MoE.ExpertSize), int64(c.MoE.Experts), int64(c.MoE.TopK)
+	layer := 2*H + H*q + 2*H*kv + q*H + E*H + K*3*H*ES
+	if got, want := m.StepBytes(), 4*(H+V*H+L*layer); got != want {
+		t.Errorf("StepBytes %d, want %d", got, want)
+	}
+}
