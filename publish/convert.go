@@ -310,8 +310,9 @@ func Convert(ctx context.Context, o ConvertOptions) (*ConvertSummary, error) {
 		return nil, err
 	}
 	if o.GGUF != "" {
-		// A model GGUF does not carry (a mixture of experts, another
-		// family) is refused before its tokenizer or weights are read.
+		// A model GGUF does not carry (another family, a mixture of
+		// experts llama.cpp would run otherwise) is refused before its
+		// tokenizer or weights are read.
 		if err := gguf.CheckModel(cfg); err != nil {
 			return nil, fmt.Errorf("convert: --gguf %s: %w", o.GGUF, err)
 		}

@@ -36,6 +36,31 @@ func logits(t *testing.T, dir string, ids []int) []float32 {
 	return lg
 }
 
+// ggufLogits runs ids through the GGUF file at path on the CPU backend
+// (fp32), as gptqtool's commands load one.
+func ggufLogits(t *testing.T, path string, ids []int) []float32 {
+	t.Helper()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := f.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.FromWeights(f.Weights(cfg), cfg, nil, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	lg, err := m.Forward(ids, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lg
+}
+
 // moeGPTQ is the GPTQ recipe of the mixture-of-experts fixtures: 4 bits,
 // groups of 32, act order.
 func moeGPTQ() *gptq.QuantizeConfig {
@@ -49,8 +74,10 @@ func moeGPTQ() *gptq.QuantizeConfig {
 // tensor kept, f16 values exact through f32); a GPTQ one (act order) to
 // gptq_v2 and back to gptq, byte for byte the source; and dequantized to
 // f32, which runs bit for bit as the GPTQ checkpoint does. Each output
-// passes Inspect (and the GPTQ ones CheckFormat). GGUF is refused before
-// anything is written, naming the config and the mixture of experts.
+// passes Inspect (and the GPTQ ones CheckFormat). GGUF F32 files of an
+// fp32 and a GPTQ Mixtral run bit for bit as the fp32 and the dequantized
+// checkpoints; a mix, and a qwen3_moe with a dense layer, are refused
+// before anything is written.
 func TestConvertMoE(t *testing.T) {
 	fp := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 11})
 	q := fixtures.Mixtral(t, nil, synth.Options{Seed: 12, GPTQ: moeGPTQ()})
@@ -107,14 +134,43 @@ func TestConvertMoE(t *testing.T) {
 		t.Error("the dequantized f32 checkpoint's logits differ from the GPTQ checkpoint's")
 	}
 
-	for _, dry := range []bool{false, true} {
-		out := filepath.Join(t.TempDir(), "m.gguf")
-		_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: fp, Out: out, GGUF: "q8_0", DryRun: dry})
-		if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), filepath.Join(fp, "config.json")) || !strings.Contains(err.Error(), "mixture of experts") {
-			t.Errorf("GGUF (dry run %v): got %v, want ErrUnsupportedModel naming config.json and the mixture of experts", dry, err)
+	// GGUF: a floating-point and a GPTQ Mixtral (with a tokenizer) to F32
+	// files, which run as their checkpoints do, bit for bit (the GPTQ
+	// one's experts dequantized, as dq); a dry run plans the same
+	// tensors; a mix and a qwen3_moe with a dense layer are refused before
+	// anything is written.
+	tok := fixture(t, "models/openchat-tiny")
+	vocab := map[string]any{"vocab_size": 32002, "eos_token_id": 32000}
+	fpTok := fixtures.Mixtral(t, vocab, synth.Options{DType: "f32", Seed: 11, TokenizerDir: tok})
+	qTok := fixtures.Mixtral(t, vocab, synth.Options{Seed: 12, GPTQ: moeGPTQ(), TokenizerDir: tok})
+	dqTok := filepath.Join(tmp, "dq-tok")
+	convert(t, publish.ConvertOptions{In: qTok, Out: dqTok, Dequantize: true, DType: "f32"})
+	for _, tc := range []struct{ name, in, same string }{{"fp32", fpTok, fpTok}, {"gptq", qTok, dqTok}} {
+		out := filepath.Join(tmp, tc.name+".gguf")
+		plan := convert(t, publish.ConvertOptions{In: tc.in, Out: out, GGUF: "f32", DryRun: true})
+		sum := convert(t, publish.ConvertOptions{In: tc.in, Out: out, GGUF: "f32"})
+		if plan.Tensors != sum.Tensors || sum.Tensors != 3+2*10 {
+			t.Errorf("%s: %d tensors planned, %d written, want 23 (token_embd, output_norm, output and ten a layer)", tc.name, plan.Tensors, sum.Tensors)
 		}
-		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("GGUF (dry run %v): %s exists after the refusal", dry, out)
+		if got, want := ggufLogits(t, out, ids), logits(t, tc.same, ids); !slices.Equal(got, want) {
+			t.Errorf("%s: the F32 GGUF file's logits differ from the checkpoint's", tc.name)
+		}
+	}
+	for _, tc := range []struct {
+		name, in, gguf, want string
+	}{
+		{"mix", fpTok, "q4_k_m", "Q4_K_M: llama-quantize's mix for a mixture of experts"},
+		{"dense layer", fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 13}), "q8_0", "have a dense MLP"},
+	} {
+		for _, dry := range []bool{false, true} {
+			out := filepath.Join(t.TempDir(), "m.gguf")
+			_, err := publish.Convert(context.Background(), publish.ConvertOptions{In: tc.in, Out: out, GGUF: tc.gguf, DryRun: dry})
+			if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("GGUF %s (dry run %v): got %v, want ErrUnsupportedModel naming %q", tc.name, dry, err, tc.want)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("GGUF %s (dry run %v): %s exists after the refusal", tc.name, dry, out)
+			}
 		}
 	}
 }

@@ -96,11 +96,10 @@ func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, pr
 // CollectImportance cannot form: a mixture-of-experts model
 // (hfconfig.Config.MoE), whose experts each read only the tokens routed to
 // them (llama.cpp sums those per expert, under its merged ffn_*_exps
-// tensors, which convert --gguf does not write either). The error names
-// the config file and its model_type.
+// tensors). The error names the config file and its model_type.
 func CheckImportance(cfg *hfconfig.Config) error {
 	if cfg.MoE == nil {
 		return nil
 	}
-	return fmt.Errorf("%s: model_type %s: importance matrices of mixture-of-experts models are not supported (nor is their GGUF conversion)", cfg.File, cfg.ModelType)
+	return fmt.Errorf("%s: model_type %s: importance matrices of mixture-of-experts models are not supported", cfg.File, cfg.ModelType)
 }

@@ -20,11 +20,12 @@ import (
 )
 
 // ErrUnsupportedModel is wrapped by conversion errors for checkpoints
-// outside the Llama/Mistral family that llama.cpp's "llama" architecture
-// runs, the Qwen2 family of its "qwen2" architecture, dense Qwen3 of
-// its "qwen3" and Phi-3 of its "phi3" (another
-// model_type or architectures entry, a Linear bias other than zeros that
-// the architecture has no tensor for).
+// outside the Llama/Mistral family (Mixtral included) that llama.cpp's
+// "llama" architecture runs, the Qwen2 family of its "qwen2" architecture,
+// dense Qwen3 of its "qwen3", Qwen3-MoE of its "qwen3moe" and Phi-3 of
+// its "phi3" (another model_type or architectures entry, a Linear bias
+// other than zeros that the architecture has no tensor for, a mixture of
+// experts the architecture would run otherwise).
 var ErrUnsupportedModel = errors.New("unsupported model")
 
 // ErrF16Overflow is wrapped by Convert's error for F16 weights holding
@@ -36,19 +37,23 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
 // (convert_hf_to_gguf.py's Qwen2Model, MODEL_ARCH.QWEN2), "qwen3" for
 // qwen3 (Qwen3Model, MODEL_ARCH.QWEN3), "phi3" for phi3 (Phi3MiniModel,
-// MODEL_ARCH.PHI3), else "llama".
+// MODEL_ARCH.PHI3), "qwen3moe" for qwen3_moe (Qwen3MoeModel,
+// MODEL_ARCH.QWEN3MOE), else "llama" (mixtral included: LlamaModel
+// writes Mixtral as a llama file with experts).
 func Arch(cfg *hfconfig.Config) string {
 	switch cfg.ModelType {
 	case "qwen2", "qwen3", "phi3":
 		return cfg.ModelType
 	case "gemma3_text":
 		return "gemma3"
+	case "qwen3_moe":
+		return "qwen3moe"
 	}
 	return "llama"
 }
@@ -178,8 +183,12 @@ type ConvertOptions struct {
 
 // ConvertedTensor describes one tensor of the output.
 type ConvertedTensor struct {
-	Name   string     // GGUF name, "blk.0.attn_q.weight"
-	Source string     // Hugging Face name, "model.layers.0.self_attn.q_proj.weight"
+	Name string // GGUF name, "blk.0.attn_q.weight"
+	// Source is the Hugging Face name, "model.layers.0.self_attn.q_proj.weight";
+	// for a mixture of experts' stacked tensor, the experts' names with
+	// the expert's index left out, as llama.cpp's converter names the
+	// merged tensor ("model.layers.0.block_sparse_moe.experts.w1.weight").
+	Source string
 	Shape  []int      // row-major, as TensorInfo.Shape
 	Type   TensorType // type written
 	Size   int64      // bytes of its data, the padding after it aside
@@ -393,6 +402,9 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	if err := checkKVOverrides(cfg, opts); err != nil {
 		return nil, nil, nil, err
 	}
+	if err := checkMoEOptions(cfg, opts); err != nil {
+		return nil, nil, nil, err
+	}
 	rules, err := newTypeRules(cfg, opts, specs)
 	if err != nil {
 		return nil, nil, nil, err
@@ -400,7 +412,7 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	infos := make([]TensorInfo, len(specs))
 	for i, s := range specs {
 		typ := TypeF32
-		if len(s.shape) == 2 {
+		if s.weight() {
 			want, fallback := rules.want(s)
 			typ = want
 			if fallback {
@@ -602,16 +614,15 @@ func TypeNames() string {
 // CheckModel refuses, wrapping ErrUnsupportedModel and naming the config
 // file, a model Convert does not write (Check's first check, which needs
 // no options): a model_type or architecture
-// outside its list, a mixture of experts (llama.cpp stores a layer's
-// experts stacked in ffn_gate_exps, ffn_up_exps and ffn_down_exps beside
-// ffn_gate_inp, which Convert does not write), Gemma 3 settings it does
-// not carry, odd head sizes and RoPE scalings llama.cpp does not compute.
+// outside its list, a mixture of experts llama.cpp would run otherwise
+// (checkMoE), Gemma 3 settings it does not carry, odd head sizes and RoPE
+// scalings llama.cpp does not compute.
 func CheckModel(cfg *hfconfig.Config) error {
-	if cfg.MoE != nil {
-		return fmt.Errorf("%s: model_type %q: %w: a mixture of experts (%d experts a layer), whose stacked ffn_*_exps tensors gptqtool does not write (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)", cfg.File, cfg.ModelType, ErrUnsupportedModel, cfg.MoE.Experts)
+	if !slices.Contains(supportedModelTypes, cfg.ModelType) {
+		return fmt.Errorf("%s: model_type %q: %w (supported: %s)", cfg.File, cfg.ModelType, ErrUnsupportedModel, strings.Join(supportedModelTypes, ", "))
 	}
-	if !slices.Contains([]string{"llama", "mistral", "qwen2", "qwen3", "phi3", "gemma3_text"}, cfg.ModelType) {
-		return fmt.Errorf("%s: model_type %q: %w (supported: llama, mistral, qwen2, qwen3, phi3, gemma3_text)", cfg.File, cfg.ModelType, ErrUnsupportedModel)
+	if err := checkMoE(cfg); err != nil {
+		return err
 	}
 	if cfg.Gemma3() {
 		if err := checkGemma3(cfg); err != nil {
@@ -662,6 +673,66 @@ func CheckModel(cfg *hfconfig.Config) error {
 		return fmt.Errorf("%s: %d RoPE frequency factors for head_dim %d: want %d: %w", cfg.File, len(s.FreqFactors), cfg.HeadDim, cfg.HeadDim/2, ErrUnsupportedModel)
 	}
 	return nil
+}
+
+// supportedModelTypes are the model_type values Convert writes.
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"}
+
+// checkMoE refuses a mixture of experts that llama.cpp's architecture
+// would run as another model: a qwen3_moe with dense layers
+// (mlp_only_layers, decoder_sparse_step above 1), which llama.cpp's
+// qwen3moe architecture does not have (every layer's ffn_gate_inp and
+// ffn_*_exps are required), or with norm_topk_prob false (its graph
+// always renormalizes the top k weights: build_moe_ffn's norm_w true).
+// (Mixtral's router always renormalizes, as llama.cpp's llama graph with
+// experts does.)
+func checkMoE(cfg *hfconfig.Config) error {
+	m := cfg.MoE
+	if m == nil {
+		return nil
+	}
+	if m.Dense != nil {
+		var dense []string
+		for li, d := range m.Dense {
+			if d {
+				dense = append(dense, strconv.Itoa(li))
+			}
+		}
+		return fmt.Errorf("%s: model_type %q: layers %s have a dense MLP (mlp_only_layers, decoder_sparse_step), but llama.cpp's %s architecture makes every layer a mixture of experts: %w", cfg.File, cfg.ModelType, strings.Join(dense, ", "), Arch(cfg), ErrUnsupportedModel)
+	}
+	if !m.NormTopK {
+		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
+	}
+	return nil
+}
+
+// checkMoEOptions refuses, for a mixture of experts, the options whose
+// llama-quantize behaviour gptqtool does not reproduce there: a mix
+// (llama_tensor_get_type has its own rules for models with experts:
+// attn_v and attn_k in Q8_0 with 8 experts, …) and an importance matrix
+// (llama-imatrix keeps one entry per expert in each stacked tensor's
+// entry). Uniform types write every stacked expert tensor in the type.
+func checkMoEOptions(cfg *hfconfig.Config, opts ConvertOptions) error {
+	if cfg.MoE == nil {
+		return nil
+	}
+	switch {
+	case opts.Mix.Name != "":
+		return fmt.Errorf("gguf convert: %s: llama-quantize's mix for a mixture of experts (model_type %s) is not reproduced: use one type for every weight (%s): %w", opts.Mix.Name, cfg.ModelType, strings.Join(uniformTypeNames(), ", "), ErrUnsupportedModel)
+	case opts.Imatrix != nil:
+		return fmt.Errorf("gguf convert: an importance matrix for a mixture of experts (model_type %s) is not supported: %w", cfg.ModelType, ErrUnsupportedModel)
+	}
+	return nil
+}
+
+// uniformTypeNames names ParseTarget's types of one type for every weight,
+// lower case as the flag takes them.
+func uniformTypeNames() []string {
+	names := make([]string, len(uniformTypes))
+	for i, t := range uniformTypes {
+		names[i] = strings.ToLower(t.String())
+	}
+	return names
 }
 
 // CheckBiases returns an error naming the first Linear bias that get
@@ -732,6 +803,19 @@ type tensorSpec struct {
 	// stacks, in row order: read and stacked where get has no source (a
 	// checkpoint read through package fused, which gives the parts).
 	parts []tensorPart
+	// experts are the Hugging Face weights a mixture of experts' stacked
+	// tensor [experts, out, in] holds, expert by expert, each [out, in]
+	// (source then only names the stack).
+	experts []string
+	// router marks a router (ffn_gate_inp), which llama.cpp's converter
+	// writes in F32 and llama-quantize never quantizes.
+	router bool
+}
+
+// weight reports whether s is a weight whose type the options pick: a 2-D
+// weight or a stacked 3-D one, the routers aside (F32 as the 1-D tensors).
+func (s tensorSpec) weight() bool {
+	return len(s.shape) >= 2 && !s.router
 }
 
 // tensorPart is a module whose rows a fused tensor holds: its Hugging
@@ -795,6 +879,12 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs,
 			tensorSpec{name: blk + "attn_output.weight", source: hf + "self_attn.o_proj.weight", shape: []int{h, q}},
 			tensorSpec{name: blk + "ffn_norm.weight", source: hf + "post_attention_layernorm.weight", shape: []int{h}},
+		)
+		if cfg.Sparse(i) {
+			specs = append(specs, moeTensorSpecs(cfg, i)...)
+			continue
+		}
+		specs = append(specs,
 			tensorSpec{name: blk + "ffn_gate.weight", source: hf + "mlp.gate_proj.weight", shape: []int{ff, h}},
 			tensorSpec{name: blk + "ffn_up.weight", source: hf + "mlp.up_proj.weight", shape: []int{ff, h}},
 			tensorSpec{name: blk + "ffn_down.weight", source: hf + "mlp.down_proj.weight", shape: []int{h, ff}},
@@ -805,6 +895,43 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
 	}
 	return specs
+}
+
+// moeTensorSpecs lists the mixture-of-experts tensors of layer li
+// (LLM_TENSOR_FFN_GATE_INP and LLM_TENSOR_FFN_*_EXPS; llama.cpp creates
+// them as ne {hidden, experts}, {hidden, expert size, experts} for gate
+// and up, {expert size, hidden, experts} for down, which in PyTorch order
+// are the shapes below): the router [experts, hidden] as
+// blk.N.ffn_gate_inp.weight (F32), then the experts' Linears each stacked
+// over the experts (torch.stack(dim=0)) in the order llama.cpp's
+// converter merges them: Mixtral's w1, w2, w3 (LlamaModel.modify_tensors:
+// gate, down, up), Qwen3-MoE's down_proj, gate_proj, up_proj
+// (Qwen2MoeModel.modify_tensors).
+//
+//	block_sparse_moe.gate / mlp.gate      blk.N.ffn_gate_inp.weight  [E, hidden]
+//	experts.*.w1 / gate_proj              blk.N.ffn_gate_exps.weight [E, size, hidden]
+//	experts.*.w3 / up_proj                blk.N.ffn_up_exps.weight   [E, size, hidden]
+//	experts.*.w2 / down_proj              blk.N.ffn_down_exps.weight [E, hidden, size]
+func moeTensorSpecs(cfg *hfconfig.Config, li int) []tensorSpec {
+	m := cfg.MoE
+	h, ff, n := cfg.HiddenSize, m.ExpertSize, m.Experts
+	blk, hf := "blk."+strconv.Itoa(li)+".", "model.layers."+strconv.Itoa(li)+"."
+	stack := func(kind string, module string, shape []int) tensorSpec {
+		s := tensorSpec{name: blk + kind + ".weight", source: hf + m.Block + ".experts." + module + ".weight", shape: shape}
+		for e := range n {
+			mods := m.ExpertModules(e)
+			s.experts = append(s.experts, hf+mods[slices.Index([]string{m.Gate, m.Up, m.Down}, module)]+".weight")
+		}
+		return s
+	}
+	gate := stack("ffn_gate_exps", m.Gate, []int{n, ff, h})
+	up := stack("ffn_up_exps", m.Up, []int{n, ff, h})
+	down := stack("ffn_down_exps", m.Down, []int{n, h, ff})
+	specs := []tensorSpec{{name: blk + "ffn_gate_inp.weight", source: m.RouterName(li), shape: []int{n, h}, router: true}}
+	if Arch(cfg) == "qwen3moe" {
+		return append(specs, down, gate, up)
+	}
+	return append(specs, gate, down, up)
 }
 
 // phi3TensorSpecs lists a phi3 file's tensors (LLM_ARCH_PHI3's
@@ -941,7 +1068,7 @@ func ropeFreqFactors(cfg *hfconfig.Config) []float32 {
 // when that does not fit either, or for a type of 32-value blocks (where
 // llama-quantize gives up).
 func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
-	row := s.shape[1]
+	row := s.shape[len(s.shape)-1]
 	if row%want.BlockSize() == 0 {
 		return want, nil
 	}
@@ -963,6 +1090,9 @@ func weightType(want TensorType, s tensorSpec) (TensorType, *Fallback) {
 func readTensor(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, error) {
 	if s.values != nil {
 		return s.values, nil
+	}
+	if s.experts != nil {
+		return readExperts(get, s, cfg)
 	}
 	vals, shape, err := get(s.source)
 	if s.parts != nil && errors.Is(err, fs.ErrNotExist) {
@@ -1012,6 +1142,29 @@ func readParts(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, e
 		}
 		if len(vals) != p.rows*k {
 			return nil, fmt.Errorf("gguf convert: tensor %q: %d values for shape %v", p.source, len(vals), shape)
+		}
+		out = append(out, vals...)
+	}
+	return out, nil
+}
+
+// readExperts reads the experts of a stacked tensor [experts, out, in]
+// from get, each [out, in], and stacks them in expert order (the
+// converter's torch.stack(datas, dim=0)).
+func readExperts(get TensorFunc, s tensorSpec, cfg *hfconfig.Config) ([]float32, error) {
+	want := s.shape[1:]
+	n := want[0] * want[1]
+	out := make([]float32, 0, len(s.experts)*n)
+	for _, src := range s.experts {
+		vals, shape, err := get(src)
+		if err != nil {
+			return nil, fmt.Errorf("gguf convert: tensor %q (for %s): %w", src, s.name, err)
+		}
+		if !slices.Equal(shape, want) {
+			return nil, fmt.Errorf("gguf convert: tensor %q: shape %v, %s implies %v", src, shape, cfg.File, want)
+		}
+		if len(vals) != n {
+			return nil, fmt.Errorf("gguf convert: tensor %q: %d values for shape %v", src, len(vals), shape)
 		}
 		out = append(out, vals...)
 	}
@@ -1089,10 +1242,21 @@ func llamaKVs(cfg *hfconfig.Config) []KV {
 	case hfconfig.RopeYarn:
 		kvs = append(kvs, yarnKVs(a, s)...)
 	}
-	return append(kvs,
+	kvs = append(kvs,
 		KV{a + "rope.freq_base", float32(cfg.RopeTheta)},
 		KV{a + "attention.layer_norm_rms_epsilon", float32(cfg.RMSNormEps)},
 	)
+	if m := cfg.MoE; m != nil {
+		// TextModel.set_gguf_parameters' expert_count and
+		// expert_used_count; Qwen2MoeModel's expert_feed_forward_length
+		// (llama.cpp's llama architecture sizes the experts by
+		// feed_forward_length, Mixtral's intermediate_size).
+		kvs = append(kvs, KV{a + "expert_count", uint32(m.Experts)}, KV{a + "expert_used_count", uint32(m.TopK)})
+		if Arch(cfg) == "qwen3moe" {
+			kvs = append(kvs, KV{a + "expert_feed_forward_length", uint32(m.ExpertSize)})
+		}
+	}
+	return kvs
 }
 
 // phi3KVs are a phi3 file's hyperparameters, the keys

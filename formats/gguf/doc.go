@@ -142,7 +142,39 @@
 // Linear bias, so a qwen3 attention_bias with biases other than zeros is
 // refused. A llama3 RoPE scaling is refused for qwen2 and qwen3, whose
 // llama.cpp architectures have no rope_freqs tensor. File.HFConfig reads
-// llama, qwen2, qwen3, phi3 and gemma3 files back.
+// llama, qwen2, qwen3, qwen3moe, phi3 and gemma3 files back.
+//
+// A mixture of experts is written as llama.cpp's converter writes it:
+// Mixtral (model_type mixtral) as a "llama" file (LlamaModel), Qwen3-MoE
+// (qwen3_moe) as a "qwen3moe" one (Qwen3MoeModel: the qwen3 tensors and
+// keys under qwen3moe.*). Each layer's router and experts are
+//
+//	block_sparse_moe.gate / mlp.gate    blk.N.ffn_gate_inp.weight  F32 [E, hidden]
+//	experts.e.w1 / experts.e.gate_proj  blk.N.ffn_gate_exps.weight [E, size, hidden]
+//	experts.e.w3 / experts.e.up_proj    blk.N.ffn_up_exps.weight   [E, size, hidden]
+//	experts.e.w2 / experts.e.down_proj  blk.N.ffn_down_exps.weight [E, hidden, size]
+//
+// (PyTorch order: the file's dims are {hidden, E}, {hidden, size, E},
+// {size, hidden, E}, as llama.cpp creates them), each Linear stacked over
+// the experts, expert e's rows at [e] (torch.stack(dim=0)), in the
+// converter's order (Mixtral: gate, down, up; Qwen3-MoE: down, gate, up).
+// A stacked tensor is quantized row by row as ggml does: its bytes are
+// each expert's matrix encoded alone, one after another. The router stays
+// F32 in every file (the converter writes ffn_gate_inp in F32,
+// llama-quantize never quantizes it). Metadata adds {arch}.expert_count
+// and expert_used_count, and for qwen3moe expert_feed_forward_length (a
+// llama file's experts are feed_forward_length wide). llama.cpp's qwen3moe
+// makes every layer sparse and always renormalizes the top k weights, so a
+// qwen3_moe with dense layers (mlp_only_layers, decoder_sparse_step) or
+// norm_topk_prob false is refused; so are, for a mixture of experts, the
+// llama-quantize mixes (whose rules for models with experts are not
+// reproduced: Convert writes one type for every weight) and importance
+// matrices. File.HFConfig reads a llama file with expert_count as
+// mixtral, a qwen3moe file as qwen3_moe (norm_topk_prob true, the expert
+// size expert_feed_forward_length or else feed_forward_length /
+// expert_used_count, as llama.cpp takes it); Weights serves expert e's
+// Linears under their Hugging Face names, reading only that expert's rows
+// of the stack.
 //
 // A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's
 // "gemma3" architecture, as the converter's Gemma3Model does (gemma3.go):

@@ -21,8 +21,9 @@ import (
 // biases bound by ModelWeights; a qwen3 file's: Qwen3ForCausalLM with the
 // qwen3.* ones, head_dim the key length, its attn_q_norm/attn_k_norm bound
 // as q_norm/k_norm; a phi3 file's: Phi3ForCausalLM with the phi3.* ones,
-// its window and longrope factors, phi3Config),
-// the tokenizer's special ids, and tied embeddings where the file has no
+// its window and longrope factors, phi3Config; a llama file with
+// experts: MixtralForCausalLM, a qwen3moe file's: Qwen3MoeForCausalLM,
+// moeConfig), the tokenizer's special ids, and tied embeddings where the file has no
 // output weight. RoPE scaling is read as llama.cpp reads it: a linear one
 // (llama.rope.scaling.type "linear", or absent, llama.cpp's default, with
 // rope.scaling.factor or the older rope.scale_linear other than 0 or 1) as
@@ -33,13 +34,13 @@ import (
 // metadata or tensors ask llama.cpp for more than the runtime computes
 // (another scaling type, a linear factor below 1, rope_freqs with a linear
 // factor or yarn, an attention factor without yarn, yarn_* keys, partial
-// rotary, experts, biases) is
-// refused, wrapping ErrUnsupportedModel: run, it would silently be another
+// rotary, experts in an architecture other than llama and qwen3moe,
+// biases) is refused, wrapping ErrUnsupportedModel: run, it would silently be another
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "phi3" && arch != "gemma3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama and Mistral models), qwen2, qwen3, phi3 or gemma3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3 or gemma3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -108,8 +109,13 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if n, ok, err := u("expert_count", false); err != nil {
 		return nil, err
-	} else if ok && n > 0 {
-		return nil, refuse(a+"expert_count", n, "a mixture of experts (Mixtral), which the runtime does not run")
+	} else if ok && n > 0 || arch == "qwen3moe" {
+		if arch != "llama" && arch != "qwen3moe" {
+			return nil, refuse(a+"expert_count", n, "a mixture of experts in an architecture whose experts the runtime does not run (llama's and qwen3moe's it does)")
+		}
+		if err := f.moeConfig(c, a, n); err != nil {
+			return nil, err
+		}
 	}
 	kv, ok, err := u("attention.head_count_kv", false)
 	if err != nil {
@@ -129,7 +135,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["head_dim"] = hd
 		headDim = hd
 	}
-	if arch == "qwen3" || arch == "gemma3" {
+	if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3" {
 		// Qwen3Config's head_dim defaults to 128 (Gemma3TextConfig's to
 		// 256), llama.cpp's key length to hidden/heads: the config says
 		// which the file has.
@@ -265,6 +271,13 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		if ti, ok := f.Tensor(s.name); ok && s.parts != nil && !slices.Equal(ti.Shape, s.shape) {
 			return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v%s from the metadata", f.path, s.name, ti.Shape, s.shape, partsNote(s))
 		}
+		// So are a stacked tensor's experts; and the metadata's experts
+		// must have their tensors in every layer (llama.cpp requires them).
+		if ti, ok := f.Tensor(s.name); ok && s.experts != nil && !slices.Equal(ti.Shape, s.shape) {
+			return nil, fmt.Errorf("%s: tensor %q: shape %v, want %v (experts, rows, row length) from the metadata", f.path, s.name, ti.Shape, s.shape)
+		} else if !ok && (s.experts != nil || s.router) {
+			return nil, fmt.Errorf("%s: tensor %q missing: %sexpert_count %d makes every layer a mixture of experts: %w", f.path, s.name, a, cfg.MoE.Experts, ErrUnsupportedModel)
+		}
 	}
 	for _, t := range f.tensors {
 		if known[t.Name] {
@@ -280,6 +293,51 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
 	}
 	return cfg, nil
+}
+
+// moeConfig completes c for a file with experts (a the keys' prefix,
+// n its expert_count) as llama.cpp runs it: a llama file as Mixtral
+// (model_type mixtral: every layer's experts of feed_forward_length
+// channels, the chosen weights renormalized, as llama.cpp's llama graph
+// does), a qwen3moe file as Qwen3-MoE (model_type qwen3_moe: every layer
+// sparse, experts of expert_feed_forward_length channels, else
+// feed_forward_length / expert_used_count as llama.cpp takes them,
+// norm_topk_prob true: its qwen3moe graph renormalizes). expert_used_count
+// is required, from 1 to n.
+func (f *File) moeConfig(c map[string]any, a string, n uint32) error {
+	refuse := func(key string, v any, why string) error {
+		return fmt.Errorf("%s: %s %v: %s: %w", f.path, key, v, why, ErrUnsupportedModel)
+	}
+	if n == 0 {
+		return refuse(a+"expert_count", n, "want a positive number of experts")
+	}
+	used, err := Value[uint32](f, a+"expert_used_count")
+	if err != nil {
+		return err
+	}
+	if used == 0 || used > n {
+		return refuse(a+"expert_used_count", used, fmt.Sprintf("want 1 to expert_count (%d)", n))
+	}
+	c["num_experts_per_tok"] = used
+	if a == "llama." {
+		c["architectures"], c["model_type"] = []string{"MixtralForCausalLM"}, "mixtral"
+		c["num_local_experts"] = n
+		return nil
+	}
+	c["architectures"], c["model_type"] = []string{"Qwen3MoeForCausalLM"}, "qwen3_moe"
+	c["num_experts"], c["norm_topk_prob"] = n, true
+	c["decoder_sparse_step"], c["mlp_only_layers"] = 1, []int{}
+	size := c["intermediate_size"].(uint32) / used
+	if v, err := Value[uint32](f, a+"expert_feed_forward_length"); err == nil {
+		size = v
+	} else if _, ok := f.Get(a + "expert_feed_forward_length"); ok {
+		return err
+	}
+	if size == 0 {
+		return refuse(a+"expert_feed_forward_length", size, "want a positive expert size")
+	}
+	c["moe_intermediate_size"] = size
+	return nil
 }
 
 // phi3Config completes c for a phi3 file (a the keys' prefix "phi3.") as
@@ -458,6 +516,9 @@ type ModelWeights struct {
 	names map[string]string   // Hugging Face name → GGUF name
 	heads map[string]int      // Hugging Face name → heads to unpermute by
 	parts map[string]rowRange // a fused tensor's part → its rows
+	// experts are the experts of the stacked tensors: Hugging Face name →
+	// the stack's GGUF name and the expert's index.
+	experts map[string]expertSlice
 	// shifted are gemma3's norms, stored as 1 + w: read back as the
 	// stored value - 1 (exact where it is at least 0.5), which the
 	// runtime's Gemma norm adds 1 to again: the stored value.
@@ -470,6 +531,14 @@ type ModelWeights struct {
 	}
 }
 
+// expertSlice is expert e of the stacked GGUF tensor gguf [experts, out,
+// in], whose rows [e·out, (e+1)·out) are contiguous in the file (ggml
+// quantizes row by row, so every type's rows are whole blocks).
+type expertSlice struct {
+	gguf string
+	e    int
+}
+
 // rowRange is a part's rows [row0, row0+n) of the fused GGUF tensor gguf.
 type rowRange struct {
 	gguf    string
@@ -478,10 +547,16 @@ type rowRange struct {
 
 // Weights returns f's tensors for cfg (HFConfig's) under Hugging Face names.
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
-	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}}
+	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}, experts: map[string]expertSlice{}}
 	for _, s := range tensorSpecs(cfg) {
 		if s.source == "" {
 			continue // derived from the config (rope_freqs: cfg.RopeScaling)
+		}
+		if s.experts != nil {
+			for e, src := range s.experts {
+				w.experts[src] = expertSlice{gguf: s.name, e: e}
+			}
+			continue
 		}
 		row := 0
 		for _, p := range s.parts {
@@ -501,6 +576,9 @@ func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 
 // Tensor implements model.Weights.
 func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
+	if x, ok := w.experts[name]; ok {
+		return w.expert(name, x)
+	}
 	gname, ok := w.names[name]
 	part, isPart := w.parts[name]
 	if isPart {
@@ -529,10 +607,8 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 		vals = vals[part.row0*k : (part.row0+part.n)*k]
 		ti.Shape = []int{part.n, k}
 	}
-	for i, v := range vals {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q (%s): element %d is %g: want finite weights", w.f.path, gname, ti.Type, i, v)
-		}
+	if err := w.finite(gname, ti.Type, vals); err != nil {
+		return safetensors.Tensor{}, err
 	}
 	if w.shifted[name] {
 		out := make([]float32, len(vals))
@@ -548,12 +624,61 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 		}
 		vals = out
 	}
+	return w.f32Tensor(name, vals, ti.Shape), nil
+}
+
+// expert reads expert x.e of its stacked tensor: only its rows' bytes,
+// dequantized, [out, in].
+func (w *ModelWeights) expert(name string, x expertSlice) (safetensors.Tensor, error) {
+	ti, ok := w.f.Tensor(x.gguf)
+	if !ok {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q (%s): %w", w.f.path, x.gguf, name, fs.ErrNotExist)
+	}
+	// HFConfig has checked the stack's shape against the config.
+	if len(ti.Shape) != 3 || x.e >= ti.Shape[0] {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: shape %v has no expert %d", w.f.path, x.gguf, ti.Shape, x.e)
+	}
+	if !ti.Type.Convertible() {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %s to float32: %w", w.f.path, x.gguf, ti.Type, ErrUnsupportedType)
+	}
+	rows, k := ti.Shape[1], ti.Shape[2]
+	rowBytes, err := ti.Type.RowBytes(int64(k))
+	if err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", w.f.path, x.gguf, err)
+	}
+	size := int64(rows) * rowBytes
+	data := make([]byte, size)
+	at := w.f.DataOffset + ti.Offset + int64(x.e)*size
+	if _, err := w.f.r.ReadAt(data, at); err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: expert %d: reading %d bytes at %d: %w", w.f.path, x.gguf, x.e, size, at, err)
+	}
+	vals, err := Decode(ti.Type, data, rows*k)
+	if err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: expert %d: %w", w.f.path, x.gguf, x.e, err)
+	}
+	if err := w.finite(x.gguf, ti.Type, vals); err != nil {
+		return safetensors.Tensor{}, err
+	}
+	return w.f32Tensor(name, vals, []int{rows, k}), nil
+}
+
+// finite refuses weights that are not finite.
+func (w *ModelWeights) finite(gname string, t TensorType, vals []float32) error {
+	for i, v := range vals {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%s: tensor %q (%s): element %d is %g: want finite weights", w.f.path, gname, t, i, v)
+		}
+	}
+	return nil
+}
+
+// f32Tensor is vals as an F32 tensor of the given shape.
+func (w *ModelWeights) f32Tensor(name string, vals []float32, shape []int) safetensors.Tensor {
 	data := make([]byte, 4*len(vals))
 	for i, v := range vals {
 		binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(v))
 	}
-	shape := append([]int(nil), ti.Shape...)
-	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: shape}, Data: data, File: w.f.path}, nil
+	return safetensors.Tensor{TensorInfo: safetensors.TensorInfo{Name: name, DType: safetensors.F32, Shape: slices.Clone(shape)}, Data: data, File: w.f.path}
 }
 
 // IsFile reports whether path names a GGUF file by its extension.

@@ -1,23 +1,310 @@
 package gguf_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/formats/safetensors"
+	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
-// TestCheckRefusesMoE: a Mixtral or Qwen3-MoE config is refused before any
-// tensor is read, wrapping ErrUnsupportedModel and naming the config file,
-// its model_type and the mixture of experts (llama.cpp's stacked
-// ffn_*_exps tensors are not written).
-func TestCheckRefusesMoE(t *testing.T) {
-	for name, doc := range map[string]map[string]any{"mixtral": fixtures.MixtralConfig(), "qwen3_moe": fixtures.Qwen3MoEConfig()} {
-		t.Run(name, func(t *testing.T) {
+// moeCheckpoint writes a random-weight Mixtral or Qwen3-MoE checkpoint
+// (fp32) with openchat-tiny's tokenizer and vocabulary; edit's keys are
+// set over the fixture's.
+func moeCheckpoint(t *testing.T, modelType string, edit map[string]any) *checkpoint {
+	t.Helper()
+	tok := fixture(t, "models/openchat-tiny")
+	e := map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000}
+	for k, v := range edit {
+		e[k] = v
+	}
+	o := synth.Options{DType: "f32", Seed: 21, TokenizerDir: tok}
+	if modelType == "mixtral" {
+		return openCheckpointDir(t, fixtures.Mixtral(t, e, o))
+	}
+	return openCheckpointDir(t, fixtures.Qwen3MoE(t, e, o))
+}
+
+// moeSpec is what a converted mixture of experts must hold, written by
+// hand from llama.cpp's conventions (not from the converter's tables):
+// the metadata gguf-py's writer gives it (TextModel's expert_count and
+// expert_used_count, Qwen2MoeModel's expert_feed_forward_length), and
+// every tensor's dimensions as llama.cpp's loader creates them (ne[0]
+// first: llama_model::load_tensors' create_tensor shapes, the
+// ffn_gate_inp router {n_embd, n_expert}, ffn_gate_exps and ffn_up_exps
+// {n_embd, n_ff_exp, n_expert}, ffn_down_exps {n_ff_exp, n_embd,
+// n_expert}).
+type moeSpec struct {
+	modelType string
+	edit      map[string]any
+	meta      map[string]any
+	absent    []string
+	layers    int
+	dims      map[string][]uint64 // a layer's tensors by name after "blk.N."
+	experts   int
+	// expert names the checkpoint tensor of expert e's Linear kind (gate,
+	// up, down) in layer li.
+	expert func(li, e int, kind string) string
+	router func(li int) string
+}
+
+var moeSpecs = []moeSpec{
+	{
+		modelType: "mixtral",
+		// fixtures.MixtralConfig: hidden 64, intermediate 96, 2 layers, 4
+		// heads over 2 KV heads (head_dim 16), 8 experts, 2 a token.
+		meta: map[string]any{
+			"general.architecture": "llama", "llama.block_count": uint32(2), "llama.context_length": uint32(512),
+			"llama.embedding_length": uint32(64), "llama.feed_forward_length": uint32(96),
+			"llama.attention.head_count": uint32(4), "llama.attention.head_count_kv": uint32(2),
+			"llama.rope.dimension_count": uint32(16), "llama.rope.freq_base": float32(1e6),
+			"llama.attention.layer_norm_rms_epsilon": float32(1e-5),
+			"llama.expert_count":                     uint32(8), "llama.expert_used_count": uint32(2),
+		},
+		absent: []string{"llama.expert_feed_forward_length", "qwen3moe.expert_count"},
+		layers: 2,
+		dims: map[string][]uint64{
+			"attn_norm.weight": {64}, "attn_q.weight": {64, 64}, "attn_k.weight": {64, 32}, "attn_v.weight": {64, 32},
+			"attn_output.weight": {64, 64}, "ffn_norm.weight": {64},
+			"ffn_gate_inp.weight": {64, 8}, "ffn_gate_exps.weight": {64, 96, 8}, "ffn_up_exps.weight": {64, 96, 8},
+			"ffn_down_exps.weight": {96, 64, 8},
+		},
+		experts: 8,
+		expert: func(li, e int, kind string) string {
+			w := map[string]string{"gate": "w1", "up": "w3", "down": "w2"}[kind]
+			return "model.layers." + strconv.Itoa(li) + ".block_sparse_moe.experts." + strconv.Itoa(e) + "." + w + ".weight"
+		},
+		router: func(li int) string { return "model.layers." + strconv.Itoa(li) + ".block_sparse_moe.gate.weight" },
+	},
+	{
+		modelType: "qwen3_moe",
+		// fixtures.Qwen3MoEConfig with every layer sparse (llama.cpp's
+		// qwen3moe has no dense layers): hidden 64, intermediate 128, 3
+		// layers, 4 heads over 2 KV heads of head_dim 32, 16 experts of 48
+		// channels, 4 a token.
+		edit: map[string]any{"mlp_only_layers": []int{}},
+		meta: map[string]any{
+			"general.architecture": "qwen3moe", "qwen3moe.block_count": uint32(3), "qwen3moe.context_length": uint32(512),
+			"qwen3moe.embedding_length": uint32(64), "qwen3moe.feed_forward_length": uint32(128),
+			"qwen3moe.attention.head_count": uint32(4), "qwen3moe.attention.head_count_kv": uint32(2),
+			"qwen3moe.attention.key_length": uint32(32), "qwen3moe.attention.value_length": uint32(32),
+			"qwen3moe.rope.freq_base": float32(1e6), "qwen3moe.attention.layer_norm_rms_epsilon": float32(1e-6),
+			"qwen3moe.expert_count": uint32(16), "qwen3moe.expert_used_count": uint32(4),
+			"qwen3moe.expert_feed_forward_length": uint32(48),
+		},
+		absent: []string{"llama.block_count", "qwen3.block_count"},
+		layers: 3,
+		dims: map[string][]uint64{
+			"attn_norm.weight": {64}, "attn_q.weight": {64, 128}, "attn_k.weight": {64, 64}, "attn_v.weight": {64, 64},
+			"attn_q_norm.weight": {32}, "attn_k_norm.weight": {32},
+			"attn_output.weight": {128, 64}, "ffn_norm.weight": {64},
+			"ffn_gate_inp.weight": {64, 16}, "ffn_gate_exps.weight": {64, 48, 16}, "ffn_up_exps.weight": {64, 48, 16},
+			"ffn_down_exps.weight": {48, 64, 16},
+		},
+		experts: 16,
+		expert: func(li, e int, kind string) string {
+			return "model.layers." + strconv.Itoa(li) + ".mlp.experts." + strconv.Itoa(e) + "." + kind + "_proj.weight"
+		},
+		router: func(li int) string { return "model.layers." + strconv.Itoa(li) + ".mlp.gate.weight" },
+	},
+}
+
+// moePrompts are token sequences long enough that many experts run.
+var moePrompts = [][]int{{1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203}, {1, 29871, 13, 31000, 7, 32001}, {1}}
+
+// TestConvertMoE converts small Mixtral and Qwen3-MoE checkpoints to F32
+// GGUF files: the metadata and every tensor's name, dimensions and type
+// are llama.cpp's (moeSpec), the stacked expert tensors hold expert e's
+// weights at [e] (the checkpoint's values bit for bit, the router F32),
+// File.HFConfig reads the file back as the mixture of experts it came
+// from, and the runtime on File.Weights gives the checkpoint's logits bit
+// for bit.
+func TestConvertMoE(t *testing.T) {
+	for _, spec := range moeSpecs {
+		t.Run(spec.modelType, func(t *testing.T) {
+			ck := moeCheckpoint(t, spec.modelType, spec.edit)
+			c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+			for key, want := range spec.meta {
+				if got, ok := c.file.Get(key); !ok || got != want {
+					t.Errorf("%s = %v (%v), want %v", key, got, ok, want)
+				}
+			}
+			for _, key := range spec.absent {
+				if _, ok := c.file.Get(key); ok {
+					t.Errorf("%s in a %s file", key, spec.modelType)
+				}
+			}
+			want := map[string][]uint64{"token_embd.weight": {64, 32002}, "output_norm.weight": {64}, "output.weight": {64, 32002}}
+			for li := range spec.layers {
+				for n, d := range spec.dims {
+					want["blk."+strconv.Itoa(li)+"."+n] = d
+				}
+			}
+			tensors := c.file.Tensors()
+			if len(tensors) != len(want) {
+				t.Errorf("%d tensors, want %d", len(tensors), len(want))
+			}
+			for _, ti := range tensors {
+				if d, ok := want[ti.Name]; !ok || !slices.Equal(ti.Dims(), d) || ti.Type != gguf.TypeF32 {
+					t.Errorf("tensor %s: dims %v %s, want %v F32 (listed %v)", ti.Name, ti.Dims(), ti.Type, d, ok)
+				}
+			}
+			// Expert e's weights are [e] of the stack, row after row; the
+			// router is the checkpoint's.
+			for li := range spec.layers {
+				blk := "blk." + strconv.Itoa(li) + "."
+				for _, kind := range []string{"gate", "up", "down"} {
+					stack, err := c.file.Float32(blk + "ffn_" + kind + "_exps.weight")
+					if err != nil {
+						t.Fatal(err)
+					}
+					per := len(stack) / spec.experts
+					for e := range spec.experts {
+						src := checkpointF32(t, ck, spec.expert(li, e, kind))
+						if !slices.Equal(stack[e*per:(e+1)*per], src) {
+							t.Errorf("%sffn_%s_exps.weight[%d] differs from %s", blk, kind, e, spec.expert(li, e, kind))
+						}
+					}
+				}
+				router, err := c.file.Float32(blk + "ffn_gate_inp.weight")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(router, checkpointF32(t, ck, spec.router(li))) {
+					t.Errorf("%sffn_gate_inp.weight differs from %s", blk, spec.router(li))
+				}
+			}
+			hc, err := c.file.HFConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hc.ModelType != spec.modelType || hc.MoE == nil || !reflect.DeepEqual(*hc.MoE, *ck.cfg.MoE) || hc.HeadDim != ck.cfg.HeadDim ||
+				hc.NumKeyValueHeads != ck.cfg.NumKeyValueHeads || hc.IntermediateSize != ck.cfg.IntermediateSize || hc.QKNorm() != ck.cfg.QKNorm() {
+				t.Errorf("HFConfig: %s, experts %+v, head_dim %d, kv heads %d, intermediate %d, q/k norm %v; want the checkpoint's %s %+v",
+					hc.ModelType, hc.MoE, hc.HeadDim, hc.NumKeyValueHeads, hc.IntermediateSize, hc.QKNorm(), ck.cfg.ModelType, ck.cfg.MoE)
+			}
+			got := nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), moePrompts)
+			m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if d := compareAll(got, nextLogProbs(t, m, moePrompts)); !(d.maxAbs == 0) {
+				t.Errorf("the runtime on the F32 file vs on the checkpoint: %v, want identical", d)
+			}
+		})
+	}
+}
+
+// checkpointF32 reads a checkpoint tensor as float32.
+func checkpointF32(t *testing.T, ck *checkpoint, name string) []float32 {
+	t.Helper()
+	src, err := ck.set.Tensor(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := src.Float32()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestConvertMoEQ8_0 converts the Mixtral checkpoint to Q8_0: the stacked
+// expert tensors are Q8_0, each expert's rows the blocks Encode gives its
+// own [out, in] matrix (ggml quantizes a 3-D tensor row by row), the
+// routers F32; read back, the runtime's log-probabilities are within the
+// Q8_0 bounds of the dense file of the same vocabulary (TestOpenchatTiny's)
+// of the checkpoint's.
+func TestConvertMoEQ8_0(t *testing.T) {
+	spec := moeSpecs[0]
+	ck := moeCheckpoint(t, spec.modelType, spec.edit)
+	c := convertWith(t, ck, gguf.TypeQ8_0, gguf.ConvertOptions{Type: gguf.TypeQ8_0})
+	if len(c.res.Fallbacks) != 0 {
+		t.Errorf("fallbacks %v, want none (rows of 64 and 96)", c.res.Fallbacks)
+	}
+	for li := range spec.layers {
+		blk := "blk." + strconv.Itoa(li) + "."
+		if ti, _ := c.file.Tensor(blk + "ffn_gate_inp.weight"); ti.Type != gguf.TypeF32 {
+			t.Errorf("%sffn_gate_inp.weight in %s, want F32", blk, ti.Type)
+		}
+		for _, kind := range []string{"gate", "up", "down"} {
+			name := blk + "ffn_" + kind + "_exps.weight"
+			ti, _ := c.file.Tensor(name)
+			if ti.Type != gguf.TypeQ8_0 {
+				t.Errorf("%s in %s, want Q8_0", name, ti.Type)
+			}
+			data, err := c.file.TensorData(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []byte
+			for e := range spec.experts {
+				b, err := gguf.Encode(gguf.TypeQ8_0, checkpointF32(t, ck, spec.expert(li, e, kind)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, b...)
+			}
+			if !bytes.Equal(data, want) {
+				t.Errorf("%s: not the experts' Q8_0 blocks one after another", name)
+			}
+		}
+	}
+	hc, err := c.file.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), moePrompts)
+	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	d := compareAll(got, nextLogProbs(t, m, moePrompts))
+	t.Logf("Q8_0 file vs the checkpoint: %v", d)
+	// Measured: max|Δlogp| 0.14, NMSE 2.6e-4, KL 4.5e-4 (every argmax
+	// agrees); bounds TestOpenchatTiny's for Q8_0.
+	tolerance{0.5, 7e-4, 1e-3}.check(t, "the runtime on the Q8_0 file vs on the checkpoint", d)
+}
+
+// TestConvertMoERefused: a qwen3_moe with dense layers or without
+// norm_topk_prob (llama.cpp's qwen3moe has neither), and a mixture of
+// experts with a llama-quantize mix or an importance matrix, are refused
+// before any tensor is read, wrapping ErrUnsupportedModel.
+func TestConvertMoERefused(t *testing.T) {
+	mix, _ := gguf.ParseMix("Q4_K_M")
+	for _, tc := range []struct {
+		name, modelType string
+		edit            map[string]any
+		opts            gguf.ConvertOptions
+		want            []string
+	}{
+		{"dense layer", "qwen3_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen3_moe": layers 2 have a dense MLP`, "qwen3moe architecture"}},
+		{"norm_topk_prob", "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": false}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob false"}},
+		{"mix", "mixtral", nil, gguf.ConvertOptions{Mix: mix}, []string{"Q4_K_M", "q8_0"}},
+		{"imatrix", "mixtral", nil, gguf.ConvertOptions{Type: gguf.TypeQ4_K, Imatrix: &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{}}}, []string{"importance matrix"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := fixtures.MixtralConfig()
+			if tc.modelType == "qwen3_moe" {
+				doc = fixtures.Qwen3MoEConfig()
+			}
+			for k, v := range tc.edit {
+				doc[k] = v
+			}
 			raw, err := json.Marshal(doc)
 			if err != nil {
 				t.Fatal(err)
@@ -26,15 +313,143 @@ func TestCheckRefusesMoE(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = gguf.Check(cfg, gguf.ConvertOptions{Type: gguf.TypeF16})
+			err = gguf.Check(cfg, tc.opts)
 			if !errors.Is(err, gguf.ErrUnsupportedModel) {
 				t.Fatalf("got %v, want ErrUnsupportedModel", err)
 			}
-			for _, want := range []string{`m/config.json: model_type "` + name + `"`, "mixture of experts", "ffn_*_exps"} {
+			for _, want := range tc.want {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("%q does not name %q", err, want)
 				}
 			}
 		})
 	}
+}
+
+// TestMoEFileRefused: a file whose stacked experts disagree with its
+// metadata, or with experts in an architecture whose experts the runtime
+// does not run, is refused by HFConfig.
+func TestMoEFileRefused(t *testing.T) {
+	spec := moeSpecs[0]
+	ck := moeCheckpoint(t, spec.modelType, spec.edit)
+	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+	for _, tc := range []struct {
+		name string
+		kv   gguf.KV
+		want string
+	}{
+		{"used count", gguf.KV{Key: "llama.expert_used_count", Value: uint32(9)}, "llama.expert_used_count 9"},
+		{"expert count", gguf.KV{Key: "llama.expert_count", Value: uint32(4)}, `tensor "blk.0.ffn_gate_exps.weight": shape [8 96 64], want [4 96 64]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := rewriteKV(t, c, tc.kv)
+			f, err := gguf.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.HFConfig(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("HFConfig: %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// rewriteKV writes c's file again with kv set (replacing the key).
+func rewriteKV(t *testing.T, c *converted, kv gguf.KV) string {
+	t.Helper()
+	kvs := c.file.KVs()
+	i := slices.IndexFunc(kvs, func(x gguf.KV) bool { return x.Key == kv.Key })
+	if i < 0 {
+		t.Fatalf("%s not in the file", kv.Key)
+	}
+	kvs[i] = kv
+	path := filepath.Join(t.TempDir(), "edited.gguf")
+	w, err := gguf.Create(path, kvs, c.file.Tensors())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range c.file.Tensors() {
+		data, err := c.file.TensorData(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteTensor(ti.Name, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestLlamaCppMoE loads the Mixtral and Qwen3-MoE fixtures' F32, F16 and
+// Q8_0 files in llama.cpp (node-llama-cpp) and compares its next-token
+// log-probabilities with our runtime on the same weights (the checkpoint
+// for F32, File.Weights for the others), as llamaCppMatches does for the
+// dense architectures; our runtime with each layer's experts rotated
+// (expert e's Linears served as expert e+1's) must be far from llama.cpp's
+// F32 logits, or the comparison could not tell the experts' order.
+func TestLlamaCppMoE(t *testing.T) {
+	node := llamaCppAvailable(t)
+	for _, spec := range moeSpecs {
+		t.Run(spec.modelType, func(t *testing.T) {
+			ck := moeCheckpoint(t, spec.modelType, spec.edit)
+			types := []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
+			var convs []*converted
+			req := llamaRequest{}
+			for _, typ := range types {
+				c := convertWith(t, ck, typ, gguf.ConvertOptions{Type: typ})
+				convs = append(convs, c)
+				req.Models = append(req.Models, llamaModel{Path: c.path, Context: 64, Logits: moePrompts})
+			}
+			resp := runLlamaCpp(t, node, req)
+			t.Logf("llama.cpp %s", resp.LlamaCpp)
+			for i, c := range convs {
+				t.Run(c.typ.String(), func(t *testing.T) {
+					w := model.Weights(ck.set)
+					if c.typ != gguf.TypeF32 {
+						hc, err := c.file.HFConfig()
+						if err != nil {
+							t.Fatal(err)
+						}
+						w = c.file.Weights(hc)
+					}
+					d := llamaDiff(t, resp.Models[i].LogProbs, nextLogProbs(t, loadRuntime(t, w, ck.cfg), moePrompts), ck.cfg.VocabSize)
+					t.Logf("%s: llama.cpp vs our runtime: %v", c.typ, d)
+					llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
+				})
+			}
+			t.Run("expert order matters", func(t *testing.T) {
+				rot := rotatedExperts{w: ck.set, experts: spec.experts}
+				d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, rot, ck.cfg), moePrompts), ck.cfg.VocabSize)
+				if tol := llamaTolerances[gguf.TypeF32]; !(d.nmse > 100*tol.nmse) {
+					t.Errorf("llama.cpp's F32 logits vs our runtime with the experts rotated: %v: the comparison cannot tell them", d)
+				}
+			})
+		})
+	}
+}
+
+// rotatedExperts serves a checkpoint's tensors with expert e's Linears
+// those of expert (e+1) mod experts.
+type rotatedExperts struct {
+	w       model.Weights
+	experts int
+}
+
+func (r rotatedExperts) Tensor(name string) (safetensors.Tensor, error) {
+	before, rest, ok := strings.Cut(name, ".experts.")
+	if !ok {
+		return r.w.Tensor(name)
+	}
+	num, after, _ := strings.Cut(rest, ".")
+	e, err := strconv.Atoi(num)
+	if err != nil {
+		return r.w.Tensor(name)
+	}
+	t, err := r.w.Tensor(before + ".experts." + strconv.Itoa((e+1)%r.experts) + "." + after)
+	t.Name = name
+	return t, err
 }

@@ -168,7 +168,7 @@ func newTypeRules(cfg *hfconfig.Config, opts ConvertOptions, specs []tensorSpec)
 		if err != nil {
 			return r, fmt.Errorf("gguf convert: --tensor-type %s: %w", o, err)
 		}
-		if !slices.ContainsFunc(specs, func(s tensorSpec) bool { return len(s.shape) == 2 && re.MatchString(s.name) }) {
+		if !slices.ContainsFunc(specs, func(s tensorSpec) bool { return s.weight() && re.MatchString(s.name) }) {
 			return r, fmt.Errorf("gguf convert: --tensor-type %s: the pattern matches none of the model's 2-D weights (token_embd.weight, blk.N.attn_q.weight, …, blk.N.ffn_down.weight, output.weight)", o)
 		}
 		r.overrides = append(r.overrides, re)
