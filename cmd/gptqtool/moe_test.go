@@ -114,6 +114,65 @@ func TestMoECommands(t *testing.T) {
 	}
 }
 
+// TestMoEGGUFCommands converts random fp16 Mixtral and Qwen3-MoE
+// checkpoints (every layer sparse, as llama.cpp's qwen3moe) to F16 GGUF
+// files with convert --gguf, which hold their exact values: generate on
+// the file gives the checkpoint's greedy ids, verify perplexity its
+// perplexity, and inspect the file's experts.
+func TestMoEGGUFCommands(t *testing.T) {
+	tok := fixturePath(t, "models/openchat-tiny")
+	for _, tc := range []struct {
+		name  string
+		write func(testing.TB, map[string]any, synth.Options) string
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}} {
+		t.Run(tc.name, func(t *testing.T) {
+			edit := map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000, "mlp_only_layers": []int{}}
+			if tc.name == "mixtral" {
+				edit["mlp_only_layers"] = nil
+			}
+			dir := tc.write(t, edit, synth.Options{DType: "f16", Seed: 10, TokenizerDir: tok})
+			file := filepath.Join(dir, "m.gguf") // (beside its tokenizer)
+			if _, stderr, err := run(t, "convert", "--in", dir, "--out", file, "--gguf", "f16"); err != nil {
+				t.Fatalf("convert --gguf f16: %v\n%s", err, stderr)
+			}
+			gen := []string{"--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32"}
+			want, _ := generateJSONOut(t, append([]string{"--model", dir}, gen...)...)
+			got, stderr := generateJSONOut(t, append([]string{"--model", file}, gen...)...)
+			if len(want.IDs) == 0 || !slices.Equal(got.PromptIDs, want.PromptIDs) || !slices.Equal(got.IDs, want.IDs) {
+				t.Errorf("generate on the GGUF file: %v %v, on the checkpoint %v %v\n%s", got.PromptIDs, got.IDs, want.PromptIDs, want.IDs, stderr)
+			}
+			text := filepath.Join(t.TempDir(), "text.txt")
+			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 30)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var ppl [2]float64
+			for i, m := range []string{dir, file} {
+				out, stderr, err := run(t, "verify", "perplexity", "--model", m, "--text", text, "--ctx", "64", "--max-windows", "2", "--device", "cpu", "--dtype", "f32", "--json")
+				if err != nil {
+					t.Fatalf("verify perplexity --model %s: %v\n%s", m, err, stderr)
+				}
+				var res struct {
+					Result verify.PerplexityResult `json:"result"`
+				}
+				if err := json.Unmarshal([]byte(out), &res); err != nil {
+					t.Fatalf("verify perplexity --json: %v\n%s", err, out)
+				}
+				ppl[i] = res.Result.PPL
+			}
+			if !(ppl[0] > 1) || ppl[1] != ppl[0] {
+				t.Errorf("verify perplexity: %.10g on the GGUF file, %.10g on the checkpoint", ppl[1], ppl[0])
+			}
+			out, _, err := run(t, "inspect", "--json", file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := `"expert_count": `; !strings.Contains(out, want) {
+				t.Errorf("inspect --json of the GGUF file:\n%s\nwant %s", out, want)
+			}
+		})
+	}
+}
+
 // argmax is the index of the largest value (the first of equal ones).
 func argmax(v []float32) int {
 	best := 0
