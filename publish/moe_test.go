@@ -76,8 +76,8 @@ func moeGPTQ() *gptq.QuantizeConfig {
 // f32, which runs bit for bit as the GPTQ checkpoint does. Each output
 // passes Inspect (and the GPTQ ones CheckFormat). GGUF F32 files of an
 // fp32 and a GPTQ Mixtral run bit for bit as the fp32 and the dequantized
-// checkpoints; a mix, and a qwen3_moe with a dense layer, are refused
-// before anything is written.
+// checkpoints; a qwen3_moe with a dense layer is refused before anything
+// is written.
 func TestConvertMoE(t *testing.T) {
 	fp := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 11})
 	q := fixtures.Mixtral(t, nil, synth.Options{Seed: 12, GPTQ: moeGPTQ()})
@@ -137,8 +137,8 @@ func TestConvertMoE(t *testing.T) {
 	// GGUF: a floating-point and a GPTQ Mixtral (with a tokenizer) to F32
 	// files, which run as their checkpoints do, bit for bit (the GPTQ
 	// one's experts dequantized, as dq); a dry run plans the same
-	// tensors; a mix and a qwen3_moe with a dense layer are refused before
-	// anything is written.
+	// tensors; a qwen3_moe with a dense layer is refused before anything
+	// is written.
 	tok := fixture(t, "models/openchat-tiny")
 	vocab := map[string]any{"vocab_size": 32002, "eos_token_id": 32000}
 	fpTok := fixtures.Mixtral(t, vocab, synth.Options{DType: "f32", Seed: 11, TokenizerDir: tok})
@@ -159,7 +159,6 @@ func TestConvertMoE(t *testing.T) {
 	for _, tc := range []struct {
 		name, in, gguf, want string
 	}{
-		{"mix", fpTok, "q4_k_m", "Q4_K_M: llama-quantize's mix for a mixture of experts"},
 		{"dense layer", fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 13}), "q8_0", "have a dense MLP"},
 	} {
 		for _, dry := range []bool{false, true} {

@@ -457,6 +457,9 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		}
 	}
 	if err := checkNeedsImatrix(opts, infos); err != nil {
+		if cfg.MoE != nil {
+			err = fmt.Errorf("%w (and importance matrices of mixture-of-experts models are not supported)", err)
+		}
 		return nil, nil, nil, err
 	}
 	if m := opts.Imatrix; m != nil {
@@ -706,33 +709,14 @@ func checkMoE(cfg *hfconfig.Config) error {
 	return nil
 }
 
-// checkMoEOptions refuses, for a mixture of experts, the options whose
-// llama-quantize behaviour gptqtool does not reproduce there: a mix
-// (llama_tensor_get_type has its own rules for models with experts:
-// attn_v and attn_k in Q8_0 with 8 experts, …) and an importance matrix
-// (llama-imatrix keeps one entry per expert in each stacked tensor's
-// entry). Uniform types write every stacked expert tensor in the type.
+// checkMoEOptions refuses an importance matrix for a mixture of experts:
+// llama-imatrix keeps one entry per expert in each stacked tensor's entry,
+// which gptqtool neither collects nor weighs with.
 func checkMoEOptions(cfg *hfconfig.Config, opts ConvertOptions) error {
-	if cfg.MoE == nil {
-		return nil
-	}
-	switch {
-	case opts.Mix.Name != "":
-		return fmt.Errorf("gguf convert: %s: llama-quantize's mix for a mixture of experts (model_type %s) is not reproduced: use one type for every weight (%s): %w", opts.Mix.Name, cfg.ModelType, strings.Join(uniformTypeNames(), ", "), ErrUnsupportedModel)
-	case opts.Imatrix != nil:
+	if cfg.MoE != nil && opts.Imatrix != nil {
 		return fmt.Errorf("gguf convert: an importance matrix for a mixture of experts (model_type %s) is not supported: %w", cfg.ModelType, ErrUnsupportedModel)
 	}
 	return nil
-}
-
-// uniformTypeNames names ParseTarget's types of one type for every weight,
-// lower case as the flag takes them.
-func uniformTypeNames() []string {
-	names := make([]string, len(uniformTypes))
-	for i, t := range uniformTypes {
-		names[i] = strings.ToLower(t.String())
-	}
-	return names
 }
 
 // CheckBiases returns an error naming the first Linear bias that get

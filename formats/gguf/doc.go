@@ -166,10 +166,13 @@
 // llama file's experts are feed_forward_length wide). llama.cpp's qwen3moe
 // makes every layer sparse and always renormalizes the top k weights, so a
 // qwen3_moe with dense layers (mlp_only_layers, decoder_sparse_step) or
-// norm_topk_prob false is refused; so are, for a mixture of experts, the
-// llama-quantize mixes (whose rules for models with experts are not
-// reproduced: Convert writes one type for every weight) and importance
-// matrices. File.HFConfig reads a llama file with expert_count as
+// norm_topk_prob false is refused, as are importance matrices for a
+// mixture of experts (llama-imatrix's entries for the stacked tensors
+// hold every expert's). The mixes follow llama-quantize's rules for
+// models with experts (Mix: with 8 experts attn_k and attn_v in Q8_0,
+// attn_output in Q5_K for most; the stacked tensors by ffn_gate's,
+// ffn_up's and ffn_down's rules, their layer from the name; no 70B
+// rule). File.HFConfig reads a llama file with expert_count as
 // mixtral, a qwen3moe file as qwen3_moe (norm_topk_prob true, the expert
 // size expert_feed_forward_length or else feed_forward_length /
 // expert_used_count, as llama.cpp takes it); Weights serves expert e's

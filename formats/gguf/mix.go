@@ -16,13 +16,16 @@ import (
 // Base), and some layers' attn_v, attn_output and ffn_down weights (in
 // IQ3_XS and IQ3_XXS also attn_q and attn_k, in IQ3_XS ffn_gate and
 // ffn_up; in IQ3_XXS and the 1- and 2-bit IQ file types token_embd) in
-// other types, as llama.cpp's llama_tensor_get_type picks them for a
-// dense model (no experts). Some rules depend on the model's grouped-query attention
-// (heads per KV head), some on whether an importance matrix is given; and
-// in a model of 80 layers with grouped-query attention (llama.cpp's
-// LLM_TYPE_70B) an attn_v the rules leave in Q3_K or Q4_K is written in
+// other types, as llama.cpp's llama_tensor_get_type picks them. Some
+// rules depend on the model's grouped-query attention (heads per KV head),
+// some on whether an importance matrix is given; in a model of 80 layers
+// with grouped-query attention (llama.cpp's LLM_TYPE_70B, never a model
+// with experts) an attn_v the rules leave in Q3_K or Q4_K is written in
 // Q5_K (but in the 1- and 2-bit IQ file types, whose own rules come
-// before that one).
+// before that one). A mixture of experts has rules of its own (moeType):
+// a stacked ffn_gate_exps, ffn_up_exps or ffn_down_exps takes ffn_gate's,
+// ffn_up's or ffn_down's rules (llama.cpp's categories match the name's
+// "ffn_gate", "ffn_up", "ffn_down"), the router none (never quantized).
 type Mix struct {
 	Name     string     // "Q4_K_M"
 	FileType uint32     // general.file_type
@@ -41,16 +44,18 @@ type Mix struct {
 	// untied token_embd (0: Base). (llama.cpp picks both by the file type
 	// alone.)
 	output, tokenEmbd TensorType
-	// no70B: the 70B attn_v rule does not apply (llama.cpp's branch for
-	// the 1- and 2-bit IQ file types comes before it).
-	no70B bool
+	// lowIQ: the 1- and 2-bit IQ file types' own branch of rules
+	// (lowIQMix), before which neither the 70B attn_v rule nor the
+	// 8-expert rules of the others apply.
+	lowIQ bool
 }
 
 // site is where a weight sits, for a mix's rules: layer i of n, gqa query
-// heads per KV head, and whether an importance matrix is given.
+// heads per KV head, the model's experts (0 for a dense model), and
+// whether an importance matrix is given.
 type site struct {
-	i, n, gqa int
-	imatrix   bool
+	i, n, gqa, experts int
+	imatrix            bool
 }
 
 // Mixes lists the mixes Convert writes, in llama.h's order.
@@ -137,7 +142,7 @@ var Mixes = []Mix{
 // output in Q5_K; no 70B rule. (Its IQ1 and IQ2 weights need an
 // importance matrix: requiresImatrix.)
 func lowIQMix(name string, fileType uint32, base, more, out TensorType) Mix {
-	return Mix{Name: name, FileType: fileType, Base: base, output: TypeQ5_K, tokenEmbd: more, no70B: true,
+	return Mix{Name: name, FileType: fileType, Base: base, output: TypeQ5_K, tokenEmbd: more, lowIQ: true,
 		attnV:   func(s site) TensorType { return pick(s.gqa >= 4, TypeQ4_K, more) },
 		attnOut: func(site) TensorType { return out },
 		ffnDown: func(s site) TensorType { return pick(s.i < s.n/8, more, base) },
@@ -210,12 +215,76 @@ func (m Mix) typeAt(name string, i int, cfg *hfconfig.Config, imatrix bool) Tens
 	if cfg.NumKeyValueHeads > 0 {
 		gqa = cfg.NumAttentionHeads / cfg.NumKeyValueHeads
 	}
-	t := m.typeOf(name, site{i: i, n: cfg.NumHiddenLayers, gqa: gqa, imatrix: imatrix}, !cfg.TieWordEmbeddings, cfg.HiddenSize)
+	s := site{i: i, n: cfg.NumHiddenLayers, gqa: gqa, imatrix: imatrix}
+	if cfg.MoE != nil {
+		s.experts = cfg.MoE.Experts
+	}
+	t := m.typeOf(name, s, !cfg.TieWordEmbeddings, cfg.HiddenSize)
+	if s.experts > 0 {
+		return m.moeType(name, t, s)
+	}
 	if (t == TypeQ3_K || t == TypeQ4_K) && strings.HasSuffix(name, ".attn_v.weight") &&
-		cfg.NumHiddenLayers == 80 && gqa > 1 && !m.no70B {
+		cfg.NumHiddenLayers == 80 && gqa > 1 && !m.lowIQ {
 		return TypeQ5_K
 	}
 	return t
+}
+
+// moeAttnOutQ5K are the file types whose attn_output llama.cpp writes in
+// Q5_K in a model of 8 experts (the others keep their base type there).
+var moeAttnOutQ5K = []string{"Q2_K", "IQ3_XS", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "IQ4_NL", "Q4_K_S", "Q4_K_M", "IQ3_S", "IQ3_M", "IQ4_XS"}
+
+// moeType is llama_tensor_get_type_impl's type for the weight name of a
+// model with s.experts experts, t the dense rules' type (typeOf's). The
+// 1- and 2-bit IQ file types: attn_v in Q4_K with 4 or more experts,
+// attn_k in Q4_K and attn_output in Q5_K with 8. The others, with 8
+// experts: attn_v and attn_k in Q8_0; attn_output in Q5_K for
+// moeAttnOutQ5K's types, else in the base type (their dense rules do not
+// apply); IQ3_M's ffn_down also in Q4_K in useMoreBits' layers. With
+// another number of experts the dense rules stand.
+func (m Mix) moeType(name string, t TensorType, s site) TensorType {
+	kind := weightKind(name)
+	if m.lowIQ {
+		switch {
+		case (kind == "attn_v.weight" || kind == "attn_qkv.weight") && s.experts >= 4:
+			return TypeQ4_K
+		case kind == "attn_k.weight" && s.experts == 8:
+			return TypeQ4_K
+		case kind == "attn_output.weight" && s.experts == 8:
+			return TypeQ5_K
+		}
+		return t
+	}
+	if s.experts != 8 {
+		return t
+	}
+	switch kind {
+	case "attn_v.weight", "attn_qkv.weight", "attn_k.weight":
+		return TypeQ8_0
+	case "attn_output.weight":
+		if slices.Contains(moeAttnOutQ5K, m.Name) {
+			return TypeQ5_K
+		}
+		return m.Base
+	case "ffn_down.weight":
+		if m.Name == "IQ3_M" && useMoreBits(s.i, s.n) {
+			return TypeQ4_K
+		}
+	}
+	return t
+}
+
+// weightKind is a layer weight's kind, its name after "blk.N." with a
+// stacked expert tensor's "_exps" dropped ("ffn_down_exps.weight":
+// "ffn_down.weight"), as llama.cpp's categories match them; "" outside
+// the layers.
+func weightKind(name string) string {
+	rest, ok := strings.CutPrefix(name, "blk.")
+	if !ok {
+		return ""
+	}
+	_, kind, _ := strings.Cut(rest, ".")
+	return strings.Replace(kind, "_exps.weight", ".weight", 1)
 }
 
 // typeOf is typeAt's rules without the 70B one: s gives the layer the
@@ -232,14 +301,13 @@ func (m Mix) typeOf(name string, s site, hasOutput bool, rowLen int) TensorType 
 		}
 		return cmp.Or(m.output, TypeQ6_K)
 	}
-	rest, ok := strings.CutPrefix(name, "blk.")
-	if !ok {
+	kind := weightKind(name)
+	if kind == "" {
 		if name == "token_embd.weight" {
 			return cmp.Or(m.tokenEmbd, m.Base)
 		}
 		return m.Base
 	}
-	_, kind, _ := strings.Cut(rest, ".")
 	var rule func(site) TensorType
 	switch kind {
 	case "attn_v.weight", "attn_qkv.weight":

@@ -15,6 +15,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/formats/tokenizer"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 	"github.com/gptqtool/gptqtool/runtime/model"
@@ -282,10 +283,9 @@ func TestConvertMoEQ8_0(t *testing.T) {
 
 // TestConvertMoERefused: a qwen3_moe with dense layers or without
 // norm_topk_prob (llama.cpp's qwen3moe has neither), and a mixture of
-// experts with a llama-quantize mix or an importance matrix, are refused
-// before any tensor is read, wrapping ErrUnsupportedModel.
+// experts with an importance matrix, are refused before any tensor is
+// read, wrapping ErrUnsupportedModel.
 func TestConvertMoERefused(t *testing.T) {
-	mix, _ := gguf.ParseMix("Q4_K_M")
 	for _, tc := range []struct {
 		name, modelType string
 		edit            map[string]any
@@ -294,7 +294,6 @@ func TestConvertMoERefused(t *testing.T) {
 	}{
 		{"dense layer", "qwen3_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen3_moe": layers 2 have a dense MLP`, "qwen3moe architecture"}},
 		{"norm_topk_prob", "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": false}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob false"}},
-		{"mix", "mixtral", nil, gguf.ConvertOptions{Mix: mix}, []string{"Q4_K_M", "q8_0"}},
 		{"imatrix", "mixtral", nil, gguf.ConvertOptions{Type: gguf.TypeQ4_K, Imatrix: &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{}}}, []string{"importance matrix"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -324,6 +323,131 @@ func TestConvertMoERefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMoEMixes plans llama-quantize's mixes for mixtures of experts whose
+// rows are whole K-quant blocks (hidden 256, 8 layers, 4 heads over 2 KV
+// heads): every weight's type is the one llama.cpp's
+// llama_tensor_get_type_impl gives, worked out by hand in want (8
+// experts: attn_k and attn_v in Q8_0, attn_output in Q5_K for Q4_K_M,
+// IQ3_M and Q2_K but Q3_K_L's own Q3_K, IQ3_M's ffn_down in Q4_K in the
+// layers use_more_bits picks; 16 experts: the dense rules; the stacked
+// tensors by ffn_gate/ffn_up/ffn_down's rules, ffn_down's layer from its
+// name even where a --tensor-type pattern takes layer 0's; the routers
+// F32).
+func TestMoEMixes(t *testing.T) {
+	tok, err := tokenizer.Load(fixture(t, "models/openchat-tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := map[int]bool{0: true, 3: true, 6: true, 7: true} // use_more_bits(i, 8)
+	dense := func(modelType string) map[string]any {
+		doc := fixtures.MixtralConfig()
+		if modelType == "qwen3_moe" {
+			doc = fixtures.Qwen3MoEConfig()
+			doc["mlp_only_layers"], doc["moe_intermediate_size"], doc["head_dim"] = []int{}, 512, 64
+		}
+		doc["hidden_size"], doc["intermediate_size"], doc["num_hidden_layers"], doc["vocab_size"] = 256, 512, 8, 32002
+		doc["bos_token_id"], doc["eos_token_id"] = 1, 32000
+		return doc
+	}
+	pick := func(c bool, a, b gguf.TensorType) gguf.TensorType {
+		if c {
+			return a
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name, modelType, mix string
+		tensorTypes          []string
+		// want gives the type of the weight of kind (the name after
+		// "blk.N.", or the whole name outside the layers) in layer li.
+		want func(kind string, li int) gguf.TensorType
+	}{
+		{"Q4_K_M", "mixtral", "Q4_K_M", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0,
+				"attn_output.weight": gguf.TypeQ5_K, "ffn_down_exps.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K)}[kind]
+		}},
+		{"Q3_K_L", "mixtral", "Q3_K_L", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0,
+				"attn_output.weight": gguf.TypeQ3_K, "ffn_down_exps.weight": gguf.TypeQ5_K}[kind]
+		}},
+		{"IQ3_M", "mixtral", "IQ3_M", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0,
+				"attn_output.weight": gguf.TypeQ5_K, "ffn_down_exps.weight": pick(li < 1 || more[li], gguf.TypeQ4_K, gguf.TypeIQ3_S)}[kind]
+		}},
+		{"Q2_K", "mixtral", "Q2_K", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0,
+				"attn_output.weight": gguf.TypeQ5_K, "ffn_down_exps.weight": gguf.TypeQ3_K}[kind]
+		}},
+		{"Q4_K_M with a pattern", "mixtral", "Q4_K_M", []string{`blk\.0\.ffn_down_exps=q8_0`}, func(kind string, li int) gguf.TensorType {
+			if kind == "ffn_down_exps.weight" && li == 0 {
+				return gguf.TypeQ8_0
+			}
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_k.weight": gguf.TypeQ8_0, "attn_v.weight": gguf.TypeQ8_0,
+				"attn_output.weight": gguf.TypeQ5_K, "ffn_down_exps.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K)}[kind]
+		}},
+		{"Q4_K_M 16 experts", "qwen3_moe", "Q4_K_M", nil, func(kind string, li int) gguf.TensorType {
+			return map[string]gguf.TensorType{"output.weight": gguf.TypeQ6_K, "attn_v.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K),
+				"ffn_down_exps.weight": pick(more[li], gguf.TypeQ6_K, gguf.TypeQ4_K)}[kind]
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw, err := json.Marshal(dense(tc.modelType))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := hfconfig.Parse(raw, "m/config.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			mix, ok := gguf.ParseMix(tc.mix)
+			if !ok {
+				t.Fatalf("no mix %s", tc.mix)
+			}
+			opts := gguf.ConvertOptions{Mix: mix}
+			for _, v := range tc.tensorTypes {
+				o, err := gguf.ParseTensorTypeOverride(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				opts.TensorTypes = append(opts.TensorTypes, o)
+			}
+			res, err := gguf.Plan(cfg, tok, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Fallbacks) != 0 {
+				t.Errorf("fallbacks %v, want none", res.Fallbacks)
+			}
+			for _, ct := range res.Tensors {
+				kind, li := ct.Name, 0
+				if rest, ok := strings.CutPrefix(ct.Name, "blk."); ok {
+					num, k, _ := strings.Cut(rest, ".")
+					kind, li = k, atoi(t, num)
+				}
+				want := tc.want(kind, li)
+				switch {
+				case len(ct.Shape) == 1 || kind == "ffn_gate_inp.weight":
+					want = gguf.TypeF32
+				case want == 0:
+					want = mix.Base
+				}
+				if ct.Type != want {
+					t.Errorf("%s: %s, want %s", ct.Name, ct.Type, want)
+				}
+			}
+		})
+	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestMoEFileRefused: a file whose stacked experts disagree with its

@@ -142,10 +142,17 @@ func (r *typeRules) want(s tensorSpec) (TensorType, bool) {
 		return *o.OutputType, true
 	case o.Mix.Name != "":
 		i := layerOf(s.name)
-		if rest, ok := strings.CutPrefix(s.name, "blk."); ok {
-			_, kind, _ := strings.Cut(rest, ".")
+		if kind := weightKind(s.name); kind != "" {
+			// (a stacked ffn_down_exps counts as an ffn_down, as
+			// llama.cpp's i_ffn_down counts its category)
 			i = r.typed[kind]
 			r.typed[kind]++
+			if r.cfg.MoE != nil && !o.Mix.lowIQ && (kind == "ffn_down.weight" || kind == "ffn_gate.weight" || kind == "ffn_up.weight") {
+				// With experts llama.cpp's layer_info takes these
+				// kinds' layer from the name, not the count (but in
+				// the 1- and 2-bit IQ branch, which counts ffn_down).
+				i = layerOf(s.name)
+			}
 		}
 		return o.Mix.typeAt(s.name, i, r.cfg, r.imatrix), true
 	}
