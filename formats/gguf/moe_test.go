@@ -577,3 +577,25 @@ func (r rotatedExperts) Tensor(name string) (safetensors.Tensor, error) {
 	t.Name = name
 	return t, err
 }
+
+// TestMoEKVOverrides: --override-kv of the expert count (under either
+// architecture's name) is refused, the stacked tensors being laid out for
+// it; one of the experts used a token, as llama.cpp users override it, is
+// written and read back as num_experts_per_tok.
+func TestMoEKVOverrides(t *testing.T) {
+	for _, key := range []string{"llama.expert_count", "qwen3moe.expert_count", "qwen3moe.expert_feed_forward_length"} {
+		err := gguf.CheckKVOverride(gguf.KV{Key: key, Value: uint32(4)})
+		if err == nil || !strings.Contains(err.Error(), "cannot be overridden") {
+			t.Errorf("%s: %v, want refused", key, err)
+		}
+	}
+	ck := moeCheckpoint(t, "mixtral", nil)
+	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32, KVOverrides: []gguf.KV{{Key: "llama.expert_used_count", Value: uint32(3)}}})
+	hc, err := c.file.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hc.MoE == nil || hc.MoE.TopK != 3 {
+		t.Errorf("HFConfig's experts %+v, want 3 a token", hc.MoE)
+	}
+}
