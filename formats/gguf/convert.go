@@ -92,9 +92,10 @@ func FromWeights(w Weights) TensorFunc {
 
 // ConvertOptions configures a conversion.
 type ConvertOptions struct {
-	// Type is the tensor type of the 2-D weights: TypeF32 (the zero
-	// value), or any type Encode writes. 1-D tensors (the RMSNorm weights)
-	// are always F32. A weight whose rows (the input dimension) are not a
+	// Type is the tensor type of the 2-D weights and of a mixture of
+	// experts' stacked 3-D ones: TypeF32 (the zero value), or any type
+	// Encode writes. 1-D tensors (the RMSNorm weights) and the routers
+	// (ffn_gate_inp) are always F32. A weight whose rows (the input dimension) are not a
 	// multiple of the type's block size falls back as llama-quantize's
 	// does (weightType: Q2_K and Q3_K to Q4_0, Q4_K to Q5_0, Q5_K to Q5_1,
 	// Q6_K to Q8_0, IQ4_XS and the IQ1, IQ2 and IQ3 types to IQ4_NL, to
