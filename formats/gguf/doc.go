@@ -177,7 +177,9 @@
 // size expert_feed_forward_length or else feed_forward_length /
 // expert_used_count, as llama.cpp takes it); Weights serves expert e's
 // Linears under their Hugging Face names, reading only that expert's rows
-// of the stack.
+// of the stack. llama.cpp loads small Mixtral and Qwen3-MoE files of
+// each kind (F32, F16, Q8_0, Q4_K_M) and gives the runtime's
+// log-probabilities on the same weights (TestLlamaCppMoE).
 //
 // A Gemma 3 text model (model_type gemma3_text) is written as llama.cpp's
 // "gemma3" architecture, as the converter's Gemma3Model does (gemma3.go):

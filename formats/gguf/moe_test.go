@@ -508,11 +508,12 @@ func rewriteKV(t *testing.T, c *converted, kv gguf.KV) string {
 	return path
 }
 
-// TestLlamaCppMoE loads the Mixtral and Qwen3-MoE fixtures' F32, F16 and
-// Q8_0 files in llama.cpp (node-llama-cpp) and compares its next-token
-// log-probabilities with our runtime on the same weights (the checkpoint
-// for F32, File.Weights for the others), as llamaCppMatches does for the
-// dense architectures; our runtime with each layer's experts rotated
+// TestLlamaCppMoE loads the Mixtral and Qwen3-MoE fixtures' F32, F16,
+// Q8_0 and Q4_K_M files in llama.cpp (node-llama-cpp) and compares its
+// next-token log-probabilities with our runtime on the same weights (the
+// checkpoint for F32, File.Weights for the others; Q4_K_M held to Q4_K's
+// bounds, as TestLlamaCppMix holds the dense mixes), as llamaCppMatches
+// does for the dense architectures; our runtime with each layer's experts rotated
 // (expert e's Linears served as expert e+1's) must be far from llama.cpp's
 // F32 logits, or the comparison could not tell the experts' order.
 func TestLlamaCppMoE(t *testing.T) {
@@ -520,18 +521,22 @@ func TestLlamaCppMoE(t *testing.T) {
 	for _, spec := range moeSpecs {
 		t.Run(spec.modelType, func(t *testing.T) {
 			ck := moeCheckpoint(t, spec.modelType, spec.edit)
-			types := []gguf.TensorType{gguf.TypeF32, gguf.TypeF16, gguf.TypeQ8_0}
+			mix, _ := gguf.ParseMix("Q4_K_M")
 			var convs []*converted
 			req := llamaRequest{}
-			for _, typ := range types {
-				c := convertWith(t, ck, typ, gguf.ConvertOptions{Type: typ})
+			for _, opts := range []gguf.ConvertOptions{{Type: gguf.TypeF32}, {Type: gguf.TypeF16}, {Type: gguf.TypeQ8_0}, {Mix: mix}} {
+				typ := opts.Type
+				if opts.Mix.Name != "" {
+					typ = mix.Base // (the mix's files are held to its base type's bounds)
+				}
+				c := convertWith(t, ck, typ, opts)
 				convs = append(convs, c)
 				req.Models = append(req.Models, llamaModel{Path: c.path, Context: 64, Logits: moePrompts})
 			}
 			resp := runLlamaCpp(t, node, req)
 			t.Logf("llama.cpp %s", resp.LlamaCpp)
 			for i, c := range convs {
-				t.Run(c.typ.String(), func(t *testing.T) {
+				t.Run(filepath.Base(c.path), func(t *testing.T) {
 					w := model.Weights(ck.set)
 					if c.typ != gguf.TypeF32 {
 						hc, err := c.file.HFConfig()
@@ -540,14 +545,20 @@ func TestLlamaCppMoE(t *testing.T) {
 						}
 						w = c.file.Weights(hc)
 					}
-					d := llamaDiff(t, resp.Models[i].LogProbs, nextLogProbs(t, loadRuntime(t, w, ck.cfg), moePrompts), ck.cfg.VocabSize)
-					t.Logf("%s: llama.cpp vs our runtime: %v", c.typ, d)
-					llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+c.typ.String(), d)
+					ours := nextLogProbs(t, loadRuntime(t, w, ck.cfg), moePrompts)
+					d := llamaDiff(t, resp.Models[i].LogProbs, ours, ck.cfg.VocabSize)
+					t.Logf("%s: llama.cpp vs our runtime: %v", filepath.Base(c.path), d)
+					if !d.argmax {
+						// (as TestLlamaCppMix: a near tie may go either way)
+						d.argmax = argmaxNearTie(t, resp.Models[i].LogProbs, ours, llamaTolerances[c.typ].maxAbs)
+					}
+					llamaTolerances[c.typ].check(t, "llama.cpp vs our runtime on "+filepath.Base(c.path), d)
 				})
 			}
 			t.Run("expert order matters", func(t *testing.T) {
 				rot := rotatedExperts{w: ck.set, experts: spec.experts}
 				d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, loadRuntime(t, rot, ck.cfg), moePrompts), ck.cfg.VocabSize)
+				t.Logf("llama.cpp's F32 file vs our runtime with the experts rotated: %v", d)
 				if tol := llamaTolerances[gguf.TypeF32]; !(d.nmse > 100*tol.nmse) {
 					t.Errorf("llama.cpp's F32 logits vs our runtime with the experts rotated: %v: the comparison cannot tell them", d)
 				}
