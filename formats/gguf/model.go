@@ -510,6 +510,9 @@ func (f *File) ropeFreqs(ti TensorInfo, headDim int) ([]float32, error) {
 // A phi3 file's fused attn_qkv and ffn_up read as their parts (q_proj,
 // k_proj, v_proj; gate_proj, up_proj: their rows of the fused tensor),
 // the names the runtime binds, as package fused presents a checkpoint's.
+// A mixture of experts' stacked ffn_*_exps tensors read as each expert's
+// Linears ("model.layers.0.block_sparse_moe.experts.3.w1.weight"): only
+// that expert's rows of the stack are read and dequantized.
 // Not safe for concurrent use (it keeps the fused tensor read last).
 type ModelWeights struct {
 	f     *File
