@@ -274,10 +274,12 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 	mlp := mlpSizes(cfg)
 	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
 	if m := cfg.MoE; m != nil {
-		// The router's logits, one expert's rows and the zero-padded
-		// expert buffers with their zeros (model's moe).
-		E, ES := int64(m.Experts), int64(m.ExpertSize)
-		rowBytes += (E + 6*hidden + 6*ES) * es
+		// The router's logits, the experts' stack of TopK rows a row
+		// (their input and output, gate and up), the zero-padded expert
+		// buffers and xn's copy (model's moe), and the stack's fp32
+		// routing weights.
+		E, ES, K := int64(m.Experts), int64(m.ExpertSize), int64(m.TopK)
+		rowBytes += (E+(2*K+2)*hidden+(2*K+1)*ES)*es + 4*K
 	}
 	perSample := rowBytes * int64(p.T)
 	k := max(1, min(int64(p.S), chunkBudget/max(perSample, 1)))
