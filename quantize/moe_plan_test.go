@@ -67,3 +67,48 @@ func TestMoEPlanChunkScratch(t *testing.T) {
 		l.Free()
 	}
 }
+
+// TestMoEPlanHost: the reference driver's host plan covers, for a
+// mixture-of-experts model, a worker's forward scratch (what a layer's
+// pass over a sample allocates) and the Gram products of a
+// true-sequential group, one for each expert's input at once (gram.go:
+// the transposed rows on the host and the backend, the product on both)
+// beside the group's float64 Hessians.
+func TestMoEPlanHost(t *testing.T) {
+	dir := fixtures.Qwen3MoE(t, map[string]any{"num_experts_per_tok": 8}, synth.Options{DType: "f32", Seed: 3})
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	const T = 32
+	p := quantize.PlanHost(cfg, 1, T, 1, []quantize.Job{{Name: "main", TrueSequential: true}}, false, nil)
+	part := func(what string) int64 {
+		for _, q := range p.Parts {
+			if q.What == what {
+				return q.Bytes
+			}
+		}
+		t.Fatalf("no %q in %v", what, p.Parts)
+		return 0
+	}
+	b := &allocCounter{Backend: cpu.New(1)}
+	l, err := model.LoadLayer(set, cfg, 0, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	x, err := b.Alloc(runtime.F32, T, cfg.HiddenSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := b.bytes
+	if err := l.Run(x, T, model.FromInput, nil, "", func(string, runtime.Tensor) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, plan := b.bytes-before, part("forward scratch"); got > plan {
+		t.Errorf("a pass over a sample allocates %d bytes, the plan's forward scratch is %d", got, plan)
+	}
+	E, H, ES := int64(cfg.MoE.Experts), int64(cfg.HiddenSize), int64(cfg.MoE.ExpertSize)
+	W := max(H, ES)
+	group := E*W*W*8 + E*2*(W*T*4+W*W*4)
+	if plan := part("Hessians"); plan < group {
+		t.Errorf("an expert group's Hessians and Gram products take %d bytes, the plan's Hessians %d", group, plan)
+	}
+}

@@ -67,12 +67,18 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 			add("activations", acts)
 			add("attention outputs", rows*q*4)
 			// The widest Hessian in float64, the Gram products in fp32
-			// (host and backend), layer 0's shared Hessian.
-			add("Hessians", mlp.group*8+2*(I*int64(T)*4+I*I*4)+h*h*8)
+			// (host and backend; one per input of a group: every expert's
+			// at once), layer 0's shared Hessian.
+			grams := 2 * (I*int64(T)*4 + I*I*4)
+			if mlp.grams > 0 {
+				W := mlp.gramWidth
+				grams = max(grams, mlp.grams*2*(W*int64(T)*4+W*W*4))
+			}
+			add("Hessians", mlp.group*8+grams+h*h*8)
 			// Each worker's forward scratch, and the intermediates of up to
 			// two samples per worker waiting for the fold.
 			w := int64(max(1, min(workers, S)))
-			add("forward scratch", w*int64(T)*(6*h+2*q+4*kv+3*I)*4)
+			add("forward scratch", w*int64(T)*(6*h+2*q+4*kv+3*I+mlp.scratch)*4)
 			add("intermediates awaiting the fold", 2*w*int64(T)*(2*h+q+I+mlp.row)*4)
 		}
 		// The layer in fp32 and its quantized results (codes and weights).
@@ -99,11 +105,15 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 // layer's (a sparse layer's router and experts), the widest group's
 // Hessian elements (the dense MLP's intermediate_size², or every expert's
 // input or SwiGLU output at once), the values a row's expert intermediates
-// add (each expert's zero-padded input and output) and the distinct Linear
-// modules of the layers (for the largest solve).
+// add (each expert's zero-padded input and output), the values a row's
+// layer scratch adds (the router's logits, the experts' stack of TopK rows
+// a row, the padded buffers, the routing weights), the Gram products a
+// group holds at once (one an expert) and their widest width, and the
+// distinct Linear modules of the layers (for the largest solve).
 type mlpPlan struct {
-	params, group, row int64
-	modules            []string
+	params, group, row, scratch int64
+	grams, gramWidth            int64
+	modules                     []string
 }
 
 func mlpSizes(cfg *hfconfig.Config) mlpPlan {
@@ -114,6 +124,9 @@ func mlpSizes(cfg *hfconfig.Config) mlpPlan {
 		p.params = max(p.params, E*h+3*E*h*ES)
 		p.group = max(p.group, E*max(h*h, ES*ES))
 		p.row = E * (h + ES)
+		K := int64(m.TopK)
+		p.scratch = E + (2*K+2)*h + (2*K+1)*ES + K
+		p.grams, p.gramWidth = E, max(h, ES)
 		ex := m.ExpertModules(0)
 		p.modules = append(slices.Clone(model.LinearModules), ex[:]...)
 	}
