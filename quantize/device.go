@@ -616,7 +616,11 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 			byIn[in] = append(byIn[in], m)
 		}
 		for _, in := range ins {
-			if err := solve(byIn[in], gs[in], expertUnrouted(d.cfg, in, routed)); err != nil {
+			rtn, err := d.unrouted(in, gs[in], routed)
+			if err != nil {
+				return err
+			}
+			if err := solve(byIn[in], gs[in], rtn); err != nil {
 				return err
 			}
 		}
@@ -738,6 +742,25 @@ func expertUnrouted(cfg *hfconfig.Config, in string, routed []int) bool {
 		}
 	}
 	return false
+}
+
+// unrouted reports whether in is an expert's input that no calibration
+// token reached: no row was routed to it in the pass (routed), or, where
+// samples have padding, only padding rows were (their Gram g, masked, is
+// then zero, as the reference driver's Hessian.Empty finds; a positive
+// semidefinite matrix's column is zero where its diagonal is).
+func (d *devRun) unrouted(in string, g runtime.Tensor, routed []int) (bool, error) {
+	if expertUnrouted(d.cfg, in, routed) {
+		return true, nil
+	}
+	if d.mask == nil || g == nil || d.cfg.MoE == nil || !expertUnrouted(d.cfg, in, make([]int, d.cfg.MoE.Experts)) {
+		return false, nil // (no padding, or not an expert's input)
+	}
+	sq, err := runtime.ColumnSquares(d.b, g)
+	if err != nil {
+		return false, fmt.Errorf("hessian of %s: %w", in, err)
+	}
+	return !slices.ContainsFunc(sq, func(v float64) bool { return v != 0 }), nil
 }
 
 // pass runs the layer over every chunk of x from stage from to stop and
