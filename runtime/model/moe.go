@@ -51,6 +51,7 @@ type route struct {
 func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route {
 	routes := make([]route, experts)
 	probs := make([]float32, experts)
+	taken := make([]bool, experts)
 	chosen := make([]int, 0, topK)
 	for r := range rows {
 		l := logits[r*experts : (r+1)*experts]
@@ -67,11 +68,12 @@ func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route
 			probs[e] /= sum
 		}
 		chosen = chosen[:0]
+		clear(taken)
 		var total float32
 		for range topK {
 			best := -1
 			for e, p := range probs {
-				if p >= 0 && (best < 0 || p > probs[best]) {
+				if !taken[e] && p >= 0 && (best < 0 || p > probs[best]) {
 					best = e
 				}
 			}
@@ -80,10 +82,10 @@ func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route
 			}
 			chosen = append(chosen, best)
 			total += probs[best]
-			probs[best] = -1 - probs[best] // taken; restored below
+			taken[best] = true // (a flag: -1 - p would round p's low bits)
 		}
 		for _, e := range chosen {
-			w := -1 - probs[e]
+			w := probs[e]
 			if normTopK {
 				w /= total
 			}
