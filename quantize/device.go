@@ -816,7 +816,11 @@ func (d *devRun) pass(layer *model.Layer, from model.Stage, stop string, att, co
 			t0 = time.Now()
 			return nil
 		}
-		if err := layer.Run(x, d.T, from, a, stop, tap); err != nil {
+		var t model.Tap
+		if len(taps) > 0 {
+			t = tap // (no tap where nothing is tapped: a mixture-of-experts layer then emits no padded inputs)
+		}
+		if err := layer.Run(x, d.T, from, a, stop, t); err != nil {
 			return fail(err)
 		}
 		d.phase("forward", t0)

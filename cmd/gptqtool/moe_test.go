@@ -231,3 +231,28 @@ func TestImatrixRefusesMoE(t *testing.T) {
 		t.Errorf("%s exists after the refusal (%v)", out, err)
 	}
 }
+
+// TestLayerOfModules: the progress line's layer of a module count, for
+// dense layers of seven modules and for a Qwen3-MoE-like run (layers of
+// 4 + 3·16 modules but a dense last one of 7) over two jobs.
+func TestLayerOfModules(t *testing.T) {
+	for _, tc := range []struct {
+		ends        []int
+		done, total int
+		want        string
+	}{
+		{nil, 0, 14, "1/2"},
+		{nil, 7, 14, "2/2"},
+		{nil, 14, 14, "2/2"},
+		{[]int{52, 104, 111}, 0, 222, "1/6"},
+		{[]int{52, 104, 111}, 51, 222, "1/6"},
+		{[]int{52, 104, 111}, 52, 222, "2/6"},
+		{[]int{52, 104, 111}, 110, 222, "3/6"},
+		{[]int{52, 104, 111}, 111, 222, "4/6"},
+		{[]int{52, 104, 111}, 222, 222, "6/6"},
+	} {
+		if got := layerOfModules(tc.ends, tc.done, tc.total); got != tc.want {
+			t.Errorf("layerOfModules(%v, %d, %d) = %s, want %s", tc.ends, tc.done, tc.total, got, tc.want)
+		}
+	}
+}

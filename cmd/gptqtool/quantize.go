@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/calibrate"
 	"github.com/gptqtool/gptqtool/formats/gptq"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/gptqtool/gptqtool/quantize/gpu"
@@ -347,9 +349,19 @@ func runQuantize(cmd *cobra.Command, f quantizeFlags, bench *quantizeRun) error 
 		ro.Stats = &bench.stats
 	}
 	ro.Log = progressLog{bar, log}
+	// Each layer's modules, cumulative (a mixture-of-experts layer has its
+	// experts'), for the layer a module count falls in; a config that
+	// does not load leaves the count by dense layers (the run reports it).
+	var ends []int
+	if cfg, err := hfconfig.Load(f.model); err == nil {
+		n := 0
+		for li := range cfg.NumHiddenLayers {
+			n += len(model.LayerModules(cfg, li))
+			ends = append(ends, n)
+		}
+	}
 	ro.Progress = func(job string, done, total int) {
-		per := len(model.LinearModules)
-		bar.describe(fmt.Sprintf("%s layer %d/%d", job, min(done/per+1, total/per), total/per))
+		bar.describe(fmt.Sprintf("%s layer %s", job, layerOfModules(ends, done, total)))
 		bar.set(done, total)
 	}
 	sum, err := publish.Quantize(ctx, ro)
@@ -458,4 +470,21 @@ func parseSize(in string) (int64, error) {
 	}
 	// (0.5 bytes would truncate to 0, which means something else.)
 	return 0, fmt.Errorf("%q: less than a byte: want a size such as 4GB, 500MB or 0", in)
+}
+
+// layerOfModules says which layer the done-th module of a run falls in, as
+// "i/n": ends are each layer's cumulative module counts (nil: dense layers
+// of model.LinearModules each), repeated for every job of a run whose
+// total counts several.
+func layerOfModules(ends []int, done, total int) string {
+	if len(ends) == 0 || ends[len(ends)-1] == 0 || total%ends[len(ends)-1] != 0 {
+		per := len(model.LinearModules)
+		return fmt.Sprintf("%d/%d", min(done/per+1, total/per), total/per)
+	}
+	perJob := ends[len(ends)-1]
+	jobs := total / perJob
+	n := len(ends) * jobs
+	j, r := done/perJob, done%perJob
+	li := sort.SearchInts(ends, r+1) // the first layer whose modules reach past r
+	return fmt.Sprintf("%d/%d", min(j*len(ends)+li+1, n), n)
 }
