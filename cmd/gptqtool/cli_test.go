@@ -29,6 +29,25 @@ import (
 
 func fixturePath(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
 
+// meanKL runs verify kl with args (and --json) and returns its mean KL,
+// failing the test where the command fails or its JSON does not read.
+func meanKL(t *testing.T, args ...string) float64 {
+	t.Helper()
+	out, stderr, err := run(t, append([]string{"verify", "kl", "--json"}, args...)...)
+	if err != nil {
+		t.Fatalf("verify kl: %v\n%s", err, stderr)
+	}
+	var doc struct {
+		Result struct {
+			MeanKL float64 `json:"mean_kl"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("verify kl --json: %v\n%s", err, out)
+	}
+	return doc.Result.MeanKL
+}
+
 // run runs the root command, returning stdout, stderr and the error.
 func run(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()

@@ -140,17 +140,8 @@ func TestForeignQwen2CLI(t *testing.T) {
 			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			out, stderr, err := run(t, "verify", "kl", "--model", in, "--baseline", ref, "--text", text, "--ctx", "64", "--device", "cpu", "--json")
-			if err != nil {
-				t.Fatalf("verify kl: %v\n%s", err, stderr)
-			}
-			var kl struct {
-				Result struct {
-					MeanKL float64 `json:"mean_kl"`
-				} `json:"result"`
-			}
-			if err := json.Unmarshal([]byte(out), &kl); err != nil || kl.Result.MeanKL != 0 {
-				t.Errorf("verify kl against the GPTQ checkpoint: %v, mean KL %g, want 0\n%s", err, kl.Result.MeanKL, out)
+			if kl := meanKL(t, "--model", in, "--baseline", ref, "--text", text, "--ctx", "64", "--device", "cpu"); kl != 0 {
+				t.Errorf("verify kl against the GPTQ checkpoint: mean KL %g, want 0", kl)
 			}
 			p := startServe(t, in, "--dtype", "f32")
 			resp, err := http.Post(p.url+"/v1/completions", "application/json",

@@ -96,17 +96,8 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 					t.Errorf("quantize: tensor %q outside the checkpoint's layout", n)
 				}
 			}
-			out2, stderr, err := run(t, "verify", "kl", "--model", q, "--baseline", mm, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
-			if err != nil {
-				t.Fatalf("verify kl: %v\n%s", err, stderr)
-			}
-			var kl struct {
-				Result struct {
-					MeanKL float64 `json:"mean_kl"`
-				} `json:"result"`
-			}
-			if err := json.Unmarshal([]byte(out2), &kl); err != nil || !(kl.Result.MeanKL > 0 && kl.Result.MeanKL < 1) {
-				t.Errorf("verify kl: %v, mean KL %g: want a small positive one\n%s", err, kl.Result.MeanKL, out2)
+			if kl := meanKL(t, "--model", q, "--baseline", mm, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
+				t.Errorf("verify kl: mean KL %g: want a small positive one", kl)
 			}
 
 			// Shards of the GPTQ checkpoint: every tensor byte for byte.
@@ -132,12 +123,8 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 			if got, want := openRaw(t, deq).Names(), openRaw(t, mm).Names(); !slices.Equal(got, want) {
 				t.Errorf("convert --dequantize: tensors %v, the source's %v", got, want)
 			}
-			out3, stderr, err := run(t, "verify", "kl", "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu", "--json")
-			if err != nil {
-				t.Fatalf("verify kl: %v\n%s", err, stderr)
-			}
-			if err := json.Unmarshal([]byte(out3), &kl); err != nil || !(kl.Result.MeanKL < 1e-4) {
-				t.Errorf("verify kl of the dequantized checkpoint: %v, mean KL %g: want about 0\n%s", err, kl.Result.MeanKL, out3)
+			if kl := meanKL(t, "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl < 1e-4) {
+				t.Errorf("verify kl of the dequantized checkpoint: mean KL %g: want about 0", kl)
 			}
 			// --dtype f32 of the source: the vision tensors kept, in f32.
 			f32 := filepath.Join(t.TempDir(), "f32")
