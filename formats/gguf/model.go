@@ -509,40 +509,24 @@ func (f *File) ropeFreqs(ti TensorInfo, headDim int) ([]float32, error) {
 //
 // A phi3 file's fused attn_qkv and ffn_up read as their parts (q_proj,
 // k_proj, v_proj; gate_proj, up_proj: their rows of the fused tensor),
-// the names the runtime binds, as package fused presents a checkpoint's.
-// A mixture of experts' stacked ffn_*_exps tensors read as each expert's
-// Linears ("model.layers.0.block_sparse_moe.experts.3.w1.weight"): only
-// that expert's rows of the stack are read and dequantized.
-// Not safe for concurrent use (it keeps the fused tensor read last).
+// the names the runtime binds, as package fused presents a checkpoint's;
+// a mixture of experts' stacked ffn_*_exps tensors read as each expert's
+// Linears ("model.layers.0.block_sparse_moe.experts.3.w1.weight", its
+// rows of the stack). Only a part's rows are read and dequantized
+// (File.Float32Rows).
 type ModelWeights struct {
 	f     *File
 	names map[string]string   // Hugging Face name → GGUF name
 	heads map[string]int      // Hugging Face name → heads to unpermute by
-	parts map[string]rowRange // a fused tensor's part → its rows
-	// experts are the experts of the stacked tensors: Hugging Face name →
-	// the stack's GGUF name and the expert's index.
-	experts map[string]expertSlice
+	parts map[string]rowRange // a fused or stacked tensor's part → its rows
 	// shifted are gemma3's norms, stored as 1 + w: read back as the
 	// stored value - 1 (exact where it is at least 0.5), which the
 	// runtime's Gemma norm adds 1 to again: the stored value.
 	shifted map[string]bool
-	// last is the fused tensor dequantized last, which its next part
-	// reads again.
-	last struct {
-		name string
-		vals []float32
-	}
 }
 
-// expertSlice is expert e of the stacked GGUF tensor gguf [experts, out,
-// in], whose rows [e·out, (e+1)·out) are contiguous in the file (ggml
-// quantizes row by row, so every type's rows are whole blocks).
-type expertSlice struct {
-	gguf string
-	e    int
-}
-
-// rowRange is a part's rows [row0, row0+n) of the fused GGUF tensor gguf.
+// rowRange is a part's rows [row0, row0+n) of the fused or stacked GGUF
+// tensor gguf (a stack's rows counted across its experts).
 type rowRange struct {
 	gguf    string
 	row0, n int
@@ -550,14 +534,15 @@ type rowRange struct {
 
 // Weights returns f's tensors for cfg (HFConfig's) under Hugging Face names.
 func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
-	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}, experts: map[string]expertSlice{}}
+	w := &ModelWeights{f: f, names: map[string]string{}, heads: map[string]int{}, parts: map[string]rowRange{}, shifted: map[string]bool{}}
 	for _, s := range tensorSpecs(cfg) {
 		if s.source == "" {
 			continue // derived from the config (rope_freqs: cfg.RopeScaling)
 		}
 		if s.experts != nil {
+			out := s.shape[1] // (the stack is [experts, out, in])
 			for e, src := range s.experts {
-				w.experts[src] = expertSlice{gguf: s.name, e: e}
+				w.parts[src] = rowRange{gguf: s.name, row0: e * out, n: out}
 			}
 			continue
 		}
@@ -579,9 +564,6 @@ func (f *File) Weights(cfg *hfconfig.Config) *ModelWeights {
 
 // Tensor implements model.Weights.
 func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
-	if x, ok := w.experts[name]; ok {
-		return w.expert(name, x)
-	}
 	gname, ok := w.names[name]
 	part, isPart := w.parts[name]
 	if isPart {
@@ -595,20 +577,16 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 	}
 	var vals []float32
 	var err error
-	if isPart && w.last.name == gname {
-		vals = w.last.vals
-	} else if vals, err = w.f.Float32(gname); err != nil {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", w.f.path, gname, err)
-	}
 	if isPart {
-		// HFConfig has checked the fused tensor's rows against the config.
-		w.last.name, w.last.vals = gname, vals
-		if part.row0+part.n == ti.Shape[0] {
-			w.last.name, w.last.vals = "", nil // its last part: not read again in order
-		}
-		k := ti.Shape[1]
-		vals = vals[part.row0*k : (part.row0+part.n)*k]
-		ti.Shape = []int{part.n, k}
+		// HFConfig has checked the fused or stacked tensor's shape
+		// against the config.
+		vals, err = w.f.Float32Rows(gname, part.row0, part.n)
+		ti.Shape = []int{part.n, ti.Shape[len(ti.Shape)-1]}
+	} else {
+		vals, err = w.f.Float32(gname)
+	}
+	if err != nil {
+		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", w.f.path, gname, err)
 	}
 	if err := w.finite(gname, ti.Type, vals); err != nil {
 		return safetensors.Tensor{}, err
@@ -628,41 +606,6 @@ func (w *ModelWeights) Tensor(name string) (safetensors.Tensor, error) {
 		vals = out
 	}
 	return w.f32Tensor(name, vals, ti.Shape), nil
-}
-
-// expert reads expert x.e of its stacked tensor: only its rows' bytes,
-// dequantized, [out, in].
-func (w *ModelWeights) expert(name string, x expertSlice) (safetensors.Tensor, error) {
-	ti, ok := w.f.Tensor(x.gguf)
-	if !ok {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q (%s): %w", w.f.path, x.gguf, name, fs.ErrNotExist)
-	}
-	// HFConfig has checked the stack's shape against the config.
-	if len(ti.Shape) != 3 || x.e >= ti.Shape[0] {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: shape %v has no expert %d", w.f.path, x.gguf, ti.Shape, x.e)
-	}
-	if !ti.Type.Convertible() {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %s to float32: %w", w.f.path, x.gguf, ti.Type, ErrUnsupportedType)
-	}
-	rows, k := ti.Shape[1], ti.Shape[2]
-	rowBytes, err := ti.Type.RowBytes(int64(k))
-	if err != nil {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: %w", w.f.path, x.gguf, err)
-	}
-	size := int64(rows) * rowBytes
-	data := make([]byte, size)
-	at := w.f.DataOffset + ti.Offset + int64(x.e)*size
-	if _, err := w.f.r.ReadAt(data, at); err != nil {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: expert %d: reading %d bytes at %d: %w", w.f.path, x.gguf, x.e, size, at, err)
-	}
-	vals, err := Decode(ti.Type, data, rows*k)
-	if err != nil {
-		return safetensors.Tensor{}, fmt.Errorf("%s: tensor %q: expert %d: %w", w.f.path, x.gguf, x.e, err)
-	}
-	if err := w.finite(x.gguf, ti.Type, vals); err != nil {
-		return safetensors.Tensor{}, err
-	}
-	return w.f32Tensor(name, vals, []int{rows, k}), nil
 }
 
 // finite refuses weights that are not finite.

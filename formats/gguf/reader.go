@@ -296,6 +296,39 @@ func (f *File) Float32(name string) ([]float32, error) {
 	return out, nil
 }
 
+// Float32Rows reads rows [row0, row0+n) of the named tensor, seen as rows
+// of its last dimension ([numel/k, k]: a stacked 3-D tensor's experts one
+// after another), and converts them to float32 as Float32 does. Only those
+// rows' bytes are read: ggml quantizes row by row, so every type's rows
+// are whole blocks.
+func (f *File) Float32Rows(name string, row0, n int) ([]float32, error) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: tensor %q: not in the file", f.path, name)
+	}
+	if !t.Type.Convertible() {
+		return nil, fmt.Errorf("%s: tensor %q: %s to float32: %w", f.path, name, t.Type, ErrUnsupportedType)
+	}
+	k := t.Shape[len(t.Shape)-1]
+	if row0 < 0 || n < 0 || int64(row0+n)*int64(k) > t.NumElements() {
+		return nil, fmt.Errorf("%s: tensor %q: shape %v has no rows [%d, %d) of %d", f.path, name, t.Shape, row0, row0+n, k)
+	}
+	rowBytes, err := t.Type.RowBytes(int64(k))
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.path, name, err)
+	}
+	buf := make([]byte, int64(n)*rowBytes)
+	at := f.DataOffset + t.Offset + int64(row0)*rowBytes
+	if _, err := f.r.ReadAt(buf, at); err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: reading %d bytes at %d: %w", f.path, name, len(buf), at, err)
+	}
+	out, err := Decode(t.Type, buf, n*k)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %q: %w", f.path, name, err)
+	}
+	return out, nil
+}
+
 // decoder reads the header sequentially, tracking the position so that
 // every length can be checked against the bytes left in the file.
 type decoder struct {
