@@ -274,12 +274,9 @@ func PlanDeviceShape(w model.Weights, cfg *hfconfig.Config, b runtime.Backend, s
 	mlp := mlpSizes(cfg)
 	rowBytes := (3*hidden + 2*q + 2*kv + 2*inter) * es // one row of layer scratch
 	if m := cfg.MoE; m != nil {
-		// The router's logits, the experts' stack of TopK rows a row
-		// (their input and output, gate and up), the zero-padded expert
-		// buffers and xn's copy (model's moe), and the stack's fp32
-		// routing weights.
-		E, ES, K := int64(m.Experts), int64(m.ExpertSize), int64(m.TopK)
-		rowBytes += (E+(2*K+2)*hidden+(2*K+1)*ES)*es + 4*K
+		// The MoE scratch (mlpSizes), its TopK routing weights in fp32.
+		K := int64(m.TopK)
+		rowBytes += (mlp.scratch-K)*es + 4*K
 	}
 	perSample := rowBytes * int64(p.T)
 	k := max(1, min(int64(p.S), chunkBudget/max(perSample, 1)))
@@ -605,11 +602,12 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 	// their inputs, one solve per input (an expert's up and gate share
 	// theirs), in todo's order of inputs; an expert input no routed row
 	// reached (routed, from the pass that tapped it) is rounded to nearest.
+	inputs := model.LayerInputs(d.cfg, li)
 	solveInputs := func(todo []string, gs map[string]runtime.Tensor, routed []int) error {
 		var ins []string
 		byIn := map[string][]string{}
 		for _, m := range todo {
-			in := model.LayerInput(d.cfg, li, m)
+			in := inputs[m]
 			if _, ok := byIn[in]; !ok {
 				ins = append(ins, in)
 			}
@@ -669,7 +667,7 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 			}
 			var taps []string
 			for _, m := range mods {
-				if in := model.LayerInput(d.cfg, li, m); !slices.Contains(taps, in) {
+				if in := inputs[m]; !slices.Contains(taps, in) {
 					taps = append(taps, in)
 				}
 			}
@@ -691,15 +689,20 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 		// copy: x must stay the layer input), then every module; an input
 		// that only skipped modules read is not tapped.
 		todo := skip(model.LayerModuleGroups(d.cfg, li, false)[0])
-		var inputs []string
-		for _, in := range model.LayerIntermediates(d.cfg, li) {
-			if slices.ContainsFunc(todo, func(m string) bool { return model.LayerInput(d.cfg, li, m) == in }) {
-				inputs = append(inputs, in)
+		read := map[string]bool{}
+		for _, m := range todo {
+			read[inputs[m]] = true
+		}
+		inters := model.LayerIntermediates(d.cfg, li)
+		var tapped []string
+		for _, in := range inters {
+			if read[in] {
+				tapped = append(tapped, in)
 			}
 		}
 		var gs map[string]runtime.Tensor
-		if len(inputs) > 0 {
-			if gs, err = d.pass(layer, model.FromInput, lastInput(model.LayerIntermediates(d.cfg, li), inputs), false, true, inputs); err != nil {
+		if len(tapped) > 0 {
+			if gs, err = d.pass(layer, model.FromInput, lastInput(inters, tapped), false, true, tapped); err != nil {
 				return nil, err
 			}
 		}
@@ -729,32 +732,20 @@ func mlpStops(cfg *hfconfig.Config, li int) (in, act string) {
 	return model.ExpertInput(cfg.MoE, cfg.MoE.Experts-1), model.ExpertAct(cfg.MoE, cfg.MoE.Experts-1)
 }
 
-// expertUnrouted reports whether in is an expert's input (ExpertInput or
-// ExpertAct) that no row reached in the pass whose routed rows a
-// model.Layer's ExpertRows gave.
-func expertUnrouted(cfg *hfconfig.Config, in string, routed []int) bool {
-	if cfg.MoE == nil || routed == nil {
-		return false
-	}
-	for e := range cfg.MoE.Experts {
-		if in == model.ExpertInput(cfg.MoE, e) || in == model.ExpertAct(cfg.MoE, e) {
-			return routed[e] == 0
-		}
-	}
-	return false
-}
-
 // unrouted reports whether in is an expert's input that no calibration
 // token reached: no row was routed to it in the pass (routed), or, where
 // samples have padding, only padding rows were (their Gram g, masked, is
 // then zero, as the reference driver's Hessian.Empty finds; a positive
 // semidefinite matrix's column is zero where its diagonal is).
 func (d *devRun) unrouted(in string, g runtime.Tensor, routed []int) (bool, error) {
-	if expertUnrouted(d.cfg, in, routed) {
+	e, _, ok := model.ExpertOf(d.cfg.MoE, in)
+	switch {
+	case !ok:
+		return false, nil // (not an expert's input)
+	case routed != nil && routed[e] == 0:
 		return true, nil
-	}
-	if d.mask == nil || g == nil || d.cfg.MoE == nil || !expertUnrouted(d.cfg, in, make([]int, d.cfg.MoE.Experts)) {
-		return false, nil // (no padding, or not an expert's input)
+	case d.mask == nil || g == nil:
+		return false, nil // (no padding)
 	}
 	sq, err := runtime.ColumnSquares(d.b, g)
 	if err != nil {
@@ -850,15 +841,11 @@ func (d *devRun) inputWidth(in string) int {
 			return K
 		}
 	}
-	if m := d.cfg.MoE; m != nil {
-		for e := range m.Experts {
-			switch in {
-			case model.ExpertInput(m, e):
-				return d.cfg.HiddenSize
-			case model.ExpertAct(m, e):
-				return m.ExpertSize
-			}
+	if _, act, ok := model.ExpertOf(d.cfg.MoE, in); ok {
+		if act {
+			return d.cfg.MoE.ExpertSize
 		}
+		return d.cfg.HiddenSize
 	}
 	panic("quantize: unknown linear input " + in)
 }

@@ -349,6 +349,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 	pass := &layerPass{layer: layer, atts: make([][]float32, len(xs))}
 	defer pass.free()
 	results := map[string]ModuleResult{}
+	inputs := model.LayerInputs(cfg, li)
 	for gi, group := range model.LayerModuleGroups(cfg, li, j.TrueSequential) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -357,7 +358,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 		var hs map[string]*Hessian
 		if !j.RTN && len(todo) > 0 {
 			// Only layer 0's first group sees inputs that no job has changed.
-			if hs, err = st.hessians(ctx, b, cfg, pass, li, gi == 0 && li == 0, todo, xs, samples); err != nil {
+			if hs, err = st.hessians(ctx, b, cfg, pass, li, inputs, gi == 0 && li == 0, todo, xs, samples); err != nil {
 				return nil, err
 			}
 		}
@@ -366,7 +367,7 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 				results[m] = st.skipped(li, m)
 				continue
 			}
-			r, err := st.module(layer, cfg, li, m, hs)
+			r, err := st.module(layer, cfg, li, m, inputs[m], hs)
 			if err != nil {
 				return nil, err
 			}
@@ -389,11 +390,11 @@ func (st *jobState) layer(ctx context.Context, w model.Weights, cfg *hfconfig.Co
 
 // hessians returns the Hessians of the inputs of a module group, from the
 // shared cache when cacheable.
-func (st *jobState) hessians(ctx context.Context, b runtime.Backend, cfg *hfconfig.Config, pass *layerPass, li int, cacheable bool, group []string, xs [][]float32, samples []Sample) (map[string]*Hessian, error) {
+func (st *jobState) hessians(ctx context.Context, b runtime.Backend, cfg *hfconfig.Config, pass *layerPass, li int, inputs map[string]string, cacheable bool, group []string, xs [][]float32, samples []Sample) (map[string]*Hessian, error) {
 	want := map[string]*Hessian{}
 	missing := false
 	for _, m := range group {
-		name := model.LayerInput(cfg, li, m)
+		name := inputs[m]
 		h, ok := st.shared[name]
 		if cacheable && ok {
 			want[name] = h
@@ -422,7 +423,7 @@ func (st *jobState) hessians(ctx context.Context, b runtime.Backend, cfg *hfconf
 
 // module quantizes one Linear (GPTQ with its input's Hessian, or round to
 // nearest) and puts the quantized weight in the layer.
-func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m string, hs map[string]*Hessian) (ModuleResult, error) {
+func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m, input string, hs map[string]*Hessian) (ModuleResult, error) {
 	j := st.job
 	start := time.Now()
 	name := model.LayerPrefix(li) + "." + m
@@ -432,7 +433,7 @@ func (st *jobState) module(layer *model.Layer, cfg *hfconfig.Config, li int, m s
 		return ModuleResult{}, err
 	}
 	var res *Result
-	h := hs[model.LayerInput(cfg, li, m)]
+	h := hs[input]
 	rtn := j.RTN || (h != nil && h.Empty())
 	if rtn {
 		res, err = RTN(w, N, K, j.GPTQ)

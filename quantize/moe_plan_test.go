@@ -59,8 +59,8 @@ func TestMoEPlanChunkScratch(t *testing.T) {
 		if err := l.Run(x, T, model.FromInput, nil, "", func(string, runtime.Tensor) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		// (Beyond the rows: the stack's and xn's copy's zero rows.)
-		zeros := int64(4 * (2*cfg.MoE.ExpertSize + 2*cfg.HiddenSize))
+		// (Beyond the rows: the stacks' zero rows, ein's, egate's and eout's.)
+		zeros := int64(4 * (cfg.MoE.ExpertSize + 2*cfg.HiddenSize))
 		if got := b.bytes - before; got > planned+zeros {
 			t.Errorf("top %d: a pass over a chunk of %d rows allocates %d bytes, the plan's chunk scratch is %d", k, T, got, planned)
 		}

@@ -107,7 +107,7 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 // input or SwiGLU output at once), the values a row's expert intermediates
 // add (each expert's zero-padded input and output), the values a row's
 // layer scratch adds (the router's logits, the experts' stack of TopK rows
-// a row, the padded buffers, the routing weights), the Gram products a
+// a row, the padded buffers, the TopK routing weights last), the Gram products a
 // group holds at once (one an expert) and their widest width, and the
 // distinct Linear modules of the layers (for the largest solve).
 type mlpPlan struct {
@@ -125,7 +125,7 @@ func mlpSizes(cfg *hfconfig.Config) mlpPlan {
 		p.group = max(p.group, E*max(h*h, ES*ES))
 		p.row = E * (h + ES)
 		K := int64(m.TopK)
-		p.scratch = E + (2*K+2)*h + (2*K+1)*ES + K
+		p.scratch = E + (2*K+1)*h + (2*K+1)*ES + K
 		p.grams, p.gramWidth = E, max(h, ES)
 		ex := m.ExpertModules(0)
 		p.modules = append(slices.Clone(model.LinearModules), ex[:]...)

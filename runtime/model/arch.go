@@ -157,13 +157,14 @@ func LayerModuleGroups(cfg *hfconfig.Config, li int, trueSequential bool) [][]st
 	return [][]string{slices.Concat(groups...)}
 }
 
-// LayerInput is the intermediate that feeds module in decoder layer li of
-// cfg (LayerLinears' Input), "" for a module the layer does not have.
-func LayerInput(cfg *hfconfig.Config, li int, module string) string {
-	for _, l := range LayerLinears(cfg, li) {
-		if l.Name == module {
-			return l.Input
-		}
+// LayerInputs maps each Linear module of decoder layer li of cfg to the
+// intermediate that feeds it (LayerLinears' Input), for drivers that look
+// up many modules of a layer (a mixture of experts has hundreds).
+func LayerInputs(cfg *hfconfig.Config, li int) map[string]string {
+	ls := LayerLinears(cfg, li)
+	out := make(map[string]string, len(ls))
+	for _, l := range ls {
+		out[l.Name] = l.Input
 	}
-	return ""
+	return out
 }

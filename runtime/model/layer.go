@@ -456,23 +456,24 @@ type scratch struct {
 	dt                               runtime.DType // activation dtype; the zero value is F32
 	xn, q, k, v, att, o, gate, up, x runtime.Tensor
 	// A mixture-of-experts layer's (moe; nil in a dense model): router
-	// [rows, Experts] its logits; ein [rows·TopK, hidden] the experts'
-	// rows stacked, egate and eup [rows·TopK+1, ExpertSize] their gate/up
-	// products, eout [rows·TopK+1, hidden] their outputs, each with a zero
-	// last row; wts (F32) [rows·TopK] the stacked rows' weights.
+	// [rows, Experts] its logits; ein [rows·TopK+1, hidden] the experts'
+	// rows stacked, egate and eup [rows·TopK, ExpertSize] their gate/up
+	// products (egate with one more row), eout [rows·TopK+1, hidden] their
+	// outputs, the stacks' last rows zero; wts (F32) [rows·TopK] the
+	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
-	// gathered from xnExt [rows+1, hidden] (xn and a zero row) and egate
-	// (ensurePads); nil until a pass observes a mixture-of-experts layer.
-	padIn, padAct, xnExt runtime.Tensor
+	// gathered from ein and egate (ensurePads); nil until a pass observes
+	// a mixture-of-experts layer.
+	padIn, padAct runtime.Tensor
 	// routed counts each expert's rows in observed passes (moe,
 	// Layer.ExpertRows); it outlives free.
 	routed []int
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.padIn, s.padAct, s.xnExt} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.padIn, s.padAct} {
 		if t != nil {
 			b.Free(t)
 		}
@@ -512,9 +513,9 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 			}
 			return t
 		}
-		s.egate, s.eup, s.eout = stack(d.moe.ExpertSize), stack(d.moe.ExpertSize), stack(d.hidden)
+		s.ein, s.egate, s.eout = stack(d.hidden), stack(d.moe.ExpertSize), stack(d.hidden)
 		if err == nil {
-			s.ein, err = b.Alloc(s.dt, rows*k, d.hidden)
+			s.eup, err = b.Alloc(s.dt, rows*k, d.moe.ExpertSize)
 		}
 		if err == nil {
 			s.wts, err = b.Alloc(runtime.F32, rows*k)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -126,8 +127,8 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 	}
 	routes := routeRows(host, T, E, K, d.moe.NormTopK)
 	// The stack: expert e's rows at base[e] on; each row's stack
-	// positions in expert order (slots), a zero row (zeroAt) where it has
-	// fewer than K experts.
+	// positions in expert order (slots), the stacks' zero row (zeroAt)
+	// where it has fewer than K experts.
 	zeroAt := s.rows * K
 	base := make([]int, E+1)
 	rows := make([]int, 0, T*K)
@@ -147,6 +148,26 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		weights = append(weights, r.weights...)
 	}
 	N := base[E]
+	in, g, u, out := b.View(s.ein, 0, N), b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
+	if N > 0 {
+		b.Embedding(in, xn, rows)
+	}
+	// emitAll emits every expert's rows of stack (ein or egate) at their
+	// tokens' rows of pad, the stack's zero row in the others.
+	emitAll := func(name func(*hfconfig.MoE, int) string, pad, stack runtime.Tensor) error {
+		pad = b.View(pad, 0, T)
+		for e, r := range routes {
+			idx := slices.Repeat([]int{zeroAt}, T)
+			for j, row := range r.rows {
+				idx[row] = base[e] + j
+			}
+			b.Embedding(pad, stack, idx)
+			if err := emit(name(d.moe, e), pad); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if emit != nil {
 		if err := s.ensurePads(b, d); err != nil {
 			return err
@@ -154,23 +175,14 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		if len(s.routed) != E {
 			s.routed = make([]int, E)
 		}
-		b.Copy(b.View(s.xnExt, 0, T), xn)
 		for e, r := range routes {
 			s.routed[e] += len(r.rows)
-			idx := slices.Repeat([]int{s.rows}, T) // (xnExt's zero row)
-			for _, row := range r.rows {
-				idx[row] = row
-			}
-			pad := b.View(s.padIn, 0, T)
-			b.Embedding(pad, s.xnExt, idx)
-			if err := emit(ExpertInput(d.moe, e), pad); err != nil {
-				return err
-			}
+		}
+		if err := emitAll(ExpertInput, s.padIn, s.ein); err != nil {
+			return err
 		}
 	}
-	in, g, u, out := b.View(s.ein, 0, N), b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
 	if N > 0 {
-		b.Embedding(in, xn, rows)
 		for e := range E {
 			if n := base[e+1] - base[e]; n > 0 {
 				b.MatMul(b.View(g, base[e], n), b.View(in, base[e], n), lw.experts[e].gate)
@@ -180,16 +192,8 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		runtime.SwiGLU(b, g, g, u)
 	}
 	if emit != nil {
-		for e := range E {
-			idx := slices.Repeat([]int{zeroAt}, T) // (egate's zero row)
-			for j, row := range routes[e].rows {
-				idx[row] = base[e] + j
-			}
-			pad := b.View(s.padAct, 0, T)
-			b.Embedding(pad, s.egate, idx)
-			if err := emit(ExpertAct(d.moe, e), pad); err != nil {
-				return err
-			}
+		if err := emitAll(ExpertAct, s.padAct, s.egate); err != nil {
+			return err
 		}
 	}
 	if N > 0 {
@@ -231,6 +235,25 @@ func ExpertAct(m *hfconfig.MoE, e int) string {
 	return m.Block + ".experts." + strconv.Itoa(e) + ".act"
 }
 
+// ExpertOf parses an intermediate name that ExpertInput or ExpertAct gives
+// into its expert e and whether it is the SwiGLU output (act); ok is false
+// for any other name (a dense intermediate, or none of m's).
+func ExpertOf(m *hfconfig.MoE, name string) (e int, act, ok bool) {
+	if m == nil {
+		return 0, false, false
+	}
+	rest, ok := strings.CutPrefix(name, m.Block+".experts.")
+	if !ok {
+		return 0, false, false
+	}
+	idx, kind, ok := strings.Cut(rest, ".")
+	e, err := strconv.Atoi(idx)
+	if !ok || err != nil || e < 0 || e >= m.Experts || strconv.Itoa(e) != idx || (kind != "in" && kind != "act") {
+		return 0, false, false
+	}
+	return e, kind == "act", true
+}
+
 // intermediates lists layer li's intermediates in the order it produces
 // them: Intermediates, or in a mixture-of-experts layer the attention's,
 // ffn_norm, every expert's input, every expert's SwiGLU output, out.
@@ -260,26 +283,15 @@ func LayerIntermediates(cfg *hfconfig.Config, li int) []string {
 	return d.intermediates(li)
 }
 
-// ensurePads allocates the scratch's zero-padded expert buffers and xn's
-// copy with a zero row after the scratch's rows (xnExt), for as many rows
-// as the scratch holds.
+// ensurePads allocates the scratch's zero-padded expert buffers, for as
+// many rows as the scratch holds.
 func (s *scratch) ensurePads(b runtime.Backend, d dims) error {
 	if s.padIn != nil {
 		return nil
 	}
 	var err error
-	alloc := func(rows, cols int) runtime.Tensor {
-		if err != nil {
-			return nil
-		}
-		var t runtime.Tensor
-		t, err = b.Alloc(s.dt, rows, cols)
-		return t
-	}
-	s.padIn, s.padAct = alloc(s.rows, d.hidden), alloc(s.rows, d.moe.ExpertSize)
-	s.xnExt = alloc(s.rows+1, d.hidden)
-	if err == nil {
-		err = b.Upload(b.View(s.xnExt, s.rows, 1), make([]float32, d.hidden))
+	if s.padIn, err = b.Alloc(s.dt, s.rows, d.hidden); err == nil {
+		s.padAct, err = b.Alloc(s.dt, s.rows, d.moe.ExpertSize)
 	}
 	if err != nil {
 		return fmt.Errorf("model: expert scratch for %d tokens: %w", s.rows, err)
