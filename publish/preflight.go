@@ -247,7 +247,7 @@ func checkReadable(set weights.Set, cfg *hfconfig.Config) error {
 	plain := plainTensorNames(cfg)
 	names := slices.Clone(plain)
 	for li := range cfg.NumHiddenLayers {
-		names = append(names, model.LayerTensorNamesOf(cfg, li)...)
+		names = append(names, model.LayerTensorNames(cfg, li)...)
 		for _, n := range model.LayerBiasNames(cfg, li) {
 			// (written in fp16 beside the module's GPTQ tensors; a llama
 			// config's attention_bias may have none, written as zeros)

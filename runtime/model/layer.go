@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -180,16 +178,8 @@ func (d dims) linearShape(module string) (n, k int, ok bool) {
 // ExpertModules: block.experts.<e>.<name>) into the expert e and j, 0 for
 // its gate, 1 up, 2 down.
 func (d dims) expertModule(module string) (e, j int, ok bool) {
-	if d.moe == nil {
-		return 0, 0, false
-	}
-	rest, ok := strings.CutPrefix(module, d.moe.Block+".experts.")
+	e, name, ok := cutExpert(d.moe, module)
 	if !ok {
-		return 0, 0, false
-	}
-	idx, name, ok := strings.Cut(rest, ".")
-	e, err := strconv.Atoi(idx)
-	if !ok || err != nil || e < 0 || e >= d.moe.Experts || strconv.Itoa(e) != idx {
 		return 0, 0, false
 	}
 	j = slices.Index([]string{d.moe.Gate, d.moe.Up, d.moe.Down}, name)

@@ -239,19 +239,30 @@ func ExpertAct(m *hfconfig.MoE, e int) string {
 // into its expert e and whether it is the SwiGLU output (act); ok is false
 // for any other name (a dense intermediate, or none of m's).
 func ExpertOf(m *hfconfig.MoE, name string) (e int, act, ok bool) {
-	if m == nil {
+	e, leaf, ok := cutExpert(m, name)
+	if !ok || (leaf != "in" && leaf != "act") {
 		return 0, false, false
+	}
+	return e, leaf == "act", true
+}
+
+// cutExpert parses a name under one of m's experts, <block>.experts.<e>.<leaf>
+// (a Linear module's, ExpertModules, or an intermediate's, ExpertInput), into
+// e and leaf; ok is false for any other name.
+func cutExpert(m *hfconfig.MoE, name string) (e int, leaf string, ok bool) {
+	if m == nil {
+		return 0, "", false
 	}
 	rest, ok := strings.CutPrefix(name, m.Block+".experts.")
 	if !ok {
-		return 0, false, false
+		return 0, "", false
 	}
-	idx, kind, ok := strings.Cut(rest, ".")
+	idx, leaf, ok := strings.Cut(rest, ".")
 	e, err := strconv.Atoi(idx)
-	if !ok || err != nil || e < 0 || e >= m.Experts || strconv.Itoa(e) != idx || (kind != "in" && kind != "act") {
-		return 0, false, false
+	if !ok || err != nil || e < 0 || e >= m.Experts || strconv.Itoa(e) != idx {
+		return 0, "", false
 	}
-	return e, kind == "act", true
+	return e, leaf, true
 }
 
 // intermediates lists layer li's intermediates in the order it produces

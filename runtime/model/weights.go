@@ -594,27 +594,18 @@ func LoadTensor(w Weights, b runtime.Backend, dt runtime.DType, name string, sha
 	return t, nil
 }
 
-// LayerTensorNames lists the floating-point tensors of decoder layer i as
-// an unquantized checkpoint names them (LayerBiasNames adds the biases).
-func LayerTensorNames(i int) []string {
-	p := LayerPrefix(i) + "."
-	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
-	for _, m := range LinearModules {
-		names = append(names, p+m+".weight")
-	}
-	return names
-}
-
 // LayerWeightNames lists the floating-point tensors of decoder layer i of
-// cfg as an unquantized checkpoint names them: LayerTensorNamesOf's, then
+// cfg as an unquantized checkpoint names them: LayerTensorNames', then
 // the q/k and Gemma norms and the biases cfg gives.
 func LayerWeightNames(cfg *hfconfig.Config, i int) []string {
-	return slices.Concat(LayerTensorNamesOf(cfg, i), QKNormNames(cfg, i), GemmaNormNames(cfg, i), LayerBiasNames(cfg, i))
+	return slices.Concat(LayerTensorNames(cfg, i), QKNormNames(cfg, i), GemmaNormNames(cfg, i), LayerBiasNames(cfg, i))
 }
 
-// LayerTensorNamesOf is LayerTensorNames for decoder layer i of cfg: a
-// sparse layer's router and experts in place of the dense MLP.
-func LayerTensorNamesOf(cfg *hfconfig.Config, i int) []string {
+// LayerTensorNames lists the floating-point tensors of decoder layer i of
+// cfg as an unquantized checkpoint names them: its two norms and its
+// Linears' weights (LayerModules: a sparse layer's router and experts in
+// place of the dense MLP; LayerBiasNames adds the biases).
+func LayerTensorNames(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
 	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
 	if cfg.Sparse(i) {
