@@ -1688,6 +1688,33 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #define QMMA_P(BITS, T, NAME) QMMA_WIDE(BITS, T, NAME, _p, 512, 1, 16, false)
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
+// The experts' kernels of one tile (_e, runtime/cuda ExpertMatMul): the
+// plain kernel once for each slot of a mixture-of-experts layer, the grid's
+// z the slots in order's order (a run of one expert's slots together, so
+// that its weights are read back to back): the slot's expert's codes,
+// scales and permutation from ex[ids[slot]] (expert 0 for a slot of none,
+// -1), its input row x[slot / div], its output row out[slot], and its own
+// stretch of part and count. ids and order are made by the kernel before
+// (moe.cu), so the block waits before it reads them: its weights' copies
+// start only then.
+struct QExp {
+    const u32* qw;
+    const u32* sz;
+    const int* perm;
+};
+#define QMMA_E1(BITS, T, NAME, AL, SUF)                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 4) qmma##BITS##_t1##SUF##_e_##NAME(                          \
+        T* out, const T* x, const QExp* ex, const int* ids, const int* order, int div, float* part, u32* count,       \
+        int K, int N, int gs, int cps, int P, int cl, int flags) {                                                    \
+        pdl_wait();                                                                                                   \
+        const int s = order[blockIdx.z], e = imax(ids[s], 0);                                                         \
+        const QExp w = ex[e];                                                                                         \
+        qmma<BITS, 1, T, AL, false>(out + (i64)s * N, nullptr, nullptr, N, N, 0, nullptr, x + (i64)(s / div) * K,     \
+                                    w.qw, w.sz, w.perm, part ? part + (i64)blockIdx.z * gridDim.y * N : nullptr,       \
+                                    count ? count + (i64)blockIdx.z * gridDim.x : nullptr, K, N, 1, gs, cps, P,        \
+                                    nullptr, cl, flags, nullptr, 0.0f, 0, QRope<T>{}, nullptr);                       \
+    }
+#define QMMA_E(BITS, T, NAME) QMMA_E1(BITS, T, NAME, true, ) QMMA_E1(BITS, T, NAME, false, _sg)
 // The warpgroup-MMA kernels (_w, _w_r), two to eight tiles with groups of
 // whole chunks: parts of their own (QG_WG=1 and 2), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \
@@ -1709,13 +1736,13 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 #elif !defined(QG_NRM)
 #define QMMA_T(BITS, T, NAME)                                                                                    \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME)                   \
-    QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+    QMMA_N(BITS, T, NAME) QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME) QMMA_E(BITS, T, NAME)
 #elif QG_NRM
 #define QMMA_T(BITS, T, NAME) QMMA_N(BITS, T, NAME)
 #else
 #define QMMA_T(BITS, T, NAME)                                                                      \
     QMMA_A(BITS, 1, T, NAME) QMMA_AP(BITS, T, NAME) QMMA_G(BITS, T, NAME) QMMA_P(BITS, T, NAME) \
-    QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME)
+    QMMA_A(BITS, 2, T, NAME) QMMA_A(BITS, 4, T, NAME) QMMA_E(BITS, T, NAME)
 #endif
 
 #define QMMA_4(NAME, T) QMMA_T(4, T, NAME)

@@ -229,6 +229,39 @@ type RowScaler interface {
 	ScaleRows(dst, x, scales Tensor)
 }
 
+// ExpertRouter is a Backend that routes a mixture-of-experts layer's rows
+// on the device, so that a decode step of such a model transfers nothing
+// in its middle and can be recorded (Grapher). A slot is one of a row's
+// topK experts: slot s = r·topK + k of row r.
+type ExpertRouter interface {
+	// RoutesExperts reports whether ExpertMatMul takes ws (a layer's
+	// experts' gate, up or down weights, one an expert, of one shape) for
+	// dst of slots rows.
+	RoutesExperts(ws []Tensor, slots int) bool
+	// RouteTopK chooses each row's topK experts from a router's logits
+	// [rows, experts] as transformers' MixtralTopKRouter does: a softmax
+	// over all the experts in fp32, the topK largest probabilities (the
+	// lower expert first among equal ones), divided by their sum where
+	// normTopK. It writes row r's experts in ascending order to its slots
+	// of ids (I32 [rows·topK]) and their weights to weights (F32, the
+	// same slots); a row whose logits hold a NaN has none, and a slot
+	// left without an expert holds -1 and 0. order (I32 [rows·topK])
+	// lists the slots by expert (stably; slots of -1 last), the order
+	// ExpertMatMul takes them in. topK is at most 16, experts at most 256.
+	RouteTopK(ids, weights, order, logits Tensor, topK int, normTopK bool)
+	// ExpertMatMul sets dst[s, :] = x[s/div, :] · ws[ids[s]]ᵀ for every
+	// slot s of dst [slots, N] (x [slots/div, K], as MatMul takes it),
+	// taking the slots in order's order; a slot of id -1 gets any finite
+	// row or none.
+	ExpertMatMul(dst, x Tensor, ws []Tensor, ids, order Tensor, div int)
+	// CombineExperts adds each row's experts' outputs out [rows·topK, H],
+	// weighted, into x [rows, H] as ScaleRows and Add would: acc = w·out
+	// of the row's first slot, then acc + w·out of each next one, every
+	// product and sum rounded to x's dtype, then x + acc; slots of id -1
+	// are left out.
+	CombineExperts(x, out, weights, ids Tensor, topK int)
+}
+
 // AddRMSNormer is a Backend with a fused residual add and RMSNorm:
 // x += delta, then norm = RMSNorm(x, weight, eps).
 type AddRMSNormer interface {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	goruntime "runtime"
@@ -78,6 +79,12 @@ type Backend struct {
 	apart   *Buffer // fp32 partial results of split paged attention
 	acount  *Buffer // per (row, head group), blocks of a split paged attention done (kept at 0)
 	srules  *Buffer // SampleTokens: the rows' rules and penalties
+
+	// ExpertMatMul's (moe.go): fp32 partial sums, its blocks done per slot
+	// and column slab (kept at 0), and its tables of experts (qgemv.cu
+	// QExp) by their contents.
+	epart, ecount *Buffer
+	etabs         map[string]*Buffer
 	// srulesUp: the bytes last uploaded to srulesIn (srules then; nil:
 	// none kept).
 	srulesUp []byte
@@ -145,6 +152,7 @@ type Backend struct {
 	qstWide      int             // GPTQTOOL_QMMA_WIDE_QST: the wide GLU kernels' ring depth (0: qstDepth's for one tile)
 	qstAP        int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
 	qstRoPE      int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
+	moeSlots     int             // ExpertMatMul takes at most this many slots (GPTQTOOL_MOE_SLOTS); -1: twice the experts
 	qmmaPush     int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	qgluBlocks   int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
 	qgluW, qgluD int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
@@ -513,6 +521,14 @@ func New(o Options) (*Backend, error) {
 			b.extraDefines = append(b.extraDefines, "-D"+d.def+"="+strconv.Itoa(*d.v))
 		}
 	}
+	// GPTQTOOL_MOE_SLOTS=N: a mixture-of-experts layer routes on the device
+	// (runtime.ExpertRouter) for at most N slots (rows times experts a row;
+	// 0: never, the host routes every step); by default for at most twice
+	// its experts, so that each expert's weights are read about twice a
+	// step at most (ExpertMatMul reads them once a slot).
+	if b.moeSlots, err = envInt("GPTQTOOL_MOE_SLOTS", -1, -1, moeMaxSlots, fmt.Sprintf("the most slots, 0-%d (-1: twice the experts)", moeMaxSlots)); err != nil {
+		return nil, err
+	}
 	// GPTQTOOL_QMMA_PUSH=N: clustered products of one tile and 8 warps of
 	// at most N rows add up their splits by pushing each block's sums into
 	// the shared memory of the block that owns them (qgemv.cu QF_PUSH); 0:
@@ -684,7 +700,7 @@ func (b *Backend) closeLocked() {
 	if b.blasWS != 0 {
 		b.alloc.release(b.blasWS, class(32<<20))
 	}
-	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp}, b.retired...) {
+	for _, buf := range append([]*Buffer{b.ids, b.nll, b.tmp, b.deq, b.xperm, b.xnorm, b.qpart, b.qcount, b.lcount, b.mlpPart, b.mlpTag, b.glu, b.apart, b.acount, b.srules, b.swork, b.stoks, b.sargp, b.sargc, b.sgrp, b.epart, b.ecount}, append(slices.Collect(maps.Values(b.etabs)), b.retired...)...) {
 		if buf != nil {
 			b.alloc.release(buf.Ptr, buf.cls)
 		}

@@ -1,6 +1,11 @@
 package cuda_test
 
 import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gptq"
@@ -8,16 +13,19 @@ import (
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/internal/gputest"
 	"github.com/gptqtool/gptqtool/runtime"
+	"github.com/gptqtool/gptqtool/runtime/backendtest"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
 // TestMoEDecodeOnDevice decodes three sequences of mixture-of-experts
-// checkpoints through the paged decode step on the device (op by op: a
-// model that routes on the host mid-step is never recorded, so the
-// "replayed" steps of decodeMatchesCPU run op by op too) against the fp32
+// checkpoints through the paged decode step on the device against the fp32
 // CPU reference: a 4-bit act-order GPTQ Mixtral (8 experts, 2 a token) in
-// fp16 and a bf16 Qwen3-MoE (16 experts, 4 a token, q/k norms, a dense
-// last layer). The experts' rows are gathered, scaled (ScaleRows) and
-// added back by the backend's ops.
+// fp16, routed on the device (runtime.ExpertRouter: decodeMatchesCPU's
+// replayed steps are recorded and must give the bits of the steps run op
+// by op), and a bf16 Qwen3-MoE (16 experts, 4 a token, q/k norms, a dense
+// last layer), whose floating-point experts the host routes (its steps run
+// op by op either way: the experts' rows gathered, scaled by ScaleRows and
+// added back).
 func TestMoEDecodeOnDevice(t *testing.T) {
 	b := gputest.Backend(t)
 	q := gptq.DefaultQuantizeConfig()
@@ -40,4 +48,229 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 			decodeMatchesCPU(t, b, tc.dir, tc.dt)
 		})
 	}
+}
+
+// ints uploads int32 values to an I32 tensor of backend b.
+func ints(t *testing.T, b runtime.Backend, v []int32) runtime.Tensor {
+	t.Helper()
+	x, err := b.Alloc(runtime.I32, len(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := make([]byte, 4*len(v))
+	for i, n := range v {
+		binary.LittleEndian.PutUint32(raw[4*i:], uint32(n))
+	}
+	if err := b.UploadRaw(x, raw, runtime.I32); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// intsOf downloads an I32 tensor of backend b.
+func intsOf(t *testing.T, b runtime.Backend, x runtime.Tensor) []int32 {
+	t.Helper()
+	raw := make([]byte, 4*x.Len())
+	if err := b.DownloadRaw(raw, runtime.I32, x); err != nil {
+		t.Fatal(err)
+	}
+	v := make([]int32, x.Len())
+	for i := range v {
+		v[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return v
+}
+
+// floatsOf downloads a tensor of backend b.
+func floatsOf(t *testing.T, b runtime.Backend, x runtime.Tensor) []float32 {
+	t.Helper()
+	v := make([]float32, x.Len())
+	if err := b.Download(v, x); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestExpertRouter checks the ops of a mixture of experts routed on the
+// device (runtime.ExpertRouter) against the CPU backend's: RouteTopK's
+// experts, weights and order (a row of NaN logits choosing none, a row
+// whose three largest logits tie) from fp32 and fp16 logits, bit for bit;
+// ExpertMatMul's slots (one of them of no expert) against each slot's row
+// multiplied by its expert with MatMul, at 4 and 8 bits, with and without
+// act order and with groups of less than a chunk; CombineExperts bit for
+// bit in fp16.
+func TestExpertRouter(t *testing.T) {
+	b := gputest.Backend(t)
+	c := cpu.New(1).WithHalf()
+	r := rand.New(rand.NewPCG(3, 17))
+	for _, tc := range []struct {
+		rows, E, K int
+		norm       bool
+		dt         runtime.DType
+	}{{1, 8, 2, true, runtime.F32}, {5, 16, 4, true, runtime.F16}, {9, 128, 8, false, runtime.F32}, {64, 8, 2, true, runtime.BF16}} {
+		t.Run(fmt.Sprintf("route %d rows of %d experts top %d %v", tc.rows, tc.E, tc.K, tc.dt), func(t *testing.T) {
+			l := make([]float32, tc.rows*tc.E)
+			for i := range l {
+				l[i] = float32(2 * r.NormFloat64())
+			}
+			if tc.rows > 2 {
+				l[tc.E+3] = float32(math.NaN())               // row 1: none
+				l[2*tc.E], l[2*tc.E+5], l[2*tc.E+1] = 9, 9, 9 // row 2: a tie
+			}
+			lg, held := upload(t, b, tc.dt, l, tc.rows, tc.E)
+			lc, err := c.Alloc(tc.dt, tc.rows, tc.E)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Upload(lc, held); err != nil {
+				t.Fatal(err)
+			}
+			n := tc.rows * tc.K
+			got, want := [3]runtime.Tensor{}, [3]runtime.Tensor{}
+			for i, be := range []runtime.Backend{b, c} {
+				out := &got
+				if i == 1 {
+					out = &want
+				}
+				for j := range out {
+					dt := runtime.I32
+					if j == 1 {
+						dt = runtime.F32
+					}
+					if out[j], err = be.Alloc(dt, n); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			defer func() {
+				for j := range got {
+					b.Free(got[j])
+				}
+			}()
+			b.RouteTopK(got[0], got[1], got[2], lg, tc.K, tc.norm)
+			c.RouteTopK(want[0], want[1], want[2], lc, tc.K, tc.norm)
+			gi, wi := intsOf(t, b, got[0]), intsOf(t, c, want[0])
+			if !slices.Equal(gi, wi) {
+				t.Errorf("experts %v, want %v", gi, wi)
+			}
+			if tc.rows > 2 && (wi[tc.K] != -1 || wi[2*tc.K] != 0 || wi[2*tc.K+1] != 1 || wi[2*tc.K+2] != 5) {
+				t.Errorf("reference: row 1 (NaN) %v, row 2 (a tie of 0, 1, 5) %v", wi[tc.K:2*tc.K], wi[2*tc.K:3*tc.K])
+			}
+			if g, w := floatsOf(t, b, got[1]), floatsOf(t, c, want[1]); !slices.Equal(g, w) {
+				t.Errorf("weights %v, want %v", g, w)
+			}
+			if g, w := intsOf(t, b, got[2]), intsOf(t, c, want[2]); !slices.Equal(g, w) {
+				t.Errorf("order %v, want %v", g, w)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		bits, gs int
+		perm     bool
+		dt       runtime.DType
+	}{{4, 128, true, runtime.F16}, {4, 32, false, runtime.BF16}, {8, 128, true, runtime.F16}, {8, 64, false, runtime.F16}} {
+		t.Run(fmt.Sprintf("matmul %d bits g%d act order %v %v", tc.bits, tc.gs, tc.perm, tc.dt), func(t *testing.T) {
+			const E, K, N, rows, topK = 4, 512, 384, 3, 2
+			ws := make([]runtime.Tensor, E)
+			for e := range ws {
+				w, err := b.LoadQuant(randomQuant(r, K, N, tc.bits, tc.gs, tc.perm))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer b.Free(w)
+				ws[e] = w
+			}
+			slots := rows * topK
+			if !b.RoutesExperts(ws, slots) || b.RoutesExperts(ws[:1], slots) {
+				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (twice the experts at most)", b.RoutesExperts(ws, slots), slots, E, b.RoutesExperts(ws[:1], slots))
+			}
+			xv := make([]float32, rows*K)
+			for i := range xv {
+				xv[i] = float32(r.NormFloat64())
+			}
+			x, _ := upload(t, b, tc.dt, xv, rows, K)
+			id := []int32{0, 2, 1, 2, -1, 3}
+			order := []int32{0, 2, 1, 3, 5, 4}
+			ids, ord := ints(t, b, id), ints(t, b, order)
+			defer b.Free(ids)
+			defer b.Free(ord)
+			for _, div := range []int{topK, 1} {
+				in := x
+				if div == 1 {
+					in, _ = upload(t, b, tc.dt, append(slices.Clone(xv), xv[:K*(slots-rows)]...), slots, K)
+				}
+				dst, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+				b.ExpertMatMul(dst, in, ws, ids, ord, div)
+				want, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+				for s, e := range id {
+					if e >= 0 {
+						b.MatMul(b.View(want, s, 1), b.View(in, s/div, 1), ws[e])
+					}
+				}
+				g, w := floatsOf(t, b, dst), floatsOf(t, b, want)
+				for s, e := range id {
+					if e < 0 {
+						continue
+					}
+					gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
+					if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
+						t.Errorf("x rows a slot %d: slot %d (expert %d): nmse %.3g against its MatMul", div, s, e, d)
+					}
+				}
+			}
+		})
+	}
+	t.Run("combine", func(t *testing.T) {
+		const rows, H, topK = 5, 300, 3
+		xv, ov, wv := make([]float32, rows*H), make([]float32, rows*topK*H), make([]float32, rows*topK)
+		for i := range xv {
+			xv[i] = float32(r.NormFloat64())
+		}
+		for i := range ov {
+			ov[i] = float32(r.NormFloat64())
+		}
+		for i := range wv {
+			wv[i] = float32(r.Float64())
+		}
+		id := []int32{0, 1, 2, 3, -1, -1, 1, 4, 7, -1, -1, -1, 2, 5, 6}
+		var got, want []float32
+		for _, be := range []runtime.Backend{b, c} {
+			x, err := be.Alloc(runtime.F16, rows, H)
+			if err == nil {
+				err = be.Upload(x, xv)
+			}
+			o, err2 := be.Alloc(runtime.F16, rows*topK, H)
+			if err == nil && err2 == nil {
+				err = be.Upload(o, ov)
+			}
+			w, err3 := be.Alloc(runtime.F32, rows*topK)
+			if err == nil && err2 == nil && err3 == nil {
+				err = be.Upload(w, wv)
+			}
+			if err != nil || err2 != nil || err3 != nil {
+				t.Fatal(err, err2, err3)
+			}
+			ids := ints(t, be, id)
+			be.(runtime.ExpertRouter).CombineExperts(x, o, w, ids, topK)
+			if be == runtime.Backend(b) {
+				got = floatsOf(t, be, x)
+				for _, tn := range []runtime.Tensor{x, o, w, ids} {
+					b.Free(tn)
+				}
+			} else {
+				want = floatsOf(t, be, x)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("combined rows differ from the CPU's: nmse %.3g", backendtest.NMSE(got, f64s(want)))
+		}
+	})
+}
+
+func f64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
 }

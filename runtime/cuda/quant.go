@@ -66,6 +66,7 @@ var qnames = func() (n struct {
 	ap       [2]map[runtime.DType]string                    // one tile, reading paged attention's parts (AttentionProjector)
 	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
 	plain    [2]map[runtime.DType]string                    // one tile, plain, blocks of qmmaPlainWarps (GPTQTOOL_QMMA_PLAIN)
+	expert   [2][2]map[runtime.DType]string                 // one tile a slot of a mixture of experts (ExpertMatMul) [bits/8][groups not whole chunks]
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -85,6 +86,7 @@ var qnames = func() (n struct {
 		n.ap[i] = map[runtime.DType]string{}
 		n.wide[i] = map[runtime.DType]string{}
 		n.plain[i] = map[runtime.DType]string{}
+		n.expert[i][0], n.expert[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -107,6 +109,8 @@ var qnames = func() (n struct {
 			n.ap[i][dt] = fmt.Sprintf("qmma%d_t1_a_%s", bits, suffix(dt))
 			n.wide[i][dt] = fmt.Sprintf("qmma%d_t1_g_%s", bits, suffix(dt))
 			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
+			n.expert[i][0][dt] = fmt.Sprintf("qmma%d_t1_e_%s", bits, suffix(dt))
+			n.expert[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_e_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if qmmaSync(mt) {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))

@@ -44,6 +44,9 @@ type decodeState struct {
 	// (greedySlot): each run op by op, then recorded, then replayed.
 	graph, drawGraph runtime.Graph
 	runs, drawRuns   int
+	// routed: a mixture of experts' layers route on the backend
+	// (Model.routesOnDevice), so that the step may be recorded.
+	routed bool
 }
 
 func (ds *decodeState) free(b runtime.Backend) {
@@ -69,7 +72,7 @@ func (c *PagedCache) decodeState(m *Model, rows int, verify bool) (*decodeState,
 		return ds, nil
 	}
 	b := m.b
-	ds := &decodeState{rows: rows, verify: verify, s: scratch{dt: m.dtype()}}
+	ds := &decodeState{rows: rows, verify: verify, s: scratch{dt: m.dtype()}, routed: m.routesOnDevice(rows)}
 	fail := func(err error) (*decodeState, error) {
 		ds.free(b)
 		return nil, fmt.Errorf("model: decode state for %d rows: %w", rows, err)
@@ -209,7 +212,7 @@ func (m *Model) greedySlot(c *PagedCache, seqs []StepSeq) int {
 func (m *Model) runDecode(c *PagedCache, ds *decodeState, seqs []StepSeq, hs int) error {
 	b := m.b
 	g, grapher := b.(runtime.Grapher)
-	graphs := grapher && !c.NoGraphs && c.graphErr == nil && m.d.moe == nil
+	graphs := grapher && !c.NoGraphs && c.graphErr == nil && (m.d.moe == nil || ds.routed)
 	rows := ds.rows
 	bs, width, trash := c.Pool.BlockSize(), c.width, int32(c.Pool.Blocks())
 	put := func(i int, v int32) { binary.LittleEndian.PutUint32(ds.host[4*i:], uint32(v)) }

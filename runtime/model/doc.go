@@ -42,7 +42,12 @@
 // gathered into one stack, each expert's products on its stretch, the
 // outputs weighted (runtime.RowScaler, which bind checks for: checkMoE)
 // and gathered back in expert order. Decode steps run op by op
-// (moeDecodeOps), never recorded (NewPagedCache sets NoGraphs). For the
+// (moeDecodeOps); where the backend routes on the device
+// (runtime.ExpertRouter: the router's top k, each slot's products with its
+// expert's weights, the weighted sum) their sparse layers do that instead
+// (moeRouted), nothing comes to the host mid-step, and the steps are
+// recorded as other models' are; otherwise never (NewPagedCache sets
+// NoGraphs). For the
 // GPTQ drivers a sparse layer emits every expert's input and SwiGLU output
 // as zero-padded intermediates (ExpertInput, ExpertAct) and counts each
 // expert's rows (Layer.ExpertRows).

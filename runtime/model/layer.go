@@ -234,6 +234,9 @@ type layerWeights struct {
 	// nil; nil in a dense layer.
 	router  runtime.Tensor
 	experts []expert
+	// ews: the experts' gate, up and down weights, one list each
+	// (moeRouted's ExpertMatMul).
+	ews [3][]runtime.Tensor
 }
 
 // decodeOrder has a decode step write each input of the layer's products
@@ -452,6 +455,9 @@ type scratch struct {
 	// outputs, the stacks' last rows zero; wts (F32) [rows·TopK] the
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
+	// eroute (I32) [2·rows·TopK]: the slots' experts, then the slots in
+	// expert order, where the backend routes (moeRouted).
+	eroute runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
 	// gathered from ein and egate (ensurePads); nil until a pass observes
@@ -463,7 +469,7 @@ type scratch struct {
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.padIn, s.padAct} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.eroute, s.padIn, s.padAct} {
 		if t != nil {
 			b.Free(t)
 		}
@@ -509,6 +515,9 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 		}
 		if err == nil {
 			s.wts, err = b.Alloc(runtime.F32, rows*k)
+		}
+		if err == nil {
+			s.eroute, err = b.Alloc(runtime.I32, 2*rows*k)
 		}
 	}
 	if err != nil {

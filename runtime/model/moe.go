@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ func bindMoE(bd *binder, d dims, li int, lw *layerWeights) error {
 				return err
 			}
 			*[]*runtime.Tensor{&lw.experts[e].gate, &lw.experts[e].up, &lw.experts[e].down}[j] = t
+			lw.ews[j] = append(lw.ews[j], t)
 		}
 	}
 	return nil
@@ -52,46 +52,12 @@ type route struct {
 func routeRows(logits []float32, rows, experts, topK int, normTopK bool) []route {
 	routes := make([]route, experts)
 	probs := make([]float32, experts)
-	taken := make([]bool, experts)
-	chosen := make([]int, 0, topK)
+	ids, weights := make([]int32, topK), make([]float32, topK)
 	for r := range rows {
-		l := logits[r*experts : (r+1)*experts]
-		most := float32(math.Inf(-1))
-		for _, v := range l {
-			most = max(most, v)
-		}
-		var sum float32
-		for e, v := range l {
-			probs[e] = float32(math.Exp(float64(v - most)))
-			sum += probs[e]
-		}
-		for e := range probs {
-			probs[e] /= sum
-		}
-		chosen = chosen[:0]
-		clear(taken)
-		var total float32
-		for range topK {
-			best := -1
-			for e, p := range probs {
-				if !taken[e] && p >= 0 && (best < 0 || p > probs[best]) {
-					best = e
-				}
-			}
-			if best < 0 {
-				break // (NaN logits: no expert compares; the row's output stays zero)
-			}
-			chosen = append(chosen, best)
-			total += probs[best]
-			taken[best] = true // (a flag: -1 - p would round p's low bits)
-		}
-		for _, e := range chosen {
-			w := probs[e]
-			if normTopK {
-				w /= total
-			}
+		n := runtime.RouteRow(logits[r*experts:(r+1)*experts], topK, normTopK, probs, ids, weights)
+		for i, e := range ids[:n] {
 			routes[e].rows = append(routes[e].rows, r)
-			routes[e].weights = append(routes[e].weights, w)
+			routes[e].weights = append(routes[e].weights, weights[i])
 		}
 	}
 	return routes
@@ -219,6 +185,49 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 	}
 	b.Add(x, x, acc)
 	return nil
+}
+
+// moeRouted is moe routed on the backend (runtime.ExpertRouter), for a
+// decode step: no transfer, so that the step can be recorded. The
+// router's product, RouteTopK (each row's experts in ascending order at
+// its slots), each slot's gate and up products by ExpertMatMul (the slots
+// of one expert together), one SwiGLU, the slots' down products, and
+// CombineExperts adding each row's weighted outputs in expert order into
+// x, rounded as moe rounds them.
+func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor) {
+	T, K := runtime.Rows(xn), d.moe.TopK
+	N := T * K
+	logits := b.View(s.router, 0, T)
+	b.MatMul(logits, xn, lw.router)
+	ids, order, wts := b.View(s.eroute, 0, N), b.View(s.eroute, N, N), b.View(s.wts, 0, N)
+	er.RouteTopK(ids, wts, order, logits, K, d.moe.NormTopK)
+	g, u, out := b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
+	er.ExpertMatMul(g, xn, lw.ews[0], ids, order, K)
+	er.ExpertMatMul(u, xn, lw.ews[1], ids, order, K)
+	runtime.SwiGLU(b, g, g, u)
+	er.ExpertMatMul(out, g, lw.ews[2], ids, order, 1)
+	er.CombineExperts(x, out, wts, ids, K)
+}
+
+// routesOnDevice reports whether decode steps of rows rows route every
+// sparse layer on the backend (moeRouted): it is a runtime.ExpertRouter
+// that takes each layer's experts for rows·TopK slots.
+func (m *Model) routesOnDevice(rows int) bool {
+	er, ok := m.b.(runtime.ExpertRouter)
+	if !ok || m.d.moe == nil || m.d.moe.TopK > 16 || m.d.moe.Experts > 256 {
+		return false
+	}
+	for li := range m.layers {
+		if !m.d.sparseAt(li) {
+			continue
+		}
+		for _, ws := range m.layers[li].ews {
+			if !er.RoutesExperts(ws, rows*m.d.moe.TopK) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ExpertInput and ExpertAct are the intermediates (hook names after
@@ -349,6 +358,10 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 			b.AddBias(s.o, lw.bias[oProj])
 		}
 		runtime.AddRMSNorm(b, s.xn, x, s.o, lw.ffnNorm, d.eps)
+		if d.sparseAt(li) && ds.routed {
+			lw.moeRouted(b.(runtime.ExpertRouter), b, d, s, s.xn, x)
+			continue
+		}
 		if d.sparseAt(li) {
 			if err := lw.moe(b, d, s, s.xn, x, nil); err != nil {
 				// (A download of a tensor the step made: only a

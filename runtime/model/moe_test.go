@@ -10,6 +10,7 @@ import (
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
@@ -124,6 +125,29 @@ func TestMoEMatchesReference(t *testing.T) {
 			got := allSteps(t, m, moeIDs)
 			if d := nmseRows(got, want); !(d < 1e-10) {
 				t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
+			}
+			// Those steps route on the backend (moeRouted: the CPU backend
+			// is a runtime.ExpertRouter); routed on the host instead (moe)
+			// they are the same bits, and recorded (replayCPU) too.
+			host, err := Load(dir, hostRouted{cpu.New(0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer host.Close()
+			if !m.routesOnDevice(1) || host.routesOnDevice(1) {
+				t.Fatalf("routed on the device: %v on the CPU backend, %v on hostRouted", m.routesOnDevice(1), host.routesOnDevice(1))
+			}
+			if hs := allSteps(t, host, moeIDs); !slices.EqualFunc(hs, got, slices.Equal) {
+				t.Errorf("paged steps routed on the host: logits up to %.3g from the steps routed by the backend, want the same bits", rowsDiff(hs, got))
+			}
+			rb := &replayCPU{Backend: cpu.New(0)}
+			rec, err := Load(dir, rb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rec.Close()
+			if rs := allSteps(t, rec, moeIDs); !slices.EqualFunc(rs, got, slices.Equal) || rb.captures != 1 {
+				t.Errorf("recorded steps: %d recordings (want 1), logits up to %.3g from the steps run op by op", rb.captures, rowsDiff(rs, got))
 			}
 		})
 	}
@@ -321,4 +345,29 @@ func TestMoEStepBytes(t *testing.T) {
 	if got, want := m.StepBytes(), 4*(H+V*H+L*layer); got != want {
 		t.Errorf("StepBytes %d, want %d", got, want)
 	}
+}
+
+// hostRouted is the CPU backend taking no experts (runtime.ExpertRouter's
+// RoutesExperts false), so that a model routes its sparse layers on the
+// host (moe) in decode steps too.
+type hostRouted struct{ *cpu.Backend }
+
+func (hostRouted) RoutesExperts([]runtime.Tensor, int) bool { return false }
+
+// rowsDiff is the largest |a - b| over rows of logits (+Inf where the
+// shapes differ).
+func rowsDiff(a, b [][]float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	var worst float64
+	for t := range a {
+		if len(a[t]) != len(b[t]) {
+			return math.Inf(1)
+		}
+		for i := range a[t] {
+			worst = max(worst, math.Abs(float64(a[t][i]-b[t][i])))
+		}
+	}
+	return worst
 }

@@ -27,8 +27,8 @@ type PagedCache struct {
 
 	// NoGraphs makes decode steps run their ops one by one even on a
 	// backend that records graphs (runtime.Grapher): the reference the
-	// replayed steps are checked against. A mixture-of-experts model's
-	// caches start with it set, and its steps are never recorded.
+	// replayed steps are checked against. The caches of a mixture-of-experts
+	// model that routes on the host start with it set.
 	NoGraphs bool
 	dec      map[int]*decodeState // by row count
 	graphErr error                // why recording failed; steps then run op by op
@@ -87,9 +87,10 @@ func (m *Model) NewPagedCache(blocks, blockSize, maxLen int) (*PagedCache, error
 		return nil, fmt.Errorf("model: paged cache for sequences of %d positions: the model was loaded for a context of %d", maxLen, m.ctx)
 	}
 	c := &PagedCache{Pool: pool, b: m.b, maxLen: maxLen, width: pool.BlocksFor(maxLen)}
-	// A mixture of experts routes on the host mid-step (moe): its steps
-	// run op by op, never recorded.
-	c.NoGraphs = m.d.moe != nil
+	// A mixture of experts that routes on the host mid-step (moe) runs its
+	// steps op by op, never recorded; one routed on the backend
+	// (moeRouted) records the steps of the batches it routes.
+	c.NoGraphs = m.d.moe != nil && !m.routesOnDevice(1)
 	alloc := func(rows int) (runtime.Tensor, error) {
 		t, err := m.b.Alloc(m.dtype(), rows, m.d.kvDim())
 		if err != nil {

@@ -1,0 +1,148 @@
+// moe.cu: a mixture-of-experts layer's routing on the device (runtime
+// ExpertRouter), so that a decode step needs nothing from the host in its
+// middle. A slot is one of a row's K experts, slot s = r·K + k of row r.
+//
+// moe_route_T(ids, wts, order, logits, rows, E, K, norm): one block of 256
+// threads; logits T [rows, E] (E <= MOE_EMAX), K <= MOE_KMAX, rows·K <=
+// MOE_SLOTS. Each warp takes rows in turn: the softmax over the row's E
+// logits in fp32 as transformers (and runtime.RouteRow) compute it, each
+// exponential in double rounded once, the max propagating a NaN, the sum
+// in expert order by lane 0; then K rounds of a warp argmax (the larger
+// probability, the lower expert among equal ones; taken experts and NaN
+// left out), the chosen probabilities summed in the order chosen and
+// divided by that sum where norm. Row r's experts go to ids[r·K ..] in
+// ascending order, their weights to wts (fp32), -1 and 0 in the slots a
+// row lacks (a NaN row has none). Then order [rows·K] lists the slots by
+// expert, stably (slots of -1 last): each thread ranks its slots against
+// all the others.
+//
+// moe_combine_T(x, out, wts, ids, rows, H, K): x [rows, H] += the row's
+// slots' outputs out [rows·K, H] weighed by wts, as runtime/model's host
+// path rounds them: acc = T(w·out) of the first slot, acc = T(acc +
+// T(w·out)) of each next one, x = T(x + acc); slots of id -1 left out. A
+// 1-D grid over rows·H.
+
+#define MOE_EMAX 256
+#define MOE_KMAX 16
+#define MOE_SLOTS 1024
+
+// moe_better: (p, e) is chosen before (q, f): the larger probability, the
+// lower expert among equal ones; e < 0 is nothing.
+__device__ __forceinline__ bool moe_better(float p, int e, float q, int f) {
+    return e >= 0 && (f < 0 || p > q || (p == q && e < f));
+}
+
+template <typename T>
+__device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* __restrict__ order,
+                          const T* __restrict__ logits, int rows, int E, int K, int norm) {
+    __shared__ float pr[8][MOE_EMAX];
+    __shared__ int sid[MOE_SLOTS];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    for (int r = warp; r < rows; r += 8) {
+        const T* l = logits + (i64)r * E;
+        float* p = pr[warp];
+        float most = NEG_INF;
+        bool nan = false;
+        for (int e = lane; e < E; e += 32) {
+            const float v = to_f32(l[e]);
+            nan = nan || v != v;
+            most = fmaxf(most, v);
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, o));
+        if (__any_sync(0xffffffffu, nan)) most = __int_as_float(0x7fffffff);
+        for (int e = lane; e < E; e += 32) p[e] = (float)exp((double)(to_f32(l[e]) - most));
+        __syncwarp();
+        float sum = 0.0f;
+        if (lane == 0) {
+            for (int e = 0; e < E; e++) sum += p[e];
+        }
+        sum = __shfl_sync(0xffffffffu, sum, 0);
+        for (int e = lane; e < E; e += 32) p[e] /= sum;
+        __syncwarp();
+        int pick[MOE_KMAX];
+        float pw[MOE_KMAX];
+        int n = 0;
+        float total = 0.0f;
+        for (int k = 0; k < K; k++) {
+            int best = -1;
+            float bp = 0.0f;
+            for (int e = lane; e < E; e += 32) {
+                const float v = p[e];
+                if (v >= 0.0f && moe_better(v, e, bp, best)) best = e, bp = v;
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float q = __shfl_xor_sync(0xffffffffu, bp, o);
+                const int f = __shfl_xor_sync(0xffffffffu, best, o);
+                if (moe_better(q, f, bp, best)) best = f, bp = q;
+            }
+            if (best < 0) break;  // (the same in every lane)
+            pick[n] = best, pw[n] = bp, n++;
+            total += bp;
+            __syncwarp();
+            if (lane == 0) p[best] = -1.0f;  // taken (its weight is kept in pw)
+            __syncwarp();
+        }
+        if (lane == 0) {
+            for (int i = 0; i < n; i++) {
+                if (norm) pw[i] /= total;
+            }
+            for (int i = 1; i < n; i++) {  // ascending experts
+                for (int j = i; j > 0 && pick[j] < pick[j - 1]; j--) {
+                    const int te = pick[j];
+                    pick[j] = pick[j - 1], pick[j - 1] = te;
+                    const float tw = pw[j];
+                    pw[j] = pw[j - 1], pw[j - 1] = tw;
+                }
+            }
+            for (int k = 0; k < K; k++) {
+                const int s = r * K + k;
+                sid[s] = k < n ? pick[k] : -1;
+                ids[s] = sid[s];
+                wts[s] = k < n ? pw[k] : 0.0f;
+            }
+        }
+        __syncwarp();
+    }
+    __syncthreads();
+    const int slots = rows * K;
+    for (int s = threadIdx.x; s < slots; s += blockDim.x) {
+        const int e = sid[s] < 0 ? E : sid[s];
+        int rank = 0;
+        for (int j = 0; j < slots; j++) {
+            const int f = sid[j] < 0 ? E : sid[j];
+            rank += f < e || (f == e && j < s);
+        }
+        order[rank] = s;
+    }
+}
+
+template <typename T>
+__device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const float* __restrict__ wts,
+                            const int* __restrict__ ids, int rows, int H, int K) {
+    FOR_N(i, (i64)rows * H) {
+        const i64 r = i / H, c = i % H;
+        float acc = 0.0f;
+        bool any = false;
+        for (int k = 0; k < K; k++) {
+            const i64 s = r * K + k;
+            if (ids[s] < 0) continue;
+            float v = to_f32(from_f32<T>(to_f32(out[s * H + c]) * wts[s]));
+            if (any) v = to_f32(from_f32<T>(acc + v));
+            acc = v, any = true;
+        }
+        x[i] = from_f32<T>(to_f32(x[i]) + acc);
+    }
+}
+
+#define MOE(N, T)                                                                                                   \
+    extern "C" __global__ void __launch_bounds__(256) moe_route_##N(int* ids, float* wts, int* order, const T* logits, \
+                                                                    int rows, int E, int K, int norm) {             \
+        moe_route<T>(ids, wts, order, logits, rows, E, K, norm);                                                    \
+    }                                                                                                               \
+    extern "C" __global__ void moe_combine_##N(T* x, const T* out, const float* wts, const int* ids, int rows, int H, \
+                                               int K) {                                                             \
+        moe_combine<T>(x, out, wts, ids, rows, H, K);                                                               \
+    }
+FOR_DTYPES(MOE)

@@ -1,0 +1,133 @@
+package cpu
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// RoutesExperts implements runtime.ExpertRouter: any experts of one shape.
+func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
+	for _, w := range ws {
+		if !slices.Equal(tensorOf(w).shape, tensorOf(ws[0]).shape) {
+			return false
+		}
+	}
+	return len(ws) > 0
+}
+
+// RouteTopK implements runtime.ExpertRouter with runtime.RouteRow.
+func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int, normTopK bool) {
+	lt, wt := tensorOf(logits), tensorOf(weights)
+	rows, experts := lt.rows(), lt.cols()
+	slots := rows * topK
+	idx, ord := indexOf("route", ids, slots), indexOf("route", order, slots)
+	if wt.dt != runtime.F32 || wt.Len() != slots || tensorOf(ids).Len() != slots || tensorOf(order).Len() != slots {
+		panic(fmt.Sprintf("cpu: route %v logits to ids %v, weights %v %v, order %v for top %d", lt.shape, tensorOf(ids).shape, wt.dt, wt.shape, tensorOf(order).shape, topK))
+	}
+	probs := make([]float32, experts)
+	for r := range rows {
+		id, w := idx[r*topK:(r+1)*topK], wt.data[r*topK:(r+1)*topK]
+		n := runtime.RouteRow(lt.data[r*experts:(r+1)*experts], topK, normTopK, probs, id, w)
+		// Ascending experts, then the slots left empty.
+		sortPairs(id[:n], w[:n])
+		for i := n; i < topK; i++ {
+			id[i], w[i] = -1, 0
+		}
+	}
+	for s := range ord {
+		ord[s] = int32(s)
+	}
+	key := func(s int32) int32 {
+		if idx[s] < 0 {
+			return int32(experts)
+		}
+		return idx[s]
+	}
+	slices.SortStableFunc(ord, func(a, b int32) int { return int(key(a) - key(b)) })
+}
+
+// sortPairs sorts ids ascending, weights alongside (a few entries).
+func sortPairs(ids []int32, weights []float32) {
+	for i := 1; i < len(ids); i++ {
+		for j := i; j > 0 && ids[j] < ids[j-1]; j-- {
+			ids[j], ids[j-1] = ids[j-1], ids[j]
+			weights[j], weights[j-1] = weights[j-1], weights[j]
+		}
+	}
+}
+
+// ExpertMatMul implements runtime.ExpertRouter: each expert's slots (a
+// run of order) gathered into one product, as a host-routed layer
+// multiplies an expert's rows.
+func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, order runtime.Tensor, div int) {
+	d, xt := tensorOf(dst), tensorOf(x)
+	slots, K, N := d.rows(), xt.cols(), d.cols()
+	idx, ord := indexOf("expert matmul", ids, slots), indexOf("expert matmul", order, slots)
+	if div < 1 || xt.rows()*div != slots {
+		panic(fmt.Sprintf("cpu: expert matmul of x %v for %d slots, %d a row", xt.shape, slots, div))
+	}
+	for i := 0; i < slots; {
+		e := idx[ord[i]]
+		j := i + 1
+		for j < slots && idx[ord[j]] == e {
+			j++
+		}
+		if e >= 0 {
+			in, err := b.Alloc(xt.dt, j-i, K)
+			if err == nil {
+				var out runtime.Tensor
+				if out, err = b.Alloc(d.dt, j-i, N); err == nil {
+					it, ot := tensorOf(in), tensorOf(out)
+					for r, s := range ord[i:j] {
+						copy(it.data[r*K:(r+1)*K], xt.data[int(s)/div*K:(int(s)/div+1)*K])
+					}
+					b.MatMul(out, in, ws[e])
+					for r, s := range ord[i:j] {
+						copy(d.data[int(s)*N:(int(s)+1)*N], ot.data[r*N:(r+1)*N])
+					}
+				}
+			}
+			if err != nil {
+				panic(fmt.Sprintf("cpu: expert matmul: %v", err))
+			}
+		}
+		i = j
+	}
+}
+
+// CombineExperts implements runtime.ExpertRouter.
+func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) {
+	xt, ot, wt := tensorOf(x), tensorOf(out), tensorOf(weights)
+	rows, H := xt.rows(), xt.cols()
+	idx := indexOf("combine experts", ids, rows*topK)
+	if ot.rows() != rows*topK || ot.cols() != H || wt.Len() != rows*topK || ot.dt != xt.dt {
+		panic(fmt.Sprintf("cpu: combine experts %v %v into x %v %v, top %d", ot.dt, ot.shape, xt.dt, xt.shape, topK))
+	}
+	r1 := func(v float32) float32 {
+		s := [1]float32{v}
+		roundTo(xt.dt, s[:])
+		return s[0]
+	}
+	b.parallelRange(rows*H, minChunk, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r, c := i/H, i%H
+			acc, any := float32(0), false
+			for k := range topK {
+				s := r*topK + k
+				if idx[s] < 0 {
+					continue
+				}
+				v := r1(ot.data[s*H+c] * wt.data[s])
+				if any {
+					v = r1(acc + v)
+				}
+				acc, any = v, true
+			}
+			xt.data[i] = r1(xt.data[i] + acc)
+		}
+	})
+}
+
+var _ runtime.ExpertRouter = (*Backend)(nil)

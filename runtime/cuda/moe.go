@@ -1,0 +1,176 @@
+package cuda
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/gptqtool/gptqtool/runtime"
+)
+
+// A mixture-of-experts layer routed on the device (runtime.ExpertRouter):
+// kernels/moe.cu chooses each row's experts and adds their weighted
+// outputs back; qgemv.cu's _e kernels multiply each slot by its expert's
+// quantized weight, one launch for all the slots of a layer's gate, up or
+// down products.
+
+// moeMaxSlots, moeMaxExperts and moeMaxTopK are moe.cu's MOE_SLOTS,
+// MOE_EMAX and MOE_KMAX.
+const (
+	moeMaxSlots   = 1024
+	moeMaxExperts = 256
+	moeMaxTopK    = 16
+)
+
+// RoutesExperts implements runtime.ExpertRouter: quantized experts of 4 or
+// 8 bits, one shape, group size and form of scales (not fused), for at
+// most b.moeSlots slots (GPTQTOOL_MOE_SLOTS; by default twice the
+// experts), unless products dequantize (SetDequantGEMM). Floating-point
+// experts are routed on the host.
+func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
+	most := b.moeSlots
+	if most < 0 {
+		most = 2 * len(ws)
+	}
+	if len(ws) == 0 || len(ws) > moeMaxExperts || slots > min(most, moeMaxSlots) || b.dequantGEMM {
+		return false
+	}
+	q0 := b.tensor(ws[0]).q
+	if q0 == nil || (q0.bits != 4 && q0.bits != 8) {
+		return false
+	}
+	for _, w := range ws {
+		q := b.tensor(w).q
+		if q == nil || q.bits != q0.bits || q.k != q0.k || q.n != q0.n || q.gs != q0.gs || q.glu || q.seg1 != q.n ||
+			(q.szh == nil) != (q0.szh == nil) || (q.perm == nil) != (q0.perm == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// RouteTopK implements runtime.ExpertRouter: moe.cu's moe_route, one block.
+func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int, normTopK bool) {
+	it, wt, ot, lt := b.tensor(ids), b.tensor(weights), b.tensor(order), b.tensor(logits)
+	rows, E := runtime.Rows(lt), runtime.Cols(lt)
+	slots := rows * topK
+	if it.dt != runtime.I32 || ot.dt != runtime.I32 || wt.dt != runtime.F32 || it.n != slots || ot.n != slots || wt.n != slots ||
+		topK < 1 || topK > min(moeMaxTopK, E) || E > moeMaxExperts || slots > moeMaxSlots {
+		panic(fmt.Sprintf("cuda: route logits %v to top %d: ids %v %v, weights %v %v, order %v %v", lt.shape, topK, it.dt, it.shape, wt.dt, wt.shape, ot.dt, ot.shape))
+	}
+	norm := int32(0)
+	if normTopK {
+		norm = 1
+	}
+	b.enter()
+	defer b.exit()
+	b.run("moe.cu", "moe_route_"+suffix(lt.dt), Dim{X: 1}, Dim{X: 256}, 0, it.ptr, wt.ptr, ot.ptr, lt.ptr, int32(rows), int32(E), int32(topK), norm)
+}
+
+// CombineExperts implements runtime.ExpertRouter: moe.cu's moe_combine.
+func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) {
+	xt, ot, wt, it := b.tensor(x), b.tensor(out), b.tensor(weights), b.tensor(ids)
+	rows, H := runtime.Rows(xt), runtime.Cols(xt)
+	if ot.dt != xt.dt || runtime.Rows(ot) != rows*topK || runtime.Cols(ot) != H || wt.dt != runtime.F32 || wt.n != rows*topK || it.dt != runtime.I32 || it.n != rows*topK {
+		panic(fmt.Sprintf("cuda: combine experts %v %v (weights %v, ids %v) into x %v %v, top %d", ot.dt, ot.shape, wt.shape, it.shape, xt.dt, xt.shape, topK))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("moe.cu", "moe_combine_"+suffix(xt.dt), grid1(int64(xt.n)), Dim{X: threads}, 0, xt.ptr, ot.ptr, wt.ptr, it.ptr, int32(rows), int32(H), int32(topK))
+}
+
+// ExpertMatMul implements runtime.ExpertRouter: one launch of qgemv.cu's
+// _e kernel over the slots (the grid's z, in order's order), each a
+// one-row product with its expert's weight, its K split as a one-row
+// product's is for as many blocks as all the slots' column slabs.
+func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, order runtime.Tensor, div int) {
+	d, xt, it, ot := b.tensor(dst), b.tensor(x), b.tensor(ids), b.tensor(order)
+	if !b.RoutesExperts(ws, runtime.Rows(d)) {
+		panic(fmt.Sprintf("cuda: expert matmul with %d experts for %d slots: not experts RoutesExperts takes", len(ws), runtime.Rows(d)))
+	}
+	q := b.tensor(ws[0]).q
+	slots := runtime.Rows(d)
+	if runtime.Cols(xt) != q.k || runtime.Cols(d) != q.n || d.dt != xt.dt || div < 1 || runtime.Rows(xt)*div != slots ||
+		it.dt != runtime.I32 || ot.dt != runtime.I32 || it.n != slots || ot.n != slots {
+		panic(fmt.Sprintf("cuda: expert matmul %v %v = x %v %v (%d slots a row) · experts [%d %d]ᵀ, ids %v, order %v", d.dt, d.shape, xt.dt, xt.shape, div, q.n, q.k, it.shape, ot.shape))
+	}
+	if slots == 0 {
+		return
+	}
+	if q.perm == nil && xt.ptr%16 != 0 {
+		// (The kernel stages rows without a permutation in 16-byte loads.)
+		panic(fmt.Sprintf("cuda: expert matmul of x %v at an address not 16-byte aligned", xt.shape))
+	}
+	b.enter()
+	defer b.exit()
+	tab, err := b.expertTable(ws)
+	if err != nil {
+		b.fail(err)
+		return
+	}
+	sg := 0
+	if q.gs%chunkInputs(q.bits) != 0 {
+		sg = 1
+	}
+	nb := (q.n + 127) / 128
+	sp := b.qmmaSplitS(1, q.k, q.n*slots, q.bits, false, b.maxSplits(1, nb*slots, false), 0)
+	var part, count uint64
+	clusterY, cl := 0, int32(0)
+	if sp.cluster {
+		clusterY, cl = sp.S, 1
+	} else if sp.S > 1 {
+		pb, err := b.scratch(&b.epart, int64(slots)*int64(sp.S)*int64(q.n)*4)
+		if err == nil {
+			count, err = b.counters(&b.ecount, nb*slots)
+		}
+		if err != nil {
+			b.fail(err)
+			return
+		}
+		part = pb.Ptr
+	}
+	name, _ := q.scales(qnames.expert[q.bits/8][sg][d.dt], true)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: slots}, Dim{X: 256}, sp.shared, clusterY,
+		d.ptr, xt.ptr, tab, it.ptr, ot.ptr, int32(div), part, count, int32(q.k), int32(q.n), int32(q.gs),
+		int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
+}
+
+// expertTable returns the device address of ws's table of experts
+// (qgemv.cu QExp: each one's codes, scales and permutation; the scales
+// alone where the weights have them, as the kernel's name then says),
+// uploaded by the first product that needs it: a decode step's first run,
+// before it is recorded.
+func (b *Backend) expertTable(ws []runtime.Tensor) (uint64, error) {
+	raw := make([]byte, 24*len(ws))
+	for e, w := range ws {
+		t := b.tensor(w)
+		_, sz := t.q.scales("", true)
+		var perm uint64
+		if t.q.perm != nil {
+			perm = t.q.perm.Ptr
+		}
+		for i, v := range []uint64{t.ptr, sz, perm} {
+			binary.LittleEndian.PutUint64(raw[24*e+8*i:], v)
+		}
+	}
+	if buf := b.etabs[string(raw)]; buf != nil {
+		return buf.Ptr, nil
+	}
+	if b.capturing {
+		return 0, fmt.Errorf("cuda: a table of %d experts made while recording a graph (run the ops once before capturing)", len(ws))
+	}
+	buf, err := b.allocBufferLocked(int64(len(raw)))
+	if err != nil {
+		return 0, fmt.Errorf("cuda: table of %d experts: %w", len(ws), err)
+	}
+	if err := b.htod(buf.Ptr, raw); err != nil {
+		b.alloc.release(buf.Ptr, buf.cls)
+		return 0, fmt.Errorf("cuda: table of %d experts: %w", len(ws), err)
+	}
+	if b.etabs == nil {
+		b.etabs = map[string]*Buffer{}
+	}
+	b.etabs[string(raw)] = buf
+	return buf.Ptr, nil
+}
+
+var _ runtime.ExpertRouter = (*Backend)(nil)
