@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [gputests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b]
+#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [gputests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b] [moebench]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -627,6 +627,25 @@ for step in $steps; do
     # ids are expected the same up to near-ties.
     compare_ids downnorm0 GPTQTOOL_DOWN_NORM=0 "down's splits added up by the next norm in a cluster (GPTQTOOL_DOWN_NORM=0)"
     compare_ids downnorm1 GPTQTOOL_DOWN_NORM=1 "down's splits added up by the next norm in a cluster rather than in one block a row (GPTQTOOL_DOWN_NORM=1)"
+    ;;
+  moebench)
+    # Mixture of experts (docs/benchmarks.md, "Mixture-of-experts models"):
+    # a Mixtral-shaped 2.2B of random weights (testdata/configs/mixtral-2b)
+    # quantized by the GPU driver, then decoded at MOE_BATCHES (default
+    # 1,8) routed on the device (recorded steps) and, with
+    # GPTQTOOL_MOE_SLOTS=0, on the host (op by op).
+    [ -d /tmp/moe2b ] || run moesynth 200 "$bin/gptqtool" synth --config "$PWD/testdata/configs/mixtral-2b" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/moe2b
+    [ -d /tmp/moe2b-q ] || run moequant 300 "$bin/gptqtool" quantize --model /tmp/moe2b --out /tmp/moe2b-q --bits 4 --group 128 \
+      --act-order --damp 0.1 --dataset "$GPTQTOOL_FIXTURES/datasets/instruct/alpaca_en_demo.json" --nsamples 64 --seq-len 512 --estimate=false
+    tail -2 "$LOGS/moequant.log" 2>/dev/null | tee -a "$summary"
+    for e in "" GPTQTOOL_MOE_SLOTS=0; do
+      n=moedecode${e:+-host}
+      run $n 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/moe2b-q --batch ${MOE_BATCHES:-1,8} --prompt 128 --new ${MOE_NEW:-64} >'$LOGS/$n.json'"
+      note "moe decode ${e:-routed on the device}:"
+      grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/$n.json" | tr -d '\n' | tee -a "$summary"
+      echo | tee -a "$summary"
+    done
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
