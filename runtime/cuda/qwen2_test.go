@@ -70,8 +70,9 @@ func halfDecodeMatchesCPU(t *testing.T, synth func(t *testing.T, dtype string) s
 // through the paged decode step on b, with CUDA graphs and op by op: the
 // replayed and op-by-op steps must agree exactly, and the last step match
 // the fp32 CPU reference of each sequence alone (TestQwen2DecodeOnDevice,
-// TestQwen3DecodeOnDevice, TestPhi3DecodeOnDevice, TestMoEDecodeOnDevice,
-// whose steps are never recorded).
+// TestQwen3DecodeOnDevice, TestPhi3DecodeOnDevice, TestMoEDecodeOnDevice:
+// its GPTQ Mixtral routed on the device and recorded, its floating-point
+// Qwen3-MoE routed on the host and never recorded).
 func decodeMatchesCPU(t *testing.T, b runtime.Backend, dir string, dt runtime.DType) {
 	t.Helper()
 	mc := load(t, dir, cpu.New(0))
