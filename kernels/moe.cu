@@ -6,7 +6,9 @@
 // threads; logits T [rows, E] (E <= MOE_EMAX), K <= MOE_KMAX, rows·K <=
 // MOE_SLOTS. Each warp takes rows in turn: the softmax over the row's E
 // logits in fp32 as transformers (and runtime.RouteRow) compute it, each
-// exponential in double rounded once, the max propagating a NaN, the sum
+// exponential in double rounded once (CUDA's exp and Go's math.Exp are
+// each within an ulp of double, so the floats agree but for a double's
+// rounding boundary), the max propagating a NaN, the sum
 // in expert order by lane 0; then K rounds of a warp argmax (the larger
 // probability, the lower expert among equal ones; taken experts and NaN
 // left out), the chosen probabilities summed in the order chosen and
@@ -128,11 +130,13 @@ __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const 
         for (int k = 0; k < K; k++) {
             const i64 s = r * K + k;
             if (ids[s] < 0) continue;
-            float v = to_f32(from_f32<T>(to_f32(out[s * H + c]) * wts[s]));
-            if (any) v = to_f32(from_f32<T>(acc + v));
+            // (_rn: no product and sum fused into one, which fp32 x
+            // would otherwise get.)
+            float v = to_f32(from_f32<T>(__fmul_rn(to_f32(out[s * H + c]), wts[s])));
+            if (any) v = to_f32(from_f32<T>(__fadd_rn(acc, v)));
             acc = v, any = true;
         }
-        x[i] = from_f32<T>(to_f32(x[i]) + acc);
+        x[i] = from_f32<T>(__fadd_rn(to_f32(x[i]), acc));
     }
 }
 

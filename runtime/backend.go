@@ -396,6 +396,8 @@ type ModelSpec struct {
 	HeadDim    int
 	QueryHeads int
 	KVHeads    int
+	// MoE: the model has mixture-of-experts layers (ExpertRouter's ops).
+	MoE bool
 }
 
 // Preparer is a backend that can ready ahead of use what running a model

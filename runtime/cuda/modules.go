@@ -216,6 +216,9 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 	for _, f := range []string{"attention.cu", "norm.cu", "rope.cu", "elementwise.cu", "sample.cu"} {
 		add(f, "")
 	}
+	if s.MoE {
+		add("moe.cu", "") // (the experts' _e products are in the one-tile products' module)
+	}
 	// Last, the warpgroup-MMA products of decode steps of 9-64 rows (their
 	// two parts: two to four tiles, five to eight), which a server's
 	// warm-up (model.WarmDecode up to its largest batch) runs at once, and

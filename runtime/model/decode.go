@@ -81,6 +81,11 @@ func (c *PagedCache) decodeState(m *Model, rows int, verify bool) (*decodeState,
 		return fail(err)
 	}
 	var err error
+	if ds.routed {
+		if ds.s.eroute, err = b.Alloc(runtime.I32, 2*rows*m.d.moe.TopK); err != nil {
+			return fail(err)
+		}
+	}
 	if ds.logits, err = b.Alloc(runtime.F32, rows, m.d.vocab); err != nil {
 		return fail(err)
 	}

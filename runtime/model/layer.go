@@ -456,7 +456,8 @@ type scratch struct {
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
 	// eroute (I32) [2·rows·TopK]: the slots' experts, then the slots in
-	// expert order, where the backend routes (moeRouted).
+	// expert order, in the scratch of a decode state whose steps route on
+	// the backend (moeRouted); nil in the others.
 	eroute runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
@@ -515,9 +516,6 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 		}
 		if err == nil {
 			s.wts, err = b.Alloc(runtime.F32, rows*k)
-		}
-		if err == nil {
-			s.eroute, err = b.Alloc(runtime.I32, 2*rows*k)
 		}
 	}
 	if err != nil {

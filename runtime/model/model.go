@@ -355,7 +355,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	}
 	if p, ok := b.(runtime.Preparer); ok {
 		// The backend readies its kernels while the weights upload.
-		spec := runtime.ModelSpec{DType: o.DType, HeadDim: d.headDim, QueryHeads: d.heads, KVHeads: d.kvHeads}
+		spec := runtime.ModelSpec{DType: o.DType, HeadDim: d.headDim, QueryHeads: d.heads, KVHeads: d.kvHeads, MoE: d.moe != nil}
 		if quant != nil && runtime.KeepsQuant(b, o.DType) && !o.Dequantize {
 			spec.Bits, spec.Sym = []int{quant.Bits}, quant.Sym
 		}
