@@ -633,7 +633,7 @@ for step in $steps; do
     # a Mixtral-shaped 2.2B of random weights (testdata/configs/mixtral-2b)
     # quantized by the GPU driver, then decoded at MOE_BATCHES (default
     # 1,8) as the defaults route it (on the device, recorded steps, up to
-    # twice the experts' slots) and, with GPTQTOOL_MOE_SLOTS=0, on the host
+    # four slots an expert) and, with GPTQTOOL_MOE_SLOTS=0, on the host
     # (op by op).
     [ -d /tmp/moe2b ] || run moesynth 200 "$bin/gptqtool" synth --config "$PWD/testdata/configs/mixtral-2b" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/moe2b

@@ -186,7 +186,7 @@ func TestExpertRouter(t *testing.T) {
 			}
 			slots := rows * topK
 			if !b.RoutesExperts(ws, slots) || b.RoutesExperts(ws[:1], slots) {
-				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (twice the experts at most)", b.RoutesExperts(ws, slots), slots, E, b.RoutesExperts(ws[:1], slots))
+				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (four slots an expert at most)", b.RoutesExperts(ws, slots), slots, E, b.RoutesExperts(ws[:1], slots))
 			}
 			xv := make([]float32, rows*K)
 			for i := range xv {
