@@ -1689,12 +1689,14 @@ __device__ void gather_cols(T* __restrict__ dst, const T* __restrict__ x, const 
 // The kernel of one tile that reads paged attention's parts (_a).
 #define QMMA_AP(BITS, T, NAME) QMMA(BITS, 1, T, NAME, true, _a, false, false, false, true)
 // The experts' kernels of one tile (_e, runtime/cuda ExpertMatMul): the
-// plain kernel once for each slot of a mixture-of-experts layer, the grid's
+// plain kernel once for each slot of a mixture-of-experts layer and each of
+// one or two products of the same x (the experts' gate and up), the grid's
 // z the slots in order's order (a run of one expert's slots together, so
-// that its weights are read back to back): the slot's expert's codes,
-// scales and permutation from ex[ids[slot]] (expert 0 for a slot of none,
-// -1), its input row x[slot / div], its output row out[slot], and its own
-// stretch of part and count. ids and order are made by the kernel before
+// that its weights are read back to back), then again for the second
+// product (z >= slots: ex2 and out2): the slot's expert's codes, scales and
+// permutation from ex[ids[slot]] (expert 0 for a slot of none, -1), its
+// input row x[slot / div], its output row out[slot], and its own stretch
+// (z's) of part and count. ids and order are made by the kernel before
 // (moe.cu), so the block waits before it reads them: its weights' copies
 // start only then.
 struct QExp {
@@ -1704,11 +1706,13 @@ struct QExp {
 };
 #define QMMA_E1(BITS, T, NAME, AL, SUF)                                                                             \
     extern "C" __global__ void __launch_bounds__(256, 4) qmma##BITS##_t1##SUF##_e_##NAME(                          \
-        T* out, const T* x, const QExp* ex, const int* ids, const int* order, int div, float* part, u32* count,       \
-        int K, int N, int gs, int cps, int P, int cl, int flags) {                                                    \
+        T* out, T* out2, const T* x, const QExp* ex, const QExp* ex2, const int* ids, const int* order, int slots,    \
+        int div, float* part, u32* count, int K, int N, int gs, int cps, int P, int cl, int flags) {                  \
         pdl_wait();                                                                                                   \
-        const int s = order[blockIdx.z], e = imax(ids[s], 0);                                                         \
-        const QExp w = ex[e];                                                                                         \
+        const bool second = (int)blockIdx.z >= slots;                                                                 \
+        const int s = order[blockIdx.z - (second ? slots : 0)], e = imax(ids[s], 0);                                  \
+        const QExp w = (second ? ex2 : ex)[e];                                                                        \
+        if (second) out = out2;                                                                                       \
         qmma<BITS, 1, T, AL, false>(out + (i64)s * N, nullptr, nullptr, N, N, 0, nullptr, x + (i64)(s / div) * K,     \
                                     w.qw, w.sz, w.perm, part ? part + (i64)blockIdx.z * gridDim.y * N : nullptr,       \
                                     count ? count + (i64)blockIdx.z * gridDim.x : nullptr, K, N, 1, gs, cps, P,        \

@@ -249,11 +249,12 @@ type ExpertRouter interface {
 	// lists the slots by expert (stably; slots of -1 last), the order
 	// ExpertMatMul takes them in. topK is at most 16, experts at most 256.
 	RouteTopK(ids, weights, order, logits Tensor, topK int, normTopK bool)
-	// ExpertMatMul sets dst[s, :] = x[s/div, :] · ws[ids[s]]ᵀ for every
-	// slot s of dst [slots, N] (x [slots/div, K], as MatMul takes it),
+	// ExpertMatMul sets dsts[j][s, :] = x[s/div, :] · ws[j][ids[s]]ᵀ for
+	// every slot s of each dsts[j] [slots, N] (x [slots/div, K], as MatMul
+	// takes it; one or two products of x, e.g. the experts' gate and up),
 	// taking the slots in order's order; a slot of id -1 gets any finite
 	// row or none.
-	ExpertMatMul(dst, x Tensor, ws []Tensor, ids, order Tensor, div int)
+	ExpertMatMul(dsts []Tensor, x Tensor, ws [][]Tensor, ids, order Tensor, div int)
 	// CombineExperts adds each row's experts' outputs out [rows·topK, H],
 	// weighted, into x [rows, H] as ScaleRows and Add would: acc = w·out
 	// of the row's first slot, then acc + w·out of each next one, every

@@ -59,11 +59,14 @@ func sortPairs(ids []int32, weights []float32) {
 }
 
 // ExpertMatMul implements runtime.ExpertRouter: each expert's slots (a
-// run of order) gathered into one product, as a host-routed layer
-// multiplies an expert's rows.
-func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, order runtime.Tensor, div int) {
-	d, xt := tensorOf(dst), tensorOf(x)
-	slots, K, N := d.rows(), xt.cols(), d.cols()
+// run of order) gathered into one product a weight list, as a host-routed
+// layer multiplies an expert's rows.
+func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
+	xt := tensorOf(x)
+	if len(dsts) == 0 || len(dsts) != len(ws) {
+		panic(fmt.Sprintf("cpu: expert matmul into %d outputs with %d weight lists", len(dsts), len(ws)))
+	}
+	slots, K := tensorOf(dsts[0]).rows(), xt.cols()
 	idx, ord := indexOf("expert matmul", ids, slots), indexOf("expert matmul", order, slots)
 	if div < 1 || xt.rows()*div != slots {
 		panic(fmt.Sprintf("cpu: expert matmul of x %v for %d slots, %d a row", xt.shape, slots, div))
@@ -78,13 +81,20 @@ func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, 
 			// (Host scratch of its own, outside Alloc's accounting.)
 			n := j - i
 			in := &Tensor{shape: []int{n, K}, data: make([]float32, n*K), dt: xt.dt}
-			out := &Tensor{shape: []int{n, N}, data: make([]float32, n*N), dt: d.dt}
 			for r, s := range ord[i:j] {
 				copy(in.data[r*K:(r+1)*K], xt.data[int(s)/div*K:(int(s)/div+1)*K])
 			}
-			b.MatMul(out, in, ws[e])
-			for r, s := range ord[i:j] {
-				copy(d.data[int(s)*N:(int(s)+1)*N], out.data[r*N:(r+1)*N])
+			for p, dst := range dsts {
+				d := tensorOf(dst)
+				N := d.cols()
+				if d.rows() != slots {
+					panic(fmt.Sprintf("cpu: expert matmul outputs %v and %v", tensorOf(dsts[0]).shape, d.shape))
+				}
+				out := &Tensor{shape: []int{n, N}, data: make([]float32, n*N), dt: d.dt}
+				b.MatMul(out, in, ws[p][e])
+				for r, s := range ord[i:j] {
+					copy(d.data[int(s)*N:(int(s)+1)*N], out.data[r*N:(r+1)*N])
+				}
 			}
 		}
 		i = j

@@ -87,48 +87,72 @@ func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) 
 }
 
 // ExpertMatMul implements runtime.ExpertRouter: one launch of qgemv.cu's
-// _e kernel over the slots (the grid's z, in order's order), each a
-// one-row product with its expert's weight, its K split as a one-row
-// product's is for as many blocks as all the slots' column slabs.
-func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, order runtime.Tensor, div int) {
-	d, xt, it, ot := b.tensor(dst), b.tensor(x), b.tensor(ids), b.tensor(order)
-	if !b.RoutesExperts(ws, runtime.Rows(d)) {
-		panic(fmt.Sprintf("cuda: expert matmul with %d experts for %d slots: not experts RoutesExperts takes", len(ws), runtime.Rows(d)))
+// _e kernel over the slots of each product (the grid's z, in order's
+// order, the second product's after the first's), each a one-row product
+// with its expert's weight, its K split as a one-row product's is for as
+// many blocks as all the launch's column slabs.
+func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
+	xt, it, ot := b.tensor(x), b.tensor(ids), b.tensor(order)
+	if len(dsts) < 1 || len(dsts) > 2 || len(ws) != len(dsts) {
+		panic(fmt.Sprintf("cuda: expert matmul into %d outputs with %d weight lists: want one or two", len(dsts), len(ws)))
 	}
-	q := b.tensor(ws[0]).q
-	slots := runtime.Rows(d)
-	if runtime.Cols(xt) != q.k || runtime.Cols(d) != q.n || d.dt != xt.dt || div < 1 || runtime.Rows(xt)*div != slots ||
+	slots := runtime.Rows(dsts[0])
+	var out [2]uint64
+	var tabs [2]uint64
+	var q *quant
+	for j, dst := range dsts {
+		d := b.tensor(dst)
+		if !b.RoutesExperts(ws[j], slots) {
+			panic(fmt.Sprintf("cuda: expert matmul with %d experts for %d slots: not experts RoutesExperts takes", len(ws[j]), slots))
+		}
+		qj := b.tensor(ws[j][0]).q
+		if j > 0 && (qj.bits != q.bits || qj.k != q.k || qj.n != q.n || qj.gs != q.gs || (qj.szh == nil) != (q.szh == nil)) {
+			panic(fmt.Sprintf("cuda: expert matmul of two products with experts [%d %d] and [%d %d] of other kinds", q.n, q.k, qj.n, qj.k))
+		}
+		q = qj
+		if runtime.Rows(d) != slots || runtime.Cols(d) != q.n || d.dt != xt.dt {
+			panic(fmt.Sprintf("cuda: expert matmul output %d %v %v for %d slots of experts [%d %d], x %v", j, d.dt, d.shape, slots, q.n, q.k, xt.dt))
+		}
+		out[j] = d.ptr
+	}
+	if runtime.Cols(xt) != q.k || div < 1 || runtime.Rows(xt)*div != slots ||
 		it.dt != runtime.I32 || ot.dt != runtime.I32 || it.n != slots || ot.n != slots {
-		panic(fmt.Sprintf("cuda: expert matmul %v %v = x %v %v (%d slots a row) · experts [%d %d]ᵀ, ids %v, order %v", d.dt, d.shape, xt.dt, xt.shape, div, q.n, q.k, it.shape, ot.shape))
-	}
-	if slots == 0 {
-		return
+		panic(fmt.Sprintf("cuda: expert matmul of x %v %v (%d slots a row) · experts [%d %d]ᵀ, ids %v, order %v", xt.dt, xt.shape, div, q.n, q.k, it.shape, ot.shape))
 	}
 	if q.perm == nil && xt.ptr%16 != 0 {
 		// (The kernel stages rows without a permutation in 16-byte loads.)
 		panic(fmt.Sprintf("cuda: expert matmul of x %v at an address not 16-byte aligned", xt.shape))
 	}
-	b.enter()
-	defer b.exit()
-	tab, err := b.expertTable(ws)
-	if err != nil {
-		b.fail(err)
+	if slots == 0 {
 		return
 	}
+	b.enter()
+	defer b.exit()
+	for j := range dsts {
+		var err error
+		if tabs[j], err = b.expertTable(ws[j]); err != nil {
+			b.fail(err)
+			return
+		}
+	}
+	if len(dsts) == 1 {
+		out[1], tabs[1] = out[0], tabs[0]
+	}
+	z := len(dsts) * slots
 	sg := 0
 	if q.gs%chunkInputs(q.bits) != 0 {
 		sg = 1
 	}
 	nb := (q.n + 127) / 128
-	sp := b.qmmaSplitS(1, q.k, q.n*slots, q.bits, false, b.maxSplits(1, nb*slots, false), 0)
+	sp := b.qmmaSplitS(1, q.k, q.n*z, q.bits, false, b.maxSplits(1, nb*z, false), 0)
 	var part, count uint64
 	clusterY, cl := 0, int32(0)
 	if sp.cluster {
 		clusterY, cl = sp.S, 1
 	} else if sp.S > 1 {
-		pb, err := b.scratch(&b.epart, int64(slots)*int64(sp.S)*int64(q.n)*4)
+		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(q.n)*4)
 		if err == nil {
-			count, err = b.counters(&b.ecount, nb*slots)
+			count, err = b.counters(&b.ecount, nb*z)
 		}
 		if err != nil {
 			b.fail(err)
@@ -136,10 +160,10 @@ func (b *Backend) ExpertMatMul(dst, x runtime.Tensor, ws []runtime.Tensor, ids, 
 		}
 		part = pb.Ptr
 	}
-	name, _ := q.scales(qnames.expert[q.bits/8][sg][d.dt], true)
-	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: slots}, Dim{X: 256}, sp.shared, clusterY,
-		d.ptr, xt.ptr, tab, it.ptr, ot.ptr, int32(div), part, count, int32(q.k), int32(q.n), int32(q.gs),
-		int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
+	name, _ := q.scales(qnames.expert[q.bits/8][sg][xt.dt], true)
+	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: z}, Dim{X: 256}, sp.shared, clusterY,
+		out[0], out[1], xt.ptr, tabs[0], tabs[1], it.ptr, ot.ptr, int32(slots), int32(div), part, count,
+		int32(q.k), int32(q.n), int32(q.gs), int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
 }
 
 // expertTable returns the device address of ws's table of experts

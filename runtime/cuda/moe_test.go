@@ -175,18 +175,21 @@ func TestExpertRouter(t *testing.T) {
 	}{{4, 128, true, runtime.F16}, {4, 32, false, runtime.BF16}, {8, 128, true, runtime.F16}, {8, 64, false, runtime.F16}} {
 		t.Run(fmt.Sprintf("matmul %d bits g%d act order %v %v", tc.bits, tc.gs, tc.perm, tc.dt), func(t *testing.T) {
 			const E, K, N, rows, topK = 4, 512, 384, 3, 2
-			ws := make([]runtime.Tensor, E)
-			for e := range ws {
-				w, err := b.LoadQuant(randomQuant(r, K, N, tc.bits, tc.gs, tc.perm))
-				if err != nil {
-					t.Fatal(err)
+			// Two lists of experts (gate's and up's, say).
+			var ws [2][]runtime.Tensor
+			for j := range ws {
+				for range E {
+					w, err := b.LoadQuant(randomQuant(r, K, N, tc.bits, tc.gs, tc.perm))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer b.Free(w)
+					ws[j] = append(ws[j], w)
 				}
-				defer b.Free(w)
-				ws[e] = w
 			}
 			slots := rows * topK
-			if !b.RoutesExperts(ws, slots) || b.RoutesExperts(ws[:1], slots) {
-				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (four slots an expert at most)", b.RoutesExperts(ws, slots), slots, E, b.RoutesExperts(ws[:1], slots))
+			if !b.RoutesExperts(ws[0], slots) || b.RoutesExperts(ws[0][:1], slots) {
+				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (four slots an expert at most)", b.RoutesExperts(ws[0], slots), slots, E, b.RoutesExperts(ws[0][:1], slots))
 			}
 			xv := make([]float32, rows*K)
 			for i := range xv {
@@ -198,27 +201,36 @@ func TestExpertRouter(t *testing.T) {
 			ids, ord := ints(t, b, id), ints(t, b, order)
 			defer b.Free(ids)
 			defer b.Free(ord)
+			// Both lists in one launch, x a row a token; the first alone,
+			// x a row a slot.
 			for _, div := range []int{topK, 1} {
-				in := x
+				in, lists := x, ws[:]
 				if div == 1 {
 					in, _ = upload(t, b, tc.dt, append(slices.Clone(xv), xv[:K*(slots-rows)]...), slots, K)
+					lists = ws[:1]
 				}
-				dst, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
-				b.ExpertMatMul(dst, in, ws, ids, ord, div)
-				want, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
-				for s, e := range id {
-					if e >= 0 {
-						b.MatMul(b.View(want, s, 1), b.View(in, s/div, 1), ws[e])
-					}
+				var dsts []runtime.Tensor
+				for range lists {
+					dst, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+					dsts = append(dsts, dst)
 				}
-				g, w := floatsOf(t, b, dst), floatsOf(t, b, want)
-				for s, e := range id {
-					if e < 0 {
-						continue
+				b.ExpertMatMul(dsts, in, lists, ids, ord, div)
+				for j, list := range lists {
+					want, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+					for s, e := range id {
+						if e >= 0 {
+							b.MatMul(b.View(want, s, 1), b.View(in, s/div, 1), list[e])
+						}
 					}
-					gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
-					if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
-						t.Errorf("x rows a slot %d: slot %d (expert %d): nmse %.3g against its MatMul", div, s, e, d)
+					g, w := floatsOf(t, b, dsts[j]), floatsOf(t, b, want)
+					for s, e := range id {
+						if e < 0 {
+							continue
+						}
+						gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
+						if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
+							t.Errorf("x rows a slot %d, product %d of %d: slot %d (expert %d): nmse %.3g against its MatMul", div, j, len(lists), s, e, d)
+						}
 					}
 				}
 			}

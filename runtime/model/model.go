@@ -375,11 +375,19 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 		if m.layers[i], err = bindLayer(&m.bd, d, i); err != nil {
 			return fail(err)
 		}
-		if d.gemma || d.moe != nil {
+		if d.moe != nil {
+			// A mixture-of-experts model's decode step (moeDecodeOps)
+			// takes the attention's fusions that need no input order:
+			// q/k/v normalizing x itself.
+			if err := m.bd.fuseNorm(&m.layers[i].normed.attn, m.layers[i].attnNorm, m.layers[i].qkv); err != nil {
+				return fail(fmt.Errorf("model: layer %d: %w", i, err))
+			}
+			continue
+		}
+		if d.gemma {
 			// The decode step's fusions (input orders, norms in the
 			// products, the MLP as one op) are Llama's dense layer:
-			// Gemma's and mixture-of-experts models' steps run op by op
-			// (gemmaDecodeOps, moeDecodeOps).
+			// Gemma's steps run op by op (gemmaDecodeOps).
 			continue
 		}
 		if io != nil {

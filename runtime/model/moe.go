@@ -190,7 +190,7 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 // moeRouted is moe routed on the backend (runtime.ExpertRouter), for a
 // decode step: no transfer, so that the step can be recorded. The
 // router's product, RouteTopK (each row's experts in ascending order at
-// its slots), each slot's gate and up products by ExpertMatMul (the slots
+// its slots), each slot's gate and up products by one ExpertMatMul (the slots
 // of one expert together), one SwiGLU, the slots' down products, and
 // CombineExperts adding each row's weighted outputs in expert order into
 // x, rounded as moe rounds them.
@@ -202,10 +202,9 @@ func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d 
 	ids, order, wts := b.View(s.eroute, 0, N), b.View(s.eroute, N, N), b.View(s.wts, 0, N)
 	er.RouteTopK(ids, wts, order, logits, K, d.moe.NormTopK)
 	g, u, out := b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
-	er.ExpertMatMul(g, xn, lw.ews[0], ids, order, K)
-	er.ExpertMatMul(u, xn, lw.ews[1], ids, order, K)
+	er.ExpertMatMul([]runtime.Tensor{g, u}, xn, lw.ews[:2], ids, order, K)
 	runtime.SwiGLU(b, g, g, u)
-	er.ExpertMatMul(out, g, lw.ews[2], ids, order, 1)
+	er.ExpertMatMul([]runtime.Tensor{out}, g, lw.ews[2:], ids, order, 1)
 	er.CombineExperts(x, out, wts, ids, K)
 }
 
@@ -335,25 +334,47 @@ func checkMoE(d dims, b runtime.Backend) error {
 }
 
 // moeDecodeOps issues the layers and head of a decode step of a
-// mixture-of-experts model over ds's rows, whose embeddings x holds: op by
-// op, as the layer's forward (MixtralDecoderLayer, Qwen3MoeDecoderLayer),
-// its sparse layers' MLPs by moe and its dense ones' (qwen3_moe's
-// mlp_only_layers) as Llama's; the step's fusions stay off.
+// mixture-of-experts model over ds's rows, whose embeddings x holds, as the
+// layer's forward (MixtralDecoderLayer, Qwen3MoeDecoderLayer): the
+// attention with the dense step's fusions that need no input order (q/k/v
+// normalizing x, rotating and storing in the cache: runtime.RoPEFuser;
+// o_proj straight from attention's parts: runtime.AttentionProjector), its
+// sparse layers' MLPs by moeRouted where ds routes on the backend (else by
+// moe) and its dense ones' (qwen3_moe's mlp_only_layers) as Llama's,
+// unfused.
 func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
+	rf, _ := b.(runtime.RoPEFuser)
+	ap, _ := b.(runtime.AttentionProjector)
 	x := s.x
 	for li := range m.layers {
 		lw := &m.layers[li]
-		d.norm(b, s.xn, x, lw.attnNorm)
-		lw.project(b, s.xn, s.q, s.k, s.v)
-		lw.addQKVBias(b, s.q, s.k, s.v)
-		lw.normQK(b, d, s.q, s.k)
-		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
+		if rf != nil && lw.qkv != nil && !lw.unfusedQK() {
+			// q/k/v normalizing x (lw.normed.attn; else a norm kernel
+			// first), rotated and stored in the cache by the product.
+			xin := x
+			if lw.normed.attn == nil {
+				d.norm(b, s.xn, x, lw.attnNorm)
+				xin = s.xn
+			}
+			rf.MatMulSplitRoPE([]runtime.Tensor{s.q, s.k, s.v}, xin, lw.normed.attn, d.eps, lw.qkv, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
+		} else {
+			d.norm(b, s.xn, x, lw.attnNorm)
+			lw.project(b, s.xn, s.q, s.k, s.v)
+			lw.addQKVBias(b, s.q, s.k, s.v)
+			lw.normQK(b, d, s.q, s.k)
+			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
+		}
 		d.scaleTail(b, s.q)
 		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, CacheSettled: !ds.verify}
-		pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
-		b.MatMul(s.o, s.att, lw.lin[oProj])
+		if ap != nil {
+			// o_proj straight from attention's parts (lw's own weight).
+			ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
+		} else {
+			pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
+			b.MatMul(s.o, s.att, lw.lin[oProj])
+		}
 		if lw.bias[oProj] != nil {
 			b.AddBias(s.o, lw.bias[oProj])
 		}

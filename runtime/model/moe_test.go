@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gptq"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
@@ -370,4 +371,52 @@ func rowsDiff(a, b [][]float32) float64 {
 		}
 	}
 	return worst
+}
+
+// moeFused is fold_test's emulated backend with q/k/v products that
+// normalize their input, rotate and store in the cache (ropeNorm) and
+// o_proj's product straight from attention (runtime.AttentionProjector,
+// counted in ap).
+type moeFused struct {
+	*ropeNorm
+	ap int
+}
+
+func (f *moeFused) PagedAttentionMatMul(dst, att, qt, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams, w runtime.Tensor) {
+	f.PagedAttention(att, qt, kc, vc, tables, pos, blockSize, p)
+	f.MatMul(dst, att, w)
+	f.ap++
+}
+
+// TestMoEDecodeFused: a 4-bit act-order GPTQ Mixtral's decode steps with
+// the attention's fusions (moeDecodeOps: q/k/v normalizing x, rotating and
+// storing; o_proj from attention's output) on the emulated backend give
+// the logits of the same backend without them, every layer taking both
+// fusions in every decode step, the experts routed on the backend.
+func TestMoEDecodeFused(t *testing.T) {
+	q := gptq.DefaultQuantizeConfig()
+	q.Bits, q.GroupSize, q.DescAct = 4, 32, true
+	dir := fixtures.Mixtral(t, nil, synth.Options{Seed: 9, GPTQ: &q})
+	quant := func() *quantCPU { return &quantCPU{Backend: cpu.New(0), t: t, widths: map[runtime.Tensor][]int{}} }
+	open := func(b runtime.Backend) *Model {
+		m, err := LoadWith(dir, b, Options{DType: runtime.BF16})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		return m
+	}
+	want := allSteps(t, open(quant()), moeIDs)
+	fb := &moeFused{ropeNorm: &ropeNorm{normCPU: &normCPU{quantCPU: quant()}}}
+	m := open(fb)
+	if !m.routesOnDevice(1) {
+		t.Fatal("the emulated backend routes on the host")
+	}
+	got := allSteps(t, m, moeIDs)
+	if n := (len(moeIDs) - 4) * len(m.layers); fb.fused < n || fb.normCPU.fused < n || fb.ap < n {
+		t.Errorf("%d q/k/v products rotating, %d normalizing, %d o_proj products from attention; want %d each at least", fb.fused, fb.normCPU.fused, fb.ap, n)
+	}
+	if d := rowsDiff(got, want); !(d <= 1e-3) {
+		t.Errorf("fused steps' logits differ by %.3g from the unfused ones'", d)
+	}
 }

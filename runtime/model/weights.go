@@ -367,29 +367,30 @@ func (bd *binder) fuseNorms(lw *layerWeights) error {
 			lw.normed.glu = t
 		}
 	}
-	nf, ok := bd.b.(runtime.NormFuser)
-	if !ok {
-		return nil
-	}
-	fuse := func(dst *runtime.Tensor, weight, w runtime.Tensor) error {
-		if w == nil {
-			return nil
-		}
-		t, err := nf.FuseNorm(weight, w)
-		if err != nil || t == nil {
-			return err
-		}
-		bd.made = append(bd.made, t)
-		*dst = t
-		return nil
-	}
-	if err := fuse(&lw.normed.attn, lw.attnNorm, lw.qkv); err != nil {
+	if err := bd.fuseNorm(&lw.normed.attn, lw.attnNorm, lw.qkv); err != nil {
 		return err
 	}
 	if lw.order != nil && lw.order.slots.down != nil {
 		return nil
 	}
-	return fuse(&lw.normed.ffn, lw.ffnNorm, lw.gateUp)
+	return bd.fuseNorm(&lw.normed.ffn, lw.ffnNorm, lw.gateUp)
+}
+
+// fuseNorm sets *dst to the RMSNorm weight prepared for w's products
+// (runtime.NormFuser's FuseNorm), where the backend has them normalize
+// their input; it leaves *dst nil otherwise, or where w is nil.
+func (bd *binder) fuseNorm(dst *runtime.Tensor, weight, w runtime.Tensor) error {
+	nf, ok := bd.b.(runtime.NormFuser)
+	if !ok || w == nil {
+		return nil
+	}
+	t, err := nf.FuseNorm(weight, w)
+	if err != nil || t == nil {
+		return err
+	}
+	bd.made = append(bd.made, t)
+	*dst = t
+	return nil
 }
 
 // fuseMLP makes lw's gate/up and down one decode-step op where the backend
