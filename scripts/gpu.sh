@@ -336,16 +336,19 @@ for step in $steps; do
     # attention's combine marks and the products' loops of all warps.
     tm=${TRACE_MODEL:-q4act}
     # Without the decode step's checkpoint, one of random codes (gptqtool
-    # synth --bits, as DECODE_SOURCE=synth) of the same variant.
+    # synth --bits, as DECODE_SOURCE=synth) of the same variant;
+    # TRACE_MODEL=moe2b traces moebench's checkpoint (run moebench first).
+    md=/tmp/oc7b-$tm
     case $tm in
+    moe2b) md=/tmp/moe2b-q tf= ;;
     q4act) tf="--bits 4 --group 128 --act-order" ;;
     q4) tf="--bits 4 --group 128" ;;
     q8act) tf="--bits 8 --group 128 --act-order" ;;
-    *) note "trace: TRACE_MODEL=$tm: want q4act, q4 or q8act"; continue ;;
+    *) note "trace: TRACE_MODEL=$tm: want q4act, q4, q8act or moe2b"; continue ;;
     esac
-    [ -d /tmp/oc7b-$tm ] || run synthq7b-$tm 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
-      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/oc7b-$tm $tf --json
-    [ -d /tmp/oc7b-$tm ] || { note "trace: no /tmp/oc7b-$tm"; continue; }
+    [ -d $md ] || [ $tm = moe2b ] || run synthq7b-$tm 200 "$bin/gptqtool" synth --config "$GPTQTOOL_FIXTURES/configs/openchat-3.5-1210" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out $md $tf --json
+    [ -d $md ] || { note "trace: no $md"; continue; }
     IFS=';' read -r -a tenvs <<<"${TRACE_ENV:-}"
     # TRACE_TIMEOUT (seconds, default 300) bounds each traced run.
     # TRACE_PROMPT sets the prompt's tokens (default 128); TRACE_BASE=1 also
@@ -365,7 +368,7 @@ for step in $steps; do
         # records a module holds at batch 1.) The traced run's own tok/s says
         # how much the records slow the step.
         run $tn "${TRACE_TIMEOUT:-300}" sh -c "env $tv GPTQTOOL_TRACE='$LOGS/$tn.trace' '$bin/$tbin' bench decode --device cuda \
-          --model /tmp/oc7b-$tm --batch $tb --prompt ${TRACE_PROMPT:-128} --new 16 >'$LOGS/$tn.bench.json'"
+          --model $md --batch $tb --prompt ${TRACE_PROMPT:-128} --new 16 >'$LOGS/$tn.bench.json'"
         note "$tn ($tv), traced: $(grep -E '"(tok_per_s|step_ms)"' "$LOGS/$tn.bench.json" | tr -d '\n ')"
         # (Every trace goes into one tar, $OUT/traces.tar: a call brings
         # back at most 8 files, 16 MiB each; a trace is about 0.7 MB.)
