@@ -319,10 +319,10 @@ func (s *scratch) ensurePads(b runtime.Backend, d dims) error {
 }
 
 // checkMoE refuses a backend without runtime.RowScaler, which weighs a
-// mixture-of-experts layer's expert outputs. (Its routing reads the
-// router's logits on the host in the middle of a step, so a model's decode
-// steps run op by op even where the backend records them: NewPagedCache
-// sets NoGraphs.)
+// mixture-of-experts layer's expert outputs. (Routed on the host, a layer
+// reads the router's logits in the middle of a step, so decode steps run
+// op by op even where the backend records them, unless it routes them
+// itself: runtime.ExpertRouter, moeRouted.)
 func checkMoE(d dims, b runtime.Backend) error {
 	if d.moe == nil {
 		return nil
