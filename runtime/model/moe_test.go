@@ -420,3 +420,70 @@ func TestMoEDecodeFused(t *testing.T) {
 		t.Errorf("fused steps' logits differ by %.3g from the unfused ones'", d)
 	}
 }
+
+// slotLimited is replayCPU routing a mixture of experts on the backend for
+// at most most slots (as the CUDA backend's GPTQTOOL_MOE_SLOTS limits it),
+// so that one cache holds steps routed on the backend and recorded at small
+// batches and steps routed on the host, op by op, at larger ones.
+type slotLimited struct {
+	*replayCPU
+	most int
+}
+
+func (s slotLimited) RoutesExperts(ws []runtime.Tensor, slots int) bool {
+	return slots <= s.most && s.replayCPU.RoutesExperts(ws, slots)
+}
+
+// TestMoEDecodeBuckets: a Mixtral cache whose backend routes one row's
+// slots but not four rows' decodes three sequences (a bucket of 4, routed
+// on the host: never recorded), then one (a bucket of 1, routed on the
+// backend: recorded once, replayed after), each step's logits those of the
+// plain CPU backend.
+func TestMoEDecodeBuckets(t *testing.T) {
+	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 5})
+	rb := &replayCPU{Backend: cpu.New(0)}
+	mr, err := Load(dir, slotLimited{rb, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mr.Close()
+	if !mr.routesOnDevice(1) || mr.routesOnDevice(4) {
+		t.Fatalf("routed on the backend: %v at one row, %v at four; want one only", mr.routesOnDevice(1), mr.routesOnDevice(4))
+	}
+	mp := loadModel(t, dir)
+	prompts := [][]int{moeIDs[:4], moeIDs[4:7], moeIDs[7:13]}
+	run := func(m *Model) ([][][]float32, int) {
+		c, _, steps := pagedPrompts(t, m, prompts)
+		defer c.Free()
+		for i := range steps {
+			steps[i].Logits = true
+		}
+		var all [][][]float32
+		captures := rb.captures
+		for step := range 8 {
+			if step == 4 {
+				steps = steps[:1] // one sequence from here on
+			}
+			out, err := m.Step(c, steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all = append(all, out)
+			for i := range steps {
+				steps[i].Tokens = []int{(5 + 7*step + i) % m.Vocab()}
+			}
+		}
+		if e := c.GraphErr(); e != nil {
+			t.Fatalf("decode steps not recorded: %v", e)
+		}
+		return all, rb.captures - captures
+	}
+	got, captures := run(mr)
+	want, _ := run(mp)
+	// Decode steps 1-3 at three rows (host-routed), 5-7 at one (the
+	// first run op by op, the second recorded, then replayed).
+	if captures != 1 {
+		t.Errorf("%d recordings, want 1 (the one-row bucket's)", captures)
+	}
+	sameSteps(t, "replayed and host-routed", got, want)
+}
