@@ -50,7 +50,7 @@ func WriteImatrix(ctx context.Context, m *model.Model, samples []quantize.Sample
 	for i, d := range datasets {
 		names[i] = filepath.Base(d)
 	}
-	mat, err := gguf.NewImatrix(m.Config, imp.Sum2, imp.Tokens, imp.Samples, imp.SeqLen, names)
+	mat, err := gguf.NewImatrix(m.Config, imp.Sum2, imp.Counts, imp.Tokens, imp.Samples, imp.SeqLen, names)
 	if err != nil {
 		return nil, err
 	}

@@ -43,14 +43,6 @@ As llama-imatrix does by default, the output weight (lm_head) is left out.`,
 			if err := publish.CheckImatrixOut(out, force); err != nil {
 				return usageError{err}
 			}
-			// A model it cannot sum for (a mixture of experts) is refused
-			// before the dataset is read (a config that does not load is
-			// the model load's to report).
-			if cfg, err := modelConfig(model); err == nil {
-				if err := quantize.CheckImportance(cfg); err != nil {
-					return fmt.Errorf("imatrix: %w", err)
-				}
-			}
 			log := cmd.ErrOrStderr()
 			opts, err := cf.options(model, log)
 			if err != nil {

@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -203,23 +204,52 @@ func TestInspectMoE(t *testing.T) {
 	}
 }
 
-// TestImatrixRefusesMoE: imatrix of a small Mixtral is refused before the
-// dataset is read (the one named does not exist), naming its config.json
-// and model_type, with no file written.
-func TestImatrixRefusesMoE(t *testing.T) {
-	dir := fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 4})
-	out := filepath.Join(t.TempDir(), "imatrix.gguf")
-	_, _, err := run(t, "imatrix", "--model", dir, "--dataset", filepath.Join(t.TempDir(), "no-such-dataset.json"), "--out", out, "--device", "cpu")
-	if err == nil {
-		t.Fatal("imatrix of a mixture-of-experts model: no error")
+// TestImatrixMoE: imatrix of a small Mixtral writes, for each layer's
+// stacked experts, one row of sums and one count an expert (llama-imatrix's
+// in_sum2 [experts, n] and counts [experts, 1]), the counts of a layer's
+// gate adding up to its two experts a token; convert --gguf q4_0 --imatrix
+// reads it back and weighs every weight, the stacks' too, with no entry
+// missing but token_embd's.
+func TestImatrixMoE(t *testing.T) {
+	tok := fixturePath(t, "models/openchat-tiny")
+	dir := fixtures.Mixtral(t, map[string]any{"vocab_size": 32002, "bos_token_id": 1, "eos_token_id": 32000}, synth.Options{DType: "f32", Seed: 4, TokenizerDir: tok})
+	data := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
+	im := filepath.Join(t.TempDir(), "moe.imatrix.gguf")
+	stdout, stderr, err := run(t, "imatrix", "--model", dir, "--dataset", data, "--nsamples", "4", "--seq-len", "32", "--device", "cpu", "--out", im)
+	if err != nil {
+		t.Fatalf("imatrix: %v\n%s", err, stderr)
 	}
-	for _, want := range []string{"imatrix: ", filepath.Join(dir, "config.json"), "model_type mixtral", "mixture-of-experts"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("%q does not name %q", err, want)
+	// 2 layers: 4 attention weights and 3 stacks each.
+	if !strings.Contains(stdout, "14 weights, 4 samples, 128 tokens") {
+		t.Errorf("imatrix summary: %s", stdout)
+	}
+	m, err := gguf.ReadImatrix(im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for li := range 2 {
+		for _, kind := range []string{"gate", "up", "down"} {
+			name := "blk." + strconv.Itoa(li) + ".ffn_" + kind + "_exps.weight"
+			e := m.Entries[name]
+			var total float32
+			for _, c := range e.Counts {
+				total += c
+			}
+			if len(e.Counts) != 8 || len(e.Sum2) != 8*map[string]int{"gate": 64, "up": 64, "down": 96}[kind] || total != 2*128 {
+				t.Errorf("%s: %d sums, counts %v (sum %g); want a row and a count an expert adding up to 256", name, len(e.Sum2), e.Counts, total)
+			}
+		}
+		if e := m.Entries["blk."+strconv.Itoa(li)+".attn_q.weight"]; e.Counts != nil || e.Count != 128 || len(e.Sum2) != 64 {
+			t.Errorf("layer %d attn_q: %d sums over %g tokens, counts %v; want 64 over 128", li, len(e.Sum2), e.Count, e.Counts)
 		}
 	}
-	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("%s exists after the refusal (%v)", out, err)
+	out := filepath.Join(t.TempDir(), "moe.gguf")
+	_, stderr, err = run(t, "convert", "--in", dir, "--out", out, "--gguf", "q4_0", "--imatrix", im)
+	if err != nil {
+		t.Fatalf("convert --imatrix: %v\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, "no entry for token_embd.weight:") || strings.Contains(stderr, "_exps") {
+		t.Errorf("convert with the imatrix: the weights without an entry, want token_embd.weight only:\n%s", stderr)
 	}
 }
 

@@ -272,14 +272,14 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 			}
 		}
 		var qw []float32
-		if opts.Imatrix != nil && len(s.shape) == 2 && takesImportance(infos[i].Type) {
+		if opts.Imatrix != nil && s.weight() && takesImportance(infos[i].Type) {
 			qw = opts.Imatrix.Importance(s.name) // nil without an entry
 		}
 		if qw == nil {
 			err = w.WriteFloat32(s.name, vals)
 		} else {
 			var data []byte
-			if data, err = EncodeWeighted(infos[i].Type, vals, s.shape[1], qw); err == nil {
+			if data, err = encodeWeighted(infos[i].Type, vals, s.shape, qw); err == nil {
 				err = w.WriteTensor(s.name, data)
 			} else {
 				err = fmt.Errorf("gguf convert: tensor %q: %w", s.name, err)
@@ -304,11 +304,33 @@ func Convert(path string, get TensorFunc, cfg *hfconfig.Config, tok *tokenizer.T
 	return res, nil
 }
 
+// encodeWeighted is EncodeWeighted for a weight of shape [out, in], or a
+// mixture of experts' stack [experts, out, in] with importances qw of one
+// row of in an expert (Imatrix.Importance), each expert's rows weighed by
+// its own.
+func encodeWeighted(t TensorType, vals []float32, shape []int, qw []float32) ([]byte, error) {
+	if len(shape) == 2 {
+		return EncodeWeighted(t, vals, shape[1], qw)
+	}
+	n, in := len(vals)/shape[0], shape[2]
+	var out []byte
+	for e := range shape[0] {
+		data, err := EncodeWeighted(t, vals[e*n:(e+1)*n], in, qw[e*in:(e+1)*in])
+		if err != nil {
+			return nil, fmt.Errorf("expert %d: %w", e, err)
+		}
+		out = append(out, data...)
+	}
+	return out, nil
+}
+
 // Check returns the error Convert would return for a model of config cfg
 // converted with opts before it reads a tensor: a model outside the
-// Llama/Mistral family or a mixture of experts, a type Convert does not write, a mix that needs an
+// families Convert writes (or a mixture of experts llama.cpp would run
+// otherwise), a type Convert does not write, a mix that needs an
 // importance matrix (or an entry) it is not given, an importance matrix
-// entry whose length is not its weight's row length, a TensorTypes
+// entry whose length is not its weight's row length (a stack's: a row an
+// expert), a TensorTypes
 // pattern that does not compile or matches no 2-D weight, LeaveOutput on
 // a tied model or with OutputType, Include/ExcludeWeights together, without
 // an importance matrix or naming no entry of it, a KVOverrides key that
@@ -403,9 +425,6 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	if err := checkKVOverrides(cfg, opts); err != nil {
 		return nil, nil, nil, err
 	}
-	if err := checkMoEOptions(cfg, opts); err != nil {
-		return nil, nil, nil, err
-	}
 	rules, err := newTypeRules(cfg, opts, specs)
 	if err != nil {
 		return nil, nil, nil, err
@@ -443,7 +462,7 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 	// quantized without one (a weight that needs one was refused above).
 	var unweighted []string
 	for _, ti := range infos {
-		if given != nil && len(ti.Shape) == 2 && takesImportance(ti.Type) {
+		if given != nil && len(ti.Shape) >= 2 && takesImportance(ti.Type) {
 			if _, ok := given.Entries[ti.Name]; !ok {
 				unweighted = append(unweighted, ti.Name)
 			}
@@ -458,15 +477,23 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		}
 	}
 	if err := checkNeedsImatrix(opts, infos); err != nil {
-		if cfg.MoE != nil {
-			err = fmt.Errorf("%w (and importance matrices of mixture-of-experts models are not supported)", err)
-		}
 		return nil, nil, nil, err
 	}
 	if m := opts.Imatrix; m != nil {
 		for _, ti := range infos {
-			if e, ok := m.Entries[ti.Name]; ok && len(ti.Shape) == 2 && takesImportance(ti.Type) && len(e.Sum2) != ti.Shape[1] {
-				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), ti.Shape[1])
+			e, ok := m.Entries[ti.Name]
+			if !ok || len(ti.Shape) < 2 || !takesImportance(ti.Type) {
+				continue
+			}
+			// A weight's entry is a row of its inputs; a stack's, one an
+			// expert, with a count each (or one for all: a legacy .dat
+			// file's means).
+			in := ti.Shape[len(ti.Shape)-1]
+			switch {
+			case len(ti.Shape) == 2 && (len(e.Sum2) != in || e.Counts != nil):
+				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), in)
+			case len(ti.Shape) == 3 && (len(e.Sum2) != ti.Shape[0]*in || (e.Counts != nil && len(e.Counts) != ti.Shape[0])):
+				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values and %d counts, the stacked weight's %d experts' rows of %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), max(len(e.Counts), 1), ti.Shape[0], in)
 			}
 		}
 	}
@@ -706,16 +733,6 @@ func checkMoE(cfg *hfconfig.Config) error {
 	}
 	if !m.NormTopK {
 		return fmt.Errorf("%s: model_type %q: norm_topk_prob false, but llama.cpp's %s architecture always renormalizes the chosen experts' weights: %w", cfg.File, cfg.ModelType, Arch(cfg), ErrUnsupportedModel)
-	}
-	return nil
-}
-
-// checkMoEOptions refuses an importance matrix for a mixture of experts:
-// llama-imatrix keeps one entry per expert in each stacked tensor's entry,
-// which gptqtool neither collects nor weighs with.
-func checkMoEOptions(cfg *hfconfig.Config, opts ConvertOptions) error {
-	if cfg.MoE != nil && opts.Imatrix != nil {
-		return fmt.Errorf("gguf convert: an importance matrix for a mixture of experts (model_type %s) is not supported: %w", cfg.ModelType, ErrUnsupportedModel)
 	}
 	return nil
 }

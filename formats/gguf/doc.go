@@ -166,9 +166,12 @@
 // llama file's experts are feed_forward_length wide). llama.cpp's qwen3moe
 // makes every layer sparse and always renormalizes the top k weights, so a
 // qwen3_moe with dense layers (mlp_only_layers, decoder_sparse_step) or
-// norm_topk_prob false is refused, as are importance matrices for a
-// mixture of experts (llama-imatrix's entries for the stacked tensors
-// hold every expert's). The mixes follow llama-quantize's rules for
+// norm_topk_prob false is refused. An importance matrix's entry for a
+// stacked tensor holds a row of sums and a count an expert, as
+// llama-imatrix writes it (in_sum2 [experts, n], counts [experts, 1]), and
+// each expert's rows are quantized with its own row's mean squares
+// (Imatrix.Importance; a row of no tokens weighs every column 1, as
+// llama-quantize loads it). The mixes follow llama-quantize's rules for
 // models with experts (Mix: with 8 experts attn_k and attn_v in Q8_0,
 // attn_output in Q5_K for most; the stacked tensors by ffn_gate's,
 // ffn_up's and ffn_down's rules, their layer from the name; no 70B

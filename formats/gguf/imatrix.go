@@ -33,24 +33,35 @@ type Imatrix struct {
 }
 
 // ImatrixEntry is one weight's sums: Sum2[j] = Σ x_j² over Count tokens.
+// A mixture of experts' stacked weight (ffn_gate_exps …) has one row of
+// sums an expert, Sum2[e·n+j] over Counts[e], the tokens routed to expert
+// e (llama-imatrix's in_sum2 [n, experts] and counts [1, experts]); Count
+// is then unused. A dense weight's Counts is nil.
 type ImatrixEntry struct {
-	Sum2  []float32
-	Count float32
+	Sum2   []float32
+	Count  float32
+	Counts []float32
 }
 
 // Importance returns the mean square of each input feature of the weight
-// named name (a GGUF name), nil when the matrix has no entry for it. As
-// llama-quantize's load_imatrix, the count is rounded to an integer, and an
-// entry of no tokens (a count of 0) weighs every column 1.
+// named name (a GGUF name), nil when the matrix has no entry for it; for a
+// stacked weight, each expert's row by its own count, one after another.
+// As llama-quantize's load_imatrix, a count is rounded to an integer, and
+// a row of no tokens (a count of 0: an expert no token reached) weighs
+// every column 1.
 func (m *Imatrix) Importance(name string) []float32 {
 	e, ok := m.Entries[name]
 	if !ok {
 		return nil
 	}
-	count := float32(math.Round(float64(e.Count)))
+	counts := e.Counts
+	if counts == nil {
+		counts = []float32{e.Count}
+	}
+	n := len(e.Sum2) / len(counts)
 	out := make([]float32, len(e.Sum2))
 	for j, s := range e.Sum2 {
-		if count > 0 {
+		if count := float32(math.Round(float64(counts[j/n]))); count > 0 {
 			out[j] = s / count
 		} else {
 			out[j] = 1
@@ -70,15 +81,21 @@ const (
 )
 
 // Write writes m to path as llama.cpp's GGUF imatrix (general.type
-// "imatrix"; NAME.in_sum2 [1, n] and NAME.counts [1], F32), which
-// llama-quantize --imatrix reads; the file appears only when complete.
+// "imatrix"; NAME.in_sum2 [1, n] and NAME.counts [1], F32; a stacked
+// weight's [experts, n] and [experts, 1]), which llama-quantize --imatrix
+// reads; the file appears only when complete.
 func (m *Imatrix) Write(path string) error {
 	names := slices.Sorted(maps.Keys(m.Entries))
 	var infos []TensorInfo
 	for _, n := range names {
+		e := m.Entries[n]
+		sums, counts := []int{1, len(e.Sum2)}, []int{1}
+		if e.Counts != nil {
+			sums, counts = []int{len(e.Counts), len(e.Sum2) / len(e.Counts)}, []int{len(e.Counts), 1}
+		}
 		infos = append(infos,
-			TensorInfo{Name: n + imatrixSum2, Shape: []int{1, len(m.Entries[n].Sum2)}, Type: TypeF32},
-			TensorInfo{Name: n + imatrixCounts, Shape: []int{1}, Type: TypeF32})
+			TensorInfo{Name: n + imatrixSum2, Shape: sums, Type: TypeF32},
+			TensorInfo{Name: n + imatrixCounts, Shape: counts, Type: TypeF32})
 	}
 	datasets := m.Datasets
 	if datasets == nil {
@@ -100,7 +117,11 @@ func (m *Imatrix) Write(path string) error {
 			w.Abort()
 			return err
 		}
-		if err := w.WriteFloat32(n+imatrixCounts, []float32{e.Count}); err != nil {
+		counts := e.Counts
+		if counts == nil {
+			counts = []float32{e.Count}
+		}
+		if err := w.WriteFloat32(n+imatrixCounts, counts); err != nil {
 			w.Abort()
 			return err
 		}
@@ -163,21 +184,27 @@ func readImatrixGGUF(path string) (*Imatrix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("imatrix %s: tensor %q: %w", path, name+imatrixCounts, err)
 		}
-		// A dense weight has one matrix: sums [1, n], counts [1] (an
-		// expert-stacked weight has one row and count per expert, which
-		// the llama architecture does not have).
-		if len(counts) != 1 {
-			return nil, fmt.Errorf("imatrix %s: tensor %q holds %d counts, want 1 (a dense model's weight)", path, name+imatrixCounts, len(counts))
+		// A dense weight has one matrix: sums [1, n], counts [1]; a
+		// mixture of experts' stacked weight one row of sums and a count
+		// an expert.
+		if len(counts) == 0 || len(sums)%len(counts) != 0 {
+			return nil, fmt.Errorf("imatrix %s: tensor %q holds %d counts for %d sums, want one count a row of sums", path, name+imatrixCounts, len(counts), len(sums))
 		}
-		if c := float64(counts[0]); math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
-			return nil, fmt.Errorf("imatrix %s: tensor %q is %g, want a finite token count", path, name+imatrixCounts, c)
+		for _, c := range counts {
+			if c := float64(c); math.IsNaN(c) || math.IsInf(c, 0) || c < 0 {
+				return nil, fmt.Errorf("imatrix %s: tensor %q holds %g, want finite token counts", path, name+imatrixCounts, c)
+			}
 		}
 		for j, v := range sums {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) || v < 0 {
 				return nil, fmt.Errorf("imatrix %s: tensor %q: value %d is %g, want a finite non-negative sum of squares", path, ti.Name, j, v)
 			}
 		}
-		m.Entries[name] = ImatrixEntry{Sum2: sums, Count: counts[0]}
+		e := ImatrixEntry{Sum2: sums, Count: counts[0]}
+		if len(counts) > 1 {
+			e.Counts = counts
+		}
+		m.Entries[name] = e
 	}
 	if len(m.Entries) == 0 {
 		return nil, fmt.Errorf("imatrix %s: no %s tensors", path, imatrixSum2)
@@ -257,26 +284,65 @@ func readImatrixLegacy(b []byte) (*Imatrix, error) {
 // NewImatrix is the importance matrix of sums (Σ x² of each input
 // feature, by Hugging Face weight name: "model.layers.0.mlp.down_proj.weight")
 // over tokens tokens of samples samples of seqLen, named for cfg's GGUF
-// file (the names Convert writes). A name the file does not have is an
-// error.
-func NewImatrix(cfg *hfconfig.Config, sums map[string][]float64, tokens int64, samples, seqLen int, datasets []string) (*Imatrix, error) {
-	names := map[string]string{}
+// file (the names Convert writes); counts, by the same names, holds the
+// tokens of the sums that are over fewer (a mixture of experts' experts,
+// each over the tokens routed to it), whose stacked tensor's entry has a
+// row and a count an expert. A name the file does not have, or an expert
+// whose stack lacks another's sums, is an error.
+func NewImatrix(cfg *hfconfig.Config, sums map[string][]float64, counts map[string]int64, tokens int64, samples, seqLen int, datasets []string) (*Imatrix, error) {
+	type slot struct {
+		name   string
+		expert int // -1: a weight of its own
+		of     int // the stack's experts
+	}
+	names := map[string]slot{}
 	for _, s := range tensorSpecs(cfg) {
-		if s.source != "" {
-			names[s.source] = s.name
+		switch {
+		case s.experts != nil:
+			for e, hf := range s.experts {
+				names[hf] = slot{s.name, e, len(s.experts)}
+			}
+		case s.source != "":
+			names[s.source] = slot{s.name, -1, 0}
 		}
 	}
 	m := &Imatrix{Entries: map[string]ImatrixEntry{}, Chunks: samples, ChunkSize: seqLen, Datasets: datasets}
+	filled := map[string]int{} // a stack's experts given
 	for hf, v := range sums {
-		name, ok := names[hf]
+		sl, ok := names[hf]
 		if !ok {
 			return nil, fmt.Errorf("imatrix: %s has no GGUF tensor", hf)
 		}
-		e := ImatrixEntry{Sum2: make([]float32, len(v)), Count: float32(tokens)}
-		for j, x := range v {
-			e.Sum2[j] = float32(x)
+		n, ok := counts[hf]
+		if !ok {
+			n = tokens
 		}
-		m.Entries[name] = e
+		if sl.expert < 0 {
+			e := ImatrixEntry{Sum2: make([]float32, len(v)), Count: float32(n)}
+			for j, x := range v {
+				e.Sum2[j] = float32(x)
+			}
+			m.Entries[sl.name] = e
+			continue
+		}
+		e, ok := m.Entries[sl.name]
+		if !ok {
+			e = ImatrixEntry{Sum2: make([]float32, sl.of*len(v)), Counts: make([]float32, sl.of)}
+		}
+		if len(e.Sum2) != sl.of*len(v) {
+			return nil, fmt.Errorf("imatrix: %s has %d sums, its stack %s's other experts %d", hf, len(v), sl.name, len(e.Sum2)/sl.of)
+		}
+		for j, x := range v {
+			e.Sum2[sl.expert*len(v)+j] = float32(x)
+		}
+		e.Counts[sl.expert] = float32(n)
+		m.Entries[sl.name] = e
+		filled[sl.name]++
+	}
+	for name, n := range filled {
+		if of := len(m.Entries[name].Counts); n != of {
+			return nil, fmt.Errorf("imatrix: %s: sums of %d of its %d experts", name, n, of)
+		}
 	}
 	return m, nil
 }

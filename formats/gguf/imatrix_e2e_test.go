@@ -71,7 +71,7 @@ func TestImatrixQuality(t *testing.T) {
 		if want := 7 * ck.cfg.NumHiddenLayers; len(imp.Sum2) != want || imp.Tokens != int64(512*len(samples)) {
 			t.Fatalf("importance of %d weights over %d tokens, want %d over %d", len(imp.Sum2), imp.Tokens, want, 512*len(samples))
 		}
-		m, err := gguf.NewImatrix(ck.cfg, imp.Sum2, imp.Tokens, imp.Samples, imp.SeqLen, nil)
+		m, err := gguf.NewImatrix(ck.cfg, imp.Sum2, imp.Counts, imp.Tokens, imp.Samples, imp.SeqLen, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,9 +7,8 @@ import (
 )
 
 // TestMixLowIQExperts: the 1- and 2-bit IQ file types' rules for a model
-// with experts (llama_tensor_get_type_impl's first branch), which no
-// conversion reaches yet (their weights need an importance matrix,
-// refused for a mixture of experts): attn_v in Q4_K with 4 or more
+// with experts (llama_tensor_get_type_impl's first branch), whose weights
+// need an importance matrix: attn_v in Q4_K with 4 or more
 // experts whatever the grouped-query attention, attn_k in Q4_K and
 // attn_output in Q5_K with 8 experts only.
 func TestMixLowIQExperts(t *testing.T) {

@@ -282,9 +282,8 @@ func TestConvertMoEQ8_0(t *testing.T) {
 }
 
 // TestConvertMoERefused: a qwen3_moe with dense layers or without
-// norm_topk_prob (llama.cpp's qwen3moe has neither), and a mixture of
-// experts with an importance matrix, are refused before any tensor is
-// read, wrapping ErrUnsupportedModel.
+// norm_topk_prob (llama.cpp's qwen3moe has neither) is refused before any
+// tensor is read, wrapping ErrUnsupportedModel.
 func TestConvertMoERefused(t *testing.T) {
 	for _, tc := range []struct {
 		name, modelType string
@@ -294,7 +293,6 @@ func TestConvertMoERefused(t *testing.T) {
 	}{
 		{"dense layer", "qwen3_moe", nil, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{`model_type "qwen3_moe": layers 2 have a dense MLP`, "qwen3moe architecture"}},
 		{"norm_topk_prob", "qwen3_moe", map[string]any{"mlp_only_layers": []int{}, "norm_topk_prob": false}, gguf.ConvertOptions{Type: gguf.TypeF16}, []string{"norm_topk_prob false"}},
-		{"imatrix", "mixtral", nil, gguf.ConvertOptions{Type: gguf.TypeQ4_K, Imatrix: &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{}}}, []string{"importance matrix"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := fixtures.MixtralConfig()
@@ -608,5 +606,160 @@ func TestMoEKVOverrides(t *testing.T) {
 	}
 	if hc.MoE == nil || hc.MoE.TopK != 3 {
 		t.Errorf("HFConfig's experts %+v, want 3 a token", hc.MoE)
+	}
+}
+
+// TestConvertMoEImatrix: the Mixtral checkpoint converted to Q4_0 with an
+// importance matrix of one row and count an expert (NewImatrix from each
+// expert's sums and tokens; expert 2 reached by none) writes each expert's
+// rows weighted by its own row's mean squares (EncodeWeighted of its
+// matrix; all ones for expert 2, as llama-quantize loads a row of no
+// tokens); expert 0's rows weighted by expert 1's are other blocks. The
+// matrix written and read back has the stacks' rows and counts
+// (in_sum2 [experts, n], counts [experts, 1]).
+func TestConvertMoEImatrix(t *testing.T) {
+	spec := moeSpecs[0]
+	ck := moeCheckpoint(t, spec.modelType, spec.edit)
+	H, I := ck.cfg.HiddenSize, ck.cfg.MoE.ExpertSize
+	sums, counts := map[string][]float64{}, map[string]int64{}
+	in := map[string]int{"gate": H, "up": H, "down": I}
+	for li := range spec.layers {
+		for e := range spec.experts {
+			for kind, n := range in {
+				v := make([]float64, n)
+				for j := range v {
+					x := float64((j*7+e*13+li*5)%17) / 4
+					v[j] = 0.05 + x*x*x
+				}
+				hf := spec.expert(li, e, kind)
+				sums[hf], counts[hf] = v, int64(3+e)
+				if e == 2 {
+					sums[hf], counts[hf] = make([]float64, n), 0
+				}
+			}
+		}
+	}
+	m, err := gguf.NewImatrix(ck.cfg, sums, counts, 100, 1, 100, []string{"calib.json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := convertWith(t, ck, gguf.TypeQ4_0, gguf.ConvertOptions{Type: gguf.TypeQ4_0, Imatrix: m})
+	importance := func(hf string) []float32 {
+		qw := make([]float32, len(sums[hf]))
+		for j, s := range sums[hf] {
+			qw[j] = 1
+			if counts[hf] > 0 {
+				qw[j] = float32(s) / float32(counts[hf])
+			}
+		}
+		return qw
+	}
+	for li := range spec.layers {
+		for kind, n := range in {
+			name := "blk." + strconv.Itoa(li) + ".ffn_" + kind + "_exps.weight"
+			if ti, _ := c.file.Tensor(name); ti.Type != gguf.TypeQ4_0 {
+				t.Fatalf("%s in %s, want Q4_0", name, ti.Type)
+			}
+			data, err := c.file.TensorData(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []byte
+			for e := range spec.experts {
+				b, err := gguf.EncodeWeighted(gguf.TypeQ4_0, checkpointF32(t, ck, spec.expert(li, e, kind)), n, importance(spec.expert(li, e, kind)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				want = append(want, b...)
+			}
+			if !bytes.Equal(data, want) {
+				t.Errorf("%s: not each expert's rows weighted by its own importance", name)
+			}
+			other, err := gguf.EncodeWeighted(gguf.TypeQ4_0, checkpointF32(t, ck, spec.expert(li, 0, kind)), n, importance(spec.expert(li, 1, kind)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if bytes.Equal(other, want[:len(other)]) {
+				t.Errorf("%s: expert 0's rows weighted by expert 1's importance are the same blocks: the test cannot tell", name)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "moe.imatrix.gguf")
+	if err := m.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := gguf.ReadImatrix(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, shape := range map[string][]int{"blk.1.ffn_down_exps.weight.in_sum2": {8, I}, "blk.1.ffn_down_exps.weight.counts": {8, 1}} {
+		if ti, ok := f.Tensor(name); !ok || !slices.Equal(ti.Shape, shape) {
+			t.Errorf("%s: shape %v, want %v", name, ti.Shape, shape)
+		}
+	}
+	for name, e := range m.Entries {
+		if b := back.Entries[name]; !slices.Equal(b.Sum2, e.Sum2) || !slices.Equal(b.Counts, e.Counts) || len(e.Counts) != 8 {
+			t.Errorf("%s read back: %d sums, counts %v; want %d, %v", name, len(b.Sum2), b.Counts, len(e.Sum2), e.Counts)
+		}
+	}
+}
+
+// TestMoEMixNeedsImatrix: IQ2_XXS, whose weights need an importance
+// matrix, is refused for the 8-layer Mixtral of TestMoEMixes without one,
+// and planned with one holding a row and a count an expert for each
+// stacked tensor: the stacks in IQ2_XXS (TestMixLowIQExperts' rule).
+func TestMoEMixNeedsImatrix(t *testing.T) {
+	tok, err := tokenizer.Load(fixture(t, "models/openchat-tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := fixtures.MixtralConfig()
+	doc["hidden_size"], doc["intermediate_size"], doc["num_hidden_layers"], doc["vocab_size"] = 256, 512, 8, 32002
+	doc["bos_token_id"], doc["eos_token_id"] = 1, 32000
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := hfconfig.Parse(raw, "m/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mix, _ := gguf.ParseMix("IQ2_XXS")
+	if _, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: mix}); err == nil || !strings.Contains(err.Error(), "needs an importance matrix") {
+		t.Fatalf("IQ2_XXS without an importance matrix: %v, want the refusal", err)
+	}
+	q4, _ := gguf.ParseMix("Q4_K_M")
+	plain, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: q4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &gguf.Imatrix{Entries: map[string]gguf.ImatrixEntry{}}
+	for _, ct := range plain.Tensors {
+		switch {
+		case len(ct.Shape) == 3:
+			m.Entries[ct.Name] = gguf.ImatrixEntry{Sum2: slices.Repeat([]float32{1}, ct.Shape[0]*ct.Shape[2]), Counts: slices.Repeat([]float32{4}, ct.Shape[0])}
+		case len(ct.Shape) == 2 && !strings.HasSuffix(ct.Name, "ffn_gate_inp.weight"):
+			m.Entries[ct.Name] = gguf.ImatrixEntry{Sum2: slices.Repeat([]float32{1}, ct.Shape[1]), Count: 4}
+		}
+	}
+	res, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: mix, Imatrix: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ct := range res.Tensors {
+		if strings.HasSuffix(ct.Name, "ffn_gate_exps.weight") && ct.Type != gguf.TypeIQ2_XXS {
+			t.Errorf("%s: %s, want IQ2_XXS", ct.Name, ct.Type)
+		}
+	}
+	// A stack's entry of one row for all experts is another model's.
+	e := m.Entries["blk.0.ffn_up_exps.weight"]
+	m.Entries["blk.0.ffn_up_exps.weight"] = gguf.ImatrixEntry{Sum2: e.Sum2[:256], Count: 4}
+	if _, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: mix, Imatrix: m}); err == nil || !strings.Contains(err.Error(), `"blk.0.ffn_up_exps.weight" has 256 values and 1 counts, the stacked weight's 8 experts' rows of 256`) {
+		t.Errorf("a stack's entry of one row: %v", err)
 	}
 }

@@ -408,3 +408,14 @@ func (l *Layer) ExpertRows() []int {
 	clear(l.s.routed)
 	return out
 }
+
+// ExpertRows is Layer.ExpertRows for the model's own passes (Observe),
+// whose sparse layers count into one list: read as a layer's first expert
+// intermediate (ExpertInput of expert 0) reaches a tap, it holds that
+// layer's rows of the pass, which the layer counts before it emits them,
+// when it was read at the previous layer's too.
+func (m *Model) ExpertRows() []int {
+	out := slices.Clone(m.s.routed)
+	clear(m.s.routed)
+	return out
+}
