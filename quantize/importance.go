@@ -105,6 +105,7 @@ func CollectImportance(ctx context.Context, m *model.Model, samples []Sample, pr
 		if n == 0 {
 			continue
 		}
+		m.ExpertRows() // (what earlier passes of m counted)
 		if err := m.Observe(smp.IDs[:n], tap); err != nil {
 			return nil, fmt.Errorf("importance: sample %d: %w", s, err)
 		}

@@ -3,6 +3,7 @@ package quantize_test
 import (
 	"context"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,6 +32,11 @@ func TestCollectImportanceMoE(t *testing.T) {
 	}
 	defer m.Close()
 	samples := []quantize.Sample{{IDs: []int{1, 20, 33, 47, 5, 9, 200, 17}}, {IDs: []int{3, 4, 5, 6, 7, 8}, Mask: []bool{true, true, true, true, false, false}}}
+	// An observed pass before, whose routed rows the model counted too,
+	// must not reach the importance's counts.
+	if err := m.Observe([]int{5, 6, 7, 8, 9}, func(string, runtime.Tensor) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
 	imp, err := quantize.CollectImportance(context.Background(), m, samples, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -123,6 +129,10 @@ func TestCollectImportanceMoE(t *testing.T) {
 			}
 			if len(got) != H {
 				t.Fatalf("%s: %d sums, want %d", gate, len(got), H)
+			}
+			// up reads gate's input; down's sums are over the same tokens.
+			if up, down := imp.Sum2["model.layers."+strconv.Itoa(li)+"."+mods[1]+".weight"], imp.Sum2["model.layers."+strconv.Itoa(li)+"."+mods[2]+".weight"]; !slices.Equal(up, got) || len(down) != m.Config.MoE.ExpertSize {
+				t.Errorf("expert %d of layer %d: up's sums differ from gate's, or down has %d (want %d)", e, li, len(down), m.Config.MoE.ExpertSize)
 			}
 			for j := range want {
 				if d := math.Abs(got[j] - want[j]); d > 1e-4*(1+want[j]) {

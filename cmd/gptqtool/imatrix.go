@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/publish"
 	"github.com/gptqtool/gptqtool/quantize"
 	"github.com/spf13/cobra"
@@ -42,6 +43,15 @@ As llama-imatrix does by default, the output weight (lm_head) is left out.`,
 			}
 			if err := publish.CheckImatrixOut(out, force); err != nil {
 				return usageError{err}
+			}
+			// A model whose GGUF file convert would refuse (whose names the
+			// matrix is written under: a Qwen3-MoE with dense layers, say)
+			// is refused before the dataset is read (a config that does
+			// not load is the model load's to report).
+			if cfg, err := modelConfig(model); err == nil {
+				if err := gguf.CheckModel(cfg); err != nil {
+					return fmt.Errorf("imatrix: %w", err)
+				}
 			}
 			log := cmd.ErrOrStderr()
 			opts, err := cf.options(model, log)

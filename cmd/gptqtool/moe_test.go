@@ -251,6 +251,17 @@ func TestImatrixMoE(t *testing.T) {
 	if !strings.Contains(stderr, "no entry for token_embd.weight:") || strings.Contains(stderr, "_exps") {
 		t.Errorf("convert with the imatrix: the weights without an entry, want token_embd.weight only:\n%s", stderr)
 	}
+	// A Qwen3-MoE with a dense layer, which convert --gguf refuses, is
+	// refused before the dataset is read (the one named does not exist).
+	qwen := fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 4})
+	none := filepath.Join(t.TempDir(), "none.gguf")
+	_, _, err = run(t, "imatrix", "--model", qwen, "--dataset", filepath.Join(t.TempDir(), "no-such.json"), "--out", none, "--device", "cpu")
+	if err == nil || !strings.Contains(err.Error(), "imatrix: ") || !strings.Contains(err.Error(), "have a dense MLP") {
+		t.Errorf("imatrix of a Qwen3-MoE with a dense layer: %v, want the refusal naming it", err)
+	}
+	if _, err := os.Stat(none); err == nil {
+		t.Errorf("%s written after the refusal", none)
+	}
 }
 
 // TestLayerOfModules: the progress line's layer of a module count, for

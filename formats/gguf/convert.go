@@ -476,9 +476,6 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 			return nil, nil, nil, fmt.Errorf("gguf convert: %s puts %s in %s, which gptqtool does not write: %w", targetName(opts), ti.Name, ti.Type, ErrUnsupportedType)
 		}
 	}
-	if err := checkNeedsImatrix(opts, infos); err != nil {
-		return nil, nil, nil, err
-	}
 	if m := opts.Imatrix; m != nil {
 		for _, ti := range infos {
 			e, ok := m.Entries[ti.Name]
@@ -491,11 +488,17 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 			in := ti.Shape[len(ti.Shape)-1]
 			switch {
 			case len(ti.Shape) == 2 && (len(e.Sum2) != in || e.Counts != nil):
+				if e.Counts != nil {
+					return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d counts, one a stacked weight's expert, for the weight of rows %d (an importance matrix of another model?)", ti.Name, len(e.Counts), in)
+				}
 				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values, the weight's rows %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), in)
 			case len(ti.Shape) == 3 && (len(e.Sum2) != ti.Shape[0]*in || (e.Counts != nil && len(e.Counts) != ti.Shape[0])):
 				return nil, nil, nil, fmt.Errorf("gguf convert: imatrix entry %q has %d values and %d counts, the stacked weight's %d experts' rows of %d (an importance matrix of another model?)", ti.Name, len(e.Sum2), max(len(e.Counts), 1), ti.Shape[0], in)
 			}
 		}
+	}
+	if err := checkNeedsImatrix(opts, infos); err != nil {
+		return nil, nil, nil, err
 	}
 	return res, specs, infos, nil
 }

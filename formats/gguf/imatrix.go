@@ -48,7 +48,8 @@ type ImatrixEntry struct {
 // stacked weight, each expert's row by its own count, one after another.
 // As llama-quantize's load_imatrix, a count is rounded to an integer, and
 // a row of no tokens (a count of 0: an expert no token reached) weighs
-// every column 1.
+// every column 1. An entry whose sums are not whole rows of its counts is
+// none (nil; Convert's checks name it).
 func (m *Imatrix) Importance(name string) []float32 {
 	e, ok := m.Entries[name]
 	if !ok {
@@ -57,6 +58,9 @@ func (m *Imatrix) Importance(name string) []float32 {
 	counts := e.Counts
 	if counts == nil {
 		counts = []float32{e.Count}
+	}
+	if len(e.Sum2) < len(counts) || len(e.Sum2)%len(counts) != 0 {
+		return nil
 	}
 	n := len(e.Sum2) / len(counts)
 	out := make([]float32, len(e.Sum2))

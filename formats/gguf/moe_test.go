@@ -756,6 +756,13 @@ func TestMoEMixNeedsImatrix(t *testing.T) {
 			t.Errorf("%s: %s, want IQ2_XXS", ct.Name, ct.Type)
 		}
 	}
+	// More counts than sums, on a dense weight: named, not a panic.
+	q := m.Entries["blk.0.attn_q.weight"]
+	m.Entries["blk.0.attn_q.weight"] = gguf.ImatrixEntry{Sum2: q.Sum2, Counts: make([]float32, 300)}
+	if _, err := gguf.Plan(cfg, tok, gguf.ConvertOptions{Mix: mix, Imatrix: m}); err == nil || !strings.Contains(err.Error(), `"blk.0.attn_q.weight" has 300 counts`) {
+		t.Errorf("a dense weight's entry of 300 counts: %v", err)
+	}
+	m.Entries["blk.0.attn_q.weight"] = q
 	// A stack's entry of one row for all experts is another model's.
 	e := m.Entries["blk.0.ffn_up_exps.weight"]
 	m.Entries["blk.0.ffn_up_exps.weight"] = gguf.ImatrixEntry{Sum2: e.Sum2[:256], Count: 4}
