@@ -43,6 +43,14 @@ type ImatrixEntry struct {
 	Counts []float32
 }
 
+// rowCounts is e's count a row of sums: Counts, or a dense weight's Count.
+func (e ImatrixEntry) rowCounts() []float32 {
+	if e.Counts == nil {
+		return []float32{e.Count}
+	}
+	return e.Counts
+}
+
 // Importance returns the mean square of each input feature of the weight
 // named name (a GGUF name), nil when the matrix has no entry for it; for a
 // stacked weight, each expert's row by its own count, one after another.
@@ -55,10 +63,7 @@ func (m *Imatrix) Importance(name string) []float32 {
 	if !ok {
 		return nil
 	}
-	counts := e.Counts
-	if counts == nil {
-		counts = []float32{e.Count}
-	}
+	counts := e.rowCounts()
 	if len(e.Sum2) < len(counts) || len(e.Sum2)%len(counts) != 0 {
 		return nil
 	}
@@ -121,11 +126,7 @@ func (m *Imatrix) Write(path string) error {
 			w.Abort()
 			return err
 		}
-		counts := e.Counts
-		if counts == nil {
-			counts = []float32{e.Count}
-		}
-		if err := w.WriteFloat32(n+imatrixCounts, counts); err != nil {
+		if err := w.WriteFloat32(n+imatrixCounts, e.rowCounts()); err != nil {
 			w.Abort()
 			return err
 		}
