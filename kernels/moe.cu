@@ -3,7 +3,8 @@
 // middle. A slot is one of a row's K experts, slot s = r·K + k of row r.
 //
 // moe_route_T(ids, wts, order, logits, rows, E, K, norm): one block of 256
-// threads; logits T [rows, E] (E <= MOE_EMAX), K <= MOE_KMAX, rows·K <=
+// threads; logits fp32 [rows, E] (E <= MOE_EMAX), each rounded to T first
+// (the router's product in the activation dtype), K <= MOE_KMAX, rows·K <=
 // MOE_SLOTS. Each warp takes rows in turn: the softmax over the row's E
 // logits in fp32 as transformers (and runtime.RouteRow) compute it, each
 // exponential in double rounded once (CUDA's exp and Go's math.Exp are
@@ -17,6 +18,10 @@
 // row lacks (a NaN row has none). Then order [rows·K] lists the slots by
 // expert, stably (slots of -1 last): each thread ranks its slots against
 // all the others.
+//
+// Both wait for the kernel before (pdl_wait) before they read anything and
+// let the next start at once (runtime/cuda launches them with programmatic
+// stream serialization: pdlKernels).
 //
 // moe_combine_T(x, out, wts, ids, rows, H, K): x [rows, H] += the row's
 // slots' outputs out [rows·K, H] weighed by wts, as runtime/model's host
@@ -36,24 +41,26 @@ __device__ __forceinline__ bool moe_better(float p, int e, float q, int f) {
 
 template <typename T>
 __device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* __restrict__ order,
-                          const T* __restrict__ logits, int rows, int E, int K, int norm) {
+                          const float* __restrict__ logits, int rows, int E, int K, int norm) {
     __shared__ float pr[8][MOE_EMAX];
     __shared__ int sid[MOE_SLOTS];
+    pdl_launch();
+    pdl_wait();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     for (int r = warp; r < rows; r += 8) {
-        const T* l = logits + (i64)r * E;
+        const float* l = logits + (i64)r * E;
         float* p = pr[warp];
         float most = NEG_INF;
         bool nan = false;
         for (int e = lane; e < E; e += 32) {
-            const float v = to_f32(l[e]);
+            const float v = to_f32(from_f32<T>(l[e]));
             nan = nan || v != v;
             most = fmaxf(most, v);
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) most = fmaxf(most, __shfl_xor_sync(0xffffffffu, most, o));
         if (__any_sync(0xffffffffu, nan)) most = __int_as_float(0x7fffffff);
-        for (int e = lane; e < E; e += 32) p[e] = (float)exp((double)(to_f32(l[e]) - most));
+        for (int e = lane; e < E; e += 32) p[e] = (float)exp((double)(to_f32(from_f32<T>(l[e])) - most));
         __syncwarp();
         float sum = 0.0f;
         if (lane == 0) {
@@ -123,6 +130,8 @@ __device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* _
 template <typename T>
 __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const float* __restrict__ wts,
                             const int* __restrict__ ids, int rows, int H, int K) {
+    pdl_launch();
+    pdl_wait();
     FOR_N(i, (i64)rows * H) {
         const i64 r = i / H, c = i % H;
         float acc = 0.0f;
@@ -141,7 +150,7 @@ __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const 
 }
 
 #define MOE(N, T)                                                                                                   \
-    extern "C" __global__ void __launch_bounds__(256) moe_route_##N(int* ids, float* wts, int* order, const T* logits, \
+    extern "C" __global__ void __launch_bounds__(256) moe_route_##N(int* ids, float* wts, int* order, const float* logits, \
                                                                     int rows, int E, int K, int norm) {             \
         moe_route<T>(ids, wts, order, logits, rows, E, K, norm);                                                    \
     }                                                                                                               \

@@ -239,7 +239,9 @@ type ExpertRouter interface {
 	// dst of slots rows.
 	RoutesExperts(ws []Tensor, slots int) bool
 	// RouteTopK chooses each row's topK experts from a router's logits
-	// [rows, experts] as transformers' MixtralTopKRouter does: a softmax
+	// [rows, experts] (F32, rounded to dt first: the activation dtype
+	// transformers' router computes them in) as transformers'
+	// MixtralTopKRouter does: a softmax
 	// over all the experts in fp32, the topK largest probabilities (the
 	// lower expert first among equal ones), divided by their sum where
 	// normTopK. It writes row r's experts in ascending order to its slots
@@ -248,7 +250,7 @@ type ExpertRouter interface {
 	// left without an expert holds -1 and 0. order (I32 [rows·topK])
 	// lists the slots by expert (stably; slots of -1 last), the order
 	// ExpertMatMul takes them in. topK is at most 16, experts at most 256.
-	RouteTopK(ids, weights, order, logits Tensor, topK int, normTopK bool)
+	RouteTopK(ids, weights, order, logits Tensor, dt DType, topK int, normTopK bool)
 	// ExpertMatMul sets dsts[j][s, :] = x[s/div, :] · ws[j][ids[s]]ᵀ for
 	// every slot s of each dsts[j] [slots, N] (x [slots/div, K], as MatMul
 	// takes it; one or two products of x, e.g. the experts' gate and up),

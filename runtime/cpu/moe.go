@@ -18,7 +18,7 @@ func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
 }
 
 // RouteTopK implements runtime.ExpertRouter with runtime.RouteRow.
-func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int, normTopK bool) {
+func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runtime.DType, topK int, normTopK bool) {
 	lt, wt := tensorOf(logits), tensorOf(weights)
 	rows, experts := lt.rows(), lt.cols()
 	slots := rows * topK
@@ -26,10 +26,12 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int
 	if wt.dt != runtime.F32 || wt.Len() != slots || tensorOf(ids).Len() != slots || tensorOf(order).Len() != slots {
 		panic(fmt.Sprintf("cpu: route %v logits to ids %v, weights %v %v, order %v for top %d", lt.shape, tensorOf(ids).shape, wt.dt, wt.shape, tensorOf(order).shape, topK))
 	}
-	probs := make([]float32, experts)
+	probs, l := make([]float32, experts), make([]float32, experts)
 	for r := range rows {
 		id, w := idx[r*topK:(r+1)*topK], wt.data[r*topK:(r+1)*topK]
-		n := runtime.RouteRow(lt.data[r*experts:(r+1)*experts], topK, normTopK, probs, id, w)
+		copy(l, lt.data[r*experts:(r+1)*experts])
+		roundTo(dt, l)
+		n := runtime.RouteRow(l, topK, normTopK, probs, id, w)
 		// Ascending experts, then the slots left empty.
 		sortPairs(id[:n], w[:n])
 		for i := n; i < topK; i++ {

@@ -1312,7 +1312,7 @@ func envInt(name string, def, lo, hi int, want string) (int, error) {
 // probe of BenchmarkPieces) waits for nothing: it reads and writes nothing
 // the kernel before it does; stream_pdl_* (BenchmarkGridPhases' probes)
 // wait as the products do.
-var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail", "stream_pdl_"}
+var pdlKernels = []string{"rmsnorm_", "add_rmsnorm_", "embedding_", "rope_store_", "paged_attn_", "qmma", "qglu", "gather_cols_", "sample_rows", "argmax_rows", "gemv_rows_", "head_wg_", "fmlp4_", "fmlp8_", "stream_tail", "stream_pdl_", "moe_route_", "moe_combine_"}
 
 func pdlKernel(name string) bool {
 	for _, p := range pdlKernels {

@@ -56,12 +56,13 @@ func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
 	return true
 }
 
-// RouteTopK implements runtime.ExpertRouter: moe.cu's moe_route, one block.
-func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int, normTopK bool) {
+// RouteTopK implements runtime.ExpertRouter: moe.cu's moe_route (the
+// build rounding to dt), one block; logits F32.
+func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runtime.DType, topK int, normTopK bool) {
 	it, wt, ot, lt := b.tensor(ids), b.tensor(weights), b.tensor(order), b.tensor(logits)
 	rows, E := runtime.Rows(lt), runtime.Cols(lt)
 	slots := rows * topK
-	if it.dt != runtime.I32 || ot.dt != runtime.I32 || wt.dt != runtime.F32 || it.n != slots || ot.n != slots || wt.n != slots ||
+	if lt.dt != runtime.F32 || it.dt != runtime.I32 || ot.dt != runtime.I32 || wt.dt != runtime.F32 || it.n != slots || ot.n != slots || wt.n != slots ||
 		topK < 1 || topK > min(moeMaxTopK, E) || E > moeMaxExperts || slots > moeMaxSlots {
 		panic(fmt.Sprintf("cuda: route logits %v to top %d: ids %v %v, weights %v %v, order %v %v", lt.shape, topK, it.dt, it.shape, wt.dt, wt.shape, ot.dt, ot.shape))
 	}
@@ -71,7 +72,7 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, topK int
 	}
 	b.enter()
 	defer b.exit()
-	b.run("moe.cu", "moe_route_"+suffix(lt.dt), Dim{X: 1}, Dim{X: 256}, 0, it.ptr, wt.ptr, ot.ptr, lt.ptr, int32(rows), int32(E), int32(topK), norm)
+	b.run("moe.cu", "moe_route_"+suffix(dt), Dim{X: 1}, Dim{X: 256}, 0, it.ptr, wt.ptr, ot.ptr, lt.ptr, int32(rows), int32(E), int32(topK), norm)
 }
 
 // CombineExperts implements runtime.ExpertRouter: moe.cu's moe_combine.

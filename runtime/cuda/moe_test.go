@@ -94,7 +94,8 @@ func floatsOf(t *testing.T, b runtime.Backend, x runtime.Tensor) []float32 {
 // TestExpertRouter checks the ops of a mixture of experts routed on the
 // device (runtime.ExpertRouter) against the CPU backend's: RouteTopK's
 // experts, weights and order (a row of NaN logits choosing none, a row
-// whose three largest logits tie) from fp32 and fp16 logits, bit for bit;
+// whose three largest logits tie) from fp32 logits rounded to fp32, fp16
+// and bf16, bit for bit;
 // ExpertMatMul's slots (one of them of no expert) against each slot's row
 // multiplied by its expert with MatMul, at 4 and 8 bits, with and without
 // act order and with groups of less than a chunk; CombineExperts bit for
@@ -117,8 +118,9 @@ func TestExpertRouter(t *testing.T) {
 				l[tc.E+3] = float32(math.NaN())               // row 1: none
 				l[2*tc.E], l[2*tc.E+5], l[2*tc.E+1] = 9, 9, 9 // row 2: a tie
 			}
-			lg, held := upload(t, b, tc.dt, l, tc.rows, tc.E)
-			lc, err := c.Alloc(tc.dt, tc.rows, tc.E)
+			// fp32 logits, which the router rounds to tc.dt.
+			lg, held := upload(t, b, runtime.F32, l, tc.rows, tc.E)
+			lc, err := c.Alloc(runtime.F32, tc.rows, tc.E)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -147,8 +149,8 @@ func TestExpertRouter(t *testing.T) {
 					b.Free(got[j])
 				}
 			}()
-			b.RouteTopK(got[0], got[1], got[2], lg, tc.K, tc.norm)
-			c.RouteTopK(want[0], want[1], want[2], lc, tc.K, tc.norm)
+			b.RouteTopK(got[0], got[1], got[2], lg, tc.dt, tc.K, tc.norm)
+			c.RouteTopK(want[0], want[1], want[2], lc, tc.dt, tc.K, tc.norm)
 			gi, wi := intsOf(t, b, got[0]), intsOf(t, c, want[0])
 			if !slices.Equal(gi, wi) {
 				t.Errorf("experts %v, want %v", gi, wi)

@@ -456,9 +456,10 @@ type scratch struct {
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
 	// eroute (I32) [2·rows·TopK]: the slots' experts, then the slots in
-	// expert order, in the scratch of a decode state whose steps route on
-	// the backend (moeRouted); nil in the others.
-	eroute runtime.Tensor
+	// expert order, and rlog (F32) [rows, Experts] the router's logits, in
+	// the scratch of a decode state whose steps route on the backend
+	// (moeRouted); nil in the others.
+	eroute, rlog runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
 	// gathered from ein and egate (ensurePads); nil until a pass observes
@@ -470,7 +471,7 @@ type scratch struct {
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.eroute, s.padIn, s.padAct} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.eroute, s.rlog, s.padIn, s.padAct} {
 		if t != nil {
 			b.Free(t)
 		}

@@ -197,10 +197,12 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor) {
 	T, K := runtime.Rows(xn), d.moe.TopK
 	N := T * K
-	logits := b.View(s.router, 0, T)
+	// (The logits in fp32, the product a kernel for few rows takes; the
+	// router rounds them to the activation dtype.)
+	logits := b.View(s.rlog, 0, T)
 	b.MatMul(logits, xn, lw.router)
 	ids, order, wts := b.View(s.eroute, 0, N), b.View(s.eroute, N, N), b.View(s.wts, 0, N)
-	er.RouteTopK(ids, wts, order, logits, K, d.moe.NormTopK)
+	er.RouteTopK(ids, wts, order, logits, s.dt, K, d.moe.NormTopK)
 	g, u, out := b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
 	er.ExpertMatMul([]runtime.Tensor{g, u}, xn, lw.ews[:2], ids, order, K)
 	runtime.SwiGLU(b, g, g, u)
