@@ -17,7 +17,10 @@
 // ascending order, their weights to wts (fp32), -1 and 0 in the slots a
 // row lacks (a NaN row has none). Then order [rows·K] lists the slots by
 // expert, stably (slots of -1 last): each thread ranks its slots against
-// all the others.
+// all the others; order[rows·K ..] the runs of that list
+// (runtime.ExpertOrder: at most MOE_RUN slots of one expert each, start |
+// count << 11 | expert << 15; -1 after the last), which qgemv.cu's _x
+// kernels take one a block.
 //
 // Both wait for the kernel before (pdl_wait) before they read anything and
 // let the next start at once (runtime/cuda launches them with programmatic
@@ -32,6 +35,7 @@
 #define MOE_EMAX 256
 #define MOE_KMAX 16
 #define MOE_SLOTS 1024
+#define MOE_RUN 8
 
 // moe_better: (p, e) is chosen before (q, f): the larger probability, the
 // lower expert among equal ones; e < 0 is nothing.
@@ -125,6 +129,36 @@ __device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* _
         }
         order[rank] = s;
     }
+    // The runs (runtime.ExpertOrder): expert e's slots are order[est[e] ..
+    // est[e] + cnt[e]), its runs of at most MOE_RUN slots rb[e] onwards.
+    __shared__ int cnt[MOE_EMAX], est[MOE_EMAX], rb[MOE_EMAX + 1];
+    for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
+    __syncthreads();
+    for (int s = threadIdx.x; s < slots; s += blockDim.x)
+        if (sid[s] >= 0) atomicAdd(&cnt[sid[s]], 1);
+    __syncthreads();
+    if (warp == 0) {
+        int base = 0, rbase = 0;
+        for (int e0 = 0; e0 < E; e0 += 32) {
+            const int e = e0 + lane, c = e < E ? cnt[e] : 0, r = (c + MOE_RUN - 1) / MOE_RUN;
+            int ic = c, ir = r;  // inclusive scans across the warp
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int uc = __shfl_up_sync(0xffffffffu, ic, o), ur = __shfl_up_sync(0xffffffffu, ir, o);
+                if (lane >= o) ic += uc, ir += ur;
+            }
+            if (e < E) est[e] = base + ic - c, rb[e] = rbase + ir - r;
+            base += __shfl_sync(0xffffffffu, ic, 31), rbase += __shfl_sync(0xffffffffu, ir, 31);
+        }
+        if (lane == 0) rb[E] = rbase;
+    }
+    __syncthreads();
+    int* runs = order + slots;
+    for (int e = threadIdx.x; e < E; e += blockDim.x) {
+        for (int i = 0; i * MOE_RUN < cnt[e]; i++)
+            runs[rb[e] + i] = (est[e] + i * MOE_RUN) | (imin(MOE_RUN, cnt[e] - i * MOE_RUN) << 11) | (e << 15);
+    }
+    for (int r = rb[E] + threadIdx.x; r < slots; r += blockDim.x) runs[r] = -1;
 }
 
 template <typename T>

@@ -251,7 +251,8 @@ struct QAttn {
 template <typename T, int QO, int QC = QCOLS, typename V>
 __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* out2, const T* res, int seg1, int seg2,
                                      int glu, int col0, int N, const int* oslots, const QRope<T>& rp,
-                                     const float2* pre_cs = nullptr, const int* pre_sl = nullptr) {
+                                     const float2* pre_cs = nullptr, const int* pre_sl = nullptr,
+                                     const int* orows = nullptr) {
     if (rp.kc) {
         constexpr int D2 = QC / 2;
         if (col0 >= N) return;
@@ -320,7 +321,7 @@ __device__ __forceinline__ void qout(V v, int lo, int hi, T* out0, T* out1, T* o
             }
             float x = v(m * QC + cb);
             if (res) x += to_f32(res[(i64)m * w + c]);
-            xv[u] = x, dst[u] = o + (i64)m * w + c;
+            xv[u] = x, dst[u] = o + (i64)(orows ? orows[m] : m) * w + c;
         }
 #pragma unroll
         for (int u = 0; u < QO; u++)
@@ -559,12 +560,13 @@ template <int NW, bool GW> __device__ __forceinline__ int qtile(int s, int w) {
 // block's warps (8, 14 in the _g kernels, 16 in the _p ones); GW: the _g
 // kernels' gate and up tiles (qtile).
 template <int BITS, int MT, typename T, bool AL, bool NRM, bool WG = false, bool AP = false, int NW = 8, bool GW = false,
-          bool RP = false>
+          bool RP = false, bool RM = false>
 __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2, int glu, const T* res,
                      const T* __restrict__ x, const u32* __restrict__ qw, const u32* __restrict__ sz,
                      const int* __restrict__ perm, float* part, u32* count, int K, int N, int M, int gs, int cps,
                      int P, const int* __restrict__ oslots, int cl, int flags, const T* __restrict__ nw, float eps,
-                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}) {
+                     int nv8, const QRope<T> rp, const TMap* tmx, const QAttn ap = QAttn{}, const int* rmap = nullptr,
+                     int rdiv = 1) {
     constexpr int SPC = BITS == 4 ? 4 : 2;  // 16-input steps a chunk
     constexpr int KB = 16 * SPC;
     constexpr float XS = xscale<T>::v;
@@ -580,6 +582,10 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     static_assert(NW == 8 || ((GW ? NW % 2 == 0 && NW <= 16 : NW == 16) && MT == 1 && !NRM && !WG && !AP),
                   "the _g and _p kernels: one tile, plain");
     static_assert(!GW || NW != 8, "GW: the _g kernels");
+    static_assert(!RM || (MT == 1 && NW == 8 && !NRM && !WG && !AP && !RP), "RM: the _x kernels, of one tile, plain");
+    // RM (the _x kernels): row m of the block's x is x's row rmap[m] /
+    // rdiv, its output row rmap[m] (rmap in shared memory).
+    auto xrow = [&](int m) { return x + (i64)(RM ? rmap[m] / rdiv : m) * K; };
     constexpr int QC = NW * 16;  // the block's columns
     extern __shared__ u32x4 smem_q[];
     TRACE_BEGIN(1);
@@ -1041,7 +1047,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 }
 #pragma unroll 2
                 for (int m = 0; m < M; m++) {
-                    const T* xr = x + (i64)m * K;
+                    const T* xr = xrow(m);
                     float v[IT][8];
 #pragma unroll
                     for (int u = 0; u < IT; u++) {
@@ -1064,7 +1070,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
         }
         const int items = M * n8;
         if constexpr (XS == 1.0f) {
-            if ((flags & QF_XASYNC) && !NRM) {
+            if ((flags & QF_XASYNC) && !NRM && !RM) {
                 // fp16 x goes to shared memory as it is, one 16-byte copy
                 // an item, all in flight at once and held in no register;
                 // the item's row and column step without a division.
@@ -1090,7 +1096,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                 const int e = e0 + u * blockDim.x;
                 if (e >= items) break;
                 const int m = e / n8, k = kb0 + (e - m * n8) * 8;
-                load8<T>(x + (i64)m * K + k, v[u]);
+                load8<T>(xrow(m) + k, v[u]);
             }
 #pragma unroll
             for (int u = 0; u < IT; u++) {
@@ -1521,7 +1527,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                             return v;
                         },
                         lo, hi, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                        (QE_PRE & 1) ? pre_cs : nullptr, QE_PRE ? pre_sl : nullptr);
+                        (QE_PRE & 1) ? pre_cs : nullptr, QE_PRE ? pre_sl : nullptr, RM ? rmap : nullptr);
                     return;
                 }
             }
@@ -1544,7 +1550,7 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
                     return v;
                 },
                 rank * items / S, (rank + 1) * items / S, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
+                MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr, RM ? rmap : nullptr);
             cluster_sync_relaxed();  // the others may still read this block's sums
             return;
         }
@@ -1576,7 +1582,8 @@ __device__ void qmma(T* __restrict__ out0, T* out1, T* out2, int seg1, int seg2,
     }
     __syncthreads();
     qout<T, MT == 1 ? 1 : 4, QC>([&](int e) { return tot[e]; }, 0, items, out0, out1, out2, res, seg1, seg2, glu, col0, N, oslots, rp,
-                             MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr);
+                             MT == 1 && (QE_PRE & 1) ? pre_cs : nullptr, MT == 1 && QE_PRE ? pre_sl : nullptr,
+                             RM ? rmap : nullptr);
 }
 
 template <int BITS, typename T>
@@ -1718,7 +1725,34 @@ struct QExp {
                                     count ? count + (i64)blockIdx.z * gridDim.x : nullptr, K, N, 1, gs, cps, P,        \
                                     nullptr, cl, flags, nullptr, 0.0f, 0, QRope<T>{}, nullptr);                       \
     }
-#define QMMA_E(BITS, T, NAME) QMMA_E1(BITS, T, NAME, true, ) QMMA_E1(BITS, T, NAME, false, _sg)
+#define QMMA_E(BITS, T, NAME) \
+    QMMA_E1(BITS, T, NAME, true, ) QMMA_E1(BITS, T, NAME, false, _sg) QMMA_X1(BITS, T, NAME, true, ) QMMA_X1(BITS, T, NAME, false, _sg)
+// The experts' kernels of runs (_x, runtime/cuda ExpertMatMul): the
+// kernel of one tile once for each run of order (moe.cu: up to 8 slots of
+// one expert, runtime.ExpertOrder) and each of one or two products, the
+// grid's z the runs (zper a product; the first product's, then the
+// second's, z >= zper: ex2 and out2), so that an expert's weights are read
+// once a run instead of once a slot: its rows x[slot / div], its outputs
+// out[slot], its own stretch of part (8 rows) and count. A block past the
+// last run (order's -1) leaves at once.
+#define QMMA_X1(BITS, T, NAME, AL, SUF)                                                                             \
+    extern "C" __global__ void __launch_bounds__(256, 4) qmma##BITS##_t1##SUF##_x_##NAME(                          \
+        T* out, T* out2, const T* x, const QExp* ex, const QExp* ex2, const int* order, int slots, int zper,         \
+        int div, float* part, u32* count, int K, int N, int gs, int cps, int P, int cl, int flags) {                  \
+        __shared__ int rmap[8];                                                                                       \
+        pdl_wait();                                                                                                   \
+        const bool second = (int)blockIdx.z >= zper;                                                                  \
+        const int run = order[slots + blockIdx.z - (second ? zper : 0)];                                              \
+        if (run < 0) return;                                                                                          \
+        const int start = run & 2047, M = (run >> 11) & 15;                                                           \
+        const QExp w = (second ? ex2 : ex)[run >> 15];                                                                \
+        if ((int)threadIdx.x < M) rmap[threadIdx.x] = order[start + threadIdx.x];                                     \
+        __syncthreads();                                                                                              \
+        qmma<BITS, 1, T, AL, false, false, false, 8, false, false, true>(                                             \
+            second ? out2 : out, nullptr, nullptr, N, N, 0, nullptr, x, w.qw, w.sz, w.perm,                           \
+            part ? part + (i64)blockIdx.z * gridDim.y * 8 * N : nullptr, count ? count + (i64)blockIdx.z * gridDim.x : nullptr, \
+            K, N, M, gs, cps, P, nullptr, cl, flags, nullptr, 0.0f, 0, QRope<T>{}, nullptr, QAttn{}, rmap, div);         \
+    }
 // The warpgroup-MMA kernels (_w, _w_r), two to eight tiles with groups of
 // whole chunks: parts of their own (QG_WG=1 and 2), compiled for sm_90a.
 #define QMMA_W(BITS, MT, T, NAME) \

@@ -247,15 +247,17 @@ type ExpertRouter interface {
 	// normTopK. It writes row r's experts in ascending order to its slots
 	// of ids (I32 [rows·topK]) and their weights to weights (F32, the
 	// same slots); a row whose logits hold a NaN has none, and a slot
-	// left without an expert holds -1 and 0. order (I32 [rows·topK])
-	// lists the slots by expert (stably; slots of -1 last), the order
-	// ExpertMatMul takes them in. topK is at most 16, experts at most 256.
+	// left without an expert holds -1 and 0. order (I32 [2·rows·topK])
+	// is ExpertOrder's: the slots by expert (stably; slots of -1 last),
+	// the order ExpertMatMul takes them in, then that list's runs of at
+	// most ExpertRun slots of one expert. topK is at most 16, experts at
+	// most 256.
 	RouteTopK(ids, weights, order, logits Tensor, dt DType, topK int, normTopK bool)
 	// ExpertMatMul sets dsts[j][s, :] = x[s/div, :] · ws[j][ids[s]]ᵀ for
 	// every slot s of each dsts[j] [slots, N] (x [slots/div, K], as MatMul
 	// takes it; one or two products of x, e.g. the experts' gate and up),
-	// taking the slots in order's order; a slot of id -1 gets any finite
-	// row or none.
+	// taking the slots in order's order (RouteTopK's order, both halves);
+	// a slot of id -1 gets any finite row or none.
 	ExpertMatMul(dsts []Tensor, x Tensor, ws [][]Tensor, ids, order Tensor, div int)
 	// CombineExperts adds each row's experts' outputs out [rows·topK, H],
 	// weighted, into x [rows, H] as ScaleRows and Add would: acc = w·out

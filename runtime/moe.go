@@ -1,6 +1,9 @@
 package runtime
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // RouteRow chooses one row's experts from its router logits l (one an
 // expert) as ExpertRouter.RouteTopK specifies: a softmax over all the
@@ -54,4 +57,55 @@ func chosen(ids []int32, e int) bool {
 		}
 	}
 	return false
+}
+
+// ExpertRun is the most slots of one expert in a run of RouteTopK's order
+// (see ExpertOrder): the rows one tile of the CUDA backend's products
+// takes.
+const ExpertRun = 8
+
+// ExpertOrder writes RouteTopK's order for the slots' experts ids (-1 for
+// none; experts the router's count): order[:len(ids)] lists the slots by
+// expert, stably, the slots of -1 last; order[len(ids):2·len(ids)] lists
+// the runs of that list, each a stretch of at most ExpertRun slots of one
+// expert (an expert's slots cut into runs from its first), in order,
+// encoded by ExpertRunCode, and -1 after the last. The slots of -1 are in
+// no run.
+func ExpertOrder(ids []int32, experts int, order []int32) {
+	S := len(ids)
+	key := func(s int32) int32 {
+		if ids[s] < 0 {
+			return int32(experts)
+		}
+		return ids[s]
+	}
+	ord := order[:S]
+	for s := range ord {
+		ord[s] = int32(s)
+	}
+	slices.SortStableFunc(ord, func(a, b int32) int { return int(key(a) - key(b)) })
+	runs := order[S : 2*S]
+	n := 0
+	for i := 0; i < S && ids[ord[i]] >= 0; {
+		e := ids[ord[i]]
+		j := i + 1
+		for j < S && ids[ord[j]] == e {
+			j++
+		}
+		for st := i; st < j; st += ExpertRun {
+			runs[n] = ExpertRunCode(st, min(ExpertRun, j-st), int(e))
+			n++
+		}
+		i = j
+	}
+	for ; n < S; n++ {
+		runs[n] = -1
+	}
+}
+
+// ExpertRunCode encodes a run of ExpertOrder: its first place in the
+// order, its slots (1 to ExpertRun) and its expert, as start | count<<11 |
+// expert<<15 (start below 2,048, the expert below 65,536).
+func ExpertRunCode(start, count, expert int) int32 {
+	return int32(start | count<<11 | expert<<15)
 }

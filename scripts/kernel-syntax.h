@@ -86,6 +86,8 @@ void sincos(double, double*, double*);
 unsigned atomicAdd(unsigned*, unsigned);
 int atomicAdd(int*, int);
 float atomicAdd(float*, float);
+float __fmul_rn(float, float);
+float __fadd_rn(float, float);
 unsigned long long atomicAdd(unsigned long long*, unsigned long long);
 unsigned atomicInc(unsigned*, unsigned);
 int atomicMin(int*, int);

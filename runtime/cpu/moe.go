@@ -22,8 +22,8 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runti
 	lt, wt := tensorOf(logits), tensorOf(weights)
 	rows, experts := lt.rows(), lt.cols()
 	slots := rows * topK
-	idx, ord := indexOf("route", ids, slots), indexOf("route", order, slots)
-	if wt.dt != runtime.F32 || wt.Len() != slots || tensorOf(ids).Len() != slots || tensorOf(order).Len() != slots {
+	idx, ord := indexOf("route", ids, slots), indexOf("route", order, 2*slots)
+	if wt.dt != runtime.F32 || wt.Len() != slots || tensorOf(ids).Len() != slots || tensorOf(order).Len() != 2*slots {
 		panic(fmt.Sprintf("cpu: route %v logits to ids %v, weights %v %v, order %v for top %d", lt.shape, tensorOf(ids).shape, wt.dt, wt.shape, tensorOf(order).shape, topK))
 	}
 	probs, l := make([]float32, experts), make([]float32, experts)
@@ -38,16 +38,7 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runti
 			id[i], w[i] = -1, 0
 		}
 	}
-	for s := range ord {
-		ord[s] = int32(s)
-	}
-	key := func(s int32) int32 {
-		if idx[s] < 0 {
-			return int32(experts)
-		}
-		return idx[s]
-	}
-	slices.SortStableFunc(ord, func(a, b int32) int { return int(key(a) - key(b)) })
+	runtime.ExpertOrder(idx[:slots], experts, ord[:2*slots])
 }
 
 // sortPairs sorts ids ascending, weights alongside (a few entries).
@@ -61,7 +52,7 @@ func sortPairs(ids []int32, weights []float32) {
 }
 
 // ExpertMatMul implements runtime.ExpertRouter: each expert's slots (a
-// run of order) gathered into one product a weight list, as a host-routed
+// stretch of order's first half) gathered into one product a weight list, as a host-routed
 // layer multiplies an expert's rows.
 func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
 	xt := tensorOf(x)

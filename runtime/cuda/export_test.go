@@ -108,3 +108,20 @@ func QGLUNormKernel(bits, M int) string {
 	warps, depth := defaultQGLUShape(bits, M)
 	return qgluNormName(bits, warps, depth, runtime.F16)
 }
+
+// SetMoERuns sets whether ExpertMatMul multiplies runs of an expert's slots
+// (the _x kernels) or each slot (the _e kernels, GPTQTOOL_MOE_RUNS=0) and
+// returns the previous setting.
+func (b *Backend) SetMoERuns(on bool) bool {
+	return b.swapSetting(&b.moeRuns, on)
+}
+
+// SetMoESlots sets the most slots RoutesExperts takes (GPTQTOOL_MOE_SLOTS;
+// -1 the default) and returns the previous setting.
+func (b *Backend) SetMoESlots(n int) int {
+	b.enter()
+	defer b.exit()
+	prev := b.moeSlots
+	b.moeSlots = n
+	return prev
+}

@@ -217,7 +217,7 @@ func (b *Backend) prepareModules(s runtime.ModelSpec) []kernels.Module {
 		add(f, "")
 	}
 	if s.MoE {
-		add("moe.cu", "") // (the experts' _e products are in the one-tile products' module)
+		add("moe.cu", "") // (the experts' _e and _x products are in the one-tile products' module)
 	}
 	// Last, the warpgroup-MMA products of decode steps of 9-64 rows (their
 	// two parts: two to four tiles, five to eight), which a server's

@@ -22,22 +22,27 @@ const (
 )
 
 // moeSlotsPerExpert bounds the slots a layer routes on the device by
-// default, per expert: ExpertMatMul reads an expert's weights once a slot,
-// the host-routed step once an expert but op by op. On an H100, a
-// Mixtral-shaped 2.2B (8 experts, 2 a token, 4-bit) decoded 1.65x faster
-// routed at 16 rows (32 slots), even at 32 (host 10,263 tok/s, routed
-// 10,085) and 17% slower routed at 64 (docs/benchmarks.md).
+// default where ExpertMatMul multiplies each slot (GPTQTOOL_MOE_RUNS=0), per
+// expert: it then reads an expert's weights once a slot, the host-routed
+// step once an expert but op by op. On an H100, a Mixtral-shaped 2.2B (8
+// experts, 2 a token, 4-bit) decoded 1.65x faster so routed at 16 rows (32
+// slots), even at 32 (host 10,263 tok/s, routed 10,085) and 17% slower
+// routed at 64 (docs/benchmarks.md).
 const moeSlotsPerExpert = 4
 
 // RoutesExperts implements runtime.ExpertRouter: quantized experts of 4 or
 // 8 bits, one shape, group size and form of scales (not fused), for at
-// most b.moeSlots slots (GPTQTOOL_MOE_SLOTS; by default four times the
-// experts, moeSlotsPerExpert), unless products dequantize (SetDequantGEMM). Floating-point
-// experts are routed on the host.
+// most b.moeSlots slots (GPTQTOOL_MOE_SLOTS; by default as many as moe.cu
+// takes, or four times the experts, moeSlotsPerExpert, where each slot is
+// multiplied on its own), unless products dequantize (SetDequantGEMM).
+// Floating-point experts are routed on the host.
 func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
 	most := b.moeSlots
 	if most < 0 {
-		most = moeSlotsPerExpert * len(ws)
+		most = moeMaxSlots
+		if !b.moeRuns {
+			most = moeSlotsPerExpert * len(ws)
+		}
 	}
 	if len(ws) == 0 || len(ws) > moeMaxExperts || slots > min(most, moeMaxSlots) || b.dequantGEMM {
 		return false
@@ -62,7 +67,7 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runti
 	it, wt, ot, lt := b.tensor(ids), b.tensor(weights), b.tensor(order), b.tensor(logits)
 	rows, E := runtime.Rows(lt), runtime.Cols(lt)
 	slots := rows * topK
-	if lt.dt != runtime.F32 || it.dt != runtime.I32 || ot.dt != runtime.I32 || wt.dt != runtime.F32 || it.n != slots || ot.n != slots || wt.n != slots ||
+	if lt.dt != runtime.F32 || it.dt != runtime.I32 || ot.dt != runtime.I32 || wt.dt != runtime.F32 || it.n != slots || ot.n != 2*slots || wt.n != slots ||
 		topK < 1 || topK > min(moeMaxTopK, E) || E > moeMaxExperts || slots > moeMaxSlots {
 		panic(fmt.Sprintf("cuda: route logits %v to top %d: ids %v %v, weights %v %v, order %v %v", lt.shape, topK, it.dt, it.shape, wt.dt, wt.shape, ot.dt, ot.shape))
 	}
@@ -88,10 +93,13 @@ func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) 
 }
 
 // ExpertMatMul implements runtime.ExpertRouter: one launch of qgemv.cu's
-// _e kernel over the slots of each product (the grid's z, in order's
-// order, the second product's after the first's), each a one-row product
-// with its expert's weight, its K split as a one-row product's is for as
-// many blocks as all the launch's column slabs.
+// _x kernel over the runs of order of each product (the grid's z, as many
+// as the slots could make, the second product's after the first's; the
+// blocks past the last run leave at once), each a product of up to eight
+// rows with the run's expert's weight, its K split as such a product's is
+// for as many blocks as all the launch's column slabs; or, where
+// GPTQTOOL_MOE_RUNS=0, of the _e kernel over the slots, each a one-row
+// product.
 func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
 	xt, it, ot := b.tensor(x), b.tensor(ids), b.tensor(order)
 	if len(dsts) < 1 || len(dsts) > 2 || len(ws) != len(dsts) {
@@ -117,7 +125,7 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 		out[j] = d.ptr
 	}
 	if runtime.Cols(xt) != q.k || div < 1 || runtime.Rows(xt)*div != slots ||
-		it.dt != runtime.I32 || ot.dt != runtime.I32 || it.n != slots || ot.n != slots {
+		it.dt != runtime.I32 || ot.dt != runtime.I32 || it.n != slots || ot.n != 2*slots {
 		panic(fmt.Sprintf("cuda: expert matmul of x %v %v (%d slots a row) · experts [%d %d]ᵀ, ids %v, order %v", xt.dt, xt.shape, div, q.n, q.k, it.shape, ot.shape))
 	}
 	if q.perm == nil && xt.ptr%16 != 0 {
@@ -139,19 +147,26 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	if len(dsts) == 1 {
 		out[1], tabs[1] = out[0], tabs[0]
 	}
-	z := len(dsts) * slots
+	// zper: the blocks' z a product; rows: the most rows a block takes
+	// (a run holds at most one slot of each row: a row's experts differ).
+	zper, rows := slots, 1
+	if b.moeRuns {
+		zper = min(slots, slots/runtime.ExpertRun+min(len(ws[0]), slots))
+		rows = min(runtime.ExpertRun, slots/div)
+	}
+	z := len(dsts) * zper
 	sg := 0
 	if q.gs%chunkInputs(q.bits) != 0 {
 		sg = 1
 	}
 	nb := (q.n + 127) / 128
-	sp := b.qmmaSplitS(1, q.k, q.n*z, q.bits, false, b.maxSplits(1, nb*z, false), 0)
+	sp := b.qmmaSplitS(rows, q.k, q.n*z, q.bits, false, b.maxSplits(rows, nb*z, false), 0)
 	var part, count uint64
 	clusterY, cl := 0, int32(0)
 	if sp.cluster {
 		clusterY, cl = sp.S, 1
 	} else if sp.S > 1 {
-		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(q.n)*4)
+		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(runtime.ExpertRun)*int64(q.n)*4)
 		if err == nil {
 			count, err = b.counters(&b.ecount, nb*z)
 		}
@@ -160,6 +175,13 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 			return
 		}
 		part = pb.Ptr
+	}
+	if b.moeRuns {
+		name, _ := q.scales(qnames.runs[q.bits/8][sg][xt.dt], true)
+		b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: z}, Dim{X: 256}, sp.shared, clusterY,
+			out[0], out[1], xt.ptr, tabs[0], tabs[1], ot.ptr, int32(slots), int32(zper), int32(div), part, count,
+			int32(q.k), int32(q.n), int32(q.gs), int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
+		return
 	}
 	name, _ := q.scales(qnames.expert[q.bits/8][sg][xt.dt], true)
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: z}, Dim{X: 256}, sp.shared, clusterY,

@@ -96,10 +96,10 @@ func floatsOf(t *testing.T, b runtime.Backend, x runtime.Tensor) []float32 {
 // experts, weights and order (a row of NaN logits choosing none, a row
 // whose three largest logits tie) from fp32 logits rounded to fp32, fp16
 // and bf16, bit for bit;
-// ExpertMatMul's slots (one of them of no expert) against each slot's row
-// multiplied by its expert with MatMul, at 4 and 8 bits, with and without
-// act order and with groups of less than a chunk; CombineExperts bit for
-// bit in fp16.
+// ExpertMatMul's slots (one of them of no expert; runs of one to eight
+// slots) against each slot's row multiplied by its expert with MatMul, by
+// runs and slot by slot, at 4 and 8 bits, with and without act order and
+// with groups of less than a chunk; CombineExperts bit for bit in fp16.
 func TestExpertRouter(t *testing.T) {
 	b := gputest.Backend(t)
 	c := cpu.New(1).WithHalf()
@@ -108,7 +108,7 @@ func TestExpertRouter(t *testing.T) {
 		rows, E, K int
 		norm       bool
 		dt         runtime.DType
-	}{{1, 8, 2, true, runtime.F32}, {5, 16, 4, true, runtime.F16}, {9, 128, 8, false, runtime.F32}, {64, 8, 2, true, runtime.BF16}} {
+	}{{1, 8, 2, true, runtime.F32}, {5, 16, 4, true, runtime.F16}, {9, 128, 8, false, runtime.F32}, {64, 8, 2, true, runtime.BF16}, {128, 8, 8, true, runtime.F16}} {
 		t.Run(fmt.Sprintf("route %d rows of %d experts top %d %v", tc.rows, tc.E, tc.K, tc.dt), func(t *testing.T) {
 			l := make([]float32, tc.rows*tc.E)
 			for i := range l {
@@ -135,11 +135,13 @@ func TestExpertRouter(t *testing.T) {
 					out = &want
 				}
 				for j := range out {
-					dt := runtime.I32
+					dt, m := runtime.I32, n
 					if j == 1 {
 						dt = runtime.F32
+					} else if j == 2 {
+						m = 2 * n // the order, then its runs
 					}
-					if out[j], err = be.Alloc(dt, n); err != nil {
+					if out[j], err = be.Alloc(dt, m); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -176,7 +178,7 @@ func TestExpertRouter(t *testing.T) {
 		dt       runtime.DType
 	}{{4, 128, true, runtime.F16}, {4, 32, false, runtime.BF16}, {8, 128, true, runtime.F16}, {8, 64, false, runtime.F16}} {
 		t.Run(fmt.Sprintf("matmul %d bits g%d act order %v %v", tc.bits, tc.gs, tc.perm, tc.dt), func(t *testing.T) {
-			const E, K, N, rows, topK = 4, 512, 384, 3, 2
+			const E, K, N, rows, topK = 4, 512, 384, 12, 2
 			// Two lists of experts (gate's and up's, say).
 			var ws [2][]runtime.Tensor
 			for j := range ws {
@@ -190,51 +192,74 @@ func TestExpertRouter(t *testing.T) {
 				}
 			}
 			slots := rows * topK
-			if !b.RoutesExperts(ws[0], slots) || b.RoutesExperts(ws[0][:1], slots) {
-				t.Fatalf("RoutesExperts: %v for %d slots of %d experts, %v of one (four slots an expert at most)", b.RoutesExperts(ws[0], slots), slots, E, b.RoutesExperts(ws[0][:1], slots))
-			}
 			xv := make([]float32, rows*K)
 			for i := range xv {
 				xv[i] = float32(r.NormFloat64())
 			}
 			x, _ := upload(t, b, tc.dt, xv, rows, K)
-			id := []int32{0, 2, 1, 2, -1, 3}
-			order := []int32{0, 2, 1, 3, 5, 4}
+			// Expert 2 in ten rows (a run of eight and one of two), expert
+			// 1 in none, a slot of none (row 4).
+			id := make([]int32, slots)
+			for i := range rows {
+				id[2*i], id[2*i+1] = 0, 2
+				if i%3 == 1 {
+					id[2*i], id[2*i+1] = 2, 3
+				}
+				if i >= 10 {
+					id[2*i], id[2*i+1] = 0, 3
+				}
+			}
+			id[9] = -1
+			order := make([]int32, 2*slots)
+			runtime.ExpertOrder(id, E, order)
 			ids, ord := ints(t, b, id), ints(t, b, order)
 			defer b.Free(ids)
 			defer b.Free(ord)
-			// Both lists in one launch, x a row a token; the first alone,
-			// x a row a slot.
-			for _, div := range []int{topK, 1} {
-				in, lists := x, ws[:]
-				if div == 1 {
-					in, _ = upload(t, b, tc.dt, append(slices.Clone(xv), xv[:K*(slots-rows)]...), slots, K)
-					lists = ws[:1]
+			for _, runs := range []bool{true, false} {
+				prev := b.SetMoERuns(runs)
+				if runs && (!b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0][:1], slots)) ||
+					!runs && (b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0], 4*E)) {
+					t.Errorf("runs %v: RoutesExperts %v for %d slots of %d experts, %v of one, %v for %d slots (four slots an expert at most without runs)",
+						runs, b.RoutesExperts(ws[0], slots), slots, E, b.RoutesExperts(ws[0][:1], slots), b.RoutesExperts(ws[0], 4*E), 4*E)
 				}
-				var dsts []runtime.Tensor
-				for range lists {
-					dst, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
-					dsts = append(dsts, dst)
-				}
-				b.ExpertMatMul(dsts, in, lists, ids, ord, div)
-				for j, list := range lists {
-					want, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
-					for s, e := range id {
-						if e >= 0 {
-							b.MatMul(b.View(want, s, 1), b.View(in, s/div, 1), list[e])
+				// (Each slot on its own is correct past the default's
+				// bound too.)
+				prevSlots := b.SetMoESlots(1024)
+				// Both lists in one launch, x a row a token; the first
+				// alone, x a row a slot.
+				for _, div := range []int{topK, 1} {
+					in, lists := x, ws[:]
+					if div == 1 {
+						in, _ = upload(t, b, tc.dt, append(slices.Clone(xv), xv...), slots, K)
+						lists = ws[:1]
+					}
+					var dsts []runtime.Tensor
+					for range lists {
+						dst, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+						dsts = append(dsts, dst)
+					}
+					b.ExpertMatMul(dsts, in, lists, ids, ord, div)
+					for j, list := range lists {
+						want, _ := upload(t, b, tc.dt, make([]float32, slots*N), slots, N)
+						for s, e := range id {
+							if e >= 0 {
+								b.MatMul(b.View(want, s, 1), b.View(in, s/div, 1), list[e])
+							}
+						}
+						g, w := floatsOf(t, b, dsts[j]), floatsOf(t, b, want)
+						for s, e := range id {
+							if e < 0 {
+								continue
+							}
+							gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
+							if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
+								t.Errorf("runs %v, x rows a slot %d, product %d of %d: slot %d (expert %d): nmse %.3g against its MatMul", runs, div, j, len(lists), s, e, d)
+							}
 						}
 					}
-					g, w := floatsOf(t, b, dsts[j]), floatsOf(t, b, want)
-					for s, e := range id {
-						if e < 0 {
-							continue
-						}
-						gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
-						if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
-							t.Errorf("x rows a slot %d, product %d of %d: slot %d (expert %d): nmse %.3g against its MatMul", div, j, len(lists), s, e, d)
-						}
-					}
 				}
+				b.SetMoERuns(prev)
+				b.SetMoESlots(prevSlots)
 			}
 		})
 	}

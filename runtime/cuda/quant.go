@@ -67,6 +67,7 @@ var qnames = func() (n struct {
 	wide     [2]map[runtime.DType]string                    // one tile, GLU, blocks of qmmaWideWarps (GPTQTOOL_QMMA_WIDE)
 	plain    [2]map[runtime.DType]string                    // one tile, plain, blocks of qmmaPlainWarps (GPTQTOOL_QMMA_PLAIN)
 	expert   [2][2]map[runtime.DType]string                 // one tile a slot of a mixture of experts (ExpertMatMul) [bits/8][groups not whole chunks]
+	runs     [2][2]map[runtime.DType]string                 // one tile a run of up to 8 slots of one expert (ExpertMatMul) [bits/8][groups not whole chunks]
 	dequant  [2]map[runtime.DType]string
 	gather   map[runtime.DType]string
 	glu      map[runtime.DType]string
@@ -87,6 +88,7 @@ var qnames = func() (n struct {
 		n.wide[i] = map[runtime.DType]string{}
 		n.plain[i] = map[runtime.DType]string{}
 		n.expert[i][0], n.expert[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
+		n.runs[i][0], n.runs[i][1] = map[runtime.DType]string{}, map[runtime.DType]string{}
 		for j := range qmmaTiles {
 			n.rope[i][j] = map[runtime.DType]string{}
 			if j > 0 {
@@ -111,6 +113,8 @@ var qnames = func() (n struct {
 			n.plain[i][dt] = fmt.Sprintf("qmma%d_t1_p_%s", bits, suffix(dt))
 			n.expert[i][0][dt] = fmt.Sprintf("qmma%d_t1_e_%s", bits, suffix(dt))
 			n.expert[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_e_%s", bits, suffix(dt))
+			n.runs[i][0][dt] = fmt.Sprintf("qmma%d_t1_x_%s", bits, suffix(dt))
+			n.runs[i][1][dt] = fmt.Sprintf("qmma%d_t1_sg_x_%s", bits, suffix(dt))
 			for j, mt := range qmmaTiles {
 				if qmmaSync(mt) {
 					n.rope[i][j][dt] = fmt.Sprintf("qmma%d_t%d_r_%s", bits, mt, suffix(dt))

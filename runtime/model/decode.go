@@ -82,7 +82,7 @@ func (c *PagedCache) decodeState(m *Model, rows int, verify bool) (*decodeState,
 	}
 	var err error
 	if ds.routed {
-		if ds.s.eroute, err = b.Alloc(runtime.I32, 2*rows*m.d.moe.TopK); err == nil {
+		if ds.s.eroute, err = b.Alloc(runtime.I32, 3*rows*m.d.moe.TopK); err == nil {
 			ds.s.rlog, err = b.Alloc(runtime.F32, rows, m.d.moe.Experts)
 		}
 		if err != nil {

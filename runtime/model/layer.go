@@ -455,8 +455,8 @@ type scratch struct {
 	// outputs, the stacks' last rows zero; wts (F32) [rows·TopK] the
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
-	// eroute (I32) [2·rows·TopK]: the slots' experts, then the slots in
-	// expert order, and rlog (F32) [rows, Experts] the router's logits, in
+	// eroute (I32) [3·rows·TopK]: the slots' experts, then RouteTopK's
+	// order (the slots in expert order and its runs), and rlog (F32) [rows, Experts] the router's logits, in
 	// the scratch of a decode state whose steps route on the backend
 	// (moeRouted); nil in the others.
 	eroute, rlog runtime.Tensor

@@ -201,7 +201,7 @@ func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d 
 	// router rounds them to the activation dtype.)
 	logits := b.View(s.rlog, 0, T)
 	b.MatMul(logits, xn, lw.router)
-	ids, order, wts := b.View(s.eroute, 0, N), b.View(s.eroute, N, N), b.View(s.wts, 0, N)
+	ids, order, wts := b.View(s.eroute, 0, N), b.View(s.eroute, N, 2*N), b.View(s.wts, 0, N)
 	er.RouteTopK(ids, wts, order, logits, s.dt, K, d.moe.NormTopK)
 	g, u, out := b.View(s.egate, 0, N), b.View(s.eup, 0, N), b.View(s.eout, 0, N)
 	er.ExpertMatMul([]runtime.Tensor{g, u}, xn, lw.ews[:2], ids, order, K)
