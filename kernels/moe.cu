@@ -16,8 +16,8 @@
 // divided by that sum where norm. Row r's experts go to ids[r·K ..] in
 // ascending order, their weights to wts (fp32), -1 and 0 in the slots a
 // row lacks (a NaN row has none). Then order [rows·K] lists the slots by
-// expert, stably (slots of -1 last): each thread ranks its slots against
-// all the others; order[rows·K ..] the runs of that list
+// expert, stably (slots of -1 last): a warp an expert places its slots by
+// ballots over the slots in order; order[rows·K ..] the runs of that list
 // (runtime.ExpertOrder: at most MOE_RUN slots of one expert each, start |
 // count << 11 | expert << 15; -1 after the last), which qgemv.cu's _x
 // kernels take one a block.
@@ -120,39 +120,41 @@ __device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* _
     }
     __syncthreads();
     const int slots = rows * K;
-    for (int s = threadIdx.x; s < slots; s += blockDim.x) {
-        const int e = sid[s] < 0 ? E : sid[s];
-        int rank = 0;
-        for (int j = 0; j < slots; j++) {
-            const int f = sid[j] < 0 ? E : sid[j];
-            rank += f < e || (f == e && j < s);
-        }
-        order[rank] = s;
-    }
-    // The runs (runtime.ExpertOrder): expert e's slots are order[est[e] ..
-    // est[e] + cnt[e]), its runs of at most MOE_RUN slots rb[e] onwards.
-    __shared__ int cnt[MOE_EMAX], est[MOE_EMAX], rb[MOE_EMAX + 1];
-    for (int e = threadIdx.x; e < E; e += blockDim.x) cnt[e] = 0;
+    // The slots by key (the expert, E for none): cnt[e] of them from
+    // est[e] on in order, expert e's runs of at most MOE_RUN slots from
+    // rb[e] on in the runs (runtime.ExpertOrder).
+    __shared__ int cnt[MOE_EMAX + 1], est[MOE_EMAX + 1], rb[MOE_EMAX + 1];
+    for (int e = threadIdx.x; e <= E; e += blockDim.x) cnt[e] = 0;
     __syncthreads();
-    for (int s = threadIdx.x; s < slots; s += blockDim.x)
-        if (sid[s] >= 0) atomicAdd(&cnt[sid[s]], 1);
+    for (int s = threadIdx.x; s < slots; s += blockDim.x) atomicAdd(&cnt[sid[s] < 0 ? E : sid[s]], 1);
     __syncthreads();
     if (warp == 0) {
         int base = 0, rbase = 0;
-        for (int e0 = 0; e0 < E; e0 += 32) {
-            const int e = e0 + lane, c = e < E ? cnt[e] : 0, r = (c + MOE_RUN - 1) / MOE_RUN;
+        for (int e0 = 0; e0 <= E; e0 += 32) {
+            const int e = e0 + lane, c = e <= E ? cnt[e] : 0, r = e < E ? (c + MOE_RUN - 1) / MOE_RUN : 0;
             int ic = c, ir = r;  // inclusive scans across the warp
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 const int uc = __shfl_up_sync(0xffffffffu, ic, o), ur = __shfl_up_sync(0xffffffffu, ir, o);
                 if (lane >= o) ic += uc, ir += ur;
             }
-            if (e < E) est[e] = base + ic - c, rb[e] = rbase + ir - r;
+            if (e <= E) est[e] = base + ic - c, rb[e] = rbase + ir - r;
             base += __shfl_sync(0xffffffffu, ic, 31), rbase += __shfl_sync(0xffffffffu, ir, 31);
         }
-        if (lane == 0) rb[E] = rbase;
     }
     __syncthreads();
+    // A warp a key places its slots in slot order (stably): a ballot over
+    // each 32 slots.
+    for (int e = warp; e <= E; e += 8) {
+        int at = est[e];
+        for (int j0 = 0; j0 < slots; j0 += 32) {
+            const int j = j0 + lane;
+            const bool hit = j < slots && (sid[j] < 0 ? E : sid[j]) == e;
+            const unsigned m = __ballot_sync(0xffffffffu, hit);
+            if (hit) order[at + __popc(m & ((1u << lane) - 1u))] = j;
+            at += __popc(m);
+        }
+    }
     int* runs = order + slots;
     for (int e = threadIdx.x; e < E; e += blockDim.x) {
         for (int i = 0; i * MOE_RUN < cnt[e]; i++)
