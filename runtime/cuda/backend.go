@@ -153,7 +153,7 @@ type Backend struct {
 	qstAP        int             // GPTQTOOL_QMMA_AP_QST: the _a kernels' (o_proj's) ring depth (0: qstDepth's for one tile)
 	qstRoPE      int             // GPTQTOOL_QMMA_ROPE_QST: the one-tile _r kernels' (q/k/v's) ring depth (0: qstDepth's for one tile)
 	moeSlots     int             // ExpertMatMul takes at most this many slots (GPTQTOOL_MOE_SLOTS); -1: the default (RoutesExperts)
-	moeRuns      bool            // ExpertMatMul multiplies runs of an expert's slots (GPTQTOOL_MOE_RUNS, on by default), not each slot
+	moeRuns      int             // ExpertMatMul multiplies runs of an expert's slots (GPTQTOOL_MOE_RUNS): 0 never, 1 for more slots than experts (the default), 2 always
 	qmmaPush     int             // clustered one-tile 8-warp products of at most this many rows add up their splits by pushing their sums (QF_PUSH; GPTQTOOL_QMMA_PUSH, SetQMMAPush)
 	qgluBlocks   int             // the pieces kernel's most blocks (SetQGLUBlocks, GPTQTOOL_QGLU_BLOCKS; 0: as the SMs hold them)
 	qgluW, qgluD int             // the pieces kernel's warps a block and chunks in flight a warp (GPTQTOOL_QGLU_WARPS, GPTQTOOL_QGLU_DEPTH, SetQGLUShape; 0: qgluShape's defaults)
@@ -529,14 +529,13 @@ func New(o Options) (*Backend, error) {
 	if b.moeSlots, err = envInt("GPTQTOOL_MOE_SLOTS", -1, -1, moeMaxSlots, fmt.Sprintf("the most slots, 0-%d (-1: the default)", moeMaxSlots)); err != nil {
 		return nil, err
 	}
-	// GPTQTOOL_MOE_RUNS=0: ExpertMatMul multiplies each slot by its
-	// expert's weight (qgemv.cu's _e kernels) instead of each run of up to
-	// eight slots of one expert (the _x kernels, the default).
-	runs, err := envInt("GPTQTOOL_MOE_RUNS", 1, 0, 1, "0 or 1")
-	if err != nil {
+	// GPTQTOOL_MOE_RUNS: how ExpertMatMul multiplies: 0, each slot by its
+	// expert's weight (qgemv.cu's _e kernels); 2, each run of up to eight
+	// slots of one expert (the _x kernels); 1 (the default), by runs for
+	// more slots than experts, else by slots (moeRunsFrom).
+	if b.moeRuns, err = envInt("GPTQTOOL_MOE_RUNS", 1, 0, 2, "0, 1 or 2"); err != nil {
 		return nil, err
 	}
-	b.moeRuns = runs == 1
 	// GPTQTOOL_QMMA_PUSH=N: clustered products of one tile and 8 warps of
 	// at most N rows add up their splits by pushing each block's sums into
 	// the shared memory of the block that owns them (qgemv.cu QF_PUSH); 0:

@@ -109,11 +109,15 @@ func QGLUNormKernel(bits, M int) string {
 	return qgluNormName(bits, warps, depth, runtime.F16)
 }
 
-// SetMoERuns sets whether ExpertMatMul multiplies runs of an expert's slots
-// (the _x kernels) or each slot (the _e kernels, GPTQTOOL_MOE_RUNS=0) and
-// returns the previous setting.
-func (b *Backend) SetMoERuns(on bool) bool {
-	return b.swapSetting(&b.moeRuns, on)
+// SetMoERuns sets how ExpertMatMul multiplies (GPTQTOOL_MOE_RUNS: 0 each
+// slot, the _e kernels; 2 runs of an expert's slots, the _x kernels; 1 the
+// default) and returns the previous setting.
+func (b *Backend) SetMoERuns(v int) int {
+	b.enter()
+	defer b.exit()
+	prev := b.moeRuns
+	b.moeRuns = v
+	return prev
 }
 
 // SetMoESlots sets the most slots RoutesExperts takes (GPTQTOOL_MOE_SLOTS;

@@ -40,7 +40,7 @@ func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
 	most := b.moeSlots
 	if most < 0 {
 		most = moeMaxSlots
-		if !b.moeRuns {
+		if b.moeRuns == 0 {
 			most = moeSlotsPerExpert * len(ws)
 		}
 	}
@@ -97,9 +97,8 @@ func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) 
 // as the slots could make, the second product's after the first's; the
 // blocks past the last run leave at once), each a product of up to eight
 // rows with the run's expert's weight, its K split as such a product's is
-// for as many blocks as all the launch's column slabs; or, where
-// GPTQTOOL_MOE_RUNS=0, of the _e kernel over the slots, each a one-row
-// product.
+// for as many blocks as all the launch's column slabs; or, where byRuns
+// says not, of the _e kernel over the slots, each a one-row product.
 func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
 	xt, it, ot := b.tensor(x), b.tensor(ids), b.tensor(order)
 	if len(dsts) < 1 || len(dsts) > 2 || len(ws) != len(dsts) {
@@ -150,7 +149,8 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	// zper: the blocks' z a product; rows: the most rows a block takes
 	// (a run holds at most one slot of each row: a row's experts differ).
 	zper, rows := slots, 1
-	if b.moeRuns {
+	runs := b.byRuns(slots, len(ws[0]))
+	if runs {
 		zper = min(slots, slots/runtime.ExpertRun+min(len(ws[0]), slots))
 		rows = min(runtime.ExpertRun, slots/div)
 	}
@@ -176,7 +176,7 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 		}
 		part = pb.Ptr
 	}
-	if b.moeRuns {
+	if runs {
 		name, _ := q.scales(qnames.runs[q.bits/8][sg][xt.dt], true)
 		b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: z}, Dim{X: 256}, sp.shared, clusterY,
 			out[0], out[1], xt.ptr, tabs[0], tabs[1], ot.ptr, int32(slots), int32(zper), int32(div), part, count,
@@ -187,6 +187,17 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	b.runCluster("qgemv.cu", name, Dim{X: nb, Y: sp.S, Z: z}, Dim{X: 256}, sp.shared, clusterY,
 		out[0], out[1], xt.ptr, tabs[0], tabs[1], it.ptr, ot.ptr, int32(slots), int32(div), part, count,
 		int32(q.k), int32(q.n), int32(q.gs), int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
+}
+
+// byRuns reports whether ExpertMatMul multiplies slots slots of a layer
+// of experts experts by runs (GPTQTOOL_MOE_RUNS): by default where there
+// are more slots than experts, so that some expert has two or more. Where
+// every run is one slot, the _e kernels are the faster: on an H100, a
+// Mixtral-shaped 2.2B's batch 1 decoded at 2,021.7 tok/s with them and
+// 1,966.4 by runs; at 8 rows by runs 8,125.4 against 7,063.1
+// (docs/benchmarks.md).
+func (b *Backend) byRuns(slots, experts int) bool {
+	return b.moeRuns == 2 || b.moeRuns == 1 && slots > experts
 }
 
 // expertTable returns the device address of ws's table of experts

@@ -216,7 +216,7 @@ func TestExpertRouter(t *testing.T) {
 			defer b.Free(ids)
 			defer b.Free(ord)
 			for _, runs := range []bool{true, false} {
-				prev := b.SetMoERuns(runs)
+				prev := b.SetMoERuns(map[bool]int{false: 0, true: 2}[runs])
 				if runs && (!b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0][:1], slots)) ||
 					!runs && (b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0], 4*E)) {
 					t.Errorf("runs %v: RoutesExperts %v for %d slots of %d experts, %v of one, %v for %d slots (four slots an expert at most without runs)",
