@@ -1734,12 +1734,14 @@ struct QExp {
 // second's, z >= zper: ex2 and out2), so that an expert's weights are read
 // once a run instead of once a slot: its rows x[slot / div], its outputs
 // out[slot], its own stretch of part (8 rows) and count. A block past the
-// last run (order's -1) leaves at once.
+// last run (order's -1) leaves at once. QX_RUN: runtime.ExpertRun, moe.cu's
+// MOE_RUN (the rows of one tile).
+#define QX_RUN 8
 #define QMMA_X1(BITS, T, NAME, AL, SUF)                                                                             \
     extern "C" __global__ void __launch_bounds__(256, 4) qmma##BITS##_t1##SUF##_x_##NAME(                          \
         T* out, T* out2, const T* x, const QExp* ex, const QExp* ex2, const int* order, int slots, int zper,         \
         int div, float* part, u32* count, int K, int N, int gs, int cps, int P, int cl, int flags) {                  \
-        __shared__ int rmap[8];                                                                                       \
+        __shared__ int rmap[QX_RUN];                                                                                  \
         pdl_wait();                                                                                                   \
         const bool second = (int)blockIdx.z >= zper;                                                                  \
         const int run = order[slots + blockIdx.z - (second ? zper : 0)];                                              \
@@ -1750,7 +1752,7 @@ struct QExp {
         __syncthreads();                                                                                              \
         qmma<BITS, 1, T, AL, false, false, false, 8, false, false, true>(                                             \
             second ? out2 : out, nullptr, nullptr, N, N, 0, nullptr, x, w.qw, w.sz, w.perm,                           \
-            part ? part + (i64)blockIdx.z * gridDim.y * 8 * N : nullptr, count ? count + (i64)blockIdx.z * gridDim.x : nullptr, \
+            part ? part + (i64)blockIdx.z * gridDim.y * QX_RUN * N : nullptr, count ? count + (i64)blockIdx.z * gridDim.x : nullptr, \
             K, N, M, gs, cps, P, nullptr, cl, flags, nullptr, 0.0f, 0, QRope<T>{}, nullptr, QAttn{}, rmap, div);         \
     }
 // The warpgroup-MMA kernels (_w, _w_r), two to eight tiles with groups of

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"fmt"
 	"math"
 	"slices"
 )
@@ -73,6 +74,9 @@ const ExpertRun = 8
 // no run.
 func ExpertOrder(ids []int32, experts int, order []int32) {
 	S := len(ids)
+	if S >= 1<<11 || experts >= 1<<16 {
+		panic(fmt.Sprintf("runtime: expert order of %d slots of %d experts: runs encode fewer than 2,048 slots and 65,536 experts", S, experts))
+	}
 	key := func(s int32) int32 {
 		if ids[s] < 0 {
 			return int32(experts)

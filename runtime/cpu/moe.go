@@ -7,8 +7,12 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
-// RoutesExperts implements runtime.ExpertRouter: any experts of one shape.
+// RoutesExperts implements runtime.ExpertRouter: any experts of one shape,
+// for fewer slots than runtime.ExpertOrder's runs encode.
 func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
+	if slots >= 1<<11 {
+		return false
+	}
 	for _, w := range ws {
 		if !slices.Equal(tensorOf(w).shape, tensorOf(ws[0]).shape) {
 			return false

@@ -1,11 +1,13 @@
 package cuda
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/kernels"
+	"github.com/gptqtool/gptqtool/runtime"
 )
 
 // TestKernelArgs checks that every kernel of kernels/ takes at most the
@@ -41,5 +43,20 @@ func TestKernelArgs(t *testing.T) {
 	var a launchArgs
 	if len(a.vals) != maxKernelArgs || len(a.ptrs) != maxKernelArgs {
 		t.Errorf("launchArgs holds %d values, %d pointers; want %d", len(a.vals), len(a.ptrs), maxKernelArgs)
+	}
+}
+
+// TestExpertRunDefines checks that the kernels' run length is
+// runtime.ExpertRun: moe.cu's MOE_RUN (the runs it writes) and qgemv.cu's
+// QX_RUN (the rows an _x block maps, its stretch of part).
+func TestExpertRunDefines(t *testing.T) {
+	for file, def := range map[string]string{"moe.cu": "MOE_RUN", "qgemv.cu": "QX_RUN"} {
+		src, err := kernels.Source(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("#define %s %d\n", def, runtime.ExpertRun); !strings.Contains(src, want) {
+			t.Errorf("%s: no %q", file, strings.TrimSpace(want))
+		}
 	}
 }

@@ -146,13 +146,12 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	if len(dsts) == 1 {
 		out[1], tabs[1] = out[0], tabs[0]
 	}
-	// zper: the blocks' z a product; rows: the most rows a block takes
-	// (a run holds at most one slot of each row: a row's experts differ).
+	// zper: the blocks' z a product; rows: the most rows a block takes.
 	zper, rows := slots, 1
 	runs := b.byRuns(slots, len(ws[0]))
 	if runs {
 		zper = min(slots, slots/runtime.ExpertRun+min(len(ws[0]), slots))
-		rows = min(runtime.ExpertRun, slots/div)
+		rows = min(runtime.ExpertRun, slots)
 	}
 	z := len(dsts) * zper
 	sg := 0
@@ -166,7 +165,7 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	if sp.cluster {
 		clusterY, cl = sp.S, 1
 	} else if sp.S > 1 {
-		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(runtime.ExpertRun)*int64(q.n)*4)
+		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(runtime.ExpertRun)*int64(q.n)*4) // (qgemv.cu's _x stride; the _e kernels use a row of it)
 		if err == nil {
 			count, err = b.counters(&b.ecount, nb*z)
 		}

@@ -22,7 +22,7 @@ import (
 // CPU reference: a 4-bit act-order GPTQ Mixtral (8 experts, 2 a token) in
 // fp16, routed on the device (runtime.ExpertRouter: decodeMatchesCPU's
 // replayed steps are recorded and must give the bits of the steps run op
-// by op), and a bf16 Qwen3-MoE (16 experts, 4 a token, q/k norms, a dense
+// by op; by slots and by runs of slots), and a bf16 Qwen3-MoE (16 experts, 4 a token, q/k norms, a dense
 // last layer), whose floating-point experts the host routes (its steps run
 // op by op either way: the experts' rows gathered, scaled by ScaleRows and
 // added back).
@@ -47,6 +47,15 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			decodeMatchesCPU(t, b, tc.dir, tc.dt)
 		})
+		if tc.dt == runtime.F16 {
+			// Three rows of top 2 of 8 experts are not more slots than
+			// experts: by default each slot is multiplied on its own, so
+			// the runs' kernels take the GPTQ Mixtral once more.
+			t.Run(tc.name+"-runs", func(t *testing.T) {
+				defer b.SetMoERuns(b.SetMoERuns(2))
+				decodeMatchesCPU(t, b, tc.dir, tc.dt)
+			})
+		}
 	}
 }
 
@@ -215,8 +224,15 @@ func TestExpertRouter(t *testing.T) {
 			ids, ord := ints(t, b, id), ints(t, b, order)
 			defer b.Free(ids)
 			defer b.Free(ord)
+			prevRuns, prevSlots, prevClusters := b.SetMoERuns(1), b.SetMoESlots(-1), b.Clusters()
+			defer func() {
+				b.SetMoERuns(prevRuns)
+				b.SetMoESlots(prevSlots)
+				b.SetClusters(prevClusters)
+			}()
 			for _, runs := range []bool{true, false} {
-				prev := b.SetMoERuns(map[bool]int{false: 0, true: 2}[runs])
+				b.SetMoERuns(map[bool]int{false: 0, true: 2}[runs])
+				b.SetMoESlots(-1)
 				if runs && (!b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0][:1], slots)) ||
 					!runs && (b.RoutesExperts(ws[0], slots) || !b.RoutesExperts(ws[0], 4*E)) {
 					t.Errorf("runs %v: RoutesExperts %v for %d slots of %d experts, %v of one, %v for %d slots (four slots an expert at most without runs)",
@@ -224,10 +240,16 @@ func TestExpertRouter(t *testing.T) {
 				}
 				// (Each slot on its own is correct past the default's
 				// bound too.)
-				prevSlots := b.SetMoESlots(1024)
+				b.SetMoESlots(1024)
 				// Both lists in one launch, x a row a token; the first
-				// alone, x a row a slot.
-				for _, div := range []int{topK, 1} {
+				// alone, x a row a slot; the splits added up in clusters
+				// and through global memory.
+				for _, c := range []struct {
+					div      int
+					clusters bool
+				}{{topK, true}, {1, true}, {topK, false}, {1, false}} {
+					div := c.div
+					b.SetClusters(c.clusters)
 					in, lists := x, ws[:]
 					if div == 1 {
 						in, _ = upload(t, b, tc.dt, append(slices.Clone(xv), xv...), slots, K)
@@ -253,13 +275,11 @@ func TestExpertRouter(t *testing.T) {
 							}
 							gs, wsl := g[s*N:(s+1)*N], w[s*N:(s+1)*N]
 							if d := backendtest.NMSE(gs, f64s(wsl)); !(d < 1e-5) {
-								t.Errorf("runs %v, x rows a slot %d, product %d of %d: slot %d (expert %d): nmse %.3g against its MatMul", runs, div, j, len(lists), s, e, d)
+								t.Errorf("runs %v, clusters %v, x rows a slot %d, product %d of %d: slot %d (expert %d): nmse %.3g against its MatMul", runs, c.clusters, div, j, len(lists), s, e, d)
 							}
 						}
 					}
 				}
-				b.SetMoERuns(prev)
-				b.SetMoESlots(prevSlots)
 			}
 		})
 	}

@@ -456,9 +456,10 @@ type scratch struct {
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
 	// eroute (I32) [3·rows·TopK]: the slots' experts, then RouteTopK's
-	// order (the slots in expert order and its runs), and rlog (F32) [rows, Experts] the router's logits, in
-	// the scratch of a decode state whose steps route on the backend
-	// (moeRouted); nil in the others.
+	// order (the slots in expert order and its runs), and rlog (F32)
+	// [rows, Experts] the router's logits, in the scratch of a decode
+	// state whose steps route on the backend (moeRouted); nil in the
+	// others.
 	eroute, rlog runtime.Tensor
 	// padIn and padAct [rows, hidden / ExpertSize] are an expert's input
 	// and SwiGLU output at their tokens' rows for the layer's observers,
