@@ -85,6 +85,7 @@ type Backend struct {
 	// QExp) by their contents.
 	epart, ecount *Buffer
 	etabs         map[string]*Buffer
+	etopk         map[uint64]int // the top k of the routing RouteTopK last wrote to an order (by its address), for ExpertMatMul's kernel
 	// srulesUp: the bytes last uploaded to srulesIn (srules then; nil:
 	// none kept).
 	srulesUp []byte

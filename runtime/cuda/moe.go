@@ -77,6 +77,10 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runti
 	}
 	b.enter()
 	defer b.exit()
+	if b.etopk == nil {
+		b.etopk = map[uint64]int{}
+	}
+	b.etopk[ot.ptr] = topK
 	b.run("moe.cu", "moe_route_"+suffix(dt), Dim{X: 1}, Dim{X: 256}, 0, it.ptr, wt.ptr, ot.ptr, lt.ptr, int32(rows), int32(E), int32(topK), norm)
 }
 
@@ -148,7 +152,7 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	}
 	// zper: the blocks' z a product; rows: the most rows a block takes.
 	zper, rows := slots, 1
-	runs := b.byRuns(slots, len(ws[0]))
+	runs := moeByRuns(b.moeRuns, slots, len(ws[0]), b.etopk[ot.ptr])
 	if runs {
 		zper = min(slots, slots/runtime.ExpertRun+min(len(ws[0]), slots))
 		rows = min(runtime.ExpertRun, slots)
@@ -188,15 +192,23 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 		int32(q.k), int32(q.n), int32(q.gs), int32(sp.cps), int32(sp.P), cl, b.qmmaFlags())
 }
 
-// byRuns reports whether ExpertMatMul multiplies slots slots of a layer
-// of experts experts by runs (GPTQTOOL_MOE_RUNS): by default where there
-// are more slots than experts, so that some expert has two or more. Where
-// every run is one slot, the _e kernels are the faster: on an H100, a
-// Mixtral-shaped 2.2B's batch 1 decoded at 2,021.7 tok/s with them and
-// 1,966.4 by runs; at 8 rows by runs 8,125.4 against 7,063.1
-// (docs/benchmarks.md).
-func (b *Backend) byRuns(slots, experts int) bool {
-	return b.moeRuns == 2 || b.moeRuns == 1 && slots > experts
+// moeByRuns reports whether ExpertMatMul multiplies slots slots of a
+// layer of experts experts by runs under GPTQTOOL_MOE_RUNS mode (0 never,
+// 2 always): by default (1) where more than one row was routed (topK, of
+// the RouteTopK that wrote the order, 0 where none did: where there are
+// more slots than experts, so that some expert has two or more). With one
+// row every run is one slot, and the _e kernels are the faster: on an
+// H100, a Mixtral-shaped 2.2B's batch 1 decoded at 2,025.5 tok/s with them
+// and 1,972.5 by runs; at 2, 4 and 8 rows by runs 3,277.2, 5,243.3 and
+// 8,165.5 against 3,161.1, 4,777.7 and 7,006.8 (docs/benchmarks.md).
+func moeByRuns(mode, slots, experts, topK int) bool {
+	switch {
+	case mode != 1:
+		return mode == 2
+	case topK > 0:
+		return slots > topK
+	}
+	return slots > experts
 }
 
 // expertTable returns the device address of ws's table of experts
