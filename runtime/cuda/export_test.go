@@ -57,16 +57,16 @@ func (b *Backend) ActiveClusters(src, name string, threads, shared, clusterY int
 // clusters to what the device runs at once (GPTQTOOL_ATTN_FIT) and
 // returns the previous setting.
 func (b *Backend) SetAttentionFit(on bool) bool {
-	return b.swapSetting(&b.attnFit, on)
+	return swapSetting(b, &b.attnFit, on)
 }
 
-// swapSetting sets a backend switch under the backend's lock and returns
+// swapSetting sets a backend setting under the backend's lock and returns
 // its previous value.
-func (b *Backend) swapSetting(p *bool, on bool) bool {
+func swapSetting[T any](b *Backend, p *T, v T) T {
 	b.enter()
 	defer b.exit()
 	prev := *p
-	*p = on
+	*p = v
 	return prev
 }
 
@@ -82,7 +82,7 @@ const PagedThreads = pagedThreads
 // (GPTQTOOL_SZ16) on or off for the weights loaded next, and returns the
 // previous setting.
 func (b *Backend) SetScalesOnly(on bool) bool {
-	return b.swapSetting(&b.scalesOnly, on)
+	return swapSetting(b, &b.scalesOnly, on)
 }
 
 // ScalesOnly reports whether quantized weight w holds its scales alone
@@ -113,19 +113,11 @@ func QGLUNormKernel(bits, M int) string {
 // slot, the _e kernels; 2 runs of an expert's slots, the _x kernels; 1 the
 // default) and returns the previous setting.
 func (b *Backend) SetMoERuns(v int) int {
-	b.enter()
-	defer b.exit()
-	prev := b.moeRuns
-	b.moeRuns = v
-	return prev
+	return swapSetting(b, &b.moeRuns, v)
 }
 
 // SetMoESlots sets the most slots RoutesExperts takes (GPTQTOOL_MOE_SLOTS;
 // -1 the default) and returns the previous setting.
 func (b *Backend) SetMoESlots(n int) int {
-	b.enter()
-	defer b.exit()
-	prev := b.moeSlots
-	b.moeSlots = n
-	return prev
+	return swapSetting(b, &b.moeSlots, n)
 }
