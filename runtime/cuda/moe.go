@@ -101,7 +101,7 @@ func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) 
 // as the slots could make, the second product's after the first's; the
 // blocks past the last run leave at once), each a product of up to eight
 // rows with the run's expert's weight, its K split as such a product's is
-// for as many blocks as all the launch's column slabs; or, where byRuns
+// for as many blocks as all the launch's column slabs; or, where moeByRuns
 // says not, of the _e kernel over the slots, each a one-row product.
 func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]runtime.Tensor, ids, order runtime.Tensor, div int) {
 	xt, it, ot := b.tensor(x), b.tensor(ids), b.tensor(order)
@@ -169,7 +169,9 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 	if sp.cluster {
 		clusterY, cl = sp.S, 1
 	} else if sp.S > 1 {
-		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(runtime.ExpertRun)*int64(q.n)*4) // (qgemv.cu's _x stride; the _e kernels use a row of it)
+		// (A z's stretch is the _x kernels' ExpertRun rows; the _e
+		// kernels use one row of it.)
+		pb, err := b.scratch(&b.epart, int64(z)*int64(sp.S)*int64(runtime.ExpertRun)*int64(q.n)*4)
 		if err == nil {
 			count, err = b.counters(&b.ecount, nb*z)
 		}
