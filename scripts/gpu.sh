@@ -635,9 +635,9 @@ for step in $steps; do
     # Mixture of experts (docs/benchmarks.md, "Mixture-of-experts models"):
     # a Mixtral-shaped 2.2B of random weights (testdata/configs/mixtral-2b)
     # quantized by the GPU driver, then decoded at MOE_BATCHES (default
-    # 1,8) as the defaults route it (on the device, recorded steps, up to
-    # four slots an expert) and, with GPTQTOOL_MOE_SLOTS=0, on the host
-    # (op by op).
+    # 1,8,64) as the defaults route it (on the device, recorded steps, by
+    # runs of an expert's slots from two rows on) and, with
+    # GPTQTOOL_MOE_SLOTS=0, on the host (op by op).
     [ -d /tmp/moe2b ] || run moesynth 200 "$bin/gptqtool" synth --config "$PWD/testdata/configs/mixtral-2b" \
       --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/moe2b
     [ -d /tmp/moe2b-q ] || run moequant 300 "$bin/gptqtool" quantize --model /tmp/moe2b --out /tmp/moe2b-q --bits 4 --group 128 \
@@ -649,7 +649,7 @@ for step in $steps; do
       i=$((i + 1))
       n=moedecode$i
       [ "$e" = - ] && e=
-      run $n 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/moe2b-q --batch ${MOE_BATCHES:-1,8} --prompt 128 --new ${MOE_NEW:-64} >'$LOGS/$n.json'"
+      run $n 300 sh -c "env $e '$bin/gptqtool' bench decode --device cuda --model /tmp/moe2b-q --batch ${MOE_BATCHES:-1,8,64} --prompt 128 --new ${MOE_NEW:-64} >'$LOGS/$n.json'"
       note "moe decode with ${e:-the defaults}:"
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
