@@ -223,6 +223,22 @@ func checkpointF32(t *testing.T, ck *checkpoint, name string) []float32 {
 	return v
 }
 
+// stackedBlocks is a stacked experts tensor's expected data: the blocks
+// enc makes of each expert's kind weight of layer li (named as the
+// checkpoint names it), one expert after another.
+func stackedBlocks(t *testing.T, spec moeSpec, li int, kind string, enc func(expert string) ([]byte, error)) []byte {
+	t.Helper()
+	var out []byte
+	for e := range spec.experts {
+		b, err := enc(spec.expert(li, e, kind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
 // TestConvertMoEQ8_0 converts the Mixtral checkpoint to Q8_0: the stacked
 // expert tensors are Q8_0, each expert's rows the blocks Encode gives its
 // own [out, in] matrix (ggml quantizes a 3-D tensor row by row), the
@@ -251,14 +267,9 @@ func TestConvertMoEQ8_0(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var want []byte
-			for e := range spec.experts {
-				b, err := gguf.Encode(gguf.TypeQ8_0, checkpointF32(t, ck, spec.expert(li, e, kind)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, b...)
-			}
+			want := stackedBlocks(t, spec, li, kind, func(expert string) ([]byte, error) {
+				return gguf.Encode(gguf.TypeQ8_0, checkpointF32(t, ck, expert))
+			})
 			if !bytes.Equal(data, want) {
 				t.Errorf("%s: not the experts' Q8_0 blocks one after another", name)
 			}
@@ -664,14 +675,9 @@ func TestConvertMoEImatrix(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var want []byte
-			for e := range spec.experts {
-				b, err := gguf.EncodeWeighted(gguf.TypeQ4_0, checkpointF32(t, ck, spec.expert(li, e, kind)), n, importance(spec.expert(li, e, kind)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				want = append(want, b...)
-			}
+			want := stackedBlocks(t, spec, li, kind, func(expert string) ([]byte, error) {
+				return gguf.EncodeWeighted(gguf.TypeQ4_0, checkpointF32(t, ck, expert), n, importance(expert))
+			})
 			if !bytes.Equal(data, want) {
 				t.Errorf("%s: not each expert's rows weighted by its own importance", name)
 			}
