@@ -65,6 +65,10 @@ func chosen(ids []int32, e int) bool {
 // takes.
 const ExpertRun = 8
 
+// ExpertRunSlots bounds the slots of ExpertOrder (its runs encode fewer
+// start places than this).
+const ExpertRunSlots = 1 << 11
+
 // ExpertOrder writes RouteTopK's order for the slots' experts ids (-1 for
 // none; experts the router's count): order[:len(ids)] lists the slots by
 // expert, stably, the slots of -1 last; order[len(ids):2·len(ids)] lists
@@ -74,7 +78,7 @@ const ExpertRun = 8
 // no run.
 func ExpertOrder(ids []int32, experts int, order []int32) {
 	S := len(ids)
-	if S >= 1<<11 || experts >= 1<<16 {
+	if S >= ExpertRunSlots || experts >= 1<<16 {
 		panic(fmt.Sprintf("runtime: expert order of %d slots of %d experts: runs encode fewer than 2,048 slots and 65,536 experts", S, experts))
 	}
 	key := func(s int32) int32 {

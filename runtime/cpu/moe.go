@@ -10,7 +10,7 @@ import (
 // RoutesExperts implements runtime.ExpertRouter: any experts of one shape,
 // for fewer slots than runtime.ExpertOrder's runs encode.
 func (b *Backend) RoutesExperts(ws []runtime.Tensor, slots int) bool {
-	if slots >= 1<<11 {
+	if slots >= runtime.ExpertRunSlots {
 		return false
 	}
 	for _, w := range ws {
