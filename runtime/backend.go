@@ -85,6 +85,10 @@ type AttentionParams struct {
 	Window int
 	// Scale multiplies q·k before the softmax, normally 1/sqrt(HeadDim).
 	Scale float32
+	// Softcap, where positive, caps the scaled scores s before the mask
+	// and the softmax: s becomes Softcap·tanh(s/Softcap), in fp32 (Gemma
+	// 2's attn_logit_softcapping). 0: none.
+	Softcap float32
 	// CacheSettled (PagedAttention) says that every cache row a query row
 	// reads, other than its own position's, was written before the step's
 	// first op (a decode step: one token a sequence, sequences in blocks of
@@ -219,6 +223,13 @@ type OffsetRMSNormer interface {
 // s to the activation dtype as transformers does); dst may be x.
 type Scaler interface {
 	Scale(dst, x Tensor, s float32)
+}
+
+// Softcapper is a Backend with dst = c·tanh(x/c) elementwise, in fp32
+// rounded once to dst's dtype; dst may be x (Gemma 2's
+// final_logit_softcapping on the logits).
+type Softcapper interface {
+	Softcap(dst, x Tensor, c float32)
 }
 
 // RowScaler is a Backend with dst[r, :] = x[r, :] * scales[r], each product

@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma3_text", "mixtral", "qwen3_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text", "mixtral", "qwen3_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -54,19 +54,25 @@ type Config struct {
 	// MistralConfig's default, 4096.
 	SlidingWindow int
 	// LayerTypes is each layer's attention, "sliding_attention" (under
-	// SlidingWindow) or "full_attention": gemma3_text's layer_types or
-	// sliding_window_pattern; nil in the other model types, whose layers
+	// SlidingWindow) or "full_attention": gemma2's and gemma3_text's
+	// layer_types, else gemma3_text's sliding_window_pattern (gemma2's
+	// layers alternate, the first sliding); nil in the other model types, whose layers
 	// all attend alike (LayerWindow, LayerRope).
 	LayerTypes []string
 	// RopeLocalTheta is the RoPE base of gemma3_text's sliding layers
 	// (rope_local_base_freq, 10000), which rotate without RopeScaling; 0
 	// elsewhere.
 	RopeLocalTheta float64
-	// QueryPreAttnScalar is gemma3_text's query_pre_attn_scalar (256):
-	// attention scores are scaled by its -0.5 power, not head_dim's; 0
-	// elsewhere.
+	// QueryPreAttnScalar is gemma2's and gemma3_text's
+	// query_pre_attn_scalar (256): attention scores are scaled by its -0.5
+	// power, not head_dim's; 0 elsewhere.
 	QueryPreAttnScalar float64
-	TieWordEmbeddings  bool
+	// AttnSoftcap and FinalSoftcap are gemma2's attn_logit_softcapping
+	// (50) and final_logit_softcapping (30): the scaled attention scores,
+	// and the logits, s become cap·tanh(s/cap). 0 (null, and in every
+	// other model type): none.
+	AttnSoftcap, FinalSoftcap float64
+	TieWordEmbeddings         bool
 	// DType is "float16", "bfloat16" or "float32", from torch_dtype (4.x) or dtype (5.x).
 	DType     string
 	HiddenAct string
@@ -190,6 +196,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Gemma3TextConfig: num_key_value_heads 4, max_position_embeddings
 		// 131072, rms_norm_eps 1e-6, sliding_window 4096.
 		kvDefault, maxPosDefault, swDefault = 4, 131072, 4096
+	case "gemma2":
+		// Gemma2Config: num_key_value_heads 4, max_position_embeddings
+		// 8192, rms_norm_eps 1e-6, sliding_window 4096.
+		kvDefault, maxPosDefault, swDefault = 4, 8192, 4096
 	case "qwen2", "qwen3":
 		// Qwen2Config, Qwen3Config: num_key_value_heads=32 when absent
 		// (None, null, is num_attention_heads); no window unless
@@ -207,8 +217,8 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Qwen3Config: head_dim=128, not hidden_size/num_attention_heads.
 		c.HeadDim, headDimGiven = 128, true
 	}
-	if c.ModelType == "gemma3_text" && !headDimGiven {
-		// Gemma3TextConfig: head_dim=256.
+	if c.Gemma() && !headDimGiven {
+		// Gemma2Config, Gemma3TextConfig: head_dim=256.
 		c.HeadDim, headDimGiven = 256, true
 	}
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
@@ -230,10 +240,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		r.layerTypes(c)
 	}
 	r.moe(c)
-	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", c.ModelType == "gemma3_text")
-	if c.ModelType == "gemma3_text" {
-		// Gemma3TextConfig reads hidden_activation (a hidden_act goes to
-		// its kwargs, unread).
+	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", c.Gemma())
+	if c.Gemma() {
+		// Gemma2Config and Gemma3TextConfig read hidden_activation (a
+		// hidden_act goes to their kwargs, unread).
 		c.HiddenAct = r.optionalString("hidden_activation", "gelu_pytorch_tanh")
 	} else {
 		c.HiddenAct = r.optionalString("hidden_act", "silu")
@@ -252,7 +262,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.EOSTokenID = c.EOSTokenIDs[0]
 	}
 	r.modelType = c.ModelType
-	if c.ModelType == "gemma3_text" {
+	switch c.ModelType {
+	case "gemma2":
+		r.gemma2(c)
+	case "gemma3_text":
 		r.gemma3(c)
 	}
 	r.rope(c)
@@ -341,7 +354,7 @@ func (c *Config) validate(headDimGiven, kvGiven bool) error {
 	if !(c.RopeTheta > 0) {
 		return fmt.Errorf("%s: rope_theta: got %g, want a positive number", c.File, c.RopeTheta)
 	}
-	if c.ModelType == "gemma3_text" {
+	if c.Gemma() {
 		if c.HiddenAct != "gelu_pytorch_tanh" {
 			return fmt.Errorf("%s: hidden_activation %q: %w (supported: gelu_pytorch_tanh)", c.File, c.HiddenAct, ErrUnsupported)
 		}
@@ -439,8 +452,8 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-	case "qwen3", "qwen3_moe", "gemma3_text":
-		// Qwen3Attention, Qwen3MoeAttention, Gemma3Attention:
+	case "qwen3", "qwen3_moe", "gemma2", "gemma3_text":
+		// Qwen3Attention, Qwen3MoeAttention, Gemma2Attention, Gemma3Attention:
 		// bias=config.attention_bias on all four projections; their MLPs
 		// and experts have none.
 		if strings.HasPrefix(module, "self_attn.") {
@@ -502,7 +515,7 @@ func (c *Config) NumParameters() int64 {
 	if c.MoE == nil {
 		layer += mlp
 	}
-	if c.Gemma3() {
+	if c.Gemma() {
 		layer += 2 * h // pre_feedforward_layernorm's and post_feedforward_layernorm's
 	}
 	if c.QKNorm() {

@@ -39,19 +39,20 @@ func (c *Config) LayerWindow(i int) int {
 
 // LayerRope returns the RoPE base and scaling of layer i: RopeTheta and
 // RopeScaling, but in gemma3_text's sliding layers RopeLocalTheta
-// unscaled (Gemma3TextModel's rotary_emb_local).
+// unscaled (Gemma3TextModel's rotary_emb_local; Gemma 2's layers all
+// rotate alike).
 func (c *Config) LayerRope(i int) (float64, RopeScaling) {
-	if c.LayerTypes != nil && c.LayerTypes[i] == "sliding_attention" {
+	if c.Gemma3() && c.LayerTypes != nil && c.LayerTypes[i] == "sliding_attention" {
 		return c.RopeLocalTheta, RopeScaling{Type: RopeDefault}
 	}
 	return c.RopeTheta, c.RopeScaling
 }
 
 // AttentionScale returns the scale of the attention scores before the
-// softmax: query_pre_attn_scalar**-0.5 in gemma3_text, head_dim**-0.5
-// elsewhere (before any RoPE attention factor).
+// softmax: query_pre_attn_scalar**-0.5 in gemma2 and gemma3_text,
+// head_dim**-0.5 elsewhere (before any RoPE attention factor).
 func (c *Config) AttentionScale() float64 {
-	if c.Gemma3() {
+	if c.Gemma() {
 		return 1 / math.Sqrt(c.QueryPreAttnScalar)
 	}
 	return 1 / math.Sqrt(float64(c.HeadDim))
@@ -108,6 +109,19 @@ func (r *reader) gemma3(c *Config) {
 	if r.err == nil && !(c.RopeLocalTheta > 0) {
 		r.fail("rope_local_base_freq: got %g, want a positive number", c.RopeLocalTheta)
 	}
+	// (transformers 4.53+ keeps the pattern as _sliding_window_pattern
+	// beside layer_types.)
+	pattern := r.optionalInt("_sliding_window_pattern", 6)
+	pattern = r.optionalInt("sliding_window_pattern", pattern)
+	r.slidingLayers(c, pattern)
+}
+
+// slidingLayers reads layer_types (Gemma3TextConfig, Gemma2Config): given,
+// num_hidden_layers entries, each "sliding_attention" or
+// "full_attention"; absent, layer i slides unless (i+1) % pattern == 0
+// (transformers' default, "sliding_attention" if bool((i + 1) %
+// pattern)).
+func (r *reader) slidingLayers(c *Config, pattern int) {
 	n := c.NumHiddenLayers
 	if v, ok := r.m["layer_types"]; ok && v != nil {
 		list, isList := v.([]any)
@@ -131,10 +145,6 @@ func (r *reader) gemma3(c *Config) {
 		}
 		return
 	}
-	// (transformers 4.53+ keeps the pattern as _sliding_window_pattern
-	// beside layer_types.)
-	pattern := r.optionalInt("_sliding_window_pattern", 6)
-	pattern = r.optionalInt("sliding_window_pattern", pattern)
 	if r.err == nil && pattern <= 0 {
 		r.fail("sliding_window_pattern: got %d, want a positive integer", pattern)
 	}
@@ -143,8 +153,6 @@ func (r *reader) gemma3(c *Config) {
 	}
 	c.LayerTypes = make([]string, n)
 	for i := range c.LayerTypes {
-		// Gemma3TextConfig: "sliding_attention" if bool((i + 1) %
-		// sliding_window_pattern) else "full_attention".
 		c.LayerTypes[i] = "sliding_attention"
 		if (i+1)%pattern == 0 {
 			c.LayerTypes[i] = "full_attention"

@@ -337,7 +337,7 @@ func numel(shape []int) int {
 // config gives a bias (hfconfig.Config.LinearBias: Qwen2's q/k/v) gets
 // module.bias [N] too, and a config with per-head q/k norms
 // (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm/k_norm.weight
-// [head_dim], floating point in a GPTQ checkpoint too; a gemma3_text
+// [head_dim], floating point in a GPTQ checkpoint too; a gemma2 or gemma3_text
 // config pre_feedforward_layernorm and post_feedforward_layernorm too; a
 // mixture-of-experts layer (hfconfig.Config.Sparse) its router (floating
 // point) and its experts' Linears in place of the MLP's. A phi3 config gets
@@ -400,10 +400,10 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		return nil, nil, fmt.Errorf("synth: %s: a GPTQ phi3 checkpoint is not written (its fused qkv_proj and gate_up_proj)", cfg.File)
 	}
 	add("model.embed_tokens.weight", dist{std: 0.9 / math.Sqrt(float64(h)), tail: true}, cfg.VocabSize, h)
-	// normW is a norm weight's distribution about mean: Gemma 3's norms
+	// normW is a norm weight's distribution about mean: Gemma's norms
 	// multiply by 1 + w, so its weights sit one lower to scale alike.
 	normW := func(mean, std float64) dist {
-		if cfg.Gemma3() {
+		if cfg.Gemma() {
 			mean--
 		}
 		return dist{mean: mean, std: std}
@@ -440,8 +440,8 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}
 		add(p+"post_attention_layernorm.weight", normW(0.8, 0.06), h)
-		if cfg.Gemma3() {
-			// Gemma 3's other two norms.
+		if cfg.Gemma() {
+			// Gemma's other two norms.
 			add(p+"post_feedforward_layernorm.weight", normW(1.5, 0.06), h)
 			add(p+"pre_feedforward_layernorm.weight", normW(1.3, 0.06), h)
 		}

@@ -473,7 +473,8 @@ func testScaleTail(e *env) {
 }
 
 // RefAttention is the reference loop of runtime.Backend.Attention in
-// float64: q [T, hq*hd], k and v [S, hkv*hd].
+// float64: q [T, hq*hd], k and v [S, hkv*hd]; the scaled scores
+// soft-capped where p.Softcap is positive.
 func RefAttention(q, k, v []float32, T, hq, hkv int, p runtime.AttentionParams) []float64 {
 	hd := p.HeadDim
 	qc, kvc := hq*hd, hkv*hd
@@ -492,7 +493,12 @@ func RefAttention(q, k, v []float32, T, hq, hkv int, p runtime.AttentionParams) 
 				for d := range hd {
 					s += float64(q[t*qc+h*hd+d]) * float64(k[j*kvc+kh*hd+d])
 				}
-				ws = append(ws, s*float64(p.Scale))
+				s *= float64(p.Scale)
+				if p.Softcap > 0 {
+					c := float64(p.Softcap)
+					s = c * math.Tanh(s/c)
+				}
+				ws = append(ws, s)
 				js = append(js, j)
 			}
 			mx := math.Inf(-1)
@@ -515,27 +521,37 @@ func RefAttention(q, k, v []float32, T, hq, hkv int, p runtime.AttentionParams) 
 }
 
 func testAttention(e *env) {
-	for _, s := range []struct{ t, s, hq, hkv, hd, pos0, window int }{
-		{1, 1, 1, 1, 8, 0, 0},
-		{6, 6, 4, 2, 8, 0, 0},
-		{5, 12, 8, 2, 16, 3, 0},
-		{1, 40, 2, 1, 128, 39, 0},
-		{20, 20, 4, 4, 8, 0, 3},
-		{7, 30, 4, 1, 32, 13, 5},
-		{9, 9, 2, 2, 8, 0, 1},
-		{16, 16, 2, 1, 8, 0, 0},
-		{37, 37, 4, 2, 12, 0, 0},
-		{40, 50, 8, 2, 16, 10, 0},
-		{50, 50, 2, 1, 32, 0, 7},
-		{64, 100, 4, 4, 6, 36, 20},
+	// (cap: soft-capping, under the scores' spread of about ±3.)
+	for _, s := range []struct {
+		t, s, hq, hkv, hd, pos0, window int
+		cap                             float32
+	}{
+		{1, 1, 1, 1, 8, 0, 0, 0},
+		{6, 6, 4, 2, 8, 0, 0, 0},
+		{5, 12, 8, 2, 16, 3, 0, 0},
+		{1, 40, 2, 1, 128, 39, 0, 0},
+		{20, 20, 4, 4, 8, 0, 3, 0},
+		{7, 30, 4, 1, 32, 13, 5, 0},
+		{9, 9, 2, 2, 8, 0, 1, 0},
+		{16, 16, 2, 1, 8, 0, 0, 0},
+		{37, 37, 4, 2, 12, 0, 0, 0},
+		{40, 50, 8, 2, 16, 10, 0, 0},
+		{50, 50, 2, 1, 32, 0, 7, 0},
+		{64, 100, 4, 4, 6, 36, 20, 0},
+		{5, 12, 8, 2, 16, 3, 0, 1.5},
+		{1, 40, 2, 1, 256, 39, 0, 1},
+		{40, 50, 8, 2, 16, 10, 7, 0.8},
 	} {
 		name := fmt.Sprintf("T%d_S%d_hq%d_hkv%d_d%d_p%d_w%d", s.t, s.s, s.hq, s.hkv, s.hd, s.pos0, s.window)
+		if s.cap > 0 {
+			name += fmt.Sprintf("_cap%g", s.cap)
+		}
 		e.t.Run(name, func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
 			q := e.randn(s.t * s.hq * s.hd)
 			k := e.randn(s.s * s.hkv * s.hd)
 			v := e.randn(s.s * s.hkv * s.hd)
-			p := runtime.AttentionParams{HeadDim: s.hd, Pos0: s.pos0, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd)))}
+			p := runtime.AttentionParams{HeadDim: s.hd, Pos0: s.pos0, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd))), Softcap: s.cap}
 			qt := e.upload(q, s.t, s.hq*s.hd)
 			kt := e.upload(k, s.s, s.hkv*s.hd)
 			vt := e.upload(v, s.s, s.hkv*s.hd)

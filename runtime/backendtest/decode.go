@@ -36,25 +36,31 @@ func testPagedDecoder(e *env) {
 	if !ok {
 		e.t.Skipf("%s has no PagedDecoder ops", e.b.Name())
 	}
-	for _, s := range []struct{ rows, hq, hkv, hd, bs, window, rd int }{
-		{1, 1, 1, 8, 4, 0, 0},
-		{3, 4, 2, 8, 4, 0, 0},
-		{2, 8, 1, 12, 8, 0, 0},
-		{4, 6, 2, 16, 16, 5, 0},
-		{2, 4, 4, 6, 4, 0, 0},
-		{3, 8, 2, 128, 16, 0, 0},
-		{2, 4, 1, 256, 16, 100, 0},
+	for _, s := range []struct {
+		rows, hq, hkv, hd, bs, window, rd int
+		cap                               float32
+	}{
+		{1, 1, 1, 8, 4, 0, 0, 0},
+		{3, 4, 2, 8, 4, 0, 0, 0},
+		{2, 8, 1, 12, 8, 0, 0, 0},
+		{4, 6, 2, 16, 16, 5, 0, 0},
+		{2, 4, 4, 6, 4, 0, 0, 0},
+		{3, 8, 2, 128, 16, 0, 0, 0},
+		{2, 4, 1, 256, 16, 100, 0, 0},
 		// Contexts of 1,280 to 5,120 positions: a backend splitting them in
 		// tiles of 128 takes 10 to 32 splits (and its cap at the longest).
-		{2, 8, 2, 32, 32, 0, 0},
-		{3, 4, 2, 64, 64, 300, 0},
-		{1, 4, 1, 64, 128, 0, 0},
+		{2, 8, 2, 32, 32, 0, 0, 0},
+		{3, 4, 2, 64, 64, 300, 0, 0},
+		{1, 4, 1, 64, 128, 0, 0, 0},
 		// Partial RoPE (rd of hd rotated, the rest kept and stored):
 		// Phi-4-mini's 96 of 128, and a small head.
-		{3, 8, 2, 128, 16, 0, 96},
-		{2, 4, 2, 12, 4, 0, 4},
+		{3, 8, 2, 128, 16, 0, 96, 0},
+		{2, 4, 2, 12, 4, 0, 4, 0},
+		// Soft-capped scores (Gemma 2's), split and not.
+		{2, 4, 1, 256, 16, 100, 0, 1},
+		{3, 4, 2, 64, 64, 0, 0, 1.5},
 	} {
-		e.t.Run(fmt.Sprintf("rows%d_hq%d_hkv%d_d%d_bs%d_w%d_rd%d", s.rows, s.hq, s.hkv, s.hd, s.bs, s.window, s.rd), func(t *testing.T) {
+		e.t.Run(fmt.Sprintf("rows%d_hq%d_hkv%d_d%d_bs%d_w%d_rd%d_cap%g", s.rows, s.hq, s.hkv, s.hd, s.bs, s.window, s.rd, s.cap), func(t *testing.T) {
 			e := &env{t: t, b: e.b, rng: e.rng}
 			const width, blocks, vocab = 40, 48, 11
 			qc, kvc := s.hq*s.hd, s.hkv*s.hd
@@ -114,7 +120,7 @@ func testPagedDecoder(e *env) {
 			// The reference reads each row's positions through its table from
 			// the caches as the backend left them.
 			q2 := e.download(qt)
-			p := runtime.AttentionParams{HeadDim: s.hd, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd)))}
+			p := runtime.AttentionParams{HeadDim: s.hd, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd))), Softcap: s.cap}
 			pd.PagedAttention(dst, qt, kct, vct, tabt, post, s.bs, p)
 			want := make([]float64, s.rows*qc)
 			for r := range s.rows {

@@ -8,10 +8,11 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
-// testGemma checks Gemma 3's ops where the backend has them against
+// testGemma checks Gemma's ops where the backend has them against
 // float64: runtime.OffsetRMSNormer (x·rsqrt(mean(x²)+eps)·(1+w), out of
 // place and in place), runtime.GELUGLUer (gelu_tanh(gate)·up, in place
-// too), runtime.Scaler and runtime.RowScaler.
+// too), runtime.Scaler, runtime.RowScaler and runtime.Softcapper
+// (c·tanh(x/c), in place too).
 func testGemma(e *env) {
 	if on, ok := e.b.(runtime.OffsetRMSNormer); ok {
 		for _, s := range []struct{ rows, h int }{{1, 64}, {5, 37}, {300, 256}} {
@@ -66,6 +67,19 @@ func testGemma(e *env) {
 			rs.ScaleRows(xt, xt, st)
 			e.check(fmt.Sprintf("scale rows %dx%d in place", sh.rows, sh.cols), e.download(xt), want, tolElem)
 		}
+	}
+	if sc, ok := e.b.(runtime.Softcapper); ok {
+		// a spans about ±12: capped at 5, its large values flatten.
+		want := make([]float64, n)
+		for i := range want {
+			want[i] = 5 * math.Tanh(float64(a[i])/5)
+		}
+		dst := e.alloc(n)
+		sc.Softcap(dst, at, 5)
+		e.check("softcap", e.download(dst), want, tolElem)
+		in := e.upload(a, n)
+		sc.Softcap(in, in, 5)
+		e.check("softcap in place", e.download(in), want, tolElem)
 	}
 	if sc, ok := e.b.(runtime.Scaler); ok {
 		want := make([]float64, n)

@@ -212,17 +212,23 @@ func lowRoPE(e *lowEnv) {
 }
 
 func lowAttention(e *lowEnv) {
-	for _, s := range []struct{ t, s, hq, hkv, hd, pos0, window int }{
-		{6, 6, 4, 2, 8, 0, 0},
-		{200, 200, 8, 2, 128, 0, 0},
-		{100, 137, 4, 1, 128, 37, 0},
-		{300, 300, 4, 4, 128, 0, 50},
-		{130, 130, 2, 1, 64, 0, 0},
-		{1, 40, 2, 1, 128, 39, 0},
-		{65, 100, 4, 2, 128, 35, 70},
+	for _, s := range []struct {
+		t, s, hq, hkv, hd, pos0, window int
+		cap                             float32
+	}{
+		{6, 6, 4, 2, 8, 0, 0, 0},
+		{200, 200, 8, 2, 128, 0, 0, 0},
+		{100, 137, 4, 1, 128, 37, 0, 0},
+		{300, 300, 4, 4, 128, 0, 50, 0},
+		{130, 130, 2, 1, 64, 0, 0, 0},
+		{1, 40, 2, 1, 128, 39, 0, 0},
+		{65, 100, 4, 2, 128, 35, 70, 0},
+		{130, 130, 2, 1, 64, 0, 0, 1},
+		{100, 137, 4, 1, 128, 37, 70, 1.5},
+		{20, 30, 4, 2, 256, 10, 0, 1},
 	} {
-		name := fmt.Sprintf("T%d_S%d_hq%d_hkv%d_d%d_p%d_w%d", s.t, s.s, s.hq, s.hkv, s.hd, s.pos0, s.window)
-		p := runtime.AttentionParams{HeadDim: s.hd, Pos0: s.pos0, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd)))}
+		name := fmt.Sprintf("T%d_S%d_hq%d_hkv%d_d%d_p%d_w%d_cap%g", s.t, s.s, s.hq, s.hkv, s.hd, s.pos0, s.window, s.cap)
+		p := runtime.AttentionParams{HeadDim: s.hd, Pos0: s.pos0, Window: s.window, Scale: float32(1 / math.Sqrt(float64(s.hd))), Softcap: s.cap}
 		q, qv := e.upload(e.randn(s.t*s.hq*s.hd), s.t, s.hq*s.hd)
 		k, kv := e.upload(e.randn(s.s*s.hkv*s.hd), s.s, s.hkv*s.hd)
 		v, vv := e.upload(e.randn(s.s*s.hkv*s.hd), s.s, s.hkv*s.hd)

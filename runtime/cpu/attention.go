@@ -60,7 +60,7 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 			r := (j0 + j) * kvc
 			sc[j] = dotGo(qr, kbase[r:r+hd])
 		}
-		inv := softmax(sc, p.Scale)
+		inv := softmax(sc, capScores(sc, p.Scale, p.Softcap))
 		out := d.data[t*qc+h*hd : t*qc+(h+1)*hd]
 		clear(out)
 		vbase := vt.data[kh:]
@@ -69,6 +69,19 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 			kern.axpy(s*inv, vbase[r:r+hd], out)
 		}
 	})
+}
+
+// capScores soft-caps the raw scores sc (runtime.AttentionParams.Softcap):
+// each becomes cap·tanh(s·scale/cap), in fp32, and the scale left to apply
+// is 1; with cap 0 it leaves sc and returns scale.
+func capScores(sc []float32, scale, cap float32) float32 {
+	if cap <= 0 {
+		return scale
+	}
+	for j, s := range sc {
+		sc[j] = cap * float32(math.Tanh(float64(s*scale/cap)))
+	}
+	return 1
 }
 
 // softmax scales the scores sc, replaces them by exp(score − max) and
@@ -165,17 +178,18 @@ func (b *Backend) attentionBlocked(d, qt, kt, vt *Tensor, p runtime.AttentionPar
 			i := p.Pos0 + t0 + r
 			row := sc[r*L : (r+1)*L]
 			a, z := lo(i)-j0, i-j0+1 // visible keys row[a:z]
+			scale := capScores(row[a:z], p.Scale, p.Softcap)
 			if flash {
-				flashWeights(row, a, z, j0, p.Scale, d.dt)
+				flashWeights(row, a, z, j0, scale, d.dt)
 				continue
 			}
 			mx := float32(math.Inf(-1))
 			for _, s := range row[a:z] {
-				mx = max(mx, s*p.Scale)
+				mx = max(mx, s*scale)
 			}
 			var sum float64
 			for jj := a; jj < z; jj++ {
-				e := float32(math.Exp(float64(row[jj]*p.Scale - mx)))
+				e := float32(math.Exp(float64(row[jj]*scale - mx)))
 				row[jj] = e
 				sum += float64(e)
 			}

@@ -69,7 +69,7 @@ func (b *Backend) RoPEStore(q, k, v, kc, vc, pos, slot runtime.Tensor, headDim i
 }
 
 // PagedAttention implements runtime.PagedDecoder: Attention's arithmetic
-// (fp32 scores, the max subtracted, the sum in float64) over keys found
+// (fp32 scores, soft-capped where asked, the max subtracted, the sum in float64) over keys found
 // through the block table.
 func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blockSize int, p runtime.AttentionParams) {
 	d, qt, kt, vt := tensorOf(dst), tensorOf(q), tensorOf(kc), tensorOf(vc)
@@ -108,7 +108,7 @@ func (b *Backend) PagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 			o := row(j0+j)*kvc + kh
 			sc[j] = dotGo(qr, kt.data[o:o+hd])
 		}
-		inv := softmax(sc, p.Scale)
+		inv := softmax(sc, capScores(sc, p.Scale, p.Softcap))
 		out := d.data[r*qc+h*hd : r*qc+(h+1)*hd]
 		clear(out)
 		for j, s := range sc {

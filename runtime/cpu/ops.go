@@ -204,6 +204,16 @@ func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
 	}, x)
 }
 
+// Softcap implements runtime.Softcapper: c·tanh(x/c), tanh in float64.
+func (b *Backend) Softcap(dst, x runtime.Tensor, c float32) {
+	xt := tensorOf(x)
+	b.elementwise("softcap", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = c * float32(math.Tanh(float64(xt.data[i]/c)))
+		}
+	}, x)
+}
+
 // ScaleRows implements runtime.RowScaler.
 func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
 	xt, st := tensorOf(x), tensorOf(scales)

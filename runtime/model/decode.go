@@ -445,7 +445,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	// kernel ahead of attention writes only each row's own position.
 	// (With drafts, a sequence's rows read the rows of the positions before
 	// theirs that its other rows write: ds.verify.)
-	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, CacheSettled: !ds.verify}
+	p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.window, Scale: d.scale, Softcap: d.attnCap, CacheSettled: !ds.verify}
 	io, ok := b.(runtime.InputOrderer)
 	if !ok {
 		io = inPlace{b, pd}
@@ -613,7 +613,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	if !normed {
 		d.norm(b, s.xn, x, m.norm)
 	}
-	b.MatMul(ds.logits, s.xn, m.head)
+	m.headInto(ds.logits, s.xn)
 }
 
 // inPlace is runtime.InputOrderer for a backend whose weights read their

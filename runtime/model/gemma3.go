@@ -9,15 +9,18 @@ import (
 	"github.com/gptqtool/gptqtool/runtime"
 )
 
-// gemma3 sets the dims of Gemma 3's text model (transformers
-// Gemma3TextModel): each layer's RoPE table (rope_local_base_freq
-// unscaled in the sliding layers, rope_theta with the config's scaling in
-// the full ones) and window, the attention scale
+// gemmaDims sets the dims of Gemma 2's and Gemma 3's text models
+// (transformers Gemma2Model, Gemma3TextModel): each layer's RoPE table
+// (Gemma 3: rope_local_base_freq unscaled in the sliding layers,
+// rope_theta with the config's scaling in the full ones; Gemma 2:
+// rope_theta in all) and window, the attention scale
 // query_pre_attn_scalar**-0.5 (times the square of a RoPE attention
-// factor, as dimsAt folds it) and the embedding scale sqrt(hidden_size).
-func (d *dims) gemma3(cfg *hfconfig.Config, ctx int) error {
+// factor, as dimsAt folds it), the embedding scale sqrt(hidden_size) and
+// Gemma 2's soft-capping.
+func (d *dims) gemmaDims(cfg *hfconfig.Config, ctx int) error {
 	d.gemma = true
 	d.embedScale = float32(math.Sqrt(float64(d.hidden)))
+	d.attnCap, d.finalCap = float32(cfg.AttnSoftcap), float32(cfg.FinalSoftcap)
 	af := runtime.AttentionFactor(cfg.RopeScaling)
 	d.scale = float32(af * af * cfg.AttentionScale())
 	n := cfg.NumHiddenLayers
@@ -62,26 +65,39 @@ func (d dims) scaleEmbeddings(b runtime.Backend, x runtime.Tensor) {
 	b.(runtime.Scaler).Scale(x, x, s)
 }
 
-// checkGemma refuses a backend without the ops Gemma 3's layers need.
+// checkGemma refuses a backend without the ops Gemma's layers need.
 func checkGemma(d dims, b runtime.Backend) error {
 	if !d.gemma {
 		return nil
 	}
 	if _, ok := b.(runtime.OffsetRMSNormer); !ok {
-		return fmt.Errorf("model: backend %s has no Gemma RMSNorm (runtime.OffsetRMSNormer), which gemma3_text needs", b.Name())
+		return fmt.Errorf("model: backend %s has no Gemma RMSNorm (runtime.OffsetRMSNormer), which Gemma's layers need", b.Name())
 	}
 	if _, ok := b.(runtime.GELUGLUer); !ok {
-		return fmt.Errorf("model: backend %s has no GELU-tanh GLU (runtime.GELUGLUer), which gemma3_text needs", b.Name())
+		return fmt.Errorf("model: backend %s has no GELU-tanh GLU (runtime.GELUGLUer), which Gemma's layers need", b.Name())
 	}
 	if _, ok := b.(runtime.Scaler); !ok {
-		return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which gemma3_text's embeddings need", b.Name())
+		return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which Gemma's embeddings need", b.Name())
+	}
+	if _, ok := b.(runtime.Softcapper); !ok && d.finalCap > 0 {
+		return fmt.Errorf("model: backend %s has no Softcap (runtime.Softcapper), which Gemma 2's final_logit_softcapping needs", b.Name())
 	}
 	return nil
 }
 
-// gemmaDecodeOps issues the layers and head of a decode step of Gemma 3
+// headInto sets lg to the logits of the normed rows xn: the head's
+// product, soft-capped where the model caps its logits (Gemma 2's
+// final_logit_softcapping, in fp32 on the fp32 logits).
+func (m *Model) headInto(lg, xn runtime.Tensor) {
+	m.b.MatMul(lg, xn, m.head)
+	if m.d.finalCap > 0 {
+		m.b.(runtime.Softcapper).Softcap(lg, lg, m.d.finalCap)
+	}
+}
+
+// gemmaDecodeOps issues the layers and head of a decode step of Gemma
 // over ds's rows, whose embeddings x holds: op by op, as the layer's
-// forward (Gemma3DecoderLayer), each layer with its own RoPE table and
+// forward (Gemma2DecoderLayer, Gemma3DecoderLayer), each layer with its own RoPE table and
 // window; the step's fusions are Llama's layer and stay off.
 func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
@@ -95,7 +111,7 @@ func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 		lw.addQKVBias(b, s.q, s.k, s.v)
 		lw.normQK(b, d, s.q, s.k)
 		pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
-		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, CacheSettled: !ds.verify}
+		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, Softcap: d.attnCap, CacheSettled: !ds.verify}
 		pd.PagedAttention(s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p)
 		b.MatMul(s.o, s.att, lw.lin[oProj])
 		if lw.bias[oProj] != nil {
@@ -110,5 +126,5 @@ func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 		b.Add(x, x, s.o)
 	}
 	d.norm(b, s.xn, x, m.norm)
-	b.MatMul(ds.logits, s.xn, m.head)
+	m.headInto(ds.logits, s.xn)
 }

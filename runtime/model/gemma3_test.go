@@ -1,6 +1,7 @@
 package model
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -24,6 +25,8 @@ type gemmaWrong struct {
 	noWindow     bool // sliding layers attend to every position
 	noPostNorms  bool // attention and MLP outputs added unnormalized
 	headDimScale bool // scores scaled by head_dim**-0.5, not query_pre_attn_scalar's
+	noAttnCap    bool // Gemma 2's scores not soft-capped
+	noFinalCap   bool // Gemma 2's logits not soft-capped
 }
 
 // gemmaForward is transformers' Gemma3ForCausalLM written from its
@@ -37,6 +40,10 @@ type gemmaWrong struct {
 // in the full ones, scores scaled by query_pre_attn_scalar**-0.5;
 // out = h + post_feedforward_layernorm(down(gelu_tanh(gate(m)) · up(m))),
 // m = pre_feedforward_layernorm(h); logits = norm(x, model.norm)·Eᵀ.
+// Gemma 2 (Gemma2ForCausalLM) is the same without q_norm and k_norm,
+// with rope_theta in every layer, the scaled scores s soft-capped
+// (attn_logit_softcapping·tanh(s/attn_logit_softcapping), before the mask)
+// and so the logits (final_logit_softcapping).
 func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 	c := r.cfg
 	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
@@ -87,6 +94,9 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 		theta, window := c.RopeTheta, 0
 		if sliding {
 			theta, window = 10000, c.SlidingWindow
+			if c.Gemma2() {
+				theta = c.RopeTheta
+			}
 			if wrong.globalRope {
 				theta = c.RopeTheta
 			}
@@ -115,6 +125,9 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 				name  string
 				heads int
 			}{{q[t], "self_attn.q_norm.weight", nh}, {k[t], "self_attn.k_norm.weight", nkv}} {
+				if c.Gemma2() {
+					break
+				}
 				for h := range e.heads {
 					copy(e.x[h*D:(h+1)*D], norm(e.x[h*D:(h+1)*D], r.t[p+e.name]))
 				}
@@ -142,6 +155,9 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 						d += q[t][h*D+i] * k[j][g*D+i]
 					}
 					s[j] = d * scale
+					if cp := c.AttnSoftcap; cp > 0 && !wrong.noAttnCap {
+						s[j] = cp * math.Tanh(s[j]/cp)
+					}
 					m = max(m, s[j])
 				}
 				var sum float64
@@ -184,6 +200,9 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 		for i := range V {
 			for j := range H {
 				logits[t][i] += n[j] * emb[i*H+j]
+			}
+			if cp := c.FinalSoftcap; cp > 0 && !wrong.noFinalCap {
+				logits[t][i] = cp * math.Tanh(logits[t][i]/cp)
 			}
 		}
 	}
@@ -236,6 +255,15 @@ func TestGemma3MatchesReference(t *testing.T) {
 			t.Errorf("the reference %s is within nmse %.3g: the test could not tell", name, d)
 		}
 	}
+	gemmaMatches(t, dir, want)
+}
+
+// gemmaMatches checks the Gemma checkpoint dir on the CPU backend against
+// want, gemmaForward's logits of qwen2IDs: in one forward, token by token
+// through the paged decode step, and layer by layer (LoadLayer) against
+// the model's own outputs of each layer.
+func gemmaMatches(t *testing.T, dir string, want [][]float64) {
+	t.Helper()
 	m := loadModel(t, dir)
 	lg, err := m.Forward(qwen2IDs, nil, nil)
 	if err != nil {
@@ -275,6 +303,45 @@ func TestGemma3MatchesReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGemma2MatchesReference runs a small random-weight Gemma 2
+// checkpoint (fixtures.Gemma2: 4 layers alternating sliding, with a window
+// of 3 under the 12 positions, and full attention; scores soft-capped at 2
+// and logits at 3) on the CPU backend as gemmaMatches does, against
+// gemmaForward in float64; the reference without either cap, or with
+// another Gemma detail dropped, is far off. With null caps the model runs
+// without them.
+func TestGemma2MatchesReference(t *testing.T) {
+	dir := fixtures.Gemma2(t, nil, synth.Options{DType: "f32", Seed: 7})
+	ref := loadRef(t, dir)
+	if ref.cfg.LayerWindow(0) != 3 || ref.cfg.LayerWindow(1) != 0 || ref.cfg.AttnSoftcap != 2 || ref.cfg.FinalSoftcap != 3 || ref.cfg.QKNorm() {
+		t.Fatalf("fixture: windows %d %d, caps %g %g, q/k norms %v", ref.cfg.LayerWindow(0), ref.cfg.LayerWindow(1),
+			ref.cfg.AttnSoftcap, ref.cfg.FinalSoftcap, ref.cfg.QKNorm())
+	}
+	want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
+	for name, w := range map[string]gemmaWrong{
+		"without the scores' soft-capping": {noAttnCap: true},
+		"without the logits' soft-capping": {noFinalCap: true},
+		"without the +1 on the norms":      {noPlusOne: true},
+		"without the window":               {noWindow: true},
+		"without the post norms":           {noPostNorms: true},
+		"with head_dim's attention scale":  {headDimScale: true},
+	} {
+		if d := nmseRows(splitRows(flatten(gemmaForward(ref, qwen2IDs, w)), ref.cfg.VocabSize), want); !(d > 1e-3) {
+			t.Errorf("the reference %s is within nmse %.3g: the test could not tell", name, d)
+		}
+	}
+	gemmaMatches(t, dir, want)
+	t.Run("null soft-capping", func(t *testing.T) {
+		dir := fixtures.Gemma2(t, map[string]any{"attn_logit_softcapping": json.RawMessage("null"),
+			"final_logit_softcapping": json.RawMessage("null")}, synth.Options{DType: "f32", Seed: 7})
+		ref := loadRef(t, dir)
+		if ref.cfg.AttnSoftcap != 0 || ref.cfg.FinalSoftcap != 0 {
+			t.Fatalf("null caps read as %g %g", ref.cfg.AttnSoftcap, ref.cfg.FinalSoftcap)
+		}
+		gemmaMatches(t, dir, gemmaForward(ref, qwen2IDs, gemmaWrong{}))
+	})
 }
 
 // TestGemma3Refusals: a gemma3_text checkpoint must hold its four norms a

@@ -36,16 +36,21 @@ type dims struct {
 	// self_attn.q_norm/k_norm [headDim], eps) after the projections and
 	// their biases, before RoPE (hfconfig.Config.QKNorm: Qwen3).
 	qkNorm bool
-	// gemma is Gemma 3's layer (hfconfig.Config.Gemma3): every norm
-	// multiplies by 1 + weight (runtime.OffsetRMSNormer), the attention
-	// and MLP outputs are normalized before their residual adds, the MLP
-	// is a GELU-tanh GLU, embeddings are scaled by embedScale.
+	// gemma is Gemma's layer (hfconfig.Config.Gemma: Gemma 2 and 3):
+	// every norm multiplies by 1 + weight (runtime.OffsetRMSNormer), the
+	// attention and MLP outputs are normalized before their residual
+	// adds, the MLP is a GELU-tanh GLU, embeddings are scaled by
+	// embedScale.
 	gemma bool
 	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
 	// activation dtype where it applies, as transformers casts it).
 	embedScale float32
+	// attnCap and finalCap are Gemma 2's soft-capping of the attention
+	// scores (runtime.AttentionParams.Softcap) and of the logits
+	// (runtime.Softcapper); 0: none.
+	attnCap, finalCap float32
 	// layerRope and layerWindow are the RoPE table and window of each
-	// layer where they differ between layers (Gemma 3's sliding and full
+	// layer where they differ between layers (Gemma's sliding and full
 	// layers); nil where every layer takes rope and window (ropeOf,
 	// windowOf).
 	layerRope   [][]float32
@@ -132,8 +137,8 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 			d.sparse[li] = cfg.Sparse(li)
 		}
 	}
-	if cfg.Gemma3() {
-		if err := d.gemma3(cfg, ctx); err != nil {
+	if cfg.Gemma() {
+		if err := d.gemmaDims(cfg, ctx); err != nil {
 			return dims{}, fmt.Errorf("model: %s: %w", cfg.File, err)
 		}
 	}
@@ -701,7 +706,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 	if ix := spans[0].ix; ix != nil && ix.one > 0 {
 		c := spans[0].paged
 		b.(runtime.PagedDecoder).PagedAttention(b.View(att, 0, ix.one), b.View(q, 0, ix.one), c.k[li], c.v[li], ix.tables,
-			b.View(ix.pos, 0, ix.one), c.Pool.BlockSize(), runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale})
+			b.View(ix.pos, 0, ix.one), c.Pool.BlockSize(), runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, Softcap: d.attnCap})
 		spans = spans[ix.one:]
 	}
 	for _, sp := range spans {
@@ -719,7 +724,7 @@ func (lw *layerWeights) attention(b runtime.Backend, d dims, s *scratch, x, att 
 			sk, sv = sp.paged.gather(b, li, sp.seq, sp.pos0+sp.rows)
 		}
 		b.Attention(b.View(att, sp.row0, sp.rows), b.View(q, sp.row0, sp.rows), sk, sv, runtime.AttentionParams{
-			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.windowOf(li), Scale: d.scale,
+			HeadDim: d.headDim, Pos0: sp.pos0, Window: d.windowOf(li), Scale: d.scale, Softcap: d.attnCap,
 		})
 	}
 	return emitAs("attn_out", att)

@@ -747,7 +747,7 @@ func (m *Model) logitsOf(xn runtime.Tensor, dst []float32) error {
 		return err
 	}
 	lg := b.View(m.logits, 0, rows)
-	b.MatMul(lg, xn, m.head)
+	m.headInto(lg, xn)
 	if err := b.Download(dst, lg); err != nil {
 		return fmt.Errorf("model: logits: %w", err)
 	}
@@ -808,7 +808,7 @@ func (m *Model) ScoreBatch(seqs [][]int) ([][]float64, error) {
 			return err
 		}
 		lg := b.View(m.logits, 0, rows)
-		b.MatMul(lg, b.View(xn, r0, rows), m.head)
+		m.headInto(lg, b.View(xn, r0, rows))
 		targets := make([]int, 0, rows)
 		for i := i0; i < i1; i++ {
 			// The last token of a sequence predicts nothing scored: target 0.

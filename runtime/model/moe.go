@@ -369,7 +369,7 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 			pd.RoPEStore(s.q, s.k, s.v, c.k[li], c.v[li], ds.pos, ds.slot, d.headDim, d.ropeOf(li))
 		}
 		d.scaleTail(b, s.q)
-		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, CacheSettled: !ds.verify}
+		p := runtime.AttentionParams{HeadDim: d.headDim, Window: d.windowOf(li), Scale: d.scale, Softcap: d.attnCap, CacheSettled: !ds.verify}
 		if ap != nil {
 			// o_proj straight from attention's parts (lw's own weight).
 			ap.PagedAttentionMatMul(s.o, s.att, s.q, c.k[li], c.v[li], ds.tables, ds.pos, c.Pool.BlockSize(), p, lw.lin[oProj])
@@ -397,7 +397,7 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 		runtime.MatMulAdd(b, x, s.gate, lw.lin[downProj], x, s.o)
 	}
 	d.norm(b, s.xn, x, m.norm)
-	b.MatMul(ds.logits, s.xn, m.head)
+	m.headInto(ds.logits, s.xn)
 }
 
 // ExpertRows returns, for each expert of a sparse layer, the rows the

@@ -529,7 +529,7 @@ func (m *Model) StepAhead(c *PagedCache, seqs []StepSeq) (*Pending, error) {
 		return nil, err
 	}
 	lg := b.View(m.logits, 0, len(want))
-	b.MatMul(lg, b.View(m.s.xn, 0, len(want)), m.head)
+	m.headInto(lg, b.View(m.s.xn, 0, len(want)))
 	at := make([]int, len(seqs))
 	for i := range at {
 		at[i] = -1
@@ -590,7 +590,7 @@ func (m *Model) allLogits(x runtime.Tensor, spans []span, seqs []StepSeq) ([][]f
 					return nil, nil, err
 				}
 				lg := b.View(m.logits, 0, c)
-				b.MatMul(lg, xn, m.head)
+				m.headInto(lg, xn)
 				k := s.Score.Top
 				lp, ids, top, err := rs.ScoreRows(lg, s.Score.Targets[r0:r0+c], k)
 				if err != nil {

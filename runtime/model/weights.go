@@ -627,11 +627,11 @@ func LayerNormNames(cfg *hfconfig.Config, i int) []string {
 	return slices.Concat([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, GemmaNormNames(cfg, i), QKNormNames(cfg, i))
 }
 
-// GemmaNormNames lists decoder layer i's norm weights of Gemma 3's own,
+// GemmaNormNames lists decoder layer i's norm weights of Gemma's own,
 // pre_feedforward_layernorm and post_feedforward_layernorm [hidden]
-// (hfconfig.Config.Gemma3); none elsewhere.
+// (hfconfig.Config.Gemma: Gemma 2 and 3); none elsewhere.
 func GemmaNormNames(cfg *hfconfig.Config, i int) []string {
-	if !cfg.Gemma3() {
+	if !cfg.Gemma() {
 		return nil
 	}
 	p := LayerPrefix(i) + "."
