@@ -6,9 +6,11 @@
 // Key j is visible to the query at position i when j <= i and, with
 // window > 0, j > i - window (transformers masks j <= i - sliding_window).
 //
-// attn_generic_T: any dtype and head size (hd <= 512), fp32 math, one warp
-// per (query row, head), online softmax over the visible keys. Grid: one
-// 256-thread block per 8 (row, head) pairs.
+// attn_generic_T(..., window, scale, cap): any dtype and head size (hd <=
+// 512), fp32 math, one warp per (query row, head), online softmax over the
+// visible keys; with cap > 0 each scaled score s is soft-capped first,
+// cap·tanh(s/cap) (runtime.AttentionParams.Softcap). Grid: one 256-thread
+// block per 8 (row, head) pairs.
 //
 // flash_T_d<HD> (T = f16/bf16, HD = 64 or 128): FlashAttention-2 style on
 // tensor cores (mma.sync m16n8k16, fp32 accumulation). Grid (ceil(nq/128),
@@ -18,13 +20,16 @@
 // shared memory). K and V fragments come from shared memory with ldmatrix
 // (.trans for V). S = QKᵀ and O += PV run from registers, P is rounded to
 // T for the second product. Scores are kept in the log2 domain
-// (scale_log2 = scale·log2 e). Nothing of size nq×nq is ever materialised.
+// (scale_log2 = scale·log2 e); with cap_in > 0 a score s (unscaled) is
+// soft-capped instead, cap_out·tanh(s·cap_in) with cap_in = scale/cap and
+// cap_out = cap·log2 e. Nothing of size nq×nq is ever materialised.
 // (A first version with one stage, synchronous loads and scalar V reads ran
 // at 113 TFLOP/s against this one's 158 on an H200: docs/benchmarks.md.)
 
 #define ATTN_GENERIC(N, T)                                                                                \
     extern "C" __global__ void attn_generic_##N(T* out, const T* q, const T* k, const T* v, int nq, int hq, \
-                                                int hkv, int hd, int pos0, int window, float scale) {     \
+                                                int hkv, int hd, int pos0, int window, float scale,       \
+                                                float cap) {                                              \
         const int PER = 16;                                                                               \
         i64 w = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                        \
         int lane = threadIdx.x & 31;                                                                      \
@@ -49,6 +54,7 @@
                 if (d < hd) s += qr[c] * to_f32(kr[d]);                                                   \
             }                                                                                             \
             s = warp_sum(s) * scale;                                                                      \
+            if (cap > 0.0f) s = cap * tanhf(s / cap);                                                     \
             float mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);                                \
             l = l * corr + p;                                                                             \
             _Pragma("unroll") for (int c = 0; c < PER; c++) {                                             \
@@ -82,7 +88,8 @@ __device__ __forceinline__ void cp16(u32 dst, const void* src, bool valid) {
 
 template <typename T, int HD>
 __device__ __forceinline__ void flash_fwd(T* out, const T* q, const T* k, const T* v, int nq, int hq, int hkv,
-                                           int pos0, int window, float scale_log2) {
+                                           int pos0, int window, float scale_log2, float cap_in,
+                                           float cap_out) {
     constexpr int BM = 128, BN = 64, LD = HD + 8;
     extern __shared__ u32x4 smem_flash[];
     T* base = (T*)smem_flash;  // [2 stages][K, V][BN][LD]
@@ -159,7 +166,7 @@ __device__ __forceinline__ void flash_fwd(T* out, const T* q, const T* k, const 
                 const int j = j0 + nt * 8 + 2 * tq + (e & 1);
                 const int p = e < 2 ? p0 : p1;
                 const bool ok = j <= p && (window <= 0 || j > p - window);
-                s[nt][e] = ok ? s[nt][e] * scale_log2 : NEG_INF;
+                s[nt][e] = !ok ? NEG_INF : cap_in > 0.0f ? cap_out * tanhf(s[nt][e] * cap_in) : s[nt][e] * scale_log2;
             }
             mx0 = fmaxf(mx0, fmaxf(s[nt][0], s[nt][1]));
             mx1 = fmaxf(mx1, fmaxf(s[nt][2], s[nt][3]));
@@ -224,8 +231,9 @@ __device__ __forceinline__ void flash_fwd(T* out, const T* q, const T* k, const 
 #define FLASH(N, T, HD)                                                                                  \
     extern "C" __global__ void __launch_bounds__(256) flash_##N##_d##HD(T* out, const T* q, const T* k, const T* v, \
                                                                        int nq, int hq, int hkv, int pos0,  \
-                                                                       int window, float scale_log2) {     \
-        flash_fwd<T, HD>(out, q, k, v, nq, hq, hkv, pos0, window, scale_log2);                           \
+                                                                       int window, float scale_log2,       \
+                                                                       float cap_in, float cap_out) {      \
+        flash_fwd<T, HD>(out, q, k, v, nq, hq, hkv, pos0, window, scale_log2, cap_in, cap_out);          \
     }
 FLASH(bf16, bf16, 128)
 FLASH(f16, f16, 128)

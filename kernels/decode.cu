@@ -13,12 +13,13 @@
 // cache; then one per v element; grid-stride.
 //
 // paged_attn_cC_gG_T(out, q, kc, vc, tables [rows, width], width, pos, bs,
-// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late, dfr), hd <= 32*C,
+// hq, hkv, hd, window, scale, part, cnt, minsplit, oslots, clu, late, dfr, cap), hd <= 32*C,
 // hq/hkv <= G (output column c of a row goes to column oslots[c] when
 // oslots, I32 [hq*hd], is not null): query row
 // r (position pos[r]) attends over positions lo..pos[r] of its sequence (lo
 // = pos[r]-window+1 with a window), position p in cache row tables[r,
-// p/bs]*bs + p%bs; fp32 math. Grid (hkv, S, rows), 128 threads: a block is
+// p/bs]*bs + p%bs; fp32 math; with cap > 0 each scaled score s is
+// soft-capped, cap·tanh(s/cap) (runtime.AttentionParams.Softcap). Grid (hkv, S, rows), 128 threads: a block is
 // one kv head of one row and its query heads (each K and V row is read
 // once for all of them; see paged_attn below), and the S blocks of a (row,
 // kv head) split the positions into S even chunks (flash-decoding), so that
@@ -166,8 +167,8 @@ __device__ __forceinline__ void cp16z(u32 dst, const void* src, bool on) {
 template <typename T, int C, int G, bool PRE, typename W>
 __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __restrict__ kb, const T* __restrict__ vb,
                                          const int* __restrict__ tab, int bs, i64 kvc, int r, int hq, int h0, int Gr,
-                                         int j0, int j1, int own, float scale, float (*red)[G][32 * C], float* mh,
-                                         float* lh, void* smem, W wait) {
+                                         int j0, int j1, int own, float scale, float cap, float (*red)[G][32 * C],
+                                         float* mh, float* lh, void* smem, W wait) {
     constexpr int D = 32 * C, LD = D + 8, TP = PA_TCT;
     constexpr int CPR = D / 8, RPI = 32 / CPR;  // 16-byte pieces a row; rows a pass of the warp
     constexpr u32 TB = TP * LD * 2;             // bytes of one tile of K (or V)
@@ -276,6 +277,9 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
     for (int mt = 0; mt < D / 16; mt++) o[mt][0] = o[mt][1] = o[mt][2] = o[mt][3] = 0.0f;
     float m = NEG_INF, l = 0.0f;
     const float sl2 = scale * 1.4426950408889634f;
+    // Soft-capped (cap > 0): a score s becomes cap·tanh(s·scale/cap), in
+    // the log2 domain cap·log2 e·tanh(s·cin).
+    const float cin = cap > 0.0f ? scale / cap : 0.0f, cout = cap * 1.4426950408889634f;
     if constexpr (!PRE) {
 #pragma unroll
         for (int k = 0; k < 3; k++)
@@ -319,7 +323,9 @@ __device__ __forceinline__ void paged_tc(const T* __restrict__ q, const T* __res
         for (int nt = 0; nt < 2; nt++)
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const float v = p + nt * 8 + 2 * t + e < j1 ? s[nt][e] * sl2 : NEG_INF;
+                const float v = p + nt * 8 + 2 * t + e >= j1 ? NEG_INF
+                                : cin > 0.0f                  ? cout * tanhf(s[nt][e] * cin)
+                                                              : s[nt][e] * sl2;
                 s[nt][e] = v;
                 mx = fmaxf(mx, v);
             }
@@ -385,7 +391,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                            const T* __restrict__ vc, const int* __restrict__ tables, int width,
                            const int* __restrict__ pos, int bs, int hq, int hkv, int hd, int window, float scale,
                            float* part, u32* cnt, int minsplit, const int* __restrict__ oslots, int clu, int late,
-                           int dfr) {
+                           int dfr, float cap) {
     constexpr int D = 32 * C;
     TRACE_BEGIN(2);
     __shared__ float4 qs4[G][D / 4];        // the heads' queries, scaled
@@ -483,7 +489,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     // (The _tcpre kernels wait within paged_tc, after their first copies.)
     if constexpr (!(TC && PRE)) wait();
     if constexpr (TC) {
-        paged_tc<T, C, G, PRE>(q, kb, vb, tab, bs, kvc, r, hq, h0, Gr, j0, j1, i, scale, red, mh, lh, smem_pa, wait);
+        paged_tc<T, C, G, PRE>(q, kb, vb, tab, bs, kvc, r, hq, h0, Gr, j0, j1, i, scale, cap, red, mh, lh, smem_pa, wait);
         TRACE_MARK_AT(0, 2);
         if (!late) pdl_launch();
     } else {
@@ -573,7 +579,7 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
                     }
                 }
 #pragma unroll
-                for (int g = 0; g < G; g++) sc[g][tid] = dot[g];
+                for (int g = 0; g < G; g++) sc[g][tid] = cap > 0.0f ? cap * tanhf(dot[g] / cap) : dot[g];
             }
             asm volatile("cp.async.wait_all;" ::: "memory");  // this thread's V row has landed
             __syncthreads();
@@ -768,9 +774,9 @@ __device__ void paged_attn(T* __restrict__ out, const T* __restrict__ q, const T
     extern "C" __global__ void __launch_bounds__(128) paged_attn_c##C##_g##G##SUF##_##N(                          \
         T* out, const T* q, const T* kc, const T* vc, const int* tables, int width, const int* pos, int bs, int hq, \
         int hkv, int hd, int window, float scale, float* part, u32* cnt, int minsplit, const int* oslots,        \
-        int clu, int late, int dfr) {                                                                          \
+        int clu, int late, int dfr, float cap) {                                                               \
         paged_attn<T, C, G, PRE, TC>(out, q, kc, vc, tables, width, pos, bs, hq, hkv, hd, window, scale, part, cnt, \
-                                     minsplit, oslots, clu, late, dfr);                                        \
+                                     minsplit, oslots, clu, late, dfr, cap);                                   \
     }
 // PA_PRE=1 parts hold the _pre kernel (PRE) of their PA_C and PA_G; PA_TC=1
 // parts the _tc kernel (TC: f16 and bf16, C of 2 or 4 only); both, the

@@ -59,8 +59,8 @@ FOR_DTYPES(ELEMENTWISE)
 
 // gelu_glu_T: d = gelu_tanh(gate) * up (transformers Gemma3MLP with
 // gelu_pytorch_tanh: 0.5·g·(1 + tanh(sqrt(2/π)·(g + 0.044715·g³)))), one
-// rounding; scale_T: d = x * s (Gemma's embedding scale). d may alias
-// the inputs.
+// rounding; scale_T: d = x * s (Gemma's embedding scale); softcap_T: d =
+// c·tanh(x/c) (Gemma 2's final_logit_softcapping). d may alias the inputs.
 __device__ __forceinline__ float gelu_tanh(float v) {
     return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
 }
@@ -70,6 +70,9 @@ __device__ __forceinline__ float gelu_tanh(float v) {
     }                                                                                            \
     extern "C" __global__ void scale_##N(T* d, const T* x, float s, i64 n) {                     \
         FOR_N(i, n) d[i] = from_f32<T>(to_f32(x[i]) * s);                                        \
+    }                                                                                            \
+    extern "C" __global__ void softcap_##N(T* d, const T* x, float c, i64 n) {                   \
+        FOR_N(i, n) d[i] = from_f32<T>(c * tanhf(to_f32(x[i]) / c));                             \
     }
 FOR_DTYPES(GEMMA_ELEMENTWISE)
 

@@ -458,7 +458,7 @@ func (b *Backend) pagedAttention(dst, q, kc, vc, tables, pos runtime.Tensor, blo
 	}
 	b.runCluster("decode.cu", names[[2]int{c, g}][qt.dt], Dim{X: hkv, Y: S, Z: rows}, Dim{X: pagedThreads}, shared, clu,
 		d.ptr, qt.ptr, kt.ptr, vt.ptr, tt.ptr, int32(width), pt.ptr, int32(blockSize), int32(hq), int32(hkv), int32(hd),
-		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), late, dfr)
+		int32(p.Window), p.Scale, part, cnt, int32(b.attnSplit), sp, int32(clu), late, dfr, max(p.Softcap, 0))
 	return apArg{part: part, pos: pt.ptr, sg: int32(S), hq: int32(hq), hd: int32(hd), window: int32(p.Window), minsplit: int32(b.attnSplit), dfr: dfr}
 }
 

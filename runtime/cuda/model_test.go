@@ -44,7 +44,8 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // gate_up_proj read as their parts, a window of 100 positions, longrope
 // with its attention factor); gemma3 a random-weight Gemma 3 text one
 // (gemma3Synth: sliding and full layers with their own windows and RoPE
-// tables, Gemma's norms, GELU-tanh GLU and embedding scale).
+// tables, Gemma's norms, GELU-tanh GLU and embedding scale); gemma2 a
+// random-weight Gemma 2 one (gemma2Synth: soft-capped scores and logits).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -55,6 +56,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		{"qwen3", "", ""},
 		{"phi3", "", ""},
 		{"gemma3", "", ""},
+		{"gemma2", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -78,6 +80,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = phi3Synth(t, "f32")
 			case tc.name == "gemma3":
 				dir = gemma3Synth(t, "f32")
+			case tc.name == "gemma2":
+				dir = gemma2Synth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:

@@ -673,6 +673,18 @@ func (b *Backend) Scale(dst, x runtime.Tensor, s float32) {
 	b.run("elementwise.cu", "scale_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, s, int64(d.n))
 }
 
+// Softcap implements runtime.Softcapper: elementwise.cu's softcap.
+func (b *Backend) Softcap(dst, x runtime.Tensor, c float32) {
+	d, xt := b.tensor(dst), b.tensor(x)
+	sameShape("softcap", d, xt)
+	if !(c > 0) {
+		panic(fmt.Sprintf("cuda: softcap of %v at %g", xt.shape, c))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "softcap_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, c, int64(d.n))
+}
+
 // ScaleRows implements runtime.RowScaler: elementwise.cu's mask_rows
 // (the masked Gram's kernel, whose mask is any fp32 value a row).
 func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
@@ -794,13 +806,19 @@ func (b *Backend) Attention(dst, q, k, v runtime.Tensor, p runtime.AttentionPara
 	if qt.dt != runtime.F32 && (hd == 128 || hd == 64) {
 		const bm = 128
 		shared := 2 * 2 * 64 * (hd + 8) * 2 // two stages of K and V tiles
+		// (Soft-capped: a score s becomes capOut·tanh(s·capIn).)
+		var capIn, capOut float32
+		if p.Softcap > 0 {
+			capIn, capOut = p.Scale/p.Softcap, p.Softcap*float32(math.Log2E)
+		}
 		b.run("attention.cu", fmt.Sprintf("flash_%s_d%d", suffix(qt.dt), hd), Dim{X: (T + bm - 1) / bm, Y: hq}, Dim{X: 256}, shared,
-			d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(p.Pos0), int32(p.Window), p.Scale*float32(math.Log2E))
+			d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(p.Pos0), int32(p.Window), p.Scale*float32(math.Log2E),
+			capIn, capOut)
 		return
 	}
 	warps := int64(T) * int64(hq)
 	b.run("attention.cu", "attn_generic_"+suffix(qt.dt), Dim{X: int((warps*32 + threads - 1) / threads)}, Dim{X: threads}, 0,
-		d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(hd), int32(p.Pos0), int32(p.Window), p.Scale)
+		d.ptr, qt.ptr, kt.ptr, vt.ptr, int32(T), int32(hq), int32(hkv), int32(hd), int32(p.Pos0), int32(p.Window), p.Scale, max(p.Softcap, 0))
 }
 
 // gramPanel is the column-panel width of Gram: the upper triangle is formed
