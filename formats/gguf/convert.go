@@ -37,7 +37,7 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
@@ -52,6 +52,8 @@ func Arch(cfg *hfconfig.Config) string {
 		return cfg.ModelType
 	case "gemma3_text":
 		return "gemma3"
+	case "gemma2":
+		return "gemma2"
 	case "qwen3_moe":
 		return "qwen3moe"
 	}
@@ -454,8 +456,9 @@ func plan(cfg *hfconfig.Config, opts ConvertOptions) (*ConvertResult, []tensorSp
 		// The file carries phi3.attention.sliding_window, but llama.cpp's
 		// phi3 loader turns the window off (llama_model_phi3::load_arch_hparams).
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's phi3 architecture disables the window it reads and attends to the whole context, so its outputs differ from transformers' (and gptqtool's) beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
-	} else if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings && Arch(cfg) != "gemma3" {
-		// (gemma3's sliding layers attend within gemma3.attention.sliding_window.)
+	} else if cfg.SlidingWindow > 0 && cfg.SlidingWindow < cfg.MaxPositionEmbeddings && !cfg.Gemma() {
+		// (gemma2's and gemma3's sliding layers attend within their
+		// attention.sliding_window.)
 		res.Warnings = append(res.Warnings, fmt.Sprintf("%s: sliding_window %d < max_position_embeddings %d: llama.cpp's llama architecture attends to the whole context, so outputs differ from transformers beyond %d tokens", cfg.File, cfg.SlidingWindow, cfg.MaxPositionEmbeddings, cfg.SlidingWindow))
 	}
 	// Weights the importance matrix as given has no entry for are
@@ -663,6 +666,11 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
+	if cfg.Gemma2() {
+		if err := checkGemma2(cfg); err != nil {
+			return err
+		}
+	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
 			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
@@ -710,7 +718,7 @@ func CheckModel(cfg *hfconfig.Config) error {
 }
 
 // supportedModelTypes are the model_type values Convert writes.
-var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"}
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma2", "gemma3_text"}
 
 // checkMoE refuses a mixture of experts that llama.cpp's architecture
 // would run as another model: a qwen3_moe with dense layers
@@ -847,6 +855,8 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		return phi3TensorSpecs(cfg)
 	case "gemma3":
 		return gemma3TensorSpecs(cfg)
+	case "gemma2":
+		return gemmaTensorSpecs(cfg, false)
 	}
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
@@ -1217,6 +1227,8 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		kvs = append(kvs, phi3KVs(cfg)...)
 	case "gemma3":
 		kvs = append(kvs, gemma3KVs(cfg)...)
+	case "gemma2":
+		kvs = append(kvs, gemma2KVs(cfg)...)
 	default:
 		kvs = append(kvs, llamaKVs(cfg)...)
 	}

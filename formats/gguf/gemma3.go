@@ -62,7 +62,12 @@ func checkGemma3(cfg *hfconfig.Config) error {
 // attn_output, post_attention_norm, ffn_norm (pre_feedforward_layernorm),
 // ffn_gate/up/down and post_ffw_norm; output_norm. Norms are F32 [n] of
 // 1 + the checkpoint's weights (Gemma3Model.modify_tensors' norm_shift).
-func gemma3TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
+func gemma3TensorSpecs(cfg *hfconfig.Config) []tensorSpec { return gemmaTensorSpecs(cfg, true) }
+
+// gemmaTensorSpecs lists a gemma3 file's tensors (qkNorm) or a gemma2
+// file's (LLM_ARCH_GEMMA2's: the same without attn_q_norm and
+// attn_k_norm).
+func gemmaTensorSpecs(cfg *hfconfig.Config, qkNorm bool) []tensorSpec {
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
 	norm := func(name, source string, n int) tensorSpec {
@@ -75,9 +80,13 @@ func gemma3TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 			norm(blk+"attn_norm.weight", hf+"input_layernorm.weight", h),
 			tensorSpec{name: blk + "attn_q.weight", source: hf + "self_attn.q_proj.weight", shape: []int{q, h}},
 			tensorSpec{name: blk + "attn_k.weight", source: hf + "self_attn.k_proj.weight", shape: []int{kv, h}},
-			tensorSpec{name: blk + "attn_v.weight", source: hf + "self_attn.v_proj.weight", shape: []int{kv, h}},
-			norm(blk+"attn_q_norm.weight", hf+"self_attn.q_norm.weight", hd),
-			norm(blk+"attn_k_norm.weight", hf+"self_attn.k_norm.weight", hd),
+			tensorSpec{name: blk + "attn_v.weight", source: hf + "self_attn.v_proj.weight", shape: []int{kv, h}})
+		if qkNorm {
+			specs = append(specs,
+				norm(blk+"attn_q_norm.weight", hf+"self_attn.q_norm.weight", hd),
+				norm(blk+"attn_k_norm.weight", hf+"self_attn.k_norm.weight", hd))
+		}
+		specs = append(specs,
 			tensorSpec{name: blk + "attn_output.weight", source: hf + "self_attn.o_proj.weight", shape: []int{h, q}},
 			norm(blk+"post_attention_norm.weight", hf+"post_attention_layernorm.weight", h),
 			norm(blk+"ffn_norm.weight", hf+"pre_feedforward_layernorm.weight", h),

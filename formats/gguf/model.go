@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3 or gemma3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma2" && arch != "gemma3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma2 or gemma3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -97,6 +97,13 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma3ForCausalLM"}, "gemma3_text", "gelu_pytorch_tanh"
 		delete(c, "hidden_act")
 	}
+	if arch == "gemma2" {
+		// (llama.cpp's gemma2 graph: gemma3's without q/k norms, the
+		// scores and logits soft-capped; gemma2Config reads the window,
+		// the caps, its fixed pattern and scale)
+		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma2ForCausalLM"}, "gemma2", "gelu_pytorch_tanh"
+		delete(c, "hidden_act")
+	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
@@ -135,10 +142,10 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["head_dim"] = hd
 		headDim = hd
 	}
-	if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3" {
-		// Qwen3Config's head_dim defaults to 128 (Gemma3TextConfig's to
-		// 256), llama.cpp's key length to hidden/heads: the config says
-		// which the file has.
+	if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma2" || arch == "gemma3" {
+		// Qwen3Config's head_dim defaults to 128 (Gemma2Config's and
+		// Gemma3TextConfig's to 256), llama.cpp's key length to
+		// hidden/heads: the config says which the file has.
 		c["head_dim"] = headDim
 	}
 	if vd, ok, err := u("attention.value_length", false); err != nil {
@@ -206,6 +213,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	longrope := false
 	if arch == "gemma3" {
 		if err := f.gemma3Config(c, a, scaling, headDim); err != nil {
+			return nil, err
+		}
+	}
+	if arch == "gemma2" {
+		if err := f.gemma2Config(c, a, scaling, linear, headDim); err != nil {
 			return nil, err
 		}
 	}
