@@ -45,15 +45,20 @@ type Report struct {
 	// plain RoPE.
 	RopeScaling   *RopeScaling `json:"rope_scaling,omitempty"`
 	SlidingWindow int          `json:"sliding_window"` // 0: none
-	// LayerTypes, RopeLocalBaseFreq and QueryPreAttnScalar are Gemma 3's
+	// LayerTypes, RopeLocalBaseFreq and QueryPreAttnScalar are Gemma's
 	// (hfconfig.Config's LayerTypes, RopeLocalTheta, QueryPreAttnScalar):
 	// sliding_window applies to the sliding_attention layers alone, which
-	// rotate by rope_local_base_freq; absent for other models.
+	// in Gemma 3 rotate by rope_local_base_freq; absent for other models.
 	LayerTypes         []string `json:"layer_types,omitempty"`
 	RopeLocalBaseFreq  float64  `json:"rope_local_base_freq,omitempty"`
 	QueryPreAttnScalar float64  `json:"query_pre_attn_scalar,omitempty"`
-	TieWordEmbeddings  bool     `json:"tie_word_embeddings"`
-	TorchDType         string   `json:"torch_dtype"`
+	// AttnLogitSoftcapping and FinalLogitSoftcapping are Gemma 2's
+	// soft-capping of the attention scores and of the logits
+	// (hfconfig.Config's AttnSoftcap, FinalSoftcap); absent: none.
+	AttnLogitSoftcapping  float64 `json:"attn_logit_softcapping,omitempty"`
+	FinalLogitSoftcapping float64 `json:"final_logit_softcapping,omitempty"`
+	TieWordEmbeddings     bool    `json:"tie_word_embeddings"`
+	TorchDType            string  `json:"torch_dtype"`
 	// MoE describes a mixture-of-experts model's sparse MLPs
 	// (hfconfig.MoE); absent for dense models.
 	MoE *MoE `json:"mixture_of_experts,omitempty"`
@@ -233,6 +238,7 @@ func Inspect(dir string) (*Report, error) {
 		VocabSize: cfg.VocabSize, MaxPositionEmbeddings: cfg.MaxPositionEmbeddings, RopeTheta: cfg.RopeTheta, RopeScaling: ropeScalingOf(cfg.RopeScaling),
 		SlidingWindow: cfg.SlidingWindow, TieWordEmbeddings: cfg.TieWordEmbeddings, TorchDType: cfg.DType,
 		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
+		AttnLogitSoftcapping: cfg.AttnSoftcap, FinalLogitSoftcapping: cfg.FinalSoftcap,
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg),
 	}
 	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {

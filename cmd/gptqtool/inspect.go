@@ -101,19 +101,26 @@ func printReport(w io.Writer, r *verify.Report) {
 		rope = ", rope scaling " + r.RopeScaling.String()
 	}
 	if r.LayerTypes != nil {
-		// Gemma 3: the window and the local base in the sliding layers
-		// alone.
+		// Gemma: the window (Gemma 3: and the local base) in the sliding
+		// layers alone.
 		n := 0
 		for _, t := range r.LayerTypes {
 			if t == "sliding_attention" {
 				n++
 			}
 		}
-		sw = fmt.Sprintf("%s in %d of %d layers (rope_local_base_freq %g there; the others full attention)", sw, n, len(r.LayerTypes), r.RopeLocalBaseFreq)
+		local := ""
+		if r.RopeLocalBaseFreq > 0 {
+			local = fmt.Sprintf("rope_local_base_freq %g there; ", r.RopeLocalBaseFreq)
+		}
+		sw = fmt.Sprintf("%s in %d of %d layers (%sthe others full attention)", sw, n, len(r.LayerTypes), local)
 	}
 	fmt.Fprintf(w, "  context        %d positions, rope_theta %g%s, sliding window %s\n", r.MaxPositionEmbeddings, r.RopeTheta, rope, sw)
 	if r.QueryPreAttnScalar > 0 {
 		fmt.Fprintf(w, "  attention      scores scaled by query_pre_attn_scalar %g^-0.5\n", r.QueryPreAttnScalar)
+	}
+	if r.AttnLogitSoftcapping > 0 || r.FinalLogitSoftcapping > 0 {
+		fmt.Fprintf(w, "  soft-capping   scores at %g, logits at %g (c·tanh(x/c); 0: none)\n", r.AttnLogitSoftcapping, r.FinalLogitSoftcapping)
 	}
 	head := "untied lm_head"
 	if r.TieWordEmbeddings {

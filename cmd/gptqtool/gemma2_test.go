@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+	"github.com/gptqtool/gptqtool/runtime/cpu"
+	"github.com/gptqtool/gptqtool/runtime/model"
+)
+
+// TestGemma2Commands runs a random Gemma 2 checkpoint (fixtures.Gemma2:
+// the scores soft-capped at 2, the logits at 3) through the commands:
+// inspect (model_type gemma2, the parameter count equal to the config's,
+// the soft-capping reported), generate (the runtime's greedy ids),
+// quantize with calibration (verify format passes, the KL to the source
+// small), convert --gguf to llama.cpp's gemma2 architecture, and generate
+// on an F32 GGUF of the checkpoint gives its ids.
+func TestGemma2Commands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes a model")
+	}
+	tok := fixturePath(t, "models/openchat-tiny")
+	dir := fixtures.Gemma2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64,
+		"query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 4}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+	out, stderr, err := run(t, "inspect", dir, "--json")
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, stderr)
+	}
+	var rep struct {
+		ModelType        string   `json:"model_type"`
+		NumParameters    int64    `json:"num_parameters"`
+		ConfigParameters int64    `json:"config_parameters"`
+		LayerTypes       []string `json:"layer_types"`
+		AttnCap          float64  `json:"attn_logit_softcapping"`
+		FinalCap         float64  `json:"final_logit_softcapping"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	if rep.ModelType != "gemma2" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 || rep.AttnCap != 2 || rep.FinalCap != 3 ||
+		!slices.Equal(rep.LayerTypes, []string{"sliding_attention", "full_attention", "sliding_attention", "full_attention"}) {
+		t.Errorf("inspect --json: %+v", rep)
+	}
+	if out, _, err := run(t, "inspect", dir); err != nil || !strings.Contains(out, "sliding window 16 in 2 of 4 layers (the others full attention)") ||
+		!strings.Contains(out, "soft-capping   scores at 2, logits at 3") {
+		t.Errorf("inspect: %v, want the sliding layers and the soft-capping reported\n%s", err, out)
+	}
+
+	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+	m, err := model.Load(dir, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids := slices.Clone(doc.PromptIDs)
+	for range 8 {
+		lg, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := lg[(len(ids)-1)*m.Vocab():]
+		best := 0
+		for i, v := range last {
+			if v > last[best] {
+				best = i
+			}
+		}
+		ids = append(ids, best)
+		if slices.Contains(m.EOSTokenIDs, best) {
+			break
+		}
+	}
+	if got := append(slices.Clone(doc.PromptIDs), doc.IDs...); len(doc.IDs) == 0 || !slices.Equal(got, ids[:len(got)]) {
+		t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
+	}
+
+	q := filepath.Join(t.TempDir(), "q")
+	if _, stderr, err := run(t, "quantize", "--model", dir, "--out", q, "--bits", "4", "--group", "128", "--dataset",
+		fixturePath(t, "datasets/instruct/alpaca_en_demo.json"), "--nsamples", "4", "--seq-len", "64", "--device", "cpu"); err != nil {
+		t.Fatalf("quantize: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := run(t, "verify", "format", q); err != nil {
+		t.Errorf("verify format: %v\n%s", err, stderr)
+	}
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if kl := meanKL(t, "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
+		t.Errorf("verify kl: mean KL %g: want a small positive one", kl)
+	}
+	gg := filepath.Join(t.TempDir(), "q.gguf")
+	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
+		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+	}
+	f, err := gguf.Open(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma2" {
+		t.Errorf("convert --gguf: general.architecture %q, want gemma2", a)
+	}
+	g32 := filepath.Join(dir, "f32.gguf") // (beside the tokenizer files)
+	if _, stderr, err := run(t, "convert", "--in", dir, "--out", g32, "--gguf", "f32"); err != nil {
+		t.Fatalf("convert --gguf f32: %v\n%s", err, stderr)
+	}
+	gdoc, stderr := generateJSONOut(t, "--model", g32, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+	if !slices.Equal(gdoc.IDs, doc.IDs) {
+		t.Errorf("generate on the F32 GGUF: ids %v, the checkpoint's %v\n%s", gdoc.IDs, doc.IDs, stderr)
+	}
+}
