@@ -1,8 +1,9 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3- and Gemma 3 text causal
+// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Gemma 2- and Gemma 3 text causal
 // language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
 // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
-// Phi3ForCausalLM; "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
+// Phi3ForCausalLM; "gemma2": Gemma2ForCausalLM, see gemma2.go;
+// "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
 // the text model of "gemma3", Gemma3ForConditionalGeneration), and
 // writes config.json
 // back with every original key preserved.
@@ -117,7 +118,7 @@
 // Linear biases (Config.LinearBias): qwen2's q_proj, k_proj and v_proj
 // always have one (Qwen2Attention); in llama attention_bias gives the four
 // attention projections one and mlp_bias the MLP's; in qwen3
-// attention_bias gives q/k/v/o_proj one (Qwen3Attention; gemma3_text alike) and the MLP has
+// attention_bias gives q/k/v/o_proj one (Qwen3Attention; gemma2 and gemma3_text alike) and the MLP has
 // none; mistral's and phi3's have none (Phi3Attention, Phi3MLP).
 //
 // Gemma 3 (gemma3_text, Gemma3TextConfig's defaults): num_key_value_heads
@@ -135,6 +136,15 @@
 // naming the key, as is use_bidirectional_attention true (EmbeddingGemma;
 // a _sliding_window_pattern, as transformers 4.53+ saves it, is read as
 // sliding_window_pattern).
+//
+// Gemma 2 (gemma2, Gemma2Config's defaults): num_key_value_heads 4,
+// head_dim 256, max_position_embeddings 8192, rope_theta 10000 (every
+// layer), sliding_window 4096, tie_word_embeddings true,
+// hidden_activation "gelu_pytorch_tanh", query_pre_attn_scalar 256,
+// attn_logit_softcapping 50 and final_logit_softcapping 30 (Config's
+// AttnSoftcap, FinalSoftcap; null: none; otherwise a positive number),
+// layer_types (else the layers alternate, the first sliding). No q/k
+// norms.
 //
 // Multimodal Gemma 3 (model_type "gemma3", Gemma3ForConditionalGeneration:
 // gemma-3-4b/12b/27b): the Config is its text model's, read from the
