@@ -198,6 +198,14 @@
 // attention.sliding_window, the fixed pattern, base and scale), Weights
 // each norm as the stored 1 + w less 1.
 //
+// A Gemma 2 model (model_type gemma2) is written as llama.cpp's "gemma2"
+// architecture, as the converter's Gemma2Model does (gemma2.go): gemma3's
+// tensors without attn_q_norm and attn_k_norm, gemma2.* keys with both
+// soft-capping values and the window. llama.cpp fixes the alternating
+// layers, the caps' use and the attention scale, so a config saying
+// otherwise is refused; File.HFConfig reads gemma2 files back as the gemma2
+// config llama.cpp runs.
+//
 // A Phi-3 model (model_type phi3) is written as llama.cpp's "phi3"
 // architecture, as the converter's Phi3MiniModel does:
 //

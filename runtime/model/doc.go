@@ -31,7 +31,11 @@
 // local base and window, the full layers' global table and none). Its
 // layers take none of the decode step's fusions (input orders, norms in
 // products, fused gate/up or MLP: Llama's layer); gemmaDecodeOps runs the
-// step op by op. bind refuses a backend without the three ops.
+// step op by op. bind refuses a backend without the three ops. Gemma 2
+// (gemma2) is the same layer without q/k norms, every layer on the global
+// table, with its scores soft-capped (runtime.AttentionParams.Softcap,
+// dims.attnCap) and its logits (runtime.Softcapper after the head,
+// Model.headInto, which bind then requires too).
 //
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
 // each sparse layer's router and experts (moe.go; LayerLinears lists the
