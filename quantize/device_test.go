@@ -3,6 +3,7 @@ package quantize_test
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -275,5 +276,39 @@ func TestDeviceDriverGemma3(t *testing.T) {
 	name := model.LayerPrefix(0) + ".mlp.gate_proj"
 	if rel := (unit[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
 		t.Errorf("%s: loss %.6g with pre_feedforward_layernorm, %.6g with a unit one: the calibration did not read it", name, ref[name].Loss, unit[name].Loss)
+	}
+}
+
+// TestDeviceDriverGemma2 runs both drivers on a random-weight Gemma 2
+// checkpoint (fixtures.Gemma2: a sliding layer with a window of 16 under
+// the samples' 128 positions and a full one, the scores soft-capped at 2):
+// codes and losses agree; and the loss of layer 0's o_proj, whose input is
+// the soft-capped attention's output, moves on the same weights with the
+// caps null: the calibration applies them.
+func TestDeviceDriverGemma2(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	edit := map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "num_hidden_layers": 2,
+		"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32, "query_pre_attn_scalar": 32, "sliding_window": 16}
+	dir := fixtures.Gemma2(t, edit, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
+	samples := calibration(t, dir, 6, 128)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
+	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
+		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
+	}
+	for name, r := range ref {
+		if a := agreement(r, dev[name]); a < 0.98 {
+			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
+		}
+		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
+			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
+		}
+	}
+	edit["attn_logit_softcapping"], edit["final_logit_softcapping"] = json.RawMessage("null"), json.RawMessage("null")
+	uncapped := collect(t, cpu.New(0), nil, fixtures.Gemma2(t, edit, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok}), samples, opts, true, 0)
+	name := model.LayerPrefix(0) + ".self_attn.o_proj"
+	if rel := (uncapped[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
+		t.Errorf("%s: loss %.6g with the scores capped, %.6g without: the calibration did not apply the cap", name, ref[name].Loss, uncapped[name].Loss)
 	}
 }
