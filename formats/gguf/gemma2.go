@@ -55,6 +55,11 @@ func checkGemma2(cfg *hfconfig.Config) error {
 	if s := cfg.RopeScaling; !s.IsDefault() {
 		return fmt.Errorf("%s: rope scaling %s: Gemma2Model writes none: %w", cfg.File, s, ErrUnsupportedModel)
 	}
+	if !cfg.TieWordEmbeddings {
+		// (LLM_ARCH_GEMMA2 creates no output tensor: the head is always
+		// token_embd, and the converter leaves lm_head out.)
+		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma2 architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
+	}
 	for _, m := range []string{"self_attn.q_proj", "self_attn.o_proj"} {
 		if cfg.LinearBias(m) {
 			return fmt.Errorf("%s: attention_bias true: llama.cpp's gemma2 architecture has no attention biases: %w", cfg.File, ErrUnsupportedModel)
@@ -92,8 +97,33 @@ func gemma2KVs(cfg *hfconfig.Config) []KV {
 // caps from attn_logit_softcapping and final_logit_softcapping (50 and 30
 // where absent), the layers alternating (the first sliding), scores
 // scaled by head_dim**-0.5 (at 46 layers (hidden/heads)**-0.5:
-// query_pre_attn_scalar). A RoPE scaling is refused.
+// query_pre_attn_scalar). A RoPE scaling is refused, and so are what
+// llama.cpp's loader also reads but Gemma2Model never writes and the
+// runtime does not compute: attention.sliding_window_pattern other than
+// 2, rope.freq_base_swa other than rope.freq_base, an output tensor
+// (llama.cpp's gemma2 has no head of its own).
 func (f *File) gemma2Config(c map[string]any, a, scaling string, linear bool, headDim uint32) error {
+	if _, ok := f.Tensor("output.weight"); ok {
+		return fmt.Errorf("%s: tensor output.weight in a gemma2 file: llama.cpp's gemma2 architecture takes token_embd as the head: %w", f.path, ErrUnsupportedModel)
+	}
+	if _, ok := f.Get(a + "attention.sliding_window_pattern"); ok {
+		p, err := Value[uint32](f, a+"attention.sliding_window_pattern")
+		if err != nil {
+			return err
+		}
+		if p != 2 {
+			return fmt.Errorf("%s: %sattention.sliding_window_pattern %d: gemma2's layers alternate (2): %w", f.path, a, p, ErrUnsupportedModel)
+		}
+	}
+	if _, ok := f.Get(a + "rope.freq_base_swa"); ok {
+		swa, err := Value[float32](f, a+"rope.freq_base_swa")
+		if err != nil {
+			return err
+		}
+		if base, ok := c["rope_theta"].(float32); !ok || swa != base {
+			return fmt.Errorf("%s: %srope.freq_base_swa %g: gemma2's sliding layers rotate by rope.freq_base (%v): %w", f.path, a, swa, c["rope_theta"], ErrUnsupportedModel)
+		}
+	}
 	sw := uint32(4096)
 	if _, ok := f.Get(a + "attention.sliding_window"); ok {
 		v, err := Value[uint32](f, a+"attention.sliding_window")

@@ -109,6 +109,7 @@ func TestConvertGemma2(t *testing.T) {
 		{"no final cap", map[string]any{"final_logit_softcapping": null}, "final_logit_softcapping null"},
 		{"no window", map[string]any{"sliding_window": null}, "sliding_window null"},
 		{"scaling", map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 2.0}}, "Gemma2Model writes none"},
+		{"untied", map[string]any{"tie_word_embeddings": false}, "tie_word_embeddings false"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ck := gemma2Checkpoint(t, tc.edit)

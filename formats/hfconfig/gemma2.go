@@ -21,8 +21,14 @@ func (c *Config) Gemma2() bool { return c.ModelType == "gemma2" }
 // (256), attn_logit_softcapping (50) and final_logit_softcapping (30), each
 // a positive number or null (none), and layer_types (else the layers
 // alternate, the first sliding: Gemma2Config's "sliding_attention" if
-// bool((i + 1) % 2)).
+// bool((i + 1) % 2)); use_bidirectional_attention must be false, as in
+// gemma3_text.
 func (r *reader) gemma2(c *Config) {
+	if r.optionalBool("use_bidirectional_attention", false) {
+		// (No causal mask: an encoder's attention.)
+		r.fail("use_bidirectional_attention: true: %w (causal attention, false, is implemented)", ErrUnsupported)
+		return
+	}
 	c.QueryPreAttnScalar = r.optionalFloat("query_pre_attn_scalar", 256)
 	if r.err == nil && !(c.QueryPreAttnScalar > 0) {
 		r.fail("query_pre_attn_scalar: got %g, want a positive number", c.QueryPreAttnScalar)

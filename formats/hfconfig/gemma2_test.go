@@ -143,6 +143,7 @@ func TestGemma2(t *testing.T) {
 		{"query_pre_attn_scalar", map[string]string{"query_pre_attn_scalar": "0"}, "query_pre_attn_scalar: got 0"},
 		{"hidden_activation", map[string]string{"hidden_activation": `"gelu"`}, `hidden_activation "gelu"`},
 		{"layer_types", map[string]string{"layer_types": `["full_attention"]`}, "layer_types: 1 entries for num_hidden_layers 42"},
+		{"bidirectional", map[string]string{"use_bidirectional_attention": "true"}, "use_bidirectional_attention: true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(edit(tc.kv), "x.json")
