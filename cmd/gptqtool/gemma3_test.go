@@ -11,8 +11,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
-	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // TestGemma3Commands runs a random Gemma 3 text checkpoint through the
@@ -55,33 +53,7 @@ func TestGemma3Commands(t *testing.T) {
 		t.Errorf("inspect: %v, want the sliding layers reported\n%s", err, out)
 	}
 
-	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
-	m, err := model.Load(dir, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ids := slices.Clone(doc.PromptIDs)
-	for range 8 {
-		lg, err := m.Forward(ids, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := lg[(len(ids)-1)*m.Vocab():]
-		best := 0
-		for i, v := range last {
-			if v > last[best] {
-				best = i
-			}
-		}
-		ids = append(ids, best)
-		if slices.Contains(m.EOSTokenIDs, best) {
-			break
-		}
-	}
-	if got := append(slices.Clone(doc.PromptIDs), doc.IDs...); len(doc.IDs) == 0 || !slices.Equal(got, ids[:len(got)]) {
-		t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
-	}
+	doc := generateGreedyMatches(t, dir)
 
 	q := filepath.Join(t.TempDir(), "q")
 	args := []string{"quantize", "--model", dir, "--out", q, "--bits", "4", "--group", "128",

@@ -59,33 +59,7 @@ func qwenCommands(t *testing.T, dir, modelType string) {
 		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want %s and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters, modelType)
 	}
 
-	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
-	m, err := model.Load(dir, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	ids := slices.Clone(doc.PromptIDs)
-	for range 8 {
-		lg, err := m.Forward(ids, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		last := lg[(len(ids)-1)*m.Vocab():]
-		best := 0
-		for i, v := range last {
-			if v > last[best] {
-				best = i
-			}
-		}
-		ids = append(ids, best)
-		if slices.Contains(m.EOSTokenIDs, best) {
-			break
-		}
-	}
-	if got := append(slices.Clone(doc.PromptIDs), doc.IDs...); len(doc.IDs) == 0 || !slices.Equal(got, ids[:len(got)]) {
-		t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
-	}
+	doc := generateGreedyMatches(t, dir)
 
 	// serve's greedy completion is generate's text.
 	p := startServe(t, dir, "--dtype", "f32")
@@ -129,4 +103,40 @@ func qwenCommands(t *testing.T, dir, modelType string) {
 	if a, _ := gguf.Value[string](f, "general.architecture"); a != modelType {
 		t.Errorf("convert --gguf: general.architecture %q, want %s", a, modelType)
 	}
+}
+
+// generateGreedyMatches runs generate on the checkpoint dir (8 greedy
+// tokens after "Once upon a time", on the CPU in fp32) and checks its ids
+// against the runtime's own greedy loop over whole forwards, which shares
+// no code with generate's decode steps; it returns generate's document.
+func generateGreedyMatches(t *testing.T, dir string) generateJSON {
+	t.Helper()
+	doc, stderr := generateJSONOut(t, "--model", dir, "--prompt", "Once upon a time", "--max-tokens", "8", "--temperature", "0", "--device", "cpu", "--dtype", "f32")
+	m, err := model.Load(dir, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ids := slices.Clone(doc.PromptIDs)
+	for range 8 {
+		lg, err := m.Forward(ids, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := lg[(len(ids)-1)*m.Vocab():]
+		best := 0
+		for i, v := range last {
+			if v > last[best] {
+				best = i
+			}
+		}
+		ids = append(ids, best)
+		if slices.Contains(m.EOSTokenIDs, best) {
+			break
+		}
+	}
+	if got := append(slices.Clone(doc.PromptIDs), doc.IDs...); len(doc.IDs) == 0 || !slices.Equal(got, ids[:len(got)]) {
+		t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
+	}
+	return doc
 }
