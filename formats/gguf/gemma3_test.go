@@ -54,31 +54,12 @@ func TestConvertGemma3(t *testing.T) {
 	if _, ok := c.file.Get("gemma3.rope.scaling.type"); ok {
 		t.Errorf("a scaling key without rope_scaling")
 	}
-	for gname, src := range map[string]string{
+	shiftedNorms(t, c, ck, map[string]string{
 		"blk.2.attn_norm.weight": "model.layers.2.input_layernorm.weight", "blk.2.attn_q_norm.weight": "model.layers.2.self_attn.q_norm.weight",
 		"blk.2.attn_k_norm.weight": "model.layers.2.self_attn.k_norm.weight", "blk.2.post_attention_norm.weight": "model.layers.2.post_attention_layernorm.weight",
 		"blk.2.ffn_norm.weight": "model.layers.2.pre_feedforward_layernorm.weight", "blk.2.post_ffw_norm.weight": "model.layers.2.post_feedforward_layernorm.weight",
 		"output_norm.weight": "model.norm.weight",
-	} {
-		ti, ok := c.file.Tensor(gname)
-		if !ok || ti.Type != gguf.TypeF32 || len(ti.Shape) != 1 {
-			t.Fatalf("tensor %s: %+v (%v), want F32 1-D", gname, ti, ok)
-		}
-		got, err := c.file.Float32(gname)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := ck.set.Tensor(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := st.Float32()
-		for i := range want {
-			if got[i] != 1+want[i] {
-				t.Fatalf("%s[%d] = %g, want 1 + the checkpoint's %g", gname, i, got[i], want[i])
-			}
-		}
-	}
+	})
 	if _, ok := c.file.Tensor("output.weight"); ok {
 		t.Error("output.weight in a tied gemma3 file")
 	}
@@ -124,13 +105,44 @@ func TestConvertGemma3(t *testing.T) {
 		{"scalar", map[string]any{"query_pre_attn_scalar": 24}, "query_pre_attn_scalar 24"},
 		{"local base", map[string]any{"rope_local_base_freq": 20000.0}, "rope_local_base_freq 20000"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ck := gemma3Checkpoint(t, tc.edit)
-			_, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v, want one naming %q", err, tc.want)
+		t.Run(tc.name, func(t *testing.T) { convertRefused(t, gemma3Checkpoint(t, tc.edit), tc.want) })
+	}
+}
+
+// shiftedNorms checks that each of the converted file's norms (by GGUF
+// name) is F32, 1-D, and 1 + the checkpoint's weights of its source (by
+// Hugging Face name), as Gemma's converters shift them.
+func shiftedNorms(t *testing.T, c *converted, ck *checkpoint, norms map[string]string) {
+	t.Helper()
+	for gname, src := range norms {
+		ti, ok := c.file.Tensor(gname)
+		if !ok || ti.Type != gguf.TypeF32 || len(ti.Shape) != 1 {
+			t.Fatalf("tensor %s: %+v (%v), want F32 1-D", gname, ti, ok)
+		}
+		got, err := c.file.Float32(gname)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := ck.set.Tensor(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := st.Float32()
+		for i := range want {
+			if got[i] != 1+want[i] {
+				t.Fatalf("%s[%d] = %g, want 1 + the checkpoint's %g", gname, i, got[i], want[i])
 			}
-		})
+		}
+	}
+}
+
+// convertRefused checks that converting ck to an F32 file fails with an
+// error naming want.
+func convertRefused(t *testing.T, ck *checkpoint, want string) {
+	t.Helper()
+	_, err := gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, ck.cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want one naming %q", err, want)
 	}
 }
 
