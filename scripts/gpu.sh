@@ -4,7 +4,7 @@
 # scripts/device-build.sh and carry .device. Usage:
 #   scripts/gpu.sh [tests] [testsquant] [e2e] [bench7b] [table7b] [solvebench] [tablesizes] [resume] [preflight] [cpuscale]
 #                  [quantppl] [ordercheck] [decode] [ppl7b] [decodeops] [attnbench] [serve7b] [nsys] [ncu]
-#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [gputests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b] [moebench]
+#                  [kerneltimes] [decodebase] [decodeshapes] [seedspread] [emulate] [ncusrc] [coldstart] [cudatests] [gputests] [trace] [sass] [streambench] [specbench] [gguf7b] [imatrix7b] [moebench] [synthbench]
 #   (default: tests e2e bench7b)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -654,6 +654,21 @@ for step in $steps; do
       grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/$n.json" | tr -d '\n' | tee -a "$summary"
       echo | tee -a "$summary"
     done
+    ;;
+  synthbench)
+    # Decode speed of another model's shape: a GPTQ checkpoint of random
+    # codes of SYNTH_CONFIG's shape (default testdata/configs/gemma-2-9b,
+    # Gemma 2 9B; SYNTH_QUANT, default 4-bit g128 act order) written by
+    # synth, decoded at SYNTH_BATCHES (default 1,8) with 128-token prompts
+    # and SYNTH_NEW new tokens (default 128).
+    cfgdir=${SYNTH_CONFIG:-testdata/configs/gemma-2-9b}
+    n=synth-$(basename "$cfgdir")
+    [ -d /tmp/$n ] || run $n-write 300 "$bin/gptqtool" synth --config "$PWD/$cfgdir" \
+      --tokenizer "$GPTQTOOL_FIXTURES/tokenizers/openchat-3.5-1210" --out /tmp/$n ${SYNTH_QUANT:---bits 4 --group 128 --act-order} --json
+    run $n-decode 300 sh -c "'$bin/gptqtool' bench decode --device cuda --model /tmp/$n --batch ${SYNTH_BATCHES:-1,8} --prompt 128 --new ${SYNTH_NEW:-128} >'$LOGS/$n.json'"
+    note "$n decode:"
+    grep -E '"(batch|tok_per_s|step_ms|bandwidth_fraction|step_weight_bytes)"' "$LOGS/$n.json" | tr -d '\n' | tee -a "$summary"
+    echo | tee -a "$summary"
     ;;
   decode)
     # Issue 9: decode and prefill speed on the 7B shape, 4-bit g128 with and
