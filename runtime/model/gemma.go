@@ -97,8 +97,9 @@ func (m *Model) headInto(lg, xn runtime.Tensor) {
 
 // gemmaDecodeOps issues the layers and head of a decode step of Gemma
 // over ds's rows, whose embeddings x holds: op by op, as the layer's
-// forward (Gemma2DecoderLayer, Gemma3DecoderLayer), each layer with its own RoPE table and
-// window; the step's fusions are Llama's layer and stay off.
+// forward (Gemma2DecoderLayer, Gemma3DecoderLayer), each layer with its
+// own RoPE table and window; the step's fusions are Llama's layer and
+// stay off.
 func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
