@@ -46,6 +46,28 @@ func collect(t *testing.T, b runtime.Backend, solver quantize.Solver, modelDir s
 }
 
 // agreement is the fraction of identical codes of two results of a module.
+// driversAgree runs the reference driver and the device driver (in
+// chunks of 3·128 rows) on the two-layer checkpoint dir: each gives every
+// Linear of both layers, at least 98% of whose codes agree and whose
+// losses are within 2%; it returns the reference's results.
+func driversAgree(t *testing.T, dir string, samples []quantize.Sample, opts quantize.Options) map[string]*quantize.Result {
+	t.Helper()
+	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
+	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
+		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
+	}
+	for name, r := range ref {
+		if a := agreement(r, dev[name]); a < 0.98 {
+			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
+		}
+		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
+			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
+		}
+	}
+	return ref
+}
+
 func agreement(a, b *quantize.Result) float64 {
 	same := 0
 	for i := range a.Q {
@@ -166,19 +188,7 @@ func TestDeviceDriverQwen2(t *testing.T) {
 		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
 	samples := calibration(t, dir, 6, 128)
 	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
-	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
-	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
-	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
-		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
-	}
-	for name, r := range ref {
-		if a := agreement(r, dev[name]); a < 0.98 {
-			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
-		}
-		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
-			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
-		}
-	}
+	ref := driversAgree(t, dir, samples, opts)
 	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
 		if strings.HasSuffix(tn.Name, ".bias") {
 			clear(tn.Data)
@@ -209,19 +219,7 @@ func TestDeviceDriverQwen3(t *testing.T) {
 		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
 	samples := calibration(t, dir, 6, 128)
 	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
-	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
-	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
-	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
-		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
-	}
-	for name, r := range ref {
-		if a := agreement(r, dev[name]); a < 0.98 {
-			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
-		}
-		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
-			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
-		}
-	}
+	ref := driversAgree(t, dir, samples, opts)
 	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
 		if strings.Contains(tn.Name, "self_attn.") && strings.HasSuffix(tn.Name, "_norm.weight") {
 			for i := 0; i < len(tn.Data); i += 4 {
@@ -253,19 +251,7 @@ func TestDeviceDriverGemma3(t *testing.T) {
 		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
 	samples := calibration(t, dir, 6, 128)
 	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
-	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
-	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
-	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
-		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
-	}
-	for name, r := range ref {
-		if a := agreement(r, dev[name]); a < 0.98 {
-			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
-		}
-		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
-			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
-		}
-	}
+	ref := driversAgree(t, dir, samples, opts)
 	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
 		if strings.HasSuffix(tn.Name, "pre_feedforward_layernorm.weight") {
 			clear(tn.Data)
@@ -292,19 +278,7 @@ func TestDeviceDriverGemma2(t *testing.T) {
 	dir := fixtures.Gemma2(t, edit, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
 	samples := calibration(t, dir, 6, 128)
 	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
-	ref := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
-	dev := collect(t, cpu.New(0), quantize.HostSolver{}, dir, samples, opts, true, 3*128)
-	if len(ref) != 2*len(model.LinearModules) || len(dev) != len(ref) {
-		t.Fatalf("device driver gave %d modules, reference %d", len(dev), len(ref))
-	}
-	for name, r := range ref {
-		if a := agreement(r, dev[name]); a < 0.98 {
-			t.Errorf("%s: %.4f of codes agree, want >= 0.98", name, a)
-		}
-		if rel := (dev[name].Loss - r.Loss) / r.Loss; rel > 0.02 || rel < -0.02 {
-			t.Errorf("%s: loss %.6g, reference %.6g", name, dev[name].Loss, r.Loss)
-		}
-	}
+	ref := driversAgree(t, dir, samples, opts)
 	edit["attn_logit_softcapping"], edit["final_logit_softcapping"] = json.RawMessage("null"), json.RawMessage("null")
 	uncapped := collect(t, cpu.New(0), nil, fixtures.Gemma2(t, edit, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok}), samples, opts, true, 0)
 	name := model.LayerPrefix(0) + ".self_attn.o_proj"

@@ -243,19 +243,27 @@ func TestGemma3MatchesReference(t *testing.T) {
 		t.Fatalf("fixture: windows %d %d head_dim %d", ref.cfg.LayerWindow(0), ref.cfg.LayerWindow(1), ref.cfg.HeadDim)
 	}
 	want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
-	for name, w := range map[string]gemmaWrong{
+	referenceTells(t, ref, want, map[string]gemmaWrong{
 		"without the +1 on the norms":       {noPlusOne: true},
 		"without the embedding scale":       {noEmbedScale: true},
 		"with rope_theta in sliding layers": {globalRope: true},
 		"without the window":                {noWindow: true},
 		"without the post norms":            {noPostNorms: true},
 		"with head_dim's attention scale":   {headDimScale: true},
-	} {
+	})
+	gemmaMatches(t, dir, want)
+}
+
+// referenceTells checks that gemmaForward with each of wrongs' details
+// dropped is farther than nmse 1e-3 from want, its logits with none
+// dropped: the comparison with want can tell each detail.
+func referenceTells(t *testing.T, ref *refModel, want [][]float64, wrongs map[string]gemmaWrong) {
+	t.Helper()
+	for name, w := range wrongs {
 		if d := nmseRows(splitRows(flatten(gemmaForward(ref, qwen2IDs, w)), ref.cfg.VocabSize), want); !(d > 1e-3) {
 			t.Errorf("the reference %s is within nmse %.3g: the test could not tell", name, d)
 		}
 	}
-	gemmaMatches(t, dir, want)
 }
 
 // gemmaMatches checks the Gemma checkpoint dir on the CPU backend against
@@ -320,18 +328,14 @@ func TestGemma2MatchesReference(t *testing.T) {
 			ref.cfg.AttnSoftcap, ref.cfg.FinalSoftcap, ref.cfg.QKNorm())
 	}
 	want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
-	for name, w := range map[string]gemmaWrong{
+	referenceTells(t, ref, want, map[string]gemmaWrong{
 		"without the scores' soft-capping": {noAttnCap: true},
 		"without the logits' soft-capping": {noFinalCap: true},
 		"without the +1 on the norms":      {noPlusOne: true},
 		"without the window":               {noWindow: true},
 		"without the post norms":           {noPostNorms: true},
 		"with head_dim's attention scale":  {headDimScale: true},
-	} {
-		if d := nmseRows(splitRows(flatten(gemmaForward(ref, qwen2IDs, w)), ref.cfg.VocabSize), want); !(d > 1e-3) {
-			t.Errorf("the reference %s is within nmse %.3g: the test could not tell", name, d)
-		}
-	}
+	})
 	gemmaMatches(t, dir, want)
 	t.Run("null soft-capping", func(t *testing.T) {
 		dir := fixtures.Gemma2(t, map[string]any{"attn_logit_softcapping": json.RawMessage("null"),
