@@ -60,12 +60,7 @@ func checkGemma2(cfg *hfconfig.Config) error {
 		// token_embd, and the converter leaves lm_head out.)
 		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma2 architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
 	}
-	for _, m := range []string{"self_attn.q_proj", "self_attn.o_proj"} {
-		if cfg.LinearBias(m) {
-			return fmt.Errorf("%s: attention_bias true: llama.cpp's gemma2 architecture has no attention biases: %w", cfg.File, ErrUnsupportedModel)
-		}
-	}
-	return nil
+	return gemmaNoBias(cfg, "gemma2")
 }
 
 // gemma2KVs are a gemma2 file's hyperparameters, the keys

@@ -21,12 +21,10 @@ func (c *Config) Gemma2() bool { return c.ModelType == "gemma2" }
 // (256), attn_logit_softcapping (50) and final_logit_softcapping (30), each
 // a positive number or null (none), and layer_types (else the layers
 // alternate, the first sliding: Gemma2Config's "sliding_attention" if
-// bool((i + 1) % 2)); use_bidirectional_attention must be false, as in
-// gemma3_text.
+// bool((i + 1) % 2)); use_bidirectional_attention must be false
+// (causal).
 func (r *reader) gemma2(c *Config) {
-	if r.optionalBool("use_bidirectional_attention", false) {
-		// (No causal mask: an encoder's attention.)
-		r.fail("use_bidirectional_attention: true: %w (causal attention, false, is implemented)", ErrUnsupported)
+	if !r.causal() {
 		return
 	}
 	c.QueryPreAttnScalar = r.optionalFloat("query_pre_attn_scalar", 256)
@@ -36,6 +34,17 @@ func (r *reader) gemma2(c *Config) {
 	c.AttnSoftcap = r.softcap("attn_logit_softcapping", 50)
 	c.FinalSoftcap = r.softcap("final_logit_softcapping", 30)
 	r.slidingLayers(c, 2)
+}
+
+// causal refuses use_bidirectional_attention true (Gemma2Config's and
+// Gemma3TextConfig's key; EmbeddingGemma's encoder attends without a
+// causal mask), reporting whether the config attends causally.
+func (r *reader) causal() bool {
+	if r.optionalBool("use_bidirectional_attention", false) {
+		r.fail("use_bidirectional_attention: true: %w (causal attention, false, is implemented)", ErrUnsupported)
+		return false
+	}
+	return true
 }
 
 // softcap reads a soft-capping key: def where absent, 0 where null, else

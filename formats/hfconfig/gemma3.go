@@ -84,9 +84,7 @@ func (r *reader) gemma3(c *Config) {
 			return
 		}
 	}
-	if r.optionalBool("use_bidirectional_attention", false) {
-		// EmbeddingGemma's encoder: no causal mask.
-		r.fail("use_bidirectional_attention: true: %w (causal attention, false, is implemented)", ErrUnsupported)
+	if !r.causal() {
 		return
 	}
 	c.QueryPreAttnScalar = r.optionalFloat("query_pre_attn_scalar", 256)
