@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/safetensors"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -28,6 +29,34 @@ import (
 )
 
 func fixturePath(t *testing.T, rel string) string { t.Helper(); return fixtures.Path(t, rel) }
+
+// foxText writes a short English text (a sentence n times) for verify kl
+// and perplexity runs and returns its path.
+func foxText(t *testing.T, n int) string {
+	t.Helper()
+	text := filepath.Join(t.TempDir(), "text.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", n)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return text
+}
+
+// q8Arch converts the checkpoint in to a Q8_0 GGUF file with convert
+// --gguf and returns the file's general.architecture.
+func q8Arch(t *testing.T, in string) string {
+	t.Helper()
+	gg := filepath.Join(t.TempDir(), "q.gguf")
+	if _, stderr, err := run(t, "convert", "--in", in, "--out", gg, "--gguf", "q8_0"); err != nil {
+		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
+	}
+	f, err := gguf.Open(gg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	a, _ := gguf.Value[string](f, "general.architecture")
+	return a
+}
 
 // meanKL runs verify kl with args (and --json) and returns its mean KL,
 // failing the test where the command fails or its JSON does not read.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -136,10 +135,7 @@ func TestForeignQwen2CLI(t *testing.T) {
 			if out, _, err := run(t, "verify", "format", in); err != nil || !strings.Contains(out, tc.name+" checkpoint checked as the GPTQ checkpoint") {
 				t.Errorf("verify format: %v\n%s", err, out)
 			}
-			text := filepath.Join(t.TempDir(), "text.txt")
-			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 20)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			text := foxText(t, 20)
 			if kl := meanKL(t, "--model", in, "--baseline", ref, "--text", text, "--ctx", "64", "--device", "cpu"); kl != 0 {
 				t.Errorf("verify kl against the GPTQ checkpoint: mean KL %g, want 0", kl)
 			}

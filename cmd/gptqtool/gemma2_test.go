@@ -2,13 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
@@ -61,23 +59,11 @@ func TestGemma2Commands(t *testing.T) {
 	if _, stderr, err := run(t, "verify", "format", q); err != nil {
 		t.Errorf("verify format: %v\n%s", err, stderr)
 	}
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 40)
 	if kl := meanKL(t, "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
 		t.Errorf("verify kl: mean KL %g: want a small positive one", kl)
 	}
-	gg := filepath.Join(t.TempDir(), "q.gguf")
-	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
-		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
-	}
-	f, err := gguf.Open(gg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma2" {
+	if a := q8Arch(t, q); a != "gemma2" {
 		t.Errorf("convert --gguf: general.architecture %q, want gemma2", a)
 	}
 	g32 := filepath.Join(dir, "f32.gguf") // (beside the tokenizer files)

@@ -2,13 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 )
@@ -64,10 +62,7 @@ func TestGemma3Commands(t *testing.T) {
 	if _, stderr, err := run(t, "verify", "format", q); err != nil {
 		t.Errorf("verify format: %v\n%s", err, stderr)
 	}
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 40)
 	// (This random model is more sensitive than the Qwen ones: 0.64 here
 	// at 4 bits, 0.49 with --rtn; at 8 bits it is within 0.5.)
 	if kl := meanKL(t, "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
@@ -82,16 +77,7 @@ func TestGemma3Commands(t *testing.T) {
 	if kl := meanKL(t, "--model", deq, "--baseline", q, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl < 1e-4) {
 		t.Errorf("verify kl of the dequantized checkpoint: mean KL %g: want about 0", kl)
 	}
-	gg := filepath.Join(t.TempDir(), "q.gguf")
-	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
-		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
-	}
-	f, err := gguf.Open(gg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if a, _ := gguf.Value[string](f, "general.architecture"); a != "gemma3" {
+	if a := q8Arch(t, q); a != "gemma3" {
 		t.Errorf("convert --gguf: general.architecture %q, want gemma3", a)
 	}
 	// An F32 file of the float checkpoint generates its ids.

@@ -35,10 +35,7 @@ func TestGemma3MultimodalCommands(t *testing.T) {
 	}
 	tok := fixturePath(t, "models/openchat-tiny")
 	dataset := fixturePath(t, "datasets/instruct/alpaca_en_demo.json")
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 40)
 	for _, layout := range []struct{ name, lm string }{{"4.50", "language_model.model."}, {"4.52", "model.language_model."}} {
 		t.Run(layout.name, func(t *testing.T) {
 			mm, textDir := fixtures.Gemma3Multimodal(t, layout.name, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,

@@ -53,10 +53,7 @@ func TestMoECommands(t *testing.T) {
 				t.Errorf("generate: ids %v, the runtime's greedy %v\n%s", got, ids, stderr)
 			}
 
-			text := filepath.Join(t.TempDir(), "text.txt")
-			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 30)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			text := foxText(t, 30)
 			out, stderr, err := run(t, "verify", "perplexity", "--model", dir, "--text", text, "--ctx", "64", "--max-windows", "2", "--device", "cpu", "--dtype", "f32", "--json")
 			if err != nil {
 				t.Fatalf("verify perplexity: %v\n%s", err, stderr)
@@ -133,10 +130,7 @@ func TestMoEGGUFCommands(t *testing.T) {
 			if len(want.IDs) == 0 || !slices.Equal(got.PromptIDs, want.PromptIDs) || !slices.Equal(got.IDs, want.IDs) {
 				t.Errorf("generate on the GGUF file: %v %v, on the checkpoint %v %v\n%s", got.PromptIDs, got.IDs, want.PromptIDs, want.IDs, stderr)
 			}
-			text := filepath.Join(t.TempDir(), "text.txt")
-			if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 30)), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			text := foxText(t, 30)
 			var ppl [2]float64
 			for i, m := range []string{dir, file} {
 				out, stderr, err := run(t, "verify", "perplexity", "--model", m, "--text", text, "--ctx", "64", "--max-windows", "2", "--device", "cpu", "--dtype", "f32", "--json")

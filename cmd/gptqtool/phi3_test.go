@@ -7,8 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,10 +33,7 @@ func TestPhi3LongropeContext(t *testing.T) {
 	dir := fixtures.Phi3(t, map[string]any{"vocab_size": 32002, "max_position_embeddings": 512, "original_max_position_embeddings": 64,
 		"rope_scaling": map[string]any{"type": "longrope", "short_factor": short, "long_factor": long}},
 		synth.Options{DType: "f32", Seed: 7, TokenizerDir: tok})
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 30)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 30)
 	ids, err := loadText(dir, text) // (the command's tokenization)
 	if err != nil {
 		t.Fatal(err)

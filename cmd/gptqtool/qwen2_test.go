@@ -3,13 +3,11 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
@@ -84,23 +82,11 @@ func qwenCommands(t *testing.T, dir, modelType string) {
 		"--dataset", fixturePath(t, "datasets/instruct/alpaca_en_demo.json"), "--nsamples", "4", "--seq-len", "64", "--device", "cpu"); err != nil {
 		t.Fatalf("quantize: %v\n%s", err, stderr)
 	}
-	text := filepath.Join(t.TempDir(), "text.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 40)
 	if kl := meanKL(t, "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 0.5) {
 		t.Errorf("verify kl: mean KL %g: want a small positive one", kl)
 	}
-	gg := filepath.Join(t.TempDir(), "q.gguf")
-	if _, stderr, err := run(t, "convert", "--in", q, "--out", gg, "--gguf", "q8_0"); err != nil {
-		t.Fatalf("convert --gguf: %v\n%s", err, stderr)
-	}
-	f, err := gguf.Open(gg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if a, _ := gguf.Value[string](f, "general.architecture"); a != modelType {
+	if a := q8Arch(t, q); a != modelType {
 		t.Errorf("convert --gguf: general.architecture %q, want %s", a, modelType)
 	}
 }

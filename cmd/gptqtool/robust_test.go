@@ -1070,10 +1070,7 @@ func withBias(t *testing.T, src string, v float32) string {
 // pass: every loader accepted the bias and ignored it).
 func TestGPTQBiasRefused(t *testing.T) {
 	_, clean := quantizedTiny(t)
-	text := filepath.Join(t.TempDir(), "short.txt")
-	if err := os.WriteFile(text, []byte(strings.Repeat("The quick brown fox jumps over the lazy dog. ", 40)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	text := foxText(t, 40)
 	const tensor = `tensor "model.layers.0.self_attn.q_proj.bias": largest |value| 0.5 (element 7), want all zeros: a Linear bias that gptqtool does not apply`
 	loads := func(dir, out string) [][]string {
 		return [][]string{
