@@ -740,14 +740,14 @@ func TestConvertErrors(t *testing.T) {
 	}
 	t.Run("model_type", func(t *testing.T) {
 		// hfconfig refuses other families first, naming the key.
-		_, err := hfconfig.Parse([]byte(`{"model_type":"gemma","hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":1,"vocab_size":8}`), "g/config.json")
-		if err == nil || !strings.Contains(err.Error(), `g/config.json: model_type "gemma"`) {
+		_, err := hfconfig.Parse([]byte(`{"model_type":"falcon","hidden_size":8,"intermediate_size":8,"num_hidden_layers":1,"num_attention_heads":1,"vocab_size":8}`), "g/config.json")
+		if err == nil || !strings.Contains(err.Error(), `g/config.json: model_type "falcon"`) {
 			t.Errorf("error %v", err)
 		}
 		cfg := parse(t, func(map[string]string) {})
-		cfg.ModelType = "gemma"
+		cfg.ModelType = "falcon"
 		_, err = gguf.FromCheckpoint(filepath.Join(t.TempDir(), "x.gguf"), ck.set, cfg, ck.tok, gguf.ConvertOptions{Type: gguf.TypeF32})
-		if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), `model_type "gemma"`) {
+		if !errors.Is(err, gguf.ErrUnsupportedModel) || !strings.Contains(err.Error(), `model_type "falcon"`) {
 			t.Errorf("error %v, want one naming model_type and wrapping ErrUnsupportedModel", err)
 		}
 	})

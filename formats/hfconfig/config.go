@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma2", "gemma3_text", "mixtral", "qwen3_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "mixtral", "qwen3_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -200,6 +200,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Gemma2Config: num_key_value_heads 4, max_position_embeddings
 		// 8192, rms_norm_eps 1e-6, sliding_window 4096.
 		kvDefault, maxPosDefault, swDefault = 4, 8192, 4096
+	case "gemma":
+		// GemmaConfig: num_key_value_heads 16, max_position_embeddings
+		// 8192, rms_norm_eps 1e-6; no window (GemmaAttention has none).
+		kvDefault, maxPosDefault = 16, 8192
 	case "qwen2", "qwen3":
 		// Qwen2Config, Qwen3Config: num_key_value_heads=32 when absent
 		// (None, null, is num_attention_heads); no window unless
@@ -218,7 +222,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		c.HeadDim, headDimGiven = 128, true
 	}
 	if c.Gemma() && !headDimGiven {
-		// Gemma2Config, Gemma3TextConfig: head_dim=256.
+		// GemmaConfig, Gemma2Config, Gemma3TextConfig: head_dim=256.
 		c.HeadDim, headDimGiven = 256, true
 	}
 	c.MaxPositionEmbeddings = r.optionalInt("max_position_embeddings", maxPosDefault)
@@ -228,7 +232,7 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		thetaDefault = 1e6 // Gemma3TextConfig's and MixtralConfig's rope_theta
 	}
 	c.RopeTheta = r.optionalFloat("rope_theta", thetaDefault)
-	if _, ok := raw["sliding_window"]; ok {
+	if _, ok := raw["sliding_window"]; ok && !c.Gemma1() {
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
 	} else {
 		c.SlidingWindow = swDefault
@@ -241,7 +245,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	}
 	r.moe(c)
 	c.TieWordEmbeddings = r.optionalBool("tie_word_embeddings", c.Gemma())
-	if c.Gemma() {
+	if c.Gemma1() {
+		c.HiddenAct = r.gemmaActivation()
+	} else if c.Gemma() {
 		// Gemma2Config and Gemma3TextConfig read hidden_activation (a
 		// hidden_act goes to their kwargs, unread).
 		c.HiddenAct = r.optionalString("hidden_activation", "gelu_pytorch_tanh")
@@ -263,6 +269,8 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	}
 	r.modelType = c.ModelType
 	switch c.ModelType {
+	case "gemma":
+		r.gemma(c)
 	case "gemma2":
 		r.gemma2(c)
 	case "gemma3_text":
@@ -452,8 +460,8 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-	case "qwen3", "qwen3_moe", "gemma2", "gemma3_text":
-		// Qwen3Attention, Qwen3MoeAttention, Gemma2Attention, Gemma3Attention:
+	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text":
+		// Qwen3Attention, Qwen3MoeAttention, GemmaAttention, Gemma2Attention, Gemma3Attention:
 		// bias=config.attention_bias on all four projections; their MLPs
 		// and experts have none.
 		if strings.HasPrefix(module, "self_attn.") {
@@ -515,7 +523,7 @@ func (c *Config) NumParameters() int64 {
 	if c.MoE == nil {
 		layer += mlp
 	}
-	if c.Gemma() {
+	if c.GemmaPostNorms() {
 		layer += 2 * h // pre_feedforward_layernorm's and post_feedforward_layernorm's
 	}
 	if c.QKNorm() {

@@ -10,9 +10,11 @@ package hfconfig
 // attn_logit_softcapping·tanh(s/attn_logit_softcapping), and the logits
 // final_logit_softcapping·tanh(logits/final_logit_softcapping).
 
-// Gemma reports whether the config has Gemma's decoder layer: gemma2 or
-// gemma3_text (a multimodal gemma3's text model too).
-func (c *Config) Gemma() bool { return c.ModelType == "gemma2" || c.ModelType == "gemma3_text" }
+// Gemma reports whether the config has Gemma's decoder layer: gemma,
+// gemma2 or gemma3_text (a multimodal gemma3's text model too).
+func (c *Config) Gemma() bool {
+	return c.ModelType == "gemma" || c.ModelType == "gemma2" || c.ModelType == "gemma3_text"
+}
 
 // Gemma2 reports whether the config is Gemma 2's.
 func (c *Config) Gemma2() bool { return c.ModelType == "gemma2" }

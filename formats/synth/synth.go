@@ -440,8 +440,8 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}
 		add(p+"post_attention_layernorm.weight", normW(0.8, 0.06), h)
-		if cfg.Gemma() {
-			// Gemma's other two norms.
+		if cfg.GemmaPostNorms() {
+			// Gemma 2's and 3's other two norms.
 			add(p+"post_feedforward_layernorm.weight", normW(1.5, 0.06), h)
 			add(p+"pre_feedforward_layernorm.weight", normW(1.3, 0.06), h)
 		}

@@ -574,7 +574,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 			if w.gateUp != nil {
 				glu = true // (issued below: with down where gd takes both)
 			} else {
-				w.act(b, s.xn, s.gate, s.up)
+				w.act(b, d, s.xn, s.gate, s.up)
 			}
 		}
 		// The norm after down: the next layer's where it is a kernel of

@@ -66,7 +66,7 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 		return cfg.QKNorm()
 	}
 	if rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight" {
-		return cfg.Gemma()
+		return cfg.GemmaPostNorms()
 	}
 	if cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
 		return true
@@ -325,7 +325,7 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		case "input_layernorm.weight", "post_attention_layernorm.weight":
 			return []int{cfg.HiddenSize}
 		case "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight":
-			if cfg.Gemma() {
+			if cfg.GemmaPostNorms() {
 				return []int{cfg.HiddenSize}
 			}
 			return nil

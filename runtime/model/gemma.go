@@ -18,7 +18,7 @@ import (
 // factor, as dimsAt folds it), the embedding scale sqrt(hidden_size) and
 // Gemma 2's soft-capping.
 func (d *dims) gemmaDims(cfg *hfconfig.Config, ctx int) error {
-	d.gemma = true
+	d.gemma, d.postNorms = true, cfg.GemmaPostNorms()
 	d.embedScale = float32(math.Sqrt(float64(d.hidden)))
 	d.attnCap, d.finalCap = float32(cfg.AttnSoftcap), float32(cfg.FinalSoftcap)
 	af := runtime.AttentionFactor(cfg.RopeScaling)
@@ -118,12 +118,16 @@ func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 		if lw.bias[oProj] != nil {
 			b.AddBias(s.o, lw.bias[oProj])
 		}
-		d.norm(b, s.o, s.o, lw.postAttnNorm)
+		if lw.postAttnNorm != nil {
+			d.norm(b, s.o, s.o, lw.postAttnNorm)
+		}
 		b.Add(x, x, s.o)
 		d.norm(b, s.xn, x, lw.ffnNorm)
-		lw.act(b, s.xn, s.gate, s.up)
+		lw.act(b, d, s.xn, s.gate, s.up)
 		b.MatMul(s.o, s.gate, lw.lin[downProj])
-		d.norm(b, s.o, s.o, lw.postFFNorm)
+		if lw.postFFNorm != nil {
+			d.norm(b, s.o, s.o, lw.postFFNorm)
+		}
 		b.Add(x, x, s.o)
 	}
 	d.norm(b, s.xn, x, m.norm)

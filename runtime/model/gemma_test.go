@@ -27,6 +27,7 @@ type gemmaWrong struct {
 	headDimScale bool // scores scaled by head_dim**-0.5, not query_pre_attn_scalar's
 	noAttnCap    bool // Gemma 2's scores not soft-capped
 	noFinalCap   bool // Gemma 2's logits not soft-capped
+	silu         bool // the GLU's activation SiLU (Llama's), not GELU-tanh
 }
 
 // gemmaForward is transformers' Gemma3ForCausalLM written from its
@@ -43,7 +44,10 @@ type gemmaWrong struct {
 // Gemma 2 (Gemma2ForCausalLM) is the same without q_norm and k_norm,
 // with rope_theta in every layer, the scaled scores s soft-capped
 // (attn_logit_softcapping·tanh(s/attn_logit_softcapping), before the mask)
-// and so the logits (final_logit_softcapping).
+// and so the logits (final_logit_softcapping). Gemma (GemmaForCausalLM)
+// is Gemma 2 without soft-capping, windows and the post norms: h = x +
+// o_proj(attn(...)), scores scaled by head_dim**-0.5, and m =
+// post_attention_layernorm(h), out = h + down(gelu_tanh(gate(m)) · up(m)).
 func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 	c := r.cfg
 	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
@@ -90,7 +94,7 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 	}
 	for l := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", l)
-		sliding := (l+1)%pattern != 0
+		sliding := (l+1)%pattern != 0 && !c.Gemma1()
 		theta, window := c.RopeTheta, 0
 		if sliding {
 			theta, window = 10000, c.SlidingWindow
@@ -125,7 +129,7 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 				name  string
 				heads int
 			}{{q[t], "self_attn.q_norm.weight", nh}, {k[t], "self_attn.k_norm.weight", nkv}} {
-				if c.Gemma2() {
+				if !c.QKNorm() {
 					break
 				}
 				for h := range e.heads {
@@ -172,20 +176,27 @@ func gemmaForward(r *refModel, ids []int, wrong gemmaWrong) [][]float64 {
 				}
 			}
 			o := linear(att, p+"self_attn.o_proj", H, nh*D)
-			if !wrong.noPostNorms {
+			postNorms, ffnNorm := c.GemmaPostNorms() && !wrong.noPostNorms, "pre_feedforward_layernorm.weight"
+			if c.Gemma1() {
+				ffnNorm = "post_attention_layernorm.weight"
+			}
+			if postNorms {
 				o = norm(o, r.t[p+"post_attention_layernorm.weight"])
 			}
 			for i := range x[t] {
 				x[t][i] += o[i]
 			}
-			n := norm(x[t], r.t[p+"pre_feedforward_layernorm.weight"])
+			n := norm(x[t], r.t[p+ffnNorm])
 			gate, up := linear(n, p+"mlp.gate_proj", I, H), linear(n, p+"mlp.up_proj", I, H)
 			for i, g := range gate {
-				gelu := 0.5 * g * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(g+0.044715*g*g*g)))
-				gate[i] = gelu * up[i]
+				act := 0.5 * g * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(g+0.044715*g*g*g)))
+				if wrong.silu {
+					act = g / (1 + math.Exp(-g))
+				}
+				gate[i] = act * up[i]
 			}
 			down := linear(gate, p+"mlp.down_proj", H, I)
-			if !wrong.noPostNorms {
+			if postNorms {
 				down = norm(down, r.t[p+"post_feedforward_layernorm.weight"])
 			}
 			for i := range x[t] {
@@ -346,6 +357,30 @@ func TestGemma2MatchesReference(t *testing.T) {
 		}
 		gemmaMatches(t, dir, gemmaForward(ref, qwen2IDs, gemmaWrong{}))
 	})
+}
+
+// TestGemmaMatchesReference runs a small random-weight Gemma checkpoint
+// (fixtures.Gemma: 4 layers, multi-query, head_dim 32 where hidden/heads
+// is 16, hidden_act "gelu") on the CPU backend as gemmaMatches does,
+// against gemmaForward in float64; the reference with one Gemma detail
+// dropped is far off.
+func TestGemmaMatchesReference(t *testing.T) {
+	dir := fixtures.Gemma(t, nil, synth.Options{DType: "f32", Seed: 8})
+	ref := loadRef(t, dir)
+	if !ref.cfg.Gemma1() || ref.cfg.NumKeyValueHeads != 1 || ref.cfg.HeadDim != 32 || ref.cfg.LayerWindow(0) != 0 {
+		t.Fatalf("fixture: gemma1 %v, kv heads %d, head_dim %d, window %d", ref.cfg.Gemma1(), ref.cfg.NumKeyValueHeads, ref.cfg.HeadDim,
+			ref.cfg.LayerWindow(0))
+	}
+	if _, ok := ref.t["model.layers.0.pre_feedforward_layernorm.weight"]; ok {
+		t.Fatal("the fixture has Gemma 2's norms")
+	}
+	want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
+	referenceTells(t, ref, want, map[string]gemmaWrong{
+		"without the +1 on the norms": {noPlusOne: true},
+		"without the embedding scale": {noEmbedScale: true},
+		"with SiLU":                   {silu: true},
+	})
+	gemmaMatches(t, dir, want)
 }
 
 // TestGemma3Refusals: a gemma3_text checkpoint must hold its four norms a

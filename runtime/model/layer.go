@@ -36,12 +36,12 @@ type dims struct {
 	// self_attn.q_norm/k_norm [headDim], eps) after the projections and
 	// their biases, before RoPE (hfconfig.Config.QKNorm: Qwen3).
 	qkNorm bool
-	// gemma is Gemma's layer (hfconfig.Config.Gemma: Gemma 2 and 3):
+	// gemma is Gemma's layer (hfconfig.Config.Gemma: Gemma 1, 2 and 3):
 	// every norm multiplies by 1 + weight (runtime.OffsetRMSNormer), the
-	// attention and MLP outputs are normalized before their residual
-	// adds, the MLP is a GELU-tanh GLU, embeddings are scaled by
-	// embedScale.
-	gemma bool
+	// MLP is a GELU-tanh GLU, embeddings are scaled by embedScale.
+	// postNorms says the attention and MLP outputs are also normalized
+	// before their residual adds (Gemma 2 and 3: GemmaPostNorms).
+	gemma, postNorms bool
 	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
 	// activation dtype where it applies, as transformers casts it).
 	embedScale float32
@@ -215,7 +215,7 @@ type layerWeights struct {
 	// qNorm and kNorm are Qwen3's per-head q_norm and k_norm weights
 	// [headDim]; nil in models without them.
 	qNorm, kNorm runtime.Tensor
-	// postAttnNorm and postFFNorm are Gemma 3's post_attention_layernorm
+	// postAttnNorm and postFFNorm are Gemma 2's and 3's post_attention_layernorm
 	// and post_feedforward_layernorm [hidden], normalizing the attention's
 	// and the MLP's outputs before their residual adds (ffnNorm is then
 	// pre_feedforward_layernorm); nil elsewhere.
@@ -352,16 +352,17 @@ func (lw *layerWeights) addQKVBias(b runtime.Backend, q, k, v runtime.Tensor) {
 	}
 }
 
-// act sets gate to silu(gate_proj(xn)) * up_proj(xn); up is scratch.
-func (lw *layerWeights) act(b runtime.Backend, xn, gate, up runtime.Tensor) {
+// act sets gate to silu(gate_proj(xn)) * up_proj(xn) (Gemma's:
+// gelu_pytorch_tanh); up is scratch.
+func (lw *layerWeights) act(b runtime.Backend, d dims, xn, gate, up runtime.Tensor) {
 	if lw.gateUp != nil {
 		b.(runtime.FusedQuantLoader).MatMulGLU(gate, xn, lw.gateUp)
 		return
 	}
 	b.MatMul(gate, xn, lw.lin[gateProj])
 	b.MatMul(up, xn, lw.lin[upProj])
-	if lw.postAttnNorm != nil {
-		// Gemma3MLP: gelu_pytorch_tanh(gate_proj(x)) * up_proj(x).
+	if d.gemma {
+		// GemmaMLP, Gemma3MLP: gelu_pytorch_tanh(gate_proj(x)) * up_proj(x).
 		b.(runtime.GELUGLUer).GELUGLU(gate, gate, up)
 		return
 	}
@@ -387,8 +388,8 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	if lw.attnNorm, err = bd.fp(p+"input_layernorm.weight", d.hidden); err != nil {
 		return lw, err
 	}
-	if d.gemma {
-		// Gemma3DecoderLayer's four norms.
+	if d.postNorms {
+		// Gemma2DecoderLayer's and Gemma3DecoderLayer's four norms.
 		for _, n := range []struct {
 			t    *runtime.Tensor
 			name string
@@ -627,10 +628,13 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		if lw.bias[oProj] != nil {
 			b.AddBias(o, lw.bias[oProj])
 		}
-		if lw.postAttnNorm != nil {
+		if d.gemma {
 			// Gemma3DecoderLayer: x + post_attention_layernorm(attn),
-			// then pre_feedforward_layernorm.
-			d.norm(b, o, o, lw.postAttnNorm)
+			// then pre_feedforward_layernorm (GemmaDecoderLayer: x +
+			// attn, then post_attention_layernorm).
+			if lw.postAttnNorm != nil {
+				d.norm(b, o, o, lw.postAttnNorm)
+			}
 			b.Add(x, x, o)
 			d.norm(b, xn, x, lw.ffnNorm)
 			break
@@ -655,7 +659,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		return emitAs("out", x)
 	}
 	// out = h + down_proj(silu(gate_proj(n)) * up_proj(n)), n = post_attention_layernorm(h)
-	lw.act(b, xn, gate, up)
+	lw.act(b, d, xn, gate, up)
 	if err := emitAs("ffn_act", gate); err != nil {
 		return err
 	}

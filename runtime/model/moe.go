@@ -393,7 +393,7 @@ func (m *Model) moeDecodeOps(c *PagedCache, ds *decodeState) {
 			}
 			continue
 		}
-		lw.act(b, s.xn, s.gate, s.up)
+		lw.act(b, d, s.xn, s.gate, s.up)
 		runtime.MatMulAdd(b, x, s.gate, lw.lin[downProj], x, s.o)
 	}
 	d.norm(b, s.xn, x, m.norm)

@@ -629,9 +629,9 @@ func LayerNormNames(cfg *hfconfig.Config, i int) []string {
 
 // GemmaNormNames lists decoder layer i's norm weights of Gemma's own,
 // pre_feedforward_layernorm and post_feedforward_layernorm [hidden]
-// (hfconfig.Config.Gemma: Gemma 2 and 3); none elsewhere.
+// (hfconfig.Config.GemmaPostNorms: Gemma 2 and 3); none elsewhere.
 func GemmaNormNames(cfg *hfconfig.Config, i int) []string {
-	if !cfg.Gemma() {
+	if !cfg.GemmaPostNorms() {
 		return nil
 	}
 	p := LayerPrefix(i) + "."
