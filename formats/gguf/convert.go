@@ -37,7 +37,7 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
@@ -52,8 +52,8 @@ func Arch(cfg *hfconfig.Config) string {
 		return cfg.ModelType
 	case "gemma3_text":
 		return "gemma3"
-	case "gemma2":
-		return "gemma2"
+	case "gemma", "gemma2":
+		return cfg.ModelType
 	case "qwen3_moe":
 		return "qwen3moe"
 	}
@@ -671,6 +671,11 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
+	if cfg.Gemma1() {
+		if err := checkGemma1(cfg); err != nil {
+			return err
+		}
+	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
 			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
@@ -718,7 +723,7 @@ func CheckModel(cfg *hfconfig.Config) error {
 }
 
 // supportedModelTypes are the model_type values Convert writes.
-var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma2", "gemma3_text"}
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3_text"}
 
 // checkMoE refuses a mixture of experts that llama.cpp's architecture
 // would run as another model: a qwen3_moe with dense layers
@@ -857,6 +862,8 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		return gemma3TensorSpecs(cfg)
 	case "gemma2":
 		return gemmaTensorSpecs(cfg, false)
+	case "gemma":
+		return gemma1TensorSpecs(cfg)
 	}
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd
@@ -1229,6 +1236,8 @@ func modelKVs(cfg *hfconfig.Config, tok *tokenizer.Tokenizer, opts ConvertOption
 		kvs = append(kvs, gemma3KVs(cfg)...)
 	case "gemma2":
 		kvs = append(kvs, gemma2KVs(cfg)...)
+	case "gemma":
+		kvs = append(kvs, gemma1KVs(cfg)...)
 	default:
 		kvs = append(kvs, llamaKVs(cfg)...)
 	}

@@ -206,6 +206,13 @@
 // otherwise is refused; File.HFConfig reads gemma2 files back as the gemma2
 // config llama.cpp runs.
 //
+// A Gemma model (model_type gemma, the first version) is written as
+// llama.cpp's "gemma" architecture, as the converter's GemmaModel does
+// (gemma.go): Llama's tensor names unpermuted, every norm 1 + w, no head,
+// gemma.* keys without a window or caps. An untied head, a RoPE scaling or
+// attention biases are refused; File.HFConfig reads gemma files back as
+// the gemma config llama.cpp runs.
+//
 // A Phi-3 model (model_type phi3) is written as llama.cpp's "phi3"
 // architecture, as the converter's Phi3MiniModel does:
 //

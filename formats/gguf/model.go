@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma2" && arch != "gemma3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma2 or gemma3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2 or gemma3", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -104,6 +104,12 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma2ForCausalLM"}, "gemma2", "gelu_pytorch_tanh"
 		delete(c, "hidden_act")
 	}
+	if arch == "gemma" {
+		// (llama.cpp's gemma graph: Llama's layer with scaled embeddings,
+		// 1 + w norms read as stored, a GELU-tanh MLP, RoPE by halves,
+		// scores scaled by head_dim**-0.5)
+		c["architectures"], c["model_type"], c["hidden_act"] = []string{"GemmaForCausalLM"}, "gemma", "gelu_pytorch_tanh"
+	}
 	for key, field := range map[string]string{
 		"embedding_length": "hidden_size", "feed_forward_length": "intermediate_size", "block_count": "num_hidden_layers",
 		"attention.head_count": "num_attention_heads", "context_length": "max_position_embeddings",
@@ -142,9 +148,9 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		c["head_dim"] = hd
 		headDim = hd
 	}
-	if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma2" || arch == "gemma3" {
-		// Qwen3Config's head_dim defaults to 128 (Gemma2Config's and
-		// Gemma3TextConfig's to 256), llama.cpp's key length to
+	if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma" || arch == "gemma2" || arch == "gemma3" {
+		// Qwen3Config's head_dim defaults to 128 (GemmaConfig's,
+		// Gemma2Config's and Gemma3TextConfig's to 256), llama.cpp's key length to
 		// hidden/heads: the config says which the file has.
 		c["head_dim"] = headDim
 	}
@@ -218,6 +224,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if arch == "gemma2" {
 		if err := f.gemma2Config(c, a, scaling, linear, headDim); err != nil {
+			return nil, err
+		}
+	}
+	if arch == "gemma" {
+		if err := f.gemma1Config(a, scaling, linear); err != nil {
 			return nil, err
 		}
 	}

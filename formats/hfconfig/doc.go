@@ -1,8 +1,9 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Gemma 2- and Gemma 3 text causal
+// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Gemma-, Gemma 2- and Gemma 3 text causal
 // language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
 // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
-// Phi3ForCausalLM; "gemma2": Gemma2ForCausalLM, see gemma2.go;
+// Phi3ForCausalLM; "gemma": GemmaForCausalLM, see gemma.go; "gemma2":
+// Gemma2ForCausalLM, see gemma2.go;
 // "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
 // the text model of "gemma3", Gemma3ForConditionalGeneration), and
 // writes config.json
@@ -145,6 +146,16 @@
 // AttnSoftcap, FinalSoftcap; null: none; otherwise a positive number),
 // layer_types (else the layers alternate, the first sliding). No q/k
 // norms.
+//
+// Gemma (gemma, GemmaConfig's defaults; gemma.go): num_key_value_heads
+// 16, head_dim 256, max_position_embeddings 8192, rope_theta 10000, no
+// window (a sliding_window key is ignored), tie_word_embeddings true,
+// scores scaled by head_dim**-0.5, two norms a layer (Config.Gemma1;
+// Config.GemmaPostNorms is false). The activation is hidden_activation
+// where given (only gelu_pytorch_tanh is accepted), else hidden_act
+// (default gelu_pytorch_tanh; "gelu", as the first releases wrote it, runs
+// as GELU-tanh, as transformers 4.x, vLLM and llama.cpp run it).
+// use_bidirectional_attention true is refused.
 //
 // Multimodal Gemma 3 (model_type "gemma3", Gemma3ForConditionalGeneration:
 // gemma-3-4b/12b/27b): the Config is its text model's, read from the

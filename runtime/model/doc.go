@@ -1,7 +1,7 @@
-// Package model runs Mistral/Llama-, Qwen2-, dense Qwen3-, Phi-3- and
-// Gemma 3 text decoder models (transformers MistralForCausalLM /
+// Package model runs Mistral/Llama-, Qwen2-, dense Qwen3-, Phi-3-, Gemma-,
+// Gemma 2- and Gemma 3 text decoder models (transformers MistralForCausalLM /
 // LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM / Phi3ForCausalLM
-// / Gemma3ForCausalLM)
+// / GemmaForCausalLM / Gemma2ForCausalLM / Gemma3ForCausalLM)
 // on a runtime.Backend. The forward pass is written once, here, in terms of
 // the backend's ops; backends know nothing of checkpoints or GPTQ.
 //
@@ -35,7 +35,10 @@
 // (gemma2) is the same layer without q/k norms, every layer on the global
 // table, with its scores soft-capped (runtime.AttentionParams.Softcap,
 // dims.attnCap) and its logits (runtime.Softcapper after the head,
-// Model.headInto, which bind then requires too).
+// Model.headInto, which bind then requires too). Gemma (gemma, the first
+// version) is Gemma 3's layer without the post norms (dims.postNorms:
+// post_attention_layernorm is then the MLP's input norm, as in Llama),
+// q/k norms, windows or caps, its scores scaled by head_dim**-0.5.
 //
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
 // each sparse layer's router and experts (moe.go; LayerLinears lists the
