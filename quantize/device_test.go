@@ -265,6 +265,33 @@ func TestDeviceDriverGemma3(t *testing.T) {
 	}
 }
 
+// TestDeviceDriverGemma runs both drivers on a random-weight Gemma
+// checkpoint (fixtures.Gemma: two norms a layer of 1 + w, GELU-tanh MLP,
+// scaled embeddings, multi-query): codes and losses agree; and the loss of
+// layer 0's gate_proj, whose input is post_attention_layernorm's output
+// (Gemma's MLP norm, as Llama's), moves when that norm's weights are set to
+// zeros (a unit scale): the calibration reads it.
+func TestDeviceDriverGemma(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	dir := fixtures.Gemma(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002,
+		"num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32},
+		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
+	samples := calibration(t, dir, 6, 128)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	ref := driversAgree(t, dir, samples, opts)
+	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+		if strings.HasSuffix(tn.Name, "post_attention_layernorm.weight") {
+			clear(tn.Data)
+		}
+		return true
+	})
+	unit := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	name := model.LayerPrefix(0) + ".mlp.gate_proj"
+	if rel := (unit[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
+		t.Errorf("%s: loss %.6g with post_attention_layernorm, %.6g with a unit one: the calibration did not read it", name, ref[name].Loss, unit[name].Loss)
+	}
+}
+
 // TestDeviceDriverGemma2 runs both drivers on a random-weight Gemma 2
 // checkpoint (fixtures.Gemma2: a sliding layer with a window of 16 under
 // the samples' 128 positions and a full one, the scores soft-capped at 2):

@@ -48,7 +48,9 @@ type Report struct {
 	// LayerTypes, RopeLocalBaseFreq and QueryPreAttnScalar are Gemma's
 	// (hfconfig.Config's LayerTypes, RopeLocalTheta, QueryPreAttnScalar):
 	// sliding_window applies to the sliding_attention layers alone, which
-	// in Gemma 3 rotate by rope_local_base_freq; absent for other models.
+	// in Gemma 3 rotate by rope_local_base_freq; absent for other models
+	// (and Gemma's query_pre_attn_scalar for the first version, which
+	// scales by head_dim**-0.5 as Llama does).
 	LayerTypes         []string `json:"layer_types,omitempty"`
 	RopeLocalBaseFreq  float64  `json:"rope_local_base_freq,omitempty"`
 	QueryPreAttnScalar float64  `json:"query_pre_attn_scalar,omitempty"`
@@ -240,6 +242,9 @@ func Inspect(dir string) (*Report, error) {
 		LayerTypes: cfg.LayerTypes, RopeLocalBaseFreq: cfg.RopeLocalTheta, QueryPreAttnScalar: cfg.QueryPreAttnScalar,
 		AttnLogitSoftcapping: cfg.AttnSoftcap, FinalLogitSoftcapping: cfg.FinalSoftcap,
 		ConfigParameters: cfg.NumParameters(), DTypes: map[string]int{}, MoE: moeOf(cfg),
+	}
+	if cfg.Gemma1() {
+		r.QueryPreAttnScalar = 0
 	}
 	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {
 		r.PartialRotaryFactor, r.RotaryDim = float64(rd)/float64(cfg.HeadDim), rd

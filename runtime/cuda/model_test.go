@@ -45,7 +45,9 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // with its attention factor); gemma3 a random-weight Gemma 3 text one
 // (gemma3Synth: sliding and full layers with their own windows and RoPE
 // tables, Gemma's norms, GELU-tanh GLU and embedding scale); gemma2 a
-// random-weight Gemma 2 one (gemma2Synth: soft-capped scores and logits).
+// random-weight Gemma 2 one (gemma2Synth: soft-capped scores and logits);
+// gemma a random-weight Gemma one (gemmaSynth: two norms a layer,
+// multi-query).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -57,6 +59,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		{"phi3", "", ""},
 		{"gemma3", "", ""},
 		{"gemma2", "", ""},
+		{"gemma", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -82,6 +85,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = gemma3Synth(t, "f32")
 			case tc.name == "gemma2":
 				dir = gemma2Synth(t, "f32")
+			case tc.name == "gemma":
+				dir = gemmaSynth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:

@@ -14,10 +14,7 @@ import (
 // TestGemma2Commands runs a random Gemma 2 checkpoint (fixtures.Gemma2:
 // the scores soft-capped at 2, the logits at 3) through the commands:
 // inspect (model_type gemma2, the parameter count equal to the config's,
-// the soft-capping reported), generate (the runtime's greedy ids),
-// quantize with calibration (verify format passes, the KL to the source
-// small), convert --gguf to llama.cpp's gemma2 architecture, and generate
-// on an F32 GGUF of the checkpoint gives its ids.
+// the soft-capping reported), then gemmaCommands (gemma2).
 func TestGemma2Commands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
@@ -49,6 +46,16 @@ func TestGemma2Commands(t *testing.T) {
 		t.Errorf("inspect: %v, want the sliding layers and the soft-capping reported\n%s", err, out)
 	}
 
+	gemmaCommands(t, dir, "gemma2")
+}
+
+// gemmaCommands runs a Gemma checkpoint dir through the commands that
+// every Gemma version takes alike: generate (the runtime's greedy ids),
+// quantize with calibration (verify format passes, the KL to the source
+// small), convert --gguf to llama.cpp's arch architecture, and generate on
+// an F32 GGUF of the checkpoint gives its ids.
+func gemmaCommands(t *testing.T, dir, arch string) {
+	t.Helper()
 	doc := generateGreedyMatches(t, dir)
 
 	q := filepath.Join(t.TempDir(), "q")
@@ -63,8 +70,8 @@ func TestGemma2Commands(t *testing.T) {
 	if kl := meanKL(t, "--model", q, "--baseline", dir, "--text", text, "--ctx", "128", "--device", "cpu"); !(kl > 0 && kl < 1) {
 		t.Errorf("verify kl: mean KL %g: want a small positive one", kl)
 	}
-	if a := q8Arch(t, q); a != "gemma2" {
-		t.Errorf("convert --gguf: general.architecture %q, want gemma2", a)
+	if a := q8Arch(t, q); a != arch {
+		t.Errorf("convert --gguf: general.architecture %q, want %s", a, arch)
 	}
 	g32 := filepath.Join(dir, "f32.gguf") // (beside the tokenizer files)
 	if _, stderr, err := run(t, "convert", "--in", dir, "--out", g32, "--gguf", "f32"); err != nil {
@@ -74,4 +81,37 @@ func TestGemma2Commands(t *testing.T) {
 	if !slices.Equal(gdoc.IDs, doc.IDs) {
 		t.Errorf("generate on the F32 GGUF: ids %v, the checkpoint's %v\n%s", gdoc.IDs, doc.IDs, stderr)
 	}
+}
+
+// TestGemmaCommands runs a random Gemma checkpoint (fixtures.Gemma, the
+// first version: multi-query, hidden_act "gelu") through the commands:
+// inspect (model_type gemma, the parameter count equal to the config's,
+// no window or soft-capping reported), then gemmaCommands (gemma).
+func TestGemmaCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes a model")
+	}
+	tok := fixturePath(t, "models/openchat-tiny")
+	dir := fixtures.Gemma(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64},
+		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
+	out, stderr, err := run(t, "inspect", dir, "--json")
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, stderr)
+	}
+	var rep struct {
+		ModelType        string `json:"model_type"`
+		NumParameters    int64  `json:"num_parameters"`
+		ConfigParameters int64  `json:"config_parameters"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+	if rep.ModelType != "gemma" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+		t.Errorf("inspect --json: %+v", rep)
+	}
+	if out, _, err := run(t, "inspect", dir); err != nil || strings.Contains(out, "soft-capping") || strings.Contains(out, "query_pre_attn_scalar") ||
+		!strings.Contains(out, "sliding window none") {
+		t.Errorf("inspect: %v, want no window, soft-capping or query_pre_attn_scalar reported\n%s", err, out)
+	}
+	gemmaCommands(t, dir, "gemma")
 }

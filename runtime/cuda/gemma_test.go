@@ -1,0 +1,27 @@
+package cuda_test
+
+import (
+	"testing"
+
+	"github.com/gptqtool/gptqtool/formats/synth"
+	"github.com/gptqtool/gptqtool/internal/fixtures"
+)
+
+// gemmaSynth writes a random-weight Gemma checkpoint (fixtures.Gemma, the
+// first version: two norms a layer of 1 + w, GELU-tanh MLP and scaled
+// embeddings, no windows, caps or post norms) with 2 heads of 128 over
+// hidden 256, one KV head (multi-query, as gemma-2b), 4 layers.
+func gemmaSynth(t *testing.T, dtype string) string {
+	t.Helper()
+	return fixtures.Gemma(t, map[string]any{"hidden_size": 256, "intermediate_size": 896, "num_attention_heads": 2,
+		"num_key_value_heads": 1, "head_dim": 128, "vocab_size": 2000, "max_position_embeddings": 1024},
+		synth.Options{DType: dtype, Seed: 19})
+}
+
+// TestGemmaDecodeOnDevice decodes three sequences of a Gemma checkpoint
+// (gemmaSynth) through the paged decode step in fp16 and bf16, with CUDA
+// graphs and op by op (decodeMatchesCPU): gemmaDecodeOps without the post
+// norms.
+func TestGemmaDecodeOnDevice(t *testing.T) {
+	halfDecodeMatchesCPU(t, gemmaSynth)
+}
