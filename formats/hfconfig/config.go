@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "mixtral", "qwen3_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "mixtral", "qwen3_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -72,7 +72,10 @@ type Config struct {
 	// and the logits, s become cap·tanh(s/cap). 0 (null, and in every
 	// other model type): none.
 	AttnSoftcap, FinalSoftcap float64
-	TieWordEmbeddings         bool
+	// Granite is granite's multipliers (GraniteConfig); nil in every other
+	// model type.
+	Granite           *Granite
+	TieWordEmbeddings bool
 	// DType is "float16", "bfloat16" or "float32", from torch_dtype (4.x) or dtype (5.x).
 	DType     string
 	HiddenAct string
@@ -269,6 +272,8 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	}
 	r.modelType = c.ModelType
 	switch c.ModelType {
+	case "granite":
+		r.granite(c)
 	case "gemma":
 		r.gemma(c)
 	case "gemma2":
@@ -468,7 +473,8 @@ func (c *Config) LinearBias(module string) bool {
 			b, _ := c.Raw["attention_bias"].(bool)
 			return b
 		}
-	case "llama":
+	case "llama", "granite":
+		// (GraniteAttention and GraniteMLP are Llama's.)
 		key := "attention_bias"
 		if strings.HasPrefix(module, "mlp.") {
 			key = "mlp_bias"

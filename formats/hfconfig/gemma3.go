@@ -49,9 +49,13 @@ func (c *Config) LayerRope(i int) (float64, RopeScaling) {
 }
 
 // AttentionScale returns the scale of the attention scores before the
-// softmax: query_pre_attn_scalar**-0.5 in gemma2 and gemma3_text,
-// head_dim**-0.5 elsewhere (before any RoPE attention factor).
+// softmax: query_pre_attn_scalar**-0.5 in Gemma (head_dim's in the first
+// version), attention_multiplier in granite, head_dim**-0.5 elsewhere
+// (before any RoPE attention factor).
 func (c *Config) AttentionScale() float64 {
+	if c.Granite != nil {
+		return c.Granite.AttentionMultiplier
+	}
 	if c.Gemma() {
 		return 1 / math.Sqrt(c.QueryPreAttnScalar)
 	}

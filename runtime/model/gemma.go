@@ -50,8 +50,15 @@ func (d *dims) gemmaDims(cfg *hfconfig.Config, ctx int) error {
 
 // scaleEmbeddings multiplies Gemma's embedded rows x by sqrt(hidden_size)
 // rounded to x's dtype (Gemma3TextScaledWordEmbedding: embed_scale
-// .to(weight.dtype)); a no-op elsewhere.
+// .to(weight.dtype)), Granite's by embedding_multiplier (a Python float
+// there, not rounded); a no-op elsewhere.
 func (d dims) scaleEmbeddings(b runtime.Backend, x runtime.Tensor) {
+	if d.granite != nil {
+		if m := d.granite.EmbeddingMultiplier; m != 1 {
+			b.(runtime.Scaler).Scale(x, x, float32(m))
+		}
+		return
+	}
 	if !d.gemma {
 		return
 	}
@@ -65,8 +72,15 @@ func (d dims) scaleEmbeddings(b runtime.Backend, x runtime.Tensor) {
 	b.(runtime.Scaler).Scale(x, x, s)
 }
 
-// checkGemma refuses a backend without the ops Gemma's layers need.
+// checkGemma refuses a backend without the ops Gemma's layers need
+// (Granite's: Scale).
 func checkGemma(d dims, b runtime.Backend) error {
+	if d.granite != nil {
+		if _, ok := b.(runtime.Scaler); !ok {
+			return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which Granite's multipliers need", b.Name())
+		}
+		return nil
+	}
 	if !d.gemma {
 		return nil
 	}
@@ -87,19 +101,33 @@ func checkGemma(d dims, b runtime.Backend) error {
 
 // headInto sets lg to the logits of the normed rows xn: the head's
 // product, soft-capped where the model caps its logits (Gemma 2's
-// final_logit_softcapping, in fp32 on the fp32 logits).
+// final_logit_softcapping, in fp32 on the fp32 logits), divided by
+// Granite's logits_scaling (as a product by its inverse).
 func (m *Model) headInto(lg, xn runtime.Tensor) {
 	m.b.MatMul(lg, xn, m.head)
 	if m.d.finalCap > 0 {
 		m.b.(runtime.Softcapper).Softcap(lg, lg, m.d.finalCap)
 	}
+	if g := m.d.granite; g != nil && g.LogitsScaling != 1 {
+		m.b.(runtime.Scaler).Scale(lg, lg, float32(1/g.LogitsScaling))
+	}
 }
 
-// gemmaDecodeOps issues the layers and head of a decode step of Gemma
-// over ds's rows, whose embeddings x holds: op by op, as the layer's
-// forward (Gemma2DecoderLayer, Gemma3DecoderLayer), each layer with its
-// own RoPE table and window; the step's fusions are Llama's layer and
-// stay off.
+// residual adds a layer's attention or MLP output o into the residual
+// stream x: x += o, Granite's o multiplied by residual_multiplier first
+// (rounded to the activation dtype, as transformers multiplies).
+func (d dims) residual(b runtime.Backend, x, o runtime.Tensor) {
+	if g := d.granite; g != nil && g.ResidualMultiplier != 1 {
+		b.(runtime.Scaler).Scale(o, o, float32(g.ResidualMultiplier))
+	}
+	b.Add(x, x, o)
+}
+
+// gemmaDecodeOps issues the layers and head of a decode step of Gemma or
+// Granite over ds's rows, whose embeddings x holds: op by op, as the
+// layer's forward (GemmaDecoderLayer, Gemma2DecoderLayer,
+// Gemma3DecoderLayer, GraniteDecoderLayer), each layer with its own RoPE
+// table and window; the step's fusions are Llama's layer and stay off.
 func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
@@ -121,14 +149,14 @@ func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 		if lw.postAttnNorm != nil {
 			d.norm(b, s.o, s.o, lw.postAttnNorm)
 		}
-		b.Add(x, x, s.o)
+		d.residual(b, x, s.o)
 		d.norm(b, s.xn, x, lw.ffnNorm)
 		lw.act(b, d, s.xn, s.gate, s.up)
 		b.MatMul(s.o, s.gate, lw.lin[downProj])
 		if lw.postFFNorm != nil {
 			d.norm(b, s.o, s.o, lw.postFFNorm)
 		}
-		b.Add(x, x, s.o)
+		d.residual(b, x, s.o)
 	}
 	d.norm(b, s.xn, x, m.norm)
 	m.headInto(ds.logits, s.xn)

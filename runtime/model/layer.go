@@ -42,6 +42,12 @@ type dims struct {
 	// postNorms says the attention and MLP outputs are also normalized
 	// before their residual adds (Gemma 2 and 3: GemmaPostNorms).
 	gemma, postNorms bool
+	// granite is Granite's multipliers (hfconfig.Config.Granite; nil
+	// elsewhere): the embeddings scaled by its embedding_multiplier, each
+	// layer's attention and MLP outputs by residual_multiplier before
+	// their residual adds, the logits divided by logits_scaling (the
+	// scores' attention_multiplier is scale).
+	granite *hfconfig.Granite
 	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
 	// activation dtype where it applies, as transformers casts it).
 	embedScale float32
@@ -123,6 +129,11 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 	// q and k, and the cache's K, are the table's rotation alone.
 	af := runtime.AttentionFactor(cfg.RopeScaling)
 	d.scale = float32(af * af / math.Sqrt(float64(d.headDim)))
+	if g := cfg.Granite; g != nil {
+		// GraniteAttention: scaling attention_multiplier.
+		d.scale = float32(af * af * g.AttentionMultiplier)
+		d.granite = g
+	}
 	if 2*len(d.rope) < d.headDim && af != 1 {
 		d.tail = float32(1 / (af * af))
 	}
@@ -628,14 +639,15 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		if lw.bias[oProj] != nil {
 			b.AddBias(o, lw.bias[oProj])
 		}
-		if d.gemma {
+		if d.gemma || d.granite != nil {
 			// Gemma3DecoderLayer: x + post_attention_layernorm(attn),
 			// then pre_feedforward_layernorm (GemmaDecoderLayer: x +
-			// attn, then post_attention_layernorm).
+			// attn, then post_attention_layernorm; GraniteDecoderLayer:
+			// x + attn·residual_multiplier, then post_attention_layernorm).
 			if lw.postAttnNorm != nil {
 				d.norm(b, o, o, lw.postAttnNorm)
 			}
-			b.Add(x, x, o)
+			d.residual(b, x, o)
 			d.norm(b, xn, x, lw.ffnNorm)
 			break
 		}
@@ -663,11 +675,14 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 	if err := emitAs("ffn_act", gate); err != nil {
 		return err
 	}
-	if lw.postFFNorm != nil {
-		// Gemma3DecoderLayer: x + post_feedforward_layernorm(mlp).
+	if lw.postFFNorm != nil || d.granite != nil {
+		// Gemma3DecoderLayer: x + post_feedforward_layernorm(mlp);
+		// GraniteDecoderLayer: x + mlp·residual_multiplier.
 		b.MatMul(o, gate, lw.lin[downProj])
-		d.norm(b, o, o, lw.postFFNorm)
-		b.Add(x, x, o)
+		if lw.postFFNorm != nil {
+			d.norm(b, o, o, lw.postFFNorm)
+		}
+		d.residual(b, x, o)
 	} else {
 		runtime.MatMulAdd(b, x, gate, lw.lin[downProj], x, o)
 	}

@@ -384,10 +384,10 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 			}
 			continue
 		}
-		if d.gemma {
+		if d.gemma || d.granite != nil {
 			// The decode step's fusions (input orders, norms in the
 			// products, the MLP as one op) are Llama's dense layer:
-			// Gemma's steps run op by op (gemmaDecodeOps).
+			// Gemma's and Granite's steps run op by op (gemmaDecodeOps).
 			continue
 		}
 		if io != nil {

@@ -27,6 +27,10 @@ type refModel struct {
 	// tests' wrong models.
 	moeTopK   int
 	moeNoNorm bool
+	// dropGranite names one of Granite's multipliers forward leaves out
+	// ("embedding", "attention", "residual", "logits"), for the tests'
+	// wrong models.
+	dropGranite string
 }
 
 type qkNormAt int
@@ -68,9 +72,27 @@ func loadRef(t *testing.T, dir string) *refModel {
 // them, unless noBias. Where it has self_attn.q_norm/k_norm (Qwen3), each
 // head of q and k (after the bias) is rmsnorm'd over head_dim with them,
 // before RoPE (r.qkNorm moves or drops that). It shares no code with the
-// runtime.
+// runtime. Granite (GraniteForCausalLM) multiplies the embeddings by
+// embedding_multiplier, scales the scores by attention_multiplier instead
+// of head_dim**-0.5, multiplies o_proj's and down's outputs by
+// residual_multiplier before their residual adds and divides the logits by
+// logits_scaling.
 func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 	c := r.cfg
+	embMul, scale, resMul, logitDiv := 1.0, 1/math.Sqrt(float64(c.HeadDim)), 1.0, 1.0
+	if g := c.Granite; g != nil {
+		embMul, scale, resMul, logitDiv = g.EmbeddingMultiplier, g.AttentionMultiplier, g.ResidualMultiplier, g.LogitsScaling
+		switch r.dropGranite {
+		case "embedding":
+			embMul = 1
+		case "attention":
+			scale = 1 / math.Sqrt(float64(c.HeadDim))
+		case "residual":
+			resMul = 1
+		case "logits":
+			logitDiv = 1
+		}
+	}
 	H, D, nh, nkv, I, V := c.HiddenSize, c.HeadDim, c.NumAttentionHeads, c.NumKeyValueHeads, c.IntermediateSize, c.VocabSize
 	T := len(ids)
 	eps := c.RMSNormEps
@@ -115,6 +137,9 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 	x := make([][]float64, T)
 	for t, id := range ids {
 		x[t] = append([]float64(nil), emb[id*H:(id+1)*H]...)
+		for i := range x[t] {
+			x[t][i] *= embMul
+		}
 	}
 	for l := range c.NumHiddenLayers {
 		p := fmt.Sprintf("model.layers.%d.", l)
@@ -155,7 +180,7 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 					for i := range D {
 						d += q[t][h*D+i] * k[j][g*D+i]
 					}
-					s[j] = d / math.Sqrt(float64(D))
+					s[j] = d * scale
 					m = max(m, s[j])
 				}
 				var sum float64
@@ -171,7 +196,7 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 			}
 			o := linear(att, p+"self_attn.o_proj", H, nh*D)
 			for i := range x[t] {
-				x[t][i] += o[i]
+				x[t][i] += o[i] * resMul
 			}
 			n := norm(x[t], r.t[p+"post_attention_layernorm.weight"])
 			mlp := func(n []float64, prefix string, I int) []float64 {
@@ -188,7 +213,7 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 				down = mlp(n, p+"mlp.", I)
 			}
 			for i := range x[t] {
-				x[t][i] += down[i]
+				x[t][i] += down[i] * resMul
 			}
 		}
 	}
@@ -204,6 +229,7 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 			for j := range H {
 				logits[t][i] += n[j] * head[i*H+j]
 			}
+			logits[t][i] /= logitDiv
 		}
 	}
 	return logits
