@@ -73,7 +73,7 @@ func TestGranite(t *testing.T) {
 		{`"embedding_multiplier": 12.0`, `"embedding_multiplier": "12"`},
 	} {
 		bad := strings.Replace(graniteConfig, tc.edit, tc.want, 1)
-		key := tc.want[1:strings.Index(tc.want[1:], `"`)+1]
+		key := tc.want[1 : strings.Index(tc.want[1:], `"`)+1]
 		if _, err := Parse([]byte(bad), "x.json"); err == nil || !strings.Contains(err.Error(), "x.json: "+key) {
 			t.Errorf("%s: %v, want an error naming x.json and %s", tc.want, err, key)
 		}
