@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -289,6 +290,40 @@ func TestDeviceDriverGemma(t *testing.T) {
 	name := model.LayerPrefix(0) + ".mlp.gate_proj"
 	if rel := (unit[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
 		t.Errorf("%s: loss %.6g with post_attention_layernorm, %.6g with a unit one: the calibration did not read it", name, ref[name].Loss, unit[name].Loss)
+	}
+}
+
+// TestDeviceDriverGranite runs both drivers on a random-weight Granite
+// checkpoint (fixtures.Granite: embedding_multiplier 12,
+// attention_multiplier 1, residual_multiplier 0.22, logits_scaling 8):
+// codes and losses agree; and the losses of layer 0's o_proj (its input
+// the attention's output, which attention_multiplier scales the scores
+// of) and of layer 1's q_proj (its input normalized from a residual stream
+// that residual_multiplier mixes) move on the same weights with those
+// multipliers changed (attention_multiplier to 0.25, residual_multiplier
+// to 1): the calibration applies them.
+func TestDeviceDriverGranite(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	edit := map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "num_key_value_heads": 2}
+	dir := fixtures.Granite(t, edit, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
+	samples := calibration(t, dir, 6, 128)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	ref := driversAgree(t, dir, samples, opts)
+	for _, w := range []struct {
+		key, module string
+		v           float64
+	}{
+		{"attention_multiplier", model.LayerPrefix(0) + ".self_attn.o_proj", 0.25},
+		{"residual_multiplier", model.LayerPrefix(1) + ".self_attn.q_proj", 1},
+	} {
+		e := maps.Clone(edit)
+		e[w.key] = w.v
+		plain := collect(t, cpu.New(0), nil, fixtures.Granite(t, e, synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok}), samples, opts, true, 0)
+		if rel := (plain[w.module].Loss - ref[w.module].Loss) / ref[w.module].Loss; rel < 0.01 && rel > -0.01 {
+			t.Errorf("%s: loss %.6g with the fixture's %s, %.6g with %g: the calibration did not apply it", w.module, ref[w.module].Loss, w.key,
+				plain[w.module].Loss, w.v)
+		}
 	}
 }
 

@@ -54,6 +54,10 @@ type Report struct {
 	LayerTypes         []string `json:"layer_types,omitempty"`
 	RopeLocalBaseFreq  float64  `json:"rope_local_base_freq,omitempty"`
 	QueryPreAttnScalar float64  `json:"query_pre_attn_scalar,omitempty"`
+	// Granite is granite's multipliers (embedding_multiplier,
+	// attention_multiplier, residual_multiplier, logits_scaling); absent
+	// for other models.
+	Granite *GraniteMultipliers `json:"granite,omitempty"`
 	// AttnLogitSoftcapping and FinalLogitSoftcapping are Gemma 2's
 	// soft-capping of the attention scores and of the logits
 	// (hfconfig.Config's AttnSoftcap, FinalSoftcap); absent: none.
@@ -246,6 +250,9 @@ func Inspect(dir string) (*Report, error) {
 	if cfg.Gemma1() {
 		r.QueryPreAttnScalar = 0
 	}
+	if g := cfg.Granite; g != nil {
+		r.Granite = &GraniteMultipliers{g.EmbeddingMultiplier, g.AttentionMultiplier, g.ResidualMultiplier, g.LogitsScaling}
+	}
 	if rd := cfg.RoPEDim(); rd != cfg.HeadDim {
 		r.PartialRotaryFactor, r.RotaryDim = float64(rd)/float64(cfg.HeadDim), rd
 	}
@@ -384,4 +391,12 @@ func configBias(cfg *hfconfig.Config, name string) bool {
 	}
 	_, module, _ := strings.Cut(strings.TrimSuffix(rest, ".bias"), ".")
 	return cfg.LinearBias(module)
+}
+
+// GraniteMultipliers are a Granite config's multipliers under its keys.
+type GraniteMultipliers struct {
+	EmbeddingMultiplier float64 `json:"embedding_multiplier"`
+	AttentionMultiplier float64 `json:"attention_multiplier"`
+	ResidualMultiplier  float64 `json:"residual_multiplier"`
+	LogitsScaling       float64 `json:"logits_scaling"`
 }

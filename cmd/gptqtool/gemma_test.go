@@ -14,7 +14,7 @@ import (
 // TestGemma2Commands runs a random Gemma 2 checkpoint (fixtures.Gemma2:
 // the scores soft-capped at 2, the logits at 3) through the commands:
 // inspect (model_type gemma2, the parameter count equal to the config's,
-// the soft-capping reported), then gemmaCommands (gemma2).
+// the soft-capping reported), then modelCommands (gemma2).
 func TestGemma2Commands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
@@ -46,15 +46,16 @@ func TestGemma2Commands(t *testing.T) {
 		t.Errorf("inspect: %v, want the sliding layers and the soft-capping reported\n%s", err, out)
 	}
 
-	gemmaCommands(t, dir, "gemma2")
+	modelCommands(t, dir, "gemma2")
 }
 
-// gemmaCommands runs a Gemma checkpoint dir through the commands that
-// every Gemma version takes alike: generate (the runtime's greedy ids),
+// modelCommands runs a checkpoint dir of a family that converts to
+// llama.cpp's arch architecture (Gemma's, Granite's) through the commands
+// every such family takes alike: generate (the runtime's greedy ids),
 // quantize with calibration (verify format passes, the KL to the source
 // small), convert --gguf to llama.cpp's arch architecture, and generate on
 // an F32 GGUF of the checkpoint gives its ids.
-func gemmaCommands(t *testing.T, dir, arch string) {
+func modelCommands(t *testing.T, dir, arch string) {
 	t.Helper()
 	doc := generateGreedyMatches(t, dir)
 
@@ -86,7 +87,7 @@ func gemmaCommands(t *testing.T, dir, arch string) {
 // TestGemmaCommands runs a random Gemma checkpoint (fixtures.Gemma, the
 // first version: multi-query, hidden_act "gelu") through the commands:
 // inspect (model_type gemma, the parameter count equal to the config's,
-// no window or soft-capping reported), then gemmaCommands (gemma).
+// no window or soft-capping reported), then modelCommands (gemma).
 func TestGemmaCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("quantizes a model")
@@ -113,5 +114,5 @@ func TestGemmaCommands(t *testing.T) {
 		!strings.Contains(out, "sliding window none") {
 		t.Errorf("inspect: %v, want no window, soft-capping or query_pre_attn_scalar reported\n%s", err, out)
 	}
-	gemmaCommands(t, dir, "gemma")
+	modelCommands(t, dir, "gemma")
 }

@@ -119,6 +119,10 @@ func printReport(w io.Writer, r *verify.Report) {
 	if r.QueryPreAttnScalar > 0 {
 		fmt.Fprintf(w, "  attention      scores scaled by query_pre_attn_scalar %g^-0.5\n", r.QueryPreAttnScalar)
 	}
+	if g := r.Granite; g != nil {
+		fmt.Fprintf(w, "  multipliers    embeddings ×%g, scores ×%g, residual adds ×%g, logits ÷%g\n", g.EmbeddingMultiplier,
+			g.AttentionMultiplier, g.ResidualMultiplier, g.LogitsScaling)
+	}
 	if r.AttnLogitSoftcapping > 0 || r.FinalLogitSoftcapping > 0 {
 		fmt.Fprintf(w, "  soft-capping   scores at %g, logits at %g (c·tanh(x/c); 0: none)\n", r.AttnLogitSoftcapping, r.FinalLogitSoftcapping)
 	}

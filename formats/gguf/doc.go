@@ -206,6 +206,14 @@
 // otherwise is refused; File.HFConfig reads gemma2 files back as the gemma2
 // config llama.cpp runs.
 //
+// A Granite model (model_type granite) is written as llama.cpp's
+// "granite" architecture, as the converter's GraniteModel does (granite.go):
+// a llama file under granite.* keys with attention.scale, embedding_scale,
+// residual_scale and logit_scale (all four always written: llama.cpp's
+// defaults where absent are not GraniteConfig's). A head_dim other than
+// hidden/heads (the converter drops it) or a RoPE scaling is refused;
+// File.HFConfig reads granite files back with their multipliers.
+//
 // A Gemma model (model_type gemma, the first version) is written as
 // llama.cpp's "gemma" architecture, as the converter's GemmaModel does
 // (gemma.go): Llama's tensor names unpermuted, every norm 1 + w, no head,

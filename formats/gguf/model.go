@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2 or gemma3", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3 or granite", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -103,6 +103,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		// the caps, its fixed pattern and scale)
 		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma2ForCausalLM"}, "gemma2", "gelu_pytorch_tanh"
 		delete(c, "hidden_act")
+	}
+	if arch == "granite" {
+		// (llama.cpp's granite graph: llama's with the four multipliers,
+		// which graniteConfig reads)
+		c["architectures"], c["model_type"] = []string{"GraniteForCausalLM"}, "granite"
 	}
 	if arch == "gemma" {
 		// (llama.cpp's gemma graph: Llama's layer with scaled embeddings,
@@ -229,6 +234,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if arch == "gemma" {
 		if err := f.gemma1Config(a, scaling, linear); err != nil {
+			return nil, err
+		}
+	}
+	if arch == "granite" {
+		if err := f.graniteConfig(c, a, scaling, linear, headDim); err != nil {
 			return nil, err
 		}
 	}

@@ -18,6 +18,25 @@ func gemmaSynth(t *testing.T, dtype string) string {
 		synth.Options{DType: dtype, Seed: 19})
 }
 
+// graniteSynth writes a random-weight Granite checkpoint (fixtures.Granite:
+// Llama's layer with embedding_multiplier 12, attention_multiplier 1,
+// residual_multiplier 0.22 and logits_scaling 8) with 2 heads of 128 over
+// hidden 256, one KV head, 4 layers.
+func graniteSynth(t *testing.T, dtype string) string {
+	t.Helper()
+	return fixtures.Granite(t, map[string]any{"hidden_size": 256, "intermediate_size": 896, "num_attention_heads": 2,
+		"num_key_value_heads": 1, "vocab_size": 2000, "max_position_embeddings": 1024, "attention_multiplier": 0.03125},
+		synth.Options{DType: dtype, Seed: 23})
+}
+
+// TestGraniteDecodeOnDevice decodes three sequences of a Granite
+// checkpoint (graniteSynth) as TestGemmaDecodeOnDevice does: the
+// multipliers in gemmaDecodeOps' op-by-op step (Scale on the embeddings,
+// the residual adds and the logits).
+func TestGraniteDecodeOnDevice(t *testing.T) {
+	halfDecodeMatchesCPU(t, graniteSynth)
+}
+
 // TestGemmaDecodeOnDevice decodes three sequences of a Gemma checkpoint
 // (gemmaSynth) through the paged decode step in fp16 and bf16, with CUDA
 // graphs and op by op (decodeMatchesCPU): gemmaDecodeOps without the post

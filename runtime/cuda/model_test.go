@@ -47,7 +47,8 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // tables, Gemma's norms, GELU-tanh GLU and embedding scale); gemma2 a
 // random-weight Gemma 2 one (gemma2Synth: soft-capped scores and logits);
 // gemma a random-weight Gemma one (gemmaSynth: two norms a layer,
-// multi-query).
+// multi-query); granite a random-weight Granite one (graniteSynth: its four
+// multipliers).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -60,6 +61,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		{"gemma3", "", ""},
 		{"gemma2", "", ""},
 		{"gemma", "", ""},
+		{"granite", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -87,6 +89,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = gemma2Synth(t, "f32")
 			case tc.name == "gemma":
 				dir = gemmaSynth(t, "f32")
+			case tc.name == "granite":
+				dir = graniteSynth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:
