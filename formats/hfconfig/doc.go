@@ -1,8 +1,9 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Gemma-, Gemma 2- and Gemma 3 text causal
+// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Granite-, Gemma-, Gemma 2- and Gemma 3 text causal
 // language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
 // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
-// Phi3ForCausalLM; "gemma": GemmaForCausalLM, see gemma.go; "gemma2":
+// Phi3ForCausalLM; "granite": GraniteForCausalLM, see granite.go;
+// "gemma": GemmaForCausalLM, see gemma.go; "gemma2":
 // Gemma2ForCausalLM, see gemma2.go;
 // "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
 // the text model of "gemma3", Gemma3ForConditionalGeneration), and
@@ -146,6 +147,12 @@
 // AttnSoftcap, FinalSoftcap; null: none; otherwise a positive number),
 // layer_types (else the layers alternate, the first sliding). No q/k
 // norms.
+//
+// Granite (granite, GraniteConfig's defaults; granite.go): Llama's keys
+// and defaults (num_key_value_heads the heads, tie_word_embeddings false)
+// with embedding_multiplier, attention_multiplier, residual_multiplier and
+// logits_scaling (Config.Granite; each 1 where absent, else a positive
+// number); Config.AttentionScale is attention_multiplier.
 //
 // Gemma (gemma, GemmaConfig's defaults; gemma.go): num_key_value_heads
 // 16, head_dim 256, max_position_embeddings 8192, rope_theta 10000, no

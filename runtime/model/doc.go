@@ -40,6 +40,12 @@
 // post_attention_layernorm is then the MLP's input norm, as in Llama),
 // q/k norms, windows or caps, its scores scaled by head_dim**-0.5.
 //
+// Granite (hfconfig.Config.Granite) is Llama's layer with its multipliers
+// (dims.granite): the embeddings scaled (scaleEmbeddings), the scores by
+// attention_multiplier (dims.scale), each residual add's input
+// (dims.residual) and the logits (headInto, by 1/logits_scaling); its
+// decode steps run op by op as Gemma's do (gemmaDecodeOps).
+//
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
 // each sparse layer's router and experts (moe.go; LayerLinears lists the
 // experts' Linears for Check, QuantLinears, the format checks and the GPTQ
