@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "mixtral", "qwen3_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -203,6 +203,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Gemma2Config: num_key_value_heads 4, max_position_embeddings
 		// 8192, rms_norm_eps 1e-6, sliding_window 4096.
 		kvDefault, maxPosDefault, swDefault = 4, 8192, 4096
+	case "olmo2":
+		// Olmo2Config: num_key_value_heads None (num_attention_heads),
+		// max_position_embeddings 2048, rms_norm_eps 1e-5.
+		epsDefault = 1e-5
 	case "gemma":
 		// GemmaConfig: num_key_value_heads 16, max_position_embeddings
 		// 8192, rms_norm_eps 1e-6; no window (GemmaAttention has none).
@@ -465,8 +469,9 @@ func (c *Config) LinearBias(module string) bool {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
 		}
-	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text":
-		// Qwen3Attention, Qwen3MoeAttention, GemmaAttention, Gemma2Attention, Gemma3Attention:
+	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "olmo2":
+		// Qwen3Attention, Qwen3MoeAttention, GemmaAttention, Gemma2Attention, Gemma3Attention,
+		// Olmo2Attention:
 		// bias=config.attention_bias on all four projections; their MLPs
 		// and experts have none.
 		if strings.HasPrefix(module, "self_attn.") {
@@ -489,9 +494,11 @@ func (c *Config) LinearBias(module string) bool {
 // q and of k by an RMSNorm of its own (self_attn.q_norm.weight and
 // self_attn.k_norm.weight [head_dim], eps rms_norm_eps) after the
 // projections (and their biases) and before RoPE: transformers'
-// Qwen3Attention, model_type qwen3 (and qwen3_moe, gemma3_text).
+// Qwen3Attention, model_type qwen3 (and qwen3_moe, gemma3_text); or, in
+// olmo2, q and k each by one RMSNorm over the whole projection
+// (QKNormWidths).
 func (c *Config) QKNorm() bool {
-	return c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "gemma3_text"
+	return c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "gemma3_text" || c.ModelType == "olmo2"
 }
 
 func isSupported(modelType string) bool {
@@ -533,7 +540,8 @@ func (c *Config) NumParameters() int64 {
 		layer += 2 * h // pre_feedforward_layernorm's and post_feedforward_layernorm's
 	}
 	if c.QKNorm() {
-		layer += 2 * int64(c.HeadDim)
+		qw, kw := c.QKNormWidths()
+		layer += int64(qw + kw)
 	}
 	n := embed + int64(c.NumHiddenLayers)*layer + h
 	if c.MoE != nil {

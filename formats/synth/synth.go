@@ -412,7 +412,9 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		p := fmt.Sprintf("model.layers.%d.", i)
 		// One processing order per input: q/k/v share theirs, as do gate/up.
 		key := func(input uint64) uint64 { return uint64(i)<<8 | input }
-		add(p+"input_layernorm.weight", normW(0.7, 0.04), h)
+		if cfg.PreNorms() {
+			add(p+"input_layernorm.weight", normW(0.7, 0.04), h)
+		}
 		if cfg.Sparse(i) {
 			// A mixture-of-experts layer: the router, whose logits
 			// spread over about one unit so that tokens pick different
@@ -440,15 +442,18 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 			lin(p+"mlp.up_proj", inter, h, key(3))
 		}
 		add(p+"post_attention_layernorm.weight", normW(0.8, 0.06), h)
-		if cfg.GemmaPostNorms() {
-			// Gemma 2's and 3's other two norms.
+		if cfg.GemmaPostNorms() || cfg.Olmo2() {
+			// Gemma 2's and 3's other two norms (OLMo 2's second).
 			add(p+"post_feedforward_layernorm.weight", normW(1.5, 0.06), h)
+		}
+		if cfg.GemmaPostNorms() {
 			add(p+"pre_feedforward_layernorm.weight", normW(1.3, 0.06), h)
 		}
 		if cfg.QKNorm() {
 			// Qwen3's per-head norms: spread out, as released ones are,
 			// so that where they apply (before RoPE) tells.
-			add(p+"self_attn.k_norm.weight", normW(1.0, 0.4), cfg.HeadDim)
+			_, kw := cfg.QKNormWidths()
+			add(p+"self_attn.k_norm.weight", normW(1.0, 0.4), kw)
 		}
 		if phi3 {
 			lin(p+"self_attn.o_proj", h, qd, key(2))
@@ -458,7 +463,8 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 		lin(p+"self_attn.k_proj", kv, h, key(1))
 		lin(p+"self_attn.o_proj", h, qd, key(2))
 		if cfg.QKNorm() {
-			add(p+"self_attn.q_norm.weight", normW(1.0, 0.4), cfg.HeadDim)
+			qw, _ := cfg.QKNormWidths()
+			add(p+"self_attn.q_norm.weight", normW(1.0, 0.4), qw)
 		}
 		lin(p+"self_attn.q_proj", qd, h, key(1))
 		lin(p+"self_attn.v_proj", kv, h, key(1))

@@ -433,7 +433,7 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	} else {
 		pd.EmbeddingAt(x, m.embed, ds.ids)
 	}
-	if d.gemma || d.granite != nil {
+	if d.gemma || d.granite != nil || d.olmo2 {
 		m.gemmaDecodeOps(c, ds)
 		return
 	}

@@ -59,14 +59,19 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 		return false
 	}
 	switch rest {
-	case "input_layernorm.weight", "post_attention_layernorm.weight", "self_attn.rotary_emb.inv_freq":
+	case "post_attention_layernorm.weight", "self_attn.rotary_emb.inv_freq":
 		return true
+	case "input_layernorm.weight":
+		return cfg.PreNorms()
 	}
 	if rest == "self_attn.q_norm.weight" || rest == "self_attn.k_norm.weight" {
 		return cfg.QKNorm()
 	}
-	if rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight" {
+	if rest == "pre_feedforward_layernorm.weight" {
 		return cfg.GemmaPostNorms()
+	}
+	if rest == "post_feedforward_layernorm.weight" {
+		return cfg.GemmaPostNorms() || cfg.Olmo2()
 	}
 	if cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
 		return true
@@ -244,14 +249,8 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 	need("model.embed_tokens.weight")
 	for i := range cfg.NumHiddenLayers {
 		p := "model.layers." + strconv.Itoa(i) + "."
-		need(p + "input_layernorm.weight")
-		need(p + "post_attention_layernorm.weight")
-		for _, n := range GemmaNormNames(cfg, i) {
+		for _, n := range LayerNormNames(cfg, i) {
 			need(n)
-		}
-		if cfg.QKNorm() {
-			need(p + "self_attn.q_norm.weight")
-			need(p + "self_attn.k_norm.weight")
 		}
 		if cfg.Sparse(i) {
 			need(cfg.MoE.RouterName(i))
@@ -325,12 +324,16 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		case "input_layernorm.weight", "post_attention_layernorm.weight":
 			return []int{cfg.HiddenSize}
 		case "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight":
-			if cfg.GemmaPostNorms() {
+			if cfg.GemmaPostNorms() || (cfg.Olmo2() && rest == "post_feedforward_layernorm.weight") {
 				return []int{cfg.HiddenSize}
 			}
 			return nil
-		case "self_attn.q_norm.weight", "self_attn.k_norm.weight":
-			return []int{cfg.HeadDim}
+		case "self_attn.q_norm.weight":
+			q, _ := cfg.QKNormWidths()
+			return []int{q}
+		case "self_attn.k_norm.weight":
+			_, k := cfg.QKNormWidths()
+			return []int{k}
 		}
 		module, sfx, _ := cutLast(rest, ".")
 		if K, N, ok = LinearShape(cfg, module); !ok {

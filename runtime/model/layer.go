@@ -48,6 +48,11 @@ type dims struct {
 	// their residual adds, the logits divided by logits_scaling (the
 	// scores' attention_multiplier is scale).
 	granite *hfconfig.Granite
+	// olmo2 is OLMo 2's layer: no input norms (attention and the MLP read
+	// the residual stream itself: attnNorm and ffnNorm nil), the outputs
+	// normalized before their residual adds (postAttnNorm, postFFNorm),
+	// q and k each normalized over the whole projection (qkFull).
+	olmo2, qkFull bool
 	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
 	// activation dtype where it applies, as transformers casts it).
 	embedScale float32
@@ -89,8 +94,15 @@ func (d dims) windowOf(li int) int {
 
 // norm sets dst to the RMSNorm of x's rows with weight w: Gemma's (1 + w,
 // runtime.OffsetRMSNormer, which bind checks the backend has) in gemma
-// layers, the plain one elsewhere.
+// layers, the plain one elsewhere; with w nil (OLMo 2's missing input
+// norms) dst is x, copied.
 func (d dims) norm(b runtime.Backend, dst, x, w runtime.Tensor) {
+	if w == nil {
+		if dst != x {
+			b.Copy(dst, x)
+		}
+		return
+	}
 	if d.gemma {
 		b.(runtime.OffsetRMSNormer).OffsetRMSNorm(dst, x, w, d.eps)
 		return
@@ -141,6 +153,7 @@ func dimsAt(cfg *hfconfig.Config, ctx int) (dims, error) {
 		d.bias[j] = cfg.LinearBias(LinearModules[j])
 	}
 	d.qkNorm = cfg.QKNorm()
+	d.olmo2, d.qkFull = cfg.Olmo2(), cfg.Olmo2()
 	if cfg.MoE != nil {
 		d.moe = cfg.MoE
 		d.sparse = make([]bool, cfg.NumHiddenLayers)
@@ -348,6 +361,11 @@ func (lw *layerWeights) normQK(b runtime.Backend, d dims, q, k runtime.Tensor) {
 		return
 	}
 	for _, e := range []struct{ x, w runtime.Tensor }{{q, lw.qNorm}, {k, lw.kNorm}} {
+		if d.qkFull {
+			// Olmo2Attention: one norm over each row's whole projection.
+			d.norm(b, e.x, e.x, e.w)
+			continue
+		}
 		h := b.Reshape(e.x, runtime.Rows(e.x)*runtime.Cols(e.x)/d.headDim, d.headDim)
 		d.norm(b, h, h, e.w)
 	}
@@ -383,8 +401,8 @@ func (lw *layerWeights) act(b runtime.Backend, d dims, xn, gate, up runtime.Tens
 // tensors lists the layer's bound weight tensors, a mixture of experts'
 // experts aside (StepBytes counts the share of them a row reads).
 func (lw *layerWeights) tensors() []runtime.Tensor {
-	ts := []runtime.Tensor{lw.attnNorm, lw.ffnNorm}
-	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router) {
+	var ts []runtime.Tensor
+	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.attnNorm, lw.ffnNorm, lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router) {
 		if t != nil {
 			ts = append(ts, t)
 		}
@@ -396,27 +414,34 @@ func bindLayer(bd *binder, d dims, i int) (layerWeights, error) {
 	p := LayerPrefix(i) + "."
 	var lw layerWeights
 	var err error
-	if lw.attnNorm, err = bd.fp(p+"input_layernorm.weight", d.hidden); err != nil {
-		return lw, err
+	// The layer's norms by name: Llama's two, Gemma 2's and 3's four,
+	// OLMo 2's two after the sublayers (no input norms).
+	type named struct {
+		t    *runtime.Tensor
+		name string
 	}
-	if d.postNorms {
-		// Gemma2DecoderLayer's and Gemma3DecoderLayer's four norms.
-		for _, n := range []struct {
-			t    *runtime.Tensor
-			name string
-		}{{&lw.postAttnNorm, "post_attention_layernorm"}, {&lw.ffnNorm, "pre_feedforward_layernorm"}, {&lw.postFFNorm, "post_feedforward_layernorm"}} {
-			if *n.t, err = bd.fp(p+n.name+".weight", d.hidden); err != nil {
-				return lw, err
-			}
-		}
-	} else if lw.ffnNorm, err = bd.fp(p+"post_attention_layernorm.weight", d.hidden); err != nil {
-		return lw, err
+	norms := []named{{&lw.attnNorm, "input_layernorm"}, {&lw.ffnNorm, "post_attention_layernorm"}}
+	switch {
+	case d.olmo2:
+		norms = []named{{&lw.postAttnNorm, "post_attention_layernorm"}, {&lw.postFFNorm, "post_feedforward_layernorm"}}
+	case d.postNorms:
+		norms = []named{{&lw.attnNorm, "input_layernorm"}, {&lw.postAttnNorm, "post_attention_layernorm"},
+			{&lw.ffnNorm, "pre_feedforward_layernorm"}, {&lw.postFFNorm, "post_feedforward_layernorm"}}
 	}
-	if d.qkNorm {
-		if lw.qNorm, err = bd.fp(p+"self_attn.q_norm.weight", d.headDim); err != nil {
+	for _, n := range norms {
+		if *n.t, err = bd.fp(p+n.name+".weight", d.hidden); err != nil {
 			return lw, err
 		}
-		if lw.kNorm, err = bd.fp(p+"self_attn.k_norm.weight", d.headDim); err != nil {
+	}
+	if d.qkNorm {
+		qw, kw := d.headDim, d.headDim
+		if d.qkFull {
+			qw, kw = d.qDim(), d.kvDim()
+		}
+		if lw.qNorm, err = bd.fp(p+"self_attn.q_norm.weight", qw); err != nil {
+			return lw, err
+		}
+		if lw.kNorm, err = bd.fp(p+"self_attn.k_norm.weight", kw); err != nil {
 			return lw, err
 		}
 	}
@@ -639,8 +664,8 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		if lw.bias[oProj] != nil {
 			b.AddBias(o, lw.bias[oProj])
 		}
-		if d.gemma || d.granite != nil {
-			// Gemma3DecoderLayer: x + post_attention_layernorm(attn),
+		if d.gemma || d.granite != nil || d.olmo2 {
+			// Gemma3DecoderLayer, Olmo2DecoderLayer: x + post_attention_layernorm(attn),
 			// then pre_feedforward_layernorm (GemmaDecoderLayer: x +
 			// attn, then post_attention_layernorm; GraniteDecoderLayer:
 			// x + attn·residual_multiplier, then post_attention_layernorm).

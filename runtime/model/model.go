@@ -384,10 +384,11 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 			}
 			continue
 		}
-		if d.gemma || d.granite != nil {
+		if d.gemma || d.granite != nil || d.olmo2 {
 			// The decode step's fusions (input orders, norms in the
 			// products, the MLP as one op) are Llama's dense layer:
-			// Gemma's and Granite's steps run op by op (gemmaDecodeOps).
+			// Gemma's, Granite's and OLMo 2's steps run op by op
+			// (gemmaDecodeOps).
 			continue
 		}
 		if io != nil {

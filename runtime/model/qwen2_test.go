@@ -76,7 +76,11 @@ func loadRef(t *testing.T, dir string) *refModel {
 // embedding_multiplier, scales the scores by attention_multiplier instead
 // of head_dim**-0.5, multiplies o_proj's and down's outputs by
 // residual_multiplier before their residual adds and divides the logits by
-// logits_scaling.
+// logits_scaling. OLMo 2 (Olmo2ForCausalLM) has no input norms (n = x,
+// m = h) and normalizes the sublayers' outputs instead, o_proj's by
+// post_attention_layernorm and down's by post_feedforward_layernorm,
+// before their residual adds, and its q_norm/k_norm span the whole
+// projection (r.qkNorm moves or drops them too).
 func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 	c := r.cfg
 	embMul, scale, resMul, logitDiv := 1.0, 1/math.Sqrt(float64(c.HeadDim)), 1.0, 1.0
@@ -145,13 +149,20 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 		p := fmt.Sprintf("model.layers.%d.", l)
 		q, k, v := make([][]float64, T), make([][]float64, T), make([][]float64, T)
 		for t := range T {
-			n := norm(x[t], r.t[p+"input_layernorm.weight"])
+			n := x[t]
+			if !c.Olmo2() {
+				n = norm(x[t], r.t[p+"input_layernorm.weight"])
+			}
 			q[t] = linear(n, p+"self_attn.q_proj", nh*D, H)
 			k[t] = linear(n, p+"self_attn.k_proj", nkv*D, H)
 			v[t] = linear(n, p+"self_attn.v_proj", nkv*D, H)
 			headNorm := func(x []float64, name string, heads int) {
 				w, ok := r.t[p+name]
 				if !ok {
+					return
+				}
+				if c.Olmo2() {
+					copy(x, norm(x, w))
 					return
 				}
 				for h := range heads {
@@ -195,10 +206,16 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 				}
 			}
 			o := linear(att, p+"self_attn.o_proj", H, nh*D)
+			if c.Olmo2() {
+				o = norm(o, r.t[p+"post_attention_layernorm.weight"])
+			}
 			for i := range x[t] {
 				x[t][i] += o[i] * resMul
 			}
-			n := norm(x[t], r.t[p+"post_attention_layernorm.weight"])
+			n := x[t]
+			if !c.Olmo2() {
+				n = norm(x[t], r.t[p+"post_attention_layernorm.weight"])
+			}
 			mlp := func(n []float64, prefix string, I int) []float64 {
 				gate, up := linear(n, prefix+"gate_proj", I, H), linear(n, prefix+"up_proj", I, H)
 				for i := range gate {
@@ -211,6 +228,9 @@ func (r *refModel) forward(ids []int, noBias bool) [][]float64 {
 				down = r.moe(n, l, mlp)
 			} else {
 				down = mlp(n, p+"mlp.", I)
+			}
+			if c.Olmo2() {
+				down = norm(down, r.t[p+"post_feedforward_layernorm.weight"])
 			}
 			for i := range x[t] {
 				x[t][i] += down[i] * resMul

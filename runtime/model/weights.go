@@ -624,6 +624,11 @@ func LayerTensorNames(cfg *hfconfig.Config, i int) []string {
 // [head_dim]. None is quantized: a GPTQ checkpoint keeps them in fp16.
 func LayerNormNames(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
+	if cfg.Olmo2() {
+		// Olmo2DecoderLayer: post_attention_layernorm and
+		// post_feedforward_layernorm after the sublayers, no input norms.
+		return slices.Concat([]string{p + "post_attention_layernorm.weight", p + "post_feedforward_layernorm.weight"}, QKNormNames(cfg, i))
+	}
 	return slices.Concat([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, GemmaNormNames(cfg, i), QKNormNames(cfg, i))
 }
 
@@ -638,9 +643,10 @@ func GemmaNormNames(cfg *hfconfig.Config, i int) []string {
 	return []string{p + "pre_feedforward_layernorm.weight", p + "post_feedforward_layernorm.weight"}
 }
 
-// QKNormNames lists decoder layer i's per-head q/k norm weights,
-// self_attn.q_norm and k_norm [head_dim], where cfg has them
-// (hfconfig.Config.QKNorm: Qwen3); none elsewhere.
+// QKNormNames lists decoder layer i's q/k norm weights, self_attn.q_norm
+// and k_norm (hfconfig.Config.QKNormWidths: [head_dim] per head, OLMo 2's
+// over the whole projection), where cfg has them (hfconfig.Config.QKNorm:
+// Qwen3, Gemma 3, OLMo 2); none elsewhere.
 func QKNormNames(cfg *hfconfig.Config, i int) []string {
 	if !cfg.QKNorm() {
 		return nil
