@@ -37,7 +37,7 @@ var ErrF16Overflow = errors.New("values beyond fp16's range (±65504)")
 // converter accepts. Gemma3ForConditionalGeneration is a multimodal Gemma
 // 3's, whose text model converts as Gemma3ForCausalLM's (llama.cpp's
 // Gemma3Model registers both; the vision tower goes to its mmproj file).
-var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
+var SupportedArchitectures = []string{"LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM", "Phi3ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "GraniteForCausalLM", "Olmo2ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"}
 
 // Arch is the general.architecture a checkpoint of cfg converts to, and
 // the prefix of its hyperparameter keys: "qwen2" for model_type qwen2
@@ -52,7 +52,7 @@ func Arch(cfg *hfconfig.Config) string {
 		return cfg.ModelType
 	case "gemma3_text":
 		return "gemma3"
-	case "gemma", "gemma2", "granite":
+	case "gemma", "gemma2", "granite", "olmo2":
 		return cfg.ModelType
 	case "qwen3_moe":
 		return "qwen3moe"
@@ -681,6 +681,11 @@ func CheckModel(cfg *hfconfig.Config) error {
 			return err
 		}
 	}
+	if cfg.Olmo2() {
+		if err := checkOlmo2(cfg); err != nil {
+			return err
+		}
+	}
 	for i, a := range cfg.Architectures {
 		if !slices.Contains(SupportedArchitectures, a) {
 			return fmt.Errorf("%s: architectures[%d] %q: %w (supported: %v)", cfg.File, i, a, ErrUnsupportedModel, SupportedArchitectures)
@@ -728,7 +733,7 @@ func CheckModel(cfg *hfconfig.Config) error {
 }
 
 // supportedModelTypes are the model_type values Convert writes.
-var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite"}
+var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
 
 // checkMoE refuses a mixture of experts that llama.cpp's architecture
 // would run as another model: a qwen3_moe with dense layers
@@ -869,6 +874,8 @@ func tensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		return gemmaTensorSpecs(cfg, false)
 	case "gemma":
 		return gemma1TensorSpecs(cfg)
+	case "olmo2":
+		return olmo2TensorSpecs(cfg)
 	}
 	h, hd, ff, v := cfg.HiddenSize, cfg.HeadDim, cfg.IntermediateSize, cfg.VocabSize
 	q, kv := cfg.NumAttentionHeads*hd, cfg.NumKeyValueHeads*hd

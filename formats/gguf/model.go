@@ -39,8 +39,8 @@ import (
 // model than llama.cpp's. Errors name the file and the key or tensor.
 func (f *File) HFConfig() (*hfconfig.Config, error) {
 	arch, _ := Value[string](f, "general.architecture")
-	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" {
-		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3 or granite", f.path, arch)
+	if arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "qwen3moe" && arch != "phi3" && arch != "gemma" && arch != "gemma2" && arch != "gemma3" && arch != "granite" && arch != "olmo2" {
+		return nil, fmt.Errorf("%s: general.architecture %q: want llama (Llama, Mistral and Mixtral models), qwen2, qwen3, qwen3moe, phi3, gemma, gemma2, gemma3, granite or olmo2", f.path, arch)
 	}
 	a := arch + "." // the hyperparameters' prefix
 	refuse := func(key string, v any, why string) error {
@@ -103,6 +103,12 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		// the caps, its fixed pattern and scale)
 		c["architectures"], c["model_type"], c["hidden_activation"] = []string{"Gemma2ForCausalLM"}, "gemma2", "gelu_pytorch_tanh"
 		delete(c, "hidden_act")
+	}
+	if arch == "olmo2" {
+		// (llama.cpp's olmo2 graph: no input norms, the sublayers'
+		// outputs normalized, q/k norms over the whole projections, RoPE
+		// by halves)
+		c["architectures"], c["model_type"] = []string{"Olmo2ForCausalLM"}, "olmo2"
 	}
 	if arch == "granite" {
 		// (llama.cpp's granite graph: llama's with the four multipliers,
@@ -239,6 +245,11 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 	}
 	if arch == "granite" {
 		if err := f.graniteConfig(c, a, scaling, linear, headDim); err != nil {
+			return nil, err
+		}
+	}
+	if arch == "olmo2" {
+		if err := f.olmo2Config(a, scaling, linear); err != nil {
 			return nil, err
 		}
 	}
