@@ -327,6 +327,33 @@ func TestDeviceDriverGranite(t *testing.T) {
 	}
 }
 
+// TestDeviceDriverOlmo2 runs both drivers on a random-weight OLMo 2
+// checkpoint (fixtures.Olmo2: no input norms, the sublayers' outputs
+// normalized, q/k norms over the whole projections): codes and losses
+// agree; and the loss of layer 1's q_proj, whose input is the residual
+// stream itself (no input norm), moves when layer 0's
+// post_feedforward_layernorm weights are set to zeros (its MLP then adds
+// nothing to that stream): the calibration reads it.
+func TestDeviceDriverOlmo2(t *testing.T) {
+	tok := fixture(t, "models/openchat-tiny")
+	dir := fixtures.Olmo2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "num_hidden_layers": 2},
+		synth.Options{DType: "f32", Seed: 6, TokenizerDir: tok})
+	samples := calibration(t, dir, 6, 128)
+	opts := quantize.Options{Bits: 4, GroupSize: 64, Sym: true, ActOrder: true, Damp: 0.1, Fp16Scales: true}
+	ref := driversAgree(t, dir, samples, opts)
+	fixtures.RewriteTensors(t, dir, func(tn *safetensors.Tensor) bool {
+		if tn.Name == model.LayerPrefix(0)+".post_feedforward_layernorm.weight" {
+			clear(tn.Data)
+		}
+		return true
+	})
+	zeroed := collect(t, cpu.New(0), nil, dir, samples, opts, true, 0)
+	name := model.LayerPrefix(1) + ".self_attn.q_proj"
+	if rel := (zeroed[name].Loss - ref[name].Loss) / ref[name].Loss; rel < 0.01 && rel > -0.01 {
+		t.Errorf("%s: loss %.6g, %.6g with layer 0's post_feedforward_layernorm zeroed: the calibration did not read it", name, ref[name].Loss, zeroed[name].Loss)
+	}
+}
+
 // TestDeviceDriverGemma2 runs both drivers on a random-weight Gemma 2
 // checkpoint (fixtures.Gemma2: a sliding layer with a window of 16 under
 // the samples' 128 positions and a full one, the scores soft-capped at 2):

@@ -50,7 +50,7 @@ func TestGemma2Commands(t *testing.T) {
 }
 
 // modelCommands runs a checkpoint dir of a family that converts to
-// llama.cpp's arch architecture (Gemma's, Granite's) through the commands
+// llama.cpp's arch architecture (Gemma's, Granite's, OLMo 2's) through the commands
 // every such family takes alike: generate (the runtime's greedy ids),
 // quantize with calibration (verify format passes, the KL to the source
 // small), convert --gguf to llama.cpp's arch architecture, and generate on

@@ -37,6 +37,23 @@ func TestGraniteDecodeOnDevice(t *testing.T) {
 	halfDecodeMatchesCPU(t, graniteSynth)
 }
 
+// olmo2Synth writes a random-weight OLMo 2 checkpoint (fixtures.Olmo2: no
+// input norms, the sublayers' outputs normalized, q/k norms over the whole
+// projections, an untied head) with 2 heads of 128 over hidden 256, one
+// KV head, 4 layers.
+func olmo2Synth(t *testing.T, dtype string) string {
+	t.Helper()
+	return fixtures.Olmo2(t, map[string]any{"hidden_size": 256, "intermediate_size": 896, "num_attention_heads": 2,
+		"num_key_value_heads": 1, "vocab_size": 2000, "max_position_embeddings": 1024}, synth.Options{DType: dtype, Seed: 29})
+}
+
+// TestOlmo2DecodeOnDevice decodes three sequences of an OLMo 2 checkpoint
+// (olmo2Synth) as TestGemmaDecodeOnDevice does: gemmaDecodeOps with no
+// input norms (copies) and the q/k norms over whole rows.
+func TestOlmo2DecodeOnDevice(t *testing.T) {
+	halfDecodeMatchesCPU(t, olmo2Synth)
+}
+
 // TestGemmaDecodeOnDevice decodes three sequences of a Gemma checkpoint
 // (gemmaSynth) through the paged decode step in fp16 and bf16, with CUDA
 // graphs and op by op (decodeMatchesCPU): gemmaDecodeOps without the post

@@ -48,7 +48,7 @@ func load(t *testing.T, dir string, b runtime.Backend) *model.Model {
 // random-weight Gemma 2 one (gemma2Synth: soft-capped scores and logits);
 // gemma a random-weight Gemma one (gemmaSynth: two norms a layer,
 // multi-query); granite a random-weight Granite one (graniteSynth: its four
-// multipliers).
+// multipliers); olmo2 a random-weight OLMo 2 one (olmo2Synth).
 func TestModelMatchesCPU(t *testing.T) {
 	b := gputest.Backend(t)
 	ids := fixtures.WikiIDs(t)[:300]
@@ -62,6 +62,7 @@ func TestModelMatchesCPU(t *testing.T) {
 		{"gemma2", "", ""},
 		{"gemma", "", ""},
 		{"granite", "", ""},
+		{"olmo2", "", ""},
 		{"openchat-tiny", "models/openchat-tiny", ""},
 		{"stories260K-hf-mistral", "models/stories260K-hf-mistral", ""},
 		{"openchat-tiny-llama3", "models/openchat-tiny",
@@ -91,6 +92,8 @@ func TestModelMatchesCPU(t *testing.T) {
 				dir = gemmaSynth(t, "f32")
 			case tc.name == "granite":
 				dir = graniteSynth(t, "f32")
+			case tc.name == "olmo2":
+				dir = olmo2Synth(t, "f32")
 			case tc.fixture == "":
 				dir = qwen2Synth(t, "f32", nil)
 			default:

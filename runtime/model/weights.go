@@ -603,12 +603,12 @@ func LayerWeightNames(cfg *hfconfig.Config, i int) []string {
 }
 
 // LayerTensorNames lists the floating-point tensors of decoder layer i of
-// cfg as an unquantized checkpoint names them: its two norms and its
-// Linears' weights (LayerModules: a sparse layer's router and experts in
-// place of the dense MLP; LayerBiasNames adds the biases).
+// cfg as an unquantized checkpoint names them: its two norms (twoNorms)
+// and its Linears' weights (LayerModules: a sparse layer's router and
+// experts in place of the dense MLP; LayerBiasNames adds the biases).
 func LayerTensorNames(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
-	names := []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
+	names := twoNorms(cfg, i)
 	if cfg.Sparse(i) {
 		names = append(names, cfg.MoE.RouterName(i))
 	}
@@ -618,18 +618,24 @@ func LayerTensorNames(cfg *hfconfig.Config, i int) []string {
 	return names
 }
 
-// LayerNormNames lists decoder layer i's norm weights: input_layernorm
-// and post_attention_layernorm [hidden_size], and where cfg has per-head
-// q/k norms (hfconfig.Config.QKNorm: Qwen3) self_attn.q_norm and k_norm
-// [head_dim]. None is quantized: a GPTQ checkpoint keeps them in fp16.
+// LayerNormNames lists decoder layer i's norm weights: its two norms
+// [hidden_size] (twoNorms), Gemma 2's and 3's other two (GemmaNormNames),
+// and where cfg has q/k norms (hfconfig.Config.QKNorm) self_attn.q_norm
+// and k_norm (QKNormNames). None is quantized: a GPTQ checkpoint keeps
+// them in fp16.
 func LayerNormNames(cfg *hfconfig.Config, i int) []string {
+	return slices.Concat(twoNorms(cfg, i), GemmaNormNames(cfg, i), QKNormNames(cfg, i))
+}
+
+// twoNorms lists the two norms every decoder layer has: input_layernorm
+// and post_attention_layernorm, or OLMo 2's post_attention_layernorm and
+// post_feedforward_layernorm (after the sublayers; no input norms).
+func twoNorms(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
 	if cfg.Olmo2() {
-		// Olmo2DecoderLayer: post_attention_layernorm and
-		// post_feedforward_layernorm after the sublayers, no input norms.
-		return slices.Concat([]string{p + "post_attention_layernorm.weight", p + "post_feedforward_layernorm.weight"}, QKNormNames(cfg, i))
+		return []string{p + "post_attention_layernorm.weight", p + "post_feedforward_layernorm.weight"}
 	}
-	return slices.Concat([]string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}, GemmaNormNames(cfg, i), QKNormNames(cfg, i))
+	return []string{p + "input_layernorm.weight", p + "post_attention_layernorm.weight"}
 }
 
 // GemmaNormNames lists decoder layer i's norm weights of Gemma's own,
