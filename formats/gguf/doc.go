@@ -206,6 +206,13 @@
 // otherwise is refused; File.HFConfig reads gemma2 files back as the gemma2
 // config llama.cpp runs.
 //
+// An OLMo 2 model (model_type olmo2) is written as llama.cpp's "olmo2"
+// architecture, as the converter's Olmo2Model does (olmo2.go): the llama
+// keys under olmo2.*, Q/K rows unpermuted, attn_q_norm and attn_k_norm
+// over the whole projections, post_attention_norm and post_ffw_norm, no
+// attn_norm or ffn_norm. A RoPE scaling or attention biases are refused;
+// File.HFConfig reads olmo2 files back.
+//
 // A Granite model (model_type granite) is written as llama.cpp's
 // "granite" architecture, as the converter's GraniteModel does (granite.go):
 // a llama file under granite.* keys with attention.scale, embedding_scale,

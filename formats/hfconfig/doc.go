@@ -1,8 +1,9 @@
 // Package hfconfig reads the Hugging Face config.json and generation_config.json
-// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Granite-, Gemma-, Gemma 2- and Gemma 3 text causal
+// of Mistral-, Llama-, Qwen2-, dense Qwen3-, Phi-3-, Granite-, OLMo 2-, Gemma-, Gemma 2- and Gemma 3 text causal
 // language models (model_type "mistral", "llama", "qwen2", "qwen3", "phi3":
 // Phi-3, Phi-3.5, Phi-4 and Phi-4-mini, with its partial RoPE, are
 // Phi3ForCausalLM; "granite": GraniteForCausalLM, see granite.go;
+// "olmo2": Olmo2ForCausalLM, see olmo2.go;
 // "gemma": GemmaForCausalLM, see gemma.go; "gemma2":
 // Gemma2ForCausalLM, see gemma2.go;
 // "gemma3_text": Gemma3ForCausalLM, see gemma3.go; and
@@ -153,6 +154,12 @@
 // with embedding_multiplier, attention_multiplier, residual_multiplier and
 // logits_scaling (Config.Granite; each 1 where absent, else a positive
 // number); Config.AttentionScale is attention_multiplier.
+//
+// OLMo 2 (olmo2, Olmo2Config's defaults; olmo2.go): Llama's keys and
+// defaults but rms_norm_eps 1e-5; no input norms (Config.PreNorms false),
+// post_attention_layernorm and post_feedforward_layernorm after the
+// sublayers, q_norm and k_norm over the whole projections
+// (Config.QKNorm, QKNormWidths); attention_bias gives q/k/v/o_proj biases.
 //
 // Gemma (gemma, GemmaConfig's defaults; gemma.go): num_key_value_heads
 // 16, head_dim 256, max_position_embeddings 8192, rope_theta 10000, no

@@ -46,6 +46,11 @@
 // (dims.residual) and the logits (headInto, by 1/logits_scaling); its
 // decode steps run op by op as Gemma's do (gemmaDecodeOps).
 //
+// OLMo 2 (hfconfig.Config.Olmo2) has no input norms (attnNorm and ffnNorm
+// nil: dims.norm copies the residual stream), normalizes the attention's
+// and the MLP's outputs (postAttnNorm, postFFNorm) and q and k over their
+// whole projections (dims.qkFull); its decode steps run op by op too.
+//
 // Mixture-of-experts models (hfconfig.Config.MoE: mixtral, qwen3_moe) bind
 // each sparse layer's router and experts (moe.go; LayerLinears lists the
 // experts' Linears for Check, QuantLinears, the format checks and the GPTQ
