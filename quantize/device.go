@@ -402,6 +402,12 @@ func (d *devRun) setup(jobs []Job) error {
 		}
 	}
 	start := time.Now()
+	if _, scaled := model.EmbedScale(cfg, d.dt); scaled {
+		if _, ok := b.(runtime.Scaler); !ok {
+			d.free()
+			return fmt.Errorf("quantize: backend %s has no Scale (runtime.Scaler), which %s's embedding scale needs", b.Name(), cfg.ModelType)
+		}
+	}
 	if d.table, err = model.LoadTensor(d.w, b, d.dt, "model.embed_tokens.weight", cfg.VocabSize, cfg.HiddenSize); err != nil {
 		d.free()
 		return err
@@ -414,12 +420,18 @@ func (d *devRun) setup(jobs []Job) error {
 	return nil
 }
 
-// embed fills x with the samples' embeddings (layer 0's input).
+// embed fills x with the samples' embeddings (layer 0's input), scaled
+// as the model scales them (model.EmbedScale: Gemma's, Granite's).
 func (d *devRun) embed() {
 	start := time.Now()
+	s, scaled := model.EmbedScale(d.cfg, d.dt)
 	for r0 := 0; r0 < d.rows; r0 += d.chunk {
 		n := min(d.chunk, d.rows-r0)
-		d.b.Embedding(d.b.View(d.x, r0, n), d.table, d.ids[r0:r0+n])
+		x := d.b.View(d.x, r0, n)
+		d.b.Embedding(x, d.table, d.ids[r0:r0+n])
+		if scaled {
+			d.b.(runtime.Scaler).Scale(x, x, s)
+		}
 	}
 	d.phase("embed", start)
 }

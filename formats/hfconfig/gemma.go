@@ -26,10 +26,12 @@ func (r *reader) gemma(c *Config) {
 // config has one (transformers 4.38 to 4.5x), else hidden_act (5.x's
 // GemmaConfig, default gelu_pytorch_tanh). Gemma was trained with GELU's
 // tanh approximation, and a hidden_act of "gelu" (the first releases'
-// configs) runs as that: transformers 4.x ignores hidden_act where
-// hidden_activation is absent and takes gelu_pytorch_tanh, and vLLM's and
-// llama.cpp's Gemma run GELU-tanh whatever it says. Other activations are
-// refused, naming the key.
+// configs) runs as that: transformers 4.38's GemmaMLP and the 4.x versions
+// after it ignore hidden_act where hidden_activation is absent and take
+// gelu_pytorch_tanh, and vLLM's and llama.cpp's Gemma run GELU-tanh
+// whatever it says. (transformers 5.x's GemmaMLP takes hidden_act as it
+// is: exact GELU for "gelu".) Other activations are refused, naming the
+// key.
 func (r *reader) gemmaActivation() string {
 	if r.present("hidden_activation") {
 		return r.optionalString("hidden_activation", "")

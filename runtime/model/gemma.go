@@ -48,28 +48,43 @@ func (d *dims) gemmaDims(cfg *hfconfig.Config, ctx int) error {
 	return nil
 }
 
-// scaleEmbeddings multiplies Gemma's embedded rows x by sqrt(hidden_size)
-// rounded to x's dtype (Gemma3TextScaledWordEmbedding: embed_scale
-// .to(weight.dtype)), Granite's by embedding_multiplier (a Python float
-// there, not rounded); a no-op elsewhere.
+// scaleEmbeddings multiplies the embedded rows x by embedScaleFor's
+// factor for x's dtype; a no-op where the model scales none.
 func (d dims) scaleEmbeddings(b runtime.Backend, x runtime.Tensor) {
+	if s, ok := d.embedScaleFor(x.DType()); ok {
+		b.(runtime.Scaler).Scale(x, x, s)
+	}
+}
+
+// embedScaleFor returns the factor the model multiplies its embedded rows
+// by in activations of dtype dt: Gemma's sqrt(hidden_size) rounded to dt
+// (Gemma3TextScaledWordEmbedding: embed_scale.to(weight.dtype)), Granite's
+// embedding_multiplier (a Python float there, not rounded); ok is false
+// where the model scales none.
+func (d dims) embedScaleFor(dt runtime.DType) (s float32, ok bool) {
 	if d.granite != nil {
-		if m := d.granite.EmbeddingMultiplier; m != 1 {
-			b.(runtime.Scaler).Scale(x, x, float32(m))
-		}
-		return
+		return float32(d.granite.EmbeddingMultiplier), d.granite.EmbeddingMultiplier != 1
 	}
 	if !d.gemma {
-		return
+		return 0, false
 	}
-	s := d.embedScale
-	switch x.DType() {
+	s = d.embedScale
+	switch dt {
 	case runtime.F16:
 		s = half.F16ToF32(half.F32ToF16(s))
 	case runtime.BF16:
 		s = half.BF16ToF32(half.F32ToBF16(s))
 	}
-	b.(runtime.Scaler).Scale(x, x, s)
+	return s, true
+}
+
+// EmbedScale is the factor cfg's model multiplies its embedded rows by in
+// activations of dtype dt (Gemma's sqrt(hidden_size), Granite's
+// embedding_multiplier; ok false for the others), for the GPTQ drivers'
+// layer-0 inputs, which embed without the model.
+func EmbedScale(cfg *hfconfig.Config, dt runtime.DType) (float32, bool) {
+	d := dims{gemma: cfg.Gemma(), granite: cfg.Granite, embedScale: float32(math.Sqrt(float64(cfg.HiddenSize)))}
+	return d.embedScaleFor(dt)
 }
 
 // checkGemma refuses a backend without the ops Gemma's layers need

@@ -542,7 +542,9 @@ func readLinear(w Weights, module string, n, k int, q *gptq.QuantizeConfig) (*gp
 }
 
 // Embed returns the embeddings of ids, [len(ids), hidden] host fp32,
-// converting only the rows it needs from model.embed_tokens.weight.
+// converting only the rows it needs from model.embed_tokens.weight, scaled
+// as the model scales them in fp32 activations (EmbedScale: Gemma's,
+// Granite's): layer 0's input.
 func Embed(w Weights, cfg *hfconfig.Config, ids []int) ([]float32, error) {
 	const name = "model.embed_tokens.weight"
 	t, err := w.Tensor(name)
@@ -578,6 +580,11 @@ func Embed(w Weights, cfg *hfconfig.Config, ids []int) ([]float32, error) {
 			half.F16BytesToF32(dst, src)
 		case safetensors.BF16:
 			half.BF16BytesToF32(dst, src)
+		}
+	}
+	if s, ok := EmbedScale(cfg, runtime.F32); ok {
+		for i := range out {
+			out[i] *= s
 		}
 	}
 	return out, nil
