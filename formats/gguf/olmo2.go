@@ -17,6 +17,12 @@ import (
 // checkOlmo2 refuses an olmo2 config that llama.cpp's olmo2 architecture
 // would run as another model, naming the key.
 func checkOlmo2(cfg *hfconfig.Config) error {
+	if hd := cfg.HiddenSize / cfg.NumAttentionHeads; cfg.HeadDim != hd {
+		return fmt.Errorf("%s: head_dim %d: llama.cpp's olmo2 architecture takes hidden/heads %d: %w", cfg.File, cfg.HeadDim, hd, ErrUnsupportedModel)
+	}
+	if cfg.TieWordEmbeddings {
+		return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's olmo2 architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, ErrUnsupportedModel)
+	}
 	if s := cfg.RopeScaling; !s.IsDefault() {
 		return fmt.Errorf("%s: rope scaling %s: no OLMo 2 config has one, and llama.cpp's olmo2 architecture is not checked with it: %w", cfg.File, s, ErrUnsupportedModel)
 	}

@@ -33,8 +33,9 @@ func olmo2Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 // olmo2 with the llama keys under olmo2.*, the q/k norms as attn_q_norm
 // [heads·head_dim] and attn_k_norm [kv_heads·head_dim], the output norms
 // as post_attention_norm and post_ffw_norm, no attn_norm or ffn_norm; an
-// F32 file read back runs as the checkpoint bit for bit; a RoPE scaling and
-// attention biases are refused.
+// F32 file read back runs as the checkpoint bit for bit; a RoPE scaling,
+// attention biases, a head_dim other than hidden/heads and a tied head
+// (llama.cpp's olmo2 requires an output tensor) are refused.
 func TestConvertOlmo2(t *testing.T) {
 	ck := olmo2Checkpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
@@ -86,6 +87,8 @@ func TestConvertOlmo2(t *testing.T) {
 	}{
 		{"scaling", map[string]any{"rope_scaling": map[string]any{"rope_type": "linear", "factor": 2.0}}, "no OLMo 2 config has one"},
 		{"attention bias", map[string]any{"attention_bias": true}, "attention_bias true"},
+		{"head_dim", map[string]any{"head_dim": 32}, "head_dim 32"},
+		{"tied", map[string]any{"tie_word_embeddings": true}, "tie_word_embeddings true"},
 	} {
 		t.Run(tc.name, func(t *testing.T) { convertRefused(t, olmo2Checkpoint(t, tc.edit), tc.want) })
 	}

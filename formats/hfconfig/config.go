@@ -239,7 +239,9 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		thetaDefault = 1e6 // Gemma3TextConfig's and MixtralConfig's rope_theta
 	}
 	c.RopeTheta = r.optionalFloat("rope_theta", thetaDefault)
-	if _, ok := raw["sliding_window"]; ok && !c.Gemma1() {
+	if _, ok := raw["sliding_window"]; ok && c.ModelType != "gemma" && c.ModelType != "granite" && c.ModelType != "olmo2" {
+		// (GemmaAttention, GraniteAttention and Olmo2Attention have no
+		// window: the key means nothing there.)
 		c.SlidingWindow = r.optionalInt("sliding_window", 0) // null: no window
 	} else {
 		c.SlidingWindow = swDefault

@@ -58,11 +58,12 @@ func TestGranite(t *testing.T) {
 		t.Errorf("NumParameters %d, want 8,170,848,256", n)
 	}
 	d, err := Parse([]byte(`{"model_type": "granite", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-		"num_attention_heads": 4, "vocab_size": 256, "attention_bias": true}`), "d.json")
+		"num_attention_heads": 4, "vocab_size": 256, "attention_bias": true, "sliding_window": 16}`), "d.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *d.Granite != (Granite{1, 1, 1, 1}) || d.NumKeyValueHeads != 4 || d.TieWordEmbeddings || d.AttentionScale() != 1 ||
+	// (GraniteAttention has no window: a sliding_window key means nothing.)
+	if *d.Granite != (Granite{1, 1, 1, 1}) || d.NumKeyValueHeads != 4 || d.TieWordEmbeddings || d.AttentionScale() != 1 || d.SlidingWindow != 0 ||
 		!d.LinearBias("self_attn.q_proj") || d.LinearBias("mlp.up_proj") {
 		t.Errorf("defaults: granite %+v kv heads %d tied %v scale %g biases q %v up %v", *d.Granite, d.NumKeyValueHeads,
 			d.TieWordEmbeddings, d.AttentionScale(), d.LinearBias("self_attn.q_proj"), d.LinearBias("mlp.up_proj"))

@@ -27,13 +27,15 @@ func TestOlmo2(t *testing.T) {
 		t.Errorf("NumParameters %d, want 7,298,617,344", n)
 	}
 	d, err := Parse([]byte(`{"model_type": "olmo2", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
-		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256}`), "d.json")
+		"num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "sliding_window": 16}`), "d.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	qw, kw = d.QKNormWidths()
-	if d.RMSNormEps != 1e-5 || d.MaxPositionEmbeddings != 2048 || d.RopeTheta != 10000 || d.TieWordEmbeddings || qw != 64 || kw != 32 {
-		t.Errorf("defaults: eps %g positions %d theta %g tied %v widths %d %d", d.RMSNormEps, d.MaxPositionEmbeddings, d.RopeTheta,
-			d.TieWordEmbeddings, qw, kw)
+	// (Olmo2Attention has no window: a sliding_window key means nothing.)
+	if d.RMSNormEps != 1e-5 || d.MaxPositionEmbeddings != 2048 || d.RopeTheta != 10000 || d.TieWordEmbeddings || qw != 64 || kw != 32 ||
+		d.SlidingWindow != 0 {
+		t.Errorf("defaults: eps %g positions %d theta %g tied %v widths %d %d window %d", d.RMSNormEps, d.MaxPositionEmbeddings, d.RopeTheta,
+			d.TieWordEmbeddings, qw, kw, d.SlidingWindow)
 	}
 }
