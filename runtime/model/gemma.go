@@ -138,11 +138,12 @@ func (d dims) residual(b runtime.Backend, x, o runtime.Tensor) {
 	b.Add(x, x, o)
 }
 
-// gemmaDecodeOps issues the layers and head of a decode step of Gemma or
-// Granite over ds's rows, whose embeddings x holds: op by op, as the
-// layer's forward (GemmaDecoderLayer, Gemma2DecoderLayer,
-// Gemma3DecoderLayer, GraniteDecoderLayer), each layer with its own RoPE
-// table and window; the step's fusions are Llama's layer and stay off.
+// gemmaDecodeOps issues the layers and head of a decode step of Gemma,
+// Granite or OLMo 2 over ds's rows, whose embeddings x holds: op by op, as
+// the layer's forward (GemmaDecoderLayer, Gemma2DecoderLayer,
+// Gemma3DecoderLayer, GraniteDecoderLayer, Olmo2DecoderLayer), each layer
+// with its own RoPE table and window; the step's fusions are Llama's layer
+// and stay off.
 func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
