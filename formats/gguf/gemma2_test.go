@@ -5,10 +5,8 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
-	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // gemma2Checkpoint writes a random-weight Gemma 2 checkpoint
@@ -18,13 +16,7 @@ import (
 // layers, query_pre_attn_scalar the head_dim 32 (hidden/heads is 16).
 func gemma2Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 	t.Helper()
-	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
-	e := map[string]any{"vocab_size": q2.cfg.VocabSize, "num_hidden_layers": 6, "query_pre_attn_scalar": 32}
-	for k, v := range edit {
-		e[k] = v
-	}
-	dir := fixtures.Gemma2(t, e, synth.Options{DType: "f32", Seed: 9, TokenizerDir: q2.dir})
-	return openCheckpointDir(t, dir)
+	return familyCheckpoint(t, fixtures.Gemma2, 9, map[string]any{"num_hidden_layers": 6, "query_pre_attn_scalar": 32}, edit)
 }
 
 // TestConvertGemma2 converts a Gemma 2 checkpoint: general.architecture
@@ -35,19 +27,14 @@ func gemma2Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 func TestConvertGemma2(t *testing.T) {
 	ck := gemma2Checkpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
-	for key, want := range map[string]any{
+	hasKVs(t, c, map[string]any{
 		"general.architecture": "gemma2", "gemma2.block_count": uint32(6), "gemma2.embedding_length": uint32(64),
 		"gemma2.feed_forward_length": uint32(96), "gemma2.context_length": uint32(512),
 		"gemma2.attention.head_count": uint32(4), "gemma2.attention.head_count_kv": uint32(2), "gemma2.rope.freq_base": float32(10000),
 		"gemma2.attention.key_length": uint32(32), "gemma2.attention.value_length": uint32(32),
 		"gemma2.attention.sliding_window": uint32(3), "gemma2.attention.layer_norm_rms_epsilon": float32(1e-6),
 		"gemma2.attn_logit_softcapping": float32(2), "gemma2.final_logit_softcapping": float32(3),
-	} {
-		kv, ok := c.file.Get(key)
-		if !ok || kv != want {
-			t.Errorf("%s = %v (%v), want %v", key, kv, ok, want)
-		}
-	}
+	})
 	shiftedNorms(t, c, ck, map[string]string{
 		"blk.3.attn_norm.weight": "model.layers.3.input_layernorm.weight", "blk.3.post_attention_norm.weight": "model.layers.3.post_attention_layernorm.weight",
 		"blk.3.ffn_norm.weight": "model.layers.3.pre_feedforward_layernorm.weight", "blk.3.post_ffw_norm.weight": "model.layers.3.post_feedforward_layernorm.weight",
@@ -59,24 +46,11 @@ func TestConvertGemma2(t *testing.T) {
 		}
 	}
 	t.Run("read back", func(t *testing.T) {
-		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-		hc, err := c.file.HFConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
+		hc := readsBack(t, ck)
 		if hc.ModelType != "gemma2" || hc.HeadDim != 32 || hc.SlidingWindow != 3 || hc.QueryPreAttnScalar != 32 || hc.AttnSoftcap != 2 ||
 			hc.FinalSoftcap != 3 || hc.LayerWindow(4) != 3 || hc.LayerWindow(5) != 0 || !hc.TieWordEmbeddings || hc.HiddenAct != "gelu_pytorch_tanh" {
 			t.Errorf("HFConfig: %s, head_dim %d, window %d, scalar %g, caps %g %g, layer types %v, tied %v, act %q", hc.ModelType, hc.HeadDim,
 				hc.SlidingWindow, hc.QueryPreAttnScalar, hc.AttnSoftcap, hc.FinalSoftcap, hc.LayerTypes, hc.TieWordEmbeddings, hc.HiddenAct)
-		}
-		prompts := qwen2Prompts(t, ck.tok)
-		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
-			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
 		}
 	})
 	null := json.RawMessage("null")
@@ -108,16 +82,8 @@ func TestConvertGemma2(t *testing.T) {
 func TestLlamaCppGemma2(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := gemma2Checkpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	mg, err := model.FromWeights(ck.set, ck.cfg, nil, ggmlGELU{cpu.New(0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mg.Close()
-	dg := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mg, prompts), ck.cfg.VocabSize)
+	llama, prompts := llamaCppF32(t, node, ck)
+	dg := runtimeDiff(t, ck, ck.cfg, ggmlGELU{cpu.New(0)}, llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime with ggml's fp16 GELU: %v", dg)
 	// (Measured: max|Δlogp| 1.0e-4, NMSE 1.5e-10.)
 	tolerance{1e-3, 1e-8, 1e-8}.check(t, "llama.cpp vs our runtime with ggml's GELU on F32", dg)
@@ -127,12 +93,7 @@ func TestLlamaCppGemma2(t *testing.T) {
 	}{{"without the scores' cap", 0, 3}, {"without the logits' cap", 2, 0}} {
 		cfg := *ck.cfg
 		cfg.AttnSoftcap, cfg.FinalSoftcap = w.attn, w.last
-		mw, err := model.FromWeights(ck.set, &cfg, nil, ggmlGELU{cpu.New(0)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dw := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mw, prompts), ck.cfg.VocabSize)
-		mw.Close()
+		dw := runtimeDiff(t, ck, &cfg, ggmlGELU{cpu.New(0)}, llama, prompts)
 		t.Logf("F32: llama.cpp vs our runtime %s: %v", w.name, dw)
 		if !(dw.maxAbs > 0.05) {
 			t.Errorf("our runtime %s is within %v of llama.cpp: the comparison cannot tell it", w.name, dw)

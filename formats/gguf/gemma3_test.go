@@ -8,6 +8,7 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/half"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime"
@@ -22,13 +23,7 @@ import (
 // head_dim 32 (hidden/heads is 16).
 func gemma3Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 	t.Helper()
-	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
-	e := map[string]any{"vocab_size": q2.cfg.VocabSize, "num_hidden_layers": 6, "sliding_window_pattern": 6, "query_pre_attn_scalar": 32}
-	for k, v := range edit {
-		e[k] = v
-	}
-	dir := fixtures.Gemma3(t, e, synth.Options{DType: "f32", Seed: 9, TokenizerDir: q2.dir})
-	return openCheckpointDir(t, dir)
+	return familyCheckpoint(t, fixtures.Gemma3, 9, map[string]any{"num_hidden_layers": 6, "sliding_window_pattern": 6, "query_pre_attn_scalar": 32}, edit)
 }
 
 // TestConvertGemma3 converts a Gemma 3 text checkpoint: general.architecture
@@ -39,18 +34,13 @@ func gemma3Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 func TestConvertGemma3(t *testing.T) {
 	ck := gemma3Checkpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
-	for key, want := range map[string]any{
+	hasKVs(t, c, map[string]any{
 		"general.architecture": "gemma3", "gemma3.block_count": uint32(6), "gemma3.embedding_length": uint32(64),
 		"gemma3.feed_forward_length": uint32(96), "gemma3.context_length": uint32(512),
 		"gemma3.attention.head_count": uint32(4), "gemma3.attention.head_count_kv": uint32(2), "gemma3.rope.freq_base": float32(1e6),
 		"gemma3.attention.key_length": uint32(32), "gemma3.attention.value_length": uint32(32),
 		"gemma3.attention.sliding_window": uint32(3), "gemma3.attention.layer_norm_rms_epsilon": float32(1e-6),
-	} {
-		kv, ok := c.file.Get(key)
-		if !ok || kv != want {
-			t.Errorf("%s = %v (%v), want %v", key, kv, ok, want)
-		}
-	}
+	})
 	if _, ok := c.file.Get("gemma3.rope.scaling.type"); ok {
 		t.Errorf("a scaling key without rope_scaling")
 	}
@@ -66,24 +56,11 @@ func TestConvertGemma3(t *testing.T) {
 	t.Run("read back", func(t *testing.T) {
 		// An F32 file runs as the checkpoint, bit for bit: each norm read
 		// back as its stored 1 + w less 1, to which the runtime adds 1.
-		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-		hc, err := c.file.HFConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
+		hc := readsBack(t, ck)
 		if hc.ModelType != "gemma3_text" || hc.HeadDim != 32 || hc.SlidingWindow != 3 || hc.QueryPreAttnScalar != 32 || hc.RopeLocalTheta != 10000 ||
 			hc.LayerWindow(4) != 3 || hc.LayerWindow(5) != 0 || !hc.TieWordEmbeddings || hc.HiddenAct != "gelu_pytorch_tanh" {
 			t.Errorf("HFConfig: %s, head_dim %d, window %d, scalar %g, local base %g, layer types %v, tied %v, act %q",
 				hc.ModelType, hc.HeadDim, hc.SlidingWindow, hc.QueryPreAttnScalar, hc.RopeLocalTheta, hc.LayerTypes, hc.TieWordEmbeddings, hc.HiddenAct)
-		}
-		prompts := qwen2Prompts(t, ck.tok)
-		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
-			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
 		}
 	})
 	t.Run("linear scaling", func(t *testing.T) {
@@ -136,6 +113,55 @@ func shiftedNorms(t *testing.T, c *converted, ck *checkpoint, norms map[string]s
 	}
 }
 
+// familyCheckpoint writes a random-weight checkpoint with write (one of
+// package fixtures' writers, fp32, the random stream seed) and Qwen's
+// tokenizer, its vocabulary's size, with base's keys set and then edit's.
+func familyCheckpoint(t *testing.T, write func(testing.TB, map[string]any, synth.Options) string, seed uint64, base, edit map[string]any) *checkpoint {
+	t.Helper()
+	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
+	e := map[string]any{"vocab_size": q2.cfg.VocabSize}
+	for _, m := range []map[string]any{base, edit} {
+		for k, v := range m {
+			e[k] = v
+		}
+	}
+	return openCheckpointDir(t, write(t, e, synth.Options{DType: "f32", Seed: seed, TokenizerDir: q2.dir}))
+}
+
+// hasKVs checks that c's file holds each key of want with its value.
+func hasKVs(t *testing.T, c *converted, want map[string]any) {
+	t.Helper()
+	for key, w := range want {
+		if kv, ok := c.file.Get(key); !ok || kv != w {
+			t.Errorf("%s = %v (%v), want %v", key, kv, ok, w)
+		}
+	}
+}
+
+// readsBack converts ck to an F32 file and reads its config back
+// (File.HFConfig), for the caller's checks of it, after checking that the
+// runtime on the file's weights (File.Weights) gives the checkpoint's
+// next-token log-probabilities bit for bit (a shifted norm read back as
+// its stored 1 + w less 1, to which the runtime adds 1 again).
+func readsBack(t *testing.T, ck *checkpoint) *hfconfig.Config {
+	t.Helper()
+	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+	hc, err := c.file.HFConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prompts := qwen2Prompts(t, ck.tok)
+	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
+		t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
+	}
+	return hc
+}
+
 // convertRefused checks that converting ck to an F32 file fails with an
 // error naming want.
 func convertRefused(t *testing.T, ck *checkpoint, want string) {
@@ -157,23 +183,10 @@ func convertRefused(t *testing.T, ck *checkpoint, want string) {
 func TestLlamaCppGemma3(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := gemma3Checkpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
+	llama, prompts := llamaCppF32(t, node, ck)
+	d := runtimeDiff(t, ck, ck.cfg, cpu.New(0), llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime: %v", d)
-	mg, err := model.FromWeights(ck.set, ck.cfg, nil, ggmlGELU{cpu.New(0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mg.Close()
-	dg := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mg, prompts), ck.cfg.VocabSize)
+	dg := runtimeDiff(t, ck, ck.cfg, ggmlGELU{cpu.New(0)}, llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime with ggml's fp16 GELU: %v", dg)
 	// llama.cpp's CPU GELU reads its input rounded to fp16 through a
 	// table (measured: max|Δlogp| 6.5e-3, NMSE 5.6e-7 with our fp32 GELU;
@@ -187,12 +200,7 @@ func TestLlamaCppGemma3(t *testing.T) {
 
 	wide := *ck.cfg
 	wide.SlidingWindow = 512
-	mw, err := model.FromWeights(ck.set, &wide, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mw.Close()
-	dw := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mw, prompts), ck.cfg.VocabSize)
+	dw := runtimeDiff(t, ck, &wide, cpu.New(0), llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime without the window: %v", dw)
 	if !(dw.maxAbs > 0.05) {
 		t.Errorf("our runtime without the window is within %v of llama.cpp: the comparison cannot tell it", dw)

@@ -4,10 +4,8 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
-	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // gemmaCheckpoint writes a random-weight Gemma checkpoint (fixtures.Gemma,
@@ -15,13 +13,7 @@ import (
 // "gelu") with Qwen's tokenizer, 6 layers.
 func gemmaCheckpoint(t *testing.T, edit map[string]any) *checkpoint {
 	t.Helper()
-	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
-	e := map[string]any{"vocab_size": q2.cfg.VocabSize, "num_hidden_layers": 6}
-	for k, v := range edit {
-		e[k] = v
-	}
-	dir := fixtures.Gemma(t, e, synth.Options{DType: "f32", Seed: 10, TokenizerDir: q2.dir})
-	return openCheckpointDir(t, dir)
+	return familyCheckpoint(t, fixtures.Gemma, 10, map[string]any{"num_hidden_layers": 6}, edit)
 }
 
 // TestConvertGemma converts a Gemma checkpoint: general.architecture gemma
@@ -32,18 +24,13 @@ func gemmaCheckpoint(t *testing.T, edit map[string]any) *checkpoint {
 func TestConvertGemma(t *testing.T) {
 	ck := gemmaCheckpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
-	for key, want := range map[string]any{
+	hasKVs(t, c, map[string]any{
 		"general.architecture": "gemma", "gemma.block_count": uint32(6), "gemma.embedding_length": uint32(64),
 		"gemma.feed_forward_length": uint32(96), "gemma.context_length": uint32(512),
 		"gemma.attention.head_count": uint32(4), "gemma.attention.head_count_kv": uint32(1), "gemma.rope.freq_base": float32(10000),
 		"gemma.attention.key_length": uint32(32), "gemma.attention.value_length": uint32(32),
 		"gemma.attention.layer_norm_rms_epsilon": float32(1e-6),
-	} {
-		kv, ok := c.file.Get(key)
-		if !ok || kv != want {
-			t.Errorf("%s = %v (%v), want %v", key, kv, ok, want)
-		}
-	}
+	})
 	shiftedNorms(t, c, ck, map[string]string{
 		"blk.3.attn_norm.weight": "model.layers.3.input_layernorm.weight", "blk.3.ffn_norm.weight": "model.layers.3.post_attention_layernorm.weight",
 		"output_norm.weight": "model.norm.weight",
@@ -54,24 +41,11 @@ func TestConvertGemma(t *testing.T) {
 		}
 	}
 	t.Run("read back", func(t *testing.T) {
-		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-		hc, err := c.file.HFConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
+		hc := readsBack(t, ck)
 		if hc.ModelType != "gemma" || hc.HeadDim != 32 || hc.NumKeyValueHeads != 1 || hc.AttentionScale() != ck.cfg.AttentionScale() ||
 			hc.LayerWindow(4) != 0 || !hc.TieWordEmbeddings || hc.HiddenAct != "gelu_pytorch_tanh" {
 			t.Errorf("HFConfig: %s, head_dim %d, kv heads %d, scale %g, window %d, tied %v, act %q", hc.ModelType, hc.HeadDim,
 				hc.NumKeyValueHeads, hc.AttentionScale(), hc.LayerWindow(4), hc.TieWordEmbeddings, hc.HiddenAct)
-		}
-		prompts := qwen2Prompts(t, ck.tok)
-		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
-			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
 		}
 	})
 	for _, tc := range []struct {
@@ -97,27 +71,14 @@ func TestConvertGemma(t *testing.T) {
 func TestLlamaCppGemma(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := gemmaCheckpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	mg, err := model.FromWeights(ck.set, ck.cfg, nil, ggmlGELU{cpu.New(0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mg.Close()
-	dg := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mg, prompts), ck.cfg.VocabSize)
+	llama, prompts := llamaCppF32(t, node, ck)
+	dg := runtimeDiff(t, ck, ck.cfg, ggmlGELU{cpu.New(0)}, llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime with ggml's fp16 GELU: %v", dg)
 	// (Measured: max|Δlogp| 2.5e-5, NMSE 6.9e-12.)
 	tolerance{1e-3, 1e-8, 1e-8}.check(t, "llama.cpp vs our runtime with ggml's GELU on F32", dg)
 	cfg := *ck.cfg
 	cfg.QueryPreAttnScalar = float64(cfg.HiddenSize / cfg.NumAttentionHeads)
-	mw, err := model.FromWeights(ck.set, &cfg, nil, ggmlGELU{cpu.New(0)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dw := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mw, prompts), ck.cfg.VocabSize)
-	mw.Close()
+	dw := runtimeDiff(t, ck, &cfg, ggmlGELU{cpu.New(0)}, llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime scaled by (hidden/heads)**-0.5: %v", dw)
 	if !(dw.maxAbs > 0.05) {
 		t.Errorf("our runtime scaled by (hidden/heads)**-0.5 is within %v of llama.cpp: the comparison cannot tell it", dw)

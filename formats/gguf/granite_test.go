@@ -5,10 +5,8 @@ import (
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
 	"github.com/gptqtool/gptqtool/formats/hfconfig"
-	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // graniteCheckpoint writes a random-weight Granite checkpoint
@@ -17,13 +15,7 @@ import (
 // layers.
 func graniteCheckpoint(t *testing.T, edit map[string]any) *checkpoint {
 	t.Helper()
-	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
-	e := map[string]any{"vocab_size": q2.cfg.VocabSize, "num_hidden_layers": 6}
-	for k, v := range edit {
-		e[k] = v
-	}
-	dir := fixtures.Granite(t, e, synth.Options{DType: "f32", Seed: 12, TokenizerDir: q2.dir})
-	return openCheckpointDir(t, dir)
+	return familyCheckpoint(t, fixtures.Granite, 12, map[string]any{"num_hidden_layers": 6}, edit)
 }
 
 // TestConvertGranite converts a Granite checkpoint: general.architecture
@@ -33,38 +25,20 @@ func graniteCheckpoint(t *testing.T, edit map[string]any) *checkpoint {
 func TestConvertGranite(t *testing.T) {
 	ck := graniteCheckpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
-	for key, want := range map[string]any{
+	hasKVs(t, c, map[string]any{
 		"general.architecture": "granite", "granite.block_count": uint32(6), "granite.embedding_length": uint32(64),
 		"granite.attention.head_count": uint32(4), "granite.attention.head_count_kv": uint32(2), "granite.rope.freq_base": float32(5e6),
 		"granite.attention.layer_norm_rms_epsilon": float32(1e-5), "granite.attention.scale": float32(1),
 		"granite.embedding_scale": float32(12), "granite.residual_scale": float32(0.22), "granite.logit_scale": float32(8),
-	} {
-		kv, ok := c.file.Get(key)
-		if !ok || kv != want {
-			t.Errorf("%s = %v (%v), want %v", key, kv, ok, want)
-		}
-	}
+	})
 	if _, ok := c.file.Tensor("output.weight"); ok {
 		t.Error("output.weight in a tied granite file")
 	}
 	t.Run("read back", func(t *testing.T) {
-		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-		hc, err := c.file.HFConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
+		hc := readsBack(t, ck)
 		if hc.ModelType != "granite" || hc.Granite == nil || *hc.Granite != (hfconfig.Granite{EmbeddingMultiplier: 12, AttentionMultiplier: 1,
 			ResidualMultiplier: float64(float32(0.22)), LogitsScaling: 8}) {
 			t.Fatalf("HFConfig: %s, granite %+v", hc.ModelType, hc.Granite)
-		}
-		prompts := qwen2Prompts(t, ck.tok)
-		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
-			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
 		}
 	})
 	for _, tc := range []struct {
@@ -88,16 +62,8 @@ func TestConvertGranite(t *testing.T) {
 func TestLlamaCppGranite(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := graniteCheckpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
+	llama, prompts := llamaCppF32(t, node, ck)
+	d := runtimeDiff(t, ck, ck.cfg, cpu.New(0), llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime: %v", d)
 	// (Measured: max|Δlogp| 3.8e-7, NMSE 1.1e-13; without the multipliers
 	// 1.17, 0.10, 0.67 and 12.8.)
@@ -114,12 +80,7 @@ func TestLlamaCppGranite(t *testing.T) {
 		cfg, g := *ck.cfg, *ck.cfg.Granite
 		w.edit(&g)
 		cfg.Granite = &g
-		mw, err := model.FromWeights(ck.set, &cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		dw := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mw, prompts), ck.cfg.VocabSize)
-		mw.Close()
+		dw := runtimeDiff(t, ck, &cfg, cpu.New(0), llama, prompts)
 		t.Logf("F32: llama.cpp vs our runtime without the %s multiplier: %v", w.name, dw)
 		if !(dw.maxAbs > 0.05) {
 			t.Errorf("our runtime without the %s multiplier is within %v of llama.cpp: the comparison cannot tell it", w.name, dw)

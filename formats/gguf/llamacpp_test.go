@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/gguf"
+	"github.com/gptqtool/gptqtool/formats/hfconfig"
+	"github.com/gptqtool/gptqtool/runtime"
 	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
@@ -559,4 +561,28 @@ func iq2Mix(base, v, out gguf.TensorType) func(string) gguf.TensorType {
 		}
 		return base
 	}
+}
+
+// llamaCppF32 converts ck to an F32 file and returns llama.cpp's
+// next-token log-probabilities on it (node-llama-cpp, through node) of
+// qwen2Prompts, with the prompts.
+func llamaCppF32(t *testing.T, node string, ck *checkpoint) ([][]*float64, [][]int) {
+	t.Helper()
+	prompts := qwen2Prompts(t, ck.tok)
+	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
+	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
+	t.Logf("llama.cpp %s", resp.LlamaCpp)
+	return resp.Models[0].LogProbs, prompts
+}
+
+// runtimeDiff compares llama's log-probabilities of prompts with our
+// runtime's on ck's weights run as cfg on b.
+func runtimeDiff(t *testing.T, ck *checkpoint, cfg *hfconfig.Config, b runtime.Backend, llama [][]*float64, prompts [][]int) diff {
+	t.Helper()
+	m, err := model.FromWeights(ck.set, cfg, nil, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	return llamaDiff(t, llama, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/gptqtool/gptqtool/formats/synth"
 	"github.com/gptqtool/gptqtool/internal/fixtures"
 	"github.com/gptqtool/gptqtool/runtime/cpu"
-	"github.com/gptqtool/gptqtool/runtime/model"
 )
 
 // olmo2Checkpoint writes a random-weight OLMo 2 checkpoint
@@ -20,13 +19,7 @@ import (
 // heads, an untied head) with Qwen's tokenizer, 6 layers.
 func olmo2Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 	t.Helper()
-	q2 := qwen2Checkpoint(t) // (for its tokenizer files)
-	e := map[string]any{"vocab_size": q2.cfg.VocabSize, "num_hidden_layers": 6}
-	for k, v := range edit {
-		e[k] = v
-	}
-	dir := fixtures.Olmo2(t, e, synth.Options{DType: "f32", Seed: 14, TokenizerDir: q2.dir})
-	return openCheckpointDir(t, dir)
+	return familyCheckpoint(t, fixtures.Olmo2, 14, map[string]any{"num_hidden_layers": 6}, edit)
 }
 
 // TestConvertOlmo2 converts an OLMo 2 checkpoint: general.architecture
@@ -39,16 +32,11 @@ func olmo2Checkpoint(t *testing.T, edit map[string]any) *checkpoint {
 func TestConvertOlmo2(t *testing.T) {
 	ck := olmo2Checkpoint(t, nil)
 	c := convertWith(t, ck, gguf.TypeF16, gguf.ConvertOptions{Type: gguf.TypeF16})
-	for key, want := range map[string]any{
+	hasKVs(t, c, map[string]any{
 		"general.architecture": "olmo2", "olmo2.block_count": uint32(6), "olmo2.embedding_length": uint32(64),
 		"olmo2.attention.head_count": uint32(4), "olmo2.attention.head_count_kv": uint32(2), "olmo2.rope.freq_base": float32(500000),
 		"olmo2.attention.layer_norm_rms_epsilon": float32(1e-6),
-	} {
-		kv, ok := c.file.Get(key)
-		if !ok || kv != want {
-			t.Errorf("%s = %v (%v), want %v", key, kv, ok, want)
-		}
-	}
+	})
 	for name, n := range map[string]int{"blk.2.attn_q_norm.weight": 64, "blk.2.attn_k_norm.weight": 32, "blk.2.post_attention_norm.weight": 64,
 		"blk.2.post_ffw_norm.weight": 64, "output.weight": 0} {
 		ti, ok := c.file.Tensor(name)
@@ -62,22 +50,9 @@ func TestConvertOlmo2(t *testing.T) {
 		}
 	}
 	t.Run("read back", func(t *testing.T) {
-		c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-		hc, err := c.file.HFConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
+		hc := readsBack(t, ck)
 		if hc.ModelType != "olmo2" || hc.TieWordEmbeddings || hc.HeadDim != 16 || hc.NumKeyValueHeads != 2 {
 			t.Fatalf("HFConfig: %s, tied %v, head_dim %d, kv heads %d", hc.ModelType, hc.TieWordEmbeddings, hc.HeadDim, hc.NumKeyValueHeads)
-		}
-		prompts := qwen2Prompts(t, ck.tok)
-		m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.Close()
-		if d := compareAll(nextLogProbs(t, loadRuntime(t, c.file.Weights(hc), hc), prompts), nextLogProbs(t, m, prompts)); !(d.maxAbs == 0) {
-			t.Errorf("the runtime on File.Weights vs on the checkpoint: %v", d)
 		}
 	})
 	for _, tc := range []struct {
@@ -103,16 +78,8 @@ func TestConvertOlmo2(t *testing.T) {
 func TestLlamaCppOlmo2(t *testing.T) {
 	node := llamaCppAvailable(t)
 	ck := olmo2Checkpoint(t, nil)
-	prompts := qwen2Prompts(t, ck.tok)
-	c := convertWith(t, ck, gguf.TypeF32, gguf.ConvertOptions{Type: gguf.TypeF32})
-	resp := runLlamaCpp(t, node, llamaRequest{Models: []llamaModel{{Path: c.path, Context: 64, Logits: prompts}}})
-	t.Logf("llama.cpp %s", resp.LlamaCpp)
-	m, err := model.FromWeights(ck.set, ck.cfg, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	d := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, m, prompts), ck.cfg.VocabSize)
+	llama, prompts := llamaCppF32(t, node, ck)
+	d := runtimeDiff(t, ck, ck.cfg, cpu.New(0), llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime: %v", d)
 	// (Measured: max|Δlogp| 6.8e-6, NMSE 5.5e-13.)
 	tolerance{1e-3, 1e-8, 1e-8}.check(t, "llama.cpp vs our runtime on F32", d)
@@ -128,12 +95,7 @@ func TestLlamaCppOlmo2(t *testing.T) {
 		return true
 	})
 	unit := openCheckpointDir(t, dir)
-	mu, err := model.FromWeights(unit.set, unit.cfg, nil, cpu.New(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mu.Close()
-	du := llamaDiff(t, resp.Models[0].LogProbs, nextLogProbs(t, mu, prompts), ck.cfg.VocabSize)
+	du := runtimeDiff(t, unit, unit.cfg, cpu.New(0), llama, prompts)
 	t.Logf("F32: llama.cpp vs our runtime with unit q/k norm scales: %v", du)
 	if !(du.maxAbs > 0.05) {
 		t.Errorf("our runtime with unit q/k norm scales is within %v of llama.cpp: the comparison cannot tell them", du)
