@@ -38,26 +38,30 @@ const gemma2Config = `{
   "vocab_size": 256000
 }`
 
+// editJSON returns the config.json s, one key a line, with each key of kv
+// set to its JSON value (added first where s lacks it), or removed where
+// the value is "".
+func editJSON(s string, kv map[string]string) []byte {
+	for k, v := range kv {
+		i := strings.Index(s, `"`+k+`": `)
+		if i < 0 {
+			s = strings.Replace(s, "{\n", "{\n  \""+k+"\": "+v+",\n", 1)
+			continue
+		}
+		j := i + strings.IndexAny(s[i:], ",\n")
+		if v == "" {
+			s = s[:i] + s[j+1:] // the key removed
+			continue
+		}
+		s = s[:i] + `"` + k + `": ` + v + s[j:]
+	}
+	return []byte(s)
+}
+
 // TestGemma2 reads gemma-2-9b-it's config and Gemma2Config's defaults,
 // soft-capping keys, layer types and refusals.
 func TestGemma2(t *testing.T) {
-	edit := func(kv map[string]string) []byte {
-		s := gemma2Config
-		for k, v := range kv {
-			i := strings.Index(s, `"`+k+`": `)
-			if i < 0 {
-				s = strings.Replace(s, "{\n", "{\n  \""+k+"\": "+v+",\n", 1)
-				continue
-			}
-			j := i + strings.IndexAny(s[i:], ",\n")
-			if v == "" {
-				s = s[:i] + s[j+1:] // the key removed
-				continue
-			}
-			s = s[:i] + `"` + k + `": ` + v + s[j:]
-		}
-		return []byte(s)
-	}
+	edit := func(kv map[string]string) []byte { return editJSON(gemma2Config, kv) }
 	t.Run("gemma-2-9b-it", func(t *testing.T) {
 		c, err := Parse([]byte(gemma2Config), "gemma-2-9b-it.json")
 		if err != nil {

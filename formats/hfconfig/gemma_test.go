@@ -37,23 +37,7 @@ const gemmaConfig = `{
 // gemma-2b's parameter counts, GemmaConfig's defaults, its activation
 // keys and its refusals.
 func TestGemma(t *testing.T) {
-	edit := func(kv map[string]string) []byte {
-		s := gemmaConfig
-		for k, v := range kv {
-			i := strings.Index(s, `"`+k+`": `)
-			if i < 0 {
-				s = strings.Replace(s, "{\n", "{\n  \""+k+"\": "+v+",\n", 1)
-				continue
-			}
-			j := i + strings.IndexAny(s[i:], ",\n")
-			if v == "" {
-				s = s[:i] + s[j+1:] // the key removed
-				continue
-			}
-			s = s[:i] + `"` + k + `": ` + v + s[j:]
-		}
-		return []byte(s)
-	}
+	edit := func(kv map[string]string) []byte { return editJSON(gemmaConfig, kv) }
 	t.Run("gemma-7b", func(t *testing.T) {
 		c, err := Parse([]byte(gemmaConfig), "gemma-7b.json")
 		if err != nil {
