@@ -31,7 +31,7 @@ func graniteSynth(t *testing.T, dtype string) string {
 
 // TestGraniteDecodeOnDevice decodes three sequences of a Granite
 // checkpoint (graniteSynth) as TestGemmaDecodeOnDevice does: the
-// multipliers in gemmaDecodeOps' op-by-op step (Scale on the embeddings,
+// multipliers in unfusedDecodeOps' op-by-op step (Scale on the embeddings,
 // the residual adds and the logits).
 func TestGraniteDecodeOnDevice(t *testing.T) {
 	halfDecodeMatchesCPU(t, graniteSynth)
@@ -48,7 +48,7 @@ func olmo2Synth(t *testing.T, dtype string) string {
 }
 
 // TestOlmo2DecodeOnDevice decodes three sequences of an OLMo 2 checkpoint
-// (olmo2Synth) as TestGemmaDecodeOnDevice does: gemmaDecodeOps with no
+// (olmo2Synth) as TestGemmaDecodeOnDevice does: unfusedDecodeOps with no
 // input norms (copies) and the q/k norms over whole rows.
 func TestOlmo2DecodeOnDevice(t *testing.T) {
 	halfDecodeMatchesCPU(t, olmo2Synth)
@@ -56,7 +56,7 @@ func TestOlmo2DecodeOnDevice(t *testing.T) {
 
 // TestGemmaDecodeOnDevice decodes three sequences of a Gemma checkpoint
 // (gemmaSynth) through the paged decode step in fp16 and bf16, with CUDA
-// graphs and op by op (decodeMatchesCPU): gemmaDecodeOps without the post
+// graphs and op by op (decodeMatchesCPU): unfusedDecodeOps without the post
 // norms.
 func TestGemmaDecodeOnDevice(t *testing.T) {
 	halfDecodeMatchesCPU(t, gemmaSynth)

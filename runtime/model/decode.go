@@ -433,8 +433,8 @@ func (m *Model) decodeOps(c *PagedCache, ds *decodeState) {
 	} else {
 		pd.EmbeddingAt(x, m.embed, ds.ids)
 	}
-	if d.gemma || d.granite != nil || d.olmo2 {
-		m.gemmaDecodeOps(c, ds)
+	if d.unfused() {
+		m.unfusedDecodeOps(c, ds)
 		return
 	}
 	if d.moe != nil {

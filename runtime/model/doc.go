@@ -30,7 +30,7 @@
 // its own RoPE table and window (dims.ropeOf, windowOf: the sliding layers'
 // local base and window, the full layers' global table and none). Its
 // layers take none of the decode step's fusions (input orders, norms in
-// products, fused gate/up or MLP: Llama's layer); gemmaDecodeOps runs the
+// products, fused gate/up or MLP: Llama's layer); unfusedDecodeOps runs the
 // step op by op. bind refuses a backend without the three ops. Gemma 2
 // (gemma2) is the same layer without q/k norms, every layer on the global
 // table, with its scores soft-capped (runtime.AttentionParams.Softcap,
@@ -44,7 +44,7 @@
 // (dims.granite): the embeddings scaled (scaleEmbeddings), the scores by
 // attention_multiplier (dims.scale), each residual add's input
 // (dims.residual) and the logits (headInto, by 1/logits_scaling); its
-// decode steps run op by op as Gemma's do (gemmaDecodeOps).
+// decode steps run op by op as Gemma's do (unfusedDecodeOps).
 //
 // OLMo 2 (hfconfig.Config.Olmo2) has no input norms (attnNorm and ffnNorm
 // nil: dims.norm copies the residual stream), normalizes the attention's

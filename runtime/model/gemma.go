@@ -19,7 +19,6 @@ import (
 // Gemma 2's soft-capping.
 func (d *dims) gemmaDims(cfg *hfconfig.Config, ctx int) error {
 	d.gemma, d.postNorms = true, cfg.GemmaPostNorms()
-	d.embedScale = float32(math.Sqrt(float64(d.hidden)))
 	d.attnCap, d.finalCap = float32(cfg.AttnSoftcap), float32(cfg.FinalSoftcap)
 	af := runtime.AttentionFactor(cfg.RopeScaling)
 	d.scale = float32(af * af * cfg.AttentionScale())
@@ -68,7 +67,7 @@ func (d dims) embedScaleFor(dt runtime.DType) (s float32, ok bool) {
 	if !d.gemma {
 		return 0, false
 	}
-	s = d.embedScale
+	s = float32(math.Sqrt(float64(d.hidden)))
 	switch dt {
 	case runtime.F16:
 		s = half.F16ToF32(half.F32ToF16(s))
@@ -83,13 +82,13 @@ func (d dims) embedScaleFor(dt runtime.DType) (s float32, ok bool) {
 // embedding_multiplier; ok false for the others), for the GPTQ drivers'
 // layer-0 inputs, which embed without the model.
 func EmbedScale(cfg *hfconfig.Config, dt runtime.DType) (float32, bool) {
-	d := dims{gemma: cfg.Gemma(), granite: cfg.Granite, embedScale: float32(math.Sqrt(float64(cfg.HiddenSize)))}
+	d := dims{hidden: cfg.HiddenSize, gemma: cfg.Gemma(), granite: cfg.Granite}
 	return d.embedScaleFor(dt)
 }
 
-// checkGemma refuses a backend without the ops Gemma's layers need
+// checkLayerOps refuses a backend without the ops Gemma's layers need
 // (Granite's: Scale).
-func checkGemma(d dims, b runtime.Backend) error {
+func checkLayerOps(d dims, b runtime.Backend) error {
 	if d.granite != nil {
 		if _, ok := b.(runtime.Scaler); !ok {
 			return fmt.Errorf("model: backend %s has no Scale (runtime.Scaler), which Granite's multipliers need", b.Name())
@@ -138,13 +137,13 @@ func (d dims) residual(b runtime.Backend, x, o runtime.Tensor) {
 	b.Add(x, x, o)
 }
 
-// gemmaDecodeOps issues the layers and head of a decode step of Gemma,
+// unfusedDecodeOps issues the layers and head of a decode step of Gemma,
 // Granite or OLMo 2 over ds's rows, whose embeddings x holds: op by op, as
 // the layer's forward (GemmaDecoderLayer, Gemma2DecoderLayer,
 // Gemma3DecoderLayer, GraniteDecoderLayer, Olmo2DecoderLayer), each layer
 // with its own RoPE table and window; the step's fusions are Llama's layer
 // and stay off.
-func (m *Model) gemmaDecodeOps(c *PagedCache, ds *decodeState) {
+func (m *Model) unfusedDecodeOps(c *PagedCache, ds *decodeState) {
 	b, d, s := m.b, m.d, &ds.s
 	pd := b.(runtime.PagedDecoder)
 	x := s.x

@@ -38,7 +38,8 @@ type dims struct {
 	qkNorm bool
 	// gemma is Gemma's layer (hfconfig.Config.Gemma: Gemma 1, 2 and 3):
 	// every norm multiplies by 1 + weight (runtime.OffsetRMSNormer), the
-	// MLP is a GELU-tanh GLU, embeddings are scaled by embedScale.
+	// MLP is a GELU-tanh GLU, embeddings are scaled by sqrt(hidden_size)
+	// (embedScaleFor).
 	// postNorms says the attention and MLP outputs are also normalized
 	// before their residual adds (Gemma 2 and 3: GemmaPostNorms).
 	gemma, postNorms bool
@@ -53,9 +54,6 @@ type dims struct {
 	// normalized before their residual adds (postAttnNorm, postFFNorm),
 	// q and k each normalized over the whole projection (qkFull).
 	olmo2, qkFull bool
-	// embedScale is Gemma's sqrt(hidden_size) (as fp32; rounded to the
-	// activation dtype where it applies, as transformers casts it).
-	embedScale float32
 	// attnCap and finalCap are Gemma 2's soft-capping of the attention
 	// scores (runtime.AttentionParams.Softcap) and of the logits
 	// (runtime.Softcapper); 0: none.
@@ -109,6 +107,13 @@ func (d dims) norm(b runtime.Backend, dst, x, w runtime.Tensor) {
 	}
 	b.RMSNorm(dst, x, w, d.eps)
 }
+
+// unfused reports whether the layers are Gemma's, Granite's or OLMo 2's,
+// which the decode step's fusions (Llama's dense layer: input orders,
+// norms in the products, the MLP as one op) do not cover: their steps run
+// op by op (unfusedDecodeOps) and their forward adds the residual apart
+// from the next norm.
+func (d dims) unfused() bool { return d.gemma || d.granite != nil || d.olmo2 }
 
 // dimsOf is dimsAt of the config's own context.
 func dimsOf(cfg *hfconfig.Config) (dims, error) { return dimsAt(cfg, cfg.MaxPositionEmbeddings) }
@@ -664,7 +669,7 @@ func (lw *layerWeights) forward(b runtime.Backend, d dims, s *scratch, x runtime
 		if lw.bias[oProj] != nil {
 			b.AddBias(o, lw.bias[oProj])
 		}
-		if d.gemma || d.granite != nil || d.olmo2 {
+		if d.unfused() {
 			// Gemma3DecoderLayer, Olmo2DecoderLayer: x + post_attention_layernorm(attn),
 			// then pre_feedforward_layernorm (GemmaDecoderLayer: x +
 			// attn, then post_attention_layernorm; GraniteDecoderLayer:
@@ -824,7 +829,7 @@ func LoadLayerWith(w Weights, cfg *hfconfig.Config, i int, b runtime.Backend, o 
 	if !runtime.Supports(b, dt) {
 		return nil, fmt.Errorf("model: backend %s has no %v tensors", b.Name(), dt)
 	}
-	if err := checkGemma(d, b); err != nil {
+	if err := checkLayerOps(d, b); err != nil {
 		return nil, err
 	}
 	if err := checkMoE(d, b); err != nil {

@@ -344,7 +344,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 	if !runtime.Supports(b, o.DType) || o.DType == runtime.I32 {
 		return nil, fmt.Errorf("model: backend %s has no %v activations", b.Name(), o.DType)
 	}
-	if err := checkGemma(d, b); err != nil {
+	if err := checkLayerOps(d, b); err != nil {
 		return nil, err
 	}
 	if err := checkMoE(d, b); err != nil {
@@ -384,11 +384,7 @@ func bind(w Weights, cfg *hfconfig.Config, quant *gptq.QuantizeConfig, b runtime
 			}
 			continue
 		}
-		if d.gemma || d.granite != nil || d.olmo2 {
-			// The decode step's fusions (input orders, norms in the
-			// products, the MLP as one op) are Llama's dense layer:
-			// Gemma's, Granite's and OLMo 2's steps run op by op
-			// (gemmaDecodeOps).
+		if d.unfused() {
 			continue
 		}
 		if io != nil {
