@@ -732,6 +732,27 @@ func CheckModel(cfg *hfconfig.Config) error {
 	return nil
 }
 
+// noAttentionBias refuses a config whose attention has biases
+// (attention_bias true), which llama.cpp's arch architecture does not
+// have (gemma, gemma2, gemma3, olmo2).
+func noAttentionBias(cfg *hfconfig.Config, arch string) error {
+	for _, m := range []string{"self_attn.q_proj", "self_attn.o_proj"} {
+		if cfg.LinearBias(m) {
+			return fmt.Errorf("%s: attention_bias true: llama.cpp's %s architecture has no attention biases: %w", cfg.File, arch, ErrUnsupportedModel)
+		}
+	}
+	return nil
+}
+
+// headDimHidden refuses a config whose head_dim is not hidden/heads, the
+// head size llama.cpp's arch architecture takes (granite, olmo2).
+func headDimHidden(cfg *hfconfig.Config, arch string) error {
+	if hd := cfg.HiddenSize / cfg.NumAttentionHeads; cfg.HeadDim != hd {
+		return fmt.Errorf("%s: head_dim %d: llama.cpp's %s architecture takes hidden/heads %d: %w", cfg.File, cfg.HeadDim, arch, hd, ErrUnsupportedModel)
+	}
+	return nil
+}
+
 // supportedModelTypes are the model_type values Convert writes.
 var supportedModelTypes = []string{"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2"}
 

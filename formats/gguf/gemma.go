@@ -26,7 +26,7 @@ func checkGemma1(cfg *hfconfig.Config) error {
 	if !cfg.TieWordEmbeddings {
 		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
 	}
-	return gemmaNoBias(cfg, "gemma")
+	return noAttentionBias(cfg, "gemma")
 }
 
 // gemma1TensorSpecs lists a gemma file's tensors (LLM_ARCH_GEMMA's
@@ -87,8 +87,5 @@ func (f *File) gemma1Config(a, scaling string, linear bool) error {
 	if _, ok := f.Tensor("output.weight"); ok {
 		return fmt.Errorf("%s: tensor output.weight in a gemma file: llama.cpp's gemma architecture takes token_embd as the head: %w", f.path, ErrUnsupportedModel)
 	}
-	if scaling == "yarn" || linear {
-		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling Gemma configs do not have: %w", f.path, a, scaling, ErrUnsupportedModel)
-	}
-	return nil
+	return f.noScaling(a, "Gemma", scaling, linear)
 }

@@ -60,7 +60,7 @@ func checkGemma2(cfg *hfconfig.Config) error {
 		// token_embd, and the converter leaves lm_head out.)
 		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma2 architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
 	}
-	return gemmaNoBias(cfg, "gemma2")
+	return noAttentionBias(cfg, "gemma2")
 }
 
 // gemma2KVs are a gemma2 file's hyperparameters, the keys
@@ -146,8 +146,8 @@ func (f *File) gemma2Config(c map[string]any, a, scaling string, linear bool, he
 		}
 		c[k.field] = v
 	}
-	if scaling == "yarn" || linear {
-		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling Gemma 2 configs do not have: %w", f.path, a, scaling, ErrUnsupportedModel)
+	if err := f.noScaling(a, "Gemma 2", scaling, linear); err != nil {
+		return err
 	}
 	c["sliding_window"] = sw
 	c["query_pre_attn_scalar"] = gemma2Scalar(int(c["num_hidden_layers"].(uint32)), int(headDim), int(c["hidden_size"].(uint32)), int(c["num_attention_heads"].(uint32)))

@@ -48,19 +48,7 @@ func checkGemma3(cfg *hfconfig.Config) error {
 	if s := cfg.RopeScaling; !s.IsDefault() && s.Type != hfconfig.RopeLinear {
 		return fmt.Errorf("%s: rope scaling %s: Gemma3Model writes linear alone: %w", cfg.File, s, ErrUnsupportedModel)
 	}
-	return gemmaNoBias(cfg, "gemma3")
-}
-
-// gemmaNoBias refuses a Gemma config whose attention has biases
-// (attention_bias true), which llama.cpp's arch architecture does not
-// have.
-func gemmaNoBias(cfg *hfconfig.Config, arch string) error {
-	for _, m := range []string{"self_attn.q_proj", "self_attn.o_proj"} {
-		if cfg.LinearBias(m) {
-			return fmt.Errorf("%s: attention_bias true: llama.cpp's %s architecture has no attention biases: %w", cfg.File, arch, ErrUnsupportedModel)
-		}
-	}
-	return nil
+	return noAttentionBias(cfg, "gemma3")
 }
 
 // gemma3TensorSpecs lists a gemma3 file's tensors (LLM_ARCH_GEMMA3's

@@ -20,8 +20,9 @@ import (
 // checkGranite refuses a granite config that llama.cpp's granite
 // architecture would run as another model, naming the key.
 func checkGranite(cfg *hfconfig.Config) error {
-	if hd := cfg.HiddenSize / cfg.NumAttentionHeads; cfg.HeadDim != hd {
-		return fmt.Errorf("%s: head_dim %d: GraniteModel drops it and llama.cpp takes hidden/heads %d: %w", cfg.File, cfg.HeadDim, hd, ErrUnsupportedModel)
+	// (GraniteModel drops head_dim.)
+	if err := headDimHidden(cfg, "granite"); err != nil {
+		return err
 	}
 	if s := cfg.RopeScaling; !s.IsDefault() {
 		return fmt.Errorf("%s: rope scaling %s: no Granite config has one, and llama.cpp's granite architecture is not checked with it: %w", cfg.File, s, ErrUnsupportedModel)
@@ -49,11 +50,8 @@ func graniteKVs(cfg *hfconfig.Config) []KV {
 // head_dim**-0.5. A RoPE scaling, rope_freqs or a multiplier that is not a
 // positive number is refused.
 func (f *File) graniteConfig(c map[string]any, a, scaling string, linear bool, headDim uint32) error {
-	if scaling == "yarn" || linear {
-		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling Granite configs do not have: %w", f.path, a, scaling, ErrUnsupportedModel)
-	}
-	if _, ok := f.Tensor(RopeFreqsTensor); ok {
-		return fmt.Errorf("%s: tensor %q in a granite file: a scaling Granite configs do not have: %w", f.path, RopeFreqsTensor, ErrUnsupportedModel)
+	if err := f.noScaling(a, "Granite", scaling, linear); err != nil {
+		return err
 	}
 	for _, k := range []struct {
 		key, field string

@@ -249,7 +249,7 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		}
 	}
 	if arch == "olmo2" {
-		if err := f.olmo2Config(a, scaling, linear); err != nil {
+		if err := f.noScaling(a, "OLMo 2", scaling, linear); err != nil {
 			return nil, err
 		}
 	}
@@ -337,6 +337,20 @@ func (f *File) HFConfig() (*hfconfig.Config, error) {
 		return nil, fmt.Errorf("%s: tensor %q: %s: %w", f.path, t.Name, why, ErrUnsupportedModel)
 	}
 	return cfg, nil
+}
+
+// noScaling refuses, in a file of a family whose configs have no RoPE
+// scaling (named as family), what llama.cpp would scale its RoPE by: the
+// scaling type yarn, a linear factor (a the keys' prefix), or the
+// rope_freqs tensor.
+func (f *File) noScaling(a, family, scaling string, linear bool) error {
+	if scaling == "yarn" || linear {
+		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling %s configs do not have: %w", f.path, a, scaling, family, ErrUnsupportedModel)
+	}
+	if _, ok := f.Tensor(RopeFreqsTensor); ok {
+		return fmt.Errorf("%s: tensor %q: a scaling %s configs do not have: %w", f.path, RopeFreqsTensor, family, ErrUnsupportedModel)
+	}
+	return nil
 }
 
 // moeConfig completes c for a file with experts (a the keys' prefix,

@@ -17,8 +17,8 @@ import (
 // checkOlmo2 refuses an olmo2 config that llama.cpp's olmo2 architecture
 // would run as another model, naming the key.
 func checkOlmo2(cfg *hfconfig.Config) error {
-	if hd := cfg.HiddenSize / cfg.NumAttentionHeads; cfg.HeadDim != hd {
-		return fmt.Errorf("%s: head_dim %d: llama.cpp's olmo2 architecture takes hidden/heads %d: %w", cfg.File, cfg.HeadDim, hd, ErrUnsupportedModel)
+	if err := headDimHidden(cfg, "olmo2"); err != nil {
+		return err
 	}
 	if cfg.TieWordEmbeddings {
 		return fmt.Errorf("%s: tie_word_embeddings true: llama.cpp's olmo2 architecture requires an output tensor, which a tied checkpoint does not have: %w", cfg.File, ErrUnsupportedModel)
@@ -26,12 +26,7 @@ func checkOlmo2(cfg *hfconfig.Config) error {
 	if s := cfg.RopeScaling; !s.IsDefault() {
 		return fmt.Errorf("%s: rope scaling %s: no OLMo 2 config has one, and llama.cpp's olmo2 architecture is not checked with it: %w", cfg.File, s, ErrUnsupportedModel)
 	}
-	for _, m := range []string{"self_attn.q_proj", "self_attn.o_proj"} {
-		if cfg.LinearBias(m) {
-			return fmt.Errorf("%s: attention_bias true: llama.cpp's olmo2 architecture has no attention biases: %w", cfg.File, ErrUnsupportedModel)
-		}
-	}
-	return nil
+	return noAttentionBias(cfg, "olmo2")
 }
 
 // olmo2TensorSpecs lists an olmo2 file's tensors (LLM_ARCH_OLMO2's
@@ -64,17 +59,4 @@ func olmo2TensorSpecs(cfg *hfconfig.Config) []tensorSpec {
 		specs = append(specs, tensorSpec{name: "output.weight", source: "lm_head.weight", shape: []int{v, h}})
 	}
 	return specs
-}
-
-// olmo2Config checks an olmo2 file's RoPE as llama.cpp's olmo2
-// architecture runs it (a the keys' prefix "olmo2."): a RoPE scaling or
-// rope_freqs is refused.
-func (f *File) olmo2Config(a, scaling string, linear bool) error {
-	if scaling == "yarn" || linear {
-		return fmt.Errorf("%s: %srope.scaling.type %q: a scaling OLMo 2 configs do not have: %w", f.path, a, scaling, ErrUnsupportedModel)
-	}
-	if _, ok := f.Tensor(RopeFreqsTensor); ok {
-		return fmt.Errorf("%s: tensor %q in an olmo2 file: a scaling OLMo 2 configs do not have: %w", f.path, RopeFreqsTensor, ErrUnsupportedModel)
-	}
-	return nil
 }
