@@ -1454,3 +1454,30 @@ func TestServeSpeculateFlags(t *testing.T) {
 		}
 	}
 }
+
+// inspectJSON runs inspect --json on dir and decodes its report into rep.
+func inspectJSON(t *testing.T, dir string, rep any) {
+	t.Helper()
+	out, stderr, err := run(t, "inspect", dir, "--json")
+	if err != nil {
+		t.Fatalf("inspect: %v\n%s", err, stderr)
+	}
+	if err := json.Unmarshal([]byte(out), rep); err != nil {
+		t.Fatalf("inspect --json: %v\n%s", err, out)
+	}
+}
+
+// inspectCounts is the part of inspect --json's report that every model
+// command test checks: the model type, and the parameters counted from the
+// tensors and from the config.
+type inspectCounts struct {
+	ModelType        string `json:"model_type"`
+	NumParameters    int64  `json:"num_parameters"`
+	ConfigParameters int64  `json:"config_parameters"`
+}
+
+// counted reports whether the report is of modelType with equal, nonzero
+// counts.
+func (c inspectCounts) counted(modelType string) bool {
+	return c.ModelType == modelType && c.NumParameters == c.ConfigParameters && c.NumParameters != 0
+}

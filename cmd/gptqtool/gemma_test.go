@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,22 +21,14 @@ func TestGemma2Commands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	dir := fixtures.Gemma2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64,
 		"query_pre_attn_scalar": 64, "sliding_window": 16, "num_hidden_layers": 4}, synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
-	out, stderr, err := run(t, "inspect", dir, "--json")
-	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, stderr)
-	}
 	var rep struct {
-		ModelType        string   `json:"model_type"`
-		NumParameters    int64    `json:"num_parameters"`
-		ConfigParameters int64    `json:"config_parameters"`
-		LayerTypes       []string `json:"layer_types"`
-		AttnCap          float64  `json:"attn_logit_softcapping"`
-		FinalCap         float64  `json:"final_logit_softcapping"`
+		inspectCounts
+		LayerTypes []string `json:"layer_types"`
+		AttnCap    float64  `json:"attn_logit_softcapping"`
+		FinalCap   float64  `json:"final_logit_softcapping"`
 	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	if rep.ModelType != "gemma2" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 || rep.AttnCap != 2 || rep.FinalCap != 3 ||
+	inspectJSON(t, dir, &rep)
+	if !rep.counted("gemma2") || rep.AttnCap != 2 || rep.FinalCap != 3 ||
 		!slices.Equal(rep.LayerTypes, []string{"sliding_attention", "full_attention", "sliding_attention", "full_attention"}) {
 		t.Errorf("inspect --json: %+v", rep)
 	}
@@ -95,19 +86,9 @@ func TestGemmaCommands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	dir := fixtures.Gemma(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002, "head_dim": 64},
 		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
-	out, stderr, err := run(t, "inspect", dir, "--json")
-	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, stderr)
-	}
-	var rep struct {
-		ModelType        string `json:"model_type"`
-		NumParameters    int64  `json:"num_parameters"`
-		ConfigParameters int64  `json:"config_parameters"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	if rep.ModelType != "gemma" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+	var rep inspectCounts
+	inspectJSON(t, dir, &rep)
+	if !rep.counted("gemma") {
 		t.Errorf("inspect --json: %+v", rep)
 	}
 	if out, _, err := run(t, "inspect", dir); err != nil || strings.Contains(out, "soft-capping") || strings.Contains(out, "query_pre_attn_scalar") ||

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -21,20 +20,12 @@ func TestGraniteCommands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	dir := fixtures.Granite(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002},
 		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
-	out, stderr, err := run(t, "inspect", dir, "--json")
-	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, stderr)
-	}
 	var rep struct {
-		ModelType        string             `json:"model_type"`
-		NumParameters    int64              `json:"num_parameters"`
-		ConfigParameters int64              `json:"config_parameters"`
-		Granite          map[string]float64 `json:"granite"`
+		inspectCounts
+		Granite map[string]float64 `json:"granite"`
 	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	if rep.ModelType != "granite" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 || rep.Granite["embedding_multiplier"] != 12 ||
+	inspectJSON(t, dir, &rep)
+	if !rep.counted("granite") || rep.Granite["embedding_multiplier"] != 12 ||
 		rep.Granite["attention_multiplier"] != 1 || rep.Granite["residual_multiplier"] != 0.22 || rep.Granite["logits_scaling"] != 8 {
 		t.Errorf("inspect --json: %+v", rep)
 	}

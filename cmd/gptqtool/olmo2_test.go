@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"testing"
 
 	"github.com/gptqtool/gptqtool/formats/synth"
@@ -19,19 +18,9 @@ func TestOlmo2Commands(t *testing.T) {
 	tok := fixturePath(t, "models/openchat-tiny")
 	dir := fixtures.Olmo2(t, map[string]any{"hidden_size": 128, "intermediate_size": 256, "vocab_size": 32002},
 		synth.Options{DType: "f16", Seed: 4, TokenizerDir: tok})
-	out, stderr, err := run(t, "inspect", dir, "--json")
-	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, stderr)
-	}
-	var rep struct {
-		ModelType        string `json:"model_type"`
-		NumParameters    int64  `json:"num_parameters"`
-		ConfigParameters int64  `json:"config_parameters"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	if rep.ModelType != "olmo2" || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+	var rep inspectCounts
+	inspectJSON(t, dir, &rep)
+	if !rep.counted("olmo2") {
 		t.Errorf("inspect --json: %+v", rep)
 	}
 	modelCommands(t, dir, "olmo2")

@@ -41,19 +41,9 @@ func TestQwen3Commands(t *testing.T) {
 // convert --gguf on dir, a checkpoint of modelType.
 func qwenCommands(t *testing.T, dir, modelType string) {
 	t.Helper()
-	out, stderr, err := run(t, "inspect", dir, "--json")
-	if err != nil {
-		t.Fatalf("inspect: %v\n%s", err, stderr)
-	}
-	var rep struct {
-		ModelType        string `json:"model_type"`
-		NumParameters    int64  `json:"num_parameters"`
-		ConfigParameters int64  `json:"config_parameters"`
-	}
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("inspect --json: %v\n%s", err, out)
-	}
-	if rep.ModelType != modelType || rep.NumParameters != rep.ConfigParameters || rep.NumParameters == 0 {
+	var rep inspectCounts
+	inspectJSON(t, dir, &rep)
+	if !rep.counted(modelType) {
 		t.Errorf("inspect: model_type %q, %d parameters, config's %d: want %s and equal counts", rep.ModelType, rep.NumParameters, rep.ConfigParameters, modelType)
 	}
 
