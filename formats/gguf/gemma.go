@@ -19,14 +19,21 @@ import (
 
 // checkGemma1 refuses a gemma config that llama.cpp's gemma architecture
 // would run as another model, naming the key.
-func checkGemma1(cfg *hfconfig.Config) error {
+func checkGemma1(cfg *hfconfig.Config) error { return tiedUnscaled(cfg, "gemma", "GemmaModel") }
+
+// tiedUnscaled refuses a config that llama.cpp's arch architecture (gemma,
+// gemma2) would run as another model: a RoPE scaling (its converter
+// writes none), an untied head (the architecture creates no output tensor:
+// the head is always token_embd, and the converter leaves lm_head out) or
+// attention biases.
+func tiedUnscaled(cfg *hfconfig.Config, arch, converter string) error {
 	if s := cfg.RopeScaling; !s.IsDefault() {
-		return fmt.Errorf("%s: rope scaling %s: GemmaModel writes none: %w", cfg.File, s, ErrUnsupportedModel)
+		return fmt.Errorf("%s: rope scaling %s: %s writes none: %w", cfg.File, s, converter, ErrUnsupportedModel)
 	}
 	if !cfg.TieWordEmbeddings {
-		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
+		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's %s architecture always takes the embedding as the head: %w", cfg.File, arch, ErrUnsupportedModel)
 	}
-	return noAttentionBias(cfg, "gemma")
+	return noAttentionBias(cfg, arch)
 }
 
 // gemma1TensorSpecs lists a gemma file's tensors (LLM_ARCH_GEMMA's

@@ -52,15 +52,7 @@ func checkGemma2(cfg *hfconfig.Config) error {
 	if s := gemma2Scalar(cfg.NumHiddenLayers, cfg.HeadDim, cfg.HiddenSize, cfg.NumAttentionHeads); cfg.QueryPreAttnScalar != float64(s) {
 		return fmt.Errorf("%s: query_pre_attn_scalar %g: llama.cpp's gemma2 architecture scales scores by %d**-0.5 at %d layers: %w", cfg.File, cfg.QueryPreAttnScalar, s, cfg.NumHiddenLayers, ErrUnsupportedModel)
 	}
-	if s := cfg.RopeScaling; !s.IsDefault() {
-		return fmt.Errorf("%s: rope scaling %s: Gemma2Model writes none: %w", cfg.File, s, ErrUnsupportedModel)
-	}
-	if !cfg.TieWordEmbeddings {
-		// (LLM_ARCH_GEMMA2 creates no output tensor: the head is always
-		// token_embd, and the converter leaves lm_head out.)
-		return fmt.Errorf("%s: tie_word_embeddings false: llama.cpp's gemma2 architecture always takes the embedding as the head: %w", cfg.File, ErrUnsupportedModel)
-	}
-	return noAttentionBias(cfg, "gemma2")
+	return tiedUnscaled(cfg, "gemma2", "Gemma2Model")
 }
 
 // gemma2KVs are a gemma2 file's hyperparameters, the keys

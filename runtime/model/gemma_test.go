@@ -235,18 +235,7 @@ func TestGemma3MatchesReference(t *testing.T) {
 		if _, ok := ref.t["model.layers.1.self_attn.o_proj.bias"]; !ok {
 			t.Fatal("no o_proj bias written")
 		}
-		want := gemmaForward(ref, qwen2IDs, gemmaWrong{})
-		m := loadModel(t, dir)
-		lg, err := m.Forward(qwen2IDs, nil, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d := nmseRows(splitRows(lg, m.Vocab()), want); !(d < 1e-10) {
-			t.Errorf("forward: logits nmse %.3g against the float64 reference", d)
-		}
-		if d := nmseRows(qwen2AllSteps(t, m), want); !(d < 1e-10) {
-			t.Errorf("paged steps: logits nmse %.3g against the float64 reference", d)
-		}
+		gemmaMatches(t, dir, gemmaForward(ref, qwen2IDs, gemmaWrong{}))
 	})
 	dir := fixtures.Gemma3(t, nil, synth.Options{DType: "f32", Seed: 5})
 	ref := loadRef(t, dir)
