@@ -15,7 +15,7 @@ import (
 
 // SupportedModelTypes lists the config.json model_type values this package
 // accepts, in the order error messages list them.
-var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe"}
+var SupportedModelTypes = []string{"mistral", "llama", "qwen2", "qwen3", "phi3", "gemma", "gemma2", "gemma3_text", "granite", "olmo2", "mixtral", "qwen3_moe", "qwen2_moe"}
 
 // ErrUnsupported is wrapped by errors for configurations that parse but that
 // the project does not implement (model_type, activation, RoPE scaling, dtype).
@@ -195,6 +195,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 		// Qwen3MoeConfig: num_key_value_heads 4, max_position_embeddings
 		// 32768; no window unless use_sliding_window.
 		kvDefault, maxPosDefault = 4, 32768
+	case "qwen2_moe":
+		// Qwen2MoeConfig: num_key_value_heads 16, max_position_embeddings
+		// 32768; no window unless use_sliding_window.
+		kvDefault, maxPosDefault = 16, 32768
 	case "gemma3_text":
 		// Gemma3TextConfig: num_key_value_heads 4, max_position_embeddings
 		// 131072, rms_norm_eps 1e-6, sliding_window 4096.
@@ -246,10 +250,10 @@ func parse(data []byte, file string, anyRoPE bool) (*Config, error) {
 	} else {
 		c.SlidingWindow = swDefault
 	}
-	if c.ModelType == "qwen2" || c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" {
+	if c.ModelType == "qwen2" || c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "qwen2_moe" {
 		r.qwen2Window(c)
 	}
-	if c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" {
+	if c.ModelType == "qwen3" || c.ModelType == "qwen3_moe" || c.ModelType == "qwen2_moe" {
 		r.layerTypes(c)
 	}
 	r.moe(c)
@@ -411,6 +415,8 @@ func qwenName(modelType string) string {
 		return "Qwen3"
 	case "qwen3_moe":
 		return "Qwen3-MoE"
+	case "qwen2_moe":
+		return "Qwen2-MoE"
 	}
 	return "Qwen2"
 }
@@ -470,6 +476,14 @@ func (c *Config) LinearBias(module string) bool {
 		switch module {
 		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
 			return true
+		}
+	case "qwen2_moe":
+		// Qwen2MoeAttention: q/k/v biases by qkv_bias (default true; the
+		// configs of transformers before the key have none: bias=True).
+		switch module {
+		case "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj":
+			b, ok := c.Raw["qkv_bias"].(bool)
+			return b || !ok
 		}
 	case "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "olmo2":
 		// Qwen3Attention, Qwen3MoeAttention, GemmaAttention, Gemma2Attention, Gemma3Attention,

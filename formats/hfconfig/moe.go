@@ -2,13 +2,16 @@ package hfconfig
 
 import "fmt"
 
-// MoE is the sparse mixture-of-experts MLP of a mixtral or qwen3_moe
-// config: in each of its layers (Sparse) a router Linear [Experts,
-// hidden_size] scores the experts, each token runs the TopK best (a
-// softmax over all the router's logits, then the top k, renormalized to sum
-// to 1 where NormTopK), and the layer's MLP output is the weighted sum of
-// those experts' SwiGLU MLPs, each of ExpertSize intermediate channels
-// (transformers' MixtralSparseMoeBlock and Qwen3MoeSparseMoeBlock).
+// MoE is the sparse mixture-of-experts MLP of a mixtral, qwen2_moe or
+// qwen3_moe config: in each of its layers (Sparse) a router Linear
+// [Experts, hidden_size] scores the experts, each token runs the TopK best
+// (a softmax over all the router's logits, then the top k, renormalized to
+// sum to 1 where NormTopK), and the layer's MLP output is the weighted sum
+// of those experts' SwiGLU MLPs, each of ExpertSize intermediate channels
+// (transformers' MixtralSparseMoeBlock and Qwen3MoeSparseMoeBlock); in
+// qwen2_moe plus a shared expert every token runs, a SwiGLU MLP of
+// SharedSize channels whose output is weighted by the sigmoid of its own
+// gate Linear [1, hidden_size] (Qwen2MoeSparseMoeBlock).
 type MoE struct {
 	// Experts is num_local_experts (mixtral) or num_experts (qwen3_moe);
 	// TopK is num_experts_per_tok.
@@ -27,6 +30,9 @@ type MoE struct {
 	// Gate, Up and Down name an expert's Linears: w1, w3, w2 (mixtral) or
 	// gate_proj, up_proj, down_proj (qwen3_moe).
 	Gate, Up, Down string
+	// SharedSize is qwen2_moe's shared_expert_intermediate_size, the
+	// shared expert's intermediate channels; 0 where there is none.
+	SharedSize int
 	// Dense lists, by layer, the layers whose MLP is a dense one of
 	// intermediate_size (qwen3_moe's mlp_only_layers, and the layers
 	// decoder_sparse_step skips); nil where every layer is sparse.
@@ -55,7 +61,23 @@ func (m *MoE) ExpertModules(e int) [3]string {
 	return [3]string{p + m.Gate, p + m.Up, p + m.Down}
 }
 
-// moe reads the MoE keys of a mixtral or qwen3_moe config into c.MoE.
+// SharedModules are the shared expert's Linear modules under
+// model.layers.<i> (Block.shared_expert.gate_proj, up_proj, down_proj), in
+// execution order; meaningful only where SharedSize > 0.
+func (m *MoE) SharedModules() [3]string {
+	p := m.Block + ".shared_expert."
+	return [3]string{p + "gate_proj", p + "up_proj", p + "down_proj"}
+}
+
+// SharedGateName is the shared expert's gate weight [1, hidden_size] of MoE
+// layer li (model.layers.<li>.<Block>.shared_expert_gate.weight), kept in
+// floating point as the router is.
+func (m *MoE) SharedGateName(li int) string {
+	return fmt.Sprintf("model.layers.%d.%s.shared_expert_gate.weight", li, m.Block)
+}
+
+// moe reads the MoE keys of a mixtral, qwen2_moe or qwen3_moe config into
+// c.MoE.
 func (r *reader) moe(c *Config) {
 	if r.err != nil {
 		return
@@ -71,13 +93,21 @@ func (r *reader) moe(c *Config) {
 		m.ExpertSize = c.IntermediateSize
 		m.NormTopK = true
 		m.Block, m.Gate, m.Up, m.Down = "block_sparse_moe", "w1", "w3", "w2"
-	case "qwen3_moe":
+	case "qwen3_moe", "qwen2_moe":
 		// Qwen3MoeConfig: num_experts 128, num_experts_per_tok 8,
 		// moe_intermediate_size 768, norm_topk_prob false,
-		// decoder_sparse_step 1, mlp_only_layers [].
-		m.Experts = r.optionalInt("num_experts", 128)
-		m.TopK = r.optionalInt("num_experts_per_tok", 8)
-		m.ExpertSize = r.optionalInt("moe_intermediate_size", 768)
+		// decoder_sparse_step 1, mlp_only_layers []. Qwen2MoeConfig: the
+		// same keys with num_experts 60, num_experts_per_tok 4,
+		// moe_intermediate_size 1408, and shared_expert_intermediate_size
+		// 5632.
+		experts, topK, size := 128, 8, 768
+		if c.ModelType == "qwen2_moe" {
+			experts, topK, size = 60, 4, 1408
+			m.SharedSize = r.optionalInt("shared_expert_intermediate_size", 5632)
+		}
+		m.Experts = r.optionalInt("num_experts", experts)
+		m.TopK = r.optionalInt("num_experts_per_tok", topK)
+		m.ExpertSize = r.optionalInt("moe_intermediate_size", size)
 		m.NormTopK = r.optionalBool("norm_topk_prob", false)
 		m.Block, m.Gate, m.Up, m.Down = "mlp", "gate_proj", "up_proj", "down_proj"
 		step := r.optionalInt("decoder_sparse_step", 1)
@@ -98,7 +128,7 @@ func (r *reader) moe(c *Config) {
 			}
 			dense[li], some = true, true
 		}
-		// Qwen3MoeDecoderLayer: sparse where the layer is not in
+		// Qwen3MoeDecoderLayer, Qwen2MoeDecoderLayer: sparse where the layer is not in
 		// mlp_only_layers, num_experts > 0 and (i + 1) % step == 0.
 		for li := range dense {
 			if (li+1)%step != 0 {
@@ -121,6 +151,8 @@ func (r *reader) moe(c *Config) {
 		r.fail("num_experts_per_tok: got %d, want 1 to %s (%d)", m.TopK, expertsKey(c.ModelType), m.Experts)
 	case m.ExpertSize <= 0:
 		r.fail("moe_intermediate_size: got %d, want a positive integer", m.ExpertSize)
+	case c.ModelType == "qwen2_moe" && m.SharedSize <= 0:
+		r.fail("shared_expert_intermediate_size: got %d, want a positive integer", m.SharedSize)
 	}
 	if r.err != nil {
 		return
@@ -160,14 +192,17 @@ func (r *reader) intList(key string) []int {
 }
 
 // moeParameters is the parameter count of the MLPs of a config with MoE,
-// over every layer: each sparse layer's router and experts, each dense
-// layer's MLP of intermediate_size.
+// over every layer: each sparse layer's router and experts (and shared
+// expert with its gate), each dense layer's MLP of intermediate_size.
 func (c *Config) moeParameters() int64 {
 	h := int64(c.HiddenSize)
 	var n int64
 	for li := range c.NumHiddenLayers {
 		if c.Sparse(li) {
 			n += int64(c.MoE.Experts)*h + int64(c.MoE.Experts)*3*h*int64(c.MoE.ExpertSize)
+			if s := int64(c.MoE.SharedSize); s > 0 {
+				n += 3*h*s + h
+			}
 		} else {
 			n += 3 * h * int64(c.IntermediateSize)
 		}

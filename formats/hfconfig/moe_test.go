@@ -121,6 +121,75 @@ func TestQwen3MoE(t *testing.T) {
 	}
 }
 
+// qwen15MoE is Qwen1.5-MoE-A2.7B's config.json (its keys as the model
+// repository gives them).
+const qwen15MoE = `{"architectures": ["Qwen2MoeForCausalLM"], "attention_dropout": 0.0, "bos_token_id": 151643,
+ "decoder_sparse_step": 1, "eos_token_id": 151643, "hidden_act": "silu", "hidden_size": 2048,
+ "initializer_range": 0.02, "intermediate_size": 5632, "max_position_embeddings": 32768, "max_window_layers": 21,
+ "model_type": "qwen2_moe", "moe_intermediate_size": 1408, "norm_topk_prob": false, "num_attention_heads": 16,
+ "num_experts": 60, "num_experts_per_tok": 4, "num_hidden_layers": 24, "num_key_value_heads": 16,
+ "output_router_logits": false, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "router_aux_loss_coef": 0.001,
+ "shared_expert_intermediate_size": 5632, "sliding_window": 32768, "tie_word_embeddings": false,
+ "torch_dtype": "bfloat16", "transformers_version": "4.40.0.dev0", "use_cache": true, "use_sliding_window": false,
+ "vocab_size": 151936}`
+
+func TestQwen2MoE(t *testing.T) {
+	c, err := Parse([]byte(qwen15MoE), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &MoE{Experts: 60, TopK: 4, ExpertSize: 1408, SharedSize: 5632, Block: "mlp", Gate: "gate_proj", Up: "up_proj", Down: "down_proj"}
+	if !reflect.DeepEqual(c.MoE, want) {
+		t.Errorf("MoE %+v, want %+v", c.MoE, want)
+	}
+	// 14,315,784,192: Qwen1.5-MoE-A2.7B's count (its model card's
+	// 14.3B), by hand: embeddings and head 2 × 151936 × 2048; a layer's
+	// attention 4 × 2048², q/k/v biases 3 × 2048, norms 2 × 2048, router
+	// 60 × 2048, experts 60 × 3 × 2048 × 1408, shared expert 3 × 2048 ×
+	// 5632 and its gate 2048; the final norm.
+	if got := c.NumParameters(); got != 14_315_784_192 {
+		t.Errorf("NumParameters %d, want 14315784192", got)
+	}
+	if c.QKNorm() || c.HeadDim != 128 || c.SlidingWindow != 0 || c.RopeTheta != 1e6 {
+		t.Errorf("qk norm %v head_dim %d window %d theta %g", c.QKNorm(), c.HeadDim, c.SlidingWindow, c.RopeTheta)
+	}
+	for m, want := range map[string]bool{"self_attn.q_proj": true, "self_attn.k_proj": true, "self_attn.v_proj": true, "self_attn.o_proj": false, "mlp.shared_expert.gate_proj": false} {
+		if got := c.LinearBias(m); got != want {
+			t.Errorf("LinearBias(%s) %v, want %v", m, got, want)
+		}
+	}
+	if got := c.MoE.SharedModules(); got != [3]string{"mlp.shared_expert.gate_proj", "mlp.shared_expert.up_proj", "mlp.shared_expert.down_proj"} {
+		t.Errorf("SharedModules %q", got)
+	}
+	if got := c.MoE.SharedGateName(5); got != "model.layers.5.mlp.shared_expert_gate.weight" {
+		t.Errorf("SharedGateName %q", got)
+	}
+	// Qwen2MoeConfig's defaults where the keys are absent; qkv_bias false
+	// drops the biases (transformers 5.x's key).
+	c, err = Parse([]byte(`{"model_type": "qwen2_moe", "hidden_size": 256, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 16, "vocab_size": 100, "qkv_bias": false}`), "config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.MoE; m.Experts != 60 || m.TopK != 4 || m.ExpertSize != 1408 || m.SharedSize != 5632 || m.NormTopK || c.NumKeyValueHeads != 16 || c.MaxPositionEmbeddings != 32768 {
+		t.Errorf("defaults: %+v kv %d max positions %d", m, c.NumKeyValueHeads, c.MaxPositionEmbeddings)
+	}
+	if c.LinearBias("self_attn.q_proj") {
+		t.Error("qkv_bias false: q_proj has a bias")
+	}
+	for _, tc := range []struct{ edit, want string }{
+		{`"shared_expert_intermediate_size": 0`, "shared_expert_intermediate_size: got 0"},
+		{`"use_sliding_window": true`, "Qwen2-MoE"},
+		{`"layer_types": ["full_attention", "sliding_attention"]`, "layer_types[1]"},
+	} {
+		_, err := Parse([]byte(`{"model_type": "qwen2_moe", "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 2,
+		"num_attention_heads": 4, "vocab_size": 100, `+tc.edit+`}`), "config.json")
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "config.json") {
+			t.Errorf("%s: %v, want an error naming config.json and %q", tc.edit, err, tc.want)
+		}
+	}
+}
+
 func TestMoEErrors(t *testing.T) {
 	base := `"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 4, "num_attention_heads": 4, "vocab_size": 100`
 	for _, tc := range []struct {
