@@ -54,6 +54,14 @@ __device__ __forceinline__ float silu(float v) { return v / (1.0f + expf(-v)); }
     /* mask_rows_T: dst [rows, cols] = x * mask[row]; mask fp32 [rows] */                         \
     extern "C" __global__ void mask_rows_##N(T* dst, const T* x, const float* mask, int rows, int cols) { \
         FOR_N(i, (i64)rows * cols) dst[i] = from_f32<T>(to_f32(x[i]) * mask[i / cols]);           \
+    }                                                                                            \
+    /* sigmoid_rows_T: dst [rows, cols] = x * sigmoid(g[row]), the sigmoid rounded                \
+       to T (Qwen2-MoE's shared expert gate); g [rows] */                                         \
+    extern "C" __global__ void sigmoid_rows_##N(T* dst, const T* x, const T* g, int rows, int cols) { \
+        FOR_N(i, (i64)rows * cols) {                                                             \
+            float s = to_f32(from_f32<T>(1.0f / (1.0f + expf(-to_f32(g[i / cols])))));          \
+            dst[i] = from_f32<T>(to_f32(x[i]) * s);                                              \
+        }                                                                                        \
     }
 FOR_DTYPES(ELEMENTWISE)
 

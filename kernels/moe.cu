@@ -26,11 +26,12 @@
 // let the next start at once (runtime/cuda launches them with programmatic
 // stream serialization: pdlKernels).
 //
-// moe_combine_T(x, out, wts, ids, rows, H, K): x [rows, H] += the row's
-// slots' outputs out [rows·K, H] weighed by wts, as runtime/model's host
-// path rounds them: acc = T(w·out) of the first slot, acc = T(acc +
-// T(w·out)) of each next one, x = T(x + acc); slots of id -1 left out. A
-// 1-D grid over rows·H.
+// moe_combine_T(x, out, wts, ids, extra, rows, H, K): x [rows, H] += the
+// row's slots' outputs out [rows·K, H] weighed by wts, as runtime/model's
+// host path rounds them: acc = T(w·out) of the first slot, acc = T(acc +
+// T(w·out)) of each next one, then acc = T(acc + extra) where extra [rows,
+// H] is given (a shared expert's output; null: none), x = T(x + acc);
+// slots of id -1 left out. A 1-D grid over rows·H.
 
 #define MOE_EMAX 256
 #define MOE_KMAX 16
@@ -165,7 +166,7 @@ __device__ void moe_route(int* __restrict__ ids, float* __restrict__ wts, int* _
 
 template <typename T>
 __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const float* __restrict__ wts,
-                            const int* __restrict__ ids, int rows, int H, int K) {
+                            const int* __restrict__ ids, const T* __restrict__ extra, int rows, int H, int K) {
     pdl_launch();
     pdl_wait();
     FOR_N(i, (i64)rows * H) {
@@ -181,6 +182,7 @@ __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const 
             if (any) v = to_f32(from_f32<T>(__fadd_rn(acc, v)));
             acc = v, any = true;
         }
+        if (extra) acc = any ? to_f32(from_f32<T>(__fadd_rn(acc, to_f32(extra[i])))) : to_f32(extra[i]);
         x[i] = from_f32<T>(__fadd_rn(to_f32(x[i]), acc));
     }
 }
@@ -190,8 +192,8 @@ __device__ void moe_combine(T* __restrict__ x, const T* __restrict__ out, const 
                                                                     int rows, int E, int K, int norm) {             \
         moe_route<T>(ids, wts, order, logits, rows, E, K, norm);                                                    \
     }                                                                                                               \
-    extern "C" __global__ void moe_combine_##N(T* x, const T* out, const float* wts, const int* ids, int rows, int H, \
-                                               int K) {                                                             \
-        moe_combine<T>(x, out, wts, ids, rows, H, K);                                                               \
+    extern "C" __global__ void moe_combine_##N(T* x, const T* out, const float* wts, const int* ids, const T* extra, \
+                                               int rows, int H, int K) {                                            \
+        moe_combine<T>(x, out, wts, ids, extra, rows, H, K);                                                        \
     }
 FOR_DTYPES(MOE)

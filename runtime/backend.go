@@ -240,6 +240,15 @@ type RowScaler interface {
 	ScaleRows(dst, x, scales Tensor)
 }
 
+// SigmoidGater is a Backend with dst[r, :] = x[r, :] · σ(logits[r]), σ
+// the logistic sigmoid in fp32 rounded to x's dtype, each product in fp32
+// rounded once to dst's dtype; logits [rows, 1] has x's dtype, and dst
+// may be x (Qwen2-MoE's shared expert, weighted by the sigmoid of its
+// gate's logit as transformers computes it in the model's dtype).
+type SigmoidGater interface {
+	SigmoidGateRows(dst, x, logits Tensor)
+}
+
 // ExpertRouter is a Backend that routes a mixture-of-experts layer's rows
 // on the device, so that a decode step of such a model transfers nothing
 // in its middle and can be recorded (Grapher). A slot is one of a row's
@@ -273,9 +282,10 @@ type ExpertRouter interface {
 	// CombineExperts adds each row's experts' outputs out [rows·topK, H],
 	// weighted, into x [rows, H] as ScaleRows and Add would: acc = w·out
 	// of the row's first slot, then acc + w·out of each next one, every
-	// product and sum rounded to x's dtype, then x + acc; slots of id -1
-	// are left out.
-	CombineExperts(x, out, weights, ids Tensor, topK int)
+	// product and sum rounded to x's dtype, then acc + extra where extra
+	// [rows, H] is not nil (Qwen2-MoE's shared expert's output), then x +
+	// acc; slots of id -1 are left out.
+	CombineExperts(x, out, weights, ids, extra Tensor, topK int)
 }
 
 // AddRMSNormer is a Backend with a fused residual add and RMSNorm:

@@ -340,7 +340,8 @@ func numel(shape []int) int {
 // [head_dim], floating point in a GPTQ checkpoint too; a gemma2 or gemma3_text
 // config pre_feedforward_layernorm and post_feedforward_layernorm too; a
 // mixture-of-experts layer (hfconfig.Config.Sparse) its router (floating
-// point) and its experts' Linears in place of the MLP's. A phi3 config gets
+// point) and its experts' Linears in place of the MLP's, and Qwen2-MoE's
+// shared expert's Linears and its gate (floating point). A phi3 config gets
 // Phi-3's fused self_attn.qkv_proj [q; k; v] and mlp.gate_up_proj
 // [gate; up] in their place (floating point only).
 func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([]safetensors.TensorInfo, []dist, error) {
@@ -427,6 +428,15 @@ func plan(cfg *hfconfig.Config, dt safetensors.DType, q *gptq.QuantizeConfig) ([
 				lin(p+names[0], m.ExpertSize, h, key(1<<32|uint64(2*e)))
 				lin(p+names[1], m.ExpertSize, h, key(1<<32|uint64(2*e)))
 				lin(p+names[2], h, m.ExpertSize, key(1<<32|uint64(2*e+1)))
+			}
+			if m.SharedSize > 0 {
+				// Qwen2-MoE's shared expert and its gate, whose
+				// logits spread about zero as the router's.
+				add(m.SharedGateName(i), dist{std: 1.5 / math.Sqrt(float64(h))}, 1, h)
+				names := m.SharedModules()
+				lin(p+names[0], m.SharedSize, h, key(1<<32|uint64(2*m.Experts)))
+				lin(p+names[1], m.SharedSize, h, key(1<<32|uint64(2*m.Experts)))
+				lin(p+names[2], h, m.SharedSize, key(1<<32|uint64(2*m.Experts+1)))
 			}
 		} else {
 			lin(p+"mlp.down_proj", h, inter, key(4))

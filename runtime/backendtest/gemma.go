@@ -11,8 +11,8 @@ import (
 // testGemma checks Gemma's ops where the backend has them against
 // float64: runtime.OffsetRMSNormer (x·rsqrt(mean(x²)+eps)·(1+w), out of
 // place and in place), runtime.GELUGLUer (gelu_tanh(gate)·up, in place
-// too), runtime.Scaler, runtime.RowScaler and runtime.Softcapper
-// (c·tanh(x/c), in place too).
+// too), runtime.Scaler, runtime.RowScaler, runtime.SigmoidGater
+// (x·σ(g) by rows) and runtime.Softcapper (c·tanh(x/c), in place too).
 func testGemma(e *env) {
 	if on, ok := e.b.(runtime.OffsetRMSNormer); ok {
 		for _, s := range []struct{ rows, h int }{{1, 64}, {5, 37}, {300, 256}} {
@@ -66,6 +66,25 @@ func testGemma(e *env) {
 			e.check(fmt.Sprintf("scale rows %dx%d", sh.rows, sh.cols), e.download(dst), want, tolElem)
 			rs.ScaleRows(xt, xt, st)
 			e.check(fmt.Sprintf("scale rows %dx%d in place", sh.rows, sh.cols), e.download(xt), want, tolElem)
+		}
+	}
+	if sg, ok := e.b.(runtime.SigmoidGater); ok {
+		for _, sh := range []struct{ rows, cols int }{{1, 64}, {7, 37}, {300, 256}} {
+			x, g := e.randn(sh.rows*sh.cols), e.randn(sh.rows)
+			for i := range g {
+				g[i] *= 3 // past the sigmoid's bend
+			}
+			g[0] = 30 // σ rounds to 1
+			want := make([]float64, len(x))
+			for i := range want {
+				want[i] = float64(x[i]) / (1 + math.Exp(-float64(g[i/sh.cols])))
+			}
+			xt, gt := e.upload(x, sh.rows, sh.cols), e.upload(g, sh.rows, 1)
+			dst := e.alloc(sh.rows, sh.cols)
+			sg.SigmoidGateRows(dst, xt, gt)
+			e.check(fmt.Sprintf("sigmoid gate rows %dx%d", sh.rows, sh.cols), e.download(dst), want, tolElem)
+			sg.SigmoidGateRows(xt, xt, gt)
+			e.check(fmt.Sprintf("sigmoid gate rows %dx%d in place", sh.rows, sh.cols), e.download(xt), want, tolElem)
 		}
 	}
 	if sc, ok := e.b.(runtime.Softcapper); ok {

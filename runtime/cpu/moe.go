@@ -99,12 +99,20 @@ func (b *Backend) ExpertMatMul(dsts []runtime.Tensor, x runtime.Tensor, ws [][]r
 }
 
 // CombineExperts implements runtime.ExpertRouter.
-func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) {
+func (b *Backend) CombineExperts(x, out, weights, ids, extra runtime.Tensor, topK int) {
 	xt, ot, wt := tensorOf(x), tensorOf(out), tensorOf(weights)
 	rows, H := xt.rows(), xt.cols()
 	idx := indexOf("combine experts", ids, rows*topK)
 	if ot.rows() != rows*topK || ot.cols() != H || wt.Len() != rows*topK || ot.dt != xt.dt {
 		panic(fmt.Sprintf("cpu: combine experts %v %v into x %v %v, top %d", ot.dt, ot.shape, xt.dt, xt.shape, topK))
+	}
+	var et *Tensor
+	if extra != nil {
+		et = tensorOf(extra)
+		sameLen("combine experts extra", et, xt)
+		if et.dt != xt.dt {
+			panic(fmt.Sprintf("cpu: combine experts extra %v into x %v", et.dt, xt.dt))
+		}
 	}
 	r1 := func(v float32) float32 {
 		s := [1]float32{v}
@@ -125,6 +133,11 @@ func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) 
 					v = r1(acc + v)
 				}
 				acc, any = v, true
+			}
+			if et != nil && any {
+				acc = r1(acc + et.data[i])
+			} else if et != nil {
+				acc = et.data[i]
 			}
 			xt.data[i] = r1(xt.data[i] + acc)
 		}

@@ -228,6 +228,26 @@ func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
 	}, x)
 }
 
+// SigmoidGateRows implements runtime.SigmoidGater: the sigmoid in
+// float64, rounded to x's dtype.
+func (b *Backend) SigmoidGateRows(dst, x, logits runtime.Tensor) {
+	xt, gt := tensorOf(x), tensorOf(logits)
+	rows, cols := xt.rows(), xt.cols()
+	if gt.dt != xt.dt || gt.Len() != rows {
+		panic(fmt.Sprintf("cpu: sigmoid gate of rows %v by %v %v", xt.shape, gt.dt, gt.shape))
+	}
+	g := make([]float32, rows)
+	for r := range g {
+		g[r] = float32(1 / (1 + math.Exp(-float64(gt.data[r]))))
+	}
+	roundTo(xt.dt, g)
+	b.elementwise("sigmoid-gate-rows", dst, func(d []float32, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			d[i] = xt.data[i] * g[i/cols]
+		}
+	}, x)
+}
+
 // OffsetRMSNorm implements runtime.OffsetRMSNormer: Gemma's RMSNorm,
 // (x * inv) * (1 + w) in fp32.
 func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {

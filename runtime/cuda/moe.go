@@ -85,15 +85,21 @@ func (b *Backend) RouteTopK(ids, weights, order, logits runtime.Tensor, dt runti
 }
 
 // CombineExperts implements runtime.ExpertRouter: moe.cu's moe_combine.
-func (b *Backend) CombineExperts(x, out, weights, ids runtime.Tensor, topK int) {
+func (b *Backend) CombineExperts(x, out, weights, ids, extra runtime.Tensor, topK int) {
 	xt, ot, wt, it := b.tensor(x), b.tensor(out), b.tensor(weights), b.tensor(ids)
 	rows, H := runtime.Rows(xt), runtime.Cols(xt)
 	if ot.dt != xt.dt || runtime.Rows(ot) != rows*topK || runtime.Cols(ot) != H || wt.dt != runtime.F32 || wt.n != rows*topK || it.dt != runtime.I32 || it.n != rows*topK {
 		panic(fmt.Sprintf("cuda: combine experts %v %v (weights %v, ids %v) into x %v %v, top %d", ot.dt, ot.shape, wt.shape, it.shape, xt.dt, xt.shape, topK))
 	}
+	var ep uint64
+	if extra != nil {
+		et := b.tensor(extra)
+		sameShape("combine-experts extra", et, xt)
+		ep = et.ptr
+	}
 	b.enter()
 	defer b.exit()
-	b.run("moe.cu", "moe_combine_"+suffix(xt.dt), grid1(int64(xt.n)), Dim{X: threads}, 0, xt.ptr, ot.ptr, wt.ptr, it.ptr, int32(rows), int32(H), int32(topK))
+	b.run("moe.cu", "moe_combine_"+suffix(xt.dt), grid1(int64(xt.n)), Dim{X: threads}, 0, xt.ptr, ot.ptr, wt.ptr, it.ptr, ep, int32(rows), int32(H), int32(topK))
 }
 
 // ExpertMatMul implements runtime.ExpertRouter: one launch of qgemv.cu's

@@ -296,36 +296,52 @@ func TestExpertRouter(t *testing.T) {
 			wv[i] = float32(r.Float64())
 		}
 		id := []int32{0, 1, 2, 3, -1, -1, 1, 4, 7, -1, -1, -1, 2, 5, 6}
-		var got, want []float32
-		for _, be := range []runtime.Backend{b, c} {
-			x, err := be.Alloc(runtime.F16, rows, H)
-			if err == nil {
-				err = be.Upload(x, xv)
-			}
-			o, err2 := be.Alloc(runtime.F16, rows*topK, H)
-			if err == nil && err2 == nil {
-				err = be.Upload(o, ov)
-			}
-			w, err3 := be.Alloc(runtime.F32, rows*topK)
-			if err == nil && err2 == nil && err3 == nil {
-				err = be.Upload(w, wv)
-			}
-			if err != nil || err2 != nil || err3 != nil {
-				t.Fatal(err, err2, err3)
-			}
-			ids := ints(t, be, id)
-			be.(runtime.ExpertRouter).CombineExperts(x, o, w, ids, topK)
-			if be == runtime.Backend(b) {
-				got = floatsOf(t, be, x)
-				for _, tn := range []runtime.Tensor{x, o, w, ids} {
-					b.Free(tn)
-				}
-			} else {
-				want = floatsOf(t, be, x)
-			}
+		ev := make([]float32, rows*H)
+		for i := range ev {
+			ev[i] = float32(r.NormFloat64())
 		}
-		if !slices.Equal(got, want) {
-			t.Errorf("combined rows differ from the CPU's: nmse %.3g", backendtest.NMSE(got, f64s(want)))
+		// Without and with a shared expert's output (extra; row 3 has no
+		// expert, so it is the whole of that row's sum).
+		for _, withExtra := range []bool{false, true} {
+			var got, want []float32
+			for _, be := range []runtime.Backend{b, c} {
+				x, err := be.Alloc(runtime.F16, rows, H)
+				if err == nil {
+					err = be.Upload(x, xv)
+				}
+				var extra runtime.Tensor
+				if withExtra && err == nil {
+					if extra, err = be.Alloc(runtime.F16, rows, H); err == nil {
+						err = be.Upload(extra, ev)
+					}
+				}
+				o, err2 := be.Alloc(runtime.F16, rows*topK, H)
+				if err == nil && err2 == nil {
+					err = be.Upload(o, ov)
+				}
+				w, err3 := be.Alloc(runtime.F32, rows*topK)
+				if err == nil && err2 == nil && err3 == nil {
+					err = be.Upload(w, wv)
+				}
+				if err != nil || err2 != nil || err3 != nil {
+					t.Fatal(err, err2, err3)
+				}
+				ids := ints(t, be, id)
+				be.(runtime.ExpertRouter).CombineExperts(x, o, w, ids, extra, topK)
+				if be == runtime.Backend(b) {
+					got = floatsOf(t, be, x)
+					for _, tn := range []runtime.Tensor{x, o, w, ids, extra} {
+						if tn != nil {
+							b.Free(tn)
+						}
+					}
+				} else {
+					want = floatsOf(t, be, x)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("extra %v: combined rows differ from the CPU's: nmse %.3g", withExtra, backendtest.NMSE(got, f64s(want)))
+			}
 		}
 	})
 }

@@ -699,6 +699,20 @@ func (b *Backend) ScaleRows(dst, x, scales runtime.Tensor) {
 	b.run("elementwise.cu", "mask_rows_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, st.ptr, int32(rows), int32(cols))
 }
 
+// SigmoidGateRows implements runtime.SigmoidGater: elementwise.cu's
+// sigmoid_rows.
+func (b *Backend) SigmoidGateRows(dst, x, logits runtime.Tensor) {
+	d, xt, gt := b.tensor(dst), b.tensor(x), b.tensor(logits)
+	sameShape("sigmoid-gate-rows", d, xt)
+	rows, cols := runtime.Rows(xt), runtime.Cols(xt)
+	if gt.dt != xt.dt || gt.n != rows {
+		panic(fmt.Sprintf("cuda: sigmoid gate of rows %v by %v %v", xt.shape, gt.dt, gt.shape))
+	}
+	b.enter()
+	defer b.exit()
+	b.run("elementwise.cu", "sigmoid_rows_"+suffix(d.dt), grid1(int64(d.n)), Dim{X: threads}, 0, d.ptr, xt.ptr, gt.ptr, int32(rows), int32(cols))
+}
+
 // OffsetRMSNorm implements runtime.OffsetRMSNormer: norm.cu's
 // rmsnorm_offset, one block a row.
 func (b *Backend) OffsetRMSNorm(dst, x, weight runtime.Tensor, eps float32) {

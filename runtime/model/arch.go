@@ -99,21 +99,36 @@ func ModuleGroups(trueSequential bool) [][]string {
 // Linears in a dense layer; in a mixture-of-experts layer
 // (hfconfig.Config.Sparse) the attention's four, then each expert's gate,
 // up and down (hfconfig.MoE.ExpertModules), whose inputs are ExpertInput
-// and ExpertAct: the rows of the tokens the router sends that expert. The router itself (hfconfig.MoE.RouterName)
-// is no Linear of this list: it stays in floating point, as GPTQModel and
-// vLLM keep it.
+// and ExpertAct: the rows of the tokens the router sends that expert, then
+// a shared expert's gate, up and down (hfconfig.MoE.SharedModules: every
+// row's ffn_norm, and SharedAct). The router itself (hfconfig.MoE.RouterName)
+// and a shared expert's gate are no Linears of this list: they stay in
+// floating point, as GPTQModel and vLLM keep them.
 func LayerLinears(cfg *hfconfig.Config, li int) []Linear {
 	if !cfg.Sparse(li) {
 		return Linears
 	}
 	out := slices.Clone(Linears[:oProj+1])
+	// (A shared expert's modules come first in their groups, as the
+	// reference quantizes them: up, gate, then every expert's.)
+	sh := 0
+	if cfg.MoE.SharedSize > 0 {
+		sh = 1
+	}
 	for e := range cfg.MoE.Experts {
 		m := cfg.MoE.ExpertModules(e)
 		in, act := ExpertInput(cfg.MoE, e), ExpertAct(cfg.MoE, e)
 		out = append(out,
-			Linear{Name: m[0], Input: in, Group: 2, Order: 2*e + 1},
-			Linear{Name: m[1], Input: in, Group: 2, Order: 2 * e},
-			Linear{Name: m[2], Input: act, Group: 3, Order: e})
+			Linear{Name: m[0], Input: in, Group: 2, Order: 2*(e+sh) + 1},
+			Linear{Name: m[1], Input: in, Group: 2, Order: 2 * (e + sh)},
+			Linear{Name: m[2], Input: act, Group: 3, Order: e + sh})
+	}
+	if sh > 0 {
+		m := cfg.MoE.SharedModules()
+		out = append(out,
+			Linear{Name: m[0], Input: "ffn_norm", Group: 2, Order: 1},
+			Linear{Name: m[1], Input: "ffn_norm", Group: 2, Order: 0},
+			Linear{Name: m[2], Input: SharedAct(cfg.MoE), Group: 3, Order: 0})
 	}
 	return out
 }

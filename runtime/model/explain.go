@@ -73,7 +73,7 @@ func explained(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) bo
 	if rest == "post_feedforward_layernorm.weight" {
 		return cfg.GemmaPostNorms() || cfg.Olmo2()
 	}
-	if cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
+	if cfg.Sparse(li) && (name == cfg.MoE.RouterName(li) || (cfg.MoE.SharedSize > 0 && name == cfg.MoE.SharedGateName(li))) {
 		return true
 	}
 	for _, m := range LayerModules(cfg, li) {
@@ -254,10 +254,13 @@ func Missing(names []string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) [
 		}
 		if cfg.Sparse(i) {
 			need(cfg.MoE.RouterName(i))
+			if cfg.MoE.SharedSize > 0 {
+				need(cfg.MoE.SharedGateName(i))
+			}
 		}
 		for _, m := range LayerModules(cfg, i) {
 			linear(p + m)
-			if cfg.ModelType == "qwen2" && addedBias(cfg, m) {
+			if (cfg.ModelType == "qwen2" || cfg.ModelType == "qwen2_moe") && addedBias(cfg, m) {
 				need(p + m + ".bias")
 			}
 		}
@@ -319,6 +322,8 @@ func WantShape(name string, cfg *hfconfig.Config, quant *gptq.QuantizeConfig) []
 		idx, rest, _ := strings.Cut(rest, ".")
 		if li, err := strconv.Atoi(idx); err == nil && cfg.Sparse(li) && name == cfg.MoE.RouterName(li) {
 			return []int{cfg.MoE.Experts, cfg.HiddenSize}
+		} else if err == nil && cfg.Sparse(li) && cfg.MoE.SharedSize > 0 && name == cfg.MoE.SharedGateName(li) {
+			return []int{1, cfg.HiddenSize}
 		}
 		switch rest {
 		case "input_layernorm.weight", "post_attention_layernorm.weight":

@@ -205,7 +205,24 @@ func (d dims) linearShape(module string) (n, k int, ok bool) {
 		}
 		return d.moe.ExpertSize, d.hidden, true
 	}
+	if j := d.sharedModule(module); j >= 0 {
+		if j == 2 {
+			return d.hidden, d.moe.SharedSize, true
+		}
+		return d.moe.SharedSize, d.hidden, true
+	}
 	return 0, 0, false
+}
+
+// sharedModule is the index of a shared expert's Linear module
+// (hfconfig.MoE.SharedModules) in that list, 0 gate, 1 up, 2 down; -1 for
+// any other module, or where the model has no shared expert.
+func (d dims) sharedModule(module string) int {
+	if d.moe == nil || d.moe.SharedSize == 0 {
+		return -1
+	}
+	m := d.moe.SharedModules()
+	return slices.Index(m[:], module)
 }
 
 // expertModule parses an expert's Linear module name (hfconfig.MoE's
@@ -268,6 +285,10 @@ type layerWeights struct {
 	// nil; nil in a dense layer.
 	router  runtime.Tensor
 	experts []expert
+	// shared and sharedGate [1, hidden] are a Qwen2-MoE layer's shared
+	// expert and its gate; nil elsewhere.
+	shared     *expert
+	sharedGate runtime.Tensor
 	// ews: the experts' gate, up and down weights, one list each
 	// (moeRouted's ExpertMatMul).
 	ews [3][]runtime.Tensor
@@ -404,10 +425,15 @@ func (lw *layerWeights) act(b runtime.Backend, d dims, xn, gate, up runtime.Tens
 }
 
 // tensors lists the layer's bound weight tensors, a mixture of experts'
-// experts aside (StepBytes counts the share of them a row reads).
+// routed experts aside (StepBytes counts the share of them a row reads;
+// a shared expert is in the list, as every row reads it).
 func (lw *layerWeights) tensors() []runtime.Tensor {
 	var ts []runtime.Tensor
-	for _, t := range append(append(lw.lin[:], lw.bias[:]...), lw.attnNorm, lw.ffnNorm, lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router) {
+	ts0 := append(append(lw.lin[:], lw.bias[:]...), lw.attnNorm, lw.ffnNorm, lw.qkv, lw.gateUp, lw.qNorm, lw.kNorm, lw.postAttnNorm, lw.postFFNorm, lw.router, lw.sharedGate)
+	if lw.shared != nil {
+		ts0 = append(ts0, lw.shared.gate, lw.shared.up, lw.shared.down)
+	}
+	for _, t := range ts0 {
 		if t != nil {
 			ts = append(ts, t)
 		}
@@ -502,6 +528,10 @@ type scratch struct {
 	// outputs, the stacks' last rows zero; wts (F32) [rows·TopK] the
 	// stacked rows' weights.
 	router, ein, egate, eup, eout, wts runtime.Tensor
+	// sgate and sup [rows, SharedSize] are a shared expert's gate/up
+	// products and slogit [rows, 1] its gate's logits (Qwen2-MoE; nil
+	// elsewhere).
+	sgate, sup, slogit runtime.Tensor
 	// eroute (I32) [3·rows·TopK]: the slots' experts, then RouteTopK's
 	// order (the slots in expert order and its runs), and rlog (F32)
 	// [rows, Experts] the router's logits, in the scratch of a decode
@@ -519,7 +549,7 @@ type scratch struct {
 }
 
 func (s *scratch) free(b runtime.Backend) {
-	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.eroute, s.rlog, s.padIn, s.padAct} {
+	for _, t := range []runtime.Tensor{s.xn, s.q, s.k, s.v, s.att, s.o, s.gate, s.up, s.x, s.router, s.ein, s.egate, s.eup, s.eout, s.wts, s.eroute, s.rlog, s.padIn, s.padAct, s.sgate, s.sup, s.slogit} {
 		if t != nil {
 			b.Free(t)
 		}
@@ -565,6 +595,9 @@ func (s *scratch) ensure(b runtime.Backend, d dims, rows int) error {
 		}
 		if err == nil {
 			s.wts, err = b.Alloc(runtime.F32, rows*k)
+		}
+		if d.moe.SharedSize > 0 {
+			s.sgate, s.sup, s.slogit = alloc(d.moe.SharedSize), alloc(d.moe.SharedSize), alloc(1)
 		}
 	}
 	if err != nil {
@@ -1003,6 +1036,8 @@ func (l *Layer) module(module string) (int, int, int) {
 		}
 		if e, k, ok := l.d.expertModule(module); ok {
 			j = len(LinearModules) + 3*e + k
+		} else if k := l.d.sharedModule(module); k >= 0 {
+			j = len(LinearModules) + 3*l.d.moe.Experts + k // (past the experts)
 		}
 	}
 	if j < 0 {
@@ -1013,12 +1048,15 @@ func (l *Layer) module(module string) (int, int, int) {
 }
 
 // weight is the tensor of module index j (module's): lin[j], or past
-// LinearModules an expert's gate, up or down.
+// LinearModules an expert's gate, up or down, then the shared expert's.
 func (l *Layer) weight(j int) runtime.Tensor {
 	if j < len(LinearModules) {
 		return l.w.lin[j]
 	}
-	ex := &l.w.experts[(j-len(LinearModules))/3]
+	ex := l.w.shared
+	if e := (j - len(LinearModules)) / 3; e < len(l.w.experts) {
+		ex = &l.w.experts[e]
+	}
 	return [3]runtime.Tensor{ex.gate, ex.up, ex.down}[(j-len(LinearModules))%3]
 }
 
@@ -1030,6 +1068,10 @@ func (l *Layer) modules() []string {
 	out := slices.Clone(LinearModules[:oProj+1])
 	for e := range l.d.moe.Experts {
 		m := l.d.moe.ExpertModules(e)
+		out = append(out, m[:]...)
+	}
+	if l.d.moe.SharedSize > 0 {
+		m := l.d.moe.SharedModules()
 		out = append(out, m[:]...)
 	}
 	return out

@@ -22,6 +22,22 @@ func bindMoE(bd *binder, d dims, li int, lw *layerWeights) error {
 		return err
 	}
 	p := LayerPrefix(li) + "."
+	if d.moe.SharedSize > 0 {
+		// Qwen2-MoE's shared expert: its gate [1, hidden] in floating
+		// point, as the router; its Linears as any Linear.
+		if lw.sharedGate, err = bd.weight(d.moe.SharedGateName(li), 1, d.hidden); err != nil {
+			return err
+		}
+		lw.shared = &expert{}
+		for j, m := range d.moe.SharedModules() {
+			n, k, _ := d.linearShape(m)
+			t, err := bd.linear(p+m, n, k)
+			if err != nil {
+				return err
+			}
+			*[]*runtime.Tensor{&lw.shared.gate, &lw.shared.up, &lw.shared.down}[j] = t
+		}
+	}
 	lw.experts = make([]expert, d.moe.Experts)
 	for e := range lw.experts {
 		for j, m := range d.moe.ExpertModules(e) {
@@ -183,7 +199,37 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 		b.Embedding(tmp, s.eout, slots[k])
 		b.Add(acc, acc, tmp)
 	}
+	if lw.shared != nil {
+		// Qwen2MoeSparseMoeBlock: the experts' sum plus the shared
+		// expert's output weighted by σ(shared_expert_gate(xn)).
+		if err := lw.sharedExpert(b, d, s, xn, tmp, emit); err != nil {
+			return err
+		}
+		b.Add(acc, acc, tmp)
+	}
 	b.Add(x, x, acc)
+	return nil
+}
+
+// sharedExpert sets out [T, hidden] to a Qwen2-MoE layer's shared expert
+// of xn [T, hidden] (a SwiGLU MLP every row runs) weighted by the sigmoid
+// of its gate's logit, all in the activation dtype as transformers
+// computes them. With emit it first emits the SwiGLU output (SharedAct),
+// down's input. It uses the scratch's shared buffers.
+func (lw *layerWeights) sharedExpert(b runtime.Backend, d dims, s *scratch, xn, out runtime.Tensor, emit func(string, runtime.Tensor) error) error {
+	T := runtime.Rows(xn)
+	g, u, logit := b.View(s.sgate, 0, T), b.View(s.sup, 0, T), b.View(s.slogit, 0, T)
+	b.MatMul(g, xn, lw.shared.gate)
+	b.MatMul(u, xn, lw.shared.up)
+	runtime.SwiGLU(b, g, g, u)
+	if emit != nil {
+		if err := emit(SharedAct(d.moe), g); err != nil {
+			return err
+		}
+	}
+	b.MatMul(out, g, lw.shared.down)
+	b.MatMul(logit, xn, lw.sharedGate)
+	b.(runtime.SigmoidGater).SigmoidGateRows(out, out, logit)
 	return nil
 }
 
@@ -192,8 +238,9 @@ func (lw *layerWeights) moe(b runtime.Backend, d dims, s *scratch, xn, x runtime
 // router's product, RouteTopK (each row's experts in ascending order at
 // its slots), each slot's gate and up products by one ExpertMatMul (the slots
 // of one expert together), one SwiGLU, the slots' down products, and
-// CombineExperts adding each row's weighted outputs in expert order into
-// x, rounded as moe rounds them.
+// CombineExperts adding each row's weighted outputs in expert order (and
+// a shared expert's output, computed first: sharedExpert) into x, rounded
+// as moe rounds them.
 func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d dims, s *scratch, xn, x runtime.Tensor) {
 	T, K := runtime.Rows(xn), d.moe.TopK
 	N := T * K
@@ -207,7 +254,12 @@ func (lw *layerWeights) moeRouted(er runtime.ExpertRouter, b runtime.Backend, d 
 	er.ExpertMatMul([]runtime.Tensor{g, u}, xn, lw.ews[:2], ids, order, K)
 	runtime.SwiGLU(b, g, g, u)
 	er.ExpertMatMul([]runtime.Tensor{out}, g, lw.ews[2:], ids, order, 1)
-	er.CombineExperts(x, out, wts, ids, K)
+	var shared runtime.Tensor
+	if lw.shared != nil {
+		shared = b.View(s.o, 0, T)
+		_ = lw.sharedExpert(b, d, s, xn, shared, nil) // (no emit, no error)
+	}
+	er.CombineExperts(x, out, wts, ids, shared, K)
 }
 
 // routesOnDevice reports whether decode steps of rows rows route every
@@ -245,6 +297,13 @@ func ExpertAct(m *hfconfig.MoE, e int) string {
 	return m.Block + ".experts." + strconv.Itoa(e) + ".act"
 }
 
+// SharedAct is the intermediate (hook name after "model.layers.<i>.") of
+// a Qwen2-MoE layer's shared expert's SwiGLU output, its down_proj's input
+// [T, SharedSize]: <block>.shared_expert.act.
+func SharedAct(m *hfconfig.MoE) string {
+	return m.Block + ".shared_expert.act"
+}
+
 // ExpertOf parses an intermediate name that ExpertInput or ExpertAct gives
 // into its expert e and whether it is the SwiGLU output (act); ok is false
 // for any other name (a dense intermediate, or none of m's).
@@ -277,7 +336,8 @@ func cutExpert(m *hfconfig.MoE, name string) (e int, leaf string, ok bool) {
 
 // intermediates lists layer li's intermediates in the order it produces
 // them: Intermediates, or in a mixture-of-experts layer the attention's,
-// ffn_norm, every expert's input, every expert's SwiGLU output, out.
+// ffn_norm, every expert's input, every expert's SwiGLU output, the shared
+// expert's (SharedAct, where the layer has one), out.
 func (d dims) intermediates(li int) []string {
 	if !d.sparseAt(li) {
 		return Intermediates
@@ -288,6 +348,9 @@ func (d dims) intermediates(li int) []string {
 	}
 	for e := range d.moe.Experts {
 		out = append(out, ExpertAct(d.moe, e))
+	}
+	if d.moe.SharedSize > 0 {
+		out = append(out, SharedAct(d.moe))
 	}
 	return append(out, "out")
 }
@@ -321,7 +384,8 @@ func (s *scratch) ensurePads(b runtime.Backend, d dims) error {
 }
 
 // checkMoE refuses a backend without runtime.RowScaler, which weighs a
-// mixture-of-experts layer's expert outputs. (Routed on the host, a layer
+// mixture-of-experts layer's expert outputs (or without
+// runtime.SigmoidGater, which weighs a shared expert's). (Routed on the host, a layer
 // reads the router's logits in the middle of a step, so decode steps run
 // op by op even where the backend records them, unless it routes them
 // itself: runtime.ExpertRouter, moeRouted.)
@@ -331,6 +395,9 @@ func checkMoE(d dims, b runtime.Backend) error {
 	}
 	if _, ok := b.(runtime.RowScaler); !ok {
 		return fmt.Errorf("model: backend %s has no ScaleRows (runtime.RowScaler), which mixture-of-experts layers need", b.Name())
+	}
+	if _, ok := b.(runtime.SigmoidGater); !ok && d.moe.SharedSize > 0 {
+		return fmt.Errorf("model: backend %s has no SigmoidGateRows (runtime.SigmoidGater), which a shared expert needs", b.Name())
 	}
 	return nil
 }

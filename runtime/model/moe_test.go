@@ -15,13 +15,16 @@ import (
 	"github.com/gptqtool/gptqtool/runtime/cpu"
 )
 
-// moe is transformers' MixtralSparseMoeBlock / Qwen3MoeSparseMoeBlock in
-// float64 for one row n of layer l: probabilities p = softmax(router·n)
-// over all experts, the top k of them (ties: the lower expert), divided by
-// their sum where the config renormalizes, and Σ p_e · expert_e(n), where
-// an expert is mlp over the checkpoint's names (mixtral's w1/w3/w2 read as
-// mlp's gate_proj/up_proj/down_proj). r.moeTopK overrides k and
-// r.moeNoNorm drops the renormalization, for the tests' wrong models.
+// moe is transformers' MixtralSparseMoeBlock / Qwen3MoeSparseMoeBlock /
+// Qwen2MoeSparseMoeBlock in float64 for one row n of layer l:
+// probabilities p = softmax(router·n) over all experts, the top k of them
+// (ties: the lower expert), divided by their sum where the config
+// renormalizes, and Σ p_e · expert_e(n), where an expert is mlp over the
+// checkpoint's names (mixtral's w1/w3/w2 read as mlp's
+// gate_proj/up_proj/down_proj), plus a shared expert's σ(gate·n) ·
+// shared(n) where the config has one. r.moeTopK overrides k, r.moeNoNorm
+// drops the renormalization and r.moeNoShared and r.moeUngated the shared
+// expert or its gate, for the tests' wrong models.
 func (r *refModel) moe(n []float64, l int, mlp func(n []float64, prefix string, I int) []float64) []float64 {
 	m := r.cfg.MoE
 	H := r.cfg.HiddenSize
@@ -79,6 +82,27 @@ func (r *refModel) moe(n []float64, l int, mlp func(n []float64, prefix string, 
 			out[i] += weight * y[i]
 		}
 	}
+	if m.SharedSize > 0 && !r.moeNoShared {
+		// Qwen2MoeSparseMoeBlock: + σ(shared_expert_gate·n) ·
+		// shared_expert(n).
+		names := m.SharedModules()
+		prefix := fmt.Sprintf("model.layers.%d.ref.shared.", l)
+		for i, suffix := range []string{"gate_proj", "up_proj", "down_proj"} {
+			r.t[prefix+suffix+".weight"] = r.t[fmt.Sprintf("model.layers.%d.%s.weight", l, names[i])]
+		}
+		y := mlp(n, prefix, m.SharedSize)
+		var z float64
+		for j, w := range r.t[m.SharedGateName(l)] {
+			z += w * n[j]
+		}
+		g := 1 / (1 + math.Exp(-z))
+		if r.moeUngated {
+			g = 1
+		}
+		for i := range out {
+			out[i] += g * y[i]
+		}
+	}
 	return out
 }
 
@@ -97,22 +121,39 @@ func TestMoEMatchesReference(t *testing.T) {
 	}{
 		{"mixtral", func(t *testing.T) string { return fixtures.Mixtral(t, nil, synth.Options{DType: "f32", Seed: 5}) }},
 		{"qwen3_moe", func(t *testing.T) string { return fixtures.Qwen3MoE(t, nil, synth.Options{DType: "f32", Seed: 6}) }},
+		{"qwen2_moe", func(t *testing.T) string { return fixtures.Qwen2MoE(t, nil, synth.Options{DType: "f32", Seed: 8}) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.dir(t)
 			ref := loadRef(t, dir)
 			want := ref.forward(moeIDs, false)
-			for _, wrong := range []struct {
-				name   string
-				topK   int
-				noNorm bool
-			}{{"one expert a token", 1, false}, {"not renormalized", 0, true}} {
-				ref.moeTopK, ref.moeNoNorm = wrong.topK, wrong.noNorm
-				if d := nmseRows(splitRows(flatten(ref.forward(moeIDs, false)), ref.cfg.VocabSize), want); !(d > 1e-3) {
+			wrongs := []struct {
+				name                                string
+				topK                                int
+				noNorm, noShared, ungated, noBiases bool
+			}{{name: "one expert a token", topK: 1}}
+			if ref.cfg.MoE.NormTopK {
+				wrongs = append(wrongs, struct {
+					name                                string
+					topK                                int
+					noNorm, noShared, ungated, noBiases bool
+				}{name: "not renormalized", noNorm: true})
+			} else {
+				// (Qwen2-MoE: no renormalization to drop; its shared
+				// expert, its gate and its q/k/v biases instead.)
+				wrongs = append(wrongs, []struct {
+					name                                string
+					topK                                int
+					noNorm, noShared, ungated, noBiases bool
+				}{{name: "no shared expert", noShared: true}, {name: "shared expert ungated", ungated: true}, {name: "no q/k/v biases", noBiases: true}}...)
+			}
+			for _, wrong := range wrongs {
+				ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated = wrong.topK, wrong.noNorm, wrong.noShared, wrong.ungated
+				if d := nmseRows(splitRows(flatten(ref.forward(moeIDs, wrong.noBiases)), ref.cfg.VocabSize), want); !(d > 1e-3) {
 					t.Fatalf("%s moves the reference's logits by nmse %.3g only: the test could not tell", wrong.name, d)
 				}
 			}
-			ref.moeTopK, ref.moeNoNorm = 0, false
+			ref.moeTopK, ref.moeNoNorm, ref.moeNoShared, ref.moeUngated = 0, false, false, false
 			m := loadModel(t, dir)
 			lg, err := m.Forward(moeIDs, nil, nil)
 			if err != nil {
@@ -183,7 +224,7 @@ func TestMoEGPTQ(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		write func(testing.TB, map[string]any, synth.Options) string
-	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}} {
+	}{{"mixtral", fixtures.Mixtral}, {"qwen3_moe", fixtures.Qwen3MoE}, {"qwen2_moe", fixtures.Qwen2MoE}} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.write(t, nil, synth.Options{Seed: 7, GPTQ: qwen2GPTQ()})
 			if err := Check(dir); err != nil {
@@ -486,4 +527,93 @@ func TestMoEDecodeBuckets(t *testing.T) {
 		t.Errorf("%d recordings, want 1 (the one-row bucket's)", captures)
 	}
 	sameSteps(t, "replayed and host-routed", got, want)
+}
+
+// TestQwen2MoELayer: a Qwen2-MoE layer loaded on its own emits its shared
+// expert's SwiGLU output (SharedAct: every row's, checked on the host from
+// Weight's shared gate and up on ffn_norm) after the experts' intermediates,
+// in LayerIntermediates' order, and every input LayerLinears names; a pass
+// stops there; SetWeight of the shared down changes the output; StepBytes
+// counts the shared expert and its gate whole (every row reads them).
+func TestQwen2MoELayer(t *testing.T) {
+	dir := fixtures.Qwen2MoE(t, nil, synth.Options{DType: "f32", Seed: 3})
+	set, cfg := fixtures.OpenCheckpoint(t, dir)
+	l, err := LoadLayer(set, cfg, 0, cpu.New(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Free()
+	const T = 9
+	H, S := cfg.HiddenSize, cfg.MoE.SharedSize
+	x := make([]float32, T*H)
+	for i := range x {
+		x[i] = float32(math.Cos(float64(i)*0.29)) * 0.7
+	}
+	got := map[string][]float32{}
+	var order []string
+	prefix := LayerPrefix(0) + "."
+	out, err := l.Forward(x, func(name string, v []float32, rows, cols int) {
+		order = append(order, strings.TrimPrefix(name, prefix))
+		got[strings.TrimPrefix(name, prefix)] = slices.Clone(v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := LayerIntermediates(cfg, 0); !slices.Equal(order, want) || want[len(want)-2] != SharedAct(cfg.MoE) {
+		t.Fatalf("intermediates %v, want %v with the shared expert's last but one", order, want)
+	}
+	for _, lin := range LayerLinears(cfg, 0) {
+		if _, ok := got[lin.Input]; !ok {
+			t.Errorf("%s: input %q never emitted", lin.Name, lin.Input)
+		}
+	}
+	sm := cfg.MoE.SharedModules()
+	wg, err := l.Weight(sm[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	wu, err := l.Weight(sm[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	xn, act := got["ffn_norm"], got[SharedAct(cfg.MoE)]
+	for r := range T {
+		for c := range S {
+			var g, u float64
+			for k := range H {
+				g += float64(xn[r*H+k]) * float64(wg[c*H+k])
+				u += float64(xn[r*H+k]) * float64(wu[c*H+k])
+			}
+			want := g / (1 + math.Exp(-g)) * u
+			if d := math.Abs(float64(act[r*S+c]) - want); d > 1e-5*(1+math.Abs(want)) {
+				t.Fatalf("row %d channel %d: shared act %v, want %v", r, c, act[r*S+c], want)
+			}
+		}
+	}
+	if o, err := l.ForwardUntil(x, SharedAct(cfg.MoE), nil); err != nil || o != nil {
+		t.Errorf("ForwardUntil the shared act: %v, %d values", err, len(o))
+	}
+	if err := l.SetWeight(sm[2], make([]float32, H*S)); err != nil {
+		t.Fatal(err)
+	}
+	out2, err := l.Forward(x, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(out, out2) {
+		t.Error("zeroing the shared expert's down changed nothing")
+	}
+
+	m := loadModel(t, dir)
+	c := m.Config
+	V, L := int64(c.VocabSize), int64(c.NumHiddenLayers)
+	q, kv := int64(c.NumAttentionHeads*c.HeadDim), int64(c.NumKeyValueHeads*c.HeadDim)
+	ES, E, K, SS, I := int64(c.MoE.ExpertSize), int64(c.MoE.Experts), int64(c.MoE.TopK), int64(S), int64(c.IntermediateSize)
+	h := int64(H)
+	attn := 2*h + h*q + 2*h*kv + q*h + q + 2*kv // (q/k/v biases)
+	sparse := E*h + K*3*h*ES + 3*h*SS + h
+	want := 4 * (h + V*h + L*attn + (L-1)*sparse + 3*h*I) // (layer 1 dense)
+	if got := m.StepBytes(); got != want {
+		t.Errorf("StepBytes %d, want %d", got, want)
+	}
 }

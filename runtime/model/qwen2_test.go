@@ -27,6 +27,10 @@ type refModel struct {
 	// tests' wrong models.
 	moeTopK   int
 	moeNoNorm bool
+	// moeNoShared leaves a Qwen2-MoE layer's shared expert out, and
+	// moeUngated adds it without its sigmoid gate, for the tests' wrong
+	// models.
+	moeNoShared, moeUngated bool
 	// dropGranite names one of Granite's multipliers forward leaves out
 	// ("embedding", "attention", "residual", "logits"), for the tests'
 	// wrong models.

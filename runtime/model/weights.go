@@ -611,13 +611,17 @@ func LayerWeightNames(cfg *hfconfig.Config, i int) []string {
 
 // LayerTensorNames lists the floating-point tensors of decoder layer i of
 // cfg as an unquantized checkpoint names them: its two norms (twoNorms)
-// and its Linears' weights (LayerModules: a sparse layer's router and
-// experts in place of the dense MLP; LayerBiasNames adds the biases).
+// and its Linears' weights (LayerModules: a sparse layer's router, shared
+// expert gate and experts in place of the dense MLP; LayerBiasNames adds
+// the biases).
 func LayerTensorNames(cfg *hfconfig.Config, i int) []string {
 	p := LayerPrefix(i) + "."
 	names := twoNorms(cfg, i)
 	if cfg.Sparse(i) {
 		names = append(names, cfg.MoE.RouterName(i))
+		if cfg.MoE.SharedSize > 0 {
+			names = append(names, cfg.MoE.SharedGateName(i))
+		}
 	}
 	for _, m := range LayerModules(cfg, i) {
 		names = append(names, p+m+".weight")
