@@ -33,8 +33,9 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 	shape := map[string]any{"hidden_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 2000}
 	mixtral := map[string]any{"intermediate_size": 512}
 	qwen := map[string]any{"moe_intermediate_size": 256, "head_dim": 64}
+	qwen2 := map[string]any{"moe_intermediate_size": 256, "shared_expert_intermediate_size": 384, "intermediate_size": 512}
 	for k, v := range shape {
-		mixtral[k], qwen[k] = v, v
+		mixtral[k], qwen[k], qwen2[k] = v, v, v
 	}
 	for _, tc := range []struct {
 		name string
@@ -43,6 +44,9 @@ func TestMoEDecodeOnDevice(t *testing.T) {
 	}{
 		{"mixtral-gptq-4bit", fixtures.Mixtral(t, mixtral, synth.Options{Seed: 11, GPTQ: &q}), runtime.F16},
 		{"qwen3_moe-bf16", fixtures.Qwen3MoE(t, qwen, synth.Options{DType: "bf16", Seed: 11}), runtime.BF16},
+		// (A shared expert: sigmoid_rows and moe_combine's extra.)
+		{"qwen2_moe-gptq-4bit", fixtures.Qwen2MoE(t, qwen2, synth.Options{Seed: 11, GPTQ: &q}), runtime.F16},
+		{"qwen2_moe-bf16", fixtures.Qwen2MoE(t, qwen2, synth.Options{DType: "bf16", Seed: 12}), runtime.BF16},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			decodeMatchesCPU(t, b, tc.dir, tc.dt)
