@@ -25,7 +25,9 @@ import (
 // by op; by slots and by runs of slots), and a bf16 Qwen3-MoE (16 experts, 4 a token, q/k norms, a dense
 // last layer), whose floating-point experts the host routes (its steps run
 // op by op either way: the experts' rows gathered, scaled by ScaleRows and
-// added back).
+// added back); and a Qwen2-MoE (12 experts, 4 a token, a shared expert
+// weighted by its sigmoid gate, q/k/v biases, a dense middle layer) both
+// ways, GPTQ 4-bit in fp16 (routed on the device) and bf16.
 func TestMoEDecodeOnDevice(t *testing.T) {
 	b := gputest.Backend(t)
 	q := gptq.DefaultQuantizeConfig()
