@@ -526,8 +526,12 @@ func planParts(cfg *hfconfig.Config, qc gptq.QuantizeConfig) ([]safetensors.Tens
 			infos = append(infos, safetensors.TensorInfo{Name: n, DType: safetensors.F16, Shape: model.WantShape(n, cfg, nil)})
 		}
 		if cfg.Sparse(li) {
-			// The router stays in floating point, as GPTQModel keeps it.
+			// The router (and a shared expert's gate) stays in floating
+			// point, as GPTQModel keeps it.
 			infos = append(infos, safetensors.TensorInfo{Name: cfg.MoE.RouterName(li), DType: safetensors.F16, Shape: []int{cfg.MoE.Experts, cfg.HiddenSize}})
+			if cfg.MoE.SharedSize > 0 {
+				infos = append(infos, safetensors.TensorInfo{Name: cfg.MoE.SharedGateName(li), DType: safetensors.F16, Shape: []int{1, cfg.HiddenSize}})
+			}
 		}
 		for _, m := range model.LayerModules(cfg, li) {
 			K, N, ok := model.LinearShape(cfg, m)
@@ -621,6 +625,11 @@ func (c *Checkpoint) Layer(li int, modules []quantize.ModuleResult) error {
 	if c.cfg.Sparse(li) {
 		if err := c.copyPlain(c.cfg.MoE.RouterName(li)); err != nil {
 			return err
+		}
+		if c.cfg.MoE.SharedSize > 0 {
+			if err := c.copyPlain(c.cfg.MoE.SharedGateName(li)); err != nil {
+				return err
+			}
 		}
 	}
 	if err := checkFusedPerms(c.cfg, modules); err != nil {

@@ -736,10 +736,15 @@ func (d *devRun) layerOf(j Job, li int) ([]ModuleResult, error) {
 
 // mlpStops are where the true-sequential passes of layer li of cfg stop
 // for the MLP's two groups: ffn_norm and ffn_act, or in a sparse layer
-// the last expert's input and SwiGLU output (every expert's then emitted).
+// the last expert's input and SwiGLU output (every expert's then emitted),
+// or the shared expert's SwiGLU output where the layer has one (it comes
+// after the experts'; its input, ffn_norm, before theirs).
 func mlpStops(cfg *hfconfig.Config, li int) (in, act string) {
 	if !cfg.Sparse(li) {
 		return "ffn_norm", "ffn_act"
+	}
+	if cfg.MoE.SharedSize > 0 {
+		return model.ExpertInput(cfg.MoE, cfg.MoE.Experts-1), model.SharedAct(cfg.MoE)
 	}
 	return model.ExpertInput(cfg.MoE, cfg.MoE.Experts-1), model.ExpertAct(cfg.MoE, cfg.MoE.Experts-1)
 }
@@ -858,6 +863,9 @@ func (d *devRun) inputWidth(in string) int {
 			return d.cfg.MoE.ExpertSize
 		}
 		return d.cfg.HiddenSize
+	}
+	if d.cfg.MoE != nil && d.cfg.MoE.SharedSize > 0 && in == model.SharedAct(d.cfg.MoE) {
+		return d.cfg.MoE.SharedSize
 	}
 	panic("quantize: unknown linear input " + in)
 }

@@ -102,7 +102,7 @@ func PlanHost(cfg *hfconfig.Config, S, T, workers int, jobs []Job, device bool, 
 }
 
 // mlpPlan sizes a layer's MLP for the plans: the parameters of its largest
-// layer's (a sparse layer's router and experts), the widest group's
+// layer's (a sparse layer's router and experts, and shared expert), the widest group's
 // Hessian elements (the dense MLP's intermediate_size², or every expert's
 // input or SwiGLU output at once), the values a row's expert intermediates
 // add (each expert's zero-padded input and output), the values a row's
@@ -129,6 +129,19 @@ func mlpSizes(cfg *hfconfig.Config) mlpPlan {
 		p.grams, p.gramWidth = E, max(h, ES)
 		ex := m.ExpertModules(0)
 		p.modules = append(slices.Clone(model.LinearModules), ex[:]...)
+		if S := int64(m.SharedSize); S > 0 {
+			// Qwen2-MoE's shared expert: its Linears and gate, its
+			// SwiGLU output's Gram beside the experts' (its input's is
+			// ffn_norm's, one more of h²), its gate/up products and
+			// logit in the scratch.
+			p.params += 3*h*S + h
+			p.group = max(p.group, E*max(h*h, ES*ES)+max(h*h, S*S))
+			p.row += S
+			p.scratch += 2*S + 1
+			p.grams, p.gramWidth = E+1, max(h, ES, S)
+			sh := m.SharedModules()
+			p.modules = append(p.modules, sh[:]...)
+		}
 	}
 	return p
 }

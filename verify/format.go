@@ -336,9 +336,14 @@ func plainProblems(set tensorSet, cfg *hfconfig.Config) []string {
 			ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
 		}
 		if cfg.Sparse(li) {
-			// The router stays in floating point, as GPTQModel keeps it.
+			// The router (and a shared expert's gate) stays in floating
+			// point, as GPTQModel keeps it.
 			n := cfg.MoE.RouterName(li)
 			ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
+			if cfg.MoE.SharedSize > 0 {
+				n := cfg.MoE.SharedGateName(li)
+				ws = append(ws, want{n, model.WantShape(n, cfg, nil)})
+			}
 		}
 	}
 	var ps []string

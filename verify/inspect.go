@@ -183,6 +183,9 @@ type MoE struct {
 	// SparseLayers counts the layers with experts (hfconfig.Config.Sparse);
 	// the others have a dense MLP of intermediate_size.
 	SparseLayers int `json:"sparse_layers"`
+	// SharedExpertIntermediateSize is a shared expert's width (qwen2_moe;
+	// 0 and left out elsewhere).
+	SharedExpertIntermediateSize int `json:"shared_expert_intermediate_size,omitempty"`
 }
 
 // moeOf is cfg's MoE for a Report, nil for a dense model.
@@ -190,7 +193,8 @@ func moeOf(cfg *hfconfig.Config) *MoE {
 	if cfg.MoE == nil {
 		return nil
 	}
-	m := &MoE{NumExperts: cfg.MoE.Experts, NumExpertsPerTok: cfg.MoE.TopK, MoEIntermediateSize: cfg.MoE.ExpertSize, NormTopKProb: cfg.MoE.NormTopK}
+	m := &MoE{NumExperts: cfg.MoE.Experts, NumExpertsPerTok: cfg.MoE.TopK, MoEIntermediateSize: cfg.MoE.ExpertSize, NormTopKProb: cfg.MoE.NormTopK,
+		SharedExpertIntermediateSize: cfg.MoE.SharedSize}
 	for li := range cfg.NumHiddenLayers {
 		if cfg.Sparse(li) {
 			m.SparseLayers++

@@ -85,6 +85,9 @@ func printReport(w io.Writer, r *verify.Report) {
 		if m.NormTopKProb {
 			norm = ", weights renormalized"
 		}
+		if m.SharedExpertIntermediateSize > 0 {
+			norm += fmt.Sprintf(", and a shared expert of intermediate %d", m.SharedExpertIntermediateSize)
+		}
 		fmt.Fprintf(w, "  experts        %d of intermediate %d in %d of %d layers, %d a token%s\n", m.NumExperts, m.MoEIntermediateSize, m.SparseLayers, r.NumHiddenLayers, m.NumExpertsPerTok, norm)
 	}
 	partial := ""
